@@ -1,0 +1,168 @@
+"""``peerdistill train | eval | compare | presets``: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from . import __version__
+from .config import DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_yaml
+from .errors import ConfigError, PeerdistillError
+
+# Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
+    config = None
+    overrides = []
+    for arg in args:
+        if "=" in arg:
+            overrides.append(arg)
+        elif config is None:
+            config = arg
+        else:
+            raise ConfigError(f"unexpected argument '{arg}': give one CONFIG.yaml and key=value overrides")
+    return config, overrides
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from .build import run_dir_for, train_from_config
+    from .report import results_table
+
+    if ns.resume:
+        run_dir = Path(ns.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
+        if ns.args:
+            raise ConfigError("--resume continues a run with its saved config: drop the other arguments")
+        cfg = load_config(run_dir / "config.yaml")
+    else:
+        path, overrides = _split_config_and_overrides(ns.args)
+        cfg = load_config(path, overrides)
+        run_dir = run_dir_for(cfg)
+    result = train_from_config(cfg, run_dir=run_dir, overwrite=ns.overwrite, resume=bool(ns.resume),
+                               progress=not ns.quiet)
+    from .engine.artifacts import read_json
+
+    meta = read_json(run_dir / "run.json")
+    params = {m["name"]: m["parameters"] for m in meta["members"]}
+    monitor_metric = result.monitor.split("/")[1]
+    title = (f"test split at the best epoch ({result.best_epoch + 1} of {len(result.history)}, "
+             f"by val {result.monitor})")
+    console.print(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric))
+    console.print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from .engine.artifacts import read_json
+    from .report import results_table
+    from .runs import evaluate_run
+
+    data_spec = None
+    if ns.data or ns.overrides:
+        meta = read_json(Path(ns.run_dir) / "run.json") if (Path(ns.run_dir) / "run.json").exists() else {}
+        tree = {"data": dict(meta.get("data_spec") or {})}
+        if ns.data:
+            loaded = load_yaml(ns.data)
+            tree["data"] = loaded.get("data", loaded)
+        for override in ns.overrides:
+            if not override.startswith("data."):
+                raise ConfigError(f"eval takes only data.* overrides, got '{override}'")
+        apply_overrides(tree, ns.overrides)
+        try:
+            data_spec = DataSpec.model_validate(tree["data"])
+        except Exception as exc:  # pydantic.ValidationError
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):
+                raise ConfigError(format_validation_error(exc, "data section").replace("'", "'data.", 1)) from None
+            raise
+    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device)
+    if ns.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        console.print(results_table(f"{ns.run_dir}: {ns.split} split", scores))
+    return 0
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    from .compare import compare, parse_presets
+
+    path, overrides = _split_config_and_overrides(ns.args)
+    tree = load_yaml(path) if path else default_config()
+    apply_overrides(tree, overrides)
+    compare(tree, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
+            console=console)
+    return 0
+
+
+def cmd_presets(ns: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .graph import PRESET_DOCS
+
+    table = Table(title="presets")
+    table.add_column("preset")
+    table.add_column("who teaches whom")
+    for name, doc in PRESET_DOCS.items():
+        table.add_row(name, doc)
+    table.add_row("custom", "the edges listed under distill.edges")
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peerdistill", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"peerdistill {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a cohort (no CONFIG: the embedded digits default)")
+    train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="score the saved models of a run on a split or other data")
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("overrides", nargs="*", metavar="data.key=value")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.set_defaults(func=cmd_eval)
+
+    cmp_ = sub.add_parser("compare", help="run several presets over several seeds and tabulate mean ± std")
+    cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
+    cmp_.add_argument("--presets", default="independent,kd,ml,kd+ml")
+    cmp_.add_argument("--seeds", type=int, default=3)
+    cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
+    cmp_.add_argument("--quiet", action="store_true")
+    cmp_.set_defaults(func=cmd_compare)
+
+    pre = sub.add_parser("presets", help="list the presets")
+    pre.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except PeerdistillError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the last finished epoch is saved; continue with --resume RUN_DIR")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Typed run configuration: YAML in, validated pydantic models out, plus key=value overrides."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+PRESETS = ("independent", "kd", "ml", "kd+ml", "custom")
+EDGE_KINDS = ("kl",)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Strict):
+    """How to build one model: a zoo name (``cnn``) or an import path (``pkg.module:factory``)."""
+
+    name: str | None = None
+    arch: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    frozen: bool = False
+    checkpoint: str | None = None
+    lr: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _frozen_needs_weights(self) -> "ModelSpec":
+        if self.frozen and not self.checkpoint:
+            raise ValueError(
+                "a frozen model needs trained weights: set 'checkpoint' to a .safetensors file "
+                "(for example runs/NAME/models/teacher.safetensors) or set frozen: false to train it online"
+            )
+        return self
+
+
+class EdgeSpec(_Strict):
+    """One knowledge edge: ``target`` learns from ``source``'s softened predictions."""
+
+    source: str
+    target: str
+    kind: Literal["kl"] = "kl"
+    weight: float = Field(default=1.0, ge=0)
+    temperature: float = Field(default=1.0, gt=0)
+
+
+class DistillSpec(_Strict):
+    preset: Literal["independent", "kd", "ml", "kd+ml", "custom"] = "kd+ml"
+    alpha: float = Field(default=1.0, ge=0, description="weight of teacher -> student KD")
+    beta: float = Field(default=1.0, ge=0, description="weight of the peer mutual-learning term")
+    kd_temperature: float = Field(default=4.0, gt=0)
+    ml_temperature: float = Field(default=1.0, gt=0)
+    rampup_epochs: int = Field(
+        default=5, ge=0, description="sigmoid ramp-up of every distillation weight over these epochs"
+    )
+    edges: list[EdgeSpec] | None = None
+
+    @model_validator(mode="after")
+    def _edges_only_with_custom(self) -> "DistillSpec":
+        if self.edges is not None and self.preset != "custom":
+            raise ValueError(
+                f"'edges' are given but preset is '{self.preset}': set preset: custom to spell out the "
+                "edges yourself, or remove 'edges' to use the preset"
+            )
+        if self.preset == "custom" and not self.edges:
+            raise ValueError("preset 'custom' needs a non-empty 'edges' list")
+        return self
+
+
+class DataSpec(_Strict):
+    kind: Literal["digits", "npz"] = "digits"
+    path: str | None = None
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    split_seed: int = 0
+    class_weights: bool = False
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> "DataSpec":
+        if self.kind == "npz" and not self.path:
+            raise ValueError("data kind 'npz' needs data.path=FILE.npz")
+        return self
+
+
+class OptimSpec(_Strict):
+    name: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    step_size: int = Field(default=30, gt=0)
+    gamma: float = Field(default=0.1, gt=0)
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(default=30, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    eval_batch_size: int = Field(default=512, gt=0)
+    monitor: str = Field(
+        default="ensemble/accuracy",
+        description="MODEL/METRIC on the validation split that picks the best epoch",
+    )
+    num_workers: int = Field(default=0, ge=0)
+
+
+class RunConfig(_Strict):
+    name: str = "digits-kd+ml"
+    out_dir: str = "runs"
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    task: Literal["classification"] = "classification"
+    data: DataSpec = Field(default_factory=DataSpec)
+    teacher: ModelSpec | None = None
+    students: list[ModelSpec] = Field(default_factory=list)
+    distill: DistillSpec = Field(default_factory=DistillSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "auto" and not (v == "cpu" or v.startswith("cuda") or v == "mps"):
+            raise ValueError("device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return v
+
+    @model_validator(mode="after")
+    def _cohort_shape(self) -> "RunConfig":
+        if not self.students:
+            raise ValueError("at least one student is needed: add a 'students' list")
+        names = self.member_names()
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"model names must be unique, repeated: {sorted(dup)}")
+        if "ensemble" in names:
+            raise ValueError("'ensemble' is reserved for the student ensemble; rename that model")
+        needs_teacher = self.distill.preset in ("kd", "kd+ml")
+        if needs_teacher and self.teacher is None:
+            raise ValueError(f"preset '{self.distill.preset}' needs a teacher: add a 'teacher' section")
+        if self.distill.preset in ("ml", "kd+ml") and len(self.students) < 2:
+            raise ValueError(f"preset '{self.distill.preset}' needs at least two students for mutual learning")
+        for edge in self.distill.edges or []:
+            for end in (edge.source, edge.target):
+                if end not in names:
+                    raise ValueError(f"edge {edge.source} -> {edge.target}: unknown model '{end}'; models are {names}")
+            if edge.source == edge.target:
+                raise ValueError(f"edge {edge.source} -> {edge.target} points a model at itself")
+            if self.teacher is not None and edge.target == "teacher" and self.teacher.frozen:
+                raise ValueError("a frozen teacher cannot be the target of an edge")
+        return self
+
+    def member_names(self) -> list[str]:
+        names = ["teacher"] if self.teacher is not None else []
+        names += [s.name or f"student{i + 1}" for i, s in enumerate(self.students)]
+        return names
+
+
+def default_config() -> dict[str, Any]:
+    """The embedded default: digits, a small CNN teacher trained online, two smaller CNN students."""
+    return {
+        "name": "digits-kd+ml",
+        "teacher": {"arch": "cnn", "args": {"width": 32, "depth": 3}},
+        "students": [
+            {"arch": "cnn", "args": {"width": 16, "depth": 2}},
+            {"arch": "cnn", "args": {"width": 16, "depth": 2}},
+        ],
+        "distill": {"preset": "kd+ml"},
+        "train": {"epochs": 30, "batch_size": 64},
+    }
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(part, dotted, len(node))]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override '{dotted}': '{part}' is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(last, dotted, len(node))] = value
+    else:
+        node[last] = value
+
+
+def _list_index(part: str, dotted: str, length: int) -> int:
+    if not part.isdigit() or int(part) >= length:
+        raise ConfigError(f"override '{dotted}': '{part}' must be a list index below {length}")
+    return int(part)
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings; values are parsed as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form key=value (for example train.epochs=5)")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(tree).__name__}")
+    return tree
+
+
+def validate(tree: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML file (or the embedded default when ``path`` is None) and apply overrides."""
+    tree = load_yaml(path) if path is not None else default_config()
+    apply_overrides(tree, overrides or [])
+    return validate(tree, str(path) if path else "default config")
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'])}")
+        elif err["type"] == "missing":
+            lines.append(f"  missing key '{loc}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            where = f"'{loc}': " if loc else ""
+            got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
+            lines.append(f"  {where}{msg}{got}")
+    return "\n".join(lines)
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    """Name the closest valid key for a misspelt one."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return ""
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return ""
+        model = inner
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(model.model_fields)})"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

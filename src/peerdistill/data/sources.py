@@ -1,0 +1,53 @@
+"""Datasets named in a config: the embedded digits default and MedMNIST-style .npz files."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DataSpec
+from ..errors import DataError
+from .splits import DataSplits
+
+NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
+
+
+def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
+    """scikit-learn's digits: 1,797 real 8x8 handwritten digits (0..16 grey levels), split
+    stratified into train/val/test by ``split_seed``."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)
+    splits = DataSplits.stratified(
+        x, digits.target, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
+        seed=spec.split_seed, class_names=[str(c) for c in digits.target_names], stats=stats,
+    )
+    splits.info["source"] = "sklearn.datasets.load_digits"
+    return splits
+
+
+def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
+    """A MedMNIST-style archive with keys ``{train,val,test}_{images,labels}``; splits as given."""
+    path = Path(spec.path or "")
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist: set data.path to a .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in NPZ_KEYS if k not in archive.files]
+            if missing:
+                raise DataError(f"'{path}' lacks the keys {missing}; expected {list(NPZ_KEYS)}")
+            arrays = {k: archive[k] for k in NPZ_KEYS}
+            names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
+    splits = DataSplits.from_arrays(*(arrays[k] for k in NPZ_KEYS), class_names=names, stats=stats)
+    splits.info["source"] = str(path)
+    return splits
+
+
+def build_data(spec: DataSpec, stats=None) -> DataSplits:
+    loaders = {"digits": load_digits_splits, "npz": load_npz_splits}
+    return loaders[spec.kind](spec, stats=stats)

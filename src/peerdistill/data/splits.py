@@ -1,0 +1,145 @@
+"""Train/val/test splits held as datasets, plus what the models need to know about them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+
+
+class TensorData(Dataset):
+    """In-memory inputs ``x`` [N, C, H, W] (or [N, F]) and integer labels ``y`` [N]."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        if len(x) != len(y):
+            raise DataError(f"{len(x)} inputs but {len(y)} labels: every input needs one label")
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+@dataclass
+class DataSplits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    num_classes: int
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    # Per-channel mean/std taken on the training split; saved with a run so eval uses the same.
+    stats: dict[str, list[float]] | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    def split(self, name: str) -> Dataset:
+        if name not in ("train", "val", "test"):
+            raise DataError(f"unknown split '{name}': choose train, val or test")
+        return getattr(self, name)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        *,
+        class_names: list[str] | None = None,
+        stats: dict[str, list[float]] | None = None,
+        normalize: bool = True,
+    ) -> "DataSplits":
+        """Arrays or tensors: images [N, H, W], [N, H, W, C] or [N, C, H, W] (uint8 is scaled to
+        [0, 1]) or feature vectors [N, F]; labels [N] or [N, 1] integers 0..K-1. With ``normalize``
+        each channel is standardised by the training split's mean and std (or by ``stats``)."""
+        xs = [to_nchw(a, name) for a, name in ((x_train, "train"), (x_val, "val"), (x_test, "test"))]
+        ys = [to_labels(a, name) for a, name in ((y_train, "train"), (y_val, "val"), (y_test, "test"))]
+        shapes = {tuple(x.shape[1:]) for x in xs}
+        if len(shapes) != 1:
+            raise DataError(f"train, val and test inputs differ in shape: {sorted(shapes)}")
+        num_classes = int(max(int(y.max()) for y in ys if len(y)) + 1)
+        if class_names is not None and len(class_names) < num_classes:
+            raise DataError(f"{len(class_names)} class names given for {num_classes} classes")
+        names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+        if normalize:
+            stats = stats or channel_stats(xs[0])
+            xs = [standardize(x, stats) for x in xs]
+        splits = [TensorData(x, y) for x, y in zip(xs, ys)]
+        return cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
+                   stats=stats if normalize else None)
+
+    @classmethod
+    def stratified(cls, x, y, *, val_fraction: float, test_fraction: float, seed: int, **kwargs) -> "DataSplits":
+        """One labelled set cut into stratified train/val/test parts with a recorded seed."""
+        y_np = to_labels(y, "all").numpy()
+        idx = np.arange(len(y_np))
+        try:
+            rest, test = train_test_split(idx, test_size=test_fraction, stratify=y_np, random_state=seed)
+            train, val = train_test_split(
+                rest, test_size=val_fraction / (1 - test_fraction), stratify=y_np[rest], random_state=seed
+            )
+        except ValueError as exc:
+            raise DataError(f"cannot make a stratified split: {exc}") from None
+        x_np = np.asarray(x)
+        out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
+        out.info["split_seed"] = seed
+        return out
+
+
+def to_nchw(array, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(array))
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    t = t.float()
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    elif t.ndim == 4 and t.shape[-1] in (1, 3, 4) and t.shape[1] not in (1, 3, 4):
+        t = t.permute(0, 3, 1, 2)
+    elif t.ndim not in (2, 4):
+        raise DataError(f"{name} inputs have shape {tuple(t.shape)}; expected [N, H, W], [N, H, W, C], [N, C, H, W] or [N, F]")
+    if not torch.isfinite(t).all():
+        raise DataError(f"{name} inputs contain NaN or infinite values")
+    return t.contiguous()
+
+
+def to_labels(array, name: str) -> torch.Tensor:
+    a = np.asarray(array)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise DataError(f"{name} labels have shape {a.shape}; expected [N] or [N, 1] class indices (multi-label is not supported)")
+    if a.size and (not np.issubdtype(a.dtype, np.integer) and not np.all(np.equal(np.mod(a, 1), 0))):
+        raise DataError(f"{name} labels must be integer class indices, got dtype {a.dtype}")
+    t = torch.as_tensor(a.astype(np.int64))
+    if t.numel() and t.min() < 0:
+        raise DataError(f"{name} labels contain negative values; classes must be 0..K-1")
+    return t
+
+
+def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:
+    dims = [0, 2, 3] if x.ndim == 4 else [0]
+    if x.ndim == 2:
+        return {"mean": [float(x.mean())], "std": [float(x.std().clamp(min=1e-6))]}
+    return {"mean": x.mean(dim=dims).tolist(), "std": x.std(dim=dims).clamp(min=1e-6).tolist()}
+
+
+def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
+    mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
+    if x.ndim == 4:
+        if len(mean) != x.shape[1]:
+            raise DataError(f"normalisation stats have {len(mean)} channels but the inputs have {x.shape[1]}")
+        mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    return (x - mean) / std

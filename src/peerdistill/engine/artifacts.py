@@ -1,0 +1,164 @@
+"""Files of a run: atomic writes, safetensors weights with clear errors, the run directory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from ..errors import CheckpointError, RunDirError
+
+RUN_FILE = "run.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, flush to disk, then rename over it, so a crash
+    leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"'{path}' does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"'{path}' is not valid JSON ({exc}); the file is corrupt") from None
+
+
+def _jsonable(obj: Any) -> Any:
+    """NaN is not JSON: write it as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def save_weights(module: nn.Module, path: Path) -> None:
+    """A model's own state (parameters and buffers) as safetensors, refusing non-finite values."""
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"refusing to save '{path}': non-finite values in {bad[:5]}")
+    atomic_write_bytes(path, save(_unshare(state)))
+
+
+def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors rejects tensors that share memory (tied weights); store each one separately."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else -1
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
+
+
+def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> None:
+    """Load safetensors weights into ``module``; a truncated file or one of another architecture
+    or class count fails with one message saying which."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' for {name} does not exist")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint '{path}' for {name}: {exc}. It is truncated, corrupt or not a "
+            ".safetensors file; use the file a peerdistill run wrote to models/"
+        ) from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        detail = "; ".join(filter(None, [
+            f"missing {missing[:4]}" if missing else "",
+            f"unexpected {unexpected[:4]}" if unexpected else "",
+            f"shape mismatch {mismatched[:3]}" if mismatched else "",
+        ]))
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit {name} ({detail}): it was saved from another architecture "
+            "or number of classes; check arch, args and the data"
+        )
+    module.load_state_dict(state)
+
+
+class RunDir:
+    """The directory of one run. An existing run is never overwritten unless asked."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                raise RunDirError(
+                    f"run directory '{path}' already exists: pass --overwrite to replace it, "
+                    "--resume to continue it, or choose another name=/out_dir="
+                )
+            if not (path / RUN_FILE).exists():
+                raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        path = Path(path)
+        if not (path / RUN_FILE).is_file():
+            raise RunDirError(f"'{path}' is not a peerdistill run directory (no {RUN_FILE})")
+        return cls(path)
+
+    def model_path(self, name: str) -> Path:
+        return self.path / "models" / f"{name}.safetensors"
+
+    @property
+    def resume_path(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    def write_metrics_csv(self, rows: list[dict[str, Any]]) -> None:
+        columns: list[str] = []
+        for row in rows:
+            columns += [c for c in row if c not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path / "metrics.csv", buf.getvalue())

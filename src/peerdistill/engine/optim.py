@@ -1,0 +1,29 @@
+"""One optimizer and one LR schedule per trainable model, so their states never mix."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import OptimSpec
+
+
+def build_optimizer(module: nn.Module, spec: OptimSpec, lr: float | None = None) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    lr = lr or spec.lr
+    # foreach kernels batch the update over all tensors of a model (faster on CUDA and CPU).
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+                               nesterov=spec.momentum > 0, foreach=True)
+    if spec.name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay, foreach=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay, foreach=True)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, spec: OptimSpec, epochs: int):
+    """Stepped once per epoch."""
+    if spec.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if spec.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=spec.step_size, gamma=spec.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)

@@ -1,0 +1,358 @@
+"""The training loop: one forward per model, named loss terms, one backward, every optimizer steps."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..cohort import Cohort
+from ..config import OptimSpec, TrainSpec
+from ..data import DataSplits, make_batches
+from ..errors import CheckpointError, ConfigError
+from ..graph import KnowledgeGraph, sigmoid_rampup
+from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
+from .evaluate import ENSEMBLE, evaluate
+from .optim import build_optimizer, build_scheduler
+from .progress import Progress
+from .resume import load_resume_state, save_resume_state
+from .seeding import seed_everything
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    val_at_best: dict[str, dict[str, float]]
+    test_at_best: dict[str, dict[str, float]]
+    test_at_last: dict[str, dict[str, float]]
+    run_dir: Path | None = None
+    monitor: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains every non-frozen member of a cohort together on the losses of a knowledge graph.
+
+    Each step: forward each model once (frozen ones under inference mode), supervised loss for
+    every trainable model, the graph's distillation terms scaled by the ramp-up, one backward,
+    then each model's own optimizer steps. Validation every epoch picks the best epoch by
+    ``train.monitor``; the test split is scored with the best epoch's weights (and the last).
+    """
+
+    def __init__(
+        self,
+        cohort: Cohort,
+        graph: KnowledgeGraph,
+        task,
+        *,
+        train: TrainSpec | None = None,
+        optim: OptimSpec | None = None,
+        rampup_epochs: int = 0,
+        seed: int = 0,
+        deterministic: bool = False,
+        device: str | torch.device = "auto",
+        run_dir: str | Path | None = None,
+        overwrite: bool = False,
+        progress: bool = True,
+        callbacks: list[Callable[[int, dict[str, Any]], None]] | None = None,
+        run_info: dict[str, Any] | None = None,
+        config_yaml: str | None = None,
+    ):
+        self.cohort, self.graph, self.task = cohort, graph, task
+        self.train_spec = train or TrainSpec()
+        self.optim_spec = optim or OptimSpec()
+        self.rampup_epochs = rampup_epochs
+        self.seed, self.deterministic = seed, deterministic
+        self.device = resolve_device(device)
+        self.run_dir_path = Path(run_dir) if run_dir is not None else None
+        self.overwrite = overwrite
+        self.show_progress = progress
+        self.callbacks = list(callbacks or [])
+        self.run_info = dict(run_info or {})
+        self.config_yaml = config_yaml
+        graph.check_members(cohort.names, [m.name for m in cohort.frozen])
+        self.monitor_model, self.monitor_metric = self._parse_monitor(self.train_spec.monitor)
+
+    def _parse_monitor(self, monitor: str) -> tuple[str, str]:
+        model, _, metric = monitor.partition("/")
+        valid_models = self.cohort.names + [ENSEMBLE]
+        if model not in valid_models or metric not in self.task.metric_names:
+            raise ConfigError(
+                f"train.monitor '{monitor}' must be MODEL/METRIC with MODEL in {valid_models} "
+                f"and METRIC in {list(self.task.metric_names)}"
+            )
+        return model, metric
+
+    # ---- set-up -------------------------------------------------------------------------
+    def _setup(self, data: DataSplits) -> None:
+        seed_everything(self.seed, self.deterministic)
+        self.cohort.to(self.device)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        ts = self.train_spec
+        drop_last = len(data.train) > ts.batch_size
+        self.train_batches = make_batches(data.train, ts.batch_size, self.device, shuffle=True,
+                                          generator=self.generator, num_workers=ts.num_workers, drop_last=drop_last)
+        self.val_batches = make_batches(data.val, ts.eval_batch_size, self.device, shuffle=False,
+                                        num_workers=ts.num_workers)
+        self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
+                                         num_workers=ts.num_workers)
+        self._check_outputs()
+        self.optimizers = {m.name: build_optimizer(m.module, self.optim_spec, m.lr) for m in self.cohort.trainable}
+        self.schedulers = {n: build_scheduler(o, self.optim_spec, ts.epochs) for n, o in self.optimizers.items()}
+
+    def _check_outputs(self) -> None:
+        """A dry run on a few validation samples: every model must give the task's output shape."""
+        x, _ = next(iter(self.val_batches))
+        x = x[:2]
+        self.cohort.eval()
+        with torch.no_grad():
+            outputs = self.cohort.forward(x)
+        for name, out in outputs.items():
+            self.task.check_output(name, out, len(x))
+
+    # ---- the loop -----------------------------------------------------------------------
+    def fit(self, data: DataSplits, resume: bool = False) -> FitResult:
+        self._setup(data)
+        run = self._open_run_dir(data, resume)
+        history: list[dict[str, Any]] = []
+        best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
+        start_epoch = 0
+        if resume:
+            if run is None:
+                raise ConfigError("resume needs a run directory")
+            state = load_resume_state(run.resume_path)
+            start_epoch, history, best_meta = self._restore(state)
+            best.update(best_meta)
+            best["weights"] = self._weights_from_dir(run)
+        epochs = self.train_spec.epochs
+        if start_epoch >= epochs:
+            raise CheckpointError(
+                f"run '{run.path if run else ''}' already finished all {epochs} epochs: nothing to resume"
+            )
+        steps_per_epoch = len(self.train_batches)
+        with Progress(enabled=self.show_progress) as progress:
+            for epoch in range(start_epoch, epochs):
+                started = time.perf_counter()
+                losses = self._train_epoch(epoch, steps_per_epoch, progress)
+                val = evaluate(self.cohort, self.task, self.val_batches)
+                row = self._row(epoch, losses, val, time.perf_counter() - started)
+                history.append(row)
+                score = val[self.monitor_model][self.monitor_metric]
+                if not math.isnan(score) and score > best["score"]:
+                    best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
+                    if run is not None:
+                        self._save_models(run)
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
+                progress.epoch_done(epoch, epochs, row, self.monitor_model, self.monitor_metric)
+                if run is not None:
+                    self._write_progress(run, history, best, epoch)
+                for callback in self.callbacks:
+                    callback(epoch, row)
+        test_last = evaluate(self.cohort, self.task, self.test_batches)
+        val_last = history[-1]
+        self._load_snapshot(best["weights"])
+        test_best = evaluate(self.cohort, self.task, self.test_batches)
+        result = FitResult(history, best["epoch"], best["val"], test_best, test_last,
+                           run.path if run else None, self.train_spec.monitor)
+        if run is not None:
+            self._write_final(run, result, val_last)
+        return result
+
+    def _train_epoch(self, epoch: int, steps: int, progress: Progress) -> dict[str, float]:
+        self.cohort.train()
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps)
+        for step, (x, y) in enumerate(self.train_batches):
+            ramp = self._ramp(epoch + step / max(steps, 1))
+            terms = self.step(x, y, ramp)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0) + value.detach()
+            count += 1
+            progress.advance(task_id)
+        progress.finish_epoch(task_id)
+        return {name: float(total) / max(count, 1) for name, total in sums.items()}
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, ramp: float = 1.0) -> dict[str, torch.Tensor]:
+        """One optimisation step of the whole cohort; returns the named loss terms."""
+        outputs = self.cohort.forward(x)
+        terms = {f"{m.name}/ce": self.task.supervised_loss(outputs[m.name], y) for m in self.cohort.trainable}
+        terms.update(self.graph.losses(outputs, scale=ramp))
+        total = torch.stack(list(terms.values())).sum()
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        terms["total"] = total
+        return terms
+
+    def _ramp(self, epoch_progress: float) -> float:
+        if self.rampup_epochs <= 0:
+            return 1.0
+        return sigmoid_rampup(epoch_progress / self.rampup_epochs)
+
+    # ---- records ------------------------------------------------------------------------
+    def _row(self, epoch: int, losses: dict[str, float], val: dict[str, dict[str, float]], seconds: float) -> dict:
+        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 3),
+                               "rampup": self._ramp(epoch + 1)}
+        for name, opt in self.optimizers.items():
+            row[f"lr/{name}"] = opt.param_groups[0]["lr"]
+        row.update({f"train/loss/{k}": v for k, v in losses.items()})
+        for model, metrics in val.items():
+            row.update({f"val/{model}/{k}": v for k, v in metrics.items()})
+        return row
+
+    def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {m.name: copy.deepcopy(m.module.state_dict()) for m in self.cohort.trainable}
+
+    def _load_snapshot(self, weights: dict[str, dict[str, torch.Tensor]] | None) -> None:
+        for name, state in (weights or {}).items():
+            self.cohort[name].module.load_state_dict(state)
+
+    def _weights_from_dir(self, run: RunDir) -> dict[str, dict[str, torch.Tensor]]:
+        """The best epoch's weights, as saved in models/ (used when resuming)."""
+        weights = {}
+        for m in self.cohort.trainable:
+            path = run.model_path(m.name)
+            if path.exists():
+                clone = copy.deepcopy(m.module)
+                load_weights(clone, path, m.name)
+                weights[m.name] = clone.state_dict()
+        return weights
+
+    def _open_run_dir(self, data: DataSplits, resume: bool) -> RunDir | None:
+        if self.run_dir_path is None:
+            return None
+        if resume:
+            return RunDir.open(self.run_dir_path)
+        run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
+        info = {
+            "status": "running",
+            "task": self.task.name,
+            "num_classes": data.num_classes,
+            "class_names": data.class_names,
+            "input_shape": list(data.input_shape),
+            "data_stats": data.stats,
+            "data_info": data.info,
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+            "monitor": self.train_spec.monitor,
+            "members": [
+                {"name": m.name, "role": m.role, "frozen": m.frozen, "spec": m.spec,
+                 "parameters": sum(p.numel() for p in m.module.parameters())}
+                for m in self.cohort.members
+            ],
+            "edges": self.graph.to_list(),
+            **self.run_info,
+        }
+        write_json(run.path / "run.json", info)
+        if self.config_yaml is not None:
+            atomic_write_text(run.path / "config.yaml", self.config_yaml)
+        return run
+
+    def _save_models(self, run: RunDir) -> None:
+        for m in self.cohort.members:
+            save_weights(m.module, run.model_path(m.name))
+
+    def _write_progress(self, run: RunDir, history, best, epoch: int) -> None:
+        run.write_metrics_csv(history)
+        write_json(run.path / "metrics.json", {"epochs": history, "best_epoch": best["epoch"] + 1,
+                                               "monitor": self.train_spec.monitor, "status": "running"})
+        save_resume_state(run.resume_path, self._resume_state(epoch, history, best))
+
+    def _write_final(self, run: RunDir, result: FitResult, val_last: dict) -> None:
+        write_json(run.path / "metrics.json", {
+            "status": "complete",
+            "monitor": result.monitor,
+            "best_epoch": result.best_epoch + 1,
+            "last_epoch": len(result.history),
+            "val_at_best": result.val_at_best,
+            "test_at_best": result.test_at_best,
+            "test_at_last": result.test_at_last,
+            "epochs": result.history,
+        })
+        meta = read_json(run.path / "run.json")
+        meta["status"] = "complete"
+        write_json(run.path / "run.json", meta)
+
+    # ---- resume -------------------------------------------------------------------------
+    def _resume_state(self, epoch: int, history, best) -> dict[str, Any]:
+        return {
+            "epoch": epoch + 1,
+            "history": history,
+            "best_epoch": best["epoch"],
+            "best_score": best["score"],
+            "best_val": best["val"],
+            "models": {m.name: m.module.state_dict() for m in self.cohort.trainable},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "data": self.generator.get_state(),
+                "python": _python_rng_state(),
+                "numpy": _numpy_rng_state(),
+            },
+        }
+
+    def _restore(self, state: dict[str, Any]):
+        try:
+            for name, weights in state["models"].items():
+                self.cohort[name].module.load_state_dict(weights)
+            for name, opt_state in state["optimizers"].items():
+                self.optimizers[name].load_state_dict(opt_state)
+            for name, sched_state in state["schedulers"].items():
+                self.schedulers[name].load_state_dict(sched_state)
+            rng = state["rng"]
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            self.generator.set_state(rng["data"])
+            _set_python_rng_state(rng["python"])
+            _set_numpy_rng_state(rng["numpy"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"the resume checkpoint does not fit this cohort ({exc}); was the config changed?") from None
+        best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"]}
+        return state["epoch"], list(state["history"]), best
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' was asked for but CUDA is not available: use device=cpu or device=auto")
+    return torch.device(device)
+
+
+def _python_rng_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_python_rng_state(state: list) -> None:
+    version, internal, gauss = state
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _numpy_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict) -> None:
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
+                         state["has_gauss"], state["cached"]))

@@ -1,0 +1,21 @@
+"""Errors a user can fix. The CLI prints their message alone, without a traceback."""
+
+
+class PeerdistillError(Exception):
+    """Base class: the message names the problem and how to fix it."""
+
+
+class ConfigError(PeerdistillError):
+    """A config file, a key=value override or an API argument is wrong."""
+
+
+class DataError(PeerdistillError):
+    """A dataset is missing, malformed or inconsistent with the models."""
+
+
+class CheckpointError(PeerdistillError):
+    """A checkpoint or run directory is missing, truncated or does not fit the models."""
+
+
+class RunDirError(PeerdistillError):
+    """A run directory would be overwritten, or is not a peerdistill run."""

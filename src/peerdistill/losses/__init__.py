@@ -1,0 +1,5 @@
+"""Distillation losses as pure functions of tensors, one file per family."""
+
+from .logits import soft_kl
+
+__all__ = ["soft_kl"]

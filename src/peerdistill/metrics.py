@@ -1,0 +1,38 @@
+"""Classification metrics from predicted probabilities (scikit-learn does the arithmetic)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
+
+
+def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro-F1 and ROC-AUC (binary; one-vs-rest macro for more
+    classes). AUC is NaN when a split lacks a class, since it is undefined there."""
+    num_classes = probs.shape[1]
+    preds = probs.argmax(axis=1)
+    labels = list(range(num_classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns on classes absent from a small split
+        out = {
+            "accuracy": float(accuracy_score(targets, preds)),
+            "balanced_accuracy": float(balanced_accuracy_score(targets, preds)),
+            "macro_f1": float(f1_score(targets, preds, labels=labels, average="macro", zero_division=0)),
+        }
+    out["auc"] = _auc(probs, targets, num_classes)
+    return out
+
+
+def _auc(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
+    if len(np.unique(targets)) < num_classes:
+        return float("nan")
+    if num_classes == 2:
+        return float(roc_auc_score(targets, probs[:, 1]))
+    # roc_auc_score insists that rows sum to exactly 1; float32 softmax is off by ~1e-7.
+    p = probs.astype(np.float64)
+    p /= p.sum(axis=1, keepdims=True)
+    return float(roc_auc_score(targets, p, multi_class="ovr", average="macro", labels=list(range(num_classes))))

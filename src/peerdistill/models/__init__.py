@@ -1,0 +1,75 @@
+"""Model zoo and the builder that turns a config spec into an ``nn.Module``.
+
+``arch`` is either a zoo name (``cnn``) or an import path ``package.module:factory`` for any
+callable returning an ``nn.Module`` (for example ``torchvision.models:resnet18`` or
+``timm:create_model``), so user models never need registering.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError
+from .cnn import SmallCNN
+
+ZOO: dict[str, Callable[..., nn.Module]] = {"cnn": SmallCNN}
+
+
+def resolve_factory(arch: str) -> Callable[..., nn.Module]:
+    if ":" in arch:
+        module_name, _, attr = arch.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"arch '{arch}': cannot import module '{module_name}' ({exc})") from None
+        factory = module
+        for part in attr.split("."):
+            factory = getattr(factory, part, None)
+            if factory is None:
+                raise ConfigError(f"arch '{arch}': module '{module_name}' has no attribute '{attr}'")
+        if not callable(factory):
+            raise ConfigError(f"arch '{arch}': '{attr}' is not callable")
+        return factory
+    if arch not in ZOO:
+        close = difflib.get_close_matches(arch, list(ZOO), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"unknown arch '{arch}'{hint}: use one of {sorted(ZOO)} or an import path 'package.module:factory'"
+        )
+    return ZOO[arch]
+
+
+def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
+    """Build a model; ``in_channels`` and ``num_classes`` are passed when the factory takes them
+    and the config did not set them."""
+    factory = resolve_factory(arch)
+    kwargs = dict(args)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if key in params and key not in kwargs:
+            kwargs[key] = value
+    try:
+        model = factory(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"arch '{arch}' rejected its args {kwargs}: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"arch '{arch}': {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["SmallCNN", "ZOO", "build_model", "count_parameters", "resolve_factory"]

@@ -1,0 +1,70 @@
+"""Tables a person reads: the result of one run, and the preset comparison."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+from .engine.evaluate import ENSEMBLE
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[str, int] | None = None,
+                  val: dict[str, dict[str, float]] | None = None, val_metric: str | None = None) -> Table:
+    """One row per model (and the ensemble), one column per metric."""
+    metrics = list(next(iter(scores.values())).keys())
+    table = Table(title=title)
+    table.add_column("model")
+    if params:
+        table.add_column("params", justify="right")
+    if val and val_metric:
+        table.add_column(f"val {val_metric}", justify="right")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    for model, values in scores.items():
+        row = [model]
+        if params:
+            row.append(f"{params[model]:,}" if model in params else "")
+        if val and val_metric:
+            row.append(fmt(val.get(model, {}).get(val_metric)))
+        row += [fmt(values[m]) for m in metrics]
+        table.add_row(*row)
+    return table
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    clean = [v for v in values if v is not None and not math.isnan(v)]
+    if not clean:
+        return float("nan"), float("nan")
+    mean = sum(clean) / len(clean)
+    if len(clean) < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in clean) / (len(clean) - 1)
+    return mean, math.sqrt(var)
+
+
+def pm(mean: float, std: float) -> str:
+    return "n/a" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
+def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: list[str],
+                        metrics: list[str], header: str) -> str:
+    """One Markdown table per metric: presets down, models across, mean ± std over seeds."""
+    index = {(r["preset"], r["model"], r["metric"]): r for r in rows}
+    parts = [header]
+    for metric in metrics:
+        parts.append(f"\n### test {metric}\n")
+        parts.append("| preset | " + " | ".join(models) + " |")
+        parts.append("|---|" + "---:|" * len(models))
+        for preset in presets:
+            cells = []
+            for model in models:
+                r = index.get((preset, model, metric))
+                cells.append(pm(r["mean"], r["std"]) if r else "")
+            parts.append(f"| {preset} | " + " | ".join(cells) + " |")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,70 @@
+"""Reading finished runs back: rebuild the saved models and score them on any data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .cohort import Cohort, Member
+from .config import DataSpec
+from .data import DataSplits, build_data, make_batches
+from .engine import RunDir, evaluate, load_weights
+from .engine.artifacts import read_json
+from .engine.trainer import resolve_device
+from .errors import CheckpointError, DataError
+from .models import build_model
+from .tasks import ClassificationTask
+
+
+def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
+                roles: tuple[str, ...] = ("teacher", "student")) -> tuple[Cohort, dict[str, Any]]:
+    """Rebuild the saved models of a run (its best-validation weights) and return them with
+    the run's metadata. Models built in Python (no arch spec) must be passed in ``modules``."""
+    run = RunDir.open(run_dir)
+    meta = read_json(run.path / "run.json")
+    members = []
+    for entry in meta.get("members", []):
+        if entry["role"] not in roles:
+            continue
+        name, spec = entry["name"], entry.get("spec")
+        if modules and name in modules:
+            module = modules[name]
+        elif spec:
+            in_channels = meta["input_shape"][0]
+            module = build_model(spec["arch"], spec.get("args", {}), in_channels, meta["num_classes"])
+        else:
+            raise CheckpointError(
+                f"model '{name}' of '{run.path}' was built in Python, not from an arch spec: "
+                f"pass it as load_cohort(..., modules={{'{name}': module}})"
+            )
+        path = run.model_path(name)
+        if not path.exists():
+            raise CheckpointError(f"'{path}' is missing: the run ended before its first validation")
+        load_weights(module, path, name)
+        members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
+    if not any(m.role == "student" for m in members):
+        raise CheckpointError(f"run '{run.path}' holds no student models")
+    return Cohort(members), meta
+
+
+def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
+                 device: str = "auto", batch_size: int = 512) -> dict[str, dict[str, float]]:
+    """Metrics of every saved model and the student ensemble on ``split`` of the run's data or
+    of ``data_spec`` (normalised with the statistics of the run's training data)."""
+    cohort, meta = load_cohort(run_dir)
+    spec = data_spec or DataSpec.model_validate(meta["data_spec"])
+    data = build_data(spec, stats=meta.get("data_stats"))
+    _check_compatible(data, meta)
+    dev = resolve_device(device)
+    cohort.to(dev)
+    task = ClassificationTask(meta["num_classes"])
+    return evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False))
+
+
+def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> None:
+    if list(data.input_shape) != list(meta["input_shape"]):
+        raise DataError(f"the data's inputs are {list(data.input_shape)} but the run was trained on {meta['input_shape']}")
+    if data.num_classes > meta["num_classes"]:
+        raise DataError(f"the data has {data.num_classes} classes but the run's models predict {meta['num_classes']}")
