@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .config import DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_yaml
@@ -153,11 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Positional overrides may come after flags (train --quiet a=b); argparse leaves those over.
+    ns, extra = parser.parse_known_args(argv)
+    positional = "args" if hasattr(ns, "args") else "overrides" if hasattr(ns, "overrides") else None
+    if extra and (positional is None or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(ns, positional, getattr(ns, positional) + extra)
     try:
         return ns.func(ns)
     except PeerdistillError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: the last finished epoch is saved; continue with --resume RUN_DIR")

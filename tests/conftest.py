@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny deterministic data and configs that train in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from peerdistill import DataSplits
+
+
+def _blobs(n: int, seed: int, num_classes: int = 3, size: int = 8):
+    """Noisy images whose class is a texture (horizontal stripes, vertical stripes, checkerboard):
+    learnable by a tiny conv net with global pooling in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, num_classes, n)
+    rows, cols = np.indices((size, size))
+    patterns = [(rows % 2).astype(np.float32), (cols % 2).astype(np.float32), ((rows + cols) % 2).astype(np.float32)]
+    x = rng.normal(0, 0.5, (n, 1, size, size)).astype(np.float32)
+    for i, c in enumerate(y):
+        x[i, 0] += patterns[int(c) % 3]
+    return x, y
+
+
+@pytest.fixture
+def tiny_data() -> DataSplits:
+    xs = [_blobs(n, s) for n, s in ((240, 0), (60, 1), (60, 2))]
+    return DataSplits.from_arrays(xs[0][0], xs[0][1], xs[1][0], xs[1][1], xs[2][0], xs[2][1])
+
+
+@pytest.fixture
+def fast_tree(tmp_path) -> dict:
+    """A config mapping on digits that trains in about a second."""
+    return {
+        "name": "t",
+        "out_dir": str(tmp_path / "runs"),
+        "teacher": {"arch": "cnn", "args": {"width": 8, "depth": 2}},
+        "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}},
+                     {"arch": "cnn", "args": {"width": 4, "depth": 1}}],
+        "train": {"epochs": 2, "batch_size": 128},
+        "distill": {"rampup_epochs": 1},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _reset_determinism():
+    yield
+    torch.use_deterministic_algorithms(False)

@@ -1,0 +1,206 @@
+"""The command line: train, eval, compare, resume and the errors a user can make."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peerdistill.build import train_from_config
+from peerdistill.cli import main
+from peerdistill.config import validate
+
+FAST = ["train.epochs=2", "train.batch_size=128", "teacher.args.width=8", "students.0.args.width=4",
+        "students.1.args.width=4", "deterministic=true"]
+
+
+def run_cli(*args, expect=0):
+    code = main([str(a) for a in args])
+    assert code == expect
+    return code
+
+
+def write_config(tmp_path, tree) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_train_writes_a_complete_run_directory(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    run = out / "r"
+    for f in ["config.yaml", "run.json", "metrics.csv", "metrics.json", "checkpoints/last.pt",
+              "models/student1.safetensors", "models/student2.safetensors", "models/teacher.safetensors"]:
+        assert (run / f).is_file(), f
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and len(metrics["epochs"]) == 2
+    assert set(metrics["test_at_best"]) == {"teacher", "student1", "student2", "ensemble"}
+    assert set(metrics["test_at_best"]["ensemble"]) == {"accuracy", "balanced_accuracy", "macro_f1", "auc"}
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(rows) == 2 and "train/loss/student2/kl<-teacher" in rows[0]
+    # student-only weights: each file holds exactly its model's tensors
+    from safetensors.torch import load_file
+
+    assert all(k.startswith(("features.", "classifier.")) for k in load_file(run / "models/student1.safetensors"))
+    assert "ensemble" in capsys.readouterr().out
+    # the resolved config reproduces the run
+    assert validate(yaml.safe_load((run / "config.yaml").read_text())).train.epochs == 2
+
+
+def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    capsys.readouterr()
+    run_cli("eval", out / "r", "--json")
+    scores = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "r" / "metrics.json").read_text())["test_at_best"]
+    for model in saved:
+        assert scores[model]["accuracy"] == pytest.approx(saved[model]["accuracy"])
+    run_cli("eval", out / "r", "--split", "val", "--json")
+    val = json.loads(capsys.readouterr().out)
+    best_val = json.loads((out / "r" / "metrics.json").read_text())["val_at_best"]
+    assert val["ensemble"]["accuracy"] == pytest.approx(best_val["ensemble"]["accuracy"])
+
+
+def test_eval_on_other_data(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    capsys.readouterr()
+    run_cli("eval", out / "r", "data.split_seed=7", "--json")
+    assert set(json.loads(capsys.readouterr().out)) == {"teacher", "student1", "student2", "ensemble"}
+    data_yaml = tmp_path / "data.yaml"
+    data_yaml.write_text(f"data: {{kind: npz, path: {tmp_path / 'nope.npz'}}}\n")
+    run_cli("eval", out / "r", "--data", data_yaml, expect=2)
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path):
+    tree = {"out_dir": str(tmp_path / "runs"), "deterministic": True,
+            "teacher": {"arch": "cnn", "args": {"width": 8}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+            "train": {"epochs": 4, "batch_size": 128}, "distill": {"rampup_epochs": 2}}
+    whole = train_from_config(validate({**tree, "name": "whole"}), progress=False)
+
+    def crash(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as if killed after the second epoch's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train_from_config(validate({**tree, "name": "cut"}), progress=False, callbacks=[crash])
+    cut = tmp_path / "runs" / "cut"
+    assert json.loads((cut / "metrics.json").read_text())["status"] == "running"
+    run_cli("train", "--resume", cut, "--quiet")
+    resumed = json.loads((cut / "metrics.json").read_text())
+    assert resumed["status"] == "complete" and len(resumed["epochs"]) == 4
+    assert resumed["test_at_best"] == json.loads(json.dumps(whole.test_at_best))
+    assert resumed["epochs"][-1]["train/loss/total"] == pytest.approx(whole.history[-1]["train/loss/total"], abs=0)
+
+
+def test_same_config_and_seed_give_the_same_metrics(tmp_path):
+    tree = {"out_dir": str(tmp_path), "deterministic": True, "train": {"epochs": 2, "batch_size": 128},
+            "teacher": {"arch": "cnn", "args": {"width": 8}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}]}
+    a = train_from_config(validate({**tree, "name": "a"}), progress=False)
+    b = train_from_config(validate({**tree, "name": "b"}), progress=False)
+    c = train_from_config(validate({**tree, "name": "c", "seed": 1}), progress=False)
+    assert a.test_at_best == b.test_at_best and a.history[-1]["train/loss/total"] == b.history[-1]["train/loss/total"]
+    assert a.history[-1]["train/loss/total"] != c.history[-1]["train/loss/total"]
+
+
+def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
+    cfg = write_config(tmp_path, {"name": "cmp", "out_dir": str(tmp_path / "runs"),
+                                  "teacher": {"arch": "cnn", "args": {"width": 8}},
+                                  "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+                                  "train": {"epochs": 1, "batch_size": 256}})
+    run_cli("compare", cfg, "--presets", "independent,kd+ml", "--seeds", "2", "--quiet")
+    directory = tmp_path / "runs" / "cmp-compare"
+    rows = list(csv.DictReader((directory / "compare.csv").open()))
+    models = {r["model"] for r in rows}
+    assert models == {"teacher", "student1", "student2", "best student", "ensemble"}
+    ens = next(r for r in rows if r["preset"] == "kd+ml" and r["model"] == "ensemble" and r["metric"] == "accuracy")
+    values = [float(v) for v in ens["values"].split(";")]
+    assert len(values) == 2 and float(ens["mean"]) == pytest.approx(sum(values) / 2, abs=1e-6)
+    assert float(ens["std"]) == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5, abs=1e-6)
+    runs = {p.name for p in directory.iterdir() if p.is_dir()}
+    assert runs == {"independent-seed0", "independent-seed1", "kd+ml-seed0", "kd+ml-seed1"}
+    md = (directory / "compare.md").read_text()
+    assert "| kd+ml |" in md and "### test accuracy" in md and "±" in md
+    # a second call reuses the finished runs instead of training again
+    capsys.readouterr()
+    run_cli("compare", cfg, "--presets", "independent,kd+ml", "--seeds", "2", "--quiet")
+    assert capsys.readouterr().out.count("reusing finished run") == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "train.epoch=3"], "unknown key 'train.epoch' (did you mean 'epochs'?)"),
+    (["train", "distill.preset=fancy"], "distill.preset"),
+    (["train", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+    (["train", "a.yaml", "b.yaml"], "unexpected argument 'b.yaml'"),
+    (["train", "train.monitor=ensemble/loss", "train.epochs=1"], "train.monitor 'ensemble/loss'"),
+    (["train", "teacher.args.num_classes=5", "train.epochs=1"], "'teacher' outputs 5 classes"),
+    (["train", "teacher.arch=resnet9000"], "unknown arch 'resnet9000'"),
+    (["train", "teacher.args.wdth=3"], "rejected its args"),
+    (["train", "teacher.frozen=true", "teacher.checkpoint=nope.safetensors"], "nope.safetensors' for teacher does not exist"),
+    (["eval", "not-a-run"], "is not a peerdistill run directory"),
+    (["train", "--resume", "not-a-run"], "cannot resume 'not-a-run'"),
+    (["compare", "--presets", "kd,fancy"], "unknown ['fancy']"),
+])
+def test_bad_input_gives_one_clear_message(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    run_cli(*args, "--quiet" if args[0] in ("train", "compare") else "--json", expect=2)
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split()), err
+    assert "Traceback" not in err
+
+
+def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    before = (out / "r" / "metrics.json").read_bytes()
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", expect=2)
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "r" / "metrics.json").read_bytes() == before
+    run_cli("train", "--resume", out / "r", "--quiet", expect=2)
+    assert "already finished all 2 epochs" in capsys.readouterr().err
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
+
+
+def test_corrupt_checkpoints_are_named(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    weights = out / "r" / "models" / "student1.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    run_cli("eval", out / "r", expect=2)
+    assert "truncated, corrupt or not a .safetensors file" in capsys.readouterr().err
+    # weights of another architecture loaded as a frozen teacher
+    run_cli("train", f"out_dir={out}", "name=r2", *FAST, "--quiet", "teacher.frozen=true",
+            f"teacher.checkpoint={out / 'r' / 'models' / 'student2.safetensors'}", expect=2)
+    assert "does not fit teacher" in capsys.readouterr().err
+    resume = out / "r" / "checkpoints" / "last.pt"
+    resume.write_bytes(b"not a checkpoint")
+    (out / "r" / "metrics.json").write_text('{"status": "running"}')
+    run_cli("train", "--resume", out / "r", "--quiet", expect=2)
+    assert "cannot read resume checkpoint" in capsys.readouterr().err
+
+
+def test_a_frozen_teacher_from_a_previous_run(tmp_path):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=t", *FAST, "distill.preset=independent", "--quiet")
+    teacher = out / "t" / "models" / "teacher.safetensors"
+    before = teacher.read_bytes()
+    run_cli("train", f"out_dir={out}", "name=s", *FAST, "teacher.frozen=true", f"teacher.checkpoint={teacher}",
+            "--quiet")
+    assert (out / "s" / "models" / "teacher.safetensors").read_bytes() == before
+
+
+def test_entry_point_runs_as_a_module(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "peerdistill", "train", "train.epochs=x"], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "train.epochs" in proc.stderr and "Traceback" not in proc.stderr
+    listed = subprocess.run([sys.executable, "-m", "peerdistill", "presets"], capture_output=True, text=True)
+    assert listed.returncode == 0 and "kd+ml" in listed.stdout

@@ -1,0 +1,69 @@
+"""Config validation: every mistake gets one message that names it."""
+
+import pytest
+
+from peerdistill.config import apply_overrides, default_config, load_config, validate
+from peerdistill.errors import ConfigError
+
+
+def test_default_config_is_valid_and_matches_the_issue():
+    cfg = validate(default_config())
+    assert cfg.distill.preset == "kd+ml" and cfg.teacher is not None and not cfg.teacher.frozen
+    assert len(cfg.students) == 2 and cfg.data.kind == "digits"
+    assert cfg.member_names() == ["teacher", "student1", "student2"]
+
+
+def test_overrides_parse_yaml_values_and_list_indices():
+    tree = apply_overrides(default_config(), ["train.epochs=3", "optim.lr=0.1", "students.1.args.width=4",
+                                              "deterministic=true", "name=abc"])
+    cfg = validate(tree)
+    assert cfg.train.epochs == 3 and cfg.optim.lr == 0.1 and cfg.students[1].args["width"] == 4
+    assert cfg.deterministic is True and cfg.name == "abc"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["train.epoch=3"], "unknown key 'train.epoch' (did you mean 'epochs'?)"),
+    (["distill.alpah=1"], "did you mean 'alpha'"),
+    (["train.epochs=many"], "'train.epochs': Input should be a valid integer"),
+    (["distill.preset=fancy"], "'distill.preset': Input should be 'independent', 'kd', 'ml', 'kd+ml' or 'custom'"),
+    (["optim.lr=-1"], "'optim.lr': Input should be greater than 0"),
+    (["teacher.frozen=true"], "a frozen model needs trained weights"),
+    (["students=[{arch: cnn}]"], "needs at least two students"),
+    (["teacher=null"], "preset 'kd+ml' needs a teacher"),
+    (["train.monitor=ensemble"], None),  # checked by the trainer, see test_cli
+    (["students.5.arch=cnn"], "must be a list index below 2"),
+    (["epochs"], "not of the form key=value"),
+    (["distill.edges=[{source: teacher, target: student1}]"], "set preset: custom"),
+    (["distill.preset=custom"], "needs a non-empty 'edges' list"),
+])
+def test_bad_values_name_the_problem(overrides, message):
+    if message is None:
+        validate(apply_overrides(default_config(), overrides))
+        return
+    with pytest.raises(ConfigError) as info:
+        validate(apply_overrides(default_config(), overrides))
+    assert message in str(info.value)
+
+
+def test_custom_edges_must_name_known_models():
+    tree = apply_overrides(default_config(), ["distill.preset=custom",
+                                              "distill.edges=[{source: teacher, target: studnet1}]"])
+    with pytest.raises(ConfigError, match="unknown model 'studnet1'"):
+        validate(tree)
+
+
+def test_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(listy)
+    good = tmp_path / "good.yaml"
+    good.write_text("students:\n  - {arch: cnn}\n  - {arch: cnn, name: tiny}\ndistill: {preset: ml}\n")
+    cfg = load_config(good, ["train.epochs=2"])
+    assert cfg.member_names() == ["student1", "tiny"] and cfg.train.epochs == 2

@@ -1,0 +1,72 @@
+"""soft_kl against a naive, loop-by-loop computation of T^2 * KL(p_target^T || p_student^T)."""
+
+import math
+
+import pytest
+import torch
+
+from peerdistill.losses import soft_kl
+
+
+def naive_soft_kl(student, target, T):
+    total = 0.0
+    rows = student.tolist()
+    for s_row, t_row in zip(rows, target.tolist()):
+        zs = sum(math.exp(v / T) for v in s_row)
+        zt = sum(math.exp(v / T) for v in t_row)
+        for s, t in zip(s_row, t_row):
+            ps, pt = math.exp(s / T) / zs, math.exp(t / T) / zt
+            total += pt * math.log(pt / ps)
+    return T * T * total / len(rows)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 4.0])
+def test_soft_kl_matches_naive_formula(T):
+    g = torch.Generator().manual_seed(0)
+    student, target = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g) * 3
+    assert soft_kl(student, target, T).item() == pytest.approx(naive_soft_kl(student, target, T), rel=1e-5)
+
+
+def test_soft_kl_hand_value_two_classes():
+    # p_t = (0.5, 0.5); p_s = softmax(0, ln 3) = (0.25, 0.75):
+    # KL = 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln(4/3); times T^2 = 4 at T = 2 on logits (0, 2 ln 3).
+    student = torch.tensor([[0.0, 2 * math.log(3.0)]])
+    target = torch.zeros(1, 2)
+    assert soft_kl(student, target, 2.0).item() == pytest.approx(4 * 0.5 * math.log(4 / 3), rel=1e-6)
+
+
+def test_soft_kl_is_zero_for_equal_logits_and_positive_otherwise():
+    z = torch.randn(4, 3)
+    assert soft_kl(z, z.clone(), 3.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert soft_kl(z, z.flip(1), 3.0).item() > 0
+
+
+def test_soft_kl_per_pixel_maps_average_over_pixels():
+    g = torch.Generator().manual_seed(1)
+    s, t = torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g)
+    flat_s = s.permute(0, 2, 3, 1).reshape(-1, 3)
+    flat_t = t.permute(0, 2, 3, 1).reshape(-1, 3)
+    assert soft_kl(s, t, 2.0).item() == pytest.approx(naive_soft_kl(flat_s, flat_t, 2.0), rel=1e-5)
+
+
+def test_soft_kl_sends_no_gradient_to_its_target():
+    student = torch.randn(3, 4, requires_grad=True)
+    target = torch.randn(3, 4, requires_grad=True)
+    soft_kl(student, target, 4.0).backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    assert target.grad is None
+
+
+def test_soft_kl_gradient_matches_closed_form():
+    # d/dz_s [T^2 KL(p_t || softmax(z_s/T))] = T (p_s - p_t) / B
+    T, B = 3.0, 4
+    student = torch.randn(B, 5, requires_grad=True)
+    target = torch.randn(B, 5)
+    soft_kl(student, target, T).backward()
+    expected = T * ((student.detach() / T).softmax(1) - (target / T).softmax(1)) / B
+    assert torch.allclose(student.grad, expected, atol=1e-6)
+
+
+def test_soft_kl_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        soft_kl(torch.zeros(2, 3), torch.zeros(2, 4))

@@ -1,0 +1,41 @@
+"""Metrics against values worked out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from peerdistill.metrics import classification_metrics
+
+
+def test_binary_metrics_by_hand():
+    # targets 0,0,0,1,1 ; predicted class-1 probabilities 0.1,0.6,0.3,0.8,0.4
+    targets = np.array([0, 0, 0, 1, 1])
+    p1 = np.array([0.1, 0.6, 0.3, 0.8, 0.4])
+    probs = np.stack([1 - p1, p1], axis=1)
+    m = classification_metrics(probs, targets)
+    # predictions 0,1,0,1,0 -> correct: 1,0,1,1,0 = 3/5
+    assert m["accuracy"] == pytest.approx(0.6)
+    # recall class 0 = 2/3, class 1 = 1/2 -> balanced = 7/12
+    assert m["balanced_accuracy"] == pytest.approx(7 / 12)
+    # class 1: precision 1/2, recall 1/2 -> F1 1/2; class 0: precision 2/3, recall 2/3 -> 2/3
+    assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
+    # AUC = share of (positive, negative) pairs ranked right: positives 0.8, 0.4 vs negatives 0.1, 0.6, 0.3
+    pairs = [(p, n) for p in (0.8, 0.4) for n in (0.1, 0.6, 0.3)]
+    assert m["auc"] == pytest.approx(sum(p > n for p, n in pairs) / len(pairs))
+
+
+def test_multiclass_auc_is_mean_of_one_vs_rest():
+    rng = np.random.default_rng(0)
+    targets = np.array([0, 1, 2, 0, 1, 2, 2, 0])
+    probs = rng.dirichlet(np.ones(3), size=len(targets))
+    aucs = []
+    for c in range(3):
+        pos, neg = probs[targets == c, c], probs[targets != c, c]
+        aucs.append(np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg]))
+    assert classification_metrics(probs, targets)["auc"] == pytest.approx(np.mean(aucs))
+
+
+def test_auc_is_nan_when_a_class_is_absent():
+    probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.2, 0.2]])
+    assert math.isnan(classification_metrics(probs, np.array([0, 1]))["auc"])

@@ -1,0 +1,152 @@
+"""The training loop's correctness rules, on tiny in-memory data."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from peerdistill import Cohort, DataSplits, KnowledgeGraph, OptimSpec, Trainer, TrainSpec, preset_edges
+from peerdistill.engine import save_weights, seed_everything
+from peerdistill.errors import DataError
+from peerdistill.models import SmallCNN
+from peerdistill.tasks import ClassificationTask
+
+FAST = TrainSpec(epochs=2, batch_size=32, monitor="ensemble/accuracy")
+
+
+def make_cohort(frozen_teacher=False, students=2, num_classes=3, teacher_path=None):
+    seed_everything(0)
+    teacher = SmallCNN(1, num_classes, width=8, depth=2)
+    if teacher_path is not None:
+        from peerdistill.engine import load_weights
+
+        load_weights(teacher, teacher_path)
+    return Cohort.from_modules([SmallCNN(1, num_classes, width=4, depth=1) for _ in range(students)],
+                               teacher=teacher, frozen_teacher=frozen_teacher)
+
+
+def kdml(cohort):
+    return KnowledgeGraph(preset_edges("kd+ml", "teacher", [m.name for m in cohort.students]))
+
+
+def trainer(cohort, **kw):
+    kw.setdefault("train", FAST)
+    return Trainer(cohort, kdml(cohort), ClassificationTask(3), device="cpu", progress=False, **kw)
+
+
+def test_each_model_is_forwarded_exactly_once_per_step(tiny_data):
+    cohort = make_cohort()
+    t = trainer(cohort)
+    t._setup(tiny_data)
+    calls = {m.name: 0 for m in cohort.members}
+    for m in cohort.members:
+        m.module.register_forward_hook(lambda mod, i, o, name=m.name: calls.__setitem__(name, calls[name] + 1))
+    x, y = next(iter(t.train_batches))
+    t.step(x, y)
+    assert calls == {"teacher": 1, "student1": 1, "student2": 1}
+
+
+def test_peer_and_frozen_teacher_targets_get_no_gradient(tiny_data, tmp_path):
+    seed_everything(0)
+    save_weights(SmallCNN(1, 3, width=8, depth=2), tmp_path / "t.safetensors")
+    cohort = make_cohort(frozen_teacher=True, teacher_path=tmp_path / "t.safetensors")
+    outputs = cohort.forward(tiny_data.train.x[:8])
+    assert not outputs["teacher"].requires_grad
+    graph = kdml(cohort)
+    # Only the loss terms whose *target* is student1: no gradient may reach student2 or the teacher.
+    terms = {k: v for k, v in graph.losses(outputs).items() if k.startswith("student1/")}
+    assert set(terms) == {"student1/kl<-teacher", "student1/kl<-student2"}
+    sum(terms.values()).backward()
+    assert all(p.grad is None for p in cohort["student2"].module.parameters())
+    assert all(p.grad is None for p in cohort["teacher"].module.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in cohort["student1"].module.parameters())
+
+
+def test_frozen_teacher_is_unchanged_and_stays_in_eval_mode(tiny_data, tmp_path):
+    seed_everything(0)
+    save_weights(SmallCNN(1, 3, width=8, depth=2), tmp_path / "t.safetensors")
+    cohort = make_cohort(frozen_teacher=True, teacher_path=tmp_path / "t.safetensors")
+    before = copy.deepcopy(cohort["teacher"].module.state_dict())  # includes BatchNorm running stats
+    modes = []
+    cohort["teacher"].module.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    t = trainer(cohort)
+    t.fit(tiny_data)
+    after = cohort["teacher"].module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert modes and not any(modes)
+    assert "teacher" not in t.optimizers
+    assert all(not p.requires_grad for p in cohort["teacher"].module.parameters())
+
+
+def test_online_teacher_learns_and_every_model_has_its_own_optimizer(tiny_data):
+    cohort = make_cohort()
+    before = copy.deepcopy(cohort["teacher"].module.state_dict())
+    t = trainer(cohort, optim=OptimSpec(name="sgd", lr=0.05))
+    t.fit(tiny_data)
+    assert not torch.equal(before["classifier.weight"], cohort["teacher"].module.state_dict()["classifier.weight"])
+    assert set(t.optimizers) == {"teacher", "student1", "student2"}
+    param_sets = [{id(p) for g in o.param_groups for p in g["params"]} for o in t.optimizers.values()]
+    assert all(not (a & b) for i, a in enumerate(param_sets) for b in param_sets[i + 1:])
+    assert len({id(s) for s in t.schedulers.values()}) == 3
+
+
+def test_fit_learns_and_records_every_loss_term(tiny_data):
+    cohort = make_cohort()
+    result = trainer(cohort, train=TrainSpec(epochs=5, batch_size=32), optim=OptimSpec(lr=0.01)).fit(tiny_data)
+    assert result.test_at_best["ensemble"]["accuracy"] > 0.8  # 3 balanced classes: chance is 1/3
+    row = result.history[-1]
+    for key in ["train/loss/teacher/ce", "train/loss/student1/ce", "train/loss/student1/kl<-teacher",
+                "train/loss/student1/kl<-student2", "train/loss/student2/kl<-student1", "val/ensemble/auc"]:
+        assert key in row
+    assert 0 <= result.best_epoch < 5
+
+
+def test_rampup_scales_distillation_terms(tiny_data):
+    cohort = make_cohort()
+    t = trainer(cohort, rampup_epochs=4)
+    t._setup(tiny_data)
+    x, y = next(iter(t.train_batches))
+    assert t._ramp(0.0) == pytest.approx(torch.exp(torch.tensor(-5.0)).item())
+    full = t.graph.losses(cohort.forward(x), scale=1.0)
+    small = t.graph.losses(cohort.forward(x), scale=t._ramp(2.0))
+    for name in full:
+        assert small[name].item() == pytest.approx(full[name].item() * t._ramp(2.0), rel=1e-4)
+
+
+def test_class_count_mismatch_is_a_clear_error(tiny_data):
+    seed_everything(0)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 5, 4, 1)], teacher=SmallCNN(1, 3, 8, 2))
+    with pytest.raises(DataError, match="'student2' outputs 5 classes .* data has 3 classes"):
+        trainer(cohort).fit(tiny_data)
+
+
+class ListDataset(Dataset):
+    """A plain map-style Dataset, as a user would write: goes through a DataLoader."""
+
+    def __init__(self, tensor_data):
+        self.items = [(tensor_data.x[i], int(tensor_data.y[i])) for i in range(len(tensor_data))]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_any_torch_dataset_and_any_module_work(tiny_data):
+    class Flat(nn.Module):  # not from the zoo, returns a dict like some libraries do
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+
+        def forward(self, x):
+            return {"logits": self.net(x)}
+
+    data = DataSplits(ListDataset(tiny_data.train), ListDataset(tiny_data.val), ListDataset(tiny_data.test),
+                      num_classes=3, class_names=["a", "b", "c"], input_shape=(1, 8, 8))
+    seed_everything(0)
+    cohort = Cohort.from_modules([Flat(), SmallCNN(1, 3, 4, 1)], teacher=SmallCNN(1, 3, 8, 2))
+    result = trainer(cohort, train=TrainSpec(epochs=3, batch_size=16)).fit(data)
+    assert result.test_at_best["student1"]["accuracy"] > 0.6
