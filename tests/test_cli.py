@@ -121,7 +121,7 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     rows = list(csv.DictReader((directory / "compare.csv").open()))
     models = {r["model"] for r in rows}
     assert models == {"teacher", "student1", "student2", "best student", "ensemble"}
-    ens = next(r for r in rows if r["preset"] == "kd+ml" and r["model"] == "ensemble" and r["metric"] == "accuracy")
+    ens = next(r for r in rows if r["setting"] == "kd+ml" and r["model"] == "ensemble" and r["metric"] == "accuracy")
     values = [float(v) for v in ens["values"].split(";")]
     assert len(values) == 2 and float(ens["mean"]) == pytest.approx(sum(values) / 2, abs=1e-6)
     assert float(ens["std"]) == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5, abs=1e-6)

@@ -25,7 +25,7 @@ def test_overrides_parse_yaml_values_and_list_indices():
     (["train.epoch=3"], "unknown key 'train.epoch' (did you mean 'epochs'?)"),
     (["distill.alpah=1"], "did you mean 'alpha'"),
     (["train.epochs=many"], "'train.epochs': Input should be a valid integer"),
-    (["distill.preset=fancy"], "'distill.preset': Input should be 'independent', 'kd', 'ml', 'kd+ml' or 'custom'"),
+    (["distill.preset=fancy"], "'distill.preset': Input should be 'independent', 'kd', 'ml', 'kd+ml', 'styles'"),
     (["optim.lr=-1"], "'optim.lr': Input should be greater than 0"),
     (["teacher.frozen=true"], "a frozen model needs trained weights"),
     (["students=[{arch: cnn}]"], "needs at least two students"),
@@ -46,10 +46,31 @@ def test_bad_values_name_the_problem(overrides, message):
 
 
 def test_custom_edges_must_name_known_models():
+    from peerdistill.build import make_trainer
+
     tree = apply_overrides(default_config(), ["distill.preset=custom",
                                               "distill.edges=[{source: teacher, target: studnet1}]"])
-    with pytest.raises(ConfigError, match="unknown model 'studnet1'"):
+    with pytest.raises(ConfigError, match="no model named 'studnet1'"):
+        make_trainer(validate(tree), run_dir=None)
+    tree = apply_overrides(default_config(), ["distill.preset=custom", "distill.edges=[{source: teacher, target: "
+                                              "student1, kind: hint}]"])
+    with pytest.raises(ConfigError, match="needs source_layer and target_layer"):
         validate(tree)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["teachers=[{arch: cnn}]"], "either 'teacher' (one) or 'teachers'"),
+    (["teacher=null", "teachers=[{arch: cnn}]", "distill.preset=multi-teacher"], "at least two teachers"),
+    (["distill.preset=self"], "preset 'self' needs heads"),
+    (["students.0.name=a@b"], "may not contain '@'"),
+    (["students.0.name=ensemble"], "is reserved"),
+    (["distill.self_alpha=2"], "less than or equal to 1"),
+    (["distill.feature_loss=l1"], "'distill.feature_loss'"),
+])
+def test_knowledge_beyond_logits_config_errors(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(apply_overrides(default_config(), overrides))
+    assert message in str(info.value)
 
 
 def test_config_files(tmp_path):

@@ -1,15 +1,21 @@
-"""Presets as sets of edges, and the graph's total against a naive per-student sum."""
+"""Presets as sets of edges, and the graph's totals against naive per-student sums."""
 
 import math
 
 import pytest
 import torch
+from torch import nn
 
+from peerdistill import Cohort
+from peerdistill.cohort import CohortOutput
+from peerdistill.config import DistillSpec
 from peerdistill.errors import ConfigError
-from peerdistill.graph import Edge, KnowledgeGraph, preset_edges, sigmoid_rampup
+from peerdistill.graph import ENSEMBLE, TEACHERS, Edge, KnowledgeGraph, preset_edges, sigmoid_rampup
+from peerdistill.models import SmallCNN
 from tests.test_losses import naive_soft_kl
 
 STUDENTS = ["s1", "s2", "s3"]
+LAYERS = {"teacher": "features", "s1": "features", "s2": "features", "s3": "features"}
 
 
 def test_presets_are_the_expected_edges():
@@ -21,6 +27,41 @@ def test_presets_are_the_expected_edges():
     assert {(e.source, e.target) for e in ml} == {(a, b) for a in STUDENTS for b in STUDENTS if a != b}
     both = preset_edges("kd+ml", "teacher", STUDENTS)
     assert len(both) == 3 + 6
+    assert preset_edges("styles-logits", "teacher", STUDENTS) == both
+
+
+def test_styles_preset_splits_learning_styles():
+    edges = preset_edges("styles", ["teacher"], ["a", "b"], gamma=2.0, feature_layers={"teacher": "t.l3", "a": "x",
+                                                                                        "b": "y"})
+    by_target = {(e.source, e.target, e.kind) for e in edges}
+    assert ("teacher", "a", "kl") in by_target and ("teacher", "a", "hint") not in by_target
+    assert ("teacher", "b", "hint") in by_target and ("teacher", "b", "kl") not in by_target
+    assert {("a", "b", "kl"), ("b", "a", "kl"), ("a", "b", "hint"), ("b", "a", "hint")} <= by_target
+    hint = next(e for e in edges if e.source == "teacher")
+    assert hint.kind == "kl" or (hint.source_layer, hint.target_layer) == ("t.l3", "y")
+    features = preset_edges("styles-features", ["teacher"], ["a", "b"], feature_layers={"teacher": "t", "a": "x", "b": "y"},
+                            feature_loss="at")
+    assert {e.kind for e in features} == {"at"} and len(features) == 4
+    with pytest.raises(ConfigError, match="has no feature layer"):
+        preset_edges("styles", ["teacher"], ["a", "b"], feature_layers={"teacher": "t"})
+
+
+def test_several_teachers_become_one_combined_source():
+    edges = preset_edges("multi-teacher", ["t1", "t2"], ["a", "b"])
+    assert [(e.source, e.target) for e in edges] == [(TEACHERS, "a"), (TEACHERS, "b")]
+    with pytest.raises(ConfigError, match="at least two teachers"):
+        preset_edges("multi-teacher", ["t1"], ["a"])
+    ensemble = preset_edges("ml", None, ["a", "b"], ensemble_weight=0.5)
+    assert Edge(ENSEMBLE, "a", "kl", 0.5, 4.0) in ensemble
+
+
+def test_self_preset_edges_and_head_weights():
+    edges = preset_edges("self", None, ["net"], heads={"net": ["l1", "l2"]}, self_alpha=0.3, self_lambda=0.05)
+    assert {(e.source, e.target, e.kind, e.weight) for e in edges} == {
+        ("net", "net@l1", "kl", 0.3), ("net", "net@l2", "kl", 0.3),
+        ("net", "net@l1", "hint", 0.05), ("net", "net@l2", "hint", 0.05)}
+    with pytest.raises(ConfigError, match="needs a model with heads"):
+        preset_edges("self", None, ["net"])
 
 
 @pytest.mark.parametrize("preset,teacher,students,message", [
@@ -36,31 +77,108 @@ def test_preset_errors(preset, teacher, students, message):
 def test_kd_ml_total_matches_the_paper_formula():
     """L_k = alpha T^2 KL(p_T || p_k) + beta mean_{l != k} KL(p_l || p_k), summed over students."""
     g = torch.Generator().manual_seed(0)
-    outputs = {n: torch.randn(6, 4, generator=g) for n in ["teacher", *STUDENTS]}
+    logits = {n: torch.randn(6, 4, generator=g) for n in ["teacher", *STUDENTS]}
     alpha, beta, T_kd, T_ml = 0.7, 1.3, 4.0, 1.0
     graph = KnowledgeGraph(preset_edges("kd+ml", "teacher", STUDENTS, alpha=alpha, beta=beta,
                                         kd_temperature=T_kd, ml_temperature=T_ml))
-    total = sum(v.item() for v in graph.losses(outputs, scale=0.5).values())
+    total = sum(v.item() for v in graph.losses(CohortOutput(logits), scale=0.5).values())
     expected = 0.0
     for k in STUDENTS:
-        expected += alpha * naive_soft_kl(outputs[k], outputs["teacher"], T_kd)
-        peers = [naive_soft_kl(outputs[k], outputs[l], T_ml) for l in STUDENTS if l != k]
+        expected += alpha * naive_soft_kl(logits[k], logits["teacher"], T_kd)
+        peers = [naive_soft_kl(logits[k], logits[l], T_ml) for l in STUDENTS if l != k]
         expected += beta * sum(peers) / len(peers)
     assert total == pytest.approx(0.5 * expected, rel=1e-5)
 
 
-def test_edge_names_and_unknown_members():
-    graph = KnowledgeGraph([Edge("teacher", "s1", "kl", 1.0, 4.0)])
-    assert list(graph.losses({"teacher": torch.zeros(1, 2), "s1": torch.zeros(1, 2)})) == ["s1/kl<-teacher"]
-    with pytest.raises(ConfigError, match="no model named 'teacher'"):
-        graph.check_members(["s1", "s2"])
+def naive_kl_to(student, q, T):
+    """T^2 mean_b sum_c q log(q / softmax(student / T)), with plain Python loops."""
+    total = 0.0
+    for s_row, q_row in zip(student.tolist(), q.tolist()):
+        z = sum(math.exp(v / T) for v in s_row)
+        total += sum(qc * math.log(qc / (math.exp(sv / T) / z)) for sv, qc in zip(s_row, q_row) if qc > 0)
+    return T * T * total / len(student)
+
+
+def _softmax_rows(t, T):
+    out = []
+    for row in t.tolist():
+        e = [math.exp(v / T) for v in row]
+        out.append([v / sum(e) for v in e])
+    return out
+
+
+def _bound_graph(edges, teachers=(1, 2), weights=(3.0, 1.0), weighting="weighted"):
+    cohort = Cohort.from_modules([nn.Identity(), nn.Identity()], teachers=[nn.Identity() for _ in teachers],
+                                 teacher_weights=list(weights), student_names=["a", "b"])
+    graph = KnowledgeGraph(edges, teacher_weighting=weighting)
+    graph.bind(cohort)
+    return graph
+
+
+def test_multi_teacher_weighted_average_matches_the_formula():
+    g = torch.Generator().manual_seed(2)
+    logits = {n: torch.randn(5, 3, generator=g) for n in ["teacher1", "teacher2", "a", "b"]}
+    T = 2.0
+    graph = _bound_graph([Edge(TEACHERS, "a", "kl", 1.0, T)])
+    got = graph.losses(CohortOutput(logits))["a/kl<-teachers"].item()
+    p1, p2 = _softmax_rows(logits["teacher1"], T), _softmax_rows(logits["teacher2"], T)
+    q = torch.tensor([[(3 * x + 1 * y) / 4 for x, y in zip(r1, r2)] for r1, r2 in zip(p1, p2)])
+    assert got == pytest.approx(naive_kl_to(logits["a"], q, T), rel=1e-5)
+
+
+def test_confidence_weighting_follows_ca_mkd():
+    # Two teachers: per sample, w_k = 1 - softmax_k(CE_k) (K - 1 = 1), so the teacher with the lower
+    # cross-entropy on the label gets the larger weight.
+    t1 = torch.tensor([[4.0, 0.0], [0.0, 4.0]])  # right on sample 0 (label 0), wrong on sample 1 (label 0)
+    t2 = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 0])
+    student = torch.zeros(2, 2)
+    graph = _bound_graph([Edge(TEACHERS, "a", "kl", 1.0, 1.0)], weights=(1.0, 1.0), weighting="confidence")
+    got = graph.losses(CohortOutput({"teacher1": t1, "teacher2": t2, "a": student, "b": student}), labels)["a/kl<-teachers"]
+    ce = [[-math.log(p[0]) for p in _softmax_rows(t, 1.0)] for t in (t1, t2)]  # CE per teacher per sample
+    q = []
+    for i in range(2):
+        e1, e2 = math.exp(ce[0][i]), math.exp(ce[1][i])
+        w1, w2 = 1 - e1 / (e1 + e2), 1 - e2 / (e1 + e2)
+        p1, p2 = _softmax_rows(t1, 1.0)[i], _softmax_rows(t2, 1.0)[i]
+        q.append([w1 * x + w2 * y for x, y in zip(p1, p2)])
+    assert got.item() == pytest.approx(naive_kl_to(student, torch.tensor(q), 1.0), rel=1e-5)
+
+
+def test_ensemble_source_is_the_mean_of_students():
+    g = torch.Generator().manual_seed(3)
+    logits = {n: torch.randn(4, 3, generator=g) for n in ["teacher1", "teacher2", "a", "b"]}
+    graph = _bound_graph([Edge(ENSEMBLE, "a", "kl", 1.0, 3.0)])
+    got = graph.losses(CohortOutput(logits))["a/kl<-ensemble"].item()
+    pa, pb = _softmax_rows(logits["a"], 3.0), _softmax_rows(logits["b"], 3.0)
+    q = torch.tensor([[(x + y) / 2 for x, y in zip(ra, rb)] for ra, rb in zip(pa, pb)])
+    assert got == pytest.approx(naive_kl_to(logits["a"], q, 3.0), rel=1e-5)
+
+
+def test_edge_names_and_binding_errors():
+    cohort = Cohort.from_modules([SmallCNN(1, 2), SmallCNN(1, 2)], teacher=SmallCNN(1, 2), frozen_teacher=True)
+    graph = KnowledgeGraph([Edge("teacher", "student1", "kl", 1.0, 4.0)])
+    graph.bind(cohort)
+    zeros = torch.zeros(1, 2)
+    assert list(graph.losses(CohortOutput({"teacher": zeros, "student1": zeros}))) == ["student1/kl<-teacher"]
+    with pytest.raises(ConfigError, match="no model named 'studnet1'"):
+        KnowledgeGraph([Edge("teacher", "studnet1")]).bind(cohort)
     with pytest.raises(ConfigError, match="frozen model cannot learn"):
-        KnowledgeGraph([Edge("s1", "teacher")]).check_members(["teacher", "s1"], frozen=["teacher"])
+        KnowledgeGraph([Edge("student1", "teacher")]).bind(cohort)
     with pytest.raises(ConfigError, match="duplicate"):
         KnowledgeGraph([Edge("a", "b"), Edge("a", "b")])
+    with pytest.raises(ConfigError, match="needs source_layer and target_layer"):
+        KnowledgeGraph([Edge("teacher", "student1", "hint")])
+    with pytest.raises(ConfigError, match="features come from one model"):
+        KnowledgeGraph([Edge(TEACHERS, "student1", "hint", 1, 1, "a", "b")])
 
 
 def test_sigmoid_rampup_values():
     assert sigmoid_rampup(0.0) == pytest.approx(math.exp(-5))
     assert sigmoid_rampup(0.5) == pytest.approx(math.exp(-5 * 0.25))
     assert sigmoid_rampup(1.0) == 1.0 and sigmoid_rampup(3.0) == 1.0
+
+
+def test_distill_spec_defaults_are_documented_values():
+    d = DistillSpec()
+    assert (d.alpha, d.beta, d.kd_temperature, d.ml_temperature) == (1.0, 1.0, 4.0, 1.0)

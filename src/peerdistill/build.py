@@ -4,41 +4,64 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cohort import Cohort, Member
-from .config import RunConfig, to_yaml
+import torch
+
+from .cohort import Cohort, Member, default_feature_layer
+from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .engine import Trainer, load_weights, seed_everything
 from .errors import ConfigError
-from .graph import Edge, KnowledgeGraph, preset_edges
+from .graph import Edge, KnowledgeGraph, preset_edges, self_supervised_weights
 from .models import build_model
+from .models.heads import HeadedModel
 from .tasks import ClassificationTask
 from .tasks.classification import balanced_class_weights
+
+
+def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
+                        load_checkpoint: bool = True):
+    """The model of one config entry; wrapped with self-distillation heads when it has any."""
+    module = build_model(spec.arch, spec.args, input_shape[0], num_classes)
+    if spec.checkpoint and load_checkpoint:
+        load_weights(module, spec.checkpoint, name)
+    if spec.heads:
+        deep = spec.deep_layer or spec.feature_layer or default_feature_layer(module)
+        if not deep:
+            raise ConfigError(f"model '{name}' has heads but no deep_layer: set it to the module path of its "
+                              "last feature block")
+        module = HeadedModel(module, spec.heads, deep, num_classes, torch.zeros(2, *input_shape), owner=f"model '{name}'")
+    return module
 
 
 def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:
     """Models are built after seeding, so their initial weights follow ``cfg.seed``."""
     names = cfg.member_names()
-    specs = ([cfg.teacher] if cfg.teacher is not None else []) + list(cfg.students)
+    teachers = cfg.all_teachers()
+    specs = teachers + list(cfg.students)
     members = []
-    for name, spec in zip(names, specs):
-        module = build_model(spec.arch, spec.args, data.in_channels, data.num_classes)
-        if spec.checkpoint:
-            load_weights(module, spec.checkpoint, name)
-        role = "teacher" if name == "teacher" and cfg.teacher is not None else "student"
-        members.append(Member(name, module, role, frozen=spec.frozen, lr=spec.lr,
-                              spec={"arch": spec.arch, "args": spec.args}))
+    for i, (name, spec) in enumerate(zip(names, specs)):
+        module = build_member_module(spec, name, data.input_shape, data.num_classes)
+        role = "teacher" if i < len(teachers) else "student"
+        rebuild = {"arch": spec.arch, "args": spec.args}
+        if isinstance(module, HeadedModel):
+            rebuild.update(heads=module.head_layers, deep_layer=module.deep_layer)
+        members.append(Member(name, module, role, frozen=spec.frozen, lr=spec.lr, spec=rebuild,
+                              feature_layer=spec.feature_layer or default_feature_layer(module),
+                              weight=spec.weight))
     return Cohort(members)
 
 
 def build_graph(cfg: RunConfig, cohort: Cohort) -> KnowledgeGraph:
     d = cfg.distill
+    heads = {m.name: m.head_layers for m in cohort.members if m.head_layers}
     if d.preset == "custom":
-        edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature) for e in d.edges or []]
+        edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer)
+                 for e in d.edges or []]
     else:
-        teacher = cohort.teachers[0].name if cohort.teachers else None
-        edges = preset_edges(d.preset, teacher, [m.name for m in cohort.students], alpha=d.alpha, beta=d.beta,
-                             kd_temperature=d.kd_temperature, ml_temperature=d.ml_temperature)
-    return KnowledgeGraph(edges)
+        edges = preset_edges(d.preset, [m.name for m in cohort.teachers], [m.name for m in cohort.students], d,
+                             feature_layers={m.name: m.feature_layer for m in cohort.members}, heads=heads)
+    return KnowledgeGraph(edges, supervised_weights=self_supervised_weights(heads, d) if d.preset != "custom" else {},
+                          teacher_weighting=d.teacher_weighting)
 
 
 def build_task(cfg: RunConfig, data: DataSplits) -> ClassificationTask:

@@ -96,11 +96,13 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 def cmd_compare(ns: argparse.Namespace) -> int:
     from .compare import compare, parse_presets
 
-    path, overrides = _split_config_and_overrides(ns.args)
-    tree = load_yaml(path) if path else default_config()
-    apply_overrides(tree, overrides)
-    compare(tree, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
-            console=console)
+    paths = [a for a in ns.args if "=" not in a]
+    overrides = [a for a in ns.args if "=" in a]
+    trees = [load_yaml(p) for p in paths] or [default_config()]
+    for tree in trees:
+        apply_overrides(tree, overrides)
+    compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
+            console=console, out=ns.out)
     return 0
 
 
@@ -140,9 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.set_defaults(func=cmd_eval)
 
-    cmp_ = sub.add_parser("compare", help="run several presets over several seeds and tabulate mean ± std")
-    cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
-    cmp_.add_argument("--presets", default="independent,kd,ml,kd+ml")
+    cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")
+    cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml ...] [key=value ...]")
+    cmp_.add_argument("--presets", default=None,
+                      help="comma-separated presets (one config: default independent,kd,ml,kd+ml; "
+                           "several configs: default each config's own preset)")
+    cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")
     cmp_.add_argument("--seeds", type=int, default=3)
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
     cmp_.add_argument("--quiet", action="store_true")

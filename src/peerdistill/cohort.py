@@ -1,7 +1,12 @@
-"""The models of a run and their roles: teachers (frozen or online) and students."""
+"""The models of a run and their roles: teachers (frozen or online) and students.
+
+``Cohort.forward`` runs each model exactly once and returns every output the losses need:
+the logits of each model (and of its self-distillation heads) and the captured features.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -9,7 +14,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .capture import FeatureRecorder, unwrap
 from .errors import ConfigError
+from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
 
 Role = Literal["teacher", "student"]
 
@@ -23,10 +30,31 @@ class Member:
     lr: float | None = None
     # What rebuilds the architecture from a run directory (arch + args); None for modules built in Python.
     spec: dict[str, Any] | None = None
+    feature_layer: str | None = None  # the module path feature edges use by default
+    weight: float = 1.0  # a teacher's weight mu in the multi-teacher average
 
     @property
     def trainable(self) -> bool:
         return not self.frozen
+
+    @property
+    def head_layers(self) -> list[str]:
+        inner = unwrap(self.module)
+        return list(inner.head_layers) if isinstance(inner, HeadedModel) else []
+
+    def output_names(self) -> list[str]:
+        return [self.name] + [head_name(self.name, p) for p in self.head_layers]
+
+
+def head_name(member: str, layer: str) -> str:
+    return f"{member}@{layer}"
+
+
+@dataclass
+class CohortOutput:
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    # features[output name][layer path] for hooked layers and the self-distillation features
+    features: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +70,7 @@ class Cohort:
         for m in self.members:
             if m.frozen:
                 m.module.requires_grad_(False)
+        self._recorders: dict[str, FeatureRecorder] = {}
 
     @classmethod
     def from_modules(
@@ -51,11 +80,21 @@ class Cohort:
         *,
         frozen_teacher: bool = False,
         student_names: Sequence[str] | None = None,
+        teachers: Sequence[nn.Module] = (),
+        teacher_weights: Sequence[float] | None = None,
+        feature_layers: dict[str, str] | None = None,
     ) -> "Cohort":
-        """The Python-API shortcut: ``Cohort.from_modules([s1, s2], teacher=t)``."""
+        """The Python-API shortcut: ``Cohort.from_modules([s1, s2], teacher=t)``; several teachers
+        go in ``teachers`` (named teacher1, teacher2, ...)."""
         names = list(student_names or [f"student{i + 1}" for i in range(len(students))])
+        layers = feature_layers or {}
         members = [Member("teacher", teacher, "teacher", frozen_teacher)] if teacher is not None else []
+        weights = list(teacher_weights or [1.0] * len(teachers))
+        members += [Member(f"teacher{i + 1}", t, "teacher", frozen_teacher, weight=w)
+                    for i, (t, w) in enumerate(zip(teachers, weights, strict=True))]
         members += [Member(n, s, "student") for n, s in zip(names, students, strict=True)]
+        for m in members:
+            m.feature_layer = layers.get(m.name, default_feature_layer(m.module))
         return cls(members)
 
     def __getitem__(self, name: str) -> Member:
@@ -84,6 +123,32 @@ class Cohort:
     def frozen(self) -> list[Member]:
         return [m for m in self.members if m.frozen]
 
+    def output_names(self) -> list[str]:
+        return [n for m in self.members for n in m.output_names()]
+
+    def ensemble_names(self) -> list[str]:
+        """What the student ensemble averages: every student's outputs (heads included)."""
+        return [n for m in self.students for n in m.output_names()]
+
+    def roles(self) -> dict[str, str]:
+        roles = {}
+        for m in self.members:
+            roles[m.name] = m.role
+            roles.update({n: "head" for n in m.output_names()[1:]})
+        return roles
+
+    def owner(self, output_name: str) -> Member:
+        return self[output_name.split("@", 1)[0]]
+
+    def capture(self, requests: dict[str, set[str]]) -> None:
+        """Record the named layers of each model (``{member: {path, ...}}``) on every forward."""
+        for recorder in self._recorders.values():
+            recorder.remove()
+        self._recorders = {
+            name: FeatureRecorder(self[name].module, sorted(paths), owner=f"model '{name}'")
+            for name, paths in requests.items() if paths
+        }
+
     def to(self, device: torch.device) -> "Cohort":
         for m in self.members:
             m.module.to(device)
@@ -98,18 +163,39 @@ class Cohort:
         for m in self.members:
             m.module.eval()
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> CohortOutput:
         """Each model exactly once. Frozen models run under inference mode (no autograd graph);
         their outputs are cloned out of inference mode so losses may read them."""
-        outputs = {}
+        out = CohortOutput()
         for m in self.members:
-            if m.frozen:
-                with torch.inference_mode():
-                    out = as_logits(m.module(x), m.name)
-                outputs[m.name] = out.clone()
-            else:
-                outputs[m.name] = as_logits(m.module(x), m.name)
-        return outputs
+            context = torch.inference_mode() if m.frozen else contextlib.nullcontext()
+            with context:
+                raw = m.module(x)
+                recorded = self._recorders[m.name].take() if m.name in self._recorders else {}
+            _collect(out, m, raw, recorded, clone=m.frozen)
+        return out
+
+
+def _collect(out: CohortOutput, m: Member, raw: Any, recorded: dict, clone: bool) -> None:
+    keep = (lambda t: t.clone()) if clone else (lambda t: t)
+    if isinstance(raw, dict) and "heads" in raw:  # a HeadedModel
+        out.logits[m.name] = keep(as_logits(raw["logits"], m.name))
+        recorded = {**recorded, DEEP_FEATURE: raw["deep_feature"]}
+        for layer, logits in raw["heads"].items():
+            name = head_name(m.name, layer)
+            out.logits[name] = keep(logits)
+            out.features[name] = {HEAD_FEATURE: keep(raw["head_features"][layer])}
+    else:
+        out.logits[m.name] = keep(as_logits(raw, m.name))
+    out.features[m.name] = {k: keep(v) for k, v in recorded.items()}
+
+
+def default_feature_layer(module: nn.Module) -> str | None:
+    """Zoo models name their last feature block (class attribute ``feature_layer``)."""
+    inner = unwrap(module)
+    if isinstance(inner, HeadedModel):
+        inner = unwrap(inner.base)
+    return getattr(inner, "feature_layer", None)
 
 
 def as_logits(output: Any, name: str) -> torch.Tensor:

@@ -20,6 +20,7 @@ from .errors import ConfigError, RunDirError
 from .report import comparison_markdown, mean_std, pm
 
 BEST_STUDENT = "best student"
+DEFAULT_PRESETS = ("independent", "kd", "ml", "kd+ml")
 
 
 @dataclass
@@ -29,56 +30,92 @@ class Comparison:
     markdown: str
 
 
-def parse_presets(text: str) -> list[str]:
+def parse_presets(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
     presets = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in presets if p not in PRESETS or p == "custom"]
     if not presets or bad:
-        raise ConfigError(f"--presets: unknown {bad or 'empty list'}; choose from independent, kd, ml, kd+ml")
+        raise ConfigError(f"--presets: unknown {bad or 'empty list'}; choose from "
+                          f"{', '.join(p for p in PRESETS if p != 'custom')}")
     return presets
 
 
-def compare(tree: dict[str, Any], presets: list[str], seeds: int, *, overwrite: bool = False,
-            progress: bool = True, console: Console | None = None) -> Comparison:
-    """``tree`` is the (unvalidated) config mapping. Each run gets seed ``seed + i``; the data
-    split (``data.split_seed``) stays the same for every run. Finished runs are reused."""
+def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
+            overwrite: bool = False, progress: bool = True, console: Console | None = None,
+            out: str | Path | None = None) -> Comparison:
+    """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
+
+    ``configs`` are unvalidated config mappings. With one config, the rows are ``presets``
+    (default: independent, kd, ml, kd+ml); with several, each config is a row with its own
+    preset (or one row per config and preset when ``presets`` is given). The data split
+    (``data.split_seed``) is each config's own and the same for all its runs. Finished runs
+    with the same config are reused."""
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
+    configs = [configs] if isinstance(configs, dict) else list(configs)
+    if not configs:
+        raise ConfigError("compare needs at least one config")
     console = console or Console()
-    base = validate(copy.deepcopy(tree))
-    directory = Path(base.out_dir) / f"{base.name}-compare"
+    bases = [validate(copy.deepcopy(tree), f"config {i + 1}") for i, tree in enumerate(configs)]
+    if len(configs) == 1:
+        presets = presets or list(DEFAULT_PRESETS)
+        directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
+    else:
+        names = [b.name for b in bases]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"compare: each config needs its own name, got {names}")
+        directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
+    settings = []  # (label, tree, preset)
+    for tree, base in zip(configs, bases):
+        for preset in presets or [base.distill.preset]:
+            label = preset if len(configs) == 1 else (base.name if presets is None else f"{base.name}:{preset}")
+            settings.append((label, tree, preset))
     runs: list[dict[str, Any]] = []
-    for preset in presets:
+    for label, tree, preset in settings:
+        base_seed = validate(copy.deepcopy(tree)).seed
         for i in range(seeds):
-            cfg_tree = copy.deepcopy(tree)
-            cfg_tree.setdefault("distill", {})
-            cfg_tree["distill"] = {**cfg_tree["distill"], "preset": preset, "edges": None}
-            cfg_tree["seed"] = base.seed + i
-            cfg_tree["name"] = f"{preset}-seed{base.seed + i}"
-            cfg_tree["out_dir"] = str(directory)
-            cfg = validate(cfg_tree, f"config for preset {preset}")
+            cfg = validate(_setting_tree(tree, preset, base_seed + i, f"{_safe(label)}-seed{base_seed + i}",
+                                         directory), f"config of {label}")
             run_dir = directory / cfg.name
-            metrics = _reusable(run_dir, to_yaml(cfg)) if not overwrite else None
+            metrics = None if overwrite else _reusable(run_dir, to_yaml(cfg))
             if metrics is None:
-                console.print(f"[bold]compare[/]: preset {preset}, seed {cfg.seed} -> {run_dir}")
+                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed} -> {run_dir}")
                 train_from_config(cfg, run_dir=run_dir, overwrite=True, progress=progress)
                 metrics = read_json(run_dir / "metrics.json")
             else:
-                console.print(f"[bold]compare[/]: preset {preset}, seed {cfg.seed}: reusing finished run {run_dir}")
-            runs.append({"preset": preset, "seed": cfg.seed, "metrics": metrics})
+                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed}: reusing finished run {run_dir}")
+            runs.append({"setting": label, "seed": cfg.seed, "metrics": metrics})
     rows = aggregate(runs)
+    labels = list(dict.fromkeys(label for label, _, _ in settings))
     models = _model_order(rows)
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
-    header = (f"# peerdistill compare: {base.name}\n\nTest-split metrics at the best-validation epoch "
-              f"(monitor `{base.train.monitor}`), mean ± sample std over {seeds} seed(s) "
-              f"(seeds {base.seed}..{base.seed + seeds - 1}); data split seed {base.data.split_seed}. "
-              f"'{BEST_STUDENT}' is, in each run, the student with the best validation "
-              f"{base.train.monitor.split('/')[1]}.\n")
-    markdown = comparison_markdown(rows, presets, models, metric_names, header)
+    monitor = bases[0].train.monitor
+    header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
+              f"(monitor `{monitor}`), mean ± sample std over {seeds} seed(s) per setting "
+              f"(each config's seed, seed+1, ...; its data split seed stays fixed). '{BEST_STUDENT}' is, "
+              f"in each run, the student with the best validation {monitor.split('/')[1]}. "
+              "Self-distillation heads are in compare.csv.\n")
+    markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
-    console.print(_rich_table(rows, presets, models, base.train.monitor.split("/")[1]))
+    console.print(_rich_table(rows, labels, models, monitor.split("/")[1]))
     console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
     return Comparison(rows, directory, markdown)
+
+
+def _setting_tree(tree: dict[str, Any], preset: str, seed: int, name: str, directory: Path) -> dict[str, Any]:
+    out = copy.deepcopy(tree)
+    distill = dict(out.get("distill") or {})
+    if distill.get("preset", "kd+ml") != preset:
+        distill["edges"] = None
+    distill["preset"] = preset
+    out.update(distill=distill, seed=seed, name=name, out_dir=str(directory))
+    return out
+
+
+def _safe(label: str) -> str:
+    return label.replace(":", "-").replace("/", "-")
 
 
 def _reusable(run_dir: Path, config_yaml: str) -> dict[str, Any] | None:
@@ -98,22 +135,23 @@ def _reusable(run_dir: Path, config_yaml: str) -> dict[str, Any] | None:
 
 
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Long table rows: preset, model, metric, mean, std, n, values."""
+    """Long table rows: setting, model, metric, mean, std, n, values."""
     values: dict[tuple[str, str, str], list[float]] = {}
     for run in runs:
         test, val = run["metrics"]["test_at_best"], run["metrics"]["val_at_best"]
+        roles = run["metrics"].get("roles", {})
         monitor_metric = run["metrics"]["monitor"].split("/")[1]
-        students = [m for m in test if m not in ("teacher", ENSEMBLE)]
+        students = [m for m in test if roles.get(m) == "student"]
         best = max(students, key=lambda s: _num(val[s][monitor_metric]))
         per_model = dict(test)
         per_model[BEST_STUDENT] = test[best]
         for model, metrics in per_model.items():
             for metric, value in metrics.items():
-                values.setdefault((run["preset"], model, metric), []).append(_num(value))
+                values.setdefault((run["setting"], model, metric), []).append(_num(value))
     rows = []
-    for (preset, model, metric), vals in values.items():
+    for (setting, model, metric), vals in values.items():
         mean, std = mean_std(vals)
-        rows.append({"preset": preset, "model": model, "metric": metric, "mean": mean, "std": std,
+        rows.append({"setting": setting, "model": model, "metric": metric, "mean": mean, "std": std,
                      "n": len(vals), "values": ";".join(f"{v:.6f}" for v in vals)})
     return rows
 
@@ -123,24 +161,25 @@ def _num(value) -> float:
 
 
 def _model_order(rows: list[dict[str, Any]]) -> list[str]:
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    head = [m for m in models if m == "teacher"]
+    """Teachers, students, best student, ensemble; self-distillation heads stay in the CSV."""
+    models = [m for m in dict.fromkeys(r["model"] for r in rows) if "@" not in m]
+    head = sorted(m for m in models if m.startswith("teacher"))
     tail = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
     return head + [m for m in models if m not in head and m not in tail] + tail
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["preset", "model", "metric", "mean", "std", "n", "values"])
+    writer = csv.DictWriter(buf, fieldnames=["setting", "model", "metric", "mean", "std", "n", "values"])
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
 
 
 def _rich_table(rows, presets, models, metric) -> Table:
-    index = {(r["preset"], r["model"], r["metric"]): r for r in rows}
+    index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
     table = Table(title=f"test {metric}, mean ± std over seeds")
-    table.add_column("preset")
+    table.add_column("setting")
     for model in models:
         table.add_column(model, justify="right")
     for preset in presets:

@@ -11,8 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-PRESETS = ("independent", "kd", "ml", "kd+ml", "custom")
-EDGE_KINDS = ("kl",)
+PRESETS = ("independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher",
+           "self", "custom")
+PresetName = Literal["independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "styles-features",
+                     "multi-teacher", "self", "custom"]
+TEACHER_PRESETS = ("kd", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher")
+PEER_PRESETS = ("ml", "kd+ml", "styles", "styles-logits", "styles-features")
 
 
 class _Strict(BaseModel):
@@ -28,6 +32,10 @@ class ModelSpec(_Strict):
     frozen: bool = False
     checkpoint: str | None = None
     lr: float | None = Field(default=None, gt=0)
+    feature_layer: str | None = Field(default=None, description="module path feature edges use (zoo models know theirs)")
+    weight: float = Field(default=1.0, gt=0, description="a teacher's weight mu in the multi-teacher average")
+    heads: list[str] = Field(default_factory=list, description="module paths that get self-distillation heads")
+    deep_layer: str | None = Field(default=None, description="the deepest feature layer heads learn from")
 
     @model_validator(mode="after")
     def _frozen_needs_weights(self) -> "ModelSpec":
@@ -44,17 +52,28 @@ class EdgeSpec(_Strict):
 
     source: str
     target: str
-    kind: Literal["kl"] = "kl"
+    kind: Literal["kl", "hint", "at", "sp"] = "kl"
     weight: float = Field(default=1.0, ge=0)
     temperature: float = Field(default=1.0, gt=0)
+    source_layer: str | None = None
+    target_layer: str | None = None
 
 
 class DistillSpec(_Strict):
-    preset: Literal["independent", "kd", "ml", "kd+ml", "custom"] = "kd+ml"
+    preset: PresetName = "kd+ml"
     alpha: float = Field(default=1.0, ge=0, description="weight of teacher -> student KD")
     beta: float = Field(default=1.0, ge=0, description="weight of the peer mutual-learning term")
+    gamma: float = Field(default=1.0, ge=0, description="weight of feature edges (styles presets)")
     kd_temperature: float = Field(default=4.0, gt=0)
     ml_temperature: float = Field(default=1.0, gt=0)
+    feature_loss: Literal["hint", "at", "sp"] = Field(default="hint", description="feature edges of the styles presets")
+    teacher_weighting: Literal["weighted", "confidence"] = Field(
+        default="weighted", description="several teachers: fixed weights mu, or per-sample CA-MKD confidence"
+    )
+    ensemble_weight: float = Field(default=0.0, ge=0, description="> 0: the student ensemble also teaches each student")
+    self_alpha: float = Field(default=0.5, ge=0, le=1, description="BYOT: KL weight a of each head (CE gets 1 - a)")
+    self_lambda: float = Field(default=0.1, ge=0, description="BYOT: weight of the feature hint of each head")
+    self_temperature: float = Field(default=3.0, gt=0)
     rampup_epochs: int = Field(
         default=5, ge=0, description="sigmoid ramp-up of every distillation weight over these epochs"
     )
@@ -117,6 +136,7 @@ class RunConfig(_Strict):
     task: Literal["classification"] = "classification"
     data: DataSpec = Field(default_factory=DataSpec)
     teacher: ModelSpec | None = None
+    teachers: list[ModelSpec] = Field(default_factory=list, description="several teachers (instead of 'teacher')")
     students: list[ModelSpec] = Field(default_factory=list)
     distill: DistillSpec = Field(default_factory=DistillSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
@@ -137,25 +157,34 @@ class RunConfig(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"model names must be unique, repeated: {sorted(dup)}")
-        if "ensemble" in names:
-            raise ValueError("'ensemble' is reserved for the student ensemble; rename that model")
-        needs_teacher = self.distill.preset in ("kd", "kd+ml")
-        if needs_teacher and self.teacher is None:
-            raise ValueError(f"preset '{self.distill.preset}' needs a teacher: add a 'teacher' section")
-        if self.distill.preset in ("ml", "kd+ml") and len(self.students) < 2:
-            raise ValueError(f"preset '{self.distill.preset}' needs at least two students for mutual learning")
+        reserved = {"ensemble", "teachers", "best student"} & set(names)
+        if reserved:
+            raise ValueError(f"model name {sorted(reserved)} is reserved (the ensemble / combined teachers); rename it")
+        odd = [n for n in names if any(c in n for c in "@/[]")]
+        if odd:
+            raise ValueError(f"model names may not contain '@', '/', '[' or ']': {odd}")
+        if self.teacher is not None and self.teachers:
+            raise ValueError("give either 'teacher' (one) or 'teachers' (a list), not both")
+        preset = self.distill.preset
+        if preset in TEACHER_PRESETS and not self.all_teachers():
+            raise ValueError(f"preset '{preset}' needs a teacher: add a 'teacher' section")
+        if preset == "multi-teacher" and len(self.teachers) < 2:
+            raise ValueError("preset 'multi-teacher' needs at least two teachers: list them under 'teachers'")
+        if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) < 2:
+            raise ValueError(f"preset '{preset}' needs at least two students for mutual learning")
+        if preset == "self" and not any(s.heads for s in self.students):
+            raise ValueError("preset 'self' needs heads: set students.N.heads to module paths, e.g. [features.2]")
         for edge in self.distill.edges or []:
-            for end in (edge.source, edge.target):
-                if end not in names:
-                    raise ValueError(f"edge {edge.source} -> {edge.target}: unknown model '{end}'; models are {names}")
-            if edge.source == edge.target:
-                raise ValueError(f"edge {edge.source} -> {edge.target} points a model at itself")
-            if self.teacher is not None and edge.target == "teacher" and self.teacher.frozen:
-                raise ValueError("a frozen teacher cannot be the target of an edge")
+            if edge.kind != "kl" and (not edge.source_layer or not edge.target_layer):
+                raise ValueError(f"edge {edge.source} -> {edge.target} of kind '{edge.kind}' needs source_layer and target_layer")
         return self
+
+    def all_teachers(self) -> list[ModelSpec]:
+        return [self.teacher] if self.teacher is not None else list(self.teachers)
 
     def member_names(self) -> list[str]:
         names = ["teacher"] if self.teacher is not None else []
+        names += [t.name or f"teacher{i + 1}" for i, t in enumerate(self.teachers)]
         names += [s.name or f"student{i + 1}" for i, s in enumerate(self.students)]
         return names
 

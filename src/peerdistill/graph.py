@@ -1,94 +1,269 @@
-"""Knowledge edges (who teaches whom) and the presets that are just sets of them."""
+"""Knowledge edges (who teaches whom, with what) and the presets that are just sets of them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
+from .config import DistillSpec
+from .connectors import Connector
 from .errors import ConfigError
-from .losses import soft_kl
+from .losses import (attention_transfer, combine_soft_targets, confidence_weights, fitnet_hint, kl_to_probs,
+                     similarity_preserving, soft_kl)
+from .models.heads import DEEP_FEATURE, HEAD_FEATURE
+
+if TYPE_CHECKING:
+    from .cohort import Cohort, CohortOutput
+
+TEACHERS = "teachers"  # virtual source: the teachers' soft targets combined (multi-teacher KD)
+ENSEMBLE = "ensemble"  # virtual source: the students' ensemble (online ensemble KD, as in KDCL/ONE)
+LOGIT_KINDS = ("kl",)
+FEATURE_KINDS = ("hint", "at", "sp")
 
 PRESET_DOCS = {
     "independent": "labels only: every model trains alone (baseline)",
     "kd": "teacher logits -> each student (Hinton et al. 2015)",
     "ml": "student logits <-> student logits (Deep Mutual Learning, Zhang et al. 2018)",
     "kd+ml": "both: teacher -> students and students <-> students (Niyaz & Bathula, ISBI 2022)",
+    "styles": "teacher logits -> students 1, 3, ...; teacher features -> students 2, 4, ...; students "
+              "exchange logits and features (Niyaz et al., learning styles, 2022)",
+    "styles-logits": "ablation of styles: every student learns the teacher's logits; students exchange logits",
+    "styles-features": "ablation of styles: every student learns the teacher's features; students exchange features",
+    "multi-teacher": "the weighted average of several teachers' soft targets -> each student",
+    "self": "each model's deepest classifier -> its own shallow heads, plus feature hints (Be Your Own Teacher)",
 }
 
 
 @dataclass(frozen=True)
 class Edge:
-    """``target`` learns to match ``source``'s softened predictions; ``source`` gets no gradient."""
+    """``target`` learns from ``source``; ``source`` gets no gradient. Logit edges (``kl``) compare
+    softened predictions; feature edges (``hint``, ``at``, ``sp``) compare the outputs of
+    ``source_layer`` and ``target_layer`` (module paths)."""
 
     source: str
     target: str
     kind: str = "kl"
     weight: float = 1.0
     temperature: float = 1.0
+    source_layer: str | None = None
+    target_layer: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.target}/{self.kind}<-{self.source}"
+        base = f"{self.target}/{self.kind}<-{self.source}"
+        if self.kind in FEATURE_KINDS and self.target_layer and not self.target_layer.startswith("@"):
+            return f"{base}[{self.target_layer}<-{self.source_layer}]"
+        return base
 
 
-def preset_edges(
-    preset: str,
-    teacher: str | None,
-    students: list[str],
-    *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    kd_temperature: float = 4.0,
-    ml_temperature: float = 1.0,
-) -> list[Edge]:
-    """The edges of a preset. Mutual learning uses the DML mean over peers:
-    each of the K-1 peer edges into a student weighs ``beta / (K - 1)``."""
+def preset_edges(preset: str, teachers: list[str] | str | None, students: list[str],
+                 params: DistillSpec | None = None, *, feature_layers: Mapping[str, str | None] | None = None,
+                 heads: Mapping[str, list[str]] | None = None, **overrides) -> list[Edge]:
+    """The edges of a preset. ``params`` holds weights and temperatures (keywords such as
+    ``alpha=0.5`` override it); ``feature_layers`` names each model's feature layer (for
+    ``styles``), ``heads`` each model's self-distillation head layers.
+
+    Mutual learning uses the DML mean over peers: each of the K-1 peer edges into a student
+    weighs ``beta / (K - 1)``. Several teachers are combined into the virtual source
+    ``teachers``. Models with heads always get the self-distillation edges."""
     if preset not in PRESET_DOCS:
         raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESET_DOCS)}")
-    edges: list[Edge] = []
-    if preset in ("kd", "kd+ml"):
-        if teacher is None:
+    p = (params or DistillSpec(preset="independent")).model_copy(update=overrides)
+    teachers = [teachers] if isinstance(teachers, str) else list(teachers or [])
+    layers = dict(feature_layers or {})
+    k = len(students)
+    teacher_source = teachers[0] if len(teachers) == 1 else TEACHERS
+
+    def need_teacher():
+        if not teachers:
             raise ConfigError(f"preset '{preset}' needs a teacher")
-        edges += [Edge(teacher, s, "kl", alpha, kd_temperature) for s in students]
-    if preset in ("ml", "kd+ml"):
-        if len(students) < 2:
-            raise ConfigError(f"preset '{preset}' needs at least two students for mutual learning")
-        peer_weight = beta / (len(students) - 1)
-        edges += [
-            Edge(peer, s, "kl", peer_weight, ml_temperature) for s in students for peer in students if peer != s
-        ]
+
+    def need_peers():
+        if k < 2:
+            raise ConfigError(f"preset '{preset}' needs at least two students")
+
+    def layer(model: str) -> str:
+        if not layers.get(model):
+            raise ConfigError(
+                f"preset '{preset}' compares feature maps but model '{model}' has no feature layer: set its "
+                "feature_layer to a module path (for example 'layer3')"
+            )
+        return layers[model]
+
+    def teacher_logits(student):
+        return Edge(teacher_source, student, "kl", p.alpha, p.kd_temperature)
+
+    def teacher_features(student):
+        return [Edge(t, student, p.feature_loss, p.gamma / len(teachers), 1.0, layer(t), layer(student))
+                for t in teachers]
+
+    def peer_logits():
+        return [Edge(l, s, "kl", p.beta / (k - 1), p.ml_temperature) for s in students for l in students if l != s]
+
+    def peer_features():
+        return [Edge(l, s, p.feature_loss, p.gamma / (k - 1), 1.0, layer(l), layer(s))
+                for s in students for l in students if l != s]
+
+    edges: list[Edge] = []
+    if preset in ("kd", "kd+ml", "styles-logits", "multi-teacher"):
+        need_teacher()
+        if preset == "multi-teacher" and len(teachers) < 2:
+            raise ConfigError("preset 'multi-teacher' needs at least two teachers: list them under 'teachers'")
+        edges += [teacher_logits(s) for s in students]
+    if preset in ("ml", "kd+ml", "styles-logits"):
+        need_peers()
+        edges += peer_logits()
+    if preset == "styles":
+        need_teacher()
+        need_peers()
+        for i, s in enumerate(students):
+            edges += [teacher_logits(s)] if i % 2 == 0 else teacher_features(s)
+        edges += peer_logits() + peer_features()
+    if preset == "styles-features":
+        need_teacher()
+        need_peers()
+        edges += [e for s in students for e in teacher_features(s)] + peer_features()
+    heads = {m: h for m, h in (heads or {}).items() if h}
+    if preset == "self" and not heads:
+        raise ConfigError("preset 'self' needs a model with heads: set 'heads' (module paths) on a student")
+    for model, layers_ in heads.items():
+        edges += self_distillation_edges(model, layers_, p)
+    if p.ensemble_weight > 0:
+        need_peers()
+        edges += [Edge(ENSEMBLE, s, "kl", p.ensemble_weight, p.kd_temperature) for s in students]
     return edges
 
 
-class KnowledgeGraph:
-    """The set of edges of a run; turns the cohort's outputs into named loss terms."""
+def self_distillation_edges(model: str, head_layers: list[str], p: DistillSpec) -> list[Edge]:
+    """Be Your Own Teacher: deepest classifier -> each head (KL, weight a, temperature T) and the
+    deepest features -> each head's bottleneck features (L2 hint, weight lambda)."""
+    edges = []
+    for layer in head_layers:
+        head = f"{model}@{layer}"
+        edges.append(Edge(model, head, "kl", p.self_alpha, p.self_temperature))
+        if p.self_lambda > 0:
+            edges.append(Edge(model, head, "hint", p.self_lambda, 1.0, DEEP_FEATURE, HEAD_FEATURE))
+    return edges
 
-    def __init__(self, edges: Iterable[Edge]):
+
+def self_supervised_weights(heads: Mapping[str, list[str]], p: DistillSpec) -> dict[str, float]:
+    """BYOT weighs each shallow head's cross-entropy by (1 - a)."""
+    return {f"{m}@{layer}": 1.0 - p.self_alpha for m, layers in heads.items() for layer in layers}
+
+
+class KnowledgeGraph:
+    """The edges of a run; turns a cohort's outputs into named loss terms."""
+
+    def __init__(self, edges: Iterable[Edge], *, supervised_weights: Mapping[str, float] | None = None,
+                 teacher_weighting: str = "weighted"):
         self.edges = list(edges)
+        self.supervised_weights = dict(supervised_weights or {})
+        if teacher_weighting not in ("weighted", "confidence"):
+            raise ConfigError(f"teacher_weighting must be 'weighted' or 'confidence', not '{teacher_weighting}'")
+        self.teacher_weighting = teacher_weighting
         names = [e.name for e in self.edges]
         if len(set(names)) != len(names):
             raise ConfigError(f"duplicate knowledge edges: {sorted({n for n in names if names.count(n) > 1})}")
+        for e in self.edges:
+            if e.kind not in LOGIT_KINDS + FEATURE_KINDS:
+                raise ConfigError(f"edge {e.source} -> {e.target}: unknown kind '{e.kind}'")
+            if e.kind in FEATURE_KINDS and (not e.source_layer or not e.target_layer):
+                raise ConfigError(f"feature edge {e.source} -> {e.target} ({e.kind}) needs source_layer and target_layer")
+            if e.kind in FEATURE_KINDS and e.source in (TEACHERS, ENSEMBLE):
+                raise ConfigError(f"feature edge {e.source} -> {e.target}: features come from one model, not '{e.source}'")
+        self._teachers: list[str] = []
+        self._teacher_mu: list[float] = []
+        self._ensemble: list[str] = []
 
-    def check_members(self, members: Iterable[str], frozen: Iterable[str] = ()) -> None:
-        members, frozen = set(members), set(frozen)
+    def bind(self, cohort: "Cohort") -> None:
+        """Check every edge against the cohort and remember who the virtual sources stand for."""
+        outputs = set(cohort.output_names())
+        frozen = {n for m in cohort.frozen for n in m.output_names()}
+        self._teachers = [m.name for m in cohort.teachers]
+        self._teacher_mu = [m.weight for m in cohort.teachers]
+        self._ensemble = [m.name for m in cohort.students]
         for edge in self.edges:
             for end in (edge.source, edge.target):
-                if end not in members:
-                    raise ConfigError(f"edge {edge.source} -> {edge.target}: no model named '{end}' in the cohort")
+                virtual = end in (TEACHERS, ENSEMBLE) and end == edge.source
+                if not virtual and end not in outputs:
+                    raise ConfigError(f"edge {edge.source} -> {edge.target}: no model named '{end}' in the cohort "
+                                      f"(models: {sorted(outputs)})")
+            if edge.source == TEACHERS and not self._teachers:
+                raise ConfigError(f"edge teachers -> {edge.target}: the cohort has no teacher")
             if edge.target in frozen:
                 raise ConfigError(f"edge {edge.source} -> {edge.target}: a frozen model cannot learn")
+            if edge.source == edge.target:
+                raise ConfigError(f"edge {edge.source} -> {edge.target} points a model at itself")
 
-    def losses(self, outputs: Mapping[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
+    def feature_requests(self) -> dict[str, set[str]]:
+        """The module paths each model must record (the ``@...`` features come from heads)."""
+        requests: dict[str, set[str]] = {}
+        for e in self.edges:
+            if e.kind in FEATURE_KINDS:
+                for model, layer in ((e.source, e.source_layer), (e.target, e.target_layer)):
+                    if not layer.startswith("@"):
+                        requests.setdefault(model, set()).add(layer)
+        return requests
+
+    def connector_edges(self) -> list[Edge]:
+        return [e for e in self.edges if e.kind == "hint"]
+
+    def losses(self, out: "CohortOutput", labels: torch.Tensor | None = None,
+               connectors: Mapping[str, nn.Module] | None = None, scale: float = 1.0) -> dict[str, torch.Tensor]:
         """``{edge name: weight * scale * loss}``; ``scale`` is the ramp-up factor of the step."""
         terms = {}
+        cache: dict[tuple[str, float], torch.Tensor] = {}
         for edge in self.edges:
             if edge.weight == 0:
                 continue
-            loss = soft_kl(outputs[edge.target], outputs[edge.source], edge.temperature)
+            if edge.kind == "kl":
+                loss = self._logit_loss(edge, out, labels, cache)
+            else:
+                learner = out.features[edge.target][edge.target_layer]
+                target = out.features[edge.source][edge.source_layer]
+                if edge.kind == "hint":
+                    connector = (connectors or {}).get(edge.name)
+                    loss = fitnet_hint(connector(learner) if connector is not None else learner, target)
+                elif edge.kind == "at":
+                    loss = attention_transfer(learner, target)
+                else:
+                    loss = similarity_preserving(learner, target)
             terms[edge.name] = loss * (edge.weight * scale)
         return terms
+
+    def _logit_loss(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
+        student = out.logits[edge.target]
+        if edge.source not in (TEACHERS, ENSEMBLE):
+            return soft_kl(student, out.logits[edge.source], edge.temperature)
+        key = (edge.source, edge.temperature)
+        if key not in cache:  # one combined target per source and temperature, shared by all students
+            if edge.source == TEACHERS:
+                logits = [out.logits[t] for t in self._teachers]
+                if self.teacher_weighting == "confidence":
+                    if labels is None:
+                        raise ConfigError("confidence weighting of teachers needs the labels")
+                    weights = confidence_weights(logits, labels)
+                else:
+                    weights = self._teacher_mu
+            else:
+                logits, weights = [out.logits[s] for s in self._ensemble], None
+            cache[key] = combine_soft_targets(logits, edge.temperature, weights)
+        return kl_to_probs(student, cache[key], edge.temperature)
+
+    def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
+        """One connector per hint edge whose learner's feature shape differs from its target's
+        (from a dry-run forward); edges with equal shapes need none."""
+        connectors = {}
+        for edge in self.connector_edges():
+            learner = tuple(out.features[edge.target][edge.target_layer].shape[1:])
+            target = tuple(out.features[edge.source][edge.source_layer].shape[1:])
+            if learner != target:
+                connectors[edge.name] = Connector(learner, target)
+        return connectors
 
     def to_list(self) -> list[dict]:
         return [asdict(e) for e in self.edges]

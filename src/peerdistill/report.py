@@ -55,11 +55,11 @@ def pm(mean: float, std: float) -> str:
 def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: list[str],
                         metrics: list[str], header: str) -> str:
     """One Markdown table per metric: presets down, models across, mean ± std over seeds."""
-    index = {(r["preset"], r["model"], r["metric"]): r for r in rows}
+    index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
     parts = [header]
     for metric in metrics:
         parts.append(f"\n### test {metric}\n")
-        parts.append("| preset | " + " | ".join(models) + " |")
+        parts.append("| setting | " + " | ".join(models) + " |")
         parts.append("|---|" + "---:|" * len(models))
         for preset in presets:
             cells = []

@@ -5,23 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .cohort import Cohort, Member
 from .config import DataSpec
 from .data import DataSplits, build_data, make_batches
-from .engine import RunDir, evaluate, load_weights
+from .engine import RunDir, evaluate
 from .engine.artifacts import read_json
-from .engine.trainer import resolve_device
+from .engine.trainer import load_member_weights, resolve_device
 from .errors import CheckpointError, DataError
 from .models import build_model
+from .models.heads import HeadedModel
 from .tasks import ClassificationTask
 
 
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
-                roles: tuple[str, ...] = ("teacher", "student")) -> tuple[Cohort, dict[str, Any]]:
-    """Rebuild the saved models of a run (its best-validation weights) and return them with
-    the run's metadata. Models built in Python (no arch spec) must be passed in ``modules``."""
+                roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True) -> tuple[Cohort, dict[str, Any]]:
+    """Rebuild the saved models of a run (its best-validation weights) and return them with the
+    run's metadata. Models built in Python (no arch spec) must be passed in ``modules``.
+    ``with_heads=False`` gives self-distilled networks without their auxiliary heads."""
     run = RunDir.open(run_dir)
     meta = read_json(run.path / "run.json")
     members = []
@@ -32,17 +35,18 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
         if modules and name in modules:
             module = modules[name]
         elif spec:
-            in_channels = meta["input_shape"][0]
-            module = build_model(spec["arch"], spec.get("args", {}), in_channels, meta["num_classes"])
+            module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"])
+            if spec.get("heads") and with_heads:
+                module = HeadedModel(module, spec["heads"], spec["deep_layer"], meta["num_classes"],
+                                     torch.zeros(2, *meta["input_shape"]), owner=f"model '{name}'")
         else:
             raise CheckpointError(
                 f"model '{name}' of '{run.path}' was built in Python, not from an arch spec: "
                 f"pass it as load_cohort(..., modules={{'{name}': module}})"
             )
-        path = run.model_path(name)
-        if not path.exists():
-            raise CheckpointError(f"'{path}' is missing: the run ended before its first validation")
-        load_weights(module, path, name)
+        if not run.model_path(name).exists():
+            raise CheckpointError(f"'{run.model_path(name)}' is missing: the run ended before its first validation")
+        load_member_weights(module, run, name)
         members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
     if not any(m.role == "student" for m in members):
         raise CheckpointError(f"run '{run.path}' holds no student models")

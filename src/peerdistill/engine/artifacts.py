@@ -149,6 +149,9 @@ class RunDir:
     def model_path(self, name: str) -> Path:
         return self.path / "models" / f"{name}.safetensors"
 
+    def heads_path(self, name: str) -> Path:
+        return self.path / "heads" / f"{name}.safetensors"
+
     @property
     def resume_path(self) -> Path:
         return self.path / "checkpoints" / "last.pt"

@@ -14,15 +14,16 @@ ENSEMBLE = "ensemble"
 
 @torch.no_grad()
 def predict(cohort: Cohort, task, batches: Iterable) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Probabilities of every model plus the ensemble of students, and the targets."""
+    """Probabilities of every output (models and their heads) plus the students' ensemble,
+    and the targets."""
     cohort.eval()
-    probs: dict[str, list[torch.Tensor]] = {name: [] for name in cohort.names + [ENSEMBLE]}
+    probs: dict[str, list[torch.Tensor]] = {name: [] for name in cohort.output_names() + [ENSEMBLE]}
     targets = []
-    student_names = [m.name for m in cohort.students]
+    ensemble_names = cohort.ensemble_names()
     for x, y in batches:
-        outputs = cohort.forward(x)
+        outputs = cohort.forward(x).logits
         batch_probs = {name: task.probabilities(out) for name, out in outputs.items()}
-        batch_probs[ENSEMBLE] = task.ensemble([batch_probs[s] for s in student_names])
+        batch_probs[ENSEMBLE] = task.ensemble([batch_probs[s] for s in ensemble_names])
         for name, p in batch_probs.items():
             probs[name].append(p.cpu())
         targets.append(y.cpu())

@@ -8,8 +8,10 @@ from torch import nn
 from ..config import OptimSpec
 
 
-def build_optimizer(module: nn.Module, spec: OptimSpec, lr: float | None = None) -> torch.optim.Optimizer:
-    params = [p for p in module.parameters() if p.requires_grad]
+def build_optimizer(module: nn.Module, spec: OptimSpec, lr: float | None = None,
+                    extra: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+    """``extra``: parameters that learn with this model (its feature connectors)."""
+    params = [p for p in module.parameters() if p.requires_grad] + list(extra or [])
     lr = lr or spec.lr
     # foreach kernels batch the update over all tensors of a model (faster on CUDA and CPU).
     if spec.name == "sgd":

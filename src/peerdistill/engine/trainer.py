@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from torch import nn
 
 from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, make_batches
 from ..errors import CheckpointError, ConfigError
 from ..graph import KnowledgeGraph, sigmoid_rampup
+from ..models.heads import HeadedModel
 from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
 from .evaluate import ENSEMBLE, evaluate
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
-from .resume import load_resume_state, save_resume_state
+from .resume import capture_rng_states, load_resume_state, restore_rng_states, save_resume_state
 from .seeding import seed_everything
+
+CONNECTORS_FILE = "connectors.safetensors"
 
 
 @dataclass
@@ -42,10 +44,11 @@ class FitResult:
 class Trainer:
     """Trains every non-frozen member of a cohort together on the losses of a knowledge graph.
 
-    Each step: forward each model once (frozen ones under inference mode), supervised loss for
-    every trainable model, the graph's distillation terms scaled by the ramp-up, one backward,
-    then each model's own optimizer steps. Validation every epoch picks the best epoch by
-    ``train.monitor``; the test split is scored with the best epoch's weights (and the last).
+    Each step: forward each model once (frozen ones under inference mode), the supervised loss
+    of every trainable output, the graph's distillation terms scaled by the ramp-up, one
+    backward, then each model's own optimizer steps (its connectors' parameters included).
+    Validation every epoch picks the best epoch by ``train.monitor``; the test split is scored
+    with the best epoch's weights (and with the last epoch's).
     """
 
     def __init__(
@@ -79,12 +82,15 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self.run_info = dict(run_info or {})
         self.config_yaml = config_yaml
-        graph.check_members(cohort.names, [m.name for m in cohort.frozen])
+        graph.bind(cohort)
+        cohort.capture(graph.feature_requests())
         self.monitor_model, self.monitor_metric = self._parse_monitor(self.train_spec.monitor)
+        self.connectors = nn.ModuleDict()
+        self._connector_keys: dict[str, str] = {}
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
         model, _, metric = monitor.partition("/")
-        valid_models = self.cohort.names + [ENSEMBLE]
+        valid_models = self.cohort.output_names() + [ENSEMBLE]
         if model not in valid_models or metric not in self.task.metric_names:
             raise ConfigError(
                 f"train.monitor '{monitor}' must be MODEL/METRIC with MODEL in {valid_models} "
@@ -105,19 +111,38 @@ class Trainer:
                                         num_workers=ts.num_workers)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
                                          num_workers=ts.num_workers)
-        self._check_outputs()
-        self.optimizers = {m.name: build_optimizer(m.module, self.optim_spec, m.lr) for m in self.cohort.trainable}
+        self._probe()
+        self.optimizers = {
+            m.name: build_optimizer(m.module, self.optim_spec, m.lr, extra=self._connector_params(m.name))
+            for m in self.cohort.trainable
+        }
         self.schedulers = {n: build_scheduler(o, self.optim_spec, ts.epochs) for n, o in self.optimizers.items()}
 
-    def _check_outputs(self) -> None:
-        """A dry run on a few validation samples: every model must give the task's output shape."""
+    def _probe(self) -> None:
+        """A dry run on a few validation samples: every output must have the task's shape, and
+        connectors are created where a learner's feature shape differs from its target's."""
         x, _ = next(iter(self.val_batches))
         x = x[:2]
         self.cohort.eval()
         with torch.no_grad():
-            outputs = self.cohort.forward(x)
-        for name, out in outputs.items():
-            self.task.check_output(name, out, len(x))
+            out = self.cohort.forward(x)
+        for name, logits in out.logits.items():
+            self.task.check_output(name, logits, len(x))
+        connectors = self.graph.build_connectors(out)
+        self._connector_keys = {edge: f"c{i}" for i, edge in enumerate(connectors)}
+        self.connectors = nn.ModuleDict({self._connector_keys[e]: c for e, c in connectors.items()}).to(self.device)
+
+    def _connector_params(self, member: str) -> list[nn.Parameter]:
+        """A connector learns with the model at the learning end of its edge."""
+        params = []
+        for edge in self.graph.connector_edges():
+            key = self._connector_keys.get(edge.name)
+            if key is not None and self.cohort.owner(edge.target).name == member:
+                params += list(self.connectors[key].parameters())
+        return params
+
+    def _connector_map(self) -> dict[str, nn.Module]:
+        return {edge: self.connectors[key] for edge, key in self._connector_keys.items()}
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, data: DataSplits, resume: bool = False) -> FitResult:
@@ -127,22 +152,17 @@ class Trainer:
         best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
         start_epoch = 0
         if resume:
-            if run is None:
-                raise ConfigError("resume needs a run directory")
             state = load_resume_state(run.resume_path)
             start_epoch, history, best_meta = self._restore(state)
             best.update(best_meta)
             best["weights"] = self._weights_from_dir(run)
         epochs = self.train_spec.epochs
         if start_epoch >= epochs:
-            raise CheckpointError(
-                f"run '{run.path if run else ''}' already finished all {epochs} epochs: nothing to resume"
-            )
-        steps_per_epoch = len(self.train_batches)
+            raise CheckpointError(f"run '{run.path}' already finished all {epochs} epochs: nothing to resume")
         with Progress(enabled=self.show_progress) as progress:
             for epoch in range(start_epoch, epochs):
                 started = time.perf_counter()
-                losses = self._train_epoch(epoch, steps_per_epoch, progress)
+                losses = self._train_epoch(epoch, progress)
                 val = evaluate(self.cohort, self.task, self.val_batches)
                 row = self._row(epoch, losses, val, time.perf_counter() - started)
                 history.append(row)
@@ -159,23 +179,23 @@ class Trainer:
                 for callback in self.callbacks:
                     callback(epoch, row)
         test_last = evaluate(self.cohort, self.task, self.test_batches)
-        val_last = history[-1]
         self._load_snapshot(best["weights"])
         test_best = evaluate(self.cohort, self.task, self.test_batches)
         result = FitResult(history, best["epoch"], best["val"], test_best, test_last,
                            run.path if run else None, self.train_spec.monitor)
         if run is not None:
-            self._write_final(run, result, val_last)
+            self._write_final(run, result)
         return result
 
-    def _train_epoch(self, epoch: int, steps: int, progress: Progress) -> dict[str, float]:
+    def _train_epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
         self.cohort.train()
+        self.connectors.train()
+        steps = len(self.train_batches)
         sums: dict[str, torch.Tensor] = {}
         count = 0
         task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps)
         for step, (x, y) in enumerate(self.train_batches):
-            ramp = self._ramp(epoch + step / max(steps, 1))
-            terms = self.step(x, y, ramp)
+            terms = self.step(x, y, self._ramp(epoch + step / max(steps, 1)))
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0) + value.detach()
             count += 1
@@ -185,9 +205,14 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, ramp: float = 1.0) -> dict[str, torch.Tensor]:
         """One optimisation step of the whole cohort; returns the named loss terms."""
-        outputs = self.cohort.forward(x)
-        terms = {f"{m.name}/ce": self.task.supervised_loss(outputs[m.name], y) for m in self.cohort.trainable}
-        terms.update(self.graph.losses(outputs, scale=ramp))
+        out = self.cohort.forward(x)
+        terms = {}
+        for m in self.cohort.trainable:
+            for name in m.output_names():
+                weight = self.graph.supervised_weights.get(name, 1.0)
+                if weight:
+                    terms[f"{name}/ce"] = weight * self.task.supervised_loss(out.logits[name], y)
+        terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp))
         total = torch.stack(list(terms.values())).sum()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
@@ -204,8 +229,7 @@ class Trainer:
 
     # ---- records ------------------------------------------------------------------------
     def _row(self, epoch: int, losses: dict[str, float], val: dict[str, dict[str, float]], seconds: float) -> dict:
-        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 3),
-                               "rampup": self._ramp(epoch + 1)}
+        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 3), "rampup": self._ramp(epoch + 1)}
         for name, opt in self.optimizers.items():
             row[f"lr/{name}"] = opt.param_groups[0]["lr"]
         row.update({f"train/loss/{k}": v for k, v in losses.items()})
@@ -213,26 +237,38 @@ class Trainer:
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()})
         return row
 
+    def _trained_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        state = {m.name: m.module.state_dict() for m in self.cohort.trainable}
+        if len(self.connectors):
+            state["@connectors"] = self.connectors.state_dict()
+        return state
+
     def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {m.name: copy.deepcopy(m.module.state_dict()) for m in self.cohort.trainable}
+        return copy.deepcopy(self._trained_state())
 
     def _load_snapshot(self, weights: dict[str, dict[str, torch.Tensor]] | None) -> None:
         for name, state in (weights or {}).items():
-            self.cohort[name].module.load_state_dict(state)
+            target = self.connectors if name == "@connectors" else self.cohort[name].module
+            target.load_state_dict(state)
 
     def _weights_from_dir(self, run: RunDir) -> dict[str, dict[str, torch.Tensor]]:
         """The best epoch's weights, as saved in models/ (used when resuming)."""
         weights = {}
         for m in self.cohort.trainable:
-            path = run.model_path(m.name)
-            if path.exists():
+            if run.model_path(m.name).exists():
                 clone = copy.deepcopy(m.module)
-                load_weights(clone, path, m.name)
+                load_member_weights(clone, run, m.name)
                 weights[m.name] = clone.state_dict()
+        if len(self.connectors) and (run.path / CONNECTORS_FILE).exists():
+            clone = copy.deepcopy(self.connectors)
+            load_weights(clone, run.path / CONNECTORS_FILE, "connectors")
+            weights["@connectors"] = clone.state_dict()
         return weights
 
     def _open_run_dir(self, data: DataSplits, resume: bool) -> RunDir | None:
         if self.run_dir_path is None:
+            if resume:
+                raise ConfigError("resume needs a run directory")
             return None
         if resume:
             return RunDir.open(self.run_dir_path)
@@ -248,12 +284,14 @@ class Trainer:
             "seed": self.seed,
             "deterministic": self.deterministic,
             "monitor": self.train_spec.monitor,
+            "roles": self.cohort.roles(),
             "members": [
-                {"name": m.name, "role": m.role, "frozen": m.frozen, "spec": m.spec,
-                 "parameters": sum(p.numel() for p in m.module.parameters())}
+                {"name": m.name, "role": m.role, "frozen": m.frozen, "spec": m.spec, "heads": m.head_layers,
+                 "parameters": count_exported_parameters(m.module)}
                 for m in self.cohort.members
             ],
             "edges": self.graph.to_list(),
+            "connectors": {edge: key for edge, key in self._connector_keys.items()},
             **self.run_info,
         }
         write_json(run.path / "run.json", info)
@@ -263,20 +301,24 @@ class Trainer:
 
     def _save_models(self, run: RunDir) -> None:
         for m in self.cohort.members:
-            save_weights(m.module, run.model_path(m.name))
+            save_member_weights(m.module, run, m.name)
+        if len(self.connectors):
+            save_weights(self.connectors, run.path / CONNECTORS_FILE)
 
     def _write_progress(self, run: RunDir, history, best, epoch: int) -> None:
         run.write_metrics_csv(history)
         write_json(run.path / "metrics.json", {"epochs": history, "best_epoch": best["epoch"] + 1,
-                                               "monitor": self.train_spec.monitor, "status": "running"})
+                                               "monitor": self.train_spec.monitor, "status": "running",
+                                               "roles": self.cohort.roles()})
         save_resume_state(run.resume_path, self._resume_state(epoch, history, best))
 
-    def _write_final(self, run: RunDir, result: FitResult, val_last: dict) -> None:
+    def _write_final(self, run: RunDir, result: FitResult) -> None:
         write_json(run.path / "metrics.json", {
             "status": "complete",
             "monitor": result.monitor,
             "best_epoch": result.best_epoch + 1,
             "last_epoch": len(result.history),
+            "roles": self.cohort.roles(),
             "val_at_best": result.val_at_best,
             "test_at_best": result.test_at_best,
             "test_at_last": result.test_at_last,
@@ -294,37 +336,49 @@ class Trainer:
             "best_epoch": best["epoch"],
             "best_score": best["score"],
             "best_val": best["val"],
-            "models": {m.name: m.module.state_dict() for m in self.cohort.trainable},
+            "models": self._trained_state(),
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "data": self.generator.get_state(),
-                "python": _python_rng_state(),
-                "numpy": _numpy_rng_state(),
-            },
+            "rng": capture_rng_states(self.generator),
         }
 
     def _restore(self, state: dict[str, Any]):
         try:
-            for name, weights in state["models"].items():
-                self.cohort[name].module.load_state_dict(weights)
+            self._load_snapshot(state["models"])
             for name, opt_state in state["optimizers"].items():
                 self.optimizers[name].load_state_dict(opt_state)
             for name, sched_state in state["schedulers"].items():
                 self.schedulers[name].load_state_dict(sched_state)
-            rng = state["rng"]
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            self.generator.set_state(rng["data"])
-            _set_python_rng_state(rng["python"])
-            _set_numpy_rng_state(rng["numpy"])
+            restore_rng_states(state["rng"], self.generator)
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"the resume checkpoint does not fit this cohort ({exc}); was the config changed?") from None
+            raise CheckpointError(
+                f"the resume checkpoint does not fit this cohort ({exc}); was the config changed?"
+            ) from None
         best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"]}
         return state["epoch"], list(state["history"]), best
+
+
+def save_member_weights(module: nn.Module, run: RunDir, name: str) -> None:
+    """The model alone in models/NAME.safetensors (what ships); self-distillation heads apart."""
+    if isinstance(module, HeadedModel):
+        save_weights(module.base, run.model_path(name))
+        save_weights(module.heads, run.heads_path(name))
+    else:
+        save_weights(module, run.model_path(name))
+
+
+def load_member_weights(module: nn.Module, run: RunDir, name: str) -> None:
+    if isinstance(module, HeadedModel):
+        load_weights(module.base, run.model_path(name), name)
+        load_weights(module.heads, run.heads_path(name), f"{name}'s heads")
+    else:
+        load_weights(module, run.model_path(name), name)
+
+
+def count_exported_parameters(module: nn.Module) -> int:
+    """Parameters of the model as shipped (without self-distillation heads)."""
+    inner = module.base if isinstance(module, HeadedModel) else module
+    return sum(p.numel() for p in inner.parameters())
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -335,24 +389,3 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' was asked for but CUDA is not available: use device=cpu or device=auto")
     return torch.device(device)
-
-
-def _python_rng_state() -> list:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _set_python_rng_state(state: list) -> None:
-    version, internal, gauss = state
-    random.setstate((version, tuple(internal), gauss))
-
-
-def _numpy_rng_state() -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _set_numpy_rng_state(state: dict) -> None:
-    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
-                         state["has_gauss"], state["cached"]))

@@ -20,7 +20,50 @@ def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperatu
             f"{tuple(target_logits.shape)} differ in shape"
         )
     t = float(temperature)
-    log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
     log_p_target = F.log_softmax(target_logits.detach().float() / t, dim=1)
-    kl_per_item = (log_p_target.exp() * (log_p_target - log_p_student)).sum(dim=1)
+    return _kl(log_p_target.exp(), log_p_target, student_logits, t)
+
+
+def kl_to_probs(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T^2 * KL(q || softmax(student / T))`` for a target distribution ``q`` already softened
+    (an average of several sources' ``softmax(z / T)``); ``q`` is detached."""
+    if student_logits.shape != target_probs.shape:
+        raise ValueError(f"kl_to_probs: shapes {tuple(student_logits.shape)} and {tuple(target_probs.shape)} differ")
+    q = target_probs.detach().float()
+    return _kl(q, q.clamp_min(1e-12).log(), student_logits, float(temperature))
+
+
+def _kl(q: torch.Tensor, log_q: torch.Tensor, student_logits: torch.Tensor, t: float) -> torch.Tensor:
+    log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
+    # q log q is 0 where q is 0; the where() keeps 0 * -inf from producing NaN.
+    kl_per_item = torch.where(q > 0, q * (log_q - log_p_student), torch.zeros_like(q)).sum(dim=1)
     return kl_per_item.mean() * (t * t)
+
+
+def combine_soft_targets(logits: list[torch.Tensor], temperature: float,
+                         weights: torch.Tensor | list[float] | None = None) -> torch.Tensor:
+    """``q = sum_i mu_i softmax(z_i / T) / sum_i mu_i``. ``weights``: one number per source, or a
+    per-sample tensor [K, B] (or [K, B, H, W] for maps), normalised over K here."""
+    probs = torch.stack([F.softmax(z.detach().float() / temperature, dim=1) for z in logits])  # [K, B, C, ...]
+    k = probs.shape[0]
+    w = torch.ones(k) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+    w = w.to(probs.device)
+    if w.ndim == 1:
+        if w.shape[0] != k or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ValueError(f"combine_soft_targets: need {k} non-negative weights with a positive sum, got {w.tolist()}")
+        w = (w / w.sum()).view(k, *([1] * (probs.ndim - 1)))
+    else:
+        w = (w / w.sum(dim=0, keepdim=True)).unsqueeze(2)  # a class axis: [K, B, 1, ...]
+    return (w * probs).sum(dim=0)
+
+
+def confidence_weights(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample teacher weights of CA-MKD (Zhang, Chen & Wang, "Confidence-Aware Multi-Teacher
+    Knowledge Distillation", ICASSP 2022): ``w_k = (1 - softmax_k(-)(CE_k)) / (K - 1)``, the
+    softmax taken over teachers of each teacher's cross-entropy with the label, so the teacher
+    closer to the truth weighs more. Returns [K, B] weights summing to 1 over K."""
+    ce = torch.stack([F.cross_entropy(z.detach().float(), labels, reduction="none") for z in logits])
+    k = ce.shape[0]
+    if k == 1:
+        return torch.ones_like(ce)
+    return (1.0 - F.softmax(ce, dim=0)) / (k - 1)

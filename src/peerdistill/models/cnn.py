@@ -9,6 +9,8 @@ class SmallCNN(nn.Module):
     """``depth`` blocks of (conv3x3, BN, ReLU), doubling channels and halving size after each
     block but the first, then global average pooling and a linear classifier."""
 
+    feature_layer = "features"  # the last conv block, before pooling: where feature edges attach
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, depth: int = 2):
         super().__init__()
         if width < 1 or depth < 1:

@@ -1,0 +1,72 @@
+"""Record intermediate feature maps by module path with forward hooks (no model rewriting).
+
+Hooks go on the *inner* module of wrappers (DistributedDataParallel, DataParallel,
+``torch.compile``), whose submodules are the same objects, so capture survives wrapping.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The user's model inside DDP / DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    while True:
+        if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            module = module.module
+        elif hasattr(module, "_orig_mod") and isinstance(module._orig_mod, nn.Module):
+            module = module._orig_mod
+        else:
+            return module
+
+
+def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
+    """The submodule at a dotted path (``"layer3"``, ``"encoder.blocks.2"``); a wrong path names
+    the closest valid ones."""
+    modules = dict(unwrap(model).named_modules())
+    if path in modules and path != "":
+        return modules[path]
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(path, names, n=5, cutoff=0.5)
+    hint = f"; close matches: {', '.join(close)}" if close else f"; top-level modules: {', '.join(n for n in names if '.' not in n)}"
+    raise ConfigError(f"{owner} has no module at path '{path}'{hint}")
+
+
+def first_tensor(output) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ConfigError(f"a captured module returned {type(output).__name__}, not a tensor")
+
+
+class FeatureRecorder:
+    """Keeps the latest output of each named submodule; ``take()`` hands them over and clears."""
+
+    def __init__(self, model: nn.Module, paths: Iterable[str], owner: str = "model"):
+        self.features: dict[str, torch.Tensor] = {}
+        self._handles = []
+        for path in dict.fromkeys(paths):
+            module = find_module(model, path, owner)
+            self._handles.append(module.register_forward_hook(self._hook(path)))
+
+    def _hook(self, path: str):
+        def hook(_module, _inputs, output):
+            self.features[path] = first_tensor(output)
+
+        return hook
+
+    def take(self) -> dict[str, torch.Tensor]:
+        features, self.features = self.features, {}
+        return features
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()

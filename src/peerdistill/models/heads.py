@@ -1,0 +1,68 @@
+"""Auxiliary classifier heads for self-distillation (Be Your Own Teacher, Zhang et al. 2019).
+
+``HeadedModel`` wraps any network: forward hooks take the feature maps at the chosen module
+paths, and each feeds a shallow head (1x1 bottleneck conv + BN + ReLU, global pooling, linear
+classifier). The network's own output is the deepest classifier; its pooled features at
+``deep_layer`` are the hint target of every head's bottleneck features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..capture import FeatureRecorder
+from ..errors import ConfigError
+
+DEEP_FEATURE = "@deep"
+HEAD_FEATURE = "@bottleneck"
+
+
+def pooled(feature: torch.Tensor) -> torch.Tensor:
+    return feature.flatten(2).mean(dim=2) if feature.ndim > 2 else feature
+
+
+class AuxHead(nn.Module):
+    def __init__(self, in_channels: int, feature_dim: int, num_classes: int, spatial: bool):
+        super().__init__()
+        self.bottleneck = (nn.Sequential(nn.Conv2d(in_channels, feature_dim, 1, bias=False),
+                                         nn.BatchNorm2d(feature_dim), nn.ReLU(inplace=True))
+                           if spatial else nn.Sequential(nn.Linear(in_channels, feature_dim), nn.ReLU(inplace=True)))
+        self.classifier = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feature = pooled(self.bottleneck(x))
+        return self.classifier(feature), feature
+
+
+class HeadedModel(nn.Module):
+    def __init__(self, base: nn.Module, head_layers: list[str], deep_layer: str, num_classes: int,
+                 sample_input: torch.Tensor, owner: str = "model"):
+        super().__init__()
+        if not head_layers:
+            raise ConfigError(f"{owner}: self-distillation needs at least one head layer")
+        if deep_layer in head_layers:
+            raise ConfigError(f"{owner}: head layer '{deep_layer}' is the deepest layer itself")
+        self.base = base
+        self.head_layers = list(head_layers)
+        self.deep_layer = deep_layer
+        self._recorder = FeatureRecorder(base, [*head_layers, deep_layer], owner)
+        was_training = base.training
+        base.eval()
+        with torch.no_grad():
+            base(sample_input)
+        base.train(was_training)
+        shapes = {path: tuple(f.shape[1:]) for path, f in self._recorder.take().items()}
+        deep_dim = shapes[deep_layer][0]
+        self.heads = nn.ModuleList(
+            AuxHead(shapes[p][0], deep_dim, num_classes, spatial=len(shapes[p]) == 3) for p in head_layers
+        )
+
+    def forward(self, x: torch.Tensor) -> dict:
+        logits = self.base(x)
+        features = self._recorder.take()
+        heads, head_features = {}, {}
+        for path, head in zip(self.head_layers, self.heads):
+            heads[path], head_features[path] = head(features[path])
+        return {"logits": logits, "heads": heads, "head_features": head_features,
+                "deep_feature": pooled(features[self.deep_layer])}

@@ -1,0 +1,126 @@
+"""Feature capture, connectors and feature losses against independent computations."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from peerdistill.capture import FeatureRecorder, find_module, unwrap
+from peerdistill.connectors import Connector
+from peerdistill.errors import ConfigError
+from peerdistill.losses import attention_transfer, fitnet_hint, similarity_preserving
+from peerdistill.models import SmallCNN
+
+
+def test_capture_by_path_matches_the_submodule_output():
+    model = SmallCNN(1, 3, 8, 2)
+    recorder = FeatureRecorder(model, ["features", "features.2"])
+    x = torch.randn(4, 1, 8, 8)
+    reference = model.features(x)
+    recorder.take()
+    model(x)
+    features = recorder.take()
+    assert torch.allclose(features["features"], reference)
+    assert features["features.2"].shape == (4, 8, 8, 8)
+    assert recorder.take() == {}  # handed over once
+    recorder.remove()
+    model(x)
+    assert recorder.take() == {}
+
+
+def test_wrong_path_lists_close_matches():
+    with pytest.raises(ConfigError, match="no module at path 'featurs.2'; close matches: features.2"):
+        find_module(SmallCNN(1, 3), "featurs.2", "model 'student1'")
+
+
+def test_capture_through_torch_compile_and_data_parallel():
+    model = SmallCNN(1, 3, 8, 2)
+    x = torch.randn(4, 1, 8, 8)
+    # aot_eager traces the hooks with dynamo and AOT autograd like inductor, without compiling C++.
+    compiled = torch.compile(model, backend="aot_eager")
+    assert unwrap(compiled) is model
+    recorder = FeatureRecorder(compiled, ["features"])
+    out = compiled(x)
+    feature = recorder.take()["features"]
+    assert torch.allclose(feature, model.features(x), atol=1e-6)
+    (out.sum() + feature.pow(2).mean()).backward()  # gradients flow through the captured map
+    assert model.features[0].weight.grad is not None
+    wrapped = nn.DataParallel(SmallCNN(1, 3, 8, 2))
+    assert unwrap(wrapped) is wrapped.module
+    rec = FeatureRecorder(wrapped, ["features.0"])
+    wrapped(x)
+    assert rec.take()["features.0"].shape == (4, 8, 8, 8)
+
+
+@pytest.mark.parametrize("learner,target,kind", [
+    ((8, 4, 4), (16, 4, 4), "channels"),
+    ((16, 8, 8), (16, 4, 4), "size"),
+    ((8, 8, 8), (32, 2, 2), "both"),
+    ((10,), (6,), "vector"),
+    ((16, 4, 4), (16, 4, 4), "same"),
+])
+def test_connectors_for_channel_and_spatial_mismatch(learner, target, kind):
+    c = Connector(learner, target)
+    y = c(torch.randn(3, *learner))
+    assert y.shape == (3, *target)
+    has_conv = any(isinstance(m, nn.Conv2d) for m in c.modules())
+    assert has_conv == (kind in ("channels", "both"))
+    assert any(isinstance(m, nn.Linear) for m in c.modules()) == (kind == "vector")
+    assert c.is_identity == (kind == "same")
+    if kind == "size":  # pure resizing: bilinear interpolation of the input
+        x = torch.randn(2, *learner)
+        expected = nn.functional.interpolate(x, size=(4, 4), mode="bilinear", align_corners=False)
+        assert torch.allclose(c(x), expected)
+    with pytest.raises(ConfigError, match="cannot connect"):
+        Connector((4, 2, 2), (4,))
+
+
+def test_fitnet_hint_is_half_mean_squared_error():
+    a, b = torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 3, 4, 4, requires_grad=True)
+    expected = 0.5 * sum((x - y) ** 2 for x, y in zip(a.flatten().tolist(), b.flatten().tolist())) / a.numel()
+    loss = fitnet_hint(a, b)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert b.grad is None and a.grad is not None
+
+
+def naive_attention(feature, p=2):
+    """Q_j = sum_c |A_cj|^p per position j, divided by its L2 norm; one list per sample."""
+    maps = []
+    for sample in feature.tolist():
+        c, h, w = len(sample), len(sample[0]), len(sample[0][0])
+        q = [sum(abs(sample[k][i][j]) ** p for k in range(c)) for i in range(h) for j in range(w)]
+        norm = math.sqrt(sum(v * v for v in q))
+        maps.append([v / norm for v in q])
+    return maps
+
+
+def test_attention_transfer_matches_the_formula():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(3, 5, 4, 4, generator=g), torch.randn(3, 7, 4, 4, generator=g)
+    qs, qt = naive_attention(s), naive_attention(t)
+    expected = sum(math.sqrt(sum((a - b) ** 2 for a, b in zip(x, y))) for x, y in zip(qs, qt)) / 3
+    assert attention_transfer(s, t).item() == pytest.approx(expected, rel=1e-5)
+    # a map of another size is resized to the target's first
+    big = torch.randn(3, 5, 8, 8, generator=g)
+    resized = nn.functional.interpolate(big, size=(4, 4), mode="bilinear", align_corners=False)
+    assert attention_transfer(big, t).item() == pytest.approx(attention_transfer(resized, t).item(), rel=1e-6)
+
+
+def test_similarity_preserving_matches_the_formula():
+    g = torch.Generator().manual_seed(1)
+    s, t = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 6, 3, 3, generator=g)
+
+    def gram(x):
+        rows = [r.flatten().tolist() for r in x]
+        G = [[sum(a * b for a, b in zip(ri, rj)) for rj in rows] for ri in rows]
+        return [[v / math.sqrt(sum(u * u for u in row)) for v in row] for row in G]
+
+    gs, gt = gram(s), gram(t)
+    expected = sum((gt[i][j] - gs[i][j]) ** 2 for i in range(4) for j in range(4)) / 16
+    assert similarity_preserving(s, t).item() == pytest.approx(expected, rel=1e-5)
+    s.requires_grad_(True)
+    t.requires_grad_(True)
+    similarity_preserving(s, t).backward()
+    assert t.grad is None and s.grad is not None
