@@ -90,7 +90,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     labels = list(dict.fromkeys(label for label, _, _ in settings))
     models = _model_order(rows)
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
-    monitor = bases[0].train.monitor
+    monitor = runs[0]["metrics"]["monitor"]
     header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
               f"(monitor `{monitor}`), mean ± sample std over {seeds} seed(s) per setting "
               f"(each config's seed, seed+1, ...; its data split seed stays fixed). '{BEST_STUDENT}' is, "

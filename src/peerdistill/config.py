@@ -120,9 +120,10 @@ class TrainSpec(_Strict):
     epochs: int = Field(default=30, gt=0)
     batch_size: int = Field(default=64, gt=0)
     eval_batch_size: int = Field(default=512, gt=0)
-    monitor: str = Field(
-        default="ensemble/accuracy",
-        description="MODEL/METRIC on the validation split that picks the best epoch",
+    monitor: str | None = Field(
+        default=None,
+        description="MODEL/METRIC on the validation split that picks the best epoch "
+                    "(default ensemble/accuracy; ensemble/dice for segmentation)",
     )
     num_workers: int = Field(default=0, ge=0)
 

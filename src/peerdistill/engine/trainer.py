@@ -27,6 +27,7 @@ from .resume import capture_rng_states, load_resume_state, restore_rng_states, s
 from .seeding import seed_everything
 
 CONNECTORS_FILE = "connectors.safetensors"
+LOWER_IS_BETTER = {"hd95"}
 
 
 @dataclass
@@ -84,7 +85,10 @@ class Trainer:
         self.config_yaml = config_yaml
         graph.bind(cohort)
         cohort.capture(graph.feature_requests())
-        self.monitor_model, self.monitor_metric = self._parse_monitor(self.train_spec.monitor)
+        self.monitor = self.train_spec.monitor or task.default_monitor
+        self.monitor_model, self.monitor_metric = self._parse_monitor(self.monitor)
+        # Every metric is higher-is-better except distances.
+        self.monitor_sign = -1.0 if self.monitor_metric in LOWER_IS_BETTER else 1.0
         self.connectors = nn.ModuleDict()
         self._connector_keys: dict[str, str] = {}
 
@@ -166,7 +170,7 @@ class Trainer:
                 val = evaluate(self.cohort, self.task, self.val_batches)
                 row = self._row(epoch, losses, val, time.perf_counter() - started)
                 history.append(row)
-                score = val[self.monitor_model][self.monitor_metric]
+                score = self.monitor_sign * val[self.monitor_model][self.monitor_metric]
                 if not math.isnan(score) and score > best["score"]:
                     best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
                     if run is not None:
@@ -182,7 +186,7 @@ class Trainer:
         self._load_snapshot(best["weights"])
         test_best = evaluate(self.cohort, self.task, self.test_batches)
         result = FitResult(history, best["epoch"], best["val"], test_best, test_last,
-                           run.path if run else None, self.train_spec.monitor)
+                           run.path if run else None, self.monitor)
         if run is not None:
             self._write_final(run, result)
         return result
@@ -195,6 +199,7 @@ class Trainer:
         count = 0
         task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps)
         for step, (x, y) in enumerate(self.train_batches):
+            x, y = self.task.augment(x, y, self.generator)
             terms = self.step(x, y, self._ramp(epoch + step / max(steps, 1)))
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0) + value.detach()
@@ -283,7 +288,7 @@ class Trainer:
             "data_info": data.info,
             "seed": self.seed,
             "deterministic": self.deterministic,
-            "monitor": self.train_spec.monitor,
+            "monitor": self.monitor,
             "roles": self.cohort.roles(),
             "members": [
                 {"name": m.name, "role": m.role, "frozen": m.frozen, "spec": m.spec, "heads": m.head_layers,
@@ -308,7 +313,7 @@ class Trainer:
     def _write_progress(self, run: RunDir, history, best, epoch: int) -> None:
         run.write_metrics_csv(history)
         write_json(run.path / "metrics.json", {"epochs": history, "best_epoch": best["epoch"] + 1,
-                                               "monitor": self.train_spec.monitor, "status": "running",
+                                               "monitor": self.monitor, "status": "running",
                                                "roles": self.cohort.roles()})
         save_resume_state(run.resume_path, self._resume_state(epoch, history, best))
 

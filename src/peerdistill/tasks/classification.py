@@ -8,15 +8,33 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..metrics import CLASSIFICATION_METRICS, classification_metrics
+from .augment import augment_images
+
+
+class ProbabilityMeter:
+    """Keeps every probability row of a split: ROC-AUC needs them all at once."""
+
+    def __init__(self):
+        self.probs, self.targets = [], []
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.probs.append(probs.float().cpu())
+        self.targets.append(targets.cpu())
+
+    def compute(self) -> dict[str, float]:
+        return classification_metrics(torch.cat(self.probs).numpy(), torch.cat(self.targets).numpy())
 
 
 class ClassificationTask:
     name = "classification"
     metric_names = CLASSIFICATION_METRICS
+    default_monitor = "ensemble/accuracy"
 
-    def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None):
+    def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None,
+                 augment: tuple[str, ...] = ()):
         self.num_classes = num_classes
         self.class_weights = class_weights
+        self.augmentations = tuple(augment)
 
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
@@ -29,10 +47,16 @@ class ClassificationTask:
         """The students' ensemble: the mean of their class probabilities."""
         return torch.stack(probabilities).mean(dim=0)
 
+    def new_meter(self) -> ProbabilityMeter:
+        return ProbabilityMeter()
+
     def metrics(self, probabilities: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         return classification_metrics(probabilities, targets)
 
-    def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
+    def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        return (augment_images(x, None, self.augmentations, generator)[0], y) if self.augmentations else (x, y)
+
+    def check_output(self, name: str, logits: torch.Tensor, batch: int, input_size=None) -> None:
         """Every model must produce [batch, num_classes] logits for this data."""
         expected = (batch, self.num_classes)
         if tuple(logits.shape) != expected:
@@ -43,7 +67,10 @@ class ClassificationTask:
             )
 
 
-def balanced_class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+def balanced_class_weights(targets: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
     """``n / (k * count_c)`` per class (scikit-learn's 'balanced' rule)."""
-    counts = torch.bincount(targets, minlength=num_classes).float()
-    return targets.numel() / (num_classes * counts.clamp(min=1))
+    flat = targets.flatten()
+    if ignore_index is not None:
+        flat = flat[flat != ignore_index]
+    counts = torch.bincount(flat, minlength=num_classes).float()
+    return flat.numel() / (num_classes * counts.clamp(min=1))

@@ -1,0 +1,120 @@
+"""Segmentation metrics, accumulated batch by batch.
+
+- Dice and IoU per class: per image ``2TP / (2TP + FP + FN)`` and ``TP / (TP + FP + FN)``, then
+  the mean over images; an image where the class is absent from both truth and prediction is
+  left out for that class. ``dice`` / ``iou`` are the mean over the foreground classes (every
+  class but class 0, the background); ``dice_<class>`` includes the background's own entry.
+- ``pixel_accuracy``: correct pixels / all counted pixels of the split.
+- Binary tasks (two classes) add, over all counted pixels of the split: ``sensitivity``,
+  ``specificity``, ``f1`` (the global Dice of the foreground, the DRIVE convention) and
+  pixel-level ``auc``; and ``hd95``, the 95th-percentile symmetric Hausdorff distance in pixels
+  (MONAI), mean over images where truth and prediction both hold foreground.
+Pixels labelled 255 are ignored everywhere."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from .spatial import align_to
+
+IGNORE = 255
+
+
+def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, ...]:
+    names = ["dice", "iou", "pixel_accuracy"]
+    names += [f"dice_{c}" for c in class_names] + [f"iou_{c}" for c in class_names]
+    if len(class_names) == 2:
+        names += ["f1", "sensitivity", "specificity", "auc"] + (["hd95"] if hd95 else [])
+    return tuple(names)
+
+
+class SegmentationMeter:
+    def __init__(self, class_names: list[str], hd95: bool = True, max_auc_pixels: int = 5_000_000):
+        self.class_names = class_names
+        self.k = len(class_names)
+        self.hd95 = hd95 and self.k == 2
+        self.dice: list[list[float]] = [[] for _ in range(self.k)]
+        self.iou: list[list[float]] = [[] for _ in range(self.k)]
+        self.confusion = torch.zeros(self.k, self.k, dtype=torch.long)
+        self.hd: list[float] = []
+        self.scores: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        self.max_auc_pixels = max_auc_pixels
+        self._auc_pixels = 0
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        probs = align_to(probs, targets.shape[-2:]).float()
+        pred = probs.argmax(dim=1)
+        valid = targets != IGNORE
+        for i in range(pred.shape[0]):
+            self._image(pred[i], targets[i], valid[i])
+        t, p = targets[valid], pred[valid]
+        self.confusion += torch.bincount(t * self.k + p, minlength=self.k * self.k).view(self.k, self.k).cpu()
+        if self.k == 2 and self._auc_pixels < self.max_auc_pixels:
+            self.scores.append(probs[:, 1][valid].cpu())
+            self.labels.append(t.cpu())
+            self._auc_pixels += int(t.numel())
+        if self.hd95:
+            self._hausdorff(pred, targets, valid)
+
+    def _image(self, pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
+        for c in range(self.k):
+            p, t = (pred == c) & valid, (truth == c) & valid
+            tp = int((p & t).sum())
+            fp, fn = int(p.sum()) - tp, int(t.sum()) - tp
+            if tp + fp + fn == 0:
+                continue
+            self.dice[c].append(2 * tp / (2 * tp + fp + fn))
+            self.iou[c].append(tp / (tp + fp + fn))
+
+    def _hausdorff(self, pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
+        from monai.metrics import compute_hausdorff_distance
+
+        p = ((pred == 1) & valid).unsqueeze(1).float().cpu()
+        t = ((truth == 1) & valid).unsqueeze(1).float().cpu()
+        both = (p.flatten(1).sum(1) > 0) & (t.flatten(1).sum(1) > 0)
+        if not bool(both.any()):
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MONAI's deprecation notices about its own internals
+            hd = compute_hausdorff_distance(p[both], t[both], include_background=True, percentile=95)
+        self.hd += [float(v) for v in hd.flatten() if math.isfinite(float(v))]
+
+    def compute(self) -> dict[str, float]:
+        def mean(values):
+            return float(np.mean(values)) if values else float("nan")
+
+        dice = [mean(v) for v in self.dice]
+        iou = [mean(v) for v in self.iou]
+        fg = [d for d in dice[1:] if not math.isnan(d)]
+        fg_iou = [d for d in iou[1:] if not math.isnan(d)]
+        cm = self.confusion.double()
+        out = {
+            "dice": mean(fg),
+            "iou": mean(fg_iou),
+            "pixel_accuracy": float(cm.diag().sum() / cm.sum().clamp(min=1)),
+        }
+        out.update({f"dice_{n}": d for n, d in zip(self.class_names, dice)})
+        out.update({f"iou_{n}": d for n, d in zip(self.class_names, iou)})
+        if self.k == 2:
+            tn, fp, fn, tp = cm[0, 0], cm[0, 1], cm[1, 0], cm[1, 1]
+            out["f1"] = float(2 * tp / (2 * tp + fp + fn)) if (2 * tp + fp + fn) > 0 else float("nan")
+            out["sensitivity"] = float(tp / (tp + fn)) if (tp + fn) > 0 else float("nan")
+            out["specificity"] = float(tn / (tn + fp)) if (tn + fp) > 0 else float("nan")
+            out["auc"] = self._auc()
+            if self.hd95:
+                out["hd95"] = mean(self.hd)
+        return out
+
+    def _auc(self) -> float:
+        if not self.labels:
+            return float("nan")
+        labels = torch.cat(self.labels).numpy()
+        if labels.min() == labels.max():
+            return float("nan")
+        return float(roc_auc_score(labels, torch.cat(self.scores).numpy()))

@@ -1,0 +1,59 @@
+"""Segmentation: [B, C, H, W] logits, per-pixel labels, ensemble = per-pixel mean of probabilities.
+
+Pixels labelled ``IGNORE`` (255) count nowhere: not in the loss, not in any metric. Loaders
+use it for pixels outside a region of interest (a field-of-view mask)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DataError
+from ..segmentation_metrics import SegmentationMeter, segmentation_metric_names
+from ..spatial import align_to
+from .augment import augment_images
+
+IGNORE = 255
+
+
+class SegmentationTask:
+    name = "segmentation"
+    default_monitor = "ensemble/dice"
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None,
+                 class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = (), hd95: bool = True):
+        if num_classes < 2:
+            raise DataError("segmentation needs at least two classes (background and one structure)")
+        self.num_classes = num_classes
+        self.class_names = list(class_names or [str(c) for c in range(num_classes)])
+        self.class_weights = class_weights
+        self.augmentations = tuple(augment)
+        self.hd95 = hd95 and num_classes == 2
+        self.metric_names = segmentation_metric_names(self.class_names, self.hd95)
+
+    def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        logits = align_to(logits, targets.shape[-2:])
+        return F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=IGNORE)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().softmax(dim=1)
+
+    def ensemble(self, probabilities: list[torch.Tensor]) -> torch.Tensor:
+        """The students' ensemble: the per-pixel mean of their class probabilities (each first
+        resized to the largest output's size)."""
+        size = max((p.shape[-2:] for p in probabilities), key=lambda s: s[0] * s[1])
+        return torch.stack([align_to(p, size) for p in probabilities]).mean(dim=0)
+
+    def new_meter(self) -> SegmentationMeter:
+        return SegmentationMeter(self.class_names, self.hd95)
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        return augment_images(x, y, self.augmentations, generator) if self.augmentations else (x, y)
+
+    def check_output(self, name: str, logits: torch.Tensor, batch: int, input_size=None) -> None:
+        if logits.ndim != 4 or logits.shape[0] != batch or logits.shape[1] != self.num_classes:
+            raise DataError(
+                f"model '{name}' outputs {tuple(logits.shape)}; segmentation needs [batch, {self.num_classes}, H, W] "
+                f"logits: build every model with num_classes={self.num_classes}"
+            )
