@@ -73,7 +73,7 @@ def test_eval_on_other_data(tmp_path, capsys):
     run_cli("eval", out / "r", "data.split_seed=7", "--json")
     assert set(json.loads(capsys.readouterr().out)) == {"teacher", "student1", "student2", "ensemble"}
     data_yaml = tmp_path / "data.yaml"
-    data_yaml.write_text(f"data: {{kind: npz, path: {tmp_path / 'nope.npz'}}}\n")
+    data_yaml.write_text(f"data: {{kind: npz, root: {tmp_path / 'nope.npz'}}}\n")
     run_cli("eval", out / "r", "--data", data_yaml, expect=2)
     assert "does not exist" in capsys.readouterr().err
 

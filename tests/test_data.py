@@ -31,7 +31,7 @@ def test_npz_medmnist_layout(tmp_path):
         arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(-1, 1).astype(np.uint8)
     path = tmp_path / "d.npz"
     np.savez(path, **arrays)
-    data = build_data(DataSpec(kind="npz", path=str(path)))
+    data = build_data(DataSpec(kind="npz", root=str(path)))
     assert data.input_shape == (3, 28, 28) and data.num_classes == 2 and len(data.train) == 20
     expected = arrays["val_images"][0, 5, 7, 1] / 255.0
     mean, std = data.stats["mean"][1], data.stats["std"][1]
@@ -39,10 +39,10 @@ def test_npz_medmnist_layout(tmp_path):
     del arrays["test_labels"]
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError, match="lacks the keys"):
-        build_data(DataSpec(kind="npz", path=str(tmp_path / "bad.npz")))
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "bad.npz")))
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DataError, match="cannot read"):
-        build_data(DataSpec(kind="npz", path=str(tmp_path / "junk.npz")))
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "junk.npz")))
 
 
 def test_array_errors():

@@ -14,7 +14,8 @@ from .errors import ConfigError
 from .graph import Edge, KnowledgeGraph, preset_edges, self_supervised_weights
 from .models import build_model
 from .models.heads import HeadedModel
-from .tasks import ClassificationTask
+from .tasks import ClassificationTask, SegmentationTask
+from .tasks.segmentation import IGNORE
 from .tasks.classification import balanced_class_weights
 
 
@@ -61,16 +62,20 @@ def build_graph(cfg: RunConfig, cohort: Cohort) -> KnowledgeGraph:
         edges = preset_edges(d.preset, [m.name for m in cohort.teachers], [m.name for m in cohort.students], d,
                              feature_layers={m.name: m.feature_layer for m in cohort.members}, heads=heads)
     return KnowledgeGraph(edges, supervised_weights=self_supervised_weights(heads, d) if d.preset != "custom" else {},
-                          teacher_weighting=d.teacher_weighting)
+                          teacher_weighting=d.teacher_weighting, pair_node_size=d.pair_node_size)
 
 
-def build_task(cfg: RunConfig, data: DataSplits) -> ClassificationTask:
+def build_task(cfg: RunConfig, data: DataSplits):
     weights = None
     if cfg.data.class_weights:
         if not isinstance(data.train, TensorData):
-            raise ConfigError("data.class_weights needs in-memory data (digits, npz or arrays)")
-        weights = balanced_class_weights(data.train.y, data.num_classes)
-    return ClassificationTask(data.num_classes, class_weights=weights)
+            raise ConfigError("data.class_weights needs in-memory data")
+        weights = balanced_class_weights(data.train.y, data.num_classes, ignore_index=IGNORE)
+    augment = tuple(cfg.data.augment)
+    if cfg.task == "segmentation":
+        return SegmentationTask(data.num_classes, data.class_names, class_weights=weights, augment=augment,
+                                loss=cfg.train.segmentation_loss)
+    return ClassificationTask(data.num_classes, class_weights=weights, augment=augment)
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -89,7 +94,7 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         seed=cfg.seed, deterministic=cfg.deterministic, device=cfg.device,
         run_dir=run_dir if run_dir is not None else run_dir_for(cfg), overwrite=overwrite, progress=progress,
         callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset},
-        config_yaml=to_yaml(cfg),
+        config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
     )
     return trainer, data
 

@@ -35,6 +35,7 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 def cmd_train(ns: argparse.Namespace) -> int:
     from .build import run_dir_for, train_from_config
     from .report import results_table
+    from .runs import task_for
 
     if ns.resume:
         run_dir = Path(ns.resume)
@@ -56,7 +57,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     monitor_metric = result.monitor.split("/")[1]
     title = (f"test split at the best epoch ({result.best_epoch + 1} of {len(result.history)}, "
              f"by val {result.monitor})")
-    console.print(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric))
+    summary = task_for(meta).summary_metrics
+    console.print(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric, summary))
     console.print(f"run directory: {run_dir}")
     return 0
 
@@ -64,7 +66,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def cmd_eval(ns: argparse.Namespace) -> int:
     from .engine.artifacts import read_json
     from .report import results_table
-    from .runs import evaluate_run
+    from .runs import evaluate_run, task_for
 
     data_spec = None
     if ns.data or ns.overrides:
@@ -89,7 +91,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     if ns.json:
         print(json.dumps(scores, indent=2))
     else:
-        console.print(results_table(f"{ns.run_dir}: {ns.split} split", scores))
+        meta = read_json(Path(ns.run_dir) / "run.json")
+        console.print(results_table(f"{ns.run_dir}: {ns.split} split", scores, metrics=task_for(meta).summary_metrics))
     return 0
 
 

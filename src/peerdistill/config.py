@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,7 +53,7 @@ class EdgeSpec(_Strict):
 
     source: str
     target: str
-    kind: Literal["kl", "hint", "at", "sp"] = "kl"
+    kind: Literal["kl", "hint", "at", "sp", "pair", "cwd", "holistic"] = "kl"
     weight: float = Field(default=1.0, ge=0)
     temperature: float = Field(default=1.0, gt=0)
     source_layer: str | None = None
@@ -74,6 +75,13 @@ class DistillSpec(_Strict):
     self_alpha: float = Field(default=0.5, ge=0, le=1, description="BYOT: KL weight a of each head (CE gets 1 - a)")
     self_lambda: float = Field(default=0.1, ge=0, description="BYOT: weight of the feature hint of each head")
     self_temperature: float = Field(default=3.0, gt=0)
+    pair_weight: float = Field(default=0.0, ge=0, description="segmentation: pair-wise affinity of feature maps")
+    pair_node_size: int = Field(default=2, ge=1, description="side of the pooled regions that are the graph's nodes")
+    holistic_weight: float = Field(default=0.0, ge=0, description="segmentation: adversarial holistic term")
+    discriminator_lr: float = Field(default=1e-4, gt=0)
+    gp_weight: float = Field(default=10.0, ge=0, description="WGAN gradient-penalty weight")
+    cwd_weight: float = Field(default=0.0, ge=0, description="segmentation: channel-wise distillation of logits")
+    cwd_temperature: float = Field(default=4.0, gt=0)
     rampup_epochs: int = Field(
         default=5, ge=0, description="sigmoid ramp-up of every distillation weight over these epochs"
     )
@@ -92,18 +100,42 @@ class DistillSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    kind: Literal["digits", "npz"] = "digits"
-    path: str | None = None
+    kind: Literal["digits", "npz", "shapes", "folders"] = "digits"
+    root: str | None = Field(default=None, description="npz: the .npz file; folders: the dataset folder")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     split_seed: int = 0
     class_weights: bool = False
+    augment: list[Literal["hflip", "vflip", "rot90"]] = Field(
+        default_factory=list, description="random flips / 90-degree turns, identical on image and mask"
+    )
+    # image/mask folders (kind: folders)
+    images: str = "images"
+    masks: str = "masks"
+    pattern: str | None = Field(default=None, description="regex whose first group is the id shared by image and mask")
+    image_size: list[int] | None = Field(default=None, min_length=2, max_length=2, description="resize to [H, W]")
+    binary_masks: bool = Field(default=False, description="masks are 0/255 (or JPEG-noisy) images: > 127 is class 1")
+    grey: bool = Field(default=False, description="read images as one grey channel")
+    num_classes: int | None = Field(default=None, ge=2)
+    class_names: list[str] | None = None
+    # the synthetic segmentation default (kind: shapes)
+    shapes_counts: list[int] = Field(default_factory=lambda: [600, 150, 150], min_length=3, max_length=3,
+                                     description="train / val / test image counts of the synthetic data")
 
     @model_validator(mode="after")
-    def _path_for_files(self) -> "DataSpec":
-        if self.kind == "npz" and not self.path:
-            raise ValueError("data kind 'npz' needs data.path=FILE.npz")
+    def _root_for_files(self) -> "DataSpec":
+        if self.kind in ("npz", "folders") and not self.root:
+            raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"data.pattern is not a valid regular expression: {exc}") from None
         return self
+
+    @property
+    def task(self) -> str:
+        return "segmentation" if self.kind in ("shapes", "folders") else "classification"
 
 
 class OptimSpec(_Strict):
@@ -126,6 +158,9 @@ class TrainSpec(_Strict):
                     "(default ensemble/accuracy; ensemble/dice for segmentation)",
     )
     num_workers: int = Field(default=0, ge=0)
+    segmentation_loss: Literal["ce", "ce+dice"] = Field(
+        default="ce+dice", description="supervised loss of segmentation models: cross-entropy, plus soft Dice"
+    )
 
 
 class RunConfig(_Strict):
@@ -134,7 +169,7 @@ class RunConfig(_Strict):
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "segmentation"] = "classification"
     data: DataSpec = Field(default_factory=DataSpec)
     teacher: ModelSpec | None = None
     teachers: list[ModelSpec] = Field(default_factory=list, description="several teachers (instead of 'teacher')")
@@ -152,6 +187,9 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _cohort_shape(self) -> "RunConfig":
+        if self.data.task != self.task:
+            raise ValueError(f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
+                             f"set task: {self.data.task}")
         if not self.students:
             raise ValueError("at least one student is needed: add a 'students' list")
         names = self.member_names()
@@ -176,7 +214,7 @@ class RunConfig(_Strict):
         if preset == "self" and not any(s.heads for s in self.students):
             raise ValueError("preset 'self' needs heads: set students.N.heads to module paths, e.g. [features.2]")
         for edge in self.distill.edges or []:
-            if edge.kind != "kl" and (not edge.source_layer or not edge.target_layer):
+            if edge.kind in ("hint", "at", "sp", "pair") and (not edge.source_layer or not edge.target_layer):
                 raise ValueError(f"edge {edge.source} -> {edge.target} of kind '{edge.kind}' needs source_layer and target_layer")
         return self
 

@@ -9,20 +9,24 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .config import DistillSpec
+from .config import TEACHER_PRESETS, DistillSpec
 from .connectors import Connector
 from .errors import ConfigError
 from .losses import (attention_transfer, combine_soft_targets, confidence_weights, fitnet_hint, kl_to_probs,
                      similarity_preserving, soft_kl)
+from .losses.adversarial import holistic_generator_loss
+from .losses.dense import channel_wise, pairwise_affinity
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE
+from .spatial import align_to
 
 if TYPE_CHECKING:
     from .cohort import Cohort, CohortOutput
 
 TEACHERS = "teachers"  # virtual source: the teachers' soft targets combined (multi-teacher KD)
 ENSEMBLE = "ensemble"  # virtual source: the students' ensemble (online ensemble KD, as in KDCL/ONE)
-LOGIT_KINDS = ("kl",)
-FEATURE_KINDS = ("hint", "at", "sp")
+LOGIT_KINDS = ("kl", "cwd", "holistic")  # cwd also works on features (with layers)
+FEATURE_KINDS = ("hint", "at", "sp", "pair")
+DENSE_KINDS = ("cwd", "holistic", "pair")  # need [B, C, H, W] maps: segmentation
 
 PRESET_DOCS = {
     "independent": "labels only: every model trains alone (baseline)",
@@ -53,9 +57,13 @@ class Edge:
     target_layer: str | None = None
 
     @property
+    def on_features(self) -> bool:
+        return self.kind in FEATURE_KINDS or (self.kind == "cwd" and self.target_layer is not None)
+
+    @property
     def name(self) -> str:
         base = f"{self.target}/{self.kind}<-{self.source}"
-        if self.kind in FEATURE_KINDS and self.target_layer and not self.target_layer.startswith("@"):
+        if self.on_features and self.target_layer and not self.target_layer.startswith("@"):
             return f"{base}[{self.target_layer}<-{self.source_layer}]"
         return base
 
@@ -127,6 +135,8 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
         need_teacher()
         need_peers()
         edges += [e for s in students for e in teacher_features(s)] + peer_features()
+    if preset in TEACHER_PRESETS:
+        edges += dense_teacher_edges(teachers, students, p, layer)
     heads = {m: h for m, h in (heads or {}).items() if h}
     if preset == "self" and not heads:
         raise ConfigError("preset 'self' needs a model with heads: set 'heads' (module paths) on a student")
@@ -135,6 +145,23 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
     if p.ensemble_weight > 0:
         need_peers()
         edges += [Edge(ENSEMBLE, s, "kl", p.ensemble_weight, p.kd_temperature) for s in students]
+    return edges
+
+
+def dense_teacher_edges(teachers: list[str], students: list[str], p: DistillSpec, layer) -> list[Edge]:
+    """The structured terms of Liu et al. 2019 and CWD, teacher -> each student, when weighted:
+    pair-wise affinity of feature maps (``pair_weight``), holistic adversarial term
+    (``holistic_weight``), channel-wise distillation of the logits (``cwd_weight``)."""
+    edges = []
+    share = 1.0 / max(len(teachers), 1)
+    for t in teachers:
+        for s in students:
+            if p.pair_weight > 0:
+                edges.append(Edge(t, s, "pair", p.pair_weight * share, 1.0, layer(t), layer(s)))
+            if p.holistic_weight > 0:
+                edges.append(Edge(t, s, "holistic", p.holistic_weight * share, 1.0))
+            if p.cwd_weight > 0:
+                edges.append(Edge(t, s, "cwd", p.cwd_weight * share, p.cwd_temperature))
     return edges
 
 
@@ -159,8 +186,9 @@ class KnowledgeGraph:
     """The edges of a run; turns a cohort's outputs into named loss terms."""
 
     def __init__(self, edges: Iterable[Edge], *, supervised_weights: Mapping[str, float] | None = None,
-                 teacher_weighting: str = "weighted"):
+                 teacher_weighting: str = "weighted", pair_node_size: int = 2):
         self.edges = list(edges)
+        self.pair_node_size = pair_node_size
         self.supervised_weights = dict(supervised_weights or {})
         if teacher_weighting not in ("weighted", "confidence"):
             raise ConfigError(f"teacher_weighting must be 'weighted' or 'confidence', not '{teacher_weighting}'")
@@ -173,7 +201,11 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {e.source} -> {e.target}: unknown kind '{e.kind}'")
             if e.kind in FEATURE_KINDS and (not e.source_layer or not e.target_layer):
                 raise ConfigError(f"feature edge {e.source} -> {e.target} ({e.kind}) needs source_layer and target_layer")
-            if e.kind in FEATURE_KINDS and e.source in (TEACHERS, ENSEMBLE):
+            if (e.source_layer is None) != (e.target_layer is None):
+                raise ConfigError(f"edge {e.source} -> {e.target}: give both source_layer and target_layer, or neither")
+            if e.kind in ("cwd", "holistic") and e.source in (TEACHERS, ENSEMBLE):
+                raise ConfigError(f"edge {e.source} -> {e.target} ({e.kind}) needs one model as its source")
+            if e.on_features and e.source in (TEACHERS, ENSEMBLE):
                 raise ConfigError(f"feature edge {e.source} -> {e.target}: features come from one model, not '{e.source}'")
         self._teachers: list[str] = []
         self._teacher_mu: list[float] = []
@@ -203,18 +235,26 @@ class KnowledgeGraph:
         """The module paths each model must record (the ``@...`` features come from heads)."""
         requests: dict[str, set[str]] = {}
         for e in self.edges:
-            if e.kind in FEATURE_KINDS:
+            if e.on_features:
                 for model, layer in ((e.source, e.source_layer), (e.target, e.target_layer)):
                     if not layer.startswith("@"):
                         requests.setdefault(model, set()).add(layer)
         return requests
 
     def connector_edges(self) -> list[Edge]:
-        return [e for e in self.edges if e.kind == "hint"]
+        """Edges comparing features elementwise: their shapes must match, through a connector."""
+        return [e for e in self.edges if e.kind == "hint" or (e.kind == "cwd" and e.on_features)]
+
+    def adversarial_edges(self) -> list[Edge]:
+        return [e for e in self.edges if e.kind == "holistic"]
 
     def losses(self, out: "CohortOutput", labels: torch.Tensor | None = None,
-               connectors: Mapping[str, nn.Module] | None = None, scale: float = 1.0) -> dict[str, torch.Tensor]:
-        """``{edge name: weight * scale * loss}``; ``scale`` is the ramp-up factor of the step."""
+               connectors: Mapping[str, nn.Module] | None = None, scale: float = 1.0, *,
+               inputs: torch.Tensor | None = None,
+               discriminators: Mapping[str, nn.Module] | None = None) -> dict[str, torch.Tensor]:
+        """``{edge name: weight * scale * loss}``; ``scale`` is the ramp-up factor of the step.
+        Holistic edges need the ``inputs`` (the discriminator sees the image) and their
+        ``discriminators``."""
         terms = {}
         cache: dict[tuple[str, float], torch.Tensor] = {}
         for edge in self.edges:
@@ -222,41 +262,64 @@ class KnowledgeGraph:
                 continue
             if edge.kind == "kl":
                 loss = self._logit_loss(edge, out, labels, cache)
+            elif edge.kind == "holistic":
+                if inputs is None or not discriminators or edge.name not in discriminators:
+                    raise ConfigError(f"holistic edge {edge.name} needs the images and its discriminator")
+                source = out.logits[edge.source]
+                learner = align_to(out.logits[edge.target], source.shape[-2:]).float().softmax(dim=1)
+                loss = holistic_generator_loss(discriminators[edge.name], inputs, learner)
+            elif edge.kind == "cwd" and not edge.on_features:
+                loss = channel_wise(out.logits[edge.target], out.logits[edge.source], edge.temperature)
             else:
                 learner = out.features[edge.target][edge.target_layer]
                 target = out.features[edge.source][edge.source_layer]
+                connector = (connectors or {}).get(edge.name)
+                if connector is not None:
+                    learner = connector(learner)
                 if edge.kind == "hint":
-                    connector = (connectors or {}).get(edge.name)
-                    loss = fitnet_hint(connector(learner) if connector is not None else learner, target)
+                    loss = fitnet_hint(learner, target)
                 elif edge.kind == "at":
                     loss = attention_transfer(learner, target)
-                else:
+                elif edge.kind == "sp":
                     loss = similarity_preserving(learner, target)
+                elif edge.kind == "pair":
+                    loss = pairwise_affinity(learner, target, self.pair_node_size)
+                else:
+                    loss = channel_wise(learner, target, edge.temperature)
             terms[edge.name] = loss * (edge.weight * scale)
         return terms
 
     def _logit_loss(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
         student = out.logits[edge.target]
         if edge.source not in (TEACHERS, ENSEMBLE):
-            return soft_kl(student, out.logits[edge.source], edge.temperature)
+            source = out.logits[edge.source]
+            return soft_kl(_aligned(student, source), source, edge.temperature)
         key = (edge.source, edge.temperature)
         if key not in cache:  # one combined target per source and temperature, shared by all students
+            names = self._teachers if edge.source == TEACHERS else self._ensemble
+            logits = [out.logits[n] for n in names]
+            logits = [_aligned(z, logits[0]) for z in logits]
+            weights = None
             if edge.source == TEACHERS:
-                logits = [out.logits[t] for t in self._teachers]
                 if self.teacher_weighting == "confidence":
                     if labels is None:
                         raise ConfigError("confidence weighting of teachers needs the labels")
                     weights = confidence_weights(logits, labels)
                 else:
                     weights = self._teacher_mu
-            else:
-                logits, weights = [out.logits[s] for s in self._ensemble], None
             cache[key] = combine_soft_targets(logits, edge.temperature, weights)
-        return kl_to_probs(student, cache[key], edge.temperature)
+        return kl_to_probs(_aligned(student, cache[key]), cache[key], edge.temperature)
+
+    def check_dense(self, out: "CohortOutput") -> None:
+        """Segmentation-only kinds on models that output class vectors fail early, by name."""
+        for e in self.edges:
+            if e.kind in DENSE_KINDS and not e.on_features and out.logits[e.target].ndim != 4:
+                raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares dense [B, C, H, W] maps; "
+                                  "these models output class vectors (use it for segmentation)")
 
     def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
-        """One connector per hint edge whose learner's feature shape differs from its target's
-        (from a dry-run forward); edges with equal shapes need none."""
+        """One connector per elementwise feature edge whose learner's feature shape differs from
+        its target's (from a dry-run forward); edges with equal shapes need none."""
         connectors = {}
         for edge in self.connector_edges():
             learner = tuple(out.features[edge.target][edge.target_layer].shape[1:])
@@ -267,6 +330,11 @@ class KnowledgeGraph:
 
     def to_list(self) -> list[dict]:
         return [asdict(e) for e in self.edges]
+
+
+def _aligned(learner: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Dense maps of another size are compared at the source's size (see ``spatial.align_to``)."""
+    return align_to(learner, source.shape[-2:]) if learner.ndim == 4 else learner
 
 
 def sigmoid_rampup(progress: float) -> float:

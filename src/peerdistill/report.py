@@ -15,9 +15,10 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 
 def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[str, int] | None = None,
-                  val: dict[str, dict[str, float]] | None = None, val_metric: str | None = None) -> Table:
-    """One row per model (and the ensemble), one column per metric."""
-    metrics = list(next(iter(scores.values())).keys())
+                  val: dict[str, dict[str, float]] | None = None, val_metric: str | None = None,
+                  metrics: tuple[str, ...] | None = None) -> Table:
+    """One row per model (and the ensemble), one column per metric (``metrics``: which ones)."""
+    metrics = list(metrics or next(iter(scores.values())).keys())
     table = Table(title=title)
     table.add_column("model")
     if params:

@@ -17,7 +17,7 @@ from .engine.trainer import load_member_weights, resolve_device
 from .errors import CheckpointError, DataError
 from .models import build_model
 from .models.heads import HeadedModel
-from .tasks import ClassificationTask
+from .tasks import ClassificationTask, SegmentationTask
 
 
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
@@ -63,8 +63,15 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     _check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
-    task = ClassificationTask(meta["num_classes"])
+    task = task_for(meta)
     return evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False))
+
+
+def task_for(meta: dict[str, Any]):
+    """The task object of a saved run, for scoring (no loss weights or augmentation needed)."""
+    if meta.get("task") == "segmentation":
+        return SegmentationTask(meta["num_classes"], meta.get("class_names"))
+    return ClassificationTask(meta["num_classes"])
 
 
 def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> None:

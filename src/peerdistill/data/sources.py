@@ -31,9 +31,9 @@ def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
 
 def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     """A MedMNIST-style archive with keys ``{train,val,test}_{images,labels}``; splits as given."""
-    path = Path(spec.path or "")
+    path = Path(spec.root or "")
     if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist: set data.path to a .npz file")
+        raise DataError(f"data file '{path}' does not exist: set data.root to a .npz file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in NPZ_KEYS if k not in archive.files]
@@ -49,5 +49,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
 
 
 def build_data(spec: DataSpec, stats=None) -> DataSplits:
-    loaders = {"digits": load_digits_splits, "npz": load_npz_splits}
+    from .segmentation import load_folders, load_shapes
+
+    loaders = {"digits": load_digits_splits, "npz": load_npz_splits, "shapes": load_shapes, "folders": load_folders}
     return loaders[spec.kind](spec, stats=stats)

@@ -18,7 +18,9 @@ from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, make_batches
 from ..errors import CheckpointError, ConfigError
 from ..graph import KnowledgeGraph, sigmoid_rampup
+from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..models.heads import HeadedModel
+from ..spatial import align_to
 from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
 from .evaluate import ENSEMBLE, evaluate
 from .optim import build_optimizer, build_scheduler
@@ -26,7 +28,7 @@ from .progress import Progress
 from .resume import capture_rng_states, load_resume_state, restore_rng_states, save_resume_state
 from .seeding import seed_everything
 
-CONNECTORS_FILE = "connectors.safetensors"
+EDGE_FILES = {"@connectors": "connectors.safetensors", "@discriminators": "discriminators.safetensors"}
 LOWER_IS_BETTER = {"hd95"}
 
 
@@ -70,6 +72,8 @@ class Trainer:
         callbacks: list[Callable[[int, dict[str, Any]], None]] | None = None,
         run_info: dict[str, Any] | None = None,
         config_yaml: str | None = None,
+        discriminator_lr: float = 1e-4,
+        gp_weight: float = 10.0,
     ):
         self.cohort, self.graph, self.task = cohort, graph, task
         self.train_spec = train or TrainSpec()
@@ -91,6 +95,10 @@ class Trainer:
         self.monitor_sign = -1.0 if self.monitor_metric in LOWER_IS_BETTER else 1.0
         self.connectors = nn.ModuleDict()
         self._connector_keys: dict[str, str] = {}
+        self.discriminators = nn.ModuleDict()
+        self._discriminator_keys: dict[str, str] = {}
+        self.discriminator_lr, self.gp_weight = discriminator_lr, gp_weight
+        self.discriminator_optimizers: dict[str, torch.optim.Optimizer] = {}
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
         model, _, metric = monitor.partition("/")
@@ -121,6 +129,11 @@ class Trainer:
             for m in self.cohort.trainable
         }
         self.schedulers = {n: build_scheduler(o, self.optim_spec, ts.epochs) for n, o in self.optimizers.items()}
+        # WGAN-GP's usual critic optimiser (Gulrajani et al. 2017): Adam, betas (0.5, 0.9).
+        self.discriminator_optimizers = {
+            key: torch.optim.Adam(d.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9))
+            for key, d in self.discriminators.items()
+        }
 
     def _probe(self) -> None:
         """A dry run on a few validation samples: every output must have the task's shape, and
@@ -132,9 +145,16 @@ class Trainer:
             out = self.cohort.forward(x)
         for name, logits in out.logits.items():
             self.task.check_output(name, logits, len(x))
+        self.graph.check_dense(out)
         connectors = self.graph.build_connectors(out)
         self._connector_keys = {edge: f"c{i}" for i, edge in enumerate(connectors)}
         self.connectors = nn.ModuleDict({self._connector_keys[e]: c for e, c in connectors.items()}).to(self.device)
+        adversarial = self.graph.adversarial_edges()
+        self._discriminator_keys = {edge.name: f"d{i}" for i, edge in enumerate(adversarial)}
+        self.discriminators = nn.ModuleDict({
+            self._discriminator_keys[e.name]: MapDiscriminator(x.shape[1], out.logits[e.source].shape[1])
+            for e in adversarial
+        }).to(self.device)
 
     def _connector_params(self, member: str) -> list[nn.Parameter]:
         """A connector learns with the model at the learning end of its edge."""
@@ -147,6 +167,9 @@ class Trainer:
 
     def _connector_map(self) -> dict[str, nn.Module]:
         return {edge: self.connectors[key] for edge, key in self._connector_keys.items()}
+
+    def _discriminator_map(self) -> dict[str, nn.Module]:
+        return {edge: self.discriminators[key] for edge, key in self._discriminator_keys.items()}
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, data: DataSplits, resume: bool = False) -> FitResult:
@@ -194,6 +217,7 @@ class Trainer:
     def _train_epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
         self.cohort.train()
         self.connectors.train()
+        self.discriminators.train()
         steps = len(self.train_batches)
         sums: dict[str, torch.Tensor] = {}
         count = 0
@@ -217,7 +241,8 @@ class Trainer:
                 weight = self.graph.supervised_weights.get(name, 1.0)
                 if weight:
                     terms[f"{name}/ce"] = weight * self.task.supervised_loss(out.logits[name], y)
-        terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp))
+        terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
+                                       discriminators=self._discriminator_map()))
         total = torch.stack(list(terms.values())).sum()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
@@ -225,6 +250,24 @@ class Trainer:
         for optimizer in self.optimizers.values():
             optimizer.step()
         terms["total"] = total
+        terms.update(self._discriminator_step(x, out))
+        return terms
+
+    def _discriminator_step(self, x: torch.Tensor, out) -> dict[str, torch.Tensor]:
+        """The critics of holistic edges learn after the models: source maps are 'real', the
+        learner's 'fake' (both detached), Wasserstein loss plus gradient penalty."""
+        terms = {}
+        for edge in self.graph.adversarial_edges():
+            key = self._discriminator_keys[edge.name]
+            critic, optimizer = self.discriminators[key], self.discriminator_optimizers[key]
+            source = out.logits[edge.source].detach().float()
+            real = source.softmax(dim=1)
+            fake = align_to(out.logits[edge.target].detach(), source.shape[-2:]).float().softmax(dim=1)
+            optimizer.zero_grad(set_to_none=True)
+            loss = discriminator_loss(critic, x, real, fake, self.gp_weight, self.generator)
+            loss.backward()
+            optimizer.step()
+            terms[f"critic/{edge.name}"] = loss.detach()
         return terms
 
     def _ramp(self, epoch_progress: float) -> float:
@@ -244,16 +287,21 @@ class Trainer:
 
     def _trained_state(self) -> dict[str, dict[str, torch.Tensor]]:
         state = {m.name: m.module.state_dict() for m in self.cohort.trainable}
-        if len(self.connectors):
-            state["@connectors"] = self.connectors.state_dict()
+        for key, modules in self._edge_modules().items():
+            if len(modules):
+                state[key] = modules.state_dict()
         return state
+
+    def _edge_modules(self) -> dict[str, nn.ModuleDict]:
+        """Trainable modules that belong to knowledge edges, not to any model."""
+        return {"@connectors": self.connectors, "@discriminators": self.discriminators}
 
     def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return copy.deepcopy(self._trained_state())
 
     def _load_snapshot(self, weights: dict[str, dict[str, torch.Tensor]] | None) -> None:
         for name, state in (weights or {}).items():
-            target = self.connectors if name == "@connectors" else self.cohort[name].module
+            target = self._edge_modules()[name] if name.startswith("@") else self.cohort[name].module
             target.load_state_dict(state)
 
     def _weights_from_dir(self, run: RunDir) -> dict[str, dict[str, torch.Tensor]]:
@@ -264,10 +312,12 @@ class Trainer:
                 clone = copy.deepcopy(m.module)
                 load_member_weights(clone, run, m.name)
                 weights[m.name] = clone.state_dict()
-        if len(self.connectors) and (run.path / CONNECTORS_FILE).exists():
-            clone = copy.deepcopy(self.connectors)
-            load_weights(clone, run.path / CONNECTORS_FILE, "connectors")
-            weights["@connectors"] = clone.state_dict()
+        for key, modules in self._edge_modules().items():
+            path = run.path / EDGE_FILES[key]
+            if len(modules) and path.exists():
+                clone = copy.deepcopy(modules)
+                load_weights(clone, path, key[1:])
+                weights[key] = clone.state_dict()
         return weights
 
     def _open_run_dir(self, data: DataSplits, resume: bool) -> RunDir | None:
@@ -296,7 +346,8 @@ class Trainer:
                 for m in self.cohort.members
             ],
             "edges": self.graph.to_list(),
-            "connectors": {edge: key for edge, key in self._connector_keys.items()},
+            "connectors": dict(self._connector_keys),
+            "discriminators": dict(self._discriminator_keys),
             **self.run_info,
         }
         write_json(run.path / "run.json", info)
@@ -307,8 +358,9 @@ class Trainer:
     def _save_models(self, run: RunDir) -> None:
         for m in self.cohort.members:
             save_member_weights(m.module, run, m.name)
-        if len(self.connectors):
-            save_weights(self.connectors, run.path / CONNECTORS_FILE)
+        for key, modules in self._edge_modules().items():
+            if len(modules):
+                save_weights(modules, run.path / EDGE_FILES[key])
 
     def _write_progress(self, run: RunDir, history, best, epoch: int) -> None:
         run.write_metrics_csv(history)
@@ -343,6 +395,7 @@ class Trainer:
             "best_val": best["val"],
             "models": self._trained_state(),
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "discriminator_optimizers": {k: o.state_dict() for k, o in self.discriminator_optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "rng": capture_rng_states(self.generator),
         }
@@ -352,6 +405,8 @@ class Trainer:
             self._load_snapshot(state["models"])
             for name, opt_state in state["optimizers"].items():
                 self.optimizers[name].load_state_dict(opt_state)
+            for key, opt_state in state.get("discriminator_optimizers", {}).items():
+                self.discriminator_optimizers[key].load_state_dict(opt_state)
             for name, sched_state in state["schedulers"].items():
                 self.schedulers[name].load_state_dict(sched_state)
             restore_rng_states(state["rng"], self.generator)

@@ -59,10 +59,12 @@ def combine_soft_targets(logits: list[torch.Tensor], temperature: float,
 
 def confidence_weights(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
     """Per-sample teacher weights of CA-MKD (Zhang, Chen & Wang, "Confidence-Aware Multi-Teacher
-    Knowledge Distillation", ICASSP 2022): ``w_k = (1 - softmax_k(-)(CE_k)) / (K - 1)``, the
-    softmax taken over teachers of each teacher's cross-entropy with the label, so the teacher
-    closer to the truth weighs more. Returns [K, B] weights summing to 1 over K."""
-    ce = torch.stack([F.cross_entropy(z.detach().float(), labels, reduction="none") for z in logits])
+    Knowledge Distillation", ICASSP 2022): ``w_k = (1 - softmax_k(CE)) / (K - 1)``, the softmax
+    taken over the K teachers' cross-entropies with the label, so the teacher closer to the truth
+    weighs more. Returns [K, B] weights ([K, B, H, W] for maps) summing to 1 over K; pixels
+    labelled 255 (ignored) weigh the teachers equally."""
+    ce = torch.stack([F.cross_entropy(z.detach().float(), labels, reduction="none", ignore_index=255)
+                      for z in logits])
     k = ce.shape[0]
     if k == 1:
         return torch.ones_like(ce)

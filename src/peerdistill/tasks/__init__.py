@@ -1,7 +1,8 @@
 """One object per task answers the task-specific questions; nothing else branches on the task."""
 
 from .classification import ClassificationTask
+from .segmentation import SegmentationTask
 
-TASKS = {"classification": ClassificationTask}
+TASKS = {"classification": ClassificationTask, "segmentation": SegmentationTask}
 
-__all__ = ["ClassificationTask", "TASKS"]
+__all__ = ["ClassificationTask", "SegmentationTask", "TASKS"]

@@ -28,6 +28,7 @@ class ProbabilityMeter:
 class ClassificationTask:
     name = "classification"
     metric_names = CLASSIFICATION_METRICS
+    summary_metrics = CLASSIFICATION_METRICS
     default_monitor = "ensemble/accuracy"
 
     def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None,

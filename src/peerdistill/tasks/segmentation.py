@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..segmentation_metrics import SegmentationMeter, segmentation_metric_names
+from ..losses.segmentation import soft_dice_loss
 from ..spatial import align_to
 from .augment import augment_images
 
@@ -21,7 +22,11 @@ class SegmentationTask:
     default_monitor = "ensemble/dice"
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None,
-                 class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = (), hd95: bool = True):
+                 class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = (), hd95: bool = True,
+                 loss: str = "ce+dice"):
+        if loss not in ("ce", "ce+dice"):
+            raise DataError(f"segmentation loss must be 'ce' or 'ce+dice', not '{loss}'")
+        self.loss = loss
         if num_classes < 2:
             raise DataError("segmentation needs at least two classes (background and one structure)")
         self.num_classes = num_classes
@@ -30,11 +35,16 @@ class SegmentationTask:
         self.augmentations = tuple(augment)
         self.hd95 = hd95 and num_classes == 2
         self.metric_names = segmentation_metric_names(self.class_names, self.hd95)
+        # The columns of the console table; every metric is in metrics.json / metrics.csv.
+        self.summary_metrics = ("dice", "iou", "pixel_accuracy") + (("auc", "hd95") if num_classes == 2 else ())
 
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
         logits = align_to(logits, targets.shape[-2:])
-        return F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=IGNORE)
+        loss = F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=IGNORE)
+        if self.loss == "ce+dice":  # soft Dice counters the small share of foreground pixels
+            loss = loss + soft_dice_loss(logits, targets, IGNORE)
+        return loss
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().softmax(dim=1)

@@ -1,0 +1,165 @@
+"""Segmentation data: the synthetic default and image/mask folder pairs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import DataSpec
+from ..errors import DataError
+from .splits import DataSplits, TensorData, channel_stats, standardize, to_nchw
+from .synthetic import make_shapes
+
+IGNORE = 255
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
+
+
+def segmentation_splits(images: list, masks: list, *, num_classes: int | None = None,
+                        class_names: list[str] | None = None, stats=None) -> DataSplits:
+    """Three (images, masks) pairs for train, val, test. Images [N, H, W(, C)] or [N, C, H, W];
+    masks [N, H, W] integers 0..K-1, or 255 for pixels that count nowhere."""
+    xs = [to_nchw(x, name) for x, name in zip(images, ("train", "val", "test"))]
+    ms = [to_masks(m, name) for m, name in zip(masks, ("train", "val", "test"))]
+    for x, m, name in zip(xs, ms, ("train", "val", "test")):
+        if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
+            raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
+    seen = max(int(m[m != IGNORE].max()) for m in ms if (m != IGNORE).any()) + 1
+    k = num_classes or max(seen, 2)
+    if seen > k:
+        raise DataError(f"masks hold class {seen - 1} but num_classes is {k}: mask values must be 0..{k - 1} (or 255)")
+    names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
+    stats = stats or channel_stats(xs[0])
+    xs = [standardize(x, stats) for x in xs]
+    return DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
+                      input_shape=tuple(xs[0].shape[1:]), stats=stats)
+
+
+def to_masks(array, name: str) -> torch.Tensor:
+    a = np.asarray(array)
+    if a.ndim != 3:
+        raise DataError(f"{name} masks have shape {a.shape}; expected [N, H, W] label images")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise DataError(f"{name} masks must hold integer class indices, got dtype {a.dtype}")
+    if a.size and a.min() < 0:
+        raise DataError(f"{name} masks hold negative values; classes must be 0..K-1")
+    return torch.as_tensor(a.astype(np.int64))
+
+
+def load_shapes(spec: DataSpec, stats=None) -> DataSplits:
+    """The synthetic default: 600 / 150 / 150 images (``shapes_counts``), fixed seeds
+    (``split_seed`` shifts them)."""
+    if min(spec.shapes_counts) < 1:
+        raise DataError(f"data.shapes_counts must be three positive counts, got {spec.shapes_counts}")
+    parts = [make_shapes(n, seed=spec.split_seed * 3 + k) for k, n in enumerate(spec.shapes_counts)]
+    splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=2, stats=stats)
+    splits.info.update(source="synthetic textured ellipses (peerdistill.data.synthetic)", split_seed=spec.split_seed)
+    return splits
+
+
+def load_folders(spec: DataSpec, stats=None) -> DataSplits:
+    """``root/images/*`` and ``root/masks/*`` matched by file name stem; split into train/val/test
+    by ``split_seed`` unless ``root`` has ``train/``, ``val/`` and ``test/`` folders of its own."""
+    root = Path(spec.root or "")
+    if not root.is_dir():
+        raise DataError(f"data.root '{root}' is not a directory")
+    if all((root / s).is_dir() for s in ("train", "val", "test")):
+        parts = [read_pairs(root / s, spec) for s in ("train", "val", "test")]
+    else:
+        images, masks, names = read_pairs(root, spec)
+        order = np.random.default_rng(spec.split_seed).permutation(len(images))
+        n_test = max(1, round(len(images) * spec.test_fraction))
+        n_val = max(1, round(len(images) * spec.val_fraction))
+        if len(images) < n_test + n_val + 1:
+            raise DataError(f"'{root}' has {len(images)} image/mask pairs: too few for a train/val/test split")
+        cut = [order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]]
+        parts = [(images[idx], masks[idx], [names[i] for i in idx]) for idx in cut]
+    splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
+                                 class_names=spec.class_names, stats=stats)
+    splits.info.update(source=str(root), split_seed=spec.split_seed, test_files=parts[2][2])
+    return splits
+
+
+def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    image_dir, mask_dir = root / spec.images, root / spec.masks
+    for d in (image_dir, mask_dir):
+        if not d.is_dir():
+            raise DataError(f"'{d}' is not a directory: set data.images / data.masks to the folder names under data.root")
+    images = _by_key(image_dir, spec.pattern)
+    masks = _by_key(mask_dir, spec.pattern)
+    unmatched_images, unmatched_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
+    if unmatched_images or unmatched_masks:
+        raise DataError(
+            f"image and mask names do not pair up in '{root}': images without a mask {unmatched_images[:5]}, "
+            f"masks without an image {unmatched_masks[:5]} (names are matched by {spec.pattern or 'file stem'})"
+        )
+    if not images:
+        raise DataError(f"no images found in '{image_dir}' (looked for {sorted(IMAGE_SUFFIXES)})")
+    keys = sorted(images)
+    xs, ms = [], []
+    for key in keys:
+        x = read_image(images[key], spec.image_size, grey=spec.grey)
+        m = read_mask(masks[key], spec.image_size, spec.binary_masks)
+        if x.shape[:2] != m.shape:
+            raise DataError(f"image '{images[key].name}' is {x.shape[1]}x{x.shape[0]} but its mask "
+                            f"'{masks[key].name}' is {m.shape[1]}x{m.shape[0]}: they must be the same size")
+        xs.append(x)
+        ms.append(m)
+    if len({x.shape for x in xs}) > 1:
+        raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
+    return np.stack(xs), np.stack(ms), keys
+
+
+def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    out = {}
+    for p in files:
+        if pattern:
+            match = re.search(pattern, p.name)
+            if not match:
+                continue
+            key = match.group(1) if match.groups() else match.group(0)
+        else:
+            key = p.stem
+        if key in out:
+            raise DataError(f"two files in '{folder}' share the id '{key}': {out[key].name} and {p.name}")
+        out[key] = p
+    return out
+
+
+def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if grey else "RGB")
+            if size:
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)[..., None] if grey else np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read image '{path}': {exc}") from None
+
+
+def read_mask(path: Path, size=None, binary: bool = False) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if size:
+                im = im.resize((size[1], size[0]), Image.NEAREST)
+            a = np.asarray(im.convert("L") if im.mode not in ("L", "P", "I", "I;16", "1") else im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read mask '{path}': {exc}") from None
+    if a.ndim == 3:
+        a = a[..., 0]
+    if binary:
+        return (a > 127).astype(np.uint8) if a.max() > 1 else a.astype(np.uint8)
+    values = np.unique(a)
+    if values.max() > 50:  # label images hold small class indices; 0/255 masks need the flag
+        raise DataError(
+            f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
+            "be label images with class indices 0..K-1; for 0/255 masks set data.binary_masks=true"
+        )
+    return a.astype(np.uint8)

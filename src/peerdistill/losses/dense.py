@@ -1,0 +1,40 @@
+"""Losses for dense prediction: pair-wise affinity (Liu et al. 2019) and channel-wise
+distillation (Shu et al. 2021). The target (source) map is detached inside."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..spatial import align_to
+
+
+def affinity(feature: torch.Tensor, node_size: int) -> torch.Tensor:
+    """Cosine similarity between every pair of nodes, a node being a ``node_size`` x
+    ``node_size`` average-pooled region (the paper's pooling, which bounds memory): [B, N, N]."""
+    nodes = F.avg_pool2d(feature.float(), node_size, node_size, ceil_mode=True) if node_size > 1 else feature.float()
+    flat = F.normalize(nodes.flatten(2), dim=1)  # [B, C, N], unit vectors along channels
+    return flat.transpose(1, 2) @ flat
+
+
+def pairwise_affinity(learner: torch.Tensor, target: torch.Tensor, node_size: int = 2) -> torch.Tensor:
+    """Structured KD pair-wise term: ``1/(W'H')^2 sum_ij (a_ij^learner - a_ij^target)^2``, mean over
+    the batch. Channels may differ; a learner map of another size is resized to the target's."""
+    learner = align_to(learner, target.shape[-2:])
+    a_l, a_t = affinity(learner, node_size), affinity(target.detach(), node_size)
+    return (a_l - a_t).pow(2).mean(dim=(1, 2)).mean()
+
+
+def channel_wise(learner: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Channel-wise distillation: for each channel a softmax over spatial positions at
+    temperature T, then ``T^2 / C * sum_c KL(phi(target_c) || phi(learner_c))``, mean over the
+    batch. Needs equal channels (use it on logits, or on features of equal width)."""
+    if learner.shape[1] != target.shape[1]:
+        raise ValueError(f"channel_wise: {learner.shape[1]} vs {target.shape[1]} channels; they must be equal")
+    learner = align_to(learner, target.shape[-2:])
+    t = float(temperature)
+    b, c = target.shape[:2]
+    log_p_t = F.log_softmax(target.detach().float().reshape(b, c, -1) / t, dim=2)
+    log_p_l = F.log_softmax(learner.float().reshape(b, c, -1) / t, dim=2)
+    kl = (log_p_t.exp() * (log_p_t - log_p_l)).sum(dim=2)  # [B, C]
+    return (t * t) * kl.sum(dim=1).div(c).mean()
