@@ -87,7 +87,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             if isinstance(exc, ValidationError):
                 raise ConfigError(format_validation_error(exc, "data section").replace("'", "'data.", 1)) from None
             raise
-    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device)
+    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_masks=ns.save_masks)
     if ns.json:
         print(json.dumps(scores, indent=2))
     else:
@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument("--save-masks", type=int, default=0, metavar="N",
+                    help="segmentation: save predicted masks and overlays of N samples to RUN_DIR/eval/SPLIT/")
     ev.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")

@@ -54,9 +54,11 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
-                 device: str = "auto", batch_size: int = 512) -> dict[str, dict[str, float]]:
+                 device: str = "auto", batch_size: int = 64, save_masks: int = 0) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data or
-    of ``data_spec`` (normalised with the statistics of the run's training data)."""
+    of ``data_spec`` (normalised with the statistics of the run's training data). For
+    segmentation, ``save_masks`` > 0 also writes that many predicted masks and overlays per
+    model under ``RUN_DIR/eval/SPLIT/``."""
     cohort, meta = load_cohort(run_dir)
     spec = data_spec or DataSpec.model_validate(meta["data_spec"])
     data = build_data(spec, stats=meta.get("data_stats"))
@@ -64,7 +66,29 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
-    return evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False))
+    scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False))
+    if save_masks:
+        if meta.get("task") != "segmentation":
+            raise DataError("--save-masks is for segmentation runs")
+        from .pictures import save_mask_pictures
+
+        save_mask_pictures(cohort, task, _on_device(data.split(split), dev), Path(run_dir) / "eval" / split,
+                           save_masks, meta.get("data_stats"))
+    return scores
+
+
+class _on_device:
+    """Index a dataset, moving samples to the device the models are on."""
+
+    def __init__(self, data, device):
+        self.data, self.device = data, device
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        x, y = self.data[i]
+        return torch.as_tensor(x).to(self.device), torch.as_tensor(y).to(self.device)
 
 
 def task_for(meta: dict[str, Any]):

@@ -1,0 +1,76 @@
+"""Predicted masks and overlays for a few samples of a segmentation split (Pillow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .engine.evaluate import predict
+
+PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240]], dtype=np.uint8)
+
+
+def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None) -> list[Path]:
+    """For the first ``count`` samples: ``<model>/<i>_mask.png`` (class indices, spread over 0..255
+    for viewing) and ``<model>/<i>_overlay.png`` (the image with predicted classes tinted and the
+    truth's outline in white), for every output and the ensemble."""
+    x, y = _first(data, count)
+    probs = predict(cohort, task, x)
+    image = _displayable(x, stats)
+    written = []
+    for name, p in probs.items():
+        folder = Path(out_dir) / name.replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        pred = p.argmax(dim=1).cpu().numpy().astype(np.uint8)
+        for i in range(len(pred)):
+            scale = 255 // max(task.num_classes - 1, 1)
+            mask_path, overlay_path = folder / f"{i:03d}_mask.png", folder / f"{i:03d}_overlay.png"
+            Image.fromarray(pred[i] * scale).save(mask_path)
+            Image.fromarray(overlay(image[i], pred[i], y[i].cpu().numpy())).save(overlay_path)
+            written += [mask_path, overlay_path]
+    return written
+
+
+def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8: predicted foreground classes tinted over the image, truth boundary in white."""
+    out = image.astype(np.float32)
+    colors = PALETTE[pred % len(PALETTE)].astype(np.float32)
+    tint = (pred > 0)[..., None]
+    out = np.where(tint, (1 - alpha) * out + alpha * colors, out)
+    edge = _boundary(truth)
+    out[edge] = 255
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    fg = (mask > 0) & (mask != 255)
+    inner = fg.copy()
+    inner[1:, :] &= fg[:-1, :]
+    inner[:-1, :] &= fg[1:, :]
+    inner[:, 1:] &= fg[:, :-1]
+    inner[:, :-1] &= fg[:, 1:]
+    return fg & ~inner
+
+
+def _first(data, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [data[i] for i in range(min(count, len(data)))]
+    return torch.stack([a for a, _ in items]), torch.stack([torch.as_tensor(b) for _, b in items])
+
+
+def _displayable(x: torch.Tensor, stats: dict | None) -> np.ndarray:
+    """Undo the run's normalisation; grey becomes RGB. [N, H, W, 3] uint8."""
+    x = x.float().cpu()
+    if stats:
+        mean = torch.tensor(stats["mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(stats["std"]).view(1, -1, 1, 1)
+        x = x * std + mean
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    x = (x - lo) / (hi - lo).clamp(min=1e-6) * 255
+    x = x.permute(0, 2, 3, 1).numpy()
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    return x[..., :3].astype(np.uint8)

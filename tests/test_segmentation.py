@@ -1,0 +1,206 @@
+"""Segmentation: metrics on hand-made masks, the folder loader and its errors, augmentation,
+end-to-end runs of every preset, eval with saved masks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from peerdistill.build import train_from_config
+from peerdistill.cli import main
+from peerdistill.config import DataSpec, validate
+from peerdistill.data import build_data
+from peerdistill.errors import DataError
+from peerdistill.segmentation_metrics import SegmentationMeter
+from peerdistill.tasks.augment import augment_images
+
+
+def meter_on(pred, truth, k=2):
+    meter = SegmentationMeter([str(c) for c in range(k)])
+    probs = torch.nn.functional.one_hot(torch.as_tensor(pred), k).permute(0, 3, 1, 2).float()
+    meter.update(probs, torch.as_tensor(truth))
+    return meter.compute()
+
+
+def test_dice_iou_and_pixel_accuracy_by_hand():
+    truth = np.zeros((2, 4, 4), np.int64)
+    pred = np.zeros((2, 4, 4), np.int64)
+    truth[0, :2, :2] = 1          # 4 foreground pixels
+    pred[0, :2, :3] = 1           # 6 predicted: TP 4, FP 2, FN 0
+    truth[1, 0, 0] = 1            # image 2: TP 0, FP 0, FN 1
+    m = meter_on(pred, truth)
+    dice_img = [2 * 4 / (8 + 2), 0.0]
+    assert m["dice"] == pytest.approx(sum(dice_img) / 2)
+    assert m["dice_1"] == pytest.approx(sum(dice_img) / 2)
+    assert m["iou"] == pytest.approx((4 / 6 + 0) / 2)
+    assert m["pixel_accuracy"] == pytest.approx((32 - 2 - 1) / 32)
+    # global counts over the split: TP 4, FP 2, FN 1, TN 25
+    assert m["sensitivity"] == pytest.approx(4 / 5) and m["specificity"] == pytest.approx(25 / 27)
+    assert m["f1"] == pytest.approx(8 / (8 + 2 + 1))
+    # background class: image 1 has TP 10 FP 0 FN 2; image 2 TP 15 FP 1 FN 0
+    assert m["dice_0"] == pytest.approx((20 / 22 + 30 / 31) / 2)
+
+
+def test_ignored_pixels_count_nowhere():
+    truth = np.array([[[1, 0], [255, 255]]])
+    pred = np.array([[[1, 0], [1, 1]]])
+    m = meter_on(pred, truth)
+    assert m["dice"] == 1.0 and m["pixel_accuracy"] == 1.0
+
+
+def naive_hd95(pred, truth):
+    """Symmetric 95th-percentile Hausdorff between the boundary pixels (brute force)."""
+    def boundary(m):
+        pad = np.pad(m, 1)
+        inner = m & pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+        return np.argwhere(m & ~inner)
+
+    a, b = boundary(pred.astype(bool)), boundary(truth.astype(bool))
+    d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    return max(np.percentile(d.min(1), 95), np.percentile(d.min(0), 95))
+
+
+def test_hd95_matches_a_brute_force_computation():
+    truth = np.zeros((1, 32, 32), np.int64)
+    pred = np.zeros((1, 32, 32), np.int64)
+    truth[0, 8:20, 8:20] = 1
+    pred[0, 10:22, 9:25] = 1
+    assert meter_on(pred, truth)["hd95"] == pytest.approx(naive_hd95(pred[0], truth[0]), rel=1e-4)
+
+
+def test_augmentation_moves_image_and_mask_together():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    masks = x[:, 0].long()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        ax, am = augment_images(x, masks, ("hflip", "vflip", "rot90"), g)
+        assert torch.equal(ax[:, 0].long(), am)
+    changed = [not torch.equal(augment_images(x, masks, ("hflip",), torch.Generator().manual_seed(s))[0], x)
+               for s in range(6)]
+    assert any(changed)  # some draws flip
+    assert torch.equal(augment_images(x, masks, ("hflip",), torch.Generator().manual_seed(0))[0][0, 0, 0],
+                       x[0, 0, 0]) or torch.equal(augment_images(x, masks, ("hflip",), torch.Generator().manual_seed(0))[0][0, 0, 0], x[0, 0, 0].flip(0))
+
+
+def write_pairs(root, n=6, size=16, mask_values=(0, 1), mask_size=None, names=None):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        name = names[i] if names else f"case{i:02d}"
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"{name}.png")
+        m = np.zeros(mask_size or (size, size), np.uint8)
+        m[2:8, 2:8] = mask_values[1]
+        Image.fromarray(m).save(root / "masks" / f"{name}.png")
+
+
+def test_folder_loader_reads_pairs_and_splits(tmp_path):
+    write_pairs(tmp_path / "d", n=10)
+    data = build_data(DataSpec(kind="folders", root=str(tmp_path / "d")))
+    assert data.num_classes == 2 and data.input_shape == (3, 16, 16)
+    assert len(data.train) + len(data.val) + len(data.test) == 10
+    assert set(data.train.y.unique().tolist()) == {0, 1}
+
+
+def test_folder_loader_binary_masks_and_regex_ids(tmp_path):
+    root = tmp_path / "d"
+    write_pairs(root, n=6, mask_values=(0, 255))
+    with pytest.raises(DataError, match="data.binary_masks=true"):
+        build_data(DataSpec(kind="folders", root=str(root)))
+    data = build_data(DataSpec(kind="folders", root=str(root), binary_masks=True))
+    assert int(data.train.y.max()) == 1
+    # DRIVE-style names: 21_training.tif with 21_manual1.gif share the id caught by the pattern
+    drive = tmp_path / "drive"
+    (drive / "images").mkdir(parents=True)
+    (drive / "masks").mkdir()
+    for i in range(21, 27):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(drive / "images" / f"{i}_training.tif")
+        Image.fromarray((np.eye(8) * 255).astype(np.uint8)).save(drive / "masks" / f"{i}_manual1.gif")
+    data = build_data(DataSpec(kind="folders", root=str(drive), pattern=r"^(\d+)_", binary_masks=True))
+    assert len(data.train) + len(data.val) + len(data.test) == 6
+
+
+@pytest.mark.parametrize("case,message", [
+    ("unmatched", "do not pair up"),
+    ("size", "must be the same size"),
+    ("values", "class indices 0..K-1"),
+    ("unreadable", "cannot read image"),
+    ("missing", "is not a directory"),
+])
+def test_folder_loader_errors(tmp_path, case, message):
+    root = tmp_path / "d"
+    if case == "unmatched":
+        write_pairs(root, n=4)
+        (root / "masks" / "case00.png").rename(root / "masks" / "other.png")
+    elif case == "size":
+        write_pairs(root, n=4, mask_size=(12, 16))
+    elif case == "values":
+        write_pairs(root, n=4, mask_values=(0, 128))
+    elif case == "unreadable":
+        write_pairs(root, n=4)
+        (root / "images" / "case01.png").write_bytes(b"not a png")
+    else:
+        root.mkdir()
+    with pytest.raises(DataError, match=message):
+        build_data(DataSpec(kind="folders", root=str(root)))
+
+
+def test_shapes_data_is_reproducible_and_has_both_classes():
+    a = build_data(DataSpec(kind="shapes", shapes_counts=[8, 4, 4]))
+    b = build_data(DataSpec(kind="shapes", shapes_counts=[8, 4, 4]))
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    share = a.train.y.float().mean().item()
+    assert 0.02 < share < 0.4
+
+
+TINY = {"task": "segmentation", "data": {"kind": "shapes", "shapes_counts": [32, 8, 8], "augment": ["hflip"]},
+        "teacher": {"arch": "unet", "args": {"width": 4, "depth": 2}},
+        "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}},
+                     {"arch": "unet", "args": {"width": 2, "depth": 1}}],
+        "train": {"epochs": 1, "batch_size": 16}}
+
+
+@pytest.mark.parametrize("preset", ["independent", "kd", "ml", "kd+ml", "styles"])
+def test_every_preset_runs_for_segmentation(tmp_path, preset):
+    cfg = validate({**TINY, "name": preset, "out_dir": str(tmp_path), "distill": {"preset": preset}})
+    result = train_from_config(cfg, progress=False)
+    assert set(result.test_at_best) == {"teacher", "student1", "student2", "ensemble"}
+    assert {"dice", "iou", "pixel_accuracy", "hd95", "dice_background", "dice_foreground"} <= set(result.test_at_best["ensemble"])
+    assert result.monitor == "ensemble/dice"
+
+
+def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
+    cfg = validate({**TINY, "name": "skd", "out_dir": str(tmp_path),
+                    "distill": {"preset": "kd", "pair_weight": 1.0, "holistic_weight": 0.1, "cwd_weight": 1.0}})
+    result = train_from_config(cfg, progress=False)
+    row = result.history[-1]
+    for term in ["student1/pair<-teacher[up.1<-up.1]", "student2/holistic<-teacher", "student1/cwd<-teacher",
+                 "critic/student1/holistic<-teacher"]:
+        assert f"train/loss/{term}" in row
+    assert (tmp_path / "skd" / "discriminators.safetensors").is_file()
+    assert main(["eval", str(tmp_path / "skd"), "--save-masks", "2", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["ensemble"]["dice"] == pytest.approx(result.test_at_best["ensemble"]["dice"])
+    overlay = tmp_path / "skd" / "eval" / "test" / "ensemble" / "001_overlay.png"
+    assert Image.open(overlay).size == (64, 64) and Image.open(overlay).mode == "RGB"
+    mask = np.asarray(Image.open(tmp_path / "skd" / "eval" / "test" / "student1" / "000_mask.png"))
+    assert set(np.unique(mask)) <= {0, 255}
+
+
+def test_dense_kinds_refuse_classification(tmp_path):
+    from peerdistill.errors import ConfigError
+
+    cfg = validate({"name": "x", "out_dir": str(tmp_path), "teacher": {"arch": "cnn"},
+                    "students": [{"arch": "cnn"}, {"arch": "cnn"}], "train": {"epochs": 1},
+                    "distill": {"cwd_weight": 1.0}})
+    with pytest.raises(ConfigError, match="compares dense"):
+        train_from_config(cfg, progress=False)
+
+
+def test_task_and_data_kind_must_agree():
+    from peerdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set task: segmentation"):
+        validate({"data": {"kind": "shapes"}, "students": [{"arch": "unet"}], "distill": {"preset": "independent"}})

@@ -1,0 +1,124 @@
+"""Dense losses against naive computations: pixel-wise KD, pair-wise affinity, CWD, soft Dice,
+the gradient penalty, and the interpolation rule."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from peerdistill.cohort import CohortOutput
+from peerdistill.graph import Edge, KnowledgeGraph
+from peerdistill.losses import soft_kl
+from peerdistill.losses.adversarial import (MapDiscriminator, discriminator_loss, gradient_penalty,
+                                            holistic_generator_loss)
+from peerdistill.losses.dense import channel_wise, pairwise_affinity
+from peerdistill.losses.segmentation import soft_dice_loss
+from tests.test_losses import naive_soft_kl
+
+
+def test_pixelwise_kd_is_the_mean_of_per_pixel_kl():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g)
+    per_pixel = [naive_soft_kl(s[b, :, i, j].view(1, -1), t[b, :, i, j].view(1, -1), 2.0)
+                 for b in range(2) for i in range(4) for j in range(5)]
+    assert soft_kl(s, t, 2.0).item() == pytest.approx(sum(per_pixel) / len(per_pixel), rel=1e-5)
+
+
+def test_maps_of_different_size_are_compared_at_the_source_size():
+    g = torch.Generator().manual_seed(1)
+    student, teacher = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 8, 8, generator=g)
+    graph = KnowledgeGraph([Edge("teacher", "s", "kl", 1.0, 2.0)])
+    got = graph.losses(CohortOutput({"teacher": teacher, "s": student}))["s/kl<-teacher"]
+    resized = nn.functional.interpolate(student, size=(8, 8), mode="bilinear", align_corners=False)
+    assert got.item() == pytest.approx(soft_kl(resized, teacher, 2.0).item(), rel=1e-6)
+
+
+def naive_pairwise(fs, ft, node):
+    """Pool node x node regions, cosine similarity of every pair of nodes, mean squared gap."""
+    def nodes(f):
+        c, h, w = f.shape
+        out = []
+        for i in range(0, h, node):
+            for j in range(0, w, node):
+                block = f[:, i:i + node, j:j + node]
+                out.append([float(block[k].mean()) for k in range(c)])
+        return out
+
+    total = 0.0
+    for b in range(fs.shape[0]):
+        ns, nt = nodes(fs[b]), nodes(ft[b])
+        n = len(ns)
+
+        def cos(u, v):
+            return sum(a * c for a, c in zip(u, v)) / (math.sqrt(sum(a * a for a in u)) * math.sqrt(sum(c * c for c in v)))
+
+        total += sum((cos(ns[i], ns[j]) - cos(nt[i], nt[j])) ** 2 for i in range(n) for j in range(n)) / n ** 2
+    return total / fs.shape[0]
+
+
+def test_pairwise_affinity_matches_a_naive_implementation():
+    g = torch.Generator().manual_seed(2)
+    fs, ft = torch.randn(2, 3, 4, 6, generator=g), torch.randn(2, 5, 4, 6, generator=g)  # channels may differ
+    assert pairwise_affinity(fs, ft, node_size=2).item() == pytest.approx(naive_pairwise(fs, ft, 2), rel=1e-5)
+    assert pairwise_affinity(fs, ft, node_size=1).item() == pytest.approx(naive_pairwise(fs, ft, 1), rel=1e-5)
+    fs.requires_grad_(True)
+    ft.requires_grad_(True)
+    pairwise_affinity(fs, ft).backward()
+    assert ft.grad is None and fs.grad is not None
+
+
+def test_channel_wise_distillation_matches_the_formula():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(2, 3, 2, 3, generator=g), torch.randn(2, 3, 2, 3, generator=g)
+    T = 2.0
+    expected = 0.0
+    for b in range(2):
+        for c in range(3):
+            zs, zt = s[b, c].flatten().tolist(), t[b, c].flatten().tolist()
+            es, et = [math.exp(v / T) for v in zs], [math.exp(v / T) for v in zt]
+            ps, pt = [v / sum(es) for v in es], [v / sum(et) for v in et]
+            expected += sum(q * math.log(q / p) for p, q in zip(ps, pt)) * T * T / 3
+    assert channel_wise(s, t, T).item() == pytest.approx(expected / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="channels"):
+        channel_wise(torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2))
+
+
+def test_soft_dice_loss_by_hand():
+    # one image 1x2 pixels, 2 classes; labels (0, 1); probabilities of class 1: 0.2, 0.6
+    logits = torch.log(torch.tensor([[[[0.8, 0.4]], [[0.2, 0.6]]]]))
+    labels = torch.tensor([[[0, 1]]])
+    dice_fg = (2 * 0.6 + 1) / (0.2 + 0.6 + 1 + 1)
+    assert soft_dice_loss(logits, labels).item() == pytest.approx(1 - dice_fg, rel=1e-5)
+    ignored = torch.tensor([[[255, 1]]])  # the first pixel counts nowhere
+    dice_ignored = (2 * 0.6 + 1) / (0.6 + 1 + 1)
+    assert soft_dice_loss(logits, ignored).item() == pytest.approx(1 - dice_ignored, rel=1e-5)
+
+
+class LinearCritic(nn.Module):
+    """D(I, m) = sum(w * m): its gradient in m is w everywhere, so the penalty is (||w|| - 1)^2."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(shape))
+
+    def forward(self, image, probs):
+        return (probs * self.w).flatten(1).sum(1)
+
+
+def test_gradient_penalty_value_for_a_linear_critic():
+    critic = LinearCritic((2, 3, 3))
+    image = torch.zeros(4, 1, 3, 3)
+    real, fake = torch.rand(4, 2, 3, 3), torch.rand(4, 2, 3, 3)
+    expected = (critic.w.detach().norm() - 1) ** 2
+    assert gradient_penalty(critic, image, real, fake).item() == pytest.approx(expected.item(), rel=1e-5)
+    d_real, d_fake = critic(image, real).mean(), critic(image, fake).mean()
+    total = discriminator_loss(critic, image, real, fake, gp_weight=10.0)
+    assert total.item() == pytest.approx((d_fake - d_real + 10 * expected).item(), rel=1e-5)
+    assert holistic_generator_loss(critic, image, fake).item() == pytest.approx(-d_fake.item(), rel=1e-6)
+
+
+def test_map_discriminator_scores_each_sample():
+    d = MapDiscriminator(image_channels=1, num_classes=2)
+    scores = d(torch.randn(3, 1, 32, 32), torch.rand(3, 2, 16, 16))  # the image is resized to the map
+    assert scores.shape == (3,)
