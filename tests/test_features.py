@@ -62,16 +62,18 @@ def test_capture_through_torch_compile_and_data_parallel():
 ])
 def test_connectors_for_channel_and_spatial_mismatch(learner, target, kind):
     c = Connector(learner, target)
-    y = c(torch.randn(3, *learner))
+    size = target[1:] if len(target) == 3 else None
+    y = c(torch.randn(3, *learner), size)
     assert y.shape == (3, *target)
     has_conv = any(isinstance(m, nn.Conv2d) for m in c.modules())
     assert has_conv == (kind in ("channels", "both"))
     assert any(isinstance(m, nn.Linear) for m in c.modules()) == (kind == "vector")
-    assert c.is_identity == (kind == "same")
-    if kind == "size":  # pure resizing: bilinear interpolation of the input
+    assert c.is_identity == (kind in ("same", "size"))
+    if kind == "size":  # pure resizing: bilinear interpolation of the input, to the size given at call time
         x = torch.randn(2, *learner)
         expected = nn.functional.interpolate(x, size=(4, 4), mode="bilinear", align_corners=False)
-        assert torch.allclose(c(x), expected)
+        assert torch.allclose(c(x, (4, 4)), expected)
+        assert c(x, (6, 6)).shape[-2:] == (6, 6)
     with pytest.raises(ConfigError, match="cannot connect"):
         Connector((4, 2, 2), (4,))
 

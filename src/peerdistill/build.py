@@ -78,6 +78,14 @@ def build_task(cfg: RunConfig, data: DataSplits):
     return ClassificationTask(data.num_classes, class_weights=weights, augment=augment)
 
 
+def patch_settings(cfg: RunConfig) -> dict | None:
+    d = cfg.data
+    if d.patch_size is None:
+        return None
+    return {"size": d.patch_size, "per_image": d.patches_per_image, "foreground": d.foreground_oversample,
+            "overlap": d.window_overlap}
+
+
 def run_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.out_dir) / cfg.name
 
@@ -95,6 +103,7 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         run_dir=run_dir if run_dir is not None else run_dir_for(cfg), overwrite=overwrite, progress=progress,
         callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset},
         config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
+        patches=patch_settings(cfg),
     )
     return trainer, data
 

@@ -58,7 +58,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     title = (f"test split at the best epoch ({result.best_epoch + 1} of {len(result.history)}, "
              f"by val {result.monitor})")
     summary = task_for(meta).summary_metrics
-    console.print(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric, summary))
+    console.print(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric, summary,
+                                costs=meta.get("costs")))
     console.print(f"run directory: {run_dir}")
     return 0
 

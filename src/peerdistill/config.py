@@ -100,8 +100,8 @@ class DistillSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    kind: Literal["digits", "npz", "shapes", "folders"] = "digits"
-    root: str | None = Field(default=None, description="npz: the .npz file; folders: the dataset folder")
+    kind: Literal["digits", "npz", "image_folder", "csv", "shapes", "folders"] = "digits"
+    root: str | None = Field(default=None, description="npz / csv: the file; image_folder / folders: the folder")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     split_seed: int = 0
@@ -109,6 +109,9 @@ class DataSpec(_Strict):
     augment: list[Literal["hflip", "vflip", "rot90"]] = Field(
         default_factory=list, description="random flips / 90-degree turns, identical on image and mask"
     )
+    # csv (classification)
+    path_column: str = "path"
+    label_column: str = "label"
     # image/mask folders (kind: folders)
     images: str = "images"
     masks: str = "masks"
@@ -119,12 +122,22 @@ class DataSpec(_Strict):
     num_classes: int | None = Field(default=None, ge=2)
     class_names: list[str] | None = None
     # the synthetic segmentation default (kind: shapes)
+    split_dirs: dict[Literal["train", "val", "test"], str] | None = Field(
+        default=None, description="folders: subfolders holding given splits, e.g. {train: training, test: testing}; "
+                                  "a missing val is cut from train")
+    roi: str | None = Field(default=None, description="folders: a folder of region-of-interest masks (same ids); "
+                                                      "pixels outside count nowhere")
+    patch_size: int | None = Field(default=None, ge=8, description="train on random square crops of this side")
+    patches_per_image: int = Field(default=16, ge=1, description="crops per training image per epoch")
+    foreground_oversample: float = Field(default=0.0, ge=0, le=1,
+                                         description="share of crops centred on a foreground pixel")
+    window_overlap: float = Field(default=0.5, ge=0, lt=1, description="sliding-window overlap when patch_size is set")
     shapes_counts: list[int] = Field(default_factory=lambda: [600, 150, 150], min_length=3, max_length=3,
                                      description="train / val / test image counts of the synthetic data")
 
     @model_validator(mode="after")
     def _root_for_files(self) -> "DataSpec":
-        if self.kind in ("npz", "folders") and not self.root:
+        if self.kind in ("npz", "image_folder", "csv", "folders") and not self.root:
             raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
         if self.pattern is not None:
             try:

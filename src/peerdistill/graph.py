@@ -274,8 +274,11 @@ class KnowledgeGraph:
                 learner = out.features[edge.target][edge.target_layer]
                 target = out.features[edge.source][edge.source_layer]
                 connector = (connectors or {}).get(edge.name)
+                size = target.shape[-2:] if target.ndim == 4 else None
                 if connector is not None:
-                    learner = connector(learner)
+                    learner = connector(learner, size)
+                elif edge.kind in ("hint", "cwd") and size is not None:
+                    learner = align_to(learner, size)
                 if edge.kind == "hint":
                     loss = fitnet_hint(learner, target)
                 elif edge.kind == "at":
@@ -318,13 +321,13 @@ class KnowledgeGraph:
                                   "these models output class vectors (use it for segmentation)")
 
     def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
-        """One connector per elementwise feature edge whose learner's feature shape differs from
-        its target's (from a dry-run forward); edges with equal shapes need none."""
+        """One connector per elementwise feature edge whose learner's channels differ from its
+        target's (from a dry-run forward); a size difference alone needs only resizing."""
         connectors = {}
         for edge in self.connector_edges():
             learner = tuple(out.features[edge.target][edge.target_layer].shape[1:])
             target = tuple(out.features[edge.source][edge.source_layer].shape[1:])
-            if learner != target:
+            if len(learner) != len(target) or learner[0] != target[0]:
                 connectors[edge.name] = Connector(learner, target)
         return connectors
 

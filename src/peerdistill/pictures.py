@@ -14,12 +14,13 @@ PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0,
                     [145, 30, 180], [70, 240, 240]], dtype=np.uint8)
 
 
-def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None) -> list[Path]:
+def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
+                       window: tuple[int, int] | None = None, overlap: float = 0.5) -> list[Path]:
     """For the first ``count`` samples: ``<model>/<i>_mask.png`` (class indices, spread over 0..255
     for viewing) and ``<model>/<i>_overlay.png`` (the image with predicted classes tinted and the
     truth's outline in white), for every output and the ensemble."""
     x, y = _first(data, count)
-    probs = predict(cohort, task, x)
+    probs = predict(cohort, task, x, window, overlap)
     image = _displayable(x, stats)
     written = []
     for name, p in probs.items():

@@ -16,12 +16,16 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[str, int] | None = None,
                   val: dict[str, dict[str, float]] | None = None, val_metric: str | None = None,
-                  metrics: tuple[str, ...] | None = None) -> Table:
-    """One row per model (and the ensemble), one column per metric (``metrics``: which ones)."""
+                  metrics: tuple[str, ...] | None = None, costs: dict[str, dict] | None = None) -> Table:
+    """One row per model (and the ensemble), one column per metric (``metrics``: which ones);
+    with ``costs``, parameters, MACs and the compression against the teacher."""
     metrics = list(metrics or next(iter(scores.values())).keys())
     table = Table(title=title)
     table.add_column("model")
-    if params:
+    if costs:
+        for column in ("params", "MMACs", "x smaller"):
+            table.add_column(column, justify="right")
+    elif params:
         table.add_column("params", justify="right")
     if val and val_metric:
         table.add_column(f"val {val_metric}", justify="right")
@@ -29,7 +33,10 @@ def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[
         table.add_column(metric, justify="right")
     for model, values in scores.items():
         row = [model]
-        if params:
+        if costs:
+            c = costs.get(model)
+            row += [f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}", f"{c.get('compression', '')}"] if c else ["", "", ""]
+        elif params:
             row.append(f"{params[model]:,}" if model in params else "")
         if val and val_metric:
             row.append(fmt(val.get(model, {}).get(val_metric)))

@@ -66,14 +66,16 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
-    scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False))
+    window = (spec.patch_size, spec.patch_size) if spec.patch_size else None
+    scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
+                      spec.window_overlap)
     if save_masks:
         if meta.get("task") != "segmentation":
             raise DataError("--save-masks is for segmentation runs")
         from .pictures import save_mask_pictures
 
         save_mask_pictures(cohort, task, _on_device(data.split(split), dev), Path(run_dir) / "eval" / split,
-                           save_masks, meta.get("data_stats"))
+                           save_masks, meta.get("data_stats"), window, spec.window_overlap)
     return scores
 
 

@@ -60,26 +60,46 @@ def load_shapes(spec: DataSpec, stats=None) -> DataSplits:
 
 
 def load_folders(spec: DataSpec, stats=None) -> DataSplits:
-    """``root/images/*`` and ``root/masks/*`` matched by file name stem; split into train/val/test
-    by ``split_seed`` unless ``root`` has ``train/``, ``val/`` and ``test/`` folders of its own."""
+    """``root/images/*`` and ``root/masks/*`` (and ``root/<roi>/*``) matched by id. Splits: the
+    folders named in ``split_dirs`` (a missing val is cut from train by ``split_seed``), or
+    ``root/{train,val,test}`` when they exist, or else a random split by ``split_seed``."""
     root = Path(spec.root or "")
     if not root.is_dir():
         raise DataError(f"data.root '{root}' is not a directory")
-    if all((root / s).is_dir() for s in ("train", "val", "test")):
-        parts = [read_pairs(root / s, spec) for s in ("train", "val", "test")]
+    dirs = dict(spec.split_dirs or {})
+    if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
+        dirs = {"train": "train", "val": "val", "test": "test"}
+    rng = np.random.default_rng(spec.split_seed)
+    if dirs:
+        missing = [s for s in ("train", "test") if s not in dirs]
+        if missing:
+            raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
+        parts = {s: read_pairs(root / d, spec) for s, d in dirs.items()}
+        if "val" not in parts:
+            parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
+        parts = [parts[s] for s in ("train", "val", "test")]
     else:
-        images, masks, names = read_pairs(root, spec)
-        order = np.random.default_rng(spec.split_seed).permutation(len(images))
-        n_test = max(1, round(len(images) * spec.test_fraction))
-        n_val = max(1, round(len(images) * spec.val_fraction))
-        if len(images) < n_test + n_val + 1:
-            raise DataError(f"'{root}' has {len(images)} image/mask pairs: too few for a train/val/test split")
-        cut = [order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]]
-        parts = [(images[idx], masks[idx], [names[i] for i in idx]) for idx in cut]
+        whole = read_pairs(root, spec)
+        rest, test = _cut(whole, spec.test_fraction, rng)
+        train, val = _cut(rest, spec.val_fraction / (1 - spec.test_fraction), rng)
+        parts = [train, val, test]
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
                                  class_names=spec.class_names, stats=stats)
-    splits.info.update(source=str(root), split_seed=spec.split_seed, test_files=parts[2][2])
+    splits.info.update(source=str(root), split_seed=spec.split_seed,
+                       files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     return splits
+
+
+def _cut(part, fraction: float, rng: np.random.Generator):
+    """Split (images, masks, names) into (rest, cut) with ``fraction`` of the items in the cut."""
+    images, masks, names = part
+    n = len(images)
+    k = max(1, round(n * fraction))
+    if n - k < 1:
+        raise DataError(f"{n} image/mask pairs are too few to split off {fraction:.0%}")
+    order = rng.permutation(n)
+    pick = lambda idx: (images[idx], masks[idx], [names[i] for i in idx])  # noqa: E731
+    return pick(np.sort(order[k:])), pick(np.sort(order[:k]))
 
 
 def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -89,6 +109,9 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
             raise DataError(f"'{d}' is not a directory: set data.images / data.masks to the folder names under data.root")
     images = _by_key(image_dir, spec.pattern)
     masks = _by_key(mask_dir, spec.pattern)
+    rois = _by_key(root / spec.roi, spec.pattern) if spec.roi else None
+    if spec.roi and not (root / spec.roi).is_dir():
+        raise DataError(f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks")
     unmatched_images, unmatched_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if unmatched_images or unmatched_masks:
         raise DataError(
@@ -105,6 +128,13 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         if x.shape[:2] != m.shape:
             raise DataError(f"image '{images[key].name}' is {x.shape[1]}x{x.shape[0]} but its mask "
                             f"'{masks[key].name}' is {m.shape[1]}x{m.shape[0]}: they must be the same size")
+        if rois is not None:
+            if key not in rois:
+                raise DataError(f"no region-of-interest mask for '{images[key].name}' in '{root / spec.roi}'")
+            region = read_mask(rois[key], spec.image_size, binary=True)
+            if region.shape != m.shape:
+                raise DataError(f"region mask '{rois[key].name}' is not the size of its image")
+            m = np.where(region > 0, m, IGNORE).astype(np.uint8)
         xs.append(x)
         ms.append(m)
     if len({x.shape for x in xs}) > 1:
@@ -113,6 +143,8 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
 
 
 def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     out = {}
     for p in files:

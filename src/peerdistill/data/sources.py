@@ -43,13 +43,16 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
             names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
-    splits = DataSplits.from_arrays(*(arrays[k] for k in NPZ_KEYS), class_names=names, stats=stats)
+    splits = DataSplits.from_arrays(*(arrays[k] for k in NPZ_KEYS), class_names=names or spec.class_names,
+                                    stats=stats)
     splits.info["source"] = str(path)
     return splits
 
 
 def build_data(spec: DataSpec, stats=None) -> DataSplits:
+    from .image_files import load_csv, load_image_folder
     from .segmentation import load_folders, load_shapes
 
-    loaders = {"digits": load_digits_splits, "npz": load_npz_splits, "shapes": load_shapes, "folders": load_folders}
+    loaders = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
+               "csv": load_csv, "shapes": load_shapes, "folders": load_folders}
     return loaders[spec.kind](spec, stats=stats)

@@ -11,15 +11,28 @@ from ..cohort import Cohort
 ENSEMBLE = "ensemble"
 
 
+def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = None,
+              overlap: float = 0.5) -> dict[str, torch.Tensor]:
+    """Every output's logits for a batch; with ``window``, by sliding-window inference over the
+    whole image (MONAI; overlapping windows blended with Gaussian weights)."""
+    if window is None or (x.shape[-2] <= window[0] and x.shape[-1] <= window[1]):
+        return cohort.forward(x).logits
+    from monai.inferers import sliding_window_inference
+
+    return sliding_window_inference(x, window, sw_batch_size=8, predictor=lambda t: cohort.forward(t).logits,
+                                    overlap=overlap, mode="gaussian")
+
+
 @torch.no_grad()
-def evaluate(cohort: Cohort, task, batches: Iterable) -> dict[str, dict[str, float]]:
+def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | None = None,
+             overlap: float = 0.5) -> dict[str, dict[str, float]]:
     """``{output or 'ensemble': {metric: value}}`` for every output (models and their heads)
     and the students' ensemble, accumulated batch by batch."""
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     meters = {name: task.new_meter() for name in cohort.output_names() + [ENSEMBLE]}
     for x, y in batches:
-        probs = {name: task.probabilities(out) for name, out in cohort.forward(x).logits.items()}
+        probs = {name: task.probabilities(out) for name, out in logits_of(cohort, x, window, overlap).items()}
         probs[ENSEMBLE] = task.ensemble([probs[s] for s in ensemble_names])
         for name, p in probs.items():
             meters[name].update(p, y)
@@ -27,9 +40,10 @@ def evaluate(cohort: Cohort, task, batches: Iterable) -> dict[str, dict[str, flo
 
 
 @torch.no_grad()
-def predict(cohort: Cohort, task, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def predict(cohort: Cohort, task, x: torch.Tensor, window: tuple[int, int] | None = None,
+            overlap: float = 0.5) -> dict[str, torch.Tensor]:
     """Probabilities of every output and of the ensemble for one batch."""
     cohort.eval()
-    probs = {name: task.probabilities(out) for name, out in cohort.forward(x).logits.items()}
+    probs = {name: task.probabilities(out) for name, out in logits_of(cohort, x, window, overlap).items()}
     probs[ENSEMBLE] = task.ensemble([probs[s] for s in cohort.ensemble_names()])
     return probs

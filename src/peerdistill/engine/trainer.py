@@ -15,10 +15,12 @@ from torch import nn
 
 from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
-from ..data import DataSplits, make_batches
+from ..data import DataSplits, TensorData, make_batches
+from ..data.loaders import PatchBatches
 from ..errors import CheckpointError, ConfigError
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
+from ..costs import model_costs
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
@@ -74,6 +76,7 @@ class Trainer:
         config_yaml: str | None = None,
         discriminator_lr: float = 1e-4,
         gp_weight: float = 10.0,
+        patches: dict[str, Any] | None = None,
     ):
         self.cohort, self.graph, self.task = cohort, graph, task
         self.train_spec = train or TrainSpec()
@@ -98,6 +101,11 @@ class Trainer:
         self.discriminators = nn.ModuleDict()
         self._discriminator_keys: dict[str, str] = {}
         self.discriminator_lr, self.gp_weight = discriminator_lr, gp_weight
+        # Patch training: {"size", "per_image", "foreground", "overlap"}; evaluation then slides a
+        # window of the patch size over whole images.
+        self.patches = patches
+        self.window = (patches["size"], patches["size"]) if patches else None
+        self.window_overlap = patches["overlap"] if patches else 0.5
         self.discriminator_optimizers: dict[str, torch.optim.Optimizer] = {}
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
@@ -117,8 +125,14 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(self.seed)
         ts = self.train_spec
         drop_last = len(data.train) > ts.batch_size
-        self.train_batches = make_batches(data.train, ts.batch_size, self.device, shuffle=True,
-                                          generator=self.generator, num_workers=ts.num_workers, drop_last=drop_last)
+        if self.patches:
+            if not isinstance(data.train, TensorData):
+                raise ConfigError("patch training needs in-memory images (a folders or arrays dataset)")
+            self.train_batches = PatchBatches(data.train, self.patches["size"], self.patches["per_image"],
+                                              ts.batch_size, self.device, self.generator, self.patches["foreground"])
+        else:
+            self.train_batches = make_batches(data.train, ts.batch_size, self.device, shuffle=True,
+                                              generator=self.generator, num_workers=ts.num_workers, drop_last=drop_last)
         self.val_batches = make_batches(data.val, ts.eval_batch_size, self.device, shuffle=False,
                                         num_workers=ts.num_workers)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
@@ -140,6 +154,8 @@ class Trainer:
         connectors are created where a learner's feature shape differs from its target's."""
         x, _ = next(iter(self.val_batches))
         x = x[:2]
+        if self.window:  # a window-sized crop is what training sees, and cheap
+            x = x[..., : self.window[0], : self.window[1]]
         self.cohort.eval()
         with torch.no_grad():
             out = self.cohort.forward(x)
@@ -190,7 +206,7 @@ class Trainer:
             for epoch in range(start_epoch, epochs):
                 started = time.perf_counter()
                 losses = self._train_epoch(epoch, progress)
-                val = evaluate(self.cohort, self.task, self.val_batches)
+                val = self._evaluate(self.val_batches)
                 row = self._row(epoch, losses, val, time.perf_counter() - started)
                 history.append(row)
                 score = self.monitor_sign * val[self.monitor_model][self.monitor_metric]
@@ -205,14 +221,17 @@ class Trainer:
                     self._write_progress(run, history, best, epoch)
                 for callback in self.callbacks:
                     callback(epoch, row)
-        test_last = evaluate(self.cohort, self.task, self.test_batches)
+        test_last = self._evaluate(self.test_batches)
         self._load_snapshot(best["weights"])
-        test_best = evaluate(self.cohort, self.task, self.test_batches)
+        test_best = self._evaluate(self.test_batches)
         result = FitResult(history, best["epoch"], best["val"], test_best, test_last,
                            run.path if run else None, self.monitor)
         if run is not None:
             self._write_final(run, result)
         return result
+
+    def _evaluate(self, batches) -> dict[str, dict[str, float]]:
+        return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap)
 
     def _train_epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
         self.cohort.train()
@@ -383,7 +402,19 @@ class Trainer:
         })
         meta = read_json(run.path / "run.json")
         meta["status"] = "complete"
+        meta["costs"] = self._costs(run, meta)
         write_json(run.path / "run.json", meta)
+
+    def _costs(self, run: RunDir, meta: dict) -> dict:
+        """Parameters, MACs, file size and CPU latency of every model as shipped (no heads);
+        on patch-trained runs, for one patch-sized input."""
+        shape = tuple(meta["input_shape"])
+        if self.window:
+            shape = (shape[0], *self.window)
+        modules = {m.name: (m.module.base if isinstance(m.module, HeadedModel) else m.module)
+                   for m in self.cohort.members}
+        teacher = self.cohort.teachers[0].name if self.cohort.teachers else None
+        return model_costs(modules, shape, {n: run.model_path(n) for n in modules}, reference=teacher)
 
     # ---- resume -------------------------------------------------------------------------
     def _resume_state(self, epoch: int, history, best) -> dict[str, Any]:

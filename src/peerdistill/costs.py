@@ -1,0 +1,60 @@
+"""What a model costs to ship: parameters, multiply-accumulates for one input, size on disk,
+CPU latency for one input, and the compression ratio against the teacher."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass on one input, counted by torch's
+    ``FlopCounterMode`` (a FLOP there is a multiply or an add: MACs = FLOPs / 2)."""
+    model = copy.deepcopy(module).cpu().eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape))
+    return int(counter.get_total_flops() // 2)
+
+
+def cpu_latency_ms(module: nn.Module, input_shape: tuple[int, ...], repeats: int = 10) -> float:
+    """Median wall time of one forward pass on one input on one CPU thread (after warm-up): the
+    setting of a small device, and less at the mercy of other work on the machine."""
+    model = copy.deepcopy(module).cpu().eval()
+    x = torch.zeros(1, *input_shape)
+    times = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for i in range(repeats + 3):
+                start = time.perf_counter()
+                model(x)
+                if i >= 3:
+                    times.append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times)
+
+
+def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], files: dict[str, Path],
+                reference: str | None = None) -> dict[str, dict[str, float]]:
+    """Costs of each model as shipped; ``compression`` is the reference model's parameters over
+    this model's (how many times smaller than the teacher)."""
+    costs = {}
+    for name, module in modules.items():
+        costs[name] = {
+            "parameters": sum(p.numel() for p in module.parameters()),
+            "macs": count_macs(module, input_shape),
+            "size_bytes": files[name].stat().st_size if name in files and files[name].exists() else None,
+            "cpu_latency_ms": round(cpu_latency_ms(module, input_shape), 3),
+        }
+    if reference in costs:
+        for c in costs.values():
+            c["compression"] = round(costs[reference]["parameters"] / max(c["parameters"], 1), 2)
+    return costs

@@ -1,0 +1,127 @@
+"""Classification files (class folders, CSV), DRIVE-style triples with a region of interest,
+patch training and sliding-window prediction."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from peerdistill import Cohort
+from peerdistill.config import DataSpec
+from peerdistill.data import build_data
+from peerdistill.data.loaders import PatchBatches
+from peerdistill.data.splits import TensorData
+from peerdistill.engine.evaluate import logits_of
+from peerdistill.errors import DataError
+
+
+def write_class_tree(root, counts={"normal": 6, "pneumonia": 9}, size=10):
+    rng = np.random.default_rng(0)
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(root / name / f"{i}.png")
+
+
+def test_class_per_folder_tree_with_stratified_split(tmp_path):
+    write_class_tree(tmp_path / "xray")
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xray"), grey=True, split_seed=3))
+    assert data.class_names == ["normal", "pneumonia"] and data.input_shape == (1, 10, 10)
+    assert len(data.train) + len(data.val) + len(data.test) == 15
+    assert set(data.test.y.tolist()) == {0, 1}  # stratified: both classes in every split
+    assert data.info["splits"] == "stratified, seed 3"
+
+
+def test_class_tree_with_given_splits(tmp_path):
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        write_class_tree(tmp_path / "d" / split, {"a": n, "b": n})
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "d")))
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 4, 4)
+    assert data.input_shape == (3, 10, 10) and data.info["splits"] == "given"
+
+
+def test_csv_and_tsv_of_paths_and_labels(tmp_path):
+    write_class_tree(tmp_path / "img", {"x": 6, "y": 6})
+    rows = [f"img/{c}/{i}.png,{c}" for c in "xy" for i in range(6)]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    data = build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.csv"), grey=True))
+    assert data.class_names == ["x", "y"] and len(data.train) + len(data.val) + len(data.test) == 12
+    split = ["train"] * 4 + ["val"] + ["test"]
+    tsv = [f"img/{c}/{i}.png\t{k}\t{split[i]}" for k, c in enumerate("xy") for i in range(6)]
+    (tmp_path / "labels.tsv").write_text("file\tclass\tsplit\n" + "\n".join(tsv) + "\n")
+    data = build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv"), path_column="file",
+                               label_column="class"))
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2) and data.class_names == ["0", "1"]
+    with pytest.raises(DataError, match="has no column 'path'"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv")))
+
+
+def write_drive_like(root, ids=range(21, 29), size=(12, 10)):
+    for d in ("images", "manual", "fov"):
+        (root / d).mkdir(parents=True)
+    h, w = size
+    for i in ids:
+        Image.fromarray(np.full((h, w, 3), i, np.uint8)).save(root / "images" / f"{i}_training.tif")
+        vessel = np.zeros((h, w), np.uint8)
+        vessel[:, 3] = 255
+        Image.fromarray(vessel).save(root / "manual" / f"{i}_manual1.gif")
+        fov = np.zeros((h, w), np.uint8)
+        fov[2:10, 1:9] = 255
+        Image.fromarray(fov).save(root / "fov" / f"{i}_training_mask.gif")
+
+
+def test_region_of_interest_triples_mark_outside_pixels_ignored(tmp_path):
+    write_drive_like(tmp_path / "d")
+    spec = DataSpec(kind="folders", root=str(tmp_path / "d"), images="images", masks="manual", roi="fov",
+                    pattern=r"^(\d+)_", binary_masks=True)
+    data = build_data(spec)
+    y = data.train.y[0]
+    assert (y[:2] == 255).all() and (y[:, 0] == 255).all()       # outside the field of view
+    assert int(y[5, 3]) == 1 and int(y[5, 4]) == 0              # inside: vessel and background
+    (tmp_path / "d" / "fov" / "22_training_mask.gif").unlink()
+    with pytest.raises(DataError, match="no region-of-interest mask"):
+        build_data(spec)
+
+
+def test_roi_dice_counts_only_inside(tmp_path):
+    from peerdistill.segmentation_metrics import SegmentationMeter
+
+    truth = torch.tensor([[[1, 1, 255, 255], [0, 0, 255, 255]]])
+    pred = torch.tensor([[[1, 0, 1, 1], [0, 0, 1, 1]]])  # outside the ROI it predicts vessel everywhere
+    meter = SegmentationMeter(["bg", "vessel"])
+    meter.update(nn.functional.one_hot(pred, 2).permute(0, 3, 1, 2).float(), truth)
+    m = meter.compute()
+    assert m["dice"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 1))   # TP 1, FP 0, FN 1 inside
+    assert m["pixel_accuracy"] == pytest.approx(3 / 4)
+
+
+def test_patch_batches_crop_images_and_masks_together():
+    x = torch.arange(2 * 30 * 40, dtype=torch.float32).view(2, 1, 30, 40)
+    y = (x[:, 0].long() % 7 == 0).long()
+    y[0, 0, 0] = 255
+    batches = PatchBatches(TensorData(x, y), patch=8, per_image=8, batch_size=4, device=torch.device("cpu"),
+                           generator=torch.Generator().manual_seed(0), foreground=0.5)
+    assert len(batches) == 4
+    for bx, by in batches:
+        assert bx.shape == (4, 1, 8, 8) and by.shape == (4, 8, 8)
+        flat = x.flatten()
+        for crop, mask in zip(bx, by):  # the mask crop is the same window as the image crop
+            index = int(crop[0, 0, 0]) % (30 * 40)
+            image = int(crop[0, 0, 0]) // (30 * 40)
+            r, c = divmod(index, 40)
+            assert torch.equal(mask, y[image, r:r + 8, c:c + 8])
+            assert torch.equal(crop[0], flat[image * 1200:(image + 1) * 1200].view(30, 40)[r:r + 8, c:c + 8])
+
+
+def test_sliding_window_equals_whole_image_for_a_pointwise_model():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 2, 1))  # no context: windows cannot differ
+    cohort = Cohort.from_modules([net])
+    cohort.eval()
+    x = torch.randn(2, 3, 45, 37)
+    with torch.no_grad():
+        whole = cohort.forward(x).logits["student1"]
+        slid = logits_of(cohort, x, window=(16, 16), overlap=0.5)["student1"]
+    assert slid.shape == whole.shape
+    assert torch.allclose(slid, whole, atol=1e-5)
