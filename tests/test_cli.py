@@ -204,3 +204,17 @@ def test_entry_point_runs_as_a_module(tmp_path):
     assert proc.returncode == 2 and "train.epochs" in proc.stderr and "Traceback" not in proc.stderr
     listed = subprocess.run([sys.executable, "-m", "peerdistill", "presets"], capture_output=True, text=True)
     assert listed.returncode == 0 and "kd+ml" in listed.stdout
+
+
+def test_tensorboard_logging_writes_every_epoch(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=tb", *FAST, "log.tensorboard=true", "--quiet")
+    events = EventAccumulator(str(out / "tb" / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("val/ensemble/accuracy")
+    history = json.loads((out / "tb" / "metrics.json").read_text())["epochs"]
+    assert [s.step for s in scalars] == [1, 2]
+    assert [s.value for s in scalars] == pytest.approx([r["val/ensemble/accuracy"] for r in history])
+    assert "train/loss/student1/kl<-teacher" in events.Tags()["scalars"]

@@ -97,10 +97,16 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
     cohort = build_cohort(cfg, data)
     graph = build_graph(cfg, cohort)
     task = build_task(cfg, data)
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
+    callbacks = list(callbacks or [])
+    if cfg.log.tensorboard:
+        from .engine.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
     trainer = Trainer(
         cohort, graph, task, train=cfg.train, optim=cfg.optim, rampup_epochs=cfg.distill.rampup_epochs,
         seed=cfg.seed, deterministic=cfg.deterministic, device=cfg.device,
-        run_dir=run_dir if run_dir is not None else run_dir_for(cfg), overwrite=overwrite, progress=progress,
+        run_dir=run_dir, overwrite=overwrite, progress=progress,
         callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset},
         config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
         patches=patch_settings(cfg),

@@ -176,6 +176,10 @@ class TrainSpec(_Strict):
     )
 
 
+class LogSpec(_Strict):
+    tensorboard: bool = Field(default=False, description="also log every epoch's numbers to RUN_DIR/tensorboard")
+
+
 class RunConfig(_Strict):
     name: str = "digits-kd+ml"
     out_dir: str = "runs"
@@ -190,6 +194,7 @@ class RunConfig(_Strict):
     distill: DistillSpec = Field(default_factory=DistillSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    log: LogSpec = Field(default_factory=LogSpec)
 
     @field_validator("device")
     @classmethod

@@ -1,0 +1,468 @@
+"""One self-contained HTML page for a run or a comparison: figures drawn with matplotlib
+(embedded as base64 PNG, so the page is a single file) and tables."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .engine.artifacts import atomic_write_text, read_json  # noqa: E402
+from .engine.evaluate import ENSEMBLE  # noqa: E402
+from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
+from .report import fmt, pm  # noqa: E402
+
+REPORT_FILE = "report.html"
+PNG_DATA_URI = "data:image/png;base64,"
+SEGMENTATION_SAMPLES = 4
+CSV_COLUMNS = ("setting", "model", "metric", "mean", "std", "n", "values")
+CLASS_COLORS = ["#000000", "#e6194b", "#3cb44b", "#ffe119", "#0082c8", "#f58230", "#911eb4", "#46f0f0"]
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .8em 0; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; }
+td { text-align: right; font-variant-numeric: tabular-nums; }
+thead th { background: #f2f2f2; }
+tbody th { text-align: left; font-weight: normal; }
+figure { margin: .8em 0; } figure img { max-width: 100%; }
+figcaption, .note { color: #555; font-size: .9em; }
+.note { background: #fff8e0; border-left: 4px solid #e0b000; padding: .4em .8em; }
+code { background: #f4f4f4; padding: 0 .2em; }
+"""
+
+
+def write_report(path: str | Path, out: str | Path | None = None) -> Path:
+    """Write one self-contained HTML page for a run directory (it has run.json) or a comparison
+    directory (it has compare.csv) and return its path (default ``path/report.html``)."""
+    directory = Path(path)
+    if (directory / "run.json").is_file():
+        page = run_page(directory)
+    elif (directory / "compare.csv").is_file():
+        page = comparison_page(directory)
+    else:
+        raise RunDirError(
+            f"'{directory}' is neither a peerdistill run directory (with run.json) nor a comparison "
+            "directory (with compare.csv): pass the directory that `peerdistill train` or "
+            "`peerdistill compare` wrote"
+        )
+    target = Path(out) if out is not None else directory / REPORT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, page)
+    return target
+
+
+# ---- HTML building blocks ------------------------------------------------------------------
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def page_html(title: str, sections: list[str]) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
+            f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(sections) + "\n</body>\n</html>\n")
+
+
+def section_html(title: str, parts: list[str]) -> str:
+    return f"<section>\n<h2>{esc(title)}</h2>\n" + "\n".join(parts) + "\n</section>"
+
+
+def note_html(text: str) -> str:
+    return f'<p class="note">{esc(text)}</p>'
+
+
+def table_html(header: list[str], rows: list[list[str]]) -> str:
+    """A table whose first column names the row; cells are plain text (escaped here)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "\n".join(
+        f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(cell)}</td>" for cell in row[1:]) + "</tr>"
+        for row in rows
+    )
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def figure_html(fig, caption: str) -> str:
+    """The figure as an embedded PNG; the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (f'<figure><img src="{PNG_DATA_URI}{data}" alt="{esc(caption)}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+# ---- a run -----------------------------------------------------------------------------------
+def run_page(directory: Path) -> str:
+    meta = read_json(directory / "run.json")
+    metrics = _read_metrics(directory)
+    title = f"peerdistill run: {directory.name}"
+    sections = [f"<h1>{esc(title)}</h1>", run_summary_html(directory, meta, metrics),
+                learning_curves_section(metrics), test_table_section(meta, metrics),
+                predictions_section(directory, meta)]
+    return page_html(title, sections)
+
+
+def _read_metrics(directory: Path) -> dict[str, Any]:
+    if not (directory / "metrics.json").is_file():
+        raise RunDirError(f"'{directory}' has no metrics.json: the run has not finished its first epoch yet")
+    return read_json(directory / "metrics.json")
+
+
+def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+    data_kind = (meta.get("data_spec") or {}).get("kind", "?")
+    epochs = len(metrics.get("epochs", []))
+    facts = [
+        ("directory", str(directory)),
+        ("task", meta.get("task", "classification")),
+        ("status", metrics.get("status", meta.get("status", "?"))),
+        ("data", f"{data_kind}, {meta.get('num_classes', '?')} classes, inputs {meta.get('input_shape', '?')}"),
+        ("models", ", ".join(f"{m['name']} ({m['role']})" for m in meta.get("members", []))),
+        ("monitor", f"validation {metrics.get('monitor', '?')}; best epoch {metrics.get('best_epoch', '?')} "
+                    f"of {epochs}"),
+        ("seed", meta.get("seed", "?")),
+    ]
+    return "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
+
+
+def learning_curves_section(metrics: dict[str, Any]) -> str:
+    epochs = metrics.get("epochs") or []
+    if not epochs:
+        return section_html("Learning curves", [note_html("metrics.json holds no epochs yet.")])
+    monitor = metrics.get("monitor", "ensemble/accuracy")
+    metric = monitor.split("/", 1)[1]
+    best = metrics.get("best_epoch")
+    return section_html("Learning curves", [
+        figure_html(monitor_curve_figure(epochs, metric, best),
+                    f"validation {metric} per epoch of every model and the ensemble (dashed line: best epoch "
+                    f"by {monitor})"),
+        figure_html(loss_curve_figure(epochs), "every training loss term, mean over the epoch's steps"),
+    ])
+
+
+def validation_series(epochs: list[dict[str, Any]], metric: str) -> dict[str, list[float]]:
+    """``{model: [value per epoch]}`` from the ``val/<model>/<metric>`` columns."""
+    suffix = f"/{metric}"
+    names = [k[len("val/"):-len(suffix)] for k in epochs[0] if k.startswith("val/") and k.endswith(suffix)]
+    return {name: [_number(row.get(f"val/{name}{suffix}")) for row in epochs] for name in names}
+
+
+def loss_series(epochs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    names = list(dict.fromkeys(k for row in epochs for k in row if k.startswith("train/loss/")))
+    return {name[len("train/loss/"):]: [_number(row.get(name)) for row in epochs] for name in names}
+
+
+def monitor_curve_figure(epochs: list[dict[str, Any]], metric: str, best_epoch: int | None):
+    x = [row["epoch"] for row in epochs]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in validation_series(epochs, metric).items():
+        style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
+        ax.plot(x, values, marker="o", markersize=3, label=name, **style)
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
+    ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"validation {metric}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def loss_curve_figure(epochs: list[dict[str, Any]]):
+    x = [row["epoch"] for row in epochs]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in loss_series(epochs).items():
+        style = {"color": "black", "linewidth": 2.5} if name == "total" else {}
+        ax.plot(x, values, marker="o", markersize=3, label=name, **style)
+    ax.set(xlabel="epoch", ylabel="loss", title="training loss terms")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+    scores = metrics.get("test_at_best")
+    if not scores:
+        return section_html("Test metrics", [note_html(
+            f"no test metrics yet (run status: {metrics.get('status', '?')}); they are written when training ends.")])
+    params = {m["name"]: m.get("parameters") for m in meta.get("members", [])}
+    names = list(dict.fromkeys(k for values in scores.values() for k in values))
+    rows = [[model, f"{params[model]:,}" if params.get(model) is not None else ""]
+            + [fmt(values.get(name)) for name in names] for model, values in scores.items()]
+    caption = (f"<p>Test split, with the weights of the best validation epoch "
+               f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
+               "The ensemble averages the students' probabilities.</p>")
+    return section_html("Test metrics", [caption, table_html(["model", "parameters"] + names, rows)])
+
+
+# ---- predictions of the saved models -------------------------------------------------------
+def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
+    """Confusion matrix and ROC curves (classification) or sample masks (segmentation) on the
+    test split; a note when the models or the data cannot be loaded again."""
+    segmentation = meta.get("task") == "segmentation"
+    title = "Test samples" if segmentation else "Test predictions"
+    try:
+        cohort, task, data, window, overlap = load_for_predictions(directory)
+    except (CheckpointError, DataError) as exc:
+        return section_html(title, [note_html(f"Predictions skipped: the saved models or the data could not be "
+                                              f"loaded again ({exc}).")])
+    if segmentation:
+        return section_html(title, segmentation_parts(cohort, task, data.test, meta, window, overlap))
+    return section_html(title, classification_parts(cohort, task, data.test, meta, window, overlap))
+
+
+def load_for_predictions(directory: Path):
+    from .config import DataSpec
+    from .data import build_data
+    from .runs import load_cohort, task_for
+
+    cohort, meta = load_cohort(directory)
+    spec = DataSpec.model_validate(meta["data_spec"])
+    data = build_data(spec, stats=meta.get("data_stats"))
+    cohort.to(torch.device("cpu"))
+    window = (spec.patch_size, spec.patch_size) if spec.patch_size else None
+    return cohort, task_for(meta), data, window, spec.window_overlap
+
+
+@torch.no_grad()
+def test_probabilities(cohort, task, dataset, window=None, overlap: float = 0.5):
+    """``({output or 'ensemble': [N, C] probabilities}, [N] labels)`` over a whole split."""
+    from .data import make_batches
+    from .engine.evaluate import predict
+
+    probs: dict[str, list[np.ndarray]] = {}
+    labels = []
+    for x, y in make_batches(dataset, 256, torch.device("cpu"), shuffle=False):
+        for name, p in predict(cohort, task, x, window, overlap).items():
+            probs.setdefault(name, []).append(p.float().cpu().numpy())
+        labels.append(y.cpu().numpy())
+    return {name: np.concatenate(parts) for name, parts in probs.items()}, np.concatenate(labels)
+
+
+def classification_parts(cohort, task, dataset, meta, window, overlap) -> list[str]:
+    probs, y = test_probabilities(cohort, task, dataset, window, overlap)
+    num_classes = meta["num_classes"]
+    names = meta.get("class_names") or [str(c) for c in range(num_classes)]
+    parts = [figure_html(confusion_figure(y, probs[ENSEMBLE].argmax(axis=1), names),
+                         f"confusion matrix of the student ensemble on the test split ({len(y)} samples)")]
+    if len(np.unique(y)) < 2:
+        parts.append(note_html("ROC curves skipped: the test split holds a single class."))
+        return parts
+    kind = "positive class" if num_classes == 2 else "micro-average one-vs-rest over all classes"
+    parts.append(figure_html(roc_figure(probs, y, num_classes),
+                             f"ROC curves on the test split ({kind}); the legend gives each curve's area"))
+    return parts
+
+
+def confusion_figure(y: np.ndarray, pred: np.ndarray, class_names: list[str]):
+    from sklearn.metrics import confusion_matrix
+
+    k = len(class_names)
+    matrix = confusion_matrix(y, pred, labels=list(range(k)))
+    size = min(4 + 0.4 * k, 12)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if k <= 30:
+        ax.set_xticks(range(k), class_names, rotation=45 if k > 10 else 0, ha="right" if k > 10 else "center")
+        ax.set_yticks(range(k), class_names)
+    if k <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="small",
+                        color="white" if matrix[i, j] > threshold else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="student ensemble: confusion matrix (test)")
+    return fig
+
+
+def roc_points(p: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Binary: the positive class's curve; multi-class: the micro-averaged one-vs-rest curve."""
+    from sklearn.metrics import roc_curve
+    from sklearn.preprocessing import label_binarize
+
+    if num_classes == 2:
+        fpr, tpr, _ = roc_curve(y == 1, p[:, 1])
+    else:
+        onehot = label_binarize(y, classes=list(range(num_classes)))
+        fpr, tpr, _ = roc_curve(onehot.ravel(), p.ravel())
+    return fpr, tpr
+
+
+def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int):
+    from sklearn.metrics import auc
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, p in probs.items():
+        fpr, tpr = roc_points(p, y, num_classes)
+        style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
+        ax.plot(fpr, tpr, label=f"{name} (area {auc(fpr, tpr):.3f})", **style)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str]:
+    from .engine.evaluate import predict
+
+    count = min(SEGMENTATION_SAMPLES, len(dataset))
+    if count == 0:
+        return [note_html("the test split is empty.")]
+    items = [dataset[i] for i in range(count)]
+    x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
+    truth = torch.stack([torch.as_tensor(b) for _, b in items]).cpu().numpy()
+    with torch.no_grad():
+        pred = predict(cohort, task, x, window, overlap)[ENSEMBLE].argmax(dim=1).cpu().numpy()
+    images = display_images(x, meta.get("data_stats"))
+    return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"]),
+                        f"the first {count} test images, their true masks and the student ensemble's prediction")]
+
+
+def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
+    """Undo the run's normalisation and scale each image to [0, 1]: [N, H, W] (grey) or [N, H, W, 3]."""
+    x = x.float().cpu()
+    if stats:
+        x = x * torch.tensor(stats["std"]).view(1, -1, 1, 1) + torch.tensor(stats["mean"]).view(1, -1, 1, 1)
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    x = ((x - lo) / (hi - lo).clamp(min=1e-6)).numpy()
+    return x[:, 0] if x.shape[1] != 3 else x.transpose(0, 2, 3, 1)
+
+
+def class_colormap(num_classes: int):
+    from matplotlib.colors import ListedColormap
+
+    if num_classes <= len(CLASS_COLORS):
+        return ListedColormap(CLASS_COLORS[:max(num_classes, 2)])
+    return plt.get_cmap("viridis", num_classes)
+
+
+def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, num_classes: int):
+    rows = len(images)
+    cmap = class_colormap(num_classes)
+    vmax = max(num_classes - 1, 1)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    for i in range(rows):
+        panels = [(images[i], {"cmap": "gray"}, "image"),
+                  (np.ma.masked_equal(truth[i], 255), {"cmap": cmap, "vmin": 0, "vmax": vmax}, "truth"),
+                  (pred[i], {"cmap": cmap, "vmin": 0, "vmax": vmax}, "ensemble")]
+        for ax, (picture, style, label) in zip(axes[i], panels):
+            ax.imshow(picture, interpolation="nearest", **style)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(label)
+    return fig
+
+
+# ---- a comparison ----------------------------------------------------------------------------
+def comparison_page(directory: Path) -> str:
+    rows = read_compare_csv(directory)
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    models = model_order([r["model"] for r in rows])
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    title = f"peerdistill comparison: {directory.name}"
+    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models)]
+    for metric in metrics:
+        sections.append(section_html(f"test {metric}", [
+            figure_html(comparison_figure(rows, settings, models, metric),
+                        f"test {metric}: small dots are single seeds; large markers and bars are mean ± std"),
+            table_html(["setting"] + models, comparison_table_rows(rows, settings, models, metric)),
+        ]))
+    return page_html(title, sections)
+
+
+def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
+    path = directory / "compare.csv"
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RunDirError(f"'{path}' lacks the columns {missing}: it was not written by `peerdistill compare`")
+        rows = list(reader)
+    if not rows:
+        raise RunDirError(f"'{path}' holds no rows")
+    return [{"setting": r["setting"], "model": r["model"], "metric": r["metric"], "mean": float(r["mean"]),
+             "std": float(r["std"]), "n": int(r["n"]),
+             "values": [float(v) for v in r["values"].split(";") if v.strip()]} for r in rows]
+
+
+def model_order(models: list[str]) -> list[str]:
+    """Teachers, students, best student, ensemble; self-distillation heads (``@``) are left out."""
+    models = [m for m in dict.fromkeys(models) if "@" not in m]
+    head = sorted(m for m in models if m.startswith("teacher"))
+    tail = [m for m in ("best student", ENSEMBLE) if m in models]
+    return head + [m for m in models if m not in head and m not in tail] + tail
+
+
+def comparison_summary_html(directory: Path, rows, settings: list[str], models: list[str]) -> str:
+    seeds = max(r["n"] for r in rows)
+    runs = sorted(p.name for p in directory.iterdir() if (p / "run.json").is_file())
+    parts = [f"<p>A comparison of {len(settings)} setting(s) ({esc(', '.join(settings))}), "
+             f"up to {seeds} seed(s) each, written by <code>peerdistill compare</code> in "
+             f"<code>{esc(directory)}</code>. Models: {esc(', '.join(models))}.</p>"]
+    intro = compare_md_intro(directory)
+    if intro:
+        parts.append(f"<p>{intro}</p>")
+    if runs:
+        parts.append(f"<p>Run directories: {esc(', '.join(runs))}.</p>")
+    return "\n".join(parts)
+
+
+def compare_md_intro(directory: Path) -> str:
+    """compare.md's paragraph before its tables, as escaped HTML with `code` spans."""
+    path = directory / "compare.md"
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8").split("\n###", 1)[0]
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(" ".join(lines)))
+
+
+def comparison_table_rows(rows, settings: list[str], models: list[str], metric: str) -> list[list[str]]:
+    index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
+    return [[setting] + [pm(index[(setting, m)]["mean"], index[(setting, m)]["std"])
+                         if (setting, m) in index else "" for m in models] for setting in settings]
+
+
+def comparison_figure(rows, settings: list[str], models: list[str], metric: str):
+    index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(settings) + 2), 4))
+    colors = plt.get_cmap("tab10")
+    for j, model in enumerate(models):
+        offset = (j - (len(models) - 1) / 2) * width
+        color = colors(j % 10)
+        xs, means, stds = [], [], []
+        for i, setting in enumerate(settings):
+            row = index.get((setting, model))
+            if row is None:
+                continue
+            ax.scatter([i + offset] * len(row["values"]), row["values"], s=12, color=color, alpha=0.5,
+                       edgecolors="none")
+            xs.append(i + offset)
+            means.append(row["mean"])
+            stds.append(0.0 if math.isnan(row["std"]) else row["std"])
+        ax.errorbar(xs, means, yerr=stds, fmt="D", markersize=6, capsize=4, color=color, label=model)
+    ax.set_xticks(range(len(settings)), settings, rotation=20 if len(settings) > 4 else 0)
+    ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting (mean ± std over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
