@@ -151,3 +151,43 @@ def test_any_torch_dataset_and_any_module_work(tiny_data):
     cohort = Cohort.from_modules([Flat(), SmallCNN(1, 3, 4, 1)], teacher=SmallCNN(1, 3, 8, 2))
     result = trainer(cohort, train=TrainSpec(epochs=3, batch_size=16)).fit(data)
     assert result.test_at_best["student1"]["accuracy"] > 0.6
+
+
+class NaNAfter(nn.Module):
+    """A student whose logits turn NaN from the ``after``-th forward in training mode on."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.net = SmallCNN(1, 3, 4, 1)
+        self.after, self.calls = after, 0
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.after:
+                out = out * float("nan")
+        return out
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy):
+    from peerdistill.errors import NonFiniteError
+
+    seed_everything(0)
+    bad = NaNAfter(after=9)  # 7 steps per epoch: the second epoch's second step
+    cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), bad], teacher=SmallCNN(1, 3, 8, 2))
+    t = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite=policy), run_dir=tmp_path / "r")
+    if policy == "stop":
+        with pytest.raises(NonFiniteError, match=r"'student2/ce'.*epoch 2, step 2.*checkpoints/last.pt"):
+            t.fit(tiny_data)
+        from safetensors.torch import load_file
+
+        saved = load_file(tmp_path / "r" / "models" / "student2.safetensors")
+        assert all(torch.isfinite(v).all() for v in saved.values())  # the last good weights
+    else:
+        before = copy.deepcopy(bad.net.state_dict())
+        result = t.fit(tiny_data)
+        assert result.history[0]["skipped_steps"] == 0 and result.history[1]["skipped_steps"] == 6
+        assert all(torch.isfinite(v).all() for v in bad.net.state_dict().values())
+        assert not torch.equal(before["classifier.weight"], bad.net.state_dict()["classifier.weight"])

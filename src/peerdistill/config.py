@@ -171,6 +171,9 @@ class TrainSpec(_Strict):
                     "(default ensemble/accuracy; ensemble/dice for segmentation)",
     )
     num_workers: int = Field(default=0, ge=0)
+    nonfinite: Literal["stop", "skip"] = Field(
+        default="stop", description="a NaN/inf loss or gradient: stop with a message naming it, or skip the step"
+    )
     segmentation_loss: Literal["ce", "ce+dice"] = Field(
         default="ce+dice", description="supervised loss of segmentation models: cross-entropy, plus soft Dice"
     )

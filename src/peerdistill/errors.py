@@ -19,3 +19,7 @@ class CheckpointError(PeerdistillError):
 
 class RunDirError(PeerdistillError):
     """A run directory would be overwritten, or is not a peerdistill run."""
+
+
+class NonFiniteError(PeerdistillError):
+    """A loss term or gradient became NaN or infinite during training."""

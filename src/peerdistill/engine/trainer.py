@@ -17,7 +17,7 @@ from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..costs import model_costs
@@ -107,6 +107,8 @@ class Trainer:
         self.window = (patches["size"], patches["size"]) if patches else None
         self.window_overlap = patches["overlap"] if patches else 0.5
         self.discriminator_optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.skipped_steps = 0
+        self._position = (0, 0)
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
         model, _, metric = monitor.partition("/")
@@ -241,12 +243,14 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         count = 0
         task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps)
+        self.skipped_steps = 0
         for step, (x, y) in enumerate(self.train_batches):
+            self._position = (epoch, step)
             x, y = self.task.augment(x, y, self.generator)
             terms = self.step(x, y, self._ramp(epoch + step / max(steps, 1)))
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0) + value.detach()
-            count += 1
+            count += 1 if terms else 0
             progress.advance(task_id)
         progress.finish_epoch(task_id)
         return {name: float(total) / max(count, 1) for name, total in sums.items()}
@@ -265,12 +269,34 @@ class Trainer:
         total = torch.stack(list(terms.values())).sum()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(total)):
+            bad = [n for n, t in terms.items() if not bool(torch.isfinite(t))]
+            return self._non_finite("loss term", bad)
         total.backward()
+        bad = [name for name, opt in self.optimizers.items() if not _grads_finite(opt)]
+        if bad:
+            return self._non_finite("gradient of model", bad)
         for optimizer in self.optimizers.values():
             optimizer.step()
         terms["total"] = total
         terms.update(self._discriminator_step(x, out))
         return terms
+
+    def _non_finite(self, what: str, names: list[str]) -> dict[str, torch.Tensor]:
+        """A NaN or infinite loss or gradient: skip the step (``train.nonfinite: skip``) or stop
+        with a message naming it; either way no weight is updated from it."""
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        where = f"epoch {self._position[0] + 1}, step {self._position[1] + 1}"
+        if self.train_spec.nonfinite == "skip":
+            self.skipped_steps += 1
+            return {}
+        saved = (f"the last good checkpoint is {self.run_dir_path / 'checkpoints' / 'last.pt'}"
+                 if self.run_dir_path else "nothing was saved (no run directory)")
+        raise NonFiniteError(
+            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {saved}. Lower optim.lr, "
+            "check the data for extreme values, or set train.nonfinite=skip to skip such steps"
+        )
 
     def _discriminator_step(self, x: torch.Tensor, out) -> dict[str, torch.Tensor]:
         """The critics of holistic edges learn after the models: source maps are 'real', the
@@ -296,7 +322,8 @@ class Trainer:
 
     # ---- records ------------------------------------------------------------------------
     def _row(self, epoch: int, losses: dict[str, float], val: dict[str, dict[str, float]], seconds: float) -> dict:
-        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 3), "rampup": self._ramp(epoch + 1)}
+        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 3), "rampup": self._ramp(epoch + 1),
+                               "skipped_steps": self.skipped_steps}
         for name, opt in self.optimizers.items():
             row[f"lr/{name}"] = opt.param_groups[0]["lr"]
         row.update({f"train/loss/{k}": v for k, v in losses.items()})
@@ -447,6 +474,11 @@ class Trainer:
             ) from None
         best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"]}
         return state["epoch"], list(state["history"]), best
+
+
+def _grads_finite(optimizer: torch.optim.Optimizer) -> bool:
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    return not grads or bool(torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all())
 
 
 def save_member_weights(module: nn.Module, run: RunDir, name: str) -> None:

@@ -1,0 +1,144 @@
+"""The HTML report of a run or a comparison: one self-contained page with embedded PNG figures."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+import shutil
+
+import pytest
+
+from peerdistill.build import train_from_config
+from peerdistill.compare import compare
+from peerdistill.config import validate
+from peerdistill.errors import RunDirError
+from peerdistill.html_report import write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMG = '<img src="data:image/png;base64,'
+TINY_CNN = {"arch": "cnn", "args": {"width": 4, "depth": 1}}
+
+
+def embedded_pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def assert_pngs(page: str, count: int) -> None:
+    assert page.count(IMG) == count
+    images = embedded_pngs(page)
+    assert len(images) == count
+    assert all(image.startswith(PNG_SIGNATURE) and len(image) > 1000 for image in images)
+
+
+def table_row(page: str, name: str) -> str:
+    """The <tr> of ``name`` in the page's first table naming it."""
+    match = re.search(rf"<tr><th>{re.escape(name)}</th>.*?</tr>", page)
+    assert match, f"no table row for {name}"
+    return match.group(0)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    cfg = validate({"name": "r", "out_dir": str(out), "teacher": TINY_CNN, "students": [TINY_CNN, TINY_CNN],
+                    "train": {"epochs": 2, "batch_size": 256}})
+    return train_from_config(cfg, progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes")
+    small = {"args": {"width": 4, "depth": 1}}
+    cfg = validate({"name": "s", "out_dir": str(out), "task": "segmentation",
+                    "data": {"kind": "shapes", "shapes_counts": [16, 8, 8]},
+                    "teacher": {"arch": "unet", **small},
+                    "students": [{"arch": "mobile_unet", **small}, {"arch": "mobile_unet", **small}],
+                    "train": {"epochs": 1, "batch_size": 8}})
+    return train_from_config(cfg, progress=False).run_dir
+
+
+def test_run_report_of_a_classification_run(digits_run):
+    path = write_report(digits_run)
+    assert path == digits_run / "report.html"
+    page = path.read_text(encoding="utf-8")
+    # learning curves (monitor, losses) + confusion matrix + ROC
+    assert_pngs(page, 4)
+    assert "confusion matrix of the student ensemble" in page and "ROC curves" in page
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    meta = json.loads((digits_run / "run.json").read_text())
+    assert metrics["monitor"] == "ensemble/accuracy"
+    for model, scores in metrics["test_at_best"].items():
+        row = table_row(page, model)
+        assert f"<td>{scores['accuracy']:.4f}</td>" in row
+        assert f"<td>{scores['auc']:.4f}</td>" in row
+    for member in meta["members"]:
+        assert f"<td>{member['parameters']:,}</td>" in table_row(page, member["name"])
+    for name in ("teacher", "student1", "student2", "ensemble"):
+        assert name in page
+    assert "Predictions skipped" not in page
+
+
+def test_run_report_of_a_segmentation_run(shapes_run, tmp_path):
+    out = tmp_path / "elsewhere" / "seg.html"
+    path = write_report(shapes_run, out)
+    assert path == out and out.is_file()
+    assert not (shapes_run / "report.html").exists()
+    page = out.read_text(encoding="utf-8")
+    # learning curves (monitor, losses) + image / truth / prediction grid
+    assert_pngs(page, 3)
+    assert "first 4 test images" in page
+    assert "confusion matrix" not in page
+    metrics = json.loads((shapes_run / "metrics.json").read_text())
+    assert metrics["monitor"] == "ensemble/dice"
+    dice = metrics["test_at_best"]["ensemble"]["dice"]
+    assert f"<td>{dice:.4f}</td>" in table_row(page, "ensemble")
+    for name in ("teacher", "student1", "student2"):
+        assert name in table_row(page, name)
+
+
+def test_run_report_notes_models_it_cannot_rebuild(digits_run, tmp_path):
+    """Models built in Python have no arch spec in run.json: the page says so and keeps the rest."""
+    copy = tmp_path / "python-models"
+    shutil.copytree(digits_run, copy)
+    meta = json.loads((copy / "run.json").read_text())
+    for member in meta["members"]:
+        member["spec"] = None
+    (copy / "run.json").write_text(json.dumps(meta))
+    page = write_report(copy).read_text(encoding="utf-8")
+    assert_pngs(page, 2)  # the learning curves only
+    assert "Predictions skipped" in page and "built in Python" in page
+    accuracy = json.loads((copy / "metrics.json").read_text())["test_at_best"]["student1"]["accuracy"]
+    assert f"<td>{accuracy:.4f}</td>" in table_row(page, "student1")
+
+
+def test_comparison_report(tmp_path):
+    tree = {"name": "c", "out_dir": str(tmp_path), "teacher": TINY_CNN, "students": [TINY_CNN, TINY_CNN],
+            "train": {"epochs": 1, "batch_size": 256}}
+    result = compare(tree, ["independent", "kd"], 2, progress=False)
+    path = write_report(result.directory)
+    assert path == result.directory / "report.html"
+    page = path.read_text(encoding="utf-8")
+    with (result.directory / "compare.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    assert set(metrics) == {"accuracy", "balanced_accuracy", "macro_f1", "auc"}
+    assert_pngs(page, len(metrics))  # one figure per metric
+    assert "peerdistill comparison" in page
+    for setting in ("independent", "kd"):
+        assert f"<tr><th>{setting}</th>" in page
+    for model in ("teacher", "student1", "student2", "best student", "ensemble"):
+        assert f"<th>{model}</th>" in page
+    row = next(r for r in rows if r["setting"] == "kd" and r["model"] == "ensemble" and r["metric"] == "accuracy")
+    assert row["n"] == "2" and len(row["values"].split(";")) == 2
+    cell = f"{float(row['mean']):.4f} ± {float(row['std']):.4f}"
+    accuracy_section = page.split("<h2>test accuracy</h2>", 1)[1].split("</section>", 1)[0]
+    assert f"<td>{cell}</td>" in table_row(accuracy_section, "kd")
+
+
+def test_report_of_a_directory_that_is_neither(tmp_path):
+    with pytest.raises(RunDirError, match="neither a peerdistill run directory") as info:
+        write_report(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    assert not (tmp_path / "report.html").exists()
