@@ -110,6 +110,24 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(ns: argparse.Namespace) -> int:
+    from .export import export_run
+
+    result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out)
+    parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on test inputs"
+              if result.max_abs_diff is not None else "")
+    console.print(f"exported {result.model} ({result.output}) to {result.path}{parity}", highlight=False)
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from .html_report import write_report
+
+    path = write_report(ns.path, ns.out)
+    console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
 def cmd_presets(ns: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -158,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
     cmp_.add_argument("--quiet", action="store_true")
     cmp_.set_defaults(func=cmd_compare)
+
+    exp = sub.add_parser("export", help="write a trained student (or the ensemble) as ONNX or safetensors")
+    exp.add_argument("run_dir", metavar="RUN_DIR")
+    exp.add_argument("--model", default="best", help="a model name, 'best' (best validation student) or 'ensemble'")
+    exp.add_argument("--format", default="onnx", choices=["onnx", "safetensors"])
+    exp.add_argument("--out", default=None, help="output file (default RUN_DIR/export/MODEL.FORMAT)")
+    exp.set_defaults(func=cmd_export)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page of a run or a comparison")
+    rep.add_argument("path", metavar="RUN_DIR_OR_COMPARE_DIR")
+    rep.add_argument("--out", default=None, help="output file (default PATH/report.html)")
+    rep.set_defaults(func=cmd_report)
 
     pre = sub.add_parser("presets", help="list the presets")
     pre.set_defaults(func=cmd_presets)

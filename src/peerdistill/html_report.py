@@ -455,9 +455,9 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
             row = index.get((setting, model))
             if row is None:
                 continue
-            ax.scatter([i + offset] * len(row["values"]), row["values"], s=12, color=color, alpha=0.5,
-                       edgecolors="none")
-            xs.append(i + offset)
+            ax.scatter([i + offset - 0.2 * width] * len(row["values"]), row["values"], s=16, color=color,
+                       alpha=0.6, edgecolors="none")
+            xs.append(i + offset + 0.15 * width)
             means.append(row["mean"])
             stds.append(0.0 if math.isnan(row["std"]) else row["std"])
         ax.errorbar(xs, means, yerr=stds, fmt="D", markersize=6, capsize=4, color=color, label=model)

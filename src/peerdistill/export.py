@@ -1,0 +1,169 @@
+"""Ship a trained student: safetensors weights, or an ONNX graph checked against PyTorch.
+
+``export_run(RUN_DIR, model=..., fmt=...)`` picks a model of a finished run (a name,
+``best`` = the student with the best validation score, or ``ensemble`` = every student in one
+graph that averages their probabilities), writes it, and for ONNX runs the file with
+onnxruntime on samples of the run's test split, refusing to keep it when the largest absolute
+difference from PyTorch exceeds the tolerance (1e-4 in fp32)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cohort import as_logits
+from .config import DataSpec
+from .data import build_data
+from .engine.artifacts import read_json, save_weights
+from .errors import ConfigError, PeerdistillError
+from .runs import load_cohort
+from .spatial import align_to
+
+OPSET = 18
+TOLERANCE = 1e-4
+
+
+class ExportError(PeerdistillError):
+    """The exported file does not compute what the trained model does."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    model: str
+    max_abs_diff: float | None
+    output: str
+
+
+class Logits(nn.Module):
+    """One model, its output reduced to the logits tensor whatever convention it uses."""
+
+    def __init__(self, model: nn.Module, name: str):
+        super().__init__()
+        self.model, self.name = model, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return as_logits(self.model(x), self.name)
+
+
+class EnsembleProbabilities(nn.Module):
+    """The students' ensemble as one model: the mean of their class probabilities (per pixel
+    for segmentation, each map resized to the first one's size)."""
+
+    def __init__(self, students: dict[str, nn.Module]):
+        super().__init__()
+        self.names = list(students)
+        self.students = nn.ModuleList(students.values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = [as_logits(m(x), n).float().softmax(dim=1) for n, m in zip(self.names, self.students)]
+        if probs[0].ndim == 4:
+            probs = [align_to(p, probs[0].shape[-2:]) for p in probs]
+        return torch.stack(probs).mean(dim=0)
+
+
+def pick_model(run_dir: Path, which: str) -> tuple[str, nn.Module, str, dict]:
+    """(name, module, output kind, run metadata) for a model name, 'best' or 'ensemble'."""
+    cohort, meta = load_cohort(run_dir, with_heads=False)
+    students = {m.name: m.module for m in cohort.students}
+    if which == "ensemble":
+        return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
+    if which == "best":
+        metrics = read_json(Path(run_dir) / "metrics.json")
+        metric = metrics["monitor"].split("/")[1]
+        sign = -1 if metric == "hd95" else 1
+        which = max(students, key=lambda s: sign * (metrics["val_at_best"][s][metric] or float("-inf")))
+    names = {m.name: m.module for m in cohort.members}
+    if which not in names:
+        raise ConfigError(f"--model '{which}': the run has {sorted(names)}, 'best' and 'ensemble'")
+    return which, Logits(names[which], which).eval(), "logits", meta
+
+
+def sample_inputs(meta: dict, count: int = 4) -> torch.Tensor:
+    """A few real test inputs (normalised as in training); random ones if the data is gone."""
+    try:
+        data = build_data(DataSpec.model_validate(meta["data_spec"]), stats=meta.get("data_stats"))
+        x = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float()
+    except PeerdistillError:
+        x = torch.randn(count, *meta["input_shape"])
+    spec = meta.get("data_spec") or {}
+    if spec.get("patch_size"):  # whole images of patch-trained runs can be huge; a window-sized crop
+        x = x[..., : spec["patch_size"], : spec["patch_size"]]
+    return x
+
+
+def export_run(run_dir: str | Path, model: str = "best", fmt: str = "onnx", out: str | Path | None = None,
+               tolerance: float = TOLERANCE) -> ExportResult:
+    run_dir = Path(run_dir)
+    name, module, output, meta = pick_model(run_dir, model)
+    if fmt not in ("onnx", "safetensors"):
+        raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
+    target = Path(out) if out else run_dir / "export" / f"{name}.{fmt}"
+    if fmt == "safetensors":
+        if name == "ensemble":
+            raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
+        save_weights(module.model, target)
+        return ExportResult(target, name, None, output)
+    x = sample_inputs(meta)
+    with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
+        staged = Path(tmp) / target.name
+        to_onnx(module, x, staged, dense=meta.get("task") == "segmentation")
+        diff = onnx_parity(module, staged, x)
+        if not diff <= tolerance:
+            raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
+                              f"(tolerance {tolerance:g}); it was not written")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), target)
+    return ExportResult(target, name, diff, output)
+
+
+def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None:
+    """Opset 18, dynamic batch (and height and width for segmentation), torch's exporter."""
+    dims = {0: torch.export.Dim("batch", min=1, max=65536)}
+    if dense:
+        dims.update({2: torch.export.Dim("height", min=8, max=16384), 3: torch.export.Dim("width", min=8, max=16384)})
+    quiet = io.StringIO()
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on absent torchvision ops
+    try:
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["input"], output_names=["output"],
+                              dynamic_shapes=(dims,), opset_version=OPSET, external_data=False)
+    except ImportError as exc:
+        raise ConfigError(f"ONNX export needs onnx and onnxscript: pip install 'peerdistill[export]' ({exc})") from None
+    except Exception as exc:  # the exporter's own errors name the unsupported operator
+        raise ExportError(f"torch could not export this model to ONNX: {str(exc).splitlines()[0]}") from None
+
+
+def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor) -> float:
+    """Largest absolute difference between onnxruntime and PyTorch on ``x`` and on a batch of
+    another size (and, for maps, another height and width) to check the dynamic axes."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("the ONNX parity check needs onnxruntime: pip install 'peerdistill[export]'") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, (os.cpu_count() or 1))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = [x, torch.cat([x, x[:1]])]
+    if x.ndim == 4 and x.shape[-1] > 16:
+        inputs.append(x[..., : x.shape[-2] - 8, : x.shape[-1] - 4])
+    worst = 0.0
+    with torch.no_grad():
+        for batch in inputs:
+            expected = module(batch).float().numpy()
+            got = session.run(None, {"input": batch.numpy().astype(np.float32)})[0]
+            if got.shape != expected.shape:
+                raise ExportError(f"the ONNX output has shape {got.shape}, PyTorch's {expected.shape}")
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
