@@ -74,3 +74,39 @@ def test_segmentation_model_with_dynamic_height_and_width(tmp_path):
     assert result.max_abs_diff < 1e-4
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     assert session.run(None, {"input": np.zeros((2, 1, 40, 52), np.float32)})[0].shape == (2, 2, 40, 52)
+    # predict writes one mask per image of an .npz, at the image's size
+    np.savez(tmp_path / "imgs.npz", images=(np.random.default_rng(0).random((3, 40, 52)) * 255).astype(np.uint8))
+    assert main(["predict", str(result.path), str(tmp_path / "imgs.npz"), "--out", str(tmp_path / "masks")]) == 0
+    from PIL import Image
+
+    masks = sorted((tmp_path / "masks").iterdir())
+    assert [m.name for m in masks] == ["imgs_0_mask.png", "imgs_1_mask.png", "imgs_2_mask.png"]
+    assert np.asarray(Image.open(masks[0])).shape == (40, 52)
+
+
+def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, capsys):
+    import csv
+
+    from PIL import Image
+
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+
+    digits = build_data(DataSpec())  # raw images back to PNG files, as a user would have them
+    raw = (digits.test.x[:3, 0] * digits.stats["std"][0] + digits.stats["mean"][0]).clamp(0, 1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(raw):
+        Image.fromarray((img.numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
+    assert main(["predict", str(digits_run), str(folder), "--out", str(tmp_path / "p.csv"), "--model", "ensemble"]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 3 and set(rows[0]) == {"input", "predicted"} | {f"p_{c}" for c in range(10)}
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in range(10)) - 1) < 1e-4 for r in rows)
+    onnx = export_run(digits_run, model="ensemble", out=tmp_path / "ens.onnx").path
+    assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "q.csv")]) == 0
+    again = list(csv.DictReader((tmp_path / "q.csv").open()))
+    for a, b in zip(rows, again):
+        assert a["predicted"] == b["predicted"]
+        assert abs(float(a["p_3"]) - float(b["p_3"])) < 1e-4
+    assert main(["predict", str(onnx), str(tmp_path / "missing.png"), "--out", str(tmp_path / "r.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err

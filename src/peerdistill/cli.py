@@ -120,6 +120,14 @@ def cmd_export(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from .predict import predict_files
+
+    path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model)
+    console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
 def cmd_report(ns: argparse.Namespace) -> int:
     from .html_report import write_report
 
@@ -183,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", default="onnx", choices=["onnx", "safetensors"])
     exp.add_argument("--out", default=None, help="output file (default RUN_DIR/export/MODEL.FORMAT)")
     exp.set_defaults(func=cmd_export)
+
+    pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
+    pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx")
+    pred.add_argument("inputs", nargs="+", metavar="INPUT")
+    pred.add_argument("--out", required=True, help="classification: a CSV file; segmentation: a folder for masks")
+    pred.add_argument("--model", default="best", help="with a RUN_DIR: a model name, 'best' or 'ensemble'")
+    pred.set_defaults(func=cmd_predict)
 
     rep = sub.add_parser("report", help="one self-contained HTML page of a run or a comparison")
     rep.add_argument("path", metavar="RUN_DIR_OR_COMPARE_DIR")

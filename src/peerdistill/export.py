@@ -124,6 +124,9 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str = "onnx", out:
                               f"(tolerance {tolerance:g}); it was not written")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staged), target)
+    from .predict import write_sidecar
+
+    write_sidecar(target, meta, output)
     return ExportResult(target, name, diff, output)
 
 

@@ -11,16 +11,20 @@ from ..cohort import Cohort
 ENSEMBLE = "ensemble"
 
 
-def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = None,
-              overlap: float = 0.5) -> dict[str, torch.Tensor]:
-    """Every output's logits for a batch; with ``window``, by sliding-window inference over the
-    whole image (MONAI; overlapping windows blended with Gaussian weights)."""
+def windowed(predictor, x: torch.Tensor, window: tuple[int, int] | None = None, overlap: float = 0.5):
+    """``predictor(x)`` (a tensor or a dict of tensors); with ``window``, by sliding-window
+    inference over the whole image (MONAI; overlapping windows blended with Gaussian weights)."""
     if window is None or (x.shape[-2] <= window[0] and x.shape[-1] <= window[1]):
-        return cohort.forward(x).logits
+        return predictor(x)
     from monai.inferers import sliding_window_inference
 
-    return sliding_window_inference(x, window, sw_batch_size=8, predictor=lambda t: cohort.forward(t).logits,
-                                    overlap=overlap, mode="gaussian")
+    return sliding_window_inference(x, window, sw_batch_size=8, predictor=predictor, overlap=overlap, mode="gaussian")
+
+
+def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = None,
+              overlap: float = 0.5) -> dict[str, torch.Tensor]:
+    """Every output's logits for a batch, whole or by sliding window."""
+    return windowed(lambda t: cohort.forward(t).logits, x, window, overlap)
 
 
 @torch.no_grad()

@@ -1,0 +1,142 @@
+"""``peerdistill predict``: apply a trained model (a run directory or an exported ONNX file) to
+image files, folders or an .npz, writing class probabilities (CSV) or masks (PNG)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.segmentation import IMAGE_SUFFIXES, read_image
+from .data.splits import standardize, to_nchw
+from .engine.artifacts import atomic_write_text
+from .errors import ConfigError, DataError
+
+
+def sidecar_path(onnx_path: Path) -> Path:
+    return onnx_path.with_suffix(".json")
+
+
+def write_sidecar(onnx_path: Path, meta: dict, output: str) -> None:
+    """What predicting with an ONNX file needs to know: the normalisation, classes, task."""
+    info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats")}
+    info["output"] = output
+    info["window"] = (meta.get("data_spec") or {}).get("patch_size")
+    atomic_write_text(sidecar_path(onnx_path), json.dumps(info, indent=2))
+
+
+def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) -> tuple[list[str], np.ndarray]:
+    """Image files, folders of images, or .npz files (key ``images`` or ``test_images``)."""
+    names, arrays = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataError(f"'{path}' holds no images")
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                key = next((k for k in ("images", "test_images") if k in archive.files), None)
+                if key is None:
+                    raise DataError(f"'{path}' has no 'images' or 'test_images' array")
+                batch = archive[key]
+            names += [f"{path.name}[{i}]" for i in range(len(batch))]
+            arrays += [_as_hwc(a) for a in batch]
+            continue
+        elif path.is_file():
+            files = [path]
+        else:
+            raise DataError(f"input '{path}' does not exist")
+        for f in files:
+            names.append(str(f))
+            arrays.append(read_image(f, size, grey=channels == 1))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(f"inputs differ in size {sorted(shapes)[:3]}: predict them separately")
+    return names, np.stack(arrays)
+
+
+def _as_hwc(a: np.ndarray) -> np.ndarray:
+    return a[..., None] if a.ndim == 2 else a
+
+
+def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str = "best",
+                  batch_size: int = 64) -> Path:
+    """Write ``out`` (a CSV for classification, a folder of masks for segmentation)."""
+    model_path = Path(model_path)
+    if model_path.suffix == ".onnx":
+        info, run = _onnx_model(model_path)
+    else:
+        info, run = _run_model(model_path, model)
+    channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
+    dense = info["task"] == "segmentation"
+    names, images = read_inputs(inputs, channels, None if dense else size)
+    x = to_nchw(images, "inputs")
+    if x.shape[1] != channels:
+        raise DataError(f"inputs have {x.shape[1]} channels but the model takes {channels}")
+    if info.get("data_stats"):
+        x = standardize(x, info["data_stats"])
+    outputs = torch.cat([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    probs = outputs if info["output"] == "probabilities" else outputs.float().softmax(dim=1)
+    if dense:
+        return _write_masks(names, probs, Path(out))
+    return _write_csv(names, probs, info["class_names"], Path(out))
+
+
+def _run_model(run_dir: Path, which: str):
+    from .engine.evaluate import windowed
+    from .export import pick_model
+
+    name, module, output, meta = pick_model(run_dir, which)
+    spec = meta.get("data_spec") or {}
+    window = (spec["patch_size"],) * 2 if spec.get("patch_size") else None
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return windowed(module, batch, window, spec.get("window_overlap", 0.5))
+
+    info = {k: meta.get(k) for k in ("task", "class_names", "input_shape", "data_stats")}
+    info["output"] = output
+    return info, run
+
+
+def _onnx_model(path: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("predicting with an ONNX file needs onnxruntime: pip install 'peerdistill[export]'") from None
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise ConfigError(f"'{side}' is missing: it is written by peerdistill export beside the .onnx file")
+    info = json.loads(side.read_text())
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": batch.numpy().astype(np.float32)})[0])
+
+    return info, run
+
+
+def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "predicted"] + [f"p_{c}" for c in classes])
+    for name, p in zip(names, probs.tolist()):
+        writer.writerow([name, classes[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
+    atomic_write_text(out, buf.getvalue())
+    return out
+
+
+def _write_masks(names: list[str], probs: torch.Tensor, out: Path) -> Path:
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    masks = probs.argmax(dim=1).to(torch.uint8).numpy()
+    for name, mask in zip(names, masks):
+        stem = Path(name.split("[")[0]).stem + (f"_{name.split('[')[1][:-1]}" if "[" in name else "")
+        Image.fromarray(mask).save(out / f"{stem}_mask.png")
+    return out
