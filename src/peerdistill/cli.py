@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -82,12 +83,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         apply_overrides(tree, ns.overrides)
         try:
             data_spec = DataSpec.model_validate(tree["data"])
-        except Exception as exc:  # pydantic.ValidationError
-            from pydantic import ValidationError
-
-            if isinstance(exc, ValidationError):
-                raise ConfigError(format_validation_error(exc, "data section").replace("'", "'data.", 1)) from None
-            raise
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_masks=ns.save_masks)
     if ns.json:
         print(json.dumps(scores, indent=2))

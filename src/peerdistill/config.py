@@ -331,12 +331,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(tree, str(path) if path else "default config")
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    """One line per problem; ``model`` is the section validated (default: the whole config)."""
     lines = [f"invalid {source}:"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'])}")
+            lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model or RunConfig)}")
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
         else:
@@ -347,9 +348,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _suggestion(loc: tuple[Any, ...]) -> str:
+def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
     """Name the closest valid key for a misspelt one."""
-    model: type[BaseModel] = RunConfig
     for part in loc[:-1]:
         if isinstance(part, int):
             continue

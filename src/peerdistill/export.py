@@ -22,11 +22,10 @@ import torch
 from torch import nn
 
 from .cohort import as_logits
-from .config import DataSpec
 from .data import build_data
 from .engine.artifacts import read_json, save_weights
 from .errors import ConfigError, PeerdistillError
-from .runs import load_cohort
+from .runs import load_cohort, saved_data_spec
 from .spatial import align_to
 
 OPSET = 18
@@ -92,7 +91,7 @@ def pick_model(run_dir: Path, which: str) -> tuple[str, nn.Module, str, dict]:
 def sample_inputs(meta: dict, count: int = 4) -> torch.Tensor:
     """A few real test inputs (normalised as in training); random ones if the data is gone."""
     try:
-        data = build_data(DataSpec.model_validate(meta["data_spec"]), stats=meta.get("data_stats"))
+        data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
         x = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float()
     except PeerdistillError:
         x = torch.randn(count, *meta["input_shape"])

@@ -228,12 +228,11 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
 
 
 def load_for_predictions(directory: Path):
-    from .config import DataSpec
     from .data import build_data
-    from .runs import load_cohort, task_for
+    from .runs import load_cohort, saved_data_spec, task_for
 
     cohort, meta = load_cohort(directory)
-    spec = DataSpec.model_validate(meta["data_spec"])
+    spec = saved_data_spec(meta)
     data = build_data(spec, stats=meta.get("data_stats"))
     cohort.to(torch.device("cpu"))
     window = (spec.patch_size, spec.patch_size) if spec.patch_size else None

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from .cohort import Cohort, Member
-from .config import DataSpec
+from pydantic import ValidationError
+
+from .config import DataSpec, format_validation_error
 from .data import DataSplits, build_data, make_batches
 from .engine import RunDir, evaluate
 from .engine.artifacts import read_json
@@ -53,6 +55,17 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     return Cohort(members), meta
 
 
+def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
+    """The data section a run was trained with, as saved in its run.json."""
+    try:
+        return DataSpec.model_validate(meta.get("data_spec") or {})
+    except ValidationError as exc:
+        raise CheckpointError(
+            f"the run's saved data section does not validate ({format_validation_error(exc, 'data section', DataSpec)}); "
+            "it was written by another version: give the data explicitly (eval --data DATA.yaml)"
+        ) from None
+
+
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
                  device: str = "auto", batch_size: int = 64, save_masks: int = 0) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data or
@@ -60,7 +73,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     segmentation, ``save_masks`` > 0 also writes that many predicted masks and overlays per
     model under ``RUN_DIR/eval/SPLIT/``."""
     cohort, meta = load_cohort(run_dir)
-    spec = data_spec or DataSpec.model_validate(meta["data_spec"])
+    spec = data_spec or saved_data_spec(meta)
     data = build_data(spec, stats=meta.get("data_stats"))
     _check_compatible(data, meta)
     dev = resolve_device(device)
