@@ -115,7 +115,10 @@ def test_self_preset_end_to_end_and_export_without_heads(tmp_path):
                                   "heads": ["features.2", "features.6"]}],
                     "distill": {"preset": "self", "self_alpha": 0.3}})
     result = train_from_config(cfg, progress=False)
-    assert set(result.test_at_best) == {"student1", "student1@features.2", "student1@features.6", "ensemble"}
+    assert set(result.test_at_best) == {"student1", "student1@features.2", "student1@features.6",
+                                        "student1@ensemble", "ensemble"}
+    # the students' ensemble is their own outputs (here one); the heads have an ensemble of their own
+    assert result.test_at_best["ensemble"] == result.test_at_best["student1"]
     row = result.history[-1]
     assert "train/loss/student1@features.2/kl<-student1" in row and "train/loss/student1@features.6/hint<-student1" in row
     shipped = load_file(tmp_path / "self" / "models" / "student1.safetensors")
@@ -127,3 +130,13 @@ def test_self_preset_end_to_end_and_export_without_heads(tmp_path):
     x = torch.randn(3, 1, 8, 8)
     with_heads.eval(), without.eval()
     assert torch.allclose(with_heads.forward(x).logits["student1"], without.forward(x).logits["student1"])
+
+
+def test_heads_and_feature_edges_together(tmp_path):
+    """Layer paths of feature edges name the user's network even when heads wrap it."""
+    heads = {"arch": "cnn", "args": {"width": 4, "depth": 3}, "heads": ["features.2"]}
+    result = train_from_config(tree(tmp_path, "hf", students=[heads, heads], distill={"preset": "styles"}),
+                               progress=False)
+    row = result.history[-1]
+    assert "train/loss/student2/hint<-teacher[features<-features]" in row
+    assert "train/loss/student1@features.2/kl<-student1" in row

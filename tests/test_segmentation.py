@@ -204,3 +204,19 @@ def test_task_and_data_kind_must_agree():
 
     with pytest.raises(ConfigError, match="set task: segmentation"):
         validate({"data": {"kind": "shapes"}, "students": [{"arch": "unet"}], "distill": {"preset": "independent"}})
+
+
+def test_pixel_auc_matches_scikit_learn_over_every_batch():
+    from sklearn.metrics import roc_auc_score
+
+    g = torch.Generator().manual_seed(0)
+    meter = SegmentationMeter(["bg", "fg"])
+    scores, labels = [], []
+    for _ in range(3):  # several batches: all of them count
+        truth = (torch.rand(2, 16, 16, generator=g) < 0.3).long()
+        p1 = (0.35 * truth + 0.65 * torch.rand(2, 16, 16, generator=g)).clamp(0, 1)
+        meter.update(torch.stack([1 - p1, p1], dim=1), truth)
+        scores.append(p1.flatten())
+        labels.append(truth.flatten())
+    expected = roc_auc_score(torch.cat(labels).numpy(), torch.cat(scores).numpy())
+    assert meter.compute()["auc"] == pytest.approx(expected, abs=1e-3)

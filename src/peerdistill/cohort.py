@@ -127,14 +127,20 @@ class Cohort:
         return [n for m in self.members for n in m.output_names()]
 
     def ensemble_names(self) -> list[str]:
-        """What the student ensemble averages: every student's outputs (heads included)."""
-        return [n for m in self.students for n in m.output_names()]
+        """What the student ensemble averages: each student's own output (never its heads), the
+        same ensemble the graph's ``ensemble`` source and ``export --model ensemble`` use."""
+        return [m.name for m in self.students]
+
+    def head_ensembles(self) -> dict[str, list[str]]:
+        """Per self-distilled network, ``NAME@ensemble``: its deepest classifier and its heads."""
+        return {head_name(m.name, "ensemble"): m.output_names() for m in self.members if m.head_layers}
 
     def roles(self) -> dict[str, str]:
         roles = {}
         for m in self.members:
             roles[m.name] = m.role
             roles.update({n: "head" for n in m.output_names()[1:]})
+        roles.update({n: "head" for n in self.head_ensembles()})
         return roles
 
     def owner(self, output_name: str) -> Member:
@@ -145,7 +151,7 @@ class Cohort:
         for recorder in self._recorders.values():
             recorder.remove()
         self._recorders = {
-            name: FeatureRecorder(self[name].module, sorted(paths), owner=f"model '{name}'")
+            name: FeatureRecorder(_hooked(self[name].module), sorted(paths), owner=f"model '{name}'")
             for name, paths in requests.items() if paths
         }
 
@@ -188,6 +194,12 @@ def _collect(out: CohortOutput, m: Member, raw: Any, recorded: dict, clone: bool
     else:
         out.logits[m.name] = keep(as_logits(raw, m.name))
     out.features[m.name] = {k: keep(v) for k, v in recorded.items()}
+
+
+def _hooked(module: nn.Module) -> nn.Module:
+    """Layer paths name modules of the user's network, also when heads wrap it."""
+    inner = unwrap(module)
+    return inner.base if isinstance(inner, HeadedModel) else module
 
 
 def default_feature_layer(module: nn.Module) -> str | None:

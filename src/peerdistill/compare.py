@@ -17,6 +17,7 @@ from .config import PRESETS, to_yaml, validate
 from .engine.artifacts import atomic_write_text, read_json
 from .engine.evaluate import ENSEMBLE
 from .errors import ConfigError, RunDirError
+from .metrics import ranking_score
 from .report import comparison_markdown, mean_std, pm
 
 BEST_STUDENT = "best student"
@@ -142,7 +143,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         roles = run["metrics"].get("roles", {})
         monitor_metric = run["metrics"]["monitor"].split("/")[1]
         students = [m for m in test if roles.get(m) == "student"]
-        best = max(students, key=lambda s: _num(val[s][monitor_metric]))
+        best = max(students, key=lambda s: ranking_score(monitor_metric, val[s][monitor_metric]))
         per_model = dict(test)
         per_model[BEST_STUDENT] = test[best]
         for model, metrics in per_model.items():

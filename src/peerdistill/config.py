@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -116,7 +116,8 @@ class DataSpec(_Strict):
     images: str = "images"
     masks: str = "masks"
     pattern: str | None = Field(default=None, description="regex whose first group is the id shared by image and mask")
-    image_size: list[int] | None = Field(default=None, min_length=2, max_length=2, description="resize to [H, W]")
+    image_size: list[Annotated[int, Field(gt=0)]] | None = Field(default=None, min_length=2, max_length=2,
+                                                                description="resize to [H, W]")
     binary_masks: bool = Field(default=False, description="masks are 0/255 (or JPEG-noisy) images: > 127 is class 1")
     grey: bool = Field(default=False, description="read images as one grey channel")
     num_classes: int | None = Field(default=None, ge=2)
@@ -208,6 +209,8 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _cohort_shape(self) -> "RunConfig":
+        if self.data.patch_size is not None and self.task != "segmentation":
+            raise ValueError("data.patch_size (patch training) is for segmentation: remove it for classification")
         if self.data.task != self.task:
             raise ValueError(f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
                              f"set task: {self.data.task}")
@@ -307,9 +310,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text: is it a YAML file?") from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):

@@ -24,7 +24,8 @@ from torch import nn
 from .cohort import as_logits
 from .data import build_data
 from .engine.artifacts import read_json, save_weights
-from .errors import ConfigError, PeerdistillError
+from .errors import CheckpointError, ConfigError, PeerdistillError
+from .metrics import ranking_score
 from .runs import load_cohort, saved_data_spec
 from .spatial import align_to
 
@@ -79,9 +80,10 @@ def pick_model(run_dir: Path, which: str) -> tuple[str, nn.Module, str, dict]:
         return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
     if which == "best":
         metrics = read_json(Path(run_dir) / "metrics.json")
+        if metrics.get("status") != "complete":
+            raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
         metric = metrics["monitor"].split("/")[1]
-        sign = -1 if metric == "hd95" else 1
-        which = max(students, key=lambda s: sign * (metrics["val_at_best"][s][metric] or float("-inf")))
+        which = max(students, key=lambda s: ranking_score(metric, metrics["val_at_best"][s][metric]))
     names = {m.name: m.module for m in cohort.members}
     if which not in names:
         raise ConfigError(f"--model '{which}': the run has {sorted(names)}, 'best' and 'ensemble'")

@@ -307,7 +307,7 @@ class KnowledgeGraph:
                 if self.teacher_weighting == "confidence":
                     if labels is None:
                         raise ConfigError("confidence weighting of teachers needs the labels")
-                    weights = confidence_weights(logits, labels)
+                    weights = confidence_weights(logits, _labels_at(labels, logits[0]))
                 else:
                     weights = self._teacher_mu
             cache[key] = combine_soft_targets(logits, edge.temperature, weights)
@@ -333,6 +333,14 @@ class KnowledgeGraph:
 
     def to_list(self) -> list[dict]:
         return [asdict(e) for e in self.edges]
+
+
+def _labels_at(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Label maps brought to the logits' size (nearest neighbour keeps them class indices)."""
+    if logits.ndim != 4 or labels.shape[-2:] == logits.shape[-2:]:
+        return labels
+    resized = torch.nn.functional.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest")
+    return resized[:, 0].long()
 
 
 def _aligned(learner: torch.Tensor, source: torch.Tensor) -> torch.Tensor:

@@ -36,3 +36,14 @@ def _auc(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
     p = probs.astype(np.float64)
     p /= p.sum(axis=1, keepdims=True)
     return float(roc_auc_score(targets, p, multi_class="ovr", average="macro", labels=list(range(num_classes))))
+
+
+LOWER_IS_BETTER = frozenset({"hd95"})
+
+
+def ranking_score(metric: str, value: float | None) -> float:
+    """A number where higher is always better, NaN / missing ranking last: how the best epoch,
+    the best student and ``export --model best`` compare values of ``metric``."""
+    if value is None or value != value:
+        return float("-inf")
+    return -value if metric in LOWER_IS_BETTER else value

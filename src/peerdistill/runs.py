@@ -79,16 +79,17 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
-    window = (spec.patch_size, spec.patch_size) if spec.patch_size else None
+    trained = saved_data_spec(meta)  # the window is the model's, whatever data it now sees
+    window = (trained.patch_size, trained.patch_size) if trained.patch_size else None
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
-                      spec.window_overlap)
+                      trained.window_overlap)
     if save_masks:
         if meta.get("task") != "segmentation":
             raise DataError("--save-masks is for segmentation runs")
         from .pictures import save_mask_pictures
 
         save_mask_pictures(cohort, task, _on_device(data.split(split), dev), Path(run_dir) / "eval" / split,
-                           save_masks, meta.get("data_stats"), window, spec.window_overlap)
+                           save_masks, meta.get("data_stats"), window, trained.window_overlap)
     return scores
 
 

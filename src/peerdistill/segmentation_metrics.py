@@ -18,8 +18,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
-
 from .spatial import align_to
 
 IGNORE = 255
@@ -34,7 +32,7 @@ def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, 
 
 
 class SegmentationMeter:
-    def __init__(self, class_names: list[str], hd95: bool = True, max_auc_pixels: int = 5_000_000):
+    def __init__(self, class_names: list[str], hd95: bool = True, auc_bins: int = 4096):
         self.class_names = class_names
         self.k = len(class_names)
         self.hd95 = hd95 and self.k == 2
@@ -42,10 +40,9 @@ class SegmentationMeter:
         self.iou: list[list[float]] = [[] for _ in range(self.k)]
         self.confusion = torch.zeros(self.k, self.k, dtype=torch.long)
         self.hd: list[float] = []
-        self.scores: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
-        self.max_auc_pixels = max_auc_pixels
-        self._auc_pixels = 0
+        self.auc_bins = auc_bins
+        self.positive_hist = torch.zeros(auc_bins, dtype=torch.float64)
+        self.negative_hist = torch.zeros(auc_bins, dtype=torch.float64)
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         probs = align_to(probs, targets.shape[-2:]).float()
@@ -55,10 +52,10 @@ class SegmentationMeter:
             self._image(pred[i], targets[i], valid[i])
         t, p = targets[valid], pred[valid]
         self.confusion += torch.bincount(t * self.k + p, minlength=self.k * self.k).view(self.k, self.k).cpu()
-        if self.k == 2 and self._auc_pixels < self.max_auc_pixels:
-            self.scores.append(probs[:, 1][valid].cpu())
-            self.labels.append(t.cpu())
-            self._auc_pixels += int(t.numel())
+        if self.k == 2:
+            bins = (probs[:, 1][valid] * self.auc_bins).long().clamp(0, self.auc_bins - 1)
+            self.positive_hist += torch.bincount(bins[t == 1], minlength=self.auc_bins).double().cpu()
+            self.negative_hist += torch.bincount(bins[t == 0], minlength=self.auc_bins).double().cpu()
         if self.hd95:
             self._hausdorff(pred, targets, valid)
 
@@ -112,9 +109,9 @@ class SegmentationMeter:
         return out
 
     def _auc(self) -> float:
-        if not self.labels:
+        """P(score of a foreground pixel > score of a background pixel), + 1/2 for a shared bin."""
+        pos, neg = self.positive_hist, self.negative_hist
+        if pos.sum() == 0 or neg.sum() == 0:
             return float("nan")
-        labels = torch.cat(self.labels).numpy()
-        if labels.min() == labels.max():
-            return float("nan")
-        return float(roc_auc_score(labels, torch.cat(self.scores).numpy()))
+        below = torch.cumsum(neg, 0) - neg
+        return float(((pos * below).sum() + 0.5 * (pos * neg).sum()) / (pos.sum() * neg.sum()))

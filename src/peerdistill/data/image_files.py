@@ -36,7 +36,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     path = Path(spec.root or "")
     if not path.is_file():
         raise DataError(f"data.root '{path}' is not a file: point it at the CSV/TSV of images and labels")
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         sample = fh.read(4096)
         fh.seek(0)
         delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
@@ -47,6 +47,9 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         if column not in rows[0]:
             raise DataError(f"'{path}' has no column '{column}' (columns: {list(rows[0])}); "
                             "set data.path_column / data.label_column")
+    for line, row in enumerate(rows, start=2):
+        if not row.get(spec.path_column) or not row.get(spec.label_column):
+            raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
     raw_labels = [r[spec.label_column].strip() for r in rows]
     numeric = all(lab.lstrip("-").isdigit() for lab in raw_labels)
     classes = sorted(set(raw_labels), key=int if numeric else str)

@@ -139,7 +139,12 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         ms.append(m)
     if len({x.shape for x in xs}) > 1:
         raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
-    return np.stack(xs), np.stack(ms), keys
+    masks_array = np.stack(ms)
+    if not spec.binary_masks and (masks_array == IGNORE).any() and not ((masks_array > 0) & (masks_array != IGNORE)).any():
+        # only 0 and 255: binary masks read as "background + ignored", which would train on nothing
+        raise DataError(f"the masks in '{mask_dir}' hold only 0 and 255: for 0/255 masks set data.binary_masks=true "
+                        "(255 is otherwise the label of ignored pixels)")
+    return np.stack(xs), masks_array, keys
 
 
 def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
@@ -162,15 +167,26 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
 
 
 def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
+    """[H, W, C] float32 in [0, 1]. 8-bit images are divided by 255, 16-bit (and 32-bit integer)
+    ones by their type's maximum, float images are kept as they are: no precision is lost to
+    an 8-bit conversion."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                if size:
+                    im = im.resize((size[1], size[0]), Image.BILINEAR)
+                a = np.asarray(im).astype(np.float32)
+                a = a / (65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0) if im.mode == "I" else 1.0)
+                a = a[..., None]
+                return a if grey else np.repeat(a, 3, axis=-1)
             im = im.convert("L" if grey else "RGB")
             if size:
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)[..., None] if grey else np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+            a = np.asarray(im, dtype=np.float32) / 255.0
+            return a[..., None] if grey else a
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read image '{path}': {exc}") from None
 
 
@@ -182,14 +198,14 @@ def read_mask(path: Path, size=None, binary: bool = False) -> np.ndarray:
             if size:
                 im = im.resize((size[1], size[0]), Image.NEAREST)
             a = np.asarray(im.convert("L") if im.mode not in ("L", "P", "I", "I;16", "1") else im)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read mask '{path}': {exc}") from None
     if a.ndim == 3:
         a = a[..., 0]
     if binary:
         return (a > 127).astype(np.uint8) if a.max() > 1 else a.astype(np.uint8)
     values = np.unique(a)
-    if values.max() > 50:  # label images hold small class indices; 0/255 masks need the flag
+    if values[values != IGNORE].max(initial=0) > 50:  # label images hold small class indices (255 = ignore)
         raise DataError(
             f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
             "be label images with class indices 0..K-1; for 0/255 masks set data.binary_masks=true"

@@ -136,7 +136,10 @@ class RunDir:
             if not (path / RUN_FILE).exists():
                 raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
             shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create the run directory '{path}': {exc.strerror}; choose another out_dir") from None
         return cls(path)
 
     @classmethod

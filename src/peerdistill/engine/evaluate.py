@@ -34,10 +34,13 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     and the students' ensemble, accumulated batch by batch."""
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
-    meters = {name: task.new_meter() for name in cohort.output_names() + [ENSEMBLE]}
+    head_ensembles = cohort.head_ensembles()
+    meters = {name: task.new_meter() for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
     for x, y in batches:
         probs = {name: task.probabilities(out) for name, out in logits_of(cohort, x, window, overlap).items()}
         probs[ENSEMBLE] = task.ensemble([probs[s] for s in ensemble_names])
+        for key, names in head_ensembles.items():
+            probs[key] = task.ensemble([probs[n] for n in names])
         for name, p in probs.items():
             meters[name].update(p, y)
     return {name: meter.compute() for name, meter in meters.items()}

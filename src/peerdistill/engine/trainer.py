@@ -18,6 +18,7 @@ from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..errors import CheckpointError, ConfigError, NonFiniteError
+from ..metrics import ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..costs import model_costs
@@ -31,7 +32,6 @@ from .resume import capture_rng_states, load_resume_state, restore_rng_states, s
 from .seeding import seed_everything
 
 EDGE_FILES = {"@connectors": "connectors.safetensors", "@discriminators": "discriminators.safetensors"}
-LOWER_IS_BETTER = {"hd95"}
 
 
 @dataclass
@@ -94,8 +94,6 @@ class Trainer:
         cohort.capture(graph.feature_requests())
         self.monitor = self.train_spec.monitor or task.default_monitor
         self.monitor_model, self.monitor_metric = self._parse_monitor(self.monitor)
-        # Every metric is higher-is-better except distances.
-        self.monitor_sign = -1.0 if self.monitor_metric in LOWER_IS_BETTER else 1.0
         self.connectors = nn.ModuleDict()
         self._connector_keys: dict[str, str] = {}
         self.discriminators = nn.ModuleDict()
@@ -159,8 +157,14 @@ class Trainer:
         if self.window:  # a window-sized crop is what training sees, and cheap
             x = x[..., : self.window[0], : self.window[1]]
         self.cohort.eval()
-        with torch.no_grad():
-            out = self.cohort.forward(x)
+        try:
+            with torch.no_grad():
+                out = self.cohort.forward(x)
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"a model failed on inputs of shape {tuple(x.shape[1:])} from the data: {str(exc).splitlines()[0]}; "
+                "check its in_channels and the input size it expects"
+            ) from None
         for name, logits in out.logits.items():
             self.task.check_output(name, logits, len(x))
         self.graph.check_dense(out)
@@ -211,8 +215,10 @@ class Trainer:
                 val = self._evaluate(self.val_batches)
                 row = self._row(epoch, losses, val, time.perf_counter() - started)
                 history.append(row)
-                score = self.monitor_sign * val[self.monitor_model][self.monitor_metric]
-                if not math.isnan(score) and score > best["score"]:
+                score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
+                if score > best["score"] or (best["epoch"] < 0 and epoch == epochs - 1):
+                    # The last epoch stands in when the monitor was never finite (say, AUC on a
+                    # validation split lacking a class), so a run always ships weights.
                     best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
                     if run is not None:
                         self._save_models(run)
@@ -291,8 +297,9 @@ class Trainer:
         if self.train_spec.nonfinite == "skip":
             self.skipped_steps += 1
             return {}
-        saved = (f"the last good checkpoint is {self.run_dir_path / 'checkpoints' / 'last.pt'}"
-                 if self.run_dir_path else "nothing was saved (no run directory)")
+        last = self.run_dir_path / "checkpoints" / "last.pt" if self.run_dir_path else None
+        saved = (f"the last good checkpoint is {last}" if last is not None and last.exists()
+                 else "no epoch had finished, so nothing was saved")
         raise NonFiniteError(
             f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {saved}. Lower optim.lr, "
             "check the data for extreme values, or set train.nonfinite=skip to skip such steps"
@@ -468,12 +475,12 @@ class Trainer:
             for name, sched_state in state["schedulers"].items():
                 self.schedulers[name].load_state_dict(sched_state)
             restore_rng_states(state["rng"], self.generator)
-        except (KeyError, RuntimeError, ValueError) as exc:
+            best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"]}
+            return state["epoch"], list(state["history"]), best
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(
                 f"the resume checkpoint does not fit this cohort ({exc}); was the config changed?"
             ) from None
-        best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"]}
-        return state["epoch"], list(state["history"]), best
 
 
 def _grads_finite(optimizer: torch.optim.Optimizer) -> bool:
@@ -509,6 +516,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device '{device}' is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' was asked for but CUDA is not available: use device=cpu or device=auto")
-    return torch.device(device)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{device}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{device}' was asked for but MPS is not available: use device=cpu")
+    return dev

@@ -63,8 +63,8 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
         model = factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"arch '{arch}' rejected its args {kwargs}: {exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"arch '{arch}': {exc}") from None
+    except Exception as exc:  # a user's or library's factory: its own message says what is wrong
+        raise ConfigError(f"arch '{arch}' with args {kwargs} failed: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
     return model

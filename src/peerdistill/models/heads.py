@@ -49,8 +49,12 @@ class HeadedModel(nn.Module):
         self._recorder = FeatureRecorder(base, [*head_layers, deep_layer], owner)
         was_training = base.training
         base.eval()
-        with torch.no_grad():
-            base(sample_input)
+        try:
+            with torch.no_grad():
+                base(sample_input)
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"{owner} failed on an input of shape {tuple(sample_input.shape[1:])}: "
+                              f"{str(exc).splitlines()[0]}") from None
         base.train(was_training)
         shapes = {path: tuple(f.shape[1:]) for path, f in self._recorder.take().items()}
         deep_dim = shapes[deep_layer][0]

@@ -41,6 +41,8 @@ class SegmentationTask:
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
         logits = align_to(logits, targets.shape[-2:])
+        if not bool((targets != IGNORE).any()):  # a batch of crops wholly outside the region of interest
+            return logits.float().sum() * 0.0
         loss = F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=IGNORE)
         if self.loss == "ce+dice":  # soft Dice counters the small share of foreground pixels
             loss = loss + soft_dice_loss(logits, targets, IGNORE)
