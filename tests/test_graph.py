@@ -182,3 +182,15 @@ def test_sigmoid_rampup_values():
 def test_distill_spec_defaults_are_documented_values():
     d = DistillSpec()
     assert (d.alpha, d.beta, d.kd_temperature, d.ml_temperature) == (1.0, 1.0, 4.0, 1.0)
+
+
+def test_feature_edges_on_heads_are_checked():
+    from peerdistill.models.heads import HeadedModel
+
+    net = HeadedModel(SmallCNN(1, 3, 4, 3), ["features.2"], "features", 3, torch.zeros(2, 1, 8, 8))
+    cohort = Cohort.from_modules([net, SmallCNN(1, 3, 4, 2)])
+    with pytest.raises(ConfigError, match="heads have no module paths"):
+        KnowledgeGraph([Edge("student2", "student1@features.2", "hint", 1, 1, "features", "features")]).bind(cohort)
+    with pytest.raises(ConfigError, match="does not exist on 'student2'"):
+        KnowledgeGraph([Edge("student2", "student1", "hint", 1, 1, "@deep", "features")]).bind(cohort)
+    KnowledgeGraph([Edge("student1", "student1@features.2", "hint", 1, 1, "@deep", "@bottleneck")]).bind(cohort)

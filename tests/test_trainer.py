@@ -189,5 +189,6 @@ def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy
         before = copy.deepcopy(bad.net.state_dict())
         result = t.fit(tiny_data)
         assert result.history[0]["skipped_steps"] == 0 and result.history[1]["skipped_steps"] == 6
-        assert all(torch.isfinite(v).all() for v in bad.net.state_dict().values())
+        # parameters and BatchNorm statistics alike: nothing from the skipped steps
+        assert all(torch.isfinite(v.float()).all() for v in bad.net.state_dict().values())
         assert not torch.equal(before["classifier.weight"], bad.net.state_dict()["classifier.weight"])

@@ -58,7 +58,7 @@ class Logits(nn.Module):
 
 class EnsembleProbabilities(nn.Module):
     """The students' ensemble as one model: the mean of their class probabilities (per pixel
-    for segmentation, each map resized to the first one's size)."""
+    for segmentation, each map resized to the largest one's size, as in evaluation)."""
 
     def __init__(self, students: dict[str, nn.Module]):
         super().__init__()
@@ -68,7 +68,8 @@ class EnsembleProbabilities(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = [as_logits(m(x), n).float().softmax(dim=1) for n, m in zip(self.names, self.students)]
         if probs[0].ndim == 4:
-            probs = [align_to(p, probs[0].shape[-2:]) for p in probs]
+            size = max((p.shape[-2:] for p in probs), key=lambda hw: hw[0] * hw[1])
+            probs = [align_to(p, size) for p in probs]
         return torch.stack(probs).mean(dim=0)
 
 

@@ -230,6 +230,22 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {edge.source} -> {edge.target}: a frozen model cannot learn")
             if edge.source == edge.target:
                 raise ConfigError(f"edge {edge.source} -> {edge.target} points a model at itself")
+            if edge.on_features:
+                self._check_feature_ends(edge, cohort)
+
+    @staticmethod
+    def _check_feature_ends(edge: Edge, cohort: "Cohort") -> None:
+        """Module paths belong to models; the ``@`` features to self-distilled networks and heads."""
+        for end, layer in ((edge.source, edge.source_layer), (edge.target, edge.target_layer)):
+            is_head = "@" in end
+            if layer.startswith("@"):
+                owner = cohort.owner(end)
+                if not owner.head_layers or (layer == DEEP_FEATURE) == is_head:
+                    raise ConfigError(f"edge {edge.name}: feature '{layer}' does not exist on '{end}' "
+                                      f"('{DEEP_FEATURE}' is a self-distilled network's, '{HEAD_FEATURE}' a head's)")
+            elif is_head:
+                raise ConfigError(f"edge {edge.name}: heads have no module paths; use '{HEAD_FEATURE}' for "
+                                  f"'{end}', or a module path on the network '{end.split('@')[0]}'")
 
     def feature_requests(self) -> dict[str, set[str]]:
         """The module paths each model must record (the ``@...`` features come from heads)."""

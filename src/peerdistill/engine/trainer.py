@@ -262,7 +262,12 @@ class Trainer:
         return {name: float(total) / max(count, 1) for name, total in sums.items()}
 
     def step(self, x: torch.Tensor, y: torch.Tensor, ramp: float = 1.0) -> dict[str, torch.Tensor]:
-        """One optimisation step of the whole cohort; returns the named loss terms."""
+        """One optimisation step of the whole cohort; returns the named loss terms (none when a
+        non-finite value made it skip)."""
+        # Under the skip policy a bad step must leave no trace: keep the buffers (BatchNorm
+        # running statistics) the forward pass is about to update.
+        self._buffers_before = ([b.detach().clone() for m in self.cohort.trainable for b in m.module.buffers()]
+                                if self.train_spec.nonfinite == "skip" else None)
         out = self.cohort.forward(x)
         terms = {}
         for m in self.cohort.trainable:
@@ -295,6 +300,10 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
         where = f"epoch {self._position[0] + 1}, step {self._position[1] + 1}"
         if self.train_spec.nonfinite == "skip":
+            buffers = [b for m in self.cohort.trainable for b in m.module.buffers()]
+            with torch.no_grad():
+                for buffer, saved in zip(buffers, self._buffers_before):
+                    buffer.copy_(saved)
             self.skipped_steps += 1
             return {}
         last = self.run_dir_path / "checkpoints" / "last.pt" if self.run_dir_path else None
