@@ -154,7 +154,8 @@ def test_any_torch_dataset_and_any_module_work(tiny_data):
 
 
 class NaNAfter(nn.Module):
-    """A student whose logits turn NaN from the ``after``-th forward in training mode on."""
+    """A student whose inputs turn NaN from the ``after``-th forward in training mode on, so its
+    BatchNorm statistics would be poisoned too."""
 
     def __init__(self, after):
         super().__init__()
@@ -162,12 +163,11 @@ class NaNAfter(nn.Module):
         self.after, self.calls = after, 0
 
     def forward(self, x):
-        out = self.net(x)
         if self.training:
             self.calls += 1
             if self.calls >= self.after:
-                out = out * float("nan")
-        return out
+                x = x * float("nan")
+        return self.net(x)
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])
