@@ -204,7 +204,6 @@ class Trainer:
             state = load_resume_state(run.resume_path)
             start_epoch, history, best_meta = self._restore(state)
             best.update(best_meta)
-            best["weights"] = self._weights_from_dir(run)
         epochs = self.train_spec.epochs
         if start_epoch >= epochs:
             raise CheckpointError(f"run '{run.path}' already finished all {epochs} epochs: nothing to resume")
@@ -366,22 +365,6 @@ class Trainer:
             target = self._edge_modules()[name] if name.startswith("@") else self.cohort[name].module
             target.load_state_dict(state)
 
-    def _weights_from_dir(self, run: RunDir) -> dict[str, dict[str, torch.Tensor]]:
-        """The best epoch's weights, as saved in models/ (used when resuming)."""
-        weights = {}
-        for m in self.cohort.trainable:
-            if run.model_path(m.name).exists():
-                clone = copy.deepcopy(m.module)
-                load_member_weights(clone, run, m.name)
-                weights[m.name] = clone.state_dict()
-        for key, modules in self._edge_modules().items():
-            path = run.path / EDGE_FILES[key]
-            if len(modules) and path.exists():
-                clone = copy.deepcopy(modules)
-                load_weights(clone, path, key[1:])
-                weights[key] = clone.state_dict()
-        return weights
-
     def _open_run_dir(self, data: DataSplits, resume: bool) -> RunDir | None:
         if self.run_dir_path is None:
             if resume:
@@ -467,6 +450,9 @@ class Trainer:
             "best_epoch": best["epoch"],
             "best_score": best["score"],
             "best_val": best["val"],
+            # The best epoch's weights travel with the state they belong to: models/ may already
+            # hold a newer best when a crash comes between the two writes.
+            "best_weights": best["weights"],
             "models": self._trained_state(),
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "discriminator_optimizers": {k: o.state_dict() for k, o in self.discriminator_optimizers.items()},
@@ -484,7 +470,8 @@ class Trainer:
             for name, sched_state in state["schedulers"].items():
                 self.schedulers[name].load_state_dict(sched_state)
             restore_rng_states(state["rng"], self.generator)
-            best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"]}
+            best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"],
+                    "weights": state["best_weights"]}
             return state["epoch"], list(state["history"]), best
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(
