@@ -174,8 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")
     cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml ...] [key=value ...]")
     cmp_.add_argument("--presets", default=None,
-                      help="comma-separated presets (one config: default independent,kd,ml,kd+ml; "
-                           "several configs: default each config's own preset)")
+                      help="comma-separated presets run with every config (default: each config's own preset)")
     cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")
     cmp_.add_argument("--seeds", type=int, default=3)
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")

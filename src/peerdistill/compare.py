@@ -21,7 +21,6 @@ from .metrics import ranking_score
 from .report import comparison_markdown, mean_std, pm
 
 BEST_STUDENT = "best student"
-DEFAULT_PRESETS = ("independent", "kd", "ml", "kd+ml")
 
 
 @dataclass
@@ -47,9 +46,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             out: str | Path | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
-    ``configs`` are unvalidated config mappings. With one config, the rows are ``presets``
-    (default: independent, kd, ml, kd+ml); with several, each config is a row with its own
-    preset (or one row per config and preset when ``presets`` is given). The data split
+    ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
+    own preset. Rows are labelled by preset when there is one config, else by config name (and
+    preset, when ``presets`` is given). The data split
     (``data.split_seed``) is each config's own and the same for all its runs. Finished runs
     with the same config are reused."""
     if seeds < 1:
@@ -60,7 +59,6 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     console = console or Console()
     bases = [validate(copy.deepcopy(tree), f"config {i + 1}") for i, tree in enumerate(configs)]
     if len(configs) == 1:
-        presets = presets or list(DEFAULT_PRESETS)
         directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
     else:
         names = [b.name for b in bases]
