@@ -57,7 +57,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if not configs:
         raise ConfigError("compare needs at least one config")
     console = console or Console()
-    bases = [validate(copy.deepcopy(tree), f"config {i + 1}") for i, tree in enumerate(configs)]
+    # Each config is checked as it will run: with the first preset it is given, if any.
+    bases = [validate(_setting_tree(tree, presets[0], None, None, None) if presets else copy.deepcopy(tree),
+                      f"config {i + 1}") for i, tree in enumerate(configs)]
     if len(configs) == 1:
         directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
     else:
@@ -72,7 +74,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             settings.append((label, tree, preset))
     runs: list[dict[str, Any]] = []
     for label, tree, preset in settings:
-        base_seed = validate(copy.deepcopy(tree)).seed
+        base_seed = validate(_setting_tree(tree, preset, None, None, None)).seed
         for i in range(seeds):
             cfg = validate(_setting_tree(tree, preset, base_seed + i, f"{_safe(label)}-seed{base_seed + i}",
                                          directory), f"config of {label}")
@@ -103,13 +105,18 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     return Comparison(rows, directory, markdown)
 
 
-def _setting_tree(tree: dict[str, Any], preset: str, seed: int, name: str, directory: Path) -> dict[str, Any]:
+def _setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str | None,
+                  directory: Path | None) -> dict[str, Any]:
+    """The config of one run of a setting (``None`` keeps the config's own value)."""
     out = copy.deepcopy(tree)
     distill = dict(out.get("distill") or {})
     if distill.get("preset", "kd+ml") != preset:
         distill["edges"] = None
     distill["preset"] = preset
-    out.update(distill=distill, seed=seed, name=name, out_dir=str(directory))
+    out["distill"] = distill
+    for key, value in (("seed", seed), ("name", name), ("out_dir", str(directory) if directory else None)):
+        if value is not None:
+            out[key] = value
     return out
 
 
