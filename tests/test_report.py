@@ -78,6 +78,9 @@ def test_run_report_of_a_classification_run(digits_run):
     for name in ("teacher", "student1", "student2", "ensemble"):
         assert name in page
     assert "Predictions skipped" not in page
+    costs = page[page.index("<h2>Model costs</h2>"):]
+    student = meta["costs"]["student1"]
+    assert f"<td>{student['macs'] / 1e6:.2f}</td>" in costs and f"<td>{student['compression']:.2f}</td>" in costs
 
 
 def test_run_report_of_a_segmentation_run(shapes_run, tmp_path):

@@ -115,7 +115,7 @@ def run_page(directory: Path) -> str:
     title = f"peerdistill run: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", run_summary_html(directory, meta, metrics),
                 learning_curves_section(metrics), test_table_section(meta, metrics),
-                predictions_section(directory, meta)]
+                costs_section(meta), predictions_section(directory, meta)]
     return page_html(title, sections)
 
 
@@ -209,6 +209,23 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
                f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
                "The ensemble averages the students' probabilities.</p>")
     return section_html("Test metrics", [caption, table_html(["model", "parameters"] + names, rows)])
+
+
+def costs_section(meta: dict[str, Any]) -> str:
+    """What each model costs to ship (run.json's ``costs``, written when training ends)."""
+    costs = meta.get("costs")
+    if not costs:
+        return section_html("Model costs", [note_html("no costs recorded (they are measured when a run completes).")])
+    rows = [[name, f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}",
+             f"{c['size_bytes'] / 1024:.1f}" if c.get("size_bytes") else "", f"{c['cpu_latency_ms']:.3f}",
+             f"{c['compression']:.2f}" if c.get("compression") is not None else ""]
+            for name, c in costs.items()]
+    caption = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
+               "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
+               "median latency on one CPU thread of the machine that trained it, and how many times fewer "
+               "parameters than the teacher.</p>")
+    header = ["model", "parameters", "MMACs", "file KiB", "CPU ms", "x smaller than teacher"]
+    return section_html("Model costs", [caption, table_html(header, rows)])
 
 
 # ---- predictions of the saved models -------------------------------------------------------
