@@ -1,0 +1,45 @@
+"""A run killed with SIGKILL at an arbitrary moment resumes to the result of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ARGS = ["train", "deterministic=true", "train.epochs=8", "train.batch_size=64", "teacher.args.width=8",
+        "students.0.args.width=4", "students.1.args.width=4", "--quiet"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "peerdistill", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path):
+    whole = run(*ARGS, f"out_dir={tmp_path}", "name=whole")
+    assert whole.returncode == 0, whole.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "peerdistill", *ARGS, f"out_dir={tmp_path}", "name=cut"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "cut" / "metrics.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill during the third epoch: after two checkpoints
+        try:
+            if len(json.loads(metrics.read_text())["epochs"]) >= 2:
+                break
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cut = json.loads(metrics.read_text())
+    assert cut["status"] == "running" and 2 <= len(cut["epochs"]) < 8
+    resumed = run("train", "--resume", str(tmp_path / "cut"), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads(metrics.read_text())
+    assert b["status"] == "complete" and len(b["epochs"]) == 8
+    assert b["test_at_best"] == a["test_at_best"] and b["best_epoch"] == a["best_epoch"]
+    assert b["epochs"][-1]["train/loss/total"] == a["epochs"][-1]["train/loss/total"]
