@@ -7,7 +7,6 @@ from typing import Any
 
 from rich.table import Table
 
-from .engine.evaluate import ENSEMBLE
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
