@@ -52,7 +52,9 @@ def capture_rng_states(data_generator: torch.Generator) -> dict[str, Any]:
 def restore_rng_states(rng: dict[str, Any], data_generator: torch.Generator) -> None:
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        # A run resumed on a machine with fewer GPUs restores the ones it has.
+        for index, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
     data_generator.set_state(rng["data"])
     version, internal, gauss = rng["python"]
     random.setstate((version, tuple(internal), gauss))

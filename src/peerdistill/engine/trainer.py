@@ -325,6 +325,12 @@ class Trainer:
             fake = align_to(out.logits[edge.target].detach(), source.shape[-2:]).float().softmax(dim=1)
             optimizer.zero_grad(set_to_none=True)
             loss = discriminator_loss(critic, x, real, fake, self.gp_weight, self.generator)
+            if not bool(torch.isfinite(loss)):
+                if self.train_spec.nonfinite == "stop":
+                    raise NonFiniteError(f"non-finite critic loss of edge '{edge.name}' at epoch "
+                                         f"{self._position[0] + 1}, step {self._position[1] + 1}; lower "
+                                         "distill.discriminator_lr or set train.nonfinite=skip")
+                continue  # skip: this critic does not learn from this step
             loss.backward()
             optimizer.step()
             terms[f"critic/{edge.name}"] = loss.detach()
