@@ -220,3 +220,26 @@ def test_pixel_auc_matches_scikit_learn_over_every_batch():
         labels.append(truth.flatten())
     expected = roc_auc_score(torch.cat(labels).numpy(), torch.cat(scores).numpy())
     assert meter.compute()["auc"] == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_non_finite_critic_loss_is_caught(tmp_path, monkeypatch, policy):
+    from peerdistill.build import make_trainer
+    from peerdistill.errors import NonFiniteError
+
+    cfg = validate({**TINY, "name": "c", "out_dir": str(tmp_path), "train": {**TINY["train"], "nonfinite": policy},
+                    "distill": {"preset": "kd", "holistic_weight": 0.1}})
+    trainer, data = make_trainer(cfg, progress=False)
+    trainer._setup(data)
+    monkeypatch.setattr("peerdistill.engine.trainer.discriminator_loss",
+                        lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    (critic,) = trainer.discriminators.values()
+    before = [p.clone() for p in critic.parameters()]
+    x, y = next(iter(trainer.train_batches))
+    if policy == "stop":
+        with pytest.raises(NonFiniteError, match="critic loss of edge 'student1/holistic<-teacher'"):
+            trainer.step(x, y)
+    else:
+        terms = trainer.step(x, y)
+        assert "critic/student1/holistic<-teacher" not in terms and "total" in terms
+        assert all(torch.equal(a, b) for a, b in zip(before, critic.parameters()))
