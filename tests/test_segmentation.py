@@ -233,8 +233,8 @@ def test_non_finite_critic_loss_is_caught(tmp_path, monkeypatch, policy):
     trainer._setup(data)
     monkeypatch.setattr("peerdistill.engine.trainer.discriminator_loss",
                         lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
-    (critic,) = trainer.discriminators.values()
-    before = [p.clone() for p in critic.parameters()]
+    critics = list(trainer.discriminators.values())  # one per student
+    before = [[p.clone() for p in c.parameters()] for c in critics]
     x, y = next(iter(trainer.train_batches))
     if policy == "stop":
         with pytest.raises(NonFiniteError, match="critic loss of edge 'student1/holistic<-teacher'"):
@@ -242,4 +242,5 @@ def test_non_finite_critic_loss_is_caught(tmp_path, monkeypatch, policy):
     else:
         terms = trainer.step(x, y)
         assert "critic/student1/holistic<-teacher" not in terms and "total" in terms
-        assert all(torch.equal(a, b) for a, b in zip(before, critic.parameters()))
+        for saved, critic in zip(before, critics):
+            assert all(torch.equal(a, b) for a, b in zip(saved, critic.parameters()))
