@@ -88,12 +88,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
             raise DataError("--save-masks is for segmentation runs")
         from .pictures import save_mask_pictures
 
-        save_mask_pictures(cohort, task, _on_device(data.split(split), dev), Path(run_dir) / "eval" / split,
+        save_mask_pictures(cohort, task, _DeviceView(data.split(split), dev), Path(run_dir) / "eval" / split,
                            save_masks, meta.get("data_stats"), window, trained.window_overlap)
     return scores
 
 
-class _on_device:
+class _DeviceView:
     """Index a dataset, moving samples to the device the models are on."""
 
     def __init__(self, data, device):

@@ -3,6 +3,4 @@
 from .classification import ClassificationTask
 from .segmentation import SegmentationTask
 
-TASKS = {"classification": ClassificationTask, "segmentation": SegmentationTask}
-
-__all__ = ["ClassificationTask", "SegmentationTask", "TASKS"]
+__all__ = ["ClassificationTask", "SegmentationTask"]

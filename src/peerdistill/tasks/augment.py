@@ -10,7 +10,6 @@ TRANSFORMS = {
     "vflip": lambda t: t.flip(-2),
     "rot90": lambda t: t.rot90(1, (-2, -1)),
 }
-AUGMENTATIONS = tuple(TRANSFORMS)
 
 
 def augment_images(x: torch.Tensor, masks: torch.Tensor | None, names: tuple[str, ...],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,13 +50,10 @@ class ClassificationTask:
     def new_meter(self) -> ProbabilityMeter:
         return ProbabilityMeter()
 
-    def metrics(self, probabilities: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        return classification_metrics(probabilities, targets)
-
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         return (augment_images(x, None, self.augmentations, generator)[0], y) if self.augmentations else (x, y)
 
-    def check_output(self, name: str, logits: torch.Tensor, batch: int, input_size=None) -> None:
+    def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
         """Every model must produce [batch, num_classes] logits for this data."""
         expected = (batch, self.num_classes)
         if tuple(logits.shape) != expected:

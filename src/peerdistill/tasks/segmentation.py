@@ -63,7 +63,7 @@ class SegmentationTask:
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         return augment_images(x, y, self.augmentations, generator) if self.augmentations else (x, y)
 
-    def check_output(self, name: str, logits: torch.Tensor, batch: int, input_size=None) -> None:
+    def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
         if logits.ndim != 4 or logits.shape[0] != batch or logits.shape[1] != self.num_classes:
             raise DataError(
                 f"model '{name}' outputs {tuple(logits.shape)}; segmentation needs [batch, {self.num_classes}, H, W] "
