@@ -10,6 +10,7 @@ import time
 import pytest
 
 ARGS = ["train", "deterministic=true", "train.epochs=8", "train.batch_size=64", "teacher.args.width=8",
+        "train.checkpoint_every_steps=4",
         "students.0.args.width=4", "students.1.args.width=4", "--quiet"]
 
 

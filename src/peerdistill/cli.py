@@ -35,6 +35,7 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 
 def cmd_train(ns: argparse.Namespace) -> int:
     from .build import run_dir_for, train_from_config
+    from .engine.distributed import launched_world
     from .report import results_table
     from .runs import task_for
 
@@ -51,6 +52,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
         run_dir = run_dir_for(cfg)
     result = train_from_config(cfg, run_dir=run_dir, overwrite=ns.overwrite, resume=bool(ns.resume),
                                progress=not ns.quiet)
+    if launched_world()[0] != 0:  # under torchrun the main process alone reports
+        return 0
     from .engine.artifacts import read_json
 
     meta = read_json(run_dir / "run.json")

@@ -169,14 +169,17 @@ class Cohort:
         for m in self.members:
             m.module.eval()
 
-    def forward(self, x: torch.Tensor) -> CohortOutput:
+    def forward(self, x: torch.Tensor, runners: dict[str, nn.Module] | None = None) -> CohortOutput:
         """Each model exactly once. Frozen models run under inference mode (no autograd graph);
-        their outputs are cloned out of inference mode so losses may read them."""
+        their outputs are cloned out of inference mode so losses may read them. ``runners``
+        replaces a member's module by a wrapper of it for this call (DistributedDataParallel
+        during training)."""
+        runners = runners or {}
         out = CohortOutput()
         for m in self.members:
             context = torch.inference_mode() if m.frozen else contextlib.nullcontext()
             with context:
-                raw = m.module(x)
+                raw = runners.get(m.name, m.module)(x)
                 recorded = self._recorders[m.name].take() if m.name in self._recorders else {}
             _collect(out, m, raw, recorded, clone=m.frozen)
         return out

@@ -178,6 +178,15 @@ class TrainSpec(_Strict):
     segmentation_loss: Literal["ce", "ce+dice"] = Field(
         default="ce+dice", description="supervised loss of segmentation models: cross-entropy, plus soft Dice"
     )
+    sync_batchnorm: bool = Field(
+        default=False, description="under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)"
+    )
+    checkpoint_every_steps: int = Field(
+        default=0, ge=0, description="also write the resume checkpoint every N steps inside an epoch (0: off)"
+    )
+    checkpoint_every_minutes: float = Field(
+        default=10.0, ge=0, description="also write the resume checkpoint inside an epoch at this interval (0: off)"
+    )
 
 
 class LogSpec(_Strict):

@@ -59,6 +59,16 @@ class SegmentationMeter:
         if self.hd95:
             self._hausdorff(pred, targets, valid)
 
+    def merge(self, other: "SegmentationMeter") -> None:
+        """Add another meter's images and pixels (another process's share of the split)."""
+        for c in range(self.k):
+            self.dice[c] += other.dice[c]
+            self.iou[c] += other.iou[c]
+        self.confusion += other.confusion
+        self.hd += other.hd
+        self.positive_hist += other.positive_hist
+        self.negative_hist += other.negative_hist
+
     def _image(self, pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
         for c in range(self.k):
             p, t = (pred == c) & valid, (truth == c) & valid

@@ -2,6 +2,13 @@
 
 In-memory tensors are batched directly from (device) memory, with no per-sample Python
 indexing or worker processes; any other ``Dataset`` goes through a ``DataLoader``.
+
+Every batcher draws an epoch's order eagerly from one shared generator when ``iterate`` is
+called, so (a) a resumed run can rebuild a half-finished epoch from the generator's state at
+its start and continue at batch ``start``, and (b) under torchrun every process draws the
+same order and keeps only its share of each batch: ``shard=(rank, world)`` takes the
+positions ``rank, rank + world, ...`` of every global batch, so the union over processes is
+exactly the batch a single process would have seen.
 """
 
 from __future__ import annotations
@@ -11,54 +18,102 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import ConfigError
 from .splits import TensorData
 
+Shard = tuple[int, int]  # (rank, world size)
 
-class TensorBatches:
+
+def _check_shard(batch_size: int, shard: Shard, training: bool) -> None:
+    rank, world = shard
+    if training and batch_size % world:
+        raise ConfigError(f"train.batch_size={batch_size} is the global batch and must be divisible by the "
+                          f"{world} processes; use a multiple of {world}")
+
+
+class _OrderedBatches:
+    """The shared logic: an order per epoch, global batches of it, this process's share."""
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
+                 drop_last: bool, shard: Shard):
+        _check_shard(batch_size, shard, training=shuffle)
+        self.n, self.batch_size, self.shuffle, self.generator = n, batch_size, shuffle, generator
+        self.drop_last, self.shard = drop_last, shard
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def index_batches(self, start: int = 0) -> list[torch.Tensor]:
+        """This process's sample indices of batches ``start, start + 1, ...`` of this epoch."""
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        rank, world = self.shard
+        batches = []
+        for b in range(start, len(self)):
+            batch = order[b * self.batch_size:(b + 1) * self.batch_size][rank::world]
+            if len(batch):  # a last, short evaluation batch may leave some processes nothing
+                batches.append(batch)
+        return batches
+
+    def __iter__(self):
+        return self.iterate()
+
+
+class TensorBatches(_OrderedBatches):
     """Shuffled (or ordered) mini-batches of a ``TensorData`` kept on ``device``."""
 
     def __init__(self, data: TensorData, batch_size: int, device: torch.device, *, shuffle: bool,
-                 generator: torch.Generator | None = None, drop_last: bool = False):
+                 generator: torch.Generator | None = None, drop_last: bool = False, shard: Shard = (0, 1)):
+        super().__init__(len(data.y), batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
+                         shard=shard)
         self.x, self.y = data.x.to(device), data.y.to(device)
-        self.batch_size, self.shuffle, self.generator, self.drop_last = batch_size, shuffle, generator, drop_last
 
-    def __len__(self) -> int:
-        n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.y)
-        order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
-        for b in range(len(self)):
-            sl = slice(b * self.batch_size, min((b + 1) * self.batch_size, n))
-            if order is None:
-                yield self.x[sl], self.y[sl]
-            else:
-                idx = order[sl]
-                yield self.x[idx], self.y[idx]
+    def iterate(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = [idx.to(self.x.device) for idx in self.index_batches(start)]
+        return ((self.x[idx], self.y[idx]) for idx in batches)
 
 
-class DeviceLoader:
-    """A ``DataLoader`` whose batches are moved to ``device``."""
+class _BatchList:
+    """A batch sampler whose batches are replaced every epoch (it runs in the main process, so
+    persistent workers see the new order)."""
 
-    def __init__(self, loader: DataLoader, device: torch.device):
-        self.loader, self.device = loader, device
-
-    def __len__(self) -> int:
-        return len(self.loader)
+    def __init__(self):
+        self.batches: list[list[int]] = []
 
     def __iter__(self):
-        for x, y in self.loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class DatasetBatches(_OrderedBatches):
+    """Any map-style ``Dataset`` through a ``DataLoader`` (workers, pinned memory), with the
+    order drawn like ``TensorBatches`` and batches moved to ``device``."""
+
+    def __init__(self, data: Dataset, batch_size: int, device: torch.device, *, shuffle: bool,
+                 generator: torch.Generator | None = None, num_workers: int = 0, drop_last: bool = False,
+                 shard: Shard = (0, 1)):
+        super().__init__(len(data), batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
+                         shard=shard)
+        self.device = device
+        self.sampler = _BatchList()
+        self.loader = DataLoader(data, batch_sampler=self.sampler, num_workers=num_workers,
+                                 pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+
+    def iterate(self, start: int = 0):
+        self.sampler.batches = [b.tolist() for b in self.index_batches(start)]
+        loader = iter(self.loader)
+        return ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in loader)
 
 
 def make_batches(data: Dataset, batch_size: int, device: torch.device, *, shuffle: bool,
-                 generator: torch.Generator | None = None, num_workers: int = 0, drop_last: bool = False):
+                 generator: torch.Generator | None = None, num_workers: int = 0, drop_last: bool = False,
+                 shard: Shard = (0, 1)):
     if isinstance(data, TensorData):
-        return TensorBatches(data, batch_size, device, shuffle=shuffle, generator=generator, drop_last=drop_last)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", drop_last=drop_last)
-    return DeviceLoader(loader, device)
+        return TensorBatches(data, batch_size, device, shuffle=shuffle, generator=generator, drop_last=drop_last,
+                             shard=shard)
+    return DatasetBatches(data, batch_size, device, shuffle=shuffle, generator=generator, num_workers=num_workers,
+                          drop_last=drop_last, shard=shard)
 
 
 class PatchBatches:
@@ -66,31 +121,43 @@ class PatchBatches:
 
     Each epoch draws ``per_image`` crops per image; a share ``foreground`` of them is centred
     on a random foreground pixel (class > 0, not ignored), the rest anywhere. Crops stay
-    inside the image (images smaller than the patch are used whole)."""
+    inside the image (images smaller than the patch are used whole). Every process draws every
+    crop of a global batch (the generator stays shared) and cuts only its own share."""
 
     def __init__(self, data: TensorData, patch: int, per_image: int, batch_size: int, device: torch.device,
-                 generator: torch.Generator, foreground: float = 0.0):
+                 generator: torch.Generator, foreground: float = 0.0, shard: Shard = (0, 1)):
+        _check_shard(batch_size, shard, training=True)
         self.x, self.y = data.x.to(device), data.y.to(device)
         self.patch, self.batch_size, self.generator, self.foreground = patch, batch_size, generator, foreground
+        self.shard = shard
         self.total = len(self.y) * per_image
         self._fg = [torch.nonzero((m > 0) & (m != 255)).cpu() for m in data.y]
 
     def __len__(self) -> int:
         return max(1, self.total // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self):
+        return self.iterate()
+
+    def iterate(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Crops are drawn batch by batch, so continuing at ``start`` only needs the generator's
+        state of that moment."""
+        return (self._batch() for _ in range(start, len(self)))
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = self.x.shape[-2:]
         ph, pw = min(self.patch, h), min(self.patch, w)
-        for _ in range(len(self)):
-            xs, ys = [], []
-            for _ in range(self.batch_size):
-                i = int(torch.randint(len(self.y), (1,), generator=self.generator))
-                if self.foreground and len(self._fg[i]) and float(torch.rand(1, generator=self.generator)) < self.foreground:
-                    cy, cx = self._fg[i][int(torch.randint(len(self._fg[i]), (1,), generator=self.generator))].tolist()
-                    top, left = min(max(cy - ph // 2, 0), h - ph), min(max(cx - pw // 2, 0), w - pw)
-                else:
-                    top = int(torch.randint(h - ph + 1, (1,), generator=self.generator))
-                    left = int(torch.randint(w - pw + 1, (1,), generator=self.generator))
+        rank, world = self.shard
+        xs, ys = [], []
+        for j in range(self.batch_size):
+            i = int(torch.randint(len(self.y), (1,), generator=self.generator))
+            if self.foreground and len(self._fg[i]) and float(torch.rand(1, generator=self.generator)) < self.foreground:
+                cy, cx = self._fg[i][int(torch.randint(len(self._fg[i]), (1,), generator=self.generator))].tolist()
+                top, left = min(max(cy - ph // 2, 0), h - ph), min(max(cx - pw // 2, 0), w - pw)
+            else:
+                top = int(torch.randint(h - ph + 1, (1,), generator=self.generator))
+                left = int(torch.randint(w - pw + 1, (1,), generator=self.generator))
+            if j % world == rank:
                 xs.append(self.x[i, :, top:top + ph, left:left + pw])
                 ys.append(self.y[i, top:top + ph, left:left + pw])
-            yield torch.stack(xs), torch.stack(ys)
+        return torch.stack(xs), torch.stack(ys)

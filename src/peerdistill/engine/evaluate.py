@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -29,9 +29,10 @@ def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = 
 
 @torch.no_grad()
 def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | None = None,
-             overlap: float = 0.5) -> dict[str, dict[str, float]]:
+             overlap: float = 0.5, merge: Callable[[dict], dict] | None = None) -> dict[str, dict[str, float]]:
     """``{output or 'ensemble': {metric: value}}`` for every output (models and their heads)
-    and the students' ensemble, accumulated batch by batch."""
+    and the students' ensemble, accumulated batch by batch. ``merge`` combines the meters of
+    every process (each scored its share of the split), so metrics cover the whole split."""
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     head_ensembles = cohort.head_ensembles()
@@ -43,7 +44,18 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
             probs[key] = task.ensemble([probs[n] for n in names])
         for name, p in probs.items():
             meters[name].update(p, y)
+    if merge is not None:
+        meters = merge(meters)
     return {name: meter.compute() for name, meter in meters.items()}
+
+
+def merge_meters(per_process: list[dict]) -> dict:
+    """One meter per output holding what every process's meter saw."""
+    merged = per_process[0]
+    for meters in per_process[1:]:
+        for name, meter in meters.items():
+            merged[name].merge(meter)
+    return merged
 
 
 @torch.no_grad()

@@ -29,12 +29,12 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
-    def start_epoch(self, epoch: int, epochs: int, steps: int):
+    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0):
         if self._bar is None:
             return None
         if self._epochs is None:
             self._epochs = self._bar.add_task("epochs", total=epochs, completed=epoch, status="")
-        return self._bar.add_task(f"epoch {epoch + 1}", total=steps, status="")
+        return self._bar.add_task(f"epoch {epoch + 1}", total=steps, completed=done, status="")
 
     def advance(self, task_id) -> None:
         if self._bar is not None:

@@ -17,15 +17,17 @@ from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..errors import CheckpointError, ConfigError, NonFiniteError
+from ..errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError
 from ..metrics import ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..costs import model_costs
 from ..models.heads import HeadedModel
 from ..spatial import align_to
+from . import distributed
 from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
-from .evaluate import ENSEMBLE, evaluate
+from .distributed import World
+from .evaluate import ENSEMBLE, evaluate, merge_meters
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
 from .resume import capture_rng_states, load_resume_state, restore_rng_states, save_resume_state
@@ -107,6 +109,8 @@ class Trainer:
         self.discriminator_optimizers: dict[str, torch.optim.Optimizer] = {}
         self.skipped_steps = 0
         self._position = (0, 0)
+        self.world = World()
+        self.runners: dict[str, nn.Module] = {}  # DDP wrappers of trained models under torchrun
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
         model, _, metric = monitor.partition("/")
@@ -120,24 +124,31 @@ class Trainer:
 
     # ---- set-up -------------------------------------------------------------------------
     def _setup(self, data: DataSplits) -> None:
+        self.device = distributed.process_device(self.device)
+        self.world = distributed.join(self.device)
         seed_everything(self.seed, self.deterministic)
         self.cohort.to(self.device)
+        # The data order: one generator, in step on every process (each keeps its share).
         self.generator = torch.Generator().manual_seed(self.seed)
         ts = self.train_spec
+        shard = (self.world.rank, self.world.size)
         drop_last = len(data.train) > ts.batch_size
         if self.patches:
             if not isinstance(data.train, TensorData):
                 raise ConfigError("patch training needs in-memory images (a folders or arrays dataset)")
             self.train_batches = PatchBatches(data.train, self.patches["size"], self.patches["per_image"],
-                                              ts.batch_size, self.device, self.generator, self.patches["foreground"])
+                                              ts.batch_size, self.device, self.generator, self.patches["foreground"],
+                                              shard=shard)
         else:
             self.train_batches = make_batches(data.train, ts.batch_size, self.device, shuffle=True,
-                                              generator=self.generator, num_workers=ts.num_workers, drop_last=drop_last)
+                                              generator=self.generator, num_workers=ts.num_workers,
+                                              drop_last=drop_last, shard=shard)
         self.val_batches = make_batches(data.val, ts.eval_batch_size, self.device, shuffle=False,
-                                        num_workers=ts.num_workers)
+                                        num_workers=ts.num_workers, shard=shard)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
-                                         num_workers=ts.num_workers)
+                                         num_workers=ts.num_workers, shard=shard)
         self._probe()
+        self._distribute()
         self.optimizers = {
             m.name: build_optimizer(m.module, self.optim_spec, m.lr, extra=self._connector_params(m.name))
             for m in self.cohort.trainable
@@ -178,6 +189,34 @@ class Trainer:
             for e in adversarial
         }).to(self.device)
 
+    def _distribute(self) -> None:
+        """Under torchrun: every trained model in DDP (a frozen teacher never: it has no
+        gradients to share), the edges' modules started from the main process's weights."""
+        if not self.world.distributed:
+            if self.train_spec.sync_batchnorm:
+                self.run_info["sync_batchnorm"] = "ignored: a single process"
+            return
+        sync = self.train_spec.sync_batchnorm
+        if sync and self.device.type != "cuda":
+            raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
+                              "set train.sync_batchnorm=false for CPU runs")
+        for m in self.cohort.trainable:
+            if sync:  # in place, so the member, its optimizer and its saved weights all see it
+                m.module = nn.SyncBatchNorm.convert_sync_batchnorm(m.module)
+            self.runners[m.name] = distributed.wrap(self.world, m.module, self.device)
+        if sync:
+            self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
+        distributed.broadcast_state(self.world, self.connectors)
+        distributed.broadcast_state(self.world, self.discriminators)
+
+    def _step_generator(self, epoch: int, step: int) -> torch.Generator:
+        """Augmentation and other per-sample draws. One process: the run's generator. Several:
+        a generator per process and step, so processes draw differently yet stay resumable."""
+        if not self.world.distributed:
+            return self.generator
+        return torch.Generator(device="cpu").manual_seed(
+            distributed.step_seed(self.seed, epoch, step, self.world.rank))
+
     def _connector_params(self, member: str) -> list[nn.Parameter]:
         """A connector learns with the model at the learning end of its edge."""
         params = []
@@ -196,69 +235,123 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, data: DataSplits, resume: bool = False) -> FitResult:
         self._setup(data)
-        run = self._open_run_dir(data, resume)
-        history: list[dict[str, Any]] = []
-        best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
-        start_epoch = 0
+        run = self._on_main(lambda: self._open_run_dir(data, resume), share=False)
+        self._history: list[dict[str, Any]] = []
+        self._best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
+        start_epoch, start_step, partial = 0, 0, None
         if resume:
-            state = load_resume_state(run.resume_path)
-            start_epoch, history, best_meta = self._restore(state)
-            best.update(best_meta)
+            # The main process reads the checkpoint and hands it over (no shared disk needed).
+            state = self._on_main(lambda: load_resume_state(self.run_dir_path / "checkpoints" / "last.pt"))
+            start_epoch, start_step, partial = self._restore(state)
+            if run is not None:  # a run says where it was resumed
+                meta = read_json(run.path / "run.json")
+                meta.setdefault("resumed_at", []).append({"epoch": start_epoch + 1, "step": start_step})
+                write_json(run.path / "run.json", meta)
         epochs = self.train_spec.epochs
         if start_epoch >= epochs:
-            raise CheckpointError(f"run '{run.path}' already finished all {epochs} epochs: nothing to resume")
-        with Progress(enabled=self.show_progress) as progress:
+            raise CheckpointError(f"run '{self.run_dir_path}' already finished all {epochs} epochs: nothing to resume")
+        self._run, self._last_checkpoint = run, time.monotonic()
+        with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             for epoch in range(start_epoch, epochs):
                 started = time.perf_counter()
-                losses = self._train_epoch(epoch, progress)
+                losses = self._train_epoch(epoch, progress, start_step if epoch == start_epoch else 0, partial)
                 val = self._evaluate(self.val_batches)
                 row = self._row(epoch, losses, val, time.perf_counter() - started)
-                history.append(row)
+                self._history.append(row)
                 score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
-                if score > best["score"] or (best["epoch"] < 0 and epoch == epochs - 1):
+                if score > self._best["score"] or (self._best["epoch"] < 0 and epoch == epochs - 1):
                     # The last epoch stands in when the monitor was never finite (say, AUC on a
                     # validation split lacking a class), so a run always ships weights.
-                    best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
+                    self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
                     if run is not None:
                         self._save_models(run)
                 for scheduler in self.schedulers.values():
                     scheduler.step()
                 progress.epoch_done(epoch, epochs, row, self.monitor_model, self.monitor_metric)
                 if run is not None:
-                    self._write_progress(run, history, best, epoch)
-                for callback in self.callbacks:
-                    callback(epoch, row)
+                    self._write_progress(run, epoch)
+                if self.world.is_main:
+                    for callback in self.callbacks:
+                        callback(epoch, row)
         test_last = self._evaluate(self.test_batches)
-        self._load_snapshot(best["weights"])
+        self._load_snapshot(self._best["weights"])
         test_best = self._evaluate(self.test_batches)
-        result = FitResult(history, best["epoch"], best["val"], test_best, test_last,
-                           run.path if run else None, self.monitor)
+        result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
+                           self.run_dir_path if run else None, self.monitor)
         if run is not None:
             self._write_final(run, result)
+        distributed.leave(self.world)
         return result
 
-    def _evaluate(self, batches) -> dict[str, dict[str, float]]:
-        return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap)
+    def _on_main(self, action: Callable[[], Any], share: bool = True) -> Any:
+        """Run ``action`` on the main process only; its error (a bad run directory, an unreadable
+        checkpoint) is raised on every process, so none waits forever. ``share``: hand the
+        result to the others too."""
+        result, error = None, None
+        if self.world.is_main:
+            try:
+                result = action()
+            except PeerdistillError as exc:
+                error = exc
+        error = distributed.from_main(self.world, error)
+        if error is not None:
+            raise error
+        return distributed.from_main(self.world, result) if share else result
 
-    def _train_epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
+    def _evaluate(self, batches) -> dict[str, dict[str, float]]:
+        merge = None
+        if self.world.distributed:
+            def merge(meters):
+                return merge_meters(distributed.gather_objects(self.world, meters))
+        return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge)
+
+    def _train_epoch(self, epoch: int, progress: Progress, start_step: int = 0,
+                     partial: dict[str, Any] | None = None) -> dict[str, float]:
+        """One pass over the training batches; ``start_step`` > 0 continues an epoch a resumed
+        checkpoint left half done (``partial``: the data generator's state when that epoch
+        began and the loss sums so far)."""
         self.cohort.train()
         self.connectors.train()
         self.discriminators.train()
         steps = len(self.train_batches)
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
-        task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps)
-        self.skipped_steps = 0
-        for step, (x, y) in enumerate(self.train_batches):
+        if start_step:
+            now = self.generator.get_state()
+            epoch_start = partial["epoch_data_state"]
+            self.generator.set_state(epoch_start)
+            batches = self.train_batches.iterate(start_step)  # redraws this epoch's order
+            self.generator.set_state(now)
+            sums, count, self.skipped_steps = dict(partial["sums"]), partial["count"], partial["skipped"]
+        else:
+            epoch_start = self.generator.get_state()
+            batches = self.train_batches.iterate()
+            sums, count, self.skipped_steps = {}, 0, 0
+        task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps, done=start_step)
+        for step, (x, y) in enumerate(batches, start=start_step):
             self._position = (epoch, step)
-            x, y = self.task.augment(x, y, self.generator)
+            if self.world.distributed:  # dropout masks differ per process, reproducibly
+                torch.manual_seed(distributed.step_seed(self.seed + 1, epoch, step, self.world.rank))
+            x, y = self.task.augment(x, y, self._step_generator(epoch, step))
             terms = self.step(x, y, self._ramp(epoch + step / max(steps, 1)))
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0) + value.detach()
             count += 1 if terms else 0
             progress.advance(task_id)
+            if self._run is not None and step + 1 < steps and self._checkpoint_due(step + 1):
+                partial = {"epoch_data_state": epoch_start, "sums": sums, "count": count,
+                           "skipped": self.skipped_steps}
+                save_resume_state(self._run.resume_path, self._resume_state(epoch, step + 1, partial))
+                self._last_checkpoint = time.monotonic()
         progress.finish_epoch(task_id)
+        for module in [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]:
+            distributed.broadcast_state(self.world, module, parameters=False)  # the main's BatchNorm statistics
         return {name: float(total) / max(count, 1) for name, total in sums.items()}
+
+    def _checkpoint_due(self, steps_done: int) -> bool:
+        ts = self.train_spec
+        if ts.checkpoint_every_steps and steps_done % ts.checkpoint_every_steps == 0:
+            return True
+        return bool(ts.checkpoint_every_minutes) and (
+            time.monotonic() - self._last_checkpoint >= 60 * ts.checkpoint_every_minutes)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, ramp: float = 1.0) -> dict[str, torch.Tensor]:
         """One optimisation step of the whole cohort; returns the named loss terms (none when a
@@ -267,7 +360,7 @@ class Trainer:
         # running statistics) the forward pass is about to update.
         self._buffers_before = ([b.detach().clone() for m in self.cohort.trainable for b in m.module.buffers()]
                                 if self.train_spec.nonfinite == "skip" else None)
-        out = self.cohort.forward(x)
+        out = self.cohort.forward(x, self.runners)
         terms = {}
         for m in self.cohort.trainable:
             for name in m.output_names():
@@ -279,10 +372,12 @@ class Trainer:
         total = torch.stack(list(terms.values())).sum()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(total)):
+        # Every process takes the same branch, or DDP's collectives would wait forever.
+        if not distributed.all_true(self.world, bool(torch.isfinite(total)), self.device):
             bad = [n for n, t in terms.items() if not bool(torch.isfinite(t))]
-            return self._non_finite("loss term", bad)
+            return self._non_finite("loss term", bad or ["(on another process)"])
         total.backward()
+        distributed.average_gradients(self.world, self.connectors.parameters())
         bad = [name for name, opt in self.optimizers.items() if not _grads_finite(opt)]
         if bad:
             return self._non_finite("gradient of model", bad)
@@ -324,14 +419,16 @@ class Trainer:
             real = source.softmax(dim=1)
             fake = align_to(out.logits[edge.target].detach(), source.shape[-2:]).float().softmax(dim=1)
             optimizer.zero_grad(set_to_none=True)
-            loss = discriminator_loss(critic, x, real, fake, self.gp_weight, self.generator)
-            if not bool(torch.isfinite(loss)):
+            loss = discriminator_loss(critic, x, real, fake, self.gp_weight,
+                                      self._step_generator(*self._position))
+            if not distributed.all_true(self.world, bool(torch.isfinite(loss)), self.device):
                 if self.train_spec.nonfinite == "stop":
                     raise NonFiniteError(f"non-finite critic loss of edge '{edge.name}' at epoch "
                                          f"{self._position[0] + 1}, step {self._position[1] + 1}; lower "
                                          "distill.discriminator_lr or set train.nonfinite=skip")
                 continue  # skip: this critic does not learn from this step
             loss.backward()
+            distributed.average_gradients(self.world, critic.parameters())
             optimizer.step()
             terms[f"critic/{edge.name}"] = loss.detach()
         return terms
@@ -399,6 +496,9 @@ class Trainer:
             "edges": self.graph.to_list(),
             "connectors": dict(self._connector_keys),
             "discriminators": dict(self._discriminator_keys),
+            # train.batch_size is the global batch: each of the processes takes its share.
+            "processes": self.world.size,
+            "batch_per_process": self.train_spec.batch_size // self.world.size,
             **self.run_info,
         }
         write_json(run.path / "run.json", info)
@@ -413,12 +513,13 @@ class Trainer:
             if len(modules):
                 save_weights(modules, run.path / EDGE_FILES[key])
 
-    def _write_progress(self, run: RunDir, history, best, epoch: int) -> None:
-        run.write_metrics_csv(history)
-        write_json(run.path / "metrics.json", {"epochs": history, "best_epoch": best["epoch"] + 1,
+    def _write_progress(self, run: RunDir, epoch: int) -> None:
+        run.write_metrics_csv(self._history)
+        write_json(run.path / "metrics.json", {"epochs": self._history, "best_epoch": self._best["epoch"] + 1,
                                                "monitor": self.monitor, "status": "running",
                                                "roles": self.cohort.roles()})
-        save_resume_state(run.resume_path, self._resume_state(epoch, history, best))
+        save_resume_state(run.resume_path, self._resume_state(epoch + 1))
+        self._last_checkpoint = time.monotonic()
 
     def _write_final(self, run: RunDir, result: FitResult) -> None:
         write_json(run.path / "metrics.json", {
@@ -449,10 +550,15 @@ class Trainer:
         return model_costs(modules, shape, {n: run.model_path(n) for n in modules}, reference=teacher)
 
     # ---- resume -------------------------------------------------------------------------
-    def _resume_state(self, epoch: int, history, best) -> dict[str, Any]:
+    def _resume_state(self, epoch: int, step: int = 0, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Where to go on: epoch ``epoch`` (0-based) at batch ``step``; a half-done epoch also
+        keeps ``partial`` (its data generator state at the start, the loss sums so far)."""
+        best = self._best
         return {
-            "epoch": epoch + 1,
-            "history": history,
+            "epoch": epoch,
+            "step": step,
+            "partial": partial,
+            "history": self._history,
             "best_epoch": best["epoch"],
             "best_score": best["score"],
             "best_val": best["val"],
@@ -476,9 +582,13 @@ class Trainer:
             for name, sched_state in state["schedulers"].items():
                 self.schedulers[name].load_state_dict(sched_state)
             restore_rng_states(state["rng"], self.generator)
-            best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"],
-                    "weights": state["best_weights"]}
-            return state["epoch"], list(state["history"]), best
+            self._best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"],
+                          "weights": state["best_weights"]}
+            self._history = list(state["history"])
+            partial = state.get("partial")
+            if partial:
+                partial["sums"] = {k: v.to(self.device) for k, v in partial["sums"].items()}
+            return state["epoch"], state.get("step", 0), partial
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(
                 f"the resume checkpoint does not fit this cohort ({exc}); was the config changed?"

@@ -20,6 +20,10 @@ class ProbabilityMeter:
         self.probs.append(probs.float().cpu())
         self.targets.append(targets.cpu())
 
+    def merge(self, other: "ProbabilityMeter") -> None:
+        self.probs += other.probs
+        self.targets += other.targets
+
     def compute(self) -> dict[str, float]:
         return classification_metrics(torch.cat(self.probs).numpy(), torch.cat(self.targets).numpy())
 

@@ -1,0 +1,136 @@
+"""Running under ``torchrun``: the process group, this process's place in it, and the few
+collective operations the trainer needs.
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; with ``WORLD_SIZE`` > 1 the
+trainer joins (or reuses) the default process group: NCCL when training on CUDA, gloo on
+the CPU. Without torchrun everything here is a no-op for a world of one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # this trainer started the process group, so it ends it
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes files and draws progress."""
+        return self.rank == 0
+
+
+def launched_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the launcher's environment; (0, 1, 0) without one."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def process_device(device: torch.device) -> torch.device:
+    """Under torchrun every process drives the GPU of its local rank."""
+    _, size, local_rank = launched_world()
+    if size > 1 and device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
+                              "start torchrun with --nproc-per-node at most the number of GPUs")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return device
+
+
+def join(device: torch.device) -> World:
+    """This process's place; joins the default process group when launched with several."""
+    rank, size, local_rank = launched_world()
+    if size <= 1:
+        return World()
+    owns = False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        owns = True
+    return World(dist.get_rank(), dist.get_world_size(), local_rank, owns)
+
+
+def leave(world: World) -> None:
+    if world.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def all_true(world: World, flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on every process (so all take the same branch)."""
+    if not world.distributed:
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def gather_objects(world: World, obj: Any) -> list[Any]:
+    """Every process's ``obj`` (picklable), in rank order, on every process."""
+    if not world.distributed:
+        return [obj]
+    gathered: list[Any] = [None] * world.size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def from_main(world: World, obj: Any) -> Any:
+    """The main process's ``obj`` on every process."""
+    if not world.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def average_gradients(world: World, parameters) -> None:
+    """What DDP does for a model, for the small modules of knowledge edges (connectors and
+    critics; a critic's gradient penalty needs a double backward, which DDP does not support)."""
+    if not world.distributed:
+        return
+    for p in parameters:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(world.size)
+
+
+def broadcast_state(world: World, module: nn.Module, parameters: bool = True) -> None:
+    """Copy the main process's weights (``parameters``) and buffers to every process. DDP syncs
+    buffers (BatchNorm statistics) at the start of a forward, so after an epoch's last step they
+    must be sent once more before evaluation and saving."""
+    if not world.distributed:
+        return
+    tensors = (list(module.parameters()) if parameters else []) + list(module.buffers())
+    with torch.no_grad():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
+
+
+def wrap(world: World, module: nn.Module, device: torch.device) -> nn.Module:
+    """A trained model under DistributedDataParallel."""
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """A seed for one process's random draws at one step: distinct per process, and a pure
+    function of the position so a resumed run draws the same numbers without saving the
+    states of every process."""
+    return (seed * 1_000_003 + epoch * 100_003 + step * 101 + rank * 7_919) % 2**63

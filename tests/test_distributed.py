@@ -1,0 +1,229 @@
+"""torchrun: each process's share of the data, metrics over the whole split, a 2-process CPU run
+(gloo) that ends with identical weights everywhere and files written by the main process only,
+and resuming in the middle of an epoch."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from peerdistill.build import train_from_config
+from peerdistill.cohort import Cohort
+from peerdistill.config import validate
+from peerdistill.data.loaders import DatasetBatches, PatchBatches, TensorBatches
+from peerdistill.data.splits import TensorData
+from peerdistill.engine import Trainer
+from peerdistill.engine.evaluate import evaluate, merge_meters
+from peerdistill.engine.resume import load_resume_state
+from peerdistill.errors import ConfigError
+from peerdistill.models import SmallCNN
+from peerdistill.tasks import ClassificationTask, SegmentationTask
+
+CPU = torch.device("cpu")
+
+
+def numbered(n: int, size: int = 4) -> TensorData:
+    """Images whose pixels all hold their own index, so a batch says which samples it has."""
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, size, size).contiguous()
+    return TensorData(x, torch.arange(n))
+
+
+def shares(make, world: int):
+    return [list(make((rank, world))) for rank in range(world)]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_the_shares_of_a_global_batch_are_the_single_process_batch(world):
+    data = numbered(50)
+    make = lambda shard: TensorBatches(data, 12, CPU, shuffle=True, generator=torch.Generator().manual_seed(5),
+                                       drop_last=True, shard=shard)
+    whole = list(make((0, 1)))
+    parts = shares(make, world)
+    assert all(len(p) == len(whole) == 4 for p in parts)
+    for b, (_, y) in enumerate(whole):
+        assert [len(p[b][1]) for p in parts] == [12 // world] * world
+        joined = torch.cat([p[b][1] for p in parts])
+        assert sorted(joined.tolist()) == sorted(y.tolist())
+
+
+def test_evaluation_shards_cover_the_split_once_without_padding():
+    data = numbered(23)
+    parts = shares(lambda shard: TensorBatches(data, 8, CPU, shuffle=False, shard=shard), 2)
+    seen = torch.cat([y for p in parts for _, y in p])
+    assert sorted(seen.tolist()) == list(range(23))
+
+
+def test_a_dataset_through_a_dataloader_is_sharded_the_same_way():
+    data = numbered(40)
+    dataset = TensorDataset(data.x, data.y)
+    tensors = shares(lambda s: TensorBatches(data, 10, CPU, shuffle=True, generator=torch.Generator().manual_seed(1),
+                                             drop_last=True, shard=s), 2)
+    loaded = shares(lambda s: DatasetBatches(dataset, 10, CPU, shuffle=True, generator=torch.Generator().manual_seed(1),
+                                             drop_last=True, shard=s), 2)
+    for rank in range(2):
+        assert [y.tolist() for _, y in tensors[rank]] == [y.tolist() for _, y in loaded[rank]]
+
+
+def test_patch_shares_are_the_single_process_crops():
+    x = torch.rand(3, 1, 20, 20)
+    y = (torch.rand(3, 20, 20) > 0.7).long()
+    make = lambda shard: PatchBatches(TensorData(x, y), 8, per_image=8, batch_size=6, device=CPU,
+                                      generator=torch.Generator().manual_seed(2), foreground=0.5, shard=shard)
+    whole = list(make((0, 1)))
+    parts = shares(make, 2)
+    for b, (wx, _) in enumerate(whole):
+        assert torch.equal(parts[0][b][0], wx[0::2]) and torch.equal(parts[1][b][0], wx[1::2])
+
+
+def test_resuming_inside_an_epoch_starts_at_the_saved_batch():
+    data = numbered(40)
+    generator = torch.Generator().manual_seed(9)
+    batches = TensorBatches(data, 8, CPU, shuffle=True, generator=generator, drop_last=True)
+    start = generator.get_state()
+    whole = [y.tolist() for _, y in batches.iterate()]
+    generator.set_state(start)
+    assert [y.tolist() for _, y in batches.iterate(3)] == whole[3:]
+
+
+def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused():
+    with pytest.raises(ConfigError, match="divisible by the 2 processes"):
+        TensorBatches(numbered(20), 7, CPU, shuffle=True, generator=torch.Generator(), shard=(0, 2))
+
+
+def _evaluate_in_shares(cohort, task, data, world=2):
+    """As under torchrun: each 'process' scores its share; the meters are merged at the end."""
+    collected = []
+    for rank in reversed(range(world)):  # the main process merges last, as it holds the rest
+        batches = TensorBatches(data, 7, CPU, shuffle=False, shard=(rank, world))
+        if rank:
+            evaluate(cohort, task, batches, merge=lambda meters: collected.append(meters) or meters)
+        else:
+            merged = evaluate(cohort, task, batches, merge=lambda meters: merge_meters([meters, *collected]))
+    return merged
+
+
+def test_classification_metrics_from_shares_equal_the_whole_split(tiny_data):
+    torch.manual_seed(0)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)], teacher=SmallCNN(1, 3, width=8))
+    task = ClassificationTask(3)
+    whole = evaluate(cohort, task, TensorBatches(tiny_data.test, 7, CPU, shuffle=False))
+    shared = _evaluate_in_shares(cohort, task, tiny_data.test)
+    assert set(shared) == set(whole)
+    for model in whole:
+        assert shared[model] == pytest.approx(whole[model], abs=1e-12)
+
+
+class _Blob(nn.Module):
+    """A fixed per-pixel segmenter: foreground where the image is bright (no training needed)."""
+
+    def forward(self, x):
+        return torch.cat([-x, x - 0.5], dim=1) * 4
+
+
+def test_segmentation_metrics_from_shares_equal_the_whole_split():
+    torch.manual_seed(0)
+    x = torch.rand(9, 1, 16, 16)
+    y = (torch.rand(9, 16, 16) > 0.6).long()
+    y[:, :2] = 255  # ignored pixels stay ignored in every share
+    data = TensorData(x, y)
+    cohort = Cohort.from_modules([_Blob(), _Blob()])
+    task = SegmentationTask(2)
+    whole = evaluate(cohort, task, TensorBatches(data, 7, CPU, shuffle=False))
+    shared = _evaluate_in_shares(cohort, task, data)
+    assert set(shared) == set(whole)
+    for model in whole:
+        assert shared[model] == pytest.approx(whole[model], abs=1e-12, nan_ok=True)
+
+
+def test_resume_in_the_middle_of_an_epoch_gives_the_uninterrupted_metrics(tmp_path, monkeypatch):
+    tree = {"out_dir": str(tmp_path), "deterministic": True,
+            "teacher": {"arch": "cnn", "args": {"width": 8}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+            "data": {"augment": ["hflip"]},
+            "train": {"epochs": 2, "batch_size": 128, "checkpoint_every_steps": 3}, "distill": {"rampup_epochs": 1}}
+    whole = train_from_config(validate({**tree, "name": "whole"}), progress=False)
+    calls = {"n": 0}
+    real_step = Trainer.step
+
+    def crashing_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == len(self.train_batches) + 5:  # the 5th step of the second epoch
+            raise RuntimeError("simulated crash")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_from_config(validate({**tree, "name": "cut"}), progress=False)
+    monkeypatch.undo()
+    cut = tmp_path / "cut"
+    state = load_resume_state(cut / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 3), "the last checkpoint is 3 steps into the second epoch"
+    resumed = train_from_config(validate({**tree, "name": "cut"}), resume=True, progress=False)
+    assert json.loads((cut / "run.json").read_text())["resumed_at"] == [{"epoch": 2, "step": 3}]
+    assert resumed.test_at_best == whole.test_at_best
+    assert [r["train/loss/total"] for r in resumed.history] == [r["train/loss/total"] for r in whole.history]
+
+
+DDP_SCRIPT = textwrap.dedent('''
+    """Trains under torchrun and records, per process, its weights' digest and every file it wrote."""
+    import hashlib, json, os, sys
+
+    import peerdistill.engine.trainer as trainer_module
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+
+    writes = []
+    for name in ("write_json", "atomic_write_text", "save_weights", "save_resume_state"):
+        real = getattr(trainer_module, name)
+        def counting(path, *args, _real=real, **kwargs):
+            writes.append(str(path))
+            return _real(path, *args, **kwargs)
+        setattr(trainer_module, name, counting)
+
+    tree = json.loads(sys.argv[1])
+    trainer, data = make_trainer(validate(tree), progress=False)
+    result = trainer.fit(data)
+    digest = hashlib.sha256()
+    for m in trainer.cohort.members:
+        for key, tensor in sorted(m.module.state_dict().items()):
+            digest.update(key.encode() + tensor.detach().cpu().numpy().tobytes())
+    for key, tensor in sorted(trainer.connectors.state_dict().items()):
+        digest.update(key.encode() + tensor.detach().cpu().numpy().tobytes())
+    rank = int(os.environ["RANK"])
+    with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
+        json.dump({"digest": digest.hexdigest(), "writes": writes, "test": result.test_at_best,
+                   "connectors": len(trainer.connectors)}, fh)
+''')
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    tree = {"name": "ddp", "out_dir": str(tmp_path), "distill": {"preset": "styles", "rampup_epochs": 1},
+            "teacher": {"arch": "cnn", "args": {"width": 8}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+            "data": {"augment": ["hflip"]}, "train": {"epochs": 2, "batch_size": 64}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["connectors"] > 0, "the styles preset on these widths needs connectors"
+    assert ranks[0]["digest"] == ranks[1]["digest"], "every process must end with the same weights"
+    assert ranks[0]["test"] == ranks[1]["test"], "every process computes the same whole-split metrics"
+    assert ranks[1]["writes"] == [], "only the main process writes files"
+    written = ranks[0]["writes"]
+    assert written.count(str(tmp_path / "ddp" / "metrics.json")) == 3  # two epochs and the final one
+    run = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert (run["processes"], run["batch_per_process"], run["status"]) == (2, 32, "complete")
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["test_at_best"] == json.loads(json.dumps(ranks[0]["test"]))
