@@ -172,7 +172,8 @@ def test_resume_in_the_middle_of_an_epoch_gives_the_uninterrupted_metrics(tmp_pa
 
 
 DDP_SCRIPT = textwrap.dedent('''
-    """Trains under torchrun and records, per process, its weights' digest and every file it wrote."""
+    """Trains under torchrun (the online teacher in DDP, the two students packed into one group
+    in DDP) and records, per process, its weights' digest and every file it wrote."""
     import hashlib, json, os, sys
 
     import peerdistill.engine.trainer as trainer_module
@@ -211,7 +212,7 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
     tree = {"name": "ddp", "out_dir": str(tmp_path), "distill": {"preset": "styles", "rampup_epochs": 1},
             "teacher": {"arch": "cnn", "args": {"width": 8}},
             "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
-            "data": {"augment": ["hflip"]}, "train": {"epochs": 2, "batch_size": 64}}
+            "data": {"augment": ["hflip"]}, "train": {"epochs": 2, "batch_size": 64, "fuse_students": True}}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
                           capture_output=True, text=True, timeout=300, env=env)
@@ -225,5 +226,6 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
     assert written.count(str(tmp_path / "ddp" / "metrics.json")) == 3  # two epochs and the final one
     run = json.loads((tmp_path / "ddp" / "run.json").read_text())
     assert (run["processes"], run["batch_per_process"], run["status"]) == (2, 32, "complete")
+    assert run["fused_students"] == [["student1", "student2"]]  # the packed group ran under DDP too
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["test_at_best"] == json.loads(json.dumps(ranks[0]["test"]))

@@ -52,7 +52,8 @@ class FeatureRecorder:
     def __init__(self, model: nn.Module, paths: Iterable[str], owner: str = "model"):
         self.features: dict[str, torch.Tensor] = {}
         self._handles = []
-        for path in dict.fromkeys(paths):
+        self.paths = list(dict.fromkeys(paths))
+        for path in self.paths:
             module = find_module(model, path, owner)
             self._handles.append(module.register_forward_hook(self._hook(path)))
 

@@ -169,18 +169,38 @@ class Cohort:
         for m in self.members:
             m.module.eval()
 
-    def forward(self, x: torch.Tensor, runners: dict[str, nn.Module] | None = None) -> CohortOutput:
+    def release_capture(self, names: list[str]) -> list[str]:
+        """Stop recording the layers of these members (a packed student group records them
+        itself) and return the paths that were recorded."""
+        paths = set()
+        for name in names:
+            recorder = self._recorders.pop(name, None)
+            if recorder is not None:
+                paths |= set(recorder.paths)
+                recorder.remove()
+        return sorted(paths)
+
+    def forward(self, x: torch.Tensor, runners: dict[str, nn.Module] | None = None,
+                groups: list[tuple[list[str], nn.Module]] = ()) -> CohortOutput:
         """Each model exactly once. Frozen models run under inference mode (no autograd graph);
         their outputs are cloned out of inference mode so losses may read them. ``runners``
-        replaces a member's module by a wrapper of it for this call (DistributedDataParallel
-        during training)."""
+        replaces a member's module by a wrapper of it for this call (DDP, torch.compile);
+        ``groups`` runs several students as one packed network returning each one's output
+        and recorded features (``engine.fused.StudentGroup``)."""
         runners = runners or {}
+        packed: dict[str, tuple[Any, dict]] = {}
+        for names, group in groups:
+            outputs, features = group(x)
+            packed.update(zip(names, zip(outputs, features)))
         out = CohortOutput()
         for m in self.members:
-            context = torch.inference_mode() if m.frozen else contextlib.nullcontext()
-            with context:
-                raw = runners.get(m.name, m.module)(x)
-                recorded = self._recorders[m.name].take() if m.name in self._recorders else {}
+            if m.name in packed:
+                raw, recorded = packed[m.name]
+            else:
+                context = torch.inference_mode() if m.frozen else contextlib.nullcontext()
+                with context:
+                    raw = runners.get(m.name, m.module)(x)
+                    recorded = self._recorders[m.name].take() if m.name in self._recorders else {}
             _collect(out, m, raw, recorded, clone=m.frozen)
         return out
 

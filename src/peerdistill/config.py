@@ -172,9 +172,22 @@ class TrainSpec(_Strict):
                     "(default ensemble/accuracy; ensemble/dice for segmentation)",
     )
     num_workers: int = Field(default=0, ge=0)
-    nonfinite: Literal["stop", "skip"] = Field(
-        default="stop", description="a NaN/inf loss or gradient: stop with a message naming it, or skip the step"
+    nonfinite: Literal["stop", "skip"] | None = Field(
+        default=None, description="a NaN/inf loss or gradient: stop with a message naming it, or skip the step "
+                                  "(default: stop; skip under fp16, whose loss scaling expects occasional overflows)"
     )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        default="auto", description="training arithmetic: auto is bf16 autocast on CUDA (fp16 where bf16 is "
+                                    "missing) and fp32 elsewhere; fp16 adds a gradient scaler"
+    )
+    channels_last: bool | Literal["auto"] = Field(
+        default="auto", description="conv nets in channels-last memory format (auto: on CUDA)"
+    )
+    fuse_students: bool | Literal["auto"] = Field(
+        default="auto", description="run students of one architecture as one packed network (auto: on CUDA)"
+    )
+    compile: bool = Field(default=False, description="torch.compile every model for training")
+    compile_backend: str = Field(default="inductor", description="torch.compile backend (inductor, aot_eager, ...)")
     segmentation_loss: Literal["ce", "ce+dice"] = Field(
         default="ce+dice", description="supervised loss of segmentation models: cross-entropy, plus soft Dice"
     )

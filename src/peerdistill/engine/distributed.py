@@ -75,11 +75,16 @@ def leave(world: World) -> None:
 
 def all_true(world: World, flag: bool, device: torch.device) -> bool:
     """Whether ``flag`` holds on every process (so all take the same branch)."""
-    if not world.distributed:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
+    return all_true_each(world, torch.tensor([flag], device=device))[0]
+
+
+def all_true_each(world: World, flags: torch.Tensor) -> list[bool]:
+    """Element-wise: whether each of a boolean tensor's entries holds on every process (one
+    collective, one device sync)."""
+    if world.distributed:
+        flags = flags.to(torch.int32)
+        dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+    return [bool(v) for v in flags.tolist()]
 
 
 def gather_objects(world: World, obj: Any) -> list[Any]:

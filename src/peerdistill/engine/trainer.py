@@ -22,16 +22,19 @@ from ..metrics import ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..costs import model_costs
+from ..capture import unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed
 from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
 from .distributed import World
+from .fused import StudentGroup, fusable
 from .evaluate import ENSEMBLE, evaluate, merge_meters
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
 from .resume import capture_rng_states, load_resume_state, restore_rng_states, save_resume_state
 from .seeding import seed_everything
+from .speed import apply_backend_settings, compiled, resolve_speed, to_channels_last
 
 EDGE_FILES = {"@connectors": "connectors.safetensors", "@discriminators": "discriminators.safetensors"}
 
@@ -110,7 +113,12 @@ class Trainer:
         self.skipped_steps = 0
         self._position = (0, 0)
         self.world = World()
-        self.runners: dict[str, nn.Module] = {}  # DDP wrappers of trained models under torchrun
+        # What runs a member's forward in training when it is not the bare module: its DDP
+        # wrapper under torchrun, its compiled form.
+        self.runners: dict[str, nn.Module] = {}
+        self.groups: list[tuple[list[str], nn.Module]] = []  # packed students: (names, runner)
+        self.speed = resolve_speed(self.train_spec, self.device, deterministic)  # settled again in _setup
+        self.scaler = None
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
         model, _, metric = monitor.partition("/")
@@ -127,7 +135,13 @@ class Trainer:
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
         seed_everything(self.seed, self.deterministic)
+        self.speed = resolve_speed(self.train_spec, self.device, self.deterministic)
+        apply_backend_settings(self.speed)
         self.cohort.to(self.device)
+        if self.speed.channels_last:
+            for m in self.cohort.members:
+                to_channels_last(m.module)
+        self.scaler = self.speed.grad_scaler(self.device)
         # The data order: one generator, in step on every process (each keeps its share).
         self.generator = torch.Generator().manual_seed(self.seed)
         ts = self.train_spec
@@ -148,7 +162,7 @@ class Trainer:
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
                                          num_workers=ts.num_workers, shard=shard)
         self._probe()
-        self._distribute()
+        self._build_runners()
         self.optimizers = {
             m.name: build_optimizer(m.module, self.optim_spec, m.lr, extra=self._connector_params(m.name))
             for m in self.cohort.trainable
@@ -189,25 +203,52 @@ class Trainer:
             for e in adversarial
         }).to(self.device)
 
-    def _distribute(self) -> None:
-        """Under torchrun: every trained model in DDP (a frozen teacher never: it has no
-        gradients to share), the edges' modules started from the main process's weights."""
-        if not self.world.distributed:
-            if self.train_spec.sync_batchnorm:
-                self.run_info["sync_batchnorm"] = "ignored: a single process"
-            return
-        sync = self.train_spec.sync_batchnorm
-        if sync and self.device.type != "cuda":
-            raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
-                              "set train.sync_batchnorm=false for CPU runs")
-        for m in self.cohort.trainable:
-            if sync:  # in place, so the member, its optimizer and its saved weights all see it
-                m.module = nn.SyncBatchNorm.convert_sync_batchnorm(m.module)
-            self.runners[m.name] = distributed.wrap(self.world, m.module, self.device)
+    def _build_runners(self) -> None:
+        """How each model runs in training: students of one architecture packed into one
+        network (``train.fuse_students``), every trained model or group in DDP under torchrun
+        (a frozen teacher never: it has no gradients to share), each compiled on request."""
+        sync = self.train_spec.sync_batchnorm and self.world.distributed
+        if self.train_spec.sync_batchnorm and not self.world.distributed:
+            self.run_info["sync_batchnorm"] = "ignored: a single process"
         if sync:
+            if self.device.type != "cuda":
+                raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
+                                  "set train.sync_batchnorm=false for CPU runs")
+            for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
+                m.module = nn.SyncBatchNorm.convert_sync_batchnorm(m.module)
             self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
-        distributed.broadcast_state(self.world, self.connectors)
-        distributed.broadcast_state(self.world, self.discriminators)
+        self.groups = []
+        if self.speed.fuse_students:
+            for names in self._fusable_sets():
+                group = StudentGroup([self.cohort[n].module for n in names], self.cohort.release_capture(names))
+                self.groups.append((names, group))
+        self.run_info["fused_students"] = [names for names, _ in self.groups]
+        grouped = {n for names, _ in self.groups for n in names}
+        if self.world.distributed:
+            for m in self.cohort.trainable:
+                if m.name not in grouped:
+                    self.runners[m.name] = distributed.wrap(self.world, m.module, self.device)
+            self.groups = [(names, distributed.wrap(self.world, g, self.device)) for names, g in self.groups]
+            distributed.broadcast_state(self.world, self.connectors)
+            distributed.broadcast_state(self.world, self.discriminators)
+        if self.speed.compile:
+            for m in self.cohort.members:
+                if m.name not in grouped:
+                    self.runners[m.name] = compiled(self.runners.get(m.name, m.module), self.speed.compile_backend)
+            self.groups = [(names, compiled(g, self.speed.compile_backend)) for names, g in self.groups]
+
+    def _fusable_sets(self) -> list[list[str]]:
+        """Trained students that can run as one packed network, in sets of two or more."""
+        sets: list[list[str]] = []
+        for m in self.cohort.students:
+            if m.frozen or isinstance(unwrap(m.module), HeadedModel):
+                continue
+            home = next((s for s in sets if fusable([self.cohort[s[0]].module, m.module]) is None), None)
+            if home is not None:
+                home.append(m.name)
+            else:
+                sets.append([m.name])
+        return [s for s in sets if len(s) > 1]
 
     def _step_generator(self, epoch: int, step: int) -> torch.Generator:
         """Augmentation and other per-sample draws. One process: the run's generator. Several:
@@ -359,30 +400,40 @@ class Trainer:
         # Under the skip policy a bad step must leave no trace: keep the buffers (BatchNorm
         # running statistics) the forward pass is about to update.
         self._buffers_before = ([b.detach().clone() for m in self.cohort.trainable for b in m.module.buffers()]
-                                if self.train_spec.nonfinite == "skip" else None)
-        out = self.cohort.forward(x, self.runners)
-        terms = {}
-        for m in self.cohort.trainable:
-            for name in m.output_names():
-                weight = self.graph.supervised_weights.get(name, 1.0)
-                if weight:
-                    terms[f"{name}/ce"] = weight * self.task.supervised_loss(out.logits[name], y)
-        terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
-                                       discriminators=self._discriminator_map()))
-        total = torch.stack(list(terms.values())).sum()
+                                if self.speed.nonfinite == "skip" else None)
+        if self.speed.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.speed.autocast(self.device):
+            out = self.cohort.forward(x, self.runners, self.groups)
+            terms = {}
+            for m in self.cohort.trainable:
+                for name in m.output_names():
+                    weight = self.graph.supervised_weights.get(name, 1.0)
+                    if weight:
+                        terms[f"{name}/ce"] = weight * self.task.supervised_loss(out.logits[name], y)
+            terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
+                                           discriminators=self._discriminator_map()))
+        total = torch.stack([t.float() for t in terms.values()]).sum()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        # Every process takes the same branch, or DDP's collectives would wait forever.
-        if not distributed.all_true(self.world, bool(torch.isfinite(total)), self.device):
+        (self.scaler.scale(total) if self.scaler else total).backward()
+        distributed.average_gradients(self.world, self.connectors.parameters())
+        if self.scaler:
+            for optimizer in self.optimizers.values():
+                self.scaler.unscale_(optimizer)
+        # One device sync for every check: the loss, then each model's gradients. Every process
+        # takes the same branch, or DDP's collectives would wait forever.
+        checks = torch.stack([torch.isfinite(total)] + [_grads_finite(o, self.device) for o in self.optimizers.values()])
+        finite = distributed.all_true_each(self.world, checks)
+        if not finite[0]:
             bad = [n for n, t in terms.items() if not bool(torch.isfinite(t))]
             return self._non_finite("loss term", bad or ["(on another process)"])
-        total.backward()
-        distributed.average_gradients(self.world, self.connectors.parameters())
-        bad = [name for name, opt in self.optimizers.items() if not _grads_finite(opt)]
-        if bad:
-            return self._non_finite("gradient of model", bad)
+        if not all(finite[1:]):
+            return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, finite[1:]) if not ok])
         for optimizer in self.optimizers.values():
-            optimizer.step()
+            (self.scaler.step(optimizer) if self.scaler else optimizer.step())
+        if self.scaler:
+            self.scaler.update()
         terms["total"] = total
         terms.update(self._discriminator_step(x, out))
         return terms
@@ -393,7 +444,9 @@ class Trainer:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         where = f"epoch {self._position[0] + 1}, step {self._position[1] + 1}"
-        if self.train_spec.nonfinite == "skip":
+        if self.scaler is not None:
+            self.scaler.update()  # an fp16 overflow: the scaler lowers its scale and the step is skipped
+        if self.speed.nonfinite == "skip":
             buffers = [b for m in self.cohort.trainable for b in m.module.buffers()]
             with torch.no_grad():
                 for buffer, saved in zip(buffers, self._buffers_before):
@@ -422,7 +475,7 @@ class Trainer:
             loss = discriminator_loss(critic, x, real, fake, self.gp_weight,
                                       self._step_generator(*self._position))
             if not distributed.all_true(self.world, bool(torch.isfinite(loss)), self.device):
-                if self.train_spec.nonfinite == "stop":
+                if self.speed.nonfinite == "stop":
                     raise NonFiniteError(f"non-finite critic loss of edge '{edge.name}' at epoch "
                                          f"{self._position[0] + 1}, step {self._position[1] + 1}; lower "
                                          "distill.discriminator_lr or set train.nonfinite=skip")
@@ -499,6 +552,7 @@ class Trainer:
             # train.batch_size is the global batch: each of the processes takes its share.
             "processes": self.world.size,
             "batch_per_process": self.train_spec.batch_size // self.world.size,
+            "speed": self.speed.to_dict(),
             **self.run_info,
         }
         write_json(run.path / "run.json", info)
@@ -569,6 +623,7 @@ class Trainer:
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "discriminator_optimizers": {k: o.state_dict() for k, o in self.discriminator_optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "grad_scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": capture_rng_states(self.generator),
         }
 
@@ -581,6 +636,8 @@ class Trainer:
                 self.discriminator_optimizers[key].load_state_dict(opt_state)
             for name, sched_state in state["schedulers"].items():
                 self.schedulers[name].load_state_dict(sched_state)
+            if self.scaler and state.get("grad_scaler"):
+                self.scaler.load_state_dict(state["grad_scaler"])
             restore_rng_states(state["rng"], self.generator)
             self._best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"],
                           "weights": state["best_weights"]}
@@ -595,9 +652,12 @@ class Trainer:
             ) from None
 
 
-def _grads_finite(optimizer: torch.optim.Optimizer) -> bool:
-    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    return not grads or bool(torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all())
+def _grads_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
+    """Whether every gradient of an optimizer is finite, as a boolean tensor (no device sync)."""
+    grads = [p.grad.detach() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return torch.ones((), dtype=torch.bool, device=device)
+    return torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
 
 
 def save_member_weights(module: nn.Module, run: RunDir, name: str) -> None:

@@ -1,0 +1,203 @@
+"""Run several students of one architecture as one packed network per step.
+
+K students of the same architecture are run K times per step by default: K small kernels per
+layer, which leaves a GPU mostly idle for compact students. ``StudentGroup`` runs them as one
+network instead: each forward stacks the K students' parameters and buffers along a new leading
+dimension and calls the architecture once under ``torch.func.vmap`` + ``functional_call``, so each
+layer is one batched kernel for all K students.
+
+It is an execution strategy only, mathematically the same as running the students one by one:
+
+- the students' own ``nn.Parameter`` s stay the leaves: ``torch.stack`` is differentiable, so each
+  student's gradient lands in its own ``.grad`` (its own optimizer, checkpoint, export, unchanged);
+- every student sees the same input batch and keeps its own BatchNorm statistics (updated in its
+  own buffers exactly as when it runs alone);
+- dropout draws a different mask per student (``randomness="different"``).
+
+Known limits: the students must share class, module structure and settings (``fusable`` says
+why not); code whose Python control flow reads tensor values (``.item()``, ``float(t)``,
+data-dependent ``if``) cannot run under vmap; BatchNorm with ``momentum=None`` (cumulative
+average) is one such case and is refused; hooks registered elsewhere on the students'
+submodules are not supported (see ``StudentGroup``); SyncBatchNorm is refused. The random numbers
+drawn under vmap differ from those of separate runs, so dropout models are equivalent in
+distribution, not bit for bit. Under autocast, vmap would skip autocast's casts; ``_AutocastOps``
+restores them for convolutions, linear layers, attention and batch/instance norm; other ops on
+autocast's lists (layer/group norm, softmax, a loss inside a model) do not get its cast and run
+in the dtype their inputs and weights promote to. With channels_last inputs, adaptive pooling
+has no batching rule for one of its ops (``as_strided_``) and loops over the students with a
+performance warning (results are right). On CPU the group is slower than separate runs (vmap
+turns each convolution into a grouped one, and moves batch dimensions with copies); the gain
+is meant for GPUs, where K small students leave most of the device idle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map  # the pytree vmap itself uses for inputs and outputs
+
+from ..capture import find_module, first_tensor
+from ..errors import ConfigError
+
+
+# Autocast under vmap. The batching rules run before the autocast dispatch key and rewrite the
+# heavy ops (a batched-weight conv becomes a grouped ``convolution``, a batched-bias linear an
+# ``addmm``, ...) into ops autocast does not list, so they silently stay in fp32; and batch norm
+# with a low-precision input and fp32 statistics fails under vmap ("expected scalar type
+# BFloat16 but found Float"), though it works outside. Both seen with torch 2.13 on CPU.
+# ``_AutocastOps`` fixes both at the Python level, before vmap sees the call: it casts the
+# inputs of the heavy ops to the autocast dtype itself, and runs batch/instance norm in fp32 on
+# an upcast input, returning the input's dtype (what the mixed-precision kernels do outside vmap).
+_LOWER_PRECISION = {F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
+                    F.linear, F.scaled_dot_product_attention}
+_FP32_STATISTICS = {F.batch_norm, F.instance_norm}
+
+
+class _AutocastOps(TorchFunctionMode):
+    def __init__(self, device_type: str):
+        super().__init__()
+        self.device_type = device_type
+        self.dtype = torch.get_autocast_dtype(device_type)
+
+    def _cast(self, t):
+        eligible = (isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+                    and t.device.type == self.device_type)
+        return t.to(self.dtype) if eligible else t
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _LOWER_PRECISION:
+            args, kwargs = tree_map(self._cast, (args, kwargs))
+        elif func in _FP32_STATISTICS and args and args[0].dtype in (torch.float16, torch.bfloat16):
+            return func(args[0].float(), *args[1:], **kwargs).to(args[0].dtype)
+        return func(*args, **kwargs)
+
+
+def _layout(module: nn.Module) -> list:
+    """What must match for two modules to run as one: the class, name and settings of every
+    submodule (``extra_repr`` holds stride, eps, momentum, dropout p, ...), and the name, shape,
+    dtype and device of every parameter and buffer."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return ([(name, type(m), m.extra_repr()) for name, m in module.named_modules()]
+            + [(name, tuple(t.shape), t.dtype, t.device) for name, t in tensors])
+
+
+def fusable(modules: Sequence[nn.Module]) -> str | None:
+    """None when the modules can run as one ``StudentGroup``, else why not, in a few words."""
+    if len(modules) < 2:
+        return f"fusing needs at least 2 models, got {len(modules)}"
+    first = modules[0]
+    for i, m in enumerate(modules[1:], start=1):
+        if type(m) is not type(first):
+            return f"model {i} is a {type(m).__name__}, model 0 a {type(first).__name__}"
+        if _layout(m) != _layout(first):
+            return (f"model {i} differs from model 0 in its submodules' settings or its parameters' "
+                    "or buffers' names, shapes, dtypes or devices")
+    for i, m in enumerate(modules):
+        params = list(m.parameters())
+        if not params:
+            return f"model {i} has no parameters"
+        if not all(p.requires_grad for p in params):
+            return f"model {i} has parameters that do not require grad (frozen layers)"
+        for name, sub in m.named_modules():
+            # Its cross-process statistics go through an autograd.Function that vmap cannot batch.
+            if isinstance(sub, nn.SyncBatchNorm):
+                return f"model {i} has SyncBatchNorm '{name}'"
+            # The cumulative average reads the batch count as a Python float: not possible under vmap.
+            if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.momentum is None and sub.track_running_stats:
+                return f"model {i} has BatchNorm '{name}' with momentum=None (cumulative average)"
+    return None
+
+
+class StudentGroup(nn.Module):
+    """K students of one architecture run as one vmapped network; see the module docstring.
+
+    ``forward(x)`` returns ``(outputs, features)``: ``outputs[k]`` is what student k returns on
+    its own (a tensor, or a dict/tuple of tensors) and ``features[k]`` maps each path in
+    ``capture`` (a dotted module path inside one student, e.g. ``"layers.3"``) to that module's
+    output.
+
+    The students are held in ``self.members`` (an ``nn.ModuleList``), so ``.to()``, ``train()`` /
+    ``eval()``, ``parameters()`` and DistributedDataParallel see every student. The group runs
+    every student in ``members[0]``'s mode (its submodules' ``training`` flags), so all members
+    must be in the same mode (``group.train()`` / ``group.eval()`` set them all); forward checks.
+
+    ``members[0]`` is the template that ``functional_call`` runs with each student's tensors, so
+    any forward hook on its submodules fires inside vmap and would see (and could leak) batched
+    tensors, while hooks on the other members never fire. Callers must not keep other forward
+    hooks on fused students: capture features with ``capture`` instead.
+    """
+
+    def __init__(self, modules: Sequence[nn.Module], capture: Sequence[str] = ()):
+        super().__init__()
+        reason = fusable(modules)
+        if reason is not None:
+            raise ConfigError(f"cannot fuse these students: {reason}")
+        self.members = nn.ModuleList(modules)
+        self.capture = list(dict.fromkeys(capture))
+        for path in self.capture:  # a wrong path fails here, naming the close matches
+            find_module(self.members[0], path, owner="student")
+
+    def forward(self, x: torch.Tensor) -> tuple[list, list[dict[str, torch.Tensor]]]:
+        """Every student on the same batch ``x`` (one positional input)."""
+        # Under vmap, adaptive pooling has no batching rule for channels-last inputs and loops
+        # over the students; the packed (grouped) convolutions do not need that layout.
+        x = x.contiguous()
+        template = self.members[0]
+        modes = [m.training for m in template.modules()]
+        if any([m.training for m in member.modules()] != modes for member in self.members[1:]):
+            raise ConfigError("fused students must all be in the same train/eval mode, layer by layer: "
+                              "call train() or eval() on the StudentGroup")
+        targets = {p: find_module(template, p, owner="student") for p in self.capture}
+        names = [n for n, _ in template.named_parameters()]
+        buffer_names = [n for n, _ in template.named_buffers()]
+        # Same names in the same order in every member (fusable checked it).
+        member_params = [[t for _, t in m.named_parameters()] for m in self.members]
+        member_buffers = [[t for _, t in m.named_buffers()] for m in self.members]
+        # Differentiable stack: gradients flow back into each student's own parameters.
+        params = {n: torch.stack(ts) for n, ts in zip(names, zip(*member_params))}
+        with torch.no_grad():
+            buffers = {n: torch.stack(ts) for n, ts in zip(buffer_names, zip(*member_buffers))}
+
+        def one_student(params, buffers, x):
+            recorded: dict[str, torch.Tensor] = {}
+
+            def hook(path):
+                def record(_module, _inputs, output):
+                    recorded[path] = first_tensor(output)
+                return record
+
+            # Hooks live only for this call and their tensors leave vmap as its outputs, so no
+            # batched tensor escapes.
+            handles = [module.register_forward_hook(hook(p)) for p, module in targets.items()]
+            autocast = (_AutocastOps(x.device.type) if torch.is_autocast_enabled(x.device.type)
+                        else contextlib.nullcontext())
+            try:
+                with autocast:
+                    return functional_call(template, (params, buffers), (x,)), recorded
+            finally:
+                for handle in handles:
+                    handle.remove()
+
+        out, recorded = vmap(one_student, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
+
+        # In-place updates of the batched buffers work under vmap (BatchNorm's running_mean/var and
+        # num_batches_tracked in train mode write into their row of the stacked tensors; checked in
+        # torch 2.13 and by tests/test_fused.py), so write each student's row back into its own
+        # buffers. Unchanged buffers are copied too: cheaper than finding out which changed.
+        if buffer_names:
+            with torch.no_grad():
+                rows = [buffers[n].unbind(0) for n in buffer_names]  # rows[j][i]: buffer j of student i
+                torch._foreach_copy_([b for bs in member_buffers for b in bs],
+                                     [rows[j][i] for i in range(len(self.members)) for j in range(len(buffer_names))])
+        k = len(self.members)
+        outputs = [tree_map(lambda t, i=i: t[i], out) for i in range(k)]
+        features = [{path: t[i] for path, t in recorded.items()} for i in range(k)]
+        return outputs, features
+

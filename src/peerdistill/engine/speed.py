@@ -1,0 +1,90 @@
+"""How a run goes fast: mixed precision, memory format, cuDNN autotuning, torch.compile.
+
+``resolve_speed`` turns the config's ``auto`` values into concrete settings for the device:
+on CUDA, bf16 autocast (fp16 with a gradient scaler where bf16 is missing), channels-last conv
+nets, cuDNN autotuning (unless the run is deterministic) and packed students; elsewhere fp32
+and the plain layout, since on a CPU these measured slower (docs/benchmarks.md). Explicit
+values always win. The settings are recorded in ``run.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..config import TrainSpec
+from ..errors import ConfigError
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    precision: str = "fp32"  # bf16 | fp16 | fp32
+    channels_last: bool = False
+    fuse_students: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
+    cudnn_benchmark: bool = False
+    nonfinite: str = "stop"
+
+    def autocast(self, device: torch.device):
+        """The context a training forward and its losses run in."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=DTYPES[self.precision])
+
+    def grad_scaler(self, device: torch.device):
+        """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
+        if self.precision != "fp16":
+            return None
+        return torch.amp.GradScaler(device.type)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_speed(train: TrainSpec, device: torch.device, deterministic: bool) -> SpeedSettings:
+    cuda = device.type == "cuda"
+    precision = train.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if precision == "fp16" and device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"train.precision=fp16 is not supported on {device.type}: use bf16 or fp32")
+    nonfinite = train.nonfinite or ("skip" if precision == "fp16" else "stop")
+    return SpeedSettings(
+        precision=precision,
+        channels_last=cuda if train.channels_last == "auto" else bool(train.channels_last),
+        fuse_students=cuda if train.fuse_students == "auto" else bool(train.fuse_students),
+        compile=train.compile,
+        compile_backend=train.compile_backend,
+        cudnn_benchmark=cuda and not deterministic,
+        nonfinite=nonfinite,
+    )
+
+
+def apply_backend_settings(settings: SpeedSettings) -> None:
+    if settings.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True  # autotune conv algorithms for the (fixed) batch shapes
+
+
+def has_conv2d(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Conv weights in NHWC, the layout tensor-core convolutions read directly."""
+    return module.to(memory_format=torch.channels_last) if has_conv2d(module) else module
+
+
+def compiled(module: nn.Module, backend: str) -> nn.Module:
+    """``torch.compile`` of a model (it shares the model's parameters, so optimizers, saving and
+    feature hooks on its submodules keep working)."""
+    try:
+        return torch.compile(module, backend=backend)
+    except Exception as exc:  # an unknown backend name or a platform without a compiler
+        raise ConfigError(f"torch.compile with backend '{backend}' failed: {str(exc).splitlines()[0]}; "
+                          "set train.compile=false or another train.compile_backend") from None

@@ -1,0 +1,169 @@
+"""The fast paths train the same cohort as the plain one: packed students, mixed precision,
+channels-last, torch.compile; and the defaults pick them only where they pay (CUDA)."""
+
+import copy
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec, preset_edges
+from peerdistill.build import train_from_config
+from peerdistill.config import validate
+from peerdistill.engine import seed_everything
+from peerdistill.engine.resume import load_resume_state
+from peerdistill.engine.speed import resolve_speed
+from peerdistill.models import ResNet, SmallCNN
+from peerdistill.tasks import ClassificationTask
+
+CPU = torch.device("cpu")
+
+
+def cohort_of(students, teacher_width=8):
+    seed_everything(0)
+    teacher = ResNet(1, 3, blocks=[1, 1], width=teacher_width)
+    return Cohort.from_modules([s() for s in students], teacher=teacher)
+
+
+def same_resnets(k=3):
+    return [lambda: ResNet(1, 3, blocks=[1, 1], width=4)] * k
+
+
+def make_trainer(cohort, preset="kd+ml", **train):
+    students = [m.name for m in cohort.students]
+    layers = {m.name: m.feature_layer for m in cohort.members}
+    graph = KnowledgeGraph(preset_edges(preset, "teacher", students, feature_layers=layers))
+    spec = TrainSpec(epochs=1, batch_size=40, **train)
+    return Trainer(cohort, graph, ClassificationTask(3), train=spec, device="cpu", progress=False, deterministic=True)
+
+
+def run_steps(trainer, data, steps=4):
+    """Set up as fit does, then a few steps on fixed batches; returns the loss terms of each."""
+    trainer._setup(data)
+    trainer.cohort.train()
+    history = []
+    for x, y in list(trainer.train_batches)[:steps]:
+        history.append({k: float(v.detach()) for k, v in trainer.step(x, y).items()})
+    return history
+
+
+def weights(cohort):
+    return {f"{m.name}.{k}": v.detach().clone() for m in cohort.members for k, v in m.module.state_dict().items()}
+
+
+@pytest.mark.parametrize("preset", ["kd+ml", "styles"])
+def test_packed_students_train_exactly_like_separate_ones(tiny_data, preset):
+    """Same losses at every step and the same weights and BatchNorm statistics afterwards: the
+    packed group is only another way of running the same students (styles adds feature edges,
+    so the group's own feature capture and the connectors are exercised too)."""
+    plain = cohort_of(same_resnets())
+    packed = copy.deepcopy(plain)
+    a = make_trainer(plain, preset, fuse_students=False)
+    b = make_trainer(packed, preset, fuse_students=True)
+    losses_a, losses_b = run_steps(a, tiny_data), run_steps(b, tiny_data)
+    assert b.groups and b.groups[0][0] == ["student1", "student2", "student3"] and not a.groups
+    for step_a, step_b in zip(losses_a, losses_b, strict=True):
+        assert step_a.keys() == step_b.keys()
+        for name in step_a:
+            assert step_b[name] == pytest.approx(step_a[name], rel=1e-5, abs=1e-6), name
+    wa, wb = weights(plain), weights(packed)
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_students_of_different_architectures_fall_back_to_separate_runs(tiny_data):
+    mixed = cohort_of([lambda: ResNet(1, 3, blocks=[1, 1], width=4), lambda: ResNet(1, 3, blocks=[1, 1], width=4),
+                       lambda: SmallCNN(1, 3, width=4, depth=1)])
+    t = make_trainer(mixed, fuse_students=True)
+    run_steps(t, tiny_data, steps=1)
+    assert [names for names, _ in t.groups] == [["student1", "student2"]]  # the CNN runs alone
+
+
+def test_a_run_records_which_students_were_packed(tmp_path):
+    student = {"arch": "cnn", "args": {"width": 4, "depth": 1}}
+    tree = {"name": "f", "out_dir": str(tmp_path), "teacher": {"arch": "cnn", "args": {"width": 8}},
+            "students": [student, student], "train": {"epochs": 1, "batch_size": 128, "fuse_students": True}}
+    train_from_config(validate(tree), progress=False)
+    run = json.loads((tmp_path / "f" / "run.json").read_text())
+    assert run["fused_students"] == [["student1", "student2"]]
+    assert run["speed"]["fuse_students"] is True and run["speed"]["precision"] == "fp32"
+
+
+def test_the_defaults_pick_the_fast_paths_on_cuda_only():
+    cpu = resolve_speed(TrainSpec(), CPU, deterministic=False)
+    assert (cpu.precision, cpu.channels_last, cpu.fuse_students, cpu.cudnn_benchmark) == ("fp32", False, False, False)
+    cuda = resolve_speed(TrainSpec(), torch.device("cuda"), deterministic=False)
+    assert cuda.precision in ("bf16", "fp16") and cuda.channels_last and cuda.fuse_students and cuda.cudnn_benchmark
+    assert not resolve_speed(TrainSpec(), torch.device("cuda"), deterministic=True).cudnn_benchmark
+    assert resolve_speed(TrainSpec(precision="fp16"), CPU, False).nonfinite == "skip"  # loss scaling overflows
+    assert resolve_speed(TrainSpec(precision="fp16", nonfinite="stop"), CPU, False).nonfinite == "stop"
+
+
+def test_bf16_autocast_runs_the_models_in_bf16_and_keeps_fp32_weights(tiny_data):
+    cohort = cohort_of(same_resnets(2))
+    seen = []
+    cohort["student1"].module.fc.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    t = make_trainer(cohort, precision="bf16")
+    losses = run_steps(t, tiny_data, steps=3)
+    assert seen[-3:] == [torch.bfloat16] * 3  # the three training steps (set-up probes in fp32)
+    assert all(p.dtype == torch.float32 for p in cohort["student1"].module.parameters())
+    assert all(torch.isfinite(torch.tensor(list(step.values()))).all() for step in losses)
+    reference = run_steps(make_trainer(cohort_of(same_resnets(2))), tiny_data, steps=1)[0]
+    assert losses[0]["total"] == pytest.approx(reference["total"], rel=0.05)  # bf16 keeps ~3 digits
+
+
+def test_fp16_uses_a_gradient_scaler_that_skips_overflows_and_is_resumed(tiny_data, tmp_path):
+    cohort = cohort_of(same_resnets(2))
+    t = make_trainer(cohort, precision="fp16")
+    run_steps(t, tiny_data, steps=2)
+    assert t.scaler is not None and t.speed.nonfinite == "skip"
+    scale = t.scaler.get_scale()
+    before = copy.deepcopy(cohort["student1"].module.state_dict())
+    overflow = cohort["student1"].module.fc.weight.register_hook(lambda g: g * float("inf"))
+    x, y = next(iter(t.train_batches))
+    assert t.step(x, y) == {} and t.skipped_steps == 1  # skipped, not stopped
+    overflow.remove()
+    assert t.scaler.get_scale() < scale  # the scaler backed off
+    for key, value in cohort["student1"].module.state_dict().items():
+        assert torch.equal(value, before[key]), key  # no weight or statistic moved
+    t2 = make_trainer(cohort_of(same_resnets(2)), precision="fp16")
+    t2.run_dir_path = tmp_path / "r"
+    t2.fit(tiny_data)
+    state = load_resume_state(tmp_path / "r" / "checkpoints" / "last.pt")
+    assert state["grad_scaler"] and state["grad_scaler"]["scale"] > 0
+
+
+def test_channels_last_models_compute_what_contiguous_ones_do(tiny_data):
+    plain = cohort_of(same_resnets(2))
+    nhwc = copy.deepcopy(plain)
+    a = run_steps(make_trainer(plain, channels_last=False), tiny_data, steps=2)
+    t = make_trainer(nhwc, channels_last=True)
+    b = run_steps(t, tiny_data, steps=2)
+    conv = nhwc["student1"].module.layers[0][0].conv1.weight  # 4 input channels: the layouts differ
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    for step_a, step_b in zip(a, b):
+        assert step_b["total"] == pytest.approx(step_a["total"], rel=1e-5)
+
+
+def test_compiled_models_train_like_eager_ones_with_feature_capture(tiny_data):
+    """torch.compile (the aot_eager backend: no C++ toolchain needed) on the styles preset, whose
+    feature hooks must keep working inside compiled models."""
+    eager = cohort_of(same_resnets(2))
+    comp = copy.deepcopy(eager)
+    a = run_steps(make_trainer(eager, "styles"), tiny_data, steps=2)
+    t = make_trainer(comp, "styles", compile=True, compile_backend="aot_eager")
+    b = run_steps(t, tiny_data, steps=2)
+    assert set(t.runners) == {"teacher", "student1", "student2"}
+    assert any(k.startswith("hint") or "hint" in k for k in b[0]), b[0].keys()
+    for step_a, step_b in zip(a, b):
+        for name in step_a:
+            assert step_b[name] == pytest.approx(step_a[name], rel=1e-4, abs=1e-6), name
+
+
+def test_an_unknown_compile_backend_is_a_clear_error(tiny_data):
+    from peerdistill.errors import ConfigError
+
+    t = make_trainer(cohort_of(same_resnets(2)), compile=True, compile_backend="no-such-backend")
+    with pytest.raises(ConfigError, match="no-such-backend"):
+        run_steps(t, tiny_data, steps=1)
