@@ -25,10 +25,12 @@ class World:
     size: int = 1
     local_rank: int = 0
     owns_group: bool = False  # this trainer started the process group, so it ends it
+    joined: bool = False  # launched by torchrun (even with one process: then DDP runs on one)
+    backend: str | None = None
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        return self.joined
 
     @property
     def is_main(self) -> bool:
@@ -44,8 +46,8 @@ def launched_world() -> tuple[int, int, int]:
 
 def process_device(device: torch.device) -> torch.device:
     """Under torchrun every process drives the GPU of its local rank."""
-    _, size, local_rank = launched_world()
-    if size > 1 and device.type == "cuda":
+    _, _, local_rank = launched_world()
+    if launched() and device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(f"local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
                               "start torchrun with --nproc-per-node at most the number of GPUs")
@@ -54,17 +56,23 @@ def process_device(device: torch.device) -> torch.device:
     return device
 
 
+def launched() -> bool:
+    """Whether a launcher (torchrun) started this process: it sets WORLD_SIZE, even to 1."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
 def join(device: torch.device) -> World:
-    """This process's place; joins the default process group when launched with several."""
+    """This process's place; joins the default process group when torchrun launched it."""
     rank, size, local_rank = launched_world()
-    if size <= 1:
+    if not launched():
         return World()
     owns = False
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
         owns = True
-    return World(dist.get_rank(), dist.get_world_size(), local_rank, owns)
+    return World(dist.get_rank(), dist.get_world_size(), local_rank, owns, joined=True,
+                 backend=str(dist.get_backend()))
 
 
 def leave(world: World) -> None:

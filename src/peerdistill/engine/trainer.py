@@ -551,6 +551,7 @@ class Trainer:
             "discriminators": dict(self._discriminator_keys),
             # train.batch_size is the global batch: each of the processes takes its share.
             "processes": self.world.size,
+            "backend": self.world.backend,
             "batch_per_process": self.train_spec.batch_size // self.world.size,
             "speed": self.speed.to_dict(),
             **self.run_info,
