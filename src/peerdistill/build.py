@@ -52,7 +52,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:
     return Cohort(members)
 
 
-def build_graph(cfg: RunConfig, cohort: Cohort) -> KnowledgeGraph:
+def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
+    """``task``: a task whose outputs are not class scores brings its own ``distill`` for kl edges."""
     d = cfg.distill
     heads = {m.name: m.head_layers for m in cohort.members if m.head_layers}
     if d.preset == "custom":
@@ -62,10 +63,21 @@ def build_graph(cfg: RunConfig, cohort: Cohort) -> KnowledgeGraph:
         edges = preset_edges(d.preset, [m.name for m in cohort.teachers], [m.name for m in cohort.students], d,
                              feature_layers={m.name: m.feature_layer for m in cohort.members}, heads=heads)
     return KnowledgeGraph(edges, supervised_weights=self_supervised_weights(heads, d) if d.preset != "custom" else {},
-                          teacher_weighting=d.teacher_weighting, pair_node_size=d.pair_node_size)
+                          teacher_weighting=d.teacher_weighting, pair_node_size=d.pair_node_size,
+                          logit_distiller=getattr(task, "distill", None))
 
 
-def build_task(cfg: RunConfig, data: DataSplits):
+def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
+    if cfg.task == "detection":
+        from .tasks.detection import DetectionTask, layout_of
+
+        modules = {m.name: m.module for m in cohort.members} if cohort else {}
+        if cfg.data.class_weights:
+            raise ConfigError("data.class_weights is not available for detection (the focal loss balances classes)")
+        det = cfg.detect
+        return DetectionTask(layout_of(modules), data.input_shape[1:], data.class_names, augment=tuple(cfg.data.augment),
+                             score_threshold=det.score_threshold, nms_iou=det.nms_iou,
+                             max_detections=det.max_detections, wbf_iou=det.wbf_iou)
     weights = None
     if cfg.data.class_weights:
         if not isinstance(data.train, TensorData):
@@ -76,6 +88,16 @@ def build_task(cfg: RunConfig, data: DataSplits):
         return SegmentationTask(data.num_classes, data.class_names, class_weights=weights, augment=augment,
                                 loss=cfg.train.segmentation_loss)
     return ClassificationTask(data.num_classes, class_weights=weights, augment=augment)
+
+
+def detection_info(cfg: RunConfig, task) -> dict:
+    """What rebuilding a detection task from a run needs (runs.task_for reads it back)."""
+    if cfg.task != "detection":
+        return {}
+    layout = task.layout
+    return {"detection": {"num_classes": layout.num_classes, "reg_max": layout.reg_max,
+                          "strides": list(layout.strides), "image_size": list(task.image_size),
+                          **cfg.detect.model_dump()}}
 
 
 def patch_settings(cfg: RunConfig) -> dict | None:
@@ -95,8 +117,8 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
     data = build_data(cfg.data)
     seed_everything(cfg.seed, cfg.deterministic)
     cohort = build_cohort(cfg, data)
-    graph = build_graph(cfg, cohort)
-    task = build_task(cfg, data)
+    task = build_task(cfg, data, cohort)
+    graph = build_graph(cfg, cohort, task)
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
     callbacks = list(callbacks or [])
     if cfg.log.tensorboard:
@@ -107,7 +129,8 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         cohort, graph, task, train=cfg.train, optim=cfg.optim, rampup_epochs=cfg.distill.rampup_epochs,
         seed=cfg.seed, deterministic=cfg.deterministic, device=cfg.device,
         run_dir=run_dir, overwrite=overwrite, progress=progress,
-        callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset},
+        callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset,
+                                       **detection_info(cfg, task)},
         config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
         patches=patch_settings(cfg),
     )

@@ -88,7 +88,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             data_spec = DataSpec.model_validate(tree["data"])
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
-    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_masks=ns.save_masks)
+    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images)
     if ns.json:
         print(json.dumps(scores, indent=2))
     else:
@@ -170,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    ev.add_argument("--save-masks", type=int, default=0, metavar="N",
-                    help="segmentation: save predicted masks and overlays of N samples to RUN_DIR/eval/SPLIT/")
+    ev.add_argument("--save-images", "--save-masks", dest="save_images", type=int, default=0, metavar="N",
+                    help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
+                         "(segmentation), predicted and true boxes (detection)")
     ev.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")

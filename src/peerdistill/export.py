@@ -78,6 +78,9 @@ def pick_model(run_dir: Path, which: str) -> tuple[str, nn.Module, str, dict]:
     cohort, meta = load_cohort(run_dir, with_heads=False)
     students = {m.name: m.module for m in cohort.students}
     if which == "ensemble":
+        if meta.get("task") == "detection":
+            raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion), "
+                              "which is not an ONNX graph: export each student (--model student1)")
         return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
     if which == "best":
         metrics = read_json(Path(run_dir) / "metrics.json")
@@ -120,7 +123,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str = "onnx", out:
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
         staged = Path(tmp) / target.name
         to_onnx(module, x, staged, dense=meta.get("task") == "segmentation")
-        diff = onnx_parity(module, staged, x)
+        diff = onnx_parity(module, staged, x, dense=meta.get("task") == "segmentation")
         if not diff <= tolerance:
             raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
                               f"(tolerance {tolerance:g}); it was not written")
@@ -149,9 +152,9 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
         raise ExportError(f"torch could not export this model to ONNX: {str(exc).splitlines()[0]}") from None
 
 
-def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor) -> float:
+def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor, dense: bool = False) -> float:
     """Largest absolute difference between onnxruntime and PyTorch on ``x`` and on a batch of
-    another size (and, for maps, another height and width) to check the dynamic axes."""
+    another size (and, for ``dense`` maps, another height and width) to check the dynamic axes."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -160,7 +163,7 @@ def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor) -> float:
     options.intra_op_num_threads = max(1, (os.cpu_count() or 1))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inputs = [x, torch.cat([x, x[:1]])]
-    if x.ndim == 4 and x.shape[-1] > 16:
+    if dense and x.shape[-1] > 16:
         inputs.append(x[..., : x.shape[-2] - 8, : x.shape[-1] - 4])
     worst = 0.0
     with torch.no_grad():

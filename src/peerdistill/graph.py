@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -186,8 +186,13 @@ class KnowledgeGraph:
     """The edges of a run; turns a cohort's outputs into named loss terms."""
 
     def __init__(self, edges: Iterable[Edge], *, supervised_weights: Mapping[str, float] | None = None,
-                 teacher_weighting: str = "weighted", pair_node_size: int = 2):
+                 teacher_weighting: str = "weighted", pair_node_size: int = 2,
+                 logit_distiller: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None):
+        """``logit_distiller(learner, source, temperature)`` replaces the softened KL of ``kl``
+        edges for outputs that are not class scores (detection's dense box outputs); such
+        edges take one model as their source."""
         self.edges = list(edges)
+        self.logit_distiller = logit_distiller
         self.pair_node_size = pair_node_size
         self.supervised_weights = dict(supervised_weights or {})
         if teacher_weighting not in ("weighted", "confidence"):
@@ -207,6 +212,12 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {e.source} -> {e.target} ({e.kind}) needs one model as its source")
             if e.on_features and e.source in (TEACHERS, ENSEMBLE):
                 raise ConfigError(f"feature edge {e.source} -> {e.target}: features come from one model, not '{e.source}'")
+            if logit_distiller is not None and e.kind != "kl" and not e.on_features:
+                raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' is not available for this task; "
+                                  "use kl or a feature edge (hint, at, sp)")
+            if logit_distiller is not None and e.source in (TEACHERS, ENSEMBLE):
+                raise ConfigError(f"edge {e.source} -> {e.target}: for this task an edge takes one model as its "
+                                  f"source, not '{e.source}' (give one edge per source model)")
         self._teachers: list[str] = []
         self._teacher_mu: list[float] = []
         self._ensemble: list[str] = []
@@ -310,6 +321,8 @@ class KnowledgeGraph:
 
     def _logit_loss(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
         student = out.logits[edge.target]
+        if self.logit_distiller is not None:
+            return self.logit_distiller(student, out.logits[edge.source], edge.temperature)
         if edge.source not in (TEACHERS, ENSEMBLE):
             source = out.logits[edge.source]
             return soft_kl(_aligned(student, source), source, edge.temperature)

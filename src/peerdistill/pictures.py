@@ -1,4 +1,5 @@
-"""Predicted masks and overlays for a few samples of a segmentation split (Pillow)."""
+"""Pictures of predictions for a few samples of a split (Pillow): masks and overlays for
+segmentation, predicted and true boxes for detection."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .engine.evaluate import predict
 
@@ -33,6 +34,35 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
             Image.fromarray(pred[i] * scale).save(mask_path)
             Image.fromarray(overlay(image[i], pred[i], y[i].cpu().numpy())).save(overlay_path)
             written += [mask_path, overlay_path]
+    return written
+
+
+def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
+                      min_score: float = 0.3) -> list[Path]:
+    """For the first ``count`` samples: ``<model>/<i>_boxes.png``, the image with the true boxes
+    in white and the predicted ones (score at least ``min_score``) coloured by class, with their
+    scores, for every output and the ensemble."""
+    x, y = _first(data, count)
+    detections = predict(cohort, task, x)
+    image = _displayable(x, stats)
+    written = []
+    for name, per_image in detections.items():
+        folder = Path(out_dir) / name.replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, det in enumerate(per_image):
+            picture = Image.fromarray(image[i])
+            draw = ImageDraw.Draw(picture)
+            for label, *box in y[i].tolist():
+                if label >= 0:
+                    draw.rectangle(box, outline=(255, 255, 255))
+            for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+                if score >= min_score:
+                    color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
+                    draw.rectangle(box, outline=color)
+                    draw.text((box[0] + 1, box[1] + 1), f"{score:.2f}", fill=color)
+            path = folder / f"{i:03d}_boxes.png"
+            picture.save(path)
+            written.append(path)
     return written
 
 

@@ -1,5 +1,6 @@
 """``peerdistill predict``: apply a trained model (a run directory or an exported ONNX file) to
-image files, folders or an .npz, writing class probabilities (CSV) or masks (PNG)."""
+image files, folders or an .npz, writing class probabilities (CSV), masks (PNG) or boxes (CSV;
+a detector's NMS runs here, outside the exported graph)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def sidecar_path(onnx_path: Path) -> Path:
 
 def write_sidecar(onnx_path: Path, meta: dict, output: str) -> None:
     """What predicting with an ONNX file needs to know: the normalisation, classes, task."""
-    info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats")}
+    info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats", "detection")}
     info["output"] = output
     info["window"] = (meta.get("data_spec") or {}).get("patch_size")
     atomic_write_text(sidecar_path(onnx_path), json.dumps(info, indent=2))
@@ -81,6 +82,8 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if info.get("data_stats"):
         x = standardize(x, info["data_stats"])
     outputs = torch.cat([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    if info["task"] == "detection":
+        return _write_boxes(names, outputs, info, Path(out))
     probs = outputs if info["output"] == "probabilities" else outputs.float().softmax(dim=1)
     if dense:
         return _write_masks(names, probs, Path(out))
@@ -99,7 +102,7 @@ def _run_model(run_dir: Path, which: str):
         with torch.no_grad():
             return windowed(module, batch, window, spec.get("window_overlap", 0.5))
 
-    info = {k: meta.get(k) for k in ("task", "class_names", "input_shape", "data_stats")}
+    info = {k: meta.get(k) for k in ("task", "class_names", "input_shape", "data_stats", "detection")}
     info["output"] = output
     return info, run
 
@@ -127,6 +130,22 @@ def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: P
     writer.writerow(["input", "predicted"] + [f"p_{c}" for c in classes])
     for name, p in zip(names, probs.tolist()):
         writer.writerow([name, classes[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
+    atomic_write_text(out, buf.getvalue())
+    return out
+
+
+def _write_boxes(names: list[str], outputs: torch.Tensor, info: dict, out: Path) -> Path:
+    """One CSV row per kept box, in pixels of the image as the model saw it (resized to its
+    input size): input, class, score, x1, y1, x2, y2."""
+    from .runs import task_for
+
+    task = task_for(info)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "class", "score", "x1", "y1", "x2", "y2"])
+    for name, det in zip(names, task.probabilities(outputs)):
+        for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            writer.writerow([name, task.class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
     atomic_write_text(out, buf.getvalue())
     return out
 

@@ -67,11 +67,11 @@ def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
-                 device: str = "auto", batch_size: int = 64, save_masks: int = 0) -> dict[str, dict[str, float]]:
+                 device: str = "auto", batch_size: int = 64, save_images: int = 0) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data or
-    of ``data_spec`` (normalised with the statistics of the run's training data). For
-    segmentation, ``save_masks`` > 0 also writes that many predicted masks and overlays per
-    model under ``RUN_DIR/eval/SPLIT/``."""
+    of ``data_spec`` (normalised with the statistics of the run's training data).
+    ``save_images`` > 0 also writes that many pictures per model under ``RUN_DIR/eval/SPLIT/``:
+    predicted masks and overlays (segmentation) or predicted and true boxes (detection)."""
     cohort, meta = load_cohort(run_dir)
     spec = data_spec or saved_data_spec(meta)
     data = build_data(spec, stats=meta.get("data_stats"))
@@ -83,13 +83,17 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     window = (trained.patch_size, trained.patch_size) if trained.patch_size else None
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       trained.window_overlap)
-    if save_masks:
-        if meta.get("task") != "segmentation":
-            raise DataError("--save-masks is for segmentation runs")
-        from .pictures import save_mask_pictures
+    if save_images:
+        from .pictures import save_box_pictures, save_mask_pictures
 
-        save_mask_pictures(cohort, task, _DeviceView(data.split(split), dev), Path(run_dir) / "eval" / split,
-                           save_masks, meta.get("data_stats"), window, trained.window_overlap)
+        samples, folder = _DeviceView(data.split(split), dev), Path(run_dir) / "eval" / split
+        if meta.get("task") == "segmentation":
+            save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window,
+                               trained.window_overlap)
+        elif meta.get("task") == "detection":
+            save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
+        else:
+            raise DataError("--save-images is for segmentation and detection runs")
     return scores
 
 
@@ -111,6 +115,15 @@ def task_for(meta: dict[str, Any]):
     """The task object of a saved run, for scoring (no loss weights or augmentation needed)."""
     if meta.get("task") == "segmentation":
         return SegmentationTask(meta["num_classes"], meta.get("class_names"))
+    if meta.get("task") == "detection":
+        from .detection.boxes import HeadLayout
+        from .tasks.detection import DetectionTask
+
+        d = meta["detection"]
+        layout = HeadLayout(d["num_classes"], d["reg_max"], tuple(d["strides"]))
+        return DetectionTask(layout, tuple(d["image_size"]), meta.get("class_names"),
+                             score_threshold=d["score_threshold"], nms_iou=d["nms_iou"],
+                             max_detections=d["max_detections"], wbf_iou=d["wbf_iou"])
     return ClassificationTask(meta["num_classes"])
 
 

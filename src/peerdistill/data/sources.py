@@ -53,6 +53,10 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
     from .image_files import load_csv, load_image_folder
     from .segmentation import load_folders, load_shapes
 
+    if spec.task == "detection":
+        from .detection_sources import load_detection
+
+        return load_detection(spec, stats=stats)
     loaders = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
                "csv": load_csv, "shapes": load_shapes, "folders": load_folders}
     return loaders[spec.kind](spec, stats=stats)

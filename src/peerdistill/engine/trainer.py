@@ -98,6 +98,7 @@ class Trainer:
         graph.bind(cohort)
         cohort.capture(graph.feature_requests())
         self.monitor = self.train_spec.monitor or task.default_monitor
+        self.supervised_name = getattr(task, "supervised_name", "ce")  # how the label loss is named
         self.monitor_model, self.monitor_metric = self._parse_monitor(self.monitor)
         self.connectors = nn.ModuleDict()
         self._connector_keys: dict[str, str] = {}
@@ -410,7 +411,7 @@ class Trainer:
                 for name in m.output_names():
                     weight = self.graph.supervised_weights.get(name, 1.0)
                     if weight:
-                        terms[f"{name}/ce"] = weight * self.task.supervised_loss(out.logits[name], y)
+                        terms[f"{name}/{self.supervised_name}"] = weight * self.task.supervised_loss(out.logits[name], y)
             terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
                                            discriminators=self._discriminator_map()))
         total = torch.stack([t.float() for t in terms.values()]).sum()

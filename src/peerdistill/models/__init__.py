@@ -17,10 +17,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cnn import SmallCNN
+from .detector import Detector
 from .resnet import ResNet
 from .unet import MobileUNet, UNet
 
-ZOO: dict[str, Callable[..., nn.Module]] = {"cnn": SmallCNN, "resnet": ResNet, "unet": UNet, "mobile_unet": MobileUNet}
+ZOO: dict[str, Callable[..., nn.Module]] = {"cnn": SmallCNN, "resnet": ResNet, "unet": UNet, "mobile_unet": MobileUNet,
+                                            "detector": Detector}
 
 
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
@@ -74,4 +76,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MobileUNet", "ResNet", "SmallCNN", "UNet", "ZOO", "build_model", "count_parameters", "resolve_factory"]
+__all__ = ["Detector", "MobileUNet", "ResNet", "SmallCNN", "UNet", "ZOO", "build_model", "count_parameters", "resolve_factory"]

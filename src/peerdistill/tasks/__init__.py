@@ -1,4 +1,6 @@
-"""One object per task answers the task-specific questions; nothing else branches on the task."""
+"""One object per task answers the task-specific questions; nothing else branches on the task.
+(``tasks.detection.DetectionTask`` is imported where needed: it brings pycocotools and
+ensemble-boxes.)"""
 
 from .classification import ClassificationTask
 from .segmentation import SegmentationTask

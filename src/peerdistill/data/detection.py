@@ -1,0 +1,353 @@
+"""Object-detection data: boxes from COCO JSON, Kvasir-style per-image JSON or masks, and a
+synthetic default.
+
+Every loader returns images ``x`` float32 [N, C, H, W] in [0, 1], all resized to one
+``image_size`` (h, w), and targets ``y`` float32 [N, M, 5] with rows (label, x1, y1, x2, y2)
+in pixels of the RESIZED image. x2 and y2 are exclusive edges: a box covering pixel columns
+3..7 is x1 = 3, x2 = 8, so its width is x2 - x1. Images with fewer than M boxes are padded
+with rows (-1, 0, 0, 0, 0); M is the largest box count of any image, at least 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..errors import DataError
+from .segmentation import IMAGE_SUFFIXES, read_image
+from .splits import TensorData
+
+BOX_JSON_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif")
+# Annotation tools round to whole pixels and some write x + w one past the edge.
+TOLERANCE = 1.0
+
+
+def pad_targets(per_image: list) -> torch.Tensor:
+    """Stack per-image [n_i, 5] rows (label, x1, y1, x2, y2) into [N, M, 5], padding with
+    label -1 and zero coordinates; M = max n_i, at least 1."""
+    rows = []
+    for i, t in enumerate(per_image):
+        a = np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float32)
+        if a.size == 0:
+            a = a.reshape(0, 5)
+        if a.ndim != 2 or a.shape[1] != 5:
+            raise DataError(f"targets of image {i} have shape {a.shape}; expected [n, 5] rows (label, x1, y1, x2, y2)")
+        rows.append(a)
+    m = max([len(a) for a in rows] + [1])
+    out = torch.zeros(len(rows), m, 5)
+    out[:, :, 0] = -1
+    for i, a in enumerate(rows):
+        out[i, : len(a)] = torch.from_numpy(a)
+    return out
+
+
+def boxes_from_mask(mask: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """One box [n, 4] (x1, y1, x2, y2) float32 per 8-connected component of the non-zero
+    pixels, in scan order of the components. x2 / y2 are exclusive edges (largest index + 1).
+    Components with fewer than ``min_area`` pixels are left out."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise DataError(f"a mask must be one [H, W] image, got shape {mask.shape}")
+    labels, count = ndimage.label(mask != 0, structure=np.ones((3, 3), dtype=bool))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    boxes = [(s[1].start, s[0].start, s[1].stop, s[0].stop)
+             for k, s in enumerate(ndimage.find_objects(labels), start=1) if areas[k] >= min_area]
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def _size(image_size) -> tuple[int, int]:
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if h < 1 or w < 1:
+        raise DataError(f"image_size must be positive (h, w), got {image_size}")
+    return int(h), int(w)
+
+
+def _read_json(path) -> object:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"annotation file '{path}' does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read '{path}' as JSON: {exc}") from None
+
+
+def _check_box(box, width: float, height: float, where: str) -> list[float]:
+    """(x1, y1, x2, y2) in original pixels, clipped to the image after the tolerance check."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not (x2 > x1 and y2 > y1):
+        raise DataError(f"{where}: box {[x1, y1, x2, y2]} has a non-positive width or height")
+    if x1 < -TOLERANCE or y1 < -TOLERANCE or x2 > width + TOLERANCE or y2 > height + TOLERANCE:
+        raise DataError(f"{where}: box {[x1, y1, x2, y2]} lies outside its {width:g}x{height:g} image")
+    return [max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)]
+
+
+def _rescaled(label: int, box: list[float], width: float, height: float, size: tuple[int, int]) -> list[float]:
+    sx, sy = size[1] / width, size[0] / height
+    return [label, box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+
+
+def _image_dims(entry: dict, where: str) -> tuple[float, float]:
+    try:
+        width, height = float(entry["width"]), float(entry["height"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where} lacks a numeric width and height (the original image size)") from None
+    if width <= 0 or height <= 0:
+        raise DataError(f"{where} has a non-positive size {width:g}x{height:g}")
+    return width, height
+
+
+def _stack(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
+    category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids):
+    ids are the images' ``file_name`` in the JSON's order, category ids become labels 0..C-1 in
+    sorted id order, and boxes are rescaled from the JSON's width/height to ``image_size``.
+    Crowd annotations (``iscrowd: 1``) are left out; images without annotations are kept
+    with no boxes."""
+    images_dir, source = Path(images_dir), Path(annotation_json).name
+    size = _size(image_size)
+    data = _read_json(annotation_json)
+    if not isinstance(data, dict) or not data.get("images"):
+        raise DataError(f"'{annotation_json}' lists no images: a COCO file needs 'images', 'annotations' "
+                        "and 'categories'")
+    categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
+    label_of = {c["id"]: k for k, c in enumerate(categories)}
+    images = {}
+    for entry in data["images"]:
+        if "id" not in entry or "file_name" not in entry:
+            raise DataError(f"an entry of 'images' in {source} lacks 'id' or 'file_name'")
+        images[entry["id"]] = entry
+    per_image: dict = {i: [] for i in images}
+    for ann in data.get("annotations") or []:
+        image_id = ann.get("image_id")
+        if image_id not in images:
+            raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
+        if ann.get("iscrowd", 0):
+            continue
+        if ann.get("category_id") not in label_of:
+            raise DataError(f"unknown category id {ann.get('category_id')} in {source}: "
+                            f"'categories' lists {sorted(label_of)}")
+        entry = images[image_id]
+        width, height = _image_dims(entry, f"image {image_id} in {source}")
+        bx, by, bw, bh = ann["bbox"]
+        where = f"annotation {ann.get('id', '?')} of image {image_id} ('{entry['file_name']}') in {source}"
+        box = _check_box((bx, by, bx + bw, by + bh), width, height, where)
+        per_image[image_id].append(_rescaled(label_of[ann["category_id"]], box, width, height, size))
+    xs = []
+    for image_id, entry in images.items():
+        path = images_dir / entry["file_name"]
+        if not path.is_file():
+            raise DataError(f"image file '{path}' listed in {source} is missing: check images_dir")
+        xs.append(read_image(path, size, grey=grey))
+    names = [str(c.get("name", c["id"])) for c in categories]
+    return _stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()]
+
+
+def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
+    """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
+    [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
+    pixels. The image is ``images_dir/<id>.<jpg|jpeg|png|tif>``. Boxes are rescaled from the
+    JSON's width/height to ``image_size``, never from the file's own size: the files may be a
+    resized copy (Kvasir-SEG's 256x256 copy keeps the original sizes in the JSON).
+
+    Returns (x, y, class_names, ids, info): class names are the sorted labels, ids the sorted
+    JSON keys that have an image. Entries without an image file and images without an entry
+    are skipped and counted in ``info["skipped_without_image"]`` and
+    ``info["images_without_boxes"]``."""
+    images_dir, source = Path(images_dir), Path(boxes_json).name
+    size = _size(image_size)
+    data = _read_json(boxes_json)
+    if not isinstance(data, dict) or not data:
+        raise DataError(f"'{boxes_json}' holds no entries: expected {{id: {{height, width, bbox: [...]}}}}")
+    if not images_dir.is_dir():
+        raise DataError(f"images folder '{images_dir}' does not exist")
+    files = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in BOX_JSON_SUFFIXES}
+    ids = sorted(k for k in data if k in files)
+    if not ids:
+        raise DataError(f"no entry of {source} has an image in '{images_dir}' "
+                        f"(looked for <id>{list(BOX_JSON_SUFFIXES)})")
+    rows, labels = [], []
+    for key in ids:
+        entry = data[key]
+        if not isinstance(entry, dict) or not isinstance(entry.get("bbox", []), list):
+            raise DataError(f"entry '{key}' in {source} is not {{height, width, bbox: [...]}}")
+        width, height = _image_dims(entry, f"entry '{key}' in {source}")
+        boxes = []
+        for k, b in enumerate(entry.get("bbox", [])):
+            where = f"box {k} of '{key}' in {source}"
+            if label_key not in b:
+                raise DataError(f"{where} has no '{label_key}' key (keys {sorted(b)}): set label_key")
+            try:
+                corners = (b["xmin"], b["ymin"], b["xmax"], b["ymax"])
+            except KeyError as exc:
+                raise DataError(f"{where} lacks {exc}: boxes need xmin, ymin, xmax, ymax") from None
+            boxes.append((str(b[label_key]), _check_box(corners, width, height, where)))
+            labels.append(str(b[label_key]))
+        rows.append((boxes, width, height))
+    names = sorted(set(labels))
+    index = {n: k for k, n in enumerate(names)}
+    targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
+    x = _stack([read_image(files[key], size, grey=grey) for key in ids])
+    info = {"skipped_without_image": sum(k not in files for k in data),
+            "images_without_boxes": sum(s not in data for s in files)}
+    return x, pad_targets(targets), names, ids, info
+
+
+def load_mask_boxes(images_dir, masks_dir, image_size, threshold: int = 127, min_area: int = 4, *,
+                    grey: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """Boxes of the connected components of binary masks, image and mask paired by file stem.
+    Foreground is a grey value above ``threshold`` (JPEG masks carry compression noise). Each
+    mask is resized to ``image_size`` with nearest-neighbour interpolation first and the boxes
+    are taken there, so they enclose exactly the mask pixels a model of that size sees;
+    components under ``min_area`` pixels (of the resized mask) are noise and dropped.
+    Returns (x, y, ["object"], ids) with ids the sorted stems."""
+    from PIL import Image, UnidentifiedImageError
+
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    size = _size(image_size)
+    for d in (images_dir, masks_dir):
+        if not d.is_dir():
+            raise DataError(f"'{d}' is not a directory")
+    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
+    if lone_images or lone_masks:
+        raise DataError(f"image and mask names do not pair up: images without a mask {lone_images[:5]}, "
+                        f"masks without an image {lone_masks[:5]} (matched by file stem)")
+    if not images:
+        raise DataError(f"no images found in '{images_dir}' (looked for {sorted(IMAGE_SUFFIXES)})")
+    ids = sorted(images)
+    xs, targets = [], []
+    for key in ids:
+        try:
+            with Image.open(images[key]) as im:
+                image_dims = im.size
+            with Image.open(masks[key]) as im:
+                if im.size != image_dims:
+                    raise DataError(f"image '{images[key].name}' is {image_dims[0]}x{image_dims[1]} but its mask "
+                                    f"is {im.size[0]}x{im.size[1]}: they must be the same size")
+                mask = np.asarray(im.convert("L").resize((size[1], size[0]), Image.NEAREST))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"cannot read '{masks[key]}' or its image: {exc}") from None
+        boxes = boxes_from_mask(mask > threshold, min_area=min_area)
+        targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
+        xs.append(read_image(images[key], size, grey=grey))
+    return _stack(xs), pad_targets(targets), ["object"], ids
+
+
+def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], val_fraction: float,
+                     test_fraction: float, seed: int
+                     ) -> tuple[tuple[TensorData, TensorData, TensorData], dict[str, list[int]]]:
+    """A random train / val / test split fixed by ``seed`` (no stratification: an image holds
+    several classes). Returns the three TensorData and the sorted indices of each split.
+    ``class_names`` only sets the error message's context: labels must be below its length."""
+    n = len(x)
+    if len(y) != n:
+        raise DataError(f"{n} images but {len(y)} target rows: every image needs one [M, 5] target")
+    if n and float(y[..., 0].max()) >= len(class_names):
+        raise DataError(f"targets hold label {int(y[..., 0].max())} but there are {len(class_names)} class names")
+    n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
+    if n - n_test - n_val < 1:
+        raise DataError(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} test")
+    order = np.random.default_rng(seed).permutation(n)
+    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    indices = {k: sorted(int(i) for i in v) for k, v in parts.items()}
+    data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in ("train", "val", "test"))
+    return data, {k: indices[k] for k in ("train", "val", "test")}
+
+
+# ---- the embedded default ------------------------------------------------------------------
+
+# Class colours (RGB); shapes alternate ellipse / rectangle / diamond with the class.
+PALETTE = np.array([[0.9, 0.3, 0.2], [0.2, 0.5, 0.9], [0.3, 0.8, 0.3], [0.9, 0.8, 0.2],
+                    [0.7, 0.3, 0.8], [0.2, 0.8, 0.8]], np.float32)
+SHAPES = ("ellipse", "rectangle", "diamond")
+
+
+def _shape_mask(kind: str, yy, xx, cy, cx, ry, rx) -> np.ndarray:
+    u, v = (xx + 0.5 - cx) / rx, (yy + 0.5 - cy) / ry  # pixel centres
+    if kind == "ellipse":
+        return u**2 + v**2 <= 1.0
+    if kind == "rectangle":
+        return (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
+    if kind == "diamond":
+        return np.abs(u) + np.abs(v) <= 1.0
+    if kind == "ring":
+        r = u**2 + v**2
+        return (r <= 1.0) & (r >= 0.45)
+    return (v >= -1.0) & (v <= 1.0) & (np.abs(u) <= (v + 1.0) / 2)  # triangle
+
+
+def _iou(a, b) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def synthetic_boxes(n: int = 600, image_size=64, seed: int = 0, num_classes: int = 2
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``n`` RGB images with one to three objects each and their exact boxes; no download.
+
+    An object of class c is a filled shape (ellipse, rectangle, diamond, cycling with c) tinted
+    with the class colour, 1/8 to 1/2 of the image side across, blended with a random opacity
+    (0.25 to 0.9, so the contrast varies) over a smooth coloured texture, under pixel noise.
+    Objects may partly overlap (box IoU at most 0.3; later ones are drawn on top). One to
+    three distractors per image are not objects: rings, triangles and smooth irregular blobs,
+    often in a class colour, so colour alone does not tell them apart; the shape has to be
+    seen through the noise.
+    Returns (x [n, 3, h, w] in [0, 1], y [n, M <= 3, 5], class names); the same seed, the same data."""
+    if not 1 <= num_classes <= len(PALETTE):
+        raise DataError(f"synthetic_boxes supports 1 to {len(PALETTE)} classes, got {num_classes}")
+    h, w = _size(image_size)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    side = min(h, w)
+    lo, hi = max(4.0, side / 8), side / 2  # object extent in pixels
+    images, targets = np.empty((n, h, w, 3), np.float32), []
+    for i in range(n):
+        texture = ndimage.gaussian_filter(rng.normal(0, 1, (h, w, 3)), sigma=(side / 10, side / 10, 0))
+        image = 0.5 + 0.12 * texture / (texture.std() + 1e-6) + rng.uniform(-0.1, 0.1, 3)
+        for _ in range(rng.integers(1, 4)):  # distractors first: objects are never hidden under them
+            ry, rx = rng.uniform(lo, hi, 2) / 2
+            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+            kind = rng.choice(["ring", "triangle", "blob"])
+            if kind == "blob":
+                noise = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), sigma=max(ry, rx) / 2)
+                region = (noise > noise.std()) & (((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.5)
+            else:
+                region = _shape_mask(kind, yy, xx, cy, cx, ry, rx)
+            colour = PALETTE[rng.integers(num_classes)] if rng.random() < 0.7 else rng.uniform(0, 1, 3)
+            image[region] += rng.uniform(0.35, 0.9) * (colour - image[region])
+        boxes: list[list[float]] = []
+        for _ in range(rng.integers(1, 4)):
+            for _attempt in range(20):
+                label = int(rng.integers(num_classes))
+                ry, rx = rng.uniform(lo, hi, 2) / 2
+                cy, cx = rng.uniform(ry, h - ry), rng.uniform(rx, w - rx)
+                region = _shape_mask(SHAPES[label % len(SHAPES)], yy, xx, cy, cx, ry, rx)
+                if not region.any():
+                    continue
+                rows, cols = np.nonzero(region)
+                box = [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
+                if all(_iou(box, b[1:]) <= 0.3 for b in boxes):
+                    break
+            else:
+                continue  # no free place: fewer objects in this image
+            colour = PALETTE[label] + rng.normal(0, 0.05, 3)
+            image[region] += rng.uniform(0.25, 0.9) * (colour - image[region])
+            boxes.append([label, *box])
+        images[i] = np.clip(image + rng.normal(0, 0.1, (h, w, 3)), 0.0, 1.0)
+        targets.append(boxes)
+    names = [f"{SHAPES[c % len(SHAPES)]}{c // len(SHAPES) or ''}" for c in range(num_classes)]
+    return _stack(list(images)), pad_targets(targets), names

@@ -1,0 +1,87 @@
+"""Detection datasets named in a config: the embedded synthetic boxes, COCO-style JSON, per-image
+box JSON (Kvasir-SEG's layout) and boxes from masks; all become in-memory splits whose
+targets are [N, M, 5] rows (label, x1, y1, x2, y2) padded with label -1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import DataSpec
+from ..errors import DataError
+from .detection import load_box_json, load_coco, load_mask_boxes, synthetic_boxes
+from .splits import DataSplits, TensorData, channel_stats, standardize
+
+DEFAULT_SYNTHETIC_SIZE = 64
+
+
+def load_detection(spec: DataSpec, stats=None) -> DataSplits:
+    if spec.kind == "boxes":
+        return _synthetic(spec, stats)
+    root = Path(spec.root or "")
+    if not root.is_dir():
+        raise DataError(f"data.root '{root}' is not a folder: point it at the folder holding the images")
+    size = tuple(spec.image_size or (256, 256))
+    info: dict = {"source": str(root)}
+    if spec.kind == "coco":
+        x, y, names, ids = load_coco(root / spec.images, _relative(root, spec.annotations), size)
+    elif spec.kind == "box_json":
+        x, y, names, ids, extra = load_box_json(root / spec.images, _relative(root, spec.annotations), size)
+        info.update(extra)
+    else:
+        x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size)
+    x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
+    if spec.grey and x.shape[1] == 3:
+        x = x.mean(dim=1, keepdim=True)
+    parts = _split(len(x), spec)
+    info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, "test_fraction": spec.test_fraction,
+                     **{name: [str(ids[i]) for i in idx] for name, idx in parts.items()}}
+    return _splits([(x[idx], y[idx]) for idx in parts.values()], names, stats, info)
+
+
+def _synthetic(spec: DataSpec, stats) -> DataSplits:
+    """Three independently generated sets (seeds split_seed, +1, +2) of the counts asked for."""
+    size = spec.image_size[0] if spec.image_size else DEFAULT_SYNTHETIC_SIZE
+    sets, names = [], None
+    for offset, n in enumerate(spec.boxes_counts):
+        x, y, names = synthetic_boxes(n=n, image_size=size, seed=spec.split_seed + offset)
+        sets.append((torch.as_tensor(np.asarray(x), dtype=torch.float32),
+                     torch.as_tensor(np.asarray(y), dtype=torch.float32)))
+    return _splits(sets, names, stats, {"source": "synthetic boxes (peerdistill.data.detection.synthetic_boxes)",
+                                        "split_seed": spec.split_seed})
+
+
+def _split(n: int, spec: DataSpec) -> dict[str, np.ndarray]:
+    """A random split fixed by ``split_seed`` (boxes have no single label to stratify by)."""
+    order = np.random.default_rng(spec.split_seed).permutation(n)
+    n_test, n_val = round(n * spec.test_fraction), round(n * spec.val_fraction)
+    if n - n_test - n_val < 1 or n_val < 1 or n_test < 1:
+        raise DataError(f"{n} images cannot be split into train / val ({spec.val_fraction}) / test "
+                        f"({spec.test_fraction}) with at least one image each")
+    return {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test:n_test + n_val]),
+            "train": np.sort(order[n_test + n_val:])}
+
+
+def _splits(sets, names, stats, info) -> DataSplits:
+    """Pad every split's targets to one box count and standardise images by the training split."""
+    most = max(int(y.shape[1]) for _, y in sets)
+    padded = [(x, _pad(y, most)) for x, y in sets]
+    stats = stats or channel_stats(padded[0][0])
+    data = [TensorData(standardize(x, stats), y) for x, y in padded]
+    return DataSplits(*data, num_classes=len(names), class_names=list(names), input_shape=tuple(data[0].x.shape[1:]),
+                      stats=stats, info=info)
+
+
+def _pad(y: torch.Tensor, boxes: int) -> torch.Tensor:
+    if y.shape[1] == boxes:
+        return y
+    pad = torch.zeros(len(y), boxes - y.shape[1], 5)
+    pad[..., 0] = -1
+    return torch.cat([y, pad], dim=1)
+
+
+def _relative(root: Path, path: str | None) -> Path:
+    p = Path(path or "")
+    return p if p.is_absolute() else root / p

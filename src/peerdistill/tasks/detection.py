@@ -1,0 +1,115 @@
+"""Detection: dense single-stage outputs, boxes after NMS, the students fused by WBF.
+
+A detector returns one tensor [B, A, C + 4 (R + 1)] over the anchor points of its pyramid
+(``detection.boxes.HeadLayout``): class logits and, per box edge, a distribution over R + 1
+distance bins. That keeps every model output a tensor, so the cohort, the knowledge graph and
+feature capture work unchanged; this task knows how to read it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..detection.boxes import HeadLayout, anchor_points, decode
+from ..detection_metrics import DETECTION_METRICS, DetectionMeter
+from ..errors import ConfigError
+from ..losses.detection import detection_distillation, detection_loss
+from .box_augment import augment_boxes
+
+# Generalized Focal Loss's weights of its terms (Li et al. 2020): quality focal 1, GIoU 2, DFL 1/4.
+LOSS_WEIGHTS = {"cls": 1.0, "box": 2.0, "dfl": 0.25}
+
+
+class DetectionTask:
+    name = "detection"
+    metric_names = DETECTION_METRICS
+    summary_metrics = ("ap", "ap50", "ap75", "ar10")
+    default_monitor = "ensemble/ap"
+    supervised_name = "det"
+
+    def __init__(self, layout: HeadLayout, image_size: tuple[int, int], class_names: list[str] | None = None,
+                 augment: tuple[str, ...] = (), score_threshold: float = 0.05, nms_iou: float = 0.6,
+                 max_detections: int = 100, wbf_iou: float = 0.7):
+        self.layout = layout
+        self.num_classes = layout.num_classes
+        self.class_names = list(class_names or [str(c) for c in range(layout.num_classes)])
+        self.image_size = tuple(image_size)
+        self.augmentations = tuple(augment)
+        self.score_threshold, self.nms_iou, self.max_detections = score_threshold, nms_iou, max_detections
+        self.wbf_iou = wbf_iou
+
+    def supervised_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        terms = detection_loss(out.float(), targets, self.layout, out_size(self.image_size))
+        return sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
+
+    def distill(self, student: torch.Tensor, source: torch.Tensor, temperature: float) -> torch.Tensor:
+        """What a ``kl`` knowledge edge means between detectors: softened classification maps
+        plus localization distillation weighted by the source's confidence."""
+        return detection_distillation(student.float(), source.float(), self.layout, temperature)
+
+    def probabilities(self, out: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Per image: the boxes kept after score threshold and per-class NMS."""
+        return decode(out.float(), self.layout, out_size(self.image_size), score_threshold=self.score_threshold,
+                      iou_threshold=self.nms_iou, max_detections=self.max_detections)
+
+    def ensemble(self, per_model: list[list[dict[str, torch.Tensor]]]) -> list[dict[str, torch.Tensor]]:
+        """The students' boxes fused image by image with weighted boxes fusion (Solovyev et al.
+        2021, the ensemble-boxes package): overlapping boxes of different models are averaged,
+        weighted by score, and a box found by fewer models scores lower."""
+        from ensemble_boxes import weighted_boxes_fusion
+
+        h, w = self.image_size
+        scale = np.array([w, h, w, h], dtype=np.float32)
+        fused = []
+        for detections in zip(*per_model, strict=True):
+            device = detections[0]["boxes"].device
+            boxes = [(d["boxes"].float().cpu().numpy() / scale).clip(0, 1) for d in detections]
+            scores = [d["scores"].float().cpu().numpy() for d in detections]
+            labels = [d["labels"].cpu().numpy() for d in detections]
+            if sum(len(b) for b in boxes) == 0:
+                fused.append({k: v.clone() for k, v in detections[0].items()})
+                continue
+            b, s, lab = weighted_boxes_fusion(boxes, scores, labels, iou_thr=self.wbf_iou, skip_box_thr=0.0)
+            order = np.argsort(-s)[: self.max_detections]
+            fused.append({"boxes": torch.as_tensor(b[order] * scale, dtype=torch.float32, device=device),
+                          "scores": torch.as_tensor(s[order], dtype=torch.float32, device=device),
+                          "labels": torch.as_tensor(lab[order], dtype=torch.long, device=device)})
+        return fused
+
+    def new_meter(self) -> DetectionMeter:
+        return DetectionMeter(self.num_classes)
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        if not self.augmentations:
+            return x, y
+        return augment_boxes(x, y, self.augmentations, generator)
+
+    def check_output(self, name: str, out: torch.Tensor, batch: int) -> None:
+        h, w = self.image_size
+        points = len(anchor_points(h, w, self.layout.strides, out.device)[0])
+        expected = (batch, points, self.layout.channels)
+        if tuple(out.shape) != expected:
+            raise ConfigError(
+                f"model '{name}' outputs {tuple(out.shape)}; this detection task needs {expected} "
+                f"({self.num_classes} classes, reg_max {self.layout.reg_max}, strides {list(self.layout.strides)} "
+                f"on {h}x{w} images): build every model with the same num_classes, reg_max and strides"
+            )
+
+
+def out_size(image_size) -> tuple[int, int]:
+    return int(image_size[0]), int(image_size[1])
+
+
+def layout_of(modules) -> HeadLayout:
+    """The one head layout every detector of a cohort must share (for their outputs to meet)."""
+    layouts = {name: getattr(m, "layout", None) for name, m in modules.items()}
+    missing = [n for n, lay in layouts.items() if not isinstance(lay, HeadLayout)]
+    if missing:
+        raise ConfigError(f"detection models need a 'layout' attribute (a HeadLayout); {missing} lack one: use "
+                          "arch: detector, or wrap your model so it exposes its head layout")
+    distinct = set(layouts.values())
+    if len(distinct) > 1:
+        raise ConfigError(f"the detectors' head layouts differ ({layouts}); give every model the same "
+                          "num_classes, reg_max and strides")
+    return distinct.pop()

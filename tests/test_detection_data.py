@@ -1,0 +1,351 @@
+"""Detection data: boxes from masks, the COCO / Kvasir-style / mask loaders and their errors,
+box-aware augmentation checked against the moved pixels, the synthetic default."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from peerdistill.data.detection import (boxes_from_mask, detection_splits, load_box_json, load_coco,
+                                        load_mask_boxes, pad_targets, synthetic_boxes)
+from peerdistill.errors import ConfigError, DataError
+from peerdistill.tasks.box_augment import augment_boxes, box_transforms, warp_boxes
+
+
+def write_png(path, width, height, colour=(200, 30, 60)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((height, width, 3), colour, np.uint8)).save(path)
+
+
+def bright_box(image: torch.Tensor, level: float = 0.5) -> list[int]:
+    """Bounding box (x1, y1, x2 exclusive, y2 exclusive) of the pixels above ``level``."""
+    rows, cols = np.nonzero(image.numpy() > level)
+    return [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
+
+
+# ---- boxes from masks, padding ---------------------------------------------------------------
+
+def test_boxes_from_mask_components_diagonals_and_empty():
+    mask = np.zeros((12, 16), np.uint8)
+    mask[1:4, 2:6] = 1                 # rectangle: x 2..5, y 1..3
+    mask[8:11, 12:15] = 7              # any non-zero value is foreground
+    mask[5, 8] = mask[6, 9] = mask[7, 10] = 1  # diagonal chain: one component with 8-connectivity
+    boxes = boxes_from_mask(mask)
+    assert boxes.tolist() == [[2, 1, 6, 4], [8, 5, 11, 8], [12, 8, 15, 11]]
+    assert boxes_from_mask(mask, min_area=4).tolist() == [[2, 1, 6, 4], [12, 8, 15, 11]]
+    assert boxes_from_mask(mask.astype(bool)).shape == (3, 4)
+    empty = boxes_from_mask(np.zeros((5, 5), bool))
+    assert empty.shape == (0, 4)
+
+
+def test_pad_targets_pads_with_label_minus_one():
+    y = pad_targets([np.array([[1, 0, 0, 4, 4], [0, 1, 1, 3, 3]]), np.zeros((0, 5)), torch.tensor([[2., 5, 5, 9, 9]])])
+    assert y.shape == (3, 2, 5) and y.dtype == torch.float32
+    assert y[1].tolist() == [[-1, 0, 0, 0, 0]] * 2
+    assert y[2, 1].tolist() == [-1, 0, 0, 0, 0] and y[2, 0, 0] == 2
+    assert pad_targets([np.zeros((0, 5))]).shape == (1, 1, 5)
+    with pytest.raises(DataError, match=r"expected \[n, 5\]"):
+        pad_targets([np.zeros((2, 4))])
+
+
+# ---- COCO ------------------------------------------------------------------------------------
+
+def coco_files(tmp_path, **changes):
+    write_png(tmp_path / "img" / "a.png", 40, 20, (250, 0, 0))
+    write_png(tmp_path / "img" / "b.png", 10, 10, (0, 0, 250))
+    data = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 80, "height": 40},  # JSON size twice the file's
+                   {"id": 2, "file_name": "b.png", "width": 10, "height": 10}],
+        "annotations": [{"id": 10, "image_id": 1, "category_id": 7, "bbox": [8, 4, 40, 20]},
+                        {"id": 11, "image_id": 1, "category_id": 3, "bbox": [0, 0, 80, 40]},
+                        {"id": 12, "image_id": 1, "category_id": 3, "bbox": [1, 1, 2, 2], "iscrowd": 1}],
+        "categories": [{"id": 7, "name": "polyp"}, {"id": 3, "name": "adenoma"}],
+    }
+    data.update(changes)
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    return tmp_path / "img", path
+
+
+def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
+    images, ann = coco_files(tmp_path)
+    x, y, names, ids = load_coco(images, ann, (10, 20))
+    assert x.shape == (2, 3, 10, 20) and x.dtype == torch.float32
+    assert x[0, 0].mean() == pytest.approx(250 / 255, abs=1e-3) and x[1, 2].mean() == pytest.approx(250 / 255, abs=1e-3)
+    assert names == ["adenoma", "polyp"] and ids == ["a.png", "b.png"]
+    # from 80x40 to 20x10: factor 1/4 on both axes; category 7 -> label 1, 3 -> 0; the crowd box is left out
+    assert y.shape == (2, 2, 5)
+    assert y[0].tolist() == [[1, 2, 1, 12, 6], [0, 0, 0, 20, 10]]
+    assert y[1].tolist() == [[-1, 0, 0, 0, 0]] * 2  # an image without annotations keeps no boxes
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"annotations": [{"image_id": 7, "category_id": 7, "bbox": [0, 0, 5, 5]}]}, "unknown image id 7 in ann.json"),
+    ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [60, 0, 30, 10]}]}, "outside its 80x40 image"),
+    ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [5, 5, 0, 10]}]}, "non-positive width or height"),
+    ({"annotations": [{"image_id": 1, "category_id": 5, "bbox": [5, 5, 5, 5]}]}, "unknown category id 5"),
+    ({"images": [], "annotations": []}, "lists no images"),
+    ({"images": [{"id": 1, "file_name": "gone.png", "width": 8, "height": 8}], "annotations": []},
+     "gone.png.* is missing"),
+])
+def test_load_coco_errors(tmp_path, change, message):
+    images, ann = coco_files(tmp_path, **change)
+    with pytest.raises(DataError, match=message):
+        load_coco(images, ann, 16)
+
+
+def test_load_coco_tolerates_one_pixel_and_rejects_bad_files(tmp_path):
+    images, ann = coco_files(tmp_path, annotations=[{"image_id": 1, "category_id": 7, "bbox": [-0.5, 0, 81, 40]}])
+    _, y, _, _ = load_coco(images, ann, (40, 80))
+    assert y[0, 0].tolist() == [1, 0, 0, 80, 40]  # clipped to the image
+    with pytest.raises(DataError, match="does not exist"):
+        load_coco(images, tmp_path / "nope.json", 16)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="cannot read .* as JSON"):
+        load_coco(images, tmp_path / "bad.json", 16)
+
+
+# ---- Kvasir-style per-image JSON ------------------------------------------------------------
+
+def kvasir_files(tmp_path, boxes_a=None):
+    write_png(tmp_path / "images" / "a.png", 40, 20)        # a resized copy of a 200x100 original
+    write_png(tmp_path / "images" / "c.png", 8, 8)          # no entry in the JSON
+    Image.new("RGB", (30, 30), (0, 255, 0)).save(tmp_path / "images" / "d.jpg")
+    data = {
+        "a": {"height": 100, "width": 200, "bbox": boxes_a or [
+            {"label": "polyp", "xmin": 50, "ymin": 10, "xmax": 150, "ymax": 100},
+            {"label": "adenoma", "xmin": 0, "ymin": 0, "xmax": 20, "ymax": 30}]},
+        "b": {"height": 50, "width": 50, "bbox": [{"label": "polyp", "xmin": 1, "ymin": 1, "xmax": 9, "ymax": 9}]},
+        "d": {"height": 300, "width": 300,
+              "bbox": [{"label": "polyp", "xmin": 30, "ymin": 60, "xmax": 90, "ymax": 300}]},
+    }
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(data))
+    return tmp_path / "images", path
+
+
+def test_load_box_json_rescales_from_the_json_size_and_counts_skips(tmp_path):
+    images, boxes = kvasir_files(tmp_path)
+    x, y, names, ids, info = load_box_json(images, boxes, (10, 20))
+    assert ids == ["a", "d"] and names == ["adenoma", "polyp"]
+    assert info == {"skipped_without_image": 1, "images_without_boxes": 1}
+    assert x.shape == (2, 3, 10, 20) and x[1, 1].mean() > 0.9  # d.jpg is green
+    # a: original 200x100 -> 20x10 (factor 0.1), not from the 40x20 file size
+    assert y[0].numpy() == pytest.approx(np.array([[1, 5, 1, 15, 10], [0, 0, 0, 2, 3]]))
+    # d: 300x300 -> 20x10
+    assert y[1, 0].numpy() == pytest.approx(np.array([1, 2, 2, 6, 10]))
+    assert y[1, 1].tolist() == [-1, 0, 0, 0, 0]
+
+
+def test_load_box_json_errors(tmp_path):
+    images, boxes = kvasir_files(tmp_path, [{"label": "polyp", "xmin": 10, "ymin": 10, "xmax": 260, "ymax": 20}])
+    with pytest.raises(DataError, match="box 0 of 'a' in boxes.json.* outside its 200x100 image"):
+        load_box_json(images, boxes, 16)
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [
+        {"name": "polyp", "xmin": 10, "ymin": 10, "xmax": 20, "ymax": 20}]}}))
+    with pytest.raises(DataError, match="box 0 of 'a' in boxes.json has no 'label' key.*set label_key"):
+        load_box_json(images, boxes, 16)
+    assert load_box_json(images, boxes, 16, label_key="name")[2] == ["polyp"]
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(DataError, match="holds no entries"):
+        load_box_json(images, tmp_path / "empty.json", 16)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(DataError, match="no entry of boxes.json has an image"):
+        load_box_json(tmp_path / "elsewhere", boxes, 16)
+
+
+# ---- boxes from mask folders ----------------------------------------------------------------
+
+def test_load_mask_boxes_from_noisy_rgb_masks(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("p1", "p2"):
+        write_png(tmp_path / "images" / f"{name}.png", 40, 40)
+    (tmp_path / "masks").mkdir()
+    mask = rng.integers(0, 100, (40, 40, 3)).astype(np.uint8)  # noise below the threshold
+    mask[4:12, 8:24] = 255
+    mask[20:36, 30:38] = 230
+    mask[38, 2] = 255                                          # a speck: under min_area once halved
+    Image.fromarray(mask).save(tmp_path / "masks" / "p1.png")
+    jpeg = np.zeros((40, 40, 3), np.uint8)
+    jpeg[10:30, 10:20] = 255
+    Image.fromarray(jpeg).save(tmp_path / "masks" / "p2.jpg", quality=80)
+    x, y, names, ids = load_mask_boxes(tmp_path / "images", tmp_path / "masks", (20, 20), min_area=2)
+    assert names == ["object"] and ids == ["p1", "p2"] and x.shape == (2, 3, 20, 20)
+    assert y[0].tolist() == [[0, 4, 2, 12, 6], [0, 15, 10, 19, 18]]  # halved
+    assert y[1, 0].numpy() == pytest.approx(np.array([0, 5, 5, 10, 15]), abs=1)
+    assert y[1, 1].tolist() == [-1, 0, 0, 0, 0]
+    with_speck = load_mask_boxes(tmp_path / "images", tmp_path / "masks", (40, 40), min_area=1)[1]
+    assert [2, 38, 3, 39] in with_speck[0, :, 1:].tolist()
+
+
+def test_load_mask_boxes_unmatched_names_are_listed(tmp_path):
+    write_png(tmp_path / "images" / "case1.png", 8, 8)
+    write_png(tmp_path / "images" / "case2.png", 8, 8)
+    write_png(tmp_path / "masks" / "case1.png", 8, 8)
+    write_png(tmp_path / "masks" / "case3_mask.png", 8, 8)
+    with pytest.raises(DataError, match=r"images without a mask \['case2'\], masks without an image \['case3_mask'\]"):
+        load_mask_boxes(tmp_path / "images", tmp_path / "masks", 8)
+
+
+# ---- splits ----------------------------------------------------------------------------------
+
+def test_detection_splits_are_disjoint_and_seeded():
+    x, y, names = synthetic_boxes(20, image_size=16, seed=3)
+    parts, idx = detection_splits(x, y, names, val_fraction=0.2, test_fraction=0.25, seed=1)
+    assert [len(p) for p in parts] == [11, 4, 5]
+    assert sorted(idx["train"] + idx["val"] + idx["test"]) == list(range(20))
+    assert torch.equal(parts[1].y, y[idx["val"]]) and torch.equal(parts[2].x, x[idx["test"]])
+    assert detection_splits(x, y, names, 0.2, 0.25, seed=1)[1] == idx
+    assert detection_splits(x, y, names, 0.2, 0.25, seed=2)[1] != idx
+    with pytest.raises(DataError, match="too few"):
+        detection_splits(x[:2], y[:2], names, 0.5, 0.5, seed=0)
+
+
+# ---- augmentation ----------------------------------------------------------------------------
+
+def rectangle_batch(b=16, h=40, w=50, box=(5, 7, 17, 20)):
+    x = torch.zeros(b, 1, h, w)
+    x1, y1, x2, y2 = box
+    x[:, :, y1:y2, x1:x2] = 1.0
+    targets = torch.tensor([[1.0, *box], [-1, 0, 0, 0, 0]]).repeat(b, 1, 1)
+    return x, targets
+
+
+@pytest.mark.parametrize("name", ["hflip", "vflip", "scale", "crop"])
+def test_each_augmentation_moves_the_box_with_the_pixels(name):
+    x, targets = rectangle_batch()
+    xo, to = augment_boxes(x, targets, (name,), torch.Generator().manual_seed(0))
+    changed = [not torch.equal(xo[i], x[i]) for i in range(len(x))]
+    assert 0 < sum(changed) < len(x)  # probability 0.5 per sample
+    for i in range(len(x)):
+        assert to[i, 0, 0] == 1
+        assert to[i, 0, 1:].numpy() == pytest.approx(np.array(bright_box(xo[i, 0])), abs=1.0)
+        assert to[i, 1].tolist() == [-1, 0, 0, 0, 0]  # padding stays padding
+        if not changed[i]:
+            assert to[i].tolist() == targets[i].tolist()
+    moved = to[torch.tensor(changed), 0, 1:]
+    inside = (moved[:, :2] > 0).all(1) & (moved[:, 2] < 50) & (moved[:, 3] < 40)  # not clipped
+    growth = (moved[inside, 2:] - moved[inside, :2]) / torch.tensor([12.0, 13.0])  # sides grow alike in x and y
+    assert len(growth) >= 2
+    if name in ("scale", "crop"):
+        assert growth[:, 0].numpy() == pytest.approx(growth[:, 1].numpy(), abs=0.01)
+        low, high = (0.8, 1.2) if name == "scale" else (1.0, 1 / 0.7)
+        assert low - 0.01 <= float(growth.min()) and float(growth.max()) <= high + 0.01
+    flipped = moved
+    if name == "hflip":
+        assert (flipped == torch.tensor([33.0, 7, 45, 20])).all()  # exact: x -> 50 - x
+    if name == "vflip":
+        assert (flipped == torch.tensor([5.0, 20, 17, 33])).all()
+
+
+def test_augmentations_compose_and_repeat_with_the_seed():
+    x, targets = rectangle_batch(b=12, box=(20, 14, 32, 26))
+    names = ("hflip", "vflip", "scale", "crop")
+    a = augment_boxes(x, targets, names, torch.Generator().manual_seed(5))
+    b = augment_boxes(x, targets, names, torch.Generator().manual_seed(5))
+    c = augment_boxes(x, targets, names, torch.Generator().manual_seed(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+    torch.manual_seed(0)  # the global RNG plays no part
+    d = augment_boxes(x, targets, names, torch.Generator().manual_seed(5))
+    assert torch.equal(a[1], d[1])
+    for i in range(len(x)):
+        assert a[1][i, 0, 1:].numpy() == pytest.approx(np.array(bright_box(a[0][i, 0])), abs=1.5)
+
+
+def test_boxes_pushed_out_are_dropped():
+    h = w = 40
+    x = torch.zeros(1, 1, h, w)
+    targets = torch.tensor([[[0.0, 0, 10, 4, 20],     # zoom 1.2 about the centre: x -> [-4, 0.8]: gone
+                             [1.0, 1, 10, 9, 20],     # -> [-2.8, 6.8], clipped to [0, 6.8]: 71% left, kept
+                             [-1.0, 5, 5, 20, 20]]])  # padding stays padding, whatever its coordinates
+    zoom = torch.tensor([[[1.2, 0, -4], [0, 1.2, -4], [0, 0, 1]]])
+    _, out = warp_boxes(x, targets, zoom)
+    assert out[0, 0].tolist() == [-1, 0, 0, 0, 0] and out[0, 2].tolist() == [-1, 0, 0, 0, 0]
+    assert out[0, 1].numpy() == pytest.approx(np.array([1, 0, 8, 6.8, 20]), abs=1e-4)
+    # zoom 0.8: a 2 px wide box, fully in view, becomes 1.6 px wide: dropped; a 3 px one (2.4) is kept
+    targets = torch.tensor([[[0.0, 20, 10, 22, 30], [0.0, 10, 10, 13, 30]]])
+    _, out = warp_boxes(x, targets, torch.tensor([[[0.8, 0, 4], [0, 0.8, 4], [0, 0, 1]]]))
+    assert out[0, 0].tolist() == [-1, 0, 0, 0, 0]
+    assert out[0, 1].numpy() == pytest.approx(np.array([0, 12, 12, 14.4, 28]), abs=1e-4)
+    # a crop of side 0.7 at x = 12: x -> (x - 12) / 0.7. [0, 16] -> [-17.1, 5.7]: 25% visible (dropped
+    # though 5.7 px wide); [4, 20] -> [-11.4, 11.4]: half visible, kept
+    targets = torch.tensor([[[0.0, 0, 0, 16, 8], [0.0, 4, 20, 20, 27]]])
+    crop = torch.tensor([[[1 / 0.7, 0, -12 / 0.7], [0, 1 / 0.7, 0], [0, 0, 1]]])
+    _, out = warp_boxes(x, targets, crop)
+    assert out[0, 0, 0] == -1 and out[0, 1, 0] == 0
+    assert out[0, 1, 1:].numpy() == pytest.approx(np.array([0, 20 / 0.7, 8 / 0.7, 27 / 0.7]), abs=1e-4)
+
+
+def test_random_drops_match_the_visible_pixels():
+    # a box at the left edge: zoom-ins and crops push it out. What is kept must still be in view.
+    x, targets = rectangle_batch(b=32, box=(0, 10, 5, 30))
+    names = ("scale", "crop")
+    xo, to = augment_boxes(x, targets, names, torch.Generator().manual_seed(2))
+    matrices = box_transforms(names, 32, 40, 50, torch.Generator().manual_seed(2))
+    area_before = 5 * 20 * matrices[:, 0, 0] * matrices[:, 1, 1]  # the box's area once moved, before clipping
+    kept = to[:, 0, 0] >= 0
+    assert 0 < int(kept.sum()) < len(x)
+    for i in range(len(x)):
+        if kept[i]:
+            assert to[i, 0, 1:].numpy() == pytest.approx(np.array(bright_box(xo[i, 0])), abs=1.0)
+        elif (xo[i, 0] > 0.5).any():
+            x1, y1, x2, y2 = bright_box(xo[i, 0])
+            bw, bh = x2 - x1, y2 - y1
+            assert bw * bh <= 0.3 * area_before[i] + bw + bh or min(bw, bh) <= 2
+
+
+def test_crop_windows_lie_inside_the_image():
+    m = box_transforms(("crop",), 64, 40, 50, torch.Generator().manual_seed(0))
+    corners = torch.linalg.inv(m) @ torch.tensor([[0.0, 50], [0, 40], [1, 1]])  # the window in the input
+    x0, x1, y0, y1 = corners[:, 0, 0], corners[:, 0, 1], corners[:, 1, 0], corners[:, 1, 1]
+    assert float(x0.min()) >= -1e-4 and float(x1.max()) <= 50 + 1e-4
+    assert float(y0.min()) >= -1e-4 and float(y1.max()) <= 40 + 1e-4
+    side = (x1 - x0) / 50
+    picked = side < 1 - 1e-6
+    assert 0 < int(picked.sum()) < 64 and float(side.min()) >= 0.7 - 1e-4
+    assert torch.allclose((y1 - y0) / 40, side)
+    assert float(x0[picked].std()) > 1 and float(y0[picked].std()) > 1  # windows anywhere, not one corner
+
+
+def test_unknown_augmentation_lists_the_valid_ones():
+    x, targets = rectangle_batch(b=2)
+    with pytest.raises(ConfigError, match=r"unknown box augmentation \['rot90'\].*hflip.*crop"):
+        augment_boxes(x, targets, ("hflip", "rot90"), torch.Generator())
+    assert box_transforms((), 3, 8, 8, torch.Generator()).equal(torch.eye(3).repeat(3, 1, 1))
+
+
+# ---- synthetic default -----------------------------------------------------------------------
+
+def test_synthetic_boxes_shapes_determinism_and_objects_at_their_boxes():
+    x, y, names = synthetic_boxes(40, image_size=64, seed=0, num_classes=3)
+    assert x.shape == (40, 3, 64, 64) and x.dtype == torch.float32 and y.shape[0] == 40 and y.shape[2] == 5
+    assert 0 <= float(x.min()) and float(x.max()) <= 1 and names == ["ellipse", "rectangle", "diamond"]
+    valid = y[..., 0] >= 0
+    counts = valid.sum(1)
+    assert counts.min() >= 1 and counts.max() <= 3 and set(y[valid][:, 0].tolist()) == {0, 1, 2}
+    b = y[valid][:, 1:]
+    assert (b[:, :2] >= 0).all() and (b[:, 2] <= 64).all() and (b[:, 3] <= 64).all()
+    sides = torch.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+    assert sides.min() >= 4 and sides.max() <= 33
+    x2, y2, _ = synthetic_boxes(40, image_size=64, seed=0, num_classes=3)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(synthetic_boxes(40, image_size=64, seed=1)[0], x)
+    # objects sit at their boxes: the centre of a box differs in colour from a band around the box, far
+    # more than it does at the boxes of another image laid on this one
+    def contrast(image, box):
+        x1, y1, x2, y2 = box
+        cx, cy, rx, ry = (x1 + x2) // 2, (y1 + y2) // 2, max(1, (x2 - x1) // 4), max(1, (y2 - y1) // 4)
+        inner = image[:, cy - ry:cy + ry + 1, cx - rx:cx + rx + 1].mean((1, 2))
+        band = torch.ones(64, 64, dtype=torch.bool)
+        band[max(0, y1 - 4):y2 + 4, max(0, x1 - 4):x2 + 4] = False
+        band = ~band
+        band[y1:y2, x1:x2] = False
+        return float((inner - image[:, band].mean(1)).abs().max())
+
+    boxes = [y[i][valid[i]][:, 1:].long().tolist() for i in range(40)]
+    true = [contrast(x[i], b) for i in range(40) for b in boxes[i]]
+    elsewhere = [contrast(x[i], b) for i in range(40) for b in boxes[(i + 1) % 40]]
+    assert np.median(true) > 0.1 and np.median(true) > 2 * np.median(elsewhere)

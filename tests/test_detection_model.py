@@ -1,0 +1,226 @@
+"""The detector and its box toolkit: points, encodings, IoUs, NMS, decoding and assignment, each
+against hand-computed values or a naive loop."""
+
+import math
+
+import pytest
+import torch
+
+from peerdistill.detection import (HeadLayout, anchor_points, assign, batched_nms, box_iou, boxes_to_ltrb, decode,
+                                   distances_from_distribution, generalized_box_iou_pairwise, ltrb_to_boxes,
+                                   split_outputs)
+from peerdistill.models.detector import Detector
+
+
+def test_anchor_points_on_a_64x64_image():
+    points, strides = anchor_points(64, 64, (8, 16, 32))
+    assert points.shape == (64 + 16 + 4, 2) and strides.shape == (84,)
+    assert points[0].tolist() == [4, 4] and points[1].tolist() == [12, 4] and points[8].tolist() == [4, 12]
+    assert points[63].tolist() == [60, 60]
+    assert points[64].tolist() == [8, 8] and points[65].tolist() == [24, 8] and points[68].tolist() == [8, 24]
+    assert points[80].tolist() == [16, 16] and points[81].tolist() == [48, 16] and points[83].tolist() == [48, 48]
+    assert strides[:64].eq(8).all() and strides[64:80].eq(16).all() and strides[80:].eq(32).all()
+    # Other sizes round up: 70 rows x 50 columns -> 9x7, 5x4, 3x2 cells.
+    assert anchor_points(70, 50, (8, 16, 32))[0].shape[0] == 63 + 20 + 6
+
+
+def test_ltrb_round_trip_and_hand_values():
+    point = torch.tensor([[10.0, 20.0]])
+    assert boxes_to_ltrb(point, torch.tensor([[4.0, 5.0, 30.0, 40.0]])).tolist() == [[6, 15, 20, 20]]
+    g = torch.Generator().manual_seed(0)
+    points = torch.rand(50, 2, generator=g) * 100
+    boxes = torch.cat([points - torch.rand(50, 2, generator=g) * 30, points + torch.rand(50, 2, generator=g) * 30], 1)
+    assert torch.allclose(ltrb_to_boxes(points, boxes_to_ltrb(points, boxes)), boxes, atol=1e-5)
+
+
+def test_split_outputs_and_peaked_distributions_give_known_distances():
+    layout = HeadLayout(num_classes=2, reg_max=4)
+    assert layout.channels == 2 + 4 * 5
+    out = torch.arange(2 * 3 * layout.channels, dtype=torch.float32).view(2, 3, layout.channels)
+    cls, reg = split_outputs(out, layout)
+    assert cls.shape == (2, 3, 2) and reg.shape == (2, 3, 4, 5)
+    assert reg[1, 2, 3, 4] == out[1, 2, 2 + 3 * 5 + 4] and cls[1, 2, 1] == out[1, 2, 1]
+
+    logits = torch.full((4, 5), -1e4)
+    logits[0, 1] = logits[1, 4] = logits[2, 0] = 0.0  # one-hot at bins 1, 4, 0
+    logits[3, 2] = logits[3, 3] = 0.0  # half on bin 2, half on bin 3
+    assert distances_from_distribution(logits, 4).tolist() == pytest.approx([1.0, 4.0, 0.0, 2.5])
+    assert distances_from_distribution(torch.zeros(4, 5), 4).tolist() == pytest.approx([2.0] * 4)  # uniform
+
+
+def test_iou_and_giou_hand_values():
+    a = torch.tensor([[0.0, 0, 2, 2], [0, 0, 1, 1]])
+    b = torch.tensor([[1.0, 1, 3, 3], [2, 0, 3, 1], [0, 0, 2, 2]])
+    expected = [[1 / 7, 0.0, 1.0], [0.0, 0.0, 1 / 4]]
+    assert box_iou(a, b).tolist() == [pytest.approx(row) for row in expected]
+    # overlap: 1/7 - (9 - 7)/9; disjoint side by side: 0 - (3 - 2)/3; identical: 1
+    giou = generalized_box_iou_pairwise(torch.tensor([[0.0, 0, 2, 2], [0, 0, 1, 1], [1, 1, 4, 5]]),
+                                        torch.tensor([[1.0, 1, 3, 3], [2, 0, 3, 1], [1, 1, 4, 5]]))
+    assert giou.tolist() == pytest.approx([1 / 7 - 2 / 9, -1 / 3, 1.0])
+
+
+def test_batched_nms_is_greedy_and_per_class():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10], [5, 0, 15, 10],
+                          [2, 2, 12, 12]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95, 0.85, 0.75])
+    labels = torch.tensor([0, 0, 0, 1, 0, 0])
+    # 3 is another class; 1 overlaps 0 by 0.68; 4 overlaps 0 by 1/3; 5 overlaps 0 by 0.47 and only
+    # the suppressed 1 by more, so greedy NMS keeps it.
+    assert batched_nms(boxes, scores, labels, 0.5).tolist() == [3, 0, 4, 5, 2]
+    assert batched_nms(boxes, scores, labels, 0.3).tolist() == [3, 0, 2]
+    assert batched_nms(boxes, scores, torch.zeros(6, dtype=torch.long), 0.5).tolist() == [3, 4, 5, 2]
+    assert batched_nms(boxes[:0], scores[:0], labels[:0], 0.5).tolist() == []
+
+
+def test_decode_finds_the_one_confident_location():
+    layout = HeadLayout(num_classes=2, reg_max=4)
+    out = torch.zeros(2, 84, layout.channels)
+    out[..., :2] = -10.0
+    cls, reg = split_outputs(out, layout)  # views: writing them writes out
+    reg.fill_(-1e4)
+    a = 64 + 5  # stride-16 level, row 1, column 1: centre (24, 24)
+    cls[0, a, 1] = 5.0
+    for edge, bin_ in enumerate([1, 2, 1, 3]):  # (16, 32, 16, 48) pixels
+        reg[0, a, edge, bin_] = 0.0
+    cls[0, a + 1, 1] = 4.0  # the next point, centre (40, 24), overlapping box of lower score
+    reg[0, a + 1, :, 2] = 0.0  # (32 each side) -> (8, -8, 72, 56)
+    got = decode(out, layout, (64, 64), iou_threshold=0.3)
+    assert got[1]["boxes"].shape == (0, 4) and got[1]["labels"].dtype == torch.long
+    assert got[0]["boxes"].tolist() == [[8, 0, 40, 64]]  # (8, -8, 40, 72) clipped to the image
+    assert got[0]["labels"].tolist() == [1] and got[0]["scores"].tolist() == pytest.approx([1 / (1 + math.exp(-5))])
+    both = decode(out, layout, (64, 64), iou_threshold=0.9)[0]
+    assert both["scores"].tolist() == pytest.approx([1 / (1 + math.exp(-5)), 1 / (1 + math.exp(-4))])
+    assert both["boxes"][1].tolist() == [8, 0, 64, 56]
+    assert decode(out, layout, (64, 64), iou_threshold=0.9, max_detections=1)[0]["scores"].numel() == 1
+    with pytest.raises(ValueError, match="an image of 64x96"):
+        decode(out, layout, (64, 96))
+
+
+def naive_assign(targets, layout, height, width, radius=2.5):
+    """Per point, per box, with plain Python: candidates, smallest area wins."""
+    upper = [layout.reg_max * s for s in layout.strides[:-1]] + [math.inf]
+    lower = [0.0] + upper[:-1]
+    out = []
+    for rows in targets.tolist():
+        labels = []
+        for level, s in enumerate(layout.strides):
+            for i in range(math.ceil(height / s)):
+                for j in range(math.ceil(width / s)):
+                    px, py = (j + 0.5) * s, (i + 0.5) * s
+                    best, best_area = layout.num_classes, math.inf
+                    for label, x1, y1, x2, y2 in rows:
+                        d = [px - x1, py - y1, x2 - px, y2 - py]
+                        ok = (label >= 0 and min(d) > 0 and lower[level] < max(d) <= upper[level]
+                              and abs(px - (x1 + x2) / 2) < radius * s and abs(py - (y1 + y2) / 2) < radius * s)
+                        if ok and (x2 - x1) * (y2 - y1) < best_area:
+                            best, best_area = int(label), (x2 - x1) * (y2 - y1)
+                    labels.append(best)
+        out.append(labels)
+    return out
+
+
+def test_assign_two_boxes_levels_centres_and_padding():
+    layout = HeadLayout(num_classes=3, reg_max=4)  # max distance: (0, 32] stride 8, (32, 64] 16, above 32
+    points, strides = anchor_points(128, 128, layout.strides)
+    small, large = [0, 12.0, 12.0, 20.0, 20.0], [2, 40.0, 30.0, 120.0, 110.0]
+    targets = torch.tensor([[small, large, [-1, 0.0, 0.0, 128.0, 128.0]], [large, [-1, 5, 5, 6, 6], [-1, 0, 0, 0, 0]]])
+    labels, boxes = assign(points, strides, targets, layout)
+    assert labels.shape == (2, 336) and boxes.shape == (2, 336, 4)
+    assert labels[0].tolist() != naive_assign(targets, layout, 128, 128)[0]  # the small box needed the fallback
+    # The small 8x8 box has no point strictly inside (they sit on its border): it gets exactly one,
+    # on stride 8, on its border, one of the four nearest its centre.
+    small_pos = (labels[0] == 0).nonzero().flatten()
+    assert len(small_pos) == 1 and strides[small_pos].item() == 8
+    assert points[small_pos[0]].tolist() in ([12, 12], [20, 12], [12, 20], [20, 20])
+    assert boxes[0, small_pos[0]].tolist() == small[1:]
+    # Apart from that point, exactly the naive rule; the padding rows change nothing.
+    expected = torch.tensor(naive_assign(targets, layout, 128, 128))
+    expected[0, small_pos] = 0
+    assert torch.equal(labels, expected)
+    assert torch.equal(labels[1], labels[0].masked_fill(labels[0] == 0, 3))
+    # The large box's positives: inside it, near its centre (80, 70), none on the finest level.
+    pos = labels[1] == 2
+    assert pos.sum() >= 4 and strides[pos].min() == 16
+    p = points[pos]
+    assert ((p > torch.tensor([40.0, 30.0])) & (p < torch.tensor([120.0, 110.0]))).all()
+    assert ((p - torch.tensor([80.0, 70.0])).abs() < 2.5 * strides[pos, None]).all()
+    assert (boxes[1, pos] == torch.tensor(large[1:])).all() and (boxes[1, ~pos] == 0).all()
+
+
+def test_assign_ties_go_to_the_smaller_box_and_a_box_too_small_for_the_grid_gets_none_silently():
+    layout = HeadLayout(num_classes=2, reg_max=8)
+    points, strides = anchor_points(64, 64, layout.strides)
+    targets = torch.tensor([[[0, 0.0, 0.0, 40.0, 40.0], [1, 8.0, 8.0, 40.0, 40.0], [0, 45.0, 45.0, 46.0, 46.0]]])
+    labels, _ = assign(points, strides, targets, layout)
+    assert labels[0, 3 * 8 + 3].item() == 1  # point (28, 28) is a candidate of both
+    assert (labels[0] == 0).any() and (labels[0] == 1).any()
+    assert torch.equal(labels, torch.tensor(naive_assign(targets, layout, 64, 64)))
+    # Centre sampling: of a 64x64 box, stride 8 (reg_max 16 lets it reach 128 px), only the points
+    # within 2.5 * 8 = 20 px of the centre (32, 32) along x and y.
+    labels, _ = assign(points, strides, torch.tensor([[[0, 0.0, 0.0, 64.0, 64.0]]]), HeadLayout(2, 16))
+    assert sorted(points[labels[0] == 0].tolist()) == [[x, y] for x in (20, 28, 36, 44) for y in (20, 28, 36, 44)]
+    empty = assign(points, strides, torch.zeros(2, 0, 5), layout)[0]
+    assert empty.shape == (2, 84) and (empty == 2).all()
+
+
+def test_detector_output_matches_the_anchor_points():
+    model = Detector(num_classes=3, width=4, reg_max=6).eval()
+    assert model.layout == HeadLayout(3, 6, (8, 16, 32)) and model.layout.channels == 3 + 28
+    for h, w in [(64, 64), (96, 128), (70, 50)]:
+        out = model(torch.randn(2, 3, h, w))
+        assert out.shape == (2, anchor_points(h, w, (8, 16, 32))[0].shape[0], model.layout.channels)
+    assert out.shape[1] == 63 + 20 + 6
+    # At initialisation every score is the focal-loss prior 0.01.
+    assert torch.allclose(split_outputs(out, model.layout)[0].sigmoid(), torch.tensor(0.01), atol=2e-3)
+
+
+def test_detector_order_is_level_then_row_major():
+    """Output row a comes from the cell anchor_points names. With every 3x3 kernel cut to its centre
+    tap, a stride-2 conv's output (i, j) reads only its input (2i, 2j), so the stride-8 cell (i, j)
+    reads only pixel (8i, 8j) and a pixel that no coarser cell reads moves exactly one output row."""
+    model = Detector(num_classes=1, width=4, head_convs=0).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3):
+            with torch.no_grad():
+                keep = module.weight[:, :, 1, 1].clone()
+                module.weight.zero_()
+                module.weight[:, :, 1, 1] = keep
+    x = torch.randn(1, 3, 64, 96)
+    y = x.clone()
+    y[0, :, 40, 72] += 10.0  # row 5, column 9 of the stride-8 level; not a multiple of 16
+    changed = (model(x) - model(y)).abs().amax(dim=-1)[0] > 1e-6
+    points, strides = anchor_points(64, 96, (8, 16, 32))
+    expected = (points[:, 0] - strides / 2 == 72) & (points[:, 1] - strides / 2 == 40)
+    assert torch.equal(changed, expected) and expected.sum() == 1
+
+
+def test_detector_size_feature_layer_and_errors():
+    small, wide, deep = Detector(width=4), Detector(width=8), Detector(width=4, depth=2)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(small) < count(deep) < count(wide)
+    assert Detector.feature_layer == "fpn.outputs.0"
+    modules = dict(small.named_modules())
+    assert small.feature_layer in modules
+    seen = []
+    modules[small.feature_layer].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    small(torch.randn(1, 3, 64, 96))
+    assert seen == [(1, 8, 8, 12)]
+    with pytest.raises(ValueError, match="strides"):
+        Detector(strides=(8, 12))
+    with pytest.raises(ValueError, match="width"):
+        Detector(width=0)
+
+
+def test_onnx_export_matches_pytorch_at_three_sizes(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = Detector(num_classes=2, width=4).eval()
+    x = torch.randn(1, 3, 64, 64)
+    dims = {0: torch.export.Dim("batch", max=64), 2: torch.export.Dim("height", max=1024),
+            3: torch.export.Dim("width", max=1024)}
+    torch.onnx.export(model, (x,), str(tmp_path / "d.onnx"), dynamo=True, input_names=["input"], dynamic_shapes=(dims,),
+                      opset_version=18, external_data=False)
+    session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 64, 64), (2, 3, 96, 128), (1, 3, 70, 50)]:
+        x = torch.randn(*shape)
+        got = session.run(None, {"input": x.numpy()})[0]
+        assert abs(got - model(x).detach().numpy()).max() < 1e-4
