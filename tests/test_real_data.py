@@ -30,3 +30,16 @@ def test_kvasir_seg_image_mask_folders():
     assert data.input_shape == (3, 64, 64) and data.num_classes == 2
     share = data.train.y.float().mean().item()
     assert 0.05 < share < 0.4  # polyps cover a minority of each frame
+
+
+def test_kvasir_seg_boxes_from_the_json_rescaled_and_split_by_seed():
+    root = need(SHARED / "kvasir-seg")
+    spec = DataSpec(kind="box_json", root=str(root), annotations="kavsir_bboxes.json", image_size=[96, 96],
+                    val_fraction=0.15, test_fraction=0.15, split_seed=0)
+    data = build_data(spec)
+    assert (len(data.train), len(data.val), len(data.test)) == (698, 150, 150)
+    assert data.info["skipped_without_image"] == 2  # the JSON lists 1000 frames, the copy holds 998
+    boxes = data.test.y[data.test.y[..., 0] >= 0]
+    assert float(boxes[:, 1:].min()) >= 0 and float(boxes[:, 1:].max()) <= 96
+    split = data.info["split"]
+    assert not set(split["test"]) & set(split["train"]) and len(split["test"]) == 150

@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
     pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx")
     pred.add_argument("inputs", nargs="+", metavar="INPUT")
-    pred.add_argument("--out", required=True, help="classification: a CSV file; segmentation: a folder for masks")
+    pred.add_argument("--out", required=True, help="classification and detection: a CSV file; segmentation: a folder for masks")
     pred.add_argument("--model", default="best", help="with a RUN_DIR: a model name, 'best' or 'ensemble'")
     pred.set_defaults(func=cmd_predict)
 

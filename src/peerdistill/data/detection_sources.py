@@ -38,7 +38,7 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     parts = _split(len(x), spec)
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, "test_fraction": spec.test_fraction,
                      **{name: [str(ids[i]) for i in idx] for name, idx in parts.items()}}
-    return _splits([(x[idx], y[idx]) for idx in parts.values()], names, stats, info)
+    return _splits([(x[parts[name]], y[parts[name]]) for name in ("train", "val", "test")], names, stats, info)
 
 
 def _synthetic(spec: DataSpec, stats) -> DataSplits:

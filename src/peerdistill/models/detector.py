@@ -40,9 +40,11 @@ class FPNLite(nn.Module):
 
 def tower(channels: int, convs: int) -> nn.Sequential:
     # GroupNorm, not BatchNorm: the head is shared by levels whose statistics differ (FCOS, GFL).
+    # At least 2 channels per group, so a 1x1 coarsest level of one image still has statistics.
+    groups = math.gcd(8, max(channels // 2, 1))
     layers: list[nn.Module] = []
     for _ in range(convs):
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(math.gcd(8, channels), channels),
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels),
                    nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 

@@ -1,0 +1,152 @@
+"""Detection as a task of the cohort: COCO AP from pycocotools on a case with a known answer,
+the WBF ensemble, every preset end to end on the embedded default, pictures, export, predict,
+and the errors a user can run into."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from peerdistill.build import train_from_config
+from peerdistill.cli import main
+from peerdistill.config import validate
+from peerdistill.detection import HeadLayout
+from peerdistill.detection_metrics import coco_metrics
+from peerdistill.errors import ConfigError
+from peerdistill.tasks.detection import DetectionTask
+
+SMALL = {"arch": "detector", "args": {"width": 4, "depth": 1}}
+
+
+def tree(tmp_path, name, preset="kd+ml", **extra):
+    base = {"name": name, "out_dir": str(tmp_path), "task": "detection",
+            "data": {"kind": "boxes", "boxes_counts": [48, 16, 16], "image_size": [32, 32], "augment": ["hflip"]},
+            "teacher": {"arch": "detector", "args": {"width": 8, "depth": 1}}, "students": [SMALL, SMALL],
+            "distill": {"preset": preset, "rampup_epochs": 1}, "train": {"epochs": 1, "batch_size": 16}}
+    base.update(extra)
+    return validate(base)
+
+
+def test_coco_ap_on_a_hand_made_case():
+    """Two images, one true box each. Image 0: an exact detection (score 0.9). Image 1: a
+    detection of IoU 0.62 (score 0.8). Up to IoU 0.60 both match: AP 1. Above, only the first:
+    precision 1 up to recall 0.5, so the 101-point interpolated AP is 51/101. COCO's AP is the
+    mean over the 10 thresholds 0.50:0.05:0.95: (3 + 7 * 51/101) / 10."""
+    truths = [np.array([[0, 0, 0, 10, 10]], dtype=np.float32), np.array([[0, 20, 20, 30, 30]], dtype=np.float32)]
+    preds = [{"boxes": np.array([[0, 0, 10, 10]], np.float32), "scores": np.array([0.9]), "labels": np.array([0])},
+             {"boxes": np.array([[20, 20, 30, 26.2]], np.float32), "scores": np.array([0.8]), "labels": np.array([0])}]
+    m = coco_metrics(preds, truths, num_classes=1)
+    assert m["ap50"] == pytest.approx(1.0)
+    assert m["ap75"] == pytest.approx(51 / 101)
+    assert m["ap"] == pytest.approx((3 + 7 * 51 / 101) / 10)
+    assert m["ar1"] == pytest.approx((3 + 7 * 0.5) / 10)
+
+
+def test_no_detection_scores_zero_and_no_truth_is_undefined():
+    truth = [np.array([[0, 0, 0, 10, 10]], np.float32)]
+    empty = [{"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0), "labels": np.zeros(0)}]
+    assert coco_metrics(empty, truth, 1)["ap"] == 0.0
+    assert np.isnan(coco_metrics(empty, [np.zeros((0, 5), np.float32)], 1)["ap"])
+
+
+def det(boxes, scores, labels):
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "scores": torch.tensor(scores),
+            "labels": torch.tensor(labels)}
+
+
+def test_the_ensemble_fuses_boxes_with_weighted_boxes_fusion():
+    task = DetectionTask(HeadLayout(2), (100, 100))
+    a = det([[10, 10, 50, 50], [70, 70, 90, 90]], [0.9, 0.6], [0, 1])
+    b = det([[12, 10, 52, 50]], [0.7], [0])
+    fused = task.ensemble([[a], [b]])[0]
+    # The shared box: coordinates averaged weighted by score, score averaged over the 2 models.
+    first = fused["scores"].argmax()
+    expected = (np.array([10, 10, 50, 50]) * 0.9 + np.array([12, 10, 52, 50]) * 0.7) / 1.6
+    np.testing.assert_allclose(fused["boxes"][first].numpy(), expected, atol=1e-3)
+    assert float(fused["scores"][first]) == pytest.approx((0.9 + 0.7) / 2, abs=1e-5)
+    # The box one model found alone keeps its place and half its score.
+    lone = fused["labels"] == 1
+    np.testing.assert_allclose(fused["boxes"][lone].numpy(), [[70, 70, 90, 90]], atol=1e-3)
+    assert float(fused["scores"][lone]) == pytest.approx(0.6 / 2, abs=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["independent", "kd", "ml", "kd+ml"])
+def test_every_preset_trains_end_to_end_on_the_embedded_default(tmp_path, preset):
+    result = train_from_config(tree(tmp_path, preset, preset), progress=False)
+    terms = set(result.history[-1])
+    assert "train/loss/student1/det" in terms
+    if preset in ("kd", "kd+ml"):
+        assert "train/loss/student1/kl<-teacher" in terms
+    if preset in ("ml", "kd+ml"):
+        assert "train/loss/student1/kl<-student2" in terms
+    for model in ("teacher", "student1", "student2", "ensemble"):
+        assert set(result.test_at_best[model]) == {"ap", "ap50", "ap75", "ar1", "ar10", "ar100"}
+    run = json.loads((tmp_path / preset / "run.json").read_text())
+    assert run["task"] == "detection" and run["detection"]["strides"] == [8, 16, 32]
+
+
+def test_feature_edges_reach_the_pyramid(tmp_path):
+    result = train_from_config(tree(tmp_path, "styles", "styles"), progress=False)
+    assert any("hint<-teacher[fpn.outputs.0<-fpn.outputs.0]" in k for k in result.history[-1])
+
+
+def test_eval_pictures_export_and_predict(tmp_path, capsys):
+    train_from_config(tree(tmp_path, "r", "kd"), progress=False)
+    run = tmp_path / "r"
+    assert main(["eval", str(run), "--save-images", "2", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert 0 <= scores["ensemble"]["ap"] <= 1
+    assert len(list((run / "eval" / "test" / "ensemble").glob("*_boxes.png"))) == 2
+    assert main(["export", str(run), "--model", "student1"]) == 0
+    assert "max |difference|" in capsys.readouterr().out
+    assert main(["export", str(run), "--model", "ensemble"]) == 2
+    assert "weighted boxes fusion" in capsys.readouterr().err
+    from PIL import Image
+
+    image = tmp_path / "one.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(image)
+    out = tmp_path / "boxes.csv"
+    assert main(["predict", str(run / "export" / "student1.onnx"), str(image), "--out", str(out)]) == 0
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["input", "class", "score", "x1", "y1", "x2", "y2"]
+    assert all(0 <= float(r[3]) <= float(r[5]) <= 32 for r in rows[1:])
+
+
+def test_detectors_with_different_heads_are_refused(tmp_path):
+    odd = {"arch": "detector", "args": {"width": 4, "reg_max": 4}}
+    with pytest.raises(ConfigError, match="head layouts differ"):
+        train_from_config(tree(tmp_path, "odd", students=[SMALL, odd]), progress=False)
+
+
+def test_edges_that_detection_cannot_use_are_refused(tmp_path):
+    custom = {"preset": "custom", "edges": [{"source": "teacher", "target": "student1", "kind": "cwd"}]}
+    with pytest.raises(ConfigError, match="kind 'cwd' is not available"):
+        train_from_config(tree(tmp_path, "c", distill=custom), progress=False)
+    with pytest.raises(ConfigError, match="scale', 'crop'|are for detection"):
+        validate({"data": {"augment": ["crop"]}, "students": [{"arch": "cnn"}]})
+
+
+def test_a_box_json_folder_is_split_by_seed_into_disjoint_parts(tmp_path):
+    from PIL import Image
+
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+
+    (tmp_path / "images").mkdir()
+    boxes = {}
+    for i in range(10):
+        Image.fromarray(np.full((40, 50, 3), 30 * (i % 5), np.uint8)).save(tmp_path / "images" / f"f{i}.png")
+        boxes[f"f{i}"] = {"height": 80, "width": 100, "bbox": [{"label": "polyp", "xmin": 10, "ymin": 20,
+                                                                 "xmax": 60, "ymax": 70}]}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    spec = DataSpec(kind="box_json", root=str(tmp_path), annotations="boxes.json", image_size=[32, 32],
+                    val_fraction=0.2, test_fraction=0.2, split_seed=3)
+    data = build_data(spec)
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 2, 2)
+    split = data.info["split"]
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(boxes)
+    # 100x80 original pixels rescaled to 32x32: x * 0.32, y * 0.4
+    np.testing.assert_allclose(data.train.y[0, 0].tolist(), [0, 3.2, 8.0, 19.2, 28.0], atol=1e-4)
+    assert build_data(spec).info["split"] == split  # the same seed, the same split
