@@ -176,17 +176,20 @@ DDP_SCRIPT = textwrap.dedent('''
     in DDP) and records, per process, its weights' digest and every file it wrote."""
     import hashlib, json, os, sys
 
+    import peerdistill.engine.records as records_module
     import peerdistill.engine.trainer as trainer_module
     from peerdistill.build import make_trainer
     from peerdistill.config import validate
 
     writes = []
-    for name in ("write_json", "atomic_write_text", "save_weights", "save_resume_state"):
-        real = getattr(trainer_module, name)
-        def counting(path, *args, _real=real, **kwargs):
-            writes.append(str(path))
-            return _real(path, *args, **kwargs)
-        setattr(trainer_module, name, counting)
+    for module in (records_module, trainer_module):
+        for name in ("write_json", "atomic_write_text", "save_weights", "save_resume_state"):
+            if hasattr(module, name):
+                real = getattr(module, name)
+                def counting(path, *args, _real=real, **kwargs):
+                    writes.append(str(path))
+                    return _real(path, *args, **kwargs)
+                setattr(module, name, counting)
 
     tree = json.loads(sys.argv[1])
     trainer, data = make_trainer(validate(tree), progress=False)

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec, preset_edges
 from peerdistill.build import train_from_config

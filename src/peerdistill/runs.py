@@ -15,7 +15,8 @@ from .config import DataSpec, format_validation_error
 from .data import DataSplits, build_data, make_batches
 from .engine import RunDir, evaluate
 from .engine.artifacts import read_json
-from .engine.trainer import load_member_weights, resolve_device
+from .engine.records import load_member_weights
+from .engine.trainer import resolve_device
 from .errors import CheckpointError, DataError
 from .models import build_model
 from .models.heads import HeadedModel

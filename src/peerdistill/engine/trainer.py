@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -21,22 +20,21 @@ from ..errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillEr
 from ..metrics import ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
-from ..costs import model_costs
 from ..capture import unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed
-from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
+from .artifacts import read_json, write_json
 from .distributed import World
 from .fused import StudentGroup, fusable
 from .evaluate import ENSEMBLE, evaluate, merge_meters
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
-from .resume import capture_rng_states, load_resume_state, restore_rng_states, save_resume_state
+from .records import RunRecords
+from .resume import load_resume_state, save_resume_state
 from .seeding import seed_everything
 from .speed import apply_backend_settings, compiled, resolve_speed, to_channels_last
 
-EDGE_FILES = {"@connectors": "connectors.safetensors", "@discriminators": "discriminators.safetensors"}
 
 
 @dataclass
@@ -51,7 +49,7 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Trainer:
+class Trainer(RunRecords):
     """Trains every non-frozen member of a cohort together on the losses of a knowledge graph.
 
     Each step: forward each model once (frozen ones under inference mode), the supervised loss
@@ -341,10 +339,10 @@ class Trainer:
         return distributed.from_main(self.world, result) if share else result
 
     def _evaluate(self, batches) -> dict[str, dict[str, float]]:
-        merge = None
-        if self.world.distributed:
-            def merge(meters):
-                return merge_meters(distributed.gather_objects(self.world, meters))
+        def gathered(meters):  # every process's share of the split in one meter per output
+            return merge_meters(distributed.gather_objects(self.world, meters))
+
+        merge = gathered if self.world.distributed else None
         return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge)
 
     def _train_epoch(self, epoch: int, progress: Progress, start_step: int = 0,
@@ -503,186 +501,12 @@ class Trainer:
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()})
         return row
 
-    def _trained_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        state = {m.name: m.module.state_dict() for m in self.cohort.trainable}
-        for key, modules in self._edge_modules().items():
-            if len(modules):
-                state[key] = modules.state_dict()
-        return state
-
-    def _edge_modules(self) -> dict[str, nn.ModuleDict]:
-        """Trainable modules that belong to knowledge edges, not to any model."""
-        return {"@connectors": self.connectors, "@discriminators": self.discriminators}
-
-    def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
-        return copy.deepcopy(self._trained_state())
-
-    def _load_snapshot(self, weights: dict[str, dict[str, torch.Tensor]] | None) -> None:
-        for name, state in (weights or {}).items():
-            target = self._edge_modules()[name] if name.startswith("@") else self.cohort[name].module
-            target.load_state_dict(state)
-
-    def _open_run_dir(self, data: DataSplits, resume: bool) -> RunDir | None:
-        if self.run_dir_path is None:
-            if resume:
-                raise ConfigError("resume needs a run directory")
-            return None
-        if resume:
-            return RunDir.open(self.run_dir_path)
-        run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
-        info = {
-            "status": "running",
-            "task": self.task.name,
-            "num_classes": data.num_classes,
-            "class_names": data.class_names,
-            "input_shape": list(data.input_shape),
-            "data_stats": data.stats,
-            "data_info": data.info,
-            "seed": self.seed,
-            "deterministic": self.deterministic,
-            "monitor": self.monitor,
-            "roles": self.cohort.roles(),
-            "members": [
-                {"name": m.name, "role": m.role, "frozen": m.frozen, "spec": m.spec, "heads": m.head_layers,
-                 "parameters": count_exported_parameters(m.module)}
-                for m in self.cohort.members
-            ],
-            "edges": self.graph.to_list(),
-            "connectors": dict(self._connector_keys),
-            "discriminators": dict(self._discriminator_keys),
-            # train.batch_size is the global batch: each of the processes takes its share.
-            "processes": self.world.size,
-            "backend": self.world.backend,
-            "batch_per_process": self.train_spec.batch_size // self.world.size,
-            "speed": self.speed.to_dict(),
-            **self.run_info,
-        }
-        write_json(run.path / "run.json", info)
-        if self.config_yaml is not None:
-            atomic_write_text(run.path / "config.yaml", self.config_yaml)
-        return run
-
-    def _save_models(self, run: RunDir) -> None:
-        for m in self.cohort.members:
-            save_member_weights(m.module, run, m.name)
-        for key, modules in self._edge_modules().items():
-            if len(modules):
-                save_weights(modules, run.path / EDGE_FILES[key])
-
-    def _write_progress(self, run: RunDir, epoch: int) -> None:
-        run.write_metrics_csv(self._history)
-        write_json(run.path / "metrics.json", {"epochs": self._history, "best_epoch": self._best["epoch"] + 1,
-                                               "monitor": self.monitor, "status": "running",
-                                               "roles": self.cohort.roles()})
-        save_resume_state(run.resume_path, self._resume_state(epoch + 1))
-        self._last_checkpoint = time.monotonic()
-
-    def _write_final(self, run: RunDir, result: FitResult) -> None:
-        write_json(run.path / "metrics.json", {
-            "status": "complete",
-            "monitor": result.monitor,
-            "best_epoch": result.best_epoch + 1,
-            "last_epoch": len(result.history),
-            "roles": self.cohort.roles(),
-            "val_at_best": result.val_at_best,
-            "test_at_best": result.test_at_best,
-            "test_at_last": result.test_at_last,
-            "epochs": result.history,
-        })
-        meta = read_json(run.path / "run.json")
-        meta["status"] = "complete"
-        meta["costs"] = self._costs(run, meta)
-        write_json(run.path / "run.json", meta)
-
-    def _costs(self, run: RunDir, meta: dict) -> dict:
-        """Parameters, MACs, file size and CPU latency of every model as shipped (no heads);
-        on patch-trained runs, for one patch-sized input."""
-        shape = tuple(meta["input_shape"])
-        if self.window:
-            shape = (shape[0], *self.window)
-        modules = {m.name: (m.module.base if isinstance(m.module, HeadedModel) else m.module)
-                   for m in self.cohort.members}
-        teacher = self.cohort.teachers[0].name if self.cohort.teachers else None
-        return model_costs(modules, shape, {n: run.model_path(n) for n in modules}, reference=teacher)
-
-    # ---- resume -------------------------------------------------------------------------
-    def _resume_state(self, epoch: int, step: int = 0, partial: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Where to go on: epoch ``epoch`` (0-based) at batch ``step``; a half-done epoch also
-        keeps ``partial`` (its data generator state at the start, the loss sums so far)."""
-        best = self._best
-        return {
-            "epoch": epoch,
-            "step": step,
-            "partial": partial,
-            "history": self._history,
-            "best_epoch": best["epoch"],
-            "best_score": best["score"],
-            "best_val": best["val"],
-            # The best epoch's weights travel with the state they belong to: models/ may already
-            # hold a newer best when a crash comes between the two writes.
-            "best_weights": best["weights"],
-            "models": self._trained_state(),
-            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-            "discriminator_optimizers": {k: o.state_dict() for k, o in self.discriminator_optimizers.items()},
-            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
-            "grad_scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": capture_rng_states(self.generator),
-        }
-
-    def _restore(self, state: dict[str, Any]):
-        try:
-            self._load_snapshot(state["models"])
-            for name, opt_state in state["optimizers"].items():
-                self.optimizers[name].load_state_dict(opt_state)
-            for key, opt_state in state.get("discriminator_optimizers", {}).items():
-                self.discriminator_optimizers[key].load_state_dict(opt_state)
-            for name, sched_state in state["schedulers"].items():
-                self.schedulers[name].load_state_dict(sched_state)
-            if self.scaler and state.get("grad_scaler"):
-                self.scaler.load_state_dict(state["grad_scaler"])
-            restore_rng_states(state["rng"], self.generator)
-            self._best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"],
-                          "weights": state["best_weights"]}
-            self._history = list(state["history"])
-            partial = state.get("partial")
-            if partial:
-                partial["sums"] = {k: v.to(self.device) for k, v in partial["sums"].items()}
-            return state["epoch"], state.get("step", 0), partial
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(
-                f"the resume checkpoint does not fit this cohort ({exc}); was the config changed?"
-            ) from None
-
-
 def _grads_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
     """Whether every gradient of an optimizer is finite, as a boolean tensor (no device sync)."""
     grads = [p.grad.detach() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if not grads:
         return torch.ones((), dtype=torch.bool, device=device)
     return torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
-
-
-def save_member_weights(module: nn.Module, run: RunDir, name: str) -> None:
-    """The model alone in models/NAME.safetensors (what ships); self-distillation heads apart."""
-    if isinstance(module, HeadedModel):
-        save_weights(module.base, run.model_path(name))
-        save_weights(module.heads, run.heads_path(name))
-    else:
-        save_weights(module, run.model_path(name))
-
-
-def load_member_weights(module: nn.Module, run: RunDir, name: str) -> None:
-    if isinstance(module, HeadedModel):
-        load_weights(module.base, run.model_path(name), name)
-        load_weights(module.heads, run.heads_path(name), f"{name}'s heads")
-    else:
-        load_weights(module, run.model_path(name), name)
-
-
-def count_exported_parameters(module: nn.Module) -> int:
-    """Parameters of the model as shipped (without self-distillation heads)."""
-    inner = module.base if isinstance(module, HeadedModel) else module
-    return sum(p.numel() for p in inner.parameters())
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
