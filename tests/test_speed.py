@@ -166,3 +166,20 @@ def test_an_unknown_compile_backend_is_a_clear_error(tiny_data):
     t = make_trainer(cohort_of(same_resnets(2)), compile=True, compile_backend="no-such-backend")
     with pytest.raises(ConfigError, match="no-such-backend"):
         run_steps(t, tiny_data, steps=1)
+
+
+def test_students_whose_packed_forward_fails_fall_back_to_separate_runs(tiny_data, tmp_path, monkeypatch):
+    """A model that vmap cannot run (here a forward that calls .item(), as data-dependent code
+    does) is trained one by one, and run.json says why."""
+    from peerdistill.engine.fused import StudentGroup
+
+    def refuses(self, x):
+        raise RuntimeError("vmap: It looks like you're calling .item() on a Tensor")
+
+    monkeypatch.setattr(StudentGroup, "forward", refuses)
+    cohort = cohort_of(same_resnets(2))
+    t = make_trainer(cohort, "styles", fuse_students=True)
+    losses = run_steps(t, tiny_data, steps=2)
+    assert t.groups == [] and "student1, student2" in t.run_info["fused_students_fallback"]
+    assert ".item()" in t.run_info["fused_students_fallback"]["student1, student2"]
+    assert any("hint" in k for k in losses[0])  # the students' features are recorded again

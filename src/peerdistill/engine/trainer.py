@@ -180,6 +180,7 @@ class Trainer(RunRecords):
         x = x[:2]
         if self.window:  # a window-sized crop is what training sees, and cheap
             x = x[..., : self.window[0], : self.window[1]]
+        self._probe_input = x
         self.cohort.eval()
         try:
             with torch.no_grad():
@@ -220,7 +221,12 @@ class Trainer(RunRecords):
         if self.speed.fuse_students:
             for names in self._fusable_sets():
                 group = StudentGroup([self.cohort[n].module for n in names], self.cohort.release_capture(names))
-                self.groups.append((names, group))
+                problem = self._trial(group)
+                if problem is None:
+                    self.groups.append((names, group))
+                else:  # run them one by one, and say why
+                    self.run_info.setdefault("fused_students_fallback", {})[", ".join(names)] = problem
+                    self.cohort.capture(self.graph.feature_requests())
         self.run_info["fused_students"] = [names for names, _ in self.groups]
         grouped = {n for names, _ in self.groups for n in names}
         if self.world.distributed:
@@ -235,6 +241,17 @@ class Trainer(RunRecords):
                 if m.name not in grouped:
                     self.runners[m.name] = compiled(self.runners.get(m.name, m.module), self.speed.compile_backend)
             self.groups = [(names, compiled(g, self.speed.compile_backend)) for names, g in self.groups]
+
+    def _trial(self, group: StudentGroup) -> str | None:
+        """A packed forward on the probe batch, as training will run it; an error (an operation
+        vmap cannot batch, say) is returned so those students fall back to separate runs."""
+        try:
+            group.eval()
+            with torch.no_grad(), self.speed.autocast(self.device):
+                group(self._probe_input)
+        except Exception as exc:  # any failure of the packed path: the separate path still works
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
 
     def _fusable_sets(self) -> list[list[str]]:
         """Trained students that can run as one packed network, in sets of two or more."""
