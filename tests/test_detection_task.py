@@ -150,3 +150,13 @@ def test_a_box_json_folder_is_split_by_seed_into_disjoint_parts(tmp_path):
     # 100x80 original pixels rescaled to 32x32: x * 0.32, y * 0.4
     np.testing.assert_allclose(data.train.y[0, 0].tolist(), [0, 3.2, 8.0, 19.2, 28.0], atol=1e-4)
     assert build_data(spec).info["split"] == split  # the same seed, the same split
+
+
+def test_the_report_of_a_detection_run_shows_boxes_and_ap(tmp_path):
+    from peerdistill.html_report import write_report
+
+    result = train_from_config(tree(tmp_path, "rep", "kd"), progress=False)
+    page = write_report(tmp_path / "rep").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 3  # learning curves, losses, the boxes figure
+    assert "true boxes in white" in page and "Predictions skipped" not in page
+    assert f"{result.test_at_best['ensemble']['ap']:.4f}" in page

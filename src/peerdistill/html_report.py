@@ -233,7 +233,7 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
     """Confusion matrix and ROC curves (classification) or sample masks (segmentation) on the
     test split; a note when the models or the data cannot be loaded again."""
     segmentation = meta.get("task") == "segmentation"
-    title = "Test samples" if segmentation else "Test predictions"
+    title = "Test samples" if segmentation else "Test predictions"  # detection: samples too, below
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)
     except (CheckpointError, DataError) as exc:
@@ -241,6 +241,8 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
                                               f"loaded again ({exc}).")])
     if segmentation:
         return section_html(title, segmentation_parts(cohort, task, data.test, meta, window, overlap))
+    if meta.get("task") == "detection":
+        return section_html("Test samples", detection_parts(cohort, task, data.test, meta))
     return section_html(title, classification_parts(cohort, task, data.test, meta, window, overlap))
 
 
@@ -350,6 +352,36 @@ def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str
     images = display_images(x, meta.get("data_stats"))
     return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"]),
                         f"the first {count} test images, their true masks and the student ensemble's prediction")]
+
+
+def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list[str]:
+    from matplotlib.patches import Rectangle
+
+    from .engine.evaluate import predict
+
+    count = min(SEGMENTATION_SAMPLES, len(dataset))
+    if count == 0:
+        return [note_html("the test split is empty.")]
+    items = [dataset[i] for i in range(count)]
+    x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
+    truth = [torch.as_tensor(b) for _, b in items]
+    with torch.no_grad():
+        detections = predict(cohort, task, x)[ENSEMBLE]
+    images = display_images(x, meta.get("data_stats"))
+    fig, axes = plt.subplots(1, count, figsize=(2.6 * count, 2.8), squeeze=False)
+    for ax, image, boxes, det in zip(axes[0], images, truth, detections):
+        ax.imshow(image, cmap="gray")
+        for label, x1, y1, x2, y2 in boxes.tolist():
+            if label >= 0:
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="white", linewidth=1.5))
+        for (x1, y1, x2, y2), score in zip(det["boxes"].tolist(), det["scores"].tolist()):
+            if score >= min_score:
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=CLASS_COLORS[1], linewidth=1))
+                ax.text(x1, y1, f"{score:.2f}", color=CLASS_COLORS[1], fontsize=7, va="bottom")
+        ax.axis("off")
+    fig.tight_layout()
+    return [figure_html(fig, f"the first {count} test images: true boxes in white, the student ensemble's "
+                             f"boxes scoring at least {min_score} in colour")]
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
