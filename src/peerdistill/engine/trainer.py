@@ -266,13 +266,14 @@ class Trainer(RunRecords):
                 sets.append([m.name])
         return [s for s in sets if len(s) > 1]
 
-    def _step_generator(self, epoch: int, step: int) -> torch.Generator:
-        """Augmentation and other per-sample draws. One process: the run's generator. Several:
-        a generator per process and step, so processes draw differently yet stay resumable."""
+    def _step_generator(self, epoch: int, step: int, stream: int = 0) -> torch.Generator:
+        """Augmentation (``stream`` 0) and the critics' draws (1). One process: the run's
+        generator. Under torchrun: a generator per process, step and stream, so processes draw
+        differently yet a resumed run draws the same numbers."""
         if not self.world.distributed:
             return self.generator
         return torch.Generator(device="cpu").manual_seed(
-            distributed.step_seed(self.seed, epoch, step, self.world.rank))
+            distributed.step_seed(self.seed + 2 * stream, epoch, step, self.world.rank))
 
     def _connector_params(self, member: str) -> list[nn.Parameter]:
         """A connector learns with the model at the learning end of its edge."""
@@ -489,7 +490,7 @@ class Trainer(RunRecords):
             fake = align_to(out.logits[edge.target].detach(), source.shape[-2:]).float().softmax(dim=1)
             optimizer.zero_grad(set_to_none=True)
             loss = discriminator_loss(critic, x, real, fake, self.gp_weight,
-                                      self._step_generator(*self._position))
+                                      self._step_generator(*self._position, stream=1))
             if not distributed.all_true(self.world, bool(torch.isfinite(loss)), self.device):
                 if self.speed.nonfinite == "stop":
                     raise NonFiniteError(f"non-finite critic loss of edge '{edge.name}' at epoch "
