@@ -196,10 +196,10 @@ class TrainSpec(_Strict):
         default="auto", description="training arithmetic: auto is bf16 autocast on CUDA (fp16 where bf16 is "
                                     "missing) and fp32 elsewhere; fp16 adds a gradient scaler"
     )
-    channels_last: bool | Literal["auto"] = Field(
+    channels_last: Literal["auto", True, False] = Field(
         default="auto", description="conv nets in channels-last memory format (auto: on CUDA)"
     )
-    fuse_students: bool | Literal["auto"] = Field(
+    fuse_students: Literal["auto", True, False] = Field(
         default="auto", description="run students of one architecture as one packed network (auto: on CUDA)"
     )
     compile: bool = Field(default=False, description="torch.compile every model for training")
