@@ -232,3 +232,22 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
     assert run["fused_students"] == [["student1", "student2"]]  # the packed group ran under DDP too
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["test_at_best"] == json.loads(json.dumps(ranks[0]["test"]))
+
+
+def test_a_split_smaller_than_the_number_of_processes_is_refused():
+    with pytest.raises(ConfigError, match="cannot be shared by 4 processes"):
+        TensorBatches(numbered(3), 8, CPU, shuffle=False, shard=(0, 4))
+
+
+def test_a_dataloader_epoch_resumed_in_the_middle_draws_the_same_worker_seed():
+    data = numbered(30)
+    dataset = TensorDataset(data.x, data.y)
+    generator = torch.Generator().manual_seed(4)
+    batches = DatasetBatches(dataset, 6, CPU, shuffle=True, generator=generator, drop_last=True)
+    start = generator.get_state()
+    whole = [y.tolist() for _, y in batches.iterate()]
+    seed = batches.loader_generator.initial_seed()
+    generator.set_state(start)
+    torch.manual_seed(123)  # the global RNG no longer matters
+    assert [y.tolist() for _, y in batches.iterate(2)] == whole[2:]
+    assert batches.loader_generator.initial_seed() == seed

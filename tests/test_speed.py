@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec, preset_edges
 from peerdistill.build import train_from_config
@@ -13,6 +14,7 @@ from peerdistill.config import validate
 from peerdistill.engine import seed_everything
 from peerdistill.engine.resume import load_resume_state
 from peerdistill.engine.speed import resolve_speed
+from peerdistill.errors import ConfigError
 from peerdistill.models import ResNet, SmallCNN
 from peerdistill.tasks import ClassificationTask
 
@@ -96,7 +98,8 @@ def test_the_defaults_pick_the_fast_paths_on_cuda_only():
     assert cuda.precision in ("bf16", "fp16") and cuda.channels_last and cuda.fuse_students and cuda.cudnn_benchmark
     assert not resolve_speed(TrainSpec(), torch.device("cuda"), deterministic=True).cudnn_benchmark
     assert resolve_speed(TrainSpec(precision="fp16"), CPU, False).nonfinite == "skip"  # loss scaling overflows
-    assert resolve_speed(TrainSpec(precision="fp16", nonfinite="stop"), CPU, False).nonfinite == "stop"
+    with pytest.raises(ConfigError, match="cannot be used with fp16"):
+        resolve_speed(TrainSpec(precision="fp16", nonfinite="stop"), CPU, False)
 
 
 def test_bf16_autocast_runs_the_models_in_bf16_and_keeps_fp32_weights(tiny_data):
@@ -161,8 +164,6 @@ def test_compiled_models_train_like_eager_ones_with_feature_capture(tiny_data):
 
 
 def test_an_unknown_compile_backend_is_a_clear_error(tiny_data):
-    from peerdistill.errors import ConfigError
-
     t = make_trainer(cohort_of(same_resnets(2)), compile=True, compile_backend="no-such-backend")
     with pytest.raises(ConfigError, match="no-such-backend"):
         run_steps(t, tiny_data, steps=1)
@@ -183,3 +184,29 @@ def test_students_whose_packed_forward_fails_fall_back_to_separate_runs(tiny_dat
     assert t.groups == [] and "student1, student2" in t.run_info["fused_students_fallback"]
     assert ".item()" in t.run_info["fused_students_fallback"]["student1, student2"]
     assert any("hint" in k for k in losses[0])  # the students' features are recorded again
+
+
+class _StochasticDepthNet(nn.Module):
+    """Drops its residual branch per sample in training, as stochastic depth does, with an
+    in-place random fill that vmap cannot batch; evaluation is deterministic."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.conv(x)
+        if self.training:
+            keep = torch.empty(x.shape[0], 1, 1, 1).bernoulli_(0.9)
+            h = h * keep
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def test_a_failure_only_in_training_mode_also_falls_back(tiny_data):
+    seed_everything(0)
+    cohort = Cohort.from_modules([_StochasticDepthNet(), _StochasticDepthNet()], teacher=SmallCNN(1, 3, width=4))
+    t = make_trainer(cohort, fuse_students=True)
+    losses = run_steps(t, tiny_data, steps=2)
+    assert t.groups == [] and "student1, student2" in t.run_info["fused_students_fallback"]
+    assert all(torch.isfinite(torch.tensor(step["total"])) for step in losses)

@@ -52,13 +52,13 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
         for i, det in enumerate(per_image):
             picture = Image.fromarray(image[i])
             draw = ImageDraw.Draw(picture)
-            for label, *box in y[i].tolist():
-                if label >= 0:
-                    draw.rectangle(box, outline=(255, 255, 255))
+            for label, x1, y1, x2, y2 in y[i].tolist():
+                if label >= 0:  # PIL includes the far edge; box edges are exclusive
+                    draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=(255, 255, 255))
             for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
                 if score >= min_score:
                     color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
-                    draw.rectangle(box, outline=color)
+                    draw.rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=color)
                     draw.text((box[0] + 1, box[1] + 1), f"{score:.2f}", fill=color)
             path = folder / f"{i:03d}_boxes.png"
             picture.save(path)

@@ -43,7 +43,7 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
 
 def _synthetic(spec: DataSpec, stats) -> DataSplits:
     """Three independently generated sets (seeds split_seed, +1, +2) of the counts asked for."""
-    size = spec.image_size[0] if spec.image_size else DEFAULT_SYNTHETIC_SIZE
+    size = tuple(spec.image_size) if spec.image_size else DEFAULT_SYNTHETIC_SIZE
     sets, names = [], None
     for offset, n in enumerate(spec.boxes_counts):
         x, y, names = synthetic_boxes(n=n, image_size=size, seed=spec.split_seed + offset)

@@ -37,6 +37,9 @@ class _OrderedBatches:
     def __init__(self, n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
                  drop_last: bool, shard: Shard):
         _check_shard(batch_size, shard, training=shuffle)
+        if n < shard[1]:
+            raise ConfigError(f"a split of {n} samples cannot be shared by {shard[1]} processes: every process "
+                              "needs at least one; use fewer processes or more data")
         self.n, self.batch_size, self.shuffle, self.generator = n, batch_size, shuffle, generator
         self.drop_last, self.shard = drop_last, shard
 
@@ -97,11 +100,17 @@ class DatasetBatches(_OrderedBatches):
                          shard=shard)
         self.device = device
         self.sampler = _BatchList()
+        # The loader draws its workers' base seed from this generator, not from torch's global
+        # one, so a run resumed in the middle of an epoch draws the same numbers again.
+        self.loader_generator = torch.Generator()
         self.loader = DataLoader(data, batch_sampler=self.sampler, num_workers=num_workers,
-                                 pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+                                 pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+                                 generator=self.loader_generator)
 
     def iterate(self, start: int = 0):
         self.sampler.batches = [b.tolist() for b in self.index_batches(start)]
+        seed = int(torch.randint(2**62, (1,), generator=self.generator)) if self.generator is not None else 0
+        self.loader_generator.manual_seed(seed)
         loader = iter(self.loader)
         return ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in loader)
 

@@ -54,6 +54,9 @@ def resolve_speed(train: TrainSpec, device: torch.device, deterministic: bool) -
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     if precision == "fp16" and device.type not in ("cuda", "cpu"):
         raise ConfigError(f"train.precision=fp16 is not supported on {device.type}: use bf16 or fp32")
+    if precision == "fp16" and train.nonfinite == "stop":
+        raise ConfigError("train.nonfinite=stop cannot be used with fp16: the gradient scaler's occasional "
+                          "overflows are skipped steps by design; leave train.nonfinite unset (skip) or use bf16")
     nonfinite = train.nonfinite or ("skip" if precision == "fp16" else "stop")
     return SpeedSettings(
         precision=precision,

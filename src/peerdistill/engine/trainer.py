@@ -222,13 +222,16 @@ class Trainer(RunRecords):
             for names in self._fusable_sets():
                 group = StudentGroup([self.cohort[n].module for n in names], self.cohort.release_capture(names))
                 problem = self._trial(group)
-                if problem is None:
+                # Every process must pack the same students, or their DDP set-ups would differ.
+                if distributed.all_true(self.world, problem is None, self.device):
                     self.groups.append((names, group))
                 else:  # run them one by one, and say why
-                    self.run_info.setdefault("fused_students_fallback", {})[", ".join(names)] = problem
-                    self.cohort.capture(self.graph.feature_requests())
+                    self.run_info.setdefault("fused_students_fallback", {})[", ".join(names)] = (
+                        problem or "the packed forward failed on another process")
         self.run_info["fused_students"] = [names for names, _ in self.groups]
         grouped = {n for names, _ in self.groups for n in names}
+        if self.run_info.get("fused_students_fallback"):  # record the fallen-back students' layers again
+            self.cohort.capture({n: p for n, p in self.graph.feature_requests().items() if n not in grouped})
         if self.world.distributed:
             for m in self.cohort.trainable:
                 if m.name not in grouped:
@@ -243,14 +246,26 @@ class Trainer(RunRecords):
             self.groups = [(names, compiled(g, self.speed.compile_backend)) for names, g in self.groups]
 
     def _trial(self, group: StudentGroup) -> str | None:
-        """A packed forward on the probe batch, as training will run it; an error (an operation
-        vmap cannot batch, say) is returned so those students fall back to separate runs."""
+        """One packed training step's forward and backward on the probe batch, as training will
+        run it (train mode: dropout and stochastic depth included); an error (an operation vmap
+        cannot batch, say) is returned so those students fall back to separate runs. Buffers and
+        gradients are put back as they were."""
+        members = list(group.members)
+        buffers = [b.detach().clone() for m in members for b in m.buffers()]
         try:
-            group.eval()
-            with torch.no_grad(), self.speed.autocast(self.device):
-                group(self._probe_input)
+            group.train()
+            with self.speed.autocast(self.device):
+                outputs, features = group(self._probe_input)
+            leaves = [t for out in outputs for t in _tensors(out)] + [t for f in features for t in f.values()]
+            torch.stack([t.float().mean() for t in leaves]).sum().backward()
         except Exception as exc:  # any failure of the packed path: the separate path still works
             return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        finally:
+            with torch.no_grad():
+                for buffer, saved in zip([b for m in members for b in m.buffers()], buffers):
+                    buffer.copy_(saved)
+            for m in members:
+                m.zero_grad(set_to_none=True)
         return None
 
     def _fusable_sets(self) -> list[list[str]]:
@@ -349,11 +364,18 @@ class Trainer(RunRecords):
         if self.world.is_main:
             try:
                 result = action()
-            except PeerdistillError as exc:
+            except Exception as exc:
+                if not self.world.distributed:
+                    raise
                 error = exc
-        error = distributed.from_main(self.world, error)
-        if error is not None:
-            raise error
+        if self.world.distributed:
+            # Library errors travel as they are; anything else (a full disk) as its message.
+            sent = error if isinstance(error, PeerdistillError) or error is None else f"{type(error).__name__}: {error}"
+            sent = distributed.from_main(self.world, sent)
+            if error is not None:
+                raise error
+            if sent is not None:
+                raise sent if isinstance(sent, PeerdistillError) else RuntimeError(f"the main process failed: {sent}")
         return distributed.from_main(self.world, result) if share else result
 
     def _evaluate(self, batches) -> dict[str, dict[str, float]]:
@@ -518,6 +540,14 @@ class Trainer(RunRecords):
         for model, metrics in val.items():
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()})
         return row
+
+def _tensors(output) -> list[torch.Tensor]:
+    """The tensors of a model's output (a tensor, or a tuple / dict of them)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    values = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else []
+    return [t for v in values for t in _tensors(v)]
+
 
 def _grads_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
     """Whether every gradient of an optimizer is finite, as a boolean tensor (no device sync)."""
