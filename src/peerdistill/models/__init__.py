@@ -19,10 +19,11 @@ from ..errors import ConfigError
 from .cnn import SmallCNN
 from .detector import Detector
 from .resnet import ResNet
+from .torchvision_detection import TorchvisionFCOS, torchvision_fcos
 from .unet import MobileUNet, UNet
 
 ZOO: dict[str, Callable[..., nn.Module]] = {"cnn": SmallCNN, "resnet": ResNet, "unet": UNet, "mobile_unet": MobileUNet,
-                                            "detector": Detector}
+                                            "detector": Detector, "torchvision_fcos": torchvision_fcos}
 
 
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
@@ -76,4 +77,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Detector", "MobileUNet", "ResNet", "SmallCNN", "UNet", "ZOO", "build_model", "count_parameters", "resolve_factory"]
+__all__ = ["Detector", "MobileUNet", "ResNet", "TorchvisionFCOS", "SmallCNN", "UNet", "ZOO", "build_model", "count_parameters", "resolve_factory"]
