@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything that needs a CUDA GPU, in one go (for a session lent the device machine):
 #   bash benchmarks/gpu_session.sh OUT_DIR [DATA_DIR]
-# 1. the CUDA tests (default fast path, packed students on the GPU, torchrun with NCCL, timm models);
+# 1. the CUDA tests (default fast path, packed students on the GPU, torchrun with NCCL, timm models,
+#    torchvision FCOS as a teacher);
 # 2. the throughput benchmark, both cases, with the torch.compile row;
 # 3. (with DATA_DIR, the folder holding pneumoniamnist.npz, drive/ and kvasir-seg/) the results
 #    comparisons of docs/results.md on the real datasets, 3 seeds each.
@@ -11,7 +12,7 @@ out=${1:?usage: gpu_session.sh OUT_DIR [DATA_DIR]}
 data=${2:-}
 mkdir -p "$out"
 nvidia-smi > "$out/nvidia-smi.log" 2>&1
-python -m pytest -q tests/test_cuda.py -rs > "$out/test_cuda.log" 2>&1; echo "test_cuda: $?"
+python -m pytest -q tests/test_cuda.py tests/test_torchvision_adapter.py -rs > "$out/test_cuda.log" 2>&1; echo "test_cuda: $?"
 python benchmarks/step_throughput.py --device cuda --compile --json "$out/throughput.json" \
     > "$out/throughput.log" 2>&1; echo "throughput: $?"
 if [ -n "$data" ]; then
