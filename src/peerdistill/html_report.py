@@ -340,13 +340,13 @@ def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int):
 
 def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str]:
     from .engine.evaluate import predict
+    from .pictures import first_samples
 
     count = min(SEGMENTATION_SAMPLES, len(dataset))
     if count == 0:
         return [note_html("the test split is empty.")]
-    items = [dataset[i] for i in range(count)]
-    x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
-    truth = torch.stack([torch.as_tensor(b) for _, b in items]).cpu().numpy()
+    x, truth = first_samples(dataset, count)
+    x, truth = x.float(), truth.cpu().numpy()
     with torch.no_grad():
         pred = predict(cohort, task, x, window, overlap)[ENSEMBLE].argmax(dim=1).cpu().numpy()
     images = display_images(x, meta.get("data_stats"))
@@ -358,13 +358,13 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list
     from matplotlib.patches import Rectangle
 
     from .engine.evaluate import predict
+    from .pictures import first_samples
 
     count = min(SEGMENTATION_SAMPLES, len(dataset))
     if count == 0:
         return [note_html("the test split is empty.")]
-    items = [dataset[i] for i in range(count)]
-    x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
-    truth = [torch.as_tensor(b) for _, b in items]
+    x, truth = first_samples(dataset, count)
+    x = x.float()
     with torch.no_grad():
         detections = predict(cohort, task, x)[ENSEMBLE]
     images = display_images(x, meta.get("data_stats"))

@@ -20,7 +20,7 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
     """For the first ``count`` samples: ``<model>/<i>_mask.png`` (class indices, spread over 0..255
     for viewing) and ``<model>/<i>_overlay.png`` (the image with predicted classes tinted and the
     truth's outline in white), for every output and the ensemble."""
-    x, y = _first(data, count)
+    x, y = first_samples(data, count)
     probs = predict(cohort, task, x, window, overlap)
     image = _displayable(x, stats)
     written = []
@@ -42,7 +42,7 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
     """For the first ``count`` samples: ``<model>/<i>_boxes.png``, the image with the true boxes
     in white and the predicted ones (score at least ``min_score``) coloured by class, with their
     scores, for every output and the ensemble."""
-    x, y = _first(data, count)
+    x, y = first_samples(data, count)
     detections = predict(cohort, task, x)
     image = _displayable(x, stats)
     written = []
@@ -87,9 +87,10 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     return fg & ~inner
 
 
-def _first(data, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def first_samples(data, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` samples of a dataset as two stacked tensors."""
     items = [data[i] for i in range(min(count, len(data)))]
-    return torch.stack([a for a, _ in items]), torch.stack([torch.as_tensor(b) for _, b in items])
+    return torch.stack([torch.as_tensor(a) for a, _ in items]), torch.stack([torch.as_tensor(b) for _, b in items])
 
 
 def _displayable(x: torch.Tensor, stats: dict | None) -> np.ndarray:

@@ -26,9 +26,9 @@ BOX_JSON_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif")
 TOLERANCE = 1.0
 
 
-def pad_targets(per_image: list) -> torch.Tensor:
+def pad_targets(per_image: list, min_boxes: int = 1) -> torch.Tensor:
     """Stack per-image [n_i, 5] rows (label, x1, y1, x2, y2) into [N, M, 5], padding with
-    label -1 and zero coordinates; M = max n_i, at least 1."""
+    label -1 and zero coordinates; M = max n_i, at least ``min_boxes``."""
     rows = []
     for i, t in enumerate(per_image):
         a = np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float32)
@@ -37,7 +37,7 @@ def pad_targets(per_image: list) -> torch.Tensor:
         if a.ndim != 2 or a.shape[1] != 5:
             raise DataError(f"targets of image {i} have shape {a.shape}; expected [n, 5] rows (label, x1, y1, x2, y2)")
         rows.append(a)
-    m = max([len(a) for a in rows] + [1])
+    m = max([len(a) for a in rows] + [min_boxes])
     out = torch.zeros(len(rows), m, 5)
     out[:, :, 0] = -1
     for i, a in enumerate(rows):

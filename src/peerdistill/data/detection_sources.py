@@ -11,7 +11,7 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
-from .detection import load_box_json, load_coco, load_mask_boxes, synthetic_boxes
+from .detection import detection_splits, load_box_json, load_coco, load_mask_boxes, pad_targets, synthetic_boxes
 from .splits import DataSplits, TensorData, channel_stats, standardize
 
 DEFAULT_SYNTHETIC_SIZE = 64
@@ -35,10 +35,11 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     if spec.grey and x.shape[1] == 3:
         x = x.mean(dim=1, keepdim=True)
-    parts = _split(len(x), spec)
+    # A random split fixed by split_seed (boxes have no single label to stratify by).
+    parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed)
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, "test_fraction": spec.test_fraction,
-                     **{name: [str(ids[i]) for i in idx] for name, idx in parts.items()}}
-    return _splits([(x[parts[name]], y[parts[name]]) for name in ("train", "val", "test")], names, stats, info)
+                     **{name: [str(ids[i]) for i in idx] for name, idx in indices.items()}}
+    return _splits([(part.x, part.y) for part in parts], names, stats, info)
 
 
 def _synthetic(spec: DataSpec, stats) -> DataSplits:
@@ -53,33 +54,14 @@ def _synthetic(spec: DataSpec, stats) -> DataSplits:
                                         "split_seed": spec.split_seed})
 
 
-def _split(n: int, spec: DataSpec) -> dict[str, np.ndarray]:
-    """A random split fixed by ``split_seed`` (boxes have no single label to stratify by)."""
-    order = np.random.default_rng(spec.split_seed).permutation(n)
-    n_test, n_val = round(n * spec.test_fraction), round(n * spec.val_fraction)
-    if n - n_test - n_val < 1 or n_val < 1 or n_test < 1:
-        raise DataError(f"{n} images cannot be split into train / val ({spec.val_fraction}) / test "
-                        f"({spec.test_fraction}) with at least one image each")
-    return {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test:n_test + n_val]),
-            "train": np.sort(order[n_test + n_val:])}
-
-
 def _splits(sets, names, stats, info) -> DataSplits:
     """Pad every split's targets to one box count and standardise images by the training split."""
     most = max(int(y.shape[1]) for _, y in sets)
-    padded = [(x, _pad(y, most)) for x, y in sets]
+    padded = [(x, pad_targets(list(y), min_boxes=most)) for x, y in sets]
     stats = stats or channel_stats(padded[0][0])
     data = [TensorData(standardize(x, stats), y) for x, y in padded]
     return DataSplits(*data, num_classes=len(names), class_names=list(names), input_shape=tuple(data[0].x.shape[1:]),
                       stats=stats, info=info)
-
-
-def _pad(y: torch.Tensor, boxes: int) -> torch.Tensor:
-    if y.shape[1] == boxes:
-        return y
-    pad = torch.zeros(len(y), boxes - y.shape[1], 5)
-    pad[..., 0] = -1
-    return torch.cat([y, pad], dim=1)
 
 
 def _relative(root: Path, path: str | None) -> Path:

@@ -71,6 +71,9 @@ class TensorBatches(_OrderedBatches):
         self.x, self.y = data.x.to(device), data.y.to(device)
 
     def iterate(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if not self.shuffle and self.shard[1] == 1:  # in order, whole: views, no copies
+            bounds = [(b * self.batch_size, min((b + 1) * self.batch_size, self.n)) for b in range(start, len(self))]
+            return ((self.x[i:j], self.y[i:j]) for i, j in bounds)
         batches = [idx.to(self.x.device) for idx in self.index_batches(start)]
         return ((self.x[idx], self.y[idx]) for idx in batches)
 

@@ -136,7 +136,7 @@ def broadcast_state(world: World, module: nn.Module, parameters: bool = True) ->
             dist.broadcast(tensor, src=0)
 
 
-def wrap(world: World, module: nn.Module, device: torch.device) -> nn.Module:
+def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """A trained model under DistributedDataParallel."""
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)

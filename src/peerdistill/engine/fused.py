@@ -141,8 +141,10 @@ class StudentGroup(nn.Module):
             raise ConfigError(f"cannot fuse these students: {reason}")
         self.members = nn.ModuleList(modules)
         self.capture = list(dict.fromkeys(capture))
-        for path in self.capture:  # a wrong path fails here, naming the close matches
-            find_module(self.members[0], path, owner="student")
+        # Looked up once (a wrong path fails here, naming the close matches), not every step.
+        self._targets = {p: find_module(self.members[0], p, owner="student") for p in self.capture}
+        self._names = [n for n, _ in self.members[0].named_parameters()]
+        self._buffer_names = [n for n, _ in self.members[0].named_buffers()]
 
     def forward(self, x: torch.Tensor) -> tuple[list, list[dict[str, torch.Tensor]]]:
         """Every student on the same batch ``x`` (one positional input)."""
@@ -154,9 +156,7 @@ class StudentGroup(nn.Module):
         if any([m.training for m in member.modules()] != modes for member in self.members[1:]):
             raise ConfigError("fused students must all be in the same train/eval mode, layer by layer: "
                               "call train() or eval() on the StudentGroup")
-        targets = {p: find_module(template, p, owner="student") for p in self.capture}
-        names = [n for n, _ in template.named_parameters()]
-        buffer_names = [n for n, _ in template.named_buffers()]
+        targets, names, buffer_names = self._targets, self._names, self._buffer_names
         # Same names in the same order in every member (fusable checked it).
         member_params = [[t for _, t in m.named_parameters()] for m in self.members]
         member_buffers = [[t for _, t in m.named_buffers()] for m in self.members]

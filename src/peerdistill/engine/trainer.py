@@ -235,8 +235,8 @@ class Trainer(RunRecords):
         if self.world.distributed:
             for m in self.cohort.trainable:
                 if m.name not in grouped:
-                    self.runners[m.name] = distributed.wrap(self.world, m.module, self.device)
-            self.groups = [(names, distributed.wrap(self.world, g, self.device)) for names, g in self.groups]
+                    self.runners[m.name] = distributed.wrap(m.module, self.device)
+            self.groups = [(names, distributed.wrap(g, self.device)) for names, g in self.groups]
             distributed.broadcast_state(self.world, self.connectors)
             distributed.broadcast_state(self.world, self.discriminators)
         if self.speed.compile:

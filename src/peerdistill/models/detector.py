@@ -92,8 +92,15 @@ class Detector(nn.Module):
         for stage in self.stages:
             x = stage(x)
             features.append(x)
-        levels = []
-        for p in self.fpn([features[i] for i in self.taps]):
-            level = torch.cat([self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p))], dim=1)
-            levels.append(level.flatten(2).transpose(1, 2))  # [B, h*w, channels], row-major
-        return torch.cat(levels, dim=1)
+        return dense_output(self.fpn([features[i] for i in self.taps]), self)
+
+
+def dense_output(pyramid, head) -> torch.Tensor:
+    """The detection output [B, A, C + 4 (R + 1)]: per pyramid level, the class and distance
+    outputs of ``head`` (its ``cls_tower`` / ``cls_out`` and ``reg_tower`` / ``reg_out``),
+    flattened row-major and the levels concatenated, the order of ``anchor_points``."""
+    levels = []
+    for p in pyramid:
+        level = torch.cat([head.cls_out(head.cls_tower(p)), head.reg_out(head.reg_tower(p))], dim=1)
+        levels.append(level.flatten(2).transpose(1, 2))  # [B, h*w, channels]
+    return torch.cat(levels, dim=1)

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..detection.boxes import HeadLayout
 from ..errors import ConfigError
+from .detector import dense_output
 
 FCOS_STRIDES = (8, 16, 32, 64, 128)
 
@@ -58,11 +59,7 @@ class TorchvisionFCOS(nn.Module):
         self.layout = HeadLayout(num_classes, reg_max, tuple(strides))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        levels = []
-        for p in self.backbone(x).values():
-            level = torch.cat([self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p))], dim=1)
-            levels.append(level.flatten(2).transpose(1, 2))  # [B, h*w, channels], row-major like anchor_points
-        return torch.cat(levels, dim=1)
+        return dense_output(self.backbone(x).values(), self)
 
 
 def torchvision_fcos(num_classes: int, in_channels: int = 3, reg_max: int = 8, weights_backbone: str | None = None,

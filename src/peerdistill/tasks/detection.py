@@ -34,13 +34,13 @@ class DetectionTask:
         self.layout = layout
         self.num_classes = layout.num_classes
         self.class_names = list(class_names or [str(c) for c in range(layout.num_classes)])
-        self.image_size = tuple(image_size)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
         self.augmentations = tuple(augment)
         self.score_threshold, self.nms_iou, self.max_detections = score_threshold, nms_iou, max_detections
         self.wbf_iou = wbf_iou
 
     def supervised_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        terms = detection_loss(out.float(), targets, self.layout, out_size(self.image_size))
+        terms = detection_loss(out.float(), targets, self.layout, self.image_size)
         return sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
 
     def distill(self, student: torch.Tensor, source: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -50,7 +50,7 @@ class DetectionTask:
 
     def probabilities(self, out: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Per image: the boxes kept after score threshold and per-class NMS."""
-        return decode(out.float(), self.layout, out_size(self.image_size), score_threshold=self.score_threshold,
+        return decode(out.float(), self.layout, self.image_size, score_threshold=self.score_threshold,
                       iou_threshold=self.nms_iou, max_detections=self.max_detections)
 
     def ensemble(self, per_model: list[list[dict[str, torch.Tensor]]]) -> list[dict[str, torch.Tensor]]:
@@ -95,10 +95,6 @@ class DetectionTask:
                 f"({self.num_classes} classes, reg_max {self.layout.reg_max}, strides {list(self.layout.strides)} "
                 f"on {h}x{w} images): build every model with the same num_classes, reg_max and strides"
             )
-
-
-def out_size(image_size) -> tuple[int, int]:
-    return int(image_size[0]), int(image_size[1])
 
 
 def layout_of(modules) -> HeadLayout:
