@@ -160,3 +160,11 @@ def test_the_report_of_a_detection_run_shows_boxes_and_ap(tmp_path):
     assert page.count("data:image/png;base64,") >= 3  # learning curves, losses, the boxes figure
     assert "true boxes in white" in page and "Predictions skipped" not in page
     assert f"{result.test_at_best['ensemble']['ap']:.4f}" in page
+
+
+def test_bad_counts_are_one_clear_message(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="boxes_counts.0"):
+        tree(tmp_path, "z", data={"kind": "boxes", "boxes_counts": [0, 4, 4]})
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", str(tmp_path), "--save-images", "-1"])
+    assert stop.value.code == 2 and "a whole number, 0 or more" in capsys.readouterr().err

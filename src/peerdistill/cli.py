@@ -33,6 +33,13 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
     return config, overrides
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got '{text}'")
+    return int(text)
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     from .build import run_dir_for, train_from_config
     from .engine.distributed import launched_world
@@ -170,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    ev.add_argument("--save-images", "--save-masks", dest="save_images", type=int, default=0, metavar="N",
+    ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
                          "(segmentation), predicted and true boxes (detection)")
     ev.set_defaults(func=cmd_eval)

@@ -136,11 +136,11 @@ class DataSpec(_Strict):
     foreground_oversample: float = Field(default=0.0, ge=0, le=1,
                                          description="share of crops centred on a foreground pixel")
     window_overlap: float = Field(default=0.5, ge=0, lt=1, description="sliding-window overlap when patch_size is set")
-    shapes_counts: list[int] = Field(default_factory=lambda: [600, 150, 150], min_length=3, max_length=3,
+    shapes_counts: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [600, 150, 150], min_length=3, max_length=3,
                                      description="train / val / test image counts of the synthetic data")
     # detection (kinds: boxes, coco, box_json, mask_boxes)
     annotations: str | None = Field(default=None, description="coco / box_json: the JSON file (relative to root)")
-    boxes_counts: list[int] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
+    boxes_counts: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
                                     description="train / val / test image counts of the synthetic boxes default")
 
     @model_validator(mode="after")
