@@ -71,6 +71,17 @@ def test_a_dataset_through_a_dataloader_is_sharded_the_same_way():
         assert [y.tolist() for _, y in tensors[rank]] == [y.tolist() for _, y in loaded[rank]]
 
 
+def test_loader_workers_deliver_the_drawn_batches_in_every_epoch():
+    # Persistent workers must see each epoch's new order, not the first epoch's.
+    data = numbered(24)
+    dataset = TensorDataset(data.x, data.y)
+    in_process = DatasetBatches(dataset, 6, CPU, shuffle=True, generator=torch.Generator().manual_seed(2))
+    workers = DatasetBatches(dataset, 6, CPU, shuffle=True, generator=torch.Generator().manual_seed(2), num_workers=2)
+    epochs = [[y.tolist() for _, y in workers.iterate()] for _ in range(2)]
+    assert epochs == [[y.tolist() for _, y in in_process.iterate()] for _ in range(2)]
+    assert epochs[0] != epochs[1]
+
+
 def test_patch_shares_are_the_single_process_crops():
     x = torch.rand(3, 1, 20, 20)
     y = (torch.rand(3, 20, 20) > 0.7).long()

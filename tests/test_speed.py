@@ -3,6 +3,7 @@ channels-last, torch.compile; and the defaults pick them only where they pay (CU
 
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from peerdistill.build import train_from_config
 from peerdistill.config import validate
 from peerdistill.engine import seed_everything
 from peerdistill.engine.resume import load_resume_state
-from peerdistill.engine.speed import resolve_speed
+from peerdistill.engine.speed import data_workers, resolve_speed
 from peerdistill.errors import ConfigError
 from peerdistill.models import ResNet, SmallCNN
 from peerdistill.tasks import ClassificationTask
@@ -100,6 +101,23 @@ def test_the_defaults_pick_the_fast_paths_on_cuda_only():
     assert resolve_speed(TrainSpec(precision="fp16"), CPU, False).nonfinite == "skip"  # loss scaling overflows
     with pytest.raises(ConfigError, match="cannot be used with fp16"):
         resolve_speed(TrainSpec(precision="fp16", nonfinite="stop"), CPU, False)
+
+
+def test_loader_workers_share_the_cores_on_cuda_and_stay_off_elsewhere(monkeypatch):
+    assert resolve_speed(TrainSpec(), CPU, False).data_workers == 0
+    assert resolve_speed(TrainSpec(num_workers=3), CPU, False).data_workers == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert data_workers("auto", cuda=True) == 8  # at most 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert data_workers("auto", cuda=True) == 3  # 16 cores / 4 processes, one kept for training
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert data_workers("auto", cuda=True) == 0
+    assert data_workers(0, cuda=True) == 0
+    for bad in (-1, "many"):
+        with pytest.raises(ConfigError, match="num_workers"):
+            validate({"train": {"num_workers": bad}})
 
 
 def test_bf16_autocast_runs_the_models_in_bf16_and_keeps_fp32_weights(tiny_data):

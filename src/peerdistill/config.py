@@ -187,7 +187,11 @@ class TrainSpec(_Strict):
         description="MODEL/METRIC on the validation split that picks the best epoch "
                     "(default ensemble/accuracy; ensemble/dice for segmentation)",
     )
-    num_workers: int = Field(default=0, ge=0)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        default="auto", description="DataLoader worker processes for a dataset not held in memory (auto: on CUDA, "
+                                    "the machine's cores shared among its processes, at most 8 each; 0 elsewhere, "
+                                    "where workers would take cores from training)"
+    )
     nonfinite: Literal["stop", "skip"] | None = Field(
         default=None, description="a NaN/inf loss or gradient: stop with a message naming it, or skip the step "
                                   "(default: stop; skip under fp16, whose loss scaling expects occasional overflows)"

@@ -2,14 +2,16 @@
 
 ``resolve_speed`` turns the config's ``auto`` values into concrete settings for the device:
 on CUDA, bf16 autocast (fp16 with a gradient scaler where bf16 is missing), channels-last conv
-nets, cuDNN autotuning (unless the run is deterministic) and packed students; elsewhere fp32
-and the plain layout, since on a CPU these measured slower (docs/benchmarks.md). Explicit
-values always win. The settings are recorded in ``run.json``.
+nets, cuDNN autotuning (unless the run is deterministic), packed students and DataLoader
+workers for datasets not held in memory; elsewhere fp32, the plain layout and no workers,
+since on a CPU these measured slower or take cores from training (docs/benchmarks.md).
+Explicit values always win. The settings are recorded in ``run.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,6 +32,7 @@ class SpeedSettings:
     compile_backend: str = "inductor"
     cudnn_benchmark: bool = False
     nonfinite: str = "stop"
+    data_workers: int = 0
 
     def autocast(self, device: torch.device):
         """The context a training forward and its losses run in."""
@@ -66,7 +69,20 @@ def resolve_speed(train: TrainSpec, device: torch.device, deterministic: bool) -
         compile_backend=train.compile_backend,
         cudnn_benchmark=cuda and not deterministic,
         nonfinite=nonfinite,
+        data_workers=data_workers(train.num_workers, cuda),
     )
+
+
+def data_workers(setting: int | str, cuda: bool) -> int:
+    """Loader workers per process: the cores of this machine shared among its torchrun processes,
+    one left to each training process, at most 8 (more rarely helps and costs memory)."""
+    if setting != "auto":
+        return int(setting)
+    if not cuda:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(0, min(8, per_process - 1))
 
 
 def apply_backend_settings(settings: SpeedSettings) -> None:

@@ -154,12 +154,12 @@ class Trainer(RunRecords):
                                               shard=shard)
         else:
             self.train_batches = make_batches(data.train, ts.batch_size, self.device, shuffle=True,
-                                              generator=self.generator, num_workers=ts.num_workers,
+                                              generator=self.generator, num_workers=self.speed.data_workers,
                                               drop_last=drop_last, shard=shard)
         self.val_batches = make_batches(data.val, ts.eval_batch_size, self.device, shuffle=False,
-                                        num_workers=ts.num_workers, shard=shard)
+                                        num_workers=self.speed.data_workers, shard=shard)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
-                                         num_workers=ts.num_workers, shard=shard)
+                                         num_workers=self.speed.data_workers, shard=shard)
         self._probe()
         self._build_runners()
         self.optimizers = {
