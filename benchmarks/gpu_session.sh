@@ -1,28 +1,49 @@
 #!/usr/bin/env bash
-# Everything that needs a CUDA GPU, in one go (for a session lent the device machine):
-#   bash benchmarks/gpu_session.sh OUT_DIR [DATA_DIR]
-# 1. the CUDA tests (default fast path, packed students on the GPU, torchrun with NCCL, timm models,
-#    torchvision FCOS as a teacher);
-# 2. the throughput benchmark, both cases, with the torch.compile row;
-# 3. (with DATA_DIR, the folder holding pneumoniamnist.npz, drive/ and kvasir-seg/) the results
-#    comparisons of docs/results.md on the real datasets, 3 seeds each.
-# Each step's output goes to OUT_DIR/<step>.log; a failing step does not stop the next.
-set -u
-out=${1:?usage: gpu_session.sh OUT_DIR [DATA_DIR]}
-data=${2:-}
+# The work that needs a CUDA GPU, in steps that each fit one call of the device tool (10 minutes):
+#   bash benchmarks/gpu_session.sh STEP OUT_DIR [key=value ...]
+#   STEP: tests | throughput | RECIPE[:PRESETS]   (RECIPE: pneumoniamnist, drive, kvasir-detection;
+#         PRESETS: comma-separated, default all of the recipe's comparison; key=value overrides
+#         go to the recipe)
+# Run from the repository root after benchmarks/device_prepare.sh here: packages the GPU machine
+# lacks are installed from .whl/, the datasets are read from .device-data/ (carry both, with
+# `carry: [".whl", ".device-data"]`; the three datasets and the wheels together exceed the 64 MiB a
+# call may carry, so leave out the datasets a step does not read).
+# A comparison step writes its runs under runs/RECIPE (the same relative paths as here, so
+# `peerdistill compare` run here with those arguments reuses them) and packs every run's
+# small files (config, metrics, run record; no weights) into OUT_DIR/RECIPE-PRESETS.tar.gz.
+set -uo pipefail
+step=${1:?usage: gpu_session.sh STEP OUT_DIR [key=value ...]}
+out=${2:?usage: gpu_session.sh STEP OUT_DIR [key=value ...]}
+shift 2
 mkdir -p "$out"
-nvidia-smi > "$out/nvidia-smi.log" 2>&1
-python -m pytest -q tests/test_cuda.py tests/test_torchvision_adapter.py -rs > "$out/test_cuda.log" 2>&1; echo "test_cuda: $?"
-python benchmarks/step_throughput.py --device cuda --compile --json "$out/throughput.json" \
-    > "$out/throughput.log" 2>&1; echo "throughput: $?"
-if [ -n "$data" ]; then
-    for recipe in pneumoniamnist drive; do
-        root="$data/$recipe"; [ "$recipe" = pneumoniamnist ] && root="$data/pneumoniamnist.npz"
-        (time peerdistill compare "recipes/$recipe.yaml" "data.root=$root" out_dir="$out/runs" \
-            --presets independent,kd,ml,kd+ml,styles --seeds 3 --quiet) > "$out/$recipe.log" 2>&1
-        echo "$recipe: $?"
-    done
-    (time peerdistill compare recipes/kvasir-detection.yaml "data.root=$data/kvasir-seg" out_dir="$out/runs" \
-        --presets independent,kd,ml,kd+ml --seeds 3 --quiet) > "$out/kvasir-detection.log" 2>&1
-    echo "kvasir-detection: $?"
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD/src
 fi
+export PYTHONUNBUFFERED=1
+nvidia-smi > "$out/nvidia-smi.log" 2>&1
+case "$step" in
+    tests)
+        python3 -m pytest -q -rs tests/test_cuda.py tests/test_torchvision_adapter.py 2>&1 | tee "$out/tests.log" ;;
+    throughput)
+        python3 benchmarks/step_throughput.py --device cuda --compile --json "$out/throughput.json" 2>&1 \
+            | tee "$out/throughput.log" ;;
+    pneumoniamnist|drive|kvasir-detection|pneumoniamnist:*|drive:*|kvasir-detection:*)
+        recipe=${step%%:*}
+        declare -A roots=([pneumoniamnist]=pneumoniamnist.npz [drive]=drive [kvasir-detection]=kvasir-seg)
+        declare -A all=([pneumoniamnist]=independent,kd,ml,kd+ml,styles [drive]=independent,kd,ml,kd+ml,styles
+                        [kvasir-detection]=independent,kd,ml,kd+ml)
+        presets=${all[$recipe]}
+        [ "$step" != "$recipe" ] && presets=${step#*:}
+        start=$(date +%s)
+        python3 -m peerdistill compare "recipes/$recipe.yaml" "data.root=.device-data/${roots[$recipe]}" "$@" \
+            --presets "$presets" --seeds 3 --out "runs/$recipe" --quiet 2>&1 | tee "$out/$recipe.log"
+        status=$?
+        echo "wall: $(( $(date +%s) - start )) s" | tee -a "$out/$recipe.log"
+        # The device tool returns files named in letters, digits, '.', '_' and '-' only.
+        tar czf "$out/$recipe-$(echo "$presets" | tr ',+' '_-').tar.gz" --exclude=models --exclude=checkpoints "runs/$recipe"
+        exit $status ;;
+    *)
+        echo "unknown step '$step': tests, throughput, pneumoniamnist, drive or kvasir-detection[:PRESETS]" >&2
+        exit 2 ;;
+esac
