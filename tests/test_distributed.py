@@ -4,7 +4,6 @@ and resuming in the middle of an epoch."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -218,7 +217,6 @@ DDP_SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
 def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(tmp_path):
     script = tmp_path / "ddp_train.py"
@@ -228,7 +226,8 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
             "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
             "data": {"augment": ["hflip"]}, "train": {"epochs": 2, "batch_size": 64, "fuse_students": True}}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, wherever torch's scripts are
+    proc = subprocess.run([*torchrun, "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]

@@ -1,5 +1,5 @@
-"""The torchvision FCOS adapter, on a stand-in with torchvision FCOS's attribute layout (this
-machine has no torchvision; tests/test_cuda.py runs the real one where it is installed)."""
+"""The torchvision FCOS adapter, on a stand-in with torchvision FCOS's attribute layout (CI has no
+torchvision); the last test trains the real model where torchvision is installed."""
 
 from collections import OrderedDict
 
@@ -87,7 +87,7 @@ def test_the_zoo_entry_says_when_torchvision_is_missing():
         with pytest.raises(ConfigError, match="needs torchvision"):
             build_model("torchvision_fcos", {}, 3, 2)
     else:
-        pytest.skip("torchvision is installed here: tests/test_cuda.py builds the real model")
+        pytest.skip("torchvision is installed here: the last test builds the real model")
 
 
 def test_torchvisions_fcos_teaches_zoo_detectors(tmp_path):
