@@ -130,7 +130,7 @@ def test_load_box_json_rescales_from_the_json_size_and_counts_skips(tmp_path):
     images, boxes = kvasir_files(tmp_path)
     x, y, names, ids, info = load_box_json(images, boxes, (10, 20))
     assert ids == ["a", "d"] and names == ["adenoma", "polyp"]
-    assert info == {"skipped_without_image": 1, "images_without_boxes": 1}
+    assert info == {"skipped_without_image": 1, "skipped_without_entry": 1}
     assert x.shape == (2, 3, 10, 20) and x[1, 1].mean() > 0.9  # d.jpg is green
     # a: original 200x100 -> 20x10 (factor 0.1), not from the 40x20 file size
     assert y[0].numpy() == pytest.approx(np.array([[1, 5, 1, 15, 10], [0, 0, 0, 2, 3]]))

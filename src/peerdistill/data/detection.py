@@ -163,7 +163,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     Returns (x, y, class_names, ids, info): class names are the sorted labels, ids the sorted
     JSON keys that have an image. Entries without an image file and images without an entry
     are skipped and counted in ``info["skipped_without_image"]`` and
-    ``info["images_without_boxes"]``."""
+    ``info["skipped_without_entry"]``."""
     images_dir, source = Path(images_dir), Path(boxes_json).name
     size = _size(image_size)
     data = _read_json(boxes_json)
@@ -199,7 +199,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
     x = _stack([read_image(files[key], size, grey=grey) for key in ids])
     info = {"skipped_without_image": sum(k not in files for k in data),
-            "images_without_boxes": sum(s not in data for s in files)}
+            "skipped_without_entry": sum(s not in data for s in files)}
     return x, pad_targets(targets), names, ids, info
 
 
