@@ -11,6 +11,8 @@
 # A comparison step writes its runs under runs/RECIPE (the same relative paths as here, so
 # `peerdistill compare` run here with those arguments reuses them) and packs every run's
 # small files (config, metrics, run record; no weights) into OUT_DIR/RECIPE-PRESETS.tar.gz.
+# A comparison still unfinished after STEP_SECONDS (default 540) stops there; unpack its archive
+# here and carry runs/RECIPE in the next call of the same step, which reuses the finished runs.
 set -uo pipefail
 step=${1:?usage: gpu_session.sh STEP OUT_DIR [key=value ...]}
 out=${2:?usage: gpu_session.sh STEP OUT_DIR [key=value ...]}
@@ -36,7 +38,8 @@ case "$step" in
         presets=${all[$recipe]}
         [ "$step" != "$recipe" ] && presets=${step#*:}
         start=$(date +%s)
-        python3 -m peerdistill compare "recipes/$recipe.yaml" "data.root=.device-data/${roots[$recipe]}" "$@" \
+        # Stop short of the call's 10 minutes so the finished runs are still packed and sent back.
+        timeout "${STEP_SECONDS:-540}" python3 -m peerdistill compare "recipes/$recipe.yaml" "data.root=.device-data/${roots[$recipe]}" "$@" \
             --presets "$presets" --seeds 3 --out "runs/$recipe" --quiet 2>&1 | tee "$out/$recipe.log"
         status=$?
         echo "wall: $(( $(date +%s) - start )) s" | tee -a "$out/$recipe.log"
