@@ -127,7 +127,12 @@ def test_comparison_report(tmp_path):
         rows = list(csv.DictReader(handle))
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     assert set(metrics) == {"accuracy", "balanced_accuracy", "macro_f1", "auc"}
-    assert_pngs(page, len(metrics))  # one figure per metric
+    assert_pngs(page, len(metrics) + 1)  # the settings' validation curves, then one figure per metric
+    assert "validation ensemble/accuracy per epoch" in page
+    costs = page.split("<h2>Model costs</h2>", 1)[1].split("</section>", 1)[0]
+    student = json.loads((result.directory / "kd-seed0" / "run.json").read_text())["costs"]["student1"]
+    assert f"<td>{student['parameters']:,}</td>" in table_row(costs, "student1")
+    assert costs.count("<table>") == 1  # both settings train the same models: one table
     assert "peerdistill comparison" in page
     for setting in ("independent", "kd"):
         assert f"<tr><th>{setting}</th>" in page
@@ -138,6 +143,19 @@ def test_comparison_report(tmp_path):
     cell = f"{float(row['mean']):.4f} ± {float(row['std']):.4f}"
     accuracy_section = page.split("<h2>test accuracy</h2>", 1)[1].split("</section>", 1)[0]
     assert f"<td>{cell}</td>" in table_row(accuracy_section, "kd")
+
+
+def test_comparison_report_gives_each_cohort_its_cost_table(tmp_path):
+    wider = {"arch": "cnn", "args": {"width": 6, "depth": 1}}
+    base = {"out_dir": str(tmp_path), "teacher": TINY_CNN, "train": {"epochs": 1, "batch_size": 256}}
+    result = compare([{**base, "name": "narrow", "students": [TINY_CNN, TINY_CNN]},
+                      {**base, "name": "wide", "students": [wider, wider]}], None, 1, progress=False)
+    page = write_report(result.directory).read_text(encoding="utf-8")
+    costs = page.split("<h2>Model costs</h2>", 1)[1].split("</section>", 1)[0]
+    assert costs.count("<table>") == 2 and "<p>narrow:</p>" in costs and "<p>wide:</p>" in costs
+    for name in ("narrow", "wide"):
+        student = json.loads((result.directory / f"{name}-seed0" / "run.json").read_text())["costs"]["student1"]
+        assert f"<td>{student['parameters']:,}</td>" in costs.split(f"<p>{name}:</p>", 1)[1]
 
 
 def test_report_of_a_directory_that_is_neither(tmp_path):

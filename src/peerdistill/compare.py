@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import glob
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     for label, tree, preset in settings:
         base_seed = validate(_setting_tree(tree, preset, None, None, None)).seed
         for i in range(seeds):
-            cfg = validate(_setting_tree(tree, preset, base_seed + i, f"{_safe(label)}-seed{base_seed + i}",
+            cfg = validate(_setting_tree(tree, preset, base_seed + i, run_name(label, base_seed + i),
                                          directory), f"config of {label}")
             run_dir = directory / cfg.name
             metrics = None if overwrite else _reusable(run_dir, to_yaml(cfg))
@@ -120,8 +121,17 @@ def _setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str
     return out
 
 
-def _safe(label: str) -> str:
-    return label.replace(":", "-").replace("/", "-")
+def run_name(label: str, seed: int) -> str:
+    """The directory of one seed of a setting inside the comparison's directory."""
+    return f"{label.replace(':', '-').replace('/', '-')}-seed{seed}"
+
+
+def setting_runs(directory: Path, label: str) -> list[Path]:
+    """The finished or unfinished run directories of a setting, by seed."""
+    prefix = run_name(label, 0)[:-1]  # "LABEL-seed"
+    runs = [p for p in directory.glob(f"{glob.escape(prefix)}*")
+            if p.name[len(prefix):].isdigit() and (p / "run.json").is_file()]
+    return sorted(runs, key=lambda p: int(p.name[len(prefix):]))
 
 
 def _reusable(run_dir: Path, config_yaml: str) -> dict[str, Any] | None:

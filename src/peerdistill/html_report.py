@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .compare import setting_runs  # noqa: E402
 from .engine.artifacts import atomic_write_text, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
@@ -216,16 +217,21 @@ def costs_section(meta: dict[str, Any]) -> str:
     costs = meta.get("costs")
     if not costs:
         return section_html("Model costs", [note_html("no costs recorded (they are measured when a run completes).")])
-    rows = [[name, f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}",
+    return section_html("Model costs", [COSTS_CAPTION, table_html(COSTS_HEADER, cost_rows(costs))])
+
+
+COSTS_HEADER = ["model", "parameters", "MMACs", "file KiB", "CPU ms", "x smaller than teacher"]
+COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
+                 "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
+                 "median latency on one CPU thread of the machine that trained it, and how many times fewer "
+                 "parameters than the teacher.</p>")
+
+
+def cost_rows(costs: dict[str, dict]) -> list[list[str]]:
+    return [[name, f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}",
              f"{c['size_bytes'] / 1024:.1f}" if c.get("size_bytes") else "", f"{c['cpu_latency_ms']:.3f}",
              f"{c['compression']:.2f}" if c.get("compression") is not None else ""]
             for name, c in costs.items()]
-    caption = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
-               "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
-               "median latency on one CPU thread of the machine that trained it, and how many times fewer "
-               "parameters than the teacher.</p>")
-    header = ["model", "parameters", "MMACs", "file KiB", "CPU ms", "x smaller than teacher"]
-    return section_html("Model costs", [caption, table_html(header, rows)])
 
 
 # ---- predictions of the saved models -------------------------------------------------------
@@ -427,7 +433,9 @@ def comparison_page(directory: Path) -> str:
     models = model_order([r["model"] for r in rows])
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
-    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models)]
+    runs = {setting: setting_runs(directory, setting) for setting in settings}
+    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models),
+                comparison_curves_section(runs), comparison_costs_section(runs)]
     for metric in metrics:
         sections.append(section_html(f"test {metric}", [
             figure_html(comparison_figure(rows, settings, models, metric),
@@ -514,3 +522,59 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
+
+
+def comparison_curves_section(runs: dict[str, list[Path]]) -> str:
+    """The ensemble's validation curve of each setting: how the presets learn, not only where they end."""
+    histories = {setting: [m for m in (_finished_metrics(p) for p in paths) if m and m.get("epochs")]
+                 for setting, paths in runs.items()}
+    histories = {setting: ms for setting, ms in histories.items() if ms}
+    if not histories:
+        return section_html("Validation curves", [note_html("no run of this comparison has a finished epoch.")])
+    monitor = next(iter(histories.values()))[0].get("monitor", "ensemble/accuracy")
+    model, metric = monitor.split("/", 1)
+    return section_html("Validation curves", [figure_html(
+        settings_curve_figure(histories, model, metric),
+        f"validation {monitor} per epoch: the line is the mean over seeds, the band their range")])
+
+
+def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "metrics.json"
+    return read_json(path) if path.is_file() else None
+
+
+def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str, metric: str):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for setting, seeds in histories.items():
+        curves = [validation_series(m["epochs"], metric).get(model) for m in seeds]
+        curves = [c for c in curves if c]
+        length = min(len(c) for c in curves)  # an unfinished seed shortens the mean
+        values = np.array([c[:length] for c in curves], dtype=float)
+        x = np.arange(1, length + 1)
+        (line,) = ax.plot(x, np.nanmean(values, axis=0), marker="o", markersize=3, label=setting)
+        ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"validation {model}/{metric} per setting")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
+    """One cost table per distinct cohort (settings of one config share their models)."""
+    groups: dict[tuple, tuple[list[str], dict]] = {}
+    for setting, paths in runs.items():
+        costs = next((c for c in (read_json(p / "run.json").get("costs") for p in paths) if c), None)
+        if costs:
+            shape = tuple((name, c["parameters"], c["macs"]) for name, c in costs.items())
+            groups.setdefault(shape, ([], costs))[0].append(setting)
+    if not groups:
+        return section_html("Model costs", [note_html("no run of this comparison has finished: costs are "
+                                                      "measured when a run completes.")])
+    parts = [COSTS_CAPTION]
+    for settings, costs in groups.values():
+        if len(groups) > 1:
+            parts.append(f"<p>{esc(', '.join(settings))}:</p>")
+        parts.append(table_html(COSTS_HEADER, cost_rows(costs)))
+    return section_html("Model costs", parts)
+
