@@ -121,14 +121,18 @@ def _setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str
     return out
 
 
+def _run_prefix(label: str) -> str:
+    return f"{label.replace(':', '-').replace('/', '-')}-seed"
+
+
 def run_name(label: str, seed: int) -> str:
     """The directory of one seed of a setting inside the comparison's directory."""
-    return f"{label.replace(':', '-').replace('/', '-')}-seed{seed}"
+    return f"{_run_prefix(label)}{seed}"
 
 
 def setting_runs(directory: Path, label: str) -> list[Path]:
     """The finished or unfinished run directories of a setting, by seed."""
-    prefix = run_name(label, 0)[:-1]  # "LABEL-seed"
+    prefix = _run_prefix(label)
     runs = [p for p in directory.glob(f"{glob.escape(prefix)}*")
             if p.name[len(prefix):].isdigit() and (p / "run.json").is_file()]
     return sorted(runs, key=lambda p: int(p.name[len(prefix):]))

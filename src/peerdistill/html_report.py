@@ -177,7 +177,12 @@ def monitor_curve_figure(epochs: list[dict[str, Any]], metric: str, best_epoch: 
         ax.plot(x, values, marker="o", markersize=3, label=name, **style)
     if best_epoch:
         ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
-    ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"validation {metric}")
+    return _per_epoch_axes(fig, ax, f"validation {metric}", f"validation {metric}")
+
+
+def _per_epoch_axes(fig, ax, ylabel: str, title: str):
+    """The finish every per-epoch figure shares: whole epochs, a light grid, the legend outside."""
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -190,11 +195,7 @@ def loss_curve_figure(epochs: list[dict[str, Any]]):
     for name, values in loss_series(epochs).items():
         style = {"color": "black", "linewidth": 2.5} if name == "total" else {}
         ax.plot(x, values, marker="o", markersize=3, label=name, **style)
-    ax.set(xlabel="epoch", ylabel="loss", title="training loss terms")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return fig
+    return _per_epoch_axes(fig, ax, "loss", "training loss terms")
 
 
 def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -548,16 +549,14 @@ def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str
     for setting, seeds in histories.items():
         curves = [validation_series(m["epochs"], metric).get(model) for m in seeds]
         curves = [c for c in curves if c]
+        if not curves:
+            continue
         length = min(len(c) for c in curves)  # an unfinished seed shortens the mean
         values = np.array([c[:length] for c in curves], dtype=float)
         x = np.arange(1, length + 1)
         (line,) = ax.plot(x, np.nanmean(values, axis=0), marker="o", markersize=3, label=setting)
         ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=line.get_color(), alpha=0.15)
-    ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"validation {model}/{metric} per setting")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return fig
+    return _per_epoch_axes(fig, ax, f"validation {metric}", f"validation {model}/{metric} per setting")
 
 
 def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
