@@ -6,6 +6,13 @@
 # Both are git-ignored and never committed. Usage: bash benchmarks/device_prepare.sh [DATA_DIR]
 set -euo pipefail
 data=${1:-../shared/data}
+for needed in pneumoniamnist.npz drive kvasir-seg; do
+    if [ ! -e "$data/$needed" ]; then
+        echo "device_prepare.sh: '$data/$needed' is missing; give the folder that holds pneumoniamnist.npz," \
+             "drive/ and kvasir-seg/ (usage: bash benchmarks/device_prepare.sh [DATA_DIR], default ../shared/data)" >&2
+        exit 2
+    fi
+done
 mkdir -p .whl .device-data
 # The versions installed here, so both machines run the same libraries.
 for package in pydantic pydantic_core annotated-types typing-inspection monai kornia kornia_rs pycocotools ensemble-boxes; do

@@ -121,10 +121,11 @@ def naive_cls_kd(student, teacher, c, t):
     return t * t * total / locations
 
 
-def naive_ld(student, teacher, c, n, t):
+def naive_ld(student, teacher, c, n, t, region=None):
     num = den = 0.0
-    for s_row, t_row in zip(rows(student), rows(teacher)):
-        weight = max(sigmoid(v) for v in t_row[:c])
+    inside = [True] * len(rows(student)) if region is None else region.reshape(-1).tolist()
+    for s_row, t_row, counted in zip(rows(student), rows(teacher), inside):
+        weight = max(sigmoid(v) for v in t_row[:c]) if counted else 0.0
         kl = 0.0
         for e in range(4):
             p = softmax([v / t for v in t_row[c + e * n:c + (e + 1) * n]])
@@ -132,7 +133,7 @@ def naive_ld(student, teacher, c, n, t):
             kl += sum(a * math.log(a / b) for a, b in zip(p, q)) / 4
         num += weight * kl
         den += weight
-    return t * t * num / den
+    return t * t * num / max(den, 1e-6)
 
 
 @pytest.fixture
@@ -152,6 +153,60 @@ def test_distillation_terms_match_naive_loops(pair, t):
     assert cls.item() == pytest.approx(naive_cls_kd(student, teacher, 3, t), rel=1e-5)
     assert ld.item() == pytest.approx(naive_ld(student, teacher, 3, 5, t), rel=1e-5)
     assert detection_distillation(student, teacher, layout, t).item() == pytest.approx(cls.item() + ld.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("cls_weight, loc_weight", [(0.3, 2.0), (0.0, 1.0), (1.0, 0.0)])
+def test_distillation_weighs_its_terms_against_the_naive_loops(pair, cls_weight, loc_weight):
+    layout, student, teacher = pair
+    expected = cls_weight * naive_cls_kd(student, teacher, 3, 2.0) + loc_weight * naive_ld(student, teacher, 3, 5, 2.0)
+    loss = detection_distillation(student, teacher, layout, 2.0, cls_weight, loc_weight)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    # a switched-off term sends no gradient to the outputs it reads
+    assert (student.grad[..., :3].abs().max() > 0) == (cls_weight > 0)
+    assert (student.grad[..., 3:].abs().max() > 0) == (loc_weight > 0)
+
+
+def test_localization_distillation_in_a_region_counts_only_its_points(pair):
+    layout, student, teacher = pair
+    region = torch.zeros(2, 7, dtype=torch.bool)
+    region[0, [1, 4]] = True
+    region[1, 6] = True
+    got = localization_kd(student, teacher, layout, 2.0, region)
+    assert got.item() == pytest.approx(naive_ld(student, teacher, 3, 5, 2.0, region), rel=1e-5)
+    got.backward()
+    assert student.grad[~region].abs().max() == 0 and student.grad[region].abs().max() > 0
+    empty = localization_kd(student, teacher, layout, 2.0, torch.zeros(2, 7, dtype=torch.bool))
+    assert empty.item() == 0.0
+
+
+def test_the_task_distills_localization_at_the_assigned_points():
+    from peerdistill.tasks.detection import DetectionTask
+
+    layout = HeadLayout(num_classes=3, reg_max=4)
+    g = torch.Generator().manual_seed(2)
+    student = torch.randn(2, 36 + 9 + 4, layout.channels, generator=g)
+    teacher = torch.randn(2, 36 + 9 + 4, layout.channels, generator=g)
+    targets = torch.tensor([[[0, 4.0, 6.0, 20.0, 30.0], [-1, 0.0, 0.0, 0.0, 0.0]],
+                            [[1, 10.0, 12.0, 42.0, 44.0], [2, 30.0, 2.0, 46.0, 20.0]]])
+    points, strides = anchor_points(48, 48, layout.strides)
+    labels, _ = assign(points, strides, targets, layout)  # the assignment has its own tests
+    region = labels < 3
+    assert 0 < int(region.sum()) < region.numel()
+    task = DetectionTask(layout, (48, 48), kd_cls_weight=0.0, kd_loc_region="assigned")
+    got = task.distill(student, teacher, 2.0, targets)
+    assert got.item() == pytest.approx(naive_ld(student, teacher, 3, 5, 2.0, region), rel=1e-5)
+    everywhere = DetectionTask(layout, (48, 48), kd_cls_weight=0.0).distill(student, teacher, 2.0, targets)
+    assert everywhere.item() == pytest.approx(naive_ld(student, teacher, 3, 5, 2.0), rel=1e-5)
+    with pytest.raises(Exception, match="needs the batch's boxes"):
+        task.distill(student, teacher, 2.0)
+
+
+def test_distillation_with_both_terms_off_is_a_zero_in_the_graph(pair):
+    layout, student, teacher = pair
+    loss = detection_distillation(student, teacher, layout, 2.0, 0.0, 0.0)
+    loss.backward()
+    assert loss.item() == 0.0 and student.grad.abs().max() == 0
 
 
 def test_distillation_floors_when_student_equals_teacher(pair):

@@ -87,6 +87,21 @@ def test_every_preset_trains_end_to_end_on_the_embedded_default(tmp_path, preset
     assert run["task"] == "detection" and run["detection"]["strides"] == [8, 16, 32]
 
 
+def test_the_detect_section_sets_the_shares_of_a_kd_edge(tmp_path):
+    off = train_from_config(tree(tmp_path, "off", "kd", detect={"kd_cls_weight": 0.0, "kd_loc_weight": 0.0}),
+                            progress=False)
+    assert off.history[-1]["train/loss/student1/kl<-teacher"] == 0.0
+    assert off.history[-1]["train/loss/student1/det"] > 0
+    run = json.loads((tmp_path / "off" / "run.json").read_text())
+    assert run["detection"]["kd_cls_weight"] == 0.0 and run["detection"]["kd_loc_weight"] == 0.0
+    assigned = train_from_config(tree(tmp_path, "assigned", "kd", detect={"kd_cls_weight": 0.0,
+                                                                          "kd_loc_region": "assigned"}),
+                                 progress=False)
+    assert assigned.history[-1]["train/loss/student1/kl<-teacher"] > 0
+    with pytest.raises(ConfigError, match="kd_loc_region"):
+        validate({"task": "detection", "detect": {"kd_loc_region": "positives"}})
+
+
 def test_feature_edges_reach_the_pyramid(tmp_path):
     result = train_from_config(tree(tmp_path, "styles", "styles"), progress=False)
     assert any("hint<-teacher[fpn.outputs.0<-fpn.outputs.0]" in k for k in result.history[-1])

@@ -230,6 +230,14 @@ class DetectSpec(_Strict):
     max_detections: int = Field(default=100, ge=1, description="boxes kept per image")
     wbf_iou: float = Field(default=0.7, gt=0, le=1, description="weighted boxes fusion IoU of the student ensemble "
                                                                  "(0.7 beat 0.55 on the synthetic default; docs/detection.md)")
+    kd_cls_weight: float = Field(default=1.0, ge=0, description="share of a detection KD edge given to the "
+                                                                "classification maps (softened per-point scores)")
+    kd_loc_weight: float = Field(default=1.0, ge=0, description="share of a detection KD edge given to localization "
+                                                                "distillation (the box-edge distributions)")
+    kd_loc_region: Literal["confidence", "assigned"] = Field(
+        default="confidence", description="where localization distillation counts: every point weighted by the "
+                                          "source's confidence, or only the points assigned to a true box (LD's "
+                                          "main distillation region), still confidence-weighted")
 
 
 class LogSpec(_Strict):

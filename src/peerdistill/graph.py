@@ -187,10 +187,11 @@ class KnowledgeGraph:
 
     def __init__(self, edges: Iterable[Edge], *, supervised_weights: Mapping[str, float] | None = None,
                  teacher_weighting: str = "weighted", pair_node_size: int = 2,
-                 logit_distiller: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None):
-        """``logit_distiller(learner, source, temperature)`` replaces the softened KL of ``kl``
-        edges for outputs that are not class scores (detection's dense box outputs); such
-        edges take one model as their source."""
+                 logit_distiller: Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor | None], torch.Tensor]
+                 | None = None):
+        """``logit_distiller(learner, source, temperature, labels)`` replaces the softened KL of
+        ``kl`` edges for outputs that are not class scores (detection's dense box outputs; the
+        labels are the batch's targets); such edges take one model as their source."""
         self.edges = list(edges)
         self.logit_distiller = logit_distiller
         self.pair_node_size = pair_node_size
@@ -322,7 +323,7 @@ class KnowledgeGraph:
     def _logit_loss(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
         student = out.logits[edge.target]
         if self.logit_distiller is not None:
-            return self.logit_distiller(student, out.logits[edge.source], edge.temperature)
+            return self.logit_distiller(student, out.logits[edge.source], edge.temperature, labels)
         if edge.source not in (TEACHERS, ENSEMBLE):
             source = out.logits[edge.source]
             return soft_kl(_aligned(student, source), source, edge.temperature)

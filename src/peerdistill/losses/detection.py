@@ -69,6 +69,14 @@ def detection_loss(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
     return {"cls": cls, "box": box, "dfl": dfl}
 
 
+def assigned_points(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
+                    image_size: tuple[int, int]) -> torch.Tensor:
+    """[B, A] booleans: the points the training assignment gives a true box (its positives)."""
+    points, strides = output_points(out, layout, image_size)
+    labels, _ = assign(points, strides, targets.to(out.device), layout)
+    return labels < layout.num_classes
+
+
 def _check_shapes(student_out: torch.Tensor, teacher_out: torch.Tensor, layout: HeadLayout, name: str) -> None:
     if student_out.shape != teacher_out.shape or student_out.shape[-1] != layout.channels:
         raise ValueError(f"{name}: student {tuple(student_out.shape)} and teacher {tuple(teacher_out.shape)} outputs "
@@ -91,11 +99,13 @@ def classification_map_kd(student_out: torch.Tensor, teacher_out: torch.Tensor, 
 
 
 def localization_kd(student_out: torch.Tensor, teacher_out: torch.Tensor, layout: HeadLayout,
-                    temperature: float = 1.0) -> torch.Tensor:
+                    temperature: float = 1.0, region: torch.Tensor | None = None) -> torch.Tensor:
     """Localization Distillation: ``T^2 * sum_{b,a} w_ba * 1/4 sum_edges KL(softmax(t_e / T) ||
     softmax(s_e / T)) / max(sum_{b,a} w_ba, 1e-6)``, the KL over the reg_max + 1 bins of each edge,
     averaged over the 4 edges (as LD's implementation), ``w_ba = max_c sigmoid(teacher class logit)``
-    so the points the teacher finds an object at weigh most. The teacher is detached."""
+    so the points the teacher finds an object at weigh most. ``region`` ([B, A] booleans), when
+    given, zeroes ``w`` outside it: LD's "main distillation region" is the points assigned to a
+    true box, the only ones whose box output is trained. The teacher is detached."""
     _check_shapes(student_out, teacher_out, layout, "localization_kd")
     t = float(temperature)
     s_cls, s_reg = split_outputs(student_out.float(), layout)
@@ -103,11 +113,21 @@ def localization_kd(student_out: torch.Tensor, teacher_out: torch.Tensor, layout
     log_q = (t_reg / t).log_softmax(dim=-1)
     kl = (log_q.exp() * (log_q - (s_reg / t).log_softmax(dim=-1))).sum(dim=-1).mean(dim=-1)  # [B, A]
     weight = t_cls.sigmoid().max(dim=-1).values
+    if region is not None:
+        weight = weight * region.to(weight.dtype)
     return (weight * kl).sum() / weight.sum().clamp_min(1e-6) * (t * t)
 
 
 def detection_distillation(student_out: torch.Tensor, teacher_out: torch.Tensor, layout: HeadLayout,
-                           temperature: float = 1.0) -> torch.Tensor:
-    """What a ``kl`` knowledge edge means for detectors: ``classification_map_kd + localization_kd``."""
-    return (classification_map_kd(student_out, teacher_out, layout, temperature)
-            + localization_kd(student_out, teacher_out, layout, temperature))
+                           temperature: float = 1.0, cls_weight: float = 1.0, loc_weight: float = 1.0,
+                           loc_region: torch.Tensor | None = None) -> torch.Tensor:
+    """What a ``kl`` knowledge edge means for detectors: ``cls_weight * classification_map_kd +
+    loc_weight * localization_kd`` (a zero weight skips its term; ``loc_region`` as in localization_kd)."""
+    terms = []
+    if cls_weight:
+        terms.append(cls_weight * classification_map_kd(student_out, teacher_out, layout, temperature))
+    if loc_weight:
+        terms.append(loc_weight * localization_kd(student_out, teacher_out, layout, temperature, loc_region))
+    if not terms:  # both switched off: a zero that stays in the graph
+        return student_out.float().sum() * 0.0
+    return sum(terms)

@@ -14,7 +14,7 @@ import torch
 from ..detection.boxes import HeadLayout, anchor_points, decode
 from ..detection_metrics import DETECTION_METRICS, DetectionMeter
 from ..errors import ConfigError
-from ..losses.detection import detection_distillation, detection_loss
+from ..losses.detection import assigned_points, detection_distillation, detection_loss
 from .box_augment import augment_boxes
 
 # Generalized Focal Loss's weights of its terms (Li et al. 2020): quality focal 1, GIoU 2, DFL 1/4.
@@ -30,7 +30,8 @@ class DetectionTask:
 
     def __init__(self, layout: HeadLayout, image_size: tuple[int, int], class_names: list[str] | None = None,
                  augment: tuple[str, ...] = (), score_threshold: float = 0.05, nms_iou: float = 0.6,
-                 max_detections: int = 100, wbf_iou: float = 0.7):
+                 max_detections: int = 100, wbf_iou: float = 0.7, kd_cls_weight: float = 1.0,
+                 kd_loc_weight: float = 1.0, kd_loc_region: str = "confidence"):
         self.layout = layout
         self.num_classes = layout.num_classes
         self.class_names = list(class_names or [str(c) for c in range(layout.num_classes)])
@@ -38,15 +39,28 @@ class DetectionTask:
         self.augmentations = tuple(augment)
         self.score_threshold, self.nms_iou, self.max_detections = score_threshold, nms_iou, max_detections
         self.wbf_iou = wbf_iou
+        self.kd_cls_weight, self.kd_loc_weight = kd_cls_weight, kd_loc_weight
+        if kd_loc_region not in ("confidence", "assigned"):
+            raise ConfigError(f"kd_loc_region must be 'confidence' or 'assigned', not '{kd_loc_region}'")
+        self.kd_loc_region = kd_loc_region
 
     def supervised_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         terms = detection_loss(out.float(), targets, self.layout, self.image_size)
         return sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
 
-    def distill(self, student: torch.Tensor, source: torch.Tensor, temperature: float) -> torch.Tensor:
+    def distill(self, student: torch.Tensor, source: torch.Tensor, temperature: float,
+                targets: torch.Tensor | None = None) -> torch.Tensor:
         """What a ``kl`` knowledge edge means between detectors: softened classification maps
-        plus localization distillation weighted by the source's confidence."""
-        return detection_distillation(student.float(), source.float(), self.layout, temperature)
+        plus localization distillation weighted by the source's confidence, in the configured
+        shares; with ``kd_loc_region: assigned`` localization counts only at the points the
+        training assignment gives a true box (it needs the batch's ``targets``)."""
+        region = None
+        if self.kd_loc_region == "assigned" and self.kd_loc_weight:
+            if targets is None:
+                raise ConfigError("kd_loc_region 'assigned' needs the batch's boxes to find the assigned points")
+            region = assigned_points(student, targets, self.layout, self.image_size)
+        return detection_distillation(student.float(), source.float(), self.layout, temperature,
+                                      self.kd_cls_weight, self.kd_loc_weight, region)
 
     def probabilities(self, out: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Per image: the boxes kept after score threshold and per-class NMS."""
