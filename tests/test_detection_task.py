@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
@@ -18,12 +19,13 @@ from peerdistill.errors import ConfigError
 from peerdistill.tasks.detection import DetectionTask
 
 SMALL = {"arch": "detector", "args": {"width": 4, "depth": 1}}
+TEACHER = {"arch": "detector", "args": {"width": 8, "depth": 1}}
 
 
 def tree(tmp_path, name, preset="kd+ml", **extra):
     base = {"name": name, "out_dir": str(tmp_path), "task": "detection",
             "data": {"kind": "boxes", "boxes_counts": [48, 16, 16], "image_size": [32, 32], "augment": ["hflip"]},
-            "teacher": {"arch": "detector", "args": {"width": 8, "depth": 1}}, "students": [SMALL, SMALL],
+            "teacher": TEACHER, "students": [SMALL, SMALL],
             "distill": {"preset": preset, "rampup_epochs": 1}, "train": {"epochs": 1, "batch_size": 16}}
     base.update(extra)
     return validate(base)
@@ -100,6 +102,17 @@ def test_the_detect_section_sets_the_shares_of_a_kd_edge(tmp_path):
     assert assigned.history[-1]["train/loss/student1/kl<-teacher"] > 0
     with pytest.raises(ConfigError, match="kd_loc_region"):
         validate({"task": "detection", "detect": {"kd_loc_region": "positives"}})
+
+
+def test_a_teacher_trained_first_teaches_frozen(tmp_path):
+    """The setting docs/detection.md recommends for detection."""
+    train_from_config(tree(tmp_path, "first", "independent"), progress=False)
+    trained = tmp_path / "first" / "models" / "teacher.safetensors"
+    teacher = {**TEACHER, "frozen": True, "checkpoint": str(trained)}
+    frozen = train_from_config(tree(tmp_path, "frozen", "kd", teacher=teacher), progress=False)
+    assert frozen.history[-1]["train/loss/student1/kl<-teacher"] > 0
+    after = load_file(tmp_path / "frozen" / "models" / "teacher.safetensors")
+    assert all(torch.equal(v, after[k]) for k, v in load_file(trained).items())
 
 
 def test_feature_edges_reach_the_pyramid(tmp_path):
