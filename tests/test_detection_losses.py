@@ -196,6 +196,18 @@ def test_the_task_distills_localization_at_the_assigned_points():
     task = DetectionTask(layout, (48, 48), kd_cls_weight=0.0, kd_loc_region="assigned")
     got = task.distill(student, teacher, 2.0, targets)
     assert got.item() == pytest.approx(naive_ld(student, teacher, 3, 5, 2.0, region), rel=1e-5)
+    # the assignment is kept for the batch's targets, and redone for other boxes
+    assert task.distill(student, teacher, 2.0, targets).item() == pytest.approx(got.item(), rel=1e-6)
+    targets[1, 1, 0] = -1.0  # in place: the second image loses a box
+    fewer = assign(points, strides, targets, layout)[0] < 3
+    assert int(fewer.sum()) < int(region.sum())
+    assert task.distill(student, teacher, 2.0, targets).item() == pytest.approx(
+        naive_ld(student, teacher, 3, 5, 2.0, fewer), rel=1e-5)
+    other = targets.clone()
+    other[0, 0, 0] = -1.0
+    fewest = assign(points, strides, other, layout)[0] < 3
+    assert task.distill(student, teacher, 2.0, other).item() == pytest.approx(
+        naive_ld(student, teacher, 3, 5, 2.0, fewest), rel=1e-5)
     everywhere = DetectionTask(layout, (48, 48), kd_cls_weight=0.0).distill(student, teacher, 2.0, targets)
     assert everywhere.item() == pytest.approx(naive_ld(student, teacher, 3, 5, 2.0), rel=1e-5)
     with pytest.raises(Exception, match="needs the batch's boxes"):

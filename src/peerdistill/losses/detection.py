@@ -47,8 +47,7 @@ def detection_loss(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
     Weighting the box terms by the IoU target follows VarifocalNet (Zhang et al., CVPR 2021); GFL
     uses the predicted score instead. With no positives, box and dfl are zeros (still in the graph)."""
     cls_logits, reg_logits = split_outputs(out.float(), layout)
-    points, strides = output_points(out, layout, image_size)
-    labels, gt_boxes = assign(points, strides, targets.to(out.device), layout)
+    points, strides, labels, gt_boxes = _assignment(out, targets, layout, image_size)
     positive = labels < layout.num_classes
     batch_index, point_index = positive.nonzero(as_tuple=True)
     pos_points, pos_strides, pos_gt = points[point_index], strides[point_index, None], gt_boxes[positive]
@@ -69,12 +68,17 @@ def detection_loss(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
     return {"cls": cls, "box": box, "dfl": dfl}
 
 
+def _assignment(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout, image_size: tuple[int, int]):
+    """The output's anchor points and strides, and ``assign``'s labels and boxes for them."""
+    points, strides = output_points(out, layout, image_size)
+    labels, boxes = assign(points, strides, targets.to(out.device), layout)
+    return points, strides, labels, boxes
+
+
 def assigned_points(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
                     image_size: tuple[int, int]) -> torch.Tensor:
     """[B, A] booleans: the points the training assignment gives a true box (its positives)."""
-    points, strides = output_points(out, layout, image_size)
-    labels, _ = assign(points, strides, targets.to(out.device), layout)
-    return labels < layout.num_classes
+    return _assignment(out, targets, layout, image_size)[2] < layout.num_classes
 
 
 def _check_shapes(student_out: torch.Tensor, teacher_out: torch.Tensor, layout: HeadLayout, name: str) -> None:

@@ -43,6 +43,7 @@ class DetectionTask:
         if kd_loc_region not in ("confidence", "assigned"):
             raise ConfigError(f"kd_loc_region must be 'confidence' or 'assigned', not '{kd_loc_region}'")
         self.kd_loc_region = kd_loc_region
+        self._region_of: tuple[torch.Tensor, int, torch.Tensor] | None = None  # targets, version, their points
 
     def supervised_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         terms = detection_loss(out.float(), targets, self.layout, self.image_size)
@@ -58,9 +59,18 @@ class DetectionTask:
         if self.kd_loc_region == "assigned" and self.kd_loc_weight:
             if targets is None:
                 raise ConfigError("kd_loc_region 'assigned' needs the batch's boxes to find the assigned points")
-            region = assigned_points(student, targets, self.layout, self.image_size)
+            region = self._assigned_points(student, targets)
         return detection_distillation(student.float(), source.float(), self.layout, temperature,
                                       self.kd_cls_weight, self.kd_loc_weight, region)
+
+    def _assigned_points(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Every edge of a step sees the same targets tensor: assign its points once per batch
+        (again if that tensor was changed in place, which bumps its version)."""
+        cached = self._region_of
+        if cached is None or cached[0] is not targets or cached[1] != targets._version:
+            cached = self._region_of = (targets, targets._version,
+                                        assigned_points(out, targets, self.layout, self.image_size))
+        return cached[2]
 
     def probabilities(self, out: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Per image: the boxes kept after score threshold and per-class NMS."""
