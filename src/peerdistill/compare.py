@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from .build import train_from_config
-from .config import PRESETS, to_yaml, validate
-from .engine.artifacts import atomic_write_text, read_json
+from .config import PRESETS, RunConfig, to_yaml, validate
+from .engine.artifacts import RunDir, atomic_write_text, read_json
 from .engine.evaluate import ENSEMBLE
-from .errors import ConfigError, RunDirError
+from .errors import CheckpointError, ConfigError, RunDirError
 from .metrics import ranking_score
 from .report import comparison_markdown, mean_std, pm
 
@@ -51,7 +52,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     own preset. Rows are labelled by preset when there is one config, else by config name (and
     preset, when ``presets`` is given). The data split
     (``data.split_seed``) is each config's own and the same for all its runs. Finished runs
-    with the same config are reused."""
+    with the same config are reused, unfinished ones (a
+    killed comparison) continue from their last checkpoint."""
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     configs = [configs] if isinstance(configs, dict) else list(configs)
@@ -80,13 +82,16 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             cfg = validate(_setting_tree(tree, preset, base_seed + i, run_name(label, base_seed + i),
                                          directory), f"config of {label}")
             run_dir = directory / cfg.name
-            metrics = None if overwrite else _reusable(run_dir, to_yaml(cfg))
-            if metrics is None:
+            state = "new" if overwrite else _run_state(run_dir, cfg)
+            if state == "finished":
+                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed}: reusing finished run {run_dir}")
+            elif state == "unfinished":
+                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed}: resuming unfinished run {run_dir}")
+                _resume(cfg, run_dir, progress)
+            else:
                 console.print(f"[bold]compare[/]: {label}, seed {cfg.seed} -> {run_dir}")
                 train_from_config(cfg, run_dir=run_dir, overwrite=True, progress=progress)
-                metrics = read_json(run_dir / "metrics.json")
-            else:
-                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed}: reusing finished run {run_dir}")
+            metrics = read_json(run_dir / "metrics.json")
             runs.append({"setting": label, "seed": cfg.seed, "metrics": metrics})
     rows = aggregate(runs)
     labels = list(dict.fromkeys(label for label, _, _ in settings))
@@ -138,20 +143,36 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=lambda p: int(p.name[len(prefix):]))
 
 
-def _reusable(run_dir: Path, config_yaml: str) -> dict[str, Any] | None:
-    """A finished run with the very same config is reused; one with another config is an error."""
-    if not (run_dir / "config.yaml").exists():
-        return None
-    if (run_dir / "config.yaml").read_text() != config_yaml:
+def _run_state(run_dir: Path, cfg: RunConfig) -> str:
+    """``finished`` (reuse it), ``unfinished`` (it has a resume checkpoint: continue it) or
+    ``new`` (train from the start). A run of another config is an error, never overwritten.
+
+    The saved config is read through today's schema, so a run made before a new option existed
+    still counts as the same config when the option is at its default."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.exists():
+        return "new"
+    try:
+        saved = to_yaml(validate(yaml.safe_load(saved_path.read_text()) or {}, str(saved_path)))
+    except (ConfigError, yaml.YAMLError):
+        saved = None
+    if saved != to_yaml(cfg):
         raise RunDirError(
             f"'{run_dir}' holds a run with a different config: pass --overwrite to redo the comparison, "
             "or change name= to keep both"
         )
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.exists():
-        return None
-    metrics = read_json(metrics_path)
-    return metrics if metrics.get("status") == "complete" else None
+    run = RunDir(run_dir)
+    if run.is_complete:
+        return "finished"
+    return "unfinished" if run.resume_path.is_file() else "new"
+
+
+def _resume(cfg: RunConfig, run_dir: Path, progress: bool) -> None:
+    try:
+        train_from_config(cfg, run_dir=run_dir, resume=True, progress=progress)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}. Delete '{run_dir}' to train that run again from the start, "
+                              "or pass --overwrite to redo the whole comparison") from None
 
 
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

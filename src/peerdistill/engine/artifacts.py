@@ -159,6 +159,12 @@ class RunDir:
     def resume_path(self) -> Path:
         return self.path / "checkpoints" / "last.pt"
 
+    @property
+    def is_complete(self) -> bool:
+        """Whether the run wrote its final files (run.json says so last of all)."""
+        path = self.path / RUN_FILE
+        return path.is_file() and read_json(path).get("status") == "complete"
+
     def write_metrics_csv(self, rows: list[dict[str, Any]]) -> None:
         columns: list[str] = []
         for row in rows:

@@ -30,7 +30,8 @@ def load_resume_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first epoch ended")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        # A truncated zip surfaces as any of these, depending on where it was cut.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read resume checkpoint '{path}': {first_line}. It is truncated or corrupt") from None
 

@@ -24,7 +24,7 @@ from ..capture import unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed
-from .artifacts import read_json, write_json
+from .artifacts import RunDir, read_json, write_json
 from .distributed import World
 from .fused import StudentGroup, fusable
 from .evaluate import ENSEMBLE, evaluate, merge_meters
@@ -321,7 +321,9 @@ class Trainer(RunRecords):
                 meta.setdefault("resumed_at", []).append({"epoch": start_epoch + 1, "step": start_step})
                 write_json(run.path / "run.json", meta)
         epochs = self.train_spec.epochs
-        if start_epoch >= epochs:
+        # A run killed after its last epoch, during the final test evaluation, still resumes:
+        # the loop below is then empty and only the evaluation and the final files remain.
+        if start_epoch >= epochs and self._on_main(lambda: RunDir(self.run_dir_path).is_complete):
             raise CheckpointError(f"run '{self.run_dir_path}' already finished all {epochs} epochs: nothing to resume")
         self._run, self._last_checkpoint = run, time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
