@@ -11,9 +11,7 @@ import yaml
 
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
-from peerdistill.compare import compare
 from peerdistill.config import validate
-from peerdistill.errors import CheckpointError, RunDirError
 
 FAST = ["train.epochs=2", "train.batch_size=128", "teacher.args.width=8", "students.0.args.width=4",
         "students.1.args.width=4", "deterministic=true"]
@@ -224,53 +222,3 @@ def test_tensorboard_logging_writes_every_epoch(tmp_path):
     assert [s.value for s in scalars] == pytest.approx([r["val/ensemble/accuracy"] for r in history])
     assert "train/loss/student1/kl<-teacher" in events.Tags()["scalars"]
 
-
-COMPARED = {"deterministic": True, "teacher": {"arch": "cnn", "args": {"width": 8}},
-            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
-            "train": {"epochs": 3, "batch_size": 128}, "distill": {"rampup_epochs": 1}}
-
-
-def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch, capsys):
-    whole = compare({**COMPARED, "name": "w", "out_dir": str(tmp_path)}, ["kd"], 2, progress=False)
-
-    def killed_in_second_epoch(cfg, **kwargs):  # the second seed dies after its second epoch
-        def crash(epoch, row):
-            if cfg.seed == 1 and epoch == 1:
-                raise KeyboardInterrupt
-        return train_from_config(cfg, **kwargs, callbacks=[crash])
-
-    tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path)}
-    monkeypatch.setattr("peerdistill.compare.train_from_config", killed_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        compare(tree, ["kd"], 2, progress=False)
-    monkeypatch.undo()
-    checkpoint = tmp_path / "c-compare" / "kd-seed1" / "checkpoints" / "last.pt"
-    good = checkpoint.read_bytes()
-    checkpoint.write_bytes(good[: len(good) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt.*Delete '.*kd-seed1' to train that run again"):
-        compare(tree, ["kd"], 2, progress=False)
-    checkpoint.write_bytes(good)
-    capsys.readouterr()
-    again = compare(tree, ["kd"], 2, progress=False)
-    printed = capsys.readouterr().out
-    assert "kd, seed 0: reusing finished run" in printed
-    assert "kd, seed 1: resuming unfinished run" in printed
-    run = again.directory / "kd-seed1"
-    assert json.loads((run / "run.json").read_text())["resumed_at"] == [{"epoch": 3, "step": 0}]
-    assert again.rows == whole.rows
-
-
-def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsys):
-    tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
-    compare(tree, ["kd"], 1, progress=False)
-    saved = tmp_path / "c-compare" / "kd-seed0" / "config.yaml"
-    older = yaml.safe_load(saved.read_text())
-    del older["detect"], older["train"]["monitor"]  # options a later version added, at their defaults
-    saved.write_text(yaml.safe_dump(older, sort_keys=False))
-    capsys.readouterr()
-    compare(tree, ["kd"], 1, progress=False)
-    assert "reusing finished run" in capsys.readouterr().out
-    older["train"]["batch_size"] = 64  # a real difference is still refused
-    saved.write_text(yaml.safe_dump(older, sort_keys=False))
-    with pytest.raises(RunDirError, match="holds a run with a different config"):
-        compare(tree, ["kd"], 1, progress=False)

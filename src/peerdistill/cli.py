@@ -113,7 +113,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     for tree in trees:
         apply_overrides(tree, overrides)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
-            console=console, out=ns.out)
+            console=console, out=ns.out, teacher_from=ns.teacher_from)
     return 0
 
 
@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated presets run with every config (default: each config's own preset)")
     cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")
     cmp_.add_argument("--seeds", type=int, default=3)
+    cmp_.add_argument("--teacher-from", default=None, metavar="PRESET",
+                      help="train the teachers in PRESET's runs first, then freeze them (per seed) as the "
+                           "teachers of the other presets, e.g. --teacher-from independent")
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
     cmp_.add_argument("--quiet", action="store_true")
     cmp_.set_defaults(func=cmd_compare)

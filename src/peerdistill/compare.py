@@ -6,6 +6,7 @@ import copy
 import csv
 import glob
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .metrics import ranking_score
 from .report import comparison_markdown, mean_std, pm
 
 BEST_STUDENT = "best student"
+FROZEN_MARK = "(frozen teacher)"
 
 
 @dataclass
@@ -45,7 +47,7 @@ def parse_presets(text: str | None) -> list[str] | None:
 
 def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
-            out: str | Path | None = None) -> Comparison:
+            out: str | Path | None = None, teacher_from: str | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -53,7 +55,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     preset, when ``presets`` is given). The data split
     (``data.split_seed``) is each config's own and the same for all its runs. Finished runs
     with the same config are reused, unfinished ones (a
-    killed comparison) continue from their last checkpoint."""
+    killed comparison) continue from their last checkpoint.
+
+    ``teacher_from`` (a preset) trains the teachers first, offline distillation's way: that
+    preset's runs come first, and every other setting's run of seed ``s`` freezes the teachers
+    as that preset's run of seed ``s`` saved them (labelled ``PRESET (frozen teacher)``)."""
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     configs = [configs] if isinstance(configs, dict) else list(configs)
@@ -70,17 +76,32 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if len(set(names)) != len(names):
             raise ConfigError(f"compare: each config needs its own name, got {names}")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
-    settings = []  # (label, tree, preset)
+    if teacher_from is not None:
+        _check_teacher_source(teacher_from, bases)
+
+    def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
+        if len(configs) == 1:
+            return preset
+        return f"{base.name}:{preset}" if named_by_preset else base.name
+
+    settings = []  # (label, tree, its config, preset, label of the setting whose teachers it freezes)
     for tree, base in zip(configs, bases):
-        for preset in presets or [base.distill.preset]:
-            label = preset if len(configs) == 1 else (base.name if presets is None else f"{base.name}:{preset}")
-            settings.append((label, tree, preset))
+        own = presets or [base.distill.preset]
+        if teacher_from is None:
+            settings += [(label_of(base, p, presets is not None), tree, base, p, None) for p in own]
+            continue
+        source = label_of(base, teacher_from, True)
+        settings.append((source, tree, base, teacher_from, None))
+        settings += [(f"{label_of(base, p, presets is not None)} {FROZEN_MARK}", tree, base, p, source)
+                     for p in own if p != teacher_from]
     runs: list[dict[str, Any]] = []
-    for label, tree, preset in settings:
+    for label, tree, base, preset, source in settings:
         base_seed = validate(_setting_tree(tree, preset, None, None, None)).seed
         for i in range(seeds):
-            cfg = validate(_setting_tree(tree, preset, base_seed + i, run_name(label, base_seed + i),
-                                         directory), f"config of {label}")
+            seed = base_seed + i
+            tree_of_seed = tree if source is None else _with_frozen_teachers(tree, base, directory / run_name(source, seed))
+            cfg = validate(_setting_tree(tree_of_seed, preset, seed, run_name(label, seed), directory),
+                           f"config of {label}")
             run_dir = directory / cfg.name
             state = "new" if overwrite else _run_state(run_dir, cfg)
             if state == "finished":
@@ -94,7 +115,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             metrics = read_json(run_dir / "metrics.json")
             runs.append({"setting": label, "seed": cfg.seed, "metrics": metrics})
     rows = aggregate(runs)
-    labels = list(dict.fromkeys(label for label, _, _ in settings))
+    labels = list(dict.fromkeys(label for label, *_ in settings))
     models = _model_order(rows)
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
@@ -103,12 +124,38 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
               f"(each config's seed, seed+1, ...; its data split seed stays fixed). '{BEST_STUDENT}' is, "
               f"in each run, the student with the best validation {monitor.split('/')[1]}. "
               "Self-distillation heads are in compare.csv.\n")
+    if teacher_from is not None:
+        header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
+                   "of the same seed, frozen (as that run saved them: at its best epoch).\n")
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
     console.print(_rich_table(rows, labels, models, monitor.split("/")[1]))
     console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
     return Comparison(rows, directory, markdown)
+
+
+def _check_teacher_source(teacher_from: str, bases: list[RunConfig]) -> None:
+    if teacher_from not in PRESETS or teacher_from == "custom":
+        raise ConfigError(f"--teacher-from: unknown preset '{teacher_from}'; choose from "
+                          f"{', '.join(p for p in PRESETS if p != 'custom')}")
+    for base in bases:
+        if not base.all_teachers():
+            raise ConfigError(f"--teacher-from: config '{base.name}' has no teacher to train first: add a 'teacher' section")
+        if any(t.frozen for t in base.all_teachers()):
+            raise ConfigError(f"--teacher-from: the teacher of config '{base.name}' is already frozen "
+                              "(teacher.frozen: true): drop --teacher-from, or set frozen: false to train it first")
+
+
+def _with_frozen_teachers(tree: dict[str, Any], base: RunConfig, source_run: Path) -> dict[str, Any]:
+    """``tree`` with each teacher frozen at the weights ``source_run`` saved for it."""
+    out = copy.deepcopy(tree)
+    names = base.member_names()[:len(base.all_teachers())]
+    specs = [out["teacher"]] if out.get("teacher") is not None else out["teachers"]
+    for spec, name in zip(specs, names):
+        spec["frozen"] = True
+        spec["checkpoint"] = str(RunDir(source_run).model_path(name))
+    return out
 
 
 def _setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str | None,
@@ -127,7 +174,8 @@ def _setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str
 
 
 def _run_prefix(label: str) -> str:
-    return f"{label.replace(':', '-').replace('/', '-')}-seed"
+    # 'kd+ml', 'name:kd', 'kd (frozen teacher)' -> kd+ml-seed, name-kd-seed, kd-frozen-teacher-seed
+    return f"{re.sub(r'[^A-Za-z0-9_.+-]+', '-', label).strip('-')}-seed"
 
 
 def run_name(label: str, seed: int) -> str:

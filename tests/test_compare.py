@@ -1,0 +1,128 @@
+"""compare: continuing a killed comparison, reusing runs, and teachers trained first then frozen."""
+
+import json
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from peerdistill.build import train_from_config
+from peerdistill.cli import main
+from peerdistill.compare import compare
+from peerdistill.errors import CheckpointError, ConfigError, RunDirError
+from peerdistill.html_report import write_report
+
+
+COMPARED = {"deterministic": True, "teacher": {"arch": "cnn", "args": {"width": 8}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+            "train": {"epochs": 3, "batch_size": 128}, "distill": {"rampup_epochs": 1}}
+
+
+def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch, capsys):
+    whole = compare({**COMPARED, "name": "w", "out_dir": str(tmp_path)}, ["kd"], 2, progress=False)
+
+    def killed_in_second_epoch(cfg, **kwargs):  # the second seed dies after its second epoch
+        def crash(epoch, row):
+            if cfg.seed == 1 and epoch == 1:
+                raise KeyboardInterrupt
+        return train_from_config(cfg, **kwargs, callbacks=[crash])
+
+    tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path)}
+    monkeypatch.setattr("peerdistill.compare.train_from_config", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        compare(tree, ["kd"], 2, progress=False)
+    monkeypatch.undo()
+    checkpoint = tmp_path / "c-compare" / "kd-seed1" / "checkpoints" / "last.pt"
+    good = checkpoint.read_bytes()
+    checkpoint.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*Delete '.*kd-seed1' to train that run again"):
+        compare(tree, ["kd"], 2, progress=False)
+    checkpoint.write_bytes(good)
+    capsys.readouterr()
+    again = compare(tree, ["kd"], 2, progress=False)
+    printed = capsys.readouterr().out
+    assert "kd, seed 0: reusing finished run" in printed
+    assert "kd, seed 1: resuming unfinished run" in printed
+    run = again.directory / "kd-seed1"
+    assert json.loads((run / "run.json").read_text())["resumed_at"] == [{"epoch": 3, "step": 0}]
+    assert again.rows == whole.rows
+
+
+def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsys):
+    tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
+    compare(tree, ["kd"], 1, progress=False)
+    saved = tmp_path / "c-compare" / "kd-seed0" / "config.yaml"
+    older = yaml.safe_load(saved.read_text())
+    del older["detect"], older["train"]["monitor"]  # options a later version added, at their defaults
+    saved.write_text(yaml.safe_dump(older, sort_keys=False))
+    capsys.readouterr()
+    compare(tree, ["kd"], 1, progress=False)
+    assert "reusing finished run" in capsys.readouterr().out
+    older["train"]["batch_size"] = 64  # a real difference is still refused
+    saved.write_text(yaml.safe_dump(older, sort_keys=False))
+    with pytest.raises(RunDirError, match="holds a run with a different config"):
+        compare(tree, ["kd"], 1, progress=False)
+
+
+def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
+    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 2}}
+    result = compare(tree, ["kd"], 2, progress=False, teacher_from="independent")
+    directory = tmp_path / "f-compare"
+    assert {p.name for p in directory.iterdir() if p.is_dir()} == {
+        "independent-seed0", "independent-seed1", "kd-frozen-teacher-seed0", "kd-frozen-teacher-seed1"}
+    for seed in (0, 1):
+        source = directory / f"independent-seed{seed}" / "models" / "teacher.safetensors"
+        frozen_run = directory / f"kd-frozen-teacher-seed{seed}"
+        teacher = yaml.safe_load((frozen_run / "config.yaml").read_text())["teacher"]
+        assert teacher["frozen"] is True and teacher["checkpoint"] == str(source)
+        shipped, trained = load_file(frozen_run / "models" / "teacher.safetensors"), load_file(source)
+        assert shipped.keys() == trained.keys() and all((shipped[k] == trained[k]).all() for k in trained)
+    seed0 = load_file(directory / "independent-seed0" / "models" / "teacher.safetensors")
+    seed1 = load_file(directory / "independent-seed1" / "models" / "teacher.safetensors")
+    assert any((seed0[k] != seed1[k]).any() for k in seed0), "each seed trains its own teacher"
+
+    def row(setting, model):
+        return next(r for r in result.rows if r["setting"] == setting and r["model"] == model
+                    and r["metric"] == "accuracy")
+
+    assert {r["setting"] for r in result.rows} == {"independent", "kd (frozen teacher)"}
+    # the frozen teacher scores, seed by seed, what it scored where it was trained
+    assert row("kd (frozen teacher)", "teacher")["values"] == row("independent", "teacher")["values"]
+    assert row("kd (frozen teacher)", "student1")["values"] != row("independent", "student1")["values"]
+    assert "distil from the teachers of the `independent` run of the same seed, frozen" in result.markdown
+    assert "| kd (frozen teacher) |" in result.markdown
+    page = write_report(directory).read_text(encoding="utf-8")
+    assert "<tr><th>kd (frozen teacher)</th>" in page and "<tr><th>independent</th>" in page
+    capsys.readouterr()
+    compare(tree, ["kd"], 2, progress=False, teacher_from="independent")
+    assert capsys.readouterr().out.count("reusing finished run") == 4
+
+
+def test_several_teachers_are_each_frozen_from_their_own_file(tmp_path):
+    cnn = {"arch": "cnn", "args": {"width": 4}}
+    tree = {**COMPARED, "name": "m", "out_dir": str(tmp_path), "teachers": [cnn, {**cnn, "name": "wide"}],
+            "train": {**COMPARED["train"], "epochs": 1}}
+    del tree["teacher"]
+    compare(tree, ["multi-teacher"], 1, progress=False, teacher_from="independent")
+    run = tmp_path / "m-compare" / "multi-teacher-frozen-teacher-seed0"
+    teachers = yaml.safe_load((run / "config.yaml").read_text())["teachers"]
+    source = tmp_path / "m-compare" / "independent-seed0" / "models"
+    assert [(t["frozen"], t["checkpoint"]) for t in teachers] == [
+        (True, str(source / "teacher1.safetensors")), (True, str(source / "wide.safetensors"))]
+
+
+@pytest.mark.parametrize("change,source,message", [
+    ({}, "fancy", "--teacher-from: unknown preset 'fancy'"),
+    ({"teacher": None, "distill": {"preset": "ml"}}, "independent", "has no teacher to train first"),
+    ({"teacher": {"arch": "cnn", "frozen": True, "checkpoint": "t.safetensors"}}, "independent",
+     "is already frozen (teacher.frozen: true): drop --teacher-from"),
+])
+def test_teacher_from_mistakes_are_one_clear_message(tmp_path, change, source, message, capsys):
+    tree = {**COMPARED, "name": "x", "out_dir": str(tmp_path), **change}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compare(tree, None, 1, progress=False, teacher_from=source)
+    assert not (tmp_path / "x-compare").exists()
+    config = tmp_path / "x.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in tree.items() if v is not None}))
+    assert main(["compare", str(config), "--teacher-from", source, "--seeds", "1", "--quiet"]) == 2
+    assert message in capsys.readouterr().err
