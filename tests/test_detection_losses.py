@@ -214,6 +214,33 @@ def test_the_task_distills_localization_at_the_assigned_points():
         task.distill(student, teacher, 2.0)
 
 
+def test_one_assignment_per_batch_serves_every_models_loss_and_edge(monkeypatch):
+    from peerdistill.tasks import detection as task_module
+
+    layout = HeadLayout(num_classes=3, reg_max=4)
+    g = torch.Generator().manual_seed(3)
+    outs = [torch.randn(2, 36 + 9 + 4, layout.channels, generator=g) for _ in range(3)]
+    targets = torch.tensor([[[0, 4.0, 6.0, 20.0, 30.0], [-1, 0.0, 0.0, 0.0, 0.0]],
+                            [[1, 10.0, 12.0, 42.0, 44.0], [2, 30.0, 2.0, 46.0, 20.0]]])
+    task = task_module.DetectionTask(layout, (48, 48), kd_loc_region="assigned")
+    calls = []
+    real = task_module.assignment
+    monkeypatch.setattr(task_module, "assignment", lambda *a: calls.append(1) or real(*a))
+
+    def weighted(terms):
+        return (terms["cls"] + 2.0 * terms["box"] + 0.25 * terms["dfl"]).item()  # GFL's weights
+
+    for out in outs:  # each model's supervised loss is the uncached one
+        assert task.supervised_loss(out, targets).item() == pytest.approx(
+            weighted(detection_loss(out, targets, layout, (48, 48))), rel=1e-6)
+    task.distill(outs[1], outs[0], 2.0, targets)
+    assert len(calls) == 1
+    targets[1, 1, 0] = -1.0  # changed in place: assigned again
+    assert task.supervised_loss(outs[0], targets).item() == pytest.approx(
+        weighted(detection_loss(outs[0], targets, layout, (48, 48))), rel=1e-6)
+    assert len(calls) == 2
+
+
 def test_distillation_with_both_terms_off_is_a_zero_in_the_graph(pair):
     layout, student, teacher = pair
     loss = detection_distillation(student, teacher, layout, 2.0, 0.0, 0.0)

@@ -5,6 +5,8 @@ al., CVPR 2022)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -33,8 +35,27 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch
     return -(w_left * log_left + (1 - w_left) * log_right)
 
 
+class Assignment(NamedTuple):
+    points: torch.Tensor   # [A, 2] anchor points (x, y) in pixels
+    strides: torch.Tensor  # [A]
+    labels: torch.Tensor   # [B, A] class per point, ``num_classes`` = background
+    boxes: torch.Tensor    # [B, A, 4] the box each point learns (zeros at background)
+
+    def positives(self, num_classes: int) -> torch.Tensor:
+        """[B, A] booleans: the points given a true box."""
+        return self.labels < num_classes
+
+
+def assignment(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
+               image_size: tuple[int, int]) -> Assignment:
+    """The output's anchor points and strides, and ``assign``'s labels and boxes for them."""
+    points, strides = output_points(out, layout, image_size)
+    labels, boxes = assign(points, strides, targets.to(out.device), layout)
+    return Assignment(points, strides, labels, boxes)
+
+
 def detection_loss(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
-                   image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+                   image_size: tuple[int, int], assigned: Assignment | None = None) -> dict[str, torch.Tensor]:
     """GFL's supervised loss, three unweighted terms (see ``GFL_WEIGHTS``). Positives P come from
     ``assign``; for a positive i with predicted box p_i (decoded from its edge distributions) and
     target box g_i, the quality target is ``q_i = IoU(p_i, g_i)`` (detached), and N = max(|P|, 1).
@@ -45,9 +66,10 @@ def detection_loss(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
       distances from the point in stride units, clamped to [0, reg_max - 0.01].
 
     Weighting the box terms by the IoU target follows VarifocalNet (Zhang et al., CVPR 2021); GFL
-    uses the predicted score instead. With no positives, box and dfl are zeros (still in the graph)."""
+    uses the predicted score instead. With no positives, box and dfl are zeros (still in the graph).
+    ``assigned``: ``assignment(out, targets, ...)`` when the caller already has it."""
     cls_logits, reg_logits = split_outputs(out.float(), layout)
-    points, strides, labels, gt_boxes = _assignment(out, targets, layout, image_size)
+    points, strides, labels, gt_boxes = assigned or assignment(out, targets, layout, image_size)
     positive = labels < layout.num_classes
     batch_index, point_index = positive.nonzero(as_tuple=True)
     pos_points, pos_strides, pos_gt = points[point_index], strides[point_index, None], gt_boxes[positive]
@@ -66,19 +88,6 @@ def detection_loss(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
     distances = (boxes_to_ltrb(pos_points, pos_gt) / pos_strides).clamp(0, layout.reg_max - 0.01)
     dfl = (quality * distribution_focal_loss(pos_reg, distances).mean(dim=-1)).sum() / weight_sum
     return {"cls": cls, "box": box, "dfl": dfl}
-
-
-def _assignment(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout, image_size: tuple[int, int]):
-    """The output's anchor points and strides, and ``assign``'s labels and boxes for them."""
-    points, strides = output_points(out, layout, image_size)
-    labels, boxes = assign(points, strides, targets.to(out.device), layout)
-    return points, strides, labels, boxes
-
-
-def assigned_points(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
-                    image_size: tuple[int, int]) -> torch.Tensor:
-    """[B, A] booleans: the points the training assignment gives a true box (its positives)."""
-    return _assignment(out, targets, layout, image_size)[2] < layout.num_classes
 
 
 def _check_shapes(student_out: torch.Tensor, teacher_out: torch.Tensor, layout: HeadLayout, name: str) -> None:

@@ -14,12 +14,8 @@ import torch
 from ..detection.boxes import HeadLayout, anchor_points, decode
 from ..detection_metrics import DETECTION_METRICS, DetectionMeter
 from ..errors import ConfigError
-from ..losses.detection import assigned_points, detection_distillation, detection_loss
+from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
 from .box_augment import augment_boxes
-
-# Generalized Focal Loss's weights of its terms (Li et al. 2020): quality focal 1, GIoU 2, DFL 1/4.
-LOSS_WEIGHTS = {"cls": 1.0, "box": 2.0, "dfl": 0.25}
-
 
 class DetectionTask:
     name = "detection"
@@ -43,11 +39,11 @@ class DetectionTask:
         if kd_loc_region not in ("confidence", "assigned"):
             raise ConfigError(f"kd_loc_region must be 'confidence' or 'assigned', not '{kd_loc_region}'")
         self.kd_loc_region = kd_loc_region
-        self._region_of: tuple[torch.Tensor, int, torch.Tensor] | None = None  # targets, version, their points
+        self._assigned: tuple[torch.Tensor, int, int, Assignment] | None = None  # targets, version, points, result
 
     def supervised_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        terms = detection_loss(out.float(), targets, self.layout, self.image_size)
-        return sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
+        terms = detection_loss(out.float(), targets, self.layout, self.image_size, self._assignment(out, targets))
+        return sum(GFL_WEIGHTS[k] * v for k, v in terms.items())
 
     def distill(self, student: torch.Tensor, source: torch.Tensor, temperature: float,
                 targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,18 +55,20 @@ class DetectionTask:
         if self.kd_loc_region == "assigned" and self.kd_loc_weight:
             if targets is None:
                 raise ConfigError("kd_loc_region 'assigned' needs the batch's boxes to find the assigned points")
-            region = self._assigned_points(student, targets)
+            region = self._assignment(student, targets).positives(self.layout.num_classes)
         return detection_distillation(student.float(), source.float(), self.layout, temperature,
                                       self.kd_cls_weight, self.kd_loc_weight, region)
 
-    def _assigned_points(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Every edge of a step sees the same targets tensor: assign its points once per batch
-        (again if that tensor was changed in place, which bumps its version)."""
-        cached = self._region_of
-        if cached is None or cached[0] is not targets or cached[1] != targets._version:
-            cached = self._region_of = (targets, targets._version,
-                                        assigned_points(out, targets, self.layout, self.image_size))
-        return cached[2]
+    def _assignment(self, out: torch.Tensor, targets: torch.Tensor) -> Assignment:
+        """Every model's loss and every edge of a step see the same targets tensor and the same
+        anchor points: assign them once per batch (again if that tensor was changed in place,
+        which bumps its version)."""
+        cached = self._assigned
+        if (cached is None or cached[0] is not targets or cached[1] != targets._version
+                or cached[2] != out.shape[1]):
+            cached = self._assigned = (targets, targets._version, out.shape[1],
+                                       assignment(out, targets, self.layout, self.image_size))
+        return cached[3]
 
     def probabilities(self, out: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Per image: the boxes kept after score threshold and per-class NMS."""
