@@ -167,8 +167,10 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", expect=2)
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "r" / "metrics.json").read_bytes() == before
+    record = (out / "r" / "run.json").read_bytes()
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)
     assert "already finished all 2 epochs" in capsys.readouterr().err
+    assert (out / "r" / "run.json").read_bytes() == record, "a refused resume writes nothing"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
 
 

@@ -312,19 +312,19 @@ class Trainer(RunRecords):
         self._history: list[dict[str, Any]] = []
         self._best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
         start_epoch, start_step, partial = 0, 0, None
+        epochs = self.train_spec.epochs
         if resume:
             # The main process reads the checkpoint and hands it over (no shared disk needed).
             state = self._on_main(lambda: load_resume_state(self.run_dir_path / "checkpoints" / "last.pt"))
             start_epoch, start_step, partial = self._restore(state)
+            # A run killed after its last epoch, during the final test evaluation, still resumes:
+            # the loop below is then empty and only the evaluation and the final files remain.
+            if start_epoch >= epochs and self._on_main(lambda: RunDir(self.run_dir_path).is_complete):
+                raise CheckpointError(f"run '{self.run_dir_path}' already finished all {epochs} epochs: nothing to resume")
             if run is not None:  # a run says where it was resumed
                 meta = read_json(run.path / "run.json")
                 meta.setdefault("resumed_at", []).append({"epoch": start_epoch + 1, "step": start_step})
                 write_json(run.path / "run.json", meta)
-        epochs = self.train_spec.epochs
-        # A run killed after its last epoch, during the final test evaluation, still resumes:
-        # the loop below is then empty and only the evaluation and the final files remain.
-        if start_epoch >= epochs and self._on_main(lambda: RunDir(self.run_dir_path).is_complete):
-            raise CheckpointError(f"run '{self.run_dir_path}' already finished all {epochs} epochs: nothing to resume")
         self._run, self._last_checkpoint = run, time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             for epoch in range(start_epoch, epochs):
