@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from peerdistill.build import train_from_config
@@ -224,3 +225,23 @@ def test_tensorboard_logging_writes_every_epoch(tmp_path):
     assert [s.value for s in scalars] == pytest.approx([r["val/ensemble/accuracy"] for r in history])
     assert "train/loss/student1/kl<-teacher" in events.Tags()["scalars"]
 
+
+
+def test_a_run_directory_serves_as_a_models_checkpoint(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=first", *FAST, "--quiet")
+    run_cli("train", f"out_dir={out}", "name=second", *FAST, "teacher.frozen=true",
+            f"teacher.checkpoint={out / 'first'}", "--quiet")
+    trained, frozen = (load_file(out / run / "models" / "teacher.safetensors") for run in ("first", "second"))
+    assert trained.keys() == frozen.keys() and all(torch.equal(trained[k], frozen[k]) for k in trained)
+    capsys.readouterr()
+    run_cli("train", f"out_dir={out}", "name=third", *FAST, "teacher.frozen=true",
+            f"teacher.checkpoint={tmp_path}", "--quiet", expect=2)
+    assert "is a directory but not a peerdistill run" in capsys.readouterr().err
+    run_cli("train", f"out_dir={out}", "name=fourth", *FAST, "students.0.name=tiny",
+            f"students.0.checkpoint={out / 'first'}", "--quiet", expect=2)
+    err = capsys.readouterr().err
+    assert "has no model 'tiny' (it saved student1, student2, teacher)" in err
+    assert not (out / "third").exists() and not (out / "fourth").exists()

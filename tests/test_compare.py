@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -71,11 +72,12 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     assert {p.name for p in directory.iterdir() if p.is_dir()} == {
         "independent-seed0", "independent-seed1", "kd-frozen-teacher-seed0", "kd-frozen-teacher-seed1"}
     for seed in (0, 1):
-        source = directory / f"independent-seed{seed}" / "models" / "teacher.safetensors"
+        source = directory / f"independent-seed{seed}"
         frozen_run = directory / f"kd-frozen-teacher-seed{seed}"
         teacher = yaml.safe_load((frozen_run / "config.yaml").read_text())["teacher"]
         assert teacher["frozen"] is True and teacher["checkpoint"] == str(source)
-        shipped, trained = load_file(frozen_run / "models" / "teacher.safetensors"), load_file(source)
+        shipped = load_file(frozen_run / "models" / "teacher.safetensors")
+        trained = load_file(source / "models" / "teacher.safetensors")
         assert shipped.keys() == trained.keys() and all((shipped[k] == trained[k]).all() for k in trained)
     seed0 = load_file(directory / "independent-seed0" / "models" / "teacher.safetensors")
     seed1 = load_file(directory / "independent-seed1" / "models" / "teacher.safetensors")
@@ -104,11 +106,13 @@ def test_several_teachers_are_each_frozen_from_their_own_file(tmp_path):
             "train": {**COMPARED["train"], "epochs": 1}}
     del tree["teacher"]
     compare(tree, ["multi-teacher"], 1, progress=False, teacher_from="independent")
-    run = tmp_path / "m-compare" / "multi-teacher-frozen-teacher-seed0"
-    teachers = yaml.safe_load((run / "config.yaml").read_text())["teachers"]
-    source = tmp_path / "m-compare" / "independent-seed0" / "models"
-    assert [(t["frozen"], t["checkpoint"]) for t in teachers] == [
-        (True, str(source / "teacher1.safetensors")), (True, str(source / "wide.safetensors"))]
+    directory = tmp_path / "m-compare"
+    teachers = yaml.safe_load((directory / "multi-teacher-frozen-teacher-seed0" / "config.yaml").read_text())["teachers"]
+    assert [(t["frozen"], t["checkpoint"]) for t in teachers] == [(True, str(directory / "independent-seed0"))] * 2
+    for name in ("teacher1", "wide"):
+        shipped, trained = (load_file(directory / run / "models" / f"{name}.safetensors")
+                            for run in ("multi-teacher-frozen-teacher-seed0", "independent-seed0"))
+        assert all(torch.equal(shipped[k], trained[k]) for k in trained)
 
 
 @pytest.mark.parametrize("change,source,message", [

@@ -10,7 +10,8 @@ from .cohort import Cohort, Member, default_feature_layer
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .engine import Trainer, load_weights, seed_everything
-from .errors import ConfigError
+from .engine.artifacts import RUN_FILE, RunDir
+from .errors import CheckpointError, ConfigError
 from .graph import Edge, KnowledgeGraph, preset_edges, self_supervised_weights
 from .models import build_model
 from .models.heads import HeadedModel
@@ -24,7 +25,7 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
     """The model of one config entry; wrapped with self-distillation heads when it has any."""
     module = build_model(spec.arch, spec.args, input_shape[0], num_classes)
     if spec.checkpoint and load_checkpoint:
-        load_weights(module, spec.checkpoint, name)
+        load_weights(module, checkpoint_file(spec.checkpoint, name), name)
     if spec.heads:
         deep = spec.deep_layer or spec.feature_layer or default_feature_layer(module)
         if not deep:
@@ -32,6 +33,23 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
                               "last feature block")
         module = HeadedModel(module, spec.heads, deep, num_classes, torch.zeros(2, *input_shape), owner=f"model '{name}'")
     return module
+
+
+def checkpoint_file(checkpoint: str, name: str) -> Path:
+    """A model's ``checkpoint``: a .safetensors file, or a run directory, whose model of the same
+    name is meant (``runs/X`` for a teacher is ``runs/X/models/teacher.safetensors``)."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return path
+    if not (path / RUN_FILE).is_file():
+        raise CheckpointError(f"checkpoint '{path}' for {name} is a directory but not a peerdistill run: "
+                              "give a .safetensors file or a run directory")
+    file = RunDir(path).model_path(name)
+    if not file.is_file():
+        saved = sorted(p.stem for p in (path / "models").glob("*.safetensors"))
+        raise CheckpointError(f"run '{path}' has no model '{name}' (it saved {', '.join(saved) or 'none'}): "
+                              f"give the file itself, e.g. {path / 'models' / (saved[0] if saved else 'NAME')}.safetensors")
+    return file
 
 
 def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:

@@ -99,7 +99,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         base_seed = validate(_setting_tree(tree, preset, None, None, None)).seed
         for i in range(seeds):
             seed = base_seed + i
-            tree_of_seed = tree if source is None else _with_frozen_teachers(tree, base, directory / run_name(source, seed))
+            tree_of_seed = tree if source is None else _with_frozen_teachers(tree, directory / run_name(source, seed))
             cfg = validate(_setting_tree(tree_of_seed, preset, seed, run_name(label, seed), directory),
                            f"config of {label}")
             run_dir = directory / cfg.name
@@ -147,14 +147,13 @@ def _check_teacher_source(teacher_from: str, bases: list[RunConfig]) -> None:
                               "(teacher.frozen: true): drop --teacher-from, or set frozen: false to train it first")
 
 
-def _with_frozen_teachers(tree: dict[str, Any], base: RunConfig, source_run: Path) -> dict[str, Any]:
-    """``tree`` with each teacher frozen at the weights ``source_run`` saved for it."""
+def _with_frozen_teachers(tree: dict[str, Any], source_run: Path) -> dict[str, Any]:
+    """``tree`` with each teacher frozen at the weights ``source_run`` saved for it (a run
+    directory as checkpoint means its model of the same name)."""
     out = copy.deepcopy(tree)
-    names = base.member_names()[:len(base.all_teachers())]
-    specs = [out["teacher"]] if out.get("teacher") is not None else out["teachers"]
-    for spec, name in zip(specs, names):
+    for spec in [out["teacher"]] if out.get("teacher") is not None else out["teachers"]:
         spec["frozen"] = True
-        spec["checkpoint"] = str(RunDir(source_run).model_path(name))
+        spec["checkpoint"] = str(source_run)
     return out
 
 
