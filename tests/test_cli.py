@@ -100,6 +100,8 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_aft
     run_cli("train", "--resume", cut, "--quiet")
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed["status"] == "complete" and len(resumed["epochs"]) == 4
+    where = {"epoch": 3, "step": 0} if crash_after == 1 else {"final_evaluation": True}
+    assert json.loads((cut / "run.json").read_text())["resumed_at"] == [where]
     assert resumed["test_at_best"] == json.loads(json.dumps(whole.test_at_best))
     assert resumed["epochs"][-1]["train/loss/total"] == pytest.approx(whole.history[-1]["train/loss/total"], abs=0)
 
@@ -245,3 +247,8 @@ def test_a_run_directory_serves_as_a_models_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "has no model 'tiny' (it saved student1, student2, teacher)" in err
     assert not (out / "third").exists() and not (out / "fourth").exists()
+    record = json.loads((out / "first" / "run.json").read_text())
+    (out / "first" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as if killed
+    run_cli("train", f"out_dir={out}", "name=fifth", *FAST, "teacher.frozen=true",
+            f"teacher.checkpoint={out / 'first'}", "--quiet", expect=2)
+    assert "has not finished, so its teacher is only the best so far" in capsys.readouterr().err

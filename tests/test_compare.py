@@ -1,11 +1,12 @@
 """compare: continuing a killed comparison, reusing runs, and teachers trained first then frozen."""
 
 import json
+import re
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
@@ -19,17 +20,18 @@ COMPARED = {"deterministic": True, "teacher": {"arch": "cnn", "args": {"width": 
             "train": {"epochs": 3, "batch_size": 128}, "distill": {"rampup_epochs": 1}}
 
 
-def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("killed_after", [1, 2], ids=["second-epoch", "final-evaluation"])
+def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch, capsys, killed_after):
     whole = compare({**COMPARED, "name": "w", "out_dir": str(tmp_path)}, ["kd"], 2, progress=False)
 
-    def killed_in_second_epoch(cfg, **kwargs):  # the second seed dies after its second epoch
+    def killed(cfg, **kwargs):  # the second seed dies after an epoch's checkpoint
         def crash(epoch, row):
-            if cfg.seed == 1 and epoch == 1:
+            if cfg.seed == 1 and epoch == killed_after:
                 raise KeyboardInterrupt
         return train_from_config(cfg, **kwargs, callbacks=[crash])
 
     tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path)}
-    monkeypatch.setattr("peerdistill.compare.train_from_config", killed_in_second_epoch)
+    monkeypatch.setattr("peerdistill.compare.train_from_config", killed)
     with pytest.raises(KeyboardInterrupt):
         compare(tree, ["kd"], 2, progress=False)
     monkeypatch.undo()
@@ -45,7 +47,8 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
     assert "kd, seed 0: reusing finished run" in printed
     assert "kd, seed 1: resuming unfinished run" in printed
     run = again.directory / "kd-seed1"
-    assert json.loads((run / "run.json").read_text())["resumed_at"] == [{"epoch": 3, "step": 0}]
+    where = {"epoch": 3, "step": 0} if killed_after == 1 else {"final_evaluation": True}
+    assert json.loads((run / "run.json").read_text())["resumed_at"] == [where]
     assert again.rows == whole.rows
 
 
@@ -98,6 +101,12 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     capsys.readouterr()
     compare(tree, ["kd"], 2, progress=False, teacher_from="independent")
     assert capsys.readouterr().out.count("reusing finished run") == 4
+    # the source trained again (say on a GPU, not bit for bit): its students are not reused
+    source = directory / "independent-seed1" / "models" / "teacher.safetensors"
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(source).items()}, source)
+    with pytest.raises(RunDirError, match="kd-frozen-teacher-seed1' was distilled from a teacher that .* "
+                                          "no longer holds"):
+        compare(tree, ["kd"], 2, progress=False, teacher_from="independent")
 
 
 def test_several_teachers_are_each_frozen_from_their_own_file(tmp_path):
@@ -115,15 +124,34 @@ def test_several_teachers_are_each_frozen_from_their_own_file(tmp_path):
         assert all(torch.equal(shipped[k], trained[k]) for k in trained)
 
 
+def test_teacher_from_with_several_configs_labels_each_cohort(tmp_path):
+    base = {**COMPARED, "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
+    result = compare([{**base, "name": "a"}, {**base, "name": "b", "teacher": {"arch": "cnn", "args": {"width": 6}}}],
+                     ["kd"], 1, progress=False, teacher_from="independent")
+    assert [s for s in dict.fromkeys(r["setting"] for r in result.rows)] == [
+        "a:independent", "a:kd (frozen teacher)", "b:independent", "b:kd (frozen teacher)"]
+    for name in ("a", "b"):
+        teacher = yaml.safe_load((tmp_path / "compare" / f"{name}-kd-frozen-teacher-seed0" / "config.yaml").read_text())
+        assert teacher["teacher"]["checkpoint"] == str(tmp_path / "compare" / f"{name}-independent-seed0")
+
+
+def test_settings_that_would_share_run_directories_are_refused(tmp_path):
+    base = {**COMPARED, "out_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match="the settings 'x:y' and 'x-y' would share run directories"):
+        compare([{**base, "name": "x:y"}, {**base, "name": "x-y"}], None, 1, progress=False)
+    assert not (tmp_path / "compare").exists()
+
+
 @pytest.mark.parametrize("change,source,message", [
     ({}, "fancy", "--teacher-from: unknown preset 'fancy'"),
+    ({}, "kd+ml", "--teacher-from kd+ml: no other preset to distil into"),
     ({"teacher": None, "distill": {"preset": "ml"}}, "independent", "has no teacher to train first"),
     ({"teacher": {"arch": "cnn", "frozen": True, "checkpoint": "t.safetensors"}}, "independent",
      "is already frozen (teacher.frozen: true): drop --teacher-from"),
 ])
 def test_teacher_from_mistakes_are_one_clear_message(tmp_path, change, source, message, capsys):
     tree = {**COMPARED, "name": "x", "out_dir": str(tmp_path), **change}
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         compare(tree, None, 1, progress=False, teacher_from=source)
     assert not (tmp_path / "x-compare").exists()
     config = tmp_path / "x.yaml"

@@ -239,6 +239,8 @@ def test_one_assignment_per_batch_serves_every_models_loss_and_edge(monkeypatch)
     assert task.supervised_loss(outs[0], targets).item() == pytest.approx(
         weighted(detection_loss(outs[0], targets, layout, (48, 48))), rel=1e-6)
     assert len(calls) == 2
+    with pytest.raises(ValueError, match="output has 45 points"):  # another size is never served the cache
+        task.supervised_loss(outs[0][:, :45], targets)
 
 
 def test_distillation_with_both_terms_off_is_a_zero_in_the_graph(pair):

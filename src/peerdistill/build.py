@@ -44,7 +44,11 @@ def checkpoint_file(checkpoint: str, name: str) -> Path:
     if not (path / RUN_FILE).is_file():
         raise CheckpointError(f"checkpoint '{path}' for {name} is a directory but not a peerdistill run: "
                               "give a .safetensors file or a run directory")
-    file = RunDir(path).model_path(name)
+    run = RunDir(path)
+    file = run.model_path(name)
+    if file.is_file() and not run.is_complete:
+        raise CheckpointError(f"run '{path}' has not finished, so its {name} is only the best so far: finish it "
+                              f"with `peerdistill train --resume {path}`, or give the file {file} to use it anyway")
     if not file.is_file():
         saved = sorted(p.stem for p in (path / "models").glob("*.safetensors"))
         raise CheckpointError(f"run '{path}' has no model '{name}' (it saved {', '.join(saved) or 'none'}): "

@@ -6,13 +6,14 @@ import copy
 import csv
 import glob
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from rich.console import Console
+from safetensors.torch import load_file
 from rich.table import Table
 
 from .build import train_from_config
@@ -78,44 +79,12 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
     if teacher_from is not None:
         _check_teacher_source(teacher_from, bases)
-
-    def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
-        if len(configs) == 1:
-            return preset
-        return f"{base.name}:{preset}" if named_by_preset else base.name
-
-    settings = []  # (label, tree, its config, preset, label of the setting whose teachers it freezes)
-    for tree, base in zip(configs, bases):
-        own = presets or [base.distill.preset]
-        if teacher_from is None:
-            settings += [(label_of(base, p, presets is not None), tree, base, p, None) for p in own]
-            continue
-        source = label_of(base, teacher_from, True)
-        settings.append((source, tree, base, teacher_from, None))
-        settings += [(f"{label_of(base, p, presets is not None)} {FROZEN_MARK}", tree, base, p, source)
-                     for p in own if p != teacher_from]
-    runs: list[dict[str, Any]] = []
-    for label, tree, base, preset, source in settings:
-        base_seed = validate(_setting_tree(tree, preset, None, None, None)).seed
-        for i in range(seeds):
-            seed = base_seed + i
-            tree_of_seed = tree if source is None else _with_frozen_teachers(tree, directory / run_name(source, seed))
-            cfg = validate(_setting_tree(tree_of_seed, preset, seed, run_name(label, seed), directory),
-                           f"config of {label}")
-            run_dir = directory / cfg.name
-            state = "new" if overwrite else _run_state(run_dir, cfg)
-            if state == "finished":
-                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed}: reusing finished run {run_dir}")
-            elif state == "unfinished":
-                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed}: resuming unfinished run {run_dir}")
-                _resume(cfg, run_dir, progress)
-            else:
-                console.print(f"[bold]compare[/]: {label}, seed {cfg.seed} -> {run_dir}")
-                train_from_config(cfg, run_dir=run_dir, overwrite=True, progress=progress)
-            metrics = read_json(run_dir / "metrics.json")
-            runs.append({"setting": label, "seed": cfg.seed, "metrics": metrics})
+    settings = _settings(configs, bases, presets, teacher_from)
+    plans = _plan(settings, seeds, directory)  # every run's config, checked before any trains
+    runs = [{"setting": plan.label, "seed": plan.cfg.seed,
+             "metrics": _run_or_reuse(plan, overwrite, progress, console)} for plan in plans]
     rows = aggregate(runs)
-    labels = list(dict.fromkeys(label for label, *_ in settings))
+    labels = [setting.label for setting in settings]
     models = _model_order(rows)
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
@@ -133,6 +102,101 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     console.print(_rich_table(rows, labels, models, monitor.split("/")[1]))
     console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
     return Comparison(rows, directory, markdown)
+
+
+@dataclass
+class _Setting:
+    label: str
+    tree: dict[str, Any]
+    preset: str
+    source: str | None = None  # the label of the setting whose teachers this one freezes
+
+
+@dataclass
+class _Plan:
+    label: str
+    cfg: RunConfig
+    run_dir: Path
+    source_run: Path | None  # the run whose teachers this one freezes
+
+
+def _settings(configs: list[dict[str, Any]], bases: list[RunConfig], presets: list[str] | None,
+              teacher_from: str | None) -> list[_Setting]:
+    """Rows of the table: labelled by preset with one config, else by config name (and preset,
+    when presets are given); with ``teacher_from``, its setting first and the others frozen."""
+    def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
+        if len(configs) == 1:
+            return preset
+        return f"{base.name}:{preset}" if named_by_preset else base.name
+
+    settings = []
+    for tree, base in zip(configs, bases):
+        own = presets or [base.distill.preset]
+        if teacher_from is None:
+            settings += [_Setting(label_of(base, p, presets is not None), tree, p) for p in own]
+            continue
+        source = label_of(base, teacher_from, True)
+        settings.append(_Setting(source, tree, teacher_from))
+        settings += [_Setting(f"{label_of(base, p, presets is not None)} {FROZEN_MARK}", tree, p, source)
+                     for p in own if p != teacher_from]
+    if teacher_from is not None and not any(s.source for s in settings):
+        raise ConfigError(f"--teacher-from {teacher_from}: no other preset to distil into; "
+                          "name them with --presets, e.g. --presets kd,kd+ml")
+    return settings
+
+
+def _plan(settings: list[_Setting], seeds: int, directory: Path) -> list[_Plan]:
+    prefixes: dict[str, str] = {}
+    for setting in settings:
+        other = prefixes.setdefault(_run_prefix(setting.label), setting.label)
+        if other != setting.label:
+            raise ConfigError(f"compare: the settings '{other}' and '{setting.label}' would share run "
+                              "directories; give their configs names that differ in letters or digits")
+    plans = []
+    for setting in settings:
+        base_seed = validate(_setting_tree(setting.tree, setting.preset, None, None, None),
+                             f"config of {setting.label}").seed
+        for seed in range(base_seed, base_seed + seeds):
+            source_run = directory / run_name(setting.source, seed) if setting.source else None
+            tree = _with_frozen_teachers(setting.tree, source_run) if source_run else setting.tree
+            cfg = validate(_setting_tree(tree, setting.preset, seed, run_name(setting.label, seed), directory),
+                           f"config of {setting.label}")
+            plans.append(_Plan(setting.label, cfg, directory / cfg.name, source_run))
+    return plans
+
+
+def _run_or_reuse(plan: _Plan, overwrite: bool, progress: bool, console: Console) -> dict[str, Any]:
+    """Train the run, continue it, or reuse it when it has finished; its test metrics."""
+    head = f"[bold]compare[/]: {plan.label}, seed {plan.cfg.seed}"
+    state = "new" if overwrite else _run_state(plan.run_dir, plan.cfg)
+    if state != "new" and plan.source_run is not None:
+        _check_same_teachers(plan)
+    if state == "finished":
+        console.print(f"{head}: reusing finished run {plan.run_dir}")
+    elif state == "unfinished":
+        console.print(f"{head}: resuming unfinished run {plan.run_dir}")
+        _resume(plan.cfg, plan.run_dir, progress)
+    else:
+        console.print(f"{head} -> {plan.run_dir}")
+        train_from_config(plan.cfg, run_dir=plan.run_dir, overwrite=True, progress=progress)
+    return read_json(plan.run_dir / "metrics.json")
+
+
+def _check_same_teachers(plan: _Plan) -> None:
+    """A frozen-teacher run is only reused while its source run still holds the teachers it
+    was distilled from (the source may have been trained again since)."""
+    names = plan.cfg.member_names()[:len(plan.cfg.all_teachers())]
+    for name in names:
+        used, now = RunDir(plan.run_dir).model_path(name), RunDir(plan.source_run).model_path(name)
+        if used.is_file() and now.is_file() and not _same_tensors(used, now):
+            raise RunDirError(f"'{plan.run_dir}' was distilled from a {name} that '{plan.source_run}' no longer "
+                              f"holds (that run was trained again): delete '{plan.run_dir}' to redo it, "
+                              "or pass --overwrite to redo the whole comparison")
+
+
+def _same_tensors(a: Path, b: Path) -> bool:
+    left, right = load_file(str(a)), load_file(str(b))
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
 
 def _check_teacher_source(teacher_from: str, bases: list[RunConfig]) -> None:
@@ -174,7 +238,8 @@ def _setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str
 
 def _run_prefix(label: str) -> str:
     # 'kd+ml', 'name:kd', 'kd (frozen teacher)' -> kd+ml-seed, name-kd-seed, kd-frozen-teacher-seed
-    return f"{re.sub(r'[^A-Za-z0-9_.+-]+', '-', label).strip('-')}-seed"
+    label = label.replace(f" {FROZEN_MARK}", "-frozen-teacher")
+    return f"{label.replace(':', '-').replace('/', '-')}-seed"
 
 
 def run_name(label: str, seed: int) -> str:
@@ -200,16 +265,16 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     if not saved_path.exists():
         return "new"
     try:
-        saved = to_yaml(validate(yaml.safe_load(saved_path.read_text()) or {}, str(saved_path)))
-    except (ConfigError, yaml.YAMLError):
-        saved = None
+        saved, why = to_yaml(validate(yaml.safe_load(saved_path.read_text()) or {}, str(saved_path))), ""
+    except (ConfigError, yaml.YAMLError) as exc:
+        saved, why = None, f" (its config no longer reads: {str(exc).strip().splitlines()[-1].strip()})"
     if saved != to_yaml(cfg):
         raise RunDirError(
-            f"'{run_dir}' holds a run with a different config: pass --overwrite to redo the comparison, "
+            f"'{run_dir}' holds a run with a different config{why}: pass --overwrite to redo the comparison, "
             "or change name= to keep both"
         )
     run = RunDir(run_dir)
-    if run.is_complete:
+    if run.is_complete and (run_dir / "metrics.json").is_file():
         return "finished"
     return "unfinished" if run.resume_path.is_file() else "new"
 

@@ -323,7 +323,8 @@ class Trainer(RunRecords):
                 raise CheckpointError(f"run '{self.run_dir_path}' already finished all {epochs} epochs: nothing to resume")
             if run is not None:  # a run says where it was resumed
                 meta = read_json(run.path / "run.json")
-                meta.setdefault("resumed_at", []).append({"epoch": start_epoch + 1, "step": start_step})
+                where = {"epoch": start_epoch + 1, "step": start_step} if start_epoch < epochs else {"final_evaluation": True}
+                meta.setdefault("resumed_at", []).append(where)
                 write_json(run.path / "run.json", meta)
         self._run, self._last_checkpoint = run, time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
