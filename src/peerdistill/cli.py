@@ -1,4 +1,4 @@
-"""``peerdistill train | eval | compare | presets``: a thin layer over the Python API."""
+"""The ``peerdistill`` command line, a thin layer over the Python API."""
 
 from __future__ import annotations
 
@@ -159,7 +159,10 @@ def cmd_presets(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="peerdistill", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="peerdistill",
+        description="Knowledge distillation in a cohort: a teacher and several students trained together. "
+                    "Train, compare presets over seeds, score, export, predict and report.")
     parser.add_argument("--version", action="version", version=f"peerdistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -187,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--presets", default=None,
                       help="comma-separated presets run with every config (default: each config's own preset)")
     cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")
-    cmp_.add_argument("--seeds", type=int, default=3)
+    cmp_.add_argument("--seeds", type=int, default=3, help="runs per setting, with seeds seed, seed+1, ... (default 3)")
     cmp_.add_argument("--teacher-from", default=None, metavar="PRESET",
                       help="train the teachers in PRESET's runs first, then freeze them (per seed) as the "
                            "teachers of the other presets, e.g. --teacher-from independent")
