@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 import yaml
+from rich.console import Console
 from safetensors.torch import load_file, save_file
 
 from peerdistill.build import train_from_config
@@ -35,6 +36,13 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
     with pytest.raises(KeyboardInterrupt):
         compare(tree, ["kd"], 2, progress=False)
     monkeypatch.undo()
+    before = sorted(str(p) for p in (tmp_path / "c-compare").rglob("*"))
+    capsys.readouterr()
+    compare(tree, ["kd"], 2, progress=False, dry_run=True, console=Console(width=250))
+    plan = capsys.readouterr().out
+    assert re.search(r"kd +│ 0 +│ \S+kd-seed0 +│ reuse", plan)
+    assert re.search(rf"kd +│ 1 +│ \S+kd-seed1 +│ continue after epoch {killed_after + 1}", plan)
+    assert sorted(str(p) for p in (tmp_path / "c-compare").rglob("*")) == before, "a dry run writes nothing"
     checkpoint = tmp_path / "c-compare" / "kd-seed1" / "checkpoints" / "last.pt"
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(good[: len(good) // 2])
@@ -66,6 +74,11 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     with pytest.raises(RunDirError, match="holds a run with a different config"):
         compare(tree, ["kd"], 1, progress=False)
+    capsys.readouterr()
+    compare(tree, ["kd", "ml"], 1, progress=False, dry_run=True, console=Console(width=300))
+    plan = capsys.readouterr().out
+    assert re.search(r"kd +│ 0 +│ \S+ +│ refused: '\S+kd-seed0' holds a run with a different config", plan)
+    assert re.search(r"ml +│ 0 +│ \S+ml-seed0 +│ train", plan)
 
 
 def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):

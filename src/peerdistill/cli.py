@@ -113,7 +113,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     for tree in trees:
         apply_overrides(tree, overrides)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
-            console=console, out=ns.out, teacher_from=ns.teacher_from)
+            console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run)
     return 0
 
 
@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train the teachers in PRESET's runs first, then freeze them (per seed) as the "
                            "teachers of the other presets, e.g. --teacher-from independent")
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
+    cmp_.add_argument("--dry-run", action="store_true",
+                      help="list each run and what it would do (train, continue, reuse), then stop")
     cmp_.add_argument("--quiet", action="store_true")
     cmp_.set_defaults(func=cmd_compare)
 

@@ -20,7 +20,7 @@ from .build import train_from_config
 from .config import PRESETS, RunConfig, to_yaml, validate
 from .engine.artifacts import RunDir, atomic_write_text, read_json
 from .engine.evaluate import ENSEMBLE
-from .errors import CheckpointError, ConfigError, RunDirError
+from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 from .metrics import ranking_score
 from .report import comparison_markdown, mean_std, pm
 
@@ -48,7 +48,8 @@ def parse_presets(text: str | None) -> list[str] | None:
 
 def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
-            out: str | Path | None = None, teacher_from: str | None = None) -> Comparison:
+            out: str | Path | None = None, teacher_from: str | None = None,
+            dry_run: bool = False) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -60,7 +61,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
 
     ``teacher_from`` (a preset) trains the teachers first, offline distillation's way: that
     preset's runs come first, and every other setting's run of seed ``s`` freezes the teachers
-    as that preset's run of seed ``s`` saved them (labelled ``PRESET (frozen teacher)``)."""
+    as that preset's run of seed ``s`` saved them (labelled ``PRESET (frozen teacher)``).
+
+    ``dry_run``: print what each run would do (train, continue, reuse) and stop, writing nothing."""
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     configs = [configs] if isinstance(configs, dict) else list(configs)
@@ -81,6 +84,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         _check_teacher_source(teacher_from, bases)
     settings = _settings(configs, bases, presets, teacher_from)
     plans = _plan(settings, seeds, directory)  # every run's config, checked before any trains
+    if dry_run:
+        console.print(_plan_table(plans, overwrite))
+        return Comparison([], directory, "")
     runs = [{"setting": plan.label, "seed": plan.cfg.seed,
              "metrics": _run_or_reuse(plan, overwrite, progress, console)} for plan in plans]
     rows = aggregate(runs)
@@ -163,6 +169,30 @@ def _plan(settings: list[_Setting], seeds: int, directory: Path) -> list[_Plan]:
                            f"config of {setting.label}")
             plans.append(_Plan(setting.label, cfg, directory / cfg.name, source_run))
     return plans
+
+
+def _plan_table(plans: list[_Plan], overwrite: bool) -> Table:
+    table = Table(title="compare --dry-run: what each run would do")
+    for column in ("setting", "seed", "run directory", "action"):
+        table.add_column(column)
+    for plan in plans:
+        try:
+            state = "new" if overwrite else _run_state(plan.run_dir, plan.cfg)
+            if state != "new" and plan.source_run is not None:
+                _check_same_teachers(plan)
+            action = {"new": "train", "finished": "reuse"}.get(state) or _continue_point(plan.run_dir)
+        except PeerdistillError as exc:
+            action = f"[red]refused[/]: {exc}"
+        table.add_row(plan.label, str(plan.cfg.seed), str(plan.run_dir), action)
+    return table
+
+
+def _continue_point(run_dir: Path) -> str:
+    try:
+        done = len(read_json(run_dir / "metrics.json").get("epochs", []))
+    except PeerdistillError:
+        done = 0
+    return f"continue after epoch {done}" if done else "continue from its checkpoint"
 
 
 def _run_or_reuse(plan: _Plan, overwrite: bool, progress: bool, console: Console) -> dict[str, Any]:
