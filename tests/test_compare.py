@@ -32,7 +32,7 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
         return train_from_config(cfg, **kwargs, callbacks=[crash])
 
     tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path)}
-    monkeypatch.setattr("peerdistill.compare.train_from_config", killed)
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", killed)
     with pytest.raises(KeyboardInterrupt):
         compare(tree, ["kd"], 2, progress=False)
     monkeypatch.undo()

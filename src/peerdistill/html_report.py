@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .compare import setting_runs  # noqa: E402
+from .comparison_runs import setting_runs  # noqa: E402
 from .engine.artifacts import atomic_write_text, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
