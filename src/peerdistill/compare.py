@@ -12,8 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .comparison_runs import (FROZEN_MARK, check_teacher_source, plan_runs, plan_table, run_or_reuse,
-                              setting_tree, settings_of)
+from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_or_reuse, setting_tree, settings_of
 from .config import PRESETS, validate
 from .engine.artifacts import atomic_write_text
 from .engine.evaluate import ENSEMBLE
@@ -76,8 +75,6 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if len(set(names)) != len(names):
             raise ConfigError(f"compare: each config needs its own name, got {names}")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
-    if teacher_from is not None:
-        check_teacher_source(teacher_from, bases)
     settings = settings_of(configs, bases, presets, teacher_from)
     plans = plan_runs(settings, seeds, directory)  # every run's config, checked before any trains
     if dry_run:

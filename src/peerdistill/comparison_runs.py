@@ -43,6 +43,9 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
               teacher_from: str | None) -> list[Setting]:
     """Rows of the table: labelled by preset with one config, else by config name (and preset,
     when presets are given); with ``teacher_from``, its setting first and the others frozen."""
+    if teacher_from is not None:
+        _check_teacher_source(teacher_from, bases)
+
     def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
         if len(configs) == 1:
             return preset
@@ -146,7 +149,7 @@ def _same_tensors(a: Path, b: Path) -> bool:
     return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
 
-def check_teacher_source(teacher_from: str, bases: list[RunConfig]) -> None:
+def _check_teacher_source(teacher_from: str, bases: list[RunConfig]) -> None:
     if teacher_from not in PRESETS or teacher_from == "custom":
         raise ConfigError(f"--teacher-from: unknown preset '{teacher_from}'; choose from "
                           f"{', '.join(p for p in PRESETS if p != 'custom')}")

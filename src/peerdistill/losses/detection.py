@@ -69,8 +69,9 @@ def detection_loss(out: torch.Tensor, targets: torch.Tensor, layout: HeadLayout,
     uses the predicted score instead. With no positives, box and dfl are zeros (still in the graph).
     ``assigned``: ``assignment(out, targets, ...)`` when the caller already has it."""
     cls_logits, reg_logits = split_outputs(out.float(), layout)
-    points, strides, labels, gt_boxes = assigned or assignment(out, targets, layout, image_size)
-    positive = labels < layout.num_classes
+    assigned = assigned or assignment(out, targets, layout, image_size)
+    points, strides, labels, gt_boxes = assigned
+    positive = assigned.positives(layout.num_classes)
     batch_index, point_index = positive.nonzero(as_tuple=True)
     pos_points, pos_strides, pos_gt = points[point_index], strides[point_index, None], gt_boxes[positive]
 
