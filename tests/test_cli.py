@@ -153,7 +153,10 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["train", "teacher.frozen=true", "teacher.checkpoint=nope.safetensors"], "nope.safetensors' for teacher does not exist"),
     (["eval", "not-a-run"], "is not a peerdistill run directory"),
     (["train", "--resume", "not-a-run"], "cannot resume 'not-a-run'"),
-    (["compare", "--presets", "kd,fancy"], "unknown ['fancy']"),
+    (["compare", "--presets", "kd,fancy"], "--presets: unknown preset 'fancy'; choose from independent, kd,"),
+    (["compare", "--presets", "kd,custom"], "--presets: unknown preset 'custom'"),
+    (["compare", "--presets", " , "], "--presets: unknown preset (none given)"),
+    (["compare", "--teacher-from", "custom"], "--teacher-from: unknown preset 'custom'"),
 ])
 def test_bad_input_gives_one_clear_message(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_or_reuse, setting_tree, settings_of
-from .config import PRESETS, validate
+from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.evaluate import ENSEMBLE
 from .errors import ConfigError
@@ -34,10 +34,7 @@ def parse_presets(text: str | None) -> list[str] | None:
     if text is None:
         return None
     presets = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in presets if p not in PRESETS or p == "custom"]
-    if not presets or bad:
-        raise ConfigError(f"--presets: unknown {bad or 'empty list'}; choose from "
-                          f"{', '.join(p for p in PRESETS if p != 'custom')}")
+    check_preset_names("--presets", presets)
     return presets
 
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from safetensors.torch import load_file
 
 from .build import train_from_config
-from .config import PRESETS, RunConfig, to_yaml, validate
+from .config import RunConfig, check_preset_names, to_yaml, validate
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 
@@ -150,9 +150,7 @@ def _same_tensors(a: Path, b: Path) -> bool:
 
 
 def _check_teacher_source(teacher_from: str, bases: list[RunConfig]) -> None:
-    if teacher_from not in PRESETS or teacher_from == "custom":
-        raise ConfigError(f"--teacher-from: unknown preset '{teacher_from}'; choose from "
-                          f"{', '.join(p for p in PRESETS if p != 'custom')}")
+    check_preset_names("--teacher-from", [teacher_from])
     for base in bases:
         if not base.all_teachers():
             raise ConfigError(f"--teacher-from: config '{base.name}' has no teacher to train first: add a 'teacher' section")

@@ -18,6 +18,15 @@ PresetName = Literal["independent", "kd", "ml", "kd+ml", "styles", "styles-logit
                      "multi-teacher", "self", "custom"]
 TEACHER_PRESETS = ("kd", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher")
 PEER_PRESETS = ("ml", "kd+ml", "styles", "styles-logits", "styles-features")
+NAMED_PRESETS = tuple(p for p in PRESETS if p != "custom")  # those an option can name alone
+
+
+def check_preset_names(option: str, names: list[str]) -> None:
+    """Refuse names that are not named presets (``custom`` needs edges a name cannot give)."""
+    bad = [n for n in names if n not in NAMED_PRESETS]
+    if not names or bad:
+        raise ConfigError(f"{option}: unknown preset {', '.join(map(repr, bad)) or '(none given)'}; "
+                          f"choose from {', '.join(NAMED_PRESETS)}")
 
 
 class _Strict(BaseModel):
