@@ -157,6 +157,7 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["compare", "--presets", "kd,custom"], "--presets: unknown preset 'custom'"),
     (["compare", "--presets", " , "], "--presets: unknown preset (none given)"),
     (["compare", "--teacher-from", "custom"], "--teacher-from: unknown preset 'custom'"),
+    (["compare", "--jobs", "0"], "--jobs must be at least 1"),
 ])
 def test_bad_input_gives_one_clear_message(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

@@ -1,6 +1,7 @@
 """compare: continuing a killed comparison, reusing runs, and teachers trained first then frozen."""
 
 import json
+import os
 import re
 
 import pytest
@@ -12,7 +13,9 @@ from safetensors.torch import load_file, save_file
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
 from peerdistill.compare import compare
-from peerdistill.errors import CheckpointError, ConfigError, RunDirError
+from peerdistill.comparison_runs import _run_in_processes, plan_runs, settings_of
+from peerdistill.config import validate
+from peerdistill.errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 from peerdistill.html_report import write_report
 
 
@@ -171,3 +174,44 @@ def test_teacher_from_mistakes_are_one_clear_message(tmp_path, change, source, m
     config.write_text(yaml.safe_dump({k: v for k, v in tree.items() if v is not None}))
     assert main(["compare", str(config), "--teacher-from", source, "--seeds", "1", "--quiet"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_trained_in_parallel_processes_match_the_runs_trained_one_by_one(tmp_path, capfd):
+    tree = {**COMPARED, "name": "p", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 2}}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the threads each of the two workers below gets
+        one_by_one = compare({**tree, "name": "s"}, ["kd"], 2, progress=False, teacher_from="independent")
+        torch.set_num_threads(2)
+        capfd.readouterr()
+        parallel = compare(tree, ["kd"], 2, progress=False, teacher_from="independent", jobs=2)
+    finally:
+        torch.set_num_threads(threads)
+    printed = " ".join(capfd.readouterr().out.split())  # the workers print too
+    assert parallel.rows == one_by_one.rows
+    assert re.search(r"kd \(frozen teacher\), seed \d: done \(2 of 2\)", printed)
+    # the frozen runs started after the runs that trained their teachers had finished
+    assert max(printed.index(f"independent, seed {s}: done") for s in (0, 1)) < printed.index(
+        "kd (frozen teacher), seed 0 ->")
+
+
+def test_a_failed_parallel_run_lets_the_others_finish_then_says_why(tmp_path):
+    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
+    taken = tmp_path / "f-compare" / "kd-seed1"
+    taken.mkdir(parents=True)
+    (taken / "config.yaml").write_text(yaml.safe_dump({**tree, "seed": 7}))
+    with pytest.raises(RunDirError, match="kd-seed1' holds a run with a different config"):
+        compare(tree, ["kd"], 2, progress=False, jobs=2)
+    assert json.loads((tmp_path / "f-compare" / "kd-seed0" / "run.json").read_text())["status"] == "complete"
+    assert not (tmp_path / "f-compare" / "compare.md").exists()
+
+
+def _die(plan, overwrite, quiet):  # a worker killed (say, by the out-of-memory killer)
+    os._exit(9)
+
+
+def test_a_worker_that_dies_is_one_clear_message(tmp_path):
+    tree = {**COMPARED, "name": "d", "out_dir": str(tmp_path)}
+    plans = plan_runs(settings_of([tree], [validate(tree)], ["kd"], None), 2, tmp_path)
+    with pytest.raises(PeerdistillError, match="a worker process died .* Run the same command again"):
+        _run_in_processes(plans, False, Console(), 2, 1, work=_die)

@@ -113,7 +113,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     for tree in trees:
         apply_overrides(tree, overrides)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
-            console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run)
+            console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs)
     return 0
 
 
@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--teacher-from", default=None, metavar="PRESET",
                       help="train the teachers in PRESET's runs first, then freeze them (per seed) as the "
                            "teachers of the other presets, e.g. --teacher-from independent")
+    cmp_.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="train N runs at once, each in its own process with its share of the CPU threads "
+                           "(default 1; on a GPU they share it: worth it when one run leaves it idle)")
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
     cmp_.add_argument("--dry-run", action="store_true",
                       help="list each run and what it would do (train, continue, reuse), then stop")

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_or_reuse, setting_tree, settings_of
+from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_all, setting_tree, settings_of
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.evaluate import ENSEMBLE
@@ -41,7 +41,7 @@ def parse_presets(text: str | None) -> list[str] | None:
 def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
             out: str | Path | None = None, teacher_from: str | None = None,
-            dry_run: bool = False) -> Comparison:
+            dry_run: bool = False, jobs: int = 1) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -55,9 +55,14 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     preset's runs come first, and every other setting's run of seed ``s`` freezes the teachers
     as that preset's run of seed ``s`` saved them (labelled ``PRESET (frozen teacher)``).
 
-    ``dry_run``: print what each run would do (train, continue, reuse) and stop, writing nothing."""
+    ``dry_run``: print what each run would do (train, continue, reuse) and stop, writing nothing.
+
+    ``jobs``: how many runs train at once, each in its own process (CPU threads shared out
+    between them; on a GPU they share the device)."""
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
+    if jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
     configs = [configs] if isinstance(configs, dict) else list(configs)
     if not configs:
         raise ConfigError("compare needs at least one config")
@@ -77,8 +82,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
-    runs = [{"setting": plan.label, "seed": plan.cfg.seed,
-             "metrics": run_or_reuse(plan, overwrite, progress, console)} for plan in plans]
+    runs = [{"setting": plan.label, "seed": plan.cfg.seed, "metrics": metrics}
+            for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
     rows = aggregate(runs)
     labels = [setting.label for setting in settings]
     models = _model_order(rows)
