@@ -140,3 +140,17 @@ def test_heads_and_feature_edges_together(tmp_path):
     row = result.history[-1]
     assert "train/loss/student2/hint<-teacher[features<-features]" in row
     assert "train/loss/student1@features.2/kl<-student1" in row
+
+
+def test_self_distillation_heads_follow_their_layers_into_syncbatchnorm():
+    from peerdistill.engine.distributed import sync_batchnorm
+
+    seed_everything(0)
+    net = HeadedModel(SmallCNN(1, 3, 4, 3), ["features.5"], "features.9", 3, torch.zeros(2, 1, 8, 8))
+    x = torch.randn(2, 1, 8, 8)
+    before = net.eval()(x)
+    synced = sync_batchnorm(net).eval()  # SyncBatchNorm runs on the CPU in eval mode only
+    assert isinstance(synced.base.features[5], torch.nn.SyncBatchNorm)
+    after = synced(x)
+    assert torch.allclose(after["heads"]["features.5"], before["heads"]["features.5"])
+    assert torch.allclose(after["logits"], before["logits"])

@@ -125,3 +125,24 @@ def test_sliding_window_equals_whole_image_for_a_pointwise_model():
         slid = logits_of(cohort, x, window=(16, 16), overlap=0.5)["student1"]
     assert slid.shape == whole.shape
     assert torch.allclose(slid, whole, atol=1e-5)
+
+
+def test_hidden_folders_are_not_classes_and_an_empty_class_folder_is_refused(tmp_path):
+    write_class_tree(tmp_path / "xray")
+    (tmp_path / "xray" / ".ipynb_checkpoints").mkdir()
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xray"), grey=True))
+    assert data.class_names == ["normal", "pneumonia"] and data.num_classes == 2
+    (tmp_path / "xray" / "unsorted").mkdir()
+    with pytest.raises(DataError, match=r"class folder\(s\) \['unsorted'\] under .* hold no images"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xray"), grey=True))
+
+
+def test_32_bit_integer_images_share_one_fixed_scale(tmp_path):
+    from peerdistill.data.segmentation import read_image
+
+    for peak in (1000, 4000):
+        Image.fromarray(np.full((4, 4), peak, np.int32)).save(tmp_path / f"i{peak}.tif")  # Pillow mode "I"
+        assert Image.open(tmp_path / f"i{peak}.tif").mode == "I"
+        assert np.allclose(read_image(tmp_path / f"i{peak}.tif", grey=True), peak / 65535)
+    Image.fromarray(np.full((4, 4), 4000, np.uint16)).save(tmp_path / "u16.png")
+    assert np.allclose(read_image(tmp_path / "u16.png", grey=True), 4000 / 65535)

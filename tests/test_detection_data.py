@@ -349,3 +349,37 @@ def test_synthetic_boxes_shapes_determinism_and_objects_at_their_boxes():
     true = [contrast(x[i], b) for i in range(40) for b in boxes[i]]
     elsewhere = [contrast(x[i], b) for i in range(40) for b in boxes[(i + 1) % 40]]
     assert np.median(true) > 0.1 and np.median(true) > 2 * np.median(elsewhere)
+
+
+def test_grey_detection_images_are_the_luma_predict_reads(tmp_path):
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+    from peerdistill.data.segmentation import read_image
+
+    images, boxes = kvasir_files(tmp_path)
+    for name in ("b.png", "e.png", "f.png"):  # enough images for three splits
+        write_png(images / name, 40, 20, colour=(200, 120, 40))
+    entries = json.loads(boxes.read_text())
+    for key in ("b", "e", "f"):
+        entries[key] = {"height": 20, "width": 40, "bbox": [{"label": "polyp", "xmin": 2, "ymin": 2, "xmax": 9, "ymax": 9}]}
+    boxes.write_text(json.dumps(entries))
+    spec = DataSpec(kind="box_json", root=str(tmp_path), images="images", annotations="boxes.json", grey=True,
+                    image_size=[20, 40], val_fraction=0.2, test_fraction=0.2)
+    data = build_data(spec)
+    assert data.input_shape == (1, 20, 40)
+    raw = torch.cat([data.train.x, data.val.x, data.test.x]) * data.stats["std"][0] + data.stats["mean"][0]
+    luma = read_image(images / "b.png", (20, 40), grey=True)[..., 0]  # 0.299 R + 0.587 G + 0.114 B
+    assert luma[0, 0] == pytest.approx((0.299 * 200 + 0.587 * 120 + 0.114 * 40) / 255, abs=1 / 255)
+    assert any(torch.allclose(image[0], torch.from_numpy(luma), atol=1e-5) for image in raw)
+
+
+def test_synthetic_detection_splits_of_different_split_seeds_share_no_images():
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+
+    first, second = (build_data(DataSpec(kind="boxes", boxes_counts=[8, 4, 4], split_seed=s)) for s in (0, 1))
+    def images(data):  # as generated, before standardisation by each run's training statistics
+        std, mean = (torch.tensor(data.stats[k]).view(1, -1, 1, 1) for k in ("std", "mean"))
+        return [x for part in (data.train, data.val, data.test) for x in part.x * std + mean]
+
+    assert not any(torch.allclose(a, b, atol=1e-4) for a in images(first) for b in images(second))

@@ -201,6 +201,16 @@ DDP_SCRIPT = textwrap.dedent('''
                     return _real(path, *args, **kwargs)
                 setattr(module, name, counting)
 
+    import peerdistill.engine.distributed as distributed_module
+
+    losses = []  # per epoch: this process's own mean loss terms, and what the run logs
+    real_mean = distributed_module.mean_over_processes
+    def spying(world, values):
+        out = real_mean(world, values)
+        losses.append([{k: float(v) for k, v in values.items()}, {k: float(v) for k, v in out.items()}])
+        return out
+    distributed_module.mean_over_processes = spying
+
     tree = json.loads(sys.argv[1])
     trainer, data = make_trainer(validate(tree), progress=False)
     result = trainer.fit(data)
@@ -213,7 +223,7 @@ DDP_SCRIPT = textwrap.dedent('''
     rank = int(os.environ["RANK"])
     with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
         json.dump({"digest": digest.hexdigest(), "writes": writes, "test": result.test_at_best,
-                   "connectors": len(trainer.connectors)}, fh)
+                   "connectors": len(trainer.connectors), "losses": losses}, fh)
 ''')
 
 
@@ -242,6 +252,21 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
     assert run["fused_students"] == [["student1", "student2"]]  # the packed group ran under DDP too
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["test_at_best"] == json.loads(json.dumps(ranks[0]["test"]))
+    # the logged training loss is the global batch's: the mean of the processes' own shares
+    for epoch, row in enumerate(metrics["epochs"]):
+        (own0, logged0), (own1, logged1) = ranks[0]["losses"][epoch], ranks[1]["losses"][epoch]
+        assert own0["total"] != own1["total"], "the two shares of a batch differ"
+        assert logged0 == logged1
+        assert logged0["total"] == pytest.approx((own0["total"] + own1["total"]) / 2, rel=1e-12)
+        assert row["train/loss/total"] == pytest.approx(logged0["total"], rel=1e-12)
+
+
+def test_a_last_training_batch_that_does_not_share_equally_is_refused():
+    # 15 samples in one batch of 16: shares of 8 and 7 would weigh the samples unequally under DDP
+    with pytest.raises(ConfigError, match="last batch of 15 samples cannot be shared equally by 2 processes"):
+        TensorBatches(numbered(15), 16, CPU, shuffle=True, generator=torch.Generator(), shard=(0, 2))
+    TensorBatches(numbered(15), 16, CPU, shuffle=False, shard=(0, 2))  # evaluation gathers: any shares do
+    TensorBatches(numbered(17), 8, CPU, shuffle=True, generator=torch.Generator(), drop_last=True, shard=(0, 2))
 
 
 def test_a_split_smaller_than_the_number_of_processes_is_refused():

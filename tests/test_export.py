@@ -110,3 +110,114 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
         assert abs(float(a["p_3"]) - float(b["p_3"])) < 1e-4
     assert main(["predict", str(onnx), str(tmp_path / "missing.png"), "--out", str(tmp_path / "r.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_back_at_theirs(tmp_path, monkeypatch):
+    import onnxruntime as ort
+    from PIL import Image
+
+    import peerdistill.export
+    from peerdistill.data.segmentation import read_image
+    from peerdistill.data.splits import standardize, to_nchw
+    from peerdistill.spatial import align_to
+
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        image = rng.integers(0, 80, (48, 40, 3), dtype=np.uint8)
+        mask = np.zeros((48, 40), np.uint8)
+        top, left = rng.integers(4, 24, 2)
+        image[top:top + 16, left:left + 12] += 150
+        mask[top:top + 16, left:left + 12] = 1
+        Image.fromarray(image).save(root / "images" / f"c{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"c{i}.png")
+    cfg = validate({"name": "seg", "out_dir": str(tmp_path), "task": "segmentation",
+                    "data": {"kind": "folders", "root": str(root), "image_size": [24, 20]},
+                    "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}}],
+                    "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 4}})
+    train_from_config(cfg, progress=False)
+    run = tmp_path / "seg"
+    _, module, _, meta = pick_model(run, "student1")
+    image = root / "images" / "c0.png"
+    x = standardize(to_nchw(read_image(image, (24, 20))[None], "x"), meta["data_stats"])
+    with torch.no_grad():
+        expected = align_to(module(x).softmax(dim=1), (48, 40))[0].argmax(dim=0).numpy()
+    onnx = export_run(run, model="student1").path
+    seen = []  # the input sizes the model is run on, from the run directory and from the ONNX file
+    real_pick, real_run = peerdistill.export.pick_model, ort.InferenceSession.run
+
+    def picked(*args, **kwargs):
+        name, model, output, saved = real_pick(*args, **kwargs)
+        model.register_forward_pre_hook(lambda _m, inputs: seen.append(tuple(inputs[0].shape[-2:])))
+        return name, model, output, saved
+
+    def ran(session, names, feeds, *args):
+        seen.append(tuple(feeds["input"].shape[-2:]))
+        return real_run(session, names, feeds, *args)
+
+    monkeypatch.setattr(peerdistill.export, "pick_model", picked)
+    monkeypatch.setattr(ort.InferenceSession, "run", ran)
+    for model in (run, onnx):
+        out = tmp_path / f"masks-{model.name}"
+        assert main(["predict", str(model), str(image), "--out", str(out), "--model", "student1"]) == 0
+        mask = np.asarray(Image.open(out / "c0_mask.png"))
+        assert mask.shape == (48, 40)
+        assert (mask == expected).mean() > 0.999
+    assert seen == [(24, 20), (24, 20)]
+
+
+def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from peerdistill.predict import read_inputs
+
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 8, 8), dtype=np.uint8)
+    Image.fromarray(pixels[0]).save(tmp_path / "a.png")
+    np.savez(tmp_path / "b.npz", images=pixels)
+    np.savez(tmp_path / "big.npz", images=np.kron(pixels, np.ones((2, 2), np.uint8)))  # 16x16: resized to 8x8
+    names, images, sizes = read_inputs([str(tmp_path / "a.png"), str(tmp_path / "b.npz"), str(tmp_path / "big.npz")],
+                                       1, (8, 8))
+    assert names == [str(tmp_path / "a.png"), "b.npz[0]", "b.npz[1]", "big.npz[0]", "big.npz[1]"]
+    assert sizes == [(8, 8)] * 3 + [(16, 16)] * 2
+    assert images.dtype == np.float32 and images.shape == (5, 8, 8, 1)
+    assert np.allclose(images[0, ..., 0], pixels[0] / 255) and np.allclose(images[1], images[0])
+    big = np.kron(pixels[0], np.ones((2, 2), np.uint8))
+    Image.fromarray(big).save(tmp_path / "big.png")
+    from peerdistill.data.segmentation import read_image
+
+    assert np.abs(images[3] - read_image(tmp_path / "big.png", (8, 8), grey=True)).max() < 1.5 / 255  # resized alike
+    assert main(["predict", str(digits_run), str(tmp_path / "a.png"), str(tmp_path / "b.npz"),
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert rows[0]["p_0"] == rows[1]["p_0"] and rows[0]["predicted"] == rows[1]["predicted"]
+
+
+def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    cfg = validate({"name": "win", "out_dir": str(tmp_path), "task": "segmentation",
+                    "data": {"kind": "shapes", "shapes_counts": [8, 4, 4], "patch_size": 32},
+                    "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}}],
+                    "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 8}})
+    train_from_config(cfg, progress=False)
+    onnx = export_run(tmp_path / "win", model="student1").path
+    np.savez(tmp_path / "imgs.npz", images=np.random.default_rng(0).random((2, 64, 64)).astype(np.float32))
+    masks = {}
+    for model in (tmp_path / "win", onnx):
+        out = tmp_path / f"m-{model.name}"
+        seen = []
+        real_run = ort.InferenceSession.run
+        monkeypatch.setattr(ort.InferenceSession, "run", lambda s, n, feeds, *a: seen.append(
+            feeds["input"].shape[-2:]) or real_run(s, n, feeds, *a))
+        assert main(["predict", str(model), str(tmp_path / "imgs.npz"), "--out", str(out), "--model", "student1"]) == 0
+        monkeypatch.undo()
+        if model == onnx:
+            assert seen and {tuple(s) for s in seen} == {(32, 32)}, "64x64 images in 32x32 windows"
+        from PIL import Image
+
+        masks[model.name] = np.asarray(Image.open(out / "imgs_0_mask.png"))
+    assert np.array_equal(masks["win"], masks["student1.onnx"])

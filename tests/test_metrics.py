@@ -39,3 +39,13 @@ def test_multiclass_auc_is_mean_of_one_vs_rest():
 def test_auc_is_nan_when_a_class_is_absent():
     probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.2, 0.2]])
     assert math.isnan(classification_metrics(probs, np.array([0, 1]))["auc"])
+
+
+def test_macro_f1_leaves_out_a_class_neither_present_nor_predicted():
+    # three classes, class 2 absent and never predicted: perfect on the two present ones
+    probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1]])
+    m = classification_metrics(probs, np.array([0, 1, 0, 1]))
+    assert m["accuracy"] == m["balanced_accuracy"] == m["macro_f1"] == 1.0
+    # a class predicted but absent counts: precision 0 -> F1 0; classes 0 and 1 have F1 1 and 2/3
+    probs[3] = [0.1, 0.1, 0.8]
+    assert classification_metrics(probs, np.array([0, 1, 0, 1]))["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)

@@ -192,3 +192,46 @@ def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy
         # parameters and BatchNorm statistics alike: nothing from the skipped steps
         assert all(torch.isfinite(v.float()).all() for v in bad.net.state_dict().values())
         assert not torch.equal(before["classifier.weight"], bad.net.state_dict()["classifier.weight"])
+
+
+class NaNInSecondBatch(ClassificationTask):
+    """One bad input pixel in the second training batch."""
+
+    def __init__(self, num_classes):
+        super().__init__(num_classes)
+        self.batches = 0
+
+    def augment(self, x, y, generator):
+        self.batches += 1
+        if self.batches == 2:
+            x = x.clone()
+            x[0, 0, 0, 0] = float("nan")
+        return x, y
+
+
+def test_a_skipped_step_leaves_no_trace_in_the_connectors_batchnorm(tiny_data, tmp_path):
+    seed_everything(0)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=4, depth=2) for _ in range(2)],
+                                 teacher=SmallCNN(1, 3, width=8, depth=2))
+    graph = KnowledgeGraph(preset_edges("styles", "teacher", [m.name for m in cohort.students],
+                                        feature_layers={m.name: m.feature_layer for m in cohort.members}))
+    t = Trainer(cohort, graph, NaNInSecondBatch(3), device="cpu", progress=False, run_dir=tmp_path / "r",
+                train=TrainSpec(epochs=1, batch_size=32, nonfinite="skip", monitor="ensemble/accuracy"))
+    t._setup(tiny_data)
+    assert len(t.connectors), "teacher and students differ in width: the feature edge needs a connector"
+    result = t.fit(tiny_data)
+    assert result.history[0]["skipped_steps"] == 1
+    stats = [b for b in t.connectors.buffers() if b.is_floating_point()]
+    assert stats and all(torch.isfinite(b).all() for b in stats)
+
+
+def test_weights_stepped_to_infinity_stop_the_run_naming_the_model(tiny_data, tmp_path):
+    from peerdistill.errors import NonFiniteError
+
+    cohort = make_cohort()
+    huge = OptimSpec(name="sgd", lr=1e38, momentum=0.0, weight_decay=0.0)
+    t = trainer(cohort, train=TrainSpec(epochs=1, batch_size=32, nonfinite="skip"), optim=huge, run_dir=tmp_path / "r")
+    with pytest.raises(NonFiniteError, match="the weights of 'teacher' became non-finite during epoch 1 although "
+                                             "no loss or gradient was; no epoch had finished"):
+        t.fit(tiny_data)
+    assert not (tmp_path / "r" / "models").exists() or not any((tmp_path / "r" / "models").iterdir())

@@ -55,6 +55,9 @@ class ModelSpec(_Strict):
                 "(for example runs/NAME/models/teacher.safetensors) or a run directory (runs/NAME), "
                 "or set frozen: false to train it online"
             )
+        if self.frozen and self.heads:
+            raise ValueError("a frozen model's self-distillation heads would never learn: drop 'heads', "
+                             "or set frozen: false")
         return self
 
 
@@ -317,7 +320,7 @@ class RunConfig(_Strict):
         return [self.teacher] if self.teacher is not None else list(self.teachers)
 
     def member_names(self) -> list[str]:
-        names = ["teacher"] if self.teacher is not None else []
+        names = [self.teacher.name or "teacher"] if self.teacher is not None else []
         names += [t.name or f"teacher{i + 1}" for i, t in enumerate(self.teachers)]
         names += [s.name or f"student{i + 1}" for i, s in enumerate(self.students)]
         return names

@@ -12,16 +12,17 @@ CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
 
 def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro-F1 and ROC-AUC (binary; one-vs-rest macro for more
-    classes). AUC is NaN when a split lacks a class, since it is undefined there."""
+    classes). Like balanced accuracy, macro-F1 averages over the classes the split holds (or the
+    model predicts): a class absent from both is not counted as a zero. AUC is NaN when a split
+    lacks a class, since it is undefined there."""
     num_classes = probs.shape[1]
     preds = probs.argmax(axis=1)
-    labels = list(range(num_classes))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns on classes absent from a small split
         out = {
             "accuracy": float(accuracy_score(targets, preds)),
             "balanced_accuracy": float(balanced_accuracy_score(targets, preds)),
-            "macro_f1": float(f1_score(targets, preds, labels=labels, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(targets, preds, average="macro", zero_division=0)),
         }
     out["auc"] = _auc(probs, targets, num_classes)
     return out

@@ -25,16 +25,16 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
         raise DataError(f"data.root '{root}' is not a folder: point it at the folder holding the images")
     size = tuple(spec.image_size or (256, 256))
     info: dict = {"source": str(root)}
+    # grey: Pillow's luma conversion, as predict reads images
     if spec.kind == "coco":
-        x, y, names, ids = load_coco(root / spec.images, _relative(root, spec.annotations), size)
+        x, y, names, ids = load_coco(root / spec.images, _relative(root, spec.annotations), size, grey=spec.grey)
     elif spec.kind == "box_json":
-        x, y, names, ids, extra = load_box_json(root / spec.images, _relative(root, spec.annotations), size)
+        x, y, names, ids, extra = load_box_json(root / spec.images, _relative(root, spec.annotations), size,
+                                                grey=spec.grey)
         info.update(extra)
     else:
-        x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size)
+        x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size, grey=spec.grey)
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
-    if spec.grey and x.shape[1] == 3:
-        x = x.mean(dim=1, keepdim=True)
     # A random split fixed by split_seed (boxes have no single label to stratify by).
     parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed)
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, "test_fraction": spec.test_fraction,
@@ -43,11 +43,12 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
 
 
 def _synthetic(spec: DataSpec, stats) -> DataSplits:
-    """Three independently generated sets (seeds split_seed, +1, +2) of the counts asked for."""
+    """Three independently generated sets (seeds 3 * split_seed, +1, +2: no two split seeds
+    share a set) of the counts asked for."""
     size = tuple(spec.image_size) if spec.image_size else DEFAULT_SYNTHETIC_SIZE
     sets, names = [], None
     for offset, n in enumerate(spec.boxes_counts):
-        x, y, names = synthetic_boxes(n=n, image_size=size, seed=spec.split_seed + offset)
+        x, y, names = synthetic_boxes(n=n, image_size=size, seed=3 * spec.split_seed + offset)
         sets.append((torch.as_tensor(np.asarray(x), dtype=torch.float32),
                      torch.as_tensor(np.asarray(y), dtype=torch.float32)))
     return _splits(sets, names, stats, {"source": "synthetic boxes (peerdistill.data.detection.synthetic_boxes)",

@@ -22,12 +22,26 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     if not root.is_dir():
         raise DataError(f"data.root '{root}' is not a directory")
     if all((root / s).is_dir() for s in SPLITS):
-        classes = sorted({d.name for s in SPLITS for d in (root / s).iterdir() if d.is_dir()})
+        classes = sorted({d.name for s in SPLITS for d in _class_folders(root / s)})
         parts = {s: _list_class_tree(root / s, classes) for s in SPLITS}
+        _check_every_class_has_images(classes, [label for files, labels in parts.values() for label in labels], root)
         return _given_splits(parts, classes, spec, stats, source=str(root))
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    classes = sorted(d.name for d in _class_folders(root))
     files, labels = _list_class_tree(root, classes)
+    _check_every_class_has_images(classes, labels, root)
     return _stratified(files, labels, classes, spec, stats, source=str(root))
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    """Sub-folders, hidden ones (.ipynb_checkpoints, .git) left out."""
+    return [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+
+
+def _check_every_class_has_images(classes: list[str], labels: list[int], root: Path) -> None:
+    empty = [c for i, c in enumerate(classes) if i not in set(labels)]
+    if empty:
+        raise DataError(f"class folder(s) {empty} under '{root}' hold no images, so they would be classes with "
+                        "no samples: remove them or add their images")
 
 
 def load_csv(spec: DataSpec, stats=None) -> DataSplits:

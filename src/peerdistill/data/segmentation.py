@@ -167,9 +167,10 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
 
 
 def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
-    """[H, W, C] float32 in [0, 1]. 8-bit images are divided by 255, 16-bit (and 32-bit integer)
-    ones by their type's maximum, float images are kept as they are: no precision is lost to
-    an 8-bit conversion."""
+    """[H, W, C] float32, in [0, 1] for 8- and 16-bit images. 8-bit images are divided by 255,
+    16-bit grey ones by 65535, and so are 32-bit integer ones (Pillow opens many 16-bit files
+    that way): a fixed scale, never an image's own maximum, so images stay comparable. Float
+    images are kept as they are. (Pillow reads 16-bit colour images as 8-bit.)"""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -178,7 +179,8 @@ def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
                 if size:
                     im = im.resize((size[1], size[0]), Image.BILINEAR)
                 a = np.asarray(im).astype(np.float32)
-                a = a / (65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0) if im.mode == "I" else 1.0)
+                if im.mode.startswith("I"):
+                    a = a / 65535.0
                 a = a[..., None]
                 return a if grey else np.repeat(a, 3, axis=-1)
             im = im.convert("L" if grey else "RGB")

@@ -113,6 +113,16 @@ def from_main(world: World, obj: Any) -> Any:
     return box[0]
 
 
+def mean_over_processes(world: World, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each value averaged over the processes (every process holds the same names): a loss
+    over the global batch, not one process's share."""
+    if not world.distributed or not values:
+        return values
+    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()) for v in values.values()])
+    dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+    return dict(zip(values, (stacked / world.size).unbind()))
+
+
 def average_gradients(world: World, parameters) -> None:
     """What DDP does for a model, for the small modules of knowledge edges (connectors and
     critics; a critic's gradient penalty needs a double backward, which DDP does not support)."""
@@ -134,6 +144,17 @@ def broadcast_state(world: World, module: nn.Module, parameters: bool = True) ->
     with torch.no_grad():
         for tensor in tensors:
             dist.broadcast(tensor, src=0)
+
+
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with SyncBatchNorm layers; self-distillation heads hooked on the new layers."""
+    from ..models.heads import HeadedModel
+
+    module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for sub in module.modules():
+        if isinstance(sub, HeadedModel):  # its hooks were on the layers just replaced
+            sub.rehook()
+    return module
 
 
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:

@@ -215,7 +215,7 @@ class Trainer(RunRecords):
                 raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
                                   "set train.sync_batchnorm=false for CPU runs")
             for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
-                m.module = nn.SyncBatchNorm.convert_sync_batchnorm(m.module)
+                m.module = distributed.sync_batchnorm(m.module)
             self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
         self.groups = []
         if self.speed.fuse_students:
@@ -427,7 +427,9 @@ class Trainer(RunRecords):
         progress.finish_epoch(task_id)
         for module in [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]:
             distributed.broadcast_state(self.world, module, parameters=False)  # the main's BatchNorm statistics
-        return {name: float(total) / max(count, 1) for name, total in sums.items()}
+        self._check_weights_finite()
+        means = {name: total / max(count, 1) for name, total in sums.items()}
+        return {name: float(v) for name, v in distributed.mean_over_processes(self.world, means).items()}
 
     def _checkpoint_due(self, steps_done: int) -> bool:
         ts = self.train_spec
@@ -441,7 +443,7 @@ class Trainer(RunRecords):
         non-finite value made it skip)."""
         # Under the skip policy a bad step must leave no trace: keep the buffers (BatchNorm
         # running statistics) the forward pass is about to update.
-        self._buffers_before = ([b.detach().clone() for m in self.cohort.trainable for b in m.module.buffers()]
+        self._buffers_before = ([b.detach().clone() for b in self._trained_buffers()]
                                 if self.speed.nonfinite == "skip" else None)
         if self.speed.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -489,19 +491,36 @@ class Trainer(RunRecords):
         if self.scaler is not None:
             self.scaler.update()  # an fp16 overflow: the scaler lowers its scale and the step is skipped
         if self.speed.nonfinite == "skip":
-            buffers = [b for m in self.cohort.trainable for b in m.module.buffers()]
             with torch.no_grad():
-                for buffer, saved in zip(buffers, self._buffers_before):
+                for buffer, saved in zip(self._trained_buffers(), self._buffers_before):
                     buffer.copy_(saved)
             self.skipped_steps += 1
             return {}
-        last = self.run_dir_path / "checkpoints" / "last.pt" if self.run_dir_path else None
-        saved = (f"the last good checkpoint is {last}" if last is not None and last.exists()
-                 else "no epoch had finished, so nothing was saved")
         raise NonFiniteError(
-            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {saved}. Lower optim.lr, "
-            "check the data for extreme values, or set train.nonfinite=skip to skip such steps"
+            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {self._last_good()}. Lower "
+            "optim.lr, check the data for extreme values, or set train.nonfinite=skip to skip such steps"
         )
+
+    def _last_good(self) -> str:
+        last = self.run_dir_path / "checkpoints" / "last.pt" if self.run_dir_path else None
+        return (f"the last good checkpoint is {last}" if last is not None and last.exists()
+                else "no epoch had finished, so nothing was saved")
+
+    def _trained_buffers(self) -> list[torch.Tensor]:
+        """The buffers a training forward updates (BatchNorm statistics of the models and the
+        connectors); the critics' forward comes after the checks."""
+        return [b for m in self.cohort.trainable for b in m.module.buffers()] + list(self.connectors.buffers())
+
+    def _check_weights_finite(self) -> None:
+        """A finite loss and gradient can still step a weight to infinity (a huge learning
+        rate): no policy can undo that, so the run stops before evaluating or saving it."""
+        modules = {m.name: m.module for m in self.cohort.trainable} | {"connectors": self.connectors}
+        for name, module in modules.items():
+            tensors = [t.detach() for t in [*module.parameters(), *module.buffers()] if t.is_floating_point()]
+            if tensors and not bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()):
+                raise NonFiniteError(
+                    f"the weights of {name!r} became non-finite during epoch {self._position[0] + 1} although "
+                    f"no loss or gradient was; {self._last_good()}. Lower optim.lr")
 
     def _discriminator_step(self, x: torch.Tensor, out) -> dict[str, torch.Tensor]:
         """The critics of holistic edges learn after the models: source maps are 'real', the

@@ -62,6 +62,11 @@ class HeadedModel(nn.Module):
             AuxHead(shapes[p][0], deep_dim, num_classes, spatial=len(shapes[p]) == 3) for p in head_layers
         )
 
+    def rehook(self) -> None:
+        """Hook the head layers again, after they were replaced in place (SyncBatchNorm)."""
+        self._recorder.remove()
+        self._recorder = FeatureRecorder(self.base, [*self.head_layers, self.deep_layer])
+
     def forward(self, x: torch.Tensor) -> dict:
         logits = self.base(x)
         features = self._recorder.take()
