@@ -215,3 +215,11 @@ def test_a_worker_that_dies_is_one_clear_message(tmp_path):
     plans = plan_runs(settings_of([tree], [validate(tree)], ["kd"], None), 2, tmp_path)
     with pytest.raises(PeerdistillError, match="a worker process died .* Run the same command again"):
         _run_in_processes(plans, False, Console(), 2, 1, work=_die)
+
+
+def test_jobs_under_torchrun_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="under torchrun every run already uses all the processes: drop --jobs"):
+        compare({**COMPARED, "name": "t", "out_dir": str(tmp_path)}, ["kd"], 1, progress=False, jobs=2)
+    assert not (tmp_path / "t-compare").exists()

@@ -15,6 +15,7 @@ from rich.table import Table
 from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_all, setting_tree, settings_of
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
+from .engine.distributed import launched
 from .engine.evaluate import ENSEMBLE
 from .errors import ConfigError
 from .metrics import ranking_score
@@ -63,6 +64,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         raise ConfigError("--seeds must be at least 1")
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    if jobs > 1 and launched():
+        raise ConfigError("--jobs starts processes of its own; under torchrun every run already uses all the "
+                          "processes: drop --jobs")
     configs = [configs] if isinstance(configs, dict) else list(configs)
     if not configs:
         raise ConfigError("compare needs at least one config")
