@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +52,11 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
     assert "ensemble" in capsys.readouterr().out
     # the resolved config reproduces the run
     assert validate(yaml.safe_load((run / "config.yaml").read_text())).train.epochs == 2
+    # files get the mode the umask gives (not the private 0600 of a temporary file)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ["config.yaml", "run.json", "metrics.json", "models/student1.safetensors"]:
+        assert stat.S_IMODE((run / f).stat().st_mode) == 0o666 & ~umask, f
 
 
 def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, capsys):
@@ -265,3 +272,47 @@ def test_a_single_teacher_goes_by_the_name_its_config_gives(tmp_path):
     assert (run / "models" / "wide.safetensors").is_file() and not (run / "models" / "teacher.safetensors").exists()
     epoch = json.loads((run / "metrics.json").read_text())["epochs"][0]
     assert "train/loss/student1/kl<-wide" in epoch and "train/loss/wide/ce" in epoch
+
+
+def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("peerdistill.build.train_from_config", interrupted)
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", interrupted)
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
+    assert f"continue with peerdistill train --resume {tmp_path / 'r'}" in " ".join(capsys.readouterr().err.split())
+    run_cli("compare", f"out_dir={tmp_path}", "name=c", *FAST, "--presets", "kd", "--seeds", "1", "--quiet", expect=130)
+    assert "run the same compare command again" in " ".join(capsys.readouterr().err.split())
+
+
+def test_eval_json_writes_an_undefined_score_as_null(tmp_path, monkeypatch, capsys):
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    monkeypatch.setattr("peerdistill.runs.evaluate_run", lambda *a, **k: {"ensemble": {"auc": float("nan")}})
+    capsys.readouterr()
+    run_cli("eval", tmp_path / "r", "--json")
+    assert json.loads(capsys.readouterr().out) == {"ensemble": {"auc": None}}
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    proc = subprocess.Popen([sys.executable, "-m", "peerdistill", "eval", str(tmp_path / "r"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # as `| head` does, before anything is printed
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
+    (tmp_path / "data.npz").write_text("train_images: not an archive\n")
+    run_cli("train", "data.kind=npz", f"data.root={tmp_path / 'data.npz'}", "--quiet", expect=2)
+    assert "data.npz' is not a .npz archive (a zip of arrays" in " ".join(capsys.readouterr().err.split())
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    (tmp_path / "r" / "models" / "student2.safetensors").unlink()
+    run_cli("eval", tmp_path / "r", "--json", expect=2)
+    assert "student2.safetensors' is missing: the run finished, so it was moved or deleted since" in " ".join(
+        capsys.readouterr().err.split())
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    run_cli("report", tmp_path / "r", "--out", folder)
+    assert (folder / "report.html").is_file()

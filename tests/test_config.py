@@ -28,6 +28,7 @@ def test_overrides_parse_yaml_values_and_list_indices():
     (["distill.preset=fancy"], "'distill.preset': Input should be 'independent', 'kd', 'ml', 'kd+ml', 'styles'"),
     (["optim.lr=-1"], "'optim.lr': Input should be greater than 0"),
     (["teacher.frozen=true"], "a frozen model needs trained weights"),
+    (["data.image_size=[4,4]"], "data.image_size does not apply to data kind 'digits'"),
     (["teacher.frozen=true", "teacher.checkpoint=t.safetensors", "teacher.heads=[features.2]"],
      "a frozen model's self-distillation heads would never learn"),
     (["students=[{arch: cnn}]"], "needs at least two students"),

@@ -140,6 +140,24 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["input", "class", "score", "x1", "y1", "x2", "y2"]
     assert all(0 <= float(r[3]) <= float(r[5]) <= 32 for r in rows[1:])
+    # the students' ensemble from the run directory: their boxes fused as evaluation fuses them
+    from peerdistill.data.segmentation import read_image
+    from peerdistill.data.splits import standardize, to_nchw
+    from peerdistill.runs import load_cohort, task_for
+
+    record = json.loads((run / "run.json").read_text())
+    record["detection"]["score_threshold"] = 0.01  # a briefly trained detector: keep its faint boxes
+    (run / "run.json").write_text(json.dumps(record))
+    assert main(["predict", str(run), str(image), "--out", str(out), "--model", "ensemble"]) == 0
+    cohort, meta = load_cohort(run, roles=("student",), with_heads=False)
+    task = task_for(meta)
+    x = standardize(to_nchw(read_image(image, (32, 32))[None], "x"), meta["data_stats"])
+    with torch.no_grad():
+        fused = task.ensemble([task.probabilities(m.module.eval()(x)) for m in cohort.students])[0]
+    rows = list(csv.reader(out.open()))[1:]
+    assert len(rows) == len(fused["scores"]) > 0
+    assert [float(r[2]) for r in rows] == pytest.approx(fused["scores"].tolist(), abs=1e-6)
+    assert [float(v) for r in rows for v in r[3:]] == pytest.approx(fused["boxes"].flatten().tolist(), abs=0.01)
 
 
 def test_detectors_with_different_heads_are_refused(tmp_path):

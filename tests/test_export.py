@@ -82,6 +82,13 @@ def test_segmentation_model_with_dynamic_height_and_width(tmp_path):
     masks = sorted((tmp_path / "masks").iterdir())
     assert [m.name for m in masks] == ["imgs_0_mask.png", "imgs_1_mask.png", "imgs_2_mask.png"]
     assert np.asarray(Image.open(masks[0])).shape == (40, 52)
+    # masks that would share a name, and a file where the folder of masks goes, are refused
+    npz = str(tmp_path / "imgs.npz")
+    assert main(["predict", str(result.path), npz, npz, "--out", str(tmp_path / "twice")]) == 2
+    assert not (tmp_path / "twice").exists()
+    (tmp_path / "p.csv").write_text("kept")
+    assert main(["predict", str(result.path), npz, "--out", str(tmp_path / "p.csv")]) == 2
+    assert (tmp_path / "p.csv").read_text() == "kept"
 
 
 def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, capsys):
@@ -161,7 +168,8 @@ def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_ba
     monkeypatch.setattr(ort.InferenceSession, "run", ran)
     for model in (run, onnx):
         out = tmp_path / f"masks-{model.name}"
-        assert main(["predict", str(model), str(image), "--out", str(out), "--model", "student1"]) == 0
+        pick = ["--model", "student1"] if model == run else []
+        assert main(["predict", str(model), str(image), "--out", str(out), *pick]) == 0
         mask = np.asarray(Image.open(out / "c0_mask.png"))
         assert mask.shape == (48, 40)
         assert (mask == expected).mean() > 0.999
@@ -213,7 +221,8 @@ def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path
         real_run = ort.InferenceSession.run
         monkeypatch.setattr(ort.InferenceSession, "run", lambda s, n, feeds, *a: seen.append(
             feeds["input"].shape[-2:]) or real_run(s, n, feeds, *a))
-        assert main(["predict", str(model), str(tmp_path / "imgs.npz"), "--out", str(out), "--model", "student1"]) == 0
+        pick = ["--model", "student1"] if model != onnx else []
+        assert main(["predict", str(model), str(tmp_path / "imgs.npz"), "--out", str(out), *pick]) == 0
         monkeypatch.undo()
         if model == onnx:
             assert seen and {tuple(s) for s in seen} == {(32, 32)}, "64x64 images in 32x32 windows"
@@ -221,3 +230,50 @@ def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path
 
         masks[model.name] = np.asarray(Image.open(out / "imgs_0_mask.png"))
     assert np.array_equal(masks["win"], masks["student1.onnx"])
+
+
+def test_export_names_its_file_for_its_format_and_never_writes_into_the_run(digits_run, tmp_path, capsys):
+    weights = digits_run / "models" / "student2.safetensors"
+    before = weights.read_bytes()
+    assert main(["export", str(digits_run), "--model", "student1", "--out", str(weights)]) == 2
+    assert "inside the run's models/ folder" in capsys.readouterr().err and weights.read_bytes() == before
+    assert main(["export", str(digits_run), "--model", "student1", "--format", "safetensors",
+                 "--out", str(tmp_path / "w.onnx")]) == 2
+    assert "does not end in .safetensors, the format written: name it w.safetensors" in capsys.readouterr().err
+    # the format follows the file's extension; a folder gets MODEL.FORMAT inside it
+    assert main(["export", str(digits_run), "--model", "student1", "--out", str(tmp_path / "w.safetensors")]) == 0
+    assert load_file(tmp_path / "w.safetensors").keys() == load_file(digits_run / "models" / "student1.safetensors").keys()
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    assert main(["export", str(digits_run), "--model", "student1", "--out", str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["student1.json", "student1.onnx"]
+
+
+def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
+    from PIL import Image
+
+    images = tmp_path / "a"
+    images.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "x.png")
+    onnx = export_run(digits_run, model="student1", out=tmp_path / "m.onnx").path
+
+    def refused(*args):
+        assert main(["predict", *map(str, args)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return " ".join(err.split())
+
+    assert "--model 'teacher' picks a model of a run directory" in refused(onnx, images, "--out", tmp_path / "p.csv",
+                                                                           "--model", "teacher")
+    assert "is a folder; give the CSV file to write" in refused(digits_run, images, "--out", tmp_path)
+    assert "nothere.onnx' does not exist" in refused(tmp_path / "nothere.onnx", images, "--out", tmp_path / "p.csv")
+    side = tmp_path / "m.json"
+    good = side.read_text()
+    side.write_text("{not json")
+    assert "m.json' is not valid JSON" in refused(onnx, images, "--out", tmp_path / "p.csv")
+    side.write_text("{}")
+    assert "lacks ['task', 'class_names', 'input_shape', 'output']" in refused(onnx, images, "--out", tmp_path / "p.csv")
+    side.write_text(good)
+    onnx.write_bytes(onnx.read_bytes()[:300])
+    assert "It is truncated or not an ONNX model" in refused(onnx, images, "--out", tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import math
 import re
 import shutil
 
@@ -150,12 +151,18 @@ def test_comparison_report_gives_each_cohort_its_cost_table(tmp_path):
     base = {"out_dir": str(tmp_path), "teacher": TINY_CNN, "train": {"epochs": 1, "batch_size": 256}}
     result = compare([{**base, "name": "narrow", "students": [TINY_CNN, TINY_CNN]},
                       {**base, "name": "wide", "students": [wider, wider]}], None, 1, progress=False)
+    # one seed: a mean without a spread (a sample std needs two values)
+    assert all(math.isnan(r["std"]) for r in result.rows) and " ± " not in result.markdown.split("###", 1)[1]
     page = write_report(result.directory).read_text(encoding="utf-8")
     costs = page.split("<h2>Model costs</h2>", 1)[1].split("</section>", 1)[0]
     assert costs.count("<table>") == 2 and "<p>narrow:</p>" in costs and "<p>wide:</p>" in costs
     for name in ("narrow", "wide"):
         student = json.loads((result.directory / f"{name}-seed0" / "run.json").read_text())["costs"]["student1"]
         assert f"<td>{student['parameters']:,}</td>" in costs.split(f"<p>{name}:</p>", 1)[1]
+    table = result.directory / "compare.csv"
+    table.write_bytes(table.read_bytes()[:300])  # cut off mid-row
+    with pytest.raises(RunDirError, match="compare.csv' is truncated or corrupt at line"):
+        write_report(result.directory)
 
 
 def test_report_of_a_directory_that_is_neither(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rich.markup import escape
 
 from . import __version__
 from .config import DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_yaml
+from .engine.artifacts import jsonable
 from .errors import ConfigError, PeerdistillError
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
@@ -57,6 +59,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         path, overrides = _split_config_and_overrides(ns.args)
         cfg = load_config(path, overrides)
         run_dir = run_dir_for(cfg)
+    ns.run_dir = run_dir  # for the hint after Ctrl-C
     result = train_from_config(cfg, run_dir=run_dir, overwrite=ns.overwrite, resume=bool(ns.resume),
                                progress=not ns.quiet)
     if launched_world()[0] != 0:  # under torchrun the main process alone reports
@@ -97,7 +100,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images)
     if ns.json:
-        print(json.dumps(scores, indent=2))
+        print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
         meta = read_json(Path(ns.run_dir) / "run.json")
         console.print(results_table(f"{ns.run_dir}: {ns.split} split", scores, metrics=task_for(meta).summary_metrics))
@@ -206,15 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a trained student (or the ensemble) as ONNX or safetensors")
     exp.add_argument("run_dir", metavar="RUN_DIR")
     exp.add_argument("--model", default="best", help="a model name, 'best' (best validation student) or 'ensemble'")
-    exp.add_argument("--format", default="onnx", choices=["onnx", "safetensors"])
-    exp.add_argument("--out", default=None, help="output file (default RUN_DIR/export/MODEL.FORMAT)")
+    exp.add_argument("--format", default=None, choices=["onnx", "safetensors"],
+                     help="default: from the --out file's extension, else onnx")
+    exp.add_argument("--out", default=None,
+                     help="output file, or a folder to write MODEL.FORMAT in (default RUN_DIR/export/MODEL.FORMAT)")
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
     pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx")
     pred.add_argument("inputs", nargs="+", metavar="INPUT")
     pred.add_argument("--out", required=True, help="classification and detection: a CSV file; segmentation: a folder for masks")
-    pred.add_argument("--model", default="best", help="with a RUN_DIR: a model name, 'best' or 'ensemble'")
+    pred.add_argument("--model", default=None,
+                      help="with a RUN_DIR: a model name, 'best' (default) or 'ensemble' (for detection, the "
+                           "students' boxes fused as in evaluation)")
     pred.set_defaults(func=cmd_predict)
 
     rep = sub.add_parser("report", help="one self-contained HTML page of a run or a comparison")
@@ -242,8 +249,20 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted: the last finished epoch is saved; continue with --resume RUN_DIR")
+        err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
         return 130
+    except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _interrupted_hint(ns: argparse.Namespace) -> str:
+    if ns.command == "compare":
+        return ("interrupted: run the same compare command again; finished runs are reused and the "
+                "interrupted one continues from its last checkpoint")
+    if ns.command == "train" and getattr(ns, "run_dir", None) is not None:
+        return f"interrupted: the run keeps its last checkpoint; continue with peerdistill train --resume {ns.run_dir}"
+    return "interrupted"
 
 
 if __name__ == "__main__":

@@ -19,10 +19,7 @@ from .engine.distributed import launched
 from .engine.evaluate import ENSEMBLE
 from .errors import ConfigError
 from .metrics import ranking_score
-from .report import comparison_markdown, mean_std, pm
-
-BEST_STUDENT = "best student"
-
+from .report import BEST_STUDENT, comparison_markdown, mean_std, model_order, pm
 
 @dataclass
 class Comparison:
@@ -90,7 +87,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
     rows = aggregate(runs)
     labels = [setting.label for setting in settings]
-    models = _model_order(rows)
+    models = model_order([r["model"] for r in rows])
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
     header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
@@ -133,14 +130,6 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _num(value) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _model_order(rows: list[dict[str, Any]]) -> list[str]:
-    """Teachers, students, best student, ensemble; self-distillation heads stay in the CSV."""
-    models = [m for m in dict.fromkeys(r["model"] for r in rows) if "@" not in m]
-    head = sorted(m for m in models if m.startswith("teacher"))
-    tail = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
-    return head + [m for m in models if m not in head and m not in tail] + tail
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

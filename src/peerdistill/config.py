@@ -162,6 +162,9 @@ class DataSpec(_Strict):
             raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
         if self.kind in ("coco", "box_json") and not self.annotations:
             raise ValueError(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
+        if self.image_size is not None and self.kind in ("digits", "npz", "shapes"):
+            raise ValueError(f"data.image_size does not apply to data kind '{self.kind}', whose arrays are used at "
+                             "their own size: remove it")
         geometric = {"scale", "crop"} & set(self.augment)
         if geometric and self.task != "detection":
             raise ValueError(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip or rot90")

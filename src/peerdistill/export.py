@@ -107,13 +107,20 @@ def sample_inputs(meta: dict, count: int = 4) -> torch.Tensor:
     return x
 
 
-def export_run(run_dir: str | Path, model: str = "best", fmt: str = "onnx", out: str | Path | None = None,
+FORMATS = ("onnx", "safetensors")
+
+
+def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None, out: str | Path | None = None,
                tolerance: float = TOLERANCE) -> ExportResult:
+    """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
+    a file, or a folder to write ``MODEL.FORMAT`` in."""
     run_dir = Path(run_dir)
-    name, module, output, meta = pick_model(run_dir, model)
-    if fmt not in ("onnx", "safetensors"):
+    if fmt is None:
+        fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
+    if fmt not in FORMATS:
         raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
-    target = Path(out) if out else run_dir / "export" / f"{name}.{fmt}"
+    name, module, output, meta = pick_model(run_dir, model)
+    target = _target(run_dir, name, fmt, out)
     if fmt == "safetensors":
         if name == "ensemble":
             raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
@@ -133,6 +140,23 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str = "onnx", out:
 
     write_sidecar(target, meta, output)
     return ExportResult(target, name, diff, output)
+
+
+def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
+    """The file to write: never one of the run's own weights, and named for its format."""
+    if out is None:
+        return run_dir / "export" / f"{name}.{fmt}"
+    target = Path(out)
+    if target.is_dir():
+        target = target / f"{name}.{fmt}"
+    elif target.suffix.lower() != f".{fmt}":
+        raise ConfigError(f"--out '{out}' does not end in .{fmt}, the format written: name it "
+                          f"{target.with_suffix('.' + fmt).name}, or give a folder")
+    for own in ("models", "heads", "checkpoints"):
+        if target.resolve().is_relative_to((run_dir / own).resolve()):
+            raise ConfigError(f"--out '{out}' is inside the run's {own}/ folder, which holds its own files: "
+                              "write the export elsewhere (default RUN_DIR/export/)")
+    return target
 
 
 def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None:

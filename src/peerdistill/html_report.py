@@ -24,7 +24,7 @@ from .comparison_runs import setting_runs  # noqa: E402
 from .engine.artifacts import atomic_write_text, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
-from .report import fmt, pm  # noqa: E402
+from .report import fmt, model_order, pm  # noqa: E402
 
 REPORT_FILE = "report.html"
 PNG_DATA_URI = "data:image/png;base64,"
@@ -62,6 +62,8 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
             "`peerdistill compare` wrote"
         )
     target = Path(out) if out is not None else directory / REPORT_FILE
+    if target.is_dir():
+        target = target / REPORT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, page)
     return target
@@ -456,17 +458,16 @@ def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
         rows = list(reader)
     if not rows:
         raise RunDirError(f"'{path}' holds no rows")
-    return [{"setting": r["setting"], "model": r["model"], "metric": r["metric"], "mean": float(r["mean"]),
-             "std": float(r["std"]), "n": int(r["n"]),
-             "values": [float(v) for v in r["values"].split(";") if v.strip()]} for r in rows]
-
-
-def model_order(models: list[str]) -> list[str]:
-    """Teachers, students, best student, ensemble; self-distillation heads (``@``) are left out."""
-    models = [m for m in dict.fromkeys(models) if "@" not in m]
-    head = sorted(m for m in models if m.startswith("teacher"))
-    tail = [m for m in ("best student", ENSEMBLE) if m in models]
-    return head + [m for m in models if m not in head and m not in tail] + tail
+    parsed = []
+    for line, r in enumerate(rows, start=2):
+        try:
+            parsed.append({"setting": r["setting"], "model": r["model"], "metric": r["metric"],
+                           "mean": float(r["mean"]), "std": float(r["std"]), "n": int(r["n"]),
+                           "values": [float(v) for v in r["values"].split(";") if v.strip()]})
+        except (TypeError, ValueError, AttributeError):
+            raise RunDirError(f"'{path}' is truncated or corrupt at line {line}: run the same "
+                              "`peerdistill compare` again to rewrite it (its runs are reused)") from None
+    return parsed
 
 
 def comparison_summary_html(directory: Path, rows, settings: list[str], models: list[str]) -> str:

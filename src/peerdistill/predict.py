@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from .data.segmentation import IMAGE_SUFFIXES, read_image
+from .data.sources import check_npz
 from .data.splits import standardize, to_nchw
-from .engine.artifacts import atomic_write_text
+from .cohort import as_logits
+from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, read_json
 from .engine.evaluate import windowed
-from .errors import ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError
 from .spatial import align_to
 
 
@@ -49,6 +51,9 @@ def read_inputs(inputs: list[str], channels: int,
             if not files:
                 raise DataError(f"'{path}' holds no images")
         elif path.suffix == ".npz":
+            if not path.is_file():
+                raise DataError(f"input '{path}' does not exist")
+            check_npz(path)
             with np.load(path, allow_pickle=False) as archive:
                 key = next((k for k in ("images", "test_images") if k in archive.files), None)
                 if key is None:
@@ -104,16 +109,21 @@ def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(planes, axis=-1).astype(np.float32)
 
 
-def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str = "best",
+def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
                   batch_size: int = 64) -> Path:
-    """Write ``out`` (a CSV for classification, a folder of masks for segmentation)."""
-    model_path = Path(model_path)
+    """Write ``out`` (a CSV for classification and detection, a folder of masks for
+    segmentation). ``model`` picks a run directory's model (default ``best``)."""
+    model_path, out = Path(model_path), Path(out)
     if model_path.suffix == ".onnx":
+        if model is not None:
+            raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "
+                              "already: drop --model")
         info, run = _onnx_model(model_path)
     else:
-        info, run = _run_model(model_path, model)
-    channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
+        info, run = _run_model(model_path, model or "best")
     dense = info["task"] == "segmentation"
+    _check_out(out, dense)
+    channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
@@ -123,30 +133,56 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
         raise DataError(f"inputs have {x.shape[1]} channels but the model takes {channels}")
     if info.get("data_stats"):
         x = standardize(x, info["data_stats"])
-    outputs = torch.cat([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     if info["task"] == "detection":
-        return _write_boxes(names, outputs, info, Path(out))
+        detections = [d for i in range(0, len(x), batch_size) for d in info["boxes"](run(x[i:i + batch_size]))]
+        return _write_boxes(names, detections, info["class_names"], out)
+    outputs = torch.cat([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     probs = outputs if info["output"] == "probabilities" else outputs.float().softmax(dim=1)
     if dense:
-        return _write_masks(names, probs, sizes, Path(out))
-    return _write_csv(names, probs, info["class_names"], Path(out))
+        return _write_masks(names, probs, sizes, out)
+    return _write_csv(names, probs, info["class_names"], out)
+
+
+def _check_out(out: Path, dense: bool) -> None:
+    if dense and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is a file; segmentation writes a folder of masks: give a folder")
+    if not dense and out.is_dir():
+        raise ConfigError(f"--out '{out}' is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
 
 
 def _run_model(run_dir: Path, which: str):
     from .export import pick_model
+    from .runs import load_cohort, task_for
 
-    name, module, output, meta = pick_model(run_dir, which)
+    meta = read_json(RunDir.open(run_dir).path / "run.json")
     spec = meta.get("data_spec") or {}
     window = (spec["patch_size"],) * 2 if spec.get("patch_size") else None
+    info = {k: meta.get(k) for k in ("task", "class_names", "input_shape", "data_stats", "detection")}
+    info["image_size"] = spec.get("image_size")
+    if meta.get("task") == "detection":
+        task = task_for(meta)
+        if which == "ensemble":  # every student's boxes, fused as evaluation fuses them
+            cohort, _ = load_cohort(run_dir, roles=("student",), with_heads=False)
+            students = [m.module.eval() for m in cohort.students]
+            info["boxes"] = lambda outs: task.ensemble([task.probabilities(o) for o in outs])
+
+            def run_all(batch: torch.Tensor) -> list[torch.Tensor]:
+                with torch.no_grad():
+                    return [as_logits(m(batch), "student") for m in students]
+
+            return info, run_all
+        info["boxes"] = task.probabilities
+    _, module, output, _ = pick_model(run_dir, which)
+    info["output"] = output
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return windowed(module, batch, window, spec.get("window_overlap", 0.5))
 
-    info = {k: meta.get(k) for k in ("task", "class_names", "input_shape", "data_stats", "detection")}
-    info["output"] = output
-    info["image_size"] = spec.get("image_size")
     return info, run
+
+
+SIDECAR_KEYS = ("task", "class_names", "input_shape", "output")
 
 
 def _onnx_model(path: Path):
@@ -154,12 +190,28 @@ def _onnx_model(path: Path):
         import onnxruntime as ort
     except ImportError:
         raise ConfigError("predicting with an ONNX file needs onnxruntime: pip install 'peerdistill[export]'") from None
+    if not path.is_file():
+        raise DataError(f"'{path}' does not exist: give an .onnx file written by peerdistill export, or a run directory")
     side = sidecar_path(path)
     if not side.is_file():
         raise ConfigError(f"'{side}' is missing: it is written by peerdistill export beside the .onnx file")
-    info = json.loads(side.read_text())
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        info = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"'{side}' is not valid JSON ({exc}): export the model again") from None
+    missing = [k for k in SIDECAR_KEYS if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise CheckpointError(f"'{side}' lacks {missing}: it is not the file peerdistill export writes; export again")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
+        raise CheckpointError(f"cannot load '{path}': {str(exc).splitlines()[0]}. It is truncated or not an ONNX "
+                              "model; export it again") from None
     window = (info["window"],) * 2 if info.get("window") else None
+    if info["task"] == "detection":
+        from .runs import task_for
+
+        info["boxes"] = task_for(info).probabilities
 
     def whole(batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"input": batch.numpy().astype(np.float32)})[0])
@@ -180,29 +232,38 @@ def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: P
     return out
 
 
-def _write_boxes(names: list[str], outputs: torch.Tensor, info: dict, out: Path) -> Path:
+def _write_boxes(names: list[str], detections: list[dict], class_names: list[str], out: Path) -> Path:
     """One CSV row per kept box, in pixels of the image as the model saw it (resized to its
     input size): input, class, score, x1, y1, x2, y2."""
-    from .runs import task_for
-
-    task = task_for(info)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["input", "class", "score", "x1", "y1", "x2", "y2"])
-    for name, det in zip(names, task.probabilities(outputs)):
+    for name, det in zip(names, detections, strict=True):
         for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
-            writer.writerow([name, task.class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
+            writer.writerow([name, class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
     atomic_write_text(out, buf.getvalue())
     return out
 
 
 def _write_masks(names: list[str], probs: torch.Tensor, sizes: list[tuple[int, int]], out: Path) -> Path:
     """One label PNG per input at that input's size (probabilities resized before the argmax)."""
+    files = [f"{Path(name.split('[')[0]).stem}{'_' + name.split('[')[1][:-1] if '[' in name else ''}_mask.png"
+             for name in names]
+    clashes = sorted({f for f in files if files.count(f) > 1})
+    if clashes:
+        same = [n for n, f in zip(names, files) if f == clashes[0]]
+        raise DataError(f"inputs {same[:3]} would all be written as '{clashes[0]}': predict them into separate "
+                        "--out folders")
+    out.mkdir(parents=True, exist_ok=True)
+    for file, p, size in zip(files, probs, sizes):
+        mask = align_to(p[None].float(), size)[0].argmax(dim=0).to(torch.uint8).numpy()
+        atomic_write_bytes(out / file, _png(mask))
+    return out
+
+
+def _png(mask: np.ndarray) -> bytes:
     from PIL import Image
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name, p, size in zip(names, probs, sizes):
-        mask = align_to(p[None].float(), size)[0].argmax(dim=0).to(torch.uint8).numpy()
-        stem = Path(name.split("[")[0]).stem + (f"_{name.split('[')[1][:-1]}" if "[" in name else "")
-        Image.fromarray(mask).save(out / f"{stem}_mask.png")
-    return out
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="PNG")
+    return buf.getvalue()

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from .engine.evaluate import ENSEMBLE
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -49,14 +50,27 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     if not clean:
         return float("nan"), float("nan")
     mean = sum(clean) / len(clean)
-    if len(clean) < 2:
-        return mean, 0.0
+    if len(clean) < 2:  # a sample std needs two values
+        return mean, float("nan")
     var = sum((v - mean) ** 2 for v in clean) / (len(clean) - 1)
     return mean, math.sqrt(var)
 
 
 def pm(mean: float, std: float) -> str:
-    return "n/a" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+BEST_STUDENT = "best student"
+
+
+def model_order(models: list[str]) -> list[str]:
+    """Teachers, students, best student, ensemble; self-distillation heads (``@``) are left out."""
+    models = [m for m in dict.fromkeys(models) if "@" not in m]
+    head = sorted(m for m in models if m.startswith("teacher"))
+    tail = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
+    return head + [m for m in models if m not in head and m not in tail] + tail
 
 
 def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: list[str],

@@ -48,7 +48,9 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
                 f"pass it as load_cohort(..., modules={{'{name}': module}})"
             )
         if not run.model_path(name).exists():
-            raise CheckpointError(f"'{run.model_path(name)}' is missing: the run ended before its first validation")
+            why = ("the run finished, so it was moved or deleted since" if run.is_complete
+                   else "the run ended before its first validation")
+            raise CheckpointError(f"'{run.model_path(name)}' is missing: {why}")
         load_member_weights(module, run, name)
         members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
     if not any(m.role == "student" for m in members):

@@ -29,11 +29,19 @@ def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
     return splits
 
 
+def check_npz(path: Path) -> None:
+    """np.load reads anything that is not a zip as a pickle and says so; name the real problem."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"'{path}' is not a .npz archive (a zip of arrays, as numpy.savez writes): "
+                        "point at the .npz file")
+
+
 def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     """A MedMNIST-style archive with keys ``{train,val,test}_{images,labels}``; splits as given."""
     path = Path(spec.root or "")
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist: set data.root to a .npz file")
+    check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in NPZ_KEYS if k not in archive.files]
