@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The work that needs a CUDA GPU, in steps that each fit one call of the device tool (10 minutes):
 #   bash benchmarks/gpu_session.sh STEP OUT_DIR [key=value ...]
-#   STEP: tests | throughput | RECIPE[:PRESETS]   (RECIPE: pneumoniamnist, drive, kvasir-detection;
+#   STEP: tests | throughput | compare-jobs | RECIPE[:PRESETS]   (RECIPE: pneumoniamnist, drive, kvasir-detection;
 #         PRESETS: comma-separated, default all of the recipe's comparison; key=value overrides
 #         go to the recipe)
 # Run from the repository root after benchmarks/device_prepare.sh here: packages the GPU machine
@@ -30,6 +30,9 @@ case "$step" in
     throughput)
         python3 benchmarks/step_throughput.py --device cuda --compile --json "$out/throughput.json" 2>&1 \
             | tee "$out/throughput.log" ;;
+    compare-jobs)
+        python3 benchmarks/compare_jobs.py --jobs 4 --epochs 30 --seeds 2 2>&1 | grep -v '^compare:' \
+            | tee "$out/compare-jobs.log" ;;
     pneumoniamnist|drive|kvasir-detection|pneumoniamnist:*|drive:*|kvasir-detection:*)
         recipe=${step%%:*}
         declare -A roots=([pneumoniamnist]=pneumoniamnist.npz [drive]=drive [kvasir-detection]=kvasir-seg)
@@ -47,6 +50,6 @@ case "$step" in
         tar czf "$out/$recipe-$(echo "$presets" | tr ',+' '_-').tar.gz" --exclude=models --exclude=checkpoints "runs/$recipe"
         exit $status ;;
     *)
-        echo "unknown step '$step': tests, throughput, pneumoniamnist, drive or kvasir-detection[:PRESETS]" >&2
+        echo "unknown step '$step': tests, throughput, compare-jobs, pneumoniamnist, drive or kvasir-detection[:PRESETS]" >&2
         exit 2 ;;
 esac
