@@ -225,13 +225,27 @@ def test_a_skipped_step_leaves_no_trace_in_the_connectors_batchnorm(tiny_data, t
     assert stats and all(torch.isfinite(b).all() for b in stats)
 
 
-def test_weights_stepped_to_infinity_stop_the_run_naming_the_model(tiny_data, tmp_path):
+def test_weights_stepped_out_of_range_stop_the_run_naming_the_model(tiny_data, tmp_path):
     from peerdistill.errors import NonFiniteError
 
     cohort = make_cohort()
+    # a finite loss and gradient, then weights so large the outputs are NaN: no step policy helps
     huge = OptimSpec(name="sgd", lr=1e38, momentum=0.0, weight_decay=0.0)
     t = trainer(cohort, train=TrainSpec(epochs=1, batch_size=32, nonfinite="skip"), optim=huge, run_dir=tmp_path / "r")
-    with pytest.raises(NonFiniteError, match="the weights of 'teacher' became non-finite during epoch 1 although "
-                                             "no loss or gradient was; no epoch had finished"):
+    with pytest.raises(NonFiniteError, match="'teacher' gives non-finite outputs on this split: its weights have "
+                                             "diverged"):
         t.fit(tiny_data)
     assert not (tmp_path / "r" / "models").exists() or not any((tmp_path / "r" / "models").iterdir())
+
+
+def test_large_finite_gradients_are_not_taken_for_non_finite_ones():
+    from peerdistill.engine.trainer import _grads_finite
+
+    weight = nn.Parameter(torch.zeros(4))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    weight.grad = torch.full((4,), 1e20)  # its 2-norm overflows float32; every element is finite
+    assert bool(_grads_finite(optimizer, torch.device("cpu")))
+    weight.grad[2] = float("nan")
+    assert not bool(_grads_finite(optimizer, torch.device("cpu")))
+    weight.grad[2] = float("-inf")
+    assert not bool(_grads_finite(optimizer, torch.device("cpu")))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from ..cohort import Cohort
+from ..errors import NonFiniteError
 
 ENSEMBLE = "ensemble"
 
@@ -36,7 +37,8 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     head_ensembles = cohort.head_ensembles()
-    meters = {name: task.new_meter() for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
+    meters = {name: FiniteCheck(task.new_meter(), name)
+              for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
     for x, y in batches:
         probs = {name: task.probabilities(out) for name, out in logits_of(cohort, x, window, overlap).items()}
         probs[ENSEMBLE] = task.ensemble([probs[s] for s in ensemble_names])
@@ -47,6 +49,29 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     if merge is not None:
         meters = merge(meters)
     return {name: meter.compute() for name, meter in meters.items()}
+
+
+class FiniteCheck:
+    """A task's meter that first makes sure every probability it was given was finite: weights
+    that diverged to huge (finite) values give NaN outputs, which no metric can score."""
+
+    def __init__(self, meter, name: str):
+        self.meter, self.name, self.finite = meter, name, True
+
+    def update(self, probs, targets) -> None:
+        if isinstance(probs, torch.Tensor) and self.finite:
+            self.finite = bool(torch.isfinite(probs).all())
+        self.meter.update(probs, targets)
+
+    def merge(self, other: "FiniteCheck") -> None:
+        self.finite = self.finite and other.finite
+        self.meter.merge(other.meter)
+
+    def compute(self) -> dict[str, float]:
+        if not self.finite:
+            raise NonFiniteError(f"'{self.name}' gives non-finite outputs on this split: its weights have diverged "
+                                 "(lower optim.lr) or the data holds extreme values")
+        return self.meter.compute()
 
 
 def merge_meters(per_process: list[dict]) -> dict:
