@@ -316,3 +316,5 @@ def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
     folder.mkdir()
     run_cli("report", tmp_path / "r", "--out", folder)
     assert (folder / "report.html").is_file()
+    run_cli("report", tmp_path / "r", "--out", tmp_path / "new-pages")  # no extension: a folder to make
+    assert (tmp_path / "new-pages" / "report.html").is_file()

@@ -13,9 +13,7 @@ from safetensors.torch import load_file, save_file
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
 from peerdistill.compare import compare
-from peerdistill.comparison_runs import _run_in_processes, plan_runs, settings_of
-from peerdistill.config import validate
-from peerdistill.errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
+from peerdistill.errors import CheckpointError, ConfigError, RunDirError
 from peerdistill.html_report import write_report
 
 
@@ -204,17 +202,6 @@ def test_a_failed_parallel_run_lets_the_others_finish_then_says_why(tmp_path):
         compare(tree, ["kd"], 2, progress=False, jobs=2)
     assert json.loads((tmp_path / "f-compare" / "kd-seed0" / "run.json").read_text())["status"] == "complete"
     assert not (tmp_path / "f-compare" / "compare.md").exists()
-
-
-def _die(plan, overwrite, quiet):  # a worker killed (say, by the out-of-memory killer)
-    os._exit(9)
-
-
-def test_a_worker_that_dies_is_one_clear_message(tmp_path):
-    tree = {**COMPARED, "name": "d", "out_dir": str(tmp_path)}
-    plans = plan_runs(settings_of([tree], [validate(tree)], ["kd"], None), 2, tmp_path)
-    with pytest.raises(PeerdistillError, match="a worker process died .* Run the same command again"):
-        _run_in_processes(plans, False, Console(), 2, 1, work=_die)
 
 
 def test_jobs_under_torchrun_is_refused(tmp_path, monkeypatch):

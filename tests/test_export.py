@@ -187,9 +187,10 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
     Image.fromarray(pixels[0]).save(tmp_path / "a.png")
     np.savez(tmp_path / "b.npz", images=pixels)
     np.savez(tmp_path / "big.npz", images=np.kron(pixels, np.ones((2, 2), np.uint8)))  # 16x16: resized to 8x8
-    names, images, sizes = read_inputs([str(tmp_path / "a.png"), str(tmp_path / "b.npz"), str(tmp_path / "big.npz")],
-                                       1, (8, 8))
+    read = read_inputs([str(tmp_path / "a.png"), str(tmp_path / "b.npz"), str(tmp_path / "big.npz")], 1, (8, 8))
+    names, images, sizes = read.names, read.images, read.sizes
     assert names == [str(tmp_path / "a.png"), "b.npz[0]", "b.npz[1]", "big.npz[0]", "big.npz[1]"]
+    assert read.stems == ["a", "b_0", "b_1", "big_0", "big_1"]
     assert sizes == [(8, 8)] * 3 + [(16, 16)] * 2
     assert images.dtype == np.float32 and images.shape == (5, 8, 8, 1)
     assert np.allclose(images[0, ..., 0], pixels[0] / 255) and np.allclose(images[1], images[0])
@@ -202,6 +203,10 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
                  "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert rows[0]["p_0"] == rows[1]["p_0"] and rows[0]["predicted"] == rows[1]["predicted"]
+    # other types are kept as an npz dataset keeps them in training; channels first or last alike
+    np.savez(tmp_path / "raw.npz", images=np.stack([pixels.astype(np.int64), pixels.astype(np.int64)], axis=1))
+    raw = read_inputs([str(tmp_path / "raw.npz")], 2, (8, 8)).images
+    assert raw.shape == (2, 8, 8, 2) and np.array_equal(raw[0, ..., 1], pixels[0].astype(np.float32))
 
 
 def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path, monkeypatch):
@@ -247,6 +252,8 @@ def test_export_names_its_file_for_its_format_and_never_writes_into_the_run(digi
     folder.mkdir()
     assert main(["export", str(digits_run), "--model", "student1", "--out", str(folder)]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["student1.json", "student1.onnx"]
+    assert main(["export", str(digits_run), "--model", "student2", "--out", str(tmp_path / "new") + "/"]) == 0
+    assert (tmp_path / "new" / "student2.onnx").is_file()  # a folder that did not exist yet
 
 
 def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):

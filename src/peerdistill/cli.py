@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", default=None, choices=["onnx", "safetensors"],
                      help="default: from the --out file's extension, else onnx")
     exp.add_argument("--out", default=None,
-                     help="output file, or a folder to write MODEL.FORMAT in (default RUN_DIR/export/MODEL.FORMAT)")
+                     help="output file, or a folder (one that exists, or a path without an extension) to write "
+                          "MODEL.FORMAT in (default RUN_DIR/export/MODEL.FORMAT)")
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
@@ -226,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="one self-contained HTML page of a run or a comparison")
     rep.add_argument("path", metavar="RUN_DIR_OR_COMPARE_DIR")
-    rep.add_argument("--out", default=None, help="output file (default PATH/report.html)")
+    rep.add_argument("--out", default=None,
+                     help="output file, or a folder (one that exists, or a path without an extension) for "
+                          "report.html (default PATH/report.html)")
     rep.set_defaults(func=cmd_report)
 
     pre = sub.add_parser("presets", help="list the presets")

@@ -4,10 +4,8 @@ trained, continued from its checkpoint or reused; with ``--teacher-from``, the f
 from __future__ import annotations
 
 import copy
+import functools
 import glob
-import multiprocessing
-from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from .build import train_from_config
 from .config import RunConfig, check_preset_names, to_yaml, validate
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
+from .run_pool import run_in_processes
 
 FROZEN_MARK = "(frozen teacher)"
 
@@ -119,48 +118,15 @@ def run_all(plans: list[Plan], overwrite: bool, progress: bool, console: Console
     run needs finish before it starts."""
     if jobs <= 1:
         return [run_or_reuse(plan, overwrite, progress, console) for plan in plans]
-    threads = max(1, torch.get_num_threads() // jobs)
     metrics: dict[Path, dict[str, Any]] = {}
+    work = functools.partial(_run_quietly, overwrite=overwrite, quiet=console.quiet)
     for phase in ([p for p in plans if p.source_run is None], [p for p in plans if p.source_run is not None]):
         if phase:
-            metrics.update(_run_in_processes(phase, overwrite, console, min(jobs, len(phase)), threads))
+            at_once = min(jobs, len(phase))
+            results = run_in_processes(phase, work, at_once, max(1, torch.get_num_threads() // at_once), console,
+                                       describe=lambda plan: f"{plan.label}, seed {plan.cfg.seed}")
+            metrics.update(zip((plan.run_dir for plan in phase), results))
     return [metrics[plan.run_dir] for plan in plans]
-
-
-def _run_in_processes(plans: list[Plan], overwrite: bool, console: Console, jobs: int,
-                      threads: int, work=None) -> dict[Path, dict[str, Any]]:
-    """Run ``plans`` ``jobs`` at a time (``work(plan, overwrite, quiet)`` in each process). After a
-    failure no new run starts; those under way finish (a comparison run again reuses them)
-    and the first failure is raised."""
-    done: dict[Path, dict[str, Any]] = {}
-    failures: list[BaseException] = []
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-        futures = {pool.submit(work or _run_quietly, plan, overwrite, console.quiet): plan for plan in plans}
-        for future in as_completed(futures):
-            plan = futures[future]
-            try:
-                done[plan.run_dir] = future.result()
-            except CancelledError:
-                continue
-            except Exception as exc:  # noqa: BLE001 - raised again below, once the others stop
-                if not failures:
-                    console.print(f"[bold]compare[/]: {plan.label}, seed {plan.cfg.seed} failed; "
-                                  "no new run starts, the runs under way finish")
-                    for other in futures:
-                        other.cancel()
-                failures.append(exc)
-                continue
-            console.print(f"[bold]compare[/]: {plan.label}, seed {plan.cfg.seed}: done "
-                          f"({len(done)} of {len(plans)})")
-    if failures and isinstance(failures[0], BrokenProcessPool):
-        raise PeerdistillError(
-            "compare --jobs: a worker process died (killed, or out of memory?). Run the same command again: "
-            "finished runs are reused and unfinished ones continue from their last checkpoint; fewer --jobs "
-            "need less memory") from None
-    if failures:
-        raise failures[0]
-    return done
 
 
 def _run_quietly(plan: Plan, overwrite: bool, quiet: bool) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from torch import nn
 
 from .cohort import as_logits
 from .data import build_data
-from .engine.artifacts import read_json, save_weights
+from .engine.artifacts import names_a_folder, read_json, save_weights
 from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
 from .runs import load_cohort, saved_data_spec
@@ -147,7 +147,7 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
     if out is None:
         return run_dir / "export" / f"{name}.{fmt}"
     target = Path(out)
-    if target.is_dir():
+    if names_a_folder(out):
         target = target / f"{name}.{fmt}"
     elif target.suffix.lower() != f".{fmt}":
         raise ConfigError(f"--out '{out}' does not end in .{fmt}, the format written: name it "

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .comparison_runs import setting_runs  # noqa: E402
-from .engine.artifacts import atomic_write_text, read_json  # noqa: E402
+from .engine.artifacts import atomic_write_text, names_a_folder, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
 from .report import fmt, model_order, pm  # noqa: E402
@@ -61,9 +61,7 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
             "directory (with compare.csv): pass the directory that `peerdistill train` or "
             "`peerdistill compare` wrote"
         )
-    target = Path(out) if out is not None else directory / REPORT_FILE
-    if target.is_dir():
-        target = target / REPORT_FILE
+    target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, page)
     return target

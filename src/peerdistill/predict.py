@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,12 +39,18 @@ def write_sidecar(onnx_path: Path, meta: dict, output: str) -> None:
     atomic_write_text(sidecar_path(onnx_path), json.dumps(info, indent=2))
 
 
-def read_inputs(inputs: list[str], channels: int,
-                size: tuple[int, int] | None) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
-    """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), as
-    [N, H, W, C] float32 in [0, 1], resized to ``size`` when given (as training resized its
-    images); with each input's own (height, width)."""
-    names, arrays, sizes = [], [], []
+class Inputs(NamedTuple):
+    names: list[str]  # as written in the CSV: the file path, or ARCHIVE.npz[i]
+    stems: list[str]  # what a mask is named after: the file's stem, or ARCHIVE_i
+    images: np.ndarray  # [N, H, W, C] float32
+    sizes: list[tuple[int, int]]  # each input's own (height, width)
+
+
+def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) -> Inputs:
+    """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
+    as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
+    255, other types kept), resized to ``size`` when given."""
+    names, stems, arrays, sizes = [], [], [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -51,17 +58,9 @@ def read_inputs(inputs: list[str], channels: int,
             if not files:
                 raise DataError(f"'{path}' holds no images")
         elif path.suffix == ".npz":
-            if not path.is_file():
-                raise DataError(f"input '{path}' does not exist")
-            check_npz(path)
-            with np.load(path, allow_pickle=False) as archive:
-                key = next((k for k in ("images", "test_images") if k in archive.files), None)
-                if key is None:
-                    raise DataError(f"'{path}' has no 'images' or 'test_images' array")
-                batch = archive[key]
-            for i, a in enumerate(batch):
-                a = _as_hwc_unit(a, f"{path}[{i}]")
+            for i, a in enumerate(_npz_images(path)):
                 names.append(f"{path.name}[{i}]")
+                stems.append(f"{path.stem}_{i}")
                 sizes.append(a.shape[:2])
                 arrays.append(_resized(a, size) if size is not None and a.shape[:2] != tuple(size) else a)
             continue
@@ -71,12 +70,26 @@ def read_inputs(inputs: list[str], channels: int,
             raise DataError(f"input '{path}' does not exist")
         for f in files:
             names.append(str(f))
+            stems.append(f.stem)
             sizes.append(_image_size(f))
             arrays.append(read_image(f, size, grey=channels == 1))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"inputs differ in size {sorted(shapes)[:3]}: predict them separately")
-    return names, np.stack(arrays), sizes
+    return Inputs(names, stems, np.stack(arrays), sizes)
+
+
+def _npz_images(path: Path) -> np.ndarray:
+    """[N, H, W, C] float32, scaled and laid out as an npz dataset's images are in training."""
+    if not path.is_file():
+        raise DataError(f"input '{path}' does not exist")
+    check_npz(path)
+    with np.load(path, allow_pickle=False) as archive:
+        key = next((k for k in ("images", "test_images") if k in archive.files), None)
+        if key is None:
+            raise DataError(f"'{path}' has no 'images' or 'test_images' array")
+        batch = archive[key]
+    return to_nchw(batch, str(path)).permute(0, 2, 3, 1).numpy()
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -87,17 +100,6 @@ def _image_size(path: Path) -> tuple[int, int]:
             return im.height, im.width
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read image '{path}': {exc}") from None
-
-
-def _as_hwc_unit(a: np.ndarray, name: str) -> np.ndarray:
-    """An .npz image as [H, W, C] float32 in [0, 1], like an image file read from disk: integer
-    images divided by their type's maximum, floats kept."""
-    a = a[..., None] if a.ndim == 2 else a
-    if a.ndim != 3:
-        raise DataError(f"{name} has shape {a.shape}; expected [H, W] or [H, W, C] images")
-    if np.issubdtype(a.dtype, np.integer):
-        return a.astype(np.float32) / float(np.iinfo(a.dtype).max)
-    return a.astype(np.float32)
 
 
 def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -127,20 +129,20 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
-    names, images, sizes = read_inputs(inputs, channels, trained_size if dense else size)
-    x = to_nchw(images, "inputs")
+    read = read_inputs(inputs, channels, trained_size if dense else size)
+    x = to_nchw(read.images, "inputs")
     if x.shape[1] != channels:
         raise DataError(f"inputs have {x.shape[1]} channels but the model takes {channels}")
     if info.get("data_stats"):
         x = standardize(x, info["data_stats"])
     if info["task"] == "detection":
         detections = [d for i in range(0, len(x), batch_size) for d in info["boxes"](run(x[i:i + batch_size]))]
-        return _write_boxes(names, detections, info["class_names"], out)
+        return _write_boxes(read.names, detections, info["class_names"], out)
     outputs = torch.cat([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     probs = outputs if info["output"] == "probabilities" else outputs.float().softmax(dim=1)
     if dense:
-        return _write_masks(names, probs, sizes, out)
-    return _write_csv(names, probs, info["class_names"], out)
+        return _write_masks(read, probs, out)
+    return _write_csv(read.names, probs, info["class_names"], out)
 
 
 def _check_out(out: Path, dense: bool) -> None:
@@ -245,17 +247,16 @@ def _write_boxes(names: list[str], detections: list[dict], class_names: list[str
     return out
 
 
-def _write_masks(names: list[str], probs: torch.Tensor, sizes: list[tuple[int, int]], out: Path) -> Path:
+def _write_masks(read: Inputs, probs: torch.Tensor, out: Path) -> Path:
     """One label PNG per input at that input's size (probabilities resized before the argmax)."""
-    files = [f"{Path(name.split('[')[0]).stem}{'_' + name.split('[')[1][:-1] if '[' in name else ''}_mask.png"
-             for name in names]
+    files = [f"{stem}_mask.png" for stem in read.stems]
     clashes = sorted({f for f in files if files.count(f) > 1})
     if clashes:
-        same = [n for n, f in zip(names, files) if f == clashes[0]]
+        same = [n for n, f in zip(read.names, files) if f == clashes[0]]
         raise DataError(f"inputs {same[:3]} would all be written as '{clashes[0]}': predict them into separate "
                         "--out folders")
     out.mkdir(parents=True, exist_ok=True)
-    for file, p, size in zip(files, probs, sizes):
+    for file, p, size in zip(files, probs, read.sizes):
         mask = align_to(p[None].float(), size)[0].argmax(dim=0).to(torch.uint8).numpy()
         atomic_write_bytes(out / file, _png(mask))
     return out

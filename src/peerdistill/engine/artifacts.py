@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -40,7 +41,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise RunDirError(f"'{path}' is a directory: give a file name to write")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private (0600); give them the usual mode
+        with contextlib.suppress(OSError):  # some network file systems refuse chmod: keep mkstemp's mode
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private (0600); give them the usual mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -49,6 +51,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def names_a_folder(out: str | Path) -> bool:
+    """An --out that means a folder: an existing one, or a path ending in '/' or without an extension."""
+    return Path(out).is_dir() or str(out).endswith(("/", os.sep)) or not Path(out).suffix
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -1,0 +1,74 @@
+"""Several runs side by side, each in its own process (``compare --jobs``).
+
+Runs are handed out one at a time as workers come free, so after a failure no new run
+starts while those under way finish (their results are on disk for the next comparison).
+Ctrl-C (or a worker killed from outside) stops every worker at once; each run keeps its
+last checkpoint."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from .errors import PeerdistillError
+
+
+def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int, threads: int,
+                     console: Console, describe: Callable[[Any], str] = str) -> list[Any]:
+    """``work(item)`` for every item, ``jobs`` at a time, each process limited to ``threads``
+    torch threads; the results in item order. Every failure is printed; once the runs under way
+    have finished, the failure of the earliest item is raised."""
+    results: dict[int, Any] = {}
+    failures: dict[int, Exception] = {}
+    waiting = list(enumerate(items))
+    running: dict[Future, int] = {}
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=torch.set_num_threads, initargs=(threads,))
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs and not failures:
+                index, item = waiting.pop(0)
+                running[pool.submit(work, item)] = index
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = running.pop(future)
+                name = describe(items[index])
+                try:
+                    results[index] = future.result()
+                except BrokenProcessPool:
+                    raise PeerdistillError(
+                        "compare --jobs: a worker process died (killed, or out of memory?). Run the same command "
+                        "again: finished runs are reused and unfinished ones continue from their last checkpoint; "
+                        "fewer --jobs need less memory") from None
+                except Exception as exc:  # noqa: BLE001 - every failure is reported, the first raised at the end
+                    failures[index] = exc
+                    console.print(f"[bold]compare[/]: {escape(name)} failed: {escape(str(exc))}"
+                                  + ("; no new run starts, the runs under way finish" if running else ""))
+                    continue
+                console.print(f"[bold]compare[/]: {escape(name)}: done ({len(results)} of {len(items)})")
+    except BaseException:  # Ctrl-C (it reaches the workers too, which would go on to the next run) or a dead worker
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failures:
+        raise failures[min(failures)]
+    return [results[i] for i in range(len(items))]
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()

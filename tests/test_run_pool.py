@@ -1,0 +1,69 @@
+"""compare --jobs's process pool: runs handed out as workers come free, failures reported, no
+new run after one, Ctrl-C and a dead worker stopping everything."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from peerdistill.errors import PeerdistillError
+from peerdistill.run_pool import run_in_processes
+
+
+def _job(item):
+    """Module level, so spawned workers can import it: (folder, index, what to do)."""
+    folder, index, action = item
+    Path(folder, f"started-{index}").touch()
+    if action == "fail":
+        raise ValueError(f"run {index} broke")
+    if action == "interrupt":
+        raise KeyboardInterrupt
+    if action == "die":
+        os._exit(9)
+    time.sleep(action)
+    return index * 10
+
+
+def started(folder):
+    return sorted(int(p.name.split("-")[1]) for p in Path(folder).glob("started-*"))
+
+
+def test_results_come_back_in_item_order(tmp_path, capsys):
+    items = [(tmp_path, i, delay) for i, delay in enumerate([0.6, 0.0, 0.3])]
+    assert run_in_processes(items, _job, 2, 1, Console(), describe=lambda it: f"run {it[1]}") == [0, 10, 20]
+    assert "done (3 of 3)" in capsys.readouterr().out
+    assert started(tmp_path) == [0, 1, 2]
+
+
+def test_after_a_failure_no_new_run_starts_and_every_failure_is_reported(tmp_path, capsys):
+    items = [(tmp_path, 0, "fail"), (tmp_path, 1, 1.5), (tmp_path, 2, 0.0), (tmp_path, 3, 0.0)]
+    with pytest.raises(ValueError, match="run 0 broke"):
+        run_in_processes(items, _job, 2, 1, Console(width=200), describe=lambda it: f"run {it[1]}")
+    printed = capsys.readouterr().out
+    assert "run 0 failed: run 0 broke; no new run starts, the runs under way finish" in printed
+    assert "run 1: done" in printed  # the run under way finished
+    assert started(tmp_path) == [0, 1]
+    two = [(tmp_path, 4, "fail"), (tmp_path, 5, "fail")]
+    with pytest.raises(ValueError, match="run 4 broke"):
+        run_in_processes(two, _job, 2, 1, Console(width=200), describe=lambda it: f"run {it[1]}")
+    printed = capsys.readouterr().out
+    assert "run 4 failed: run 4 broke" in printed and "run 5 failed: run 5 broke" in printed
+
+
+def test_ctrl_c_stops_every_worker_and_starts_nothing_new(tmp_path):
+    items = [(tmp_path, 0, "interrupt"), (tmp_path, 1, 30.0), (tmp_path, 2, 0.0)]
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_in_processes(items, _job, 2, 1, Console())
+    assert time.monotonic() - start < 20, "the 30 s run was stopped, not waited for"
+    assert 2 not in started(tmp_path)
+
+
+def test_a_worker_that_dies_is_one_clear_message(tmp_path):
+    items = [(tmp_path, 0, "die"), (tmp_path, 1, 30.0)]
+    start = time.monotonic()
+    with pytest.raises(PeerdistillError, match="a worker process died .* Run the same command again"):
+        run_in_processes(items, _job, 2, 1, Console())
+    assert time.monotonic() - start < 20
