@@ -1,7 +1,6 @@
 """compare: continuing a killed comparison, reusing runs, and teachers trained first then frozen."""
 
 import json
-import os
 import re
 
 import pytest

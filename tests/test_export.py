@@ -181,7 +181,7 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
 
     from PIL import Image
 
-    from peerdistill.predict import read_inputs
+    from peerdistill.predict_inputs import read_inputs
 
     pixels = np.random.default_rng(1).integers(0, 256, (2, 8, 8), dtype=np.uint8)
     Image.fromarray(pixels[0]).save(tmp_path / "a.png")

@@ -16,7 +16,6 @@ from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_all, settin
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched
-from .engine.evaluate import ENSEMBLE
 from .errors import ConfigError
 from .metrics import ranking_score
 from .report import BEST_STUDENT, comparison_markdown, mean_std, model_order, pm

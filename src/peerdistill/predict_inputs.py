@@ -1,0 +1,86 @@
+"""The inputs of ``peerdistill predict``: image files, folders and .npz archives, read as
+training read its images, with each input's own size and a name for its mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .data.segmentation import IMAGE_SUFFIXES, read_image
+from .data.sources import check_npz
+from .data.splits import to_nchw
+from .errors import DataError
+
+
+class Inputs(NamedTuple):
+    names: list[str]  # as written in the CSV: the file path, or ARCHIVE.npz[i]
+    stems: list[str]  # what a mask is named after: the file's stem, or ARCHIVE_i
+    images: np.ndarray  # [N, H, W, C] float32
+    sizes: list[tuple[int, int]]  # each input's own (height, width)
+
+
+def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) -> Inputs:
+    """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
+    as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
+    255, other types kept), resized to ``size`` when given."""
+    names, stems, arrays, sizes = [], [], [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataError(f"'{path}' holds no images")
+        elif path.suffix == ".npz":
+            for i, a in enumerate(_npz_images(path)):
+                names.append(f"{path.name}[{i}]")
+                stems.append(f"{path.stem}_{i}")
+                sizes.append(a.shape[:2])
+                arrays.append(_resized(a, size) if size is not None and a.shape[:2] != tuple(size) else a)
+            continue
+        elif path.is_file():
+            files = [path]
+        else:
+            raise DataError(f"input '{path}' does not exist")
+        for f in files:
+            names.append(str(f))
+            stems.append(f.stem)
+            sizes.append(_image_size(f))
+            arrays.append(read_image(f, size, grey=channels == 1))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(f"inputs differ in size {sorted(shapes)[:3]}: predict them separately")
+    return Inputs(names, stems, np.stack(arrays), sizes)
+
+
+def _npz_images(path: Path) -> np.ndarray:
+    """[N, H, W, C] float32, scaled and laid out as an npz dataset's images are in training."""
+    if not path.is_file():
+        raise DataError(f"input '{path}' does not exist")
+    check_npz(path)
+    with np.load(path, allow_pickle=False) as archive:
+        key = next((k for k in ("images", "test_images") if k in archive.files), None)
+        if key is None:
+            raise DataError(f"'{path}' has no 'images' or 'test_images' array")
+        batch = archive[key]
+    return to_nchw(batch, str(path)).permute(0, 2, 3, 1).numpy()
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image '{path}': {exc}") from None
+
+
+def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Each channel resized with Pillow's bilinear filter, as ``read_image`` resizes files."""
+    from PIL import Image
+
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(a[..., c], dtype=np.float32)).resize(
+        (size[1], size[0]), Image.BILINEAR)) for c in range(a.shape[-1])]
+    return np.stack(planes, axis=-1).astype(np.float32)
