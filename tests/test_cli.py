@@ -318,3 +318,6 @@ def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
     assert (folder / "report.html").is_file()
     run_cli("report", tmp_path / "r", "--out", tmp_path / "new-pages")  # no extension: a folder to make
     assert (tmp_path / "new-pages" / "report.html").is_file()
+    (tmp_path / "page").write_text("old")  # an existing file without an extension stays a file
+    run_cli("report", tmp_path / "r", "--out", tmp_path / "page")
+    assert (tmp_path / "page").read_text().startswith("<!DOCTYPE html>")

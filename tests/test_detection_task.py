@@ -158,6 +158,14 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     assert len(rows) == len(fused["scores"]) > 0
     assert [float(r[2]) for r in rows] == pytest.approx(fused["scores"].tolist(), abs=1e-6)
     assert [float(v) for r in rows for v in r[3:]] == pytest.approx(fused["boxes"].flatten().tolist(), abs=0.01)
+    # a detector whose weights diverged yields no boxes at all: evaluation names it instead of scoring AP 0
+    from safetensors.torch import load_file, save_file
+
+    weights = run / "models" / "student1.safetensors"
+    save_file({k: v * float("nan") if v.is_floating_point() else v for k, v in load_file(weights).items()}, weights)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 2
+    assert "'student1' gives non-finite outputs" in capsys.readouterr().err
 
 
 def test_detectors_with_different_heads_are_refused(tmp_path):

@@ -207,6 +207,11 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
     np.savez(tmp_path / "raw.npz", images=np.stack([pixels.astype(np.int64), pixels.astype(np.int64)], axis=1))
     raw = read_inputs([str(tmp_path / "raw.npz")], 2, (8, 8)).images
     assert raw.shape == (2, 8, 8, 2) and np.array_equal(raw[0, ..., 1], pixels[0].astype(np.float32))
+    np.savez(tmp_path / "flat.npz", images=np.zeros((3, 12)))  # feature vectors, not images
+    from peerdistill.errors import DataError
+
+    with pytest.raises(DataError, match=r"holds images of shape \(3, 12\); expected \[N, H, W\]"):
+        read_inputs([str(tmp_path / "flat.npz")], 1, (8, 8))
 
 
 def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path, monkeypatch):

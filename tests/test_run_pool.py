@@ -67,3 +67,29 @@ def test_a_worker_that_dies_is_one_clear_message(tmp_path):
     with pytest.raises(PeerdistillError, match="a worker process died .* Run the same command again"):
         run_in_processes(items, _job, 2, 1, Console())
     assert time.monotonic() - start < 20
+
+
+class TwoArguments(Exception):
+    def __init__(self, run, why):  # pickles, but cannot be rebuilt from its message alone
+        super().__init__(f"{run}: {why}")
+
+
+def _odd_failure(item):
+    folder, index, kind = item
+    if kind == "two-arguments":
+        raise TwoArguments(index, "the data is missing")
+    if kind == "unpicklable":
+        error = ValueError("the real problem: the data is missing")
+        error.lock = __import__("threading").Lock()
+        raise error
+    time.sleep(kind)
+    return index
+
+
+@pytest.mark.parametrize("kind", ["two-arguments", "unpicklable"])
+def test_any_error_of_a_run_comes_back_with_its_message_and_the_others_finish(tmp_path, capsys, kind):
+    with pytest.raises(RuntimeError, match="the data is missing") as info:
+        run_in_processes([(tmp_path, 0, kind), (tmp_path, 1, 1.0)], _odd_failure, 2, 1, Console(width=300),
+                         describe=lambda it: f"run {it[1]}")
+    assert ("TwoArguments" if kind == "two-arguments" else "ValueError") in str(info.value)
+    assert "run 1: done" in capsys.readouterr().out

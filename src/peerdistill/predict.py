@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .cohort import as_logits
-from .data.splits import standardize, to_nchw
+from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, read_json
 from .engine.evaluate import windowed
 from .errors import CheckpointError, ConfigError, DataError
@@ -56,7 +56,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
     read = read_inputs(inputs, channels, trained_size if dense else size)
-    x = to_nchw(read.images, "inputs")
+    x = torch.from_numpy(read.images).permute(0, 3, 1, 2).contiguous()  # NHWC as read, whatever the sizes
     if x.shape[1] != channels:
         raise DataError(f"inputs have {x.shape[1]} channels but the model takes {channels}")
     if info.get("data_stats"):

@@ -64,6 +64,8 @@ def _npz_images(path: Path) -> np.ndarray:
         if key is None:
             raise DataError(f"'{path}' has no 'images' or 'test_images' array")
         batch = archive[key]
+    if batch.ndim not in (3, 4):
+        raise DataError(f"'{path}' holds images of shape {batch.shape}; expected [N, H, W], [N, H, W, C] or [N, C, H, W]")
     return to_nchw(batch, str(path)).permute(0, 2, 3, 1).numpy()
 
 

@@ -8,6 +8,7 @@ last checkpoint."""
 from __future__ import annotations
 
 import multiprocessing
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -32,10 +33,11 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=torch.set_num_threads, initargs=(threads,))
     try:
+        _start_workers(pool, jobs)
         while waiting or running:
             while waiting and len(running) < jobs and not failures:
                 index, item = waiting.pop(0)
-                running[pool.submit(work, item)] = index
+                running[pool.submit(_call, work, item)] = index
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -63,6 +65,31 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
     if failures:
         raise failures[min(failures)]
     return [results[i] for i in range(len(items))]
+
+
+def _call(work: Callable[[Any], Any], item: Any) -> Any:
+    """``work(item)`` in a worker. Its error goes back to the parent by pickle: peerdistill's own
+    errors (one message) survive that; any other is sent as its type, message and traceback in
+    text, since an exception that cannot be pickled, or rebuilt, would otherwise look like a
+    dead worker or lose its message."""
+    try:
+        return work(item)
+    except PeerdistillError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised as text
+        raise RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
+
+
+def _ready() -> None:
+    """The no-op task that starts a worker."""
+
+
+def _start_workers(pool: ProcessPoolExecutor, jobs: int) -> None:
+    # Start every worker before the runs: Python 3.11 spawns a worker after waking the pool's
+    # manager thread, which then does not watch that worker, so its death went unnoticed until
+    # another run ended. Once the starting tasks are done, it watches them all.
+    for future in [pool.submit(_ready) for _ in range(jobs)]:
+        future.result()
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

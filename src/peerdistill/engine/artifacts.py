@@ -54,8 +54,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def names_a_folder(out: str | Path) -> bool:
-    """An --out that means a folder: an existing one, or a path ending in '/' or without an extension."""
-    return Path(out).is_dir() or str(out).endswith(("/", os.sep)) or not Path(out).suffix
+    """An --out that means a folder: an existing one, or a path ending in '/', or a path without an
+    extension that is not an existing file."""
+    path = Path(out)
+    return path.is_dir() or str(out).endswith(("/", os.sep)) or (not path.suffix and not path.exists())
 
 
 def atomic_write_text(path: Path, text: str) -> None:

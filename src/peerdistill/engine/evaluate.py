@@ -40,7 +40,10 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     meters = {name: FiniteCheck(task.new_meter(), name)
               for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
     for x, y in batches:
-        probs = {name: task.probabilities(out) for name, out in logits_of(cohort, x, window, overlap).items()}
+        outputs = logits_of(cohort, x, window, overlap)
+        for name, out in outputs.items():
+            meters[name].check(out)
+        probs = {name: task.probabilities(out) for name, out in outputs.items()}
         probs[ENSEMBLE] = task.ensemble([probs[s] for s in ensemble_names])
         for key, names in head_ensembles.items():
             probs[key] = task.ensemble([probs[n] for n in names])
@@ -58,9 +61,14 @@ class FiniteCheck:
     def __init__(self, meter, name: str):
         self.meter, self.name, self.finite = meter, name, True
 
+    def check(self, output: torch.Tensor) -> None:
+        """A model's raw output (any task: detections are decoded from it)."""
+        if self.finite:
+            self.finite = bool(torch.isfinite(output).all())
+
     def update(self, probs, targets) -> None:
-        if isinstance(probs, torch.Tensor) and self.finite:
-            self.finite = bool(torch.isfinite(probs).all())
+        if isinstance(probs, torch.Tensor):
+            self.check(probs)
         self.meter.update(probs, targets)
 
     def merge(self, other: "FiniteCheck") -> None:
