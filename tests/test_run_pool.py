@@ -39,17 +39,17 @@ def test_results_come_back_in_item_order(tmp_path, capsys):
 
 def test_after_a_failure_no_new_run_starts_and_every_failure_is_reported(tmp_path, capsys):
     items = [(tmp_path, 0, "fail"), (tmp_path, 1, 1.5), (tmp_path, 2, 0.0), (tmp_path, 3, 0.0)]
-    with pytest.raises(ValueError, match="run 0 broke"):
+    with pytest.raises(RuntimeError, match="ValueError: run 0 broke"):  # its type, message and traceback
         run_in_processes(items, _job, 2, 1, Console(width=200), describe=lambda it: f"run {it[1]}")
     printed = capsys.readouterr().out
-    assert "run 0 failed: run 0 broke; no new run starts, the runs under way finish" in printed
+    assert "run 0 failed: ValueError: run 0 broke; no new run starts, the runs under way finish" in printed
     assert "run 1: done" in printed  # the run under way finished
     assert started(tmp_path) == [0, 1]
     two = [(tmp_path, 4, "fail"), (tmp_path, 5, "fail")]
-    with pytest.raises(ValueError, match="run 4 broke"):
+    with pytest.raises(RuntimeError, match="run 4 broke"):
         run_in_processes(two, _job, 2, 1, Console(width=200), describe=lambda it: f"run {it[1]}")
     printed = capsys.readouterr().out
-    assert "run 4 failed: run 4 broke" in printed and "run 5 failed: run 5 broke" in printed
+    assert "run 4 failed: ValueError: run 4 broke" in printed and "run 5 failed: ValueError: run 5 broke" in printed
 
 
 def test_ctrl_c_stops_every_worker_and_starts_nothing_new(tmp_path):

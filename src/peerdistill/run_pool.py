@@ -53,7 +53,8 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
                         "fewer --jobs need less memory") from None
                 except Exception as exc:  # noqa: BLE001 - every failure is reported, the first raised at the end
                     failures[index] = exc
-                    console.print(f"[bold]compare[/]: {escape(name)} failed: {escape(str(exc))}"
+                    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]  # the traceback comes when raised
+                    console.print(f"[bold]compare[/]: {escape(name)} failed: {escape(first_line)}"
                                   + ("; no new run starts, the runs under way finish" if running else ""))
                     continue
                 console.print(f"[bold]compare[/]: {escape(name)}: done ({len(results)} of {len(items)})")
