@@ -261,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:
     if ns.command == "compare":
-        return ("interrupted: run the same compare command again; finished runs are reused and the "
-                "interrupted one continues from its last checkpoint")
+        return ("interrupted: run the same compare command again; finished runs are reused and "
+                "unfinished ones continue from their last checkpoint")
     if ns.command == "train" and getattr(ns, "run_dir", None) is not None:
         return f"interrupted: the run keeps its last checkpoint; continue with peerdistill train --resume {ns.run_dir}"
     return "interrupted"
