@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cohort import as_logits
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, read_json
 from .engine.evaluate import windowed
@@ -25,16 +24,21 @@ def sidecar_path(onnx_path: Path) -> Path:
     return onnx_path.with_suffix(".json")
 
 
-def write_sidecar(onnx_path: Path, meta: dict, output: str) -> None:
-    """What predicting with an ONNX file needs to know: the normalisation, classes, task, and
-    for segmentation the size images were resized to and the sliding window."""
+def model_info(meta: dict, output: str) -> dict:
+    """What predicting with a model needs to know of its run: the normalisation, classes, task,
+    and for segmentation the size images were resized to and the sliding window."""
     info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats", "detection")}
     info["output"] = output
     spec = meta.get("data_spec") or {}
     info["image_size"] = spec.get("image_size")
     info["window"] = spec.get("patch_size")
     info["window_overlap"] = spec.get("window_overlap", 0.5)
-    atomic_write_text(sidecar_path(onnx_path), json.dumps(info, indent=2))
+    return info
+
+
+def write_sidecar(onnx_path: Path, meta: dict, output: str) -> None:
+    """The JSON beside an exported .onnx: its ``model_info``."""
+    atomic_write_text(sidecar_path(onnx_path), json.dumps(model_info(meta, output), indent=2))
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
@@ -79,33 +83,26 @@ def _check_out(out: Path, dense: bool) -> None:
 
 
 def _run_model(run_dir: Path, which: str):
+    from .engine.evaluate import ENSEMBLE, predict
     from .export import pick_model
     from .runs import load_cohort, task_for
 
     meta = read_json(RunDir.open(run_dir).path / "run.json")
-    spec = meta.get("data_spec") or {}
-    window = (spec["patch_size"],) * 2 if spec.get("patch_size") else None
-    info = {k: meta.get(k) for k in ("task", "class_names", "input_shape", "data_stats", "detection")}
-    info["image_size"] = spec.get("image_size")
-    if meta.get("task") == "detection":
+    if meta.get("task") == "detection" and which == "ensemble":
+        # the students' boxes, decoded and fused as evaluation does it
+        cohort, _ = load_cohort(run_dir, roles=("student",), with_heads=False)
         task = task_for(meta)
-        if which == "ensemble":  # every student's boxes, fused as evaluation fuses them
-            cohort, _ = load_cohort(run_dir, roles=("student",), with_heads=False)
-            students = [m.module.eval() for m in cohort.students]
-            info["boxes"] = lambda outs: task.ensemble([task.probabilities(o) for o in outs])
-
-            def run_all(batch: torch.Tensor) -> list[torch.Tensor]:
-                with torch.no_grad():
-                    return [as_logits(m(batch), "student") for m in students]
-
-            return info, run_all
-        info["boxes"] = task.probabilities
+        info = {**model_info(meta, "boxes"), "boxes": lambda detections: detections}
+        return info, lambda batch: predict(cohort, task, batch)[ENSEMBLE]
     _, module, output, _ = pick_model(run_dir, which)
-    info["output"] = output
+    info = model_info(meta, output)
+    if meta.get("task") == "detection":
+        info["boxes"] = task_for(meta).probabilities
+    window = (info["window"],) * 2 if info["window"] else None
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return windowed(module, batch, window, spec.get("window_overlap", 0.5))
+            return windowed(module, batch, window, info["window_overlap"])
 
     return info, run
 

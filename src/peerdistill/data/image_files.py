@@ -38,7 +38,8 @@ def _class_folders(folder: Path) -> list[Path]:
 
 
 def _check_every_class_has_images(classes: list[str], labels: list[int], root: Path) -> None:
-    empty = [c for i, c in enumerate(classes) if i not in set(labels)]
+    present = set(labels)
+    empty = [c for i, c in enumerate(classes) if i not in present]
     if empty:
         raise DataError(f"class folder(s) {empty} under '{root}' hold no images, so they would be classes with "
                         "no samples: remove them or add their images")

@@ -55,8 +55,9 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
 
 
 class FiniteCheck:
-    """A task's meter that first makes sure every probability it was given was finite: weights
-    that diverged to huge (finite) values give NaN outputs, which no metric can score."""
+    """A task's meter that first makes sure its model's outputs were finite: weights that
+    diverged to huge (finite) values give NaN outputs, which no metric can score. Ensembles are
+    made from checked outputs, so their meters need no check of their own."""
 
     def __init__(self, meter, name: str):
         self.meter, self.name, self.finite = meter, name, True
@@ -67,8 +68,6 @@ class FiniteCheck:
             self.finite = bool(torch.isfinite(output).all())
 
     def update(self, probs, targets) -> None:
-        if isinstance(probs, torch.Tensor):
-            self.check(probs)
         self.meter.update(probs, targets)
 
     def merge(self, other: "FiniteCheck") -> None:
