@@ -91,3 +91,11 @@ def test_config_files(tmp_path):
     good.write_text("students:\n  - {arch: cnn}\n  - {arch: cnn, name: tiny}\ndistill: {preset: ml}\n")
     cfg = load_config(good, ["train.epochs=2"])
     assert cfg.member_names() == ["student1", "tiny"] and cfg.train.epochs == 2
+
+
+def test_a_config_error_says_whether_the_overrides_took_part(tmp_path):
+    with pytest.raises(ConfigError, match="invalid embedded default config with the key=value overrides:"):
+        load_config(None, ["train.epoch=3"])
+    (tmp_path / "c.yaml").write_text("train: {epoch: 3}\n")
+    with pytest.raises(ConfigError, match=r"invalid config '.*c\.yaml':\n"):
+        load_config(tmp_path / "c.yaml")

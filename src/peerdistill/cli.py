@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
-from rich.console import Console
+from .terminal import Console
 from rich.markup import escape
 
 from . import __version__

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from .terminal import Console
 from rich.table import Table
 
 from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_all, setting_tree, settings_of

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 import yaml
-from rich.console import Console
+from .terminal import Console
 from rich.table import Table
 from safetensors.torch import load_file
 

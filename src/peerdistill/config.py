@@ -410,7 +410,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read a YAML file (or the embedded default when ``path`` is None) and apply overrides."""
     tree = load_yaml(path) if path is not None else default_config()
     apply_overrides(tree, overrides or [])
-    return validate(tree, str(path) if path else "default config")
+    source = f"config '{path}'" if path else "embedded default config"
+    if overrides:
+        source += " with the key=value overrides"
+    return validate(tree, source)
 
 
 def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:

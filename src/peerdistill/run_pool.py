@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
-from rich.console import Console
+from .terminal import Console
 from rich.markup import escape
 
 from .errors import PeerdistillError
