@@ -126,3 +126,18 @@ def test_similarity_preserving_matches_the_formula():
     t.requires_grad_(True)
     similarity_preserving(s, t).backward()
     assert t.grad is None and s.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gram_matrices_stay_in_fp32_under_autocast(dtype):
+    # Sums of 16*32*32 products of ReLU features: above fp16's largest number (65504), and bf16
+    # keeps too few digits for the small differences these losses measure.
+    from peerdistill.losses.dense import pairwise_affinity
+
+    g = torch.Generator().manual_seed(2)
+    s = (torch.randn(4, 16, 32, 32, generator=g).relu() * 3)
+    t = s + 0.05 * torch.randn(4, 16, 32, 32, generator=g)
+    exact = {"sp": similarity_preserving(s, t).item(), "pair": pairwise_affinity(s, t).item()}
+    with torch.autocast("cpu", dtype=dtype):
+        mixed = {"sp": similarity_preserving(s, t).item(), "pair": pairwise_affinity(s, t).item()}
+    assert mixed == pytest.approx(exact, rel=1e-5)

@@ -34,27 +34,30 @@ def test_maps_of_different_size_are_compared_at_the_source_size():
     assert got.item() == pytest.approx(soft_kl(resized, teacher, 2.0).item(), rel=1e-6)
 
 
-def naive_pairwise(fs, ft, node):
-    """Pool node x node regions, cosine similarity of every pair of nodes, mean squared gap."""
-    def nodes(f):
+def naive_pairwise(fs, ft, node, valid=None):
+    """Pool node x node regions, cosine similarity of every pair of nodes, mean squared gap; with
+    ``valid`` [B, H, W], only over pairs of nodes that hold a valid pixel (images without any skipped)."""
+    def nodes(f, keep):
         c, h, w = f.shape
         out = []
         for i in range(0, h, node):
             for j in range(0, w, node):
-                block = f[:, i:i + node, j:j + node]
-                out.append([float(block[k].mean()) for k in range(c)])
+                if keep is None or bool(keep[i:i + node, j:j + node].any()):
+                    block = f[:, i:i + node, j:j + node]
+                    out.append([float(block[k].mean()) for k in range(c)])
         return out
 
-    total = 0.0
+    def cos(u, v):
+        return sum(a * c for a, c in zip(u, v)) / (math.sqrt(sum(a * a for a in u)) * math.sqrt(sum(c * c for c in v)))
+
+    per_image = []
     for b in range(fs.shape[0]):
-        ns, nt = nodes(fs[b]), nodes(ft[b])
+        keep = None if valid is None else valid[b]
+        ns, nt = nodes(fs[b], keep), nodes(ft[b], keep)
         n = len(ns)
-
-        def cos(u, v):
-            return sum(a * c for a, c in zip(u, v)) / (math.sqrt(sum(a * a for a in u)) * math.sqrt(sum(c * c for c in v)))
-
-        total += sum((cos(ns[i], ns[j]) - cos(nt[i], nt[j])) ** 2 for i in range(n) for j in range(n)) / n ** 2
-    return total / fs.shape[0]
+        if n:
+            per_image.append(sum((cos(ns[i], ns[j]) - cos(nt[i], nt[j])) ** 2 for i in range(n) for j in range(n)) / n ** 2)
+    return sum(per_image) / len(per_image)
 
 
 def test_pairwise_affinity_matches_a_naive_implementation():
@@ -68,20 +71,70 @@ def test_pairwise_affinity_matches_a_naive_implementation():
     assert ft.grad is None and fs.grad is not None
 
 
+def naive_channel_wise(s, t, T, valid=None):
+    """Per image and channel, softmax over the (valid) positions; images without any skipped."""
+    per_image = []
+    for b in range(s.shape[0]):
+        keep = [True] * s[b, 0].numel() if valid is None else valid[b].flatten().tolist()
+        if not any(keep):
+            continue
+        total = 0.0
+        for c in range(s.shape[1]):
+            zs = [v for v, k in zip(s[b, c].flatten().tolist(), keep) if k]
+            zt = [v for v, k in zip(t[b, c].flatten().tolist(), keep) if k]
+            es, et = [math.exp(v / T) for v in zs], [math.exp(v / T) for v in zt]
+            ps, pt = [v / sum(es) for v in es], [v / sum(et) for v in et]
+            total += sum(q * math.log(q / p) for p, q in zip(ps, pt)) * T * T / s.shape[1]
+        per_image.append(total)
+    return sum(per_image) / len(per_image)
+
+
 def test_channel_wise_distillation_matches_the_formula():
     g = torch.Generator().manual_seed(3)
     s, t = torch.randn(2, 3, 2, 3, generator=g), torch.randn(2, 3, 2, 3, generator=g)
-    T = 2.0
-    expected = 0.0
-    for b in range(2):
-        for c in range(3):
-            zs, zt = s[b, c].flatten().tolist(), t[b, c].flatten().tolist()
-            es, et = [math.exp(v / T) for v in zs], [math.exp(v / T) for v in zt]
-            ps, pt = [v / sum(es) for v in es], [v / sum(et) for v in et]
-            expected += sum(q * math.log(q / p) for p, q in zip(ps, pt)) * T * T / 3
-    assert channel_wise(s, t, T).item() == pytest.approx(expected / 2, rel=1e-5)
+    assert channel_wise(s, t, 2.0).item() == pytest.approx(naive_channel_wise(s, t, 2.0), rel=1e-5)
     with pytest.raises(ValueError, match="channels"):
         channel_wise(torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2))
+
+
+def _half_ignored_labels(b, h, w):
+    """Labels 0/1 on the left half of each image, 255 (ignore) on the right; the last image is
+    ignored everywhere."""
+    labels = torch.randint(0, 2, (b, h, w), generator=torch.Generator().manual_seed(9))
+    labels[:, :, w // 2:] = 255
+    labels[-1] = 255
+    return labels
+
+
+def test_ignored_pixels_teach_nothing_in_the_dense_terms():
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(3, 3, 4, 8, generator=g), torch.randn(3, 3, 4, 8, generator=g)
+    labels = _half_ignored_labels(3, 4, 8)  # ignored half on node boundaries
+    valid = labels != 255
+    per_pixel = [naive_soft_kl(s[b, :, i, j].view(1, -1), t[b, :, i, j].view(1, -1), 2.0)
+                 for b in range(3) for i in range(4) for j in range(8) if valid[b, i, j]]
+    assert soft_kl(s, t, 2.0, valid).item() == pytest.approx(sum(per_pixel) / len(per_pixel), rel=1e-5)
+    assert channel_wise(s, t, 2.0, valid).item() == pytest.approx(naive_channel_wise(s, t, 2.0, valid), rel=1e-5)
+    fs, ft = torch.randn(3, 2, 4, 8, generator=g), torch.randn(3, 5, 4, 8, generator=g)
+    assert pairwise_affinity(fs, ft, 2, valid).item() == pytest.approx(naive_pairwise(fs, ft, 2, valid), rel=1e-5)
+
+    # Through the graph: what the models say on ignored pixels changes no term and gets no gradient.
+    graph = KnowledgeGraph([Edge("teacher", "s", "kl", 1.0, 2.0), Edge("teacher", "s", "cwd", 1.0, 2.0),
+                            Edge("teacher", "s", "pair", 1.0, 1.0, "f", "f")])
+
+    def terms(student, teacher):
+        out = CohortOutput({"teacher": teacher, "s": student}, {"teacher": {"f": teacher}, "s": {"f": student}})
+        return graph.losses(out, labels)
+
+    student = s.clone().requires_grad_(True)
+    before = terms(student, t)
+    sum(before.values()).backward()
+    assert float(student.grad[~valid[:, None].expand_as(s)].abs().max()) == 0.0
+    assert float(student.grad[valid[:, None].expand_as(s)].abs().max()) > 0.0
+    outside = ~valid[:, None].expand_as(s)
+    after = terms(s.masked_fill(outside, 7.0), t.masked_fill(outside, -3.0))
+    assert {k: round(v.item(), 5) for k, v in after.items()} == {k: round(v.item(), 5) for k, v in before.items()}
+    assert before["s/kl<-teacher"].item() == pytest.approx(soft_kl(s, t, 2.0, valid).item(), rel=1e-6)
 
 
 def test_soft_dice_loss_by_hand():

@@ -17,7 +17,7 @@ from .losses import (attention_transfer, combine_soft_targets, confidence_weight
 from .losses.adversarial import holistic_generator_loss
 from .losses.dense import channel_wise, pairwise_affinity
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE
-from .spatial import align_to
+from .spatial import align_to, labels_at, valid_pixels
 
 if TYPE_CHECKING:
     from .cohort import Cohort, CohortOutput
@@ -297,7 +297,8 @@ class KnowledgeGraph:
                 learner = align_to(out.logits[edge.target], source.shape[-2:]).float().softmax(dim=1)
                 loss = holistic_generator_loss(discriminators[edge.name], inputs, learner)
             elif edge.kind == "cwd" and not edge.on_features:
-                loss = channel_wise(out.logits[edge.target], out.logits[edge.source], edge.temperature)
+                source = out.logits[edge.source]
+                loss = channel_wise(out.logits[edge.target], source, edge.temperature, valid_pixels(labels, source))
             else:
                 learner = out.features[edge.target][edge.target_layer]
                 target = out.features[edge.source][edge.source_layer]
@@ -314,9 +315,9 @@ class KnowledgeGraph:
                 elif edge.kind == "sp":
                     loss = similarity_preserving(learner, target)
                 elif edge.kind == "pair":
-                    loss = pairwise_affinity(learner, target, self.pair_node_size)
+                    loss = pairwise_affinity(learner, target, self.pair_node_size, valid_pixels(labels, target))
                 else:
-                    loss = channel_wise(learner, target, edge.temperature)
+                    loss = channel_wise(learner, target, edge.temperature, valid_pixels(labels, target))
             terms[edge.name] = loss * (edge.weight * scale)
         return terms
 
@@ -326,7 +327,7 @@ class KnowledgeGraph:
             return self.logit_distiller(student, out.logits[edge.source], edge.temperature, labels)
         if edge.source not in (TEACHERS, ENSEMBLE):
             source = out.logits[edge.source]
-            return soft_kl(_aligned(student, source), source, edge.temperature)
+            return soft_kl(_aligned(student, source), source, edge.temperature, valid_pixels(labels, source))
         key = (edge.source, edge.temperature)
         if key not in cache:  # one combined target per source and temperature, shared by all students
             names = self._teachers if edge.source == TEACHERS else self._ensemble
@@ -337,11 +338,12 @@ class KnowledgeGraph:
                 if self.teacher_weighting == "confidence":
                     if labels is None:
                         raise ConfigError("confidence weighting of teachers needs the labels")
-                    weights = confidence_weights(logits, _labels_at(labels, logits[0]))
+                    weights = confidence_weights(logits, labels_at(labels, logits[0]))
                 else:
                     weights = self._teacher_mu
             cache[key] = combine_soft_targets(logits, edge.temperature, weights)
-        return kl_to_probs(_aligned(student, cache[key]), cache[key], edge.temperature)
+        target = cache[key]
+        return kl_to_probs(_aligned(student, target), target, edge.temperature, valid_pixels(labels, target))
 
     def check_dense(self, out: "CohortOutput") -> None:
         """Segmentation-only kinds on models that output class vectors fail early, by name."""
@@ -363,14 +365,6 @@ class KnowledgeGraph:
 
     def to_list(self) -> list[dict]:
         return [asdict(e) for e in self.edges]
-
-
-def _labels_at(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Label maps brought to the logits' size (nearest neighbour keeps them class indices)."""
-    if logits.ndim != 4 or labels.shape[-2:] == logits.shape[-2:]:
-        return labels
-    resized = torch.nn.functional.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest")
-    return resized[:, 0].long()
 
 
 def _aligned(learner: torch.Tensor, source: torch.Tensor) -> torch.Tensor:

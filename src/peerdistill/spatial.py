@@ -1,4 +1,4 @@
-"""The one alignment rule for maps of different spatial size."""
+"""The one alignment rule for maps of different spatial size, and label maps brought to a map's size."""
 
 from __future__ import annotations
 
@@ -13,3 +13,27 @@ def align_to(maps: torch.Tensor, size) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return F.interpolate(maps.float(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def labels_at(labels: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """[B, H, W] label maps brought to [B, C, H', W'] ``maps``' size (nearest neighbour keeps
+    them class indices); class labels and maps of the same size are returned as they are."""
+    if maps.ndim != 4 or labels.shape[-2:] == maps.shape[-2:]:
+        return labels
+    return F.interpolate(labels[:, None].float(), size=maps.shape[-2:], mode="nearest")[:, 0].long()
+
+
+def valid_pixels(labels: torch.Tensor | None, maps: torch.Tensor, ignore: int = 255) -> torch.Tensor | None:
+    """[B, H, W] booleans at ``maps``' size: the pixels whose label is not ``ignore``. None when
+    every pixel counts (class labels, or label maps without ignored pixels)."""
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or maps.ndim != 4:
+        return None  # class labels, or a detection batch's boxes
+    valid = labels_at(labels, maps) != ignore
+    return None if bool(valid.all()) else valid
+
+
+def masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """The mean over the ``valid`` entries (all when None); 0 when none is valid."""
+    if valid is None:
+        return values.mean()
+    return (values * valid).sum() / valid.sum().clamp_min(1)

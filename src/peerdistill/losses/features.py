@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .precision import in_fp32
+
 
 def fitnet_hint(learner: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """FitNets (Romero et al. 2015) ``1/2 ||u_target - r(v_learner)||^2``, taken as the mean over
@@ -32,6 +34,7 @@ def attention_transfer(learner: torch.Tensor, target: torch.Tensor, p: float = 2
     return diff.norm(dim=1).mean()
 
 
+@in_fp32
 def similarity_preserving(learner: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Tung & Mori 2019: ``1/b^2 ||G_t - G_l||_F^2`` with ``G = Q Q^T`` over the batch, rows
     L2-normalised, Q the flattened features. Shapes may differ except in batch size."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..spatial import masked_mean
 
-def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+
+def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0,
+            valid: torch.Tensor | None = None) -> torch.Tensor:
     """``T^2 * KL(softmax(target / T) || softmax(student / T))``, averaged over the batch.
 
     Classes are on dim 1, so [B, C] logits and [B, C, H, W] maps (one distribution per pixel)
-    both work; for maps the sum over classes is averaged over batch and pixels.
+    both work; for maps the sum over classes is averaged over batch and pixels, only over the
+    ``valid`` ones ([B, H, W] booleans) when given: ignored pixels teach nothing.
     The target is detached: the source of an edge never receives gradient through it.
     The T^2 factor keeps gradient magnitudes comparable across temperatures (Hinton et al.).
     """
@@ -21,23 +25,26 @@ def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperatu
         )
     t = float(temperature)
     log_p_target = F.log_softmax(target_logits.detach().float() / t, dim=1)
-    return _kl(log_p_target.exp(), log_p_target, student_logits, t)
+    return _kl(log_p_target.exp(), log_p_target, student_logits, t, valid)
 
 
-def kl_to_probs(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def kl_to_probs(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
     """``T^2 * KL(q || softmax(student / T))`` for a target distribution ``q`` already softened
-    (an average of several sources' ``softmax(z / T)``); ``q`` is detached."""
+    (an average of several sources' ``softmax(z / T)``); ``q`` is detached. ``valid`` as in
+    ``soft_kl``."""
     if student_logits.shape != target_probs.shape:
         raise ValueError(f"kl_to_probs: shapes {tuple(student_logits.shape)} and {tuple(target_probs.shape)} differ")
     q = target_probs.detach().float()
-    return _kl(q, q.clamp_min(1e-12).log(), student_logits, float(temperature))
+    return _kl(q, q.clamp_min(1e-12).log(), student_logits, float(temperature), valid)
 
 
-def _kl(q: torch.Tensor, log_q: torch.Tensor, student_logits: torch.Tensor, t: float) -> torch.Tensor:
+def _kl(q: torch.Tensor, log_q: torch.Tensor, student_logits: torch.Tensor, t: float,
+        valid: torch.Tensor | None) -> torch.Tensor:
     log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
     # q log q is 0 where q is 0; the where() keeps 0 * -inf from producing NaN.
     kl_per_item = torch.where(q > 0, q * (log_q - log_p_student), torch.zeros_like(q)).sum(dim=1)
-    return kl_per_item.mean() * (t * t)
+    return masked_mean(kl_per_item, valid) * (t * t)
 
 
 def combine_soft_targets(logits: list[torch.Tensor], temperature: float,

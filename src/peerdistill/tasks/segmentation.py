@@ -1,7 +1,8 @@
 """Segmentation: [B, C, H, W] logits, per-pixel labels, ensemble = per-pixel mean of probabilities.
 
-Pixels labelled ``IGNORE`` (255) count nowhere: not in the loss, not in any metric. Loaders
-use it for pixels outside a region of interest (a field-of-view mask)."""
+Pixels labelled ``IGNORE`` (255) count in no loss on outputs and in no metric (the knowledge
+graph leaves them out of the distillation terms too). Loaders use it for pixels outside a
+region of interest (a field-of-view mask)."""
 
 from __future__ import annotations
 
