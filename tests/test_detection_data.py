@@ -89,6 +89,12 @@ def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
     ({"images": [], "annotations": []}, "lists no images"),
     ({"images": [{"id": 1, "file_name": "gone.png", "width": 8, "height": 8}], "annotations": []},
      "gone.png.* is missing"),
+    ({"annotations": [{"id": 4, "image_id": 1, "category_id": 7}]}, "annotation 4 of image 1 .*'bbox' is None"),
+    ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [1, 2, 3]}]}, r"expected \[x, y, width, height\]"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 8},
+                 {"id": 1, "file_name": "b.png", "width": 8, "height": 8}]}, "image id 1 appears twice"),
+    ({"categories": [{"name": "polyp"}]}, "an entry of 'categories' in ann.json lacks 'id'"),
+    ({"annotations": ["oops"]}, "an entry of 'annotations' .* is not an object"),
 ])
 def test_load_coco_errors(tmp_path, change, message):
     images, ann = coco_files(tmp_path, **change)
@@ -148,6 +154,14 @@ def test_load_box_json_errors(tmp_path):
     with pytest.raises(DataError, match="box 0 of 'a' in boxes.json has no 'label' key.*set label_key"):
         load_box_json(images, boxes, 16)
     assert load_box_json(images, boxes, 16, label_key="name")[2] == ["polyp"]
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200}}))
+    with pytest.raises(DataError, match=r"entry 'a' .* \(an image without objects has bbox: \[\]\)"):
+        load_box_json(images, boxes, 16)
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [[10, 10, 20, 20]]}}))
+    with pytest.raises(DataError, match="box 0 of 'a' .* expected"):
+        load_box_json(images, boxes, 16)
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": []}}))
+    assert load_box_json(images, boxes, 16)[1][0, 0, 0] == -1  # no objects
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(DataError, match="holds no entries"):
         load_box_json(images, tmp_path / "empty.json", 16)

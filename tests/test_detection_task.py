@@ -151,13 +151,26 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     assert main(["predict", str(run), str(image), "--out", str(out), "--model", "ensemble"]) == 0
     cohort, meta = load_cohort(run, roles=("student",), with_heads=False)
     task = task_for(meta)
-    x = standardize(to_nchw(read_image(image, (32, 32))[None], "x"), meta["data_stats"])
-    with torch.no_grad():
-        fused = task.ensemble([task.probabilities(m.module.eval()(x)) for m in cohort.students])[0]
+
+    def fused_at_model_size(path):
+        x = standardize(to_nchw(read_image(path, (32, 32))[None], "x"), meta["data_stats"])
+        with torch.no_grad():
+            return task.ensemble([task.probabilities(m.module.eval()(x)) for m in cohort.students])[0]
+
+    fused = fused_at_model_size(image)
     rows = list(csv.reader(out.open()))[1:]
     assert len(rows) == len(fused["scores"]) > 0
     assert [float(r[2]) for r in rows] == pytest.approx(fused["scores"].tolist(), abs=1e-6)
     assert [float(v) for r in rows for v in r[3:]] == pytest.approx(fused["boxes"].flatten().tolist(), abs=0.01)
+    # an image of another size is seen at 32x32; its boxes come back in its own pixels
+    wide = tmp_path / "wide.png"
+    Image.open(image).resize((64, 48)).save(wide)
+    assert main(["predict", str(run), str(wide), "--out", str(out), "--model", "ensemble"]) == 0
+    fused = fused_at_model_size(wide)
+    rows = list(csv.reader(out.open()))[1:]
+    assert len(rows) == len(fused["scores"]) > 0
+    expected = fused["boxes"] * torch.tensor([64 / 32, 48 / 32] * 2)
+    assert [float(v) for r in rows for v in r[3:]] == pytest.approx(expected.flatten().tolist(), abs=0.01)
     # a detector whose weights diverged yields no boxes at all: evaluation names it instead of scoring AP 0
     from safetensors.torch import load_file, save_file
 
@@ -222,3 +235,20 @@ def test_bad_counts_are_one_clear_message(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["eval", str(tmp_path), "--save-images", "-1"])
     assert stop.value.code == 2 and "a whole number, 0 or more" in capsys.readouterr().err
+
+
+def test_boxes_under_a_pixel_wide_are_drawn(tmp_path, monkeypatch):
+    # A small box shrinks below a pixel when its image is resized; Pillow refuses to draw it as is.
+    from PIL import Image
+
+    from peerdistill import pictures
+
+    true_box = torch.tensor([[[0, 2.0, 2.0, 2.3, 8.0], [-1, 0, 0, 0, 0]]])  # label, x1, y1, x2, y2; -1 pads
+    data = [(torch.zeros(3, 16, 16), true_box[0])]
+    found = {"boxes": torch.tensor([[10.0, 4.0, 10.5, 9.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}
+    monkeypatch.setattr(pictures, "predict", lambda cohort, task, x: {"student1": [found]})
+    [path] = pictures.save_box_pictures(None, None, data, tmp_path, 1, None)
+    drawn = np.asarray(Image.open(path))
+    assert (drawn[2:8, 2] == 255).all() and not drawn[8, 2].any()  # the true box, one pixel wide, in white
+    column = drawn[4:9, 10]  # the found box, coloured (neither black nor white)
+    assert column.any(axis=1).all() and not (column == 255).all(axis=1).any()

@@ -52,18 +52,25 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
         for i, det in enumerate(per_image):
             picture = Image.fromarray(image[i])
             draw = ImageDraw.Draw(picture)
-            for label, x1, y1, x2, y2 in y[i].tolist():
-                if label >= 0:  # PIL includes the far edge; box edges are exclusive
-                    draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=(255, 255, 255))
+            for label, *box in y[i].tolist():
+                if label >= 0:
+                    draw.rectangle(_inclusive(box), outline=(255, 255, 255))
             for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
                 if score >= min_score:
                     color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
-                    draw.rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=color)
+                    draw.rectangle(_inclusive(box), outline=color)
                     draw.text((box[0] + 1, box[1] + 1), f"{score:.2f}", fill=color)
             path = folder / f"{i:03d}_boxes.png"
             picture.save(path)
             written.append(path)
     return written
+
+
+def _inclusive(box: list[float]) -> list[float]:
+    """PIL's rectangle includes its far edge, a box's edges are exclusive; a box under a pixel
+    wide is drawn one pixel wide (PIL refuses a far edge before the near one)."""
+    x1, y1, x2, y2 = box
+    return [x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)]
 
 
 def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, alpha: float = 0.45) -> np.ndarray:

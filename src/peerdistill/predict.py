@@ -67,7 +67,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
         x = standardize(x, info["data_stats"])
     if info["task"] == "detection":
         detections = [d for i in range(0, len(x), batch_size) for d in info["boxes"](run(x[i:i + batch_size]))]
-        return _write_boxes(read.names, detections, info["class_names"], out)
+        return _write_boxes(read, size, detections, info["class_names"], out)
     outputs = torch.cat([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     probs = outputs if info["output"] == "probabilities" else outputs.float().softmax(dim=1)
     if dense:
@@ -157,14 +157,17 @@ def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: P
     return out
 
 
-def _write_boxes(names: list[str], detections: list[dict], class_names: list[str], out: Path) -> Path:
-    """One CSV row per kept box, in pixels of the image as the model saw it (resized to its
-    input size): input, class, score, x1, y1, x2, y2."""
+def _write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
+                 out: Path) -> Path:
+    """One CSV row per kept box, in pixels of each input as it is on disk (the model saw it
+    resized to ``seen_size``): input, class, score, x1, y1, x2, y2."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["input", "class", "score", "x1", "y1", "x2", "y2"])
-    for name, det in zip(names, detections, strict=True):
-        for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+    for name, (height, width), det in zip(read.names, read.sizes, detections, strict=True):
+        scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
+        boxes = det["boxes"].float().cpu() * scale
+        for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
             writer.writerow([name, class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
     atomic_write_text(out, buf.getvalue())
     return out

@@ -119,15 +119,22 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
     if not isinstance(data, dict) or not data.get("images"):
         raise DataError(f"'{annotation_json}' lists no images: a COCO file needs 'images', 'annotations' "
                         "and 'categories'")
+    if not all(isinstance(c, dict) and "id" in c for c in data.get("categories") or []):
+        raise DataError(f"an entry of 'categories' in {source} lacks 'id'")
     categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
     label_of = {c["id"]: k for k, c in enumerate(categories)}
     images = {}
     for entry in data["images"]:
-        if "id" not in entry or "file_name" not in entry:
+        if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise DataError(f"an entry of 'images' in {source} lacks 'id' or 'file_name'")
+        if entry["id"] in images:
+            raise DataError(f"image id {entry['id']} appears twice in 'images' of {source} "
+                            f"('{images[entry['id']]['file_name']}' and '{entry['file_name']}'): ids must be unique")
         images[entry["id"]] = entry
     per_image: dict = {i: [] for i in images}
     for ann in data.get("annotations") or []:
+        if not isinstance(ann, dict):
+            raise DataError(f"an entry of 'annotations' in {source} is not an object: {ann!r}")
         image_id = ann.get("image_id")
         if image_id not in images:
             raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
@@ -138,8 +145,11 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
                             f"'categories' lists {sorted(label_of)}")
         entry = images[image_id]
         width, height = _image_dims(entry, f"image {image_id} in {source}")
-        bx, by, bw, bh = ann["bbox"]
         where = f"annotation {ann.get('id', '?')} of image {image_id} ('{entry['file_name']}') in {source}"
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+            raise DataError(f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height] in pixels")
+        bx, by, bw, bh = bbox
         box = _check_box((bx, by, bx + bw, by + bh), width, height, where)
         per_image[image_id].append(_rescaled(label_of[ann["category_id"]], box, width, height, size))
     xs = []
@@ -179,12 +189,15 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     rows, labels = [], []
     for key in ids:
         entry = data[key]
-        if not isinstance(entry, dict) or not isinstance(entry.get("bbox", []), list):
-            raise DataError(f"entry '{key}' in {source} is not {{height, width, bbox: [...]}}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("bbox"), list):
+            raise DataError(f"entry '{key}' in {source} is not {{height, width, bbox: [...]}} "
+                            "(an image without objects has bbox: [])")
         width, height = _image_dims(entry, f"entry '{key}' in {source}")
         boxes = []
-        for k, b in enumerate(entry.get("bbox", [])):
+        for k, b in enumerate(entry["bbox"]):
             where = f"box {k} of '{key}' in {source}"
+            if not isinstance(b, dict):
+                raise DataError(f"{where} is {b!r}; expected {{{label_key}, xmin, ymin, xmax, ymax}}")
             if label_key not in b:
                 raise DataError(f"{where} has no '{label_key}' key (keys {sorted(b)}): set label_key")
             try:
