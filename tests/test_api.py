@@ -30,13 +30,31 @@ def test_readme_python_example(tmp_path, capsys):
     result = namespace["result"]
     assert set(result.test_at_best) == {"teacher", "student1", "student2", "ensemble"}
     assert (tmp_path / "mine" / "models" / "student1.safetensors").is_file()
-    # models built in Python have no arch spec: reloading them needs the modules
-    from peerdistill import load_cohort
-    from peerdistill.errors import CheckpointError
+    # Models built in Python have no arch spec and the data no data section: reading the run
+    # back needs new instances of the models, and the data.
+    import csv
+
     import pytest
 
-    with pytest.raises(CheckpointError, match="built in Python"):
-        load_cohort(tmp_path / "mine")
-    cohort, _ = load_cohort(tmp_path / "mine", modules={"teacher": MyBigNet(3), "student1": MySmallNet(3),
-                                                        "student2": MySmallNet(3)})
+    from peerdistill import evaluate_run, export_run, load_cohort, predict_files
+    from peerdistill.cli import main
+    from peerdistill.errors import CheckpointError
+
+    run = tmp_path / "mine"
+    with pytest.raises(CheckpointError, match=r"\['teacher', 'student1', 'student2'\] .* built in Python.*modules="):
+        load_cohort(run)
+    assert main(["eval", str(run)]) == 2
+    assert "cannot rebuild them" in capsys.readouterr().err
+    modules = {"teacher": MyBigNet(3), "student1": MySmallNet(3), "student2": MySmallNet(3)}
+    cohort, _ = load_cohort(run, modules=modules)
     assert [m.name for m in cohort.students] == ["student1", "student2"]
+    with pytest.raises(CheckpointError, match="data was given in Python"):
+        evaluate_run(run, modules=modules)
+    data = namespace["data"]
+    scores = evaluate_run(run, modules=modules, data=data)
+    assert scores["ensemble"]["accuracy"] == pytest.approx(result.test_at_best["ensemble"]["accuracy"], abs=1e-6)
+    exported = export_run(run, "student1", out=tmp_path / "s1.onnx", modules=modules)
+    assert exported.max_abs_diff <= 1e-4
+    np.savez(tmp_path / "x.npz", images=x_test[:5])
+    predict_files(run, [str(tmp_path / "x.npz")], tmp_path / "p.csv", model="ensemble", modules=modules)
+    assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 5

@@ -73,9 +73,10 @@ class EnsembleProbabilities(nn.Module):
         return torch.stack(probs).mean(dim=0)
 
 
-def pick_model(run_dir: Path, which: str) -> tuple[str, nn.Module, str, dict]:
+def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None = None
+               ) -> tuple[str, nn.Module, str, dict]:
     """(name, module, output kind, run metadata) for a model name, 'best' or 'ensemble'."""
-    cohort, meta = load_cohort(run_dir, with_heads=False)
+    cohort, meta = load_cohort(run_dir, modules, with_heads=False)
     students = {m.name: m.module for m in cohort.students}
     if which == "ensemble":
         if meta.get("task") == "detection":
@@ -111,15 +112,16 @@ FORMATS = ("onnx", "safetensors")
 
 
 def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None, out: str | Path | None = None,
-               tolerance: float = TOLERANCE) -> ExportResult:
+               tolerance: float = TOLERANCE, modules: dict[str, nn.Module] | None = None) -> ExportResult:
     """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
-    a file, or a folder to write ``MODEL.FORMAT`` in."""
+    a file, or a folder to write ``MODEL.FORMAT`` in. ``modules``: new instances of models built
+    in Python (as for ``load_cohort``)."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
-    name, module, output, meta = pick_model(run_dir, model)
+    name, module, output, meta = pick_model(run_dir, model, modules)
     target = _target(run_dir, name, fmt, out)
     if fmt == "safetensors":
         if name == "ensemble":

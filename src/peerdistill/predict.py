@@ -42,9 +42,10 @@ def write_sidecar(onnx_path: Path, meta: dict, output: str) -> None:
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
-                  batch_size: int = 64) -> Path:
+                  batch_size: int = 64, modules: dict | None = None) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
-    segmentation). ``model`` picks a run directory's model (default ``best``)."""
+    segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
+    instances of a run's models built in Python (as for ``load_cohort``)."""
     model_path, out = Path(model_path), Path(out)
     if model_path.suffix == ".onnx":
         if model is not None:
@@ -52,7 +53,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
                               "already: drop --model")
         info, run = _onnx_model(model_path)
     else:
-        info, run = _run_model(model_path, model or "best")
+        info, run = _run_model(model_path, model or "best", modules)
     dense = info["task"] == "segmentation"
     _check_out(out, dense)
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
@@ -82,7 +83,7 @@ def _check_out(out: Path, dense: bool) -> None:
         raise ConfigError(f"--out '{out}' is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
 
 
-def _run_model(run_dir: Path, which: str):
+def _run_model(run_dir: Path, which: str, modules: dict | None):
     from .engine.evaluate import ENSEMBLE, predict
     from .export import pick_model
     from .runs import load_cohort, task_for
@@ -90,11 +91,11 @@ def _run_model(run_dir: Path, which: str):
     meta = read_json(RunDir.open(run_dir).path / "run.json")
     if meta.get("task") == "detection" and which == "ensemble":
         # the students' boxes, decoded and fused as evaluation does it
-        cohort, _ = load_cohort(run_dir, roles=("student",), with_heads=False)
+        cohort, _ = load_cohort(run_dir, modules, roles=("student",), with_heads=False)
         task = task_for(meta)
         info = {**model_info(meta, "boxes"), "boxes": lambda detections: detections}
         return info, lambda batch: predict(cohort, task, batch)[ENSEMBLE]
-    _, module, output, _ = pick_model(run_dir, which)
+    _, module, output, _ = pick_model(run_dir, which, modules)
     info = model_info(meta, output)
     if meta.get("task") == "detection":
         info["boxes"] = task_for(meta).probabilities

@@ -30,6 +30,14 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads."""
     run = RunDir.open(run_dir)
     meta = read_json(run.path / "run.json")
+    wanted = [e for e in meta.get("members", []) if e["role"] in roles]
+    missing = [e["name"] for e in wanted if not e.get("spec") and e["name"] not in (modules or {})]
+    if missing:
+        listed = ", ".join(f"'{n}': ..." for n in missing)
+        raise CheckpointError(
+            f"model(s) {missing} of '{run.path}' were built in Python, not from an arch spec, so the command line "
+            f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
+            "load_cohort, evaluate_run, export_run or predict_files")
     members = []
     for entry in meta.get("members", []):
         if entry["role"] not in roles:
@@ -37,16 +45,11 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
         name, spec = entry["name"], entry.get("spec")
         if modules and name in modules:
             module = modules[name]
-        elif spec:
+        else:
             module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"])
             if spec.get("heads") and with_heads:
                 module = HeadedModel(module, spec["heads"], spec["deep_layer"], meta["num_classes"],
                                      torch.zeros(2, *meta["input_shape"]), owner=f"model '{name}'")
-        else:
-            raise CheckpointError(
-                f"model '{name}' of '{run.path}' was built in Python, not from an arch spec: "
-                f"pass it as load_cohort(..., modules={{'{name}': module}})"
-            )
         if not run.model_path(name).exists():
             why = ("the run finished, so it was moved or deleted since" if run.is_complete
                    else "the run ended before its first validation")
@@ -60,6 +63,10 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
 
 def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
     """The data section a run was trained with, as saved in its run.json."""
+    if not meta.get("data_spec"):
+        raise CheckpointError("the run's data was given in Python (DataSplits), not by a data section, so it cannot "
+                              "be read again from the run: pass the data (evaluate_run(..., data=splits), or "
+                              "eval --data DATA.yaml)")
     try:
         return DataSpec.model_validate(meta.get("data_spec") or {})
     except ValidationError as exc:
@@ -70,29 +77,35 @@ def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
-                 device: str = "auto", batch_size: int = 64, save_images: int = 0) -> dict[str, dict[str, float]]:
-    """Metrics of every saved model and the student ensemble on ``split`` of the run's data or
-    of ``data_spec`` (normalised with the statistics of the run's training data).
-    ``save_images`` > 0 also writes that many pictures per model under ``RUN_DIR/eval/SPLIT/``:
-    predicted masks and overlays (segmentation) or predicted and true boxes (detection)."""
-    cohort, meta = load_cohort(run_dir)
-    spec = data_spec or saved_data_spec(meta)
-    data = build_data(spec, stats=meta.get("data_stats"))
+                 device: str = "auto", batch_size: int = 64, save_images: int = 0,
+                 modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None
+                 ) -> dict[str, dict[str, float]]:
+    """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
+    ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
+    (splits prepared as for training: a run trained from Python needs them, and its Python-built
+    models in ``modules``). ``save_images`` > 0 also writes that many pictures per model under
+    ``RUN_DIR/eval/SPLIT/``: predicted masks and overlays (segmentation) or predicted and true
+    boxes (detection)."""
+    if data is not None and data_spec is not None:
+        raise DataError("evaluate_run takes data_spec or data, not both")
+    cohort, meta = load_cohort(run_dir, modules)
+    if data is None:
+        data = build_data(data_spec or saved_data_spec(meta), stats=meta.get("data_stats"))
     _check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
-    trained = saved_data_spec(meta)  # the window is the model's, whatever data it now sees
-    window = (trained.patch_size, trained.patch_size) if trained.patch_size else None
+    trained = meta.get("data_spec") or {}  # the window is the model's, whatever data it now sees
+    window = (trained["patch_size"],) * 2 if trained.get("patch_size") else None
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
-                      trained.window_overlap)
+                      trained.get("window_overlap", 0.5))
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 
         samples, folder = _DeviceView(data.split(split), dev), Path(run_dir) / "eval" / split
         if meta.get("task") == "segmentation":
             save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window,
-                               trained.window_overlap)
+                               trained.get("window_overlap", 0.5))
         elif meta.get("task") == "detection":
             save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
         else:

@@ -33,11 +33,12 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ConfigError(f"arch '{arch}': cannot import module '{module_name}' ({exc})") from None
-        factory = module
+        factory, owner = module, f"module '{module_name}'"
         for part in attr.split("."):
-            factory = getattr(factory, part, None)
-            if factory is None:
-                raise ConfigError(f"arch '{arch}': module '{module_name}' has no attribute '{attr}'")
+            found = getattr(factory, part, None)
+            if found is None:
+                raise ConfigError(f"arch '{arch}': {owner} has no attribute '{part}'")
+            factory, owner = found, f"'{part}'"
         if not callable(factory):
             raise ConfigError(f"arch '{arch}': '{attr}' is not callable")
         return factory
@@ -51,16 +52,19 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
 
 
 def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
-    """Build a model; ``in_channels`` and ``num_classes`` are passed when the factory takes them
-    and the config did not set them."""
+    """Build a model; ``in_channels`` and ``num_classes`` are passed when the factory names them
+    and the config did not set them. ``num_classes`` also goes to a factory taking ``**kwargs``
+    (torchvision's ``resnet18``, ``timm.create_model``: both pass it on); ``in_channels`` does
+    not, as libraries name it differently (timm: ``in_chans``; set it in ``args``)."""
     factory = resolve_factory(arch)
     kwargs = dict(args)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         params = {}
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-        if key in params and key not in kwargs:
+        if key not in kwargs and (key in params or (open_ended and key == "num_classes")):
             kwargs[key] = value
     try:
         model = factory(**kwargs)
