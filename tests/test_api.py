@@ -58,3 +58,33 @@ def test_readme_python_example(tmp_path, capsys):
     np.savez(tmp_path / "x.npz", images=x_test[:5])
     predict_files(run, [str(tmp_path / "x.npz")], tmp_path / "p.csv", model="ensemble", modules=modules)
     assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 5
+
+
+def factory_with_kwargs(*, weights=None, **kwargs):
+    """Written as torchvision's resnet18 and timm's create_model are: options passed on."""
+    return _Net(**kwargs)
+
+
+class _Net(nn.Module):
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, num_classes, 1)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+
+
+def test_import_path_factories_get_num_classes_and_wrong_paths_are_named():
+    import pytest
+
+    from peerdistill.errors import ConfigError
+    from peerdistill.models import build_model
+
+    model = build_model("tests.test_api:factory_with_kwargs", {"in_chans": 1}, in_channels=1, num_classes=4)
+    assert model.conv.out_channels == 4 and model.conv.in_channels == 1  # in_channels is not passed on blindly
+    with pytest.raises(ConfigError, match="'_Net' has no attribute 'wide'"):
+        build_model("tests.test_api:_Net.wide", {}, 1, 4)
+    with pytest.raises(ConfigError, match="module 'tests.test_api' has no attribute 'Nett'"):
+        build_model("tests.test_api:Nett", {}, 1, 4)
+    with pytest.raises(ConfigError, match="cannot import module 'tests.nowhere'"):
+        build_model("tests.nowhere:f", {}, 1, 4)
