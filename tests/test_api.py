@@ -88,3 +88,18 @@ def test_import_path_factories_get_num_classes_and_wrong_paths_are_named():
         build_model("tests.test_api:Nett", {}, 1, 4)
     with pytest.raises(ConfigError, match="cannot import module 'tests.nowhere'"):
         build_model("tests.nowhere:f", {}, 1, 4)
+
+
+def test_a_module_given_twice_is_refused():
+    import pytest
+
+    from peerdistill import Cohort
+    from peerdistill.errors import ConfigError
+
+    net = SmallCNN(1, 3, width=4, depth=1)
+    with pytest.raises(ConfigError, match="'student1' and 'student2' share parameters"):
+        Cohort.from_modules([net, net])
+    with pytest.raises(ConfigError, match="'teacher' and 'student2' share parameters"):  # a shared backbone
+        Cohort.from_modules([SmallCNN(1, 3, width=4, depth=1), nn.Sequential(net.features, nn.Flatten())],
+                            teacher=net)
+    Cohort.from_modules([SmallCNN(1, 3, width=4, depth=1), SmallCNN(1, 3, width=4, depth=1)], teacher=net)

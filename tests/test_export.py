@@ -289,3 +289,25 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     onnx.write_bytes(onnx.read_bytes()[:300])
     assert "It is truncated or not an ONNX model" in refused(onnx, images, "--out", tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_model_torch_cannot_export_is_named_with_the_cause_and_its_line(tmp_path):
+    from torch import nn
+
+    from peerdistill.export import ExportError, to_onnx
+
+    class BranchOnData(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = self.fc(x)
+            if h.abs().max().item() > 1e6:  # data-dependent control flow: torch.export refuses it
+                return h * 0
+            return h
+
+    with pytest.raises(ExportError) as info:
+        to_onnx(BranchOnData(), torch.randn(2, 4), tmp_path / "m.onnx", dense=False)
+    message = str(info.value)
+    assert "GuardOnDataDependentSymNode" in message and "in forward" in message and "\x1b" not in message

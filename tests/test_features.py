@@ -141,3 +141,19 @@ def test_gram_matrices_stay_in_fp32_under_autocast(dtype):
     with torch.autocast("cpu", dtype=dtype):
         mixed = {"sp": similarity_preserving(s, t).item(), "pair": pairwise_affinity(s, t).item()}
     assert mixed == pytest.approx(exact, rel=1e-5)
+
+
+def test_a_recorded_layer_that_returns_a_dict_is_named():
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x):
+            return {"feat": self.conv(x)}
+
+    model = nn.ModuleDict({"encoder": Encoder()})
+    FeatureRecorder(model, ["encoder"], owner="model 'student1'")
+    with pytest.raises(ConfigError, match="model 'student1''s layer 'encoder' returns a dict, not a tensor .* "
+                                          "record one of its submodules"):
+        model["encoder"](torch.zeros(1, 1, 4, 4))

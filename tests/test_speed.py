@@ -228,3 +228,21 @@ def test_a_failure_only_in_training_mode_also_falls_back(tiny_data):
     losses = run_steps(t, tiny_data, steps=2)
     assert t.groups == [] and "student1, student2" in t.run_info["fused_students_fallback"]
     assert all(torch.isfinite(torch.tensor(step["total"])) for step in losses)
+
+
+def test_same_class_students_left_unpacked_are_recorded_with_the_reason(tiny_data):
+    seed_everything(0)
+    frozen_layer = SmallCNN(1, 3, width=4)
+    frozen_layer.classifier.requires_grad_(False)  # the user froze a layer of one student
+    t = make_trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), frozen_layer], teacher=SmallCNN(1, 3, width=4)),
+                     fuse_students=True)
+    run_steps(t, tiny_data, steps=1)
+    assert t.groups == []
+    assert "do not require grad" in t.run_info["fused_students_fallback"]["student1"]
+    # weight_norm gives each module a class of its own; the same layout still packs
+    normed = [SmallCNN(1, 3, width=4) for _ in range(2)]
+    for model in normed:
+        nn.utils.parametrizations.weight_norm(model.classifier)
+    t = make_trainer(Cohort.from_modules(normed, teacher=SmallCNN(1, 3, width=4)), fuse_students=True)
+    run_steps(t, tiny_data, steps=1)
+    assert [names for names, _ in t.groups] == [["student1", "student2"]], t.run_info.get("fused_students_fallback")

@@ -249,3 +249,58 @@ def test_large_finite_gradients_are_not_taken_for_non_finite_ones():
     assert not bool(_grads_finite(optimizer, torch.device("cpu")))
     weight.grad[2] = float("-inf")
     assert not bool(_grads_finite(optimizer, torch.device("cpu")))
+
+
+class UserNet(nn.Module):
+    """A user's model with the habits of torchvision's: an auxiliary branch run only in training,
+    where the output is a tuple; an encoder returning a dict; vector features."""
+
+    def __init__(self, aux_logits_first=False):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+        self.enc = nn.Linear(16, 8)
+        self.fc = nn.Linear(8, 3)
+        self.aux = nn.Linear(16, 8)
+        self.aux_logits_first = aux_logits_first
+
+    def forward(self, x):
+        f = self.body(x).flatten(1)
+        logits = self.fc(self.enc(f))
+        if self.training:
+            aux = self.aux(f)
+            return (aux, logits) if self.aux_logits_first else (logits, aux)
+        return logits
+
+
+def _edge_trainer(students, edge, **feature_layers):
+    from peerdistill.graph import Edge
+
+    cohort = Cohort.from_modules(students, feature_layers=feature_layers)
+    graph = KnowledgeGraph([Edge("student2", "student1", **edge)])
+    return Trainer(cohort, graph, ClassificationTask(3), device="cpu", progress=False,
+                   train=TrainSpec(epochs=1, batch_size=32, monitor="ensemble/accuracy"))
+
+
+@pytest.mark.parametrize("edge, message", [
+    ({"kind": "hint", "source_layer": "aux", "target_layer": "aux"},
+     r"model 'student1': layer\(s\) \['aux'\] gave no output in this forward \(not called, or called only in training"),
+    ({"kind": "at", "source_layer": "enc", "target_layer": "enc"},
+     r"kind 'at' compares \[C, H, W\] feature maps, but layer 'enc' of 'student\d' gives \[8\]"),
+])
+def test_feature_layers_that_cannot_serve_are_named_before_training(tiny_data, edge, message):
+    from peerdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _edge_trainer([UserNet(), UserNet()], edge).fit(tiny_data)
+
+
+def test_a_model_whose_training_output_is_not_its_logits_is_named(tiny_data):
+    # In eval mode it gives logits; in training a tuple whose first item is an 8-wide vector.
+    seed_everything(0)
+    cohort = Cohort.from_modules([UserNet(aux_logits_first=True), SmallCNN(1, 3, 4, 1)])
+    with pytest.raises(DataError, match=r"model 'student1' outputs 8 classes \(logits \(32, 8\)\)"):
+        Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])), ClassificationTask(3),
+                device="cpu", progress=False, train=TrainSpec(epochs=1, batch_size=32)).fit(tiny_data)
+    cohort = Cohort.from_modules([UserNet(), UserNet()])  # logits first: trains
+    Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])), ClassificationTask(3),
+            device="cpu", progress=False, train=TrainSpec(epochs=1, batch_size=32)).fit(tiny_data)

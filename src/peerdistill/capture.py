@@ -38,12 +38,13 @@ def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     raise ConfigError(f"{owner} has no module at path '{path}'{hint}")
 
 
-def first_tensor(output) -> torch.Tensor:
+def first_tensor(output, where: str = "a recorded layer") -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise ConfigError(f"a captured module returned {type(output).__name__}, not a tensor")
+    raise ConfigError(f"{where} returns a {type(output).__name__}, not a tensor (or a tuple starting with one): "
+                      "record one of its submodules that returns a tensor")
 
 
 class FeatureRecorder:
@@ -51,6 +52,7 @@ class FeatureRecorder:
 
     def __init__(self, model: nn.Module, paths: Iterable[str], owner: str = "model"):
         self.features: dict[str, torch.Tensor] = {}
+        self.owner = owner
         self._handles = []
         self.paths = list(dict.fromkeys(paths))
         for path in self.paths:
@@ -59,12 +61,18 @@ class FeatureRecorder:
 
     def _hook(self, path: str):
         def hook(_module, _inputs, output):
-            self.features[path] = first_tensor(output)
+            self.features[path] = first_tensor(output, f"{self.owner}'s layer '{path}'")
 
         return hook
 
-    def take(self) -> dict[str, torch.Tensor]:
+    def take(self, complete: bool = False) -> dict[str, torch.Tensor]:
+        """The features recorded since the last call (a layer run twice gives its last output);
+        ``complete``: right after a forward, which must have run every recorded layer."""
         features, self.features = self.features, {}
+        missing = [p for p in self.paths if p not in features]
+        if complete and missing:
+            raise ConfigError(f"{self.owner}: layer(s) {missing} gave no output in this forward (not called, or "
+                              "called only in training mode): record layers that run on every forward")
         return features
 
     def remove(self) -> None:

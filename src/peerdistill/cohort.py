@@ -67,10 +67,23 @@ class Cohort:
             raise ConfigError(f"model names in a cohort must be unique, got {names}")
         if not self.students:
             raise ConfigError("a cohort needs at least one student")
+        self._check_nothing_shared()
         for m in self.members:
             if m.frozen:
                 m.module.requires_grad_(False)
         self._recorders: dict[str, FeatureRecorder] = {}
+
+    def _check_nothing_shared(self) -> None:
+        """Two members holding the same parameter would be stepped twice a batch (or a frozen
+        teacher trained through a student): the same module given twice, or a shared backbone."""
+        owner: dict[int, str] = {}
+        for m in self.members:
+            for p in m.module.parameters():
+                other = owner.setdefault(id(p), m.name)
+                if other != m.name:
+                    raise ConfigError(f"models '{other}' and '{m.name}' share parameters (the same module object "
+                                      "given twice, or a shared submodule): give each its own instance, e.g. "
+                                      "copy.deepcopy(module)")
 
     @classmethod
     def from_modules(
@@ -200,7 +213,7 @@ class Cohort:
                 context = torch.inference_mode() if m.frozen else contextlib.nullcontext()
                 with context:
                     raw = runners.get(m.name, m.module)(x)
-                    recorded = self._recorders[m.name].take() if m.name in self._recorders else {}
+                    recorded = self._recorders[m.name].take(complete=True) if m.name in self._recorders else {}
             _collect(out, m, raw, recorded, clone=m.frozen)
         return out
 

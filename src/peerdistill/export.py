@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -175,7 +176,23 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
     except ImportError as exc:
         raise ConfigError(f"ONNX export needs onnx and onnxscript: pip install 'peerdistill[export]' ({exc})") from None
     except Exception as exc:  # the exporter's own errors name the unsupported operator
-        raise ExportError(f"torch could not export this model to ONNX: {str(exc).splitlines()[0]}") from None
+        raise ExportError(f"torch could not export this model to ONNX: {_export_failure(exc)}") from None
+
+
+def _export_failure(exc: BaseException) -> str:
+    """The exporter's first line, and the root cause with the model's source line it names (the
+    first line alone says only which step failed)."""
+    plain = (lambda text: re.sub(r"\x1b\[[0-9;]*m", "", text).strip())  # the exporter colours its text
+    top = plain(str(exc)).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if root is exc:
+        return top
+    lines = [plain(line) for line in str(root).splitlines() if line.strip()]
+    where = next((line for line in lines if line.startswith("Caused by:")), "")
+    return " ".join(part for part in (f"{top.split('. ')[0]}:", f"{type(root).__name__}:",
+                                      lines[0] if lines else "", where) if part)
 
 
 def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor, dense: bool = False) -> float:

@@ -346,11 +346,20 @@ class KnowledgeGraph:
         return kl_to_probs(_aligned(student, target), target, edge.temperature, valid_pixels(labels, target))
 
     def check_dense(self, out: "CohortOutput") -> None:
-        """Segmentation-only kinds on models that output class vectors fail early, by name."""
+        """Kinds that compare maps fail early, by name, where they would meet vectors:
+        segmentation-only kinds on models that output class vectors, and attention transfer,
+        pair-wise affinity or CWD on a layer whose output is not a [C, H, W] map."""
         for e in self.edges:
             if e.kind in DENSE_KINDS and not e.on_features and out.logits[e.target].ndim != 4:
                 raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares dense [B, C, H, W] maps; "
                                   "these models output class vectors (use it for segmentation)")
+            if e.on_features and e.kind in ("at", "pair", "cwd"):
+                for model, layer in ((e.source, e.source_layer), (e.target, e.target_layer)):
+                    shape = tuple(out.features[model][layer].shape[1:])
+                    if len(shape) != 3:
+                        raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares [C, H, W] feature maps, but "
+                                          f"layer '{layer}' of '{model}' gives {list(shape)}: pick a convolutional "
+                                          "layer, or use hint or sp, which take vectors too")
 
     def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
         """One connector per elementwise feature edge whose learner's channels differ from its

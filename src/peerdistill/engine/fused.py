@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map  # the pytree vmap itself uses for inputs and outputs
@@ -84,8 +85,14 @@ def _layout(module: nn.Module) -> list:
     submodule (``extra_repr`` holds stride, eps, momentum, dropout p, ...), and the name, shape,
     dtype and device of every parameter and buffer."""
     tensors = [*module.named_parameters(), *module.named_buffers()]
-    return ([(name, type(m), m.extra_repr()) for name, m in module.named_modules()]
+    return ([(name, _kind(m), m.extra_repr()) for name, m in module.named_modules()]
             + [(name, tuple(t.shape), t.dtype, t.device) for name, t in tensors])
+
+
+def _kind(module: nn.Module) -> type:
+    """A module's class; for one under ``torch.nn.utils.parametrize`` (weight_norm,
+    spectral_norm), which gets a class of its own per instance, the class it was made from."""
+    return type(module).__bases__[0] if parametrize.is_parametrized(module) else type(module)
 
 
 def fusable(modules: Sequence[nn.Module]) -> str | None:
@@ -94,7 +101,7 @@ def fusable(modules: Sequence[nn.Module]) -> str | None:
         return f"fusing needs at least 2 models, got {len(modules)}"
     first = modules[0]
     for i, m in enumerate(modules[1:], start=1):
-        if type(m) is not type(first):
+        if _kind(m) is not _kind(first):
             return f"model {i} is a {type(m).__name__}, model 0 a {type(first).__name__}"
         if _layout(m) != _layout(first):
             return (f"model {i} differs from model 0 in its submodules' settings or its parameters' "
@@ -170,7 +177,7 @@ class StudentGroup(nn.Module):
 
             def hook(path):
                 def record(_module, _inputs, output):
-                    recorded[path] = first_tensor(output)
+                    recorded[path] = first_tensor(output, f"the students' layer '{path}'")
                 return record
 
             # Hooks live only for this call and their tensors leave vmap as its outputs, so no

@@ -110,6 +110,7 @@ class Trainer(RunRecords):
         self.window_overlap = patches["overlap"] if patches else 0.5
         self.discriminator_optimizers: dict[str, torch.optim.Optimizer] = {}
         self.skipped_steps = 0
+        self._training_outputs_checked = False
         self._position = (0, 0)
         self.world = World()
         # What runs a member's forward in training when it is not the bare module: its DDP
@@ -190,8 +191,7 @@ class Trainer(RunRecords):
                 f"a model failed on inputs of shape {tuple(x.shape[1:])} from the data: {str(exc).splitlines()[0]}; "
                 "check its in_channels and the input size it expects"
             ) from None
-        for name, logits in out.logits.items():
-            self.task.check_output(name, logits, len(x))
+        self._check_outputs(out, len(x))
         self.graph.check_dense(out)
         connectors = self.graph.build_connectors(out)
         self._connector_keys = {edge: f"c{i}" for i, edge in enumerate(connectors)}
@@ -202,6 +202,10 @@ class Trainer(RunRecords):
             self._discriminator_keys[e.name]: MapDiscriminator(x.shape[1], out.logits[e.source].shape[1])
             for e in adversarial
         }).to(self.device)
+
+    def _check_outputs(self, out, batch: int) -> None:
+        for name, logits in out.logits.items():
+            self.task.check_output(name, logits, batch)
 
     def _build_runners(self) -> None:
         """How each model runs in training: students of one architecture packed into one
@@ -269,16 +273,24 @@ class Trainer(RunRecords):
         return None
 
     def _fusable_sets(self) -> list[list[str]]:
-        """Trained students that can run as one packed network, in sets of two or more."""
+        """Trained students that can run as one packed network, in sets of two or more. A
+        student left alone although another is of its class is recorded, with the reason, in
+        ``run_info['fused_students_fallback']``."""
         sets: list[list[str]] = []
-        for m in self.cohort.students:
-            if m.frozen or isinstance(unwrap(m.module), HeadedModel):
-                continue
+        candidates = [m for m in self.cohort.students if not m.frozen and not isinstance(unwrap(m.module), HeadedModel)]
+        for m in candidates:
             home = next((s for s in sets if fusable([self.cohort[s[0]].module, m.module]) is None), None)
             if home is not None:
                 home.append(m.name)
             else:
                 sets.append([m.name])
+        for alone in [s[0] for s in sets if len(s) == 1]:
+            module = self.cohort[alone].module
+            peer = next((c for c in candidates if c.name != alone and type(c.module) is type(module)), None)
+            problem = fusable([module, peer.module]) if peer is not None else None
+            if problem:  # in fusable's words, this student is model 0 and its peer model 1
+                self.run_info.setdefault("fused_students_fallback", {})[alone] = (
+                    f"packed with {peer.name} (model 1): {problem}")
         return [s for s in sets if len(s) > 1]
 
     def _step_generator(self, epoch: int, step: int, stream: int = 0) -> torch.Generator:
@@ -448,6 +460,9 @@ class Trainer(RunRecords):
             x = x.contiguous(memory_format=torch.channels_last)
         with self.speed.autocast(self.device):
             out = self.cohort.forward(x, self.runners, self.groups)
+            if not self._training_outputs_checked:  # a model may return something else in training mode
+                self._check_outputs(out, len(x))
+                self._training_outputs_checked = True
             terms = {}
             for m in self.cohort.trainable:
                 for name in m.output_names():

@@ -56,7 +56,7 @@ class HeadedModel(nn.Module):
             raise ConfigError(f"{owner} failed on an input of shape {tuple(sample_input.shape[1:])}: "
                               f"{str(exc).splitlines()[0]}") from None
         base.train(was_training)
-        shapes = {path: tuple(f.shape[1:]) for path, f in self._recorder.take().items()}
+        shapes = {path: tuple(f.shape[1:]) for path, f in self._recorder.take(complete=True).items()}
         deep_dim = shapes[deep_layer][0]
         self.heads = nn.ModuleList(
             AuxHead(shapes[p][0], deep_dim, num_classes, spatial=len(shapes[p]) == 3) for p in head_layers
@@ -65,11 +65,11 @@ class HeadedModel(nn.Module):
     def rehook(self) -> None:
         """Hook the head layers again, after they were replaced in place (SyncBatchNorm)."""
         self._recorder.remove()
-        self._recorder = FeatureRecorder(self.base, [*self.head_layers, self.deep_layer])
+        self._recorder = FeatureRecorder(self.base, [*self.head_layers, self.deep_layer], self._recorder.owner)
 
     def forward(self, x: torch.Tensor) -> dict:
         logits = self.base(x)
-        features = self._recorder.take()
+        features = self._recorder.take(complete=True)
         heads, head_features = {}, {}
         for path, head in zip(self.head_layers, self.heads):
             heads[path], head_features[path] = head(features[path])

@@ -60,10 +60,15 @@ class ClassificationTask:
     def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
         """Every model must produce [batch, num_classes] logits for this data."""
         expected = (batch, self.num_classes)
-        if tuple(logits.shape) != expected:
-            got = logits.shape[1] if logits.ndim == 2 else tuple(logits.shape[1:])
+        if logits.ndim != 2 or logits.shape[0] != batch:
             raise DataError(
-                f"model '{name}' outputs {got} classes (logits {tuple(logits.shape)}) but the data has "
+                f"model '{name}' outputs a tensor of shape {tuple(logits.shape)}; classification needs [batch, "
+                f"{self.num_classes}] class scores (a segmentation model gives [batch, classes, H, W]): check the "
+                "model (and, for a tuple output, that its first item is the logits)"
+            )
+        if tuple(logits.shape) != expected:
+            raise DataError(
+                f"model '{name}' outputs {logits.shape[1]} classes (logits {tuple(logits.shape)}) but the data has "
                 f"{self.num_classes} classes: build every teacher and student with num_classes={self.num_classes}"
             )
 

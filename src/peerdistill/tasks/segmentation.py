@@ -65,8 +65,13 @@ class SegmentationTask:
         return augment_images(x, y, self.augmentations, generator) if self.augmentations else (x, y)
 
     def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
-        if logits.ndim != 4 or logits.shape[0] != batch or logits.shape[1] != self.num_classes:
+        if logits.ndim != 4 or logits.shape[0] != batch:
             raise DataError(
-                f"model '{name}' outputs {tuple(logits.shape)}; segmentation needs [batch, {self.num_classes}, H, W] "
-                f"logits: build every model with num_classes={self.num_classes}"
+                f"model '{name}' outputs a tensor of shape {tuple(logits.shape)}; segmentation needs [batch, "
+                f"{self.num_classes}, H, W] maps (a classifier gives [batch, classes]): use a segmentation model"
+            )
+        if logits.shape[1] != self.num_classes:
+            raise DataError(
+                f"model '{name}' outputs {logits.shape[1]} classes (maps {tuple(logits.shape)}) but the data has "
+                f"{self.num_classes}: build every model with num_classes={self.num_classes}"
             )
