@@ -82,6 +82,15 @@ def test_eval_on_other_data(tmp_path, capsys):
     data_yaml.write_text(f"data: {{kind: npz, root: {tmp_path / 'nope.npz'}}}\n")
     run_cli("eval", out / "r", "--data", data_yaml, expect=2)
     assert "does not exist" in capsys.readouterr().err
+    run_cli("eval", out / "r", "--save-images", "2", expect=2)
+    assert "--save-images is for segmentation and detection runs" in capsys.readouterr().err
+    # the run's own data gone from where training read it: the message says how to point eval at it
+    record = json.loads((out / "r" / "run.json").read_text())
+    record["data_spec"].update(kind="npz", root="moved.npz")
+    (out / "r" / "run.json").write_text(json.dumps(record))
+    run_cli("eval", out / "r", expect=2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "data.root 'moved.npz'" in err and "peerdistill eval RUN_DIR data.root=PATH" in err
 
 
 @pytest.mark.parametrize("crash_after", [1, 3], ids=["mid-run", "during-final-evaluation"])
@@ -154,7 +163,8 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["train", "train.monitor=ensemble/loss", "train.epochs=1"], "train.monitor 'ensemble/loss'"),
     (["train", "teacher.args.num_classes=5", "train.epochs=1"], "'teacher' outputs 5 classes"),
     (["train", "teacher.arch=resnet9000"], "unknown arch 'resnet9000'"),
-    (["train", "teacher.args.wdth=3"], "rejected its args"),
+    (["train", "teacher.args.wdth=3"], "model 'teacher': arch 'cnn' rejected its args"),
+    (["train", "students.1.args.widht=3"], "('widht': did you mean 'width'?); it takes in_channels, num_classes, width, depth"),
     (["train", "teacher.frozen=true", "teacher.checkpoint=nope.safetensors"], "nope.safetensors' for teacher does not exist"),
     (["eval", "not-a-run"], "is not a peerdistill run directory"),
     (["train", "--resume", "not-a-run"], "cannot resume 'not-a-run'"),

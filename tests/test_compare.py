@@ -81,6 +81,17 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     assert re.search(r"ml +│ 0 +│ \S+ml-seed0 +│ train", plan)
 
 
+def test_a_dry_run_names_the_files_a_run_would_miss(tmp_path, capsys):
+    tree = {**COMPARED, "name": "m", "out_dir": str(tmp_path), "data": {"kind": "npz", "root": "PATH"}}
+    compare(tree, ["kd"], 1, progress=False, dry_run=True, console=Console(width=300))
+    assert re.search(r"kd +│ 0 +│ \S+ +│ would stop: data.root 'PATH' does not exist", capsys.readouterr().out)
+    teacher = {**COMPARED["teacher"], "frozen": True, "checkpoint": str(tmp_path / "gone.safetensors")}
+    compare({**COMPARED, "name": "t", "out_dir": str(tmp_path), "teacher": teacher}, ["kd"], 1, progress=False,
+            dry_run=True, console=Console(width=300))
+    assert "would stop: the teacher's checkpoint" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir()), "a dry run writes nothing"
+
+
 def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 2}}
     result = compare(tree, ["kd"], 2, progress=False, teacher_from="independent")

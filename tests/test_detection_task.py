@@ -124,7 +124,9 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     train_from_config(tree(tmp_path, "r", "kd"), progress=False)
     run = tmp_path / "r"
     assert main(["eval", str(run), "--save-images", "2", "--json"]) == 0
-    scores = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    scores = json.loads(printed.out)
+    assert f"pictures: {run / 'eval' / 'test'}/MODEL/" in " ".join(printed.err.split())
     assert 0 <= scores["ensemble"]["ap"] <= 1
     assert len(list((run / "eval" / "test" / "ensemble").glob("*_boxes.png"))) == 2
     assert main(["export", str(run), "--model", "student1"]) == 0

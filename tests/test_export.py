@@ -82,6 +82,18 @@ def test_segmentation_model_with_dynamic_height_and_width(tmp_path):
     masks = sorted((tmp_path / "masks").iterdir())
     assert [m.name for m in masks] == ["imgs_0_mask.png", "imgs_1_mask.png", "imgs_2_mask.png"]
     assert np.asarray(Image.open(masks[0])).shape == (40, 52)
+    # images of different sizes (a run without data.image_size sees each at its own): one call
+    # gives each the mask it gets alone
+    rng = np.random.default_rng(1)
+    for name, hw in (("a", (40, 52)), ("b", (36, 28)), ("c", (40, 52))):
+        Image.fromarray((rng.random(hw) * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+    files = [str(tmp_path / f"{n}.png") for n in "abc"]
+    assert main(["predict", str(result.path), *files, "--out", str(tmp_path / "mixed")]) == 0
+    for name, file in zip("abc", files):
+        assert main(["predict", str(result.path), file, "--out", str(tmp_path / f"alone-{name}")]) == 0
+        together = np.asarray(Image.open(tmp_path / "mixed" / f"{name}_mask.png"))
+        assert np.array_equal(together, np.asarray(Image.open(tmp_path / f"alone-{name}" / f"{name}_mask.png")))
+    assert np.asarray(Image.open(tmp_path / "mixed" / "b_mask.png")).shape == (36, 28)
     # masks that would share a name, and a file where the folder of masks goes, are refused
     npz = str(tmp_path / "imgs.npz")
     assert main(["predict", str(result.path), npz, npz, "--out", str(tmp_path / "twice")]) == 2
@@ -188,7 +200,7 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
     np.savez(tmp_path / "b.npz", images=pixels)
     np.savez(tmp_path / "big.npz", images=np.kron(pixels, np.ones((2, 2), np.uint8)))  # 16x16: resized to 8x8
     read = read_inputs([str(tmp_path / "a.png"), str(tmp_path / "b.npz"), str(tmp_path / "big.npz")], 1, (8, 8))
-    names, images, sizes = read.names, read.images, read.sizes
+    names, images, sizes = read.names, np.stack(read.images), read.sizes
     assert names == [str(tmp_path / "a.png"), "b.npz[0]", "b.npz[1]", "big.npz[0]", "big.npz[1]"]
     assert read.stems == ["a", "b_0", "b_1", "big_0", "big_1"]
     assert sizes == [(8, 8)] * 3 + [(16, 16)] * 2
@@ -205,7 +217,7 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
     assert rows[0]["p_0"] == rows[1]["p_0"] and rows[0]["predicted"] == rows[1]["predicted"]
     # other types are kept as an npz dataset keeps them in training; channels first or last alike
     np.savez(tmp_path / "raw.npz", images=np.stack([pixels.astype(np.int64), pixels.astype(np.int64)], axis=1))
-    raw = read_inputs([str(tmp_path / "raw.npz")], 2, (8, 8)).images
+    raw = np.stack(read_inputs([str(tmp_path / "raw.npz")], 2, (8, 8)).images)
     assert raw.shape == (2, 8, 8, 2) and np.array_equal(raw[0, ..., 1], pixels[0].astype(np.float32))
     np.savez(tmp_path / "flat.npz", images=np.zeros((3, 12)))  # feature vectors, not images
     from peerdistill.errors import DataError

@@ -23,7 +23,7 @@ from .tasks.classification import balanced_class_weights
 def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
                         load_checkpoint: bool = True):
     """The model of one config entry; wrapped with self-distillation heads when it has any."""
-    module = build_model(spec.arch, spec.args, input_shape[0], num_classes)
+    module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'")
     if spec.checkpoint and load_checkpoint:
         load_weights(module, checkpoint_file(spec.checkpoint, name), name)
     if spec.heads:

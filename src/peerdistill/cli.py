@@ -104,6 +104,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     else:
         meta = read_json(Path(ns.run_dir) / "run.json")
         console.print(results_table(f"{ns.run_dir}: {ns.split} split", scores, metrics=task_for(meta).summary_metrics))
+    if ns.save_images:  # on stderr: --json keeps stdout pure JSON
+        err_console.print(f"pictures: {Path(ns.run_dir) / 'eval' / ns.split}/MODEL/", highlight=False, soft_wrap=True)
     return 0
 
 

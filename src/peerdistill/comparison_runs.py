@@ -97,10 +97,26 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
         try:
             state = _state(plan, overwrite)
             action = {"new": "train", "finished": "reuse"}.get(state) or _continue_point(plan.run_dir)
+            missing = _missing_input(plan) if state != "finished" else None
+            if missing:
+                action = f"[red]would stop[/]: {missing}"
         except PeerdistillError as exc:
             action = f"[red]refused[/]: {exc}"
         table.add_row(plan.label, str(plan.cfg.seed), str(plan.run_dir), action)
     return table
+
+
+def _missing_input(plan: Plan) -> str | None:
+    """A file the run reads first that is not there (a teacher trained by an earlier run of the
+    comparison is not looked for: it does not exist yet)."""
+    root = plan.cfg.data.root
+    if root and not Path(root).exists():
+        return f"data.root '{root}' does not exist"
+    if plan.source_run is None:
+        for teacher in plan.cfg.all_teachers():
+            if teacher.checkpoint and not Path(teacher.checkpoint).exists():
+                return f"the teacher's checkpoint '{teacher.checkpoint}' does not exist"
+    return None
 
 
 def _continue_point(run_dir: Path) -> str:

@@ -61,19 +61,33 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
     read = read_inputs(inputs, channels, trained_size if dense else size)
-    x = torch.from_numpy(read.images).permute(0, 3, 1, 2).contiguous()  # NHWC as read, whatever the sizes
-    if x.shape[1] != channels:
-        raise DataError(f"inputs have {x.shape[1]} channels but the model takes {channels}")
-    if info.get("data_stats"):
-        x = standardize(x, info["data_stats"])
+    results: list = [None] * len(read.images)
+    for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
+        x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
+        if x.shape[1] != channels:
+            raise DataError(f"inputs have {x.shape[1]} channels but the model takes {channels}")
+        if info.get("data_stats"):
+            x = standardize(x, info["data_stats"])
+        for start in range(0, len(x), batch_size):
+            output = run(x[start:start + batch_size])
+            items = info["boxes"](output) if info["task"] == "detection" else list(output)
+            for i, item in zip(indices[start:start + batch_size], items, strict=True):
+                results[i] = item
     if info["task"] == "detection":
-        detections = [d for i in range(0, len(x), batch_size) for d in info["boxes"](run(x[i:i + batch_size]))]
-        return _write_boxes(read, size, detections, info["class_names"], out)
-    outputs = torch.cat([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    probs = outputs if info["output"] == "probabilities" else outputs.float().softmax(dim=1)
+        return _write_boxes(read, size, results, info["class_names"], out)
+    # one input's scores: classes first ([C] or [C, H, W])
+    probs = [p if info["output"] == "probabilities" else p.float().softmax(dim=0) for p in results]
     if dense:
         return _write_masks(read, probs, out)
-    return _write_csv(read.names, probs, info["class_names"], out)
+    return _write_csv(read.names, torch.stack(probs), info["class_names"], out)
+
+
+def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
+    """Indices of the inputs of each size, in input order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    return list(groups.values())
 
 
 def _check_out(out: Path, dense: bool) -> None:
@@ -174,7 +188,7 @@ def _write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict
     return out
 
 
-def _write_masks(read: Inputs, probs: torch.Tensor, out: Path) -> Path:
+def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path) -> Path:
     """One label PNG per input at that input's size (probabilities resized before the argmax)."""
     files = [f"{stem}_mask.png" for stem in read.stems]
     clashes = sorted({f for f in files if files.count(f) > 1})

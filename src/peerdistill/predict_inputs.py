@@ -17,7 +17,7 @@ from .errors import DataError
 class Inputs(NamedTuple):
     names: list[str]  # as written in the CSV: the file path, or ARCHIVE.npz[i]
     stems: list[str]  # what a mask is named after: the file's stem, or ARCHIVE_i
-    images: np.ndarray  # [N, H, W, C] float32
+    images: list[np.ndarray]  # [H, W, C] float32 each; sizes may differ (segmentation without image_size)
     sizes: list[tuple[int, int]]  # each input's own (height, width)
 
 
@@ -31,7 +31,8 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise DataError(f"'{path}' holds no images")
+                raise DataError(f"'{path}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) directly inside: "
+                                "predict reads the images in a folder, not in its subfolders (give those)")
         elif path.suffix == ".npz":
             for i, a in enumerate(_npz_images(path)):
                 names.append(f"{path.name}[{i}]")
@@ -48,10 +49,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
             stems.append(f.stem)
             sizes.append(_image_size(f))
             arrays.append(read_image(f, size, grey=channels == 1))
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise DataError(f"inputs differ in size {sorted(shapes)[:3]}: predict them separately")
-    return Inputs(names, stems, np.stack(arrays), sizes)
+    return Inputs(names, stems, arrays, sizes)
 
 
 def _npz_images(path: Path) -> np.ndarray:

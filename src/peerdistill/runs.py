@@ -46,7 +46,8 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
         if modules and name in modules:
             module = modules[name]
         else:
-            module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"])
+            module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"],
+                                 owner=f"model '{name}'")
             if spec.get("heads") and with_heads:
                 module = HeadedModel(module, spec["heads"], spec["deep_layer"], meta["num_classes"],
                                      torch.zeros(2, *meta["input_shape"]), owner=f"model '{name}'")
@@ -89,8 +90,18 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
     cohort, meta = load_cohort(run_dir, modules)
-    if data is None:
-        data = build_data(data_spec or saved_data_spec(meta), stats=meta.get("data_stats"))
+    if save_images and meta.get("task") not in ("segmentation", "detection"):
+        raise DataError("--save-images is for segmentation and detection runs")
+    if data is None and data_spec is not None:
+        data = build_data(data_spec, stats=meta.get("data_stats"))
+    elif data is None:
+        saved = saved_data_spec(meta)
+        try:
+            data = build_data(saved, stats=meta.get("data_stats"))
+        except DataError as exc:
+            raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
+                            "relative path counts from the current folder): run eval from the folder training ran "
+                            "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
     _check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
@@ -106,10 +117,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         if meta.get("task") == "segmentation":
             save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window,
                                trained.get("window_overlap", 0.5))
-        elif meta.get("task") == "detection":
-            save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
         else:
-            raise DataError("--save-images is for segmentation and detection runs")
+            save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
     return scores
 
 

@@ -51,11 +51,12 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     return ZOO[arch]
 
 
-def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
+def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int, owner: str = "") -> nn.Module:
     """Build a model; ``in_channels`` and ``num_classes`` are passed when the factory names them
     and the config did not set them. ``num_classes`` also goes to a factory taking ``**kwargs``
     (torchvision's ``resnet18``, ``timm.create_model``: both pass it on); ``in_channels`` does
-    not, as libraries name it differently (timm: ``in_chans``; set it in ``args``)."""
+    not, as libraries name it differently (timm: ``in_chans``; set it in ``args``). ``owner``
+    (``model 'student2'``) starts error messages."""
     factory = resolve_factory(arch)
     kwargs = dict(args)
     try:
@@ -66,15 +67,27 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
     for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if key not in kwargs and (key in params or (open_ended and key == "num_classes")):
             kwargs[key] = value
+    who = f"{owner}: " if owner else ""
     try:
         model = factory(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"arch '{arch}' rejected its args {kwargs}: {exc}") from None
+        raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{_args_hint(kwargs, params)}") from None
     except Exception as exc:  # a user's or library's factory: its own message says what is wrong
-        raise ConfigError(f"arch '{arch}' with args {kwargs} failed: {exc}") from None
+        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _args_hint(kwargs: dict[str, Any], params) -> str:
+    """The factory's own arguments, and the closest one to each it does not take."""
+    named = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if not named or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return ""
+    unknown = [k for k in kwargs if k not in params]
+    close = {k: difflib.get_close_matches(k, named, n=1, cutoff=0.7) for k in unknown}
+    guesses = "".join(f" ('{k}': did you mean '{c[0]}'?)" for k, c in close.items() if c)
+    return f"{guesses}; it takes {', '.join(named)}"
 
 
 def count_parameters(model: nn.Module) -> int:
