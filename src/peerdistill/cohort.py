@@ -261,5 +261,6 @@ def as_logits(output: Any, name: str) -> torch.Tensor:
         return output.logits
     raise ConfigError(
         f"model '{name}' returned {type(output).__name__}; peerdistill needs logits as a tensor, "
-        "a tuple starting with the logits, or a dict with a 'logits' entry"
+        "a tuple or list starting with the logits, a dict with a 'logits' or 'out' entry, or an "
+        "object with a .logits tensor"
     )
