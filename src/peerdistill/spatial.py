@@ -24,12 +24,12 @@ def labels_at(labels: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
 
 
 def valid_pixels(labels: torch.Tensor | None, maps: torch.Tensor, ignore: int = 255) -> torch.Tensor | None:
-    """[B, H, W] booleans at ``maps``' size: the pixels whose label is not ``ignore``. None when
-    every pixel counts (class labels, or label maps without ignored pixels)."""
+    """[B, H, W] booleans at ``maps``' size: the pixels whose label is not ``ignore``; None for
+    class labels (or a detection batch's boxes). Returned even when every pixel counts: asking
+    would make the GPU wait, once per edge and step."""
     if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or maps.ndim != 4:
-        return None  # class labels, or a detection batch's boxes
-    valid = labels_at(labels, maps) != ignore
-    return None if bool(valid.all()) else valid
+        return None
+    return labels_at(labels, maps) != ignore
 
 
 def masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
