@@ -36,6 +36,18 @@ def test_multiclass_auc_is_mean_of_one_vs_rest():
     assert classification_metrics(probs, targets)["auc"] == pytest.approx(np.mean(aucs))
 
 
+def test_multiclass_auc_keeps_ties_between_probabilities():
+    # float32 rows that do not all sum to exactly 1: renormalising them (as sklearn's multi-class
+    # path needs) would split exact ties within a column and move the AUC (0.7917, not 0.8333)
+    probs = np.array([[.7, .2, .1], [.2, .5, .3], [.1, .3, .6], [.3, .4, .3], [.5, .1, .4], [.2, .2, .6]], np.float32)
+    targets = np.array([0, 1, 2, 1, 2, 0])
+    aucs = []
+    for c in range(3):
+        pos, neg = probs[targets == c, c], probs[targets != c, c]
+        aucs.append(np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg]))
+    assert classification_metrics(probs, targets)["auc"] == pytest.approx(np.mean(aucs))  # 0.8333
+
+
 def test_auc_is_nan_when_a_class_is_absent():
     probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.2, 0.2]])
     assert math.isnan(classification_metrics(probs, np.array([0, 1]))["auc"])

@@ -144,6 +144,34 @@ def test_comparison_report(tmp_path):
     cell = f"{float(row['mean']):.4f} ± {float(row['std']):.4f}"
     accuracy_section = page.split("<h2>test accuracy</h2>", 1)[1].split("</section>", 1)[0]
     assert f"<td>{cell}</td>" in table_row(accuracy_section, "kd")
+    assert row["runs"] == "kd-seed0;kd-seed1"
+    # The same comparison with one seed reuses seed 0: its page is about seed 0 alone, though
+    # seed 1's runs are still in the folder.
+    fewer = compare(tree, ["independent", "kd"], 1, progress=False)
+    page = write_report(fewer.directory).read_text(encoding="utf-8")
+    assert "Run directories: independent-seed0, kd-seed0." in page
+    from peerdistill.html_report import compared_runs, read_compare_csv
+
+    runs = compared_runs(fewer.directory, read_compare_csv(fewer.directory), ["independent", "kd"])
+    assert runs == {s: [fewer.directory / f"{s}-seed0"] for s in ("independent", "kd")}
+
+
+def test_a_seed_without_a_number_is_counted_apart():
+    from peerdistill.compare import aggregate
+    from peerdistill.report import comparison_markdown
+
+    def run(seed, auc):
+        scores = {"student1": {"accuracy": 0.9, "auc": auc}, "student2": {"accuracy": 0.8, "auc": auc}}
+        return {"setting": "kd", "seed": seed, "run": f"kd-seed{seed}",
+                "metrics": {"test_at_best": scores, "val_at_best": scores, "monitor": "ensemble/accuracy",
+                            "roles": {"student1": "student", "student2": "student"}}}
+
+    rows = aggregate([run(0, 0.8), run(1, None), run(2, 0.9)])  # seed 1: AUC undefined (NaN)
+    auc = next(r for r in rows if r["model"] == "student1" and r["metric"] == "auc")
+    assert auc["n"] == 2 and len(auc["values"]) == 3 and math.isnan(auc["values"][1])
+    assert auc["mean"] == pytest.approx(0.85) and auc["runs"] == ["kd-seed0", "kd-seed1", "kd-seed2"]
+    table = comparison_markdown(rows, ["kd"], ["student1"], ["auc", "accuracy"], "")
+    assert "| kd | 0.8500 ± 0.0707 (2 of 3 seeds) |" in table and "| kd | 0.9000 ± 0.0000 |" in table
 
 
 def test_comparison_report_gives_each_cohort_its_cost_table(tmp_path):

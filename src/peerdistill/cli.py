@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
-from .terminal import Console
 from rich.markup import escape
 
+from .terminal import Console
 from . import __version__
 from .config import DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_yaml
 from .engine.artifacts import jsonable

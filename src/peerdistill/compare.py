@@ -5,20 +5,21 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .terminal import Console
 from rich.table import Table
 
+from .terminal import Console
 from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_all, setting_tree, settings_of
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched
 from .errors import ConfigError
 from .metrics import ranking_score
-from .report import BEST_STUDENT, comparison_markdown, mean_std, model_order, pm
+from .report import BEST_STUDENT, comparison_markdown, mean_std, model_order, seeds_cell
 
 @dataclass
 class Comparison:
@@ -82,7 +83,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
-    runs = [{"setting": plan.label, "seed": plan.cfg.seed, "metrics": metrics}
+    runs = [{"setting": plan.label, "seed": plan.cfg.seed, "run": plan.run_dir.name, "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
     rows = aggregate(runs)
     labels = [setting.label for setting in settings]
@@ -106,8 +107,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
 
 
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Long table rows: setting, model, metric, mean, std, n, values."""
+    """Long table rows: setting, model, metric, mean and std over the finite values, n (how many
+    are finite), values (per seed, NaN kept) and runs (the run directories, in the same order)."""
     values: dict[tuple[str, str, str], list[float]] = {}
+    names: dict[tuple[str, str, str], list[str]] = {}
     for run in runs:
         test, val = run["metrics"]["test_at_best"], run["metrics"]["val_at_best"]
         roles = run["metrics"].get("roles", {})
@@ -119,11 +122,13 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for model, metrics in per_model.items():
             for metric, value in metrics.items():
                 values.setdefault((run["setting"], model, metric), []).append(_num(value))
+                names.setdefault((run["setting"], model, metric), []).append(run.get("run", ""))
     rows = []
-    for (setting, model, metric), vals in values.items():
+    for key, vals in values.items():
         mean, std = mean_std(vals)
+        setting, model, metric = key
         rows.append({"setting": setting, "model": model, "metric": metric, "mean": mean, "std": std,
-                     "n": len(vals), "values": ";".join(f"{v:.6f}" for v in vals)})
+                     "n": sum(not math.isnan(v) for v in vals), "values": vals, "runs": names[key]})
     return rows
 
 
@@ -133,9 +138,10 @@ def _num(value) -> float:
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["setting", "model", "metric", "mean", "std", "n", "values"])
+    writer = csv.DictWriter(buf, fieldnames=["setting", "model", "metric", "mean", "std", "n", "values", "runs"])
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**r, "values": ";".join(f"{v:.6f}" for v in r["values"]), "runs": ";".join(r["runs"])}
+                     for r in rows)
     return buf.getvalue()
 
 
@@ -146,7 +152,6 @@ def _rich_table(rows, presets, models, metric) -> Table:
     for model in models:
         table.add_column(model, justify="right")
     for preset in presets:
-        cells = [pm(index[(preset, m, metric)]["mean"], index[(preset, m, metric)]["std"])
-                 if (preset, m, metric) in index else "" for m in models]
+        cells = [seeds_cell(index[(preset, m, metric)]) if (preset, m, metric) in index else "" for m in models]
         table.add_row(preset, *cells)
     return table

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 import yaml
-from .terminal import Console
 from rich.table import Table
 from safetensors.torch import load_file
 
+from .terminal import Console
 from .build import train_from_config
 from .config import RunConfig, check_preset_names, to_yaml, validate
 from .engine.artifacts import RunDir, read_json

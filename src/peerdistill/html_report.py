@@ -24,7 +24,7 @@ from .comparison_runs import setting_runs  # noqa: E402
 from .engine.artifacts import atomic_write_text, names_a_folder, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
-from .report import fmt, model_order, pm  # noqa: E402
+from .report import fmt, model_order, seeds_cell  # noqa: E402
 
 REPORT_FILE = "report.html"
 PNG_DATA_URI = "data:image/png;base64,"
@@ -434,8 +434,8 @@ def comparison_page(directory: Path) -> str:
     models = model_order([r["model"] for r in rows])
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
-    runs = {setting: setting_runs(directory, setting) for setting in settings}
-    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models),
+    runs = compared_runs(directory, rows, settings)
+    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 comparison_curves_section(runs), comparison_costs_section(runs)]
     for metric in metrics:
         sections.append(section_html(f"test {metric}", [
@@ -456,21 +456,38 @@ def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
         rows = list(reader)
     if not rows:
         raise RunDirError(f"'{path}' holds no rows")
+    # compare writes whole lines: a file not ending in one was cut off
+    cut = not path.read_bytes().endswith(b"\n")
     parsed = []
     for line, r in enumerate(rows, start=2):
         try:
+            if any(v is None for v in r.values()) or (cut and line == len(rows) + 1):
+                raise ValueError(line)
             parsed.append({"setting": r["setting"], "model": r["model"], "metric": r["metric"],
                            "mean": float(r["mean"]), "std": float(r["std"]), "n": int(r["n"]),
-                           "values": [float(v) for v in r["values"].split(";") if v.strip()]})
+                           "values": [float(v) for v in r["values"].split(";") if v.strip()],
+                           "runs": [v for v in (r.get("runs") or "").split(";") if v]})
         except (TypeError, ValueError, AttributeError):
             raise RunDirError(f"'{path}' is truncated or corrupt at line {line}: run the same "
                               "`peerdistill compare` again to rewrite it (its runs are reused)") from None
     return parsed
 
 
-def comparison_summary_html(directory: Path, rows, settings: list[str], models: list[str]) -> str:
-    seeds = max(r["n"] for r in rows)
-    runs = sorted(p.name for p in directory.iterdir() if (p / "run.json").is_file())
+def compared_runs(directory: Path, rows, settings: list[str]) -> dict[str, list[Path]]:
+    """Each setting's run directories, as compare.csv lists them: other runs in the folder (a
+    seed of an earlier, larger comparison) are not part of this one. A compare.csv written
+    before the list existed: every run directory of the setting."""
+    listed: dict[str, list[str]] = {}
+    for r in rows:
+        listed.setdefault(r["setting"], r["runs"])
+    return {s: [directory / name for name in listed[s]] if listed.get(s) else setting_runs(directory, s)
+            for s in settings}
+
+
+def comparison_summary_html(directory: Path, rows, settings: list[str], models: list[str],
+                            runs: dict[str, list[Path]]) -> str:
+    seeds = max(len(r["values"]) for r in rows)
+    runs = sorted(p.name for paths in runs.values() for p in paths)
     parts = [f"<p>A comparison of {len(settings)} setting(s) ({esc(', '.join(settings))}), "
              f"up to {seeds} seed(s) each, written by <code>peerdistill compare</code> in "
              f"<code>{esc(directory)}</code>. Models: {esc(', '.join(models))}.</p>"]
@@ -494,8 +511,8 @@ def compare_md_intro(directory: Path) -> str:
 
 def comparison_table_rows(rows, settings: list[str], models: list[str], metric: str) -> list[list[str]]:
     index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
-    return [[setting] + [pm(index[(setting, m)]["mean"], index[(setting, m)]["std"])
-                         if (setting, m) in index else "" for m in models] for setting in settings]
+    return [[setting] + [seeds_cell(index[(setting, m)]) if (setting, m) in index else "" for m in models]
+            for setting in settings]
 
 
 def comparison_figure(rows, settings: list[str], models: list[str], metric: str):

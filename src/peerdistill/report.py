@@ -62,6 +62,15 @@ def pm(mean: float, std: float) -> str:
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
+def seeds_cell(row: dict[str, Any]) -> str:
+    """A comparison cell: mean ± std over the seeds that gave a number, and how many did when
+    some gave none (an AUC on a split lacking a class, an HD95 with nothing found)."""
+    text = pm(row["mean"], row["std"])
+    if 0 < row["n"] < len(row["values"]):
+        text += f" ({row['n']} of {len(row['values'])} seeds)"
+    return text
+
+
 BEST_STUDENT = "best student"
 
 
@@ -86,6 +95,6 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
             cells = []
             for model in models:
                 r = index.get((preset, model, metric))
-                cells.append(pm(r["mean"], r["std"]) if r else "")
+                cells.append(seeds_cell(r) if r else "")
             parts.append(f"| {preset} | " + " | ".join(cells) + " |")
     return "\n".join(parts) + "\n"

@@ -15,9 +15,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
-from .terminal import Console
 from rich.markup import escape
 
+from .terminal import Console
 from .errors import PeerdistillError
 
 

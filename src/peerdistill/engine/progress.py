@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..terminal import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
+
+from ..terminal import Console
 
 
 class Progress:
