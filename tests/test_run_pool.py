@@ -37,6 +37,17 @@ def test_results_come_back_in_item_order(tmp_path, capsys):
     assert started(tmp_path) == [0, 1, 2]
 
 
+def test_a_run_waits_for_the_one_it_needs_while_later_ones_go_first(tmp_path, capsys):
+    # run 1 needs run 0 (a frozen run and its teacher's run): run 2 takes the free worker meanwhile
+    items = [(tmp_path, 0, 1.0), (tmp_path, 1, 0.0), (tmp_path, 2, 0.0)]
+    results = run_in_processes(items, _job, 2, 1, Console(width=200), describe=lambda it: f"run {it[1]}",
+                               needs=lambda i: 0 if i == 1 else None)
+    assert results == [0, 10, 20]
+    done = [line.split(":")[1].strip() for line in capsys.readouterr().out.splitlines() if "done" in line]
+    assert done == ["run 2", "run 0", "run 1"]
+    assert Path(tmp_path, "started-1").stat().st_mtime >= Path(tmp_path, "started-0").stat().st_mtime + 1.0
+
+
 def test_after_a_failure_no_new_run_starts_and_every_failure_is_reported(tmp_path, capsys):
     items = [(tmp_path, 0, "fail"), (tmp_path, 1, 1.5), (tmp_path, 2, 0.0), (tmp_path, 3, 0.0)]
     with pytest.raises(RuntimeError, match="ValueError: run 0 broke"):  # its type, message and traceback

@@ -130,19 +130,16 @@ def _continue_point(run_dir: Path) -> str:
 def run_all(plans: list[Plan], overwrite: bool, progress: bool, console: Console,
             jobs: int = 1) -> list[dict[str, Any]]:
     """Every plan's test metrics, in plan order. With ``jobs`` > 1, that many runs train at once,
-    each in its own process with its share of the CPU threads; the runs whose teachers a frozen
-    run needs finish before it starts."""
+    each in its own process with its share of the CPU threads; a frozen run starts once the run
+    that trains its teachers has finished (other runs fill the gap)."""
     if jobs <= 1:
         return [run_or_reuse(plan, overwrite, progress, console) for plan in plans]
-    metrics: dict[Path, dict[str, Any]] = {}
     work = functools.partial(_run_quietly, overwrite=overwrite, quiet=console.quiet)
-    for phase in ([p for p in plans if p.source_run is None], [p for p in plans if p.source_run is not None]):
-        if phase:
-            at_once = min(jobs, len(phase))
-            results = run_in_processes(phase, work, at_once, max(1, torch.get_num_threads() // at_once), console,
-                                       describe=lambda plan: f"{plan.label}, seed {plan.cfg.seed}")
-            metrics.update(zip((plan.run_dir for plan in phase), results))
-    return [metrics[plan.run_dir] for plan in plans]
+    index_of = {plan.run_dir: i for i, plan in enumerate(plans)}
+    at_once = min(jobs, len(plans))
+    return run_in_processes(plans, work, at_once, max(1, torch.get_num_threads() // at_once), console,
+                            describe=lambda plan: f"{plan.label}, seed {plan.cfg.seed}",
+                            needs=lambda i: index_of.get(plans[i].source_run))
 
 
 def _run_quietly(plan: Plan, overwrite: bool, quiet: bool) -> dict[str, Any]:

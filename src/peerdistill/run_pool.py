@@ -22,10 +22,13 @@ from .errors import PeerdistillError
 
 
 def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int, threads: int,
-                     console: Console, describe: Callable[[Any], str] = str) -> list[Any]:
+                     console: Console, describe: Callable[[Any], str] = str,
+                     needs: Callable[[int], int | None] = lambda index: None) -> list[Any]:
     """``work(item)`` for every item, ``jobs`` at a time, each process limited to ``threads``
-    torch threads; the results in item order. Every failure is printed; once the runs under way
-    have finished, the failure of the earliest item is raised."""
+    torch threads; the results in item order. ``needs(i)``: the index of an item that must have
+    finished before item ``i`` starts (a frozen run's teacher run), or None; until then the
+    next items go first. Every failure is printed; once the runs under way have finished, the
+    failure of the earliest item is raised."""
     results: dict[int, Any] = {}
     failures: dict[int, Exception] = {}
     waiting = list(enumerate(items))
@@ -36,7 +39,11 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
         _start_workers(pool, jobs)
         while waiting or running:
             while waiting and len(running) < jobs and not failures:
-                index, item = waiting.pop(0)
+                ready = next((k for k, (index, _) in enumerate(waiting)
+                              if needs(index) is None or needs(index) in results), None)
+                if ready is None:  # each waits for a run under way
+                    break
+                index, item = waiting.pop(ready)
                 running[pool.submit(_call, work, item)] = index
             if not running:
                 break
