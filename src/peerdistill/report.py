@@ -35,7 +35,8 @@ def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[
         row = [model]
         if costs:
             c = costs.get(model)
-            row += [f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}", f"{c.get('compression', '')}"] if c else ["", "", ""]
+            ratio = f"{c['compression']:.2f}" if c and c.get("compression") is not None else ""
+            row += [f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}", ratio] if c else ["", "", ""]
         elif params:
             row.append(f"{params[model]:,}" if model in params else "")
         if val and val_metric:
