@@ -46,6 +46,8 @@ def test_readme_python_example(tmp_path, capsys):
     assert main(["eval", str(run)]) == 2
     assert "cannot rebuild them" in capsys.readouterr().err
     modules = {"teacher": MyBigNet(3), "student1": MySmallNet(3), "student2": MySmallNet(3)}
+    with pytest.raises(CheckpointError, match=r"modules= names \['studnet1'\], which .* does not hold"):
+        load_cohort(run, modules={**modules, "studnet1": MySmallNet(3)})
     cohort, _ = load_cohort(run, modules=modules)
     assert [m.name for m in cohort.students] == ["student1", "student2"]
     with pytest.raises(CheckpointError, match="data was given in Python"):

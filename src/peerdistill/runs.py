@@ -30,6 +30,10 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads."""
     run = RunDir.open(run_dir)
     meta = read_json(run.path / "run.json")
+    unknown = sorted(set(modules or {}) - {e["name"] for e in meta.get("members", [])})
+    if unknown:
+        raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "
+                              f"(its models: {[e['name'] for e in meta.get('members', [])]})")
     wanted = [e for e in meta.get("members", []) if e["role"] in roles]
     missing = [e["name"] for e in wanted if not e.get("spec") and e["name"] not in (modules or {})]
     if missing:
