@@ -244,3 +244,13 @@ def test_non_finite_critic_loss_is_caught(tmp_path, monkeypatch, policy):
         assert "critic/student1/holistic<-teacher" not in terms and "total" in terms
         for saved, critic in zip(before, critics):
             assert all(torch.equal(a, b) for a, b in zip(saved, critic.parameters()))
+
+
+def test_two_class_prediction_is_argmax_ties_included():
+    from peerdistill.segmentation_metrics import predicted_classes
+
+    probs = torch.rand(3, 2, 5, 7, generator=torch.Generator().manual_seed(0))
+    probs[0, :, 0, :] = 0.5  # ties go to class 0, as argmax gives them
+    assert torch.equal(predicted_classes(probs), probs.argmax(dim=1))
+    three = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(predicted_classes(three), three.argmax(dim=1))

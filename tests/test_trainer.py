@@ -304,3 +304,15 @@ def test_a_model_whose_training_output_is_not_its_logits_is_named(tiny_data):
     cohort = Cohort.from_modules([UserNet(), UserNet()])  # logits first: trains
     Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])), ClassificationTask(3),
             device="cpu", progress=False, train=TrainSpec(epochs=1, batch_size=32)).fit(tiny_data)
+
+
+def test_the_test_split_is_scored_once_when_the_best_epoch_is_the_last(tiny_data):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, monitor="ensemble/accuracy"))
+    calls = []
+    evaluate = t._evaluate
+    t._evaluate = lambda batches: calls.append(batches) or evaluate(batches)
+    result = t.fit(tiny_data)
+    assert result.best_epoch == 0 and len(calls) == 2  # one validation, one test pass (not two)
+    assert result.test_at_best == result.test_at_last
+    # and the answer is what the best weights score, as when they are loaded again
+    assert t._evaluate(t.test_batches) == result.test_at_best

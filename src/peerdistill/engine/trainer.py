@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -362,8 +363,11 @@ class Trainer(RunRecords):
                     for callback in self.callbacks:
                         callback(epoch, row)
         test_last = self._evaluate(self.test_batches)
-        self._load_snapshot(self._best["weights"])
-        test_best = self._evaluate(self.test_batches)
+        if self._best["epoch"] == epochs - 1:  # the best weights are the last ones: the same scores
+            test_best = copy.deepcopy(test_last)
+        else:
+            self._load_snapshot(self._best["weights"])
+            test_best = self._evaluate(self.test_batches)
         result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                            self.run_dir_path if run else None, self.monitor)
         if run is not None:
