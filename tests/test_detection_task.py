@@ -193,6 +193,10 @@ def test_edges_that_detection_cannot_use_are_refused(tmp_path):
     custom = {"preset": "custom", "edges": [{"source": "teacher", "target": "student1", "kind": "cwd"}]}
     with pytest.raises(ConfigError, match="kind 'cwd' is not available"):
         train_from_config(tree(tmp_path, "c", distill=custom), progress=False)
+    on_features = {"source": "teacher", "target": "student1", "kind": "pair",
+                   "source_layer": "fpn.outputs.0", "target_layer": "fpn.outputs.0"}
+    with pytest.raises(ConfigError, match="kind 'pair' is not available"):  # on pyramid features too
+        train_from_config(tree(tmp_path, "p", distill={**custom, "edges": [on_features]}), progress=False)
     with pytest.raises(ConfigError, match="scale', 'crop'|are for detection"):
         validate({"data": {"augment": ["crop"]}, "students": [{"arch": "cnn"}]})
 

@@ -154,6 +154,6 @@ def test_a_recorded_layer_that_returns_a_dict_is_named():
 
     model = nn.ModuleDict({"encoder": Encoder()})
     FeatureRecorder(model, ["encoder"], owner="model 'student1'")
-    with pytest.raises(ConfigError, match="model 'student1''s layer 'encoder' returns a dict, not a tensor .* "
+    with pytest.raises(ConfigError, match="layer 'encoder' of model 'student1' returns a dict, not a tensor .* "
                                           "record one of its submodules"):
         model["encoder"](torch.zeros(1, 1, 4, 4))

@@ -154,6 +154,8 @@ def test_comparison_report(tmp_path):
 
     runs = compared_runs(fewer.directory, read_compare_csv(fewer.directory), ["independent", "kd"])
     assert runs == {s: [fewer.directory / f"{s}-seed0"] for s in ("independent", "kd")}
+    shutil.rmtree(fewer.directory / "kd-seed0")  # a listed run deleted since: the page still comes
+    assert "Run directories: independent-seed0." in write_report(fewer.directory).read_text(encoding="utf-8")
 
 
 def test_a_seed_without_a_number_is_counted_apart():

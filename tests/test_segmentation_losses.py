@@ -106,7 +106,7 @@ def _half_ignored_labels(b, h, w):
     return labels
 
 
-def test_ignored_pixels_teach_nothing_in_the_dense_terms():
+def test_ignored_pixels_teach_nothing_in_the_dense_terms_nor_nodes_made_of_them():
     g = torch.Generator().manual_seed(4)
     s, t = torch.randn(3, 3, 4, 8, generator=g), torch.randn(3, 3, 4, 8, generator=g)
     labels = _half_ignored_labels(3, 4, 8)  # ignored half on node boundaries
@@ -175,3 +175,15 @@ def test_map_discriminator_scores_each_sample():
     d = MapDiscriminator(image_channels=1, num_classes=2)
     scores = d(torch.randn(3, 1, 32, 32), torch.rand(3, 2, 16, 16))  # the image is resized to the map
     assert scores.shape == (3,)
+
+
+def test_only_integer_label_maps_mark_ignored_pixels():
+    from peerdistill.spatial import valid_pixels
+
+    maps = torch.zeros(1, 2, 16, 16)
+    boxes = torch.tensor([[[0.0, 10.0, 10.0, 255.0, 200.0]]])  # a detection batch: [B, K, 5] floats
+    assert valid_pixels(boxes, maps) is None and valid_pixels(torch.tensor([1, 0]), maps) is None
+    labels = torch.zeros(1, 16, 16, dtype=torch.long)
+    labels[0, 0, 0] = 255
+    assert valid_pixels(labels, maps).sum() == 255
+

@@ -298,7 +298,8 @@ def test_a_model_whose_training_output_is_not_its_logits_is_named(tiny_data):
     # In eval mode it gives logits; in training a tuple whose first item is an 8-wide vector.
     seed_everything(0)
     cohort = Cohort.from_modules([UserNet(aux_logits_first=True), SmallCNN(1, 3, 4, 1)])
-    with pytest.raises(DataError, match=r"model 'student1' outputs 8 classes \(logits \(32, 8\)\)"):
+    with pytest.raises(DataError, match=r"in training mode \(its output in eval mode passed.*model 'student1' outputs "
+                                        r"8 classes \(logits \(32, 8\)\).*the first item is taken as the logits"):
         Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])), ClassificationTask(3),
                 device="cpu", progress=False, train=TrainSpec(epochs=1, batch_size=32)).fit(tiny_data)
     cohort = Cohort.from_modules([UserNet(), UserNet()])  # logits first: trains

@@ -61,7 +61,7 @@ class FeatureRecorder:
 
     def _hook(self, path: str):
         def hook(_module, _inputs, output):
-            self.features[path] = first_tensor(output, f"{self.owner}'s layer '{path}'")
+            self.features[path] = first_tensor(output, f"layer '{path}' of {self.owner}")
 
         return hook
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from .terminal import Console
 from .build import train_from_config
-from .config import RunConfig, check_preset_names, to_yaml, validate
+from .config import FILE_KINDS, RunConfig, check_preset_names, to_yaml, validate
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes
@@ -110,7 +110,7 @@ def _missing_input(plan: Plan) -> str | None:
     """A file the run reads first that is not there (a teacher trained by an earlier run of the
     comparison is not looked for: it does not exist yet)."""
     root = plan.cfg.data.root
-    if root and not Path(root).exists():
+    if root and plan.cfg.data.kind in FILE_KINDS and not Path(root).exists():
         return f"data.root '{root}' does not exist"
     if plan.source_run is None:
         for teacher in plan.cfg.all_teachers():

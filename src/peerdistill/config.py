@@ -112,6 +112,10 @@ class DistillSpec(_Strict):
         return self
 
 
+# data kinds read from files at data.root (the others are generated or embedded)
+FILE_KINDS = ("npz", "image_folder", "csv", "folders", "coco", "box_json", "mask_boxes")
+
+
 class DataSpec(_Strict):
     kind: Literal["digits", "npz", "image_folder", "csv", "shapes", "folders", "boxes", "coco", "box_json",
                   "mask_boxes"] = "digits"
@@ -158,7 +162,7 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _root_for_files(self) -> "DataSpec":
-        if self.kind in ("npz", "image_folder", "csv", "folders", "coco", "box_json", "mask_boxes") and not self.root:
+        if self.kind in FILE_KINDS and not self.root:
             raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
         if self.kind in ("coco", "box_json") and not self.annotations:
             raise ValueError(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")

@@ -213,7 +213,7 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {e.source} -> {e.target} ({e.kind}) needs one model as its source")
             if e.on_features and e.source in (TEACHERS, ENSEMBLE):
                 raise ConfigError(f"feature edge {e.source} -> {e.target}: features come from one model, not '{e.source}'")
-            if logit_distiller is not None and e.kind != "kl" and not e.on_features:
+            if logit_distiller is not None and e.kind not in ("kl", "hint", "at", "sp"):
                 raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' is not available for this task; "
                                   "use kl or a feature edge (hint, at, sp)")
             if logit_distiller is not None and e.source in (TEACHERS, ENSEMBLE):

@@ -475,13 +475,14 @@ def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
 
 def compared_runs(directory: Path, rows, settings: list[str]) -> dict[str, list[Path]]:
     """Each setting's run directories, as compare.csv lists them: other runs in the folder (a
-    seed of an earlier, larger comparison) are not part of this one. A compare.csv written
-    before the list existed: every run directory of the setting."""
+    seed of an earlier, larger comparison) are not part of this one; listed runs deleted since
+    are left out. A compare.csv written before the list existed: every run directory of the
+    setting."""
     listed: dict[str, list[str]] = {}
     for r in rows:
         listed.setdefault(r["setting"], r["runs"])
-    return {s: [directory / name for name in listed[s]] if listed.get(s) else setting_runs(directory, s)
-            for s in settings}
+    return {s: [directory / n for n in listed[s] if (directory / n / "run.json").is_file()] if listed.get(s)
+            else setting_runs(directory, s) for s in settings}
 
 
 def comparison_summary_html(directory: Path, rows, settings: list[str], models: list[str],

@@ -103,6 +103,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         try:
             data = build_data(saved, stats=meta.get("data_stats"))
         except DataError as exc:
+            if not saved.root:
+                raise
             raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                             "relative path counts from the current folder): run eval from the folder training ran "
                             "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None

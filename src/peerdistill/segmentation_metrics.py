@@ -129,8 +129,9 @@ class SegmentationMeter:
 
 def predicted_classes(probs: torch.Tensor) -> torch.Tensor:
     """``probs.argmax(dim=1)``; for two classes one comparison, which on a CPU is a hundred times
-    faster than argmax over a [B, 2, H, W] map (whole DRIVE images), with the same answer (a tie
-    goes to class 0 either way)."""
+    faster than argmax over a [B, 2, H, W] map (whole DRIVE images), with the same answer for
+    finite probabilities (a tie goes to class 0 either way; non-finite outputs stop evaluation
+    before any metric)."""
     if probs.shape[1] == 2:
         return (probs[:, 1] > probs[:, 0]).long()
     return probs.argmax(dim=1)

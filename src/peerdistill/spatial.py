@@ -27,8 +27,8 @@ def valid_pixels(labels: torch.Tensor | None, maps: torch.Tensor, ignore: int = 
     """[B, H, W] booleans at ``maps``' size: the pixels whose label is not ``ignore``; None for
     class labels (or a detection batch's boxes). Returned even when every pixel counts: asking
     would make the GPU wait, once per edge and step."""
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or maps.ndim != 4:
-        return None
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or labels.is_floating_point() or maps.ndim != 4:
+        return None  # label maps are integers; a detection batch's [B, K, 5] boxes are floats
     return labels_at(labels, maps) != ignore
 
 

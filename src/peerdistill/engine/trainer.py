@@ -17,7 +17,7 @@ from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError
+from ..errors import CheckpointError, ConfigError, DataError, NonFiniteError, PeerdistillError
 from ..metrics import ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
@@ -291,7 +291,7 @@ class Trainer(RunRecords):
             problem = fusable([module, peer.module]) if peer is not None else None
             if problem:  # in fusable's words, this student is model 0 and its peer model 1
                 self.run_info.setdefault("fused_students_fallback", {})[alone] = (
-                    f"packed with {peer.name} (model 1): {problem}")
+                    f"not packed with {peer.name} (model 1): {problem}")
         return [s for s in sets if len(s) > 1]
 
     def _step_generator(self, epoch: int, step: int, stream: int = 0) -> torch.Generator:
@@ -465,7 +465,12 @@ class Trainer(RunRecords):
         with self.speed.autocast(self.device):
             out = self.cohort.forward(x, self.runners, self.groups)
             if not self._training_outputs_checked:  # a model may return something else in training mode
-                self._check_outputs(out, len(x))
+                try:
+                    self._check_outputs(out, len(x))
+                except DataError as exc:
+                    raise DataError(f"in training mode (its output in eval mode passed the check before "
+                                    f"training): {exc}. Of a tuple or list output the first item is taken as "
+                                    "the logits: return them first") from None
                 self._training_outputs_checked = True
             terms = {}
             for m in self.cohort.trainable:
