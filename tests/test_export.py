@@ -252,6 +252,20 @@ def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path
 
         masks[model.name] = np.asarray(Image.open(out / "imgs_0_mask.png"))
     assert np.array_equal(masks["win"], masks["student1.onnx"])
+    # A run trained from Python has no data section; its own record of the window serves
+    import json
+
+    from peerdistill.data import build_data
+    from peerdistill.runs import evaluate_run, saved_data_spec
+
+    run = tmp_path / "win"
+    record = json.loads((run / "run.json").read_text())
+    assert record["patches"]["size"] == 32
+    scores = evaluate_run(run)
+    data = build_data(saved_data_spec(record), stats=record["data_stats"])
+    record["data_spec"] = None
+    (run / "run.json").write_text(json.dumps(record))
+    assert str(evaluate_run(run, data=data)) == str(scores)  # str: NaN (no hd95) equals NaN
 
 
 def test_export_names_its_file_for_its_format_and_never_writes_into_the_run(digits_run, tmp_path, capsys):

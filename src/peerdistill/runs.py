@@ -112,20 +112,30 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
-    trained = meta.get("data_spec") or {}  # the window is the model's, whatever data it now sees
-    window = (trained["patch_size"],) * 2 if trained.get("patch_size") else None
+    window, overlap = _window(meta)  # the model's, whatever data it now sees
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
-                      trained.get("window_overlap", 0.5))
+                      overlap)
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 
         samples, folder = _DeviceView(data.split(split), dev), Path(run_dir) / "eval" / split
         if meta.get("task") == "segmentation":
-            save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window,
-                               trained.get("window_overlap", 0.5))
+            save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window, overlap)
         else:
             save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
     return scores
+
+
+def _window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:
+    """The sliding window (and its overlap) a patch-trained run predicts whole images by: from
+    its data section, or, for a run trained from Python, from the trainer's ``patches``."""
+    spec = meta.get("data_spec") or {}
+    if spec.get("patch_size"):
+        return (spec["patch_size"],) * 2, spec.get("window_overlap", 0.5)
+    patches = meta.get("patches") or {}
+    if patches.get("size"):
+        return (patches["size"],) * 2, patches.get("overlap", 0.5)
+    return None, 0.5
 
 
 class _DeviceView:

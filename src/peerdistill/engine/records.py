@@ -64,6 +64,7 @@ class RunRecords:
             "input_shape": list(data.input_shape),
             "data_stats": data.stats,
             "data_info": data.info,
+            "patches": self.patches,  # the sliding window whole images are predicted by (or None)
             "seed": self.seed,
             "deterministic": self.deterministic,
             "monitor": self.monitor,
