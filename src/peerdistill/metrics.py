@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
 
@@ -15,6 +14,8 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, 
     classes). Like balanced accuracy, macro-F1 averages over the classes the split holds (or the
     model predicts): a class absent from both is not counted as a zero. AUC is NaN when a split
     lacks a class, since it is undefined there."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score  # here: a second to import
+
     num_classes = probs.shape[1]
     preds = probs.argmax(axis=1)
     with warnings.catch_warnings():
@@ -29,6 +30,8 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, 
 
 
 def _auc(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
+    from sklearn.metrics import roc_auc_score
+
     if len(np.unique(targets)) < num_classes:
         return float("nan")
     if num_classes == 2:

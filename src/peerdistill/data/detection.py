@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from ..errors import DataError
 from .segmentation import IMAGE_SUFFIXES, read_image
@@ -49,6 +48,8 @@ def boxes_from_mask(mask: np.ndarray, min_area: int = 0) -> np.ndarray:
     """One box [n, 4] (x1, y1, x2, y2) float32 per 8-connected component of the non-zero
     pixels, in scan order of the components. x2 / y2 are exclusive edges (largest index + 1).
     Components with fewer than ``min_area`` pixels are left out."""
+    from scipy import ndimage  # here: SciPy takes a while to import
+
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise DataError(f"a mask must be one [H, W] image, got shape {mask.shape}")
@@ -320,6 +321,8 @@ def synthetic_boxes(n: int = 600, image_size=64, seed: int = 0, num_classes: int
     often in a class colour, so colour alone does not tell them apart; the shape has to be
     seen through the noise.
     Returns (x [n, 3, h, w] in [0, 1], y [n, M <= 3, 5], class names); the same seed, the same data."""
+    from scipy import ndimage
+
     if not 1 <= num_classes <= len(PALETTE):
         raise DataError(f"synthetic_boxes supports 1 to {len(PALETTE)} classes, got {num_classes}")
     h, w = _size(image_size)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from ..errors import DataError
@@ -84,6 +83,8 @@ class DataSplits:
     @classmethod
     def stratified(cls, x, y, *, val_fraction: float, test_fraction: float, seed: int, **kwargs) -> "DataSplits":
         """One labelled set cut into stratified train/val/test parts with a recorded seed."""
+        from sklearn.model_selection import train_test_split  # here: a second to import
+
         y_np = to_labels(y, "all").numpy()
         idx = np.arange(len(y_np))
         try:

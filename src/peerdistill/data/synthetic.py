@@ -11,7 +11,6 @@ small one. Fixed seeds make every split reproducible.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 
 def _ellipse(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,6 +31,8 @@ def _stripes(xx, yy, rng: np.random.Generator, min_period: float, max_period: fl
 
 def make_shapes(n: int, seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images [n, size, size] float32 and masks [n, size, size] uint8 (0 background, 1 object)."""
+    from scipy.ndimage import gaussian_filter  # here: SciPy takes a while to import
+
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
     images = np.empty((n, size, size), np.float32)
