@@ -3,8 +3,10 @@
 ``resolve_speed`` turns the config's ``auto`` values into concrete settings for the device:
 on CUDA, bf16 autocast (fp16 with a gradient scaler where bf16 is missing), channels-last conv
 nets, cuDNN autotuning (unless the run is deterministic), packed students and DataLoader
-workers for datasets not held in memory; elsewhere fp32, the plain layout and no workers,
-since on a CPU these measured slower or take cores from training (docs/benchmarks.md).
+workers for datasets not held in memory; elsewhere fp32, the plain layout and no workers:
+on a CPU mixed precision and packing measured slower and workers take cores from training,
+while channels-last measured faster for U-Nets but moves a run's numbers more than another
+thread count, so it is an option there (docs/benchmarks.md).
 Explicit values always win. The settings are recorded in ``run.json``.
 """
 
