@@ -194,6 +194,13 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     assert "already finished all 2 epochs" in capsys.readouterr().err
     assert (out / "r" / "run.json").read_bytes() == record, "a refused resume writes nothing"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
+    # a run that stopped in its first epoch has nothing to resume: the message says so
+    (out / "r" / "checkpoints" / "last.pt").unlink()
+    record = json.loads((out / "r" / "run.json").read_text())
+    (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    capsys.readouterr()
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", expect=2)
+    assert "holds a run with nothing to resume yet" in " ".join(capsys.readouterr().err.split())
 
 
 def test_corrupt_checkpoints_are_named(tmp_path, capsys):

@@ -150,6 +150,11 @@ class RunDir:
         path = Path(path)
         if path.exists() and any(path.iterdir()):
             if not overwrite:
+                if (path / RUN_FILE).is_file() and not (path / "checkpoints" / "last.pt").is_file() \
+                        and read_json(path / RUN_FILE).get("status") != "complete":
+                    raise RunDirError(f"run directory '{path}' holds a run with nothing to resume yet (it stopped "
+                                      "in its first epoch, or is still in it): pass --overwrite to start it again, "
+                                      "or choose another name=/out_dir=")
                 raise RunDirError(
                     f"run directory '{path}' already exists: pass --overwrite to replace it, "
                     "--resume to continue it, or choose another name=/out_dir="
