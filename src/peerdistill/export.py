@@ -27,7 +27,7 @@ from .data import build_data
 from .engine.artifacts import names_a_folder, read_json, save_weights
 from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
-from .runs import load_cohort, saved_data_spec
+from .runs import load_cohort, saved_data_spec, saved_window
 from .spatial import align_to
 
 OPSET = 18
@@ -103,9 +103,9 @@ def sample_inputs(meta: dict, count: int = 4) -> torch.Tensor:
         x = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float()
     except PeerdistillError:
         x = torch.randn(count, *meta["input_shape"])
-    spec = meta.get("data_spec") or {}
-    if spec.get("patch_size"):  # whole images of patch-trained runs can be huge; a window-sized crop
-        x = x[..., : spec["patch_size"], : spec["patch_size"]]
+    window, _ = saved_window(meta)
+    if window:  # whole images of patch-trained runs can be huge; a window-sized crop
+        x = x[..., : window[0], : window[1]]
     return x
 
 

@@ -255,14 +255,14 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
 
 def load_for_predictions(directory: Path):
     from .data import build_data
-    from .runs import load_cohort, saved_data_spec, task_for
+    from .runs import load_cohort, saved_data_spec, saved_window, task_for
 
     cohort, meta = load_cohort(directory)
     spec = saved_data_spec(meta)
     data = build_data(spec, stats=meta.get("data_stats"))
     cohort.to(torch.device("cpu"))
-    window = (spec.patch_size, spec.patch_size) if spec.patch_size else None
-    return cohort, task_for(meta), data, window, spec.window_overlap
+    window, overlap = saved_window(meta)
+    return cohort, task_for(meta), data, window, overlap
 
 
 @torch.no_grad()

@@ -27,12 +27,13 @@ def sidecar_path(onnx_path: Path) -> Path:
 def model_info(meta: dict, output: str) -> dict:
     """What predicting with a model needs to know of its run: the normalisation, classes, task,
     and for segmentation the size images were resized to and the sliding window."""
+    from .runs import saved_window
+
     info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats", "detection")}
     info["output"] = output
-    spec = meta.get("data_spec") or {}
-    info["image_size"] = spec.get("image_size")
-    info["window"] = spec.get("patch_size")
-    info["window_overlap"] = spec.get("window_overlap", 0.5)
+    info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
+    window, info["window_overlap"] = saved_window(meta)
+    info["window"] = window[0] if window else None  # square: one number in the sidecar
     return info
 
 
@@ -100,7 +101,7 @@ def _check_out(out: Path, dense: bool) -> None:
 def _run_model(run_dir: Path, which: str, modules: dict | None):
     from .engine.evaluate import ENSEMBLE, predict
     from .export import pick_model
-    from .runs import load_cohort, task_for
+    from .runs import load_cohort, saved_window, task_for
 
     meta = read_json(RunDir.open(run_dir).path / "run.json")
     if meta.get("task") == "detection" and which == "ensemble":
@@ -113,11 +114,11 @@ def _run_model(run_dir: Path, which: str, modules: dict | None):
     info = model_info(meta, output)
     if meta.get("task") == "detection":
         info["boxes"] = task_for(meta).probabilities
-    window = (info["window"],) * 2 if info["window"] else None
+    window, overlap = saved_window(meta)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return windowed(module, batch, window, info["window_overlap"])
+            return windowed(module, batch, window, overlap)
 
     return info, run
 

@@ -112,7 +112,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
-    window, overlap = _window(meta)  # the model's, whatever data it now sees
+    window, overlap = saved_window(meta)  # the model's, whatever data it now sees
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap)
     if save_images:
@@ -126,7 +126,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     return scores
 
 
-def _window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:
+def saved_window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:
     """The sliding window (and its overlap) a patch-trained run predicts whole images by: from
     its data section, or, for a run trained from Python, from the trainer's ``patches``."""
     spec = meta.get("data_spec") or {}
