@@ -82,6 +82,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    unknown = [c for c in args.cohorts.split(",") if c not in COHORTS]
+    if unknown:
+        parser.error(f"unknown cohort(s) {unknown}: choose from {', '.join(COHORTS)}")
+    if args.threads < 1 or args.rounds < 1:
+        parser.error("--threads and --rounds must be at least 1")
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.rounds} rounds")
     print(f"{'cohort':<8} {'NCHW s/step':>12} {'NHWC s/step':>12} {'speed-up':>9} {'loss gap':>9}")
