@@ -72,13 +72,27 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     assert "reusing finished run" in capsys.readouterr().out
     older["train"]["batch_size"] = 64  # a real difference is still refused
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
-    with pytest.raises(RunDirError, match="holds a run with a different config"):
+    with pytest.raises(RunDirError, match=r"holds a run with a different config \(train.batch_size: 64 in the "
+                                          r"run, 128 now\): pass --overwrite"):
         compare(tree, ["kd"], 1, progress=False)
     capsys.readouterr()
     compare(tree, ["kd", "ml"], 1, progress=False, dry_run=True, console=Console(width=300))
     plan = capsys.readouterr().out
     assert re.search(r"kd +│ 0 +│ \S+ +│ refused: '\S+kd-seed0' holds a run with a different config", plan)
     assert re.search(r"ml +│ 0 +│ \S+ml-seed0 +│ train", plan)
+
+
+def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, capsys):
+    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
+    first = compare(tree, ["kd"], 1, progress=False, teacher_from="independent")
+    moved = tmp_path / "elsewhere" / "f-compare"
+    moved.parent.mkdir()
+    first.directory.rename(moved)
+    capsys.readouterr()
+    again = compare(tree, ["kd"], 1, progress=False, teacher_from="independent", out=moved)
+    printed = capsys.readouterr().out
+    assert printed.count("reusing finished run") == 2 and " -> " not in printed, printed
+    assert again.markdown == first.markdown
 
 
 def test_a_dry_run_names_the_files_a_run_would_miss(tmp_path, capsys):

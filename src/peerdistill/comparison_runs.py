@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from .terminal import Console
 from .build import train_from_config
-from .config import FILE_KINDS, RunConfig, check_preset_names, to_yaml, validate
+from .config import FILE_KINDS, RunConfig, check_preset_names, validate
+from .config_diff import differences, relocated
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes
@@ -246,19 +247,23 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     ``new`` (train from the start). A run of another config is an error, never overwritten.
 
     The saved config is read through today's schema, so a run made before a new option existed
-    still counts as the same config when the option is at its default."""
+    still counts as the same config when the option is at its default; a comparison moved or
+    copied to another directory keeps its runs."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return "new"
     try:
-        saved, why = to_yaml(validate(yaml.safe_load(saved_path.read_text()) or {}, str(saved_path))), ""
+        saved = validate(yaml.safe_load(saved_path.read_text()) or {}, str(saved_path)).model_dump(mode="json")
     except (ConfigError, yaml.YAMLError) as exc:
-        saved, why = None, f" (its config no longer reads: {str(exc).strip().splitlines()[-1].strip()})"
-    if saved != to_yaml(cfg):
-        raise RunDirError(
-            f"'{run_dir}' holds a run with a different config{why}: pass --overwrite to redo the comparison, "
-            "or change name= to keep both"
-        )
+        raise RunDirError(f"'{run_dir}' holds a run whose config no longer reads "
+                          f"({str(exc).strip().splitlines()[-1].strip()}): pass --overwrite to redo the "
+                          "comparison, or change name= to keep both") from None
+    now = cfg.model_dump(mode="json")
+    changed = differences(relocated(saved, saved["out_dir"], now["out_dir"]), now)
+    if changed:
+        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise RunDirError(f"'{run_dir}' holds a run with a different config ({shown}): pass --overwrite to "
+                          "redo the comparison, or change name= to keep both")
     run = RunDir(run_dir)
     if run.is_complete and (run_dir / "metrics.json").is_file():
         return "finished"

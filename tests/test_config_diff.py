@@ -1,0 +1,21 @@
+"""Naming how two run configs differ, and moving a comparison's paths."""
+
+from peerdistill.config_diff import differences, relocated
+
+
+def test_differences_name_each_leaf_with_both_values():
+    saved = {"seed": 0, "train": {"batch_size": 64, "lr": 0.1}, "distill": {"preset": "kd"}}
+    now = {"seed": 0, "train": {"batch_size": 128, "lr": 0.1}, "distill": {"preset": "kd", "alpha": 1.0}}
+    assert differences(saved, now) == ["train.batch_size: 64 in the run, 128 now",
+                                       "distill.alpha: absent in the run, 1.0 now"]
+    assert differences(now, now) == []
+    assert differences({"students": [{"arch": "cnn"}]}, {"students": [{"arch": "mlp"}]}) == [
+        "students: [{'arch': 'cnn'}] in the run, [{'arch': 'mlp'}] now"]
+
+
+def test_relocated_moves_only_paths_inside_the_old_directory():
+    tree = {"out_dir": "/a/cmp", "teacher": {"checkpoint": "/a/cmp/independent-seed0"},
+            "data": {"root": "/a/cmpdata"}, "others": ["/a/cmp/x", "/b/y"], "seed": 3}
+    assert relocated(tree, "/a/cmp", "/c/moved") == {
+        "out_dir": "/c/moved", "teacher": {"checkpoint": "/c/moved/independent-seed0"},
+        "data": {"root": "/a/cmpdata"}, "others": ["/c/moved/x", "/b/y"], "seed": 3}
