@@ -75,10 +75,11 @@ def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
     assert x.shape == (2, 3, 10, 20) and x.dtype == torch.float32
     assert x[0, 0].mean() == pytest.approx(250 / 255, abs=1e-3) and x[1, 2].mean() == pytest.approx(250 / 255, abs=1e-3)
     assert names == ["adenoma", "polyp"] and ids == ["a.png", "b.png"]
-    # from 80x40 to 20x10: factor 1/4 on both axes; category 7 -> label 1, 3 -> 0; the crowd box is left out
-    assert y.shape == (2, 2, 5)
-    assert y[0].tolist() == [[1, 2, 1, 12, 6], [0, 0, 0, 20, 10]]
-    assert y[1].tolist() == [[-1, 0, 0, 0, 0]] * 2  # an image without annotations keeps no boxes
+    # from 80x40 to 20x10: factor 1/4 on both axes; category 7 -> label 1, 3 -> 0; the crowd box of
+    # category 3 is kept as a crowd region, label -2 - 0
+    assert y.shape == (2, 3, 5)
+    assert y[0].tolist() == [[1, 2, 1, 12, 6], [0, 0, 0, 20, 10], [-2, 0.25, 0.25, 0.75, 0.75]]
+    assert y[1].tolist() == [[-1, 0, 0, 0, 0]] * 3  # an image without annotations keeps no boxes
 
 
 @pytest.mark.parametrize("change, message", [

@@ -147,6 +147,17 @@ def test_assign_two_boxes_levels_centres_and_padding():
     assert (boxes[1, pos] == torch.tensor(large[1:])).all() and (boxes[1, ~pos] == 0).all()
 
 
+def test_a_crowd_region_is_no_training_target():
+    layout = HeadLayout(num_classes=3, reg_max=4)
+    points, strides = anchor_points(64, 64, layout.strides)
+    box = [1, 8.0, 8.0, 40.0, 40.0]
+    crowd = [-2 - 2, 20.0, 4.0, 60.0, 60.0]  # a crowd region of class 2, overlapping the box
+    with_crowd = assign(points, strides, torch.tensor([[box, crowd]]), layout)
+    alone = assign(points, strides, torch.tensor([[box, [-1, 0, 0, 0, 0]]]), layout)
+    assert (with_crowd[0] == 1).any() and not (with_crowd[0] == 2).any()
+    assert all(torch.equal(a, b) for a, b in zip(with_crowd, alone))
+
+
 def test_assign_ties_go_to_the_smaller_box_and_a_box_too_small_for_the_grid_gets_none_silently():
     layout = HeadLayout(num_classes=2, reg_max=8)
     points, strides = anchor_points(64, 64, layout.strides)

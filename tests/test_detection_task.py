@@ -14,7 +14,7 @@ from peerdistill.build import train_from_config
 from peerdistill.cli import main
 from peerdistill.config import validate
 from peerdistill.detection import HeadLayout
-from peerdistill.detection_metrics import coco_metrics
+from peerdistill.detection_metrics import DetectionMeter, coco_metrics
 from peerdistill.errors import ConfigError
 from peerdistill.tasks.detection import DetectionTask
 
@@ -44,6 +44,26 @@ def test_coco_ap_on_a_hand_made_case():
     assert m["ap75"] == pytest.approx(51 / 101)
     assert m["ap"] == pytest.approx((3 + 7 * 51 / 101) / 10)
     assert m["ar1"] == pytest.approx((3 + 7 * 0.5) / 10)
+
+
+def test_a_detection_on_a_crowd_region_is_neither_hit_nor_false_positive():
+    """One true box and one crowd region (label -2 - class). Detections: the crowd region
+    (score 0.95), then the true box (0.9). Counted as a plain box, the crowd detection is a false
+    positive ranked first: precision 1/2 at recall 1, AP 0.5 at every threshold. As a crowd
+    region it is ignored: AP 1."""
+    true_box, crowd_box = [0, 0, 0, 10, 10], [20, 20, 40, 40]
+    preds = [{"boxes": np.array([crowd_box, true_box[1:]], np.float32), "scores": np.array([0.95, 0.9]),
+              "labels": np.array([0, 0])}]
+    as_crowd = coco_metrics(preds, [np.array([true_box, [-2, *crowd_box]], np.float32)], num_classes=1)
+    without = coco_metrics(preds, [np.array([true_box], np.float32)], num_classes=1)
+    assert as_crowd["ap"] == pytest.approx(1.0) and without["ap"] == pytest.approx(0.5)
+    # a crowd region alone leaves nothing to find: undefined, as with no box at all
+    assert np.isnan(coco_metrics(preds, [np.array([[-2, *crowd_box]], np.float32)], 1)["ap"])
+    meter = DetectionMeter(1)  # the meter keeps crowd rows and drops padding
+    meter.update([{k: torch.as_tensor(v) for k, v in preds[0].items()}],
+                 torch.tensor([[true_box, [-2, *crowd_box], [-1, 0, 0, 0, 0]]], dtype=torch.float32))
+    assert meter.truths[0].tolist() == [true_box, [-2, *crowd_box]]
+    assert meter.compute()["ap"] == pytest.approx(1.0)
 
 
 def test_no_detection_scores_zero_and_no_truth_is_undefined():

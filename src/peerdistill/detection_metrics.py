@@ -7,7 +7,8 @@
 
 Predictions and ground truth are kept for the whole split (per image: boxes in pixels, scores,
 labels) and scored at once. Images without any ground-truth box take part as COCOeval treats
-them (their detections are false positives).
+them (their detections are false positives). Crowd regions (truth rows labelled -2 - class, see
+``data.detection``) go to COCOeval as ``iscrowd`` boxes: a detection on one is ignored.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class DetectionMeter:
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
         self.predictions: list[dict[str, np.ndarray]] = []
-        self.truths: list[np.ndarray] = []  # per image: [n, 5] rows (label, x1, y1, x2, y2)
+        # per image: [n, 5] rows (label, x1, y1, x2, y2); label -2 - class marks a crowd region
+        self.truths: list[np.ndarray] = []
 
     def update(self, detections: list[dict[str, torch.Tensor]], targets: torch.Tensor) -> None:
         """``detections``: per image ``{boxes [n, 4], scores [n], labels [n]}``; ``targets``
@@ -35,7 +37,7 @@ class DetectionMeter:
         for det, truth in zip(detections, targets, strict=True):
             self.predictions.append({k: v.detach().float().cpu().numpy() for k, v in det.items()})
             truth = truth.detach().float().cpu().numpy()
-            self.truths.append(truth[truth[:, 0] >= 0])
+            self.truths.append(truth[truth[:, 0] != -1])  # -1: padding
 
     def merge(self, other: "DetectionMeter") -> None:
         self.predictions += other.predictions
@@ -54,13 +56,15 @@ def coco_metrics(predictions: list[dict[str, np.ndarray]], truths: list[np.ndarr
     for image_id, (pred, truth) in enumerate(zip(predictions, truths, strict=True)):
         images.append({"id": image_id})
         for label, x1, y1, x2, y2 in truth:
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
+            crowd = label <= -2
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": int(-2 - label if crowd else label),
                                 "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                                "area": float((x2 - x1) * (y2 - y1)), "iscrowd": 0})
+                                "area": float((x2 - x1) * (y2 - y1)), "iscrowd": int(crowd)})
         for (x1, y1, x2, y2), score, label in zip(pred["boxes"], pred["scores"], pred["labels"]):
             results.append({"image_id": image_id, "category_id": int(label), "score": float(score),
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]})
-    if not annotations:
+    if not any(not a["iscrowd"] for a in annotations):
         return {name: float("nan") for name in _STATS}  # nothing to find: AP is undefined
     if not results:
         return {name: 0.0 for name in _STATS}

@@ -6,6 +6,10 @@ Every loader returns images ``x`` float32 [N, C, H, W] in [0, 1], all resized to
 in pixels of the RESIZED image. x2 and y2 are exclusive edges: a box covering pixel columns
 3..7 is x1 = 3, x2 = 8, so its width is x2 - x1. Images with fewer than M boxes are padded
 with rows (-1, 0, 0, 0, 0); M is the largest box count of any image, at least 1.
+
+A crowd region (COCO's ``iscrowd: 1``) is a row labelled ``crowd_label(class)`` = -2 - class:
+training and augmentation take only labels >= 0, so it teaches nothing, and evaluation passes it
+to COCOeval as a crowd box, where detections on it count neither as hits nor as false positives.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ from .splits import TensorData
 BOX_JSON_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif")
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
+
+
+def crowd_label(label: int) -> int:
+    """The target label of a crowd region of class ``label`` (see the module's docstring)."""
+    return -2 - label
 
 
 def pad_targets(per_image: list, min_boxes: int = 1) -> torch.Tensor:
@@ -112,7 +121,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids):
     ids are the images' ``file_name`` in the JSON's order, category ids become labels 0..C-1 in
     sorted id order, and boxes are rescaled from the JSON's width/height to ``image_size``.
-    Crowd annotations (``iscrowd: 1``) are left out; images without annotations are kept
+    Crowd annotations (``iscrowd: 1``) are kept as crowd regions (label ``crowd_label(class)``:
+    ignored in training, ignored regions in evaluation); images without annotations are kept
     with no boxes."""
     images_dir, source = Path(images_dir), Path(annotation_json).name
     size = _size(image_size)
@@ -139,8 +149,6 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
         image_id = ann.get("image_id")
         if image_id not in images:
             raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
-        if ann.get("iscrowd", 0):
-            continue
         if ann.get("category_id") not in label_of:
             raise DataError(f"unknown category id {ann.get('category_id')} in {source}: "
                             f"'categories' lists {sorted(label_of)}")
@@ -152,7 +160,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
             raise DataError(f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height] in pixels")
         bx, by, bw, bh = bbox
         box = _check_box((bx, by, bx + bw, by + bh), width, height, where)
-        per_image[image_id].append(_rescaled(label_of[ann["category_id"]], box, width, height, size))
+        label = label_of[ann["category_id"]]
+        per_image[image_id].append(_rescaled(crowd_label(label) if ann.get("iscrowd", 0) else label,
+                                             box, width, height, size))
     xs = []
     for image_id, entry in images.items():
         path = images_dir / entry["file_name"]
