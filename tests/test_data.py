@@ -57,3 +57,37 @@ def test_array_errors():
     bad[0, 0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         DataSplits.from_arrays(bad, [0, 1, 0, 1], x, [0, 1, 0, 1], x, [0, 1, 0, 1])
+
+
+def rgb_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 8), ("val", 4), ("test", 4)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 6, 6, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.arange(n) % 2
+    np.savez(tmp_path / "rgb.npz", **arrays)
+    return tmp_path / "rgb.npz", arrays
+
+
+def test_normalize_by_imagenet_or_given_statistics_instead_of_the_split(tmp_path):
+    path, arrays = rgb_npz(tmp_path)
+    raw = arrays["val_images"][1, 2, 4] / 255.0  # one pixel's R, G, B
+    imagenet = build_data(DataSpec(kind="npz", root=str(path), normalize="imagenet"))
+    expected = (raw - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    assert imagenet.val.x[1, :, 2, 4].tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    assert imagenet.stats == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # saved with the run
+    given = build_data(DataSpec(kind="npz", root=str(path), normalize={"mean": [0, 0.5, 1], "std": [1, 2, 4]}))
+    assert given.val.x[1, :, 2, 4].tolist() == pytest.approx(((raw - [0, 0.5, 1]) / [1, 2, 4]).tolist(), rel=1e-5)
+    # a saved run's statistics still win (eval of a run on other data)
+    assert build_data(DataSpec(kind="npz", root=str(path), normalize="imagenet"), stats=given.stats).stats == given.stats
+
+
+def test_normalize_errors_name_the_option():
+    with pytest.raises(DataError, match=r"statistics have 3 channel\(s\) but the inputs have 1: give data.normalize"):
+        build_data(DataSpec(normalize="imagenet"))  # digits are grey
+    with pytest.raises(ValueError, match="2 means and 1 stds: give one of each per input channel"):
+        DataSpec(normalize={"mean": [0.1, 0.2], "std": [0.3]})
+    with pytest.raises(ValueError, match="greater than 0"):
+        DataSpec(normalize={"mean": [0.1], "std": [0]})
+    with pytest.raises(ValueError, match=r"use split, imagenet or \{mean: \[...\], std: \[...\]\}"):
+        DataSpec(normalize="foo")

@@ -116,6 +116,22 @@ class DistillSpec(_Strict):
 FILE_KINDS = ("npz", "image_folder", "csv", "folders", "coco", "box_json", "mask_boxes")
 
 
+class ChannelStats(_Strict):
+    mean: list[float] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_per_channel(self) -> "ChannelStats":
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"data.normalize gives {len(self.mean)} means and {len(self.std)} stds: "
+                             "give one of each per input channel")
+        return self
+
+
+# ImageNet's per-channel statistics of RGB images in [0, 1], which pretrained backbones expect.
+IMAGENET_STATS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
 class DataSpec(_Strict):
     kind: Literal["digits", "npz", "image_folder", "csv", "shapes", "folders", "boxes", "coco", "box_json",
                   "mask_boxes"] = "digits"
@@ -125,6 +141,11 @@ class DataSpec(_Strict):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     split_seed: int = 0
     class_weights: bool = False
+    normalize: Literal["split", "imagenet"] | ChannelStats = Field(
+        default="split", description="standardise inputs (in [0, 1]) per channel by the training split's mean and "
+                                     "std, by ImageNet's (pretrained torchvision / timm backbones), or by "
+                                     "{mean: [...], std: [...]}"
+    )
     augment: list[Literal["hflip", "vflip", "rot90", "scale", "crop"]] = Field(
         default_factory=list, description="random flips / 90-degree turns, identical on image and mask; "
                                           "detection: hflip, vflip, scale, crop (boxes move with the image)"
@@ -180,6 +201,20 @@ class DataSpec(_Strict):
             except re.error as exc:
                 raise ValueError(f"data.pattern is not a valid regular expression: {exc}") from None
         return self
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize_choice(cls, value: Any) -> Any:
+        # one message instead of one per member of the union
+        if not isinstance(value, (dict, ChannelStats)) and value not in ("split", "imagenet"):
+            raise ValueError("use split, imagenet or {mean: [...], std: [...]}")
+        return value
+
+    def fixed_stats(self) -> dict[str, list[float]] | None:
+        """The normalisation statistics set by ``normalize``; None: the training split's."""
+        if self.normalize == "split":
+            return None
+        return dict(IMAGENET_STATS) if self.normalize == "imagenet" else self.normalize.model_dump()
 
     @property
     def task(self) -> str:

@@ -58,8 +58,12 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
 
 
 def build_data(spec: DataSpec, stats=None) -> DataSplits:
+    """The splits ``spec`` names, standardised by ``stats`` (a saved run's), else by the
+    statistics ``data.normalize`` sets, else by the training split's."""
     from .image_files import load_csv, load_image_folder
     from .segmentation import load_folders, load_shapes
+
+    stats = stats or spec.fixed_stats()
 
     if spec.task == "detection":
         from .detection_sources import load_detection

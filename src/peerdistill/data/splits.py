@@ -141,6 +141,8 @@ def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
     mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
     if x.ndim == 4:
         if len(mean) != x.shape[1]:
-            raise DataError(f"normalisation stats have {len(mean)} channels but the inputs have {x.shape[1]}")
+            raise DataError(f"the normalisation statistics have {len(mean)} channel(s) but the inputs have "
+                            f"{x.shape[1]}: give data.normalize one mean and std per input channel (imagenet's "
+                            "are for RGB), or read the images with the channels the statistics are for (data.grey)")
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     return (x - mean) / std
