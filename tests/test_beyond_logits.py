@@ -146,7 +146,9 @@ def test_self_distillation_heads_follow_their_layers_into_syncbatchnorm():
     from peerdistill.engine.distributed import sync_batchnorm
 
     seed_everything(0)
-    net = HeadedModel(SmallCNN(1, 3, 4, 3), ["features.5"], "features.9", 3, torch.zeros(2, 1, 8, 8))
+    base = SmallCNN(1, 3, 4, 3)
+    base.features[6].inplace = base.features[10].inplace = False  # the BatchNorm outputs stay as recorded
+    net = HeadedModel(base, ["features.5"], "features.9", 3, torch.zeros(2, 1, 8, 8))
     x = torch.randn(2, 1, 8, 8)
     before = net.eval()(x)
     synced = sync_batchnorm(net).eval()  # SyncBatchNorm runs on the CPU in eval mode only

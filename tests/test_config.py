@@ -99,3 +99,19 @@ def test_a_config_error_says_whether_the_overrides_took_part(tmp_path):
     (tmp_path / "c.yaml").write_text("train: {epoch: 3}\n")
     with pytest.raises(ConfigError, match=r"invalid config '.*c\.yaml':\n"):
         load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": {"kind": "shapes"}, "task": "segmentation", "distill": {"preset": "self"},
+      "students": [{"arch": "unet", "heads": ["down.1"]}]}, "self-distillation heads .* are for classification"),
+    ({"data": {"kind": "boxes"}, "task": "detection", "distill": {"preset": "self"},
+      "students": [{"arch": "detector", "heads": ["stages.1"]}]}, "self-distillation heads .* are for classification"),
+    ({"distill": {"preset": "multi-teacher"}}, r"at least two teachers: list them under 'teachers' \(and set "
+                                               "teacher: null"),
+    ({"data": {"kind": "boxes"}, "task": "detection", "distill": {"preset": "multi-teacher"}, "teacher": None,
+      "teachers": [{"arch": "detector"}, {"arch": "detector"}], "students": [{"arch": "detector"}] * 2},
+     "preset 'multi-teacher' is not available for detection"),
+])
+def test_presets_a_task_cannot_run_are_refused_in_its_terms(change, message):
+    with pytest.raises(ConfigError, match=message):
+        validate({**default_config(), **change})

@@ -157,3 +157,20 @@ def test_a_recorded_layer_that_returns_a_dict_is_named():
     with pytest.raises(ConfigError, match="layer 'encoder' of model 'student1' returns a dict, not a tensor .* "
                                           "record one of its submodules"):
         model["encoder"](torch.zeros(1, 1, 4, 4))
+
+
+def test_a_layer_output_changed_in_place_later_is_refused_not_read_changed():
+    from peerdistill.models.cnn import SmallCNN
+    from peerdistill.models.heads import HeadedModel
+
+    net = SmallCNN(1, 3, 4, 3)  # features.5 is a BatchNorm followed by ReLU(inplace=True)
+    recorder = FeatureRecorder(net, ["features.5", "features.6"], owner="student1")
+    net(torch.randn(2, 1, 8, 8))
+    with pytest.raises(ConfigError, match=r"student1: the output of layer\(s\) \['features.5'\] is changed in place"):
+        recorder.take()
+    with torch.inference_mode():  # a frozen teacher's tensors keep no version counter: recorded as before
+        net(torch.randn(2, 1, 8, 8))
+        assert set(recorder.take()) == {"features.5", "features.6"}
+    recorder.remove()
+    with pytest.raises(ConfigError, match="changed in place"):  # a self-distillation head placed there too
+        HeadedModel(SmallCNN(1, 3, 4, 3), ["features.1"], "features.9", 3, torch.zeros(2, 1, 8, 8))

@@ -194,3 +194,21 @@ def test_feature_edges_on_heads_are_checked():
     with pytest.raises(ConfigError, match="does not exist on 'student2'"):
         KnowledgeGraph([Edge("student2", "student1", "hint", 1, 1, "@deep", "features")]).bind(cohort)
     KnowledgeGraph([Edge("student1", "student1@features.2", "hint", 1, 1, "@deep", "@bottleneck")]).bind(cohort)
+
+
+def test_class_255_is_a_class_in_classification_not_an_ignored_pixel():
+    from peerdistill.losses.logits import confidence_weights
+    from peerdistill.tasks.classification import balanced_class_weights
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(2, 300, generator=g), torch.randn(2, 300, generator=g)
+    z1[0, 255] = 9.0  # teacher 1 is sure of the right class 255 on sample 0
+    labels = torch.tensor([255, 254])
+    w = confidence_weights([z1, z2], labels)
+    ce = torch.stack([torch.nn.functional.cross_entropy(z, labels, reduction="none") for z in (z1, z2)])
+    assert torch.allclose(w, 1 - torch.softmax(ce, dim=0)) and w[0, 0] > 0.99
+    # in a label map, 255 still marks an ignored pixel: both teachers weigh 1/2 there
+    maps = [z.view(2, 300, 1, 1) for z in (z1, z2)]
+    assert w.new_tensor([0.5, 0.5]).allclose(confidence_weights(maps, labels.view(2, 1, 1))[:, 0, 0, 0])
+    targets = torch.tensor([0, 0, 255, 255])
+    assert balanced_class_weights(targets, 256)[255].item() == pytest.approx(4 / (256 * 2))

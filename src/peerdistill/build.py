@@ -106,7 +106,8 @@ def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
     if cfg.data.class_weights:
         if not isinstance(data.train, TensorData):
             raise ConfigError("data.class_weights needs in-memory data")
-        weights = balanced_class_weights(data.train.y, data.num_classes, ignore_index=IGNORE)
+        weights = balanced_class_weights(data.train.y, data.num_classes,
+                                         ignore_index=IGNORE if cfg.task == "segmentation" else None)
     augment = tuple(cfg.data.augment)
     if cfg.task == "segmentation":
         return SegmentationTask(data.num_classes, data.class_names, class_weights=weights, augment=augment,

@@ -52,6 +52,7 @@ class FeatureRecorder:
 
     def __init__(self, model: nn.Module, paths: Iterable[str], owner: str = "model"):
         self.features: dict[str, torch.Tensor] = {}
+        self._versions: dict[str, int] = {}  # each output's in-place version counter when recorded
         self.owner = owner
         self._handles = []
         self.paths = list(dict.fromkeys(paths))
@@ -61,7 +62,10 @@ class FeatureRecorder:
 
     def _hook(self, path: str):
         def hook(_module, _inputs, output):
-            self.features[path] = first_tensor(output, f"layer '{path}' of {self.owner}")
+            tensor = first_tensor(output, f"layer '{path}' of {self.owner}")
+            self.features[path] = tensor
+            if not tensor.is_inference():  # inference tensors keep no version counter
+                self._versions[path] = tensor._version
 
         return hook
 
@@ -69,6 +73,12 @@ class FeatureRecorder:
         """The features recorded since the last call (a layer run twice gives its last output);
         ``complete``: right after a forward, which must have run every recorded layer."""
         features, self.features = self.features, {}
+        versions, self._versions = self._versions, {}
+        changed = [p for p, v in versions.items() if features[p]._version != v]
+        if changed:
+            raise ConfigError(f"{self.owner}: the output of layer(s) {changed} is changed in place by a later module "
+                              "(a ReLU(inplace=True), an x += y), so it would be read after that change: record the "
+                              "module that changes it instead")
         missing = [p for p in self.paths if p not in features]
         if complete and missing:
             raise ConfigError(f"{self.owner}: layer(s) {missing} gave no output in this forward (not called, or "

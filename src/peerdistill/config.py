@@ -162,7 +162,8 @@ class DataSpec(_Strict):
     binary_masks: bool = Field(default=False, description="masks are 0/255 (or JPEG-noisy) images: > 127 is class 1")
     grey: bool = Field(default=False, description="read images as one grey channel")
     num_classes: int | None = Field(default=None, ge=2)
-    class_names: list[str] | None = None
+    class_names: list[str] | None = Field(default=None, description="npz (without its own) and folders: the "
+                                                                     "classes' names, in label order")
     # the synthetic segmentation default (kind: shapes)
     split_dirs: dict[Literal["train", "val", "test"], str] | None = Field(
         default=None, description="folders: subfolders holding given splits, e.g. {train: training, test: testing}; "
@@ -187,6 +188,10 @@ class DataSpec(_Strict):
             raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
         if self.kind in ("coco", "box_json") and not self.annotations:
             raise ValueError(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
+        if self.class_names is not None and self.kind in ("digits", "image_folder", "csv", "shapes", "boxes",
+                                                          "coco", "box_json", "mask_boxes"):
+            raise ValueError(f"data.class_names does not apply to data kind '{self.kind}', which names its classes "
+                             "itself (folder names, label values, categories): remove it")
         if self.image_size is not None and self.kind in ("digits", "npz", "shapes"):
             raise ValueError(f"data.image_size does not apply to data kind '{self.kind}', whose arrays are used at "
                              "their own size: remove it")
@@ -345,10 +350,16 @@ class RunConfig(_Strict):
         if self.teacher is not None and self.teachers:
             raise ValueError("give either 'teacher' (one) or 'teachers' (a list), not both")
         preset = self.distill.preset
+        if preset == "multi-teacher" and len(self.teachers) < 2:
+            raise ValueError("preset 'multi-teacher' needs at least two teachers: list them under 'teachers' "
+                             "(and set teacher: null if the config has one)")
         if preset in TEACHER_PRESETS and not self.all_teachers():
             raise ValueError(f"preset '{preset}' needs a teacher: add a 'teacher' section")
-        if preset == "multi-teacher" and len(self.teachers) < 2:
-            raise ValueError("preset 'multi-teacher' needs at least two teachers: list them under 'teachers'")
+        if self.task != "classification" and any(s.heads for s in self.students):
+            raise ValueError("self-distillation heads (students.N.heads, preset self) are for classification: "
+                             "their classifiers pool features to one class vector; remove them")
+        if self.task == "detection" and preset == "multi-teacher":
+            raise ValueError("preset 'multi-teacher' is not available for detection: use kd with one teacher")
         if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) < 2:
             raise ValueError(f"preset '{preset}' needs at least two students for mutual learning")
         if preset == "self" and not any(s.heads for s in self.students):

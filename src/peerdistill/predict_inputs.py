@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data.segmentation import IMAGE_SUFFIXES, read_image
+from .data.image_io import IMAGE_SUFFIXES, image_files, image_size, read_image
 from .data.sources import check_npz
 from .data.splits import to_nchw
 from .errors import DataError
@@ -29,7 +29,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(path)
             if not files:
                 raise DataError(f"'{path}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) directly inside: "
                                 "predict reads the images in a folder, not in its subfolders (give those)")
@@ -47,7 +47,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
         for f in files:
             names.append(str(f))
             stems.append(f.stem)
-            sizes.append(_image_size(f))
+            sizes.append(image_size(f))
             arrays.append(read_image(f, size, grey=channels == 1))
     return Inputs(names, stems, arrays, sizes)
 
@@ -65,16 +65,6 @@ def _npz_images(path: Path) -> np.ndarray:
     if batch.ndim not in (3, 4):
         raise DataError(f"'{path}' holds images of shape {batch.shape}; expected [N, H, W], [N, H, W, C] or [N, C, H, W]")
     return to_nchw(batch, str(path)).permute(0, 2, 3, 1).numpy()
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image '{path}': {exc}") from None
 
 
 def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:

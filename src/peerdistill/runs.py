@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from .config import DataSpec, format_validation_error
 from .data import DataSplits, build_data, make_batches
+from .data.splits import TensorData
 from .engine import RunDir, evaluate
 from .engine.artifacts import read_json
 from .engine.records import load_member_weights
@@ -171,5 +172,28 @@ def task_for(meta: dict[str, Any]):
 def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> None:
     if list(data.input_shape) != list(meta["input_shape"]):
         raise DataError(f"the data's inputs are {list(data.input_shape)} but the run was trained on {meta['input_shape']}")
+    if meta.get("task", "classification") == "classification":
+        _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:
         raise DataError(f"the data has {data.num_classes} classes but the run's models predict {meta['num_classes']}")
+
+
+def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> None:
+    """Classification labels renumbered to the run's class numbers, matched by name: other data
+    (a folder tree with fewer classes, a CSV sorting them otherwise) numbers its classes by what
+    it holds. Data whose classes have no names of their own ("0", "1", ...) keeps its numbers."""
+    names = list(data.class_names)
+    if not run_names or names == run_names[:len(names)] or names == [str(i) for i in range(len(names))]:
+        return
+    unknown = [n for n in names if n not in run_names]
+    if unknown:
+        raise DataError(f"the data has classes {unknown[:5]} that the run does not know (its classes: "
+                        f"{run_names}): evaluate on data of the run's classes")
+    order = torch.tensor([run_names.index(n) for n in names])
+    for split in ("train", "val", "test"):
+        part = data.split(split)
+        if not isinstance(part, TensorData):
+            raise DataError(f"the data's classes {names} are numbered otherwise than the run's {run_names}: give "
+                            "labels in the run's order")
+        part.y = order[part.y]
+    data.class_names, data.num_classes = list(run_names), len(run_names)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .segmentation import IMAGE_SUFFIXES, read_image
+from .image_io import IMAGE_SUFFIXES, check_same_size, image_files, read_image, read_mask
 from .splits import TensorData
 
 BOX_JSON_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif")
@@ -192,7 +192,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
         raise DataError(f"'{boxes_json}' holds no entries: expected {{id: {{height, width, bbox: [...]}}}}")
     if not images_dir.is_dir():
         raise DataError(f"images folder '{images_dir}' does not exist")
-    files = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in BOX_JSON_SUFFIXES}
+    files = {p.stem: p for p in image_files(images_dir, BOX_JSON_SUFFIXES)}
     ids = sorted(k for k in data if k in files)
     if not ids:
         raise DataError(f"no entry of {source} has an image in '{images_dir}' "
@@ -227,23 +227,21 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     return x, pad_targets(targets), names, ids, info
 
 
-def load_mask_boxes(images_dir, masks_dir, image_size, threshold: int = 127, min_area: int = 4, *,
+def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
                     grey: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Boxes of the connected components of binary masks, image and mask paired by file stem.
-    Foreground is a grey value above ``threshold`` (JPEG masks carry compression noise). Each
-    mask is resized to ``image_size`` with nearest-neighbour interpolation first and the boxes
-    are taken there, so they enclose exactly the mask pixels a model of that size sees;
-    components under ``min_area`` pixels (of the resized mask) are noise and dropped.
+    Foreground as ``read_mask(binary=True)`` reads it (0/1 and 0/255 masks, coloured masks, JPEG
+    noise). Each mask is resized to ``image_size`` with nearest-neighbour interpolation first
+    and the boxes are taken there, so they enclose exactly the mask pixels a model of that size
+    sees; components under ``min_area`` pixels (of the resized mask) are noise and dropped.
     Returns (x, y, ["object"], ids) with ids the sorted stems."""
-    from PIL import Image, UnidentifiedImageError
-
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     size = _size(image_size)
     for d in (images_dir, masks_dir):
         if not d.is_dir():
             raise DataError(f"'{d}' is not a directory")
-    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    images = {p.stem: p for p in image_files(images_dir)}
+    masks = {p.stem: p for p in image_files(masks_dir)}
     lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if lone_images or lone_masks:
         raise DataError(f"image and mask names do not pair up: images without a mask {lone_images[:5]}, "
@@ -253,19 +251,14 @@ def load_mask_boxes(images_dir, masks_dir, image_size, threshold: int = 127, min
     ids = sorted(images)
     xs, targets = [], []
     for key in ids:
-        try:
-            with Image.open(images[key]) as im:
-                image_dims = im.size
-            with Image.open(masks[key]) as im:
-                if im.size != image_dims:
-                    raise DataError(f"image '{images[key].name}' is {image_dims[0]}x{image_dims[1]} but its mask "
-                                    f"is {im.size[0]}x{im.size[1]}: they must be the same size")
-                mask = np.asarray(im.convert("L").resize((size[1], size[0]), Image.NEAREST))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(f"cannot read '{masks[key]}' or its image: {exc}") from None
-        boxes = boxes_from_mask(mask > threshold, min_area=min_area)
+        check_same_size(images[key], masks[key], "its mask")
+        boxes = boxes_from_mask(read_mask(masks[key], size, binary=True), min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
         xs.append(read_image(images[key], size, grey=grey))
+    if not any(len(t) for t in targets):
+        raise DataError(f"the masks in '{masks_dir}' hold no object of {min_area} pixels or more at "
+                        f"{size[1]}x{size[0]}: check the mask files (foreground is any value above 0 in 0/1 "
+                        "masks, above half the scale in 0/255 or JPEG ones)")
     return _stack(xs), pad_targets(targets), ["object"], ids
 
 

@@ -3,33 +3,48 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+import os
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
 from ..config import DataSpec
 from ..errors import DataError
-from .segmentation import IMAGE_SUFFIXES, read_image
+from .image_io import image_files, read_image
 from .splits import DataSplits
 
 SPLITS = ("train", "val", "test")
 
 
 def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
-    """``root/<class>/<image>``; or ``root/{train,val,test}/<class>/<image>`` for given splits.
-    Class names are the folder names, sorted."""
+    """``root/<class>/<image>``; or ``root/{train,val,test}/<class>/<image>`` for given splits
+    (without ``val``, it is cut from train, stratified by ``split_seed``). Class names are the
+    folder names, sorted (as numbers when all are integers)."""
     root = Path(spec.root or "")
     if not root.is_dir():
         raise DataError(f"data.root '{root}' is not a directory")
-    if all((root / s).is_dir() for s in SPLITS):
-        classes = sorted({d.name for s in SPLITS for d in _class_folders(root / s)})
-        parts = {s: _list_class_tree(root / s, classes) for s in SPLITS}
-        _check_every_class_has_images(classes, [label for files, labels in parts.values() for label in labels], root)
+    given = [s for s in SPLITS if (root / s).is_dir()]
+    if "train" in given and "test" in given:
+        classes = class_order({d.name for s in given for d in _class_folders(root / s)})
+        parts = {s: _list_class_tree(root / s, classes) for s in given}
+        _check_every_class_has_images(classes, parts["train"][1], root / "train")
+        if "val" not in parts:
+            return _val_cut_from_train(parts, classes, spec, stats, source=str(root))
         return _given_splits(parts, classes, spec, stats, source=str(root))
-    classes = sorted(d.name for d in _class_folders(root))
+    if given:
+        raise DataError(f"'{root}' holds split folder(s) {given} but not both train and test: give train/ and "
+                        "test/ (val/ is cut from train when missing), or one folder per class")
+    classes = class_order({d.name for d in _class_folders(root)})
     files, labels = _list_class_tree(root, classes)
     _check_every_class_has_images(classes, labels, root)
     return _stratified(files, labels, classes, spec, stats, source=str(root))
+
+
+def class_order(names) -> list[str]:
+    """Class names sorted, as numbers when every name is an integer (2 before 10)."""
+    names = set(names)
+    numeric = all(n.lstrip("-").isdigit() for n in names)
+    return sorted(names, key=int if numeric else str)
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -37,12 +52,14 @@ def _class_folders(folder: Path) -> list[Path]:
     return [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
 
 
-def _check_every_class_has_images(classes: list[str], labels: list[int], root: Path) -> None:
+def _check_every_class_has_images(classes: list[str], labels: list[int], where: Path) -> None:
+    """Every class must have training images: one found only in val or test (say ``Normal``
+    beside ``NORMAL``) could never be learnt."""
     present = set(labels)
     empty = [c for i, c in enumerate(classes) if i not in present]
     if empty:
-        raise DataError(f"class folder(s) {empty} under '{root}' hold no images, so they would be classes with "
-                        "no samples: remove them or add their images")
+        raise DataError(f"class(es) {empty} have no images in '{where}', so they would be classes the models "
+                        "never learn: remove them, fix their names, or add their images")
 
 
 def load_csv(spec: DataSpec, stats=None) -> DataSplits:
@@ -66,10 +83,10 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         if not row.get(spec.path_column) or not row.get(spec.label_column):
             raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
     raw_labels = [r[spec.label_column].strip() for r in rows]
-    numeric = all(lab.lstrip("-").isdigit() for lab in raw_labels)
-    classes = sorted(set(raw_labels), key=int if numeric else str)
+    classes = class_order(raw_labels)
     index = {c: i for i, c in enumerate(classes)}
-    files = [path.parent / r[spec.path_column].strip() for r in rows]
+    files = [path.parent / _portable(r[spec.path_column].strip()) for r in rows]
+    _check_listed_once(files, raw_labels, path)
     labels = [index[lab] for lab in raw_labels]
     if "split" in rows[0]:
         parts = {s: ([], []) for s in SPLITS}
@@ -79,8 +96,25 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
                 raise DataError(f"'{path}': split '{r['split']}' for {f.name}; use train, val or test")
             parts[split][0].append(f)
             parts[split][1].append(lab)
+        _check_every_class_has_images(classes, parts["train"][1], Path(f"{path} (split train)"))
         return _given_splits(parts, classes, spec, stats, source=str(path))
     return _stratified(files, labels, classes, spec, stats, source=str(path))
+
+
+def _portable(listed: str) -> str:
+    """A path written on Windows (``img\\a.png``) read on another system."""
+    return PureWindowsPath(listed).as_posix() if "\\" in listed and os.sep == "/" else listed
+
+
+def _check_listed_once(files: list[Path], labels: list[str], path: Path) -> None:
+    """An image listed twice could land in train and test at once."""
+    first: dict[Path, int] = {}
+    for row, (f, label) in enumerate(zip(files, labels)):
+        earlier = first.setdefault(f.resolve(), row)
+        if earlier != row:
+            other = ", with another label" if labels[earlier] != label else ""
+            raise DataError(f"'{path}' line {row + 2} lists '{f.name}' again (line {earlier + 2}{other}): list each "
+                            "image once, or it could be in the training and the test split at once")
 
 
 def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
@@ -89,12 +123,23 @@ def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list
         d = folder / name
         if not d.is_dir():
             continue
-        found = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        _refuse_nested_images(d)
+        found = image_files(d)
         files += found
         labels += [i] * len(found)
     if not files:
         raise DataError(f"no images under '{folder}': expected one folder per class holding PNG/JPEG/TIFF files")
     return files, labels
+
+
+def _refuse_nested_images(class_dir: Path) -> None:
+    """Images one level down (one folder per patient, say) would be skipped without a word; read
+    them all and a random split would also mix each patient's images across train and test."""
+    nested = [d.name for d in _class_folders(class_dir) if any(image_files(d))]
+    if nested:
+        raise DataError(f"class folder '{class_dir}' holds images in subfolders {nested[:5]}, which are not read: "
+                        "move them up into the class folder, or list them in a CSV (data.kind=csv) with a split "
+                        "column that keeps each patient's images in one split")
 
 
 def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
@@ -114,6 +159,23 @@ def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
         arrays += [_read_all(files, spec), np.asarray(labels)]
     splits = DataSplits.from_arrays(*arrays, class_names=classes, stats=stats)
     splits.info.update(source=source, splits="given")
+    return splits
+
+
+def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
+    """Given train and test folders: val is a stratified ``val_fraction`` of train."""
+    from sklearn.model_selection import train_test_split  # here: a second to import
+
+    files, labels = parts["train"]
+    try:
+        keep, val = train_test_split(np.arange(len(files)), test_size=spec.val_fraction, stratify=labels,
+                                     random_state=spec.split_seed)
+    except ValueError as exc:
+        raise DataError(f"{source}: cannot cut a stratified val split from train: {exc}") from None
+    pick = lambda idx: ([files[i] for i in sorted(idx)], [labels[i] for i in sorted(idx)])  # noqa: E731
+    splits = _given_splits({"train": pick(keep), "val": pick(val), "test": parts["test"]}, classes, spec, stats,
+                           source)
+    splits.info.update(splits=f"given train and test; val cut from train, stratified, seed {spec.split_seed}")
     return splits
 
 

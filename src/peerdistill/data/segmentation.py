@@ -10,11 +10,10 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
+from .image_io import IGNORE, IMAGE_SUFFIXES, check_same_size, image_files, read_image, read_mask
 from .splits import DataSplits, TensorData, channel_stats, standardize, to_nchw
 from .synthetic import make_shapes
 
-IGNORE = 255
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
 
 
 def segmentation_splits(images: list, masks: list, *, num_classes: int | None = None,
@@ -26,15 +25,36 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     for x, m, name in zip(xs, ms, ("train", "val", "test")):
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
             raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
-    seen = max(int(m[m != IGNORE].max()) for m in ms if (m != IGNORE).any()) + 1
-    k = num_classes or max(seen, 2)
-    if seen > k:
-        raise DataError(f"masks hold class {seen - 1} but num_classes is {k}: mask values must be 0..{k - 1} (or 255)")
+    k = _class_count(ms, num_classes, class_names)
     names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
     stats = stats or channel_stats(xs[0])
     xs = [standardize(x, stats) for x in xs]
     return DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                       input_shape=tuple(xs[0].shape[1:]), stats=stats)
+
+
+def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names: list[str] | None) -> int:
+    """K from ``num_classes``, else from ``class_names``, else from the largest label; a label
+    at or above K, a class with no pixel below the largest label (a stray value such as 7 in
+    0/1 masks would make an 8-class model), or training masks without foreground are refused."""
+    counts = sum(torch.bincount(m[m != IGNORE], minlength=IGNORE) for m in masks)
+    seen = int(counts.nonzero().max()) + 1 if counts.any() else 1
+    if num_classes and class_names and len(class_names) != num_classes:
+        raise DataError(f"{len(class_names)} class names for num_classes {num_classes}: give one name per class")
+    k = num_classes or (len(class_names) if class_names else max(seen, 2))
+    if seen > k:
+        raise DataError(f"masks hold class {seen - 1} but there are {k} classes: mask values must be 0..{k - 1} "
+                        "(or 255)")
+    pixels = {c: int(n) for c, n in enumerate(counts[:seen].tolist()) if n}
+    if not num_classes and not class_names and len(pixels) < seen:
+        raise DataError(f"mask values and their pixel counts are {pixels}: classes "
+                        f"{sorted(set(range(seen)) - set(pixels))} have no pixel, so a stray value would add "
+                        "classes; fix the masks, or set data.num_classes if those classes are truly absent")
+    train = masks[0]
+    if not ((train > 0) & (train != IGNORE)).any():
+        raise DataError("the training masks hold no foreground pixel (only background and ignored ones): check "
+                        "the mask files; for 0/255 or coloured masks set data.binary_masks=true")
+    return k
 
 
 def to_masks(array, name: str) -> torch.Tensor:
@@ -121,36 +141,42 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
     if not images:
         raise DataError(f"no images found in '{image_dir}' (looked for {sorted(IMAGE_SUFFIXES)})")
     keys = sorted(images)
-    xs, ms = [], []
+    xs, ms, only_0_255, labelled = [], [], [], []
     for key in keys:
+        check_same_size(images[key], masks[key], "its mask")
         x = read_image(images[key], spec.image_size, grey=spec.grey)
-        m = read_mask(masks[key], spec.image_size, spec.binary_masks)
-        if x.shape[:2] != m.shape:
-            raise DataError(f"image '{images[key].name}' is {x.shape[1]}x{x.shape[0]} but its mask "
-                            f"'{masks[key].name}' is {m.shape[1]}x{m.shape[0]}: they must be the same size")
+        m = read_mask(masks[key], spec.image_size, spec.binary_masks, spec.num_classes)
+        classes = set(np.unique(m).tolist()) - {0}
+        if classes == {IGNORE}:
+            only_0_255.append(masks[key].name)
+        elif classes:
+            labelled.append(masks[key].name)
         if rois is not None:
             if key not in rois:
                 raise DataError(f"no region-of-interest mask for '{images[key].name}' in '{root / spec.roi}'")
+            check_same_size(images[key], rois[key], "its region-of-interest mask")
             region = read_mask(rois[key], spec.image_size, binary=True)
-            if region.shape != m.shape:
-                raise DataError(f"region mask '{rois[key].name}' is not the size of its image")
             m = np.where(region > 0, m, IGNORE).astype(np.uint8)
         xs.append(x)
         ms.append(m)
     if len({x.shape for x in xs}) > 1:
         raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
-    masks_array = np.stack(ms)
-    if not spec.binary_masks and (masks_array == IGNORE).any() and not ((masks_array > 0) & (masks_array != IGNORE)).any():
+    if only_0_255 and not labelled:
         # only 0 and 255: binary masks read as "background + ignored", which would train on nothing
         raise DataError(f"the masks in '{mask_dir}' hold only 0 and 255: for 0/255 masks set data.binary_masks=true "
                         "(255 is otherwise the label of ignored pixels)")
+    if only_0_255:
+        raise DataError(f"some masks in '{mask_dir}' hold only 0 and 255 ({only_0_255[:5]}) while others hold "
+                        f"class indices ({labelled[:3]}): 255 would mark those objects as ignored. Save every "
+                        "mask the same way (0/1 or 0/255 with data.binary_masks=true)")
+    masks_array = np.stack(ms)
     return np.stack(xs), masks_array, keys
 
 
 def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     out = {}
     for p in files:
         if pattern:
@@ -165,51 +191,3 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
         out[key] = p
     return out
 
-
-def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
-    """[H, W, C] float32, in [0, 1] for 8- and 16-bit images. 8-bit images are divided by 255,
-    16-bit grey ones by 65535, and so are 32-bit integer ones (Pillow opens many 16-bit files
-    that way): a fixed scale, never an image's own maximum, so images stay comparable. Float
-    images are kept as they are. (Pillow reads 16-bit colour images as 8-bit.)"""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                if size:
-                    im = im.resize((size[1], size[0]), Image.BILINEAR)
-                a = np.asarray(im).astype(np.float32)
-                if im.mode.startswith("I"):
-                    a = a / 65535.0
-                a = a[..., None]
-                return a if grey else np.repeat(a, 3, axis=-1)
-            im = im.convert("L" if grey else "RGB")
-            if size:
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            a = np.asarray(im, dtype=np.float32) / 255.0
-            return a[..., None] if grey else a
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image '{path}': {exc}") from None
-
-
-def read_mask(path: Path, size=None, binary: bool = False) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if size:
-                im = im.resize((size[1], size[0]), Image.NEAREST)
-            a = np.asarray(im.convert("L") if im.mode not in ("L", "P", "I", "I;16", "1") else im)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read mask '{path}': {exc}") from None
-    if a.ndim == 3:
-        a = a[..., 0]
-    if binary:
-        return (a > 127).astype(np.uint8) if a.max() > 1 else a.astype(np.uint8)
-    values = np.unique(a)
-    if values[values != IGNORE].max(initial=0) > 50:  # label images hold small class indices (255 = ignore)
-        raise DataError(
-            f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
-            "be label images with class indices 0..K-1; for 0/255 masks set data.binary_masks=true"
-        )
-    return a.astype(np.uint8)

@@ -69,8 +69,10 @@ def confidence_weights(logits: list[torch.Tensor], labels: torch.Tensor) -> torc
     Knowledge Distillation", ICASSP 2022): ``w_k = (1 - softmax_k(CE)) / (K - 1)``, the softmax
     taken over the K teachers' cross-entropies with the label, so the teacher closer to the truth
     weighs more. Returns [K, B] weights ([K, B, H, W] for maps) summing to 1 over K; pixels
-    labelled 255 (ignored) weigh the teachers equally."""
-    ce = torch.stack([F.cross_entropy(z.detach().float(), labels, reduction="none", ignore_index=255)
+    labelled 255 (ignored) weigh the teachers equally (in label maps only: 255 is a class of
+    its own in classification)."""
+    ignore = 255 if labels.ndim > 1 else -100
+    ce = torch.stack([F.cross_entropy(z.detach().float(), labels, reduction="none", ignore_index=ignore)
                       for z in logits])
     k = ce.shape[0]
     if k == 1:

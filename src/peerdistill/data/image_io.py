@@ -1,0 +1,127 @@
+"""Reading image and mask files as a viewer shows them: EXIF orientation applied, hidden files
+(macOS ``._*``, ``.DS_Store``) never listed, one frame per file."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
+IGNORE = 255  # the mask label of pixels that count nowhere
+_ORIENTATION = 0x0112  # the EXIF tag
+# Modes whose values are the labels themselves (colour masks are reduced to one value per pixel).
+_LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
+_READ_ERRORS = (OSError, ValueError)  # Pillow's UnidentifiedImageError is an OSError
+
+
+def image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
+    """The image files directly in ``folder``, sorted; hidden files left out (macOS writes
+    ``._name.png`` beside every file it copies to some disks)."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+
+
+@contextlib.contextmanager
+def opened(path: Path, what: str = "image") -> Iterator:
+    """The file's image, turned upright by its EXIF orientation (as viewers and annotation tools
+    show it). A file of several frames (multi-page TIFF, animated GIF) is refused rather than
+    read as its first frame."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) > 1:
+                raise DataError(f"{what} '{path}' holds {im.n_frames} frames (a multi-page TIFF or an animated "
+                                "GIF): save each frame as its own file")
+            if im.getexif().get(_ORIENTATION, 1) != 1:
+                im = ImageOps.exif_transpose(im)
+            yield im
+    except _READ_ERRORS as exc:
+        raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
+                        "16-bit, and one-channel float; convert other files, e.g. colour float TIFFs, to one of "
+                        "these)") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) as the file is shown, without decoding its pixels."""
+    with opened(path) as im:
+        return im.height, im.width
+
+
+def check_same_size(image: Path, other: Path, what: str) -> None:
+    """Compared as the files are, before any resizing could hide a mismatch."""
+    (h, w), (oh, ow) = image_size(image), image_size(other)
+    if (h, w) != (oh, ow):
+        raise DataError(f"image '{image.name}' is {w}x{h} but {what} '{other.name}' is {ow}x{oh}: "
+                        "they must be the same size")
+
+
+def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
+    """[H, W, C] float32, in [0, 1] for 8- and 16-bit images. 8-bit images are divided by 255,
+    16-bit grey ones by 65535, and so are 32-bit integer ones (Pillow opens many 16-bit files
+    that way): a fixed scale, never an image's own maximum, so images stay comparable. Float
+    images are kept as they are. (Pillow reads 16-bit colour images as 8-bit.)"""
+    from PIL import Image
+
+    with opened(path) as im:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            if size:
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            a = np.asarray(im).astype(np.float32)
+            if im.mode.startswith("I"):
+                a = a / 65535.0
+            a = a[..., None]
+            return a if grey else np.repeat(a, 3, axis=-1)
+        im = im.convert("L" if grey else "RGB")
+        if size:
+            im = im.resize((size[1], size[0]), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        return a[..., None] if grey else a
+
+
+def read_mask(path: Path, size=None, binary: bool = False, num_classes: int | None = None) -> np.ndarray:
+    """[H, W] uint8 labels. A grey, palette or 16-bit mask's values are its labels; a colour mask
+    gives each pixel its brightest channel (so a red mask is not lost to luminance), or its alpha
+    when the colour is the same everywhere (a mask painted on a transparent layer).
+
+    ``binary``: foreground is 1. In a JPEG or a mask whose values go above 50 (0/255, 0/65535,
+    anti-aliased edges), a value above half the full scale; in a mask of small values (0/1,
+    class indices), any value above 0. Otherwise the values must be class indices: below
+    ``num_classes`` when it is given, or at most 50 (255 meaning ignored)."""
+    from PIL import Image
+
+    with opened(path, "mask") as im:
+        if size:
+            im = im.resize((size[1], size[0]), Image.NEAREST)
+        a, lossy = _one_value_per_pixel(im), im.format == "JPEG"
+    if binary:
+        small = a.max(initial=0) <= 50 and not lossy
+        threshold = 0 if small else (32767 if a.max() > 255 else 127)
+        return (a > threshold).astype(np.uint8)
+    values = np.unique(a)
+    labels = values[values != IGNORE]
+    limit = (num_classes - 1) if num_classes else 50  # label images hold small class indices
+    if labels.max(initial=0) > limit:
+        bound = f"below data.num_classes ({num_classes})" if num_classes else "0..K-1"
+        raise DataError(
+            f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
+            f"be label images with class indices {bound} (255: ignored); for 0/255 masks set data.binary_masks=true"
+        )
+    return a.astype(np.uint8)
+
+
+def _one_value_per_pixel(im) -> np.ndarray:
+    if im.mode in _LABEL_MODES:
+        return np.asarray(im).astype(np.int64)
+    if im.mode == "F":
+        return np.asarray(im.convert("L")).astype(np.int64)
+    rgba = np.asarray(im.convert("RGBA"))
+    colour, alpha = rgba[..., :3].max(axis=-1), rgba[..., 3]
+    if colour.min() == colour.max() and alpha.min() != alpha.max():
+        return alpha.astype(np.int64)
+    return colour.astype(np.int64)

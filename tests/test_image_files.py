@@ -1,0 +1,232 @@
+"""Files as users have them: EXIF orientation, hidden macOS files, multi-frame files, coloured
+and transparent masks, masks that disagree, CSVs with repeats or Windows paths, class trees
+with split folders, subfolders or numeric names, and other data evaluated by class name."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from peerdistill.config import DataSpec
+from peerdistill.data import build_data
+from peerdistill.data.detection import load_mask_boxes
+from peerdistill.data.image_io import image_size, read_image, read_mask
+from peerdistill.data.segmentation import read_pairs
+from peerdistill.errors import DataError
+from peerdistill.predict_inputs import read_inputs
+from peerdistill.runs import _check_compatible
+
+ORIENTATION = 0x0112
+
+
+def save(array, path, **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **options)
+
+
+def rotated_jpeg(path):
+    """A JPEG stored 8 wide and 6 high with EXIF orientation 6: viewers turn it 90 degrees
+    clockwise and show it 6 wide and 8 high. The stored image is bright in its left half."""
+    stored = np.zeros((6, 8), np.uint8)
+    stored[:, :4] = 250
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(stored).save(path, exif=exif, quality=100)
+    return np.rot90(stored, k=-1) / 255.0  # as shown
+
+
+def test_exif_orientation_is_applied_to_images_and_their_size(tmp_path):
+    shown = rotated_jpeg(tmp_path / "a.jpg")
+    assert shown.shape == (8, 6) and image_size(tmp_path / "a.jpg") == (8, 6)
+    image = read_image(tmp_path / "a.jpg", grey=True)[..., 0]
+    assert image.shape == (8, 6) and np.abs(image - shown).max() < 0.05  # bright in the top half, as shown
+    # a mask drawn on the upright image pairs with it
+    save(np.zeros((8, 6), np.uint8) + (np.arange(8)[:, None] < 4), tmp_path / "seg" / "masks" / "a.png")
+    (tmp_path / "seg" / "images").mkdir()
+    (tmp_path / "a.jpg").rename(tmp_path / "seg" / "images" / "a.jpg")
+    x, m, _ = read_pairs(tmp_path / "seg", DataSpec(kind="folders", root=str(tmp_path / "seg"), grey=True))
+    assert x[0, m[0] == 1].mean() > 0.9 and x[0, m[0] == 0].mean() < 0.1
+
+
+def test_hidden_macos_files_are_not_read(tmp_path):
+    junk = b"\x00\x05\x16\x07" + b"\x00" * 60  # an AppleDouble header, not an image
+    for n in range(6):
+        for cls in ("a", "b"):
+            save(np.full((4, 4), 40 * n, np.uint8), tmp_path / "tree" / cls / f"{n}.png")
+            (tmp_path / "tree" / cls / f"._{n}.png").write_bytes(junk)
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "tree")))
+    assert len(data.train) + len(data.val) + len(data.test) == 12
+    inputs = read_inputs([str(tmp_path / "tree" / "a")], channels=3, size=None)
+    assert [name.split("/")[-1] for name in inputs.names] == [f"{n}.png" for n in range(6)]
+
+
+def test_a_file_of_several_frames_is_refused(tmp_path):
+    pages = [Image.fromarray(np.full((4, 4), v, np.uint8)) for v in (10, 200)]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(DataError, match="'.*stack.tif' holds 2 frames .* save each frame as its own file"):
+        read_image(tmp_path / "stack.tif")
+
+
+def test_binary_masks_by_brightest_channel_alpha_or_any_class(tmp_path):
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[1:3, 1:3, 0] = 255  # luminance 76: a grey threshold at 127 would lose it
+    save(red, tmp_path / "red.png")
+    painted = np.zeros((4, 4, 4), np.uint8)
+    painted[:2, :, 3] = 255  # black paint on a transparent layer: only alpha tells
+    save(painted, tmp_path / "alpha.png")
+    save(np.array([[0, 1], [2, 0]], np.uint8), tmp_path / "labels.png")
+    save(np.array([[0, 65535], [40000, 30000]], np.uint16), tmp_path / "wide.png")
+    expected_red = np.zeros((4, 4), np.uint8)
+    expected_red[1:3, 1:3] = 1
+    assert (read_mask(tmp_path / "red.png", binary=True) == expected_red).all()
+    assert read_mask(tmp_path / "alpha.png", binary=True).tolist() == [[1] * 4] * 2 + [[0] * 4] * 2
+    assert read_mask(tmp_path / "labels.png", binary=True).tolist() == [[0, 1], [1, 0]]
+    assert read_mask(tmp_path / "wide.png", binary=True).tolist() == [[0, 1], [1, 0]]  # above half of 65535
+    noise = np.zeros((16, 16), np.uint8)
+    noise[4:8, 4:8] = 6  # a JPEG mask of an empty image: compression noise, no object
+    save(noise, tmp_path / "empty.jpg", quality=50)
+    assert read_mask(tmp_path / "empty.jpg", binary=True).max() == 0
+
+
+def test_mask_values_up_to_num_classes_and_the_hint_otherwise(tmp_path):
+    save(np.array([[0, 60]], np.uint8), tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png", num_classes=61).tolist() == [[0, 60]]
+    with pytest.raises(DataError, match=r"class indices below data.num_classes \(60\)"):
+        read_mask(tmp_path / "m.png", num_classes=60)
+    with pytest.raises(DataError, match="for 0/255 masks set data.binary_masks=true"):
+        read_mask(tmp_path / "m.png")
+
+
+def write_pairs(root, masks, size=(6, 6), mask_size=None):
+    for i, mask in enumerate(masks):
+        save(np.full(size, 30 * i, np.uint8), root / "images" / f"{i}.png")
+        save(np.asarray(mask, np.uint8) if mask_size is None else np.zeros(mask_size, np.uint8),
+             root / "masks" / f"{i}.png")
+
+
+def square(value, size=6):
+    m = np.zeros((size, size), np.uint8)
+    m[1:4, 1:4] = value
+    return m
+
+
+def folders(root, **options):
+    return build_data(DataSpec(kind="folders", root=str(root), val_fraction=0.25, test_fraction=0.25, **options))
+
+
+def test_mask_and_image_sizes_are_compared_before_resizing(tmp_path):
+    write_pairs(tmp_path, [square(1)] * 4, size=(12, 8), mask_size=(5, 5))
+    with pytest.raises(DataError, match="image '0.png' is 8x12 but its mask '0.png' is 5x5"):
+        folders(tmp_path, image_size=[6, 6])
+
+
+def test_masks_saved_two_ways_are_refused(tmp_path):
+    write_pairs(tmp_path, [square(1), square(255), square(1), square(255)])
+    with pytest.raises(DataError, match=r"hold only 0 and 255 \(\['1.png', '3.png'\]\) while others hold class"):
+        folders(tmp_path)
+
+
+def test_a_stray_mask_value_does_not_add_classes(tmp_path):
+    stray = square(1)
+    stray[5, 5] = 7
+    write_pairs(tmp_path, [square(1), stray, square(1), square(1)])
+    with pytest.raises(DataError, match=r"classes \[2, 3, 4, 5, 6\] have no pixel"):
+        folders(tmp_path)
+    assert folders(tmp_path, num_classes=8).num_classes == 8  # said outright: accepted
+    with pytest.raises(DataError, match="masks hold class 7 but there are 2 classes"):
+        folders(tmp_path, class_names=["background", "lesion"])  # was a crash in the metrics
+    with pytest.raises(DataError, match="3 class names for num_classes 8"):
+        folders(tmp_path, num_classes=8, class_names=["a", "b", "c"])
+
+
+def test_training_masks_without_foreground_are_refused(tmp_path):
+    write_pairs(tmp_path, [np.zeros((6, 6))] * 4)
+    with pytest.raises(DataError, match="the training masks hold no foreground pixel"):
+        folders(tmp_path)
+
+
+def test_boxes_from_0_1_masks_and_masks_without_any_object(tmp_path):
+    write_pairs(tmp_path / "ones", [square(1, 8), square(1, 8)], size=(8, 8))  # 0/1 masks: a grey threshold found none
+    _, y, _, _ = load_mask_boxes(tmp_path / "ones" / "images", tmp_path / "ones" / "masks", (8, 8), min_area=1)
+    assert y[0, 0].tolist() == [0, 1, 1, 4, 4]
+    write_pairs(tmp_path / "none", [np.zeros((8, 8))] * 2, size=(8, 8))
+    with pytest.raises(DataError, match="hold no object of 4 pixels or more at 8x8"):
+        load_mask_boxes(tmp_path / "none" / "images", tmp_path / "none" / "masks", (8, 8))
+
+
+def write_csv(tmp_path, rows):
+    for n in range(8):
+        save(np.full((4, 4), 20 * n, np.uint8), tmp_path / "img" / "sub" / f"{n}.png")
+    (tmp_path / "list.csv").write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows))
+    return DataSpec(kind="csv", root=str(tmp_path / "list.csv"), val_fraction=0.25, test_fraction=0.25)
+
+
+def test_csv_paths_written_on_windows_are_read(tmp_path):
+    spec = write_csv(tmp_path, [(f"img\\sub\\{n}.png", n % 2) for n in range(8)])
+    data = build_data(spec)
+    assert len(data.train) + len(data.val) + len(data.test) == 8
+
+
+def test_an_image_listed_twice_in_a_csv_is_refused(tmp_path):
+    spec = write_csv(tmp_path, [(f"img/sub/{n}.png", n % 2) for n in range(8)] + [("img/sub/3.png", 0)])
+    with pytest.raises(DataError, match=r"line 10 lists '3.png' again \(line 5, with another label\)"):
+        build_data(spec)
+
+
+def class_tree(root, classes, n=6):
+    for cls in classes:
+        for i in range(n):
+            save(np.full((4, 4), 10 * i, np.uint8), root / cls / f"{cls}_{i}.png")
+
+
+def test_train_and_test_folders_without_val_cut_val_from_train(tmp_path):
+    class_tree(tmp_path / "train", ["a", "b"], n=8)
+    class_tree(tmp_path / "test", ["a", "b"], n=2)
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path), val_fraction=0.25, split_seed=1))
+    assert (len(data.train), len(data.val), len(data.test)) == (12, 4, 4)
+    assert sorted(data.val.y.tolist()) == [0, 0, 1, 1]  # stratified
+    assert "val cut from train" in data.info["splits"]
+    class_tree(tmp_path / "only" / "train", ["a", "b"])
+    with pytest.raises(DataError, match=r"holds split folder\(s\) \['train'\] but not both train and test"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "only")))
+
+
+def test_a_class_without_training_images_is_refused(tmp_path):
+    class_tree(tmp_path / "train", ["NORMAL", "PNEUMONIA"])
+    class_tree(tmp_path / "val", ["NORMAL", "PNEUMONIA"], n=2)
+    class_tree(tmp_path / "test", ["Normal", "Pneumonia"], n=2)
+    with pytest.raises(DataError, match=r"class\(es\) \['Normal', 'Pneumonia'\] have no images in '.*train'"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
+
+
+def test_images_in_subfolders_of_a_class_are_named(tmp_path):
+    class_tree(tmp_path, ["a", "b"])
+    class_tree(tmp_path / "b", ["patient7"], n=2)
+    with pytest.raises(DataError, match=r"class folder '.*b' holds images in subfolders \['patient7'\]"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
+
+
+def test_numeric_class_folders_sort_as_numbers(tmp_path):
+    class_tree(tmp_path, ["10", "2", "9"])
+    assert build_data(DataSpec(kind="image_folder", root=str(tmp_path))).class_names == ["2", "9", "10"]
+
+
+def test_other_data_is_scored_by_class_name_not_position(tmp_path):
+    class_tree(tmp_path, ["10", "9"], n=10)  # two of the run's three classes
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
+    names = data.class_names
+    before = data.test.y.clone()
+    meta = {"task": "classification", "input_shape": list(data.input_shape), "num_classes": 3,
+            "class_names": ["10", "2", "9"]}  # a run that sorted them as text
+    _check_compatible(data, meta)
+    expected = torch.tensor([meta["class_names"].index(names[i]) for i in before.tolist()])
+    assert torch.equal(data.test.y, expected) and data.class_names == ["10", "2", "9"]
+    other = build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
+    with pytest.raises(DataError, match=r"classes \['10'\] that the run does not know"):
+        _check_compatible(other, {**meta, "class_names": ["benign", "9"], "num_classes": 2})
+
+
+def test_class_names_are_refused_where_the_data_names_its_classes():
+    with pytest.raises(ValueError, match="data.class_names does not apply to data kind 'image_folder'"):
+        DataSpec(kind="image_folder", root="x", class_names=["a", "b"])
