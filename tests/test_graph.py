@@ -212,3 +212,12 @@ def test_class_255_is_a_class_in_classification_not_an_ignored_pixel():
     assert w.new_tensor([0.5, 0.5]).allclose(confidence_weights(maps, labels.view(2, 1, 1))[:, 0, 0, 0])
     targets = torch.tensor([0, 0, 255, 255])
     assert balanced_class_weights(targets, 256)[255].item() == pytest.approx(4 / (256 * 2))
+    # and so does a classification task's class weighting, built from a config
+    from peerdistill import DataSplits
+    from peerdistill.build import build_task
+    from peerdistill.config import default_config, validate
+
+    x = torch.zeros(4, 1, 2, 2)
+    data = DataSplits.from_arrays(x, targets, x, targets, x, targets, normalize=False)
+    task = build_task(validate({**default_config(), "data": {"class_weights": True}}), data)
+    assert task.class_weights[255].item() == pytest.approx(4 / (256 * 2))

@@ -12,7 +12,7 @@ from peerdistill.data import build_data
 from peerdistill.data.detection import load_mask_boxes
 from peerdistill.data.image_io import image_size, read_image, read_mask
 from peerdistill.data.segmentation import read_pairs
-from peerdistill.errors import DataError
+from peerdistill.errors import CheckpointError, DataError
 from peerdistill.predict_inputs import read_inputs
 from peerdistill.runs import _check_compatible
 
@@ -125,6 +125,7 @@ def test_masks_saved_two_ways_are_refused(tmp_path):
     write_pairs(tmp_path, [square(1), square(255), square(1), square(255)])
     with pytest.raises(DataError, match=r"hold only 0 and 255 \(\['1.png', '3.png'\]\) while others hold class"):
         folders(tmp_path)
+    assert folders(tmp_path, num_classes=2).num_classes == 2  # said outright: 255 is ignored there
 
 
 def test_a_stray_mask_value_does_not_add_classes(tmp_path):
@@ -207,11 +208,6 @@ def test_images_in_subfolders_of_a_class_are_named(tmp_path):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
 
 
-def test_numeric_class_folders_sort_as_numbers(tmp_path):
-    class_tree(tmp_path, ["10", "2", "9"])
-    assert build_data(DataSpec(kind="image_folder", root=str(tmp_path))).class_names == ["2", "9", "10"]
-
-
 def test_other_data_is_scored_by_class_name_not_position(tmp_path):
     class_tree(tmp_path, ["10", "9"], n=10)  # two of the run's three classes
     data = build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
@@ -230,3 +226,86 @@ def test_other_data_is_scored_by_class_name_not_position(tmp_path):
 def test_class_names_are_refused_where_the_data_names_its_classes():
     with pytest.raises(ValueError, match="data.class_names does not apply to data kind 'image_folder'"):
         DataSpec(kind="image_folder", root="x", class_names=["a", "b"])
+
+
+def test_default_class_names_found_in_the_run_are_matched_too(tmp_path):
+    class_tree(tmp_path, [str(i) for i in range(11)], n=5)  # "0".."10": a run sorted them as text
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path), val_fraction=0.3, test_fraction=0.3))
+    run_names = sorted(str(i) for i in range(11))
+    assert data.class_names == run_names  # sorted as text, as before
+    data.class_names = [str(i) for i in range(11)]  # the numeric order a CSV of the same labels gives
+    before = data.test.y.clone()
+    _check_compatible(data, {"task": "classification", "input_shape": list(data.input_shape), "num_classes": 11,
+                             "class_names": run_names})
+    assert torch.equal(data.test.y, torch.tensor([run_names.index(str(int(i))) for i in before]))
+
+
+def test_a_teacher_run_numbering_classes_otherwise_is_refused(tmp_path):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    class_tree(tmp_path / "data", ["a", "b"], n=8)
+    base = {"data": {"kind": "image_folder", "root": str(tmp_path / "data")}, "out_dir": str(tmp_path),
+            "teacher": {"arch": "cnn", "args": {"width": 4, "depth": 1}}, "distill": {"preset": "independent"},
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}], "train": {"epochs": 1}}
+    train_from_config(validate({**base, "name": "t"}), progress=False)
+    (tmp_path / "data" / "a").rename(tmp_path / "data" / "c")  # now b, c
+    frozen = {**base, "name": "s", "distill": {"preset": "kd"},
+              "teacher": {**base["teacher"], "frozen": True, "checkpoint": str(tmp_path / "t")}}
+    with pytest.raises(CheckpointError, match=r"numbers its classes \['a', 'b'\], the data \['b', 'c'\]"):
+        train_from_config(validate(frozen), progress=False)
+
+
+def test_voc_style_void_borders_are_not_masks_saved_two_ways(tmp_path):
+    bordered = square(1)
+    bordered[0, :] = 255  # a void border beside the class, as in Pascal VOC
+    write_pairs(tmp_path, [bordered, square(255), square(2), square(1)])
+    assert folders(tmp_path).num_classes == 3
+
+
+def test_runs_saved_with_class_names_an_older_version_ignored_still_read(tmp_path):
+    import json
+
+    import yaml
+
+    from peerdistill.build import train_from_config
+    from peerdistill.config import load_saved_config, validate
+    from peerdistill.runs import evaluate_run
+
+    class_tree(tmp_path / "data", ["a", "b"], n=8)
+    tree = {"data": {"kind": "image_folder", "root": str(tmp_path / "data")}, "out_dir": str(tmp_path), "name": "old",
+            "teacher": None, "distill": {"preset": "independent"},
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}], "train": {"epochs": 1}}
+    train_from_config(validate(tree), progress=False)
+    run = tmp_path / "old"
+    meta = json.loads((run / "run.json").read_text())
+    meta["data_spec"]["class_names"] = ["x", "y"]  # as an older version saved it
+    (run / "run.json").write_text(json.dumps(meta))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["data"]["class_names"] = ["x", "y"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert "student1" in evaluate_run(run)
+    assert load_saved_config(run / "config.yaml").data.class_names is None
+    with pytest.raises(Exception, match="data.class_names does not apply"):
+        validate(saved)  # a new config saying so is refused
+
+
+def test_one_binary_rule_for_a_whole_mask_set(tmp_path):
+    faint = np.zeros((6, 6), np.uint8)
+    faint[2, 2] = 48  # an anti-aliased edge of a tiny object, in a set of 0/255 masks
+    write_pairs(tmp_path, [square(255), faint, square(255), square(255)])
+    data = folders(tmp_path, binary_masks=True, split_seed=0)
+    masks = torch.cat([data.train.y, data.val.y, data.test.y])
+    assert sorted(int(m.sum()) for m in masks) == [0, 9, 9, 9]  # 48 is background, as in the 0/255 files
+    write_pairs(tmp_path / "ones", [square(1), square(1), square(1), square(1)])
+    assert int(folders(tmp_path / "ones", binary_masks=True).train.y.sum()) > 0  # 0/1 masks: any value above 0
+
+
+def test_previews_are_read_as_the_main_image_and_a_turned_mask_is_explained(tmp_path):
+    main = Image.fromarray(np.full((8, 8), 100, np.uint8))
+    main.save(tmp_path / "thumb.tif", save_all=True, append_images=[Image.fromarray(np.zeros((2, 2), np.uint8))])
+    assert read_image(tmp_path / "thumb.tif", grey=True).shape == (8, 8, 1)  # a TIFF with a thumbnail page
+    rotated_jpeg(tmp_path / "seg" / "images" / "a.jpg")  # stored 8x6, shown 6x8
+    save(np.zeros((6, 8), np.uint8), tmp_path / "seg" / "masks" / "a.png")  # drawn on the stored pixels
+    with pytest.raises(DataError, match="is 6x8 but its mask 'a.png' is 8x6 \\(as shown: the image's EXIF"):
+        read_pairs(tmp_path / "seg", DataSpec(kind="folders", root=str(tmp_path / "seg")))

@@ -10,7 +10,7 @@ from .cohort import Cohort, Member, default_feature_layer
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .engine import Trainer, load_weights, seed_everything
-from .engine.artifacts import RUN_FILE, RunDir
+from .engine.artifacts import RUN_FILE, RunDir, read_json
 from .errors import CheckpointError, ConfigError
 from .graph import Edge, KnowledgeGraph, preset_edges, self_supervised_weights
 from .models import build_model
@@ -56,6 +56,20 @@ def checkpoint_file(checkpoint: str, name: str) -> Path:
     return file
 
 
+def _check_same_classes(checkpoint: str, name: str, class_names: list[str]) -> None:
+    """A model taken from a run must number the classes as the data does: otherwise its output
+    for one class would be read as another's (say a run on a CSV sorting labels as numbers,
+    reused on class folders sorted as text)."""
+    path = Path(checkpoint)
+    if not (path / RUN_FILE).is_file():
+        return  # a bare weights file names no classes
+    saved = read_json(path / RUN_FILE).get("class_names")
+    if saved and list(saved) != list(class_names):
+        raise CheckpointError(f"run '{path}' (the checkpoint of {name}) numbers its classes {saved}, the data "
+                              f"{list(class_names)}: its outputs would be read as other classes; give data with "
+                              "the run's classes in its order")
+
+
 def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:
     """Models are built after seeding, so their initial weights follow ``cfg.seed``."""
     names = cfg.member_names()
@@ -63,6 +77,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:
     specs = teachers + list(cfg.students)
     members = []
     for i, (name, spec) in enumerate(zip(names, specs)):
+        if spec.checkpoint and cfg.task == "classification":  # elsewhere names only label mask values
+            _check_same_classes(spec.checkpoint, name, data.class_names)
         module = build_member_module(spec, name, data.input_shape, data.num_classes)
         role = "teacher" if i < len(teachers) else "student"
         rebuild = {"arch": spec.arch, "args": spec.args}

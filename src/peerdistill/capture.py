@@ -63,8 +63,14 @@ class FeatureRecorder:
     def _hook(self, path: str):
         def hook(_module, _inputs, output):
             tensor = first_tensor(output, f"layer '{path}' of {self.owner}")
-            self.features[path] = tensor
-            if not tensor.is_inference():  # inference tensors keep no version counter
+            if torch.compiler.is_compiling():  # traced: no version counter to read
+                self.features[path] = tensor
+            elif tensor.is_inference():
+                # A frozen model's tensors keep no version counter: a copy keeps the layer's own
+                # output whatever a later in-place module does to it.
+                self.features[path] = tensor.clone()
+            else:
+                self.features[path] = tensor
                 self._versions[path] = tensor._version
 
         return hook

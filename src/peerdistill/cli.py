@@ -13,7 +13,8 @@ from rich.markup import escape
 
 from .terminal import Console
 from . import __version__
-from .config import DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_yaml
+from .config import (DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_saved_config,
+                     load_yaml, saved_data_section)
 from .engine.artifacts import jsonable
 from .errors import ConfigError, PeerdistillError
 
@@ -54,7 +55,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
         if ns.args:
             raise ConfigError("--resume continues a run with its saved config: drop the other arguments")
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_saved_config(run_dir / "config.yaml")
     else:
         path, overrides = _split_config_and_overrides(ns.args)
         cfg = load_config(path, overrides)
@@ -86,7 +87,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     data_spec = None
     if ns.data or ns.overrides:
         meta = read_json(Path(ns.run_dir) / "run.json") if (Path(ns.run_dir) / "run.json").exists() else {}
-        tree = {"data": dict(meta.get("data_spec") or {})}
+        tree = {"data": saved_data_section(meta.get("data_spec") or {})}
         if ns.data:
             loaded = load_yaml(ns.data)
             tree["data"] = loaded.get("data", loaded)

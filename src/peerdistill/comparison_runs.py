@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from .terminal import Console
 from .build import train_from_config
-from .config import FILE_KINDS, RunConfig, check_preset_names, validate
+from .config import FILE_KINDS, RunConfig, check_preset_names, load_saved_config, validate
 from .config_diff import differences, relocated
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
@@ -253,7 +253,7 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     if not saved_path.exists():
         return "new"
     try:
-        saved = validate(yaml.safe_load(saved_path.read_text()) or {}, str(saved_path)).model_dump(mode="json")
+        saved = load_saved_config(saved_path).model_dump(mode="json")
     except (ConfigError, yaml.YAMLError) as exc:
         raise RunDirError(f"'{run_dir}' holds a run whose config no longer reads "
                           f"({str(exc).strip().splitlines()[-1].strip()}): pass --overwrite to redo the "

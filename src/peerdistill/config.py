@@ -112,6 +112,9 @@ class DistillSpec(_Strict):
         return self
 
 
+# data kinds that name their classes themselves (folders, labels, categories): data.class_names
+# does not apply to them
+SELF_NAMING_KINDS = ("digits", "image_folder", "csv", "shapes", "boxes", "coco", "box_json", "mask_boxes")
 # data kinds read from files at data.root (the others are generated or embedded)
 FILE_KINDS = ("npz", "image_folder", "csv", "folders", "coco", "box_json", "mask_boxes")
 
@@ -188,8 +191,7 @@ class DataSpec(_Strict):
             raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
         if self.kind in ("coco", "box_json") and not self.annotations:
             raise ValueError(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
-        if self.class_names is not None and self.kind in ("digits", "image_folder", "csv", "shapes", "boxes",
-                                                          "coco", "box_json", "mask_boxes"):
+        if self.class_names is not None and self.kind in SELF_NAMING_KINDS:
             raise ValueError(f"data.class_names does not apply to data kind '{self.kind}', which names its classes "
                              "itself (folder names, label values, categories): remove it")
         if self.image_size is not None and self.kind in ("digits", "npz", "shapes"):
@@ -454,6 +456,23 @@ def validate(tree: dict[str, Any], source: str = "config") -> RunConfig:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved data section, readable by this version: earlier versions accepted (and
+    ignored) ``class_names`` for kinds that name their classes, which is now refused."""
+    section = dict(section)
+    if section.get("kind", "digits") in SELF_NAMING_KINDS:
+        section.pop("class_names", None)
+    return section
+
+
+def load_saved_config(path: str | Path) -> RunConfig:
+    """A run directory's config.yaml, as ``load_config`` reads it, after ``saved_data_section``."""
+    tree = load_yaml(path)
+    if isinstance(tree.get("data"), dict):
+        tree["data"] = saved_data_section(tree["data"])
+    return validate(tree, f"config '{path}'")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

@@ -11,7 +11,7 @@ from torch import nn
 from .cohort import Cohort, Member
 from pydantic import ValidationError
 
-from .config import DataSpec, format_validation_error
+from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData
 from .engine import RunDir, evaluate
@@ -74,7 +74,7 @@ def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
                               "be read again from the run: pass the data (evaluate_run(..., data=splits), or "
                               "eval --data DATA.yaml)")
     try:
-        return DataSpec.model_validate(meta.get("data_spec") or {})
+        return DataSpec.model_validate(saved_data_section(meta.get("data_spec") or {}))
     except ValidationError as exc:
         raise CheckpointError(
             f"the run's saved data section does not validate ({format_validation_error(exc, 'data section', DataSpec)}); "
@@ -181,11 +181,12 @@ def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> None:
 def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> None:
     """Classification labels renumbered to the run's class numbers, matched by name: other data
     (a folder tree with fewer classes, a CSV sorting them otherwise) numbers its classes by what
-    it holds. Data whose classes have no names of their own ("0", "1", ...) keeps its numbers."""
+    it holds. Data whose classes have no names of their own ("0", "1", ... absent from the run's)
+    keeps its numbers."""
     names = list(data.class_names)
-    if not run_names or names == run_names[:len(names)] or names == [str(i) for i in range(len(names))]:
-        return
     unknown = [n for n in names if n not in run_names]
+    if not run_names or names == run_names[:len(names)] or (unknown and names == [str(i) for i in range(len(names))]):
+        return
     if unknown:
         raise DataError(f"the data has classes {unknown[:5]} that the run does not know (its classes: "
                         f"{run_names}): evaluate on data of the run's classes")

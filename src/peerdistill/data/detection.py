@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .image_io import IMAGE_SUFFIXES, check_same_size, image_files, read_image, read_mask
+from .image_io import IMAGE_SUFFIXES, binarized, check_same_size, image_files, read_image, read_mask_values
 from .splits import TensorData
 
 BOX_JSON_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif")
@@ -249,12 +249,13 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
     if not images:
         raise DataError(f"no images found in '{images_dir}' (looked for {sorted(IMAGE_SUFFIXES)})")
     ids = sorted(images)
-    xs, targets = [], []
     for key in ids:
         check_same_size(images[key], masks[key], "its mask")
-        boxes = boxes_from_mask(read_mask(masks[key], size, binary=True), min_area=min_area)
+    targets = []
+    for mask in binarized([read_mask_values(masks[key], size) for key in ids]):
+        boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
-        xs.append(read_image(images[key], size, grey=grey))
+    xs = [read_image(images[key], size, grey=grey) for key in ids]
     if not any(len(t) for t in targets):
         raise DataError(f"the masks in '{masks_dir}' hold no object of {min_area} pixels or more at "
                         f"{size[1]}x{size[0]}: check the mask files (foreground is any value above 0 in 0/1 "

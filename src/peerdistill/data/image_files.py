@@ -19,13 +19,13 @@ SPLITS = ("train", "val", "test")
 def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     """``root/<class>/<image>``; or ``root/{train,val,test}/<class>/<image>`` for given splits
     (without ``val``, it is cut from train, stratified by ``split_seed``). Class names are the
-    folder names, sorted (as numbers when all are integers)."""
+    folder names, sorted as text (as runs made before have them: "10" before "2")."""
     root = Path(spec.root or "")
     if not root.is_dir():
         raise DataError(f"data.root '{root}' is not a directory")
     given = [s for s in SPLITS if (root / s).is_dir()]
     if "train" in given and "test" in given:
-        classes = class_order({d.name for s in given for d in _class_folders(root / s)})
+        classes = sorted({d.name for s in given for d in _class_folders(root / s)})
         parts = {s: _list_class_tree(root / s, classes) for s in given}
         _check_every_class_has_images(classes, parts["train"][1], root / "train")
         if "val" not in parts:
@@ -34,17 +34,10 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     if given:
         raise DataError(f"'{root}' holds split folder(s) {given} but not both train and test: give train/ and "
                         "test/ (val/ is cut from train when missing), or one folder per class")
-    classes = class_order({d.name for d in _class_folders(root)})
+    classes = sorted(d.name for d in _class_folders(root))
     files, labels = _list_class_tree(root, classes)
     _check_every_class_has_images(classes, labels, root)
     return _stratified(files, labels, classes, spec, stats, source=str(root))
-
-
-def class_order(names) -> list[str]:
-    """Class names sorted, as numbers when every name is an integer (2 before 10)."""
-    names = set(names)
-    numeric = all(n.lstrip("-").isdigit() for n in names)
-    return sorted(names, key=int if numeric else str)
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -83,7 +76,8 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         if not row.get(spec.path_column) or not row.get(spec.label_column):
             raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
     raw_labels = [r[spec.label_column].strip() for r in rows]
-    classes = class_order(raw_labels)
+    numeric = all(lab.lstrip("-").isdigit() for lab in raw_labels)
+    classes = sorted(set(raw_labels), key=int if numeric else str)
     index = {c: i for i, c in enumerate(classes)}
     files = [path.parent / _portable(r[spec.path_column].strip()) for r in rows]
     _check_listed_once(files, raw_labels, path)

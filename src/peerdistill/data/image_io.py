@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,29 +28,43 @@ def image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
 
 
 @contextlib.contextmanager
-def opened(path: Path, what: str = "image") -> Iterator:
+def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
     """The file's image, turned upright by its EXIF orientation (as viewers and annotation tools
-    show it). A file of several frames (multi-page TIFF, animated GIF) is refused rather than
-    read as its first frame."""
+    show it). A stack of images (an animation, a TIFF whose pages share one size) is refused
+    rather than read as its first frame; a main image with previews (a camera's MPO JPEG, a TIFF
+    with a smaller thumbnail page) is read as its main image."""
     from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
-            if getattr(im, "n_frames", 1) > 1:
-                raise DataError(f"{what} '{path}' holds {im.n_frames} frames (a multi-page TIFF or an animated "
-                                "GIF): save each frame as its own file")
-            if im.getexif().get(_ORIENTATION, 1) != 1:
-                im = ImageOps.exif_transpose(im)
-            yield im
+            if _is_stack(im):
+                raise DataError(f"{what} '{path}' holds {im.n_frames} frames (a multi-page TIFF or an animation): "
+                                "save each frame as its own file")
+            turned = upright and im.getexif().get(_ORIENTATION, 1) != 1
+            yield ImageOps.exif_transpose(im) if turned else im
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
                         "16-bit, and one-channel float; convert other files, e.g. colour float TIFFs, to one of "
                         "these)") from None
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) as the file is shown, without decoding its pixels."""
-    with opened(path) as im:
+def _is_stack(im) -> bool:
+    frames = getattr(im, "n_frames", 1)
+    if frames < 2 or im.format == "MPO":
+        return False
+    if im.format != "TIFF":
+        return True  # an animation
+    size = im.size
+    im.seek(1)
+    same = im.size == size
+    im.seek(0)
+    return same
+
+
+def image_size(path: Path, upright: bool = True) -> tuple[int, int]:
+    """(height, width) as the file is shown (``upright``: after its EXIF orientation), or as it
+    is stored."""
+    with opened(path, upright=upright) as im:
         return im.height, im.width
 
 
@@ -57,7 +72,10 @@ def check_same_size(image: Path, other: Path, what: str) -> None:
     """Compared as the files are, before any resizing could hide a mismatch."""
     (h, w), (oh, ow) = image_size(image), image_size(other)
     if (h, w) != (oh, ow):
-        raise DataError(f"image '{image.name}' is {w}x{h} but {what} '{other.name}' is {ow}x{oh}: "
+        turned = image_size(image, upright=False) == image_size(other, upright=False)
+        why = (" (as shown: the image's EXIF orientation turns it, so its mask must be drawn on the upright "
+               "image)") if turned else ""
+        raise DataError(f"image '{image.name}' is {w}x{h} but {what} '{other.name}' is {ow}x{oh}{why}: "
                         "they must be the same size")
 
 
@@ -84,44 +102,66 @@ def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
         return a[..., None] if grey else a
 
 
-def read_mask(path: Path, size=None, binary: bool = False, num_classes: int | None = None) -> np.ndarray:
-    """[H, W] uint8 labels. A grey, palette or 16-bit mask's values are its labels; a colour mask
-    gives each pixel its brightest channel (so a red mask is not lost to luminance), or its alpha
-    when the colour is the same everywhere (a mask painted on a transparent layer).
+@dataclass
+class MaskValues:
+    """One value per pixel of a mask file (before any binary rule), and whether its format is
+    lossy (JPEG noise)."""
 
-    ``binary``: foreground is 1. In a JPEG or a mask whose values go above 50 (0/255, 0/65535,
-    anti-aliased edges), a value above half the full scale; in a mask of small values (0/1,
-    class indices), any value above 0. Otherwise the values must be class indices: below
-    ``num_classes`` when it is given, or at most 50 (255 meaning ignored)."""
+    values: np.ndarray
+    lossy: bool
+
+
+def read_mask_values(path: Path, size=None) -> MaskValues:
+    """A grey, palette or 16-bit mask's values are its labels; a colour mask gives each pixel its
+    brightest channel (so a red mask is not lost to luminance), or its alpha when the colour is
+    the same everywhere (a mask painted on a transparent layer)."""
     from PIL import Image
 
     with opened(path, "mask") as im:
         if size:
             im = im.resize((size[1], size[0]), Image.NEAREST)
-        a, lossy = _one_value_per_pixel(im), im.format == "JPEG"
-    if binary:
-        small = a.max(initial=0) <= 50 and not lossy
-        threshold = 0 if small else (32767 if a.max() > 255 else 127)
-        return (a > threshold).astype(np.uint8)
-    values = np.unique(a)
+        return MaskValues(_one_value_per_pixel(im), im.format == "JPEG")
+
+
+def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
+    """Foreground 1, by one rule for the whole set, so a grey value means the same in every file:
+    in masks of small values only (0/1, class indices; none lossy), any value above 0; otherwise
+    (0/255, 0/65535, anti-aliased edges, JPEG noise) a value above half the full scale."""
+    top = max((int(m.values.max(initial=0)) for m in masks), default=0)
+    small = top <= 50 and not any(m.lossy for m in masks)
+    threshold = 0 if small else (32767 if top > 255 else 127)
+    return [(m.values > threshold).astype(np.uint8) for m in masks]
+
+
+def class_labels(mask: MaskValues, path: Path, num_classes: int | None = None) -> np.ndarray:
+    """[H, W] uint8 class indices, checked: below ``num_classes`` when it is given, else at most
+    50 (label images hold small indices); 255 marks ignored pixels."""
+    values = np.unique(mask.values)
     labels = values[values != IGNORE]
-    limit = (num_classes - 1) if num_classes else 50  # label images hold small class indices
+    limit = (num_classes - 1) if num_classes else 50
     if labels.max(initial=0) > limit:
         bound = f"below data.num_classes ({num_classes})" if num_classes else "0..K-1"
         raise DataError(
             f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
             f"be label images with class indices {bound} (255: ignored); for 0/255 masks set data.binary_masks=true"
         )
-    return a.astype(np.uint8)
+    return mask.values.astype(np.uint8)
+
+
+def read_mask(path: Path, size=None, binary: bool = False, num_classes: int | None = None) -> np.ndarray:
+    """One mask file as [H, W] uint8: ``binarized`` alone (``binary``) or ``class_labels``."""
+    values = read_mask_values(path, size)
+    return binarized([values])[0] if binary else class_labels(values, path, num_classes)
 
 
 def _one_value_per_pixel(im) -> np.ndarray:
+    """Native integer types (uint8, uint16, int32): a set of masks stays small in memory."""
     if im.mode in _LABEL_MODES:
-        return np.asarray(im).astype(np.int64)
+        return np.asarray(im) if im.mode != "1" else np.asarray(im).astype(np.uint8)
     if im.mode == "F":
-        return np.asarray(im.convert("L")).astype(np.int64)
+        return np.asarray(im.convert("L"))
     rgba = np.asarray(im.convert("RGBA"))
     colour, alpha = rgba[..., :3].max(axis=-1), rgba[..., 3]
     if colour.min() == colour.max() and alpha.min() != alpha.max():
-        return alpha.astype(np.int64)
-    return colour.astype(np.int64)
+        return alpha
+    return colour

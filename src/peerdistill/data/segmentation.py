@@ -10,7 +10,8 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
-from .image_io import IGNORE, IMAGE_SUFFIXES, check_same_size, image_files, read_image, read_mask
+from .image_io import (IGNORE, IMAGE_SUFFIXES, binarized, check_same_size, class_labels, image_files, read_image,
+                       read_mask, read_mask_values)
 from .splits import DataSplits, TensorData, channel_stats, standardize, to_nchw
 from .synthetic import make_shapes
 
@@ -141,36 +142,49 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
     if not images:
         raise DataError(f"no images found in '{image_dir}' (looked for {sorted(IMAGE_SUFFIXES)})")
     keys = sorted(images)
-    xs, ms, only_0_255, labelled = [], [], [], []
     for key in keys:
         check_same_size(images[key], masks[key], "its mask")
-        x = read_image(images[key], spec.image_size, grey=spec.grey)
-        m = read_mask(masks[key], spec.image_size, spec.binary_masks, spec.num_classes)
-        classes = set(np.unique(m).tolist()) - {0}
-        if classes == {IGNORE}:
-            only_0_255.append(masks[key].name)
-        elif classes:
-            labelled.append(masks[key].name)
-        if rois is not None:
+    xs = [read_image(images[key], spec.image_size, grey=spec.grey) for key in keys]
+    if len({x.shape for x in xs}) > 1:
+        raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
+    raw = [read_mask_values(masks[key], spec.image_size) for key in keys]
+    if spec.binary_masks:
+        ms = binarized(raw)
+    else:
+        ms = [class_labels(values, masks[key], spec.num_classes) for values, key in zip(raw, keys)]
+        _check_saved_one_way(ms, [masks[key].name for key in keys], mask_dir, spec.num_classes)
+    if rois is not None:
+        for i, key in enumerate(keys):
             if key not in rois:
                 raise DataError(f"no region-of-interest mask for '{images[key].name}' in '{root / spec.roi}'")
             check_same_size(images[key], rois[key], "its region-of-interest mask")
             region = read_mask(rois[key], spec.image_size, binary=True)
-            m = np.where(region > 0, m, IGNORE).astype(np.uint8)
-        xs.append(x)
-        ms.append(m)
-    if len({x.shape for x in xs}) > 1:
-        raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
-    if only_0_255 and not labelled:
-        # only 0 and 255: binary masks read as "background + ignored", which would train on nothing
-        raise DataError(f"the masks in '{mask_dir}' hold only 0 and 255: for 0/255 masks set data.binary_masks=true "
-                        "(255 is otherwise the label of ignored pixels)")
-    if only_0_255:
-        raise DataError(f"some masks in '{mask_dir}' hold only 0 and 255 ({only_0_255[:5]}) while others hold "
-                        f"class indices ({labelled[:3]}): 255 would mark those objects as ignored. Save every "
-                        "mask the same way (0/1 or 0/255 with data.binary_masks=true)")
+            ms[i] = np.where(region > 0, ms[i], IGNORE).astype(np.uint8)
     masks_array = np.stack(ms)
     return np.stack(xs), masks_array, keys
+
+
+def _check_saved_one_way(masks: list[np.ndarray], names: list[str], mask_dir: Path, num_classes: int | None) -> None:
+    """0/255 masks read as labels are "background + ignored": refused when that is all there
+    is, or when other masks of the set hold class indices instead (some saved 0/1, some 0/255),
+    unless 255 is the set's void label (it also borders classes, as in Pascal VOC) or
+    ``num_classes`` says the classes outright."""
+    only_0_255, labelled, void_beside_classes = [], [], False
+    for mask, name in zip(masks, names):
+        classes = set(np.unique(mask).tolist()) - {0}
+        if classes == {IGNORE}:
+            only_0_255.append(name)
+        elif classes:
+            labelled.append(name)
+            void_beside_classes |= IGNORE in classes
+    if only_0_255 and not labelled:
+        raise DataError(f"the masks in '{mask_dir}' hold only 0 and 255: for 0/255 masks set data.binary_masks=true "
+                        "(255 is otherwise the label of ignored pixels)")
+    if only_0_255 and not void_beside_classes and not num_classes:
+        raise DataError(f"some masks in '{mask_dir}' hold only 0 and 255 ({only_0_255[:5]}) while others hold "
+                        f"class indices ({labelled[:3]}): 255 would mark those objects as ignored. Save every "
+                        "mask the same way (0/1 or 0/255 with data.binary_masks=true), or set data.num_classes "
+                        "if 255 marks ignored pixels")
 
 
 def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
