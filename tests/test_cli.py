@@ -191,7 +191,7 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     assert (out / "r" / "metrics.json").read_bytes() == before
     record = (out / "r" / "run.json").read_bytes()
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)
-    assert "already finished all 2 epochs" in capsys.readouterr().err
+    assert "has finished: nothing to resume" in capsys.readouterr().err
     assert (out / "r" / "run.json").read_bytes() == record, "a refused resume writes nothing"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
     # a run that stopped in its first epoch has nothing to resume: the message says so
@@ -218,6 +218,8 @@ def test_corrupt_checkpoints_are_named(tmp_path, capsys):
     resume = out / "r" / "checkpoints" / "last.pt"
     resume.write_bytes(b"not a checkpoint")
     (out / "r" / "metrics.json").write_text('{"status": "running"}')
+    record = json.loads((out / "r" / "run.json").read_text())
+    (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as if killed
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)
     assert "cannot read resume checkpoint" in capsys.readouterr().err
 

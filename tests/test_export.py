@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
@@ -337,3 +338,27 @@ def test_a_model_torch_cannot_export_is_named_with_the_cause_and_its_line(tmp_pa
         to_onnx(BranchOnData(), torch.randn(2, 4), tmp_path / "m.onnx", dense=False)
     message = str(info.value)
     assert "GuardOnDataDependentSymNode" in message and "in forward" in message and "\x1b" not in message
+
+
+def test_non_finite_outputs_fail_the_parity_check_and_nan_weights_are_refused(tmp_path):
+    from peerdistill.engine.artifacts import load_weights
+    from peerdistill.errors import CheckpointError
+    from peerdistill.export import ExportError, onnx_parity, to_onnx
+
+    class Broken(nn.Module):  # a NaN in every output: np.max(|a - b|) would drop it and pass
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.linear(x.flatten(1)) * torch.tensor(float("nan"))
+
+    module, x = Broken().eval(), torch.randn(2, 1, 2, 2)
+    to_onnx(module, x, tmp_path / "broken.onnx", dense=False)
+    with pytest.raises(ExportError, match=r"non-finite outputs on sample inputs \(ONNX: 4, PyTorch: 4 values\)"):
+        onnx_parity(module, tmp_path / "broken.onnx", x)
+    weights = {k: v.clone() for k, v in nn.Linear(4, 2).state_dict().items()}
+    weights["weight"][0, 0] = float("nan")
+    save_file(weights, str(tmp_path / "nan.safetensors"))  # written elsewhere: peerdistill refuses to save it
+    with pytest.raises(CheckpointError, match=r"holds NaN or infinite values in \['weight'\]"):
+        load_weights(nn.Linear(4, 2), tmp_path / "nan.safetensors", "student1")

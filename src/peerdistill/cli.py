@@ -55,6 +55,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
         if ns.args:
             raise ConfigError("--resume continues a run with its saved config: drop the other arguments")
+        if ns.overwrite:
+            raise ConfigError("--resume continues a run, --overwrite starts it again: give one of them")
         cfg = load_saved_config(run_dir / "config.yaml")
     else:
         path, overrides = _split_config_and_overrides(ns.args)

@@ -215,6 +215,11 @@ def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor, dense: bool = Fa
             got = session.run(None, {"input": batch.numpy().astype(np.float32)})[0]
             if got.shape != expected.shape:
                 raise ExportError(f"the ONNX output has shape {got.shape}, PyTorch's {expected.shape}")
+            if not (np.isfinite(got).all() and np.isfinite(expected).all()):
+                # a NaN would fall out of the max below and pass the check
+                raise ExportError(f"non-finite outputs on sample inputs (ONNX: {int((~np.isfinite(got)).sum())}, "
+                                  f"PyTorch: {int((~np.isfinite(expected)).sum())} values): the model or its export "
+                                  "is broken")
             worst = max(worst, float(np.abs(got - expected).max()))
     return worst
 

@@ -136,6 +136,10 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
             f"checkpoint '{path}' does not fit {name} ({detail}): it was saved from another architecture "
             "or number of classes; check arch, args and the data"
         )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # peerdistill never saves such weights: the file was damaged or made elsewhere
+        raise CheckpointError(f"checkpoint '{path}' for {name} holds NaN or infinite values in {bad[:5]}: it is "
+                              "corrupt or was not written by a finished peerdistill run; train it again")
     module.load_state_dict(state)
 
 
@@ -174,6 +178,13 @@ class RunDir:
         if not (path / RUN_FILE).is_file():
             raise RunDirError(f"'{path}' is not a peerdistill run directory (no {RUN_FILE})")
         return cls(path)
+
+    def remove_partial_writes(self) -> None:
+        """The temporary files of writes a killed process left unfinished (``atomic_write_bytes``
+        names them ``.NAME.XXXX.tmp``): a checkpoint's can be as large as the checkpoint. Only
+        for a run being resumed, which no other process writes."""
+        for tmp in self.path.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def model_path(self, name: str) -> Path:
         return self.path / "models" / f"{name}.safetensors"

@@ -11,8 +11,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 from torch import nn
 
+from ..config_diff import differences
 from ..costs import model_costs
 from ..data import DataSplits
 from ..errors import CheckpointError, ConfigError
@@ -54,7 +56,9 @@ class RunRecords:
                 raise ConfigError("resume needs a run directory")
             return None
         if resume:
-            return RunDir.open(self.run_dir_path)
+            run = RunDir.open(self.run_dir_path)
+            run.remove_partial_writes()
+            return run
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
         info = {
             "status": "running",
@@ -154,9 +158,24 @@ class RunRecords:
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "grad_scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": capture_rng_states(self.generator),
+            "config": self.config_yaml,  # what was trained: an edited config.yaml must not resume it
         }
 
+    def _check_same_config(self, state: dict[str, Any]) -> None:
+        """A run resumes with the config it was trained with: its optimizers and schedulers come
+        from the checkpoint, so an edited learning rate would be ignored, another epoch count
+        would bend the schedule, another batch size would break the saved data position."""
+        saved = state.get("config")
+        if not saved or self.config_yaml is None or saved == self.config_yaml:
+            return
+        changed = differences(yaml.safe_load(saved), yaml.safe_load(self.config_yaml))
+        if changed:
+            shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+            raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the run was trained "
+                                  f"with ({shown}): put it back to resume, or train a new run with the new config")
+
     def _restore(self, state: dict[str, Any]):
+        self._check_same_config(state)
         try:
             self._load_snapshot(state["models"])
             for name, opt_state in state["optimizers"].items():

@@ -327,13 +327,16 @@ class Trainer(RunRecords):
         start_epoch, start_step, partial = 0, 0, None
         epochs = self.train_spec.epochs
         if resume:
+            # Checked first: a finished run is never trained further (nor its results rewritten),
+            # whatever its checkpoint or an edited config.yaml say.
+            if self._on_main(lambda: RunDir(self.run_dir_path).is_complete):
+                raise CheckpointError(f"run '{self.run_dir_path}' has finished: nothing to resume (train a new run "
+                                      "to train longer)")
             # The main process reads the checkpoint and hands it over (no shared disk needed).
             state = self._on_main(lambda: load_resume_state(self.run_dir_path / "checkpoints" / "last.pt"))
             start_epoch, start_step, partial = self._restore(state)
             # A run killed after its last epoch, during the final test evaluation, still resumes:
             # the loop below is then empty and only the evaluation and the final files remain.
-            if start_epoch >= epochs and self._on_main(lambda: RunDir(self.run_dir_path).is_complete):
-                raise CheckpointError(f"run '{self.run_dir_path}' already finished all {epochs} epochs: nothing to resume")
             if run is not None:  # a run says where it was resumed
                 meta = read_json(run.path / "run.json")
                 where = {"epoch": start_epoch + 1, "step": start_step} if start_epoch < epochs else {"final_evaluation": True}
@@ -371,6 +374,9 @@ class Trainer(RunRecords):
         result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                            self.run_dir_path if run else None, self.monitor)
         if run is not None:
+            # models/ holds the best epoch's weights (now in the cohort), whatever a resumed run's
+            # first life wrote there after its last checkpoint.
+            self._save_models(run)
             self._write_final(run, result)
         distributed.leave(self.world)
         return result

@@ -1,0 +1,77 @@
+"""Resuming keeps its promises: models/ ends at the reported best epoch whatever a killed run
+wrote there, and a run resumes only with the config it was trained with."""
+
+import json
+import os
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from peerdistill.build import train_from_config
+from peerdistill.cli import main
+from peerdistill.config import default_config, validate
+from peerdistill.runs import evaluate_run
+
+
+def small(tmp_path, name, **train):
+    tree = default_config()
+    tree.update(name=name, out_dir=str(tmp_path), deterministic=True)
+    tree["teacher"]["args"]["width"] = 8
+    for student in tree["students"]:
+        student["args"]["width"] = 4
+    tree["train"].update(epochs=3, **train)
+    return validate(tree)
+
+
+def killed_after_second_epoch(cfg):
+    def crash(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_from_config(cfg, progress=False, callbacks=[crash])
+    return cfg.out_dir + "/" + cfg.name
+
+
+def test_models_hold_the_reported_best_after_a_resume(tmp_path):
+    # Monitored on a frozen teacher, every epoch scores the same: the best stays the first, so
+    # the resumed run finds no newer best that would rewrite models/ anyway.
+    source = small(tmp_path, "source")
+    source.train.epochs = 1
+    train_from_config(source, progress=False)
+    cfg = small(tmp_path, "r", monitor="teacher/accuracy")
+    cfg.teacher.checkpoint = f"{tmp_path}/source"
+    cfg.teacher.frozen = True
+    run = killed_after_second_epoch(cfg)
+    # A killed run can leave models/ newer than its checkpoint (written between the two): here,
+    # weights no epoch ever had.
+    path = f"{run}/models/student1.safetensors"
+    save_file({k: torch.randn_like(v) if v.is_floating_point() else v for k, v in load_file(path).items()}, path)
+    stale = f"{run}/checkpoints/.last.pt.k1ll3d.tmp"  # a write the kill cut short
+    open(stale, "wb").write(b"half a checkpoint")
+    assert main(["train", "--resume", run, "--quiet", "--overwrite"]) == 2  # which one is meant?
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    assert not os.path.exists(stale)
+    reported = json.loads(open(f"{run}/metrics.json").read())
+    assert reported["best_epoch"] == 1
+    assert evaluate_run(run)["student1"] == pytest.approx(reported["test_at_best"]["student1"])
+
+
+def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys):
+    run = killed_after_second_epoch(small(tmp_path, "e"))
+    saved = yaml.safe_load(open(f"{run}/config.yaml"))
+    edited = {**saved, "optim": {**saved["optim"], "lr": 0.1}, "train": {**saved["train"], "epochs": 5}}
+    open(f"{run}/config.yaml", "w").write(yaml.safe_dump(edited))
+    before = open(f"{run}/run.json").read()
+    assert main(["train", "--resume", run, "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "differs from the config the run was trained with (optim.lr: 0.003 in the run, 0.1 now; " \
+           "train.epochs: 3 in the run, 5 now)" in err, err
+    assert open(f"{run}/run.json").read() == before, "a refused resume writes nothing"
+    open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    # a finished run is not trained further, even with more epochs written into its config
+    open(f"{run}/config.yaml", "w").write(yaml.safe_dump(edited))
+    assert main(["train", "--resume", run, "--quiet"]) == 2
+    assert "has finished: nothing to resume" in capsys.readouterr().err
