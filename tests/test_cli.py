@@ -345,3 +345,20 @@ def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
     (tmp_path / "page").write_text("old")  # an existing file without an extension stays a file
     run_cli("report", tmp_path / "r", "--out", tmp_path / "page")
     assert (tmp_path / "page").read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("damage", [lambda meta: [meta], lambda meta: {k: v for k, v in meta.items() if k != "input_shape"},
+                                    lambda meta: {**meta, "members": [{"role": "student"}]}],
+                         ids=["a-list", "no-input-shape", "member-without-name"])
+def test_a_damaged_run_json_is_one_message_for_every_command(tmp_path, capsys, damage):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    record = out / "r" / "run.json"
+    record.write_text(json.dumps(damage(json.loads(record.read_text()))))
+    before = {p: p.read_bytes() for p in (out / "r").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for args in (["eval", out / "r"], ["export", out / "r"], ["report", out / "r", "--out", tmp_path / "page.html"]):
+        run_cli(*args, expect=2)
+        err = capsys.readouterr().err
+        assert "run.json' is damaged: it lacks" in err and "Traceback" not in err, err
+    assert {p: p.read_bytes() for p in (out / "r").rglob("*") if p.is_file()} == before

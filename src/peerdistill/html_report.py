@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .comparison_runs import setting_runs  # noqa: E402
-from .engine.artifacts import atomic_write_text, names_a_folder, read_json  # noqa: E402
+from .engine.artifacts import RunDir, atomic_write_text, names_a_folder, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
 from .report import fmt, model_order, seeds_cell  # noqa: E402
@@ -111,7 +111,7 @@ def _number(value: Any) -> float:
 
 # ---- a run -----------------------------------------------------------------------------------
 def run_page(directory: Path) -> str:
-    meta = read_json(directory / "run.json")
+    meta = RunDir.open(directory).meta()
     metrics = _read_metrics(directory)
     title = f"peerdistill run: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", run_summary_html(directory, meta, metrics),

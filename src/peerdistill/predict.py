@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data.splits import standardize
-from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, read_json
+from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text
 from .engine.evaluate import windowed
 from .errors import CheckpointError, ConfigError, DataError
 from .predict_inputs import Inputs, read_inputs
@@ -103,7 +103,7 @@ def _run_model(run_dir: Path, which: str, modules: dict | None):
     from .export import pick_model
     from .runs import load_cohort, saved_window, task_for
 
-    meta = read_json(RunDir.open(run_dir).path / "run.json")
+    meta = RunDir.open(run_dir).meta()
     if meta.get("task") == "detection" and which == "ensemble":
         # the students' boxes, decoded and fused as evaluation does it
         cohort, _ = load_cohort(run_dir, modules, roles=("student",), with_heads=False)

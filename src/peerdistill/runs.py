@@ -15,7 +15,6 @@ from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData
 from .engine import RunDir, evaluate
-from .engine.artifacts import read_json
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .errors import CheckpointError, DataError
@@ -30,7 +29,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     run's metadata. Models built in Python (no arch spec) must be passed in ``modules``.
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads."""
     run = RunDir.open(run_dir)
-    meta = read_json(run.path / "run.json")
+    meta = run.meta()
     unknown = sorted(set(modules or {}) - {e["name"] for e in meta.get("members", [])})
     if unknown:
         raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "

@@ -186,6 +186,18 @@ class RunDir:
         for tmp in self.path.rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
 
+    def meta(self) -> dict[str, Any]:
+        """run.json, checked to hold what reading a run back needs (a damaged or hand-edited file
+        is named here, not met as a KeyError later)."""
+        meta = read_json(self.path / RUN_FILE)
+        needed = ("task", "num_classes", "input_shape", "members")
+        lacking = [k for k in needed if k not in meta] if isinstance(meta, dict) else list(needed)
+        if lacking or not isinstance(meta.get("members"), list) or not all(
+                isinstance(m, dict) and {"name", "role"} <= set(m) for m in meta["members"]):
+            raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: it lacks {lacking or 'its members list'}, "
+                                  "which reading the run back needs; train the run again")
+        return meta
+
     def model_path(self, name: str) -> Path:
         return self.path / "models" / f"{name}.safetensors"
 
