@@ -115,7 +115,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_aft
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed["status"] == "complete" and len(resumed["epochs"]) == 4
     where = {"epoch": 3, "step": 0} if crash_after == 1 else {"final_evaluation": True}
-    assert json.loads((cut / "run.json").read_text())["resumed_at"] == [where]
+    assert json.loads((cut / "run.json").read_text())["resumed_at"] == [{**where, "processes": 1}]
     assert resumed["test_at_best"] == json.loads(json.dumps(whole.test_at_best))
     assert resumed["epochs"][-1]["train/loss/total"] == pytest.approx(whole.history[-1]["train/loss/total"], abs=0)
 

@@ -56,7 +56,7 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
     assert "kd, seed 1: resuming unfinished run" in printed
     run = again.directory / "kd-seed1"
     where = {"epoch": 3, "step": 0} if killed_after == 1 else {"final_evaluation": True}
-    assert json.loads((run / "run.json").read_text())["resumed_at"] == [where]
+    assert json.loads((run / "run.json").read_text())["resumed_at"] == [{**where, "processes": 1}]
     assert again.rows == whole.rows
 
 

@@ -176,7 +176,7 @@ def test_resume_in_the_middle_of_an_epoch_gives_the_uninterrupted_metrics(tmp_pa
     state = load_resume_state(cut / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step"]) == (1, 3), "the last checkpoint is 3 steps into the second epoch"
     resumed = train_from_config(validate({**tree, "name": "cut"}), resume=True, progress=False)
-    assert json.loads((cut / "run.json").read_text())["resumed_at"] == [{"epoch": 2, "step": 3}]
+    assert json.loads((cut / "run.json").read_text())["resumed_at"] == [{"epoch": 2, "step": 3, "processes": 1}]
     assert resumed.test_at_best == whole.test_at_best
     assert [r["train/loss/total"] for r in resumed.history] == [r["train/loss/total"] for r in whole.history]
 

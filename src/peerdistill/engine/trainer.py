@@ -340,6 +340,7 @@ class Trainer(RunRecords):
             if run is not None:  # a run says where it was resumed
                 meta = read_json(run.path / "run.json")
                 where = {"epoch": start_epoch + 1, "step": start_step} if start_epoch < epochs else {"final_evaluation": True}
+                where["processes"] = self.world.size  # a run may resume on another number of processes
                 meta.setdefault("resumed_at", []).append(where)
                 write_json(run.path / "run.json", meta)
         self._run, self._last_checkpoint = run, time.monotonic()
