@@ -83,7 +83,7 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
 
 
 def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, capsys):
-    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
+    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 2}}
     first = compare(tree, ["kd"], 1, progress=False, teacher_from="independent")
     moved = tmp_path / "elsewhere" / "f-compare"
     moved.parent.mkdir()
@@ -93,6 +93,16 @@ def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, ca
     printed = capsys.readouterr().out
     assert printed.count("reusing finished run") == 2 and " -> " not in printed, printed
     assert again.markdown == first.markdown
+    # an unfinished run of a moved comparison continues from its checkpoint too
+    run = moved / "kd-frozen-teacher-seed0"
+    (run / "metrics.json").unlink()
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    moved.rename(tmp_path / "third")
+    capsys.readouterr()
+    last = compare(tree, ["kd"], 1, progress=False, teacher_from="independent", out=tmp_path / "third")
+    assert "resuming unfinished run" in capsys.readouterr().out
+    assert last.markdown == first.markdown
 
 
 def test_a_dry_run_names_the_files_a_run_would_miss(tmp_path, capsys):

@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..config_diff import differences
+from ..config_diff import differences, relocated
 from ..costs import model_costs
 from ..data import DataSplits
 from ..errors import CheckpointError, ConfigError
@@ -168,7 +168,9 @@ class RunRecords:
         saved = state.get("config")
         if not saved or self.config_yaml is None or saved == self.config_yaml:
             return
-        changed = differences(yaml.safe_load(saved), yaml.safe_load(self.config_yaml))
+        before, now = yaml.safe_load(saved), yaml.safe_load(self.config_yaml)
+        # a run moved with its comparison keeps its runs (where they live is no part of them)
+        changed = differences(relocated(before, before.get("out_dir", ""), now.get("out_dir", "")), now)
         if changed:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the run was trained "
