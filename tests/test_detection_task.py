@@ -197,10 +197,14 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     from safetensors.torch import load_file, save_file
 
     weights = run / "models" / "student1.safetensors"
-    save_file({k: v * float("nan") if v.is_floating_point() else v for k, v in load_file(weights).items()}, weights)
+    good = load_file(weights)
+    save_file({k: v * 1e30 if v.is_floating_point() else v for k, v in good.items()}, weights)  # finite, huge
     capsys.readouterr()
     assert main(["eval", str(run), "--json"]) == 2
     assert "'student1' gives non-finite outputs" in capsys.readouterr().err
+    save_file({k: v * float("nan") if v.is_floating_point() else v for k, v in good.items()}, weights)
+    assert main(["eval", str(run), "--json"]) == 2  # NaN in the file itself: named on loading
+    assert "holds NaN or infinite values" in capsys.readouterr().err
 
 
 def test_detectors_with_different_heads_are_refused(tmp_path):
