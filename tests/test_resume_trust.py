@@ -3,6 +3,7 @@ wrote there, and a run resumes only with the config it was trained with."""
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,3 +76,24 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys
     open(f"{run}/config.yaml", "w").write(yaml.safe_dump(edited))
     assert main(["train", "--resume", run, "--quiet"]) == 2
     assert "has finished: nothing to resume" in capsys.readouterr().err
+
+
+def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path):
+    from peerdistill.engine.resume import load_resume_state, save_resume_state
+
+    run = killed_after_second_epoch(small(tmp_path, "m"))
+    saved = yaml.safe_load(open(f"{run}/config.yaml"))
+    saved["data"]["root"] = "moved/elsewhere"  # digits read no root: a stand-in for a moved data folder
+    saved["train"]["checkpoint_every_minutes"] = 1.0
+    del saved["data"]["normalize"]  # as a version before that option wrote it
+    open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))
+    state = load_resume_state(Path(run) / "checkpoints" / "last.pt")
+    older = yaml.safe_load(state["config"])
+    del older["data"]["normalize"]
+    state["config"] = yaml.safe_dump(older)
+    save_resume_state(Path(run) / "checkpoints" / "last.pt", state)
+    os.makedirs(f"{run}/export")
+    beside = f"{run}/export/.student1.onnx.x1y2.tmp"  # an export writing at the same time
+    open(beside, "w").write("in flight")
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    assert os.path.exists(beside), "only the trainer's own temporaries are removed"

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 _MISSING = object()
+# Keys saying where a run's files are or how it executes, not what it learns: a run may resume
+# with them changed (a moved data folder or teacher run, more frequent checkpoints, another
+# machine's device or workers).
+EXECUTION_KEYS = ("name", "out_dir", "device", "data.root", "train.eval_batch_size", "train.num_workers",
+                  "train.compile", "train.compile_backend", "train.checkpoint_every_steps",
+                  "train.checkpoint_every_minutes", "log")
+
+
+def what_is_trained(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree without ``EXECUTION_KEYS`` and the teachers' checkpoint paths."""
+    tree = copy.deepcopy(tree)
+    for key in EXECUTION_KEYS:
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    for teacher in [tree.get("teacher"), *(tree.get("teachers") or [])]:
+        if isinstance(teacher, dict):
+            teacher.pop("checkpoint", None)
+    return tree
 
 
 def relocated(tree: Any, old: str, new: str) -> Any:

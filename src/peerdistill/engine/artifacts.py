@@ -21,6 +21,9 @@ from torch import nn
 from ..errors import CheckpointError, RunDirError
 
 RUN_FILE = "run.json"
+# The files a trainer writes at the top of its run directory.
+TRAINER_FILES = (RUN_FILE, "metrics.json", "metrics.csv", "config.yaml", "connectors.safetensors",
+                 "discriminators.safetensors")
 
 
 def _current_umask() -> int:
@@ -180,10 +183,12 @@ class RunDir:
         return cls(path)
 
     def remove_partial_writes(self) -> None:
-        """The temporary files of writes a killed process left unfinished (``atomic_write_bytes``
-        names them ``.NAME.XXXX.tmp``): a checkpoint's can be as large as the checkpoint. Only
-        for a run being resumed, which no other process writes."""
-        for tmp in self.path.rglob(".*.tmp"):
+        """The temporary files of the trainer's writes a killed process left unfinished
+        (``atomic_write_bytes`` names them ``.NAME.XXXX.tmp``; a checkpoint's is as large as the
+        checkpoint). Only the trainer's own files: an export or a report may be writing beside."""
+        own = [self.path.glob(f".{name}.*.tmp") for name in TRAINER_FILES]
+        own += [(self.path / folder).glob(".*.tmp") for folder in ("checkpoints", "models", "heads")]
+        for tmp in (p for found in own for p in found):
             tmp.unlink(missing_ok=True)
 
     def meta(self) -> dict[str, Any]:

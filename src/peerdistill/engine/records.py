@@ -14,7 +14,8 @@ import torch
 import yaml
 from torch import nn
 
-from ..config_diff import differences, relocated
+from ..config import saved_data_section, validate
+from ..config_diff import differences, what_is_trained
 from ..costs import model_costs
 from ..data import DataSplits
 from ..errors import CheckpointError, ConfigError
@@ -56,9 +57,7 @@ class RunRecords:
                 raise ConfigError("resume needs a run directory")
             return None
         if resume:
-            run = RunDir.open(self.run_dir_path)
-            run.remove_partial_writes()
-            return run
+            return RunDir.open(self.run_dir_path)
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
         info = {
             "status": "running",
@@ -164,17 +163,23 @@ class RunRecords:
     def _check_same_config(self, state: dict[str, Any]) -> None:
         """A run resumes with the config it was trained with: its optimizers and schedulers come
         from the checkpoint, so an edited learning rate would be ignored, another epoch count
-        would bend the schedule, another batch size would break the saved data position."""
+        would bend the schedule, another batch size would break the saved data position. Keys
+        of where files are and how the run executes may change; the saved config is read
+        through today's schema, so an option added since, at its default, is no change."""
         saved = state.get("config")
         if not saved or self.config_yaml is None or saved == self.config_yaml:
             return
-        before, now = yaml.safe_load(saved), yaml.safe_load(self.config_yaml)
-        # a run moved with its comparison keeps its runs (where they live is no part of them)
-        changed = differences(relocated(before, before.get("out_dir", ""), now.get("out_dir", "")), now)
+        try:
+            tree = yaml.safe_load(saved)
+            tree["data"] = saved_data_section(tree.get("data") or {})
+            before = validate(tree, "the checkpoint's config").model_dump(mode="json")
+        except (ConfigError, yaml.YAMLError, AttributeError, TypeError):
+            return  # written by a version whose config no longer reads: nothing to compare
+        changed = differences(what_is_trained(before), what_is_trained(yaml.safe_load(self.config_yaml)))
         if changed:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the run was trained "
-                                  f"with ({shown}): put it back to resume, or train a new run with the new config")
+                                  f"with ({shown}): set it back to resume, or train a new run with the new config")
 
     def _restore(self, state: dict[str, Any]):
         self._check_same_config(state)

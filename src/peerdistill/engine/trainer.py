@@ -335,6 +335,8 @@ class Trainer(RunRecords):
             # The main process reads the checkpoint and hands it over (no shared disk needed).
             state = self._on_main(lambda: load_resume_state(self.run_dir_path / "checkpoints" / "last.pt"))
             start_epoch, start_step, partial = self._restore(state)
+            if run is not None:  # the resume is accepted: what the killed process left half written goes
+                run.remove_partial_writes()
             # A run killed after its last epoch, during the final test evaluation, still resumes:
             # the loop below is then empty and only the evaluation and the final files remain.
             if run is not None:  # a run says where it was resumed
