@@ -350,7 +350,7 @@ class Trainer(RunRecords):
             for epoch in range(start_epoch, epochs):
                 started = time.perf_counter()
                 losses = self._train_epoch(epoch, progress, start_step if epoch == start_epoch else 0, partial)
-                val = self._evaluate(self.val_batches)
+                val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
                 row = self._row(epoch, losses, val, time.perf_counter() - started)
                 self._history.append(row)
                 score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
@@ -368,12 +368,12 @@ class Trainer(RunRecords):
                 if self.world.is_main:
                     for callback in self.callbacks:
                         callback(epoch, row)
-        test_last = self._evaluate(self.test_batches)
+        test_last = self._evaluate(self.test_batches, "the test split after the last epoch")
         if self._best["epoch"] == epochs - 1:  # the best weights are the last ones: the same scores
             test_best = copy.deepcopy(test_last)
         else:
             self._load_snapshot(self._best["weights"])
-            test_best = self._evaluate(self.test_batches)
+            test_best = self._evaluate(self.test_batches, f"the test split at the best epoch ({self._best['epoch'] + 1})")
         result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                            self.run_dir_path if run else None, self.monitor)
         if run is not None:
@@ -406,12 +406,15 @@ class Trainer(RunRecords):
                 raise sent if isinstance(sent, PeerdistillError) else RuntimeError(f"the main process failed: {sent}")
         return distributed.from_main(self.world, result) if share else result
 
-    def _evaluate(self, batches) -> dict[str, dict[str, float]]:
+    def _evaluate(self, batches, where: str) -> dict[str, dict[str, float]]:
         def gathered(meters):  # every process's share of the split in one meter per output
             return merge_meters(distributed.gather_objects(self.world, meters))
 
         merge = gathered if self.world.distributed else None
-        return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge)
+        try:
+            return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge)
+        except NonFiniteError as exc:  # say when, as the training guard does
+            raise NonFiniteError(str(exc).replace("on this split", f"on {where}", 1)) from None
 
     def _train_epoch(self, epoch: int, progress: Progress, start_step: int = 0,
                      partial: dict[str, Any] | None = None) -> dict[str, float]:
