@@ -311,9 +311,9 @@ def test_the_test_split_is_scored_once_when_the_best_epoch_is_the_last(tiny_data
     t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, monitor="ensemble/accuracy"))
     calls = []
     evaluate = t._evaluate
-    t._evaluate = lambda batches: calls.append(batches) or evaluate(batches)
+    t._evaluate = lambda batches, where: calls.append(batches) or evaluate(batches, where)
     result = t.fit(tiny_data)
     assert result.best_epoch == 0 and len(calls) == 2  # one validation, one test pass (not two)
     assert result.test_at_best == result.test_at_last
     # and the answer is what the best weights score, as when they are loaded again
-    assert t._evaluate(t.test_batches) == result.test_at_best
+    assert t._evaluate(t.test_batches, "the test split") == result.test_at_best
