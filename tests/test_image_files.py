@@ -215,9 +215,10 @@ def test_other_data_is_scored_by_class_name_not_position(tmp_path):
     before = data.test.y.clone()
     meta = {"task": "classification", "input_shape": list(data.input_shape), "num_classes": 3,
             "class_names": ["10", "2", "9"]}  # a run that sorted them as text
-    _check_compatible(data, meta)
+    numbered = _check_compatible(data, meta)
     expected = torch.tensor([meta["class_names"].index(names[i]) for i in before.tolist()])
-    assert torch.equal(data.test.y, expected) and data.class_names == ["10", "2", "9"]
+    assert torch.equal(numbered.test.y, expected) and numbered.class_names == ["10", "2", "9"]
+    assert torch.equal(data.test.y, before) and data.class_names == names  # the caller's data untouched
     other = build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
     with pytest.raises(DataError, match=r"classes \['10'\] that the run does not know"):
         _check_compatible(other, {**meta, "class_names": ["benign", "9"], "num_classes": 2})
@@ -235,9 +236,9 @@ def test_default_class_names_found_in_the_run_are_matched_too(tmp_path):
     assert data.class_names == run_names  # sorted as text, as before
     data.class_names = [str(i) for i in range(11)]  # the numeric order a CSV of the same labels gives
     before = data.test.y.clone()
-    _check_compatible(data, {"task": "classification", "input_shape": list(data.input_shape), "num_classes": 11,
-                             "class_names": run_names})
-    assert torch.equal(data.test.y, torch.tensor([run_names.index(str(int(i))) for i in before]))
+    numbered = _check_compatible(data, {"task": "classification", "input_shape": list(data.input_shape),
+                                        "num_classes": 11, "class_names": run_names})
+    assert torch.equal(numbered.test.y, torch.tensor([run_names.index(str(int(i))) for i in before]))
 
 
 def test_a_teacher_run_numbering_classes_otherwise_is_refused(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
             raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                             "relative path counts from the current folder): run eval from the folder training ran "
                             "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
-    _check_compatible(data, meta)
+    data = _check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
@@ -168,32 +169,35 @@ def task_for(meta: dict[str, Any]):
     return ClassificationTask(meta["num_classes"])
 
 
-def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> None:
+def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
+    """``data`` checked against the run, its classes numbered as the run numbers them."""
     if list(data.input_shape) != list(meta["input_shape"]):
         raise DataError(f"the data's inputs are {list(data.input_shape)} but the run was trained on {meta['input_shape']}")
     if meta.get("task", "classification") == "classification":
-        _number_classes_as_the_run(data, meta.get("class_names") or [])
+        data = _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:
         raise DataError(f"the data has {data.num_classes} classes but the run's models predict {meta['num_classes']}")
+    return data
 
 
-def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> None:
+def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSplits:
     """Classification labels renumbered to the run's class numbers, matched by name: other data
     (a folder tree with fewer classes, a CSV sorting them otherwise) numbers its classes by what
     it holds. Data whose classes have no names of their own ("0", "1", ... absent from the run's)
-    keeps its numbers."""
+    keeps its numbers. The caller's ``data`` is left as it is: the renumbered splits are new."""
     names = list(data.class_names)
     unknown = [n for n in names if n not in run_names]
     if not run_names or names == run_names[:len(names)] or (unknown and names == [str(i) for i in range(len(names))]):
-        return
+        return data
     if unknown:
         raise DataError(f"the data has classes {unknown[:5]} that the run does not know (its classes: "
                         f"{run_names}): evaluate on data of the run's classes")
     order = torch.tensor([run_names.index(n) for n in names])
+    renumbered = {}
     for split in ("train", "val", "test"):
         part = data.split(split)
         if not isinstance(part, TensorData):
             raise DataError(f"the data's classes {names} are numbered otherwise than the run's {run_names}: give "
                             "labels in the run's order")
-        part.y = order[part.y]
-    data.class_names, data.num_classes = list(run_names), len(run_names)
+        renumbered[split] = TensorData(part.x, order[part.y])
+    return dataclasses.replace(data, **renumbered, class_names=list(run_names), num_classes=len(run_names))
