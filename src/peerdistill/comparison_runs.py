@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from .terminal import Console
 from .build import train_from_config
 from .config import FILE_KINDS, RunConfig, check_preset_names, load_saved_config, validate
-from .config_diff import differences, relocated
+from .config_diff import differences, relocated, summary
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes
@@ -261,8 +261,7 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     now = cfg.model_dump(mode="json")
     changed = differences(relocated(saved, saved["out_dir"], now["out_dir"]), now)
     if changed:
-        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-        raise RunDirError(f"'{run_dir}' holds a run with a different config ({shown}): pass --overwrite to "
+        raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): pass --overwrite to "
                           "redo the comparison, or change name= to keep both")
     run = RunDir(run_dir)
     if run.is_complete and (run_dir / "metrics.json").is_file():

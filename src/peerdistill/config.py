@@ -467,12 +467,19 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     return section
 
 
-def load_saved_config(path: str | Path) -> RunConfig:
-    """A run directory's config.yaml, as ``load_config`` reads it, after ``saved_data_section``."""
-    tree = load_yaml(path)
+def read_saved_config(tree: Any, source: str) -> RunConfig:
+    """A config a run saved (its config.yaml, its checkpoint's copy), validated after
+    ``saved_data_section``."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source} must hold a mapping of keys, not {type(tree).__name__}")
     if isinstance(tree.get("data"), dict):
-        tree["data"] = saved_data_section(tree["data"])
-    return validate(tree, f"config '{path}'")
+        tree = {**tree, "data": saved_data_section(tree["data"])}
+    return validate(tree, source)
+
+
+def load_saved_config(path: str | Path) -> RunConfig:
+    """A run directory's config.yaml, read as ``read_saved_config`` reads it."""
+    return read_saved_config(load_yaml(path), f"config '{path}'")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

@@ -57,5 +57,11 @@ def differences(saved: Any, now: Any, key: str = "") -> list[str]:
     return [f"{key}: {_shown(saved)} in the run, {_shown(now)} now"]
 
 
+def summary(changed: list[str], most: int = 4) -> str:
+    """The first ``most`` differences, and how many more, for one message."""
+    more = f"; and {len(changed) - most} more" if len(changed) > most else ""
+    return "; ".join(changed[:most]) + more
+
+
 def _shown(value: Any) -> str:
     return "absent" if value is _MISSING else repr(value)

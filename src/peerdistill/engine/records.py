@@ -14,8 +14,8 @@ import torch
 import yaml
 from torch import nn
 
-from ..config import saved_data_section, validate
-from ..config_diff import differences, what_is_trained
+from ..config import read_saved_config
+from ..config_diff import differences, summary, what_is_trained
 from ..costs import model_costs
 from ..data import DataSplits
 from ..errors import CheckpointError, ConfigError
@@ -170,16 +170,14 @@ class RunRecords:
         if not saved or self.config_yaml is None or saved == self.config_yaml:
             return
         try:
-            tree = yaml.safe_load(saved)
-            tree["data"] = saved_data_section(tree.get("data") or {})
-            before = validate(tree, "the checkpoint's config").model_dump(mode="json")
-        except (ConfigError, yaml.YAMLError, AttributeError, TypeError):
+            before = read_saved_config(yaml.safe_load(saved), "the checkpoint's config").model_dump(mode="json")
+        except (ConfigError, yaml.YAMLError):
             return  # written by a version whose config no longer reads: nothing to compare
         changed = differences(what_is_trained(before), what_is_trained(yaml.safe_load(self.config_yaml)))
         if changed:
-            shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the run was trained "
-                                  f"with ({shown}): set it back to resume, or train a new run with the new config")
+                                  f"with ({summary(changed)}): set it back to resume, or train a new run with the "
+                                  "new config")
 
     def _restore(self, state: dict[str, Any]):
         self._check_same_config(state)
