@@ -30,14 +30,16 @@ def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = 
 
 @torch.no_grad()
 def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | None = None,
-             overlap: float = 0.5, merge: Callable[[dict], dict] | None = None) -> dict[str, dict[str, float]]:
+             overlap: float = 0.5, merge: Callable[[dict], dict] | None = None,
+             where: str = "this split") -> dict[str, dict[str, float]]:
     """``{output or 'ensemble': {metric: value}}`` for every output (models and their heads)
     and the students' ensemble, accumulated batch by batch. ``merge`` combines the meters of
-    every process (each scored its share of the split), so metrics cover the whole split."""
+    every process (each scored its share of the split), so metrics cover the whole split.
+    ``where`` names the split (and epoch) in the message about a model with non-finite outputs."""
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     head_ensembles = cohort.head_ensembles()
-    meters = {name: FiniteCheck(task.new_meter(), name)
+    meters = {name: FiniteCheck(task.new_meter(), name, where)
               for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
     for x, y in batches:
         outputs = logits_of(cohort, x, window, overlap)
@@ -59,8 +61,8 @@ class FiniteCheck:
     diverged to huge (finite) values give NaN outputs, which no metric can score. Ensembles are
     made from checked outputs, so their meters need no check of their own."""
 
-    def __init__(self, meter, name: str):
-        self.meter, self.name, self.finite = meter, name, True
+    def __init__(self, meter, name: str, where: str = "this split"):
+        self.meter, self.name, self.where, self.finite = meter, name, where, True
 
     def check(self, output: torch.Tensor) -> None:
         """A model's raw output (any task: detections are decoded from it)."""
@@ -76,7 +78,7 @@ class FiniteCheck:
 
     def compute(self) -> dict[str, float]:
         if not self.finite:
-            raise NonFiniteError(f"'{self.name}' gives non-finite outputs on this split: its weights have diverged "
+            raise NonFiniteError(f"'{self.name}' gives non-finite outputs on {self.where}: its weights have diverged "
                                  "(lower optim.lr) or the data holds extreme values")
         return self.meter.compute()
 

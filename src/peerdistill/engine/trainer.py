@@ -377,9 +377,10 @@ class Trainer(RunRecords):
         result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                            self.run_dir_path if run else None, self.monitor)
         if run is not None:
-            # models/ holds the best epoch's weights (now in the cohort), whatever a resumed run's
-            # first life wrote there after its last checkpoint.
-            self._save_models(run)
+            if resume:
+                # models/ holds the best epoch's weights (now in the cohort), whatever the killed
+                # process wrote there after its last checkpoint.
+                self._save_models(run)
             self._write_final(run, result)
         distributed.leave(self.world)
         return result
@@ -411,10 +412,7 @@ class Trainer(RunRecords):
             return merge_meters(distributed.gather_objects(self.world, meters))
 
         merge = gathered if self.world.distributed else None
-        try:
-            return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge)
-        except NonFiniteError as exc:  # say when, as the training guard does
-            raise NonFiniteError(str(exc).replace("on this split", f"on {where}", 1)) from None
+        return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge, where=where)
 
     def _train_epoch(self, epoch: int, progress: Progress, start_step: int = 0,
                      partial: dict[str, Any] | None = None) -> dict[str, float]:
