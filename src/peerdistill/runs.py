@@ -31,11 +31,11 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads."""
     run = RunDir.open(run_dir)
     meta = run.meta()
-    unknown = sorted(set(modules or {}) - {e["name"] for e in meta.get("members", [])})
+    unknown = sorted(set(modules or {}) - {e["name"] for e in meta["members"]})
     if unknown:
         raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "
                               f"(its models: {[e['name'] for e in meta.get('members', [])]})")
-    wanted = [e for e in meta.get("members", []) if e["role"] in roles]
+    wanted = [e for e in meta["members"] if e["role"] in roles]
     missing = [e["name"] for e in wanted if not e.get("spec") and e["name"] not in (modules or {})]
     if missing:
         listed = ", ".join(f"'{n}': ..." for n in missing)
@@ -44,7 +44,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
             f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
             "load_cohort, evaluate_run, export_run or predict_files")
     members = []
-    for entry in meta.get("members", []):
+    for entry in meta["members"]:
         if entry["role"] not in roles:
             continue
         name, spec = entry["name"], entry.get("spec")
