@@ -261,6 +261,54 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
         assert row["train/loss/total"] == pytest.approx(logged0["total"], rel=1e-12)
 
 
+NAN_ON_ONE_PROCESS_SCRIPT = textwrap.dedent('''
+    """Trains under torchrun with a NaN pixel in the second batch of process 1 only; each process
+    records the message it stopped with."""
+    import json, os, sys
+
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+    from peerdistill.errors import NonFiniteError
+
+    tree = json.loads(sys.argv[1])
+    trainer, data = make_trainer(validate(tree), progress=False)
+    rank, augment, batches = int(os.environ["RANK"]), trainer.task.augment, []
+    def poisoned(x, y, generator):
+        x, y = augment(x, y, generator)
+        batches.append(1)
+        if rank == 1 and len(batches) == 2:
+            x = x.clone()
+            x[0] = float("nan")
+        return x, y
+    trainer.task.augment = poisoned
+    try:
+        trainer.fit(data)
+        message = None
+    except NonFiniteError as exc:
+        message = str(exc)
+    with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
+        json.dump({"message": message}, fh)
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_a_non_finite_loss_on_one_process_is_named_by_every_process(tmp_path):
+    script = tmp_path / "ddp_nan.py"
+    script.write_text(NAN_ON_ONE_PROCESS_SCRIPT)
+    tree = {"name": "ddp", "out_dir": str(tmp_path), "distill": {"preset": "ml"},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+            "train": {"epochs": 1, "batch_size": 64, "nonfinite": "stop"}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    proc = subprocess.run([*torchrun, "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    messages = [json.loads((tmp_path / f"rank{r}.json").read_text())["message"] for r in range(2)]
+    for message in messages:  # process 0 saw finite terms itself, yet names the one process 1 found
+        assert message is not None and "non-finite loss term 'student1/ce', 'student2/ce'" in message, message
+        assert "epoch 1, step 2" in message
+
+
 def test_a_last_training_batch_that_does_not_share_equally_is_refused():
     # 15 samples in one batch of 16: shares of 8 and 7 would weigh the samples unequally under DDP
     with pytest.raises(ConfigError, match="last batch of 15 samples cannot be shared equally by 2 processes"):

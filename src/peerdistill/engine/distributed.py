@@ -81,6 +81,12 @@ def leave(world: World) -> None:
         dist.destroy_process_group()
 
 
+def abandon(world: World | None) -> None:
+    """Leave the process group after an error, without waiting for the other processes."""
+    if world is not None and world.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def all_true(world: World, flag: bool, device: torch.device) -> bool:
     """Whether ``flag`` holds on every process (so all take the same branch)."""
     return all_true_each(world, torch.tensor([flag], device=device))[0]

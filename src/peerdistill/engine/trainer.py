@@ -320,6 +320,16 @@ class Trainer(RunRecords):
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, data: DataSplits, resume: bool = False) -> FitResult:
+        try:
+            return self._fit(data, resume)
+        except BaseException:
+            # Under torchrun: leave the process group at once (no barrier: another process may
+            # be stopping too), so this one exits with its message instead of aborting in the
+            # group's destructor, and a process still waiting on it fails instead of hanging.
+            distributed.abandon(getattr(self, "world", None))
+            raise
+
+    def _fit(self, data: DataSplits, resume: bool) -> FitResult:
         self._setup(data)
         run = self._on_main(lambda: self._open_run_dir(data, resume), share=False)
         self._history: list[dict[str, Any]] = []
@@ -498,15 +508,18 @@ class Trainer(RunRecords):
         if self.scaler:
             for optimizer in self.optimizers.values():
                 self.scaler.unscale_(optimizer)
-        # One device sync for every check: the loss, then each model's gradients. Every process
-        # takes the same branch, or DDP's collectives would wait forever.
-        checks = torch.stack([torch.isfinite(total)] + [_grads_finite(o, self.device) for o in self.optimizers.values()])
+        # One device sync for every check: the total, each loss term (so that every process can
+        # name the term another one found), then each model's gradients. Every process takes the
+        # same branch, or DDP's collectives would wait forever.
+        checks = torch.stack([torch.isfinite(total)] + [torch.isfinite(t) for t in terms.values()]
+                             + [_grads_finite(o, self.device) for o in self.optimizers.values()])
         finite = distributed.all_true_each(self.world, checks)
+        terms_finite, grads_finite = finite[1:1 + len(terms)], finite[1 + len(terms):]
         if not finite[0]:
-            bad = [n for n, t in terms.items() if not bool(torch.isfinite(t))]
-            return self._non_finite("loss term", bad or ["(on another process)"])
-        if not all(finite[1:]):
-            return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, finite[1:]) if not ok])
+            bad = [n for n, ok in zip(terms, terms_finite) if not ok]
+            return self._non_finite("loss term", bad or ["total (the sum of finite terms overflowed)"])
+        if not all(grads_finite):
+            return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, grads_finite) if not ok])
         for optimizer in self.optimizers.values():
             (self.scaler.step(optimizer) if self.scaler else optimizer.step())
         if self.scaler:
