@@ -156,3 +156,46 @@ def test_self_distillation_heads_follow_their_layers_into_syncbatchnorm():
     after = synced(x)
     assert torch.allclose(after["heads"]["features.5"], before["heads"]["features.5"])
     assert torch.allclose(after["logits"], before["logits"])
+
+
+def test_self_distillation_total_matches_the_byot_formula(tmp_path):
+    """One step's total against the formula by hand: for each head i,
+    (1 - a) CE(y, q_i) + a T^2 KL(q_deep^T || q_i^T) + lambda 1/2 mean((F_i - F_deep)^2),
+    plus CE(y, q_deep)."""
+    import math
+
+    from peerdistill.build import make_trainer
+
+    a, lam, T = 0.3, 0.2, 3.0
+    cfg = validate({"name": "byot", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 16},
+                    "students": [{"arch": "cnn", "args": {"width": 4, "depth": 3},
+                                  "heads": ["features.2", "features.6"]}],
+                    "distill": {"preset": "self", "self_alpha": a, "self_lambda": lam, "self_temperature": T,
+                                "rampup_epochs": 0}})
+    trainer, data = make_trainer(cfg, progress=False)
+    trainer._setup(data)
+    x, y = data.train.x[:16], data.train.y[:16]
+    with torch.no_grad():  # the weights the step starts from (training mode: batch statistics)
+        out = trainer.cohort.forward(x)
+
+    def log_softmax_rows(z, t):
+        rows = []
+        for row in (z / t).tolist():
+            top = max(row)
+            norm = top + math.log(sum(math.exp(v - top) for v in row))
+            rows.append([v - norm for v in row])
+        return rows
+
+    def ce(z):
+        return -sum(r[int(label)] for r, label in zip(log_softmax_rows(z, 1.0), y)) / len(y)
+
+    deep = out.logits["student1"]
+    expected = ce(deep)
+    for head in ("student1@features.2", "student1@features.6"):
+        log_q, log_p = log_softmax_rows(deep, T), log_softmax_rows(out.logits[head], T)
+        kl = sum(math.exp(q) * (q - p) for rq, rp in zip(log_q, log_p) for q, p in zip(rq, rp)) / len(y)
+        f_head, f_deep = out.features[head]["@bottleneck"], out.features["student1"]["@deep"]
+        hint = 0.5 * sum((u - v) ** 2 for u, v in zip(f_head.flatten().tolist(), f_deep.flatten().tolist())) / f_head.numel()
+        expected += (1 - a) * ce(out.logits[head]) + a * T * T * kl + lam * hint
+    terms = trainer.step(x, y, ramp=1.0)
+    assert terms["total"].item() == pytest.approx(expected, rel=1e-5)

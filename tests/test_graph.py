@@ -145,6 +145,39 @@ def test_confidence_weighting_follows_ca_mkd():
     assert got.item() == pytest.approx(naive_kl_to(student, torch.tensor(q), 1.0), rel=1e-5)
 
 
+def test_confidence_weighting_trains_as_ca_mkds_own_loss_does():
+    # CA-MKD writes the loss as sum_k w_k T^2 KL(p_k || p_s), one KL per teacher; the graph uses
+    # T^2 KL(q || p_s) of the mixture q = sum_k w_k p_k. Their gradients with respect to the
+    # student are equal, and the values differ by sum_k w_k T^2 KL(p_k || q), which no student
+    # changes (docs/presets/multi-teacher.md says so).
+    g = torch.Generator().manual_seed(5)
+    T, teachers = 3.0, [torch.randn(4, 5, generator=g) for _ in range(3)]
+    labels = torch.tensor([0, 1, 4, 2])
+    names = {f"teacher{k + 1}": z for k, z in enumerate(teachers)}
+    graph = _bound_graph([Edge(TEACHERS, "a", "kl", 1.0, T)], teachers=(1, 2, 3), weights=(1.0, 1.0, 1.0),
+                         weighting="confidence")
+    student = torch.randn(4, 5, generator=g, requires_grad=True)
+    ours = graph.losses(CohortOutput({**names, "a": student, "b": student.detach()}), labels)["a/kl<-teachers"]
+    (ours_grad,) = torch.autograd.grad(ours, student)
+
+    probs = [_softmax_rows(z, T) for z in teachers]
+    ce = [[-math.log(_softmax_rows(z, 1.0)[i][int(labels[i])]) for i in range(4)] for z in teachers]
+    paper, constant = 0.0, 0.0
+    for i in range(4):
+        e = [math.exp(ce[k][i]) for k in range(3)]
+        w = [(1 - e[k] / sum(e)) / 2 for k in range(3)]
+        q = [sum(w[k] * probs[k][i][c] for k in range(3)) for c in range(5)]
+        p_student = torch.softmax(student[i] / T, dim=0)
+        for k in range(3):
+            paper = paper + w[k] * T * T * sum(probs[k][i][c] * (math.log(probs[k][i][c]) - torch.log(p_student[c]))
+                                               for c in range(5))
+            constant += w[k] * T * T * sum(probs[k][i][c] * math.log(probs[k][i][c] / q[c]) for c in range(5))
+    paper = paper / 4
+    (paper_grad,) = torch.autograd.grad(paper, student)
+    assert torch.allclose(ours_grad, paper_grad, atol=1e-6)
+    assert constant > 0.01 and ours.item() == pytest.approx(paper.item() - constant / 4, rel=1e-5)
+
+
 def test_ensemble_source_is_the_mean_of_students():
     g = torch.Generator().manual_seed(3)
     logits = {n: torch.randn(4, 3, generator=g) for n in ["teacher1", "teacher2", "a", "b"]}

@@ -36,15 +36,19 @@ def test_maps_of_different_size_are_compared_at_the_source_size():
 
 def naive_pairwise(fs, ft, node, valid=None):
     """Pool node x node regions, cosine similarity of every pair of nodes, mean squared gap; with
-    ``valid`` [B, H, W], only over pairs of nodes that hold a valid pixel (images without any skipped)."""
+    ``valid`` [B, H, W], a node is the mean of its valid pixels, and only pairs of nodes that hold
+    a valid pixel count (images without any skipped)."""
     def nodes(f, keep):
         c, h, w = f.shape
         out = []
         for i in range(0, h, node):
             for j in range(0, w, node):
-                if keep is None or bool(keep[i:i + node, j:j + node].any()):
-                    block = f[:, i:i + node, j:j + node]
+                block = f[:, i:i + node, j:j + node]
+                if keep is None:
                     out.append([float(block[k].mean()) for k in range(c)])
+                elif bool(keep[i:i + node, j:j + node].any()):
+                    inside = keep[i:i + node, j:j + node]
+                    out.append([float(block[k][inside].mean()) for k in range(c)])
         return out
 
     def cos(u, v):
@@ -117,6 +121,18 @@ def test_ignored_pixels_teach_nothing_in_the_dense_terms_nor_nodes_made_of_them(
     assert channel_wise(s, t, 2.0, valid).item() == pytest.approx(naive_channel_wise(s, t, 2.0, valid), rel=1e-5)
     fs, ft = torch.randn(3, 2, 4, 8, generator=g), torch.randn(3, 5, 4, 8, generator=g)
     assert pairwise_affinity(fs, ft, 2, valid).item() == pytest.approx(naive_pairwise(fs, ft, 2, valid), rel=1e-5)
+
+    # Ignored pixels inside a node (a field of view's edge does not follow the node grid), on a
+    # map whose sides are not multiples of the node size: a node is the mean of its valid pixels.
+    fs, ft = torch.randn(2, 2, 5, 7, generator=g), torch.randn(2, 3, 5, 7, generator=g)
+    ragged = torch.ones(2, 5, 7, dtype=torch.bool)
+    ragged[0, :, 3:] = False  # node columns 2-3 are half valid
+    ragged[1, 0, 0] = ragged[1, 4, 6] = False  # one pixel of a full node, the only one of a corner node
+    for node in (2, 3):
+        exact = naive_pairwise(fs, ft, node, ragged)
+        assert pairwise_affinity(fs, ft, node, ragged).item() == pytest.approx(exact, rel=1e-5)
+        loud = (fs.masked_fill(~ragged[:, None], 50.0), ft.masked_fill(~ragged[:, None], -50.0))
+        assert pairwise_affinity(*loud, node, ragged).item() == pytest.approx(exact, rel=1e-5)
 
     # Through the graph: what the models say on ignored pixels changes no term and gets no gradient.
     graph = KnowledgeGraph([Edge("teacher", "s", "kl", 1.0, 2.0), Edge("teacher", "s", "cwd", 1.0, 2.0),

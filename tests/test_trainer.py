@@ -1,6 +1,7 @@
 """The training loop's correctness rules, on tiny in-memory data."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -317,3 +318,17 @@ def test_the_test_split_is_scored_once_when_the_best_epoch_is_the_last(tiny_data
     assert result.test_at_best == result.test_at_last
     # and the answer is what the best weights score, as when they are loaded again
     assert t._evaluate(t.test_batches, "the test split") == result.test_at_best
+
+
+def test_distillation_weights_ramp_up_step_by_step_by_the_formula(tiny_data):
+    # 240 samples, batch 32: 7 full steps an epoch; rampup_epochs 2: step s of epoch e (from 0)
+    # trains with exp(-5 (1 - t)^2) of the edges' weights, t = (e + s / 7) / 2, and 1 from epoch 2 on.
+    cohort = make_cohort()
+    t = Trainer(cohort, kdml(cohort), ClassificationTask(3), device="cpu", progress=False, rampup_epochs=2,
+                train=TrainSpec(epochs=3, batch_size=32))
+    seen, step = [], t.step
+    t.step = lambda x, y, ramp: seen.append(ramp) or step(x, y, ramp)
+    result = t.fit(tiny_data)
+    expected = [math.exp(-5 * (1 - min((e + s / 7) / 2, 1.0)) ** 2) for e in range(3) for s in range(7)]
+    assert seen == pytest.approx(expected, rel=1e-6)
+    assert [row["rampup"] for row in result.history] == pytest.approx([math.exp(-5 * 0.25), 1.0, 1.0])

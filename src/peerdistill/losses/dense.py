@@ -13,10 +13,20 @@ _MASKED = -1e9  # a logit that takes no share of a softmax, yet keeps its gradie
 
 
 @in_fp32
-def affinity(feature: torch.Tensor, node_size: int) -> torch.Tensor:
+def affinity(feature: torch.Tensor, node_size: int, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Cosine similarity between every pair of nodes, a node being a ``node_size`` x
-    ``node_size`` average-pooled region (the paper's pooling, which bounds memory): [B, N, N]."""
-    nodes = F.avg_pool2d(feature.float(), node_size, node_size, ceil_mode=True) if node_size > 1 else feature.float()
+    ``node_size`` average-pooled region (the paper's pooling, which bounds memory): [B, N, N].
+    ``valid`` ([B, H, W] booleans): a node averages its valid pixels only."""
+    feature = feature.float()
+    if valid is None:
+        nodes = F.avg_pool2d(feature, node_size, node_size, ceil_mode=True) if node_size > 1 else feature
+    else:
+        # The mean over a node's valid pixels: pooled sums of the kept pixels over pooled counts
+        # (the pooling's own divisor cancels); a node without any comes out as zeros.
+        weight = valid[:, None].to(feature.dtype)
+        kept = F.avg_pool2d(feature * weight, node_size, node_size, ceil_mode=True)
+        share = F.avg_pool2d(weight, node_size, node_size, ceil_mode=True)
+        nodes = kept / share.clamp_min(torch.finfo(share.dtype).tiny)
     flat = F.normalize(nodes.flatten(2), dim=1)  # [B, C, N], unit vectors along channels
     return flat.transpose(1, 2) @ flat
 
@@ -25,10 +35,11 @@ def pairwise_affinity(learner: torch.Tensor, target: torch.Tensor, node_size: in
                       valid: torch.Tensor | None = None) -> torch.Tensor:
     """Structured KD pair-wise term: ``1/(W'H')^2 sum_ij (a_ij^learner - a_ij^target)^2``, mean over
     the batch. Channels may differ; a learner map of another size is resized to the target's.
-    ``valid`` ([B, H, W] booleans at the target's size): a node with no valid pixel is left out
-    of every pair, and the mean is over the pairs left."""
+    ``valid`` ([B, H, W] booleans at the target's size): each node averages its valid pixels
+    only, a node with no valid pixel is left out of every pair, and the mean is over the pairs
+    left."""
     learner = align_to(learner, target.shape[-2:])
-    a_l, a_t = affinity(learner, node_size), affinity(target.detach(), node_size)
+    a_l, a_t = affinity(learner, node_size, valid), affinity(target.detach(), node_size, valid)
     squared = (a_l - a_t).pow(2)
     if valid is None:
         return squared.mean(dim=(1, 2)).mean()
