@@ -332,3 +332,23 @@ def test_distillation_weights_ramp_up_step_by_step_by_the_formula(tiny_data):
     expected = [math.exp(-5 * (1 - min((e + s / 7) / 2, 1.0)) ** 2) for e in range(3) for s in range(7)]
     assert seen == pytest.approx(expected, rel=1e-6)
     assert [row["rampup"] for row in result.history] == pytest.approx([math.exp(-5 * 0.25), 1.0, 1.0])
+
+
+def test_a_trainer_given_no_seed_takes_that_of_the_last_seed_everything_call(tiny_data):
+    from peerdistill.engine.seeding import last_seeding
+
+    orders = {}
+    for seed in (0, 1, 1):
+        cohort = make_cohort()
+        seed_everything(seed)
+        t = Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3), device="cpu", progress=False)
+        assert (t.seed, t.deterministic) == (seed, False) == last_seeding()
+        t._setup(tiny_data)  # the data order comes from the trainer's seed
+        orders.setdefault(seed, []).append(torch.randperm(240, generator=t.generator)[:8].tolist())
+    assert orders[1][0] == orders[1][1] and orders[0][0] != orders[1][0]
+    cohort = make_cohort()
+    seed_everything(3, deterministic=True)
+    assert (Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3)).deterministic, last_seeding()) == (True, (3, True))
+    explicit = Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3), seed=5, deterministic=False)
+    assert (explicit.seed, explicit.deterministic) == (5, False)
+    seed_everything(0)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .config import TEACHER_PRESETS, DistillSpec
+from pydantic import ValidationError
+
+from .config import TEACHER_PRESETS, DistillSpec, format_validation_error
 from .connectors import Connector
 from .errors import ConfigError
 from .losses import (attention_transfer, combine_soft_targets, confidence_weights, fitnet_hint, kl_to_probs,
@@ -68,6 +70,16 @@ class Edge:
         return base
 
 
+def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any]) -> DistillSpec:
+    """``params`` with keyword overrides, validated as a config's distill section is (a
+    misspelt name or a negative weight is refused, not ignored)."""
+    try:
+        return DistillSpec.model_validate({**params.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "preset_edges keywords (the distill section's keys)",
+                                                  DistillSpec)) from None
+
+
 def preset_edges(preset: str, teachers: list[str] | str | None, students: list[str],
                  params: DistillSpec | None = None, *, feature_layers: Mapping[str, str | None] | None = None,
                  heads: Mapping[str, list[str]] | None = None, **overrides) -> list[Edge]:
@@ -80,7 +92,7 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
     ``teachers``. Models with heads always get the self-distillation edges."""
     if preset not in PRESET_DOCS:
         raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESET_DOCS)}")
-    p = (params or DistillSpec(preset="independent")).model_copy(update=overrides)
+    p = _with_overrides(params or DistillSpec(preset="independent"), overrides)
     teachers = [teachers] if isinstance(teachers, str) else list(teachers or [])
     layers = dict(feature_layers or {})
     k = len(students)

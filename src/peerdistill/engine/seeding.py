@@ -9,9 +9,15 @@ import numpy as np
 import torch
 
 
+_last_call: tuple[int, bool] = (0, False)  # what a Trainer given no seed takes
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch (all devices). With ``deterministic`` torch refuses
-    non-deterministic kernels, so the same config and seed give the same numbers."""
+    non-deterministic kernels, so the same config and seed give the same numbers. A
+    ``Trainer`` built without ``seed=`` / ``deterministic=`` takes this call's values."""
+    global _last_call
+    _last_call = (int(seed), bool(deterministic))
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -21,3 +27,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
     else:
         torch.use_deterministic_algorithms(False)
+
+
+def last_seeding() -> tuple[int, bool]:
+    """The seed and deterministic switch of the last ``seed_everything`` call ((0, False) before any)."""
+    return _last_call

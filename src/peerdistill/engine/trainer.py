@@ -33,7 +33,7 @@ from .optim import build_optimizer, build_scheduler
 from .progress import Progress
 from .records import RunRecords
 from .resume import load_resume_state, save_resume_state
-from .seeding import seed_everything
+from .seeding import last_seeding, seed_everything
 from .speed import apply_backend_settings, compiled, resolve_speed, to_channels_last
 
 
@@ -41,7 +41,7 @@ from .speed import apply_backend_settings, compiled, resolve_speed, to_channels_
 @dataclass
 class FitResult:
     history: list[dict[str, Any]]
-    best_epoch: int
+    best_epoch: int  # an index into history, from 0 (history rows and metrics.json count epochs from 1)
     val_at_best: dict[str, dict[str, float]]
     test_at_best: dict[str, dict[str, float]]
     test_at_last: dict[str, dict[str, float]]
@@ -69,8 +69,8 @@ class Trainer(RunRecords):
         train: TrainSpec | None = None,
         optim: OptimSpec | None = None,
         rampup_epochs: int = 0,
-        seed: int = 0,
-        deterministic: bool = False,
+        seed: int | None = None,
+        deterministic: bool | None = None,
         device: str | torch.device = "auto",
         run_dir: str | Path | None = None,
         overwrite: bool = False,
@@ -86,7 +86,11 @@ class Trainer(RunRecords):
         self.train_spec = train or TrainSpec()
         self.optim_spec = optim or OptimSpec()
         self.rampup_epochs = rampup_epochs
-        self.seed, self.deterministic = seed, deterministic
+        # Unset: the values of the last seed_everything call (which seeded the models' weights),
+        # so that one call sets a Python run's seed; 0 and False before any.
+        last_seed, last_deterministic = last_seeding()
+        self.seed = last_seed if seed is None else seed
+        self.deterministic = last_deterministic if deterministic is None else deterministic
         self.device = resolve_device(device)
         self.run_dir_path = Path(run_dir) if run_dir is not None else None
         self.overwrite = overwrite
