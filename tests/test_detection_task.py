@@ -282,3 +282,43 @@ def test_boxes_under_a_pixel_wide_are_drawn(tmp_path, monkeypatch):
     assert (drawn[2:8, 2] == 255).all() and not drawn[8, 2].any()  # the true box, one pixel wide, in white
     column = drawn[4:9, 10]  # the found box, coloured (neither black nor white)
     assert column.any(axis=1).all() and not (column == 255).all(axis=1).any()
+
+
+def test_a_detection_run_built_in_python_is_scored_and_predicted_like_a_config_run(tmp_path):
+    from peerdistill import (Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec, evaluate_run, predict_files,
+                             preset_edges)
+    from peerdistill.data.detection import detection_splits, synthetic_boxes
+    from peerdistill.models.detector import Detector
+    from peerdistill.tasks.detection import layout_of
+
+    x, y, names = synthetic_boxes(40, 32)
+    (train, val, test), _ = detection_splits(x, y, names, 0.2, 0.2, 0)
+    data = DataSplits(train, val, test, num_classes=2, class_names=names, input_shape=(3, 32, 32))
+
+    def modules():
+        torch.manual_seed(0)
+        return {"teacher": Detector(3, 2, width=8, depth=1), "student1": Detector(3, 2, width=4, depth=1),
+                "student2": Detector(3, 2, width=4, depth=1)}
+
+    built = modules()
+    cohort = Cohort.from_modules([built["student1"], built["student2"]], teacher=built["teacher"])
+    task = DetectionTask(layout_of(built), (32, 32), names, score_threshold=0.01)
+    graph = KnowledgeGraph(preset_edges("kd+ml", "teacher", ["student1", "student2"]), logit_distiller=task.distill)
+    result = Trainer(cohort, graph, task, train=TrainSpec(epochs=1, batch_size=8), progress=False,
+                     run_dir=tmp_path / "det").fit(data)
+    saved = json.loads((tmp_path / "det" / "run.json").read_text())["detection"]
+    assert saved["image_size"] == [32, 32] and saved["score_threshold"] == 0.01
+    scores = evaluate_run(tmp_path / "det", data=data, modules=modules())
+    assert scores["ensemble"]["ap"] == pytest.approx(result.test_at_best["ensemble"]["ap"], abs=1e-9)
+    np.savez(tmp_path / "x.npz", images=test.x[:3].numpy())
+    out = predict_files(tmp_path / "det", [tmp_path / "x.npz"], tmp_path / "pred.csv", modules=modules())
+    rows = list(csv.DictReader(out.open()))  # boxes kept by the run's own threshold, 0.01 (default 0.05)
+    assert rows and {r["class"] for r in rows} <= set(names) and min(float(r["score"]) for r in rows) < 0.05
+    # a run written before the settings were recorded: one message, not a KeyError
+    from peerdistill.errors import CheckpointError
+
+    info = json.loads((tmp_path / "det" / "run.json").read_text())
+    del info["detection"]
+    (tmp_path / "det" / "run.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="holds no 'detection' settings"):
+        evaluate_run(tmp_path / "det", data=data, modules=modules())

@@ -131,16 +131,6 @@ def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
     return ClassificationTask(data.num_classes, class_weights=weights, augment=augment)
 
 
-def detection_info(cfg: RunConfig, task) -> dict:
-    """What rebuilding a detection task from a run needs (runs.task_for reads it back)."""
-    if cfg.task != "detection":
-        return {}
-    layout = task.layout
-    return {"detection": {"num_classes": layout.num_classes, "reg_max": layout.reg_max,
-                          "strides": list(layout.strides), "image_size": list(task.image_size),
-                          **cfg.detect.model_dump()}}
-
-
 def patch_settings(cfg: RunConfig) -> dict | None:
     d = cfg.data
     if d.patch_size is None:
@@ -170,8 +160,7 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         cohort, graph, task, train=cfg.train, optim=cfg.optim, rampup_epochs=cfg.distill.rampup_epochs,
         seed=cfg.seed, deterministic=cfg.deterministic, device=cfg.device,
         run_dir=run_dir, overwrite=overwrite, progress=progress,
-        callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset,
-                                       **detection_info(cfg, task)},
+        callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset},
         config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
         patches=patch_settings(cfg),
     )

@@ -161,7 +161,11 @@ def task_for(meta: dict[str, Any]):
         from .detection.boxes import HeadLayout
         from .tasks.detection import DetectionTask
 
-        d = meta["detection"]
+        d = meta.get("detection")
+        if not isinstance(d, dict):
+            raise CheckpointError("this detection run's run.json holds no 'detection' settings (head layout, image "
+                                  "size, decoding thresholds): runs built in Python before they were recorded "
+                                  "cannot be scored or exported; train the run again")
         layout = HeadLayout(d["num_classes"], d["reg_max"], tuple(d["strides"]))
         return DetectionTask(layout, tuple(d["image_size"]), meta.get("class_names"),
                              score_threshold=d["score_threshold"], nms_iou=d["nms_iou"],

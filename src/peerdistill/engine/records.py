@@ -85,6 +85,7 @@ class RunRecords:
             "backend": self.world.backend,
             "batch_per_process": self.train_spec.batch_size // self.world.size,
             "speed": self.speed.to_dict(),
+            **(self.task.saved_settings() if hasattr(self.task, "saved_settings") else {}),
             **self.run_info,
         }
         write_json(run.path / "run.json", info)

@@ -41,6 +41,16 @@ class DetectionTask:
         self.kd_loc_region = kd_loc_region
         self._assigned: tuple[torch.Tensor, int, int, Assignment] | None = None  # targets, version, points, result
 
+    def saved_settings(self) -> dict:
+        """What rebuilding this task from a run needs (``runs.task_for`` reads it back from run.json)."""
+        layout = self.layout
+        return {"detection": {"num_classes": layout.num_classes, "reg_max": layout.reg_max,
+                              "strides": list(layout.strides), "image_size": list(self.image_size),
+                              "score_threshold": self.score_threshold, "nms_iou": self.nms_iou,
+                              "max_detections": self.max_detections, "wbf_iou": self.wbf_iou,
+                              "kd_cls_weight": self.kd_cls_weight, "kd_loc_weight": self.kd_loc_weight,
+                              "kd_loc_region": self.kd_loc_region}}
+
     def supervised_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         terms = detection_loss(out.float(), targets, self.layout, self.image_size, self._assignment(out, targets))
         return sum(GFL_WEIGHTS[k] * v for k, v in terms.items())
