@@ -254,3 +254,28 @@ def test_two_class_prediction_is_argmax_ties_included():
     assert torch.equal(predicted_classes(probs), probs.argmax(dim=1))
     three = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     assert torch.equal(predicted_classes(three), three.argmax(dim=1))
+
+
+def test_mask_pictures_of_a_model_predicting_at_half_size_are_at_the_image_size(tmp_path):
+    from torch import nn
+
+    from peerdistill.cohort import Cohort
+    from peerdistill.data.splits import TensorData
+    from peerdistill.pictures import save_mask_pictures
+    from peerdistill.tasks import SegmentationTask
+
+    class HalfSize(nn.Module):
+        """Foreground where the pooled image is bright, predicted on a 2x coarser grid."""
+
+        def forward(self, x):
+            pooled = nn.functional.avg_pool2d(x[:, :1], 2)
+            return torch.cat([-pooled, pooled], dim=1)
+
+    x = -torch.ones(2, 1, 8, 8)
+    x[:, :, :4, :4] = 1.0  # the top-left quarter is the object
+    y = (x[:, 0] > 0).long()
+    cohort = Cohort.from_modules([HalfSize(), HalfSize()])
+    written = save_mask_pictures(cohort, SegmentationTask(2), TensorData(x, y), tmp_path, 2, None)
+    assert len(written) == 2 * 3 * 2  # two samples, two students and the ensemble, mask and overlay
+    mask = np.asarray(Image.open(tmp_path / "student1" / "000_mask.png"))
+    assert mask.shape == (8, 8) and (mask > 0).tolist() == y[0].bool().tolist()

@@ -10,6 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .engine.evaluate import predict
+from .spatial import align_to
 
 PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240]], dtype=np.uint8)
@@ -27,7 +28,8 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
     for name, p in probs.items():
         folder = Path(out_dir) / name.replace("/", "_")
         folder.mkdir(parents=True, exist_ok=True)
-        pred = p.argmax(dim=1).cpu().numpy().astype(np.uint8)
+        # a model predicting at another size is read at the image's, as the metrics read it
+        pred = align_to(p, x.shape[-2:]).argmax(dim=1).cpu().numpy().astype(np.uint8)
         for i in range(len(pred)):
             scale = 255 // max(task.num_classes - 1, 1)
             mask_path, overlay_path = folder / f"{i:03d}_mask.png", folder / f"{i:03d}_overlay.png"
