@@ -57,6 +57,22 @@ def test_array_errors():
     bad[0, 0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         DataSplits.from_arrays(bad, [0, 1, 0, 1], x, [0, 1, 0, 1], x, [0, 1, 0, 1])
+    with pytest.raises(DataError, match=r"class\(es\) \[0\] of 0..2 have no training sample \(labels counted from 1"):
+        DataSplits.from_arrays(x, [1, 2, 1, 2], x, [1, 2, 1, 2], x, [1, 2, 1, 2])
+    with pytest.raises(DataError, match=r"class\(es\) \[2\] of 0..2 have no training sample: labels"):
+        DataSplits.from_arrays(x, [0, 1, 0, 1], x, [0, 1, 2, 1], x, [0, 1, 0, 1])
+    with pytest.raises(DataError, match="got <U3 values such as np.str_\\('cat'\\): number the classes"):
+        DataSplits.from_arrays(x, ["cat", "dog"] * 2, x, [0, 1, 0, 1], x, [0, 1, 0, 1])
+
+
+def test_feature_vectors_are_standardised_feature_by_feature():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)) * np.array([5000.0, 0.01, 1.0]) + np.array([100.0, -2.0, 0.0])
+    y = np.arange(50) % 2
+    data = DataSplits.from_arrays(x, y, x, y, x, y)
+    assert data.stats["mean"] == pytest.approx(x.mean(axis=0).tolist(), rel=1e-4)
+    assert data.stats["std"] == pytest.approx(x.std(axis=0, ddof=1).tolist(), rel=1e-4)
+    assert data.train.x.std(dim=0).tolist() == pytest.approx([1.0, 1.0, 1.0], rel=1e-4)
 
 
 def rgb_npz(tmp_path):

@@ -62,14 +62,16 @@ class DataSplits:
         normalize: bool = True,
     ) -> "DataSplits":
         """Arrays or tensors: images [N, H, W], [N, H, W, C] or [N, C, H, W] (uint8 is scaled to
-        [0, 1]) or feature vectors [N, F]; labels [N] or [N, 1] integers 0..K-1. With ``normalize``
-        each channel is standardised by the training split's mean and std (or by ``stats``)."""
+        [0, 1]) or feature vectors [N, F]; labels [N] or [N, 1] integers 0..K-1, every class
+        in the training split. With ``normalize`` each channel (each feature of vectors) is
+        standardised by the training split's mean and std (or by ``stats``)."""
         xs = [to_nchw(a, name) for a, name in ((x_train, "train"), (x_val, "val"), (x_test, "test"))]
         ys = [to_labels(a, name) for a, name in ((y_train, "train"), (y_val, "val"), (y_test, "test"))]
         shapes = {tuple(x.shape[1:]) for x in xs}
         if len(shapes) != 1:
             raise DataError(f"train, val and test inputs differ in shape: {sorted(shapes)}")
         num_classes = int(max(int(y.max()) for y in ys if len(y)) + 1)
+        _check_every_class_trains(ys[0], num_classes)
         if class_names is not None and len(class_names) < num_classes:
             raise DataError(f"{len(class_names)} class names given for {num_classes} classes")
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
@@ -100,6 +102,17 @@ class DataSplits:
         return out
 
 
+def _check_every_class_trains(y_train: torch.Tensor, num_classes: int) -> None:
+    """Labels 0..K-1 with a class the training split lacks: a model cannot learn it, and labels
+    counted from 1 would make an empty class 0 (AUC is then undefined in every epoch)."""
+    counts = torch.bincount(y_train, minlength=num_classes)
+    missing = [c for c in range(num_classes) if counts[c] == 0]
+    if missing:
+        hint = " (labels counted from 1? subtract 1)" if missing == [0] else ""
+        raise DataError(f"class(es) {missing[:10]} of 0..{num_classes - 1} have no training sample{hint}: labels "
+                        "must be class indices 0..K-1 and every class must be in the training split")
+
+
 def to_nchw(array, name: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(array))
     if t.dtype == torch.uint8:
@@ -122,6 +135,9 @@ def to_labels(array, name: str) -> torch.Tensor:
         a = a[:, 0]
     if a.ndim != 1:
         raise DataError(f"{name} labels have shape {a.shape}; expected [N] or [N, 1] class indices (multi-label is not supported)")
+    if a.size and not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise DataError(f"{name} labels must be integer class indices, got {a.dtype} values such as "
+                        f"{a.flat[0]!r}: number the classes 0..K-1 and pass their names as class_names=")
     if a.size and (not np.issubdtype(a.dtype, np.integer) and not np.all(np.equal(np.mod(a, 1), 0))):
         raise DataError(f"{name} labels must be integer class indices, got dtype {a.dtype}")
     t = torch.as_tensor(a.astype(np.int64))
@@ -131,9 +147,8 @@ def to_labels(array, name: str) -> torch.Tensor:
 
 
 def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:
+    """Mean and std of each channel of images [N, C, H, W], or of each feature of vectors [N, F]."""
     dims = [0, 2, 3] if x.ndim == 4 else [0]
-    if x.ndim == 2:
-        return {"mean": [float(x.mean())], "std": [float(x.std().clamp(min=1e-6))]}
     return {"mean": x.mean(dim=dims).tolist(), "std": x.std(dim=dims).clamp(min=1e-6).tolist()}
 
 
