@@ -2,6 +2,7 @@
 
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -352,3 +353,80 @@ def test_a_trainer_given_no_seed_takes_that_of_the_last_seed_everything_call(tin
     explicit = Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3), seed=5, deterministic=False)
     assert (explicit.seed, explicit.deterministic) == (5, False)
     seed_everything(0)
+
+
+class ShapedDataset(Dataset):
+    """``ListDataset``'s samples as ``shape(image, label)`` returns them."""
+
+    def __init__(self, tensor_data, shape):
+        self.x, self.y, self.shape = tensor_data.x, tensor_data.y, shape
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.shape(self.x[i], self.y[i])
+
+
+def shaped_data(tiny_data, shape, input_shape=(1, 8, 8), num_classes=3):
+    return DataSplits(*(ShapedDataset(s, shape) for s in (tiny_data.train, tiny_data.val, tiny_data.test)),
+                      num_classes=num_classes, class_names=[str(c) for c in range(num_classes)],
+                      input_shape=input_shape)
+
+
+@pytest.mark.parametrize("shape", [
+    lambda x, y: {"image": x, "label": int(y)},  # HuggingFace datasets / albumentations habit
+    lambda x, y: (x.double(), y.to(torch.int32)),  # numpy's float64, int32 labels
+    lambda x, y: [x, y.numpy()],
+], ids=["dict", "float64-int32", "list-numpy-label"])
+def test_dataset_samples_as_users_return_them_are_read(tiny_data, shape):
+    result = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32)).fit(shaped_data(tiny_data, shape))
+    assert result.test_at_best["teacher"]["accuracy"] > 0.4
+
+
+@pytest.mark.parametrize("shape,kwargs,message", [
+    (lambda x, y: (x, y, 7), {}, r"is a tuple of 3 items; peerdistill reads \(image, target\) pairs"),
+    (lambda x, y: {"img": x, "target": y}, {}, r"dict with keys \['img', 'target'\]; peerdistill reads 'image'"),
+    (lambda x, y: ((x * 255).clamp(0, 255).to(torch.uint8), y), {}, "images are uint8, not floating point"),
+    (lambda x, y: (x, nn.functional.one_hot(y, 3).float()), {}, r"labels are float32 of shape \(\d+, 3\); "
+                                                                "classification reads class indices"),
+    (lambda x, y: (x, y), {"num_classes": 2}, "labels run from 0 to 2, outside the 2 classes 0..1"),
+    (lambda x, y: (x, y), {"input_shape": (3, 32, 32)}, r"inputs have shape \(1, 8, 8\) but the data declares "
+                                                        r"input_shape=\(3, 32, 32\)"),
+], ids=["triple", "dict-keys", "uint8", "one-hot", "label-range", "input-shape"])
+def test_dataset_samples_that_cannot_be_read_are_one_message_before_training(tiny_data, shape, kwargs, message):
+    seed_everything(0)
+    k = kwargs.get("num_classes", 3)
+    cohort = Cohort.from_modules([SmallCNN(1, k, 4, 1), SmallCNN(1, k, 4, 1)], teacher=SmallCNN(1, k, 8, 2))
+    t = Trainer(cohort, kdml(cohort), ClassificationTask(k), device="cpu", progress=False,
+                train=TrainSpec(epochs=1, batch_size=32))
+    with pytest.raises(DataError, match=message):
+        t.fit(shaped_data(tiny_data, shape, **kwargs))
+
+
+class Flattening(nn.Module):
+    """A user's classifier that flattens with .view(), which channels-last activations refuse."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 64, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_automatic_channels_last_gives_way_to_a_model_that_needs_contiguous_activations(tiny_data, monkeypatch):
+    import peerdistill.engine.trainer as trainer_module
+    from peerdistill.errors import ConfigError
+
+    real = trainer_module.resolve_speed  # as on CUDA, where channels_last: auto means on
+    monkeypatch.setattr(trainer_module, "resolve_speed", lambda *a: replace(real(*a), channels_last=True))
+    seed_everything(0)
+    cohort = Cohort.from_modules([Flattening(), Flattening()], teacher=Flattening())
+    t = trainer(cohort, train=TrainSpec(epochs=1, batch_size=32))
+    t.fit(tiny_data)
+    assert not t.speed.channels_last and "train.channels_last=false" in t.run_info["channels_last_fallback"]
+    cohort = Cohort.from_modules([Flattening(), Flattening()], teacher=Flattening())
+    with pytest.raises(ConfigError, match=r"view.*a \.view\(\) that needs \.reshape\(\) or train.channels_last=false"):
+        trainer(cohort, train=TrainSpec(epochs=1, batch_size=32, channels_last=True)).fit(tiny_data)

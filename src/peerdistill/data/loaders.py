@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .splits import TensorData
 
 Shard = tuple[int, int]  # (rank, world size)
@@ -97,6 +97,37 @@ class _BatchList:
         return len(self.batches)
 
 
+_DICT_KEYS = ("image", "label", "mask")
+
+
+def collate_pairs(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """A user's samples as one (images, targets) batch. A sample is ``(image, target)`` or a
+    dict with ``image`` and ``label`` (or ``mask``); float64 images become float32 (the models'
+    dtype) and integer targets int64 (what the losses index with)."""
+    pairs = [_pair(s) for s in samples]
+    x, y = default_collate(pairs)
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if x.dtype == torch.float64:
+        x = x.float()
+    if not y.is_floating_point() and y.dtype != torch.int64:
+        y = y.long()
+    return x, y
+
+
+def _pair(sample):
+    if isinstance(sample, dict):
+        target = "label" if "label" in sample else "mask"
+        if "image" not in sample or target not in sample:
+            raise DataError(f"a sample of the dataset is a dict with keys {sorted(sample)[:6]}; peerdistill reads "
+                            "'image' and 'label' (or 'mask'): return those keys, or an (image, target) pair")
+        return sample["image"], sample[target]
+    if isinstance(sample, (tuple, list)) and len(sample) == 2:
+        return sample[0], sample[1]
+    kind = f"a {type(sample).__name__} of {len(sample)} items" if isinstance(sample, (tuple, list)) else type(sample).__name__
+    raise DataError(f"a sample of the dataset is {kind}; peerdistill reads (image, target) pairs: wrap the dataset "
+                    "so that __getitem__ returns two items")
+
+
 class DatasetBatches(_OrderedBatches):
     """Any map-style ``Dataset`` through a ``DataLoader`` (workers, pinned memory), with the
     order drawn like ``TensorBatches`` and batches moved to ``device``."""
@@ -111,7 +142,7 @@ class DatasetBatches(_OrderedBatches):
         # The loader draws its workers' base seed from this generator, not from torch's global
         # one, so a run resumed in the middle of an epoch draws the same numbers again.
         self.loader_generator = torch.Generator()
-        self.loader = DataLoader(data, batch_sampler=self.sampler, num_workers=num_workers,
+        self.loader = DataLoader(data, batch_sampler=self.sampler, num_workers=num_workers, collate_fn=collate_pairs,
                                  pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
                                  generator=self.loader_generator)
 

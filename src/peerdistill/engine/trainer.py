@@ -6,7 +6,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,7 @@ class Trainer(RunRecords):
     def _setup(self, data: DataSplits) -> None:
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
+        self._declared_input_shape = tuple(data.input_shape)
         seed_everything(self.seed, self.deterministic)
         self.speed = resolve_speed(self.train_spec, self.device, self.deterministic)
         apply_backend_settings(self.speed)
@@ -182,20 +183,25 @@ class Trainer(RunRecords):
     def _probe(self) -> None:
         """A dry run on a few validation samples: every output must have the task's shape, and
         connectors are created where a learner's feature shape differs from its target's."""
-        x, _ = next(iter(self.val_batches))
+        x, y = next(iter(self.val_batches))
+        self._check_batch(x, y, "validation")
         x = x[:2]
         if self.window:  # a window-sized crop is what training sees, and cheap
             x = x[..., : self.window[0], : self.window[1]]
         self._probe_input = x
         self.cohort.eval()
         try:
-            with torch.no_grad():
-                out = self.cohort.forward(x)
-        except (RuntimeError, ValueError) as exc:
-            raise ConfigError(
-                f"a model failed on inputs of shape {tuple(x.shape[1:])} from the data: {str(exc).splitlines()[0]}; "
-                "check its in_channels and the input size it expects"
-            ) from None
+            out = self._probe_forward(x)
+        except ConfigError as exc:
+            if not (self.speed.channels_last and self.train_spec.channels_last == "auto"):
+                raise
+            # A model that flattens with .view() cannot take channels-last activations: the
+            # automatic setting gives way (recorded), as packing students does.
+            for m in self.cohort.members:
+                m.module.to(memory_format=torch.contiguous_format)
+            self.speed = replace(self.speed, channels_last=False)
+            out = self._probe_forward(x)
+            self.run_info["channels_last_fallback"] = str(exc)
         self._check_outputs(out, len(x))
         self.graph.check_dense(out)
         connectors = self.graph.build_connectors(out)
@@ -207,6 +213,34 @@ class Trainer(RunRecords):
             self._discriminator_keys[e.name]: MapDiscriminator(x.shape[1], out.logits[e.source].shape[1])
             for e in adversarial
         }).to(self.device)
+
+    def _probe_forward(self, x: torch.Tensor):
+        try:
+            with torch.no_grad():
+                return self.cohort.forward(x)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            layout = ("; or, with the models in channels-last memory format (train.channels_last), a .view() "
+                      "that needs .reshape() or train.channels_last=false") if self.speed.channels_last else ""
+            raise ConfigError(
+                f"a model failed on inputs of shape {tuple(x.shape[1:])} from the data: {str(exc).splitlines()[0]}; "
+                f"check its in_channels and the input size it expects{layout}"
+            ) from None
+
+    def _check_batch(self, x: torch.Tensor, y: torch.Tensor, split: str) -> None:
+        """The first batch of a split, before any model sees it: float images, and targets the
+        task can read (a Dataset given in Python is otherwise unchecked)."""
+        if not x.is_floating_point():
+            raise DataError(f"the {split} images are {str(x.dtype).removeprefix('torch.')}, not floating point: "
+                            "return float tensors from the dataset (uint8 pixels divided by 255, for example)")
+        if hasattr(self.task, "check_targets"):
+            self.task.check_targets(y, split)
+        # The run records input_shape and sizes its cost figures and exports by it; dense tasks
+        # may crop or meet images of several sizes, so only the channels must agree there.
+        declared, seen = tuple(self._declared_input_shape), tuple(x.shape[1:])
+        whole = getattr(self.task, "name", "") == "classification"
+        if (seen != declared) if whole else (seen[:1] != declared[:1]):
+            raise DataError(f"the {split} inputs have shape {seen} but the data declares input_shape={declared}: "
+                            "give DataSplits the shape of one input")
 
     def _check_outputs(self, out, batch: int) -> None:
         for name, logits in out.logits.items():
@@ -484,6 +518,8 @@ class Trainer(RunRecords):
         # running statistics) the forward pass is about to update.
         self._buffers_before = ([b.detach().clone() for b in self._trained_buffers()]
                                 if self.speed.nonfinite == "skip" else None)
+        if not self._training_outputs_checked:
+            self._check_batch(x, y, "training")
         if self.speed.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.speed.autocast(self.device):

@@ -57,6 +57,17 @@ class ClassificationTask:
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         return (augment_images(x, None, self.augmentations, generator)[0], y) if self.augmentations else (x, y)
 
+    def check_targets(self, y: torch.Tensor, split: str) -> None:
+        """Class indices [B] in 0..K-1 (one-hot or soft labels are not read)."""
+        if y.is_floating_point() or y.ndim != 1:
+            raise DataError(f"the {split} labels are {str(y.dtype).removeprefix('torch.')} of shape {tuple(y.shape)}; "
+                            "classification reads class indices, one integer per sample (for one-hot labels, "
+                            "return their argmax)")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise DataError(f"the {split} labels run from {int(y.min())} to {int(y.max())}, outside the "
+                            f"{self.num_classes} classes 0..{self.num_classes - 1}: number the classes from 0, or "
+                            "give DataSplits the right num_classes")
+
     def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
         """Every model must produce [batch, num_classes] logits for this data."""
         expected = (batch, self.num_classes)

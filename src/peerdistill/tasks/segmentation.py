@@ -64,6 +64,17 @@ class SegmentationTask:
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         return augment_images(x, y, self.augmentations, generator) if self.augmentations else (x, y)
 
+    def check_targets(self, y: torch.Tensor, split: str) -> None:
+        """Label maps [B, H, W] of class indices 0..K-1, or 255 for ignored pixels."""
+        if y.is_floating_point() or y.ndim != 3:
+            raise DataError(f"the {split} masks are {str(y.dtype).removeprefix('torch.')} of shape {tuple(y.shape)}; "
+                            "segmentation reads label maps [H, W] of class indices per image (255: ignored)")
+        stray = y[(y != IGNORE) & ((y < 0) | (y >= self.num_classes))]
+        if stray.numel():
+            raise DataError(f"the {split} masks hold value {int(stray[0])}, outside the {self.num_classes} classes "
+                            f"0..{self.num_classes - 1} (255 marks ignored pixels): number the classes from 0, or "
+                            "give DataSplits the right num_classes")
+
     def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
         if logits.ndim != 4 or logits.shape[0] != batch:
             raise DataError(
