@@ -57,10 +57,11 @@ def test_array_errors():
     bad[0, 0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         DataSplits.from_arrays(bad, [0, 1, 0, 1], x, [0, 1, 0, 1], x, [0, 1, 0, 1])
-    with pytest.raises(DataError, match=r"class\(es\) \[0\] of 0..2 have no training sample \(labels counted from 1"):
+    with pytest.raises(DataError, match=r"no label is 0 \(the labels run from 1 to 2\).*counted from 1\? subtract 1"):
         DataSplits.from_arrays(x, [1, 2, 1, 2], x, [1, 2, 1, 2], x, [1, 2, 1, 2])
-    with pytest.raises(DataError, match=r"class\(es\) \[2\] of 0..2 have no training sample: labels"):
+    with pytest.raises(DataError, match=r"class\(es\) \[2\] are in the val or test labels but have no training"):
         DataSplits.from_arrays(x, [0, 1, 0, 1], x, [0, 1, 2, 1], x, [0, 1, 0, 1])
+    assert DataSplits.from_arrays(x, [0, 3, 0, 3], x, [0, 3, 0, 3], x, [0, 3, 0, 3]).num_classes == 4  # unused ids
     with pytest.raises(DataError, match="got <U3 values such as np.str_\\('cat'\\): number the classes"):
         DataSplits.from_arrays(x, ["cat", "dog"] * 2, x, [0, 1, 0, 1], x, [0, 1, 0, 1])
 

@@ -71,7 +71,7 @@ class DataSplits:
         if len(shapes) != 1:
             raise DataError(f"train, val and test inputs differ in shape: {sorted(shapes)}")
         num_classes = int(max(int(y.max()) for y in ys if len(y)) + 1)
-        _check_every_class_trains(ys[0], num_classes)
+        _check_classes_train(ys, num_classes)
         if class_names is not None and len(class_names) < num_classes:
             raise DataError(f"{len(class_names)} class names given for {num_classes} classes")
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
@@ -102,15 +102,18 @@ class DataSplits:
         return out
 
 
-def _check_every_class_trains(y_train: torch.Tensor, num_classes: int) -> None:
-    """Labels 0..K-1 with a class the training split lacks: a model cannot learn it, and labels
-    counted from 1 would make an empty class 0 (AUC is then undefined in every epoch)."""
-    counts = torch.bincount(y_train, minlength=num_classes)
-    missing = [c for c in range(num_classes) if counts[c] == 0]
-    if missing:
-        hint = " (labels counted from 1? subtract 1)" if missing == [0] else ""
-        raise DataError(f"class(es) {missing[:10]} of 0..{num_classes - 1} have no training sample{hint}: labels "
-                        "must be class indices 0..K-1 and every class must be in the training split")
+def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
+    """A class in val or test that the training split lacks cannot be learnt; labels counted
+    from 1 would make an empty class 0 (AUC is then undefined in every epoch)."""
+    train = torch.bincount(ys[0], minlength=num_classes) > 0
+    anywhere = torch.stack([torch.bincount(y, minlength=num_classes) > 0 for y in ys]).any(dim=0)
+    untrained = [c for c in range(num_classes) if anywhere[c] and not train[c]]
+    if untrained:
+        raise DataError(f"class(es) {untrained[:10]} are in the val or test labels but have no training sample: "
+                        "every class must be in the training split")
+    if not anywhere[0]:
+        raise DataError(f"no label is 0 (the labels run from {int(min(int(y.min()) for y in ys if len(y)))} to "
+                        f"{num_classes - 1}): labels are class indices 0..K-1; counted from 1? subtract 1")
 
 
 def to_nchw(array, name: str) -> torch.Tensor:

@@ -161,10 +161,12 @@ class RunDir:
                         and read_json(path / RUN_FILE).get("status") != "complete":
                     raise RunDirError(f"run directory '{path}' holds a run with nothing to resume yet (it stopped "
                                       "in its first epoch, or is still in it): pass --overwrite to start it again, "
-                                      "or choose another name=/out_dir=")
+                                      "or choose another name=/out_dir= (in Python: Trainer(overwrite=True) or "
+                                      "another run_dir)")
                 raise RunDirError(
                     f"run directory '{path}' already exists: pass --overwrite to replace it, "
-                    "--resume to continue it, or choose another name=/out_dir="
+                    "--resume to continue it, or choose another name=/out_dir= (in Python: Trainer(overwrite=True), "
+                    "fit(data, resume=True), or another run_dir)"
                 )
             if not (path / RUN_FILE).exists():
                 raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
