@@ -60,6 +60,13 @@ def test_readme_python_example(tmp_path, capsys):
     np.savez(tmp_path / "x.npz", images=x_test[:5])
     predict_files(run, [str(tmp_path / "x.npz")], tmp_path / "p.csv", model="ensemble", modules=modules)
     assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 5
+    # the students alone: no teacher instance needed to score, export or predict with them
+    students = {k: v for k, v in modules.items() if k != "teacher"}
+    alone = evaluate_run(run, modules=students, data=data, roles=("student",))
+    assert set(alone) == {"student1", "student2", "ensemble"} and alone["ensemble"] == scores["ensemble"]
+    assert export_run(run, "student2", out=tmp_path / "s2.onnx", modules=students).max_abs_diff <= 1e-4
+    predict_files(run, [str(tmp_path / "x.npz")], tmp_path / "q.csv", model="ensemble", modules=students)
+    assert (tmp_path / "q.csv").read_text() == (tmp_path / "p.csv").read_text()
 
 
 def factory_with_kwargs(*, weights=None, **kwargs):

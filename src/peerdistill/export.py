@@ -24,7 +24,7 @@ from torch import nn
 
 from .cohort import as_logits
 from .data import build_data
-from .engine.artifacts import names_a_folder, read_json, save_weights
+from .engine.artifacts import RunDir, names_a_folder, read_json, save_weights
 from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
 from .runs import load_cohort, saved_data_spec, saved_window
@@ -76,8 +76,11 @@ class EnsembleProbabilities(nn.Module):
 
 def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None = None
                ) -> tuple[str, nn.Module, str, dict]:
-    """(name, module, output kind, run metadata) for a model name, 'best' or 'ensemble'."""
-    cohort, meta = load_cohort(run_dir, modules, with_heads=False)
+    """(name, module, output kind, run metadata) for a model name, 'best' or 'ensemble'. Only
+    the models needed are rebuilt (a student's export needs no teacher in ``modules``)."""
+    role_of = {e["name"]: e["role"] for e in RunDir.open(run_dir).meta()["members"]}
+    roles = ("student",) if which in ("best", "ensemble") or role_of.get(which) == "student" else ("teacher", "student")
+    cohort, meta = load_cohort(run_dir, modules, roles=roles, with_heads=False)
     students = {m.name: m.module for m in cohort.students}
     if which == "ensemble":
         if meta.get("task") == "detection":
@@ -92,7 +95,7 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
         which = max(students, key=lambda s: ranking_score(metric, metrics["val_at_best"][s][metric]))
     names = {m.name: m.module for m in cohort.members}
     if which not in names:
-        raise ConfigError(f"--model '{which}': the run has {sorted(names)}, 'best' and 'ensemble'")
+        raise ConfigError(f"--model '{which}': the run has {sorted(role_of)}, 'best' and 'ensemble'")
     return which, Logits(names[which], which).eval(), "logits", meta
 
 

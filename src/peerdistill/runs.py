@@ -84,17 +84,18 @@ def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
                  device: str = "auto", batch_size: int = 64, save_images: int = 0,
-                 modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None
-                 ) -> dict[str, dict[str, float]]:
+                 modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None,
+                 roles: tuple[str, ...] = ("teacher", "student")) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
     models in ``modules``). ``save_images`` > 0 also writes that many pictures per model under
     ``RUN_DIR/eval/SPLIT/``: predicted masks and overlays (segmentation) or predicted and true
-    boxes (detection)."""
+    boxes (detection). ``roles=("student",)`` scores the students and their ensemble only (no
+    teacher needed in ``modules``)."""
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
-    cohort, meta = load_cohort(run_dir, modules)
+    cohort, meta = load_cohort(run_dir, modules, roles=roles)
     if save_images and meta.get("task") not in ("segmentation", "detection"):
         raise DataError("--save-images is for segmentation and detection runs")
     if data is None and data_spec is not None:
