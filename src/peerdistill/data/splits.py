@@ -123,7 +123,7 @@ def to_nchw(array, name: str) -> torch.Tensor:
     t = t.float()
     if t.ndim == 3:
         t = t.unsqueeze(1)
-    elif t.ndim == 4 and t.shape[-1] in (1, 3, 4) and t.shape[1] not in (1, 3, 4):
+    elif t.ndim == 4 and t.shape[-1] in (1, 2, 3, 4) and t.shape[1] not in (1, 2, 3, 4):  # channels last
         t = t.permute(0, 3, 1, 2)
     elif t.ndim not in (2, 4):
         raise DataError(f"{name} inputs have shape {tuple(t.shape)}; expected [N, H, W], [N, H, W, C], [N, C, H, W] or [N, F]")
