@@ -88,8 +88,13 @@ def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
     ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [5, 5, 0, 10]}]}, "non-positive width or height"),
     ({"annotations": [{"image_id": 1, "category_id": 5, "bbox": [5, 5, 5, 5]}]}, "unknown category id 5"),
     ({"images": [], "annotations": []}, "lists no images"),
-    ({"images": [{"id": 1, "file_name": "gone.png", "width": 8, "height": 8}], "annotations": []},
-     "gone.png.* is missing"),
+    ({"images": [{"id": 1, "file_name": "gone.png", "width": 8, "height": 8}],
+      "annotations": [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5]}]}, "gone.png.* is missing: check data.images"),
+    ({"annotations": []}, "ann.json holds no box to learn from"),
+    ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5], "iscrowd": 1}]}, "all crowd regions"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 80, "height": 40},
+                 {"id": 5, "file_name": "a.png", "width": 80, "height": 40}]},
+     r"'a.png' is listed twice in 'images' of ann.json \(ids 1 and 5\)"),
     ({"annotations": [{"id": 4, "image_id": 1, "category_id": 7}]}, "annotation 4 of image 1 .*'bbox' is None"),
     ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [1, 2, 3]}]}, r"expected \[x, y, width, height\]"),
     ({"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 8},
@@ -112,6 +117,44 @@ def test_load_coco_tolerates_one_pixel_and_rejects_bad_files(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(DataError, match="cannot read .* as JSON"):
         load_coco(images, tmp_path / "bad.json", 16)
+
+
+def test_coco_file_names_written_on_windows_are_read(tmp_path):
+    images, ann = coco_files(tmp_path)
+    (images / "sub").mkdir()
+    (images / "a.png").rename(images / "sub" / "a.png")
+    data = json.loads(ann.read_text())
+    data["images"][0]["file_name"] = "sub\\a.png"
+    ann.write_text(json.dumps(data))
+    assert load_coco(images, ann, 16)[3] == ["sub/a.png", "b.png"]
+
+
+def turned_jpeg(path, stored=(60, 30)):
+    """A JPEG stored ``stored`` (width, height) whose EXIF orientation 6 shows it turned a quarter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", stored, (200, 30, 60)).save(path, exif=exif)
+
+
+def test_boxes_annotated_on_a_photo_as_stored_instead_of_as_shown_are_refused(tmp_path):
+    turned_jpeg(tmp_path / "img" / "a.jpg")
+    anns = [{"image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10]}]
+    for size, ok in (((60, 30), False), ((30, 60), True)):  # (width, height) in the JSON
+        images, ann = coco_files(tmp_path, images=[{"id": 1, "file_name": "a.jpg", "width": size[0], "height": size[1]}],
+                                 annotations=anns, categories=[{"id": 1, "name": "polyp"}])
+        if ok:
+            assert load_coco(images, ann, 16)[0].shape == (1, 3, 16, 16)
+        else:
+            with pytest.raises(DataError, match=r"gives the size 60x30 of 'a.jpg' as stored, but the file's EXIF "
+                                                 r"orientation turns it to 30x60 as shown"):
+                load_coco(images, ann, 16)
+    (tmp_path / "img" / "a.png").unlink()  # coco_files' own image of that id
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a": {"width": 60, "height": 30, "bbox": [
+        {"label": "polyp", "xmin": 1, "ymin": 1, "xmax": 9, "ymax": 9}]}}))
+    with pytest.raises(DataError, match="entry 'a' in boxes.json gives the size 60x30"):
+        load_box_json(tmp_path / "img", boxes, 16)
 
 
 # ---- Kvasir-style per-image JSON ------------------------------------------------------------
@@ -152,7 +195,7 @@ def test_load_box_json_errors(tmp_path):
         load_box_json(images, boxes, 16)
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [
         {"name": "polyp", "xmin": 10, "ymin": 10, "xmax": 20, "ymax": 20}]}}))
-    with pytest.raises(DataError, match="box 0 of 'a' in boxes.json has no 'label' key.*set label_key"):
+    with pytest.raises(DataError, match="box 0 of 'a' in boxes.json has no 'label' key.*every box needs its class"):
         load_box_json(images, boxes, 16)
     assert load_box_json(images, boxes, 16, label_key="name")[2] == ["polyp"]
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200}}))
@@ -169,6 +212,11 @@ def test_load_box_json_errors(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(DataError, match="no entry of boxes.json has an image"):
         load_box_json(tmp_path / "elsewhere", boxes, 16)
+    Image.new("RGB", (20, 10)).save(images / "a.bmp")  # any image suffix is read; two files of one id are not
+    with pytest.raises(DataError, match="'a.bmp' and 'a.png' in .* share the id 'a': keep one file per id"):
+        load_box_json(images, boxes, 16)
+    (images / "a.png").unlink()
+    assert load_box_json(images, boxes, 16)[3] == ["a"]
 
 
 # ---- boxes from mask folders ----------------------------------------------------------------

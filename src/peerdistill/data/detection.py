@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .image_io import IMAGE_SUFFIXES, binarized, check_same_size, image_files, read_image, read_mask_values
+from .image_files import _portable
+from .image_io import (IMAGE_SUFFIXES, binarized, check_same_size, image_files, image_size, read_image,
+                       read_mask_values)
 from .splits import TensorData
-
-BOX_JSON_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif")
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
 
@@ -111,6 +111,29 @@ def _image_dims(entry: dict, where: str) -> tuple[float, float]:
     return width, height
 
 
+def _by_stem(folder: Path, what: str = "images") -> dict[str, Path]:
+    """The image files of ``folder`` by file stem (their id); two files of one stem refused."""
+    found: dict[str, Path] = {}
+    for p in image_files(folder):
+        if p.stem in found:
+            raise DataError(f"'{found[p.stem].name}' and '{p.name}' in '{folder}' share the id '{p.stem}': keep one "
+                            f"file per id among the {what}")
+        found[p.stem] = p
+    return found
+
+
+def _check_annotated_upright(path: Path, width: float, height: float, where: str) -> None:
+    """Annotation tools show a photo turned by its EXIF orientation, and peerdistill reads it so;
+    a JSON whose size is that of the file as stored (a script that read the size without the
+    orientation) gives boxes on the unturned picture."""
+    stored = image_size(path, upright=False)
+    if stored[0] != stored[1] and (round(height), round(width)) == stored and image_size(path) == stored[::-1]:
+        raise DataError(f"{where} gives the size {width:g}x{height:g} of '{path.name}' as stored, but the file's EXIF "
+                        f"orientation turns it to {stored[0]}x{stored[1]} as shown (and as it is read here), so its "
+                        "boxes would land on the wrong pixels: annotate the upright image, or save the file with "
+                        "its pixels turned and no orientation tag")
+
+
 def _stack(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
@@ -134,14 +157,19 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
         raise DataError(f"an entry of 'categories' in {source} lacks 'id'")
     categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
     label_of = {c["id"]: k for k, c in enumerate(categories)}
-    images = {}
+    images, id_of_file = {}, {}
     for entry in data["images"]:
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise DataError(f"an entry of 'images' in {source} lacks 'id' or 'file_name'")
         if entry["id"] in images:
             raise DataError(f"image id {entry['id']} appears twice in 'images' of {source} "
                             f"('{images[entry['id']]['file_name']}' and '{entry['file_name']}'): ids must be unique")
-        images[entry["id"]] = entry
+        file_name = _portable(str(entry["file_name"]))
+        if file_name in id_of_file:  # its two entries could land in train and test, each with some boxes
+            raise DataError(f"'{file_name}' is listed twice in 'images' of {source} (ids {id_of_file[file_name]} and "
+                            f"{entry['id']}): list each image once, with all its annotations on that id")
+        id_of_file[file_name] = entry["id"]
+        images[entry["id"]] = {**entry, "file_name": file_name}
     per_image: dict = {i: [] for i in images}
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
@@ -163,11 +191,18 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
         label = label_of[ann["category_id"]]
         per_image[image_id].append(_rescaled(crowd_label(label) if ann.get("iscrowd", 0) else label,
                                              box, width, height, size))
+    if not any(label >= 0 for rows in per_image.values() for label, *_ in rows):
+        raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions): "
+                        "detection needs annotated images")
     xs = []
     for image_id, entry in images.items():
         path = images_dir / entry["file_name"]
         if not path.is_file():
-            raise DataError(f"image file '{path}' listed in {source} is missing: check images_dir")
+            raise DataError(f"image file '{path}' listed in {source} is missing: check data.images (the folder "
+                            "that file_name counts from, relative to data.root)")
+        if per_image[image_id]:
+            _check_annotated_upright(path, *_image_dims(entry, f"image {image_id} in {source}"),
+                                     f"image {image_id} in {source}")
         xs.append(read_image(path, size, grey=grey))
     names = [str(c.get("name", c["id"])) for c in categories]
     return _stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()]
@@ -177,7 +212,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
     [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
-    pixels. The image is ``images_dir/<id>.<jpg|jpeg|png|tif>``. Boxes are rescaled from the
+    pixels. The image is ``images_dir/<id>.<suffix>`` (any image suffix). Boxes are rescaled from the
     JSON's width/height to ``image_size``, never from the file's own size: the files may be a
     resized copy (Kvasir-SEG's 256x256 copy keeps the original sizes in the JSON).
 
@@ -192,11 +227,11 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
         raise DataError(f"'{boxes_json}' holds no entries: expected {{id: {{height, width, bbox: [...]}}}}")
     if not images_dir.is_dir():
         raise DataError(f"images folder '{images_dir}' does not exist")
-    files = {p.stem: p for p in image_files(images_dir, BOX_JSON_SUFFIXES)}
+    files = _by_stem(images_dir)
     ids = sorted(k for k in data if k in files)
     if not ids:
         raise DataError(f"no entry of {source} has an image in '{images_dir}' "
-                        f"(looked for <id>{list(BOX_JSON_SUFFIXES)})")
+                        f"(looked for <id> with a suffix of {sorted(IMAGE_SUFFIXES)})")
     rows, labels = [], []
     for key in ids:
         entry = data[key]
@@ -204,13 +239,16 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
             raise DataError(f"entry '{key}' in {source} is not {{height, width, bbox: [...]}} "
                             "(an image without objects has bbox: [])")
         width, height = _image_dims(entry, f"entry '{key}' in {source}")
+        if entry["bbox"]:
+            _check_annotated_upright(files[key], width, height, f"entry '{key}' in {source}")
         boxes = []
         for k, b in enumerate(entry["bbox"]):
             where = f"box {k} of '{key}' in {source}"
             if not isinstance(b, dict):
                 raise DataError(f"{where} is {b!r}; expected {{{label_key}, xmin, ymin, xmax, ymax}}")
             if label_key not in b:
-                raise DataError(f"{where} has no '{label_key}' key (keys {sorted(b)}): set label_key")
+                raise DataError(f"{where} has no '{label_key}' key (keys {sorted(b)}): every box needs its class "
+                                f"name under '{label_key}'")
             try:
                 corners = (b["xmin"], b["ymin"], b["xmax"], b["ymax"])
             except KeyError as exc:
@@ -240,8 +278,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
     for d in (images_dir, masks_dir):
         if not d.is_dir():
             raise DataError(f"'{d}' is not a directory")
-    images = {p.stem: p for p in image_files(images_dir)}
-    masks = {p.stem: p for p in image_files(masks_dir)}
+    images, masks = _by_stem(images_dir), _by_stem(masks_dir, "masks")
     lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if lone_images or lone_masks:
         raise DataError(f"image and mask names do not pair up: images without a mask {lone_images[:5]}, "
