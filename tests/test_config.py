@@ -29,6 +29,14 @@ def test_overrides_parse_yaml_values_and_list_indices():
     (["optim.lr=-1"], "'optim.lr': Input should be greater than 0"),
     (["teacher.frozen=true"], "a frozen model needs trained weights"),
     (["data.image_size=[4,4]"], "data.image_size does not apply to data kind 'digits'"),
+    (["data.num_classes=3", "data.pattern=x"], "data.pattern, data.num_classes applies to data kind 'folders' (image "
+                                               "and mask folders) only, not 'digits': remove it"),
+    (["task=detection", "data.kind=coco", "data.root=d", "data.annotations=a.json", "data.split_dirs={train: t}",
+      "teacher.arch=detector", "students=[{arch: detector}, {arch: detector}]"],
+     "data.split_dirs applies to data kind 'folders' (image and mask folders) only, not 'coco' (detection splits are "
+     "drawn by data.split_seed"),
+    (["task=detection", "data.kind=boxes", "data.patch_size=32", "teacher.arch=detector",
+      "students=[{arch: detector}, {arch: detector}]"], "is for segmentation: remove it for detection"),
     (["teacher.frozen=true", "teacher.checkpoint=t.safetensors", "teacher.heads=[features.2]"],
      "a frozen model's self-distillation heads would never learn"),
     (["students=[{arch: cnn}]"], "needs at least two students"),

@@ -281,9 +281,11 @@ def test_runs_saved_with_class_names_an_older_version_ignored_still_read(tmp_pat
     run = tmp_path / "old"
     meta = json.loads((run / "run.json").read_text())
     meta["data_spec"]["class_names"] = ["x", "y"]  # as an older version saved it
+    meta["data_spec"]["num_classes"] = 2  # ignored for this kind then, refused now
     (run / "run.json").write_text(json.dumps(meta))
     saved = yaml.safe_load((run / "config.yaml").read_text())
     saved["data"]["class_names"] = ["x", "y"]
+    saved["data"]["num_classes"] = 2
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     assert "student1" in evaluate_run(run)
     assert load_saved_config(run / "config.yaml").data.class_names is None

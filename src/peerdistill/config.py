@@ -135,6 +135,10 @@ class ChannelStats(_Strict):
 IMAGENET_STATS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
+# Keys read by the image/mask folder loader only; set for another kind they would be ignored.
+FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_masks")
+
+
 class DataSpec(_Strict):
     kind: Literal["digits", "npz", "image_folder", "csv", "shapes", "folders", "boxes", "coco", "box_json",
                   "mask_boxes"] = "digits"
@@ -202,6 +206,12 @@ class DataSpec(_Strict):
             raise ValueError(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip or rot90")
         if "rot90" in self.augment and self.task == "detection":
             raise ValueError("data.augment rot90 is not available for detection; use hflip, vflip, scale or crop")
+        ignored = [k for k in FOLDERS_ONLY_KEYS if getattr(self, k) not in (None, False)]
+        if ignored and self.kind != "folders":
+            given = (" (detection splits are drawn by data.split_seed, data.val_fraction and data.test_fraction)"
+                     if "split_dirs" in ignored and self.task == "detection" else "")
+            raise ValueError(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
+                             f"only, not '{self.kind}'{given}: remove it")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -333,7 +343,7 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _cohort_shape(self) -> "RunConfig":
         if self.data.patch_size is not None and self.task != "segmentation":
-            raise ValueError("data.patch_size (patch training) is for segmentation: remove it for classification")
+            raise ValueError(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
         if self.data.task != self.task:
             raise ValueError(f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
                              f"set task: {self.data.task}")
@@ -460,10 +470,14 @@ def validate(tree: dict[str, Any], source: str = "config") -> RunConfig:
 
 def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     """A run's saved data section, readable by this version: earlier versions accepted (and
-    ignored) ``class_names`` for kinds that name their classes, which is now refused."""
+    ignored) ``class_names`` for kinds that name their classes and the folder-only keys for other
+    kinds, which are now refused."""
     section = dict(section)
     if section.get("kind", "digits") in SELF_NAMING_KINDS:
         section.pop("class_names", None)
+    if section.get("kind", "digits") != "folders":  # ignored then, refused now
+        for key in FOLDERS_ONLY_KEYS:
+            section.pop(key, None)
     return section
 
 
