@@ -322,3 +322,57 @@ def test_a_detection_run_built_in_python_is_scored_and_predicted_like_a_config_r
     (tmp_path / "det" / "run.json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="holds no 'detection' settings"):
         evaluate_run(tmp_path / "det", data=data, modules=modules())
+
+
+def test_renumbering_detection_targets_keeps_padding_and_crowd_regions():
+    from peerdistill.runs import _renumbered
+
+    y = torch.tensor([[[0, 1, 1, 2, 2], [1, 0, 0, 3, 3], [-3, 0, 0, 1, 1], [-1, 0, 0, 0, 0]]], dtype=torch.float32)
+    out = _renumbered(y, torch.tensor([1, 0]))  # the data's class 0 is the run's 1 and back
+    assert out[0, :, 0].tolist() == [1, 0, -2, -1] and torch.equal(out[..., 1:], y[..., 1:])
+
+
+def write_coco_rectangles(root, categories, n=12, size=32):
+    """``n`` images, each with one red rectangle (the first category) and one blue (the second)."""
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for i in range(n):
+        pixels = np.zeros((size, size, 3), np.uint8)
+        for k, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+            x, y = int(rng.integers(0, 5)) + 16 * k, int(rng.integers(0, 20))
+            pixels[y:y + 10, x:x + 12] = colour
+            annotations.append({"id": len(annotations), "image_id": i, "category_id": categories[k]["id"],
+                                "bbox": [x, y, 12, 10]})
+        from PIL import Image
+
+        Image.fromarray(pixels).save(root / "img" / f"{i}.png")
+        images.append({"id": i, "file_name": f"{i}.png", "width": size, "height": size})
+    path = root / f"ann-{categories[0]['id']}.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def test_eval_on_a_coco_file_numbering_its_categories_otherwise_matches_them_by_name(tmp_path):
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+    from peerdistill.errors import DataError
+    from peerdistill.runs import _check_compatible
+
+    def data(annotations):
+        return build_data(DataSpec(kind="coco", root=str(tmp_path), images="img", annotations=annotations.name,
+                                   image_size=[32, 32]))
+
+    first = data(write_coco_rectangles(tmp_path, [{"id": 3, "name": "red"}, {"id": 7, "name": "blue"}]))
+    meta = {"task": "detection", "class_names": first.class_names, "num_classes": 2, "input_shape": [3, 32, 32]}
+    assert first.class_names == ["red", "blue"]
+    # the same boxes re-exported by another tool: blue is now category 1, red 2 (sorted ids swap them)
+    swapped = data(write_coco_rectangles(tmp_path, [{"id": 2, "name": "red"}, {"id": 1, "name": "blue"}]))
+    assert swapped.class_names == ["blue", "red"] and not torch.equal(swapped.test.y, first.test.y)
+    matched = _check_compatible(swapped, meta)  # what eval scores a run on
+    assert matched.class_names == ["red", "blue"]
+    for split in ("train", "val", "test"):
+        assert torch.equal(matched.split(split).y, first.split(split).y)
+    unknown = data(write_coco_rectangles(tmp_path, [{"id": 9, "name": "red"}, {"id": 8, "name": "green"}]))
+    with pytest.raises(DataError, match=r"the data has classes \['green'\] that the run does not know"):
+        _check_compatible(unknown, meta)

@@ -178,17 +178,31 @@ def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
     """``data`` checked against the run, its classes numbered as the run numbers them."""
     if list(data.input_shape) != list(meta["input_shape"]):
         raise DataError(f"the data's inputs are {list(data.input_shape)} but the run was trained on {meta['input_shape']}")
-    if meta.get("task", "classification") == "classification":
+    if meta.get("task", "classification") in ("classification", "detection"):
         data = _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:
         raise DataError(f"the data has {data.num_classes} classes but the run's models predict {meta['num_classes']}")
     return data
 
 
+def _renumbered(y: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Class labels [N], or detection targets [N, M, 5] whose label column also holds padding
+    (-1) and crowd regions (-2 - class), with class c renumbered ``order[c]``."""
+    if y.ndim == 1:
+        return order[y]
+    labels = y[..., 0].long()
+    crowd = labels <= -2
+    classes = torch.where(crowd, -2 - labels, labels).clamp_min(0)
+    new = torch.where(crowd, -2 - order[classes], order[classes])
+    out = y.clone()
+    out[..., 0] = torch.where(labels == -1, labels, new).to(y.dtype)
+    return out
+
+
 def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSplits:
-    """Classification labels renumbered to the run's class numbers, matched by name: other data
-    (a folder tree with fewer classes, a CSV sorting them otherwise) numbers its classes by what
-    it holds. Data whose classes have no names of their own ("0", "1", ... absent from the run's)
+    """Class labels renumbered to the run's class numbers, matched by name: other data (a folder
+    tree with fewer classes, a CSV sorting them otherwise, a COCO file numbering its categories
+    otherwise) numbers its classes by what it holds. Data whose classes have no names of their own ("0", "1", ... absent from the run's)
     keeps its numbers. The caller's ``data`` is left as it is: the renumbered splits are new."""
     names = list(data.class_names)
     unknown = [n for n in names if n not in run_names]
@@ -204,5 +218,5 @@ def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSp
         if not isinstance(part, TensorData):
             raise DataError(f"the data's classes {names} are numbered otherwise than the run's {run_names}: give "
                             "labels in the run's order")
-        renumbered[split] = TensorData(part.x, order[part.y])
+        renumbered[split] = TensorData(part.x, _renumbered(part.y, order))
     return dataclasses.replace(data, **renumbered, class_names=list(run_names), num_classes=len(run_names))
