@@ -70,6 +70,21 @@ def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, caps
     val = json.loads(capsys.readouterr().out)
     best_val = json.loads((out / "r" / "metrics.json").read_text())["val_at_best"]
     assert val["ensemble"]["accuracy"] == pytest.approx(best_val["ensemble"]["accuracy"])
+    # every sample of the data at once: the splits' accuracies weighted by their sizes (digits:
+    # 1,797 images cut 60/20/20 with stratification)
+    run_cli("eval", out / "r", "--split", "train", "--json")
+    train = json.loads(capsys.readouterr().out)
+    run_cli("eval", out / "r", "--split", "all", "--json")
+    whole = json.loads(capsys.readouterr().out)
+    from peerdistill.data import build_data
+    from peerdistill.config import DataSpec
+
+    sizes = {s: len(build_data(DataSpec()).split(s)) for s in ("train", "val", "test")}
+    assert sum(sizes.values()) == 1797 == len(build_data(DataSpec()).split("all"))
+    for model in saved:
+        expected = sum(sizes[s] * part[model]["accuracy"] for s, part in
+                       (("train", train), ("val", val), ("test", scores))) / 1797
+        assert whole[model]["accuracy"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_eval_on_other_data(tmp_path, capsys):

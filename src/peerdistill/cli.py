@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score the saved models of a run on a split or other data")
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("overrides", nargs="*", metavar="data.key=value")
-    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                    help="all: train, val and test together (other data scored whole)")
     ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")

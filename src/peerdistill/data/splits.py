@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from ..errors import DataError
 
@@ -43,8 +43,15 @@ class DataSplits:
         return self.input_shape[0]
 
     def split(self, name: str) -> Dataset:
+        """One split by name; ``all``: train, val and test together (to score other data whole)."""
+        if name == "all":
+            parts = [self.train, self.val, self.test]
+            if all(isinstance(p, TensorData) for p in parts) and len({p.x.shape[1:] for p in parts}) == 1 \
+                    and len({p.y.shape[1:] for p in parts}) == 1:
+                return TensorData(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
+            return ConcatDataset(parts)
         if name not in ("train", "val", "test"):
-            raise DataError(f"unknown split '{name}': choose train, val or test")
+            raise DataError(f"unknown split '{name}': choose train, val, test or all")
         return getattr(self, name)
 
     @classmethod
