@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -377,3 +378,63 @@ def test_a_damaged_run_json_is_one_message_for_every_command(tmp_path, capsys, d
         err = capsys.readouterr().err
         assert "run.json' is damaged: it lacks" in err and "Traceback" not in err, err
     assert {p: p.read_bytes() for p in (out / "r").rglob("*") if p.is_file()} == before
+
+
+def test_outputs_never_land_on_a_runs_own_files_or_the_inputs(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    run = out / "r"
+    before = {f: (run / f).read_bytes() for f in ("run.json", "metrics.json", "metrics.csv", "config.yaml")}
+    capsys.readouterr()
+    run_cli("report", run, "--out", run / "metrics.json", expect=2)
+    run_cli("export", run, "--out", run / "run.onnx", expect=2)  # its .json sidecar would be the run's run.json
+    run_cli("export", run, "--model", "student2", "--format", "safetensors", "--out", out / "r" / "models" / "x.safetensors",
+            expect=2)
+    np.savez(tmp_path / "x.npz", images=np.random.default_rng(0).random((3, 8, 8), dtype=np.float32))
+    run_cli("predict", run, tmp_path / "x.npz", "--out", run / "metrics.csv", expect=2)
+    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "x.npz", expect=2)
+    err = capsys.readouterr().err
+    assert err.count("is one of the files of the run") == 3 and "is one of the inputs" in err
+    assert {f: (run / f).read_bytes() for f in before} == before
+    # a path through a file: one message, not a traceback
+    (tmp_path / "afile").write_text("")
+    run_cli("export", run, "--out", tmp_path / "afile" / "x.onnx", expect=2)
+    assert "error: Not a directory" in capsys.readouterr().err
+    run_cli("train", tmp_path, expect=2)
+    assert "is a folder: give the YAML file in it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train: {epochs: 1}\ntrain: {batch_size: 32}\n", "key 'train' appears twice (lines 1 and 2)"),
+    ("optim: {lr: .inf}\n", "'optim.lr': Input should be a finite number (got inf)"),
+    ("data: {normalize: {mean: [0], std: [.inf]}}\n", "'data.normalize.std.0': Input should be a finite number"),
+    ("name: ../elsewhere\n", "name is the run's folder inside out_dir: one folder name"),
+    ("seed: 4294967296\n", "'seed': Input should be less than 4294967296"),
+    ("data: {split_seed: -5}\n", "'data.split_seed': Input should be greater than or equal to 0"),
+], ids=["duplicate-key", "inf", "inf-in-stats", "name-path", "seed-range", "split-seed"])
+def test_config_values_that_would_fail_late_or_silently_are_refused_at_once(tmp_path, capsys, text, message):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    run_cli("train", path, f"out_dir={tmp_path / 'runs'}", expect=2)
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_preset_given_twice_to_compare_is_refused(tmp_path, capsys):
+    run_cli("compare", "--presets", "kd,kd", "--seeds", "1", f"out_dir={tmp_path}", expect=2)
+    assert "'kd' given twice; list each preset once" in capsys.readouterr().err
+
+
+def test_masks_are_never_written_among_the_input_images(tmp_path):
+    from peerdistill.errors import ConfigError
+    from peerdistill.predict import _check_out
+
+    (tmp_path / "images").mkdir()
+    image = tmp_path / "images" / "0.png"
+    image.write_bytes(b"")
+    for inputs in ([str(image)], [str(tmp_path / "images")]):
+        with pytest.raises(ConfigError, match="is a folder of inputs: masks written there could replace"):
+            _check_out(tmp_path / "images", True, inputs)
+    with pytest.raises(ConfigError, match="names a file; segmentation writes a folder of masks"):
+        _check_out(tmp_path / "masks.csv", True, [str(image)])
+    _check_out(tmp_path / "masks", True, [str(image)])

@@ -263,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file the command had to read or write: permissions, a full disk, a file for a folder
+        where = f" '{exc.filename}'" if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}:{where}')}; check the path and its "
+                          "permissions", highlight=False, soft_wrap=True)
+        return 2
 
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:

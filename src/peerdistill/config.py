@@ -27,10 +27,33 @@ def check_preset_names(option: str, names: list[str]) -> None:
     if not names or bad:
         raise ConfigError(f"{option}: unknown preset {', '.join(map(repr, bad)) or '(none given)'}; "
                           f"choose from {', '.join(NAMED_PRESETS)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # one run would be counted as two seeds' worth of results
+        raise ConfigError(f"{option}: {', '.join(map(repr, twice))} given twice; list each preset once")
+
+
+SEED_LIMIT = 2**32  # NumPy's seeds; a larger one would give the run of seed % 2**32
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # .inf / .nan in YAML are refused for every number: they only fail later, as non-finite losses
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one
+    silently: a second `train:` section would drop the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}): "
+                                "give each key once (merge the two sections)", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 class ModelSpec(_Strict):
@@ -41,7 +64,7 @@ class ModelSpec(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     frozen: bool = False
     checkpoint: str | None = Field(default=None, description="trained weights: a .safetensors file, or a run directory (its models/NAME.safetensors, NAME this model's name)")
-    lr: float | None = Field(default=None, gt=0)
+    lr: float | None = Field(default=None, gt=0, le=1e4)
     feature_layer: str | None = Field(default=None, description="module path feature edges use (zoo models know theirs)")
     weight: float = Field(default=1.0, gt=0, description="a teacher's weight mu in the multi-teacher average")
     heads: list[str] = Field(default_factory=list, description="module paths that get self-distillation heads")
@@ -146,7 +169,7 @@ class DataSpec(_Strict):
                                                       "box_json / mask_boxes: the folder")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    split_seed: int = 0
+    split_seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
     class_weights: bool = False
     normalize: Literal["split", "imagenet"] | ChannelStats = Field(
         default="split", description="standardise inputs (in [0, 1]) per channel by the training split's mean and "
@@ -242,7 +265,7 @@ class DataSpec(_Strict):
 
 class OptimSpec(_Strict):
     name: Literal["sgd", "adam", "adamw"] = "adamw"
-    lr: float = Field(default=3e-3, gt=0)
+    lr: float = Field(default=3e-3, gt=0, le=1e4)
     weight_decay: float = Field(default=5e-4, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     scheduler: Literal["cosine", "step", "none"] = "cosine"
@@ -319,7 +342,7 @@ class LogSpec(_Strict):
 class RunConfig(_Strict):
     name: str = "digits-kd+ml"
     out_dir: str = "runs"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
     deterministic: bool = False
     device: str = "auto"
     task: Literal["classification", "segmentation", "detection"] = "classification"
@@ -332,6 +355,14 @@ class RunConfig(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     detect: DetectSpec = Field(default_factory=DetectSpec)
     log: LogSpec = Field(default_factory=LogSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, v: str) -> str:
+        if v.strip() in ("", ".", "..") or any(c in v for c in "/\\"):
+            raise ValueError("name is the run's folder inside out_dir: one folder name, without '/', '\\' or "
+                             "'..' (put the place in out_dir)")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -446,10 +477,14 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder: give the YAML file in it")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+        tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
     except UnicodeDecodeError:
@@ -509,8 +544,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     """One line per problem; ``model`` is the section validated (default: the whole config)."""
     lines = [f"invalid {source}:"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+    errors = exc.errors()
+    for err in errors:
+        # pydantic names the branch of a union it tried ('literal[...]', 'function-after[...]',
+        # 'constrained-int'): not keys a user wrote. A mapping given where one branch wants a
+        # word is that branch's mismatch, not the problem.
+        parts = tuple(p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier())
+        if err["type"] == "literal_error" and isinstance(err.get("input"), (dict, list)) and len(errors) > 1:
+            continue
+        err = {**err, "loc": parts}
+        loc = ".".join(str(p) for p in parts)
         if err["type"] == "extra_forbidden":
             lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model or RunConfig)}")
         elif err["type"] == "missing":

@@ -24,7 +24,7 @@ from torch import nn
 
 from .cohort import as_logits
 from .data import build_data
-from .engine.artifacts import RunDir, names_a_folder, read_json, save_weights
+from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, read_json, save_weights
 from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
 from .runs import load_cohort, saved_data_spec, saved_window
@@ -162,6 +162,11 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
         if target.resolve().is_relative_to((run_dir / own).resolve()):
             raise ConfigError(f"--out '{out}' is inside the run's {own}/ folder, which holds its own files: "
                               "write the export elsewhere (default RUN_DIR/export/)")
+    check_not_a_run_file(target)
+    if fmt == "onnx":
+        from .predict import sidecar_path
+
+        check_not_a_run_file(sidecar_path(target), "--out (its .json beside the .onnx)")
     return target
 
 

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .comparison_runs import setting_runs  # noqa: E402
-from .engine.artifacts import RunDir, atomic_write_text, names_a_folder, read_json  # noqa: E402
+from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, names_a_folder, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
 from .report import fmt, model_order, seeds_cell  # noqa: E402
@@ -62,6 +62,7 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
             "`peerdistill compare` wrote"
         )
     target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
+    check_not_a_run_file(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, page)
     return target

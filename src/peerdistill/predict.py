@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data.splits import standardize
-from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text
+from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file
 from .engine.evaluate import windowed
 from .errors import CheckpointError, ConfigError, DataError
 from .predict_inputs import Inputs, read_inputs
@@ -56,7 +56,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     else:
         info, run = _run_model(model_path, model or "best", modules)
     dense = info["task"] == "segmentation"
-    _check_out(out, dense)
+    _check_out(out, dense, inputs)
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
@@ -91,11 +91,21 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _check_out(out: Path, dense: bool) -> None:
+def _check_out(out: Path, dense: bool, inputs: list[str]) -> None:
     if dense and out.exists() and not out.is_dir():
         raise ConfigError(f"--out '{out}' is a file; segmentation writes a folder of masks: give a folder")
+    if dense and not out.exists() and out.suffix.lower() in (".csv", ".json", ".txt"):
+        raise ConfigError(f"--out '{out}' names a file; segmentation writes a folder of masks: give a folder")
     if not dense and out.is_dir():
         raise ConfigError(f"--out '{out}' is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
+    check_not_a_run_file(out / "mask.png" if dense else out)
+    given = [Path(i).resolve() for i in inputs]
+    here = out.resolve()
+    if not dense and here in given:
+        raise ConfigError(f"--out '{out}' is one of the inputs: write the predictions elsewhere")
+    if dense and any(g == here or g.parent == here for g in given):  # beside the images: over their true masks
+        raise ConfigError(f"--out '{out}' is a folder of inputs: masks written there could replace files beside "
+                          "them (their true masks); write the predictions to another folder")
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None):

@@ -18,12 +18,33 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from ..errors import CheckpointError, RunDirError
+from ..errors import CheckpointError, ConfigError, RunDirError
 
 RUN_FILE = "run.json"
 # The files a trainer writes at the top of its run directory.
 TRAINER_FILES = (RUN_FILE, "metrics.json", "metrics.csv", "config.yaml", "connectors.safetensors",
                  "discriminators.safetensors")
+
+
+# The folders of a run directory that hold its own files (weights, resume state, logs).
+RUN_FOLDERS = ("models", "heads", "checkpoints", "tensorboard")
+COMPARISON_FILES = ("compare.csv", "compare.md")
+
+
+def check_not_a_run_file(target: str | Path, option: str = "--out") -> None:
+    """Refuse to write ``target`` over a file that a run or a comparison owns (run.json,
+    metrics, config, weights, checkpoints of any run directory): a report, an export or
+    predictions written there would destroy the run."""
+    path = Path(target).resolve()
+    for folder in (path.parent, path.parent.parent):
+        is_run = (folder / RUN_FILE).is_file()
+        own = (path.parent == folder and path.name in (TRAINER_FILES if is_run else ()) + COMPARISON_FILES
+               and (is_run or (folder / "compare.csv").is_file()))
+        inside = is_run and path.parent != folder and path.parent.name in RUN_FOLDERS
+        if own or inside:
+            raise ConfigError(f"{option} '{target}' is one of the files of the run (or comparison) in '{folder}': "
+                              "writing there would destroy it; write elsewhere (the run's export/ or eval/ folder, "
+                              "or another place)")
 
 
 def _current_umask() -> int:
