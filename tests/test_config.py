@@ -35,6 +35,12 @@ def test_overrides_parse_yaml_values_and_list_indices():
       "teacher.arch=detector", "students=[{arch: detector}, {arch: detector}]"],
      "data.split_dirs applies to data kind 'folders' (image and mask folders) only, not 'coco' (detection splits are "
      "drawn by data.split_seed"),
+    (["data.shapes_counts=[1, 1, 1]"], "data.shapes_counts applies to data kind 'shapes', not 'digits'"),
+    (["data.masks=labels"], "data.masks applies to data kind 'folders' or 'mask_boxes', not 'digits'"),
+    (["train.segmentation_loss=ce"], "train.segmentation_loss is for segmentation: remove it for classification"),
+    (["detect.nms_iou=0.1"], "the detect section is for detection: remove it for classification"),
+    (["students.0.weight=5"], "students.N.weight is a teacher's weight in the multi-teacher average"),
+    (["students.0.deep_layer=features"], "deep_layer is the layer self-distillation heads learn from"),
     (["task=detection", "data.kind=boxes", "data.patch_size=32", "teacher.arch=detector",
       "students=[{arch: detector}, {arch: detector}]"], "is for segmentation: remove it for detection"),
     (["teacher.frozen=true", "teacher.checkpoint=t.safetensors", "teacher.heads=[features.2]"],

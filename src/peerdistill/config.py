@@ -81,6 +81,8 @@ class ModelSpec(_Strict):
         if self.frozen and self.heads:
             raise ValueError("a frozen model's self-distillation heads would never learn: drop 'heads', "
                              "or set frozen: false")
+        if self.deep_layer and not self.heads:
+            raise ValueError("deep_layer is the layer self-distillation heads learn from: set heads too, or remove it")
         return self
 
 
@@ -160,6 +162,9 @@ IMAGENET_STATS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 # Keys read by the image/mask folder loader only; set for another kind they would be ignored.
 FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_masks")
+# Keys of one or two kinds, refused for the others when changed from their defaults.
+KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
+                  "path_column": ("csv",), "label_column": ("csv",)}
 
 
 class DataSpec(_Strict):
@@ -229,6 +234,11 @@ class DataSpec(_Strict):
             raise ValueError(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip or rot90")
         if "rot90" in self.augment and self.task == "detection":
             raise ValueError("data.augment rot90 is not available for detection; use hflip, vflip, scale or crop")
+        for key, kinds in KIND_ONLY_KEYS.items():
+            if self.kind not in kinds and getattr(self, key) != type(self).model_fields[key].get_default(
+                    call_default_factory=True):
+                raise ValueError(f"data.{key} applies to data kind {' or '.join(map(repr, kinds))}, not "
+                                 f"'{self.kind}': remove it")
         ignored = [k for k in FOLDERS_ONLY_KEYS if getattr(self, k) not in (None, False)]
         if ignored and self.kind != "folders":
             given = (" (detection splits are drawn by data.split_seed, data.val_fraction and data.test_fraction)"
@@ -401,6 +411,13 @@ class RunConfig(_Strict):
         if self.task != "classification" and any(s.heads for s in self.students):
             raise ValueError("self-distillation heads (students.N.heads, preset self) are for classification: "
                              "their classifiers pool features to one class vector; remove them")
+        if self.train.segmentation_loss != "ce+dice" and self.task != "segmentation":
+            raise ValueError(f"train.segmentation_loss is for segmentation: remove it for {self.task}")
+        if self.detect != DetectSpec() and self.task != "detection":
+            raise ValueError(f"the detect section is for detection: remove it for {self.task}")
+        if any(s.weight != 1.0 for s in self.students):
+            raise ValueError("students.N.weight is a teacher's weight in the multi-teacher average: remove it "
+                             "from the students")
         if self.task == "detection" and preset == "multi-teacher":
             raise ValueError("preset 'multi-teacher' is not available for detection: use kd with one teacher")
         if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) < 2:
@@ -512,6 +529,9 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
         section.pop("class_names", None)
     if section.get("kind", "digits") != "folders":  # ignored then, refused now
         for key in FOLDERS_ONLY_KEYS:
+            section.pop(key, None)
+    for key, kinds in KIND_ONLY_KEYS.items():
+        if section.get("kind", "digits") not in kinds:
             section.pop(key, None)
     return section
 
