@@ -21,6 +21,10 @@ def test_overrides_parse_yaml_values_and_list_indices():
     assert cfg.deterministic is True and cfg.name == "abc"
 
 
+def test_a_numeric_run_name_is_a_name():
+    assert validate(apply_overrides(default_config(), ["name=2024"])).name == "2024"
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["train.epoch=3"], "unknown key 'train.epoch' (did you mean 'epochs'?)"),
     (["distill.alpah=1"], "did you mean 'alpha'"),

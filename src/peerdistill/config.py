@@ -366,6 +366,11 @@ class RunConfig(_Strict):
     detect: DetectSpec = Field(default_factory=DetectSpec)
     log: LogSpec = Field(default_factory=LogSpec)
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _numbers_are_names_too(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v  # name=2024 reads as a number
+
     @field_validator("name")
     @classmethod
     def _one_folder_name(cls, v: str) -> str:
