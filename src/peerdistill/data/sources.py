@@ -31,6 +31,8 @@ def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
 
 def check_npz(path: Path) -> None:
     """np.load reads anything that is not a zip as a pickle and says so; name the real problem."""
+    with open(path, "rb"):  # an unreadable file is that (is_zipfile would call it "not a zip")
+        pass
     if not zipfile.is_zipfile(path):
         raise DataError(f"'{path}' is not a .npz archive (a zip of arrays, as numpy.savez writes): "
                         "point at the .npz file")

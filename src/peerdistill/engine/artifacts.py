@@ -138,6 +138,8 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' for {name} does not exist")
+    with open(path, "rb"):  # an unreadable file is that, not "corrupt" (the caller reports OSError)
+        pass
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
