@@ -86,6 +86,14 @@ def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, caps
         expected = sum(sizes[s] * part[model]["accuracy"] for s, part in
                        (("train", train), ("val", val), ("test", scores))) / 1797
         assert whole[model]["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert "has not finished" not in capsys.readouterr().err
+    record = json.loads((out / "r" / "run.json").read_text())
+    (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as a killed run leaves it
+    run_cli("eval", out / "r", "--json")
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["ensemble"] == scores["ensemble"]  # stdout stays pure JSON
+    assert "note: " in captured.err and "has not finished: these are the weights of its best epoch so far" in " ".join(
+        captured.err.split())
 
 
 def test_eval_on_other_data(tmp_path, capsys):

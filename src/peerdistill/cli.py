@@ -15,7 +15,7 @@ from .terminal import Console
 from . import __version__
 from .config import (DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_saved_config,
                      load_yaml, saved_data_section)
-from .engine.artifacts import jsonable
+from .engine.artifacts import RunDir, jsonable
 from .errors import ConfigError, PeerdistillError
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
@@ -109,6 +109,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         console.print(results_table(f"{ns.run_dir}: {ns.split} split", scores, metrics=task_for(meta).summary_metrics))
     if ns.save_images:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"pictures: {Path(ns.run_dir) / 'eval' / ns.split}/MODEL/", highlight=False, soft_wrap=True)
+    if not RunDir.open(ns.run_dir).is_complete:
+        err_console.print(f"note: '{ns.run_dir}' has not finished: these are the weights of its best epoch so far "
+                          f"(continue it with peerdistill train --resume {ns.run_dir})", highlight=False, soft_wrap=True)
     return 0
 
 
