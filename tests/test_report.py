@@ -200,3 +200,39 @@ def test_report_of_a_directory_that_is_neither(tmp_path):
         write_report(tmp_path)
     assert str(tmp_path) in str(info.value)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_a_report_draws_no_predictions_on_data_changed_since_training(digits_run, tmp_path):
+    copy = tmp_path / "changed"
+    shutil.copytree(digits_run, copy)
+    meta = json.loads((copy / "run.json").read_text())
+    meta["input_shape"] = [1, 12, 12]  # as if the images on disk had been resized since
+    (copy / "run.json").write_text(json.dumps(meta))
+    page = write_report(copy).read_text(encoding="utf-8")
+    assert "Predictions skipped" in page and "the data&#x27;s inputs are [1, 8, 8] but the run was trained on" in page
+    assert "confusion matrix" not in page
+
+
+def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_path):
+    import matplotlib
+
+    from peerdistill.html_report import legend_name
+
+    assert legend_name("_fast") == "\u200b_fast" and legend_name("student1") == "student1"
+    copy = tmp_path / "odd"
+    shutil.copytree(digits_run, copy)
+    # a model named as mathtext would read it, and one matplotlib leaves out of legends
+    for name in ("run.json", "metrics.json", "metrics.csv"):
+        text = (copy / name).read_text().replace("student1", "$\\\\frac$").replace("student2", "_fast")
+        (copy / name).write_text(text)
+    for old, new in (("student1", "$\\frac$"), ("student2", "_fast")):
+        (copy / "models" / f"{old}.safetensors").rename(copy / "models" / f"{new}.safetensors")
+    metrics = json.loads((copy / "metrics.json").read_text())
+    for name in ("metrics.json", "run.json"):  # as a killed run leaves them
+        (copy / name).write_text(json.dumps({**json.loads((copy / name).read_text()), "status": "running"}))
+    parse_math = matplotlib.rcParams["text.parse_math"]
+    page = write_report(copy).read_text(encoding="utf-8")
+    assert matplotlib.rcParams["text.parse_math"] == parse_math  # the setting is the report's own
+    assert "$\\frac$" in page and "This run has not finished" in page and f"--resume {copy}" in page
+    assert f"best epoch {metrics['best_epoch']} of 2<" in page  # config.yaml plans the 2 epochs done
+    assert "ROC curves" in page and "these use the weights of its best epoch so far" in page

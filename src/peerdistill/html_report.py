@@ -9,6 +9,7 @@ import html
 import io
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ import torch  # noqa: E402
 from .comparison_runs import setting_runs  # noqa: E402
 from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, names_a_folder, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE  # noqa: E402
-from .errors import CheckpointError, DataError, RunDirError  # noqa: E402
+from .config import load_saved_config  # noqa: E402
+from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
 from .report import fmt, model_order, seeds_cell  # noqa: E402
 
 REPORT_FILE = "report.html"
@@ -51,11 +53,12 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     """Write one self-contained HTML page for a run directory (it has run.json) or a comparison
     directory (it has compare.csv) and return its path (default ``path/report.html``)."""
     directory = Path(path)
-    if (directory / "run.json").is_file():
-        page = run_page(directory)
-    elif (directory / "compare.csv").is_file():
-        page = comparison_page(directory)
-    else:
+    is_run, is_comparison = (directory / "run.json").is_file(), (directory / "compare.csv").is_file()
+    if not (is_run or is_comparison):
+        runs = [p.name for p in directory.glob("*/run.json")] if directory.is_dir() else []
+        if runs:
+            raise RunDirError(f"'{directory}' holds runs ({len(runs)}) but no compare.csv yet: a comparison writes "
+                              "it when its last run ends; report it then, or report one of its runs")
         raise RunDirError(
             f"'{directory}' is neither a peerdistill run directory (with run.json) nor a comparison "
             "directory (with compare.csv): pass the directory that `peerdistill train` or "
@@ -63,6 +66,10 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
         )
     target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
     check_not_a_run_file(target)
+    # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
+    # or became a formula).
+    with matplotlib.rc_context({"text.parse_math": False}):
+        page = run_page(directory) if is_run else comparison_page(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, page)
     return target
@@ -106,6 +113,12 @@ def figure_html(fig, caption: str) -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
+def legend_name(name: str) -> str:
+    """A label matplotlib keeps in the legend: it leaves out those starting with '_' (a model or
+    config named '_fast'), so such a name gets an invisible zero-width space in front."""
+    return "\u200b" + name if name.startswith("_") else name
+
+
 def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
@@ -130,6 +143,8 @@ def _read_metrics(directory: Path) -> dict[str, Any]:
 def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     data_kind = (meta.get("data_spec") or {}).get("kind", "?")
     epochs = len(metrics.get("epochs", []))
+    planned = _planned_epochs(directory)
+    of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} done of {planned}"
     facts = [
         ("directory", str(directory)),
         ("task", meta.get("task", "classification")),
@@ -137,10 +152,23 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         ("data", f"{data_kind}, {meta.get('num_classes', '?')} classes, inputs {meta.get('input_shape', '?')}"),
         ("models", ", ".join(f"{m['name']} ({m['role']})" for m in meta.get("members", []))),
         ("monitor", f"validation {metrics.get('monitor', '?')}; best epoch {metrics.get('best_epoch', '?')} "
-                    f"of {epochs}"),
+                    f"of {of}"),
         ("seed", meta.get("seed", "?")),
     ]
-    return "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
+    summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
+    if metrics.get("status") != "complete":
+        written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / "metrics.json").stat().st_mtime))
+        summary += note_html(f"This run has not finished: its files were last written at {written}. If no process is "
+                             f"training it any more, continue it with: peerdistill train --resume {directory}")
+    return summary
+
+
+def _planned_epochs(directory: Path) -> int | None:
+    """train.epochs of the run's config.yaml (absent for runs built in Python)."""
+    try:
+        return int(load_saved_config(directory / "config.yaml").train.epochs)
+    except (PeerdistillError, OSError):
+        return None
 
 
 def learning_curves_section(metrics: dict[str, Any]) -> str:
@@ -175,7 +203,7 @@ def monitor_curve_figure(epochs: list[dict[str, Any]], metric: str, best_epoch: 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in validation_series(epochs, metric).items():
         style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
-        ax.plot(x, values, marker="o", markersize=3, label=name, **style)
+        ax.plot(x, values, marker="o", markersize=3, label=legend_name(name), **style)
     if best_epoch:
         ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
     return _per_epoch_axes(fig, ax, f"validation {metric}", f"validation {metric}")
@@ -195,7 +223,7 @@ def loss_curve_figure(epochs: list[dict[str, Any]]):
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in loss_series(epochs).items():
         style = {"color": "black", "linewidth": 2.5} if name == "total" else {}
-        ax.plot(x, values, marker="o", markersize=3, label=name, **style)
+        ax.plot(x, values, marker="o", markersize=3, label=legend_name(name), **style)
     return _per_epoch_axes(fig, ax, "loss", "training loss terms")
 
 
@@ -208,10 +236,18 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     names = list(dict.fromkeys(k for values in scores.values() for k in values))
     rows = [[model, f"{params[model]:,}" if params.get(model) is not None else ""]
             + [fmt(values.get(name)) for name in names] for model, values in scores.items()]
+    task = meta.get("task", "classification")
+    auc = " The auc column is the macro average of the one-vs-rest areas." if (
+        task == "classification" and meta.get("num_classes", 2) > 2) else ""
     caption = (f"<p>Test split, with the weights of the best validation epoch "
                f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
-               "The ensemble averages the students' probabilities.</p>")
+               f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']) + auc)}</p>")
     return section_html("Test metrics", [caption, table_html(["model", "parameters"] + names, rows)])
+
+
+ENSEMBLE_RULES = {"classification": "The ensemble averages the students' probabilities.",
+                  "segmentation": "The ensemble averages the students' probabilities, pixel by pixel.",
+                  "detection": "The ensemble fuses the students' boxes by weighted boxes fusion."}
 
 
 def costs_section(meta: dict[str, Any]) -> str:
@@ -245,22 +281,27 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)
     except (CheckpointError, DataError) as exc:
+        where = (" The report reads the data where training read it (a relative data.root counts from the current "
+                 "folder): run it from the folder training ran in.") if isinstance(exc, DataError) else ""
         return section_html(title, [note_html(f"Predictions skipped: the saved models or the data could not be "
-                                              f"loaded again ({exc}).")])
+                                              f"loaded again ({exc}).{where}")])
+    unfinished = [] if RunDir(directory).is_complete else [note_html(
+        "The run has not finished: these use the weights of its best epoch so far.")]
     if segmentation:
-        return section_html(title, segmentation_parts(cohort, task, data.test, meta, window, overlap))
+        return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap))
     if meta.get("task") == "detection":
-        return section_html("Test samples", detection_parts(cohort, task, data.test, meta))
-    return section_html(title, classification_parts(cohort, task, data.test, meta, window, overlap))
+        return section_html("Test samples", unfinished + detection_parts(cohort, task, data.test, meta))
+    return section_html(title, unfinished + classification_parts(cohort, task, data.test, meta, window, overlap))
 
 
 def load_for_predictions(directory: Path):
     from .data import build_data
-    from .runs import load_cohort, saved_data_spec, saved_window, task_for
+    from .runs import _check_compatible, load_cohort, saved_data_spec, saved_window, task_for
 
     cohort, meta = load_cohort(directory)
     spec = saved_data_spec(meta)
-    data = build_data(spec, stats=meta.get("data_stats"))
+    # checked and numbered as eval does it: data changed since training is not drawn as the run's
+    data = _check_compatible(build_data(spec, stats=meta.get("data_stats")), meta)
     cohort.to(torch.device("cpu"))
     window, overlap = saved_window(meta)
     return cohort, task_for(meta), data, window, overlap
@@ -338,7 +379,7 @@ def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int):
     for name, p in probs.items():
         fpr, tpr = roc_points(p, y, num_classes)
         style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
-        ax.plot(fpr, tpr, label=f"{name} (area {auc(fpr, tpr):.3f})", **style)
+        ax.plot(fpr, tpr, label=legend_name(f"{name} (area {auc(fpr, tpr):.3f})"), **style)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)", xlim=(0, 1), ylim=(0, 1.01))
     ax.grid(alpha=0.3)
@@ -535,7 +576,7 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
             xs.append(i + offset + 0.15 * width)
             means.append(row["mean"])
             stds.append(0.0 if math.isnan(row["std"]) else row["std"])
-        ax.errorbar(xs, means, yerr=stds, fmt="D", markersize=6, capsize=4, color=color, label=model)
+        ax.errorbar(xs, means, yerr=stds, fmt="D", markersize=6, capsize=4, color=color, label=legend_name(model))
     ax.set_xticks(range(len(settings)), settings, rotation=20 if len(settings) > 4 else 0)
     ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting (mean ± std over seeds)")
     ax.grid(axis="y", alpha=0.3)
@@ -572,7 +613,7 @@ def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str
         length = min(len(c) for c in curves)  # an unfinished seed shortens the mean
         values = np.array([c[:length] for c in curves], dtype=float)
         x = np.arange(1, length + 1)
-        (line,) = ax.plot(x, np.nanmean(values, axis=0), marker="o", markersize=3, label=setting)
+        (line,) = ax.plot(x, np.nanmean(values, axis=0), marker="o", markersize=3, label=legend_name(setting))
         ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=line.get_color(), alpha=0.15)
     return _per_epoch_axes(fig, ax, f"validation {metric}", f"validation {model}/{metric} per setting")
 
