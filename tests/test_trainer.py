@@ -232,7 +232,9 @@ def test_weights_stepped_out_of_range_stop_the_run_naming_the_model(tiny_data, t
 
     cohort = make_cohort()
     # a finite loss and gradient, then weights so large the outputs are NaN: no step policy helps
-    huge = OptimSpec(name="sgd", lr=1e38, momentum=0.0, weight_decay=0.0)
+    # (beyond what a config accepts, optim.lr <= 1e4: built without validation, as Python may)
+    huge = OptimSpec.model_construct(**{**OptimSpec().model_dump(), "name": "sgd", "lr": 1e38, "momentum": 0.0,
+                                        "weight_decay": 0.0})
     t = trainer(cohort, train=TrainSpec(epochs=1, batch_size=32, nonfinite="skip"), optim=huge, run_dir=tmp_path / "r")
     with pytest.raises(NonFiniteError, match="'teacher' gives non-finite outputs on the validation split after "
                                              "epoch 1: its weights have diverged"):

@@ -417,20 +417,23 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list
     with torch.no_grad():
         detections = predict(cohort, task, x)[ENSEMBLE]
     images = display_images(x, meta.get("data_stats"))
+    names = meta.get("class_names") or [str(c) for c in range(meta["num_classes"])]
     fig, axes = plt.subplots(1, count, figsize=(2.6 * count, 2.8), squeeze=False)
     for ax, image, boxes, det in zip(axes[0], images, truth, detections):
         ax.imshow(image, cmap="gray")
         for label, x1, y1, x2, y2 in boxes.tolist():
             if label >= 0:
                 ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="white", linewidth=1.5))
-        for (x1, y1, x2, y2), score in zip(det["boxes"].tolist(), det["scores"].tolist()):
+        for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
+                                                  det["labels"].tolist()):
             if score >= min_score:
-                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=CLASS_COLORS[1], linewidth=1))
-                ax.text(x1, y1, f"{score:.2f}", color=CLASS_COLORS[1], fontsize=7, va="bottom")
+                colour = CLASS_COLORS[(int(label) + 1) % len(CLASS_COLORS)]  # 0 is the background's
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1))
+                ax.text(x1, y1, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=7, va="bottom", clip_on=True)
         ax.axis("off")
     fig.tight_layout()
     return [figure_html(fig, f"the first {count} test images: true boxes in white, the student ensemble's "
-                             f"boxes scoring at least {min_score} in colour")]
+                             f"boxes scoring at least {min_score} coloured by class, with class and score")]
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
