@@ -446,3 +446,4 @@ def test_masks_are_never_written_among_the_input_images(tmp_path):
     with pytest.raises(ConfigError, match="names a file; segmentation writes a folder of masks"):
         _check_out(tmp_path / "masks.csv", True, [str(image)])
     _check_out(tmp_path / "masks", True, [str(image)])
+    _check_out(tmp_path, True, [str(tmp_path / "images")])  # the folder above an input folder holds no input image

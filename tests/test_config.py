@@ -21,8 +21,36 @@ def test_overrides_parse_yaml_values_and_list_indices():
     assert cfg.deterministic is True and cfg.name == "abc"
 
 
-def test_a_numeric_run_name_is_a_name():
-    assert validate(apply_overrides(default_config(), ["name=2024"])).name == "2024"
+def test_a_name_yaml_reads_as_a_number_is_refused_with_the_quoting_that_keeps_it():
+    # YAML has changed such a value already (name=0123 reads as 83): converting it back is guessing
+    with pytest.raises(ConfigError, match="name must be text; YAML read it as int 83: quote it"):
+        validate(apply_overrides(default_config(), ["name=0123"]))
+    assert validate(apply_overrides(default_config(), ["name='0123'"])).name == "0123"
+
+
+def test_keys_with_dashes_or_dots_are_named_and_merge_keys_read(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'data.split-seed' \(did you mean 'split_seed'\?\)"):
+        validate(apply_overrides(default_config(), ["data.split-seed=1"]))
+    path = tmp_path / "c.yaml"
+    path.write_text("train.epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train.epochs' \(valid keys: name, out_dir"):
+        load_config(path)
+    path.write_text("teacher: {arch: cnn}\nstudents:\n  - &s {arch: cnn, args: {width: 16}}\n  - <<: *s\n    lr: 0.001\n")
+    students = load_config(path).students
+    assert [(s.args, s.lr) for s in students] == [({"width": 16}, None), ({"width": 16}, 0.001)]
+
+
+def test_a_saved_config_keeps_what_its_version_accepted():
+    """Values earlier versions ran or ignored, refused in new configs, still read from a run's
+    config.yaml, so the run resumes and compare reuses it."""
+    from peerdistill.config import read_saved_config
+
+    tree = apply_overrides(default_config(), ["seed=-1", "name=grp/a", "students.0.weight=2", "data.split_seed=-3",
+                                              "detect.score_threshold=0.3", "students.0.deep_layer=features"])
+    with pytest.raises(ConfigError):
+        validate(tree)
+    saved = read_saved_config(tree, "config.yaml of an old run")
+    assert (saved.seed, saved.name, saved.data.split_seed, saved.students[0].weight) == (-1, "grp/a", -3, 2.0)
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -378,3 +378,28 @@ def test_eval_on_a_coco_file_numbering_its_categories_otherwise_matches_them_by_
     unknown = data(write_coco_rectangles(tmp_path, [{"id": 9, "name": "red"}, {"id": 8, "name": "green"}]))
     with pytest.raises(DataError, match=r"the data has classes \['green'\] that the run does not know"):
         _check_compatible(unknown, meta)
+
+
+def test_eval_on_another_box_source_drops_the_saved_sections_keys_of_the_old_kind(tmp_path, capsys):
+    """A mask_boxes run (its data section names a masks folder) scored on a COCO export of the
+    same images: data.kind=coco must not inherit data.masks (refused for coco)."""
+    from PIL import Image
+
+    first = write_coco_rectangles(tmp_path, [{"id": 1, "name": "object"}, {"id": 2, "name": "other"}], n=12)
+    (tmp_path / "labels").mkdir()
+    for i in range(12):  # masks from the red rectangle of each image
+        pixels = np.asarray(Image.open(tmp_path / "img" / f"{i}.png"))
+        Image.fromarray(((pixels[..., 0] > 200) * 255).astype(np.uint8)).save(tmp_path / "labels" / f"{i}.png")
+    cfg = tree(tmp_path, "mb", data={"kind": "mask_boxes", "root": str(tmp_path), "images": "img", "masks": "labels",
+                                      "image_size": [32, 32], "augment": ["scale"]})
+    train_from_config(cfg, progress=False)
+    one_class = write_coco_rectangles(tmp_path / "coco", [{"id": 1, "name": "object"}, {"id": 2, "name": "x"}], n=12)
+    data = json.loads(one_class.read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] == 1]
+    data["categories"] = data["categories"][:1]
+    one_class.write_text(json.dumps(data))
+    code = main(["eval", str(tmp_path / "mb"), "data.kind=coco", f"data.root={tmp_path / 'coco'}",
+                 f"data.annotations={one_class.name}", "--json"])
+    assert code == 0, capsys.readouterr().err
+    assert set(json.loads(capsys.readouterr().out)) == {"teacher", "student1", "student2", "ensemble"}
+    assert first.exists()

@@ -210,6 +210,7 @@ def test_a_report_draws_no_predictions_on_data_changed_since_training(digits_run
     (copy / "run.json").write_text(json.dumps(meta))
     page = write_report(copy).read_text(encoding="utf-8")
     assert "Predictions skipped" in page and "the data&#x27;s inputs are [1, 8, 8] but the run was trained on" in page
+    assert "run it from the folder training ran in" not in page  # the data was found: it changed
     assert "confusion matrix" not in page
 
 

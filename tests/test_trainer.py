@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from peerdistill import Cohort, DataSplits, KnowledgeGraph, OptimSpec, Trainer, TrainSpec, preset_edges
 from peerdistill.engine import save_weights, seed_everything
 from peerdistill.errors import DataError
+from peerdistill.data.splits import TensorData
 from peerdistill.models import SmallCNN
 from peerdistill.tasks import ClassificationTask
 
@@ -354,6 +355,8 @@ def test_a_trainer_given_no_seed_takes_that_of_the_last_seed_everything_call(tin
     assert (Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3)).deterministic, last_seeding()) == (True, (3, True))
     explicit = Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3), seed=5, deterministic=False)
     assert (explicit.seed, explicit.deterministic) == (5, False)
+    explicit._setup(tiny_data)  # a trainer seeding itself is not the user's call: the next takes (3, True)
+    assert (Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3)).seed, last_seeding()) == (3, (3, True))
     seed_everything(0)
 
 
@@ -393,8 +396,8 @@ def test_dataset_samples_as_users_return_them_are_read(tiny_data, shape):
     (lambda x, y: (x, nn.functional.one_hot(y, 3).float()), {}, r"labels are float32 of shape \(\d+, 3\); "
                                                                 "classification reads class indices"),
     (lambda x, y: (x, y), {"num_classes": 2}, "labels run from 0 to 2, outside the 2 classes 0..1"),
-    (lambda x, y: (x, y), {"input_shape": (3, 32, 32)}, r"inputs have shape \(1, 8, 8\) but the data declares "
-                                                        r"input_shape=\(3, 32, 32\)"),
+    (lambda x, y: (x, y), {"input_shape": (3, 32, 32)}, r"validation inputs have shape \(1, 8, 8\) but the data "
+                                                        r"declares input_shape=\(3, 32, 32\)"),
 ], ids=["triple", "dict-keys", "uint8", "one-hot", "label-range", "input-shape"])
 def test_dataset_samples_that_cannot_be_read_are_one_message_before_training(tiny_data, shape, kwargs, message):
     seed_everything(0)
@@ -432,3 +435,11 @@ def test_automatic_channels_last_gives_way_to_a_model_that_needs_contiguous_acti
     cohort = Cohort.from_modules([Flattening(), Flattening()], teacher=Flattening())
     with pytest.raises(ConfigError, match=r"view.*a \.view\(\) that needs \.reshape\(\) or train.channels_last=false"):
         trainer(cohort, train=TrainSpec(epochs=1, batch_size=32, channels_last=True)).fit(tiny_data)
+
+
+def test_a_classifier_may_be_validated_at_another_size_than_it_trains_at(tiny_data):
+    """FixRes' habit: train on crops, score larger images; a globally pooled model takes both."""
+    big = [TensorData(torch.nn.functional.interpolate(s.x, size=(12, 12)), s.y) for s in (tiny_data.val, tiny_data.test)]
+    data = DataSplits(tiny_data.train, *big, num_classes=3, class_names=["a", "b", "c"], input_shape=(1, 8, 8))
+    result = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32)).fit(data)
+    assert result.test_at_best["teacher"]["accuracy"] > 0.3

@@ -14,7 +14,7 @@ from rich.markup import escape
 from .terminal import Console
 from . import __version__
 from .config import (DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_saved_config,
-                     load_yaml, saved_data_section)
+                     load_yaml, saved_data_section, without_other_kinds_keys)
 from .engine.artifacts import RunDir, jsonable
 from .errors import ConfigError, PeerdistillError
 
@@ -97,6 +97,13 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             if not override.startswith("data."):
                 raise ConfigError(f"eval takes only data.* overrides, got '{override}'")
         apply_overrides(tree, ns.overrides)
+        if isinstance(tree.get("data"), dict):
+            # the saved section's keys of another kind (data.kind=... changed it) and its
+            # augmentation (eval does not augment) go; what the user gave is checked
+            given = {o.split("=", 1)[0].split(".")[1] for o in ns.overrides}
+            tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
+            if "augment" not in given and not ns.data:
+                tree["data"].pop("augment", None)
         try:
             data_spec = DataSpec.model_validate(tree["data"])
         except ValidationError as exc:
@@ -267,9 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:  # a file the command had to read or write: permissions, a full disk, a file for a folder
-        where = f" '{exc.filename}'" if exc.filename else ""
-        err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}:{where}')}; check the path and its "
-                          "permissions", highlight=False, soft_wrap=True)
+        where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
+                          soft_wrap=True)
         return 2
 
 

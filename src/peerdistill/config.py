@@ -5,10 +5,11 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -35,6 +36,19 @@ def check_preset_names(option: str, names: list[str]) -> None:
 SEED_LIMIT = 2**32  # NumPy's seeds; a larger one would give the run of seed % 2**32
 
 
+def _saved(info: ValidationInfo) -> bool:
+    """Validating a config a run saved: what earlier versions accepted (and ran, or ignored) is
+    not refused again, so old runs resume and are reused."""
+    return bool(info.context and info.context.get("saved"))
+
+
+def _check_seed(key: str, seed: int, info: ValidationInfo) -> int:
+    if not 0 <= seed < SEED_LIMIT and not _saved(info):
+        raise ValueError(f"{key} must be in 0..{SEED_LIMIT - 1} (NumPy's seeds; a larger one would repeat a smaller "
+                         "one's run)")
+    return seed
+
+
 class _Strict(BaseModel):
     # .inf / .nan in YAML are refused for every number: they only fail later, as non-finite losses
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -47,6 +61,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, it is no key of its own
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -71,7 +87,7 @@ class ModelSpec(_Strict):
     deep_layer: str | None = Field(default=None, description="the deepest feature layer heads learn from")
 
     @model_validator(mode="after")
-    def _frozen_needs_weights(self) -> "ModelSpec":
+    def _frozen_needs_weights(self, info: ValidationInfo) -> "ModelSpec":
         if self.frozen and not self.checkpoint:
             raise ValueError(
                 "a frozen model needs trained weights: set 'checkpoint' to a .safetensors file "
@@ -81,7 +97,7 @@ class ModelSpec(_Strict):
         if self.frozen and self.heads:
             raise ValueError("a frozen model's self-distillation heads would never learn: drop 'heads', "
                              "or set frozen: false")
-        if self.deep_layer and not self.heads:
+        if self.deep_layer and not self.heads and not _saved(info):
             raise ValueError("deep_layer is the layer self-distillation heads learn from: set heads too, or remove it")
         return self
 
@@ -174,7 +190,7 @@ class DataSpec(_Strict):
                                                       "box_json / mask_boxes: the folder")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    split_seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
+    split_seed: int = 0
     class_weights: bool = False
     normalize: Literal["split", "imagenet"] | ChannelStats = Field(
         default="split", description="standardise inputs (in [0, 1]) per channel by the training split's mean and "
@@ -216,6 +232,11 @@ class DataSpec(_Strict):
     annotations: str | None = Field(default=None, description="coco / box_json: the JSON file (relative to root)")
     boxes_counts: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
                                     description="train / val / test image counts of the synthetic boxes default")
+
+    @field_validator("split_seed")
+    @classmethod
+    def _split_seed_range(cls, v: int, info: ValidationInfo) -> int:
+        return _check_seed("data.split_seed", v, info)
 
     @model_validator(mode="after")
     def _root_for_files(self) -> "DataSpec":
@@ -352,7 +373,7 @@ class LogSpec(_Strict):
 class RunConfig(_Strict):
     name: str = "digits-kd+ml"
     out_dir: str = "runs"
-    seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
+    seed: int = 0
     deterministic: bool = False
     device: str = "auto"
     task: Literal["classification", "segmentation", "detection"] = "classification"
@@ -366,15 +387,23 @@ class RunConfig(_Strict):
     detect: DetectSpec = Field(default_factory=DetectSpec)
     log: LogSpec = Field(default_factory=LogSpec)
 
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int, info: ValidationInfo) -> int:
+        return _check_seed("seed", v, info)
+
     @field_validator("name", mode="before")
     @classmethod
-    def _numbers_are_names_too(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v  # name=2024 reads as a number
+    def _name_is_text(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, str) and not _saved(info):  # YAML read it as a number or a date, already changed (0123 is 83)
+            raise ValueError(f"name must be text; YAML read it as {type(v).__name__} {v!r}: quote it, "
+                             "e.g. \"name='2024'\" on the command line")
+        return v
 
     @field_validator("name")
     @classmethod
-    def _one_folder_name(cls, v: str) -> str:
-        if v.strip() in ("", ".", "..") or any(c in v for c in "/\\"):
+    def _one_folder_name(cls, v: str, info: ValidationInfo) -> str:
+        if (v.strip() in ("", ".", "..") or any(c in v for c in "/\\")) and not _saved(info):
             raise ValueError("name is the run's folder inside out_dir: one folder name, without '/', '\\' or "
                              "'..' (put the place in out_dir)")
         return v
@@ -387,7 +416,7 @@ class RunConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _cohort_shape(self) -> "RunConfig":
+    def _cohort_shape(self, info: ValidationInfo) -> "RunConfig":
         if self.data.patch_size is not None and self.task != "segmentation":
             raise ValueError(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
         if self.data.task != self.task:
@@ -416,11 +445,12 @@ class RunConfig(_Strict):
         if self.task != "classification" and any(s.heads for s in self.students):
             raise ValueError("self-distillation heads (students.N.heads, preset self) are for classification: "
                              "their classifiers pool features to one class vector; remove them")
-        if self.train.segmentation_loss != "ce+dice" and self.task != "segmentation":
+        ignored_before = not _saved(info)  # keys earlier versions accepted and ignored: refused in new configs
+        if ignored_before and self.train.segmentation_loss != "ce+dice" and self.task != "segmentation":
             raise ValueError(f"train.segmentation_loss is for segmentation: remove it for {self.task}")
-        if self.detect != DetectSpec() and self.task != "detection":
+        if ignored_before and self.detect != DetectSpec() and self.task != "detection":
             raise ValueError(f"the detect section is for detection: remove it for {self.task}")
-        if any(s.weight != 1.0 for s in self.students):
+        if ignored_before and any(s.weight != 1.0 for s in self.students):
             raise ValueError("students.N.weight is a teacher's weight in the multi-teacher average: remove it "
                              "from the students")
         if self.task == "detection" and preset == "multi-teacher":
@@ -518,9 +548,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return tree
 
 
-def validate(tree: dict[str, Any], source: str = "config") -> RunConfig:
+def validate(tree: dict[str, Any], source: str = "config", saved: bool = False) -> RunConfig:
+    """``saved``: a config a run wrote, held to the rules of the version that wrote it where
+    they were looser (see ``_saved``)."""
     try:
-        return RunConfig.model_validate(tree)
+        return RunConfig.model_validate(tree, context={"saved": saved})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
 
@@ -532,13 +564,16 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     section = dict(section)
     if section.get("kind", "digits") in SELF_NAMING_KINDS:
         section.pop("class_names", None)
-    if section.get("kind", "digits") != "folders":  # ignored then, refused now
-        for key in FOLDERS_ONLY_KEYS:
-            section.pop(key, None)
-    for key, kinds in KIND_ONLY_KEYS.items():
-        if section.get("kind", "digits") not in kinds:
-            section.pop(key, None)
-    return section
+    return without_other_kinds_keys(section)  # ignored then, refused now
+
+
+def without_other_kinds_keys(section: dict[str, Any], keep: Iterable[str] = ()) -> dict[str, Any]:
+    """A data section without the keys that do not apply to its kind (but those in ``keep``,
+    which a user gave and should hear about)."""
+    kind, keep = section.get("kind", "digits"), set(keep)
+    return {k: v for k, v in section.items()
+            if k in keep or not ((k in FOLDERS_ONLY_KEYS and kind != "folders")
+                                 or (k in KIND_ONLY_KEYS and kind not in KIND_ONLY_KEYS[k]))}
 
 
 def read_saved_config(tree: Any, source: str) -> RunConfig:
@@ -548,7 +583,7 @@ def read_saved_config(tree: Any, source: str) -> RunConfig:
         raise ConfigError(f"{source} must hold a mapping of keys, not {type(tree).__name__}")
     if isinstance(tree.get("data"), dict):
         tree = {**tree, "data": saved_data_section(tree["data"])}
-    return validate(tree, source)
+    return validate(tree, source, saved=True)
 
 
 def load_saved_config(path: str | Path) -> RunConfig:
@@ -569,15 +604,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     """One line per problem; ``model`` is the section validated (default: the whole config)."""
     lines = [f"invalid {source}:"]
-    errors = exc.errors()
+    errors = [{**e, "loc": tuple(p for p in e["loc"] if not _union_branch(p))} for e in exc.errors()]
     for err in errors:
-        # pydantic names the branch of a union it tried ('literal[...]', 'function-after[...]',
-        # 'constrained-int'): not keys a user wrote. A mapping given where one branch wants a
-        # word is that branch's mismatch, not the problem.
-        parts = tuple(p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier())
-        if err["type"] == "literal_error" and isinstance(err.get("input"), (dict, list)) and len(errors) > 1:
+        # A mapping given where one branch of a union wants a word is that branch's mismatch,
+        # not the problem, when the other branch says what is wrong inside the mapping.
+        deeper = [e for e in errors if len(e["loc"]) > len(err["loc"]) and e["loc"][:len(err["loc"])] == err["loc"]]
+        if err["type"] == "literal_error" and isinstance(err.get("input"), (dict, list)) and deeper:
             continue
-        err = {**err, "loc": parts}
+        parts = err["loc"]
         loc = ".".join(str(p) for p in parts)
         if err["type"] == "extra_forbidden":
             lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model or RunConfig)}")
@@ -589,6 +623,12 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
             lines.append(f"  {where}{msg}{got}")
     return "\n".join(lines)
+
+
+def _union_branch(part: Any) -> bool:
+    """pydantic's name for the branch of a union it tried ('literal['split','imagenet']',
+    'function-after[_one_per_channel(), ChannelStats]', 'constrained-int'): not a key a user wrote."""
+    return isinstance(part, str) and bool(re.fullmatch(r"[a-z]+(-[a-z]+)*\[.*\]|constrained-[a-z]+", part))
 
 
 def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:

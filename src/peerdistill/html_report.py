@@ -281,10 +281,8 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)
     except (CheckpointError, DataError) as exc:
-        where = (" The report reads the data where training read it (a relative data.root counts from the current "
-                 "folder): run it from the folder training ran in.") if isinstance(exc, DataError) else ""
         return section_html(title, [note_html(f"Predictions skipped: the saved models or the data could not be "
-                                              f"loaded again ({exc}).{where}")])
+                                              f"loaded again ({exc}).")])
     unfinished = [] if RunDir(directory).is_complete else [note_html(
         "The run has not finished: these use the weights of its best epoch so far.")]
     if segmentation:
@@ -301,7 +299,12 @@ def load_for_predictions(directory: Path):
     cohort, meta = load_cohort(directory)
     spec = saved_data_spec(meta)
     # checked and numbered as eval does it: data changed since training is not drawn as the run's
-    data = _check_compatible(build_data(spec, stats=meta.get("data_stats")), meta)
+    try:
+        data = build_data(spec, stats=meta.get("data_stats"))
+    except DataError as exc:
+        raise DataError(f"{exc}. The report reads the data where training read it (a relative data.root counts "
+                        "from the current folder): run it from the folder training ran in") from None
+    data = _check_compatible(data, meta)
     cohort.to(torch.device("cpu"))
     window, overlap = saved_window(meta)
     return cohort, task_for(meta), data, window, overlap

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.image_io import IMAGE_SUFFIXES
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file
 from .engine.evaluate import windowed
@@ -103,7 +104,8 @@ def _check_out(out: Path, dense: bool, inputs: list[str]) -> None:
     here = out.resolve()
     if not dense and here in given:
         raise ConfigError(f"--out '{out}' is one of the inputs: write the predictions elsewhere")
-    if dense and any(g == here or g.parent == here for g in given):  # beside the images: over their true masks
+    if dense and any(g == here or (g.parent == here and g.suffix.lower() in IMAGE_SUFFIXES) for g in given):
+        # among the images: over their true masks
         raise ConfigError(f"--out '{out}' is a folder of inputs: masks written there could replace files beside "
                           "them (their true masks); write the predictions to another folder")
 

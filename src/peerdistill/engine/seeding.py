@@ -18,6 +18,12 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     ``Trainer`` built without ``seed=`` / ``deterministic=`` takes this call's values."""
     global _last_call
     _last_call = (int(seed), bool(deterministic))
+    apply_seed(seed, deterministic)
+
+
+def apply_seed(seed: int, deterministic: bool = False) -> None:
+    """``seed_everything`` without remembering the call: what a Trainer does with its own seed
+    (a later Trainer given no seed takes the user's last call, not an earlier run's)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

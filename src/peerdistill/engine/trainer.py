@@ -33,7 +33,7 @@ from .optim import build_optimizer, build_scheduler
 from .progress import Progress
 from .records import RunRecords
 from .resume import load_resume_state, save_resume_state
-from .seeding import last_seeding, seed_everything
+from .seeding import apply_seed, last_seeding
 from .speed import apply_backend_settings, compiled, resolve_speed, to_channels_last
 
 
@@ -140,7 +140,7 @@ class Trainer(RunRecords):
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
         self._declared_input_shape = tuple(data.input_shape)
-        seed_everything(self.seed, self.deterministic)
+        apply_seed(self.seed, self.deterministic)
         self.speed = resolve_speed(self.train_spec, self.device, self.deterministic)
         apply_backend_settings(self.speed)
         self.cohort.to(self.device)
@@ -234,10 +234,11 @@ class Trainer(RunRecords):
                             "return float tensors from the dataset (uint8 pixels divided by 255, for example)")
         if hasattr(self.task, "check_targets"):
             self.task.check_targets(y, split)
-        # The run records input_shape and sizes its cost figures and exports by it; dense tasks
-        # may crop or meet images of several sizes, so only the channels must agree there.
+        # The run records input_shape and sizes its cost figures and exports by it: a classifier
+        # trains at that shape (it may be scored at another, as FixRes does); dense tasks may
+        # crop or meet images of several sizes, so only the channels must agree there.
         declared, seen = tuple(self._declared_input_shape), tuple(x.shape[1:])
-        whole = getattr(self.task, "name", "") == "classification"
+        whole = getattr(self.task, "name", "") == "classification" and split == "training"
         if (seen != declared) if whole else (seen[:1] != declared[:1]):
             raise DataError(f"the {split} inputs have shape {seen} but the data declares input_shape={declared}: "
                             "give DataSplits the shape of one input")
