@@ -417,8 +417,8 @@ def test_outputs_never_land_on_a_runs_own_files_or_the_inputs(tmp_path, capsys):
     ("optim: {lr: .inf}\n", "'optim.lr': Input should be a finite number (got inf)"),
     ("data: {normalize: {mean: [0], std: [.inf]}}\n", "'data.normalize.std.0': Input should be a finite number"),
     ("name: ../elsewhere\n", "name is the run's folder inside out_dir: one folder name"),
-    ("seed: 4294967296\n", "'seed': Input should be less than 4294967296"),
-    ("data: {split_seed: -5}\n", "'data.split_seed': Input should be greater than or equal to 0"),
+    ("seed: 4294967296\n", "'seed': seed must be in 0..4294967295"),
+    ("data: {split_seed: -5}\n", "'data.split_seed': data.split_seed must be in 0..4294967295"),
 ], ids=["duplicate-key", "inf", "inf-in-stats", "name-path", "seed-range", "split-seed"])
 def test_config_values_that_would_fail_late_or_silently_are_refused_at_once(tmp_path, capsys, text, message):
     path = tmp_path / "cfg.yaml"
