@@ -204,6 +204,9 @@ def test_task_and_data_kind_must_agree():
 
     with pytest.raises(ConfigError, match="set task: segmentation"):
         validate({"data": {"kind": "shapes"}, "students": [{"arch": "unet"}], "distill": {"preset": "independent"}})
+    with pytest.raises(ConfigError, match="set task: classification .for segmentation or detection, start from "
+                                          "recipes/shapes.yaml or recipes/boxes.yaml"):
+        validate({"task": "segmentation", "students": [{"arch": "unet"}], "distill": {"preset": "independent"}})
 
 
 def test_pixel_auc_matches_scikit_learn_over_every_batch():

@@ -421,7 +421,10 @@ class RunConfig(_Strict):
             raise ValueError(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
         if self.data.task != self.task:
             raise ValueError(f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
-                             f"set task: {self.data.task}")
+                             f"set task: {self.data.task}" + (
+                                 " (for segmentation or detection, start from recipes/shapes.yaml or "
+                                 "recipes/boxes.yaml, which set their data and models)" if self.data.kind == "digits"
+                                 else ""))
         if not self.students:
             raise ValueError("at least one student is needed: add a 'students' list")
         names = self.member_names()
