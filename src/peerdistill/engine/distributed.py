@@ -8,8 +8,10 @@ the CPU. Without torchrun everything here is a no-op for a world of one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -81,10 +83,18 @@ def leave(world: World) -> None:
         dist.destroy_process_group()
 
 
-def abandon(world: World | None) -> None:
-    """Leave the process group after an error, without waiting for the other processes."""
-    if world is not None and world.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
+def abandon(world: World | None, wait_s: float = 30.0) -> None:
+    """Leave the process group after an error. Processes that stop together (an error every one
+    of them raises, as a non-finite step does) meet first, so that none tears down the group
+    while another still talks to it (gloo then aborts the process); one whose peers are busy
+    elsewhere waits ``wait_s`` at most (gloo's monitored barrier; NCCL's barrier has no time
+    limit, so there the group is left at once)."""
+    if world is None or not world.owns_group or not dist.is_initialized():
+        return
+    if world.backend == "gloo":
+        with contextlib.suppress(RuntimeError):
+            dist.monitored_barrier(timeout=timedelta(seconds=wait_s))
+    dist.destroy_process_group()
 
 
 def all_true(world: World, flag: bool, device: torch.device) -> bool:
