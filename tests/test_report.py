@@ -237,3 +237,11 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     assert "$\\frac$" in page and "This run has not finished" in page and f"--resume {copy}" in page
     assert f"best epoch {metrics['best_epoch']} of 2<" in page  # config.yaml plans the 2 epochs done
     assert "ROC curves" in page and "these use the weights of its best epoch so far" in page
+
+
+def test_the_compression_column_names_its_reference_teacher():
+    from peerdistill.html_report import costs_header
+
+    costs = {"teacher1": {"compression": 1.0}, "teacher2": {"compression": 8.4}, "student1": {"compression": 18.2}}
+    assert costs_header(costs)[-1] == "x smaller than teacher1"
+    assert costs_header({"student1": {}})[-1] == "x smaller than teacher"

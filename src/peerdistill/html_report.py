@@ -255,10 +255,14 @@ def costs_section(meta: dict[str, Any]) -> str:
     costs = meta.get("costs")
     if not costs:
         return section_html("Model costs", [note_html("no costs recorded (they are measured when a run completes).")])
-    return section_html("Model costs", [COSTS_CAPTION, table_html(COSTS_HEADER, cost_rows(costs))])
+    return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs), cost_rows(costs))])
 
 
-COSTS_HEADER = ["model", "parameters", "MMACs", "file KiB", "CPU ms", "x smaller than teacher"]
+def costs_header(costs: dict[str, dict]) -> list[str]:
+    """The compression column names its reference, the first teacher (of several, the others are
+    not it): costs list the teachers first, so it is the first model whose own ratio is 1."""
+    reference = next((name for name, c in costs.items() if c.get("compression") == 1.0), "teacher")
+    return ["model", "parameters", "MMACs", "file KiB", "CPU ms", f"x smaller than {reference}"]
 COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
                  "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
                  "median latency on one CPU thread of the machine that trained it, and how many times fewer "
@@ -639,6 +643,6 @@ def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
     for settings, costs in groups.values():
         if len(groups) > 1:
             parts.append(f"<p>{esc(', '.join(settings))}:</p>")
-        parts.append(table_html(COSTS_HEADER, cost_rows(costs)))
+        parts.append(table_html(costs_header(costs), cost_rows(costs)))
     return section_html("Model costs", parts)
 
