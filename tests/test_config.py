@@ -67,6 +67,8 @@ def test_a_saved_config_keeps_what_its_version_accepted():
       "teacher.arch=detector", "students=[{arch: detector}, {arch: detector}]"],
      "data.split_dirs applies to data kind 'folders' (image and mask folders) only, not 'coco' (detection splits are "
      "drawn by data.split_seed"),
+    (["train.epochs=true"], "'train': epochs is a number, not true"),
+    (["data.num_classes=false"], "'data': num_classes is a number, not false"),
     (["data.shapes_counts=[1, 1, 1]"], "data.shapes_counts applies to data kind 'shapes', not 'digits'"),
     (["data.masks=labels"], "data.masks applies to data kind 'folders' or 'mask_boxes', not 'digits'"),
     (["train.segmentation_loss=ce"], "train.segmentation_loss is for segmentation: remove it for classification"),

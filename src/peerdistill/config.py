@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+import typing
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,21 @@ def check_preset_names(option: str, names: list[str]) -> None:
 SEED_LIMIT = 2**32  # NumPy's seeds; a larger one would give the run of seed % 2**32
 
 
+def _number_only(annotation: Any) -> bool:
+    """Whether a field holds numbers (int or float, possibly None or constrained), and no bools."""
+    kinds, pending = set(), [annotation]
+    while pending:
+        a = pending.pop()
+        args = typing.get_args(a)
+        if typing.get_origin(a) is Literal:
+            kinds.update(type(v) for v in args)
+        elif args and typing.get_origin(a) is not list and typing.get_origin(a) is not dict:
+            pending.extend(args[:1] if typing.get_origin(a) is Annotated else args)
+        else:
+            kinds.add(a)
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
 def _saved(info: ValidationInfo) -> bool:
     """Validating a config a run saved: what earlier versions accepted (and ran, or ignored) is
     not refused again, so old runs resume and are reused."""
@@ -52,6 +68,16 @@ def _check_seed(key: str, seed: int, info: ValidationInfo) -> int:
 class _Strict(BaseModel):
     # .inf / .nan in YAML are refused for every number: they only fail later, as non-finite losses
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_true_or_false_for_numbers(cls, data: Any) -> Any:
+        """pydantic reads true as 1 where a number is due (train.epochs=true trained one epoch)."""
+        if isinstance(data, dict):
+            for key, field in cls.model_fields.items():
+                if isinstance(data.get(key), bool) and _number_only(field.annotation):
+                    raise ValueError(f"{key} is a number, not {str(data[key]).lower()}")
+        return data
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
