@@ -15,7 +15,7 @@ from .terminal import Console
 from . import __version__
 from .config import (DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_saved_config,
                      load_yaml, saved_data_section, without_other_kinds_keys)
-from .engine.artifacts import RunDir, jsonable
+from .engine.artifacts import RunDir, jsonable, read_json
 from .errors import ConfigError, PeerdistillError
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
@@ -67,8 +67,6 @@ def cmd_train(ns: argparse.Namespace) -> int:
                                progress=not ns.quiet)
     if launched_world()[0] != 0:  # under torchrun the main process alone reports
         return 0
-    from .engine.artifacts import read_json
-
     meta = read_json(run_dir / "run.json")
     params = {m["name"]: m["parameters"] for m in meta["members"]}
     monitor_metric = result.monitor.split("/")[1]
@@ -82,7 +80,6 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .engine.artifacts import read_json
     from .report import results_table
     from .runs import evaluate_run, task_for
 
@@ -141,7 +138,10 @@ def cmd_export(ns: argparse.Namespace) -> int:
     result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on test inputs"
               if result.max_abs_diff is not None else "")
-    console.print(f"exported {result.model} ({result.output}) to {result.path}{parity}", highlight=False)
+    task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
+    what = "dense head outputs; boxes are decoded outside the graph, by predict" if (
+        task == "detection" and result.output == "logits") else result.output
+    console.print(f"exported {result.model} ({what}) to {result.path}{parity}", highlight=False)
     return 0
 
 
