@@ -360,7 +360,7 @@ def test_eval_on_a_coco_file_numbering_its_categories_otherwise_matches_them_by_
     from peerdistill.config import DataSpec
     from peerdistill.data import build_data
     from peerdistill.errors import DataError
-    from peerdistill.runs import _check_compatible
+    from peerdistill.runs import check_compatible
 
     def data(annotations):
         return build_data(DataSpec(kind="coco", root=str(tmp_path), images="img", annotations=annotations.name,
@@ -372,13 +372,13 @@ def test_eval_on_a_coco_file_numbering_its_categories_otherwise_matches_them_by_
     # the same boxes re-exported by another tool: blue is now category 1, red 2 (sorted ids swap them)
     swapped = data(write_coco_rectangles(tmp_path, [{"id": 2, "name": "red"}, {"id": 1, "name": "blue"}]))
     assert swapped.class_names == ["blue", "red"] and not torch.equal(swapped.test.y, first.test.y)
-    matched = _check_compatible(swapped, meta)  # what eval scores a run on
+    matched = check_compatible(swapped, meta)  # what eval scores a run on
     assert matched.class_names == ["red", "blue"]
     for split in ("train", "val", "test"):
         assert torch.equal(matched.split(split).y, first.split(split).y)
     unknown = data(write_coco_rectangles(tmp_path, [{"id": 9, "name": "red"}, {"id": 8, "name": "green"}]))
     with pytest.raises(DataError, match=r"the data has classes \['green'\] that the run does not know"):
-        _check_compatible(unknown, meta)
+        check_compatible(unknown, meta)
 
 
 def test_eval_on_another_box_source_drops_the_saved_sections_keys_of_the_old_kind(tmp_path, capsys):

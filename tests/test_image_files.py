@@ -14,7 +14,7 @@ from peerdistill.data.image_io import image_size, read_image, read_mask
 from peerdistill.data.segmentation import read_pairs
 from peerdistill.errors import CheckpointError, DataError
 from peerdistill.predict_inputs import read_inputs
-from peerdistill.runs import _check_compatible
+from peerdistill.runs import check_compatible
 
 ORIENTATION = 0x0112
 
@@ -215,13 +215,13 @@ def test_other_data_is_scored_by_class_name_not_position(tmp_path):
     before = data.test.y.clone()
     meta = {"task": "classification", "input_shape": list(data.input_shape), "num_classes": 3,
             "class_names": ["10", "2", "9"]}  # a run that sorted them as text
-    numbered = _check_compatible(data, meta)
+    numbered = check_compatible(data, meta)
     expected = torch.tensor([meta["class_names"].index(names[i]) for i in before.tolist()])
     assert torch.equal(numbered.test.y, expected) and numbered.class_names == ["10", "2", "9"]
     assert torch.equal(data.test.y, before) and data.class_names == names  # the caller's data untouched
     other = build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
     with pytest.raises(DataError, match=r"classes \['10'\] that the run does not know"):
-        _check_compatible(other, {**meta, "class_names": ["benign", "9"], "num_classes": 2})
+        check_compatible(other, {**meta, "class_names": ["benign", "9"], "num_classes": 2})
 
 
 def test_class_names_are_refused_where_the_data_names_its_classes():
@@ -236,7 +236,7 @@ def test_default_class_names_found_in_the_run_are_matched_too(tmp_path):
     assert data.class_names == run_names  # sorted as text, as before
     data.class_names = [str(i) for i in range(11)]  # the numeric order a CSV of the same labels gives
     before = data.test.y.clone()
-    numbered = _check_compatible(data, {"task": "classification", "input_shape": list(data.input_shape),
+    numbered = check_compatible(data, {"task": "classification", "input_shape": list(data.input_shape),
                                         "num_classes": 11, "class_names": run_names})
     assert torch.equal(numbered.test.y, torch.tensor([run_names.index(str(int(i))) for i in before]))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 import typing
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -209,6 +209,12 @@ KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes"
                   "path_column": ("csv",), "label_column": ("csv",)}
 
 
+def key_applies(key: str, kind: str) -> bool:
+    """Whether data key ``key`` is read for data kind ``kind``."""
+    kinds = ("folders",) if key in FOLDERS_ONLY_KEYS else KIND_ONLY_KEYS.get(key)
+    return kinds is None or kind in kinds
+
+
 class DataSpec(_Strict):
     kind: Literal["digits", "npz", "image_folder", "csv", "shapes", "folders", "boxes", "coco", "box_json",
                   "mask_boxes"] = "digits"
@@ -282,12 +288,12 @@ class DataSpec(_Strict):
         if "rot90" in self.augment and self.task == "detection":
             raise ValueError("data.augment rot90 is not available for detection; use hflip, vflip, scale or crop")
         for key, kinds in KIND_ONLY_KEYS.items():
-            if self.kind not in kinds and getattr(self, key) != type(self).model_fields[key].get_default(
+            if not key_applies(key, self.kind) and getattr(self, key) != type(self).model_fields[key].get_default(
                     call_default_factory=True):
                 raise ValueError(f"data.{key} applies to data kind {' or '.join(map(repr, kinds))}, not "
                                  f"'{self.kind}': remove it")
         ignored = [k for k in FOLDERS_ONLY_KEYS if getattr(self, k) not in (None, False)]
-        if ignored and self.kind != "folders":
+        if ignored and not key_applies(ignored[0], self.kind):
             given = (" (detection splits are drawn by data.split_seed, data.val_fraction and data.test_fraction)"
                      if "split_dirs" in ignored and self.task == "detection" else "")
             raise ValueError(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
@@ -600,9 +606,7 @@ def without_other_kinds_keys(section: dict[str, Any], keep: Iterable[str] = ()) 
     """A data section without the keys that do not apply to its kind (but those in ``keep``,
     which a user gave and should hear about)."""
     kind, keep = section.get("kind", "digits"), set(keep)
-    return {k: v for k, v in section.items()
-            if k in keep or not ((k in FOLDERS_ONLY_KEYS and kind != "folders")
-                                 or (k in KIND_ONLY_KEYS and kind not in KIND_ONLY_KEYS[k]))}
+    return {k: v for k, v in section.items() if k in keep or key_applies(k, kind)}
 
 
 def read_saved_config(tree: Any, source: str) -> RunConfig:

@@ -158,10 +158,6 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
     elif target.suffix.lower() != f".{fmt}":
         raise ConfigError(f"--out '{out}' does not end in .{fmt}, the format written: name it "
                           f"{target.with_suffix('.' + fmt).name}, or give a folder")
-    for own in ("models", "heads", "checkpoints"):
-        if target.resolve().is_relative_to((run_dir / own).resolve()):
-            raise ConfigError(f"--out '{out}' is inside the run's {own}/ folder, which holds its own files: "
-                              "write the export elsewhere (default RUN_DIR/export/)")
     check_not_a_run_file(target)
     if fmt == "onnx":
         from .predict import sidecar_path

@@ -298,7 +298,7 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
 
 def load_for_predictions(directory: Path):
     from .data import build_data
-    from .runs import _check_compatible, load_cohort, saved_data_spec, saved_window, task_for
+    from .runs import check_compatible, load_cohort, saved_data_spec, saved_window, task_for
 
     cohort, meta = load_cohort(directory)
     spec = saved_data_spec(meta)
@@ -308,7 +308,7 @@ def load_for_predictions(directory: Path):
     except DataError as exc:
         raise DataError(f"{exc}. The report reads the data where training read it (a relative data.root counts "
                         "from the current folder): run it from the folder training ran in") from None
-    data = _check_compatible(data, meta)
+    data = check_compatible(data, meta)
     cohort.to(torch.device("cpu"))
     window, overlap = saved_window(meta)
     return cohort, task_for(meta), data, window, overlap

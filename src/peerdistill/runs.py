@@ -110,7 +110,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
             raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                             "relative path counts from the current folder): run eval from the folder training ran "
                             "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
-    data = _check_compatible(data, meta)
+    data = check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta)
@@ -174,7 +174,7 @@ def task_for(meta: dict[str, Any]):
     return ClassificationTask(meta["num_classes"])
 
 
-def _check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
+def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
     """``data`` checked against the run, its classes numbered as the run numbers them."""
     if list(data.input_shape) != list(meta["input_shape"]):
         raise DataError(f"the data's inputs are {list(data.input_shape)} but the run was trained on {meta['input_shape']}")
@@ -202,8 +202,8 @@ def _renumbered(y: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSplits:
     """Class labels renumbered to the run's class numbers, matched by name: other data (a folder
     tree with fewer classes, a CSV sorting them otherwise, a COCO file numbering its categories
-    otherwise) numbers its classes by what it holds. Data whose classes have no names of their own ("0", "1", ... absent from the run's)
-    keeps its numbers. The caller's ``data`` is left as it is: the renumbered splits are new."""
+    otherwise) numbers its classes by what it holds. Data whose classes have no names of their
+    own ("0", "1", ... absent from the run's) keeps its numbers. The caller's ``data`` is left as it is: the renumbered splits are new."""
     names = list(data.class_names)
     unknown = [n for n in names if n not in run_names]
     if not run_names or names == run_names[:len(names)] or (unknown and names == [str(i) for i in range(len(names))]):

@@ -97,9 +97,6 @@ class _BatchList:
         return len(self.batches)
 
 
-_DICT_KEYS = ("image", "label", "mask")
-
-
 def collate_pairs(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
     """A user's samples as one (images, targets) batch. A sample is ``(image, target)`` or a
     dict with ``image`` and ``label`` (or ``mask``); float64 images become float32 (the models'

@@ -36,15 +36,16 @@ def check_not_a_run_file(target: str | Path, option: str = "--out") -> None:
     metrics, config, weights, checkpoints of any run directory): a report, an export or
     predictions written there would destroy the run."""
     path = Path(target).resolve()
-    for folder in (path.parent, path.parent.parent):
-        is_run = (folder / RUN_FILE).is_file()
-        own = (path.parent == folder and path.name in (TRAINER_FILES if is_run else ()) + COMPARISON_FILES
-               and (is_run or (folder / "compare.csv").is_file()))
-        inside = is_run and path.parent != folder and path.parent.name in RUN_FOLDERS
-        if own or inside:
-            raise ConfigError(f"{option} '{target}' is one of the files of the run (or comparison) in '{folder}': "
-                              "writing there would destroy it; write elsewhere (the run's export/ or eval/ folder, "
-                              "or another place)")
+    elsewhere = "write elsewhere (the run's export/ or eval/ folder, or another place)"
+    for folder in path.parents:
+        if folder.name in RUN_FOLDERS and (folder.parent / RUN_FILE).is_file():
+            raise ConfigError(f"{option} '{target}' is inside the run's {folder.name}/ folder, which holds its own "
+                              f"files: {elsewhere}")
+    folder = path.parent
+    if ((path.name in TRAINER_FILES and (folder / RUN_FILE).is_file())
+            or (path.name in COMPARISON_FILES and (folder / "compare.csv").is_file())):
+        raise ConfigError(f"{option} '{target}' is one of the files of the run (or comparison) in '{folder}': "
+                          f"writing there would destroy it; {elsewhere}")
 
 
 def _current_umask() -> int:

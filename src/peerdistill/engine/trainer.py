@@ -541,7 +541,8 @@ class Trainer(RunRecords):
                         terms[f"{name}/{self.supervised_name}"] = weight * self.task.supervised_loss(out.logits[name], y)
             terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
                                            discriminators=self._discriminator_map()))
-        total = torch.stack([t.float() for t in terms.values()]).sum()
+        term_values = torch.stack([t.float() for t in terms.values()])
+        total = term_values.sum()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(total) if self.scaler else total).backward()
@@ -552,8 +553,8 @@ class Trainer(RunRecords):
         # One device sync for every check: the total, each loss term (so that every process can
         # name the term another one found), then each model's gradients. Every process takes the
         # same branch, or DDP's collectives would wait forever.
-        checks = torch.stack([torch.isfinite(total)] + [torch.isfinite(t) for t in terms.values()]
-                             + [_grads_finite(o, self.device) for o in self.optimizers.values()])
+        checks = torch.cat([torch.isfinite(total)[None], torch.isfinite(term_values.detach()),
+                            torch.stack([_grads_finite(o, self.device) for o in self.optimizers.values()])])
         finite = distributed.all_true_each(self.world, checks)
         terms_finite, grads_finite = finite[1:1 + len(terms)], finite[1 + len(terms):]
         if not finite[0]:
