@@ -7,6 +7,7 @@ import numpy as np
 from torch import nn
 
 from peerdistill.models import SmallCNN
+from peerdistill.engine.artifacts import jsonable
 from tests.conftest import _blobs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -63,7 +64,7 @@ def test_readme_python_example(tmp_path, capsys):
     # the students alone: no teacher instance needed to score, export or predict with them
     students = {k: v for k, v in modules.items() if k != "teacher"}
     alone = evaluate_run(run, modules=students, data=data, roles=("student",))
-    assert set(alone) == {"student1", "student2", "ensemble"} and alone["ensemble"] == scores["ensemble"]
+    assert set(alone) == {"student1", "student2", "ensemble"} and jsonable(alone["ensemble"]) == jsonable(scores["ensemble"])
     assert export_run(run, "student2", out=tmp_path / "s2.onnx", modules=students).max_abs_diff <= 1e-4
     predict_files(run, [str(tmp_path / "x.npz")], tmp_path / "q.csv", model="ensemble", modules=students)
     assert (tmp_path / "q.csv").read_text() == (tmp_path / "p.csv").read_text()

@@ -15,6 +15,7 @@ from peerdistill.models import SmallCNN
 from peerdistill.models.heads import HeadedModel
 from peerdistill.runs import load_cohort
 from peerdistill.tasks import ClassificationTask
+from peerdistill.engine.artifacts import jsonable
 
 SMALL = {"arch": "cnn", "args": {"width": 4, "depth": 2}}
 TEACHER = {"arch": "cnn", "args": {"width": 8, "depth": 3}}
@@ -118,7 +119,7 @@ def test_self_preset_end_to_end_and_export_without_heads(tmp_path):
     assert set(result.test_at_best) == {"student1", "student1@features.2", "student1@features.6",
                                         "student1@ensemble", "ensemble"}
     # the students' ensemble is their own outputs (here one); the heads have an ensemble of their own
-    assert result.test_at_best["ensemble"] == result.test_at_best["student1"]
+    assert jsonable(result.test_at_best["ensemble"]) == jsonable(result.test_at_best["student1"])
     row = result.history[-1]
     assert "train/loss/student1@features.2/kl<-student1" in row and "train/loss/student1@features.6/hint<-student1" in row
     shipped = load_file(tmp_path / "self" / "models" / "student1.safetensors")

@@ -15,6 +15,7 @@ import yaml
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
 from peerdistill.config import validate
+from peerdistill.engine.artifacts import jsonable
 
 FAST = ["train.epochs=2", "train.batch_size=128", "teacher.args.width=8", "students.0.args.width=4",
         "students.1.args.width=4", "deterministic=true"]
@@ -43,7 +44,8 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys, monkeypatch):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "complete" and len(metrics["epochs"]) == 2
     assert set(metrics["test_at_best"]) == {"teacher", "student1", "student2", "ensemble"}
-    assert set(metrics["test_at_best"]["ensemble"]) == {"accuracy", "balanced_accuracy", "macro_f1", "auc"}
+    assert list(metrics["test_at_best"]["ensemble"]) == ["accuracy", "balanced_accuracy", "macro_f1", "auc"] + [
+        f"{family}_{digit}" for family in ("precision", "recall") for digit in range(10)]
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(rows) == 2 and "train/loss/student2/kl<-teacher" in rows[0]
     # student-only weights: each file holds exactly its model's tensors
@@ -87,6 +89,12 @@ def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, caps
                        (("train", train), ("val", val), ("test", scores))) / 1797
         assert whole[model]["accuracy"] == pytest.approx(expected, abs=1e-9)
     assert "has not finished" not in capsys.readouterr().err
+    run_cli("eval", out / "r", "--per-class")  # a table per family: a row per class, a column per model
+    tables = capsys.readouterr().out.split("recall per class", 1)
+    assert "precision per class" in tables[0]
+    row = next(line for line in tables[1].splitlines() if line.strip("│ ").startswith("3 "))
+    assert [cell.strip() for cell in row.split("│")[2:-1]] == [f"{scores[m]['recall_3']:.4f}" for m in scores]
+    assert len(scores) == 4
     record = json.loads((out / "r" / "run.json").read_text())
     (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as a killed run leaves it
     run_cli("eval", out / "r", "--json")
@@ -140,7 +148,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_aft
     assert resumed["status"] == "complete" and len(resumed["epochs"]) == 4
     where = {"epoch": 3, "step": 0} if crash_after == 1 else {"final_evaluation": True}
     assert json.loads((cut / "run.json").read_text())["resumed_at"] == [{**where, "processes": 1}]
-    assert resumed["test_at_best"] == json.loads(json.dumps(whole.test_at_best))
+    assert resumed["test_at_best"] == jsonable(whole.test_at_best)
     assert resumed["epochs"][-1]["train/loss/total"] == pytest.approx(whole.history[-1]["train/loss/total"], abs=0)
 
 
@@ -151,7 +159,7 @@ def test_same_config_and_seed_give_the_same_metrics(tmp_path):
     a = train_from_config(validate({**tree, "name": "a"}), progress=False)
     b = train_from_config(validate({**tree, "name": "b"}), progress=False)
     c = train_from_config(validate({**tree, "name": "c", "seed": 1}), progress=False)
-    assert a.test_at_best == b.test_at_best and a.history[-1]["train/loss/total"] == b.history[-1]["train/loss/total"]
+    assert jsonable(a.test_at_best) == jsonable(b.test_at_best) and a.history[-1]["train/loss/total"] == b.history[-1]["train/loss/total"]
     assert a.history[-1]["train/loss/total"] != c.history[-1]["train/loss/total"]
 
 

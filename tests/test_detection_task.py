@@ -39,11 +39,30 @@ def test_coco_ap_on_a_hand_made_case():
     truths = [np.array([[0, 0, 0, 10, 10]], dtype=np.float32), np.array([[0, 20, 20, 30, 30]], dtype=np.float32)]
     preds = [{"boxes": np.array([[0, 0, 10, 10]], np.float32), "scores": np.array([0.9]), "labels": np.array([0])},
              {"boxes": np.array([[20, 20, 30, 26.2]], np.float32), "scores": np.array([0.8]), "labels": np.array([0])}]
-    m = coco_metrics(preds, truths, num_classes=1)
+    m = coco_metrics(preds, truths, ["polyp"])
     assert m["ap50"] == pytest.approx(1.0)
     assert m["ap75"] == pytest.approx(51 / 101)
     assert m["ap"] == pytest.approx((3 + 7 * 51 / 101) / 10)
     assert m["ar1"] == pytest.approx((3 + 7 * 0.5) / 10)
+    assert m["ap_polyp"] == pytest.approx(m["ap"]) and m["ap50_polyp"] == pytest.approx(1.0)
+
+
+def test_ap_per_class_on_a_hand_made_case():
+    """Three classes. 'a': one box found exactly (AP 1). 'b': two boxes; the detection ranked
+    first is a false positive, then one box is found: precision 1/2 up to recall 1/2, so the
+    101-point AP is 51/101 / 2 at every threshold. 'c': no box in the split (undefined). The
+    overall AP averages the classes that have boxes."""
+    truths = [np.array([[0, 0, 0, 10, 10], [1, 20, 20, 30, 30], [1, 40, 40, 50, 50]], np.float32)]
+    preds = [{"boxes": np.array([[0, 0, 10, 10], [60, 60, 70, 70], [20, 20, 30, 30]], np.float32),
+              "scores": np.array([0.9, 0.8, 0.7]), "labels": np.array([0, 1, 1])}]
+    m = coco_metrics(preds, truths, ["a", "b", "c"])
+    assert m["ap_a"] == pytest.approx(1.0) and m["ap50_a"] == pytest.approx(1.0)
+    assert m["ap_b"] == pytest.approx(51 / 101 / 2) and m["ap50_b"] == pytest.approx(51 / 101 / 2)
+    assert np.isnan(m["ap_c"]) and np.isnan(m["ap50_c"])
+    assert m["ap"] == pytest.approx((1 + 51 / 101 / 2) / 2)
+    nothing = [{"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0), "labels": np.zeros(0)}]
+    none_found = coco_metrics(nothing, truths, ["a", "b", "c"])
+    assert (none_found["ap_a"], none_found["ap_b"]) == (0.0, 0.0) and np.isnan(none_found["ap_c"])
 
 
 def test_a_detection_on_a_crowd_region_is_neither_hit_nor_false_positive():
@@ -54,12 +73,12 @@ def test_a_detection_on_a_crowd_region_is_neither_hit_nor_false_positive():
     true_box, crowd_box = [0, 0, 0, 10, 10], [20, 20, 40, 40]
     preds = [{"boxes": np.array([crowd_box, true_box[1:]], np.float32), "scores": np.array([0.95, 0.9]),
               "labels": np.array([0, 0])}]
-    as_crowd = coco_metrics(preds, [np.array([true_box, [-2, *crowd_box]], np.float32)], num_classes=1)
-    without = coco_metrics(preds, [np.array([true_box], np.float32)], num_classes=1)
+    as_crowd = coco_metrics(preds, [np.array([true_box, [-2, *crowd_box]], np.float32)], ["polyp"])
+    without = coco_metrics(preds, [np.array([true_box], np.float32)], ["polyp"])
     assert as_crowd["ap"] == pytest.approx(1.0) and without["ap"] == pytest.approx(0.5)
     # a crowd region alone leaves nothing to find: undefined, as with no box at all
-    assert np.isnan(coco_metrics(preds, [np.array([[-2, *crowd_box]], np.float32)], 1)["ap"])
-    meter = DetectionMeter(1)  # the meter keeps crowd rows and drops padding
+    assert np.isnan(coco_metrics(preds, [np.array([[-2, *crowd_box]], np.float32)], ["polyp"])["ap"])
+    meter = DetectionMeter(["polyp"])  # the meter keeps crowd rows and drops padding
     meter.update([{k: torch.as_tensor(v) for k, v in preds[0].items()}],
                  torch.tensor([[true_box, [-2, *crowd_box], [-1, 0, 0, 0, 0]]], dtype=torch.float32))
     assert meter.truths[0].tolist() == [true_box, [-2, *crowd_box]]
@@ -69,8 +88,8 @@ def test_a_detection_on_a_crowd_region_is_neither_hit_nor_false_positive():
 def test_no_detection_scores_zero_and_no_truth_is_undefined():
     truth = [np.array([[0, 0, 0, 10, 10]], np.float32)]
     empty = [{"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0), "labels": np.zeros(0)}]
-    assert coco_metrics(empty, truth, 1)["ap"] == 0.0
-    assert np.isnan(coco_metrics(empty, [np.zeros((0, 5), np.float32)], 1)["ap"])
+    assert coco_metrics(empty, truth, ["polyp"])["ap"] == 0.0
+    assert np.isnan(coco_metrics(empty, [np.zeros((0, 5), np.float32)], ["polyp"])["ap"])
 
 
 def det(boxes, scores, labels):
@@ -104,7 +123,8 @@ def test_every_preset_trains_end_to_end_on_the_embedded_default(tmp_path, preset
     if preset in ("ml", "kd+ml"):
         assert "train/loss/student1/kl<-student2" in terms
     for model in ("teacher", "student1", "student2", "ensemble"):
-        assert set(result.test_at_best[model]) == {"ap", "ap50", "ap75", "ar1", "ar10", "ar100"}
+        assert set(result.test_at_best[model]) == {"ap", "ap50", "ap75", "ar1", "ar10", "ar100", "ap_rectangle", "ap_ellipse",
+                                                   "ap50_rectangle", "ap50_ellipse"}
     run = json.loads((tmp_path / preset / "run.json").read_text())
     assert run["task"] == "detection" and run["detection"]["strides"] == [8, 16, 32]
 

@@ -23,6 +23,23 @@ def test_binary_metrics_by_hand():
     # AUC = share of (positive, negative) pairs ranked right: positives 0.8, 0.4 vs negatives 0.1, 0.6, 0.3
     pairs = [(p, n) for p in (0.8, 0.4) for n in (0.1, 0.6, 0.3)]
     assert m["auc"] == pytest.approx(sum(p > n for p, n in pairs) / len(pairs))
+    assert "recall_1" not in m  # per-class figures only for named classes
+    named = classification_metrics(probs, targets, ["normal", "pneumonia"])
+    # sensitivity = recall of 'pneumonia' 1/2, specificity = recall of 'normal' 2/3; precision:
+    # 'pneumonia' predicted twice, right once; 'normal' three times, right twice
+    assert (named["recall_pneumonia"], named["recall_normal"]) == (pytest.approx(1 / 2), pytest.approx(2 / 3))
+    assert (named["precision_pneumonia"], named["precision_normal"]) == (pytest.approx(1 / 2), pytest.approx(2 / 3))
+
+
+def test_per_class_figures_are_undefined_where_a_class_has_nothing_to_count():
+    """Class 'c' is never predicted and absent from the split: no precision, no recall. Class
+    'b' is predicted once, wrongly: precision 0; its two samples are missed: recall 0."""
+    targets = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.8, 0.1, 0.1]])
+    m = classification_metrics(probs, targets, ["a", "b", "c"])
+    assert m["precision_a"] == pytest.approx(1 / 3) and m["recall_a"] == pytest.approx(1 / 2)
+    assert m["precision_b"] == 0.0 and m["recall_b"] == 0.0
+    assert math.isnan(m["precision_c"]) and math.isnan(m["recall_c"])
 
 
 def test_multiclass_auc_is_mean_of_one_vs_rest():

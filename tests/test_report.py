@@ -74,6 +74,16 @@ def test_run_report_of_a_classification_run(digits_run):
         row = table_row(page, model)
         assert f"<td>{scores['accuracy']:.4f}</td>" in row
         assert f"<td>{scores['auc']:.4f}</td>" in row
+    # the whole-split metrics in one table; per-class figures in a table per family, a row per class
+    main_table = page.split("<h2>Test metrics</h2>", 1)[1].split("</table>", 1)[0]
+    assert "<th>auc</th>" in main_table and "recall_" not in main_table
+    recall = page.split("<h3>recall per class</h3>", 1)[1].split("</table>", 1)[0]
+    assert re.search(r"<thead><tr><th>class</th><th>teacher</th><th>student1</th><th>student2</th><th>ensemble</th>",
+                     recall)
+    cells = recall.split("<tr><th>4</th>", 1)[1].split("</tr>", 1)[0]
+    assert cells == "".join(f"<td>{metrics['test_at_best'][m]['recall_4']:.4f}</td>"
+                            for m in ("teacher", "student1", "student2", "ensemble"))
+    assert "<h3>precision per class</h3>" in page
     for member in meta["members"]:
         assert f"<td>{member['parameters']:,}</td>" in table_row(page, member["name"])
     for name in ("teacher", "student1", "student2", "ensemble"):
@@ -127,8 +137,20 @@ def test_comparison_report(tmp_path):
     with (result.directory / "compare.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    assert set(metrics) == {"accuracy", "balanced_accuracy", "macro_f1", "auc"}
-    assert_pngs(page, len(metrics) + 1)  # the settings' validation curves, then one figure per metric
+    digits = [str(d) for d in range(10)]
+    per_class = [f"{family}_{d}" for family in ("precision", "recall") for d in digits]
+    assert metrics == ["accuracy", "balanced_accuracy", "macro_f1", "auc"] + per_class
+    assert_pngs(page, 4 + 1)  # the settings' validation curves, then one figure per whole-split metric
+    # per-class figures: one table per family, a row per setting and class
+    recall = next(r for r in rows if r["setting"] == "kd" and r["model"] == "student2" and r["metric"] == "recall_7")
+    recall_section = page.split("<h2>test recall per class</h2>", 1)[1].split("</section>", 1)[0]
+    recall_row = "<tr><th>kd</th><td>7</td>"
+    assert recall_section.count("<tr><th>") == 1 + 2 * 10  # the header, then 2 settings x 10 classes
+    cells = recall_section.split(recall_row, 1)[1].split("</tr>", 1)[0]
+    assert f"<td>{float(recall['mean']):.4f} ± {float(recall['std']):.4f}</td>" in cells
+    markdown = (result.directory / "compare.md").read_text(encoding="utf-8")
+    assert markdown.count("\n### test ") == 4 + 2 and "### test precision per class" in markdown
+    assert "| kd | 7 | " in markdown
     assert "validation ensemble/accuracy per epoch" in page
     costs = page.split("<h2>Model costs</h2>", 1)[1].split("</section>", 1)[0]
     student = json.loads((result.directory / "kd-seed0" / "run.json").read_text())["costs"]["student1"]

@@ -319,9 +319,13 @@ def test_the_test_split_is_scored_once_when_the_best_epoch_is_the_last(tiny_data
     t._evaluate = lambda batches, where: calls.append(batches) or evaluate(batches, where)
     result = t.fit(tiny_data)
     assert result.best_epoch == 0 and len(calls) == 2  # one validation, one test pass (not two)
-    assert result.test_at_best == result.test_at_last
-    # and the answer is what the best weights score, as when they are loaded again
-    assert t._evaluate(t.test_batches, "the test split") == result.test_at_best
+    # the same scores, and what the best weights score when they are loaded again (a student
+    # never predicting a class has no precision for it: NaN)
+    again = t._evaluate(t.test_batches, "the test split")
+    for scores in (result.test_at_last, again):
+        assert scores.keys() == result.test_at_best.keys()
+        for model, values in scores.items():
+            assert values == pytest.approx(result.test_at_best[model], nan_ok=True)
 
 
 def test_distillation_weights_ramp_up_step_by_step_by_the_formula(tiny_data):
@@ -443,3 +447,26 @@ def test_a_classifier_may_be_validated_at_another_size_than_it_trains_at(tiny_da
     data = DataSplits(tiny_data.train, *big, num_classes=3, class_names=["a", "b", "c"], input_shape=(1, 8, 8))
     result = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32)).fit(data)
     assert result.test_at_best["teacher"]["accuracy"] > 0.3
+
+
+def test_per_class_metrics_are_named_after_the_datas_classes():
+    """A task built without names takes the data's (run.json records them, eval names its
+    figures after them); one naming them otherwise is refused, and so is a per-class monitor
+    that named a class by its number."""
+    from peerdistill.errors import ConfigError
+
+    x, y = torch.randn(60, 1, 8, 8), torch.arange(60) % 2
+    data = DataSplits.from_arrays(x, y, x, y, x, y, class_names=["normal", "pneumonia"])
+
+    def fit(task, **spec):
+        cohort = Cohort.from_modules([SmallCNN(1, 2, 4, 1)])
+        return Trainer(cohort, KnowledgeGraph([]), task, train=TrainSpec(epochs=1, batch_size=30, **spec),
+                       device="cpu", progress=False).fit(data)
+
+    scores = fit(ClassificationTask(2)).test_at_best["ensemble"]
+    assert {"recall_normal", "recall_pneumonia", "precision_normal", "precision_pneumonia"} <= set(scores)
+    assert "recall_1" not in scores
+    with pytest.raises(ConfigError, match="train.monitor 'ensemble/recall_1' .*'recall_pneumonia'"):
+        fit(ClassificationTask(2), monitor="ensemble/recall_1")
+    with pytest.raises(DataError, match=r"the task names the classes \['a', 'b'\] but the data \['normal', 'pneumonia'\]"):
+        fit(ClassificationTask(2, ["a", "b"]))

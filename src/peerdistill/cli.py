@@ -80,7 +80,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .report import results_table
+    from .report import per_class_rich_tables, results_table
     from .runs import evaluate_run, task_for
 
     data_spec = None
@@ -110,7 +110,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
         meta = read_json(Path(ns.run_dir) / "run.json")
-        console.print(results_table(f"{ns.run_dir}: {ns.split} split", scores, metrics=task_for(meta).summary_metrics))
+        title = f"{ns.run_dir}: {ns.split} split"
+        console.print(results_table(title, scores, metrics=task_for(meta).summary_metrics))
+        if ns.per_class:
+            for table in per_class_rich_tables(scores, title):
+                console.print(table)
     if ns.save_images:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"pictures: {Path(ns.run_dir) / 'eval' / ns.split}/MODEL/", highlight=False, soft_wrap=True)
     if not RunDir.open(ns.run_dir).is_complete:
@@ -198,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="all: train, val and test together (other data scored whole)")
     ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
     ev.add_argument("--device", default="auto")
-    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON (every metric, per class too)")
+    ev.add_argument("--per-class", action="store_true",
+                    help="also a table per class: precision and recall (classification), dice and iou "
+                         "(segmentation), ap and ap50 (detection)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
                          "(segmentation), predicted and true boxes (detection)")

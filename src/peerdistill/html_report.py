@@ -26,7 +26,8 @@ from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, n
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
-from .report import fmt, model_order, seeds_cell  # noqa: E402
+from .report import (comparison_per_class_rows, fmt, model_order, per_class_families, per_class_part,  # noqa: E402
+                     per_class_tables, seeds_cell)  # noqa: E402
 
 REPORT_FILE = "report.html"
 PNG_DATA_URI = "data:image/png;base64,"
@@ -233,7 +234,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         return section_html("Test metrics", [note_html(
             f"no test metrics yet (run status: {metrics.get('status', '?')}); they are written when training ends.")])
     params = {m["name"]: m.get("parameters") for m in meta.get("members", [])}
-    names = list(dict.fromkeys(k for values in scores.values() for k in values))
+    names = [k for k in dict.fromkeys(k for values in scores.values() for k in values) if not per_class_part(k)]
     rows = [[model, f"{params[model]:,}" if params.get(model) is not None else ""]
             + [fmt(values.get(name)) for name in names] for model, values in scores.items()]
     task = meta.get("task", "classification")
@@ -242,7 +243,10 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     caption = (f"<p>Test split, with the weights of the best validation epoch "
                f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']) + auc)}</p>")
-    return section_html("Test metrics", [caption, table_html(["model", "parameters"] + names, rows)])
+    parts = [caption, table_html(["model", "parameters"] + names, rows)]
+    for family, header, class_rows in per_class_tables(scores):
+        parts += [f"<h3>{esc(family)} per class</h3>", table_html(header, class_rows)]
+    return section_html("Test metrics", parts)
 
 
 ENSEMBLE_RULES = {"classification": "The ensemble averages the students' probabilities.",
@@ -489,12 +493,15 @@ def comparison_page(directory: Path) -> str:
     runs = compared_runs(directory, rows, settings)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 comparison_curves_section(runs), comparison_costs_section(runs)]
-    for metric in metrics:
+    for metric in (m for m in metrics if not per_class_part(m)):
         sections.append(section_html(f"test {metric}", [
             figure_html(comparison_figure(rows, settings, models, metric),
                         f"test {metric}: small dots are single seeds; large markers and bars are mean ± std"),
             table_html(["setting"] + models, comparison_table_rows(rows, settings, models, metric)),
         ]))
+    for family, classes in per_class_families(metrics).items():
+        sections.append(section_html(f"test {family} per class", [table_html(
+            ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
     return page_html(title, sections)
 
 

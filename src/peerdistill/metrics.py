@@ -7,14 +7,30 @@ import warnings
 import numpy as np
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
+# Per class c: ``precision_c`` (positive predictive value) and ``recall_c`` (sensitivity; in a
+# binary task the other class's recall is the specificity).
+CLASSIFICATION_PER_CLASS = ("precision", "recall")
 
 
-def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+def classification_metric_names(class_names: list[str]) -> tuple[str, ...]:
+    return CLASSIFICATION_METRICS + per_class_names(CLASSIFICATION_PER_CLASS, class_names)
+
+
+def per_class_names(families: tuple[str, ...], class_names: list[str]) -> tuple[str, ...]:
+    """``family_class`` for every family, then every class: how per-class figures are named."""
+    return tuple(f"{family}_{c}" for family in families for c in class_names)
+
+
+def classification_metrics(probs: np.ndarray, targets: np.ndarray,
+                           class_names: list[str] | None = None) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro-F1 and ROC-AUC (binary; one-vs-rest macro for more
     classes). Like balanced accuracy, macro-F1 averages over the classes the split holds (or the
     model predicts): a class absent from both is not counted as a zero. AUC is NaN when a split
-    lacks a class, since it is undefined there."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score  # here: a second to import
+    lacks a class, since it is undefined there. With ``class_names``, also each class's
+    precision and recall, NaN where undefined (a class never predicted has no precision, one
+    absent from the split no recall)."""
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,  # here: a second to import
+                                 precision_recall_fscore_support)
 
     num_classes = probs.shape[1]
     preds = probs.argmax(axis=1)
@@ -25,7 +41,12 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, 
             "balanced_accuracy": float(balanced_accuracy_score(targets, preds)),
             "macro_f1": float(f1_score(targets, preds, average="macro", zero_division=0)),
         }
-    out["auc"] = _auc(probs, targets, num_classes)
+        out["auc"] = _auc(probs, targets, num_classes)
+        if class_names is not None:
+            precision, recall, _, _ = precision_recall_fscore_support(
+                targets, preds, labels=list(range(num_classes)), zero_division=np.nan)
+            for family, values in (("precision", precision), ("recall", recall)):
+                out.update({f"{family}_{c}": float(v) for c, v in zip(class_names, values, strict=True)})
     return out
 
 

@@ -7,7 +7,30 @@ from typing import Any
 
 from rich.table import Table
 
+from .detection_metrics import DETECTION_PER_CLASS
 from .engine.evaluate import ENSEMBLE
+from .metrics import CLASSIFICATION_PER_CLASS
+from .segmentation_metrics import SEGMENTATION_PER_CLASS
+
+# The families of per-class figures, named ``family_class`` among a model's metrics (no
+# whole-split metric starts with one of them followed by '_').
+PER_CLASS_FAMILIES = frozenset(CLASSIFICATION_PER_CLASS + SEGMENTATION_PER_CLASS + DETECTION_PER_CLASS)
+
+
+def per_class_part(metric: str) -> tuple[str, str] | None:
+    """(family, class) of a per-class metric name; None for a whole-split metric."""
+    family, underscore, name = metric.partition("_")
+    return (family, name) if underscore and family in PER_CLASS_FAMILIES else None
+
+
+def per_class_families(metrics) -> dict[str, list[str]]:
+    """Each family of per-class figures among ``metrics``, with its classes in their order."""
+    families: dict[str, list[str]] = {}
+    for metric in dict.fromkeys(metrics):
+        part = per_class_part(metric)
+        if part:
+            families.setdefault(part[0], []).append(part[1])
+    return families
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -44,6 +67,27 @@ def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[
         row += [fmt(values[m]) for m in metrics]
         table.add_row(*row)
     return table
+
+
+def per_class_tables(scores: dict[str, dict[str, float]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The models' per-class figures as (family, header, rows) per family: a row per class, a
+    column per model. None for runs made before they were recorded."""
+    families = per_class_families(k for values in scores.values() for k in values)
+    return [(family, ["class", *scores], [[c] + [fmt(values.get(f"{family}_{c}")) for values in scores.values()]
+                                          for c in classes])
+            for family, classes in families.items()]
+
+
+def per_class_rich_tables(scores: dict[str, dict[str, float]], title: str) -> list[Table]:
+    out = []
+    for family, header, rows in per_class_tables(scores):
+        table = Table(title=f"{title}: {family} per class")
+        for i, column in enumerate(header):
+            table.add_column(column, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        out.append(table)
+    return out
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -85,17 +129,30 @@ def model_order(models: list[str]) -> list[str]:
 
 def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: list[str],
                         metrics: list[str], header: str) -> str:
-    """One Markdown table per metric: presets down, models across, mean ± std over seeds."""
+    """One Markdown table per whole-split metric (presets down, models across), then one per
+    family of per-class figures (a row per preset and class); mean ± std over seeds."""
     index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
     parts = [header]
-    for metric in metrics:
-        parts.append(f"\n### test {metric}\n")
-        parts.append("| setting | " + " | ".join(models) + " |")
-        parts.append("|---|" + "---:|" * len(models))
-        for preset in presets:
-            cells = []
-            for model in models:
-                r = index.get((preset, model, metric))
-                cells.append(seeds_cell(r) if r else "")
-            parts.append(f"| {preset} | " + " | ".join(cells) + " |")
+
+    def table(title: str, first_columns: list[str], body: list[list[str]]) -> None:
+        parts.append(f"\n### {title}\n")
+        parts.append("| " + " | ".join(first_columns + models) + " |")
+        parts.append("|---" * len(first_columns) + "|" + "---:|" * len(models))
+        parts.extend("| " + " | ".join(row) + " |" for row in body)
+
+    for metric in (m for m in metrics if not per_class_part(m)):
+        table(f"test {metric}", ["setting"], [[preset] + [seeds_cell(index[preset, model, metric])
+                                                          if (preset, model, metric) in index else "" for model in models]
+                                              for preset in presets])
+    for family, classes in per_class_families(metrics).items():
+        table(f"test {family} per class", ["setting", "class"], comparison_per_class_rows(rows, presets, models, family, classes))
     return "\n".join(parts) + "\n"
+
+
+def comparison_per_class_rows(rows: list[dict[str, Any]], settings: list[str], models: list[str], family: str,
+                              classes: list[str]) -> list[list[str]]:
+    """A row per setting and class: its mean ± std over seeds per model."""
+    index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
+    return [[setting, c] + [seeds_cell(index[setting, model, f"{family}_{c}"])
+                            if (setting, model, f"{family}_{c}") in index else "" for model in models]
+            for setting in settings for c in classes]

@@ -18,14 +18,15 @@ import warnings
 
 import numpy as np
 import torch
+from .metrics import per_class_names
 from .spatial import align_to
 
 IGNORE = 255
+SEGMENTATION_PER_CLASS = ("dice", "iou")
 
 
 def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, ...]:
-    names = ["dice", "iou", "pixel_accuracy"]
-    names += [f"dice_{c}" for c in class_names] + [f"iou_{c}" for c in class_names]
+    names = ["dice", "iou", "pixel_accuracy", *per_class_names(SEGMENTATION_PER_CLASS, class_names)]
     if len(class_names) == 2:
         names += ["f1", "sensitivity", "specificity", "auc"] + (["hd95"] if hd95 else [])
     return tuple(names)

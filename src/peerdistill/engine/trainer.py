@@ -136,7 +136,21 @@ class Trainer(RunRecords):
         return model, metric
 
     # ---- set-up -------------------------------------------------------------------------
+    def _name_classes(self, data: DataSplits) -> None:
+        """Per-class metrics are named after the task's class names and run.json records the
+        data's, so they must agree: a task left with numbers as names takes the data's."""
+        names = getattr(self.task, "class_names", None)
+        if names is None or list(names) == list(data.class_names):
+            return
+        if list(names) != [str(c) for c in range(len(names))]:
+            raise DataError(f"the task names the classes {list(names)} but the data {list(data.class_names)}: "
+                            f"build the task with the data's names, e.g. {type(self.task).__name__}"
+                            "(data.num_classes, data.class_names)")
+        self.task.name_classes(data.class_names)
+        self._parse_monitor(self.monitor)  # a per-class monitor named by number no longer exists
+
     def _setup(self, data: DataSplits) -> None:
+        self._name_classes(data)
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
         self._declared_input_shape = tuple(data.input_shape)

@@ -6,14 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from ..metrics import CLASSIFICATION_METRICS, classification_metrics
+from ..metrics import CLASSIFICATION_METRICS, classification_metric_names, classification_metrics
 from .augment import augment_images
 
 
 class ProbabilityMeter:
     """Keeps every probability row of a split: ROC-AUC needs them all at once."""
 
-    def __init__(self):
+    def __init__(self, class_names: list[str] | None = None):
+        self.class_names = class_names
         self.probs, self.targets = [], []
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -25,20 +26,25 @@ class ProbabilityMeter:
         self.targets += other.targets
 
     def compute(self) -> dict[str, float]:
-        return classification_metrics(torch.cat(self.probs).numpy(), torch.cat(self.targets).numpy())
+        return classification_metrics(torch.cat(self.probs).numpy(), torch.cat(self.targets).numpy(), self.class_names)
 
 
 class ClassificationTask:
     name = "classification"
-    metric_names = CLASSIFICATION_METRICS
-    summary_metrics = CLASSIFICATION_METRICS
+    summary_metrics = CLASSIFICATION_METRICS  # the console table's columns
     default_monitor = "ensemble/accuracy"
 
-    def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None,
-                 augment: tuple[str, ...] = ()):
+    def __init__(self, num_classes: int, class_names: list[str] | None = None,
+                 class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = ()):
         self.num_classes = num_classes
+        self.name_classes(class_names or [str(c) for c in range(num_classes)])
         self.class_weights = class_weights
         self.augmentations = tuple(augment)
+
+    def name_classes(self, class_names: list[str]) -> None:
+        """Per-class metrics are named after these."""
+        self.class_names = list(class_names)
+        self.metric_names = classification_metric_names(self.class_names)
 
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
@@ -52,7 +58,7 @@ class ClassificationTask:
         return torch.stack(probabilities).mean(dim=0)
 
     def new_meter(self) -> ProbabilityMeter:
-        return ProbabilityMeter()
+        return ProbabilityMeter(self.class_names)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         return (augment_images(x, None, self.augmentations, generator)[0], y) if self.augmentations else (x, y)

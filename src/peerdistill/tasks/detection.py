@@ -12,15 +12,14 @@ import numpy as np
 import torch
 
 from ..detection.boxes import HeadLayout, anchor_points, decode
-from ..detection_metrics import DETECTION_METRICS, DetectionMeter
+from ..detection_metrics import DetectionMeter, detection_metric_names
 from ..errors import ConfigError
 from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
 from .box_augment import augment_boxes
 
 class DetectionTask:
     name = "detection"
-    metric_names = DETECTION_METRICS
-    summary_metrics = ("ap", "ap50", "ap75", "ar10")
+    summary_metrics = ("ap", "ap50", "ap75", "ar10")  # the console table's columns
     default_monitor = "ensemble/ap"
     supervised_name = "det"
 
@@ -30,7 +29,7 @@ class DetectionTask:
                  kd_loc_weight: float = 1.0, kd_loc_region: str = "confidence"):
         self.layout = layout
         self.num_classes = layout.num_classes
-        self.class_names = list(class_names or [str(c) for c in range(layout.num_classes)])
+        self.name_classes(class_names or [str(c) for c in range(layout.num_classes)])
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.augmentations = tuple(augment)
         self.score_threshold, self.nms_iou, self.max_detections = score_threshold, nms_iou, max_detections
@@ -40,6 +39,11 @@ class DetectionTask:
             raise ConfigError(f"kd_loc_region must be 'confidence' or 'assigned', not '{kd_loc_region}'")
         self.kd_loc_region = kd_loc_region
         self._assigned: tuple[torch.Tensor, int, int, Assignment] | None = None  # targets, version, points, result
+
+    def name_classes(self, class_names: list[str]) -> None:
+        """Per-class metrics are named after these."""
+        self.class_names = list(class_names)
+        self.metric_names = detection_metric_names(self.class_names)
 
     def saved_settings(self) -> dict:
         """What rebuilding this task from a run needs (``runs.task_for`` reads it back from run.json)."""
@@ -110,7 +114,7 @@ class DetectionTask:
         return fused
 
     def new_meter(self) -> DetectionMeter:
-        return DetectionMeter(self.num_classes)
+        return DetectionMeter(self.class_names)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         if not self.augmentations:

@@ -31,13 +31,17 @@ class SegmentationTask:
         if num_classes < 2:
             raise DataError("segmentation needs at least two classes (background and one structure)")
         self.num_classes = num_classes
-        self.class_names = list(class_names or [str(c) for c in range(num_classes)])
         self.class_weights = class_weights
         self.augmentations = tuple(augment)
         self.hd95 = hd95 and num_classes == 2
-        self.metric_names = segmentation_metric_names(self.class_names, self.hd95)
+        self.name_classes(class_names or [str(c) for c in range(num_classes)])
         # The columns of the console table; every metric is in metrics.json / metrics.csv.
         self.summary_metrics = ("dice", "iou", "pixel_accuracy") + (("auc", "hd95") if num_classes == 2 else ())
+
+    def name_classes(self, class_names: list[str]) -> None:
+        """Per-class metrics are named after these."""
+        self.class_names = list(class_names)
+        self.metric_names = segmentation_metric_names(self.class_names, self.hd95)
 
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
