@@ -455,3 +455,22 @@ def test_masks_are_never_written_among_the_input_images(tmp_path):
         _check_out(tmp_path / "masks.csv", True, [str(image)])
     _check_out(tmp_path / "masks", True, [str(image)])
     _check_out(tmp_path, True, [str(tmp_path / "images")])  # the folder above an input folder holds no input image
+
+
+def test_peerdistills_warnings_are_one_line_and_others_are_left_as_python_prints_them(monkeypatch, capsys):
+    import warnings
+
+    from peerdistill import cli
+    from peerdistill.errors import NonFiniteStepsWarning
+
+    def warning_command(ns):
+        warnings.warn("epoch 2: 3 of 7 training steps skipped for non-finite values: loss term 'x' (3 steps)",
+                      NonFiniteStepsWarning)
+        warnings.warn("something of torch's", UserWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_presets", warning_command)
+    with pytest.warns(UserWarning, match="something of torch's"):  # handed on as Python would show it
+        run_cli("presets")
+    err = capsys.readouterr().err
+    assert err == "warning: epoch 2: 3 of 7 training steps skipped for non-finite values: loss term 'x' (3 steps)\n"

@@ -70,3 +70,20 @@ def test_soft_kl_gradient_matches_closed_form():
 def test_soft_kl_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="differ in shape"):
         soft_kl(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_a_non_finite_target_makes_the_kl_non_finite_not_zero():
+    """A source whose outputs went NaN (a broken frozen teacher, an overflowing peer) must show
+    in the term, where the non-finite guard names it; a zero term would hide it. A target
+    probability of exactly 0 still contributes 0 (not 0 * log 0 = NaN)."""
+    from peerdistill.losses.logits import kl_to_probs
+
+    student = torch.randn(4, 3)
+    teacher = torch.randn(4, 3)
+    teacher[1, 0] = float("nan")
+    assert torch.isnan(soft_kl(student, teacher, 4.0))
+    probs = torch.tensor([[1.0, 0.0, 0.0], [float("nan"), 0.5, 0.5]])
+    assert torch.isnan(kl_to_probs(student[:2], probs))
+    one_hot = torch.tensor([[1.0, 0.0, 0.0]])
+    expected = -torch.log_softmax(student[:1], dim=1)[0, 0]  # KL(onehot || p) = -log p_0
+    assert kl_to_probs(student[:1], one_hot) == pytest.approx(float(expected), rel=1e-6)

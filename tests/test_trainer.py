@@ -190,11 +190,31 @@ def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy
         assert all(torch.isfinite(v).all() for v in saved.values())  # the last good weights
     else:
         before = copy.deepcopy(bad.net.state_dict())
-        result = t.fit(tiny_data)
+        from peerdistill.errors import NonFiniteStepsWarning
+
+        with pytest.warns(NonFiniteStepsWarning, match=r"epoch 2: 6 of 7 training steps skipped for non-finite "
+                                                       r"values: loss term 'student2/ce' \(6 steps\)"):
+            result = t.fit(tiny_data)
         assert result.history[0]["skipped_steps"] == 0 and result.history[1]["skipped_steps"] == 6
+        # every term the NaN student takes part in: its own, and its peer's term learning from it
+        assert (result.history[0]["skipped_for"], result.history[1]["skipped_for"]) == ("", "; ".join(
+            f"loss term '{t}': 6" for t in ("student2/ce", "student2/kl<-teacher", "student1/kl<-student2",
+                                            "student2/kl<-student1")))
         # parameters and BatchNorm statistics alike: nothing from the skipped steps
         assert all(torch.isfinite(v.float()).all() for v in bad.net.state_dict().values())
         assert not torch.equal(before["classifier.weight"], bad.net.state_dict()["classifier.weight"])
+
+
+def test_an_epoch_whose_every_step_is_skipped_stops_the_run_naming_the_term(tiny_data, tmp_path):
+    """A term that is never finite: skipping would leave the models untrained to the end."""
+    from peerdistill.errors import NonFiniteError
+
+    seed_everything(0)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), NaNAfter(after=0)], teacher=SmallCNN(1, 3, 8, 2))
+    t = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite="skip"), run_dir=tmp_path / "r")
+    with pytest.raises(NonFiniteError, match=r"every step of epoch 1 was skipped for non-finite values: loss term "
+                                             r"'student2/ce' \(7 steps\).*nothing was saved"):
+        t.fit(tiny_data)
 
 
 class NaNInSecondBatch(ClassificationTask):

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from . import __version__
 from .config import (DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_saved_config,
                      load_yaml, saved_data_section, without_other_kinds_keys)
 from .engine.artifacts import RunDir, jsonable, read_json
-from .errors import ConfigError, PeerdistillError
+from .errors import ConfigError, PeerdistillError, PeerdistillWarning
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -270,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
     try:
-        return ns.func(ns)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return ns.func(ns)
     except PeerdistillError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
@@ -285,6 +288,17 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
                           soft_wrap=True)
         return 2
+
+
+def _one_line_warnings(show_other):
+    """A ``warnings.showwarning`` printing peerdistill's own warnings as one line, 'warning:
+    MESSAGE', and handing the others to ``show_other``."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, PeerdistillWarning):
+            err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+    return show
 
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:

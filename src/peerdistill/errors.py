@@ -23,3 +23,12 @@ class RunDirError(PeerdistillError):
 
 class NonFiniteError(PeerdistillError):
     """A loss term or gradient became NaN or infinite during training."""
+
+
+class PeerdistillWarning(UserWarning):
+    """Something a user should know that does not stop the command; the CLI prints it as
+    'warning: MESSAGE'."""
+
+
+class NonFiniteStepsWarning(PeerdistillWarning):
+    """Training steps were skipped for non-finite values (``train.nonfinite: skip``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..errors import CheckpointError, ConfigError, DataError, NonFiniteError, PeerdistillError
+from ..errors import CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning, PeerdistillError
 from ..metrics import ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
@@ -115,6 +116,7 @@ class Trainer(RunRecords):
         self.window_overlap = patches["overlap"] if patches else 0.5
         self.discriminator_optimizers: dict[str, torch.optim.Optimizer] = {}
         self.skipped_steps = 0
+        self.skip_causes: dict[str, int] = {}  # this epoch's skipped steps per cause ("loss term 'x'")
         self._training_outputs_checked = False
         self._position = (0, 0)
         self.world = World()
@@ -493,10 +495,11 @@ class Trainer(RunRecords):
             batches = self.train_batches.iterate(start_step)  # redraws this epoch's order
             self.generator.set_state(now)
             sums, count, self.skipped_steps = dict(partial["sums"]), partial["count"], partial["skipped"]
+            self.skip_causes = dict(partial.get("skip_causes", {}))  # checkpoints before 0.x lack it
         else:
             epoch_start = self.generator.get_state()
             batches = self.train_batches.iterate()
-            sums, count, self.skipped_steps = {}, 0, 0
+            sums, count, self.skipped_steps, self.skip_causes = {}, 0, 0, {}
         task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps, done=start_step)
         for step, (x, y) in enumerate(batches, start=start_step):
             self._position = (epoch, step)
@@ -510,14 +513,41 @@ class Trainer(RunRecords):
             progress.advance(task_id)
             if self._run is not None and step + 1 < steps and self._checkpoint_due(step + 1):
                 partial = {"epoch_data_state": epoch_start, "sums": sums, "count": count,
-                           "skipped": self.skipped_steps}
+                           "skipped": self.skipped_steps, "skip_causes": self.skip_causes}
                 save_resume_state(self._run.resume_path, self._resume_state(epoch, step + 1, partial))
                 self._last_checkpoint = time.monotonic()
         progress.finish_epoch(task_id)
+        self._check_skipped(epoch, steps)
         for module in [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]:
             distributed.broadcast_state(self.world, module, parameters=False)  # the main's BatchNorm statistics
         means = {name: total / max(count, 1) for name, total in sums.items()}
         return {name: float(v) for name, v in distributed.mean_over_processes(self.world, means).items()}
+
+    def _check_skipped(self, epoch: int, steps: int) -> None:
+        """Skipped steps are named, not only counted: a warning per epoch, and a stop when no
+        step of an epoch was kept (a term that is never finite would otherwise leave the models
+        untrained to the end). Gradients overflowing under fp16 loss scaling are the scaler's
+        routine calibration: recorded, neither warned about nor stopped for."""
+        if not self.skipped_steps:
+            return
+        causes = dict(self.skip_causes)
+        if self.scaler is not None:
+            causes = {c: n for c, n in causes.items() if not c.startswith("gradient")}
+        if not causes:
+            return
+        named = ", ".join(f"{cause} ({n} step{'s' if n > 1 else ''})" for cause, n in causes.items())
+        if self.skipped_steps >= steps:
+            raise NonFiniteError(f"every step of epoch {epoch + 1} was skipped for non-finite values: {named}. The "
+                                 f"models learnt nothing from it; {self._last_good()}. Lower optim.lr, check the data "
+                                 "for extreme values, or change or drop the named term")
+        if self.world.is_main:
+            warnings.warn(f"epoch {epoch + 1}: {self.skipped_steps} of {steps} training steps skipped for non-finite "
+                          f"values: {named}", NonFiniteStepsWarning, stacklevel=3)
+
+    def _last_good(self) -> str:
+        last = self.run_dir_path / "checkpoints" / "last.pt" if self.run_dir_path else None
+        return (f"the last good checkpoint is {last}" if last is not None and last.exists()
+                else "no epoch had finished, so nothing was saved")
 
     def _checkpoint_due(self, steps_done: int) -> bool:
         ts = self.train_spec
@@ -597,12 +627,12 @@ class Trainer(RunRecords):
                 for buffer, saved in zip(self._trained_buffers(), self._buffers_before):
                     buffer.copy_(saved)
             self.skipped_steps += 1
+            for name in names:
+                cause = f"{what} '{name}'"
+                self.skip_causes[cause] = self.skip_causes.get(cause, 0) + 1
             return {}
-        last = self.run_dir_path / "checkpoints" / "last.pt" if self.run_dir_path else None
-        saved = (f"the last good checkpoint is {last}" if last is not None and last.exists()
-                 else "no epoch had finished, so nothing was saved")
         raise NonFiniteError(
-            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {saved}. Lower optim.lr, "
+            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {self._last_good()}. Lower optim.lr, "
             "check the data for extreme values, or set train.nonfinite=skip to skip such steps"
         )
 
@@ -644,7 +674,8 @@ class Trainer(RunRecords):
     # ---- records ------------------------------------------------------------------------
     def _row(self, epoch: int, losses: dict[str, float], val: dict[str, dict[str, float]], seconds: float) -> dict:
         row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 3), "rampup": self._ramp(epoch + 1),
-                               "skipped_steps": self.skipped_steps}
+                               "skipped_steps": self.skipped_steps,
+                               "skipped_for": "; ".join(f"{c}: {n}" for c, n in self.skip_causes.items())}
         for name, opt in self.optimizers.items():
             row[f"lr/{name}"] = opt.param_groups[0]["lr"]
         row.update({f"train/loss/{k}": v for k, v in losses.items()})

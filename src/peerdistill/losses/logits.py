@@ -42,8 +42,9 @@ def kl_to_probs(student_logits: torch.Tensor, target_probs: torch.Tensor, temper
 def _kl(q: torch.Tensor, log_q: torch.Tensor, student_logits: torch.Tensor, t: float,
         valid: torch.Tensor | None) -> torch.Tensor:
     log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
-    # q log q is 0 where q is 0; the where() keeps 0 * -inf from producing NaN.
-    kl_per_item = torch.where(q > 0, q * (log_q - log_p_student), torch.zeros_like(q)).sum(dim=1)
+    # q log q is 0 where q is 0; the where() keeps 0 * -inf from producing NaN, while a NaN
+    # target stays NaN (for the non-finite guard to name) instead of teaching nothing unseen.
+    kl_per_item = torch.where(q == 0, torch.zeros_like(q), q * (log_q - log_p_student)).sum(dim=1)
     return masked_mean(kl_per_item, valid) * (t * t)
 
 
