@@ -71,10 +71,10 @@ def coco_files(tmp_path, **changes):
 
 def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
     images, ann = coco_files(tmp_path)
-    x, y, names, ids = load_coco(images, ann, (10, 20))
+    x, y, names, ids, info = load_coco(images, ann, (10, 20))
     assert x.shape == (2, 3, 10, 20) and x.dtype == torch.float32
     assert x[0, 0].mean() == pytest.approx(250 / 255, abs=1e-3) and x[1, 2].mean() == pytest.approx(250 / 255, abs=1e-3)
-    assert names == ["adenoma", "polyp"] and ids == ["a.png", "b.png"]
+    assert names == ["adenoma", "polyp"] and ids == ["a.png", "b.png"] and info == {}
     # from 80x40 to 20x10: factor 1/4 on both axes; category 7 -> label 1, 3 -> 0; the crowd box of
     # category 3 is kept as a crowd region, label -2 - 0
     assert y.shape == (2, 3, 5)
@@ -108,10 +108,27 @@ def test_load_coco_errors(tmp_path, change, message):
         load_coco(images, ann, 16)
 
 
+def test_a_coco_category_no_annotation_uses_is_not_a_class(tmp_path):
+    """Roboflow's export lists the supercategory (id 0) that no box uses beside the real one:
+    a class no model could learn, so it is left out, and named in the data's info."""
+    images, ann = coco_files(tmp_path, categories=[{"id": 0, "name": "polyps", "supercategory": "none"},
+                                                   {"id": 3, "name": "adenoma", "supercategory": "polyps"},
+                                                   {"id": 7, "name": "polyp", "supercategory": "polyps"},
+                                                   {"id": 9, "name": "unused", "supercategory": "polyps"}])
+    _, y, names, _, info = load_coco(images, ann, (10, 20))
+    assert names == ["adenoma", "polyp"] and info == {"unused_categories": ["polyps", "unused"]}
+    assert y[0, :2, 0].tolist() == [1, 0]  # category 7 -> label 1, 3 -> 0, as without the unused ones
+    with pytest.raises(DataError, match=r"unknown category id 5 in ann.json: 'categories' lists \[0, 3, 7, 9\]"):
+        load_coco(*coco_files(tmp_path, annotations=[{"image_id": 1, "category_id": 5, "bbox": [5, 5, 5, 5]}],
+                              categories=[{"id": 0, "name": "polyps"}, {"id": 3, "name": "adenoma"},
+                                          {"id": 7, "name": "polyp"}, {"id": 9, "name": "unused"}]), 16)
+
+
 def test_load_coco_tolerates_one_pixel_and_rejects_bad_files(tmp_path):
     images, ann = coco_files(tmp_path, annotations=[{"image_id": 1, "category_id": 7, "bbox": [-0.5, 0, 81, 40]}])
-    _, y, _, _ = load_coco(images, ann, (40, 80))
-    assert y[0, 0].tolist() == [1, 0, 0, 80, 40]  # clipped to the image
+    _, y, names, _, _ = load_coco(images, ann, (40, 80))
+    assert y[0, 0].tolist() == [0, 0, 0, 80, 40]  # clipped to the image
+    assert names == ["polyp"]
     with pytest.raises(DataError, match="does not exist"):
         load_coco(images, tmp_path / "nope.json", 16)
     (tmp_path / "bad.json").write_text("{not json")

@@ -139,11 +139,13 @@ def _stack(images: list[np.ndarray]) -> torch.Tensor:
 
 
 def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
-              ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+              ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
-    category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids):
-    ids are the images' ``file_name`` in the JSON's order, category ids become labels 0..C-1 in
-    sorted id order, and boxes are rescaled from the JSON's width/height to ``image_size``.
+    category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
+    info): ids are the images' ``file_name`` in the JSON's order, the categories annotations use
+    become labels 0..C-1 in sorted id order, and boxes are rescaled from the JSON's width/height
+    to ``image_size``. A category no annotation uses (the supercategory entry annotation tools
+    such as Roboflow export) is not a class: ``info["unused_categories"]`` names them.
     Crowd annotations (``iscrowd: 1``) are kept as crowd regions (label ``crowd_label(class)``:
     ignored in training, ignored regions in evaluation); images without annotations are kept
     with no boxes."""
@@ -155,7 +157,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
                         "and 'categories'")
     if not all(isinstance(c, dict) and "id" in c for c in data.get("categories") or []):
         raise DataError(f"an entry of 'categories' in {source} lacks 'id'")
-    categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
+    listed = sorted(data.get("categories") or [], key=lambda c: c["id"])
+    used = {a.get("category_id") for a in data.get("annotations") or [] if isinstance(a, dict)}
+    categories = [c for c in listed if c["id"] in used]
     label_of = {c["id"]: k for k, c in enumerate(categories)}
     images, id_of_file = {}, {}
     for entry in data["images"]:
@@ -179,7 +183,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
             raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
         if ann.get("category_id") not in label_of:
             raise DataError(f"unknown category id {ann.get('category_id')} in {source}: "
-                            f"'categories' lists {sorted(label_of)}")
+                            f"'categories' lists {[c['id'] for c in listed]}")
         entry = images[image_id]
         width, height = _image_dims(entry, f"image {image_id} in {source}")
         where = f"annotation {ann.get('id', '?')} of image {image_id} ('{entry['file_name']}') in {source}"
@@ -205,7 +209,10 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
                                      f"image {image_id} in {source}")
         xs.append(read_image(path, size, grey=grey))
     names = [str(c.get("name", c["id"])) for c in categories]
-    return _stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()]
+    unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
+    info = {"unused_categories": unused} if unused else {}
+    return (_stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
+            info)
 
 
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False

@@ -27,7 +27,8 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     info: dict = {"source": str(root)}
     # grey: Pillow's luma conversion, as predict reads images
     if spec.kind == "coco":
-        x, y, names, ids = load_coco(root / spec.images, _relative(root, spec.annotations), size, grey=spec.grey)
+        x, y, names, ids, extra = load_coco(root / spec.images, _relative(root, spec.annotations), size, grey=spec.grey)
+        info.update(extra)
     elif spec.kind == "box_json":
         x, y, names, ids, extra = load_box_json(root / spec.images, _relative(root, spec.annotations), size,
                                                 grey=spec.grey)
