@@ -18,7 +18,8 @@ from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..errors import CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning, PeerdistillError
+from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning, PeerdistillError,
+                      PeerdistillWarning)
 from ..metrics import ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
@@ -289,6 +290,7 @@ class Trainer(RunRecords):
                     self.run_info.setdefault("fused_students_fallback", {})[", ".join(names)] = (
                         problem or "the packed forward failed on another process")
         self.run_info["fused_students"] = [names for names, _ in self.groups]
+        self._say_what_was_not_packed()
         grouped = {n for names, _ in self.groups for n in names}
         if self.run_info.get("fused_students_fallback"):  # record the fallen-back students' layers again
             self.cohort.capture({n: p for n, p in self.graph.feature_requests().items() if n not in grouped})
@@ -304,6 +306,17 @@ class Trainer(RunRecords):
                 if m.name not in grouped:
                     self.runners[m.name] = compiled(self.runners.get(m.name, m.module), self.speed.compile_backend)
             self.groups = [(names, compiled(g, self.speed.compile_backend)) for names, g in self.groups]
+
+    def _say_what_was_not_packed(self) -> None:
+        """Asked for explicitly (``train.fuse_students: true``, not ``auto``), packing that did
+        not happen is a warning, not only a line in run.json."""
+        if self.train_spec.fuse_students is not True or not self.world.is_main:
+            return
+        for students, why in self.run_info.get("fused_students_fallback", {}).items():
+            warnings.warn(f"train.fuse_students: {students} run one by one: {why}", PeerdistillWarning, stacklevel=4)
+        if not self.groups and not self.run_info.get("fused_students_fallback"):
+            warnings.warn("train.fuse_students: no two trained students share an architecture, so none are packed",
+                          PeerdistillWarning, stacklevel=4)
 
     def _trial(self, group: StudentGroup) -> str | None:
         """One packed training step's forward and backward on the probe batch, as training will
