@@ -194,10 +194,15 @@ def kvasir_files(tmp_path, boxes_a=None):
 
 
 def test_load_box_json_rescales_from_the_json_size_and_counts_skips(tmp_path):
+    from peerdistill.errors import PeerdistillWarning
+
     images, boxes = kvasir_files(tmp_path)
-    x, y, names, ids, info = load_box_json(images, boxes, (10, 20))
+    with pytest.warns(PeerdistillWarning) as said:
+        x, y, names, ids, info = load_box_json(images, boxes, (10, 20))
     assert ids == ["a", "d"] and names == ["adenoma", "polyp"]
     assert info == {"skipped_without_image": 1, "skipped_without_entry": 1}
+    assert [str(w.message) for w in said] == [f"1 entries of boxes.json have no image in '{images}' ('b'): left out",
+                                              f"1 images in '{images}' have no entry in boxes.json ('c'): left out"]
     assert x.shape == (2, 3, 10, 20) and x[1, 1].mean() > 0.9  # d.jpg is green
     # a: original 200x100 -> 20x10 (factor 0.1), not from the 40x20 file size
     assert y[0].numpy() == pytest.approx(np.array([[1, 5, 1, 15, 10], [0, 0, 0, 2, 3]]))

@@ -15,12 +15,13 @@ to COCOeval as a crowd box, where detections on it count neither as hits nor as 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, PeerdistillWarning
 from .image_files import _portable
 from .image_io import (IMAGE_SUFFIXES, binarized, check_same_size, image_files, image_size, read_image,
                        read_mask_values)
@@ -267,8 +268,14 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
     x = _stack([read_image(files[key], size, grey=grey) for key in ids])
-    info = {"skipped_without_image": sum(k not in files for k in data),
-            "skipped_without_entry": sum(s not in data for s in files)}
+    without_image = sorted(k for k in data if k not in files)
+    without_entry = sorted(s for s in files if s not in data)
+    info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry)}
+    for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
+                           (without_entry, f"images in '{images_dir}' have no entry in {source}")):
+        if left_out:
+            examples = ", ".join(f"'{k}'" for k in left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+            warnings.warn(f"{len(left_out)} {what} ({examples}): left out", PeerdistillWarning, stacklevel=2)
     return x, pad_targets(targets), names, ids, info
 
 
