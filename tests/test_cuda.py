@@ -28,6 +28,8 @@ def test_the_default_path_on_cuda_is_bf16_channels_last_fused_and_packed(tmp_pat
     assert speed["precision"] in ("bf16", "fp16") and speed["channels_last"] and speed["cudnn_benchmark"]
     assert run["fused_students"] == [["student1", "student2", "student3"]]
     assert result.test_at_best["ensemble"]["accuracy"] > 0.5
+    # a run on a GPU also records each model's latency there (fp32, one input)
+    assert all(c["gpu_latency_ms"] > 0 and c["cpu_latency_ms"] > 0 for c in run["costs"].values())
 
 
 def test_packed_students_match_separate_ones_on_cuda(tiny_data):

@@ -267,3 +267,16 @@ def test_the_compression_column_names_its_reference_teacher():
     costs = {"teacher1": {"compression": 1.0}, "teacher2": {"compression": 8.4}, "student1": {"compression": 18.2}}
     assert costs_header(costs)[-1] == "x smaller than teacher1"
     assert costs_header({"student1": {}})[-1] == "x smaller than teacher"
+
+
+def test_the_cost_table_has_a_gpu_column_for_runs_trained_on_a_gpu():
+    from peerdistill.html_report import cost_rows, costs_header
+
+    cpu_run = {"teacher": {"parameters": 1000, "macs": 2e6, "size_bytes": 4096, "cpu_latency_ms": 1.5, "compression": 1.0}}
+    gpu_run = {"teacher": {**cpu_run["teacher"], "gpu_latency_ms": 0.25},
+               "student1": {"parameters": 100, "macs": 2e5, "size_bytes": 512, "cpu_latency_ms": 0.5,
+                            "gpu_latency_ms": 0.125, "compression": 10.0}}
+    assert "GPU ms" not in costs_header(cpu_run) and len(cost_rows(cpu_run)[0]) == len(costs_header(cpu_run))
+    header = costs_header(gpu_run)
+    assert header[4:6] == ["CPU ms", "GPU ms"]
+    assert [dict(zip(header, row))["GPU ms"] for row in cost_rows(gpu_run)] == ["0.250", "0.125"]

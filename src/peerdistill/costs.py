@@ -1,5 +1,6 @@
 """What a model costs to ship: parameters, multiply-accumulates for one input, size on disk,
-CPU latency for one input, and the compression ratio against the teacher."""
+CPU latency for one input (and GPU latency where the run trained on one), and the compression
+ratio against the teacher."""
 
 from __future__ import annotations
 
@@ -25,27 +26,38 @@ def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
 def cpu_latency_ms(module: nn.Module, input_shape: tuple[int, ...], repeats: int = 10) -> float:
     """Median wall time of one forward pass on one input on one CPU thread (after warm-up): the
     setting of a small device, and less at the mercy of other work on the machine."""
-    model = copy.deepcopy(module).cpu().eval()
-    x = torch.zeros(1, *input_shape)
-    times = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.inference_mode():
-            for i in range(repeats + 3):
-                start = time.perf_counter()
-                model(x)
-                if i >= 3:
-                    times.append((time.perf_counter() - start) * 1000)
+        return latency_ms(module, input_shape, torch.device("cpu"), repeats)
     finally:
         torch.set_num_threads(threads)
+
+
+def latency_ms(module: nn.Module, input_shape: tuple[int, ...], device: torch.device, repeats: int = 10) -> float:
+    """Median wall time of one fp32 forward pass on one input on ``device`` (after warm-up). On
+    CUDA each pass is awaited (kernels run asynchronously), so the time is the model's, not its
+    launch's."""
+    model = copy.deepcopy(module).to(device).eval()
+    x = torch.zeros(1, *input_shape, device=device)
+    wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            wait()
+            start = time.perf_counter()
+            model(x)
+            wait()
+            if i >= 3:
+                times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
 
 def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], files: dict[str, Path],
-                reference: str | None = None) -> dict[str, dict[str, float]]:
+                reference: str | None = None, gpu: torch.device | None = None) -> dict[str, dict[str, float]]:
     """Costs of each model as shipped; ``compression`` is the reference model's parameters over
-    this model's (how many times smaller than the teacher)."""
+    this model's (how many times smaller than the teacher); with ``gpu`` (a CUDA device), also
+    the latency there."""
     costs = {}
     for name, module in modules.items():
         costs[name] = {
@@ -54,6 +66,8 @@ def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], fil
             "size_bytes": files[name].stat().st_size if name in files and files[name].exists() else None,
             "cpu_latency_ms": round(cpu_latency_ms(module, input_shape), 3),
         }
+        if gpu is not None:
+            costs[name]["gpu_latency_ms"] = round(latency_ms(module, input_shape, gpu), 3)
     if reference in costs:
         for c in costs.values():
             c["compression"] = round(costs[reference]["parameters"] / max(c["parameters"], 1), 2)

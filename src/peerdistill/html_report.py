@@ -266,16 +266,23 @@ def costs_header(costs: dict[str, dict]) -> list[str]:
     """The compression column names its reference, the first teacher (of several, the others are
     not it): costs list the teachers first, so it is the first model whose own ratio is 1."""
     reference = next((name for name, c in costs.items() if c.get("compression") == 1.0), "teacher")
-    return ["model", "parameters", "MMACs", "file KiB", "CPU ms", f"x smaller than {reference}"]
+    gpu = ["GPU ms"] if _has_gpu_latency(costs) else []
+    return ["model", "parameters", "MMACs", "file KiB", "CPU ms", *gpu, f"x smaller than {reference}"]
+
+
+def _has_gpu_latency(costs: dict[str, dict]) -> bool:
+    return any(c.get("gpu_latency_ms") is not None for c in costs.values())
 COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
                  "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
-                 "median latency on one CPU thread of the machine that trained it, and how many times fewer "
-                 "parameters than the teacher.</p>")
+                 "median latency on one CPU thread of the machine that trained it (and, for a run trained on a "
+                 "GPU, on that GPU: fp32, one input), and how many times fewer parameters than the teacher.</p>")
 
 
 def cost_rows(costs: dict[str, dict]) -> list[list[str]]:
+    gpu = _has_gpu_latency(costs)
     return [[name, f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}",
              f"{c['size_bytes'] / 1024:.1f}" if c.get("size_bytes") else "", f"{c['cpu_latency_ms']:.3f}",
+             *([fmt(c.get("gpu_latency_ms"), 3)] if gpu else []),
              f"{c['compression']:.2f}" if c.get("compression") is not None else ""]
             for name, c in costs.items()]
 

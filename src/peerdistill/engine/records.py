@@ -126,15 +126,16 @@ class RunRecords:
         write_json(run.path / "run.json", meta)
 
     def _costs(self, run: RunDir, meta: dict) -> dict:
-        """Parameters, MACs, file size and CPU latency of every model as shipped (no heads);
-        on patch-trained runs, for one patch-sized input."""
+        """Parameters, MACs, file size and CPU latency (and GPU latency on a CUDA run) of every
+        model as shipped (no heads); on patch-trained runs, for one patch-sized input."""
         shape = tuple(meta["input_shape"])
         if self.window:
             shape = (shape[0], *self.window)
         modules = {m.name: (m.module.base if isinstance(m.module, HeadedModel) else m.module)
                    for m in self.cohort.members}
         teacher = self.cohort.teachers[0].name if self.cohort.teachers else None
-        return model_costs(modules, shape, {n: run.model_path(n) for n in modules}, reference=teacher)
+        return model_costs(modules, shape, {n: run.model_path(n) for n in modules}, reference=teacher,
+                           gpu=self.device if self.device.type == "cuda" else None)
 
     # ---- resume -------------------------------------------------------------------------
     def _resume_state(self, epoch: int, step: int = 0, partial: dict[str, Any] | None = None) -> dict[str, Any]:
