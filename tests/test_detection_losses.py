@@ -73,6 +73,23 @@ def test_detection_loss_matches_a_naive_loop():
         assert got[key].item() == pytest.approx(expected[key], rel=1e-4), key
 
 
+def test_the_quality_target_sends_no_gradient_to_the_box_outputs():
+    """GFL's classification target q = IoU(predicted box, true box) is a target, not a path: the
+    cls term's gradient reaches the class logits only, the box outputs (channels C:) get exactly
+    zero from it, while the box and dfl terms do train them."""
+    layout = HeadLayout(num_classes=3, reg_max=4)
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(2, 36 + 9 + 4, layout.channels, generator=g).requires_grad_(True)
+    targets = torch.tensor([[[0, 4.0, 6.0, 20.0, 30.0], [2, 2.0, 2.0, 46.0, 40.0]],
+                            [[1, 10.0, 12.0, 42.0, 44.0], [-1, 0.0, 0.0, 0.0, 0.0]]])
+    got = detection_loss(out, targets, layout, (48, 48))
+    (cls_grad,) = torch.autograd.grad(got["cls"], out, retain_graph=True)
+    assert cls_grad[..., :3].abs().max() > 0
+    assert cls_grad[..., 3:].abs().max() == 0
+    (box_grad,) = torch.autograd.grad(got["box"] + got["dfl"], out)
+    assert box_grad[..., 3:].abs().max() > 0
+
+
 def test_detection_loss_without_boxes_is_the_background_term_only():
     layout = HeadLayout(num_classes=2, reg_max=4)
     out = torch.randn(3, 21, layout.channels, requires_grad=True)

@@ -44,8 +44,14 @@ def test_capture_through_torch_compile_and_data_parallel():
     out = compiled(x)
     feature = recorder.take()["features"]
     assert torch.allclose(feature, model.features(x), atol=1e-6)
-    (out.sum() + feature.pow(2).mean()).backward()  # gradients flow through the captured map
-    assert model.features[0].weight.grad is not None
+    assert out.shape == (4, 3)
+    # Gradients flow through the captured map: a loss on it alone reaches the first conv's
+    # weight, with the gradient the same loss has on the eager model's own map.
+    first = model.features[0].weight
+    (through_capture,) = torch.autograd.grad(feature.pow(2).mean(), first)
+    (eager,) = torch.autograd.grad(model.features(x).pow(2).mean(), first)
+    assert through_capture.abs().sum() > 0
+    assert torch.allclose(through_capture, eager, rtol=1e-5, atol=1e-7)
     # a second compiled instance of the class recording another layer records it too
     other = SmallCNN(1, 3, 8, 2)
     second = FeatureRecorder(torch.compile(other, backend="aot_eager"), ["features.4"], owner="student2")
@@ -113,6 +119,15 @@ def test_attention_transfer_matches_the_formula():
     big = torch.randn(3, 5, 8, 8, generator=g)
     resized = nn.functional.interpolate(big, size=(4, 4), mode="bilinear", align_corners=False)
     assert attention_transfer(big, t).item() == pytest.approx(attention_transfer(resized, t).item(), rel=1e-6)
+
+
+def test_attention_transfer_sends_no_gradient_to_its_target():
+    """The source of an at edge learns nothing through it: the target feature is detached inside."""
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(2, 4, 4, 4, generator=g).requires_grad_(True)
+    t = torch.randn(2, 6, 4, 4, generator=g).requires_grad_(True)
+    attention_transfer(s, t).backward()
+    assert t.grad is None and s.grad.abs().sum() > 0
 
 
 def test_similarity_preserving_matches_the_formula():

@@ -37,8 +37,14 @@ def test_styles_preset_splits_learning_styles():
     assert ("teacher", "a", "kl") in by_target and ("teacher", "a", "hint") not in by_target
     assert ("teacher", "b", "hint") in by_target and ("teacher", "b", "kl") not in by_target
     assert {("a", "b", "kl"), ("b", "a", "kl"), ("a", "b", "hint"), ("b", "a", "hint")} <= by_target
-    hint = next(e for e in edges if e.source == "teacher")
-    assert hint.kind == "kl" or (hint.source_layer, hint.target_layer) == ("t.l3", "y")
+    # the teacher's feature edge goes to the second student: the hint (feature_loss's default)
+    # between the layers named, weighing gamma / (number of teachers) = 2.0
+    (features_edge,) = [e for e in edges if (e.source, e.target) == ("teacher", "b")]
+    assert features_edge == Edge("teacher", "b", "hint", 2.0, 1.0, "t.l3", "y")
+    two = preset_edges("styles", ["t1", "t2"], ["a", "b"], gamma=2.0,
+                       feature_layers={"t1": "l1", "t2": "l2", "a": "x", "b": "y"})
+    assert [e for e in two if e.target == "b" and e.source in ("t1", "t2")] == [
+        Edge("t1", "b", "hint", 1.0, 1.0, "l1", "y"), Edge("t2", "b", "hint", 1.0, 1.0, "l2", "y")]  # gamma shared
     features = preset_edges("styles-features", ["teacher"], ["a", "b"], feature_layers={"teacher": "t", "a": "x", "b": "y"},
                             feature_loss="at")
     assert {e.kind for e in features} == {"at"} and len(features) == 4

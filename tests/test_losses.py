@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from peerdistill.losses import soft_kl
+from peerdistill.losses.logits import combine_soft_targets, kl_to_probs
 
 
 def naive_soft_kl(student, target, T):
@@ -76,8 +77,6 @@ def test_a_non_finite_target_makes_the_kl_non_finite_not_zero():
     """A source whose outputs went NaN (a broken frozen teacher, an overflowing peer) must show
     in the term, where the non-finite guard names it; a zero term would hide it. A target
     probability of exactly 0 still contributes 0 (not 0 * log 0 = NaN)."""
-    from peerdistill.losses.logits import kl_to_probs
-
     student = torch.randn(4, 3)
     teacher = torch.randn(4, 3)
     teacher[1, 0] = float("nan")
@@ -87,3 +86,43 @@ def test_a_non_finite_target_makes_the_kl_non_finite_not_zero():
     one_hot = torch.tensor([[1.0, 0.0, 0.0]])
     expected = -torch.log_softmax(student[:1], dim=1)[0, 0]  # KL(onehot || p) = -log p_0
     assert kl_to_probs(student[:1], one_hot) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_kl_to_probs_sends_no_gradient_to_its_target():
+    """Like soft_kl: the softened target q is detached, so what made it learns nothing here."""
+    student = torch.randn(3, 4, requires_grad=True)
+    source = torch.randn(3, 4, requires_grad=True)
+    kl_to_probs(student, (source / 2.0).softmax(dim=1), 2.0).backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    assert source.grad is None
+
+
+def test_combined_soft_targets_carry_no_gradient_to_their_sources():
+    """The sources' logits are detached before they are mixed: the mixture is a constant target."""
+    sources = [torch.randn(3, 4, requires_grad=True) for _ in range(2)]
+    q = combine_soft_targets(sources, 2.0, [1.0, 3.0])
+    assert not q.requires_grad and q.grad_fn is None
+
+
+def _softmax(row, T):
+    e = [math.exp(v / T) for v in row]
+    return [v / sum(e) for v in e]
+
+
+def test_per_sample_weights_are_normalised_over_the_sources_of_each_sample():
+    """q_b = sum_k w_kb softmax(z_kb / T) / sum_k w_kb: weights [K, B] need not sum to 1, each
+    sample's column is normalised on its own (sample 0: 2 and 6 -> 1/4, 3/4; sample 1: 0.5 and
+    1.5 -> 1/4, 3/4; sample 2: 3 and 1 -> 3/4, 1/4). Maps take [K, B, H, W] weights the same way."""
+    g = torch.Generator().manual_seed(6)
+    T, z = 2.0, [torch.randn(3, 4, generator=g) for _ in range(2)]
+    weights = torch.tensor([[2.0, 0.5, 3.0], [6.0, 1.5, 1.0]])
+    expected = []
+    for b in range(3):
+        w = weights[:, b].tolist()
+        p = [_softmax(z[k][b].tolist(), T) for k in range(2)]
+        expected.append([(w[0] * p[0][c] + w[1] * p[1][c]) / (w[0] + w[1]) for c in range(4)])
+    got = combine_soft_targets(z, T, weights)
+    assert torch.allclose(got, torch.tensor(expected), atol=1e-7)
+    maps = [x.T.reshape(1, 4, 1, 3) for x in z]  # sample b of the batch becomes pixel b of one image
+    got_maps = combine_soft_targets(maps, T, weights.view(2, 1, 1, 3))
+    assert torch.allclose(got_maps[0, :, 0].T, torch.tensor(expected), atol=1e-7)

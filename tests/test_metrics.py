@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from peerdistill.metrics import classification_metrics
+from peerdistill.metrics import classification_metrics, ranking_score
 
 
 def test_binary_metrics_by_hand():
@@ -78,3 +78,16 @@ def test_macro_f1_leaves_out_a_class_neither_present_nor_predicted():
     # a class predicted but absent counts: precision 0 -> F1 0; classes 0 and 1 have F1 1 and 2/3
     probs[3] = [0.1, 0.1, 0.8]
     assert classification_metrics(probs, np.array([0, 1, 0, 1]))["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_ranking_score_puts_the_better_value_higher_and_missing_values_last():
+    """How the best epoch / student is picked: for hd95 (a distance, lower is better) 2 beats 5;
+    for accuracy (higher is better) 0.9 beats 0.8; a NaN or missing value ranks below any real
+    value of either kind."""
+    assert ranking_score("hd95", 2.0) > ranking_score("hd95", 5.0)
+    assert ranking_score("accuracy", 0.9) > ranking_score("accuracy", 0.8)
+    for metric, worst in (("hd95", 1e9), ("accuracy", -1e9)):
+        assert ranking_score(metric, float("nan")) < ranking_score(metric, worst)
+        assert ranking_score(metric, None) < ranking_score(metric, worst)
+    best = max([5.0, None, 2.0, float("nan"), 3.0], key=lambda v: ranking_score("hd95", v))
+    assert best == 2.0

@@ -43,6 +43,21 @@ def test_dice_iou_and_pixel_accuracy_by_hand():
     assert m["dice_0"] == pytest.approx((20 / 22 + 30 / 31) / 2)
 
 
+def test_an_image_without_a_class_in_truth_or_prediction_is_left_out_for_that_class():
+    """The hand case above plus an all-background image, predicted all background: class 1 is in
+    neither its truth nor its prediction, so the image adds no Dice / IoU entry for class 1 (not a
+    1, not a 0) and the foreground figures keep their values; for class 0 it is a perfect image."""
+    truth = np.zeros((3, 4, 4), np.int64)
+    pred = np.zeros((3, 4, 4), np.int64)
+    truth[0, :2, :2] = 1
+    pred[0, :2, :3] = 1
+    truth[1, 0, 0] = 1  # image 2 (index 2) is all background in both
+    m = meter_on(pred, truth)
+    assert m["dice_1"] == pytest.approx((0.8 + 0.0) / 2) and m["dice"] == pytest.approx(0.4)
+    assert m["iou_1"] == pytest.approx((4 / 6 + 0.0) / 2) and m["iou"] == pytest.approx(1 / 3)
+    assert m["dice_0"] == pytest.approx((20 / 22 + 30 / 31 + 1.0) / 3)
+
+
 def test_ignored_pixels_count_nowhere():
     truth = np.array([[[1, 0], [255, 255]]])
     pred = np.array([[[1, 0], [1, 1]]])
@@ -210,6 +225,10 @@ def test_task_and_data_kind_must_agree():
 
 
 def test_pixel_auc_matches_scikit_learn_over_every_batch():
+    """Scores on multiples of 1/1024 fall each in a bin of its own (bin 4k of 4096) and tie
+    exactly where equal, so the histogram AUC (shared bin = tie, counted 1/2) must equal
+    scikit-learn's exact one to rounding. Values 1/1024 apart share a bin of a 64x coarser
+    histogram, so a coarser one would not match."""
     from sklearn.metrics import roc_auc_score
 
     g = torch.Generator().manual_seed(0)
@@ -217,12 +236,15 @@ def test_pixel_auc_matches_scikit_learn_over_every_batch():
     scores, labels = [], []
     for _ in range(3):  # several batches: all of them count
         truth = (torch.rand(2, 16, 16, generator=g) < 0.3).long()
-        p1 = (0.35 * truth + 0.65 * torch.rand(2, 16, 16, generator=g)).clamp(0, 1)
+        steps = 300 * truth + torch.randint(0, 725, (2, 16, 16), generator=g)  # 0 .. 1024, overlapping
+        p1 = steps.float() / 1024
         meter.update(torch.stack([1 - p1, p1], dim=1), truth)
         scores.append(p1.flatten())
         labels.append(truth.flatten())
-    expected = roc_auc_score(torch.cat(labels).numpy(), torch.cat(scores).numpy())
-    assert meter.compute()["auc"] == pytest.approx(expected, abs=1e-3)
+    scores, labels = torch.cat(scores), torch.cat(labels)
+    assert set(scores[labels == 1].tolist()) & set(scores[labels == 0].tolist())  # ties across the classes
+    expected = roc_auc_score(labels.numpy(), scores.numpy())
+    assert meter.compute()["auc"] == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])

@@ -34,6 +34,17 @@ def test_maps_of_different_size_are_compared_at_the_source_size():
     assert got.item() == pytest.approx(soft_kl(resized, teacher, 2.0).item(), rel=1e-6)
 
 
+def test_cwd_maps_of_different_size_are_compared_at_the_source_size():
+    """As for kl: a cwd edge resizes the learner's logits (bilinear) to the source's map before the
+    per-channel softmax over positions; checked against the loop formula at 8 x 8."""
+    g = torch.Generator().manual_seed(11)
+    student, teacher = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 8, 8, generator=g)
+    graph = KnowledgeGraph([Edge("teacher", "s", "cwd", 1.0, 2.0)])
+    got = graph.losses(CohortOutput({"teacher": teacher, "s": student}))["s/cwd<-teacher"]
+    resized = nn.functional.interpolate(student, size=(8, 8), mode="bilinear", align_corners=False)
+    assert got.item() == pytest.approx(naive_channel_wise(resized, teacher, 2.0), rel=1e-5)
+
+
 def naive_pairwise(fs, ft, node, valid=None):
     """Pool node x node regions, cosine similarity of every pair of nodes, mean squared gap; with
     ``valid`` [B, H, W], a node is the mean of its valid pixels, and only pairs of nodes that hold
@@ -69,6 +80,12 @@ def test_pairwise_affinity_matches_a_naive_implementation():
     fs, ft = torch.randn(2, 3, 4, 6, generator=g), torch.randn(2, 5, 4, 6, generator=g)  # channels may differ
     assert pairwise_affinity(fs, ft, node_size=2).item() == pytest.approx(naive_pairwise(fs, ft, 2), rel=1e-5)
     assert pairwise_affinity(fs, ft, node_size=1).item() == pytest.approx(naive_pairwise(fs, ft, 1), rel=1e-5)
+    # sides that are not multiples of the node size: the last row / column of nodes averages the
+    # pixels there are (a 5 x 7 map makes 3 x 4 nodes of 2 x 2, 2 x 3 nodes of 3 x 3)
+    odd_s, odd_t = torch.randn(2, 3, 5, 7, generator=g), torch.randn(2, 4, 5, 7, generator=g)
+    for node in (2, 3):
+        exact = naive_pairwise(odd_s, odd_t, node)
+        assert pairwise_affinity(odd_s, odd_t, node).item() == pytest.approx(exact, rel=1e-5)
     fs.requires_grad_(True)
     ft.requires_grad_(True)
     pairwise_affinity(fs, ft).backward()
@@ -99,6 +116,15 @@ def test_channel_wise_distillation_matches_the_formula():
     assert channel_wise(s, t, 2.0).item() == pytest.approx(naive_channel_wise(s, t, 2.0), rel=1e-5)
     with pytest.raises(ValueError, match="channels"):
         channel_wise(torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2))
+
+
+def test_channel_wise_sends_no_gradient_to_its_target():
+    """The source of a cwd edge learns nothing through it: the target map is detached inside."""
+    g = torch.Generator().manual_seed(12)
+    s = torch.randn(2, 3, 4, 4, generator=g).requires_grad_(True)
+    t = torch.randn(2, 3, 4, 4, generator=g).requires_grad_(True)
+    channel_wise(s, t, 2.0).backward()
+    assert t.grad is None and s.grad.abs().sum() > 0
 
 
 def _half_ignored_labels(b, h, w):
@@ -164,6 +190,28 @@ def test_soft_dice_loss_by_hand():
     assert soft_dice_loss(logits, ignored).item() == pytest.approx(1 - dice_ignored, rel=1e-5)
 
 
+def test_soft_dice_loss_pools_the_batch_and_averages_every_foreground_class():
+    """Two images, three classes: each class's Dice sums p * g, p and g over the pixels of the
+    whole batch (not image by image), and the loss averages classes 1 and 2 (all three with
+    include_background). Expected values by plain loops over a softmax written out."""
+    g = torch.Generator().manual_seed(13)
+    logits = torch.randn(2, 3, 2, 3, generator=g)
+    labels = torch.tensor([[[0, 1, 2], [2, 2, 1]], [[1, 0, 0], [2, 1, 0]]])
+    overlap, predicted, true = [0.0] * 3, [0.0] * 3, [0.0] * 3
+    for b in range(2):
+        for i in range(2):
+            for j in range(3):
+                e = [math.exp(v) for v in logits[b, :, i, j].tolist()]
+                for c in range(3):
+                    p, t = e[c] / sum(e), float(labels[b, i, j] == c)
+                    overlap[c] += p * t
+                    predicted[c] += p
+                    true[c] += t
+    dice = [(2 * overlap[c] + 1) / (predicted[c] + true[c] + 1) for c in range(3)]
+    assert soft_dice_loss(logits, labels).item() == pytest.approx(1 - (dice[1] + dice[2]) / 2, rel=1e-5)
+    assert soft_dice_loss(logits, labels, include_background=True).item() == pytest.approx(1 - sum(dice) / 3, rel=1e-5)
+
+
 class LinearCritic(nn.Module):
     """D(I, m) = sum(w * m): its gradient in m is w everywhere, so the penalty is (||w|| - 1)^2."""
 
@@ -187,10 +235,60 @@ def test_gradient_penalty_value_for_a_linear_critic():
     assert holistic_generator_loss(critic, image, fake).item() == pytest.approx(-d_fake.item(), rel=1e-6)
 
 
+class SquareCritic(nn.Module):
+    """D(I, m) = sum(w * m^2): its gradient in m is 2 w m, which depends on where it is taken."""
+
+    def __init__(self, shape, generator):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(shape, generator=generator))
+
+    def forward(self, image, probs):
+        return (self.w * probs**2).flatten(1).sum(1)
+
+
+def test_gradient_penalty_is_taken_at_one_random_interpolate_per_sample():
+    """With a critic whose gradient varies, the penalty shows where it is evaluated: at
+    m_b = eps_b real_b + (1 - eps_b) fake_b, eps_b one uniform draw per sample from the generator
+    given (drawn in sample order). Expected: mean_b (||2 w m_b|| - 1)^2 written out by hand, and
+    its gradient in w (the penalty trains the critic) from that same formula."""
+    g = torch.Generator().manual_seed(14)
+    critic = SquareCritic((2, 3, 3), g)
+    image = torch.zeros(4, 1, 3, 3)
+    real, fake = torch.rand(4, 2, 3, 3, generator=g), torch.rand(4, 2, 3, 3, generator=g)
+    eps = torch.rand(4, generator=torch.Generator().manual_seed(5)).tolist()
+    w = critic.w.detach().flatten().tolist()
+    per_sample = []
+    for b in range(4):
+        mixed = [eps[b] * r + (1 - eps[b]) * f for r, f in zip(real[b].flatten().tolist(), fake[b].flatten().tolist())]
+        norm = math.sqrt(sum((2 * wi * mi) ** 2 for wi, mi in zip(w, mixed)))
+        per_sample.append((norm - 1) ** 2)
+    got = gradient_penalty(critic, image, real, fake, torch.Generator().manual_seed(5))
+    assert got.item() == pytest.approx(sum(per_sample) / 4, rel=1e-5)
+
+    wt = critic.w.detach().clone().requires_grad_(True)
+    mixed = torch.stack([e * r + (1 - e) * f for e, r, f in zip(eps, real, fake)])
+    by_hand = ((2 * wt * mixed).flatten(1).norm(dim=1) - 1).pow(2).mean()
+    (expected_grad,) = torch.autograd.grad(by_hand, wt)
+    (got_grad,) = torch.autograd.grad(got, critic.w)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_map_discriminator_scores_each_sample():
-    d = MapDiscriminator(image_channels=1, num_classes=2)
-    scores = d(torch.randn(3, 1, 32, 32), torch.rand(3, 2, 16, 16))  # the image is resized to the map
+    """One score per sample: the image resized to the map, concatenated with it, strided
+    convolutions with LeakyReLU(0.2), the global average over positions, then the linear score;
+    compared with that forward pass written out with the module's own weights."""
+    torch.manual_seed(0)
+    d = MapDiscriminator(image_channels=1, num_classes=2, width=4, depth=2)
+    g = torch.Generator().manual_seed(15)
+    image, probs = torch.randn(3, 1, 32, 32, generator=g), torch.rand(3, 2, 16, 16, generator=g)
+    scores = d(image, probs)  # the image is resized to the map
     assert scores.shape == (3,)
+    h = torch.cat([nn.functional.interpolate(image, size=(16, 16), mode="bilinear", align_corners=False), probs], 1)
+    for conv in (d.features[0], d.features[2]):
+        h = nn.functional.leaky_relu(nn.functional.conv2d(h, conv.weight, conv.bias, stride=2, padding=1), 0.2)
+    pooled = h.sum(dim=(2, 3)) / (h.shape[2] * h.shape[3])
+    expected = pooled @ d.score.weight[0] + d.score.bias[0]
+    assert torch.allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_only_integer_label_maps_mark_ignored_pixels():
