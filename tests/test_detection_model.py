@@ -70,6 +70,35 @@ def test_batched_nms_is_greedy_and_per_class():
     assert batched_nms(boxes, scores, labels, 0.3).tolist() == [3, 0, 2]
     assert batched_nms(boxes, scores, torch.zeros(6, dtype=torch.long), 0.5).tolist() == [3, 4, 5, 2]
     assert batched_nms(boxes[:0], scores[:0], labels[:0], 0.5).tolist() == []
+    assert batched_nms(boxes, scores, labels, 0.5, max_keep=3).tolist() == [3, 0, 4]  # the first kept
+
+
+def naive_nms(boxes, scores, labels, iou_threshold):
+    """Greedy NMS written out: visit by decreasing score (ties in index order); keep a box unless
+    a kept box of its class overlaps it by more than the threshold."""
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    keep = []
+    for i in order:
+        if all(labels[k] != labels[i] or box_iou(boxes[k:k + 1], boxes[i:i + 1]).item() <= iou_threshold
+               for k in keep):
+            keep.append(i)
+    return keep
+
+
+def test_batched_nms_matches_the_naive_greedy_rule_on_random_boxes():
+    """Random crowded boxes of two classes, scores with ties, and zero-area boxes (which overlap
+    nothing, themselves included)."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        n = int(torch.randint(1, 60, (1,), generator=g))
+        corner = torch.rand(n, 2, generator=g) * 40
+        size = torch.rand(n, 2, generator=g) * 20 * (torch.rand(n, 1, generator=g) > 0.1)  # some of size 0
+        boxes = torch.cat([corner, corner + size], dim=1)
+        scores = torch.randint(0, 8, (n,), generator=g).float() / 8  # many ties
+        labels = torch.randint(0, 2, (n,), generator=g)
+        expected = naive_nms(boxes, scores, labels, 0.4)
+        assert batched_nms(boxes, scores, labels, 0.4).tolist() == expected
+        assert batched_nms(boxes, scores, labels, 0.4, max_keep=5).tolist() == expected[:5]
 
 
 def test_decode_finds_the_one_confident_location():

@@ -47,6 +47,39 @@ def test_coco_ap_on_a_hand_made_case():
     assert m["ap_polyp"] == pytest.approx(m["ap"]) and m["ap50_polyp"] == pytest.approx(1.0)
 
 
+def test_average_recall_keeps_1_10_or_100_detections_per_image():
+    """One image, twelve true boxes, each found exactly by a detection of its own (scores
+    decreasing). COCO's AR@n keeps the n highest-scored detections of each image (and class), so
+    1, 10 and all 12 of the boxes are found at every IoU threshold: ar1 = 1/12, ar10 = 10/12,
+    ar100 = 1. Precision is 1 all the way: AP 1."""
+    boxes = np.array([[20 * i, 0, 20 * i + 10, 10] for i in range(12)], np.float32)
+    truths = [np.concatenate([np.zeros((12, 1), np.float32), boxes], axis=1)]
+    preds = [{"boxes": boxes, "scores": np.linspace(0.95, 0.4, 12), "labels": np.zeros(12, np.int64)}]
+    m = coco_metrics(preds, truths, ["polyp"])
+    assert m["ar1"] == pytest.approx(1 / 12)
+    assert m["ar10"] == pytest.approx(10 / 12)
+    assert m["ar100"] == pytest.approx(1.0)
+    assert m["ap"] == pytest.approx(1.0)
+
+
+def test_merged_meters_score_as_one_meter_over_the_whole_split():
+    """Under torchrun each process scores a share of the images; merging the meters must give
+    the figures of one meter that saw every image (the hand case above, one image per share)."""
+    shares = [(det([[0, 0, 10, 10]], [0.9], [0]), [[0, 0, 0, 10, 10]]),
+              (det([[20, 20, 30, 26.2]], [0.8], [0]), [[0, 20, 20, 30, 30]])]
+    whole, merged, parts = DetectionMeter(["polyp"]), DetectionMeter(["polyp"]), []
+    for detections, truth in shares:
+        whole.update([detections], torch.tensor([truth], dtype=torch.float32))
+        part = DetectionMeter(["polyp"])
+        part.update([detections], torch.tensor([truth], dtype=torch.float32))
+        parts.append(part)
+    for part in parts:
+        merged.merge(part)
+    expected = whole.compute()
+    assert expected["ap"] == pytest.approx((3 + 7 * 51 / 101) / 10)
+    assert merged.compute() == pytest.approx(expected)
+
+
 def test_ap_per_class_on_a_hand_made_case():
     """Three classes. 'a': one box found exactly (AP 1). 'b': two boxes; the detection ranked
     first is a false positive, then one box is found: precision 1/2 up to recall 1/2, so the

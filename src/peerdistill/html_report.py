@@ -26,8 +26,8 @@ from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, n
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
-from .report import (comparison_per_class_rows, fmt, model_order, per_class_families, per_class_part,  # noqa: E402
-                     per_class_tables, seeds_cell)  # noqa: E402
+from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
+                     per_class_families, per_class_part, per_class_tables)  # noqa: E402
 
 REPORT_FILE = "report.html"
 PNG_DATA_URI = "data:image/png;base64,"
@@ -504,7 +504,7 @@ def comparison_page(directory: Path) -> str:
         sections.append(section_html(f"test {metric}", [
             figure_html(comparison_figure(rows, settings, models, metric),
                         f"test {metric}: small dots are single seeds; large markers and bars are mean ± std"),
-            table_html(["setting"] + models, comparison_table_rows(rows, settings, models, metric)),
+            table_html(["setting"] + models, comparison_rows(rows, settings, models, metric)),
         ]))
     for family, classes in per_class_families(metrics).items():
         sections.append(section_html(f"test {family} per class", [table_html(
@@ -574,12 +574,6 @@ def compare_md_intro(directory: Path) -> str:
     text = path.read_text(encoding="utf-8").split("\n###", 1)[0]
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(" ".join(lines)))
-
-
-def comparison_table_rows(rows, settings: list[str], models: list[str], metric: str) -> list[list[str]]:
-    index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
-    return [[setting] + [seeds_cell(index[(setting, m)]) if (setting, m) in index else "" for m in models]
-            for setting in settings]
 
 
 def comparison_figure(rows, settings: list[str], models: list[str], metric: str):

@@ -131,7 +131,6 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
                         metrics: list[str], header: str) -> str:
     """One Markdown table per whole-split metric (presets down, models across), then one per
     family of per-class figures (a row per preset and class); mean ± std over seeds."""
-    index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
     parts = [header]
 
     def table(title: str, first_columns: list[str], body: list[list[str]]) -> None:
@@ -141,12 +140,18 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
         parts.extend("| " + " | ".join(row) + " |" for row in body)
 
     for metric in (m for m in metrics if not per_class_part(m)):
-        table(f"test {metric}", ["setting"], [[preset] + [seeds_cell(index[preset, model, metric])
-                                                          if (preset, model, metric) in index else "" for model in models]
-                                              for preset in presets])
+        table(f"test {metric}", ["setting"], comparison_rows(rows, presets, models, metric))
     for family, classes in per_class_families(metrics).items():
-        table(f"test {family} per class", ["setting", "class"], comparison_per_class_rows(rows, presets, models, family, classes))
+        table(f"test {family} per class", ["setting", "class"],
+              comparison_per_class_rows(rows, presets, models, family, classes))
     return "\n".join(parts) + "\n"
+
+
+def comparison_rows(rows: list[dict[str, Any]], settings: list[str], models: list[str], metric: str) -> list[list[str]]:
+    """A row per setting: ``metric``'s mean ± std over seeds per model."""
+    index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
+    return [[setting] + [seeds_cell(index[setting, m]) if (setting, m) in index else "" for m in models]
+            for setting in settings]
 
 
 def comparison_per_class_rows(rows: list[dict[str, Any]], settings: list[str], models: list[str], family: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -117,23 +118,25 @@ def generalized_box_iou_pairwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tens
     return iou_and_giou_pairwise(a, b)[1]
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float,
+                max_keep: int | None = None) -> torch.Tensor:
     """Greedy non-maximum suppression within each class: visit boxes by decreasing score, keep one
     unless a kept box of the same label overlaps it with IoU > iou_threshold. Returns the kept
-    indices into ``boxes``, by decreasing score."""
+    indices into ``boxes``, by decreasing score (the ``max_keep`` first)."""
     order = scores.argsort(descending=True, stable=True)
     if order.numel() == 0:
         return order
     b, lab = boxes[order].float(), labels[order]
     # suppresses[i, j]: box i, if kept, removes box j (same class, overlapping enough)
-    suppresses = (box_iou(b, b) > iou_threshold) & (lab[:, None] == lab[None, :])
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    suppresses, keep = suppresses.cpu(), []
-    for i in range(len(order)):
-        if not suppressed[i]:
-            keep.append(i)
-            suppressed |= suppresses[i]
-    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+    suppresses = ((box_iou(b, b) > iou_threshold) & (lab[:, None] == lab[None, :])).cpu().numpy()
+    # The loop runs once per kept box (not per candidate): the best box still standing is kept and
+    # takes out what it suppresses (it leaves itself: a zero-area box does not suppress itself).
+    standing, keep = np.arange(len(order)), []
+    while standing.size and (max_keep is None or len(keep) < max_keep):
+        best, rest = standing[0], standing[1:]
+        keep.append(best)
+        standing = rest[~suppresses[best, rest]]
+    return order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
 
 
 def decode(out: torch.Tensor, layout: HeadLayout, image_size: tuple[int, int], score_threshold: float = 0.05,
@@ -160,6 +163,6 @@ def decode(out: torch.Tensor, layout: HeadLayout, image_size: tuple[int, int], s
             cand_scores, top = cand_scores.topk(pre_nms_top_k)
             candidates = candidates[top]
         point, label = candidates // c, candidates % c
-        kept = batched_nms(image_boxes[point], cand_scores, label, iou_threshold)[:max_detections]
+        kept = batched_nms(image_boxes[point], cand_scores, label, iou_threshold, max_detections)
         results.append({"boxes": image_boxes[point[kept]], "scores": cand_scores[kept], "labels": label[kept]})
     return results
