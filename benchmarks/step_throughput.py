@@ -8,7 +8,8 @@ shared, noisy machine.
 - usual: what single-paper scripts do: fp32, NCHW, the teacher under ``torch.no_grad``, a
   Python loop over the students, one SGD optimizer with PyTorch's default kernels.
 - peerdistill (default): ``Trainer.step`` with the defaults for the device (on CUDA: bf16
-  autocast, channels-last, cuDNN autotuning, fused optimizers, packed students; on CPU: fp32).
+  autocast, channels-last, cuDNN autotuning, fused optimizers, packed students; on CPU: fp32, fused
+  optimizers).
 - peerdistill packed / separate: the same with packed students forced on / off, to show what
   packing does on this device.
 

@@ -256,3 +256,21 @@ def test_same_class_students_left_unpacked_are_recorded_with_the_reason(tiny_dat
                      fuse_students=True)
     with pytest.warns(PeerdistillWarning, match="no two trained students share an architecture"):
         run_steps(t, tiny_data, steps=1)
+
+
+def test_optimizers_use_fused_kernels_where_torch_has_them_and_foreach_elsewhere():
+    from peerdistill.config import OptimSpec
+    from peerdistill.engine.optim import _fastest, build_optimizer
+
+    for name in ("adamw", "adam", "sgd"):
+        assert build_optimizer(nn.Linear(3, 2), OptimSpec(name=name)).defaults["fused"] is True
+
+    class NoFusedKernel(torch.optim.AdamW):  # as for parameters on a device without one
+        def __init__(self, params, fused=None, **settings):
+            if fused:
+                raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                                   "supported devices")
+            super().__init__(params, **settings)
+
+    fallback = _fastest(NoFusedKernel, list(nn.Linear(3, 2).parameters()), lr=0.1)
+    assert fallback.defaults["foreach"] is True and not fallback.defaults["fused"]

@@ -706,11 +706,13 @@ def _tensors(output) -> list[torch.Tensor]:
 
 def _grads_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
     """Whether every gradient of an optimizer is finite, as a boolean tensor (no device sync)."""
-    grads = [p.grad.detach() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    grads = [p.grad.detach() for g in optimizer.param_groups for p in g["params"]
+             if p.grad is not None and p.grad.numel()]  # (_foreach_max takes no empty tensor)
     if not grads:
         return torch.ones((), dtype=torch.bool, device=device)
-    # The largest magnitude is finite exactly when every element is (a 2-norm overflows on large finite values).
-    return torch.isfinite(torch.stack(torch._foreach_norm(grads, math.inf))).all()
+    # The largest magnitude is finite exactly when every element is (a 2-norm overflows on large
+    # finite values); the max of the magnitudes is several times faster than an inf-norm on the CPU.
+    return torch.isfinite(torch.stack(torch._foreach_max(torch._foreach_abs(grads)))).all()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
