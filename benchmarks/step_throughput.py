@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from peerdistill import Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec, preset_edges
+from peerdistill.data import TensorData
 from peerdistill.config import OptimSpec
 from peerdistill.models import ResNet
 
@@ -99,9 +100,11 @@ class PeerdistillStep:
         self.trainer = Trainer(cohort, graph, ClassificationTask(NUM_CLASSES), train=spec,
                                optim=OptimSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4),
                                device=device, progress=False)
-        xs, ys = x.cpu(), y.cpu()
-        self.trainer._setup(DataSplits.from_arrays(xs, ys, xs[:8], ys[:8], xs[:8], ys[:8], normalize=False,
-                                                   class_names=[str(c) for c in range(NUM_CLASSES)]))
+        # The benchmark's batch as every split, as is (from_arrays would refuse random labels that
+        # happen to miss class 0 of 100).
+        batch = TensorData(x.cpu(), y.cpu())
+        self.trainer._setup(DataSplits(batch, batch, batch, num_classes=NUM_CLASSES,
+                                       class_names=[str(c) for c in range(NUM_CLASSES)], input_shape=tuple(x.shape[1:])))
         self.trainer.cohort.train()
 
     def __call__(self, x, y):

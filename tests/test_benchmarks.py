@@ -1,0 +1,38 @@
+"""The scripts under benchmarks/ still run, at the smallest sizes (their figures are for the
+benchmarks themselves to print, not for tests to time): a GPU session that finds one broken
+loses its device time."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(script: str, *args: str, cwd: Path) -> str:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_step_throughput_prints_every_implementation_of_both_cases(tmp_path):
+    out = run("step_throughput.py", "--device", "cpu", "--students", "2", "--batch", "4", "--batch-b", "2",
+              "--image-b", "32", "--steps", "1", "--warmup", "0", "--rounds", "1", "--json", "rows.json", cwd=tmp_path)
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    implementations = ["usual (fp32, loop)", "peerdistill (default)", "peerdistill packed", "peerdistill separate"]
+    assert [(r["case"], r["impl"]) for r in rows] == [(case, impl) for case in "ab" for impl in implementations]
+    assert all(r["img_per_s"] > 0 and r["tflops"] > 0 for r in rows)
+    assert [r["ratio"] for r in rows if r["impl"].startswith("usual")] == [1.0, 1.0]
+    assert "peerdistill defaults on this device" in out
+
+
+def test_soak_cpu_layout_and_compare_jobs_run(tmp_path):
+    soak = run("soak.py", "--epochs", "2", cwd=tmp_path)
+    assert "ratio last/first: rss" in soak
+    layout = run("cpu_layout.py", "--cohorts", "shapes", "--rounds", "1", cwd=tmp_path)
+    assert layout.splitlines()[-1].startswith("shapes") and "x" in layout.splitlines()[-1]
+    jobs = run("compare_jobs.py", "--jobs", "2", "--epochs", "1", "--seeds", "1", "--presets", "kd", cwd=tmp_path)
+    assert "speed-up of --jobs 2 over --jobs 1" in jobs
