@@ -248,3 +248,19 @@ def test_jobs_under_torchrun_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="under torchrun every run already uses all the processes: drop --jobs"):
         compare({**COMPARED, "name": "t", "out_dir": str(tmp_path)}, ["kd"], 1, progress=False, jobs=2)
     assert not (tmp_path / "t-compare").exists()
+
+
+def test_a_per_class_monitor_of_a_class_named_with_a_slash_picks_the_best_student():
+    """train.monitor is MODEL/METRIC, and a per-class metric carries the class name, which may
+    hold a '/' (a COCO category, an npz class name)."""
+    from peerdistill.compare import aggregate
+
+    def scores(recall):
+        return {"accuracy": 0.5, "recall_cat/dog": recall}
+
+    metrics = {"monitor": "ensemble/recall_cat/dog", "roles": {"student1": "student", "student2": "student"},
+               "val_at_best": {"student1": scores(0.2), "student2": scores(0.9)},
+               "test_at_best": {"student1": scores(0.3), "student2": scores(0.7)}}
+    rows = aggregate([{"setting": "kd", "seed": 0, "run": "kd-seed0", "metrics": metrics}])
+    best = next(r for r in rows if r["model"] == "best student" and r["metric"] == "recall_cat/dog")
+    assert best["mean"] == 0.7

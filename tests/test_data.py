@@ -66,6 +66,9 @@ def test_array_errors():
     assert DataSplits.from_arrays(two, [0, 1, 0, 1], two, [0, 1, 0, 1], two, [0, 1, 0, 1]).input_shape == (2, 28, 28)
     with pytest.raises(DataError, match="got <U3 values such as np.str_\\('cat'\\): number the classes"):
         DataSplits.from_arrays(x, ["cat", "dog"] * 2, x, [0, 1, 0, 1], x, [0, 1, 0, 1])
+    # per-class figures and matching on other data go by name: a name given twice is refused
+    with pytest.raises(DataError, match=r"the class name 'a' is given twice in \['a', 'b', 'a'\]"):
+        DataSplits.from_arrays(x, [0, 1, 2, 1], x, [0, 1, 2, 1], x, [0, 1, 2, 1], class_names=["a", "b", "a"])
 
 
 def test_feature_vectors_are_standardised_feature_by_feature():

@@ -126,3 +126,14 @@ def test_per_sample_weights_are_normalised_over_the_sources_of_each_sample():
     maps = [x.T.reshape(1, 4, 1, 3) for x in z]  # sample b of the batch becomes pixel b of one image
     got_maps = combine_soft_targets(maps, T, weights.view(2, 1, 1, 3))
     assert torch.allclose(got_maps[0, :, 0].T, torch.tensor(expected), atol=1e-7)
+
+
+def test_pixels_left_out_count_for_nothing_even_when_not_finite():
+    """Per-pixel KL over valid pixels only: a NaN target at an ignored pixel (outside a field of
+    view) leaves the term as the mean over the valid ones."""
+    student, teacher = torch.randn(1, 2, 2, 2), torch.randn(1, 2, 2, 2)
+    valid = torch.tensor([[[True, True], [True, False]]])
+    expected = soft_kl(student, teacher, 2.0, valid)
+    teacher[0, :, 1, 1] = float("nan")
+    assert soft_kl(student, teacher, 2.0, valid).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.isnan(soft_kl(student, teacher, 2.0))  # counted, it shows

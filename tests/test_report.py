@@ -280,3 +280,27 @@ def test_the_cost_table_has_a_gpu_column_for_runs_trained_on_a_gpu():
     header = costs_header(gpu_run)
     assert header[4:6] == ["CPU ms", "GPU ms"]
     assert [dict(zip(header, row))["GPU ms"] for row in cost_rows(gpu_run)] == ["0.250", "0.125"]
+
+
+def test_class_and_setting_names_are_written_as_they_are():
+    """A '[/x]' in a class name is not rich markup (it crashed eval --per-class) and a '|' does
+    not split a Markdown cell (it shifted compare.md's columns)."""
+    import io
+
+    from rich.console import Console
+
+    from peerdistill.report import comparison_markdown, per_class_rich_tables, results_table
+
+    scores = {"student1": {"accuracy": 0.5, "recall_[/x]": 0.25, "recall_a|b": 0.75}}
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    console.print(results_table("run [b]", scores, metrics=("accuracy",)))
+    for table in per_class_rich_tables(scores, "run [b]"):
+        console.print(table)
+    assert "[/x]" in out.getvalue() and "run [b]" in out.getvalue() and "0.2500" in out.getvalue()
+    rows = [{"setting": "kd|x", "model": "student1", "metric": m, "mean": v, "std": float("nan"), "n": 1,
+             "values": [v], "runs": ["r"]} for m, v in scores["student1"].items()]
+    markdown = comparison_markdown(rows, ["kd|x"], ["student1"], list(scores["student1"]), "# c\n")
+    row = next(line for line in markdown.splitlines() if "0.7500" in line)
+    assert row == "| kd\\|x | a\\|b | 0.7500 |"
+    assert len(re.split(r"(?<!\\)\|", row)) == 5  # setting, class, student1: three cells

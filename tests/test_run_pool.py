@@ -109,3 +109,21 @@ def test_any_error_of_a_run_comes_back_with_its_message_and_the_others_finish(tm
                          describe=lambda it: f"run {it[1]}")
     assert ("TwoArguments" if kind == "two-arguments" else "ValueError") in str(info.value)
     assert "run 1: done" in capsys.readouterr().out
+
+
+def _warns(item):
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+
+    warnings.warn("3 of 7 training steps skipped", PeerdistillWarning)
+    return item
+
+
+def test_a_workers_warnings_are_one_line_naming_its_run(capsys):
+    """What a run in a worker process warns prints as on the command line, with the run named
+    (several run at once)."""
+    from peerdistill.run_pool import _call
+
+    assert _call(_warns, 7, "kd seed 1") == 7
+    assert capsys.readouterr().err == "warning: kd seed 1: 3 of 7 training steps skipped\n"

@@ -274,3 +274,8 @@ def test_optimizers_use_fused_kernels_where_torch_has_them_and_foreach_elsewhere
 
     fallback = _fastest(NoFusedKernel, list(nn.Linear(3, 2).parameters()), lr=0.1)
     assert fallback.defaults["foreach"] is True and not fallback.defaults["fused"]
+    complex_model = nn.Linear(3, 2, dtype=torch.complex64)  # no fused kernel takes them, which torch says at step()
+    optimizer = build_optimizer(complex_model, OptimSpec(name="adamw"))
+    complex_model(torch.randn(4, 3, dtype=torch.complex64)).abs().sum().backward()
+    optimizer.step()
+    assert optimizer.defaults["foreach"] is True and not optimizer.defaults["fused"]

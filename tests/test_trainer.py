@@ -489,4 +489,4 @@ def test_per_class_metrics_are_named_after_the_datas_classes():
     with pytest.raises(ConfigError, match="train.monitor 'ensemble/recall_1' .*'recall_pneumonia'"):
         fit(ClassificationTask(2), monitor="ensemble/recall_1")
     with pytest.raises(DataError, match=r"the task names the classes \['a', 'b'\] but the data \['normal', 'pneumonia'\]"):
-        fit(ClassificationTask(2, ["a", "b"]))
+        fit(ClassificationTask(2, class_names=["a", "b"]))

@@ -128,7 +128,7 @@ def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
     if cfg.task == "segmentation":
         return SegmentationTask(data.num_classes, data.class_names, class_weights=weights, augment=augment,
                                 loss=cfg.train.segmentation_loss)
-    return ClassificationTask(data.num_classes, data.class_names, class_weights=weights, augment=augment)
+    return ClassificationTask(data.num_classes, class_weights=weights, augment=augment, class_names=data.class_names)
 
 
 def patch_settings(cfg: RunConfig) -> dict | None:

@@ -12,12 +12,12 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.markup import escape
 
-from .terminal import Console
+from .terminal import Console, one_line_warnings
 from . import __version__
 from .config import (DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_saved_config,
                      load_yaml, saved_data_section, without_other_kinds_keys)
 from .engine.artifacts import RunDir, jsonable, read_json
-from .errors import ConfigError, PeerdistillError, PeerdistillWarning
+from .errors import ConfigError, PeerdistillError
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -70,7 +70,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return 0
     meta = read_json(run_dir / "run.json")
     params = {m["name"]: m["parameters"] for m in meta["members"]}
-    monitor_metric = result.monitor.split("/")[1]
+    monitor_metric = result.monitor.split("/", 1)[1]
     title = (f"test split at the best epoch ({result.best_epoch + 1} of {len(result.history)}, "
              f"by val {result.monitor})")
     summary = task_for(meta).summary_metrics
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         setattr(ns, positional, getattr(ns, positional) + extra)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            warnings.showwarning = one_line_warnings(warnings.showwarning)
             return ns.func(ns)
     except PeerdistillError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -288,17 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
                           soft_wrap=True)
         return 2
-
-
-def _one_line_warnings(show_other):
-    """A ``warnings.showwarning`` printing peerdistill's own warnings as one line, 'warning:
-    MESSAGE', and handing the others to ``show_other``."""
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        if issubclass(category, PeerdistillWarning):
-            err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-        else:
-            show_other(message, category, filename, lineno, file, line)
-    return show
 
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from .terminal import Console
@@ -93,7 +94,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
               f"(monitor `{monitor}`), mean ± sample std over {seeds} seed(s) per setting "
               f"(each config's seed, seed+1, ...; its data split seed stays fixed). '{BEST_STUDENT}' is, "
-              f"in each run, the student with the best validation {monitor.split('/')[1]}. "
+              f"in each run, the student with the best validation {monitor.split('/', 1)[1]}. "
               "Self-distillation heads are in compare.csv.\n")
     if teacher_from is not None:
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
@@ -101,7 +102,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
-    console.print(_rich_table(rows, labels, models, monitor.split("/")[1]))
+    console.print(_rich_table(rows, labels, models, monitor.split("/", 1)[1]))
     console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
     return Comparison(rows, directory, markdown)
 
@@ -114,7 +115,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in runs:
         test, val = run["metrics"]["test_at_best"], run["metrics"]["val_at_best"]
         roles = run["metrics"].get("roles", {})
-        monitor_metric = run["metrics"]["monitor"].split("/")[1]
+        monitor_metric = run["metrics"]["monitor"].split("/", 1)[1]
         students = [m for m in test if roles.get(m) == "student"]
         best = max(students, key=lambda s: ranking_score(monitor_metric, val[s][monitor_metric]))
         per_model = dict(test)
@@ -147,11 +148,11 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def _rich_table(rows, presets, models, metric) -> Table:
     index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
-    table = Table(title=f"test {metric}, mean ± std over seeds")
+    table = Table(title=escape(f"test {metric}, mean ± std over seeds"))  # names as written, not markup
     table.add_column("setting")
     for model in models:
-        table.add_column(model, justify="right")
+        table.add_column(escape(model), justify="right")
     for preset in presets:
         cells = [seeds_cell(index[(preset, m, metric)]) if (preset, m, metric) in index else "" for m in models]
-        table.add_row(preset, *cells)
+        table.add_row(escape(preset), *cells)
     return table

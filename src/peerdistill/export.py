@@ -91,7 +91,7 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
         metrics = read_json(Path(run_dir) / "metrics.json")
         if metrics.get("status") != "complete":
             raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
-        metric = metrics["monitor"].split("/")[1]
+        metric = metrics["monitor"].split("/", 1)[1]
         which = max(students, key=lambda s: ranking_score(metric, metrics["val_at_best"][s][metric]))
     names = {m.name: m.module for m in cohort.members}
     if which not in names:

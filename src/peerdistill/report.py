@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from .detection_metrics import DETECTION_PER_CLASS
@@ -43,7 +44,7 @@ def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[
     """One row per model (and the ensemble), one column per metric (``metrics``: which ones);
     with ``costs``, parameters, MACs and the compression against the teacher."""
     metrics = list(metrics or next(iter(scores.values())).keys())
-    table = Table(title=title)
+    table = Table(title=escape(title))  # paths and names as written ('[x]' is not markup)
     table.add_column("model")
     if costs:
         for column in ("params", "MMACs", "x smaller"):
@@ -51,11 +52,11 @@ def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[
     elif params:
         table.add_column("params", justify="right")
     if val and val_metric:
-        table.add_column(f"val {val_metric}", justify="right")
+        table.add_column(escape(f"val {val_metric}"), justify="right")
     for metric in metrics:
-        table.add_column(metric, justify="right")
+        table.add_column(escape(metric), justify="right")
     for model, values in scores.items():
-        row = [model]
+        row = [escape(model)]
         if costs:
             c = costs.get(model)
             ratio = f"{c['compression']:.2f}" if c and c.get("compression") is not None else ""
@@ -81,11 +82,11 @@ def per_class_tables(scores: dict[str, dict[str, float]]) -> list[tuple[str, lis
 def per_class_rich_tables(scores: dict[str, dict[str, float]], title: str) -> list[Table]:
     out = []
     for family, header, rows in per_class_tables(scores):
-        table = Table(title=f"{title}: {family} per class")
+        table = Table(title=escape(f"{title}: {family} per class"))
         for i, column in enumerate(header):
-            table.add_column(column, justify="left" if i == 0 else "right")
+            table.add_column(escape(column), justify="left" if i == 0 else "right")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*map(escape, row))  # class names as written ('[x]' is not markup)
         out.append(table)
     return out
 
@@ -135,9 +136,9 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
 
     def table(title: str, first_columns: list[str], body: list[list[str]]) -> None:
         parts.append(f"\n### {title}\n")
-        parts.append("| " + " | ".join(first_columns + models) + " |")
+        parts.append("| " + " | ".join(map(_cell, first_columns + models)) + " |")
         parts.append("|---" * len(first_columns) + "|" + "---:|" * len(models))
-        parts.extend("| " + " | ".join(row) + " |" for row in body)
+        parts.extend("| " + " | ".join(map(_cell, row)) + " |" for row in body)
 
     for metric in (m for m in metrics if not per_class_part(m)):
         table(f"test {metric}", ["setting"], comparison_rows(rows, presets, models, metric))
@@ -145,6 +146,11 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
         table(f"test {family} per class", ["setting", "class"],
               comparison_per_class_rows(rows, presets, models, family, classes))
     return "\n".join(parts) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: a '|' in a name would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def comparison_rows(rows: list[dict[str, Any]], settings: list[str], models: list[str], metric: str) -> list[list[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from .terminal import Console
+from .terminal import Console, one_line_warnings
 from .errors import PeerdistillError
 
 
@@ -44,7 +45,7 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
                 if ready is None:  # each waits for a run under way
                     break
                 index, item = waiting.pop(ready)
-                running[pool.submit(_call, work, item)] = index
+                running[pool.submit(_call, work, item, describe(item))] = index
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -75,13 +76,15 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
     return [results[i] for i in range(len(items))]
 
 
-def _call(work: Callable[[Any], Any], item: Any) -> Any:
+def _call(work: Callable[[Any], Any], item: Any, name: str = "") -> Any:
     """``work(item)`` in a worker. Its error goes back to the parent by pickle: peerdistill's own
     errors (one message) survive that; any other is sent as its type, message and traceback in
     text, since an exception that cannot be pickled, or rebuilt, would otherwise look like a
-    dead worker or lose its message."""
+    dead worker or lose its message. Its warnings print as the command line's do, naming the run."""
     try:
-        return work(item)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warnings(warnings.showwarning, source=name)
+            return work(item)
     except PeerdistillError:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised as text

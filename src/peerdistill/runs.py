@@ -171,7 +171,7 @@ def task_for(meta: dict[str, Any]):
         return DetectionTask(layout, tuple(d["image_size"]), meta.get("class_names"),
                              score_threshold=d["score_threshold"], nms_iou=d["nms_iou"],
                              max_detections=d["max_detections"], wbf_iou=d["wbf_iou"])
-    return ClassificationTask(meta["num_classes"], meta.get("class_names"))
+    return ClassificationTask(meta["num_classes"], class_names=meta.get("class_names"))
 
 
 def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:

@@ -33,7 +33,8 @@ def valid_pixels(labels: torch.Tensor | None, maps: torch.Tensor, ignore: int = 
 
 
 def masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """The mean over the ``valid`` entries (all when None); 0 when none is valid."""
+    """The mean over the ``valid`` entries (all when None); 0 when none is valid. Entries left
+    out count for nothing, even NaN ones (an ignored pixel outside a field of view)."""
     if valid is None:
         return values.mean()
-    return (values * valid).sum() / valid.sum().clamp_min(1)
+    return torch.where(valid, values, torch.zeros_like(values)).sum() / valid.sum().clamp_min(1)

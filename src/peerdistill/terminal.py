@@ -1,10 +1,14 @@
-"""rich's console, made to outlive a reader that leaves (``peerdistill report RUN | head``)."""
+"""rich's console, made to outlive a reader that leaves (``peerdistill report RUN | head``), and
+peerdistill's warnings as one line each."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 from rich.console import Console as RichConsole
+
+from .errors import PeerdistillWarning
 
 
 class Console(RichConsole):
@@ -17,3 +21,15 @@ class Console(RichConsole):
             os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
         except (OSError, ValueError):
             pass
+
+
+def one_line_warnings(show_other, source: str = ""):
+    """A ``warnings.showwarning`` that prints peerdistill's own warnings as one line on stderr,
+    ``warning: [SOURCE: ]MESSAGE``, and hands the others to ``show_other``. A plain write: a live
+    progress display prints it above itself (rich's console output would be drawn into it)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, PeerdistillWarning):
+            print(f"warning: {source + ': ' if source else ''}{message}", file=sys.stderr, flush=True)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+    return show

@@ -38,6 +38,15 @@ class DataSplits:
     stats: dict[str, list[float]] | None = None
     info: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # Metrics, files and matching on other data go by class name: two classes of one name
+        # would share their per-class figures.
+        seen = set()
+        twice = [n for n in map(str, self.class_names) if n in seen or seen.add(n)]
+        if twice:
+            raise DataError(f"the class name '{twice[0]}' is given twice in {list(self.class_names)}: "
+                            "name each class once")
+
     @property
     def in_channels(self) -> int:
         return self.input_shape[0]

@@ -148,7 +148,7 @@ class Trainer(RunRecords):
         if list(names) != [str(c) for c in range(len(names))]:
             raise DataError(f"the task names the classes {list(names)} but the data {list(data.class_names)}: "
                             f"build the task with the data's names, e.g. {type(self.task).__name__}"
-                            "(data.num_classes, data.class_names)")
+                            "(data.num_classes, class_names=data.class_names)")
         self.task.name_classes(data.class_names)
         self._parse_monitor(self.monitor)  # a per-class monitor named by number no longer exists
 
@@ -541,14 +541,10 @@ class Trainer(RunRecords):
         step of an epoch was kept (a term that is never finite would otherwise leave the models
         untrained to the end). Gradients overflowing under fp16 loss scaling are the scaler's
         routine calibration: recorded, neither warned about nor stopped for."""
-        if not self.skipped_steps:
+        routine = self.scaler is not None and all(c.startswith("gradient") for c in self.skip_causes)
+        if not self.skipped_steps or routine:
             return
-        causes = dict(self.skip_causes)
-        if self.scaler is not None:
-            causes = {c: n for c, n in causes.items() if not c.startswith("gradient")}
-        if not causes:
-            return
-        named = ", ".join(f"{cause} ({n} step{'s' if n > 1 else ''})" for cause, n in causes.items())
+        named = ", ".join(f"{cause} ({n} step{'s' if n > 1 else ''})" for cause, n in self.skip_causes.items())
         if self.skipped_steps >= steps:
             raise NonFiniteError(f"every step of epoch {epoch + 1} was skipped for non-finite values: {named}. The "
                                  f"models learnt nothing from it; {self._last_good()}. Lower optim.lr, check the data "

@@ -34,8 +34,8 @@ class ClassificationTask:
     summary_metrics = CLASSIFICATION_METRICS  # the console table's columns
     default_monitor = "ensemble/accuracy"
 
-    def __init__(self, num_classes: int, class_names: list[str] | None = None,
-                 class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = ()):
+    def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = (),
+                 class_names: list[str] | None = None):
         self.num_classes = num_classes
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         self.class_weights = class_weights
