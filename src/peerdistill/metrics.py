@@ -57,10 +57,12 @@ def _auc(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
         return float("nan")
     if num_classes == 2:
         return float(roc_auc_score(targets, probs[:, 1]))
-    # One-vs-rest, macro: each class's binary AUC on its own scores, as they are. (Handing the
-    # rows to roc_auc_score's multi-class path would need them renormalised to sum to 1, which
-    # breaks exact ties between saturated float32 probabilities and so moves the AUC.)
-    return float(np.mean([roc_auc_score(targets == c, probs[:, c]) for c in range(num_classes)]))
+    # One-vs-rest, macro: each class's binary AUC on its own scores, as they are: the multi-label
+    # path with one-hot targets, one call for every class. (The multi-class path would need the
+    # rows renormalised to sum to 1, which breaks exact ties between saturated float32
+    # probabilities and so moves the AUC.)
+    one_hot = targets[:, None] == np.arange(num_classes)[None, :]
+    return float(roc_auc_score(one_hot, probs, average="macro"))
 
 
 LOWER_IS_BETTER = frozenset({"hd95"})
