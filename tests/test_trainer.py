@@ -490,3 +490,18 @@ def test_per_class_metrics_are_named_after_the_datas_classes():
         fit(ClassificationTask(2), monitor="ensemble/recall_1")
     with pytest.raises(DataError, match=r"the task names the classes \['a', 'b'\] but the data \['normal', 'pneumonia'\]"):
         fit(ClassificationTask(2, class_names=["a", "b"]))
+
+
+def test_per_class_figures_of_many_classes_stay_out_of_each_epochs_row():
+    """Above 20 classes each epoch's row keeps the whole-split metrics (and a per-class monitor);
+    the best and last epochs' results keep every figure."""
+    x, y = torch.randn(84, 1, 8, 8), torch.arange(84) % 21
+    data = DataSplits.from_arrays(x, y, x, y, x, y)
+    cohort = Cohort.from_modules([SmallCNN(1, 21, 4, 1)])
+    result = Trainer(cohort, KnowledgeGraph([]), ClassificationTask(21), device="cpu", progress=False,
+                     train=TrainSpec(epochs=1, batch_size=42, monitor="ensemble/recall_20")).fit(data)
+    row = result.history[0]
+    assert "val/ensemble/accuracy" in row and "val/ensemble/recall_20" in row
+    assert not any(key.startswith(("val/ensemble/recall_1", "val/student1/precision_")) for key in row)
+    assert {f"recall_{c}" for c in range(21)} <= set(result.test_at_best["student1"])
+    assert {f"precision_{c}" for c in range(21)} <= set(result.val_at_best["ensemble"])

@@ -22,10 +22,9 @@ import io
 import numpy as np
 import torch
 
-from .metrics import per_class_names
+from .metrics import DETECTION_PER_CLASS, per_class_names
 
 DETECTION_METRICS = ("ap", "ap50", "ap75", "ar1", "ar10", "ar100")
-DETECTION_PER_CLASS = ("ap", "ap50")
 # Positions of the figures in COCOeval.stats.
 _STATS = {"ap": 0, "ap50": 1, "ap75": 2, "ar1": 6, "ar10": 7, "ar100": 8}
 

@@ -26,8 +26,9 @@ from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, n
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
+from .metrics import per_class_part  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
-                     per_class_families, per_class_part, per_class_tables)  # noqa: E402
+                     per_class_families, per_class_tables)  # noqa: E402
 
 REPORT_FILE = "report.html"
 PNG_DATA_URI = "data:image/png;base64,"

@@ -7,9 +7,24 @@ import warnings
 import numpy as np
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
-# Per class c: ``precision_c`` (positive predictive value) and ``recall_c`` (sensitivity; in a
-# binary task the other class's recall is the specificity).
+# The families of per-class figures, ``family_class`` among a model's metrics (no whole-split
+# metric starts with one of them followed by '_'). Classification: ``precision_c`` (positive
+# predictive value) and ``recall_c`` (sensitivity; in a binary task the other class's recall is
+# the specificity); segmentation and detection in their metric modules.
 CLASSIFICATION_PER_CLASS = ("precision", "recall")
+SEGMENTATION_PER_CLASS = ("dice", "iou")
+DETECTION_PER_CLASS = ("ap", "ap50")
+PER_CLASS_FAMILIES = frozenset(CLASSIFICATION_PER_CLASS + SEGMENTATION_PER_CLASS + DETECTION_PER_CLASS)
+# Above this many classes, per-class figures are left out of each epoch's row (metrics.csv,
+# TensorBoard): a 1,000-class run would log 2,000 more numbers per model and epoch. The best and
+# last epochs' results and eval keep them.
+PER_EPOCH_CLASS_LIMIT = 20
+
+
+def per_class_part(metric: str) -> tuple[str, str] | None:
+    """(family, class) of a per-class metric name; None for a whole-split metric."""
+    family, underscore, name = metric.partition("_")
+    return (family, name) if underscore and family in PER_CLASS_FAMILIES else None
 
 
 def classification_metric_names(class_names: list[str]) -> tuple[str, ...]:

@@ -8,20 +8,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from .detection_metrics import DETECTION_PER_CLASS
 from .engine.evaluate import ENSEMBLE
-from .metrics import CLASSIFICATION_PER_CLASS
-from .segmentation_metrics import SEGMENTATION_PER_CLASS
-
-# The families of per-class figures, named ``family_class`` among a model's metrics (no
-# whole-split metric starts with one of them followed by '_').
-PER_CLASS_FAMILIES = frozenset(CLASSIFICATION_PER_CLASS + SEGMENTATION_PER_CLASS + DETECTION_PER_CLASS)
-
-
-def per_class_part(metric: str) -> tuple[str, str] | None:
-    """(family, class) of a per-class metric name; None for a whole-split metric."""
-    family, underscore, name = metric.partition("_")
-    return (family, name) if underscore and family in PER_CLASS_FAMILIES else None
+from .metrics import per_class_part
 
 
 def per_class_families(metrics) -> dict[str, list[str]]:

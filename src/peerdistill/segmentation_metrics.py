@@ -18,11 +18,10 @@ import warnings
 
 import numpy as np
 import torch
-from .metrics import per_class_names
+from .metrics import SEGMENTATION_PER_CLASS, per_class_names
 from .spatial import align_to
 
 IGNORE = 255
-SEGMENTATION_PER_CLASS = ("dice", "iou")
 
 
 def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning, PeerdistillError,
                       PeerdistillWarning)
-from ..metrics import ranking_score
+from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..capture import unwrap
@@ -688,8 +688,10 @@ class Trainer(RunRecords):
         for name, opt in self.optimizers.items():
             row[f"lr/{name}"] = opt.param_groups[0]["lr"]
         row.update({f"train/loss/{k}": v for k, v in losses.items()})
+        many = len(getattr(self.task, "class_names", ())) > PER_EPOCH_CLASS_LIMIT
         for model, metrics in val.items():
-            row.update({f"val/{model}/{k}": v for k, v in metrics.items()})
+            row.update({f"val/{model}/{k}": v for k, v in metrics.items()
+                        if not (many and per_class_part(k) and k != self.monitor_metric)})
         return row
 
 def _tensors(output) -> list[torch.Tensor]:
