@@ -71,6 +71,7 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     (["data.num_classes=false"], "'data': num_classes is a number, not false"),
     (["data.shapes_counts=[1, 1, 1]"], "data.shapes_counts applies to data kind 'shapes', not 'digits'"),
     (["data.masks=labels"], "data.masks applies to data kind 'folders' or 'mask_boxes', not 'digits'"),
+    (["data.bad_boxes=skip"], "data.bad_boxes applies to data kind 'coco' or 'box_json', not 'digits'"),
     (["train.segmentation_loss=ce"], "train.segmentation_loss is for segmentation: remove it for classification"),
     (["detect.nms_iou=0.1"], "the detect section is for detection: remove it for classification"),
     (["students.0.weight=5"], "students.N.weight is a teacher's weight in the multi-teacher average"),

@@ -468,3 +468,31 @@ def test_synthetic_detection_splits_of_different_split_seeds_share_no_images():
         return [x for part in (data.train, data.val, data.test) for x in part.x * std + mean]
 
     assert not any(torch.allclose(a, b, atol=1e-4) for a in images(first) for b in images(second))
+
+
+def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
+    """Boxes without area or outside their image, as annotation tools export a few: one error
+    naming them all (not one at a time), or with bad_boxes='skip' left out with a warning."""
+    from peerdistill.errors import PeerdistillWarning
+
+    annotations = [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [8, 4, 40, 20]},
+                   {"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 10]},    # no width
+                   {"id": 3, "image_id": 2, "category_id": 3, "bbox": [2, 2, 30, 30]}]   # outside 10x10
+    images, ann = coco_files(tmp_path, annotations=annotations)
+    with pytest.raises(DataError, match=r"2 box\(es\) in ann.json without area or outside their image: annotation 2 "
+                                        r".*non-positive width.*; annotation 3 .*outside its 10x10 image\. Correct "
+                                        r"them, or set data.bad_boxes=skip"):
+        load_coco(images, ann, (10, 20))
+    with pytest.warns(PeerdistillWarning, match=r"2 box\(es\) in ann.json left out \(data.bad_boxes=skip\)"):
+        _, y, names, _, info = load_coco(images, ann, (10, 20), bad_boxes="skip")
+    assert info == {"skipped_bad_boxes": 2} and names == ["adenoma", "polyp"]
+    assert y[0, 0].tolist() == [1, 2, 1, 12, 6] and y[1].tolist() == [[-1, 0, 0, 0, 0]]  # image 2 keeps no box
+
+    images, boxes = kvasir_files(tmp_path / "k", boxes_a=[
+        {"label": "polyp", "xmin": 50, "ymin": 10, "xmax": 150, "ymax": 100},
+        {"label": "adenoma", "xmin": 0, "ymin": 0, "xmax": 300, "ymax": 30}])  # outside the 200x100 original
+    with pytest.raises(DataError, match=r"1 box\(es\) in boxes.json .*box 1 of 'a'.*outside its 200x100 image"):
+        load_box_json(images, boxes, (10, 20))
+    with pytest.warns(PeerdistillWarning, match="left out"):
+        _, _, names, _, info = load_box_json(images, boxes, (10, 20), bad_boxes="skip")
+    assert names == ["polyp"] and info["skipped_bad_boxes"] == 1  # the class only a bad box had is gone

@@ -206,7 +206,7 @@ IMAGENET_STATS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_masks")
 # Keys of one or two kinds, refused for the others when changed from their defaults.
 KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
-                  "path_column": ("csv",), "label_column": ("csv",)}
+                  "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json")}
 
 
 def key_applies(key: str, kind: str) -> bool:
@@ -262,6 +262,9 @@ class DataSpec(_Strict):
                                      description="train / val / test image counts of the synthetic data")
     # detection (kinds: boxes, coco, box_json, mask_boxes)
     annotations: str | None = Field(default=None, description="coco / box_json: the JSON file (relative to root)")
+    bad_boxes: Literal["error", "skip"] = Field(
+        default="error", description="coco / box_json: boxes without area or outside their image stop the load, "
+                                     "all named (error), or are left out with a warning (skip)")
     boxes_counts: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
                                     description="train / val / test image counts of the synthetic boxes default")
 

@@ -97,6 +97,33 @@ def _check_box(box, width: float, height: float, where: str) -> list[float]:
     return [max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)]
 
 
+class _BadBoxes:
+    """Boxes without area or outside their image: all named in one error, or (``skip``) left out
+    with one warning; an annotation tool's export often holds a few."""
+
+    def __init__(self, policy: str, source: str):
+        self.skip, self.source, self.found = policy == "skip", source, []
+
+    def check(self, box, width: float, height: float, where: str) -> list[float] | None:
+        try:
+            return _check_box(box, width, height, where)
+        except DataError as exc:
+            self.found.append(str(exc))
+            return None
+
+    def settle(self) -> dict:
+        """Raise (``error``) or warn (``skip``) about the boxes found; the count for the data's info."""
+        if not self.found:
+            return {}
+        named = "; ".join(self.found[:3]) + ("; ..." if len(self.found) > 3 else "")
+        if not self.skip:
+            raise DataError(f"{len(self.found)} box(es) in {self.source} without area or outside their image: "
+                            f"{named}. Correct them, or set data.bad_boxes=skip to leave them out")
+        warnings.warn(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes=skip): {named}",
+                      PeerdistillWarning, stacklevel=3)
+        return {"skipped_bad_boxes": len(self.found)}
+
+
 def _rescaled(label: int, box: list[float], width: float, height: float, size: tuple[int, int]) -> list[float]:
     sx, sy = size[1] / width, size[0] / height
     return [label, box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
@@ -139,14 +166,16 @@ def _stack(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
+def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, bad_boxes: str = "error"
               ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
     info): ids are the images' ``file_name`` in the JSON's order, the categories annotations use
     become labels 0..C-1 in sorted id order, and boxes are rescaled from the JSON's width/height
     to ``image_size``. A category no annotation uses (the supercategory entry annotation tools
-    such as Roboflow export) is not a class: ``info["unused_categories"]`` names them.
+    such as Roboflow export) is not a class: ``info["unused_categories"]`` names them. Boxes
+    without area or outside their image stop the load, all named (``bad_boxes="skip"``: left out,
+    counted in ``info["skipped_bad_boxes"]``).
     Crowd annotations (``iscrowd: 1``) are kept as crowd regions (label ``crowd_label(class)``:
     ignored in training, ignored regions in evaluation); images without annotations are kept
     with no boxes."""
@@ -176,6 +205,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
         id_of_file[file_name] = entry["id"]
         images[entry["id"]] = {**entry, "file_name": file_name}
     per_image: dict = {i: [] for i in images}
+    bad = _BadBoxes(bad_boxes, source)
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
             raise DataError(f"an entry of 'annotations' in {source} is not an object: {ann!r}")
@@ -192,10 +222,13 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
             raise DataError(f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height] in pixels")
         bx, by, bw, bh = bbox
-        box = _check_box((bx, by, bx + bw, by + bh), width, height, where)
+        box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
+        if box is None:
+            continue
         label = label_of[ann["category_id"]]
         per_image[image_id].append(_rescaled(crowd_label(label) if ann.get("iscrowd", 0) else label,
                                              box, width, height, size))
+    info = bad.settle()
     if not any(label >= 0 for rows in per_image.values() for label, *_ in rows):
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions): "
                         "detection needs annotated images")
@@ -211,13 +244,14 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False
         xs.append(read_image(path, size, grey=grey))
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
-    info = {"unused_categories": unused} if unused else {}
+    if unused:
+        info["unused_categories"] = unused
     return (_stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
             info)
 
 
-def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False
-                  ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
+def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
+                  bad_boxes: str = "error") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
     [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
     pixels. The image is ``images_dir/<id>.<suffix>`` (any image suffix). Boxes are rescaled from the
@@ -227,7 +261,8 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     Returns (x, y, class_names, ids, info): class names are the sorted labels, ids the sorted
     JSON keys that have an image. Entries without an image file and images without an entry
     are skipped and counted in ``info["skipped_without_image"]`` and
-    ``info["skipped_without_entry"]``."""
+    ``info["skipped_without_entry"]``; boxes without area or outside their image as in
+    ``load_coco``."""
     images_dir, source = Path(images_dir), Path(boxes_json).name
     size = _size(image_size)
     data = _read_json(boxes_json)
@@ -241,6 +276,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
         raise DataError(f"no entry of {source} has an image in '{images_dir}' "
                         f"(looked for <id> with a suffix of {sorted(IMAGE_SUFFIXES)})")
     rows, labels = [], []
+    bad = _BadBoxes(bad_boxes, source)
     for key in ids:
         entry = data[key]
         if not isinstance(entry, dict) or not isinstance(entry.get("bbox"), list):
@@ -261,16 +297,19 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
                 corners = (b["xmin"], b["ymin"], b["xmax"], b["ymax"])
             except KeyError as exc:
                 raise DataError(f"{where} lacks {exc}: boxes need xmin, ymin, xmax, ymax") from None
-            boxes.append((str(b[label_key]), _check_box(corners, width, height, where)))
-            labels.append(str(b[label_key]))
+            box = bad.check(corners, width, height, where)
+            if box is not None:
+                boxes.append((str(b[label_key]), box))
+                labels.append(str(b[label_key]))
         rows.append((boxes, width, height))
+    skipped = bad.settle()
     names = sorted(set(labels))
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
     x = _stack([read_image(files[key], size, grey=grey) for key in ids])
     without_image = sorted(k for k in data if k not in files)
     without_entry = sorted(s for s in files if s not in data)
-    info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry)}
+    info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
         if left_out:

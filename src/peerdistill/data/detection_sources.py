@@ -27,11 +27,12 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     info: dict = {"source": str(root)}
     # grey: Pillow's luma conversion, as predict reads images
     if spec.kind == "coco":
-        x, y, names, ids, extra = load_coco(root / spec.images, _relative(root, spec.annotations), size, grey=spec.grey)
+        x, y, names, ids, extra = load_coco(root / spec.images, _relative(root, spec.annotations), size, grey=spec.grey,
+                                            bad_boxes=spec.bad_boxes)
         info.update(extra)
     elif spec.kind == "box_json":
         x, y, names, ids, extra = load_box_json(root / spec.images, _relative(root, spec.annotations), size,
-                                                grey=spec.grey)
+                                                grey=spec.grey, bad_boxes=spec.bad_boxes)
         info.update(extra)
     else:
         x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size, grey=spec.grey)
