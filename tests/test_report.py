@@ -156,6 +156,12 @@ def test_comparison_report(tmp_path):
     student = json.loads((result.directory / "kd-seed0" / "run.json").read_text())["costs"]["student1"]
     assert f"<td>{student['parameters']:,}</td>" in table_row(costs, "student1")
     assert costs.count("<table>") == 1  # both settings train the same models: one table
+    # its latencies are the median over the 4 runs (one run's are at the mercy of the machine)
+    import statistics
+
+    latencies = [json.loads((result.directory / f"{s}-seed{k}" / "run.json").read_text())["costs"]["student1"]
+                 ["cpu_latency_ms"] for s in ("independent", "kd") for k in (0, 1)]
+    assert f"<td>{statistics.median(latencies):.3f}</td>" in table_row(costs, "student1")
     assert "peerdistill comparison" in page
     for setting in ("independent", "kd"):
         assert f"<tr><th>{setting}</th>" in page

@@ -9,6 +9,7 @@ import html
 import io
 import math
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -638,20 +639,35 @@ def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str
 
 
 def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
-    """One cost table per distinct cohort (settings of one config share their models)."""
-    groups: dict[tuple, tuple[list[str], dict]] = {}
+    """One cost table per distinct cohort (settings of one config share their models), its
+    latencies the median over every finished run of those settings (one run's are noisy)."""
+    groups: dict[tuple, tuple[list[str], list[dict]]] = {}
     for setting, paths in runs.items():
-        costs = next((c for c in (read_json(p / "run.json").get("costs") for p in paths) if c), None)
-        if costs:
+        for costs in (c for c in (read_json(p / "run.json").get("costs") for p in paths) if c):
             shape = tuple((name, c["parameters"], c["macs"]) for name, c in costs.items())
-            groups.setdefault(shape, ([], costs))[0].append(setting)
+            settings, measured = groups.setdefault(shape, ([], []))
+            if setting not in settings:
+                settings.append(setting)
+            measured.append(costs)
     if not groups:
         return section_html("Model costs", [note_html("no run of this comparison has finished: costs are "
                                                       "measured when a run completes.")])
-    parts = [COSTS_CAPTION]
-    for settings, costs in groups.values():
+    parts = [COSTS_CAPTION.replace("</p>", " Latencies: the median over the comparison's runs of these models.</p>")]
+    for settings, measured in groups.values():
         if len(groups) > 1:
             parts.append(f"<p>{esc(', '.join(settings))}:</p>")
+        costs = _median_latencies(measured)
         parts.append(table_html(costs_header(costs), cost_rows(costs)))
     return section_html("Model costs", parts)
+
+
+def _median_latencies(measured: list[dict]) -> dict:
+    """The first run's costs, with each model's latencies the median over every run's."""
+    costs = {name: dict(c) for name, c in measured[0].items()}
+    for name, c in costs.items():
+        for key in ("cpu_latency_ms", "gpu_latency_ms"):
+            values = [run[name][key] for run in measured if run.get(name, {}).get(key) is not None]
+            if values:
+                c[key] = statistics.median(values)
+    return costs
 
