@@ -226,8 +226,12 @@ def test_load_box_json_errors(tmp_path):
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [[10, 10, 20, 20]]}}))
     with pytest.raises(DataError, match="box 0 of 'a' .* expected"):
         load_box_json(images, boxes, 16)
-    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": []}}))
-    assert load_box_json(images, boxes, 16)[1][0, 0, 0] == -1  # no objects
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": []}}))  # an image without objects ...
+    with pytest.raises(DataError, match=r"boxes.json holds no box to learn from \(every entry's bbox list is empty\)"):
+        load_box_json(images, boxes, 16)  # ... but no box at all: no class to learn
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [
+        {"label": "polyp", "xmin": 10, "ymin": 10, "xmax": 20, "ymax": 20}]}, "d": {"height": 9, "width": 9, "bbox": []}}))
+    assert load_box_json(images, boxes, 16)[1][1, 0, 0] == -1  # 'd': no objects
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(DataError, match="holds no entries"):
         load_box_json(images, tmp_path / "empty.json", 16)
@@ -238,7 +242,7 @@ def test_load_box_json_errors(tmp_path):
     with pytest.raises(DataError, match="'a.bmp' and 'a.png' in .* share the id 'a': keep one file per id"):
         load_box_json(images, boxes, 16)
     (images / "a.png").unlink()
-    assert load_box_json(images, boxes, 16)[3] == ["a"]
+    assert load_box_json(images, boxes, 16)[3] == ["a", "d"]
 
 
 # ---- boxes from mask folders ----------------------------------------------------------------
@@ -485,8 +489,13 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
         load_coco(images, ann, (10, 20))
     with pytest.warns(PeerdistillWarning, match=r"2 box\(es\) in ann.json left out \(data.bad_boxes=skip\)"):
         _, y, names, _, info = load_coco(images, ann, (10, 20), bad_boxes="skip")
-    assert info == {"skipped_bad_boxes": 2} and names == ["adenoma", "polyp"]
-    assert y[0, 0].tolist() == [1, 2, 1, 12, 6] and y[1].tolist() == [[-1, 0, 0, 0, 0]]  # image 2 keeps no box
+    # 'adenoma' had only the bad boxes: no class left to learn, as with box_json below
+    assert info == {"skipped_bad_boxes": 2, "unused_categories": ["adenoma"]} and names == ["polyp"]
+    assert y[0, 0].tolist() == [0, 2, 1, 12, 6] and y[1].tolist() == [[-1, 0, 0, 0, 0]]  # image 2 keeps no box
+    every_box_bad = [{"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 10]}]
+    with pytest.warns(PeerdistillWarning), pytest.raises(
+            DataError, match=r"holds no box to learn from \(.*; data.bad_boxes=skip left out 1 bad box"):
+        load_coco(*coco_files(tmp_path / "all-bad", annotations=every_box_bad), (10, 20), bad_boxes="skip")
 
     images, boxes = kvasir_files(tmp_path / "k", boxes_a=[
         {"label": "polyp", "xmin": 50, "ymin": 10, "xmax": 150, "ymax": 100},
@@ -496,3 +505,11 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
     with pytest.warns(PeerdistillWarning, match="left out"):
         _, _, names, _, info = load_box_json(images, boxes, (10, 20), bad_boxes="skip")
     assert names == ["polyp"] and info["skipped_bad_boxes"] == 1  # the class only a bad box had is gone
+    flat = [{"label": "polyp", "xmin": 10 * k, "ymin": 5, "xmax": 10 * k, "ymax": 9} for k in range(5)]  # no width
+    images, boxes = kvasir_files(tmp_path / "flat")
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": flat}}))  # the only boxes, all bad
+    with pytest.raises(DataError, match=r"5 box\(es\) .*box 0 of 'a'.*box 1 of 'a'.*box 2 of 'a'[^;]*; and 2 more\. "):
+        load_box_json(images, boxes, (10, 20))
+    with pytest.warns(PeerdistillWarning), pytest.raises(
+            DataError, match=r"holds no box to learn from \(.*; data.bad_boxes=skip left out 5 bad box"):
+        load_box_json(images, boxes, (10, 20), bad_boxes="skip")

@@ -115,13 +115,18 @@ class _BadBoxes:
         """Raise (``error``) or warn (``skip``) about the boxes found; the count for the data's info."""
         if not self.found:
             return {}
-        named = "; ".join(self.found[:3]) + ("; ..." if len(self.found) > 3 else "")
+        more = len(self.found) - 3
+        named = "; ".join(self.found[:3]) + (f"; and {more} more" if more > 0 else "")
         if not self.skip:
             raise DataError(f"{len(self.found)} box(es) in {self.source} without area or outside their image: "
                             f"{named}. Correct them, or set data.bad_boxes=skip to leave them out")
         warnings.warn(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes=skip): {named}",
                       PeerdistillWarning, stacklevel=3)
         return {"skipped_bad_boxes": len(self.found)}
+
+    def left_out(self) -> str:
+        """For a message about what is left: the bad boxes it lacks."""
+        return f"; data.bad_boxes=skip left out {len(self.found)} bad box(es)" if self.found else ""
 
 
 def _rescaled(label: int, box: list[float], width: float, height: float, size: tuple[int, int]) -> list[float]:
@@ -174,8 +179,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
     become labels 0..C-1 in sorted id order, and boxes are rescaled from the JSON's width/height
     to ``image_size``. A category no annotation uses (the supercategory entry annotation tools
     such as Roboflow export) is not a class: ``info["unused_categories"]`` names them. Boxes
-    without area or outside their image stop the load, all named (``bad_boxes="skip"``: left out,
-    counted in ``info["skipped_bad_boxes"]``).
+    without area or outside their image stop the load, counted in one message (``bad_boxes="skip"``:
+    left out, counted in ``info["skipped_bad_boxes"]``; a category only such boxes have is then
+    unused).
     Crowd annotations (``iscrowd: 1``) are kept as crowd regions (label ``crowd_label(class)``:
     ignored in training, ignored regions in evaluation); images without annotations are kept
     with no boxes."""
@@ -188,9 +194,6 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
     if not all(isinstance(c, dict) and "id" in c for c in data.get("categories") or []):
         raise DataError(f"an entry of 'categories' in {source} lacks 'id'")
     listed = sorted(data.get("categories") or [], key=lambda c: c["id"])
-    used = {a.get("category_id") for a in data.get("annotations") or [] if isinstance(a, dict)}
-    categories = [c for c in listed if c["id"] in used]
-    label_of = {c["id"]: k for k, c in enumerate(categories)}
     images, id_of_file = {}, {}
     for entry in data["images"]:
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
@@ -204,7 +207,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
                             f"{entry['id']}): list each image once, with all its annotations on that id")
         id_of_file[file_name] = entry["id"]
         images[entry["id"]] = {**entry, "file_name": file_name}
-    per_image: dict = {i: [] for i in images}
+    kept = []  # (image id, category id, box in the JSON's pixels, crowd)
     bad = _BadBoxes(bad_boxes, source)
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
@@ -212,7 +215,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
         image_id = ann.get("image_id")
         if image_id not in images:
             raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
-        if ann.get("category_id") not in label_of:
+        if ann.get("category_id") not in {c["id"] for c in listed}:
             raise DataError(f"unknown category id {ann.get('category_id')} in {source}: "
                             f"'categories' lists {[c['id'] for c in listed]}")
         entry = images[image_id]
@@ -223,15 +226,20 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
             raise DataError(f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height] in pixels")
         bx, by, bw, bh = bbox
         box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
-        if box is None:
-            continue
-        label = label_of[ann["category_id"]]
-        per_image[image_id].append(_rescaled(crowd_label(label) if ann.get("iscrowd", 0) else label,
-                                             box, width, height, size))
+        if box is not None:
+            kept.append((image_id, ann["category_id"], box, bool(ann.get("iscrowd", 0))))
     info = bad.settle()
-    if not any(label >= 0 for rows in per_image.values() for label, *_ in rows):
-        raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions): "
-                        "detection needs annotated images")
+    if not any(not crowd for *_, crowd in kept):
+        raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
+                        f"{bad.left_out()}): detection needs annotated images")
+    used = {category for _, category, _, _ in kept}  # after bad boxes are left out, as box_json counts
+    categories = [c for c in listed if c["id"] in used]
+    label_of = {c["id"]: k for k, c in enumerate(categories)}
+    per_image: dict = {i: [] for i in images}
+    for image_id, category, box, crowd in kept:
+        label = label_of[category]
+        width, height = _image_dims(images[image_id], "")
+        per_image[image_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
     xs = []
     for image_id, entry in images.items():
         path = images_dir / entry["file_name"]
@@ -303,6 +311,9 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
                 labels.append(str(b[label_key]))
         rows.append((boxes, width, height))
     skipped = bad.settle()
+    if not labels:
+        raise DataError(f"{source} holds no box to learn from (every entry's bbox list is empty{bad.left_out()}): "
+                        "detection needs annotated images")
     names = sorted(set(labels))
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]

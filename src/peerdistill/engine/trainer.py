@@ -688,7 +688,7 @@ class Trainer(RunRecords):
         for name, opt in self.optimizers.items():
             row[f"lr/{name}"] = opt.param_groups[0]["lr"]
         row.update({f"train/loss/{k}": v for k, v in losses.items()})
-        many = len(getattr(self.task, "class_names", ())) > PER_EPOCH_CLASS_LIMIT
+        many = len(getattr(self.task, "class_names", None) or ()) > PER_EPOCH_CLASS_LIMIT
         for model, metrics in val.items():
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()
                         if not (many and per_class_part(k) and k != self.monitor_metric)})
