@@ -200,3 +200,20 @@ def test_self_distillation_total_matches_the_byot_formula(tmp_path):
         expected += (1 - a) * ce(out.logits[head]) + a * T * T * kl + lam * hint
     terms = trainer.step(x, y, ramp=1.0)
     assert terms["total"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_predict_gives_a_self_distilled_networks_own_ensemble_as_evaluate_scores_it():
+    """The report's ROC curves and eval's pictures come from predict: it must hold
+    student1@ensemble, the mean of the network's classifier and heads, like the metrics."""
+    from peerdistill.build import build_cohort, build_task
+    from peerdistill.data import build_data
+    from peerdistill.engine.evaluate import predict
+
+    cfg = validate({"students": [{"arch": "cnn", "args": {"width": 4, "depth": 3}, "heads": ["features.2"]}],
+                    "distill": {"preset": "self"}})
+    data = build_data(cfg.data)
+    cohort = build_cohort(cfg, data)
+    x = torch.stack([data.test[i][0] for i in range(4)])
+    probs = predict(cohort, build_task(cfg, data, cohort), x)
+    assert set(probs) == {"student1", "student1@features.2", "student1@ensemble", "ensemble"}
+    torch.testing.assert_close(probs["student1@ensemble"], (probs["student1"] + probs["student1@features.2"]) / 2)

@@ -95,8 +95,11 @@ def merge_meters(per_process: list[dict]) -> dict:
 @torch.no_grad()
 def predict(cohort: Cohort, task, x: torch.Tensor, window: tuple[int, int] | None = None,
             overlap: float = 0.5) -> dict[str, torch.Tensor]:
-    """Probabilities of every output and of the ensemble for one batch."""
+    """Probabilities of every output, of the ensemble and of each self-distilled network's own
+    ensemble (``NAME@ensemble``, as ``evaluate`` scores them) for one batch."""
     cohort.eval()
     probs = {name: task.probabilities(out) for name, out in logits_of(cohort, x, window, overlap).items()}
     probs[ENSEMBLE] = task.ensemble([probs[s] for s in cohort.ensemble_names()])
+    for key, names in cohort.head_ensembles().items():
+        probs[key] = task.ensemble([probs[n] for n in names])
     return probs
