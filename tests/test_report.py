@@ -177,13 +177,15 @@ def test_comparison_report(tmp_path):
     # seed 1's runs are still in the folder.
     fewer = compare(tree, ["independent", "kd"], 1, progress=False)
     page = write_report(fewer.directory).read_text(encoding="utf-8")
-    assert "Run directories: independent-seed0, kd-seed0." in page
+    assert "Run directories: independent-seed0, kd-seed0." in page and "no longer in this folder" not in page
     from peerdistill.html_report import compared_runs, read_compare_csv
 
     runs = compared_runs(fewer.directory, read_compare_csv(fewer.directory), ["independent", "kd"])
     assert runs == {s: [fewer.directory / f"{s}-seed0"] for s in ("independent", "kd")}
     shutil.rmtree(fewer.directory / "kd-seed0")  # a listed run deleted since: the page still comes
-    assert "Run directories: independent-seed0." in write_report(fewer.directory).read_text(encoding="utf-8")
+    page = write_report(fewer.directory).read_text(encoding="utf-8")
+    assert "Run directories: independent-seed0." in page
+    assert "compare.csv lists run(s) no longer in this folder: kd-seed0. The tables keep their figures" in page
 
 
 def test_a_seed_without_a_number_is_counted_apart():

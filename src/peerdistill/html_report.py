@@ -565,6 +565,10 @@ def comparison_summary_html(directory: Path, rows, settings: list[str], models: 
         parts.append(f"<p>{intro}</p>")
     if runs:
         parts.append(f"<p>Run directories: {esc(', '.join(runs))}.</p>")
+    gone = sorted({name for r in rows for name in r["runs"]} - set(runs))
+    if gone:
+        parts.append(note_html(f"compare.csv lists run(s) no longer in this folder: {', '.join(gone)}. The tables keep "
+                               "their figures; the curves and costs below are drawn without them."))
     return "\n".join(parts)
 
 
