@@ -505,6 +505,11 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
     with pytest.warns(PeerdistillWarning, match="left out"):
         _, _, names, _, info = load_box_json(images, boxes, (10, 20), bad_boxes="skip")
     assert names == ["polyp"] and info["skipped_bad_boxes"] == 1  # the class only a bad box had is gone
+    # clip: the box reaching outside the 200x100 original is an object, cut to the image there
+    with pytest.warns(PeerdistillWarning, match=r"1 box\(es\) in boxes.json reaching outside their image cut to it"):
+        _, y, names, _, info = load_box_json(images, boxes, (10, 20), bad_boxes="clip")
+    assert names == ["adenoma", "polyp"] and info["clipped_bad_boxes"] == 1 and "skipped_bad_boxes" not in info
+    assert y[0, 1].tolist() == [0, 0, 0, 20, 3]  # [0, 0, 200, 30] of 200x100, at 20x10
     flat = [{"label": "polyp", "xmin": 10 * k, "ymin": 5, "xmax": 10 * k, "ymax": 9} for k in range(5)]  # no width
     images, boxes = kvasir_files(tmp_path / "flat")
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": flat}}))  # the only boxes, all bad
@@ -513,3 +518,6 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
     with pytest.warns(PeerdistillWarning), pytest.raises(
             DataError, match=r"holds no box to learn from \(.*; data.bad_boxes=skip left out 5 bad box"):
         load_box_json(images, boxes, (10, 20), bad_boxes="skip")
+    with pytest.warns(PeerdistillWarning), pytest.raises(  # no width: nothing to cut, left out under clip too
+            DataError, match=r"holds no box to learn from \(.*; data.bad_boxes=clip left out 5 bad box"):
+        load_box_json(images, boxes, (10, 20), bad_boxes="clip")

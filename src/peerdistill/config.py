@@ -262,9 +262,10 @@ class DataSpec(_Strict):
                                      description="train / val / test image counts of the synthetic data")
     # detection (kinds: boxes, coco, box_json, mask_boxes)
     annotations: str | None = Field(default=None, description="coco / box_json: the JSON file (relative to root)")
-    bad_boxes: Literal["error", "skip"] = Field(
-        default="error", description="coco / box_json: boxes without area or outside their image stop the load, "
-                                     "all named (error), or are left out with a warning (skip)")
+    bad_boxes: Literal["error", "skip", "clip"] = Field(
+        default="error", description="coco / box_json: boxes without area or outside their image stop the load "
+                                     "(error), are left out with a warning (skip), or are cut to the image, those "
+                                     "without area left out (clip)")
     boxes_counts: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
                                     description="train / val / test image counts of the synthetic boxes default")
 

@@ -98,35 +98,48 @@ def _check_box(box, width: float, height: float, where: str) -> list[float]:
 
 
 class _BadBoxes:
-    """Boxes without area or outside their image: all named in one error, or (``skip``) left out
-    with one warning; an annotation tool's export often holds a few."""
+    """Boxes without area or outside their image, as an annotation tool's export often holds a
+    few: counted in one error (``error``), left out with one warning (``skip``), or cut to the
+    image (``clip``: a box sticking out is still an object; one left without area is left out)."""
 
     def __init__(self, policy: str, source: str):
-        self.skip, self.source, self.found = policy == "skip", source, []
+        self.policy, self.source, self.found, self.clipped = policy, source, [], 0
 
     def check(self, box, width: float, height: float, where: str) -> list[float] | None:
         try:
             return _check_box(box, width, height, where)
         except DataError as exc:
+            if self.policy == "clip":
+                x1, y1, x2, y2 = (float(v) for v in box)
+                inside = [max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)]
+                if inside[2] > inside[0] and inside[3] > inside[1]:
+                    self.clipped += 1
+                    return inside
             self.found.append(str(exc))
             return None
 
     def settle(self) -> dict:
-        """Raise (``error``) or warn (``skip``) about the boxes found; the count for the data's info."""
+        """Raise (``error``) or warn about the boxes found; their counts for the data's info."""
+        info = {}
+        if self.clipped:
+            warnings.warn(f"{self.clipped} box(es) in {self.source} reaching outside their image cut to it "
+                          "(data.bad_boxes=clip)", PeerdistillWarning, stacklevel=3)
+            info["clipped_bad_boxes"] = self.clipped
         if not self.found:
-            return {}
+            return info
         more = len(self.found) - 3
         named = "; ".join(self.found[:3]) + (f"; and {more} more" if more > 0 else "")
-        if not self.skip:
+        if self.policy == "error":
             raise DataError(f"{len(self.found)} box(es) in {self.source} without area or outside their image: "
-                            f"{named}. Correct them, or set data.bad_boxes=skip to leave them out")
-        warnings.warn(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes=skip): {named}",
+                            f"{named}. Correct them, or set data.bad_boxes=skip to leave them out (clip: cut the "
+                            "ones reaching outside to the image)")
+        warnings.warn(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes={self.policy}): {named}",
                       PeerdistillWarning, stacklevel=3)
-        return {"skipped_bad_boxes": len(self.found)}
+        return {**info, "skipped_bad_boxes": len(self.found)}
 
     def left_out(self) -> str:
         """For a message about what is left: the bad boxes it lacks."""
-        return f"; data.bad_boxes=skip left out {len(self.found)} bad box(es)" if self.found else ""
+        return (f"; data.bad_boxes={self.policy} left out {len(self.found)} bad box(es)" if self.found else "")
 
 
 def _rescaled(label: int, box: list[float], width: float, height: float, size: tuple[int, int]) -> list[float]:
