@@ -60,7 +60,7 @@ def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[
 
 def per_class_tables(scores: dict[str, dict[str, float]]) -> list[tuple[str, list[str], list[list[str]]]]:
     """The models' per-class figures as (family, header, rows) per family: a row per class, a
-    column per model. None for runs made before they were recorded."""
+    column per model. None (an empty list) for runs made before they were recorded."""
     families = per_class_families(k for values in scores.values() for k in values)
     return [(family, ["class", *scores], [[c] + [fmt(values.get(f"{family}_{c}")) for values in scores.values()]
                                           for c in classes])
@@ -151,7 +151,5 @@ def comparison_rows(rows: list[dict[str, Any]], settings: list[str], models: lis
 def comparison_per_class_rows(rows: list[dict[str, Any]], settings: list[str], models: list[str], family: str,
                               classes: list[str]) -> list[list[str]]:
     """A row per setting and class: its mean ± std over seeds per model."""
-    index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
-    return [[setting, c] + [seeds_cell(index[setting, model, f"{family}_{c}"])
-                            if (setting, model, f"{family}_{c}") in index else "" for model in models]
-            for setting in settings for c in classes]
+    per_class = {c: comparison_rows(rows, settings, models, f"{family}_{c}") for c in classes}
+    return [[setting, c, *per_class[c][i][1:]] for i, setting in enumerate(settings) for c in classes]

@@ -94,6 +94,11 @@ def _check_box(box, width: float, height: float, where: str) -> list[float]:
         raise DataError(f"{where}: box {[x1, y1, x2, y2]} has a non-positive width or height")
     if x1 < -TOLERANCE or y1 < -TOLERANCE or x2 > width + TOLERANCE or y2 > height + TOLERANCE:
         raise DataError(f"{where}: box {[x1, y1, x2, y2]} lies outside its {width:g}x{height:g} image")
+    return _clipped((x1, y1, x2, y2), width, height)
+
+
+def _clipped(box, width: float, height: float) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
     return [max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)]
 
 
@@ -110,8 +115,7 @@ class _BadBoxes:
             return _check_box(box, width, height, where)
         except DataError as exc:
             if self.policy == "clip":
-                x1, y1, x2, y2 = (float(v) for v in box)
-                inside = [max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)]
+                inside = _clipped(box, width, height)
                 if inside[2] > inside[0] and inside[3] > inside[1]:
                     self.clipped += 1
                     return inside
@@ -220,15 +224,16 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
                             f"{entry['id']}): list each image once, with all its annotations on that id")
         id_of_file[file_name] = entry["id"]
         images[entry["id"]] = {**entry, "file_name": file_name}
-    kept = []  # (image id, category id, box in the JSON's pixels, crowd)
+    kept = []  # (image id, category id, box in the JSON's pixels, the JSON's image size, crowd)
     bad = _BadBoxes(bad_boxes, source)
+    category_ids = {c["id"] for c in listed}
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
             raise DataError(f"an entry of 'annotations' in {source} is not an object: {ann!r}")
         image_id = ann.get("image_id")
         if image_id not in images:
             raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
-        if ann.get("category_id") not in {c["id"] for c in listed}:
+        if ann.get("category_id") not in category_ids:
             raise DataError(f"unknown category id {ann.get('category_id')} in {source}: "
                             f"'categories' lists {[c['id'] for c in listed]}")
         entry = images[image_id]
@@ -240,18 +245,17 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
         bx, by, bw, bh = bbox
         box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
         if box is not None:
-            kept.append((image_id, ann["category_id"], box, bool(ann.get("iscrowd", 0))))
+            kept.append((image_id, ann["category_id"], box, (width, height), bool(ann.get("iscrowd", 0))))
     info = bad.settle()
     if not any(not crowd for *_, crowd in kept):
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
                         f"{bad.left_out()}): detection needs annotated images")
-    used = {category for _, category, _, _ in kept}  # after bad boxes are left out, as box_json counts
+    used = {category for _, category, *_ in kept}  # after bad boxes are left out, as box_json counts
     categories = [c for c in listed if c["id"] in used]
     label_of = {c["id"]: k for k, c in enumerate(categories)}
     per_image: dict = {i: [] for i in images}
-    for image_id, category, box, crowd in kept:
+    for image_id, category, box, (width, height), crowd in kept:
         label = label_of[category]
-        width, height = _image_dims(images[image_id], "")
         per_image[image_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
     xs = []
     for image_id, entry in images.items():

@@ -508,7 +508,7 @@ class Trainer(RunRecords):
             batches = self.train_batches.iterate(start_step)  # redraws this epoch's order
             self.generator.set_state(now)
             sums, count, self.skipped_steps = dict(partial["sums"]), partial["count"], partial["skipped"]
-            self.skip_causes = dict(partial.get("skip_causes", {}))  # checkpoints before 0.x lack it
+            self.skip_causes = dict(partial.get("skip_causes", {}))  # checkpoints written before it was kept lack it
         else:
             epoch_start = self.generator.get_state()
             batches = self.train_batches.iterate()
