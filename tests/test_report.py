@@ -312,3 +312,29 @@ def test_class_and_setting_names_are_written_as_they_are():
     row = next(line for line in markdown.splitlines() if "0.7500" in line)
     assert row == "| kd\\|x | a\\|b | 0.7500 |"
     assert len(re.split(r"(?<!\\)\|", row)) == 5  # setting, class, student1: three cells
+
+
+def test_the_summary_of_a_run_stopped_early_says_so_and_what_was_planned(tmp_path):
+    from peerdistill.html_report import run_summary_html
+
+    (tmp_path / "config.yaml").write_text("train: {epochs: 12, patience: 2}\nstudents: [{arch: cnn}]\n"
+                                          "distill: {preset: independent}\n")
+    metrics = {"status": "complete", "monitor": "ensemble/accuracy", "best_epoch": 7, "epochs": [{}] * 9,
+               "stopped_early": True}
+    page = run_summary_html(tmp_path, {}, metrics)
+    assert "best epoch 7 of 9 (stopped early by train.patience; 12 planned)" in page
+    assert "has not finished" not in page
+    metrics["stopped_early"] = False
+    assert "best epoch 7 of 9 done of 12" in run_summary_html(tmp_path, {}, metrics)
+
+
+def test_a_settings_curve_runs_to_its_longest_seed_averaging_the_seeds_that_reached_each_epoch():
+    from peerdistill.html_report import settings_curve_figure
+
+    def seed(values):
+        return {"epochs": [{"epoch": i + 1, "val/ensemble/accuracy": v} for i, v in enumerate(values)]}
+
+    fig = settings_curve_figure({"kd": [seed([0.5, 0.7, 0.8]), seed([0.3, 0.5])]}, "ensemble", "accuracy")
+    line = fig.axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [1, 2, 3]
+    assert list(line.get_ydata()) == pytest.approx([0.4, 0.6, 0.8])  # the third epoch: the seed that ran it

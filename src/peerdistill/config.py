@@ -338,6 +338,12 @@ class OptimSpec(_Strict):
     scheduler: Literal["cosine", "step", "none"] = "cosine"
     step_size: int = Field(default=30, gt=0)
     gamma: float = Field(default=0.1, gt=0)
+    warmup_epochs: int = Field(
+        default=0, ge=0, description="linear learning-rate warm-up: epoch e of the first N trains at lr (e + 1) / "
+                                     "(N + 1); the scheduler then runs over the remaining epochs")
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0, description="clip each trained model's gradient to this 2-norm (over every parameter "
+                                        "its optimizer updates, its connectors included) before its step; off: null")
 
 
 class TrainSpec(_Strict):
@@ -381,6 +387,10 @@ class TrainSpec(_Strict):
     )
     checkpoint_every_minutes: float = Field(
         default=10.0, ge=0, description="also write the resume checkpoint inside an epoch at this interval (0: off)"
+    )
+    patience: int | None = Field(
+        default=None, ge=1, description="early stopping: end training once the monitor has not improved for this many "
+                                        "epochs (the best epoch's weights are kept and tested as always); off: null"
     )
 
 
@@ -494,6 +504,9 @@ class RunConfig(_Strict):
                              "from the students")
         if self.task == "detection" and preset == "multi-teacher":
             raise ValueError("preset 'multi-teacher' is not available for detection: use kd with one teacher")
+        if self.optim.warmup_epochs >= self.train.epochs:
+            raise ValueError(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
+                             f"({self.train.epochs}): the warm-up leads into the schedule")
         if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) < 2:
             raise ValueError(f"preset '{preset}' needs at least two students for mutual learning")
         if preset == "self" and not any(s.heads for s in self.students):

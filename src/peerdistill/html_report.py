@@ -11,6 +11,7 @@ import math
 import re
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,10 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     data_kind = (meta.get("data_spec") or {}).get("kind", "?")
     epochs = len(metrics.get("epochs", []))
     planned = _planned_epochs(directory)
-    of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} done of {planned}"
+    if metrics.get("stopped_early"):
+        of = f"{epochs} (stopped early by train.patience" + (f"; {planned} planned)" if planned else ")")
+    else:
+        of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} done of {planned}"
     facts = [
         ("directory", str(directory)),
         ("task", meta.get("task", "classification")),
@@ -619,7 +623,7 @@ def comparison_curves_section(runs: dict[str, list[Path]]) -> str:
     model, metric = monitor.split("/", 1)
     return section_html("Validation curves", [figure_html(
         settings_curve_figure(histories, model, metric),
-        f"validation {monitor} per epoch: the line is the mean over seeds, the band their range")])
+        f"validation {monitor} per epoch: the line is the mean over the seeds that reached the epoch, the band their range")])
 
 
 def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -634,11 +638,14 @@ def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str
         curves = [c for c in curves if c]
         if not curves:
             continue
-        length = min(len(c) for c in curves)  # an unfinished seed shortens the mean
-        values = np.array([c[:length] for c in curves], dtype=float)
+        # Seeds that stopped early (or have not finished) leave the mean at their last epoch.
+        length = max(len(c) for c in curves)
+        values = np.array([c + [math.nan] * (length - len(c)) for c in curves], dtype=float)
         x = np.arange(1, length + 1)
-        (line,) = ax.plot(x, np.nanmean(values, axis=0), marker="o", markersize=3, label=legend_name(setting))
-        ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=line.get_color(), alpha=0.15)
+        with warnings.catch_warnings(action="ignore", category=RuntimeWarning):  # an epoch no seed has a value for
+            mean, low, high = (f(values, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=legend_name(setting))
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
     return _per_epoch_axes(fig, ax, f"validation {metric}", f"validation {model}/{metric} per setting")
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import OptimSpec
+from ..errors import ConfigError
 
 
 def build_optimizer(module: nn.Module, spec: OptimSpec, lr: float | None = None,
@@ -34,7 +35,19 @@ def _fastest(optimizer_class, params: list[nn.Parameter], **settings) -> torch.o
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, spec: OptimSpec, epochs: int):
-    """Stepped once per epoch."""
+    """Stepped once per epoch. With ``warmup_epochs`` W, epoch e < W trains at ``lr (e + 1) / (W + 1)``
+    and the schedule proper runs over the other ``epochs - W`` epochs, starting at ``lr``."""
+    warmup = spec.warmup_epochs
+    if warmup >= epochs:
+        raise ConfigError(f"optim.warmup_epochs ({warmup}) must be fewer than train.epochs ({epochs})")
+    main = _schedule(optimizer, spec, epochs - warmup)
+    if not warmup:
+        return main
+    rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, main], milestones=[warmup])
+
+
+def _schedule(optimizer: torch.optim.Optimizer, spec: OptimSpec, epochs: int):
     if spec.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if spec.scheduler == "step":

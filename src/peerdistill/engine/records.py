@@ -114,6 +114,7 @@ class RunRecords:
             "monitor": result.monitor,
             "best_epoch": result.best_epoch + 1,
             "last_epoch": len(result.history),
+            "stopped_early": result.stopped_early,
             "roles": self.cohort.roles(),
             "val_at_best": result.val_at_best,
             "test_at_best": result.test_at_best,
@@ -153,6 +154,7 @@ class RunRecords:
             # The best epoch's weights travel with the state they belong to: models/ may already
             # hold a newer best when a crash comes between the two writes.
             "best_weights": best["weights"],
+            "stopped_early": self._stopped_early,  # train.patience ended training after the last epoch of history
             "models": self._trained_state(),
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "discriminator_optimizers": {k: o.state_dict() for k, o in self.discriminator_optimizers.items()},
@@ -197,9 +199,11 @@ class RunRecords:
             self._best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"],
                           "weights": state["best_weights"]}
             self._history = list(state["history"])
+            self._stopped_early = bool(state.get("stopped_early", False))
             partial = state.get("partial")
             if partial:
-                partial["sums"] = {k: v.to(self.device) for k, v in partial["sums"].items()}
+                for part in ("sums", "grad_norms"):
+                    partial[part] = {k: v.to(self.device) for k, v in partial.get(part, {}).items()}
             return state["epoch"], state.get("step", 0), partial
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(

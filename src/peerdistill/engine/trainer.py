@@ -50,6 +50,7 @@ class FitResult:
     run_dir: Path | None = None
     monitor: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False  # train.patience ended training before train.epochs
 
 
 class Trainer(RunRecords):
@@ -118,6 +119,7 @@ class Trainer(RunRecords):
         self.discriminator_optimizers: dict[str, torch.optim.Optimizer] = {}
         self.skipped_steps = 0
         self.skip_causes: dict[str, int] = {}  # this epoch's skipped steps per cause ("loss term 'x'")
+        self.grad_norms: dict[str, torch.Tensor] = {}  # the last step's per-model gradient norms (when clipping)
         self._training_outputs_checked = False
         self._position = (0, 0)
         self.world = World()
@@ -321,10 +323,11 @@ class Trainer(RunRecords):
     def _trial(self, group: StudentGroup) -> str | None:
         """One packed training step's forward and backward on the probe batch, as training will
         run it (train mode: dropout and stochastic depth included); an error (an operation vmap
-        cannot batch, say) is returned so those students fall back to separate runs. Buffers and
-        gradients are put back as they were."""
+        cannot batch, say) is returned so those students fall back to separate runs. Buffers,
+        gradients and train/eval modes are put back as they were."""
         members = list(group.members)
         buffers = [b.detach().clone() for m in members for b in m.buffers()]
+        modes = [sub.training for m in members for sub in m.modules()]
         try:
             group.train()
             with self.speed.autocast(self.device):
@@ -339,6 +342,8 @@ class Trainer(RunRecords):
                     buffer.copy_(saved)
             for m in members:
                 m.zero_grad(set_to_none=True)
+            for sub, training in zip([sub for m in members for sub in m.modules()], modes):
+                sub.training = training
         return None
 
     def _fusable_sets(self) -> list[list[str]]:
@@ -402,6 +407,7 @@ class Trainer(RunRecords):
         run = self._on_main(lambda: self._open_run_dir(data, resume), share=False)
         self._history: list[dict[str, Any]] = []
         self._best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
+        self._stopped_early = False
         start_epoch, start_step, partial = 0, 0, None
         epochs = self.train_spec.epochs
         if resume:
@@ -419,20 +425,27 @@ class Trainer(RunRecords):
             # the loop below is then empty and only the evaluation and the final files remain.
             if run is not None:  # a run says where it was resumed
                 meta = read_json(run.path / "run.json")
-                where = {"epoch": start_epoch + 1, "step": start_step} if start_epoch < epochs else {"final_evaluation": True}
+                trains = start_epoch < epochs and not self._stopped_early
+                where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
                 where["processes"] = self.world.size  # a run may resume on another number of processes
                 meta.setdefault("resumed_at", []).append(where)
                 write_json(run.path / "run.json", meta)
         self._run, self._last_checkpoint = run, time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             for epoch in range(start_epoch, epochs):
+                if self._stopped_early:  # resumed after the epoch that ended training
+                    break
                 started = time.perf_counter()
-                losses = self._train_epoch(epoch, progress, start_step if epoch == start_epoch else 0, partial)
+                losses, norms = self._train_epoch(epoch, progress, start_step if epoch == start_epoch else 0, partial)
                 val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
-                row = self._row(epoch, losses, val, time.perf_counter() - started)
+                row = self._row(epoch, losses, norms, val, time.perf_counter() - started)
                 self._history.append(row)
                 score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
-                if score > self._best["score"] or (self._best["epoch"] < 0 and epoch == epochs - 1):
+                improved = score > self._best["score"]
+                if improved:
+                    self._best.update(epoch=epoch, score=score, val=val)
+                self._stopped_early = self._out_of_patience(epoch)
+                if improved or (self._best["epoch"] < 0 and (epoch == epochs - 1 or self._stopped_early)):
                     # The last epoch stands in when the monitor was never finite (say, AUC on a
                     # validation split lacking a class), so a run always ships weights.
                     self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
@@ -447,13 +460,13 @@ class Trainer(RunRecords):
                     for callback in self.callbacks:
                         callback(epoch, row)
         test_last = self._evaluate(self.test_batches, "the test split after the last epoch")
-        if self._best["epoch"] == epochs - 1:  # the best weights are the last ones: the same scores
+        if self._best["epoch"] == len(self._history) - 1:  # the best weights are the last ones: the same scores
             test_best = copy.deepcopy(test_last)
         else:
             self._load_snapshot(self._best["weights"])
             test_best = self._evaluate(self.test_batches, f"the test split at the best epoch ({self._best['epoch'] + 1})")
         result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
-                           self.run_dir_path if run else None, self.monitor)
+                           self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early)
         if run is not None:
             if resume:
                 # models/ holds the best epoch's weights (now in the cohort), whatever the killed
@@ -462,6 +475,14 @@ class Trainer(RunRecords):
             self._write_final(run, result)
         distributed.leave(self.world)
         return result
+
+    def _out_of_patience(self, epoch: int) -> bool:
+        """``train.patience``: the monitor has not improved in that many epochs up to ``epoch``
+        (never finite counts as never improved). Every process sees the same gathered scores,
+        so all stop together."""
+        patience = self.train_spec.patience
+        return (patience is not None and epoch < self.train_spec.epochs - 1
+                and epoch - self._best["epoch"] >= patience)
 
     def _on_main(self, action: Callable[[], Any], share: bool = True) -> Any:
         """Run ``action`` on the main process only; its error (a bad run directory, an unreadable
@@ -493,10 +514,11 @@ class Trainer(RunRecords):
         return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge, where=where)
 
     def _train_epoch(self, epoch: int, progress: Progress, start_step: int = 0,
-                     partial: dict[str, Any] | None = None) -> dict[str, float]:
+                     partial: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, float]]:
         """One pass over the training batches; ``start_step`` > 0 continues an epoch a resumed
         checkpoint left half done (``partial``: the data generator's state when that epoch
-        began and the loss sums so far)."""
+        began and the loss sums so far). Returns the epoch's mean loss terms and, when
+        gradients are clipped, each model's mean gradient norm before clipping."""
         self.cohort.train()
         self.connectors.train()
         self.discriminators.train()
@@ -508,11 +530,12 @@ class Trainer(RunRecords):
             batches = self.train_batches.iterate(start_step)  # redraws this epoch's order
             self.generator.set_state(now)
             sums, count, self.skipped_steps = dict(partial["sums"]), partial["count"], partial["skipped"]
+            norm_sums = dict(partial.get("grad_norms", {}))
             self.skip_causes = dict(partial.get("skip_causes", {}))  # checkpoints written before it was kept lack it
         else:
             epoch_start = self.generator.get_state()
             batches = self.train_batches.iterate()
-            sums, count, self.skipped_steps, self.skip_causes = {}, 0, 0, {}
+            sums, norm_sums, count, self.skipped_steps, self.skip_causes = {}, {}, 0, 0, {}
         task_id = progress.start_epoch(epoch, self.train_spec.epochs, steps, done=start_step)
         for step, (x, y) in enumerate(batches, start=start_step):
             self._position = (epoch, step)
@@ -522,10 +545,12 @@ class Trainer(RunRecords):
             terms = self.step(x, y, self._ramp(epoch + step / max(steps, 1)))
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0) + value.detach()
+            for name, value in (self.grad_norms if terms else {}).items():
+                norm_sums[name] = norm_sums.get(name, 0) + value
             count += 1 if terms else 0
             progress.advance(task_id)
             if self._run is not None and step + 1 < steps and self._checkpoint_due(step + 1):
-                partial = {"epoch_data_state": epoch_start, "sums": sums, "count": count,
+                partial = {"epoch_data_state": epoch_start, "sums": sums, "grad_norms": norm_sums, "count": count,
                            "skipped": self.skipped_steps, "skip_causes": self.skip_causes}
                 save_resume_state(self._run.resume_path, self._resume_state(epoch, step + 1, partial))
                 self._last_checkpoint = time.monotonic()
@@ -533,8 +558,9 @@ class Trainer(RunRecords):
         self._check_skipped(epoch, steps)
         for module in [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]:
             distributed.broadcast_state(self.world, module, parameters=False)  # the main's BatchNorm statistics
-        means = {name: total / max(count, 1) for name, total in sums.items()}
-        return {name: float(v) for name, v in distributed.mean_over_processes(self.world, means).items()}
+        means = [{name: total / max(count, 1) for name, total in part.items()} for part in (sums, norm_sums)]
+        return tuple({name: float(v) for name, v in distributed.mean_over_processes(self.world, m).items()}
+                     for m in means)
 
     def _check_skipped(self, epoch: int, steps: int) -> None:
         """Skipped steps are named, not only counted: a warning per epoch, and a stop when no
@@ -572,6 +598,7 @@ class Trainer(RunRecords):
         # running statistics) the forward pass is about to update.
         self._buffers_before = ([b.detach().clone() for b in self._trained_buffers()]
                                 if self.speed.nonfinite == "skip" else None)
+        self.grad_norms = {}
         if not self._training_outputs_checked:
             self._check_batch(x, y, "training")
         if self.speed.channels_last and x.ndim == 4:
@@ -615,6 +642,7 @@ class Trainer(RunRecords):
             return self._non_finite("loss term", bad or ["total (the sum of finite terms overflowed)"])
         if not all(grads_finite):
             return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, grads_finite) if not ok])
+        self.grad_norms = self._clip_gradients()
         for optimizer in self.optimizers.values():
             (self.scaler.step(optimizer) if self.scaler else optimizer.step())
         if self.scaler:
@@ -622,6 +650,18 @@ class Trainer(RunRecords):
         terms["total"] = total
         terms.update(self._discriminator_step(x, out))
         return terms
+
+    def _clip_gradients(self) -> dict[str, torch.Tensor]:
+        """``optim.clip_grad_norm``: each model's gradient (its optimizer's parameters, connectors
+        included) scaled down to that 2-norm, after the fp16 scaler's unscaling; the norms before
+        clipping are returned (logged per epoch). Each model alone, as if it trained by itself."""
+        limit = self.optim_spec.clip_grad_norm
+        if limit is None:
+            return {}
+        return {name: torch.nn.utils.clip_grad_norm_(
+                    [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None], limit,
+                    foreach=True).detach()
+                for name, optimizer in self.optimizers.items()}
 
     def _non_finite(self, what: str, names: list[str]) -> dict[str, torch.Tensor]:
         """A NaN or infinite loss or gradient: skip the step (``train.nonfinite: skip``) or stop
@@ -681,13 +721,15 @@ class Trainer(RunRecords):
         return sigmoid_rampup(epoch_progress / self.rampup_epochs)
 
     # ---- records ------------------------------------------------------------------------
-    def _row(self, epoch: int, losses: dict[str, float], val: dict[str, dict[str, float]], seconds: float) -> dict:
+    def _row(self, epoch: int, losses: dict[str, float], grad_norms: dict[str, float],
+             val: dict[str, dict[str, float]], seconds: float) -> dict:
         row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 3), "rampup": self._ramp(epoch + 1),
                                "skipped_steps": self.skipped_steps,
                                "skipped_for": "; ".join(f"{c}: {n}" for c, n in self.skip_causes.items())}
         for name, opt in self.optimizers.items():
             row[f"lr/{name}"] = opt.param_groups[0]["lr"]
         row.update({f"train/loss/{k}": v for k, v in losses.items()})
+        row.update({f"train/grad_norm/{k}": v for k, v in grad_norms.items()})
         many = len(getattr(self.task, "class_names", None) or ()) > PER_EPOCH_CLASS_LIMIT
         for model, metrics in val.items():
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()

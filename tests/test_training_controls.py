@@ -1,0 +1,176 @@
+"""Learning-rate warm-up, gradient clipping and early stopping, against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from peerdistill import OptimSpec, TrainSpec
+from peerdistill.config import load_config
+from peerdistill.engine.artifacts import read_json
+from peerdistill.engine.optim import build_optimizer, build_scheduler
+from peerdistill.errors import ConfigError
+
+from .test_trainer import make_cohort, trainer
+
+
+def _lrs(spec: OptimSpec, epochs: int, state_from: int | None = None) -> list[float]:
+    """The learning rate of each epoch; with ``state_from``, the scheduler and optimizer are
+    rebuilt from their state dicts after that many epochs, as a resumed run rebuilds them."""
+    model = torch.nn.Linear(2, 1)
+    optimizer = build_optimizer(model, spec)
+    scheduler = build_scheduler(optimizer, spec, epochs)
+    seen = []
+    for epoch in range(epochs):
+        if epoch == state_from:
+            saved = (optimizer.state_dict(), scheduler.state_dict())
+            optimizer = build_optimizer(model, spec)
+            scheduler = build_scheduler(optimizer, spec, epochs)
+            optimizer.load_state_dict(saved[0])
+            scheduler.load_state_dict(saved[1])
+        seen.append(optimizer.param_groups[0]["lr"])
+        model(torch.ones(1, 2)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "step", "none"])
+def test_warmup_rises_linearly_then_the_schedule_runs_over_the_remaining_epochs(scheduler):
+    lr, warmup, epochs = 0.1, 3, 10
+    spec = OptimSpec(lr=lr, warmup_epochs=warmup, scheduler=scheduler, step_size=2, gamma=0.5)
+    after = {
+        "cosine": lambda k: lr * (1 + math.cos(math.pi * k / (epochs - warmup))) / 2,
+        "step": lambda k: lr * 0.5 ** (k // 2),
+        "none": lambda k: lr,
+    }[scheduler]
+    expected = [lr * (e + 1) / (warmup + 1) for e in range(warmup)] + [after(k) for k in range(epochs - warmup)]
+    assert _lrs(spec, epochs) == pytest.approx(expected, rel=1e-9)
+    for resumed_at in (2, 3, 6):  # inside the warm-up, at its end, inside the schedule
+        assert _lrs(spec, epochs, state_from=resumed_at) == pytest.approx(expected, rel=1e-9)
+
+
+def test_no_warmup_keeps_the_plain_schedule():
+    scheduler = build_scheduler(build_optimizer(torch.nn.Linear(2, 1), OptimSpec()), OptimSpec(), 5)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 5
+
+
+def test_a_warmup_as_long_as_the_run_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"optim.warmup_epochs \(3\) must be fewer than train.epochs \(3\)"):
+        load_config(None, ["optim.warmup_epochs=3", "train.epochs=3"])
+    with pytest.raises(ConfigError, match="fewer than train.epochs"):
+        build_scheduler(build_optimizer(torch.nn.Linear(2, 1), OptimSpec()), OptimSpec(warmup_epochs=4), 4)
+
+
+def test_a_runs_learning_rates_follow_the_warmup(tiny_data):
+    t = trainer(make_cohort(), optim=OptimSpec(lr=0.01, warmup_epochs=2, scheduler="none"),
+                train=TrainSpec(epochs=3, batch_size=32))
+    history = t.fit(tiny_data).history
+    assert [row["lr/student1"] for row in history] == pytest.approx([0.01 / 3, 0.02 / 3, 0.01])
+
+
+def _gradients(t) -> dict[str, list[torch.Tensor]]:
+    return {name: [p.grad.clone() for g in o.param_groups for p in g["params"]] for name, o in t.optimizers.items()}
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_each_models_gradient_is_clipped_to_the_norm_on_its_own(tiny_data, fuse):
+    """Clipped gradients are the unclipped ones times min(1, c / (norm + 1e-6)) with each model's
+    own norm (torch's rule), also when the students run packed; the logged norms are those
+    before clipping."""
+    free = trainer(make_cohort(), optim=OptimSpec(lr=1e-3))
+    free._setup(tiny_data)
+    free.cohort.train()  # as each epoch starts
+    x, y = next(iter(free.train_batches))
+    free.step(x, y)
+    unclipped = _gradients(free)
+    norms = {name: math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads)) for name, grads in unclipped.items()}
+    assert free.grad_norms == {}  # nothing clipped, nothing measured
+    # Between the smallest and the largest norm: one model is clipped, another is not.
+    limit = math.sqrt(min(norms.values()) * max(norms.values()))
+    clipped = trainer(make_cohort(), optim=OptimSpec(lr=1e-3, clip_grad_norm=limit),
+                      train=TrainSpec(epochs=2, batch_size=32, fuse_students=fuse))
+    clipped._setup(tiny_data)
+    # the packed trial step leaves the students in the mode the probe left them in (eval)
+    assert not any(sub.training for m in clipped.cohort.members for sub in m.module.modules())
+    clipped.cohort.train()
+    assert bool(clipped.groups) is fuse
+    clipped.step(x, y)
+    for name, grads in _gradients(clipped).items():
+        factor = min(1.0, limit / (norms[name] + 1e-6))
+        for got, free_grad in zip(grads, unclipped[name]):
+            torch.testing.assert_close(got, free_grad * factor, rtol=1e-4, atol=1e-7)
+        assert float(clipped.grad_norms[name]) == pytest.approx(norms[name], rel=1e-5)
+    assert {min(1.0, limit / n) < 1 for n in norms.values()} == {True, False}
+
+
+def test_a_run_with_clipping_logs_each_models_mean_gradient_norm(tiny_data):
+    seen = []
+    t = trainer(make_cohort(), optim=OptimSpec(clip_grad_norm=0.5), train=TrainSpec(epochs=1, batch_size=32))
+    step = t.step
+    t.step = lambda x, y, ramp: (terms := step(x, y, ramp), seen.append({k: float(v) for k, v in t.grad_norms.items()}))[0]
+    row = t.fit(tiny_data).history[0]
+    for name in ("teacher", "student1", "student2"):
+        assert row[f"train/grad_norm/{name}"] == pytest.approx(sum(s[name] for s in seen) / len(seen), rel=1e-6)
+
+
+def _scripted(t, scores: list[float]) -> None:
+    """The validation monitor (ensemble/accuracy) reads ``scores`` one epoch after another."""
+    evaluate = t._evaluate
+
+    def scripted(batches, where):
+        result = evaluate(batches, where)
+        if where.startswith("the validation split"):
+            result["ensemble"]["accuracy"] = scores.pop(0)
+        return result
+
+    t._evaluate = scripted
+
+
+def test_training_stops_once_the_monitor_has_not_improved_for_patience_epochs(tiny_data, tmp_path):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=8, batch_size=32, patience=2), run_dir=tmp_path / "run")
+    _scripted(t, [0.5, 0.7, 0.6, 0.7, 0.9, 0.9, 0.9, 0.9])  # a tie is no improvement
+    result = t.fit(tiny_data)
+    assert len(result.history) == 4 and result.best_epoch == 1 and result.stopped_early
+    assert result.val_at_best["ensemble"]["accuracy"] == 0.7
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    assert (metrics["status"], metrics["best_epoch"], metrics["last_epoch"], metrics["stopped_early"]) == (
+        "complete", 2, 4, True)
+
+
+def test_patience_reaching_the_last_epoch_is_not_an_early_stop(tiny_data):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=3, batch_size=32, patience=2))
+    _scripted(t, [0.5, 0.4, 0.4])
+    result = t.fit(tiny_data)
+    assert len(result.history) == 3 and result.best_epoch == 0 and not result.stopped_early
+
+
+def test_a_monitor_never_finite_stops_after_patience_epochs_with_the_last_standing_in(tiny_data):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=6, batch_size=32, patience=2))
+    _scripted(t, [math.nan] * 6)
+    result = t.fit(tiny_data)
+    assert len(result.history) == 2 and result.best_epoch == 1 and result.stopped_early
+
+
+def test_a_run_killed_after_it_stopped_early_resumes_to_its_final_evaluation_only(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    first = trainer(make_cohort(), train=TrainSpec(epochs=8, batch_size=32, patience=1), run_dir=run)
+    _scripted(first, [0.8, 0.7])
+    evaluate = first._evaluate
+
+    def killed_at_test(batches, where):
+        if where.startswith("the test split"):
+            raise KeyboardInterrupt
+        return evaluate(batches, where)
+
+    first._evaluate = killed_at_test
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(tiny_data)
+    assert read_json(run / "metrics.json")["status"] == "running"
+
+    again = trainer(make_cohort(), train=TrainSpec(epochs=8, batch_size=32, patience=1), run_dir=run)
+    again.step = lambda *a, **k: pytest.fail("a run that stopped early trained again after its resume")
+    result = again.fit(tiny_data, resume=True)
+    assert len(result.history) == 2 and result.best_epoch == 0 and result.stopped_early
+    assert read_json(run / "metrics.json")["stopped_early"] is True
+    assert read_json(run / "run.json")["resumed_at"][-1]["final_evaluation"] is True
