@@ -108,7 +108,13 @@ def test_a_run_with_clipping_logs_each_models_mean_gradient_norm(tiny_data):
     seen = []
     t = trainer(make_cohort(), optim=OptimSpec(clip_grad_norm=0.5), train=TrainSpec(epochs=1, batch_size=32))
     step = t.step
-    t.step = lambda x, y, ramp: (terms := step(x, y, ramp), seen.append({k: float(v) for k, v in t.grad_norms.items()}))[0]
+
+    def recorded_step(x, y, ramp):
+        terms = step(x, y, ramp)
+        seen.append({name: float(norm) for name, norm in t.grad_norms.items()})
+        return terms
+
+    t.step = recorded_step
     row = t.fit(tiny_data).history[0]
     for name in ("teacher", "student1", "student2"):
         assert row[f"train/grad_norm/{name}"] == pytest.approx(sum(s[name] for s in seen) / len(seen), rel=1e-6)
