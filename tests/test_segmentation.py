@@ -192,7 +192,7 @@ def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
     result = train_from_config(cfg, progress=False)
     row = result.history[-1]
     for term in ["student1/pair<-teacher[up.1<-up.1]", "student2/holistic<-teacher", "student1/cwd<-teacher",
-                 "critic/student1/holistic<-teacher"]:
+                 "critic/student1/holistic<-teacher", "teacher/ce+dice"]:  # the supervised term by its name
         assert f"train/loss/{term}" in row
     assert (tmp_path / "skd" / "discriminators.safetensors").is_file()
     assert main(["eval", str(tmp_path / "skd"), "--save-masks", "2", "--json"]) == 0

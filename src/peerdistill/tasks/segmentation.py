@@ -28,6 +28,7 @@ class SegmentationTask:
         if loss not in ("ce", "ce+dice"):
             raise DataError(f"segmentation loss must be 'ce' or 'ce+dice', not '{loss}'")
         self.loss = loss
+        self.supervised_name = loss  # the label term's name in the logs: ce or ce+dice
         if num_classes < 2:
             raise DataError("segmentation needs at least two classes (background and one structure)")
         self.num_classes = num_classes
