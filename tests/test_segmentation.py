@@ -304,3 +304,32 @@ def test_mask_pictures_of_a_model_predicting_at_half_size_are_at_the_image_size(
     assert len(written) == 2 * 3 * 2  # two samples, two students and the ensemble, mask and overlay
     mask = np.asarray(Image.open(tmp_path / "student1" / "000_mask.png"))
     assert mask.shape == (8, 8) and (mask > 0).tolist() == y[0].bool().tolist()
+
+
+def test_a_critic_learning_from_micro_batches_gets_the_whole_batchs_gradient(tmp_path):
+    """Without the gradient penalty's random draws (gp_weight 0) and with no batch statistics in
+    the critic, parts weighted by their share give the whole batch's critic gradient."""
+    from peerdistill.build import make_trainer
+
+    cfg = validate({**TINY, "name": "c", "out_dir": str(tmp_path), "distill": {"preset": "kd", "holistic_weight": 0.1}})
+    trainer, data = make_trainer(cfg, progress=False)
+    trainer._setup(data)
+    trainer.gp_weight = 0.0
+    trainer.cohort.train()
+    x, _ = next(iter(trainer.train_batches))
+    with torch.no_grad():
+        maps = trainer._critic_inputs(trainer.cohort.forward(x))
+    critic = trainer.discriminators[trainer._discriminator_keys["student1/holistic<-teacher"]]
+    saved = {k: v.clone() for k, v in critic.state_dict().items()}
+
+    def critic_gradient(parts):
+        critic.load_state_dict(saved)
+        trainer._discriminator_step(parts)
+        return [p.grad.clone() for p in critic.parameters()]
+
+    whole = critic_gradient([(1.0, x, maps)])
+    cut = [5, len(x) - 5]
+    pieces = [(n / len(x), xi, {e: (s.split(cut)[i], t.split(cut)[i]) for e, (s, t) in maps.items()})
+              for i, (n, xi) in enumerate(zip(cut, x.split(cut)))]
+    for a, b in zip(critic_gradient(pieces), whole):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

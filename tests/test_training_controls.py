@@ -1,11 +1,16 @@
-"""Learning-rate warm-up, gradient clipping and early stopping, against hand-computed values."""
+"""Learning-rate warm-up, gradient clipping, early stopping and micro-batches, against hand-computed
+values or the plain path."""
 
 import math
 
 import pytest
 import torch
 
-from peerdistill import OptimSpec, TrainSpec
+from torch import nn
+
+from peerdistill import Cohort, Edge, KnowledgeGraph, OptimSpec, Trainer, TrainSpec
+from peerdistill.engine import seed_everything
+from peerdistill.tasks import ClassificationTask
 from peerdistill.config import load_config
 from peerdistill.engine.artifacts import read_json
 from peerdistill.engine.optim import build_optimizer, build_scheduler
@@ -180,3 +185,45 @@ def test_a_run_killed_after_it_stopped_early_resumes_to_its_final_evaluation_onl
     assert len(result.history) == 2 and result.best_epoch == 0 and result.stopped_early
     assert read_json(run / "metrics.json")["stopped_early"] is True
     assert read_json(run / "run.json")["resumed_at"][-1]["final_evaluation"] is True
+
+
+def _norm_free_net(width: int) -> nn.Module:
+    """No batch statistics: a batch in parts is then the same arithmetic as the whole batch."""
+    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 3))
+
+
+def _micro_trainer(micro, nets=None):
+    seed_everything(0)
+    nets = nets or {"teacher": _norm_free_net(8), "student1": _norm_free_net(4), "student2": _norm_free_net(4)}
+    cohort = Cohort.from_modules([nets["student1"], nets["student2"]], teacher=nets["teacher"])
+    edges = [Edge("teacher", "student1", "kl", 1.0, 4.0), Edge("student2", "student1"), Edge("student1", "student2"),
+             Edge("student1", "student2", "hint", 0.5, source_layer="2", target_layer="2")]  # same width: no connector
+    return Trainer(cohort, KnowledgeGraph(edges), ClassificationTask(3), device="cpu", progress=False,
+                   optim=OptimSpec(lr=1e-3), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=micro))
+
+
+@pytest.mark.parametrize("micro", [10, 32, 64])  # parts of 10, 10, 10, 2; one part; one part
+def test_a_batch_in_micro_batches_gives_the_whole_batchs_terms_and_gradients(tiny_data, micro):
+    whole, parts = _micro_trainer(None), _micro_trainer(micro)
+    for t in (whole, parts):
+        t._setup(tiny_data)
+        t.cohort.train()
+    x, y = next(iter(whole.train_batches))
+    expected, got = whole.step(x, y), parts.step(x, y)
+    assert got.keys() == expected.keys() and "student2/hint<-student1[2<-2]" in got
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name].float(), rtol=1e-5, atol=1e-7)
+    for name in whole.optimizers:
+        for a, b in zip(_gradients(parts)[name], _gradients(whole)[name]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_each_micro_batch_is_a_batch_to_batchnorm(tiny_data):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=10))
+    t._setup(tiny_data)
+    t.cohort.train()
+    x, y = next(iter(t.train_batches))
+    t.step(x, y)
+    counts = {int(b) for m in t.cohort.trainable for n, b in m.module.named_buffers() if n.endswith("num_batches_tracked")}
+    assert counts == {4}  # 32 samples in parts of 10, 10, 10, 2

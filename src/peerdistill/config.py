@@ -350,6 +350,9 @@ class TrainSpec(_Strict):
     epochs: int = Field(default=30, gt=0)
     batch_size: int = Field(default=64, gt=0)
     eval_batch_size: int = Field(default=512, gt=0)
+    micro_batch_size: int | None = Field(
+        default=None, gt=0, description="forward and backpropagate each batch in parts of at most this many samples, "
+                                        "adding up their gradients for one step: the same batch in less memory")
     monitor: str | None = Field(
         default=None,
         description="MODEL/METRIC on the validation split that picks the best epoch "

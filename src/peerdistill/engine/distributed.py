@@ -12,6 +12,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -177,6 +178,18 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """A trained model under DistributedDataParallel."""
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+@contextlib.contextmanager
+def gradients_kept_local(runners) -> Iterator[None]:
+    """Backward passes inside leave their gradients unshared (DDP's ``no_sync``), to be summed
+    with the next backward's and shared with it: micro-batches share once per step."""
+    with contextlib.ExitStack() as stack:
+        for runner in runners:
+            ddp = getattr(runner, "_orig_mod", runner)  # a compiled DDP model wraps it
+            if isinstance(ddp, nn.parallel.DistributedDataParallel):
+                stack.enter_context(ddp.no_sync())
+        yield
 
 
 def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:

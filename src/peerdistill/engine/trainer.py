@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -593,7 +594,8 @@ class Trainer(RunRecords):
 
     def step(self, x: torch.Tensor, y: torch.Tensor, ramp: float = 1.0) -> dict[str, torch.Tensor]:
         """One optimisation step of the whole cohort; returns the named loss terms (none when a
-        non-finite value made it skip)."""
+        non-finite value made it skip). With ``train.micro_batch_size`` the batch is forwarded
+        and backpropagated in parts whose gradients add up, weighted by their share of it."""
         # Under the skip policy a bad step must leave no trace: keep the buffers (BatchNorm
         # running statistics) the forward pass is about to update.
         self._buffers_before = ([b.detach().clone() for b in self._trained_buffers()]
@@ -603,6 +605,53 @@ class Trainer(RunRecords):
             self._check_batch(x, y, "training")
         if self.speed.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        size = self.train_spec.micro_batch_size or len(x)
+        parts = list(zip(x.split(size), y.split(size)))
+        terms: dict[str, torch.Tensor] = {}
+        critic_parts = []
+        for i, (xi, yi) in enumerate(parts):
+            share = len(xi) / len(x)
+            # DDP shares the gradients once, with the last part's backward.
+            last = i == len(parts) - 1
+            with contextlib.nullcontext() if last else distributed.gradients_kept_local(self._ddp_runners()):
+                out, part_terms = self._forward_terms(xi, yi, ramp)
+                part_total = torch.stack([t.float() for t in part_terms.values()]).sum() * share
+                (self.scaler.scale(part_total) if self.scaler else part_total).backward()
+            for name, value in part_terms.items():
+                terms[name] = terms.get(name, 0) + share * value.detach().float()
+            critic_parts.append((share, xi, self._critic_inputs(out)))
+        term_values = torch.stack(list(terms.values()))
+        total = term_values.sum()
+        distributed.average_gradients(self.world, self.connectors.parameters())
+        if self.scaler:
+            for optimizer in self.optimizers.values():
+                self.scaler.unscale_(optimizer)
+        # One device sync for every check: the total, each loss term (so that every process can
+        # name the term another one found), then each model's gradients. Every process takes the
+        # same branch, or DDP's collectives would wait forever.
+        checks = torch.cat([torch.isfinite(total)[None], torch.isfinite(term_values),
+                            torch.stack([_grads_finite(o, self.device) for o in self.optimizers.values()])])
+        finite = distributed.all_true_each(self.world, checks)
+        terms_finite, grads_finite = finite[1:1 + len(terms)], finite[1 + len(terms):]
+        if not finite[0]:
+            bad = [n for n, ok in zip(terms, terms_finite) if not ok]
+            return self._non_finite("loss term", bad or ["total (the sum of finite terms overflowed)"])
+        if not all(grads_finite):
+            return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, grads_finite) if not ok])
+        self.grad_norms = self._clip_gradients()
+        for optimizer in self.optimizers.values():
+            (self.scaler.step(optimizer) if self.scaler else optimizer.step())
+        if self.scaler:
+            self.scaler.update()
+        terms["total"] = total
+        terms.update(self._discriminator_step(critic_parts))
+        return terms
+
+    def _forward_terms(self, x: torch.Tensor, y: torch.Tensor, ramp: float):
+        """Every model's forward on ``x`` and the named loss terms: each trainable output's
+        supervised loss and the graph's edges."""
         with self.speed.autocast(self.device):
             out = self.cohort.forward(x, self.runners, self.groups)
             if not self._training_outputs_checked:  # a model may return something else in training mode
@@ -621,35 +670,10 @@ class Trainer(RunRecords):
                         terms[f"{name}/{self.supervised_name}"] = weight * self.task.supervised_loss(out.logits[name], y)
             terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
                                            discriminators=self._discriminator_map()))
-        term_values = torch.stack([t.float() for t in terms.values()])
-        total = term_values.sum()
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-        (self.scaler.scale(total) if self.scaler else total).backward()
-        distributed.average_gradients(self.world, self.connectors.parameters())
-        if self.scaler:
-            for optimizer in self.optimizers.values():
-                self.scaler.unscale_(optimizer)
-        # One device sync for every check: the total, each loss term (so that every process can
-        # name the term another one found), then each model's gradients. Every process takes the
-        # same branch, or DDP's collectives would wait forever.
-        checks = torch.cat([torch.isfinite(total)[None], torch.isfinite(term_values.detach()),
-                            torch.stack([_grads_finite(o, self.device) for o in self.optimizers.values()])])
-        finite = distributed.all_true_each(self.world, checks)
-        terms_finite, grads_finite = finite[1:1 + len(terms)], finite[1 + len(terms):]
-        if not finite[0]:
-            bad = [n for n, ok in zip(terms, terms_finite) if not ok]
-            return self._non_finite("loss term", bad or ["total (the sum of finite terms overflowed)"])
-        if not all(grads_finite):
-            return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, grads_finite) if not ok])
-        self.grad_norms = self._clip_gradients()
-        for optimizer in self.optimizers.values():
-            (self.scaler.step(optimizer) if self.scaler else optimizer.step())
-        if self.scaler:
-            self.scaler.update()
-        terms["total"] = total
-        terms.update(self._discriminator_step(x, out))
-        return terms
+        return out, terms
+
+    def _ddp_runners(self) -> list[nn.Module]:
+        return list(self.runners.values()) + [runner for _, runner in self.groups]
 
     def _clip_gradients(self) -> dict[str, torch.Tensor]:
         """``optim.clip_grad_norm``: each model's gradient (its optimizer's parameters, connectors
@@ -690,29 +714,39 @@ class Trainer(RunRecords):
         connectors); the critics' forward comes after the checks."""
         return [b for m in self.cohort.trainable for b in m.module.buffers()] + list(self.connectors.buffers())
 
-    def _discriminator_step(self, x: torch.Tensor, out) -> dict[str, torch.Tensor]:
+    def _critic_inputs(self, out) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """What the critics of holistic edges learn from: each edge's source and learner maps, detached."""
+        return {edge.name: (out.logits[edge.source].detach(), out.logits[edge.target].detach())
+                for edge in self.graph.adversarial_edges()}
+
+    def _discriminator_step(self, parts: list[tuple[float, torch.Tensor, dict]]) -> dict[str, torch.Tensor]:
         """The critics of holistic edges learn after the models: source maps are 'real', the
-        learner's 'fake' (both detached), Wasserstein loss plus gradient penalty."""
+        learner's 'fake', Wasserstein loss plus gradient penalty; over micro-batches, each part's
+        loss weighted by its share of the batch, one step."""
         terms = {}
         for edge in self.graph.adversarial_edges():
             key = self._discriminator_keys[edge.name]
             critic, optimizer = self.discriminators[key], self.discriminator_optimizers[key]
-            source = out.logits[edge.source].detach().float()
-            real = source.softmax(dim=1)
-            fake = align_to(out.logits[edge.target].detach(), source.shape[-2:]).float().softmax(dim=1)
             optimizer.zero_grad(set_to_none=True)
-            loss = discriminator_loss(critic, x, real, fake, self.gp_weight,
-                                      self._step_generator(*self._position, stream=1))
+            loss, generator = 0.0, self._step_generator(*self._position, stream=1)
+            for share, x, maps in parts:
+                source, target = maps[edge.name]
+                real = source.float().softmax(dim=1)
+                fake = align_to(target, source.shape[-2:]).float().softmax(dim=1)
+                part = share * discriminator_loss(critic, x, real, fake, self.gp_weight, generator)
+                if torch.isfinite(part):
+                    part.backward()
+                loss = loss + part.detach()
             if not distributed.all_true(self.world, bool(torch.isfinite(loss)), self.device):
                 if self.speed.nonfinite == "stop":
                     raise NonFiniteError(f"non-finite critic loss of edge '{edge.name}' at epoch "
                                          f"{self._position[0] + 1}, step {self._position[1] + 1}; lower "
                                          "distill.discriminator_lr or set train.nonfinite=skip")
+                optimizer.zero_grad(set_to_none=True)
                 continue  # skip: this critic does not learn from this step
-            loss.backward()
             distributed.average_gradients(self.world, critic.parameters())
             optimizer.step()
-            terms[f"critic/{edge.name}"] = loss.detach()
+            terms[f"critic/{edge.name}"] = loss
         return terms
 
     def _ramp(self, epoch_progress: float) -> float:
