@@ -29,7 +29,8 @@ case "$step" in
         python3 -m pytest -q -rs tests/test_cuda.py tests/test_torchvision_adapter.py 2>&1 | tee "$out/tests.log" ;;
     throughput)
         python3 benchmarks/step_throughput.py --device cuda --compile --json "$out/throughput.json" 2>&1 \
-            | tee "$out/throughput.log" ;;
+            | tee "$out/throughput.log"
+        python3 benchmarks/micro_batches.py --device cuda --batch 64 --image 256 2>&1 | tee "$out/micro-batches.log" ;;
     compare-jobs)
         python3 benchmarks/compare_jobs.py --jobs 4 --epochs 30 --seeds 2 2>&1 | grep -v '^compare:' \
             | tee "$out/compare-jobs.log" ;;

@@ -36,3 +36,11 @@ def test_soak_cpu_layout_and_compare_jobs_run(tmp_path):
     assert layout.splitlines()[-1].startswith("shapes") and "x" in layout.splitlines()[-1]
     jobs = run("compare_jobs.py", "--jobs", "2", "--epochs", "1", "--seeds", "1", "--presets", "kd", cwd=tmp_path)
     assert "speed-up of --jobs 2 over --jobs 1" in jobs
+
+
+def test_micro_batches_prints_a_line_per_setting(tmp_path):
+    out = run("micro_batches.py", "--batch", "4", "--image", "32", "--parts", "1,2", "--steps", "1", cwd=tmp_path)
+    lines = out.strip().splitlines()
+    whole, halves = lines[-2].split(), lines[-1].split()
+    assert (whole[0], whole[2], whole[4]) == ("whole", "1.00", "1.00")  # the reference: its own ratios
+    assert halves[0] == "2" and float(halves[1]) > 0  # batch 4 in parts of 2
