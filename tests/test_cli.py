@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 import yaml
@@ -412,6 +413,14 @@ def test_outputs_never_land_on_a_runs_own_files_or_the_inputs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("is one of the files of the run") == 3 and "is one of the inputs" in err
     assert {f: (run / f).read_bytes() for f in before} == before
+    # an image named inside a folder of inputs: the CSV would replace it
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "a.png")
+    png = (images / "a.png").read_bytes()
+    run_cli("predict", run, images, "--out", images / "a.png", expect=2)
+    assert "is one of the inputs" in capsys.readouterr().err and (images / "a.png").read_bytes() == png
+    run_cli("predict", run, images, "--out", images / "predictions.csv")  # a CSV beside them is no input
     # a path through a file: one message, not a traceback
     (tmp_path / "afile").write_text("")
     run_cli("export", run, "--out", tmp_path / "afile" / "x.onnx", expect=2)

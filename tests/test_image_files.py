@@ -312,3 +312,37 @@ def test_previews_are_read_as_the_main_image_and_a_turned_mask_is_explained(tmp_
     save(np.zeros((6, 8), np.uint8), tmp_path / "seg" / "masks" / "a.png")  # drawn on the stored pixels
     with pytest.raises(DataError, match="is 6x8 but its mask 'a.png' is 8x6 \\(as shown: the image's EXIF"):
         read_pairs(tmp_path / "seg", DataSpec(kind="folders", root=str(tmp_path / "seg")))
+
+
+def test_a_small_external_set_is_scored_whole_with_split_all(tmp_path):
+    """--split all scores every image of other data; it was cut into stratified parts first, which
+    a class of one image cannot be."""
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+    from peerdistill.data.splits import kept_whole
+    from peerdistill.runs import evaluate_run, load_cohort
+
+    rng = np.random.default_rng(0)
+    for cls, level in (("a", 40), ("b", 200)):
+        for i in range(10):
+            save(np.clip(rng.normal(level, 20, (8, 8)), 0, 255).astype(np.uint8), tmp_path / "d" / cls / f"{i}.png")
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path / "runs"), "distill": {"preset": "ml"},
+                                "data": {"kind": "image_folder", "root": str(tmp_path / "d"), "grey": True},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 2, "batch_size": 8}}), progress=False)
+    for cls, n in (("a", 1), ("b", 5)):
+        for i in range(n):
+            save(np.full((8, 8), 40 if cls == "a" else 200, np.uint8), tmp_path / "ext" / cls / f"{i}.png")
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "ext"), grey=True)
+    with pytest.raises(DataError, match="cannot make a stratified split"):
+        build_data(spec)  # a training set it could not be
+    run = tmp_path / "runs" / "r"
+    scores = evaluate_run(run, split="all", data_spec=spec)
+    cohort, meta = load_cohort(run)
+    with kept_whole():
+        whole = build_data(spec, stats=meta["data_stats"])
+    assert (len(whole.train), len(whole.val), len(whole.split("all"))) == (0, 0, 6)
+    with torch.no_grad():
+        probs = torch.stack([m.module.eval()(whole.test.x).softmax(dim=1) for m in cohort.students]).mean(dim=0)
+    accuracy = (probs.argmax(dim=1) == whole.test.y).float().mean().item()
+    assert scores["ensemble"]["accuracy"] == pytest.approx(accuracy)

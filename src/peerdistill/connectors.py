@@ -2,7 +2,8 @@
 
 Channels differ: 1x1 convolution + BatchNorm (FitNets' regressor). Spatial size differs:
 bilinear interpolation to the target's size *at call time* (patch training and whole-image
-evaluation see different sizes). Vectors [B, F]: a linear layer. They are created from a
+evaluation see different sizes). Vectors [B, F]: a linear layer. Token sequences [B, L, D] (a
+transformer's blocks): a linear layer over D, the lengths L being equal. They are created from a
 dry-run shape probe, trained with the learner, saved with the run, and never part of an
 exported model.
 """
@@ -30,8 +31,15 @@ class Connector(nn.Module):
                             if c_in != c_out else nn.Identity())
         elif len(target_shape) == 1:
             self.project = nn.Linear(c_in, c_out) if c_in != c_out else nn.Identity()
+        elif len(target_shape) == 2:
+            if learner_shape[0] != target_shape[0]:
+                raise ConfigError(f"cannot connect token sequences of different lengths, {learner_shape} to "
+                                  f"{target_shape} ([L, D]): pick layers with as many tokens, or pool them")
+            d_in, d_out = learner_shape[1], target_shape[1]
+            self.project = nn.Linear(d_in, d_out) if d_in != d_out else nn.Identity()
         else:
-            raise ConfigError(f"connectors handle [C, H, W] maps and [F] vectors, not {target_shape}")
+            raise ConfigError(f"connectors handle [C, H, W] maps, [L, D] token sequences and [F] vectors, "
+                              f"not {target_shape}")
 
     def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Project channels, then resize maps to ``size`` (the target's spatial size)."""

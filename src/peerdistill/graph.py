@@ -377,12 +377,14 @@ class KnowledgeGraph:
 
     def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
         """One connector per elementwise feature edge whose learner's channels differ from its
-        target's (from a dry-run forward); a size difference alone needs only resizing."""
+        target's (from a dry-run forward); a size difference alone needs only resizing. Token
+        sequences [L, D] must agree in both."""
         connectors = {}
         for edge in self.connector_edges():
             learner = tuple(out.features[edge.target][edge.target_layer].shape[1:])
             target = tuple(out.features[edge.source][edge.source_layer].shape[1:])
-            if len(learner) != len(target) or learner[0] != target[0]:
+            differ = learner != target if len(target) == 2 else learner[:1] != target[:1]
+            if len(learner) != len(target) or differ:
                 connectors[edge.name] = Connector(learner, target)
         return connectors
 

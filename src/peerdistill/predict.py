@@ -102,8 +102,9 @@ def _check_out(out: Path, dense: bool, inputs: list[str]) -> None:
     check_not_a_run_file(out / "mask.png" if dense else out)
     given = [Path(i).resolve() for i in inputs]
     here = out.resolve()
-    if not dense and here in given:
-        raise ConfigError(f"--out '{out}' is one of the inputs: write the predictions elsewhere")
+    if not dense and (here in given or (here.parent in given and here.suffix.lower() in IMAGE_SUFFIXES)):
+        # an image named inside a folder of inputs is an input too (or would become one)
+        raise ConfigError(f"--out '{out}' is one of the inputs: write the predictions elsewhere, to a .csv file")
     if dense and any(g == here or (g.parent == here and g.suffix.lower() in IMAGE_SUFFIXES) for g in given):
         # among the images: over their true masks
         raise ConfigError(f"--out '{out}' is a folder of inputs: masks written there could replace files beside "

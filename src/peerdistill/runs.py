@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
-from .data.splits import TensorData
+from .data.splits import TensorData, kept_whole
 from .engine import RunDir, evaluate
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
@@ -99,7 +100,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if save_images and meta.get("task") not in ("segmentation", "detection"):
         raise DataError("--save-images is for segmentation and detection runs")
     if data is None and data_spec is not None:
-        data = build_data(data_spec, stats=meta.get("data_stats"))
+        with kept_whole() if split == "all" else contextlib.nullcontext():
+            data = build_data(data_spec, stats=meta.get("data_stats"))
     elif data is None:
         saved = saved_data_spec(meta)
         try:

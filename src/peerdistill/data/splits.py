@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +12,20 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from ..errors import DataError
+
+
+# Set while eval scores a labelled set whole (--split all): loaders that would cut one set into
+# stratified parts keep it in one piece instead (a small external test set may not split).
+_kept_whole = contextvars.ContextVar("kept_whole", default=False)
+
+
+@contextlib.contextmanager
+def kept_whole() -> Iterator[None]:
+    token = _kept_whole.set(True)
+    try:
+        yield
+    finally:
+        _kept_whole.reset(token)
 
 
 class TensorData(Dataset):
@@ -103,6 +120,8 @@ class DataSplits:
         """One labelled set cut into stratified train/val/test parts with a recorded seed."""
         from sklearn.model_selection import train_test_split  # here: a second to import
 
+        if _kept_whole.get():
+            return cls.whole(x, y, **kwargs)
         y_np = to_labels(y, "all").numpy()
         idx = np.arange(len(y_np))
         try:
@@ -116,6 +135,19 @@ class DataSplits:
         out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
         out.info["split_seed"] = seed
         return out
+
+    @classmethod
+    def whole(cls, x, y, *, class_names: list[str], stats: dict[str, list[float]] | None = None) -> "DataSplits":
+        """One labelled set kept whole, as the test split (train and val empty), standardised by
+        ``stats`` (a run's) or its own: what eval scores with ``--split all``."""
+        x, y = to_nchw(x, "all"), to_labels(y, "all")
+        stats = stats or channel_stats(x)
+        x = standardize(x, stats)
+        empty = TensorData(x[:0], y[:0])
+        splits = cls(empty, empty, TensorData(x, y), num_classes=len(class_names), class_names=list(class_names),
+                     input_shape=tuple(x.shape[1:]), stats=stats)
+        splits.info["split"] = "whole (scored as one set)"
+        return splits
 
 
 def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:

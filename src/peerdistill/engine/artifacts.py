@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from ..errors import CheckpointError, ConfigError, RunDirError
 
@@ -151,8 +152,10 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
+    # A lazy module's tensors (nn.LazyLinear before its first forward) have no shape yet: loading
+    # gives them the file's.
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own if k in state and state[k].shape != own[k].shape]
+                  for k in own if k in state and not is_lazy(own[k]) and state[k].shape != own[k].shape]
     if missing or unexpected or mismatched:
         detail = "; ".join(filter(None, [
             f"missing {missing[:4]}" if missing else "",

@@ -223,6 +223,11 @@ class Trainer(RunRecords):
             out = self._probe_forward(x)
             self.run_info["channels_last_fallback"] = str(exc)
         self._check_outputs(out, len(x))
+        try:  # the last batch of a split may hold one sample
+            self._check_outputs(self._probe_forward(x[:1]), 1)
+        except DataError as exc:
+            raise DataError(f"for a batch of one input: {exc}; a .squeeze() drops the batch dimension then: "
+                            "squeeze only the dimensions meant (.flatten(1), .squeeze(-1))") from None
         self.graph.check_dense(out)
         connectors = self.graph.build_connectors(out)
         self._connector_keys = {edge: f"c{i}" for i, edge in enumerate(connectors)}
@@ -242,9 +247,19 @@ class Trainer(RunRecords):
             layout = ("; or, with the models in channels-last memory format (train.channels_last), a .view() "
                       "that needs .reshape() or train.channels_last=false") if self.speed.channels_last else ""
             raise ConfigError(
-                f"a model failed on inputs of shape {tuple(x.shape[1:])} from the data: {str(exc).splitlines()[0]}; "
-                f"check its in_channels and the input size it expects{layout}"
+                f"{self._failing_model(x)} failed on inputs of shape {tuple(x.shape[1:])} from the data: "
+                f"{str(exc).splitlines()[0]}; check its in_channels and the input size it expects{layout}"
             ) from None
+
+    def _failing_model(self, x: torch.Tensor) -> str:
+        """Which model a cohort's failed forward came from: the first that fails alone."""
+        for m in self.cohort.members:
+            try:
+                with torch.no_grad():
+                    m.module(x)
+            except Exception:
+                return f"model '{m.name}'"
+        return "a model"
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor, split: str) -> None:
         """The first batch of a split, before any model sees it: float images, and targets the
@@ -661,6 +676,7 @@ class Trainer(RunRecords):
                     raise DataError(f"in training mode (its output in eval mode passed the check before "
                                     f"training): {exc}. Of a tuple or list output the first item is taken as "
                                     "the logits: return them first") from None
+                self._check_features_carry_gradients(out)
                 self._training_outputs_checked = True
             terms = {}
             for m in self.cohort.trainable:
@@ -671,6 +687,20 @@ class Trainer(RunRecords):
             terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
                                            discriminators=self._discriminator_map()))
         return out, terms
+
+    def _check_features_carry_gradients(self, out) -> None:
+        """A feature an edge teaches must lead back into its trained model; one recorded inside
+        ``torch.utils.checkpoint(use_reentrant=True)`` (whose forward runs without autograd) or
+        above frozen layers does not, and the edge would teach nothing, unseen."""
+        for edge in self.graph.edges:
+            if not edge.on_features or self.cohort.owner(edge.target).frozen:
+                continue
+            if not out.features[edge.target][edge.target_layer].requires_grad:
+                raise ConfigError(
+                    f"edge {edge.name}: layer '{edge.target_layer}' of '{edge.target}' gives its output without a "
+                    "gradient in training, so the edge cannot teach the model: it runs inside "
+                    "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False) or after frozen layers "
+                    "only; record another layer")
 
     def _ddp_runners(self) -> list[nn.Module]:
         return list(self.runners.values()) + [runner for _, runner in self.groups]

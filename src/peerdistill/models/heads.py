@@ -4,6 +4,9 @@
 paths, and each feeds a shallow head (1x1 bottleneck conv + BN + ReLU, global pooling, linear
 classifier). The network's own output is the deepest classifier; its pooled features at
 ``deep_layer`` are the hint target of every head's bottleneck features.
+
+A layer may give maps [C, H, W], token sequences [L, D] (a transformer's blocks: the head's
+bottleneck is a linear layer over D, pooled over the L tokens) or vectors [F].
 """
 
 from __future__ import annotations
@@ -19,12 +22,24 @@ HEAD_FEATURE = "@bottleneck"
 
 
 def pooled(feature: torch.Tensor) -> torch.Tensor:
-    return feature.flatten(2).mean(dim=2) if feature.ndim > 2 else feature
+    """One vector per sample: maps averaged over positions, token sequences over tokens."""
+    if feature.ndim == 4:
+        return feature.mean(dim=(2, 3))
+    return feature.mean(dim=1) if feature.ndim == 3 else feature
+
+
+def channels(shape: tuple[int, ...], where: str) -> int:
+    """The channels of a feature of per-sample ``shape``: C of [C, H, W], D of [L, D], F of [F]."""
+    if len(shape) not in (1, 2, 3):
+        raise ConfigError(f"{where} gives features of shape {list(shape)}: heads take [C, H, W] maps, [L, D] token "
+                          "sequences or [F] vectors; pick another layer")
+    return shape[-1] if len(shape) == 2 else shape[0]
 
 
 class AuxHead(nn.Module):
     def __init__(self, in_channels: int, feature_dim: int, num_classes: int, spatial: bool):
         super().__init__()
+        # Maps: a 1x1 convolution; tokens and vectors: a linear layer over their last dimension.
         self.bottleneck = (nn.Sequential(nn.Conv2d(in_channels, feature_dim, 1, bias=False),
                                          nn.BatchNorm2d(feature_dim), nn.ReLU(inplace=True))
                            if spatial else nn.Sequential(nn.Linear(in_channels, feature_dim), nn.ReLU(inplace=True)))
@@ -57,9 +72,11 @@ class HeadedModel(nn.Module):
                               f"{str(exc).splitlines()[0]}") from None
         base.train(was_training)
         shapes = {path: tuple(f.shape[1:]) for path, f in self._recorder.take(complete=True).items()}
-        deep_dim = shapes[deep_layer][0]
+        deep_dim = channels(shapes[deep_layer], f"{owner}'s deep layer '{deep_layer}'")
         self.heads = nn.ModuleList(
-            AuxHead(shapes[p][0], deep_dim, num_classes, spatial=len(shapes[p]) == 3) for p in head_layers
+            AuxHead(channels(shapes[p], f"{owner}'s head layer '{p}'"), deep_dim, num_classes,
+                    spatial=len(shapes[p]) == 3)
+            for p in head_layers
         )
 
     def rehook(self) -> None:
@@ -72,6 +89,14 @@ class HeadedModel(nn.Module):
         features = self._recorder.take(complete=True)
         heads, head_features = {}, {}
         for path, head in zip(self.head_layers, self.heads):
+            if not features[path].requires_grad and self.training and torch.is_grad_enabled() and any(
+                    p.requires_grad for p in self.base.parameters()):
+                # Recorded inside torch.utils.checkpoint(use_reentrant=True): the head would learn,
+                # the layers beneath it nothing from it.
+                raise ConfigError(f"{self._recorder.owner}: head layer '{path}' gives its output without a gradient "
+                                  "in training, so its head cannot teach the layers beneath: it runs inside "
+                                  "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False); or pick "
+                                  "another layer")
             heads[path], head_features[path] = head(features[path])
         return {"logits": logits, "heads": heads, "head_features": head_features,
                 "deep_feature": pooled(features[self.deep_layer])}

@@ -1,0 +1,152 @@
+"""Users' own models that earlier versions mishandled: lazy layers, transformer token features,
+checkpointed blocks, a final .squeeze(), a model that cannot take the data."""
+
+import pytest
+import torch
+import torch.utils.checkpoint as activation_checkpoint
+from torch import nn
+
+from peerdistill import Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec, evaluate_run, load_cohort, preset_edges
+from peerdistill.engine import seed_everything
+from peerdistill.errors import ConfigError, DataError
+from peerdistill.models.heads import HeadedModel
+from peerdistill.tasks import ClassificationTask
+
+FAST = TrainSpec(epochs=1, batch_size=32)
+
+
+class LazyNet(nn.Module):
+    """Layers that learn their input sizes at the first forward."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.features = nn.Sequential(nn.LazyConv2d(width, 3, padding=1), nn.ReLU(), nn.Flatten())
+        self.fc = nn.LazyLinear(3)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class TokenNet(nn.Module):
+    """A tiny vision transformer: patches -> an encoder block -> LayerNorm ``norm`` -> mean -> head."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.embed = nn.Conv2d(1, dim, 2, stride=2)
+        self.blocks = nn.Sequential(nn.TransformerEncoderLayer(dim, 2, dim * 2, dropout=0.0, batch_first=True))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        tokens = self.norm(self.blocks(self.embed(x).flatten(2).transpose(1, 2)))
+        return self.head(tokens.mean(dim=1))
+
+
+class CheckpointedNet(nn.Module):
+    """Its middle block recomputed in the backward pass (activation checkpointing)."""
+
+    def __init__(self, reentrant: bool, width: int = 4):
+        super().__init__()
+        self.reentrant = reentrant
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(width, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = activation_checkpoint.checkpoint(self.block, x, use_reentrant=self.reentrant) if self.training else self.block(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _fit(students, teacher, edges, tiny_data, run_dir=None):
+    cohort = Cohort.from_modules(students, teacher=teacher)
+    trainer = Trainer(cohort, KnowledgeGraph(edges), ClassificationTask(3), device="cpu", progress=False, train=FAST,
+                      run_dir=run_dir)
+    return trainer, trainer.fit(tiny_data)
+
+
+def test_a_cohort_of_lazy_models_trains_and_is_read_back(tiny_data, tmp_path):
+    seed_everything(0)
+    _, result = _fit([LazyNet(), LazyNet()], LazyNet(8), preset_edges("kd+ml", "teacher", ["student1", "student2"]),
+                     tiny_data, run_dir=tmp_path / "run")
+    fresh = {"teacher": LazyNet(8), "student1": LazyNet(), "student2": LazyNet()}
+    cohort, _ = load_cohort(tmp_path / "run", modules=fresh)  # loading gives the lazy layers their sizes
+    assert cohort["student1"].module.fc.weight.shape == (3, 4 * 8 * 8)
+    scores = evaluate_run(tmp_path / "run", modules=fresh, data=tiny_data)
+    assert scores["ensemble"]["accuracy"] == pytest.approx(result.test_at_best["ensemble"]["accuracy"])
+
+
+def test_a_hint_between_token_sequences_of_other_widths_gets_a_linear_connector(tiny_data):
+    seed_everything(0)
+    edge = Edge("teacher", "student1", "hint", 1.0, source_layer="norm", target_layer="norm")
+    trainer, result = _fit([TokenNet(4)], TokenNet(8), [edge], tiny_data)
+    (connector,) = trainer.connectors.values()
+    assert isinstance(connector.project, nn.Linear) and connector.project.weight.shape == (8, 4)
+    assert result.history[0]["train/loss/student1/hint<-teacher[norm<-norm]"] > 0
+
+
+def test_token_sequences_of_other_lengths_are_refused_before_training(tiny_data):
+    seed_everything(0)
+    edge = Edge("teacher", "student1", "hint", 1.0, source_layer="norm", target_layer="norm")
+    teacher = TokenNet(4)
+    teacher.embed = nn.Conv2d(1, 4, 4, stride=4)  # 4 tokens against the student's 16
+    with pytest.raises(ConfigError, match=r"token sequences of different lengths, \(16, 4\) to \(4, 4\)"):
+        _fit([TokenNet(4)], teacher, [edge], tiny_data)
+
+
+def test_self_distillation_heads_pool_token_sequences_over_their_tokens():
+    seed_everything(0)
+    model = HeadedModel(TokenNet(8), ["embed", "blocks.0"], "norm", 3, torch.zeros(2, 1, 8, 8))
+    embed_head, block_head = model.heads
+    assert isinstance(embed_head.bottleneck[0], nn.Conv2d)  # a [C, H, W] map
+    assert block_head.bottleneck[0].in_features == 8  # the D of [L, D] tokens, not L (16)
+    x = torch.randn(2, 1, 8, 8)
+    out = model(x)
+    tokens = model.base.norm(model.base.blocks(model.base.embed(x).flatten(2).transpose(1, 2)))
+    torch.testing.assert_close(out["deep_feature"], tokens.mean(dim=1))
+    assert out["heads"]["blocks.0"].shape == (2, 3)
+
+
+def test_a_feature_edge_into_a_reentrant_checkpointed_block_is_refused(tiny_data):
+    edge = Edge("teacher", "student1", "hint", 1.0, source_layer="block.0", target_layer="block.0")
+    seed_everything(0)
+    with pytest.raises(ConfigError, match=r"layer 'block.0' of 'student1' gives its output without a gradient.*"
+                                          r"use_reentrant=False"):
+        _fit([CheckpointedNet(reentrant=True)], CheckpointedNet(False), [edge], tiny_data)
+    seed_everything(0)  # recomputed without reentrance, the recorded output keeps its gradient
+    _, result = _fit([CheckpointedNet(reentrant=False)], CheckpointedNet(False), [edge], tiny_data)
+    assert result.history[0]["train/loss/student1/hint<-teacher[block.0<-block.0]"] > 0
+
+
+class Squeezed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3), keepdim=True).squeeze()  # [3] for one input
+
+
+def test_a_model_that_squeezes_away_a_batch_of_one_is_refused_before_training(tiny_data):
+    with pytest.raises(DataError, match=r"batch of one input: model 'student1' outputs a tensor of shape \(3,\).*"
+                                        r"\.squeeze\(\)"):
+        _fit([Squeezed()], None, [], tiny_data)
+
+
+def test_the_model_that_cannot_take_the_data_is_named(tiny_data):
+    rgb = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    grey = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(ConfigError, match=r"model 'student2' failed on inputs of shape \(1, 8, 8\)"):
+        _fit([grey, rgb], None, preset_edges("ml", None, ["student1", "student2"]), tiny_data)
+
+
+def test_a_self_distillation_head_inside_a_reentrant_checkpointed_block_is_refused():
+    seed_everything(0)
+    model = HeadedModel(CheckpointedNet(reentrant=True), ["block.0"], "block", 3, torch.zeros(2, 1, 8, 8),
+                        owner="model 'student1'")
+    model.train()
+    with pytest.raises(ConfigError, match=r"model 'student1': head layer 'block.0' gives its output without a gradient"):
+        model(torch.randn(2, 1, 8, 8))
+    model.base.reentrant = False
+    model(torch.randn(2, 1, 8, 8))["heads"]["block.0"].sum().backward()
+    assert model.base.stem[0].weight.grad is not None  # the head's loss reaches the layers beneath
