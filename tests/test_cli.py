@@ -45,7 +45,7 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys, monkeypatch):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "complete" and len(metrics["epochs"]) == 2
     assert set(metrics["test_at_best"]) == {"teacher", "student1", "student2", "ensemble"}
-    assert list(metrics["test_at_best"]["ensemble"]) == ["accuracy", "balanced_accuracy", "macro_f1", "auc"] + [
+    assert list(metrics["test_at_best"]["ensemble"]) == ["accuracy", "balanced_accuracy", "macro_f1", "auc", "ece", "brier"] + [
         f"{family}_{digit}" for family in ("precision", "recall") for digit in range(10)]
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(rows) == 2 and "train/loss/student2/kl<-teacher" in rows[0]

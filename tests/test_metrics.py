@@ -85,9 +85,46 @@ def test_ranking_score_puts_the_better_value_higher_and_missing_values_last():
     for accuracy (higher is better) 0.9 beats 0.8; a NaN or missing value ranks below any real
     value of either kind."""
     assert ranking_score("hd95", 2.0) > ranking_score("hd95", 5.0)
+    assert ranking_score("ece", 0.02) > ranking_score("ece", 0.1)  # calibration errors: lower is better
+    assert ranking_score("brier", 0.1) > ranking_score("brier", 0.3)
     assert ranking_score("accuracy", 0.9) > ranking_score("accuracy", 0.8)
     for metric, worst in (("hd95", 1e9), ("accuracy", -1e9)):
         assert ranking_score(metric, float("nan")) < ranking_score(metric, worst)
         assert ranking_score(metric, None) < ranking_score(metric, worst)
     best = max([5.0, None, 2.0, float("nan"), 3.0], key=lambda v: ranking_score("hd95", v))
     assert best == 2.0
+
+
+def test_expected_calibration_error_and_brier_score_by_hand():
+    # confidences (largest probability) 0.9, 0.95, 0.61, 0.62, 0.42 -> bins of width 1/15:
+    # [0.8667, 0.9333) holds 0.9 (right), [0.9333, 1] holds 0.95 (wrong), [0.6, 0.6667) holds
+    # 0.61 (right) and 0.62 (wrong), [0.4, 0.4667) holds 0.42 (right).
+    probs = np.array([[0.9, 0.05, 0.05], [0.95, 0.03, 0.02], [0.19, 0.61, 0.2], [0.2, 0.18, 0.62], [0.3, 0.28, 0.42]])
+    targets = np.array([0, 1, 1, 0, 2])
+    m = classification_metrics(probs, targets)
+    bins = [(0.9, 1.0), (0.95, 0.0), ((0.61 + 0.62) / 2, 0.5), (0.42, 1.0)]  # (mean confidence, accuracy)
+    weights = [1, 1, 2, 1]
+    assert m["ece"] == pytest.approx(sum(w * abs(c - a) for w, (c, a) in zip(weights, bins)) / 5, abs=1e-7)
+    one_hot = np.eye(3)[targets]
+    assert m["brier"] == pytest.approx(((probs - one_hot) ** 2).sum(axis=1).mean())
+    # two classes: the positive class's squared error, in [0, 1]
+    p1 = np.array([0.8, 0.3, 0.6])
+    binary = classification_metrics(np.stack([1 - p1, p1], axis=1), np.array([1, 0, 0]))
+    assert binary["brier"] == pytest.approx(((p1 - [1, 0, 0]) ** 2).mean())
+    # a perfectly confident, always right model is perfectly calibrated
+    sure = classification_metrics(np.eye(3)[targets], targets)
+    assert sure["ece"] == pytest.approx(0, abs=1e-7) and sure["brier"] == 0
+
+
+def test_calibration_error_matches_a_naive_binning_on_random_predictions():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(4, 0.5), size=300)
+    probs[:20] = [1.0, 0, 0, 0]  # confidence exactly 1 belongs to the last bin
+    targets = rng.integers(0, 4, 300)
+    confidence, right = probs.max(axis=1), probs.argmax(axis=1) == targets
+    naive = 0.0
+    for k in range(15):
+        inside = (confidence >= k / 15) & ((confidence < (k + 1) / 15) if k < 14 else (confidence <= 1))
+        if inside.any():
+            naive += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
+    assert classification_metrics(probs, targets)["ece"] == pytest.approx(naive, abs=1e-6)

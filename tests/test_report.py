@@ -139,8 +139,8 @@ def test_comparison_report(tmp_path):
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     digits = [str(d) for d in range(10)]
     per_class = [f"{family}_{d}" for family in ("precision", "recall") for d in digits]
-    assert metrics == ["accuracy", "balanced_accuracy", "macro_f1", "auc"] + per_class
-    assert_pngs(page, 4 + 1)  # the settings' validation curves, then one figure per whole-split metric
+    assert metrics == ["accuracy", "balanced_accuracy", "macro_f1", "auc", "ece", "brier"] + per_class
+    assert_pngs(page, 6 + 1)  # the settings' validation curves, then one figure per whole-split metric
     # per-class figures: one table per family, a row per setting and class
     recall = next(r for r in rows if r["setting"] == "kd" and r["model"] == "student2" and r["metric"] == "recall_7")
     recall_section = page.split("<h2>test recall per class</h2>", 1)[1].split("</section>", 1)[0]
@@ -149,7 +149,7 @@ def test_comparison_report(tmp_path):
     cells = recall_section.split(recall_row, 1)[1].split("</tr>", 1)[0]
     assert f"<td>{float(recall['mean']):.4f} ± {float(recall['std']):.4f}</td>" in cells
     markdown = (result.directory / "compare.md").read_text(encoding="utf-8")
-    assert markdown.count("\n### test ") == 4 + 2 and "### test precision per class" in markdown
+    assert markdown.count("\n### test ") == 6 + 2 and "### test precision per class" in markdown
     assert "| kd | 7 | " in markdown
     assert "validation ensemble/accuracy per epoch" in page
     costs = page.split("<h2>Model costs</h2>", 1)[1].split("</section>", 1)[0]

@@ -1,4 +1,4 @@
-"""Classification metrics from predicted probabilities (scikit-learn does the arithmetic)."""
+"""Classification metrics from predicted probabilities (scikit-learn and MONAI do the arithmetic)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import warnings
 import numpy as np
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
+# How far the predicted probabilities are from the frequencies they claim (lower is better).
+CALIBRATION_METRICS = ("ece", "brier")
+ECE_BINS = 15  # equal-width confidence bins, as Guo et al. (ICML 2017) and torchmetrics use
 # The families of per-class figures, ``family_class`` among a model's metrics (no whole-split
 # metric starts with one of them followed by '_'). Classification: ``precision_c`` (positive
 # predictive value) and ``recall_c`` (sensitivity; in a binary task the other class's recall is
@@ -28,7 +31,7 @@ def per_class_part(metric: str) -> tuple[str, str] | None:
 
 
 def classification_metric_names(class_names: list[str]) -> tuple[str, ...]:
-    return CLASSIFICATION_METRICS + per_class_names(CLASSIFICATION_PER_CLASS, class_names)
+    return CLASSIFICATION_METRICS + CALIBRATION_METRICS + per_class_names(CLASSIFICATION_PER_CLASS, class_names)
 
 
 def per_class_names(families: tuple[str, ...], class_names: list[str]) -> tuple[str, ...]:
@@ -41,7 +44,8 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray,
     """Accuracy, balanced accuracy, macro-F1 and ROC-AUC (binary; one-vs-rest macro for more
     classes). Like balanced accuracy, macro-F1 averages over the classes the split holds (or the
     model predicts): a class absent from both is not counted as a zero. AUC is NaN when a split
-    lacks a class, since it is undefined there. With ``class_names``, also each class's
+    lacks a class, since it is undefined there. Calibration: ``ece`` and ``brier`` (see
+    ``calibration_metrics``). With ``class_names``, also each class's
     precision and recall, NaN where undefined (a class never predicted has no precision, one
     absent from the split no recall)."""
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,  # here: a second to import
@@ -57,6 +61,7 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray,
             "macro_f1": float(f1_score(targets, preds, average="macro", zero_division=0)),
         }
         out["auc"] = _auc(probs, targets, num_classes)
+        out.update(calibration_metrics(probs, targets))
         if class_names is not None:
             precision, recall, _, _ = precision_recall_fscore_support(
                 targets, preds, labels=list(range(num_classes)), zero_division=np.nan)
@@ -80,7 +85,34 @@ def _auc(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
     return float(roc_auc_score(one_hot, probs, average="macro"))
 
 
-LOWER_IS_BETTER = frozenset({"hd95"})
+def calibration_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """``ece``: the expected calibration error of the top label (Guo et al. 2017): predictions
+    binned by their confidence (the largest probability) into 15 equal-width bins, the mean
+    |accuracy - confidence| of the bins weighted by their share of the samples (MONAI's
+    CalibrationErrorMetric on the confidences and whether each prediction is right).
+    ``brier``: the Brier score, the mean squared distance between the predicted probabilities
+    and the one-hot truth (scikit-learn's mean squared error per class), summed over classes
+    for more than two classes (range [0, 2]), of the positive class alone for two (range
+    [0, 1], as customary)."""
+    import torch
+    from monai.metrics import CalibrationErrorMetric
+    from sklearn.metrics import mean_squared_error
+
+    confidence = probs.max(axis=1)
+    right = (probs.argmax(axis=1) == targets).astype(np.float64)
+    # MONAI sums in float32 in the order given: a canonical order gives the same figure for a
+    # split however its samples arrive (the shares of several processes, gathered).
+    order = np.lexsort((right, confidence))
+    confidence, right = confidence[order], right[order]
+    ece = CalibrationErrorMetric(num_bins=ECE_BINS, calibration_reduction="expected")
+    ece(y_pred=torch.from_numpy(confidence.astype(np.float64))[None, None], y=torch.from_numpy(right)[None, None])
+    one_hot = (targets[:, None] == np.arange(probs.shape[1])[None, :]).astype(np.float64)
+    columns = slice(None) if probs.shape[1] > 2 else slice(1, 2)
+    brier = mean_squared_error(one_hot[:, columns], probs[:, columns], multioutput="raw_values").sum()
+    return {"ece": float(ece.aggregate()), "brier": float(brier)}
+
+
+LOWER_IS_BETTER = frozenset({"hd95", "ece", "brier"})
 
 
 def ranking_score(metric: str, value: float | None) -> float:
