@@ -9,6 +9,7 @@ import math
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from peerdistill.build import train_from_config
@@ -64,9 +65,9 @@ def test_run_report_of_a_classification_run(digits_run):
     path = write_report(digits_run)
     assert path == digits_run / "report.html"
     page = path.read_text(encoding="utf-8")
-    # learning curves (monitor, losses) + confusion matrix + ROC
-    assert_pngs(page, 4)
-    assert "confusion matrix of the student ensemble" in page and "ROC curves" in page
+    # learning curves (monitor, losses) + confusion matrix + ROC + reliability diagram
+    assert_pngs(page, 5)
+    assert "confusion matrix of the student ensemble" in page and "ROC curves" in page and "reliability diagram" in page
     metrics = json.loads((digits_run / "metrics.json").read_text())
     meta = json.loads((digits_run / "run.json").read_text())
     assert metrics["monitor"] == "ensemble/accuracy"
@@ -338,3 +339,17 @@ def test_a_settings_curve_runs_to_its_longest_seed_averaging_the_seeds_that_reac
     line = fig.axes[0].get_lines()[0]
     assert list(line.get_xdata()) == [1, 2, 3]
     assert list(line.get_ydata()) == pytest.approx([0.4, 0.6, 0.8])  # the third epoch: the seed that ran it
+
+
+def test_a_reliability_diagram_plots_each_models_filled_bins_and_names_its_ece():
+    from peerdistill.html_report import reliability_figure
+    from peerdistill.metrics import classification_metrics
+
+    # confidences 0.9 (right), 0.92 (wrong), 0.42 (right): two filled bins
+    probs = {"student1": np.array([[0.9, 0.05, 0.05], [0.04, 0.04, 0.92], [0.3, 0.42, 0.28]])}
+    y = np.array([0, 1, 1])
+    line = reliability_figure(probs, y).axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == pytest.approx([0.42, 0.91]) and list(line.get_ydata()) == pytest.approx([1.0, 0.5])
+    ece = classification_metrics(probs["student1"], y)["ece"]
+    assert ece == pytest.approx((abs(0.42 - 1) + 2 * abs(0.91 - 0.5)) / 3, abs=1e-6)
+    assert line.get_label() == f"student1 (ECE {ece:.3f})"

@@ -28,7 +28,7 @@ from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, n
 from .engine.evaluate import ENSEMBLE  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
-from .metrics import per_class_part  # noqa: E402
+from .metrics import ECE_BINS, calibration_metrics, per_class_part, reliability_bins  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
                      per_class_families, per_class_tables)  # noqa: E402
 
@@ -358,7 +358,28 @@ def classification_parts(cohort, task, dataset, meta, window, overlap) -> list[s
     kind = "positive class" if num_classes == 2 else "micro-average one-vs-rest over all classes"
     parts.append(figure_html(roc_figure(probs, y, num_classes),
                              f"ROC curves on the test split ({kind}); the legend gives each curve's area"))
+    parts.append(figure_html(reliability_figure(probs, y),
+                             f"reliability diagram on the test split: accuracy against confidence in {ECE_BINS} "
+                             "equal-width bins (filled bins only); on the diagonal a model's confidence is its "
+                             "accuracy, below it the model is overconfident; the legend gives each model's ECE"))
     return parts
+
+
+def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, p in probs.items():
+        confidence, accuracy, counts = reliability_bins(p, y)
+        filled = counts > 0
+        ece = calibration_metrics(p, y)["ece"]
+        style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
+        ax.plot(confidence[filled], accuracy[filled], marker="o", markersize=3,
+                label=legend_name(f"{name} (ECE {ece:.3f})"), **style)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="confidence (largest probability)", ylabel="accuracy", title="reliability (test)",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+    return fig
 
 
 def confusion_figure(y: np.ndarray, pred: np.ndarray, class_names: list[str]):

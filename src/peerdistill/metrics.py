@@ -86,30 +86,39 @@ def _auc(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
 
 
 def calibration_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """``ece``: the expected calibration error of the top label (Guo et al. 2017): predictions
-    binned by their confidence (the largest probability) into 15 equal-width bins, the mean
-    |accuracy - confidence| of the bins weighted by their share of the samples (MONAI's
-    CalibrationErrorMetric on the confidences and whether each prediction is right).
+    """``ece``: the expected calibration error of the top label (Guo et al. 2017): the mean
+    |accuracy - confidence| of the ``reliability_bins``, weighted by their share of the samples.
     ``brier``: the Brier score, the mean squared distance between the predicted probabilities
     and the one-hot truth (scikit-learn's mean squared error per class), summed over classes
     for more than two classes (range [0, 2]), of the positive class alone for two (range
     [0, 1], as customary)."""
-    import torch
-    from monai.metrics import CalibrationErrorMetric
     from sklearn.metrics import mean_squared_error
 
-    confidence = probs.max(axis=1)
-    right = (probs.argmax(axis=1) == targets).astype(np.float64)
-    # MONAI sums in float32 in the order given: a canonical order gives the same figure for a
-    # split however its samples arrive (the shares of several processes, gathered).
-    order = np.lexsort((right, confidence))
-    confidence, right = confidence[order], right[order]
-    ece = CalibrationErrorMetric(num_bins=ECE_BINS, calibration_reduction="expected")
-    ece(y_pred=torch.from_numpy(confidence.astype(np.float64))[None, None], y=torch.from_numpy(right)[None, None])
+    confidence, accuracy, counts = reliability_bins(probs, targets)
+    filled = counts > 0
+    ece = float((counts[filled] * np.abs(confidence[filled] - accuracy[filled])).sum() / counts.sum())
     one_hot = (targets[:, None] == np.arange(probs.shape[1])[None, :]).astype(np.float64)
     columns = slice(None) if probs.shape[1] > 2 else slice(1, 2)
     brier = mean_squared_error(one_hot[:, columns], probs[:, columns], multioutput="raw_values").sum()
-    return {"ece": float(ece.aggregate()), "brier": float(brier)}
+    return {"ece": ece, "brier": float(brier)}
+
+
+def reliability_bins(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions binned by their confidence (the largest probability) into ``ECE_BINS``
+    equal-width bins (MONAI's calibration_binning): each bin's mean confidence, accuracy (NaN
+    where empty) and number of samples. What the ECE and a reliability diagram are made of."""
+    import torch
+    from monai.metrics.calibration import calibration_binning
+
+    confidence = probs.max(axis=1)
+    right = (probs.argmax(axis=1) == targets).astype(np.float64)
+    # MONAI sums in float32 in the order given: a canonical order gives the same figures for a
+    # split however its samples arrive (the shares of several processes, gathered).
+    order = np.lexsort((right, confidence))
+    mean_confidence, accuracy, counts = calibration_binning(
+        torch.from_numpy(confidence[order].astype(np.float64))[None, None],
+        torch.from_numpy(right[order])[None, None], num_bins=ECE_BINS)
+    return mean_confidence[0, 0].double().numpy(), accuracy[0, 0].double().numpy(), counts[0, 0].double().numpy()
 
 
 LOWER_IS_BETTER = frozenset({"hd95", "ece", "brier"})
