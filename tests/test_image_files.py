@@ -342,6 +342,15 @@ def test_a_small_external_set_is_scored_whole_with_split_all(tmp_path):
     with kept_whole():
         whole = build_data(spec, stats=meta["data_stats"])
     assert (len(whole.train), len(whole.val), len(whole.split("all"))) == (0, 0, 6)
+    # given split folders (val cut from train) are joined alike: b's one image is no obstacle
+    for split, counts in (("train", (("a", 2), ("b", 1))), ("test", (("a", 1), ("b", 1)))):
+        for cls, n in counts:
+            for i in range(n):
+                save(np.full((8, 8), 40, np.uint8), tmp_path / "ext2" / split / cls / f"{i}.png")
+    with kept_whole():
+        joined = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "ext2"), grey=True),
+                            stats=meta["data_stats"])
+    assert len(joined.split("all")) == 5 and sorted(joined.test.y.tolist()) == [0, 0, 0, 1, 1]
     with torch.no_grad():
         probs = torch.stack([m.module.eval()(whole.test.x).softmax(dim=1) for m in cohort.students]).mean(dim=0)
     accuracy = (probs.argmax(dim=1) == whole.test.y).float().mean().item()

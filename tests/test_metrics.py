@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from peerdistill.metrics import classification_metrics, ranking_score
+from peerdistill.metrics import calibration_metrics, classification_metrics, ranking_score
 
 
 def test_binary_metrics_by_hand():
@@ -114,6 +114,9 @@ def test_expected_calibration_error_and_brier_score_by_hand():
     # a perfectly confident, always right model is perfectly calibrated
     sure = classification_metrics(np.eye(3)[targets], targets)
     assert sure["ece"] == pytest.approx(0, abs=1e-7) and sure["brier"] == 0
+    broken = probs.copy()
+    broken[0, 0] = np.nan
+    assert all(math.isnan(v) for v in calibration_metrics(broken, targets).values())
 
 
 def test_calibration_error_matches_a_naive_binning_on_random_predictions():

@@ -203,7 +203,7 @@ def _micro_trainer(micro, nets=None):
                    optim=OptimSpec(lr=1e-3), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=micro))
 
 
-@pytest.mark.parametrize("micro", [10, 32, 64])  # parts of 10, 10, 10, 2; one part; one part
+@pytest.mark.parametrize("micro", [10, 32, 64])  # parts of 8 (near-equal, none of 2); one part; one part
 def test_a_batch_in_micro_batches_gives_the_whole_batchs_terms_and_gradients(tiny_data, micro):
     whole, parts = _micro_trainer(None), _micro_trainer(micro)
     for t in (whole, parts):
@@ -226,4 +226,22 @@ def test_each_micro_batch_is_a_batch_to_batchnorm(tiny_data):
     x, y = next(iter(t.train_batches))
     t.step(x, y)
     counts = {int(b) for m in t.cohort.trainable for n, b in m.module.named_buffers() if n.endswith("num_batches_tracked")}
-    assert counts == {4}  # 32 samples in parts of 10, 10, 10, 2
+    assert counts == {4}  # 32 samples in near-equal parts of at most 10: 8, 8, 8, 8
+
+
+def test_a_batch_is_cut_into_near_equal_parts(tiny_data):
+    """33 samples in parts of at most 16: 11, 11, 11 (not 16, 16 and a stray 1, on which
+    BatchNorm cannot train)."""
+    t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=33, micro_batch_size=16))
+    t._setup(tiny_data)
+    t.cohort.train()
+    sizes = []
+    t.cohort["student1"].module.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    x, y = tiny_data.train.x[:33], tiny_data.train.y[:33]
+    t.step(x, y)
+    assert sizes == [11, 11, 11]
+
+
+def test_parts_of_one_sample_are_refused_for_batchnorm_models(tiny_data):
+    with pytest.raises(ConfigError, match="BatchNorm cannot train on parts of one sample"):
+        trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=1)).fit(tiny_data)

@@ -128,9 +128,26 @@ class Squeezed(nn.Module):
 
 
 def test_a_model_that_squeezes_away_a_batch_of_one_is_refused_before_training(tiny_data):
-    with pytest.raises(DataError, match=r"batch of one input: model 'student1' outputs a tensor of shape \(3,\).*"
-                                        r"\.squeeze\(\)"):
+    with pytest.raises(DataError, match=r"batch of one input \(two passed\): model 'student1' outputs a tensor of "
+                                        r"shape \(3,\).*\.squeeze\(\)"):
         _fit([Squeezed()], None, [], tiny_data)
+
+
+class SqueezedInside(nn.Module):
+    """Squeezes before its BatchNorm head: fails outright on one input, which two do not."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean(dim=(2, 3)).squeeze())
+
+
+def test_a_model_failing_on_a_batch_of_one_is_told_so(tiny_data):
+    with pytest.raises(ConfigError, match=r"for a batch of one input \(two passed\): model 'student1' failed"):
+        _fit([SqueezedInside()], None, [], tiny_data)
 
 
 def test_the_model_that_cannot_take_the_data_is_named(tiny_data):
@@ -150,3 +167,17 @@ def test_a_self_distillation_head_inside_a_reentrant_checkpointed_block_is_refus
     model.base.reentrant = False
     model(torch.randn(2, 1, 8, 8))["heads"]["block.0"].sum().backward()
     assert model.base.stem[0].weight.grad is not None  # the head's loss reaches the layers beneath
+
+
+def test_a_lazy_layer_loaded_from_a_file_of_another_size_is_named(tmp_path):
+    from peerdistill.engine import load_weights, save_weights
+    from peerdistill.errors import CheckpointError
+
+    three = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+    three(torch.zeros(1, 1, 8, 8))
+    save_weights(three, tmp_path / "three.safetensors")
+    with pytest.raises(CheckpointError, match=r"layer '2' gets 3 outputs from the file but was built for 5"):
+        load_weights(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(5)), tmp_path / "three.safetensors")
+    same = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+    load_weights(same, tmp_path / "three.safetensors")
+    torch.testing.assert_close(same(torch.ones(1, 1, 8, 8)), three(torch.ones(1, 1, 8, 8)))

@@ -663,7 +663,8 @@ def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str
         length = max(len(c) for c in curves)
         values = np.array([c + [math.nan] * (length - len(c)) for c in curves], dtype=float)
         x = np.arange(1, length + 1)
-        with warnings.catch_warnings(action="ignore", category=RuntimeWarning):  # an epoch no seed has a value for
+        with warnings.catch_warnings():  # an epoch no seed has a value for
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean, low, high = (f(values, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
         (line,) = ax.plot(x, mean, marker="o", markersize=3, label=legend_name(setting))
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)

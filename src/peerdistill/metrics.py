@@ -94,6 +94,8 @@ def calibration_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, flo
     [0, 1], as customary)."""
     from sklearn.metrics import mean_squared_error
 
+    if not np.isfinite(probs).all():  # (evaluation stops on such outputs before; direct callers get NaN)
+        return {"ece": float("nan"), "brier": float("nan")}
     confidence, accuracy, counts = reliability_bins(probs, targets)
     filled = counts > 0
     ece = float((counts[filled] * np.abs(confidence[filled] - accuracy[filled])).sum() / counts.sum())

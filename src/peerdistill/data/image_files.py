@@ -11,7 +11,7 @@ import numpy as np
 from ..config import DataSpec
 from ..errors import DataError
 from .image_io import image_files, read_image
-from .splits import DataSplits
+from .splits import DataSplits, is_kept_whole
 
 SPLITS = ("train", "val", "test")
 
@@ -27,6 +27,8 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     if "train" in given and "test" in given:
         classes = sorted({d.name for s in given for d in _class_folders(root / s)})
         parts = {s: _list_class_tree(root / s, classes) for s in given}
+        if is_kept_whole():
+            return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
         _check_every_class_has_images(classes, parts["train"][1], root / "train")
         if "val" not in parts:
             return _val_cut_from_train(parts, classes, spec, stats, source=str(root))
@@ -90,9 +92,16 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
                 raise DataError(f"'{path}': split '{r['split']}' for {f.name}; use train, val or test")
             parts[split][0].append(f)
             parts[split][1].append(lab)
+        if is_kept_whole():
+            return _stratified(*_joined(parts), classes, spec, stats, source=str(path))
         _check_every_class_has_images(classes, parts["train"][1], Path(f"{path} (split train)"))
         return _given_splits(parts, classes, spec, stats, source=str(path))
     return _stratified(files, labels, classes, spec, stats, source=str(path))
+
+
+def _joined(parts: dict[str, tuple[list, list]]) -> tuple[list, list]:
+    """The files and labels of every given split, as one set (``eval --split all``)."""
+    return [f for files, _ in parts.values() for f in files], [lab for _, labels in parts.values() for lab in labels]
 
 
 def _portable(listed: str) -> str:

@@ -19,6 +19,10 @@ from ..errors import DataError
 _kept_whole = contextvars.ContextVar("kept_whole", default=False)
 
 
+def is_kept_whole() -> bool:
+    return _kept_whole.get()
+
+
 @contextlib.contextmanager
 def kept_whole() -> Iterator[None]:
     token = _kept_whole.set(True)
@@ -120,7 +124,7 @@ class DataSplits:
         """One labelled set cut into stratified train/val/test parts with a recorded seed."""
         from sklearn.model_selection import train_test_split  # here: a second to import
 
-        if _kept_whole.get():
+        if is_kept_whole():
             return cls.whole(x, y, **kwargs)
         y_np = to_labels(y, "all").numpy()
         idx = np.arange(len(y_np))

@@ -170,7 +170,17 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
     if bad:  # peerdistill never saves such weights: the file was damaged or made elsewhere
         raise CheckpointError(f"checkpoint '{path}' for {name} holds NaN or infinite values in {bad[:5]}: it is "
                               "corrupt or was not written by a finished peerdistill run; train it again")
+    lazy = [(layer, sub) for layer, sub in module.named_modules()
+            if any(is_lazy(t) for t in sub.parameters(recurse=False))]
     module.load_state_dict(state)
+    for layer, sub in lazy:  # sized by the file: it must give the outputs the layer was built for
+        expected = getattr(sub, "out_features", None) or getattr(sub, "out_channels", None)
+        weight = getattr(sub, "weight", None)
+        if expected and weight is not None and weight.shape[0] != expected:
+            raise CheckpointError(
+                f"checkpoint '{path}' does not fit {name} (its layer '{layer}' gets {weight.shape[0]} outputs from the "
+                f"file but was built for {expected}): it was saved from another architecture or number of classes; "
+                "check arch, args and the data")
 
 
 class RunDir:

@@ -157,6 +157,10 @@ class Trainer(RunRecords):
 
     def _setup(self, data: DataSplits) -> None:
         self._name_classes(data)
+        if self.train_spec.micro_batch_size == 1 and any(
+                isinstance(sub, nn.modules.batchnorm._BatchNorm) for m in self.cohort.trainable for sub in m.module.modules()):
+            raise ConfigError("train.micro_batch_size=1: BatchNorm cannot train on parts of one sample (its statistics "
+                              "need two or more); set it to 2 or more")
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
         self._declared_input_shape = tuple(data.input_shape)
@@ -225,9 +229,9 @@ class Trainer(RunRecords):
         self._check_outputs(out, len(x))
         try:  # the last batch of a split may hold one sample
             self._check_outputs(self._probe_forward(x[:1]), 1)
-        except DataError as exc:
-            raise DataError(f"for a batch of one input: {exc}; a .squeeze() drops the batch dimension then: "
-                            "squeeze only the dimensions meant (.flatten(1), .squeeze(-1))") from None
+        except (DataError, ConfigError) as exc:
+            raise type(exc)(f"for a batch of one input (two passed): {exc}; a .squeeze() drops the batch "
+                            "dimension then: squeeze only the dimensions meant (.flatten(1), .squeeze(-1))") from None
         self.graph.check_dense(out)
         connectors = self.graph.build_connectors(out)
         self._connector_keys = {edge: f"c{i}" for i, edge in enumerate(connectors)}
@@ -622,8 +626,9 @@ class Trainer(RunRecords):
             x = x.contiguous(memory_format=torch.channels_last)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        size = self.train_spec.micro_batch_size or len(x)
-        parts = list(zip(x.split(size), y.split(size)))
+        # Near-equal parts (33 in parts of at most 16: 11, 11, 11), none left with a stray sample.
+        count = -(-len(x) // (self.train_spec.micro_batch_size or len(x)))
+        parts = list(zip(x.tensor_split(count), y.tensor_split(count)))
         terms: dict[str, torch.Tensor] = {}
         critic_parts = []
         for i, (xi, yi) in enumerate(parts):
