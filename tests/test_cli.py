@@ -483,3 +483,14 @@ def test_peerdistills_warnings_are_one_line_and_others_are_left_as_python_prints
         run_cli("presets")
     err = capsys.readouterr().err
     assert err == "warning: epoch 2: 3 of 7 training steps skipped for non-finite values: loss term 'x' (3 steps)\n"
+
+
+def test_train_says_that_training_stopped_early(tmp_path, capsys, monkeypatch):
+    # a monitor that never improves on its first epoch: with patience 1, the second epoch is the last
+    monkeypatch.setattr("peerdistill.engine.trainer.ranking_score", lambda metric, value: 0.0)
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *[a for a in FAST if not a.startswith("train.epochs")],
+            "train.epochs=4", "train.patience=1", "--quiet")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "test split at the best epoch (1 of 2; stopped early: no better val in 1 epochs, by val" in printed
+    assert json.loads((out / "r" / "metrics.json").read_text())["stopped_early"] is True

@@ -338,3 +338,57 @@ def test_a_dataloader_epoch_resumed_in_the_middle_draws_the_same_worker_seed():
     torch.manual_seed(123)  # the global RNG no longer matters
     assert [y.tolist() for _, y in batches.iterate(2)] == whole[2:]
     assert batches.loader_generator.initial_seed() == seed
+
+
+MICRO_SYNC_SCRIPT = textwrap.dedent('''
+    """Under torchrun, one training step in micro-batches: each DDP model's gradient buckets are
+    all-reduced once (with the last part's backward), as in a step on the whole batch."""
+    import collections, json, os, sys
+
+    import torch
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+
+    tree = json.loads(sys.argv[1])
+    out = {}
+    for micro in (None, 12):
+        tree["train"]["micro_batch_size"] = micro
+        trainer, data = make_trainer(validate(tree), progress=False)
+        trainer._setup(data)
+        trainer.cohort.train()
+        calls = collections.Counter()
+        ddp = [r for r in list(trainer.runners.values()) + [r for _, r in trainer.groups] if hasattr(r, "no_sync")]
+        for i, runner in enumerate(ddp):
+            def counting(state, bucket, i=i):
+                calls[f"{i}/{bucket.index()}"] += 1
+                return allreduce_hook(None, bucket)
+            runner.register_comm_hook(None, counting)
+        x, y = next(iter(trainer.train_batches))
+        trainer.step(x, y)
+        out[str(micro)] = {"models": len(ddp), "calls": dict(calls)}
+    with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
+        json.dump(out, fh)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()  # gloo's threads end before the process does
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_micro_batches_share_each_gradient_once_per_step(tmp_path):
+    script = tmp_path / "micro_sync.py"
+    script.write_text(MICRO_SYNC_SCRIPT)
+    tree = {"name": "ms", "out_dir": str(tmp_path), "distill": {"preset": "kd+ml"},
+            "teacher": {"arch": "cnn", "args": {"width": 8}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+            "train": {"epochs": 1, "batch_size": 64, "fuse_students": True}}  # 32 a process: parts of 12, 12, 8
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), json.dumps(tree)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in range(2):
+        seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert seen["None"]["models"] == 2  # the teacher, and the packed students
+        assert set(seen["None"]["calls"].values()) == {1}  # each bucket once in a step on the whole batch
+        assert seen["12"] == seen["None"]

@@ -355,3 +355,14 @@ def test_a_small_external_set_is_scored_whole_with_split_all(tmp_path):
         probs = torch.stack([m.module.eval()(whole.test.x).softmax(dim=1) for m in cohort.students]).mean(dim=0)
     accuracy = (probs.argmax(dim=1) == whole.test.y).float().mean().item()
     assert scores["ensemble"]["accuracy"] == pytest.approx(accuracy)
+    # the images standardised by the run's statistics (not the set's own), computed here by hand
+    stats = meta["data_stats"]
+    levels = torch.tensor([40.0] + [200.0] * 5).view(6, 1, 1, 1).expand(6, 1, 8, 8) / 255
+    x = (levels - stats["mean"][0]) / stats["std"][0]
+    with torch.no_grad():
+        p1 = torch.stack([m.module.eval()(x).softmax(dim=1) for m in cohort.students]).mean(dim=0)[:, 1]
+    brier = ((p1.double() - torch.tensor([0.0] + [1.0] * 5, dtype=torch.float64)) ** 2).mean().item()
+    assert scores["ensemble"]["brier"] == pytest.approx(brier, rel=1e-5)
+    # eval keeps the set whole only while it builds it: later loads split again
+    with pytest.raises(DataError, match="cannot make a stratified split"):
+        build_data(spec)

@@ -333,3 +333,28 @@ def test_a_critic_learning_from_micro_batches_gets_the_whole_batchs_gradient(tmp
               for i, (n, xi) in enumerate(zip(cut, x.split(cut)))]
     for a, b in zip(critic_gradient(pieces), whole):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_step_in_micro_batches_teaches_the_critic_from_every_part(tmp_path):
+    """Through the whole training step: the models in eval mode (running statistics: a part's maps
+    are the whole batch's rows) and no gradient penalty, the critic's gradient after a step in
+    parts of 5, 5, 5, 1 is the one after the whole batch of 16."""
+    from peerdistill.build import make_trainer
+
+    grads = {}
+    for micro in (None, 5):
+        train = {**TINY["train"], **({"micro_batch_size": micro} if micro else {})}
+        cfg = validate({**TINY, "name": f"m{micro}", "out_dir": str(tmp_path), "train": train,
+                        "distill": {"preset": "kd", "holistic_weight": 0.1}})
+        trainer, data = make_trainer(cfg, progress=False)
+        trainer._setup(data)
+        trainer.gp_weight = 0.0
+        for m in trainer.cohort.members:
+            m.module.eval()
+        x, y = next(iter(trainer.train_batches))
+        assert len(x) == 16
+        trainer.step(x, y)
+        critic = trainer.discriminators[trainer._discriminator_keys["student1/holistic<-teacher"]]
+        grads[micro] = [p.grad.clone() for p in critic.parameters()]
+    for a, b in zip(grads[5], grads[None]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

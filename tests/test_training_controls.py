@@ -245,3 +245,74 @@ def test_a_batch_is_cut_into_near_equal_parts(tiny_data):
 def test_parts_of_one_sample_are_refused_for_batchnorm_models(tiny_data):
     with pytest.raises(ConfigError, match="BatchNorm cannot train on parts of one sample"):
         trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=1)).fit(tiny_data)
+
+
+    assert counts == {4}  # 32 samples in parts of 10, 10, 10, 2
+
+
+def test_a_models_connectors_are_clipped_with_it_in_one_norm(tiny_data):
+    """A hint edge's connector is trained by its learner's optimizer: the learner's norm covers the
+    connector's gradients too, and they are scaled by the same factor as the model's."""
+    from peerdistill import preset_edges
+
+    def make(clip):
+        cohort = make_cohort()
+        edges = preset_edges("kd+ml", "teacher", ["student1", "student2"]) + [
+            Edge("teacher", "student1", "hint", 1.0, source_layer="features.0", target_layer="features.0")]  # 8 vs 4
+        t = Trainer(cohort, KnowledgeGraph(edges), ClassificationTask(3), device="cpu", progress=False,
+                    optim=OptimSpec(lr=1e-3, clip_grad_norm=clip), train=TrainSpec(epochs=2, batch_size=32))
+        t._setup(tiny_data)
+        t.cohort.train()
+        return t
+
+    free = make(None)
+    connector = [p for p in free.connectors.parameters()]
+    learner = {id(p) for g in free.optimizers["student1"].param_groups for p in g["params"]}
+    assert connector and {id(p) for p in connector} <= learner
+    x, y = next(iter(free.train_batches))
+    free.step(x, y)
+    unclipped = _gradients(free)["student1"]
+    norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in unclipped))
+    own = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in free.cohort["student1"].module.parameters()))
+    assert norm > own * (1 + 1e-4)  # the connector's gradient counts
+    clipped = make(norm / 2)
+    clipped.step(x, y)
+    assert float(clipped.grad_norms["student1"]) == pytest.approx(norm, rel=1e-5)
+    factor = (norm / 2) / (norm + 1e-6)
+    for got, free_grad in zip(_gradients(clipped)["student1"], unclipped):
+        torch.testing.assert_close(got, free_grad * factor, rtol=1e-4, atol=1e-7)
+
+
+def test_a_calibration_monitor_picks_the_epoch_with_the_lowest_error(tiny_data):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=3, batch_size=32, monitor="ensemble/ece"))
+    scores = [0.3, 0.1, 0.2]
+    evaluate = t._evaluate
+
+    def scripted(batches, where):
+        result = evaluate(batches, where)
+        if where.startswith("the validation split"):
+            result["ensemble"]["ece"] = scores.pop(0)
+        return result
+
+    t._evaluate = scripted
+    result = t.fit(tiny_data)
+    assert result.best_epoch == 1 and result.val_at_best["ensemble"]["ece"] == 0.1
+
+
+def test_a_best_epoch_that_is_the_last_one_run_is_tested_once(tiny_data):
+    """Stopped early with the last epoch standing in: its test scores are the last ones, not a second
+    evaluation of the same weights."""
+    t = trainer(make_cohort(), train=TrainSpec(epochs=6, batch_size=32, patience=2))
+    _scripted(t, [math.nan] * 6)
+    tested = []
+    evaluate = t._evaluate
+
+    def recorded(batches, where):
+        if where.startswith("the test split"):
+            tested.append(where)
+        return evaluate(batches, where)
+
+    t._evaluate = recorded
+    result = t.fit(tiny_data)
+    assert result.stopped_early and result.best_epoch == len(result.history) - 1 == 1
+    assert tested == ["the test split after the last epoch"] and result.test_at_best == result.test_at_last

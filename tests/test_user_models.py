@@ -181,3 +181,16 @@ def test_a_lazy_layer_loaded_from_a_file_of_another_size_is_named(tmp_path):
     same = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(3))
     load_weights(same, tmp_path / "three.safetensors")
     torch.testing.assert_close(same(torch.ones(1, 1, 8, 8)), three(torch.ones(1, 1, 8, 8)))
+
+
+def test_heads_over_a_frozen_backbone_train_without_complaint():
+    """Features without a gradient because every layer beneath is frozen (not checkpointed): the
+    heads still learn, and there is nothing beneath for them to teach, so nothing is refused."""
+    seed_everything(0)
+    model = HeadedModel(CheckpointedNet(reentrant=False), ["block.0"], "block", 3, torch.zeros(2, 1, 8, 8),
+                        owner="model 'student1'")
+    model.base.requires_grad_(False)
+    model.train()
+    model(torch.randn(2, 1, 8, 8))["heads"]["block.0"].sum().backward()
+    assert all(p.grad is not None for p in model.heads.parameters() if p.requires_grad)
+    assert model.base.stem[0].weight.grad is None
