@@ -247,9 +247,6 @@ def test_parts_of_one_sample_are_refused_for_batchnorm_models(tiny_data):
         trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=1)).fit(tiny_data)
 
 
-    assert counts == {4}  # 32 samples in parts of 10, 10, 10, 2
-
-
 def test_a_models_connectors_are_clipped_with_it_in_one_norm(tiny_data):
     """A hint edge's connector is trained by its learner's optimizer: the learner's norm covers the
     connector's gradients too, and they are scaled by the same factor as the model's."""

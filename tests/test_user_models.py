@@ -194,3 +194,52 @@ def test_heads_over_a_frozen_backbone_train_without_complaint():
     model(torch.randn(2, 1, 8, 8))["heads"]["block.0"].sum().backward()
     assert all(p.grad is not None for p in model.heads.parameters() if p.requires_grad)
     assert model.base.stem[0].weight.grad is None
+
+
+def _small_cnn():
+    from peerdistill.models import SmallCNN
+
+    seed_everything(0)
+    return SmallCNN(1, 3, width=4, depth=1)
+
+
+@pytest.mark.parametrize("saved_as", ["plain", "training script", "DataParallel", "compiled"])
+def test_weights_saved_by_pytorch_elsewhere_load(tmp_path, saved_as):
+    """What users bring: torch.save(model.state_dict()), a script's {"epoch", "state_dict", ...},
+    the keys of a DataParallel / DDP model ("module.") or of a compiled one ("_orig_mod.")."""
+    from peerdistill.engine import load_weights
+
+    trained = _small_cnn()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))
+    state = trained.state_dict()
+    prefix = {"DataParallel": "module.", "compiled": "_orig_mod."}.get(saved_as, "")
+    state = {prefix + k: v for k, v in state.items()}
+    saved = {"epoch": 12, "state_dict": state, "optimizer": {"lr": 0.1}} if saved_as == "training script" else state
+    torch.save(saved, tmp_path / "w.pth")
+    fresh = _small_cnn()
+    load_weights(fresh, tmp_path / "w.pth", "teacher")
+    for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path):
+    from peerdistill.engine import load_weights
+    from peerdistill.errors import CheckpointError
+
+    model = _small_cnn()
+    torch.save(model, tmp_path / "whole.pth")  # a pickled module: code, not weights
+    with pytest.raises(CheckpointError, match=r"holds more than tensors .*torch.save\(model.state_dict\(\), PATH\)"):
+        load_weights(_small_cnn(), tmp_path / "whole.pth", "teacher")
+    torch.save({"epoch": 3, "notes": "x"}, tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match=r"holds no state dict \(found \['epoch', 'notes'\]\)"):
+        load_weights(_small_cnn(), tmp_path / "empty.pt", "teacher")
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "w.pth").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*truncated or corrupt"):
+        load_weights(_small_cnn(), tmp_path / "cut.pth", "teacher")
+    from peerdistill.models import SmallCNN
+
+    with pytest.raises(CheckpointError, match="does not fit teacher"):  # another number of classes
+        load_weights(SmallCNN(1, 5, width=4, depth=1), tmp_path / "w.pth", "teacher")

@@ -36,14 +36,14 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
 
 
 def checkpoint_file(checkpoint: str, name: str) -> Path:
-    """A model's ``checkpoint``: a .safetensors file, or a run directory, whose model of the same
-    name is meant (``runs/X`` for a teacher is ``runs/X/models/teacher.safetensors``)."""
+    """A model's ``checkpoint``: a weights file (.safetensors, .pt, .pth), or a run directory, whose
+    model of the same name is meant (``runs/X`` for a teacher is ``runs/X/models/teacher.safetensors``)."""
     path = Path(checkpoint)
     if not path.is_dir():
         return path
     if not (path / RUN_FILE).is_file():
         raise CheckpointError(f"checkpoint '{path}' for {name} is a directory but not a peerdistill run: "
-                              "give a .safetensors file or a run directory")
+                              "give a .safetensors or PyTorch (.pt, .pth) weights file, or a run directory")
     run = RunDir(path)
     file = run.model_path(name)
     if file.is_file() and not run.is_complete:

@@ -105,7 +105,7 @@ class ModelSpec(_Strict):
     arch: str
     args: dict[str, Any] = Field(default_factory=dict)
     frozen: bool = False
-    checkpoint: str | None = Field(default=None, description="trained weights: a .safetensors file, or a run directory (its models/NAME.safetensors, NAME this model's name)")
+    checkpoint: str | None = Field(default=None, description="trained weights: a .safetensors file, a PyTorch state dict (.pt, .pth; read with weights_only=True), or a run directory (its models/NAME.safetensors, NAME this model's name)")
     lr: float | None = Field(default=None, gt=0, le=1e4)
     feature_layer: str | None = Field(default=None, description="module path feature edges use (zoo models know theirs)")
     weight: float = Field(default=1.0, gt=0, description="a teacher's weight mu in the multi-teacher average")
@@ -117,7 +117,8 @@ class ModelSpec(_Strict):
         if self.frozen and not self.checkpoint:
             raise ValueError(
                 "a frozen model needs trained weights: set 'checkpoint' to a .safetensors file "
-                "(for example runs/NAME/models/teacher.safetensors) or a run directory (runs/NAME), "
+                "(for example runs/NAME/models/teacher.safetensors), a PyTorch state dict (.pt, .pth) "
+                "or a run directory (runs/NAME), "
                 "or set frozen: false to train it online"
             )
         if self.frozen and self.heads:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..errors import CheckpointError, ConfigError, RunDirError
+from .state_files import read_state
 
 RUN_FILE = "run.json"
 # The files a trainer writes at the top of its run directory.
@@ -135,21 +135,16 @@ def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> None:
-    """Load safetensors weights into ``module``; a truncated file or one of another architecture
-    or class count fails with one message saying which."""
+    """Load weights into ``module`` from safetensors or a PyTorch state dict (``state_files``);
+    a truncated file or one of another architecture or class count fails with one message
+    saying which."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' for {name} does not exist")
     with open(path, "rb"):  # an unreadable file is that, not "corrupt" (the caller reports OSError)
         pass
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"cannot read checkpoint '{path}' for {name}: {exc}. It is truncated, corrupt or not a "
-            ".safetensors file; use the file a peerdistill run wrote to models/"
-        ) from None
     own = module.state_dict()
+    state = read_state(path, name, set(own))
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     # A lazy module's tensors (nn.LazyLinear before its first forward) have no shape yet: loading
