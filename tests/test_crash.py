@@ -10,7 +10,7 @@ import time
 import pytest
 
 ARGS = ["train", "deterministic=true", "train.epochs=8", "train.batch_size=64", "teacher.args.width=8",
-        "train.checkpoint_every_steps=4", "optim.warmup_epochs=2", "optim.clip_grad_norm=1.0",
+        "train.checkpoint_every_steps=4", "optim.warmup_epochs=2", "optim.clip_grad_norm=1.0", "train.ema_decay=0.9",
         "students.0.args.width=4", "students.1.args.width=4", "--quiet"]
 
 

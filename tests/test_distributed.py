@@ -238,7 +238,8 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
             "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
             "data": {"augment": ["hflip"]},
             # micro-batches: each process's 32 samples in parts of 12, 12, 8, gradients shared once
-            "train": {"epochs": 2, "batch_size": 64, "fuse_students": True, "micro_batch_size": 12}}
+            # and weight averages: the digest is of the averages (what the models hold at the end)
+            "train": {"epochs": 2, "batch_size": 64, "fuse_students": True, "micro_batch_size": 12, "ema_decay": 0.9}}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, wherever torch's scripts are
     proc = subprocess.run([*torchrun, "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],

@@ -392,6 +392,10 @@ class TrainSpec(_Strict):
     checkpoint_every_minutes: float = Field(
         default=10.0, ge=0, description="also write the resume checkpoint inside an epoch at this interval (0: off)"
     )
+    ema_decay: float | None = Field(
+        default=None, gt=0, lt=1, description="keep an exponential moving average of each trained model's weights "
+                                              "(decay per step, e.g. 0.999): validation, the saved models and the "
+                                              "test split use the averages; off: null")
     patience: int | None = Field(
         default=None, ge=1, description="early stopping: end training once the monitor has not improved for this many "
                                         "epochs (the best epoch's weights are kept and tested as always); off: null"

@@ -163,6 +163,15 @@ def broadcast_state(world: World, module: nn.Module, parameters: bool = True) ->
             dist.broadcast(tensor, src=0)
 
 
+def broadcast_tensors(world: World, tensors: list[torch.Tensor]) -> None:
+    """The main process's values of ``tensors`` on every process."""
+    if not world.distributed:
+        return
+    with torch.no_grad():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
+
+
 def sync_batchnorm(module: nn.Module) -> nn.Module:
     """``module`` with SyncBatchNorm layers; self-distillation heads hooked on the new layers."""
     from ..models.heads import HeadedModel

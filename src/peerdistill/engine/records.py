@@ -160,6 +160,7 @@ class RunRecords:
             "discriminator_optimizers": {k: o.state_dict() for k, o in self.discriminator_optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "grad_scaler": self.scaler.state_dict() if self.scaler else None,
+            "weight_average": self.average.state_dict() if self.average is not None else None,
             "rng": capture_rng_states(self.generator),
             "config": self.config_yaml,  # what was trained: an edited config.yaml must not resume it
         }
@@ -195,6 +196,8 @@ class RunRecords:
                 self.schedulers[name].load_state_dict(sched_state)
             if self.scaler and state.get("grad_scaler"):
                 self.scaler.load_state_dict(state["grad_scaler"])
+            if self.average is not None:
+                self.average.load_state_dict(state["weight_average"])
             restore_rng_states(state["rng"], self.generator)
             self._best = {"epoch": state["best_epoch"], "score": state["best_score"], "val": state["best_val"],
                           "weights": state["best_weights"]}

@@ -30,6 +30,7 @@ from ..spatial import align_to
 from . import distributed
 from .artifacts import RunDir, read_json, write_json
 from .distributed import World
+from .averaging import WeightAverage
 from .fused import StudentGroup, fusable
 from .evaluate import ENSEMBLE, evaluate, merge_meters
 from .optim import build_optimizer, build_scheduler
@@ -130,6 +131,7 @@ class Trainer(RunRecords):
         self.groups: list[tuple[list[str], nn.Module]] = []  # packed students: (names, runner)
         self.speed = resolve_speed(self.train_spec, self.device, deterministic)  # settled again in _setup
         self.scaler = None
+        self.average: WeightAverage | None = None  # train.ema_decay
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
         model, _, metric = monitor.partition("/")
@@ -203,6 +205,8 @@ class Trainer(RunRecords):
             key: torch.optim.Adam(d.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9))
             for key, d in self.discriminators.items()
         }
+        if ts.ema_decay is not None:  # last: after every move of the weights (device, layout, SyncBatchNorm)
+            self.average = WeightAverage({m.name: m.module for m in self.cohort.trainable}, ts.ema_decay)
 
     def _probe(self) -> None:
         """A dry run on a few validation samples: every output must have the task's shape, and
@@ -457,20 +461,21 @@ class Trainer(RunRecords):
                     break
                 started = time.perf_counter()
                 losses, norms = self._train_epoch(epoch, progress, start_step if epoch == start_epoch else 0, partial)
-                val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
-                row = self._row(epoch, losses, norms, val, time.perf_counter() - started)
-                self._history.append(row)
-                score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
-                improved = score > self._best["score"]
-                if improved:
-                    self._best.update(epoch=epoch, score=score, val=val)
-                self._stopped_early = self._out_of_patience(epoch)
-                if improved or (self._best["epoch"] < 0 and (epoch == epochs - 1 or self._stopped_early)):
-                    # The last epoch stands in when the monitor was never finite (say, AUC on a
-                    # validation split lacking a class), so a run always ships weights.
-                    self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
-                    if run is not None:
-                        self._save_models(run)
+                with self._shipped_weights():  # validated, kept and saved: the averages under train.ema_decay
+                    val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
+                    row = self._row(epoch, losses, norms, val, time.perf_counter() - started)
+                    self._history.append(row)
+                    score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
+                    improved = score > self._best["score"]
+                    if improved:
+                        self._best.update(epoch=epoch, score=score, val=val)
+                    self._stopped_early = self._out_of_patience(epoch)
+                    if improved or (self._best["epoch"] < 0 and (epoch == epochs - 1 or self._stopped_early)):
+                        # The last epoch stands in when the monitor was never finite (say, AUC on a
+                        # validation split lacking a class), so a run always ships weights.
+                        self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
+                        if run is not None:
+                            self._save_models(run)
                 for scheduler in self.schedulers.values():
                     scheduler.step()
                 progress.epoch_done(epoch, epochs, row, self.monitor_model, self.monitor_metric)
@@ -479,6 +484,8 @@ class Trainer(RunRecords):
                 if self.world.is_main:
                     for callback in self.callbacks:
                         callback(epoch, row)
+        if self.average is not None:  # training is over: the models are their averages from here on
+            self.average.copy_to_models()
         test_last = self._evaluate(self.test_batches, "the test split after the last epoch")
         if self._best["epoch"] == len(self._history) - 1:  # the best weights are the last ones: the same scores
             test_best = copy.deepcopy(test_last)
@@ -495,6 +502,11 @@ class Trainer(RunRecords):
             self._write_final(run, result)
         distributed.leave(self.world)
         return result
+
+    def _shipped_weights(self):
+        """The weights that are validated and shipped: each model's average under
+        ``train.ema_decay``, swapped in for the duration; else the live ones."""
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
 
     def _out_of_patience(self, epoch: int) -> bool:
         """``train.patience``: the monitor has not improved in that many epochs up to ``epoch``
@@ -578,6 +590,8 @@ class Trainer(RunRecords):
         self._check_skipped(epoch, steps)
         for module in [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]:
             distributed.broadcast_state(self.world, module, parameters=False)  # the main's BatchNorm statistics
+        if self.average is not None:  # and the main's averages of them
+            distributed.broadcast_tensors(self.world, self.average.tensors())
         means = [{name: total / max(count, 1) for name, total in part.items()} for part in (sums, norm_sums)]
         return tuple({name: float(v) for name, v in distributed.mean_over_processes(self.world, m).items()}
                      for m in means)
@@ -665,6 +679,8 @@ class Trainer(RunRecords):
             (self.scaler.step(optimizer) if self.scaler else optimizer.step())
         if self.scaler:
             self.scaler.update()
+        if self.average is not None:
+            self.average.update()
         terms["total"] = total
         terms.update(self._discriminator_step(critic_parts))
         return terms
