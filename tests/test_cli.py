@@ -243,7 +243,7 @@ def test_corrupt_checkpoints_are_named(tmp_path, capsys):
     weights.write_bytes(weights.read_bytes()[:100])  # truncated
     capsys.readouterr()
     run_cli("eval", out / "r", expect=2)
-    assert "truncated, corrupt or not a .safetensors file" in capsys.readouterr().err
+    assert "It is truncated or corrupt; use the file a peerdistill run wrote to models" in capsys.readouterr().err
     # weights of another architecture loaded as a frozen teacher
     run_cli("train", f"out_dir={out}", "name=r2", *FAST, "--quiet", "teacher.frozen=true",
             f"teacher.checkpoint={out / 'r' / 'models' / 'student2.safetensors'}", expect=2)

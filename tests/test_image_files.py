@@ -351,6 +351,15 @@ def test_a_small_external_set_is_scored_whole_with_split_all(tmp_path):
         joined = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "ext2"), grey=True),
                             stats=meta["data_stats"])
     assert len(joined.split("all")) == 5 and sorted(joined.test.y.tolist()) == [0, 0, 0, 1, 1]
+    # a test/ folder alone (an external test set kept in its own layout)
+    with kept_whole():
+        alone = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "ext2" / "test"), grey=True),
+                           stats=meta["data_stats"])
+        tests_only = tmp_path / "ext3"
+        (tests_only / "test").parent.mkdir()
+        (tmp_path / "ext2" / "test").rename(tests_only / "test")
+        only = build_data(DataSpec(kind="image_folder", root=str(tests_only), grey=True), stats=meta["data_stats"])
+    assert len(alone.split("all")) == len(only.split("all")) == 2
     with torch.no_grad():
         probs = torch.stack([m.module.eval()(whole.test.x).softmax(dim=1) for m in cohort.students]).mean(dim=0)
     accuracy = (probs.argmax(dim=1) == whole.test.y).float().mean().item()

@@ -242,9 +242,24 @@ def test_a_batch_is_cut_into_near_equal_parts(tiny_data):
     assert sizes == [11, 11, 11]
 
 
-def test_parts_of_one_sample_are_refused_for_batchnorm_models(tiny_data):
-    with pytest.raises(ConfigError, match="BatchNorm cannot train on parts of one sample"):
-        trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=1)).fit(tiny_data)
+@pytest.mark.parametrize("micro, batch", [(2, 33), (1, 5)])
+def test_batchnorm_models_never_get_a_part_of_one_sample(tiny_data, micro, batch):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=batch, micro_batch_size=micro))
+    t._setup(tiny_data)
+    t.cohort.train()
+    sizes = []
+    t.cohort["student1"].module.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    t.step(tiny_data.train.x[:batch], tiny_data.train.y[:batch])  # BatchNorm would raise on a part of one
+    assert sum(sizes) == batch and min(sizes) == 2 and max(sizes) == 3
+
+
+def test_models_without_batchnorm_may_take_parts_of_one_sample(tiny_data):
+    t = _micro_trainer(1)
+    t._setup(tiny_data)
+    sizes = []
+    t.cohort["student1"].module.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    t.step(tiny_data.train.x[:5], tiny_data.train.y[:5])
+    assert sizes == [1] * 5
 
 
 def test_a_models_connectors_are_clipped_with_it_in_one_norm(tiny_data):
@@ -374,3 +389,31 @@ def test_the_models_a_run_ships_under_ema_are_the_averages_of_its_live_weights(t
         torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6)
         if v.is_floating_point() and k.endswith("weight"):
             assert not torch.allclose(v, trajectory[-1][k])  # not the live weights
+
+
+def test_a_buffer_assigned_anew_each_step_is_averaged_too():
+    """A model may keep a statistic by assigning a new tensor (self.mu = ...), not in place."""
+    from peerdistill.engine.averaging import WeightAverage
+
+    class Running(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mu", torch.zeros(2))
+
+        def forward(self, x):
+            self.mu = 0.5 * self.mu + 0.5 * x.mean(dim=0)
+            return x
+
+    model = Running()
+    average = WeightAverage({"m": model}, decay=0.9)
+    expected = torch.zeros(2)
+    for t in range(3):
+        model(torch.full((4, 2), float(t + 1)))
+        average.update()
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * model.mu
+    torch.testing.assert_close(average.average["m"]["mu"], expected)
+    live = model.mu.clone()
+    with average.swapped_in():
+        torch.testing.assert_close(model.mu, expected)
+    assert torch.equal(model.mu, live)

@@ -203,7 +203,8 @@ def _small_cnn():
     return SmallCNN(1, 3, width=4, depth=1)
 
 
-@pytest.mark.parametrize("saved_as", ["plain", "training script", "DataParallel", "compiled"])
+@pytest.mark.parametrize("saved_as", ["plain", "training script", "DataParallel", "compiled", "compiled DDP",
+                                      "Lightning", "safetensors named .pth"])
 def test_weights_saved_by_pytorch_elsewhere_load(tmp_path, saved_as):
     """What users bring: torch.save(model.state_dict()), a script's {"epoch", "state_dict", ...},
     the keys of a DataParallel / DDP model ("module.") or of a compiled one ("_orig_mod.")."""
@@ -214,10 +215,16 @@ def test_weights_saved_by_pytorch_elsewhere_load(tmp_path, saved_as):
         for p in trained.parameters():
             p.add_(torch.randn_like(p))
     state = trained.state_dict()
-    prefix = {"DataParallel": "module.", "compiled": "_orig_mod."}.get(saved_as, "")
+    prefix = {"DataParallel": "module.", "compiled": "_orig_mod.", "compiled DDP": "_orig_mod.module.",
+              "Lightning": "model."}.get(saved_as, "")
     state = {prefix + k: v for k, v in state.items()}
     saved = {"epoch": 12, "state_dict": state, "optimizer": {"lr": 0.1}} if saved_as == "training script" else state
-    torch.save(saved, tmp_path / "w.pth")
+    if saved_as == "safetensors named .pth":
+        from safetensors.torch import save_file
+
+        save_file(state, str(tmp_path / "w.pth"))
+    else:
+        torch.save(saved, tmp_path / "w.pth")
     fresh = _small_cnn()
     load_weights(fresh, tmp_path / "w.pth", "teacher")
     for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()):
@@ -230,8 +237,11 @@ def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path)
 
     model = _small_cnn()
     torch.save(model, tmp_path / "whole.pth")  # a pickled module: code, not weights
-    with pytest.raises(CheckpointError, match=r"holds more than tensors .*torch.save\(model.state_dict\(\), PATH\)"):
+    with pytest.raises(CheckpointError, match=r"holds more than tensors \(.*SmallCNN.*torch.save\(model.state_dict\(\), "):
         load_weights(_small_cnn(), tmp_path / "whole.pth", "teacher")
+    (tmp_path / "notes.pt").write_text("a: 1\n")  # not a PyTorch file at all
+    with pytest.raises(CheckpointError, match="is neither a .safetensors file nor a PyTorch file"):
+        load_weights(_small_cnn(), tmp_path / "notes.pt", "teacher")
     torch.save({"epoch": 3, "notes": "x"}, tmp_path / "empty.pt")
     with pytest.raises(CheckpointError, match=r"holds no state dict \(found \['epoch', 'notes'\]\)"):
         load_weights(_small_cnn(), tmp_path / "empty.pt", "teacher")

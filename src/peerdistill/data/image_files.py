@@ -24,10 +24,10 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     if not root.is_dir():
         raise DataError(f"data.root '{root}' is not a directory")
     given = [s for s in SPLITS if (root / s).is_dir()]
-    if "train" in given and "test" in given:
+    if given and ("train" in given and "test" in given or is_kept_whole()):
         classes = sorted({d.name for s in given for d in _class_folders(root / s)})
         parts = {s: _list_class_tree(root / s, classes) for s in given}
-        if is_kept_whole():
+        if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
         _check_every_class_has_images(classes, parts["train"][1], root / "train")
         if "val" not in parts:

@@ -169,13 +169,23 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
             if any(is_lazy(t) for t in sub.parameters(recurse=False))]
     module.load_state_dict(state)
     for layer, sub in lazy:  # sized by the file: it must give the outputs the layer was built for
-        expected = getattr(sub, "out_features", None) or getattr(sub, "out_channels", None)
-        weight = getattr(sub, "weight", None)
-        if expected and weight is not None and weight.shape[0] != expected:
+        outputs = _outputs_of(sub)
+        if outputs is not None and outputs[0] != outputs[1]:
             raise CheckpointError(
-                f"checkpoint '{path}' does not fit {name} (its layer '{layer}' gets {weight.shape[0]} outputs from the "
-                f"file but was built for {expected}): it was saved from another architecture or number of classes; "
+                f"checkpoint '{path}' does not fit {name} (its layer '{layer}' gets {outputs[0]} outputs from the "
+                f"file but was built for {outputs[1]}): it was saved from another architecture or number of classes; "
                 "check arch, args and the data")
+
+
+def _outputs_of(layer: nn.Module) -> tuple[int, int] | None:
+    """(outputs its weight gives, outputs it was built for) of a linear or convolution layer."""
+    if isinstance(layer, nn.Linear):
+        return layer.weight.shape[0], layer.out_features
+    if isinstance(layer, nn.modules.conv._ConvTransposeNd):  # weight [in, out / groups, ...]
+        return layer.weight.shape[1] * layer.groups, layer.out_channels
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        return layer.weight.shape[0], layer.out_channels
+    return None
 
 
 class RunDir:

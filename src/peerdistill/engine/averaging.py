@@ -21,33 +21,39 @@ from torch import nn
 
 class WeightAverage:
     def __init__(self, modules: dict[str, nn.Module], decay: float):
+        self.modules = modules
         self.decay = decay
         self.updates = 0
-        # state_dict() tensors share storage with the parameters and buffers, which optimizers
-        # and BatchNorm update in place: these lists stay the live weights.
-        self.live = {name: module.state_dict() for name, module in modules.items()}
-        self.average = {name: {k: v.detach().clone() for k, v in state.items()} for name, state in self.live.items()}
+        self.average = {name: {k: v.detach().clone() for k, v in state.items()} for name, state in self._live().items()}
 
-    def _pairs(self, floating: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        pairs = [(self.average[n][k], v) for n, state in self.live.items() for k, v in state.items()
-                 if v.is_floating_point() == floating and v.numel()]
+    def _live(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Each model's tensors as they are now (read each time: a model may assign a new tensor
+        to a buffer instead of updating it in place)."""
+        return {name: module.state_dict() for name, module in self.modules.items()}
+
+    def _pairs(self, live: dict, floating: bool | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(averages, live tensors) of every non-empty tensor, or of the floating-point ones only
+        (``floating`` True) or the others (False)."""
+        pairs = [(self.average[n][k], v) for n, state in live.items() for k, v in state.items()
+                 if v.numel() and floating in (None, v.is_floating_point())]
         return [a for a, _ in pairs], [v for _, v in pairs]
 
     @torch.no_grad()
     def update(self) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        averages, live = self._pairs(floating=True)
+        live = self._live()
+        averages, weights = self._pairs(live, floating=True)
         if averages:
-            torch._foreach_lerp_(averages, live, 1 - decay)
-        counters, live_counters = self._pairs(floating=False)
+            torch._foreach_lerp_(averages, weights, 1 - decay)
+        counters, live_counters = self._pairs(live, floating=False)
         if counters:
             torch._foreach_copy_(counters, live_counters)
 
     @contextlib.contextmanager
     def swapped_in(self) -> Iterator[None]:
         """The models hold the averages inside, their live weights again after."""
-        everything = [v for state in self.live.values() for v in state.values() if v.numel()]
+        _, everything = self._pairs(self._live())
         kept = [v.detach().clone() for v in everything]
         self.copy_to_models()
         try:
@@ -58,10 +64,9 @@ class WeightAverage:
 
     @torch.no_grad()
     def copy_to_models(self) -> None:
-        for name, state in self.live.items():
-            targets = [v for v in state.values() if v.numel()]
-            if targets:
-                torch._foreach_copy_(targets, [self.average[name][k] for k, v in state.items() if v.numel()])
+        averages, targets = self._pairs(self._live())
+        if targets:
+            torch._foreach_copy_(targets, averages)
 
     def tensors(self) -> list[torch.Tensor]:
         return [v for state in self.average.values() for v in state.values()]

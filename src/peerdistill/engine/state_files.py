@@ -6,7 +6,6 @@ bring from elsewhere (``torch.save(model.state_dict(), "x.pth")``, a training sc
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -17,31 +16,49 @@ from ..errors import CheckpointError
 
 # Where training scripts keep the weights inside a saved dictionary.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "module")
-# Prefixes that wrappers add to every key: DataParallel / DDP, torch.compile.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torch.Tensor]:
-    """The tensors of ``path`` by key; ``expected_keys`` (the model's own) decide whether a
-    wrapper's prefix is to be dropped."""
-    if path.suffix.lower() == ".safetensors":
+    """The tensors of ``path`` by key, whatever its name says it is: a safetensors file, or a
+    PyTorch file (a zip archive, or a pickle of older versions). A prefix every key shares
+    that the model's keys lack (a wrapper's: DataParallel's ``module.``, torch.compile's
+    ``_orig_mod.``, a Lightning module's ``model.``) is dropped, matched to ``expected_keys``."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if _is_safetensors(head):
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {exc}. It is truncated, corrupt or "
-                                  "not a .safetensors file; use the file a peerdistill run wrote to models/") from None
+            raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {exc}. It is truncated or corrupt; "
+                                  "use the file a peerdistill run wrote to models/") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip, or a pickle's protocol opcode
+        raise CheckpointError(f"checkpoint '{path}' for {name} is neither a .safetensors file nor a PyTorch file "
+                              "(.pt, .pth, saved with torch.save): give the model's weights in one of these")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"checkpoint '{path}' for {name} holds more than tensors ({str(exc).splitlines()[0][:160]}), which "
-            "cannot be loaded safely: a whole pickled model, say. Save its weights instead, "
-            "torch.save(model.state_dict(), PATH), or give a .safetensors file") from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+            f"checkpoint '{path}' for {name} holds more than tensors ({_rejected(exc)}), which cannot be loaded "
+            "safely: a whole pickled model, say. Save its weights instead, torch.save(model.state_dict(), PATH), "
+            "or give a .safetensors file") from None
+    except Exception as exc:  # a cut or damaged archive surfaces as any of many errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {first}. It is truncated or corrupt, or "
-                              "neither a PyTorch file (.pt, .pth) nor a .safetensors file") from None
-    return _without_wrapper_prefix(_state_dict_in(loaded, path, name), expected_keys)
+        raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {first}. It is truncated or "
+                              "corrupt") from None
+    return _without_common_prefix(_state_dict_in(loaded, path, name), expected_keys)
+
+
+def _is_safetensors(head: bytes) -> bool:
+    """An 8-byte little-endian header length, then the header's JSON."""
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 10**9
+
+
+def _rejected(exc: Exception) -> str:
+    """The line of torch's refusal that names what is not a tensor (its first lines are a
+    general preamble about weights_only)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or lines or [type(exc).__name__])[0][:200]
 
 
 def _state_dict_in(loaded, path: Path, name: str) -> dict[str, torch.Tensor]:
@@ -61,8 +78,12 @@ def _is_state(value) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
 
 
-def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    for prefix in WRAPPER_PREFIXES:
-        if all(k.startswith(prefix) for k in state) and not all(k.startswith(prefix) for k in expected):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+def _without_common_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """Drops the leading key components all keys share (``_orig_mod.module.`` of a compiled DDP
+    model, say), as many as make the most of the keys the model's own (none on a tie)."""
+    best, candidate = state, state
+    while all("." in k for k in candidate) and len({k.split(".", 1)[0] for k in candidate}) == 1:
+        candidate = {k.split(".", 1)[1]: v for k, v in candidate.items()}
+        if len(expected & set(candidate)) > len(expected & set(best)):
+            best = candidate
+    return best

@@ -132,6 +132,7 @@ class Trainer(RunRecords):
         self.speed = resolve_speed(self.train_spec, self.device, deterministic)  # settled again in _setup
         self.scaler = None
         self.average: WeightAverage | None = None  # train.ema_decay
+        self._trains_batchnorm = False  # settled in _setup
 
     def _parse_monitor(self, monitor: str) -> tuple[str, str]:
         model, _, metric = monitor.partition("/")
@@ -159,10 +160,9 @@ class Trainer(RunRecords):
 
     def _setup(self, data: DataSplits) -> None:
         self._name_classes(data)
-        if self.train_spec.micro_batch_size == 1 and any(
-                isinstance(sub, nn.modules.batchnorm._BatchNorm) for m in self.cohort.trainable for sub in m.module.modules()):
-            raise ConfigError("train.micro_batch_size=1: BatchNorm cannot train on parts of one sample (its statistics "
-                              "need two or more); set it to 2 or more")
+        # BatchNorm cannot train on one sample: micro-batches then hold two or more.
+        self._trains_batchnorm = any(isinstance(sub, nn.modules.batchnorm._BatchNorm)
+                                     for m in self.cohort.trainable for sub in m.module.modules())
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
         self._declared_input_shape = tuple(data.input_shape)
@@ -640,8 +640,11 @@ class Trainer(RunRecords):
             x = x.contiguous(memory_format=torch.channels_last)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        # Near-equal parts (33 in parts of at most 16: 11, 11, 11), none left with a stray sample.
+        # Near-equal parts (33 in parts of at most 16: 11, 11, 11); with BatchNorm none of a
+        # single sample: 33 in parts of 2 (or 1) is sixteen parts, one of 3.
         count = -(-len(x) // (self.train_spec.micro_batch_size or len(x)))
+        if self._trains_batchnorm:
+            count = min(count, max(len(x) // 2, 1))
         parts = list(zip(x.tensor_split(count), y.tensor_split(count)))
         terms: dict[str, torch.Tensor] = {}
         critic_parts = []
