@@ -82,7 +82,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .report import per_class_rich_tables, results_table
+    from .report import operating_point_table, per_class_rich_tables, results_table
     from .runs import evaluate_run, task_for
 
     data_spec = None
@@ -107,7 +107,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             data_spec = DataSpec.model_validate(tree["data"])
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
-    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images)
+    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
+                          operating_point=ns.operating_point)
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
@@ -117,6 +118,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         if ns.per_class:
             for table in per_class_rich_tables(scores, title):
                 console.print(table)
+        if ns.operating_point:
+            console.print(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the "
+                                                        "run's validation split (positive: the second class)"))
     if ns.save_images:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"pictures: {Path(ns.run_dir) / 'eval' / ns.split}/MODEL/", highlight=False, soft_wrap=True)
     if not RunDir.open(ns.run_dir).is_complete:
@@ -208,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--per-class", action="store_true",
                     help="also a table per class: precision and recall (classification), dice and iou "
                          "(segmentation), ap and ap50 (detection)")
+    ev.add_argument("--operating-point", metavar="RULE", default=None,
+                    help="two-class classification: also score at the threshold RULE picks on the run's validation "
+                         "split: youden, sensitivity=S or specificity=S (e.g. specificity=0.95)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
                          "(segmentation), predicted and true boxes (detection)")

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from .comparison_runs import setting_runs  # noqa: E402
 from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, names_a_folder, read_json  # noqa: E402
-from .engine.evaluate import ENSEMBLE  # noqa: E402
+from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
 from .metrics import ECE_BINS, calibration_metrics, per_class_part, reliability_bins  # noqa: E402
@@ -331,23 +331,8 @@ def load_for_predictions(directory: Path):
     return cohort, task_for(meta), data, window, overlap
 
 
-@torch.no_grad()
-def test_probabilities(cohort, task, dataset, window=None, overlap: float = 0.5):
-    """``({output or 'ensemble': [N, C] probabilities}, [N] labels)`` over a whole split."""
-    from .data import make_batches
-    from .engine.evaluate import predict
-
-    probs: dict[str, list[np.ndarray]] = {}
-    labels = []
-    for x, y in make_batches(dataset, 256, torch.device("cpu"), shuffle=False):
-        for name, p in predict(cohort, task, x, window, overlap).items():
-            probs.setdefault(name, []).append(p.float().cpu().numpy())
-        labels.append(y.cpu().numpy())
-    return {name: np.concatenate(parts) for name, parts in probs.items()}, np.concatenate(labels)
-
-
 def classification_parts(cohort, task, dataset, meta, window, overlap) -> list[str]:
-    probs, y = test_probabilities(cohort, task, dataset, window, overlap)
+    probs, y = split_probabilities(cohort, task, dataset, torch.device("cpu"), window, overlap)
     num_classes = meta["num_classes"]
     names = meta.get("class_names") or [str(c) for c in range(num_classes)]
     parts = [figure_html(confusion_figure(y, probs[ENSEMBLE].argmax(axis=1), names),

@@ -79,6 +79,19 @@ def per_class_rich_tables(scores: dict[str, dict[str, float]], title: str) -> li
     return out
 
 
+def operating_point_table(scores: dict[str, dict[str, float]], title: str) -> Table:
+    """The ``op_*`` figures ``evaluate_run(operating_point=...)`` adds, a row per model."""
+    from .operating_point import FIGURES
+
+    table = Table(title=escape(title))
+    table.add_column("model")
+    for figure in FIGURES:
+        table.add_column(figure, justify="right")
+    for model, metrics in scores.items():
+        table.add_row(escape(model), *(fmt(metrics.get(f"op_{figure}")) for figure in FIGURES))
+    return table
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     clean = [v for v in values if v is not None and not math.isnan(v)]
     if not clean:

@@ -17,11 +17,13 @@ from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, kept_whole
 from .engine import RunDir, evaluate
+from .engine.evaluate import split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .errors import CheckpointError, DataError
 from .models import build_model
 from .models.heads import HeadedModel
+from .operating_point import operating_points, parse_rule
 from .tasks import ClassificationTask, SegmentationTask
 
 
@@ -86,32 +88,33 @@ def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
                  device: str = "auto", batch_size: int = 64, save_images: int = 0,
                  modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None,
-                 roles: tuple[str, ...] = ("teacher", "student")) -> dict[str, dict[str, float]]:
+                 roles: tuple[str, ...] = ("teacher", "student"),
+                 operating_point: str | None = None) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
     models in ``modules``). ``save_images`` > 0 also writes that many pictures per model under
     ``RUN_DIR/eval/SPLIT/``: predicted masks and overlays (segmentation) or predicted and true
     boxes (detection). ``roles=("student",)`` scores the students and their ensemble only (no
-    teacher needed in ``modules``)."""
+    teacher needed in ``modules``). ``operating_point`` (two-class classification; see
+    ``operating_point.py``): each model also gets ``op_threshold``, ``op_sensitivity``, ... at the
+    threshold that rule picks on the run's own validation split."""
+    rule = parse_rule(operating_point) if operating_point else None
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
     cohort, meta = load_cohort(run_dir, modules, roles=roles)
     if save_images and meta.get("task") not in ("segmentation", "detection"):
         raise DataError("--save-images is for segmentation and detection runs")
+    if rule and (meta.get("task", "classification") != "classification" or meta.get("num_classes") != 2):
+        raise DataError("an operating point is a threshold on the probability of the positive class: it is for "
+                        "two-class classification runs")
+    own = data  # the run's own splits, where the operating point is chosen (given from Python, or read below)
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
             data = build_data(data_spec, stats=meta.get("data_stats"))
-    elif data is None:
-        saved = saved_data_spec(meta)
-        try:
-            data = build_data(saved, stats=meta.get("data_stats"))
-        except DataError as exc:
-            if not saved.root:
-                raise
-            raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
-                            "relative path counts from the current folder): run eval from the folder training ran "
-                            "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+    if data is None or (rule and own is None):
+        own = _run_data(meta)
+        data = data if data is not None else own
     data = check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
@@ -119,6 +122,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap)
+    if rule:
+        chosen = operating_points(split_probabilities(cohort, task, check_compatible(own, meta).val, dev),
+                                  split_probabilities(cohort, task, data.split(split), dev), rule)
+        for name, figures in chosen.items():
+            scores[name].update({f"op_{k}": v for k, v in figures.items()})
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 
@@ -128,6 +136,19 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         else:
             save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
     return scores
+
+
+def _run_data(meta: dict[str, Any]) -> DataSplits:
+    """The data the run trained on, read where training read it."""
+    saved = saved_data_spec(meta)
+    try:
+        return build_data(saved, stats=meta.get("data_stats"))
+    except DataError as exc:
+        if not saved.root:
+            raise
+        raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
+                        "relative path counts from the current folder): run eval from the folder training ran "
+                        "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
 
 
 def saved_window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:

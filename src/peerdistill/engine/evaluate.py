@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 
 from ..cohort import Cohort
@@ -103,3 +104,19 @@ def predict(cohort: Cohort, task, x: torch.Tensor, window: tuple[int, int] | Non
     for key, names in cohort.head_ensembles().items():
         probs[key] = task.ensemble([probs[n] for n in names])
     return probs
+
+
+@torch.no_grad()
+def split_probabilities(cohort: Cohort, task, dataset, device: torch.device, window: tuple[int, int] | None = None,
+                        overlap: float = 0.5) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``({output or 'ensemble': [N, C] probabilities}, [N] labels)`` over a whole split
+    (classification)."""
+    from ..data import make_batches
+
+    probs: dict[str, list[np.ndarray]] = {}
+    labels = []
+    for x, y in make_batches(dataset, 256, device, shuffle=False):
+        for name, p in predict(cohort, task, x, window, overlap).items():
+            probs.setdefault(name, []).append(p.float().cpu().numpy())
+        labels.append(y.cpu().numpy())
+    return {name: np.concatenate(parts) for name, parts in probs.items()}, np.concatenate(labels)

@@ -1,0 +1,103 @@
+"""Decision thresholds chosen on validation data: each rule by hand, and eval end to end."""
+
+import math
+
+import numpy as np
+import pytest
+
+from peerdistill.errors import ConfigError, DataError
+from peerdistill.operating_point import Rule, at_threshold, choose_threshold, parse_rule
+
+# Validation: positives score 0.9, 0.8, 0.6, 0.4; negatives 0.7, 0.5, 0.3, 0.2, 0.1.
+P = np.array([0.9, 0.8, 0.6, 0.4, 0.7, 0.5, 0.3, 0.2, 0.1])
+Y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0])
+
+
+def test_each_rule_picks_the_threshold_worked_out_by_hand():
+    # calling positive from t on: t=0.8 -> sens 2/4, spec 5/5; t=0.6 -> 3/4, 4/5 (0.7 called);
+    # t=0.4 -> 4/4, 3/5; Youden J: 0.8 -> 0.5, 0.6 -> 0.55, 0.4 -> 0.6 (the best), 0.3 -> 0.4
+    assert choose_threshold(P, Y, Rule("youden")) == pytest.approx(0.4)
+    # the highest threshold finding 3 of 4 positives: 0.6
+    assert choose_threshold(P, Y, Rule("sensitivity", 0.75)) == pytest.approx(0.6)
+    assert choose_threshold(P, Y, Rule("sensitivity", 1.0)) == pytest.approx(0.4)
+    # the lowest threshold keeping 4 of 5 negatives: 0.6 (0.5 would call two of them positive)
+    assert choose_threshold(P, Y, Rule("specificity", 0.8)) == pytest.approx(0.6)
+    # every negative kept: 0.8 (0.7 is a negative's score)
+    assert choose_threshold(P, Y, Rule("specificity", 1.0)) == pytest.approx(0.8)
+
+
+def test_figures_at_a_threshold_by_hand():
+    figures = at_threshold(P, Y, 0.6)  # called positive: 0.9, 0.8, 0.6 (right), 0.7 (wrong)
+    assert figures == pytest.approx({"threshold": 0.6, "sensitivity": 3 / 4, "specificity": 4 / 5, "ppv": 3 / 4,
+                                     "npv": 4 / 5, "accuracy": 7 / 9})
+    nothing = at_threshold(P, Y, np.nextafter(1.0, 2.0))
+    assert nothing["sensitivity"] == 0 and nothing["specificity"] == 1 and math.isnan(nothing["ppv"])
+
+
+def test_rules_are_read_and_wrong_ones_named():
+    assert parse_rule("youden") == Rule("youden")
+    assert parse_rule("specificity=0.95") == Rule("specificity", 0.95)
+    for wrong in ("youden=1", "sensitivity", "specificity=1.5", "recall=0.9", "sensitivity=x"):
+        with pytest.raises(ConfigError, match="use youden, sensitivity=S or specificity=S"):
+            parse_rule(wrong)
+    with pytest.raises(DataError, match="single class"):
+        choose_threshold(P[:4], Y[:4], Rule("youden"))
+
+
+def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_split(tmp_path, capsys):
+    import torch
+
+    from peerdistill.build import train_from_config
+    from peerdistill.cli import main
+    from peerdistill.config import validate
+    from peerdistill.data import build_data
+    from peerdistill.engine.evaluate import split_probabilities
+    from peerdistill.runs import evaluate_run, load_cohort, task_for
+
+    rng = np.random.default_rng(0)
+
+    def part(n):
+        y = rng.integers(0, 2, n)
+        x = rng.normal(0, 1, (n, 6, 6)).astype(np.float32) + y[:, None, None] * 0.6
+        return x, y
+
+    (xa, ya), (xb, yb), (xc, yc) = part(80), part(40), part(40)
+    np.savez(tmp_path / "d.npz", train_images=xa, train_labels=ya, val_images=xb, val_labels=yb, test_images=xc,
+             test_labels=yc)
+    run = tmp_path / "runs" / "b"
+    train_from_config(validate({"name": "b", "out_dir": str(tmp_path / "runs"), "distill": {"preset": "ml"},
+                                "data": {"kind": "npz", "root": str(tmp_path / "d.npz")},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 2, "batch_size": 16}}), progress=False)
+    scores = evaluate_run(run, operating_point="youden")
+    cohort, meta = load_cohort(run)
+    data = build_data(validate({"data": {"kind": "npz", "root": str(tmp_path / "d.npz")},
+                                "students": [{"arch": "cnn"}], "distill": {"preset": "independent"}}).data,
+                      stats=meta["data_stats"])
+    val_probs, val_y = split_probabilities(cohort, task_for(meta), data.val, torch.device("cpu"))
+    test_probs, test_y = split_probabilities(cohort, task_for(meta), data.test, torch.device("cpu"))
+    for model in ("student1", "ensemble"):
+        p, q = val_probs[model][:, 1], test_probs[model][:, 1]
+        youden = max(np.unique(p), key=lambda t: ((p >= t) & (val_y == 1)).sum() / (val_y == 1).sum()
+                     - ((p >= t) & (val_y == 0)).sum() / (val_y == 0).sum())
+        assert scores[model]["op_threshold"] == pytest.approx(youden)
+        called = q >= youden
+        assert scores[model]["op_sensitivity"] == pytest.approx(called[test_y == 1].mean())
+        assert scores[model]["op_specificity"] == pytest.approx(1 - called[test_y == 0].mean())
+    assert main(["eval", str(run), "--operating-point", "specificity=0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "at the threshold specificity=0.9 picks on the run's validation split" in out
+    assert main(["eval", str(run), "--operating-point", "specificity=2"]) == 2
+    assert "use youden, sensitivity=S or specificity=S" in capsys.readouterr().err
+
+
+def test_an_operating_point_is_refused_for_more_than_two_classes(tmp_path):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+    from peerdistill.runs import evaluate_run
+
+    train_from_config(validate({"name": "d", "out_dir": str(tmp_path), "distill": {"preset": "independent"},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}],
+                                "train": {"epochs": 1, "batch_size": 256}}), progress=False)
+    with pytest.raises(DataError, match="for two-class classification runs"):
+        evaluate_run(tmp_path / "d", operating_point="youden")
