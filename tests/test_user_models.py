@@ -253,3 +253,36 @@ def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path)
 
     with pytest.raises(CheckpointError, match="does not fit teacher"):  # another number of classes
         load_weights(SmallCNN(1, 5, width=4, depth=1), tmp_path / "w.pth", "teacher")
+
+
+def test_students_returning_an_object_with_logits_are_packed(tiny_data):
+    """HuggingFace-style outputs (an object with a .logits tensor, not a tuple or dict) run in
+    the packed group too, with the separate students' outputs."""
+    from dataclasses import dataclass
+
+    from peerdistill.engine.fused import StudentGroup
+
+    @dataclass
+    class Output:
+        logits: torch.Tensor
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                     nn.Linear(4, 3))
+
+        def forward(self, x):
+            return Output(self.net(x))
+
+    seed_everything(0)
+    students = [Wrapped(), Wrapped()]
+    x = tiny_data.train.x[:8]
+    outputs, _ = StudentGroup(students).eval()(x)
+    for student, out in zip(students, outputs):
+        torch.testing.assert_close(out["logits"], student(x).logits)
+    trainer = Trainer(Cohort.from_modules(students), KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+                      ClassificationTask(3), device="cpu", progress=False,
+                      train=TrainSpec(epochs=1, batch_size=32, fuse_students=True))
+    trainer.fit(tiny_data)
+    assert trainer.run_info["fused_students"] == [["student1", "student2"]]

@@ -122,6 +122,15 @@ def fusable(modules: Sequence[nn.Module]) -> str | None:
     return None
 
 
+def _batchable(output):
+    """vmap returns tensors, tuples, lists and dicts; an output object with a ``.logits`` tensor
+    (HuggingFace's style) goes out as ``{"logits": ...}``, which the cohort reads the same way."""
+    if isinstance(output, (torch.Tensor, tuple, list, dict)) or not isinstance(getattr(output, "logits", None),
+                                                                              torch.Tensor):
+        return output
+    return {"logits": output.logits}
+
+
 class StudentGroup(nn.Module):
     """K students of one architecture run as one vmapped network; see the module docstring.
 
@@ -187,7 +196,7 @@ class StudentGroup(nn.Module):
                         else contextlib.nullcontext())
             try:
                 with autocast:
-                    return functional_call(template, (params, buffers), (x,)), recorded
+                    return _batchable(functional_call(template, (params, buffers), (x,))), recorded
             finally:
                 for handle in handles:
                     handle.remove()
