@@ -125,14 +125,14 @@ def test_a_run_with_clipping_logs_each_models_mean_gradient_norm(tiny_data):
         assert row[f"train/grad_norm/{name}"] == pytest.approx(sum(s[name] for s in seen) / len(seen), rel=1e-6)
 
 
-def _scripted(t, scores: list[float]) -> None:
-    """The validation monitor (ensemble/accuracy) reads ``scores`` one epoch after another."""
+def _scripted(t, scores: list[float], metric: str = "accuracy") -> None:
+    """The validation monitor (ensemble/``metric``) reads ``scores`` one epoch after another."""
     evaluate = t._evaluate
 
     def scripted(batches, where):
         result = evaluate(batches, where)
         if where.startswith("the validation split"):
-            result["ensemble"]["accuracy"] = scores.pop(0)
+            result["ensemble"][metric] = scores.pop(0)
         return result
 
     t._evaluate = scripted
@@ -297,16 +297,7 @@ def test_a_models_connectors_are_clipped_with_it_in_one_norm(tiny_data):
 
 def test_a_calibration_monitor_picks_the_epoch_with_the_lowest_error(tiny_data):
     t = trainer(make_cohort(), train=TrainSpec(epochs=3, batch_size=32, monitor="ensemble/ece"))
-    scores = [0.3, 0.1, 0.2]
-    evaluate = t._evaluate
-
-    def scripted(batches, where):
-        result = evaluate(batches, where)
-        if where.startswith("the validation split"):
-            result["ensemble"]["ece"] = scores.pop(0)
-        return result
-
-    t._evaluate = scripted
+    _scripted(t, [0.3, 0.1, 0.2], "ece")
     result = t.fit(tiny_data)
     assert result.best_epoch == 1 and result.val_at_best["ensemble"]["ece"] == 0.1
 
