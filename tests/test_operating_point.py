@@ -1,5 +1,6 @@
 """Decision thresholds chosen on validation data: each rule by hand, and eval end to end."""
 
+import json
 import math
 
 import numpy as np
@@ -32,6 +33,10 @@ def test_figures_at_a_threshold_by_hand():
                                      "npv": 4 / 5, "accuracy": 7 / 9})
     nothing = at_threshold(P, Y, np.nextafter(1.0, 2.0))
     assert nothing["sensitivity"] == 0 and nothing["specificity"] == 1 and math.isnan(nothing["ppv"])
+    # saturated float32 probabilities: "nothing positive" still calls none of them positive
+    saturated = np.array([1.0, 0.6, 0.4], dtype=np.float32)
+    threshold = choose_threshold(saturated, np.array([0, 1, 0]), Rule("specificity", 1.0))
+    assert threshold > 1 and at_threshold(saturated, np.array([0, 1, 0]), threshold)["specificity"] == 1
 
 
 def test_rules_are_read_and_wrong_ones_named():
@@ -89,6 +94,13 @@ def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_s
     assert "at the threshold specificity=0.9 picks on the run's validation split" in out
     assert main(["eval", str(run), "--operating-point", "specificity=2"]) == 2
     assert "use youden, sensitivity=S or specificity=S" in capsys.readouterr().err
+    # the data moved: data.root=NEW places the run's own data, validation split included
+    (tmp_path / "d.npz").rename(tmp_path / "moved.npz")
+    assert main(["eval", str(run), "--operating-point", "youden", "--json", f"data.root={tmp_path / 'moved.npz'}"]) == 0
+    moved = json.loads(capsys.readouterr().out)
+    assert moved["ensemble"]["op_threshold"] == pytest.approx(scores["ensemble"]["op_threshold"])
+    assert main(["eval", str(run), "--operating-point", "youden"]) == 2
+    assert "peerdistill eval RUN_DIR data.root=PATH" in capsys.readouterr().err  # which works, as above
 
 
 def test_an_operating_point_is_refused_for_more_than_two_classes(tmp_path):

@@ -67,7 +67,8 @@ def at_threshold(positive_probability: np.ndarray, labels: np.ndarray, threshold
     ratio has nothing to count)."""
     from sklearn.metrics import confusion_matrix
 
-    called = positive_probability >= threshold
+    # in float64: float32 probabilities would round the threshold just above 1 down to 1
+    called = np.asarray(positive_probability, dtype=np.float64) >= threshold
     tn, fp, fn, tp = confusion_matrix(labels == 1, called, labels=[False, True]).ravel()
 
     def ratio(a, b):

@@ -112,9 +112,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
             data = build_data(data_spec, stats=meta.get("data_stats"))
-    if data is None or (rule and own is None):
-        own = _run_data(meta)
-        data = data if data is not None else own
+    if data is None:
+        data = own = _run_data(meta)
+    elif rule and own is None:
+        own = _threshold_data(meta, data_spec)
     data = check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
@@ -149,6 +150,21 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
         raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                         "relative path counts from the current folder): run eval from the folder training ran "
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+
+
+def _threshold_data(meta: dict[str, Any], given: DataSpec) -> DataSplits:
+    """The run's own splits, for the validation split an operating point is chosen on: read
+    where training read them, or from ``given`` when that is the same data moved (only its
+    ``root`` differs)."""
+    saved = saved_data_spec(meta)
+    same_elsewhere = ({**given.model_dump(), "root": None, "augment": []}
+                      == {**saved.model_dump(), "root": None, "augment": []})
+    try:
+        return build_data(given if same_elsewhere else saved, stats=meta.get("data_stats"))
+    except DataError as exc:
+        raise DataError(f"{exc}. An operating point is chosen on the run's own validation split: run eval where "
+                        f"the run's data.root ('{saved.root}') resolves, or give its new place alone, "
+                        "data.root=PATH, to score the run's own data") from None
 
 
 def saved_window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:
