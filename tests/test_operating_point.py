@@ -47,6 +47,13 @@ def test_rules_are_read_and_wrong_ones_named():
             parse_rule(wrong)
     with pytest.raises(DataError, match="single class"):
         choose_threshold(P[:4], Y[:4], Rule("youden"))
+    from peerdistill.operating_point import operating_points
+
+    probs = np.stack([1 - P, P], axis=1)
+    broken = probs.copy()
+    broken[0] = np.nan
+    with pytest.raises(DataError, match="'student1' gives non-finite probabilities"):
+        operating_points(({"student1": broken}, Y), ({"student1": probs}, Y), Rule("youden"))
 
 
 def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_split(tmp_path, capsys):

@@ -86,6 +86,8 @@ def operating_points(val: tuple[dict[str, np.ndarray], np.ndarray], scored: tupl
     (val_probs, val_labels), (probs, labels) = val, scored
     out = {}
     for name, p in probs.items():
+        if not (np.isfinite(val_probs[name]).all() and np.isfinite(p).all()):
+            raise DataError(f"'{name}' gives non-finite probabilities: no threshold can be chosen or applied")
         threshold = choose_threshold(val_probs[name][:, 1], val_labels, rule)
         out[name] = at_threshold(p[:, 1], labels, threshold)
     return out
