@@ -96,6 +96,14 @@ def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_s
         called = q >= youden
         assert scores[model]["op_sensitivity"] == pytest.approx(called[test_y == 1].mean())
         assert scores[model]["op_specificity"] == pytest.approx(1 - called[test_y == 0].mean())
+    # the report marks the same thresholds, a table row per model
+    from peerdistill.html_report import write_report
+
+    page = write_report(run).read_text(encoding="utf-8")
+    assert "At the threshold each model's Youden index picks on the validation split" in page
+    table = page.split("Youden index picks on the validation split", 1)[1].split("</table>", 1)[0]
+    row = table.split("<tr><th>ensemble</th>", 1)[1].split("</tr>", 1)[0]
+    assert f"<td>{scores['ensemble']['op_threshold']:.4f}</td><td>{scores['ensemble']['op_sensitivity']:.4f}</td>" in row
     assert main(["eval", str(run), "--operating-point", "specificity=0.9"]) == 0
     out = capsys.readouterr().out
     assert "at the threshold specificity=0.9 picks on the run's validation split" in out

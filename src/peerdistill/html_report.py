@@ -29,6 +29,7 @@ from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
 from .metrics import ECE_BINS, calibration_metrics, per_class_part, reliability_bins  # noqa: E402
+from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
                      per_class_families, per_class_tables)  # noqa: E402
 
@@ -310,7 +311,7 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
         return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap))
     if meta.get("task") == "detection":
         return section_html("Test samples", unfinished + detection_parts(cohort, task, data.test, meta))
-    return section_html(title, unfinished + classification_parts(cohort, task, data.test, meta, window, overlap))
+    return section_html(title, unfinished + classification_parts(cohort, task, data, meta, window, overlap))
 
 
 def load_for_predictions(directory: Path):
@@ -331,8 +332,8 @@ def load_for_predictions(directory: Path):
     return cohort, task_for(meta), data, window, overlap
 
 
-def classification_parts(cohort, task, dataset, meta, window, overlap) -> list[str]:
-    probs, y = split_probabilities(cohort, task, dataset, torch.device("cpu"), window, overlap)
+def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]:
+    probs, y = split_probabilities(cohort, task, data.test, torch.device("cpu"), window, overlap)
     num_classes = meta["num_classes"]
     names = meta.get("class_names") or [str(c) for c in range(num_classes)]
     parts = [figure_html(confusion_figure(y, probs[ENSEMBLE].argmax(axis=1), names),
@@ -341,8 +342,15 @@ def classification_parts(cohort, task, dataset, meta, window, overlap) -> list[s
         parts.append(note_html("ROC curves skipped: the test split holds a single class."))
         return parts
     kind = "positive class" if num_classes == 2 else "micro-average one-vs-rest over all classes"
-    parts.append(figure_html(roc_figure(probs, y, num_classes),
-                             f"ROC curves on the test split ({kind}); the legend gives each curve's area"))
+    chosen = youden_points(cohort, task, data.val, (probs, y), window, overlap) if num_classes == 2 else None
+    marked = "; the cross marks the ensemble's threshold chosen on the validation split (Youden)" if chosen else ""
+    parts.append(figure_html(roc_figure(probs, y, num_classes, chosen),
+                             f"ROC curves on the test split ({kind}); the legend gives each curve's area{marked}"))
+    if chosen:
+        parts.append("<p>At the threshold each model's Youden index picks on the validation split (as <code>eval "
+                     "--operating-point youden</code>), on the test split:</p>")
+        parts.append(table_html(["model", *FIGURES], [[name, *(fmt(figures[f]) for f in FIGURES)]
+                                                      for name, figures in chosen.items()]))
     parts.append(figure_html(reliability_figure(probs, y),
                              f"reliability diagram on the test split: accuracy against confidence in {ECE_BINS} "
                              "equal-width bins (filled bins only); on the diagonal a model's confidence is its "
@@ -402,7 +410,18 @@ def roc_points(p: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[np.ndarr
     return fpr, tpr
 
 
-def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int):
+def youden_points(cohort, task, val, scored, window, overlap) -> dict[str, dict[str, float]] | None:
+    """Each model's figures on the test split at its Youden threshold on ``val``; None where
+    validation cannot choose one (a single class)."""
+    try:
+        return operating_points(split_probabilities(cohort, task, val, torch.device("cpu"), window, overlap),
+                                scored, Rule("youden"))
+    except DataError:
+        return None
+
+
+def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int,
+               chosen: dict[str, dict[str, float]] | None = None):
     from sklearn.metrics import auc
 
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -410,6 +429,10 @@ def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int):
         fpr, tpr = roc_points(p, y, num_classes)
         style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
         ax.plot(fpr, tpr, label=legend_name(f"{name} (area {auc(fpr, tpr):.3f})"), **style)
+    if chosen and ENSEMBLE in chosen:
+        point = chosen[ENSEMBLE]
+        ax.plot([1 - point["specificity"]], [point["sensitivity"]], marker="x", markersize=12, color="black",
+                linestyle="none")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)", xlim=(0, 1), ylim=(0, 1.01))
     ax.grid(alpha=0.3)
