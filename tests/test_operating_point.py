@@ -128,3 +128,27 @@ def test_an_operating_point_is_refused_for_more_than_two_classes(tmp_path):
                                 "train": {"epochs": 1, "batch_size": 256}}), progress=False)
     with pytest.raises(DataError, match="for two-class classification runs"):
         evaluate_run(tmp_path / "d", operating_point="youden")
+
+
+def test_compare_tabulates_each_runs_operating_point(tmp_path):
+    import csv
+
+    from peerdistill.compare import compare
+    from peerdistill.runs import evaluate_run
+
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in (("train", 60), ("val", 30), ("test", 30)):
+        y = rng.integers(0, 2, n)
+        arrays[f"{split}_images"] = rng.normal(0, 1, (n, 6, 6)).astype(np.float32) + y[:, None, None] * 0.6
+        arrays[f"{split}_labels"] = y
+    np.savez(tmp_path / "d.npz", **arrays)
+    tree = {"name": "c", "out_dir": str(tmp_path), "data": {"kind": "npz", "root": str(tmp_path / "d.npz")},
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 16}}
+    result = compare(tree, ["ml"], 2, progress=False, operating_point="sensitivity=0.9")
+    rows = list(csv.DictReader((result.directory / "compare.csv").open()))
+    row = next(r for r in rows if r["model"] == "ensemble" and r["metric"] == "op_sensitivity")
+    expected = [evaluate_run(result.directory / f"ml-seed{s}", operating_point="sensitivity=0.9")["ensemble"]
+                ["op_sensitivity"] for s in (0, 1)]
+    assert [float(v) for v in row["values"].split(";")] == pytest.approx(expected, abs=1e-6)  # written to 6 places
+    assert "decision threshold `sensitivity=0.9` picks" in result.markdown and "### test op_specificity" in result.markdown

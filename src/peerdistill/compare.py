@@ -20,6 +20,7 @@ from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched
 from .errors import ConfigError
 from .metrics import ranking_score
+from .operating_point import parse_rule
 from .report import BEST_STUDENT, comparison_markdown, mean_std, model_order, seeds_cell
 
 @dataclass
@@ -40,7 +41,7 @@ def parse_presets(text: str | None) -> list[str] | None:
 def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
             out: str | Path | None = None, teacher_from: str | None = None,
-            dry_run: bool = False, jobs: int = 1) -> Comparison:
+            dry_run: bool = False, jobs: int = 1, operating_point: str | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -57,7 +58,12 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``dry_run``: print what each run would do (train, continue, reuse) and stop, writing nothing.
 
     ``jobs``: how many runs train at once, each in its own process (CPU threads shared out
-    between them; on a GPU they share the device)."""
+    between them; on a GPU they share the device).
+
+    ``operating_point`` (two-class classification; see ``operating_point.py``): each run's
+    models are also scored on the test split at the threshold the rule picks on its validation
+    split, tabulated as ``op_threshold``, ``op_sensitivity``, ... like any metric."""
+    rule = parse_rule(operating_point) if operating_point else None
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     if jobs < 1:
@@ -86,6 +92,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         return Comparison([], directory, "")
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "run": plan.run_dir.name, "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
+    if rule is not None:
+        for run in runs:
+            run["metrics"] = _with_operating_point(run["metrics"], directory / run["run"], str(rule))
     rows = aggregate(runs)
     labels = [setting.label for setting in settings]
     models = model_order([r["model"] for r in rows])
@@ -96,6 +105,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
               f"(each config's seed, seed+1, ...; its data split seed stays fixed). '{BEST_STUDENT}' is, "
               f"in each run, the student with the best validation {monitor.split('/', 1)[1]}. "
               "Self-distillation heads are in compare.csv.\n")
+    if rule is not None:
+        header += (f"\nThe `op_*` tables: each model at the decision threshold `{rule}` picks on its run's validation "
+                   "split (positive: the second class), scored on the test split.\n")
     if teacher_from is not None:
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
                    "of the same seed, frozen (as that run saved them: at its best epoch).\n")
@@ -105,6 +117,16 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     console.print(_rich_table(rows, labels, models, monitor.split("/", 1)[1]))
     console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
     return Comparison(rows, directory, markdown)
+
+
+def _with_operating_point(metrics: dict[str, Any], run_dir: Path, rule: str) -> dict[str, Any]:
+    """A run's metrics with each tested model's ``op_*`` figures added (its saved best weights)."""
+    from .runs import evaluate_run
+
+    scores = evaluate_run(run_dir, operating_point=rule)
+    test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items() if k.startswith("op_")}}
+            for model, values in metrics["test_at_best"].items()}
+    return {**metrics, "test_at_best": test}
 
 
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
