@@ -152,3 +152,6 @@ def test_compare_tabulates_each_runs_operating_point(tmp_path):
                 ["op_sensitivity"] for s in (0, 1)]
     assert [float(v) for v in row["values"].split(";")] == pytest.approx(expected, abs=1e-6)  # written to 6 places
     assert "decision threshold `sensitivity=0.9` picks" in result.markdown and "### test op_specificity" in result.markdown
+    with pytest.raises(ConfigError, match="for two-class classification comparisons"):
+        compare({**tree, "task": "segmentation", "data": {"kind": "shapes"}, "name": "s"}, ["ml"], 1, progress=False,
+                operating_point="youden")

@@ -85,6 +85,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if len(set(names)) != len(names):
             raise ConfigError(f"compare: each config needs its own name, got {names}")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
+    if rule is not None and any(b.task != "classification" for b in bases):
+        raise ConfigError("--operating-point is a threshold on a class probability: it is for two-class "
+                          "classification comparisons")
     settings = settings_of(configs, bases, presets, teacher_from)
     plans = plan_runs(settings, seeds, directory)  # every run's config, checked before any trains
     if dry_run:
