@@ -372,7 +372,10 @@ MICRO_SYNC_SCRIPT = textwrap.dedent('''
     with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
         json.dump(out, fh)
     torch.distributed.barrier()
-    torch.distributed.destroy_process_group()  # gloo's threads end before the process does
+    # Both trainers' DDP reducers still hold the group: tearing it down under them can abort the
+    # process at exit ("terminate called without an active exception") on a loaded machine.
+    # The results are written; leave without the teardown (fit() leaves the group itself).
+    os._exit(0)
 ''')
 
 
