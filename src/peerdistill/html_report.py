@@ -28,7 +28,7 @@ from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, n
 from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
-from .metrics import ECE_BINS, calibration_metrics, per_class_part, reliability_bins  # noqa: E402
+from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
                      per_class_families, per_class_tables)  # noqa: E402
@@ -361,9 +361,9 @@ def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]
 def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, p in probs.items():
-        confidence, accuracy, counts = reliability_bins(p, y)
+        confidence, accuracy, counts = reliability_bins(p, y)  # binned once, for the curve and its ECE
         filled = counts > 0
-        ece = calibration_metrics(p, y)["ece"]
+        ece = expected_calibration_error(confidence, accuracy, counts)
         style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
         ax.plot(confidence[filled], accuracy[filled], marker="o", markersize=3,
                 label=legend_name(f"{name} (ECE {ece:.3f})"), **style)

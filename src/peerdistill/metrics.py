@@ -96,13 +96,17 @@ def calibration_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, flo
 
     if not np.isfinite(probs).all():  # (evaluation stops on such outputs before; direct callers get NaN)
         return {"ece": float("nan"), "brier": float("nan")}
-    confidence, accuracy, counts = reliability_bins(probs, targets)
-    filled = counts > 0
-    ece = float((counts[filled] * np.abs(confidence[filled] - accuracy[filled])).sum() / counts.sum())
+    ece = expected_calibration_error(*reliability_bins(probs, targets))
     one_hot = (targets[:, None] == np.arange(probs.shape[1])[None, :]).astype(np.float64)
     columns = slice(None) if probs.shape[1] > 2 else slice(1, 2)
     brier = mean_squared_error(one_hot[:, columns], probs[:, columns], multioutput="raw_values").sum()
     return {"ece": ece, "brier": float(brier)}
+
+
+def expected_calibration_error(confidence: np.ndarray, accuracy: np.ndarray, counts: np.ndarray) -> float:
+    """The mean |accuracy - confidence| of the filled bins, weighted by their samples."""
+    filled = counts > 0
+    return float((counts[filled] * np.abs(confidence[filled] - accuracy[filled])).sum() / counts.sum())
 
 
 def reliability_bins(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -115,7 +115,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if data is None:
         data = own = _run_data(meta)
     elif rule and own is None:
-        own = _threshold_data(meta, data_spec)
+        own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
@@ -152,13 +152,15 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
 
 
-def _threshold_data(meta: dict[str, Any], given: DataSpec) -> DataSplits:
+def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | None) -> DataSplits:
     """The run's own splits, for the validation split an operating point is chosen on: read
     where training read them, or from ``given`` when that is the same data moved (only its
-    ``root`` differs)."""
+    ``root`` differs; ``built``, when not None, is ``given`` read already)."""
     saved = saved_data_spec(meta)
     same_elsewhere = ({**given.model_dump(), "root": None, "augment": []}
                       == {**saved.model_dump(), "root": None, "augment": []})
+    if same_elsewhere and built is not None:
+        return built
     try:
         return build_data(given if same_elsewhere else saved, stats=meta.get("data_stats"))
     except DataError as exc:

@@ -155,12 +155,7 @@ def broadcast_state(world: World, module: nn.Module, parameters: bool = True) ->
     """Copy the main process's weights (``parameters``) and buffers to every process. DDP syncs
     buffers (BatchNorm statistics) at the start of a forward, so after an epoch's last step they
     must be sent once more before evaluation and saving."""
-    if not world.distributed:
-        return
-    tensors = (list(module.parameters()) if parameters else []) + list(module.buffers())
-    with torch.no_grad():
-        for tensor in tensors:
-            dist.broadcast(tensor, src=0)
+    broadcast_tensors(world, (list(module.parameters()) if parameters else []) + list(module.buffers()))
 
 
 def broadcast_tensors(world: World, tensors: list[torch.Tensor]) -> None:
