@@ -375,3 +375,37 @@ def test_a_small_external_set_is_scored_whole_with_split_all(tmp_path):
     # eval keeps the set whole only while it builds it: later loads split again
     with pytest.raises(DataError, match="cannot make a stratified split"):
         build_data(spec)
+
+
+def test_segmentation_and_detection_folders_are_scored_whole_with_split_all(tmp_path):
+    """--split all reads image/mask folders (split folders joined) and box files as one set: two
+    images could not be cut into train, val and test."""
+    from peerdistill.data.splits import kept_whole
+
+    stats = {"mean": [0.5], "std": [0.25]}
+    write_pairs(tmp_path / "flat", [square(1), square(1)])
+    write_pairs(tmp_path / "split" / "train", [square(1)])
+    write_pairs(tmp_path / "split" / "test", [square(1), np.zeros((6, 6))])
+    with pytest.raises(DataError, match="too few to split"):
+        folders(tmp_path / "flat", binary_masks=True)
+    with kept_whole():
+        flat = folders(tmp_path / "flat", binary_masks=True)
+        given = build_data(DataSpec(kind="folders", root=str(tmp_path / "split"), binary_masks=True, grey=True),
+                           stats=stats)
+    assert (len(flat.train), len(flat.val), len(flat.test)) == (0, 0, 2)
+    assert (len(given.train), len(given.val), len(given.test)) == (0, 0, 3) and given.num_classes == 2
+    assert given.test.y.sum(dim=(1, 2)).tolist() == [9, 9, 0]  # train's pair first, then test's two
+    grey = torch.tensor([0.0, 0.0, 30.0]).view(3, 1, 1, 1) / 255  # each folder's images are 0, 30, ... grey
+    assert torch.allclose(given.test.x, ((grey - 0.5) / 0.25).expand(3, 1, 6, 6))  # the run's statistics
+    assert given.info["files"] == {"test": ["0", "0", "1"]} and given.info["split"].startswith("whole")
+    write_pairs(tmp_path / "split" / "val", [square(1, size=8)], size=(8, 8))
+    with kept_whole(), pytest.raises(DataError, match="different sizes: set data.image_size"):
+        build_data(DataSpec(kind="folders", root=str(tmp_path / "split"), binary_masks=True, grey=True), stats=stats)
+    # detection: boxes from the same masks, kept whole
+    spec = DataSpec(kind="mask_boxes", root=str(tmp_path / "flat"), image_size=[6, 6], grey=True)
+    with pytest.raises(DataError, match="too few to split"):
+        build_data(spec)
+    with kept_whole():
+        boxes = build_data(spec, stats=stats)
+    assert (len(boxes.train), len(boxes.val), len(boxes.test)) == (0, 0, 2)
+    assert boxes.test.y[:, 0].tolist() == [[0, 1, 1, 4, 4]] * 2 and boxes.info["split"].startswith("whole")

@@ -381,6 +381,12 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
     return _stack(xs), pad_targets(targets), ["object"], ids
 
 
+def check_labels(y: torch.Tensor, class_names: list[str]) -> None:
+    """Targets [N, M, 5] whose labels all name one of ``class_names``."""
+    if len(y) and float(y[..., 0].max()) >= len(class_names):
+        raise DataError(f"targets hold label {int(y[..., 0].max())} but there are {len(class_names)} class names")
+
+
 def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], val_fraction: float,
                      test_fraction: float, seed: int
                      ) -> tuple[tuple[TensorData, TensorData, TensorData], dict[str, list[int]]]:
@@ -390,8 +396,7 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
     n = len(x)
     if len(y) != n:
         raise DataError(f"{n} images but {len(y)} target rows: every image needs one [M, 5] target")
-    if n and float(y[..., 0].max()) >= len(class_names):
-        raise DataError(f"targets hold label {int(y[..., 0].max())} but there are {len(class_names)} class names")
+    check_labels(y, class_names)
     n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
     if n - n_test - n_val < 1:
         raise DataError(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} test")

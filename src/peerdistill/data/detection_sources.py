@@ -11,8 +11,8 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
-from .detection import detection_splits, load_box_json, load_coco, load_mask_boxes, pad_targets, synthetic_boxes
-from .splits import DataSplits, TensorData, channel_stats, standardize
+from .detection import check_labels, detection_splits, load_box_json, load_coco, load_mask_boxes, pad_targets, synthetic_boxes
+from .splits import DataSplits, TensorData, channel_stats, is_kept_whole, standardize
 
 DEFAULT_SYNTHETIC_SIZE = 64
 
@@ -37,6 +37,10 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     else:
         x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size, grey=spec.grey)
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
+    if is_kept_whole():  # scored as one set (eval --split all): every image in the test split
+        check_labels(y, names)
+        info["split"] = "whole (scored as one set)"
+        return _splits([(x[:0], y[:0]), (x[:0], y[:0]), (x, y)], names, stats or channel_stats(x), info)
     # A random split fixed by split_seed (boxes have no single label to stratify by).
     parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed)
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, "test_fraction": spec.test_fraction,

@@ -12,7 +12,7 @@ from ..config import DataSpec
 from ..errors import DataError
 from .image_io import (IGNORE, IMAGE_SUFFIXES, binarized, check_same_size, class_labels, image_files, read_image,
                        read_mask, read_mask_values)
-from .splits import DataSplits, TensorData, channel_stats, standardize, to_nchw
+from .splits import DataSplits, TensorData, channel_stats, is_kept_whole, standardize, to_nchw
 from .synthetic import make_shapes
 
 
@@ -32,6 +32,18 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     xs = [standardize(x, stats) for x in xs]
     return DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                       input_shape=tuple(xs[0].shape[1:]), stats=stats)
+
+
+def segmentation_whole(images, masks, *, num_classes: int | None = None, class_names: list[str] | None = None,
+                       stats=None) -> DataSplits:
+    """One image/mask set kept whole, as the test split (train and val empty): what eval scores
+    with ``--split all``, checked and numbered as a training set would be."""
+    parts = segmentation_splits([images, images[:0], images[:0]], [masks, masks[:0], masks[:0]],
+                                num_classes=num_classes, class_names=class_names, stats=stats)
+    whole = DataSplits(parts.val, parts.test, parts.train, num_classes=parts.num_classes,
+                       class_names=parts.class_names, input_shape=parts.input_shape, stats=parts.stats)
+    whole.info["split"] = "whole (scored as one set)"
+    return whole
 
 
 def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names: list[str] | None) -> int:
@@ -91,6 +103,16 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
         dirs = {"train": "train", "val": "val", "test": "test"}
     rng = np.random.default_rng(spec.split_seed)
+    if is_kept_whole():  # scored as one set: whichever split folders there are, joined, or the root's pairs
+        given = dirs.values() if dirs else [s for s in ("train", "val", "test") if (root / s / spec.images).is_dir()]
+        parts = [read_pairs(root / d, spec) for d in dict.fromkeys(given)] if given else [read_pairs(root, spec)]
+        if len({p[0].shape[1:] for p in parts}) > 1:
+            raise DataError(f"the split folders of '{root}' hold images of different sizes: set data.image_size=[H, W] "
+                            "to resize them")
+        splits = segmentation_whole(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                                    num_classes=spec.num_classes, class_names=spec.class_names, stats=stats)
+        splits.info.update(source=str(root), files={"test": [n for p in parts for n in p[2]]})
+        return splits
     if dirs:
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
