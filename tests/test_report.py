@@ -204,7 +204,7 @@ def test_a_seed_without_a_number_is_counted_apart():
     assert auc["n"] == 2 and len(auc["values"]) == 3 and math.isnan(auc["values"][1])
     assert auc["mean"] == pytest.approx(0.85) and auc["runs"] == ["kd-seed0", "kd-seed1", "kd-seed2"]
     table = comparison_markdown(rows, ["kd"], ["student1"], ["auc", "accuracy"], "")
-    assert "| kd | 0.8500 ± 0.0707 (2 of 3 seeds) |" in table and "| kd | 0.9000 ± 0.0000 |" in table
+    assert "| kd | 0.8500 ± 0.0707 (2 of 3 runs) |" in table and "| kd | 0.9000 ± 0.0000 |" in table
 
 
 def test_comparison_report_gives_each_cohort_its_cost_table(tmp_path):

@@ -139,7 +139,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         apply_overrides(tree, overrides)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
             console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
-            operating_point=ns.operating_point)
+            operating_point=ns.operating_point, folds=ns.folds)
     return 0
 
 
@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated presets run with every config (default: each config's own preset)")
     cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")
     cmp_.add_argument("--seeds", type=int, default=3, help="runs per setting, with seeds seed, seed+1, ... (default 3)")
+    cmp_.add_argument("--folds", type=int, default=None, metavar="K",
+                      help="k-fold cross-validation: every seed runs K times, each fold of the data once the "
+                           "test split (data.folds=K, data.fold=0..K-1); the table is over folds and seeds")
     cmp_.add_argument("--operating-point", metavar="RULE", default=None,
                       help="two-class classification: also tabulate every model at the threshold RULE picks on its "
                            "run's validation split (youden, sensitivity=S, specificity=S), as eval does")

@@ -41,7 +41,8 @@ def parse_presets(text: str | None) -> list[str] | None:
 def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
             out: str | Path | None = None, teacher_from: str | None = None,
-            dry_run: bool = False, jobs: int = 1, operating_point: str | None = None) -> Comparison:
+            dry_run: bool = False, jobs: int = 1, operating_point: str | None = None,
+            folds: int | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -60,6 +61,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``jobs``: how many runs train at once, each in its own process (CPU threads shared out
     between them; on a GPU they share the device).
 
+    ``folds``: k-fold cross-validation: each seed runs once per fold, with that fold of the data
+    as its test split (``data.folds``, ``data.fold``); mean ± std are then over folds and seeds.
+
     ``operating_point`` (two-class classification; see ``operating_point.py``): each run's
     models are also scored on the test split at the threshold the rule picks on its validation
     split, tabulated as ``op_threshold``, ``op_sensitivity``, ... like any metric."""
@@ -68,6 +72,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         raise ConfigError("--seeds must be at least 1")
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    if folds is not None and folds < 2:
+        raise ConfigError(f"--folds must be at least 2 (got {folds}): each fold is the test split of one run")
     if jobs > 1 and launched():
         raise ConfigError("--jobs starts processes of its own; under torchrun every run already uses all the "
                           "processes: drop --jobs")
@@ -89,11 +95,12 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         raise ConfigError("--operating-point is a threshold on a class probability: it is for two-class "
                           "classification comparisons")
     settings = settings_of(configs, bases, presets, teacher_from)
-    plans = plan_runs(settings, seeds, directory)  # every run's config, checked before any trains
+    plans = plan_runs(settings, seeds, directory, folds)  # every run's config, checked before any trains
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
-    runs = [{"setting": plan.label, "seed": plan.cfg.seed, "run": plan.run_dir.name, "metrics": metrics}
+    runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
+             "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
     if rule is not None:
         for run in runs:
@@ -104,8 +111,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
     header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
-              f"(monitor `{monitor}`), mean ± sample std over {seeds} seed(s) per setting "
-              f"(each config's seed, seed+1, ...; its data split seed stays fixed). '{BEST_STUDENT}' is, "
+              f"(monitor `{monitor}`), mean ± sample std over {_runs_per_setting(seeds, folds)} per setting "
+              f"(each config's seed, seed+1, ...; its data split seed stays fixed{_folds_note(folds)}). "
+              f"'{BEST_STUDENT}' is, "
               f"in each run, the student with the best validation {monitor.split('/', 1)[1]}. "
               "Self-distillation heads are in compare.csv.\n")
     if rule is not None:
@@ -117,9 +125,20 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
-    console.print(_rich_table(rows, labels, models, monitor.split("/", 1)[1]))
+    console.print(_rich_table(rows, labels, models, monitor.split("/", 1)[1], "folds and seeds" if folds else "seeds"))
     console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
     return Comparison(rows, directory, markdown)
+
+
+def _runs_per_setting(seeds: int, folds: int | None) -> str:
+    return f"{folds} folds x {seeds} seed(s)" if folds else f"{seeds} seed(s)"
+
+
+def _folds_note(folds: int | None) -> str:
+    if not folds:
+        return ""
+    return (f"; k-fold cross-validation: each seed's {folds} runs take fold 0 .. {folds - 1} of the data as "
+            "their test split, and cut val from the other folds")
 
 
 def _with_operating_point(metrics: dict[str, Any], run_dir: Path, rule: str) -> dict[str, Any]:
@@ -171,9 +190,9 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _rich_table(rows, presets, models, metric) -> Table:
+def _rich_table(rows, presets, models, metric, over: str) -> Table:
     index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
-    table = Table(title=escape(f"test {metric}, mean ± std over seeds"))  # names as written, not markup
+    table = Table(title=escape(f"test {metric}, mean ± std over {over}"))  # names as written, not markup
     table.add_column("setting")
     for model in models:
         table.add_column(escape(model), justify="right")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import glob
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ class Plan:
     run_dir: Path
     source_run: Path | None  # the run whose teachers this one freezes
 
+    @property
+    def fold(self) -> int | None:
+        """The fold that is this run's test split (k-fold cross-validation), else None."""
+        return self.cfg.data.fold if self.cfg.data.folds else None
+
+    def describe(self) -> str:
+        fold = f", fold {self.fold}" if self.fold is not None else ""
+        return f"{self.label}, seed {self.cfg.seed}{fold}"
+
 
 def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: list[str] | None,
               teacher_from: str | None) -> list[Setting]:
@@ -70,7 +80,9 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
     return settings
 
 
-def plan_runs(settings: list[Setting], seeds: int, directory: Path) -> list[Plan]:
+def plan_runs(settings: list[Setting], seeds: int, directory: Path, folds: int | None = None) -> list[Plan]:
+    """Every run of every setting: seeds ``seed, seed+1, ...`` of its config, and with ``folds``
+    each seed once per fold (``data.folds``/``data.fold``: k-fold cross-validation)."""
     prefixes: dict[str, str] = {}
     for setting in settings:
         other = prefixes.setdefault(_run_prefix(setting.label), setting.label)
@@ -82,17 +94,27 @@ def plan_runs(settings: list[Setting], seeds: int, directory: Path) -> list[Plan
         base_seed = validate(setting_tree(setting.tree, setting.preset, None, None, None),
                              f"config of {setting.label}").seed
         for seed in range(base_seed, base_seed + seeds):
-            source_run = directory / run_name(setting.source, seed) if setting.source else None
-            tree = _with_frozen_teachers(setting.tree, source_run) if source_run else setting.tree
-            cfg = validate(setting_tree(tree, setting.preset, seed, run_name(setting.label, seed), directory),
-                           f"config of {setting.label}")
-            plans.append(Plan(setting.label, cfg, directory / cfg.name, source_run))
+            for fold in range(folds) if folds else [None]:
+                source_run = directory / run_name(setting.source, seed, fold) if setting.source else None
+                tree = _with_frozen_teachers(setting.tree, source_run) if source_run else setting.tree
+                if fold is not None:
+                    tree = _on_fold(tree, fold, folds)
+                cfg = validate(setting_tree(tree, setting.preset, seed, run_name(setting.label, seed, fold), directory),
+                               f"config of {setting.label}")
+                plans.append(Plan(setting.label, cfg, directory / cfg.name, source_run))
     return plans
+
+
+def _on_fold(tree: dict[str, Any], fold: int, folds: int) -> dict[str, Any]:
+    out = copy.deepcopy(tree)
+    out["data"] = {**(out.get("data") or {}), "folds": folds, "fold": fold}
+    return out
 
 
 def plan_table(plans: list[Plan], overwrite: bool) -> Table:
     table = Table(title="compare --dry-run: what each run would do")
-    for column in ("setting", "seed", "run directory", "action"):
+    folds = any(plan.fold is not None for plan in plans)
+    for column in ("setting", "seed") + (("fold",) if folds else ()) + ("run directory", "action"):
         table.add_column(column)
     for plan in plans:
         try:
@@ -103,7 +125,8 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
                 action = f"[red]would stop[/]: {missing}"
         except PeerdistillError as exc:
             action = f"[red]refused[/]: {exc}"
-        table.add_row(plan.label, str(plan.cfg.seed), str(plan.run_dir), action)
+        fold = (str(plan.fold),) if folds else ()
+        table.add_row(plan.label, str(plan.cfg.seed), *fold, str(plan.run_dir), action)
     return table
 
 
@@ -139,7 +162,7 @@ def run_all(plans: list[Plan], overwrite: bool, progress: bool, console: Console
     index_of = {plan.run_dir: i for i, plan in enumerate(plans)}
     at_once = min(jobs, len(plans))
     return run_in_processes(plans, work, at_once, max(1, torch.get_num_threads() // at_once), console,
-                            describe=lambda plan: f"{plan.label}, seed {plan.cfg.seed}",
+                            describe=Plan.describe,
                             needs=lambda i: index_of.get(plans[i].source_run))
 
 
@@ -150,7 +173,7 @@ def _run_quietly(plan: Plan, overwrite: bool, quiet: bool) -> dict[str, Any]:
 
 def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console) -> dict[str, Any]:
     """Train the run, continue it, or reuse it when it has finished; its test metrics."""
-    head = f"[bold]compare[/]: {plan.label}, seed {plan.cfg.seed}"
+    head = f"[bold]compare[/]: {plan.describe()}"
     state = _state(plan, overwrite)
     if state == "finished":
         console.print(f"{head}: reusing finished run {plan.run_dir}")
@@ -229,17 +252,21 @@ def _run_prefix(label: str) -> str:
     return f"{label.replace(':', '-').replace('/', '-')}-seed"
 
 
-def run_name(label: str, seed: int) -> str:
-    """The directory of one seed of a setting inside the comparison's directory."""
-    return f"{_run_prefix(label)}{seed}"
+def run_name(label: str, seed: int, fold: int | None = None) -> str:
+    """The directory of one seed (and fold) of a setting inside the comparison's directory."""
+    return f"{_run_prefix(label)}{seed}" + (f"-fold{fold}" if fold is not None else "")
 
 
 def setting_runs(directory: Path, label: str) -> list[Path]:
-    """The finished or unfinished run directories of a setting, by seed."""
+    """The finished or unfinished run directories of a setting, by seed (and fold)."""
     prefix = _run_prefix(label)
-    runs = [p for p in directory.glob(f"{glob.escape(prefix)}*")
-            if p.name[len(prefix):].isdigit() and (p / "run.json").is_file()]
-    return sorted(runs, key=lambda p: int(p.name[len(prefix):]))
+    numbered = re.compile(rf"{re.escape(prefix)}(\d+)(?:-fold(\d+))?")
+    runs = {}
+    for p in directory.glob(f"{glob.escape(prefix)}*"):
+        match = numbered.fullmatch(p.name)
+        if match and (p / "run.json").is_file():
+            runs[p] = (int(match[1]), int(match[2] or -1))
+    return sorted(runs, key=runs.get)
 
 
 def _run_state(run_dir: Path, cfg: RunConfig) -> str:

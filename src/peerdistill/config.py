@@ -224,6 +224,11 @@ class DataSpec(_Strict):
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     split_seed: int = 0
+    folds: int | None = Field(default=None, ge=2, description="k-fold cross-validation: the test split is fold "
+                                                               "data.fold of this many (stratified for classes), "
+                                                               "val is cut from the other folds; "
+                                                               "data.test_fraction is not used")
+    fold: int = Field(default=0, ge=0, description="which fold is the test split (0 .. data.folds - 1)")
     class_weights: bool = False
     normalize: Literal["split", "imagenet"] | ChannelStats = Field(
         default="split", description="standardise inputs (in [0, 1]) per channel by the training split's mean and "
@@ -303,12 +308,33 @@ class DataSpec(_Strict):
                      if "split_dirs" in ignored and self.task == "detection" else "")
             raise ValueError(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
                              f"only, not '{self.kind}'{given}: remove it")
+        self._check_folds()
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"data.pattern is not a valid regular expression: {exc}") from None
         return self
+
+    def _check_folds(self) -> None:
+        if self.folds is None:
+            if self.fold:
+                raise ValueError(f"data.fold={self.fold} needs data.folds, the number of folds (e.g. data.folds=5)")
+            return
+        if self.fold >= self.folds:
+            raise ValueError(f"data.fold={self.fold} is not one of the {self.folds} folds: use 0 .. {self.folds - 1}")
+        if self.kind in ("npz", "shapes", "boxes"):
+            what = "gives its own train, val and test splits" if self.kind == "npz" else "generates its splits apart"
+            raise ValueError(f"data.folds cuts one labelled set into folds, but data kind '{self.kind}' {what}: "
+                             "remove data.folds")
+        if self.split_dirs:
+            raise ValueError("data.folds cuts one set into folds, but data.split_dirs gives the splits: remove one")
+        if self.test_fraction != type(self).model_fields["test_fraction"].default:
+            raise ValueError("data.folds makes one fold the test split, so data.test_fraction is not used: remove it")
+        if self.val_fraction >= 1 - 1 / self.folds:
+            raise ValueError(f"data.val_fraction {self.val_fraction} is the share of the whole set cut from the other "
+                             f"{self.folds - 1} folds for val: with {self.folds} folds it must be below "
+                             f"{1 - 1 / self.folds:.2f}")
 
     @field_validator("normalize", mode="before")
     @classmethod

@@ -538,7 +538,7 @@ def comparison_page(directory: Path) -> str:
     for metric in (m for m in metrics if not per_class_part(m)):
         sections.append(section_html(f"test {metric}", [
             figure_html(comparison_figure(rows, settings, models, metric),
-                        f"test {metric}: small dots are single seeds; large markers and bars are mean ± std"),
+                        f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
             table_html(["setting"] + models, comparison_rows(rows, settings, models, metric)),
         ]))
     for family, classes in per_class_families(metrics).items():
@@ -588,11 +588,12 @@ def compared_runs(directory: Path, rows, settings: list[str]) -> dict[str, list[
 
 def comparison_summary_html(directory: Path, rows, settings: list[str], models: list[str],
                             runs: dict[str, list[Path]]) -> str:
-    seeds = max(len(r["values"]) for r in rows)
+    most = max(len(r["values"]) for r in rows)
     runs = sorted(p.name for paths in runs.values() for p in paths)
     parts = [f"<p>A comparison of {len(settings)} setting(s) ({esc(', '.join(settings))}), "
-             f"up to {seeds} seed(s) each, written by <code>peerdistill compare</code> in "
-             f"<code>{esc(directory)}</code>. Models: {esc(', '.join(models))}.</p>"]
+             f"up to {most} run(s) each (seeds, and folds when cross-validated), written by "
+             f"<code>peerdistill compare</code> in <code>{esc(directory)}</code>. "
+             f"Models: {esc(', '.join(models))}.</p>"]
     intro = compare_md_intro(directory)
     if intro:
         parts.append(f"<p>{intro}</p>")
@@ -635,7 +636,7 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
             stds.append(0.0 if math.isnan(row["std"]) else row["std"])
         ax.errorbar(xs, means, yerr=stds, fmt="D", markersize=6, capsize=4, color=color, label=legend_name(model))
     ax.set_xticks(range(len(settings)), settings, rotation=20 if len(settings) > 4 else 0)
-    ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting (mean ± std over seeds)")
+    ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting (mean ± std over runs)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
@@ -652,7 +653,7 @@ def comparison_curves_section(runs: dict[str, list[Path]]) -> str:
     model, metric = monitor.split("/", 1)
     return section_html("Validation curves", [figure_html(
         settings_curve_figure(histories, model, metric),
-        f"validation {monitor} per epoch: the line is the mean over the seeds that reached the epoch, the band their range")])
+        f"validation {monitor} per epoch: the line is the mean over the runs that reached the epoch, the band their range")])
 
 
 def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:

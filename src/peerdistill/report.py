@@ -114,7 +114,7 @@ def seeds_cell(row: dict[str, Any]) -> str:
     some gave none (an AUC on a split lacking a class, an HD95 with nothing found)."""
     text = pm(row["mean"], row["std"])
     if 0 < row["n"] < len(row["values"]):
-        text += f" ({row['n']} of {len(row['values'])} seeds)"
+        text += f" ({row['n']} of {len(row['values'])} runs)"
     return text
 
 

@@ -25,7 +25,7 @@ from ..errors import DataError, PeerdistillWarning
 from .image_files import _portable
 from .image_io import (IMAGE_SUFFIXES, binarized, check_same_size, image_files, image_size, read_image,
                        read_mask_values)
-from .splits import TensorData
+from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
 
@@ -388,20 +388,24 @@ def check_labels(y: torch.Tensor, class_names: list[str]) -> None:
 
 
 def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], val_fraction: float,
-                     test_fraction: float, seed: int
+                     test_fraction: float, seed: int, folds: int | None = None, fold: int = 0
                      ) -> tuple[tuple[TensorData, TensorData, TensorData], dict[str, list[int]]]:
     """A random train / val / test split fixed by ``seed`` (no stratification: an image holds
-    several classes). Returns the three TensorData and the sorted indices of each split.
+    several classes), or with ``folds`` fold ``fold`` of a k-fold partition as the test split
+    (``fold_cut``). Returns the three TensorData and the sorted indices of each split.
     ``class_names`` only sets the error message's context: labels must be below its length."""
     n = len(x)
     if len(y) != n:
         raise DataError(f"{n} images but {len(y)} target rows: every image needs one [M, 5] target")
     check_labels(y, class_names)
-    n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
-    if n - n_test - n_val < 1:
-        raise DataError(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} test")
-    order = np.random.default_rng(seed).permutation(n)
-    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    if folds:
+        parts = dict(zip(("train", "val", "test"), fold_cut(n, fold, folds, val_fraction, seed)))
+    else:
+        n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
+        if n - n_test - n_val < 1:
+            raise DataError(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} test")
+        order = np.random.default_rng(seed).permutation(n)
+        parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
     indices = {k: sorted(int(i) for i in v) for k, v in parts.items()}
     data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in ("train", "val", "test"))
     return data, {k: indices[k] for k in ("train", "val", "test")}

@@ -42,8 +42,10 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
         info["split"] = "whole (scored as one set)"
         return _splits([(x[:0], y[:0]), (x[:0], y[:0]), (x, y)], names, stats or channel_stats(x), info)
     # A random split fixed by split_seed (boxes have no single label to stratify by).
-    parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed)
-    info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, "test_fraction": spec.test_fraction,
+    parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed,
+                                      spec.folds, spec.fold)
+    cut = {"fold": spec.fold, "folds": spec.folds} if spec.folds else {"test_fraction": spec.test_fraction}
+    info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, **cut,
                      **{name: [str(ids[i]) for i in idx] for name, idx in indices.items()}}
     return _splits([(part.x, part.y) for part in parts], names, stats, info)
 

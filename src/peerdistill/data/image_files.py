@@ -11,7 +11,7 @@ import numpy as np
 from ..config import DataSpec
 from ..errors import DataError
 from .image_io import image_files, read_image
-from .splits import DataSplits, is_kept_whole
+from .splits import DataSplits, is_kept_whole, refuse_folds
 
 SPLITS = ("train", "val", "test")
 
@@ -29,6 +29,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
         parts = {s: _list_class_tree(root / s, classes) for s in given}
         if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
+        refuse_folds(spec.folds, f"'{root}' (its {'/, '.join(given)}/ folders)")
         _check_every_class_has_images(classes, parts["train"][1], root / "train")
         if "val" not in parts:
             return _val_cut_from_train(parts, classes, spec, stats, source=str(root))
@@ -94,6 +95,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
             parts[split][1].append(lab)
         if is_kept_whole():
             return _stratified(*_joined(parts), classes, spec, stats, source=str(path))
+        refuse_folds(spec.folds, f"'{path}' (its split column)")
         _check_every_class_has_images(classes, parts["train"][1], Path(f"{path} (split train)"))
         return _given_splits(parts, classes, spec, stats, source=str(path))
     return _stratified(files, labels, classes, spec, stats, source=str(path))
@@ -185,7 +187,8 @@ def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
 def _stratified(files, labels, classes, spec, stats, source) -> DataSplits:
     x = _read_all(files, spec)
     splits = DataSplits.stratified(x, np.asarray(labels), val_fraction=spec.val_fraction,
-                                   test_fraction=spec.test_fraction, seed=spec.split_seed, class_names=classes,
-                                   stats=stats)
-    splits.info.update(source=source, splits=f"stratified, seed {spec.split_seed}")
+                                   test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds,
+                                   fold=spec.fold, class_names=classes, stats=stats)
+    splits.info.update(source=source, splits=f"stratified, seed {spec.split_seed}" + (
+        f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
     return splits

@@ -12,7 +12,8 @@ from ..config import DataSpec
 from ..errors import DataError
 from .image_io import (IGNORE, IMAGE_SUFFIXES, binarized, check_same_size, class_labels, image_files, read_image,
                        read_mask, read_mask_values)
-from .splits import DataSplits, TensorData, channel_stats, is_kept_whole, standardize, to_nchw
+from .splits import (DataSplits, TensorData, channel_stats, fold_cut, is_kept_whole, refuse_folds, standardize,
+                     to_nchw)
 from .synthetic import make_shapes
 
 
@@ -114,6 +115,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         splits.info.update(source=str(root), files={"test": [n for p in parts for n in p[2]]})
         return splits
     if dirs:
+        refuse_folds(spec.folds, f"'{root}' (its split folders {sorted(dirs.values())})")
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
@@ -121,6 +123,10 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         if "val" not in parts:
             parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
+    elif spec.folds:
+        whole = read_pairs(root, spec)
+        parts = [_pick(whole, idx) for idx in fold_cut(len(whole[0]), spec.fold, spec.folds, spec.val_fraction,
+                                                       spec.split_seed)]
     else:
         whole = read_pairs(root, spec)
         rest, test = _cut(whole, spec.test_fraction, rng)
@@ -130,6 +136,8 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                                  class_names=spec.class_names, stats=stats)
     splits.info.update(source=str(root), split_seed=spec.split_seed,
                        files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
+    if spec.folds:
+        splits.info.update(fold=spec.fold, folds=spec.folds)
     return splits
 
 
@@ -141,8 +149,13 @@ def _cut(part, fraction: float, rng: np.random.Generator):
     if n - k < 1:
         raise DataError(f"{n} image/mask pairs are too few to split off {fraction:.0%}")
     order = rng.permutation(n)
-    pick = lambda idx: (images[idx], masks[idx], [names[i] for i in idx])  # noqa: E731
-    return pick(np.sort(order[k:])), pick(np.sort(order[:k]))
+    return _pick(part, np.sort(order[k:])), _pick(part, np.sort(order[:k]))
+
+
+def _pick(part, idx: np.ndarray):
+    """The (images, masks, names) at ``idx``."""
+    images, masks, names = part
+    return images[idx], masks[idx], [names[i] for i in idx]
 
 
 def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -23,7 +23,8 @@ def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
     x = (digits.images / 16.0).astype(np.float32)
     splits = DataSplits.stratified(
         x, digits.target, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
-        seed=spec.split_seed, class_names=[str(c) for c in digits.target_names], stats=stats,
+        seed=spec.split_seed, folds=spec.folds, fold=spec.fold, class_names=[str(c) for c in digits.target_names],
+        stats=stats,
     )
     splits.info["source"] = "sklearn.datasets.load_digits"
     return splits

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -120,24 +121,31 @@ class DataSplits:
                    stats=stats if normalize else None)
 
     @classmethod
-    def stratified(cls, x, y, *, val_fraction: float, test_fraction: float, seed: int, **kwargs) -> "DataSplits":
-        """One labelled set cut into stratified train/val/test parts with a recorded seed."""
+    def stratified(cls, x, y, *, val_fraction: float, test_fraction: float, seed: int, folds: int | None = None,
+                   fold: int = 0, **kwargs) -> "DataSplits":
+        """One labelled set cut into stratified train/val/test parts with a recorded seed; with
+        ``folds``, the test split is fold ``fold`` of a stratified k-fold partition (``fold_cut``)."""
         from sklearn.model_selection import train_test_split  # here: a second to import
 
         if is_kept_whole():
             return cls.whole(x, y, **kwargs)
         y_np = to_labels(y, "all").numpy()
         idx = np.arange(len(y_np))
-        try:
-            rest, test = train_test_split(idx, test_size=test_fraction, stratify=y_np, random_state=seed)
-            train, val = train_test_split(
-                rest, test_size=val_fraction / (1 - test_fraction), stratify=y_np[rest], random_state=seed
-            )
-        except ValueError as exc:
-            raise DataError(f"cannot make a stratified split: {exc}") from None
+        if folds:
+            train, val, test = fold_cut(len(y_np), fold, folds, val_fraction, seed, labels=y_np)
+        else:
+            try:
+                rest, test = train_test_split(idx, test_size=test_fraction, stratify=y_np, random_state=seed)
+                train, val = train_test_split(
+                    rest, test_size=val_fraction / (1 - test_fraction), stratify=y_np[rest], random_state=seed
+                )
+            except ValueError as exc:
+                raise DataError(f"cannot make a stratified split: {exc}") from None
         x_np = np.asarray(x)
         out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
         out.info["split_seed"] = seed
+        if folds:
+            out.info.update(fold=fold, folds=folds)
         return out
 
     @classmethod
@@ -152,6 +160,35 @@ class DataSplits:
                      input_shape=tuple(x.shape[1:]), stats=stats)
         splits.info["split"] = "whole (scored as one set)"
         return splits
+
+
+def refuse_folds(folds: int | None, source: str) -> None:
+    """Data that gives its own test split cannot also be cut into folds."""
+    if folds:
+        raise DataError(f"data.folds cuts one set into folds, but {source} gives its own test split: remove "
+                        "data.folds, or put every image in one set to cross-validate")
+
+
+def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
+             labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted train, val and test indices of ``n`` samples for k-fold cross-validation: the test
+    split is fold ``fold`` of a shuffled partition into ``folds`` fixed by ``seed`` (stratified by
+    ``labels`` when given, so each fold holds the classes in their proportions); val, a
+    ``val_fraction`` of all ``n``, is cut (stratified) from the other folds. The folds of one seed
+    are disjoint and cover every sample once."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if labels is not None
+                else KFold(folds, shuffle=True, random_state=seed))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a class with fewer samples than folds: some folds would lack it
+            rest, test = list(splitter.split(np.zeros((n, 1)), labels))[fold]
+        train, val = train_test_split(rest, test_size=val_fraction * n / len(rest), random_state=seed,
+                                      stratify=None if labels is None else labels[rest])
+    except (ValueError, UserWarning) as exc:
+        raise DataError(f"cannot cut fold {fold} of {folds} folds from {n} samples: {exc}") from None
+    return np.sort(train), np.sort(val), np.sort(test)
 
 
 def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:

@@ -1,0 +1,163 @@
+"""k-fold cross-validation: the folds of the data (data.folds, data.fold) and compare --folds."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from peerdistill.compare import compare
+from peerdistill.config import DataSpec, validate
+from peerdistill.data import build_data
+from peerdistill.data.splits import fold_cut
+from peerdistill.errors import ConfigError, DataError
+from peerdistill.html_report import write_report
+from peerdistill.runs import evaluate_run
+
+
+def test_the_test_folds_cover_every_sample_once_in_the_classes_proportions():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    cuts = [fold_cut(100, k, 5, 0.2, seed=3, labels=labels) for k in range(5)]
+    tests = np.concatenate([test for _, _, test in cuts])
+    assert sorted(tests.tolist()) == list(range(100))  # disjoint, and all of them
+    for train, val, test in cuts:
+        assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(100))
+        assert np.bincount(labels[test]).tolist() == [10, 6, 4]  # a fifth of each class
+        assert len(val) == 20 and np.bincount(labels[val]).tolist() == [10, 6, 4]  # 0.2 of the whole, stratified
+        assert all((np.diff(part) > 0).all() for part in (train, val, test))
+    assert [t.tolist() for t in fold_cut(100, 1, 5, 0.2, seed=3, labels=labels)] == \
+        [t.tolist() for t in cuts[1]]  # fixed by the seed
+    assert fold_cut(100, 1, 5, 0.2, seed=4, labels=labels)[2].tolist() != cuts[1][2].tolist()
+    unlabelled = [fold_cut(10, k, 3, 0.2, seed=0)[2] for k in range(3)]
+    assert sorted(np.concatenate(unlabelled).tolist()) == list(range(10)) and [len(t) for t in unlabelled] == [4, 3, 3]
+
+
+def test_folds_that_cannot_be_cut_are_named():
+    with pytest.raises(DataError, match="cannot cut fold 0 of 5 folds from 3 samples"):
+        fold_cut(3, 0, 5, 0.2, seed=0)
+    with pytest.raises(DataError, match="cannot cut fold 1 of 3 folds from 12 samples: .*least populated class"):
+        fold_cut(12, 1, 3, 0.2, seed=0, labels=np.array([0] * 10 + [1] * 2))  # 2 of class 1 for 3 folds
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"fold": 2}, "data.fold=2 needs data.folds"),
+    ({"folds": 3, "fold": 3}, "data.fold=3 is not one of the 3 folds: use 0 .. 2"),
+    ({"folds": 1}, "greater than or equal to 2"),
+    ({"folds": 5, "test_fraction": 0.3}, "data.test_fraction is not used"),
+    ({"folds": 2, "val_fraction": 0.5}, "must be below 0.50"),
+    ({"kind": "npz", "root": "x.npz", "folds": 5}, "data kind 'npz' gives its own train, val and test splits"),
+    ({"kind": "shapes", "folds": 5}, "data kind 'shapes' generates its splits apart"),
+    ({"kind": "folders", "root": "d", "folds": 5, "split_dirs": {"train": "a", "test": "b"}},
+     "data.split_dirs gives the splits"),
+])
+def test_fold_settings_that_cannot_work_are_refused(data, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate({"data": data})
+
+
+def test_digits_folds_partition_the_set_and_keep_every_class_in_training():
+    sizes, labels = [], []
+    for fold in range(4):
+        data = build_data(DataSpec(folds=4, fold=fold, val_fraction=0.15))
+        sizes.append((len(data.train), len(data.val), len(data.test)))
+        labels.append(data.test.y)
+        assert data.info["fold"] == fold and data.info["folds"] == 4
+    assert sum(test for _, _, test in sizes) == 1797 and {val for _, val, _ in sizes} == {270}
+    assert all(train + val + test == 1797 for train, val, test in sizes)
+    counts = np.stack([np.bincount(y.numpy(), minlength=10) for y in labels])
+    assert counts.sum(axis=0).tolist() == np.bincount(build_data(DataSpec()).split("all").y.numpy()).tolist()
+    assert counts.max(axis=0).tolist() == pytest.approx(counts.min(axis=0), abs=1)  # stratified
+
+
+def _pairs(root, n):
+    for i in range(n):
+        Image.fromarray(np.full((6, 6), 10 * i, np.uint8)).save(root / "images" / f"{i}.png")
+        mask = np.zeros((6, 6), np.uint8)
+        mask[1:4, 1:1 + (i % 3) + 1] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+
+
+def test_image_mask_and_box_folders_are_cut_into_folds_by_file(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    _pairs(tmp_path, 9)
+    names = set(map(str, range(9)))
+    tested, boxed = [], []
+    for fold in range(3):
+        seg = build_data(DataSpec(kind="folders", root=str(tmp_path), binary_masks=True, grey=True, folds=3,
+                                  fold=fold, val_fraction=0.2))
+        files = seg.info["files"]
+        assert set(files["train"]) | set(files["val"]) | set(files["test"]) == names and len(files["test"]) == 3
+        tested += files["test"]
+        det = build_data(DataSpec(kind="mask_boxes", root=str(tmp_path), grey=True, folds=3, fold=fold,
+                                  val_fraction=0.2, image_size=[6, 6]))
+        boxed += det.info["split"]["test"]
+        assert det.info["split"]["fold"] == fold and "test_fraction" not in det.info["split"]
+    assert sorted(tested) == sorted(boxed) == sorted(names)  # same seed, same files: the same folds
+    for split in ("train", "val", "test"):  # given splits, as training finds them
+        (tmp_path / split / "images").mkdir(parents=True)
+        (tmp_path / split / "masks").mkdir()
+        _pairs(tmp_path / split, 3)
+    with pytest.raises(DataError, match="gives its own test split: remove data.folds"):
+        build_data(DataSpec(kind="folders", root=str(tmp_path), binary_masks=True, grey=True, folds=3))
+
+
+def test_class_folders_with_a_test_folder_are_not_cut_into_folds(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((4, 4), 50 * i, np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    with pytest.raises(DataError, match=r"\(its train/, test/ folders\) gives its own test split"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path), folds=2))
+
+
+FAST = {"teacher": None, "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+        "train": {"epochs": 1, "batch_size": 256}, "distill": {"preset": "ml"}}
+
+
+def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp_path, capsys):
+    tree = {**FAST, "name": "cv", "out_dir": str(tmp_path), "data": {"val_fraction": 0.1}}
+    compare(tree, None, 1, folds=3, progress=False, dry_run=True, console=Console(width=250))
+    plan = capsys.readouterr().out
+    assert re.findall(r"ml +│ 0 +│ (\d) +│ \S+ml-seed0-fold\1 +│ train", plan) == ["0", "1", "2"]
+    result = compare(tree, None, 1, folds=3, progress=False)
+    runs = sorted(p.name for p in result.directory.iterdir() if p.is_dir())
+    assert runs == ["ml-seed0-fold0", "ml-seed0-fold1", "ml-seed0-fold2"]
+    tested = []
+    for fold, run in enumerate(runs):
+        saved = json.loads((result.directory / run / "run.json").read_text())
+        assert (saved["data_spec"]["folds"], saved["data_spec"]["fold"]) == (3, fold)
+        tested.append(json.loads((result.directory / run / "metrics.json").read_text())["test_at_best"]["ensemble"]["accuracy"])
+    row = next(r for r in result.rows if r["model"] == "ensemble" and r["metric"] == "accuracy")
+    assert row["values"] == pytest.approx(tested) and row["n"] == 3 and row["mean"] == pytest.approx(np.mean(tested))
+    assert "over 3 folds x 1 seed(s) per setting" in result.markdown and "fold 0 .. 2" in result.markdown
+    assert "mean ± std over folds and seeds" in capsys.readouterr().out
+    page = write_report(result.directory).read_text(encoding="utf-8")
+    assert "Run directories: ml-seed0-fold0, ml-seed0-fold1, ml-seed0-fold2." in page
+    from peerdistill.comparison_runs import setting_runs
+
+    (result.directory / "ml-seed0-fold0-old").mkdir()  # a run directory, not one the comparison names
+    (result.directory / "ml-seed0-fold0-old" / "run.json").write_text("{}")
+    assert [p.name for p in setting_runs(result.directory, "ml")] == runs
+    evaluated = evaluate_run(result.directory / runs[2])  # eval reads the run's own fold again
+    assert evaluated["ensemble"]["accuracy"] == pytest.approx(tested[2])
+    compare(tree, None, 1, folds=3, progress=False)  # a second time: every fold's run is reused
+    assert capsys.readouterr().out.count("reusing finished run") == 3
+    with pytest.raises(ConfigError, match="--folds must be at least 2"):
+        compare(tree, None, 1, folds=1, progress=False)
+
+
+def test_a_frozen_teacher_comes_from_the_run_of_the_same_seed_and_fold(tmp_path):
+    from peerdistill.comparison_runs import plan_runs, settings_of
+
+    tree = {**FAST, "teacher": {"arch": "cnn"}, "data": {"folds": 4, "fold": 3}}  # --folds replaces the own
+    settings = settings_of([tree], [validate(tree)], ["independent", "kd"], "independent")
+    plans = plan_runs(settings, 2, tmp_path, folds=2)
+    frozen = [(p.cfg.name, p.cfg.seed, p.fold, p.source_run.name, p.cfg.teacher.checkpoint)
+              for p in plans if p.source_run is not None]
+    assert frozen == [(f"kd-frozen-teacher-seed{s}-fold{k}", s, k, f"independent-seed{s}-fold{k}",
+                       str(tmp_path / f"independent-seed{s}-fold{k}")) for s in (0, 1) for k in (0, 1)]
+    assert all((p.cfg.data.folds, p.cfg.data.fold) == (2, p.fold) for p in plans)
