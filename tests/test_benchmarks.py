@@ -44,3 +44,11 @@ def test_micro_batches_prints_a_line_per_setting(tmp_path):
     whole, halves = lines[-2].split(), lines[-1].split()
     assert (whole[0], whole[2], whole[4]) == ("whole", "1.00", "1.00")  # the reference: its own ratios
     assert halves[0] == "2" and float(halves[1]) > 0  # batch 4 in parts of 2
+
+
+def test_int8_latency_prints_both_files_per_model_and_batch(tmp_path):
+    out = run("int8_latency.py", "--models", "resnet8x4-32", "--batches", "1,2", "--rounds", "1", cwd=tmp_path)
+    rows = [line.split() for line in out.strip().splitlines()[-2:]]
+    assert [(r[0], r[1]) for r in rows] == [("resnet8x4-32", "1"), ("resnet8x4-32", "2")]
+    fp32_kib, int8_kib = (float(v.replace(",", "")) for v in rows[0][5:7])
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows) and int8_kib < fp32_kib / 3  # int8 weights

@@ -146,12 +146,20 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 def cmd_export(ns: argparse.Namespace) -> int:
     from .export import export_run
 
-    result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out)
+    result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out, quantize=ns.quantize,
+                        calibration=ns.calibration_samples, min_agreement=ns.min_agreement)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on test inputs"
               if result.max_abs_diff is not None else "")
     task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
     what = "dense head outputs; boxes are decoded outside the graph, by predict" if (
         task == "detection" and result.output == "logits") else result.output
+    if result.int8 is not None:
+        check = result.int8
+        what += f", int8: {check.int8_bytes / 1024:,.0f} KiB against {check.fp32_bytes / 1024:,.0f} KiB in fp32"
+        parity += (f" (fp32 graph); int8 graph vs fp32 graph on {check.checked} test inputs: same class for "
+                   f"{round(check.agreement * check.predictions)} of {check.predictions} predictions "
+                   f"({check.agreement:.2%}), max |probability difference| "
+                   f"{check.max_probability_difference:.3g}")
     console.print(f"exported {result.model} ({what}) to {result.path}{parity}", highlight=False)
     return 0
 
@@ -253,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", default=None,
                      help="output file, or a folder (one that exists, or a path without an extension) to write "
                           "MODEL.FORMAT in (default RUN_DIR/export/MODEL.FORMAT)")
+    exp.add_argument("--quantize", default=None, choices=["int8"],
+                     help="ONNX, classification and segmentation: quantize to int8 (static, calibrated on the "
+                          "run's training images), written as MODEL-int8.onnx only if it keeps the fp32 class "
+                          "for --min-agreement of the test predictions")
+    exp.add_argument("--calibration-samples", type=int, default=200, metavar="N",
+                     help="training images the int8 activation ranges are taken from (default 200)")
+    exp.add_argument("--min-agreement", type=float, default=0.99, metavar="SHARE",
+                     help="int8: the share of test predictions (samples; pixels for segmentation) that must keep "
+                          "the fp32 graph's class (default 0.99)")
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")

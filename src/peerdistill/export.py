@@ -27,6 +27,7 @@ from .data import build_data
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, read_json, save_weights
 from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
+from .quantize import CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8
 from .runs import load_cohort, saved_data_spec, saved_window
 from .spatial import align_to
 
@@ -42,8 +43,9 @@ class ExportError(PeerdistillError):
 class ExportResult:
     path: Path
     model: str
-    max_abs_diff: float | None
+    max_abs_diff: float | None  # onnxruntime (fp32) against PyTorch
     output: str
+    int8: QuantizedCheck | None = None  # with quantize="int8": the int8 graph against the fp32 one
 
 
 class Logits(nn.Module):
@@ -106,33 +108,67 @@ def sample_inputs(meta: dict, count: int = 4) -> torch.Tensor:
         x = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float()
     except PeerdistillError:
         x = torch.randn(count, *meta["input_shape"])
+    return _windowed(x, meta)
+
+
+def _windowed(x: torch.Tensor, meta: dict) -> torch.Tensor:
     window, _ = saved_window(meta)
     if window:  # whole images of patch-trained runs can be huge; a window-sized crop
         x = x[..., : window[0], : window[1]]
     return x
 
 
+def _quantization_inputs(meta: dict, calibration: int) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration inputs (up to ``calibration`` training images, spread over the split) and the
+    test inputs the int8 graph is checked on, normalised as in training."""
+    try:
+        data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+    except PeerdistillError as exc:
+        raise ConfigError(f"int8 export calibrates on the run's training images and checks on its test images, "
+                          f"which cannot be read: {exc}") from None
+    limit = CHECK_LIMIT[meta.get("task", "classification")]
+    x = [_windowed(torch.stack([split[i][0] for i in range(len(split))]).float(), meta).numpy()
+         for split in (data.train, data.test)]
+    return evenly_spaced(x[0], calibration), evenly_spaced(x[1], limit)
+
+
+# Test inputs the int8 graph is checked on, at most: samples, or whole images for segmentation.
+CHECK_LIMIT = {"classification": 2048, "segmentation": 32}
+
+
 FORMATS = ("onnx", "safetensors")
 
 
 def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None, out: str | Path | None = None,
-               tolerance: float = TOLERANCE, modules: dict[str, nn.Module] | None = None) -> ExportResult:
+               tolerance: float = TOLERANCE, modules: dict[str, nn.Module] | None = None,
+               quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
+               min_agreement: float = MIN_AGREEMENT) -> ExportResult:
     """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
     a file, or a folder to write ``MODEL.FORMAT`` in. ``modules``: new instances of models built
-    in Python (as for ``load_cohort``)."""
+    in Python (as for ``load_cohort``).
+
+    ``quantize="int8"`` (ONNX; classification and segmentation): the checked fp32 graph is
+    quantized statically, calibrated on ``calibration`` training images, and written only if
+    it keeps the fp32 graph's class for at least ``min_agreement`` of the test predictions
+    (samples, or pixels); default name ``MODEL-int8.onnx``."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
+    _check_quantize(quantize, fmt, calibration, min_agreement)
     name, module, output, meta = pick_model(run_dir, model, modules)
-    target = _target(run_dir, name, fmt, out)
+    if quantize and meta.get("task") == "detection":
+        raise ConfigError("--quantize int8 is for classification and segmentation: a detector's box regression "
+                          "is not checked by class agreement; export it in fp32")
+    target = _target(run_dir, name + (f"-{quantize}" if quantize else ""), fmt, out)
     if fmt == "safetensors":
         if name == "ensemble":
             raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
         save_weights(module.model, target)
         return ExportResult(target, name, None, output)
     x = sample_inputs(meta)
+    int8 = None
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
         staged = Path(tmp) / target.name
         to_onnx(module, x, staged, dense=meta.get("task") == "segmentation")
@@ -140,12 +176,41 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
         if not diff <= tolerance:
             raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
                               f"(tolerance {tolerance:g}); it was not written")
+        if quantize:
+            staged, int8 = _quantized(staged, meta, output, calibration, min_agreement, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staged), target)
     from .predict import write_sidecar
 
-    write_sidecar(target, meta, output)
-    return ExportResult(target, name, diff, output)
+    write_sidecar(target, meta, output, quantized=quantize)
+    return ExportResult(target, name, diff, output, int8)
+
+
+def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:
+    if quantize is None:
+        return
+    if quantize != "int8":
+        raise ConfigError(f"--quantize '{quantize}': the one quantization is int8")
+    if fmt != "onnx":
+        raise ConfigError("--quantize int8 writes an ONNX graph: drop --format safetensors")
+    if calibration < 1:
+        raise ConfigError(f"--calibration-samples must be at least 1, got {calibration}")
+    if not 0 <= min_agreement <= 1:
+        raise ConfigError(f"--min-agreement is a share of predictions, 0 to 1, got {min_agreement}")
+
+
+def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreement: float,
+               name: str) -> tuple[Path, QuantizedCheck]:
+    """The int8 graph of the checked fp32 graph ``fp32``, staged beside it, and its check."""
+    calibration_x, test_x = _quantization_inputs(meta, calibration)
+    int8 = fp32.with_name(f"int8-{fp32.name}")
+    quantize_int8(fp32, int8, calibration_x)
+    check = check_int8(fp32, int8, test_x, probabilities=output == "probabilities")
+    if not check.agreement >= min_agreement:
+        raise ExportError(f"the int8 graph of '{name}' keeps the fp32 class for {check.agreement:.2%} of "
+                          f"{check.predictions} test predictions, below --min-agreement {min_agreement:.2%}; it was "
+                          "not written: export in fp32, or calibrate on more images (--calibration-samples)")
+    return int8, check
 
 
 def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:

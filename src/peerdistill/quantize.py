@@ -1,0 +1,90 @@
+"""int8 ONNX for small devices: static quantization of an exported fp32 graph, calibrated on the
+run's training images, and checked against that fp32 graph on its test images.
+
+onnxruntime does the quantization (QDQ format, per-channel int8 weights, uint8 activations: its
+recommended form for CPUs) and the arithmetic; this module picks the images and judges the
+result. An int8 graph cannot match fp32 to 1e-4, so the check is on decisions: the share of test
+predictions (samples; pixels for segmentation) whose class the int8 graph keeps."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+MIN_AGREEMENT = 0.99
+CALIBRATION_SAMPLES = 200
+BATCH = 32
+
+
+@dataclass
+class QuantizedCheck:
+    agreement: float  # share of the checked predictions whose class the int8 graph keeps
+    max_probability_difference: float  # largest |p_int8 - p_fp32| over every class and input
+    checked: int  # test inputs compared
+    predictions: int  # predictions compared: inputs, or pixels for segmentation
+    fp32_bytes: int
+    int8_bytes: int
+
+
+def evenly_spaced(x: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` of the inputs, spread over the whole array (a split listed class by class
+    would otherwise calibrate on its first classes only)."""
+    if len(x) <= count:
+        return x
+    return x[np.unique(np.linspace(0, len(x) - 1, count).round().astype(int))]
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
+    """Write ``int8_path``: ``fp32_path`` statically quantized, activation ranges taken (min-max)
+    from ``calibration`` inputs [N, C, H, W] (normalised as in training)."""
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise ConfigError("int8 export needs onnxruntime: pip install 'peerdistill[export]'") from None
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": calibration[i:i + BATCH]} for i in range(0, len(calibration), BATCH)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quiet = io.StringIO()  # its notes on pre-processing
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        prepared = Path(tmp) / "prepared.onnx"  # shapes inferred and graph folded: quantizes more of it
+        # (symbolic shape inference fails on dynamic height and width, and leaves files in the working folder)
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(int8_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, probabilities: bool) -> QuantizedCheck:
+    """The int8 graph's decisions against the fp32 graph's on inputs ``x``; ``probabilities``: the
+    graphs output probabilities (an ensemble), else logits (softmax over dimension 1)."""
+    import onnxruntime as ort
+
+    fp32, int8 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path))
+    same, total, worst = 0, 0, 0.0
+    for i in range(0, len(x), BATCH):
+        batch = {"input": x[i:i + BATCH]}
+        p, q = (_probabilities(s.run(None, batch)[0], probabilities) for s in (fp32, int8))
+        agree = p.argmax(axis=1) == q.argmax(axis=1)
+        same, total = same + int(agree.sum()), total + agree.size
+        worst = max(worst, float(np.abs(p - q).max()))
+    return QuantizedCheck(same / total, worst, len(x), total, fp32_path.stat().st_size, int8_path.stat().st_size)
+
+
+def _probabilities(out: np.ndarray, already: bool) -> np.ndarray:
+    out = out.astype(np.float64)
+    if already:
+        return out
+    shifted = np.exp(out - out.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -1,0 +1,125 @@
+"""int8 ONNX export: static quantization calibrated on the training images, checked on the test
+images against the fp32 graph, refused when it changes too many decisions."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from peerdistill.build import train_from_config
+from peerdistill.cli import main
+from peerdistill.config import validate
+from peerdistill.data import build_data
+from peerdistill.errors import ConfigError
+from peerdistill.export import ExportError, export_run
+from peerdistill.quantize import evenly_spaced
+from peerdistill.runs import saved_data_spec
+from peerdistill.engine.artifacts import read_json
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8")
+    cfg = validate({"name": "r", "out_dir": str(out), "teacher": None, "distill": {"preset": "ml"},
+                    "students": [{"arch": "cnn", "args": {"width": 16, "depth": 2}}] * 2,  # 0.9 accurate:
+                    "optim": {"lr": 0.003}, "train": {"epochs": 8, "batch_size": 64}})  # few near ties
+    train_from_config(cfg, progress=False)
+    return out / "r"
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_an_int8_student_keeps_the_fp32_decisions_it_reports(digits_run, capsys):
+    assert main(["export", str(digits_run), "--model", "student1", "--quantize", "int8"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    int8_path, fp32_path = digits_run / "export" / "student1-int8.onnx", digits_run / "export" / "fp32.onnx"
+    assert f"to {int8_path}" in printed and "int8 graph vs fp32 graph on 360 test inputs" in printed
+    ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # quantized, not a copy of the fp32 graph
+    assert json.loads(int8_path.with_suffix(".json").read_text())["quantized"] == "int8"
+    # the agreement recomputed here, from an fp32 export and the test split read by hand
+    result = export_run(digits_run, model="student1", quantize="int8", out=digits_run / "again-int8.onnx")
+    export_run(digits_run, model="student1", out=fp32_path)
+    meta = read_json(digits_run / "run.json")
+    x = build_data(saved_data_spec(meta), stats=meta["data_stats"]).test.x.numpy()
+    fp32 = _session(fp32_path).run(None, {"input": x})[0]
+    int8 = _session(result.path).run(None, {"input": x})[0]
+    same = fp32.argmax(axis=1) == int8.argmax(axis=1)
+    assert result.int8.agreement == same.mean() >= 0.99 and result.int8.predictions == 360
+    assert f"same class for {same.sum()} of 360 predictions" in printed
+    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
+    assert result.int8.max_probability_difference == pytest.approx(np.abs(softmax(fp32) - softmax(int8)).max(),
+                                                                   rel=1e-4)
+    assert 0 < result.int8.max_probability_difference < 0.2  # quantized: close, not equal
+    assert result.int8.int8_bytes == result.path.stat().st_size < result.int8.fp32_bytes
+    # predict reads the int8 graph like any exported one
+    out = digits_run / "int8.csv"
+    np.savez(digits_run / "x.npz", images=(np.random.default_rng(0).random((3, 8, 8)) * 255).astype(np.uint8))
+    assert main(["predict", str(result.path), str(digits_run / "x.npz"), "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_an_int8_graph_that_changes_too_many_decisions_is_not_written(digits_run, monkeypatch):
+    # calibrated on blank images, every activation range is wrong
+    monkeypatch.setattr("peerdistill.export.evenly_spaced",
+                        lambda x, count: np.zeros_like(x[:count]) if len(x) > 360 else x)
+    target = digits_run / "bad-int8.onnx"
+    with pytest.raises(ExportError, match=r"keeps the fp32 class for \d+\.\d\d% of 360 test predictions, below "
+                                          r"--min-agreement 99\.00%; it was not written"):
+        export_run(digits_run, model="ensemble", quantize="int8", out=target)
+    assert not target.exists() and not target.with_suffix(".json").exists()
+
+
+def test_an_int8_segmentation_ensemble_is_checked_pixel_by_pixel(tmp_path):
+    cfg = validate({"name": "seg", "out_dir": str(tmp_path), "task": "segmentation", "distill": {"preset": "ml"},
+                    "data": {"kind": "shapes", "shapes_counts": [16, 4, 6]},
+                    "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}}] * 2,
+                    "train": {"epochs": 2, "batch_size": 8}})
+    train_from_config(cfg, progress=False)
+    result = export_run(tmp_path / "seg", model="ensemble", quantize="int8", min_agreement=0.9)
+    assert result.path.name == "ensemble-int8.onnx" and result.int8.checked == 6
+    assert result.int8.predictions == 6 * 64 * 64 and result.int8.agreement >= 0.9
+    out = _session(result.path).run(None, {"input": np.zeros((2, 1, 40, 48), np.float32)})[0]
+    assert out.shape == (2, 2, 40, 48) and np.allclose(out.sum(axis=1), 1, atol=0.05)  # dynamic height and width
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--quantize", "int8", "--format", "safetensors"], "writes an ONNX graph: drop --format safetensors"),
+    (["--quantize", "int8", "--calibration-samples", "0"], "--calibration-samples must be at least 1"),
+    (["--quantize", "int8", "--min-agreement", "1.5"], "--min-agreement is a share of predictions, 0 to 1"),
+])
+def test_int8_option_mistakes_are_one_clear_message(digits_run, capsys, options, message):
+    assert main(["export", str(digits_run), "--model", "student1", *options]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(ConfigError, match="the one quantization is int8"):
+        export_run(digits_run, model="student1", quantize="int4")
+
+
+def test_int8_needs_the_runs_images_and_is_not_for_detectors(digits_run, tmp_path):
+    moved = tmp_path / "moved"
+    (moved / "models").mkdir(parents=True)
+    meta = json.loads((digits_run / "run.json").read_text())
+    meta["data_spec"] = {**meta["data_spec"], "kind": "npz", "root": str(tmp_path / "gone.npz")}
+    for name in ("config.yaml", "metrics.json"):
+        (moved / name).write_bytes((digits_run / name).read_bytes())
+    (moved / "run.json").write_text(json.dumps(meta))
+    for f in (digits_run / "models").iterdir():
+        (moved / "models" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ConfigError, match="calibrates on the run's training images .* cannot be read: .*gone.npz"):
+        export_run(moved, model="student1", quantize="int8")
+    detector = validate({"name": "det", "out_dir": str(tmp_path), "data": {"kind": "boxes", "boxes_counts": [4, 2, 2]},
+                         "task": "detection", "distill": {"preset": "independent"},
+                         "students": [{"arch": "detector", "args": {"width": 4}}], "train": {"epochs": 1}})
+    train_from_config(detector, progress=False)
+    with pytest.raises(ConfigError, match="int8 is for classification and segmentation"):
+        export_run(tmp_path / "det", model="student1", quantize="int8")
+
+
+def test_calibration_images_are_spread_over_the_split():
+    x = np.arange(10)[:, None]
+    assert evenly_spaced(x, 4)[:, 0].tolist() == [0, 3, 6, 9] and evenly_spaced(x, 20).shape == (10, 1)
