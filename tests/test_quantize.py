@@ -64,6 +64,25 @@ def test_an_int8_student_keeps_the_fp32_decisions_it_reports(digits_run, capsys)
     assert len(out.read_text().splitlines()) == 4
 
 
+def test_an_int8_ensemble_averages_its_probabilities_in_fp32(digits_run):
+    """Quantized to 8 bits, the ensemble's probabilities would take at most 256 values, and their
+    ties would blur the ranking an AUC is made of: the softmaxes and their mean stay in fp32."""
+    from peerdistill.quantize import WEIGHTED, tail_nodes
+
+    result = export_run(digits_run, model="ensemble", quantize="int8", out=digits_run / "ens-int8.onnx")
+    meta = read_json(digits_run / "run.json")
+    x = build_data(saved_data_spec(meta), stats=meta["data_stats"]).test.x.numpy()
+    probs = _session(result.path).run(None, {"input": x})[0]
+    assert len(np.unique(probs)) > 1000 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    graph = onnx.load(str(result.path)).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    quantized_inputs = {made_by.get(node.input[0]) for node in graph.node if node.op_type == "QuantizeLinear"}
+    assert "Softmax" not in quantized_inputs and "Conv" in {n.op_type for n in graph.node}
+    fp32 = export_run(digits_run, model="ensemble", out=digits_run / "ens.onnx").path
+    tail = {n.op_type for n in onnx.load(str(fp32)).graph.node if n.name in tail_nodes(fp32)}
+    assert {"Softmax", "ReduceMean"} <= tail and not tail & WEIGHTED
+
+
 def test_an_int8_graph_that_changes_too_many_decisions_is_not_written(digits_run, monkeypatch):
     # calibrated on blank images, every activation range is wrong
     monkeypatch.setattr("peerdistill.export.evenly_spaced",

@@ -1,0 +1,75 @@
+"""What int8 costs trained runs: each run's best student and ensemble exported in fp32 and in int8
+(as ``peerdistill export --quantize int8`` does), both scored on the run's test split.
+
+    python benchmarks/int8_agreement.py RUN_DIR [RUN_DIR ...] [--models best,ensemble] [--json out.json]
+
+Classification runs. Per run and model: the share of test samples whose class the int8 graph
+keeps, the largest probability difference, and the test accuracy (and, for two classes, the
+AUC) of the fp32 and the int8 graph, computed here from onnxruntime's outputs and the labels.
+Nothing is written into the runs (the files go to a temporary folder)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from peerdistill.data import build_data
+from peerdistill.engine.artifacts import read_json
+from peerdistill.export import export_run
+from peerdistill.runs import saved_data_spec
+
+
+def scores(path: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    import onnxruntime as ort
+    from sklearn.metrics import roc_auc_score
+
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    probs = out if np.allclose(out.sum(axis=1), 1, atol=1e-3) and out.min() >= 0 else _softmax(out)
+    figures = {"accuracy": float((probs.argmax(axis=1) == y).mean())}
+    if probs.shape[1] == 2:
+        figures["auc"] = float(roc_auc_score(y, probs[:, 1]))
+    return figures
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--models", default="best,ensemble")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    ns = parser.parse_args()
+    rows = []
+    print(f"{'run':<24} {'model':<10} {'same class':>10} {'max |dp|':>9} {'fp32 acc':>9} {'int8 acc':>9} "
+          f"{'fp32 auc':>9} {'int8 auc':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in map(Path, ns.runs):
+            meta = read_json(run / "run.json")
+            test = build_data(saved_data_spec(meta), stats=meta["data_stats"]).test
+            x, y = test.x.numpy(), test.y.numpy()
+            for model in ns.models.split(","):
+                fp32 = export_run(run, model=model, out=Path(tmp) / f"{run.name}-{model}.onnx")
+                int8 = export_run(run, model=model, quantize="int8", min_agreement=0.0,
+                                  out=Path(tmp) / f"{run.name}-{model}-int8.onnx")
+                a, b = scores(fp32.path, x, y), scores(int8.path, x, y)
+                row = {"run": run.name, "model": fp32.model, "agreement": int8.int8.agreement,
+                       "max_probability_difference": int8.int8.max_probability_difference,
+                       **{f"fp32_{k}": v for k, v in a.items()}, **{f"int8_{k}": v for k, v in b.items()}}
+                rows.append(row)
+                auc = (f"{a['auc']:>9.4f} {b['auc']:>9.4f}" if "auc" in a else f"{'':>9} {'':>9}")
+                print(f"{run.name:<24} {row['model']:<10} {row['agreement']:>10.4f} "
+                      f"{row['max_probability_difference']:>9.4f} {a['accuracy']:>9.4f} {b['accuracy']:>9.4f} {auc}",
+                      flush=True)
+    if ns.json:
+        Path(ns.json).write_text(json.dumps({"rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
