@@ -52,3 +52,18 @@ def test_int8_latency_prints_both_files_per_model_and_batch(tmp_path):
     assert [(r[0], r[1]) for r in rows] == [("resnet8x4-32", "1"), ("resnet8x4-32", "2")]
     fp32_kib, int8_kib = (float(v.replace(",", "")) for v in rows[0][5:7])
     assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows) and int8_kib < fp32_kib / 3  # int8 weights
+
+
+def test_int8_agreement_scores_a_runs_fp32_and_int8_files(tmp_path):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 1, "batch_size": 256}}), progress=False)
+    run("int8_agreement.py", str(tmp_path / "r"), "--models", "ensemble", "--json", "rows.json", cwd=tmp_path)
+    (row,) = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    tested = json.loads((tmp_path / "r" / "metrics.json").read_text())["test_at_best"]["ensemble"]["accuracy"]
+    assert row["model"] == "ensemble" and abs(row["fp32_accuracy"] - tested) < 1e-9  # the run's own figure
+    assert 0 <= row["agreement"] <= 1 and 0 <= row["int8_accuracy"] <= 1
+    assert not (tmp_path / "r" / "export").exists()  # nothing written into the run
