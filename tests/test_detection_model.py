@@ -264,3 +264,31 @@ def test_onnx_export_matches_pytorch_at_three_sizes(tmp_path):
         x = torch.randn(*shape)
         got = session.run(None, {"input": x.numpy()})[0]
         assert abs(got - model(x).detach().numpy()).max() < 1e-4
+
+
+def test_boxes_no_point_can_learn_are_found_and_warned_of():
+    import warnings
+
+    from peerdistill.data.splits import TensorData
+    from peerdistill.detection.assign import boxes_without_points
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.tasks.detection import DetectionTask
+
+    layout = HeadLayout(num_classes=2, reg_max=8)
+    # points sit at 4, 12, 20, ... (stride 8), 8, 24, ... (16) and 16, 48 (32): a box from 9 to 11 holds none,
+    # one from 2 to 6 holds (4, 4), one from 12 to 13 holds (12, 12) on its border
+    targets = torch.tensor([[[0, 45.0, 45.0, 46.0, 46.0], [1, 9.0, 9.0, 11.0, 11.0], [-1, 0, 0, 0, 0]],
+                            [[0, 2.0, 2.0, 6.0, 6.0], [1, 12.0, 12.0, 13.0, 13.0], [-2, 45.0, 45.0, 46.0, 46.0]]])
+    missed = boxes_without_points(targets, layout, (64, 64), chunk=1)
+    assert missed.tolist() == [[True, True, False], [False, False, False]]  # padding and crowd regions are no boxes
+    points, strides = anchor_points(64, 64, layout.strides)
+    labels, _ = assign(points, strides, targets, layout)
+    learnt = [{int(c) for c in labels[b].unique() if c < 2} for b in range(2)]
+    assert learnt == [set(), {0, 1}]  # what assign gives: nothing to the two boxes found
+    task = DetectionTask(layout, (64, 64))
+    with pytest.warns(PeerdistillWarning, match=r"2 of 4 training boxes \(in 1 images\) hold no anchor point at "
+                                                r"strides \(8, 16, 32\) on 64x64 images"):
+        task.inspect_training_data(TensorData(torch.zeros(2, 3, 64, 64), targets))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        task.inspect_training_data(TensorData(torch.zeros(1, 3, 64, 64), targets[1:]))  # every box learnt: silent

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .boxes import HeadLayout, box_area, boxes_to_ltrb
+from .boxes import HeadLayout, anchor_points, box_area, boxes_to_ltrb
 
 
 def level_ranges(layout: HeadLayout, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,3 +84,18 @@ def assign(points: torch.Tensor, point_strides: torch.Tensor, targets: torch.Ten
     labels = torch.where(positive, targets[..., 0].long().gather(1, index), labels)
     boxes = torch.where(positive[..., None], gt.gather(1, index[..., None].expand(-1, -1, 4)), boxes)
     return labels, boxes
+
+
+def boxes_without_points(targets: torch.Tensor, layout: HeadLayout, image_size: tuple[int, int],
+                         chunk: int = 64) -> torch.Tensor:
+    """Mask [N, M] of the boxes of targets [N, M, 5] (label >= 0) with no anchor point of any level
+    inside them or on their border: ``assign`` can give them no point, so they are never learnt
+    (a box narrower than the finest stride can fall between the points)."""
+    points, _ = anchor_points(*image_size, layout.strides)
+    out = torch.zeros(targets.shape[:2], dtype=torch.bool)
+    for start in range(0, len(targets), chunk):  # [chunk, A, M, 4] at a time
+        part = targets[start:start + chunk].float()
+        ltrb = boxes_to_ltrb(points[None, :, None, :], part[:, None, :, 1:])
+        holds = (ltrb.min(dim=-1).values >= 0).any(dim=1)
+        out[start:start + chunk] = (part[..., 0] >= 0) & ~holds
+    return out

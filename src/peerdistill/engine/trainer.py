@@ -165,6 +165,8 @@ class Trainer(RunRecords):
                                      for m in self.cohort.trainable for sub in m.module.modules())
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
+        if hasattr(self.task, "inspect_training_data") and self.world.is_main:  # (a warning, said once)
+            self.task.inspect_training_data(data.train)
         self._declared_input_shape = tuple(data.input_shape)
         apply_seed(self.seed, self.deterministic)
         self.speed = resolve_speed(self.train_spec, self.device, self.deterministic)

@@ -8,12 +8,15 @@ feature capture work unchanged; this task knows how to read it.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from ..detection.boxes import HeadLayout, anchor_points, decode
 from ..detection_metrics import DetectionMeter, detection_metric_names
-from ..errors import ConfigError
+from ..detection.assign import boxes_without_points
+from ..errors import ConfigError, PeerdistillWarning
 from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
 from .box_augment import augment_boxes
 
@@ -120,6 +123,23 @@ class DetectionTask:
         if not self.augmentations:
             return x, y
         return augment_boxes(x, y, self.augmentations, generator)
+
+    def inspect_training_data(self, train) -> None:
+        """Warn of training boxes no anchor point can learn (they would silently train as
+        background): how many, and what to change. Datasets without a target tensor ``y`` are
+        not scanned."""
+        y = getattr(train, "y", None)
+        if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y):
+            return
+        missed = boxes_without_points(y, self.layout, self.image_size)
+        if missed.any():
+            total = int((y[..., 0] >= 0).sum())
+            warnings.warn(f"{int(missed.sum())} of {total} training boxes (in {int(missed.any(dim=1).sum())} images) "
+                          f"hold no anchor point at strides {tuple(self.layout.strides)} on "
+                          f"{self.image_size[0]}x{self.image_size[1]} images (boxes narrower than the finest stride "
+                          "can fall between the points): they are never learnt, and their images train as "
+                          "background there; train at a larger data.image_size, or give the detectors a finer "
+                          "first stride (args.strides)", PeerdistillWarning, stacklevel=2)
 
     def check_output(self, name: str, out: torch.Tensor, batch: int) -> None:
         h, w = self.image_size
