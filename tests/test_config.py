@@ -164,3 +164,15 @@ def test_a_config_error_says_whether_the_overrides_took_part(tmp_path):
 def test_presets_a_task_cannot_run_are_refused_in_its_terms(change, message):
     with pytest.raises(ConfigError, match=message):
         validate({**default_config(), **change})
+
+
+def test_every_recipe_is_a_valid_config():
+    from pathlib import Path
+
+    from peerdistill.config import load_config
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 9
+    for recipe in recipes:
+        cfg = load_config(str(recipe), [])
+        assert cfg.name and cfg.train.epochs >= 1, recipe.name
