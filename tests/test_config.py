@@ -176,3 +176,23 @@ def test_every_recipe_is_a_valid_config():
     for recipe in recipes:
         cfg = load_config(str(recipe), [])
         assert cfg.name and cfg.train.epochs >= 1, recipe.name
+
+
+def test_dkd_edges_carry_their_non_target_weight_and_it_is_refused_elsewhere():
+    from peerdistill.build import build_cohort, build_graph
+    from peerdistill.data import build_data
+
+    from peerdistill.config import default_config
+
+    base = default_config()
+    cfg = validate({**base, "distill": {"preset": "custom", "edges": [
+        {"source": "teacher", "target": "student1", "kind": "dkd", "temperature": 4, "nckd_weight": 3.0},
+        {"source": "student2", "target": "student1"}]}})
+    graph = build_graph(cfg, build_cohort(cfg, build_data(cfg.data)))
+    assert [(e.kind, e.nckd_weight) for e in graph.edges] == [("dkd", 3.0), ("kl", 8.0)]
+    with pytest.raises(ConfigError, match="nckd_weight is for dkd edges, not 'kl'"):
+        validate({**base, "distill": {"preset": "custom", "edges": [{"source": "teacher", "target": "student1",
+                                                                      "nckd_weight": 3.0}]}})
+    assert validate({**base, "distill": {"kd_loss": "dkd"}}).distill.dkd_nckd_weight == 8.0
+    with pytest.raises(ConfigError, match="it is for classification, not segmentation; use kl"):
+        validate({**base, "task": "segmentation", "data": {"kind": "shapes"}, "distill": {"kd_loss": "dkd"}})

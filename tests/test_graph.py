@@ -270,3 +270,27 @@ def test_preset_keywords_are_validated_as_the_distill_section():
         preset_edges("kd", "teacher", ["s"], kd_temperature=-1)
     with pytest.raises(ConfigError, match="'beta': Input should be greater than or equal to 0"):
         preset_edges("ml", None, ["s", "t"], beta=-1)
+
+
+def test_dkd_edges_from_the_presets_and_their_terms_match_the_definition():
+    from tests.test_losses import naive_dkd
+
+    spec = DistillSpec(kd_loss="dkd", dkd_nckd_weight=2.0, alpha=0.5, kd_temperature=3.0)
+    edges = preset_edges("kd+ml", "teacher", ["s1", "s2"], spec)
+    assert [(e.kind, e.source, e.nckd_weight) for e in edges if e.source == "teacher"] == [("dkd", "teacher", 2.0)] * 2
+    assert {e.kind for e in edges if e.source != "teacher"} == {"kl"}  # peers keep the softened KL
+    g = torch.Generator().manual_seed(5)
+    logits = {n: torch.randn(6, 4, generator=g) * 2 for n in ["teacher1", "teacher2", "a", "b"]}
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    graph = _bound_graph([Edge("teacher1", "a", "dkd", 0.5, 3.0, nckd_weight=2.0),
+                          Edge(TEACHERS, "b", "dkd", 1.0, 3.0, nckd_weight=2.0)])
+    terms = graph.losses(CohortOutput(logits), labels)
+    q1 = torch.softmax(logits["teacher1"] / 3, dim=1)
+    assert terms["a/dkd<-teacher1"].item() == pytest.approx(0.5 * naive_dkd(logits["a"], q1, labels, 3.0, 2.0), rel=1e-5)
+    q = (3 * q1 + torch.softmax(logits["teacher2"] / 3, dim=1)) / 4  # the teachers' weights mu 3 and 1
+    assert terms["b/dkd<-teachers"].item() == pytest.approx(naive_dkd(logits["b"], q, labels, 3.0, 2.0), rel=1e-5)
+    with pytest.raises(ConfigError, match="needs one class label per sample"):
+        graph.losses(CohortOutput(logits))
+    maps = {n: torch.randn(2, 3, 4, 4) for n in ["teacher1", "teacher2", "a", "b"]}
+    with pytest.raises(ConfigError, match="kind 'dkd' splits class vectors"):
+        graph.check_dense(CohortOutput(maps))

@@ -137,3 +137,51 @@ def test_pixels_left_out_count_for_nothing_even_when_not_finite():
     teacher[0, :, 1, 1] = float("nan")
     assert soft_kl(student, teacher, 2.0, valid).item() == pytest.approx(expected.item(), rel=1e-6)
     assert torch.isnan(soft_kl(student, teacher, 2.0))  # counted, it shows
+
+
+def naive_dkd(student, target_probs, labels, t, nckd_weight):
+    """Decoupled KD sample by sample, in float64, from the definitions (Zhao et al. 2022, eqs. 1-4)."""
+    total = 0.0
+    for z, q, y in zip(student.double().tolist(), target_probs.double().tolist(), labels.tolist()):
+        e = [math.exp(v / t) for v in z]
+        p = [v / sum(e) for v in e]
+        b_t, b_s = (q[y], 1 - q[y]), (p[y], 1 - p[y])
+        tckd = sum(a * math.log(a / b) for a, b in zip(b_t, b_s) if a > 0)
+        rest = [i for i in range(len(z)) if i != y]
+        nckd = sum(q[i] / b_t[1] * math.log((q[i] / b_t[1]) / (p[i] / b_s[1])) for i in rest if q[i] > 0)
+        total += tckd + nckd_weight * nckd
+    return total / len(labels) * t * t
+
+
+@pytest.mark.parametrize("t, nckd_weight", [(1.0, 8.0), (4.0, 0.5)])
+def test_decoupled_kd_matches_the_definition_sample_by_sample(t, nckd_weight):
+    from peerdistill.losses import decoupled_kd
+
+    torch.manual_seed(3)
+    student, source, labels = torch.randn(6, 5) * 3, torch.randn(6, 5) * 3, torch.tensor([0, 4, 2, 2, 1, 3])
+    target = torch.softmax(source / t, dim=1)
+    assert decoupled_kd(student, target, labels, t, nckd_weight).item() == pytest.approx(
+        naive_dkd(student, target, labels, t, nckd_weight), rel=1e-5)
+
+
+def test_decoupled_kd_terms_hand_values_and_a_certain_source():
+    from peerdistill.losses import decoupled_kd
+
+    # two classes: no non-target distribution to compare, so DKD is the binary KL alone
+    student, target, labels = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.8, 0.2]]), torch.tensor([0])
+    binary = 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5)
+    assert decoupled_kd(student, target, labels, 1.0, 8.0).item() == pytest.approx(binary, rel=1e-5)
+    # the student already matches the non-target shape: NCKD is 0, whatever its weight
+    student = torch.tensor([[2.0, 1.0, 1.0]])
+    target = torch.tensor([[0.5, 0.25, 0.25]])
+    same_shape = decoupled_kd(student, target, torch.tensor([0]), 1.0, 100.0)
+    p0 = math.exp(2) / (math.exp(2) + 2 * math.e)
+    assert same_shape.item() == pytest.approx(0.5 * math.log(0.5 / p0) + 0.5 * math.log(0.5 / (1 - p0)), abs=1e-6)
+    # a source certain of the true class teaches only TCKD; gradients stay finite, none reach it
+    student = torch.randn(4, 3, requires_grad=True)
+    certain = torch.eye(3)[[0, 1, 2, 0]].requires_grad_()
+    loss = decoupled_kd(student, certain, torch.tensor([0, 1, 2, 0]), 2.0, 8.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student.grad).all() and certain.grad is None
+    with pytest.raises(ValueError, match=r"\[B, C\] class scores with one label per sample"):
+        decoupled_kd(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))

@@ -95,7 +95,8 @@ def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
     d = cfg.distill
     heads = {m.name: m.head_layers for m in cohort.members if m.head_layers}
     if d.preset == "custom":
-        edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer)
+        edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer,
+                      e.nckd_weight)
                  for e in d.edges or []]
     else:
         edges = preset_edges(d.preset, [m.name for m in cohort.teachers], [m.name for m in cohort.students], d,

@@ -134,11 +134,18 @@ class EdgeSpec(_Strict):
 
     source: str
     target: str
-    kind: Literal["kl", "hint", "at", "sp", "pair", "cwd", "holistic"] = "kl"
+    kind: Literal["kl", "dkd", "hint", "at", "sp", "pair", "cwd", "holistic"] = "kl"
     weight: float = Field(default=1.0, ge=0)
     temperature: float = Field(default=1.0, gt=0)
     source_layer: str | None = None
     target_layer: str | None = None
+    nckd_weight: float = Field(default=8.0, ge=0, description="dkd edges: the weight of the non-target term")
+
+    @model_validator(mode="after")
+    def _nckd_for_dkd(self) -> "EdgeSpec":
+        if self.kind != "dkd" and self.nckd_weight != 8.0:
+            raise ValueError(f"nckd_weight is for dkd edges, not '{self.kind}': remove it")
+        return self
 
 
 class DistillSpec(_Strict):
@@ -147,6 +154,10 @@ class DistillSpec(_Strict):
     beta: float = Field(default=1.0, ge=0, description="weight of the peer mutual-learning term")
     gamma: float = Field(default=1.0, ge=0, description="weight of feature edges (styles presets)")
     kd_temperature: float = Field(default=4.0, gt=0)
+    kd_loss: Literal["kl", "dkd"] = Field(
+        default="kl", description="teacher -> student edges of the presets: softened KL (Hinton et al.) or decoupled "
+                                  "KD (Zhao et al. 2022; classification)")
+    dkd_nckd_weight: float = Field(default=8.0, ge=0, description="kd_loss dkd: weight of the non-target term")
     ml_temperature: float = Field(default=1.0, gt=0)
     feature_loss: Literal["hint", "at", "sp"] = Field(default="hint", description="feature edges of the styles presets")
     teacher_weighting: Literal["weighted", "confidence"] = Field(
@@ -525,6 +536,10 @@ class RunConfig(_Strict):
                              "(and set teacher: null if the config has one)")
         if preset in TEACHER_PRESETS and not self.all_teachers():
             raise ValueError(f"preset '{preset}' needs a teacher: add a 'teacher' section")
+        dkd = self.distill.kd_loss == "dkd" or any(e.kind == "dkd" for e in self.distill.edges or [])
+        if dkd and self.task != "classification":
+            raise ValueError(f"decoupled KD (distill.kd_loss dkd, kind dkd) splits class vectors into the true class "
+                             f"and the others: it is for classification, not {self.task}; use kl")
         if self.task != "classification" and any(s.heads for s in self.students):
             raise ValueError("self-distillation heads (students.N.heads, preset self) are for classification: "
                              "their classifiers pool features to one class vector; remove them")

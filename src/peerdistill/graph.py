@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pydantic import ValidationError
@@ -14,8 +15,8 @@ from pydantic import ValidationError
 from .config import TEACHER_PRESETS, DistillSpec, format_validation_error
 from .connectors import Connector
 from .errors import ConfigError
-from .losses import (attention_transfer, combine_soft_targets, confidence_weights, fitnet_hint, kl_to_probs,
-                     similarity_preserving, soft_kl)
+from .losses import (attention_transfer, combine_soft_targets, confidence_weights, decoupled_kd, fitnet_hint,
+                     kl_to_probs, similarity_preserving, soft_kl)
 from .losses.adversarial import holistic_generator_loss
 from .losses.dense import channel_wise, pairwise_affinity
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 TEACHERS = "teachers"  # virtual source: the teachers' soft targets combined (multi-teacher KD)
 ENSEMBLE = "ensemble"  # virtual source: the students' ensemble (online ensemble KD, as in KDCL/ONE)
-LOGIT_KINDS = ("kl", "cwd", "holistic")  # cwd also works on features (with layers)
+LOGIT_KINDS = ("kl", "dkd", "cwd", "holistic")  # cwd also works on features (with layers)
 FEATURE_KINDS = ("hint", "at", "sp", "pair")
 DENSE_KINDS = ("cwd", "holistic", "pair")  # need [B, C, H, W] maps: segmentation
 
@@ -57,6 +58,7 @@ class Edge:
     temperature: float = 1.0
     source_layer: str | None = None
     target_layer: str | None = None
+    nckd_weight: float = 8.0  # dkd: the weight of the non-target classes' term
 
     @property
     def on_features(self) -> bool:
@@ -117,7 +119,7 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
         return layers[model]
 
     def teacher_logits(student):
-        return Edge(teacher_source, student, "kl", p.alpha, p.kd_temperature)
+        return Edge(teacher_source, student, p.kd_loss, p.alpha, p.kd_temperature, nckd_weight=p.dkd_nckd_weight)
 
     def teacher_features(student):
         return [Edge(t, student, p.feature_loss, p.gamma / len(teachers), 1.0, layer(t), layer(student))
@@ -304,6 +306,12 @@ class KnowledgeGraph:
                 continue
             if edge.kind == "kl":
                 loss = self._logit_loss(edge, out, labels, cache)
+            elif edge.kind == "dkd":
+                if labels is None or labels.ndim != 1:
+                    raise ConfigError(f"dkd edge {edge.name} needs one class label per sample")
+                student = out.logits[edge.target]
+                loss = decoupled_kd(student, self._soft_target(edge, out, labels, cache), labels, edge.temperature,
+                                    edge.nckd_weight)
             elif edge.kind == "holistic":
                 if inputs is None or not discriminators or edge.name not in discriminators:
                     raise ConfigError(f"holistic edge {edge.name} needs the images and its discriminator")
@@ -342,6 +350,14 @@ class KnowledgeGraph:
         if edge.source not in (TEACHERS, ENSEMBLE):
             source = out.logits[edge.source]
             return soft_kl(_aligned(student, source), source, edge.temperature, valid_pixels(labels, source))
+        target = self._soft_target(edge, out, labels, cache)
+        return kl_to_probs(_aligned(student, target), target, edge.temperature, valid_pixels(labels, target))
+
+    def _soft_target(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
+        """The source's softened distribution: one model's ``softmax(z / T)``, or the teachers' or
+        students' combined, computed once per source and temperature and shared by all students."""
+        if edge.source not in (TEACHERS, ENSEMBLE):
+            return F.softmax(out.logits[edge.source].detach().float() / edge.temperature, dim=1)
         key = (edge.source, edge.temperature)
         if key not in cache:  # one combined target per source and temperature, shared by all students
             names = self._teachers if edge.source == TEACHERS else self._ensemble
@@ -356,14 +372,16 @@ class KnowledgeGraph:
                 else:
                     weights = self._teacher_mu
             cache[key] = combine_soft_targets(logits, edge.temperature, weights)
-        target = cache[key]
-        return kl_to_probs(_aligned(student, target), target, edge.temperature, valid_pixels(labels, target))
+        return cache[key]
 
     def check_dense(self, out: "CohortOutput") -> None:
         """Kinds that compare maps fail early, by name, where they would meet vectors:
         segmentation-only kinds on models that output class vectors, and attention transfer,
         pair-wise affinity or CWD on a layer whose output is not a [C, H, W] map."""
         for e in self.edges:
+            if e.kind == "dkd" and any(out.logits[m].ndim != 2 for m in (e.target, e.source) if m in out.logits):
+                raise ConfigError(f"edge {e.name}: kind 'dkd' splits class vectors [B, C] into the true class and "
+                                  "the others; these models output maps (use kl for segmentation)")
             if e.kind in DENSE_KINDS and not e.on_features and out.logits[e.target].ndim != 4:
                 raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares dense [B, C, H, W] maps; "
                                   "these models output class vectors (use it for segmentation)")

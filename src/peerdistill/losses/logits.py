@@ -1,4 +1,5 @@
-"""Losses on logits (Hinton et al. 2015; Zhang et al., Deep Mutual Learning, 2018)."""
+"""Losses on logits (Hinton et al. 2015; Zhang et al., Deep Mutual Learning, 2018; Zhao et al.,
+Decoupled Knowledge Distillation, 2022)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,36 @@ def _kl(q: torch.Tensor, log_q: torch.Tensor, student_logits: torch.Tensor, t: f
     # target stays NaN (for the non-finite guard to name) instead of teaching nothing unseen.
     kl_per_item = torch.where(q == 0, torch.zeros_like(q), q * (log_q - log_p_student)).sum(dim=1)
     return masked_mean(kl_per_item, valid) * (t * t)
+
+
+def decoupled_kd(student_logits: torch.Tensor, target_probs: torch.Tensor, labels: torch.Tensor,
+                 temperature: float = 1.0, nckd_weight: float = 8.0) -> torch.Tensor:
+    """Decoupled knowledge distillation (Zhao et al., CVPR 2022) for [B, C] class scores:
+    ``T^2 * (TCKD + nckd_weight * NCKD)``, averaged over the batch. With ``t`` the true class and
+    ``q`` the target's softened distribution (``softmax(z / T)``, or several sources' average),
+    ``p`` the student's: TCKD is the binary KL between ``(q_t, 1 - q_t)`` and ``(p_t, 1 - p_t)``
+    (how sure of the true class), NCKD the KL between the non-target classes' distributions
+    renormalised without ``t`` (``q_i / (1 - q_t)``; what the wrong classes look like), which
+    classic KD weighs down by ``1 - q_t`` exactly where the source is confident. ``q`` is
+    detached."""
+    if student_logits.ndim != 2 or student_logits.shape != target_probs.shape or labels.shape != student_logits.shape[:1]:
+        raise ValueError(f"decoupled_kd compares [B, C] class scores with one label per sample: got "
+                         f"{tuple(student_logits.shape)}, {tuple(target_probs.shape)} and labels {tuple(labels.shape)}")
+    t = float(temperature)
+    q = target_probs.detach().float()
+    z = student_logits.float() / t
+    true = F.one_hot(labels, z.shape[1]).bool()
+    log_p = F.log_softmax(z, dim=1)
+    log_p_true = log_p[true]  # [B]
+    log_p_rest = torch.logsumexp(z.masked_fill(true, float("-inf")), dim=1) - torch.logsumexp(z, dim=1)
+    q_true = q[true].clamp(0, 1)
+    q_rest = (1 - q_true).clamp_min(0)
+    tckd = (torch.xlogy(q_true, q_true) - q_true * log_p_true) + (torch.xlogy(q_rest, q_rest) - q_rest * log_p_rest)
+    # Non-target distributions; a source certain of the true class (q_rest 0) has none to teach.
+    log_p_hat = F.log_softmax(z.masked_fill(true, float("-inf")), dim=1)
+    q_hat = torch.where(true, torch.zeros_like(q), q / q_rest.clamp_min(1e-12)[:, None])
+    nckd = torch.where(true, torch.zeros_like(q), torch.xlogy(q_hat, q_hat) - q_hat * log_p_hat).sum(dim=1)
+    return (tckd + nckd_weight * nckd).mean() * (t * t)
 
 
 def combine_soft_targets(logits: list[torch.Tensor], temperature: float,
