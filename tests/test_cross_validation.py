@@ -161,3 +161,33 @@ def test_a_frozen_teacher_comes_from_the_run_of_the_same_seed_and_fold(tmp_path)
     assert frozen == [(f"kd-frozen-teacher-seed{s}-fold{k}", s, k, f"independent-seed{s}-fold{k}",
                        str(tmp_path / f"independent-seed{s}-fold{k}")) for s in (0, 1) for k in (0, 1)]
     assert all((p.cfg.data.folds, p.cfg.data.fold) == (2, p.fold) for p in plans)
+
+
+def test_compare_folds_replace_the_configs_test_fraction(tmp_path):
+    """--folds takes the test split from the folds: a config that cut its own (as
+    recipes/kvasir-detection.yaml does, test_fraction 0.15) is still cross-validated."""
+    from peerdistill.comparison_runs import plan_runs, settings_of
+
+    tree = {**FAST, "data": {"val_fraction": 0.15, "test_fraction": 0.15}}
+    plans = plan_runs(settings_of([tree], [validate(tree)], None, None), 1, tmp_path, folds=3)
+    assert [(p.fold, p.cfg.data.folds, p.cfg.data.test_fraction) for p in plans] == [(k, 3, 0.2) for k in range(3)]
+    assert plans[0].cfg.data.val_fraction == 0.15
+
+
+def test_eval_of_a_fold_run_on_other_data_drops_the_runs_folds(tmp_path, monkeypatch, capsys):
+    """The fold of the run's data does not carry over to data that cannot be cut into folds, nor
+    past data.folds=null (which the refusal of split folders asks for)."""
+    import peerdistill.runs
+    from peerdistill.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"data_spec": {"kind": "csv", "root": "a.csv", "folds": 5, "fold": 2}}))
+    seen = []
+    monkeypatch.setattr(peerdistill.runs, "evaluate_run", lambda run_dir, data_spec, **_: seen.append(data_spec) or {})
+    assert main(["eval", str(run), "--json", "data.kind=npz", "data.root=b.npz"]) == 0
+    assert main(["eval", str(run), "--json", "data.root=c.csv", "data.folds=null"]) == 0
+    assert main(["eval", str(run), "--json", "data.root=d.csv"]) == 0  # same kind of data: the run's fold
+    assert [(s.kind, s.folds, s.fold) for s in seen] == [("npz", None, 0), ("csv", None, 0), ("csv", 5, 2)]
+    assert main(["eval", str(run), "data.folds=null", "data.fold=1"]) != 0  # given outright: still checked
+    assert "data.fold=1 needs data.folds" in capsys.readouterr().err

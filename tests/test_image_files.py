@@ -409,3 +409,24 @@ def test_segmentation_and_detection_folders_are_scored_whole_with_split_all(tmp_
         boxes = build_data(spec, stats=stats)
     assert (len(boxes.train), len(boxes.val), len(boxes.test)) == (0, 0, 2)
     assert boxes.test.y[:, 0].tolist() == [[0, 1, 1, 4, 4]] * 2 and boxes.info["split"].startswith("whole")
+
+
+def test_a_moved_set_is_scored_whole_without_the_split_dirs_it_lacks(tmp_path):
+    """--split all with data.root=NEW of a run trained on data.split_dirs (DRIVE's training/
+    testing): the named folders NEW holds, else NEW's own pairs; a set of negatives (no
+    foreground) is scored too, as it is no training set."""
+    from peerdistill.data.splits import kept_whole
+
+    stats = {"mean": [0.5], "std": [0.25]}
+    write_pairs(tmp_path / "flat", [square(1), np.zeros((6, 6))])
+    write_pairs(tmp_path / "only" / "testing", [square(1), square(1), square(1)])
+    write_pairs(tmp_path / "negatives", [np.zeros((6, 6))] * 4)
+    sizes = []
+    for name in ("flat", "only", "negatives"):
+        spec = DataSpec(kind="folders", root=str(tmp_path / name), binary_masks=True, grey=True,
+                        split_dirs={"train": "training", "test": "testing"})
+        with kept_whole():
+            sizes.append(len(build_data(spec, stats=stats).test))
+    assert sizes == [2, 3, 4]
+    with pytest.raises(DataError, match="training masks hold no foreground"):  # training still needs some
+        folders(tmp_path / "negatives", binary_masks=True)

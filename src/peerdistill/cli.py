@@ -14,8 +14,8 @@ from rich.markup import escape
 
 from .terminal import Console, one_line_warnings
 from . import __version__
-from .config import (DataSpec, apply_overrides, default_config, format_validation_error, load_config, load_saved_config,
-                     load_yaml, saved_data_section, without_other_kinds_keys)
+from .config import (NO_FOLD_KINDS, DataSpec, apply_overrides, default_config, format_validation_error, load_config,
+                     load_saved_config, load_yaml, saved_data_section, without_other_kinds_keys)
 from .engine.artifacts import RunDir, jsonable, read_json
 from .errors import ConfigError, PeerdistillError
 
@@ -103,6 +103,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
             if "augment" not in given and not ns.data:
                 tree["data"].pop("augment", None)
+            if not ns.data and (tree["data"].get("kind") in NO_FOLD_KINDS or tree["data"].get("folds") is None):
+                # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
+                for key in ("folds", "fold"):
+                    if key not in given:
+                        tree["data"].pop(key, None)
         try:
             data_spec = DataSpec.model_validate(tree["data"])
         except ValidationError as exc:

@@ -121,7 +121,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
                    "split (positive: the second class), scored on the test split.\n")
     if teacher_from is not None:
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
-                   "of the same seed, frozen (as that run saved them: at its best epoch).\n")
+                   f"of the same seed{' and fold' if folds else ''}, frozen (as that run saved them: at its "
+                   "best epoch).\n")
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))

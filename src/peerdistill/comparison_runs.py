@@ -106,8 +106,11 @@ def plan_runs(settings: list[Setting], seeds: int, directory: Path, folds: int |
 
 
 def _on_fold(tree: dict[str, Any], fold: int, folds: int) -> dict[str, Any]:
+    """``tree`` with fold ``fold`` of ``folds`` as its test split, in place of the config's own
+    split: its ``data.test_fraction`` (refused beside ``data.folds``) goes."""
     out = copy.deepcopy(tree)
-    out["data"] = {**(out.get("data") or {}), "folds": folds, "fold": fold}
+    data = {k: v for k, v in (out.get("data") or {}).items() if k != "test_fraction"}
+    out["data"] = {**data, "folds": folds, "fold": fold}
     return out
 
 

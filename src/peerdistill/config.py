@@ -221,6 +221,10 @@ KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes"
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json")}
 
 
+# data kinds whose splits are given or generated: data.folds is refused for them
+NO_FOLD_KINDS = ("npz", "shapes", "boxes")
+
+
 def key_applies(key: str, kind: str) -> bool:
     """Whether data key ``key`` is read for data kind ``kind``."""
     kinds = ("folders",) if key in FOLDERS_ONLY_KEYS else KIND_ONLY_KEYS.get(key)
@@ -334,7 +338,7 @@ class DataSpec(_Strict):
             return
         if self.fold >= self.folds:
             raise ValueError(f"data.fold={self.fold} is not one of the {self.folds} folds: use 0 .. {self.folds - 1}")
-        if self.kind in ("npz", "shapes", "boxes"):
+        if self.kind in NO_FOLD_KINDS:
             what = "gives its own train, val and test splits" if self.kind == "npz" else "generates its splits apart"
             raise ValueError(f"data.folds cuts one labelled set into folds, but data kind '{self.kind}' {what}: "
                              "remove data.folds")

@@ -19,15 +19,16 @@ from .synthetic import make_shapes
 
 
 def segmentation_splits(images: list, masks: list, *, num_classes: int | None = None,
-                        class_names: list[str] | None = None, stats=None) -> DataSplits:
+                        class_names: list[str] | None = None, stats=None, scored_only: bool = False) -> DataSplits:
     """Three (images, masks) pairs for train, val, test. Images [N, H, W(, C)] or [N, C, H, W];
-    masks [N, H, W] integers 0..K-1, or 255 for pixels that count nowhere."""
+    masks [N, H, W] integers 0..K-1, or 255 for pixels that count nowhere. ``scored_only``: the
+    first part is a set to score, not to train on (it may lack foreground)."""
     xs = [to_nchw(x, name) for x, name in zip(images, ("train", "val", "test"))]
     ms = [to_masks(m, name) for m, name in zip(masks, ("train", "val", "test"))]
     for x, m, name in zip(xs, ms, ("train", "val", "test")):
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
             raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
-    k = _class_count(ms, num_classes, class_names)
+    k = _class_count(ms, num_classes, class_names, training=not scored_only)
     names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
     stats = stats or channel_stats(xs[0])
     xs = [standardize(x, stats) for x in xs]
@@ -40,14 +41,15 @@ def segmentation_whole(images, masks, *, num_classes: int | None = None, class_n
     """One image/mask set kept whole, as the test split (train and val empty): what eval scores
     with ``--split all``, checked and numbered as a training set would be."""
     parts = segmentation_splits([images, images[:0], images[:0]], [masks, masks[:0], masks[:0]],
-                                num_classes=num_classes, class_names=class_names, stats=stats)
+                                num_classes=num_classes, class_names=class_names, stats=stats, scored_only=True)
     whole = DataSplits(parts.val, parts.test, parts.train, num_classes=parts.num_classes,
                        class_names=parts.class_names, input_shape=parts.input_shape, stats=parts.stats)
     whole.info["split"] = "whole (scored as one set)"
     return whole
 
 
-def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names: list[str] | None) -> int:
+def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names: list[str] | None,
+                 training: bool = True) -> int:
     """K from ``num_classes``, else from ``class_names``, else from the largest label; a label
     at or above K, a class with no pixel below the largest label (a stray value such as 7 in
     0/1 masks would make an 8-class model), or training masks without foreground are refused."""
@@ -65,7 +67,7 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         f"{sorted(set(range(seen)) - set(pixels))} have no pixel, so a stray value would add "
                         "classes; fix the masks, or set data.num_classes if those classes are truly absent")
     train = masks[0]
-    if not ((train > 0) & (train != IGNORE)).any():
+    if training and not ((train > 0) & (train != IGNORE)).any():
         raise DataError("the training masks hold no foreground pixel (only background and ignored ones): check "
                         "the mask files; for 0/255 or coloured masks set data.binary_masks=true")
     return k
@@ -105,7 +107,9 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         dirs = {"train": "train", "val": "val", "test": "test"}
     rng = np.random.default_rng(spec.split_seed)
     if is_kept_whole():  # scored as one set: whichever split folders there are, joined, or the root's pairs
-        given = dirs.values() if dirs else [s for s in ("train", "val", "test") if (root / s / spec.images).is_dir()]
+        # (a set moved by data.root=NEW need not hold every folder data.split_dirs named)
+        given = ([d for d in dirs.values() if (root / d).is_dir()] if dirs
+                 else [s for s in ("train", "val", "test") if (root / s / spec.images).is_dir()])
         parts = [read_pairs(root / d, spec) for d in dict.fromkeys(given)] if given else [read_pairs(root, spec)]
         if len({p[0].shape[1:] for p in parts}) > 1:
             raise DataError(f"the split folders of '{root}' hold images of different sizes: set data.image_size=[H, W] "

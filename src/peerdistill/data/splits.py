@@ -182,7 +182,7 @@ def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
                 else KFold(folds, shuffle=True, random_state=seed))
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a class with fewer samples than folds: some folds would lack it
+            warnings.simplefilter("error", UserWarning)  # a class with fewer samples than folds: some would lack it
             rest, test = list(splitter.split(np.zeros((n, 1)), labels))[fold]
         train, val = train_test_split(rest, test_size=val_fraction * n / len(rest), random_state=seed,
                                       stratify=None if labels is None else labels[rest])
