@@ -191,3 +191,19 @@ def test_eval_of_a_fold_run_on_other_data_drops_the_runs_folds(tmp_path, monkeyp
     assert [(s.kind, s.folds, s.fold) for s in seen] == [("npz", None, 0), ("csv", None, 0), ("csv", 5, 2)]
     assert main(["eval", str(run), "data.folds=null", "data.fold=1"]) != 0  # given outright: still checked
     assert "data.fold=1 needs data.folds" in capsys.readouterr().err
+
+
+def test_compare_folds_refuses_data_with_its_own_test_split_before_any_run_trains(tmp_path):
+    import csv
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "tree" / split / cls).mkdir(parents=True)
+    with open(tmp_path / "list.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "label", "split"], ["x.png", "a", "train"]])
+    for data, where in (({"kind": "image_folder", "root": str(tmp_path / "tree")}, "its train/ and test/ folders"),
+                        ({"kind": "csv", "root": str(tmp_path / "list.csv")}, "its split column")):
+        tree = {**FAST, "name": "own", "out_dir": str(tmp_path / "runs"), "data": data}
+        with pytest.raises(ConfigError, match=re.escape(where) + ".* gives its own test split: drop --folds"):
+            compare(tree, None, 1, folds=2, progress=False, dry_run=True)
+    assert not (tmp_path / "runs").exists()

@@ -96,6 +96,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
                           "classification comparisons")
     settings = settings_of(configs, bases, presets, teacher_from)
     plans = plan_runs(settings, seeds, directory, folds)  # every run's config, checked before any trains
+    if folds:
+        _check_foldable(plans)
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
@@ -129,6 +131,17 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     console.print(_rich_table(rows, labels, models, monitor.split("/", 1)[1], "folds and seeds" if folds else "seeds"))
     console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
     return Comparison(rows, directory, markdown)
+
+
+def _check_foldable(plans) -> None:
+    """Data that gives its own test split is refused before any run trains (its loader would
+    refuse it only when that run starts, after the other configs' runs)."""
+    from .data.sources import given_test_split
+
+    for where in dict.fromkeys(given_test_split(plan.cfg.data) for plan in plans):
+        if where:
+            raise ConfigError(f"--folds cuts one set into folds, but {where} gives its own test split: drop --folds, "
+                              "or put every image in one set to cross-validate")
 
 
 def _runs_per_setting(seeds: int, folds: int | None) -> str:

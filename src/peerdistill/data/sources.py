@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import zipfile
 from pathlib import Path
 
@@ -75,3 +76,21 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
     loaders = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
                "csv": load_csv, "shapes": load_shapes, "folders": load_folders}
     return loaders[spec.kind](spec, stats=stats)
+
+
+def given_test_split(spec: DataSpec) -> str | None:
+    """Where the data of ``spec`` gives its own test split (its loader then refuses
+    ``data.folds``), found from its layout without reading any image: what lets ``compare --folds``
+    refuse such data before a run trains."""
+    root = Path(spec.root or "")
+    if spec.kind == "image_folder" and (root / "train").is_dir() and (root / "test").is_dir():
+        return f"'{root}' (its train/ and test/ folders)"
+    if spec.kind == "folders" and all((root / s).is_dir() for s in ("train", "val", "test")):
+        return f"'{root}' (its train/, val/ and test/ folders)"
+    if spec.kind == "csv" and root.is_file():
+        with root.open(newline="", encoding="utf-8-sig") as fh:
+            header = fh.readline()
+        delimiter = "\t" if header.count("\t") > header.count(",") else ","
+        if "split" in next(csv.reader([header], delimiter=delimiter), []):
+            return f"'{root}' (its split column)"
+    return None
