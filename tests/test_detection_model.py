@@ -204,6 +204,7 @@ def test_assign_ties_go_to_the_smaller_box_and_a_box_too_small_for_the_grid_gets
 
 
 def test_detector_output_matches_the_anchor_points():
+    torch.manual_seed(0)  # the prior is met to within the random head weights' spread
     model = Detector(num_classes=3, width=4, reg_max=6).eval()
     assert model.layout == HeadLayout(3, 6, (8, 16, 32)) and model.layout.channels == 3 + 28
     for h, w in [(64, 64), (96, 128), (70, 50)]:
@@ -279,7 +280,7 @@ def test_boxes_no_point_can_learn_are_found_and_warned_of():
     # one from 2 to 6 holds (4, 4), one from 12 to 13 holds (12, 12) on its border
     targets = torch.tensor([[[0, 45.0, 45.0, 46.0, 46.0], [1, 9.0, 9.0, 11.0, 11.0], [-1, 0, 0, 0, 0]],
                             [[0, 2.0, 2.0, 6.0, 6.0], [1, 12.0, 12.0, 13.0, 13.0], [-2, 45.0, 45.0, 46.0, 46.0]]])
-    missed = boxes_without_points(targets, layout, (64, 64), chunk=1)
+    missed = boxes_without_points(targets, layout, (64, 64))
     assert missed.tolist() == [[True, True, False], [False, False, False]]  # padding and crowd regions are no boxes
     points, strides = anchor_points(64, 64, layout.strides)
     labels, _ = assign(points, strides, targets, layout)
@@ -292,3 +293,27 @@ def test_boxes_no_point_can_learn_are_found_and_warned_of():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         task.inspect_training_data(TensorData(torch.zeros(1, 3, 64, 64), targets[1:]))  # every box learnt: silent
+    scaled = DetectionTask(layout, (64, 64), augment=("hflip", "scale"))
+    with pytest.warns(PeerdistillWarning, match=r"learnt only in batches where data.augment \(scale\) moves them"):
+        scaled.inspect_training_data(TensorData(torch.zeros(2, 3, 64, 64), targets))
+
+
+def test_boxes_without_points_agrees_with_every_point_tested_and_costs_no_points_by_boxes_tensor():
+    from peerdistill.detection.assign import boxes_without_points
+
+    g = torch.Generator().manual_seed(0)
+    for size, strides in [((64, 64), (8, 16, 32)), ((61, 47), (5, 10, 20)), ((100, 75), (6, 12, 24))]:
+        layout = HeadLayout(num_classes=2, reg_max=8, strides=strides)
+        xy = torch.rand(200, 12, 2, generator=g) * torch.tensor([size[1], size[0]])
+        wh = torch.rand(200, 12, 2, generator=g) * 8
+        snap = torch.rand(200, 12, 1, generator=g) < 0.5  # half of them on half-pixels: on points and borders
+        xy, wh = torch.where(snap, (xy * 2).round() / 2, xy), torch.where(snap, (wh * 2).round() / 2, wh)
+        targets = torch.cat([torch.randint(-2, 2, (200, 12, 1), generator=g).float(), xy, xy + wh], dim=-1)
+        points, _ = anchor_points(*size, strides)
+        ltrb = torch.stack([points[None, :, None, 0] - targets[:, None, :, 1], points[None, :, None, 1] - targets[:, None, :, 2],
+                            targets[:, None, :, 3] - points[None, :, None, 0], targets[:, None, :, 4] - points[None, :, None, 1]], -1)
+        expected = (targets[..., 0] >= 0) & ~(ltrb.min(dim=-1).values >= 0).any(dim=1)
+        assert expected.any() and torch.equal(boxes_without_points(targets, layout, size), expected)
+    # a large training set in O(boxes): 2,000 images of 640x640 with 300 box rows each, at once
+    many = torch.cat([torch.zeros(2000, 300, 1), torch.full((2000, 300, 2), 9.0), torch.full((2000, 300, 2), 11.0)], -1)
+    assert boxes_without_points(many, HeadLayout(num_classes=1, reg_max=8), (640, 640)).all()

@@ -85,8 +85,9 @@ def test_an_int8_ensemble_averages_its_probabilities_in_fp32(digits_run):
 
 def test_an_int8_graph_that_changes_too_many_decisions_is_not_written(digits_run, monkeypatch):
     # calibrated on blank images, every activation range is wrong
-    monkeypatch.setattr("peerdistill.export.evenly_spaced",
-                        lambda x, count: np.zeros_like(x[:count]) if len(x) > 360 else x)
+    from peerdistill.quantize import quantize_int8
+
+    monkeypatch.setattr("peerdistill.export.quantize_int8", lambda fp32, int8, x: quantize_int8(fp32, int8, 0 * x))
     target = digits_run / "bad-int8.onnx"
     with pytest.raises(ExportError, match=r"keeps the fp32 class for \d+\.\d\d% of 360 test predictions, below "
                                           r"--min-agreement 99\.00%; it was not written"):
@@ -142,3 +143,97 @@ def test_int8_needs_the_runs_images_and_is_not_for_detectors(digits_run, tmp_pat
 def test_calibration_images_are_spread_over_the_split():
     x = np.arange(10)[:, None]
     assert evenly_spaced(x, 4)[:, 0].tolist() == [0, 3, 6, 9] and evenly_spaced(x, 20).shape == (10, 1)
+
+
+def test_the_logits_reaching_the_output_or_the_fp32_tail_are_not_8_bit(digits_run, tmp_path):
+    """onnxruntime quantizes a Gemm's (or Conv's) output too: the last weighted layer's logits
+    would take 256 values and tie; the tail's inputs and the output stay float."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from peerdistill.quantize import quantize_int8
+
+    for model in ("student1", "ensemble"):
+        path = export_run(digits_run, model=model, quantize="int8", out=tmp_path / f"{model}-int8.onnx").path
+        graph = onnx.load(str(path)).graph
+        made_by = {out: node.op_type for node in graph.node for out in node.output}
+        softmax_inputs = {made_by[n.input[0]] for n in graph.node if n.op_type == "Softmax"}
+        assert made_by["output"] == ("Gemm" if model == "student1" else "ReduceMean")
+        assert softmax_inputs <= {"Gemm"}
+    # nodes without names (nodes_to_exclude goes by name) are kept in fp32 too
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "W"),
+               numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "W2")]
+    nodes = [helper.make_node("Conv", ["input", "W"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "W2"], ["l"]), helper.make_node("Softmax", ["l"], ["s"], axis=1),
+             helper.make_node("Mul", ["s", "s"], ["output"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "unnamed.onnx"))
+    quantize_int8(tmp_path / "unnamed.onnx", tmp_path / "unnamed-int8.onnx",
+                  rng.standard_normal((8, 1, 8, 8)).astype(np.float32))
+    quantized = {n.input[0] for n in onnx.load(str(tmp_path / "unnamed-int8.onnx")).graph.node
+                 if n.op_type == "QuantizeLinear"}
+    assert quantized == {"input", "c", "g", "f"}
+
+
+def test_a_patch_trained_run_is_calibrated_and_checked_on_tiles_covering_whole_images(tmp_path, monkeypatch):
+    import peerdistill.export as export
+
+    cfg = validate({"name": "p", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                    "distill": {"preset": "independent"},
+                    "data": {"kind": "shapes", "shapes_counts": [8, 2, 3], "patch_size": 16, "patches_per_image": 4},
+                    "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}}],
+                    "train": {"epochs": 1, "batch_size": 8}})
+    train_from_config(cfg, progress=False)
+    seen = {}
+    calibrate = export.quantize_int8
+    monkeypatch.setattr(export, "quantize_int8", lambda a, b, x: (seen.update(x=x), calibrate(a, b, x))[1])
+    result = export_run(tmp_path / "p", model="student1", quantize="int8", min_agreement=0)
+    assert result.int8.checked == 3 * 16 and result.int8.predictions == 3 * 64 * 64  # every pixel, not a corner
+    train = build_data(saved_data_spec(read_json(tmp_path / "p" / "run.json")),
+                       stats=read_json(tmp_path / "p" / "run.json")["data_stats"]).train.x.numpy()
+    corners = train[:, :, :16, :16]
+    assert seen["x"].shape == (8 * 16, 1, 16, 16)  # every tile of the 8 training images (fewer than 200)
+    assert not np.isin(seen["x"][:, 0, 0, 0], corners[:, 0, 0, 0]).all()
+
+
+def test_int8_from_python_with_its_data_and_a_graph_nothing_of_which_quantizes(tmp_path):
+    import torch
+    from torch import nn
+
+    from peerdistill import (ClassificationTask, Cohort, DataSplits, KnowledgeGraph, OptimSpec, Trainer, TrainSpec,
+                             preset_edges)
+    from tests.conftest import _blobs
+
+    class Einsum(nn.Module):  # no Conv, Gemm or MatMul: onnxruntime quantizes nothing
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(64, 3) * 0.1)
+
+        def forward(self, x):
+            return torch.einsum("bf,fc->bc", x.flatten(1), self.w)
+
+    data = DataSplits.from_arrays(*(a for n, s in ((60, 0), (20, 1), (20, 2)) for a in _blobs(n, s)))
+    conv = lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),  # noqa: E731
+                                 nn.Flatten(), nn.Linear(4, 3))
+    Trainer(Cohort.from_modules([conv(), Einsum()]), KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+            ClassificationTask(3), train=TrainSpec(epochs=1), optim=OptimSpec(lr=3e-3),
+            run_dir=tmp_path / "py").fit(data)
+    modules = {"student1": conv(), "student2": Einsum()}
+    result = export_run(tmp_path / "py", "student1", quantize="int8", modules=modules, data=data, min_agreement=0)
+    assert result.path.name == "student1-int8.onnx" and result.int8.checked == 20
+    with pytest.raises(ExportError, match="nothing of 'student2' was quantized"):
+        export_run(tmp_path / "py", "student2", quantize="int8", modules=modules, data=data)
+    assert not (tmp_path / "py" / "export" / "student2-int8.onnx").exists()
+
+
+def test_whole_images_go_through_onnxruntime_a_few_at_a_time_and_shares_round_down():
+    from peerdistill.quantize import batch_size, percent
+
+    assert batch_size(np.zeros((1, 1, 8, 8))) == 32 and batch_size(np.zeros((1, 3, 256, 256))) == 4
+    assert batch_size(np.zeros((1, 1, 2048, 2048))) == 1
+    assert percent(129759 / 131072) == "98.99%" and percent(0.99) == "99.00%" and percent(131071 / 131072) == "99.99%"

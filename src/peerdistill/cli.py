@@ -150,6 +150,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 
 def cmd_export(ns: argparse.Namespace) -> int:
     from .export import export_run
+    from .quantize import percent
 
     result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out, quantize=ns.quantize,
                         calibration=ns.calibration_samples, min_agreement=ns.min_agreement)
@@ -163,7 +164,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
         what += f", int8: {check.int8_bytes / 1024:,.0f} KiB against {check.fp32_bytes / 1024:,.0f} KiB in fp32"
         parity += (f" (fp32 graph); int8 graph vs fp32 graph on {check.checked} test inputs: same class for "
                    f"{round(check.agreement * check.predictions)} of {check.predictions} predictions "
-                   f"({check.agreement:.2%}), max |probability difference| "
+                   f"({percent(check.agreement)}), max |probability difference| "
                    f"{check.max_probability_difference:.3g}")
     console.print(f"exported {result.model} ({what}) to {result.path}{parity}", highlight=False)
     return 0

@@ -25,9 +25,11 @@ from torch import nn
 from .cohort import as_logits
 from .data import build_data
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, read_json, save_weights
+from .data.splits import DataSplits
 from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
-from .quantize import CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8
+from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
+                       percent, quantized_weights)
 from .runs import load_cohort, saved_data_spec, saved_window
 from .spatial import align_to
 
@@ -118,22 +120,58 @@ def _windowed(x: torch.Tensor, meta: dict) -> torch.Tensor:
     return x
 
 
-def _quantization_inputs(meta: dict, calibration: int) -> tuple[np.ndarray, np.ndarray]:
+def _quantization_inputs(meta: dict, calibration: int, data: DataSplits | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """Calibration inputs (up to ``calibration`` training images, spread over the split) and the
-    test inputs the int8 graph is checked on, normalised as in training."""
-    try:
-        data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
-    except PeerdistillError as exc:
-        raise ConfigError(f"int8 export calibrates on the run's training images and checks on its test images, "
-                          f"which cannot be read: {exc}") from None
+    test inputs the int8 graph is checked on, normalised as in training. Only those images are
+    read. A patch-trained run's graph sees windows: its images are cut into window-sized tiles
+    covering each whole image (calibration: ``calibration`` tiles spread over every tile of
+    the split; check: every tile of up to ``CHECK_LIMIT`` test images)."""
+    if data is None:
+        try:
+            data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+        except PeerdistillError as exc:
+            raise ConfigError(f"int8 export calibrates on the run's training images and checks on its test images, "
+                              f"which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
     limit = CHECK_LIMIT[meta.get("task", "classification")]
-    x = [_windowed(torch.stack([split[i][0] for i in range(len(split))]).float(), meta).numpy()
-         for split in (data.train, data.test)]
-    return evenly_spaced(x[0], calibration), evenly_spaced(x[1], limit)
+    window, _ = saved_window(meta)
+    if not window:
+        return tuple(torch.stack([split[int(i)][0] for i in evenly_spaced(np.arange(len(split)), count)]).float().numpy()
+                     for split, count in ((data.train, calibration), (data.test, limit)))
+    tiles = [(i, top, left) for i in range(len(data.train))
+             for top, left in _tile_corners(_image_size(data.train, i), window)]
+    chosen = evenly_spaced(np.array(tiles), calibration)
+    calibration_x = _cut(data.train, chosen, window)
+    test = [(int(i), top, left) for i in evenly_spaced(np.arange(len(data.test)), limit)
+            for top, left in _tile_corners(_image_size(data.test, int(i)), window)]
+    return calibration_x, _cut(data.test, evenly_spaced(np.array(test), CHECK_TILES), window)
+
+
+def _image_size(split, i: int) -> tuple[int, int]:
+    x = getattr(split, "x", None)
+    return tuple((x if isinstance(x, torch.Tensor) else split[i][0]).shape[-2:])
+
+
+def _tile_corners(size: tuple[int, int], window: tuple[int, int]) -> list[tuple[int, int]]:
+    """Top-left corners of window-sized tiles that together cover an image of ``size``."""
+    def starts(n: int, w: int) -> list[int]:
+        s = list(range(0, max(n - w, 0) + 1, w))
+        return s + [n - w] if s[-1] + w < n else s
+    return [(top, left) for top in starts(size[0], window[0]) for left in starts(size[1], window[1])]
+
+
+def _cut(split, tiles: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    out, cached = [], (None, None)
+    for i, top, left in tiles.tolist():
+        if cached[0] != i:
+            cached = (i, split[i][0])
+        out.append(cached[1][..., top:top + window[0], left:left + window[1]])
+    return torch.stack(out).float().numpy()
 
 
 # Test inputs the int8 graph is checked on, at most: samples, or whole images for segmentation.
 CHECK_LIMIT = {"classification": 2048, "segmentation": 32}
+CHECK_TILES = 2048  # window-sized tiles of those images, at most (patch-trained runs)
 
 
 FORMATS = ("onnx", "safetensors")
@@ -142,7 +180,7 @@ FORMATS = ("onnx", "safetensors")
 def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None, out: str | Path | None = None,
                tolerance: float = TOLERANCE, modules: dict[str, nn.Module] | None = None,
                quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
-               min_agreement: float = MIN_AGREEMENT) -> ExportResult:
+               min_agreement: float = MIN_AGREEMENT, data: DataSplits | None = None) -> ExportResult:
     """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
     a file, or a folder to write ``MODEL.FORMAT`` in. ``modules``: new instances of models built
     in Python (as for ``load_cohort``).
@@ -150,7 +188,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     ``quantize="int8"`` (ONNX; classification and segmentation): the checked fp32 graph is
     quantized statically, calibrated on ``calibration`` training images, and written only if
     it keeps the fp32 graph's class for at least ``min_agreement`` of the test predictions
-    (samples, or pixels); default name ``MODEL-int8.onnx``."""
+    (samples, or pixels); default name ``MODEL-int8.onnx``. ``data``: the splits, for a run whose
+    data was given in Python (as for ``evaluate_run``)."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
@@ -177,7 +216,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
             raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
                               f"(tolerance {tolerance:g}); it was not written")
         if quantize:
-            staged, int8 = _quantized(staged, meta, output, calibration, min_agreement, name)
+            staged, int8 = _quantized(staged, meta, output, calibration, min_agreement, name, data)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staged), target)
     from .predict import write_sidecar
@@ -200,14 +239,18 @@ def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreem
 
 
 def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreement: float,
-               name: str) -> tuple[Path, QuantizedCheck]:
+               name: str, data: DataSplits | None = None) -> tuple[Path, QuantizedCheck]:
     """The int8 graph of the checked fp32 graph ``fp32``, staged beside it, and its check."""
-    calibration_x, test_x = _quantization_inputs(meta, calibration)
+    calibration_x, test_x = _quantization_inputs(meta, calibration, data)
     int8 = fp32.with_name(f"int8-{fp32.name}")
     quantize_int8(fp32, int8, calibration_x)
+    if not quantized_weights(int8):
+        raise ExportError(f"nothing of '{name}' was quantized: onnxruntime quantizes Conv, ConvTranspose, Gemm and "
+                          "MatMul, and none of them comes before its output (an Einsum is not quantized); export "
+                          "it in fp32")
     check = check_int8(fp32, int8, test_x, probabilities=output == "probabilities")
     if not check.agreement >= min_agreement:
-        raise ExportError(f"the int8 graph of '{name}' keeps the fp32 class for {check.agreement:.2%} of "
+        raise ExportError(f"the int8 graph of '{name}' keeps the fp32 class for {percent(check.agreement)} of "
                           f"{check.predictions} test predictions, below --min-agreement {min_agreement:.2%}; it was "
                           "not written: export in fp32, or calibrate on more images (--calibration-samples)")
     return int8, check

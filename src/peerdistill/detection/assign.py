@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .boxes import HeadLayout, anchor_points, box_area, boxes_to_ltrb
+from .boxes import HeadLayout, box_area, boxes_to_ltrb, level_sizes
 
 
 def level_ranges(layout: HeadLayout, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,16 +86,24 @@ def assign(points: torch.Tensor, point_strides: torch.Tensor, targets: torch.Ten
     return labels, boxes
 
 
-def boxes_without_points(targets: torch.Tensor, layout: HeadLayout, image_size: tuple[int, int],
-                         chunk: int = 64) -> torch.Tensor:
+def boxes_without_points(targets: torch.Tensor, layout: HeadLayout, image_size: tuple[int, int]) -> torch.Tensor:
     """Mask [N, M] of the boxes of targets [N, M, 5] (label >= 0) with no anchor point of any level
     inside them or on their border: ``assign`` can give them no point, so they are never learnt
-    (a box narrower than the finest stride can fall between the points)."""
-    points, _ = anchor_points(*image_size, layout.strides)
-    out = torch.zeros(targets.shape[:2], dtype=torch.bool)
-    for start in range(0, len(targets), chunk):  # [chunk, A, M, 4] at a time
-        part = targets[start:start + chunk].float()
-        ltrb = boxes_to_ltrb(points[None, :, None, :], part[:, None, :, 1:])
-        holds = (ltrb.min(dim=-1).values >= 0).any(dim=1)
-        out[start:start + chunk] = (part[..., 0] >= 0) & ~holds
-    return out
+    (a box narrower than the finest stride can fall between the points). A level's points form a
+    grid, so a box holds one when some point column lies in [x1, x2] and some row in [y1, y2]:
+    the first column at or after x1 is one of four around x1 / s - 0.5 (float rounding), checked
+    with the points' own coordinates as ``anchor_points`` computes them. O(N M levels) in time
+    and memory, where testing every point against every box would take [N, A, M]."""
+    part = targets.float()
+    holds = torch.zeros(part.shape[:2], dtype=torch.bool, device=part.device)
+    for s, (rows, cols) in zip(layout.strides, level_sizes(*image_size, layout.strides)):
+        def covered(lo: torch.Tensor, hi: torch.Tensor, count: int) -> torch.Tensor:
+            base = torch.floor(lo.double() / s - 0.5).long()
+            found = torch.zeros_like(lo, dtype=torch.bool)
+            for k in (-1, 0, 1, 2):
+                j = base + k
+                at = (j.float() + 0.5) * s  # float32, as anchor_points
+                found |= (j >= 0) & (j < count) & (at >= lo) & (at <= hi)
+            return found
+        holds |= covered(part[..., 1], part[..., 3], cols) & covered(part[..., 2], part[..., 4], rows)
+    return (part[..., 0] >= 0) & ~holds

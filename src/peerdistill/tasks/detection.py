@@ -134,12 +134,15 @@ class DetectionTask:
         missed = boxes_without_points(y, self.layout, self.image_size)
         if missed.any():
             total = int((y[..., 0] >= 0).sum())
+            moved = sorted({"scale", "crop"} & set(self.augmentations))
+            fate = ("they are never learnt, and their images train as background there" if not moved else
+                    f"they are learnt only in batches where data.augment ({', '.join(moved)}) moves them onto a "
+                    "point, and train as background in the others")
             warnings.warn(f"{int(missed.sum())} of {total} training boxes (in {int(missed.any(dim=1).sum())} images) "
                           f"hold no anchor point at strides {tuple(self.layout.strides)} on "
                           f"{self.image_size[0]}x{self.image_size[1]} images (boxes narrower than the finest stride "
-                          "can fall between the points): they are never learnt, and their images train as "
-                          "background there; train at a larger data.image_size, or give the detectors a finer "
-                          "first stride (args.strides)", PeerdistillWarning, stacklevel=2)
+                          f"can fall between the points): {fate}; train at a larger data.image_size, or give the "
+                          "detectors a finer first stride (args.strides)", PeerdistillWarning, stacklevel=2)
 
     def check_output(self, name: str, out: torch.Tensor, batch: int) -> None:
         h, w = self.image_size
