@@ -23,12 +23,14 @@ from peerdistill.export import export_run
 from peerdistill.runs import saved_data_spec
 
 
-def scores(path: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def scores(path: Path, x: np.ndarray, y: np.ndarray, probabilities: bool) -> dict[str, float]:
+    """Test accuracy (and two-class AUC) of the file's outputs: ``probabilities`` (an ensemble's)
+    or logits."""
     import onnxruntime as ort
     from sklearn.metrics import roc_auc_score
 
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    probs = out if np.allclose(out.sum(axis=1), 1, atol=1e-3) and out.min() >= 0 else _softmax(out)
+    probs = out if probabilities else _softmax(out)
     figures = {"accuracy": float((probs.argmax(axis=1) == y).mean())}
     if probs.shape[1] == 2:
         figures["auc"] = float(roc_auc_score(y, probs[:, 1]))
@@ -58,7 +60,7 @@ def main() -> None:
                 fp32 = export_run(run, model=model, out=Path(tmp) / f"{run.name}-{model}.onnx")
                 int8 = export_run(run, model=model, quantize="int8", min_agreement=0.0,
                                   out=Path(tmp) / f"{run.name}-{model}-int8.onnx")
-                a, b = scores(fp32.path, x, y), scores(int8.path, x, y)
+                a, b = (scores(r.path, x, y, r.output == "probabilities") for r in (fp32, int8))
                 row = {"run": run.name, "model": fp32.model, "agreement": int8.int8.agreement,
                        "max_probability_difference": int8.int8.max_probability_difference,
                        **{f"fp32_{k}": v for k, v in a.items()}, **{f"int8_{k}": v for k, v in b.items()}}

@@ -109,7 +109,7 @@ def test_an_int8_segmentation_ensemble_is_checked_pixel_by_pixel(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--quantize", "int8", "--format", "safetensors"], "writes an ONNX graph: drop --format safetensors"),
+    (["--quantize", "int8", "--format", "safetensors"], "writes an ONNX graph, not safetensors: export to a .onnx file"),
     (["--quantize", "int8", "--calibration-samples", "0"], "--calibration-samples must be at least 1"),
     (["--quantize", "int8", "--min-agreement", "1.5"], "--min-agreement is a share of predictions, 0 to 1"),
 ])

@@ -231,7 +231,7 @@ def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreem
     if quantize != "int8":
         raise ConfigError(f"--quantize '{quantize}': the one quantization is int8")
     if fmt != "onnx":
-        raise ConfigError("--quantize int8 writes an ONNX graph: drop --format safetensors")
+        raise ConfigError("--quantize int8 writes an ONNX graph, not safetensors: export to a .onnx file")
     if calibration < 1:
         raise ConfigError(f"--calibration-samples must be at least 1, got {calibration}")
     if not 0 <= min_agreement <= 1:
