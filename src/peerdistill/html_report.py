@@ -163,6 +163,9 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
                     f"of {of}"),
         ("seed", meta.get("seed", "?")),
     ]
+    spec = meta.get("data_spec") or {}
+    if spec.get("folds"):  # cross-validation: which fold was the test split
+        facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
     if metrics.get("status") != "complete":
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / "metrics.json").stat().st_mtime))
