@@ -291,6 +291,14 @@ def test_dkd_edges_from_the_presets_and_their_terms_match_the_definition():
     assert terms["b/dkd<-teachers"].item() == pytest.approx(naive_dkd(logits["b"], q, labels, 3.0, 2.0), rel=1e-5)
     with pytest.raises(ConfigError, match="needs one class label per sample"):
         graph.losses(CohortOutput(logits))
+    from peerdistill.errors import PeerdistillWarning
+
+    two = {n: torch.randn(6, 2, generator=g) for n in ["teacher1", "teacher2", "a", "b"]}
+    with pytest.warns(PeerdistillWarning, match="with two classes .* decoupled KD is then the softened KL"):
+        graph.check_dense(CohortOutput(two))
+    binary = torch.tensor([0, 1, 1, 0, 1, 0])
+    assert graph.losses(CohortOutput(two), binary)["a/dkd<-teacher1"].item() == pytest.approx(
+        0.5 * naive_kl_to(two["a"], torch.tensor(_softmax_rows(two["teacher1"], 3.0)), 3.0), rel=1e-5)  # the KL
     maps = {n: torch.randn(2, 3, 4, 4) for n in ["teacher1", "teacher2", "a", "b"]}
     with pytest.raises(ConfigError, match="kind 'dkd' splits class vectors"):
         graph.check_dense(CohortOutput(maps))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from .config import TEACHER_PRESETS, DistillSpec, format_validation_error
 from .connectors import Connector
-from .errors import ConfigError
+from .errors import ConfigError, PeerdistillWarning
 from .losses import (attention_transfer, combine_soft_targets, confidence_weights, decoupled_kd, fitnet_hint,
                      kl_to_probs, similarity_preserving, soft_kl)
 from .losses.adversarial import holistic_generator_loss
@@ -382,6 +383,10 @@ class KnowledgeGraph:
             if e.kind == "dkd" and any(out.logits[m].ndim != 2 for m in (e.target, e.source) if m in out.logits):
                 raise ConfigError(f"edge {e.name}: kind 'dkd' splits class vectors [B, C] into the true class and "
                                   "the others; these models output maps (use kl for segmentation)")
+            if e.kind == "dkd" and out.logits[e.target].shape[-1] == 2:
+                warnings.warn(f"edge {e.name}: with two classes there is one non-target class and no distribution "
+                              "among non-target classes to decouple: decoupled KD is then the softened KL (kl)",
+                              PeerdistillWarning, stacklevel=2)
             if e.kind in DENSE_KINDS and not e.on_features and out.logits[e.target].ndim != 4:
                 raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares dense [B, C, H, W] maps; "
                                   "these models output class vectors (use it for segmentation)")
