@@ -54,12 +54,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for run in map(Path, ns.runs):
             meta = read_json(run / "run.json")
-            test = build_data(saved_data_spec(meta), stats=meta["data_stats"]).test
-            x, y = test.x.numpy(), test.y.numpy()
+            data = build_data(saved_data_spec(meta), stats=meta["data_stats"])  # read once per run
+            x, y = data.test.x.numpy(), data.test.y.numpy()
             for model in ns.models.split(","):
-                fp32 = export_run(run, model=model, out=Path(tmp) / f"{run.name}-{model}.onnx")
+                fp32 = export_run(run, model=model, out=Path(tmp) / f"{run.name}-{model}.onnx", data=data)
                 int8 = export_run(run, model=model, quantize="int8", min_agreement=0.0,
-                                  out=Path(tmp) / f"{run.name}-{model}-int8.onnx")
+                                  out=Path(tmp) / f"{run.name}-{model}-int8.onnx", data=data)
                 a, b = (scores(r.path, x, y, r.output == "probabilities") for r in (fp32, int8))
                 row = {"run": run.name, "model": fp32.model, "agreement": int8.int8.agreement,
                        "max_probability_difference": int8.int8.max_probability_difference,

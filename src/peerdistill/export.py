@@ -103,10 +103,11 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
     return which, Logits(names[which], which).eval(), "logits", meta
 
 
-def sample_inputs(meta: dict, count: int = 4) -> torch.Tensor:
-    """A few real test inputs (normalised as in training); random ones if the data is gone."""
+def sample_inputs(meta: dict, count: int = 4, data: DataSplits | None = None) -> torch.Tensor:
+    """A few real test inputs (normalised as in training; of ``data`` when given, as read
+    already); random ones if the data is gone."""
     try:
-        data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+        data = data or build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
         x = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float()
     except PeerdistillError:
         x = torch.randn(count, *meta["input_shape"])
@@ -120,19 +121,23 @@ def _windowed(x: torch.Tensor, meta: dict) -> torch.Tensor:
     return x
 
 
-def _quantization_inputs(meta: dict, calibration: int, data: DataSplits | None = None
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def _int8_data(meta: dict, data: DataSplits | None) -> DataSplits:
+    """The run's splits, which int8 export calibrates on and checks on: ``data`` or read."""
+    if data is not None:
+        return data
+    try:
+        return build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+    except PeerdistillError as exc:
+        raise ConfigError(f"int8 export calibrates on the run's training images and checks on its test images, "
+                          f"which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
+
+
+def _quantization_inputs(meta: dict, calibration: int, data: DataSplits) -> tuple[np.ndarray, np.ndarray]:
     """Calibration inputs (up to ``calibration`` training images, spread over the split) and the
     test inputs the int8 graph is checked on, normalised as in training. Only those images are
     read. A patch-trained run's graph sees windows: its images are cut into window-sized tiles
     covering each whole image (calibration: ``calibration`` tiles spread over every tile of
     the split; check: every tile of up to ``CHECK_LIMIT`` test images)."""
-    if data is None:
-        try:
-            data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
-        except PeerdistillError as exc:
-            raise ConfigError(f"int8 export calibrates on the run's training images and checks on its test images, "
-                              f"which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
     limit = CHECK_LIMIT[meta.get("task", "classification")]
     window, _ = saved_window(meta)
     if not window:
@@ -189,7 +194,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     quantized statically, calibrated on ``calibration`` training images, and written only if
     it keeps the fp32 graph's class for at least ``min_agreement`` of the test predictions
     (samples, or pixels); default name ``MODEL-int8.onnx``. ``data``: the splits, for a run whose
-    data was given in Python (as for ``evaluate_run``)."""
+    data was given in Python (as for ``evaluate_run``); the parity check's samples come from it
+    too."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
@@ -206,7 +212,9 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
             raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
         save_weights(module.model, target)
         return ExportResult(target, name, None, output)
-    x = sample_inputs(meta)
+    if quantize:
+        data = _int8_data(meta, data)  # read once: for the parity samples, calibration and the check
+    x = sample_inputs(meta, data=data)
     int8 = None
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
         staged = Path(tmp) / target.name
@@ -239,7 +247,7 @@ def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreem
 
 
 def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreement: float,
-               name: str, data: DataSplits | None = None) -> tuple[Path, QuantizedCheck]:
+               name: str, data: DataSplits) -> tuple[Path, QuantizedCheck]:
     """The int8 graph of the checked fp32 graph ``fp32``, staged beside it, and its check."""
     calibration_x, test_x = _quantization_inputs(meta, calibration, data)
     int8 = fp32.with_name(f"int8-{fp32.name}")
