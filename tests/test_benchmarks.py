@@ -67,3 +67,24 @@ def test_int8_agreement_scores_a_runs_fp32_and_int8_files(tmp_path):
     assert row["model"] == "ensemble" and abs(row["fp32_accuracy"] - tested) < 1e-9  # the run's own figure
     assert 0 <= row["agreement"] <= 1 and 0 <= row["int8_accuracy"] <= 1
     assert not (tmp_path / "r" / "export").exists()  # nothing written into the run
+
+
+def test_detection_fusion_scores_every_rule_and_the_runs_own_setting_as_training_did(tmp_path):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    detector = {"arch": "detector", "args": {"width": 4, "depth": 1}}
+    train_from_config(validate({"name": "d", "out_dir": str(tmp_path), "task": "detection", "teacher": None,
+                                "data": {"kind": "boxes", "boxes_counts": [32, 16, 16], "image_size": [32, 32]},
+                                "students": [detector, detector], "distill": {"preset": "independent"},
+                                "detect": {"score_threshold": 0.01}, "train": {"epochs": 1, "batch_size": 16}}),
+                      progress=False)
+    out = run("detection_fusion.py", str(tmp_path), "--ious", "0.6,0.7", "--json", "fusion.json", cwd=tmp_path)
+    assert "mean over 1 run(s)" in out
+    mean = json.loads((tmp_path / "fusion.json").read_text())["mean"]
+    assert {n for n in mean if n.startswith("ensemble")} == {f"ensemble {r} iou {i}" for r in ("wbf", "nms", "nmw")
+                                                            for i in ("0.6", "0.7")}
+    tested = json.loads((tmp_path / "d" / "metrics.json").read_text())["test_at_best"]
+    # the run's own setting (WBF at 0.7) and each student give the figures training wrote
+    assert abs(mean["ensemble wbf iou 0.7"]["ap"] - tested["ensemble"]["ap"]) < 1e-9
+    assert abs(mean["student student1"]["ap50"] - tested["student1"]["ap50"]) < 1e-9

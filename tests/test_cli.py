@@ -182,10 +182,31 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     assert runs == {"independent-seed0", "independent-seed1", "kd+ml-seed0", "kd+ml-seed1"}
     md = (directory / "compare.md").read_text()
     assert "| kd+ml |" in md and "### test accuracy" in md and "±" in md
+    # kd+ml minus independent, seed by seed, from the runs' own metrics files
+    base = next(r for r in rows if r["setting"] == "independent" and r["model"] == "ensemble"
+                and r["metric"] == "accuracy")
+    diffs = [a - float(b) for a, b in zip(values, base["values"].split(";"))]
+    paired = {(d["model"], d["metric"]): d for d in csv.DictReader((directory / "differences.csv").open())}
+    row = paired["ensemble", "accuracy"]
+    assert row["setting"] == "kd+ml" and row["baseline"] == "independent" and row["pairs"] == "2"
+    assert float(row["mean_difference"]) == pytest.approx(sum(diffs) / 2, abs=1e-6)
+    assert row["better"] == str(sum(d > 0 for d in diffs))
+    assert "### test accuracy: paired differences from independent" in md
+    out = capsys.readouterr().out
+    assert "paired difference from independent" in out
     # a second call reuses the finished runs instead of training again
-    capsys.readouterr()
     run_cli("compare", cfg, "--presets", "independent,kd+ml", "--seeds", "2", "--quiet")
     assert capsys.readouterr().out.count("reusing finished run") == 4
+    # another baseline turns the signs round; one that was not compared is refused before any run
+    run_cli("compare", cfg, "--presets", "independent,kd+ml", "--seeds", "2", "--quiet", "--baseline", "kd+ml")
+    flipped = {(d["model"], d["metric"]): d for d in csv.DictReader((directory / "differences.csv").open())}
+    assert flipped["ensemble", "accuracy"]["setting"] == "independent"
+    assert float(flipped["ensemble", "accuracy"]["mean_difference"]) == pytest.approx(-sum(diffs) / 2, abs=1e-6)
+    capsys.readouterr()
+    assert main(["compare", str(cfg), "--presets", "independent,kd+ml", "--seeds", "3", "--baseline", "kd"]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline 'kd' is not one of the compared settings: independent, kd+ml" in err
+    assert not (directory / "independent-seed2").exists()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -146,6 +146,33 @@ def test_the_ensemble_fuses_boxes_with_weighted_boxes_fusion():
     assert float(fused["scores"][lone]) == pytest.approx(0.6 / 2, abs=1e-5)
 
 
+def test_the_ensemble_can_fuse_by_nms_or_non_maximum_weighted_instead():
+    a = det([[10, 10, 50, 50], [70, 70, 90, 90]], [0.9, 0.6], [0, 1])
+    b = det([[12, 10, 52, 50]], [0.7], [0])
+    iou = (38 * 40) / (2 * 40 * 40 - 38 * 40)  # of the two label-0 boxes: 0.905
+    # NMS over both students' boxes: the 0.9 box suppresses the 0.7 one; scores are kept as they were
+    fused = DetectionTask(HeadLayout(2), (100, 100), ensemble="nms").ensemble([[a], [b]])[0]
+    np.testing.assert_allclose(fused["boxes"].numpy(), [[10, 10, 50, 50], [70, 70, 90, 90]], atol=1e-3)
+    assert fused["scores"].tolist() == pytest.approx([0.9, 0.6], abs=1e-5)
+    # ... unless they overlap less than ensemble_iou: then both stay
+    apart = DetectionTask(HeadLayout(2), (100, 100), ensemble="nms", ensemble_iou=0.95).ensemble([[a], [b]])[0]
+    assert sorted(apart["scores"].tolist()) == pytest.approx([0.6, 0.7, 0.9], abs=1e-5)
+    # non-maximum weighted: the top box's score, coordinates averaged with weights score x IoU with the top box
+    fused = DetectionTask(HeadLayout(2), (100, 100), ensemble="nmw").ensemble([[a], [b]])[0]
+    expected = (np.array([10, 10, 50, 50]) * 0.9 + np.array([12, 10, 52, 50]) * 0.7 * iou) / (0.9 + 0.7 * iou)
+    np.testing.assert_allclose(fused["boxes"][0].numpy(), expected, atol=1e-3)
+    assert fused["scores"].tolist() == pytest.approx([0.9, 0.6], abs=1e-5)
+    with pytest.raises(ConfigError, match="detect.ensemble must be one of wbf, nms, nmw, not 'soft_nms'"):
+        DetectionTask(HeadLayout(2), (100, 100), ensemble="soft_nms")
+
+
+def test_the_detect_section_names_the_fusion_and_reads_the_former_wbf_iou(tmp_path):
+    assert tree(tmp_path, "a", detect={"wbf_iou": 0.6}).detect.ensemble_iou == 0.6  # configs of earlier versions
+    assert tree(tmp_path, "b", detect={"ensemble": "nmw", "ensemble_iou": 0.65}).detect.ensemble == "nmw"
+    with pytest.raises(ConfigError, match="ensemble.*'wbf', 'nms' or 'nmw'"):
+        tree(tmp_path, "c", detect={"ensemble": "soft_nms"})
+
+
 @pytest.mark.parametrize("preset", ["independent", "kd", "ml", "kd+ml"])
 def test_every_preset_trains_end_to_end_on_the_embedded_default(tmp_path, preset):
     result = train_from_config(tree(tmp_path, preset, preset), progress=False)
@@ -202,6 +229,26 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     assert f"pictures: {run / 'eval' / 'test'}/MODEL/" in " ".join(printed.err.split())
     assert 0 <= scores["ensemble"]["ap"] <= 1
     assert len(list((run / "eval" / "test" / "ensemble").glob("*_boxes.png"))) == 2
+    # decoding and fusion changed at eval time, without training: one box per image leaves
+    # nothing for recall at 10 to add to recall at 1; the run's own settings are left as they were
+    saved = json.loads((run / "run.json").read_text())["detection"]
+    assert saved["ensemble"] == "wbf" and saved["ensemble_iou"] == 0.7
+    assert main(["eval", str(run), "detect.max_detections=1", "detect.ensemble=nmw", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert all(one[m]["ar10"] == one[m]["ar1"] for m in one) and one["student1"]["ap"] <= scores["student1"]["ap"]
+    assert json.loads((run / "run.json").read_text())["detection"] == saved
+    for override, message in [("detect.kd_cls_weight=2", "not detect.kd_cls_weight: training settings need a new run"),
+                              ("detect.ensemble=soft_nms", "'ensemble': Input should be 'wbf', 'nms' or 'nmw'"),
+                              ("teacher.arch=cnn", "eval takes only data.* and detect.* overrides")]:
+        assert main(["eval", str(run), override]) == 2
+        assert message in capsys.readouterr().err
+    # a run saved before the fusion rule was recorded: WBF at its wbf_iou
+    from peerdistill.runs import task_for as saved_task
+
+    earlier = {**json.loads((run / "run.json").read_text())}
+    earlier["detection"] = {k: v for k, v in saved.items() if k not in ("ensemble", "ensemble_iou")} | {"wbf_iou": 0.55}
+    old_task = saved_task(earlier)
+    assert (old_task.ensemble_rule, old_task.ensemble_iou) == ("wbf", 0.55)
     assert main(["export", str(run), "--model", "student1"]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "max |difference|" in printed and "(dense head outputs; boxes are decoded outside the graph" in printed
@@ -311,7 +358,7 @@ def test_the_report_of_a_detection_run_shows_boxes_and_ap(tmp_path):
     assert page.count("data:image/png;base64,") >= 3  # learning curves, losses, the boxes figure
     assert "true boxes in white" in page and "Predictions skipped" not in page
     assert "coloured by class, with class and score" in page
-    assert "The ensemble fuses the students&#x27; boxes by weighted boxes fusion." in page
+    assert "The ensemble fuses the students&#x27; boxes by weighted boxes fusion at IoU 0.7." in page
     assert f"{result.test_at_best['ensemble']['ap']:.4f}" in page
 
 

@@ -150,7 +150,11 @@ def test_comparison_report(tmp_path):
     cells = recall_section.split(recall_row, 1)[1].split("</tr>", 1)[0]
     assert f"<td>{float(recall['mean']):.4f} ± {float(recall['std']):.4f}</td>" in cells
     markdown = (result.directory / "compare.md").read_text(encoding="utf-8")
-    assert markdown.count("\n### test ") == 6 + 2 and "### test precision per class" in markdown
+    # the paired differences of the monitor, a table per whole-split metric, one per per-class family
+    assert markdown.count("\n### test ") == 1 + 6 + 2 and "### test precision per class" in markdown
+    paired = page.split("<h2>test accuracy</h2>", 1)[1].split("</section>", 1)[0]
+    assert "Paired differences from <code>independent</code>, test accuracy" in paired
+    assert table_row(paired.split("Paired differences", 1)[1], "kd").count(" better</td>") == 5
     assert "| kd | 7 | " in markdown
     assert "validation ensemble/accuracy per epoch" in page
     costs = page.split("<h2>Model costs</h2>", 1)[1].split("</section>", 1)[0]

@@ -116,7 +116,8 @@ def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
         det = cfg.detect
         return DetectionTask(layout_of(modules), data.input_shape[1:], data.class_names, augment=tuple(cfg.data.augment),
                              score_threshold=det.score_threshold, nms_iou=det.nms_iou,
-                             max_detections=det.max_detections, wbf_iou=det.wbf_iou,
+                             max_detections=det.max_detections, ensemble=det.ensemble,
+                             ensemble_iou=det.ensemble_iou,
                              kd_cls_weight=det.kd_cls_weight, kd_loc_weight=det.kd_loc_weight,
                              kd_loc_region=det.kd_loc_region)
     weights = None

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from .terminal import Console, one_line_warnings
 from . import __version__
-from .config import (NO_FOLD_KINDS, DataSpec, apply_overrides, default_config, format_validation_error, load_config,
+from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, apply_overrides, default_config, format_validation_error, load_config,
                      load_saved_config, load_yaml, saved_data_section, without_other_kinds_keys)
 from .engine.artifacts import RunDir, jsonable, read_json
 from .errors import ConfigError, PeerdistillError
@@ -85,21 +85,23 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from .report import operating_point_table, per_class_rich_tables, results_table
     from .runs import evaluate_run, task_for
 
+    data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
+    decoding = _decoding(o for o in ns.overrides if o.startswith("detect."))
     data_spec = None
-    if ns.data or ns.overrides:
+    if ns.data or data_overrides:
         meta = read_json(Path(ns.run_dir) / "run.json") if (Path(ns.run_dir) / "run.json").exists() else {}
         tree = {"data": saved_data_section(meta.get("data_spec") or {})}
         if ns.data:
             loaded = load_yaml(ns.data)
             tree["data"] = loaded.get("data", loaded)
-        for override in ns.overrides:
+        for override in data_overrides:
             if not override.startswith("data."):
-                raise ConfigError(f"eval takes only data.* overrides, got '{override}'")
-        apply_overrides(tree, ns.overrides)
+                raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
+        apply_overrides(tree, data_overrides)
         if isinstance(tree.get("data"), dict):
             # the saved section's keys of another kind (data.kind=... changed it) and its
             # augmentation (eval does not augment) go; what the user gave is checked
-            given = {o.split("=", 1)[0].split(".")[1] for o in ns.overrides}
+            given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
             tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
             if "augment" not in given and not ns.data:
                 tree["data"].pop("augment", None)
@@ -113,7 +115,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
-                          operating_point=ns.operating_point)
+                          operating_point=ns.operating_point, decoding=decoding)
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
@@ -134,6 +136,25 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _decoding(overrides) -> dict | None:
+    """``detect.KEY=VALUE`` overrides of eval: how a detection run's boxes are decoded and fused
+    (no retraining needed), checked as the config's ``detect`` section checks them."""
+    tree: dict = {}
+    apply_overrides(tree, list(overrides))
+    given = tree.get("detect") or {}
+    if not given:
+        return None
+    other = [k for k in given if k not in DECODING_KEYS]
+    if other:
+        raise ConfigError(f"eval takes the detect.* keys that decode and fuse boxes ({', '.join(DECODING_KEYS)}), "
+                          f"not detect.{other[0]}: training settings need a new run")
+    try:
+        spec = DetectSpec.model_validate(given)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "detect section", DetectSpec)) from None
+    return {key: getattr(spec, key) for key in given}
+
+
 def cmd_compare(ns: argparse.Namespace) -> int:
     from .compare import compare, parse_presets
 
@@ -144,7 +165,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         apply_overrides(tree, overrides)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
             console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
-            operating_point=ns.operating_point, folds=ns.folds)
+            operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline)
     return 0
 
 
@@ -218,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score the saved models of a run on a split or other data")
     ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("overrides", nargs="*", metavar="data.key=value")
+    ev.add_argument("overrides", nargs="*", metavar="data.key=value | detect.key=value",
+                    help="other data (data.*), or for a detection run other box decoding and fusion: "
+                         "detect.score_threshold, nms_iou, max_detections, ensemble (wbf, nms, nmw), ensemble_iou")
     ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                     help="all: train, val and test together (other data scored whole)")
     ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
@@ -250,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--teacher-from", default=None, metavar="PRESET",
                       help="train the teachers in PRESET's runs first, then freeze them (per seed) as the "
                            "teachers of the other presets, e.g. --teacher-from independent")
+    cmp_.add_argument("--baseline", default=None, metavar="SETTING",
+                      help="tabulate every other setting's paired difference from this one, with a 95%% confidence "
+                           "interval (default: independent when compared, else the first setting)")
     cmp_.add_argument("--jobs", type=int, default=1, metavar="N",
                       help="train N runs at once, each in its own process with its share of the CPU threads "
                            "(default 1; on a GPU they share it: worth it when one run leaves it idle)")

@@ -6,7 +6,7 @@ import copy
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,19 @@ from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_all, settin
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched
+from .engine.evaluate import ENSEMBLE
 from .errors import ConfigError
 from .metrics import ranking_score
 from .operating_point import parse_rule
-from .report import BEST_STUDENT, comparison_markdown, mean_std, model_order, seeds_cell
+from .paired import caption, default_baseline, difference_rows, differences
+from .report import BEST_STUDENT, comparison_markdown, markdown_table, mean_std, model_order, seeds_cell
 
 @dataclass
 class Comparison:
     rows: list[dict[str, Any]]
     directory: Path
     markdown: str
+    differences: list[dict[str, Any]] = field(default_factory=list)  # from the baseline (paired.differences)
 
 
 def parse_presets(text: str | None) -> list[str] | None:
@@ -42,7 +45,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
             out: str | Path | None = None, teacher_from: str | None = None,
             dry_run: bool = False, jobs: int = 1, operating_point: str | None = None,
-            folds: int | None = None) -> Comparison:
+            folds: int | None = None, baseline: str | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -66,7 +69,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
 
     ``operating_point`` (two-class classification; see ``operating_point.py``): each run's
     models are also scored on the test split at the threshold the rule picks on its validation
-    split, tabulated as ``op_threshold``, ``op_sensitivity``, ... like any metric."""
+    split, tabulated as ``op_threshold``, ``op_sensitivity``, ... like any metric.
+
+    ``baseline`` (a setting's label; default ``independent`` when compared, else the first
+    setting): every other setting's runs minus the baseline's of the same seed (and fold), with
+    a 95% confidence interval (``paired.py``), in compare.md, differences.csv and on the console."""
     rule = parse_rule(operating_point) if operating_point else None
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
@@ -95,6 +102,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         raise ConfigError("--operating-point is a threshold on a class probability: it is for two-class "
                           "classification comparisons")
     settings = settings_of(configs, bases, presets, teacher_from)
+    labels = [setting.label for setting in settings]
+    if baseline is not None and baseline not in labels:
+        raise ConfigError(f"--baseline '{baseline}' is not one of the compared settings: {', '.join(labels)}")
+    baseline = baseline or default_baseline(labels)
     plans = plan_runs(settings, seeds, directory, folds)  # every run's config, checked before any trains
     if folds:
         _check_foldable(plans)
@@ -108,7 +119,6 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         for run in runs:
             run["metrics"] = _with_operating_point(run["metrics"], directory / run["run"], str(rule))
     rows = aggregate(runs)
-    labels = [setting.label for setting in settings]
     models = model_order([r["model"] for r in rows])
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
@@ -125,12 +135,32 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
                    f"of the same seed{' and fold' if folds else ''}, frozen (as that run saved them: at its "
                    "best epoch).\n")
+    diffs = differences(rows, baseline)
+    monitor_metric = monitor.split("/", 1)[1]
+    headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
+    if diffs:
+        header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
+                   + caption(baseline, monitor_metric, _runs_count(seeds, folds), bool(folds)) + "\n\n"
+                   + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
-    console.print(_rich_table(rows, labels, models, monitor.split("/", 1)[1], "folds and seeds" if folds else "seeds"))
-    console.print(f"wrote {directory / 'compare.csv'} and {directory / 'compare.md'}")
-    return Comparison(rows, directory, markdown)
+    written = [directory / "compare.csv", directory / "compare.md"]
+    if diffs:
+        atomic_write_text(directory / "differences.csv", _differences_csv(diffs))
+        written.append(directory / "differences.csv")
+    else:  # one setting: an earlier comparison's differences in this folder no longer hold
+        (directory / "differences.csv").unlink(missing_ok=True)
+    console.print(_rich_table(rows, labels, models, monitor_metric, "folds and seeds" if folds else "seeds"))
+    if diffs:
+        table = Table(title=escape(f"test {monitor_metric}, paired difference from {baseline} [95% CI]"))
+        for column in ["setting"] + headline:
+            table.add_column(escape(column), justify="left" if column == "setting" else "right")
+        for row in difference_rows(diffs, labels, headline, monitor_metric):
+            table.add_row(*map(escape, row))
+        console.print(table)
+    console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
+    return Comparison(rows, directory, markdown, diffs)
 
 
 def _check_foldable(plans) -> None:
@@ -142,6 +172,10 @@ def _check_foldable(plans) -> None:
         if where:
             raise ConfigError(f"--folds cuts one set into folds, but {where} gives its own test split: drop --folds, "
                               "or put every image in one set to cross-validate")
+
+
+def _runs_count(seeds: int, folds: int | None) -> int:
+    return seeds * (folds or 1)
 
 
 def _runs_per_setting(seeds: int, folds: int | None) -> str:
@@ -201,6 +235,18 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows({**r, "values": ";".join(f"{v:.6f}" for v in r["values"]), "runs": ";".join(r["runs"])}
                      for r in rows)
+    return buf.getvalue()
+
+
+def _differences_csv(diffs: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["setting", "baseline", "model", "metric", "mean_difference", "ci95_low", "ci95_high", "pairs",
+                     "better"])
+    for d in diffs:
+        x = d["difference"]
+        writer.writerow([d["setting"], d["baseline"], d["model"], d["metric"], f"{x.mean:.6f}", f"{x.low:.6f}",
+                         f"{x.high:.6f}", x.pairs, x.better])
     return buf.getvalue()
 
 

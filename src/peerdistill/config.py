@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -443,14 +443,24 @@ class TrainSpec(_Strict):
     )
 
 
+# The detect keys that only decode and fuse boxes: eval can change them on a finished run.
+DECODING_KEYS = ("score_threshold", "nms_iou", "max_detections", "ensemble", "ensemble_iou")
+
+
 class DetectSpec(_Strict):
     """Turning dense detector outputs into boxes, and fusing the students' boxes."""
 
     score_threshold: float = Field(default=0.05, ge=0, lt=1, description="boxes scoring below are dropped")
     nms_iou: float = Field(default=0.6, gt=0, le=1, description="non-maximum suppression IoU per class")
     max_detections: int = Field(default=100, ge=1, description="boxes kept per image")
-    wbf_iou: float = Field(default=0.7, gt=0, le=1, description="weighted boxes fusion IoU of the student ensemble "
-                                                                 "(0.7 beat 0.55 on the synthetic default; docs/detection.md)")
+    ensemble: Literal["wbf", "nms", "nmw"] = Field(
+        default="wbf", description="how the student ensemble fuses the students' boxes (ensemble-boxes): weighted "
+                                   "boxes fusion, NMS over all students' boxes, or non-maximum weighted; WBF scored "
+                                   "best on Kvasir-SEG and the synthetic default (docs/detection.md)")
+    ensemble_iou: float = Field(default=0.7, gt=0, le=1, validation_alias=AliasChoices("ensemble_iou", "wbf_iou"),
+                                description="IoU above which boxes of different students are one object for the "
+                                            "ensemble (0.7 beat 0.55 and 0.8 for WBF; docs/detection.md; "
+                                            "formerly wbf_iou)")
     kd_cls_weight: float = Field(default=1.0, ge=0, description="share of a detection KD edge given to the "
                                                                 "classification maps (softened per-point scores)")
     kd_loc_weight: float = Field(default=1.0, ge=0, description="share of a detection KD edge given to localization "

@@ -88,8 +88,9 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
     students = {m.name: m.module for m in cohort.students}
     if which == "ensemble":
         if meta.get("task") == "detection":
-            raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion), "
-                              "which is not an ONNX graph: export each student (--model student1)")
+            raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion or "
+                              "detect.ensemble's rule), which is not an ONNX graph: export each student "
+                              "(--model student1); predict RUN_DIR --model ensemble fuses them in Python")
         return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
     if which == "best":
         metrics = read_json(Path(run_dir) / "metrics.json")

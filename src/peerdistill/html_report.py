@@ -30,6 +30,7 @@ from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
 from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
+from .paired import caption, default_baseline, difference_rows, differences  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
                      per_class_families, per_class_tables)  # noqa: E402
 
@@ -252,7 +253,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         task == "classification" and meta.get("num_classes", 2) > 2) else ""
     caption = (f"<p>Test split, with the weights of the best validation epoch "
                f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
-               f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']) + auc)}</p>")
+               f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=_fusion(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
     for family, header, class_rows in per_class_tables(scores):
         parts += [f"<h3>{esc(family)} per class</h3>", table_html(header, class_rows)]
@@ -261,7 +262,16 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 ENSEMBLE_RULES = {"classification": "The ensemble averages the students' probabilities.",
                   "segmentation": "The ensemble averages the students' probabilities, pixel by pixel.",
-                  "detection": "The ensemble fuses the students' boxes by weighted boxes fusion."}
+                  "detection": "The ensemble fuses the students' boxes by {rule}."}
+FUSION_NAMES = {"wbf": "weighted boxes fusion", "nms": "NMS over all the students' boxes",
+                "nmw": "non-maximum weighted fusion"}
+
+
+def _fusion(meta: dict[str, Any]) -> str:
+    """How a detection run's ensemble fuses boxes, in words (runs before the choice: WBF)."""
+    d = meta.get("detection") or {}
+    rule = d.get("ensemble", "wbf")
+    return f"{FUSION_NAMES.get(rule, rule)} at IoU {d.get('ensemble_iou', d.get('wbf_iou', 0.7)):g}"
 
 
 def costs_section(meta: dict[str, Any]) -> str:
@@ -538,16 +548,34 @@ def comparison_page(directory: Path) -> str:
     runs = compared_runs(directory, rows, settings)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 comparison_curves_section(runs), comparison_costs_section(runs)]
+    baseline = compared_baseline(directory, settings)
+    diffs = differences(rows, baseline)
+    folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
     for metric in (m for m in metrics if not per_class_part(m)):
-        sections.append(section_html(f"test {metric}", [
-            figure_html(comparison_figure(rows, settings, models, metric),
-                        f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
-            table_html(["setting"] + models, comparison_rows(rows, settings, models, metric)),
-        ]))
+        parts = [figure_html(comparison_figure(rows, settings, models, metric),
+                             f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
+                 table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
+        paired = difference_rows(diffs, settings, models, metric)
+        if paired:
+            text = caption(baseline, metric, max(len(r["values"]) for r in rows), folded)
+            parts += [f"<p>{with_code_spans(text)}</p>",
+                      table_html(["setting"] + models, paired)]
+        sections.append(section_html(f"test {metric}", parts))
     for family, classes in per_class_families(metrics).items():
         sections.append(section_html(f"test {family} per class", [table_html(
             ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
     return page_html(title, sections)
+
+
+def compared_baseline(directory: Path, settings: list[str]) -> str:
+    """The setting compare took differences from (differences.csv names it), else the default."""
+    path = directory / "differences.csv"
+    if path.is_file():
+        with path.open(newline="") as handle:
+            first = next(csv.DictReader(handle), None)
+        if first and first.get("baseline") in settings:
+            return first["baseline"]
+    return default_baseline(settings)
 
 
 def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
@@ -616,7 +644,12 @@ def compare_md_intro(directory: Path) -> str:
         return ""
     text = path.read_text(encoding="utf-8").split("\n###", 1)[0]
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(" ".join(lines)))
+    return with_code_spans(" ".join(lines))
+
+
+def with_code_spans(markdown: str) -> str:
+    """Escaped HTML of a line of Markdown whose `code` spans become <code>."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(markdown))
 
 
 def comparison_figure(rows, settings: list[str], models: list[str], metric: str):

@@ -137,9 +137,7 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
 
     def table(title: str, first_columns: list[str], body: list[list[str]]) -> None:
         parts.append(f"\n### {title}\n")
-        parts.append("| " + " | ".join(map(_cell, first_columns + models)) + " |")
-        parts.append("|---" * len(first_columns) + "|" + "---:|" * len(models))
-        parts.extend("| " + " | ".join(map(_cell, row)) + " |" for row in body)
+        parts.append(markdown_table(first_columns + models, body, len(first_columns)))
 
     for metric in (m for m in metrics if not per_class_part(m)):
         table(f"test {metric}", ["setting"], comparison_rows(rows, presets, models, metric))
@@ -147,6 +145,13 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
         table(f"test {family} per class", ["setting", "class"],
               comparison_per_class_rows(rows, presets, models, family, classes))
     return "\n".join(parts) + "\n"
+
+
+def markdown_table(header: list[str], body: list[list[str]], left: int = 1) -> str:
+    """A Markdown table, its first ``left`` columns aligned left and the others (numbers) right."""
+    lines = ["| " + " | ".join(map(_cell, header)) + " |", "|---" * left + "|" + "---:|" * (len(header) - left)]
+    lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in body]
+    return "\n".join(lines)
 
 
 def _cell(text: str) -> str:

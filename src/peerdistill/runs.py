@@ -89,7 +89,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  device: str = "auto", batch_size: int = 64, save_images: int = 0,
                  modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None,
                  roles: tuple[str, ...] = ("teacher", "student"),
-                 operating_point: str | None = None) -> dict[str, dict[str, float]]:
+                 operating_point: str | None = None,
+                 decoding: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
@@ -98,7 +99,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     boxes (detection). ``roles=("student",)`` scores the students and their ensemble only (no
     teacher needed in ``modules``). ``operating_point`` (two-class classification; see
     ``operating_point.py``): each model also gets ``op_threshold``, ``op_sensitivity``, ... at the
-    threshold that rule picks on the run's own validation split."""
+    threshold that rule picks on the run's own validation split. ``decoding`` (detection): box
+    decoding and fusion settings (``config.DECODING_KEYS``) to score with instead of the run's."""
     rule = parse_rule(operating_point) if operating_point else None
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
@@ -119,7 +121,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     data = check_compatible(data, meta)
     dev = resolve_device(device)
     cohort.to(dev)
-    task = task_for(meta)
+    task = task_for(meta, decoding)
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap)
@@ -195,8 +197,13 @@ class _DeviceView:
         return torch.as_tensor(x).to(self.device), torch.as_tensor(y).to(self.device)
 
 
-def task_for(meta: dict[str, Any]):
-    """The task object of a saved run, for scoring (no loss weights or augmentation needed)."""
+def task_for(meta: dict[str, Any], decoding: dict[str, Any] | None = None):
+    """The task object of a saved run, for scoring (no loss weights or augmentation needed).
+    ``decoding``: a detection run's box decoding and fusion settings to use instead of the
+    saved ones (``DECODING_KEYS``; validated by the config's ``detect`` section)."""
+    if decoding and meta.get("task") != "detection":
+        raise DataError(f"detect.{', detect.'.join(decoding)} decode a detector's boxes: this is a "
+                        f"{meta.get('task', 'classification')} run")
     if meta.get("task") == "segmentation":
         return SegmentationTask(meta["num_classes"], meta.get("class_names"))
     if meta.get("task") == "detection":
@@ -209,9 +216,10 @@ def task_for(meta: dict[str, Any]):
                                   "size, decoding thresholds): runs built in Python before they were recorded "
                                   "cannot be scored or exported; train the run again")
         layout = HeadLayout(d["num_classes"], d["reg_max"], tuple(d["strides"]))
-        return DetectionTask(layout, tuple(d["image_size"]), meta.get("class_names"),
-                             score_threshold=d["score_threshold"], nms_iou=d["nms_iou"],
-                             max_detections=d["max_detections"], wbf_iou=d["wbf_iou"])
+        settings = {**{k: d[k] for k in ("score_threshold", "nms_iou", "max_detections")},
+                    "ensemble": d.get("ensemble", "wbf"), "ensemble_iou": d.get("ensemble_iou", d.get("wbf_iou")),
+                    **(decoding or {})}
+        return DetectionTask(layout, tuple(d["image_size"]), meta.get("class_names"), **settings)
     return ClassificationTask(meta["num_classes"], class_names=meta.get("class_names"))
 
 

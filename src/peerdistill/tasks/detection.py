@@ -20,6 +20,26 @@ from ..errors import ConfigError, PeerdistillWarning
 from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
 from .box_augment import augment_boxes
 
+# How the student ensemble fuses boxes. ensemble-boxes' soft_nms is left out: it returns the
+# boxes it keeps with their scores before the decay (nms_method indexes the input scores), so
+# a duplicate keeps ranking as high as the box it overlaps (docs/detection.md).
+FUSION_RULES = ("wbf", "nms", "nmw")
+
+
+def fuse_boxes(rule: str, boxes: list[np.ndarray], scores: list[np.ndarray], labels: list[np.ndarray],
+               iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's boxes of several models (normalised xyxy) fused into one list by ``rule``."""
+    from ensemble_boxes import nms, non_maximum_weighted, weighted_boxes_fusion
+
+    if rule == "wbf":
+        return weighted_boxes_fusion(boxes, scores, labels, iou_thr=iou, skip_box_thr=0.0)
+    if rule == "nmw":
+        return non_maximum_weighted(boxes, scores, labels, iou_thr=iou, skip_box_thr=0.0)
+    if rule == "nms":
+        return nms(boxes, scores, labels, iou_thr=iou)
+    raise ConfigError(f"unknown box fusion rule '{rule}': use one of {', '.join(FUSION_RULES)}")
+
+
 class DetectionTask:
     name = "detection"
     summary_metrics = ("ap", "ap50", "ap75", "ar10")  # the console table's columns
@@ -28,7 +48,8 @@ class DetectionTask:
 
     def __init__(self, layout: HeadLayout, image_size: tuple[int, int], class_names: list[str] | None = None,
                  augment: tuple[str, ...] = (), score_threshold: float = 0.05, nms_iou: float = 0.6,
-                 max_detections: int = 100, wbf_iou: float = 0.7, kd_cls_weight: float = 1.0,
+                 max_detections: int = 100, ensemble: str = "wbf", ensemble_iou: float = 0.7,
+                 kd_cls_weight: float = 1.0,
                  kd_loc_weight: float = 1.0, kd_loc_region: str = "confidence"):
         self.layout = layout
         self.num_classes = layout.num_classes
@@ -36,7 +57,9 @@ class DetectionTask:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.augmentations = tuple(augment)
         self.score_threshold, self.nms_iou, self.max_detections = score_threshold, nms_iou, max_detections
-        self.wbf_iou = wbf_iou
+        if ensemble not in FUSION_RULES:
+            raise ConfigError(f"detect.ensemble must be one of {', '.join(FUSION_RULES)}, not '{ensemble}'")
+        self.ensemble_rule, self.ensemble_iou = ensemble, ensemble_iou
         self.kd_cls_weight, self.kd_loc_weight = kd_cls_weight, kd_loc_weight
         if kd_loc_region not in ("confidence", "assigned"):
             raise ConfigError(f"kd_loc_region must be 'confidence' or 'assigned', not '{kd_loc_region}'")
@@ -54,7 +77,8 @@ class DetectionTask:
         return {"detection": {"num_classes": layout.num_classes, "reg_max": layout.reg_max,
                               "strides": list(layout.strides), "image_size": list(self.image_size),
                               "score_threshold": self.score_threshold, "nms_iou": self.nms_iou,
-                              "max_detections": self.max_detections, "wbf_iou": self.wbf_iou,
+                              "max_detections": self.max_detections, "ensemble": self.ensemble_rule,
+                              "ensemble_iou": self.ensemble_iou,
                               "kd_cls_weight": self.kd_cls_weight, "kd_loc_weight": self.kd_loc_weight,
                               "kd_loc_region": self.kd_loc_region}}
 
@@ -93,11 +117,11 @@ class DetectionTask:
                       iou_threshold=self.nms_iou, max_detections=self.max_detections)
 
     def ensemble(self, per_model: list[list[dict[str, torch.Tensor]]]) -> list[dict[str, torch.Tensor]]:
-        """The students' boxes fused image by image with weighted boxes fusion (Solovyev et al.
-        2021, the ensemble-boxes package): overlapping boxes of different models are averaged,
-        weighted by score, and a box found by fewer models scores lower."""
-        from ensemble_boxes import weighted_boxes_fusion
-
+        """The students' boxes fused image by image by ``detect.ensemble`` (the ensemble-boxes
+        package): weighted boxes fusion (Solovyev et al. 2021; overlapping boxes of different
+        models are averaged, weighted by score, and a box found by fewer models scores lower),
+        NMS over every student's boxes, or non-maximum weighted (the top box's coordinates
+        averaged with those it suppresses), boxes overlapping by ``ensemble_iou`` being one."""
         h, w = self.image_size
         scale = np.array([w, h, w, h], dtype=np.float32)
         fused = []
@@ -109,8 +133,8 @@ class DetectionTask:
             if sum(len(b) for b in boxes) == 0:
                 fused.append({k: v.clone() for k, v in detections[0].items()})
                 continue
-            b, s, lab = weighted_boxes_fusion(boxes, scores, labels, iou_thr=self.wbf_iou, skip_box_thr=0.0)
-            order = np.argsort(-s)[: self.max_detections]
+            b, s, lab = fuse_boxes(self.ensemble_rule, boxes, scores, labels, self.ensemble_iou)
+            order = np.argsort(-s, kind="stable")[: self.max_detections]
             fused.append({"boxes": torch.as_tensor(b[order] * scale, dtype=torch.float32, device=device),
                           "scores": torch.as_tensor(s[order], dtype=torch.float32, device=device),
                           "labels": torch.as_tensor(lab[order], dtype=torch.long, device=device)})
