@@ -82,7 +82,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .report import operating_point_table, per_class_rich_tables, results_table
+    from .report import interval_table, operating_point_table, per_class_rich_tables, results_table
     from .runs import evaluate_run, task_for
 
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
@@ -115,13 +115,18 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
-                          operating_point=ns.operating_point, decoding=decoding)
+                          operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap)
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
         meta = read_json(Path(ns.run_dir) / "run.json")
         title = f"{ns.run_dir}: {ns.split} split"
-        console.print(results_table(title, scores, metrics=task_for(meta).summary_metrics))
+        summary = task_for(meta).summary_metrics
+        if ns.bootstrap:
+            console.print(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of "
+                                                 "its samples]", summary))
+        else:
+            console.print(results_table(title, scores, metrics=summary))
         if ns.per_class:
             for table in per_class_rich_tables(scores, title):
                 console.print(table)
@@ -253,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--operating-point", metavar="RULE", default=None,
                     help="two-class classification: also score at the threshold RULE picks on the run's validation "
                          "split: youden, sensitivity=S or specificity=S (e.g. specificity=0.95)")
+    ev.add_argument("--bootstrap", type=_count, default=0, metavar="N",
+                    help="also a 95%% interval for every metric: the percentiles over N resamples (with replacement) "
+                         "of the split's samples, each scored as the split is (e.g. 1000; in --json: "
+                         "ci95_low_METRIC, ci95_high_METRIC)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
                          "(segmentation), predicted and true boxes (detection)")

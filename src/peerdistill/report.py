@@ -92,6 +92,22 @@ def operating_point_table(scores: dict[str, dict[str, float]], title: str) -> Ta
     return table
 
 
+def interval_table(scores: dict[str, dict[str, float]], title: str, metrics: tuple[str, ...]) -> Table:
+    """Each model's figure with the bootstrap interval ``evaluate_run(bootstrap=N)`` added to it."""
+    table = Table(title=escape(title))
+    table.add_column("model")
+    for metric in metrics:
+        table.add_column(escape(metric), justify="right")
+    for model, values in scores.items():
+        cells = []
+        for metric in metrics:
+            low, high = values.get(f"ci95_low_{metric}"), values.get(f"ci95_high_{metric}")
+            interval = f" [{fmt(low)}, {fmt(high)}]" if low is not None else ""
+            cells.append(fmt(values.get(metric)) + interval)
+        table.add_row(escape(model), *cells)
+    return table
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     clean = [v for v in values if v is not None and not math.isnan(v)]
     if not clean:

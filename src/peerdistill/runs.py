@@ -10,9 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cohort import Cohort, Member
 from pydantic import ValidationError
 
+from .bootstrap import intervals
+from .cohort import Cohort, Member
 from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, kept_whole
@@ -90,7 +91,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None,
                  roles: tuple[str, ...] = ("teacher", "student"),
                  operating_point: str | None = None,
-                 decoding: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+                 decoding: dict[str, Any] | None = None, bootstrap: int = 0) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
@@ -100,7 +101,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     teacher needed in ``modules``). ``operating_point`` (two-class classification; see
     ``operating_point.py``): each model also gets ``op_threshold``, ``op_sensitivity``, ... at the
     threshold that rule picks on the run's own validation split. ``decoding`` (detection): box
-    decoding and fusion settings (``config.DECODING_KEYS``) to score with instead of the run's."""
+    decoding and fusion settings (``config.DECODING_KEYS``) to score with instead of the run's.
+    ``bootstrap`` > 0: each metric also gets ``ci95_low_METRIC`` and ``ci95_high_METRIC``, its
+    95% percentile interval over that many resamples of the scored samples (``bootstrap.py``)."""
     rule = parse_rule(operating_point) if operating_point else None
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
@@ -123,8 +126,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     cohort.to(dev)
     task = task_for(meta, decoding)
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
+    samples: dict[str, list] | None = {} if bootstrap else None
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
-                      overlap)
+                      overlap, samples=samples)
+    for name, meters in (samples or {}).items():
+        for metric, interval in intervals(task, meters, bootstrap).items():
+            scores[name].update({f"ci95_low_{metric}": interval.low, f"ci95_high_{metric}": interval.high})
     if rule:
         chosen = operating_points(split_probabilities(cohort, task, check_compatible(own, meta).val, dev),
                                   split_probabilities(cohort, task, data.split(split), dev), rule)

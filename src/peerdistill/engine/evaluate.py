@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from ..bootstrap import sample_meters
 from ..cohort import Cohort
 from ..errors import NonFiniteError
 
@@ -32,11 +33,12 @@ def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = 
 @torch.no_grad()
 def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | None = None,
              overlap: float = 0.5, merge: Callable[[dict], dict] | None = None,
-             where: str = "this split") -> dict[str, dict[str, float]]:
+             where: str = "this split", samples: dict[str, list] | None = None) -> dict[str, dict[str, float]]:
     """``{output or 'ensemble': {metric: value}}`` for every output (models and their heads)
     and the students' ensemble, accumulated batch by batch. ``merge`` combines the meters of
     every process (each scored its share of the split), so metrics cover the whole split.
-    ``where`` names the split (and epoch) in the message about a model with non-finite outputs."""
+    ``where`` names the split (and epoch) in the message about a model with non-finite outputs.
+    ``samples``, when given, also receives per output a meter per sample (``bootstrap.py``)."""
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     head_ensembles = cohort.head_ensembles()
@@ -52,6 +54,8 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
             probs[key] = task.ensemble([probs[n] for n in names])
         for name, p in probs.items():
             meters[name].update(p, y)
+            if samples is not None:
+                samples.setdefault(name, []).extend(sample_meters(task, p, y))
     if merge is not None:
         meters = merge(meters)
     return {name: meter.compute() for name, meter in meters.items()}

@@ -1,0 +1,116 @@
+"""Bootstrap intervals of test metrics, against resampling written out by hand."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from peerdistill.bootstrap import intervals, sample_meters
+from peerdistill.detection import HeadLayout
+from peerdistill.detection_metrics import coco_metrics
+from peerdistill.tasks import ClassificationTask, SegmentationTask
+from peerdistill.tasks.detection import DetectionTask
+
+RESAMPLES = 60
+
+
+def naive_percentiles(values):
+    return tuple(np.percentile(values, [2.5, 97.5]))
+
+
+def test_classification_intervals_are_the_percentiles_of_resampled_accuracy_and_auc():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 80)
+    p1 = np.clip(0.3 * y + 0.7 * rng.random(80), 0, 1)
+    probs = torch.tensor(np.stack([1 - p1, p1], axis=1), dtype=torch.float32)
+    task = ClassificationTask(2)
+    got = intervals(task, sample_meters(task, probs, torch.tensor(y)), RESAMPLES, seed=7)
+    draws = np.random.default_rng(7)
+    accuracy, auc = [], []
+    p32 = probs.numpy()
+    for _ in range(RESAMPLES):
+        i = draws.integers(0, 80, 80)
+        accuracy.append(float((p32[i].argmax(1) == y[i]).mean()))
+        auc.append(roc_auc_score(y[i], p32[i, 1]))
+    assert (got["accuracy"].low, got["accuracy"].high) == pytest.approx(naive_percentiles(accuracy))
+    assert (got["auc"].low, got["auc"].high) == pytest.approx(naive_percentiles(auc))
+    assert got["auc"].resamples == RESAMPLES
+
+
+def test_segmentation_dice_is_resampled_image_by_image():
+    rng = np.random.default_rng(2)
+    truth = torch.tensor(rng.random((12, 16, 16)) < 0.3).long()
+    noisy = torch.where(torch.tensor(rng.random((12, 16, 16)) < 0.2), 1 - truth, truth)
+    probs = torch.stack([1.0 - noisy.float(), noisy.float()], dim=1)
+    task = SegmentationTask(2, hd95=False)
+    got = intervals(task, sample_meters(task, probs, truth), RESAMPLES)
+    p, t = noisy.numpy().astype(bool), truth.numpy().astype(bool)
+    per_image = [2 * (p[k] & t[k]).sum() / (p[k].sum() + t[k].sum()) for k in range(12)]
+    draws = np.random.default_rng(0)  # bootstrap.SEED
+    dice, accuracy = [], []
+    for _ in range(RESAMPLES):
+        i = draws.integers(0, 12, 12)
+        dice.append(np.mean([per_image[k] for k in i]))
+        accuracy.append((p[i] == t[i]).mean())
+    assert (got["dice"].low, got["dice"].high) == pytest.approx(naive_percentiles(dice))
+    assert (got["pixel_accuracy"].low, got["pixel_accuracy"].high) == pytest.approx(naive_percentiles(accuracy))
+
+
+def test_detection_ap_is_resampled_frame_by_frame():
+    task = DetectionTask(HeadLayout(1), (64, 64))
+    rng = np.random.default_rng(3)
+    truths, detections = [], []
+    for _ in range(10):
+        box = np.sort(rng.uniform(0, 64, 4).reshape(2, 2), axis=0).T.flatten()[[0, 2, 1, 3]]
+        truths.append(torch.tensor([[0, *box]], dtype=torch.float32))
+        shifted = box + rng.normal(0, 3, 4)
+        detections.append({"boxes": torch.tensor(shifted[None], dtype=torch.float32),
+                           "scores": torch.tensor([rng.random()], dtype=torch.float32),
+                           "labels": torch.tensor([0])})
+    targets = torch.stack(truths)
+    got = intervals(task, sample_meters(task, detections, targets), 20)
+    draws = np.random.default_rng(0)
+    ap = []
+    for _ in range(20):
+        i = draws.integers(0, 10, 10)
+        ap.append(coco_metrics([{k: v.numpy() for k, v in detections[k].items()} for k in i],
+                               [truths[k].numpy() for k in i], ["0"])["ap"])
+    assert (got["ap"].low, got["ap"].high) == pytest.approx(naive_percentiles(ap))
+    # boxes that are the truth itself: every resample scores AP 1
+    exact = [{"boxes": t[:, 1:], "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)} for t in truths]
+    perfect = intervals(task, sample_meters(task, exact, targets), 10)["ap"]
+    assert (perfect.low, perfect.high) == pytest.approx((1.0, 1.0))
+
+
+def test_eval_bootstrap_adds_each_metrics_interval(tmp_path, capsys):
+    from peerdistill.build import train_from_config
+    from peerdistill.cli import main
+    from peerdistill.config import validate
+    from peerdistill.engine.evaluate import split_probabilities
+    from peerdistill.runs import _run_data, load_cohort, task_for
+
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 1, "batch_size": 256}}), progress=False)
+    run = tmp_path / "r"
+    assert main(["eval", str(run), "--bootstrap", "40", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    cohort, meta = load_cohort(run)
+    probs, y = split_probabilities(cohort, task_for(meta), _run_data(meta).test, torch.device("cpu"))
+    draws = np.random.default_rng(0)
+    accuracy = []
+    for _ in range(40):
+        i = draws.integers(0, len(y), len(y))
+        accuracy.append(float((probs["ensemble"][i].argmax(1) == y[i]).mean()))
+    low, high = naive_percentiles(accuracy)
+    assert scores["ensemble"]["ci95_low_accuracy"] == pytest.approx(low)
+    assert scores["ensemble"]["ci95_high_accuracy"] == pytest.approx(high)
+    assert {"ci95_low_auc", "ci95_high_ece", "ci95_low_recall_3"} <= set(scores["student1"])
+    assert main(["eval", str(run), "--bootstrap", "40"]) == 0
+    assert "bootstrap over 40 resamples" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit) as stopped:  # argparse's own exit for a bad option value
+        main(["eval", str(run), "--bootstrap", "many"])
+    assert stopped.value.code == 2
+    assert "expected a whole number" in capsys.readouterr().err
