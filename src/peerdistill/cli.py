@@ -82,7 +82,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .report import interval_table, operating_point_table, per_class_rich_tables, results_table
+    from .report import calibration_table, interval_table, operating_point_table, per_class_rich_tables, results_table
     from .runs import evaluate_run, task_for
 
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
@@ -115,7 +115,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
-                          operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap)
+                          operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
+                          temperature_scaling=ns.temperature_scaling)
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
@@ -130,6 +131,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         if ns.per_class:
             for table in per_class_rich_tables(scores, title):
                 console.print(table)
+        if ns.temperature_scaling:
+            console.print(calibration_table(scores, f"{title}: tempered by the temperature each model's "
+                                                    "probabilities fit on the run's validation split"))
         if ns.operating_point:
             console.print(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the "
                                                         "run's validation split (positive: the second class)"))
@@ -179,7 +183,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     from .quantize import percent
 
     result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out, quantize=ns.quantize,
-                        calibration=ns.calibration_samples, min_agreement=ns.min_agreement)
+                        calibration=ns.calibration_samples, min_agreement=ns.min_agreement,
+                        temperature_scaling=ns.temperature_scaling)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on test inputs"
               if result.max_abs_diff is not None else "")
     task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
@@ -192,6 +197,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
                    f"{round(check.agreement * check.predictions)} of {check.predictions} predictions "
                    f"({percent(check.agreement)}), max |probability difference| "
                    f"{check.max_probability_difference:.3g}")
+    if result.temperature is not None:
+        what += f", tempered: T = {result.temperature:.4g} fitted on the run's validation split"
     console.print(f"exported {result.model} ({what}) to {result.path}{parity}", highlight=False)
     return 0
 
@@ -258,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--operating-point", metavar="RULE", default=None,
                     help="two-class classification: also score at the threshold RULE picks on the run's validation "
                          "split: youden, sensitivity=S or specificity=S (e.g. specificity=0.95)")
+    ev.add_argument("--temperature-scaling", action="store_true",
+                    help="classification: also fit each model's temperature on the run's validation split "
+                         "(temperature scaling) and score the split with it: ece and brier before and after "
+                         "(in --json: cal_temperature, cal_ece, cal_brier)")
     ev.add_argument("--bootstrap", type=_count, default=0, metavar="N",
                     help="also a 95%% interval for every metric: the percentiles over N resamples (with replacement) "
                          "of the split's samples, each scored as the split is (e.g. 1000; in --json: "
@@ -311,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-agreement", type=float, default=0.99, metavar="SHARE",
                      help="int8: the share of test predictions (samples; pixels for segmentation) that must keep "
                           "the fp32 graph's class (default 0.99)")
+    exp.add_argument("--temperature-scaling", action="store_true",
+                     help="classification, ONNX: fit the model's temperature on the run's validation split (as eval "
+                          "--temperature-scaling does) and put it into the graph: calibrated probabilities")
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")

@@ -48,6 +48,7 @@ class ExportResult:
     max_abs_diff: float | None  # onnxruntime (fp32) against PyTorch
     output: str
     int8: QuantizedCheck | None = None  # with quantize="int8": the int8 graph against the fp32 one
+    temperature: float | None = None  # with temperature_scaling: the T in the graph
 
 
 class Logits(nn.Module):
@@ -59,6 +60,21 @@ class Logits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return as_logits(self.model(x), self.name)
+
+
+class Tempered(nn.Module):
+    """A model with its temperature (``calibration.py``) in the graph: logits divided by T, or
+    probabilities (the ensemble's) tempered as ``softmax(log p / T)``."""
+
+    def __init__(self, model: nn.Module, temperature: float, output: str):
+        super().__init__()
+        self.model, self.temperature, self.output = model, float(temperature), output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.model(x)
+        if self.output == "logits":
+            return y / self.temperature
+        return (torch.log(y) / self.temperature).softmax(dim=1)
 
 
 class EnsembleProbabilities(nn.Module):
@@ -122,15 +138,29 @@ def _windowed(x: torch.Tensor, meta: dict) -> torch.Tensor:
     return x
 
 
-def _int8_data(meta: dict, data: DataSplits | None) -> DataSplits:
-    """The run's splits, which int8 export calibrates on and checks on: ``data`` or read."""
+def _run_splits(meta: dict, data: DataSplits | None, why: str) -> DataSplits:
+    """The run's splits (``data``, or read where training read them); ``why`` they are needed
+    goes into the message when they cannot be read."""
     if data is not None:
         return data
     try:
         return build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
     except PeerdistillError as exc:
-        raise ConfigError(f"int8 export calibrates on the run's training images and checks on its test images, "
-                          f"which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
+        raise ConfigError(f"{why}, which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
+
+
+@torch.no_grad()
+def _fitted_temperature(module: nn.Module, output: str, data: DataSplits) -> float:
+    """The temperature of ``module``'s probabilities on the validation split (``calibration``)."""
+    from .calibration import fit_temperature
+    from .data import make_batches
+
+    probs, labels = [], []
+    for x, y in make_batches(data.val, 256, torch.device("cpu"), shuffle=False):
+        out = module(x).float()
+        probs.append((out.softmax(dim=1) if output == "logits" else out).numpy())
+        labels.append(y.numpy())
+    return fit_temperature(np.concatenate(probs), np.concatenate(labels))
 
 
 def _quantization_inputs(meta: dict, calibration: int, data: DataSplits) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +216,8 @@ FORMATS = ("onnx", "safetensors")
 def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None, out: str | Path | None = None,
                tolerance: float = TOLERANCE, modules: dict[str, nn.Module] | None = None,
                quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
-               min_agreement: float = MIN_AGREEMENT, data: DataSplits | None = None) -> ExportResult:
+               min_agreement: float = MIN_AGREEMENT, data: DataSplits | None = None,
+               temperature_scaling: bool = False) -> ExportResult:
     """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
     a file, or a folder to write ``MODEL.FORMAT`` in. ``modules``: new instances of models built
     in Python (as for ``load_cohort``).
@@ -196,7 +227,11 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     it keeps the fp32 graph's class for at least ``min_agreement`` of the test predictions
     (samples, or pixels); default name ``MODEL-int8.onnx``. ``data``: the splits, for a run whose
     data was given in Python (as for ``evaluate_run``); the parity check's samples come from it
-    too."""
+    too.
+
+    ``temperature_scaling`` (classification, ONNX): the model's temperature is fitted on the
+    run's validation split as ``eval --temperature-scaling`` fits it and put into the graph, so
+    the file's probabilities are the tempered ones (``ExportResult.temperature``)."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
@@ -207,14 +242,25 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if quantize and meta.get("task") == "detection":
         raise ConfigError("--quantize int8 is for classification and segmentation: a detector's box regression "
                           "is not checked by class agreement; export it in fp32")
+    temperature = None
+    if temperature_scaling:
+        if meta.get("task", "classification") != "classification":
+            raise ConfigError("--temperature-scaling tempers class probabilities: it is for classification runs")
+        if fmt != "onnx":
+            raise ConfigError("--temperature-scaling puts the temperature into an ONNX graph; safetensors holds "
+                              "weights alone (eval --temperature-scaling prints T: divide the logits by it)")
+        data = _run_splits(meta, data, "temperature scaling fits on the run's validation images")
+        temperature = _fitted_temperature(module, output, data)
+        module = Tempered(module, temperature, output).eval()
     target = _target(run_dir, name + (f"-{quantize}" if quantize else ""), fmt, out)
     if fmt == "safetensors":
         if name == "ensemble":
             raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
         save_weights(module.model, target)
         return ExportResult(target, name, None, output)
-    if quantize:
-        data = _int8_data(meta, data)  # read once: for the parity samples, calibration and the check
+    if quantize:  # read once: for the parity samples, calibration and the check
+        data = _run_splits(meta, data, "int8 export calibrates on the run's training images and checks on its "
+                                       "test images")
     x = sample_inputs(meta, data=data)
     int8 = None
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
@@ -230,8 +276,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
         shutil.move(str(staged), target)
     from .predict import write_sidecar
 
-    write_sidecar(target, meta, output, quantized=quantize)
-    return ExportResult(target, name, diff, output, int8)
+    write_sidecar(target, meta, output, quantized=quantize, temperature=temperature)
+    return ExportResult(target, name, diff, output, int8, temperature)
 
 
 def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:

@@ -38,10 +38,12 @@ def model_info(meta: dict, output: str) -> dict:
     return info
 
 
-def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None) -> None:
-    """The JSON beside an exported .onnx: its ``model_info`` (and ``quantized``: int8, or null)."""
-    atomic_write_text(sidecar_path(onnx_path), json.dumps({**model_info(meta, output), "quantized": quantized},
-                                                          indent=2))
+def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
+                  temperature: float | None = None) -> None:
+    """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null) and
+    ``temperature`` (the T in the graph, or null)."""
+    atomic_write_text(sidecar_path(onnx_path), json.dumps({**model_info(meta, output), "quantized": quantized,
+                                                           "temperature": temperature}, indent=2))
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,

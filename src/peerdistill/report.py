@@ -92,6 +92,17 @@ def operating_point_table(scores: dict[str, dict[str, float]], title: str) -> Ta
     return table
 
 
+def calibration_table(scores: dict[str, dict[str, float]], title: str) -> Table:
+    """The ``cal_*`` figures ``evaluate_run(calibrate=True)`` adds, beside the untempered ones."""
+    table = Table(title=escape(title))
+    for column in ("model", "temperature", "ece", "ece tempered", "brier", "brier tempered"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model, m in scores.items():
+        table.add_row(escape(model), fmt(m.get("cal_temperature"), 3), fmt(m.get("ece")), fmt(m.get("cal_ece")),
+                      fmt(m.get("brier")), fmt(m.get("cal_brier")))
+    return table
+
+
 def interval_table(scores: dict[str, dict[str, float]], title: str, metrics: tuple[str, ...]) -> Table:
     """Each model's figure with the bootstrap interval ``evaluate_run(bootstrap=N)`` added to it."""
     table = Table(title=escape(title))

@@ -13,6 +13,7 @@ from torch import nn
 from pydantic import ValidationError
 
 from .bootstrap import intervals
+from .calibration import calibrated_figures
 from .cohort import Cohort, Member
 from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
@@ -91,7 +92,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None,
                  roles: tuple[str, ...] = ("teacher", "student"),
                  operating_point: str | None = None,
-                 decoding: dict[str, Any] | None = None, bootstrap: int = 0) -> dict[str, dict[str, float]]:
+                 decoding: dict[str, Any] | None = None, bootstrap: int = 0,
+                 temperature_scaling: bool = False) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
@@ -103,7 +105,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     threshold that rule picks on the run's own validation split. ``decoding`` (detection): box
     decoding and fusion settings (``config.DECODING_KEYS``) to score with instead of the run's.
     ``bootstrap`` > 0: each metric also gets ``ci95_low_METRIC`` and ``ci95_high_METRIC``, its
-    95% percentile interval over that many resamples of the scored samples (``bootstrap.py``)."""
+    95% percentile interval over that many resamples of the scored samples (``bootstrap.py``).
+    ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
+    own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
+    (``calibration.py``)."""
     rule = parse_rule(operating_point) if operating_point else None
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
@@ -113,13 +118,15 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if rule and (meta.get("task", "classification") != "classification" or meta.get("num_classes") != 2):
         raise DataError("an operating point is a threshold on the probability of the positive class: it is for "
                         "two-class classification runs")
-    own = data  # the run's own splits, where the operating point is chosen (given from Python, or read below)
+    if temperature_scaling and meta.get("task", "classification") != "classification":
+        raise DataError("temperature scaling tempers class probabilities: it is for classification runs")
+    own = data  # the run's own splits: the operating point and temperature are chosen on its val split
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
             data = build_data(data_spec, stats=meta.get("data_stats"))
     if data is None:
         data = own = _run_data(meta)
-    elif rule and own is None:
+    elif (rule or temperature_scaling) and own is None:
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
     dev = resolve_device(device)
@@ -132,11 +139,13 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     for name, meters in (samples or {}).items():
         for metric, interval in intervals(task, meters, bootstrap).items():
             scores[name].update({f"ci95_low_{metric}": interval.low, f"ci95_high_{metric}": interval.high})
-    if rule:
-        chosen = operating_points(split_probabilities(cohort, task, check_compatible(own, meta).val, dev),
-                                  split_probabilities(cohort, task, data.split(split), dev), rule)
-        for name, figures in chosen.items():
-            scores[name].update({f"op_{k}": v for k, v in figures.items()})
+    if rule or temperature_scaling:
+        val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
+        scored = split_probabilities(cohort, task, data.split(split), dev)
+        for prefix, chosen in (("op", operating_points(val, scored, rule) if rule else {}),
+                               ("cal", calibrated_figures(val, scored) if temperature_scaling else {})):
+            for name, figures in chosen.items():
+                scores[name].update({f"{prefix}_{k}": v for k, v in figures.items()})
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 
@@ -162,7 +171,8 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
 
 
 def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | None) -> DataSplits:
-    """The run's own splits, for the validation split an operating point is chosen on: read
+    """The run's own splits, for the validation split an operating point or a temperature is
+    chosen on: read
     where training read them, or from ``given`` when that is the same data moved (only its
     ``root`` differs; ``built``, when not None, is ``given`` read already)."""
     saved = saved_data_spec(meta)
@@ -173,7 +183,8 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
     try:
         return build_data(given if same_elsewhere else saved, stats=meta.get("data_stats"))
     except DataError as exc:
-        raise DataError(f"{exc}. An operating point is chosen on the run's own validation split: run eval where "
+        raise DataError(f"{exc}. An operating point or a temperature is chosen on the run's own validation split: "
+                        "run eval where "
                         f"the run's data.root ('{saved.root}') resolves, or give its new place alone, "
                         "data.root=PATH, to score the run's own data") from None
 

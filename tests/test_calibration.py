@@ -1,0 +1,118 @@
+"""Temperature scaling: tempering, the fit against a search written out by hand, a known
+temperature recovered, and eval --temperature-scaling against the figures computed from the run's
+probabilities."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from peerdistill.calibration import fit_temperature, nll, tempered
+from peerdistill.metrics import calibration_metrics
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_tempering_probabilities_is_dividing_the_logits():
+    z = np.random.default_rng(0).normal(0, 3, (50, 4))
+    for t in (0.5, 1.0, 2.5):
+        np.testing.assert_allclose(tempered(softmax(z), t), softmax(z / t), atol=1e-12)
+    # the ranking stays: accuracy and AUC cannot move
+    assert (tempered(softmax(z), 3.0).argmax(1) == z.argmax(1)).all()
+
+
+def naive_nll(probs, labels, t):
+    total = 0.0
+    for row, label in zip(probs, labels):
+        scaled = [math.log(p) / t for p in row]
+        top = max(scaled)
+        total += -(scaled[label] - top - math.log(sum(math.exp(s - top) for s in scaled)))
+    return total / len(labels)
+
+
+def test_the_fitted_temperature_is_the_minimum_of_the_negative_log_likelihood():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, (200, 3))
+    labels = np.array([rng.choice(3, p=p) for p in softmax(z / 2)])
+    probs = softmax(z)
+    fitted = fit_temperature(probs, labels)
+    grid = np.exp(np.linspace(math.log(0.2), math.log(8), 400))
+    losses = [naive_nll(probs, labels, t) for t in grid]
+    best = grid[int(np.argmin(losses))]
+    assert fitted == pytest.approx(best, rel=0.02)  # the grid's step is 0.9%
+    assert nll(probs, labels, fitted) <= min(losses) + 1e-9
+    assert nll(probs, labels, fitted) == pytest.approx(naive_nll(probs, labels, fitted), abs=1e-12)
+
+
+def test_an_overconfident_model_gets_its_temperature_back():
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 1.5, (20000, 2))
+    labels = (rng.random(20000) < softmax(z)[:, 1]).astype(int)  # the truth follows softmax(z)
+    overconfident = softmax(3 * z)  # the model says softmax(3 z): T = 3 undoes it
+    assert fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.05)
+    before = calibration_metrics(overconfident, labels)["ece"]
+    after = calibration_metrics(tempered(overconfident, fit_temperature(overconfident, labels)), labels)["ece"]
+    assert after < before / 3
+
+
+def test_eval_temperature_scaling_fits_on_validation_and_scores_the_test_split(tmp_path, capsys):
+    from peerdistill.build import train_from_config
+    from peerdistill.cli import main
+    from peerdistill.config import validate
+    from peerdistill.engine.evaluate import split_probabilities
+    from peerdistill.runs import _run_data, load_cohort, task_for
+
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 2, "batch_size": 256}}), progress=False)
+    run = tmp_path / "r"
+    assert main(["eval", str(run), "--temperature-scaling", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    cohort, meta = load_cohort(run)
+    data, task = _run_data(meta), task_for(meta)
+    val_probs, val_y = split_probabilities(cohort, task, data.val, torch.device("cpu"))
+    test_probs, test_y = split_probabilities(cohort, task, data.test, torch.device("cpu"))
+    for model in ("student1", "ensemble"):
+        t = fit_temperature(val_probs[model], val_y)
+        assert scores[model]["cal_temperature"] == pytest.approx(t, rel=1e-6)
+        expected = calibration_metrics(tempered(test_probs[model], t), test_y)
+        assert scores[model]["cal_ece"] == pytest.approx(expected["ece"], abs=1e-9)
+        assert scores[model]["cal_brier"] == pytest.approx(expected["brier"], abs=1e-9)
+        assert scores[model]["accuracy"] == pytest.approx(float((test_probs[model].argmax(1) == test_y).mean()))
+    assert main(["eval", str(run), "--temperature-scaling"]) == 0
+    assert "ece tempered" in capsys.readouterr().out
+    # export puts the same temperature into the graph: its probabilities are the tempered ones
+    import onnxruntime as ort
+
+    x = torch.stack([data.test[i][0] for i in range(len(data.test))]).float().numpy()
+    for model in ("student1", "ensemble"):
+        assert main(["export", str(run), "--model", model, "--temperature-scaling", "--out", str(tmp_path / "x")]) == 0
+        t = scores[model]["cal_temperature"]
+        assert f"tempered: T = {t:.4g}" in " ".join(capsys.readouterr().out.split())
+        onnx = tmp_path / "x" / f"{model}.onnx"
+        assert json.loads(onnx.with_suffix(".json").read_text())["temperature"] == pytest.approx(t)
+        out = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        probs = softmax(out.astype(np.float64)) if model == "student1" else out
+        np.testing.assert_allclose(probs, tempered(test_probs[model], t), atol=1e-5)
+    assert main(["export", str(run), "--model", "student1", "--temperature-scaling", "--format", "safetensors"]) == 2
+    assert "safetensors holds weights alone" in capsys.readouterr().err
+
+
+def test_calibrating_a_segmentation_run_is_refused(tmp_path, capsys):
+    from peerdistill.build import train_from_config
+    from peerdistill.cli import main
+    from peerdistill.config import validate
+
+    train_from_config(validate({"name": "s", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                                "data": {"kind": "shapes", "shapes_counts": [8, 4, 4]},
+                                "students": [{"arch": "unet", "args": {"width": 4}}], "distill": {"preset": "independent"},
+                                "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    assert main(["eval", str(tmp_path / "s"), "--temperature-scaling"]) == 2
+    assert "temperature scaling tempers class probabilities: it is for classification runs" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "s"), "--model", "student1", "--temperature-scaling"]) == 2
+    assert "--temperature-scaling tempers class probabilities: it is for classification runs" in capsys.readouterr().err
