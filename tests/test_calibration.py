@@ -116,3 +116,32 @@ def test_calibrating_a_segmentation_run_is_refused(tmp_path, capsys):
     assert "temperature scaling tempers class probabilities: it is for classification runs" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "s"), "--model", "student1", "--temperature-scaling"]) == 2
     assert "--temperature-scaling tempers class probabilities: it is for classification runs" in capsys.readouterr().err
+
+
+def test_compare_tabulates_each_runs_temperature_and_its_figures(tmp_path):
+    import csv
+
+    from peerdistill.compare import compare
+    from peerdistill.errors import ConfigError
+    from peerdistill.runs import evaluate_run
+
+    tree = {"name": "c", "out_dir": str(tmp_path), "teacher": None,
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 256}}
+    result = compare(tree, ["independent", "ml"], 2, progress=False, temperature_scaling=True)
+    rows = list(csv.DictReader((result.directory / "compare.csv").open()))
+    row = next(r for r in rows if r["setting"] == "ml" and r["model"] == "ensemble" and r["metric"] == "cal_ece")
+    expected = [evaluate_run(result.directory / f"ml-seed{s}", temperature_scaling=True)["ensemble"]["cal_ece"]
+                for s in (0, 1)]
+    assert [float(v) for v in row["values"].split(";")] == pytest.approx(expected, abs=1e-6)  # written to 6 places
+    assert "The `cal_*` tables" in result.markdown and "### test cal_temperature" in result.markdown
+    # a temperature has no better direction; a tempered ECE is better lower
+    paired = {(r["model"], r["metric"]): r for r in csv.DictReader((result.directory / "differences.csv").open())}
+    assert paired["ensemble", "cal_temperature"]["better"] == ""
+    ece = paired["ensemble", "cal_ece"]
+    base = next(r for r in rows if r["setting"] == "independent" and r["model"] == "ensemble"
+                and r["metric"] == "cal_ece")
+    diffs = [float(a) - float(b) for a, b in zip(row["values"].split(";"), base["values"].split(";"))]
+    assert ece["better"] == str(sum(d < 0 for d in diffs))
+    with pytest.raises(ConfigError, match="it is for classification comparisons"):
+        compare({**tree, "task": "segmentation", "data": {"kind": "shapes"}, "name": "s"}, ["ml"], 1, progress=False,
+                temperature_scaling=True)

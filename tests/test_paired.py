@@ -77,3 +77,10 @@ def test_the_caption_warns_that_folds_are_not_independent_pairs():
 def test_identical_runs_differ_by_exactly_zero_and_are_never_better():
     d = paired_difference([0.9, 0.8], [0.9, 0.8], "accuracy")
     assert d == Difference(0.0, 0.0, 0.0, 2, 0) and d.cell() == "+0.0000 [+0.0000, +0.0000] 0/2 better"
+
+
+def test_a_threshold_or_a_temperature_has_no_better_direction():
+    d = paired_difference([1.2, 1.4], [1.0, 1.1], "cal_temperature")
+    assert d.better is None and d.cell() == f"+0.2500 [{d.low:+.4f}, {d.high:+.4f}]"
+    assert paired_difference([0.4], [0.5], "op_threshold").cell() == "-0.1000"
+    assert paired_difference([0.05, 0.04], [0.08, 0.03], "cal_ece").better == 1

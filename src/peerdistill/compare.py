@@ -45,7 +45,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
             out: str | Path | None = None, teacher_from: str | None = None,
             dry_run: bool = False, jobs: int = 1, operating_point: str | None = None,
-            folds: int | None = None, baseline: str | None = None) -> Comparison:
+            folds: int | None = None, baseline: str | None = None,
+            temperature_scaling: bool = False) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -70,6 +71,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``operating_point`` (two-class classification; see ``operating_point.py``): each run's
     models are also scored on the test split at the threshold the rule picks on its validation
     split, tabulated as ``op_threshold``, ``op_sensitivity``, ... like any metric.
+
+    ``temperature_scaling`` (classification; see ``calibration.py``): each run's models are
+    also tempered with the temperature fitted on its validation split and tabulated as
+    ``cal_temperature``, ``cal_ece``, ``cal_brier``.
 
     ``baseline`` (a setting's label; default ``independent`` when compared, else the first
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
@@ -101,6 +106,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if rule is not None and any(b.task != "classification" for b in bases):
         raise ConfigError("--operating-point is a threshold on a class probability: it is for two-class "
                           "classification comparisons")
+    if temperature_scaling and any(b.task != "classification" for b in bases):
+        raise ConfigError("--temperature-scaling tempers class probabilities: it is for classification comparisons")
     settings = settings_of(configs, bases, presets, teacher_from)
     labels = [setting.label for setting in settings]
     if baseline is not None and baseline not in labels:
@@ -115,9 +122,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
              "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
-    if rule is not None:
+    if rule is not None or temperature_scaling:
         for run in runs:
-            run["metrics"] = _with_operating_point(run["metrics"], directory / run["run"], str(rule))
+            run["metrics"] = _with_chosen_on_val(run["metrics"], directory / run["run"], rule, temperature_scaling)
     rows = aggregate(runs)
     models = model_order([r["model"] for r in rows])
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
@@ -131,6 +138,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if rule is not None:
         header += (f"\nThe `op_*` tables: each model at the decision threshold `{rule}` picks on its run's validation "
                    "split (positive: the second class), scored on the test split.\n")
+    if temperature_scaling:
+        header += ("\nThe `cal_*` tables: each model tempered by the temperature (`cal_temperature`) that fits its "
+                   "run's validation split, scored on the test split (`cal_ece`, `cal_brier`; untempered: `ece`, "
+                   "`brier`).\n")
     if teacher_from is not None:
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
                    f"of the same seed{' and fold' if folds else ''}, frozen (as that run saved them: at its "
@@ -189,12 +200,13 @@ def _folds_note(folds: int | None) -> str:
             "their test split, and cut val from the other folds")
 
 
-def _with_operating_point(metrics: dict[str, Any], run_dir: Path, rule: str) -> dict[str, Any]:
-    """A run's metrics with each tested model's ``op_*`` figures added (its saved best weights)."""
+def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperature_scaling: bool) -> dict[str, Any]:
+    """A run's metrics with each tested model's ``op_*`` (threshold) and ``cal_*`` (temperature)
+    figures added, both chosen on the run's validation split (its saved best weights)."""
     from .runs import evaluate_run
 
-    scores = evaluate_run(run_dir, operating_point=rule)
-    test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items() if k.startswith("op_")}}
+    scores = evaluate_run(run_dir, operating_point=str(rule) if rule else None, temperature_scaling=temperature_scaling)
+    test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items() if k.startswith(("op_", "cal_"))}}
             for model, values in metrics["test_at_best"].items()}
     return {**metrics, "test_at_best": test}
 
@@ -246,7 +258,7 @@ def _differences_csv(diffs: list[dict[str, Any]]) -> str:
     for d in diffs:
         x = d["difference"]
         writer.writerow([d["setting"], d["baseline"], d["model"], d["metric"], f"{x.mean:.6f}", f"{x.low:.6f}",
-                         f"{x.high:.6f}", x.pairs, x.better])
+                         f"{x.high:.6f}", x.pairs, "" if x.better is None else x.better])
     return buf.getvalue()
 
 

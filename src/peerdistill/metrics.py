@@ -127,7 +127,9 @@ def reliability_bins(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
     return mean_confidence[0, 0].double().numpy(), accuracy[0, 0].double().numpy(), counts[0, 0].double().numpy()
 
 
-LOWER_IS_BETTER = frozenset({"hd95", "ece", "brier"})
+LOWER_IS_BETTER = frozenset({"hd95", "ece", "brier", "cal_ece", "cal_brier"})
+# Figures with no better direction: a chosen threshold or temperature.
+NO_DIRECTION = frozenset({"op_threshold", "cal_temperature"})
 
 
 def ranking_score(metric: str, value: float | None) -> float:

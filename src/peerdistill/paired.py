@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import LOWER_IS_BETTER
+from .metrics import LOWER_IS_BETTER, NO_DIRECTION
 
 CONFIDENCE = 0.95
 
@@ -25,29 +25,30 @@ class Difference:
     low: float  # the 95% interval of the mean difference (NaN with fewer than two pairs)
     high: float
     pairs: int
-    better: int  # pairs where the setting beat the baseline (per the metric's direction)
+    better: int | None  # pairs where the setting beat the baseline (per the metric's direction; None: it has none)
 
     def cell(self) -> str:
         """``+0.0123 [-0.0040, +0.0286] 3/3 better``; the sign is the setting minus the baseline."""
         if not self.pairs:
             return "n/a"
         interval = "" if math.isnan(self.low) else f" [{self.low:+.4f}, {self.high:+.4f}]"
-        return f"{self.mean:+.4f}{interval} {self.better}/{self.pairs} better"
+        wins = "" if self.better is None else f" {self.better}/{self.pairs} better"
+        return f"{self.mean:+.4f}{interval}{wins}"
 
 
 def paired_difference(values: list[float], baseline: list[float], metric: str) -> Difference:
     """``values`` minus ``baseline`` pair by pair (same position: same seed and fold); pairs
     where either is NaN are left out. ``better`` counts the pairs that moved the way
-    ``metric`` improves (down for HD95, ECE and Brier)."""
+    ``metric`` improves (down for HD95, ECE and Brier; None for a threshold or temperature)."""
     if len(values) != len(baseline):
         raise ValueError(f"paired runs differ in number: {len(values)} against {len(baseline)}")
     diffs = [v - b for v, b in zip(values, baseline) if not (math.isnan(v) or math.isnan(b))]
     n = len(diffs)
     if not n:
-        return Difference(math.nan, math.nan, math.nan, 0, 0)
+        return Difference(math.nan, math.nan, math.nan, 0, None if metric in NO_DIRECTION else 0)
     mean = sum(diffs) / n
     sign = -1 if metric in LOWER_IS_BETTER else 1
-    better = sum(sign * d > 0 for d in diffs)
+    better = None if metric in NO_DIRECTION else sum(sign * d > 0 for d in diffs)
     if n < 2:
         return Difference(mean, math.nan, math.nan, n, better)
     from scipy.stats import t
