@@ -88,3 +88,18 @@ def test_detection_fusion_scores_every_rule_and_the_runs_own_setting_as_training
     # the run's own setting (WBF at 0.7) and each student give the figures training wrote
     assert abs(mean["ensemble wbf iou 0.7"]["ap"] - tested["ensemble"]["ap"]) < 1e-9
     assert abs(mean["student student1"]["ap50"] - tested["student1"]["ap50"]) < 1e-9
+
+
+def test_int8_agreement_scores_a_segmentation_runs_masks_with_the_tasks_meter(tmp_path):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate({"name": "s", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8]},
+                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
+                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    run("int8_agreement.py", str(tmp_path / "s"), "--models", "student1", "--json", "rows.json", cwd=tmp_path)
+    (row,) = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    tested = json.loads((tmp_path / "s" / "metrics.json").read_text())["test_at_best"]["student1"]
+    assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3
+    assert 0 <= row["agreement"] <= 1 and 0 <= row["int8_dice"] <= 1

@@ -114,3 +114,20 @@ def test_eval_bootstrap_adds_each_metrics_interval(tmp_path, capsys):
         main(["eval", str(run), "--bootstrap", "many"])
     assert stopped.value.code == 2
     assert "expected a whole number" in capsys.readouterr().err
+
+
+def test_one_sample_cannot_be_resampled_and_an_auc_counts_its_resamples():
+    from peerdistill.errors import DataError
+
+    task = ClassificationTask(2)
+    one = sample_meters(task, torch.tensor([[0.2, 0.8]]), torch.tensor([1]))
+    with pytest.raises(DataError, match="this split holds 1: score a split with more samples"):
+        intervals(task, one, 10)
+    # three positives and one negative: resamples drawing no negative leave the AUC undefined
+    probs = torch.tensor([[0.1, 0.9], [0.3, 0.7], [0.4, 0.6], [0.8, 0.2]])
+    got = intervals(task, sample_meters(task, probs, torch.tensor([1, 1, 1, 0])), 200)
+    draws = np.random.default_rng(0)  # bootstrap.SEED: the same resamples
+    resamples = [draws.integers(0, 4, 4) for _ in range(200)]
+    defined = sum(3 in i and bool(set(i) & {0, 1, 2}) for i in resamples)  # both classes drawn
+    assert 0 < defined < 200 and got["auc"].resamples == defined
+    assert got["accuracy"].resamples == 200

@@ -142,6 +142,25 @@ def test_compare_tabulates_each_runs_temperature_and_its_figures(tmp_path):
                 and r["metric"] == "cal_ece")
     diffs = [float(a) - float(b) for a, b in zip(row["values"].split(";"), base["values"].split(";"))]
     assert ece["better"] == str(sum(d < 0 for d in diffs))
+    # a run saved before ece was recorded gets the untempered figure beside the tempered one
+    saved = result.directory / "ml-seed1" / "metrics.json"
+    record = json.loads(saved.read_text())
+    for values in record["test_at_best"].values():
+        del values["ece"]
+    saved.write_text(json.dumps(record))
+    again = compare(tree, ["independent", "ml"], 2, progress=False, temperature_scaling=True)
+    ece = next(r for r in again.rows if r["setting"] == "ml" and r["model"] == "ensemble" and r["metric"] == "ece")
+    fresh = evaluate_run(result.directory / "ml-seed1")["ensemble"]["ece"]
+    assert ece["n"] == 2 and ece["values"][1] == pytest.approx(fresh)
     with pytest.raises(ConfigError, match="it is for classification comparisons"):
         compare({**tree, "task": "segmentation", "data": {"kind": "shapes"}, "name": "s"}, ["ml"], 1, progress=False,
                 temperature_scaling=True)
+
+
+def test_a_temperature_stopped_by_the_search_range_is_named():
+    from peerdistill.errors import PeerdistillWarning
+
+    probs = np.tile([[0.9, 0.1]], (40, 1))  # sure of class 0, right half the time: flatter is always better
+    labels = np.arange(40) % 2
+    with pytest.warns(PeerdistillWarning, match="at the end of the range searched"):
+        assert fit_temperature(probs, labels) == pytest.approx(20.0, rel=1e-2)

@@ -233,9 +233,14 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     # nothing for recall at 10 to add to recall at 1; the run's own settings are left as they were
     saved = json.loads((run / "run.json").read_text())["detection"]
     assert saved["ensemble"] == "wbf" and saved["ensemble_iou"] == 0.7
-    assert main(["eval", str(run), "detect.max_detections=1", "detect.ensemble=nmw", "--json"]) == 0
+    assert main(["eval", str(run), "detect.max_detections=1", "detect.ensemble=nmw", "detect.wbf_iou=0.5",
+                 "--json"]) == 0
     one = json.loads(capsys.readouterr().out)
     assert all(one[m]["ar10"] == one[m]["ar1"] for m in one) and one["student1"]["ap"] <= scores["student1"]["ap"]
+    from peerdistill.runs import evaluate_run
+
+    direct = evaluate_run(run, decoding={"max_detections": 1, "ensemble": "nmw", "ensemble_iou": 0.5})
+    assert one["ensemble"] == pytest.approx(direct["ensemble"])  # the overrides (wbf_iou read as ensemble_iou)
     assert json.loads((run / "run.json").read_text())["detection"] == saved
     for override, message in [("detect.kd_cls_weight=2", "not detect.kd_cls_weight: training settings need a new run"),
                               ("detect.ensemble=soft_nms", "'ensemble': Input should be 'wbf', 'nms' or 'nmw'"),

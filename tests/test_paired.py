@@ -46,15 +46,17 @@ def test_pairs_without_a_number_are_left_out():
         paired_difference([0.1, 0.2], [0.1], "auc")
 
 
-def _row(setting, model, metric, values):
-    return {"setting": setting, "model": model, "metric": metric, "values": values}
+def _row(setting, model, metric, values, seeds=None):
+    seeds = range(len(values)) if seeds is None else seeds
+    return {"setting": setting, "model": model, "metric": metric, "values": values,
+            "runs": [f"{setting}-seed{s}" for s in seeds]}
 
 
 def test_differences_pair_each_setting_with_the_baseline_model_by_model():
     rows = [_row("independent", "ensemble", "accuracy", [0.90, 0.92, 0.91]),
             _row("kd", "ensemble", "accuracy", [0.93, 0.92, 0.95]),
             _row("kd", "student1", "accuracy", [0.80, 0.81, 0.82]),  # the baseline lacks it: no pair
-            _row("ml", "ensemble", "accuracy", [0.91, 0.93])]  # fewer runs: not paired
+            _row("ml", "ensemble", "accuracy", [0.91, 0.93], seeds=[10, 11])]  # other seeds: nothing to pair
     diffs = differences(rows, "independent")
     assert [(d["setting"], d["model"]) for d in diffs] == [("kd", "ensemble")]
     assert diffs[0]["difference"].mean == pytest.approx((0.03 + 0.0 + 0.04) / 3)
@@ -84,3 +86,52 @@ def test_a_threshold_or_a_temperature_has_no_better_direction():
     assert d.better is None and d.cell() == f"+0.2500 [{d.low:+.4f}, {d.high:+.4f}]"
     assert paired_difference([0.4], [0.5], "op_threshold").cell() == "-0.1000"
     assert paired_difference([0.05, 0.04], [0.08, 0.03], "cal_ece").better == 1
+
+
+def test_runs_pair_by_seed_and_fold_whatever_their_order_or_gaps():
+    base = _row("independent", "ensemble", "brier", [0.30, 0.20], seeds=[1, 2])  # seed 0 lacks the metric
+    other = _row("kd", "ensemble", "brier", [0.21, 0.11, 0.29], seeds=[2, 0, 1])  # listed in another order
+    (d,) = differences([base, other], "independent")
+    assert d["difference"].pairs == 2 and d["difference"].mean == pytest.approx(((0.29 - 0.30) + (0.21 - 0.20)) / 2)
+    folds = [{"setting": s, "model": "m", "metric": "dice", "values": v,
+              "runs": [f"{s}-seed0-fold0", f"{s}-seed0-fold1"]} for s, v in (("a", [0.5, 0.7]), ("b", [0.6, 0.6]))]
+    (d,) = differences(folds, "a")
+    assert d["difference"].mean == pytest.approx(0.0) and d["difference"].better == 1
+    assert differences(folds, "a", among={"a"}) == []  # b on another split: left out
+
+
+def test_differences_csv_reads_back_as_written(tmp_path):
+    from peerdistill.paired import differences_csv, read_differences_csv
+
+    rows = [_row("independent", "ensemble", "ece", [0.10, 0.12, 0.11]), _row("kd", "ensemble", "ece", [0.08, 0.13, 0.09]),
+            _row("independent", "ensemble", "cal_temperature", [1.1, 1.2, 1.3]),
+            _row("kd", "ensemble", "cal_temperature", [1.5, 1.4, 1.6])]
+    diffs = differences(rows, "independent")
+    path = tmp_path / "differences.csv"
+    path.write_text(differences_csv(diffs))
+    back = read_differences_csv(path)
+    assert [(d["setting"], d["metric"], d["difference"].better) for d in back] == [("kd", "ece", 2),
+                                                                                   ("kd", "cal_temperature", None)]
+    assert back[0]["difference"].mean == pytest.approx(diffs[0]["difference"].mean, abs=1e-6)
+    path.write_text("setting,model\nkd,ensemble\n")
+    assert read_differences_csv(path) == []
+
+
+def test_compare_pairs_only_configs_on_the_baselines_split(tmp_path):
+    from peerdistill.compare import compare
+
+    base = {"out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 256}}
+    configs = [{**base, "name": "a"}, {**base, "name": "b", "data": {"split_seed": 1}},
+               {**base, "name": "c", "train": {"epochs": 1, "batch_size": 128}}]
+    result = compare(configs, None, 2, progress=False)
+    assert {d["setting"] for d in result.differences} == {"c"}  # b's test images are others
+    assert "Left out, having no run of the same seed on the same data split as `a`: `b`." in result.markdown
+    import csv
+
+    written = {r["setting"] for r in csv.DictReader((result.directory / "differences.csv").open())}
+    assert written == {"c"}
+    from peerdistill.html_report import write_report
+
+    page = write_report(result.directory).read_text(encoding="utf-8")
+    assert "same data split as <code>a</code>: <code>b</code>" in page

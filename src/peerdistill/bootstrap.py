@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+from .errors import DataError
 
 CONFIDENCE = 0.95
 SEED = 0  # the resamples are fixed: the same run scores to the same interval
@@ -27,7 +28,7 @@ class Interval:
     resamples: int  # how many resamples gave the metric a number (an AUC needs both classes)
 
 
-def sample_meters(task, probs, targets: torch.Tensor) -> list:
+def sample_meters(task, probs, targets) -> list:
     """One meter per sample of a batch, each holding that sample alone."""
     meters = []
     for i in range(len(targets)):
@@ -42,6 +43,9 @@ def intervals(task, meters: list, resamples: int, seed: int = SEED) -> dict[str,
     ``meters`` (``sample_meters``); a metric no resample could compute is left out."""
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
+    if len(meters) < 2:
+        raise DataError(f"a bootstrap resamples the scored samples, and this split holds {len(meters)}: score a "
+                        "split with more samples, or drop --bootstrap")
     rng = np.random.default_rng(seed)
     figures: dict[str, list[float]] = {}
     for _ in range(resamples):

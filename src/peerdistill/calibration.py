@@ -12,10 +12,11 @@ is why a classifier shipped for clinical use is worth tempering."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, PeerdistillWarning
 from .metrics import calibration_metrics
 
 # T is searched in log space between these; a fit that ends on a bound is reported as is.
@@ -47,7 +48,13 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     low, high = (math.log(t) for t in T_RANGE)
     result = minimize_scalar(lambda log_t: nll(probs, labels, math.exp(log_t)), bounds=(low, high),
                              method="bounded", options={"xatol": 1e-6})
-    return float(math.exp(result.x))
+    t = float(math.exp(result.x))
+    if min(abs(result.x - low), abs(result.x - high)) < 1e-3:
+        warnings.warn(f"the fitted temperature {t:.3g} is at the end of the range searched {T_RANGE}: the "
+                      "validation likelihood keeps improving past it (a model near chance wants its probabilities "
+                      "flat, one always right wants them sharp); the tempered figures are at that bound",
+                      PeerdistillWarning, stacklevel=2)
+    return t
 
 
 def calibrated_figures(val: tuple[dict[str, np.ndarray], np.ndarray],

@@ -153,6 +153,8 @@ def _decoding(overrides) -> dict | None:
     given = tree.get("detect") or {}
     if not given:
         return None
+    if "wbf_iou" in given and "ensemble_iou" not in given:  # the former name, as configs still say it
+        given["ensemble_iou"] = given.pop("wbf_iou")
     other = [k for k in given if k not in DECODING_KEYS]
     if other:
         raise ConfigError(f"eval takes the detect.* keys that decode and fuse boxes ({', '.join(DECODING_KEYS)}), "

@@ -20,9 +20,9 @@ from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched
 from .engine.evaluate import ENSEMBLE
 from .errors import ConfigError
-from .metrics import ranking_score
+from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
-from .paired import caption, default_baseline, difference_rows, differences
+from .paired import caption, default_baseline, difference_rows, differences, differences_csv
 from .report import BEST_STUDENT, comparison_markdown, markdown_table, mean_std, model_order, seeds_cell
 
 @dataclass
@@ -146,19 +146,21 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
                    f"of the same seed{' and fold' if folds else ''}, frozen (as that run saved them: at its "
                    "best epoch).\n")
-    diffs = differences(rows, baseline)
+    split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
+    diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]})
+    apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
     monitor_metric = monitor.split("/", 1)[1]
     headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
     if diffs:
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
-                   + caption(baseline, monitor_metric, _runs_count(seeds, folds), bool(folds)) + "\n\n"
+                   + caption(baseline, monitor_metric, _runs_count(seeds, folds), bool(folds), apart) + "\n\n"
                    + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
     written = [directory / "compare.csv", directory / "compare.md"]
     if diffs:
-        atomic_write_text(directory / "differences.csv", _differences_csv(diffs))
+        atomic_write_text(directory / "differences.csv", differences_csv(diffs))
         written.append(directory / "differences.csv")
     else:  # one setting: an earlier comparison's differences in this folder no longer hold
         (directory / "differences.csv").unlink(missing_ok=True)
@@ -202,11 +204,15 @@ def _folds_note(folds: int | None) -> str:
 
 def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperature_scaling: bool) -> dict[str, Any]:
     """A run's metrics with each tested model's ``op_*`` (threshold) and ``cal_*`` (temperature)
-    figures added, both chosen on the run's validation split (its saved best weights)."""
+    figures added, both chosen on the run's validation split (its saved best weights). A run
+    saved before ``ece`` and ``brier`` were recorded gets them too: a tempered figure is read
+    beside the untempered one."""
     from .runs import evaluate_run
 
     scores = evaluate_run(run_dir, operating_point=str(rule) if rule else None, temperature_scaling=temperature_scaling)
-    test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items() if k.startswith(("op_", "cal_"))}}
+    untempered = CALIBRATION_METRICS if temperature_scaling else ()
+    test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items()
+                                 if k.startswith(("op_", "cal_")) or (k in untempered and k not in values)}}
             for model, values in metrics["test_at_best"].items()}
     return {**metrics, "test_at_best": test}
 
@@ -250,16 +256,15 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _differences_csv(diffs: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["setting", "baseline", "model", "metric", "mean_difference", "ci95_low", "ci95_high", "pairs",
-                     "better"])
-    for d in diffs:
-        x = d["difference"]
-        writer.writerow([d["setting"], d["baseline"], d["model"], d["metric"], f"{x.mean:.6f}", f"{x.low:.6f}",
-                         f"{x.high:.6f}", x.pairs, "" if x.better is None else x.better])
-    return buf.getvalue()
+# Data keys that change how a run reads or augments its images, not which images are in which
+# split: settings differing only in these still pair run by run.
+NOT_THE_SPLIT = {"augment", "class_weights", "image_size", "patch_size", "patches_per_image", "foreground_oversample",
+                 "window_overlap", "fold"}
+
+
+def _split_identity(cfg) -> dict[str, Any]:
+    """What decides a run's data split (its fold aside): runs of settings that share it are paired."""
+    return cfg.data.model_dump(exclude=NOT_THE_SPLIT)
 
 
 def _rich_table(rows, presets, models, metric, over: str) -> Table:

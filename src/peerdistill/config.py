@@ -74,9 +74,11 @@ class _Strict(BaseModel):
     def _no_true_or_false_for_numbers(cls, data: Any) -> Any:
         """pydantic reads true as 1 where a number is due (train.epochs=true trained one epoch)."""
         if isinstance(data, dict):
-            for key, field in cls.model_fields.items():
-                if isinstance(data.get(key), bool) and _number_only(field.annotation):
-                    raise ValueError(f"{key} is a number, not {str(data[key]).lower()}")
+            for name, field in cls.model_fields.items():
+                aliases = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+                for key in dict.fromkeys([name, *aliases]):
+                    if isinstance(data.get(key), bool) and _number_only(field.annotation):
+                        raise ValueError(f"{key} is a number, not {str(data[key]).lower()}")
         return data
 
 

@@ -30,7 +30,7 @@ from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
 from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
-from .paired import caption, default_baseline, difference_rows, differences  # noqa: E402
+from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
                      per_class_families, per_class_tables)  # noqa: E402
 
@@ -548,8 +548,9 @@ def comparison_page(directory: Path) -> str:
     runs = compared_runs(directory, rows, settings)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 comparison_curves_section(runs), comparison_costs_section(runs)]
-    baseline = compared_baseline(directory, settings)
-    diffs = differences(rows, baseline)
+    diffs = compared_differences(directory, settings)
+    baseline = diffs[0]["baseline"] if diffs else None
+    apart = [s for s in settings if s != baseline and not any(d["setting"] == s for d in diffs)]
     folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
     for metric in (m for m in metrics if not per_class_part(m)):
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
@@ -557,7 +558,7 @@ def comparison_page(directory: Path) -> str:
                  table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
         paired = difference_rows(diffs, settings, models, metric)
         if paired:
-            text = caption(baseline, metric, max(len(r["values"]) for r in rows), folded)
+            text = caption(baseline, metric, max(len(r["values"]) for r in rows), folded, apart)
             parts += [f"<p>{with_code_spans(text)}</p>",
                       table_html(["setting"] + models, paired)]
         sections.append(section_html(f"test {metric}", parts))
@@ -567,15 +568,12 @@ def comparison_page(directory: Path) -> str:
     return page_html(title, sections)
 
 
-def compared_baseline(directory: Path, settings: list[str]) -> str:
-    """The setting compare took differences from (differences.csv names it), else the default."""
+def compared_differences(directory: Path, settings: list[str]) -> list[dict[str, Any]]:
+    """The paired differences compare wrote (differences.csv): it alone knew which settings share
+    a data split. [] when there are none (one setting, or a compare of an earlier version)."""
     path = directory / "differences.csv"
-    if path.is_file():
-        with path.open(newline="") as handle:
-            first = next(csv.DictReader(handle), None)
-        if first and first.get("baseline") in settings:
-            return first["baseline"]
-    return default_baseline(settings)
+    diffs = read_differences_csv(path) if path.is_file() else []
+    return [d for d in diffs if d["setting"] in settings and d["baseline"] in settings]
 
 
 def read_compare_csv(directory: Path) -> list[dict[str, Any]]:

@@ -8,8 +8,12 @@ Student's t over those differences; three seeds give a wide one, which is the ho
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .metrics import LOWER_IS_BETTER, NO_DIRECTION
@@ -63,20 +67,70 @@ def default_baseline(settings: list[str]) -> str:
     return next((s for s in settings if s == "independent"), settings[0])
 
 
-def differences(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
-    """For every other setting, model and metric that the baseline also has: the paired
-    difference. ``rows`` are a comparison's (``compare.aggregate``, or compare.csv read back):
-    their ``values`` are in run order, seed by seed (and fold by fold), the same for every
-    setting of one comparison."""
-    base = {(r["model"], r["metric"]): r["values"] for r in rows if r["setting"] == baseline}
+RUN_KEY = re.compile(r"-seed(\d+)(?:-fold(\d+))?$")  # compare's run names: SETTING-seedS[-foldK]
+
+
+def run_key(name: str) -> tuple[int, int | None] | None:
+    """(seed, fold) of a compare run directory's name; None for another name."""
+    match = RUN_KEY.search(name)
+    return (int(match[1]), None if match[2] is None else int(match[2])) if match else None
+
+
+def differences(rows: list[dict[str, Any]], baseline: str, among: set[str] | None = None) -> list[dict[str, Any]]:
+    """For every other setting (of ``among``, when given), model and metric that the baseline
+    also has: the paired difference. ``rows`` are a comparison's (``compare.aggregate``): each
+    value is paired with the baseline's value of the run with the same seed and fold, which the
+    run names in ``runs`` give."""
+    base = {(r["model"], r["metric"]): _by_run(r) for r in rows if r["setting"] == baseline}
     out = []
     for r in rows:
         paired = base.get((r["model"], r["metric"]))
-        if r["setting"] == baseline or paired is None or len(paired) != len(r["values"]):
+        if r["setting"] == baseline or paired is None or (among is not None and r["setting"] not in among):
             continue
-        out.append({"setting": r["setting"], "baseline": baseline, "model": r["model"], "metric": r["metric"],
-                    "difference": paired_difference(r["values"], paired, r["metric"])})
+        mine = _by_run(r)
+        keys = [k for k in mine if k in paired]
+        if keys:
+            out.append({"setting": r["setting"], "baseline": baseline, "model": r["model"], "metric": r["metric"],
+                        "difference": paired_difference([mine[k] for k in keys], [paired[k] for k in keys],
+                                                        r["metric"])})
     return out
+
+
+def _by_run(row: dict[str, Any]) -> dict[tuple[int, int | None], float]:
+    """A row's values keyed by their run's (seed, fold)."""
+    return {key: value for name, value in zip(row.get("runs") or [], row["values"])
+            if (key := run_key(name)) is not None}
+
+
+CSV_COLUMNS = ("setting", "baseline", "model", "metric", "mean_difference", "ci95_low", "ci95_high", "pairs",
+               "better")
+
+
+def differences_csv(diffs: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for d in diffs:
+        x = d["difference"]
+        writer.writerow([d["setting"], d["baseline"], d["model"], d["metric"], f"{x.mean:.6f}", f"{x.low:.6f}",
+                         f"{x.high:.6f}", x.pairs, "" if x.better is None else x.better])
+    return buf.getvalue()
+
+
+def read_differences_csv(path: Path) -> list[dict[str, Any]]:
+    """differences.csv as ``differences`` returns them; [] for a file not written by compare."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            return []
+        try:
+            return [{"setting": r["setting"], "baseline": r["baseline"], "model": r["model"], "metric": r["metric"],
+                     "difference": Difference(float(r["mean_difference"]), float(r["ci95_low"]),
+                                              float(r["ci95_high"]), int(r["pairs"]),
+                                              int(r["better"]) if r["better"] else None)}
+                    for r in reader]
+        except (TypeError, ValueError):
+            return []
 
 
 def difference_rows(diffs: list[dict[str, Any]], settings: list[str], models: list[str],
@@ -87,12 +141,15 @@ def difference_rows(diffs: list[dict[str, Any]], settings: list[str], models: li
     return [[s] + [index[s, m].cell() if (s, m) in index else "" for m in models] for s in compared]
 
 
-def caption(baseline: str, metric: str, runs: int, folds: bool) -> str:
+def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str] = ()) -> str:
     pairs = "seed and fold" if folds else "seed"
     text = (f"Paired differences from `{baseline}`, test {metric}: each setting's run minus the `{baseline}` run "
-            f"of the same {pairs} ({runs} pairs at most), mean [{CONFIDENCE:.0%} confidence interval, "
-            "Student's t over the pairs], and in how many pairs the setting was better. An interval "
+            f"of the same {pairs} on the same split ({runs} pairs at most), mean [{CONFIDENCE:.0%} confidence "
+            "interval, Student's t over the pairs], and in how many pairs the setting was better. An interval "
             "holding 0 does not tell the two apart.")
+    if apart:
+        text += (f" Left out, having no run of the same seed on the same data split as `{baseline}`: "
+                 f"{', '.join(f'`{s}`' for s in apart)}.")
     if folds:
         text += (" Folds of one seed share most of their training data, so their differences are not "
                  "independent and the interval is narrower than it should be.")

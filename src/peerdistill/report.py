@@ -114,6 +114,8 @@ def interval_table(scores: dict[str, dict[str, float]], title: str, metrics: tup
         for metric in metrics:
             low, high = values.get(f"ci95_low_{metric}"), values.get(f"ci95_high_{metric}")
             interval = f" [{fmt(low)}, {fmt(high)}]" if low is not None else ""
+            if values.get(f"ci95_resamples_{metric}") is not None:  # some resamples gave it no value
+                interval += f" ({values[f'ci95_resamples_{metric}']} resamples)"
             cells.append(fmt(values.get(metric)) + interval)
         table.add_row(escape(model), *cells)
     return table

@@ -105,7 +105,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     threshold that rule picks on the run's own validation split. ``decoding`` (detection): box
     decoding and fusion settings (``config.DECODING_KEYS``) to score with instead of the run's.
     ``bootstrap`` > 0: each metric also gets ``ci95_low_METRIC`` and ``ci95_high_METRIC``, its
-    95% percentile interval over that many resamples of the scored samples (``bootstrap.py``).
+    95% percentile interval over that many resamples of the scored samples (``bootstrap.py``), and
+    ``ci95_resamples_METRIC`` where fewer resamples gave the metric a value.
     ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
     own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
     (``calibration.py``)."""
@@ -139,6 +140,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     for name, meters in (samples or {}).items():
         for metric, interval in intervals(task, meters, bootstrap).items():
             scores[name].update({f"ci95_low_{metric}": interval.low, f"ci95_high_{metric}": interval.high})
+            if interval.resamples < bootstrap:  # an AUC of a resample holding one class has no value
+                scores[name][f"ci95_resamples_{metric}"] = interval.resamples
     if rule or temperature_scaling:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         scored = split_probabilities(cohort, task, data.split(split), dev)
