@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import stat
 import subprocess
 import sys
@@ -241,7 +242,8 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     before = (out / "r" / "metrics.json").read_bytes()
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", expect=2)
-    assert "--overwrite" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds a finished run: pass --overwrite to train it again" in err and "--resume" not in err
     assert (out / "r" / "metrics.json").read_bytes() == before
     record = (out / "r" / "run.json").read_bytes()
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)
@@ -255,6 +257,16 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     capsys.readouterr()
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", expect=2)
     assert "holds a run with nothing to resume yet" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_rampup_as_long_as_the_training_is_named(tmp_path, capsys):
+    run_cli("train", f"out_dir={tmp_path}", "name=r", "train.epochs=2", "distill.rampup_epochs=4", "--quiet")
+    err = " ".join(capsys.readouterr().err.split())
+    reached = math.exp(-5 * (1 - 2 / 4) ** 2)  # the sigmoid ramp-up at the last epoch
+    assert (f"distill.rampup_epochs (4) is not shorter than train.epochs (2): the knowledge terms reach "
+            f"{reached:.0%} of their weight by the end") in err
+    run_cli("train", f"out_dir={tmp_path}", "name=s", "train.epochs=2", "distill.rampup_epochs=1", "--quiet")
+    assert "rampup" not in capsys.readouterr().err
 
 
 def test_corrupt_checkpoints_are_named(tmp_path, capsys):

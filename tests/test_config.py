@@ -196,3 +196,11 @@ def test_dkd_edges_carry_their_non_target_weight_and_it_is_refused_elsewhere():
     assert validate({**base, "distill": {"kd_loss": "dkd"}}).distill.dkd_nckd_weight == 8.0
     with pytest.raises(ConfigError, match="it is for classification, not segmentation; use kl"):
         validate({**base, "task": "segmentation", "data": {"kind": "shapes"}, "distill": {"kd_loss": "dkd"}})
+
+
+def test_a_root_without_a_kind_of_files_is_refused_not_left_to_train_on_digits():
+    with pytest.raises(ConfigError, match="data.root is set but data kind 'digits' reads no files .* digits is the "
+                                          "default kind\\): set data.kind to the layout at 'xray'"):
+        validate({"data": {"root": "xray", "grey": True}})
+    with pytest.raises(ConfigError, match="data kind 'shapes' reads no files"):
+        validate({"task": "segmentation", "data": {"kind": "shapes", "root": "masks"}})

@@ -334,7 +334,7 @@ def test_a_small_external_set_is_scored_whole_with_split_all(tmp_path):
         for i in range(n):
             save(np.full((8, 8), 40 if cls == "a" else 200, np.uint8), tmp_path / "ext" / cls / f"{i}.png")
     spec = DataSpec(kind="image_folder", root=str(tmp_path / "ext"), grey=True)
-    with pytest.raises(DataError, match="cannot make a stratified split"):
+    with pytest.raises(DataError, match=r"stratified train/val/test split: class 'a' \(1 image\) needs at least 3"):
         build_data(spec)  # a training set it could not be
     run = tmp_path / "runs" / "r"
     scores = evaluate_run(run, split="all", data_spec=spec)
@@ -373,7 +373,7 @@ def test_a_small_external_set_is_scored_whole_with_split_all(tmp_path):
     brier = ((p1.double() - torch.tensor([0.0] + [1.0] * 5, dtype=torch.float64)) ** 2).mean().item()
     assert scores["ensemble"]["brier"] == pytest.approx(brier, rel=1e-5)
     # eval keeps the set whole only while it builds it: later loads split again
-    with pytest.raises(DataError, match="cannot make a stratified split"):
+    with pytest.raises(DataError, match="cannot make a stratified train/val/test split"):
         build_data(spec)
 
 
@@ -430,3 +430,18 @@ def test_a_moved_set_is_scored_whole_without_the_split_dirs_it_lacks(tmp_path):
     assert sizes == [2, 3, 4]
     with pytest.raises(DataError, match="training masks hold no foreground"):  # training still needs some
         folders(tmp_path / "negatives", binary_masks=True)
+
+
+def test_one_class_and_class_folders_missing_are_named_before_any_run(tmp_path):
+    from peerdistill.cli import main
+
+    for i in range(6):
+        save(np.full((8, 8), 40, np.uint8), tmp_path / "one" / "normal" / f"{i}.png")
+        save(np.full((8, 8), 40, np.uint8), tmp_path / "flat" / f"{i}.png")
+    with pytest.raises(DataError, match=r"holds one class \('normal'\): a classifier needs at least two"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "one"), grey=True))
+    with pytest.raises(DataError, match="holds 6 images directly but no class folders"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "flat"), grey=True))
+    assert main(["train", "data.kind=image_folder", f"data.root={tmp_path / 'one'}", f"out_dir={tmp_path / 'runs'}",
+                 "train.epochs=1"]) == 2
+    assert not (tmp_path / "runs").exists()  # nothing left behind to refuse the next try

@@ -109,11 +109,26 @@ def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_s
     assert "at the threshold specificity=0.9 picks on the run's validation split" in out
     assert main(["eval", str(run), "--operating-point", "specificity=2"]) == 2
     assert "use youden, sensitivity=S or specificity=S" in capsys.readouterr().err
-    # the data moved: data.root=NEW places the run's own data, validation split included
+    # an external set laid out like the run's data is scored at the run's own thresholds, never
+    # at thresholds (or temperatures) fitted on its own images
+    external = {}
+    for split, n in (("train", 40), ("val", 40), ("test", 40)):
+        x, y = part(n)
+        external[f"{split}_images"], external[f"{split}_labels"] = x[:, ::-1].copy(), 1 - y
+    np.savez(tmp_path / "external.npz", **external)
+    assert main(["eval", str(run), "--operating-point", "youden", "--temperature-scaling", "--json",
+                 f"data.root={tmp_path / 'external.npz'}"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    own = evaluate_run(run, temperature_scaling=True)
+    assert other["ensemble"]["op_threshold"] == pytest.approx(scores["ensemble"]["op_threshold"])
+    assert other["ensemble"]["cal_temperature"] == pytest.approx(own["ensemble"]["cal_temperature"])
+    # the data moved: data.root=NEW places the run's own data, validation split included, and says so
     (tmp_path / "d.npz").rename(tmp_path / "moved.npz")
     assert main(["eval", str(run), "--operating-point", "youden", "--json", f"data.root={tmp_path / 'moved.npz'}"]) == 0
-    moved = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    moved = json.loads(printed.out)
     assert moved["ensemble"]["op_threshold"] == pytest.approx(scores["ensemble"]["op_threshold"])
+    assert "is taken from" in printed.err and "the same data moved" in " ".join(printed.err.split())
     assert main(["eval", str(run), "--operating-point", "youden"]) == 2
     assert "peerdistill eval RUN_DIR data.root=PATH" in capsys.readouterr().err  # which works, as above
 

@@ -116,12 +116,12 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
-                          temperature_scaling=ns.temperature_scaling)
+                          temperature_scaling=ns.temperature_scaling, tta=ns.tta)
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
         meta = read_json(Path(ns.run_dir) / "run.json")
-        title = f"{ns.run_dir}: {ns.split} split"
+        title = f"{ns.run_dir}: {ns.split} split" + (f", test-time {ns.tta}" if ns.tta else "")
         summary = task_for(meta).summary_metrics
         if ns.bootstrap:
             console.print(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of "
@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="classification: also fit each model's temperature on the run's validation split "
                          "(temperature scaling) and score the split with it: ece and brier before and after "
                          "(in --json: cal_temperature, cal_ece, cal_brier)")
+    ev.add_argument("--tta", choices=["hflip", "flips"], default=None,
+                    help="classification and segmentation: average each model's probabilities over the image and "
+                         "its mirror (hflip) or all four mirrorings (flips), masks mirrored back")
     ev.add_argument("--bootstrap", type=_count, default=0, metavar="N",
                     help="also a 95%% interval for every metric: the percentiles over N resamples (with replacement) "
                          "of the split's samples, each scored as the split is (e.g. 1000; in --json: "

@@ -301,6 +301,10 @@ class DataSpec(_Strict):
     def _root_for_files(self) -> "DataSpec":
         if self.kind in FILE_KINDS and not self.root:
             raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
+        if self.root and self.kind not in FILE_KINDS:  # a forgotten kind would train on the embedded data
+            raise ValueError(f"data.root is set but data kind '{self.kind}' reads no files (it is generated or "
+                             f"embedded{'; digits is the default kind' if self.kind == 'digits' else ''}): set "
+                             f"data.kind to the layout at '{self.root}' ({', '.join(FILE_KINDS)}; docs/data.md)")
         if self.kind in ("coco", "box_json") and not self.annotations:
             raise ValueError(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
         if self.class_names is not None and self.kind in SELF_NAMING_KINDS:

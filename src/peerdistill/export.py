@@ -305,9 +305,13 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
                           "it in fp32")
     check = check_int8(fp32, int8, test_x, probabilities=output == "probabilities")
     if not check.agreement >= min_agreement:
+        changed = round((1 - check.agreement) * check.predictions)
+        more = (f"calibrate on more images (--calibration-samples; {len(calibration_x)} were used, all there are)"
+                if len(calibration_x) < calibration else "calibrate on more images (--calibration-samples)")
         raise ExportError(f"the int8 graph of '{name}' keeps the fp32 class for {percent(check.agreement)} of "
-                          f"{check.predictions} test predictions, below --min-agreement {min_agreement:.2%}; it was "
-                          "not written: export in fp32, or calibrate on more images (--calibration-samples)")
+                          f"{check.predictions} test predictions ({changed} changed; one is "
+                          f"{percent(1 / check.predictions)} here), below --min-agreement {min_agreement:.2%}; it "
+                          f"was not written: accept fewer (--min-agreement), {more}, or export in fp32")
     return int8, check
 
 

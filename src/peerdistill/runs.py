@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from .engine import RunDir, evaluate
 from .engine.evaluate import split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
-from .errors import CheckpointError, DataError
+from .engine.tta import with_tta
+from .errors import CheckpointError, DataError, PeerdistillWarning
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import operating_points, parse_rule
@@ -93,7 +95,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  roles: tuple[str, ...] = ("teacher", "student"),
                  operating_point: str | None = None,
                  decoding: dict[str, Any] | None = None, bootstrap: int = 0,
-                 temperature_scaling: bool = False) -> dict[str, dict[str, float]]:
+                 temperature_scaling: bool = False, tta: str | None = None) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
@@ -109,7 +111,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     ``ci95_resamples_METRIC`` where fewer resamples gave the metric a value.
     ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
     own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
-    (``calibration.py``)."""
+    (``calibration.py``). ``tta`` (classification, segmentation): every model's probabilities
+    averaged over flips of the input, ``hflip`` or ``flips`` (``engine/tta.py``)."""
     rule = parse_rule(operating_point) if operating_point else None
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
@@ -133,6 +136,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
+    cohort = with_tta(cohort, tta, task.name)
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
     samples: dict[str, list] | None = {} if bootstrap else None
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
@@ -175,21 +179,24 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
 
 def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | None) -> DataSplits:
     """The run's own splits, for the validation split an operating point or a temperature is
-    chosen on: read
-    where training read them, or from ``given`` when that is the same data moved (only its
-    ``root`` differs; ``built``, when not None, is ``given`` read already)."""
+    chosen on: read where training read them. Only when they are gone from there and ``given``
+    is the same data at another ``root`` is ``given`` taken as the run's data moved (``built``,
+    when not None, is ``given`` read already), with a warning: an external set laid out like the
+    training data must never choose its own threshold."""
     saved = saved_data_spec(meta)
-    same_elsewhere = ({**given.model_dump(), "root": None, "augment": []}
-                      == {**saved.model_dump(), "root": None, "augment": []})
-    if same_elsewhere and built is not None:
-        return built
     try:
-        return build_data(given if same_elsewhere else saved, stats=meta.get("data_stats"))
+        return build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
-        raise DataError(f"{exc}. An operating point or a temperature is chosen on the run's own validation split: "
-                        "run eval where "
-                        f"the run's data.root ('{saved.root}') resolves, or give its new place alone, "
-                        "data.root=PATH, to score the run's own data") from None
+        same_elsewhere = ({**given.model_dump(), "root": None, "augment": []}
+                          == {**saved.model_dump(), "root": None, "augment": []})
+        if not same_elsewhere:
+            raise DataError(f"{exc}. An operating point or a temperature is chosen on the run's own validation "
+                            f"split: run eval where the run's data.root ('{saved.root}') resolves, or give its new "
+                            "place alone, data.root=PATH, to score the run's own data") from None
+    warnings.warn(f"the run's data is no longer at '{saved.root}': its validation split (where the threshold or "
+                  f"temperature is chosen) is taken from '{given.root}', the same data moved; if that is another "
+                  "set, put the run's own data back where training read it", PeerdistillWarning, stacklevel=3)
+    return built if built is not None else build_data(given, stats=meta.get("data_stats"))
 
 
 def saved_window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:

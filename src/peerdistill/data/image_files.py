@@ -133,7 +133,11 @@ def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list
         files += found
         labels += [i] * len(found)
     if not files:
-        raise DataError(f"no images under '{folder}': expected one folder per class holding PNG/JPEG/TIFF files")
+        loose = image_files(folder) if folder.is_dir() else []
+        found = (f"'{folder}' holds {len(loose)} images directly but no class folders" if loose
+                 else f"no images under '{folder}'")
+        raise DataError(f"{found}: expected one folder per class holding PNG/JPEG/TIFF files "
+                        f"('{folder}/CLASS/*.png')")
     return files, labels
 
 

@@ -140,7 +140,7 @@ class DataSplits:
                     rest, test_size=val_fraction / (1 - test_fraction), stratify=y_np[rest], random_state=seed
                 )
             except ValueError as exc:
-                raise DataError(f"cannot make a stratified split: {exc}") from None
+                raise DataError(_stratify_failure(exc, y_np, kwargs.get("class_names"))) from None
         x_np = np.asarray(x)
         out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
         out.info["split_seed"] = seed
@@ -253,3 +253,15 @@ def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
                             "are for RGB), or read the images with the channels the statistics are for (data.grey)")
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+def _stratify_failure(exc: ValueError, labels: np.ndarray, class_names: list[str] | None) -> str:
+    """Why scikit-learn could not stratify: the classes too small for three splits, by name."""
+    counts = np.bincount(labels)
+    small = [(class_names[c] if class_names and c < len(class_names) else str(c), int(n))
+             for c, n in enumerate(counts) if 0 < n < 3]
+    if not small:
+        return f"cannot make a stratified split: {exc}"
+    listed = ", ".join(f"'{name}' ({n} image{'s' if n != 1 else ''})" for name, n in small)
+    return (f"cannot make a stratified train/val/test split: class {listed} needs at least 3 images, one for each "
+            "split (more to learn anything): add images of it, or leave the class out")

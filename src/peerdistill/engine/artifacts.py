@@ -205,6 +205,10 @@ class RunDir:
                                       "in its first epoch, or is still in it): pass --overwrite to start it again, "
                                       "or choose another name=/out_dir= (in Python: Trainer(overwrite=True) or "
                                       "another run_dir)")
+                if (path / RUN_FILE).is_file() and read_json(path / RUN_FILE).get("status") == "complete":
+                    raise RunDirError(f"run directory '{path}' holds a finished run: pass --overwrite to train it "
+                                      "again, or choose another name=/out_dir= to keep both (in Python: "
+                                      "Trainer(overwrite=True) or another run_dir)")
                 raise RunDirError(
                     f"run directory '{path}' already exists: pass --overwrite to replace it, "
                     "--resume to continue it, or choose another name=/out_dir= (in Python: Trainer(overwrite=True), "

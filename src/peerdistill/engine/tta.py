@@ -1,0 +1,54 @@
+"""Test-time augmentation by flips: each model sees the image as it is and mirrored, and its
+class probabilities (per pixel, mirrored back, for segmentation) are averaged.
+
+Mirroring is what nnU-Net averages over by default; whether it helps depends on the data (a
+chest X-ray is not left-right symmetric, a fundus or a polyp frame has no preferred side), so it
+is an option of ``eval``, measured in docs/results.md, not a default."""
+
+from __future__ import annotations
+
+import torch
+
+from ..cohort import Cohort, CohortOutput
+from ..errors import ConfigError
+
+# Flip dimensions (of [B, C, H, W] images) averaged over, the identity first.
+TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "hflip": ((), (-1,)),
+    "flips": ((), (-1,), (-2,), (-2, -1)),
+}
+
+
+class FlipAveraged:
+    """A cohort whose every output is the log of its probabilities averaged over ``flips``: a
+    logit (softmax gives the averaged probabilities back), so evaluation, ensembles and sliding
+    windows take it unchanged. Everything else is the wrapped cohort's."""
+
+    def __init__(self, cohort: Cohort, flips: tuple[tuple[int, ...], ...]):
+        self.cohort, self.flips = cohort, flips
+
+    def __getattr__(self, name: str):
+        return getattr(self.cohort, name)
+
+    def forward(self, x: torch.Tensor) -> CohortOutput:
+        sums: dict[str, torch.Tensor] = {}
+        for dims in self.flips:
+            for name, z in self.cohort.forward(x.flip(dims) if dims else x).logits.items():
+                p = z.float().softmax(dim=1)
+                if dims and p.ndim == 4:  # a map: mirrored back onto the image
+                    p = p.flip(dims)
+                sums[name] = sums[name] + p if name in sums else p
+        tiny = torch.finfo(torch.float32).tiny
+        return CohortOutput({name: (s / len(self.flips)).clamp_min(tiny).log() for name, s in sums.items()})
+
+
+def with_tta(cohort: Cohort, tta: str | None, task_name: str):
+    """``cohort``, averaged over the flips ``tta`` names (None: as it is)."""
+    if tta is None:
+        return cohort
+    if tta not in TTA_FLIPS:
+        raise ConfigError(f"--tta '{tta}': use {' or '.join(TTA_FLIPS)}")
+    if task_name == "detection":
+        raise ConfigError("--tta averages class probabilities over flips; a detector's boxes would have to be "
+                          "mirrored back and fused: not available for detection")
+    return FlipAveraged(cohort, TTA_FLIPS[tta])
