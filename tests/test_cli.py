@@ -527,3 +527,14 @@ def test_train_says_that_training_stopped_early(tmp_path, capsys, monkeypatch):
     printed = " ".join(capsys.readouterr().out.split())
     assert "test split at the best epoch (1 of 2; stopped early: no better val in 1 epochs, by val" in printed
     assert json.loads((out / "r" / "metrics.json").read_text())["stopped_early"] is True
+
+
+def test_a_teacher_from_a_run_of_another_task_is_named(tmp_path, capsys):
+    run_cli("train", f"out_dir={tmp_path}", "name=seg", "task=segmentation", "data.kind=shapes",
+            "data.shapes_counts=[8,4,4]", "teacher=null", "distill.preset=independent",
+            "students=[{arch: unet, args: {width: 2, depth: 1}}]", "train.epochs=1", "--quiet")
+    capsys.readouterr()
+    run_cli("train", f"out_dir={tmp_path}", "name=cls", "teacher.frozen=true", f"teacher.checkpoint={tmp_path / 'seg'}",
+            "train.epochs=1", "--quiet", expect=2)
+    assert (f"run '{tmp_path / 'seg'}' (the checkpoint of teacher) is a segmentation run, and this one is "
+            "classification") in " ".join(capsys.readouterr().err.split())

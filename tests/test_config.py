@@ -204,3 +204,9 @@ def test_a_root_without_a_kind_of_files_is_refused_not_left_to_train_on_digits()
         validate({"data": {"root": "xray", "grey": True}})
     with pytest.raises(ConfigError, match="data kind 'shapes' reads no files"):
         validate({"task": "segmentation", "data": {"kind": "shapes", "root": "masks"}})
+
+
+def test_one_augmentation_given_alone_is_a_list_of_one():
+    tree = default_config()
+    apply_overrides(tree, ["data.augment=hflip"])
+    assert validate(tree).data.augment == ["hflip"]

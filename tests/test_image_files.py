@@ -445,3 +445,12 @@ def test_one_class_and_class_folders_missing_are_named_before_any_run(tmp_path):
     assert main(["train", "data.kind=image_folder", f"data.root={tmp_path / 'one'}", f"out_dir={tmp_path / 'runs'}",
                  "train.epochs=1"]) == 2
     assert not (tmp_path / "runs").exists()  # nothing left behind to refuse the next try
+
+
+def test_colour_images_against_grey_statistics_name_data_grey(tmp_path):
+    for cls in ("a", "b"):
+        for i in range(6):
+            save(np.full((8, 8, 3), 40 * (i + 1), np.uint8), tmp_path / "c" / cls / f"{i}.png")
+    with pytest.raises(DataError, match="read in colour .* statistics are for grey ones .*: read them grey, "
+                                        "data.grey=true"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "c")), stats={"mean": [0.5], "std": [0.2]})

@@ -56,6 +56,18 @@ def checkpoint_file(checkpoint: str, name: str) -> Path:
     return file
 
 
+def _check_same_task(checkpoint: str, name: str, task: str) -> None:
+    """A model taken from a run of another task (a segmenter as a classifier's teacher) would
+    fail on its outputs' shape, or worse be read as class scores: named first."""
+    path = Path(checkpoint)
+    if not (path / RUN_FILE).is_file():
+        return  # a bare weights file names no task
+    saved = read_json(path / RUN_FILE).get("task", "classification")
+    if saved != task:
+        raise CheckpointError(f"run '{path}' (the checkpoint of {name}) is a {saved} run, and this one is "
+                              f"{task}: give the checkpoint of a {task} run")
+
+
 def _check_same_classes(checkpoint: str, name: str, class_names: list[str]) -> None:
     """A model taken from a run must number the classes as the data does: otherwise its output
     for one class would be read as another's (say a run on a CSV sorting labels as numbers,
@@ -77,6 +89,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:
     specs = teachers + list(cfg.students)
     members = []
     for i, (name, spec) in enumerate(zip(names, specs)):
+        if spec.checkpoint:
+            _check_same_task(spec.checkpoint, name, cfg.task)
         if spec.checkpoint and cfg.task == "classification":  # elsewhere names only label mask values
             _check_same_classes(spec.checkpoint, name, data.class_names)
         module = build_member_module(spec, name, data.input_shape, data.num_classes)

@@ -357,6 +357,11 @@ class DataSpec(_Strict):
                              f"{self.folds - 1} folds for val: with {self.folds} folds it must be below "
                              f"{1 - 1 / self.folds:.2f}")
 
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _one_augmentation_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # data.augment=hflip means [hflip]
+
     @field_validator("normalize", mode="before")
     @classmethod
     def _normalize_choice(cls, value: Any) -> Any:
