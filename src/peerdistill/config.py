@@ -220,7 +220,8 @@ IMAGENET_STATS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_masks")
 # Keys of one or two kinds, refused for the others when changed from their defaults.
 KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
-                  "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json")}
+                  "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
+                  "group_pattern": ("image_folder", "csv", "folders")}
 
 
 # data kinds whose splits are given or generated: data.folds is refused for them
@@ -256,6 +257,10 @@ class DataSpec(_Strict):
         default_factory=list, description="random flips / 90-degree turns, identical on image and mask; "
                                           "detection: hflip, vflip, scale, crop (boxes move with the image)"
     )
+    group_pattern: str | None = Field(
+        default=None, description="regex searched in each image's path (relative to data.root): its first group "
+                                  "(or the whole match) is the image's group, a patient say, and the split keeps "
+                                  "each group whole (image_folder, csv, folders)")
     # csv (classification)
     path_column: str = "path"
     label_column: str = "label"
@@ -356,6 +361,16 @@ class DataSpec(_Strict):
             raise ValueError(f"data.val_fraction {self.val_fraction} is the share of the whole set cut from the other "
                              f"{self.folds - 1} folds for val: with {self.folds} folds it must be below "
                              f"{1 - 1 / self.folds:.2f}")
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _group_pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"data.group_pattern '{value}' is not a regular expression: {exc}") from None
+        return value
 
     @field_validator("augment", mode="before")
     @classmethod

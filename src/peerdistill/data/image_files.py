@@ -11,7 +11,7 @@ import numpy as np
 from ..config import DataSpec
 from ..errors import DataError
 from .image_io import image_files, read_image
-from .splits import DataSplits, is_kept_whole, refuse_folds
+from .splits import DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups
 
 SPLITS = ("train", "val", "test")
 
@@ -30,6 +30,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
         if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
         refuse_folds(spec.folds, f"'{root}' (its {'/, '.join(given)}/ folders)")
+        refuse_groups(spec.group_pattern, f"'{root}' (its {'/, '.join(given)}/ folders)")
         _check_every_class_has_images(classes, parts["train"][1], root / "train")
         if "val" not in parts:
             return _val_cut_from_train(parts, classes, spec, stats, source=str(root))
@@ -96,6 +97,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         if is_kept_whole():
             return _stratified(*_joined(parts), classes, spec, stats, source=str(path))
         refuse_folds(spec.folds, f"'{path}' (its split column)")
+        refuse_groups(spec.group_pattern, f"'{path}' (its split column)")
         _check_every_class_has_images(classes, parts["train"][1], Path(f"{path} (split train)"))
         return _given_splits(parts, classes, spec, stats, source=str(path))
     return _stratified(files, labels, classes, spec, stats, source=str(path))
@@ -147,8 +149,9 @@ def _refuse_nested_images(class_dir: Path) -> None:
     nested = [d.name for d in _class_folders(class_dir) if any(image_files(d))]
     if nested:
         raise DataError(f"class folder '{class_dir}' holds images in subfolders {nested[:5]}, which are not read: "
-                        "move them up into the class folder, or list them in a CSV (data.kind=csv) with a split "
-                        "column that keeps each patient's images in one split")
+                        "move them up into the class folder with the patient in their names and set "
+                        "data.group_pattern (each patient's images then stay in one split; docs/data.md), or list "
+                        "them in a CSV (data.kind=csv)")
 
 
 def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
@@ -189,10 +192,31 @@ def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
 
 
 def _stratified(files, labels, classes, spec, stats, source) -> DataSplits:
+    if spec.group_pattern and not is_kept_whole():
+        return _by_group(files, labels, classes, spec, stats, source)
     x = _read_all(files, spec)
     splits = DataSplits.stratified(x, np.asarray(labels), val_fraction=spec.val_fraction,
                                    test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds,
                                    fold=spec.fold, class_names=classes, stats=stats)
     splits.info.update(source=source, splits=f"stratified, seed {spec.split_seed}" + (
         f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
+    return splits
+
+
+def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
+    """Splits that keep each group (``data.group_pattern``: a patient's images) whole."""
+    base = Path(source) if Path(source).is_dir() else Path(source).parent
+    names = [Path(os.path.relpath(f, base)).as_posix() for f in files]
+    groups = group_ids(names, spec.group_pattern)
+    parts = group_cut(groups, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
+    x, y = _read_all(files, spec), np.asarray(labels)
+    splits = DataSplits.from_arrays(*[a for idx in parts for a in (x[idx], y[idx])], class_names=classes,
+                                    stats=stats)
+    splits.info.update(source=source, split_seed=spec.split_seed, files={
+        s: [names[i] for i in idx] for s, idx in zip(SPLITS, parts)},
+        groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)},
+        splits=f"by group (data.group_pattern), seed {spec.split_seed}" + (
+            f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
+    if spec.folds:
+        splits.info.update(fold=spec.fold, folds=spec.folds)
     return splits

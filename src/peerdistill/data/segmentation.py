@@ -12,8 +12,8 @@ from ..config import DataSpec
 from ..errors import DataError
 from .image_io import (IGNORE, IMAGE_SUFFIXES, binarized, check_same_size, class_labels, image_files, read_image,
                        read_mask, read_mask_values)
-from .splits import (DataSplits, TensorData, channel_stats, fold_cut, is_kept_whole, refuse_folds, standardize,
-                     to_nchw)
+from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
+                     refuse_folds, refuse_groups, standardize, to_nchw)
 from .synthetic import make_shapes
 
 
@@ -120,6 +120,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         return splits
     if dirs:
         refuse_folds(spec.folds, f"'{root}' (its split folders {sorted(dirs.values())})")
+        refuse_groups(spec.group_pattern, f"'{root}' (its split folders {sorted(dirs.values())})")
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
@@ -127,6 +128,10 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         if "val" not in parts:
             parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
+    elif spec.group_pattern:
+        whole = read_pairs(root, spec)
+        parts = [_pick(whole, idx) for idx in group_cut(group_ids(whole[2], spec.group_pattern), spec.val_fraction,
+                                                        spec.test_fraction, spec.split_seed, spec.folds, spec.fold)]
     elif spec.folds:
         whole = read_pairs(root, spec)
         parts = [_pick(whole, idx) for idx in fold_cut(len(whole[0]), spec.fold, spec.folds, spec.val_fraction,
@@ -142,6 +147,9 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                        files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.folds:
         splits.info.update(fold=spec.fold, folds=spec.folds)
+    if spec.group_pattern and not dirs:
+        splits.info["groups"] = {s: len(set(group_ids(p[2], spec.group_pattern)))
+                                 for s, p in zip(("train", "val", "test"), parts)}
     return splits
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -169,6 +170,14 @@ def refuse_folds(folds: int | None, source: str) -> None:
                         "data.folds, or put every image in one set to cross-validate")
 
 
+def refuse_groups(pattern: str | None, source: str) -> None:
+    """Data that gives its own splits is not cut by group again."""
+    if pattern:
+        raise DataError(f"data.group_pattern keeps each group whole while cutting one set into splits, but {source} "
+                        "gives its own splits: remove data.group_pattern (keep each patient in one of the given "
+                        "splits yourself), or put every image in one set")
+
+
 def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
              labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted train, val and test indices of ``n`` samples for k-fold cross-validation: the test
@@ -189,6 +198,65 @@ def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
     except (ValueError, UserWarning) as exc:
         raise DataError(f"cannot cut fold {fold} of {folds} folds from {n} samples: {exc}") from None
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def group_ids(names: list[str], pattern: str) -> list[str]:
+    """Each name's group: the first capture group of ``pattern`` searched in it (the whole
+    match when the pattern captures nothing). A name it does not match is an error."""
+    regex = re.compile(pattern)
+    found = [regex.search(n) for n in names]
+    missed = [n for n, m in zip(names, found) if m is None]
+    if missed:
+        raise DataError(f"data.group_pattern '{pattern}' matches no group in {len(missed)} of {len(names)} image paths "
+                        f"(e.g. {', '.join(repr(n) for n in missed[:3])}): write it to match every path, relative "
+                        "to data.root")
+    return [m.group(1) if regex.groups else m.group(0) for m in found]
+
+
+def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed: int, folds: int | None = None,
+              fold: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted train, val and test indices that keep every group (a patient's images) in one
+    split. Groups are shuffled by ``seed`` and taken whole into test, then val, until each holds
+    its fraction of the images (to within one group): not stratified by class. With ``folds``,
+    the test split is fold ``fold`` of a shuffled partition of the groups into ``folds`` parts
+    of about equal image counts, and val is cut from the others the same way."""
+    names, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(names))
+    n = len(groups)
+    if folds:
+        if len(names) < folds:
+            raise DataError(f"{len(names)} groups cannot fill {folds} folds: lower --folds / data.folds")
+        load = np.zeros(folds)
+        fold_of = np.empty(len(names), dtype=int)
+        for g in order[np.argsort(-counts[order], kind="stable")]:  # largest first, to the lightest fold
+            fold_of[g] = int(np.argmin(load))
+            load[fold_of[g]] += counts[g]
+        test_groups = np.flatnonzero(fold_of == fold)
+        rest = [g for g in order if fold_of[g] != fold]
+        val_groups = _take_until(rest, counts, round(val_fraction * n))
+    else:
+        test_groups = _take_until(list(order), counts, round(test_fraction * n))
+        val_groups = _take_until([g for g in order if g not in set(test_groups)], counts, round(val_fraction * n))
+    split_of = np.zeros(len(names), dtype=int)  # 0 train, 1 val, 2 test
+    split_of[list(val_groups)] = 1
+    split_of[list(test_groups)] = 2
+    if (split_of == 0).sum() < 1 or not len(val_groups) or not len(test_groups):
+        raise DataError(f"{len(names)} groups are too few to keep each one whole in train, val and test: give more "
+                        "groups, or drop data.group_pattern")
+    per_sample = split_of[inverse]
+    return tuple(np.flatnonzero(per_sample == k) for k in (0, 1, 2))
+
+
+def _take_until(candidates: list[int], counts: np.ndarray, target: int) -> list[int]:
+    """Groups from ``candidates`` in order until their images reach ``target`` (at least one)."""
+    taken, total = [], 0
+    for g in candidates:
+        if total >= max(target, 1):
+            break
+        taken.append(g)
+        total += counts[g]
+    return taken
 
 
 def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:

@@ -1,0 +1,98 @@
+"""Splits that keep a patient's images together (data.group_pattern)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from peerdistill.config import DataSpec, validate
+from peerdistill.data import build_data
+from peerdistill.data.splits import group_cut, group_ids
+from peerdistill.errors import ConfigError, DataError
+
+
+def patients(counts):
+    return [f"p{k}" for k, n in enumerate(counts) for _ in range(n)]
+
+
+def test_every_group_lands_whole_in_one_split_at_about_the_fractions():
+    counts = np.random.default_rng(0).integers(1, 9, 40)
+    groups = patients(counts)
+    train, val, test = group_cut(groups, 0.15, 0.2, seed=3)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(len(groups)))
+    sets = [{groups[i] for i in part} for part in (train, val, test)]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    # each cut stops at the first group that reaches its share of the images
+    assert 0.2 * len(groups) <= len(test) < 0.2 * len(groups) + counts.max()
+    assert 0.15 * len(groups) <= len(val) < 0.15 * len(groups) + counts.max()
+    again = group_cut(groups, 0.15, 0.2, seed=3)
+    assert all((a == b).all() for a, b in zip(again, (train, val, test)))
+    assert set(group_cut(groups, 0.15, 0.2, seed=4)[2].tolist()) != set(test.tolist())  # the seed moves it
+
+
+def test_folds_test_each_group_once_with_balanced_image_counts():
+    counts = np.random.default_rng(1).integers(1, 6, 25)
+    groups = patients(counts)
+    tested = []
+    for fold in range(5):
+        train, val, test = group_cut(groups, 0.1, 0.0, seed=0, folds=5, fold=fold)
+        assert not ({groups[i] for i in test} & {groups[i] for i in np.concatenate([train, val])})
+        tested += [groups[i] for i in test]
+        assert abs(len(test) - len(groups) / 5) <= counts.max()
+    assert sorted(set(tested)) == sorted(set(groups)) and len(tested) == len(groups)
+    with pytest.raises(DataError, match="3 groups cannot fill 5 folds"):
+        group_cut(patients([2, 2, 2]), 0.1, 0.0, seed=0, folds=5)
+
+
+def test_group_ids_come_from_the_first_capture_or_the_whole_match():
+    assert group_ids(["a/p12_1.png", "b/p12_2.png", "a/p7_1.png"], r"p(\d+)_") == ["12", "12", "7"]
+    assert group_ids(["x/p12_1.png"], r"p\d+") == ["p12"]
+    with pytest.raises(DataError, match=r"matches no group in 1 of 2 image paths \(e.g. 'b/q1.png'\)"):
+        group_ids(["a/p1_1.png", "b/q1.png"], r"p(\d+)_")
+    with pytest.raises(DataError, match="too few to keep each one whole"):
+        group_cut(["a", "a", "b"], 0.2, 0.2, seed=0)
+
+
+def save_grey(path, level):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), level, np.uint8)).save(path)
+
+
+def test_an_image_folder_is_split_by_patient(tmp_path):
+    rng = np.random.default_rng(2)
+    for p in range(24):
+        label = "pneumonia" if p % 2 else "normal"
+        for i in range(int(rng.integers(1, 5))):
+            save_grey(tmp_path / "xr" / label / f"patient{p}_view{i}.png", 40 + 10 * (p % 2) + i)
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, group_pattern=r"patient(\d+)_")
+    data = build_data(spec)
+    files = data.info["files"]
+    split_of = {}
+    for split, names in files.items():
+        for name in names:
+            assert split_of.setdefault(name.split("/")[1].split("_")[0], split) == split  # one patient, one split
+    assert sum(data.info["groups"].values()) == 24 and len(data.train) + len(data.val) + len(data.test) == sum(
+        len(v) for v in files.values())
+    # train/ and test/ folders give their own splits: not cut by patient again
+    save_grey(tmp_path / "given" / "train" / "a" / "patient1_0.png", 40)
+    save_grey(tmp_path / "given" / "test" / "a" / "patient2_0.png", 40)
+    with pytest.raises(DataError, match="data.group_pattern keeps each group whole .* gives its own splits"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "given"), group_pattern=r"patient(\d+)_"))
+
+
+def test_image_mask_folders_are_split_by_the_group_in_their_ids(tmp_path):
+    for p in range(12):
+        for i in range(3):
+            save_grey(tmp_path / "seg" / "images" / f"case{p}-{i}.png", 60)
+            save_grey(tmp_path / "seg" / "masks" / f"case{p}-{i}.png", 255 * (i % 2))
+    data = build_data(DataSpec(kind="folders", root=str(tmp_path / "seg"), grey=True, binary_masks=True,
+                               group_pattern=r"case(\d+)-"))
+    cases = {s: {n.split("-")[0] for n in names} for s, names in data.info["files"].items()}
+    assert not (cases["train"] & cases["test"] or cases["train"] & cases["val"] or cases["val"] & cases["test"])
+    assert data.info["groups"] == {s: len(c) for s, c in cases.items()}
+
+
+def test_the_pattern_is_checked_where_the_config_is_read():
+    with pytest.raises(ConfigError, match="data.group_pattern 'p\\(' is not a regular expression"):
+        validate({"data": {"kind": "image_folder", "root": "x", "group_pattern": "p("}})
+    with pytest.raises(ConfigError, match="data.group_pattern applies to data kind"):
+        validate({"data": {"kind": "npz", "root": "x.npz", "group_pattern": "p"}})
