@@ -115,7 +115,7 @@ def test_calibrating_a_segmentation_run_is_refused(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "s"), "--temperature-scaling"]) == 2
     assert "temperature scaling tempers class probabilities: it is for classification runs" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "s"), "--model", "student1", "--temperature-scaling"]) == 2
-    assert "--temperature-scaling tempers class probabilities: it is for classification runs" in capsys.readouterr().err
+    assert "--temperature-scaling works on class probabilities: it is for classification runs" in capsys.readouterr().err
 
 
 def test_compare_tabulates_each_runs_temperature_and_its_figures(tmp_path):

@@ -170,3 +170,55 @@ def test_compare_tabulates_each_runs_operating_point(tmp_path):
     with pytest.raises(ConfigError, match="for two-class classification comparisons"):
         compare({**tree, "task": "segmentation", "data": {"kind": "shapes"}, "name": "s"}, ["ml"], 1, progress=False,
                 operating_point="youden")
+
+
+def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_path, capsys):
+    import csv
+
+    import torch
+
+    from peerdistill.build import train_from_config
+    from peerdistill.calibration import fit_temperature, tempered
+    from peerdistill.cli import main
+    from peerdistill.config import validate
+    from peerdistill.engine.evaluate import split_probabilities
+    from peerdistill.operating_point import choose_threshold, parse_rule
+    from peerdistill.runs import _run_data, evaluate_run, load_cohort, task_for
+
+    rng = np.random.default_rng(5)
+    arrays = {}
+    for split, n in (("train", 80), ("val", 40), ("test", 20)):
+        y = rng.integers(0, 2, n)
+        arrays[f"{split}_images"] = (rng.normal(0, 1, (n, 6, 6)) + y[:, None, None] * 0.6).astype(np.float32)
+        arrays[f"{split}_labels"] = y
+    np.savez(tmp_path / "d.npz", **arrays)
+    np.savez(tmp_path / "new.npz", images=arrays["test_images"])
+    train_from_config(validate({"name": "b", "out_dir": str(tmp_path), "distill": {"preset": "ml"},
+                                "data": {"kind": "npz", "root": str(tmp_path / "d.npz")},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 3, "batch_size": 16}}), progress=False)
+    run = tmp_path / "b"
+    youden = evaluate_run(run, operating_point="youden")["ensemble"]["op_threshold"]
+    # exported: the threshold eval chose, in the JSON; predict calls the positive class by it
+    assert main(["export", str(run), "--model", "ensemble", "--operating-point", "youden", "--out",
+                 str(tmp_path / "x")]) == 0
+    assert f"threshold {youden:.4g} on the positive class" in " ".join(capsys.readouterr().out.split())
+    side = json.loads((tmp_path / "x" / "ensemble.json").read_text())
+    assert side["threshold"] == pytest.approx(youden) and side["operating_point"] == "youden"
+    assert main(["predict", str(tmp_path / "x" / "ensemble.onnx"), str(tmp_path / "new.npz"), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    names = json.loads((run / "run.json").read_text())["class_names"]
+    assert rows and all(r["predicted"] == names[int(float(r[f"p_{names[1]}"]) >= youden)] for r in rows)
+    # from the run directory, tempered first: the threshold is chosen on the tempered probabilities
+    cohort, meta = load_cohort(run)
+    val_probs, val_y = split_probabilities(cohort, task_for(meta), _run_data(meta).val, torch.device("cpu"))
+    t = fit_temperature(val_probs["student1"], val_y)
+    expected = choose_threshold(tempered(val_probs["student1"], t)[:, 1], val_y, parse_rule("sensitivity=0.9"))
+    assert main(["predict", str(run), str(tmp_path / "new.npz"), "--model", "student1", "--temperature-scaling",
+                 "--operating-point", "sensitivity=0.9", "--out", str(tmp_path / "q.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "q.csv").open()))
+    assert all(r["predicted"] == names[int(float(r[f"p_{names[1]}"]) >= expected - 1e-6)] for r in rows)
+    assert main(["predict", str(tmp_path / "x" / "ensemble.onnx"), str(tmp_path / "new.npz"), "--operating-point",
+                 "youden", "--out", str(tmp_path / "r.csv")]) == 2
+    assert "carries what its export chose" in capsys.readouterr().err

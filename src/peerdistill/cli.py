@@ -187,7 +187,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
     result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out, quantize=ns.quantize,
                         calibration=ns.calibration_samples, min_agreement=ns.min_agreement,
-                        temperature_scaling=ns.temperature_scaling)
+                        temperature_scaling=ns.temperature_scaling, operating_point=ns.operating_point)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on test inputs"
               if result.max_abs_diff is not None else "")
     task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
@@ -202,6 +202,9 @@ def cmd_export(ns: argparse.Namespace) -> int:
                    f"{check.max_probability_difference:.3g}")
     if result.temperature is not None:
         what += f", tempered: T = {result.temperature:.4g} fitted on the run's validation split"
+    if result.threshold is not None:
+        what += (f", threshold {result.threshold:.4g} on the positive class ({ns.operating_point} on the run's "
+                 "validation split; in its JSON, applied by predict)")
     console.print(f"exported {result.model} ({what}) to {result.path}{parity}", highlight=False)
     return 0
 
@@ -209,7 +212,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
 def cmd_predict(ns: argparse.Namespace) -> int:
     from .predict import predict_files
 
-    path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model)
+    path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
+                         operating_point=ns.operating_point)
     console.print(f"wrote {path}", highlight=False)
     return 0
 
@@ -331,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-agreement", type=float, default=0.99, metavar="SHARE",
                      help="int8: the share of test predictions (samples; pixels for segmentation) that must keep "
                           "the fp32 graph's class (default 0.99)")
+    exp.add_argument("--operating-point", metavar="RULE", default=None,
+                     help="two-class classification, ONNX: write into the JSON beside the file the threshold RULE "
+                          "picks on the run's validation split (youden, sensitivity=S, specificity=S); predict calls "
+                          "the positive class by it")
     exp.add_argument("--temperature-scaling", action="store_true",
                      help="classification, ONNX: fit the model's temperature on the run's validation split (as eval "
                           "--temperature-scaling does) and put it into the graph: calibrated probabilities")
@@ -339,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
     pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx")
     pred.add_argument("inputs", nargs="+", metavar="INPUT")
+    pred.add_argument("--temperature-scaling", action="store_true",
+                      help="a run directory's classifier: temper its probabilities by the temperature fitted on the "
+                           "run's validation split (an exported file carries its own)")
+    pred.add_argument("--operating-point", metavar="RULE", default=None,
+                      help="a run directory's two-class classifier: call the positive (second) class where its "
+                           "probability reaches the threshold RULE picks on the run's validation split (youden, "
+                           "sensitivity=S, specificity=S); an exported file carries its own")
     pred.add_argument("--out", required=True, help="classification and detection: a CSV file; segmentation: a folder for masks")
     pred.add_argument("--model", default=None,
                       help="with a RUN_DIR: a model name, 'best' (default) or 'ensemble' (for detection, the "

@@ -49,6 +49,7 @@ class ExportResult:
     output: str
     int8: QuantizedCheck | None = None  # with quantize="int8": the int8 graph against the fp32 one
     temperature: float | None = None  # with temperature_scaling: the T in the graph
+    threshold: float | None = None  # with operating_point: in the JSON, applied by predict
 
 
 class Logits(nn.Module):
@@ -149,10 +150,46 @@ def _run_splits(meta: dict, data: DataSplits | None, why: str) -> DataSplits:
         raise ConfigError(f"{why}, which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
 
 
-@torch.no_grad()
-def _fitted_temperature(module: nn.Module, output: str, data: DataSplits) -> float:
-    """The temperature of ``module``'s probabilities on the validation split (``calibration``)."""
+@dataclass
+class ChosenOnValidation:
+    """What the run's validation split chose for one model: its temperature, its threshold."""
+
+    module: nn.Module  # tempered when a temperature was fitted
+    temperature: float | None = None
+    threshold: float | None = None  # on the positive (second) class's probability
+    rule: str | None = None
+
+
+def chosen_on_validation(module: nn.Module, output: str, meta: dict, data: DataSplits | None,
+                         temperature_scaling: bool, operating_point: str | None) -> ChosenOnValidation:
+    """``module`` tempered by the temperature its validation probabilities fit (``calibration``)
+    and the threshold ``operating_point`` picks on them afterwards (``operating_point``), as
+    ``eval`` chooses them; what export puts into the graph and its JSON, and predict applies."""
     from .calibration import fit_temperature
+    from .operating_point import choose_threshold, parse_rule
+
+    chosen = ChosenOnValidation(module)
+    if not (temperature_scaling or operating_point):
+        return chosen
+    what = "--temperature-scaling" if temperature_scaling else "--operating-point"
+    if meta.get("task", "classification") != "classification":
+        raise ConfigError(f"{what} works on class probabilities: it is for classification runs")
+    rule = parse_rule(operating_point) if operating_point else None
+    if rule and meta.get("num_classes") != 2:
+        raise ConfigError("--operating-point is a threshold on the probability of the positive class: it is for "
+                          "two-class classification runs")
+    data = _run_splits(meta, data, "the temperature and threshold are chosen on the run's validation images")
+    if temperature_scaling:
+        chosen.temperature = fit_temperature(*_val_probabilities(module, output, data))
+        chosen.module = Tempered(module, chosen.temperature, output).eval()
+    if rule:
+        probs, labels = _val_probabilities(chosen.module, output, data)
+        chosen.threshold, chosen.rule = choose_threshold(probs[:, 1], labels, rule), str(rule)
+    return chosen
+
+
+@torch.no_grad()
+def _val_probabilities(module: nn.Module, output: str, data: DataSplits) -> tuple[np.ndarray, np.ndarray]:
     from .data import make_batches
 
     probs, labels = [], []
@@ -160,7 +197,7 @@ def _fitted_temperature(module: nn.Module, output: str, data: DataSplits) -> flo
         out = module(x).float()
         probs.append((out.softmax(dim=1) if output == "logits" else out).numpy())
         labels.append(y.numpy())
-    return fit_temperature(np.concatenate(probs), np.concatenate(labels))
+    return np.concatenate(probs), np.concatenate(labels)
 
 
 def _quantization_inputs(meta: dict, calibration: int, data: DataSplits) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +254,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
                tolerance: float = TOLERANCE, modules: dict[str, nn.Module] | None = None,
                quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
                min_agreement: float = MIN_AGREEMENT, data: DataSplits | None = None,
-               temperature_scaling: bool = False) -> ExportResult:
+               temperature_scaling: bool = False, operating_point: str | None = None) -> ExportResult:
     """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
     a file, or a folder to write ``MODEL.FORMAT`` in. ``modules``: new instances of models built
     in Python (as for ``load_cohort``).
@@ -231,7 +268,10 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
 
     ``temperature_scaling`` (classification, ONNX): the model's temperature is fitted on the
     run's validation split as ``eval --temperature-scaling`` fits it and put into the graph, so
-    the file's probabilities are the tempered ones (``ExportResult.temperature``)."""
+    the file's probabilities are the tempered ones (``ExportResult.temperature``).
+    ``operating_point`` (two-class classification, ONNX): the threshold the rule picks on the
+    validation split (after the temperature) goes into the JSON beside the file, and predict
+    calls the positive class by it (``ExportResult.threshold``)."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
@@ -242,16 +282,11 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if quantize and meta.get("task") == "detection":
         raise ConfigError("--quantize int8 is for classification and segmentation: a detector's box regression "
                           "is not checked by class agreement; export it in fp32")
-    temperature = None
-    if temperature_scaling:
-        if meta.get("task", "classification") != "classification":
-            raise ConfigError("--temperature-scaling tempers class probabilities: it is for classification runs")
-        if fmt != "onnx":
-            raise ConfigError("--temperature-scaling puts the temperature into an ONNX graph; safetensors holds "
-                              "weights alone (eval --temperature-scaling prints T: divide the logits by it)")
-        data = _run_splits(meta, data, "temperature scaling fits on the run's validation images")
-        temperature = _fitted_temperature(module, output, data)
-        module = Tempered(module, temperature, output).eval()
+    if (temperature_scaling or operating_point) and fmt != "onnx":
+        raise ConfigError("--temperature-scaling and --operating-point go into an ONNX graph and its JSON; "
+                          "safetensors holds weights alone (eval prints T and the threshold: apply them yourself)")
+    chosen = chosen_on_validation(module, output, meta, data, temperature_scaling, operating_point)
+    module = chosen.module
     target = _target(run_dir, name + (f"-{quantize}" if quantize else ""), fmt, out)
     if fmt == "safetensors":
         if name == "ensemble":
@@ -276,8 +311,9 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
         shutil.move(str(staged), target)
     from .predict import write_sidecar
 
-    write_sidecar(target, meta, output, quantized=quantize, temperature=temperature)
-    return ExportResult(target, name, diff, output, int8, temperature)
+    write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
+                  threshold=chosen.threshold, operating_point=chosen.rule)
+    return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold)
 
 
 def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:

@@ -39,26 +39,37 @@ def model_info(meta: dict, output: str) -> dict:
 
 
 def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
-                  temperature: float | None = None) -> None:
-    """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null) and
-    ``temperature`` (the T in the graph, or null)."""
-    atomic_write_text(sidecar_path(onnx_path), json.dumps({**model_info(meta, output), "quantized": quantized,
-                                                           "temperature": temperature}, indent=2))
+                  temperature: float | None = None, threshold: float | None = None,
+                  operating_point: str | None = None) -> None:
+    """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null),
+    ``temperature`` (the T in the graph, or null) and ``threshold`` (on the positive class's
+    probability, chosen by ``operating_point`` on the validation split; or null)."""
+    atomic_write_text(sidecar_path(onnx_path), json.dumps(
+        {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
+         "operating_point": operating_point}, indent=2))
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
-                  batch_size: int = 64, modules: dict | None = None) -> Path:
+                  batch_size: int = 64, modules: dict | None = None, temperature_scaling: bool = False,
+                  operating_point: str | None = None) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
     segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
-    instances of a run's models built in Python (as for ``load_cohort``)."""
+    instances of a run's models built in Python (as for ``load_cohort``). A run directory's
+    classifier can be tempered (``temperature_scaling``) and call the positive class at the
+    threshold ``operating_point`` picks, both on the run's validation split; an ONNX file
+    carries what its export chose (its JSON's ``temperature`` and ``threshold``)."""
     model_path, out = Path(model_path), Path(out)
     if model_path.suffix == ".onnx":
         if model is not None:
             raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "
                               "already: drop --model")
+        if temperature_scaling or operating_point:
+            raise ConfigError(f"'{model_path}' carries what its export chose (its JSON's temperature and threshold): "
+                              "export with --temperature-scaling / --operating-point RULE, or predict from the run "
+                              "directory")
         info, run = _onnx_model(model_path)
     else:
-        info, run = _run_model(model_path, model or "best", modules)
+        info, run = _run_model(model_path, model or "best", modules, temperature_scaling, operating_point)
     dense = info["task"] == "segmentation"
     _check_out(out, dense, inputs)
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
@@ -84,7 +95,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     probs = [p if info["output"] == "probabilities" else p.float().softmax(dim=0) for p in results]
     if dense:
         return _write_masks(read, probs, out)
-    return _write_csv(read.names, torch.stack(probs), info["class_names"], out)
+    return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
 
 def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
@@ -114,9 +125,10 @@ def _check_out(out: Path, dense: bool, inputs: list[str]) -> None:
                           "them (their true masks); write the predictions to another folder")
 
 
-def _run_model(run_dir: Path, which: str, modules: dict | None):
+def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,
+               operating_point: str | None = None):
     from .engine.evaluate import ENSEMBLE, predict
-    from .export import pick_model
+    from .export import chosen_on_validation, pick_model
     from .runs import load_cohort, saved_window, task_for
 
     meta = RunDir.open(run_dir).meta()
@@ -127,7 +139,9 @@ def _run_model(run_dir: Path, which: str, modules: dict | None):
         info = {**model_info(meta, "boxes"), "boxes": lambda detections: detections}
         return info, lambda batch: predict(cohort, task, batch)[ENSEMBLE]
     _, module, output, _ = pick_model(run_dir, which, modules)
-    info = model_info(meta, output)
+    chosen = chosen_on_validation(module, output, meta, None, temperature_scaling, operating_point)
+    module = chosen.module
+    info = {**model_info(meta, output), "temperature": chosen.temperature, "threshold": chosen.threshold}
     if meta.get("task") == "detection":
         info["boxes"] = task_for(meta).probabilities
     window, overlap = saved_window(meta)
@@ -179,12 +193,16 @@ def _onnx_model(path: Path):
     return info, run
 
 
-def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path) -> Path:
+def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path,
+               threshold: float | None = None) -> Path:
+    """A row per input: the predicted class (the larger probability's, or with ``threshold``
+    the second class where its probability reaches it) and every class's probability."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["input", "predicted"] + [f"p_{c}" for c in classes])
     for name, p in zip(names, probs.tolist()):
-        writer.writerow([name, classes[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
+        called = int(np.argmax(p)) if threshold is None else int(p[1] >= threshold)
+        writer.writerow([name, classes[called]] + [f"{v:.6f}" for v in p])
     atomic_write_text(out, buf.getvalue())
     return out
 
