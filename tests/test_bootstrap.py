@@ -131,3 +131,39 @@ def test_one_sample_cannot_be_resampled_and_an_auc_counts_its_resamples():
     defined = sum(3 in i and bool(set(i) & {0, 1, 2}) for i in resamples)  # both classes drawn
     assert 0 < defined < 200 and got["auc"].resamples == defined
     assert got["accuracy"].resamples == 200
+
+
+def test_the_figures_at_an_operating_point_get_intervals_at_the_fixed_threshold(tmp_path, capsys):
+    from peerdistill.build import train_from_config
+    from peerdistill.cli import main
+    from peerdistill.config import validate
+    from peerdistill.engine.evaluate import split_probabilities
+    from peerdistill.runs import _run_data, load_cohort, task_for
+
+    rng = np.random.default_rng(4)
+    arrays = {}
+    for split, n in (("train", 80), ("val", 40), ("test", 40)):
+        y = rng.integers(0, 2, n)
+        arrays[f"{split}_images"] = (rng.normal(0, 1, (n, 6, 6)) + y[:, None, None] * 0.8).astype(np.float32)
+        arrays[f"{split}_labels"] = y
+    np.savez(tmp_path / "d.npz", **arrays)
+    train_from_config(validate({"name": "b", "out_dir": str(tmp_path), "distill": {"preset": "ml"},
+                                "data": {"kind": "npz", "root": str(tmp_path / "d.npz")},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 3, "batch_size": 16}}), progress=False)
+    assert main(["eval", str(tmp_path / "b"), "--operating-point", "youden", "--bootstrap", "50", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["ensemble"]
+    cohort, meta = load_cohort(tmp_path / "b")
+    probs, y = split_probabilities(cohort, task_for(meta), _run_data(meta).test, torch.device("cpu"))
+    p, t = probs["ensemble"][:, 1], scores["op_threshold"]
+    draws = np.random.default_rng(0)
+    sensitivity = []
+    for _ in range(50):
+        i = draws.integers(0, len(y), len(y))
+        positives = y[i] == 1
+        sensitivity.append((p[i][positives] >= t).mean())
+    assert (scores["ci95_low_op_sensitivity"], scores["ci95_high_op_sensitivity"]) == pytest.approx(
+        naive_percentiles(sensitivity))
+    assert "ci95_low_op_threshold" not in scores  # chosen on validation: not resampled
+    assert main(["eval", str(tmp_path / "b"), "--operating-point", "youden", "--bootstrap", "50"]) == 0
+    assert f"{scores['op_sensitivity']:.4f} [" in capsys.readouterr().out

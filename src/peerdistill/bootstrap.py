@@ -41,23 +41,33 @@ def sample_meters(task, probs, targets) -> list:
 def intervals(task, meters: list, resamples: int, seed: int = SEED) -> dict[str, Interval]:
     """Every metric's percentile interval over ``resamples`` resamples of the samples behind
     ``meters`` (``sample_meters``); a metric no resample could compute is left out."""
+    def figures(drawn: np.ndarray) -> dict[str, float]:
+        merged = task.new_meter()
+        for i in drawn:
+            merged.merge(meters[i])
+        return merged.compute()
+
+    return resampled(figures, len(meters), resamples, seed)
+
+
+def resampled(figures, n: int, resamples: int, seed: int = SEED) -> dict[str, Interval]:
+    """Percentile intervals of ``figures(indices)`` (a dict of numbers) over ``resamples``
+    draws of ``n`` indices out of ``n`` with replacement; the draws depend on ``seed`` and
+    ``n`` alone, so every model and every figure of one split is resampled alike."""
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
-    if len(meters) < 2:
-        raise DataError(f"a bootstrap resamples the scored samples, and this split holds {len(meters)}: score a "
+    if n < 2:
+        raise DataError(f"a bootstrap resamples the scored samples, and this split holds {n}: score a "
                         "split with more samples, or drop --bootstrap")
     rng = np.random.default_rng(seed)
-    figures: dict[str, list[float]] = {}
+    values: dict[str, list[float]] = {}
     for _ in range(resamples):
-        merged = task.new_meter()
-        for i in rng.integers(0, len(meters), len(meters)):
-            merged.merge(meters[i])
-        for metric, value in merged.compute().items():
-            figures.setdefault(metric, []).append(value)
+        for metric, value in figures(rng.integers(0, n, n)).items():
+            values.setdefault(metric, []).append(value)
     tail = (1 - CONFIDENCE) / 2 * 100
     out = {}
-    for metric, values in figures.items():
-        finite = [v for v in values if v is not None and not math.isnan(v)]
+    for metric, vals in values.items():
+        finite = [v for v in vals if v is not None and not math.isnan(v)]
         if finite:
             low, high = np.percentile(finite, [tail, 100 - tail])
             out[metric] = Interval(float(low), float(high), len(finite))

@@ -88,8 +88,17 @@ def operating_point_table(scores: dict[str, dict[str, float]], title: str) -> Ta
     for figure in FIGURES:
         table.add_column(figure, justify="right")
     for model, metrics in scores.items():
-        table.add_row(escape(model), *(fmt(metrics.get(f"op_{figure}")) for figure in FIGURES))
+        table.add_row(escape(model), *(_with_interval(metrics, f"op_{figure}") for figure in FIGURES))
     return table
+
+
+def _with_interval(metrics: dict[str, float], key: str) -> str:
+    """A figure, and its bootstrap interval when ``eval --bootstrap`` gave one."""
+    low, high = metrics.get(f"ci95_low_{key}"), metrics.get(f"ci95_high_{key}")
+    text = fmt(metrics.get(key)) + (f" [{fmt(low)}, {fmt(high)}]" if low is not None else "")
+    if metrics.get(f"ci95_resamples_{key}") is not None:  # some resamples gave it no value
+        text += f" ({metrics[f'ci95_resamples_{key}']} resamples)"
+    return text
 
 
 def calibration_table(scores: dict[str, dict[str, float]], title: str) -> Table:
@@ -110,14 +119,7 @@ def interval_table(scores: dict[str, dict[str, float]], title: str, metrics: tup
     for metric in metrics:
         table.add_column(escape(metric), justify="right")
     for model, values in scores.items():
-        cells = []
-        for metric in metrics:
-            low, high = values.get(f"ci95_low_{metric}"), values.get(f"ci95_high_{metric}")
-            interval = f" [{fmt(low)}, {fmt(high)}]" if low is not None else ""
-            if values.get(f"ci95_resamples_{metric}") is not None:  # some resamples gave it no value
-                interval += f" ({values[f'ci95_resamples_{metric}']} resamples)"
-            cells.append(fmt(values.get(metric)) + interval)
-        table.add_row(escape(model), *cells)
+        table.add_row(escape(model), *(_with_interval(values, metric) for metric in metrics))
     return table
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from pydantic import ValidationError
 
-from .bootstrap import intervals
+from .bootstrap import intervals, resampled
 from .calibration import calibrated_figures
 from .cohort import Cohort, Member
 from .config import DataSpec, format_validation_error, saved_data_section
@@ -27,7 +27,7 @@ from .engine.tta import with_tta
 from .errors import CheckpointError, DataError, PeerdistillWarning
 from .models import build_model
 from .models.heads import HeadedModel
-from .operating_point import operating_points, parse_rule
+from .operating_point import at_threshold, operating_points, parse_rule
 from .tasks import ClassificationTask, SegmentationTask
 
 
@@ -142,10 +142,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap, samples=samples)
     for name, meters in (samples or {}).items():
-        for metric, interval in intervals(task, meters, bootstrap).items():
-            scores[name].update({f"ci95_low_{metric}": interval.low, f"ci95_high_{metric}": interval.high})
-            if interval.resamples < bootstrap:  # an AUC of a resample holding one class has no value
-                scores[name][f"ci95_resamples_{metric}"] = interval.resamples
+        _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap))
     if rule or temperature_scaling:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         scored = split_probabilities(cohort, task, data.split(split), dev)
@@ -153,6 +150,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                                ("cal", calibrated_figures(val, scored) if temperature_scaling else {})):
             for name, figures in chosen.items():
                 scores[name].update({f"{prefix}_{k}": v for k, v in figures.items()})
+                if prefix == "op" and bootstrap:  # the figures at the chosen threshold, resampled alike
+                    _add_intervals(scores[name], "op_", bootstrap, resampled(
+                        lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
+                        len(scored[1]), bootstrap))
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 
@@ -175,6 +176,18 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
         raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                         "relative path counts from the current folder): run eval from the folder training ran "
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+
+
+def _add_intervals(figures: dict[str, float], prefix: str, resamples: int, found: dict) -> None:
+    """``ci95_low_``/``ci95_high_`` keys for each interval (``ci95_resamples_`` where fewer
+    resamples than drawn gave the figure a value: an AUC of a resample holding one class)."""
+    for metric, interval in found.items():
+        if metric == "threshold":
+            continue  # fixed by the validation split, not resampled
+        key = prefix + metric
+        figures.update({f"ci95_low_{key}": interval.low, f"ci95_high_{key}": interval.high})
+        if interval.resamples < resamples:
+            figures[f"ci95_resamples_{key}"] = interval.resamples
 
 
 def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | None) -> DataSplits:
