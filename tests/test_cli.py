@@ -260,11 +260,16 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
 
 
 def test_a_rampup_as_long_as_the_training_is_named(tmp_path, capsys):
-    run_cli("train", f"out_dir={tmp_path}", "name=r", "train.epochs=2", "distill.rampup_epochs=4", "--quiet")
-    err = " ".join(capsys.readouterr().err.split())
-    reached = math.exp(-5 * (1 - 2 / 4) ** 2)  # the sigmoid ramp-up at the last epoch
-    assert (f"distill.rampup_epochs (4) is not shorter than train.epochs (2): the knowledge terms reach "
-            f"{reached:.0%} of their weight by the end") in err
+    from scipy.integrate import quad
+
+    for epochs, rampup in ((2, 4), (2, 2)):
+        run_cli("train", f"out_dir={tmp_path}", f"name=r{rampup}", f"train.epochs={epochs}",
+                f"distill.rampup_epochs={rampup}", "--quiet")
+        err = " ".join(capsys.readouterr().err.split())
+        ramp = lambda e: math.exp(-5 * (1 - min(e / rampup, 1.0)) ** 2)  # noqa: E731 - the sigmoid ramp-up
+        mean = quad(ramp, 0, epochs)[0] / epochs
+        assert (f"distill.rampup_epochs ({rampup}) is not shorter than train.epochs ({epochs}): the knowledge terms "
+                f"weigh {mean:.0%} of their weight on average over training (and {ramp(epochs):.0%} at its end)") in err
     run_cli("train", f"out_dir={tmp_path}", "name=s", "train.epochs=2", "distill.rampup_epochs=1", "--quiet")
     assert "rampup" not in capsys.readouterr().err
 

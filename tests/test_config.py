@@ -210,3 +210,11 @@ def test_one_augmentation_given_alone_is_a_list_of_one():
     tree = default_config()
     apply_overrides(tree, ["data.augment=hflip"])
     assert validate(tree).data.augment == ["hflip"]
+
+
+def test_a_stray_root_saved_by_an_earlier_version_is_dropped_when_read_back():
+    from peerdistill.config import read_saved_config
+
+    tree = default_config()
+    tree["data"] = {"kind": "digits", "root": "somewhere"}
+    assert read_saved_config(tree, "config.yaml").data.root is None

@@ -277,6 +277,9 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     record["detection"]["score_threshold"] = 0.01  # a briefly trained detector: keep its faint boxes
     (run / "run.json").write_text(json.dumps(record))
     assert main(["predict", str(run), str(image), "--out", str(out), "--model", "ensemble"]) == 0
+    assert main(["predict", str(run), str(image), "--out", str(out), "--model", "ensemble",
+                 "--temperature-scaling"]) == 2
+    assert "work on class probabilities" in capsys.readouterr().err
     cohort, meta = load_cohort(run, roles=("student",), with_heads=False)
     task = task_for(meta)
 

@@ -96,3 +96,29 @@ def test_the_pattern_is_checked_where_the_config_is_read():
         validate({"data": {"kind": "image_folder", "root": "x", "group_pattern": "p("}})
     with pytest.raises(ConfigError, match="data.group_pattern applies to data kind"):
         validate({"data": {"kind": "npz", "root": "x.npz", "group_pattern": "p"}})
+
+
+def test_the_seed_moves_the_folds_whatever_the_group_sizes():
+    groups = patients(range(1, 11))  # ten groups of distinct sizes
+    folds = [tuple(sorted({groups[i] for i in group_cut(groups, 0.1, 0.0, seed=s, folds=5, fold=0)[2]}))
+             for s in range(4)]
+    assert len(set(folds)) > 1
+
+
+def test_a_class_left_out_of_training_by_the_groups_is_named_with_the_counts(tmp_path):
+    for p in range(22):
+        label = "rare" if p >= 20 else "normal"
+        for i in range(3):
+            save_grey(tmp_path / "xr" / label / f"patient{p}_{i}.png", 40 + p)
+    failures, passed = [], None
+    for seed in range(20):
+        spec = DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, group_pattern=r"patient(\d+)_",
+                        split_seed=seed)
+        try:
+            passed = build_data(spec)
+        except DataError as exc:
+            failures.append(str(exc))
+    assert failures and passed is not None
+    assert "Images per split and class" in failures[0] and "try another data.split_seed" in failures[0]
+    counts = passed.info["class_counts"]
+    assert sum(c["rare"] for c in counts.values()) == 6 and counts["train"]["rare"] > 0

@@ -222,3 +222,9 @@ def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_
     assert main(["predict", str(tmp_path / "x" / "ensemble.onnx"), str(tmp_path / "new.npz"), "--operating-point",
                  "youden", "--out", str(tmp_path / "r.csv")]) == 2
     assert "carries what its export chose" in capsys.readouterr().err
+    # with both, eval chooses the threshold on the tempered probabilities too: the one export writes
+    both = evaluate_run(run, operating_point="sensitivity=0.9", temperature_scaling=True)["student1"]
+    assert both["op_threshold"] == pytest.approx(expected)
+    assert main(["export", str(run), "--model", "student1", "--temperature-scaling", "--operating-point",
+                 "sensitivity=0.9", "--out", str(tmp_path / "y")]) == 0
+    assert json.loads((tmp_path / "y" / "student1.json").read_text())["threshold"] == pytest.approx(expected)

@@ -63,3 +63,9 @@ def test_detection_and_unknown_flips_are_refused():
     with pytest.raises(ConfigError, match="--tta 'rot90': use hflip or flips"):
         with_tta(cohort, "rot90", "classification")
     assert with_tta(cohort, None, "classification") is cohort
+
+
+def test_vector_inputs_are_not_mirrored():
+    cohort = cohort_of(nn.Identity())
+    with pytest.raises(ConfigError, match=r"this run's inputs are \[64\] \(vectors\): drop --tta"):
+        with_tta(cohort, "flips", "classification", (64,))

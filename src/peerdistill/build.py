@@ -9,6 +9,7 @@ import torch
 from .cohort import Cohort, Member, default_feature_layer
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
+from .data.sources import check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
 from .errors import CheckpointError, ConfigError
@@ -162,6 +163,7 @@ def run_dir_for(cfg: RunConfig) -> Path:
 def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,
                  progress: bool = True, callbacks=None) -> tuple[Trainer, DataSplits]:
     data = build_data(cfg.data)
+    check_trainable(cfg.data, data)
     seed_everything(cfg.seed, cfg.deterministic)
     cohort = build_cohort(cfg, data)
     task = build_task(cfg, data, cohort)

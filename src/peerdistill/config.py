@@ -705,6 +705,8 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     section = dict(section)
     if section.get("kind", "digits") in SELF_NAMING_KINDS:
         section.pop("class_names", None)
+    if section.get("kind", "digits") not in FILE_KINDS:
+        section.pop("root", None)  # a stray root of a kind that reads no files: ignored then, refused now
     return without_other_kinds_keys(section)  # ignored then, refused now
 
 

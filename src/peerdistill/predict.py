@@ -132,6 +132,9 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
     from .runs import load_cohort, saved_window, task_for
 
     meta = RunDir.open(run_dir).meta()
+    if (temperature_scaling or operating_point) and meta.get("task", "classification") != "classification":
+        raise ConfigError(f"--temperature-scaling and --operating-point work on class probabilities: '{run_dir}' "
+                          f"is a {meta.get('task')} run")
     if meta.get("task") == "detection" and which == "ensemble":
         # the students' boxes, decoded and fused as evaluation does it
         cohort, _ = load_cohort(run_dir, modules, roles=("student",), with_heads=False)

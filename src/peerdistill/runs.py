@@ -14,7 +14,7 @@ from torch import nn
 from pydantic import ValidationError
 
 from .bootstrap import intervals, resampled
-from .calibration import calibrated_figures
+from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
@@ -111,8 +111,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     ``ci95_resamples_METRIC`` where fewer resamples gave the metric a value.
     ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
     own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
-    (``calibration.py``). ``tta`` (classification, segmentation): every model's probabilities
-    averaged over flips of the input, ``hflip`` or ``flips`` (``engine/tta.py``)."""
+    (``calibration.py``); with ``operating_point`` too, the threshold is chosen on the tempered
+    probabilities (the same decisions; the threshold export and predict use). ``tta``
+    (classification, segmentation): every model's probabilities averaged over flips of the
+    input, ``hflip`` or ``flips`` (``engine/tta.py``)."""
     rule = parse_rule(operating_point) if operating_point else None
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
@@ -136,7 +138,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
-    cohort = with_tta(cohort, tta, task.name)
+    cohort = with_tta(cohort, tta, task.name, meta["input_shape"])
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
     samples: dict[str, list] | None = {} if bootstrap else None
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
@@ -146,8 +148,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if rule or temperature_scaling:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         scored = split_probabilities(cohort, task, data.split(split), dev)
-        for prefix, chosen in (("op", operating_points(val, scored, rule) if rule else {}),
-                               ("cal", calibrated_figures(val, scored) if temperature_scaling else {})):
+        calibrated = calibrated_figures(val, scored) if temperature_scaling else {}
+        if rule and calibrated:  # the threshold of the tempered probabilities, as export and predict choose it
+            val, scored = (({n: tempered(p, calibrated[n]["temperature"]) for n, p in split[0].items()}, split[1])
+                           for split in (val, scored))
+        for prefix, chosen in (("op", operating_points(val, scored, rule) if rule else {}), ("cal", calibrated)):
             for name, figures in chosen.items():
                 scores[name].update({f"{prefix}_{k}": v for k, v in figures.items()})
                 if prefix == "op" and bootstrap:  # the figures at the chosen threshold, resampled alike

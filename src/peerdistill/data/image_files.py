@@ -210,11 +210,20 @@ def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
     groups = group_ids(names, spec.group_pattern)
     parts = group_cut(groups, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
     x, y = _read_all(files, spec), np.asarray(labels)
-    splits = DataSplits.from_arrays(*[a for idx in parts for a in (x[idx], y[idx])], class_names=classes,
-                                    stats=stats)
+    try:
+        splits = DataSplits.from_arrays(*[a for idx in parts for a in (x[idx], y[idx])], class_names=classes,
+                                        stats=stats)
+    except DataError as exc:
+        counts = {s: dict(zip(classes, np.bincount(y[idx], minlength=len(classes)).tolist()))
+                  for s, idx in zip(SPLITS, parts)}
+        raise DataError(f"{exc}. Images per split and class: {counts}. data.group_pattern deals whole groups "
+                        "without regard to class: with few groups of a class, try another data.split_seed, or "
+                        "give more groups of it") from None
     splits.info.update(source=source, split_seed=spec.split_seed, files={
         s: [names[i] for i in idx] for s, idx in zip(SPLITS, parts)},
         groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)},
+        class_counts={s: dict(zip(classes, np.bincount(y[idx], minlength=len(classes)).tolist()))
+                      for s, idx in zip(SPLITS, parts)},
         splits=f"by group (data.group_pattern), seed {spec.split_seed}" + (
             f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
     if spec.folds:

@@ -75,12 +75,16 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
         return load_detection(spec, stats=stats)
     loaders = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
                "csv": load_csv, "shapes": load_shapes, "folders": load_folders}
-    data = loaders[spec.kind](spec, stats=stats)
+    return loaders[spec.kind](spec, stats=stats)
+
+
+def check_trainable(spec: DataSpec, data: DataSplits) -> None:
+    """Data a classifier can learn from: two classes at least (an external set of one class can
+    still be scored)."""
     if spec.task == "classification" and data.num_classes < 2:
         names = ", ".join(f"'{n}'" for n in (data.class_names or [])) or "one label"
         raise DataError(f"the data at '{spec.root}' holds one class ({names}): a classifier needs at least two "
                         "(for image folders, one folder per class)")
-    return data
 
 
 def given_test_split(spec: DataSpec) -> str | None:

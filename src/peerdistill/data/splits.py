@@ -218,8 +218,9 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
     """Sorted train, val and test indices that keep every group (a patient's images) in one
     split. Groups are shuffled by ``seed`` and taken whole into test, then val, until each holds
     its fraction of the images (to within one group): not stratified by class. With ``folds``,
-    the test split is fold ``fold`` of a shuffled partition of the groups into ``folds`` parts
-    of about equal image counts, and val is cut from the others the same way."""
+    the groups are dealt in shuffled order, each to a fold holding the fewest images so far
+    (folds within one group's size of each other), fold ``fold`` is the test split, and val is
+    cut from the others the same way."""
     names, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(names))
@@ -229,15 +230,17 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
             raise DataError(f"{len(names)} groups cannot fill {folds} folds: lower --folds / data.folds")
         load = np.zeros(folds)
         fold_of = np.empty(len(names), dtype=int)
-        for g in order[np.argsort(-counts[order], kind="stable")]:  # largest first, to the lightest fold
-            fold_of[g] = int(np.argmin(load))
+        for g in order:  # in shuffled order, each to a lightest fold (ties broken by the seed too)
+            lightest = np.flatnonzero(load == load.min())
+            fold_of[g] = int(rng.choice(lightest))
             load[fold_of[g]] += counts[g]
         test_groups = np.flatnonzero(fold_of == fold)
         rest = [g for g in order if fold_of[g] != fold]
         val_groups = _take_until(rest, counts, round(val_fraction * n))
     else:
         test_groups = _take_until(list(order), counts, round(test_fraction * n))
-        val_groups = _take_until([g for g in order if g not in set(test_groups)], counts, round(val_fraction * n))
+        tested = set(test_groups)
+        val_groups = _take_until([g for g in order if g not in tested], counts, round(val_fraction * n))
     split_of = np.zeros(len(names), dtype=int)  # 0 train, 1 val, 2 test
     split_of[list(val_groups)] = 1
     split_of[list(test_groups)] = 2
@@ -332,8 +335,9 @@ def _stratify_failure(exc: ValueError, labels: np.ndarray, class_names: list[str
     counts = np.bincount(labels)
     small = [(class_names[c] if class_names and c < len(class_names) else str(c), int(n))
              for c, n in enumerate(counts) if 0 < n < 3]
-    if not small:
-        return f"cannot make a stratified split: {exc}"
+    if not small or "least populated class" not in str(exc):
+        return (f"cannot make a stratified split: {exc} (a split must hold at least one image of each class: "
+                "raise data.val_fraction / data.test_fraction, or add images)")
     listed = ", ".join(f"'{name}' ({n} image{'s' if n != 1 else ''})" for name, n in small)
     return (f"cannot make a stratified train/val/test split: class {listed} needs at least 3 images, one for each "
             "split (more to learn anything): add images of it, or leave the class out")

@@ -165,12 +165,13 @@ class Trainer(RunRecords):
                                      for m in self.cohort.trainable for sub in m.module.modules())
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
-        if self.world.is_main and self.graph.edges and 0 < self.train_spec.epochs <= self.rampup_epochs:
-            reached = self._ramp(self.train_spec.epochs)
-            warnings.warn(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs "
-                          f"({self.train_spec.epochs}): the knowledge terms reach {reached:.0%} of their weight by "
-                          "the end, so this run hardly distils; train longer or lower distill.rampup_epochs",
-                          PeerdistillWarning, stacklevel=2)
+        epochs = self.train_spec.epochs
+        if self.world.is_main and self.graph.edges and 0 < epochs <= self.rampup_epochs:
+            mean = sum(self._ramp(epochs * (k + 0.5) / 1000) for k in range(1000)) / 1000
+            warnings.warn(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
+                          f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
+                          f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
+                          "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
         if hasattr(self.task, "inspect_training_data") and self.world.is_main:  # (a warning, said once)
             self.task.inspect_training_data(data.train)
         self._declared_input_shape = tuple(data.input_shape)

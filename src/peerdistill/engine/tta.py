@@ -42,12 +42,16 @@ class FlipAveraged:
         return CohortOutput({name: (s / len(self.flips)).clamp_min(tiny).log() for name, s in sums.items()})
 
 
-def with_tta(cohort: Cohort, tta: str | None, task_name: str):
-    """``cohort``, averaged over the flips ``tta`` names (None: as it is)."""
+def with_tta(cohort: Cohort, tta: str | None, task_name: str, input_shape=(3, 1, 1)):
+    """``cohort``, averaged over the flips ``tta`` names (None: as it is); ``input_shape`` is
+    one sample's, [C, H, W] for images."""
     if tta is None:
         return cohort
     if tta not in TTA_FLIPS:
         raise ConfigError(f"--tta '{tta}': use {' or '.join(TTA_FLIPS)}")
+    if len(input_shape) != 3:
+        raise ConfigError(f"--tta mirrors images [C, H, W]; this run's inputs are {list(input_shape)} (vectors): "
+                          "drop --tta")
     if task_name == "detection":
         raise ConfigError("--tta averages class probabilities over flips; a detector's boxes would have to be "
                           "mirrored back and fused: not available for detection")
