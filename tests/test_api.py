@@ -96,8 +96,11 @@ def test_import_path_factories_get_num_classes_and_wrong_paths_are_named():
         build_model("tests.test_api:_Net.wide", {}, 1, 4)
     with pytest.raises(ConfigError, match="module 'tests.test_api' has no attribute 'Nett'"):
         build_model("tests.test_api:Nett", {}, 1, 4)
-    with pytest.raises(ConfigError, match="cannot import module 'tests.nowhere'"):
+    with pytest.raises(ConfigError, match=r"cannot import module 'tests.nowhere' \(No module named 'tests.nowhere'\)$"):
         build_model("tests.nowhere:f", {}, 1, 4)
+    with pytest.raises(ConfigError, match=r"cannot import module 'nopackage_xyz.models' .*: install it "
+                                          r"\(pip install nopackage_xyz\), or check the name"):
+        build_model("nopackage_xyz.models:resnet18", {}, 1, 4)
 
 
 def test_a_module_given_twice_is_refused():

@@ -119,8 +119,8 @@ def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_s
     assert main(["eval", str(run), "--operating-point", "youden", "--temperature-scaling", "--json",
                  f"data.root={tmp_path / 'external.npz'}"]) == 0
     other = json.loads(capsys.readouterr().out)
-    own = evaluate_run(run, temperature_scaling=True)
-    assert other["ensemble"]["op_threshold"] == pytest.approx(scores["ensemble"]["op_threshold"])
+    own = evaluate_run(run, operating_point="youden", temperature_scaling=True)
+    assert other["ensemble"]["op_threshold"] == pytest.approx(own["ensemble"]["op_threshold"])
     assert other["ensemble"]["cal_temperature"] == pytest.approx(own["ensemble"]["cal_temperature"])
     # the data moved: data.root=NEW places the run's own data, validation split included, and says so
     (tmp_path / "d.npz").rename(tmp_path / "moved.npz")

@@ -82,9 +82,20 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys
 def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path):
     from peerdistill.engine.resume import load_resume_state, save_resume_state
 
-    run = killed_after_second_epoch(small(tmp_path, "m"))
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16).reshape(-1, 8, 8).astype(np.float32)
+    np.savez(tmp_path / "digits.npz", train_images=x[:1200], train_labels=y[:1200], val_images=x[1200:1500],
+             val_labels=y[1200:1500], test_images=x[1500:], test_labels=y[1500:])
+    cfg = small(tmp_path, "m")
+    cfg.data = type(cfg.data)(kind="npz", root=str(tmp_path / "digits.npz"))
+    run = killed_after_second_epoch(cfg)
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "digits.npz").rename(tmp_path / "moved" / "digits.npz")  # the data folder moved
     saved = yaml.safe_load(open(f"{run}/config.yaml"))
-    saved["data"]["root"] = "moved/elsewhere"  # digits read no root: a stand-in for a moved data folder
+    saved["data"]["root"] = str(tmp_path / "moved" / "digits.npz")
     saved["train"]["checkpoint_every_minutes"] = 1.0
     del saved["data"]["normalize"]  # as a version before that option wrote it
     open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))

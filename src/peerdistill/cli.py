@@ -135,8 +135,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             console.print(calibration_table(scores, f"{title}: tempered by the temperature each model's "
                                                     "probabilities fit on the run's validation split"))
         if ns.operating_point:
+            names = meta.get("class_names") or ["0", "1"]
             console.print(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the "
-                                                        "run's validation split (positive: the second class)"))
+                                                        f"run's validation split (positive: '{names[-1]}')"))
     if ns.save_images:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"pictures: {Path(ns.run_dir) / 'eval' / ns.split}/MODEL/", highlight=False, soft_wrap=True)
     if not RunDir.open(ns.run_dir).is_complete:

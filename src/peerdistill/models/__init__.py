@@ -32,7 +32,10 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"arch '{arch}': cannot import module '{module_name}' ({exc})") from None
+            missing = getattr(exc, "name", None) or ""
+            hint = (f": install it (pip install {missing}), or check the name"  # a top-level package is absent
+                    if missing and "." not in missing and module_name.split(".")[0] == missing else "")
+            raise ConfigError(f"arch '{arch}': cannot import module '{module_name}' ({exc}){hint}") from None
         factory, owner = module, f"module '{module_name}'"
         for part in attr.split("."):
             found = getattr(factory, part, None)
