@@ -46,3 +46,25 @@ def fast_tree(tmp_path) -> dict:
 def _reset_determinism():
     yield
     torch.use_deterministic_algorithms(False)
+
+
+def train_two_class_npz_run(folder, seed: int, test_size: int = 40, shift: float = 0.6, epochs: int = 3):
+    """A two-class run on random 6x6 arrays (the positive class brighter by ``shift``) saved as
+    folder/d.npz, trained briefly as folder/b; returns (run directory, the arrays)."""
+    import numpy as np
+
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", 80), ("val", 40), ("test", test_size)):
+        y = rng.integers(0, 2, n)
+        arrays[f"{split}_images"] = (rng.normal(0, 1, (n, 6, 6)) + y[:, None, None] * shift).astype(np.float32)
+        arrays[f"{split}_labels"] = y
+    np.savez(folder / "d.npz", **arrays)
+    train_from_config(validate({"name": "b", "out_dir": str(folder), "distill": {"preset": "ml"},
+                                "data": {"kind": "npz", "root": str(folder / "d.npz")},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": epochs, "batch_size": 16}}), progress=False)
+    return folder / "b", arrays

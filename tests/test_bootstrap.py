@@ -134,23 +134,12 @@ def test_one_sample_cannot_be_resampled_and_an_auc_counts_its_resamples():
 
 
 def test_the_figures_at_an_operating_point_get_intervals_at_the_fixed_threshold(tmp_path, capsys):
-    from peerdistill.build import train_from_config
     from peerdistill.cli import main
-    from peerdistill.config import validate
     from peerdistill.engine.evaluate import split_probabilities
     from peerdistill.runs import _run_data, load_cohort, task_for
+    from tests.conftest import train_two_class_npz_run
 
-    rng = np.random.default_rng(4)
-    arrays = {}
-    for split, n in (("train", 80), ("val", 40), ("test", 40)):
-        y = rng.integers(0, 2, n)
-        arrays[f"{split}_images"] = (rng.normal(0, 1, (n, 6, 6)) + y[:, None, None] * 0.8).astype(np.float32)
-        arrays[f"{split}_labels"] = y
-    np.savez(tmp_path / "d.npz", **arrays)
-    train_from_config(validate({"name": "b", "out_dir": str(tmp_path), "distill": {"preset": "ml"},
-                                "data": {"kind": "npz", "root": str(tmp_path / "d.npz")},
-                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
-                                "train": {"epochs": 3, "batch_size": 16}}), progress=False)
+    train_two_class_npz_run(tmp_path, seed=4, shift=0.8)
     assert main(["eval", str(tmp_path / "b"), "--operating-point", "youden", "--bootstrap", "50", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)["ensemble"]
     cohort, meta = load_cohort(tmp_path / "b")

@@ -177,27 +177,15 @@ def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_
 
     import torch
 
-    from peerdistill.build import train_from_config
     from peerdistill.calibration import fit_temperature, tempered
     from peerdistill.cli import main
-    from peerdistill.config import validate
     from peerdistill.engine.evaluate import split_probabilities
     from peerdistill.operating_point import choose_threshold, parse_rule
     from peerdistill.runs import _run_data, evaluate_run, load_cohort, task_for
+    from tests.conftest import train_two_class_npz_run
 
-    rng = np.random.default_rng(5)
-    arrays = {}
-    for split, n in (("train", 80), ("val", 40), ("test", 20)):
-        y = rng.integers(0, 2, n)
-        arrays[f"{split}_images"] = (rng.normal(0, 1, (n, 6, 6)) + y[:, None, None] * 0.6).astype(np.float32)
-        arrays[f"{split}_labels"] = y
-    np.savez(tmp_path / "d.npz", **arrays)
+    run, arrays = train_two_class_npz_run(tmp_path, seed=5, test_size=20)
     np.savez(tmp_path / "new.npz", images=arrays["test_images"])
-    train_from_config(validate({"name": "b", "out_dir": str(tmp_path), "distill": {"preset": "ml"},
-                                "data": {"kind": "npz", "root": str(tmp_path / "d.npz")},
-                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
-                                "train": {"epochs": 3, "batch_size": 16}}), progress=False)
-    run = tmp_path / "b"
     youden = evaluate_run(run, operating_point="youden")["ensemble"]["op_threshold"]
     # exported: the threshold eval chose, in the JSON; predict calls the positive class by it
     assert main(["export", str(run), "--model", "ensemble", "--operating-point", "youden", "--out",

@@ -146,6 +146,17 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str) -> None:
+    """export's and predict's --temperature-scaling and --operating-point (``export.chosen_on_validation``)."""
+    parser.add_argument("--temperature-scaling", action="store_true",
+                        help=f"classification: the temperature the model's probabilities fit on the run's validation "
+                             f"split (as eval --temperature-scaling fits it), {where}")
+    parser.add_argument("--operating-point", metavar="RULE", default=None,
+                        help=f"two-class classification: the threshold RULE (youden, sensitivity=S, specificity=S) "
+                             f"picks on the run's validation split, the positive (second) class called where its "
+                             f"probability reaches it, {where}")
+
+
 def _decoding(overrides) -> dict | None:
     """``detect.KEY=VALUE`` overrides of eval: how a detection run's boxes are decoded and fused
     (no retraining needed), checked as the config's ``detect`` section checks them."""
@@ -336,25 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-agreement", type=float, default=0.99, metavar="SHARE",
                      help="int8: the share of test predictions (samples; pixels for segmentation) that must keep "
                           "the fp32 graph's class (default 0.99)")
-    exp.add_argument("--operating-point", metavar="RULE", default=None,
-                     help="two-class classification, ONNX: write into the JSON beside the file the threshold RULE "
-                          "picks on the run's validation split (youden, sensitivity=S, specificity=S); predict calls "
-                          "the positive class by it")
-    exp.add_argument("--temperature-scaling", action="store_true",
-                     help="classification, ONNX: fit the model's temperature on the run's validation split (as eval "
-                          "--temperature-scaling does) and put it into the graph: calibrated probabilities")
+    _chosen_on_validation_options(exp, "put into the ONNX graph (temperature) and its JSON (threshold, applied by "
+                                       "predict)")
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
     pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx")
     pred.add_argument("inputs", nargs="+", metavar="INPUT")
-    pred.add_argument("--temperature-scaling", action="store_true",
-                      help="a run directory's classifier: temper its probabilities by the temperature fitted on the "
-                           "run's validation split (an exported file carries its own)")
-    pred.add_argument("--operating-point", metavar="RULE", default=None,
-                      help="a run directory's two-class classifier: call the positive (second) class where its "
-                           "probability reaches the threshold RULE picks on the run's validation split (youden, "
-                           "sensitivity=S, specificity=S); an exported file carries its own")
+    _chosen_on_validation_options(pred, "applied to a run directory's model (an exported file carries its own)")
     pred.add_argument("--out", required=True, help="classification and detection: a CSV file; segmentation: a folder for masks")
     pred.add_argument("--model", default=None,
                       help="with a RUN_DIR: a model name, 'best' (default) or 'ensemble' (for detection, the "
