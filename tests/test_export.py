@@ -119,6 +119,7 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
     for i, img in enumerate(raw):
         Image.fromarray((img.numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
     assert main(["predict", str(digits_run), str(folder), "--out", str(tmp_path / "p.csv"), "--model", "ensemble"]) == 0
+    assert "warning" not in capsys.readouterr().err  # grey 8x8 images, as the model learnt them
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert len(rows) == 3 and set(rows[0]) == {"input", "predicted"} | {f"p_{c}" for c in range(10)}
     assert all(abs(sum(float(r[f"p_{c}"]) for c in range(10)) - 1) < 1e-4 for r in rows)
@@ -130,6 +131,12 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
         assert abs(float(a["p_3"]) - float(b["p_3"])) < 1e-4
     assert main(["predict", str(onnx), str(tmp_path / "missing.png"), "--out", str(tmp_path / "r.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # images unlike the training ones are predicted, but said to be: grey 8x8 digits was what it learnt
+    Image.fromarray(np.zeros((16, 12, 3), np.uint8)).save(folder / "colour.png")
+    assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "s.csv")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"1 of 4 inputs are colour images read as grey, as the model was trained (e.g. '{folder / 'colour.png'}')" in err
+    assert f"1 of 4 inputs differ in size from the model's 8x8 input and were resized to it (e.g. '{folder / 'colour.png'}', 16x12)" in err
 
 
 def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_back_at_theirs(tmp_path, monkeypatch):

@@ -3,15 +3,16 @@ training read its images, with each input's own size and a name for its mask."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .data.image_io import IMAGE_SUFFIXES, image_files, image_size, read_image
+from .data.image_io import IMAGE_SUFFIXES, image_files, read_image, size_and_colour
 from .data.sources import check_npz
 from .data.splits import to_nchw
-from .errors import DataError
+from .errors import DataError, PeerdistillWarning
 
 
 class Inputs(NamedTuple):
@@ -25,7 +26,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
     255, other types kept), resized to ``size`` when given."""
-    names, stems, arrays, sizes = [], [], [], []
+    names, stems, arrays, sizes, converted = [], [], [], [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -47,9 +48,30 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
         for f in files:
             names.append(str(f))
             stems.append(f.stem)
-            sizes.append(image_size(f))
+            (height, width), colour = size_and_colour(f)
+            sizes.append((height, width))
+            if colour != (channels == 3):
+                converted.append(str(f))
             arrays.append(read_image(f, size, grey=channels == 1))
+    _say_what_changed(names, sizes, converted, channels, size)
     return Inputs(names, stems, arrays, sizes)
+
+
+def _say_what_changed(names: list[str], sizes: list[tuple[int, int]], converted: list[str], channels: int,
+                      size: tuple[int, int] | None) -> None:
+    """Inputs unlike the training images are still predicted (a model cannot refuse them), but
+    not in silence: colour read as grey or grey as colour, and another size resized."""
+    if converted:
+        how = "colour images read as grey" if channels == 1 else "grey images read as colour (one channel repeated)"
+        warnings.warn(f"{len(converted)} of {len(names)} inputs are {how}, as the model was trained (e.g. "
+                      f"'{converted[0]}'): check they are the kind of image it learnt from", PeerdistillWarning,
+                      stacklevel=3)
+    other = [(n, s) for n, s in zip(names, sizes) if size is not None and tuple(s) != tuple(size)]
+    if other:
+        name, (h, w) = other[0]
+        warnings.warn(f"{len(other)} of {len(names)} inputs differ in size from the model's {size[0]}x{size[1]} "
+                      f"input and were resized to it (e.g. '{name}', {h}x{w}): check they are the kind of image "
+                      "it learnt from", PeerdistillWarning, stacklevel=3)
 
 
 def _npz_images(path: Path) -> np.ndarray:

@@ -68,6 +68,16 @@ def image_size(path: Path, upright: bool = True) -> tuple[int, int]:
         return im.height, im.width
 
 
+COLOUR_MODES = frozenset({"RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+def size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
+    """(height, width) as the file is shown, and whether it is stored in colour (Pillow's mode;
+    a palette counts as colour), from one opening of its header."""
+    with opened(path) as im:
+        return (im.height, im.width), im.mode in COLOUR_MODES
+
+
 def check_same_size(image: Path, other: Path, what: str) -> None:
     """Compared as the files are, before any resizing could hide a mismatch."""
     (h, w), (oh, ow) = image_size(image), image_size(other)
