@@ -137,6 +137,8 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
     err = " ".join(capsys.readouterr().err.split())
     assert f"1 of 4 inputs are colour images read as grey, as the model was trained (e.g. '{folder / 'colour.png'}')" in err
     assert f"1 of 4 inputs differ in size from the model's 8x8 input and were resized to it (e.g. '{folder / 'colour.png'}', 16x12)" in err
+    assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "t.csv"), "--visible-masks"]) == 2
+    assert "--visible-masks is for segmentation masks; this model is a classification model" in capsys.readouterr().err
 
 
 def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_back_at_theirs(tmp_path, monkeypatch):
@@ -194,6 +196,14 @@ def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_ba
         assert mask.shape == (48, 40)
         assert (mask == expected).mean() > 0.999
     assert seen == [(24, 20), (24, 20)]
+    # --visible-masks: 0 and 255, which data.binary_masks reads back as the same classes
+    assert main(["predict", str(onnx), str(image), "--out", str(tmp_path / "seen"), "--visible-masks"]) == 0
+    visible = np.asarray(Image.open(tmp_path / "seen" / "c0_mask.png"))
+    assert set(np.unique(visible)) <= {0, 255} and ((visible == 255) == (expected == 1)).mean() > 0.999
+    from peerdistill.data.image_io import binarized, read_mask_values
+
+    back = binarized([read_mask_values(tmp_path / "seen" / "c0_mask.png", None)])[0]
+    assert (back == (visible == 255)).all()
 
 
 def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):

@@ -51,13 +51,14 @@ def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | Non
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
                   batch_size: int = 64, modules: dict | None = None, temperature_scaling: bool = False,
-                  operating_point: str | None = None) -> Path:
+                  operating_point: str | None = None, visible_masks: bool = False) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
     segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
     instances of a run's models built in Python (as for ``load_cohort``). A run directory's
     classifier can be tempered (``temperature_scaling``) and call the positive class at the
     threshold ``operating_point`` picks, both on the run's validation split; an ONNX file
-    carries what its export chose (its JSON's ``temperature`` and ``threshold``)."""
+    carries what its export chose (its JSON's ``temperature`` and ``threshold``).
+    ``visible_masks`` (segmentation): mask PNGs with the classes spread over 0..255."""
     model_path, out = Path(model_path), Path(out)
     if model_path.suffix == ".onnx":
         if model is not None:
@@ -71,6 +72,8 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     else:
         info, run = _run_model(model_path, model or "best", modules, temperature_scaling, operating_point)
     dense = info["task"] == "segmentation"
+    if visible_masks and not dense:
+        raise ConfigError(f"--visible-masks is for segmentation masks; this model is a {info['task']} model: drop it")
     _check_out(out, dense, inputs)
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
     # Segmentation models see images at the size they were trained at (their own size, or
@@ -94,7 +97,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] == "probabilities" else p.float().softmax(dim=0) for p in results]
     if dense:
-        return _write_masks(read, probs, out)
+        return _write_masks(read, probs, out, visible_masks)
     return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
 
@@ -226,8 +229,10 @@ def _write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict
     return out
 
 
-def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path) -> Path:
-    """One label PNG per input at that input's size (probabilities resized before the argmax)."""
+def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False) -> Path:
+    """One label PNG per input at that input's size (probabilities resized before the argmax):
+    class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
+    what a viewer shows and what ``data.binary_masks`` reads back)."""
     files = [f"{stem}_mask.png" for stem in read.stems]
     clashes = sorted({f for f in files if files.count(f) > 1})
     if clashes:
@@ -236,8 +241,10 @@ def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path) -> Path:
                         "--out folders")
     out.mkdir(parents=True, exist_ok=True)
     for file, p, size in zip(files, probs, read.sizes):
-        mask = align_to(p[None].float(), size)[0].argmax(dim=0).to(torch.uint8).numpy()
-        atomic_write_bytes(out / file, _png(mask))
+        classes = align_to(p[None].float(), size)[0].argmax(dim=0)
+        if visible:
+            classes = (classes * 255 + (len(p) - 1) // 2) // max(len(p) - 1, 1)  # class k of K: round(255 k / (K-1))
+        atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy()))
     return out
 
 
