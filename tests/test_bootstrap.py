@@ -121,7 +121,7 @@ def test_one_sample_cannot_be_resampled_and_an_auc_counts_its_resamples():
 
     task = ClassificationTask(2)
     one = sample_meters(task, torch.tensor([[0.2, 0.8]]), torch.tensor([1]))
-    with pytest.raises(DataError, match="this split holds 1: score a split with more samples"):
+    with pytest.raises(DataError, match="resamples the scored samples, and this split holds 1: score a split with more of them"):
         intervals(task, one, 10)
     # three positives and one negative: resamples drawing no negative leave the AUC undefined
     probs = torch.tensor([[0.1, 0.9], [0.3, 0.7], [0.4, 0.6], [0.8, 0.2]])

@@ -122,3 +122,43 @@ def test_a_class_left_out_of_training_by_the_groups_is_named_with_the_counts(tmp
     assert "Images per split and class" in failures[0] and "try another data.split_seed" in failures[0]
     counts = passed.info["class_counts"]
     assert sum(c["rare"] for c in counts.values()) == 6 and counts["train"]["rare"] > 0
+
+
+def test_a_bootstrap_of_a_grouped_run_draws_whole_patients(tmp_path):
+    import torch
+
+    from peerdistill.build import train_from_config
+    from peerdistill.runs import _run_data, evaluate_run, load_cohort, task_for
+
+    rng = np.random.default_rng(3)
+    for folder in ("images", "masks"):
+        (tmp_path / "seg" / folder).mkdir(parents=True)
+    for p in range(16):
+        for i in range(3):
+            image = rng.integers(0, 60, (16, 16)).astype(np.uint8)
+            mask = np.zeros((16, 16), np.uint8)
+            mask[4 + p % 5:10 + p % 5, 3:9 + i] = 255
+            image[mask > 0] += 150
+            Image.fromarray(image).save(tmp_path / "seg" / "images" / f"case{p}-{i}.png")
+            Image.fromarray(mask).save(tmp_path / "seg" / "masks" / f"case{p}-{i}.png")
+    train_from_config(validate({"name": "g", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                                "data": {"kind": "folders", "root": str(tmp_path / "seg"), "grey": True,
+                                         "binary_masks": True, "group_pattern": r"case(\d+)-", "test_fraction": 0.3},
+                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}],
+                                "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 8}}),
+                      progress=False)
+    scores = evaluate_run(tmp_path / "g", bootstrap=30)["student1"]
+    cohort, meta = load_cohort(tmp_path / "g")
+    data, task = _run_data(meta), task_for(meta)
+    groups = [n.split("-")[0] for n in data.info["files"]["test"]]
+    assert scores["ci95_groups"] == len(set(groups)) >= 2
+    with torch.no_grad():
+        probs = cohort.students[0].module.eval()(data.test.x).softmax(1)
+    members = [np.flatnonzero(np.asarray(groups) == g) for g in dict.fromkeys(groups)]
+    draws, dice = np.random.default_rng(0), []
+    for _ in range(30):
+        idx = np.concatenate([members[g] for g in draws.integers(0, len(members), len(members))])
+        meter = task.new_meter()
+        meter.update(probs[idx], data.test.y[idx])
+        dice.append(meter.compute()["dice"])
+    assert (scores["ci95_low_dice"], scores["ci95_high_dice"]) == pytest.approx(tuple(np.percentile(dice, [2.5, 97.5])))

@@ -38,31 +38,42 @@ def sample_meters(task, probs, targets) -> list:
     return meters
 
 
-def intervals(task, meters: list, resamples: int, seed: int = SEED) -> dict[str, Interval]:
+def intervals(task, meters: list, resamples: int, seed: int = SEED,
+              groups: list[str] | None = None) -> dict[str, Interval]:
     """Every metric's percentile interval over ``resamples`` resamples of the samples behind
-    ``meters`` (``sample_meters``); a metric no resample could compute is left out."""
+    ``meters`` (``sample_meters``), or of their ``groups`` (``resampled``); a metric no resample
+    could compute is left out."""
     def figures(drawn: np.ndarray) -> dict[str, float]:
         merged = task.new_meter()
         for i in drawn:
             merged.merge(meters[i])
         return merged.compute()
 
-    return resampled(figures, len(meters), resamples, seed)
+    return resampled(figures, len(meters), resamples, seed, groups)
 
 
-def resampled(figures, n: int, resamples: int, seed: int = SEED) -> dict[str, Interval]:
+def resampled(figures, n: int, resamples: int, seed: int = SEED,
+              groups: list[str] | None = None) -> dict[str, Interval]:
     """Percentile intervals of ``figures(indices)`` (a dict of numbers) over ``resamples``
     draws of ``n`` indices out of ``n`` with replacement; the draws depend on ``seed`` and
-    ``n`` alone, so every model and every figure of one split is resampled alike."""
+    ``n`` alone, so every model and every figure of one split is resampled alike. With
+    ``groups`` (each sample's group: a patient), whole groups are drawn instead, as many as
+    there are, each bringing all its samples: a patient's images are not independent, and
+    resampling them one by one would make the interval too narrow (a cluster bootstrap)."""
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
-    if n < 2:
-        raise DataError(f"a bootstrap resamples the scored samples, and this split holds {n}: score a "
-                        "split with more samples, or drop --bootstrap")
+    members = [np.flatnonzero(np.asarray(groups) == g) for g in dict.fromkeys(groups)] if groups else None
+    units = len(members) if members else n
+    if units < 2:
+        what = "groups" if members else "samples"
+        raise DataError(f"a bootstrap resamples the scored {what}, and this split holds {units}: score a "
+                        "split with more of them, or drop --bootstrap")
     rng = np.random.default_rng(seed)
     values: dict[str, list[float]] = {}
     for _ in range(resamples):
-        for metric, value in figures(rng.integers(0, n, n)).items():
+        drawn = rng.integers(0, units, units)
+        indices = np.concatenate([members[g] for g in drawn]) if members else drawn
+        for metric, value in figures(indices).items():
             values.setdefault(metric, []).append(value)
     tail = (1 - CONFIDENCE) / 2 * 100
     out = {}

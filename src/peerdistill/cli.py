@@ -124,8 +124,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         title = f"{ns.run_dir}: {ns.split} split" + (f", test-time {ns.tta}" if ns.tta else "")
         summary = task_for(meta).summary_metrics
         if ns.bootstrap:
+            groups = next(iter(scores.values())).get("ci95_groups")
+            of = f"its {groups} groups (data.group_pattern)" if groups else "its samples"
             console.print(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of "
-                                                 "its samples]", summary))
+                                                 f"{of}]", summary))
         else:
             console.print(results_table(title, scores, metrics=summary))
         if ns.per_class:

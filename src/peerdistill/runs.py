@@ -18,7 +18,7 @@ from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
-from .data.splits import TensorData, kept_whole
+from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
 from .engine.evaluate import split_probabilities
 from .engine.records import load_member_weights
@@ -143,8 +143,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     samples: dict[str, list] | None = {} if bootstrap else None
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap, samples=samples)
+    groups = _scored_groups(data, split, data_spec or saved_data_spec(meta)) if bootstrap else None
     for name, meters in (samples or {}).items():
-        _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap))
+        _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap, groups=groups))
+        if groups:
+            scores[name]["ci95_groups"] = len(set(groups))
     if rule or temperature_scaling:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         scored = split_probabilities(cohort, task, data.split(split), dev)
@@ -158,7 +161,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                 if prefix == "op" and bootstrap:  # the figures at the chosen threshold, resampled alike
                     _add_intervals(scores[name], "op_", bootstrap, resampled(
                         lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
-                        len(scored[1]), bootstrap))
+                        len(scored[1]), bootstrap, groups=groups))
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 
@@ -181,6 +184,15 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
         raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                         "relative path counts from the current folder): run eval from the folder training ran "
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+
+
+def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | None:
+    """The group (``data.group_pattern``: a patient) of each scored sample, in the split's
+    order, for a bootstrap that draws whole groups; None where the data has no groups."""
+    files = (data.info.get("files") or {}).get(split)
+    if not spec.group_pattern or not files or split == "all":
+        return None
+    return group_ids(files, spec.group_pattern)
 
 
 def _add_intervals(figures: dict[str, float], prefix: str, resamples: int, found: dict) -> None:
