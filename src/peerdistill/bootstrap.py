@@ -6,7 +6,8 @@ many samples as the split holds, with replacement, and scores them as the whole 
 (the task's own meter: a Dice over resampled images, a COCO AP over resampled frames); the
 interval is the 2.5th to 97.5th percentile of those figures (Efron & Tibshirani 1993). Every
 sample is scored once, into a meter of its own; a resample merges the meters it drew, so no
-model runs again."""
+model runs again. Samples of one patient are drawn together when the run knows its patients
+(``data.group_pattern``: a cluster bootstrap)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """How much a setting differs from a baseline, paired run by run, with a confidence interval.
 
-Settings of one comparison run the same seeds (and folds), so run i of one setting and run i of
-the baseline share the data split and the seed: their difference removes what the split and
-the seed contribute, and the spread of the differences is what is left to judge. The interval is
-Student's t over those differences; three seeds give a wide one, which is the honest answer.
+Settings of one comparison run the same seeds (and folds): a setting's run of seed s (and fold
+k) and the baseline's share the data split and the seed, so their difference removes what the
+split and the seed contribute, and the spread of the differences is what is left to judge. Runs
+are paired by the seed and fold in their names; settings on another data split are left out
+(``compare`` knows which). The interval is Student's t over the differences; three seeds give a
+wide one, which is the honest answer.
 """
 
 from __future__ import annotations
