@@ -165,7 +165,7 @@ def chosen_on_validation(module: nn.Module, output: str, meta: dict, data: DataS
     """``module`` tempered by the temperature its validation probabilities fit (``calibration``)
     and the threshold ``operating_point`` picks on them afterwards (``operating_point``), as
     ``eval`` chooses them; what export puts into the graph and its JSON, and predict applies."""
-    from .calibration import fit_temperature
+    from .calibration import fit_temperature, tempered
     from .operating_point import choose_threshold, parse_rule
 
     chosen = ChosenOnValidation(module)
@@ -179,11 +179,12 @@ def chosen_on_validation(module: nn.Module, output: str, meta: dict, data: DataS
         raise ConfigError("--operating-point is a threshold on the probability of the positive class: it is for "
                           "two-class classification runs")
     data = _run_splits(meta, data, "the temperature and threshold are chosen on the run's validation images")
+    probs, labels = _val_probabilities(module, output, data)
     if temperature_scaling:
-        chosen.temperature = fit_temperature(*_val_probabilities(module, output, data))
+        chosen.temperature = fit_temperature(probs, labels)
         chosen.module = Tempered(module, chosen.temperature, output).eval()
+        probs = tempered(probs, chosen.temperature)  # what the tempered graph gives, without a second pass
     if rule:
-        probs, labels = _val_probabilities(chosen.module, output, data)
         chosen.threshold, chosen.rule = choose_threshold(probs[:, 1], labels, rule), str(rule)
     return chosen
 

@@ -8,19 +8,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from pydantic import ValidationError
 
-from .bootstrap import intervals, resampled
+from .bootstrap import intervals, resampled, sample_meters
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
-from .engine.evaluate import split_probabilities
+from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import with_tta
@@ -140,17 +141,17 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     task = task_for(meta, decoding)
     cohort = with_tta(cohort, tta, task.name, meta["input_shape"])
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
-    samples: dict[str, list] | None = {} if bootstrap else None
+    kept = _Kept(task, bootstrap > 0, bool(rule or temperature_scaling))
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
-                      overlap, samples=samples)
+                      overlap, observe=kept)
     groups = _scored_groups(data, split, data_spec or saved_data_spec(meta)) if bootstrap else None
-    for name, meters in (samples or {}).items():
+    for name, meters in kept.meters.items():
         _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap, groups=groups))
         if groups:
             scores[name]["ci95_groups"] = len(set(groups))
     if rule or temperature_scaling:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
-        scored = split_probabilities(cohort, task, data.split(split), dev)
+        scored = kept.probabilities()
         calibrated = calibrated_figures(val, scored) if temperature_scaling else {}
         if rule and calibrated:  # the threshold of the tempered probabilities, as export and predict choose it
             val, scored = (({n: tempered(p, calibrated[n]["temperature"]) for n, p in split[0].items()}, split[1])
@@ -184,6 +185,29 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
         raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                         "relative path counts from the current folder): run eval from the folder training ran "
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+
+
+class _Kept:
+    """What evaluation keeps of the scored split as it goes: a meter per sample (a bootstrap)
+    and every output's class probabilities with the labels (a threshold or a temperature)."""
+
+    def __init__(self, task, meters: bool, probabilities: bool):
+        self.task, self.keep_meters, self.keep_probabilities = task, meters, probabilities
+        self.meters: dict[str, list] = {}
+        self.probs: dict[str, list[np.ndarray]] = {}
+        self.labels: list[np.ndarray] = []
+
+    def __call__(self, name: str, probs, targets: torch.Tensor) -> None:
+        if self.keep_meters:
+            self.meters.setdefault(name, []).extend(sample_meters(self.task, probs, targets))
+        if self.keep_probabilities:
+            self.probs.setdefault(name, []).append(probs.float().cpu().numpy())
+            if name == ENSEMBLE:  # every batch has it: the labels once per batch
+                self.labels.append(targets.cpu().numpy())
+
+    def probabilities(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """As ``split_probabilities`` gives them: ``({output: [N, C]}, [N] labels)``."""
+        return {n: np.concatenate(parts) for n, parts in self.probs.items()}, np.concatenate(self.labels)
 
 
 def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | None:

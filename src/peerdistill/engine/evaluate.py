@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..bootstrap import sample_meters
 from ..cohort import Cohort
 from ..errors import NonFiniteError
 
@@ -33,12 +33,14 @@ def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = 
 @torch.no_grad()
 def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | None = None,
              overlap: float = 0.5, merge: Callable[[dict], dict] | None = None,
-             where: str = "this split", samples: dict[str, list] | None = None) -> dict[str, dict[str, float]]:
+             where: str = "this split",
+             observe: Callable[[str, Any, torch.Tensor], None] | None = None) -> dict[str, dict[str, float]]:
     """``{output or 'ensemble': {metric: value}}`` for every output (models and their heads)
     and the students' ensemble, accumulated batch by batch. ``merge`` combines the meters of
     every process (each scored its share of the split), so metrics cover the whole split.
     ``where`` names the split (and epoch) in the message about a model with non-finite outputs.
-    ``samples``, when given, also receives per output a meter per sample (``bootstrap.py``)."""
+    ``observe(name, probabilities, targets)``, when given, sees every output's probabilities of
+    every batch (what ``eval`` keeps for a bootstrap or a threshold, without a second pass)."""
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     head_ensembles = cohort.head_ensembles()
@@ -54,8 +56,8 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
             probs[key] = task.ensemble([probs[n] for n in names])
         for name, p in probs.items():
             meters[name].update(p, y)
-            if samples is not None:
-                samples.setdefault(name, []).extend(sample_meters(task, p, y))
+            if observe is not None:
+                observe(name, p, y)
     if merge is not None:
         meters = merge(meters)
     return {name: meter.compute() for name, meter in meters.items()}
