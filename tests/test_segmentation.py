@@ -170,7 +170,8 @@ def test_shapes_data_is_reproducible_and_has_both_classes():
     assert 0.02 < share < 0.4
 
 
-TINY = {"task": "segmentation", "data": {"kind": "shapes", "shapes_counts": [32, 8, 8], "augment": ["hflip"]},
+TINY = {"task": "segmentation",
+        "data": {"kind": "shapes", "shapes_counts": [32, 8, 8], "augment": ["hflip", "rotate", "gamma", "contrast"]},
         "teacher": {"arch": "unet", "args": {"width": 4, "depth": 2}},
         "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}},
                      {"arch": "unet", "args": {"width": 2, "depth": 1}}],

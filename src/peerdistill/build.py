@@ -17,6 +17,7 @@ from .graph import Edge, KnowledgeGraph, preset_edges, self_supervised_weights
 from .models import build_model
 from .models.heads import HeadedModel
 from .tasks import ClassificationTask, SegmentationTask
+from .tasks.augment import Augmentation
 from .tasks.segmentation import IGNORE
 from .tasks.classification import balanced_class_weights
 
@@ -121,6 +122,16 @@ def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
                           logit_distiller=getattr(task, "distill", None))
 
 
+def augmentation(cfg: RunConfig, data: DataSplits) -> Augmentation:
+    """data.augment at data.augment_range's strengths, in the units of the standardised inputs."""
+    if cfg.data.augment and len(data.input_shape) != 3:
+        raise ConfigError(f"data.augment turns and shades images, but the inputs are vectors of "
+                          f"{data.input_shape[0]} features: remove data.augment")
+    std = (data.stats or {}).get("std")
+    return Augmentation(tuple(cfg.data.augment), dict(cfg.data.augment_range),
+                        unit=tuple(1 / s for s in std) if std else None)
+
+
 def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
     if cfg.task == "detection":
         from .tasks.detection import DetectionTask, layout_of
@@ -129,7 +140,7 @@ def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
         if cfg.data.class_weights:
             raise ConfigError("data.class_weights is not available for detection (the focal loss balances classes)")
         det = cfg.detect
-        return DetectionTask(layout_of(modules), data.input_shape[1:], data.class_names, augment=tuple(cfg.data.augment),
+        return DetectionTask(layout_of(modules), data.input_shape[1:], data.class_names, augment=augmentation(cfg, data),
                              score_threshold=det.score_threshold, nms_iou=det.nms_iou,
                              max_detections=det.max_detections, ensemble=det.ensemble,
                              ensemble_iou=det.ensemble_iou,
@@ -141,7 +152,7 @@ def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
             raise ConfigError("data.class_weights needs in-memory data")
         weights = balanced_class_weights(data.train.y, data.num_classes,
                                          ignore_index=IGNORE if cfg.task == "segmentation" else None)
-    augment = tuple(cfg.data.augment)
+    augment = augmentation(cfg, data)
     if cfg.task == "segmentation":
         return SegmentationTask(data.num_classes, data.class_names, class_weights=weights, augment=augment,
                                 loss=cfg.train.segmentation_loss)

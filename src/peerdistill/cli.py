@@ -103,8 +103,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             # augmentation (eval does not augment) go; what the user gave is checked
             given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
             tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
-            if "augment" not in given and not ns.data:
+            if not ({"augment", "augment_range"} & given) and not ns.data:
                 tree["data"].pop("augment", None)
+                tree["data"].pop("augment_range", None)
             if not ns.data and (tree["data"].get("kind") in NO_FOLD_KINDS or tree["data"].get("folds") is None):
                 # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
                 for key in ("folds", "fold"):

@@ -258,8 +258,8 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 # Data keys that change how a run reads or augments its images, not which images are in which
 # split: settings differing only in these still pair run by run.
-NOT_THE_SPLIT = {"augment", "class_weights", "image_size", "patch_size", "patches_per_image", "foreground_oversample",
-                 "window_overlap", "fold"}
+NOT_THE_SPLIT = {"augment", "augment_range", "class_weights", "image_size", "patch_size", "patches_per_image",
+                 "foreground_oversample", "window_overlap", "fold"}
 
 
 def _split_identity(cfg) -> dict[str, Any]:

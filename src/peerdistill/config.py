@@ -253,10 +253,18 @@ class DataSpec(_Strict):
                                      "std, by ImageNet's (pretrained torchvision / timm backbones), or by "
                                      "{mean: [...], std: [...]}"
     )
-    augment: list[Literal["hflip", "vflip", "rot90", "scale", "crop"]] = Field(
-        default_factory=list, description="random flips / 90-degree turns, identical on image and mask; "
-                                          "detection: hflip, vflip, scale, crop (boxes move with the image)"
+    augment: list[Literal["hflip", "vflip", "rot90", "rotate", "brightness", "contrast", "gamma", "noise", "scale",
+                          "crop"]] = Field(
+        default_factory=list, description="each applied to a random half of every training batch, in the order "
+                                          "listed: flips, 90-degree turns, rotations (identical on image and mask), "
+                                          "brightness, contrast, gamma, Gaussian noise; detection: hflip, vflip, "
+                                          "scale, crop (boxes move with the image) and the intensity ones"
     )
+    augment_range: dict[Literal["rotate", "brightness", "contrast", "gamma", "noise"],
+                        Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="the largest change of each: rotate degrees (15), brightness shift (0.1) "
+                                          "and noise std (0.03) on the [0, 1] intensity scale, contrast factor 1 +- r "
+                                          "(0.2), gamma in [1 / (1 + r), 1 + r] (0.3)")
     group_pattern: str | None = Field(
         default=None, description="regex searched in each image's path (relative to data.root): its first group "
                                   "(or the whole match) is the image's group, a patient say, and the split keeps "
@@ -318,11 +326,7 @@ class DataSpec(_Strict):
         if self.image_size is not None and self.kind in ("digits", "npz", "shapes"):
             raise ValueError(f"data.image_size does not apply to data kind '{self.kind}', whose arrays are used at "
                              "their own size: remove it")
-        geometric = {"scale", "crop"} & set(self.augment)
-        if geometric and self.task != "detection":
-            raise ValueError(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip or rot90")
-        if "rot90" in self.augment and self.task == "detection":
-            raise ValueError("data.augment rot90 is not available for detection; use hflip, vflip, scale or crop")
+        self._check_augment()
         for key, kinds in KIND_ONLY_KEYS.items():
             if not key_applies(key, self.kind) and getattr(self, key) != type(self).model_fields[key].get_default(
                     call_default_factory=True):
@@ -341,6 +345,26 @@ class DataSpec(_Strict):
             except re.error as exc:
                 raise ValueError(f"data.pattern is not a valid regular expression: {exc}") from None
         return self
+
+    def _check_augment(self) -> None:
+        geometric = {"scale", "crop"} & set(self.augment)
+        if geometric and self.task != "detection":
+            raise ValueError(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip, rot90 or rotate")
+        turns = {"rot90", "rotate"} & set(self.augment)
+        if turns and self.task == "detection":  # a turned box is no longer an axis-aligned box
+            raise ValueError(f"data.augment {sorted(turns)} is not available for detection; use hflip, vflip, scale "
+                             "or crop")
+        unused = sorted(set(self.augment_range) - set(self.augment))
+        if unused:
+            raise ValueError(f"data.augment_range sets {unused}, which data.augment does not name: add "
+                             f"{', '.join(unused)} to data.augment or remove the range")
+        for name, value in self.augment_range.items():
+            if name == "contrast" and value >= 1:
+                raise ValueError(f"data.augment_range.contrast is {value}: keep it below 1 (the factor 1 - r must "
+                                 "stay positive)")
+            if name != "gamma" and value > (180 if name == "rotate" else 1):
+                raise ValueError(f"data.augment_range.{name} is {value}: at most "
+                                 f"{'180 degrees' if name == 'rotate' else '1, the whole intensity scale'}")
 
     def _check_folds(self) -> None:
         if self.folds is None:

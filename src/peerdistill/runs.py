@@ -241,8 +241,8 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
     try:
         return build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
-        same_elsewhere = ({**given.model_dump(), "root": None, "augment": []}
-                          == {**saved.model_dump(), "root": None, "augment": []})
+        same_elsewhere = ({**given.model_dump(), "root": None, "augment": [], "augment_range": {}}
+                          == {**saved.model_dump(), "root": None, "augment": [], "augment_range": {}})
         if not same_elsewhere:
             raise DataError(f"{exc}. An operating point or a temperature is chosen on the run's own validation "
                             f"split: run eval where the run's data.root ('{saved.root}') resolves, or give its new "

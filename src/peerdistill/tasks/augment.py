@@ -1,8 +1,22 @@
-"""Geometric augmentation applied identically to a batch of images and their masks, on device."""
+"""Augmentation of a batch on device: flips, quarter turns and small rotations applied
+identically to images and their masks, and intensity changes (``intensity``) to the images.
+
+Every transform is applied to a random half of the samples, one draw per sample, in the order
+named. Pick and strength are drawn from the caller's ``torch.Generator`` for every sample,
+picked or not, so a generator state gives the same batch whatever else the process draws
+(resumed runs repeat their batches).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import torch
+from kornia.geometry.transform import rotate
+
+from ..data.image_io import IGNORE
+from . import intensity
 
 # Each acts on the last two (spatial) axes, so the same call serves [B, C, H, W] images and [B, H, W] masks.
 TRANSFORMS = {
@@ -10,19 +24,108 @@ TRANSFORMS = {
     "vflip": lambda t: t.flip(-2),
     "rot90": lambda t: t.rot90(1, (-2, -1)),
 }
+GEOMETRIC = (*TRANSFORMS, "rotate")
+# The largest change each strength-taking transform makes, unless data.augment_range says otherwise:
+# rotate: degrees either way; brightness: a shift of the [0, 1] intensity scale; contrast: the
+# factor's distance from 1; gamma: the exponent lies in [1 / (1 + r), 1 + r]; noise: the largest
+# Gaussian standard deviation, in [0, 1] intensity units.
+DEFAULT_RANGES = {"rotate": 15.0, "brightness": 0.1, "contrast": 0.2, "gamma": 0.3, "noise": 0.03}
+BOX_ONLY = ("scale", "crop")  # detection's, which move boxes (box_augment)
+NAMES = (*GEOMETRIC, *intensity.NAMES, *BOX_ONLY)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """``names`` in the order applied; ``ranges`` override ``DEFAULT_RANGES``; ``unit``: per
+    input channel, one unit of raw intensity in the standardised inputs (1 / std; None: 1)."""
+
+    names: tuple[str, ...] = ()
+    ranges: dict[str, float] = field(default_factory=dict)
+    unit: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        unknown = [n for n in self.names if n not in NAMES]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown}: choose from {list(NAMES)}")
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def range_of(self, name: str) -> float:
+        return float(self.ranges.get(name, DEFAULT_RANGES[name]))
+
+    def images(self, x: torch.Tensor, masks: torch.Tensor | None,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every named transform, geometric ones identically to image and mask. ``rot90`` is
+        skipped for non-square images."""
+        for name in self.names:
+            if name in intensity.NAMES:
+                x = self._intensity(name, x, generator)
+            elif name in GEOMETRIC:
+                x, masks = self._geometric(name, x, masks, generator)
+            else:
+                raise ValueError(f"augmentation '{name}' moves boxes: it is for detection")
+        return x, masks
+
+    def intensity(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Only the intensity transforms (detection moves its boxes itself)."""
+        for name in self.names:
+            if name in intensity.NAMES:
+                x = self._intensity(name, x, generator)
+        return x
+
+    def _draw(self, b: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which samples change, and a uniform [0, 1) number for each."""
+        pick = torch.rand(b, generator=generator, device=generator.device) < 0.5
+        return pick.cpu(), torch.rand(b, generator=generator, device=generator.device).cpu()
+
+    def _geometric(self, name, x, masks, generator):
+        b = x.shape[0]
+        if name in TRANSFORMS:  # one draw per sample, as before rotate existed
+            if name == "rot90" and x.shape[-1] != x.shape[-2]:
+                return x, masks
+            pick = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+            moved_x, moved_m = TRANSFORMS[name](x), TRANSFORMS[name](masks) if masks is not None else None
+        else:
+            pick, u = self._draw(b, generator)
+            pick = pick.to(x.device)
+            degrees = ((2 * u - 1) * self.range_of("rotate")).to(x.device, torch.float32)
+            moved_x, moved_m = rotate_images(x, degrees), rotate_masks(masks, degrees) if masks is not None else None
+        x = torch.where(pick.view(b, *[1] * (x.ndim - 1)), moved_x, x)
+        if masks is not None:
+            masks = torch.where(pick.view(b, *[1] * (masks.ndim - 1)), moved_m, masks)
+        return x, masks
+
+    def _intensity(self, name: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b, r = x.shape[0], self.range_of(name)
+        pick, u = self._draw(b, generator)
+        unit = torch.tensor(self.unit if self.unit is not None else [1.0] * x.shape[1])
+        if name == "brightness":
+            moved = intensity.brightness(x, (2 * u - 1) * r, unit)
+        elif name == "contrast":
+            moved = intensity.contrast(x, 1 + (2 * u - 1) * r)
+        elif name == "gamma":
+            moved = intensity.gamma(x, torch.exp((2 * u - 1) * math.log1p(r)))
+        else:
+            moved = intensity.noise(x, u * r, unit, generator)
+        return torch.where(pick.to(x.device).view(b, *[1] * (x.ndim - 1)), moved, x)
+
+
+def rotate_images(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Turn each image [B, C, H, W] about its centre by ``degrees`` [B] (counter-clockwise,
+    bilinear); the corners brought in take each channel's minimum, the image's background."""
+    low = x.amin(dim=(-2, -1), keepdim=True)
+    return rotate((x - low).float(), degrees).to(x.dtype) + low
+
+
+def rotate_masks(masks: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Turn label maps [B, H, W] as ``rotate_images`` turns their images (nearest label); the
+    corners brought in are IGNORE, counted nowhere."""
+    shifted = (masks.float() - IGNORE).unsqueeze(1)  # zero padding becomes IGNORE once shifted back
+    return (rotate(shifted, degrees, mode="nearest").squeeze(1) + IGNORE).round().to(masks.dtype)
 
 
 def augment_images(x: torch.Tensor, masks: torch.Tensor | None, names: tuple[str, ...],
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Each named transform is applied to a random half of the samples (one draw per sample),
-    identically to image and mask. ``rot90`` is skipped for non-square images."""
-    b = x.shape[0]
-    for name in names:
-        if name == "rot90" and x.shape[-1] != x.shape[-2]:
-            continue
-        pick = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-        transform = TRANSFORMS[name]
-        x = torch.where(pick.view(b, *[1] * (x.ndim - 1)), transform(x), x)
-        if masks is not None:
-            masks = torch.where(pick.view(b, *[1] * (masks.ndim - 1)), transform(masks), masks)
-    return x, masks
+    """``Augmentation(names).images`` at the default strengths and unit intensity scale."""
+    return Augmentation(tuple(names)).images(x, masks, generator)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..metrics import CLASSIFICATION_METRICS, classification_metric_names, classification_metrics
-from .augment import augment_images
+from .augment import Augmentation
 
 
 class ProbabilityMeter:
@@ -34,12 +34,13 @@ class ClassificationTask:
     summary_metrics = CLASSIFICATION_METRICS  # the console table's columns
     default_monitor = "ensemble/accuracy"
 
-    def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = (),
+    def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (),
                  class_names: list[str] | None = None):
         self.num_classes = num_classes
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         self.class_weights = class_weights
-        self.augmentations = tuple(augment)
+        self.augmentation = augment if isinstance(augment, Augmentation) else Augmentation(tuple(augment))
+        self.augmentations = self.augmentation.names
 
     def name_classes(self, class_names: list[str]) -> None:
         """Per-class metrics are named after these."""
@@ -61,7 +62,7 @@ class ClassificationTask:
         return ProbabilityMeter(self.class_names)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-        return (augment_images(x, None, self.augmentations, generator)[0], y) if self.augmentations else (x, y)
+        return (self.augmentation.images(x, None, generator)[0], y) if self.augmentation else (x, y)
 
     def check_targets(self, y: torch.Tensor, split: str) -> None:
         """Class indices [B] in 0..K-1 (one-hot or soft labels are not read)."""

@@ -18,7 +18,8 @@ from ..detection_metrics import DetectionMeter, detection_metric_names
 from ..detection.assign import boxes_without_points
 from ..errors import ConfigError, PeerdistillWarning
 from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
-from .box_augment import augment_boxes
+from .augment import Augmentation
+from .box_augment import NAMES as BOX_NAMES, augment_boxes
 
 # How the student ensemble fuses boxes. ensemble-boxes' soft_nms is left out: it returns the
 # boxes it keeps with their scores before the decay (nms_method indexes the input scores), so
@@ -47,7 +48,7 @@ class DetectionTask:
     supervised_name = "det"
 
     def __init__(self, layout: HeadLayout, image_size: tuple[int, int], class_names: list[str] | None = None,
-                 augment: tuple[str, ...] = (), score_threshold: float = 0.05, nms_iou: float = 0.6,
+                 augment: tuple[str, ...] | Augmentation = (), score_threshold: float = 0.05, nms_iou: float = 0.6,
                  max_detections: int = 100, ensemble: str = "wbf", ensemble_iou: float = 0.7,
                  kd_cls_weight: float = 1.0,
                  kd_loc_weight: float = 1.0, kd_loc_region: str = "confidence"):
@@ -55,7 +56,8 @@ class DetectionTask:
         self.num_classes = layout.num_classes
         self.name_classes(class_names or [str(c) for c in range(layout.num_classes)])
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.augmentations = tuple(augment)
+        self.augmentation = augment if isinstance(augment, Augmentation) else Augmentation(tuple(augment))
+        self.augmentations = self.augmentation.names
         self.score_threshold, self.nms_iou, self.max_detections = score_threshold, nms_iou, max_detections
         if ensemble not in FUSION_RULES:
             raise ConfigError(f"detect.ensemble must be one of {', '.join(FUSION_RULES)}, not '{ensemble}'")
@@ -144,9 +146,11 @@ class DetectionTask:
         return DetectionMeter(self.class_names)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-        if not self.augmentations:
+        if not self.augmentation:
             return x, y
-        return augment_boxes(x, y, self.augmentations, generator)
+        x = self.augmentation.intensity(x, generator)
+        moves = tuple(n for n in self.augmentations if n in BOX_NAMES)
+        return augment_boxes(x, y, moves, generator) if moves else (x, y)
 
     def inspect_training_data(self, train) -> None:
         """Warn of training boxes no anchor point can learn (they would silently train as

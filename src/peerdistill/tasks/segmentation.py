@@ -13,7 +13,7 @@ from ..errors import DataError
 from ..segmentation_metrics import SegmentationMeter, segmentation_metric_names
 from ..losses.segmentation import soft_dice_loss
 from ..spatial import align_to
-from .augment import augment_images
+from .augment import Augmentation
 
 IGNORE = 255
 
@@ -23,7 +23,7 @@ class SegmentationTask:
     default_monitor = "ensemble/dice"
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None,
-                 class_weights: torch.Tensor | None = None, augment: tuple[str, ...] = (), hd95: bool = True,
+                 class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (), hd95: bool = True,
                  loss: str = "ce+dice"):
         if loss not in ("ce", "ce+dice"):
             raise DataError(f"segmentation loss must be 'ce' or 'ce+dice', not '{loss}'")
@@ -33,7 +33,8 @@ class SegmentationTask:
             raise DataError("segmentation needs at least two classes (background and one structure)")
         self.num_classes = num_classes
         self.class_weights = class_weights
-        self.augmentations = tuple(augment)
+        self.augmentation = augment if isinstance(augment, Augmentation) else Augmentation(tuple(augment))
+        self.augmentations = self.augmentation.names
         self.hd95 = hd95 and num_classes == 2
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         # The columns of the console table; every metric is in metrics.json / metrics.csv.
@@ -67,7 +68,7 @@ class SegmentationTask:
         return SegmentationMeter(self.class_names, self.hd95)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-        return augment_images(x, y, self.augmentations, generator) if self.augmentations else (x, y)
+        return self.augmentation.images(x, y, generator) if self.augmentation else (x, y)
 
     def check_targets(self, y: torch.Tensor, split: str) -> None:
         """Label maps [B, H, W] of class indices 0..K-1, or 255 for ignored pixels."""

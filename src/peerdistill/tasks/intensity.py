@@ -1,0 +1,52 @@
+"""Intensity augmentation of a batch of standardised images: brightness, contrast, gamma and
+noise, each with one random strength per sample.
+
+Inputs reach augmentation already standardised per channel, (x - mean) / std. Contrast and
+gamma are defined on each image's own statistics (its channel means, its channel minimum and
+maximum), which standardisation only shifts and scales, so they act exactly as they would on
+the raw intensities. Brightness and noise are amounts of the raw [0, 1] intensity scale,
+carried into standardised units by ``unit`` (1 / std per channel).
+"""
+
+from __future__ import annotations
+
+import torch
+
+NAMES = ("brightness", "contrast", "gamma", "noise")
+
+
+def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """[B] values shaped to broadcast over [B, C, H, W]."""
+    return values.to(x.device, x.dtype).view(-1, *[1] * (x.ndim - 1))
+
+
+def _per_channel(unit: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return unit.to(x.device, x.dtype).view(1, -1, *[1] * (x.ndim - 2))
+
+
+def brightness(x: torch.Tensor, shift: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+    """Add ``shift`` [B] (raw intensity units) to every pixel."""
+    return x + _per_sample(shift, x) * _per_channel(unit, x)
+
+
+def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Scale each channel's deviations from its mean by ``factor`` [B]."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    return (x - mean) * _per_sample(factor, x) + mean
+
+
+def gamma(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """Raise each channel, rescaled to [0, 1] by its own minimum and maximum, to ``exponent``
+    [B], and scale it back (a flat channel stays as it is)."""
+    low, high = x.amin(dim=(-2, -1), keepdim=True), x.amax(dim=(-2, -1), keepdim=True)
+    span = (high - low).clamp_min(1e-8)
+    return ((x - low) / span).clamp(0, 1).pow(_per_sample(exponent, x)) * span + low
+
+
+def noise(x: torch.Tensor, sigma: torch.Tensor, unit: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Add Gaussian noise of standard deviation ``sigma`` [B] (raw intensity units). The noise is
+    drawn on the images' device, from a generator seeded by ``generator``."""
+    local = torch.Generator(device=x.device)
+    local.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+    draw = torch.randn(x.shape, generator=local, device=x.device, dtype=x.dtype)
+    return x + draw * _per_sample(sigma, x) * _per_channel(unit, x)

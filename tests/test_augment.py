@@ -1,0 +1,183 @@
+"""Rotation and intensity augmentation against computations written out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from peerdistill.build import augmentation
+from peerdistill.config import load_config
+from peerdistill.data.image_io import IGNORE
+from peerdistill.detection import HeadLayout
+from peerdistill.errors import ConfigError
+from peerdistill.tasks import intensity
+from peerdistill.tasks.augment import Augmentation, rotate_images, rotate_masks
+from peerdistill.tasks.detection import DetectionTask
+
+MEAN, STD = torch.tensor([0.4, 0.6]), torch.tensor([0.2, 0.05])
+
+
+def standardised(raw: torch.Tensor) -> torch.Tensor:
+    return (raw - MEAN.view(1, -1, 1, 1)) / STD.view(1, -1, 1, 1)
+
+
+def raw_of(x: torch.Tensor) -> torch.Tensor:
+    return x * STD.view(1, -1, 1, 1) + MEAN.view(1, -1, 1, 1)
+
+
+@pytest.fixture
+def raw():
+    return torch.rand(3, 2, 9, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_brightness_shifts_the_raw_intensities(raw):
+    shift = torch.tensor([0.1, -0.05, 0.0], dtype=torch.float64)
+    out = raw_of(intensity.brightness(standardised(raw), shift, 1 / STD))
+    assert torch.allclose(out, raw + shift.view(-1, 1, 1, 1))
+
+
+def test_contrast_scales_deviations_from_each_channels_mean(raw):
+    factor = torch.tensor([0.8, 1.2, 1.0], dtype=torch.float64)
+    out = raw_of(intensity.contrast(standardised(raw), factor))
+    for b in range(3):
+        for c in range(2):
+            m = raw[b, c].mean()
+            assert torch.allclose(out[b, c], (raw[b, c] - m) * factor[b] + m)
+
+
+def test_gamma_acts_on_each_channel_rescaled_to_its_range(raw):
+    exponent = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    out = raw_of(intensity.gamma(standardised(raw), exponent))
+    for b in range(3):
+        for c in range(2):
+            lo, hi = float(raw[b, c].min()), float(raw[b, c].max())
+            expected = ((raw[b, c] - lo) / (hi - lo)) ** float(exponent[b]) * (hi - lo) + lo
+            assert torch.allclose(out[b, c], expected)
+
+
+def test_gamma_leaves_a_flat_channel_flat():
+    flat = torch.full((1, 1, 4, 4), 0.3)
+    assert torch.allclose(intensity.gamma(flat, torch.tensor([2.0])), flat)
+
+
+def test_noise_has_the_asked_standard_deviation_in_raw_units():
+    raw = torch.zeros(2, 2, 200, 200, dtype=torch.float64)
+    sigma = torch.tensor([0.05, 0.0], dtype=torch.float64)
+    out = raw_of(intensity.noise(standardised(raw), sigma, 1 / STD, torch.Generator().manual_seed(1)))
+    residual = out - raw
+    assert float(residual[0].std()) == pytest.approx(0.05, rel=0.02)
+    assert float(residual[0].mean()) == pytest.approx(0.0, abs=0.002)
+    assert torch.allclose(residual[1], torch.zeros_like(residual[1]), atol=1e-12)
+
+
+def naive_rotation(labels: np.ndarray, degrees: float, fill: int) -> np.ndarray:
+    """Nearest-neighbour rotation about the centre ((W - 1) / 2, (H - 1) / 2), counter-clockwise
+    as shown with row 0 on top: each output pixel reads the input pixel it came from."""
+    h, w = labels.shape
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    a = math.radians(degrees)
+    out = np.full_like(labels, fill)
+    for y in range(h):
+        for x in range(w):
+            # the inverse of the forward map x' = c + R(-a) (x - c) in image coordinates (y down)
+            sx = cx + math.cos(a) * (x - cx) - math.sin(a) * (y - cy)
+            sy = cy + math.sin(a) * (x - cx) + math.cos(a) * (y - cy)
+            ix, iy = round(sx), round(sy)
+            if 0 <= ix < w and 0 <= iy < h:
+                out[y, x] = labels[iy, ix]
+    return out
+
+
+def test_a_quarter_rotation_is_rot90():
+    x = torch.rand(2, 3, 6, 6)
+    assert torch.allclose(rotate_images(x, torch.tensor([90.0, 90.0])), x.rot90(1, (-2, -1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("degrees", [30.0, -12.0])
+def test_mask_rotation_matches_a_naive_nearest_neighbour_rotation(degrees):
+    labels = torch.randint(0, 3, (1, 17, 21), generator=torch.Generator().manual_seed(2))
+    rotated = rotate_masks(labels, torch.tensor([degrees]))[0].numpy()
+    expected = naive_rotation(labels[0].numpy(), degrees, IGNORE)
+    assert (rotated != expected).mean() < 0.01  # only rounding ties may differ
+    assert (rotated == IGNORE).any()  # corners brought in count nowhere
+
+
+def test_a_rotated_image_and_its_mask_stay_together():
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[0, 6:14, 18:28] = 1
+    image = labels[:, None].float() * 2.0 - 1.0  # background -1, object +1
+    turned_image = rotate_images(image, torch.tensor([25.0]))[0, 0]
+    turned_mask = rotate_masks(labels, torch.tensor([25.0]))[0]
+    inside = turned_mask != IGNORE
+    agree = ((turned_image > 0) == (turned_mask == 1))[inside].float().mean()
+    assert agree > 0.97  # bilinear image edges against nearest labels
+    assert torch.allclose(turned_image[~inside], torch.tensor(-1.0), atol=1e-5)  # filled with the minimum
+
+
+def test_strengths_stay_in_their_ranges_and_half_the_samples_change():
+    x = standardised(torch.rand(400, 2, 8, 8, generator=torch.Generator().manual_seed(3)))
+    aug = Augmentation(("contrast",), {"contrast": 0.25}, unit=tuple((1 / STD).tolist()))
+    out = aug.images(x, None, torch.Generator().manual_seed(4))[0]
+    ratio = (out.std(dim=(-2, -1)) / x.std(dim=(-2, -1)))[:, 0]
+    changed = (ratio - 1).abs() > 1e-5
+    assert 150 < int(changed.sum()) < 250
+    assert float(ratio.min()) >= 0.75 - 1e-5 and float(ratio.max()) <= 1.25 + 1e-5
+    assert float(ratio.max()) > 1.2 and float(ratio.min()) < 0.8  # the range is used
+
+
+def test_the_same_generator_state_gives_the_same_batch():
+    x, masks = torch.rand(6, 1, 12, 12), torch.randint(0, 2, (6, 12, 12))
+    aug = Augmentation(("hflip", "rotate", "brightness", "gamma", "noise"))
+    a = aug.images(x, masks, torch.Generator().manual_seed(7))
+    b = aug.images(x, masks, torch.Generator().manual_seed(7))
+    c = aug.images(x, masks, torch.Generator().manual_seed(8))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_box_only_augmentations_are_refused_for_images():
+    with pytest.raises(ValueError, match="detection"):
+        Augmentation(("scale",)).images(torch.rand(1, 1, 4, 4), None, torch.Generator())
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        Augmentation(("spin",))
+
+
+def test_detection_shades_images_and_leaves_boxes_alone():
+    task = DetectionTask(HeadLayout(2), (32, 32), ["a", "b"], augment=("brightness", "contrast"))
+    x = torch.rand(8, 3, 32, 32)
+    boxes = torch.tensor([[[2.0, 3.0, 20.0, 25.0, 1.0]]]).repeat(8, 1, 1)
+    out, out_boxes = task.augment(x, boxes, torch.Generator().manual_seed(0))
+    assert torch.equal(out_boxes, boxes)
+    assert not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.augment=[hflip]", "data.augment_range={rotate: 10}"], "does not name"),
+    (["data.augment=[contrast]", "data.augment_range={contrast: 1.0}"], "below 1"),
+    (["data.augment=[rotate]", "data.augment_range={rotate: 200}"], "180"),
+    (["data.augment=[noise]", "data.augment_range={noise: 0}"], "greater than 0"),
+    (["data.kind=boxes", "data.augment=[rotate]", "preset=independent"], "not available for detection"),
+])
+def test_bad_augmentation_settings_are_named(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_augmenting_feature_vectors_is_refused():
+    class Vectors:
+        input_shape, stats = (5,), {"mean": [0.0] * 5, "std": [1.0] * 5}
+
+    cfg = load_config(None, ["data.augment=[hflip]"])
+    with pytest.raises(ConfigError, match="vectors of 5 features"):
+        augmentation(cfg, Vectors())
+
+
+def test_the_strengths_are_in_standardised_units():
+    class Images:
+        input_shape, stats = (2, 8, 8), {"mean": MEAN.tolist(), "std": STD.tolist()}
+
+    cfg = load_config(None, ["data.augment=[brightness, rotate]", "data.augment_range={brightness: 0.3}"])
+    aug = augmentation(cfg, Images())
+    assert aug.range_of("brightness") == 0.3 and aug.range_of("rotate") == 15.0
+    assert aug.unit == pytest.approx((5.0, 20.0))
