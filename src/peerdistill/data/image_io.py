@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom, read_dicom
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", *DICOM_SUFFIXES}
 IGNORE = 255  # the mask label of pixels that count nowhere
 _ORIENTATION = 0x0112  # the EXIF tag
 # Modes whose values are the labels themselves (colour masks are reduced to one value per pixel).
@@ -35,6 +36,9 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
     with a smaller thumbnail page) is read as its main image."""
     from PIL import Image, ImageOps
 
+    if is_dicom(path):  # images only: read_image and the size functions read them with pydicom
+        raise DataError(f"{what} '{path}' is a DICOM file: DICOM is read for images, not {what}s; save it as a "
+                        "PNG (class indices, or 0/255 with data.binary_masks=true)")
     try:
         with Image.open(path) as im:
             if _is_stack(im):
@@ -44,8 +48,8 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
             yield ImageOps.exif_transpose(im) if turned else im
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
-                        "16-bit, and one-channel float; convert other files, e.g. colour float TIFFs, to one of "
-                        "these)") from None
+                        "16-bit, and one-channel float; DICOM is read as .dcm; convert other files, e.g. colour "
+                        "float TIFFs, to one of these)") from None
 
 
 def _is_stack(im) -> bool:
@@ -64,6 +68,8 @@ def _is_stack(im) -> bool:
 def image_size(path: Path, upright: bool = True) -> tuple[int, int]:
     """(height, width) as the file is shown (``upright``: after its EXIF orientation), or as it
     is stored."""
+    if is_dicom(path):
+        return dicom_size_and_colour(path)[0]
     with opened(path, upright=upright) as im:
         return im.height, im.width
 
@@ -74,6 +80,8 @@ COLOUR_MODES = frozenset({"RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV
 def size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
     """(height, width) as the file is shown, and whether it is stored in colour (Pillow's mode;
     a palette counts as colour), from one opening of its header."""
+    if is_dicom(path):
+        return dicom_size_and_colour(path)
     with opened(path) as im:
         return (im.height, im.width), im.mode in COLOUR_MODES
 
@@ -93,8 +101,12 @@ def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
     """[H, W, C] float32, in [0, 1] for 8- and 16-bit images. 8-bit images are divided by 255,
     16-bit grey ones by 65535, and so are 32-bit integer ones (Pillow opens many 16-bit files
     that way): a fixed scale, never an image's own maximum, so images stay comparable. Float
-    images are kept as they are. (Pillow reads 16-bit colour images as 8-bit.)"""
+    images are kept as they are. (Pillow reads 16-bit colour images as 8-bit.) DICOM files are
+    read as a viewer shows them (``dicom.read_dicom``)."""
     from PIL import Image
+
+    if is_dicom(path):
+        return read_dicom(path, size, grey)
 
     with opened(path) as im:
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

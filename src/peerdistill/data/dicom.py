@@ -1,0 +1,111 @@
+"""Reading DICOM images (``.dcm``) as a radiology viewer shows them, as [H, W, C] float32 in
+[0, 1], with pydicom.
+
+The stored values go through the file's modality LUT (rescale slope and intercept) and its
+VOI transform (the first window, else its VOI LUT), the steps a viewer takes; the result is
+scaled by the range those transforms can output, a fixed scale per file and never the image's
+own minimum and maximum, so images stay comparable. MONOCHROME1 images (dense is dark) are
+inverted, so that in every image dense is bright. Colour images (RGB, and YBR, which pydicom
+turns into RGB) are divided by their largest stored value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+GREY_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2")
+
+
+def is_dicom(path: Path) -> bool:
+    return Path(path).suffix.lower() in DICOM_SUFFIXES
+
+
+def _read(path: Path, pixels: bool):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read DICOM image '{path}': {exc}") from None
+    missing = [k for k in ("Rows", "Columns", "PhotometricInterpretation") if k not in ds]
+    if missing or (pixels and "PixelData" not in ds):
+        what = f"lacks {', '.join(missing)}" if missing else "holds no pixel data"
+        raise DataError(f"DICOM file '{path}' {what}: is it an image (not a report or a structured set)?")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise DataError(f"DICOM image '{path}' holds {frames} frames (a cine loop or a volume): save each frame "
+                        "as its own file")
+    return ds
+
+
+def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
+    """(height, width), and whether the image is in colour, from the header alone."""
+    ds = _read(path, pixels=False)
+    return (int(ds.Rows), int(ds.Columns)), ds.PhotometricInterpretation not in GREY_INTERPRETATIONS
+
+
+def read_dicom(path: Path, size=None, grey: bool = False) -> np.ndarray:
+    """[H, W, C] float32 in [0, 1]: one channel with ``grey`` (colour by luminance), else three
+    (grey repeated); ``size`` (H, W) resizes bilinearly."""
+    ds = _read(path, pixels=True)
+    try:
+        stored = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises several types for data it cannot decode
+        raise DataError(f"cannot decode the pixels of DICOM image '{path}': {exc}; compressed files need a "
+                        "decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg") from None
+    if ds.PhotometricInterpretation in GREY_INTERPRETATIONS:
+        a = _viewed_grey(stored, ds)[..., None]
+    else:
+        a = stored.astype(np.float32) / float(2 ** int(ds.get("BitsStored", 8)) - 1)
+        if a.ndim == 2:  # a palette or other one-sample colour model
+            raise DataError(f"DICOM image '{path}' uses {ds.PhotometricInterpretation} colour, which is not read: "
+                            "convert it to MONOCHROME2 or RGB")
+    a = np.clip(a, 0.0, 1.0).astype(np.float32)
+    if grey and a.shape[-1] == 3:
+        a = (a @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]  # luminance, as Pillow's "L"
+    elif not grey and a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return _resized(a, size) if size else a
+
+
+def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:
+    """Modality LUT, then the VOI transform, scaled to [0, 1] by the output range; MONOCHROME1
+    inverted."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    low, high = _modality_range(ds)
+    values = apply_modality_lut(stored, ds)
+    has_window = "WindowCenter" in ds and "WindowWidth" in ds
+    if has_window or ds.get("VOILUTSequence"):
+        values = apply_voi_lut(values, ds, prefer_lut=False)
+        if not has_window:  # a VOI LUT's output: 0 .. 2^bits - 1
+            low, high = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    scaled = (np.asarray(values, np.float64) - low) / max(high - low, 1e-12)
+    return 1.0 - scaled if ds.PhotometricInterpretation == "MONOCHROME1" else scaled
+
+
+def _modality_range(ds) -> tuple[float, float]:
+    """The range of the stored values after the modality LUT: what a window maps onto, and the
+    fixed scale of an image without one."""
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    return ends[0], ends[1]
+
+
+def _resized(a: np.ndarray, size) -> np.ndarray:
+    from PIL import Image
+
+    channels = [np.asarray(Image.fromarray(a[..., c]).resize((size[1], size[0]), Image.BILINEAR))
+                for c in range(a.shape[-1])]
+    return np.stack(channels, axis=-1).astype(np.float32)

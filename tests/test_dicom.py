@@ -1,0 +1,143 @@
+"""DICOM images read as a viewer shows them, checked against the DICOM rules written out by
+hand; a class-folder set of DICOM files trains and its files are predicted."""
+
+import csv
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from peerdistill.cli import main
+from peerdistill.config import DataSpec
+from peerdistill.data import build_data
+from peerdistill.data.image_io import image_size, read_image, read_mask, size_and_colour
+from peerdistill.errors import DataError
+
+
+def write_dicom(path, pixels: np.ndarray, photometric="MONOCHROME2", bits_stored=12, signed=False, **elements):
+    """A minimal uncompressed DICOM file: grey [H, W] (16-bit allocated) or RGB [H, W, 3] (8-bit)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.PhotometricInterpretation = photometric
+    if pixels.ndim == 3:
+        ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit, ds.PixelRepresentation = 7, 0
+        ds.PixelData = pixels.astype(np.uint8).tobytes()
+    else:
+        ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored = 1, 16, bits_stored
+        ds.HighBit, ds.PixelRepresentation = bits_stored - 1, int(signed)
+        ds.PixelData = pixels.astype(np.int16 if signed else np.uint16).tobytes()
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def grey12():
+    return np.random.default_rng(0).integers(0, 4096, (12, 10)).astype(np.uint16)
+
+
+def test_plain_monochrome2_is_scaled_by_the_stored_bits(tmp_path, grey12):
+    path = write_dicom(tmp_path / "a.dcm", grey12)
+    a = read_image(path, grey=True)
+    assert a.shape == (12, 10, 1) and a.dtype == np.float32
+    np.testing.assert_allclose(a[..., 0], grey12 / 4095, rtol=1e-6)
+    assert image_size(path) == (12, 10) and size_and_colour(path) == ((12, 10), False)
+    np.testing.assert_allclose(read_image(path), np.repeat(a, 3, axis=-1))  # grey read as colour repeats
+
+
+def naive_window(values, center, width, low, high):
+    """DICOM PS3.3 C.11.2.1.2.1, the LINEAR window function, to [low, high]."""
+    out = np.empty_like(values, dtype=np.float64)
+    for i, x in np.ndenumerate(values):
+        if x <= center - 0.5 - (width - 1) / 2:
+            out[i] = low
+        elif x > center - 0.5 + (width - 1) / 2:
+            out[i] = high
+        else:
+            out[i] = ((x - (center - 0.5)) / (width - 1) + 0.5) * (high - low) + low
+    return out
+
+
+def test_rescale_and_window_as_the_standard_defines_them(tmp_path, grey12):
+    slope, intercept, center, width = 2.0, -1024.0, 400.0, 1500.0
+    path = write_dicom(tmp_path / "ct.dcm", grey12, RescaleSlope=slope, RescaleIntercept=intercept,
+                       WindowCenter=center, WindowWidth=width)
+    hu = grey12 * slope + intercept
+    low, high = 0 * slope + intercept, 4095 * slope + intercept
+    expected = (naive_window(hu, center, width, low, high) - low) / (high - low)
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], expected, atol=1e-6)
+    assert 0 < expected.mean() < 1 and (expected == 0).any() and (expected == 1).any()  # the window clips
+
+
+def test_signed_pixels_without_a_window_use_the_signed_range(tmp_path):
+    pixels = np.array([[-2048, 0], [1000, 2047]], np.int16)
+    path = write_dicom(tmp_path / "s.dcm", pixels, signed=True)
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], (pixels + 2048) / 4095, rtol=1e-6)
+
+
+def test_monochrome1_is_inverted_so_dense_is_bright(tmp_path, grey12):
+    two = read_image(write_dicom(tmp_path / "m2.dcm", grey12), grey=True)
+    one = read_image(write_dicom(tmp_path / "m1.dcm", grey12, photometric="MONOCHROME1"), grey=True)
+    np.testing.assert_allclose(one, 1 - two, atol=1e-6)
+
+
+def test_rgb_is_read_by_eight_bits_and_to_grey_by_luminance(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 7, 3)).astype(np.uint8)
+    path = write_dicom(tmp_path / "c.dcm", rgb, photometric="RGB")
+    np.testing.assert_allclose(read_image(path), rgb / 255, rtol=1e-6)
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], rgb @ np.array([0.299, 0.587, 0.114]) / 255,
+                               rtol=1e-5)
+    assert size_and_colour(path) == ((6, 7), True)
+
+
+def test_resizing_matches_pillows_bilinear_on_the_scaled_values(tmp_path, grey12):
+    from PIL import Image
+
+    path = write_dicom(tmp_path / "r.dcm", grey12)
+    resized = read_image(path, size=(6, 5), grey=True)
+    expected = np.asarray(Image.fromarray((grey12 / 4095).astype(np.float32)).resize((5, 6), Image.BILINEAR))
+    assert resized.shape == (6, 5, 1)
+    np.testing.assert_allclose(resized[..., 0], expected, rtol=1e-6)
+
+
+def test_what_cannot_be_read_is_named(tmp_path, grey12):
+    (tmp_path / "not.dcm").write_bytes(b"just some text, not a DICOM file at all")
+    with pytest.raises(DataError, match="not.dcm"):
+        read_image(tmp_path / "not.dcm")
+    frames = np.concatenate([grey12, grey12])
+    path = write_dicom(tmp_path / "cine.dcm", frames, NumberOfFrames=2, Rows=12)
+    with pytest.raises(DataError, match="2 frames"):
+        read_image(path)
+    with pytest.raises(DataError, match="DICOM is read for images, not masks"):
+        read_mask(write_dicom(tmp_path / "mask.dcm", grey12))
+
+
+def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    for label, level in (("normal", 800), ("pneumonia", 3000)):
+        (tmp_path / "xr" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = np.clip(rng.normal(level, 300, (16, 16)), 0, 4095).astype(np.uint16)
+            write_dicom(tmp_path / "xr" / label / f"{i}.dcm", pixels)
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True))
+    assert data.input_shape == (1, 16, 16) and data.class_names == ["normal", "pneumonia"]
+    assert main(["train", f"out_dir={tmp_path}", "name=dcm", "data.kind=image_folder", f"data.root={tmp_path / 'xr'}",
+                 "data.grey=true", "distill.preset=independent", "train.epochs=3", "train.batch_size=4",
+                 "--quiet"]) == 0
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tmp_path / "dcm"), str(tmp_path / "xr" / "pneumonia" / "0.dcm"),
+                 str(tmp_path / "xr" / "normal" / "0.dcm"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["input"].endswith(".dcm") for r in rows] == [True, True]
+    assert [r["predicted"] for r in rows] == ["pneumonia", "normal"]  # the classes differ in brightness
