@@ -183,12 +183,15 @@ def _decoding(overrides) -> dict | None:
 
 def cmd_compare(ns: argparse.Namespace) -> int:
     from .compare import compare, parse_presets
+    from .comparison_runs import variant_trees
 
     paths = [a for a in ns.args if "=" not in a]
     overrides = [a for a in ns.args if "=" in a]
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
+    if ns.setting:
+        trees = variant_trees(trees, ns.setting)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
             console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
             operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline,
@@ -305,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")
     cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml ...] [key=value ...]")
+    cmp_.add_argument("--setting", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"),
+                      help="a row of its own: every config with these overrides, named NAME; repeat it to "
+                           "compare variants of one config, e.g. --setting flips data.augment=[hflip] "
+                           "--setting turns 'data.augment=[hflip,rotate]'")
     cmp_.add_argument("--presets", default=None,
                       help="comma-separated presets run with every config (default: each config's own preset)")
     cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")

@@ -52,6 +52,29 @@ class Plan:
         return f"{self.label}, seed {self.cfg.seed}{fold}"
 
 
+def variant_trees(trees: list[dict[str, Any]], variants: list[list[str]]) -> list[dict[str, Any]]:
+    """``--setting NAME key=value ...``: each config once per variant, with the variant's
+    overrides, named NAME (with several configs, CONFIGNAME-NAME): an ablation of one key needs
+    no second YAML file."""
+    from .config import apply_overrides
+
+    out = []
+    for tree in trees:
+        for name, *overrides in variants:
+            if "=" in name:
+                raise ConfigError(f"--setting takes a name first, then key=value overrides: got '{name}' first "
+                                  "(e.g. --setting rotated 'data.augment=[hflip,rotate]')")
+            odd = [o for o in overrides if "=" not in o]
+            if odd:
+                raise ConfigError(f"--setting {name}: '{odd[0]}' is not a key=value override")
+            variant = copy.deepcopy(tree)
+            apply_overrides(variant, overrides)
+            base = tree.get("name", RunConfig.model_fields["name"].default)
+            variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
+            out.append(variant)
+    return out
+
+
 def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: list[str] | None,
               teacher_from: str | None) -> list[Setting]:
     """Rows of the table: labelled by preset with one config, else by config name (and preset,
