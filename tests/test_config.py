@@ -218,3 +218,38 @@ def test_a_stray_root_saved_by_an_earlier_version_is_dropped_when_read_back():
     tree = default_config()
     tree["data"] = {"kind": "digits", "root": "somewhere"}
     assert read_saved_config(tree, "config.yaml").data.root is None
+
+
+def test_every_problem_of_a_section_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["data.kind=npz", "data.image_size=[3,3]", "data.folds=3"])
+    lines = str(caught.value).splitlines()[1:]
+    assert len(lines) == 3
+    assert "needs data.root" in lines[0] and "image_size does not apply" in lines[1] and "data.folds" in lines[2]
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["students=[{arch: cnn, name: ensemble}]", "optim.warmup_epochs=40"])
+    message = str(caught.value)
+    assert "reserved" in message and "warmup_epochs" in message and "two students" in message
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "--epochs", "2"], "write train.epochs=VALUE"),
+    (["train", "--batch-size=64"], "write train.batch_size=64"),
+    (["compare", "--root", "x"], "write data.root=VALUE"),
+    (["train", "--name", "x"], "write name=VALUE or teacher.name=VALUE or optim.name=VALUE"),
+])
+def test_a_config_key_given_as_an_option_names_the_override(argv, hint, capsys):
+    from peerdistill.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert hint in capsys.readouterr().err
+
+
+def test_an_unknown_option_gets_no_hint(capsys):
+    from peerdistill.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--frobnicate"])
+    assert "config keys" not in capsys.readouterr().err

@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     ns, extra = parser.parse_known_args(argv)
     positional = "args" if hasattr(ns, "args") else "overrides" if hasattr(ns, "overrides") else None
     if extra and (positional is None or any(e.startswith("-") for e in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra)}")
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
     try:
@@ -413,6 +413,22 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
                           soft_wrap=True)
         return 2
+
+
+def _as_override_hint(extra: list[str]) -> str:
+    """``--epochs 2`` where ``train.epochs=2`` was meant: name the override to write."""
+    from .config import key_paths
+
+    for i, arg in enumerate(extra):
+        name, _, value = arg.lstrip("-").partition("=")
+        paths = key_paths(name.replace("-", "_")) if arg.startswith("--") else []
+        if paths:
+            if not value and i + 1 < len(extra) and not extra[i + 1].startswith("-"):
+                value = extra[i + 1]
+            value = value or "VALUE"
+            return (f" (config keys are given as key=value, not as options: write "
+                    f"{' or '.join(f'{path}={value}' for path in paths)})")
+    return ""
 
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:

@@ -312,79 +312,85 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _root_for_files(self) -> "DataSpec":
+        problems: list[str] = []  # every one is reported, not the first only
         if self.kind in FILE_KINDS and not self.root:
-            raise ValueError(f"data kind '{self.kind}' needs data.root=PATH")
+            problems.append(f"data kind '{self.kind}' needs data.root=PATH")
         if self.root and self.kind not in FILE_KINDS:  # a forgotten kind would train on the embedded data
-            raise ValueError(f"data.root is set but data kind '{self.kind}' reads no files (it is generated or "
-                             f"embedded{'; digits is the default kind' if self.kind == 'digits' else ''}): set "
-                             f"data.kind to the layout at '{self.root}' ({', '.join(FILE_KINDS)}; docs/data.md)")
+            problems.append(f"data.root is set but data kind '{self.kind}' reads no files (it is generated or "
+                            f"embedded{'; digits is the default kind' if self.kind == 'digits' else ''}): set "
+                            f"data.kind to the layout at '{self.root}' ({', '.join(FILE_KINDS)}; docs/data.md)")
         if self.kind in ("coco", "box_json") and not self.annotations:
-            raise ValueError(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
+            problems.append(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
         if self.class_names is not None and self.kind in SELF_NAMING_KINDS:
-            raise ValueError(f"data.class_names does not apply to data kind '{self.kind}', which names its classes "
-                             "itself (folder names, label values, categories): remove it")
+            problems.append(f"data.class_names does not apply to data kind '{self.kind}', which names its classes "
+                            "itself (folder names, label values, categories): remove it")
         if self.image_size is not None and self.kind in ("digits", "npz", "shapes"):
-            raise ValueError(f"data.image_size does not apply to data kind '{self.kind}', whose arrays are used at "
-                             "their own size: remove it")
-        self._check_augment()
+            problems.append(f"data.image_size does not apply to data kind '{self.kind}', whose arrays are used at "
+                            "their own size: remove it")
+        problems += self._augment_problems()
         for key, kinds in KIND_ONLY_KEYS.items():
             if not key_applies(key, self.kind) and getattr(self, key) != type(self).model_fields[key].get_default(
                     call_default_factory=True):
-                raise ValueError(f"data.{key} applies to data kind {' or '.join(map(repr, kinds))}, not "
-                                 f"'{self.kind}': remove it")
+                problems.append(f"data.{key} applies to data kind {' or '.join(map(repr, kinds))}, not "
+                                f"'{self.kind}': remove it")
         ignored = [k for k in FOLDERS_ONLY_KEYS if getattr(self, k) not in (None, False)]
         if ignored and not key_applies(ignored[0], self.kind):
             given = (" (detection splits are drawn by data.split_seed, data.val_fraction and data.test_fraction)"
                      if "split_dirs" in ignored and self.task == "detection" else "")
-            raise ValueError(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
-                             f"only, not '{self.kind}'{given}: remove it")
-        self._check_folds()
+            problems.append(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
+                            f"only, not '{self.kind}'{given}: remove it")
+        problems += self._fold_problems()
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
             except re.error as exc:
-                raise ValueError(f"data.pattern is not a valid regular expression: {exc}") from None
+                problems.append(f"data.pattern is not a valid regular expression: {exc}")
+        refuse(problems)
         return self
 
-    def _check_augment(self) -> None:
+    def _augment_problems(self) -> list[str]:
+        problems = []
         geometric = {"scale", "crop"} & set(self.augment)
         if geometric and self.task != "detection":
-            raise ValueError(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip, rot90 or rotate")
+            problems.append(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip, rot90 or rotate")
         turns = {"rot90", "rotate"} & set(self.augment)
         if turns and self.task == "detection":  # a turned box is no longer an axis-aligned box
-            raise ValueError(f"data.augment {sorted(turns)} is not available for detection; use hflip, vflip, scale "
-                             "or crop")
+            problems.append(f"data.augment {sorted(turns)} is not available for detection; use hflip, vflip, scale "
+                            "or crop")
         unused = sorted(set(self.augment_range) - set(self.augment))
         if unused:
-            raise ValueError(f"data.augment_range sets {unused}, which data.augment does not name: add "
-                             f"{', '.join(unused)} to data.augment or remove the range")
+            problems.append(f"data.augment_range sets {unused}, which data.augment does not name: add "
+                            f"{', '.join(unused)} to data.augment or remove the range")
         for name, value in self.augment_range.items():
             if name == "contrast" and value >= 1:
-                raise ValueError(f"data.augment_range.contrast is {value}: keep it below 1 (the factor 1 - r must "
-                                 "stay positive)")
+                problems.append(f"data.augment_range.contrast is {value}: keep it below 1 (the factor 1 - r must "
+                                "stay positive)")
             if name != "gamma" and value > (180 if name == "rotate" else 1):
-                raise ValueError(f"data.augment_range.{name} is {value}: at most "
-                                 f"{'180 degrees' if name == 'rotate' else '1, the whole intensity scale'}")
+                problems.append(f"data.augment_range.{name} is {value}: at most "
+                                f"{'180 degrees' if name == 'rotate' else '1, the whole intensity scale'}")
+        return problems
 
-    def _check_folds(self) -> None:
+    def _fold_problems(self) -> list[str]:
+        problems = []
         if self.folds is None:
             if self.fold:
-                raise ValueError(f"data.fold={self.fold} needs data.folds, the number of folds (e.g. data.folds=5)")
-            return
+                problems.append(f"data.fold={self.fold} needs data.folds, the number of folds (e.g. data.folds=5)")
+            return problems
         if self.fold >= self.folds:
-            raise ValueError(f"data.fold={self.fold} is not one of the {self.folds} folds: use 0 .. {self.folds - 1}")
+            problems.append(f"data.fold={self.fold} is not one of the {self.folds} folds: use 0 .. {self.folds - 1}")
         if self.kind in NO_FOLD_KINDS:
             what = "gives its own train, val and test splits" if self.kind == "npz" else "generates its splits apart"
-            raise ValueError(f"data.folds cuts one labelled set into folds, but data kind '{self.kind}' {what}: "
-                             "remove data.folds")
+            problems.append(f"data.folds cuts one labelled set into folds, but data kind '{self.kind}' {what}: "
+                            "remove data.folds")
         if self.split_dirs:
-            raise ValueError("data.folds cuts one set into folds, but data.split_dirs gives the splits: remove one")
+            problems.append("data.folds cuts one set into folds, but data.split_dirs gives the splits: remove one")
         if self.test_fraction != type(self).model_fields["test_fraction"].default:
-            raise ValueError("data.folds makes one fold the test split, so data.test_fraction is not used: remove it")
+            problems.append("data.folds makes one fold the test split, so data.test_fraction is not used: remove it")
         if self.val_fraction >= 1 - 1 / self.folds:
-            raise ValueError(f"data.val_fraction {self.val_fraction} is the share of the whole set cut from the other "
-                             f"{self.folds - 1} folds for val: with {self.folds} folds it must be below "
-                             f"{1 - 1 / self.folds:.2f}")
+            problems.append(f"data.val_fraction {self.val_fraction} is the share of the whole set cut from the other "
+                            f"{self.folds - 1} folds for val: with {self.folds} folds it must be below "
+                            f"{1 - 1 / self.folds:.2f}")
+        return problems
 
     @field_validator("group_pattern")
     @classmethod
@@ -572,61 +578,64 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _cohort_shape(self, info: ValidationInfo) -> "RunConfig":
+        problems: list[str] = []  # every one is reported, not the first only
         if self.data.patch_size is not None and self.task != "segmentation":
-            raise ValueError(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
+            problems.append(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
         if self.data.task != self.task:
-            raise ValueError(f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
-                             f"set task: {self.data.task}" + (
+            problems.append(f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
+                            f"set task: {self.data.task}" + (
                                  " (for segmentation or detection, start from recipes/shapes.yaml or "
                                  "recipes/boxes.yaml, which set their data and models)" if self.data.kind == "digits"
                                  else ""))
         if not self.students:
-            raise ValueError("at least one student is needed: add a 'students' list")
+            problems.append("at least one student is needed: add a 'students' list")
         names = self.member_names()
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"model names must be unique, repeated: {sorted(dup)}")
+            problems.append(f"model names must be unique, repeated: {sorted(dup)}")
         reserved = {"ensemble", "teachers", "best student"} & set(names)
         if reserved:
-            raise ValueError(f"model name {sorted(reserved)} is reserved (the ensemble / combined teachers); rename it")
+            problems.append(f"model name {sorted(reserved)} is reserved (the ensemble / combined teachers); rename it")
         odd = [n for n in names if any(c in n for c in "@/[]")]
         if odd:
-            raise ValueError(f"model names may not contain '@', '/', '[' or ']': {odd}")
+            problems.append(f"model names may not contain '@', '/', '[' or ']': {odd}")
         if self.teacher is not None and self.teachers:
-            raise ValueError("give either 'teacher' (one) or 'teachers' (a list), not both")
+            problems.append("give either 'teacher' (one) or 'teachers' (a list), not both")
         preset = self.distill.preset
         if preset == "multi-teacher" and len(self.teachers) < 2:
-            raise ValueError("preset 'multi-teacher' needs at least two teachers: list them under 'teachers' "
-                             "(and set teacher: null if the config has one)")
+            problems.append("preset 'multi-teacher' needs at least two teachers: list them under 'teachers' "
+                            "(and set teacher: null if the config has one)")
         if preset in TEACHER_PRESETS and not self.all_teachers():
-            raise ValueError(f"preset '{preset}' needs a teacher: add a 'teacher' section")
+            problems.append(f"preset '{preset}' needs a teacher: add a 'teacher' section")
         dkd = self.distill.kd_loss == "dkd" or any(e.kind == "dkd" for e in self.distill.edges or [])
         if dkd and self.task != "classification":
-            raise ValueError(f"decoupled KD (distill.kd_loss dkd, kind dkd) splits class vectors into the true class "
-                             f"and the others: it is for classification, not {self.task}; use kl")
+            problems.append(f"decoupled KD (distill.kd_loss dkd, kind dkd) splits class vectors into the true class "
+                            f"and the others: it is for classification, not {self.task}; use kl")
         if self.task != "classification" and any(s.heads for s in self.students):
-            raise ValueError("self-distillation heads (students.N.heads, preset self) are for classification: "
-                             "their classifiers pool features to one class vector; remove them")
+            problems.append("self-distillation heads (students.N.heads, preset self) are for classification: "
+                            "their classifiers pool features to one class vector; remove them")
         ignored_before = not _saved(info)  # keys earlier versions accepted and ignored: refused in new configs
         if ignored_before and self.train.segmentation_loss != "ce+dice" and self.task != "segmentation":
-            raise ValueError(f"train.segmentation_loss is for segmentation: remove it for {self.task}")
+            problems.append(f"train.segmentation_loss is for segmentation: remove it for {self.task}")
         if ignored_before and self.detect != DetectSpec() and self.task != "detection":
-            raise ValueError(f"the detect section is for detection: remove it for {self.task}")
+            problems.append(f"the detect section is for detection: remove it for {self.task}")
         if ignored_before and any(s.weight != 1.0 for s in self.students):
-            raise ValueError("students.N.weight is a teacher's weight in the multi-teacher average: remove it "
-                             "from the students")
+            problems.append("students.N.weight is a teacher's weight in the multi-teacher average: remove it "
+                            "from the students")
         if self.task == "detection" and preset == "multi-teacher":
-            raise ValueError("preset 'multi-teacher' is not available for detection: use kd with one teacher")
+            problems.append("preset 'multi-teacher' is not available for detection: use kd with one teacher")
         if self.optim.warmup_epochs >= self.train.epochs:
-            raise ValueError(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
-                             f"({self.train.epochs}): the warm-up leads into the schedule")
-        if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) < 2:
-            raise ValueError(f"preset '{preset}' needs at least two students for mutual learning")
+            problems.append(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
+                            f"({self.train.epochs}): the warm-up leads into the schedule")
+        if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) == 1:
+            problems.append(f"preset '{preset}' needs at least two students for mutual learning")
         if preset == "self" and not any(s.heads for s in self.students):
-            raise ValueError("preset 'self' needs heads: set students.N.heads to module paths, e.g. [features.2]")
+            problems.append("preset 'self' needs heads: set students.N.heads to module paths, e.g. [features.2]")
         for edge in self.distill.edges or []:
             if edge.kind in ("hint", "at", "sp", "pair") and (not edge.source_layer or not edge.target_layer):
-                raise ValueError(f"edge {edge.source} -> {edge.target} of kind '{edge.kind}' needs source_layer and target_layer")
+                problems.append(f"edge {edge.source} -> {edge.target} of kind '{edge.kind}' needs source_layer and "
+                                "target_layer")
+        refuse(problems)
         return self
 
     def all_teachers(self) -> list[ModelSpec]:
@@ -766,6 +775,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(tree, source)
 
 
+def key_paths(name: str) -> list[str]:
+    """Every config key whose last part is ``name`` ('epochs' -> ['train.epochs'])."""
+    found = [name] if name in RunConfig.model_fields else []
+    for section, field in RunConfig.model_fields.items():
+        inner = None if typing.get_origin(field.annotation) is list else _model_in(field.annotation)
+        if inner is not None and name in inner.model_fields:  # a list's items are students.N.KEY
+            found.append(f"{section}.{name}")
+    return found
+
+
+def refuse(problems: list[str]) -> None:
+    """A validator's problems as one error, one per line (``format_validation_error`` splits
+    them), so a config with several mistakes hears of all of them at once."""
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
 def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     """One line per problem; ``model`` is the section validated (default: the whole config)."""
     lines = [f"invalid {source}:"]
@@ -786,7 +812,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             msg = err["msg"].removeprefix("Value error, ")
             where = f"'{loc}': " if loc else ""
             got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
-            lines.append(f"  {where}{msg}{got}")
+            lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
     return "\n".join(lines)
 
 
