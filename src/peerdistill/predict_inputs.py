@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data.image_io import IMAGE_SUFFIXES, image_files, read_image, size_and_colour
+from .data.image_io import IMAGE_SUFFIXES, image_files, read_image, resized_planes, size_and_colour
 from .data.sources import check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning
@@ -39,7 +39,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
                 names.append(f"{path.name}[{i}]")
                 stems.append(f"{path.stem}_{i}")
                 sizes.append(a.shape[:2])
-                arrays.append(_resized(a, size) if size is not None and a.shape[:2] != tuple(size) else a)
+                arrays.append(resized_planes(a, size) if size is not None and a.shape[:2] != tuple(size) else a)
             continue
         elif path.is_file():
             files = [path]
@@ -87,12 +87,3 @@ def _npz_images(path: Path) -> np.ndarray:
     if batch.ndim not in (3, 4):
         raise DataError(f"'{path}' holds images of shape {batch.shape}; expected [N, H, W], [N, H, W, C] or [N, C, H, W]")
     return to_nchw(batch, str(path)).permute(0, 2, 3, 1).numpy()
-
-
-def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Each channel resized with Pillow's bilinear filter, as ``read_image`` resizes files."""
-    from PIL import Image
-
-    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(a[..., c], dtype=np.float32)).resize(
-        (size[1], size[0]), Image.BILINEAR)) for c in range(a.shape[-1])]
-    return np.stack(planes, axis=-1).astype(np.float32)

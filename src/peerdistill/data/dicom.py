@@ -50,9 +50,9 @@ def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
     return (int(ds.Rows), int(ds.Columns)), ds.PhotometricInterpretation not in GREY_INTERPRETATIONS
 
 
-def read_dicom(path: Path, size=None, grey: bool = False) -> np.ndarray:
+def read_dicom(path: Path, grey: bool = False) -> np.ndarray:
     """[H, W, C] float32 in [0, 1]: one channel with ``grey`` (colour by luminance), else three
-    (grey repeated); ``size`` (H, W) resizes bilinearly."""
+    (grey repeated)."""
     ds = _read(path, pixels=True)
     try:
         stored = ds.pixel_array
@@ -71,7 +71,7 @@ def read_dicom(path: Path, size=None, grey: bool = False) -> np.ndarray:
         a = (a @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]  # luminance, as Pillow's "L"
     elif not grey and a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
-    return _resized(a, size) if size else a
+    return a
 
 
 def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:
@@ -101,11 +101,3 @@ def _modality_range(ds) -> tuple[float, float]:
     slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
     ends = sorted((low * slope + intercept, high * slope + intercept))
     return ends[0], ends[1]
-
-
-def _resized(a: np.ndarray, size) -> np.ndarray:
-    from PIL import Image
-
-    channels = [np.asarray(Image.fromarray(a[..., c]).resize((size[1], size[0]), Image.BILINEAR))
-                for c in range(a.shape[-1])]
-    return np.stack(channels, axis=-1).astype(np.float32)

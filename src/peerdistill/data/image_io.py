@@ -106,7 +106,8 @@ def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
     from PIL import Image
 
     if is_dicom(path):
-        return read_dicom(path, size, grey)
+        a = read_dicom(path, grey)
+        return resized_planes(a, size) if size else a
 
     with opened(path) as im:
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -122,6 +123,16 @@ def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
             im = im.resize((size[1], size[0]), Image.BILINEAR)
         a = np.asarray(im, dtype=np.float32) / 255.0
         return a[..., None] if grey else a
+
+
+def resized_planes(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[H, W, C] float values, each channel resized to ``size`` (H, W) with Pillow's bilinear
+    filter, as 8-bit files are resized."""
+    from PIL import Image
+
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(a[..., c], dtype=np.float32)).resize(
+        (size[1], size[0]), Image.BILINEAR)) for c in range(a.shape[-1])]
+    return np.stack(planes, axis=-1).astype(np.float32)
 
 
 @dataclass
