@@ -302,6 +302,17 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     assert len(rows) == len(fused["scores"]) > 0
     expected = fused["boxes"] * torch.tensor([64 / 32, 48 / 32] * 2)
     assert [float(v) for r in rows for v in r[3:]] == pytest.approx(expected.flatten().tolist(), abs=0.01)
+    # --overlays: the boxes drawn on the input at its own size, each in its class's colour
+    from peerdistill.pictures import PALETTE
+
+    assert main(["predict", str(run), str(wide), "--out", str(out), "--model", "ensemble",
+                 "--overlays", str(tmp_path / "pics")]) == 0
+    picture = np.asarray(Image.open(tmp_path / "pics" / "wide_boxes.png"))
+    assert picture.shape == (48, 64, 3)
+    x1, y1, x2, _ = (int(round(v)) for v in expected[-1].tolist())  # drawn last: nothing covers it
+    colour = PALETTE[1 + int(fused["labels"][-1]) % (len(PALETTE) - 1)]
+    top_edge = picture[y1, x1:max(x2 - 1, x1 + 1)]
+    assert (top_edge == colour).all(axis=-1).mean() > 0.5
     # a detector whose weights diverged yields no boxes at all: evaluation names it instead of scoring AP 0
     from safetensors.torch import load_file, save_file
 

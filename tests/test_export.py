@@ -204,6 +204,16 @@ def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_ba
 
     back = binarized([read_mask_values(tmp_path / "seen" / "c0_mask.png", None)])[0]
     assert (back == (visible == 255)).all()
+    # --overlays: the input at its own size, tinted exactly where the mask says foreground
+    from peerdistill.pictures import viewable
+
+    assert main(["predict", str(onnx), str(image), "--out", str(tmp_path / "m2"),
+                 "--overlays", str(tmp_path / "pics")]) == 0
+    picture = np.asarray(Image.open(tmp_path / "pics" / "c0_overlay.png"))
+    shown = viewable(read_image(image, None))
+    assert picture.shape == (48, 40, 3)
+    assert ((picture != shown).any(axis=-1) == (expected == 1)).mean() > 0.999
+    assert main(["predict", str(onnx), str(image), "--out", str(tmp_path / "m3"), "--overlays", str(root / "images")]) == 2
 
 
 def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):

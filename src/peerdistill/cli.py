@@ -231,7 +231,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     from .predict import predict_files
 
     path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
-                         operating_point=ns.operating_point, visible_masks=ns.visible_masks)
+                         operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays)
     console.print(f"wrote {path}", highlight=False)
     return 0
 
@@ -368,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--visible-masks", action="store_true",
                       help="segmentation: write masks with the classes spread over 0..255 (two classes: 0 and 255, "
                            "as viewers show them and data.binary_masks reads them back) instead of class indices")
+    pred.add_argument("--overlays", metavar="DIR", default=None,
+                      help="segmentation and detection: also draw the predictions on each input, at its own size, "
+                           "into DIR (<name>_overlay.png: classes tinted; <name>_boxes.png: boxes, class and score)")
     pred.add_argument("--out", required=True, help="classification and detection: a CSV file; segmentation: a folder for masks")
     pred.add_argument("--model", default=None,
                       help="with a RUN_DIR: a model name, 'best' (default) or 'ensemble' (for detection, the "

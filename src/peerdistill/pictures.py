@@ -57,15 +57,22 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
             for label, *box in y[i].tolist():
                 if label >= 0:
                     draw.rectangle(_inclusive(box), outline=(255, 255, 255))
-            for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
-                if score >= min_score:
-                    color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
-                    draw.rectangle(_inclusive(box), outline=color)
-                    draw.text((box[0] + 1, box[1] + 1), f"{score:.2f}", fill=color)
+            keep = det["scores"] >= min_score
+            draw_boxes(draw, det["boxes"][keep].tolist(), det["scores"][keep].tolist(), det["labels"][keep].tolist())
             path = folder / f"{i:03d}_boxes.png"
             picture.save(path)
             written.append(path)
     return written
+
+
+def draw_boxes(draw, boxes: list[list[float]], scores: list[float], labels: list[int],
+               class_names: list[str] | None = None) -> None:
+    """Each box outlined in its class's colour, with its score (and class name) inside."""
+    for box, score, label in zip(boxes, scores, labels):
+        color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
+        draw.rectangle(_inclusive(box), outline=color)
+        name = f"{class_names[int(label)]} " if class_names else ""
+        draw.text((box[0] + 1, box[1] + 1), f"{name}{score:.2f}", fill=color)
 
 
 def _inclusive(box: list[float]) -> list[float]:
@@ -75,15 +82,26 @@ def _inclusive(box: list[float]) -> list[float]:
     return [x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)]
 
 
-def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8: predicted foreground classes tinted over the image, truth boundary in white."""
+def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8: predicted foreground classes tinted over the image, truth boundary (if any)
+    in white."""
     out = image.astype(np.float32)
     colors = PALETTE[pred % len(PALETTE)].astype(np.float32)
     tint = (pred > 0)[..., None]
     out = np.where(tint, (1 - alpha) * out + alpha * colors, out)
-    edge = _boundary(truth)
-    out[edge] = 255
+    if truth is not None:
+        out[_boundary(truth)] = 255
     return out.clip(0, 255).astype(np.uint8)
+
+
+def viewable(image: np.ndarray) -> np.ndarray:
+    """An input as read, [H, W, C] float (files in [0, 1]), as RGB uint8 stretched to its own
+    range (as ``_displayable`` shows standardised batches)."""
+    lo, hi = float(image.min()), float(image.max())
+    out = (image - lo) / max(hi - lo, 1e-6) * 255
+    if out.shape[-1] == 1:
+        out = np.repeat(out, 3, axis=-1)
+    return out[..., :3].astype(np.uint8)
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:

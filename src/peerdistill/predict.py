@@ -51,14 +51,17 @@ def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | Non
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
                   batch_size: int = 64, modules: dict | None = None, temperature_scaling: bool = False,
-                  operating_point: str | None = None, visible_masks: bool = False) -> Path:
+                  operating_point: str | None = None, visible_masks: bool = False,
+                  overlays: str | Path | None = None) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
     segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
     instances of a run's models built in Python (as for ``load_cohort``). A run directory's
     classifier can be tempered (``temperature_scaling``) and call the positive class at the
     threshold ``operating_point`` picks, both on the run's validation split; an ONNX file
     carries what its export chose (its JSON's ``temperature`` and ``threshold``).
-    ``visible_masks`` (segmentation): mask PNGs with the classes spread over 0..255."""
+    ``visible_masks`` (segmentation): mask PNGs with the classes spread over 0..255.
+    ``overlays`` (segmentation, detection): a folder for pictures of the predictions on each
+    input at its own size, ``<stem>_overlay.png`` (classes tinted) or ``<stem>_boxes.png``."""
     model_path, out = Path(model_path), Path(out)
     if model_path.suffix == ".onnx":
         if model is not None:
@@ -74,12 +77,17 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     dense = info["task"] == "segmentation"
     if visible_masks and not dense:
         raise ConfigError(f"--visible-masks is for segmentation masks; this model is a {info['task']} model: drop it")
+    if overlays is not None and info["task"] == "classification":
+        raise ConfigError("--overlays draws masks or boxes on the inputs; a classifier's predictions are the CSV: "
+                          "drop --overlays")
     _check_out(out, dense, inputs)
+    if overlays is not None:
+        _check_out(Path(overlays), True, inputs, "pictures")
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
-    read = read_inputs(inputs, channels, trained_size if dense else size)
+    read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None)
     results: list = [None] * len(read.images)
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
         x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
@@ -93,10 +101,14 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
             for i, item in zip(indices[start:start + batch_size], items, strict=True):
                 results[i] = item
     if info["task"] == "detection":
+        if overlays is not None:
+            _draw_boxes(read, size, results, info["class_names"], Path(overlays))
         return _write_boxes(read, size, results, info["class_names"], out)
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] == "probabilities" else p.float().softmax(dim=0) for p in results]
     if dense:
+        if overlays is not None:
+            _draw_masks(read, probs, Path(overlays))
         return _write_masks(read, probs, out, visible_masks)
     return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
@@ -109,11 +121,15 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _check_out(out: Path, dense: bool, inputs: list[str]) -> None:
+def _check_out(out: Path, dense: bool, inputs: list[str], pictures: str = "") -> None:
+    """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder)."""
+    option, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
     if dense and out.exists() and not out.is_dir():
-        raise ConfigError(f"--out '{out}' is a file; segmentation writes a folder of masks: give a folder")
+        raise ConfigError(f"{option} '{out}' is a file; {'it' if pictures else 'segmentation'} writes a folder of "
+                          f"{what}: give a folder")
     if dense and not out.exists() and out.suffix.lower() in (".csv", ".json", ".txt"):
-        raise ConfigError(f"--out '{out}' names a file; segmentation writes a folder of masks: give a folder")
+        raise ConfigError(f"{option} '{out}' names a file; {'it' if pictures else 'segmentation'} writes a folder of "
+                          f"{what}: give a folder")
     if not dense and out.is_dir():
         raise ConfigError(f"--out '{out}' is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
     check_not_a_run_file(out / "mask.png" if dense else out)
@@ -124,8 +140,9 @@ def _check_out(out: Path, dense: bool, inputs: list[str]) -> None:
         raise ConfigError(f"--out '{out}' is one of the inputs: write the predictions elsewhere, to a .csv file")
     if dense and any(g == here or (g.parent == here and g.suffix.lower() in IMAGE_SUFFIXES) for g in given):
         # among the images: over their true masks
-        raise ConfigError(f"--out '{out}' is a folder of inputs: masks written there could replace files beside "
-                          "them (their true masks); write the predictions to another folder")
+        raise ConfigError(f"{option} '{out}' is a folder of inputs: {what} written there could replace files beside "
+                          f"them (their true masks); write the {what if pictures else 'predictions'} to another "
+                          "folder")
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,
@@ -246,6 +263,34 @@ def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bo
             classes = (classes * 255 + (len(p) - 1) // 2) // max(len(p) - 1, 1)  # class k of K: round(255 k / (K-1))
         atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy()))
     return out
+
+
+def _draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path) -> None:
+    """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted."""
+    from .pictures import overlay, viewable
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, p, image in zip(read.stems, probs, read.originals, strict=True):
+        classes = align_to(p[None].float(), image.shape[:2])[0].argmax(dim=0).numpy()
+        atomic_write_bytes(folder / f"{stem}_overlay.png", _png(overlay(viewable(image), classes, None)))
+
+
+def _draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
+                folder: Path) -> None:
+    """``<stem>_boxes.png``: each input at its own size with its kept boxes, class and score."""
+    from PIL import Image, ImageDraw
+
+    from .pictures import draw_boxes, viewable
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, (height, width), det, image in zip(read.stems, read.sizes, detections, read.originals, strict=True):
+        picture = Image.fromarray(viewable(image))
+        scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
+        draw_boxes(ImageDraw.Draw(picture), (det["boxes"].float().cpu() * scale).tolist(), det["scores"].tolist(),
+                   det["labels"].tolist(), class_names)
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG")
+        atomic_write_bytes(folder / f"{stem}_boxes.png", buf.getvalue())
 
 
 def _png(mask: np.ndarray) -> bytes:

@@ -20,13 +20,16 @@ class Inputs(NamedTuple):
     stems: list[str]  # what a mask is named after: the file's stem, or ARCHIVE_i
     images: list[np.ndarray]  # [H, W, C] float32 each; sizes may differ (segmentation without image_size)
     sizes: list[tuple[int, int]]  # each input's own (height, width)
+    originals: list[np.ndarray] | None = None  # with keep_originals: each input as read, at its own size
 
 
-def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) -> Inputs:
+def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
+                keep_originals: bool = False) -> Inputs:
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
-    255, other types kept), resized to ``size`` when given."""
-    names, stems, arrays, sizes, converted = [], [], [], [], []
+    255, other types kept), resized to ``size`` when given; with ``keep_originals`` also as
+    they are (``Inputs.originals``)."""
+    names, stems, arrays, sizes, converted, originals = [], [], [], [], [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -40,6 +43,8 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
                 stems.append(f"{path.stem}_{i}")
                 sizes.append(a.shape[:2])
                 arrays.append(resized_planes(a, size) if size is not None and a.shape[:2] != tuple(size) else a)
+                if keep_originals:
+                    originals.append(a)
             continue
         elif path.is_file():
             files = [path]
@@ -53,8 +58,11 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None) 
             if colour != (channels == 3):
                 converted.append(str(f))
             arrays.append(read_image(f, size, grey=channels == 1))
+            if keep_originals:
+                resized = size is not None and tuple(size) != (height, width)
+                originals.append(read_image(f, grey=channels == 1) if resized else arrays[-1])
     _say_what_changed(names, sizes, converted, channels, size)
-    return Inputs(names, stems, arrays, sizes)
+    return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
 
 
 def _say_what_changed(names: list[str], sizes: list[tuple[int, int]], converted: list[str], channels: int,
