@@ -141,3 +141,18 @@ def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert [r["input"].endswith(".dcm") for r in rows] == [True, True]
     assert [r["predicted"] for r in rows] == ["pneumonia", "normal"]  # the classes differ in brightness
+
+
+def test_a_scanners_mr_file_is_windowed_by_its_own_header():
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("MR_small.dcm")  # shipped inside pydicom's wheel
+    if path is None:
+        pytest.skip("pydicom's test file MR_small.dcm is not installed")
+    ds = pydicom.dcmread(path)
+    bits = int(ds.BitsStored)
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1  # signed pixels, no rescale
+    expected = (naive_window(ds.pixel_array.astype(np.float64), float(ds.WindowCenter), float(ds.WindowWidth),
+                             low, high) - low) / (high - low)
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], expected, atol=1e-6)
