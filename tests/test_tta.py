@@ -1,5 +1,7 @@
 """Test-time flips: the averaged probabilities against the flips written out by hand."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -69,3 +71,28 @@ def test_vector_inputs_are_not_mirrored():
     cohort = cohort_of(nn.Identity())
     with pytest.raises(ConfigError, match=r"this run's inputs are \[64\] \(vectors\): drop --tta"):
         with_tta(cohort, "flips", "classification", (64,))
+
+
+def test_compare_tabulates_the_flipped_figures_beside_the_plain_ones(tmp_path):
+    import csv
+
+    from peerdistill.compare import compare
+    from peerdistill.runs import evaluate_run
+
+    tree = {"name": "s", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+            "data": {"kind": "shapes", "shapes_counts": [16, 8, 8]},
+            "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
+            "train": {"epochs": 1, "batch_size": 8}}
+    result = compare(tree, ["independent", "ml"], 1, progress=False, tta="hflip")
+    rows = {(r["setting"], r["model"], r["metric"]): r for r in csv.DictReader((result.directory / "compare.csv").open())}
+    flipped = evaluate_run(result.directory / "ml-seed0", tta="hflip")
+    plain = json.loads((result.directory / "ml-seed0" / "metrics.json").read_text())["test_at_best"]
+    for model in ("student1", "ensemble"):
+        assert float(rows["ml", model, "tta_dice"]["mean"]) == pytest.approx(flipped[model]["dice"], abs=1e-6)
+        assert float(rows["ml", model, "dice"]["mean"]) == pytest.approx(plain[model]["dice"], abs=1e-6)
+    assert "The `tta_*` tables" in result.markdown and "### test tta_dice" in result.markdown
+    paired = {(r["model"], r["metric"]) for r in csv.DictReader((result.directory / "differences.csv").open())}
+    assert ("ensemble", "tta_dice") in paired
+    with pytest.raises(ConfigError, match="it is for classification and segmentation comparisons"):
+        compare({**tree, "task": "detection", "data": {"kind": "boxes"}, "name": "d",
+                 "students": [{"arch": "detector"}] * 2}, ["ml"], 1, progress=False, tta="hflip")

@@ -195,7 +195,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
             console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
             operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline,
-            temperature_scaling=ns.temperature_scaling)
+            temperature_scaling=ns.temperature_scaling, tta=ns.tta)
     return 0
 
 
@@ -328,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--temperature-scaling", action="store_true",
                       help="classification: also tabulate each run's models tempered by the temperature fitted on its "
                            "validation split (cal_temperature, cal_ece, cal_brier)")
+    cmp_.add_argument("--tta", choices=["hflip", "flips"], default=None,
+                      help="classification, segmentation: also tabulate each run's models with their probabilities "
+                           "averaged over flips of the test images (tta_METRIC), as eval --tta does")
     cmp_.add_argument("--baseline", default=None, metavar="SETTING",
                       help="tabulate every other setting's paired difference from this one, with a 95%% confidence "
                            "interval (default: independent when compared, else the first setting)")

@@ -19,6 +19,7 @@ from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched
 from .engine.evaluate import ENSEMBLE
+from .engine.tta import TTA_FLIPS
 from .errors import ConfigError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
@@ -46,7 +47,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             out: str | Path | None = None, teacher_from: str | None = None,
             dry_run: bool = False, jobs: int = 1, operating_point: str | None = None,
             folds: int | None = None, baseline: str | None = None,
-            temperature_scaling: bool = False) -> Comparison:
+            temperature_scaling: bool = False, tta: str | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -75,6 +76,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``temperature_scaling`` (classification; see ``calibration.py``): each run's models are
     also tempered with the temperature fitted on its validation split and tabulated as
     ``cal_temperature``, ``cal_ece``, ``cal_brier``.
+
+    ``tta`` (``hflip`` or ``flips``; classification, segmentation): each run's models are also
+    scored with their probabilities averaged over flips of the test images (``engine/tta.py``),
+    tabulated as ``tta_METRIC`` beside each metric.
 
     ``baseline`` (a setting's label; default ``independent`` when compared, else the first
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
@@ -108,6 +113,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
                           "classification comparisons")
     if temperature_scaling and any(b.task != "classification" for b in bases):
         raise ConfigError("--temperature-scaling tempers class probabilities: it is for classification comparisons")
+    if tta is not None and tta not in TTA_FLIPS:
+        raise ConfigError(f"--tta must be {' or '.join(TTA_FLIPS)}, not '{tta}'")
+    if tta is not None and any(b.task == "detection" for b in bases):
+        raise ConfigError("--tta averages probabilities over flips; detection would have to fuse flipped boxes: "
+                          "it is for classification and segmentation comparisons")
     settings = settings_of(configs, bases, presets, teacher_from)
     labels = [setting.label for setting in settings]
     if baseline is not None and baseline not in labels:
@@ -125,6 +135,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if rule is not None or temperature_scaling:
         for run in runs:
             run["metrics"] = _with_chosen_on_val(run["metrics"], directory / run["run"], rule, temperature_scaling)
+    if tta is not None:
+        for run in runs:
+            run["metrics"] = _with_flips(run["metrics"], directory / run["run"], tta)
     rows = aggregate(runs)
     models = model_order([r["model"] for r in rows])
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
@@ -142,6 +155,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         header += ("\nThe `cal_*` tables: each model tempered by the temperature (`cal_temperature`) that fits its "
                    "run's validation split, scored on the test split (`cal_ece`, `cal_brier`; untempered: `ece`, "
                    "`brier`).\n")
+    if tta is not None:
+        seen = "the image and its left-right mirror" if tta == "hflip" else "the image and its three mirrorings"
+        header += (f"\nThe `tta_*` tables: each model's probabilities averaged over {seen} (`--tta {tta}`; masks "
+                   "mirrored back), scored on the test split as the untouched figures are.\n")
     if teacher_from is not None:
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
                    f"of the same seed{' and fold' if folds else ''}, frozen (as that run saved them: at its "
@@ -213,6 +230,17 @@ def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperatur
     untempered = CALIBRATION_METRICS if temperature_scaling else ()
     test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items()
                                  if k.startswith(("op_", "cal_")) or (k in untempered and k not in values)}}
+            for model, values in metrics["test_at_best"].items()}
+    return {**metrics, "test_at_best": test}
+
+
+def _with_flips(metrics: dict[str, Any], run_dir: Path, tta: str) -> dict[str, Any]:
+    """A run's metrics with each tested model's figures under test-time flips added as
+    ``tta_METRIC`` (the whole-split metrics the run recorded, from its saved best weights)."""
+    from .runs import evaluate_run
+
+    flipped = evaluate_run(run_dir, tta=tta)
+    test = {model: {**values, **{f"tta_{k}": v for k, v in flipped.get(model, {}).items() if k in values}}
             for model, values in metrics["test_at_best"].items()}
     return {**metrics, "test_at_best": test}
 
