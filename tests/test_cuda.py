@@ -32,6 +32,23 @@ def test_the_default_path_on_cuda_is_bf16_channels_last_fused_and_packed(tmp_pat
     assert all(c["gpu_latency_ms"] > 0 and c["cpu_latency_ms"] > 0 for c in run["costs"].values())
 
 
+def test_augmentation_on_cuda_matches_the_cpu_and_repeats_with_the_seed():
+    from peerdistill.tasks.augment import Augmentation
+
+    x = torch.rand(16, 3, 24, 20)
+    masks = torch.randint(0, 2, (16, 24, 20))
+    same_everywhere = Augmentation(("hflip", "rot90", "rotate", "brightness", "contrast", "gamma"), unit=(2.0, 3.0, 4.0))
+    cpu = same_everywhere.images(x, masks, torch.Generator().manual_seed(3))
+    gpu = same_everywhere.images(x.cuda().to(memory_format=torch.channels_last), masks.cuda(),
+                                 torch.Generator().manual_seed(3))  # the trainer's generator is on the CPU
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-4, rtol=1e-4)
+    assert (gpu[1].cpu() == cpu[1]).float().mean() > 0.99  # nearest labels: rounding ties may differ
+    noisy = Augmentation(("noise",))  # drawn on the GPU: the same there for the same seed
+    a = noisy.images(x.cuda(), None, torch.Generator().manual_seed(4))[0]
+    b = noisy.images(x.cuda(), None, torch.Generator().manual_seed(4))[0]
+    assert torch.equal(a, b) and not torch.equal(a, x.cuda())
+
+
 def test_packed_students_match_separate_ones_on_cuda(tiny_data):
     from tests.test_speed import cohort_of, make_trainer, run_steps, same_resnets, weights  # shared helpers
 
