@@ -31,10 +31,10 @@ def raw():
     return torch.rand(3, 2, 9, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-def test_brightness_shifts_the_raw_intensities(raw):
-    shift = torch.tensor([0.1, -0.05, 0.0], dtype=torch.float64)
-    out = raw_of(intensity.brightness(standardised(raw), shift, 1 / STD))
-    assert torch.allclose(out, raw + shift.view(-1, 1, 1, 1))
+def test_brightness_shifts_by_standard_deviations_of_the_training_images(raw):
+    shift = torch.tensor([0.5, -0.25, 0.0], dtype=torch.float64)
+    out = raw_of(intensity.brightness(standardised(raw), shift))
+    assert torch.allclose(out, raw + shift.view(-1, 1, 1, 1) * STD.view(1, -1, 1, 1))
 
 
 def test_contrast_scales_deviations_from_each_channels_mean(raw):
@@ -61,14 +61,27 @@ def test_gamma_leaves_a_flat_channel_flat():
     assert torch.allclose(intensity.gamma(flat, torch.tensor([2.0])), flat)
 
 
-def test_noise_has_the_asked_standard_deviation_in_raw_units():
-    raw = torch.zeros(2, 2, 200, 200, dtype=torch.float64)
-    sigma = torch.tensor([0.05, 0.0], dtype=torch.float64)
-    out = raw_of(intensity.noise(standardised(raw), sigma, 1 / STD, torch.Generator().manual_seed(1)))
-    residual = out - raw
-    assert float(residual[0].std()) == pytest.approx(0.05, rel=0.02)
-    assert float(residual[0].mean()) == pytest.approx(0.0, abs=0.002)
+def test_noise_has_the_asked_standard_deviation_and_one_field_for_all_channels():
+    x = torch.zeros(2, 3, 200, 200, dtype=torch.float64)
+    sigma = torch.tensor([0.5, 0.0], dtype=torch.float64)
+    residual = intensity.noise(x, sigma, torch.Generator().manual_seed(1)) - x
+    assert float(residual[0].std()) == pytest.approx(0.5, rel=0.02)
+    assert float(residual[0].mean()) == pytest.approx(0.0, abs=0.01)
+    assert torch.equal(residual[0, 0], residual[0, 1]) and torch.equal(residual[0, 0], residual[0, 2])  # grey stays grey
     assert torch.allclose(residual[1], torch.zeros_like(residual[1]), atol=1e-12)
+
+
+def test_strengths_mean_the_same_whatever_the_raw_scale():
+    # the same picture stored as 8-bit fractions and as Hounsfield-like values: after
+    # standardisation by each one's statistics, the same draws give the same augmented images
+    picture = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    aug = Augmentation(("brightness", "contrast", "gamma", "noise"))
+    outs = []
+    for scale, offset in ((1.0, 0.0), (1500.0, -1000.0)):
+        stored = picture * scale + offset
+        z = (stored - stored.mean()) / stored.std()
+        outs.append(aug.images(z, None, torch.Generator().manual_seed(6))[0])
+    torch.testing.assert_close(outs[0], outs[1])
 
 
 def naive_rotation(labels: np.ndarray, degrees: float, fill: int) -> np.ndarray:
@@ -117,7 +130,7 @@ def test_a_rotated_image_and_its_mask_stay_together():
 
 def test_strengths_stay_in_their_ranges_and_half_the_samples_change():
     x = standardised(torch.rand(400, 2, 8, 8, generator=torch.Generator().manual_seed(3)))
-    aug = Augmentation(("contrast",), {"contrast": 0.25}, unit=tuple((1 / STD).tolist()))
+    aug = Augmentation(("contrast",), {"contrast": 0.25})
     out = aug.images(x, None, torch.Generator().manual_seed(4))[0]
     ratio = (out.std(dim=(-2, -1)) / x.std(dim=(-2, -1)))[:, 0]
     changed = (ratio - 1).abs() > 1e-5
@@ -157,6 +170,7 @@ def test_detection_shades_images_and_leaves_boxes_alone():
     (["data.augment=[contrast]", "data.augment_range={contrast: 1.0}"], "below 1"),
     (["data.augment=[rotate]", "data.augment_range={rotate: 200}"], "180"),
     (["data.augment=[noise]", "data.augment_range={noise: 0}"], "greater than 0"),
+    (["data.augment=[contrast]", "data.augment_range={contrast: 1.5}"], "contrast is 1.5: keep it below 1"),
     (["data.kind=boxes", "data.augment=[rotate]", "preset=independent"], "not available for detection"),
 ])
 def test_bad_augmentation_settings_are_named(overrides, message):
@@ -173,11 +187,13 @@ def test_augmenting_feature_vectors_is_refused():
         augmentation(cfg, Vectors())
 
 
-def test_the_strengths_are_in_standardised_units():
+def test_the_config_sets_the_strengths_and_contrast_is_refused_once():
     class Images:
         input_shape, stats = (2, 8, 8), {"mean": MEAN.tolist(), "std": STD.tolist()}
 
-    cfg = load_config(None, ["data.augment=[brightness, rotate]", "data.augment_range={brightness: 0.3}"])
+    cfg = load_config(None, ["data.augment=[brightness, rotate]", "data.augment_range={brightness: 3}"])
     aug = augmentation(cfg, Images())
-    assert aug.range_of("brightness") == 0.3 and aug.range_of("rotate") == 15.0
-    assert aug.unit == pytest.approx((5.0, 20.0))
+    assert aug.range_of("brightness") == 3 and aug.range_of("rotate") == 15.0
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["data.augment=[contrast]", "data.augment_range={contrast: 1.5}"])
+    assert len(str(caught.value).splitlines()) == 2  # the heading and one problem

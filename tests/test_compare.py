@@ -268,13 +268,14 @@ def test_a_per_class_monitor_of_a_class_named_with_a_slash_picks_the_best_studen
 
 def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, capsys):
     config = tmp_path / "base.yaml"
-    config.write_text(yaml.safe_dump({**COMPARED, "name": "base", "train": {"epochs": 1, "batch_size": 128}}))
-    out = tmp_path / "cmp"
-    assert main(["compare", str(config), "distill.preset=independent", "--seeds", "1", "--out", str(out), "--quiet",
-                 "--setting", "flips", "data.augment=[hflip]",
-                 "--setting", "turns", "data.augment=[hflip, rotate]", "data.augment_range={rotate: 10}"]) == 0
-    saved = {name: yaml.safe_load((out / f"{name}-seed0" / "config.yaml").read_text())
-             for name in ("flips", "turns")}
+    config.write_text(yaml.safe_dump({**COMPARED, "name": "base", "out_dir": str(tmp_path),
+                                      "train": {"epochs": 1, "batch_size": 128}}))
+    # overrides typed after the settings still apply to every row
+    assert main(["compare", str(config), "--seeds", "1", "--quiet", "--setting", "flips:data.augment=[hflip]",
+                 "--setting", "turns:data.augment=[hflip, rotate]", "--setting", "turns:data.augment_range={rotate: 10}",
+                 "distill.preset=independent"]) == 0
+    out = tmp_path / "base-compare"  # the config's own comparison folder
+    saved = {name: yaml.safe_load((out / f"{name}-seed0" / "config.yaml").read_text()) for name in ("flips", "turns")}
     assert saved["flips"]["data"]["augment"] == ["hflip"] and saved["flips"]["data"]["augment_range"] == {}
     assert saved["turns"]["data"]["augment"] == ["hflip", "rotate"]
     assert saved["turns"]["data"]["augment_range"] == {"rotate": 10.0}
@@ -285,17 +286,19 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
 
 
 @pytest.mark.parametrize("setting, message", [
-    (["--setting", "data.augment=[hflip]"], "takes a name first"),
-    (["--setting", "a", "data.augment=[hflip]", "other.yaml"], "'other.yaml' is not a key=value override"),
+    (["--setting", "data.augment=[hflip]"], "write NAME:KEY=VALUE"),
+    (["--setting", "a:other.yaml"], "'other.yaml' is not a key=value override"),
 ])
 def test_setting_mistakes_are_one_clear_message(tmp_path, setting, message, capsys):
     assert main(["compare", "--dry-run", "--out", str(tmp_path / "c"), *setting]) != 0
     assert message in capsys.readouterr().err
 
 
-def test_settings_of_several_configs_are_named_by_config_and_setting():
+def test_settings_are_named_by_config_and_setting_and_one_setting_keeps_its_name(tmp_path, capsys):
     from peerdistill.comparison_runs import variant_trees
 
-    trees = variant_trees([{"name": "a"}, {}], [["x", "train.epochs=2"], ["y"]])
+    trees = variant_trees([{"name": "a"}, {}], ["x:train.epochs=2", "y", "x:seed=4"])
     assert [t["name"] for t in trees] == ["a-x", "a-y", "digits-kd+ml-x", "digits-kd+ml-y"]
-    assert trees[0]["train"] == {"epochs": 2} and "train" not in trees[1]
+    assert trees[0]["train"] == {"epochs": 2} and trees[0]["seed"] == 4 and "train" not in trees[1]
+    assert main(["compare", "--dry-run", "--seeds", "1", "--out", str(tmp_path / "c"), "--setting", "solo:seed=3"]) == 0
+    assert "solo" in capsys.readouterr().out

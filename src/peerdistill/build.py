@@ -123,13 +123,11 @@ def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
 
 
 def augmentation(cfg: RunConfig, data: DataSplits) -> Augmentation:
-    """data.augment at data.augment_range's strengths, in the units of the standardised inputs."""
+    """data.augment at data.augment_range's strengths (images only)."""
     if cfg.data.augment and len(data.input_shape) != 3:
         raise ConfigError(f"data.augment turns and shades images, but the inputs are vectors of "
                           f"{data.input_shape[0]} features: remove data.augment")
-    std = (data.stats or {}).get("std")
-    return Augmentation(tuple(cfg.data.augment), dict(cfg.data.augment_range),
-                        unit=tuple(1 / s for s in std) if std else None)
+    return Augmentation(tuple(cfg.data.augment), dict(cfg.data.augment_range))
 
 
 def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):

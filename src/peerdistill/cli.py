@@ -14,8 +14,9 @@ from rich.markup import escape
 
 from .terminal import Console, one_line_warnings
 from . import __version__
-from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, apply_overrides, default_config, format_validation_error, load_config,
-                     load_saved_config, load_yaml, saved_data_section, without_other_kinds_keys)
+from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides, default_config,
+                     format_validation_error, load_config, load_saved_config, load_yaml, saved_data_section,
+                     without_other_kinds_keys)
 from .engine.artifacts import RunDir, jsonable, read_json
 from .errors import ConfigError, PeerdistillError
 
@@ -190,12 +191,17 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
+    out = ns.out
     if ns.setting:
+        if out is None and len(trees) == 1:  # the config's own comparison folder, not the shared one
+            base = trees[0]
+            out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
+                      / f"{base.get('name', RunConfig.model_fields['name'].default)}-compare")
         trees = variant_trees(trees, ns.setting)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
-            console=console, out=ns.out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
+            console=console, out=out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
             operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline,
-            temperature_scaling=ns.temperature_scaling, tta=ns.tta)
+            temperature_scaling=ns.temperature_scaling, tta=ns.tta, by_name=bool(ns.setting))
     return 0
 
 
@@ -308,10 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")
     cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml ...] [key=value ...]")
-    cmp_.add_argument("--setting", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"),
-                      help="a row of its own: every config with these overrides, named NAME; repeat it to "
-                           "compare variants of one config, e.g. --setting flips data.augment=[hflip] "
-                           "--setting turns 'data.augment=[hflip,rotate]'")
+    cmp_.add_argument("--setting", action="append", metavar="NAME:KEY=VALUE",
+                      help="a row of its own: every config with this override, named NAME (repeat with the same "
+                           "NAME for more keys; NAME alone: the config as it is), e.g. --setting flips --setting "
+                           "turns:data.augment=[hflip,rotate] --setting 'turns:data.augment_range={rotate: 10}'")
     cmp_.add_argument("--presets", default=None,
                       help="comma-separated presets run with every config (default: each config's own preset)")
     cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")

@@ -47,7 +47,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             out: str | Path | None = None, teacher_from: str | None = None,
             dry_run: bool = False, jobs: int = 1, operating_point: str | None = None,
             folds: int | None = None, baseline: str | None = None,
-            temperature_scaling: bool = False, tta: str | None = None) -> Comparison:
+            temperature_scaling: bool = False, tta: str | None = None, by_name: bool = False) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -81,6 +81,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     scored with their probabilities averaged over flips of the test images (``engine/tta.py``),
     tabulated as ``tta_METRIC`` beside each metric.
 
+    ``by_name``: rows labelled by config name even for one config (``--setting`` variants).
+
     ``baseline`` (a setting's label; default ``independent`` when compared, else the first
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
     a 95% confidence interval (``paired.py``), in compare.md, differences.csv and on the console."""
@@ -101,7 +103,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     # Each config is checked as it will run: with the first preset it is given, if any.
     bases = [validate(setting_tree(tree, presets[0], None, None, None) if presets else copy.deepcopy(tree),
                       f"config {i + 1}") for i, tree in enumerate(configs)]
-    if len(configs) == 1:
+    if len(configs) == 1 and not by_name:
         directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
     else:
         names = [b.name for b in bases]
@@ -118,7 +120,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if tta is not None and any(b.task == "detection" for b in bases):
         raise ConfigError("--tta averages probabilities over flips; detection would have to fuse flipped boxes: "
                           "it is for classification and segmentation comparisons")
-    settings = settings_of(configs, bases, presets, teacher_from)
+    settings = settings_of(configs, bases, presets, teacher_from, by_name)
     labels = [setting.label for setting in settings]
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"--baseline '{baseline}' is not one of the compared settings: {', '.join(labels)}")

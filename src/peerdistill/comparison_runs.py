@@ -52,23 +52,29 @@ class Plan:
         return f"{self.label}, seed {self.cfg.seed}{fold}"
 
 
-def variant_trees(trees: list[dict[str, Any]], variants: list[list[str]]) -> list[dict[str, Any]]:
-    """``--setting NAME key=value ...``: each config once per variant, with the variant's
-    overrides, named NAME (with several configs, CONFIGNAME-NAME): an ablation of one key needs
-    no second YAML file."""
+def variant_trees(trees: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
+    """``--setting NAME:KEY=VALUE`` (repeated for more keys of the same NAME; ``--setting NAME``
+    alone: the config as it is): each config once per NAME, with that name's overrides, named
+    NAME (with several configs, CONFIGNAME-NAME). One token per flag, so nothing typed after it
+    is taken into a setting by mistake."""
     from .config import apply_overrides
 
+    overrides: dict[str, list[str]] = {}
+    for variant in variants:
+        name, sep, override = variant.partition(":")
+        if not sep or "=" in name:
+            name, override = variant, ""
+        if "=" in name or not name.strip():
+            raise ConfigError(f"--setting '{variant}': write NAME:KEY=VALUE (e.g. --setting "
+                              "turns:data.augment=[hflip,rotate]), or NAME alone for the config as it is")
+        if override and "=" not in override:
+            raise ConfigError(f"--setting '{variant}': '{override}' is not a key=value override")
+        overrides.setdefault(name, []).extend([override] if override else [])
     out = []
     for tree in trees:
-        for name, *overrides in variants:
-            if "=" in name:
-                raise ConfigError(f"--setting takes a name first, then key=value overrides: got '{name}' first "
-                                  "(e.g. --setting rotated 'data.augment=[hflip,rotate]')")
-            odd = [o for o in overrides if "=" not in o]
-            if odd:
-                raise ConfigError(f"--setting {name}: '{odd[0]}' is not a key=value override")
+        for name, given in overrides.items():
             variant = copy.deepcopy(tree)
-            apply_overrides(variant, overrides)
+            apply_overrides(variant, given)
             base = tree.get("name", RunConfig.model_fields["name"].default)
             variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
             out.append(variant)
@@ -76,14 +82,15 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[list[str]]) -> lis
 
 
 def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: list[str] | None,
-              teacher_from: str | None) -> list[Setting]:
-    """Rows of the table: labelled by preset with one config, else by config name (and preset,
-    when presets are given); with ``teacher_from``, its setting first and the others frozen."""
+              teacher_from: str | None, by_name: bool = False) -> list[Setting]:
+    """Rows of the table: labelled by preset with one config (unless ``by_name``: the config's
+    name, as for several), else by config name (and preset, when presets are given); with
+    ``teacher_from``, its setting first and the others frozen."""
     if teacher_from is not None:
         _check_teacher_source(teacher_from, bases)
 
     def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
-        if len(configs) == 1:
+        if len(configs) == 1 and not by_name:
             return preset
         return f"{base.name}:{preset}" if named_by_preset else base.name
 

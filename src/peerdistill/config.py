@@ -262,9 +262,9 @@ class DataSpec(_Strict):
     )
     augment_range: dict[Literal["rotate", "brightness", "contrast", "gamma", "noise"],
                         Annotated[float, Field(gt=0)]] = Field(
-        default_factory=dict, description="the largest change of each: rotate degrees (15), brightness shift (0.1) "
-                                          "and noise std (0.03) on the [0, 1] intensity scale, contrast factor 1 +- r "
-                                          "(0.2), gamma in [1 / (1 + r), 1 + r] (0.3)")
+        default_factory=dict, description="the largest change of each: rotate degrees (15), brightness shift (0.2) "
+                                          "and noise std (0.1) in standard deviations of the training images, "
+                                          "contrast factor 1 +- r (0.2), gamma in [1 / (1 + r), 1 + r] (0.3)")
     group_pattern: str | None = Field(
         default=None, description="regex searched in each image's path (relative to data.root): its first group "
                                   "(or the whole match) is the image's group, a patient say, and the split keeps "
@@ -361,13 +361,12 @@ class DataSpec(_Strict):
         if unused:
             problems.append(f"data.augment_range sets {unused}, which data.augment does not name: add "
                             f"{', '.join(unused)} to data.augment or remove the range")
-        for name, value in self.augment_range.items():
-            if name == "contrast" and value >= 1:
-                problems.append(f"data.augment_range.contrast is {value}: keep it below 1 (the factor 1 - r must "
-                                "stay positive)")
-            if name != "gamma" and value > (180 if name == "rotate" else 1):
-                problems.append(f"data.augment_range.{name} is {value}: at most "
-                                f"{'180 degrees' if name == 'rotate' else '1, the whole intensity scale'}")
+        contrast, rotate = self.augment_range.get("contrast", 0), self.augment_range.get("rotate", 0)
+        if contrast >= 1:
+            problems.append(f"data.augment_range.contrast is {contrast}: keep it below 1 (the factor 1 - r must stay "
+                            "positive)")
+        if rotate > 180:
+            problems.append(f"data.augment_range.rotate is {rotate}: at most 180 degrees")
         return problems
 
     def _fold_problems(self) -> list[str]:
@@ -581,12 +580,12 @@ class RunConfig(_Strict):
         problems: list[str] = []  # every one is reported, not the first only
         if self.data.patch_size is not None and self.task != "segmentation":
             problems.append(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
-        if self.data.task != self.task:
-            problems.append(f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
+        if self.data.task != self.task:  # alone: the checks below would judge the config by the wrong task
+            refuse([f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
                             f"set task: {self.data.task}" + (
                                  " (for segmentation or detection, start from recipes/shapes.yaml or "
                                  "recipes/boxes.yaml, which set their data and models)" if self.data.kind == "digits"
-                                 else ""))
+                                 else "")])
         if not self.students:
             problems.append("at least one student is needed: add a 'students' list")
         names = self.member_names()

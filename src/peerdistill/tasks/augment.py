@@ -26,22 +26,20 @@ TRANSFORMS = {
 }
 GEOMETRIC = (*TRANSFORMS, "rotate")
 # The largest change each strength-taking transform makes, unless data.augment_range says otherwise:
-# rotate: degrees either way; brightness: a shift of the [0, 1] intensity scale; contrast: the
-# factor's distance from 1; gamma: the exponent lies in [1 / (1 + r), 1 + r]; noise: the largest
-# Gaussian standard deviation, in [0, 1] intensity units.
-DEFAULT_RANGES = {"rotate": 15.0, "brightness": 0.1, "contrast": 0.2, "gamma": 0.3, "noise": 0.03}
+# rotate: degrees either way; brightness: a shift, in standard deviations of the training images;
+# contrast: the factor's distance from 1; gamma: the exponent lies in [1 / (1 + r), 1 + r];
+# noise: the largest Gaussian standard deviation, in standard deviations of the training images.
+DEFAULT_RANGES = {"rotate": 15.0, "brightness": 0.2, "contrast": 0.2, "gamma": 0.3, "noise": 0.1}
 BOX_ONLY = ("scale", "crop")  # detection's, which move boxes (box_augment)
 NAMES = (*GEOMETRIC, *intensity.NAMES, *BOX_ONLY)
 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """``names`` in the order applied; ``ranges`` override ``DEFAULT_RANGES``; ``unit``: per
-    input channel, one unit of raw intensity in the standardised inputs (1 / std; None: 1)."""
+    """``names`` in the order applied; ``ranges`` override ``DEFAULT_RANGES``."""
 
     names: tuple[str, ...] = ()
     ranges: dict[str, float] = field(default_factory=dict)
-    unit: tuple[float, ...] | None = None
 
     def __post_init__(self):
         unknown = [n for n in self.names if n not in NAMES]
@@ -99,15 +97,14 @@ class Augmentation:
     def _intensity(self, name: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, r = x.shape[0], self.range_of(name)
         pick, u = self._draw(b, generator)
-        unit = torch.tensor(self.unit if self.unit is not None else [1.0] * x.shape[1])
         if name == "brightness":
-            moved = intensity.brightness(x, (2 * u - 1) * r, unit)
+            moved = intensity.brightness(x, (2 * u - 1) * r)
         elif name == "contrast":
             moved = intensity.contrast(x, 1 + (2 * u - 1) * r)
         elif name == "gamma":
             moved = intensity.gamma(x, torch.exp((2 * u - 1) * math.log1p(r)))
         else:
-            moved = intensity.noise(x, u * r, unit, generator)
+            moved = intensity.noise(x, u * r, generator)
         return torch.where(pick.to(x.device).view(b, *[1] * (x.ndim - 1)), moved, x)
 
 
@@ -127,5 +124,5 @@ def rotate_masks(masks: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
 
 def augment_images(x: torch.Tensor, masks: torch.Tensor | None, names: tuple[str, ...],
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``Augmentation(names).images`` at the default strengths and unit intensity scale."""
+    """``Augmentation(names).images`` at the default strengths."""
     return Augmentation(tuple(names)).images(x, masks, generator)

@@ -1,11 +1,13 @@
 """Intensity augmentation of a batch of standardised images: brightness, contrast, gamma and
 noise, each with one random strength per sample.
 
-Inputs reach augmentation already standardised per channel, (x - mean) / std. Contrast and
-gamma are defined on each image's own statistics (its channel means, its channel minimum and
-maximum), which standardisation only shifts and scales, so they act exactly as they would on
-the raw intensities. Brightness and noise are amounts of the raw [0, 1] intensity scale,
-carried into standardised units by ``unit`` (1 / std per channel).
+Inputs reach augmentation already standardised per channel, (x - mean) / std, by the training
+split's statistics (or those data.normalize gives). Brightness shifts and noise are measured
+in those units, one standard deviation of the training images, so a strength means the same
+for 8-bit photographs, 12-bit X-rays in 16-bit files and CT values in Hounsfield units.
+Contrast and gamma are defined on each image's own statistics (its channel means, its
+minimum and maximum), which standardisation only shifts and scales, so they act exactly as
+they would on the raw intensities.
 """
 
 from __future__ import annotations
@@ -20,13 +22,9 @@ def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.to(x.device, x.dtype).view(-1, *[1] * (x.ndim - 1))
 
 
-def _per_channel(unit: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return unit.to(x.device, x.dtype).view(1, -1, *[1] * (x.ndim - 2))
-
-
-def brightness(x: torch.Tensor, shift: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
-    """Add ``shift`` [B] (raw intensity units) to every pixel."""
-    return x + _per_sample(shift, x) * _per_channel(unit, x)
+def brightness(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Add ``shift`` [B] (standardised units) to every pixel of every channel."""
+    return x + _per_sample(shift, x)
 
 
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -43,10 +41,11 @@ def gamma(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
     return ((x - low) / span).clamp(0, 1).pow(_per_sample(exponent, x)) * span + low
 
 
-def noise(x: torch.Tensor, sigma: torch.Tensor, unit: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Add Gaussian noise of standard deviation ``sigma`` [B] (raw intensity units). The noise is
-    drawn on the images' device, from a generator seeded by ``generator``."""
+def noise(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Add Gaussian noise of standard deviation ``sigma`` [B] (standardised units), one field per
+    image shared by its channels (a grey image read as three equal channels stays grey). The
+    noise is drawn on the images' device, from a generator seeded by ``generator``."""
     local = torch.Generator(device=x.device)
     local.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
-    draw = torch.randn(x.shape, generator=local, device=x.device, dtype=x.dtype)
-    return x + draw * _per_sample(sigma, x) * _per_channel(unit, x)
+    field = torch.randn((x.shape[0], 1, *x.shape[2:]), generator=local, device=x.device, dtype=x.dtype)
+    return x + field * _per_sample(sigma, x)
