@@ -237,6 +237,8 @@ def test_every_problem_of_a_section_is_reported_at_once():
     (["train", "--batch-size=64"], "write train.batch_size=64"),
     (["compare", "--root", "x"], "write data.root=VALUE"),
     (["train", "--name", "x"], "write name=VALUE or teacher.name=VALUE or optim.name=VALUE"),
+    (["compare", "--seed", "3"], "write seed=VALUE"),  # not taken as an abbreviation of --seeds
+    (["eval", "runs/x", "--root", "y"], "write data.root=y"),
 ])
 def test_a_config_key_given_as_an_option_names_the_override(argv, hint, capsys):
     from peerdistill.cli import main
@@ -247,9 +249,11 @@ def test_a_config_key_given_as_an_option_names_the_override(argv, hint, capsys):
     assert hint in capsys.readouterr().err
 
 
-def test_an_unknown_option_gets_no_hint(capsys):
+@pytest.mark.parametrize("argv", [["train", "--frobnicate"], ["eval", "runs/x", "--epochs", "2"],
+                                  ["predict", "runs/x", "a.png", "--out", "p.csv", "--epochs", "2"]])
+def test_no_hint_for_an_unknown_option_or_a_key_the_command_does_not_take(argv, capsys):
     from peerdistill.cli import main
 
     with pytest.raises(SystemExit):
-        main(["train", "--frobnicate"])
+        main(argv)
     assert "config keys" not in capsys.readouterr().err

@@ -220,7 +220,7 @@ def test_feature_edges_reach_the_pyramid(tmp_path):
     assert any("hint<-teacher[fpn.outputs.0<-fpn.outputs.0]" in k for k in result.history[-1])
 
 
-def test_eval_pictures_export_and_predict(tmp_path, capsys):
+def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     train_from_config(tree(tmp_path, "r", "kd"), progress=False)
     run = tmp_path / "r"
     assert main(["eval", str(run), "--save-images", "2", "--json"]) == 0
@@ -303,8 +303,11 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys):
     expected = fused["boxes"] * torch.tensor([64 / 32, 48 / 32] * 2)
     assert [float(v) for r in rows for v in r[3:]] == pytest.approx(expected.flatten().tolist(), abs=0.01)
     # --overlays: the boxes drawn on the input at its own size, each in its class's colour
+    # (every box here: this briefly trained detector scores below the pictures' usual 0.3)
+    import peerdistill.pictures
     from peerdistill.pictures import PALETTE
 
+    monkeypatch.setattr(peerdistill.pictures, "PICTURE_MIN_SCORE", 0.0)
     assert main(["predict", str(run), str(wide), "--out", str(out), "--model", "ensemble",
                  "--overlays", str(tmp_path / "pics")]) == 0
     picture = np.asarray(Image.open(tmp_path / "pics" / "wide_boxes.png"))

@@ -156,3 +156,22 @@ def test_a_scanners_mr_file_is_windowed_by_its_own_header():
     expected = (naive_window(ds.pixel_array.astype(np.float64), float(ds.WindowCenter), float(ds.WindowWidth),
                              low, high) - low) / (high - low)
     np.testing.assert_allclose(read_image(path, grey=True)[..., 0], expected, atol=1e-6)
+
+
+def test_an_inverse_presentation_lut_inverts_once(tmp_path, grey12):
+    plain = read_image(write_dicom(tmp_path / "p.dcm", grey12), grey=True)
+    inverse = read_image(write_dicom(tmp_path / "i.dcm", grey12, PresentationLUTShape="INVERSE"), grey=True)
+    both = read_image(write_dicom(tmp_path / "b.dcm", grey12, photometric="MONOCHROME1", PresentationLUTShape="INVERSE"),
+                      grey=True)  # as DX files of MONOCHROME1 say it: one inversion
+    np.testing.assert_allclose(inverse, 1 - plain, atol=1e-6)
+    np.testing.assert_allclose(both, 1 - plain, atol=1e-6)
+
+
+def test_a_malformed_header_is_named(tmp_path, grey12):
+    bad_window = write_dicom(tmp_path / "w.dcm", grey12, WindowCenter=100.0, WindowWidth=0.0)
+    with pytest.raises(DataError, match="w.dcm"):
+        read_image(bad_window)
+    three = np.stack([grey12] * 3, axis=-1)
+    mixed = write_dicom(tmp_path / "m.dcm", three.astype(np.uint8), photometric="MONOCHROME2")
+    with pytest.raises(DataError, match="contradicts itself"):
+        read_image(mixed)

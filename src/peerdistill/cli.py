@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -267,11 +268,13 @@ def cmd_presets(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # --seed must not silently mean --seeds
         prog="peerdistill",
         description="Knowledge distillation in a cohort: a teacher and several students trained together. "
                     "Train, compare presets over seeds, score, export, predict and report.")
     parser.add_argument("--version", action="version", version=f"peerdistill {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
 
     train = sub.add_parser("train", help="train a cohort (no CONFIG: the embedded digits default)")
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
@@ -404,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     ns, extra = parser.parse_known_args(argv)
     positional = "args" if hasattr(ns, "args") else "overrides" if hasattr(ns, "overrides") else None
     if extra and (positional is None or any(e.startswith("-") for e in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command)}")
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
     try:
@@ -427,13 +430,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _as_override_hint(extra: list[str]) -> str:
-    """``--epochs 2`` where ``train.epochs=2`` was meant: name the override to write."""
+# The config keys each command takes as key=value overrides (None: every key).
+OVERRIDES_TAKEN = {"train": None, "compare": None, "eval": ("data.", "detect.")}
+
+
+def _as_override_hint(extra: list[str], command: str) -> str:
+    """``--epochs 2`` where ``train.epochs=2`` was meant: name the override to write, if the
+    command takes it."""
     from .config import key_paths
 
+    if command not in OVERRIDES_TAKEN:
+        return ""
+    taken = OVERRIDES_TAKEN[command]
     for i, arg in enumerate(extra):
         name, _, value = arg.lstrip("-").partition("=")
         paths = key_paths(name.replace("-", "_")) if arg.startswith("--") else []
+        paths = [p for p in paths if taken is None or p.startswith(taken)]
         if paths:
             if not value and i + 1 < len(extra) and not extra[i + 1].startswith("-"):
                 value = extra[i + 1]

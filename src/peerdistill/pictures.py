@@ -39,8 +39,11 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
     return written
 
 
+PICTURE_MIN_SCORE = 0.3  # boxes drawn in pictures; fainter ones (down to detect.score_threshold) stay in the CSVs
+
+
 def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
-                      min_score: float = 0.3) -> list[Path]:
+                      min_score: float = PICTURE_MIN_SCORE) -> list[Path]:
     """For the first ``count`` samples: ``<model>/<i>_boxes.png``, the image with the true boxes
     in white and the predicted ones (score at least ``min_score``) coloured by class, with their
     scores, for every output and the ensemble."""
@@ -57,8 +60,7 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
             for label, *box in y[i].tolist():
                 if label >= 0:
                     draw.rectangle(_inclusive(box), outline=(255, 255, 255))
-            keep = det["scores"] >= min_score
-            draw_boxes(draw, det["boxes"][keep].tolist(), det["scores"][keep].tolist(), det["labels"][keep].tolist())
+            draw_boxes(draw, det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), min_score=min_score)
             path = folder / f"{i:03d}_boxes.png"
             picture.save(path)
             written.append(path)
@@ -66,9 +68,12 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
 
 
 def draw_boxes(draw, boxes: list[list[float]], scores: list[float], labels: list[int],
-               class_names: list[str] | None = None) -> None:
-    """Each box outlined in its class's colour, with its score (and class name) inside."""
+               class_names: list[str] | None = None, min_score: float = 0.0) -> None:
+    """Each box scored at least ``min_score`` outlined in its class's colour, with its score
+    (and class name) inside."""
     for box, score, label in zip(boxes, scores, labels):
+        if score < min_score:
+            continue
         color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
         draw.rectangle(_inclusive(box), outline=color)
         name = f"{class_names[int(label)]} " if class_names else ""
@@ -96,12 +101,13 @@ def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None, alpha
 
 def viewable(image: np.ndarray) -> np.ndarray:
     """An input as read, [H, W, C] float (files in [0, 1]), as RGB uint8 stretched to its own
-    range (as ``_displayable`` shows standardised batches)."""
+    range (as ``_displayable`` shows standardised batches); an image of other than 1 or 3
+    channels (two MR sequences, say) is shown by its first, in grey."""
+    if image.shape[-1] != 3:
+        image = image[..., :1]
     lo, hi = float(image.min()), float(image.max())
     out = (image - lo) / max(hi - lo, 1e-6) * 255
-    if out.shape[-1] == 1:
-        out = np.repeat(out, 3, axis=-1)
-    return out[..., :3].astype(np.uint8)
+    return np.broadcast_to(out, (*out.shape[:2], 3)).astype(np.uint8)
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:

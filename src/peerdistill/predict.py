@@ -107,9 +107,10 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] == "probabilities" else p.float().softmax(dim=0) for p in results]
     if dense:
+        written = _write_masks(read, probs, out, visible_masks)
         if overlays is not None:
             _draw_masks(read, probs, Path(overlays))
-        return _write_masks(read, probs, out, visible_masks)
+        return written
     return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
 
@@ -250,12 +251,7 @@ def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bo
     """One label PNG per input at that input's size (probabilities resized before the argmax):
     class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
     what a viewer shows and what ``data.binary_masks`` reads back)."""
-    files = [f"{stem}_mask.png" for stem in read.stems]
-    clashes = sorted({f for f in files if files.count(f) > 1})
-    if clashes:
-        same = [n for n, f in zip(read.names, files) if f == clashes[0]]
-        raise DataError(f"inputs {same[:3]} would all be written as '{clashes[0]}': predict them into separate "
-                        "--out folders")
+    files = _picture_names(read, "mask")
     out.mkdir(parents=True, exist_ok=True)
     for file, p, size in zip(files, probs, read.sizes):
         classes = align_to(p[None].float(), size)[0].argmax(dim=0)
@@ -265,32 +261,47 @@ def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bo
     return out
 
 
+def _picture_names(read: Inputs, kind: str) -> list[str]:
+    """``<stem>_<kind>.png`` for every input, refused (before anything is written) when two
+    inputs of one name in different folders would write the same file."""
+    files = [f"{stem}_{kind}.png" for stem in read.stems]
+    clashes = sorted({f for f in files if files.count(f) > 1})
+    if clashes:
+        same = [n for n, f in zip(read.names, files) if f == clashes[0]]
+        raise DataError(f"inputs {same[:3]} would all be written as '{clashes[0]}': predict them in separate calls, "
+                        "into separate folders")
+    return files
+
+
 def _draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path) -> None:
     """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted."""
     from .pictures import overlay, viewable
 
+    files = _picture_names(read, "overlay")
     folder.mkdir(parents=True, exist_ok=True)
-    for stem, p, image in zip(read.stems, probs, read.originals, strict=True):
+    for file, p, image in zip(files, probs, read.originals, strict=True):
         classes = align_to(p[None].float(), image.shape[:2])[0].argmax(dim=0).numpy()
-        atomic_write_bytes(folder / f"{stem}_overlay.png", _png(overlay(viewable(image), classes, None)))
+        atomic_write_bytes(folder / file, _png(overlay(viewable(image), classes, None)))
 
 
 def _draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
                 folder: Path) -> None:
-    """``<stem>_boxes.png``: each input at its own size with its kept boxes, class and score."""
+    """``<stem>_boxes.png``: each input at its own size with its boxes scored at least
+    ``PICTURE_MIN_SCORE`` (as eval's pictures; the CSV has them all), class and score."""
     from PIL import Image, ImageDraw
 
-    from .pictures import draw_boxes, viewable
+    from .pictures import PICTURE_MIN_SCORE, draw_boxes, viewable
 
+    files = _picture_names(read, "boxes")
     folder.mkdir(parents=True, exist_ok=True)
-    for stem, (height, width), det, image in zip(read.stems, read.sizes, detections, read.originals, strict=True):
+    for file, (height, width), det, image in zip(files, read.sizes, detections, read.originals, strict=True):
         picture = Image.fromarray(viewable(image))
         scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
         draw_boxes(ImageDraw.Draw(picture), (det["boxes"].float().cpu() * scale).tolist(), det["scores"].tolist(),
-                   det["labels"].tolist(), class_names)
+                   det["labels"].tolist(), class_names, min_score=PICTURE_MIN_SCORE)
         buf = io.BytesIO()
         picture.save(buf, format="PNG")
-        atomic_write_bytes(folder / f"{stem}_boxes.png", buf.getvalue())
+        atomic_write_bytes(folder / file, buf.getvalue())
 
 
 def _png(mask: np.ndarray) -> bytes:

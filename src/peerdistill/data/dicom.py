@@ -4,8 +4,8 @@
 The stored values go through the file's modality LUT (rescale slope and intercept) and its
 VOI transform (the first window, else its VOI LUT), the steps a viewer takes; the result is
 scaled by the range those transforms can output, a fixed scale per file and never the image's
-own minimum and maximum, so images stay comparable. MONOCHROME1 images (dense is dark) are
-inverted, so that in every image dense is bright. Colour images (RGB, and YBR, which pydicom
+own minimum and maximum, so images stay comparable. MONOCHROME1 images (dense is dark) and
+an INVERSE presentation LUT are inverted, so that in every image dense is bright. Colour images (RGB, and YBR, which pydicom
 turns into RGB) are divided by their largest stored value.
 """
 
@@ -60,7 +60,13 @@ def read_dicom(path: Path, grey: bool = False) -> np.ndarray:
         raise DataError(f"cannot decode the pixels of DICOM image '{path}': {exc}; compressed files need a "
                         "decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg") from None
     if ds.PhotometricInterpretation in GREY_INTERPRETATIONS:
-        a = _viewed_grey(stored, ds)[..., None]
+        if stored.ndim != 2:
+            raise DataError(f"DICOM image '{path}' is {ds.PhotometricInterpretation} but holds "
+                            f"{int(ds.get('SamplesPerPixel', 1))} samples per pixel: its header contradicts itself")
+        try:
+            a = _viewed_grey(stored, ds)[..., None]
+        except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:  # a malformed window or LUT
+            raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
     else:
         a = stored.astype(np.float32) / float(2 ** int(ds.get("BitsStored", 8)) - 1)
         if a.ndim == 2:  # a palette or other one-sample colour model
@@ -87,7 +93,10 @@ def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:
         if not has_window:  # a VOI LUT's output: 0 .. 2^bits - 1
             low, high = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
     scaled = (np.asarray(values, np.float64) - low) / max(high - low, 1e-12)
-    return 1.0 - scaled if ds.PhotometricInterpretation == "MONOCHROME1" else scaled
+    # MONOCHROME1 shows low values bright. DX and CR files of it say so twice, with an INVERSE
+    # presentation LUT (PS3.3 C.8.11): one inversion, not two; INVERSE alone inverts too.
+    inverted = ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE"
+    return 1.0 - scaled if inverted else scaled
 
 
 def _modality_range(ds) -> tuple[float, float]:
