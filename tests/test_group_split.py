@@ -162,3 +162,65 @@ def test_a_bootstrap_of_a_grouped_run_draws_whole_patients(tmp_path):
         meter.update(probs[idx], data.test.y[idx])
         dice.append(meter.compute()["dice"])
     assert (scores["ci95_low_dice"], scores["ci95_high_dice"]) == pytest.approx(tuple(np.percentile(dice, [2.5, 97.5])))
+
+
+def imbalanced_patients(seed=0):
+    """60 patients, 15 of them ill, 1 to 6 images each: a cut blind to class can leave a split
+    with few ill patients."""
+    rng = np.random.default_rng(seed)
+    groups, labels = [], []
+    for p in range(60):
+        for _ in range(int(rng.integers(1, 7))):
+            groups.append(f"p{p}")
+            labels.append(int(p < 15))
+    return groups, np.array(labels)
+
+
+def test_stratified_group_splits_keep_patients_whole_and_classes_in_proportion():
+    from peerdistill.data.splits import stratified_group_cut
+
+    groups, labels = imbalanced_patients()
+    share = labels.mean()
+    parts = stratified_group_cut(groups, labels, 0.2, 0.2, seed=3)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(labels)))  # every image once
+    owners = [{groups[i] for i in part} for part in parts]
+    assert not (owners[0] & owners[1] or owners[0] & owners[2] or owners[1] & owners[2])
+    for part in parts:
+        assert abs(labels[part].mean() - share) < 0.06  # the ill share of every split near the whole's
+    assert abs(len(parts[2]) / len(labels) - 0.2) < 0.06 and abs(len(parts[1]) / len(labels) - 0.2) < 0.06
+    again = stratified_group_cut(groups, labels, 0.2, 0.2, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    other = stratified_group_cut(groups, labels, 0.2, 0.2, seed=4)
+    assert not np.array_equal(parts[2], other[2])
+    # blind to class, the same cut strays further from the whole's share, over many seeds
+    blind = [max(abs(labels[p].mean() - share) for p in group_cut(groups, 0.2, 0.2, seed=s)) for s in range(20)]
+    strat = [max(abs(labels[p].mean() - share) for p in stratified_group_cut(groups, labels, 0.2, 0.2, seed=s))
+             for s in range(20)]
+    assert np.mean(strat) < np.mean(blind)
+
+
+def test_stratified_group_folds_test_every_patient_once():
+    from peerdistill.data.splits import stratified_group_cut
+
+    groups, labels = imbalanced_patients(1)
+    tested = [stratified_group_cut(groups, labels, 0.2, 0.2, seed=0, folds=5, fold=k)[2] for k in range(5)]
+    assert sorted(np.concatenate(tested).tolist()) == list(range(len(labels)))
+    for part in tested:
+        assert 0.1 < labels[part].mean() < 0.45
+
+
+def test_an_image_folder_split_by_patient_and_class(tmp_path):
+    for p in range(30):
+        label = "pneumonia" if p < 8 else "normal"
+        for i in range(1 + p % 3):
+            save_grey(tmp_path / "xr" / label / f"patient{p}_view{i}.png", 40 + i)
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, group_pattern=r"patient(\d+)_",
+                    group_stratify=True)
+    data = build_data(spec)
+    assert data.info["splits"].startswith("by group (data.group_pattern, stratified)")
+    assert all(counts["pneumonia"] > 0 for counts in data.info["class_counts"].values())
+    with pytest.raises(ConfigError, match="data.group_stratify deals groups by class: it needs data.group_pattern"):
+        validate({"data": {"kind": "image_folder", "root": "x", "group_stratify": True}})
+    with pytest.raises(ConfigError, match="data.group_stratify applies to data kind"):
+        validate({"task": "segmentation", "data": {"kind": "folders", "root": "x", "group_pattern": "p",
+                                                   "group_stratify": True}})

@@ -221,7 +221,7 @@ FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_mask
 # Keys of one or two kinds, refused for the others when changed from their defaults.
 KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
-                  "group_pattern": ("image_folder", "csv", "folders")}
+                  "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv")}
 
 
 # data kinds whose splits are given or generated: data.folds is refused for them
@@ -269,6 +269,10 @@ class DataSpec(_Strict):
         default=None, description="regex searched in each image's path (relative to data.root): its first group "
                                   "(or the whole match) is the image's group, a patient say, and the split keeps "
                                   "each group whole (image_folder, csv, folders)")
+    group_stratify: bool = Field(
+        default=False, description="classification with data.group_pattern: deal the groups so that every split "
+                                   "holds the classes in about their proportions (scikit-learn's "
+                                   "StratifiedGroupKFold; the fractions become 1/k)")
     # csv (classification)
     path_column: str = "path"
     label_column: str = "label"
@@ -340,6 +344,8 @@ class DataSpec(_Strict):
             problems.append(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
                             f"only, not '{self.kind}'{given}: remove it")
         problems += self._fold_problems()
+        if self.group_stratify and not self.group_pattern:
+            problems.append("data.group_stratify deals groups by class: it needs data.group_pattern, the groups")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)

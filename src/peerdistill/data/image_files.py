@@ -11,7 +11,8 @@ import numpy as np
 from ..config import DataSpec
 from ..errors import DataError
 from .image_io import image_files, read_image
-from .splits import DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups
+from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups,
+                     stratified_group_cut)
 
 SPLITS = ("train", "val", "test")
 
@@ -208,7 +209,9 @@ def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
     base = Path(source) if Path(source).is_dir() else Path(source).parent
     names = [Path(os.path.relpath(f, base)).as_posix() for f in files]
     groups = group_ids(names, spec.group_pattern)
-    parts = group_cut(groups, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
+    cut = stratified_group_cut if spec.group_stratify else group_cut
+    extra = (np.asarray(labels),) if spec.group_stratify else ()
+    parts = cut(groups, *extra, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
     x, y = _read_all(files, spec), np.asarray(labels)
     try:
         splits = DataSplits.from_arrays(*[a for idx in parts for a in (x[idx], y[idx])], class_names=classes,
@@ -216,15 +219,17 @@ def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
     except DataError as exc:
         counts = {s: dict(zip(classes, np.bincount(y[idx], minlength=len(classes)).tolist()))
                   for s, idx in zip(SPLITS, parts)}
-        raise DataError(f"{exc}. Images per split and class: {counts}. data.group_pattern deals whole groups "
-                        "without regard to class: with few groups of a class, try another data.split_seed, or "
-                        "give more groups of it") from None
+        how = ("" if spec.group_stratify else " without regard to class (data.group_stratify=true deals them by "
+               "class)")
+        raise DataError(f"{exc}. Images per split and class: {counts}. data.group_pattern deals whole groups{how}: "
+                        "with few groups of a class, try another data.split_seed, or give more groups of it") from None
     splits.info.update(source=source, split_seed=spec.split_seed, files={
         s: [names[i] for i in idx] for s, idx in zip(SPLITS, parts)},
         groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)},
         class_counts={s: dict(zip(classes, np.bincount(y[idx], minlength=len(classes)).tolist()))
                       for s, idx in zip(SPLITS, parts)},
-        splits=f"by group (data.group_pattern), seed {spec.split_seed}" + (
+        splits=f"by group (data.group_pattern{', stratified' if spec.group_stratify else ''}), seed "
+               f"{spec.split_seed}" + (
             f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
     if spec.folds:
         splits.info.update(fold=spec.fold, folds=spec.folds)

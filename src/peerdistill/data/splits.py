@@ -251,6 +251,38 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
     return tuple(np.flatnonzero(per_sample == k) for k in (0, 1, 2))
 
 
+def stratified_group_cut(groups: list[str], labels: np.ndarray, val_fraction: float, test_fraction: float,
+                         seed: int, folds: int | None = None, fold: int = 0) -> tuple[np.ndarray, ...]:
+    """``group_cut`` with the classes in about their proportions in every split: scikit-learn's
+    StratifiedGroupKFold deals the groups. Test is one of round(1 / test_fraction) folds (with
+    ``folds``: fold ``fold`` of ``folds``), val one of round(remaining share / val_fraction) folds
+    of the rest, so the fractions are 1/k."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups, labels = np.asarray(groups), np.asarray(labels)
+    everything = np.arange(len(labels))
+    random = np.random.RandomState(seed)  # one stream for both cuts: any seed NumPy takes
+
+    def held_out(members: np.ndarray, k: int, fold_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        k = max(2, int(k))
+        if len(set(groups[members])) < k:
+            raise DataError(f"{len(set(groups[members]))} groups cannot fill {k} folds: give more groups, raise the "
+                            "split fractions, or drop data.group_stratify")
+        cut = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random)
+        with warnings.catch_warnings():  # a class with fewer groups than folds: dealt as well as it can be
+            warnings.simplefilter("ignore", UserWarning)
+            rest, held = list(cut.split(members, labels[members], groups[members]))[fold_index]
+        return members[rest], members[held]
+
+    if folds:
+        rest, test = held_out(everything, folds, fold)
+        train, val = held_out(rest, round(len(rest) / max(val_fraction * len(labels), 1)))
+    else:
+        rest, test = held_out(everything, round(1 / test_fraction))
+        train, val = held_out(rest, round((1 - test_fraction) / val_fraction))
+    return tuple(np.sort(part) for part in (train, val, test))
+
+
 def _take_until(candidates: list[int], counts: np.ndarray, target: int) -> list[int]:
     """Groups from ``candidates`` in order until their images reach ``target`` (at least one)."""
     taken, total = [], 0
