@@ -82,7 +82,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
                           "drop --overlays")
     _check_out(out, dense, inputs)
     if overlays is not None:
-        _check_out(Path(overlays), True, inputs, "pictures")
+        _check_out(Path(overlays), True, inputs, pictures=True)
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
@@ -122,7 +122,7 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _check_out(out: Path, dense: bool, inputs: list[str], pictures: str = "") -> None:
+def _check_out(out: Path, dense: bool, inputs: list[str], pictures: bool = False) -> None:
     """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder)."""
     option, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
     if dense and out.exists() and not out.is_dir():

@@ -5,8 +5,8 @@ The stored values go through the file's modality LUT (rescale slope and intercep
 VOI transform (the first window, else its VOI LUT), the steps a viewer takes; the result is
 scaled by the range those transforms can output, a fixed scale per file and never the image's
 own minimum and maximum, so images stay comparable. MONOCHROME1 images (dense is dark) and
-an INVERSE presentation LUT are inverted, so that in every image dense is bright. Colour images (RGB, and YBR, which pydicom
-turns into RGB) are divided by their largest stored value.
+an INVERSE presentation LUT are inverted, so that in every image dense is bright. Colour
+images (RGB, and YBR, which pydicom turns into RGB) are divided by their largest stored value.
 """
 
 from __future__ import annotations

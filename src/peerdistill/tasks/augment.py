@@ -82,7 +82,7 @@ class Augmentation:
         if name in TRANSFORMS:  # one draw per sample, as before rotate existed
             if name == "rot90" and x.shape[-1] != x.shape[-2]:
                 return x, masks
-            pick = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+            pick = (torch.rand(b, generator=generator, device=generator.device) < 0.5).to(x.device)
             moved_x, moved_m = TRANSFORMS[name](x), TRANSFORMS[name](masks) if masks is not None else None
         else:
             pick, u = self._draw(b, generator)
