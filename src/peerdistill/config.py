@@ -587,11 +587,10 @@ class RunConfig(_Strict):
         if self.data.patch_size is not None and self.task != "segmentation":
             problems.append(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
         if self.data.task != self.task:  # alone: the checks below would judge the config by the wrong task
+            start = (" (for segmentation or detection, start from recipes/shapes.yaml or recipes/boxes.yaml, "
+                     "which set their data and models)" if self.data.kind == "digits" else "")
             refuse([f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
-                            f"set task: {self.data.task}" + (
-                                 " (for segmentation or detection, start from recipes/shapes.yaml or "
-                                 "recipes/boxes.yaml, which set their data and models)" if self.data.kind == "digits"
-                                 else "")])
+                    f"set task: {self.data.task}{start}"])
         if not self.students:
             problems.append("at least one student is needed: add a 'students' list")
         names = self.member_names()
