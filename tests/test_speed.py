@@ -162,8 +162,12 @@ def test_channels_last_models_compute_what_contiguous_ones_do(tiny_data):
     b = run_steps(t, tiny_data, steps=2)
     conv = nhwc["student1"].module.layers[0][0].conv1.weight  # 4 input channels: the layouts differ
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
-    for step_a, step_b in zip(a, b):
-        assert step_b["total"] == pytest.approx(step_a["total"], rel=1e-5)
+    # the same weights give the same loss; after an Adam step, the layouts' rounding (which
+    # differs by CPU kernel: 1e-7 here grows to 2e-4 on an AMD EPYC) is divided by the
+    # gradients' own small sizes, so later steps agree less closely
+    assert b[0]["total"] == pytest.approx(a[0]["total"], rel=1e-5)
+    for step_a, step_b in zip(a[1:], b[1:]):
+        assert step_b["total"] == pytest.approx(step_a["total"], rel=2e-3)
 
 
 def test_compiled_models_train_like_eager_ones_with_feature_capture(tiny_data):
