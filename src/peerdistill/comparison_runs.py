@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from .terminal import Console
 from .build import train_from_config
-from .config import FILE_KINDS, RunConfig, check_preset_names, load_saved_config, validate
+from .config import FILE_KINDS, RunConfig, apply_overrides, check_preset_names, load_saved_config, validate
 from .config_diff import differences, relocated, summary
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
@@ -57,8 +57,6 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str]) -> list[dict
     alone: the config as it is): each config once per NAME, with that name's overrides, named
     NAME (with several configs, CONFIGNAME-NAME). One token per flag, so nothing typed after it
     is taken into a setting by mistake."""
-    from .config import apply_overrides
-
     overrides: dict[str, list[str]] = {}
     for variant in variants:
         name, sep, override = variant.partition(":")

@@ -84,11 +84,15 @@ class Augmentation:
                 return x, masks
             pick = (torch.rand(b, generator=generator, device=generator.device) < 0.5).to(x.device)
             moved_x, moved_m = TRANSFORMS[name](x), TRANSFORMS[name](masks) if masks is not None else None
-        else:
+        else:  # only the picked samples are turned: a warp costs more than a flip
             pick, u = self._draw(b, generator)
-            pick = pick.to(x.device)
-            degrees = ((2 * u - 1) * self.range_of("rotate")).to(x.device, torch.float32)
-            moved_x, moved_m = rotate_images(x, degrees), rotate_masks(masks, degrees) if masks is not None else None
+            turned = pick.nonzero().flatten()
+            degrees = ((2 * u[turned] - 1) * self.range_of("rotate")).to(x.device, torch.float32)
+            turned = turned.to(x.device)
+            x = x.index_copy(0, turned, rotate_images(x[turned], degrees)) if len(turned) else x
+            if masks is not None and len(turned):
+                masks = masks.index_copy(0, turned, rotate_masks(masks[turned], degrees))
+            return x, masks
         x = torch.where(pick.view(b, *[1] * (x.ndim - 1)), moved_x, x)
         if masks is not None:
             masks = torch.where(pick.view(b, *[1] * (masks.ndim - 1)), moved_m, masks)
