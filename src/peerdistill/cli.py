@@ -119,7 +119,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
-                          temperature_scaling=ns.temperature_scaling, tta=ns.tta)
+                          temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample)
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
@@ -143,7 +143,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             names = meta.get("class_names") or ["0", "1"]
             console.print(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the "
                                                         f"run's validation split (positive: '{names[-1]}')"))
-    if ns.save_images:  # on stderr: --json keeps stdout pure JSON
+    if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
+        err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
+    if ns.save_images:
         err_console.print(f"pictures: {Path(ns.run_dir) / 'eval' / ns.split}/MODEL/", highlight=False, soft_wrap=True)
     if not RunDir.open(ns.run_dir).is_complete:
         err_console.print(f"note: '{ns.run_dir}' has not finished: these are the weights of its best epoch so far "
@@ -313,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
                          "(segmentation), predicted and true boxes (detection)")
+    ev.add_argument("--per-sample", metavar="FILE.csv", default=None,
+                    help="also write a CSV with a row per scored sample and model: the file (where the data has "
+                         "files), truth, prediction and class probabilities (classification), the image's own "
+                         "dice, iou, hd95, ... (segmentation), its AP and box counts (detection)")
     ev.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")

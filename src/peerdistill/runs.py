@@ -29,6 +29,7 @@ from .errors import CheckpointError, DataError, PeerdistillWarning
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
+from .per_sample import check_per_sample_path, per_sample_rows, sample_names, write_per_sample
 from .tasks import ClassificationTask, SegmentationTask
 
 
@@ -96,7 +97,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  roles: tuple[str, ...] = ("teacher", "student"),
                  operating_point: str | None = None,
                  decoding: dict[str, Any] | None = None, bootstrap: int = 0,
-                 temperature_scaling: bool = False, tta: str | None = None) -> dict[str, dict[str, float]]:
+                 temperature_scaling: bool = False, tta: str | None = None,
+                 per_sample: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
@@ -115,8 +117,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     (``calibration.py``); with ``operating_point`` too, the threshold is chosen on the tempered
     probabilities (the same decisions; the threshold export and predict use). ``tta``
     (classification, segmentation): every model's probabilities averaged over flips of the
-    input, ``hflip`` or ``flips`` (``engine/tta.py``)."""
+    input, ``hflip`` or ``flips`` (``engine/tta.py``). ``per_sample``: a CSV file to write with
+    one row per scored sample and model (``per_sample.py``)."""
     rule = parse_rule(operating_point) if operating_point else None
+    if per_sample is not None:
+        check_per_sample_path(per_sample)
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
     cohort, meta = load_cohort(run_dir, modules, roles=roles)
@@ -141,11 +146,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     task = task_for(meta, decoding)
     cohort = with_tta(cohort, tta, task.name, meta["input_shape"])
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
-    kept = _Kept(task, bootstrap > 0, bool(rule or temperature_scaling))
+    kept = _Kept(task, bootstrap > 0 or per_sample is not None, bool(rule or temperature_scaling))
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap, observe=kept)
     groups = _scored_groups(data, split, data_spec or saved_data_spec(meta)) if bootstrap else None
-    for name, meters in kept.meters.items():
+    for name, meters in (kept.meters if bootstrap else {}).items():
         _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap, groups=groups))
         if groups:
             scores[name]["ci95_groups"] = len(set(groups))
@@ -163,6 +168,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                     _add_intervals(scores[name], "op_", bootstrap, resampled(
                         lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
                         len(scored[1]), bootstrap, groups=groups))
+    if per_sample is not None:
+        write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores))
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 

@@ -39,7 +39,7 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     if is_kept_whole():  # scored as one set (eval --split all): every image in the test split
         check_labels(y, names)
-        info["split"] = "whole (scored as one set)"
+        info.update(split="whole (scored as one set)", files={"test": [str(i) for i in ids]})
         return _splits([(x[:0], y[:0]), (x[:0], y[:0]), (x, y)], names, stats or channel_stats(x), info)
     # A random split fixed by split_seed (boxes have no single label to stratify by).
     parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed,

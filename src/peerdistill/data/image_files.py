@@ -163,6 +163,12 @@ def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
     return np.stack(images)
 
 
+def _relative_names(files: list[Path], source: str) -> list[str]:
+    """Each file's path from the data's folder (or the CSV's): how runs name their files."""
+    base = Path(source) if Path(source).is_dir() else Path(source).parent
+    return [Path(os.path.relpath(f, base)).as_posix() for f in files]
+
+
 def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
     arrays = []
     for s in SPLITS:
@@ -171,7 +177,8 @@ def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
             raise DataError(f"{source}: the {s} split is empty")
         arrays += [_read_all(files, spec), np.asarray(labels)]
     splits = DataSplits.from_arrays(*arrays, class_names=classes, stats=stats)
-    splits.info.update(source=source, splits="given")
+    splits.info.update(source=source, splits="given",
+                       files={s: _relative_names(parts[s][0], source) for s in SPLITS})
     return splits
 
 
@@ -199,15 +206,16 @@ def _stratified(files, labels, classes, spec, stats, source) -> DataSplits:
     splits = DataSplits.stratified(x, np.asarray(labels), val_fraction=spec.val_fraction,
                                    test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds,
                                    fold=spec.fold, class_names=classes, stats=stats)
+    names = _relative_names(files, source)
     splits.info.update(source=source, splits=f"stratified, seed {spec.split_seed}" + (
-        f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
+        f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""),
+        files={s: [names[i] for i in idx] for s, idx in splits.info.pop("indices").items()})
     return splits
 
 
 def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
     """Splits that keep each group (``data.group_pattern``: a patient's images) whole."""
-    base = Path(source) if Path(source).is_dir() else Path(source).parent
-    names = [Path(os.path.relpath(f, base)).as_posix() for f in files]
+    names = _relative_names(files, source)
     groups = group_ids(names, spec.group_pattern)
     cut = stratified_group_cut if spec.group_stratify else group_cut
     extra = (np.asarray(labels),) if spec.group_stratify else ()

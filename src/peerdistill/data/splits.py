@@ -145,6 +145,8 @@ class DataSplits:
         x_np = np.asarray(x)
         out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
         out.info["split_seed"] = seed
+        # the source row of each sample, split by split: which files or rows a model was scored on
+        out.info["indices"] = {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
         if folds:
             out.info.update(fold=fold, folds=folds)
         return out
@@ -160,6 +162,7 @@ class DataSplits:
         splits = cls(empty, empty, TensorData(x, y), num_classes=len(class_names), class_names=list(class_names),
                      input_shape=tuple(x.shape[1:]), stats=stats)
         splits.info["split"] = "whole (scored as one set)"
+        splits.info["indices"] = {"test": list(range(len(y)))}
         return splits
 
 

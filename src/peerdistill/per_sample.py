@@ -1,0 +1,102 @@
+"""One row per scored sample and model: what ``eval --per-sample`` writes.
+
+A split's mean hides which images a model gets wrong or segments badly; this table names
+them (the file, where the data has files), so they can be looked at, and gives per-image
+figures for statistics of one's own (paired tests between models, failure by subgroup).
+Each sample's figures come from a meter holding that sample alone (``bootstrap.sample_meters``),
+so they are the task's own metrics of one image: a segmentation's Dice and HD95 of that image,
+a detection's COCO AP over that frame."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import tempered
+from .engine.artifacts import atomic_write_text, check_not_a_run_file
+from .errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+def check_per_sample_path(path: str | Path) -> None:
+    """Refuse, before anything is scored, a place the table cannot or must not go."""
+    if Path(path).is_dir():
+        raise ConfigError(f"--per-sample '{path}' is a folder; give the CSV file to write, e.g. "
+                          f"{Path(path) / 'per_sample.csv'}")
+    check_not_a_run_file(path, "--per-sample")
+
+
+def sample_names(info: dict, split: str) -> tuple[str, list[str]] | None:
+    """``(column, a name per sample of split)``: the files (image files; detection frames by
+    their file name or id) or, for array data the run cut itself, each sample's row in the
+    source; None where the data names neither (an npz with its own splits: the position in the
+    split is the row of its ``test_images``)."""
+    split_ids = info.get("split") if isinstance(info.get("split"), dict) else {}
+    for column, known in (("file", info.get("files")), ("file", split_ids), ("row", info.get("indices"))):
+        known = known or {}
+        parts = [known.get(s) for s in SPLITS] if split == "all" else [known.get(split)]
+        if all(isinstance(p, list) for p in parts):
+            return column, [str(name) for part in parts for name in part]
+    return None
+
+
+def per_sample_rows(task, meters: dict[str, list], names: tuple[str, list[str]] | None,
+                    scores: dict[str, dict[str, float]]) -> list[dict]:
+    """Rows sample by sample, every output (``meters``: its sample meters in split order) in
+    turn. ``scores``: eval's figures, for the threshold an operating point chose (and the
+    temperature it was chosen under)."""
+    rows = []
+    count = len(next(iter(meters.values())))
+    if names is not None and len(names[1]) != count:
+        names = None  # the names are not of these samples (data given from Python): leave them out
+    for i in range(count):
+        head = {"sample": i} | ({names[0]: names[1][i]} if names else {})
+        for model, sample_meters in meters.items():
+            figures = _figures(task, sample_meters[i], scores.get(model, {}))
+            rows.append(head | {"model": model} | figures)
+    return rows
+
+
+def _figures(task, meter, scores: dict[str, float]) -> dict:
+    classes = task.class_names
+    if task.name == "classification":
+        probs, truth = meter.probs[0][0].numpy(), int(meter.targets[0][0])
+        predicted = int(np.argmax(probs))
+        out = {"truth": classes[truth], "predicted": classes[predicted], "correct": int(predicted == truth)}
+        if "op_threshold" in scores:  # two classes: the second called where its probability reaches the threshold
+            p = probs if "cal_temperature" not in scores else tempered(probs[None], scores["cal_temperature"])[0]
+            called = int(p[1] >= scores["op_threshold"])
+            out |= {"op_predicted": classes[called], "op_correct": int(called == truth)}
+        return out | {f"p_{c}": float(v) for c, v in zip(classes, probs)}
+    if task.name == "segmentation":
+        confusion = meter.confusion
+        out = {}
+        for k, c in enumerate(classes[1:], start=1):
+            out |= {f"truth_pixels_{c}": int(confusion[k].sum()), f"predicted_pixels_{c}": int(confusion[:, k].sum())}
+        return out | meter.compute()
+    return {"true_boxes": len(meter.truths[0]), "detections": len(meter.predictions[0]["scores"])} | meter.compute()
+
+
+def write_per_sample(path: str | Path, rows: list[dict]) -> Path:
+    """The rows as CSV, numbers to 6 decimals, an undefined figure (a Dice where the class is in
+    neither mask, an HD95 of an empty mask, an AP of a frame without objects) left empty."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    atomic_write_text(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6f}"
+    return value

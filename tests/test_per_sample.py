@@ -1,0 +1,132 @@
+"""eval --per-sample: a row per scored sample and model, checked against the files' own labels,
+predict's probabilities, hand-counted masks and hand-made detections."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from monai.metrics import compute_hausdorff_distance
+
+from peerdistill.bootstrap import sample_meters
+from peerdistill.cli import main
+from peerdistill.detection import HeadLayout
+from peerdistill.per_sample import per_sample_rows, write_per_sample
+from peerdistill.tasks import SegmentationTask
+from peerdistill.tasks.detection import DetectionTask
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_an_image_folder_runs_rows_name_each_test_file_as_predict_scores_it(tmp_path, capsys):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("normal", 0), ("pneumonia", 90)):  # the second class brighter: learnable in one epoch
+        (tmp_path / "xray" / name).mkdir(parents=True)
+        for i in range(20):
+            pixels = np.clip(rng.normal(80 + shift, 40, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "xray" / name / f"{name[0]}{i}.png")
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml", "rampup_epochs": 1},
+                                "data": {"kind": "image_folder", "root": str(tmp_path / "xray"), "grey": True},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 2, "batch_size": 8}}), progress=False)
+    run, table = tmp_path / "r", tmp_path / "per_sample.csv"
+    assert main(["eval", str(run), "--per-sample", str(table), "--operating-point", "youden", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    rows = read_rows(table)
+    files = sorted({r["file"] for r in rows})
+    assert len(rows) == 3 * len(files) and len(files) == 8  # student1, student2, ensemble; 20% of 40 images
+    assert {r["model"] for r in rows} == {"student1", "student2", "ensemble"}
+    for r in rows:  # the truth is the file's own class folder
+        assert r["truth"] == r["file"].split("/")[0]
+        assert int(r["correct"]) == (r["predicted"] == r["truth"])
+        p = float(r["p_pneumonia"])
+        assert p + float(r["p_normal"]) == pytest.approx(1, abs=2e-6)
+        assert r["op_predicted"] == ("pneumonia" if p >= scores[r["model"]]["op_threshold"] else "normal")
+    for model in ("student1", "ensemble"):
+        mine = [r for r in rows if r["model"] == model]
+        assert np.mean([int(r["correct"]) for r in mine]) == pytest.approx(scores[model]["accuracy"])
+        assert np.mean([int(r["op_correct"]) for r in mine]) == pytest.approx(scores[model]["op_accuracy"])
+    # predict reads each file again and scores it alone: the same probabilities
+    predicted = tmp_path / "predicted.csv"
+    assert main(["predict", str(run), *[str(tmp_path / "xray" / f) for f in files], "--model", "student1",
+                 "--out", str(predicted)]) == 0
+    by_file = {r["input"]: float(r["p_pneumonia"]) for r in read_rows(predicted)}
+    for r in rows:
+        if r["model"] == "student1":
+            assert float(r["p_pneumonia"]) == pytest.approx(by_file[str(tmp_path / "xray" / r["file"])], abs=2e-6)
+
+
+def test_array_data_rows_are_the_source_rows_for_every_split(fast_tree, tmp_path):
+    from sklearn.datasets import load_digits
+
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate(fast_tree | {"train": {"epochs": 1, "batch_size": 256}, "distill": {"rampup_epochs": 0}}), progress=False)
+    run, digits = tmp_path / "runs" / "t", load_digits()
+    for split, count in (("test", 360), ("all", len(digits.target))):
+        table = tmp_path / f"{split}.csv"
+        assert main(["eval", str(run), "--split", split, "--per-sample", str(table)]) == 0
+        teacher = [r for r in read_rows(table) if r["model"] == "teacher"]
+        assert len(teacher) == count and [int(r["sample"]) for r in teacher] == list(range(count))
+        assert [int(r["truth"]) for r in teacher] == [int(digits.target[int(r["row"])]) for r in teacher]
+    assert sorted(int(r["row"]) for r in teacher) == list(range(count))  # all: every row once
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI about its own internals
+def test_segmentation_rows_are_each_images_own_dice_pixels_and_hd95(tmp_path):
+    truth = torch.zeros(3, 16, 16, dtype=torch.long)
+    truth[0, 2:8, 2:8] = 1       # 36 pixels, predicted as 24 of them plus 6 outside
+    truth[1, 4:12, 4:12] = 1     # 64 pixels, missed entirely
+    truth[1, 0, 0] = 255         # ignored
+    pred = torch.zeros_like(truth)
+    pred[0, 2:6, 2:8] = 1
+    pred[0, 10, 10:16] = 1
+    probs = torch.stack([1.0 - pred.float(), pred.float()], dim=1)   # image 2: nothing anywhere
+    task = SegmentationTask(2, class_names=["background", "vessel"])
+    rows = per_sample_rows(task, {"m": sample_meters(task, probs, truth)}, ("file", ["a.png", "b.png", "c.png"]), {})
+    assert [(r["sample"], r["file"], r["truth_pixels_vessel"], r["predicted_pixels_vessel"]) for r in rows] == [
+        (0, "a.png", 36, 30), (1, "b.png", 64, 0), (2, "c.png", 0, 0)]
+    assert rows[0]["dice"] == pytest.approx(2 * 24 / (36 + 30)) and rows[0]["iou"] == pytest.approx(24 / 42)
+    assert rows[1]["dice"] == 0 and rows[1]["pixel_accuracy"] == pytest.approx((255 - 64) / 255)
+    expected = compute_hausdorff_distance(pred[:1, None].float(), truth[:1, None].float(), percentile=95)
+    assert rows[0]["hd95"] == pytest.approx(float(expected))
+    written = read_rows(write_per_sample(tmp_path / "seg.csv", rows))
+    assert written[0]["dice"] == f"{2 * 24 / 66:.6f}"
+    # undefined figures are empty cells: no vessel in truth or prediction, no distance to an empty mask
+    assert written[2]["dice"] == "" and written[1]["hd95"] == "" and written[2]["hd95"] == ""
+
+
+def test_detection_rows_are_each_frames_ap_and_box_counts():
+    task = DetectionTask(HeadLayout(1), (64, 64))
+    box = torch.tensor([[0.0, 8, 8, 30, 30]])
+    none = torch.full((1, 5), -1.0)
+    targets = torch.stack([box, box, none])  # frame 3 has no object
+    found = {"boxes": box[:, 1:], "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}
+    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+    rows = per_sample_rows(task, {"m": sample_meters(task, [found, empty, found], targets)}, None, {})
+    assert [(r["true_boxes"], r["detections"]) for r in rows] == [(1, 1), (1, 0), (0, 1)]
+    assert rows[0]["ap"] == pytest.approx(1.0) and rows[1]["ap"] == 0.0 and np.isnan(rows[2]["ap"])
+
+
+def test_per_sample_mistakes_are_one_message_before_anything_is_scored(fast_tree, tmp_path, capsys):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate(fast_tree | {"train": {"epochs": 1, "batch_size": 256}, "distill": {"rampup_epochs": 0}}), progress=False)
+    run = tmp_path / "runs" / "t"
+    before = (run / "run.json").read_bytes()
+    for target, says in ((tmp_path, "is a folder; give the CSV file to write"),
+                         (run / "run.json", "is one of the files of the run")):
+        assert main(["eval", str(run), "--per-sample", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert says in " ".join(err.split()) and "Traceback" not in err
+    assert (run / "run.json").read_bytes() == before
