@@ -14,6 +14,7 @@ from peerdistill.config import DataSpec, validate
 from peerdistill.data import build_data
 from peerdistill.errors import DataError
 from peerdistill.segmentation_metrics import SegmentationMeter
+from peerdistill.tasks import SegmentationTask
 from peerdistill.tasks.augment import augment_images
 
 
@@ -225,11 +226,11 @@ def test_task_and_data_kind_must_agree():
         validate({"task": "segmentation", "students": [{"arch": "unet"}], "distill": {"preset": "independent"}})
 
 
-def test_pixel_auc_matches_scikit_learn_over_every_batch():
-    """Scores on multiples of 1/1024 fall each in a bin of its own (bin 4k of 4096) and tie
-    exactly where equal, so the histogram AUC (shared bin = tie, counted 1/2) must equal
-    scikit-learn's exact one to rounding. Values 1/1024 apart share a bin of a 64x coarser
-    histogram, so a coarser one would not match."""
+@pytest.mark.parametrize("spread", ["ties", "confident", "undecided"])
+def test_pixel_auc_matches_scikit_learn_over_every_batch(spread):
+    """Exact, as scikit-learn ranks: with ties across the classes, with a confident model whose
+    scores crowd near 0 and 1 (where a 4,096-bin histogram, the former rule, tied thousands of
+    pixels), and with an undecided one whose scores all lie within 0.003 of 1/2."""
     from sklearn.metrics import roc_auc_score
 
     g = torch.Generator().manual_seed(0)
@@ -237,15 +238,47 @@ def test_pixel_auc_matches_scikit_learn_over_every_batch():
     scores, labels = [], []
     for _ in range(3):  # several batches: all of them count
         truth = (torch.rand(2, 16, 16, generator=g) < 0.3).long()
-        steps = 300 * truth + torch.randint(0, 725, (2, 16, 16), generator=g)  # 0 .. 1024, overlapping
-        p1 = steps.float() / 1024
+        if spread == "ties":
+            p1 = (300 * truth + torch.randint(0, 725, (2, 16, 16), generator=g)).float() / 1024  # overlapping steps
+        else:
+            logits = 2.0 * truth + torch.randn(2, 16, 16, generator=g)
+            p1 = torch.sigmoid(logits * 12) if spread == "confident" else 0.5 + 0.003 * torch.tanh(logits)
         meter.update(torch.stack([1 - p1, p1], dim=1), truth)
         scores.append(p1.flatten())
         labels.append(truth.flatten())
     scores, labels = torch.cat(scores), torch.cat(labels)
-    assert set(scores[labels == 1].tolist()) & set(scores[labels == 0].tolist())  # ties across the classes
+    if spread == "ties":
+        assert set(scores[labels == 1].tolist()) & set(scores[labels == 0].tolist())  # ties across the classes
+    else:  # the scores a 4,096-bin histogram could not tell apart
+        bins = (scores * 4096).long().clamp(0, 4095)
+        assert len(set(bins.tolist())) < 0.5 * len(set(scores.tolist()))
     expected = roc_auc_score(labels.numpy(), scores.numpy())
     assert meter.compute()["auc"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_resamples_pixel_auc_is_its_pixels_ranked_again():
+    """The bootstrap's pair counts between images give each resample's exact AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    from peerdistill.segmentation_metrics import ResampledPixelAUC
+
+    g = torch.Generator().manual_seed(1)
+    truth = (torch.rand(5, 12, 12, generator=g) < 0.3).long()
+    truth[4] = 0  # an image without foreground
+    truth[2, :2] = 255  # ignored pixels
+    p1 = torch.sigmoid(1.5 * (truth == 1) + torch.randn(5, 12, 12, generator=g)).round(decimals=2)  # ties too
+    probs = torch.stack([1 - p1, p1], dim=1)
+    task = SegmentationTask(2, hd95=False)
+    meters = []
+    for i in range(5):
+        meter = task.new_meter()
+        meter.update(probs[i:i + 1], truth[i:i + 1])
+        meters.append(meter)
+    auc = ResampledPixelAUC(meters)
+    for drawn in ([0, 0, 3, 4, 1], [2, 2, 2, 4, 4], [4, 1, 0, 3, 2]):
+        valid = torch.cat([truth[i][truth[i] != 255] for i in drawn])
+        scores = torch.cat([p1[i][truth[i] != 255] for i in drawn])
+        assert auc(np.array(drawn)) == pytest.approx(roc_auc_score(valid.numpy(), scores.numpy()), rel=1e-12)
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])

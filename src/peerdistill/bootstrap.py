@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DataError
+from .segmentation_metrics import ResampledPixelAUC, SegmentationMeter
 
 CONFIDENCE = 0.95
 SEED = 0  # the resamples are fixed: the same run scores to the same interval
@@ -44,11 +45,16 @@ def intervals(task, meters: list, resamples: int, seed: int = SEED,
     """Every metric's percentile interval over ``resamples`` resamples of the samples behind
     ``meters`` (``sample_meters``), or of their ``groups`` (``resampled``); a metric no resample
     could compute is left out."""
+    auc = ResampledPixelAUC(meters) if meters and isinstance(meters[0], SegmentationMeter) \
+        and meters[0].k == 2 else None
+
     def figures(drawn: np.ndarray) -> dict[str, float]:
         merged = task.new_meter()
         for i in drawn:
             merged.merge(meters[i])
-        return merged.compute()
+        if auc is None:
+            return merged.compute()
+        return merged.compute(auc=False) | {"auc": auc(drawn)}  # no ranking of a resample's pixels
 
     return resampled(figures, len(meters), resamples, seed, groups)
 

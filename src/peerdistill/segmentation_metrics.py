@@ -7,7 +7,8 @@
 - ``pixel_accuracy``: correct pixels / all counted pixels of the split.
 - Binary tasks (two classes) add, over all counted pixels of the split: ``sensitivity``,
   ``specificity``, ``f1`` (the global Dice of the foreground, the DRIVE convention) and
-  pixel-level ``auc``; and ``hd95``, the 95th-percentile symmetric Hausdorff distance in pixels
+  pixel-level ``auc`` (exact: every counted pixel's foreground probability is kept, 4 bytes a
+  pixel, and ranked as scikit-learn ranks them, ties counting one half); and ``hd95``, the 95th-percentile symmetric Hausdorff distance in pixels
   (MONAI), mean over images where truth and prediction both hold foreground.
 Pixels labelled 255 are ignored everywhere."""
 
@@ -32,7 +33,7 @@ def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, 
 
 
 class SegmentationMeter:
-    def __init__(self, class_names: list[str], hd95: bool = True, auc_bins: int = 4096):
+    def __init__(self, class_names: list[str], hd95: bool = True):
         self.class_names = class_names
         self.k = len(class_names)
         self.hd95 = hd95 and self.k == 2
@@ -40,9 +41,9 @@ class SegmentationMeter:
         self.iou: list[list[float]] = [[] for _ in range(self.k)]
         self.confusion = torch.zeros(self.k, self.k, dtype=torch.long)
         self.hd: list[float] = []
-        self.auc_bins = auc_bins
-        self.positive_hist = torch.zeros(auc_bins, dtype=torch.float64)
-        self.negative_hist = torch.zeros(auc_bins, dtype=torch.float64)
+        # the foreground probability of every counted pixel, by truth: an array per update
+        self.positive_scores: list[np.ndarray] = []
+        self.negative_scores: list[np.ndarray] = []
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         probs = align_to(probs, targets.shape[-2:]).float()
@@ -53,9 +54,9 @@ class SegmentationMeter:
         t, p = targets[valid], pred[valid]
         self.confusion += torch.bincount(t * self.k + p, minlength=self.k * self.k).view(self.k, self.k).cpu()
         if self.k == 2:
-            bins = (probs[:, 1][valid] * self.auc_bins).long().clamp(0, self.auc_bins - 1)
-            self.positive_hist += torch.bincount(bins[t == 1], minlength=self.auc_bins).double().cpu()
-            self.negative_hist += torch.bincount(bins[t == 0], minlength=self.auc_bins).double().cpu()
+            scores = probs[:, 1][valid]
+            self.positive_scores.append(scores[t == 1].cpu().numpy())
+            self.negative_scores.append(scores[t == 0].cpu().numpy())
         if self.hd95:
             self._hausdorff(pred, targets, valid)
 
@@ -66,8 +67,8 @@ class SegmentationMeter:
             self.iou[c] += other.iou[c]
         self.confusion += other.confusion
         self.hd += other.hd
-        self.positive_hist += other.positive_hist
-        self.negative_hist += other.negative_hist
+        self.positive_scores += other.positive_scores
+        self.negative_scores += other.negative_scores
 
     def _image(self, pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
         for c in range(self.k):
@@ -92,7 +93,9 @@ class SegmentationMeter:
             hd = compute_hausdorff_distance(p[both], t[both], include_background=True, percentile=95)
         self.hd += [float(v) for v in hd.flatten() if math.isfinite(float(v))]
 
-    def compute(self) -> dict[str, float]:
+    def compute(self, auc: bool = True) -> dict[str, float]:
+        """Every figure; ``auc=False`` leaves the pixel AUC out (a bootstrap resample gets it
+        from ``ResampledPixelAUC`` instead, without ranking the pixels again)."""
         def mean(values):
             return float(np.mean(values)) if values else float("nan")
 
@@ -113,18 +116,49 @@ class SegmentationMeter:
             out["f1"] = float(2 * tp / (2 * tp + fp + fn)) if (2 * tp + fp + fn) > 0 else float("nan")
             out["sensitivity"] = float(tp / (tp + fn)) if (tp + fn) > 0 else float("nan")
             out["specificity"] = float(tn / (tn + fp)) if (tn + fp) > 0 else float("nan")
-            out["auc"] = self._auc()
+            if auc:
+                out["auc"] = pixel_auc(_joined(self.positive_scores), _joined(self.negative_scores))
             if self.hd95:
                 out["hd95"] = mean(self.hd)
         return out
 
-    def _auc(self) -> float:
-        """P(score of a foreground pixel > score of a background pixel), + 1/2 for a shared bin."""
-        pos, neg = self.positive_hist, self.negative_hist
-        if pos.sum() == 0 or neg.sum() == 0:
-            return float("nan")
-        below = torch.cumsum(neg, 0) - neg
-        return float(((pos * below).sum() + 0.5 * (pos * neg).sum()) / (pos.sum() * neg.sum()))
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def pixel_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(score of a foreground pixel > score of a background pixel), ties counting 1/2 (the
+    Mann-Whitney statistic, scikit-learn's ROC AUC); NaN without both kinds of pixel."""
+    if not len(positive) or not len(negative):
+        return float("nan")
+    return _pairs_above(positive, np.sort(negative)) / (len(positive) * len(negative))
+
+
+def _pairs_above(positive: np.ndarray, sorted_negative: np.ndarray) -> float:
+    """Pairs (positive, negative) with the positive scored higher, plus half the tied ones."""
+    below = np.searchsorted(sorted_negative, positive, side="left").sum(dtype=np.float64)
+    up_to = np.searchsorted(sorted_negative, positive, side="right").sum(dtype=np.float64)
+    return float(below + up_to) / 2
+
+
+class ResampledPixelAUC:
+    """The pixel AUC of any resample of images, exactly, without ranking its pixels again: the
+    pair counts between every two images' pixels are counted once, and a resample drawing image
+    i c_i times holds sum_ij c_i c_j pairs_ij over (sum_i c_i pos_i)(sum_j c_j neg_j) pairs."""
+
+    def __init__(self, meters: list[SegmentationMeter]):
+        positive = [_joined(m.positive_scores) for m in meters]
+        negative = [np.sort(_joined(m.negative_scores)) for m in meters]
+        self.pairs = np.array([[_pairs_above(p, n) for n in negative] for p in positive])
+        self.positives = np.array([len(p) for p in positive], dtype=np.float64)
+        self.negatives = np.array([len(n) for n in negative], dtype=np.float64)
+
+    def __call__(self, drawn: np.ndarray) -> float:
+        counts = np.bincount(drawn, minlength=len(self.positives)).astype(np.float64)
+        total = (counts @ self.positives) * (counts @ self.negatives)
+        return float(counts @ self.pairs @ counts / total) if total else float("nan")
 
 
 def predicted_classes(probs: torch.Tensor) -> torch.Tensor:
