@@ -93,6 +93,8 @@ def test_ranking_score_puts_the_better_value_higher_and_missing_values_last():
         assert ranking_score(metric, None) < ranking_score(metric, worst)
     best = max([5.0, None, 2.0, float("nan"), 3.0], key=lambda v: ranking_score("hd95", v))
     assert best == 2.0
+    assert ranking_score("hd95_liver", 2.0) > ranking_score("hd95_liver", 5.0)  # per class too
+    assert ranking_score("dice_liver", 0.9) > ranking_score("dice_liver", 0.8)
 
 
 def test_expected_calibration_error_and_brier_score_by_hand():

@@ -34,6 +34,10 @@ def test_lower_is_better_metrics_count_a_drop_as_better():
     d = paired_difference([0.02, 0.03, 0.05], [0.04, 0.04, 0.04], "ece")
     assert d.better == 2 and d.mean < 0
     assert paired_difference([0.02, 0.03, 0.05], [0.04, 0.04, 0.04], "accuracy").better == 1
+    # the same distances and errors under test-time flips (compare --tta) and per class
+    for metric in ("tta_hd95", "tta_ece", "tta_brier", "hd95_tumour", "tta_hd95_tumour"):
+        assert paired_difference([10.0, 11.0, 14.0], [12.0, 12.0, 12.0], metric).better == 2, metric
+    assert paired_difference([10.0, 11.0, 14.0], [12.0, 12.0, 12.0], "tta_dice").better == 1
 
 
 def test_pairs_without_a_number_are_left_out():
@@ -86,6 +90,7 @@ def test_a_threshold_or_a_temperature_has_no_better_direction():
     assert d.better is None and d.cell() == f"+0.2500 [{d.low:+.4f}, {d.high:+.4f}]"
     assert paired_difference([0.4], [0.5], "op_threshold").cell() == "-0.1000"
     assert paired_difference([0.05, 0.04], [0.08, 0.03], "cal_ece").better == 1
+    assert paired_difference([0.4, 0.5], [0.5, 0.3], "tta_op_threshold").better is None
 
 
 def test_runs_pair_by_seed_and_fold_whatever_their_order_or_gaps():

@@ -86,6 +86,26 @@ def test_hd95_matches_a_brute_force_computation():
     assert meter_on(pred, truth)["hd95"] == pytest.approx(naive_hd95(pred[0], truth[0]), rel=1e-4)
 
 
+def test_hd95_of_each_foreground_class_and_their_mean():
+    """Three classes: each class's distance by brute force on its own regions, over the images
+    where prediction and truth both hold it; an image missing a class leaves it out there."""
+    truth = np.zeros((2, 32, 32), np.int64)
+    pred = np.zeros((2, 32, 32), np.int64)
+    truth[0, 4:12, 4:12], pred[0, 5:14, 3:12] = 1, 1
+    truth[0, 18:28, 16:30], pred[0, 20:30, 18:27] = 2, 2
+    truth[1, 10:20, 10:20], pred[1, 12:18, 9:24] = 1, 1
+    truth[1, 25:30, 2:8] = 2  # class 2 missed in image 1: no distance there
+    m = meter_on(pred, truth, k=3)
+    one = [naive_hd95(pred[i] == 1, truth[i] == 1) for i in (0, 1)]
+    two = naive_hd95(pred[0] == 2, truth[0] == 2)
+    assert m["hd95_1"] == pytest.approx(np.mean(one), rel=1e-4)
+    assert m["hd95_2"] == pytest.approx(two, rel=1e-4)
+    assert m["hd95"] == pytest.approx((np.mean(one) + two) / 2, rel=1e-4)
+    assert "hd95_0" not in m  # the background has no distance of its own
+    binary = meter_on((pred == 1).astype(np.int64), (truth == 1).astype(np.int64))
+    assert binary["hd95"] == binary["hd95_1"] == pytest.approx(np.mean(one), rel=1e-4)
+
+
 def test_augmentation_moves_image_and_mask_together():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
     masks = x[:, 0].long()

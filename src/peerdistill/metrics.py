@@ -17,7 +17,8 @@ ECE_BINS = 15  # equal-width confidence bins, as Guo et al. (ICML 2017) and torc
 CLASSIFICATION_PER_CLASS = ("precision", "recall")
 SEGMENTATION_PER_CLASS = ("dice", "iou")
 DETECTION_PER_CLASS = ("ap", "ap50")
-PER_CLASS_FAMILIES = frozenset(CLASSIFICATION_PER_CLASS + SEGMENTATION_PER_CLASS + DETECTION_PER_CLASS)
+# hd95_<class>: the foreground classes' distances (segmentation_metrics.py)
+PER_CLASS_FAMILIES = frozenset(CLASSIFICATION_PER_CLASS + SEGMENTATION_PER_CLASS + DETECTION_PER_CLASS + ("hd95",))
 # Above this many classes, per-class figures are left out of each epoch's row (metrics.csv,
 # TensorBoard): a 1,000-class run would log 2,000 more numbers per model and epoch. The best and
 # last epochs' results and eval keep them.
@@ -132,9 +133,22 @@ LOWER_IS_BETTER = frozenset({"hd95", "ece", "brier", "cal_ece", "cal_brier"})
 NO_DIRECTION = frozenset({"op_threshold", "cal_temperature"})
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller is better: HD95, ECE and Brier, also per class (``hd95_<class>``) and
+    under test-time flips (``tta_hd95``)."""
+    base = metric.removeprefix("tta_")
+    part = per_class_part(base)
+    return base in LOWER_IS_BETTER or (part is not None and part[0] in LOWER_IS_BETTER)
+
+
+def has_direction(metric: str) -> bool:
+    """False for a chosen threshold or temperature (also under test-time flips)."""
+    return metric.removeprefix("tta_") not in NO_DIRECTION
+
+
 def ranking_score(metric: str, value: float | None) -> float:
     """A number where higher is always better, NaN / missing ranking last: how the best epoch,
     the best student and ``export --model best`` compare values of ``metric``."""
     if value is None or value != value:
         return float("-inf")
-    return -value if metric in LOWER_IS_BETTER else value
+    return -value if lower_is_better(metric) else value

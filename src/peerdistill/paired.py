@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .metrics import LOWER_IS_BETTER, NO_DIRECTION
+from .metrics import has_direction, lower_is_better
 
 CONFIDENCE = 0.95
 
@@ -51,10 +51,10 @@ def paired_difference(values: list[float], baseline: list[float], metric: str) -
     diffs = [v - b for v, b in zip(values, baseline) if not (math.isnan(v) or math.isnan(b))]
     n = len(diffs)
     if not n:
-        return Difference(math.nan, math.nan, math.nan, 0, None if metric in NO_DIRECTION else 0)
+        return Difference(math.nan, math.nan, math.nan, 0, 0 if has_direction(metric) else None)
     mean = sum(diffs) / n
-    sign = -1 if metric in LOWER_IS_BETTER else 1
-    better = None if metric in NO_DIRECTION else sum(sign * d > 0 for d in diffs)
+    sign = -1 if lower_is_better(metric) else 1
+    better = sum(sign * d > 0 for d in diffs) if has_direction(metric) else None
     if n < 2:
         return Difference(mean, math.nan, math.nan, n, better)
     from scipy.stats import t

@@ -8,8 +8,11 @@
 - Binary tasks (two classes) add, over all counted pixels of the split: ``sensitivity``,
   ``specificity``, ``f1`` (the global Dice of the foreground, the DRIVE convention) and
   pixel-level ``auc`` (exact: every counted pixel's foreground probability is kept, 4 bytes a
-  pixel, and ranked as scikit-learn ranks them, ties counting one half); and ``hd95``, the 95th-percentile symmetric Hausdorff distance in pixels
-  (MONAI), mean over images where truth and prediction both hold foreground.
+  pixel, and ranked as scikit-learn ranks them, ties counting one half).
+- ``hd95_<class>`` for each foreground class: the 95th-percentile symmetric Hausdorff distance
+  in pixels between the class's predicted and true regions (MONAI), mean over the images where
+  both hold the class; ``hd95`` is the mean over the foreground classes (for two classes, the
+  foreground's own).
 Pixels labelled 255 are ignored everywhere."""
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import warnings
 
 import numpy as np
 import torch
+
 from .metrics import SEGMENTATION_PER_CLASS, per_class_names
 from .spatial import align_to
 
@@ -28,7 +32,9 @@ IGNORE = 255
 def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, ...]:
     names = ["dice", "iou", "pixel_accuracy", *per_class_names(SEGMENTATION_PER_CLASS, class_names)]
     if len(class_names) == 2:
-        names += ["f1", "sensitivity", "specificity", "auc"] + (["hd95"] if hd95 else [])
+        names += ["f1", "sensitivity", "specificity", "auc"]
+    if hd95:
+        names += ["hd95", *per_class_names(("hd95",), class_names[1:])]
     return tuple(names)
 
 
@@ -36,11 +42,11 @@ class SegmentationMeter:
     def __init__(self, class_names: list[str], hd95: bool = True):
         self.class_names = class_names
         self.k = len(class_names)
-        self.hd95 = hd95 and self.k == 2
+        self.hd95 = hd95
         self.dice: list[list[float]] = [[] for _ in range(self.k)]
         self.iou: list[list[float]] = [[] for _ in range(self.k)]
         self.confusion = torch.zeros(self.k, self.k, dtype=torch.long)
-        self.hd: list[float] = []
+        self.hd: list[list[float]] = [[] for _ in range(self.k)]  # per class (background's stays empty)
         # the foreground probability of every counted pixel, by truth: an array per update
         self.positive_scores: list[np.ndarray] = []
         self.negative_scores: list[np.ndarray] = []
@@ -66,7 +72,8 @@ class SegmentationMeter:
             self.dice[c] += other.dice[c]
             self.iou[c] += other.iou[c]
         self.confusion += other.confusion
-        self.hd += other.hd
+        for c in range(self.k):
+            self.hd[c] += other.hd[c]
         self.positive_scores += other.positive_scores
         self.negative_scores += other.negative_scores
 
@@ -83,15 +90,16 @@ class SegmentationMeter:
     def _hausdorff(self, pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
         from monai.metrics import compute_hausdorff_distance
 
-        p = ((pred == 1) & valid).unsqueeze(1).float().cpu()
-        t = ((truth == 1) & valid).unsqueeze(1).float().cpu()
-        both = (p.flatten(1).sum(1) > 0) & (t.flatten(1).sum(1) > 0)
-        if not bool(both.any()):
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # MONAI's deprecation notices about its own internals
-            hd = compute_hausdorff_distance(p[both], t[both], include_background=True, percentile=95)
-        self.hd += [float(v) for v in hd.flatten() if math.isfinite(float(v))]
+        for c in range(1, self.k):
+            p = ((pred == c) & valid).unsqueeze(1).float().cpu()
+            t = ((truth == c) & valid).unsqueeze(1).float().cpu()
+            both = (p.flatten(1).sum(1) > 0) & (t.flatten(1).sum(1) > 0)
+            if not bool(both.any()):
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MONAI's deprecation notices about its own internals
+                hd = compute_hausdorff_distance(p[both], t[both], include_background=True, percentile=95)
+            self.hd[c] += [float(v) for v in hd.flatten() if math.isfinite(float(v))]
 
     def compute(self, auc: bool = True) -> dict[str, float]:
         """Every figure; ``auc=False`` leaves the pixel AUC out (a bootstrap resample gets it
@@ -118,8 +126,10 @@ class SegmentationMeter:
             out["specificity"] = float(tn / (tn + fp)) if (tn + fp) > 0 else float("nan")
             if auc:
                 out["auc"] = pixel_auc(_joined(self.positive_scores), _joined(self.negative_scores))
-            if self.hd95:
-                out["hd95"] = mean(self.hd)
+        if self.hd95:
+            per_class = {n: mean(v) for n, v in zip(self.class_names[1:], self.hd[1:])}
+            out["hd95"] = mean([d for d in per_class.values() if not math.isnan(d)])
+            out.update({f"hd95_{n}": d for n, d in per_class.items()})
         return out
 
 

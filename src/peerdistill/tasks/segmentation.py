@@ -35,10 +35,11 @@ class SegmentationTask:
         self.class_weights = class_weights
         self.augmentation = augment if isinstance(augment, Augmentation) else Augmentation(tuple(augment))
         self.augmentations = self.augmentation.names
-        self.hd95 = hd95 and num_classes == 2
+        self.hd95 = hd95
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         # The columns of the console table; every metric is in metrics.json / metrics.csv.
-        self.summary_metrics = ("dice", "iou", "pixel_accuracy") + (("auc", "hd95") if num_classes == 2 else ())
+        self.summary_metrics = ("dice", "iou", "pixel_accuracy") + (("auc",) if num_classes == 2 else ()) + (
+            ("hd95",) if hd95 else ())
 
     def name_classes(self, class_names: list[str]) -> None:
         """Per-class metrics are named after these."""
