@@ -91,6 +91,8 @@ def test_compare_tabulates_the_flipped_figures_beside_the_plain_ones(tmp_path):
         assert float(rows["ml", model, "tta_dice"]["mean"]) == pytest.approx(flipped[model]["dice"], abs=1e-6)
         assert float(rows["ml", model, "dice"]["mean"]) == pytest.approx(plain[model]["dice"], abs=1e-6)
     assert "The `tta_*` tables" in result.markdown and "### test tta_dice" in result.markdown
+    # per-class figures in one table per family, flipped ones too (not a table per class)
+    assert "### test tta_dice per class" in result.markdown and "### test tta_dice_foreground" not in result.markdown
     paired = {(r["model"], r["metric"]) for r in csv.DictReader((result.directory / "differences.csv").open())}
     assert ("ensemble", "tta_dice") in paired
     with pytest.raises(ConfigError, match="it is for classification and segmentation comparisons"):

@@ -459,7 +459,7 @@ class TrainSpec(_Strict):
     monitor: str | None = Field(
         default=None,
         description="MODEL/METRIC on the validation split that picks the best epoch "
-                    "(default ensemble/accuracy; ensemble/dice for segmentation)",
+                    "(default ensemble/accuracy; ensemble/dice for segmentation; ensemble/ap for detection)",
     )
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         default="auto", description="DataLoader worker processes for a dataset not held in memory (auto: on CUDA, "

@@ -26,9 +26,11 @@ PER_EPOCH_CLASS_LIMIT = 20
 
 
 def per_class_part(metric: str) -> tuple[str, str] | None:
-    """(family, class) of a per-class metric name; None for a whole-split metric."""
-    family, underscore, name = metric.partition("_")
-    return (family, name) if underscore and family in PER_CLASS_FAMILIES else None
+    """(family, class) of a per-class metric name, the family keeping a test-time-flip prefix
+    (``tta_recall_3``: ``("tta_recall", "3")``); None for a whole-split metric."""
+    prefix = "tta_" if metric.startswith("tta_") else ""
+    family, underscore, name = metric.removeprefix(prefix).partition("_")
+    return (prefix + family, name) if underscore and family in PER_CLASS_FAMILIES else None
 
 
 def classification_metric_names(class_names: list[str]) -> tuple[str, ...]:
