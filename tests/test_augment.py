@@ -12,7 +12,7 @@ from peerdistill.data.image_io import IGNORE
 from peerdistill.detection import HeadLayout
 from peerdistill.errors import ConfigError
 from peerdistill.tasks import intensity
-from peerdistill.tasks.augment import Augmentation, rotate_images, rotate_masks
+from peerdistill.tasks.augment import Augmentation, rotate_images, rotate_masks, zoom_images, zoom_masks
 from peerdistill.tasks.detection import DetectionTask
 
 MEAN, STD = torch.tensor([0.4, 0.6]), torch.tensor([0.2, 0.05])
@@ -149,9 +149,85 @@ def test_the_same_generator_state_gives_the_same_batch():
     assert not torch.equal(a[0], c[0])
 
 
+def naive_zoom(labels: np.ndarray, factor: float, fill: int) -> np.ndarray:
+    """Nearest-neighbour zoom about the centre ((W - 1) / 2, (H - 1) / 2): each output pixel
+    reads the input pixel at c + (x - c) / factor."""
+    h, w = labels.shape
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    out = np.full_like(labels, fill)
+    for y in range(h):
+        for x in range(w):
+            ix, iy = round(cx + (x - cx) / factor), round(cy + (y - cy) / factor)
+            if 0 <= ix < w and 0 <= iy < h:
+                out[y, x] = labels[iy, ix]
+    return out
+
+
+@pytest.mark.parametrize("factor", [1.3, 0.75])
+def test_mask_zoom_matches_a_naive_nearest_neighbour_zoom(factor):
+    labels = torch.randint(0, 3, (1, 17, 21), generator=torch.Generator().manual_seed(2))
+    zoomed = zoom_masks(labels, torch.tensor([factor]))[0].numpy()
+    expected = naive_zoom(labels[0].numpy(), factor, IGNORE)
+    assert (zoomed != expected).mean() < 0.01  # only rounding ties may differ
+    assert (zoomed == IGNORE).any() == (factor < 1)  # a zoom out brings in a border counted nowhere
+
+
+def test_a_zoomed_image_and_its_mask_stay_together():
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[0, 6:14, 18:28] = 1
+    image = labels[:, None].float() * 2.0 - 1.0  # background -1, object +1
+    for factor in (1.25, 0.8):
+        zoomed_image = zoom_images(image, torch.tensor([factor]))[0, 0]
+        zoomed_mask = zoom_masks(labels, torch.tensor([factor]))[0]
+        inside = zoomed_mask != IGNORE
+        agree = ((zoomed_image > 0) == (zoomed_mask == 1))[inside].float().mean()
+        assert agree > 0.97  # bilinear image edges against nearest labels
+        assert torch.allclose(zoomed_image[~inside], torch.tensor(-1.0), atol=1e-5)  # filled with the minimum
+        area = float((zoomed_mask == 1).sum())
+        assert area == pytest.approx(80 * factor ** 2, rel=0.2)  # the object grows or shrinks by factor^2
+
+
+def test_blur_is_a_normalised_gaussian_with_the_border_mirrored():
+    from scipy.ndimage import correlate1d
+
+    x = torch.rand(2, 2, 15, 13, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    sigma = torch.tensor([0.8, 1.5])
+    out = intensity.blur(x, sigma)
+    side = 2 * math.ceil(3 * 1.5) + 1  # one kernel for the batch, of the largest sigma
+    offsets = np.arange(side) - side // 2
+    for b in range(2):
+        weights = np.exp(-offsets ** 2 / (2 * float(sigma[b]) ** 2))
+        weights /= weights.sum()
+        for c in range(2):
+            expected = correlate1d(correlate1d(x[b, c].numpy(), weights, axis=0, mode="mirror"), weights, axis=1,
+                                   mode="mirror")
+            assert np.allclose(out[b, c].numpy(), expected, atol=1e-5)
+    tiny = torch.rand(1, 1, 6, 6)  # the kernel never outgrows the image
+    assert intensity.blur(tiny, torch.tensor([4.0])).shape == tiny.shape
+
+
+def test_zoom_and_blur_strengths_stay_in_their_ranges():
+    labels = torch.zeros(300, 33, 33, dtype=torch.long)
+    labels[:, 12:21, 12:21] = 1  # 81 pixels about the centre
+    aug = Augmentation(("scale",), {"scale": 0.1})
+    images, _ = aug.images(labels[:, None].float(), labels, torch.Generator().manual_seed(3))
+    side = images.sum(dim=(-3, -2, -1)).sqrt() / 9  # a bright square's mass grows with the factor squared
+    zoomed = (side - 1).abs() > 1e-4
+    assert 100 < int(zoomed.sum()) < 200  # about half are zoomed
+    assert float(side.min()) >= 0.9 - 0.01 and float(side.max()) <= 1.1 + 0.01
+    assert float(side.min()) < 0.92 and float(side.max()) > 1.08  # the range is used
+    impulse = torch.zeros(300, 1, 21, 21)
+    impulse[:, :, 10, 10] = 1
+    blurred = Augmentation(("blur",), {"blur": 2.0}).images(impulse, None, torch.Generator().manual_seed(4))[0]
+    spread = (blurred[:, 0] * (torch.arange(21) - 10.0) ** 2).sum(dim=(-2, -1)).sqrt()  # the std along x
+    picked = spread > 1e-3
+    assert 100 < int(picked.sum()) < 200
+    assert float(spread[picked].max()) <= 2.0 + 1e-3 and float(spread[picked].max()) > 1.7
+
+
 def test_box_only_augmentations_are_refused_for_images():
     with pytest.raises(ValueError, match="detection"):
-        Augmentation(("scale",)).images(torch.rand(1, 1, 4, 4), None, torch.Generator())
+        Augmentation(("crop",)).images(torch.rand(1, 1, 4, 4), None, torch.Generator())
     with pytest.raises(ValueError, match="unknown augmentation"):
         Augmentation(("spin",))
 
@@ -169,6 +245,8 @@ def test_detection_shades_images_and_leaves_boxes_alone():
     (["data.augment=[hflip]", "data.augment_range={rotate: 10}"], "does not name"),
     (["data.augment=[contrast]", "data.augment_range={contrast: 1.0}"], "below 1"),
     (["data.augment=[rotate]", "data.augment_range={rotate: 200}"], "180"),
+    (["data.augment=[scale]", "data.augment_range={scale: 1}"], "scale is 1.0: keep it below 1"),
+    (["data.augment=[crop]"], "crop is for detection"),
     (["data.augment=[noise]", "data.augment_range={noise: 0}"], "greater than 0"),
     (["data.augment=[contrast]", "data.augment_range={contrast: 1.5}"], "contrast is 1.5: keep it below 1"),
     (["data.kind=boxes", "data.augment=[rotate]", "preset=independent"], "not available for detection"),

@@ -329,6 +329,14 @@ def test_each_augmentation_moves_the_box_with_the_pixels(name):
         assert (flipped == torch.tensor([5.0, 20, 17, 33])).all()
 
 
+def test_the_zoom_range_of_the_config_moves_boxes_within_it():
+    x, targets = rectangle_batch(b=40, box=(20, 14, 32, 26))
+    _, out = augment_boxes(x, targets, ("scale",), torch.Generator().manual_seed(1), scale_range=0.05)
+    growth = (out[:, 0, 3] - out[:, 0, 1]) / 12.0
+    assert float(growth.min()) >= 0.95 - 1e-4 and float(growth.max()) <= 1.05 + 1e-4
+    assert float(growth.max()) > 1.03 and float(growth.min()) < 0.97  # the range is used
+
+
 def test_augmentations_compose_and_repeat_with_the_seed():
     x, targets = rectangle_batch(b=12, box=(20, 14, 32, 26))
     names = ("hflip", "vflip", "scale", "crop")

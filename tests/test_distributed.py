@@ -157,7 +157,7 @@ def test_resume_in_the_middle_of_an_epoch_gives_the_uninterrupted_metrics(tmp_pa
     tree = {"out_dir": str(tmp_path), "deterministic": True,
             "teacher": {"arch": "cnn", "args": {"width": 8}},
             "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
-            "data": {"augment": ["hflip", "rotate", "brightness", "noise"]},
+            "data": {"augment": ["hflip", "rotate", "scale", "brightness", "noise", "blur"]},
             "train": {"epochs": 2, "batch_size": 128, "checkpoint_every_steps": 3}, "distill": {"rampup_epochs": 1}}
     whole = train_from_config(validate({**tree, "name": "whole"}), progress=False)
     calls = {"n": 0}

@@ -253,18 +253,20 @@ class DataSpec(_Strict):
                                      "std, by ImageNet's (pretrained torchvision / timm backbones), or by "
                                      "{mean: [...], std: [...]}"
     )
-    augment: list[Literal["hflip", "vflip", "rot90", "rotate", "brightness", "contrast", "gamma", "noise", "scale",
-                          "crop"]] = Field(
+    augment: list[Literal["hflip", "vflip", "rot90", "rotate", "scale", "brightness", "contrast", "gamma", "noise",
+                          "blur", "crop"]] = Field(
         default_factory=list, description="each applied to a random half of every training batch, in the order "
-                                          "listed: flips, 90-degree turns, rotations (identical on image and mask), "
-                                          "brightness, contrast, gamma, Gaussian noise; detection: hflip, vflip, "
-                                          "scale, crop (boxes move with the image) and the intensity ones"
+                                          "listed: flips, 90-degree turns, rotations, zooms (identical on image and "
+                                          "mask), brightness, contrast, gamma, Gaussian noise, Gaussian blur; "
+                                          "detection: hflip, vflip, scale, crop (boxes move with the image) and the "
+                                          "intensity ones"
     )
-    augment_range: dict[Literal["rotate", "brightness", "contrast", "gamma", "noise"],
+    augment_range: dict[Literal["rotate", "scale", "brightness", "contrast", "gamma", "noise", "blur"],
                         Annotated[float, Field(gt=0)]] = Field(
-        default_factory=dict, description="the largest change of each: rotate degrees (15), brightness shift (0.2) "
-                                          "and noise std (0.1) in standard deviations of the training images, "
-                                          "contrast factor 1 +- r (0.2), gamma in [1 / (1 + r), 1 + r] (0.3)")
+        default_factory=dict, description="the largest change of each: rotate degrees (15), zoom factor 1 +- r "
+                                          "(0.2), brightness shift (0.2) and noise std (0.1) in standard deviations "
+                                          "of the training images, contrast factor 1 +- r (0.2), gamma in "
+                                          "[1 / (1 + r), 1 + r] (0.3), blur std in pixels (1)")
     group_pattern: str | None = Field(
         default=None, description="regex searched in each image's path (relative to data.root): its first group "
                                   "(or the whole match) is the image's group, a patient say, and the split keeps "
@@ -356,9 +358,8 @@ class DataSpec(_Strict):
 
     def _augment_problems(self) -> list[str]:
         problems = []
-        geometric = {"scale", "crop"} & set(self.augment)
-        if geometric and self.task != "detection":
-            problems.append(f"data.augment {sorted(geometric)} are for detection; use hflip, vflip, rot90 or rotate")
+        if "crop" in self.augment and self.task != "detection":
+            problems.append("data.augment crop is for detection; use hflip, vflip, rot90, rotate or scale")
         turns = {"rot90", "rotate"} & set(self.augment)
         if turns and self.task == "detection":  # a turned box is no longer an axis-aligned box
             problems.append(f"data.augment {sorted(turns)} is not available for detection; use hflip, vflip, scale "
@@ -367,10 +368,11 @@ class DataSpec(_Strict):
         if unused:
             problems.append(f"data.augment_range sets {unused}, which data.augment does not name: add "
                             f"{', '.join(unused)} to data.augment or remove the range")
-        contrast, rotate = self.augment_range.get("contrast", 0), self.augment_range.get("rotate", 0)
-        if contrast >= 1:
-            problems.append(f"data.augment_range.contrast is {contrast}: keep it below 1 (the factor 1 - r must stay "
-                            "positive)")
+        for key in ("contrast", "scale"):
+            if self.augment_range.get(key, 0) >= 1:
+                problems.append(f"data.augment_range.{key} is {self.augment_range[key]}: keep it below 1 (the factor "
+                                "1 - r must stay positive)")
+        rotate = self.augment_range.get("rotate", 0)
         if rotate > 180:
             problems.append(f"data.augment_range.rotate is {rotate}: at most 180 degrees")
         return problems

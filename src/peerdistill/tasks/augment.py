@@ -1,5 +1,6 @@
-"""Augmentation of a batch on device: flips, quarter turns and small rotations applied
-identically to images and their masks, and intensity changes (``intensity``) to the images.
+"""Augmentation of a batch on device: flips, quarter turns, small rotations and zooms applied
+identically to images and their masks, and intensity changes and blur (``intensity``) to the
+images.
 
 Every transform is applied to a random half of the samples, one draw per sample, in the order
 named. Pick and strength are drawn from the caller's ``torch.Generator`` for every sample,
@@ -13,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from kornia.geometry.transform import rotate
+from kornia.geometry.transform import rotate, scale
 
 from ..data.image_io import IGNORE
 from . import intensity
@@ -24,13 +25,16 @@ TRANSFORMS = {
     "vflip": lambda t: t.flip(-2),
     "rot90": lambda t: t.rot90(1, (-2, -1)),
 }
-GEOMETRIC = (*TRANSFORMS, "rotate")
+WARPS = ("rotate", "scale")  # warped by kornia, only the picked samples
+GEOMETRIC = (*TRANSFORMS, *WARPS)
 # The largest change each strength-taking transform makes, unless data.augment_range says otherwise:
 # rotate: degrees either way; brightness: a shift, in standard deviations of the training images;
 # contrast: the factor's distance from 1; gamma: the exponent lies in [1 / (1 + r), 1 + r];
-# noise: the largest Gaussian standard deviation, in standard deviations of the training images.
-DEFAULT_RANGES = {"rotate": 15.0, "brightness": 0.2, "contrast": 0.2, "gamma": 0.3, "noise": 0.1}
-BOX_ONLY = ("scale", "crop")  # detection's, which move boxes (box_augment)
+# noise: the largest Gaussian standard deviation, in standard deviations of the training images;
+# scale: the zoom factor's distance from 1; blur: the largest Gaussian standard deviation, in pixels.
+DEFAULT_RANGES = {"rotate": 15.0, "scale": 0.2, "brightness": 0.2, "contrast": 0.2, "gamma": 0.3, "noise": 0.1,
+                  "blur": 1.0}
+BOX_ONLY = ("crop",)  # detection's, which moves boxes (box_augment); detection scales boxes there too
 NAMES = (*GEOMETRIC, *intensity.NAMES, *BOX_ONLY)
 
 
@@ -84,14 +88,16 @@ class Augmentation:
                 return x, masks
             pick = (torch.rand(b, generator=generator, device=generator.device) < 0.5).to(x.device)
             moved_x, moved_m = TRANSFORMS[name](x), TRANSFORMS[name](masks) if masks is not None else None
-        else:  # only the picked samples are turned: a warp costs more than a flip
+        else:  # only the picked samples are warped: a warp costs more than a flip
             pick, u = self._draw(b, generator)
-            turned = pick.nonzero().flatten()
-            degrees = ((2 * u[turned] - 1) * self.range_of("rotate")).to(x.device, torch.float32)
-            turned = turned.to(x.device)
-            x = x.index_copy(0, turned, rotate_images(x[turned], degrees)) if len(turned) else x
-            if masks is not None and len(turned):
-                masks = masks.index_copy(0, turned, rotate_masks(masks[turned], degrees))
+            moved = pick.nonzero().flatten()
+            amount = ((2 * u[moved] - 1) * self.range_of(name)).to(x.device, torch.float32)
+            images, labels = (rotate_images, rotate_masks) if name == "rotate" else (zoom_images, zoom_masks)
+            amount = amount if name == "rotate" else 1 + amount  # degrees, or a zoom factor
+            moved = moved.to(x.device)
+            x = x.index_copy(0, moved, images(x[moved], amount)) if len(moved) else x
+            if masks is not None and len(moved):
+                masks = masks.index_copy(0, moved, labels(masks[moved], amount))
             return x, masks
         x = torch.where(pick.view(b, *[1] * (x.ndim - 1)), moved_x, x)
         if masks is not None:
@@ -107,6 +113,8 @@ class Augmentation:
             moved = intensity.contrast(x, 1 + (2 * u - 1) * r)
         elif name == "gamma":
             moved = intensity.gamma(x, torch.exp((2 * u - 1) * math.log1p(r)))
+        elif name == "blur":  # (0, r]: a standard deviation of 0 is no kernel
+            moved = intensity.blur(x, (1 - u) * r)
         else:
             moved = intensity.noise(x, u * r, generator)
         return torch.where(pick.to(x.device).view(b, *[1] * (x.ndim - 1)), moved, x)
@@ -124,6 +132,21 @@ def rotate_masks(masks: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     corners brought in are IGNORE, counted nowhere."""
     shifted = (masks.float() - IGNORE).unsqueeze(1)  # zero padding becomes IGNORE once shifted back
     return (rotate(shifted, degrees, mode="nearest").squeeze(1) + IGNORE).round().to(masks.dtype)
+
+
+def zoom_images(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Zoom each image [B, C, H, W] about its centre by ``factors`` [B] (> 1 enlarges, bilinear);
+    the border a zoom out brings in takes each channel's minimum, as ``rotate_images``."""
+    low = x.amin(dim=(-2, -1), keepdim=True)
+    return scale((x - low).float(), factors.view(-1, 1).expand(-1, 2)).to(x.dtype) + low
+
+
+def zoom_masks(masks: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Zoom label maps [B, H, W] as ``zoom_images`` zooms their images (nearest label); the
+    border brought in is IGNORE."""
+    shifted = (masks.float() - IGNORE).unsqueeze(1)
+    zoomed = scale(shifted, factors.view(-1, 1).expand(-1, 2).to(shifted), mode="nearest")
+    return (zoomed.squeeze(1) + IGNORE).round().to(masks.dtype)
 
 
 def augment_images(x: torch.Tensor, masks: torch.Tensor | None, names: tuple[str, ...],

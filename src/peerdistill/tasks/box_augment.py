@@ -22,7 +22,7 @@ from kornia.geometry.transform import warp_affine
 from ..errors import ConfigError
 
 NAMES = ("hflip", "vflip", "scale", "crop")
-SCALE_RANGE = (0.8, 1.2)  # zoom about the centre; < 1 zooms out and pads with zeros
+SCALE_RANGE = 0.2  # zoom about the centre by 1 +- this (data.augment_range.scale); < 1 zooms out and pads with zeros
 CROP_RANGE = (0.7, 1.0)  # crop side as a fraction of the image side (same for both, keeps aspect)
 MIN_VISIBLE = 0.3  # a box keeps at least this share of its area after clipping...
 MIN_SIDE = 2.0  # ...and this many pixels in each side, or it is dropped
@@ -36,7 +36,7 @@ def _affine(b: int, sx, sy, tx, ty, device) -> torch.Tensor:
 
 
 def box_transforms(names: tuple[str, ...], batch: int, height: int, width: int,
-                   generator: torch.Generator) -> torch.Tensor:
+                   generator: torch.Generator, scale_range: float = SCALE_RANGE) -> torch.Tensor:
     """[batch, 3, 3] matrices in continuous pixel coordinates. Every name draws its pick and its
     parameters for every sample, picked or not, so the number of draws is fixed."""
     unknown = [n for n in names if n not in NAMES]
@@ -53,7 +53,7 @@ def box_transforms(names: tuple[str, ...], batch: int, height: int, width: int,
         elif name == "vflip":
             m = _affine(batch, one, -one, zero, height * one, "cpu")
         elif name == "scale":
-            s = SCALE_RANGE[0] + (SCALE_RANGE[1] - SCALE_RANGE[0]) * u[:, 0]
+            s = 1 - scale_range + 2 * scale_range * u[:, 0]
             m = _affine(batch, s, s, (1 - s) * width / 2, (1 - s) * height / 2, "cpu")
         else:  # crop: a window of side f, anywhere inside the image, stretched back to full size
             f = CROP_RANGE[0] + (CROP_RANGE[1] - CROP_RANGE[0]) * u[:, 0]
@@ -94,11 +94,12 @@ def warp_boxes(x: torch.Tensor, targets: torch.Tensor, matrices: torch.Tensor) -
 
 
 def augment_boxes(x: torch.Tensor, targets: torch.Tensor, names: tuple[str, ...],
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each named transform ("hflip", "vflip", "scale": zoom 0.8-1.2 about the centre, "crop":
-    a random window of 70-100% of the side resized back) is applied to each sample with
-    probability 0.5, to its image and its boxes alike; see ``warp_boxes`` for the drop rule."""
-    matrices = box_transforms(tuple(names), x.shape[0], x.shape[-2], x.shape[-1], generator)
+                  generator: torch.Generator, scale_range: float = SCALE_RANGE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each named transform ("hflip", "vflip", "scale": zoom by 1 +- ``scale_range`` (0.8-1.2)
+    about the centre, "crop": a random window of 70-100% of the side resized back) is applied
+    to each sample with probability 0.5, to its image and its boxes alike; see ``warp_boxes``
+    for the drop rule."""
+    matrices = box_transforms(tuple(names), x.shape[0], x.shape[-2], x.shape[-1], generator, scale_range)
     if not names:
         return x, targets
     return warp_boxes(x, targets, matrices)

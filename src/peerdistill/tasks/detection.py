@@ -150,7 +150,7 @@ class DetectionTask:
             return x, y
         x = self.augmentation.intensity(x, generator)
         moves = tuple(n for n in self.augmentations if n in BOX_NAMES)
-        return augment_boxes(x, y, moves, generator) if moves else (x, y)
+        return augment_boxes(x, y, moves, generator, self.augmentation.range_of("scale")) if moves else (x, y)
 
     def inspect_training_data(self, train) -> None:
         """Warn of training boxes no anchor point can learn (they would silently train as

@@ -1,5 +1,5 @@
-"""Intensity augmentation of a batch of standardised images: brightness, contrast, gamma and
-noise, each with one random strength per sample.
+"""Augmentation of a batch of standardised images that leaves their geometry alone:
+brightness, contrast, gamma, noise and blur, each with one random strength per sample.
 
 Inputs reach augmentation already standardised per channel, (x - mean) / std, by the training
 split's statistics (or those data.normalize gives). Brightness shifts and noise are measured
@@ -7,14 +7,17 @@ in those units, one standard deviation of the training images, so a strength mea
 for 8-bit photographs, 12-bit X-rays in 16-bit files and CT values in Hounsfield units.
 Contrast and gamma are defined on each image's own statistics (its channel means, its
 minimum and maximum), which standardisation only shifts and scales, so they act exactly as
-they would on the raw intensities.
+they would on the raw intensities. Blur is measured in pixels.
 """
 
 from __future__ import annotations
 
-import torch
+import math
 
-NAMES = ("brightness", "contrast", "gamma", "noise")
+import torch
+from kornia.filters import gaussian_blur2d
+
+NAMES = ("brightness", "contrast", "gamma", "noise", "blur")
 
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -49,3 +52,12 @@ def noise(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator) -> t
     local.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
     field = torch.randn((x.shape[0], 1, *x.shape[2:]), generator=local, device=x.device, dtype=x.dtype)
     return x + field * _per_sample(sigma, x)
+
+
+def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur of standard deviation ``sigma`` [B] pixels (> 0; kornia's
+    ``gaussian_blur2d``, the border reflected), one kernel of three standard deviations either
+    way (at most the image's side) for the batch."""
+    sigma = sigma.to(x.device, torch.float32)
+    side = min(2 * math.ceil(3 * float(sigma.max())) + 1, min(x.shape[-2:]) - (1 - min(x.shape[-2:]) % 2))
+    return gaussian_blur2d(x.float(), side, sigma.view(-1, 1).expand(-1, 2)).to(x.dtype)
