@@ -153,7 +153,7 @@ def build_task(cfg: RunConfig, data: DataSplits, cohort: Cohort | None = None):
     augment = augmentation(cfg, data)
     if cfg.task == "segmentation":
         return SegmentationTask(data.num_classes, data.class_names, class_weights=weights, augment=augment,
-                                loss=cfg.train.segmentation_loss)
+                                loss=cfg.train.segmentation_loss, pixel_spacing=data.info.get("pixel_spacing"))
     return ClassificationTask(data.num_classes, class_weights=weights, augment=augment, class_names=data.class_names)
 
 

@@ -221,7 +221,8 @@ FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_mask
 # Keys of one or two kinds, refused for the others when changed from their defaults.
 KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
-                  "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv")}
+                  "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv"),
+                  "pixel_spacing": ("folders",)}
 
 
 # data kinds whose splits are given or generated: data.folds is refused for them
@@ -285,6 +286,10 @@ class DataSpec(_Strict):
     image_size: list[Annotated[int, Field(gt=0)]] | None = Field(default=None, min_length=2, max_length=2,
                                                                 description="resize to [H, W]")
     binary_masks: bool = Field(default=False, description="masks are 0/255 (or JPEG-noisy) images: > 127 is class 1")
+    pixel_spacing: list[Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, min_length=2, max_length=2,
+        description="[rows, columns]: the size of a pixel of the image files (e.g. millimetres), so that HD95 is "
+                    "in that unit (resized with data.image_size); default: in pixels")
     grey: bool = Field(default=False, description="read images as one grey channel")
     num_classes: int | None = Field(default=None, ge=2)
     class_names: list[str] | None = Field(default=None, description="npz (without its own) and folders: the "

@@ -144,6 +144,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
+    if task.name == "segmentation":  # distances in the unit of the scored data's pixel size, if it has one
+        task.pixel_spacing = data.info.get("pixel_spacing")
     cohort = with_tta(cohort, tta, task.name, meta["input_shape"])
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
     kept = _Kept(task, bootstrap > 0 or per_sample is not None, bool(rule or temperature_scaling))

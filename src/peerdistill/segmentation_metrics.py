@@ -10,7 +10,8 @@
   pixel-level ``auc`` (exact: every counted pixel's foreground probability is kept, 4 bytes a
   pixel, and ranked as scikit-learn ranks them, ties counting one half).
 - ``hd95_<class>`` for each foreground class: the 95th-percentile symmetric Hausdorff distance
-  in pixels between the class's predicted and true regions (MONAI), mean over the images where
+  in pixels (in the unit of ``pixel_spacing`` when given: the size of a pixel, rows and
+  columns) between the class's predicted and true regions (MONAI), mean over the images where
   both hold the class; ``hd95`` is the mean over the foreground classes (for two classes, the
   foreground's own).
 Pixels labelled 255 are ignored everywhere."""
@@ -39,10 +40,11 @@ def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, 
 
 
 class SegmentationMeter:
-    def __init__(self, class_names: list[str], hd95: bool = True):
+    def __init__(self, class_names: list[str], hd95: bool = True, pixel_spacing: list[float] | None = None):
         self.class_names = class_names
         self.k = len(class_names)
         self.hd95 = hd95
+        self.pixel_spacing = pixel_spacing
         self.dice: list[list[float]] = [[] for _ in range(self.k)]
         self.iou: list[list[float]] = [[] for _ in range(self.k)]
         self.confusion = torch.zeros(self.k, self.k, dtype=torch.long)
@@ -98,7 +100,8 @@ class SegmentationMeter:
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # MONAI's deprecation notices about its own internals
-                hd = compute_hausdorff_distance(p[both], t[both], include_background=True, percentile=95)
+                hd = compute_hausdorff_distance(p[both], t[both], include_background=True, percentile=95,
+                                                spacing=self.pixel_spacing)
             self.hd[c] += [float(v) for v in hd.flatten() if math.isfinite(float(v))]
 
     def compute(self, auc: bool = True) -> dict[str, float]:

@@ -10,8 +10,8 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
-from .image_io import (IGNORE, IMAGE_SUFFIXES, binarized, check_same_size, class_labels, image_files, read_image,
-                       read_mask, read_mask_values)
+from .image_io import (IGNORE, IMAGE_SUFFIXES, binarized, check_same_size, class_labels, image_files, image_size,
+                       read_image, read_mask, read_mask_values)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
 from .synthetic import make_shapes
@@ -106,17 +106,24 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
         dirs = {"train": "train", "val": "val", "test": "test"}
     rng = np.random.default_rng(spec.split_seed)
+    read_from: list[Path] = []
+
+    def read(folder: Path):
+        read_from.append(folder)
+        return read_pairs(folder, spec)
+
     if is_kept_whole():  # scored as one set: whichever split folders there are, joined, or the root's pairs
         # (a set moved by data.root=NEW need not hold every folder data.split_dirs named)
         given = ([d for d in dirs.values() if (root / d).is_dir()] if dirs
                  else [s for s in ("train", "val", "test") if (root / s / spec.images).is_dir()])
-        parts = [read_pairs(root / d, spec) for d in dict.fromkeys(given)] if given else [read_pairs(root, spec)]
+        parts = [read(root / d) for d in dict.fromkeys(given)] if given else [read(root)]
         if len({p[0].shape[1:] for p in parts}) > 1:
             raise DataError(f"the split folders of '{root}' hold images of different sizes: set data.image_size=[H, W] "
                             "to resize them")
         splits = segmentation_whole(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                                     num_classes=spec.num_classes, class_names=spec.class_names, stats=stats)
-        splits.info.update(source=str(root), files={"test": [n for p in parts for n in p[2]]})
+        splits.info.update(source=str(root), files={"test": [n for p in parts for n in p[2]]},
+                           pixel_spacing=seen_spacing(spec, read_from))
         return splits
     if dirs:
         refuse_folds(spec.folds, f"'{root}' (its split folders {sorted(dirs.values())})")
@@ -124,26 +131,26 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
-        parts = {s: read_pairs(root / d, spec) for s, d in dirs.items()}
+        parts = {s: read(root / d) for s, d in dirs.items()}
         if "val" not in parts:
             parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
     elif spec.group_pattern:
-        whole = read_pairs(root, spec)
+        whole = read(root)
         parts = [_pick(whole, idx) for idx in group_cut(group_ids(whole[2], spec.group_pattern), spec.val_fraction,
                                                         spec.test_fraction, spec.split_seed, spec.folds, spec.fold)]
     elif spec.folds:
-        whole = read_pairs(root, spec)
+        whole = read(root)
         parts = [_pick(whole, idx) for idx in fold_cut(len(whole[0]), spec.fold, spec.folds, spec.val_fraction,
                                                        spec.split_seed)]
     else:
-        whole = read_pairs(root, spec)
+        whole = read(root)
         rest, test = _cut(whole, spec.test_fraction, rng)
         train, val = _cut(rest, spec.val_fraction / (1 - spec.test_fraction), rng)
         parts = [train, val, test]
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
                                  class_names=spec.class_names, stats=stats)
-    splits.info.update(source=str(root), split_seed=spec.split_seed,
+    splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_from),
                        files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.folds:
         splits.info.update(fold=spec.fold, folds=spec.folds)
@@ -151,6 +158,25 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         splits.info["groups"] = {s: len(set(group_ids(p[2], spec.group_pattern)))
                                  for s, p in zip(("train", "val", "test"), parts)}
     return splits
+
+
+def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
+    """The size of a pixel (rows, columns) of the images as the models see them:
+    ``data.pixel_spacing`` (the files' own), stretched by the resize to ``data.image_size``,
+    which must then find every file at one size; None without a spacing (distances in pixels)."""
+    if spec.pixel_spacing is None:
+        return None
+    if spec.image_size is None:
+        return list(spec.pixel_spacing)
+    sizes = {image_size(path) for folder in dict.fromkeys(folders)
+             for path in _by_key(folder / spec.images, spec.pattern).values()}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)[:3])
+        raise DataError(f"data.pixel_spacing gives one pixel size, but the images are stored at several sizes ({shown}) "
+                        "and data.image_size resizes each by its own factor: resize the files to one size first, or "
+                        "drop data.pixel_spacing (distances then in pixels)")
+    (height, width), = sizes
+    return [spec.pixel_spacing[0] * height / spec.image_size[0], spec.pixel_spacing[1] * width / spec.image_size[1]]
 
 
 def _cut(part, fraction: float, rng: np.random.Generator):

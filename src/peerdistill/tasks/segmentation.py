@@ -24,7 +24,7 @@ class SegmentationTask:
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None,
                  class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (), hd95: bool = True,
-                 loss: str = "ce+dice"):
+                 loss: str = "ce+dice", pixel_spacing: list[float] | None = None):
         if loss not in ("ce", "ce+dice"):
             raise DataError(f"segmentation loss must be 'ce' or 'ce+dice', not '{loss}'")
         self.loss = loss
@@ -36,6 +36,7 @@ class SegmentationTask:
         self.augmentation = augment if isinstance(augment, Augmentation) else Augmentation(tuple(augment))
         self.augmentations = self.augmentation.names
         self.hd95 = hd95
+        self.pixel_spacing = pixel_spacing  # of the images scored (data.pixel_spacing): HD95 in its unit
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         # The columns of the console table; every metric is in metrics.json / metrics.csv.
         self.summary_metrics = ("dice", "iou", "pixel_accuracy") + (("auc",) if num_classes == 2 else ()) + (
@@ -66,7 +67,7 @@ class SegmentationTask:
         return torch.stack([align_to(p, size) for p in probabilities]).mean(dim=0)
 
     def new_meter(self) -> SegmentationMeter:
-        return SegmentationMeter(self.class_names, self.hd95)
+        return SegmentationMeter(self.class_names, self.hd95, self.pixel_spacing)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         return self.augmentation.images(x, y, generator) if self.augmentation else (x, y)
