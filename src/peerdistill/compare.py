@@ -134,12 +134,14 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
              "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
+    own_archs = {m.arch for plan in plans for m in (plan.cfg.teacher, *plan.cfg.teachers, *plan.cfg.students) if m}
     if rule is not None or temperature_scaling:
         for run in runs:
-            run["metrics"] = _with_chosen_on_val(run["metrics"], directory / run["run"], rule, temperature_scaling)
+            run["metrics"] = _with_chosen_on_val(run["metrics"], directory / run["run"], rule, temperature_scaling,
+                                                 own_archs)
     if tta is not None:
         for run in runs:
-            run["metrics"] = _with_flips(run["metrics"], directory / run["run"], tta)
+            run["metrics"] = _with_flips(run["metrics"], directory / run["run"], tta, own_archs)
     rows = aggregate(runs)
     models = model_order([r["model"] for r in rows])
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
@@ -221,14 +223,16 @@ def _folds_note(folds: int | None) -> str:
             "their test split, and cut val from the other folds")
 
 
-def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperature_scaling: bool) -> dict[str, Any]:
+def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperature_scaling: bool,
+                        own_archs: set[str]) -> dict[str, Any]:
     """A run's metrics with each tested model's ``op_*`` (threshold) and ``cal_*`` (temperature)
     figures added, both chosen on the run's validation split (its saved best weights). A run
     saved before ``ece`` and ``brier`` were recorded gets them too: a tempered figure is read
-    beside the untempered one."""
+    beside the untempered one. ``own_archs``: the comparison's configs' models, built from them."""
     from .runs import evaluate_run
 
-    scores = evaluate_run(run_dir, operating_point=str(rule) if rule else None, temperature_scaling=temperature_scaling)
+    scores = evaluate_run(run_dir, operating_point=str(rule) if rule else None, temperature_scaling=temperature_scaling,
+                          trusted_archs=own_archs)
     untempered = CALIBRATION_METRICS if temperature_scaling else ()
     test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items()
                                  if k.startswith(("op_", "cal_")) or (k in untempered and k not in values)}}
@@ -236,12 +240,12 @@ def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperatur
     return {**metrics, "test_at_best": test}
 
 
-def _with_flips(metrics: dict[str, Any], run_dir: Path, tta: str) -> dict[str, Any]:
+def _with_flips(metrics: dict[str, Any], run_dir: Path, tta: str, own_archs: set[str]) -> dict[str, Any]:
     """A run's metrics with each tested model's figures under test-time flips added as
     ``tta_METRIC`` (the whole-split metrics the run recorded, from its saved best weights)."""
     from .runs import evaluate_run
 
-    flipped = evaluate_run(run_dir, tta=tta)
+    flipped = evaluate_run(run_dir, tta=tta, trusted_archs=own_archs)
     test = {model: {**values, **{f"tta_{k}": v for k, v in flipped.get(model, {}).items() if k in values}}
             for model, values in metrics["test_at_best"].items()}
     return {**metrics, "test_at_best": test}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,35 @@ from .per_sample import check_per_sample_path, per_sample_rows, sample_names, wr
 from .tasks import ClassificationTask, SegmentationTask
 
 
+# Model libraries whose factories a run folder may name: calling them builds a model, nothing else.
+TRUSTED_PACKAGES = ("peerdistill", "torchvision", "timm")
+TRUST_VARIABLE = "PEERDISTILL_TRUSTED_ARCHS"
+
+
+def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = ()) -> None:
+    """A run folder is data, from wherever it came, but building its models imports and calls
+    what its run.json names: ``os:system`` would run a command. So a run's models are built only
+    from zoo names, the model libraries above, the import paths ``trusted`` holds (a
+    comparison's own configs) and those the user lists in $PEERDISTILL_TRUSTED_ARCHS
+    (comma-separated modules, ``mymodels``, or paths, ``mymodels:Net``)."""
+    if ":" not in arch:
+        return  # a zoo name (an unknown one fails as such)
+    module = arch.partition(":")[0]
+    listed = [a.strip() for a in (*TRUSTED_PACKAGES, *trusted, *os.environ.get(TRUST_VARIABLE, "").split(","))]
+    if any(a and (arch == a or module == a or module.startswith(a + ".")) for a in listed):
+        return
+    raise CheckpointError(f"{where} names the model factory '{arch}': building the model would import and call it, "
+                          "so a run folder from elsewhere could run any code. If it is your own model, allow its "
+                          f"module: {TRUST_VARIABLE}={module} peerdistill ... (or {TRUST_VARIABLE}={arch})")
+
+
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
-                roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True) -> tuple[Cohort, dict[str, Any]]:
+                roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True,
+                trusted_archs: Iterable[str] = ()) -> tuple[Cohort, dict[str, Any]]:
     """Rebuild the saved models of a run (its best-validation weights) and return them with the
     run's metadata. Models built in Python (no arch spec) must be passed in ``modules``.
-    ``with_heads=False`` gives self-distilled networks without their auxiliary heads."""
+    ``with_heads=False`` gives self-distilled networks without their auxiliary heads. Import
+    paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some)."""
     run = RunDir.open(run_dir)
     meta = run.meta()
     unknown = sorted(set(modules or {}) - {e["name"] for e in meta["members"]})
@@ -60,6 +86,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
         if modules and name in modules:
             module = modules[name]
         else:
+            check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (model '{name}')", trusted_archs)
             module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"],
                                  owner=f"model '{name}'")
             if spec.get("heads") and with_heads:
@@ -98,7 +125,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  operating_point: str | None = None,
                  decoding: dict[str, Any] | None = None, bootstrap: int = 0,
                  temperature_scaling: bool = False, tta: str | None = None,
-                 per_sample: str | Path | None = None) -> dict[str, dict[str, float]]:
+                 per_sample: str | Path | None = None,
+                 trusted_archs: Iterable[str] = ()) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
     (splits prepared as for training: a run trained from Python needs them, and its Python-built
@@ -118,13 +146,14 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     probabilities (the same decisions; the threshold export and predict use). ``tta``
     (classification, segmentation): every model's probabilities averaged over flips of the
     input, ``hflip`` or ``flips`` (``engine/tta.py``). ``per_sample``: a CSV file to write with
-    one row per scored sample and model (``per_sample.py``)."""
+    one row per scored sample and model (``per_sample.py``). ``trusted_archs``: import paths
+    the run's models may be built from besides the trusted ones (``check_trusted_arch``)."""
     rule = parse_rule(operating_point) if operating_point else None
     if per_sample is not None:
         check_per_sample_path(per_sample)
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
-    cohort, meta = load_cohort(run_dir, modules, roles=roles)
+    cohort, meta = load_cohort(run_dir, modules, roles=roles, trusted_archs=trusted_archs)
     if save_images and meta.get("task") not in ("segmentation", "detection"):
         raise DataError("--save-images is for segmentation and detection runs")
     if rule and (meta.get("task", "classification") != "classification" or meta.get("num_classes") != 2):

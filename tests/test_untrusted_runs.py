@@ -1,0 +1,67 @@
+"""A run folder from elsewhere is data: reading it (eval, predict, export, report) never calls a
+factory its run.json names unless the user trusts it."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from peerdistill.cli import main
+
+
+@pytest.fixture
+def run_naming(fast_tree, tmp_path):
+    """A finished run whose run.json is then edited to name another factory for student2."""
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate(fast_tree | {"train": {"epochs": 1, "batch_size": 256}, "distill": {"rampup_epochs": 0}}),
+                      progress=False)
+    run = tmp_path / "runs" / "t"
+
+    def edit(spec):
+        meta = json.loads((run / "run.json").read_text())
+        meta["members"][2]["spec"] = spec
+        (run / "run.json").write_text(json.dumps(meta))
+        return run
+    return edit
+
+
+def test_a_run_naming_a_command_runs_nothing(run_naming, tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "ran"
+    run = run_naming({"arch": "os:system", "args": {"command": f"touch {marker}"}})
+    image = tmp_path / "x.png"
+    Image.new("L", (8, 8)).save(image)
+    for command in (["eval", str(run)], ["predict", str(run), str(image), "--model", "student2",
+                                         "--out", str(tmp_path / "p.csv")],
+                    ["export", str(run), "--model", "student2", "--out", str(tmp_path / "m.onnx")]):
+        assert main(command) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "names the model factory 'os:system'" in err and "PEERDISTILL_TRUSTED_ARCHS=os" in err
+        assert not marker.exists()
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "os")  # the user says so: then it is built (and fails as such)
+    assert main(["eval", str(run)]) == 2
+    assert "returned int, not a torch.nn.Module" in capsys.readouterr().err and marker.exists()
+
+
+def test_model_libraries_and_listed_modules_are_built(run_naming, capsys, monkeypatch):
+    from peerdistill.runs import check_trusted_arch
+
+    check_trusted_arch("cnn", "here")
+    check_trusted_arch("torchvision.models:resnet18", "here")
+    check_trusted_arch("timm:create_model", "here")
+    with pytest.raises(Exception, match="names the model factory 'torchvisionx:f'"):
+        check_trusted_arch("torchvisionx:f", "here")  # a prefix of a name is not its package
+    check_trusted_arch("mymodels.nets:Net", "here", trusted={"mymodels.nets:Net"})  # a comparison's own config
+    run = run_naming({"arch": "tests.test_untrusted_runs:tiny_student", "args": {}})
+    assert main(["eval", str(run), "--json"]) == 2
+    assert "PEERDISTILL_TRUSTED_ARCHS=tests.test_untrusted_runs" in " ".join(capsys.readouterr().err.split())
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "somewhere, tests")  # modules, comma-separated
+    assert main(["eval", str(run), "--json"]) == 0
+
+
+def tiny_student(in_channels, num_classes):
+    """The fixture's student2 (cnn, width 4, depth 1), named by import path."""
+    from peerdistill.models import SmallCNN
+
+    return SmallCNN(in_channels=in_channels, num_classes=num_classes, width=4, depth=1)
