@@ -3,9 +3,12 @@
 import csv
 import json
 import math
+import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import torch
 import yaml
 
 from peerdistill.build import train_from_config
+from peerdistill import cli
 from peerdistill.cli import main
 from peerdistill.config import validate
 from peerdistill.engine.artifacts import jsonable
@@ -257,6 +261,10 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     capsys.readouterr()
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", expect=2)
     assert "holds a run with nothing to resume yet" in " ".join(capsys.readouterr().err.split())
+    run_cli("train", "--resume", out / "r", "--quiet", expect=2)  # its checkpoint moved or deleted
+    assert "moved or deleted since; start the run again" in " ".join(capsys.readouterr().err.split())
+    run_cli("train", "--resume", out / "gone", "--quiet", expect=2)
+    assert f"cannot resume '{out / 'gone'}': no such folder" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_rampup_as_long_as_the_training_is_named(tmp_path, capsys):
@@ -366,12 +374,38 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    run_cli("train", f"out_dir={tmp_path}", "name=done", *FAST, "--quiet")  # a finished run, for --overwrite
+    run_cli("compare", f"out_dir={tmp_path}", "name=c", *FAST, "--presets", "kd", "--seeds", "1", "--quiet")
+    capsys.readouterr()
     monkeypatch.setattr("peerdistill.build.train_from_config", interrupted)
     monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", interrupted)
+
+    def said():
+        return " ".join(capsys.readouterr().err.split())
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
-    assert f"continue with peerdistill train --resume {tmp_path / 'r'}" in " ".join(capsys.readouterr().err.split())
-    run_cli("compare", f"out_dir={tmp_path}", "name=c", *FAST, "--presets", "kd", "--seeds", "1", "--quiet", expect=130)
-    assert "run the same compare command again" in " ".join(capsys.readouterr().err.split())
+    assert "interrupted before the first checkpoint: nothing to resume" in said()
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)  # as a run leaves it after its first checkpoint
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"")
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
+    assert f"continue with peerdistill train --resume {tmp_path / 'r'}" in said()
+    run_cli("train", f"out_dir={tmp_path}", "name=done", *FAST, "--overwrite", "--quiet", expect=130)
+    assert f"'{tmp_path / 'done'}' holds the finished run it held before" in said()
+    run_cli("compare", f"out_dir={tmp_path}", "name=c", *FAST, "--presets", "kd", "--seeds", "2", "--quiet", expect=130)
+    assert "run the same compare command again" in said()
+    assert (tmp_path / "c-compare" / "compare.csv").is_file()  # kept: the runs it describes are still there
+    run_cli("compare", f"out_dir={tmp_path}", "name=c", *FAST, "--presets", "kd", "--seeds", "1", "--overwrite",
+            "--quiet", expect=130)
+    assert "the runs replaced so far hold the new settings" in said()
+    assert not (tmp_path / "c-compare" / "compare.csv").exists()  # tables of runs being replaced are gone
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as timeout, Slurm or Kubernetes stop a job
+        time.sleep(5)
+    monkeypatch.setattr("peerdistill.build.train_from_config", terminated)
+    run_cli("train", f"out_dir={tmp_path}", "name=t", *FAST, "--quiet", expect=143)
+    assert "nothing to resume" in said()
+    assert signal.getsignal(signal.SIGTERM) is not cli._terminate  # the handler lasts as long as the command
 
 
 def test_eval_json_writes_an_undefined_score_as_null(tmp_path, monkeypatch, capsys):
@@ -413,9 +447,10 @@ def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
     assert (folder / "report.html").is_file()
     run_cli("report", tmp_path / "r", "--out", tmp_path / "new-pages")  # no extension: a folder to make
     assert (tmp_path / "new-pages" / "report.html").is_file()
-    (tmp_path / "page").write_text("old")  # an existing file without an extension stays a file
-    run_cli("report", tmp_path / "r", "--out", tmp_path / "page")
-    assert (tmp_path / "page").read_text().startswith("<!DOCTYPE html>")
+    for kept in ("page", "config.yaml", "x.png"):  # an existing file not named .html is never replaced by a page
+        (tmp_path / kept).write_text("old")
+        run_cli("report", tmp_path / "r", "--out", tmp_path / kept, expect=2)
+        assert "does not end in .html" in capsys.readouterr().err and (tmp_path / kept).read_text() == "old"
 
 
 @pytest.mark.parametrize("damage", [lambda meta: [meta], lambda meta: {k: v for k, v in meta.items() if k != "input_shape"},

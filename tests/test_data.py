@@ -57,6 +57,8 @@ def test_array_errors():
     bad[0, 0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         DataSplits.from_arrays(bad, [0, 1, 0, 1], x, [0, 1, 0, 1], x, [0, 1, 0, 1])
+    with pytest.raises(DataError, match=r"train inputs are of type <U1 .*expected numbers"):
+        DataSplits.from_arrays(np.array(list("abcd")), [0, 1, 0, 1], x, [0, 1, 0, 1], x, [0, 1, 0, 1])
     with pytest.raises(DataError, match=r"no label is 0 \(the labels run from 1 to 2\).*counted from 1\? subtract 1"):
         DataSplits.from_arrays(x, [1, 2, 1, 2], x, [1, 2, 1, 2], x, [1, 2, 1, 2])
     with pytest.raises(DataError, match=r"class\(es\) \[2\] are in the val or test labels but have no training"):

@@ -55,6 +55,13 @@ def test_csv_and_tsv_of_paths_and_labels(tmp_path):
     assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2) and data.class_names == ["0", "1"]
     with pytest.raises(DataError, match="has no column 'path'"):
         build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv")))
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
+    with pytest.raises(DataError, match="binary.csv' is not UTF-8 text"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "binary.csv")))
+    quoted = "".join(f'img/{c}/{i}.png,"{c}\n' for c in "xy" for i in range(6))  # an opening quote never closed
+    (tmp_path / "quoted.csv").write_text("path,label\n" + quoted)
+    with pytest.raises(DataError, match="row 1: a path or label field spans several lines"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "quoted.csv")))
 
 
 def write_drive_like(root, ids=range(21, 29), size=(12, 10)):

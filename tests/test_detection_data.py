@@ -101,6 +101,12 @@ def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
                  {"id": 1, "file_name": "b.png", "width": 8, "height": 8}]}, "image id 1 appears twice"),
     ({"categories": [{"name": "polyp"}]}, "an entry of 'categories' in ann.json lacks 'id'"),
     ({"annotations": ["oops"]}, "an entry of 'annotations' .* is not an object"),
+    ({"categories": [{"id": 7, "name": "polyp"}, {"id": 3, "name": "adenoma"}, {"id": 7, "name": "dup"}]},
+     r"category id 7 appears twice in 'categories' of ann.json \('polyp' and 'dup'\)"),
+    ({"annotations": [{"image_id": [1], "category_id": 7, "bbox": [0, 0, 5, 5]}]},
+     r"an id in 'annotations \(image_id, category_id\)' of ann.json is \[1\]: ids must be numbers or strings"),
+    ({"categories": [{"id": [7], "name": "polyp"}]}, r"an id in 'categories' of ann.json is \[7\]"),
+    ({"images": [{"id": {"a": 1}, "file_name": "a.png", "width": 8, "height": 8}]}, r"an id in 'images' of ann.json"),
 ])
 def test_load_coco_errors(tmp_path, change, message):
     images, ann = coco_files(tmp_path, **change)
@@ -225,6 +231,10 @@ def test_load_box_json_errors(tmp_path):
         load_box_json(images, boxes, 16)
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [[10, 10, 20, 20]]}}))
     with pytest.raises(DataError, match="box 0 of 'a' .* expected"):
+        load_box_json(images, boxes, 16)
+    boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [
+        {"label": "polyp", "xmin": None, "ymin": 10, "xmax": 20, "ymax": 20}]}}))
+    with pytest.raises(DataError, match=r"box 0 of 'a' in boxes.json.*holds a value that is not a number"):
         load_box_json(images, boxes, 16)
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": []}}))  # an image without objects ...
     with pytest.raises(DataError, match=r"boxes.json holds no box to learn from \(every entry's bbox list is empty\)"):

@@ -173,5 +173,14 @@ def test_a_malformed_header_is_named(tmp_path, grey12):
         read_image(bad_window)
     three = np.stack([grey12] * 3, axis=-1)
     mixed = write_dicom(tmp_path / "m.dcm", three.astype(np.uint8), photometric="MONOCHROME2")
-    with pytest.raises(DataError, match="contradicts itself"):
+    with pytest.raises(DataError, match="contradicts its data"):
         read_image(mixed)
+    with pytest.raises(DataError, match=r"n.dcm' gives non-finite values through its rescale"):
+        read_image(write_dicom(tmp_path / "n.dcm", grey12, RescaleSlope="NaN"))
+    with pytest.raises(DataError, match=r"r.dcm' is MONOCHROME2 of 4x10 pixels, but its pixel data reads as"):
+        read_image(write_dicom(tmp_path / "r.dcm", grey12, Rows=4))  # 12 rows of pixels: three frames' worth
+    with pytest.raises(DataError, match=r"e.dcm' lacks Rows"):
+        read_image(write_dicom(tmp_path / "e.dcm", grey12, Rows=None))
+    with pytest.raises(DataError, match="does not fit its pixel data") as caught:
+        read_image(write_dicom(tmp_path / "b.dcm", grey12, BitsAllocated=32))  # an uncompressed file
+    assert "pylibjpeg" not in str(caught.value)

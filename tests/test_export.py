@@ -332,6 +332,9 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     assert "--model 'teacher' picks a model of a run directory" in refused(onnx, images, "--out", tmp_path / "p.csv",
                                                                            "--model", "teacher")
     assert "is a folder; give the CSV file to write" in refused(digits_run, images, "--out", tmp_path)
+    (tmp_path / "kept.png").write_bytes(b"an image")  # a CSV never replaces a file of another kind
+    assert "kept.png' does not end in .csv" in refused(digits_run, images, "--out", tmp_path / "kept.png")
+    assert (tmp_path / "kept.png").read_bytes() == b"an image"
     assert "nothere.onnx' does not exist" in refused(tmp_path / "nothere.onnx", images, "--out", tmp_path / "p.csv")
     side = tmp_path / "m.json"
     good = side.read_text()

@@ -6,7 +6,9 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -54,6 +56,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
     if ns.resume:
         run_dir = Path(ns.resume)
+        if not run_dir.is_dir():
+            raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME)")
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
         if ns.args:
@@ -416,6 +420,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command)}")
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
+    # SIGTERM (timeout, Slurm, Kubernetes) ends a command as Ctrl-C does: files being written are
+    # removed, not left half-written, and the hint says what is left. Not under torchrun, whose agent
+    # stops the other processes with SIGTERM when one fails, mid-collective where no handler runs.
+    handled = threading.current_thread() is threading.main_thread() and "TORCHELASTIC_RUN_ID" not in os.environ
+    before = signal.signal(signal.SIGTERM, _terminate) if handled else None
+    try:
+        return _run(ns)
+    finally:
+        if handled:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _run(ns: argparse.Namespace) -> int:
+    """The command, its failures as one message and an exit code."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warnings(warnings.showwarning)
@@ -423,9 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     except PeerdistillError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
     except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -461,12 +479,31 @@ def _as_override_hint(extra: list[str], command: str) -> str:
     return ""
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interruption."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
 def _interrupted_hint(ns: argparse.Namespace) -> str:
+    """What an interruption left and how to go on, from what is on disk."""
     if ns.command == "compare":
+        if ns.overwrite:  # runs replaced so far hold the new settings; a rerun without --overwrite refuses the others
+            return ("interrupted: the runs replaced so far hold the new settings, the others the old ones; run the "
+                    "same command (with --overwrite) to replace the rest")
         return ("interrupted: run the same compare command again; finished runs are reused and "
                 "unfinished ones continue from their last checkpoint")
-    if ns.command == "train" and getattr(ns, "run_dir", None) is not None:
-        return f"interrupted: the run keeps its last checkpoint; continue with peerdistill train --resume {ns.run_dir}"
+    run_dir = getattr(ns, "run_dir", None)
+    if ns.command == "train" and run_dir is not None:
+        run = Path(run_dir)
+        finished = RunDir(run).is_complete
+        if (run / "checkpoints" / "last.pt").is_file() and not finished:
+            return f"interrupted: the run keeps its last checkpoint; continue with peerdistill train --resume {run_dir}"
+        if finished:  # --overwrite had not replaced it yet
+            return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
+        return "interrupted before the first checkpoint: nothing to resume; start the run again"
     return "interrupted"
 
 

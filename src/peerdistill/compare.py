@@ -131,6 +131,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
+    if overwrite:  # the tables of the runs being replaced would describe a folder that no longer holds them
+        for stale in ("compare.csv", "compare.md", "differences.csv"):
+            (directory / stale).unlink(missing_ok=True)
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
              "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]

@@ -726,6 +726,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file '{path}' is not UTF-8 text: is it a YAML file?") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' nests too deeply to read: is it a config?") from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):

@@ -299,7 +299,11 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
                                        "test images")
     x = sample_inputs(meta, data=data)
     int8 = None
-    with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
+    try:  # staged beside the target (one file system: a move, not a copy), which must take files
+        staging = tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
+    with staging as tmp:
         staged = Path(tmp) / target.name
         to_onnx(module, x, staged, dense=meta.get("task") == "segmentation")
         diff = onnx_parity(module, staged, x, dense=meta.get("task") == "segmentation")

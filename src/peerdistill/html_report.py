@@ -27,7 +27,7 @@ from .comparison_runs import setting_runs  # noqa: E402
 from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, names_a_folder, read_json  # noqa: E402
 from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
-from .errors import CheckpointError, DataError, PeerdistillError, RunDirError  # noqa: E402
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, RunDirError  # noqa: E402
 from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
@@ -72,6 +72,9 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
         )
     target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
     check_not_a_run_file(target)
+    if target.suffix.lower() not in (".html", ".htm"):  # never a page over an image or a config of that name
+        raise ConfigError(f"--out '{out}' does not end in .html: the report is one HTML page (give a .html file or "
+                          "a folder)")
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
     # or became a formula).
     with matplotlib.rc_context({"text.parse_math": False}):

@@ -87,9 +87,21 @@ def _read_json(path) -> object:
         raise DataError(f"cannot read '{path}' as JSON: {exc}") from None
 
 
+def _check_ids(ids: list, where: str, source: str) -> None:
+    """COCO ids are numbers or text (a list or a mapping cannot be looked up)."""
+    odd = [i for i in ids if isinstance(i, (list, dict))]
+    if odd:
+        raise DataError(f"an id in '{where}' of {source} is {odd[0]!r}: ids must be numbers or strings")
+
+
 def _check_box(box, width: float, height: float, where: str) -> list[float]:
     """(x1, y1, x2, y2) in original pixels, clipped to the image after the tolerance check."""
-    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in box):
+        raise DataError(f"{where}: box {list(box)} holds a value that is not a number")
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except ValueError:
+        raise DataError(f"{where}: box {list(box)} holds a value that is not a number") from None
     if not (x2 > x1 and y2 > y1):
         raise DataError(f"{where}: box {[x1, y1, x2, y2]} has a non-positive width or height")
     if x1 < -TOLERANCE or y1 < -TOLERANCE or x2 > width + TOLERANCE or y2 > height + TOLERANCE:
@@ -210,11 +222,19 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
                         "and 'categories'")
     if not all(isinstance(c, dict) and "id" in c for c in data.get("categories") or []):
         raise DataError(f"an entry of 'categories' in {source} lacks 'id'")
+    _check_ids([c["id"] for c in data.get("categories") or []], "categories", source)
     listed = sorted(data.get("categories") or [], key=lambda c: c["id"])
+    name_of: dict = {}
+    for c in listed:  # one id named twice would become a class without boxes
+        if c["id"] in name_of:
+            raise DataError(f"category id {c['id']} appears twice in 'categories' of {source} ('{name_of[c['id']]}' "
+                            f"and '{c.get('name', c['id'])}'): ids must be unique")
+        name_of[c["id"]] = c.get("name", c["id"])
     images, id_of_file = {}, {}
     for entry in data["images"]:
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise DataError(f"an entry of 'images' in {source} lacks 'id' or 'file_name'")
+        _check_ids([entry["id"]], "images", source)
         if entry["id"] in images:
             raise DataError(f"image id {entry['id']} appears twice in 'images' of {source} "
                             f"('{images[entry['id']]['file_name']}' and '{entry['file_name']}'): ids must be unique")
@@ -231,6 +251,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
         if not isinstance(ann, dict):
             raise DataError(f"an entry of 'annotations' in {source} is not an object: {ann!r}")
         image_id = ann.get("image_id")
+        _check_ids([image_id, ann.get("category_id")], "annotations (image_id, category_id)", source)
         if image_id not in images:
             raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
         if ann.get("category_id") not in category_ids:

@@ -11,6 +11,7 @@ images (RGB, and YBR, which pydicom turns into RGB) are divided by their largest
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,12 @@ def _read(path: Path, pixels: bool):
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's notes on odd values: the checks below name what matters
+            ds = pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read DICOM image '{path}': {exc}") from None
-    missing = [k for k in ("Rows", "Columns", "PhotometricInterpretation") if k not in ds]
+    missing = [k for k in ("Rows", "Columns", "PhotometricInterpretation") if ds.get(k) in (None, "")]
     if missing or (pixels and "PixelData" not in ds):
         what = f"lacks {', '.join(missing)}" if missing else "holds no pixel data"
         raise DataError(f"DICOM file '{path}' {what}: is it an image (not a report or a structured set)?")
@@ -55,18 +58,27 @@ def read_dicom(path: Path, grey: bool = False) -> np.ndarray:
     (grey repeated)."""
     ds = _read(path, pixels=True)
     try:
-        stored = ds.pixel_array
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's notes on a header that does not fit its data
+            stored = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises several types for data it cannot decode
-        raise DataError(f"cannot decode the pixels of DICOM image '{path}': {exc}; compressed files need a "
-                        "decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg") from None
+        compressed = getattr(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None), "is_compressed", False)
+        why = ("; compressed files need a decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+               if compressed else ": its header (size, bits, samples per pixel) does not fit its pixel data")
+        raise DataError(f"cannot decode the pixels of DICOM image '{path}': {exc}{why}") from None
     if ds.PhotometricInterpretation in GREY_INTERPRETATIONS:
-        if stored.ndim != 2:
-            raise DataError(f"DICOM image '{path}' is {ds.PhotometricInterpretation} but holds "
-                            f"{int(ds.get('SamplesPerPixel', 1))} samples per pixel: its header contradicts itself")
+        if stored.shape != (int(ds.Rows), int(ds.Columns)):
+            raise DataError(f"DICOM image '{path}' is {ds.PhotometricInterpretation} of {ds.Rows}x{ds.Columns} "
+                            f"pixels, but its pixel data reads as {stored.shape}: its header contradicts its data")
         try:
-            a = _viewed_grey(stored, ds)[..., None]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom's note on an odd number: non-finite results are named below
+                a = _viewed_grey(stored, ds)[..., None]
         except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:  # a malformed window or LUT
             raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
+        if not np.isfinite(a).all():
+            raise DataError(f"DICOM image '{path}' gives non-finite values through its rescale slope and intercept or "
+                            "its window: its header holds NaN or infinite numbers there")
     else:
         a = stored.astype(np.float32) / float(2 ** int(ds.get("BitsStored", 8)) - 1)
         if a.ndim == 2:  # a palette or other one-sample colour model

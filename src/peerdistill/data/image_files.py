@@ -66,11 +66,14 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     path = Path(spec.root or "")
     if not path.is_file():
         raise DataError(f"data.root '{path}' is not a file: point it at the CSV/TSV of images and labels")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        sample = fh.read(4096)
-        fh.seek(0)
-        delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
-        rows = list(csv.DictReader(fh, delimiter=delimiter))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            sample = fh.read(4096)
+            fh.seek(0)
+            delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
+            rows = list(csv.DictReader(fh, delimiter=delimiter))
+    except UnicodeDecodeError:
+        raise DataError(f"'{path}' is not UTF-8 text: save the table as UTF-8 CSV or TSV") from None
     if not rows:
         raise DataError(f"'{path}' has no rows")
     for column in (spec.path_column, spec.label_column):
@@ -80,6 +83,9 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     for line, row in enumerate(rows, start=2):
         if not row.get(spec.path_column) or not row.get(spec.label_column):
             raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
+        if any("\n" in (row.get(c) or "") for c in (spec.path_column, spec.label_column)):
+            raise DataError(f"'{path}' row {line - 1}: a {spec.path_column} or {spec.label_column} field spans "
+                            "several lines (an unbalanced quote?): quote whole fields or none")
     raw_labels = [r[spec.label_column].strip() for r in rows]
     numeric = all(lab.lstrip("-").isdigit() for lab in raw_labels)
     classes = sorted(set(raw_labels), key=int if numeric else str)

@@ -312,7 +312,10 @@ def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
 
 
 def to_nchw(array, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(array))
+    a = np.asarray(array)
+    if a.dtype.kind not in "biuf":  # text, dates or objects: torch cannot hold them
+        raise DataError(f"{name} inputs are of type {a.dtype} ({a.dtype.kind!r}); expected numbers (pixel values)")
+    t = torch.as_tensor(a)
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
     t = t.float()

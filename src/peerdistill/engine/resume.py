@@ -27,10 +27,15 @@ def save_resume_state(path: Path, state: dict[str, Any]) -> None:
 
 def load_resume_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first epoch ended")
+        raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first checkpoint, or the "
+                              "file was moved or deleted since; start the run again (train --overwrite)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except pickle.UnpicklingError as exc:  # objects that are not tensors: not written by peerdistill
+        raise CheckpointError(f"resume checkpoint '{path}' holds more than tensors ({rejected_object(exc)}), which "
+                              "cannot be loaded safely: peerdistill never writes such a file, so it was replaced; "
+                              "start the run again") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         # A truncated zip surfaces as any of these, depending on where it was cut.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read resume checkpoint '{path}': {first_line}. It is truncated or corrupt") from None

@@ -38,7 +38,7 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"checkpoint '{path}' for {name} holds more than tensors ({_rejected(exc)}), which cannot be loaded "
+            f"checkpoint '{path}' for {name} holds more than tensors ({rejected_object(exc)}), which cannot be loaded "
             "safely: a whole pickled model, say. Save its weights instead, torch.save(model.state_dict(), PATH), "
             "or give a .safetensors file") from None
     except Exception as exc:  # a cut or damaged archive surfaces as any of many errors
@@ -53,7 +53,7 @@ def _is_safetensors(head: bytes) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 10**9
 
 
-def _rejected(exc: Exception) -> str:
+def rejected_object(exc: Exception) -> str:
     """The line of torch's refusal that names what is not a tensor (its first lines are a
     general preamble about weights_only)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

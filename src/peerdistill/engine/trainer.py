@@ -862,9 +862,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"device '{device}' is not a device: use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' was asked for but CUDA is not available: use device=cpu or device=auto")
+        raise ConfigError(f"device '{device}' was asked for but CUDA is not available: use cpu or auto (device=cpu in a "
+                          "config, --device cpu for eval)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ConfigError(f"device '{device}': this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device '{device}' was asked for but MPS is not available: use device=cpu")
+        raise ConfigError(f"device '{device}' was asked for but MPS is not available: use cpu (device=cpu in a config, "
+                          "--device cpu for eval)")
     return dev
