@@ -65,3 +65,26 @@ def tiny_student(in_channels, num_classes):
     from peerdistill.models import SmallCNN
 
     return SmallCNN(in_channels=in_channels, num_classes=num_classes, width=4, depth=1)
+
+
+class _Command:
+    """Pickles as a call of os.system, as a tampered checkpoint would."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo should-never-run",))
+
+
+def test_a_resume_checkpoint_holding_objects_is_refused_without_advice_to_unsafe_loading(tmp_path):
+    import torch
+
+    from peerdistill.engine.resume import load_resume_state
+    from peerdistill.errors import CheckpointError
+
+    torch.save({"state": _Command()}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_resume_state(tmp_path / "last.pt")
+    message = str(caught.value)
+    assert "holds more than tensors" in message and ("posix.system" in message or "os.system" in message)
+    assert "weights_only" not in message and "start the run again" in message

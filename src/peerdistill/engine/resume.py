@@ -17,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from .artifacts import atomic_write_bytes
+from .state_files import rejected_object
 
 
 def save_resume_state(path: Path, state: dict[str, Any]) -> None:
