@@ -81,6 +81,44 @@ def test_array_data_rows_are_the_source_rows_for_every_split(fast_tree, tmp_path
     assert sorted(int(r["row"]) for r in teacher) == list(range(count))  # all: every row once
 
 
+def test_other_data_scored_whole_is_named_file_by_file(tmp_path):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    rng = np.random.default_rng(1)
+    for root, count in (("xray", 12), ("external", 3)):
+        for name in ("normal", "pneumonia"):
+            (tmp_path / root / name).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / root / name / f"{i}.png")
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path), "teacher": None,
+                                "distill": {"preset": "ml", "rampup_epochs": 0},
+                                "data": {"kind": "image_folder", "root": str(tmp_path / "xray"), "grey": True},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    table = tmp_path / "external.csv"
+    assert main(["eval", str(tmp_path / "r"), "--split", "all", f"data.root={tmp_path / 'external'}",
+                 "--per-sample", str(table)]) == 0
+    rows = [r for r in read_rows(table) if r["model"] == "ensemble"]
+    assert sorted(r["file"] for r in rows) == sorted(f"{c}/{i}.png" for c in ("normal", "pneumonia") for i in range(3))
+    assert all(r["truth"] == r["file"].split("/")[0] for r in rows)
+
+
+def test_tempered_probabilities_are_written_and_called_at_the_threshold_chosen_on_them(tmp_path, capsys):
+    from tests.conftest import train_two_class_npz_run
+
+    run, _ = train_two_class_npz_run(tmp_path, seed=2)
+    table = tmp_path / "t.csv"
+    assert main(["eval", str(run), "--temperature-scaling", "--operating-point", "youden", "--per-sample", str(table),
+                 "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    rows = read_rows(table)
+    for r in rows:  # the columns agree with each other: the threshold was chosen on the tempered probabilities
+        assert r["op_predicted"] == ("1" if float(r["p_1"]) >= scores[r["model"]]["op_threshold"] else "0")
+    ensemble = [r for r in rows if r["model"] == "ensemble"]
+    assert np.mean([int(r["op_correct"]) for r in ensemble]) == pytest.approx(scores["ensemble"]["op_accuracy"])
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI about its own internals
 def test_segmentation_rows_are_each_images_own_dice_pixels_and_hd95(tmp_path):
     truth = torch.zeros(3, 16, 16, dtype=torch.long)

@@ -62,7 +62,7 @@ def test_the_spacing_follows_a_resize_and_needs_files_of_one_size(tmp_path):
     assert resized == pytest.approx([0.6, 0.6])  # 40 rows into 20, 30 columns into 10
     assert build_data(DataSpec(**{**spec, "pixel_spacing": None})).info["pixel_spacing"] is None
     write_pairs(tmp_path / "mixed", [(40, 30)] * 9 + [(36, 30)])
-    with pytest.raises(DataError, match=r"stored at several sizes \(30x36, 30x40\).*drop data.pixel_spacing"):
+    with pytest.raises(DataError, match=r"stored at several sizes \(rows x columns: 36x30, 40x30\).*drop data.pixel_spacing"):
         build_data(DataSpec(**{**spec, "root": str(tmp_path / "mixed")}, image_size=[20, 10]))
 
 

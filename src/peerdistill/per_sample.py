@@ -32,14 +32,18 @@ def check_per_sample_path(path: str | Path) -> None:
 
 
 def sample_names(info: dict, split: str) -> tuple[str, list[str]] | None:
-    """``(column, a name per sample of split)``: the files (image files; detection frames by
-    their file name or id) or, for array data the run cut itself, each sample's row in the
-    source; None where the data names neither (an npz with its own splits: the position in the
-    split is the row of its ``test_images``)."""
+    """``(column, a name per sample of split)``: the files (classification images by their path;
+    segmentation pairs by the id image and mask share; detection frames by their file name or
+    id) or, for array data the run cut itself, each sample's row in the source; None where the
+    data names neither (an npz with its own splits: the position in the split is the row of its
+    ``test_images``; synthetic data)."""
     split_ids = info.get("split") if isinstance(info.get("split"), dict) else {}
     for column, known in (("file", info.get("files")), ("file", split_ids), ("row", info.get("indices"))):
         known = known or {}
-        parts = [known.get(s) for s in SPLITS] if split == "all" else [known.get(split)]
+        if split == "all":  # the splits in turn, or data scored whole: all of it in its test split
+            parts = [known.get(s) for s in SPLITS] if "train" in known else [known.get("test")]
+        else:
+            parts = [known.get(split)]
         if all(isinstance(p, list) for p in parts):
             return column, [str(name) for part in parts for name in part]
     return None
@@ -66,11 +70,12 @@ def _figures(task, meter, scores: dict[str, float]) -> dict:
     classes = task.class_names
     if task.name == "classification":
         probs, truth = meter.probs[0][0].numpy(), int(meter.targets[0][0])
+        if "cal_temperature" in scores:  # the calibrated probabilities asked for (the same largest class)
+            probs = tempered(probs[None], scores["cal_temperature"])[0]
         predicted = int(np.argmax(probs))
         out = {"truth": classes[truth], "predicted": classes[predicted], "correct": int(predicted == truth)}
         if "op_threshold" in scores:  # two classes: the second called where its probability reaches the threshold
-            p = probs if "cal_temperature" not in scores else tempered(probs[None], scores["cal_temperature"])[0]
-            called = int(p[1] >= scores["op_threshold"])
+            called = int(probs[1] >= scores["op_threshold"])
             out |= {"op_predicted": classes[called], "op_correct": int(called == truth)}
         return out | {f"p_{c}": float(v) for c, v in zip(classes, probs)}
     if task.name == "segmentation":

@@ -226,8 +226,9 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
 
 
 class _Kept:
-    """What evaluation keeps of the scored split as it goes: a meter per sample (a bootstrap)
-    and every output's class probabilities with the labels (a threshold or a temperature)."""
+    """What evaluation keeps of the scored split as it goes: a meter per sample (a bootstrap,
+    the per-sample table) and every output's class probabilities with the labels (a threshold
+    or a temperature)."""
 
     def __init__(self, task, meters: bool, probabilities: bool):
         self.task, self.keep_meters, self.keep_probabilities = task, meters, probabilities

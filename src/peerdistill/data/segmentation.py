@@ -171,8 +171,9 @@ def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
     sizes = {image_size(path) for folder in dict.fromkeys(folders)
              for path in _by_key(folder / spec.images, spec.pattern).values()}
     if len(sizes) > 1:
-        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)[:3])
-        raise DataError(f"data.pixel_spacing gives one pixel size, but the images are stored at several sizes ({shown}) "
+        shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3])
+        raise DataError(f"data.pixel_spacing gives one pixel size, but the images are stored at several sizes (rows x "
+                        f"columns: {shown}) "
                         "and data.image_size resizes each by its own factor: resize the files to one size first, or "
                         "drop data.pixel_spacing (distances then in pixels)")
     (height, width), = sizes
