@@ -133,9 +133,6 @@ def _check_out(out: Path, dense: bool, inputs: list[str], pictures: bool = False
                           f"{what}: give a folder")
     if not dense and out.is_dir():
         raise ConfigError(f"--out '{out}' is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
-    if not dense and out.suffix.lower() != ".csv":  # never a CSV over an image or a config of that name
-        raise ConfigError(f"--out '{out}' does not end in .csv: predictions are written as a CSV file, e.g. "
-                          f"{out.with_suffix('.csv')}")
     check_not_a_run_file(out / "mask.png" if dense else out)
     given = [Path(i).resolve() for i in inputs]
     here = out.resolve()
@@ -147,6 +144,9 @@ def _check_out(out: Path, dense: bool, inputs: list[str], pictures: bool = False
         raise ConfigError(f"{option} '{out}' is a folder of inputs: {what} written there could replace files beside "
                           f"them (their true masks); write the {what if pictures else 'predictions'} to another "
                           "folder")
+    if not dense and out.suffix.lower() != ".csv":  # never a CSV over an image or a config of that name
+        raise ConfigError(f"--out '{out}' does not end in .csv: predictions are written as a CSV file, e.g. "
+                          f"{out.with_suffix('.csv')}")
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,

@@ -32,10 +32,13 @@ def load_resume_state(path: Path) -> dict[str, Any]:
                               "file was moved or deleted since; start the run again (train --overwrite)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # objects that are not tensors: not written by peerdistill
-        raise CheckpointError(f"resume checkpoint '{path}' holds more than tensors ({rejected_object(exc)}), which "
-                              "cannot be loaded safely: peerdistill never writes such a file, so it was replaced; "
-                              "start the run again") from None
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc):  # a named object that is not a tensor: not written by peerdistill
+            raise CheckpointError(f"resume checkpoint '{path}' holds more than tensors ({rejected_object(exc)}), "
+                                  "which cannot be loaded safely: peerdistill never writes such a file, so it was "
+                                  "replaced; start the run again") from None
+        raise CheckpointError(f"cannot read resume checkpoint '{path}': {rejected_object(exc)}. It is truncated or "
+                              "corrupt") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         # A truncated zip surfaces as any of these, depending on where it was cut.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
