@@ -9,15 +9,13 @@ a detection's COCO AP over that frame."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
 from .calibration import tempered
-from .engine.artifacts import atomic_write_text, check_not_a_run_file
+from .engine.artifacts import check_not_a_run_file, write_rows_csv
 from .errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -90,14 +88,7 @@ def _figures(task, meter, scores: dict[str, float]) -> dict:
 def write_per_sample(path: str | Path, rows: list[dict]) -> Path:
     """The rows as CSV, numbers to 6 decimals, an undefined figure (a Dice where the class is in
     neither mask, an HD95 of an empty mask, an AP of a frame without objects) left empty."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-    atomic_write_text(Path(path), buf.getvalue())
+    write_rows_csv(Path(path), [{k: _cell(v) for k, v in row.items()} for row in rows])
     return Path(path)
 
 

@@ -93,6 +93,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV, atomically; the columns are every key in the order first seen (a row
+    without one leaves its cell empty)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
@@ -271,11 +284,4 @@ class RunDir:
         return path.is_file() and read_json(path).get("status") == "complete"
 
     def write_metrics_csv(self, rows: list[dict[str, Any]]) -> None:
-        columns: list[str] = []
-        for row in rows:
-            columns += [c for c in row if c not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+        write_rows_csv(self.path / "metrics.csv", rows)
