@@ -144,18 +144,14 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
 
 def pixel_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """P(score of a foreground pixel > score of a background pixel), ties counting 1/2 (the
-    Mann-Whitney statistic, scikit-learn's ROC AUC); NaN without both kinds of pixel."""
+    Mann-Whitney statistic, scikit-learn's ROC AUC); NaN without both kinds of pixel. Both are
+    sorted: searching sorted queries is 20x faster than searching shuffled ones."""
     if not len(positive) or not len(negative):
         return float("nan")
-    return _pairs_above(np.sort(positive), np.sort(negative)) / (len(positive) * len(negative))
-
-
-def _pairs_above(sorted_positive: np.ndarray, sorted_negative: np.ndarray) -> float:
-    """Pairs (positive, negative) with the positive scored higher, plus half the tied ones
-    (both sorted: searching sorted queries is 20x faster than searching shuffled ones)."""
-    below = np.searchsorted(sorted_negative, sorted_positive, side="left").sum(dtype=np.float64)
-    up_to = np.searchsorted(sorted_negative, sorted_positive, side="right").sum(dtype=np.float64)
-    return float(below + up_to) / 2
+    positive, negative = np.sort(positive), np.sort(negative)
+    below = np.searchsorted(negative, positive, side="left").sum(dtype=np.float64)
+    up_to = np.searchsorted(negative, positive, side="right").sum(dtype=np.float64)
+    return float(below + up_to) / 2 / (len(positive) * len(negative))
 
 
 class ResampledPixelAUC:
