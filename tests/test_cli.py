@@ -280,6 +280,13 @@ def test_a_rampup_as_long_as_the_training_is_named(tmp_path, capsys):
                 f"weigh {mean:.0%} of their weight on average over training (and {ramp(epochs):.0%} at its end)") in err
     run_cli("train", f"out_dir={tmp_path}", "name=s", "train.epochs=2", "distill.rampup_epochs=1", "--quiet")
     assert "rampup" not in capsys.readouterr().err
+    # a refused run or resume says only why it is refused, not what the training would have been
+    run_cli("train", "--resume", tmp_path / "r4", "--quiet", expect=2)
+    err = capsys.readouterr().err
+    assert "has finished: nothing to resume" in err and "is not shorter than" not in err, err
+    run_cli("train", f"out_dir={tmp_path}", "name=r4", "train.epochs=2", "distill.rampup_epochs=4", "--quiet", expect=2)
+    err = capsys.readouterr().err
+    assert "holds a finished run" in " ".join(err.split()) and "is not shorter than" not in err, err
 
 
 def test_corrupt_checkpoints_are_named(tmp_path, capsys):

@@ -158,6 +158,20 @@ class Trainer(RunRecords):
         self.task.name_classes(data.class_names)
         self._parse_monitor(self.monitor)  # a per-class monitor named by number no longer exists
 
+    def _warn_about_training(self, data: DataSplits) -> None:
+        """Warnings about the training to come, said once (main process), after a resume is accepted."""
+        if not self.world.is_main:
+            return
+        epochs = self.train_spec.epochs
+        if self.graph.edges and 0 < epochs <= self.rampup_epochs:
+            mean = sum(self._ramp(epochs * (k + 0.5) / 1000) for k in range(1000)) / 1000
+            warnings.warn(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
+                          f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
+                          f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
+                          "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
+        if hasattr(self.task, "inspect_training_data"):
+            self.task.inspect_training_data(data.train)
+
     def _setup(self, data: DataSplits) -> None:
         self._name_classes(data)
         # BatchNorm cannot train on one sample: micro-batches then hold two or more.
@@ -165,15 +179,6 @@ class Trainer(RunRecords):
                                      for m in self.cohort.trainable for sub in m.module.modules())
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
-        epochs = self.train_spec.epochs
-        if self.world.is_main and self.graph.edges and 0 < epochs <= self.rampup_epochs:
-            mean = sum(self._ramp(epochs * (k + 0.5) / 1000) for k in range(1000)) / 1000
-            warnings.warn(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
-                          f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
-                          f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
-                          "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
-        if hasattr(self.task, "inspect_training_data") and self.world.is_main:  # (a warning, said once)
-            self.task.inspect_training_data(data.train)
         self._declared_input_shape = tuple(data.input_shape)
         apply_seed(self.seed, self.deterministic)
         self.speed = resolve_speed(self.train_spec, self.device, self.deterministic)
@@ -463,6 +468,7 @@ class Trainer(RunRecords):
                 where["processes"] = self.world.size  # a run may resume on another number of processes
                 meta.setdefault("resumed_at", []).append(where)
                 write_json(run.path / "run.json", meta)
+        self._warn_about_training(data)  # here, so that a refused run or resume says only why
         self._run, self._last_checkpoint = run, time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             for epoch in range(start_epoch, epochs):
