@@ -101,6 +101,9 @@ def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, caps
     row = next(line for line in tables[1].splitlines() if line.strip("│ ").startswith("3 "))
     assert [cell.strip() for cell in row.split("│")[2:-1]] == [f"{scores[m]['recall_3']:.4f}" for m in scores]
     assert len(scores) == 4
+    run_cli("eval", out / "r")  # the table ends with the calibration columns, lower is better
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip("│ ").startswith("ensemble "))
+    assert [cell.strip() for cell in row.split("│")[-3:-1]] == [f"{scores['ensemble'][m]:.4f}" for m in ("ece", "brier")]
     record = json.loads((out / "r" / "run.json").read_text())
     (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as a killed run leaves it
     run_cli("eval", out / "r", "--json")

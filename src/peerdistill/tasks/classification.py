@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from ..metrics import CLASSIFICATION_METRICS, classification_metric_names, classification_metrics
+from ..metrics import CALIBRATION_METRICS, CLASSIFICATION_METRICS, classification_metric_names, classification_metrics
 from .augment import Augmentation
 
 
@@ -31,7 +31,7 @@ class ProbabilityMeter:
 
 class ClassificationTask:
     name = "classification"
-    summary_metrics = CLASSIFICATION_METRICS  # the console table's columns
+    summary_metrics = CLASSIFICATION_METRICS + CALIBRATION_METRICS  # the console table's columns (ece, brier: lower is better)
     default_monitor = "ensemble/accuracy"
 
     def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (),
