@@ -140,3 +140,26 @@ def test_compare_pairs_only_configs_on_the_baselines_split(tmp_path):
 
     page = write_report(result.directory).read_text(encoding="utf-8")
     assert "same data split as <code>a</code>: <code>b</code>" in page
+    # no setting comparable at all: the tables say why there are no differences (the runs are reused)
+    alone = compare(configs[:2], None, 2, progress=False)
+    assert alone.differences == [] and not (alone.directory / "differences.csv").exists()
+    assert "Left out, having no run of the same seed on the same data split as `a`: `b`." in alone.markdown
+
+
+def test_how_images_are_read_or_where_the_file_is_named_is_not_another_split(tmp_path):
+    from peerdistill.compare import _split_identity
+    from peerdistill.config import validate
+
+    (tmp_path / "sub").mkdir()
+    data = {"kind": "folders", "root": str(tmp_path / "d")}
+    same = [{**data}, {**data, "normalize": "imagenet"}, {**data, "grey": True, "augment": ["hflip"]},
+            {**data, "root": str(tmp_path / "sub" / ".." / "d")}]
+    def identity(d):
+        return _split_identity(validate({"task": "segmentation", "data": d, "teacher": None,
+                                         "distill": {"preset": "ml"}, "students": [{"arch": "unet"}] * 2}))
+
+    identities = [identity(d) for d in same]
+    assert all(i == identities[0] for i in identities)
+    for other in ({**data, "split_seed": 1}, {**data, "test_fraction": 0.3}, {**data, "root": str(tmp_path / "e")},
+                  {**data, "pixel_spacing": [0.5, 0.5]}):  # (millimetres: HD95 in another unit)
+        assert identity(other) != identities[0], other

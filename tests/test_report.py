@@ -209,6 +209,14 @@ def test_a_seed_without_a_number_is_counted_apart():
     assert auc["mean"] == pytest.approx(0.85) and auc["runs"] == ["kd-seed0", "kd-seed1", "kd-seed2"]
     table = comparison_markdown(rows, ["kd"], ["student1"], ["auc", "accuracy"], "")
     assert "| kd | 0.8500 ± 0.0707 (2 of 3 runs) |" in table and "| kd | 0.9000 ± 0.0000 |" in table
+    # a figure one run lacks (saved before it was recorded) is counted as missing there, not dropped
+    runs = [run(0, 0.8), run(1, 0.9), run(2, 0.9)]
+    for r in runs[1:]:
+        r["metrics"]["test_at_best"] = {m: {**v, "ece": 0.1 + r["seed"] / 100} for m, v in r["metrics"]["test_at_best"].items()}
+    ece = next(r for r in aggregate(runs) if r["model"] == "student1" and r["metric"] == "ece")
+    assert ece["n"] == 2 and math.isnan(ece["values"][0]) and ece["values"][1:] == pytest.approx([0.11, 0.12])
+    assert ece["runs"] == ["kd-seed0", "kd-seed1", "kd-seed2"] and ece["mean"] == pytest.approx(0.115)
+    assert "(2 of 3 runs)" in comparison_markdown(aggregate(runs), ["kd"], ["student1"], ["ece"], "")
 
 
 def test_comparison_report_gives_each_cohort_its_cost_table(tmp_path):

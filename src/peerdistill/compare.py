@@ -23,7 +23,7 @@ from .engine.tta import TTA_FLIPS
 from .errors import ConfigError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
-from .paired import caption, default_baseline, difference_rows, differences, differences_csv
+from .paired import caption, default_baseline, difference_rows, differences, differences_csv, unpaired_note
 from .report import BEST_STUDENT, comparison_markdown, markdown_table, mean_std, model_order, seeds_cell
 
 @dataclass
@@ -179,6 +179,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
                    + caption(baseline, monitor_metric, _runs_count(seeds, folds), bool(folds), apart) + "\n\n"
                    + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
+    elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
+        header += f"\n{unpaired_note(baseline, apart)}\n"
+        console.print(unpaired_note(baseline, apart))
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
@@ -256,27 +259,31 @@ def _with_flips(metrics: dict[str, Any], run_dir: Path, tta: str, own_archs: set
 
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Long table rows: setting, model, metric, mean and std over the finite values, n (how many
-    are finite), values (per seed, NaN kept) and runs (the run directories, in the same order)."""
-    values: dict[tuple[str, str, str], list[float]] = {}
-    names: dict[tuple[str, str, str], list[str]] = {}
+    are finite), values (per seed, NaN kept) and runs (the run directories, in the same order).
+    A figure some of a setting's runs lack (a reused run saved before it was recorded) is NaN
+    for those runs, so ``n`` says how many runs gave it."""
+    per_run: list[tuple[dict[str, Any], dict[tuple[str, str], float]]] = []
     for run in runs:
         test, val = run["metrics"]["test_at_best"], run["metrics"]["val_at_best"]
         roles = run["metrics"].get("roles", {})
         monitor_metric = run["metrics"]["monitor"].split("/", 1)[1]
         students = [m for m in test if roles.get(m) == "student"]
         best = max(students, key=lambda s: ranking_score(monitor_metric, val[s][monitor_metric]))
-        per_model = dict(test)
-        per_model[BEST_STUDENT] = test[best]
-        for model, metrics in per_model.items():
-            for metric, value in metrics.items():
-                values.setdefault((run["setting"], model, metric), []).append(_num(value))
-                names.setdefault((run["setting"], model, metric), []).append(run.get("run", ""))
+        per_model = {**test, BEST_STUDENT: test[best]}
+        per_run.append((run, {(model, metric): _num(value) for model, metrics in per_model.items()
+                              for metric, value in metrics.items()}))
+    figures: dict[str, dict[tuple[str, str], None]] = {}  # each setting's (model, metric), in first-seen order
+    for run, values in per_run:
+        figures.setdefault(run["setting"], {}).update(dict.fromkeys(values))
     rows = []
-    for key, vals in values.items():
-        mean, std = mean_std(vals)
-        setting, model, metric = key
-        rows.append({"setting": setting, "model": model, "metric": metric, "mean": mean, "std": std,
-                     "n": sum(not math.isnan(v) for v in vals), "values": vals, "runs": names[key]})
+    for setting, keys in figures.items():
+        mine = [(run, values) for run, values in per_run if run["setting"] == setting]
+        for model, metric in keys:
+            vals = [values.get((model, metric), math.nan) for _, values in mine]
+            mean, std = mean_std(vals)
+            rows.append({"setting": setting, "model": model, "metric": metric, "mean": mean, "std": std,
+                         "n": sum(not math.isnan(v) for v in vals), "values": vals,
+                         "runs": [run.get("run", "") for run, _ in mine]})
     return rows
 
 
@@ -293,15 +300,20 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-# Data keys that change how a run reads or augments its images, not which images are in which
-# split: settings differing only in these still pair run by run.
+# Data keys that change how a run reads, scales or augments its images, not which images (with
+# which truth) are in which split: settings differing only in these still pair run by run.
+# (pixel_spacing is not among them: it changes the unit of HD95.)
 NOT_THE_SPLIT = {"augment", "augment_range", "class_weights", "image_size", "patch_size", "patches_per_image",
-                 "foreground_oversample", "window_overlap", "fold"}
+                 "foreground_oversample", "window_overlap", "fold", "normalize", "grey"}
 
 
 def _split_identity(cfg) -> dict[str, Any]:
-    """What decides a run's data split (its fold aside): runs of settings that share it are paired."""
-    return cfg.data.model_dump(exclude=NOT_THE_SPLIT)
+    """What decides a run's data split (its fold aside): runs of settings that share it are paired.
+    The data's path counts resolved: one file written two ways is one split."""
+    identity = cfg.data.model_dump(exclude=NOT_THE_SPLIT)
+    if identity.get("root"):
+        identity["root"] = str(Path(identity["root"]).resolve())
+    return identity
 
 
 def _rich_table(rows, presets, models, metric, over: str) -> Table:

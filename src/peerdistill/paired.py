@@ -143,6 +143,12 @@ def difference_rows(diffs: list[dict[str, Any]], settings: list[str], models: li
     return [[s] + [index[s, m].cell() if (s, m) in index else "" for m in models] for s in compared]
 
 
+def unpaired_note(baseline: str, apart: list[str]) -> str:
+    """Which settings have no paired differences, and why."""
+    return (f"Left out, having no run of the same seed on the same data split as `{baseline}`: "
+            f"{', '.join(f'`{s}`' for s in apart)}.")
+
+
 def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str] = ()) -> str:
     pairs = "seed and fold" if folds else "seed"
     text = (f"Paired differences from `{baseline}`, test {metric}: each setting's run minus the `{baseline}` run "
@@ -150,8 +156,7 @@ def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str]
             "interval, Student's t over the pairs], and in how many pairs the setting was better. An interval "
             "holding 0 does not tell the two apart.")
     if apart:
-        text += (f" Left out, having no run of the same seed on the same data split as `{baseline}`: "
-                 f"{', '.join(f'`{s}`' for s in apart)}.")
+        text += " " + unpaired_note(baseline, apart)
     if folds:
         text += (" Folds of one seed share most of their training data, so their differences are not "
                  "independent and the interval is narrower than it should be.")
