@@ -71,6 +71,10 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     capsys.readouterr()
     compare(tree, ["kd"], 1, progress=False)
     assert "reusing finished run" in capsys.readouterr().out
+    # how it runs (device, evaluation batch, workers) leaves a finished run's results as they are
+    compare({**tree, "device": "cpu", "train": {**tree["train"], "eval_batch_size": 64, "num_workers": 0}},
+            ["kd"], 1, progress=False)
+    assert "reusing finished run" in capsys.readouterr().out
     older["train"]["batch_size"] = 64  # a real difference is still refused
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     with pytest.raises(RunDirError, match=r"holds a run with a different config \(train.batch_size: 64 in the "
@@ -81,6 +85,20 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     plan = capsys.readouterr().out
     assert re.search(r"kd +│ 0 +│ \S+ +│ refused: '\S+kd-seed0' holds a run with a different config", plan)
     assert re.search(r"ml +│ 0 +│ \S+ml-seed0 +│ train", plan)
+
+
+def test_a_finished_run_is_reused_for_the_same_data_file_and_teachers_only():
+    from peerdistill.config_diff import differences, what_a_result_depends_on
+
+    run = {"device": "cuda", "data": {"root": "/data/sub/../x.npz"}, "teacher": {"checkpoint": "/t/a.safetensors"},
+           "train": {"eval_batch_size": 512, "num_workers": 4, "epochs": 3}}
+    same = {"device": "cpu", "data": {"root": "/data/x.npz"}, "teacher": {"checkpoint": "/t/a.safetensors"},
+            "train": {"eval_batch_size": 64, "num_workers": 0, "epochs": 3}}
+    assert differences(what_a_result_depends_on(run), what_a_result_depends_on(same)) == []
+    other = {**same, "data": {"root": "/data/y.npz"}, "teacher": {"checkpoint": "/t/b.safetensors"}}
+    assert differences(what_a_result_depends_on(run), what_a_result_depends_on(other)) == [
+        "data.root: '/data/x.npz' in the run, '/data/y.npz' now",
+        "teacher.checkpoint: '/t/a.safetensors' in the run, '/t/b.safetensors' now"]
 
 
 def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, capsys):

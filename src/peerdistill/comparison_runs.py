@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from .terminal import Console
 from .build import train_from_config
 from .config import FILE_KINDS, RunConfig, apply_overrides, check_preset_names, load_saved_config, validate
-from .config_diff import differences, relocated, summary
+from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes
@@ -306,7 +306,8 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
 
     The saved config is read through today's schema, so a run made before a new option existed
     still counts as the same config when the option is at its default; a comparison moved or
-    copied to another directory keeps its runs."""
+    copied to another directory keeps its runs, and so does one run on another device or with
+    another evaluation batch (``config_diff.what_a_result_depends_on``)."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return "new"
@@ -317,7 +318,8 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
                           f"({str(exc).strip().splitlines()[-1].strip()}): pass --overwrite to redo the "
                           "comparison, or change name= to keep both") from None
     now = cfg.model_dump(mode="json")
-    changed = differences(relocated(saved, saved["out_dir"], now["out_dir"]), now)
+    changed = differences(what_a_result_depends_on(relocated(saved, saved["out_dir"], now["out_dir"])),
+                          what_a_result_depends_on(now))
     if changed:
         raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): pass --overwrite to "
                           "redo the comparison, or change name= to keep both")

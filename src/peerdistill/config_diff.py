@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 _MISSING = object()
@@ -18,17 +19,34 @@ EXECUTION_KEYS = ("name", "out_dir", "device", "data.root", "train.eval_batch_si
 
 def what_is_trained(tree: dict[str, Any]) -> dict[str, Any]:
     """A config tree without ``EXECUTION_KEYS`` and the teachers' checkpoint paths."""
+    tree = without_keys(tree, EXECUTION_KEYS)
+    for teacher in [tree.get("teacher"), *(tree.get("teachers") or [])]:
+        if isinstance(teacher, dict):
+            teacher.pop("checkpoint", None)
+    return tree
+
+
+def what_a_result_depends_on(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree without the ``EXECUTION_KEYS`` that leave a finished run's results as they
+    are (device, evaluation batch, workers, checkpoint cadence...); the data's path is kept,
+    resolved (one file written two ways is one file), and so are the teachers' checkpoints."""
+    root = (tree.get("data") or {}).get("root")
+    tree = without_keys(tree, tuple(k for k in EXECUTION_KEYS if k != "data.root"))
+    if root:
+        tree["data"]["root"] = str(Path(root).resolve())
+    return tree
+
+
+def without_keys(tree: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of a config tree without the dotted ``keys``."""
     tree = copy.deepcopy(tree)
-    for key in EXECUTION_KEYS:
+    for key in keys:
         *parents, leaf = key.split(".")
         node = tree
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(leaf, None)
-    for teacher in [tree.get("teacher"), *(tree.get("teachers") or [])]:
-        if isinstance(teacher, dict):
-            teacher.pop("checkpoint", None)
     return tree
 
 
