@@ -20,6 +20,7 @@ from .terminal import Console
 from .build import train_from_config
 from .config import FILE_KINDS, RunConfig, apply_overrides, check_preset_names, load_saved_config, validate
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
+from .engine import run_lock
 from .engine.artifacts import RunDir, read_json
 from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes
@@ -309,6 +310,7 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     copied to another directory keeps its runs, and so does one run on another device or with
     another evaluation batch (``config_diff.what_a_result_depends_on``)."""
     saved_path = run_dir / "config.yaml"
+    run_lock.check_free(run_dir)  # another compare (or train) trains it now: neither resumed nor reused beside it
     if not saved_path.exists():
         return "new"
     try:

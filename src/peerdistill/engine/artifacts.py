@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..errors import CheckpointError, ConfigError, RunDirError
+from . import run_lock
 from .state_files import read_state
 
 RUN_FILE = "run.json"
@@ -214,6 +215,7 @@ class RunDir:
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
         path = Path(path)
         if path.exists() and any(path.iterdir()):
+            run_lock.check_free(path)  # neither trained nor deleted beside the process training it
             if not overwrite:
                 if (path / RUN_FILE).is_file() and not (path / "checkpoints" / "last.pt").is_file() \
                         and read_json(path / RUN_FILE).get("status") != "complete":

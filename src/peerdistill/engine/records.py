@@ -20,6 +20,7 @@ from ..costs import model_costs
 from ..data import DataSplits
 from ..errors import CheckpointError, ConfigError
 from ..models.heads import HeadedModel
+from . import run_lock
 from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
 from .resume import capture_rng_states, restore_rng_states, save_resume_state
 
@@ -57,8 +58,11 @@ class RunRecords:
                 raise ConfigError("resume needs a run directory")
             return None
         if resume:
-            return RunDir.open(self.run_dir_path)
+            run = RunDir.open(self.run_dir_path)
+            self._run_lock = run_lock.hold(run.path)  # released when fit ends (run_lock.py)
+            return run
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
+        self._run_lock = run_lock.hold(run.path)
         info = {
             "status": "running",
             "task": self.task.name,

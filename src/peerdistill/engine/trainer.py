@@ -27,7 +27,7 @@ from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..capture import unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
-from . import distributed
+from . import distributed, run_lock
 from .artifacts import RunDir, read_json, write_json
 from .distributed import World
 from .averaging import WeightAverage
@@ -439,6 +439,9 @@ class Trainer(RunRecords):
             # group's destructor, and a process still waiting on it fails instead of hanging.
             distributed.abandon(getattr(self, "world", None))
             raise
+        finally:  # the run directory is free for another process (or another fit) again
+            run_lock.release(getattr(self, "_run_lock", None))
+            self._run_lock = None
 
     def _fit(self, data: DataSplits, resume: bool) -> FitResult:
         self._setup(data)

@@ -1,0 +1,66 @@
+"""One process trains a run directory at a time.
+
+A second ``train --resume``, a second ``compare`` over the same folder or a ``--overwrite``
+while a run trains would otherwise train (or delete) it beside the first, both writing the
+same files. The trainer holds an advisory lock (``flock``) on the run directory itself for as
+long as it trains: no file is left behind, and the operating system releases it when the
+process ends, however it ends (a ``kill -9`` leaves no stale lock). Where locking is not
+available (Windows, a file system that refuses it) runs are not locked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor holding the lock, or None where locking is unavailable; raises
+    ``BlockingIOError`` while another holds it."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:  # a file system without flock (some network mounts): unlocked, as before
+        os.close(fd)
+        return None
+    return fd
+
+
+def busy_message(path: Path) -> str:
+    return (f"'{path}' is being trained by another process right now: wait for it to finish (or stop it; "
+            "then --resume continues it), rather than train or delete it a second time beside it")
+
+
+def hold(path: str | Path) -> int | None:
+    """Take the lock of run directory ``path`` for this process (release it with ``release``);
+    a ``RunDirError`` when another process (or another holder in this one) trains it."""
+    try:
+        return _lock(Path(path))
+    except BlockingIOError:
+        raise RunDirError(busy_message(Path(path))) from None
+
+
+def release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops its lock
+
+
+def check_free(path: str | Path) -> None:
+    """A ``RunDirError`` when a process trains the run directory ``path`` now; nothing is held."""
+    if Path(path).is_dir():
+        release(hold(path))
