@@ -320,3 +320,14 @@ def test_settings_are_named_by_config_and_setting_and_one_setting_keeps_its_name
     assert trees[0]["train"] == {"epochs": 2} and trees[0]["seed"] == 4 and "train" not in trees[1]
     assert main(["compare", "--dry-run", "--seeds", "1", "--out", str(tmp_path / "c"), "--setting", "solo:seed=3"]) == 0
     assert "solo" in capsys.readouterr().out
+
+
+def test_settings_picked_by_different_monitors_say_so(tmp_path):
+    base = {"out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml", "rampup_epochs": 1},
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 256}}
+    same = compare([{**base, "name": "a"}, {**base, "name": "b"}], None, 1, progress=False)
+    assert "(monitor `ensemble/accuracy`)" in same.markdown and "own monitor" not in same.markdown
+    mixed = compare([{**base, "name": "a"}, {**base, "name": "b", "train": {**base["train"], "monitor": "ensemble/auc"}}],
+                    None, 1, progress=False, out=tmp_path / "mixed")
+    assert "(each setting's own monitor: `a`: `ensemble/accuracy`; `b`: `ensemble/auc`)" in mixed.markdown
+    assert "by its setting's monitor (settings picked by different monitors differ in that rule too)" in mixed.markdown

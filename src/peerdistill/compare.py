@@ -149,11 +149,20 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     models = model_order([r["model"] for r in rows])
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
+    monitors: dict[str, str] = {}
+    for run in runs:
+        monitors.setdefault(run["setting"], run["metrics"]["monitor"])
+    if len(set(monitors.values())) == 1:
+        picked = f"(monitor `{monitor}`)", f"the best validation {monitor.split('/', 1)[1]}"
+    else:  # each setting picked by its own: said, since 'best student' differences then mix two rules
+        picked = ("(each setting's own monitor: " + "; ".join(f"`{s}`: `{m}`" for s, m in monitors.items()) + ")",
+                  "the best validation score by its setting's monitor (settings picked by different monitors "
+                  "differ in that rule too)")
     header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
-              f"(monitor `{monitor}`), mean ± sample std over {_runs_per_setting(seeds, folds)} per setting "
+              f"{picked[0]}, mean ± sample std over {_runs_per_setting(seeds, folds)} per setting "
               f"(each config's seed, seed+1, ...; its data split seed stays fixed{_folds_note(folds)}). "
               f"'{BEST_STUDENT}' is, "
-              f"in each run, the student with the best validation {monitor.split('/', 1)[1]}. "
+              f"in each run, the student with {picked[1]}. "
               "Self-distillation heads are in compare.csv.\n")
     if rule is not None:
         header += (f"\nThe `op_*` tables: each model at the decision threshold `{rule}` picks on its run's validation "
