@@ -80,6 +80,35 @@ def test_rescale_and_window_as_the_standard_defines_them(tmp_path, grey12):
     assert 0 < expected.mean() < 1 and (expected == 0).any() and (expected == 1).any()  # the window clips
 
 
+def test_a_window_of_ones_own_replaces_the_files(tmp_path, grey12):
+    slope, intercept = 2.0, -1024.0
+    hu = grey12 * slope + intercept
+    own = dict(RescaleSlope=slope, RescaleIntercept=intercept, WindowCenter=400.0, WindowWidth=1500.0)
+    lung = (-600.0, 1500.0)
+    expected = naive_window(hu, *lung, 0.0, 1.0)
+    path = write_dicom(tmp_path / "ct.dcm", grey12, **own)
+    np.testing.assert_allclose(read_image(path, grey=True, dicom_window=lung)[..., 0], expected, atol=1e-6)
+    assert not np.allclose(read_image(path, grey=True)[..., 0], expected, atol=1e-2)  # the file's own differs
+    inverted = write_dicom(tmp_path / "ct1.dcm", grey12, photometric="MONOCHROME1", **own)
+    np.testing.assert_allclose(read_image(inverted, grey=True, dicom_window=lung)[..., 0], 1 - expected, atol=1e-6)
+    colour = write_dicom(tmp_path / "c.dcm", np.zeros((4, 4, 3), np.uint8), photometric="RGB")
+    with pytest.raises(DataError, match="data.dicom_window windows grey images, but DICOM image .*c.dcm' is RGB"):
+        read_image(colour, dicom_window=lung)
+
+
+def test_a_dicom_window_is_checked_and_follows_the_run_to_predict(tmp_path, monkeypatch):
+    from peerdistill.config import validate
+    from peerdistill.errors import ConfigError
+    from peerdistill.predict import model_info
+
+    with pytest.raises(ConfigError, match="dicom_window"):
+        validate({"data": {"kind": "image_folder", "root": "x", "dicom_window": [40, 0.5]}})  # width above 1
+    with pytest.raises(ConfigError, match="data.dicom_window applies to data kind"):
+        validate({"data": {"kind": "npz", "root": "x.npz", "dicom_window": [40, 400]}})
+    meta = {"task": "classification", "input_shape": [1, 8, 8], "data_spec": {"dicom_window": [40.0, 400.0]}}
+    assert model_info(meta, "probabilities")["dicom_window"] == [40.0, 400.0]  # also the exported file's JSON
+
+
 def test_signed_pixels_without_a_window_use_the_signed_range(tmp_path):
     pixels = np.array([[-2048, 0], [1000, 2047]], np.int16)
     path = write_dicom(tmp_path / "s.dcm", pixels, signed=True)
@@ -123,7 +152,7 @@ def test_what_cannot_be_read_is_named(tmp_path, grey12):
         read_mask(write_dicom(tmp_path / "mask.dcm", grey12))
 
 
-def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys):
+def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(2)
     for label, level in (("normal", 800), ("pneumonia", 3000)):
         (tmp_path / "xr" / label).mkdir(parents=True)
@@ -141,6 +170,16 @@ def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert [r["input"].endswith(".dcm") for r in rows] == [True, True]
     assert [r["predicted"] for r in rows] == ["pneumonia", "normal"]  # the classes differ in brightness
+    # trained through a window of one's own, predicted through the same (the run records it)
+    assert main(["train", f"out_dir={tmp_path}", "name=win", "data.kind=image_folder", f"data.root={tmp_path / 'xr'}",
+                 "data.grey=true", "data.dicom_window=[1900,3000]", "distill.preset=independent", "train.epochs=1",
+                 "train.batch_size=4", "--quiet"]) == 0
+    import peerdistill.predict_inputs as inputs
+
+    seen = []
+    monkeypatch.setattr(inputs, "read_image", lambda *a, **k: seen.append(k["dicom_window"]) or read_image(*a, **k))
+    assert main(["predict", str(tmp_path / "win"), str(tmp_path / "xr" / "normal" / "0.dcm"), "--out", str(out)]) == 0
+    assert seen == [[1900.0, 3000.0]]
 
 
 def test_a_scanners_mr_file_is_windowed_by_its_own_header():

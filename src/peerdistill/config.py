@@ -222,7 +222,7 @@ FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_mask
 KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
                   "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv"),
-                  "pixel_spacing": ("folders",)}
+                  "pixel_spacing": ("folders",), "dicom_window": tuple(k for k in FILE_KINDS if k != "npz")}
 
 
 # data kinds whose splits are given or generated: data.folds is refused for them
@@ -291,6 +291,10 @@ class DataSpec(_Strict):
         description="[rows, columns]: the size of a pixel of the image files (e.g. millimetres), so that HD95 is "
                     "in that unit (resized with data.image_size); default: in pixels")
     grey: bool = Field(default=False, description="read images as one grey channel")
+    dicom_window: tuple[float, Annotated[float, Field(gt=1)]] | None = Field(
+        default=None, description="[center, width] for DICOM files, in their values after rescaling (CT: "
+                                  "Hounsfield units, e.g. a lung window [-600, 1500]), instead of each file's own "
+                                  "window; default: the file's")
     num_classes: int | None = Field(default=None, ge=2)
     class_names: list[str] | None = Field(default=None, description="npz (without its own) and folders: the "
                                                                      "classes' names, in label order")

@@ -27,12 +27,14 @@ def sidecar_path(onnx_path: Path) -> Path:
 
 def model_info(meta: dict, output: str) -> dict:
     """What predicting with a model needs to know of its run: the normalisation, classes, task,
-    and for segmentation the size images were resized to and the sliding window."""
+    for segmentation the size images were resized to and the sliding window, and the DICOM
+    window training read its files through (``data.dicom_window``, or null: each file's own)."""
     from .runs import saved_window
 
     info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats", "detection")}
     info["output"] = output
     info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
+    info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
     window, info["window_overlap"] = saved_window(meta)
     info["window"] = window[0] if window else None  # square: one number in the sidecar
     return info
@@ -87,7 +89,8 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
-    read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None)
+    read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
+                       dicom_window=info.get("dicom_window"))
     results: list = [None] * len(read.images)
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
         x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()

@@ -3,6 +3,7 @@ training read its images, with each input's own size and a name for its mask."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -24,7 +25,7 @@ class Inputs(NamedTuple):
 
 
 def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
-                keep_originals: bool = False) -> Inputs:
+                keep_originals: bool = False, dicom_window=None) -> Inputs:
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
     255, other types kept), resized to ``size`` when given; with ``keep_originals`` also as
@@ -57,10 +58,11 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             sizes.append((height, width))
             if colour != (channels == 3):
                 converted.append(str(f))
-            arrays.append(read_image(f, size, grey=channels == 1))
+            read = functools.partial(read_image, f, grey=channels == 1, dicom_window=dicom_window)
+            arrays.append(read(size))
             if keep_originals:
                 resized = size is not None and tuple(size) != (height, width)
-                originals.append(read_image(f, grey=channels == 1) if resized else arrays[-1])
+                originals.append(read() if resized else arrays[-1])
     _say_what_changed(names, sizes, converted, channels, size)
     return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
 

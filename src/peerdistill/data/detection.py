@@ -200,8 +200,8 @@ def _stack(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, bad_boxes: str = "error"
-              ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
+def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, dicom_window=None,
+              bad_boxes: str = "error") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
     info): ids are the images' ``file_name`` in the JSON's order, the categories annotations use
@@ -287,7 +287,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
         if per_image[image_id]:
             _check_annotated_upright(path, *_image_dims(entry, f"image {image_id} in {source}"),
                                      f"image {image_id} in {source}")
-        xs.append(read_image(path, size, grey=grey))
+        xs.append(read_image(path, size, grey=grey, dicom_window=dicom_window))
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
     if unused:
@@ -297,7 +297,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, ba
 
 
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
-                  bad_boxes: str = "error") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
+                  dicom_window=None, bad_boxes: str = "error"
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
     [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
     pixels. The image is ``images_dir/<id>.<suffix>`` (any image suffix). Boxes are rescaled from the
@@ -355,7 +356,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     names = sorted(set(labels))
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
-    x = _stack([read_image(files[key], size, grey=grey) for key in ids])
+    x = _stack([read_image(files[key], size, grey=grey, dicom_window=dicom_window) for key in ids])
     without_image = sorted(k for k in data if k not in files)
     without_entry = sorted(s for s in files if s not in data)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
@@ -368,7 +369,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
 
 
 def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
-                    grey: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+                    grey: bool = False, dicom_window=None) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Boxes of the connected components of binary masks, image and mask paired by file stem.
     Foreground as ``read_mask(binary=True)`` reads it (0/1 and 0/255 masks, coloured masks, JPEG
     noise). Each mask is resized to ``image_size`` with nearest-neighbour interpolation first
@@ -394,7 +395,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
     for mask in binarized([read_mask_values(masks[key], size) for key in ids]):
         boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
-    xs = [read_image(images[key], size, grey=grey) for key in ids]
+    xs = [read_image(images[key], size, grey=grey, dicom_window=dicom_window) for key in ids]
     if not any(len(t) for t in targets):
         raise DataError(f"the masks in '{masks_dir}' hold no object of {min_area} pixels or more at "
                         f"{size[1]}x{size[0]}: check the mask files (foreground is any value above 0 in 0/1 "

@@ -28,14 +28,16 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     # grey: Pillow's luma conversion, as predict reads images
     if spec.kind == "coco":
         x, y, names, ids, extra = load_coco(root / spec.images, _relative(root, spec.annotations), size, grey=spec.grey,
-                                            bad_boxes=spec.bad_boxes)
+                                            dicom_window=spec.dicom_window, bad_boxes=spec.bad_boxes)
         info.update(extra)
     elif spec.kind == "box_json":
         x, y, names, ids, extra = load_box_json(root / spec.images, _relative(root, spec.annotations), size,
-                                                grey=spec.grey, bad_boxes=spec.bad_boxes)
+                                                grey=spec.grey, dicom_window=spec.dicom_window,
+                                                bad_boxes=spec.bad_boxes)
         info.update(extra)
     else:
-        x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size, grey=spec.grey)
+        x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size, grey=spec.grey,
+                                       dicom_window=spec.dicom_window)
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     if is_kept_whole():  # scored as one set (eval --split all): every image in the test split
         check_labels(y, names)

@@ -53,10 +53,15 @@ def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
     return (int(ds.Rows), int(ds.Columns)), ds.PhotometricInterpretation not in GREY_INTERPRETATIONS
 
 
-def read_dicom(path: Path, grey: bool = False) -> np.ndarray:
+def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | None = None) -> np.ndarray:
     """[H, W, C] float32 in [0, 1]: one channel with ``grey`` (colour by luminance), else three
-    (grey repeated)."""
+    (grey repeated). ``window`` (center, width; ``data.dicom_window``), in the values after the
+    modality LUT (Hounsfield units for CT), replaces the file's own window: those values are
+    mapped to [0, 1] by DICOM's linear window function."""
     ds = _read(path, pixels=True)
+    if window is not None and ds.PhotometricInterpretation not in GREY_INTERPRETATIONS:
+        raise DataError(f"data.dicom_window windows grey images, but DICOM image '{path}' is "
+                        f"{ds.PhotometricInterpretation} colour: drop data.dicom_window for colour data")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom's notes on a header that does not fit its data
@@ -73,7 +78,7 @@ def read_dicom(path: Path, grey: bool = False) -> np.ndarray:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom's note on an odd number: non-finite results are named below
-                a = _viewed_grey(stored, ds)[..., None]
+                a = (_windowed(stored, ds, window) if window is not None else _viewed_grey(stored, ds))[..., None]
         except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:  # a malformed window or LUT
             raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
         if not np.isfinite(a).all():
@@ -107,6 +112,18 @@ def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:
     scaled = (np.asarray(values, np.float64) - low) / max(high - low, 1e-12)
     # MONOCHROME1 shows low values bright. DX and CR files of it say so twice, with an INVERSE
     # presentation LUT (PS3.3 C.8.11): one inversion, not two; INVERSE alone inverts too.
+    inverted = ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE"
+    return 1.0 - scaled if inverted else scaled
+
+
+def _windowed(stored: np.ndarray, ds, window: tuple[float, float]) -> np.ndarray:
+    """The modality LUT, then a window of the user's choosing by DICOM's LINEAR function (PS3.3
+    C.11.2.1.2.1) straight to [0, 1]; MONOCHROME1 inverted as for the file's own window."""
+    from pydicom.pixels import apply_modality_lut
+
+    center, width = window
+    values = np.asarray(apply_modality_lut(stored, ds), np.float64)
+    scaled = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
     inverted = ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE"
     return 1.0 - scaled if inverted else scaled
 

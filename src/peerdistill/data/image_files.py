@@ -162,7 +162,7 @@ def _refuse_nested_images(class_dir: Path) -> None:
 
 
 def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
-    images = [read_image(f, spec.image_size, grey=spec.grey) for f in files]
+    images = [read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window) for f in files]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise DataError(f"images differ in size ({sorted(shapes)[:3]}...): set data.image_size=[H, W] to resize them")

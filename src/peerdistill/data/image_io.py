@@ -97,16 +97,17 @@ def check_same_size(image: Path, other: Path, what: str) -> None:
                         "they must be the same size")
 
 
-def read_image(path: Path, size=None, grey: bool = False) -> np.ndarray:
+def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> np.ndarray:
     """[H, W, C] float32, in [0, 1] for 8- and 16-bit images. 8-bit images are divided by 255,
     16-bit grey ones by 65535, and so are 32-bit integer ones (Pillow opens many 16-bit files
     that way): a fixed scale, never an image's own maximum, so images stay comparable. Float
     images are kept as they are. (Pillow reads 16-bit colour images as 8-bit.) DICOM files are
-    read as a viewer shows them (``dicom.read_dicom``)."""
+    read as a viewer shows them (``dicom.read_dicom``), through ``dicom_window`` (center, width)
+    when given instead of their own."""
     from PIL import Image
 
     if is_dicom(path):
-        a = read_dicom(path, grey)
+        a = read_dicom(path, grey, dicom_window)
         return resized_planes(a, size) if size else a
 
     with opened(path) as im:

@@ -218,7 +218,7 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
     keys = sorted(images)
     for key in keys:
         check_same_size(images[key], masks[key], "its mask")
-    xs = [read_image(images[key], spec.image_size, grey=spec.grey) for key in keys]
+    xs = [read_image(images[key], spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window) for key in keys]
     if len({x.shape for x in xs}) > 1:
         raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
     raw = [read_mask_values(masks[key], spec.image_size) for key in keys]
