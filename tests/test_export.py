@@ -1,5 +1,7 @@
 """Export: ONNX with a parity check (student, ensemble, segmentation), safetensors, errors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -294,6 +296,54 @@ def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path
     record["data_spec"] = None
     (run / "run.json").write_text(json.dumps(record))
     assert str(evaluate_run(run, data=data)) == str(scores)  # str: NaN (no hd95) equals NaN
+
+
+def test_a_sliding_window_ensemble_is_predicted_as_evaluation_scores_it(tmp_path, monkeypatch):
+    """Evaluation blends each student's logits over the windows, then averages probabilities:
+    predict (run folder and exported graph) must give that ensemble, not a blend of averages."""
+    from peerdistill.engine.evaluate import ENSEMBLE, predict
+    from peerdistill.predict import predict_files
+    from peerdistill.runs import load_cohort, saved_window, task_for
+
+    cfg = validate({"name": "win2", "out_dir": str(tmp_path), "task": "segmentation", "seed": 3,
+                    "data": {"kind": "shapes", "shapes_counts": [8, 4, 4], "patch_size": 32},
+                    "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}}] * 2,
+                    "distill": {"preset": "ml", "rampup_epochs": 1}, "train": {"epochs": 1, "batch_size": 8}})
+    train_from_config(cfg, progress=False)
+    run = tmp_path / "win2"
+    generator = torch.Generator().manual_seed(0)
+    for name in ("student1", "student2"):  # one epoch leaves near-constant maps: make the students' differ
+        path = run / "models" / f"{name}.safetensors"
+        weights = load_file(path)
+        save_file({k: 1.3 * v + torch.randn(v.shape, generator=generator) * v.std() if v.ndim == 4 else v
+                   for k, v in weights.items()}, path)
+    images = np.random.default_rng(1).random((2, 72, 56)).astype(np.float32)
+    np.savez(tmp_path / "imgs.npz", images=images)
+    cohort, meta = load_cohort(run, roles=("student",), with_heads=False)
+    from peerdistill.data.splits import standardize
+
+    x = standardize(torch.from_numpy(images)[:, None], meta["data_stats"])
+    expected = predict(cohort, task_for(meta), x, *saved_window(meta))[ENSEMBLE]
+    # the ensemble blended after averaging inside each window is another one: the test can tell them apart
+    from peerdistill.engine.evaluate import windowed
+    from peerdistill.export import EnsembleProbabilities
+
+    students = {m.name: m.module for m in cohort.students}
+    with torch.no_grad():
+        blended_average = windowed(EnsembleProbabilities(students).eval(), x, *saved_window(meta))
+    assert (blended_average - expected).abs().max() > 1e-3
+    export = export_run(run, model="ensemble")
+    assert export.output == "student_logits"
+    sidecar = json.loads(export.path.with_suffix(".json").read_text())
+    assert sidecar["output"] == "student_logits" and sidecar["ensemble_of"] == 2
+    for source, pick in ((run, "ensemble"), (export.path, None)):
+        captured = {}
+        monkeypatch.setattr("peerdistill.predict._write_masks",
+                            lambda read, probs, out, visible: captured.setdefault("probs", probs) and out)
+        predict_files(source, [str(tmp_path / "imgs.npz")], tmp_path / f"masks-{pick}", model=pick)
+        got = torch.stack(captured["probs"])
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() < 1e-4, (source, (got - expected).abs().max())
 
 
 def test_export_names_its_file_for_its_format_and_never_writes_into_the_run(digits_run, tmp_path, capsys):

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import onnx
+import torch
 import pytest
 
 from peerdistill.build import train_from_config
@@ -238,3 +239,16 @@ def test_whole_images_go_through_onnxruntime_a_few_at_a_time_and_shares_round_do
     assert batch_size(np.zeros((1, 1, 8, 8))) == 32 and batch_size(np.zeros((1, 3, 256, 256))) == 4
     assert batch_size(np.zeros((1, 1, 2048, 2048))) == 1
     assert percent(129759 / 131072) == "98.99%" and percent(0.99) == "99.00%" and percent(131071 / 131072) == "99.99%"
+
+
+def test_the_int8_check_scores_a_sliding_window_ensemble_by_its_students_mean_probability():
+    from peerdistill.quantize import _probabilities
+
+    rng = np.random.default_rng(0)
+    stacked = rng.normal(size=(2, 3 * 4, 5, 6)).astype(np.float32)  # 3 students, 4 classes
+    by_hand = np.mean([np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
+                       for s in np.split(stacked.astype(np.float64), 3, axis=1)], axis=0)
+    np.testing.assert_allclose(_probabilities(stacked, "student_logits", 3), by_hand, rtol=1e-10)
+    from peerdistill.export import ensemble_of_stacked
+
+    np.testing.assert_allclose(ensemble_of_stacked(torch.from_numpy(stacked), 3).numpy(), by_hand, rtol=1e-5)

@@ -37,6 +37,9 @@ OPSET = 18
 TOLERANCE = 1e-4
 
 
+STUDENT_LOGITS = "student_logits"  # the output kind of StudentLogits
+
+
 class ExportError(PeerdistillError):
     """The exported file does not compute what the trained model does."""
 
@@ -95,6 +98,33 @@ class EnsembleProbabilities(nn.Module):
         return torch.stack(probs).mean(dim=0)
 
 
+class StudentLogits(nn.Module):
+    """The students of a sliding-window run side by side on the class axis, ``[B, S*C, H, W]``.
+    Evaluation blends each student's logits over the windows before their probabilities are
+    averaged; a graph that averaged inside each window would be blended after, which is another
+    ensemble. ``ensemble_of_stacked`` makes the blended maps the ensemble's probabilities."""
+
+    def __init__(self, students: dict[str, nn.Module]):
+        super().__init__()
+        self.names = list(students)
+        self.students = nn.ModuleList(students.values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = [as_logits(m(x), n).float() for n, m in zip(self.names, self.students)]
+        size = max((t.shape[-2:] for t in logits), key=lambda hw: hw[0] * hw[1])
+        return torch.cat([align_to(t, size) for t in logits], dim=1)
+
+
+def student_count(meta: dict) -> int:
+    return sum(m.get("role") == "student" for m in meta["members"])
+
+
+def ensemble_of_stacked(stacked: torch.Tensor, students: int) -> torch.Tensor:
+    """``StudentLogits``' output (blended) -> the mean of the students' class probabilities."""
+    b, channels, *rest = stacked.shape
+    return stacked.reshape(b, students, channels // students, *rest).float().softmax(dim=2).mean(dim=1)
+
+
 def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None = None
                ) -> tuple[str, nn.Module, str, dict]:
     """(name, module, output kind, run metadata) for a model name, 'best' or 'ensemble'. Only
@@ -108,6 +138,8 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
             raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion or "
                               "detect.ensemble's rule), which is not an ONNX graph: export each student "
                               "(--model student1); predict RUN_DIR --model ensemble fuses them in Python")
+        if saved_window(meta)[0] is not None:  # by sliding window: blended per student first (see StudentLogits)
+            return "ensemble", StudentLogits(students).eval(), STUDENT_LOGITS, meta
         return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
     if which == "best":
         metrics = read_json(Path(run_dir) / "metrics.json")
@@ -344,7 +376,7 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
         raise ExportError(f"nothing of '{name}' was quantized: onnxruntime quantizes Conv, ConvTranspose, Gemm and "
                           "MatMul, and none of them comes before its output (an Einsum is not quantized); export "
                           "it in fp32")
-    check = check_int8(fp32, int8, test_x, probabilities=output == "probabilities")
+    check = check_int8(fp32, int8, test_x, output, students=student_count(meta))
     if not check.agreement >= min_agreement:
         changed = round((1 - check.agreement) * check.predictions)
         more = (f"calibrate on more images (--calibration-samples; {len(calibration_x)} were used, all there are)"

@@ -16,6 +16,7 @@ from .data.image_io import IMAGE_SUFFIXES
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file
 from .engine.evaluate import windowed
+from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
 from .errors import CheckpointError, ConfigError, DataError
 from .predict_inputs import Inputs, read_inputs
 from .spatial import align_to
@@ -36,8 +37,18 @@ def model_info(meta: dict, output: str) -> dict:
     info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
     info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
     window, info["window_overlap"] = saved_window(meta)
+    if output == STUDENT_LOGITS:  # the students side by side: how many, to average them after the window
+        info["ensemble_of"] = student_count(meta)
     info["window"] = window[0] if window else None  # square: one number in the sidecar
     return info
+
+
+def as_scores(output: torch.Tensor, info: dict) -> torch.Tensor:
+    """A model's (blended) output as predict scores it: a sliding-window ensemble's students'
+    logits become their mean probability, as evaluation computes it; others are kept."""
+    if info["output"] == STUDENT_LOGITS:
+        return ensemble_of_stacked(output, info["ensemble_of"])
+    return output
 
 
 def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
@@ -108,7 +119,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
             _draw_boxes(read, size, results, info["class_names"], Path(overlays))
         return _write_boxes(read, size, results, info["class_names"], out)
     # one input's scores: classes first ([C] or [C, H, W])
-    probs = [p if info["output"] == "probabilities" else p.float().softmax(dim=0) for p in results]
+    probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
     if dense:
         written = _write_masks(read, probs, out, visible_masks)
         if overlays is not None:
@@ -178,7 +189,7 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return windowed(module, batch, window, overlap)
+            return as_scores(windowed(module, batch, window, overlap), info)
 
     return info, run
 
@@ -218,7 +229,7 @@ def _onnx_model(path: Path):
         return torch.from_numpy(session.run(None, {"input": batch.numpy().astype(np.float32)})[0])
 
     def run(batch: torch.Tensor) -> torch.Tensor:  # by sliding window, as the run directory predicts
-        return windowed(whole, batch, window, info.get("window_overlap", 0.5))
+        return as_scores(windowed(whole, batch, window, info.get("window_overlap", 0.5)), info)
 
     return info, run
 

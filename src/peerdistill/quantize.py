@@ -181,9 +181,10 @@ def tail_nodes(path: Path) -> list[str]:
     return [node.name for node in graph.node if id(node) in tail and node.name]
 
 
-def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, probabilities: bool) -> QuantizedCheck:
-    """The int8 graph's decisions against the fp32 graph's on inputs ``x``; ``probabilities``: the
-    graphs output probabilities (an ensemble), else logits (softmax over dimension 1)."""
+def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, students: int = 1) -> QuantizedCheck:
+    """The int8 graph's decisions against the fp32 graph's on inputs ``x``. ``output``: what the
+    graphs give: ``probabilities`` (an ensemble), ``logits``, or ``student_logits`` (the
+    ``students`` of a sliding-window ensemble side by side, ``export.StudentLogits``)."""
     import onnxruntime as ort
 
     fp32, int8 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path))
@@ -191,16 +192,20 @@ def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, probabilities: b
     step = batch_size(x)
     for i in range(0, len(x), step):
         batch = {"input": x[i:i + step]}
-        p, q = (_probabilities(s.run(None, batch)[0], probabilities) for s in (fp32, int8))
+        p, q = (_probabilities(s.run(None, batch)[0], output, students) for s in (fp32, int8))
         agree = p.argmax(axis=1) == q.argmax(axis=1)
         same, total = same + int(agree.sum()), total + agree.size
         worst = max(worst, float(np.abs(p - q).max()))
     return QuantizedCheck(same / total, worst, len(x), total, fp32_path.stat().st_size, int8_path.stat().st_size)
 
 
-def _probabilities(out: np.ndarray, already: bool) -> np.ndarray:
+def _probabilities(out: np.ndarray, output: str, students: int) -> np.ndarray:
     out = out.astype(np.float64)
-    if already:
+    if output == "probabilities":
         return out
+    if output == "student_logits":  # [B, S*C, ...] -> each student's softmax, averaged
+        out = out.reshape(out.shape[0], students, out.shape[1] // students, *out.shape[2:])
+        shifted = np.exp(out - out.max(axis=2, keepdims=True))
+        return (shifted / shifted.sum(axis=2, keepdims=True)).mean(axis=1)
     shifted = np.exp(out - out.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
