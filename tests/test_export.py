@@ -254,6 +254,18 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
 
     with pytest.raises(DataError, match=r"holds images of shape \(3, 12\); expected \[N, H, W\]"):
         read_inputs([str(tmp_path / "flat.npz")], 1, (8, 8))
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8), np.float32))
+    with pytest.raises(DataError, match="empty.npz' holds no images .its 'images' array is empty"):
+        read_inputs([str(tmp_path / "empty.npz")], 1, (8, 8))
+    np.savez(tmp_path / "ragged.npz", images=np.array([np.zeros((8, 8)), np.zeros((4, 4))], dtype=object))
+    with pytest.raises(DataError, match="cannot read .*ragged.npz' as a .npz archive of images: Object arrays"):
+        read_inputs([str(tmp_path / "ragged.npz")], 1, (8, 8))
+    np.savez_compressed(tmp_path / "c.npz", images=np.random.default_rng(0).random((20, 8, 8)))
+    damaged = bytearray((tmp_path / "c.npz").read_bytes())
+    damaged[100:400] = bytes(b ^ 0x55 for b in damaged[100:400])  # inside the compressed member
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match="cannot read .*damaged.npz' as a .npz archive of images"):
+        read_inputs([str(tmp_path / "damaged.npz")], 1, (8, 8))
 
 
 def test_an_onnx_segmentation_model_predicts_by_the_runs_sliding_window(tmp_path, monkeypatch):
@@ -393,6 +405,17 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     side.write_text("{}")
     assert "lacks ['task', 'class_names', 'input_shape', 'output']" in refused(onnx, images, "--out", tmp_path / "p.csv")
     side.write_text(good)
+    upper = tmp_path / "M.ONNX"  # the suffix in capitals: export writes it, predict reads it
+    assert main(["export", str(digits_run), "--model", "student1", "--out", str(upper)]) == 0
+    assert main(["predict", str(upper), str(images), "--out", str(tmp_path / "upper.csv")]) == 0
+    # the JSON beside an export replaces an earlier export's only (above: m.json), never another file
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text('{"images": [], "annotations": [], "categories": []}')
+    capsys.readouterr()
+    assert main(["export", str(digits_run), "--model", "student1", "--out", str(tmp_path / "annotations.onnx")]) == 2
+    assert "annotations.json', which export did not write" in " ".join(capsys.readouterr().err.split())
+    assert annotations.read_text() == '{"images": [], "annotations": [], "categories": []}'
+    assert not (tmp_path / "annotations.onnx").exists()
     onnx.write_bytes(onnx.read_bytes()[:300])
     assert "It is truncated or not an ONNX model" in refused(onnx, images, "--out", tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()

@@ -402,8 +402,25 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
     if fmt == "onnx":
         from .predict import sidecar_path
 
-        check_not_a_run_file(sidecar_path(target), "--out (its .json beside the .onnx)")
+        sidecar = sidecar_path(target)
+        check_not_a_run_file(sidecar, "--out (its .json beside the .onnx)")
+        if sidecar.exists() and not _is_sidecar(sidecar):  # an annotation file or a config of that name
+            raise ConfigError(f"--out '{out}' would replace '{sidecar}', which export did not write (its JSON goes "
+                              "beside the .onnx, under the same name): choose another name or folder")
     return target
+
+
+def _is_sidecar(path: Path) -> bool:
+    """Whether ``path`` is the JSON an earlier export wrote (it may be replaced with its .onnx)."""
+    import json
+
+    from .predict import SIDECAR_KEYS
+
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(found, dict) and all(k in found for k in (*SIDECAR_KEYS, "quantized"))
 
 
 def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None:

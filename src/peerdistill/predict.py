@@ -76,7 +76,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     ``overlays`` (segmentation, detection): a folder for pictures of the predictions on each
     input at its own size, ``<stem>_overlay.png`` (classes tinted) or ``<stem>_boxes.png``."""
     model_path, out = Path(model_path), Path(out)
-    if model_path.suffix == ".onnx":
+    if model_path.suffix.lower() == ".onnx":  # as export accepts it
         if model is not None:
             raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "
                               "already: drop --model")

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .data.image_io import IMAGE_SUFFIXES, image_files, read_image, resized_planes, size_and_colour
-from .data.sources import check_npz
+from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning
 
@@ -89,11 +89,16 @@ def _npz_images(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"input '{path}' does not exist")
     check_npz(path)
-    with np.load(path, allow_pickle=False) as archive:
-        key = next((k for k in ("images", "test_images") if k in archive.files), None)
-        if key is None:
-            raise DataError(f"'{path}' has no 'images' or 'test_images' array")
-        batch = archive[key]
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            key = next((k for k in ("images", "test_images") if k in archive.files), None)
+            if key is None:
+                raise DataError(f"'{path}' has no 'images' or 'test_images' array")
+            batch = archive[key]
+    except NPZ_READ_ERRORS as exc:
+        raise DataError(f"cannot read '{path}' as a .npz archive of images: {exc}") from None
     if batch.ndim not in (3, 4):
         raise DataError(f"'{path}' holds images of shape {batch.shape}; expected [N, H, W], [N, H, W, C] or [N, C, H, W]")
+    if len(batch) == 0:
+        raise DataError(f"'{path}' holds no images (its '{key}' array is empty)")
     return to_nchw(batch, str(path)).permute(0, 2, 3, 1).numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,11 @@ def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
     return splits
 
 
+# What np.load and reading an array of a damaged or odd archive raise: a broken zip, a damaged
+# compressed member (zlib), a cut-off file, an object array (pickles are not loaded).
+NPZ_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError)
+
+
 def check_npz(path: Path) -> None:
     """np.load reads anything that is not a zip as a pickle and says so; name the real problem."""
     with open(path, "rb"):  # an unreadable file is that (is_zipfile would call it "not a zip")
@@ -53,7 +59,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                 raise DataError(f"'{path}' lacks the keys {missing}; expected {list(NPZ_KEYS)}")
             arrays = {k: archive[k] for k in NPZ_KEYS}
             names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
     splits = DataSplits.from_arrays(*(arrays[k] for k in NPZ_KEYS), class_names=names or spec.class_names,
                                     stats=stats)
