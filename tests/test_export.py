@@ -465,3 +465,34 @@ def test_non_finite_outputs_fail_the_parity_check_and_nan_weights_are_refused(tm
     save_file(weights, str(tmp_path / "nan.safetensors"))  # written elsewhere: peerdistill refuses to save it
     with pytest.raises(CheckpointError, match=r"holds NaN or infinite values in \['weight'\]"):
         load_weights(nn.Linear(4, 2), tmp_path / "nan.safetensors", "student1")
+
+
+def test_grey_inputs_of_a_model_that_learnt_grey_files_in_colour_are_no_news(tmp_path, capsys):
+    from PIL import Image
+
+    from peerdistill.data.splits import TensorData, grey_read_as_colour, standardize
+
+    grey = torch.rand(5, 1, 4, 4).repeat(1, 3, 1, 1)
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert grey_read_as_colour(TensorData(standardize(grey, imagenet), torch.zeros(5)), imagenet) is True
+    grey[3, 1] += 0.1  # one image in colour
+    assert grey_read_as_colour(TensorData(grey, torch.zeros(5)), None) is False
+    assert grey_read_as_colour(TensorData(torch.rand(5, 1, 4, 4), torch.zeros(5)), None) is None  # read grey
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 60), ("bright", 190)):
+        (tmp_path / "xr" / label).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.clip(rng.normal(level, 20, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "xr" / label / f"{i}.png")  # grey files, read in colour
+    assert main(["train", f"out_dir={tmp_path}", "name=g", "data.kind=image_folder", f"data.root={tmp_path / 'xr'}",
+                 "teacher=null", "distill.preset=independent", "train.epochs=1", "train.batch_size=4", "--quiet"]) == 0
+    record = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert record["input_shape"][0] == 3 and record["data_info"]["grey_read_as_colour"] is True
+    capsys.readouterr()
+    one = str(tmp_path / "xr" / "dark" / "0.png")
+    assert main(["predict", str(tmp_path / "g"), one, "--out", str(tmp_path / "p.csv")]) == 0
+    assert "read as colour" not in capsys.readouterr().err  # as the model learnt them
+    (tmp_path / "g" / "run.json").write_text(json.dumps({**record, "data_info": {
+        **record["data_info"], "grey_read_as_colour": False}}))  # a model of colour images: said
+    assert main(["predict", str(tmp_path / "g"), one, "--out", str(tmp_path / "p.csv")]) == 0
+    assert "1 of 1 inputs are grey images read as colour" in " ".join(capsys.readouterr().err.split())

@@ -36,6 +36,7 @@ def model_info(meta: dict, output: str) -> dict:
     info["output"] = output
     info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
     info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
+    info["grey_read_as_colour"] = (meta.get("data_info") or {}).get("grey_read_as_colour")  # (None: not known)
     window, info["window_overlap"] = saved_window(meta)
     if output == STUDENT_LOGITS:  # the students side by side: how many, to average them after the window
         info["ensemble_of"] = student_count(meta)
@@ -101,7 +102,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
     read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
-                       dicom_window=info.get("dicom_window"))
+                       dicom_window=info.get("dicom_window"), trained_on_grey=bool(info.get("grey_read_as_colour")))
     results: list = [None] * len(read.images)
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
         x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()

@@ -25,11 +25,12 @@ class Inputs(NamedTuple):
 
 
 def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
-                keep_originals: bool = False, dicom_window=None) -> Inputs:
+                keep_originals: bool = False, dicom_window=None, trained_on_grey: bool = False) -> Inputs:
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
     255, other types kept), resized to ``size`` when given; with ``keep_originals`` also as
-    they are (``Inputs.originals``)."""
+    they are (``Inputs.originals``). ``trained_on_grey``: the model learnt from grey files read
+    as colour, so grey inputs read so are no news."""
     names, stems, arrays, sizes, converted, originals = [], [], [], [], [], []
     for item in inputs:
         path = Path(item)
@@ -56,7 +57,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             stems.append(f.stem)
             (height, width), colour = size_and_colour(f)
             sizes.append((height, width))
-            if colour != (channels == 3):
+            if colour != (channels == 3) and not (trained_on_grey and not colour):
                 converted.append(str(f))
             read = functools.partial(read_image, f, grey=channels == 1, dicom_window=dicom_window)
             arrays.append(read(size))

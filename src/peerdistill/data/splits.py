@@ -353,6 +353,22 @@ def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:
     return {"mean": x.mean(dim=dims).tolist(), "std": x.std(dim=dims).clamp(min=1e-6).tolist()}
 
 
+def grey_read_as_colour(dataset, stats: dict[str, list[float]] | None) -> bool | None:
+    """Whether every image of an in-memory split has three equal channels before standardisation
+    (grey files read as colour): predict need not warn then that grey inputs are read so. None
+    for other data (not three-channel images held in memory)."""
+    x = getattr(dataset, "x", None)
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3 or not len(x):
+        return None
+    for start in range(0, len(x), 256):  # in chunks: a copy of a large split would double its memory
+        part = x[start:start + 256].float()
+        if stats and len(stats["mean"]) == 3:
+            part = part * torch.tensor(stats["std"]).view(1, -1, 1, 1) + torch.tensor(stats["mean"]).view(1, -1, 1, 1)
+        if not (torch.allclose(part[:, 0], part[:, 1], atol=1e-4) and torch.allclose(part[:, 1], part[:, 2], atol=1e-4)):
+            return False
+    return True
+
+
 def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
     mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
     if x.ndim == 4:

@@ -18,6 +18,7 @@ from ..config import read_saved_config
 from ..config_diff import differences, summary, what_is_trained
 from ..costs import model_costs
 from ..data import DataSplits
+from ..data.splits import grey_read_as_colour
 from ..errors import CheckpointError, ConfigError
 from ..models.heads import HeadedModel
 from . import run_lock
@@ -70,7 +71,7 @@ class RunRecords:
             "class_names": data.class_names,
             "input_shape": list(data.input_shape),
             "data_stats": data.stats,
-            "data_info": data.info,
+            "data_info": {**data.info, **_grey_files(data)},
             "patches": self.patches,  # the sliding window whole images are predicted by (or None)
             "seed": self.seed,
             "deterministic": self.deterministic,
@@ -240,3 +241,9 @@ def count_exported_parameters(module: nn.Module) -> int:
     """Parameters of the model as shipped (without self-distillation heads)."""
     inner = module.base if isinstance(module, HeadedModel) else module
     return sum(p.numel() for p in inner.parameters())
+
+
+def _grey_files(data: DataSplits) -> dict[str, bool]:
+    """``grey_read_as_colour`` of the training split, when known (predict's warnings read it)."""
+    found = grey_read_as_colour(data.train, data.stats)
+    return {} if found is None else {"grey_read_as_colour": found}
