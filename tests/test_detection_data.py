@@ -10,7 +10,7 @@ from PIL import Image
 
 from peerdistill.data.detection import (boxes_from_mask, detection_splits, load_box_json, load_coco,
                                         load_mask_boxes, pad_targets, synthetic_boxes)
-from peerdistill.errors import ConfigError, DataError
+from peerdistill.errors import ConfigError, DataError, PeerdistillWarning
 from peerdistill.tasks.box_augment import augment_boxes, box_transforms, warp_boxes
 
 
@@ -72,6 +72,12 @@ def coco_files(tmp_path, **changes):
 def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
     images, ann = coco_files(tmp_path)
     x, y, names, ids, info = load_coco(images, ann, (10, 20))
+    # iscrowd written as text (or a boolean) reads as its number: "0" is an object, not a crowd
+    text = json.loads(ann.read_text())
+    for entry, flag in zip(text["annotations"], ("0", False, "1")):
+        entry["iscrowd"] = flag
+    ann.with_name("text.json").write_text(json.dumps(text))
+    assert load_coco(images, ann.with_name("text.json"), (10, 20))[1].tolist() == y.tolist()
     assert x.shape == (2, 3, 10, 20) and x.dtype == torch.float32
     assert x[0, 0].mean() == pytest.approx(250 / 255, abs=1e-3) and x[1, 2].mean() == pytest.approx(250 / 255, abs=1e-3)
     assert names == ["adenoma", "polyp"] and ids == ["a.png", "b.png"] and info == {}
@@ -107,6 +113,14 @@ def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
      r"an id in 'annotations \(image_id, category_id\)' of ann.json is \[1\]: ids must be numbers or strings"),
     ({"categories": [{"id": [7], "name": "polyp"}]}, r"an id in 'categories' of ann.json is \[7\]"),
     ({"images": [{"id": {"a": 1}, "file_name": "a.png", "width": 8, "height": 8}]}, r"an id in 'images' of ann.json"),
+    ({"categories": [{"id": 7, "name": "polyp"}, {"id": "3", "name": "adenoma"}]},
+     r"the ids of 'categories' in ann.json mix numbers and strings \(\[7, '3'\]\)"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": float("nan"), "height": 40}]},
+     r"image 1 in ann.json lacks a numeric width and height .* it gives nanx40"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 80, "height": float("inf")}]},
+     r"image 1 in ann.json lacks a numeric width and height .* it gives 80xinf"),
+    ({"annotations": [{"id": 4, "image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5], "iscrowd": "yes"}]},
+     r"annotation 4 of image 1 .*'iscrowd' is 'yes'; expected 0 \(an object\) or 1 \(a crowd region\)"),
 ])
 def test_load_coco_errors(tmp_path, change, message):
     images, ann = coco_files(tmp_path, **change)
@@ -235,6 +249,17 @@ def test_load_box_json_errors(tmp_path):
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [
         {"label": "polyp", "xmin": None, "ymin": 10, "xmax": 20, "ymax": 20}]}}))
     with pytest.raises(DataError, match=r"box 0 of 'a' in boxes.json.*holds a value that is not a number"):
+        load_box_json(images, boxes, 16)
+    for odd in ("abc", [1], float("nan")):  # clip cannot cut a box of no numbers to its image: left out, named
+        boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": [
+            {"label": "polyp", "xmin": odd, "ymin": 10, "xmax": 20, "ymax": 20},
+            {"label": "polyp", "xmin": 10, "ymin": 10, "xmax": 20, "ymax": 20}]}}))
+        with pytest.warns(PeerdistillWarning, match=r"1 box\(es\) in boxes.json left out \(data.bad_boxes=clip\): "
+                                                    r"box 0 of 'a' .*holds a value that is not a (finite )?number"):
+            kept = load_box_json(images, boxes, 16, bad_boxes="clip")[1]
+        assert (kept[0, :, 0] >= 0).sum() == 1
+    boxes.write_text(json.dumps({"a": {"height": float("nan"), "width": 200, "bbox": []}}))
+    with pytest.raises(DataError, match="lacks a numeric width and height"):
         load_box_json(images, boxes, 16)
     boxes.write_text(json.dumps({"a": {"height": 100, "width": 200, "bbox": []}}))  # an image without objects ...
     with pytest.raises(DataError, match=r"boxes.json holds no box to learn from \(every entry's bbox list is empty\)"):

@@ -3,7 +3,7 @@
 - ``ap``: COCO AP, the mean over IoU thresholds 0.50:0.05:0.95 and over classes;
   ``ap50`` / ``ap75`` at IoU 0.50 / 0.75.
 - ``ar1`` / ``ar10`` / ``ar100``: COCO average recall with at most 1 / 10 / 100 detections
-  per image.
+  per image and class (COCOeval's ``maxDets`` counts each class apart).
 - ``ap_<class>`` / ``ap50_<class>``: AP and AP50 of one class (COCOeval's own per-class
   precision, averaged as its summary averages all classes); NaN for a class without a box in
   the split.

@@ -15,6 +15,7 @@ to COCOeval as a crowd box, where detections on it count neither as hits nor as 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -94,14 +95,20 @@ def _check_ids(ids: list, where: str, source: str) -> None:
         raise DataError(f"an id in '{where}' of {source} is {odd[0]!r}: ids must be numbers or strings")
 
 
+class _NotANumber(DataError):
+    """A box value that is no number: no policy can cut such a box to its image."""
+
+
 def _check_box(box, width: float, height: float, where: str) -> list[float]:
     """(x1, y1, x2, y2) in original pixels, clipped to the image after the tolerance check."""
     if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in box):
-        raise DataError(f"{where}: box {list(box)} holds a value that is not a number")
+        raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a number")
     try:
         x1, y1, x2, y2 = (float(v) for v in box)
     except ValueError:
-        raise DataError(f"{where}: box {list(box)} holds a value that is not a number") from None
+        raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a number") from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a finite number")
     if not (x2 > x1 and y2 > y1):
         raise DataError(f"{where}: box {[x1, y1, x2, y2]} has a non-positive width or height")
     if x1 < -TOLERANCE or y1 < -TOLERANCE or x2 > width + TOLERANCE or y2 > height + TOLERANCE:
@@ -126,7 +133,7 @@ class _BadBoxes:
         try:
             return _check_box(box, width, height, where)
         except DataError as exc:
-            if self.policy == "clip":
+            if self.policy == "clip" and not isinstance(exc, _NotANumber):
                 inside = _clipped(box, width, height)
                 if inside[2] > inside[0] and inside[3] > inside[1]:
                     self.clipped += 1
@@ -158,6 +165,15 @@ class _BadBoxes:
         return (f"; data.bad_boxes={self.policy} left out {len(self.found)} bad box(es)" if self.found else "")
 
 
+def _is_crowd(ann: dict, where: str) -> bool:
+    """COCO's ``iscrowd``: 0 or 1 (also as text or a boolean); anything else is refused rather
+    than read as true ("0" is a non-empty string)."""
+    flag = ann.get("iscrowd", 0)
+    if flag in (0, 1) or flag in ("0", "1"):  # (False and True compare equal to 0 and 1)
+        return int(flag) == 1
+    raise DataError(f"{where}: 'iscrowd' is {flag!r}; expected 0 (an object) or 1 (a crowd region)")
+
+
 def _rescaled(label: int, box: list[float], width: float, height: float, size: tuple[int, int]) -> list[float]:
     sx, sy = size[1] / width, size[0] / height
     return [label, box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
@@ -168,6 +184,9 @@ def _image_dims(entry: dict, where: str) -> tuple[float, float]:
         width, height = float(entry["width"]), float(entry["height"])
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{where} lacks a numeric width and height (the original image size)") from None
+    if not (math.isfinite(width) and math.isfinite(height)):
+        raise DataError(f"{where} lacks a numeric width and height (the original image size): it gives "
+                        f"{width:g}x{height:g}")
     if width <= 0 or height <= 0:
         raise DataError(f"{where} has a non-positive size {width:g}x{height:g}")
     return width, height
@@ -223,6 +242,10 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     if not all(isinstance(c, dict) and "id" in c for c in data.get("categories") or []):
         raise DataError(f"an entry of 'categories' in {source} lacks 'id'")
     _check_ids([c["id"] for c in data.get("categories") or []], "categories", source)
+    kinds = {isinstance(c["id"], str) for c in data.get("categories") or []}
+    if len(kinds) > 1:  # 1 and "1" would be two classes, in no order
+        raise DataError(f"the ids of 'categories' in {source} mix numbers and strings "
+                        f"({[c['id'] for c in data['categories']][:4]}): give every category an id of one kind")
     listed = sorted(data.get("categories") or [], key=lambda c: c["id"])
     name_of: dict = {}
     for c in listed:  # one id named twice would become a class without boxes
@@ -266,7 +289,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         bx, by, bw, bh = bbox
         box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
         if box is not None:
-            kept.append((image_id, ann["category_id"], box, (width, height), bool(ann.get("iscrowd", 0))))
+            kept.append((image_id, ann["category_id"], box, (width, height), _is_crowd(ann, where)))
     info = bad.settle()
     if not any(not crowd for *_, crowd in kept):
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
