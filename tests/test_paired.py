@@ -64,7 +64,8 @@ def test_differences_pair_each_setting_with_the_baseline_model_by_model():
     diffs = differences(rows, "independent")
     assert [(d["setting"], d["model"]) for d in diffs] == [("kd", "ensemble")]
     assert diffs[0]["difference"].mean == pytest.approx((0.03 + 0.0 + 0.04) / 3)
-    assert diffs[0]["difference"].better == 2  # the tie is not better
+    assert diffs[0]["difference"].better == 2 and diffs[0]["difference"].tied == 1  # the tie is not better: said
+    assert diffs[0]["difference"].cell().endswith(" 2/3 better, 1 tied")
     table = difference_rows(diffs, ["independent", "kd", "ml"], ["student1", "ensemble"], "accuracy")
     assert table == [["kd", "", diffs[0]["difference"].cell()]]
 
@@ -82,7 +83,7 @@ def test_the_caption_warns_that_folds_are_not_independent_pairs():
 
 def test_identical_runs_differ_by_exactly_zero_and_are_never_better():
     d = paired_difference([0.9, 0.8], [0.9, 0.8], "accuracy")
-    assert d == Difference(0.0, 0.0, 0.0, 2, 0) and d.cell() == "+0.0000 [+0.0000, +0.0000] 0/2 better"
+    assert d == Difference(0.0, 0.0, 0.0, 2, 0, 2) and d.cell() == "+0.0000 [+0.0000, +0.0000] 0/2 better, 2 tied"
 
 
 def test_a_threshold_or_a_temperature_has_no_better_direction():
@@ -118,6 +119,12 @@ def test_differences_csv_reads_back_as_written(tmp_path):
     assert [(d["setting"], d["metric"], d["difference"].better) for d in back] == [("kd", "ece", 2),
                                                                                    ("kd", "cal_temperature", None)]
     assert back[0]["difference"].mean == pytest.approx(diffs[0]["difference"].mean, abs=1e-6)
+    tie = [_row("independent", "ensemble", "accuracy", [0.5, 0.6]), _row("kd", "ensemble", "accuracy", [0.5, 0.7])]
+    path.write_text(differences_csv(differences(tie, "independent")))
+    assert read_differences_csv(path)[0]["difference"].cell().endswith(" 1/2 better, 1 tied")
+    lines = path.read_text().splitlines()  # a file written before ties were counted reads without them
+    path.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    assert read_differences_csv(path)[0]["difference"].cell().endswith(" 1/2 better")
     path.write_text("setting,model\nkd,ensemble\n")
     assert read_differences_csv(path) == []
 

@@ -32,14 +32,17 @@ class Difference:
     high: float
     pairs: int
     better: int | None  # pairs where the setting beat the baseline (per the metric's direction; None: it has none)
+    tied: int = 0  # pairs of equal values (an accuracy on a small split often is): neither better nor worse
 
     def cell(self) -> str:
-        """``+0.0123 [-0.0040, +0.0286] 3/3 better``; the sign is the setting minus the baseline."""
+        """``+0.0123 [-0.0040, +0.0286] 3/3 better`` (``, 1 tied`` when some pairs are equal); the
+        sign is the setting minus the baseline."""
         if not self.pairs:
             return "n/a"
         interval = "" if math.isnan(self.low) else f" [{self.low:+.4f}, {self.high:+.4f}]"
         wins = "" if self.better is None else f" {self.better}/{self.pairs} better"
-        return f"{self.mean:+.4f}{interval}{wins}"
+        ties = f", {self.tied} tied" if self.better is not None and self.tied else ""
+        return f"{self.mean:+.4f}{interval}{wins}{ties}"
 
 
 def paired_difference(values: list[float], baseline: list[float], metric: str) -> Difference:
@@ -55,13 +58,14 @@ def paired_difference(values: list[float], baseline: list[float], metric: str) -
     mean = sum(diffs) / n
     sign = -1 if lower_is_better(metric) else 1
     better = sum(sign * d > 0 for d in diffs) if has_direction(metric) else None
+    tied = sum(d == 0 for d in diffs)
     if n < 2:
-        return Difference(mean, math.nan, math.nan, n, better)
+        return Difference(mean, math.nan, math.nan, n, better, tied)
     from scipy.stats import t
 
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
     half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
-    return Difference(mean, mean - half, mean + half, n, better)
+    return Difference(mean, mean - half, mean + half, n, better, tied)
 
 
 def default_baseline(settings: list[str]) -> str:
@@ -105,7 +109,7 @@ def _by_run(row: dict[str, Any]) -> dict[tuple[int, int | None], float]:
 
 
 CSV_COLUMNS = ("setting", "baseline", "model", "metric", "mean_difference", "ci95_low", "ci95_high", "pairs",
-               "better")
+               "better", "tied")
 
 
 def differences_csv(diffs: list[dict[str, Any]]) -> str:
@@ -115,7 +119,7 @@ def differences_csv(diffs: list[dict[str, Any]]) -> str:
     for d in diffs:
         x = d["difference"]
         writer.writerow([d["setting"], d["baseline"], d["model"], d["metric"], f"{x.mean:.6f}", f"{x.low:.6f}",
-                         f"{x.high:.6f}", x.pairs, "" if x.better is None else x.better])
+                         f"{x.high:.6f}", x.pairs, "" if x.better is None else x.better, x.tied])
     return buf.getvalue()
 
 
@@ -123,13 +127,13 @@ def read_differences_csv(path: Path) -> list[dict[str, Any]]:
     """differences.csv as ``differences`` returns them; [] for a file not written by compare."""
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (CSV_COLUMNS, CSV_COLUMNS[:-1]):  # (without ties: written before)
             return []
         try:
             return [{"setting": r["setting"], "baseline": r["baseline"], "model": r["model"], "metric": r["metric"],
                      "difference": Difference(float(r["mean_difference"]), float(r["ci95_low"]),
                                               float(r["ci95_high"]), int(r["pairs"]),
-                                              int(r["better"]) if r["better"] else None)}
+                                              int(r["better"]) if r["better"] else None, int(r.get("tied") or 0))}
                     for r in reader]
         except (TypeError, ValueError):
             return []
@@ -153,7 +157,8 @@ def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str]
     pairs = "seed and fold" if folds else "seed"
     text = (f"Paired differences from `{baseline}`, test {metric}: each setting's run minus the `{baseline}` run "
             f"of the same {pairs} on the same split ({runs} pairs at most), mean [{CONFIDENCE:.0%} confidence "
-            "interval, Student's t over the pairs], and in how many pairs the setting was better. An interval "
+            "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
+            "when some were equal). An interval "
             "holding 0 does not tell the two apart.")
     if apart:
         text += " " + unpaired_note(baseline, apart)
