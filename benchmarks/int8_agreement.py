@@ -8,9 +8,9 @@ Classification and segmentation runs. Per run and model: the share of test predi
 (the export's own check), and the test accuracy and AUC (classification) or Dice and pixel AUC
 (segmentation) of the fp32 and the int8 graph, computed here from onnxruntime's outputs with
 the task's own meter: whole images, by sliding window for a patch-trained run (the graph's
-logits blended, then the softmax, as evaluation does; an ensemble's graph gives probabilities,
-which are blended instead). Nothing is written into the runs (the files go to a temporary
-folder)."""
+logits blended, then the softmax, as evaluation does; such a run's ensemble graph gives its
+students' logits side by side, blended the same way before their probabilities are averaged, as
+predict does). Nothing is written into the runs (the files go to a temporary folder)."""
 
 from __future__ import annotations
 
@@ -25,15 +25,16 @@ import torch
 from peerdistill.data import build_data, make_batches
 from peerdistill.engine.artifacts import read_json
 from peerdistill.engine.evaluate import windowed
-from peerdistill.export import export_run
+from peerdistill.export import export_run, student_count
+from peerdistill.predict import as_scores
 from peerdistill.runs import saved_data_spec, saved_window, task_for
 
 HEADLINE = {"classification": ("accuracy", "auc"), "segmentation": ("dice", "auc")}
 
 
-def scores(path: Path, meta: dict, split, probabilities: bool) -> dict[str, float]:
-    """The headline test figures of the file's outputs: ``probabilities`` (an ensemble's) or
-    logits, scored by the run's task as evaluation scores a model."""
+def scores(path: Path, meta: dict, split, output: str) -> dict[str, float]:
+    """The headline test figures of the file's outputs (``output``: the export's kind), scored by
+    the run's task as evaluation scores a model."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -46,7 +47,8 @@ def scores(path: Path, meta: dict, split, probabilities: bool) -> dict[str, floa
 
     for x, y in make_batches(split, 16, torch.device("cpu"), shuffle=False):
         out = windowed(run, x, window, overlap)
-        meter.update(out if probabilities else out.softmax(dim=1), y)
+        meter.update(as_scores(out, {"output": output, "ensemble_of": student_count(meta)}) if output != "logits"
+                     else out.softmax(dim=1), y)
     figures = meter.compute()
     return {k: figures[k] for k in HEADLINE[task.name] if k in figures}
 
@@ -74,7 +76,7 @@ def main() -> None:
                 fp32 = export_run(run, model=model, out=Path(tmp) / f"{run.name}-{model}.onnx", data=data)
                 int8 = export_run(run, model=model, quantize="int8", min_agreement=0.0,
                                   out=Path(tmp) / f"{run.name}-{model}-int8.onnx", data=data)
-                a, b = (scores(r.path, meta, data.test, r.output == "probabilities") for r in (fp32, int8))
+                a, b = (scores(r.path, meta, data.test, r.output) for r in (fp32, int8))
                 row = {"run": run.name, "model": fp32.model, "agreement": int8.int8.agreement,
                        "max_probability_difference": int8.int8.max_probability_difference,
                        **{f"fp32_{k}": v for k, v in a.items()}, **{f"int8_{k}": v for k, v in b.items()}}
