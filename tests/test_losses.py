@@ -164,6 +164,23 @@ def test_decoupled_kd_matches_the_definition_sample_by_sample(t, nckd_weight):
         naive_dkd(student, target, labels, t, nckd_weight), rel=1e-5)
 
 
+def test_decoupled_kd_keeps_its_precision_when_the_source_is_confident():
+    """1 - q_t in float32 is 0 or a few ulps for a confident source while the wrong classes' q_i
+    are not: the reference takes q in float64 from the same logits."""
+    from peerdistill.losses import decoupled_kd
+
+    student, labels = torch.tensor([[1.0, 0.5, -0.2, 0.1]]), torch.tensor([0])
+    for t, margin in ((1.0, 14.0), (1.0, 17.0), (1.0, 25.0), (4.0, 80.0)):
+        q64 = torch.softmax(torch.tensor([[margin, 0.0, 0.3, -0.5]], dtype=torch.float64) / t, dim=1)
+        loss = decoupled_kd(student, q64.float(), labels, t, 8.0).item()
+        assert loss == pytest.approx(naive_dkd(student, q64, labels, t, 8.0), rel=1e-4), (t, margin)
+    # two classes: DKD is the softened KL itself, T^2 KL(q || p), however sure the source
+    q64 = torch.softmax(torch.tensor([[80.0, 0.0]], dtype=torch.float64) / 4, dim=1)
+    p64 = torch.softmax(torch.tensor([[1.0, 0.5]], dtype=torch.float64) / 4, dim=1)
+    kl = float((q64 * (q64 / p64).log()).sum()) * 16
+    assert decoupled_kd(torch.tensor([[1.0, 0.5]]), q64.float(), labels, 4.0, 8.0).item() == pytest.approx(kl, rel=1e-4)
+
+
 def test_decoupled_kd_terms_hand_values_and_a_certain_source():
     from peerdistill.losses import decoupled_kd
 

@@ -70,7 +70,9 @@ def decoupled_kd(student_logits: torch.Tensor, target_probs: torch.Tensor, label
     log_p_true = log_p[true]  # [B]
     log_p_rest = torch.logsumexp(z.masked_fill(true, float("-inf")), dim=1) - torch.logsumexp(z, dim=1)
     q_true = q[true].clamp(0, 1)
-    q_rest = (1 - q_true).clamp_min(0)
+    # The wrong classes' mass summed, not 1 - q_t: for a confident source 1 - q_t loses every digit
+    # in float32 (q_t rounds to 1 while the q_i it renormalises do not), and NCKD explodes.
+    q_rest = q.masked_fill(true, 0).sum(dim=1).clamp_min(0)
     tckd = (torch.xlogy(q_true, q_true) - q_true * log_p_true) + (torch.xlogy(q_rest, q_rest) - q_rest * log_p_rest)
     # Non-target distributions; a source certain of the true class (q_rest 0) has none to teach.
     log_p_hat = F.log_softmax(z.masked_fill(true, float("-inf")), dim=1)
