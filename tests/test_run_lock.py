@@ -80,3 +80,63 @@ def test_a_killed_process_leaves_no_stale_lock(tmp_path):
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     run_lock.check_free(tmp_path)  # the operating system dropped it with the process
+
+
+def test_a_forked_worker_does_not_keep_the_lock(tmp_path):
+    """Data-loader workers are forked while the trainer holds the lock: their copies of the
+    descriptor would keep it locked after the trainer let go."""
+    import multiprocessing
+
+    held = run_lock.hold(tmp_path)
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=_wait_a_while, args=(ready,))
+    child.start()
+    try:
+        assert ready.wait(30)
+        run_lock.release(held)
+        run_lock.check_free(tmp_path)  # the child is still alive, and holds nothing
+    finally:
+        child.terminate()
+        child.join()
+
+
+def _wait_a_while(ready) -> None:
+    import time
+
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_fit_with_loader_workers_frees_the_run_directory(tmp_path):
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, TrainSpec, preset_edges
+
+    class Noise(Dataset):
+        def __init__(self, n):
+            generator = torch.Generator().manual_seed(n)
+            self.x, self.y = torch.rand(n, 1, 8, 8, generator=generator), torch.randint(0, 2, (n,), generator=generator)
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+
+    data = DataSplits(Noise(32), Noise(16), Noise(16), num_classes=2, class_names=["a", "b"], input_shape=(1, 8, 8))
+
+    def fit() -> Trainer:
+        cohort = Cohort.from_modules([nn.Sequential(nn.Flatten(), nn.Linear(64, 2)) for _ in range(2)])
+        trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+                          ClassificationTask(2), train=TrainSpec(epochs=1, batch_size=8, num_workers=1),
+                          run_dir=tmp_path / "r", overwrite=True, progress=False, device="cpu")
+        trainer.fit(data)
+        return trainer
+
+    first = fit()  # its persistent workers live on with the trainer object, as in a notebook
+    run_lock.check_free(tmp_path / "r")
+    second = fit()  # and the folder can be trained again at once
+    assert first is not second

@@ -4,8 +4,10 @@ A second ``train --resume``, a second ``compare`` over the same folder or a ``--
 while a run trains would otherwise train (or delete) it beside the first, both writing the
 same files. The trainer holds an advisory lock (``flock``) on the run directory itself for as
 long as it trains: no file is left behind, and the operating system releases it when the
-process ends, however it ends (a ``kill -9`` leaves no stale lock). Where locking is not
-available (Windows, a file system that refuses it) runs are not locked.
+process ends, however it ends (a ``kill -9`` leaves no stale lock). A forked child (a data
+loader's worker) closes its copy of the descriptor at once: an flock belongs to the open file,
+which the child's copy would otherwise keep locked after the trainer let go of it. Where locking
+is not available (Windows, a file system that refuses it) runs are not locked.
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ def _lock(path: Path) -> int | None:
     return fd
 
 
+_HELD: set[int] = set()  # this process's lock descriptors
+
+
+def _drop_in_child() -> None:
+    """After a fork: the child lets go of the parent's locks (they stay with the parent)."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
+
+
 def busy_message(path: Path) -> str:
     return (f"'{path}' is being trained by another process right now: wait for it to finish (or stop it; "
             "then --resume continues it), rather than train or delete it a second time beside it")
@@ -50,13 +69,17 @@ def hold(path: str | Path) -> int | None:
     """Take the lock of run directory ``path`` for this process (release it with ``release``);
     a ``RunDirError`` when another process (or another holder in this one) trains it."""
     try:
-        return _lock(Path(path))
+        fd = _lock(Path(path))
     except BlockingIOError:
         raise RunDirError(busy_message(Path(path))) from None
+    if fd is not None:
+        _HELD.add(fd)
+    return fd
 
 
 def release(fd: int | None) -> None:
     if fd is not None:
+        _HELD.discard(fd)
         os.close(fd)  # closing the descriptor drops its lock
 
 
