@@ -95,6 +95,9 @@ def test_a_finished_run_is_reused_for_the_same_data_file_and_teachers_only():
     same = {"device": "cpu", "data": {"root": "/data/x.npz"}, "teacher": {"checkpoint": "/t/a.safetensors"},
             "train": {"eval_batch_size": 64, "num_workers": 0, "epochs": 3}}
     assert differences(what_a_result_depends_on(run), what_a_result_depends_on(same)) == []
+    micro = {**same, "train": {**same["train"], "micro_batch_size": 8}}  # BatchNorm sees other batches
+    assert differences(what_a_result_depends_on(run), what_a_result_depends_on(micro)) == [
+        "train.micro_batch_size: absent in the run, 8 now"]
     other = {**same, "data": {"root": "/data/y.npz"}, "teacher": {"checkpoint": "/t/b.safetensors"}}
     assert differences(what_a_result_depends_on(run), what_a_result_depends_on(other)) == [
         "data.root: '/data/x.npz' in the run, '/data/y.npz' now",

@@ -26,12 +26,19 @@ def what_is_trained(tree: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+# The EXECUTION_KEYS that leave a finished run's results as they are. Not micro-batches (they
+# change what BatchNorm sees) nor compile (other kernels): a run may resume with them changed, to
+# go on at all, but its result is another's.
+RESULT_NEUTRAL_KEYS = ("name", "out_dir", "device", "train.eval_batch_size", "train.num_workers",
+                       "train.checkpoint_every_steps", "train.checkpoint_every_minutes", "log")
+
+
 def what_a_result_depends_on(tree: dict[str, Any]) -> dict[str, Any]:
-    """A config tree without the ``EXECUTION_KEYS`` that leave a finished run's results as they
-    are (device, evaluation batch, workers, checkpoint cadence...); the data's path is kept,
-    resolved (one file written two ways is one file), and so are the teachers' checkpoints."""
+    """A config tree without the ``RESULT_NEUTRAL_KEYS`` (device, evaluation batch, workers,
+    checkpoint cadence...); the data's path is kept, resolved (one file written two ways is one
+    file), and so are the teachers' checkpoints."""
     root = (tree.get("data") or {}).get("root")
-    tree = without_keys(tree, tuple(k for k in EXECUTION_KEYS if k != "data.root"))
+    tree = without_keys(tree, RESULT_NEUTRAL_KEYS)
     if root:
         tree["data"]["root"] = str(Path(root).resolve())
     return tree

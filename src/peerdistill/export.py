@@ -102,7 +102,9 @@ class StudentLogits(nn.Module):
     """The students of a sliding-window run side by side on the class axis, ``[B, S*C, H, W]``.
     Evaluation blends each student's logits over the windows before their probabilities are
     averaged; a graph that averaged inside each window would be blended after, which is another
-    ensemble. ``ensemble_of_stacked`` makes the blended maps the ensemble's probabilities."""
+    ensemble. ``ensemble_of_stacked`` makes the blended maps the ensemble's probabilities. (Maps
+    of different sizes are resized as logits here, where evaluation resizes probabilities: the
+    zoo's models all answer at the input's size.)"""
 
     def __init__(self, students: dict[str, nn.Module]):
         super().__init__()
@@ -420,7 +422,7 @@ def _is_sidecar(path: Path) -> bool:
         found = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(found, dict) and all(k in found for k in (*SIDECAR_KEYS, "quantized"))
+    return isinstance(found, dict) and all(k in found for k in SIDECAR_KEYS)  # as predict reads one
 
 
 def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None:
