@@ -94,21 +94,20 @@ def test_int8_agreement_scores_a_segmentation_runs_masks_with_the_tasks_meter(tm
     from peerdistill.build import train_from_config
     from peerdistill.config import validate
 
-    train_from_config(validate({"name": "s", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
-                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8]},
-                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
-                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
-    run("int8_agreement.py", str(tmp_path / "s"), "--models", "student1", "--json", "rows.json", cwd=tmp_path)
-    (row,) = json.loads((tmp_path / "rows.json").read_text())["rows"]
-    tested = json.loads((tmp_path / "s" / "metrics.json").read_text())["test_at_best"]["student1"]
+    def scored(name: str, model: str, **data) -> tuple[dict, dict]:
+        """The benchmark's row for a tiny shapes run's model, and the run's own test figures of it."""
+        train_from_config(validate({"name": name, "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                                    "data": {"kind": "shapes", "shapes_counts": [16, 8, 8], **data},
+                                    "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
+                                    "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}),
+                          progress=False)
+        run("int8_agreement.py", str(tmp_path / name), "--models", model, "--json", "rows.json", cwd=tmp_path)
+        (row,) = json.loads((tmp_path / "rows.json").read_text())["rows"]
+        return row, json.loads((tmp_path / name / "metrics.json").read_text())["test_at_best"][model]
+
+    row, tested = scored("s", "student1")
     assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3
     assert 0 <= row["agreement"] <= 1 and 0 <= row["int8_dice"] <= 1
     # a patch-trained run's ensemble (its students' logits side by side) is scored as evaluation scores it
-    train_from_config(validate({"name": "p", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
-                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8], "patch_size": 32},
-                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
-                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
-    run("int8_agreement.py", str(tmp_path / "p"), "--models", "ensemble", "--json", "rows.json", cwd=tmp_path)
-    (row,) = json.loads((tmp_path / "rows.json").read_text())["rows"]
-    tested = json.loads((tmp_path / "p" / "metrics.json").read_text())["test_at_best"]["ensemble"]
+    row, tested = scored("p", "ensemble", patch_size=32)
     assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -414,8 +415,6 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
 
 def _is_sidecar(path: Path) -> bool:
     """Whether ``path`` is the JSON an earlier export wrote (it may be replaced with its .onnx)."""
-    import json
-
     from .predict import SIDECAR_KEYS
 
     try:

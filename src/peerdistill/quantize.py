@@ -205,7 +205,10 @@ def _probabilities(out: np.ndarray, output: str, students: int) -> np.ndarray:
         return out
     if output == "student_logits":  # [B, S*C, ...] -> each student's softmax, averaged
         out = out.reshape(out.shape[0], students, out.shape[1] // students, *out.shape[2:])
-        shifted = np.exp(out - out.max(axis=2, keepdims=True))
-        return (shifted / shifted.sum(axis=2, keepdims=True)).mean(axis=1)
-    shifted = np.exp(out - out.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+        return _softmax(out, axis=2).mean(axis=1)
+    return _softmax(out, axis=1)
+
+
+def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    shifted = np.exp(z - z.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
