@@ -1,4 +1,4 @@
-"""Rotation and intensity augmentation against computations written out by hand."""
+"""Rotation, zoom, elastic warp and intensity augmentation against computations written out by hand."""
 
 import math
 
@@ -12,7 +12,8 @@ from peerdistill.data.image_io import IGNORE
 from peerdistill.detection import HeadLayout
 from peerdistill.errors import ConfigError
 from peerdistill.tasks import intensity
-from peerdistill.tasks.augment import Augmentation, rotate_images, rotate_masks, zoom_images, zoom_masks
+from peerdistill.tasks.augment import (Augmentation, rotate_images, rotate_masks, warp_images, warp_masks,
+                                       zoom_images, zoom_masks)
 from peerdistill.tasks.detection import DetectionTask
 
 MEAN, STD = torch.tensor([0.4, 0.6]), torch.tensor([0.2, 0.05])
@@ -141,7 +142,7 @@ def test_strengths_stay_in_their_ranges_and_half_the_samples_change():
 
 def test_the_same_generator_state_gives_the_same_batch():
     x, masks = torch.rand(6, 1, 12, 12), torch.randint(0, 2, (6, 12, 12))
-    aug = Augmentation(("hflip", "rotate", "brightness", "gamma", "noise"))
+    aug = Augmentation(("hflip", "rotate", "elastic", "brightness", "gamma", "noise"))
     a = aug.images(x, masks, torch.Generator().manual_seed(7))
     b = aug.images(x, masks, torch.Generator().manual_seed(7))
     c = aug.images(x, masks, torch.Generator().manual_seed(8))
@@ -225,6 +226,64 @@ def test_zoom_and_blur_strengths_stay_in_their_ranges():
     assert float(spread[picked].max()) <= 2.0 + 1e-3 and float(spread[picked].max()) > 1.7
 
 
+def bilinear(image: np.ndarray, y: float, x: float) -> float:
+    """The image read at (y, x) between its pixels, by hand."""
+    y0, x0 = math.floor(y), math.floor(x)
+    fy, fx = y - y0, x - x0
+    corners = [(y0, x0, (1 - fy) * (1 - fx)), (y0, x0 + 1, (1 - fy) * fx), (y0 + 1, x0, fy * (1 - fx)),
+               (y0 + 1, x0 + 1, fy * fx)]
+    return sum(image[r, c] * weight for r, c, weight in corners if weight > 0)
+
+
+def test_an_elastic_warp_reads_each_control_pixel_where_its_point_moved():
+    # 17 x 21: the 5 x 5 control points sit on rows 0, 4, ..., 16 and columns 0, 5, ..., 20
+    gen = torch.Generator().manual_seed(5)
+    image = torch.rand(1, 1, 17, 21, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (1, 17, 21), generator=gen)
+    moves = (torch.rand(1, 2, 5, 5, generator=gen, dtype=torch.float64) * 6 - 3).float()  # x then y, pixels
+    warped, warped_labels = warp_images(image, moves)[0, 0].numpy(), warp_masks(labels, moves)[0].numpy()
+    checked = 0
+    for i, row in enumerate(range(0, 17, 4)):
+        for j, col in enumerate(range(0, 21, 5)):
+            y, x = row + float(moves[0, 1, i, j]), col + float(moves[0, 0, i, j])
+            if 0 <= y <= 16 and 0 <= x <= 20:
+                checked += 1
+                assert warped[row, col] == pytest.approx(bilinear(image[0, 0].numpy(), y, x), abs=1e-5)
+                assert warped_labels[row, col] == labels[0, round(y), round(x)]
+            elif not (-0.5 < y < 16.5 and -0.5 < x < 20.5):  # read from outside: counted nowhere
+                assert warped_labels[row, col] == IGNORE
+    assert checked >= 10
+
+
+def test_an_even_elastic_field_is_a_translation_and_image_and_mask_stay_together():
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[0, 6:14, 18:28] = 1
+    image = labels[:, None].float() * 2.0 - 1.0  # background -1, object +1
+    moves = torch.zeros(1, 2, 5, 5)
+    moves[:, 0], moves[:, 1] = 3.0, -2.0  # every pixel reads 3 to its right and 2 above
+    shifted_image, shifted_mask = warp_images(image, moves)[0, 0], warp_masks(labels, moves)[0]
+    assert torch.allclose(shifted_image[2:, :-3], image[0, 0, :-2, 3:], atol=1e-5)
+    assert torch.equal(shifted_mask[2:, :-3], labels[0, :-2, 3:])
+    assert (shifted_mask[:2] == IGNORE).all() and (shifted_mask[:, -3:] == IGNORE).all()
+    assert torch.allclose(shifted_image[:2], torch.tensor(-1.0), atol=1e-5)  # brought in: the minimum
+    wavy = Augmentation(("elastic",), {"elastic": 0.06}).images(image.repeat(8, 1, 1, 1), labels.repeat(8, 1, 1),
+                                                               torch.Generator().manual_seed(1))
+    inside = wavy[1] != IGNORE
+    agree = ((wavy[0][:, 0] > 0) == (wavy[1] == 1))[inside].float().mean()
+    assert agree > 0.97  # bilinear image edges against nearest labels
+
+
+def test_elastic_moves_stay_in_their_range_and_half_the_samples_change():
+    ramp = torch.arange(24.0).expand(300, 1, 16, 24).clone()  # each pixel's value is its column
+    out = Augmentation(("elastic",), {"elastic": 0.06}).images(ramp, None, torch.Generator().manual_seed(2))[0]
+    # bilinear reads a ramp exactly: the x move, away from the border (which reads the minimum)
+    read_at = out[:, 0, 3:-3, 3:-3] - ramp[:, 0, 3:-3, 3:-3]
+    changed = read_at.abs().flatten(1).amax(1) > 1e-4
+    assert 100 < int(changed.sum()) < 200
+    largest = 0.06 * 16  # r of the shorter side at a control point; bicubic overshoots by up to half between
+    assert 0.9 * largest < float(read_at.abs().max()) <= 1.5 * largest
+
+
 def test_box_only_augmentations_are_refused_for_images():
     with pytest.raises(ValueError, match="detection"):
         Augmentation(("crop",)).images(torch.rand(1, 1, 4, 4), None, torch.Generator())
@@ -250,6 +309,8 @@ def test_detection_shades_images_and_leaves_boxes_alone():
     (["data.augment=[noise]", "data.augment_range={noise: 0}"], "greater than 0"),
     (["data.augment=[contrast]", "data.augment_range={contrast: 1.5}"], "contrast is 1.5: keep it below 1"),
     (["data.kind=boxes", "data.augment=[rotate]", "preset=independent"], "not available for detection"),
+    (["data.kind=boxes", "data.augment=[elastic]", "preset=independent"], "not available for detection"),
+    (["data.augment=[elastic]", "data.augment_range={elastic: 0.07}"], "elastic is 0.07: at most 0.06"),
 ])
 def test_bad_augmentation_settings_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):

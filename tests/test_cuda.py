@@ -37,7 +37,8 @@ def test_augmentation_on_cuda_matches_the_cpu_and_repeats_with_the_seed():
 
     x = torch.rand(16, 3, 24, 20)
     masks = torch.randint(0, 2, (16, 24, 20))
-    same_everywhere = Augmentation(("hflip", "rot90", "rotate", "scale", "brightness", "contrast", "gamma", "blur"))
+    same_everywhere = Augmentation(("hflip", "rot90", "rotate", "scale", "elastic", "brightness", "contrast", "gamma",
+                                   "blur"))
     cpu = same_everywhere.images(x, masks, torch.Generator().manual_seed(3))
     gpu = same_everywhere.images(x.cuda().to(memory_format=torch.channels_last), masks.cuda(),
                                  torch.Generator().manual_seed(3))  # the trainer's generator is on the CPU

@@ -192,7 +192,7 @@ def test_shapes_data_is_reproducible_and_has_both_classes():
 
 
 TINY = {"task": "segmentation",
-        "data": {"kind": "shapes", "shapes_counts": [32, 8, 8], "augment": ["hflip", "rotate", "scale", "gamma", "contrast", "blur"]},
+        "data": {"kind": "shapes", "shapes_counts": [32, 8, 8], "augment": ["hflip", "rotate", "scale", "elastic", "gamma", "contrast", "blur"]},
         "teacher": {"arch": "unet", "args": {"width": 4, "depth": 2}},
         "students": [{"arch": "mobile_unet", "args": {"width": 4, "depth": 2}},
                      {"arch": "unet", "args": {"width": 2, "depth": 1}}],

@@ -1,5 +1,5 @@
-"""Augmentation of a batch on device: flips, quarter turns, small rotations and zooms applied
-identically to images and their masks, and intensity changes and blur (``intensity``) to the
+"""Augmentation of a batch on device: flips, quarter turns, small rotations, zooms and elastic
+warps applied identically to images and their masks, and intensity changes and blur (``intensity``) to the
 images.
 
 Every transform is applied to a random half of the samples, one draw per sample, in the order
@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from kornia.geometry.transform import rotate, scale
 
 from ..data.image_io import IGNORE
@@ -26,14 +27,17 @@ TRANSFORMS = {
     "rot90": lambda t: t.rot90(1, (-2, -1)),
 }
 WARPS = ("rotate", "scale")  # warped by kornia, only the picked samples
-GEOMETRIC = (*TRANSFORMS, *WARPS)
+ELASTIC = "elastic"
+ELASTIC_POINTS = 5  # control points along each side: a quarter of the side apart
+GEOMETRIC = (*TRANSFORMS, *WARPS, ELASTIC)
 # The largest change each strength-taking transform makes, unless data.augment_range says otherwise:
 # rotate: degrees either way; brightness: a shift, in standard deviations of the training images;
 # contrast: the factor's distance from 1; gamma: the exponent lies in [1 / (1 + r), 1 + r];
 # noise: the largest Gaussian standard deviation, in standard deviations of the training images;
-# scale: the zoom factor's distance from 1; blur: the largest Gaussian standard deviation, in pixels.
+# scale: the zoom factor's distance from 1; blur: the largest Gaussian standard deviation, in pixels;
+# elastic: the largest move of a control point, in fractions of the image's shorter side.
 DEFAULT_RANGES = {"rotate": 15.0, "scale": 0.2, "brightness": 0.2, "contrast": 0.2, "gamma": 0.3, "noise": 0.1,
-                  "blur": 1.0}
+                  "blur": 1.0, "elastic": 0.05}
 BOX_ONLY = ("crop",)  # detection's, which moves boxes (box_augment); detection scales boxes there too
 NAMES = (*GEOMETRIC, *intensity.NAMES, *BOX_ONLY)
 
@@ -88,6 +92,8 @@ class Augmentation:
                 return x, masks
             pick = (torch.rand(b, generator=generator, device=generator.device) < 0.5).to(x.device)
             moved_x, moved_m = TRANSFORMS[name](x), TRANSFORMS[name](masks) if masks is not None else None
+        elif name == ELASTIC:
+            return self._elastic(x, masks, generator)
         else:  # only the picked samples are warped: a warp costs more than a flip
             pick, u = self._draw(b, generator)
             moved = pick.nonzero().flatten()
@@ -102,6 +108,21 @@ class Augmentation:
         x = torch.where(pick.view(b, *[1] * (x.ndim - 1)), moved_x, x)
         if masks is not None:
             masks = torch.where(pick.view(b, *[1] * (masks.ndim - 1)), moved_m, masks)
+        return x, masks
+
+    def _elastic(self, x, masks, generator):
+        """Each picked sample warped by its own field: every control point moves by a uniform draw
+        in [-r, r] of the shorter side, along each axis (drawn for every sample, as ``_draw``)."""
+        b = x.shape[0]
+        pick = torch.rand(b, generator=generator, device=generator.device) < 0.5
+        unit = torch.rand(b, 2, ELASTIC_POINTS, ELASTIC_POINTS, generator=generator, device=generator.device)
+        moved = pick.nonzero().flatten().to(x.device)
+        if not len(moved):
+            return x, masks
+        moves = ((2 * unit - 1) * self.range_of(ELASTIC) * min(x.shape[-2:])).to(x.device, torch.float32)[moved]
+        x = x.index_copy(0, moved, warp_images(x[moved], moves))
+        if masks is not None:
+            masks = masks.index_copy(0, moved, warp_masks(masks[moved], moves))
         return x, masks
 
     def _intensity(self, name: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -147,6 +168,40 @@ def zoom_masks(masks: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     shifted = (masks.float() - IGNORE).unsqueeze(1)
     zoomed = scale(shifted, factors.view(-1, 1).expand(-1, 2).to(shifted), mode="nearest")
     return (zoomed.squeeze(1) + IGNORE).round().to(masks.dtype)
+
+
+def displacement_field(moves: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Every pixel's move [B, 2, H, W] (x then y, in pixels), bicubic between the control points'
+    moves [B, 2, P, P], which sit on a regular grid from corner to corner."""
+    return F.interpolate(moves, size=size, mode="bicubic", align_corners=True)
+
+
+def _sampling_grid(moves: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """grid_sample's [B, H, W, 2] grid: each output pixel reads the input at itself plus its move."""
+    h, w = size
+    field = displacement_field(moves, size)
+    ys, xs = torch.meshgrid(torch.arange(h, device=moves.device, dtype=torch.float32),
+                            torch.arange(w, device=moves.device, dtype=torch.float32), indexing="ij")
+    gx = (xs + field[:, 0]) * (2 / max(w - 1, 1)) - 1  # pixel centres to [-1, 1], corners on +-1
+    gy = (ys + field[:, 1]) * (2 / max(h - 1, 1)) - 1
+    return torch.stack((gx, gy), dim=-1)
+
+
+def warp_images(x: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+    """Warp images [B, C, H, W] by the control points' moves [B, 2, P, P] (bilinear); what comes
+    in from outside takes each channel's minimum, as ``rotate_images``."""
+    low = x.amin(dim=(-2, -1), keepdim=True)
+    grid = _sampling_grid(moves, x.shape[-2:])
+    return F.grid_sample((x - low).float(), grid, mode="bilinear", align_corners=True).to(x.dtype) + low
+
+
+def warp_masks(masks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+    """Warp label maps [B, H, W] as ``warp_images`` warps their images (nearest label); what comes
+    in from outside is IGNORE."""
+    shifted = (masks.float() - IGNORE).unsqueeze(1)
+    grid = _sampling_grid(moves, masks.shape[-2:])
+    warped = F.grid_sample(shifted, grid, mode="nearest", align_corners=True)
+    return (warped.squeeze(1) + IGNORE).round().to(masks.dtype)
 
 
 def augment_images(x: torch.Tensor, masks: torch.Tensor | None, names: tuple[str, ...],
