@@ -51,7 +51,7 @@ def _count(text: str) -> int:
 def cmd_train(ns: argparse.Namespace) -> int:
     from .build import run_dir_for, train_from_config
     from .engine.distributed import launched_world
-    from .report import results_table
+    from .report import fitted, results_table
     from .runs import task_for
 
     if ns.resume:
@@ -81,14 +81,15 @@ def cmd_train(ns: argparse.Namespace) -> int:
     title = (f"test split at the best epoch ({result.best_epoch + 1} of {len(result.history)}{stopped}, "
              f"by val {result.monitor})")
     summary = task_for(meta).summary_metrics
-    console.print(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric, summary,
-                                costs=meta.get("costs")))
+    console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
+                                       summary, costs=meta.get("costs")), console.width))
     console.print(f"run directory: {run_dir}")
     return 0
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .report import calibration_table, interval_table, operating_point_table, per_class_rich_tables, results_table
+    from .report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
+                         results_table)
     from .runs import evaluate_run, task_for
 
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
@@ -130,23 +131,27 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         meta = read_json(Path(ns.run_dir) / "run.json")
         title = f"{ns.run_dir}: {ns.split} split" + (f", test-time {ns.tta}" if ns.tta else "")
         summary = task_for(meta).summary_metrics
+
+        def show(table):  # figures whole, even at a pipe's 80 columns
+            console.print(fitted(table, console.width))
+
         if ns.bootstrap:
             groups = next(iter(scores.values())).get("ci95_groups")
             of = f"its {groups} groups (data.group_pattern)" if groups else "its samples"
-            console.print(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of "
-                                                 f"{of}]", summary))
+            show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
+                                summary))
         else:
-            console.print(results_table(title, scores, metrics=summary))
+            show(results_table(title, scores, metrics=summary))
         if ns.per_class:
             for table in per_class_rich_tables(scores, title):
-                console.print(table)
+                show(table)
         if ns.temperature_scaling:
-            console.print(calibration_table(scores, f"{title}: tempered by the temperature each model's "
-                                                    "probabilities fit on the run's validation split"))
+            show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
+                                           "on the run's validation split"))
         if ns.operating_point:
             names = meta.get("class_names") or ["0", "1"]
-            console.print(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the "
-                                                        f"run's validation split (positive: '{names[-1]}')"))
+            show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
+                                               f"validation split (positive: '{names[-1]}')"))
     if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
     if ns.save_images:

@@ -24,7 +24,7 @@ from .errors import ConfigError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import caption, default_baseline, difference_rows, differences, differences_csv, unpaired_note
-from .report import BEST_STUDENT, comparison_markdown, markdown_table, mean_std, model_order, seeds_cell
+from .report import BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell
 
 @dataclass
 class Comparison:
@@ -200,14 +200,15 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         written.append(directory / "differences.csv")
     else:  # one setting: an earlier comparison's differences in this folder no longer hold
         (directory / "differences.csv").unlink(missing_ok=True)
-    console.print(_rich_table(rows, labels, models, monitor_metric, "folds and seeds" if folds else "seeds"))
+    console.print(fitted(_rich_table(rows, labels, models, monitor_metric, "folds and seeds" if folds else "seeds"),
+                         console.width))
     if diffs:
         table = Table(title=escape(f"test {monitor_metric}, paired difference from {baseline} [95% CI]"))
         for column in ["setting"] + headline:
             table.add_column(escape(column), justify="left" if column == "setting" else "right")
         for row in difference_rows(diffs, labels, headline, monitor_metric):
             table.add_row(*map(escape, row))
-        console.print(table)
+        console.print(fitted(table, console.width))
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return Comparison(rows, directory, markdown, diffs)
 

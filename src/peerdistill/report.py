@@ -5,11 +5,32 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .engine.evaluate import ENSEMBLE
 from .metrics import per_class_part
+
+
+def fitted(table: Table, width: int) -> Table:
+    """``table`` when it fits in ``width`` columns, else turned if that is narrower: its first
+    column's cells (the models or settings) become the columns and its other columns the rows. A
+    narrow terminal, or a pipe's 80 columns, then shows a run's figures whole instead of cut to
+    '0.9…'."""
+    if not table.columns or _natural_width(table) <= width:
+        return table
+    turned = Table(title=table.title)
+    turned.add_column("")
+    for name in table.columns[0].cells:
+        turned.add_column(name, justify="right")
+    for column in table.columns[1:]:
+        turned.add_row(column.header, *column.cells)
+    return turned if _natural_width(turned) < _natural_width(table) else table
+
+
+def _natural_width(table: Table) -> int:
+    return Console(width=1 << 16).measure(table).maximum
 
 
 def per_class_families(metrics) -> dict[str, list[str]]:

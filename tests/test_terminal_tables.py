@@ -1,0 +1,47 @@
+"""Tables printed to the terminal keep every figure whole: one too wide for the console is turned."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from peerdistill.report import fitted, results_table
+
+MODELS = ("teacher", "student1", "student2", "ensemble")
+SCORES = {m: {"accuracy": 0.9012 + i / 100, "balanced_accuracy": 0.8811, "macro_f1": 0.8755, "auc": 0.9901,
+              "ece": 0.0123, "brier": 0.0456} for i, m in enumerate(MODELS)}
+COSTS = {m: {"parameters": 2_812_345 // (i + 1), "macs": 1.25e6, "compression": float(i + 1)}
+         for i, m in enumerate(MODELS[:3])}
+
+
+def printed(table, width: int) -> str:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(fitted(table, width))
+    return console.export_text()
+
+
+def cells(text: str) -> list[list[str]]:
+    """The text of each body row's cells."""
+    return [[c.strip() for c in line.strip("│").split("│")] for line in text.splitlines() if line.startswith("│")]
+
+
+def test_a_table_too_wide_for_the_console_is_turned_and_every_figure_stays_whole():
+    table = results_table("run: test split", SCORES, val=SCORES, val_metric="auc", costs=COSTS)
+    wide, narrow = printed(table, 200), printed(table, 80)
+    assert "…" not in wide and "…" not in narrow
+    assert [row[0] for row in cells(wide)] == list(MODELS)  # fits: a row per model, as built
+    turned = {row[0]: row[1:] for row in cells(narrow)}  # a row per figure, a column per model
+    assert turned["balanced_accuracy"] == ["0.8811"] * 4
+    assert turned["accuracy"] == ["0.9012", "0.9112", "0.9212", "0.9312"]
+    assert turned["params"] == ["2,812,345", "1,406,172", "937,448", ""]  # the ensemble has no cost row
+    assert turned["val auc"] == ["0.9901"] * 4
+    assert all(len(line) <= 80 for line in narrow.splitlines())
+
+
+def test_a_table_is_left_as_built_when_turning_it_would_be_no_narrower():
+    many = {f"student{i}": {"dice": 0.5} for i in range(1, 30)}  # 29 models, one figure: as built
+    text = printed(results_table("run", many), 60)
+    assert [row[0] for row in cells(text)] == list(many)
+    fits = results_table("run", {"ensemble": {"dice": 0.5}})
+    assert fitted(fits, 80) is fits
