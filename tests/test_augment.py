@@ -280,8 +280,8 @@ def test_elastic_moves_stay_in_their_range_and_half_the_samples_change():
     read_at = out[:, 0, 3:-3, 3:-3] - ramp[:, 0, 3:-3, 3:-3]
     changed = read_at.abs().flatten(1).amax(1) > 1e-4
     assert 100 < int(changed.sum()) < 200
-    largest = 0.06 * 16  # r of the shorter side at a control point; bicubic overshoots by up to half between
-    assert 0.9 * largest < float(read_at.abs().max()) <= 1.5 * largest
+    largest = 0.06 * 15  # r of the shorter side (16 pixels: 15 from first to last) at a control point
+    assert 0.9 * largest < float(read_at.abs().max()) <= 1.9 * largest  # bicubic overshoots between points
 
 
 def test_box_only_augmentations_are_refused_for_images():

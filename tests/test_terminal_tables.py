@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
+from rich.table import Table
 
 from peerdistill.report import fitted, results_table
 
@@ -45,3 +46,24 @@ def test_a_table_is_left_as_built_when_turning_it_would_be_no_narrower():
     assert [row[0] for row in cells(text)] == list(many)
     fits = results_table("run", {"ensemble": {"dice": 0.5}})
     assert fitted(fits, 80) is fits
+
+
+def test_a_turned_table_still_too_wide_is_split_into_parts_that_repeat_the_row_labels():
+    models = [f"student{i}" for i in range(1, 7)]
+    scores = {m: {**SCORES["teacher"], "accuracy": 0.9 + i / 1000} for i, m in enumerate(models)}
+    costs = {m: {"parameters": 11_181_380 // (i + 1), "macs": 1.25e6, "compression": 1.0} for i, m in enumerate(models)}
+    text = printed(results_table("run: test split", scores, costs=costs), 80)
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    rows = cells(text)
+    labels = [row[0] for row in rows]
+    assert labels.count("balanced_accuracy") >= 2  # every part repeats the figures' names
+    accuracy = [value for row in rows if row[0] == "accuracy" for value in row[1:]]
+    assert accuracy == [f"{0.9 + i / 1000:.4f}" for i in range(6)]  # each model once, in order, whole
+    params = [value for row in rows if row[0] == "params" for value in row[1:]]
+    assert params == [f"{11_181_380 // (i + 1):,}" for i in range(6)]
+    assert text.count("run: test split") == 1  # the title once, over the first part
+
+
+def test_a_table_without_rows_is_printed_as_built():
+    empty = Table("model", *(f"figure_{i}" for i in range(12)))  # wider than 40 columns, nothing to turn
+    assert fitted(empty, 40) is empty

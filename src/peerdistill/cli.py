@@ -132,7 +132,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         title = f"{ns.run_dir}: {ns.split} split" + (f", test-time {ns.tta}" if ns.tta else "")
         summary = task_for(meta).summary_metrics
 
-        def show(table):  # figures whole, even at a pipe's 80 columns
+        def show(table):  # figures whole, even in a narrow terminal
             console.print(fitted(table, console.width))
 
         if ns.bootstrap:

@@ -15,8 +15,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from .errors import ConfigError
 
 # The most data.augment_range.elastic may be: the warp must not fold the image over itself. Of
-# 20,000 random fields none folded at 0.07 and 1 in 2,000 did at 0.075 (bicubic between control
-# points a quarter of the side apart overshoots their moves by up to half).
+# 20,000 random fields on images of 8 to 129 pixels a side, none folded at 0.065 and 1 to 9 did at
+# 0.07 (bicubic between control points a quarter of the side apart overshoots their moves).
 ELASTIC_LIMIT = 0.06
 
 PRESETS = ("independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher",
@@ -375,7 +375,7 @@ class DataSpec(_Strict):
     def _augment_problems(self) -> list[str]:
         problems = []
         if "crop" in self.augment and self.task != "detection":
-            problems.append("data.augment crop is for detection; use hflip, vflip, rot90, rotate or scale")
+            problems.append("data.augment crop is for detection; use hflip, vflip, rot90, rotate, scale or elastic")
         turns = {"rot90", "rotate", "elastic"} & set(self.augment)
         if turns and self.task == "detection":  # a turned or warped box is no longer an axis-aligned box
             problems.append(f"data.augment {sorted(turns)} is not available for detection; use hflip, vflip, scale "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
@@ -13,20 +13,43 @@ from .engine.evaluate import ENSEMBLE
 from .metrics import per_class_part
 
 
-def fitted(table: Table, width: int) -> Table:
-    """``table`` when it fits in ``width`` columns, else turned if that is narrower: its first
-    column's cells (the models or settings) become the columns and its other columns the rows. A
-    narrow terminal, or a pipe's 80 columns, then shows a run's figures whole instead of cut to
-    '0.9…'."""
-    if not table.columns or _natural_width(table) <= width:
+def fitted(table: Table, width: int) -> RenderableType:
+    """``table`` as built when it fits in ``width`` columns; else the narrower of it and it turned
+    (its first column's cells, the models or settings, become the columns), split into parts that
+    fit, each repeating the row labels. A narrow terminal then shows every figure whole instead
+    of cut to '0.9…' (a pipe counts as 120 columns)."""
+    if not table.columns or not table.row_count or _natural_width(table) <= width:
         return table
-    turned = Table(title=table.title)
-    turned.add_column("")
-    for name in table.columns[0].cells:
-        turned.add_column(name, justify="right")
-    for column in table.columns[1:]:
-        turned.add_row(column.header, *column.cells)
-    return turned if _natural_width(turned) < _natural_width(table) else table
+    first = table.columns[0]
+    as_built = [(c.header, list(c.cells), c.justify) for c in table.columns[1:]]
+    turned = [(name, [cells[i] for _, cells, _ in as_built], "right") for i, name in enumerate(first.cells)]
+    layouts = [(first.header, list(first.cells), as_built), ("", [header for header, _, _ in as_built], turned)]
+    label_header, labels, columns = min(layouts, key=lambda layout: _natural_width(_table(None, *layout)))
+    parts = _parts(table.title, label_header, labels, columns, width)
+    return parts[0] if len(parts) == 1 else Group(*parts)
+
+
+def _table(title, label_header, labels, columns) -> Table:
+    """A table of a label column and ``columns`` (header, cells, justify); cells too long fold."""
+    table = Table(title=title)
+    table.add_column(label_header, overflow="fold")
+    for header, _, justify in columns:
+        table.add_column(header, justify=justify, overflow="fold")
+    for i, label in enumerate(labels):
+        table.add_row(label, *(cells[i] for _, cells, _ in columns))
+    return table
+
+
+def _parts(title, label_header, labels, columns, width) -> list[Table]:
+    """As many columns in each part as fit in ``width`` (at least one); the title on the first."""
+    parts, start = [], 0
+    while start < len(columns):
+        end = start + 1
+        while end < len(columns) and _natural_width(_table(None, label_header, labels, columns[start:end + 1])) <= width:
+            end += 1
+        parts.append(_table(None if parts else title, label_header, labels, columns[start:end]))
+        start = end
+    return parts
 
 
 def _natural_width(table: Table) -> int:

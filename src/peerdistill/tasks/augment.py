@@ -35,7 +35,8 @@ GEOMETRIC = (*TRANSFORMS, *WARPS, ELASTIC)
 # contrast: the factor's distance from 1; gamma: the exponent lies in [1 / (1 + r), 1 + r];
 # noise: the largest Gaussian standard deviation, in standard deviations of the training images;
 # scale: the zoom factor's distance from 1; blur: the largest Gaussian standard deviation, in pixels;
-# elastic: the largest move of a control point, in fractions of the image's shorter side.
+# elastic: the largest move of a control point, in fractions of the image's shorter side (measured
+# from its first pixel's centre to its last's, as the control points span it).
 DEFAULT_RANGES = {"rotate": 15.0, "scale": 0.2, "brightness": 0.2, "contrast": 0.2, "gamma": 0.3, "noise": 0.1,
                   "blur": 1.0, "elastic": 0.05}
 BOX_ONLY = ("crop",)  # detection's, which moves boxes (box_augment); detection scales boxes there too
@@ -112,14 +113,17 @@ class Augmentation:
 
     def _elastic(self, x, masks, generator):
         """Each picked sample warped by its own field: every control point moves by a uniform draw
-        in [-r, r] of the shorter side, along each axis (drawn for every sample, as ``_draw``)."""
+        in [-r, r] of the shorter side, along each axis (drawn for every sample, as ``_draw``).
+        The side is counted from the first pixel's centre to the last's, the span of the control
+        points, so a strength bends a small image as much as a large one."""
         b = x.shape[0]
         pick = torch.rand(b, generator=generator, device=generator.device) < 0.5
         unit = torch.rand(b, 2, ELASTIC_POINTS, ELASTIC_POINTS, generator=generator, device=generator.device)
         moved = pick.nonzero().flatten().to(x.device)
         if not len(moved):
             return x, masks
-        moves = ((2 * unit - 1) * self.range_of(ELASTIC) * min(x.shape[-2:])).to(x.device, torch.float32)[moved]
+        side = min(x.shape[-2:]) - 1
+        moves = ((2 * unit - 1) * self.range_of(ELASTIC) * side).to(x.device, torch.float32)[moved]
         x = x.index_copy(0, moved, warp_images(x[moved], moves))
         if masks is not None:
             masks = masks.index_copy(0, moved, warp_masks(masks[moved], moves))
