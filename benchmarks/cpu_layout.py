@@ -27,6 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from peerdistill.engine.speed import to_channels_last
 from peerdistill.models import MobileUNet, ResNet, UNet
 
 COHORTS = {
@@ -56,7 +57,7 @@ def measure(name: str, rounds: int) -> tuple[float, float, float]:
     factory, shape, kind = COHORTS[name]
     torch.manual_seed(0)
     first = factory()
-    last = [copy.deepcopy(m).to(memory_format=torch.channels_last) for m in first]
+    last = [to_channels_last(copy.deepcopy(m), "cpu") for m in first]  # as train.channels_last=true does
     x = torch.randn(*shape)
     y = (torch.randint(0, 2, (shape[0], shape[2], shape[3])) if kind == "dense" else torch.randint(0, 2, (shape[0],)))
     x_last = x.contiguous(memory_format=torch.channels_last)

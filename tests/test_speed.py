@@ -170,6 +170,53 @@ def test_channels_last_models_compute_what_contiguous_ones_do(tiny_data):
         assert step_b["total"] == pytest.approx(step_a["total"], rel=2e-3)
 
 
+ONEDNN_1X1_CRASH = """
+import torch
+from peerdistill.engine.speed import to_channels_last
+torch.set_num_threads(1)
+conv = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1, stride=2, bias=False))
+model = to_channels_last(conv, "cpu") if KEEP else conv.to(memory_format=torch.channels_last)
+x = torch.randn(40, 4, 8, 8).to(memory_format=torch.channels_last)
+for _ in range(3):
+    model(x).square().mean().backward()
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_strided_1x1_convolutions_that_onednn_gets_wrong_in_channels_last_stay_nchw_on_the_cpu(keep):
+    import subprocess
+    import sys
+
+    # oneDNN#6035: the weight gradient of this convolution in NHWC writes past its workspace on
+    # AVX2 and AVX-512 CPUs; the process then dies (heap corruption) or, worse, goes on.
+    run = subprocess.run([sys.executable, "-c", f"KEEP = {keep}" + ONEDNN_1X1_CRASH], capture_output=True,
+                         text=True, timeout=120)
+    if keep:
+        assert run.returncode == 0 and "finished" in run.stdout, run.stderr[-2000:]
+    elif run.returncode == 0:
+        pytest.skip("this CPU's oneDNN kernels do not show oneDNN#6035; the kept layout is tested above")
+
+
+def test_only_the_convolutions_onednn_gets_wrong_keep_nchw_and_they_compute_the_same():
+    from peerdistill.engine.speed import keep_nchw_where_onednn_fails, to_channels_last
+
+    net = ResNet(1, 3, blocks=[1, 1, 1], width=8)  # shortcuts 8 -> 16 and 16 -> 32, 1x1 with stride 2
+    plain = copy.deepcopy(net)
+    to_channels_last(net, "cpu")
+    narrow, wide = net.layers[1][0].shortcut[0], net.layers[2][0].shortcut[0]
+    assert narrow.weight.stride() == (8, 1, 1, 1) and narrow._forward_pre_hooks  # kept NCHW
+    assert wide.weight.stride() == (16, 1, 16, 16) and not wide._forward_pre_hooks  # 16 channels: NHWC
+    assert net.layers[1][0].conv1.weight.is_contiguous(memory_format=torch.channels_last)  # 3x3: NHWC
+    assert keep_nchw_where_onednn_fails(SmallCNN(1, 3)) == 0
+    x = torch.randn(6, 1, 12, 12)
+    out, ref = net(x.contiguous(memory_format=torch.channels_last)), plain(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(narrow.weight.grad, plain.layers[1][0].shortcut[0].weight.grad, rtol=1e-4, atol=1e-5)
+
+
 def test_compiled_models_train_like_eager_ones_with_feature_capture(tiny_data):
     """torch.compile (the aot_eager backend: no C++ toolchain needed) on the styles preset, whose
     feature hooks must keep working inside compiled models."""

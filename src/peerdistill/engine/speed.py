@@ -96,9 +96,41 @@ def has_conv2d(module: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in module.modules())
 
 
-def to_channels_last(module: nn.Module) -> nn.Module:
-    """Conv weights in NHWC, the layout tensor-core convolutions read directly."""
-    return module.to(memory_format=torch.channels_last) if has_conv2d(module) else module
+def to_channels_last(module: nn.Module, device_type: str = "cuda") -> nn.Module:
+    """Conv weights in NHWC, the layout tensor-core convolutions read directly. On the CPU the
+    convolutions oneDNN gets wrong in that layout stay NCHW (``keep_nchw_where_onednn_fails``)."""
+    if not has_conv2d(module):
+        return module
+    module.to(memory_format=torch.channels_last)
+    if device_type == "cpu":
+        keep_nchw_where_onednn_fails(module)
+    return module
+
+
+# oneDNN's CPU kernels block input channels by 8 (AVX2) or 16 (AVX-512).
+ONEDNN_CHANNEL_BLOCK = 16
+
+
+def keep_nchw_where_onednn_fails(module: nn.Module) -> int:
+    """The weight gradient of a strided 1x1 convolution whose channels-last input has fewer
+    channels than oneDNN's block writes past its workspace and corrupts the heap (a crash, or
+    worse, none; uxlfoundation/oneDNN#6035, reproduced with torch 2.13's CPU build). Such
+    convolutions keep NCHW weights and get NCHW inputs; the others stay channels-last. Returns
+    how many were kept."""
+    kept = 0
+    for m in module.modules():
+        if (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1
+                and m.in_channels // m.groups < ONEDNN_CHANNEL_BLOCK):
+            # clone, not .contiguous(): a 1x1 weight in NHWC already counts as contiguous, and
+            # its strides would still pick the channels-last kernel
+            m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
+            m.register_forward_pre_hook(_nchw_input)
+            kept += 1
+    return kept
+
+
+def _nchw_input(_module: nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
 
 
 def compiled(module: nn.Module, backend: str) -> nn.Module:

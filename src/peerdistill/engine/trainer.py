@@ -186,7 +186,7 @@ class Trainer(RunRecords):
         self.cohort.to(self.device)
         if self.speed.channels_last:
             for m in self.cohort.members:
-                to_channels_last(m.module)
+                to_channels_last(m.module, self.device.type)
         self.scaler = self.speed.grad_scaler(self.device)
         # The data order: one generator, in step on every process (each keeps its share).
         self.generator = torch.Generator().manual_seed(self.seed)
