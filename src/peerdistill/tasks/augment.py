@@ -1,6 +1,6 @@
 """Augmentation of a batch on device: flips, quarter turns, small rotations, zooms and elastic
-warps applied identically to images and their masks, and intensity changes and blur (``intensity``) to the
-images.
+warps applied identically to images and their masks, and intensity changes and blur
+(``intensity``) to the images.
 
 Every transform is applied to a random half of the samples, one draw per sample, in the order
 named. Pick and strength are drawn from the caller's ``torch.Generator`` for every sample,
