@@ -145,33 +145,42 @@ class Augmentation:
         return torch.where(pick.to(x.device).view(b, *[1] * (x.ndim - 1)), moved, x)
 
 
+def _filled_with_minimum(x: torch.Tensor, warp) -> torch.Tensor:
+    """``warp`` of images [B, C, H, W] whose zero padding becomes each channel's minimum, the
+    image's background: the warp sees the images shifted so that their minimum is 0."""
+    low = x.amin(dim=(-2, -1), keepdim=True)
+    return warp((x - low).float()).to(x.dtype) + low
+
+
+def _filled_with_ignore(masks: torch.Tensor, warp) -> torch.Tensor:
+    """``warp`` of label maps [B, H, W] (as [B, 1, H, W]) whose zero padding becomes IGNORE,
+    counted nowhere: the warp sees the labels shifted so that IGNORE is 0."""
+    shifted = (masks.float() - IGNORE).unsqueeze(1)
+    return (warp(shifted).squeeze(1) + IGNORE).round().to(masks.dtype)
+
+
 def rotate_images(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Turn each image [B, C, H, W] about its centre by ``degrees`` [B] (counter-clockwise,
-    bilinear); the corners brought in take each channel's minimum, the image's background."""
-    low = x.amin(dim=(-2, -1), keepdim=True)
-    return rotate((x - low).float(), degrees).to(x.dtype) + low
+    bilinear); the corners brought in take each channel's minimum."""
+    return _filled_with_minimum(x, lambda t: rotate(t, degrees))
 
 
 def rotate_masks(masks: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Turn label maps [B, H, W] as ``rotate_images`` turns their images (nearest label); the
-    corners brought in are IGNORE, counted nowhere."""
-    shifted = (masks.float() - IGNORE).unsqueeze(1)  # zero padding becomes IGNORE once shifted back
-    return (rotate(shifted, degrees, mode="nearest").squeeze(1) + IGNORE).round().to(masks.dtype)
+    corners brought in are IGNORE."""
+    return _filled_with_ignore(masks, lambda t: rotate(t, degrees, mode="nearest"))
 
 
 def zoom_images(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Zoom each image [B, C, H, W] about its centre by ``factors`` [B] (> 1 enlarges, bilinear);
-    the border a zoom out brings in takes each channel's minimum, as ``rotate_images``."""
-    low = x.amin(dim=(-2, -1), keepdim=True)
-    return scale((x - low).float(), factors.view(-1, 1).expand(-1, 2)).to(x.dtype) + low
+    the border a zoom out brings in takes each channel's minimum."""
+    return _filled_with_minimum(x, lambda t: scale(t, factors.view(-1, 1).expand(-1, 2)))
 
 
 def zoom_masks(masks: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Zoom label maps [B, H, W] as ``zoom_images`` zooms their images (nearest label); the
     border brought in is IGNORE."""
-    shifted = (masks.float() - IGNORE).unsqueeze(1)
-    zoomed = scale(shifted, factors.view(-1, 1).expand(-1, 2).to(shifted), mode="nearest")
-    return (zoomed.squeeze(1) + IGNORE).round().to(masks.dtype)
+    return _filled_with_ignore(masks, lambda t: scale(t, factors.view(-1, 1).expand(-1, 2).to(t), mode="nearest"))
 
 
 def displacement_field(moves: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -193,19 +202,16 @@ def _sampling_grid(moves: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def warp_images(x: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
     """Warp images [B, C, H, W] by the control points' moves [B, 2, P, P] (bilinear); what comes
-    in from outside takes each channel's minimum, as ``rotate_images``."""
-    low = x.amin(dim=(-2, -1), keepdim=True)
+    in from outside takes each channel's minimum."""
     grid = _sampling_grid(moves, x.shape[-2:])
-    return F.grid_sample((x - low).float(), grid, mode="bilinear", align_corners=True).to(x.dtype) + low
+    return _filled_with_minimum(x, lambda t: F.grid_sample(t, grid, mode="bilinear", align_corners=True))
 
 
 def warp_masks(masks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
     """Warp label maps [B, H, W] as ``warp_images`` warps their images (nearest label); what comes
     in from outside is IGNORE."""
-    shifted = (masks.float() - IGNORE).unsqueeze(1)
     grid = _sampling_grid(moves, masks.shape[-2:])
-    warped = F.grid_sample(shifted, grid, mode="nearest", align_corners=True)
-    return (warped.squeeze(1) + IGNORE).round().to(masks.dtype)
+    return _filled_with_ignore(masks, lambda t: F.grid_sample(t, grid, mode="nearest", align_corners=True))
 
 
 def augment_images(x: torch.Tensor, masks: torch.Tensor | None, names: tuple[str, ...],
