@@ -2,9 +2,11 @@
 hand; a class-folder set of DICOM files trains and its files are predicted."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -223,3 +225,41 @@ def test_a_malformed_header_is_named(tmp_path, grey12):
     with pytest.raises(DataError, match="does not fit its pixel data") as caught:
         read_image(write_dicom(tmp_path / "b.dcm", grey12, BitsAllocated=32))  # an uncompressed file
     assert "pylibjpeg" not in str(caught.value)
+
+
+def test_dicom_files_of_any_name_are_found_by_their_header(tmp_path, grey12):
+    """PACS exports are often named by number or by UID, without a suffix: read by content."""
+    from peerdistill.data.image_io import image_files, image_id
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    uid = "1.2.826.0.1.3680043.8.498.17"
+    write_dicom(folder / "IM000001", grey12)
+    write_dicom(folder / uid, grey12)
+    (folder / "DICOMDIR-notes").write_bytes(b"x" * 200)  # long enough to have bytes 128..132, no marker
+    (folder / "README").write_text("not an image")
+    (folder / "tiny").write_bytes(b"DICM")  # too short for a preamble
+    assert [p.name for p in image_files(folder)] == [uid, "IM000001"]
+    assert read_image(folder / uid, grey=True).shape == (12, 10, 1)
+    assert image_id(folder / uid) == uid  # the whole UID, not '1.2.826.0.1.3680043.8.498'
+    assert (image_id(Path("x.dcm")), image_id(Path("case_3.png")), image_id(Path("IM000001"))) == \
+        ("x", "case_3", "IM000001")
+    with pytest.raises(DataError, match="README"):
+        read_image(folder / "README")
+
+
+def test_uid_named_dicom_images_pair_with_their_png_masks(tmp_path):
+    rng = np.random.default_rng(3)
+    for d in ("images", "masks"):
+        (tmp_path / "seg" / d).mkdir(parents=True)
+    uids = [f"1.2.826.0.1.3680043.8.498.{i}" for i in range(6)]
+    for i, uid in enumerate(uids):
+        mask = np.zeros((12, 10), np.uint8)
+        mask[2:6 + i % 3, 3:8] = 255
+        write_dicom(tmp_path / "seg" / "images" / uid, np.where(mask > 0, 3000, 600) + rng.integers(0, 50, (12, 10)))
+        Image.fromarray(mask).save(tmp_path / "seg" / "masks" / f"{uid}.png")
+    data = build_data(DataSpec(kind="folders", root=str(tmp_path / "seg"), grey=True, binary_masks=True))
+    files = [Path(f).name for split in ("train", "val", "test") for f in data.info["files"][split]]
+    assert sorted(files) == sorted(uids)  # six distinct ids, each image with its own mask
+    x, y = data.train.x, data.train.y
+    assert ((x[:, 0] > x[:, 0].mean()) == (y == 1)).all()  # bright where the mask marks the object

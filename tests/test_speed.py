@@ -209,6 +209,8 @@ def test_only_the_convolutions_onednn_gets_wrong_keep_nchw_and_they_compute_the_
     assert wide.weight.stride() == (16, 1, 16, 16) and not wide._forward_pre_hooks  # 16 channels: NHWC
     assert net.layers[1][0].conv1.weight.is_contiguous(memory_format=torch.channels_last)  # 3x3: NHWC
     assert keep_nchw_where_onednn_fails(SmallCNN(1, 3)) == 0
+    to_channels_last(net, "cpu")  # moved again (a resumed or re-prepared model): still one hook
+    assert len(narrow._forward_pre_hooks) == 1
     x = torch.randn(6, 1, 12, 12)
     out, ref = net(x.contiguous(memory_format=torch.channels_last)), plain(x)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)

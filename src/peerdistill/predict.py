@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.image_io import IMAGE_SUFFIXES
+from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file
 from .engine.evaluate import windowed
@@ -154,7 +154,7 @@ def _check_out(out: Path, dense: bool, inputs: list[str], pictures: bool = False
     if not dense and (here in given or (here.parent in given and here.suffix.lower() in IMAGE_SUFFIXES)):
         # an image named inside a folder of inputs is an input too (or would become one)
         raise ConfigError(f"--out '{out}' is one of the inputs: write the predictions elsewhere, to a .csv file")
-    if dense and any(g == here or (g.parent == here and g.suffix.lower() in IMAGE_SUFFIXES) for g in given):
+    if dense and any(g == here or (g.parent == here and is_image_file(g)) for g in given):
         # among the images: over their true masks
         raise ConfigError(f"{option} '{out}' is a folder of inputs: {what} written there could replace files beside "
                           f"them (their true masks); write the {what if pictures else 'predictions'} to another "

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data.image_io import IMAGE_SUFFIXES, image_files, read_image, resized_planes, size_and_colour
+from .data.image_io import LOOKED_FOR, image_files, image_id, read_image, resized_planes, size_and_colour
 from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning
@@ -37,7 +37,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
         if path.is_dir():
             files = image_files(path)
             if not files:
-                raise DataError(f"'{path}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) directly inside: "
+                raise DataError(f"'{path}' holds no images ({LOOKED_FOR}) directly inside: "
                                 "predict reads the images in a folder, not in its subfolders (give those)")
         elif path.suffix == ".npz":
             for i, a in enumerate(_npz_images(path)):
@@ -54,7 +54,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             raise DataError(f"input '{path}' does not exist")
         for f in files:
             names.append(str(f))
-            stems.append(f.stem)
+            stems.append(image_id(f))
             (height, width), colour = size_and_colour(f)
             sizes.append((height, width))
             if colour != (channels == 3) and not (trained_on_grey and not colour):

@@ -24,8 +24,8 @@ import torch
 
 from ..errors import DataError, PeerdistillWarning
 from .image_files import _portable
-from .image_io import (IMAGE_SUFFIXES, binarized, check_same_size, image_files, image_size, read_image,
-                       read_mask_values)
+from .image_io import (IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id, image_size,
+                       read_image, read_mask_values)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -193,13 +193,14 @@ def _image_dims(entry: dict, where: str) -> tuple[float, float]:
 
 
 def _by_stem(folder: Path, what: str = "images") -> dict[str, Path]:
-    """The image files of ``folder`` by file stem (their id); two files of one stem refused."""
+    """The image files of ``folder`` by id (``image_id``: the file stem); two files of one id refused."""
     found: dict[str, Path] = {}
     for p in image_files(folder):
-        if p.stem in found:
-            raise DataError(f"'{found[p.stem].name}' and '{p.name}' in '{folder}' share the id '{p.stem}': keep one "
+        key = image_id(p)
+        if key in found:
+            raise DataError(f"'{found[key].name}' and '{p.name}' in '{folder}' share the id '{key}': keep one "
                             f"file per id among the {what}")
-        found[p.stem] = p
+        found[key] = p
     return found
 
 
@@ -344,7 +345,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     ids = sorted(k for k in data if k in files)
     if not ids:
         raise DataError(f"no entry of {source} has an image in '{images_dir}' "
-                        f"(looked for <id> with a suffix of {sorted(IMAGE_SUFFIXES)})")
+                        f"(looked for <id> with a suffix of {sorted(IMAGE_SUFFIXES)}, or a DICOM file named <id>)")
     rows, labels = [], []
     bad = _BadBoxes(bad_boxes, source)
     for key in ids:
@@ -410,7 +411,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
         raise DataError(f"image and mask names do not pair up: images without a mask {lone_images[:5]}, "
                         f"masks without an image {lone_masks[:5]} (matched by file stem)")
     if not images:
-        raise DataError(f"no images found in '{images_dir}' (looked for {sorted(IMAGE_SUFFIXES)})")
+        raise DataError(f"no images found in '{images_dir}' (looked for {LOOKED_FOR})")
     ids = sorted(images)
     for key in ids:
         check_same_size(images[key], masks[key], "its mask")

@@ -22,8 +22,16 @@ DICOM_SUFFIXES = {".dcm", ".dicom"}
 GREY_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2")
 
 
-def is_dicom(path: Path) -> bool:
-    return Path(path).suffix.lower() in DICOM_SUFFIXES
+def has_dicom_marker(path: Path) -> bool:
+    """Whether the file is a DICOM file by its content: 'DICM' after the 128-byte preamble, as
+    every DICOM Part 10 file begins, whatever its name (PACS exports are often named by number
+    or by UID, without a suffix)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def _read(path: Path, pixels: bool):

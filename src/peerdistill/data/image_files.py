@@ -146,7 +146,7 @@ def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list
         found = (f"'{folder}' holds {len(loose)} images directly but no class folders" if loose
                  else f"no images under '{folder}'")
         raise DataError(f"{found}: expected one folder per class holding PNG/JPEG/TIFF or DICOM files "
-                        f"('{folder}/CLASS/*.png'; DICOM files need the .dcm suffix)")
+                        f"('{folder}/CLASS/*.png')")
     return files, labels
 
 

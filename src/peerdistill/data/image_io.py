@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom, read_dicom
+from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, has_dicom_marker, read_dicom
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", *DICOM_SUFFIXES}
+PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
+IMAGE_SUFFIXES = {*PILLOW_SUFFIXES, *DICOM_SUFFIXES}
+LOOKED_FOR = f"{', '.join(sorted(IMAGE_SUFFIXES))} files, and DICOM files of any name"  # for messages
 IGNORE = 255  # the mask label of pixels that count nowhere
 _ORIENTATION = 0x0112  # the EXIF tag
 # Modes whose values are the labels themselves (colour masks are reduced to one value per pixel).
@@ -21,11 +23,30 @@ _LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
 _READ_ERRORS = (OSError, ValueError)  # Pillow's UnidentifiedImageError is an OSError
 
 
-def image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
-    """The image files directly in ``folder``, sorted; hidden files left out (macOS writes
-    ``._name.png`` beside every file it copies to some disks)."""
+def is_dicom(path: Path) -> bool:
+    """A ``.dcm`` or ``.dicom`` file, or one of another name (not a Pillow image's) that begins as
+    DICOM files do."""
+    suffix = Path(path).suffix.lower()
+    return suffix in DICOM_SUFFIXES or (suffix not in PILLOW_SUFFIXES and has_dicom_marker(path))
+
+
+def is_image_file(path: Path) -> bool:
+    return Path(path).suffix.lower() in PILLOW_SUFFIXES or is_dicom(path)
+
+
+def image_id(path: Path) -> str:
+    """What an image is known by (its mask and its boxes name it so): its name less an image
+    suffix; a DICOM file named by UID or number ('1.2.840.113619.2.5') keeps its whole name."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted: by suffix, and DICOM files by content
+    whatever their name; hidden files left out (macOS writes ``._name.png`` beside every file it
+    copies to some disks)."""
     return sorted(p for p in Path(folder).iterdir()
-                  if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+                  if not p.name.startswith(".") and p.is_file() and is_image_file(p))
 
 
 @contextlib.contextmanager
@@ -48,8 +69,8 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
             yield ImageOps.exif_transpose(im) if turned else im
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
-                        "16-bit, and one-channel float; DICOM is read as .dcm; convert other files, e.g. colour "
-                        "float TIFFs, to one of these)") from None
+                        "16-bit, and one-channel float; DICOM is read by its .dcm suffix or its 'DICM' header; "
+                        "convert other files, e.g. colour float TIFFs, to one of these)") from None
 
 
 def _is_stack(im) -> bool:

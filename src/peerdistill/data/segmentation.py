@@ -10,8 +10,8 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
-from .image_io import (IGNORE, IMAGE_SUFFIXES, binarized, check_same_size, class_labels, image_files, image_size,
-                       read_image, read_mask, read_mask_values)
+from .image_io import (IGNORE, LOOKED_FOR, binarized, check_same_size, class_labels, image_files, image_id,
+                       image_size, read_image, read_mask, read_mask_values)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
 from .synthetic import make_shapes
@@ -214,7 +214,7 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
             f"masks without an image {unmatched_masks[:5]} (names are matched by {spec.pattern or 'file stem'})"
         )
     if not images:
-        raise DataError(f"no images found in '{image_dir}' (looked for {sorted(IMAGE_SUFFIXES)})")
+        raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")
     keys = sorted(images)
     for key in keys:
         check_same_size(images[key], masks[key], "its mask")
@@ -273,7 +273,7 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
                 continue
             key = match.group(1) if match.groups() else match.group(0)
         else:
-            key = p.stem
+            key = image_id(p)
         if key in out:
             raise DataError(f"two files in '{folder}' share the id '{key}': {out[key].name} and {p.name}")
         out[key] = p

@@ -124,7 +124,9 @@ def keep_nchw_where_onednn_fails(module: nn.Module) -> int:
             # clone, not .contiguous(): a 1x1 weight in NHWC already counts as contiguous, and
             # its strides would still pick the channels-last kernel
             m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
-            m.register_forward_pre_hook(_nchw_input)
+            if not getattr(m, "_keeps_nchw_input", False):  # a model moved twice gets one hook
+                m.register_forward_pre_hook(_nchw_input)
+                m._keeps_nchw_input = True
             kept += 1
     return kept
 

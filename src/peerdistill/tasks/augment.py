@@ -124,9 +124,10 @@ class Augmentation:
             return x, masks
         side = min(x.shape[-2:]) - 1
         moves = ((2 * unit - 1) * self.range_of(ELASTIC) * side).to(x.device, torch.float32)[moved]
-        x = x.index_copy(0, moved, warp_images(x[moved], moves))
+        grid = _sampling_grid(moves, x.shape[-2:])  # masks share their images' size: one grid for both
+        x = x.index_copy(0, moved, _read_images_at(x[moved], grid))
         if masks is not None:
-            masks = masks.index_copy(0, moved, warp_masks(masks[moved], moves))
+            masks = masks.index_copy(0, moved, _read_masks_at(masks[moved], grid))
         return x, masks
 
     def _intensity(self, name: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -203,14 +204,20 @@ def _sampling_grid(moves: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def warp_images(x: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
     """Warp images [B, C, H, W] by the control points' moves [B, 2, P, P] (bilinear); what comes
     in from outside takes each channel's minimum."""
-    grid = _sampling_grid(moves, x.shape[-2:])
-    return _filled_with_minimum(x, lambda t: F.grid_sample(t, grid, mode="bilinear", align_corners=True))
+    return _read_images_at(x, _sampling_grid(moves, x.shape[-2:]))
 
 
 def warp_masks(masks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
     """Warp label maps [B, H, W] as ``warp_images`` warps their images (nearest label); what comes
     in from outside is IGNORE."""
-    grid = _sampling_grid(moves, masks.shape[-2:])
+    return _read_masks_at(masks, _sampling_grid(moves, masks.shape[-2:]))
+
+
+def _read_images_at(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    return _filled_with_minimum(x, lambda t: F.grid_sample(t, grid, mode="bilinear", align_corners=True))
+
+
+def _read_masks_at(masks: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return _filled_with_ignore(masks, lambda t: F.grid_sample(t, grid, mode="nearest", align_corners=True))
 
 
