@@ -85,3 +85,52 @@ def test_a_runs_hd95_is_in_its_datas_unit_and_eval_can_score_it_in_pixels(tmp_pa
     assert main(["eval", str(run), "data.pixel_spacing=null", "--json"]) == 0
     in_pixels = json.loads(capsys.readouterr().out)["student1"]["hd95"]
     assert in_pixels is not None and in_mm == pytest.approx(0.25 * in_pixels, rel=1e-6)
+
+
+def write_dicom_pairs(root, spacings, size=(12, 10)):
+    from .test_dicom import write_dicom
+
+    for d in ("images", "masks"):
+        (root / d).mkdir(parents=True)
+    for i, spacing in enumerate(spacings):
+        mask = np.zeros(size, np.uint8)
+        mask[3:8, 2:7] = 255
+        elements = {} if spacing is None else {"PixelSpacing": spacing}
+        write_dicom(root / "images" / f"IM{i:04d}", np.where(mask > 0, 3000, 500).astype(np.uint16), **elements)
+        Image.fromarray(mask).save(root / "masks" / f"IM{i:04d}.png")
+
+
+def test_dicom_images_give_their_own_pixel_spacing(tmp_path):
+    write_dicom_pairs(tmp_path / "d", [[0.7, 0.5]] * 8)
+    spec = dict(kind="folders", root=str(tmp_path / "d"), binary_masks=True, grey=True)
+    assert build_data(DataSpec(**spec)).info["pixel_spacing"] == pytest.approx([0.7, 0.5])
+    # 12 x 10 resized to 6 x 5: each seen pixel spans two stored ones
+    assert build_data(DataSpec(**spec, image_size=[6, 5])).info["pixel_spacing"] == pytest.approx([1.4, 1.0])
+    # data.pixel_spacing states the size instead ([1, 1]: in pixels)
+    assert build_data(DataSpec(**spec, pixel_spacing=[1, 1])).info["pixel_spacing"] == [1, 1]
+
+
+def test_dicom_spacings_that_differ_or_are_missing_leave_hd95_in_pixels_and_say_why(tmp_path):
+    spec = dict(kind="folders", binary_masks=True, grey=True)
+    write_dicom_pairs(tmp_path / "differ", [[0.7, 0.5]] * 4 + [[0.8, 0.5]] * 4)
+    with pytest.warns(UserWarning, match=r"HD95 is in pixels: .*PixelSpacing differ \(rows 0.7 to 0.8, columns 0.5 "
+                                         r"to 0.5 mm"):
+        assert build_data(DataSpec(**spec, root=str(tmp_path / "differ"))).info["pixel_spacing"] is None
+    write_dicom_pairs(tmp_path / "missing", [[0.7, 0.5]] * 7 + [None])
+    with pytest.warns(UserWarning, match=r"DICOM image '.*IM0007' gives no PixelSpacing; give data.pixel_spacing"):
+        assert build_data(DataSpec(**spec, root=str(tmp_path / "missing"))).info["pixel_spacing"] is None
+    write_dicom_pairs(tmp_path / "bad", [[0.7, 0.5]] * 7 + [[0.0, 0.5]])
+    with pytest.raises(DataError, match=r"IM0007' gives PixelSpacing .*not two sizes above 0"):
+        build_data(DataSpec(**spec, root=str(tmp_path / "bad")))
+
+
+def test_dicom_images_of_several_sizes_agree_once_resized(tmp_path):
+    """Two sizes covering one field of view: as the models see them, one spacing."""
+    write_dicom_pairs(tmp_path / "d", [[0.5, 0.5]] * 4)
+    more = tmp_path / "more"
+    write_dicom_pairs(more, [[0.25, 0.25]] * 4, size=(24, 20))
+    for d in ("images", "masks"):
+        for f in (more / d).iterdir():
+            f.rename(tmp_path / "d" / d / f"fine_{f.name}")
+    spec = DataSpec(kind="folders", root=str(tmp_path / "d"), binary_masks=True, grey=True, image_size=[12, 10])
+    assert build_data(spec).info["pixel_spacing"] == pytest.approx([0.5, 0.5])

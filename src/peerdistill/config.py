@@ -296,7 +296,8 @@ class DataSpec(_Strict):
     pixel_spacing: list[Annotated[float, Field(gt=0)]] | None = Field(
         default=None, min_length=2, max_length=2,
         description="[rows, columns]: the size of a pixel of the image files (e.g. millimetres), so that HD95 is "
-                    "in that unit (resized with data.image_size); default: in pixels")
+                    "in that unit (resized with data.image_size); default: DICOM images' own PixelSpacing when "
+                    "they all agree, else pixels")
     grey: bool = Field(default=False, description="read images as one grey channel")
     dicom_window: tuple[float, Annotated[float, Field(gt=1)]] | None = Field(
         default=None, description="[center, width] for DICOM files, in their values after rescaling (CT: "

@@ -61,6 +61,23 @@ def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
     return (int(ds.Rows), int(ds.Columns)), ds.PhotometricInterpretation not in GREY_INTERPRETATIONS
 
 
+def dicom_pixel_spacing(path: Path) -> tuple[float, float] | None:
+    """The file's PixelSpacing (rows, columns: the distance between adjacent rows, then columns,
+    in millimetres in the patient), or None where the header gives none. ImagerPixelSpacing, at
+    the detector of a projection image, is not read: it is not a size in the patient."""
+    value = _read(path, pixels=False).get("PixelSpacing")
+    if value in (None, ""):
+        return None
+    try:
+        rows, columns = (float(v) for v in value)
+    except (TypeError, ValueError):
+        rows = columns = float("nan")
+    if not (np.isfinite(rows) and np.isfinite(columns) and rows > 0 and columns > 0):
+        raise DataError(f"DICOM image '{path}' gives PixelSpacing {value!r}, not two sizes above 0: give "
+                        "data.pixel_spacing=[ROWS, COLUMNS] to state the pixel size instead")
+    return rows, columns
+
+
 def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | None = None) -> np.ndarray:
     """[H, W, C] float32 in [0, 1]: one channel with ``grey`` (colour by luminance), else three
     (grey repeated). ``window`` (center, width; ``data.dicom_window``), in the values after the

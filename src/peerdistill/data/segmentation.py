@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import DataError
+from ..errors import DataError, PeerdistillWarning
+from .dicom import dicom_pixel_spacing
 from .image_io import (IGNORE, LOOKED_FOR, binarized, check_same_size, class_labels, image_files, image_id,
-                       image_size, read_image, read_mask, read_mask_values)
+                       image_size, is_dicom, read_image, read_mask, read_mask_values)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
 from .synthetic import make_shapes
@@ -163,13 +165,14 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
 def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
     """The size of a pixel (rows, columns) of the images as the models see them:
     ``data.pixel_spacing`` (the files' own), stretched by the resize to ``data.image_size``,
-    which must then find every file at one size; None without a spacing (distances in pixels)."""
+    which must then find every file at one size; without it, DICOM images' own PixelSpacing
+    (``_dicom_spacing``); else None (distances in pixels)."""
+    files = [path for folder in dict.fromkeys(folders) for path in _by_key(folder / spec.images, spec.pattern).values()]
     if spec.pixel_spacing is None:
-        return None
+        return _dicom_spacing(files, spec.image_size)
     if spec.image_size is None:
         return list(spec.pixel_spacing)
-    sizes = {image_size(path) for folder in dict.fromkeys(folders)
-             for path in _by_key(folder / spec.images, spec.pattern).values()}
+    sizes = {image_size(path) for path in files}
     if len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3])
         raise DataError(f"data.pixel_spacing gives one pixel size, but the images are stored at several sizes (rows x "
@@ -178,6 +181,33 @@ def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
                         "drop data.pixel_spacing (distances then in pixels)")
     (height, width), = sizes
     return [spec.pixel_spacing[0] * height / spec.image_size[0], spec.pixel_spacing[1] * width / spec.image_size[1]]
+
+
+def _dicom_spacing(files: list[Path], resized_to) -> list[float] | None:
+    """The PixelSpacing of a set of DICOM images as the models see them (stretched by the resize
+    to ``resized_to``), when every file gives one and they agree (to 0.1 %); else None, with a
+    warning that says why HD95 stays in pixels. None for other files."""
+    if not files or not all(is_dicom(path) for path in files):
+        return None
+    seen = {}
+    for path in files:
+        given = dicom_pixel_spacing(path)
+        if given is None:
+            warnings.warn(f"HD95 is in pixels: DICOM image '{path}' gives no PixelSpacing; give "
+                          "data.pixel_spacing=[ROWS, COLUMNS] to measure in millimetres", PeerdistillWarning, stacklevel=2)
+            return None
+        height, width = image_size(path)
+        seen[path] = ((given[0] * height / resized_to[0], given[1] * width / resized_to[1]) if resized_to
+                      else given)
+    spacings = np.array(list(seen.values()))
+    if not np.allclose(spacings, spacings[0], rtol=1e-3, atol=0):
+        low, high = spacings.min(0), spacings.max(0)
+        warnings.warn(f"HD95 is in pixels: the DICOM images' PixelSpacing differ (rows {low[0]:.4g} to {high[0]:.4g}, "
+                      f"columns {low[1]:.4g} to {high[1]:.4g} mm, as the models see them) and one run scores in one "
+                      "unit; resample the images to one spacing for HD95 in millimetres", PeerdistillWarning,
+                      stacklevel=2)
+        return None
+    return [float(spacings[0, 0]), float(spacings[0, 1])]
 
 
 def _cut(part, fraction: float, rng: np.random.Generator):
