@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -234,3 +235,58 @@ def test_students_in_different_modes_are_refused():
         group(batch("cnn"))
     group.eval()
     group(batch("cnn"))
+
+
+class Scaled(nn.Module):
+    """Settings kept as plain attributes, outside any submodule: packing must compare them."""
+
+    def __init__(self, act=F.relu, scale=1.0):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 8), nn.Linear(8, 3)
+        self.act, self.scale = act, scale
+        self.norm = functools.partial(F.normalize, dim=1)
+        self.finish = self.identity  # a method of its own
+
+    def identity(self, x):
+        return x
+
+    def forward(self, x):
+        return self.finish(self.norm(self.fc2(self.act(self.fc1(x)))) * self.scale)
+
+
+def test_students_that_differ_in_plain_attributes_are_not_packed():
+    """Each packed student runs the first one's code: a different activation, scale, or
+    TransformerEncoderLayer flag would train the others as another network."""
+    assert fusable([Scaled(), Scaled()]) is None  # partials and own methods alike count as the same
+    assert fusable([Scaled(), Scaled(act=torch.tanh)]) == "model 1 differs from model 0 in attribute 'act'"
+    assert fusable([Scaled(), Scaled(scale=10.0)]) == "model 1 differs from model 0 in attribute 'scale'"
+    odd = Scaled()
+    odd.norm = functools.partial(F.normalize, dim=0)
+    assert "attribute 'norm'" in fusable([Scaled(), odd])
+    layer = dict(d_model=8, nhead=2, dim_feedforward=16, batch_first=True)
+    assert fusable([nn.TransformerEncoderLayer(**layer), nn.TransformerEncoderLayer(**layer)]) is None
+    assert "attribute 'norm_first'" in fusable([nn.TransformerEncoderLayer(**layer),
+                                                nn.TransformerEncoderLayer(**layer, norm_first=True)])
+    assert "attribute 'activation'" in fusable([nn.TransformerEncoderLayer(**layer),
+                                                nn.TransformerEncoderLayer(**layer, activation="gelu")])
+    # the packed and separate outputs of the refused pair do differ: refusing them is needed
+    a, b = Scaled(), Scaled(scale=10.0)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 6)
+    assert not torch.allclose(a(x), b(x))
+
+
+def test_aliased_layers_and_hooks_of_ones_own_are_not_packed():
+    aliased = [Scaled(), Scaled()]
+    for m in aliased:
+        m.head = m.fc2  # one layer under two names: functional_call would leave a vmapped tensor behind
+    assert "under two names" in fusable(aliased)
+    hooked = [Scaled(), Scaled()]
+    hooked[1].fc2.register_forward_hook(lambda _m, _i, out: out * 0)  # would run on the first student only
+    assert fusable(hooked) == "model 1 has a hook on 'fc2' (hooks of one's own are not run per student when packed)"
+    from peerdistill.capture import FeatureRecorder
+
+    recorded = [Scaled(), Scaled()]
+    for m in recorded:  # peerdistill's own feature capture is released before packing: no obstacle
+        FeatureRecorder(m, ["fc1"])
+    assert fusable(recorded) is None

@@ -82,6 +82,19 @@ def test_students_of_different_architectures_fall_back_to_separate_runs(tiny_dat
     assert [names for names, _ in t.groups] == [["student1", "student2"]]  # the CNN runs alone
 
 
+def test_students_differing_in_a_plain_attribute_run_one_by_one_and_the_run_says_why(tiny_data):
+    def odd():
+        model = ResNet(1, 3, blocks=[1, 1], width=4)
+        model.temperature = 2.0  # a setting of the user's own, outside any layer
+        return model
+
+    t = make_trainer(cohort_of([same_resnets(1)[0], odd]), fuse_students=True)
+    with pytest.warns(PeerdistillWarning, match="attribute 'temperature'"):
+        run_steps(t, tiny_data, steps=1)
+    assert t.groups == []
+    assert "attribute 'temperature'" in t.run_info["fused_students_fallback"]["student1"]
+
+
 def test_a_run_records_which_students_were_packed(tmp_path):
     student = {"arch": "cnn", "args": {"width": 4, "depth": 1}}
     tree = {"name": "f", "out_dir": str(tmp_path), "teacher": {"arch": "cnn", "args": {"width": 8}},

@@ -38,6 +38,17 @@ def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     raise ConfigError(f"{owner} has no module at path '{path}'{hint}")
 
 
+def packing_safe(hook):
+    """Marks a hook of peerdistill's own that may stay on a student packed with others
+    (``engine.fused.fusable`` refuses students carrying any other hook)."""
+    hook.packing_safe = True
+    return hook
+
+
+def is_packing_safe(hook) -> bool:
+    return getattr(hook, "packing_safe", False)
+
+
 def first_tensor(output, where: str = "a recorded layer") -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
@@ -73,7 +84,7 @@ class FeatureRecorder:
                 self.features[path] = tensor
                 self._versions[path] = tensor._version
 
-        return hook
+        return packing_safe(hook)  # released before packing: the packed group records the layers itself
 
     def take(self, complete: bool = False) -> dict[str, torch.Tensor]:
         """The features recorded since the last call (a layer run twice gives its last output);

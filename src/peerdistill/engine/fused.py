@@ -14,11 +14,11 @@ It is an execution strategy only, mathematically the same as running the student
   own buffers exactly as when it runs alone);
 - dropout draws a different mask per student (``randomness="different"``).
 
-Known limits: the students must share class, module structure and settings (``fusable`` says
-why not); code whose Python control flow reads tensor values (``.item()``, ``float(t)``,
+Known limits: the students must share class, module structure, settings and plain attributes
+(every packed student runs the first one's code), reach no layer under two names, and carry no
+hooks of the user's own (``fusable`` says why not); code whose Python control flow reads tensor values (``.item()``, ``float(t)``,
 data-dependent ``if``) cannot run under vmap; BatchNorm with ``momentum=None`` (cumulative
-average) is one such case and is refused; hooks registered elsewhere on the students'
-submodules are not supported (see ``StudentGroup``); SyncBatchNorm is refused. The random numbers
+average) is one such case and is refused; SyncBatchNorm is refused. The random numbers
 drawn under vmap differ from those of separate runs, so dropout models are equivalent in
 distribution, not bit for bit. Under autocast, vmap would skip autocast's casts; ``_AutocastOps``
 restores them for convolutions, linear layers, attention and batch/instance norm; other ops on
@@ -33,6 +33,8 @@ is meant for GPUs, where K small students leave most of the device idle.
 from __future__ import annotations
 
 import contextlib
+import functools
+import types
 from collections.abc import Sequence
 
 import torch
@@ -43,7 +45,7 @@ from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map  # the pytree vmap itself uses for inputs and outputs
 
-from ..capture import find_module, first_tensor
+from ..capture import find_module, first_tensor, is_packing_safe
 from ..errors import ConfigError
 
 
@@ -89,6 +91,71 @@ def _layout(module: nn.Module) -> list:
             + [(name, tuple(t.shape), t.dtype, t.device) for name, t in tensors])
 
 
+# Every packed student runs the template's code, so whatever a module keeps besides its tensors
+# and submodules (an activation function, a scale, a flag such as TransformerEncoderLayer's
+# norm_first, a DropPath rate) must be the same in each; nn.Module's own bookkeeping is not.
+_BOOKKEEPING = frozenset(vars(nn.Module()))
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _differing_attribute(first: nn.Module, other: nn.Module) -> str | None:
+    """The dotted name of the first plain attribute in which ``other`` differs from ``first``
+    (module by module, in the same order: ``_layout`` matched their structure)."""
+    for (path, a), (_, b) in zip(first.named_modules(), other.named_modules()):
+        keys = (vars(a).keys() | vars(b).keys()) - _BOOKKEEPING
+        for key in sorted(keys):
+            if key not in vars(a) or key not in vars(b) or not _same(vars(a)[key], vars(b)[key], a, b):
+                return f"{path}.{key}" if path else key
+    return None
+
+
+def _same(x, y, owner_x: nn.Module, owner_y: nn.Module) -> bool:
+    """Whether two attribute values would make the template's code do the same; a module's own
+    parameter or buffer (as LSTM's ``_flat_weights`` lists them) counts by its name."""
+    if x is y:
+        return True
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, torch.Tensor):
+        own_x, own_y = _own_name(x, owner_x), _own_name(y, owner_y)
+        if own_x is not None or own_y is not None:
+            return own_x == own_y
+        return x.shape == y.shape and x.dtype == y.dtype and bool(torch.equal(x.cpu(), y.cpu()))
+    if isinstance(x, (tuple, list)):
+        return len(x) == len(y) and all(_same(a, b, owner_x, owner_y) for a, b in zip(x, y))
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k], owner_x, owner_y) for k in x)
+    if isinstance(x, functools.partial):  # a layer factory, say: the same function with the same arguments
+        return x.func is y.func and _same(x.args, y.args, owner_x, owner_y) and _same(x.keywords, y.keywords,
+                                                                                  owner_x, owner_y)
+    if isinstance(x, types.MethodType):  # a method of the module itself (self.act = self._gelu)
+        return x.__func__ is y.__func__ and x.__self__ is owner_x and y.__self__ is owner_y
+    if type(x).__eq__ is object.__eq__:  # no value to compare (a function, a closure): only itself
+        return False
+    try:
+        return bool(x == y)
+    except Exception:  # noqa: BLE001 - an __eq__ that gives no truth value (arrays): not the same
+        return False
+
+
+def _own_name(t: torch.Tensor, module: nn.Module) -> str | None:
+    for kind in ("_parameters", "_buffers"):
+        for name, own in vars(module)[kind].items():
+            if own is t:
+                return f"{kind}.{name}"
+    return None
+
+
+def _foreign_hook(module: nn.Module) -> str | None:
+    """The dotted name of a submodule carrying a hook that peerdistill did not put there for
+    packing (a user's hook would run only on the template, with every student's tensors)."""
+    for path, sub in module.named_modules():
+        for kind in _HOOKS:
+            if any(not is_packing_safe(h) for h in getattr(sub, kind, {}).values()):
+                return path or "the model itself"
+    return None
+
+
 def _kind(module: nn.Module) -> type:
     """A module's class; for one under ``torch.nn.utils.parametrize`` (weight_norm,
     spectral_norm), which gets a class of its own per instance, the class it was made from."""
@@ -106,7 +173,16 @@ def fusable(modules: Sequence[nn.Module]) -> str | None:
         if _layout(m) != _layout(first):
             return (f"model {i} differs from model 0 in its submodules' settings or its parameters' "
                     "or buffers' names, shapes, dtypes or devices")
+        attribute = _differing_attribute(first, m)
+        if attribute is not None:
+            return f"model {i} differs from model 0 in attribute '{attribute}'"
     for i, m in enumerate(modules):
+        if len(list(m.named_modules(remove_duplicate=False))) != len(list(m.named_modules())) or \
+                len(list(m.named_parameters(remove_duplicate=False))) != len(list(m.named_parameters())):
+            return f"model {i} reaches a layer or parameter under two names (an alias, or a layer shared)"
+        hooked = _foreign_hook(m)
+        if hooked is not None:
+            return f"model {i} has a hook on '{hooked}' (hooks of one's own are not run per student when packed)"
         params = list(m.parameters())
         if not params:
             return f"model {i} has no parameters"

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..capture import packing_safe
 from ..config import TrainSpec
 from ..errors import ConfigError
 
@@ -131,6 +132,7 @@ def keep_nchw_where_onednn_fails(module: nn.Module) -> int:
     return kept
 
 
+@packing_safe  # on the template of a packed group it makes the batched input contiguous, as wanted
 def _nchw_input(_module: nn.Module, args: tuple) -> tuple:
     return (args[0].contiguous(), *args[1:])
 
