@@ -227,8 +227,10 @@ def test_a_malformed_header_is_named(tmp_path, grey12):
     assert "pylibjpeg" not in str(caught.value)
 
 
-def test_dicom_files_of_any_name_are_found_by_their_header(tmp_path, grey12):
-    """PACS exports are often named by number or by UID, without a suffix: read by content."""
+def test_dicom_images_named_as_exports_name_them_are_found_by_their_header(tmp_path, grey12, monkeypatch):
+    """PACS and scanner exports name images by number or UID without a suffix, or .IMA: read by
+    content; the DICOMDIR index and objects without pixels beside them are not images."""
+    import peerdistill.data.image_io as image_io
     from peerdistill.data.image_io import image_files, image_id
 
     folder = tmp_path / "study"
@@ -236,14 +238,25 @@ def test_dicom_files_of_any_name_are_found_by_their_header(tmp_path, grey12):
     uid = "1.2.826.0.1.3680043.8.498.17"
     write_dicom(folder / "IM000001", grey12)
     write_dicom(folder / uid, grey12)
-    (folder / "DICOMDIR-notes").write_bytes(b"x" * 200)  # long enough to have bytes 128..132, no marker
+    write_dicom(folder / "IM000002.IMA", grey12)
+    meta = FileMetaDataset()  # the export's index: a DICOM file without pixels
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.1.3.10", generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    index = Dataset()
+    index.file_meta, index.FileSetID = meta, "EXPORT"
+    index.save_as(folder / "DICOMDIR", enforce_file_format=True)
     (folder / "README").write_text("not an image")
     (folder / "tiny").write_bytes(b"DICM")  # too short for a preamble
-    assert [p.name for p in image_files(folder)] == [uid, "IM000001"]
+    (folder / "notes.json").write_bytes(grey12.tobytes())
+    opened = []
+    content = image_io.is_dicom_image_by_content
+    monkeypatch.setattr(image_io, "is_dicom_image_by_content", lambda p: opened.append(p.name) or content(p))
+    assert [p.name for p in image_files(folder)] == [uid, "IM000001", "IM000002.IMA"]
+    assert "notes.json" not in opened  # files of other suffixes are not opened to list a folder
     assert read_image(folder / uid, grey=True).shape == (12, 10, 1)
     assert image_id(folder / uid) == uid  # the whole UID, not '1.2.826.0.1.3680043.8.498'
-    assert (image_id(Path("x.dcm")), image_id(Path("case_3.png")), image_id(Path("IM000001"))) == \
-        ("x", "case_3", "IM000001")
+    assert [image_id(Path(n)) for n in ("x.dcm", "case_3.png", "IM000001", "IM000002.IMA", "scan.webp")] == \
+        ["x", "case_3", "IM000001", "IM000002", "scan"]
     with pytest.raises(DataError, match="README"):
         read_image(folder / "README")
 
@@ -263,3 +276,15 @@ def test_uid_named_dicom_images_pair_with_their_png_masks(tmp_path):
     assert sorted(files) == sorted(uids)  # six distinct ids, each image with its own mask
     x, y = data.train.x, data.train.y
     assert ((x[:, 0] > x[:, 0].mean()) == (y == 1)).all()  # bright where the mask marks the object
+
+
+def test_uid_named_inputs_keep_their_whole_names_in_predict_and_in_box_ids(tmp_path, grey12):
+    from peerdistill.data.detection import _by_stem
+    from peerdistill.predict_inputs import read_inputs
+
+    uids = ["1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"]
+    for uid in uids:
+        write_dicom(tmp_path / uid, grey12)
+    read = read_inputs([str(tmp_path)], channels=1, size=(12, 10))
+    assert read.stems == uids  # each prediction file is named after its own image
+    assert sorted(_by_stem(tmp_path)) == uids

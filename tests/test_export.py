@@ -496,3 +496,25 @@ def test_grey_inputs_of_a_model_that_learnt_grey_files_in_colour_are_no_news(tmp
         **record["data_info"], "grey_read_as_colour": False}}))  # a model of colour images: said
     assert main(["predict", str(tmp_path / "g"), one, "--out", str(tmp_path / "p.csv")]) == 0
     assert "1 of 1 inputs are grey images read as colour" in " ".join(capsys.readouterr().err.split())
+
+
+class _Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        z = self.fc(x)
+        if z.mean() > 0:  # a branch on a tensor's value: no graph can hold it
+            return z
+        return -z
+
+
+def test_models_onnx_cannot_hold_are_named_with_the_fix(tmp_path):
+    from peerdistill.export import ExportError, to_onnx
+
+    with pytest.raises(ExportError, match="torch.jit.script module, which torch.export cannot trace: train the "
+                                          "plain nn.Module, or export --format safetensors"):
+        to_onnx(torch.jit.script(nn.Sequential(nn.Linear(4, 2))), torch.randn(2, 4), tmp_path / "s.onnx", False)
+    with pytest.raises(ExportError, match=r"branches on a tensor's value.*torch.where or torch.cond"):
+        to_onnx(_Branchy(), torch.randn(2, 4), tmp_path / "b.onnx", False)

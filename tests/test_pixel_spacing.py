@@ -100,28 +100,31 @@ def write_dicom_pairs(root, spacings, size=(12, 10)):
         Image.fromarray(mask).save(root / "masks" / f"IM{i:04d}.png")
 
 
-def test_dicom_images_give_their_own_pixel_spacing(tmp_path):
+def test_dicom_images_give_their_own_pixel_spacing_when_asked(tmp_path):
     write_dicom_pairs(tmp_path / "d", [[0.7, 0.5]] * 8)
     spec = dict(kind="folders", root=str(tmp_path / "d"), binary_masks=True, grey=True)
-    assert build_data(DataSpec(**spec)).info["pixel_spacing"] == pytest.approx([0.7, 0.5])
+    assert build_data(DataSpec(**spec)).info["pixel_spacing"] is None  # by default in pixels, as before
+    assert build_data(DataSpec(**spec, pixel_spacing="dicom")).info["pixel_spacing"] == pytest.approx([0.7, 0.5])
     # 12 x 10 resized to 6 x 5: each seen pixel spans two stored ones
-    assert build_data(DataSpec(**spec, image_size=[6, 5])).info["pixel_spacing"] == pytest.approx([1.4, 1.0])
-    # data.pixel_spacing states the size instead ([1, 1]: in pixels)
-    assert build_data(DataSpec(**spec, pixel_spacing=[1, 1])).info["pixel_spacing"] == [1, 1]
+    resized = build_data(DataSpec(**spec, pixel_spacing="dicom", image_size=[6, 5])).info["pixel_spacing"]
+    assert resized == pytest.approx([1.4, 1.0])
 
 
-def test_dicom_spacings_that_differ_or_are_missing_leave_hd95_in_pixels_and_say_why(tmp_path):
-    spec = dict(kind="folders", binary_masks=True, grey=True)
+def test_dicom_spacings_that_differ_or_are_missing_are_refused_with_the_way_out(tmp_path):
+    spec = dict(kind="folders", binary_masks=True, grey=True, pixel_spacing="dicom")
     write_dicom_pairs(tmp_path / "differ", [[0.7, 0.5]] * 4 + [[0.8, 0.5]] * 4)
-    with pytest.warns(UserWarning, match=r"HD95 is in pixels: .*PixelSpacing differ \(rows 0.7 to 0.8, columns 0.5 "
-                                         r"to 0.5 mm"):
-        assert build_data(DataSpec(**spec, root=str(tmp_path / "differ"))).info["pixel_spacing"] is None
+    with pytest.raises(DataError, match=r"spacings differ as the models see them: 'IM0000' 0.7 x 0.5 mm, 'IM0004' "
+                                        r"0.8 x 0.5 mm \(4 of 8 differ from the first\).*resample"):
+        build_data(DataSpec(**spec, root=str(tmp_path / "differ")))
     write_dicom_pairs(tmp_path / "missing", [[0.7, 0.5]] * 7 + [None])
-    with pytest.warns(UserWarning, match=r"DICOM image '.*IM0007' gives no PixelSpacing; give data.pixel_spacing"):
-        assert build_data(DataSpec(**spec, root=str(tmp_path / "missing"))).info["pixel_spacing"] is None
+    with pytest.raises(DataError, match=r"DICOM image '.*IM0007' gives no PixelSpacing: give data.pixel_spacing"):
+        build_data(DataSpec(**spec, root=str(tmp_path / "missing")))
     write_dicom_pairs(tmp_path / "bad", [[0.7, 0.5]] * 7 + [[0.0, 0.5]])
     with pytest.raises(DataError, match=r"IM0007' gives PixelSpacing .*not two sizes above 0"):
         build_data(DataSpec(**spec, root=str(tmp_path / "bad")))
+    write_pairs(tmp_path / "png", [(12, 10)] * 8)
+    with pytest.raises(DataError, match=r"'.*0.png' is not a DICOM file: give data.pixel_spacing=\[ROWS, COLUMNS\]"):
+        build_data(DataSpec(**spec, root=str(tmp_path / "png")))
 
 
 def test_dicom_images_of_several_sizes_agree_once_resized(tmp_path):
@@ -132,5 +135,6 @@ def test_dicom_images_of_several_sizes_agree_once_resized(tmp_path):
     for d in ("images", "masks"):
         for f in (more / d).iterdir():
             f.rename(tmp_path / "d" / d / f"fine_{f.name}")
-    spec = DataSpec(kind="folders", root=str(tmp_path / "d"), binary_masks=True, grey=True, image_size=[12, 10])
+    spec = DataSpec(kind="folders", root=str(tmp_path / "d"), binary_masks=True, grey=True, image_size=[12, 10],
+                    pixel_spacing="dicom")
     assert build_data(spec).info["pixel_spacing"] == pytest.approx([0.5, 0.5])

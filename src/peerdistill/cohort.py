@@ -69,8 +69,9 @@ class Cohort:
             raise ConfigError("a cohort needs at least one student")
         self._check_nothing_shared()
         for m in self.members:
-            if m.frozen:
-                m.module.requires_grad_(False)
+            if m.frozen:  # parameter by parameter: a torch.jit.script model refuses requires_grad_ on itself
+                for p in m.module.parameters():
+                    p.requires_grad_(False)
         self._recorders: dict[str, FeatureRecorder] = {}
 
     def _check_nothing_shared(self) -> None:
@@ -103,9 +104,17 @@ class Cohort:
         layers = feature_layers or {}
         members = [Member("teacher", teacher, "teacher", frozen_teacher)] if teacher is not None else []
         weights = list(teacher_weights or [1.0] * len(teachers))
+        for what, given, needed in (("student_names", names, students), ("teacher_weights", weights, teachers)):
+            if len(given) != len(needed):
+                raise ConfigError(f"{what} has {len(given)} entries for {len(needed)} "
+                                  f"{what.split('_')[0]}s: give one per {what.split('_')[0]}")
         members += [Member(f"teacher{i + 1}", t, "teacher", frozen_teacher, weight=w)
                     for i, (t, w) in enumerate(zip(teachers, weights, strict=True))]
         members += [Member(n, s, "student") for n, s in zip(names, students, strict=True)]
+        unknown = sorted(set(layers) - {m.name for m in members})
+        if unknown:
+            raise ConfigError(f"feature_layers names {unknown}, not models of this cohort "
+                              f"({', '.join(m.name for m in members)}): key it by model name")
         for m in members:
             m.feature_layer = layers.get(m.name, default_feature_layer(m.module))
         return cls(members)
@@ -220,7 +229,7 @@ class Cohort:
 
 def _collect(out: CohortOutput, m: Member, raw: Any, recorded: dict, clone: bool) -> None:
     keep = (lambda t: t.clone()) if clone else (lambda t: t)
-    if isinstance(raw, dict) and "heads" in raw:  # a HeadedModel
+    if isinstance(unwrap(m.module), HeadedModel):  # peerdistill's own heads (a user's dict may hold "heads")
         out.logits[m.name] = keep(as_logits(raw["logits"], m.name))
         recorded = {**recorded, DEEP_FEATURE: raw["deep_feature"]}
         for layer, logits in raw["heads"].items():
@@ -239,11 +248,13 @@ def _hooked(module: nn.Module) -> nn.Module:
 
 
 def default_feature_layer(module: nn.Module) -> str | None:
-    """Zoo models name their last feature block (class attribute ``feature_layer``)."""
+    """Zoo models name their last feature block (class attribute ``feature_layer``, a module
+    path; a user's layer of that name is a module, not a path, and names nothing)."""
     inner = unwrap(module)
     if isinstance(inner, HeadedModel):
         inner = unwrap(inner.base)
-    return getattr(inner, "feature_layer", None)
+    path = getattr(inner, "feature_layer", None)
+    return path if isinstance(path, str) else None
 
 
 def as_logits(output: Any, name: str) -> torch.Tensor:

@@ -293,11 +293,12 @@ class DataSpec(_Strict):
     image_size: list[Annotated[int, Field(gt=0)]] | None = Field(default=None, min_length=2, max_length=2,
                                                                 description="resize to [H, W]")
     binary_masks: bool = Field(default=False, description="masks are 0/255 (or JPEG-noisy) images: > 127 is class 1")
-    pixel_spacing: list[Annotated[float, Field(gt=0)]] | None = Field(
-        default=None, min_length=2, max_length=2,
+    pixel_spacing: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)] | \
+        Literal["dicom"] | None = Field(
+        default=None,
         description="[rows, columns]: the size of a pixel of the image files (e.g. millimetres), so that HD95 is "
-                    "in that unit (resized with data.image_size); default: DICOM images' own PixelSpacing when "
-                    "they all agree, else pixels")
+                    "in that unit (resized with data.image_size); dicom: every image's own PixelSpacing (all "
+                    "DICOM, one spacing as the models see them); default: in pixels")
     grey: bool = Field(default=False, description="read images as one grey channel")
     dicom_window: tuple[float, Annotated[float, Field(gt=1)]] | None = Field(
         default=None, description="[center, width] for DICOM files, in their values after rescaling (CT: "

@@ -429,6 +429,11 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
     dims = {0: torch.export.Dim("batch", min=1, max=65536)}
     if dense:
         dims.update({2: torch.export.Dim("height", min=8, max=16384), 3: torch.export.Dim("width", min=8, max=16384)})
+    scripted = next((name or "the model" for name, m in module.named_modules() if isinstance(m, torch.jit.ScriptModule)),
+                    None)
+    if scripted is not None:
+        raise ExportError(f"torch could not export this model to ONNX: '{scripted}' is a torch.jit.script module, "
+                          "which torch.export cannot trace: train the plain nn.Module, or export --format safetensors")
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on absent torchvision ops
     try:
@@ -438,7 +443,9 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
     except ImportError as exc:
         raise ConfigError(f"ONNX export needs onnx and onnxscript: pip install 'peerdistill[export]' ({exc})") from None
     except Exception as exc:  # the exporter's own errors name the unsupported operator
-        raise ExportError(f"torch could not export this model to ONNX: {_export_failure(exc)}") from None
+        hint = (" (the model's forward branches on a tensor's value, e.g. `if x.mean() > 0:`, which an exported "
+                "graph cannot hold: write it with torch.where or torch.cond)") if "data-dependent" in str(exc) else ""
+        raise ExportError(f"torch could not export this model to ONNX: {_export_failure(exc)}{hint}") from None
 
 
 def _export_failure(exc: BaseException) -> str:

@@ -24,8 +24,8 @@ import torch
 
 from ..errors import DataError, PeerdistillWarning
 from .image_files import _portable
-from .image_io import (IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id, image_size,
-                       read_image, read_mask_values)
+from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
+                       image_size, read_image, read_mask_values)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -193,7 +193,7 @@ def _image_dims(entry: dict, where: str) -> tuple[float, float]:
 
 
 def _by_stem(folder: Path, what: str = "images") -> dict[str, Path]:
-    """The image files of ``folder`` by id (``image_id``: the file stem); two files of one id refused."""
+    """The image files of ``folder`` by id (``image_id``); two files of one id refused."""
     found: dict[str, Path] = {}
     for p in image_files(folder):
         key = image_id(p)
@@ -409,7 +409,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
     lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if lone_images or lone_masks:
         raise DataError(f"image and mask names do not pair up: images without a mask {lone_images[:5]}, "
-                        f"masks without an image {lone_masks[:5]} (matched by file stem)")
+                        f"masks without an image {lone_masks[:5]} (matched by {ID_RULE})")
     if not images:
         raise DataError(f"no images found in '{images_dir}' (looked for {LOOKED_FOR})")
     ids = sorted(images)

@@ -11,6 +11,8 @@ images (RGB, and YBR, which pydicom turns into RGB) are divided by their largest
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 from pathlib import Path
 
@@ -22,15 +24,32 @@ DICOM_SUFFIXES = {".dcm", ".dicom"}
 GREY_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2")
 
 
-def has_dicom_marker(path: Path) -> bool:
-    """Whether the file is a DICOM file by its content: 'DICM' after the 128-byte preamble, as
-    every DICOM Part 10 file begins, whatever its name (PACS exports are often named by number
-    or by UID, without a suffix)."""
+def is_dicom_image_by_content(path: Path) -> bool:
+    """Whether a file of any name is a DICOM image: 'DICM' after the 128-byte preamble, as every
+    DICOM Part 10 file begins, and a header with rows and columns (the DICOMDIR index, reports
+    and other objects without pixels are left out). Answered once per version of the file:
+    listing, sizing and reading a set ask it of every image."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _dicom_image_at(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _dicom_image_at(path: str, _mtime_ns: int, _size: int) -> bool:
     try:
         with open(path, "rb") as f:
             f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
+            if f.read(4) != b"DICM":
+                return False
+        import pydicom
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+        return ds.get("Rows") not in (None, "") and ds.get("Columns") not in (None, "")
+    except Exception:  # noqa: BLE001 - unreadable, or a header pydicom cannot parse: not an image to list
         return False
 
 
@@ -61,13 +80,15 @@ def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
     return (int(ds.Rows), int(ds.Columns)), ds.PhotometricInterpretation not in GREY_INTERPRETATIONS
 
 
-def dicom_pixel_spacing(path: Path) -> tuple[float, float] | None:
-    """The file's PixelSpacing (rows, columns: the distance between adjacent rows, then columns,
-    in millimetres in the patient), or None where the header gives none. ImagerPixelSpacing, at
-    the detector of a projection image, is not read: it is not a size in the patient."""
-    value = _read(path, pixels=False).get("PixelSpacing")
+def dicom_size_and_spacing(path: Path) -> tuple[tuple[int, int], tuple[float, float] | None]:
+    """(height, width), and the file's PixelSpacing (rows, columns: the distance between adjacent
+    rows, then columns, in millimetres in the patient) or None where the header gives none, from
+    one reading of the header. ImagerPixelSpacing, at the detector of a projection image, is not
+    read: it is not a size in the patient."""
+    ds = _read(path, pixels=False)
+    size, value = (int(ds.Rows), int(ds.Columns)), ds.get("PixelSpacing")
     if value in (None, ""):
-        return None
+        return size, None
     try:
         rows, columns = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -75,7 +96,7 @@ def dicom_pixel_spacing(path: Path) -> tuple[float, float] | None:
     if not (np.isfinite(rows) and np.isfinite(columns) and rows > 0 and columns > 0):
         raise DataError(f"DICOM image '{path}' gives PixelSpacing {value!r}, not two sizes above 0: give "
                         "data.pixel_spacing=[ROWS, COLUMNS] to state the pixel size instead")
-    return rows, columns
+    return size, (rows, columns)
 
 
 def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | None = None) -> np.ndarray:

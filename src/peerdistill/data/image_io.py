@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, has_dicom_marker, read_dicom
+from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom_image_by_content, read_dicom
 
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
 IMAGE_SUFFIXES = {*PILLOW_SUFFIXES, *DICOM_SUFFIXES}
-LOOKED_FOR = f"{', '.join(sorted(IMAGE_SUFFIXES))} files, and DICOM files of any name"  # for messages
+# Names PACS and scanner exports give DICOM images besides .dcm: none (IM000001), a UID whose last
+# part reads as a numeric suffix (1.2.826.0.1.3680043.8.498.17), Siemens' .IMA
+EXPORT_SUFFIX = re.compile(r"^(|\.\d+|\.ima)$", re.IGNORECASE)
+LOOKED_FOR = (f"{', '.join(sorted(IMAGE_SUFFIXES))} files, and DICOM images named without a suffix, by a UID or "
+              ".IMA")  # for messages
 IGNORE = 255  # the mask label of pixels that count nowhere
 _ORIENTATION = 0x0112  # the EXIF tag
 # Modes whose values are the labels themselves (colour masks are reduced to one value per pixel).
@@ -24,21 +29,24 @@ _READ_ERRORS = (OSError, ValueError)  # Pillow's UnidentifiedImageError is an OS
 
 
 def is_dicom(path: Path) -> bool:
-    """A ``.dcm`` or ``.dicom`` file, or one of another name (not a Pillow image's) that begins as
-    DICOM files do."""
+    """A ``.dcm`` or ``.dicom`` file, or a DICOM image named as exports name them (no suffix, a
+    UID, .IMA), found by its content."""
     suffix = Path(path).suffix.lower()
-    return suffix in DICOM_SUFFIXES or (suffix not in PILLOW_SUFFIXES and has_dicom_marker(path))
+    return suffix in DICOM_SUFFIXES or (bool(EXPORT_SUFFIX.match(suffix)) and is_dicom_image_by_content(path))
 
 
 def is_image_file(path: Path) -> bool:
     return Path(path).suffix.lower() in PILLOW_SUFFIXES or is_dicom(path)
 
 
+ID_RULE = "the file name less its suffix; a name ending in a number, as a DICOM UID, whole"  # for messages
+
+
 def image_id(path: Path) -> str:
-    """What an image is known by (its mask and its boxes name it so): its name less an image
-    suffix; a DICOM file named by UID or number ('1.2.840.113619.2.5') keeps its whole name."""
+    """What an image is known by (its mask and its boxes name it so): its name less its suffix;
+    a name whose last part is a number, a DICOM UID ('1.2.840.113619.2.5'), keeps it whole."""
     path = Path(path)
-    return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+    return path.name if path.suffix[1:].isdigit() else path.stem
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import DataError, PeerdistillWarning
-from .dicom import dicom_pixel_spacing
-from .image_io import (IGNORE, LOOKED_FOR, binarized, check_same_size, class_labels, image_files, image_id,
+from ..errors import DataError
+from .dicom import dicom_size_and_spacing
+from .image_io import (ID_RULE, IGNORE, LOOKED_FOR, binarized, check_same_size, class_labels, image_files, image_id,
                        image_size, is_dicom, read_image, read_mask, read_mask_values)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
@@ -165,10 +164,12 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
 def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
     """The size of a pixel (rows, columns) of the images as the models see them:
     ``data.pixel_spacing`` (the files' own), stretched by the resize to ``data.image_size``,
-    which must then find every file at one size; without it, DICOM images' own PixelSpacing
-    (``_dicom_spacing``); else None (distances in pixels)."""
-    files = [path for folder in dict.fromkeys(folders) for path in _by_key(folder / spec.images, spec.pattern).values()]
+    which must then find every file at one size; ``dicom``: the images' own (``_dicom_spacing``);
+    None without a spacing (distances in pixels)."""
     if spec.pixel_spacing is None:
+        return None
+    files = [path for folder in dict.fromkeys(folders) for path in _by_key(folder / spec.images, spec.pattern).values()]
+    if spec.pixel_spacing == "dicom":
         return _dicom_spacing(files, spec.image_size)
     if spec.image_size is None:
         return list(spec.pixel_spacing)
@@ -183,31 +184,34 @@ def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
     return [spec.pixel_spacing[0] * height / spec.image_size[0], spec.pixel_spacing[1] * width / spec.image_size[1]]
 
 
-def _dicom_spacing(files: list[Path], resized_to) -> list[float] | None:
-    """The PixelSpacing of a set of DICOM images as the models see them (stretched by the resize
-    to ``resized_to``), when every file gives one and they agree (to 0.1 %); else None, with a
-    warning that says why HD95 stays in pixels. None for other files."""
-    if not files or not all(is_dicom(path) for path in files):
-        return None
+def _dicom_spacing(files: list[Path], resized_to) -> list[float]:
+    """``data.pixel_spacing: dicom``: the images' own PixelSpacing as the models see them
+    (stretched by the resize to ``resized_to``), which must agree (to 0.1 %): one run scores
+    in one unit."""
     seen = {}
     for path in files:
-        given = dicom_pixel_spacing(path)
+        if not is_dicom(path):
+            raise DataError(f"data.pixel_spacing=dicom reads each image's PixelSpacing, but '{path}' is not a DICOM "
+                            "file: give data.pixel_spacing=[ROWS, COLUMNS] instead")
+        (height, width), given = dicom_size_and_spacing(path)
         if given is None:
-            warnings.warn(f"HD95 is in pixels: DICOM image '{path}' gives no PixelSpacing; give "
-                          "data.pixel_spacing=[ROWS, COLUMNS] to measure in millimetres", PeerdistillWarning, stacklevel=2)
-            return None
-        height, width = image_size(path)
+            raise DataError(f"data.pixel_spacing=dicom, but DICOM image '{path}' gives no PixelSpacing: give "
+                            "data.pixel_spacing=[ROWS, COLUMNS], or drop it (HD95 in pixels)")
         seen[path] = ((given[0] * height / resized_to[0], given[1] * width / resized_to[1]) if resized_to
                       else given)
     spacings = np.array(list(seen.values()))
-    if not np.allclose(spacings, spacings[0], rtol=1e-3, atol=0):
-        low, high = spacings.min(0), spacings.max(0)
-        warnings.warn(f"HD95 is in pixels: the DICOM images' PixelSpacing differ (rows {low[0]:.4g} to {high[0]:.4g}, "
-                      f"columns {low[1]:.4g} to {high[1]:.4g} mm, as the models see them) and one run scores in one "
-                      "unit; resample the images to one spacing for HD95 in millimetres", PeerdistillWarning,
-                      stacklevel=2)
-        return None
+    odd = np.flatnonzero(~np.isclose(spacings, spacings[0], rtol=1e-3, atol=0).all(axis=1))
+    if len(odd):
+        first, other = list(seen)[0], list(seen)[odd[0]]
+        raise DataError(f"data.pixel_spacing=dicom, but the images' spacings differ as the models see them: "
+                        f"'{first.name}' {_mm(spacings[0])}, '{other.name}' {_mm(spacings[odd[0]])} ({len(odd)} of "
+                        f"{len(files)} differ from the first); one run scores HD95 in one unit: resample the images "
+                        "to one spacing, or drop data.pixel_spacing (HD95 in pixels)")
     return [float(spacings[0, 0]), float(spacings[0, 1])]
+
+
+def _mm(spacing) -> str:
+    return f"{spacing[0]:.4g} x {spacing[1]:.4g} mm"
 
 
 def _cut(part, fraction: float, rng: np.random.Generator):
@@ -241,7 +245,7 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
     if unmatched_images or unmatched_masks:
         raise DataError(
             f"image and mask names do not pair up in '{root}': images without a mask {unmatched_images[:5]}, "
-            f"masks without an image {unmatched_masks[:5]} (names are matched by {spec.pattern or 'file stem'})"
+            f"masks without an image {unmatched_masks[:5]} (names are matched by {spec.pattern or ID_RULE})"
         )
     if not images:
         raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")

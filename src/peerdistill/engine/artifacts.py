@@ -151,6 +151,12 @@ def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _batch_counters(module: nn.Module) -> set[str]:
+    return {f"{path}.num_batches_tracked" if path else "num_batches_tracked"
+            for path, sub in module.named_modules()
+            if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.num_batches_tracked is not None}
+
+
 def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> None:
     """Load weights into ``module`` from safetensors or a PyTorch state dict (``state_files``);
     a truncated file or one of another architecture or class count fails with one message
@@ -162,6 +168,10 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
         pass
     own = module.state_dict()
     state = read_state(path, name, set(own))
+    # BatchNorm's batch counter, absent from older PyTorch files and converted weights, is only a
+    # count (torch's own loading fills it in too): the model keeps its own
+    for key in _batch_counters(module) - set(state):
+        state[key] = own[key]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     # A lazy module's tensors (nn.LazyLinear before its first forward) have no shape yet: loading

@@ -20,14 +20,14 @@ STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "modu
 
 def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torch.Tensor]:
     """The tensors of ``path`` by key, whatever its name says it is: a safetensors file, or a
-    PyTorch file (a zip archive, or a pickle of older versions). A prefix every key shares
+    PyTorch file (a zip archive, or a pickle of older versions). In either, a prefix every key shares
     that the model's keys lack (a wrapper's: DataParallel's ``module.``, torch.compile's
     ``_orig_mod.``, a Lightning module's ``model.``) is dropped, matched to ``expected_keys``."""
     with open(path, "rb") as fh:
         head = fh.read(9)
     if _is_safetensors(head):
         try:
-            return load_file(str(path))
+            return _without_common_prefix(load_file(str(path)), expected_keys)
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {exc}. It is truncated or corrupt; "
                                   "use the file a peerdistill run wrote to models/") from None
