@@ -50,8 +50,8 @@ def image_id(path: Path) -> str:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted: by suffix, and DICOM files by content
-    whatever their name; hidden files left out (macOS writes ``._name.png`` beside every file it
+    """The image files directly in ``folder``, sorted: by suffix, and DICOM images named as
+    exports name them by content (``is_dicom``); hidden files left out (macOS writes ``._name.png`` beside every file it
     copies to some disks)."""
     return sorted(p for p in Path(folder).iterdir()
                   if not p.name.startswith(".") and p.is_file() and is_image_file(p))

@@ -16,8 +16,8 @@ It is an execution strategy only, mathematically the same as running the student
 
 Known limits: the students must share class, module structure, settings and plain attributes
 (every packed student runs the first one's code), reach no layer under two names, and carry no
-hooks of the user's own (``fusable`` says why not); code whose Python control flow reads tensor values (``.item()``, ``float(t)``,
-data-dependent ``if``) cannot run under vmap; BatchNorm with ``momentum=None`` (cumulative
+hooks of the user's own (``fusable`` says why not); code whose Python control flow reads tensor
+values (``.item()``, ``float(t)``, data-dependent ``if``) cannot run under vmap; BatchNorm with ``momentum=None`` (cumulative
 average) is one such case and is refused; SyncBatchNorm is refused. The random numbers
 drawn under vmap differ from those of separate runs, so dropout models are equivalent in
 distribution, not bit for bit. Under autocast, vmap would skip autocast's casts; ``_AutocastOps``
