@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from .errors import ConfigError
 
@@ -205,10 +206,5 @@ def _probabilities(out: np.ndarray, output: str, students: int) -> np.ndarray:
         return out
     if output == "student_logits":  # [B, S*C, ...] -> each student's softmax, averaged
         out = out.reshape(out.shape[0], students, out.shape[1] // students, *out.shape[2:])
-        return _softmax(out, axis=2).mean(axis=1)
-    return _softmax(out, axis=1)
-
-
-def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
-    shifted = np.exp(z - z.max(axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
+        return softmax(out, axis=2).mean(axis=1)
+    return softmax(out, axis=1)
