@@ -261,3 +261,19 @@ def test_no_hint_for_an_unknown_option_or_a_key_the_command_does_not_take(argv, 
     with pytest.raises(SystemExit):
         main(argv)
     assert "config keys" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["distill.preset=ml", "distill.cwd_weight=1"],
+     "distill.cwd_weight adds terms from the teacher to each student, which preset 'ml' does not distil"),
+    (["distill.preset=independent", "distill.pair_weight=2"], "distill.pair_weight adds terms from the teacher"),
+    (["distill.preset=custom", "distill.edges=[{source: teacher, target: student1, kind: kl}]",
+      "distill.ensemble_weight=0.5"], "preset 'custom' builds only distill.edges, so distill.ensemble_weight would be "
+                                      "ignored: write the term as an edge"),
+])
+def test_weights_a_preset_would_ignore_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(apply_overrides(default_config(), overrides))
+    # where they take effect they are accepted
+    validate(apply_overrides(default_config(), ["distill.preset=kd", "distill.cwd_weight=1"]))
+    validate(apply_overrides(default_config(), ["distill.preset=ml", "distill.ensemble_weight=0.5"]))

@@ -384,8 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-agreement", type=float, default=0.99, metavar="SHARE",
                      help="int8: the share of test predictions (samples; pixels for segmentation) that must keep "
                           "the fp32 graph's class (default 0.99)")
-    _chosen_on_validation_options(exp, "put into the ONNX graph (temperature) and its JSON (threshold, applied by "
-                                       "predict)")
+    _chosen_on_validation_options(exp, "recorded with the export (a temperature goes into the ONNX graph, a "
+                                       "threshold into its JSON, which predict applies)")
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")

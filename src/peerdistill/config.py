@@ -655,6 +655,16 @@ class RunConfig(_Strict):
         if self.optim.warmup_epochs >= self.train.epochs:
             problems.append(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
                             f"({self.train.epochs}): the warm-up leads into the schedule")
+        weighted = [k for k in ("pair_weight", "holistic_weight", "cwd_weight", "ensemble_weight")
+                    if getattr(self.distill, k) > 0]
+        if ignored_before and preset == "custom" and weighted:
+            problems.append(f"preset 'custom' builds only distill.edges, so distill.{weighted[0]} would be ignored: "
+                            "write the term as an edge (kind pair, holistic or cwd; source ensemble), or remove it")
+        dense = [k for k in weighted if k != "ensemble_weight"]
+        if ignored_before and dense and preset not in (*TEACHER_PRESETS, "custom"):
+            problems.append(f"distill.{dense[0]} adds terms from the teacher to each student, which preset '{preset}' "
+                            "does not distil: use a preset with a teacher (kd, kd+ml, styles, multi-teacher), or "
+                            "remove it")
         if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) == 1:
             problems.append(f"preset '{preset}' needs at least two students for mutual learning")
         if preset == "self" and not any(s.heads for s in self.students):

@@ -6,7 +6,8 @@ VOI transform (the first window, else its VOI LUT), the steps a viewer takes; th
 scaled by the range those transforms can output, a fixed scale per file and never the image's
 own minimum and maximum, so images stay comparable. MONOCHROME1 images (dense is dark) and
 an INVERSE presentation LUT are inverted, so that in every image dense is bright. Colour
-images (RGB, and YBR, which pydicom turns into RGB) are divided by their largest stored value.
+images (RGB, and YBR, which pydicom turns into RGB) are divided by the largest value their bits
+can store.
 """
 
 from __future__ import annotations

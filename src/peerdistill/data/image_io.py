@@ -77,8 +77,9 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
             yield ImageOps.exif_transpose(im) if turned else im
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
-                        "16-bit, and one-channel float; DICOM is read by its .dcm suffix or its 'DICM' header; "
-                        "convert other files, e.g. colour float TIFFs, to one of these)") from None
+                        "16-bit, and one-channel float; DICOM is read by its .dcm or .dicom suffix, or by content "
+                        "under the names exports give it: no suffix, a UID, .IMA; convert other files, e.g. colour "
+                        "float TIFFs, to one of these)") from None
 
 
 def _is_stack(im) -> bool:
