@@ -334,3 +334,15 @@ def test_settings_picked_by_different_monitors_say_so(tmp_path):
                     None, 1, progress=False, out=tmp_path / "mixed")
     assert "(each setting's own monitor: `a`: `ensemble/accuracy`; `b`: `ensemble/auc`)" in mixed.markdown
     assert "by its setting's monitor (settings picked by different monitors differ in that rule too)" in mixed.markdown
+
+
+def test_presets_without_a_teacher_drop_the_configs_teacher_term_weights():
+    """--presets independent,ml,kd over a segmentation config with the structured-KD weights."""
+    from peerdistill.comparison_runs import setting_tree
+    from peerdistill.config import default_config, validate
+
+    tree = {**default_config(), "distill": {"preset": "kd", "cwd_weight": 1.0, "ensemble_weight": 0.5}}
+    ml = setting_tree(tree, "ml", 0, "ml", None)
+    assert "cwd_weight" not in ml["distill"] and ml["distill"]["ensemble_weight"] == 0.5
+    validate(ml)
+    assert setting_tree(tree, "kd+ml", 0, "kd+ml", None)["distill"]["cwd_weight"] == 1.0

@@ -290,3 +290,56 @@ def test_aliased_layers_and_hooks_of_ones_own_are_not_packed():
     for m in recorded:  # peerdistill's own feature capture is released before packing: no obstacle
         FeatureRecorder(m, ["fc1"])
     assert fusable(recorded) is None
+
+
+class _Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.decode = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False)
+        self.decode.weight = self.embed.weight  # tied weights (one parameter, two layers): packable
+
+    def forward(self, x):
+        return self.decode(torch.relu(self.embed(x)))
+
+
+class _Configured(nn.Module):
+    class Settings:  # a plain object without __eq__
+        def __init__(self, gain):
+            self.gain = gain
+
+    def __init__(self, gain=2.0, floor=float("nan")):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.settings, self.floor = self.Settings(gain), floor
+        self.act = lambda t: torch.relu(t) * gain  # a lambda made per instance
+
+    def forward(self, x):
+        return self.act(self.fc(x)) * self.settings.gain
+
+
+def test_identical_students_in_every_form_torch_allows_are_packed():
+    assert fusable([_Tied(), _Tied()]) is None
+    assert fusable([_Configured(), _Configured()]) is None  # NaN, per-instance lambdas, plain objects
+    assert "attribute 'act'" in fusable([_Configured(), _Configured(gain=3.0)])  # the lambda's closure differs
+    assert fusable([torch.compile(Scaled()), torch.compile(Scaled())]) is None
+    compiled = [Scaled(), Scaled()]
+    for m in compiled:
+        m.compile()
+    assert fusable(compiled) is None
+    with pytest.warns(FutureWarning):  # torch's hook-based weight norm recomputes each student's weight
+        normed = [nn.utils.weight_norm(nn.Linear(6, 6)) for _ in range(2)]
+    assert fusable(normed) is None
+    x = torch.randn(4, 6)
+    outputs, _ = StudentGroup(normed).train()(x)
+    for out, model in zip(outputs, normed):  # each alone (they cannot be deep-copied)
+        torch.testing.assert_close(out, model(x))
+    assert not torch.allclose(outputs[0], outputs[1])
+
+
+def test_a_parameter_kept_in_a_plain_attribute_is_not_packed():
+    """functional_call swaps each student's tensors in where layers hold them, not in a list."""
+    kept = [Scaled(), Scaled()]
+    for m in kept:
+        m.weights = [m.fc1.weight]
+    assert fusable(kept) == ("model 0's attribute 'weights' holds 'fc1.weight' (the packed forward swaps each "
+                             "student's tensors only in layers)")

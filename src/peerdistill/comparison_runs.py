@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from .terminal import Console
 from .build import train_from_config
-from .config import FILE_KINDS, RunConfig, apply_overrides, check_preset_names, load_saved_config, validate
+from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, RunConfig, apply_overrides, check_preset_names,
+                     load_saved_config, validate)
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import RunDir, read_json
@@ -265,11 +266,16 @@ def _with_frozen_teachers(tree: dict[str, Any], source_run: Path) -> dict[str, A
 
 def setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str | None,
                   directory: Path | None) -> dict[str, Any]:
-    """The config of one run of a setting (``None`` keeps the config's own value)."""
+    """The config of one run of a setting (``None`` keeps the config's own value). A preset
+    without a teacher drops the config's weights of terms from the teachers (``--presets
+    independent,ml,kd`` over a config with the structured-KD weights compares the presets)."""
     out = copy.deepcopy(tree)
     distill = dict(out.get("distill") or {})
     if distill.get("preset", "kd+ml") != preset:
         distill["edges"] = None
+        if preset not in TEACHER_PRESETS:
+            for key in TEACHER_TERM_WEIGHTS:
+                distill.pop(key, None)
     distill["preset"] = preset
     out["distill"] = distill
     for key, value in (("seed", seed), ("name", name), ("out_dir", str(directory) if directory else None)):

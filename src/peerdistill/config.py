@@ -24,6 +24,8 @@ PRESETS = ("independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "style
 PresetName = Literal["independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "styles-features",
                      "multi-teacher", "self", "custom"]
 TEACHER_PRESETS = ("kd", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher")
+# distill weights of terms from the teachers, added by the presets that have a teacher
+TEACHER_TERM_WEIGHTS = ("pair_weight", "holistic_weight", "cwd_weight")
 PEER_PRESETS = ("ml", "kd+ml", "styles", "styles-logits", "styles-features")
 NAMED_PRESETS = tuple(p for p in PRESETS if p != "custom")  # those an option can name alone
 
@@ -660,7 +662,7 @@ class RunConfig(_Strict):
         if ignored_before and preset == "custom" and weighted:
             problems.append(f"preset 'custom' builds only distill.edges, so distill.{weighted[0]} would be ignored: "
                             "write the term as an edge (kind pair, holistic or cwd; source ensemble), or remove it")
-        dense = [k for k in weighted if k != "ensemble_weight"]
+        dense = [k for k in weighted if k in TEACHER_TERM_WEIGHTS]
         if ignored_before and dense and preset not in (*TEACHER_PRESETS, "custom"):
             problems.append(f"distill.{dense[0]} adds terms from the teacher to each student, which preset '{preset}' "
                             "does not distil: use a preset with a teacher (kd, kd+ml, styles, multi-teacher), or "

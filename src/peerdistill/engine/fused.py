@@ -41,6 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
+from torch._dynamo.eval_frame import OptimizedModule
 from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map  # the pytree vmap itself uses for inputs and outputs
@@ -93,65 +96,103 @@ def _layout(module: nn.Module) -> list:
 
 # Every packed student runs the template's code, so whatever a module keeps besides its tensors
 # and submodules (an activation function, a scale, a flag such as TransformerEncoderLayer's
-# norm_first, a DropPath rate) must be the same in each; nn.Module's own bookkeeping is not.
-_BOOKKEEPING = frozenset(vars(nn.Module()))
+# norm_first, a DropPath rate) must be the same in each; nn.Module's own bookkeeping is not, nor
+# the compiled call Module.compile() keeps per instance.
+_BOOKKEEPING = frozenset(vars(nn.Module())) | {"_compiled_call_impl"}
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+# torch's hook-based weight and spectral norm recompute the weight from the module's own
+# parameters before each forward: on the template they read each student's (functional_call's)
+_NORM_HOOKS = (WeightNorm, SpectralNorm)
 
 
 def _differing_attribute(first: nn.Module, other: nn.Module) -> str | None:
     """The dotted name of the first plain attribute in which ``other`` differs from ``first``
     (module by module, in the same order: ``_layout`` matched their structure)."""
     for (path, a), (_, b) in zip(first.named_modules(), other.named_modules()):
-        keys = (vars(a).keys() | vars(b).keys()) - _BOOKKEEPING
+        if isinstance(a, OptimizedModule):  # torch.compile's wrapper: the module inside is compared
+            continue
+        norms_a, norms_b = _norm_hooks(a), _norm_hooks(b)
+        if [(type(h), vars(h)) for h in norms_a] != [(type(h), vars(h)) for h in norms_b]:
+            return f"{path}.<weight norm settings>" if path else "<weight norm settings>"
+        recomputed = {h.name for h in norms_a}  # the weight the hook sets from each student's parameters
+        keys = (vars(a).keys() | vars(b).keys()) - _BOOKKEEPING - recomputed
         for key in sorted(keys):
             if key not in vars(a) or key not in vars(b) or not _same(vars(a)[key], vars(b)[key], a, b):
                 return f"{path}.{key}" if path else key
     return None
 
 
-def _same(x, y, owner_x: nn.Module, owner_y: nn.Module) -> bool:
-    """Whether two attribute values would make the template's code do the same; a module's own
-    parameter or buffer (as LSTM's ``_flat_weights`` lists them) counts by its name."""
+def _same(x, y, owner_x: nn.Module, owner_y: nn.Module, depth: int = 0) -> bool:
+    """Whether two attribute values would make the template's code do the same: equal values,
+    the same function with equal defaults and closure, objects of one class with equal fields,
+    a module's own methods."""
     if x is y:
         return True
-    if type(x) is not type(y):
+    if type(x) is not type(y) or depth > 6:
         return False
-    if isinstance(x, torch.Tensor):
-        own_x, own_y = _own_name(x, owner_x), _own_name(y, owner_y)
-        if own_x is not None or own_y is not None:
-            return own_x == own_y
+    same = functools.partial(_same, owner_x=owner_x, owner_y=owner_y, depth=depth + 1)
+    if isinstance(x, torch.Tensor):  # a constant (a parameter here is refused by _parameter_in_attribute)
         return x.shape == y.shape and x.dtype == y.dtype and bool(torch.equal(x.cpu(), y.cpu()))
+    if isinstance(x, float) and x != x:
+        return y != y  # NaN
     if isinstance(x, (tuple, list)):
-        return len(x) == len(y) and all(_same(a, b, owner_x, owner_y) for a, b in zip(x, y))
+        return len(x) == len(y) and all(same(a, b) for a, b in zip(x, y))
     if isinstance(x, dict):
-        return x.keys() == y.keys() and all(_same(x[k], y[k], owner_x, owner_y) for k in x)
+        return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
     if isinstance(x, functools.partial):  # a layer factory, say: the same function with the same arguments
-        return x.func is y.func and _same(x.args, y.args, owner_x, owner_y) and _same(x.keywords, y.keywords,
-                                                                                  owner_x, owner_y)
+        return same(x.func, y.func) and same(x.args, y.args) and same(x.keywords, y.keywords)
     if isinstance(x, types.MethodType):  # a method of the module itself (self.act = self._gelu)
         return x.__func__ is y.__func__ and x.__self__ is owner_x and y.__self__ is owner_y
-    if type(x).__eq__ is object.__eq__:  # no value to compare (a function, a closure): only itself
+    if isinstance(x, types.FunctionType):  # a lambda made per instance: the same code, defaults and closure
+        cells = [(c.cell_contents, d.cell_contents) for c, d in zip(x.__closure__ or (), y.__closure__ or ())]
+        return (x.__code__ is y.__code__ and same(x.__defaults__, y.__defaults__)
+                and same(x.__kwdefaults__, y.__kwdefaults__) and all(same(c, d) for c, d in cells))
+    if isinstance(x, nn.Module):  # a module kept outside _modules (in a list, say): not swapped per student
         return False
+    if type(x).__eq__ is object.__eq__:  # a plain object (a config): its fields
+        return hasattr(x, "__dict__") and same(vars(x), vars(y))
     try:
         return bool(x == y)
     except Exception:  # noqa: BLE001 - an __eq__ that gives no truth value (arrays): not the same
         return False
 
 
-def _own_name(t: torch.Tensor, module: nn.Module) -> str | None:
-    for kind in ("_parameters", "_buffers"):
-        for name, own in vars(module)[kind].items():
-            if own is t:
-                return f"{kind}.{name}"
+def _parameter_in_attribute(module: nn.Module) -> str | None:
+    """'ATTRIBUTE holds PARAMETER' where a plain attribute (a list, say) keeps one of the model's
+    parameters or buffers: the packed forward swaps each student's tensors in where modules
+    hold them, not there, so every student would use the first one's."""
+    own = {id(t): name for name, t in [*module.named_parameters(remove_duplicate=False),
+                                       *module.named_buffers(remove_duplicate=False)]}
+    for path, sub in module.named_modules():
+        recomputed = {h.name for h in _norm_hooks(sub)}
+        for key in sorted(set(vars(sub)) - _BOOKKEEPING - recomputed):
+            found = _tensors_in(vars(sub)[key], own)
+            if found:
+                return f"'{path + '.' if path else ''}{key}' holds '{found}'"
     return None
+
+
+def _tensors_in(value, own: dict[int, str], depth: int = 0) -> str | None:
+    if isinstance(value, torch.Tensor):
+        return own.get(id(value))
+    if depth < 3 and isinstance(value, (tuple, list)):
+        return next((f for f in (_tensors_in(v, own, depth + 1) for v in value) if f), None)
+    if depth < 3 and isinstance(value, dict):
+        return next((f for f in (_tensors_in(v, own, depth + 1) for v in value.values()) if f), None)
+    return None
+
+
+def _norm_hooks(module: nn.Module) -> list:
+    return [h for h in module._forward_pre_hooks.values() if isinstance(h, _NORM_HOOKS)]
 
 
 def _foreign_hook(module: nn.Module) -> str | None:
     """The dotted name of a submodule carrying a hook that peerdistill did not put there for
-    packing (a user's hook would run only on the template, with every student's tensors)."""
+    packing, nor torch's weight or spectral norm (a user's hook would run only on the template,
+    with every student's tensors)."""
     for path, sub in module.named_modules():
         for kind in _HOOKS:
-            if any(not is_packing_safe(h) for h in getattr(sub, kind, {}).values()):
+            if any(not (is_packing_safe(h) or isinstance(h, _NORM_HOOKS)) for h in getattr(sub, kind, {}).values()):
                 return path or "the model itself"
     return None
 
@@ -173,13 +214,15 @@ def fusable(modules: Sequence[nn.Module]) -> str | None:
         if _layout(m) != _layout(first):
             return (f"model {i} differs from model 0 in its submodules' settings or its parameters' "
                     "or buffers' names, shapes, dtypes or devices")
-        attribute = _differing_attribute(first, m)
+    for i, m in enumerate(modules):
+        if len(list(m.named_modules(remove_duplicate=False))) != len(list(m.named_modules())):
+            return f"model {i} reaches a layer under two names (an alias, or a layer shared)"
+        kept = _parameter_in_attribute(m)
+        if kept is not None:
+            return f"model {i}'s attribute {kept} (the packed forward swaps each student's tensors only in layers)"
+        attribute = _differing_attribute(first, m) if i else None
         if attribute is not None:
             return f"model {i} differs from model 0 in attribute '{attribute}'"
-    for i, m in enumerate(modules):
-        if len(list(m.named_modules(remove_duplicate=False))) != len(list(m.named_modules())) or \
-                len(list(m.named_parameters(remove_duplicate=False))) != len(list(m.named_parameters())):
-            return f"model {i} reaches a layer or parameter under two names (an alias, or a layer shared)"
         hooked = _foreign_hook(m)
         if hooked is not None:
             return f"model {i} has a hook on '{hooked}' (hooks of one's own are not run per student when packed)"
