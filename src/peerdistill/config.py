@@ -657,8 +657,7 @@ class RunConfig(_Strict):
         if self.optim.warmup_epochs >= self.train.epochs:
             problems.append(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
                             f"({self.train.epochs}): the warm-up leads into the schedule")
-        weighted = [k for k in ("pair_weight", "holistic_weight", "cwd_weight", "ensemble_weight")
-                    if getattr(self.distill, k) > 0]
+        weighted = [k for k in (*TEACHER_TERM_WEIGHTS, "ensemble_weight") if getattr(self.distill, k) > 0]
         if ignored_before and preset == "custom" and weighted:
             problems.append(f"preset 'custom' builds only distill.edges, so distill.{weighted[0]} would be ignored: "
                             "write the term as an edge (kind pair, holistic or cwd; source ensemble), or remove it")
