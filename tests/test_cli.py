@@ -590,3 +590,15 @@ def test_a_teacher_from_a_run_of_another_task_is_named(tmp_path, capsys):
             "train.epochs=1", "--quiet", expect=2)
     assert (f"run '{tmp_path / 'seg'}' (the checkpoint of teacher) is a segmentation run, and this one is "
             "classification") in " ".join(capsys.readouterr().err.split())
+
+
+def test_starting_imports_neither_torchs_compiler_nor_export():
+    # torch._dynamo alone added ~2.5 s to every command's start (help, errors, a non-deterministic train).
+    probe = ("import sys; sys.argv = ['peerdistill', '--help']\n"
+             "from peerdistill.cli import main\n"
+             "from peerdistill.engine.seeding import apply_seed\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "apply_seed(0, deterministic=False)\n"
+             "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'peerdistill.export') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import types
 from collections.abc import Sequence
 
@@ -43,7 +44,6 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
-from torch._dynamo.eval_frame import OptimizedModule
 from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map  # the pytree vmap itself uses for inputs and outputs
@@ -105,11 +105,18 @@ _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_
 _NORM_HOOKS = (WeightNorm, SpectralNorm)
 
 
+def _is_compiled_wrapper(module: nn.Module) -> bool:
+    """Whether ``module`` is torch.compile's wrapper. Importing torch._dynamo costs seconds at
+    every start; where nothing imported it, nothing was compiled."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    return eval_frame is not None and isinstance(module, eval_frame.OptimizedModule)
+
+
 def _differing_attribute(first: nn.Module, other: nn.Module) -> str | None:
     """The dotted name of the first plain attribute in which ``other`` differs from ``first``
     (module by module, in the same order: ``_layout`` matched their structure)."""
     for (path, a), (_, b) in zip(first.named_modules(), other.named_modules()):
-        if isinstance(a, OptimizedModule):  # torch.compile's wrapper: the module inside is compared
+        if _is_compiled_wrapper(a):  # the module inside is compared
             continue
         norms_a, norms_b = _norm_hooks(a), _norm_hooks(b)
         if [(type(h), vars(h)) for h in norms_a] != [(type(h), vars(h)) for h in norms_b]:

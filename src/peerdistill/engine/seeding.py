@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -31,7 +32,8 @@ def apply_seed(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    else:
+    elif torch.are_deterministic_algorithms_enabled() or "torch._inductor.config" in sys.modules:
+        # only when needed: the call imports torch's compiler, seconds at every start
         torch.use_deterministic_algorithms(False)
 
 
