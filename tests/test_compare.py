@@ -47,7 +47,7 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
     checkpoint = tmp_path / "c-compare" / "kd-seed1" / "checkpoints" / "last.pt"
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(good[: len(good) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt.*Delete '.*kd-seed1' to train that run again"):
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*delete '.*kd-seed1' to train that run again"):
         compare(tree, ["kd"], 2, progress=False)
     checkpoint.write_bytes(good)
     capsys.readouterr()
@@ -59,6 +59,40 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
     where = {"epoch": 3, "step": 0} if killed_after == 1 else {"final_evaluation": True}
     assert json.loads((run / "run.json").read_text())["resumed_at"] == [{**where, "processes": 1}]
     assert jsonable(again.rows) == jsonable(whole.rows)  # NaN as null: an undefined figure equals itself
+
+
+def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp_path, monkeypatch, capsys):
+    from peerdistill.comparison_runs import REPLACE_MARK
+
+    tree = {"name": "o", "out_dir": str(tmp_path), "deterministic": True, "teacher": None,
+            "students": COMPARED["students"], "train": {"epochs": 1, "batch_size": 128}}
+    compare(tree, ["independent"], 3, progress=False)
+    changed = {**tree, "optim": {"lr": 0.01}}
+
+    def killed(cfg, **kwargs):  # the second seed dies after its epoch's checkpoint, before its final evaluation
+        def crash(epoch, row):
+            if cfg.seed == 1 and epoch == 0:
+                raise KeyboardInterrupt
+        return train_from_config(cfg, **kwargs, callbacks=[crash])
+
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", killed)
+    with pytest.raises(KeyboardInterrupt):
+        compare(changed, ["independent"], 3, progress=False, overwrite=True)
+    monkeypatch.undo()
+    runs = tmp_path / "o-compare"
+    assert [(runs / f"independent-seed{s}" / REPLACE_MARK).exists() for s in range(3)] == [False, False, True]
+    capsys.readouterr()
+    compare(changed, ["independent"], 3, progress=False, dry_run=True, console=Console(width=250))
+    plan = capsys.readouterr().out
+    for seed, action in enumerate(["reuse", "continue after epoch 1", "train"]):
+        assert re.search(rf"independent +│ {seed} +│ \S+seed{seed} +│ {action}", plan), plan
+    compare(changed, ["independent"], 3, progress=False)
+    printed = capsys.readouterr().out
+    assert "seed 0: reusing finished run" in printed and "seed 1: resuming unfinished run" in printed
+    assert "independent, seed 2 ->" in printed
+    for seed in range(3):
+        assert yaml.safe_load((runs / f"independent-seed{seed}" / "config.yaml").read_text())["optim"]["lr"] == 0.01
+        assert not (runs / f"independent-seed{seed}" / REPLACE_MARK).exists()
 
 
 def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsys):

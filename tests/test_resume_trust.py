@@ -97,6 +97,7 @@ def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path)
     saved = yaml.safe_load(open(f"{run}/config.yaml"))
     saved["data"]["root"] = str(tmp_path / "moved" / "digits.npz")
     saved["train"]["checkpoint_every_minutes"] = 1.0
+    saved["train"]["nonfinite"] = "skip"  # to go on past a step that stopped the run
     del saved["data"]["normalize"]  # as a version before that option wrote it
     open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))
     state = load_resume_state(Path(run) / "checkpoints" / "last.pt")
@@ -109,3 +110,41 @@ def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path)
     open(beside, "w").write("in flight")
     assert main(["train", "--resume", run, "--quiet"]) == 0
     assert os.path.exists(beside), "only the trainer's own temporaries are removed"
+
+
+def test_a_resume_refuses_a_changed_frozen_teacher_and_a_checkpoint_it_cannot_continue(tmp_path, capsys):
+    from peerdistill.engine.resume import load_resume_state, save_resume_state
+
+    source = small(tmp_path, "source")
+    source.train.epochs = 1
+    train_from_config(source, progress=False)
+    cfg = small(tmp_path, "f")
+    cfg.teacher.checkpoint = f"{tmp_path}/source"
+    cfg.teacher.frozen = True
+    run = killed_after_second_epoch(cfg)
+    before = open(f"{run}/run.json").read()
+
+    def refused(message):
+        assert main(["train", "--resume", run, "--quiet"]) == 2
+        assert message in " ".join(capsys.readouterr().err.split())
+        assert open(f"{run}/run.json").read() == before, "a refused resume writes nothing"
+
+    # the teacher's file trained again (here: one weight moved) since the run began
+    teacher_file = f"{tmp_path}/source/models/teacher.safetensors"
+    original = load_file(teacher_file)
+    key = next(k for k, v in original.items() if v.is_floating_point())
+    save_file({**original, key: original[key] + 1e-3}, teacher_file)
+    refused("the frozen 'teacher' loaded from its checkpoint is not the model this run was distilled from until now")
+    save_file(original, teacher_file)
+
+    checkpoint = Path(run) / "checkpoints" / "last.pt"
+    good = checkpoint.read_bytes()
+    state = load_resume_state(checkpoint)  # as a version without the step's statistics check could save
+    state["models"]["student1"]["features.1.running_var"][0] = float("inf")
+    save_resume_state(checkpoint, state)
+    refused("the resume checkpoint's student1 holds NaN or infinite values in ['features.1.running_var']: it cannot "
+            "be continued; start the run again (train --overwrite)")
+    checkpoint.write_bytes(good[: len(good) // 2])
+    refused("it is truncated or corrupt, so the run cannot be continued; start it again (train --overwrite)")
+    checkpoint.write_bytes(good)
+    assert main(["train", "--resume", run, "--quiet"]) == 0

@@ -205,6 +205,51 @@ def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy
         assert not torch.equal(before["classifier.weight"], bad.net.state_dict()["classifier.weight"])
 
 
+class OverflowingStatistics(nn.Module):
+    """A student with a BatchNorm that tracks its inputs' sums times 1e30 from the ``after``-th
+    training forward on: its running variance overflows while its outputs (which do not use
+    it), the losses and the gradients stay finite."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.net = SmallCNN(1, 3, 4, 1)
+        self.tracker = nn.BatchNorm1d(1, affine=False)
+        self.after, self.calls = after, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            self.tracker(x.flatten(1).sum(1, keepdim=True) * (1e30 if self.calls >= self.after else 1.0))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_running_statistics_that_overflow_are_caught_as_non_finite(tiny_data, tmp_path, policy):
+    from peerdistill.errors import NonFiniteError, NonFiniteStepsWarning
+
+    seed_everything(0)
+    bad = OverflowingStatistics(after=9)  # 7 steps per epoch: the second epoch's second step
+    cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), bad], teacher=SmallCNN(1, 3, 8, 2))
+    t = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite=policy), run_dir=tmp_path / "r",
+                config_yaml="name: r\n")  # as the command line writes one: a resume can change the policy
+    if policy == "stop":
+        with pytest.raises(NonFiniteError, match=r"non-finite running statistics \(BatchNorm buffers\) of 'student2' "
+                                                 r"at epoch 2, step 2; the last good checkpoint is .*last.pt.*set "
+                                                 r"train.nonfinite: skip in '.*config.yaml' and continue with "
+                                                 r"peerdistill train --resume"):
+            t.fit(tiny_data)
+        from peerdistill.engine.resume import load_resume_state
+
+        kept = load_resume_state(tmp_path / "r" / "checkpoints" / "last.pt")
+        assert kept["epoch"] == 1 and torch.isfinite(kept["models"]["student2"]["tracker.running_var"]).all()
+    else:
+        with pytest.warns(NonFiniteStepsWarning, match=r"epoch 2: 6 of 7 training steps skipped for non-finite "
+                                                       r"values: running statistics \(BatchNorm buffers\) of "
+                                                       r"'student2' \(6 steps\)"):
+            t.fit(tiny_data)
+        assert torch.isfinite(bad.tracker.running_var).all() and bad.tracker.running_var.item() != 1.0
+
+
 def test_an_epoch_whose_every_step_is_skipped_stops_the_run_naming_the_term(tiny_data, tmp_path):
     """A term that is never finite: skipping would leave the models untrained to the end."""
     from peerdistill.errors import NonFiniteError
@@ -264,16 +309,16 @@ def test_weights_stepped_out_of_range_stop_the_run_naming_the_model(tiny_data, t
 
 
 def test_large_finite_gradients_are_not_taken_for_non_finite_ones():
-    from peerdistill.engine.trainer import _grads_finite
+    from peerdistill.engine.trainer import _all_finite, _gradients
 
     weight = nn.Parameter(torch.zeros(4))
     optimizer = torch.optim.SGD([weight], lr=0.1)
     weight.grad = torch.full((4,), 1e20)  # its 2-norm overflows float32; every element is finite
-    assert bool(_grads_finite(optimizer, torch.device("cpu")))
+    assert bool(_all_finite(_gradients(optimizer), torch.device("cpu")))
     weight.grad[2] = float("nan")
-    assert not bool(_grads_finite(optimizer, torch.device("cpu")))
+    assert not bool(_all_finite(_gradients(optimizer), torch.device("cpu")))
     weight.grad[2] = float("-inf")
-    assert not bool(_grads_finite(optimizer, torch.device("cpu")))
+    assert not bool(_all_finite(_gradients(optimizer), torch.device("cpu")))
 
 
 class UserNet(nn.Module):

@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .terminal import Console
-from .comparison_runs import FROZEN_MARK, plan_runs, plan_table, run_all, setting_tree, settings_of
+from .comparison_runs import (FROZEN_MARK, mark_for_replacement, plan_runs, plan_table, run_all, setting_tree,
+                              settings_of)
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched
@@ -134,6 +135,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if overwrite:  # the tables of the runs being replaced would describe a folder that no longer holds them
         for stale in ("compare.csv", "compare.md", "differences.csv"):
             (directory / stale).unlink(missing_ok=True)
+        mark_for_replacement(plans)
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
              "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]

@@ -219,9 +219,23 @@ def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console) 
     return read_json(plan.run_dir / "metrics.json")
 
 
+# Left in each existing run by ``compare --overwrite`` until that run is trained again (which
+# empties its folder): a rerun after an interruption replaces only the runs still marked.
+REPLACE_MARK = "replaced-by-compare-overwrite"
+
+
+def mark_for_replacement(plans: list[Plan]) -> None:
+    for plan in plans:
+        if (plan.run_dir / "run.json").is_file():
+            run_lock.check_free(plan.run_dir)
+            (plan.run_dir / REPLACE_MARK).write_text("compare --overwrite will train this run again\n")
+
+
 def _state(plan: Plan, overwrite: bool) -> str:
-    """What ``_run_state`` says, after checking a frozen-teacher run against its source."""
-    state = "new" if overwrite else _run_state(plan.run_dir, plan.cfg)
+    """What ``_run_state`` says, after checking a frozen-teacher run against its source; a run
+    an interrupted ``compare --overwrite`` had still to replace is new."""
+    replace = overwrite or (plan.run_dir / REPLACE_MARK).is_file()
+    state = "new" if replace else _run_state(plan.run_dir, plan.cfg)
     if state != "new" and plan.source_run is not None:
         _check_same_teachers(plan)
     return state
@@ -341,5 +355,5 @@ def _resume(cfg: RunConfig, run_dir: Path, progress: bool) -> None:
     try:
         train_from_config(cfg, run_dir=run_dir, resume=True, progress=progress)
     except CheckpointError as exc:
-        raise CheckpointError(f"{exc}. Delete '{run_dir}' to train that run again from the start, "
+        raise CheckpointError(f"{exc}. In this comparison: delete '{run_dir}' to train that run again from the start, "
                               "or pass --overwrite to redo the whole comparison") from None

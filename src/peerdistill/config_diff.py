@@ -10,9 +10,10 @@ _MISSING = object()
 # Keys saying where a run's files are or how it executes, not what it learns: a run may resume
 # with them changed (a moved data folder or teacher run, more frequent checkpoints, another
 # machine's device or workers, micro-batches after running out of memory: like another number
-# of torchrun processes, they change only what BatchNorm sees of a batch).
+# of torchrun processes, they change only what BatchNorm sees of a batch; skipping non-finite
+# steps after the run stopped at one: until then no step was skipped).
 EXECUTION_KEYS = ("name", "out_dir", "device", "data.root", "train.eval_batch_size", "train.micro_batch_size",
-                  "train.num_workers",
+                  "train.num_workers", "train.nonfinite",
                   "train.compile", "train.compile_backend", "train.checkpoint_every_steps",
                   "train.checkpoint_every_minutes", "log")
 

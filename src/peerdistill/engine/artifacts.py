@@ -134,10 +134,15 @@ def jsonable(obj: Any) -> Any:
 def save_weights(module: nn.Module, path: Path) -> None:
     """A model's own state (parameters and buffers) as safetensors, refusing non-finite values."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = non_finite_keys(state)
     if bad:
         raise CheckpointError(f"refusing to save '{path}': non-finite values in {bad[:5]}")
     atomic_write_bytes(path, save(_unshare(state)))
+
+
+def non_finite_keys(state: dict[str, torch.Tensor]) -> list[str]:
+    """The keys of a state dict whose floating-point values are not all finite."""
+    return [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
 
 
 def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -188,7 +193,7 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
             f"checkpoint '{path}' does not fit {name} ({detail}): it was saved from another architecture "
             "or number of classes; check arch, args and the data"
         )
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = non_finite_keys(state)
     if bad:  # peerdistill never saves such weights: the file was damaged or made elsewhere
         raise CheckpointError(f"checkpoint '{path}' for {name} holds NaN or infinite values in {bad[:5]}: it is "
                               "corrupt or was not written by a finished peerdistill run; train it again")

@@ -7,6 +7,7 @@ settings, and owns nothing else."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,8 @@ from ..data.splits import grey_read_as_colour
 from ..errors import CheckpointError, ConfigError
 from ..models.heads import HeadedModel
 from . import run_lock
-from .artifacts import RunDir, atomic_write_text, load_weights, read_json, save_weights, write_json
+from .artifacts import (RunDir, atomic_write_text, load_weights, non_finite_keys, read_json, save_weights,
+                        write_json)
 from .resume import capture_rng_states, restore_rng_states, save_resume_state
 
 if TYPE_CHECKING:
@@ -106,12 +108,14 @@ class RunRecords:
                 save_weights(modules, run.path / EDGE_FILES[key])
 
     def _write_progress(self, run: RunDir, epoch: int) -> None:
+        # The checkpoint first: metrics listing an epoch the checkpoint lacks would have a
+        # dry run, the report and eval count an epoch that a resume does again.
+        save_resume_state(run.resume_path, self._resume_state(epoch + 1))
+        self._last_checkpoint = time.monotonic()
         run.write_metrics_csv(self._history)
         write_json(run.path / "metrics.json", {"epochs": self._history, "best_epoch": self._best["epoch"] + 1,
                                                "monitor": self.monitor, "status": "running",
                                                "roles": self.cohort.roles()})
-        save_resume_state(run.resume_path, self._resume_state(epoch + 1))
-        self._last_checkpoint = time.monotonic()
 
     def _write_final(self, run: RunDir, result: FitResult) -> None:
         write_json(run.path / "metrics.json", {
@@ -161,6 +165,7 @@ class RunRecords:
             "best_weights": best["weights"],
             "stopped_early": self._stopped_early,  # train.patience ended training after the last epoch of history
             "models": self._trained_state(),
+            "frozen_digests": self._frozen_digests(),  # a resume distils from the same frozen teachers
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "discriminator_optimizers": {k: o.state_dict() for k, o in self.discriminator_optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
@@ -189,8 +194,33 @@ class RunRecords:
                                   f"with ({summary(changed)}): set it back to resume, or train a new run with the "
                                   "new config")
 
+    def _frozen_digests(self) -> dict[str, str]:
+        """A digest of each frozen model's weights (computed once: they never change)."""
+        if getattr(self, "_frozen_digest_memo", None) is None:
+            self._frozen_digest_memo = {m.name: weights_digest(m.module.state_dict()) for m in self.cohort.frozen}
+        return self._frozen_digest_memo
+
+    def _check_resumable(self, state: dict[str, Any]) -> None:
+        """The checkpoint's models are finite, and the frozen teachers are those the run began
+        with: their weights are read from their files again, which may have been trained again
+        or replaced since (checkpoints before this check carry no digests)."""
+        for name, weights in state.get("models", {}).items():
+            bad = non_finite_keys(weights)
+            if bad:
+                raise CheckpointError(f"the resume checkpoint's {name} holds NaN or infinite values in {bad[:5]}: it "
+                                      "cannot be continued; start the run again (train --overwrite)")
+        saved = state.get("frozen_digests") or {}
+        changed = [name for name, digest in self._frozen_digests().items() if saved.get(name, digest) != digest]
+        if changed:
+            raise CheckpointError(
+                f"the frozen {', '.join(repr(n) for n in changed)} loaded from its checkpoint is not the model this "
+                "run was distilled from until now (its file was trained again or replaced since the run began): "
+                "put the original file back at its checkpoint path to resume, or start the run again "
+                "(train --overwrite)")
+
     def _restore(self, state: dict[str, Any]):
         self._check_same_config(state)
+        self._check_resumable(state)
         try:
             self._load_snapshot(state["models"])
             for name, opt_state in state["optimizers"].items():
@@ -247,3 +277,13 @@ def _grey_files(data: DataSplits) -> dict[str, bool]:
     """``grey_read_as_colour`` of the training split, when known (predict's warnings read it)."""
     found = grey_read_as_colour(data.train, data.stats)
     return {} if found is None else {"grey_read_as_colour": found}
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -37,12 +37,15 @@ def load_resume_state(path: Path) -> dict[str, Any]:
             raise CheckpointError(f"resume checkpoint '{path}' holds more than tensors ({rejected_object(exc)}), "
                                   "which cannot be loaded safely: peerdistill never writes such a file, so it was "
                                   "replaced; start the run again") from None
-        raise CheckpointError(f"cannot read resume checkpoint '{path}': {rejected_object(exc)}. It is truncated or "
-                              "corrupt") from None
+        raise _unreadable(path, rejected_object(exc)) from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         # A truncated zip surfaces as any of these, depending on where it was cut.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read resume checkpoint '{path}': {first_line}. It is truncated or corrupt") from None
+        raise _unreadable(path, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
+
+
+def _unreadable(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(f"cannot read resume checkpoint '{path}' ({reason.rstrip('.')}): it is truncated or "
+                           "corrupt, so the run cannot be continued; start it again (train --overwrite)")
 
 
 def capture_rng_states(data_generator: torch.Generator) -> dict[str, Any]:

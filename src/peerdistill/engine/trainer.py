@@ -636,6 +636,14 @@ class Trainer(RunRecords):
         return (f"the last good checkpoint is {last}" if last is not None and last.exists()
                 else "no epoch had finished, so nothing was saved")
 
+    def _skip_advice(self) -> str:
+        """How to go on skipping such steps: a run with a checkpoint may resume with another policy."""
+        run = self.run_dir_path
+        if run is None or not (run / "checkpoints" / "last.pt").exists() or not (run / "config.yaml").exists():
+            return "set train.nonfinite=skip to skip such steps"  # (a run of the Python API has no config.yaml)
+        return (f"skip such steps from the last checkpoint on: set train.nonfinite: skip in '{run / 'config.yaml'}' "
+                f"and continue with peerdistill train --resume {run}")
+
     def _checkpoint_due(self, steps_done: int) -> bool:
         ts = self.train_spec
         if ts.checkpoint_every_steps and steps_done % ts.checkpoint_every_steps == 0:
@@ -684,17 +692,26 @@ class Trainer(RunRecords):
             for optimizer in self.optimizers.values():
                 self.scaler.unscale_(optimizer)
         # One device sync for every check: the total, each loss term (so that every process can
-        # name the term another one found), then each model's gradients. Every process takes the
-        # same branch, or DDP's collectives would wait forever.
+        # name the term another one found), each model's gradients, then the statistics its
+        # forward updated (activations can overflow a BatchNorm's running variance while the
+        # normalised outputs, and so the losses, stay finite). Every process takes the same
+        # branch, or DDP's collectives would wait forever.
+        statistics = self._trained_buffers_by_model()
         checks = torch.cat([torch.isfinite(total)[None], torch.isfinite(term_values),
-                            torch.stack([_grads_finite(o, self.device) for o in self.optimizers.values()])])
+                            torch.stack([_all_finite(_gradients(o), self.device) for o in self.optimizers.values()]
+                                        + [_all_finite(b, self.device) for b in statistics.values()])])
         finite = distributed.all_true_each(self.world, checks)
-        terms_finite, grads_finite = finite[1:1 + len(terms)], finite[1 + len(terms):]
+        terms_finite = finite[1:1 + len(terms)]
+        grads_finite = finite[1 + len(terms):1 + len(terms) + len(self.optimizers)]
+        statistics_finite = finite[1 + len(terms) + len(self.optimizers):]
         if not finite[0]:
             bad = [n for n, ok in zip(terms, terms_finite) if not ok]
             return self._non_finite("loss term", bad or ["total (the sum of finite terms overflowed)"])
         if not all(grads_finite):
             return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, grads_finite) if not ok])
+        if not all(statistics_finite):
+            return self._non_finite("running statistics (BatchNorm buffers) of",
+                                    [n for n, ok in zip(statistics, statistics_finite) if not ok])
         self.grad_norms = self._clip_gradients()
         for optimizer in self.optimizers.values():
             (self.scaler.step(optimizer) if self.scaler else optimizer.step())
@@ -777,14 +794,22 @@ class Trainer(RunRecords):
                 self.skip_causes[cause] = self.skip_causes.get(cause, 0) + 1
             return {}
         raise NonFiniteError(
-            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {self._last_good()}. Lower optim.lr, "
-            "check the data for extreme values, or set train.nonfinite=skip to skip such steps"
+            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {self._last_good()}. Lower optim.lr "
+            f"and train again, check the data for extreme values, or {self._skip_advice()}"
         )
 
     def _trained_buffers(self) -> list[torch.Tensor]:
         """The buffers a training forward updates (BatchNorm statistics of the models and the
         connectors); the critics' forward comes after the checks."""
         return [b for m in self.cohort.trainable for b in m.module.buffers()] + list(self.connectors.buffers())
+
+    def _trained_buffers_by_model(self) -> dict[str, list[torch.Tensor]]:
+        """Their running means and variances (of BatchNorm, InstanceNorm or a user's layer that
+        names them so), by model name (``connectors`` for the connectors). Other buffers may
+        hold infinities on purpose (an attention mask) and are not updated by training."""
+        owners = {m.name: m.module for m in self.cohort.trainable} | {"connectors": self.connectors}
+        return {name: [b for key, b in module.named_buffers() if key.rpartition(".")[2] in _RUNNING_STATISTICS]
+                for name, module in owners.items()}
 
     def _critic_inputs(self, out) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """What the critics of holistic edges learn from: each edge's source and learner maps, detached."""
@@ -812,8 +837,9 @@ class Trainer(RunRecords):
             if not distributed.all_true(self.world, bool(torch.isfinite(loss)), self.device):
                 if self.speed.nonfinite == "stop":
                     raise NonFiniteError(f"non-finite critic loss of edge '{edge.name}' at epoch "
-                                         f"{self._position[0] + 1}, step {self._position[1] + 1}; lower "
-                                         "distill.discriminator_lr or set train.nonfinite=skip")
+                                         f"{self._position[0] + 1}, step {self._position[1] + 1}; "
+                                         f"{self._last_good()}. Lower distill.discriminator_lr and train again, "
+                                         f"or {self._skip_advice()}")
                 optimizer.zero_grad(set_to_none=True)
                 continue  # skip: this critic does not learn from this step
             distributed.average_gradients(self.world, critic.parameters())
@@ -850,15 +876,21 @@ def _tensors(output) -> list[torch.Tensor]:
     return [t for v in values for t in _tensors(v)]
 
 
-def _grads_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
-    """Whether every gradient of an optimizer is finite, as a boolean tensor (no device sync)."""
-    grads = [p.grad.detach() for g in optimizer.param_groups for p in g["params"]
-             if p.grad is not None and p.grad.numel()]  # (_foreach_max takes no empty tensor)
-    if not grads:
+_RUNNING_STATISTICS = ("running_mean", "running_var")
+
+
+def _gradients(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p.grad.detach() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+
+
+def _all_finite(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Whether every element of ``tensors`` is finite, as a boolean tensor (no device sync)."""
+    tensors = [t.detach() for t in tensors if t.numel()]  # (_foreach_max takes no empty tensor)
+    if not tensors:
         return torch.ones((), dtype=torch.bool, device=device)
     # The largest magnitude is finite exactly when every element is (a 2-norm overflows on large
     # finite values); the max of the magnitudes is several times faster than an inf-norm on the CPU.
-    return torch.isfinite(torch.stack(torch._foreach_max(torch._foreach_abs(grads)))).all()
+    return torch.isfinite(torch.stack(torch._foreach_max(torch._foreach_abs(tensors)))).all()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
