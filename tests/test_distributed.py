@@ -103,6 +103,19 @@ def test_resuming_inside_an_epoch_starts_at_the_saved_batch():
     assert [y.tolist() for _, y in batches.iterate(3)] == whole[3:]
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 400])
+def test_evaluation_shares_cover_the_split_once_and_no_process_goes_without(batch_size):
+    # an evaluation batch smaller than the processes once left one of them no sample at all
+    data = numbered(359)
+    for make in (lambda shard: TensorBatches(data, batch_size, CPU, shuffle=False, shard=shard),
+                 lambda shard: DatasetBatches(data, batch_size, CPU, shuffle=False, shard=shard)):
+        parts = [[y.tolist() for _, y in part] for part in shares(make, 2)]
+        seen = [i for part in parts for batch in part for i in batch]
+        assert sorted(seen) == list(range(359))
+        assert [sum(map(len, part)) for part in parts] == [179, 180]  # near-equal, whatever the batch size
+        assert all(0 < len(batch) <= -(-batch_size // 2) for part in parts for batch in part)
+
+
 def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused():
     with pytest.raises(ConfigError, match="divisible by the 2 processes"):
         TensorBatches(numbered(20), 7, CPU, shuffle=True, generator=torch.Generator(), shard=(0, 2))
@@ -312,6 +325,51 @@ def test_a_non_finite_loss_on_one_process_is_named_by_every_process(tmp_path):
     for message in messages:  # process 0 saw finite terms itself, yet names the one process 1 found
         assert message is not None and "non-finite loss term 'student1/ce', 'student2/ce'" in message, message
         assert "epoch 1, step 2" in message
+
+
+ERROR_ON_ONE_PROCESS_SCRIPT = textwrap.dedent('''
+    """Under torchrun, process 1 alone fails while setting up; each process records how it ended."""
+    import json, os, sys
+
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+    from peerdistill.engine import distributed
+    from peerdistill.errors import ConfigError
+
+    distributed.abandon.__defaults__ = (2.0,)  # the wait for the others, 30 s by default
+    tree = json.loads(sys.argv[1])
+    trainer, data = make_trainer(validate(tree), progress=False)
+    rank = int(os.environ["RANK"])
+    if rank == 1:
+        def failing():
+            raise ConfigError("process 1 alone")
+        trainer._probe = failing
+    try:
+        trainer.fit(data)
+        ended = "finished"
+    except Exception as exc:
+        ended = f"{type(exc).__name__}: {exc}"
+    with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
+        json.dump({"ended": ended}, fh)
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_an_error_on_a_process_other_than_the_first_ends_every_process(tmp_path):
+    # The first process waits in a collective for the second, which left on its error: once,
+    # the second waited for ever in gloo's monitored barrier, whose timeout only the first keeps.
+    script = tmp_path / "ddp_error.py"
+    script.write_text(ERROR_ON_ONE_PROCESS_SCRIPT)
+    tree = {"name": "ddp", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
+            "train": {"epochs": 1, "batch_size": 64}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    proc = subprocess.run([*torchrun, "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ended = [json.loads((tmp_path / f"rank{r}.json").read_text())["ended"] for r in range(2)]
+    assert ended[1] == "ConfigError: process 1 alone" and ended[0] != "finished", ended
 
 
 def test_a_last_training_batch_that_does_not_share_equally_is_refused():

@@ -18,7 +18,7 @@ from .comparison_runs import (FROZEN_MARK, mark_for_replacement, plan_runs, plan
                               settings_of)
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
-from .engine.distributed import launched
+from .engine.distributed import launched, launched_world
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_FLIPS
 from .errors import ConfigError
@@ -94,9 +94,13 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         raise ConfigError("--jobs must be at least 1")
     if folds is not None and folds < 2:
         raise ConfigError(f"--folds must be at least 2 (got {folds}): each fold is the test split of one run")
-    if jobs > 1 and launched():
-        raise ConfigError("--jobs starts processes of its own; under torchrun every run already uses all the "
-                          "processes: drop --jobs")
+    if launched() and launched_world()[1] > 1:
+        # Each run would start and end the process group again, which gloo does not reliably
+        # reconnect, every process would decide alone whether to reuse a run another is
+        # writing, and every process would write the tables.
+        raise ConfigError("compare does not run under torchrun with several processes: train each run with "
+                          "torchrun ... -m peerdistill train CONFIG name=... seed=..., or compare in one process "
+                          "(--jobs N trains N runs at once)")
     configs = [configs] if isinstance(configs, dict) else list(configs)
     if not configs:
         raise ConfigError("compare needs at least one config")

@@ -7,8 +7,11 @@ Every batcher draws an epoch's order eagerly from one shared generator when ``it
 called, so (a) a resumed run can rebuild a half-finished epoch from the generator's state at
 its start and continue at batch ``start``, and (b) under torchrun every process draws the
 same order and keeps only its share of each batch: ``shard=(rank, world)`` takes the
-positions ``rank, rank + world, ...`` of every global batch, so the union over processes is
-exactly the batch a single process would have seen.
+positions ``rank, rank + world, ...`` of every global training batch, so the union over
+processes is exactly the batch a single process would have seen. Evaluation (in order, its
+metrics gathered from every process's share) gives each process a near-equal contiguous
+share of the whole split instead, in batches of its part of ``batch_size``: shares of each
+small batch would leave a process nothing when the batch is smaller than the processes.
 """
 
 from __future__ import annotations
@@ -55,12 +58,10 @@ class _OrderedBatches:
         """This process's sample indices of batches ``start, start + 1, ...`` of this epoch."""
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
         rank, world = self.shard
-        batches = []
-        for b in range(start, len(self)):
-            batch = order[b * self.batch_size:(b + 1) * self.batch_size][rank::world]
-            if len(batch):  # a last, short evaluation batch may leave some processes nothing
-                batches.append(batch)
-        return batches
+        if not self.shuffle and world > 1:
+            share = order[rank * self.n // world:(rank + 1) * self.n // world]
+            return list(share.split(-(-self.batch_size // world)))[start:]
+        return [order[b * self.batch_size:(b + 1) * self.batch_size][rank::world] for b in range(start, len(self))]
 
     def __iter__(self):
         return self.iterate()

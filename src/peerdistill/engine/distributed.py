@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ class World:
     owns_group: bool = False  # this trainer started the process group, so it ends it
     joined: bool = False  # launched by torchrun (even with one process: then DDP runs on one)
     backend: str | None = None
+    token: str = ""  # the same on every process of one group: names its keys in the group's store
 
     @property
     def distributed(self) -> bool:
@@ -74,8 +76,10 @@ def join(device: torch.device) -> World:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
         owns = True
+    token = [uuid.uuid4().hex]
+    dist.broadcast_object_list(token, src=0)
     return World(dist.get_rank(), dist.get_world_size(), local_rank, owns, joined=True,
-                 backend=str(dist.get_backend()))
+                 backend=str(dist.get_backend()), token=token[0])
 
 
 def leave(world: World) -> None:
@@ -88,14 +92,29 @@ def abandon(world: World | None, wait_s: float = 30.0) -> None:
     """Leave the process group after an error. Processes that stop together (an error every one
     of them raises, as a non-finite step does) meet first, so that none tears down the group
     while another still talks to it (gloo then aborts the process); one whose peers are busy
-    elsewhere waits ``wait_s`` at most (gloo's monitored barrier; NCCL's barrier has no time
-    limit, so there the group is left at once)."""
+    elsewhere waits ``wait_s`` at most, then leaves, and they fail at their next collective.
+    On gloo only: NCCL's group is left at once."""
     if world is None or not world.owns_group or not dist.is_initialized():
         return
     if world.backend == "gloo":
-        with contextlib.suppress(RuntimeError):
-            dist.monitored_barrier(timeout=timedelta(seconds=wait_s))
+        _meet(world, wait_s)
     dist.destroy_process_group()
+
+
+def _meet(world: World, wait_s: float) -> None:
+    """Wait until every process has come to leave, or ``wait_s`` has passed, counting them in
+    the group's key-value store. Not gloo's monitored barrier: only the first process gives up
+    after its timeout, any other waits for ever when the first is in another collective."""
+    key = f"peerdistill/leaving/{world.token}"
+    deadline = time.monotonic() + wait_s
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        count = store.add(key, 1)
+        while count < world.size and time.monotonic() < deadline:
+            time.sleep(0.05)
+            count = store.add(key, 0)
+    except Exception:  # noqa: BLE001 (the store gone with the process that held it: nobody to wait for)
+        return
 
 
 def all_true(world: World, flag: bool, device: torch.device) -> bool:
