@@ -95,6 +95,43 @@ def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp
         assert not (runs / f"independent-seed{seed}" / REPLACE_MARK).exists()
 
 
+def test_an_overwrite_refused_for_a_run_in_training_marks_nothing_and_keeps_the_tables(tmp_path):
+    from types import SimpleNamespace
+
+    from peerdistill.comparison_runs import REPLACE_MARK, mark_for_replacement
+    from peerdistill.engine import run_lock
+
+    plans = []
+    for seed in range(3):
+        (tmp_path / f"run{seed}").mkdir()
+        (tmp_path / f"run{seed}" / "run.json").write_text("{}")
+        plans.append(SimpleNamespace(run_dir=tmp_path / f"run{seed}"))
+    held = run_lock.hold(plans[2].run_dir)  # another process trains the last run
+    try:
+        with pytest.raises(RunDirError, match="being trained by another process"):
+            mark_for_replacement(plans)
+    finally:
+        run_lock.release(held)
+    assert not any((plan.run_dir / REPLACE_MARK).exists() for plan in plans)
+
+
+def test_a_non_finite_stop_in_a_comparison_gives_the_comparisons_way_on(tmp_path, monkeypatch):
+    from peerdistill.errors import NonFiniteError
+
+    def stopped(cfg, **kwargs):  # as the trainer stops: a single run's advice after the finding
+        raise NonFiniteError("non-finite loss term 'student1/ce' at epoch 1, step 2; the last good checkpoint is "
+                             "X. Lower optim.lr and train again, ..., or continue with peerdistill train --resume X",
+                             "non-finite loss term 'student1/ce' at epoch 1, step 2")
+
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", stopped)
+    with pytest.raises(NonFiniteError) as caught:
+        compare({**COMPARED, "name": "n", "out_dir": str(tmp_path)}, ["kd"], 1, progress=False)
+    assert str(caught.value) == (
+        f"{tmp_path / 'n-compare' / 'kd-seed0'}: non-finite loss term 'student1/ce' at epoch 1, step 2. In a "
+        "comparison every run follows its config: lower optim.lr, or set train.nonfinite: skip, there and run "
+        "compare again with --overwrite; or check the data for extreme values")
+
+
 def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsys):
     tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
     compare(tree, ["kd"], 1, progress=False)
@@ -298,12 +335,15 @@ def test_a_failed_parallel_run_lets_the_others_finish_then_says_why(tmp_path):
     assert not (tmp_path / "f-compare" / "compare.md").exists()
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_compare_under_torchrun_with_several_processes_is_refused(tmp_path, monkeypatch, jobs):
+@pytest.mark.parametrize("processes, jobs, message", [
+    (2, 1, "compare does not run under torchrun with several processes: train each run with torchrun"),
+    (2, 2, "compare does not run under torchrun with several processes"),
+    (1, 2, "--jobs starts processes of its own, which would join torchrun's process group: drop --jobs")])
+def test_compare_under_torchrun_with_several_processes_or_jobs_is_refused(tmp_path, monkeypatch, processes, jobs,
+                                                                          message):
     monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match="compare does not run under torchrun with several processes: train each "
-                                          "run with torchrun"):
+    monkeypatch.setenv("WORLD_SIZE", str(processes))
+    with pytest.raises(ConfigError, match=message):
         compare({**COMPARED, "name": "t", "out_dir": str(tmp_path)}, ["kd"], 1, progress=False, jobs=jobs)
     assert not (tmp_path / "t-compare").exists()
 

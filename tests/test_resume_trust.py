@@ -79,7 +79,7 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys
     assert "has finished: nothing to resume" in capsys.readouterr().err
 
 
-def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path):
+def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path, capsys):
     from peerdistill.engine.resume import load_resume_state, save_resume_state
 
     import numpy as np
@@ -105,6 +105,20 @@ def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path)
     del older["data"]["normalize"]
     state["config"] = yaml.safe_dump(older)
     save_resume_state(Path(run) / "checkpoints" / "last.pt", state)
+    # data.root may move, not change: other data of the same layout is refused, naming what differs
+    for name, other, differs in [("fewer.npz", dict(test_images=x[1500:1700], test_labels=y[1500:1700]),
+                                  "split sizes {'train': 1200, 'val': 300, 'test': 200}"),
+                                 ("brighter.npz", dict(train_images=x[:1200] * 0.9, test_images=x[1500:]),
+                                  "its training split's channel mean and std")]:
+        arrays = dict(train_images=x[:1200], train_labels=y[:1200], val_images=x[1200:1500], val_labels=y[1200:1500],
+                      test_images=x[1500:], test_labels=y[1500:])
+        np.savez(tmp_path / name, **{**arrays, **other})
+        open(f"{run}/config.yaml", "w").write(yaml.safe_dump({**saved, "data": {**saved["data"],
+                                                                                 "root": str(tmp_path / name)}}))
+        assert main(["train", "--resume", run, "--quiet"]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "the data read now is not the data this run was trained on (" + differs in err, err
+    open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))
     os.makedirs(f"{run}/export")
     beside = f"{run}/export/.student1.onnx.x1y2.tmp"  # an export writing at the same time
     open(beside, "w").write("in flight")

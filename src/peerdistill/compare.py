@@ -99,8 +99,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         # reconnect, every process would decide alone whether to reuse a run another is
         # writing, and every process would write the tables.
         raise ConfigError("compare does not run under torchrun with several processes: train each run with "
-                          "torchrun ... -m peerdistill train CONFIG name=... seed=..., or compare in one process "
-                          "(--jobs N trains N runs at once)")
+                          "torchrun ... -m peerdistill train CONFIG name=... seed=..., or run compare without "
+                          "torchrun (--jobs N trains N runs at once)")
+    if jobs > 1 and launched():
+        raise ConfigError("--jobs starts processes of its own, which would join torchrun's process group: drop "
+                          "--jobs, or run compare without torchrun")
     configs = [configs] if isinstance(configs, dict) else list(configs)
     if not configs:
         raise ConfigError("compare needs at least one config")
@@ -137,9 +140,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
     if overwrite:  # the tables of the runs being replaced would describe a folder that no longer holds them
+        mark_for_replacement(plans)
         for stale in ("compare.csv", "compare.md", "differences.csv"):
             (directory / stale).unlink(missing_ok=True)
-        mark_for_replacement(plans)
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
              "metrics": metrics}
             for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]

@@ -23,7 +23,7 @@ from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, RunConfi
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import RunDir, read_json
-from .errors import CheckpointError, ConfigError, PeerdistillError, RunDirError
+from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes
 
 FROZEN_MARK = "(frozen teacher)"
@@ -208,14 +208,23 @@ def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console) 
     """Train the run, continue it, or reuse it when it has finished; its test metrics."""
     head = f"[bold]compare[/]: {plan.describe()}"
     state = _state(plan, overwrite)
-    if state == "finished":
-        console.print(f"{head}: reusing finished run {plan.run_dir}")
-    elif state == "unfinished":
-        console.print(f"{head}: resuming unfinished run {plan.run_dir}")
-        _resume(plan.cfg, plan.run_dir, progress)
-    else:
-        console.print(f"{head} -> {plan.run_dir}")
-        train_from_config(plan.cfg, run_dir=plan.run_dir, overwrite=True, progress=progress)
+    try:
+        if state == "finished":
+            console.print(f"{head}: reusing finished run {plan.run_dir}")
+        elif state == "unfinished":
+            console.print(f"{head}: resuming unfinished run {plan.run_dir}")
+            _resume(plan.cfg, plan.run_dir, progress)
+        else:
+            console.print(f"{head} -> {plan.run_dir}")
+            train_from_config(plan.cfg, run_dir=plan.run_dir, overwrite=True, progress=progress)
+    except NonFiniteError as exc:
+        if exc.finding is None:
+            raise
+        # A single run's advice (resume it with another policy) would leave it apart from the
+        # comparison's config, which its other runs share.
+        raise NonFiniteError(f"{plan.run_dir}: {exc.finding}. In a comparison every run follows its config: lower "
+                             "optim.lr, or set train.nonfinite: skip, there and run compare again with --overwrite; "
+                             "or check the data for extreme values", exc.finding) from None
     return read_json(plan.run_dir / "metrics.json")
 
 
@@ -225,10 +234,11 @@ REPLACE_MARK = "replaced-by-compare-overwrite"
 
 
 def mark_for_replacement(plans: list[Plan]) -> None:
-    for plan in plans:
-        if (plan.run_dir / "run.json").is_file():
-            run_lock.check_free(plan.run_dir)
-            (plan.run_dir / REPLACE_MARK).write_text("compare --overwrite will train this run again\n")
+    runs = [plan.run_dir for plan in plans if (plan.run_dir / "run.json").is_file()]
+    for run_dir in runs:  # all before any mark: a refused command marks nothing
+        run_lock.check_free(run_dir)
+    for run_dir in runs:
+        (run_dir / REPLACE_MARK).write_text("compare --overwrite will train this run again\n")
 
 
 def _state(plan: Plan, overwrite: bool) -> str:

@@ -22,7 +22,12 @@ class RunDirError(PeerdistillError):
 
 
 class NonFiniteError(PeerdistillError):
-    """A loss term or gradient became NaN or infinite during training."""
+    """A loss term or gradient became NaN or infinite during training. ``finding`` says what
+    and where alone, without the advice that follows it (which suits a single run)."""
+
+    def __init__(self, message: str, finding: str | None = None):
+        super().__init__(message)
+        self.finding = finding
 
 
 class PeerdistillWarning(UserWarning):

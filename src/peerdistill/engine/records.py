@@ -11,6 +11,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -62,6 +63,7 @@ class RunRecords:
             return None
         if resume:
             run = RunDir.open(self.run_dir_path)
+            _check_same_data(read_json(run.path / "run.json"), data)
             self._run_lock = run_lock.hold(run.path)  # released when fit ends (run_lock.py)
             return run
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
@@ -73,6 +75,7 @@ class RunRecords:
             "class_names": data.class_names,
             "input_shape": list(data.input_shape),
             "data_stats": data.stats,
+            "split_sizes": _split_sizes(data),
             "data_info": {**data.info, **_grey_files(data)},
             "patches": self.patches,  # the sliding window whole images are predicted by (or None)
             "seed": self.seed,
@@ -287,3 +290,23 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _split_sizes(data: DataSplits) -> dict[str, int]:
+    return {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+
+
+def _check_same_data(meta: dict[str, Any], data: DataSplits) -> None:
+    """``data.root`` may move on resume, not change: the splits keep the sizes and the training
+    split the channel statistics the run began with (runs before ``split_sizes`` was recorded,
+    or without normalisation, skip that part)."""
+    before, now = meta.get("split_sizes"), _split_sizes(data)
+    if before is not None and before != now:
+        raise ConfigError(f"the data read now is not the data this run was trained on (split sizes {now}, "
+                          f"{before} in run.json): point data.root at the data the run began with to resume it, "
+                          "or train a new run")
+    before, now = meta.get("data_stats"), data.stats
+    if before and now and not all(np.allclose(before[k], now[k], rtol=1e-5, atol=1e-7) for k in before):
+        raise ConfigError(f"the data read now is not the data this run was trained on (its training split's "
+                          f"channel mean and std {now}, {before} in run.json): point data.root at the data the run "
+                          "began with to resume it, or train a new run")

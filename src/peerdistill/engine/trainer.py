@@ -793,10 +793,9 @@ class Trainer(RunRecords):
                 cause = f"{what} '{name}'"
                 self.skip_causes[cause] = self.skip_causes.get(cause, 0) + 1
             return {}
-        raise NonFiniteError(
-            f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}; {self._last_good()}. Lower optim.lr "
-            f"and train again, check the data for extreme values, or {self._skip_advice()}"
-        )
+        finding = f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}"
+        raise NonFiniteError(f"{finding}; {self._last_good()}. Lower optim.lr and train again, check the data for "
+                             f"extreme values, or {self._skip_advice()}", finding)
 
     def _trained_buffers(self) -> list[torch.Tensor]:
         """The buffers a training forward updates (BatchNorm statistics of the models and the
@@ -805,9 +804,10 @@ class Trainer(RunRecords):
 
     def _trained_buffers_by_model(self) -> dict[str, list[torch.Tensor]]:
         """Their running means and variances (of BatchNorm, InstanceNorm or a user's layer that
-        names them so), by model name (``connectors`` for the connectors). Other buffers may
-        hold infinities on purpose (an attention mask) and are not updated by training."""
-        owners = {m.name: m.module for m in self.cohort.trainable} | {"connectors": self.connectors}
+        names them so), by model name (``@connectors`` for the connectors). Other buffers are
+        not updated by training, and one that is not saved may hold infinities on purpose (an
+        attention mask)."""
+        owners = {m.name: m.module for m in self.cohort.trainable} | {"@connectors": self.connectors}
         return {name: [b for key, b in module.named_buffers() if key.rpartition(".")[2] in _RUNNING_STATISTICS]
                 for name, module in owners.items()}
 
@@ -836,10 +836,10 @@ class Trainer(RunRecords):
                 loss = loss + part.detach()
             if not distributed.all_true(self.world, bool(torch.isfinite(loss)), self.device):
                 if self.speed.nonfinite == "stop":
-                    raise NonFiniteError(f"non-finite critic loss of edge '{edge.name}' at epoch "
-                                         f"{self._position[0] + 1}, step {self._position[1] + 1}; "
-                                         f"{self._last_good()}. Lower distill.discriminator_lr and train again, "
-                                         f"or {self._skip_advice()}")
+                    finding = (f"non-finite critic loss of edge '{edge.name}' at epoch {self._position[0] + 1}, "
+                               f"step {self._position[1] + 1}")
+                    raise NonFiniteError(f"{finding}; {self._last_good()}. Lower distill.discriminator_lr and train "
+                                         f"again, or {self._skip_advice()}", finding)
                 optimizer.zero_grad(set_to_none=True)
                 continue  # skip: this critic does not learn from this step
             distributed.average_gradients(self.world, critic.parameters())
