@@ -408,7 +408,7 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     assert (tmp_path / "c-compare" / "compare.csv").is_file()  # kept: the runs it describes are still there
     run_cli("compare", f"out_dir={tmp_path}", "name=c", *FAST, "--presets", "kd", "--seeds", "1", "--overwrite",
             "--quiet", expect=130)
-    assert "the runs replaced so far hold the new settings" in said()
+    assert "again without --overwrite to replace only the runs still marked" in said()
     assert not (tmp_path / "c-compare" / "compare.csv").exists()  # tables of runs being replaced are gone
 
     def terminated(*args, **kwargs):
