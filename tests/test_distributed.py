@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -279,6 +280,18 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
         assert row["train/loss/total"] == pytest.approx(logged0["total"], rel=1e-12)
 
 
+def _two_processes(script: str, tree: dict) -> list[dict]:
+    """Run ``script`` (given the config tree) under torchrun with two processes on gloo; what
+    each process wrote to OUT_DIR/rank<r>.json."""
+    out = Path(tree["out_dir"])
+    (out / "script.py").write_text(script)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = subprocess.run([*torchrun, str(out / "script.py"), json.dumps(tree)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
 NAN_ON_ONE_PROCESS_SCRIPT = textwrap.dedent('''
     """Trains under torchrun with a NaN pixel in the second batch of process 1 only; each process
     records the message it stopped with."""
@@ -311,18 +324,10 @@ NAN_ON_ONE_PROCESS_SCRIPT = textwrap.dedent('''
 
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
 def test_a_non_finite_loss_on_one_process_is_named_by_every_process(tmp_path):
-    script = tmp_path / "ddp_nan.py"
-    script.write_text(NAN_ON_ONE_PROCESS_SCRIPT)
     tree = {"name": "ddp", "out_dir": str(tmp_path), "distill": {"preset": "ml"},
             "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
             "train": {"epochs": 1, "batch_size": 64, "nonfinite": "stop"}}
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run"]
-    proc = subprocess.run([*torchrun, "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    messages = [json.loads((tmp_path / f"rank{r}.json").read_text())["message"] for r in range(2)]
-    for message in messages:  # process 0 saw finite terms itself, yet names the one process 1 found
+    for message in (rank["message"] for rank in _two_processes(NAN_ON_ONE_PROCESS_SCRIPT, tree)):  # process 0 saw finite terms itself, yet names the one process 1 found
         assert message is not None and "non-finite loss term 'student1/ce', 'student2/ce'" in message, message
         assert "epoch 1, step 2" in message
 
@@ -358,17 +363,10 @@ ERROR_ON_ONE_PROCESS_SCRIPT = textwrap.dedent('''
 def test_an_error_on_a_process_other_than_the_first_ends_every_process(tmp_path):
     # The first process waits in a collective for the second, which left on its error: once,
     # the second waited for ever in gloo's monitored barrier, whose timeout only the first keeps.
-    script = tmp_path / "ddp_error.py"
-    script.write_text(ERROR_ON_ONE_PROCESS_SCRIPT)
     tree = {"name": "ddp", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
             "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
             "train": {"epochs": 1, "batch_size": 64}}
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run"]
-    proc = subprocess.run([*torchrun, "--standalone", "--nproc-per-node", "2", str(script), json.dumps(tree)],
-                          capture_output=True, text=True, timeout=240, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ended = [json.loads((tmp_path / f"rank{r}.json").read_text())["ended"] for r in range(2)]
+    ended = [rank["ended"] for rank in _two_processes(ERROR_ON_ONE_PROCESS_SCRIPT, tree)]
     assert ended[1] == "ConfigError: process 1 alone" and ended[0] != "finished", ended
 
 
