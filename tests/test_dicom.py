@@ -259,6 +259,20 @@ def test_dicom_images_named_as_exports_name_them_are_found_by_their_header(tmp_p
         ["x", "case_3", "IM000001", "IM000002", "scan"]
     with pytest.raises(DataError, match="README"):
         read_image(folder / "README")
+    # one that cannot be opened is named, not left out (its mask would be "without an image");
+    # root reads any file here, so the refusal is the operating system's, as it would say it
+    import builtins
+    import peerdistill.data.dicom as dicom
+
+    def no_access(path, *args, **kwargs):
+        if Path(path).name == "IM000003":
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    write_dicom(folder / "IM000003", grey12)
+    monkeypatch.setattr(dicom, "open", no_access, raising=False)
+    with pytest.raises(PermissionError, match="IM000003"):
+        image_files(folder)
 
 
 def test_uid_named_dicom_images_pair_with_their_png_masks(tmp_path):

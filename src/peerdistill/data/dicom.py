@@ -39,11 +39,13 @@ def is_dicom_image_by_content(path: Path) -> bool:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _dicom_image_at(path: str, _mtime_ns: int, _size: int) -> bool:
+    # A file that cannot be opened is said so (as an unreadable PNG is), not left out unseen:
+    # its mask would then be named as one without an image.
+    with open(path, "rb") as f:
+        f.seek(128)
+        if f.read(4) != b"DICM":
+            return False
     try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            if f.read(4) != b"DICM":
-                return False
         import pydicom
 
         with warnings.catch_warnings():
