@@ -269,6 +269,8 @@ def test_dicom_images_named_as_exports_name_them_are_found_by_their_header(tmp_p
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, *args, **kwargs)
 
+    (folder / "SERIES1").mkdir()  # a folder named as exports name files is not opened
+    assert not image_io.is_dicom(folder / "SERIES1")
     write_dicom(folder / "IM000003", grey12)
     monkeypatch.setattr(dicom, "open", no_access, raising=False)
     with pytest.raises(PermissionError, match="IM000003"):

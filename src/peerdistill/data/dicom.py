@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -31,10 +32,12 @@ def is_dicom_image_by_content(path: Path) -> bool:
     and other objects without pixels are left out). Answered once per version of the file:
     listing, sizing and reading a set ask it of every image."""
     try:
-        stat = os.stat(path)
+        found = os.stat(path)
     except OSError:
         return False
-    return _dicom_image_at(str(path), stat.st_mtime_ns, stat.st_size)
+    if not stat.S_ISREG(found.st_mode):  # a folder named as exports name files
+        return False
+    return _dicom_image_at(str(path), found.st_mtime_ns, found.st_size)
 
 
 @functools.lru_cache(maxsize=1 << 16)
