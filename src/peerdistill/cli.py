@@ -495,11 +495,12 @@ def _terminate(signum, frame):
 def _interrupted_hint(ns: argparse.Namespace) -> str:
     """What an interruption left and how to go on, from what is on disk."""
     if ns.command == "compare":
-        if ns.overwrite:  # the runs still to replace are marked (comparison_runs.REPLACE_MARK)
+        if ns.overwrite:
+            from .comparison_runs import REPLACE_MARK
+
             return ("interrupted: run the same compare command again without --overwrite to replace only the runs "
-                    "still marked (a file replaced-by-compare-overwrite in them); runs already replaced are reused "
-                    "and the one in training continues from its last checkpoint (with --overwrite every run starts "
-                    "again)")
+                    f"still marked (a file {REPLACE_MARK} in them); runs already replaced are reused and the one in "
+                    "training continues from its last checkpoint (with --overwrite every run starts again)")
         return ("interrupted: run the same compare command again; finished runs are reused and "
                 "unfinished ones continue from their last checkpoint")
     run_dir = getattr(ns, "run_dir", None)

@@ -631,15 +631,18 @@ class Trainer(RunRecords):
             warnings.warn(f"epoch {epoch + 1}: {self.skipped_steps} of {steps} training steps skipped for non-finite "
                           f"values: {named}", NonFiniteStepsWarning, stacklevel=3)
 
+    def _saved_checkpoint(self) -> Path | None:
+        last = RunDir(self.run_dir_path).resume_path if self.run_dir_path else None
+        return last if last is not None and last.exists() else None
+
     def _last_good(self) -> str:
-        last = self.run_dir_path / "checkpoints" / "last.pt" if self.run_dir_path else None
-        return (f"the last good checkpoint is {last}" if last is not None and last.exists()
-                else "no epoch had finished, so nothing was saved")
+        last = self._saved_checkpoint()
+        return f"the last good checkpoint is {last}" if last else "no epoch had finished, so nothing was saved"
 
     def _skip_advice(self) -> str:
         """How to go on skipping such steps: a run with a checkpoint may resume with another policy."""
         run = self.run_dir_path
-        if run is None or not (run / "checkpoints" / "last.pt").exists() or not (run / "config.yaml").exists():
+        if self._saved_checkpoint() is None or not (run / "config.yaml").exists():
             return "set train.nonfinite=skip to skip such steps"  # (a run of the Python API has no config.yaml)
         return (f"skip such steps from the last checkpoint on: set train.nonfinite: skip in '{run / 'config.yaml'}' "
                 f"and continue with peerdistill train --resume {run}")
