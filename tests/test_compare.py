@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -333,6 +334,48 @@ def test_a_failed_parallel_run_lets_the_others_finish_then_says_why(tmp_path):
         compare(tree, ["kd"], 2, progress=False, jobs=2)
     assert json.loads((tmp_path / "f-compare" / "kd-seed0" / "run.json").read_text())["status"] == "complete"
     assert not (tmp_path / "f-compare" / "compare.md").exists()
+
+
+def _plans(*devices):
+    from peerdistill.comparison_runs import Plan
+    from peerdistill.config import validate
+    return [Plan("kd", validate({**COMPARED, "device": device}), Path(f"run{i}"), None)
+            for i, device in enumerate(devices)]
+
+
+@pytest.mark.parametrize("devices, count, visible, gpus", [
+    (("auto", "auto"), 4, None, ["0", "1", "2", "3"]),
+    (("cuda", "cpu"), 2, None, ["0", "1"]),
+    (("auto",), 3, "5, 7,", ["5", "7"]),  # a scheduler's choice, by its names
+    (("auto", "cuda:1"), 4, None, []),  # a run that names its GPU would not find it
+    (("auto",), 1, None, []),
+    (("cpu", "cpu"), 4, None, []),
+])
+def test_jobs_take_the_visible_gpus_in_turn_when_the_runs_leave_the_choice_open(monkeypatch, devices, count,
+                                                                                visible, gpus):
+    from peerdistill.comparison_runs import gpus_to_share
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count if visible is None else 2)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert gpus_to_share(_plans(*devices)) == gpus
+
+
+def test_each_jobs_worker_is_given_one_gpu_and_the_command_says_which(monkeypatch, capsys):
+    from peerdistill import comparison_runs
+    handed = {}
+
+    def pool(plans, work, jobs, threads, console, describe, needs, worker_envs):
+        handed.update(jobs=jobs, envs=worker_envs)
+        return [{} for _ in plans]
+
+    monkeypatch.setattr(comparison_runs, "run_in_processes", pool)
+    monkeypatch.setattr(comparison_runs, "gpus_to_share", lambda plans: ["0", "1"])
+    comparison_runs.run_all(_plans("auto", "auto", "auto"), False, False, Console(width=200), jobs=3)
+    assert handed == {"jobs": 3, "envs": [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]}
+    assert "3 runs at once, each worker on one GPU (CUDA_VISIBLE_DEVICES 0, 1, 0)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("processes, jobs, message", [

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from rich.console import Console
 
 from peerdistill.errors import PeerdistillError
@@ -127,3 +128,32 @@ def test_a_workers_warnings_are_one_line_naming_its_run(capsys):
 
     assert _call(_warns, 7, "kd seed 1") == 7
     assert capsys.readouterr().err == "warning: kd seed 1: 3 of 7 training steps skipped\n"
+
+
+def _report_turn(item):
+    time.sleep(0.3)  # long enough that both workers take runs
+    return os.getpid(), os.environ.get("PEERDISTILL_TEST_TURN")
+
+
+def test_each_worker_takes_the_next_environment_in_turn(monkeypatch):
+    from multiprocessing import Value
+
+    from peerdistill.run_pool import _set_up_worker
+    monkeypatch.setenv("PEERDISTILL_TEST_TURN", "")  # removed again after the test
+    started = Value("i", 0)
+    envs = [{"PEERDISTILL_TEST_TURN": "a"}, {"PEERDISTILL_TEST_TURN": "b"}]
+    seen = []
+    for _ in range(3):
+        _set_up_worker(torch.get_num_threads(), envs, started)
+        seen.append(os.environ["PEERDISTILL_TEST_TURN"])
+    assert seen == ["a", "b", "a"]
+
+
+def test_workers_run_with_their_own_environment(tmp_path):
+    envs = [{"PEERDISTILL_TEST_TURN": "a"}, {"PEERDISTILL_TEST_TURN": "b"}]
+    results = run_in_processes(list(range(4)), _report_turn, 2, 1, Console(), worker_envs=envs)
+    turn_of = {}
+    for pid, turn in results:
+        assert turn_of.setdefault(pid, turn) == turn  # a worker keeps its environment
+    assert set(turn_of.values()) <= {"a", "b"} and len(set(turn_of.values())) == len(turn_of)
+    assert "PEERDISTILL_TEST_TURN" not in os.environ  # the parent's is untouched

@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "interval (default: independent when compared, else the first setting)")
     cmp_.add_argument("--jobs", type=int, default=1, metavar="N",
                       help="train N runs at once, each in its own process with its share of the CPU threads "
-                           "(default 1; on a GPU they share it: worth it when one run leaves it idle)")
+                           "(default 1; on one GPU they share it: worth it when one run leaves it idle; with several GPUs "
+                           "each worker takes one in turn)")
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
     cmp_.add_argument("--dry-run", action="store_true",
                       help="list each run and what it would do (train, continue, reuse), then stop")

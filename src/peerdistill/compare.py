@@ -65,7 +65,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``dry_run``: print what each run would do (train, continue, reuse) and stop, writing nothing.
 
     ``jobs``: how many runs train at once, each in its own process (CPU threads shared out
-    between them; on a GPU they share the device).
+    between them; on one GPU they share it; with several, each worker takes one in turn, see
+    ``comparison_runs.gpus_to_share``).
 
     ``folds``: k-fold cross-validation: each seed runs once per fold, with that fold of the data
     as its test split (``data.folds``, ``data.fold``); mean ± std are then over folds and seeds.

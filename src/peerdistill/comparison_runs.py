@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import glob
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,9 +195,31 @@ def run_all(plans: list[Plan], overwrite: bool, progress: bool, console: Console
     work = functools.partial(_run_quietly, overwrite=overwrite, quiet=console.quiet)
     index_of = {plan.run_dir: i for i, plan in enumerate(plans)}
     at_once = min(jobs, len(plans))
+    gpus = gpus_to_share(plans)
+    if gpus:
+        turns = ", ".join(gpus[k % len(gpus)] for k in range(at_once))
+        console.print(f"[bold]compare[/]: {at_once} runs at once, each worker on one GPU (CUDA_VISIBLE_DEVICES "
+                      f"{turns})")
     return run_in_processes(plans, work, at_once, max(1, torch.get_num_threads() // at_once), console,
                             describe=Plan.describe,
-                            needs=lambda i: index_of.get(plans[i].source_run))
+                            needs=lambda i: index_of.get(plans[i].source_run),
+                            worker_envs=[{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus])
+
+
+def gpus_to_share(plans: list[Plan]) -> list[str]:
+    """The GPUs that ``--jobs`` workers take in turn, as CUDA_VISIBLE_DEVICES values: every
+    visible one when there are several and the runs' device leaves the choice open (``auto``
+    or ``cuda``); none otherwise (one GPU, none, or a run that names its own, ``cuda:N``, which
+    hiding the others would break)."""
+    devices = {plan.cfg.device for plan in plans} - {"cpu"}
+    if not devices or not devices <= {"auto", "cuda"}:
+        return []
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:  # already narrowed (by a scheduler, say): those, by their own names
+        return [gpu.strip() for gpu in visible.split(",") if gpu.strip()][:torch.cuda.device_count()]
+    return [str(index) for index in range(torch.cuda.device_count())]
 
 
 def _run_quietly(plan: Plan, overwrite: bool, quiet: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ last checkpoint."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,18 +25,22 @@ from .errors import PeerdistillError
 
 def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int, threads: int,
                      console: Console, describe: Callable[[Any], str] = str,
-                     needs: Callable[[int], int | None] = lambda index: None) -> list[Any]:
+                     needs: Callable[[int], int | None] = lambda index: None,
+                     worker_envs: Sequence[dict[str, str]] = ()) -> list[Any]:
     """``work(item)`` for every item, ``jobs`` at a time, each process limited to ``threads``
     torch threads; the results in item order. ``needs(i)``: the index of an item that must have
     finished before item ``i`` starts (a frozen run's teacher run), or None; until then the
-    next items go first. Every failure is printed; once the runs under way have finished, the
-    failure of the earliest item is raised."""
+    next items go first. ``worker_envs``: environment variables for the workers, taken in turn
+    as they start (the k-th worker gets ``worker_envs[k % len]``), such as one GPU each. Every
+    failure is printed; once the runs under way have finished, the failure of the earliest item
+    is raised."""
     results: dict[int, Any] = {}
     failures: dict[int, Exception] = {}
     waiting = list(enumerate(items))
     running: dict[Future, int] = {}
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=torch.set_num_threads, initargs=(threads,))
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_up_worker,
+                               initargs=(threads, list(worker_envs), context.Value("i", 0)))
     try:
         _start_workers(pool, jobs)
         while waiting or running:
@@ -89,6 +94,18 @@ def _call(work: Callable[[Any], Any], item: Any, name: str = "") -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised as text
         raise RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
+
+
+def _set_up_worker(threads: int, envs: list[dict[str, str]], started: Any) -> None:
+    """A worker's set-up: its torch threads and its turn of ``envs``. ``started`` counts the
+    workers started so far (shared by all). Set before the worker's first run, so before
+    CUDA starts there, which reads CUDA_VISIBLE_DEVICES once."""
+    torch.set_num_threads(threads)
+    with started.get_lock():
+        turn = started.value
+        started.value += 1
+    if envs:
+        os.environ.update(envs[turn % len(envs)])
 
 
 def _ready() -> None:
