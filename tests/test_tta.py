@@ -98,3 +98,101 @@ def test_compare_tabulates_the_flipped_figures_beside_the_plain_ones(tmp_path):
     with pytest.raises(ConfigError, match="it is for classification and segmentation comparisons"):
         compare({**tree, "task": "detection", "data": {"kind": "boxes"}, "name": "d",
                  "students": [{"arch": "detector"}] * 2}, ["ml"], 1, progress=False, tta="hflip")
+
+
+def test_an_exported_model_is_averaged_in_its_own_kind_of_output():
+    from peerdistill.export import STUDENT_LOGITS, EnsembleProbabilities, FlipAveragedModel, StudentLogits
+
+    torch.manual_seed(2)
+    a, b = nn.Conv2d(3, 2, 3, padding=1).eval(), nn.Conv2d(3, 2, 3, padding=1).eval()
+    x = torch.randn(2, 3, 8, 10)
+    flips = TTA_FLIPS["flips"]
+
+    def averaged(model):  # one model's probabilities over the four mirrorings, mirrored back, by hand
+        return sum(model(x.flip(d)).softmax(1).flip(d) if d else model(x).softmax(1) for d in flips) / 4
+
+    with torch.no_grad():
+        logits = FlipAveragedModel(a, flips, "logits", 1)(x)
+        probabilities = FlipAveragedModel(EnsembleProbabilities({"a": a, "b": b}), flips, "probabilities", 2)(x)
+        side_by_side = FlipAveragedModel(StudentLogits({"a": a, "b": b}), flips, STUDENT_LOGITS, 2)(x)
+        expected_a, expected_b = averaged(a), averaged(b)
+    torch.testing.assert_close(logits.softmax(1), expected_a, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(probabilities, (expected_a + expected_b) / 2, atol=1e-6, rtol=1e-5)
+    assert side_by_side.shape == (2, 4, 8, 10)  # each student's log-probabilities, side by side
+    torch.testing.assert_close(side_by_side[:, :2].softmax(1), expected_a, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(side_by_side[:, 2:].softmax(1), expected_b, atol=1e-6, rtol=1e-5)
+
+
+def _shapes_run(tmp_path, name, **data):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate({"name": name, "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8], **data},
+                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
+                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    return tmp_path / name
+
+
+def test_an_exported_file_with_flips_computes_what_eval_tta_scores(tmp_path):
+    from peerdistill.export import export_run
+    from peerdistill.predict import _onnx_model, _run_model
+    from peerdistill.runs import _run_data, load_cohort
+
+    run_dir = _shapes_run(tmp_path, "s")
+    cohort, meta = load_cohort(run_dir)
+    x = _run_data(meta).test.x[:4]
+    for member in cohort.members:
+        member.module.eval()
+    with torch.no_grad():  # eval --tta's own averaging
+        flipped = {n: z.softmax(1) for n, z in FlipAveraged(cohort, TTA_FLIPS["flips"]).forward(x).logits.items()}
+    for model, expected in (("student1", flipped["student1"]),
+                            ("ensemble", (flipped["student1"] + flipped["student2"]) / 2)):
+        result = export_run(run_dir, model=model, tta="flips", out=tmp_path / f"{model}.onnx")
+        assert result.tta == "flips" and result.max_abs_diff <= 1e-4
+        assert json.loads((tmp_path / f"{model}.json").read_text())["tta"] == "flips"
+        info, run = _onnx_model(tmp_path / f"{model}.onnx")
+        scores = run(x)
+        got = scores if info["output"] == "probabilities" else scores.softmax(1)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+        _, from_run_dir = _run_model(run_dir, model, None, tta="flips")  # predict RUN_DIR --tta flips
+        scores = from_run_dir(x)
+        torch.testing.assert_close(scores if info["output"] == "probabilities" else scores.softmax(1), expected,
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_a_sliding_window_ensemble_with_flips_predicts_alike_from_the_file_and_the_run(tmp_path):
+    from peerdistill.export import export_run
+    from peerdistill.predict import _onnx_model, _run_model
+    from peerdistill.runs import _run_data, load_cohort
+
+    run_dir = _shapes_run(tmp_path, "p", patch_size=32)
+    export_run(run_dir, model="ensemble", tta="hflip", out=tmp_path / "ensemble.onnx")
+    _, meta = load_cohort(run_dir)
+    x = _run_data(meta).test.x[:3]
+    _, from_file = _onnx_model(tmp_path / "ensemble.onnx")
+    _, from_run = _run_model(run_dir, "ensemble", None, tta="hflip")
+    _, plain = _run_model(run_dir, "ensemble", None)
+    torch.testing.assert_close(from_file(x), from_run(x), atol=1e-5, rtol=1e-4)
+    assert (from_run(x) - plain(x)).abs().max() > 1e-4  # the flips changed something
+
+
+def test_flips_are_refused_where_they_cannot_go(tmp_path, capsys):
+    from peerdistill.cli import main
+    from peerdistill.export import flip_averaged
+
+    with pytest.raises(ConfigError, match="not available for detection"):
+        flip_averaged(nn.Identity(), "logits", {"task": "detection", "input_shape": [3, 32, 32]}, "hflip")
+    run_cli = ["train", f"out_dir={tmp_path}", "name=c", "train.epochs=1", "train.batch_size=256", "teacher=null",
+               "distill.preset=ml", "students.0.args.width=4", "students.1.args.width=4", "--quiet"]
+    assert main(run_cli) == 0
+    assert main(["export", str(tmp_path / "c"), "--format", "safetensors", "--tta", "hflip"]) == 2
+    assert "--tta puts the flips into an ONNX graph" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "c"), "--model", "ensemble", "--tta", "hflip", "--temperature-scaling",
+                 "--out", str(tmp_path / "e.onnx")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "probabilities averaged over the image and its left-right mirror, tempered: T =" in out
+    assert main(["predict", str(tmp_path / "e.onnx"), str(tmp_path / "x.npz"), "--tta", "hflip",
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert "export with --temperature-scaling / --operating-point RULE / --tta FLIPS" in " ".join(
+        capsys.readouterr().err.split())

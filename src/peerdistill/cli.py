@@ -163,7 +163,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
 
 def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str) -> None:
-    """export's and predict's --temperature-scaling and --operating-point (``export.chosen_on_validation``)."""
+    """export's and predict's --temperature-scaling, --operating-point (``export.chosen_on_validation``)
+    and --tta (``export.flip_averaged``)."""
     parser.add_argument("--temperature-scaling", action="store_true",
                         help=f"classification: the temperature the model's probabilities fit on the run's validation "
                              f"split (as eval --temperature-scaling fits it), {where}")
@@ -171,6 +172,9 @@ def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str) -
                         help=f"two-class classification: the threshold RULE (youden, sensitivity=S, specificity=S) "
                              f"picks on the run's validation split, the positive (second) class called where its "
                              f"probability reaches it, {where}")
+    parser.add_argument("--tta", choices=["hflip", "flips"], default=None,
+                        help=f"classification, segmentation: probabilities averaged over the input and its mirror "
+                             f"(hflip) or its three mirrorings (flips), as eval --tta scores them, {where}")
 
 
 def _decoding(overrides) -> dict | None:
@@ -218,12 +222,14 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
+    from .engine.tta import TTA_SEEN
     from .export import export_run
     from .quantize import percent
 
     result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out, quantize=ns.quantize,
                         calibration=ns.calibration_samples, min_agreement=ns.min_agreement,
-                        temperature_scaling=ns.temperature_scaling, operating_point=ns.operating_point)
+                        temperature_scaling=ns.temperature_scaling, operating_point=ns.operating_point,
+                        tta=ns.tta)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on test inputs"
               if result.max_abs_diff is not None else "")
     task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
@@ -236,6 +242,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
                    f"{round(check.agreement * check.predictions)} of {check.predictions} predictions "
                    f"({percent(check.agreement)}), max |probability difference| "
                    f"{check.max_probability_difference:.3g}")
+    if result.tta is not None:
+        what += f", probabilities averaged over {TTA_SEEN[result.tta]}"
     if result.temperature is not None:
         what += f", tempered: T = {result.temperature:.4g} fitted on the run's validation split"
     if result.threshold is not None:
@@ -249,7 +257,8 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     from .predict import predict_files
 
     path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
-                         operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays)
+                         operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays,
+                         tta=ns.tta)
     console.print(f"wrote {path}", highlight=False)
     return 0
 

@@ -20,7 +20,7 @@ from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.distributed import launched, launched_world
 from .engine.evaluate import ENSEMBLE
-from .engine.tta import TTA_FLIPS
+from .engine.tta import TTA_FLIPS, TTA_SEEN
 from .errors import ConfigError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
@@ -182,8 +182,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
                    "run's validation split, scored on the test split (`cal_ece`, `cal_brier`; untempered: `ece`, "
                    "`brier`).\n")
     if tta is not None:
-        seen = "the image and its left-right mirror" if tta == "hflip" else "the image and its three mirrorings"
-        header += (f"\nThe `tta_*` tables: each model's probabilities averaged over {seen} (`--tta {tta}`; masks "
+        header += (f"\nThe `tta_*` tables: each model's probabilities averaged over {TTA_SEEN[tta]} (`--tta {tta}`; masks "
                    "mirrored back), scored on the test split as the untouched figures are.\n")
     if teacher_from is not None:
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "

@@ -31,6 +31,7 @@ from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
+from .engine.tta import tta_flips
 from .runs import load_cohort, saved_data_spec, saved_window
 from .spatial import align_to
 
@@ -54,6 +55,7 @@ class ExportResult:
     int8: QuantizedCheck | None = None  # with quantize="int8": the int8 graph against the fp32 one
     temperature: float | None = None  # with temperature_scaling: the T in the graph
     threshold: float | None = None  # with operating_point: in the JSON, applied by predict
+    tta: str | None = None  # with tta: the flips averaged in the graph
 
 
 class Logits(nn.Module):
@@ -116,6 +118,47 @@ class StudentLogits(nn.Module):
         logits = [as_logits(m(x), n).float() for n, m in zip(self.names, self.students)]
         size = max((t.shape[-2:] for t in logits), key=lambda hw: hw[0] * hw[1])
         return torch.cat([align_to(t, size) for t in logits], dim=1)
+
+
+class FlipAveragedModel(nn.Module):
+    """An exported model averaged over flips of its input as ``eval --tta`` averages it
+    (``engine/tta.py``): the class probabilities (maps mirrored back) of the input as it is and
+    mirrored, given in the model's own kind of output: logits become the log of the averaged
+    probabilities (softmax gives them back, a sliding window blends them as evaluation does),
+    probabilities stay probabilities, and students side by side are each averaged alone."""
+
+    def __init__(self, model: nn.Module, flips: tuple[tuple[int, ...], ...], output: str, students: int):
+        super().__init__()
+        self.model, self.flips, self.output, self.students = model, flips, output, students
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for dims in self.flips:
+            p = self._probabilities(self.model(x.flip(dims) if dims else x).float())
+            if dims and p.ndim >= 4:  # a map ([B, C, H, W], or [B, S, C, H, W]): mirrored back
+                p = p.flip(dims)
+            total = p if total is None else total + p
+        mean = total / len(self.flips)
+        if self.output == "probabilities":
+            return mean
+        log = mean.clamp_min(torch.finfo(torch.float32).tiny).log()
+        return log.flatten(1, 2) if self.output == STUDENT_LOGITS else log
+
+    def _probabilities(self, y: torch.Tensor) -> torch.Tensor:
+        if self.output == "probabilities":
+            return y
+        if self.output == STUDENT_LOGITS:  # [B, S*C, H, W] -> each student's [C] softmax
+            b, channels, *rest = y.shape
+            return y.reshape(b, self.students, channels // self.students, *rest).softmax(dim=2)
+        return y.softmax(dim=1)
+
+
+def flip_averaged(module: nn.Module, output: str, meta: dict, tta: str | None) -> nn.Module:
+    """``module`` (``pick_model``'s) averaged over the flips ``tta`` names; None: as it is."""
+    if tta is None:
+        return module
+    flips = tta_flips(tta, meta.get("task", "classification"), meta["input_shape"])
+    return FlipAveragedModel(module, flips, output, student_count(meta)).eval()
 
 
 def student_count(meta: dict) -> int:
@@ -290,7 +333,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
                tolerance: float = TOLERANCE, modules: dict[str, nn.Module] | None = None,
                quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
                min_agreement: float = MIN_AGREEMENT, data: DataSplits | None = None,
-               temperature_scaling: bool = False, operating_point: str | None = None) -> ExportResult:
+               temperature_scaling: bool = False, operating_point: str | None = None,
+               tta: str | None = None) -> ExportResult:
     """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
     a file, or a folder to write ``MODEL.FORMAT`` in. ``modules``: new instances of models built
     in Python (as for ``load_cohort``).
@@ -307,14 +351,22 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     the file's probabilities are the tempered ones (``ExportResult.temperature``).
     ``operating_point`` (two-class classification, ONNX): the threshold the rule picks on the
     validation split (after the temperature) goes into the JSON beside the file, and predict
-    calls the positive class by it (``ExportResult.threshold``)."""
+    calls the positive class by it (``ExportResult.threshold``).
+
+    ``tta`` (``hflip`` or ``flips``; classification and segmentation, ONNX): the model's
+    probabilities averaged over flips of the input, as ``eval --tta`` scores it, in the graph (a
+    temperature and a threshold are then chosen on the averaged probabilities, as eval chooses
+    them)."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
     _check_quantize(quantize, fmt, calibration, min_agreement)
+    if tta and fmt != "onnx":
+        raise ConfigError("--tta puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")
     name, module, output, meta = pick_model(run_dir, model, modules)
+    module = flip_averaged(module, output, meta, tta)
     if quantize and meta.get("task") == "detection":
         raise ConfigError("--quantize int8 is for classification and segmentation: a detector's box regression "
                           "is not checked by class agreement; export it in fp32")
@@ -327,7 +379,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if fmt == "safetensors":
         if name == "ensemble":
             raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
-        save_weights(module.model, target)
+        save_weights(module.model, target)  # (a plain Logits: no tta, temperature or threshold here)
         return ExportResult(target, name, None, output)
     if quantize:  # read once: for the parity samples, calibration and the check
         data = _run_splits(meta, data, "int8 export calibrates on the run's training images and checks on its "
@@ -352,8 +404,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     from .predict import write_sidecar
 
     write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
-                  threshold=chosen.threshold, operating_point=chosen.rule)
-    return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold)
+                  threshold=chosen.threshold, operating_point=chosen.rule, tta=tta)
+    return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta)
 
 
 def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:

@@ -16,6 +16,7 @@ from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file
 from .engine.evaluate import windowed
+from .engine.tta import tta_flips
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
 from .errors import CheckpointError, ConfigError, DataError
 from .predict_inputs import Inputs, read_inputs
@@ -54,19 +55,20 @@ def as_scores(output: torch.Tensor, info: dict) -> torch.Tensor:
 
 def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
                   temperature: float | None = None, threshold: float | None = None,
-                  operating_point: str | None = None) -> None:
+                  operating_point: str | None = None, tta: str | None = None) -> None:
     """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null),
-    ``temperature`` (the T in the graph, or null) and ``threshold`` (on the positive class's
-    probability, chosen by ``operating_point`` on the validation split; or null)."""
+    ``temperature`` (the T in the graph, or null), ``threshold`` (on the positive class's
+    probability, chosen by ``operating_point`` on the validation split; or null) and ``tta``
+    (the flips averaged in the graph, or null)."""
     atomic_write_text(sidecar_path(onnx_path), json.dumps(
         {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
-         "operating_point": operating_point}, indent=2))
+         "operating_point": operating_point, "tta": tta}, indent=2))
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
                   batch_size: int = 64, modules: dict | None = None, temperature_scaling: bool = False,
                   operating_point: str | None = None, visible_masks: bool = False,
-                  overlays: str | Path | None = None) -> Path:
+                  overlays: str | Path | None = None, tta: str | None = None) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
     segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
     instances of a run's models built in Python (as for ``load_cohort``). A run directory's
@@ -75,19 +77,22 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     carries what its export chose (its JSON's ``temperature`` and ``threshold``).
     ``visible_masks`` (segmentation): mask PNGs with the classes spread over 0..255.
     ``overlays`` (segmentation, detection): a folder for pictures of the predictions on each
-    input at its own size, ``<stem>_overlay.png`` (classes tinted) or ``<stem>_boxes.png``."""
+    input at its own size, ``<stem>_overlay.png`` (classes tinted) or ``<stem>_boxes.png``.
+    ``tta`` (``hflip``, ``flips``; a run directory's classifier or segmenter): probabilities
+    averaged over flips of each input, as ``eval --tta`` scores them (an ONNX file has them in
+    its graph if it was exported with ``--tta``)."""
     model_path, out = Path(model_path), Path(out)
     if model_path.suffix.lower() == ".onnx":  # as export accepts it
         if model is not None:
             raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "
                               "already: drop --model")
-        if temperature_scaling or operating_point:
-            raise ConfigError(f"'{model_path}' carries what its export chose (its JSON's temperature and threshold): "
-                              "export with --temperature-scaling / --operating-point RULE, or predict from the run "
-                              "directory")
+        if temperature_scaling or operating_point or tta:
+            raise ConfigError(f"'{model_path}' carries what its export chose (its JSON's temperature, threshold and "
+                              "tta): export with --temperature-scaling / --operating-point RULE / --tta FLIPS, or "
+                              "predict from the run directory")
         info, run = _onnx_model(model_path)
     else:
-        info, run = _run_model(model_path, model or "best", modules, temperature_scaling, operating_point)
+        info, run = _run_model(model_path, model or "best", modules, temperature_scaling, operating_point, tta)
     dense = info["task"] == "segmentation"
     if visible_masks and not dense:
         raise ConfigError(f"--visible-masks is for segmentation masks; this model is a {info['task']} model: drop it")
@@ -165,15 +170,17 @@ def _check_out(out: Path, dense: bool, inputs: list[str], pictures: bool = False
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,
-               operating_point: str | None = None):
+               operating_point: str | None = None, tta: str | None = None):
     from .engine.evaluate import ENSEMBLE, predict
-    from .export import chosen_on_validation, pick_model
+    from .export import chosen_on_validation, flip_averaged, pick_model
     from .runs import load_cohort, saved_window, task_for
 
     meta = RunDir.open(run_dir).meta()
     if (temperature_scaling or operating_point) and meta.get("task", "classification") != "classification":
         raise ConfigError(f"--temperature-scaling and --operating-point work on class probabilities: '{run_dir}' "
                           f"is a {meta.get('task')} run")
+    if tta:  # checked before anything is built (a detector's refused, saying why)
+        tta_flips(tta, meta.get("task", "classification"), meta["input_shape"])
     if meta.get("task") == "detection" and which == "ensemble":
         # the students' boxes, decoded and fused as evaluation does it
         cohort, _ = load_cohort(run_dir, modules, roles=("student",), with_heads=False)
@@ -181,6 +188,7 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
         info = {**model_info(meta, "boxes"), "boxes": lambda detections: detections}
         return info, lambda batch: predict(cohort, task, batch)[ENSEMBLE]
     _, module, output, _ = pick_model(run_dir, which, modules)
+    module = flip_averaged(module, output, meta, tta)
     chosen = chosen_on_validation(module, output, meta, None, temperature_scaling, operating_point)
     module = chosen.module
     info = {**model_info(meta, output), "temperature": chosen.temperature, "threshold": chosen.threshold}

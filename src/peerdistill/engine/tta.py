@@ -17,6 +17,7 @@ TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "hflip": ((), (-1,)),
     "flips": ((), (-1,), (-2,), (-2, -1)),
 }
+TTA_SEEN = {"hflip": "the image and its left-right mirror", "flips": "the image and its three mirrorings"}
 
 
 class FlipAveraged:
@@ -47,6 +48,11 @@ def with_tta(cohort: Cohort, tta: str | None, task_name: str, input_shape=(3, 1,
     one sample's, [C, H, W] for images."""
     if tta is None:
         return cohort
+    return FlipAveraged(cohort, tta_flips(tta, task_name, input_shape))
+
+
+def tta_flips(tta: str, task_name: str, input_shape) -> tuple[tuple[int, ...], ...]:
+    """The flips ``tta`` names, checked against the run's task and input shape."""
     if tta not in TTA_FLIPS:
         raise ConfigError(f"--tta '{tta}': use {' or '.join(TTA_FLIPS)}")
     if len(input_shape) != 3:
@@ -55,4 +61,4 @@ def with_tta(cohort: Cohort, tta: str | None, task_name: str, input_shape=(3, 1,
     if task_name == "detection":
         raise ConfigError("--tta averages class probabilities over flips; a detector's boxes would have to be "
                           "mirrored back and fused: not available for detection")
-    return FlipAveraged(cohort, TTA_FLIPS[tta])
+    return TTA_FLIPS[tta]
