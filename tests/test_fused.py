@@ -343,3 +343,56 @@ def test_a_parameter_kept_in_a_plain_attribute_is_not_packed():
         m.weights = [m.fc1.weight]
     assert fusable(kept) == ("model 0's attribute 'weights' holds 'fc1.weight' (the packed forward swaps each "
                              "student's tensors only in layers)")
+
+
+class _ChangesItself(nn.Module):
+    """A forward that changes the model's own tensors as ordinary PyTorch code may: a buffer
+    assigned anew, a weight clamped in place, an Embedding renormalising its rows (max_norm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.emb = nn.Embedding(10, 4, max_norm=1.0)
+        with torch.no_grad():
+            self.emb.weight.mul_(10)  # rows longer than max_norm: the forward shortens them
+        self.register_buffer("running_abs", torch.zeros(()))
+
+    def forward(self, x):
+        h = self.lin(x)
+        with torch.no_grad():
+            self.lin.weight.clamp_(-0.1, 0.1)
+        self.running_abs = 0.9 * self.running_abs + 0.1 * h.detach().abs().mean()
+        return h + self.emb(torch.arange(len(x)))
+
+
+def test_what_a_forward_changes_in_its_own_tensors_is_kept_per_student():
+    torch.manual_seed(0)
+    alone = [_ChangesItself() for _ in range(K)]
+    packed = copy.deepcopy(alone)
+    group = StudentGroup(packed)
+    for seed in (1, 2):  # the second forward starts from what the first kept
+        x = batch("cnn", seed)[:, 0, 0, :4]
+        outputs, _ = group(x)
+        for model, out in zip(alone, outputs):
+            torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-6)
+    for a, p in zip(alone, packed):
+        for (name, expected), got in zip(a.state_dict().items(), p.state_dict().values()):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
+        assert float(p.running_abs) > 0 and float(p.lin.weight.abs().max()) <= 0.1 + 1e-7
+        assert float(p.emb.weight.norm(dim=1)[:4].max()) <= 1.0 + 1e-5
+
+
+def test_a_buffer_assigned_a_new_shape_is_refused_by_name():
+    class Grows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+            self.register_buffer("seen", torch.zeros(1))
+
+        def forward(self, x):
+            self.seen = torch.cat([self.seen, x.detach().mean().reshape(1)])
+            return self.lin(x)
+
+    group = StudentGroup([Grows(), Grows()])
+    with pytest.raises(ConfigError, match="gives buffer 'seen' a new shape"):
+        group(torch.randn(3, 4))

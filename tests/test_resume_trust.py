@@ -162,3 +162,21 @@ def test_a_resume_refuses_a_changed_frozen_teacher_and_a_checkpoint_it_cannot_co
     refused("it is truncated or corrupt, so the run cannot be continued; start it again (train --overwrite)")
     checkpoint.write_bytes(good)
     assert main(["train", "--resume", run, "--quiet"]) == 0
+
+
+def test_a_packed_run_may_go_on_one_by_one_and_run_json_says_how_each_session_ran(tmp_path):
+    run = killed_after_second_epoch(small(tmp_path, "p", fuse_students=True))
+    saved = yaml.safe_load(open(f"{run}/config.yaml"))
+    saved["train"]["fuse_students"] = False  # the same computation, run otherwise
+    open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    meta = json.loads(open(f"{run}/run.json").read())
+    assert meta["speed"]["fuse_students"] is True and meta["fused_students"] == [["student1", "student2"]]
+    (resumed,) = meta["resumed_at"]
+    assert resumed["speed"]["fuse_students"] is False and resumed["fused_students"] == []
+    uninterrupted = small(tmp_path, "u", fuse_students=True)
+    train_from_config(uninterrupted, progress=False)
+    ended = json.loads(open(f"{run}/metrics.json").read())["test_at_best"]
+    expected = json.loads(open(tmp_path / "u" / "metrics.json").read())["test_at_best"]
+    for model, figures in expected.items():  # packed or not: the same students, to float rounding
+        assert ended[model]["accuracy"] == pytest.approx(figures["accuracy"], abs=1 / 360), model

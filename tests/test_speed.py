@@ -345,3 +345,45 @@ def test_optimizers_use_fused_kernels_where_torch_has_them_and_foreach_elsewhere
     complex_model(torch.randn(4, 3, dtype=torch.complex64)).abs().sum().backward()
     optimizer.step()
     assert optimizer.defaults["foreach"] is True and not optimizer.defaults["fused"]
+
+
+class _DropsInPlace(nn.Module):
+    """Its recorded layer's output is changed in place by the next module in training only."""
+    feature_layer = "body"
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.drop = nn.Dropout(0.5, inplace=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.drop(self.body(x)).relu().mean((2, 3)))
+
+
+def test_a_recorded_layer_changed_in_place_in_training_is_refused_packed_or_not(tiny_data):
+    # The packed group cannot see the change; its students run one by one, where the step says so.
+    for fuse in (False, True):
+        t = make_trainer(cohort_of([_DropsInPlace, _DropsInPlace]), "styles", fuse_students=fuse)
+        with pytest.raises(ConfigError, match=r"the output of layer\(s\) \['body'\] is changed in place"):
+            run_steps(t, tiny_data, steps=1)
+        assert t.groups == []
+    assert "changed in place" in t.run_info["fused_students_fallback"]["student1, student2"]
+
+
+def test_a_trainer_fits_again_with_packed_students_and_feature_edges(tiny_data):
+    t = make_trainer(cohort_of(same_resnets(2)), "styles", fuse_students=True)
+    first, second = t.fit(tiny_data), t.fit(tiny_data)
+    hints = [k for k in first.history[0] if "hint" in k]
+    assert t.groups and hints and [k for k in second.history[0] if "hint" in k] == hints
+
+
+def test_self_distillation_students_run_one_by_one_and_the_run_says_why(tmp_path):
+    student = {"arch": "cnn", "args": {"width": 4, "depth": 2}, "heads": ["features.2"]}
+    tree = {"name": "s", "out_dir": str(tmp_path), "teacher": None, "students": [student, student],
+            "distill": {"preset": "self"}, "train": {"epochs": 1, "batch_size": 256, "fuse_students": True}}
+    with pytest.warns(PeerdistillWarning, match="student1, student2 run one by one: their self-distillation heads"):
+        train_from_config(validate(tree), progress=False)
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert run["fused_students"] == [] and "self-distillation heads" in run["fused_students_fallback"][
+        "student1, student2"]

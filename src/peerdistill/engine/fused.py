@@ -11,7 +11,9 @@ It is an execution strategy only, mathematically the same as running the student
 - the students' own ``nn.Parameter`` s stay the leaves: ``torch.stack`` is differentiable, so each
   student's gradient lands in its own ``.grad`` (its own optimizer, checkpoint, export, unchanged);
 - every student sees the same input batch and keeps its own BatchNorm statistics (updated in its
-  own buffers exactly as when it runs alone);
+  own buffers exactly as when it runs alone), and whatever else its forward changes: a buffer
+  assigned anew, a parameter changed in place (an Embedding's max_norm; not watched under
+  inference_mode, whose tensors keep no version counter);
 - dropout draws a different mask per student (``randomness="different"``).
 
 Known limits: the students must share class, module structure, settings and plain attributes
@@ -304,42 +306,70 @@ class StudentGroup(nn.Module):
         member_buffers = [[t for _, t in m.named_buffers()] for m in self.members]
         # Differentiable stack: gradients flow back into each student's own parameters.
         params = {n: torch.stack(ts) for n, ts in zip(names, zip(*member_params))}
+        # (inference tensors keep no version counter: a forward under inference_mode is not watched)
+        versions = None if torch.is_inference_mode_enabled() else [t._version for t in params.values()]
         with torch.no_grad():
             buffers = {n: torch.stack(ts) for n, ts in zip(buffer_names, zip(*member_buffers))}
 
         def one_student(params, buffers, x):
             recorded: dict[str, torch.Tensor] = {}
+            reassigned: dict[str, torch.Tensor] = {}
 
             def hook(path):
                 def record(_module, _inputs, output):
                     recorded[path] = first_tensor(output, f"the students' layer '{path}'")
                 return record
 
+            def keep_reassigned(_module, _inputs, _output):
+                # A forward may assign a new tensor to a buffer (self.count = self.count + 1)
+                # instead of updating it in place; functional_call puts the stacked one back
+                # after the call, so the new one is taken here, before that.
+                for name in buffer_names:
+                    now = template.get_buffer(name)
+                    if now is not buffers[name] and now is not None:
+                        reassigned[name] = now
+
             # Hooks live only for this call and their tensors leave vmap as its outputs, so no
             # batched tensor escapes.
             handles = [module.register_forward_hook(hook(p)) for p, module in targets.items()]
+            handles.append(template.register_forward_hook(keep_reassigned))
             autocast = (_AutocastOps(x.device.type) if torch.is_autocast_enabled(x.device.type)
                         else contextlib.nullcontext())
             try:
                 with autocast:
-                    return _batchable(functional_call(template, (params, buffers), (x,))), recorded
+                    return _batchable(functional_call(template, (params, buffers), (x,))), recorded, reassigned
             finally:
                 for handle in handles:
                     handle.remove()
 
-        out, recorded = vmap(one_student, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
-
-        # In-place updates of the batched buffers work under vmap (BatchNorm's running_mean/var and
-        # num_batches_tracked in train mode write into their row of the stacked tensors; checked in
-        # torch 2.13 and by tests/test_fused.py), so write each student's row back into its own
-        # buffers. Unchanged buffers are copied too: cheaper than finding out which changed.
-        if buffer_names:
-            with torch.no_grad():
-                rows = [buffers[n].unbind(0) for n in buffer_names]  # rows[j][i]: buffer j of student i
-                torch._foreach_copy_([b for bs in member_buffers for b in bs],
-                                     [rows[j][i] for i in range(len(self.members)) for j in range(len(buffer_names))])
+        out, recorded, reassigned = vmap(one_student, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
+        self._write_back(params, versions, member_params, buffers, reassigned, member_buffers)
         k = len(self.members)
         outputs = [tree_map(lambda t, i=i: t[i], out) for i in range(k)]
         features = [{path: t[i] for path, t in recorded.items()} for i in range(k)]
         return outputs, features
+
+    @torch.no_grad()
+    def _write_back(self, params: dict[str, torch.Tensor], versions: list[int] | None, member_params: list[list],
+                    buffers: dict[str, torch.Tensor], reassigned: dict[str, torch.Tensor],
+                    member_buffers: list[list]) -> None:
+        """What the forward changed, back into each student's own tensors, as a student running
+        alone keeps it: buffers (updated in place under vmap, such as BatchNorm's statistics,
+        which write into their row of the stacked tensor; or assigned anew) and parameters a
+        forward changes in place (an Embedding's max_norm, a clamp_ of a constrained weight)."""
+        for name, value in reassigned.items():
+            if value.shape != buffers[name].shape:
+                raise ConfigError(f"a student's forward gives buffer '{name}' a new shape "
+                                  f"({list(value.shape[1:])} instead of {list(buffers[name].shape[1:])}), which "
+                                  "the packed students cannot keep: set train.fuse_students: false")
+            buffers[name] = value
+        k = len(self.members)
+        if buffers:  # unchanged buffers are copied too: cheaper than finding out which changed
+            rows = [t.unbind(0) for t in buffers.values()]  # rows[j][i]: buffer j of student i
+            torch._foreach_copy_([b for bs in member_buffers for b in bs],
+                                 [rows[j][i] for i in range(k) for j in range(len(rows))])
+        for j, (stacked, version) in enumerate(zip(params.values(), versions or ())):
+            if stacked._version != version:  # changed in place by the forward (rare: found by its counter)
+                for i in range(k):
+                    member_params[i][j].copy_(stacked[i])
 

@@ -24,7 +24,7 @@ from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, N
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
-from ..capture import unwrap
+from ..capture import FeatureRecorder, unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed, run_lock
@@ -187,6 +187,9 @@ class Trainer(RunRecords):
         if self.speed.channels_last:
             for m in self.cohort.members:
                 to_channels_last(m.module, self.device.type)
+        # Every model records its layers again: a fit before this one handed packed students'
+        # layers to their group, which is built anew below.
+        self.cohort.capture(self.graph.feature_requests())
         self.scaler = self.speed.grad_scaler(self.device)
         # The data order: one generator, in step on every process (each keeps its share).
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -362,13 +365,26 @@ class Trainer(RunRecords):
         """One packed training step's forward and backward on the probe batch, as training will
         run it (train mode: dropout and stochastic depth included); an error (an operation vmap
         cannot batch, say) is returned so those students fall back to separate runs. Buffers,
-        gradients and train/eval modes are put back as they were."""
+        gradients and train/eval modes are put back as they were.
+
+        The recorded layers are first checked on one student alone, in train mode: the packed
+        group cannot see a later module change a recorded output in place (an in-place dropout,
+        active in training only, which the probe's eval mode misses), so such students run
+        separately, where the first step says so."""
         members = list(group.members)
-        buffers = [b.detach().clone() for m in members for b in m.buffers()]
+        # (a forward may change parameters in place too: an Embedding's max_norm, a clamp_)
+        saved = [t.detach().clone() for m in members for t in (*m.buffers(), *m.parameters())]
         modes = [sub.training for m in members for sub in m.modules()]
         try:
             group.train()
             with self.speed.autocast(self.device):
+                if group.capture:
+                    alone = FeatureRecorder(members[0], group.capture, owner="student")
+                    try:
+                        members[0](self._probe_input)
+                        alone.take(complete=True)
+                    finally:
+                        alone.remove()
                 outputs, features = group(self._probe_input)
             leaves = [t for out in outputs for t in _tensors(out)] + [t for f in features for t in f.values()]
             torch.stack([t.float().mean() for t in leaves]).sum().backward()
@@ -376,8 +392,8 @@ class Trainer(RunRecords):
             return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         finally:
             with torch.no_grad():
-                for buffer, saved in zip([b for m in members for b in m.buffers()], buffers):
-                    buffer.copy_(saved)
+                for tensor, before in zip([t for m in members for t in (*m.buffers(), *m.parameters())], saved):
+                    tensor.copy_(before)
             for m in members:
                 m.zero_grad(set_to_none=True)
             for sub, training in zip([sub for m in members for sub in m.modules()], modes):
@@ -389,7 +405,13 @@ class Trainer(RunRecords):
         student left alone although another is of its class is recorded, with the reason, in
         ``run_info['fused_students_fallback']``."""
         sets: list[list[str]] = []
-        candidates = [m for m in self.cohort.students if not m.frozen and not isinstance(unwrap(m.module), HeadedModel)]
+        trained = [m for m in self.cohort.students if not m.frozen]
+        headed = [m.name for m in trained if isinstance(unwrap(m.module), HeadedModel)]
+        if headed and len(trained) > 1:
+            self.run_info.setdefault("fused_students_fallback", {})[", ".join(headed)] = (
+                "their self-distillation heads read inner layers through hooks, which a packed forward would run "
+                "once for all students")
+        candidates = [m for m in trained if m.name not in headed]
         for m in candidates:
             home = next((s for s in sets if fusable([self.cohort[s[0]].module, m.module]) is None), None)
             if home is not None:
@@ -469,6 +491,8 @@ class Trainer(RunRecords):
                 trains = start_epoch < epochs and not self._stopped_early
                 where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
                 where["processes"] = self.world.size  # a run may resume on another number of processes
+                # and execute otherwise (device, compile, packing, the non-finite policy...)
+                where.update(speed=self.speed.to_dict(), fused_students=self.run_info["fused_students"])
                 meta.setdefault("resumed_at", []).append(where)
                 write_json(run.path / "run.json", meta)
         self._warn_about_training(data)  # here, so that a refused run or resume says only why
