@@ -231,7 +231,8 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
     np.savez(tmp_path / "big.npz", images=np.kron(pixels, np.ones((2, 2), np.uint8)))  # 16x16: resized to 8x8
     read = read_inputs([str(tmp_path / "a.png"), str(tmp_path / "b.npz"), str(tmp_path / "big.npz")], 1, (8, 8))
     names, images, sizes = read.names, np.stack(read.images), read.sizes
-    assert names == [str(tmp_path / "a.png"), "b.npz[0]", "b.npz[1]", "big.npz[0]", "big.npz[1]"]
+    b, big = tmp_path / "b.npz", tmp_path / "big.npz"  # archives named by their path, as files are
+    assert names == [str(tmp_path / "a.png"), f"{b}[0]", f"{b}[1]", f"{big}[0]", f"{big}[1]"]
     assert read.stems == ["a", "b_0", "b_1", "big_0", "big_1"]
     assert sizes == [(8, 8)] * 3 + [(16, 16)] * 2
     assert images.dtype == np.float32 and images.shape == (5, 8, 8, 1)
@@ -518,3 +519,21 @@ def test_models_onnx_cannot_hold_are_named_with_the_fix(tmp_path):
         to_onnx(torch.jit.script(nn.Sequential(nn.Linear(4, 2))), torch.randn(2, 4), tmp_path / "s.onnx", False)
     with pytest.raises(ExportError, match=r"branches on a tensor's value.*torch.where or torch.cond"):
         to_onnx(_Branchy(), torch.randn(2, 4), tmp_path / "b.onnx", False)
+
+
+def test_inputs_on_another_intensity_scale_are_predicted_with_a_warning(digits_run, tmp_path):
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.predict import predict_files
+
+    pixels = np.random.default_rng(2).integers(0, 256, (3, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "eight.npz", images=pixels)  # divided by 255, as image files are
+    np.savez(tmp_path / "sixteen.npz", images=pixels.astype(np.uint16) * 257)  # kept as they are: 0..65535
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        predict_files(digits_run, [str(tmp_path / "eight.npz")], tmp_path / "a.csv")
+    with pytest.warns(PeerdistillWarning, match=r"3 of 3 inputs lie far outside the intensities the model learnt "
+                                                r"from \(e.g. '.*sixteen.npz\[0\]': mean [0-9.e+]+ against"):
+        predict_files(digits_run, [str(tmp_path / "sixteen.npz")], tmp_path / "b.csv")
+    assert (tmp_path / "b.csv").is_file()  # predicted all the same: a model cannot refuse them

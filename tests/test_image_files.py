@@ -455,3 +455,39 @@ def test_colour_images_against_grey_statistics_name_data_grey(tmp_path):
     with pytest.raises(DataError, match="read in colour .* statistics are for grey ones .*: read them grey, "
                                         "data.grey=true"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "c")), stats={"mean": [0.5], "std": [0.2]})
+
+
+def test_a_quarter_turned_tiff_is_read_upright_or_refused_by_name_never_scrambled(tmp_path):
+    stored = (np.arange(20 * 30) % 251).astype(np.uint8).reshape(20, 30)
+    Image.fromarray(stored).save(tmp_path / "turned.tif", tiffinfo={ORIENTATION: 6})
+    with Image.open(tmp_path / "turned.tif") as im:
+        misread = im.size != (30, 20)  # Pillow 13 gives it the turned size before decoding the stored pixels
+    if misread:
+        with pytest.raises(DataError, match=r"turned.tif' is a TIFF turned a quarter by its orientation tag \(6\)"):
+            read_image(tmp_path / "turned.tif", grey=True)
+    else:
+        image = read_image(tmp_path / "turned.tif", grey=True)[..., 0]
+        assert np.allclose(image * 255, np.rot90(stored, k=-1), atol=0.5)
+
+
+def test_a_jpeg_mask_keeps_the_lossy_rule_when_resized(tmp_path):
+    from peerdistill.data.image_io import read_mask_values
+
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 1
+    save(mask, tmp_path / "m.jpg", quality=90)
+    assert read_mask_values(tmp_path / "m.jpg").lossy and read_mask_values(tmp_path / "m.jpg", (16, 16)).lossy
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    save(mask, tmp_path / "turned.jpg", quality=90, exif=exif)  # turned upright: a new image, same format
+    assert read_mask_values(tmp_path / "turned.jpg", (8, 8)).lossy
+
+
+def test_inputs_resized_as_training_resized_its_files_are_no_news(tmp_path):
+    save(np.zeros((20, 24), np.uint8), tmp_path / "a.png")
+    with pytest.warns(UserWarning, match="1 of 1 inputs differ in size from the model's 8x8 input"):
+        read_inputs([str(tmp_path / "a.png")], 1, (8, 8))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_inputs([str(tmp_path / "a.png")], 1, (8, 8), trained_resized=True).sizes == [(20, 24)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, che
 from .engine.evaluate import windowed
 from .engine.tta import tta_flips
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
 from .predict_inputs import Inputs, read_inputs
 from .spatial import align_to
 
@@ -107,7 +108,9 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
     read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
-                       dicom_window=info.get("dicom_window"), trained_on_grey=bool(info.get("grey_read_as_colour")))
+                       dicom_window=info.get("dicom_window"), trained_on_grey=bool(info.get("grey_read_as_colour")),
+                       trained_resized=trained_size is not None)
+    _say_if_another_intensity_scale(read, info.get("data_stats"))
     results: list = [None] * len(read.images)
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
         x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
@@ -132,6 +135,30 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
             _draw_masks(read, probs, Path(overlays))
         return written
     return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
+
+
+# How far (in the training data's standard deviations) an input's mean brightness may lie from
+# the training data's before it looks like another scale (0..65535 against 0..1): a real image
+# of the kind the model learnt from stays within a few.
+_OTHER_SCALE = 20.0
+
+
+def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
+    """A model predicts whatever it is given; inputs read on another intensity scale than the
+    training data (a uint16 .npz, kept as it is, against 16-bit files divided by 65535) would
+    be predicted wrong in silence."""
+    if not stats:
+        return
+    mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
+    far = [(name, a.reshape(-1, a.shape[-1]).mean(axis=0)) for name, a in zip(read.names, read.images)]
+    far = [(name, m) for name, m in far if (np.abs(m - mean) / np.maximum(std, 1e-12)).max() > _OTHER_SCALE]
+    if far:
+        name, m = far[0]
+        warnings.warn(f"{len(far)} of {len(read.names)} inputs lie far outside the intensities the model learnt "
+                      f"from (e.g. '{name}': mean {float(m.mean()):.4g} against its training data's "
+                      f"{float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity scale? Image files "
+                      "are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, other types are "
+                      "kept as they are", PeerdistillWarning, stacklevel=3)
 
 
 def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:

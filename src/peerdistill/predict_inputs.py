@@ -17,7 +17,7 @@ from .errors import DataError, PeerdistillWarning
 
 
 class Inputs(NamedTuple):
-    names: list[str]  # as written in the CSV: the file path, or ARCHIVE.npz[i]
+    names: list[str]  # as written in the CSV: the file path, or PATH/ARCHIVE.npz[i]
     stems: list[str]  # what a mask is named after: the file's stem, or ARCHIVE_i
     images: list[np.ndarray]  # [H, W, C] float32 each; sizes may differ (segmentation without image_size)
     sizes: list[tuple[int, int]]  # each input's own (height, width)
@@ -25,12 +25,14 @@ class Inputs(NamedTuple):
 
 
 def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
-                keep_originals: bool = False, dicom_window=None, trained_on_grey: bool = False) -> Inputs:
+                keep_originals: bool = False, dicom_window=None, trained_on_grey: bool = False,
+                trained_resized: bool = False) -> Inputs:
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
     255, other types kept), resized to ``size`` when given; with ``keep_originals`` also as
     they are (``Inputs.originals``). ``trained_on_grey``: the model learnt from grey files read
-    as colour, so grey inputs read so are no news."""
+    as colour, so grey inputs read so are no news; ``trained_resized``: it learnt from files
+    resized to ``size`` (``data.image_size``), so resized inputs are no news either."""
     names, stems, arrays, sizes, converted, originals = [], [], [], [], [], []
     for item in inputs:
         path = Path(item)
@@ -41,7 +43,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                                 "predict reads the images in a folder, not in its subfolders (give those)")
         elif path.suffix == ".npz":
             for i, a in enumerate(_npz_images(path)):
-                names.append(f"{path.name}[{i}]")
+                names.append(f"{path}[{i}]")  # the path as given, as files are named
                 stems.append(f"{path.stem}_{i}")
                 sizes.append(a.shape[:2])
                 arrays.append(resized_planes(a, size) if size is not None and a.shape[:2] != tuple(size) else a)
@@ -64,7 +66,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             if keep_originals:
                 resized = size is not None and tuple(size) != (height, width)
                 originals.append(read() if resized else arrays[-1])
-    _say_what_changed(names, sizes, converted, channels, size)
+    _say_what_changed(names, sizes, converted, channels, None if trained_resized else size)
     return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
 
 

@@ -345,9 +345,13 @@ def task_for(meta: dict[str, Any], decoding: dict[str, Any] | None = None):
 
 
 def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
-    """``data`` checked against the run, its classes numbered as the run numbers them."""
-    if list(data.input_shape) != list(meta["input_shape"]):
-        raise DataError(f"the data's inputs are {list(data.input_shape)} but the run was trained on {meta['input_shape']}")
+    """``data`` checked against the run, its classes numbered as the run numbers them. A
+    sliding-window run predicts images of any size: only their channels must match."""
+    shape, trained = list(data.input_shape), list(meta["input_shape"])
+    windowed = saved_window(meta)[0] is not None and len(shape) == len(trained) == 3
+    if (shape[:1] if windowed else shape) != (trained[:1] if windowed else trained):
+        raise DataError(f"the data's inputs are {shape} but the run was trained on {trained}"
+                        + (" (its sliding window takes any size, not other channels)" if windowed else ""))
     if meta.get("task", "classification") in ("classification", "detection"):
         data = _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:

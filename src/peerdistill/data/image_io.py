@@ -73,13 +73,35 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
             if _is_stack(im):
                 raise DataError(f"{what} '{path}' holds {im.n_frames} frames (a multi-page TIFF or an animation): "
                                 "save each frame as its own file")
+            _refuse_a_misread_tiff(im, path, what)
             turned = upright and im.getexif().get(_ORIENTATION, 1) != 1
-            yield ImageOps.exif_transpose(im) if turned else im
+            if not turned:
+                yield im
+                return
+            upright_image = ImageOps.exif_transpose(im)
+            upright_image.format = im.format  # (a new image has none: a JPEG mask's noise rule reads it)
+            yield upright_image
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
                         "16-bit, and one-channel float; DICOM is read by its .dcm or .dicom suffix, or by content "
                         "under the names exports give it: no suffix, a UID, .IMA; convert other files, e.g. colour "
                         "float TIFFs, to one of these)") from None
+
+
+def _refuse_a_misread_tiff(im, path: Path, what: str) -> None:
+    """Pillow 13 gives a TIFF turned a quarter by its orientation tag (5 to 8) the turned size
+    when it opens it, then decodes the stored pixels into that shape: scrambled (reproduced with
+    13.0.0, plain ``Image.open`` too). Such a file is refused by name rather than read wrong; a
+    Pillow that keeps the stored size reads it, and it is turned as other images are."""
+    if im.format != "TIFF" or im.tag_v2.get(_ORIENTATION, 1) not in (5, 6, 7, 8):
+        return
+    if im.size != (im.tag_v2.get(256), im.tag_v2.get(257)):  # ImageWidth, ImageLength as stored
+        import PIL
+
+        raise DataError(f"{what} '{path}' is a TIFF turned a quarter by its orientation tag "
+                        f"({im.tag_v2[_ORIENTATION]}), which this Pillow ({PIL.__version__}) reads scrambled: save it "
+                        "upright (orientation 1) with a tool that applies the tag, e.g. magick IN.tif -auto-orient "
+                        "OUT.tif")
 
 
 def _is_stack(im) -> bool:
@@ -182,9 +204,10 @@ def read_mask_values(path: Path, size=None) -> MaskValues:
     from PIL import Image
 
     with opened(path, "mask") as im:
+        lossy = im.format == "JPEG"  # the file's: a resized image has no format
         if size:
             im = im.resize((size[1], size[0]), Image.NEAREST)
-        return MaskValues(_one_value_per_pixel(im), im.format == "JPEG")
+        return MaskValues(_one_value_per_pixel(im), lossy)
 
 
 def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
