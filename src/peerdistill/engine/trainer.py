@@ -28,7 +28,7 @@ from ..capture import FeatureRecorder, unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed, run_lock
-from .artifacts import RunDir, read_json, write_json
+from .artifacts import RunDir, jsonable, read_json, write_json
 from .distributed import World
 from .averaging import WeightAverage
 from .fused import StudentGroup, fusable
@@ -491,8 +491,10 @@ class Trainer(RunRecords):
                 trains = start_epoch < epochs and not self._stopped_early
                 where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
                 where["processes"] = self.world.size  # a run may resume on another number of processes
-                # and execute otherwise (device, compile, packing, the non-finite policy...)
-                where.update(speed=self.speed.to_dict(), fused_students=self.run_info["fused_students"])
+                # and execute otherwise (device, compile, packing, the non-finite policy...): said
+                # where it differs from the first session's (run.json's own speed and packing)
+                now = {"speed": self.speed.to_dict(), "fused_students": self.run_info["fused_students"]}
+                where.update({key: value for key, value in now.items() if jsonable(meta.get(key)) != jsonable(value)})
                 meta.setdefault("resumed_at", []).append(where)
                 write_json(run.path / "run.json", meta)
         self._warn_about_training(data)  # here, so that a refused run or resume says only why
