@@ -76,3 +76,27 @@ def train_two_class_npz_run(folder, seed: int, test_size: int = 40, shift: float
                                 "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
                                 "train": {"epochs": epochs, "batch_size": 16}}), progress=False)
     return folder / "b", arrays
+
+
+def _tiny_shapes_run(folder, name: str, **data):
+    """Two tiny U-Net students (mutual learning) on a few generated shapes, one epoch: a
+    segmentation run to read, score, export and predict, not to change."""
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate({"name": name, "out_dir": str(folder), "task": "segmentation", "teacher": None,
+                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8], **data},
+                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
+                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    return folder / name
+
+
+@pytest.fixture(scope="session")
+def shapes_run(tmp_path_factory):
+    return _tiny_shapes_run(tmp_path_factory.mktemp("shapes"), "s")
+
+
+@pytest.fixture(scope="session")
+def patch_shapes_run(tmp_path_factory):
+    """Trained on 32x32 patches: its whole images are predicted by a sliding window."""
+    return _tiny_shapes_run(tmp_path_factory.mktemp("patches"), "p", patch_size=32)

@@ -90,24 +90,17 @@ def test_detection_fusion_scores_every_rule_and_the_runs_own_setting_as_training
     assert abs(mean["student student1"]["ap50"] - tested["student1"]["ap50"]) < 1e-9
 
 
-def test_int8_agreement_scores_a_segmentation_runs_masks_with_the_tasks_meter(tmp_path):
-    from peerdistill.build import train_from_config
-    from peerdistill.config import validate
-
-    def scored(name: str, model: str, **data) -> tuple[dict, dict]:
+def test_int8_agreement_scores_a_segmentation_runs_masks_with_the_tasks_meter(shapes_run, patch_shapes_run,
+                                                                             tmp_path):
+    def scored(run_dir, model: str) -> tuple[dict, dict]:
         """The benchmark's row for a tiny shapes run's model, and the run's own test figures of it."""
-        train_from_config(validate({"name": name, "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
-                                    "data": {"kind": "shapes", "shapes_counts": [16, 8, 8], **data},
-                                    "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
-                                    "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}),
-                          progress=False)
-        run("int8_agreement.py", str(tmp_path / name), "--models", model, "--json", "rows.json", cwd=tmp_path)
+        run("int8_agreement.py", str(run_dir), "--models", model, "--json", "rows.json", cwd=tmp_path)
         (row,) = json.loads((tmp_path / "rows.json").read_text())["rows"]
-        return row, json.loads((tmp_path / name / "metrics.json").read_text())["test_at_best"][model]
+        return row, json.loads((run_dir / "metrics.json").read_text())["test_at_best"][model]
 
-    row, tested = scored("s", "student1")
+    row, tested = scored(shapes_run, "student1")
     assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3
     assert 0 <= row["agreement"] <= 1 and 0 <= row["int8_dice"] <= 1
     # a patch-trained run's ensemble (its students' logits side by side) is scored as evaluation scores it
-    row, tested = scored("p", "ensemble", patch_size=32)
+    row, tested = scored(patch_shapes_run, "ensemble")
     assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3

@@ -428,15 +428,11 @@ def test_a_step_in_micro_batches_teaches_the_critic_from_every_part(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_a_sliding_window_run_scores_images_of_another_size(tmp_path):
+def test_a_sliding_window_run_scores_images_of_another_size(patch_shapes_run, tmp_path):
     from peerdistill.data.splits import kept_whole
     from peerdistill.predict import _run_model
     from peerdistill.runs import check_compatible, evaluate_run
 
-    train_from_config(validate({"name": "p", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
-                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8], "patch_size": 32},
-                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
-                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
     other = tmp_path / "other"  # 80x72 images: not the 64x64 the run trained on
     for folder in ("images", "masks"):
         (other / folder).mkdir(parents=True)
@@ -449,13 +445,13 @@ def test_a_sliding_window_run_scores_images_of_another_size(tmp_path):
         Image.fromarray(image).save(other / "images" / f"{i}.png")
         Image.fromarray(mask).save(other / "masks" / f"{i}.png")
     spec = DataSpec(kind="folders", root=str(other), binary_masks=True, grey=True)  # as the shapes run
-    scores = evaluate_run(tmp_path / "p", data_spec=spec, split="all")
-    meta = json.loads((tmp_path / "p" / "run.json").read_text())
+    scores = evaluate_run(patch_shapes_run, data_spec=spec, split="all")
+    meta = json.loads((patch_shapes_run / "run.json").read_text())
     with kept_whole():
         data = build_data(spec, stats=meta["data_stats"])
     whole = data.split("all")
     assert tuple(whole.x.shape[-2:]) == (80, 72)
-    _, run = _run_model(tmp_path / "p", "student1", None)  # predict's sliding window, by hand
+    _, run = _run_model(patch_shapes_run, "student1", None)  # predict's sliding window, by hand
     meter = SegmentationMeter(["background", "foreground"])
     meter.update(run(whole.x).softmax(1), whole.y)
     assert scores["student1"]["dice"] == pytest.approx(meter.compute()["dice"], abs=1e-6)

@@ -38,17 +38,11 @@ def test_class_scores_are_averaged_without_flipping_back():
     torch.testing.assert_close(got, by_hand, atol=1e-6, rtol=1e-5)
 
 
-def test_eval_scores_the_averaged_masks(tmp_path):
-    from peerdistill.build import train_from_config
-    from peerdistill.config import validate
+def test_eval_scores_the_averaged_masks(shapes_run):
     from peerdistill.runs import _run_data, evaluate_run, load_cohort, task_for
 
-    train_from_config(validate({"name": "s", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
-                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8]},
-                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
-                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
-    scores = evaluate_run(tmp_path / "s", tta="hflip")
-    cohort, meta = load_cohort(tmp_path / "s")
+    scores = evaluate_run(shapes_run, tta="hflip")
+    cohort, meta = load_cohort(shapes_run)
     data, task = _run_data(meta), task_for(meta)
     meter = task.new_meter()
     with torch.no_grad():
@@ -123,23 +117,12 @@ def test_an_exported_model_is_averaged_in_its_own_kind_of_output():
     torch.testing.assert_close(side_by_side[:, 2:].softmax(1), expected_b, atol=1e-6, rtol=1e-5)
 
 
-def _shapes_run(tmp_path, name, **data):
-    from peerdistill.build import train_from_config
-    from peerdistill.config import validate
-
-    train_from_config(validate({"name": name, "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
-                                "data": {"kind": "shapes", "shapes_counts": [16, 8, 8], **data},
-                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}] * 2,
-                                "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 8}}), progress=False)
-    return tmp_path / name
-
-
-def test_an_exported_file_with_flips_computes_what_eval_tta_scores(tmp_path):
+def test_an_exported_file_with_flips_computes_what_eval_tta_scores(shapes_run, tmp_path):
     from peerdistill.export import export_run
     from peerdistill.predict import _onnx_model, _run_model
     from peerdistill.runs import _run_data, load_cohort
 
-    run_dir = _shapes_run(tmp_path, "s")
+    run_dir = shapes_run
     cohort, meta = load_cohort(run_dir)
     x = _run_data(meta).test.x[:4]
     for member in cohort.members:
@@ -161,12 +144,12 @@ def test_an_exported_file_with_flips_computes_what_eval_tta_scores(tmp_path):
                                    atol=1e-5, rtol=1e-4)
 
 
-def test_a_sliding_window_ensemble_with_flips_predicts_alike_from_the_file_and_the_run(tmp_path):
+def test_a_sliding_window_ensemble_with_flips_predicts_alike_from_the_file_and_the_run(patch_shapes_run, tmp_path):
     from peerdistill.export import export_run
     from peerdistill.predict import _onnx_model, _run_model
     from peerdistill.runs import _run_data, load_cohort
 
-    run_dir = _shapes_run(tmp_path, "p", patch_size=32)
+    run_dir = patch_shapes_run
     export_run(run_dir, model="ensemble", tta="hflip", out=tmp_path / "ensemble.onnx")
     _, meta = load_cohort(run_dir)
     x = _run_data(meta).test.x[:3]
