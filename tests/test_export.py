@@ -534,6 +534,32 @@ def test_inputs_on_another_intensity_scale_are_predicted_with_a_warning(digits_r
         warnings.simplefilter("error", PeerdistillWarning)
         predict_files(digits_run, [str(tmp_path / "eight.npz")], tmp_path / "a.csv")
     with pytest.warns(PeerdistillWarning, match=r"3 of 3 inputs lie far outside the intensities the model learnt "
-                                                r"from \(e.g. '.*sixteen.npz\[0\]': mean [0-9.e+]+ against"):
+                                                r"from \(e.g. '.*sixteen.npz\[0\]': values [0-9.e+]+ to "):
         predict_files(digits_run, [str(tmp_path / "sixteen.npz")], tmp_path / "b.csv")
     assert (tmp_path / "b.csv").is_file()  # predicted all the same: a model cannot refuse them
+
+
+def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_to_their_check():
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.predict import _say_if_another_intensity_scale
+    from peerdistill.predict_inputs import Inputs
+
+    rng = np.random.default_rng(3)
+    unit = rng.uniform(0, 1, (2, 8, 8, 1)).astype(np.float32)  # as image files are read
+
+    def told(images, stats):
+        read = Inputs([f"x{i}" for i in range(len(images))], [], list(images), [(8, 8)] * len(images))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _say_if_another_intensity_scale(read, stats)
+        return [str(w.message) for w in caught if issubclass(w.category, PeerdistillWarning)]
+
+    files = {"mean": [0.5], "std": [0.29]}  # a model that learnt from images in 0..1
+    sixteen_bit = {"mean": [32768.0], "std": [18900.0]}  # one that learnt from a uint16 .npz, kept as it was
+    assert told(unit, files) == [] and told(np.zeros_like(unit), files) == []  # a black image is no news
+    assert "2 of 2 inputs lie far outside" in told(unit * 65535, files)[0]
+    assert "2 of 2 inputs lie far outside" in told(unit, sixteen_bit)[0]  # 0..1 against 0..65535
+    assert told(unit * 65535, sixteen_bit) == []
+    assert told(np.concatenate([unit] * 4, axis=-1), {"mean": [0.5] * 3, "std": [0.29] * 3}) == []

@@ -12,7 +12,7 @@ _MISSING = object()
 # machine's device or workers, micro-batches after running out of memory: like another number
 # of torchrun processes, they change only what BatchNorm sees of a batch; skipping non-finite
 # steps after the run stopped at one: until then no step was skipped; students run packed or one
-# by one, the same computation, which a change of device switches already).
+# by one, the same students (dropout draws other masks), which a change of device switches already).
 EXECUTION_KEYS = ("name", "out_dir", "device", "data.root", "train.eval_batch_size", "train.micro_batch_size",
                   "train.num_workers", "train.nonfinite", "train.fuse_students",
                   "train.compile", "train.compile_backend", "train.checkpoint_every_steps",

@@ -138,8 +138,9 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
 
 
 # How far (in the training data's standard deviations) an input's mean brightness may lie from
-# the training data's before it looks like another scale (0..65535 against 0..1): a real image
-# of the kind the model learnt from stays within a few.
+# the training data's, and by what factor its values may vary less than the training data's,
+# before it looks like another scale (0..65535 against 0..1): a real image of the kind the
+# model learnt from stays within a few standard deviations and varies as they do.
 _OTHER_SCALE = 20.0
 
 
@@ -149,16 +150,25 @@ def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
     be predicted wrong in silence."""
     if not stats:
         return
-    mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
-    far = [(name, a.reshape(-1, a.shape[-1]).mean(axis=0)) for name, a in zip(read.names, read.images)]
-    far = [(name, m) for name, m in far if (np.abs(m - mean) / np.maximum(std, 1e-12)).max() > _OTHER_SCALE]
+    mean, std = np.asarray(stats["mean"], np.float64), np.maximum(np.asarray(stats["std"], np.float64), 1e-12)
+    far = []
+    for name, image in zip(read.names, read.images):
+        pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
+        if pixels.shape[1] != len(mean):  # other channels: refused by the channel check, saying so
+            continue
+        spread = pixels.max(axis=0) - pixels.min(axis=0)
+        # too bright or dark by far (0..65535 against 0..1), or varying by a tiny fraction of
+        # what training images vary by (0..1 against 0..65535); a constant image says nothing
+        if (np.abs(pixels.mean(axis=0) - mean) / std > _OTHER_SCALE).any() or (
+                (spread > 0) & (spread < std / _OTHER_SCALE)).any():
+            far.append((name, pixels))
     if far:
-        name, m = far[0]
+        name, pixels = far[0]
         warnings.warn(f"{len(far)} of {len(read.names)} inputs lie far outside the intensities the model learnt "
-                      f"from (e.g. '{name}': mean {float(m.mean()):.4g} against its training data's "
-                      f"{float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity scale? Image files "
-                      "are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, other types are "
-                      "kept as they are", PeerdistillWarning, stacklevel=3)
+                      f"from (e.g. '{name}': values {pixels.min():.4g} to {pixels.max():.4g}, against its training "
+                      f"data's mean {float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity scale? "
+                      "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, "
+                      "other types are kept as they are", PeerdistillWarning, stacklevel=3)
 
 
 def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:

@@ -12,8 +12,9 @@ It is an execution strategy only, mathematically the same as running the student
   student's gradient lands in its own ``.grad`` (its own optimizer, checkpoint, export, unchanged);
 - every student sees the same input batch and keeps its own BatchNorm statistics (updated in its
   own buffers exactly as when it runs alone), and whatever else its forward changes: a buffer
-  assigned anew, a parameter changed in place (an Embedding's max_norm; not watched under
-  inference_mode, whose tensors keep no version counter);
+  assigned anew, a parameter changed in place (an Embedding's max_norm); these two are watched
+  in eager mode only, not under torch.compile (which would break its graph there) nor under
+  inference_mode (whose tensors keep no version counter);
 - dropout draws a different mask per student (``randomness="different"``).
 
 Known limits: the students must share class, module structure, settings and plain attributes
@@ -306,8 +307,11 @@ class StudentGroup(nn.Module):
         member_buffers = [[t for _, t in m.named_buffers()] for m in self.members]
         # Differentiable stack: gradients flow back into each student's own parameters.
         params = {n: torch.stack(ts) for n, ts in zip(names, zip(*member_params))}
-        # (inference tensors keep no version counter: a forward under inference_mode is not watched)
-        versions = None if torch.is_inference_mode_enabled() else [t._version for t in params.values()]
+        # What the forward changes besides BatchNorm's statistics is watched in eager mode only:
+        # torch.compile traces the forward (a watch would break its graph), and inference
+        # tensors keep no version counter.
+        watched = not torch.compiler.is_compiling() and not next(iter(params.values())).is_inference()
+        versions = [t._version for t in params.values()] if watched else None
         with torch.no_grad():
             buffers = {n: torch.stack(ts) for n, ts in zip(buffer_names, zip(*member_buffers))}
 
@@ -332,7 +336,8 @@ class StudentGroup(nn.Module):
             # Hooks live only for this call and their tensors leave vmap as its outputs, so no
             # batched tensor escapes.
             handles = [module.register_forward_hook(hook(p)) for p, module in targets.items()]
-            handles.append(template.register_forward_hook(keep_reassigned))
+            if watched:
+                handles.append(template.register_forward_hook(keep_reassigned))
             autocast = (_AutocastOps(x.device.type) if torch.is_autocast_enabled(x.device.type)
                         else contextlib.nullcontext())
             try:
