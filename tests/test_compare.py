@@ -379,11 +379,9 @@ def test_each_jobs_worker_is_given_one_gpu_and_the_command_says_which(monkeypatc
 
 
 @pytest.mark.parametrize("processes, jobs, message", [
-    (2, 1, "compare does not run under torchrun with several processes: train each run with torchrun"),
-    (2, 2, "compare does not run under torchrun with several processes"),
+    (2, 2, "--jobs starts processes of its own, which would join torchrun's process group: drop --jobs"),
     (1, 2, "--jobs starts processes of its own, which would join torchrun's process group: drop --jobs")])
-def test_compare_under_torchrun_with_several_processes_or_jobs_is_refused(tmp_path, monkeypatch, processes, jobs,
-                                                                          message):
+def test_compare_with_jobs_under_torchrun_is_refused(tmp_path, monkeypatch, processes, jobs, message):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", str(processes))
     with pytest.raises(ConfigError, match=message):

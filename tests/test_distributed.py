@@ -452,3 +452,41 @@ def test_micro_batches_share_each_gradient_once_per_step(tmp_path):
         assert seen["None"]["models"] == 2  # the teacher, and the packed students
         assert set(seen["None"]["calls"].values()) == {1}  # each bucket once in a step on the whole batch
         assert seen["12"] == seen["None"]
+
+
+COMPARE_SCRIPT = textwrap.dedent('''
+    """A comparison under torchrun; each process records what it got back and the tables it wrote."""
+    import json, os, sys
+
+    import peerdistill.compare as compare_module
+
+    written = []
+    real = compare_module.atomic_write_text
+    def counting(path, *args, **kwargs):
+        written.append(os.path.basename(str(path)))
+        return real(path, *args, **kwargs)
+    compare_module.atomic_write_text = counting
+
+    tree = json.loads(sys.argv[1])
+    result = compare_module.compare(tree, ["independent", "kd"], 1, progress=False)
+    with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
+        json.dump({"rows": result.rows, "written": written}, fh)
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_a_comparison_under_torchrun_trains_each_run_on_every_process_and_tabulates_once(tmp_path):
+    tree = {"name": "c", "out_dir": str(tmp_path), "teacher": {"arch": "cnn", "args": {"width": 4, "depth": 1}},
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+            "train": {"epochs": 1, "batch_size": 128}, "distill": {"rampup_epochs": 0}}
+    first, second = _two_processes(COMPARE_SCRIPT, tree)
+    assert first["rows"] and second["rows"] == [] and second["written"] == []  # the first process's tables
+    assert sorted(first["written"]) == ["compare.csv", "compare.md", "differences.csv"]
+    folder = tmp_path / "c-compare"
+    for run in ("independent-seed0", "kd-seed0"):
+        meta = json.loads((folder / run / "run.json").read_text())
+        assert (meta["status"], meta["processes"]) == ("complete", 2)
+    trained = {run: (folder / run / "metrics.json").stat().st_mtime_ns for run in ("independent-seed0", "kd-seed0")}
+    again, _ = _two_processes(COMPARE_SCRIPT, tree)  # the same command: every run reused, as the first decides
+    assert again["rows"] == first["rows"]
+    assert {run: (folder / run / "metrics.json").stat().st_mtime_ns for run in trained} == trained

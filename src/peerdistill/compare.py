@@ -14,11 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from .terminal import Console
-from .comparison_runs import (FROZEN_MARK, mark_for_replacement, plan_runs, plan_table, run_all, setting_tree,
-                              settings_of)
+from .comparison_runs import (FROZEN_MARK, comparison_world, mark_for_replacement, plan_runs, plan_table, run_all,
+                              setting_tree, settings_of)
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
-from .engine.distributed import launched, launched_world
+from .engine.distributed import abandon, launched, launched_world, leave, on_main
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_FLIPS, TTA_SEEN
 from .errors import ConfigError
@@ -64,6 +64,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
 
     ``dry_run``: print what each run would do (train, continue, reuse) and stop, writing nothing.
 
+    Under torchrun every process trains each run in turn (one process group for the whole
+    comparison; the first process decides what each run needs and writes the tables, the
+    others get an empty ``Comparison``).
+
     ``jobs``: how many runs train at once, each in its own process (CPU threads shared out
     between them; on one GPU they share it; with several, each worker takes one in turn, see
     ``comparison_runs.gpus_to_share``).
@@ -95,13 +99,6 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         raise ConfigError("--jobs must be at least 1")
     if folds is not None and folds < 2:
         raise ConfigError(f"--folds must be at least 2 (got {folds}): each fold is the test split of one run")
-    if launched() and launched_world()[1] > 1:
-        # Each run would start and end the process group again, which gloo does not reliably
-        # reconnect, every process would decide alone whether to reuse a run another is
-        # writing, and every process would write the tables.
-        raise ConfigError("compare does not run under torchrun with several processes: train each run with "
-                          "torchrun ... -m peerdistill train CONFIG name=... seed=..., or run compare without "
-                          "torchrun (--jobs N trains N runs at once)")
     if jobs > 1 and launched():
         raise ConfigError("--jobs starts processes of its own, which would join torchrun's process group: drop "
                           "--jobs, or run compare without torchrun")
@@ -137,16 +134,24 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     plans = plan_runs(settings, seeds, directory, folds)  # every run's config, checked before any trains
     if folds:
         _check_foldable(plans)
+    if launched_world()[0] != 0:  # under torchrun the first process alone reports
+        console = Console(quiet=True)
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
-    if overwrite:  # the tables of the runs being replaced would describe a folder that no longer holds them
-        mark_for_replacement(plans)
-        for stale in ("compare.csv", "compare.md", "differences.csv"):
-            (directory / stale).unlink(missing_ok=True)
+    world = comparison_world(plans)  # under torchrun: one process group for every run
+    try:
+        if overwrite:
+            on_main(world, lambda: _replace(plans, directory))
+        results = run_all(plans, overwrite, progress, console, jobs, world)
+    except BaseException:
+        abandon(world)
+        raise
+    leave(world)
+    if world.distributed and not world.is_main:  # the tables are the first process's
+        return Comparison([], directory, "")
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
-             "metrics": metrics}
-            for plan, metrics in zip(plans, run_all(plans, overwrite, progress, console, jobs))]
+             "metrics": metrics} for plan, metrics in zip(plans, results)]
     own_archs = {m.arch for plan in plans for m in (plan.cfg.teacher, *plan.cfg.teachers, *plan.cfg.students) if m}
     if rule is not None or temperature_scaling:
         for run in runs:
@@ -246,6 +251,14 @@ def _folds_note(folds: int | None) -> str:
         return ""
     return (f"; k-fold cross-validation: each seed's {folds} runs take fold 0 .. {folds - 1} of the data as "
             "their test split, and cut val from the other folds")
+
+
+def _replace(plans, directory: Path) -> None:
+    """``--overwrite``: each existing run marked for replacement, and the tables of the runs
+    being replaced removed (they would describe a folder that no longer holds them)."""
+    mark_for_replacement(plans)
+    for stale in ("compare.csv", "compare.md", "differences.csv"):
+        (directory / stale).unlink(missing_ok=True)
 
 
 def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperature_scaling: bool,

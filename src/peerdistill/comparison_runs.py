@@ -24,6 +24,8 @@ from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, RunConfi
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import RunDir, read_json
+from .engine.distributed import World, join, launched, on_main, process_device
+from .engine.trainer import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes
 
@@ -186,12 +188,14 @@ def _continue_point(run_dir: Path) -> str:
 
 
 def run_all(plans: list[Plan], overwrite: bool, progress: bool, console: Console,
-            jobs: int = 1) -> list[dict[str, Any]]:
+            jobs: int = 1, world: World = World()) -> list[dict[str, Any]]:
     """Every plan's test metrics, in plan order. With ``jobs`` > 1, that many runs train at once,
     each in its own process with its share of the CPU threads; a frozen run starts once the run
-    that trains its teachers has finished (other runs fill the gap)."""
+    that trains its teachers has finished (other runs fill the gap). Under torchrun (``world``)
+    every process trains each run in turn, as the first process decides (train, continue or
+    reuse it)."""
     if jobs <= 1:
-        return [run_or_reuse(plan, overwrite, progress, console) for plan in plans]
+        return [run_or_reuse(plan, overwrite, progress, console, world) for plan in plans]
     work = functools.partial(_run_quietly, overwrite=overwrite, quiet=console.quiet)
     index_of = {plan.run_dir: i for i, plan in enumerate(plans)}
     at_once = min(jobs, len(plans))
@@ -227,10 +231,13 @@ def _run_quietly(plan: Plan, overwrite: bool, quiet: bool) -> dict[str, Any]:
     return run_or_reuse(plan, overwrite, False, Console(soft_wrap=True, quiet=quiet))
 
 
-def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console) -> dict[str, Any]:
-    """Train the run, continue it, or reuse it when it has finished; its test metrics."""
+def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console,
+                 world: World = World()) -> dict[str, Any]:
+    """Train the run, continue it, or reuse it when it has finished; its test metrics. Under
+    torchrun (``world``) the first process decides and reads the metrics (its disk holds the
+    run), for every process."""
     head = f"[bold]compare[/]: {plan.describe()}"
-    state = _state(plan, overwrite)
+    state = on_main(world, lambda: _state(plan, overwrite))
     try:
         if state == "finished":
             console.print(f"{head}: reusing finished run {plan.run_dir}")
@@ -248,7 +255,20 @@ def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console) 
         raise NonFiniteError(f"{plan.run_dir}: {exc.finding}. In a comparison every run follows its config: lower "
                              "optim.lr, or set train.nonfinite: skip, there and run compare again with --overwrite; "
                              "or check the data for extreme values", exc.finding) from None
-    return read_json(plan.run_dir / "metrics.json")
+    return on_main(world, lambda: read_json(plan.run_dir / "metrics.json"))
+
+
+def comparison_world(plans: list[Plan]) -> World:
+    """Under torchrun, the process group every run of the comparison trains in (joined once:
+    a group ended and started again per run is not reliably reconnected by gloo); else a single
+    process's world. The runs must all be on one kind of device, which picks the backend."""
+    if not launched():
+        return World()
+    devices = {resolve_device(plan.cfg.device).type for plan in plans}
+    if len(devices) > 1:
+        raise ConfigError(f"under torchrun the runs of a comparison share one process group, so one kind of device: "
+                          f"these configs ask for {' and '.join(sorted(devices))}; set device the same in each")
+    return join(process_device(resolve_device(plans[0].cfg.device)))
 
 
 # Left in each existing run by ``compare --overwrite`` until that run is trained again (which

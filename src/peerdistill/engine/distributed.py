@@ -13,14 +13,14 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PeerdistillError
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,29 @@ def from_main(world: World, obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_main(world: World, action: Callable[[], Any], share: bool = True) -> Any:
+    """Run ``action`` on the main process only; its error (a bad run directory, an unreadable
+    checkpoint) is raised on every process, so none waits forever. ``share``: hand the result
+    to the others too."""
+    result, error = None, None
+    if world.is_main:
+        try:
+            result = action()
+        except Exception as exc:
+            if not world.distributed:
+                raise
+            error = exc
+    if world.distributed:
+        # Library errors travel as they are; anything else (a full disk) as its message.
+        sent = error if isinstance(error, PeerdistillError) or error is None else f"{type(error).__name__}: {error}"
+        sent = from_main(world, sent)
+        if error is not None:
+            raise error
+        if sent is not None:
+            raise sent if isinstance(sent, PeerdistillError) else RuntimeError(f"the main process failed: {sent}")
+    return from_main(world, result) if share else result
 
 
 def mean_over_processes(world: World, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning, PeerdistillError,
+from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       PeerdistillWarning)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
@@ -561,26 +561,7 @@ class Trainer(RunRecords):
                 and epoch - self._best["epoch"] >= patience)
 
     def _on_main(self, action: Callable[[], Any], share: bool = True) -> Any:
-        """Run ``action`` on the main process only; its error (a bad run directory, an unreadable
-        checkpoint) is raised on every process, so none waits forever. ``share``: hand the
-        result to the others too."""
-        result, error = None, None
-        if self.world.is_main:
-            try:
-                result = action()
-            except Exception as exc:
-                if not self.world.distributed:
-                    raise
-                error = exc
-        if self.world.distributed:
-            # Library errors travel as they are; anything else (a full disk) as its message.
-            sent = error if isinstance(error, PeerdistillError) or error is None else f"{type(error).__name__}: {error}"
-            sent = distributed.from_main(self.world, sent)
-            if error is not None:
-                raise error
-            if sent is not None:
-                raise sent if isinstance(sent, PeerdistillError) else RuntimeError(f"the main process failed: {sent}")
-        return distributed.from_main(self.world, result) if share else result
+        return distributed.on_main(self.world, action, share)
 
     def _evaluate(self, batches, where: str) -> dict[str, dict[str, float]]:
         def gathered(meters):  # every process's share of the split in one meter per output
