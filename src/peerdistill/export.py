@@ -31,7 +31,7 @@ from .errors import CheckpointError, ConfigError, PeerdistillError
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
-from .engine.tta import tta_flips
+from .engine.tta import mean_over_flips, tta_flips
 from .runs import load_cohort, saved_data_spec, saved_window
 from .spatial import align_to
 
@@ -132,13 +132,8 @@ class FlipAveragedModel(nn.Module):
         self.model, self.flips, self.output, self.students = model, flips, output, students
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = None
-        for dims in self.flips:
-            p = self._probabilities(self.model(x.flip(dims) if dims else x).float())
-            if dims and p.ndim >= 4:  # a map ([B, C, H, W], or [B, S, C, H, W]): mirrored back
-                p = p.flip(dims)
-            total = p if total is None else total + p
-        mean = total / len(self.flips)
+        # (maps [B, C, H, W], or [B, S, C, H, W] for students side by side, are mirrored back)
+        mean = mean_over_flips(lambda seen: {"p": self._probabilities(self.model(seen).float())}, x, self.flips)["p"]
         if self.output == "probabilities":
             return mean
         log = mean.clamp_min(torch.finfo(torch.float32).tiny).log()

@@ -290,6 +290,10 @@ class StudentGroup(nn.Module):
         self._targets = {p: find_module(self.members[0], p, owner="student") for p in self.capture}
         self._names = [n for n, _ in self.members[0].named_parameters()]
         self._buffer_names = [n for n, _ in self.members[0].named_buffers()]
+        # Where each buffer lives in the template (module, attribute), found once: a forward
+        # that assigns one anew is looked for there at every step.
+        self._buffer_homes = [(n, self.members[0].get_submodule(n.rpartition(".")[0]), n.rpartition(".")[2])
+                              for n in self._buffer_names]
 
     def forward(self, x: torch.Tensor) -> tuple[list, list[dict[str, torch.Tensor]]]:
         """Every student on the same batch ``x`` (one positional input)."""
@@ -301,7 +305,7 @@ class StudentGroup(nn.Module):
         if any([m.training for m in member.modules()] != modes for member in self.members[1:]):
             raise ConfigError("fused students must all be in the same train/eval mode, layer by layer: "
                               "call train() or eval() on the StudentGroup")
-        targets, names, buffer_names = self._targets, self._names, self._buffer_names
+        targets, names, buffer_names, buffer_homes = self._targets, self._names, self._buffer_names, self._buffer_homes
         # Same names in the same order in every member (fusable checked it).
         member_params = [[t for _, t in m.named_parameters()] for m in self.members]
         member_buffers = [[t for _, t in m.named_buffers()] for m in self.members]
@@ -328,8 +332,8 @@ class StudentGroup(nn.Module):
                 # A forward may assign a new tensor to a buffer (self.count = self.count + 1)
                 # instead of updating it in place; functional_call puts the stacked one back
                 # after the call, so the new one is taken here, before that.
-                for name in buffer_names:
-                    now = template.get_buffer(name)
+                for name, module, attribute in buffer_homes:
+                    now = module._buffers.get(attribute)
                     if now is not buffers[name] and now is not None:
                         reassigned[name] = now
 

@@ -7,6 +7,8 @@ is an option of ``eval``, measured in docs/results.md, not a default."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..cohort import Cohort, CohortOutput
@@ -32,15 +34,23 @@ class FlipAveraged:
         return getattr(self.cohort, name)
 
     def forward(self, x: torch.Tensor) -> CohortOutput:
-        sums: dict[str, torch.Tensor] = {}
-        for dims in self.flips:
-            for name, z in self.cohort.forward(x.flip(dims) if dims else x).logits.items():
-                p = z.float().softmax(dim=1)
-                if dims and p.ndim == 4:  # a map: mirrored back onto the image
-                    p = p.flip(dims)
-                sums[name] = sums[name] + p if name in sums else p
+        means = mean_over_flips(lambda seen: {name: z.float().softmax(dim=1)
+                                              for name, z in self.cohort.forward(seen).logits.items()}, x, self.flips)
         tiny = torch.finfo(torch.float32).tiny
-        return CohortOutput({name: (s / len(self.flips)).clamp_min(tiny).log() for name, s in sums.items()})
+        return CohortOutput({name: mean.clamp_min(tiny).log() for name, mean in means.items()})
+
+
+def mean_over_flips(probabilities: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor,
+                    flips: tuple[tuple[int, ...], ...]) -> dict[str, torch.Tensor]:
+    """Each of ``probabilities``' outputs averaged over the flipped inputs, maps (4 or more
+    dimensions, height and width last) mirrored back onto the image first."""
+    sums: dict[str, torch.Tensor] = {}
+    for dims in flips:
+        for name, p in probabilities(x.flip(dims) if dims else x).items():
+            if dims and p.ndim >= 4:
+                p = p.flip(dims)
+            sums[name] = sums[name] + p if name in sums else p
+    return {name: total / len(flips) for name, total in sums.items()}
 
 
 def with_tta(cohort: Cohort, tta: str | None, task_name: str, input_shape=(3, 1, 1)):
