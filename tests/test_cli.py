@@ -417,7 +417,20 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr("peerdistill.build.train_from_config", terminated)
     run_cli("train", f"out_dir={tmp_path}", "name=t", *FAST, "--quiet", expect=143)
     assert "nothing to resume" in said()
-    assert signal.getsignal(signal.SIGTERM) is not cli._terminate  # the handler lasts as long as the command
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the handlers last as long as the command
+        assert signal.getsignal(sig) is not cli._interrupt
+
+    def exporter_turns_the_signal_into_its_own_error(*args, **kwargs):
+        try:  # as torch's exporter did: interrupted in an import, it failed on the half-imported module
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise AttributeError("module 'torch._dynamo' has no attribute 'exc'") from None
+    monkeypatch.setattr("torch.onnx.export", exporter_turns_the_signal_into_its_own_error)
+    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        run_cli("export", str(tmp_path / "done"), expect=code)
+        assert "interrupted: no half-written file is left" in said()
+        assert not (tmp_path / "done" / "export").exists() or not any((tmp_path / "done" / "export").iterdir())
 
 
 def test_eval_json_writes_an_undefined_score_as_null(tmp_path, monkeypatch, capsys):

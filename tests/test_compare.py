@@ -116,6 +116,44 @@ def test_an_overwrite_refused_for_a_run_in_training_marks_nothing_and_keeps_the_
     assert not any((plan.run_dir / REPLACE_MARK).exists() for plan in plans)
 
 
+def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(tmp_path, monkeypatch):
+    from peerdistill.comparison_runs import REPLACE_MARK
+
+    tree = {"name": "o", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"],
+            "train": {"epochs": 1, "batch_size": 256}}
+    done = compare(tree, ["independent"], 2, progress=False, console=Console(quiet=True))
+    tables = {name: (done.directory / name).read_bytes() for name in ("compare.csv", "compare.md")}
+
+    def no_training(cfg, **kwargs):
+        raise AssertionError("nothing trains before the mistake is found")
+
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", no_training)
+    mistakes = [({"students": [{"arch": "cnn", "args": {"widht": 4}}] * 2}, ConfigError, "did you mean 'width'"),
+                ({"data": {"kind": "npz", "root": str(tmp_path / "missing.npz")}}, ConfigError,
+                 "missing.npz' does not exist: give the right path"),
+                ({"teacher": {"arch": "cnn", "frozen": True, "checkpoint": str(tmp_path / "t.safetensors")}},
+                 ConfigError, "the teacher's checkpoint .*t.safetensors' does not exist")]
+    for change, error, says in mistakes:
+        with pytest.raises(error, match=rf"independent, seed 0: .*{says}"):
+            compare({**tree, **change}, ["independent"], 2, progress=False, overwrite=True,
+                    console=Console(quiet=True))
+        assert {name: (done.directory / name).read_bytes() for name in tables} == tables
+        assert not list(done.directory.glob(f"*/{REPLACE_MARK}"))
+
+
+def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_trains(tmp_path, monkeypatch):
+    def no_training(cfg, **kwargs):
+        raise AssertionError("refused before training")
+
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", no_training)
+    tree = {"name": "d", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"]}
+    for dry_run in (True, False):  # the dry run says so too
+        with pytest.raises(ConfigError, match="two-class data; this data has 10 classes: drop --operating-point"):
+            compare(tree, ["independent", "ml"], 2, operating_point="youden", dry_run=dry_run,
+                    console=Console(quiet=True))
+    assert not (tmp_path / "d-compare").exists()
+
+
 def test_a_non_finite_stop_in_a_comparison_gives_the_comparisons_way_on(tmp_path, monkeypatch):
     from peerdistill.errors import NonFiniteError
 

@@ -208,3 +208,27 @@ def test_compare_folds_refuses_data_with_its_own_test_split_before_any_run_train
         with pytest.raises(ConfigError, match=re.escape(where) + ".* gives its own test split: drop --folds"):
             compare(tree, None, 1, folds=2, progress=False, dry_run=True)
     assert not (tmp_path / "runs").exists()
+
+
+def test_eval_of_the_runs_own_data_split_another_way_says_its_test_holds_training_samples(tmp_path):
+    import warnings
+
+    from peerdistill.build import train_from_config
+    from peerdistill.errors import PeerdistillWarning
+
+    cfg = validate({**FAST, "name": "d", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}})
+    train_from_config(cfg, progress=False)
+    run = tmp_path / "d"
+    trained = set(json.loads((run / "run.json").read_text())["data_info"]["indices"]["train"])
+    for change in ({"split_seed": 7}, {"folds": 3, "fold": 1}):
+        spec = cfg.data.model_copy(update=change)
+        other_test = set(build_data(spec).info["indices"]["test"])
+        with pytest.warns(PeerdistillWarning) as caught:
+            evaluate_run(run, data_spec=spec)
+        said = [str(w.message) for w in caught if "training samples of the run" in str(w.message)]
+        assert said and said[0].startswith(f"{len(other_test & trained)} of {len(other_test)} samples of the scored "
+                                           "test split are training samples of the run")
+    with warnings.catch_warnings():  # its own split, or the training split asked for: nothing to say
+        warnings.simplefilter("error", PeerdistillWarning)
+        evaluate_run(run, data_spec=cfg.data)
+        evaluate_run(run, split="train", data_spec=cfg.data.model_copy(update={"split_seed": 7}))

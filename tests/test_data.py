@@ -106,6 +106,27 @@ def test_normalize_by_imagenet_or_given_statistics_instead_of_the_split(tmp_path
     assert build_data(DataSpec(kind="npz", root=str(path), normalize="imagenet"), stats=given.stats).stats == given.stats
 
 
+def test_statistics_on_another_scale_than_the_inputs_are_named_when_training_starts(fast_tree):
+    import warnings
+
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+    from peerdistill.errors import PeerdistillWarning
+
+    digits = build_data(DataSpec(kind="digits"))  # pixels in [0, 1]
+    raw = digits.train.x * digits.stats["std"][0] + digits.stats["mean"][0]
+    tree = fast_tree | {"train": {"epochs": 1, "batch_size": 256}, "distill": {"rampup_epochs": 0}}
+    with pytest.warns(PeerdistillWarning, match="on another scale than the inputs") as caught:
+        train_from_config(validate(tree | {"data": {"normalize": {"mean": [127.5], "std": [58.4]}}}), progress=False)
+    said = next(str(w.message) for w in caught if "another scale" in str(w.message))
+    expected_mean, expected_std = (raw.mean().item() - 127.5) / 58.4, raw.std().item() / 58.4
+    assert f"mean [{round(expected_mean, 3)}] and std [{round(expected_std, 4)}]" in said
+    with warnings.catch_warnings():  # statistics of the inputs' own scale: nothing to say
+        warnings.filterwarnings("error", "the training images, standardised", PeerdistillWarning)
+        train_from_config(validate(tree | {"name": "u", "data": {"normalize": {"mean": [0.3], "std": [0.4]}}}),
+                          progress=False)
+
+
 def test_normalize_errors_name_the_option():
     with pytest.raises(DataError, match=r"statistics have 3 channel\(s\) but the inputs have 1: give data.normalize"):
         build_data(DataSpec(normalize="imagenet"))  # digits are grey

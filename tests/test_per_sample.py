@@ -62,6 +62,43 @@ def test_an_image_folder_runs_rows_name_each_test_file_as_predict_scores_it(tmp_
     for r in rows:
         if r["model"] == "student1":
             assert float(r["p_pneumonia"]) == pytest.approx(by_file[str(tmp_path / "xray" / r["file"])], abs=2e-6)
+    # neither table may go into the data the run trained on (a CSV there, or over an image)
+    image = tmp_path / "xray" / "normal" / "n0.png"
+    kept = image.read_bytes()
+    for command in (["eval", str(run), "--per-sample", str(tmp_path / "xray" / "rows.csv")],
+                    ["eval", str(run), "--per-sample", str(image)],
+                    ["predict", str(run), str(image), "--out", str(tmp_path / "xray" / "normal" / "p.csv")]):
+        assert main(command) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "the data the run reads (data.root" in err or "does not end in .csv" in err, err
+    assert image.read_bytes() == kept and not list((tmp_path / "xray").rglob("*.csv"))
+
+
+def test_a_label_csv_the_run_read_is_never_replaced_by_a_table(tmp_path, capsys):
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    rng = np.random.default_rng(1)
+    rows = ["path,label"]
+    for i in range(30):
+        label = "pos" if i % 2 else "neg"
+        Image.fromarray(np.clip(rng.normal(60 + 120 * (i % 2), 30, (8, 8)), 0, 255).astype(np.uint8)).save(
+            tmp_path / f"im{i}.png")
+        rows.append(f"im{i}.png,{label}")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path / "runs"), "teacher": None,
+                                "distill": {"preset": "ml", "rampup_epochs": 0},
+                                "data": {"kind": "csv", "root": str(labels), "grey": True},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    run, before = tmp_path / "runs" / "r", labels.read_bytes()
+    for command in (["eval", str(run), "--per-sample", str(labels)],
+                    ["predict", str(run), str(tmp_path / "im0.png"), "--out", str(labels)]):
+        assert main(command) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"is the data the run reads (data.root '{labels}')" in err and "Traceback" not in err
+    assert labels.read_bytes() == before
 
 
 def test_array_data_rows_are_the_source_rows_for_every_split(fast_tree, tmp_path):
@@ -162,9 +199,12 @@ def test_per_sample_mistakes_are_one_message_before_anything_is_scored(fast_tree
     train_from_config(validate(fast_tree | {"train": {"epochs": 1, "batch_size": 256}, "distill": {"rampup_epochs": 0}}), progress=False)
     run = tmp_path / "runs" / "t"
     before = (run / "run.json").read_bytes()
+    config = tmp_path / "d.yaml"
+    config.write_text("name: d\n")
     for target, says in ((tmp_path, "is a folder; give the CSV file to write"),
-                         (run / "run.json", "is one of the files of the run")):
+                         (run / "run.json", "is one of the files of the run"),
+                         (config, "does not end in .csv: the table is written as a CSV file")):
         assert main(["eval", str(run), "--per-sample", str(target)]) == 2
         err = capsys.readouterr().err
         assert says in " ".join(err.split()) and "Traceback" not in err
-    assert (run / "run.json").read_bytes() == before
+    assert (run / "run.json").read_bytes() == before and config.read_text() == "name: d\n"

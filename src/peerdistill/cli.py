@@ -438,13 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (timeout, Slurm, Kubernetes) ends a command as Ctrl-C does: files being written are
     # removed, not left half-written, and the hint says what is left. Not under torchrun, whose agent
     # stops the other processes with SIGTERM when one fails, mid-collective where no handler runs.
+    # SIGINT gets a handler too, only to remember that it came (see _ARRIVED).
     handled = threading.current_thread() is threading.main_thread() and "TORCHELASTIC_RUN_ID" not in os.environ
-    before = signal.signal(signal.SIGTERM, _terminate) if handled else None
+    _ARRIVED.clear()
+    before = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if handled else {}
     try:
         return _run(ns)
     finally:
-        if handled:
-            signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _run(ns: argparse.Namespace) -> int:
@@ -454,11 +456,12 @@ def _run(ns: argparse.Namespace) -> int:
             warnings.showwarning = one_line_warnings(warnings.showwarning)
             return ns.func(ns)
     except PeerdistillError as exc:
+        if _ARRIVED:  # an interruption that came out as another error
+            return _interrupted(ns, _ARRIVED[-1])
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt as exc:
-        err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
-        return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+        return _interrupted(ns, exc)
     except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -498,8 +501,19 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled as an interruption."""
 
 
-def _terminate(signum, frame):
-    raise _Terminated()
+# The interruptions that arrived during the command: torch's exporter, interrupted inside, may
+# raise its own error instead (a half-imported module), which must still read as an interruption.
+_ARRIVED: list[KeyboardInterrupt] = []
+
+
+def _interrupt(signum, frame):
+    _ARRIVED.append(_Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+    raise _ARRIVED[-1]
+
+
+def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
+    err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
+    return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
 
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:
@@ -522,6 +536,8 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         if finished:  # --overwrite had not replaced it yet
             return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
         return "interrupted before the first checkpoint: nothing to resume; start the run again"
+    if ns.command == "export":  # the file is moved into place only once it is checked
+        return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"
     return "interrupted"
 
 

@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .terminal import Console
-from .comparison_runs import (FROZEN_MARK, comparison_world, mark_for_replacement, plan_runs, plan_table, run_all,
-                              setting_tree, settings_of)
+from .comparison_runs import (FROZEN_MARK, check_before_training, comparison_world, mark_for_replacement, plan_runs,
+                              plan_table, run_all, setting_tree, settings_of)
 from .config import check_preset_names, validate
 from .engine.artifacts import atomic_write_text
 from .engine.distributed import abandon, launched, launched_world, leave, on_main
@@ -136,9 +136,14 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         _check_foldable(plans)
     if launched_world()[0] != 0:  # under torchrun the first process alone reports
         console = Console(quiet=True)
+    if rule is not None:  # the number of classes is known once the data is read: before anything trains
+        check_before_training(plans, build=False, two_classes=True)
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
+    if overwrite and any((plan.run_dir / "run.json").is_file() for plan in plans):
+        # what would stop the first run, found before finished runs are marked and tables removed
+        check_before_training(plans, build=True, two_classes=False)
     world = comparison_world(plans)  # under torchrun: one process group for every run
     try:
         if overwrite:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import glob
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from rich.table import Table
 from safetensors.torch import load_file
 
 from .terminal import Console
-from .build import train_from_config
+from .build import build_cohort, train_from_config
+from .data import build_data
 from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, RunConfig, apply_overrides, check_preset_names,
                      load_saved_config, validate)
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
@@ -177,6 +179,38 @@ def _missing_input(plan: Plan) -> str | None:
             if teacher.checkpoint and not Path(teacher.checkpoint).exists():
                 return f"the teacher's checkpoint '{teacher.checkpoint}' does not exist"
     return None
+
+
+def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) -> None:
+    """Mistakes a run would meet only as it starts, found before any run trains or ``--overwrite``
+    replaces anything: a missing data.root or teacher checkpoint (every run); with ``build``,
+    each config's data read and its models built once (a mistyped model argument, unreadable
+    data); with ``two_classes`` (an operating point), data of another number of classes."""
+    for plan in plans:
+        missing = _missing_input(plan)
+        if missing:
+            raise ConfigError(f"{plan.describe()}: {missing}: give the right path")
+    if not (build or two_classes):
+        return
+    data_of: dict[str, Any] = {}
+    built: set[str] = set()
+    for plan in plans:
+        # the seed, name and fold change neither what the data holds nor which models it builds
+        data_key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude={"fold"}), sort_keys=True)
+        try:
+            if data_key not in data_of:
+                data_of[data_key] = build_data(plan.cfg.data)
+            data = data_of[data_key]
+            if two_classes and data.num_classes != 2:
+                raise ConfigError(f"an operating point is a threshold on the probability of the positive class, for "
+                                  f"two-class data; this data has {data.num_classes} classes: drop --operating-point")
+            models_key = data_key + json.dumps([m.model_dump(mode="json") for m in plan.cfg.all_teachers()
+                                                + list(plan.cfg.students)], sort_keys=True)
+            if build and plan.source_run is None and models_key not in built:  # (frozen ones: teachers yet to train)
+                build_cohort(plan.cfg, data)
+                built.add(models_key)
+        except PeerdistillError as exc:
+            raise type(exc)(f"{plan.describe()}: {exc}") from None
 
 
 def _continue_point(run_dir: Path) -> str:

@@ -784,6 +784,12 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     return without_other_kinds_keys(section)  # ignored then, refused now
 
 
+def data_root(section: dict[str, Any] | None) -> str | None:
+    """The file or folder a data section reads (None for generated and embedded data)."""
+    section = section or {}
+    return section.get("root") if section.get("kind", "digits") in FILE_KINDS and section.get("root") else None
+
+
 def without_other_kinds_keys(section: dict[str, Any], keep: Iterable[str] = ()) -> dict[str, Any]:
     """A data section without the keys that do not apply to its kind (but those in ``keep``,
     which a user gave and should hear about)."""

@@ -15,18 +15,24 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import tempered
-from .engine.artifacts import check_not_a_run_file, write_rows_csv
+from .engine.artifacts import check_not_a_run_file, check_not_in_data, write_rows_csv
 from .errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
 
-def check_per_sample_path(path: str | Path) -> None:
-    """Refuse, before anything is scored, a place the table cannot or must not go."""
+def check_per_sample_path(path: str | Path, data_roots: list[str] = ()) -> None:
+    """Refuse, before anything is scored, a place the table cannot or must not go: a folder, a
+    run's own file, a name not ending in .csv (never a table over an image or a config of that
+    name), or the data the command reads (``data_roots``)."""
     if Path(path).is_dir():
         raise ConfigError(f"--per-sample '{path}' is a folder; give the CSV file to write, e.g. "
                           f"{Path(path) / 'per_sample.csv'}")
     check_not_a_run_file(path, "--per-sample")
+    if Path(path).suffix.lower() != ".csv":
+        raise ConfigError(f"--per-sample '{path}' does not end in .csv: the table is written as a CSV file, e.g. "
+                          f"{Path(path).with_suffix('.csv')}")
+    check_not_in_data(path, list(data_roots), "--per-sample")
 
 
 def sample_names(info: dict, split: str) -> tuple[str, list[str]] | None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import data_root
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.splits import standardize
-from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file
+from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
 from .engine.tta import tta_flips
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
@@ -100,9 +101,11 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if overlays is not None and info["task"] == "classification":
         raise ConfigError("--overlays draws masks or boxes on the inputs; a classifier's predictions are the CSV: "
                           "drop --overlays")
-    _check_out(out, dense, inputs)
+    # a run directory names its training data, which no output may replace (an .onnx does not)
+    trained_on = [] if model_path.suffix.lower() == ".onnx" else _data_roots(model_path)
+    _check_out(out, dense, inputs, trained_on)
     if overlays is not None:
-        _check_out(Path(overlays), True, inputs, pictures=True)
+        _check_out(Path(overlays), True, inputs, trained_on, pictures=True)
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
@@ -179,9 +182,16 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _check_out(out: Path, dense: bool, inputs: list[str], pictures: bool = False) -> None:
-    """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder)."""
+def _data_roots(run_dir: Path) -> list[str]:
+    root = data_root(RunDir.open(run_dir).meta().get("data_spec"))
+    return [root] if root else []
+
+
+def _check_out(out: Path, dense: bool, inputs: list[str], data_roots: list[str], pictures: bool = False) -> None:
+    """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder).
+    ``data_roots``: the data the run trained on, never written into."""
     option, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
+    check_not_in_data(out, data_roots, option)
     if dense and out.exists() and not out.is_dir():
         raise ConfigError(f"{option} '{out}' is a file; {'it' if pictures else 'segmentation'} writes a folder of "
                           f"{what}: give a folder")

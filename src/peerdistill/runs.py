@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .bootstrap import intervals, resampled, sample_meters
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
-from .config import DataSpec, format_validation_error, saved_data_section
+from .config import DataSpec, data_root, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
@@ -149,11 +149,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     one row per scored sample and model (``per_sample.py``). ``trusted_archs``: import paths
     the run's models may be built from besides the trusted ones (``check_trusted_arch``)."""
     rule = parse_rule(operating_point) if operating_point else None
-    if per_sample is not None:
-        check_per_sample_path(per_sample)
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
     cohort, meta = load_cohort(run_dir, modules, roles=roles, trusted_archs=trusted_archs)
+    if per_sample is not None:  # never over the data the run trained on, or the data scored now
+        specs = (meta.get("data_spec"), data_spec.model_dump() if data_spec else None)
+        check_per_sample_path(per_sample, [root for root in map(data_root, specs) if root])
     if save_images and meta.get("task") not in ("segmentation", "detection"):
         raise DataError("--save-images is for segmentation and detection runs")
     if rule and (meta.get("task", "classification") != "classification" or meta.get("num_classes") != 2):
@@ -170,6 +171,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     elif (rule or temperature_scaling) and own is None:
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
+    if data_spec is not None and split in ("val", "test"):
+        _warn_if_trained_on(data.info, meta.get("data_info") or {}, split)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -223,6 +226,31 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
         raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                         "relative path counts from the current folder): run eval from the folder training ran "
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+
+
+def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str) -> None:
+    """The run's own data dealt anew (another data.split_seed, data.folds or fraction) puts
+    images the models trained on into the scored split: its figures are then no held-out test."""
+    if not scored.get("source") or not _same_source(str(scored["source"]), str(trained.get("source"))):
+        return
+    names, seen = sample_names(scored, split), sample_names(trained, "train")
+    if not names or not seen or names[0] != seen[0]:
+        return
+    overlap = len(set(names[1]) & set(seen[1]))
+    if overlap:
+        warnings.warn(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the "
+                      f"run: this is its own data ('{scored['source']}') split another way, so these figures are not "
+                      f"held out; score the run's own {split} split (drop the data.split_seed / data.folds / fraction "
+                      "settings) or other data", PeerdistillWarning, stacklevel=3)
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:  # the same file or folder named another way
+        return Path(a).exists() and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 class _Kept:

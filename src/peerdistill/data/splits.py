@@ -205,9 +205,11 @@ def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
 
 def group_ids(names: list[str], pattern: str) -> list[str]:
     """Each name's group: the first capture group of ``pattern`` searched in it (the whole
-    match when the pattern captures nothing). A name it does not match is an error."""
+    match when the pattern captures nothing). A name it does not match is an error, and so is
+    a match its first group takes no part in (``(x)?p``): such a name has no group."""
     regex = re.compile(pattern)
     found = [regex.search(n) for n in names]
+    found = [m if m is None or not regex.groups or m.group(1) is not None else None for m in found]
     missed = [n for n, m in zip(names, found) if m is None]
     if missed:
         raise DataError(f"data.group_pattern '{pattern}' matches no group in {len(missed)} of {len(names)} image paths "
@@ -351,6 +353,23 @@ def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:
     """Mean and std of each channel of images [N, C, H, W], or of each feature of vectors [N, F]."""
     dims = [0, 2, 3] if x.ndim == 4 else [0]
     return {"mean": x.mean(dim=dims).tolist(), "std": x.std(dim=dims).clamp(min=1e-6).tolist()}
+
+
+def standardised_spread(dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each channel's mean and std of an in-memory split as the models see it (standardised),
+    taken in chunks; None for other data (not images held in memory)."""
+    x = getattr(dataset, "x", None)
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not len(x):
+        return None
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), 256):  # a float64 copy of a large split would take its memory many times
+        part = x[start:start + 256].double()
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    n = x.numel() // x.shape[1]
+    mean = total / n
+    return mean, (squares / n - mean.square()).clamp(min=0).sqrt()
 
 
 def grey_read_as_colour(dataset, stats: dict[str, list[float]] | None) -> bool | None:

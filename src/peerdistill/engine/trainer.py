@@ -19,6 +19,7 @@ from ..cohort import Cohort
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
+from ..data.splits import standardised_spread
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       PeerdistillWarning)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
@@ -169,8 +170,27 @@ class Trainer(RunRecords):
                           f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
                           f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
                           "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
+        self._warn_if_standardised_off_scale(data)
         if hasattr(self.task, "inspect_training_data"):
             self.task.inspect_training_data(data.train)
+
+    @staticmethod
+    def _warn_if_standardised_off_scale(data: DataSplits) -> None:
+        """Statistics given on another scale than the inputs (data.normalize {mean: [127.5], std:
+        [58.4]} for images in [0, 1]) leave the training images nowhere near mean 0 and std 1:
+        every input then looks alike to the models."""
+        spread = standardised_spread(data.train)
+        if spread is None or data.stats is None:
+            return
+        mean, std = spread
+        varying = std > 0  # a constant channel says nothing of the scale
+        if ((std[varying] < 0.05) | (std[varying] > 20)).any() or (mean[varying].abs() > 10).any():
+            warnings.warn(f"the training images, standardised by the data's statistics (mean "
+                          f"{[round(v, 4) for v in data.stats['mean']]}, std {[round(v, 4) for v in data.stats['std']]}),"
+                          f" have per-channel mean {[round(v, 3) for v in mean.tolist()]} and std "
+                          f"{[round(v, 4) for v in std.tolist()]}, far from 0 and 1: the statistics are on another "
+                          "scale than the inputs, which image files give in [0, 1] (divide statistics of 0..255 "
+                          "values by 255), or leave data.normalize at split", PeerdistillWarning, stacklevel=3)
 
     def _setup(self, data: DataSplits) -> None:
         self._name_classes(data)
