@@ -164,3 +164,22 @@ def test_a_temperature_stopped_by_the_search_range_is_named():
     labels = np.arange(40) % 2
     with pytest.warns(PeerdistillWarning, match="at the end of the range searched"):
         assert fit_temperature(probs, labels) == pytest.approx(20.0, rel=1e-2)
+    with pytest.warns(PeerdistillWarning, match="the fitted temperature of student2 20 is at the end"):
+        fit_temperature(probs, labels, who="student2")
+
+
+def test_compare_names_the_run_in_what_choosing_on_its_validation_split_warns(tmp_path, monkeypatch):
+    import warnings as w
+
+    from peerdistill.compare import _with_chosen_on_val
+    from peerdistill.errors import PeerdistillWarning
+
+    def warning_eval(run_dir, **kwargs):
+        w.warn("the fitted temperature of student1 20 is at the end of the range searched", PeerdistillWarning)
+        return {}
+
+    monkeypatch.setattr("peerdistill.runs.evaluate_run", warning_eval)
+    metrics = {"test_at_best": {"student1": {"accuracy": 0.5}}}
+    with pytest.warns(PeerdistillWarning, match="^ml-seed1: the fitted temperature of student1 20") as said:
+        assert _with_chosen_on_val(metrics, tmp_path / "ml-seed1", None, True, set()) == metrics
+    assert len(said) == 1  # said once, naming the run, not also without it

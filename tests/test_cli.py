@@ -22,6 +22,7 @@ from peerdistill import cli
 from peerdistill.cli import main
 from peerdistill.config import validate
 from peerdistill.engine.artifacts import jsonable
+from peerdistill.errors import ConfigError
 
 FAST = ["train.epochs=2", "train.batch_size=128", "teacher.args.width=8", "students.0.args.width=4",
         "students.1.args.width=4", "deterministic=true"]
@@ -557,11 +558,16 @@ def test_masks_are_never_written_among_the_input_images(tmp_path):
     image.write_bytes(b"")
     for inputs in ([str(image)], [str(tmp_path / "images")]):
         with pytest.raises(ConfigError, match="is a folder of inputs: masks written there could replace"):
-            _check_out(tmp_path / "images", True, inputs)
+            _check_out(tmp_path / "images", True, inputs, [])
     with pytest.raises(ConfigError, match="names a file; segmentation writes a folder of masks"):
-        _check_out(tmp_path / "masks.csv", True, [str(image)])
-    _check_out(tmp_path / "masks", True, [str(image)])
-    _check_out(tmp_path, True, [str(tmp_path / "images")])  # the folder above an input folder holds no input image
+        _check_out(tmp_path / "masks.csv", True, [str(image)], [])
+    _check_out(tmp_path / "masks", True, [str(image)], [])
+    _check_out(tmp_path, True, [str(tmp_path / "images")], [])  # the folder above an input folder holds no input image
+    # nor among the data the run trained on (its true masks, named as predictions are: <id>_mask.png)
+    for out in (tmp_path / "data", tmp_path / "data" / "masks", tmp_path / "data" / "new"):
+        with pytest.raises(ConfigError, match=r"the data the run reads \(data.root '.*data'\): writing there could"):
+            _check_out(out, True, [str(image)], [str(tmp_path / "data")])
+    _check_out(tmp_path / "predicted", True, [str(image)], [str(tmp_path / "data")])
 
 
 def test_peerdistills_warnings_are_one_line_and_others_are_left_as_python_prints_them(monkeypatch, capsys):
@@ -615,3 +621,37 @@ def test_starting_imports_neither_torchs_compiler_nor_export():
              "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'peerdistill.export') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "RUN", "--out", ""], "argument --out: is empty"),  # wrote into the current folder
+    (["export", "RUN", "--operating-point", " "], "argument --operating-point: is empty"),  # no threshold, silently
+    (["predict", "RUN", "a.png", "--out", "p.csv", "--model", ""], "argument --model: is empty"),  # meant best
+    (["eval", "RUN", "--per-sample", ""], "argument --per-sample: is empty"),
+    (["eval", "RUN", "--bootstrap", "100000000"], "argument --bootstrap: at most 100,000 resamples"),
+    (["report", ""], "argument RUN_DIR_OR_COMPARE_DIR: is empty"),
+])
+def test_empty_values_and_endless_counts_are_refused_by_name(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_empty_data_file_is_named_not_read_as_the_default_data(tmp_path, capsys):
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    capsys.readouterr()
+    for text in ("", "data: {}\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        run_cli("eval", tmp_path / "r", "--data", tmp_path / "empty.yaml", expect=2)
+        assert f"--data '{tmp_path / 'empty.yaml'}' holds no data section" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_key_given_twice_or_under_both_its_names_is_refused(capsys):
+    from peerdistill.cli import _decoding
+
+    run_cli("train", "train.epochs=3", "train.epochs=1", expect=2)  # which was meant? (as in a YAML mapping)
+    assert "train.epochs is given twice ('train.epochs=3' and 'train.epochs=1'): keep one" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="detect.wbf_iou is the former name of detect.ensemble_iou: give one"):
+        _decoding(["detect.wbf_iou=0.5", "detect.ensemble_iou=0.6"])
+    assert _decoding(["detect.wbf_iou=0.5"]) == {"ensemble_iou": 0.5}

@@ -141,6 +141,14 @@ def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(t
         assert not list(done.directory.glob(f"*/{REPLACE_MARK}"))
 
 
+def test_a_comparison_is_not_put_inside_a_training_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    with pytest.raises(ConfigError, match="is a training run's folder: give the comparison a folder of its own"):
+        compare({"name": "x"}, ["independent"], 1, out=tmp_path / "run", dry_run=True)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.json"]
+
+
 def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_trains(tmp_path, monkeypatch):
     def no_training(cfg, **kwargs):
         raise AssertionError("refused before training")
@@ -465,10 +473,25 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
 @pytest.mark.parametrize("setting, message", [
     (["--setting", "data.augment=[hflip]"], "write NAME:KEY=VALUE"),
     (["--setting", "a:other.yaml"], "'other.yaml' is not a key=value override"),
+    # what compare sets for every run would drop the setting's value without a word
+    (["--setting", "x:name=foo", "--setting", "y"], "name cannot differ between settings"),
+    (["--setting", "x:out_dir=/elsewhere", "--setting", "y"], "out_dir cannot differ between settings"),
+    (["--setting", "x:distill.preset=ml", "--setting", "y", "--presets", "independent,kd"],
+     "--presets sets every run's preset: drop --presets"),
+    (["--setting", "a/b:seed=1"], "its NAME 'a/b' names the runs' folders, so it is one folder name"),
+    (["--seeds", "20000"], "--seeds must be 1 to 10,000 (got 20,000)"),
+    (["seed=4294967295", "--seeds", "2"], "--seeds 2 from seed 4294967295 reaches seed 4294967296, past the largest"),
+    (["--out", ""], "argument --out: is empty: give a value"),  # an unset shell variable: not the default folder
+    (["--operating-point", ""], "argument --operating-point: is empty"),  # not: no operating point
 ])
-def test_setting_mistakes_are_one_clear_message(tmp_path, setting, message, capsys):
-    assert main(["compare", "--dry-run", "--out", str(tmp_path / "c"), *setting]) != 0
-    assert message in capsys.readouterr().err
+def test_compare_mistakes_are_one_clear_message(tmp_path, setting, message, capsys):
+    try:
+        code = main(["compare", "--dry-run", "--out", str(tmp_path / "c"), *setting])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    assert code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "c").exists()
 
 
 def test_settings_are_named_by_config_and_setting_and_one_setting_keeps_its_name(tmp_path, capsys):

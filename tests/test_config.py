@@ -60,7 +60,8 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     (["distill.preset=fancy"], "'distill.preset': Input should be 'independent', 'kd', 'ml', 'kd+ml', 'styles'"),
     (["optim.lr=-1"], "'optim.lr': Input should be greater than 0"),
     (["teacher.frozen=true"], "a frozen model needs trained weights"),
-    (["data.image_size=[4,4]"], "data.image_size does not apply to data kind 'digits'"),
+    (["data.image_size=[8,8]"], "data.image_size does not apply to data kind 'digits'"),
+    (["data.kind=image_folder", "data.root=x", "data.image_size=[4,4]"], "'data.image_size.0': Input should be greater than or equal to 5"),
     (["data.num_classes=3", "data.pattern=x"], "data.pattern, data.num_classes applies to data kind 'folders' (image "
                                                "and mask folders) only, not 'digits': remove it"),
     (["task=detection", "data.kind=coco", "data.root=d", "data.annotations=a.json", "data.split_dirs={train: t}",
@@ -226,7 +227,7 @@ def test_a_stray_root_saved_by_an_earlier_version_is_dropped_when_read_back():
 
 def test_every_problem_of_a_section_is_reported_at_once():
     with pytest.raises(ConfigError) as caught:
-        load_config(None, ["data.kind=npz", "data.image_size=[3,3]", "data.folds=3"])
+        load_config(None, ["data.kind=npz", "data.image_size=[8,8]", "data.folds=3"])
     lines = str(caught.value).splitlines()[1:]
     assert len(lines) == 3
     assert "needs data.root" in lines[0] and "image_size does not apply" in lines[1] and "data.folds" in lines[2]

@@ -2,6 +2,7 @@
 hand; a class-folder set of DICOM files trains and its files are predicted."""
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from peerdistill.cli import main
 from peerdistill.config import DataSpec
 from peerdistill.data import build_data
 from peerdistill.data.image_io import image_size, read_image, read_mask, size_and_colour
-from peerdistill.errors import DataError
+from peerdistill.errors import DataError, PeerdistillWarning
 
 
 def write_dicom(path, pixels: np.ndarray, photometric="MONOCHROME2", bits_stored=12, signed=False, **elements):
@@ -163,6 +164,15 @@ def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys, monk
             write_dicom(tmp_path / "xr" / label / f"{i}.dcm", pixels)
     data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True))
     assert data.input_shape == (1, 16, 16) and data.class_names == ["normal", "pneumonia"]
+    with warnings.catch_warnings():  # a window on DICOM files windows something: nothing to say
+        warnings.simplefilter("error", PeerdistillWarning)
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, dicom_window=[1900, 3000]))
+    for label in ("normal", "pneumonia"):  # the same images as PNGs: the window applies to none of them
+        (tmp_path / "png" / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(tmp_path / "png" / label / f"{i}.png")
+    with pytest.warns(PeerdistillWarning, match="data.dicom_window is set but the data at .*png' holds no DICOM file"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "png"), grey=True, dicom_window=[1900, 3000]))
     assert main(["train", f"out_dir={tmp_path}", "name=dcm", "data.kind=image_folder", f"data.root={tmp_path / 'xr'}",
                  "data.grey=true", "distill.preset=independent", "train.epochs=3", "train.batch_size=4",
                  "--quiet"]) == 0

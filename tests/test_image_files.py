@@ -68,6 +68,18 @@ def test_a_file_of_several_frames_is_refused(tmp_path):
         read_image(tmp_path / "stack.tif")
 
 
+def test_an_unreadable_file_is_named_as_one_not_as_a_format_pillow_lacks(tmp_path, monkeypatch):
+    # (the tests run as root, whom file modes do not stop: the refusal is made by hand)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "b.png")
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", refused)
+    with pytest.raises(DataError, match=r"cannot read image '.*b.png': Permission denied; check its permissions$"):
+        read_image(tmp_path / "b.png")
+
+
 def test_binary_masks_by_brightest_channel_alpha_or_any_class(tmp_path):
     red = np.zeros((4, 4, 3), np.uint8)
     red[1:3, 1:3, 0] = 255  # luminance 76: a grey threshold at 127 would lose it

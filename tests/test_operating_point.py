@@ -172,7 +172,7 @@ def test_compare_tabulates_each_runs_operating_point(tmp_path):
                 operating_point="youden")
 
 
-def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_path, capsys):
+def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_path, capsys, monkeypatch):
     import csv
 
     import torch
@@ -216,3 +216,10 @@ def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_
     assert main(["export", str(run), "--model", "student1", "--temperature-scaling", "--operating-point",
                  "sensitivity=0.9", "--out", str(tmp_path / "y")]) == 0
     assert json.loads((tmp_path / "y" / "student1.json").read_text())["threshold"] == pytest.approx(expected)
+    # a rule that does best calling nothing positive (a model no better than chance): said at export
+    monkeypatch.setattr("peerdistill.operating_point.choose_threshold", lambda *a: float(np.nextafter(1.0, 2.0)))
+    capsys.readouterr()
+    assert main(["export", str(run), "--model", "student1", "--operating-point", "youden", "--out",
+                 str(tmp_path / "z")]) == 0
+    assert "warning: the threshold 'youden' picks on the run's validation split is above 1: no input" in " ".join(
+        capsys.readouterr().err.split())

@@ -72,6 +72,9 @@ def test_an_image_folder_runs_rows_name_each_test_file_as_predict_scores_it(tmp_
         err = " ".join(capsys.readouterr().err.split())
         assert "the data the run reads (data.root" in err or "does not end in .csv" in err, err
     assert image.read_bytes() == kept and not list((tmp_path / "xray").rglob("*.csv"))
+    # other image sizes: the message names the setting that gives the run's
+    assert main(["eval", str(run), "data.image_size=[12,12]"]) == 2
+    assert "resized to the run's size by data.image_size=[8, 8]" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_label_csv_the_run_read_is_never_replaced_by_a_table(tmp_path, capsys):

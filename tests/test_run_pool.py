@@ -9,7 +9,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from peerdistill.errors import PeerdistillError
+from peerdistill.errors import ConfigError, PeerdistillError
 from peerdistill.run_pool import run_in_processes
 
 
@@ -20,6 +20,8 @@ def _job(item):
     Path(folder, f"started-{index}").write_text(" ".join(finished(folder)))
     if action == "fail":
         raise ValueError(f"run {index} broke")
+    if action == "refuse":
+        raise ConfigError("data.root 'x' does not exist: set data.root to the data's folder")
     if action == "interrupt":
         raise KeyboardInterrupt
     if action == "die":
@@ -69,6 +71,9 @@ def test_after_a_failure_no_new_run_starts_and_every_failure_is_reported(tmp_pat
         run_in_processes(two, _job, 2, 1, Console(width=200), describe=lambda it: f"run {it[1]}")
     printed = capsys.readouterr().out
     assert "run 4 failed: ValueError: run 4 broke" in printed and "run 5 failed: ValueError: run 5 broke" in printed
+    # peerdistill's own refusal, the command's last line: it names the run too
+    with pytest.raises(ConfigError, match="^run 6: data.root 'x' does not exist: set data.root"):
+        run_in_processes([(tmp_path, 6, "refuse")], _job, 1, 1, Console(width=200), describe=lambda it: f"run {it[1]}")
 
 
 def test_ctrl_c_stops_every_worker_and_starts_nothing_new(tmp_path):

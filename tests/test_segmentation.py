@@ -164,6 +164,8 @@ def test_folder_loader_binary_masks_and_regex_ids(tmp_path):
     ("values", "class indices 0..K-1"),
     ("unreadable", "cannot read image"),
     ("missing", "is not a directory"),
+    ("no_root", r"data.root '.*d' does not exist: set data.root to the data's folder"),
+    ("file_root", r"data.root '.*d' is a file, but data kind 'folders' reads a folder"),
 ])
 def test_folder_loader_errors(tmp_path, case, message):
     root = tmp_path / "d"
@@ -177,7 +179,9 @@ def test_folder_loader_errors(tmp_path, case, message):
     elif case == "unreadable":
         write_pairs(root, n=4)
         (root / "images" / "case01.png").write_bytes(b"not a png")
-    else:
+    elif case == "file_root":
+        root.write_text("x")
+    elif case == "missing":
         root.mkdir()
     with pytest.raises(DataError, match=message):
         build_data(DataSpec(kind="folders", root=str(root)))
@@ -224,6 +228,19 @@ def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
     assert Image.open(overlay).size == (64, 64) and Image.open(overlay).mode == "RGB"
     mask = np.asarray(Image.open(tmp_path / "skd" / "eval" / "test" / "student1" / "000_mask.png"))
     assert set(np.unique(mask)) <= {0, 255}
+    # other data's pictures go to a folder of their own (with its data section), never mixed with these
+    assert main(["eval", str(tmp_path / "skd"), "--save-masks", "1", "data.split_seed=5", "--json"]) == 0
+    capsys.readouterr()
+    other = [p for p in (tmp_path / "skd" / "eval").iterdir() if p.name != "test"]
+    assert len(other) == 1 and other[0].name.startswith("test-shapes-")
+    assert json.loads((other[0] / "data.json").read_text())["split_seed"] == 5
+    assert sorted(p.name for p in (other[0] / "student1").iterdir()) == ["000_mask.png", "000_overlay.png"]
+    assert len(list((tmp_path / "skd" / "eval" / "test" / "student1").iterdir())) == 4  # the run's own, untouched
+    # fewer pictures of the same data replace the earlier ones, leaving none of them to pass for this eval's
+    (tmp_path / "skd" / "eval" / "test" / "student1" / "notes.txt").write_text("mine")
+    assert main(["eval", str(tmp_path / "skd"), "--save-masks", "1", "--json"]) == 0
+    assert sorted(p.name for p in (tmp_path / "skd" / "eval" / "test" / "student1").iterdir()) == [
+        "000_mask.png", "000_overlay.png", "notes.txt"]
 
 
 def test_dense_kinds_refuse_classification(tmp_path):

@@ -39,8 +39,9 @@ def nll(probs: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> floa
     return float(-np.mean(np.log(np.maximum(p, np.finfo(np.float64).tiny))))
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The T in ``T_RANGE`` minimising the validation NLL (bounded scalar search on log T)."""
+def fit_temperature(probs: np.ndarray, labels: np.ndarray, who: str = "") -> float:
+    """The T in ``T_RANGE`` minimising the validation NLL (bounded scalar search on log T);
+    ``who`` (a model's name) is named in the warning."""
     from scipy.optimize import minimize_scalar
 
     if len(labels) == 0:
@@ -50,7 +51,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
                              method="bounded", options={"xatol": 1e-6})
     t = float(math.exp(result.x))
     if min(abs(result.x - low), abs(result.x - high)) < 1e-3:
-        warnings.warn(f"the fitted temperature {t:.3g} is at the end of the range searched {T_RANGE}: the "
+        warnings.warn(f"the fitted temperature{f' of {who}' if who else ''} {t:.3g} is at the end of the range searched {T_RANGE}: the "
                       "validation likelihood keeps improving past it (a model near chance wants its probabilities "
                       "flat, one always right wants them sharp); the tempered figures are at that bound",
                       PeerdistillWarning, stacklevel=2)
@@ -64,6 +65,6 @@ def calibrated_figures(val: tuple[dict[str, np.ndarray], np.ndarray],
     (val_probs, val_labels), (probs, labels) = val, scored
     out = {}
     for name, p in probs.items():
-        t = fit_temperature(val_probs[name], val_labels)
+        t = fit_temperature(val_probs[name], val_labels, who=name)
         out[name] = {"temperature": t, **calibration_metrics(tempered(p, t), labels)}
     return out

@@ -48,6 +48,27 @@ def _count(text: str) -> int:
     return int(text)
 
 
+# More resamples than this add nothing to a 95% interval's percentiles and would run for hours.
+MAX_BOOTSTRAP = 100_000
+
+
+def _resamples(text: str) -> int:
+    """An argparse type: --bootstrap's count."""
+    count = _count(text)
+    if count > MAX_BOOTSTRAP:
+        raise argparse.ArgumentTypeError(f"at most {MAX_BOOTSTRAP:,} resamples, got {count:,} (1,000 to 10,000 give a "
+                                         "95% interval's percentiles to well within its width)")
+    return count
+
+
+def _given(text: str) -> str:
+    """An argparse type: a text that is not empty (an unset shell variable, --out "$DIR", would
+    otherwise quietly mean the default, or the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a value, or leave the option out for its default")
+    return text
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     from .build import run_dir_for, train_from_config
     from .engine.distributed import launched_world
@@ -100,6 +121,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         tree = {"data": saved_data_section(meta.get("data_spec") or {})}
         if ns.data:
             loaded = load_yaml(ns.data)
+            if not loaded or loaded.get("data", True) == {}:  # else the defaults: the embedded digits
+                raise ConfigError(f"--data '{ns.data}' holds no data section: write one, e.g. data: {{kind: "
+                                  "image_folder, root: PATH}")
             tree["data"] = loaded.get("data", loaded)
         for override in data_overrides:
             if not override.startswith("data."):
@@ -155,7 +179,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
     if ns.save_images:
-        err_console.print(f"pictures: {Path(ns.run_dir) / 'eval' / ns.split}/MODEL/", highlight=False, soft_wrap=True)
+        from .runs import pictures_folder
+
+        err_console.print(f"pictures: {pictures_folder(ns.run_dir, ns.split, data_spec)}/MODEL/", highlight=False,
+                          soft_wrap=True)
     if not RunDir.open(ns.run_dir).is_complete:
         err_console.print(f"note: '{ns.run_dir}' has not finished: these are the weights of its best epoch so far "
                           f"(continue it with peerdistill train --resume {ns.run_dir})", highlight=False, soft_wrap=True)
@@ -168,7 +195,7 @@ def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str) -
     parser.add_argument("--temperature-scaling", action="store_true",
                         help=f"classification: the temperature the model's probabilities fit on the run's validation "
                              f"split (as eval --temperature-scaling fits it), {where}")
-    parser.add_argument("--operating-point", metavar="RULE", default=None,
+    parser.add_argument("--operating-point", metavar="RULE", default=None, type=_given,
                         help=f"two-class classification: the threshold RULE (youden, sensitivity=S, specificity=S) "
                              f"picks on the run's validation split, the positive (second) class called where its "
                              f"probability reaches it, {where}")
@@ -185,7 +212,9 @@ def _decoding(overrides) -> dict | None:
     given = tree.get("detect") or {}
     if not given:
         return None
-    if "wbf_iou" in given and "ensemble_iou" not in given:  # the former name, as configs still say it
+    if "wbf_iou" in given:  # the former name, as configs still say it
+        if "ensemble_iou" in given:
+            raise ConfigError("detect.wbf_iou is the former name of detect.ensemble_iou: give one of them")
         given["ensemble_iou"] = given.pop("wbf_iou")
     other = [k for k in given if k not in DECODING_KEYS]
     if other:
@@ -213,7 +242,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
             base = trees[0]
             out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
                       / f"{base.get('name', RunConfig.model_fields['name'].default)}-compare")
-        trees = variant_trees(trees, ns.setting)
+        trees = variant_trees(trees, ns.setting, presets_given=ns.presets is not None)
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
             console=console, out=out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
             operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline,
@@ -298,25 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a cohort (no CONFIG: the embedded digits default)")
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--resume", metavar="RUN_DIR", type=_given, help="continue an interrupted run from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="score the saved models of a run on a split or other data")
-    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("run_dir", metavar="RUN_DIR", type=_given)
     ev.add_argument("overrides", nargs="*", metavar="data.key=value | detect.key=value",
                     help="other data (data.*), or for a detection run other box decoding and fusion: "
                          "detect.score_threshold, nms_iou, max_detections, ensemble (wbf, nms, nmw), ensemble_iou")
     ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                     help="all: train, val and test together (other data scored whole)")
-    ev.add_argument("--data", metavar="DATA.yaml", help="a YAML file with a data section (default: the run's data)")
-    ev.add_argument("--device", default="auto")
+    ev.add_argument("--data", metavar="DATA.yaml", type=_given, help="a YAML file with a data section (default: the run's data)")
+    ev.add_argument("--device", default="auto", type=_given)
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON (every metric, per class too)")
     ev.add_argument("--per-class", action="store_true",
                     help="also a table per class: precision and recall (classification), dice and iou "
                          "(segmentation), ap and ap50 (detection)")
-    ev.add_argument("--operating-point", metavar="RULE", default=None,
+    ev.add_argument("--operating-point", metavar="RULE", default=None, type=_given,
                     help="two-class classification: also score at the threshold RULE picks on the run's validation "
                          "split: youden, sensitivity=S or specificity=S (e.g. specificity=0.95)")
     ev.add_argument("--temperature-scaling", action="store_true",
@@ -326,14 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta", choices=["hflip", "flips"], default=None,
                     help="classification and segmentation: average each model's probabilities over the image and "
                          "its mirror (hflip) or all four mirrorings (flips), masks mirrored back")
-    ev.add_argument("--bootstrap", type=_count, default=0, metavar="N",
+    ev.add_argument("--bootstrap", type=_resamples, default=0, metavar="N",
                     help="also a 95%% interval for every metric: the percentiles over N resamples (with replacement) "
                          "of the split's samples, each scored as the split is (e.g. 1000; in --json: "
                          "ci95_low_METRIC, ci95_high_METRIC)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
                          "(segmentation), predicted and true boxes (detection)")
-    ev.add_argument("--per-sample", metavar="FILE.csv", default=None,
+    ev.add_argument("--per-sample", metavar="FILE.csv", default=None, type=_given,
                     help="also write a CSV with a row per scored sample and model: the file (where the data has "
                          "files), truth, prediction and class probabilities (classification), the image's own "
                          "dice, iou, hd95, ... (segmentation), its AP and box counts (detection)")
@@ -341,21 +370,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")
     cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml ...] [key=value ...]")
-    cmp_.add_argument("--setting", action="append", metavar="NAME:KEY=VALUE",
+    cmp_.add_argument("--setting", action="append", metavar="NAME:KEY=VALUE", type=_given,
                       help="a row of its own: every config with this override, named NAME (repeat with the same "
                            "NAME for more keys; NAME alone: the config as it is), e.g. --setting flips --setting "
                            "turns:data.augment=[hflip,rotate] --setting 'turns:data.augment_range={rotate: 10}'")
-    cmp_.add_argument("--presets", default=None,
+    cmp_.add_argument("--presets", default=None, type=_given,
                       help="comma-separated presets run with every config (default: each config's own preset)")
-    cmp_.add_argument("--out", default=None, help="directory of the comparison (default OUT_DIR/NAME-compare)")
+    cmp_.add_argument("--out", default=None, type=_given, help="directory of the comparison (default OUT_DIR/NAME-compare)")
     cmp_.add_argument("--seeds", type=int, default=3, help="runs per setting, with seeds seed, seed+1, ... (default 3)")
     cmp_.add_argument("--folds", type=int, default=None, metavar="K",
                       help="k-fold cross-validation: every seed runs K times, each fold of the data once the "
                            "test split (data.folds=K, data.fold=0..K-1); the table is over folds and seeds")
-    cmp_.add_argument("--operating-point", metavar="RULE", default=None,
+    cmp_.add_argument("--operating-point", metavar="RULE", default=None, type=_given,
                       help="two-class classification: also tabulate every model at the threshold RULE picks on its "
                            "run's validation split (youden, sensitivity=S, specificity=S), as eval does")
-    cmp_.add_argument("--teacher-from", default=None, metavar="PRESET",
+    cmp_.add_argument("--teacher-from", default=None, metavar="PRESET", type=_given,
                       help="train the teachers in PRESET's runs first, then freeze them (per seed) as the "
                            "teachers of the other presets, e.g. --teacher-from independent")
     cmp_.add_argument("--temperature-scaling", action="store_true",
@@ -364,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--tta", choices=["hflip", "flips"], default=None,
                       help="classification, segmentation: also tabulate each run's models with their probabilities "
                            "averaged over flips of the test images (tta_METRIC), as eval --tta does")
-    cmp_.add_argument("--baseline", default=None, metavar="SETTING",
+    cmp_.add_argument("--baseline", default=None, metavar="SETTING", type=_given,
                       help="tabulate every other setting's paired difference from this one, with a 95%% confidence "
                            "interval (default: independent when compared, else the first setting)")
     cmp_.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -378,11 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("export", help="write a trained student (or the ensemble) as ONNX or safetensors")
-    exp.add_argument("run_dir", metavar="RUN_DIR")
-    exp.add_argument("--model", default="best", help="a model name, 'best' (best validation student) or 'ensemble'")
+    exp.add_argument("run_dir", metavar="RUN_DIR", type=_given)
+    exp.add_argument("--model", default="best", type=_given, help="a model name, 'best' (best validation student) or 'ensemble'")
     exp.add_argument("--format", default=None, choices=["onnx", "safetensors"],
                      help="default: from the --out file's extension, else onnx")
-    exp.add_argument("--out", default=None,
+    exp.add_argument("--out", default=None, type=_given,
                      help="output file, or a folder (one that exists, or a path without an extension) to write "
                           "MODEL.FORMAT in (default RUN_DIR/export/MODEL.FORMAT)")
     exp.add_argument("--quantize", default=None, choices=["int8"],
@@ -399,24 +428,24 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
-    pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx")
-    pred.add_argument("inputs", nargs="+", metavar="INPUT")
+    pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx", type=_given)
+    pred.add_argument("inputs", nargs="+", metavar="INPUT", type=_given)
     _chosen_on_validation_options(pred, "applied to a run directory's model (an exported file carries its own)")
     pred.add_argument("--visible-masks", action="store_true",
                       help="segmentation: write masks with the classes spread over 0..255 (two classes: 0 and 255, "
                            "as viewers show them and data.binary_masks reads them back) instead of class indices")
-    pred.add_argument("--overlays", metavar="DIR", default=None,
+    pred.add_argument("--overlays", metavar="DIR", default=None, type=_given,
                       help="segmentation and detection: also draw the predictions on each input, at its own size, "
                            "into DIR (<name>_overlay.png: classes tinted; <name>_boxes.png: boxes, class and score)")
-    pred.add_argument("--out", required=True, help="classification and detection: a CSV file; segmentation: a folder for masks")
-    pred.add_argument("--model", default=None,
+    pred.add_argument("--out", required=True, type=_given, help="classification and detection: a CSV file; segmentation: a folder for masks")
+    pred.add_argument("--model", default=None, type=_given,
                       help="with a RUN_DIR: a model name, 'best' (default) or 'ensemble' (for detection, the "
                            "students' boxes fused as in evaluation)")
     pred.set_defaults(func=cmd_predict)
 
     rep = sub.add_parser("report", help="one self-contained HTML page of a run or a comparison")
-    rep.add_argument("path", metavar="RUN_DIR_OR_COMPARE_DIR")
-    rep.add_argument("--out", default=None,
+    rep.add_argument("path", metavar="RUN_DIR_OR_COMPARE_DIR", type=_given)
+    rep.add_argument("--out", default=None, type=_given,
                      help="output file, or a folder (one that exists, or a path without an extension) for "
                           "report.html (default PATH/report.html)")
     rep.set_defaults(func=cmd_report)

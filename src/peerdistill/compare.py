@@ -6,6 +6,7 @@ import copy
 import csv
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from rich.table import Table
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, check_before_training, comparison_world, mark_for_replacement, plan_runs,
                               plan_table, run_all, setting_tree, settings_of)
-from .config import check_preset_names, validate
-from .engine.artifacts import atomic_write_text
+from .config import SEED_LIMIT, check_preset_names, validate
+from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, launched, launched_world, leave, on_main
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_FLIPS, TTA_SEEN
@@ -33,6 +34,10 @@ class Comparison:
     directory: Path
     markdown: str
     differences: list[dict[str, Any]] = field(default_factory=list)  # from the baseline (paired.differences)
+
+
+# Runs per setting: more is a typo (each run trains a whole cohort).
+MAX_SEEDS = 10_000
 
 
 def parse_presets(text: str | None) -> list[str] | None:
@@ -93,8 +98,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
     a 95% confidence interval (``paired.py``), in compare.md, differences.csv and on the console."""
     rule = parse_rule(operating_point) if operating_point else None
-    if seeds < 1:
-        raise ConfigError("--seeds must be at least 1")
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(f"--seeds must be 1 to {MAX_SEEDS:,} (got {seeds:,}): runs per setting")
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if folds is not None and folds < 2:
@@ -109,6 +114,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     # Each config is checked as it will run: with the first preset it is given, if any.
     bases = [validate(setting_tree(tree, presets[0], None, None, None) if presets else copy.deepcopy(tree),
                       f"config {i + 1}") for i, tree in enumerate(configs)]
+    for base in bases:  # each run's seed is checked as its config is made: say why before any is
+        if base.seed + seeds - 1 >= SEED_LIMIT:
+            raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "
+                              f"largest, {SEED_LIMIT - 1}: lower seed= or --seeds")
     if len(configs) == 1 and not by_name:
         directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
     else:
@@ -116,6 +125,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if len(set(names)) != len(names):
             raise ConfigError(f"compare: each config needs its own name, got {names}")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
+    if (directory / RUN_FILE).is_file():  # a mistyped --out: its runs and tables would nest inside that run
+        raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own (--out)")
     if rule is not None and any(b.task != "classification" for b in bases):
         raise ConfigError("--operating-point is a threshold on a class probability: it is for two-class "
                           "classification comparisons")
@@ -274,8 +285,13 @@ def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperatur
     beside the untempered one. ``own_archs``: the comparison's configs' models, built from them."""
     from .runs import evaluate_run
 
-    scores = evaluate_run(run_dir, operating_point=str(rule) if rule else None, temperature_scaling=temperature_scaling,
-                          trusted_archs=own_archs)
+    with warnings.catch_warnings(record=True) as said:  # said again naming the run: one line per run looks alike
+        warnings.simplefilter("always")
+        scores = evaluate_run(run_dir, operating_point=str(rule) if rule else None,
+                              temperature_scaling=temperature_scaling, trusted_archs=own_archs)
+    for warning in said:
+        warnings.warn_explicit(f"{run_dir.name}: {warning.message}", warning.category, warning.filename,
+                               warning.lineno)
     untempered = CALIBRATION_METRICS if temperature_scaling else ()
     test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items()
                                  if k.startswith(("op_", "cal_")) or (k in untempered and k not in values)}}

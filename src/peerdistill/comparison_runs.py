@@ -59,11 +59,18 @@ class Plan:
         return f"{self.label}, seed {self.cfg.seed}{fold}"
 
 
-def variant_trees(trees: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
+# Keys a comparison sets for each of its runs (and with --presets, the preset): a setting's own
+# value would be dropped without a word.
+SET_BY_COMPARE = ("name", "out_dir")
+
+
+def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_given: bool = False
+                  ) -> list[dict[str, Any]]:
     """``--setting NAME:KEY=VALUE`` (repeated for more keys of the same NAME; ``--setting NAME``
     alone: the config as it is): each config once per NAME, with that name's overrides, named
     NAME (with several configs, CONFIGNAME-NAME). One token per flag, so nothing typed after it
-    is taken into a setting by mistake."""
+    is taken into a setting by mistake. ``presets_given``: ``--presets`` sets every run's preset,
+    so a setting may not."""
     overrides: dict[str, list[str]] = {}
     for variant in variants:
         name, sep, override = variant.partition(":")
@@ -72,8 +79,18 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str]) -> list[dict
         if "=" in name or not name.strip():
             raise ConfigError(f"--setting '{variant}': write NAME:KEY=VALUE (e.g. --setting "
                               "turns:data.augment=[hflip,rotate]), or NAME alone for the config as it is")
+        if any(c in name for c in "/\\") or name.strip() in (".", ".."):
+            raise ConfigError(f"--setting '{variant}': its NAME '{name}' names the runs' folders, so it is one "
+                              "folder name (no / or \\)")
         if override and "=" not in override:
             raise ConfigError(f"--setting '{variant}': '{override}' is not a key=value override")
+        key = override.split("=", 1)[0].strip()
+        if key in SET_BY_COMPARE or (presets_given and key == "distill.preset"):
+            why = ("--presets sets every run's preset: drop --presets to give each setting a preset of its own"
+                   if key == "distill.preset" else
+                   "compare names each run and puts it in the comparison's folder (--out): the setting's NAME "
+                   "names its rows and runs")
+            raise ConfigError(f"--setting '{variant}': {key} cannot differ between settings; {why}")
         overrides.setdefault(name, []).extend([override] if override else [])
     out = []
     for tree in trees:

@@ -292,8 +292,9 @@ class DataSpec(_Strict):
     images: str = "images"
     masks: str = "masks"
     pattern: str | None = Field(default=None, description="regex whose first group is the id shared by image and mask")
-    image_size: list[Annotated[int, Field(gt=0)]] | None = Field(default=None, min_length=2, max_length=2,
-                                                                description="resize to [H, W]")
+    # 5 or more a side: images 4 or fewer pixels high would be read as channels
+    image_size: list[Annotated[int, Field(ge=5)]] | None = Field(default=None, min_length=2, max_length=2,
+                                                                description="resize to [H, W] (5 or more each)")
     binary_masks: bool = Field(default=False, description="masks are 0/255 (or JPEG-noisy) images: > 127 is class 1")
     pixel_spacing: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)] | \
         Literal["dicom"] | None = Field(
@@ -727,11 +728,16 @@ def _list_index(part: str, dotted: str, length: int) -> int:
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` strings; values are parsed as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``)."""
+    """Apply ``a.b.c=value`` strings; values are parsed as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``).
+    A key given twice is refused, as it is in a YAML mapping: which one was meant?"""
+    given: dict[str, str] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not of the form key=value (for example train.epochs=5)")
+        if key.strip() in given:
+            raise ConfigError(f"{key.strip()} is given twice ('{given[key.strip()]}' and '{item}'): keep one")
+        given[key.strip()] = item
         try:
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError as exc:

@@ -3,6 +3,7 @@ segmentation, predicted and true boxes for detection."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,19 @@ PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0,
                     [145, 30, 180], [70, 240, 240]], dtype=np.uint8)
 
 
+# The pictures eval writes in a model's folder: NNN_mask.png, NNN_overlay.png, NNN_boxes.png.
+_PICTURE = re.compile(r"\d{3}_(mask|overlay|boxes)\.png")
+
+
+def _emptied(folder: Path) -> None:
+    """``folder``, made, without the pictures an earlier eval left there (of more samples, say),
+    which would pass for this one's; nothing else in it is touched."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if _PICTURE.fullmatch(old.name):
+            old.unlink()
+
+
 def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
                        window: tuple[int, int] | None = None, overlap: float = 0.5) -> list[Path]:
     """For the first ``count`` samples: ``<model>/<i>_mask.png`` (class indices, spread over 0..255
@@ -27,7 +41,7 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
     written = []
     for name, p in probs.items():
         folder = Path(out_dir) / name.replace("/", "_")
-        folder.mkdir(parents=True, exist_ok=True)
+        _emptied(folder)
         # a model predicting at another size is read at the image's, as the metrics read it
         pred = align_to(p, x.shape[-2:]).argmax(dim=1).cpu().numpy().astype(np.uint8)
         for i in range(len(pred)):
@@ -53,7 +67,7 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
     written = []
     for name, per_image in detections.items():
         folder = Path(out_dir) / name.replace("/", "_")
-        folder.mkdir(parents=True, exist_ok=True)
+        _emptied(folder)
         for i, det in enumerate(per_image):
             picture = Image.fromarray(image[i])
             draw = ImageDraw.Draw(picture)

@@ -77,7 +77,11 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if failures:
-        raise failures[min(failures)]
+        first = min(failures)
+        failure = failures[first]
+        if isinstance(failure, PeerdistillError):  # the command's last line names the run, as the earlier one
+            raise type(failure)(f"{describe(items[first])}: {failure}") from None
+        raise failure
     return [results[i] for i in range(len(items))]
 
 

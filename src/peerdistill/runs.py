@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import warnings
 from collections.abc import Iterable
@@ -23,6 +25,7 @@ from .config import DataSpec, data_root, format_validation_error, saved_data_sec
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
+from .engine.artifacts import atomic_write_text
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
@@ -207,12 +210,25 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 
-        samples, folder = _DeviceView(data.split(split), dev), Path(run_dir) / "eval" / split
+        samples, folder = _DeviceView(data.split(split), dev), pictures_folder(run_dir, split, data_spec)
+        if data_spec is not None:  # which data these pictures are of
+            atomic_write_text(folder / "data.json", json.dumps(data_spec.model_dump(mode="json"), indent=2))
         if meta.get("task") == "segmentation":
             save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window, overlap)
         else:
             save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
     return scores
+
+
+def pictures_folder(run_dir: str | Path, split: str, data_spec: DataSpec | None) -> Path:
+    """Where ``eval --save-images`` puts its pictures: ``RUN_DIR/eval/SPLIT`` for the run's own
+    data; other data has a folder of its own (named by its root and a digest of its section),
+    so its pictures never mix with the run's own."""
+    if data_spec is None:
+        return Path(run_dir) / "eval" / split
+    section = json.dumps(data_spec.model_dump(mode="json"), sort_keys=True)
+    name = Path(data_spec.root).stem if data_spec.root else data_spec.kind
+    return Path(run_dir) / "eval" / f"{split}-{name}-{hashlib.sha256(section.encode()).hexdigest()[:8]}"
 
 
 def _run_data(meta: dict[str, Any]) -> DataSplits:
@@ -378,8 +394,16 @@ def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
     shape, trained = list(data.input_shape), list(meta["input_shape"])
     windowed = saved_window(meta)[0] is not None and len(shape) == len(trained) == 3
     if (shape[:1] if windowed else shape) != (trained[:1] if windowed else trained):
-        raise DataError(f"the data's inputs are {shape} but the run was trained on {trained}"
-                        + (" (its sliding window takes any size, not other channels)" if windowed else ""))
+        if windowed:
+            hint = " (its sliding window takes any size, not other channels)"
+        elif len(shape) != 3 or len(trained) != 3:  # feature vectors
+            hint = ""
+        elif shape[:1] != trained[:1]:
+            hint = ": read the images with the run's channels (data.grey=true for one, false for three)"
+        else:
+            hint = (f": image files are resized to the run's size by data.image_size={trained[1:]} (or drop a "
+                    "data.image_size that differs from it)")
+        raise DataError(f"the data's inputs are {shape} but the run was trained on {trained}{hint}")
     if meta.get("task", "classification") in ("classification", "detection"):
         data = _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:

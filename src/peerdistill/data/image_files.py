@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import DataSpec
 from ..errors import DataError
-from .image_io import image_files, read_image
+from .image_io import check_root_folder, image_files, read_image
 from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups,
                      stratified_group_cut)
 
@@ -22,8 +22,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     (without ``val``, it is cut from train, stratified by ``split_seed``). Class names are the
     folder names, sorted as text (as runs made before have them: "10" before "2")."""
     root = Path(spec.root or "")
-    if not root.is_dir():
-        raise DataError(f"data.root '{root}' is not a directory")
+    check_root_folder(root, spec.kind)
     given = [s for s in SPLITS if (root / s).is_dir()]
     if given and ("train" in given and "test" in given or is_kept_whole()):
         classes = sorted({d.name for s in given for d in _class_folders(root / s)})

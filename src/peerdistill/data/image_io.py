@@ -81,6 +81,8 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
             upright_image = ImageOps.exif_transpose(im)
             upright_image.format = im.format  # (a new image has none: a JPEG mask's noise rule reads it)
             yield upright_image
+    except PermissionError as exc:  # the file, not its format: the format advice would mislead
+        raise DataError(f"cannot read {what} '{path}': {exc.strerror}; check its permissions") from None
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
                         "16-bit, and one-channel float; DICOM is read by its .dcm or .dicom suffix, or by content "
@@ -149,6 +151,28 @@ def check_same_size(image: Path, other: Path, what: str) -> None:
                         "they must be the same size")
 
 
+def check_root_folder(root: Path, kind: str) -> None:
+    """data.root of a kind that reads a folder: there, and a folder."""
+    if root.is_dir():
+        return
+    if root.exists():
+        raise DataError(f"data.root '{root}' is a file, but data kind '{kind}' reads a folder: set data.root to the "
+                        "folder (or data.kind to the file's kind: npz, csv)")
+    raise DataError(f"data.root '{root}' does not exist: set data.root to the data's folder (a relative path counts "
+                    "from the folder the command runs in)")
+
+
+# How many DICOM files read_image has read, so far: whether data.dicom_window applied to any.
+_DICOM_READ = [0]
+
+
+@contextlib.contextmanager
+def counting_dicom_reads():
+    """``count()`` within: the DICOM files read since the block began."""
+    start = _DICOM_READ[0]
+    yield lambda: _DICOM_READ[0] - start
+
+
 def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> np.ndarray:
     """[H, W, C] float32, in [0, 1] for 8- and 16-bit images. 8-bit images are divided by 255,
     16-bit grey ones by 65535, and so are 32-bit integer ones (Pillow opens many 16-bit files
@@ -159,6 +183,7 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
     from PIL import Image
 
     if is_dicom(path):
+        _DICOM_READ[0] += 1
         a = read_dicom(path, grey, dicom_window)
         return resized_planes(a, size) if size else a
 

@@ -11,8 +11,8 @@ import torch
 from ..config import DataSpec
 from ..errors import DataError
 from .dicom import dicom_size_and_spacing
-from .image_io import (ID_RULE, IGNORE, LOOKED_FOR, binarized, check_same_size, class_labels, image_files, image_id,
-                       image_size, is_dicom, read_image, read_mask, read_mask_values)
+from .image_io import (ID_RULE, IGNORE, LOOKED_FOR, binarized, check_root_folder, check_same_size, class_labels,
+                       image_files, image_id, image_size, is_dicom, read_image, read_mask, read_mask_values)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
 from .synthetic import make_shapes
@@ -101,8 +101,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     folders named in ``split_dirs`` (a missing val is cut from train by ``split_seed``), or
     ``root/{train,val,test}`` when they exist, or else a random split by ``split_seed``."""
     root = Path(spec.root or "")
-    if not root.is_dir():
-        raise DataError(f"data.root '{root}' is not a directory")
+    check_root_folder(root, spec.kind)
     dirs = dict(spec.split_dirs or {})
     if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
         dirs = {"train": "train", "val": "val", "test": "test"}

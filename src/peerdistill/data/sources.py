@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataSpec
-from ..errors import DataError
+from ..errors import DataError, PeerdistillWarning
+from .image_io import counting_dicom_reads
 from .splits import DataSplits
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
@@ -76,12 +78,16 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
     stats = stats or spec.fixed_stats()
 
     if spec.task == "detection":
-        from .detection_sources import load_detection
-
-        return load_detection(spec, stats=stats)
-    loaders = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
-               "csv": load_csv, "shapes": load_shapes, "folders": load_folders}
-    return loaders[spec.kind](spec, stats=stats)
+        from .detection_sources import load_detection as load
+    else:
+        load = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
+                "csv": load_csv, "shapes": load_shapes, "folders": load_folders}[spec.kind]
+    with counting_dicom_reads() as dicom_files:
+        data = load(spec, stats=stats)
+    if spec.dicom_window is not None and not dicom_files():
+        warnings.warn(f"data.dicom_window is set but the data at '{spec.root}' holds no DICOM file, so it windows "
+                      "nothing: drop it (other images are read on their own scale)", PeerdistillWarning, stacklevel=2)
+    return data
 
 
 def check_trainable(spec: DataSpec, data: DataSplits) -> None:
