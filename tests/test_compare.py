@@ -139,13 +139,25 @@ def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(t
                     console=Console(quiet=True))
         assert {name: (done.directory / name).read_bytes() for name in tables} == tables
         assert not list(done.directory.glob(f"*/{REPLACE_MARK}"))
+    # a mistake met only later (here the second run's training fails) leaves the runs marked: said
+    def second_fails(cfg, **kwargs):
+        if cfg.seed == 1:
+            raise ConfigError("something only this run meets")
+        return train_from_config(cfg, **kwargs)
+
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", second_fails)
+    with pytest.raises(ConfigError, match=r"something only this run meets. \(--overwrite has marked the comparison's "
+                                          "runs for replacement: once this is fixed, the same command without"):
+        compare(tree, ["independent"], 2, progress=False, overwrite=True, console=Console(quiet=True))
+    assert [(done.directory / f"independent-seed{s}" / REPLACE_MARK).exists() for s in (0, 1)] == [False, True]
 
 
 def test_a_comparison_is_not_put_inside_a_training_run(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run.json").write_text("{}")
     with pytest.raises(ConfigError, match="is a training run's folder: give the comparison a folder of its own"):
-        compare({"name": "x"}, ["independent"], 1, out=tmp_path / "run", dry_run=True)
+        compare({"name": "x", "teacher": None, "students": COMPARED["students"]}, ["independent"], 1,
+                out=tmp_path / "run", dry_run=True)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.json"]
 
 

@@ -15,14 +15,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from .terminal import Console
-from .comparison_runs import (FROZEN_MARK, check_before_training, comparison_world, mark_for_replacement, plan_runs,
+from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, check_before_training, comparison_world, mark_for_replacement, plan_runs,
                               plan_table, run_all, setting_tree, settings_of)
 from .config import SEED_LIMIT, check_preset_names, validate
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, launched, launched_world, leave, on_main
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_FLIPS, TTA_SEEN
-from .errors import ConfigError
+from .errors import ConfigError, PeerdistillError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import caption, default_baseline, difference_rows, differences, differences_csv, unpaired_note
@@ -160,6 +160,12 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if overwrite:
             on_main(world, lambda: _replace(plans, directory))
         results = run_all(plans, overwrite, progress, console, jobs, world)
+    except PeerdistillError as exc:
+        abandon(world)
+        if overwrite and any((plan.run_dir / REPLACE_MARK).is_file() for plan in plans):
+            raise type(exc)(f"{exc}. (--overwrite has marked the comparison's runs for replacement: once this is "
+                            "fixed, the same command without --overwrite replaces only the runs still marked)") from None
+        raise
     except BaseException:
         abandon(world)
         raise
