@@ -20,7 +20,7 @@ import yaml
 from peerdistill.build import train_from_config
 from peerdistill import cli
 from peerdistill.cli import main
-from peerdistill.config import validate
+from peerdistill.config import data_places, validate
 from peerdistill.engine.artifacts import jsonable
 from peerdistill.errors import ConfigError
 
@@ -564,11 +564,33 @@ def test_masks_are_never_written_among_the_input_images(tmp_path):
         _check_out(tmp_path / "masks.csv", True, [str(image)], [])
     _check_out(tmp_path / "masks", True, [str(image)], [])
     _check_out(tmp_path, True, [str(tmp_path / "images")], [])  # the folder above an input folder holds no input image
-    # nor among the data the run trained on (its true masks, named as predictions are: <id>_mask.png)
-    for out in (tmp_path / "data", tmp_path / "data" / "masks", tmp_path / "data" / "new"):
-        with pytest.raises(ConfigError, match=r"the data the run reads \(data.root '.*data'\): writing there could"):
-            _check_out(out, True, [str(image)], [str(tmp_path / "data")])
-    _check_out(tmp_path / "predicted", True, [str(image)], [str(tmp_path / "data")])
+    # nor among the data the run trained on (its true masks, named as predictions are: <id>_mask.png),
+    # though beside it, in the project folder that holds both the data and the runs
+    data = {"kind": "folders", "root": str(tmp_path / "project"), "roi": "fov", "split_dirs": {"train": "training"}}
+    places = data_places(data)
+    for out in ("masks", "images/sub", "fov", "training/masks", "test/images"):
+        with pytest.raises(ConfigError, match=rf"--out '.*{out}' is (inside )?'.*project/.*', data the run reads"):
+            _check_out(tmp_path / "project" / out, True, [str(image)], places)
+    for out in ("project", "project/runs/r/predicted", "predicted"):
+        _check_out(tmp_path / out, True, [str(image)], places)
+
+
+def test_a_run_trained_on_a_relative_root_keeps_its_data_safe_from_anywhere(tmp_path, monkeypatch):
+    from peerdistill.runs import run_data_places
+
+    from peerdistill.build import _run_info
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cfg = validate({"task": "segmentation", "data": {"kind": "folders", "root": "seg"}, "teacher": {"arch": "unet"},
+                    "students": [{"arch": "unet"}] * 2})
+    meta = _run_info(cfg)  # what run.json records: the saved section's relative root, and where it was
+    assert meta["data_spec"]["root"] == "seg" and meta["data_root"] == str((tmp_path / "a" / "seg").resolve())
+    monkeypatch.chdir(tmp_path / "b")  # run from elsewhere: the recorded root still counts, and the relative one too
+    places = [str(p.resolve()) for p in run_data_places(meta)]
+    assert str(tmp_path / "a" / "seg" / "masks") in places and str(tmp_path / "b" / "seg" / "masks") in places
+    assert data_places({"kind": "npz", "root": "d.npz"}) == [Path("d.npz")] and data_places({"kind": "digits"}) == []
 
 
 def test_peerdistills_warnings_are_one_line_and_others_are_left_as_python_prints_them(monkeypatch, capsys):

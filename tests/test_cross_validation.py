@@ -232,3 +232,24 @@ def test_eval_of_the_runs_own_data_split_another_way_says_its_test_holds_trainin
         warnings.simplefilter("error", PeerdistillWarning)
         evaluate_run(run, data_spec=cfg.data)
         evaluate_run(run, split="train", data_spec=cfg.data.model_copy(update={"split_seed": 7}))
+
+
+def test_the_overlap_is_found_for_a_run_trained_on_a_relative_root_scored_from_elsewhere(tmp_path, monkeypatch):
+    from peerdistill.build import train_from_config
+    from peerdistill.errors import PeerdistillWarning
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "project" / "imgs" / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(
+                tmp_path / "project" / "imgs" / label / f"{label}{i}.png")
+    monkeypatch.chdir(tmp_path / "project")  # trained with data.root 'imgs', relative to this folder
+    cfg = validate({**FAST, "name": "rel", "out_dir": str(tmp_path / "runs"),
+                    "data": {"kind": "image_folder", "root": "imgs", "grey": True}})
+    train_from_config(cfg, progress=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    spec = cfg.data.model_copy(update={"root": str(tmp_path / "project" / "imgs"), "split_seed": 7})
+    with pytest.warns(PeerdistillWarning, match="samples of the scored test split are training samples of the run"):
+        evaluate_run(tmp_path / "runs" / "rel", data_spec=spec)

@@ -187,11 +187,21 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         cohort, graph, task, train=cfg.train, optim=cfg.optim, rampup_epochs=cfg.distill.rampup_epochs,
         seed=cfg.seed, deterministic=cfg.deterministic, device=cfg.device,
         run_dir=run_dir, overwrite=overwrite, progress=progress,
-        callbacks=callbacks, run_info={"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset},
+        callbacks=callbacks, run_info=_run_info(cfg),
         config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
         patches=patch_settings(cfg),
     )
     return trainer, data
+
+
+def _run_info(cfg: RunConfig) -> dict:
+    """What run.json records of the config beside the trainer's own: the data section, the
+    preset, and the data's root as an absolute path (a relative root counts from where the run
+    trained, which later commands, run elsewhere, need to find the data a run must not write over)."""
+    info = {"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset}
+    if cfg.data.root:
+        info["data_root"] = str(Path(cfg.data.root).resolve())
+    return info
 
 
 def train_from_config(cfg: RunConfig, *, run_dir=None, overwrite=False, resume=False, progress=True, callbacks=None):

@@ -790,10 +790,26 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     return without_other_kinds_keys(section)  # ignored then, refused now
 
 
-def data_root(section: dict[str, Any] | None) -> str | None:
-    """The file or folder a data section reads (None for generated and embedded data)."""
+def data_places(section: dict[str, Any] | None, root: str | Path | None = None) -> list[Path]:
+    """The files and folders a data section reads (none for generated and embedded data): its
+    file (npz, csv), its class folders' root (image_folder), or the image, mask and region
+    folders and the annotation file under its root, not the rest of that folder (where a
+    project may keep its runs). ``root``: the section's root as an absolute path (a run records
+    it; its saved section's may be relative to where it trained)."""
     section = section or {}
-    return section.get("root") if section.get("kind", "digits") in FILE_KINDS and section.get("root") else None
+    kind, root = section.get("kind", "digits"), Path(root or section.get("root") or "")
+    if kind not in FILE_KINDS or not (root.name or section.get("root")):
+        return []
+    if kind in ("npz", "csv", "image_folder"):
+        return [root]
+    images, masks = section.get("images", "images"), section.get("masks", "masks")
+    if kind in ("coco", "box_json"):
+        return [root / images] + ([root / section["annotations"]] if section.get("annotations") else [])
+    if kind == "mask_boxes":
+        return [root / images, root / masks]
+    bases = [root] + [root / d for d in (section.get("split_dirs") or {}).values()] + [
+        root / s for s in ("train", "val", "test")]
+    return [base / sub for base in dict.fromkeys(bases) for sub in (images, masks, section.get("roi")) if sub]
 
 
 def without_other_kinds_keys(section: dict[str, Any], keep: Iterable[str] = ()) -> dict[str, Any]:

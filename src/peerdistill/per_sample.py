@@ -21,10 +21,10 @@ from .errors import ConfigError
 SPLITS = ("train", "val", "test")
 
 
-def check_per_sample_path(path: str | Path, data_roots: list[str] = ()) -> None:
+def check_per_sample_path(path: str | Path, data_places: list[Path] = ()) -> None:
     """Refuse, before anything is scored, a place the table cannot or must not go: a folder, a
     run's own file, a name not ending in .csv (never a table over an image or a config of that
-    name), or the data the command reads (``data_roots``)."""
+    name), or the data the command reads (``data_places``)."""
     if Path(path).is_dir():
         raise ConfigError(f"--per-sample '{path}' is a folder; give the CSV file to write, e.g. "
                           f"{Path(path) / 'per_sample.csv'}")
@@ -32,7 +32,7 @@ def check_per_sample_path(path: str | Path, data_roots: list[str] = ()) -> None:
     if Path(path).suffix.lower() != ".csv":
         raise ConfigError(f"--per-sample '{path}' does not end in .csv: the table is written as a CSV file, e.g. "
                           f"{Path(path).with_suffix('.csv')}")
-    check_not_in_data(path, list(data_roots), "--per-sample")
+    check_not_in_data(path, list(data_places), "--per-sample")
 
 
 def sample_names(info: dict, split: str) -> tuple[str, list[str]] | None:

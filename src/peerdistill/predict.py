@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import data_root
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
@@ -22,6 +21,7 @@ from .engine.tta import tta_flips
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
 from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
 from .predict_inputs import Inputs, read_inputs
+from .runs import run_data_places
 from .spatial import align_to
 
 
@@ -102,7 +102,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
         raise ConfigError("--overlays draws masks or boxes on the inputs; a classifier's predictions are the CSV: "
                           "drop --overlays")
     # a run directory names its training data, which no output may replace (an .onnx does not)
-    trained_on = [] if model_path.suffix.lower() == ".onnx" else _data_roots(model_path)
+    trained_on = [] if model_path.suffix.lower() == ".onnx" else run_data_places(RunDir.open(model_path).meta())
     _check_out(out, dense, inputs, trained_on)
     if overlays is not None:
         _check_out(Path(overlays), True, inputs, trained_on, pictures=True)
@@ -182,16 +182,11 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _data_roots(run_dir: Path) -> list[str]:
-    root = data_root(RunDir.open(run_dir).meta().get("data_spec"))
-    return [root] if root else []
-
-
-def _check_out(out: Path, dense: bool, inputs: list[str], data_roots: list[str], pictures: bool = False) -> None:
+def _check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path], pictures: bool = False) -> None:
     """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder).
-    ``data_roots``: the data the run trained on, never written into."""
+    ``data_places``: the data the run trained on, never written into."""
     option, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
-    check_not_in_data(out, data_roots, option)
+    check_not_in_data(out, data_places, option)
     if dense and out.exists() and not out.is_dir():
         raise ConfigError(f"{option} '{out}' is a file; {'it' if pictures else 'segmentation'} writes a folder of "
                           f"{what}: give a folder")

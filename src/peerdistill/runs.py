@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from .bootstrap import intervals, resampled, sample_meters
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
-from .config import DataSpec, data_root, format_validation_error, saved_data_section
+from .config import DataSpec, data_places, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
@@ -156,8 +156,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         raise DataError("evaluate_run takes data_spec or data, not both")
     cohort, meta = load_cohort(run_dir, modules, roles=roles, trusted_archs=trusted_archs)
     if per_sample is not None:  # never over the data the run trained on, or the data scored now
-        specs = (meta.get("data_spec"), data_spec.model_dump() if data_spec else None)
-        check_per_sample_path(per_sample, [root for root in map(data_root, specs) if root])
+        scored = data_places(data_spec.model_dump()) if data_spec else []
+        check_per_sample_path(per_sample, run_data_places(meta) + scored)
     if save_images and meta.get("task") not in ("segmentation", "detection"):
         raise DataError("--save-images is for segmentation and detection runs")
     if rule and (meta.get("task", "classification") != "classification" or meta.get("num_classes") != 2):
@@ -175,7 +175,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
     if data_spec is not None and split in ("val", "test"):
-        _warn_if_trained_on(data.info, meta.get("data_info") or {}, split)
+        _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"))
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -220,6 +220,14 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     return scores
 
 
+def run_data_places(meta: dict[str, Any]) -> list[Path]:
+    """The data a run trained on (``config.data_places``): where training read it (the absolute
+    root it recorded) and where its saved root points from the current folder."""
+    section = meta.get("data_spec")
+    recorded = data_places(section, meta["data_root"]) if meta.get("data_root") else []
+    return recorded + data_places(section)
+
+
 def pictures_folder(run_dir: str | Path, split: str, data_spec: DataSpec | None) -> Path:
     """Where ``eval --save-images`` puts its pictures: ``RUN_DIR/eval/SPLIT`` for the run's own
     data; other data has a folder of its own (named by its root and a digest of its section),
@@ -244,10 +252,13 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
 
 
-def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str) -> None:
+def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str,
+                        trained_root: str | None = None) -> None:
     """The run's own data dealt anew (another data.split_seed, data.folds or fraction) puts
-    images the models trained on into the scored split: its figures are then no held-out test."""
-    if not scored.get("source") or not _same_source(str(scored["source"]), str(trained.get("source"))):
+    images the models trained on into the scored split: its figures are then no held-out test.
+    ``trained_root``: the absolute root the run recorded (its saved source may be relative to
+    where it trained)."""
+    if not scored.get("source") or not _same_source(str(scored["source"]), str(trained_root or trained.get("source"))):
         return
     names, seen = sample_names(scored, split), sample_names(trained, "train")
     if not names or not seen or names[0] != seen[0]:

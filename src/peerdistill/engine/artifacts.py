@@ -50,17 +50,17 @@ def check_not_a_run_file(target: str | Path, option: str = "--out") -> None:
                           f"writing there would destroy it; {elsewhere}")
 
 
-def check_not_in_data(target: str | Path, roots: list[str | Path], option: str = "--out") -> None:
-    """Refuse to write ``target`` into data a run reads (``roots``: a data file, or a data
-    folder with everything under it): predictions named like the true masks, or a table over
-    the label CSV, would replace the ground truth, silently."""
+def check_not_in_data(target: str | Path, places: list[Path], option: str = "--out") -> None:
+    """Refuse to write ``target`` into data a run reads (``places``: its data files and the
+    folders of its images, masks and regions, ``config.data_places``): predictions named like
+    the true masks, or a table over the label CSV, would replace the ground truth, silently."""
     path = Path(target).resolve()
-    for root in roots:
-        data = Path(root).resolve()
+    for place in places:
+        data = Path(place).resolve()
         if path == data or data in path.parents:
-            raise ConfigError(f"{option} '{target}' {'is' if path == data else 'is inside'} the data the run reads "
-                              f"(data.root '{root}'): writing there could replace its images, masks or labels; "
-                              "write elsewhere (the run's eval/ or export/ folder, or another place)")
+            raise ConfigError(f"{option} '{target}' {'is' if path == data else 'is inside'} '{place}', data the run "
+                              "reads: writing there could replace its images, masks or labels; write elsewhere (the "
+                              "run's eval/ or export/ folder, or another place)")
 
 
 def _current_umask() -> int:
