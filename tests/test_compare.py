@@ -133,8 +133,10 @@ def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(t
                  "missing.npz' does not exist: give the right path"),
                 ({"teacher": {"arch": "cnn", "frozen": True, "checkpoint": str(tmp_path / "t.safetensors")}},
                  ConfigError, "the teacher's checkpoint .*t.safetensors' does not exist")]
+    if not torch.cuda.is_available():
+        mistakes.append(({"device": "cuda"}, ConfigError, "device 'cuda' was asked for but CUDA is not available"))
     for change, error, says in mistakes:
-        with pytest.raises(error, match=rf"independent, seed 0: .*{says}"):
+        with pytest.raises(error, match=rf"(independent, seed 0: .*)?{says}"):
             compare({**tree, **change}, ["independent"], 2, progress=False, overwrite=True,
                     console=Console(quiet=True))
         assert {name: (done.directory / name).read_bytes() for name in tables} == tables
@@ -150,6 +152,26 @@ def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(t
                                           "runs for replacement: once this is fixed, the same command without"):
         compare(tree, ["independent"], 2, progress=False, overwrite=True, console=Console(quiet=True))
     assert [(done.directory / f"independent-seed{s}" / REPLACE_MARK).exists() for s in (0, 1)] == [False, True]
+
+
+def test_the_overwrite_check_reads_the_data_once_per_way_of_reading_it(tmp_path, monkeypatch):
+    from peerdistill import comparison_runs
+    from peerdistill.comparison_runs import variant_trees
+
+    tree = {"name": "v", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"],
+            "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 256}}
+    trees = variant_trees([tree], ["flips:data.augment=[hflip]", "turns:data.augment=[rot90]"])
+    compare(trees, None, 1, progress=False, by_name=True, console=Console(quiet=True))
+    reads, real = [], comparison_runs.build_data
+    monkeypatch.setattr(comparison_runs, "build_data", lambda spec, **kw: reads.append(spec) or real(spec, **kw))
+
+    def stop(cfg, **kwargs):
+        raise KeyboardInterrupt  # the check is done once the first run would start
+
+    monkeypatch.setattr(comparison_runs, "train_from_config", stop)
+    with pytest.raises(KeyboardInterrupt):
+        compare(trees, None, 1, progress=False, by_name=True, overwrite=True, console=Console(quiet=True))
+    assert len(reads) == 1  # the augmentations differ, the data read does not
 
 
 def test_a_comparison_is_not_put_inside_a_training_run(tmp_path):
@@ -490,6 +512,8 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
     (["--setting", "x:out_dir=/elsewhere", "--setting", "y"], "out_dir cannot differ between settings"),
     (["--setting", "x:distill.preset=ml", "--setting", "y", "--presets", "independent,kd"],
      "--presets sets every run's preset: drop --presets"),
+    (["--setting", "x:distill={preset: ml}", "--setting", "y", "--presets", "independent,kd"],
+     "distill.preset cannot differ between settings"),  # set inside a mapping too
     (["--setting", "a/b:seed=1"], "its NAME 'a/b' names the runs' folders, so it is one folder name"),
     (["--seeds", "20000"], "--seeds must be 1 to 10,000 (got 20,000)"),
     (["seed=4294967295", "--seeds", "2"], "--seeds 2 from seed 4294967295 reaches seed 4294967296, past the largest"),

@@ -253,3 +253,23 @@ def test_the_overlap_is_found_for_a_run_trained_on_a_relative_root_scored_from_e
     spec = cfg.data.model_copy(update={"root": str(tmp_path / "project" / "imgs"), "split_seed": 7})
     with pytest.warns(PeerdistillWarning, match="samples of the scored test split are training samples of the run"):
         evaluate_run(tmp_path / "runs" / "rel", data_spec=spec)
+
+
+def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders_share():
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.runs import _split_differently, _warn_if_trained_on
+
+    # given split folders numbering their images alike: '0' is in train and in test, yet no leak
+    own = {"source": "/d", "split": {"train": ["0", "1", "2"], "val": ["5"], "test": ["0", "1"]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        _warn_if_trained_on(own, own, "test")
+    dealt_anew = {"source": "/d", "split": {"train": ["0", "5"], "val": ["1"], "test": ["0", "1", "2"]}}
+    with pytest.warns(PeerdistillWarning, match="^1 of 3 samples of the scored test split are training samples"):
+        _warn_if_trained_on(dealt_anew, own, "test")  # '2' only: '0' and '1' are the run's own test names too
+    saved = DataSpec(kind="digits").model_dump(mode="json")
+    assert not _split_differently(DataSpec(kind="digits", augment=["hflip"]), saved)
+    assert _split_differently(DataSpec(kind="digits", split_seed=3), saved)
+    assert _split_differently(DataSpec(kind="digits", folds=3, test_fraction=0.2), saved)

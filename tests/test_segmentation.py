@@ -2,6 +2,7 @@
 end-to-end runs of every preset, eval with saved masks."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,6 +237,10 @@ def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
     assert json.loads((other[0] / "data.json").read_text())["split_seed"] == 5
     assert sorted(p.name for p in (other[0] / "student1").iterdir()) == ["000_mask.png", "000_overlay.png"]
     assert len(list((tmp_path / "skd" / "eval" / "test" / "student1").iterdir())) == 4  # the run's own, untouched
+    from peerdistill.runs import pictures_folder  # a root named '.' is named by its folder
+
+    here = pictures_folder(tmp_path, "test", DataSpec(kind="folders", root="."))
+    assert here.name.startswith(f"test-{Path('.').resolve().name}-") and len(here.name.split("-")[-1]) == 8
     # fewer pictures of the same data replace the earlier ones, leaving none of them to pass for this eval's
     (tmp_path / "skd" / "eval" / "test" / "student1" / "notes.txt").write_text("mine")
     assert main(["eval", str(tmp_path / "skd"), "--save-masks", "1", "--json"]) == 0

@@ -164,7 +164,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         abandon(world)
         if overwrite and any((plan.run_dir / REPLACE_MARK).is_file() for plan in plans):
             raise type(exc)(f"{exc}. (--overwrite has marked the comparison's runs for replacement: once this is "
-                            "fixed, the same command without --overwrite replaces only the runs still marked)") from None
+                            "fixed, the same command without --overwrite replaces only the runs still marked; to keep "
+                            f"them as they are, delete the files {REPLACE_MARK} in them)") from None
         raise
     except BaseException:
         abandon(world)

@@ -84,8 +84,10 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_give
                               "folder name (no / or \\)")
         if override and "=" not in override:
             raise ConfigError(f"--setting '{variant}': '{override}' is not a key=value override")
-        key = override.split("=", 1)[0].strip()
-        if key in SET_BY_COMPARE or (presets_given and key == "distill.preset"):
+        set_keys = _keys_set_by(override) if override else set()
+        key = next((k for k in sorted(set_keys) if k in SET_BY_COMPARE or (presets_given and k == "distill.preset")),
+                   None)
+        if key is not None:
             why = ("--presets sets every run's preset: drop --presets to give each setting a preset of its own"
                    if key == "distill.preset" else
                    "compare names each run and puts it in the comparison's folder (--out): the setting's NAME "
@@ -101,6 +103,23 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_give
             variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
             out.append(variant)
     return out
+
+
+def _keys_set_by(override: str) -> set[str]:
+    """The dotted keys ``KEY=VALUE`` sets: KEY, and those inside a mapping value
+    (``distill={preset: ml}`` sets distill.preset)."""
+    key, _, raw = override.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:  # said by apply_overrides, with the override
+        value = None
+    keys, todo = set(), [(key.strip(), value)]
+    while todo:
+        name, value = todo.pop()
+        keys.add(name)
+        if isinstance(value, dict):
+            todo += [(f"{name}.{k}", v) for k, v in value.items()]
+    return keys
 
 
 def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: list[str] | None,
@@ -200,34 +219,39 @@ def _missing_input(plan: Plan) -> str | None:
 
 def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) -> None:
     """Mistakes a run would meet only as it starts, found before any run trains or ``--overwrite``
-    replaces anything: a missing data.root or teacher checkpoint (every run); with ``build``,
-    each config's data read and its models built once (a mistyped model argument, unreadable
-    data); with ``two_classes`` (an operating point), data of another number of classes."""
+    replaces anything: a missing data.root or teacher checkpoint, a device not there (every run);
+    with ``build``, each config's data read and its models built once (a mistyped model argument,
+    unreadable data); with ``two_classes`` (an operating point), data of another number of classes."""
     for plan in plans:
         missing = _missing_input(plan)
         if missing:
             raise ConfigError(f"{plan.describe()}: {missing}: give the right path")
+    for device in dict.fromkeys(plan.cfg.device for plan in plans):
+        resolve_device(device)
     if not (build or two_classes):
         return
-    data_of: dict[str, Any] = {}
-    built: set[str] = set()
+    # one read per way of reading the data: augmentation, class weights and the fold change
+    # neither what it holds nor which models it builds; each read is dropped before the next
+    by_data: dict[str, list[Plan]] = {}
     for plan in plans:
-        # the seed, name and fold change neither what the data holds nor which models it builds
-        data_key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude={"fold"}), sort_keys=True)
+        key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude={"fold", "augment", "augment_range",
+                                                                        "class_weights"}), sort_keys=True)
+        by_data.setdefault(key, []).append(plan)
+    for group in by_data.values():
+        built: set[str] = set()
         try:
-            if data_key not in data_of:
-                data_of[data_key] = build_data(plan.cfg.data)
-            data = data_of[data_key]
+            data = build_data(group[0].cfg.data)
             if two_classes and data.num_classes != 2:
                 raise ConfigError(f"an operating point is a threshold on the probability of the positive class, for "
                                   f"two-class data; this data has {data.num_classes} classes: drop --operating-point")
-            models_key = data_key + json.dumps([m.model_dump(mode="json") for m in plan.cfg.all_teachers()
-                                                + list(plan.cfg.students)], sort_keys=True)
-            if build and plan.source_run is None and models_key not in built:  # (frozen ones: teachers yet to train)
-                build_cohort(plan.cfg, data)
-                built.add(models_key)
+            for plan in group if build else ():
+                specs = plan.cfg.all_teachers() + list(plan.cfg.students)
+                models = json.dumps([m.model_dump(mode="json") for m in specs], sort_keys=True)
+                if plan.source_run is None and models not in built:  # (frozen ones: their teachers train first)
+                    build_cohort(plan.cfg, data)
+                    built.add(models)
         except PeerdistillError as exc:
-            raise type(exc)(f"{plan.describe()}: {exc}") from None
+            raise type(exc)(f"{group[0].describe()}: {exc}") from None
 
 
 def _continue_point(run_dir: Path) -> str:

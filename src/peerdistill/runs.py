@@ -174,7 +174,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     elif (rule or temperature_scaling) and own is None:
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
-    if data_spec is not None and split in ("val", "test"):
+    if data_spec is not None and split in ("val", "test") and _split_differently(data_spec, meta.get("data_spec")):
         _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"))
     dev = resolve_device(device)
     cohort.to(dev)
@@ -235,7 +235,7 @@ def pictures_folder(run_dir: str | Path, split: str, data_spec: DataSpec | None)
     if data_spec is None:
         return Path(run_dir) / "eval" / split
     section = json.dumps(data_spec.model_dump(mode="json"), sort_keys=True)
-    name = Path(data_spec.root).stem if data_spec.root else data_spec.kind
+    name = (Path(data_spec.root).resolve().stem or "root") if data_spec.root else data_spec.kind
     return Path(run_dir) / "eval" / f"{split}-{name}-{hashlib.sha256(section.encode()).hexdigest()[:8]}"
 
 
@@ -260,15 +260,28 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
     where it trained)."""
     if not scored.get("source") or not _same_source(str(scored["source"]), str(trained_root or trained.get("source"))):
         return
-    names, seen = sample_names(scored, split), sample_names(trained, "train")
+    names, seen, own = sample_names(scored, split), sample_names(trained, "train"), sample_names(trained, split)
     if not names or not seen or names[0] != seen[0]:
         return
-    overlap = len(set(names[1]) & set(seen[1]))
+    # a name in the run's own scored split too is not counted: given split folders may number
+    # their images alike (train/images/0.png, test/images/0.png)
+    overlap = len((set(names[1]) & set(seen[1])) - set(own[1] if own and own[0] == names[0] else ()))
     if overlap:
         warnings.warn(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the "
                       f"run: this is its own data ('{scored['source']}') split another way, so these figures are not "
                       f"held out; score the run's own {split} split (drop the data.split_seed / data.folds / fraction "
                       "settings) or other data", PeerdistillWarning, stacklevel=3)
+
+
+# The data keys that deal a set into train, val and test.
+SPLIT_KEYS = ("split_seed", "folds", "fold", "val_fraction", "test_fraction", "split_dirs", "group_pattern",
+              "group_stratify")
+
+
+def _split_differently(spec: DataSpec, saved: dict[str, Any] | None) -> bool:
+    """Whether ``spec`` deals its data into splits otherwise than the run's saved section did."""
+    now = spec.model_dump(mode="json")
+    return any(now.get(key) != (saved or {}).get(key, now.get(key)) for key in SPLIT_KEYS)
 
 
 def _same_source(a: str, b: str) -> bool:
@@ -413,7 +426,7 @@ def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
             hint = ": read the images with the run's channels (data.grey=true for one, false for three)"
         else:
             hint = (f": image files are resized to the run's size by data.image_size={trained[1:]} (or drop a "
-                    "data.image_size that differs from it)")
+                    "data.image_size that differs from it); arrays (npz) must have that size already")
         raise DataError(f"the data's inputs are {shape} but the run was trained on {trained}{hint}")
     if meta.get("task", "classification") in ("classification", "detection"):
         data = _number_classes_as_the_run(data, meta.get("class_names") or [])
