@@ -481,20 +481,43 @@ def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage", [lambda meta: [meta], lambda meta: {k: v for k, v in meta.items() if k != "input_shape"},
-                                    lambda meta: {**meta, "members": [{"role": "student"}]}],
-                         ids=["a-list", "no-input-shape", "member-without-name"])
+                                    lambda meta: {**meta, "members": [{"role": "student"}]},
+                                    lambda meta: {**meta, "class_names": None},
+                                    lambda meta: {**meta, "class_names": ["a", "b"]}],
+                         ids=["a-list", "no-input-shape", "member-without-name", "no-class-names", "two-of-ten-names"])
 def test_a_damaged_run_json_is_one_message_for_every_command(tmp_path, capsys, damage):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     record = out / "r" / "run.json"
     record.write_text(json.dumps(damage(json.loads(record.read_text()))))
+    np.savez(tmp_path / "in.npz", images=np.zeros((2, 8, 8), np.float32))
     before = {p: p.read_bytes() for p in (out / "r").rglob("*") if p.is_file()}
     capsys.readouterr()
-    for args in (["eval", out / "r"], ["export", out / "r"], ["report", out / "r", "--out", tmp_path / "page.html"]):
+    for args in (["eval", out / "r"], ["export", out / "r"], ["report", out / "r", "--out", tmp_path / "page.html"],
+                 ["predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "p.csv"]):
         run_cli(*args, expect=2)
         err = capsys.readouterr().err
-        assert "run.json' is damaged: it lacks" in err and "Traceback" not in err, err
+        assert "run.json' is damaged: " in err and "Traceback" not in err, err
     assert {p: p.read_bytes() for p in (out / "r").rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("damage", [lambda m: {**m, "test_at_best": {**m["test_at_best"], "ensemble": 5}},
+                                    lambda m: {**m, "test_at_best": "oops"}, lambda m: [], lambda m: None],
+                         ids=["a-number-for-figures", "a-text-for-models", "a-list", "null"])
+def test_a_damaged_metrics_json_is_one_message(tmp_path, capsys, damage):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    record = out / "r" / "metrics.json"
+    record.write_text(json.dumps(damage(json.loads(record.read_text()))))
+    capsys.readouterr()
+    for args in (["report", out / "r", "--out", tmp_path / "page.html"], ["export", out / "r"]):  # best: by metrics
+        run_cli(*args, expect=2)
+        err = " ".join(capsys.readouterr().err.split())
+        assert "metrics.json' is damaged: " in err and "Traceback" not in err, err
+    record.unlink()  # a finished run without it: not "has not finished its first epoch"
+    run_cli("report", out / "r", "--out", tmp_path / "page.html", expect=2)
+    assert "is a finished run without its metrics.json: restore the file" in capsys.readouterr().err
 
 
 def test_outputs_never_land_on_a_runs_own_files_or_the_inputs(tmp_path, capsys):

@@ -9,8 +9,14 @@ def test_differences_name_each_leaf_with_both_values():
     assert differences(saved, now) == ["train.batch_size: 64 in the run, 128 now",
                                        "distill.alpha: absent in the run, 1.0 now"]
     assert differences(now, now) == []
-    assert differences({"students": [{"arch": "cnn"}]}, {"students": [{"arch": "mlp"}]}) == [
-        "students: [{'arch': 'cnn'}] in the run, [{'arch': 'mlp'}] now"]
+    # models each by its place (not the whole list, hundreds of characters), other lists whole
+    assert differences({"students": [{"arch": "cnn", "args": {"depth": 2}}, {"arch": "cnn"}]},
+                       {"students": [{"arch": "cnn", "args": {"depth": 3}}, {"arch": "cnn"}]}) == [
+        "students.0.args.depth: 2 in the run, 3 now"]
+    assert differences({"students": [{"arch": "cnn"}]}, {"students": [{"arch": "cnn"}, {"arch": "cnn"}]}) == [
+        "students: [{'arch': 'cnn'}] in the run, [{'arch': 'cnn'}, {'arch': 'cnn'}] now"]
+    assert differences({"augment": ["hflip"]}, {"augment": ["vflip"]}) == [
+        "augment: ['hflip'] in the run, ['vflip'] now"]
 
 
 def test_relocated_moves_only_paths_inside_the_old_directory():

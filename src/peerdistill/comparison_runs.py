@@ -330,7 +330,7 @@ def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console,
         raise NonFiniteError(f"{plan.run_dir}: {exc.finding}. In a comparison every run follows its config: lower "
                              "optim.lr, or set train.nonfinite: skip, there and run compare again with --overwrite; "
                              "or check the data for extreme values", exc.finding) from None
-    return on_main(world, lambda: read_json(plan.run_dir / "metrics.json"))
+    return on_main(world, lambda: RunDir(plan.run_dir).metrics())
 
 
 def comparison_world(plans: list[Plan]) -> World:

@@ -81,6 +81,9 @@ def differences(saved: Any, now: Any, key: str = "") -> list[str]:
             found += differences(saved.get(name, _MISSING), now.get(name, _MISSING),
                                  f"{key}.{name}" if key else str(name))
         return found
+    if (isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now)
+            and all(isinstance(item, dict) for item in saved + now)):  # students, edges: each by its place
+        return [d for i, (a, b) in enumerate(zip(saved, now)) for d in differences(a, b, f"{key}.{i}")]
     if saved == now:
         return []
     return [f"{key}: {_shown(saved)} in the run, {_shown(now)} now"]

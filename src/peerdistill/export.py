@@ -26,7 +26,7 @@ from torch import nn
 
 from .cohort import as_logits
 from .data import build_data
-from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, read_json, save_weights
+from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
 from .data.splits import DataSplits
 from .errors import CheckpointError, ConfigError, PeerdistillError, PeerdistillWarning
 from .metrics import ranking_score
@@ -184,7 +184,7 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
             return "ensemble", StudentLogits(students).eval(), STUDENT_LOGITS, meta
         return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
     if which == "best":
-        metrics = read_json(Path(run_dir) / "metrics.json")
+        metrics = RunDir(run_dir).metrics()
         if metrics.get("status") != "complete":
             raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
         metric = metrics["monitor"].split("/", 1)[1]

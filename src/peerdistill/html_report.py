@@ -144,9 +144,13 @@ def run_page(directory: Path) -> str:
 
 
 def _read_metrics(directory: Path) -> dict[str, Any]:
+    run = RunDir.open(directory)
     if not (directory / "metrics.json").is_file():
+        if run.is_complete:  # finished: the file was removed since
+            raise RunDirError(f"'{directory}' is a finished run without its metrics.json: restore the file, or train "
+                              "the run again")
         raise RunDirError(f"'{directory}' has no metrics.json: the run has not finished its first epoch yet")
-    return read_json(directory / "metrics.json")
+    return run.metrics()
 
 
 def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -695,7 +699,7 @@ def comparison_curves_section(runs: dict[str, list[Path]]) -> str:
 
 def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "metrics.json"
-    return read_json(path) if path.is_file() else None
+    return RunDir(run_dir).metrics() if path.is_file() else None
 
 
 def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str, metric: str):

@@ -233,6 +233,24 @@ def _outputs_of(layer: nn.Module) -> tuple[int, int] | None:
     return None
 
 
+def _metrics_problem(metrics: Any) -> str | None:
+    """What is wrong with the shape of a metrics.json's contents, or None."""
+    if not isinstance(metrics, dict):
+        return f"it holds {type(metrics).__name__}, not a mapping"
+    for key in ("val_at_best", "test_at_best", "test_at_last"):
+        scores = metrics.get(key, {})
+        if not isinstance(scores, dict) or not all(
+                isinstance(figures, dict) and all(v is None or isinstance(v, (int, float)) for v in figures.values())
+                for figures in scores.values()):
+            return f"its {key} is not a mapping of each model to its figures"
+    epochs = metrics.get("epochs", [])
+    if not isinstance(epochs, list) or not all(isinstance(row, dict) for row in epochs):
+        return "its epochs are not a list of rows"
+    if not isinstance(metrics.get("best_epoch", 0), int) or not isinstance(metrics.get("monitor", ""), str):
+        return "its best_epoch or monitor is of the wrong kind"
+    return None
+
+
 class RunDir:
     """The directory of one run. An existing run is never overwritten unless asked."""
 
@@ -295,7 +313,21 @@ class RunDir:
                 isinstance(m, dict) and {"name", "role"} <= set(m) for m in meta["members"]):
             raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: it lacks {lacking or 'its members list'}, "
                                   "which reading the run back needs; train the run again")
+        names = meta.get("class_names")
+        if "class_names" in meta and not (isinstance(names, list) and len(names) == meta["num_classes"]):
+            raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: its class_names ({names!r}) are not one name "
+                                  f"for each of its {meta['num_classes']} classes; restore it or train the run again")
         return meta
+
+    def metrics(self) -> dict[str, Any]:
+        """metrics.json, checked to have the shape its readers rely on (a damaged or hand-edited
+        file is named here, not met as a TypeError later)."""
+        path = self.path / "metrics.json"
+        metrics = read_json(path)
+        problem = _metrics_problem(metrics)
+        if problem:
+            raise CheckpointError(f"'{path}' is damaged: {problem}; restore it or train the run again")
+        return metrics
 
     def model_path(self, name: str) -> Path:
         return self.path / "models" / f"{name}.safetensors"
