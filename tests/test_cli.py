@@ -701,3 +701,13 @@ def test_a_key_given_twice_or_under_both_its_names_is_refused(capsys):
     with pytest.raises(ConfigError, match="detect.wbf_iou is the former name of detect.ensemble_iou: give one"):
         _decoding(["detect.wbf_iou=0.5", "detect.ensemble_iou=0.6"])
     assert _decoding(["detect.wbf_iou=0.5"]) == {"ensemble_iou": 0.5}
+
+
+def test_an_npz_of_other_channels_is_refused_with_the_way_to_convert_it(tmp_path, capsys):
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")  # digits: one grey channel
+    np.savez(tmp_path / "colour.npz", images=np.zeros((2, 8, 8, 3), np.uint8))
+    capsys.readouterr()
+    run_cli("predict", tmp_path / "r", tmp_path / "colour.npz", "--out", tmp_path / "p.csv", expect=2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "inputs have 3 channels but the model takes 1: an .npz's arrays are taken as they are" in err
+    assert not (tmp_path / "p.csv").exists()

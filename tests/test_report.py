@@ -278,6 +278,14 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     page = write_report(copy).read_text(encoding="utf-8")
     assert matplotlib.rcParams["text.parse_math"] == parse_math  # the setting is the report's own
     assert "$\\frac$" in page and "This run has not finished" in page and f"--resume {copy}" in page
+    from peerdistill.engine import run_lock
+
+    held = run_lock.hold(copy)  # as a process training it holds it: not told to resume it beside that one
+    try:
+        page_now = write_report(copy).read_text(encoding="utf-8")
+    finally:
+        run_lock.release(held)
+    assert "A process is training it now (its lock is held)" in page_now and "--resume" not in page_now
     assert f"best epoch {metrics['best_epoch']} of 2<" in page  # config.yaml plans the 2 epochs done
     assert "ROC curves" in page and "these use the weights of its best epoch so far" in page
 

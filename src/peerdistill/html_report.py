@@ -28,6 +28,7 @@ from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, n
 from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, RunDirError  # noqa: E402
+from .engine import run_lock  # noqa: E402
 from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
@@ -177,8 +178,12 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
     if metrics.get("status") != "complete":
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / "metrics.json").stat().st_mtime))
-        summary += note_html(f"This run has not finished: its files were last written at {written}. If no process is "
-                             f"training it any more, continue it with: peerdistill train --resume {directory}")
+        try:
+            run_lock.check_free(directory)
+            going = f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}"
+        except RunDirError:  # its lock is held
+            going = "A process is training it now (its lock is held): this page shows it as it was then"
+        summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
 
 
