@@ -82,6 +82,11 @@ def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp
     monkeypatch.undo()
     runs = tmp_path / "o-compare"
     assert [(runs / f"independent-seed{s}" / REPLACE_MARK).exists() for s in range(3)] == [False, False, True]
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.runs import evaluate_run
+
+    with pytest.warns(PeerdistillWarning, match="is marked for replacement by a compare --overwrite that was"):
+        evaluate_run(runs / "independent-seed2")  # still the former config's models: said
     capsys.readouterr()
     compare(changed, ["independent"], 3, progress=False, dry_run=True, console=Console(width=250))
     plan = capsys.readouterr().out

@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .terminal import Console
-from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, check_before_training, comparison_world, mark_for_replacement, plan_runs,
-                              plan_table, run_all, setting_tree, settings_of)
+from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, check_before_training, comparison_world,
+                              mark_for_replacement, plan_runs, plan_table, run_all, setting_tree, settings_of)
 from .config import SEED_LIMIT, check_preset_names, validate
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, launched, launched_world, leave, on_main

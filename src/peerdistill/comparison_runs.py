@@ -25,7 +25,7 @@ from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, RunConfi
                      load_saved_config, validate)
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
-from .engine.artifacts import RunDir, read_json
+from .engine.artifacts import REPLACE_MARK, RunDir, read_json
 from .engine.distributed import World, join, launched, on_main, process_device
 from .engine.trainer import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
@@ -346,9 +346,6 @@ def comparison_world(plans: list[Plan]) -> World:
     return join(process_device(resolve_device(plans[0].cfg.device)))
 
 
-# Left in each existing run by ``compare --overwrite`` until that run is trained again (which
-# empties its folder): a rerun after an interruption replaces only the runs still marked.
-REPLACE_MARK = "replaced-by-compare-overwrite"
 
 
 def mark_for_replacement(plans: list[Plan]) -> None:

@@ -25,7 +25,7 @@ from .config import DataSpec, data_places, format_validation_error, saved_data_s
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
-from .engine.artifacts import atomic_write_text
+from .engine.artifacts import REPLACE_MARK, atomic_write_text
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
@@ -69,6 +69,11 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some)."""
     run = RunDir.open(run_dir)
     meta = run.meta()
+    if (run.path / REPLACE_MARK).is_file():  # an interrupted compare --overwrite has yet to train it again
+        warnings.warn(f"'{run.path}' is marked for replacement by a compare --overwrite that was interrupted: its "
+                      "models are still those of the comparison's former config; run that compare command again "
+                      f"to replace it, or delete the file {REPLACE_MARK} in it to keep it", PeerdistillWarning,
+                      stacklevel=2)
     unknown = sorted(set(modules or {}) - {e["name"] for e in meta["members"]})
     if unknown:
         raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "

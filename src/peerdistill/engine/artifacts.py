@@ -31,6 +31,9 @@ TRAINER_FILES = (RUN_FILE, "metrics.json", "metrics.csv", "config.yaml", "connec
 # The folders of a run directory that hold its own files (weights, resume state, logs).
 RUN_FOLDERS = ("models", "heads", "checkpoints", "tensorboard")
 COMPARISON_FILES = ("compare.csv", "compare.md")
+# Left in each existing run by ``compare --overwrite`` until that run is trained again (which
+# empties its folder): a rerun after an interruption replaces only the runs still marked.
+REPLACE_MARK = "replaced-by-compare-overwrite"
 
 
 def check_not_a_run_file(target: str | Path, option: str = "--out") -> None:
