@@ -115,7 +115,7 @@ def test_custom_edges_must_name_known_models():
     (["teachers=[{arch: cnn}]"], "either 'teacher' (one) or 'teachers'"),
     (["teacher=null", "teachers=[{arch: cnn}]", "distill.preset=multi-teacher"], "at least two teachers"),
     (["distill.preset=self"], "preset 'self' needs heads"),
-    (["students.0.name=a@b"], "may not contain '@'"),
+    (["students.0.name=a@b"], "nor contain '@'"),
     (["students.0.name=ensemble"], "is reserved"),
     (["distill.self_alpha=2"], "less than or equal to 1"),
     (["distill.feature_loss=l1"], "'distill.feature_loss'"),
@@ -278,3 +278,14 @@ def test_weights_a_preset_would_ignore_are_refused(overrides, message):
     # where they take effect they are accepted
     validate(apply_overrides(default_config(), ["distill.preset=kd", "distill.cwd_weight=1"]))
     validate(apply_overrides(default_config(), ["distill.preset=ml", "distill.ensemble_weight=0.5"]))
+
+
+def test_the_grouped_data_keys_name_data_fields():
+    """A mistyped key in these groups would compare nothing: each must be a field of data."""
+    from peerdistill import config
+
+    fields = set(config.DataSpec.model_fields)
+    grouped = {*config.SPLIT_KEYS, *config.NOT_THE_SPLIT, *config.FOLDERS_ONLY_KEYS, *config.KIND_ONLY_KEYS}
+    assert grouped - fields == set()
+    # keys that deal the data into splits are never ones that pair runs across settings, except the fold
+    assert set(config.SPLIT_KEYS) & config.NOT_THE_SPLIT == {"fold"}

@@ -7,6 +7,7 @@ the logits of each model (and of its self-distillation heads) and the captured f
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from .capture import FeatureRecorder, unwrap
+from .config import model_name_problems
 from .errors import ConfigError
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
 
@@ -32,6 +34,20 @@ class Member:
     spec: dict[str, Any] | None = None
     feature_layer: str | None = None  # the module path feature edges use by default
     weight: float = 1.0  # a teacher's weight mu in the multi-teacher average
+
+    def check(self) -> None:
+        """One clear message for what would otherwise fail deep inside torch."""
+        if not isinstance(self.module, nn.Module):
+            raise ConfigError(f"model '{self.name}' is a {type(self.module).__name__}, not a torch.nn.Module: give the "
+                              "built model (an instance), not its name or class")
+        if self.role not in ("teacher", "student"):
+            raise ConfigError(f"model '{self.name}' has role {self.role!r}: a member is a 'teacher' or a 'student'")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"model '{self.name}' has learning rate {self.lr!r}: give a positive number, or None "
+                              "for the optimizer's")
+        if not (isinstance(self.weight, (int, float)) and math.isfinite(self.weight) and self.weight > 0):
+            raise ConfigError(f"teacher '{self.name}' has weight {self.weight!r}: a teacher's weight in the "
+                              "multi-teacher average is a positive number")
 
     @property
     def trainable(self) -> bool:
@@ -62,9 +78,11 @@ class Cohort:
     members: list[Member] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        names = [m.name for m in self.members]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"model names in a cohort must be unique, got {names}")
+        problems = model_name_problems([m.name for m in self.members])
+        if problems:
+            raise ConfigError("; ".join(problems))
+        for m in self.members:
+            m.check()
         if not self.students:
             raise ConfigError("a cohort needs at least one student")
         self._check_nothing_shared()
@@ -100,6 +118,9 @@ class Cohort:
     ) -> "Cohort":
         """The Python-API shortcut: ``Cohort.from_modules([s1, s2], teacher=t)``; several teachers
         go in ``teachers`` (named teacher1, teacher2, ...)."""
+        if isinstance(students, nn.Module) or not isinstance(students, Sequence):
+            raise ConfigError("from_modules takes a list of student modules, e.g. Cohort.from_modules([s1, s2], "
+                              f"teacher=t); got a {type(students).__name__}")
         names = list(student_names or [f"student{i + 1}" for i in range(len(students))])
         layers = feature_layers or {}
         members = [Member("teacher", teacher, "teacher", frozen_teacher)] if teacher is not None else []

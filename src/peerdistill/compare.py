@@ -17,7 +17,7 @@ from rich.table import Table
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, check_before_training, comparison_world,
                               mark_for_replacement, plan_runs, plan_table, run_all, setting_tree, settings_of)
-from .config import SEED_LIMIT, check_preset_names, validate
+from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, validate
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, launched, launched_world, leave, on_main
 from .engine.evaluate import ENSEMBLE
@@ -358,13 +358,6 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer.writerows({**r, "values": ";".join(f"{v:.6f}" for v in r["values"]), "runs": ";".join(r["runs"])}
                      for r in rows)
     return buf.getvalue()
-
-
-# Data keys that change how a run reads, scales or augments its images, not which images (with
-# which truth) are in which split: settings differing only in these still pair run by run.
-# (pixel_spacing is not among them: it changes the unit of HD95.)
-NOT_THE_SPLIT = {"augment", "augment_range", "class_weights", "image_size", "patch_size", "patches_per_image",
-                 "foreground_oversample", "window_overlap", "fold", "normalize", "grey"}
 
 
 def _split_identity(cfg) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 from .terminal import Console
 from .build import build_cohort, train_from_config
 from .data import build_data
-from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, RunConfig, apply_overrides, check_preset_names,
-                     load_saved_config, validate)
+from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, TRAINING_ONLY_KEYS, RunConfig,
+                     apply_overrides, check_preset_names, load_saved_config, validate)
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir, read_json
@@ -230,12 +230,11 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) 
         resolve_device(device)
     if not (build or two_classes):
         return
-    # one read per way of reading the data: augmentation, class weights and the fold change
-    # neither what it holds nor which models it builds; each read is dropped before the next
+    # one read per way of reading the data (keys acting in training only change neither what it
+    # holds nor which models it builds); each read is dropped before the next
     by_data: dict[str, list[Plan]] = {}
     for plan in plans:
-        key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude={"fold", "augment", "augment_range",
-                                                                        "class_weights"}), sort_keys=True)
+        key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude=TRAINING_ONLY_KEYS), sort_keys=True)
         by_data.setdefault(key, []).append(plan)
     for group in by_data.values():
         built: set[str] = set()

@@ -232,8 +232,46 @@ KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes"
                   "pixel_spacing": ("folders",), "dicom_window": tuple(k for k in FILE_KINDS if k != "npz")}
 
 
+# Names that stand for something other than one model where models are named (edges, metrics,
+# --model); a model may not take them.
+RESERVED_MODEL_NAMES = ("ensemble", "teachers", "best student", "best")
+
+
+def model_name_problems(names: list[str]) -> list[str]:
+    """What is wrong with a cohort's model names: each names a file models/NAME.safetensors and a
+    column of every table, so it is one plain name, unique, and not one of the reserved ones."""
+    problems = []
+    not_text = [n for n in names if not isinstance(n, str)]
+    if not_text:
+        return [f"model names must be text, got {not_text}"]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        problems.append(f"model names must be unique, repeated: {sorted(dup)}")
+    reserved = set(RESERVED_MODEL_NAMES) & set(names)
+    if reserved:
+        problems.append(f"model name {sorted(reserved)} is reserved (the ensemble / combined teachers / the best "
+                        "student); rename it")
+    # '@' names a self-distillation head, '[]' an edge's layers; '/', '\\' and '..' would leave models/
+    odd = [n for n in names if n.strip() in ("", ".", "..") or any(c in n for c in "@/\\[]")]
+    if odd:
+        problems.append(f"model names may not be empty, '.' or '..', nor contain '@', '/', '\\', '[' or ']': {odd}")
+    return problems
+
+
 # data kinds whose splits are given or generated: data.folds is refused for them
 NO_FOLD_KINDS = ("npz", "shapes", "boxes")
+
+# How the data keys act, for comparing two data sections:
+# those that deal a set into train, val and test,
+SPLIT_KEYS = ("split_seed", "folds", "fold", "val_fraction", "test_fraction", "split_dirs", "group_pattern",
+              "group_stratify")
+# those that act in training only: what is read, and the models it builds, stay the same,
+TRAINING_ONLY_KEYS = frozenset({"fold", "augment", "augment_range", "class_weights"})
+# and those that change how images are read, scaled or cut, not which images (with which truth) are in
+# which split: with the training-only ones, what settings may differ in and still pair run by run.
+# (pixel_spacing is not among them: it changes the unit of HD95.)
+NOT_THE_SPLIT = TRAINING_ONLY_KEYS | {"image_size", "patch_size", "patches_per_image", "foreground_oversample",
+                                      "window_overlap", "normalize", "grey"}
 
 
 def key_applies(key: str, kind: str) -> bool:
@@ -620,16 +658,8 @@ class RunConfig(_Strict):
                     f"set task: {self.data.task}{start}"])
         if not self.students:
             problems.append("at least one student is needed: add a 'students' list")
-        names = self.member_names()
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            problems.append(f"model names must be unique, repeated: {sorted(dup)}")
-        reserved = {"ensemble", "teachers", "best student"} & set(names)
-        if reserved:
-            problems.append(f"model name {sorted(reserved)} is reserved (the ensemble / combined teachers); rename it")
-        odd = [n for n in names if any(c in n for c in "@/[]")]
-        if odd:
-            problems.append(f"model names may not contain '@', '/', '[' or ']': {odd}")
+        if not _saved(info):  # a run saved under older rules is still read
+            problems += model_name_problems(self.member_names())
         if self.teacher is not None and self.teachers:
             problems.append("give either 'teacher' (one) or 'teachers' (a list), not both")
         preset = self.distill.preset

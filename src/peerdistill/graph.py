@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -17,7 +18,8 @@ from .config import TEACHER_PRESETS, DistillSpec, format_validation_error
 from .connectors import Connector
 from .errors import ConfigError, PeerdistillWarning
 from .losses import (attention_transfer, combine_soft_targets, confidence_weights, decoupled_kd, fitnet_hint,
-                     kl_to_probs, similarity_preserving, soft_kl)
+                     similarity_preserving, soft_kl)
+from .losses.logits import kl_to_softened
 from .losses.adversarial import holistic_generator_loss
 from .losses.dense import channel_wise, pairwise_affinity
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE
@@ -61,6 +63,15 @@ class Edge:
     target_layer: str | None = None
     nckd_weight: float = 8.0  # dkd: the weight of the non-target classes' term
 
+    def __post_init__(self) -> None:
+        # a negative temperature reverses the class order of both sides, a negative weight pushes
+        # the target away from its source: both would train on to the end on a wrong objective
+        for what, value, least in (("weight", self.weight, "0 or more"), ("temperature", self.temperature, "above 0"),
+                                   ("nckd_weight", self.nckd_weight, "0 or more")):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value < 0 or (what == "temperature" and value == 0):
+                raise ConfigError(f"edge {self.source} -> {self.target}: {what} {value!r} must be a number {least}")
+
     @property
     def on_features(self) -> bool:
         return self.kind in FEATURE_KINDS or (self.kind == "cwd" and self.target_layer is not None)
@@ -96,7 +107,13 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
     if preset not in PRESET_DOCS:
         raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESET_DOCS)}")
     p = _with_overrides(params or DistillSpec(preset="independent"), overrides)
+    if isinstance(students, str):
+        raise ConfigError(f"preset_edges takes a list of student names, got the text {students!r}: write [{students!r}]")
     teachers = [teachers] if isinstance(teachers, str) else list(teachers or [])
+    students = list(students)
+    repeated = sorted({n for n in teachers + students if (teachers + students).count(n) > 1})
+    if repeated:
+        raise ConfigError(f"preset_edges: model names {repeated} are given twice: each model has its own name")
     layers = dict(feature_layers or {})
     k = len(students)
     teacher_source = teachers[0] if len(teachers) == 1 else TEACHERS
@@ -352,7 +369,7 @@ class KnowledgeGraph:
             source = out.logits[edge.source]
             return soft_kl(_aligned(student, source), source, edge.temperature, valid_pixels(labels, source))
         target = self._soft_target(edge, out, labels, cache)
-        return kl_to_probs(_aligned(student, target), target, edge.temperature, valid_pixels(labels, target))
+        return kl_to_softened(_aligned(student, target), target, edge.temperature, valid_pixels(labels, target))
 
     def _soft_target(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
         """The source's softened distribution: one model's ``softmax(z / T)``, or the teachers' or

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from .bootstrap import intervals, resampled, sample_meters
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
-from .config import DataSpec, data_places, format_validation_error, saved_data_section
+from .config import SPLIT_KEYS, DataSpec, data_places, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
@@ -276,11 +276,6 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
                       f"run: this is its own data ('{scored['source']}') split another way, so these figures are not "
                       f"held out; score the run's own {split} split (drop the data.split_seed / data.folds / fraction "
                       "settings) or other data", PeerdistillWarning, stacklevel=3)
-
-
-# The data keys that deal a set into train, val and test.
-SPLIT_KEYS = ("split_seed", "folds", "fold", "val_fraction", "test_fraction", "split_dirs", "group_pattern",
-              "group_stratify")
 
 
 def _split_differently(spec: DataSpec, saved: dict[str, Any] | None) -> bool:

@@ -16,7 +16,7 @@ small batch would leave a process nothing when the batch is smaller than the pro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -74,7 +74,7 @@ class TensorBatches(_OrderedBatches):
                  generator: torch.Generator | None = None, drop_last: bool = False, shard: Shard = (0, 1)):
         super().__init__(len(data.y), batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
                          shard=shard)
-        self.x, self.y = data.x.to(device), data.y.to(device)
+        self.x, self.y = _model_dtypes(data.x.to(device), data.y.to(device))
 
     def iterate(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.shuffle and self.shard[1] == 1:  # in order, whole: views, no copies
@@ -82,6 +82,16 @@ class TensorBatches(_OrderedBatches):
             return ((self.x[i:j], self.y[i:j]) for i, j in bounds)
         batches = [idx.to(self.x.device) for idx in self.index_batches(start)]
         return ((self.x[idx], self.y[idx]) for idx in batches)
+
+
+def _model_dtypes(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """As ``collate_pairs`` makes a user's batches: float64 images float32 (the models' dtype),
+    integer targets of a width the losses do not index with int64 (uint8 masks they do)."""
+    if x.dtype == torch.float64:
+        x = x.float()
+    if y.dtype in (torch.int8, torch.int16, torch.int32, torch.bool):
+        y = y.long()
+    return x, y
 
 
 class _BatchList:
@@ -132,10 +142,10 @@ class DatasetBatches(_OrderedBatches):
 
     def __init__(self, data: Dataset, batch_size: int, device: torch.device, *, shuffle: bool,
                  generator: torch.Generator | None = None, num_workers: int = 0, drop_last: bool = False,
-                 shard: Shard = (0, 1)):
+                 shard: Shard = (0, 1), check: Callable[[torch.Tensor], None] | None = None):
         super().__init__(len(data), batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
                          shard=shard)
-        self.device = device
+        self.device, self.check = device, check
         self.sampler = _BatchList()
         # The loader draws its workers' base seed from this generator, not from torch's global
         # one, so a run resumed in the middle of an epoch draws the same numbers again.
@@ -149,17 +159,27 @@ class DatasetBatches(_OrderedBatches):
         seed = int(torch.randint(2**62, (1,), generator=self.generator)) if self.generator is not None else 0
         self.loader_generator.manual_seed(seed)
         loader = iter(self.loader)
-        return ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in loader)
+        return ((x.to(self.device, non_blocking=True), self._checked(y).to(self.device, non_blocking=True))
+                for x, y in loader)
+
+    def _checked(self, y: torch.Tensor) -> torch.Tensor:
+        if self.check is not None:  # here, on the CPU: a check on the GPU would wait for it every step
+            self.check(y)
+        return y
 
 
 def make_batches(data: Dataset, batch_size: int, device: torch.device, *, shuffle: bool,
                  generator: torch.Generator | None = None, num_workers: int = 0, drop_last: bool = False,
-                 shard: Shard = (0, 1)):
+                 shard: Shard = (0, 1), check: Callable[[torch.Tensor], None] | None = None):
+    """``check(targets)``, when given, sees every target once, on the CPU: an in-memory split's
+    whole at once, a dataset's batch by batch."""
     if isinstance(data, TensorData):
+        if check is not None:
+            check(data.y)
         return TensorBatches(data, batch_size, device, shuffle=shuffle, generator=generator, drop_last=drop_last,
                              shard=shard)
     return DatasetBatches(data, batch_size, device, shuffle=shuffle, generator=generator, num_workers=num_workers,
-                          drop_last=drop_last, shard=shard)
+                          drop_last=drop_last, shard=shard, check=check)
 
 
 class PatchBatches:
@@ -173,7 +193,7 @@ class PatchBatches:
     def __init__(self, data: TensorData, patch: int, per_image: int, batch_size: int, device: torch.device,
                  generator: torch.Generator, foreground: float = 0.0, shard: Shard = (0, 1)):
         _check_shard(batch_size, shard, training=True)
-        self.x, self.y = data.x.to(device), data.y.to(device)
+        self.x, self.y = _model_dtypes(data.x.to(device), data.y.to(device))
         self.patch, self.batch_size, self.generator, self.foreground = patch, batch_size, generator, foreground
         self.shard = shard
         self.total = len(self.y) * per_image

@@ -62,6 +62,9 @@ class DataSplits:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if len(self.class_names) != self.num_classes:
+            raise DataError(f"class_names has {len(self.class_names)} names for num_classes={self.num_classes}: "
+                            "give one name per class, in label order")
         # Metrics, files and matching on other data go by class name: two classes of one name
         # would share their per-class figures.
         seen = set()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..cohort import Cohort
-from ..errors import NonFiniteError
+from ..errors import DataError, NonFiniteError
 
 ENSEMBLE = "ensemble"
 
@@ -47,6 +47,7 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     meters = {name: FiniteCheck(task.new_meter(), name, where)
               for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
     for x, y in batches:
+        _check_targets(task, y, where)
         outputs = logits_of(cohort, x, window, overlap)
         for name, out in outputs.items():
             meters[name].check(out)
@@ -61,6 +62,16 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     if merge is not None:
         meters = merge(meters)
     return {name: meter.compute() for name, meter in meters.items()}
+
+
+def _check_targets(task, y: torch.Tensor, where: str) -> None:
+    """Every batch scored: a label outside the classes would count as an error of every model
+    (and a negative of every class in the AUC) without a word."""
+    if hasattr(task, "check_targets"):
+        try:
+            task.check_targets(y, "scored")
+        except DataError as exc:
+            raise DataError(f"scoring {where}: {exc}") from None
 
 
 class FiniteCheck:

@@ -10,9 +10,12 @@ from ..errors import ConfigError
 
 
 def build_optimizer(module: nn.Module, spec: OptimSpec, lr: float | None = None,
-                    extra: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+                    extra: list[nn.Parameter] | None = None, name: str = "model") -> torch.optim.Optimizer:
     """``extra``: parameters that learn with this model (its feature connectors)."""
     params = [p for p in module.parameters() if p.requires_grad] + list(extra or [])
+    if not params:
+        raise ConfigError(f"model '{name}' has no parameter that requires a gradient, so it cannot learn: make it "
+                          "trainable (requires_grad=True), or give it as a frozen teacher")
     lr = lr or spec.lr
     if spec.name == "sgd":
         return _fastest(torch.optim.SGD, params, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay,

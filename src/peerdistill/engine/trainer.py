@@ -215,6 +215,9 @@ class Trainer(RunRecords):
         self.generator = torch.Generator().manual_seed(self.seed)
         ts = self.train_spec
         shard = (self.world.rank, self.world.size)
+        for split in ("train", "val", "test"):
+            if len(getattr(data, split)) == 0:
+                raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
         drop_last = len(data.train) > ts.batch_size
         if self.patches:
             if not isinstance(data.train, TensorData):
@@ -223,9 +226,10 @@ class Trainer(RunRecords):
                                               ts.batch_size, self.device, self.generator, self.patches["foreground"],
                                               shard=shard)
         else:
+            check = (lambda y: self.task.check_targets(y, "training")) if hasattr(self.task, "check_targets") else None
             self.train_batches = make_batches(data.train, ts.batch_size, self.device, shuffle=True,
                                               generator=self.generator, num_workers=self.speed.data_workers,
-                                              drop_last=drop_last, shard=shard)
+                                              drop_last=drop_last, shard=shard, check=check)
         self.val_batches = make_batches(data.val, ts.eval_batch_size, self.device, shuffle=False,
                                         num_workers=self.speed.data_workers, shard=shard)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
@@ -233,7 +237,8 @@ class Trainer(RunRecords):
         self._probe()
         self._build_runners()
         self.optimizers = {
-            m.name: build_optimizer(m.module, self.optim_spec, m.lr, extra=self._connector_params(m.name))
+            m.name: build_optimizer(m.module, self.optim_spec, m.lr, extra=self._connector_params(m.name),
+                                     name=m.name)
             for m in self.cohort.trainable
         }
         self.schedulers = {n: build_scheduler(o, self.optim_spec, ts.epochs) for n, o in self.optimizers.items()}

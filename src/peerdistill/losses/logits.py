@@ -3,10 +3,29 @@ Decoupled Knowledge Distillation, 2022)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ..spatial import masked_mean
+
+
+def _temperature(value, fn: str) -> float:
+    """The temperature as a number, refused where it would soften nothing or reverse the classes."""
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        raise ValueError(f"{fn}: the temperature is taken as a number, so a learnable one would get no gradient; "
+                         "pass a float")
+    t = float(value)
+    if not (math.isfinite(t) and t > 0):  # T < 0 reverses both distributions' class order
+        raise ValueError(f"{fn}: temperature {t} must be a finite number above 0")
+    return t
+
+
+def _check_logits(logits: torch.Tensor, fn: str) -> None:
+    if logits.ndim < 2 or logits.shape[0] == 0:
+        raise ValueError(f"{fn}: logits of shape {tuple(logits.shape)}; expected a non-empty batch with the classes on "
+                         "dim 1: [B, C] or [B, C, H, W]")
 
 
 def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0,
@@ -24,7 +43,8 @@ def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperatu
             f"soft_kl: student logits {tuple(student_logits.shape)} and target logits "
             f"{tuple(target_logits.shape)} differ in shape"
         )
-    t = float(temperature)
+    _check_logits(student_logits, "soft_kl")
+    t = _temperature(temperature, "soft_kl")
     log_p_target = F.log_softmax(target_logits.detach().float() / t, dim=1)
     return _kl(log_p_target.exp(), log_p_target, student_logits, t, valid)
 
@@ -36,8 +56,21 @@ def kl_to_probs(student_logits: torch.Tensor, target_probs: torch.Tensor, temper
     ``soft_kl``."""
     if student_logits.shape != target_probs.shape:
         raise ValueError(f"kl_to_probs: shapes {tuple(student_logits.shape)} and {tuple(target_probs.shape)} differ")
+    _check_logits(student_logits, "kl_to_probs")
     q = target_probs.detach().float()
-    return _kl(q, q.clamp_min(1e-12).log(), student_logits, float(temperature), valid)
+    # (NaN passes, for the trainer's non-finite guard to name the term)
+    if bool((q < 0).any()) or bool(((q.sum(dim=1) - 1).abs() > 1e-3).any()):
+        raise ValueError("kl_to_probs: the target is not a distribution over dim 1 (negative, or not summing to 1); "
+                         "logits go to soft_kl")
+    return kl_to_softened(student_logits, q, _temperature(temperature, "kl_to_probs"), valid)
+
+
+def kl_to_softened(student_logits: torch.Tensor, q: torch.Tensor, t: float,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``kl_to_probs`` without its checks, for targets made by ``combine_soft_targets`` (the
+    checks would stop the GPU once per term and step)."""
+    q = q.detach().float()
+    return _kl(q, q.clamp_min(1e-12).log(), student_logits, t, valid)
 
 
 def _kl(q: torch.Tensor, log_q: torch.Tensor, student_logits: torch.Tensor, t: float,
@@ -62,10 +95,12 @@ def decoupled_kd(student_logits: torch.Tensor, target_probs: torch.Tensor, label
     if student_logits.ndim != 2 or student_logits.shape != target_probs.shape or labels.shape != student_logits.shape[:1]:
         raise ValueError(f"decoupled_kd compares [B, C] class scores with one label per sample: got "
                          f"{tuple(student_logits.shape)}, {tuple(target_probs.shape)} and labels {tuple(labels.shape)}")
-    t = float(temperature)
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ValueError(f"decoupled_kd: labels are class indices (int64), got {labels.dtype}")
+    t = _temperature(temperature, "decoupled_kd")
     q = target_probs.detach().float()
     z = student_logits.float() / t
-    true = F.one_hot(labels, z.shape[1]).bool()
+    true = F.one_hot(labels.long(), z.shape[1]).bool()
     log_p = F.log_softmax(z, dim=1)
     log_p_true = log_p[true]  # [B]
     log_p_rest = torch.logsumexp(z.masked_fill(true, float("-inf")), dim=1) - torch.logsumexp(z, dim=1)
@@ -85,13 +120,19 @@ def combine_soft_targets(logits: list[torch.Tensor], temperature: float,
                          weights: torch.Tensor | list[float] | None = None) -> torch.Tensor:
     """``q = sum_i mu_i softmax(z_i / T) / sum_i mu_i``. ``weights``: one number per source, or a
     per-sample tensor [K, B] (or [K, B, H, W] for maps), normalised over K here."""
-    probs = torch.stack([F.softmax(z.detach().float() / temperature, dim=1) for z in logits])  # [K, B, C, ...]
+    if not logits or len({tuple(z.shape) for z in logits}) > 1:
+        raise ValueError(f"combine_soft_targets: needs one or more sources of one shape, got shapes "
+                         f"{[tuple(z.shape) for z in logits]}")
+    t = _temperature(temperature, "combine_soft_targets")
+    probs = torch.stack([F.softmax(z.detach().float() / t, dim=1) for z in logits])  # [K, B, C, ...]
     k = probs.shape[0]
     w = torch.ones(k) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+    if w.ndim == 1:  # (checked before it moves to the device: a small CPU tensor, no wait on the GPU)
+        if w.shape[0] != k or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ValueError(f"combine_soft_targets: need {k} finite non-negative weights with a positive sum, "
+                             f"got {w.tolist()}")
     w = w.to(probs.device)
     if w.ndim == 1:
-        if w.shape[0] != k or bool((w < 0).any()) or float(w.sum()) <= 0:
-            raise ValueError(f"combine_soft_targets: need {k} non-negative weights with a positive sum, got {w.tolist()}")
         w = (w / w.sum()).view(k, *([1] * (probs.ndim - 1)))
     else:
         w = (w / w.sum(dim=0, keepdim=True)).unsqueeze(2)  # a class axis: [K, B, 1, ...]

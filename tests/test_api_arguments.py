@@ -1,0 +1,180 @@
+"""The Python API met with bad arguments: one clear error from peerdistill (or a right result),
+never a file written outside the run, a wrong objective trained to the end, or labels scored
+that are not classes."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from peerdistill import ClassificationTask, Cohort, DataSplits, Edge, KnowledgeGraph, Member, TensorData, Trainer, \
+    TrainSpec, evaluate, preset_edges, soft_kl
+from peerdistill.errors import ConfigError, DataError
+from peerdistill.losses import attention_transfer, combine_soft_targets, decoupled_kd, kl_to_probs, \
+    similarity_preserving
+
+
+def _net(k=3):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, k))
+
+
+def _arrays(n=60, k=3, seed=0):
+    g = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    return (g.normal(size=(n, 1, 8, 8)) + y[:, None, None, None]).astype("float32"), y
+
+
+def _splits(x, y, test_y=None):
+    t = lambda a: torch.as_tensor(a)  # noqa: E731
+    return DataSplits(TensorData(t(x[:36]), t(y[:36])), TensorData(t(x[36:48]), t(y[36:48])),
+                      TensorData(t(x[48:]), t(y[48:] if test_y is None else test_y)), num_classes=3,
+                      class_names=["a", "b", "c"], input_shape=(1, 8, 8))
+
+
+def _fit(data, cohort=None, edges=(), run_dir=None, batch_size=12):
+    torch.manual_seed(0)
+    cohort = cohort or Cohort.from_modules([_net(), _net()])
+    return Trainer(cohort, KnowledgeGraph(list(edges)), ClassificationTask(3), progress=False, device="cpu",
+                   train=TrainSpec(epochs=1, batch_size=batch_size), run_dir=run_dir, seed=0).fit(data)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("../../victim/important", "nor contain"), ("a/b", "nor contain"), ("a\\b", "nor contain"), ("", "be empty"),
+    ("..", "be empty"), ("ensemble", "reserved"), ("teachers", "reserved"), ("best", "reserved"),
+])
+def test_a_model_name_that_is_a_path_or_reserved_is_refused(tmp_path, name, message):
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "important.safetensors").write_text("the user's own file")
+    with pytest.raises(ConfigError, match=message):
+        Cohort.from_modules([_net(), _net()], student_names=[name, "s2"])
+    assert (tmp_path / "victim" / "important.safetensors").read_text() == "the user's own file"
+
+
+@pytest.mark.parametrize("member, message", [
+    (dict(module="resnet18"), "not a torch.nn.Module"),
+    (dict(lr=-1.0), "learning rate -1.0"),
+    (dict(lr=float("nan")), "learning rate nan"),
+    (dict(role="pupil"), "'teacher' or a 'student'"),
+    (dict(weight=float("nan")), "weight nan"),
+])
+def test_a_member_is_checked_when_the_cohort_is_made(member, message):
+    fields = {"name": "s1", "module": _net(), "role": "student", **member}
+    with pytest.raises(ConfigError, match=message):
+        Cohort([Member(**fields), Member("s2", _net(), "student")])
+    with pytest.raises(ConfigError, match="a list of student modules"):
+        Cohort.from_modules(_net())
+
+
+def test_a_student_with_nothing_to_learn_is_named():
+    frozen = _net()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    x, y = _arrays()
+    with pytest.raises(ConfigError, match="model 'student1' has no parameter that requires a gradient"):
+        _fit(_splits(x, y), Cohort.from_modules([frozen, _net()]))
+
+
+@pytest.mark.parametrize("edge, message", [
+    (dict(temperature=-4.0), "temperature -4.0"), (dict(temperature=0.0), "temperature 0.0"),
+    (dict(weight=-1.0), "weight -1.0"), (dict(weight=float("nan")), "weight nan"), (dict(weight="2"), "weight '2'"),
+    (dict(kind="dkd", nckd_weight=-8.0), "nckd_weight -8.0"),
+])
+def test_an_edge_that_would_train_a_wrong_objective_is_refused(edge, message):
+    with pytest.raises(ConfigError, match=f"edge teacher -> student1: {message}"):
+        Edge("teacher", "student1", **edge)
+    assert Edge("teacher", "student1", weight=0.0).weight == 0.0  # a term switched off is fine
+
+
+def test_preset_edges_refuses_repeated_names_and_a_text_for_the_students():
+    with pytest.raises(ConfigError, match=r"\['student1'\] are given twice"):
+        preset_edges("ml", None, ["student1", "student1"])
+    with pytest.raises(ConfigError, match="list of student names"):
+        preset_edges("ml", None, "ab")
+    assert len(preset_edges("ml", None, ["a", "b"])) == 2
+
+
+def test_loss_functions_refuse_what_they_would_compute_wrong():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    for temperature in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="temperature"):
+            soft_kl(s, t, temperature)
+    with pytest.raises(ValueError, match="learnable one"):
+        soft_kl(s, t, torch.tensor(2.0, requires_grad=True))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        soft_kl(s[:0], t[:0])
+    with pytest.raises(ValueError, match="logits go to soft_kl"):
+        kl_to_probs(s, t, 2.0)
+    q = torch.softmax(t / 2, dim=1)  # a distribution is taken, and gives soft_kl's number
+    assert kl_to_probs(s, q, 2.0).item() == pytest.approx(soft_kl(s, t, 2.0).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="labels are class indices"):
+        decoupled_kd(s, q, torch.zeros(4), 2.0)
+    with pytest.raises(ValueError, match="finite non-negative weights"):
+        combine_soft_targets([s, t], 2.0, [float("nan"), 1.0])
+    with pytest.raises(ValueError, match="sources of one shape"):
+        combine_soft_targets([], 2.0)
+    a, b = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    with pytest.raises(ValueError, match="one batch"):
+        attention_transfer(a[:1], b)
+    with pytest.raises(ValueError, match="one batch"):
+        similarity_preserving(a[:1], b)
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\] maps"):
+        attention_transfer(a.flatten(1), b.flatten(1))
+
+
+def test_labels_outside_the_classes_are_refused_in_every_split_and_by_evaluate():
+    x, y = _arrays()
+    bad = y[48:].copy()
+    bad[5] = 5
+    with pytest.raises(DataError, match="scoring the test split .* labels run from 0 to 5, outside the 3 classes"):
+        _fit(_splits(x, y, bad))
+    cohort = Cohort.from_modules([_net(), _net()])
+    batches = [(torch.as_tensor(x[:8]), torch.as_tensor(y[:8])), (torch.as_tensor(x[8:16]), torch.as_tensor(y[8:16]) + 5)]
+    with pytest.raises(DataError, match="labels run from 5 to 7"):
+        evaluate(cohort, ClassificationTask(3), batches)
+
+
+class _Pairs(Dataset):
+    """A user's dataset: (image, label) pairs, read one by one."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return torch.as_tensor(self.x[i]), int(self.y[i])
+
+
+def test_a_training_label_outside_the_classes_after_the_first_batch_is_named():
+    x, y = _arrays()
+    y_train = y[:36].copy()
+    y_train[30] = 9
+    data = _splits(x, y)
+    data.train = _Pairs(x[:36], y_train)
+    with pytest.raises(DataError, match="the training labels run from .* to 9"):
+        _fit(data, batch_size=4)
+
+
+def test_float64_images_and_narrow_integer_labels_train_as_float32_and_int64():
+    x, y = _arrays()
+    as_given = _fit(_splits(x.astype(np.float64), y.astype(np.int32))).test_at_best
+    converted = _fit(_splits(x, y.astype(np.int64))).test_at_best
+    assert json.dumps(as_given, sort_keys=True) == json.dumps(converted, sort_keys=True)  # (NaN equal to NaN)
+
+
+def test_an_empty_split_and_too_few_class_names_are_named():
+    x, y = _arrays()
+    data = _splits(x, y)
+    data.val = TensorData(torch.as_tensor(x[:0]), torch.as_tensor(y[:0]))
+    with pytest.raises(DataError, match="the val split is empty"):
+        _fit(data)
+    with pytest.raises(DataError, match="class_names has 2 names for num_classes=3"):
+        DataSplits(data.train, data.train, data.train, num_classes=3, class_names=["a", "b"], input_shape=(1, 8, 8))
+    assert math.isfinite(_fit(_splits(x, y)).test_at_best["ensemble"]["accuracy"])
