@@ -178,3 +178,42 @@ def test_an_empty_split_and_too_few_class_names_are_named():
     with pytest.raises(DataError, match="class_names has 2 names for num_classes=3"):
         DataSplits(data.train, data.train, data.train, num_classes=3, class_names=["a", "b"], input_shape=(1, 8, 8))
     assert math.isfinite(_fit(_splits(x, y)).test_at_best["ensemble"]["accuracy"])
+
+
+def test_specs_built_in_python_raise_config_errors_with_hints():
+    from peerdistill import OptimSpec, RunConfig
+
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch' \(did you mean 'epochs'\?\)"):
+        TrainSpec(epoch=3)
+    with pytest.raises(ConfigError, match="'lr': Input should be greater than 0"):
+        OptimSpec(lr=-1)
+    with pytest.raises(ConfigError, match="invalid RunConfig arguments"):
+        RunConfig(trian={})
+    assert TrainSpec(epochs=3).epochs == 3
+
+
+def test_run_reading_functions_name_wrong_arguments(tmp_path):
+    from PIL import Image
+
+    from peerdistill import evaluate_run, predict_files
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 1, "batch_size": 256}}), progress=False)
+    run = tmp_path / "r"
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    with pytest.raises(ConfigError, match="no inputs given"):
+        predict_files(run, [], tmp_path / "p.csv")
+    with pytest.raises(ConfigError, match="batch size 0"):
+        predict_files(run, [image], tmp_path / "p.csv", batch_size=0)
+    with pytest.raises(ConfigError, match="batch size 0"):
+        evaluate_run(run, batch_size=0)
+    with pytest.raises(DataError, match="got a tuple: DataSplits.from_arrays"):
+        evaluate_run(run, data=(1, 2))
+    with pytest.raises(DataError, match="holds no batches to score"):
+        evaluate(Cohort.from_modules([_net(), _net()]), ClassificationTask(3), [])
+    predict_files(run, str(image), tmp_path / "p.csv")  # one file alone, not a list of its characters
+    assert (tmp_path / "p.csv").read_text().count("\n") == 2

@@ -12,7 +12,8 @@ from peerdistill.comparison_runs import _run_state
 from peerdistill.config import validate
 from peerdistill.engine import run_lock
 from peerdistill.engine.trainer import Trainer
-from peerdistill.errors import RunDirError
+from peerdistill.errors import CheckpointError, PeerdistillWarning, RunDirError
+from peerdistill.runs import load_cohort
 
 pytestmark = pytest.mark.skipif(run_lock.fcntl is None, reason="run directories are locked with flock (not on Windows)")
 
@@ -36,6 +37,13 @@ def test_a_run_being_trained_is_neither_resumed_nor_replaced_nor_reused(tmp_path
         assert BUSY in " ".join(capsys.readouterr().err.split())
         with pytest.raises(RunDirError, match=BUSY):
             _run_state(run, None)  # compare: checked before the run's config is read (so none is needed)
+        with pytest.warns(PeerdistillWarning, match="is being trained right now: its models are those of its best"):
+            load_cohort(run)  # read from Python (evaluate_run, export_run), said to be unfinished
+        (run / "models" / "student1.safetensors").rename(run / "s1")
+        with pytest.raises(CheckpointError, match="is being trained and has not finished its first epoch yet"), \
+                pytest.warns(PeerdistillWarning):
+            load_cohort(run)
+        (run / "s1").rename(run / "models" / "student1.safetensors")
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before, "nothing written or deleted"
     finally:
         run_lock.release(held)

@@ -72,7 +72,19 @@ def _check_seed(key: str, seed: int, info: ValidationInfo) -> int:
     return seed
 
 
-class _Strict(BaseModel):
+class _BuiltInPython(type(BaseModel)):
+    """A section built in Python (``TrainSpec(epochs=20)``): a mistake is a ConfigError with a
+    hint, as in a config file, not pydantic's own error. (Here, not in ``__init__``: pydantic
+    would call that for every nested section too, and lose where in the config it was.)"""
+
+    def __call__(cls, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"{cls.__name__} arguments", cls)) from None
+
+
+class _Strict(BaseModel, metaclass=_BuiltInPython):
     # .inf / .nan in YAML are refused for every number: they only fail later, as non-finite losses
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 

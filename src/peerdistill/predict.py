@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
+from .data.loaders import check_batch_size
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
@@ -84,6 +85,10 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     averaged over flips of each input, as ``eval --tta`` scores them (an ONNX file has them in
     its graph if it was exported with ``--tta``)."""
     model_path, out = Path(model_path), Path(out)
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)  # one file or folder alone
+    if not inputs:
+        raise ConfigError("no inputs given: name image files or folders of them")
+    check_batch_size(batch_size)
     if model_path.suffix.lower() == ".onnx":  # as export accepts it
         if model is not None:
             raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "

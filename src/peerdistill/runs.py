@@ -23,14 +23,16 @@ from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import SPLIT_KEYS, DataSpec, data_places, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
+from .data.loaders import check_batch_size
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
+from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, atomic_write_text
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import with_tta
-from .errors import CheckpointError, DataError, PeerdistillWarning
+from .errors import CheckpointError, DataError, PeerdistillWarning, RunDirError
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -74,6 +76,10 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
                       "models are still those of the comparison's former config; run that compare command again "
                       f"to replace it, or delete the file {REPLACE_MARK} in it to keep it", PeerdistillWarning,
                       stacklevel=2)
+    in_training = _in_training(run.path)
+    if in_training:
+        warnings.warn(f"'{run.path}' is being trained right now: its models are those of its best epoch so far, not "
+                      "its final ones; read it again when its training ends", PeerdistillWarning, stacklevel=2)
     unknown = sorted(set(modules or {}) - {e["name"] for e in meta["members"]})
     if unknown:
         raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "
@@ -102,13 +108,23 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
                                      torch.zeros(2, *meta["input_shape"]), owner=f"model '{name}'")
         if not run.model_path(name).exists():
             why = ("the run finished, so it was moved or deleted since" if run.is_complete
-                   else "the run ended before its first validation")
+                   else "the run is being trained and has not finished its first epoch yet: wait for it"
+                   if in_training else "the run ended before its first validation")
             raise CheckpointError(f"'{run.model_path(name)}' is missing: {why}")
         load_member_weights(module, run, name)
         members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
     if not any(m.role == "student" for m in members):
         raise CheckpointError(f"run '{run.path}' holds no student models")
     return Cohort(members), meta
+
+
+def _in_training(path: Path) -> bool:
+    """Whether another process holds the run's lock: it trains the run now."""
+    try:
+        run_lock.check_free(path)
+    except RunDirError:
+        return True
+    return False
 
 
 def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
@@ -156,6 +172,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     input, ``hflip`` or ``flips`` (``engine/tta.py``). ``per_sample``: a CSV file to write with
     one row per scored sample and model (``per_sample.py``). ``trusted_archs``: import paths
     the run's models may be built from besides the trusted ones (``check_trusted_arch``)."""
+    check_batch_size(batch_size)
+    if data is not None and not isinstance(data, DataSplits):
+        raise DataError(f"data= takes the run's DataSplits (as given to fit), got a {type(data).__name__}: "
+                        "DataSplits.from_arrays(...) makes one from arrays")
     rule = parse_rule(operating_point) if operating_point else None
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")

@@ -27,6 +27,11 @@ from .splits import TensorData
 Shard = tuple[int, int]  # (rank, world size)
 
 
+def check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size {batch_size!r}: give a whole number of samples, 1 or more")
+
+
 def _check_shard(batch_size: int, shard: Shard, training: bool) -> None:
     rank, world = shard
     if training and batch_size % world:
@@ -39,6 +44,7 @@ class _OrderedBatches:
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
                  drop_last: bool, shard: Shard):
+        check_batch_size(batch_size)
         _check_shard(batch_size, shard, training=shuffle)
         if n < shard[1]:
             raise ConfigError(f"a split of {n} samples cannot be shared by {shard[1]} processes: every process "

@@ -61,6 +61,8 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
                 observe(name, p, y)
     if merge is not None:
         meters = merge(meters)
+    if not any(meter.seen for meter in meters.values()):
+        raise DataError(f"{where} holds no batches to score: give (inputs, targets) batches, e.g. a DataLoader")
     return {name: meter.compute() for name, meter in meters.items()}
 
 
@@ -80,7 +82,7 @@ class FiniteCheck:
     made from checked outputs, so their meters need no check of their own."""
 
     def __init__(self, meter, name: str, where: str = "this split"):
-        self.meter, self.name, self.where, self.finite = meter, name, where, True
+        self.meter, self.name, self.where, self.finite, self.seen = meter, name, where, True, False
 
     def check(self, output: torch.Tensor) -> None:
         """A model's raw output (any task: detections are decoded from it)."""
@@ -88,10 +90,12 @@ class FiniteCheck:
             self.finite = bool(torch.isfinite(output).all())
 
     def update(self, probs, targets) -> None:
+        self.seen = True
         self.meter.update(probs, targets)
 
     def merge(self, other: "FiniteCheck") -> None:
         self.finite = self.finite and other.finite
+        self.seen = self.seen or other.seen
         self.meter.merge(other.meter)
 
     def compute(self) -> dict[str, float]:
