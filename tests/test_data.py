@@ -7,7 +7,7 @@ import torch
 from peerdistill import DataSplits
 from peerdistill.config import DataSpec
 from peerdistill.data import build_data
-from peerdistill.errors import DataError
+from peerdistill.errors import ConfigError, DataError
 
 
 def test_digits_split_is_stratified_fixed_and_disjoint():
@@ -130,9 +130,9 @@ def test_statistics_on_another_scale_than_the_inputs_are_named_when_training_sta
 def test_normalize_errors_name_the_option():
     with pytest.raises(DataError, match=r"statistics have 3 channel\(s\) but the inputs have 1: give data.normalize"):
         build_data(DataSpec(normalize="imagenet"))  # digits are grey
-    with pytest.raises(ValueError, match="2 means and 1 stds: give one of each per input channel"):
+    with pytest.raises(ConfigError, match="2 means and 1 stds: give one of each per input channel"):
         DataSpec(normalize={"mean": [0.1, 0.2], "std": [0.3]})
-    with pytest.raises(ValueError, match="greater than 0"):
+    with pytest.raises(ConfigError, match="greater than 0"):
         DataSpec(normalize={"mean": [0.1], "std": [0]})
-    with pytest.raises(ValueError, match=r"use split, imagenet or \{mean: \[...\], std: \[...\]\}"):
+    with pytest.raises(ConfigError, match=r"use split, imagenet or \{mean: \[...\], std: \[...\]\}"):
         DataSpec(normalize="foo")

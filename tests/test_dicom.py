@@ -167,6 +167,10 @@ def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys, monk
     with warnings.catch_warnings():  # a window on DICOM files windows something: nothing to say
         warnings.simplefilter("error", PeerdistillWarning)
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, dicom_window=[1900, 3000]))
+    # a CT soft-tissue window on these X-ray values whites them out
+    with pytest.warns(PeerdistillWarning, match=r"data.dicom_window \[40.0, 400.0\] puts 9\d% of the pixels .* at "
+                                                r"black or white"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, dicom_window=[40, 400]))
     for label in ("normal", "pneumonia"):  # the same images as PNGs: the window applies to none of them
         (tmp_path / "png" / label).mkdir(parents=True)
         for i in range(10):
@@ -192,6 +196,17 @@ def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys, monk
     monkeypatch.setattr(inputs, "read_image", lambda *a, **k: seen.append(k["dicom_window"]) or read_image(*a, **k))
     assert main(["predict", str(tmp_path / "win"), str(tmp_path / "xr" / "normal" / "0.dcm"), "--out", str(out)]) == 0
     assert seen == [[1900.0, 3000.0]]
+    # eval of a data section of its own: the files read otherwise than in training are said to be
+    section = tmp_path / "other.yaml"
+    section.write_text(f"data: {{kind: image_folder, root: '{tmp_path / 'xr'}', grey: true}}\n")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "win"), "--data", str(section), "--split", "all"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "trained on DICOM images through data.dicom_window [1900.0, 3000.0]; these are read through each " \
+           "file's own window" in err and "set data.dicom_window=[1900.0, 3000.0]" in err
+    assert main(["eval", str(tmp_path / "win"), "--data", str(section), "--split", "all",
+                 "data.dicom_window=[1900,3000]"]) == 0
+    assert "dicom_window" not in capsys.readouterr().err
 
 
 def test_a_scanners_mr_file_is_windowed_by_its_own_header():
@@ -314,3 +329,75 @@ def test_uid_named_inputs_keep_their_whole_names_in_predict_and_in_box_ids(tmp_p
     read = read_inputs([str(tmp_path)], channels=1, size=(12, 10))
     assert read.stems == uids  # each prediction file is named after its own image
     assert sorted(_by_stem(tmp_path)) == uids
+
+
+def test_a_rescale_slope_or_intercept_alone_is_applied_with_the_others_default(tmp_path, grey12):
+    """One rule for the transform and the scale it is divided by: the missing one is 1 (slope)
+    or 0 (intercept), as viewers take it; pydicom alone would skip the rescale."""
+    reference = read_image(write_dicom(tmp_path / "r.dcm", grey12, RescaleSlope=1, RescaleIntercept=-1024), grey=True)
+    alone = read_image(write_dicom(tmp_path / "i.dcm", grey12, RescaleIntercept=-1024), grey=True)
+    np.testing.assert_array_equal(alone, reference)
+    np.testing.assert_allclose(alone[..., 0], grey12 / 4095, atol=1e-6)  # (-1024 .. 3071 scaled by its own range)
+    window = (40.0, 400.0)  # in Hounsfield units: the intercept must be applied for it to land right
+    hu = grey12.astype(np.float64) - 1024
+    by_hand = np.clip((hu - 39.5) / 399 + 0.5, 0, 1)
+    np.testing.assert_allclose(read_image(tmp_path / "i.dcm", grey=True, dicom_window=window)[..., 0], by_hand, atol=1e-6)
+    slope = read_image(write_dicom(tmp_path / "s.dcm", grey12, RescaleSlope=2), grey=True)
+    np.testing.assert_allclose(slope[..., 0], grey12 / 4095, atol=1e-6)
+    with pytest.raises(DataError, match="RescaleSlope 0, which maps every pixel to one value"):
+        read_image(write_dicom(tmp_path / "z.dcm", grey12, RescaleSlope=0, RescaleIntercept=0))
+
+
+def _patched(path, old: bytes, new: bytes):
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, new))
+    return path
+
+
+def test_a_damaged_header_is_one_message_naming_the_file(tmp_path, grey12):
+    frames = _patched(write_dicom(tmp_path / "f.dcm", grey12, NumberOfFrames="7"), b"\x28\x00\x08\x00IS\x02\x007 ",
+                      b"\x28\x00\x08\x00IS\x02\x00ab")
+    rows = _patched(write_dicom(tmp_path / "r.dcm", grey12), b"\x28\x00\x10\x00US\x02\x00", b"\x28\x00\x10\x00US\x03\x00")
+    private = write_dicom(tmp_path / "p.dcm", grey12)
+    import pydicom
+
+    ds = pydicom.dcmread(private)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.113619.5.2"  # GE's private syntax of old exports
+    ds.save_as(private)
+    for path, message in ((frames, "gives NumberOfFrames 'ab', not a whole number"),
+                          (rows, "cannot read the header of DICOM image"),
+                          (private, "transfer syntax 1.2.840.113619.5.2 is not one pydicom knows")):
+        with pytest.raises(DataError, match=message) as info:
+            read_image(path)
+        assert str(path) in str(info.value)
+    png = tmp_path / "png.dcm"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png, format="PNG")
+    with pytest.raises(DataError, match="is not a DICOM file: no DICOM header"):
+        read_image(png)
+    lower = read_image(write_dicom(tmp_path / "l.dcm", grey12, photometric="monochrome2"), grey=True)
+    np.testing.assert_allclose(lower[..., 0], grey12 / 4095, rtol=1e-6)
+
+
+def test_a_data_set_without_preamble_under_an_export_name_is_listed_and_read(tmp_path, grey12):
+    import pydicom
+
+    export = tmp_path / "a"
+    export.mkdir()
+    part10 = write_dicom(export / "IM000001", grey12)
+    meta_kept = export / "IM000002"  # the preamble and 'DICM' cut, the file meta group kept
+    meta_kept.write_bytes(part10.read_bytes()[132:])
+    raw = export / "IM000003"  # a data set alone, as old archives hold them: no preamble, no file meta
+    ds = pydicom.dcmread(part10)
+    ds.preamble = None
+    del ds.file_meta
+    with open(raw, "wb") as f:
+        ds.save_as(f, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert meta_kept.read_bytes()[:2] == b"\x02\x00" and raw.read_bytes()[:2] == b"\x08\x00"
+    np.testing.assert_array_equal(read_image(meta_kept, grey=True), read_image(part10, grey=True))
+    np.testing.assert_array_equal(read_image(raw, grey=True), read_image(part10, grey=True))
+    from peerdistill.data.dicom import is_dicom_image_by_content
+
+    assert is_dicom_image_by_content(raw) and is_dicom_image_by_content(meta_kept)
+    (export / "notes").write_text("not an image")
+    assert not is_dicom_image_by_content(export / "notes")

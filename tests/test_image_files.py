@@ -12,7 +12,7 @@ from peerdistill.data import build_data
 from peerdistill.data.detection import load_mask_boxes
 from peerdistill.data.image_io import image_size, read_image, read_mask
 from peerdistill.data.segmentation import read_pairs
-from peerdistill.errors import CheckpointError, DataError
+from peerdistill.errors import CheckpointError, ConfigError, DataError
 from peerdistill.predict_inputs import read_inputs
 from peerdistill.runs import check_compatible
 
@@ -237,7 +237,7 @@ def test_other_data_is_scored_by_class_name_not_position(tmp_path):
 
 
 def test_class_names_are_refused_where_the_data_names_its_classes():
-    with pytest.raises(ValueError, match="data.class_names does not apply to data kind 'image_folder'"):
+    with pytest.raises(ConfigError, match="data.class_names does not apply to data kind 'image_folder'"):
         DataSpec(kind="image_folder", root="x", class_names=["a", "b"])
 
 

@@ -201,6 +201,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     data = check_compatible(data, meta)
     if data_spec is not None and split in ("val", "test") and _split_differently(data_spec, meta.get("data_spec")):
         _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"))
+    if data_spec is not None:
+        _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -275,6 +277,17 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
         raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                         "relative path counts from the current folder): run eval from the folder training ran "
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+
+
+def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[str, Any]) -> None:
+    """DICOM files read through another window than in training look otherwise to the models
+    (predict keeps the run's window; a data section given to eval sets its own)."""
+    window, now = trained.get("dicom_window"), spec.dicom_window
+    if window and (now is None or list(now) != list(window)) and info.get("dicom_files", 1):
+        through = f"data.dicom_window {list(now)}" if now else "each file's own window"
+        warnings.warn(f"the run was trained on DICOM images through data.dicom_window {list(window)}; these are read "
+                      f"through {through}, so the models see them otherwise than in training: set "
+                      f"data.dicom_window={list(window)} to score them as trained", PeerdistillWarning, stacklevel=3)
 
 
 def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str,

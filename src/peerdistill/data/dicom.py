@@ -28,8 +28,9 @@ GREY_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2")
 
 def is_dicom_image_by_content(path: Path) -> bool:
     """Whether a file of any name is a DICOM image: 'DICM' after the 128-byte preamble, as every
-    DICOM Part 10 file begins, and a header with rows and columns (the DICOMDIR index, reports
-    and other objects without pixels are left out). Answered once per version of the file:
+    DICOM Part 10 file begins (or, without one, a data set from its first element), and a
+    header with rows and columns (the DICOMDIR index, reports and other objects without pixels
+    are left out). Answered once per version of the file:
     listing, sizing and reading a set ask it of every image."""
     try:
         found = os.stat(path)
@@ -44,19 +45,30 @@ def is_dicom_image_by_content(path: Path) -> bool:
 def _dicom_image_at(path: str, _mtime_ns: int, _size: int) -> bool:
     # A file that cannot be opened is said so (as an unreadable PNG is), not left out unseen:
     # its mask would then be named as one without an image.
-    with open(path, "rb") as f:
-        f.seek(128)
-        if f.read(4) != b"DICM":
-            return False
+    start = _dicom_start(path)
+    if start is None:
+        return False
+    part10 = start == "part10"
     try:
         import pydicom
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"], force=not part10)
         return ds.get("Rows") not in (None, "") and ds.get("Columns") not in (None, "")
     except Exception:  # noqa: BLE001 - unreadable, or a header pydicom cannot parse: not an image to list
         return False
+
+
+def _dicom_start(path) -> str | None:
+    """How a file begins as DICOM: 'part10' ('DICM' after the preamble), 'data set' (older
+    archives and some exports write the data set alone, from its first element: a little-endian
+    tag of group 0002, the file meta, or 0008), or None: not as DICOM."""
+    with open(path, "rb") as f:
+        start = f.read(132)
+    if start[128:132] == b"DICM":
+        return "part10"
+    return "data set" if start[:2] in (b"\x02\x00", b"\x08\x00") else None
 
 
 def _read(path: Path, pixels: bool):
@@ -69,15 +81,53 @@ def _read(path: Path, pixels: bool):
             ds = pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read DICOM image '{path}': {exc}") from None
-    missing = [k for k in ("Rows", "Columns", "PhotometricInterpretation") if ds.get(k) in (None, "")]
-    if missing or (pixels and "PixelData" not in ds):
-        what = f"lacks {', '.join(missing)}" if missing else "holds no pixel data"
-        raise DataError(f"DICOM file '{path}' {what}: is it an image (not a report or a structured set)?")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:  # pydicom converts values when they are first read: a damaged element fails here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _check_header(ds, path, pixels)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a damaged header
+        raise DataError(f"cannot read the header of DICOM image '{path}': {exc}; the file is damaged, or written "
+                        "by a program pydicom cannot read: convert it (e.g. dcmconv, gdcmconv) or leave it out") from None
+    return ds
+
+
+def _check_header(ds, path: Path, pixels: bool) -> None:
+    essentials = ("Rows", "Columns", "PhotometricInterpretation")
+    if all(k not in ds for k in essentials) and _dicom_start(path) is None:  # force=True reads any bytes
+        raise DataError(f"'{path}' is not a DICOM file: no DICOM header was found in it (another format under a "
+                        "DICOM name?)")
+    interpretation = ds.get("PhotometricInterpretation")
+    if isinstance(interpretation, str) and interpretation.strip().upper() != interpretation:
+        ds.PhotometricInterpretation = interpretation.strip().upper()  # 'monochrome2' means MONOCHROME2
+    missing = [k for k in essentials if ds.get(k) in (None, "")]
+    if missing:
+        raise DataError(f"DICOM file '{path}' lacks {', '.join(missing)}: is it an image (not a report or a "
+                        "structured set)?")
+    int(ds.Rows), int(ds.Columns)  # (a damaged one raises here, within the caller's try)
+    if pixels and "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise DataError(f"DICOM image '{path}' holds float pixel data (a parametric map), which is not read: "
+                            "convert it to integer pixel data, or to a TIFF or .npz")
+        raise DataError(f"DICOM file '{path}' holds no pixel data: is it an image (not a report or a structured set)?")
+    frames = ds.get("NumberOfFrames", 1)
+    try:
+        frames = int(frames or 1)
+    except (TypeError, ValueError):
+        raise DataError(f"DICOM image '{path}' gives NumberOfFrames {frames!r}, not a whole number: its header is "
+                        "damaged; fix or leave out the file") from None
     if frames > 1:
         raise DataError(f"DICOM image '{path}' holds {frames} frames (a cine loop or a volume): save each frame "
                         "as its own file")
-    return ds
+    meta = getattr(ds, "file_meta", None)
+    if pixels and meta is not None and "TransferSyntaxUID" not in meta and ds.original_encoding[0] is not None:
+        # a data set without file meta (no preamble either): its encoding is the one pydicom found
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = ds.original_encoding
+        meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                  ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
@@ -119,10 +169,8 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
             warnings.simplefilter("ignore")  # pydicom's notes on a header that does not fit its data
             stored = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises several types for data it cannot decode
-        compressed = getattr(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None), "is_compressed", False)
-        why = ("; compressed files need a decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
-               if compressed else ": its header (size, bits, samples per pixel) does not fit its pixel data")
-        raise DataError(f"cannot decode the pixels of DICOM image '{path}': {exc}{why}") from None
+        raise DataError(f"cannot decode the pixels of DICOM image '{path}': {exc}{_why_undecoded(ds, exc)}") from None
+    _complete_rescale(ds, path)
     if ds.PhotometricInterpretation in GREY_INTERPRETATIONS:
         if stored.shape != (int(ds.Rows), int(ds.Columns)):
             raise DataError(f"DICOM image '{path}' is {ds.PhotometricInterpretation} of {ds.Rows}x{ds.Columns} "
@@ -138,6 +186,9 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
                             "its window: its header holds NaN or infinite numbers there")
     else:
         a = stored.astype(np.float32) / float(2 ** int(ds.get("BitsStored", 8)) - 1)
+        if a.ndim == 2 and ds.PhotometricInterpretation in ("RGB", "YBR_FULL", "YBR_FULL_422"):
+            raise DataError(f"DICOM image '{path}' says {ds.PhotometricInterpretation} colour but holds one sample "
+                            f"per pixel (SamplesPerPixel {ds.get('SamplesPerPixel')}): its header contradicts its data")
         if a.ndim == 2:  # a palette or other one-sample colour model
             raise DataError(f"DICOM image '{path}' uses {ds.PhotometricInterpretation} colour, which is not read: "
                             "convert it to MONOCHROME2 or RGB")
@@ -147,6 +198,41 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
     elif not grey and a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     return a
+
+
+def _why_undecoded(ds, exc: Exception) -> str:
+    """What to do about pixels pydicom could not decode."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        compressed = bool(syntax is not None and syntax.is_compressed)
+    except ValueError:  # a private UID that is no transfer syntax pydicom knows (old GE exports)
+        return (f"; its transfer syntax {syntax} is not one pydicom knows: convert the file to explicit VR little "
+                "endian (e.g. dcmconv +te, gdcmconv --raw)")
+    if not compressed:
+        return ": its header (size, bits, samples per pixel, photometric interpretation) does not fit its pixel data"
+    if any(word in str(exc).lower() for word in ("missing", "not supported", "no pixel data decoders", "plugin")):
+        return "; compressed files need a decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+    return "; its compressed data is damaged"
+
+
+def _complete_rescale(ds, path: Path) -> None:
+    """A rescale slope without an intercept (or the reverse) is applied with the other's default
+    (1, 0), as viewers do and as the output range is taken; pydicom would skip both."""
+    given = {k: ds.get(k) for k in ("RescaleSlope", "RescaleIntercept") if k in ds}
+    for key, value in given.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if value in (None, "") or number is None:
+            raise DataError(f"DICOM image '{path}' gives {key} {value!r}, not a number: fix the header (slope 1 and "
+                            "intercept 0 leave the values as stored)")
+    if given.get("RescaleSlope") is not None and float(given["RescaleSlope"]) == 0:
+        raise DataError(f"DICOM image '{path}' gives RescaleSlope 0, which maps every pixel to one value: fix the "
+                        "header (1 leaves the values as stored)")
+    if len(given) == 1 and not ds.get("ModalityLUTSequence"):
+        ds.RescaleSlope = given.get("RescaleSlope", 1)
+        ds.RescaleIntercept = given.get("RescaleIntercept", 0)
 
 
 def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:

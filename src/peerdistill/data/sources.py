@@ -82,12 +82,22 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
     else:
         load = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
                 "csv": load_csv, "shapes": load_shapes, "folders": load_folders}[spec.kind]
-    with counting_dicom_reads() as dicom_files:
+    with counting_dicom_reads() as dicom:
         data = load(spec, stats=stats)
-    if spec.dicom_window is not None and not dicom_files():
+    data.info["dicom_files"] = dicom.files()  # (the run records it; eval compares windows where it is not 0)
+    if spec.dicom_window is not None and not dicom.files():
         warnings.warn(f"data.dicom_window is set but the data at '{spec.root}' holds no DICOM file, so it windows "
                       "nothing: drop it (other images are read on their own scale)", PeerdistillWarning, stacklevel=2)
+    elif spec.dicom_window is not None and dicom.share_at_ends() > SATURATED:
+        warnings.warn(f"data.dicom_window {list(spec.dicom_window)} puts {dicom.share_at_ends():.0%} of the pixels "
+                      "of the DICOM images read at black or white, so the models see little of them: is the window "
+                      "[center, width] in the files' values after their rescale (CT: Hounsfield units)?",
+                      PeerdistillWarning, stacklevel=2)
     return data
+
+
+# A window that clips more than this share of the pixels shows almost nothing of the images.
+SATURATED = 0.9
 
 
 def check_trainable(spec: DataSpec, data: DataSplits) -> None:
