@@ -490,3 +490,87 @@ def test_a_comparison_under_torchrun_trains_each_run_on_every_process_and_tabula
     again, _ = _two_processes(COMPARE_SCRIPT, tree)  # the same command: every run reused, as the first decides
     assert again["rows"] == first["rows"]
     assert {run: (folder / run / "metrics.json").stat().st_mtime_ns for run in trained} == trained
+
+
+UNUSED_SCRIPT = textwrap.dedent('''
+    """A model with a parameter its forward leaves out, in DDP (a group of one process):
+    found by unused_parameters, it trains with find_unused; without, DDP stops at step 2."""
+    import sys, tempfile
+
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    from peerdistill.engine import distributed
+
+    class Spare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare = nn.Linear(4, 2), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return {"logits": self.used(x)}
+
+    dist.init_process_group("gloo", init_method=f"file://{tempfile.mktemp()}", rank=0, world_size=1)
+    x = torch.randn(3, 4)
+    model = Spare()
+    model.used.weight.grad = torch.ones(2, 4)
+    unused = distributed.unused_parameters(model, x)
+    assert unused == ["spare.weight", "spare.bias"], unused
+    assert model.training and torch.equal(model.used.weight.grad, torch.ones(2, 4)), "mode and gradients kept"
+    for find in (True, False):
+        ddp = distributed.wrap(Spare(), torch.device("cpu"), find_unused=find)
+        try:
+            for _ in range(3):
+                ddp(x)["logits"].sum().backward()
+            print(find, "trains")
+        except RuntimeError as exc:
+            print(find, "fails:", str(exc).splitlines()[0])
+''')
+
+
+def test_a_parameter_the_forward_leaves_out_is_found_and_ddp_told(tmp_path):
+    script = tmp_path / "unused.py"
+    script.write_text(UNUSED_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "True trains" and lines[1].startswith("False fails: Expected to have finished reduction")
+
+
+def test_batchnorm_on_one_sample_per_process_and_a_resume_on_processes_that_split_the_batch_unequally_are_refused(
+        monkeypatch):
+    """A global batch of 2 on 2 processes: BatchNorm would see one sample (a BatchNorm1d stops)."""
+    from peerdistill import DataSplits, KnowledgeGraph, TrainSpec
+    from peerdistill.engine import distributed
+    from peerdistill.engine.distributed import World
+
+    monkeypatch.setattr(distributed, "join", lambda device: World(rank=0, size=2, joined=True))
+    part = TensorData(torch.randn(20, 4), torch.arange(20) % 4)
+    data = DataSplits(part, part, part, num_classes=4, class_names=list("abcd"), input_shape=(4,))
+    net = lambda: nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 4))  # noqa: E731
+    trainer = Trainer(Cohort.from_modules([net(), net()]), KnowledgeGraph([]), ClassificationTask(4), progress=False,
+                      device="cpu", train=TrainSpec(epochs=1, batch_size=2))
+    with pytest.raises(ConfigError, match="each of the 2 processes would train BatchNorm on 1 sample of every batch "
+                                          "of 2.*train.batch_size of at least 4"):
+        trainer.fit(data)
+    # a resume on processes that cannot share the run's batch: its batch cannot change, the processes can
+    monkeypatch.setattr(distributed, "join", lambda device: World(rank=0, size=3, joined=True))
+    trainer.train_spec = TrainSpec(epochs=1, batch_size=64)
+    with pytest.raises(ConfigError, match=r"global batch is 64 samples, which 3 processes cannot share equally: resume "
+                                          r"it on a number of processes that divides 64 \(1, 2, 4, 8, 16, 32, ...\)"):
+        trainer._setup(data, resume=True)
+
+
+@pytest.mark.parametrize("argv", [["eval", "runs/x", "--json"], ["export", "runs/x"], ["report", "runs/x"],
+                                  ["predict", "runs/x", "a.png", "--out", "p.csv"]])
+def test_commands_that_do_not_train_refuse_several_processes(argv, monkeypatch, capsys):
+    from peerdistill.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(argv) == 2
+    assert f"{argv[0]} runs in one process, not in the 2 torchrun started" in " ".join(capsys.readouterr().err.split())
+    monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun with one process: the command runs (here: no such run)
+    assert main(argv) == 2
+    assert "torchrun" not in capsys.readouterr().err

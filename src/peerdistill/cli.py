@@ -483,6 +483,7 @@ def _run(ns: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warnings(warnings.showwarning)
+            _one_process_commands(ns.command)
             return ns.func(ns)
     except PeerdistillError as exc:
         if _ARRIVED:  # an interruption that came out as another error
@@ -499,6 +500,19 @@ def _run(ns: argparse.Namespace) -> int:
         err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
                           soft_wrap=True)
         return 2
+
+
+# What torchrun may launch in several processes: the commands that train.
+DISTRIBUTED_COMMANDS = ("train", "compare")
+
+
+def _one_process_commands(command: str) -> None:
+    """Another command under torchrun would run whole in every process, each writing the same
+    files (and printing, with --json, documents one after another)."""
+    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if processes > 1 and command not in DISTRIBUTED_COMMANDS:
+        raise ConfigError(f"{command} runs in one process, not in the {processes} torchrun started: run "
+                          f"peerdistill {command} without torchrun (only train and compare share their work)")
 
 
 # The config keys each command takes as key=value overrides (None: every key).
@@ -541,7 +555,8 @@ def _interrupt(signum, frame):
 
 
 def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
-    err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun, once: every process was interrupted alike
+        err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
     return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
 
 
@@ -561,7 +576,9 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         run = Path(run_dir)
         finished = RunDir(run).is_complete
         if (run / "checkpoints" / "last.pt").is_file() and not finished:
-            return f"interrupted: the run keeps its last checkpoint; continue with peerdistill train --resume {run_dir}"
+            launcher = "torchrun ... -m " if "TORCHELASTIC_RUN_ID" in os.environ else ""  # (as it was started)
+            return (f"interrupted: the run keeps its last checkpoint; continue with {launcher}peerdistill train "
+                    f"--resume {run_dir}")
         if finished:  # --overwrite had not replaced it yet
             return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
         return "interrupted before the first checkpoint: nothing to resume; start the run again"

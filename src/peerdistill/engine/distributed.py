@@ -220,10 +220,45 @@ def sync_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    """A trained model under DistributedDataParallel."""
+def wrap(module: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:
+    """A trained model under DistributedDataParallel; ``find_unused`` for a model with trained
+    parameters its forward leaves out (DDP otherwise waits for their gradients and fails)."""
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def unused_parameters(module: nn.Module, x: torch.Tensor) -> list[str]:
+    """The trained parameters a forward on ``x`` gives no gradient (a spare head, an auxiliary
+    classifier used only in another mode), found by one backward in eval mode; the model's
+    gradients and mode are as before after it."""
+    trained = {name: p for name, p in module.named_parameters() if p.requires_grad}
+    kept = {name: p.grad for name, p in trained.items()}
+    was_training = module.training
+    module.eval()  # BatchNorm's running statistics stay as they are
+    try:
+        for p in trained.values():
+            p.grad = None
+        with torch.enable_grad():
+            out = module(x)
+            tensors = [t for t in _tensors(out) if t.requires_grad]
+            if tensors:
+                sum(t.float().sum() for t in tensors).backward()
+        return [name for name, p in trained.items() if p.grad is None]
+    finally:
+        for name, p in trained.items():
+            p.grad = kept[name]
+        module.train(was_training)
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    """The tensors of a model's output, however nested (dicts, tuples, named tuples)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in _tensors(v)]
+    if isinstance(out, (list, tuple)):
+        return [t for v in out for t in _tensors(v)]
+    return []
 
 
 @contextlib.contextmanager

@@ -192,7 +192,7 @@ class Trainer(RunRecords):
                           "scale than the inputs, which image files give in [0, 1] (divide statistics of 0..255 "
                           "values by 255), or leave data.normalize at split", PeerdistillWarning, stacklevel=3)
 
-    def _setup(self, data: DataSplits) -> None:
+    def _setup(self, data: DataSplits, resume: bool = False) -> None:
         self._name_classes(data)
         # BatchNorm cannot train on one sample: micro-batches then hold two or more.
         self._trains_batchnorm = any(isinstance(sub, nn.modules.batchnorm._BatchNorm)
@@ -215,10 +215,20 @@ class Trainer(RunRecords):
         self.generator = torch.Generator().manual_seed(self.seed)
         ts = self.train_spec
         shard = (self.world.rank, self.world.size)
+        if resume and ts.batch_size % self.world.size:  # (the batch is the run's: a resume cannot change it)
+            divisors = [n for n in range(1, ts.batch_size + 1) if ts.batch_size % n == 0][:6]
+            raise ConfigError(f"this run's global batch is {ts.batch_size} samples, which {self.world.size} processes "
+                              f"cannot share equally: resume it on a number of processes that divides "
+                              f"{ts.batch_size} ({', '.join(map(str, divisors))}, ...)")
         for split in ("train", "val", "test"):
             if len(getattr(data, split)) == 0:
                 raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
         drop_last = len(data.train) > ts.batch_size
+        batch = ts.batch_size if drop_last or self.patches else len(data.train)
+        if self._trains_batchnorm and self.world.size > 1 and batch // self.world.size < 2:
+            raise ConfigError(f"each of the {self.world.size} processes would train BatchNorm on "
+                              f"{batch // self.world.size} sample of every batch of {batch}, where it cannot "
+                              f"normalise: use a train.batch_size of at least {2 * self.world.size}, or fewer processes")
         if self.patches:
             if not isinstance(data.train, TensorData):
                 raise ConfigError("patch training needs in-memory images (a folders or arrays dataset)")
@@ -365,7 +375,10 @@ class Trainer(RunRecords):
         if self.world.distributed:
             for m in self.cohort.trainable:
                 if m.name not in grouped:
-                    self.runners[m.name] = distributed.wrap(m.module, self.device)
+                    unused = distributed.unused_parameters(m.module, self._probe_input)
+                    if unused:  # trained like a single process would, at the cost of a search per step
+                        self.run_info.setdefault("ddp_unused_parameters", {})[m.name] = unused
+                    self.runners[m.name] = distributed.wrap(m.module, self.device, find_unused=bool(unused))
             self.groups = [(names, distributed.wrap(g, self.device)) for names, g in self.groups]
             distributed.broadcast_state(self.world, self.connectors)
             distributed.broadcast_state(self.world, self.discriminators)
@@ -491,7 +504,7 @@ class Trainer(RunRecords):
             self._run_lock = None
 
     def _fit(self, data: DataSplits, resume: bool) -> FitResult:
-        self._setup(data)
+        self._setup(data, resume)
         run = self._on_main(lambda: self._open_run_dir(data, resume), share=False)
         self._history: list[dict[str, Any]] = []
         self._best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
