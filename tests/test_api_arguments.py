@@ -217,3 +217,54 @@ def test_run_reading_functions_name_wrong_arguments(tmp_path):
         evaluate(Cohort.from_modules([_net(), _net()]), ClassificationTask(3), [])
     predict_files(run, str(image), tmp_path / "p.csv")  # one file alone, not a list of its characters
     assert (tmp_path / "p.csv").read_text().count("\n") == 2
+
+
+def test_a_model_of_another_precision_seeds_and_load_config_arguments_are_named():
+    from peerdistill import load_config, seed_everything
+
+    x, y = _arrays()
+    with pytest.raises(ConfigError, match="model 'student1' has float64 parameters but the data is float32: call "
+                                          r"\.float\(\) on it"):
+        _fit(_splits(x, y), Cohort.from_modules([_net().double(), _net()]))
+    for seed in (-1, 2**40, 1.5, "0", True):
+        with pytest.raises(ConfigError, match=r"seed .*: give a whole number in 0\.\.4294967295"):
+            seed_everything(seed)
+    seed_everything(np.int64(3))  # a NumPy integer is a whole number
+    with pytest.raises(ConfigError, match="seed -1"):
+        Trainer(Cohort.from_modules([_net(), _net()]), KnowledgeGraph([]), ClassificationTask(3), seed=-1)
+    assert load_config(None, "train.epochs=3").train.epochs == 3  # one override alone
+    with pytest.raises(ConfigError, match="takes the path of a YAML file, got a dict"):
+        load_config({"train": {"epochs": 3}})
+
+
+def test_from_arrays_is_told_where_the_channels_are():
+    g = np.random.default_rng(0)
+    bands = g.random((30, 16, 16, 5)).astype(np.float32)  # five bands, channels last
+    y = np.arange(30) % 3
+    guessed = DataSplits.from_arrays(bands, y, bands, y, bands, y)
+    assert guessed.input_shape == (16, 16, 5)  # the guess: 16 channels of 16 x 5 (the rule the docstring states)
+    told = DataSplits.from_arrays(bands, y, bands, y, bands, y, channels_last=True)
+    assert told.input_shape == (5, 16, 16)
+    np.testing.assert_allclose(told.train.x[3, 2].numpy() * told.stats["std"][2] + told.stats["mean"][2],
+                               bands[3, :, :, 2], rtol=1e-5, atol=1e-6)
+    rgb = g.random((30, 16, 16, 3)).astype(np.float32)
+    assert DataSplits.from_arrays(rgb, y, rgb, y, rgb, y).input_shape == (3, 16, 16)
+    assert DataSplits.from_arrays(rgb, y, rgb, y, rgb, y, channels_last=False).input_shape == (16, 16, 3)
+
+
+def test_trainer_arguments_of_the_wrong_kind_are_named_and_sections_may_be_dicts():
+    cohort = Cohort.from_modules([_net(), _net()])
+    task = ClassificationTask(3)
+    for kwargs, message in ((dict(graph=KnowledgeGraph([]), task=None), "task= takes a task"),
+                            (dict(graph="kd", task=task), "graph= takes a KnowledgeGraph"),
+                            (dict(graph=[], task=task, train=5), "train= takes a TrainSpec"),
+                            (dict(graph=[], task=task, rampup_epochs=-3), "rampup_epochs -3")):
+        with pytest.raises(ConfigError, match=message):
+            Trainer(cohort, **kwargs)
+    with pytest.raises(ConfigError, match="Trainer takes a Cohort first"):
+        Trainer([_net()], KnowledgeGraph([]), task)
+    trainer = Trainer(cohort, [], task, train={"epochs": 1, "batch_size": 12}, optim={"lr": 0.01}, progress=False,
+                      device="cpu")
+    assert trainer.train_spec.epochs == 1 and trainer.optim_spec.lr == 0.01
+    with pytest.raises(DataError, match="fit takes DataSplits"):
+        trainer.fit(_arrays())

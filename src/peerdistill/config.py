@@ -878,6 +878,11 @@ def load_saved_config(path: str | Path) -> RunConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML file (or the embedded default when ``path`` is None) and apply overrides."""
+    if isinstance(overrides, str):  # one override alone, not a list of its characters
+        overrides = [overrides]
+    if path is not None and not isinstance(path, (str, Path)):
+        raise ConfigError(f"load_config takes the path of a YAML file, got a {type(path).__name__}: for a config "
+                          "as a dict, call peerdistill.config.validate(tree)")
     tree = load_yaml(path) if path is not None else default_config()
     apply_overrides(tree, overrides or [])
     source = f"config '{path}'" if path else "embedded default config"

@@ -102,12 +102,16 @@ class DataSplits:
         class_names: list[str] | None = None,
         stats: dict[str, list[float]] | None = None,
         normalize: bool = True,
+        channels_last: bool | None = None,
     ) -> "DataSplits":
         """Arrays or tensors: images [N, H, W], [N, H, W, C] or [N, C, H, W] (uint8 is scaled to
         [0, 1]) or feature vectors [N, F]; labels [N] or [N, 1] integers 0..K-1, every class
         in the training split. With ``normalize`` each channel (each feature of vectors) is
-        standardised by the training split's mean and std (or by ``stats``)."""
-        xs = [to_nchw(a, name) for a, name in ((x_train, "train"), (x_val, "val"), (x_test, "test"))]
+        standardised by the training split's mean and std (or by ``stats``). Four-dimensional
+        images are taken as [N, H, W, C] when their last side is 1 to 4 and their second is
+        not (an RGB photo), else as [N, C, H, W]; ``channels_last`` True or False says which
+        (5 or more bands, images 4 pixels high)."""
+        xs = [to_nchw(a, name, channels_last) for a, name in ((x_train, "train"), (x_val, "val"), (x_test, "test"))]
         ys = [to_labels(a, name) for a, name in ((y_train, "train"), (y_val, "val"), (y_test, "test"))]
         shapes = {tuple(x.shape[1:]) for x in xs}
         if len(shapes) != 1:
@@ -316,7 +320,7 @@ def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
                         f"{num_classes - 1}): labels are class indices 0..K-1; counted from 1? subtract 1")
 
 
-def to_nchw(array, name: str) -> torch.Tensor:
+def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor:
     a = np.asarray(array)
     if a.dtype.kind not in "biuf":  # text, dates or objects: torch cannot hold them
         raise DataError(f"{name} inputs are of type {a.dtype} ({a.dtype.kind!r}); expected numbers (pixel values)")
@@ -326,7 +330,8 @@ def to_nchw(array, name: str) -> torch.Tensor:
     t = t.float()
     if t.ndim == 3:
         t = t.unsqueeze(1)
-    elif t.ndim == 4 and t.shape[-1] in (1, 2, 3, 4) and t.shape[1] not in (1, 2, 3, 4):  # channels last
+    elif t.ndim == 4 and (channels_last if channels_last is not None
+                          else t.shape[-1] in (1, 2, 3, 4) and t.shape[1] not in (1, 2, 3, 4)):
         t = t.permute(0, 3, 1, 2)
     elif t.ndim not in (2, 4):
         raise DataError(f"{name} inputs have shape {tuple(t.shape)}; expected [N, H, W], [N, H, W, C], [N, C, H, W] or [N, F]")

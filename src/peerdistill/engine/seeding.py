@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import random
 import sys
 
 import numpy as np
 import torch
+
+from ..config import SEED_LIMIT
+from ..errors import ConfigError
 
 
 _last_call: tuple[int, bool] = (0, False)  # what a Trainer given no seed takes
@@ -18,8 +22,16 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     non-deterministic kernels, so the same config and seed give the same numbers. A
     ``Trainer`` built without ``seed=`` / ``deterministic=`` takes this call's values."""
     global _last_call
+    check_seed(seed)
     _last_call = (int(seed), bool(deterministic))
-    apply_seed(seed, deterministic)
+    apply_seed(int(seed), deterministic)
+
+
+def check_seed(seed) -> None:
+    """A seed as a config takes it: a whole number in NumPy's range (a larger one would repeat
+    a smaller one's run)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"seed {seed!r}: give a whole number in 0..{SEED_LIMIT - 1}")
 
 
 def apply_seed(seed: int, deterministic: bool = False) -> None:

@@ -38,7 +38,7 @@ from .optim import build_optimizer, build_scheduler
 from .progress import Progress
 from .records import RunRecords
 from .resume import load_resume_state, save_resume_state
-from .seeding import apply_seed, last_seeding
+from .seeding import apply_seed, check_seed, last_seeding
 from .speed import apply_backend_settings, compiled, resolve_speed, to_channels_last
 
 
@@ -88,14 +88,30 @@ class Trainer(RunRecords):
         gp_weight: float = 10.0,
         patches: dict[str, Any] | None = None,
     ):
+        if not isinstance(cohort, Cohort):
+            raise ConfigError(f"Trainer takes a Cohort first, got a {type(cohort).__name__}: Cohort.from_modules([...])")
+        if isinstance(graph, (list, tuple)):  # the edges alone
+            graph = KnowledgeGraph(list(graph))
+        if not isinstance(graph, KnowledgeGraph):
+            raise ConfigError(f"graph= takes a KnowledgeGraph (or a list of Edge), got a {type(graph).__name__}")
+        if not hasattr(task, "default_monitor"):
+            raise ConfigError(f"task= takes a task, e.g. ClassificationTask(num_classes), got {task!r}")
+        if not (isinstance(rampup_epochs, int) and rampup_epochs >= 0):
+            raise ConfigError(f"rampup_epochs {rampup_epochs!r}: give a whole number of epochs, 0 or more")
         self.cohort, self.graph, self.task = cohort, graph, task
-        self.train_spec = train or TrainSpec()
-        self.optim_spec = optim or OptimSpec()
+        # the sections as a config gives them: a spec, or a dict of its keys
+        self.train_spec = TrainSpec(**train) if isinstance(train, dict) else train or TrainSpec()
+        self.optim_spec = OptimSpec(**optim) if isinstance(optim, dict) else optim or OptimSpec()
+        for key, spec, kind in (("train", self.train_spec, TrainSpec), ("optim", self.optim_spec, OptimSpec)):
+            if not isinstance(spec, kind):
+                raise ConfigError(f"{key}= takes a {kind.__name__} (or a dict of its keys), got a {type(spec).__name__}")
         self.rampup_epochs = rampup_epochs
         # Unset: the values of the last seed_everything call (which seeded the models' weights),
         # so that one call sets a Python run's seed; 0 and False before any.
         last_seed, last_deterministic = last_seeding()
-        self.seed = last_seed if seed is None else seed
+        if seed is not None:
+            check_seed(seed)
+        self.seed = last_seed if seed is None else int(seed)
         self.deterministic = last_deterministic if deterministic is None else deterministic
         self.device = resolve_device(device)
         self.run_dir_path = Path(run_dir) if run_dir is not None else None
@@ -304,10 +320,17 @@ class Trainer(RunRecords):
             with torch.no_grad():
                 return self.cohort.forward(x)
         except (RuntimeError, ValueError, TypeError) as exc:
+            failing = self._failing_model(x)
+            dtypes = {p.dtype for m in self.cohort.members if f"'{m.name}'" in failing
+                      for p in m.module.parameters() if p.is_floating_point()} - {x.dtype}
+            if dtypes:  # a model of another precision than the data: its in_channels are not the matter
+                raise ConfigError(f"{failing} has {', '.join(str(d).removeprefix('torch.') for d in dtypes)} "
+                                  f"parameters but the data is {str(x.dtype).removeprefix('torch.')}: call .float() "
+                                  "on it (mixed precision is train.precision's)") from None
             layout = ("; or, with the models in channels-last memory format (train.channels_last), a .view() "
                       "that needs .reshape() or train.channels_last=false") if self.speed.channels_last else ""
             raise ConfigError(
-                f"{self._failing_model(x)} failed on inputs of shape {tuple(x.shape[1:])} from the data: "
+                f"{failing} failed on inputs of shape {tuple(x.shape[1:])} from the data: "
                 f"{str(exc).splitlines()[0]}; check its in_channels and the input size it expects{layout}"
             ) from None
 
@@ -491,6 +514,9 @@ class Trainer(RunRecords):
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, data: DataSplits, resume: bool = False) -> FitResult:
+        if not isinstance(data, DataSplits):
+            raise DataError(f"fit takes DataSplits (train, val and test), got a {type(data).__name__}: "
+                            "DataSplits.from_arrays(x_train, y_train, x_val, y_val, x_test, y_test) makes one")
         try:
             return self._fit(data, resume)
         except BaseException:
