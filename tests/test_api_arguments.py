@@ -108,6 +108,9 @@ def test_loss_functions_refuse_what_they_would_compute_wrong():
         soft_kl(s, t, torch.tensor(2.0, requires_grad=True))
     with pytest.raises(ValueError, match="non-empty batch"):
         soft_kl(s[:0], t[:0])
+    maps = torch.randn(2, 3, 4, 4, generator=g)
+    with pytest.raises(ValueError, match=r"valid must be a boolean mask of shape \(2, 4, 4\)"):
+        soft_kl(maps, maps.flip(0), 1.0, torch.ones(2, 4, 4))
     with pytest.raises(ValueError, match="logits go to soft_kl"):
         kl_to_probs(s, t, 2.0)
     q = torch.softmax(t / 2, dim=1)  # a distribution is taken, and gives soft_kl's number
@@ -213,6 +216,8 @@ def test_run_reading_functions_name_wrong_arguments(tmp_path):
         evaluate_run(run, batch_size=0)
     with pytest.raises(DataError, match="got a tuple: DataSplits.from_arrays"):
         evaluate_run(run, data=(1, 2))
+    with pytest.raises(ConfigError, match=r"roles=\('teacher',\): a run is read with its students"):
+        evaluate_run(run, roles=("teacher",))
     with pytest.raises(DataError, match="holds no batches to score"):
         evaluate(Cohort.from_modules([_net(), _net()]), ClassificationTask(3), [])
     predict_files(run, str(image), tmp_path / "p.csv")  # one file alone, not a list of its characters

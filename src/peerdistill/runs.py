@@ -32,7 +32,7 @@ from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import with_tta
-from .errors import CheckpointError, DataError, PeerdistillWarning, RunDirError
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning, RunDirError
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -69,6 +69,9 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     run's metadata. Models built in Python (no arch spec) must be passed in ``modules``.
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads. Import
     paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some)."""
+    if "student" not in roles:
+        raise ConfigError(f"roles={tuple(roles)}: a run is read with its students (what the ensemble and the best "
+                          "student are made of); give roles=('student',) or ('teacher', 'student')")
     run = RunDir.open(run_dir)
     meta = run.meta()
     if (run.path / REPLACE_MARK).is_file():  # an interrupted compare --overwrite has yet to train it again
