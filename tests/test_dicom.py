@@ -401,3 +401,19 @@ def test_a_data_set_without_preamble_under_an_export_name_is_listed_and_read(tmp
     assert is_dicom_image_by_content(raw) and is_dicom_image_by_content(meta_kept)
     (export / "notes").write_text("not an image")
     assert not is_dicom_image_by_content(export / "notes")
+
+
+def test_a_set_whose_files_are_scaled_in_different_ways_is_said_to_be(tmp_path, grey12):
+    """Some files with their own window, some without: 40 HU lands on different values."""
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            window = dict(WindowCenter=2000, WindowWidth=4000) if i % 2 else {}
+            write_dicom(tmp_path / label / f"{i}.dcm", grey12, **window)
+    spec = dict(kind="image_folder", root=str(tmp_path), grey=True)
+    with pytest.warns(PeerdistillWarning, match=r"put on \[0, 1\] in different ways \(4 by their 12-bit stored range, "
+                                                r"4 by their own window\)"):
+        build_data(DataSpec(**spec))
+    with warnings.catch_warnings():  # one window for all: nothing to say
+        warnings.simplefilter("error", PeerdistillWarning)
+        build_data(DataSpec(**spec, dicom_window=[2000, 4000]))

@@ -12,6 +12,7 @@ can store.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import stat
@@ -179,6 +180,7 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom's note on an odd number: non-finite results are named below
                 a = (_windowed(stored, ds, window) if window is not None else _viewed_grey(stored, ds))[..., None]
+            SCALES["the user's window" if window is not None else _own_scale(ds)] += 1
         except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:  # a malformed window or LUT
             raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
         if not np.isfinite(a).all():
@@ -233,6 +235,21 @@ def _complete_rescale(ds, path: Path) -> None:
     if len(given) == 1 and not ds.get("ModalityLUTSequence"):
         ds.RescaleSlope = given.get("RescaleSlope", 1)
         ds.RescaleIntercept = given.get("RescaleIntercept", 0)
+
+
+# How the grey files read so far were put on [0, 1] (``_own_scale``): a set read in several ways
+# holds the same tissue at different values.
+SCALES: collections.Counter = collections.Counter()
+
+
+def _own_scale(ds) -> str:
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        return "their own window"
+    if ds.get("VOILUTSequence"):
+        return "their VOI LUT"
+    if ds.get("ModalityLUTSequence"):
+        return "their modality LUT's range"
+    return f"their {ds.get('BitsStored', ds.get('BitsAllocated', 16))}-bit stored range"
 
 
 def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:

@@ -171,10 +171,16 @@ class DicomReads:
     """The DICOM files read since it was made, and the share of their windowed pixels at 0 or 1."""
 
     def __init__(self):
-        self.start = dict(_DICOM_READ)
+        from .dicom import SCALES
+
+        self.start, self.scales, self.scales_start = dict(_DICOM_READ), SCALES, SCALES.copy()
 
     def files(self) -> int:
         return _DICOM_READ["files"] - self.start["files"]
+
+    def ways_scaled(self) -> dict[str, int]:
+        """How many grey DICOM files were put on [0, 1] each way (``dicom._own_scale``)."""
+        return dict(self.scales - self.scales_start)
 
     def share_at_ends(self) -> float:
         windowed = _DICOM_READ["windowed"] - self.start["windowed"]

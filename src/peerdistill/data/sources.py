@@ -88,6 +88,11 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
     if spec.dicom_window is not None and not dicom.files():
         warnings.warn(f"data.dicom_window is set but the data at '{spec.root}' holds no DICOM file, so it windows "
                       "nothing: drop it (other images are read on their own scale)", PeerdistillWarning, stacklevel=2)
+    elif spec.dicom_window is None and len(dicom.ways_scaled()) > 1:
+        ways = ", ".join(f"{n} by {way}" for way, n in sorted(dicom.ways_scaled().items(), key=lambda w: (-w[1], w[0])))
+        warnings.warn(f"the DICOM images at '{spec.root}' are put on [0, 1] in different ways ({ways}), so the same "
+                      "tissue has different values in them: set data.dicom_window=[CENTER, WIDTH] to read every one "
+                      "through one window", PeerdistillWarning, stacklevel=2)
     elif spec.dicom_window is not None and dicom.share_at_ends() > SATURATED:
         warnings.warn(f"data.dicom_window {list(spec.dicom_window)} puts {dicom.share_at_ends():.0%} of the pixels "
                       "of the DICOM images read at black or white, so the models see little of them: is the window "
