@@ -503,3 +503,15 @@ def test_inputs_resized_as_training_resized_its_files_are_no_news(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_inputs([str(tmp_path / "a.png")], 1, (8, 8), trained_resized=True).sizes == [(20, 24)]
+
+
+def test_a_palette_of_grey_entries_is_grey_and_of_colours_colour(tmp_path):
+    from peerdistill.data.image_io import size_and_colour
+
+    ramp = (np.arange(64).reshape(8, 8) * 4).astype(np.uint8)
+    Image.fromarray(ramp).convert("P").save(tmp_path / "grey.png")  # grey pixels stored as a palette
+    colours = np.stack([ramp, ramp // 2, 255 - ramp], axis=-1)
+    Image.fromarray(colours).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "colour.png")
+    assert Image.open(tmp_path / "grey.png").mode == Image.open(tmp_path / "colour.png").mode == "P"
+    assert size_and_colour(tmp_path / "grey.png") == ((8, 8), False)
+    assert size_and_colour(tmp_path / "colour.png") == ((8, 8), True)

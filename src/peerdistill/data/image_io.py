@@ -133,11 +133,20 @@ COLOUR_MODES = frozenset({"RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV
 
 def size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
     """(height, width) as the file is shown, and whether it is stored in colour (Pillow's mode;
-    a palette counts as colour), from one opening of its header."""
+    a palette counts as colour unless its every entry is grey), from one opening of its header."""
     if is_dicom(path):
         return dicom_size_and_colour(path)
     with opened(path) as im:
-        return (im.height, im.width), im.mode in COLOUR_MODES
+        return (im.height, im.width), im.mode in COLOUR_MODES and not _grey_palette(im)
+
+
+def _grey_palette(im) -> bool:
+    """A palette image whose entries are all grey (r = g = b): grey pixels, stored another way."""
+    if im.mode != "P" or im.palette is None or im.palette.mode != "RGB":
+        return False
+    entries = np.frombuffer(im.palette.tobytes(), np.uint8)
+    entries = entries[: len(entries) // 3 * 3].reshape(-1, 3)
+    return bool(len(entries)) and bool((entries == entries[:, :1]).all())
 
 
 def check_same_size(image: Path, other: Path, what: str) -> None:
