@@ -194,6 +194,21 @@ def test_boxes_annotated_on_a_photo_as_stored_instead_of_as_shown_are_refused(tm
         load_box_json(tmp_path / "img", boxes, 16)
 
 
+def test_a_json_size_with_width_and_height_swapped_is_refused(tmp_path):
+    """Rows taken for the width: every box would be rescaled along the wrong axes."""
+    anns = [{"image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10]}]
+    for size, ok in (((24, 16), True), ((16, 24), False), ((48, 32), True)):  # (width, height); a resized original
+        images, ann = coco_files(tmp_path, images=[{"id": 1, "file_name": "c.png", "width": size[0], "height": size[1]}],
+                                 annotations=anns, categories=[{"id": 1, "name": "polyp"}])
+        write_png(tmp_path / "img" / "c.png", 24, 16)  # 24 wide, 16 high
+        if ok:
+            assert load_coco(images, ann, 16)[0].shape[0] == 1
+        else:
+            with pytest.raises(DataError, match=r"gives 'c.png' as 16 wide and 24 high, but the file is 24 wide and 16 "
+                                                r"high: are width and height swapped"):
+                load_coco(images, ann, 16)
+
+
 # ---- Kvasir-style per-image JSON ------------------------------------------------------------
 
 def kvasir_files(tmp_path, boxes_a=None):

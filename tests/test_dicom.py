@@ -2,6 +2,7 @@
 hand; a class-folder set of DICOM files trains and its files are predicted."""
 
 import csv
+import re
 import warnings
 from pathlib import Path
 
@@ -207,6 +208,23 @@ def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys, monk
     assert main(["eval", str(tmp_path / "win"), "--data", str(section), "--split", "all",
                  "data.dicom_window=[1900,3000]"]) == 0
     assert "dicom_window" not in capsys.readouterr().err
+    # the exported file carries the window in its JSON; an edited or older JSON is named
+    import json
+
+    onnx = tmp_path / "win.onnx"
+    assert main(["export", str(tmp_path / "win"), "--out", str(onnx)]) == 0
+    side = onnx.with_suffix(".json")
+    exported = json.loads(side.read_text())
+    assert exported["dicom_window"] == [1900.0, 3000.0]
+    image = str(tmp_path / "xr" / "normal" / "0.dcm")
+    for window, said in ((None, "does not say which DICOM window training read its images through"),
+                         ([40, 400], r"window \[40, 400\] puts 9\d% of the inputs' pixels at black or white"),
+                         ([700, 0], r"gives dicom_window \[700, 0\]: expected \[center, width\]")):
+        side.write_text(json.dumps({k: v for k, v in exported.items() if k != "dicom_window"} if window is None
+                                   else {**exported, "dicom_window": window}))
+        capsys.readouterr()
+        assert main(["predict", str(onnx), image, "--out", str(out)]) == (2 if window == [700, 0] else 0)
+        assert re.search(said, " ".join(capsys.readouterr().err.split()))
 
 
 def test_a_scanners_mr_file_is_windowed_by_its_own_header():
@@ -417,3 +435,21 @@ def test_a_set_whose_files_are_scaled_in_different_ways_is_said_to_be(tmp_path, 
     with warnings.catch_warnings():  # one window for all: nothing to say
         warnings.simplefilter("error", PeerdistillWarning)
         build_data(DataSpec(**spec, dicom_window=[2000, 4000]))
+
+
+def test_a_truncated_dicom_and_a_png_without_suffix_are_not_left_out_unseen(tmp_path, grey12):
+    from peerdistill.data.image_io import image_files
+
+    folder = tmp_path / "b"
+    folder.mkdir()
+    good = write_dicom(folder / "IM000001", grey12)
+    (folder / "IM000002").write_bytes(good.read_bytes()[:200])  # cut off: 'DICM' at 128, no more
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "IM000003", format="PNG")
+    (folder / "README").write_text("notes")
+    with pytest.warns(PeerdistillWarning, match=r"1 file\(s\) in .* without an image suffix are images of another "
+                                                r"format than DICOM \('IM000003' is PNG\) and are not read: give them "
+                                                r"their suffix \(\.png\)"):
+        listed = image_files(folder)
+    assert [p.name for p in listed] == ["IM000001", "IM000002"]  # the truncated one listed: reading it says why
+    with pytest.raises(DataError, match="IM000002"):
+        read_image(folder / "IM000002")

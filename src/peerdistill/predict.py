@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
-from .data.image_io import IMAGE_SUFFIXES, is_image_file
+from .config import DataSpec
+from .data.image_io import IMAGE_SUFFIXES, counting_dicom_reads, is_image_file
 from .data.loaders import check_batch_size
+from .data.sources import SATURATED
 from .data.splits import standardize
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
@@ -115,9 +118,11 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
-    read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
-                       dicom_window=info.get("dicom_window"), trained_on_grey=bool(info.get("grey_read_as_colour")),
-                       trained_resized=trained_size is not None)
+    with counting_dicom_reads() as dicom:
+        read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
+                           dicom_window=info.get("dicom_window"), trained_on_grey=bool(info.get("grey_read_as_colour")),
+                           trained_resized=trained_size is not None)
+    _say_how_dicom_was_read(dicom, info, model_path)
     _say_if_another_intensity_scale(read, info.get("data_stats"))
     results: list = [None] * len(read.images)
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
@@ -256,6 +261,32 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
 SIDECAR_KEYS = ("task", "class_names", "input_shape", "output")
 
 
+def _say_how_dicom_was_read(dicom, info: dict, model_path: Path) -> None:
+    """DICOM inputs read otherwise than training read its images: through their own windows
+    where the export does not say which window training used, or washed out by the window."""
+    if not dicom.files():
+        return
+    if "dicom_window" not in info:  # an export written before it recorded the window
+        warnings.warn(f"'{sidecar_path(model_path)}' does not say which DICOM window training read its images "
+                      "through, so the DICOM inputs are read through their own windows: export the run again",
+                      PeerdistillWarning, stacklevel=3)
+    elif info["dicom_window"] is not None and dicom.share_at_ends() > SATURATED:
+        warnings.warn(f"the run's DICOM window {list(info['dicom_window'])} puts {dicom.share_at_ends():.0%} of the "
+                      "inputs' pixels at black or white: are these images of the kind the run was trained on?",
+                      PeerdistillWarning, stacklevel=3)
+
+
+def _checked_window(info: dict, side: Path) -> None:
+    """The exported window, as data.dicom_window is checked (a hand edit would read every input wrong)."""
+    if info.get("dicom_window") is None:
+        return
+    try:
+        DataSpec.model_validate({"kind": "image_folder", "root": ".", "dicom_window": info["dicom_window"]})
+    except ValidationError:
+        raise CheckpointError(f"'{side}' gives dicom_window {info['dicom_window']!r}: expected [center, width], two "
+                              "numbers with the width above 1 (or null); export the run again") from None
+
+
 def _onnx_model(path: Path):
     try:
         import onnxruntime as ort
@@ -273,6 +304,7 @@ def _onnx_model(path: Path):
     missing = [k for k in SIDECAR_KEYS if not isinstance(info, dict) or k not in info]
     if missing:
         raise CheckpointError(f"'{side}' lacks {missing}: it is not the file peerdistill export writes; export again")
+    _checked_window(info, side)
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad file

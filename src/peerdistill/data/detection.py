@@ -204,16 +204,21 @@ def _by_stem(folder: Path, what: str = "images") -> dict[str, Path]:
     return found
 
 
-def _check_annotated_upright(path: Path, width: float, height: float, where: str) -> None:
-    """Annotation tools show a photo turned by its EXIF orientation, and peerdistill reads it so;
-    a JSON whose size is that of the file as stored (a script that read the size without the
-    orientation) gives boxes on the unturned picture."""
-    stored = image_size(path, upright=False)
-    if stored[0] != stored[1] and (round(height), round(width)) == stored and image_size(path) == stored[::-1]:
+def _check_annotated_size(path: Path, width: float, height: float, where: str) -> None:
+    """The JSON's size against the file's, where a mix-up would put every box on the wrong
+    pixels without a word: annotation tools show a photo turned by its EXIF orientation, and
+    peerdistill reads it so (a JSON of the size as stored gives boxes on the unturned picture);
+    and a width and height swapped (DICOM's Rows are the height, its Columns the width)."""
+    stored, shown = image_size(path, upright=False), image_size(path)
+    if stored[0] != stored[1] and (round(height), round(width)) == stored and shown == stored[::-1]:
         raise DataError(f"{where} gives the size {width:g}x{height:g} of '{path.name}' as stored, but the file's EXIF "
                         f"orientation turns it to {stored[0]}x{stored[1]} as shown (and as it is read here), so its "
                         "boxes would land on the wrong pixels: annotate the upright image, or save the file with "
                         "its pixels turned and no orientation tag")
+    if shown[0] != shown[1] and (round(height), round(width)) == shown[::-1]:
+        raise DataError(f"{where} gives '{path.name}' as {width:g} wide and {height:g} high, but the file is "
+                        f"{shown[1]} wide and {shown[0]} high: are width and height swapped (a DICOM's Columns are "
+                        "its width, its Rows its height)? Its boxes would land on the wrong pixels")
 
 
 def _stack(images: list[np.ndarray]) -> torch.Tensor:
@@ -309,7 +314,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
             raise DataError(f"image file '{path}' listed in {source} is missing: check data.images (the folder "
                             "that file_name counts from, relative to data.root)")
         if per_image[image_id]:
-            _check_annotated_upright(path, *_image_dims(entry, f"image {image_id} in {source}"),
+            _check_annotated_size(path, *_image_dims(entry, f"image {image_id} in {source}"),
                                      f"image {image_id} in {source}")
         xs.append(read_image(path, size, grey=grey, dicom_window=dicom_window))
     names = [str(c.get("name", c["id"])) for c in categories]
@@ -355,7 +360,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
                             "(an image without objects has bbox: [])")
         width, height = _image_dims(entry, f"entry '{key}' in {source}")
         if entry["bbox"]:
-            _check_annotated_upright(files[key], width, height, f"entry '{key}' in {source}")
+            _check_annotated_size(files[key], width, height, f"entry '{key}' in {source}")
         boxes = []
         for k, b in enumerate(entry["bbox"]):
             where = f"box {k} of '{key}' in {source}"

@@ -56,9 +56,16 @@ def _dicom_image_at(path: str, _mtime_ns: int, _size: int) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"], force=not part10)
-        return ds.get("Rows") not in (None, "") and ds.get("Columns") not in (None, "")
-    except Exception:  # noqa: BLE001 - unreadable, or a header pydicom cannot parse: not an image to list
-        return False
+        if ds.get("Rows") not in (None, "") and ds.get("Columns") not in (None, ""):
+            return True
+        # no size: a report or an index, unless its file meta calls it an image (a file cut off
+        # after its meta), which is listed for reading it to say what is wrong
+        sop_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+        return part10 and "Image" in str(getattr(sop_class, "name", ""))
+    except Exception:  # noqa: BLE001 - a header pydicom cannot parse
+        # Marked DICOM (a truncated or damaged file) is listed, for reading it to say what is
+        # wrong; bytes that only begin like a data set are not taken for one.
+        return part10
 
 
 def _dicom_start(path) -> str | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, PeerdistillWarning
 from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom_image_by_content, read_dicom
 
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
@@ -53,8 +54,30 @@ def image_files(folder: Path) -> list[Path]:
     """The image files directly in ``folder``, sorted: by suffix, and DICOM images named as
     exports name them by content (``is_dicom``); hidden files left out (macOS writes ``._name.png`` beside every file it
     copies to some disks)."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if not p.name.startswith(".") and p.is_file() and is_image_file(p))
+    files = [p for p in Path(folder).iterdir() if not p.name.startswith(".") and p.is_file()]
+    images = sorted(p for p in files if is_image_file(p))
+    _warn_of_images_without_suffix(sorted(set(files) - set(images)))
+    return images
+
+
+def _warn_of_images_without_suffix(others: list[Path]) -> None:
+    """Files named as exports name DICOM that are images of another format (a PNG saved without
+    its suffix) are not read: said, not left out unseen."""
+    from PIL import Image, UnidentifiedImageError
+
+    found = {}
+    for path in others:
+        if EXPORT_SUFFIX.match(path.suffix):
+            try:
+                with Image.open(path) as im:
+                    found[path] = im.format
+            except (UnidentifiedImageError, OSError, ValueError):
+                continue
+    if found:
+        (first, fmt), *_ = found.items()
+        warnings.warn(f"{len(found)} file(s) in '{first.parent}' without an image suffix are images of another format "
+                      f"than DICOM ('{first.name}' is {fmt}) and are not read: give them their suffix "
+                      f"(.{str(fmt).lower()})", PeerdistillWarning, stacklevel=3)
 
 
 @contextlib.contextmanager
