@@ -453,3 +453,40 @@ def test_a_truncated_dicom_and_a_png_without_suffix_are_not_left_out_unseen(tmp_
     assert [p.name for p in listed] == ["IM000001", "IM000002"]  # the truncated one listed: reading it says why
     with pytest.raises(DataError, match="IM000002"):
         read_image(folder / "IM000002")
+
+
+def _voi_lut(entries: int, first: int, bits: int, table) -> Dataset:
+    """A VOI LUT item (PS3.3 C.11.2.1.1): descriptor [entries, first value mapped, bits], 16-bit words."""
+    import struct
+
+    from pydicom.dataelem import DataElement
+
+    item = Dataset()
+    item.add(DataElement(0x00283002, "US", [entries, first % 65536, bits]))  # (US: how implicit VR reads it)
+    item.add(DataElement(0x00283006, "OW", struct.pack(f"<{len(table)}H", *[int(v) for v in table])))
+    return item
+
+
+def test_a_voi_lut_maps_as_the_standard_says(tmp_path):
+    """Inputs below the first value mapped take the first entry, above the last the last; the
+    output is divided by 2^bits - 1. An 8-bit LUT of 4096 entries (pydicom 3.0 wraps its
+    indices) and a CT LUT from -1000 HU (its first value read as unsigned) included."""
+    from pydicom.sequence import Sequence
+
+    stored = np.arange(0, 4096, 16, dtype=np.uint16).reshape(16, 16)
+
+    def by_hand(values, first, table, bits):
+        index = np.clip(np.floor(values).astype(np.int64) - first, 0, len(table) - 1)
+        return np.asarray(table)[index] / (2**bits - 1)
+
+    eight = np.arange(4096) // 16  # 0 .. 255
+    path = write_dicom(tmp_path / "b.dcm", stored, VOILUTSequence=Sequence([_voi_lut(4096, 0, 8, eight)]))
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], by_hand(stored, 0, eight, 8), atol=1e-6)
+    ct = np.round(4095 * np.clip((np.arange(2048) - 1000 + 1000) / 1400, 0, 1)).astype(int)  # -1000 .. 1047 HU
+    path = write_dicom(tmp_path / "c.dcm", stored, VOILUTSequence=Sequence([_voi_lut(2048, -1000, 12, ct)]),
+                       RescaleSlope=1, RescaleIntercept=-1024)
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], by_hand(stored - 1024.0, -1000, ct, 12), atol=1e-6)
+    assert read_image(path, grey=True).max() == 1.0  # not all black
+    short = write_dicom(tmp_path / "s.dcm", stored, VOILUTSequence=Sequence([_voi_lut(4096, 0, 16, range(100))]))
+    with pytest.raises(DataError, match="its VOI LUT holds 100 entries where its descriptor says 4096"):
+        read_image(short)

@@ -16,6 +16,7 @@ import collections
 import functools
 import os
 import stat
+import struct
 import warnings
 from pathlib import Path
 
@@ -188,7 +189,8 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
                 warnings.simplefilter("ignore")  # pydicom's note on an odd number: non-finite results are named below
                 a = (_windowed(stored, ds, window) if window is not None else _viewed_grey(stored, ds))[..., None]
             SCALES["the user's window" if window is not None else _own_scale(ds)] += 1
-        except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:  # a malformed window or LUT
+        except (ValueError, KeyError, AttributeError, TypeError, IndexError, NotImplementedError, OverflowError,
+                struct.error) as exc:  # a malformed window or LUT
             raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
         if not np.isfinite(a).all():
             raise DataError(f"DICOM image '{path}' gives non-finite values through its rescale slope and intercept or "
@@ -267,15 +269,45 @@ def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:
     low, high = _modality_range(ds)
     values = apply_modality_lut(stored, ds)
     has_window = "WindowCenter" in ds and "WindowWidth" in ds
-    if has_window or ds.get("VOILUTSequence"):
+    if has_window:
         values = apply_voi_lut(values, ds, prefer_lut=False)
-        if not has_window:  # a VOI LUT's output: 0 .. 2^bits - 1
-            low, high = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    elif ds.get("VOILUTSequence"):
+        values, high = _voi_lut(values, ds, low)
+        low = 0.0
     scaled = (np.asarray(values, np.float64) - low) / max(high - low, 1e-12)
     # MONOCHROME1 shows low values bright. DX and CR files of it say so twice, with an INVERSE
     # presentation LUT (PS3.3 C.8.11): one inversion, not two; INVERSE alone inverts too.
     inverted = ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE"
     return 1.0 - scaled if inverted else scaled
+
+
+def _voi_lut(values: np.ndarray, ds, low: float) -> tuple[np.ndarray, float]:
+    """The first VOI LUT (PS3.3 C.11.2.1.1), looked up here with indices as wide as the values
+    (pydicom 3.0 indexes with the LUT's entry type: an 8-bit LUT of 4096 entries wraps), and
+    its output's largest value. The first value mapped is signed where the values can be
+    negative (CT in HU), whatever VR an implicit-VR file leaves pydicom to guess."""
+    item = ds.VOILUTSequence[0]
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 2**16
+    if low < 0 and first > 2**15 - 1:  # SS read as US
+        first -= 2**16
+    if bits != 8 and not 10 <= bits <= 16:
+        raise ValueError(f"its VOI LUT has {bits} bits per entry; DICOM allows 8 or 10 to 16")
+    data = item.get("LUTData")
+    if data is None:
+        raise ValueError("its VOI LUT has no LUTData")
+    if isinstance(data, bytes):  # OW: 16-bit words in the file's byte order
+        little = ds.original_encoding[1] if ds.original_encoding[1] is not None else True
+        table = np.frombuffer(data, dtype="<u2" if little else ">u2")
+    else:
+        table = np.asarray(data if isinstance(data, (list, tuple)) else [data], dtype=np.int64)
+    if len(table) < entries:
+        raise ValueError(f"its VOI LUT holds {len(table)} entries where its descriptor says {entries}")
+    table = table[:entries].astype(np.float64)
+    if table.max() > 2**bits - 1:
+        raise ValueError(f"its VOI LUT holds entries up to {table.max():g}, above the {bits} bits its descriptor gives")
+    index = np.clip(np.floor(np.asarray(values, np.float64)) - first, 0, entries - 1).astype(np.int64)
+    return table[index], float(2**bits - 1)
 
 
 def _windowed(stored: np.ndarray, ds, window: tuple[float, float]) -> np.ndarray:
