@@ -273,3 +273,38 @@ def test_trainer_arguments_of_the_wrong_kind_are_named_and_sections_may_be_dicts
     assert trainer.train_spec.epochs == 1 and trainer.optim_spec.lr == 0.01
     with pytest.raises(DataError, match="fit takes DataSplits"):
         trainer.fit(_arrays())
+
+
+def test_evaluate_names_single_samples_and_outputs_of_other_classes_and_run_dir_a_file(tmp_path):
+    from peerdistill.errors import RunDirError
+
+    x, y = _arrays()
+    data = _splits(x, y)
+    cohort = Cohort.from_modules([_net(), _net()])
+    with pytest.raises(DataError, match="got single samples: give a DataLoader"):
+        evaluate(cohort, ClassificationTask(3), data.test)
+    with pytest.raises(DataError, match="outputs 3 classes"):
+        evaluate(cohort, ClassificationTask(4), [(torch.as_tensor(x[:8]), torch.as_tensor(y[:8]))])
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(RunDirError, match="is a file: give a folder"):
+        Trainer(cohort, [], ClassificationTask(3), run_dir=a_file)
+    assert a_file.read_text() == "mine"
+
+
+def test_a_saved_run_with_names_of_older_rules_is_still_read(tmp_path):
+    """Names the rules now refuse ('best') were accepted before: such a run is read, not refused."""
+    from peerdistill import load_cohort
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+
+    train_from_config(validate({"name": "r", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2,
+                                "train": {"epochs": 1, "batch_size": 256}}), progress=False)
+    run = tmp_path / "r"
+    for name in ("run.json", "metrics.json", "config.yaml"):  # as an older version wrote them
+        text = (run / name).read_text().replace("student2", "best")
+        (run / name).write_text(text)
+    (run / "models" / "student2.safetensors").rename(run / "models" / "best.safetensors")
+    cohort, _ = load_cohort(run)
+    assert [m.name for m in cohort.students] == ["student1", "best"]

@@ -364,6 +364,10 @@ def test_a_rescale_slope_or_intercept_alone_is_applied_with_the_others_default(t
     np.testing.assert_allclose(slope[..., 0], grey12 / 4095, atol=1e-6)
     with pytest.raises(DataError, match="RescaleSlope 0, which maps every pixel to one value"):
         read_image(write_dicom(tmp_path / "z.dcm", grey12, RescaleSlope=0, RescaleIntercept=0))
+    plain = read_image(write_dicom(tmp_path / "p.dcm", grey12), grey=True)
+    for empty in ("RescaleSlope", "RescaleIntercept"):  # an empty element is an unknown value: as if absent
+        np.testing.assert_array_equal(read_image(write_dicom(tmp_path / "e.dcm", grey12, **{empty: ""}), grey=True),
+                                      plain)
 
 
 def _patched(path, old: bytes, new: bytes):

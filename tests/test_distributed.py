@@ -539,21 +539,21 @@ def test_a_parameter_the_forward_leaves_out_is_found_and_ddp_told(tmp_path):
     assert lines[0] == "True trains" and lines[1].startswith("False fails: Expected to have finished reduction")
 
 
-def test_batchnorm_on_one_sample_per_process_and_a_resume_on_processes_that_split_the_batch_unequally_are_refused(
+def test_batchnorm_on_one_value_per_channel_is_named_and_a_resume_on_processes_that_split_the_batch_unequally_is_refused(
         monkeypatch):
-    """A global batch of 2 on 2 processes: BatchNorm would see one sample (a BatchNorm1d stops)."""
+    """A BatchNorm1d on one sample (a batch of 1, or a process's share of 1) stops with what to
+    change; a BatchNorm2d over a map trains on one sample, so only the failure is named."""
     from peerdistill import DataSplits, KnowledgeGraph, TrainSpec
     from peerdistill.engine import distributed
     from peerdistill.engine.distributed import World
 
-    monkeypatch.setattr(distributed, "join", lambda device: World(rank=0, size=2, joined=True))
     part = TensorData(torch.randn(20, 4), torch.arange(20) % 4)
     data = DataSplits(part, part, part, num_classes=4, class_names=list("abcd"), input_shape=(4,))
     net = lambda: nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 4))  # noqa: E731
     trainer = Trainer(Cohort.from_modules([net(), net()]), KnowledgeGraph([]), ClassificationTask(4), progress=False,
-                      device="cpu", train=TrainSpec(epochs=1, batch_size=2))
-    with pytest.raises(ConfigError, match="each of the 2 processes would train BatchNorm on 1 sample of every batch "
-                                          "of 2.*train.batch_size of at least 4"):
+                      device="cpu", train=TrainSpec(epochs=1, batch_size=1))
+    with pytest.raises(ConfigError, match=r"model 'student1' has a BatchNorm layer that got one value per channel in "
+                                          r"training \(1 sample\(s\) in this batch.*use a larger train.batch_size"):
         trainer.fit(data)
     # a resume on processes that cannot share the run's batch: its batch cannot change, the processes can
     monkeypatch.setattr(distributed, "join", lambda device: World(rank=0, size=3, joined=True))
@@ -574,3 +574,49 @@ def test_commands_that_do_not_train_refuse_several_processes(argv, monkeypatch, 
     monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun with one process: the command runs (here: no such run)
     assert main(argv) == 2
     assert "torchrun" not in capsys.readouterr().err
+
+
+TRAINER_UNUSED_SCRIPT = textwrap.dedent('''
+    """A cohort whose students return an auxiliary output the losses do not read, trained under
+    DDP (a group of one process, as torchrun --nproc-per-node 1 makes): the trainer declares the
+    auxiliary head's parameters to DDP, so training gets past its second step."""
+    import json, sys
+
+    import torch
+    from torch import nn
+
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, TrainSpec, Trainer, preset_edges
+
+    class WithAux(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head, self.aux = nn.Linear(4, 8), nn.Linear(8, 3), nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.body(x).relu()
+            return self.head(h), self.aux(h)  # the first item is the logits
+
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:])
+    cohort = Cohort.from_modules([WithAux(), WithAux()])
+    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+                      ClassificationTask(3), train=TrainSpec(epochs=1, batch_size=12), progress=False, device="cpu")
+    trainer.fit(data)
+    print(json.dumps(trainer.run_info.get("ddp_unused_parameters")))
+''')
+
+
+def test_the_trainer_declares_an_auxiliary_head_the_losses_do_not_read_to_ddp(tmp_path):
+    import socket
+
+    script = tmp_path / "aux.py"
+    script.write_text(TRAINER_UNUSED_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == {s: ["aux.weight", "aux.bias"] for s in ("student1", "student2")}

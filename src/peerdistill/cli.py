@@ -555,8 +555,8 @@ def _interrupt(signum, frame):
 
 
 def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
-    if int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun, once: every process was interrupted alike
-        err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
+    # (under torchrun each process says it: the first may be the one that does not get to)
+    err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
     return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
 
 

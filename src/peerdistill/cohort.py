@@ -76,9 +76,14 @@ class CohortOutput:
 @dataclass
 class Cohort:
     members: list[Member] = field(default_factory=list)
+    # False for a saved run's models: their names passed the rules of the version that trained them
+    check_names: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
-        problems = model_name_problems([m.name for m in self.members])
+        names = [m.name for m in self.members]
+        problems = model_name_problems(names) if self.check_names else []
+        if not problems and len(set(names)) != len(names):
+            problems = [f"model names in a cohort must be unique, got {names}"]
         if problems:
             raise ConfigError("; ".join(problems))
         for m in self.members:
@@ -241,11 +246,26 @@ class Cohort:
                 raw, recorded = packed[m.name]
             else:
                 context = torch.inference_mode() if m.frozen else contextlib.nullcontext()
-                with context:
+                with context, _batchnorm_named(m.name, len(x)):
                     raw = runners.get(m.name, m.module)(x)
                     recorded = self._recorders[m.name].take(complete=True) if m.name in self._recorders else {}
             _collect(out, m, raw, recorded, clone=m.frozen)
         return out
+
+
+@contextlib.contextmanager
+def _batchnorm_named(name: str, batch: int):
+    """BatchNorm training on one value per channel (one sample of a BatchNorm1d, or of a
+    BatchNorm2d after pooling): torch's message names neither the model nor the remedy."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise ConfigError(f"model '{name}' has a BatchNorm layer that got one value per channel in training ({batch} "
+                          "sample(s) in this batch, or this process's share of it under torchrun): use a larger "
+                          "train.batch_size (micro-batches of 2 or more), fewer processes, or train.sync_batchnorm "
+                          "on CUDA") from None
 
 
 def _collect(out: CohortOutput, m: Member, raw: Any, recorded: dict, clone: bool) -> None:

@@ -118,7 +118,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
         members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
     if not any(m.role == "student" for m in members):
         raise CheckpointError(f"run '{run.path}' holds no student models")
-    return Cohort(members), meta
+    return Cohort(members, check_names=False), meta
 
 
 def _in_training(path: Path) -> bool:

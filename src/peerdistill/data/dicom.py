@@ -221,7 +221,9 @@ def _why_undecoded(ds, exc: Exception) -> str:
                 "endian (e.g. dcmconv +te, gdcmconv --raw)")
     if not compressed:
         return ": its header (size, bits, samples per pixel, photometric interpretation) does not fit its pixel data"
-    if any(word in str(exc).lower() for word in ("missing", "not supported", "no pixel data decoders", "plugin")):
+    # pydicom's words for no decoder at hand (a decoder that ran and raised met damaged data)
+    if any(word in str(exc).lower() for word in ("missing", "not supported", "no pixel data decoders",
+                                                  "required dependencies")):
         return "; compressed files need a decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
     return "; its compressed data is damaged"
 
@@ -229,15 +231,16 @@ def _why_undecoded(ds, exc: Exception) -> str:
 def _complete_rescale(ds, path: Path) -> None:
     """A rescale slope without an intercept (or the reverse) is applied with the other's default
     (1, 0), as viewers do and as the output range is taken; pydicom would skip both."""
+    for key in ("RescaleSlope", "RescaleIntercept"):
+        if key in ds and ds.get(key) in (None, ""):  # an empty element is an unknown value: as if absent
+            del ds[key]
     given = {k: ds.get(k) for k in ("RescaleSlope", "RescaleIntercept") if k in ds}
     for key, value in given.items():
         try:
-            number = float(value)
+            float(value)
         except (TypeError, ValueError):
-            number = None
-        if value in (None, "") or number is None:
             raise DataError(f"DICOM image '{path}' gives {key} {value!r}, not a number: fix the header (slope 1 and "
-                            "intercept 0 leave the values as stored)")
+                            "intercept 0 leave the values as stored)") from None
     if given.get("RescaleSlope") is not None and float(given["RescaleSlope"]) == 0:
         raise DataError(f"DICOM image '{path}' gives RescaleSlope 0, which maps every pixel to one value: fix the "
                         "header (1 leaves the values as stored)")

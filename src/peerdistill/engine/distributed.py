@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..cohort import as_logits
 from ..errors import ConfigError, PeerdistillError
 
 
@@ -227,38 +228,26 @@ def wrap(module: nn.Module, device: torch.device, find_unused: bool = False) -> 
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
-def unused_parameters(module: nn.Module, x: torch.Tensor) -> list[str]:
-    """The trained parameters a forward on ``x`` gives no gradient (a spare head, an auxiliary
-    classifier used only in another mode), found by one backward in eval mode; the model's
-    gradients and mode are as before after it."""
-    trained = {name: p for name, p in module.named_parameters() if p.requires_grad}
-    kept = {name: p.grad for name, p in trained.items()}
+def unused_parameters(module: nn.Module, x: torch.Tensor, name: str = "model") -> list[str]:
+    """The trained parameters the logits of a forward on ``x`` get no gradient from (a spare
+    head, an auxiliary classifier whose output the losses do not read), found by one backward in
+    eval mode; the model's gradients and mode are as before after it."""
+    trained = {key: p for key, p in module.named_parameters() if p.requires_grad}
+    kept = {key: p.grad for key, p in trained.items()}
     was_training = module.training
     module.eval()  # BatchNorm's running statistics stay as they are
     try:
         for p in trained.values():
             p.grad = None
         with torch.enable_grad():
-            out = module(x)
-            tensors = [t for t in _tensors(out) if t.requires_grad]
-            if tensors:
-                sum(t.float().sum() for t in tensors).backward()
-        return [name for name, p in trained.items() if p.grad is None]
+            logits = as_logits(module(x), name)  # what the losses read of the output
+            if logits.requires_grad:
+                logits.float().sum().backward()
+        return [key for key, p in trained.items() if p.grad is None]
     finally:
-        for name, p in trained.items():
-            p.grad = kept[name]
+        for key, p in trained.items():
+            p.grad = kept[key]
         module.train(was_training)
-
-
-def _tensors(out) -> list[torch.Tensor]:
-    """The tensors of a model's output, however nested (dicts, tuples, named tuples)."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return [t for v in out.values() for t in _tensors(v)]
-    if isinstance(out, (list, tuple)):
-        return [t for v in out for t in _tensors(v)]
-    return []
 
 
 @contextlib.contextmanager

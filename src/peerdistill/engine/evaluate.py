@@ -46,9 +46,17 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     head_ensembles = cohort.head_ensembles()
     meters = {name: FiniteCheck(task.new_meter(), name, where)
               for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
+    checked = False
     for x, y in batches:
+        if not checked and torch.as_tensor(y).ndim == 0:
+            raise DataError("evaluate takes batches (inputs, targets), but got single samples: give a DataLoader of the "
+                            "dataset, e.g. torch.utils.data.DataLoader(dataset, batch_size=64)")
         _check_targets(task, y, where)
         outputs = logits_of(cohort, x, window, overlap)
+        if not checked and hasattr(task, "check_output"):  # every model's outputs fit the task's classes
+            for name, out in outputs.items():
+                task.check_output(name, out, len(x))
+        checked = True
         for name, out in outputs.items():
             meters[name].check(out)
         probs = {name: task.probabilities(out) for name, out in outputs.items()}

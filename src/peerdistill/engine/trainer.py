@@ -21,7 +21,7 @@ from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..data.splits import standardised_spread
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
-                      PeerdistillWarning)
+                      PeerdistillWarning, RunDirError)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
@@ -115,6 +115,8 @@ class Trainer(RunRecords):
         self.deterministic = last_deterministic if deterministic is None else deterministic
         self.device = resolve_device(device)
         self.run_dir_path = Path(run_dir) if run_dir is not None else None
+        if self.run_dir_path is not None and self.run_dir_path.exists() and not self.run_dir_path.is_dir():
+            raise RunDirError(f"run_dir '{self.run_dir_path}' is a file: give a folder for the run (new or empty)")
         self.overwrite = overwrite
         self.show_progress = progress
         self.callbacks = list(callbacks or [])
@@ -240,11 +242,6 @@ class Trainer(RunRecords):
             if len(getattr(data, split)) == 0:
                 raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
         drop_last = len(data.train) > ts.batch_size
-        batch = ts.batch_size if drop_last or self.patches else len(data.train)
-        if self._trains_batchnorm and self.world.size > 1 and batch // self.world.size < 2:
-            raise ConfigError(f"each of the {self.world.size} processes would train BatchNorm on "
-                              f"{batch // self.world.size} sample of every batch of {batch}, where it cannot "
-                              f"normalise: use a train.batch_size of at least {2 * self.world.size}, or fewer processes")
         if self.patches:
             if not isinstance(data.train, TensorData):
                 raise ConfigError("patch training needs in-memory images (a folders or arrays dataset)")
@@ -379,6 +376,13 @@ class Trainer(RunRecords):
             for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
                 m.module = distributed.sync_batchnorm(m.module)
             self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
+        # Under DDP, parameters the logits do not use must be declared (found before packing:
+        # a packed group holds its students' spare heads too); in one process they need nothing.
+        unused = {m.name: distributed.unused_parameters(m.module, self._probe_input, m.name)
+                  for m in self.cohort.trainable} if self.world.distributed else {}
+        unused = {name: found for name, found in unused.items() if found}
+        if unused:  # trained like a single process would, at the cost of a search per step
+            self.run_info["ddp_unused_parameters"] = unused
         self.groups = []
         if self.speed.fuse_students:
             for names in self._fusable_sets():
@@ -398,11 +402,9 @@ class Trainer(RunRecords):
         if self.world.distributed:
             for m in self.cohort.trainable:
                 if m.name not in grouped:
-                    unused = distributed.unused_parameters(m.module, self._probe_input)
-                    if unused:  # trained like a single process would, at the cost of a search per step
-                        self.run_info.setdefault("ddp_unused_parameters", {})[m.name] = unused
-                    self.runners[m.name] = distributed.wrap(m.module, self.device, find_unused=bool(unused))
-            self.groups = [(names, distributed.wrap(g, self.device)) for names, g in self.groups]
+                    self.runners[m.name] = distributed.wrap(m.module, self.device, find_unused=m.name in unused)
+            self.groups = [(names, distributed.wrap(g, self.device, find_unused=bool(set(names) & set(unused))))
+                           for names, g in self.groups]
             distributed.broadcast_state(self.world, self.connectors)
             distributed.broadcast_state(self.world, self.discriminators)
         if self.speed.compile:
