@@ -620,3 +620,24 @@ def test_the_trainer_declares_an_auxiliary_head_the_losses_do_not_read_to_ddp(tm
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[-1]) == {s: ["aux.weight", "aux.bias"] for s in ("student1", "student2")}
+
+
+def test_unused_parameters_are_those_the_read_outputs_do_not_depend_on():
+    """The logits and a self-distilled network's head logits are read; an extra tuple item is not."""
+    from peerdistill.engine.distributed import unused_parameters
+    from peerdistill.models import build_model
+    from peerdistill.models.heads import HeadedModel
+
+    headed = HeadedModel(build_model("cnn", {"width": 4, "depth": 3}, 1, 3), ["features.2"], "features", 3,
+                         torch.zeros(2, 1, 8, 8))
+    assert unused_parameters(headed, torch.randn(2, 1, 8, 8)) == []
+
+    class Aux(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head, self.aux = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.head(x), self.aux(x)
+
+    assert unused_parameters(Aux(), torch.randn(2, 4)) == ["aux.weight", "aux.bias"]

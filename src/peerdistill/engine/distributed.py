@@ -240,9 +240,13 @@ def unused_parameters(module: nn.Module, x: torch.Tensor, name: str = "model") -
         for p in trained.values():
             p.grad = None
         with torch.enable_grad():
-            logits = as_logits(module(x), name)  # what the losses read of the output
-            if logits.requires_grad:
-                logits.float().sum().backward()
+            out = module(x)
+            # what the losses read of the output: the logits, and self-distillation heads' logits
+            read = [as_logits(out, name)] + (list(out["heads"].values()) if isinstance(out, dict)
+                                             and isinstance(out.get("heads"), dict) else [])
+            read = [t for t in read if isinstance(t, torch.Tensor) and t.requires_grad]
+            if read:
+                sum(t.float().sum() for t in read).backward()
         return [key for key, p in trained.items() if p.grad is None]
     finally:
         for key, p in trained.items():
