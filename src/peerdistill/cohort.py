@@ -238,7 +238,8 @@ class Cohort:
         runners = runners or {}
         packed: dict[str, tuple[Any, dict]] = {}
         for names, group in groups:
-            outputs, features = group(x)
+            with _batchnorm_named(" / ".join(names), len(x)):
+                outputs, features = group(x)
             packed.update(zip(names, zip(outputs, features)))
         out = CohortOutput()
         for m in self.members:

@@ -287,7 +287,7 @@ def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:
 def _voi_lut(values: np.ndarray, ds, low: float) -> tuple[np.ndarray, float]:
     """The first VOI LUT (PS3.3 C.11.2.1.1), looked up here with indices as wide as the values
     (pydicom 3.0 indexes with the LUT's entry type: an 8-bit LUT of 4096 entries wraps), and
-    its output's largest value. The first value mapped is signed where the values can be
+    its output's largest possible value. The first value mapped is signed where the values can be
     negative (CT in HU), whatever VR an implicit-VR file leaves pydicom to guess."""
     item = ds.VOILUTSequence[0]
     entries, first, bits = (int(v) for v in item.LUTDescriptor)
@@ -307,10 +307,10 @@ def _voi_lut(values: np.ndarray, ds, low: float) -> tuple[np.ndarray, float]:
     if len(table) < entries:
         raise ValueError(f"its VOI LUT holds {len(table)} entries where its descriptor says {entries}")
     table = table[:entries].astype(np.float64)
-    if table.max() > 2**bits - 1:
-        raise ValueError(f"its VOI LUT holds entries up to {table.max():g}, above the {bits} bits its descriptor gives")
     index = np.clip(np.floor(np.asarray(values, np.float64)) - first, 0, entries - 1).astype(np.int64)
-    return table[index], float(2**bits - 1)
+    # a descriptor's bit depth is known to understate its entries in real files: viewers then
+    # take the output range from the largest entry, as here
+    return table[index], max(float(2**bits - 1), float(table.max()))
 
 
 def _windowed(stored: np.ndarray, ds, window: tuple[float, float]) -> np.ndarray:

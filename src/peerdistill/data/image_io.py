@@ -63,7 +63,7 @@ def image_files(folder: Path) -> list[Path]:
 def _warn_of_images_without_suffix(others: list[Path]) -> None:
     """Files named as exports name DICOM that are images of another format (a PNG saved without
     its suffix) are not read: said, not left out unseen."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     found = {}
     for path in others:
@@ -71,7 +71,7 @@ def _warn_of_images_without_suffix(others: list[Path]) -> None:
             try:
                 with Image.open(path) as im:
                     found[path] = im.format
-            except (UnidentifiedImageError, OSError, ValueError):
+            except Exception:  # noqa: BLE001 - not an image Pillow knows (or one too large to open): not said
                 continue
     if found:
         (first, fmt), *_ = found.items()
