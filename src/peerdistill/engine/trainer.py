@@ -234,10 +234,11 @@ class Trainer(RunRecords):
         ts = self.train_spec
         shard = (self.world.rank, self.world.size)
         if resume and ts.batch_size % self.world.size:  # (the batch is the run's: a resume cannot change it)
-            divisors = [n for n in range(1, ts.batch_size + 1) if ts.batch_size % n == 0][:6]
+            divisors = [str(n) for n in range(1, ts.batch_size + 1) if ts.batch_size % n == 0]
+            listed = ", ".join(divisors[:6] + (["..."] if len(divisors) > 6 else []))
             raise ConfigError(f"this run's global batch is {ts.batch_size} samples, which {self.world.size} processes "
                               f"cannot share equally: resume it on a number of processes that divides "
-                              f"{ts.batch_size} ({', '.join(map(str, divisors))}, ...)")
+                              f"{ts.batch_size} ({listed})")
         for split in ("train", "val", "test"):
             if len(getattr(data, split)) == 0:
                 raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
