@@ -193,6 +193,10 @@ def test_specs_built_in_python_raise_config_errors_with_hints():
     with pytest.raises(ConfigError, match="invalid RunConfig arguments"):
         RunConfig(trian={})
     assert TrainSpec(epochs=3).epochs == 3
+    spec = TrainSpec(epochs=3)
+    with pytest.raises(ConfigError, match="invalid TrainSpec.epochs"):
+        spec.epochs = 0  # assigned as it is constructed
+    assert spec.epochs == 3
 
 
 def test_run_reading_functions_name_wrong_arguments(tmp_path):

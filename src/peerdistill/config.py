@@ -88,6 +88,13 @@ class _Strict(BaseModel, metaclass=_BuiltInPython):
     # .inf / .nan in YAML are refused for every number: they only fail later, as non-finite losses
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``spec.epochs = 0`` is refused as ``TrainSpec(epochs=0)`` is."""
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"{type(self).__name__}.{name}", type(self))) from None
+
     @model_validator(mode="before")
     @classmethod
     def _no_true_or_false_for_numbers(cls, data: Any) -> Any:
