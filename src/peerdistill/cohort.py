@@ -237,36 +237,32 @@ class Cohort:
         and recorded features (``engine.fused.StudentGroup``)."""
         runners = runners or {}
         packed: dict[str, tuple[Any, dict]] = {}
-        for names, group in groups:
-            with _batchnorm_named(" / ".join(names), len(x)):
+        running = ""  # the model running, for a message
+        try:
+            for names, group in groups:
+                running = " / ".join(names)
                 outputs, features = group(x)
-            packed.update(zip(names, zip(outputs, features)))
-        out = CohortOutput()
-        for m in self.members:
-            if m.name in packed:
-                raw, recorded = packed[m.name]
-            else:
-                context = torch.inference_mode() if m.frozen else contextlib.nullcontext()
-                with context, _batchnorm_named(m.name, len(x)):
-                    raw = runners.get(m.name, m.module)(x)
-                    recorded = self._recorders[m.name].take(complete=True) if m.name in self._recorders else {}
-            _collect(out, m, raw, recorded, clone=m.frozen)
+                packed.update(zip(names, zip(outputs, features)))
+            out = CohortOutput()
+            for m in self.members:
+                if m.name in packed:
+                    raw, recorded = packed[m.name]
+                else:
+                    running = m.name
+                    with torch.inference_mode() if m.frozen else contextlib.nullcontext():
+                        raw = runners.get(m.name, m.module)(x)
+                        recorded = self._recorders[m.name].take(complete=True) if m.name in self._recorders else {}
+                _collect(out, m, raw, recorded, clone=m.frozen)
+        except ValueError as exc:
+            # BatchNorm training on one value per channel (one sample of a BatchNorm1d, or of a
+            # BatchNorm2d after pooling): torch's message names neither the model nor the remedy
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            raise ConfigError(f"model '{running}' has a BatchNorm layer that got one value per channel in training "
+                              f"({len(x)} sample(s) in this batch, or this process's share of it under torchrun): "
+                              "use a larger train.batch_size (micro-batches of 2 or more), fewer processes, or "
+                              "train.sync_batchnorm on CUDA") from None
         return out
-
-
-@contextlib.contextmanager
-def _batchnorm_named(name: str, batch: int):
-    """BatchNorm training on one value per channel (one sample of a BatchNorm1d, or of a
-    BatchNorm2d after pooling): torch's message names neither the model nor the remedy."""
-    try:
-        yield
-    except ValueError as exc:
-        if "Expected more than 1 value per channel" not in str(exc):
-            raise
-        raise ConfigError(f"model '{name}' has a BatchNorm layer that got one value per channel in training ({batch} "
-                          "sample(s) in this batch, or this process's share of it under torchrun): use a larger "
-                          "train.batch_size (micro-batches of 2 or more), fewer processes, or train.sync_batchnorm "
-                          "on CUDA") from None
 
 
 def _collect(out: CohortOutput, m: Member, raw: Any, recorded: dict, clone: bool) -> None:

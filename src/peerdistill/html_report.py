@@ -178,11 +178,9 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
     if metrics.get("status") != "complete":
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / "metrics.json").stat().st_mtime))
-        try:
-            run_lock.check_free(directory)
-            going = f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}"
-        except RunDirError:  # its lock is held
-            going = "A process is training it now (its lock is held): this page shows it as it was then"
+        going = ("A process is training it now (its lock is held): this page shows it as it was then"
+                 if run_lock.is_held(directory) else
+                 f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
 

@@ -15,7 +15,8 @@ import torch
 from pydantic import ValidationError
 
 from .config import DataSpec
-from .data.image_io import IMAGE_SUFFIXES, counting_dicom_reads, is_image_file
+from .data.dicom import counting_dicom_reads
+from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
 from .data.splits import standardize

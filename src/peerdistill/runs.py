@@ -32,7 +32,7 @@ from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import with_tta
-from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning, RunDirError
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -79,7 +79,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
                       "models are still those of the comparison's former config; run that compare command again "
                       f"to replace it, or delete the file {REPLACE_MARK} in it to keep it", PeerdistillWarning,
                       stacklevel=2)
-    in_training = _in_training(run.path)
+    in_training = run_lock.is_held(run.path)
     if in_training:
         warnings.warn(f"'{run.path}' is being trained right now: its models are those of its best epoch so far, not "
                       "its final ones; read it again when its training ends", PeerdistillWarning, stacklevel=2)
@@ -119,15 +119,6 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     if not any(m.role == "student" for m in members):
         raise CheckpointError(f"run '{run.path}' holds no student models")
     return Cohort(members, check_names=False), meta
-
-
-def _in_training(path: Path) -> bool:
-    """Whether another process holds the run's lock: it trains the run now."""
-    try:
-        run_lock.check_free(path)
-    except RunDirError:
-        return True
-    return False
 
 
 def saved_data_spec(meta: dict[str, Any]) -> DataSpec:

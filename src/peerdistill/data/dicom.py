@@ -13,6 +13,7 @@ can store.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
 import stat
@@ -169,6 +170,7 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
     (grey repeated). ``window`` (center, width; ``data.dicom_window``), in the values after the
     modality LUT (Hounsfield units for CT), replaces the file's own window: those values are
     mapped to [0, 1] by DICOM's linear window function."""
+    READS["files"] += 1
     ds = _read(path, pixels=True)
     if window is not None and ds.PhotometricInterpretation not in GREY_INTERPRETATIONS:
         raise DataError(f"data.dicom_window windows grey images, but DICOM image '{path}' is "
@@ -188,7 +190,7 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom's note on an odd number: non-finite results are named below
                 a = (_windowed(stored, ds, window) if window is not None else _viewed_grey(stored, ds))[..., None]
-            SCALES["the user's window" if window is not None else _own_scale(ds)] += 1
+            READS[f"way: {_own_scale(ds, window)}"] += 1
         except (ValueError, KeyError, AttributeError, TypeError, IndexError, NotImplementedError, OverflowError,
                 struct.error) as exc:  # a malformed window or LUT
             raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
@@ -208,6 +210,9 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
         a = (a @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]  # luminance, as Pillow's "L"
     elif not grey and a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
+    if window is not None:
+        READS["windowed"] += a.size
+        READS["at_ends"] += int(np.count_nonzero((a <= 0) | (a >= 1)))
     return a
 
 
@@ -249,12 +254,41 @@ def _complete_rescale(ds, path: Path) -> None:
         ds.RescaleIntercept = given.get("RescaleIntercept", 0)
 
 
-# How the grey files read so far were put on [0, 1] (``_own_scale``): a set read in several ways
-# holds the same tissue at different values.
-SCALES: collections.Counter = collections.Counter()
+# What read_dicom has read so far: files; of the pixels read through a window of the user's, how
+# many it put at black or white (whether data.dicom_window applied, and fits); and how the grey
+# files were put on [0, 1] ("way: ...", ``_own_scale``: a set read in several ways holds the same
+# tissue at different values).
+READS: collections.Counter = collections.Counter()
 
 
-def _own_scale(ds) -> str:
+class DicomReads:
+    """What was read since it was made (``READS``)."""
+
+    def __init__(self):
+        self.start = READS.copy()
+
+    def _since(self) -> collections.Counter:
+        return READS - self.start
+
+    def files(self) -> int:
+        return self._since()["files"]
+
+    def ways_scaled(self) -> dict[str, int]:
+        return {key.removeprefix("way: "): n for key, n in self._since().items() if key.startswith("way: ")}
+
+    def share_at_ends(self) -> float:
+        since = self._since()
+        return since["at_ends"] / since["windowed"] if since["windowed"] else 0.0
+
+
+@contextlib.contextmanager
+def counting_dicom_reads():
+    yield DicomReads()
+
+
+def _own_scale(ds, window) -> str:
+    if window is not None:
+        return "the user's window"
     if "WindowCenter" in ds and "WindowWidth" in ds:
         return "their own window"
     if ds.get("VOILUTSequence"):

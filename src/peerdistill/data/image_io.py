@@ -194,36 +194,6 @@ def check_root_folder(root: Path, kind: str) -> None:
                     "from the folder the command runs in)")
 
 
-# What read_image has read of DICOM so far: files, and of the pixels read through a window of
-# the user's, how many it put at black or white: whether data.dicom_window applied, and fits.
-_DICOM_READ = {"files": 0, "windowed": 0, "at_ends": 0}
-
-
-class DicomReads:
-    """The DICOM files read since it was made, and the share of their windowed pixels at 0 or 1."""
-
-    def __init__(self):
-        from .dicom import SCALES
-
-        self.start, self.scales, self.scales_start = dict(_DICOM_READ), SCALES, SCALES.copy()
-
-    def files(self) -> int:
-        return _DICOM_READ["files"] - self.start["files"]
-
-    def ways_scaled(self) -> dict[str, int]:
-        """How many grey DICOM files were put on [0, 1] each way (``dicom._own_scale``)."""
-        return dict(self.scales - self.scales_start)
-
-    def share_at_ends(self) -> float:
-        windowed = _DICOM_READ["windowed"] - self.start["windowed"]
-        return (_DICOM_READ["at_ends"] - self.start["at_ends"]) / windowed if windowed else 0.0
-
-
-@contextlib.contextmanager
-def counting_dicom_reads():
-    yield DicomReads()
-
-
 def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> np.ndarray:
     """[H, W, C] float32, in [0, 1] for 8- and 16-bit images. 8-bit images are divided by 255,
     16-bit grey ones by 65535, and so are 32-bit integer ones (Pillow opens many 16-bit files
@@ -234,11 +204,7 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
     from PIL import Image
 
     if is_dicom(path):
-        _DICOM_READ["files"] += 1
         a = read_dicom(path, grey, dicom_window)
-        if dicom_window is not None:
-            _DICOM_READ["windowed"] += a.size
-            _DICOM_READ["at_ends"] += int(np.count_nonzero((a <= 0) | (a >= 1)))
         return resized_planes(a, size) if size else a
 
     with opened(path) as im:

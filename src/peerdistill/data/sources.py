@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import DataSpec
 from ..errors import DataError, PeerdistillWarning
-from .image_io import counting_dicom_reads
+from .dicom import counting_dicom_reads
 from .splits import DataSplits
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))

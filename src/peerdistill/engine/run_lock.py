@@ -87,3 +87,12 @@ def check_free(path: str | Path) -> None:
     """A ``RunDirError`` when a process trains the run directory ``path`` now; nothing is held."""
     if Path(path).is_dir():
         release(hold(path))
+
+
+def is_held(path: str | Path) -> bool:
+    """Whether a process trains the run directory ``path`` now (readers say so; nothing is held)."""
+    try:
+        check_free(path)
+    except RunDirError:
+        return True
+    return False
