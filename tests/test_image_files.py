@@ -515,3 +515,17 @@ def test_a_palette_of_grey_entries_is_grey_and_of_colours_colour(tmp_path):
     assert Image.open(tmp_path / "grey.png").mode == Image.open(tmp_path / "colour.png").mode == "P"
     assert size_and_colour(tmp_path / "grey.png") == ((8, 8), False)
     assert size_and_colour(tmp_path / "colour.png") == ((8, 8), True)
+
+
+def test_images_four_pixels_high_are_read_as_images_not_as_channels(tmp_path):
+    # a file is read as [H, W, C]: a 4-pixel-high RGB strip must not be taken for 4 channels of
+    # 3-pixel-wide images, as arrays of that shape would be by the layout guess
+    for n in range(6):
+        for cls, value in (("a", 30), ("b", 200)):
+            save(np.full((4, 9, 3), value + n, np.uint8), tmp_path / "tree" / cls / f"{n}.png")
+            save(np.full((4, 9, 3), value + n, np.uint8), tmp_path / "seg" / "images" / f"{cls}{n}.png")
+            save((np.arange(9)[None, :] > 4).repeat(4, 0).astype(np.uint8), tmp_path / "seg" / "masks" / f"{cls}{n}.png")
+    classes = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "tree")))
+    assert classes.input_shape == (3, 4, 9)
+    pairs = build_data(DataSpec(kind="folders", root=str(tmp_path / "seg")))
+    assert pairs.input_shape == (3, 4, 9) and pairs.train.y.shape[-2:] == (4, 9)

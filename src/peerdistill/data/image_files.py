@@ -181,7 +181,7 @@ def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
         if not files:
             raise DataError(f"{source}: the {s} split is empty")
         arrays += [_read_all(files, spec), np.asarray(labels)]
-    splits = DataSplits.from_arrays(*arrays, class_names=classes, stats=stats)
+    splits = DataSplits.from_arrays(*arrays, class_names=classes, stats=stats, channels_last=True)
     splits.info.update(source=source, splits="given",
                        files={s: _relative_names(parts[s][0], source) for s in SPLITS})
     return splits
@@ -210,7 +210,7 @@ def _stratified(files, labels, classes, spec, stats, source) -> DataSplits:
     x = _read_all(files, spec)
     splits = DataSplits.stratified(x, np.asarray(labels), val_fraction=spec.val_fraction,
                                    test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds,
-                                   fold=spec.fold, class_names=classes, stats=stats)
+                                   fold=spec.fold, class_names=classes, stats=stats, channels_last=True)
     names = _relative_names(files, source)
     splits.info.update(source=source, splits=f"stratified, seed {spec.split_seed}" + (
         f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""),
@@ -228,7 +228,7 @@ def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
     x, y = _read_all(files, spec), np.asarray(labels)
     try:
         splits = DataSplits.from_arrays(*[a for idx in parts for a in (x[idx], y[idx])], class_names=classes,
-                                        stats=stats)
+                                        stats=stats, channels_last=True)
     except DataError as exc:
         counts = {s: dict(zip(classes, np.bincount(y[idx], minlength=len(classes)).tolist()))
                   for s, idx in zip(SPLITS, parts)}

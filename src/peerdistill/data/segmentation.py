@@ -20,11 +20,13 @@ from .synthetic import make_shapes
 
 
 def segmentation_splits(images: list, masks: list, *, num_classes: int | None = None,
-                        class_names: list[str] | None = None, stats=None, scored_only: bool = False) -> DataSplits:
+                        class_names: list[str] | None = None, stats=None, scored_only: bool = False,
+                        channels_last: bool | None = None) -> DataSplits:
     """Three (images, masks) pairs for train, val, test. Images [N, H, W(, C)] or [N, C, H, W];
     masks [N, H, W] integers 0..K-1, or 255 for pixels that count nowhere. ``scored_only``: the
-    first part is a set to score, not to train on (it may lack foreground)."""
-    xs = [to_nchw(x, name) for x, name in zip(images, ("train", "val", "test"))]
+    first part is a set to score, not to train on (it may lack foreground). ``channels_last``: as
+    in ``DataSplits.from_arrays`` (image files are read as [H, W, C], so their loaders say True)."""
+    xs = [to_nchw(x, name, channels_last) for x, name in zip(images, ("train", "val", "test"))]
     ms = [to_masks(m, name) for m, name in zip(masks, ("train", "val", "test"))]
     for x, m, name in zip(xs, ms, ("train", "val", "test")):
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
@@ -38,11 +40,12 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
 
 
 def segmentation_whole(images, masks, *, num_classes: int | None = None, class_names: list[str] | None = None,
-                       stats=None) -> DataSplits:
+                       stats=None, channels_last: bool | None = None) -> DataSplits:
     """One image/mask set kept whole, as the test split (train and val empty): what eval scores
     with ``--split all``, checked and numbered as a training set would be."""
     parts = segmentation_splits([images, images[:0], images[:0]], [masks, masks[:0], masks[:0]],
-                                num_classes=num_classes, class_names=class_names, stats=stats, scored_only=True)
+                                num_classes=num_classes, class_names=class_names, stats=stats, scored_only=True,
+                                channels_last=channels_last)
     whole = DataSplits(parts.val, parts.test, parts.train, num_classes=parts.num_classes,
                        class_names=parts.class_names, input_shape=parts.input_shape, stats=parts.stats)
     whole.info["split"] = "whole (scored as one set)"
@@ -121,7 +124,8 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
             raise DataError(f"the split folders of '{root}' hold images of different sizes: set data.image_size=[H, W] "
                             "to resize them")
         splits = segmentation_whole(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                                    num_classes=spec.num_classes, class_names=spec.class_names, stats=stats)
+                                    num_classes=spec.num_classes, class_names=spec.class_names, stats=stats,
+                                    channels_last=True)
         splits.info.update(source=str(root), files={"test": [n for p in parts for n in p[2]]},
                            pixel_spacing=seen_spacing(spec, read_from))
         return splits
@@ -149,7 +153,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         train, val = _cut(rest, spec.val_fraction / (1 - spec.test_fraction), rng)
         parts = [train, val, test]
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
-                                 class_names=spec.class_names, stats=stats)
+                                 class_names=spec.class_names, stats=stats, channels_last=True)
     splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_from),
                        files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.folds:

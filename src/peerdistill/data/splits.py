@@ -159,10 +159,11 @@ class DataSplits:
         return out
 
     @classmethod
-    def whole(cls, x, y, *, class_names: list[str], stats: dict[str, list[float]] | None = None) -> "DataSplits":
+    def whole(cls, x, y, *, class_names: list[str], stats: dict[str, list[float]] | None = None,
+              channels_last: bool | None = None) -> "DataSplits":
         """One labelled set kept whole, as the test split (train and val empty), standardised by
         ``stats`` (a run's) or its own: what eval scores with ``--split all``."""
-        x, y = to_nchw(x, "all"), to_labels(y, "all")
+        x, y = to_nchw(x, "all", channels_last), to_labels(y, "all")
         stats = stats or channel_stats(x)
         x = standardize(x, stats)
         empty = TensorData(x[:0], y[:0])
