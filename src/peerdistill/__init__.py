@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-import importlib
+import importlib as _importlib
 
 from .cohort import Cohort, Member  # noqa: E402
 from .config import OptimSpec, RunConfig, TrainSpec, load_config  # noqa: E402
@@ -26,7 +26,7 @@ _ON_FIRST_USE = {"export_run": ".export", "predict_files": ".predict"}
 
 def __getattr__(name: str):
     if name in _ON_FIRST_USE:
-        return getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+        return getattr(_importlib.import_module(_ON_FIRST_USE[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
