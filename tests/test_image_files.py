@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from peerdistill.config import DataSpec
+from peerdistill.config import DataSpec, validate
 from peerdistill.data import build_data
 from peerdistill.data.detection import load_mask_boxes
 from peerdistill.data.image_io import image_size, read_image, read_mask
@@ -273,7 +273,7 @@ def test_voc_style_void_borders_are_not_masks_saved_two_ways(tmp_path):
     bordered = square(1)
     bordered[0, :] = 255  # a void border beside the class, as in Pascal VOC
     write_pairs(tmp_path, [bordered, square(255), square(2), square(1)])
-    assert folders(tmp_path).num_classes == 3
+    assert folders(tmp_path, split_seed=4).num_classes == 3  # (a seed that puts both classes in train)
 
 
 def test_runs_saved_with_class_names_an_older_version_ignored_still_read(tmp_path):
@@ -529,3 +529,132 @@ def test_images_four_pixels_high_are_read_as_images_not_as_channels(tmp_path):
     assert classes.input_shape == (3, 4, 9)
     pairs = build_data(DataSpec(kind="folders", root=str(tmp_path / "seg")))
     assert pairs.input_shape == (3, 4, 9) and pairs.train.y.shape[-2:] == (4, 9)
+
+
+def test_binary_masks_saved_at_two_scales_are_refused_not_emptied(tmp_path):
+    write_pairs(tmp_path / "a", [square(1), square(255), square(1), square(255)])
+    with pytest.raises(DataError, match=r"saved at different scales \('0.png' is 0/1, '1.png' is 0/255\)"):
+        folders(tmp_path / "a", binary_masks=True)
+    for i in range(4):  # 8-bit 0/255 beside 16-bit 0/65535
+        save(np.full((6, 6), 30 * i, np.uint8), tmp_path / "b" / "images" / f"{i}.png")
+        save(square(255) if i % 2 else square(255).astype(np.uint16) * 257, tmp_path / "b" / "masks" / f"{i}.png")
+    with pytest.raises(DataError, match="'0.png' is 0/65535, '1.png' is 0/255"):
+        folders(tmp_path / "b", binary_masks=True)
+
+
+def jpeg_of_0_1_masks(root):
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 6:22] = 1
+    for i in range(4):
+        save(np.full((32, 32), 30 * i, np.uint8), root / "images" / f"{i}.png")
+        save(mask, root / "masks" / f"{i}.jpg", quality=90)
+
+
+def test_a_binary_rule_that_empties_every_mask_says_which_rule(tmp_path):
+    jpeg_of_0_1_masks(tmp_path)  # 0/1 masks saved as JPEG: the lossy rule (above 127) keeps nothing
+    with pytest.warns(UserWarning, match=r"no mask keeps a foreground pixel: foreground is a value above 127.*JPEG"), \
+            pytest.raises(DataError, match="with it set, foreground is a value above 0 in 0/1 masks"):
+        folders(tmp_path, binary_masks=True)
+
+
+def test_jpeg_masks_of_class_indices_are_refused(tmp_path):
+    jpeg_of_0_1_masks(tmp_path)  # their edges gain 2s: a third class
+    with pytest.raises(DataError, match="is a JPEG: compression changes label values"):
+        folders(tmp_path)
+
+
+def palette_mask(path, indices, palette):
+    im = Image.fromarray(np.asarray(indices, np.uint8), mode="P")
+    im.putpalette(palette)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def test_a_grey_palette_listing_white_first_is_read_as_shown(tmp_path):
+    white_first = [255, 255, 255, 0, 0, 0] + [128] * 3 * 254  # index 0 shows white: the object
+    object_at_0 = 1 - square(1)  # index 0 on the object, 1 around it
+    palette_mask(tmp_path / "m.png", object_at_0, white_first)
+    assert (read_mask(tmp_path / "m.png", binary=True) == square(1)).all()  # what a viewer shows
+    with pytest.raises(DataError, match="grey palette shows a higher class index darker"):
+        read_mask(tmp_path / "m.png")
+    black_first = [0, 0, 0, 255, 255, 255] + [128] * 3 * 254  # as DRIVE's and Pillow's: read by index
+    palette_mask(tmp_path / "k.png", square(1), black_first)
+    assert (read_mask(tmp_path / "k.png") == square(1)).all()
+    assert (read_mask(tmp_path / "k.png", binary=True) == square(1)).all()
+
+
+def test_colour_masks_read_as_class_indices_are_refused(tmp_path):
+    two_colours = np.zeros((6, 6, 3), np.uint8)
+    two_colours[1:3, 1:3, 0] = 255  # red: one class
+    two_colours[3:5, 3:5, 1] = 255  # green: another
+    save(two_colours, tmp_path / "c.png")
+    with pytest.raises(DataError, match="is in colour .* convert each colour to its class index"):
+        read_mask(tmp_path / "c.png")
+    save(np.repeat(square(1)[..., None], 3, axis=-1), tmp_path / "grey.png")  # grey stored as RGB: its values
+    assert (read_mask(tmp_path / "grey.png") == square(1)).all()
+
+
+def test_many_classes_and_binary_masks_with_more_classes_are_refused_by_the_config():
+    with pytest.raises(ConfigError, match="less than or equal to 255"):
+        validate({"task": "segmentation", "data": {"kind": "folders", "root": "x", "num_classes": 300}})
+    with pytest.raises(ConfigError, match="data.num_classes must be 2 .* not 3"):
+        validate({"task": "segmentation", "data": {"kind": "folders", "root": "x", "binary_masks": True,
+                                                   "num_classes": 3}})
+
+
+def test_images_in_subfolders_are_refused_for_training_and_said_by_predict(tmp_path):
+    write_pairs(tmp_path, [square(1)] * 4)
+    save(np.zeros((6, 6), np.uint8), tmp_path / "images" / "more" / "9.png")
+    with pytest.raises(DataError, match=r"more' holds 1 image file\(s\) \('9.png'\.\.\.\), but image and mask pairs"):
+        folders(tmp_path)
+    with pytest.warns(UserWarning, match="subfolder\\(s\\) of .* hold images that are not read \\(more\\)"):
+        assert len(read_inputs([str(tmp_path / "images")], channels=1, size=None).names) == 4
+    flat = tmp_path / "flat"  # masks inside the images folder, as with data.images '.': not a subfolder
+    for i in range(4):
+        save(np.full((6, 6), 30 * i, np.uint8), flat / f"{i}.png")
+        save(square(1), flat / "masks" / f"{i}.png")
+    assert folders(flat, images=".", split_seed=0).num_classes == 2
+
+
+def test_files_the_pattern_misses_are_named_not_left_out(tmp_path):
+    write_pairs(tmp_path, [square(1)] * 4)
+    save(np.zeros((6, 6), np.uint8), tmp_path / "images" / "extra.png")
+    with pytest.raises(DataError, match=r"data.pattern '\^\(\\d\+\)' does not match 1 of the 5 image files .*'extra.png'"):
+        folders(tmp_path, pattern=r"^(\d+)")
+    with pytest.raises(DataError, match="does not match 5 of the 5"):
+        folders(tmp_path, pattern=r"^img(\d+)")
+
+
+def test_a_class_found_only_in_val_or_test_is_refused(tmp_path):
+    write_pairs(tmp_path, [square(1), square(1), square(2), square(1)])
+    with pytest.raises(DataError, match=r"class\(es\) \[2\] have pixels in the val or test masks .* but none in "
+                                        "the training masks"):
+        folders(tmp_path, split_seed=0)
+
+
+def test_unpaired_names_suggest_a_pattern_and_unread_mask_formats_are_named(tmp_path):
+    write_pairs(tmp_path, [square(1)] * 3)
+    for i in range(3):
+        (tmp_path / "masks" / f"{i}.png").rename(tmp_path / "masks" / f"{i}_mask.png")
+    (tmp_path / "masks" / "3.webp").write_bytes(b"RIFF")
+    with pytest.raises(DataError, match=r"first group is the shared id .*'a_mask.png'\)\. The masks folder also holds "
+                                        r"\.webp files, which are not read"):
+        folders(tmp_path)
+    assert folders(tmp_path, pattern=r"^(.+?)(_mask)?\.\w+$").num_classes == 2  # the pattern the message gives
+
+
+def test_a_damaged_mask_is_named_a_mask_and_a_class_beyond_the_names_names_them(tmp_path):
+    write_pairs(tmp_path / "a", [square(1)] * 4)
+    (tmp_path / "a" / "masks" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(DataError, match="cannot read mask .*2.png"):
+        folders(tmp_path / "a")
+    write_pairs(tmp_path / "b", [square(1), square(2), square(2), square(1)])
+    with pytest.raises(DataError, match=r"masks hold class 2 but there are 2 classes \(data.class_names names 2\)"):
+        folders(tmp_path / "b", class_names=["background", "lesion"])
+
+
+def test_val_masks_without_foreground_are_warned_of(tmp_path):
+    for split, masks in (("train", [square(1)] * 2), ("val", [np.zeros((6, 6))] * 2), ("test", [square(1)] * 2)):
+        write_pairs(tmp_path / split, masks)
+    with pytest.warns(UserWarning, match="the val masks hold no foreground pixel: val Dice and IoU are n/a"):
+        folders(tmp_path)

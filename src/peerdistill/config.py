@@ -364,7 +364,8 @@ class DataSpec(_Strict):
         default=None, description="[center, width] for DICOM files, in their values after rescaling (CT: "
                                   "Hounsfield units, e.g. a lung window [-600, 1500]), instead of each file's own "
                                   "window; default: the file's")
-    num_classes: int | None = Field(default=None, ge=2)
+    # masks are read as 8-bit labels, 255 marking ignored pixels: at most 255 classes (0..254)
+    num_classes: int | None = Field(default=None, ge=2, le=255)
     class_names: list[str] | None = Field(default=None, description="npz (without its own) and folders: the "
                                                                      "classes' names, in label order")
     # the synthetic segmentation default (kind: shapes)
@@ -424,6 +425,9 @@ class DataSpec(_Strict):
             problems.append(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
                             f"only, not '{self.kind}'{given}: remove it")
         problems += self._fold_problems()
+        if self.binary_masks and self.num_classes not in (None, 2):
+            problems.append(f"data.binary_masks reads masks as background and one foreground class, so "
+                            f"data.num_classes must be 2 (or left out), not {self.num_classes}")
         if self.group_stratify and not self.group_pattern:
             problems.append("data.group_stratify deals groups by class: it needs data.group_pattern, the groups")
         if self.pattern is not None:

@@ -41,6 +41,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             if not files:
                 raise DataError(f"'{path}' holds no images ({LOOKED_FOR}) directly inside: "
                                 "predict reads the images in a folder, not in its subfolders (give those)")
+            _warn_of_images_in_subfolders(path)
         elif path.suffix == ".npz":
             for i, a in enumerate(_npz_images(path)):
                 names.append(f"{path}[{i}]")  # the path as given, as files are named
@@ -105,3 +106,12 @@ def _npz_images(path: Path) -> np.ndarray:
     if len(batch) == 0:
         raise DataError(f"'{path}' holds no images (its '{key}' array is empty)")
     return to_nchw(batch, str(path)).permute(0, 2, 3, 1).numpy()
+
+
+def _warn_of_images_in_subfolders(folder: Path) -> None:
+    """A folder's images are read, not its subfolders': said, not left out unseen."""
+    holding = [d.name for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".") and image_files(d)]
+    if holding:
+        warnings.warn(f"subfolder(s) of '{folder}' hold images that are not read ({', '.join(holding[:3])}"
+                      f"{', ...' if len(holding) > 3 else ''}): predict reads the images directly in a folder; give "
+                      "the subfolders as inputs too", PeerdistillWarning, stacklevel=3)

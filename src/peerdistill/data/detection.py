@@ -421,7 +421,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
     for key in ids:
         check_same_size(images[key], masks[key], "its mask")
     targets = []
-    for mask in binarized([read_mask_values(masks[key], size) for key in ids]):
+    for mask in binarized([read_mask_values(masks[key], size, binary=True) for key in ids]):
         boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
     xs = [read_image(images[key], size, grey=grey, dicom_window=dicom_window) for key in ids]

@@ -142,12 +142,12 @@ def _is_stack(im) -> bool:
     return same
 
 
-def image_size(path: Path, upright: bool = True) -> tuple[int, int]:
+def image_size(path: Path, upright: bool = True, what: str = "image") -> tuple[int, int]:
     """(height, width) as the file is shown (``upright``: after its EXIF orientation), or as it
-    is stored."""
-    if is_dicom(path):
+    is stored. ``what`` the file is, for messages."""
+    if is_dicom(path) and what == "image":
         return dicom_size_and_colour(path)[0]
-    with opened(path, upright=upright) as im:
+    with opened(path, what, upright=upright) as im:
         return im.height, im.width
 
 
@@ -167,16 +167,21 @@ def _grey_palette(im) -> bool:
     """A palette image whose entries are all grey (r = g = b): grey pixels, stored another way."""
     if im.mode != "P" or im.palette is None or im.palette.mode != "RGB":
         return False
-    entries = np.frombuffer(im.palette.tobytes(), np.uint8)
-    entries = entries[: len(entries) // 3 * 3].reshape(-1, 3)
+    entries = _palette_entries(im)
     return bool(len(entries)) and bool((entries == entries[:, :1]).all())
+
+
+def _palette_entries(im) -> np.ndarray:
+    """[entries, 3] RGB values of a palette image's palette."""
+    entries = np.frombuffer(im.palette.tobytes(), np.uint8)
+    return entries[: len(entries) // 3 * 3].reshape(-1, 3)
 
 
 def check_same_size(image: Path, other: Path, what: str) -> None:
     """Compared as the files are, before any resizing could hide a mismatch."""
-    (h, w), (oh, ow) = image_size(image), image_size(other)
+    (h, w), (oh, ow) = image_size(image), image_size(other, what="mask")
     if (h, w) != (oh, ow):
-        turned = image_size(image, upright=False) == image_size(other, upright=False)
+        turned = image_size(image, upright=False) == image_size(other, upright=False, what="mask")
         why = (" (as shown: the image's EXIF orientation turns it, so its mask must be drawn on the upright "
                "image)") if turned else ""
         raise DataError(f"image '{image.name}' is {w}x{h} but {what} '{other.name}' is {ow}x{oh}{why}: "
@@ -235,39 +240,103 @@ def resized_planes(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @dataclass
 class MaskValues:
-    """One value per pixel of a mask file (before any binary rule), and whether its format is
-    lossy (JPEG noise)."""
+    """One value per pixel of a mask file (before any binary rule), whether its format is lossy
+    (JPEG noise), and the file's name (for messages)."""
 
     values: np.ndarray
     lossy: bool
+    name: str = ""
 
 
-def read_mask_values(path: Path, size=None) -> MaskValues:
+def read_mask_values(path: Path, size=None, binary: bool = False) -> MaskValues:
     """A grey, palette or 16-bit mask's values are its labels; a colour mask gives each pixel its
     brightest channel (so a red mask is not lost to luminance), or its alpha when the colour is
-    the same everywhere (a mask painted on a transparent layer)."""
+    the same everywhere (a mask painted on a transparent layer). Read for ``binary`` masks, a
+    palette of grey entries gives the grey levels shown (tools other than Pillow may list white
+    first); read for class indices, a mask in colour is refused (its colours are not indices)
+    and so is a grey palette that shows a higher index darker (its picture and its indices
+    disagree)."""
     from PIL import Image
 
     with opened(path, "mask") as im:
         lossy = im.format == "JPEG"  # the file's: a resized image has no format
+        if binary and _grey_palette(im):
+            im = im.convert("L")
+        elif not binary:
+            _refuse_colours_as_classes(im, path)
         if size:
             im = im.resize((size[1], size[0]), Image.NEAREST)
-        return MaskValues(_one_value_per_pixel(im), lossy)
+        return MaskValues(_one_value_per_pixel(im), lossy, Path(path).name)
+
+
+def _refuse_colours_as_classes(im, path: Path) -> None:
+    if im.mode == "P" and _grey_palette(im):
+        entries, used = _palette_entries(im), np.unique(np.asarray(im))
+        shown = entries[used[(used < len(entries)) & (used != IGNORE)], 0]  # 255 is the ignored label
+        if (np.diff(shown.astype(int)) <= 0).any():
+            raise DataError(f"mask '{Path(path).name}' is a palette image whose grey palette shows a higher class index "
+                            f"darker (indices in use shown as grey levels {shown[:6].tolist()}): read by index, what "
+                            "it shows as the object would be a lower class than the background. For a "
+                            "foreground/background mask set data.binary_masks=true (palette masks are then read by "
+                            "the grey level shown); else save the mask as a grey image of class indices")
+    if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+        rgb = np.asarray(im.convert("RGB"))
+        if not (rgb == rgb[..., :1]).all():
+            raise DataError(f"mask '{Path(path).name}' is in colour (its channels differ): class masks are label "
+                            "images, one class index 0..K-1 per pixel (grey or palette); convert each colour to its "
+                            "class index. If every coloured pixel is one foreground class, set "
+                            "data.binary_masks=true")
+
+
+def _rule_of(masks: list[MaskValues]) -> tuple[int, str]:
+    """The threshold above which a value is foreground, for the whole set, and why."""
+    top = max((int(m.values.max(initial=0)) for m in masks), default=0)
+    if top <= 50 and not any(m.lossy for m in masks):
+        return 0, "any value above 0 (masks of small values only: 0/1, class indices)"
+    if top > 255:
+        return 32767, "above 32767, half of 65535 (values above 255: 16-bit masks)"
+    why = "JPEG masks: compression moves small values" if any(m.lossy for m in masks) else "0/255 masks"
+    return 127, f"above 127, half of 255 ({why})"
 
 
 def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     """Foreground 1, by one rule for the whole set, so a grey value means the same in every file:
     in masks of small values only (0/1, class indices; none lossy), any value above 0; otherwise
-    (0/255, 0/65535, anti-aliased edges, JPEG noise) a value above half the full scale."""
-    top = max((int(m.values.max(initial=0)) for m in masks), default=0)
-    small = top <= 50 and not any(m.lossy for m in masks)
-    threshold = 0 if small else (32767 if top > 255 else 127)
-    return [(m.values > threshold).astype(np.uint8) for m in masks]
+    (0/255, 0/65535, anti-aliased edges, JPEG noise) a value above half the full scale. A set
+    saved two ways (some 0/1, some 0/255 or 0/65535) is refused: no one rule reads both, and
+    a set whose foreground the rule loses entirely is warned of."""
+    _refuse_two_scales(masks)
+    threshold, why = _rule_of(masks)
+    out = [(m.values > threshold).astype(np.uint8) for m in masks]
+    if len(masks) > 1 and threshold and not any(o.any() for o in out) and any(m.values.any() for m in masks):
+        top = max(int(m.values.max()) for m in masks)
+        warnings.warn(f"with data.binary_masks, no mask keeps a foreground pixel: foreground is a value {why}, and the "
+                      f"masks' largest value is {top}. 0/1 masks saved as JPEG lose their labels to compression: save "
+                      "them as PNG", PeerdistillWarning, stacklevel=3)
+    return out
+
+
+def _refuse_two_scales(masks: list[MaskValues]) -> None:
+    """0/1 (lossless), 0/255 and 0/65535 masks in one set: the rule for the largest would empty
+    the others."""
+    first_of = {}
+    for m in masks:
+        top = int(m.values.max(initial=0))
+        scale = ("0/1" if top == 1 and not m.lossy else "0/255" if 127 < top <= 255 else "0/65535" if top > 32767
+                 else None)
+        if scale:
+            first_of.setdefault(scale, m.name)
+    if len(first_of) > 1:
+        shown = ", ".join(f"'{name}' is {scale}" for scale, name in first_of.items())
+        raise DataError(f"with data.binary_masks, the masks are saved at different scales ({shown}): one rule for "
+                        "the set (foreground above half the largest scale) would empty the others. Save every mask "
+                        "the same way")
 
 
 def class_labels(mask: MaskValues, path: Path, num_classes: int | None = None) -> np.ndarray:
     """[H, W] uint8 class indices, checked: below ``num_classes`` when it is given, else at most
-    50 (label images hold small indices); 255 marks ignored pixels."""
+    50 (label images hold small indices); 255 marks ignored pixels. JPEG masks are refused:
+    compression changes the values near every edge (0/1 masks gain 2s)."""
     values = np.unique(mask.values)
     labels = values[values != IGNORE]
     limit = (num_classes - 1) if num_classes else 50
@@ -277,12 +346,16 @@ def class_labels(mask: MaskValues, path: Path, num_classes: int | None = None) -
             f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
             f"be label images with class indices {bound} (255: ignored); for 0/255 masks set data.binary_masks=true"
         )
+    if mask.lossy:
+        raise DataError(f"mask '{path.name}' is a JPEG: compression changes label values near every edge (0/1 masks "
+                        "gain 2s), so class-index masks must be saved losslessly (PNG, TIFF, BMP or GIF); 0/255 "
+                        "JPEG masks of one foreground class are read with data.binary_masks=true")
     return mask.values.astype(np.uint8)
 
 
 def read_mask(path: Path, size=None, binary: bool = False, num_classes: int | None = None) -> np.ndarray:
     """One mask file as [H, W] uint8: ``binarized`` alone (``binary``) or ``class_labels``."""
-    values = read_mask_values(path, size)
+    values = read_mask_values(path, size, binary)
     return binarized([values])[0] if binary else class_labels(values, path, num_classes)
 
 

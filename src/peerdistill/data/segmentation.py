@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import DataError
+from ..errors import DataError, PeerdistillWarning
 from .dicom import dicom_size_and_spacing
-from .image_io import (ID_RULE, IGNORE, LOOKED_FOR, binarized, check_root_folder, check_same_size, class_labels,
-                       image_files, image_id, image_size, is_dicom, read_image, read_mask, read_mask_values)
+from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
+                       check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image, read_mask, read_mask_values)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
 from .synthetic import make_shapes
@@ -32,6 +33,8 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
             raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
     k = _class_count(ms, num_classes, class_names, training=not scored_only)
+    if not scored_only:
+        _warn_of_val_without_foreground(ms[1])
     names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
     stats = stats or channel_stats(xs[0])
     xs = [standardize(x, stats) for x in xs]
@@ -56,25 +59,46 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                  training: bool = True) -> int:
     """K from ``num_classes``, else from ``class_names``, else from the largest label; a label
     at or above K, a class with no pixel below the largest label (a stray value such as 7 in
-    0/1 masks would make an 8-class model), or training masks without foreground are refused."""
-    counts = sum(torch.bincount(m[m != IGNORE], minlength=IGNORE) for m in masks)
+    0/1 masks would make an 8-class model), training masks without foreground, or a class found
+    in val or test but not in train are refused."""
+    per_split = [torch.bincount(m[m != IGNORE], minlength=IGNORE) for m in masks]
+    counts = sum(per_split)
     seen = int(counts.nonzero().max()) + 1 if counts.any() else 1
     if num_classes and class_names and len(class_names) != num_classes:
         raise DataError(f"{len(class_names)} class names for num_classes {num_classes}: give one name per class")
     k = num_classes or (len(class_names) if class_names else max(seen, 2))
     if seen > k:
-        raise DataError(f"masks hold class {seen - 1} but there are {k} classes: mask values must be 0..{k - 1} "
-                        "(or 255)")
+        said = (f"data.num_classes is {k}" if num_classes else f"data.class_names names {k}")
+        raise DataError(f"masks hold class {seen - 1} but there are {k} classes ({said}): mask values must be "
+                        f"0..{k - 1} (or 255)")
     pixels = {c: int(n) for c, n in enumerate(counts[:seen].tolist()) if n}
     if not num_classes and not class_names and len(pixels) < seen:
         raise DataError(f"mask values and their pixel counts are {pixels}: classes "
                         f"{sorted(set(range(seen)) - set(pixels))} have no pixel, so a stray value would add "
                         "classes; fix the masks, or set data.num_classes if those classes are truly absent")
+    if not training:
+        return k
     train = masks[0]
-    if training and not ((train > 0) & (train != IGNORE)).any():
+    if not ((train > 0) & (train != IGNORE)).any():
         raise DataError("the training masks hold no foreground pixel (only background and ignored ones): check "
-                        "the mask files; for 0/255 or coloured masks set data.binary_masks=true")
+                        "the mask files; for 0/255 or coloured masks set data.binary_masks=true (with it set, "
+                        "foreground is a value above 0 in 0/1 masks, above half the full scale in others)")
+    untrained = [c for c in range(1, seen) if not per_split[0][c] and counts[c]]
+    if untrained:
+        where = {name: int(n[untrained[0]]) for name, n in zip(("val", "test"), per_split[1:]) if n[untrained[0]]}
+        raise DataError(f"class(es) {untrained[:10]} have pixels in the val or test masks ({where} pixels of class "
+                        f"{untrained[0]}) but none in the training masks: every class must be in the training "
+                        "split; try another data.split_seed, or move an image holding it into train")
     return k
+
+
+def _warn_of_val_without_foreground(val: torch.Tensor) -> None:
+    """Dice and IoU of an image are left out when neither truth nor prediction holds the class,
+    so a val split without foreground scores n/a every epoch and cannot choose the best one."""
+    if len(val) and not ((val > 0) & (val != IGNORE)).any():
+        warnings.warn("the val masks hold no foreground pixel: val Dice and IoU are n/a every epoch, so the best "
+                      "epoch cannot be chosen by them; give val images with the objects, or set train.monitor to "
+                      "ensemble/pixel_accuracy", PeerdistillWarning, stacklevel=3)
 
 
 def to_masks(array, name: str) -> torch.Tensor:
@@ -149,6 +173,9 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                                                        spec.split_seed)]
     else:
         whole = read(root)
+        if len(whole[0]) < 3:
+            raise DataError(f"'{root}' holds {len(whole[0])} image/mask pair(s), too few to split into train, val and "
+                            "test (one each at least): give more pairs, or the splits as folders (data.split_dirs)")
         rest, test = _cut(whole, spec.test_fraction, rng)
         train, val = _cut(rest, spec.val_fraction / (1 - spec.test_fraction), rng)
         parts = [train, val, test]
@@ -223,7 +250,8 @@ def _cut(part, fraction: float, rng: np.random.Generator):
     n = len(images)
     k = max(1, round(n * fraction))
     if n - k < 1:
-        raise DataError(f"{n} image/mask pairs are too few to split off {fraction:.0%}")
+        raise DataError(f"{n} image/mask pairs are too few to split off {fraction:.0%} of them (at least one) and "
+                        "keep one: give more pairs, or the splits as folders (data.split_dirs)")
     order = rng.permutation(n)
     return _pick(part, np.sort(order[k:])), _pick(part, np.sort(order[:k]))
 
@@ -239,16 +267,27 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
     for d in (image_dir, mask_dir):
         if not d.is_dir():
             raise DataError(f"'{d}' is not a directory: set data.images / data.masks to the folder names under data.root")
+    if spec.roi and not (root / spec.roi).is_dir():
+        raise DataError(f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks")
+    folders = [image_dir, mask_dir] + ([root / spec.roi] if spec.roi else [])
+    for folder in dict.fromkeys(folders):
+        _refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
     images = _by_key(image_dir, spec.pattern)
     masks = _by_key(mask_dir, spec.pattern)
     rois = _by_key(root / spec.roi, spec.pattern) if spec.roi else None
-    if spec.roi and not (root / spec.roi).is_dir():
-        raise DataError(f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks")
     unmatched_images, unmatched_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if unmatched_images or unmatched_masks:
+        unread = sorted({p.suffix.lower() for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+                         and p.suffix.lower() not in IMAGE_SUFFIXES} - {""})
+        hint = (" A regular expression data.pattern whose first group is the shared id pairs names that differ "
+                r"otherwise (e.g. '^(.+?)(_mask)?\.\w+$' pairs 'a.png' with 'a_mask.png')."
+                if unmatched_images and unmatched_masks and not spec.pattern else "")
+        unread_note = (f" The masks folder also holds {', '.join(unread)} files, which are not read (masks are "
+                       f"{', '.join(sorted(PILLOW_SUFFIXES))})." if unread else "")
         raise DataError(
             f"image and mask names do not pair up in '{root}': images without a mask {unmatched_images[:5]}, "
-            f"masks without an image {unmatched_masks[:5]} (names are matched by {spec.pattern or ID_RULE})"
+            f"masks without an image {unmatched_masks[:5]} (names are matched by {spec.pattern or ID_RULE}).{hint}"
+            f"{unread_note}"
         )
     if not images:
         raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")
@@ -258,7 +297,7 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
     xs = [read_image(images[key], spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window) for key in keys]
     if len({x.shape for x in xs}) > 1:
         raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
-    raw = [read_mask_values(masks[key], spec.image_size) for key in keys]
+    raw = [read_mask_values(masks[key], spec.image_size, spec.binary_masks) for key in keys]
     if spec.binary_masks:
         ms = binarized(raw)
     else:
@@ -303,10 +342,12 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
         return {}
     files = image_files(folder)
     out = {}
+    unmatched = []
     for p in files:
         if pattern:
             match = re.search(pattern, p.name)
             if not match:
+                unmatched.append(p.name)
                 continue
             key = match.group(1) if match.groups() else match.group(0)
         else:
@@ -314,5 +355,22 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
         if key in out:
             raise DataError(f"two files in '{folder}' share the id '{key}': {out[key].name} and {p.name}")
         out[key] = p
+    if unmatched:  # never left out unseen: a typo in the pattern would drop pairs
+        raise DataError(f"data.pattern '{pattern}' does not match {len(unmatched)} of the {len(files)} image files in "
+                        f"'{folder}' ({', '.join(repr(n) for n in unmatched[:3])}{', ...' if len(unmatched) > 3 else ''}"
+                        "): it must give every file its id (its first group); fix the pattern, or move the other "
+                        "files out")
     return out
 
+
+def _refuse_images_in_subfolders(folder: Path, siblings: set[Path]) -> None:
+    """Pairs are read from the folder itself: images in its subfolders would be left out unseen
+    (a mask or region folder inside it, as with data.images '.', is no subfolder of images)."""
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        if sub.resolve() in siblings:
+            continue
+        found = image_files(sub)
+        if found:
+            raise DataError(f"'{sub}' holds {len(found)} image file(s) ('{found[0].name}'...), but image and mask "
+                            f"pairs are read from '{folder}' itself, not its subfolders: move them up into it, or "
+                            "give split folders through data.split_dirs")
