@@ -566,3 +566,88 @@ def test_presets_without_a_teacher_drop_the_configs_teacher_term_weights():
     assert "cwd_weight" not in ml["distill"] and ml["distill"]["ensemble_weight"] == 0.5
     validate(ml)
     assert setting_tree(tree, "kd+ml", 0, "kd+ml", None)["distill"]["cwd_weight"] == 1.0
+
+
+def no_training(cfg, **kwargs):
+    raise AssertionError("refused before any run trains")
+
+
+def test_teachers_frozen_for_presets_that_never_read_them_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--teacher-from kd: preset\\(s\\) independent, ml do not learn from a teacher"):
+        compare({**COMPARED, "out_dir": str(tmp_path)}, ["kd", "independent", "ml"], 1, teacher_from="kd",
+                dry_run=True, console=Console(quiet=True))
+
+
+def test_a_later_config_that_cannot_start_is_found_before_the_first_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", no_training)
+    good = {**COMPARED, "name": "good", "out_dir": str(tmp_path)}
+    missing = {**good, "name": "missing", "data": {"kind": "npz", "root": str(tmp_path / "none.npz")}}
+    mistyped = {**good, "name": "mistyped", "students": [{"arch": "cnn", "args": {"widht": 4}}] * 2}
+    with pytest.raises(ConfigError, match="missing:independent, seed 0.*none.npz' does not exist"):
+        compare([good, missing], ["independent"], 1, progress=False, console=Console(quiet=True))
+    with pytest.raises(ConfigError, match="mistyped.*widht"):
+        compare([good, mistyped], ["independent"], 1, progress=False, console=Console(quiet=True))
+
+
+def test_more_folds_than_a_class_holds_are_refused_in_the_dry_run_too(tmp_path):
+    tree = {**COMPARED, "out_dir": str(tmp_path)}
+    with pytest.raises(Exception, match="--folds 200: .*smallest class has 174.*use at most 174 folds"):
+        compare(tree, ["independent"], 1, folds=200, dry_run=True, console=Console(quiet=True))
+    two = tmp_path / "two.npz"  # data with its own test split: the --folds message, not the config key's
+    save_npz_of_two_classes(two)
+    with pytest.raises(ConfigError, match="--folds cuts one set into folds, but .* drop --folds"):
+        compare({**tree, "data": {"kind": "npz", "root": str(two)}}, ["independent"], 1, folds=3, dry_run=True)
+
+
+def save_npz_of_two_classes(path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {f"{s}_{k}": (rng.random((8, 8, 8), dtype=np.float32) if k == "images" else np.arange(8) % 2)
+              for s in ("train", "val", "test") for k in ("images", "labels")}
+    np.savez(path, **arrays)
+
+
+def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refused(tmp_path):
+    (tmp_path / "a-file").write_text("mine")
+    tree = {**COMPARED, "out_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match="a-file' is a file: .* give another --out"):
+        compare(tree, ["independent"], 1, out=tmp_path / "a-file", dry_run=True)
+    assert (tmp_path / "a-file").read_text() == "mine"
+    with pytest.raises(ConfigError, match="configs 1 and 2 \\(in the order given\\) are both named 'same'.*own name"):
+        compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True)
+    shapes = {"task": "segmentation", "name": "s", "data": {"kind": "shapes"}, "teacher": None,
+              "students": [{"arch": "unet", "args": {"width": 4, "depth": 2}}] * 2}
+    with pytest.raises(ConfigError, match="configs of one task; these are of 2: classification \\(config 1\\), "
+                                          "segmentation \\(config 2\\)"):
+        compare([{**tree, "name": "c"}, shapes], ["independent"], 1, dry_run=True)
+
+
+def test_compare_from_python_checks_its_arguments_as_the_command_does(tmp_path):
+    tree = {**COMPARED, "out_dir": str(tmp_path)}
+    for presets, message in ((["independent", "independent"], "independent.*twice|repeat|more than once"),
+                             ("kd", "presets must be a list of preset names"), ([], "presets must be a list")):
+        with pytest.raises(ConfigError, match=message):
+            compare(tree, presets, 2, dry_run=True)
+    for keyword, value in (("seeds", 2.5), ("seeds", "2"), ("jobs", 1.5), ("folds", 2.5)):
+        arguments = {"seeds": 2, keyword: value}
+        with pytest.raises(ConfigError, match=f"{keyword} must be a whole number, got"):
+            compare(tree, ["kd"], arguments.pop("seeds"), dry_run=True, **arguments)
+
+
+def test_options_given_twice_and_counts_that_are_not_whole_are_refused(capsys):
+    for argv, said in ((["--presets", "kd", "--presets", "ml"], "--presets is given twice"),
+                       (["--seeds", "3", "--seeds", "1"], "--seeds is given twice"),
+                       (["--seeds", "1.5"], "expected a whole number such as 3, got '1.5'")):
+        with pytest.raises(SystemExit) as stop:
+            main(["compare", *argv, "--dry-run"])
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_one_seed_promises_no_std_and_no_interval(tmp_path, capsys):
+    done = compare({**COMPARED, "name": "one", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}},
+                   ["independent", "ml"], 1, progress=False, console=Console(width=250))
+    printed = " ".join(capsys.readouterr().out.split())  # (a title wraps at its table's width)
+    assert "one run (seed) per setting, so no std" in done.markdown and "sample std" not in done.markdown
+    assert "one pair: its difference alone, no interval" in done.markdown
+    assert "test accuracy, one run each" in printed and "(one pair: no interval)" in printed

@@ -289,3 +289,13 @@ def test_the_grouped_data_keys_name_data_fields():
     assert grouped - fields == set()
     # keys that deal the data into splits are never ones that pair runs across settings, except the fold
     assert set(config.SPLIT_KEYS) & config.NOT_THE_SPLIT == {"fold"}
+
+
+def test_base_60_numbers_are_not_read_as_yaml_1_1_reads_them(tmp_path):
+    # YAML 1.1 reads 3:4 as 184 and 1:30 as 90: a typo or minutes meant as 1.5 would be accepted
+    with pytest.raises(ConfigError, match=r"'train.epochs': .*valid integer.*'3:4'"):
+        load_config(None, ["train.epochs=3:4"])
+    (tmp_path / "c.yaml").write_text("train:\n  checkpoint_every_minutes: 1:30\n")
+    with pytest.raises(ConfigError, match=r"checkpoint_every_minutes.*'1:30'"):
+        load_config(tmp_path / "c.yaml")
+    assert load_config(None, ["train.epochs=12", "device=cpu"]).train.epochs == 12

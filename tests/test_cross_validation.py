@@ -35,10 +35,14 @@ def test_the_test_folds_cover_every_sample_once_in_the_classes_proportions():
 
 
 def test_folds_that_cannot_be_cut_are_named():
-    with pytest.raises(DataError, match="cannot cut fold 0 of 5 folds from 3 samples"):
+    with pytest.raises(DataError, match="cannot cut 5 folds from 3 samples: each fold needs one at least; use at "
+                                        r"most 3 folds \(--folds or data.folds\)"):
         fold_cut(3, 0, 5, 0.2, seed=0)
-    with pytest.raises(DataError, match="cannot cut fold 1 of 3 folds from 12 samples: .*least populated class"):
+    with pytest.raises(DataError, match="cannot cut 3 folds from 12 samples whose smallest class has 2: each fold "
+                                        "needs a sample of every class; use at most 2 folds"):
         fold_cut(12, 1, 3, 0.2, seed=0, labels=np.array([0] * 10 + [1] * 2))  # 2 of class 1 for 3 folds
+    with pytest.raises(DataError, match="cannot cut fold 0 of 2 folds from 4 samples"):  # what remains is sklearn's
+        fold_cut(4, 0, 2, 0.9, seed=0)
 
 
 @pytest.mark.parametrize("data, message", [
@@ -147,7 +151,7 @@ def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp
     assert evaluated["ensemble"]["accuracy"] == pytest.approx(tested[2])
     compare(tree, None, 1, folds=3, progress=False)  # a second time: every fold's run is reused
     assert capsys.readouterr().out.count("reusing finished run") == 3
-    with pytest.raises(ConfigError, match="--folds must be at least 2"):
+    with pytest.raises(ConfigError, match="--folds must be 2 to 1000 \\(got 1\\)"):
         compare(tree, None, 1, folds=1, progress=False)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from rich.table import Table
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, check_before_training, comparison_world,
                               mark_for_replacement, plan_runs, plan_table, run_all, setting_tree, settings_of)
-from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, validate
+from .config import NOT_THE_SPLIT, SEED_LIMIT, TRAINING_ONLY_KEYS, check_preset_names, validate
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, launched, launched_world, leave, on_main
 from .engine.evaluate import ENSEMBLE
@@ -38,6 +40,7 @@ class Comparison:
 
 # Runs per setting: more is a typo (each run trains a whole cohort).
 MAX_SEEDS = 10_000
+MAX_FOLDS = 1_000  # leave-one-out of up to 1,000 images; more folds than that is a typo
 
 
 def parse_presets(text: str | None) -> list[str] | None:
@@ -97,13 +100,18 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``baseline`` (a setting's label; default ``independent`` when compared, else the first
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
     a 95% confidence interval (``paired.py``), in compare.md, differences.csv and on the console."""
+    _check_counts(seeds=seeds, jobs=jobs, folds=folds)
+    if presets is not None:  # (the command line's are checked as it reads them)
+        if isinstance(presets, str) or not presets:
+            raise ConfigError(f"presets must be a list of preset names such as ['kd', 'kd+ml'], got {presets!r}")
+        check_preset_names("presets", list(presets))
     rule = parse_rule(operating_point) if operating_point else None
     if not 1 <= seeds <= MAX_SEEDS:
         raise ConfigError(f"--seeds must be 1 to {MAX_SEEDS:,} (got {seeds:,}): runs per setting")
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
-    if folds is not None and folds < 2:
-        raise ConfigError(f"--folds must be at least 2 (got {folds}): each fold is the test split of one run")
+    if folds is not None and not 2 <= folds <= MAX_FOLDS:
+        raise ConfigError(f"--folds must be 2 to {MAX_FOLDS} (got {folds}): each fold is the test split of one run")
     if jobs > 1 and launched():
         raise ConfigError("--jobs starts processes of its own, which would join torchrun's process group: drop "
                           "--jobs, or run compare without torchrun")
@@ -114,6 +122,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     # Each config is checked as it will run: with the first preset it is given, if any.
     bases = [validate(setting_tree(tree, presets[0], None, None, None) if presets else copy.deepcopy(tree),
                       f"config {i + 1}") for i, tree in enumerate(configs)]
+    tasks = dict.fromkeys(b.task for b in bases)
+    if len(tasks) > 1:  # no row of one task could be set beside a row of another
+        raise ConfigError(f"compare tabulates configs of one task; these are of {len(tasks)}: "
+                          f"{', '.join(f'{t} (config {next(i + 1 for i, b in enumerate(bases) if b.task == t)})' for t in tasks)}"
+                          ": compare each task's configs on their own")
     for base in bases:  # each run's seed is checked as its config is made: say why before any is
         if base.seed + seeds - 1 >= SEED_LIMIT:
             raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "
@@ -122,11 +135,17 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
     else:
         names = [b.name for b in bases]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"compare: each config needs its own name, got {names}")
+        twice = next(((i, names.index(n)) for i, n in enumerate(names) if names.index(n) != i), None)
+        if twice is not None:
+            raise ConfigError(f"compare: configs {twice[1] + 1} and {twice[0] + 1} (in the order given) are both named "
+                              f"'{names[twice[0]]}' (a config without name: is named after its data and preset), "
+                              "and rows and run folders are named after configs: give each config its own name:")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
     if (directory / RUN_FILE).is_file():  # a mistyped --out: its runs and tables would nest inside that run
         raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own (--out)")
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"'{directory}' is a file: the comparison writes a folder of runs and tables; give another "
+                          "--out")
     if rule is not None and any(b.task != "classification" for b in bases):
         raise ConfigError("--operating-point is a threshold on a class probability: it is for two-class "
                           "classification comparisons")
@@ -142,9 +161,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"--baseline '{baseline}' is not one of the compared settings: {', '.join(labels)}")
     baseline = baseline or default_baseline(labels)
+    if folds:
+        _check_foldable(bases)
     plans = plan_runs(settings, seeds, directory, folds)  # every run's config, checked before any trains
     if folds:
-        _check_foldable(plans)
+        _check_folds_fit(plans, folds)
     if launched_world()[0] != 0:  # under torchrun the first process alone reports
         console = Console(quiet=True)
     if rule is not None:  # the number of classes is known once the data is read: before anything trains
@@ -152,9 +173,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if dry_run:
         console.print(plan_table(plans, overwrite))
         return Comparison([], directory, "")
-    if overwrite and any((plan.run_dir / "run.json").is_file() for plan in plans):
-        # what would stop the first run, found before finished runs are marked and tables removed
-        check_before_training(plans, build=True, two_classes=False)
+    # What would stop a run, found before any trains: a later config's mistake would else cost the
+    # earlier configs' runs first, and --overwrite marks finished runs and removes the tables.
+    replacing = overwrite and any((plan.run_dir / "run.json").is_file() for plan in plans)
+    check_before_training(plans, build=len(configs) > 1 or replacing, two_classes=False)
     world = comparison_world(plans)  # under torchrun: one process group for every run
     try:
         if overwrite:
@@ -197,7 +219,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
                   "the best validation score by its setting's monitor (settings picked by different monitors "
                   "differ in that rule too)")
     header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
-              f"{picked[0]}, mean ± sample std over {_runs_per_setting(seeds, folds)} per setting "
+              f"{picked[0]}, {_spread(seeds, folds)} per setting "
               f"(each config's seed, seed+1, ...; its data split seed stays fixed{_folds_note(folds)}). "
               f"'{BEST_STUDENT}' is, "
               f"in each run, the student with {picked[1]}. "
@@ -237,10 +259,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         written.append(directory / "differences.csv")
     else:  # one setting: an earlier comparison's differences in this folder no longer hold
         (directory / "differences.csv").unlink(missing_ok=True)
-    console.print(fitted(_rich_table(rows, labels, models, monitor_metric, "folds and seeds" if folds else "seeds"),
-                         console.width))
+    over = "one seed" if _runs_count(seeds, folds) == 1 else "folds and seeds" if folds else "seeds"
+    console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
     if diffs:
-        table = Table(title=escape(f"test {monitor_metric}, paired difference from {baseline} [95% CI]"))
+        interval = " [95% CI]" if _runs_count(seeds, folds) > 1 else " (one pair: no interval)"
+        table = Table(title=escape(f"test {monitor_metric}, paired difference from {baseline}{interval}"))
         for column in ["setting"] + headline:
             table.add_column(escape(column), justify="left" if column == "setting" else "right")
         for row in difference_rows(diffs, labels, headline, monitor_metric):
@@ -250,15 +273,38 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     return Comparison(rows, directory, markdown, diffs)
 
 
-def _check_foldable(plans) -> None:
-    """Data that gives its own test split is refused before any run trains (its loader would
+def _check_foldable(bases) -> None:
+    """Data that gives its own test split is refused before any run is planned (its loader would
     refuse it only when that run starts, after the other configs' runs)."""
     from .data.sources import given_test_split
 
-    for where in dict.fromkeys(given_test_split(plan.cfg.data) for plan in plans):
+    for where in dict.fromkeys(given_test_split(base.data) for base in bases):
         if where:
             raise ConfigError(f"--folds cuts one set into folds, but {where} gives its own test split: drop --folds, "
                               "or put every image in one set to cross-validate")
+
+
+def _check_folds_fit(plans, folds: int) -> None:
+    """Each config's data cut into ``folds`` once (fold 0), before any run trains: more folds than
+    a class has samples would else stop the first run of that config, after the earlier ones."""
+    from .data import build_data
+
+    firsts = {}
+    for plan in plans:
+        key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude=TRAINING_ONLY_KEYS), sort_keys=True)
+        firsts.setdefault(key, plan)
+    for plan in firsts.values():
+        try:
+            build_data(plan.cfg.data)
+        except PeerdistillError as exc:
+            raise type(exc)(f"--folds {folds}: {plan.describe()}: {exc}") from None
+
+
+def _check_counts(**counts) -> None:
+    """Counts given from Python must be whole numbers (the command line's are)."""
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
 
 
 def _runs_count(seeds: int, folds: int | None) -> int:
@@ -267,6 +313,12 @@ def _runs_count(seeds: int, folds: int | None) -> int:
 
 def _runs_per_setting(seeds: int, folds: int | None) -> str:
     return f"{folds} folds x {seeds} seed(s)" if folds else f"{seeds} seed(s)"
+
+
+def _spread(seeds: int, folds: int | None) -> str:
+    if _runs_count(seeds, folds) == 1:
+        return "one run (seed) per setting, so no std"
+    return f"mean ± sample std over {_runs_per_setting(seeds, folds)}"
 
 
 def _folds_note(folds: int | None) -> str:
@@ -371,7 +423,8 @@ def _split_identity(cfg) -> dict[str, Any]:
 
 def _rich_table(rows, presets, models, metric, over: str) -> Table:
     index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
-    table = Table(title=escape(f"test {metric}, mean ± std over {over}"))  # names as written, not markup
+    spread = "one run each" if over == "one seed" else f"mean ± std over {over}"
+    table = Table(title=escape(f"test {metric}, {spread}"))  # names as written, not markup
     table.add_column("setting")
     for model in models:
         table.add_column(escape(model), justify="right")

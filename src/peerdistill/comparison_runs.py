@@ -22,7 +22,7 @@ from .terminal import Console
 from .build import build_cohort, train_from_config
 from .data import build_data
 from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, TRAINING_ONLY_KEYS, RunConfig,
-                     apply_overrides, check_preset_names, load_saved_config, validate)
+                     apply_overrides, check_preset_names, load_saved_config, validate, yaml_value)
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir, read_json
@@ -110,7 +110,7 @@ def _keys_set_by(override: str) -> set[str]:
     (``distill={preset: ml}`` sets distill.preset)."""
     key, _, raw = override.partition("=")
     try:
-        value = yaml.safe_load(raw) if raw else None
+        value = yaml_value(raw)
     except yaml.YAMLError:  # said by apply_overrides, with the override
         value = None
     keys, todo = set(), [(key.strip(), value)]
@@ -129,6 +129,12 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
     ``teacher_from``, its setting first and the others frozen."""
     if teacher_from is not None:
         _check_teacher_source(teacher_from, bases)
+        unread = [p for p in dict.fromkeys(presets or [b.distill.preset for b in bases])
+                  if p != teacher_from and p not in (*TEACHER_PRESETS, "custom")]
+        if unread:  # their rows would claim a distillation that never happens
+            raise ConfigError(f"--teacher-from {teacher_from}: preset(s) {', '.join(unread)} do not learn from a "
+                              f"teacher, so a frozen one would change nothing; list presets that do ("
+                              f"{', '.join(TEACHER_PRESETS)}), and compare the others without --teacher-from")
 
     def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
         if len(configs) == 1 and not by_name:
@@ -238,19 +244,20 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) 
         by_data.setdefault(key, []).append(plan)
     for group in by_data.values():
         built: set[str] = set()
+        checking = group[0]
         try:
-            data = build_data(group[0].cfg.data)
+            data = build_data(checking.cfg.data)
             if two_classes and data.num_classes != 2:
                 raise ConfigError(f"an operating point is a threshold on the probability of the positive class, for "
                                   f"two-class data; this data has {data.num_classes} classes: drop --operating-point")
-            for plan in group if build else ():
-                specs = plan.cfg.all_teachers() + list(plan.cfg.students)
+            for checking in group if build else ():
+                specs = checking.cfg.all_teachers() + list(checking.cfg.students)
                 models = json.dumps([m.model_dump(mode="json") for m in specs], sort_keys=True)
-                if plan.source_run is None and models not in built:  # (frozen ones: their teachers train first)
-                    build_cohort(plan.cfg, data)
+                if checking.source_run is None and models not in built:  # (frozen ones: their teachers train first)
+                    build_cohort(checking.cfg, data)
                     built.add(models)
         except PeerdistillError as exc:
-            raise type(exc)(f"{group[0].describe()}: {exc}") from None
+            raise type(exc)(f"{checking.describe()}: {exc}") from None
 
 
 def _continue_point(run_dir: Path) -> str:

@@ -108,9 +108,19 @@ class _Strict(BaseModel, metaclass=_BuiltInPython):
         return data
 
 
+# YAML 1.1 reads 3:4 as the base-60 number 184 and 1:30 as 90: a typo, or minutes meant as 1.5,
+# would silently become a much larger number. Read as text, such a value is refused by its key.
+_BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one
-    silently: a second `train:` section would drop the first)."""
+    silently: a second `train:` section would drop the first), reading no base-60 numbers."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode and implicit[0] and _BASE_60.fullmatch(value):
+            return "tag:yaml.org,2002:str"
+        return super().resolve(kind, value, implicit)
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
@@ -792,11 +802,16 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"{key.strip()} is given twice ('{given[key.strip()]}' and '{item}'): keep one")
         given[key.strip()] = item
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = yaml_value(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
         _set_dotted(tree, key.strip(), value)
     return tree
+
+
+def yaml_value(raw: str) -> Any:
+    """An override's value as a config file's would be read (None when empty)."""
+    return yaml.load(raw, Loader=_UniqueKeyLoader) if raw else None  # noqa: S506 - a SafeLoader
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -160,6 +160,8 @@ def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str]
             "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
             "when some were equal). An interval "
             "holding 0 does not tell the two apart.")
+    if runs == 1:
+        text += " With one run per setting there is one pair: its difference alone, no interval."
     if apart:
         text += " " + unpaired_note(baseline, apart)
     if folds:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DataSpec
+from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import DataError, PeerdistillWarning
 from .dicom import counting_dicom_reads
 from .splits import DataSplits
@@ -119,6 +119,11 @@ def given_test_split(spec: DataSpec) -> str | None:
     ``data.folds``), found from its layout without reading any image: what lets ``compare --folds``
     refuse such data before a run trains."""
     root = Path(spec.root or "")
+    if spec.kind in NO_FOLD_KINDS:
+        return (f"data kind 'npz' ('{root}': its train, val and test arrays)" if spec.kind == "npz"
+                else f"data kind '{spec.kind}' (it generates its splits apart)")
+    if spec.split_dirs:
+        return f"'{root}' (its split folders, data.split_dirs)"
     if spec.kind == "image_folder" and (root / "train").is_dir() and (root / "test").is_dir():
         return f"'{root}' (its train/ and test/ folders)"
     if spec.kind == "folders" and all((root / s).is_dir() for s in ("train", "val", "test")):
