@@ -4,6 +4,7 @@ and resuming in the middle of an epoch."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -557,6 +558,7 @@ def test_batchnorm_on_one_value_per_channel_is_named_and_a_resume_on_processes_t
         trainer.fit(data)
     # a resume on processes that cannot share the run's batch: its batch cannot change, the processes can
     monkeypatch.setattr(distributed, "join", lambda device: World(rank=0, size=3, joined=True))
+    monkeypatch.setattr(distributed, "check_same_run", lambda world, what: None)  # (no real group to ask)
     trainer.train_spec = TrainSpec(epochs=1, batch_size=64)
     with pytest.raises(ConfigError, match=r"global batch is 64 samples, which 3 processes cannot share equally: resume "
                                           r"it on a number of processes that divides 64 \(1, 2, 4, 8, 16, 32, ...\)"):
@@ -568,7 +570,10 @@ def test_batchnorm_on_one_value_per_channel_is_named_and_a_resume_on_processes_t
 def test_commands_that_do_not_train_refuse_several_processes(argv, monkeypatch, capsys):
     from peerdistill.cli import main
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # alone, not a launcher's (it sets RANK too): the command runs
+    assert main(argv) == 2
+    assert "torchrun" not in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
     assert main(argv) == 2
     assert f"{argv[0]} runs in one process, not in the 2 torchrun started" in " ".join(capsys.readouterr().err.split())
     monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun with one process: the command runs (here: no such run)
@@ -641,3 +646,93 @@ def test_unused_parameters_are_those_the_read_outputs_do_not_depend_on():
             return self.head(x), self.aux(x)
 
     assert unused_parameters(Aux(), torch.randn(2, 4)) == ["aux.weight", "aux.bias"]
+
+
+def two_nodes(tmp_path, node_args: list[list[str]], timeout: int = 240) -> list[subprocess.CompletedProcess]:
+    """``peerdistill train`` as two torchrun nodes of one process each on this machine (static
+    rendezvous), each node in a folder of its own (no shared disk); ``node_args`` per node."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    procs = []
+    for rank, args in enumerate(node_args):
+        folder = tmp_path / f"node{rank}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp_path / f"node{rank}.log", "w") as log:  # (a file: a full pipe would block the node)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                 "--node-rank", str(rank), "--master-addr", "localhost", "--master-port", str(port), "-m",
+                 "peerdistill", "train", *args], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        return [subprocess.CompletedProcess(p.args, p.wait(timeout=timeout),
+                                            (tmp_path / f"node{rank}.log").read_text()) for rank, p in enumerate(procs)]
+    finally:  # (a hang fails the test without leaving processes behind)
+        for p in procs:
+            p.kill()
+
+
+def test_nodes_stop_together_when_one_stops_before_training_or_runs_another_config(tmp_path):
+    """A node whose data file is missing used to leave the other waiting for 30 minutes in
+    init_process_group; nodes given different configs hung, crashed inside gloo or trained on
+    different data orders without a word."""
+    import numpy as np
+
+    (tmp_path / "missing" / "node0").mkdir(parents=True)  # node 1 lacks its copy of the data
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "missing" / "node0" / "d.npz", **{
+        f"{split}_{key}": rng.random((16, 8, 8), dtype=np.float32) if key == "images" else np.arange(16) % 2
+        for split in ("train", "val", "test") for key in ("images", "labels")})
+    missing = two_nodes(tmp_path / "missing", [["train.epochs=1", "name=m", "data.kind=npz", "data.root=d.npz"]] * 2)
+    assert [p.returncode for p in missing] == [1, 1], [p.stdout[-2000:] for p in missing]
+    assert "error: data file 'd.npz' does not exist" in missing[1].stdout
+    assert "error: process 1 (on " in missing[0].stdout
+    assert "stopped before training: data file 'd.npz' does not exist" in missing[0].stdout
+    seeds = two_nodes(tmp_path / "seeds", [["train.epochs=1", "name=s", "seed=0"], ["train.epochs=1", "name=s", "seed=1"]])
+    assert [p.returncode for p in seeds] == [1, 1], [p.stdout[-2000:] for p in seeds]
+    for node in seeds:
+        assert ("error: the processes were given different runs: config.seed: 0 on the main process, 1 on process 1"
+                in node.stdout)
+    assert not (tmp_path / "seeds" / "node0" / "runs" / "s" / "run.json").exists()
+
+
+def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer_to_the_main_one(monkeypatch,
+                                                                                               tmp_path, capsys):
+    import argparse
+
+    from peerdistill.cli import _interrupted_hint, main
+    from peerdistill.engine import distributed
+
+    for env, said in (({"WORLD_SIZE": "two", "RANK": "0"}, "variable WORLD_SIZE is 'two', not a whole number"),
+                      ({"WORLD_SIZE": "", "RANK": ""}, "variable RANK is '', not a whole number"),
+                      ({"WORLD_SIZE": "1", "RANK": "1"}, "RANK 1 is not below WORLD_SIZE 1")):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert main(["train", "--resume", str(tmp_path)]) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ConfigError, match="RANK and WORLD_SIZE are set .* but not MASTER_ADDR and MASTER_PORT"):
+        distributed.join(torch.device("cpu"))
+    (tmp_path / "checkpoints").mkdir()
+    ns = argparse.Namespace(command="train", run_dir=tmp_path, overwrite=False)
+    assert "nothing to resume" in _interrupted_hint(ns)  # the main process judges by its disk
+    monkeypatch.setenv("RANK", "1")  # another's disk need not hold the run
+    assert _interrupted_hint(ns) == "interrupted: the main process (rank 0) says what its run keeps and how to continue"
+
+
+def test_nodes_may_keep_their_copies_of_data_teachers_and_runs_at_other_paths():
+    from peerdistill import DataSplits, KnowledgeGraph
+
+    part = TensorData(torch.randn(8, 4), torch.arange(8) % 2)
+    data = DataSplits(part, part, part, num_classes=2, class_names=["a", "b"], input_shape=(4,))
+    trainer = Trainer(Cohort.from_modules([nn.Linear(4, 2)]), KnowledgeGraph([]), ClassificationTask(2),
+                      progress=False, device="cpu")
+    seen = []
+    for root, out, checkpoint, epochs in (("/a/d.npz", "runs", "/a/t", 3), ("/b/d.npz", "/b/runs", "/b/t", 3),
+                                          ("/a/d.npz", "runs", "/a/t", 4)):
+        trainer.config_yaml = (f"data: {{kind: npz, root: {root}}}\nout_dir: {out}\n"
+                               f"teacher: {{arch: cnn, checkpoint: {checkpoint}}}\ntrain: {{epochs: {epochs}}}\n")
+        seen.append(trainer._what_is_run(data))
+    assert seen[0] == seen[1] and seen[0] != seen[2]

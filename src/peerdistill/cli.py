@@ -21,7 +21,8 @@ from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConf
                      format_validation_error, load_config, load_saved_config, load_yaml, saved_data_section,
                      without_other_kinds_keys)
 from .engine.artifacts import RunDir, jsonable, read_json
-from .errors import ConfigError, PeerdistillError
+from .errors import ConfigError, PeerdistillError, PeerdistillWarning
+from .launcher import launched, launched_rank, launched_world
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -92,7 +93,6 @@ def _given(text: str) -> str:
 
 def cmd_train(ns: argparse.Namespace) -> int:
     from .build import run_dir_for, train_from_config
-    from .engine.distributed import launched_world
     from .report import fitted, results_table
     from .runs import task_for
 
@@ -491,7 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     # removed, not left half-written, and the hint says what is left. Not under torchrun, whose agent
     # stops the other processes with SIGTERM when one fails, mid-collective where no handler runs.
     # SIGINT gets a handler too, only to remember that it came (see _ARRIVED).
-    handled = threading.current_thread() is threading.main_thread() and "TORCHELASTIC_RUN_ID" not in os.environ
+    # Nor under another launcher (RANK and WORLD_SIZE set): a process waiting for its peers inside
+    # torch's C++ never returns to Python to run a handler, so one would leave SIGTERM unanswered.
+    handled = (threading.current_thread() is threading.main_thread() and "TORCHELASTIC_RUN_ID" not in os.environ
+               and not launched())
     _ARRIVED.clear()
     before = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if handled else {}
     try:
@@ -507,10 +510,13 @@ def _run(ns: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warnings(warnings.showwarning)
             _one_process_commands(ns.command)
+            if launched_rank() > 0:  # said by the main process; every process would say it again
+                warnings.simplefilter("ignore", PeerdistillWarning)
             return ns.func(ns)
     except PeerdistillError as exc:
         if _ARRIVED:  # an interruption that came out as another error
             return _interrupted(ns, _ARRIVED[-1])
+        _tell_the_other_processes(str(exc))
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt as exc:
@@ -525,6 +531,19 @@ def _run(ns: argparse.Namespace) -> int:
         return 2
 
 
+def _tell_the_other_processes(error: str) -> None:
+    """Under torchrun, a process stopping before the process group is joined tells the others
+    (on other nodes they would wait for it); nothing to tell, or no way to, otherwise."""
+    if "WORLD_SIZE" not in os.environ:
+        return
+    from .engine.distributed import tell_failure
+
+    try:
+        tell_failure(error)
+    except Exception:  # noqa: BLE001 - the store gone: the others have stopped already
+        pass
+
+
 # What torchrun may launch in several processes: the commands that train.
 DISTRIBUTED_COMMANDS = ("train", "compare")
 
@@ -532,7 +551,7 @@ DISTRIBUTED_COMMANDS = ("train", "compare")
 def _one_process_commands(command: str) -> None:
     """Another command under torchrun would run whole in every process, each writing the same
     files (and printing, with --json, documents one after another)."""
-    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    processes = launched_world()[1] if launched() else 1
     if processes > 1 and command not in DISTRIBUTED_COMMANDS:
         raise ConfigError(f"{command} runs in one process, not in the {processes} torchrun started: run "
                           f"peerdistill {command} without torchrun (only train and compare share their work)")
@@ -595,6 +614,9 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         return ("interrupted: run the same compare command again; finished runs are reused and "
                 "unfinished ones continue from their last checkpoint")
     run_dir = getattr(ns, "run_dir", None)
+    if ns.command == "train" and run_dir is not None and launched_rank() > 0:
+        # (its node's disk may not be the main process's, which holds the run)
+        return "interrupted: the main process (rank 0) says what its run keeps and how to continue"
     if ns.command == "train" and run_dir is not None:
         run = Path(run_dir)
         finished = RunDir(run).is_complete

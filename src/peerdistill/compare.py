@@ -21,7 +21,8 @@ from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, check_before_training, 
                               mark_for_replacement, plan_runs, plan_table, run_all, setting_tree, settings_of)
 from .config import NOT_THE_SPLIT, SEED_LIMIT, TRAINING_ONLY_KEYS, check_preset_names, validate
 from .engine.artifacts import RUN_FILE, atomic_write_text
-from .engine.distributed import abandon, launched, launched_world, leave, on_main
+from .engine.distributed import abandon, leave, on_main
+from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_FLIPS, TTA_SEEN
 from .errors import ConfigError, PeerdistillError

@@ -26,7 +26,8 @@ from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, TRAINING
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir, read_json
-from .engine.distributed import World, join, launched, on_main, process_device
+from .engine.distributed import World, join, on_main, process_device
+from .launcher import launched
 from .engine.trainer import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
 from .run_pool import run_in_processes

@@ -73,20 +73,21 @@ def relocated(tree: Any, old: str, new: str) -> Any:
     return tree
 
 
-def differences(saved: Any, now: Any, key: str = "") -> list[str]:
-    """``'train.batch_size: 64 in the run, 128 now'`` for each leaf that differs."""
+def differences(saved: Any, now: Any, key: str = "", sides: tuple[str, str] = ("in the run", "now")) -> list[str]:
+    """``'train.batch_size: 64 in the run, 128 now'`` for each leaf that differs (``sides``
+    name the two)."""
     if isinstance(saved, dict) and isinstance(now, dict):
         found = []
         for name in dict.fromkeys([*saved, *now]):
             found += differences(saved.get(name, _MISSING), now.get(name, _MISSING),
-                                 f"{key}.{name}" if key else str(name))
+                                 f"{key}.{name}" if key else str(name), sides)
         return found
     if (isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now)
             and all(isinstance(item, dict) for item in saved + now)):  # students, edges: each by its place
-        return [d for i, (a, b) in enumerate(zip(saved, now)) for d in differences(a, b, f"{key}.{i}")]
+        return [d for i, (a, b) in enumerate(zip(saved, now)) for d in differences(a, b, f"{key}.{i}", sides)]
     if saved == now:
         return []
-    return [f"{key}: {_shown(saved)} in the run, {_shown(now)} now"]
+    return [f"{key}: {_shown(saved)} {sides[0]}, {_shown(now)} {sides[1]}"]
 
 
 def summary(changed: list[str], most: int = 4) -> str:

@@ -9,10 +9,13 @@ the CPU. Without torchrun everything here is a no-op for a world of one.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +25,7 @@ from torch import nn
 
 from ..cohort import as_logits
 from ..errors import ConfigError, PeerdistillError
+from ..launcher import launched, launched_world
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,6 @@ class World:
         return self.rank == 0
 
 
-def launched_world() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from the launcher's environment; (0, 1, 0) without one."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
-
-
 def process_device(device: torch.device) -> torch.device:
     """Under torchrun every process drives the GPU of its local rank."""
     _, _, local_rank = launched_world()
@@ -62,25 +60,96 @@ def process_device(device: torch.device) -> torch.device:
     return device
 
 
-def launched() -> bool:
-    """Whether a launcher (torchrun) started this process: it sets WORLD_SIZE, even to 1."""
-    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
-
-
 def join(device: torch.device) -> World:
-    """This process's place; joins the default process group when torchrun launched it."""
+    """This process's place; joins the default process group when torchrun launched it (once
+    every process has come to join it: one that stopped before, say so, see ``tell_failure``)."""
     rank, size, local_rank = launched_world()
     if not launched():
         return World()
     owns = False
     if not dist.is_initialized():
+        if not {"MASTER_ADDR", "MASTER_PORT"} <= set(os.environ):
+            raise ConfigError("RANK and WORLD_SIZE are set (a launcher's variables) but not MASTER_ADDR and "
+                              "MASTER_PORT, where the processes meet: start the command with torchrun, or set them, "
+                              "or unset RANK and WORLD_SIZE")
+        _wait_for_every_process(size)
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        _JOINS[0] += 1
         owns = True
     token = [uuid.uuid4().hex]
     dist.broadcast_object_list(token, src=0)
     return World(dist.get_rank(), dist.get_world_size(), local_rank, owns, joined=True,
                  backend=str(dist.get_backend()), token=token[0])
+
+
+# ---- before the group: a process that stops early tells the others ---------------------------
+# A process of another node that stops before joining (its copy of the data missing) would leave
+# the others blocked in init_process_group, deaf to signals, for its 30-minute timeout. So they
+# first meet in torchrun's own key-value store, there before any process starts, where a process
+# that stops says why; waiting there, in Python, signals still stop them.
+_JOINS = [0]  # groups this process has joined: each join meets under keys of its own
+
+
+def _agent_store():
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
+        return None  # not torchrun's (a hand-made launch): init_process_group alone
+    try:
+        return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                             timeout=timedelta(seconds=60))
+    except (KeyError, ValueError, RuntimeError):
+        return None
+
+
+def _meeting() -> str:
+    return (f"peerdistill/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/"
+            f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/join{_JOINS[0]}")
+
+
+def _wait_for_every_process(size: int) -> None:
+    store = _agent_store()
+    if store is None:
+        return
+    meeting = _meeting()
+    store.add(f"{meeting}/arrived", 1)
+    while store.add(f"{meeting}/arrived", 0) < size:
+        if store.add(f"{meeting}/failures", 0):
+            rank = next(r for r in range(size) if store.check([f"{meeting}/failed/{r}"]))
+            said = json.loads(store.get(f"{meeting}/failed/{rank}"))
+            raise ConfigError(f"process {rank} (on {said['host']}) stopped before training: {said['error']} -- so "
+                              "this one stops too; fix that and start every node again")
+        time.sleep(0.2)
+
+
+def tell_failure(error: str) -> None:
+    """Said by a torchrun process that stops before joining the group, to the processes that
+    wait to join it (on every node): they stop with its message instead of waiting for it."""
+    if not launched() or dist.is_initialized():
+        return
+    store = _agent_store()
+    if store is None:
+        return
+    meeting = _meeting()
+    store.set(f"{meeting}/failed/{launched_world()[0]}",
+              json.dumps({"host": socket.gethostname(), "error": error}))
+    store.add(f"{meeting}/failures", 1)
+
+
+def check_same_run(world: World, what: dict[str, Any]) -> None:
+    """Every process must train the same run on the same data (each node reads its own copy of
+    the config and the files): ``what`` (the config, the splits) compared with the main
+    process's, refused on every process with the differences."""
+    if not world.distributed:
+        return
+    everyone: list[Any] = [None] * world.size
+    dist.all_gather_object(everyone, what)
+    from ..config_diff import differences, summary
+
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        changed = differences(everyone[0], theirs, sides=("on the main process", f"on process {rank}"))
+        if changed:
+            raise ConfigError(f"the processes were given different runs: {summary(changed)}; give every node the "
+                              "same command, config and data files")
 
 
 def leave(world: World) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import math
 import time
 import warnings
@@ -13,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from ..cohort import Cohort
+from ..config_diff import without_keys
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
@@ -217,6 +221,7 @@ class Trainer(RunRecords):
                                      for m in self.cohort.trainable for sub in m.module.modules())
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
+        distributed.check_same_run(self.world, self._what_is_run(data))
         self._declared_input_shape = tuple(data.input_shape)
         apply_seed(self.seed, self.deterministic)
         self.speed = resolve_speed(self.train_spec, self.device, self.deterministic)
@@ -273,6 +278,23 @@ class Trainer(RunRecords):
         }
         if ts.ema_decay is not None:  # last: after every move of the weights (device, layout, SyncBatchNorm)
             self.average = WeightAverage({m.name: m.module for m in self.cohort.trainable}, ts.ema_decay)
+
+    def _what_is_run(self, data: DataSplits) -> dict[str, Any]:
+        """What every process must agree on: the config and the splits (sizes, classes, and the
+        files of each, as a digest of their names relative to the data's folder). Paths may
+        differ: each node may keep its copy of the data, the teachers and the runs elsewhere."""
+        files = data.info.get("files")
+        config = yaml.safe_load(self.config_yaml) if self.config_yaml else None
+        if config is not None:
+            config = without_keys(config, ("data.root", "out_dir"))
+            for teacher in [config.get("teacher"), *(config.get("teachers") or [])]:
+                if isinstance(teacher, dict):
+                    teacher.pop("checkpoint", None)
+        return {"config": config,
+                "data": {"split sizes": {s: len(getattr(data, s)) for s in ("train", "val", "test")},
+                         "class names": list(data.class_names),
+                         "files (a digest of their names)": hashlib.sha256(
+                             json.dumps(files, sort_keys=True).encode()).hexdigest()[:12] if files else None}}
 
     def _probe(self) -> None:
         """A dry run on a few validation samples: every output must have the task's shape, and
