@@ -37,6 +37,7 @@ class World:
     joined: bool = False  # launched by torchrun (even with one process: then DDP runs on one)
     backend: str | None = None
     token: str = ""  # the same on every process of one group: names its keys in the group's store
+    main_host: str = ""  # where the main process runs (and so where the run directory is)
 
     @property
     def distributed(self) -> bool:
@@ -77,10 +78,10 @@ def join(device: torch.device) -> World:
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
         _JOINS[0] += 1
         owns = True
-    token = [uuid.uuid4().hex]
+    token = [uuid.uuid4().hex, socket.gethostname()]
     dist.broadcast_object_list(token, src=0)
     return World(dist.get_rank(), dist.get_world_size(), local_rank, owns, joined=True,
-                 backend=str(dist.get_backend()), token=token[0])
+                 backend=str(dist.get_backend()), token=token[0], main_host=token[1])
 
 
 # ---- before the group: a process that stops early tells the others ---------------------------
@@ -238,8 +239,18 @@ def on_main(world: World, action: Callable[[], Any], share: bool = True) -> Any:
         if error is not None:
             raise error
         if sent is not None:
-            raise sent if isinstance(sent, PeerdistillError) else RuntimeError(f"the main process failed: {sent}")
+            raise (_as_the_main_said(sent, world) if isinstance(sent, PeerdistillError)
+                   else RuntimeError(f"the main process (on {world.main_host}) failed: {sent}"))
     return from_main(world, result) if share else result
+
+
+def _as_the_main_said(error: PeerdistillError, world: World) -> PeerdistillError:
+    """The main process's error, said on another: about the main process's disk (its run
+    directory), which need not be this node's."""
+    try:
+        return type(error)(f"{error} (found by the main process, on {world.main_host})")
+    except TypeError:  # an error made of other arguments than one message: as it came
+        return error
 
 
 def mean_over_processes(world: World, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
