@@ -9,6 +9,7 @@ the CPU. Without torchrun everything here is a no-op for a world of one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import socket
@@ -247,10 +248,9 @@ def on_main(world: World, action: Callable[[], Any], share: bool = True) -> Any:
 def _as_the_main_said(error: PeerdistillError, world: World) -> PeerdistillError:
     """The main process's error, said on another: about the main process's disk (its run
     directory), which need not be this node's."""
-    try:
-        return type(error)(f"{error} (found by the main process, on {world.main_host})")
-    except TypeError:  # an error made of other arguments than one message: as it came
-        return error
+    said = copy.copy(error)  # (its other attributes kept: a non-finite error's finding)
+    said.args = (f"{error} (found by the main process, on {world.main_host})",)
+    return said
 
 
 def mean_over_processes(world: World, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
