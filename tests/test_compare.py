@@ -573,7 +573,8 @@ def no_training(cfg, **kwargs):
 
 
 def test_teachers_frozen_for_presets_that_never_read_them_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="--teacher-from kd: preset\\(s\\) independent, ml do not learn from a teacher"):
+    with pytest.raises(ConfigError, match="--teacher-from kd: preset\\(s\\) independent, ml do not learn from a "
+                                          "teacher"):
         compare({**COMPARED, "out_dir": str(tmp_path)}, ["kd", "independent", "ml"], 1, teacher_from="kd",
                 dry_run=True, console=Console(quiet=True))
 
@@ -585,8 +586,9 @@ def test_a_later_config_that_cannot_start_is_found_before_the_first_trains(tmp_p
     mistyped = {**good, "name": "mistyped", "students": [{"arch": "cnn", "args": {"widht": 4}}] * 2}
     with pytest.raises(ConfigError, match="missing:independent, seed 0.*none.npz' does not exist"):
         compare([good, missing], ["independent"], 1, progress=False, console=Console(quiet=True))
-    with pytest.raises(ConfigError, match="mistyped.*widht"):
-        compare([good, mistyped], ["independent"], 1, progress=False, console=Console(quiet=True))
+    for dry_run in (False, True):  # the dry run says it too, after the plan
+        with pytest.raises(ConfigError, match="mistyped.*widht"):
+            compare([good, mistyped], ["independent"], 1, progress=False, dry_run=dry_run, console=Console(quiet=True))
 
 
 def test_more_folds_than_a_class_holds_are_refused_in_the_dry_run_too(tmp_path):
@@ -614,7 +616,8 @@ def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refu
     with pytest.raises(ConfigError, match="a-file' is a file: .* give another --out"):
         compare(tree, ["independent"], 1, out=tmp_path / "a-file", dry_run=True)
     assert (tmp_path / "a-file").read_text() == "mine"
-    with pytest.raises(ConfigError, match="configs 1 and 2 \\(in the order given\\) are both named 'same'.*own name"):
+    with pytest.raises(ConfigError, match="configs 1 and 2 \\(in the order given\\) are both named 'same'.*its "
+                                          "own `name`"):
         compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True)
     shapes = {"task": "segmentation", "name": "s", "data": {"kind": "shapes"}, "teacher": None,
               "students": [{"arch": "unet", "args": {"width": 4, "depth": 2}}] * 2}

@@ -688,7 +688,7 @@ def test_nodes_stop_together_when_one_stops_before_training_or_runs_another_conf
     assert "error: data file 'd.npz' does not exist" in missing[1].stdout
     assert "error: process 1 (on " in missing[0].stdout
     assert "stopped before training: data file 'd.npz' does not exist" in missing[0].stdout
-    seeds = two_nodes(tmp_path / "seeds", [["train.epochs=1", "name=s", "seed=0"], ["train.epochs=1", "name=s", "seed=1"]])
+    seeds = two_nodes(tmp_path / "seeds", [["train.epochs=1", "name=s", f"seed={seed}"] for seed in (0, 1)])
     assert [p.returncode for p in seeds] == [1, 1], [p.stdout[-2000:] for p in seeds]
     for node in seeds:
         assert ("error: the processes were given different runs: config.seed: 0 on the main process, 1 on process 1"
@@ -733,6 +733,35 @@ def test_nodes_may_keep_their_copies_of_data_teachers_and_runs_at_other_paths():
     for root, out, checkpoint, epochs in (("/a/d.npz", "runs", "/a/t", 3), ("/b/d.npz", "/b/runs", "/b/t", 3),
                                           ("/a/d.npz", "runs", "/a/t", 4)):
         trainer.config_yaml = (f"data: {{kind: npz, root: {root}}}\nout_dir: {out}\n"
-                               f"teacher: {{arch: cnn, checkpoint: {checkpoint}}}\ntrain: {{epochs: {epochs}}}\n")
+                               f"teacher: {{arch: cnn, checkpoint: {checkpoint}}}\ntrain: {{epochs: {epochs}}}\n"
+                               f"students: [{{arch: cnn, checkpoint: {checkpoint}s}}]\n")
         seen.append(trainer._what_is_run(data))
     assert seen[0] == seen[1] and seen[0] != seen[2]
+
+
+def test_processes_meet_in_torchruns_store_before_joining_and_stop_on_a_failure_or_a_deadline(monkeypatch):
+    """As torchrun's agent holds it: a store there before any process starts. A process that
+    fails says so there; one that never comes is waited for until the deadline."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from peerdistill.engine import distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = dist.TCPStore("127.0.0.1", port, is_master=True, timeout=timedelta(seconds=10))
+    for key, value in {"TORCHELASTIC_USE_AGENT_STORE": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "TORCHELASTIC_RUN_ID": "t", "WORLD_SIZE": "2", "RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=r"process\(es\) \[1\] did not come to train within 1 s"):
+        distributed._wait_for_every_process(2, deadline_s=1)
+    monkeypatch.setattr(distributed, "_JOINS", [1])  # a meeting of its own
+    monkeypatch.setenv("RANK", "1")
+    distributed.tell_failure("data file 'd.npz' does not exist")  # said by process 1
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match=r"process 1 \(on .*\) stopped before training: data file 'd.npz' does not "
+                                          "exist -- so this one stops too"):
+        distributed._wait_for_every_process(2, deadline_s=60)
+    assert agent.add("peerdistill/t/0/join0/arrived", 0) == 1  # the first meeting: process 0 alone came

@@ -524,7 +524,8 @@ def test_images_four_pixels_high_are_read_as_images_not_as_channels(tmp_path):
         for cls, value in (("a", 30), ("b", 200)):
             save(np.full((4, 9, 3), value + n, np.uint8), tmp_path / "tree" / cls / f"{n}.png")
             save(np.full((4, 9, 3), value + n, np.uint8), tmp_path / "seg" / "images" / f"{cls}{n}.png")
-            save((np.arange(9)[None, :] > 4).repeat(4, 0).astype(np.uint8), tmp_path / "seg" / "masks" / f"{cls}{n}.png")
+            stripe = (np.arange(9)[None, :] > 4).repeat(4, 0).astype(np.uint8)
+            save(stripe, tmp_path / "seg" / "masks" / f"{cls}{n}.png")
     classes = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "tree")))
     assert classes.input_shape == (3, 4, 9)
     pairs = build_data(DataSpec(kind="folders", root=str(tmp_path / "seg")))
@@ -555,6 +556,13 @@ def test_a_binary_rule_that_empties_every_mask_says_which_rule(tmp_path):
     with pytest.warns(UserWarning, match=r"no mask keeps a foreground pixel: foreground is a value above 127.*JPEG"), \
             pytest.raises(DataError, match="with it set, foreground is a value above 0 in 0/1 masks"):
         folders(tmp_path, binary_masks=True)
+    for i in range(4):  # 12-bit masks in 16-bit files (0/4095): below half of 65535
+        save(np.full((6, 6), 30 * i, np.uint8), tmp_path / "wide" / "images" / f"{i}.png")
+        save(square(1).astype(np.uint16) * 4095, tmp_path / "wide" / "masks" / f"{i}.png")
+    with pytest.warns(UserWarning, match=r"above 32767, half of 65535 .* largest value is 4095; save the masks as "
+                                         r"0/1, or with the foreground at the top of their scale"), \
+            pytest.raises(DataError, match="no foreground pixel"):
+        folders(tmp_path / "wide", binary_masks=True)
 
 
 def test_jpeg_masks_of_class_indices_are_refused(tmp_path):
@@ -600,6 +608,9 @@ def test_many_classes_and_binary_masks_with_more_classes_are_refused_by_the_conf
     with pytest.raises(ConfigError, match="data.num_classes must be 2 .* not 3"):
         validate({"task": "segmentation", "data": {"kind": "folders", "root": "x", "binary_masks": True,
                                                    "num_classes": 3}})
+    with pytest.raises(ConfigError, match="data.class_names names two classes, not 3"):
+        validate({"task": "segmentation", "data": {"kind": "folders", "root": "x", "binary_masks": True,
+                                                   "class_names": ["a", "b", "c"]}})
 
 
 def test_images_in_subfolders_are_refused_for_training_and_said_by_predict(tmp_path):
@@ -613,13 +624,17 @@ def test_images_in_subfolders_are_refused_for_training_and_said_by_predict(tmp_p
     for i in range(4):
         save(np.full((6, 6), 30 * i, np.uint8), flat / f"{i}.png")
         save(square(1), flat / "masks" / f"{i}.png")
+    save(square(1), flat / "predictions" / "0_mask.png")  # the data's root may hold other folders
     assert folders(flat, images=".", split_seed=0).num_classes == 2
+    with pytest.raises(DataError, match=r"more' holds 1 image file\(s\)"):  # boxes from masks: read alike
+        load_mask_boxes(tmp_path / "images", tmp_path / "masks", [6, 6])
 
 
 def test_files_the_pattern_misses_are_named_not_left_out(tmp_path):
     write_pairs(tmp_path, [square(1)] * 4)
     save(np.zeros((6, 6), np.uint8), tmp_path / "images" / "extra.png")
-    with pytest.raises(DataError, match=r"data.pattern '\^\(\\d\+\)' does not match 1 of the 5 image files .*'extra.png'"):
+    with pytest.raises(DataError, match=r"data.pattern '\^\(\\d\+\)' does not match 1 of the 5 image files "
+                                        r".*'extra.png'"):
         folders(tmp_path, pattern=r"^(\d+)")
     with pytest.raises(DataError, match="does not match 5 of the 5"):
         folders(tmp_path, pattern=r"^img(\d+)")

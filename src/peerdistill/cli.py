@@ -519,13 +519,14 @@ def _run(ns: argparse.Namespace) -> int:
         _tell_the_other_processes(str(exc))
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
         return _interrupted(ns, exc)
     except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:  # a file the command had to read or write: permissions, a full disk, a file for a folder
         where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
+        _tell_the_other_processes(f"{exc.strerror or exc}{where}")
         err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
                           soft_wrap=True)
         return 2

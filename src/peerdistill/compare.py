@@ -125,9 +125,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
                       f"config {i + 1}") for i, tree in enumerate(configs)]
     tasks = dict.fromkeys(b.task for b in bases)
     if len(tasks) > 1:  # no row of one task could be set beside a row of another
+        first = {t: next(i + 1 for i, b in enumerate(bases) if b.task == t) for t in tasks}
         raise ConfigError(f"compare tabulates configs of one task; these are of {len(tasks)}: "
-                          f"{', '.join(f'{t} (config {next(i + 1 for i, b in enumerate(bases) if b.task == t)})' for t in tasks)}"
-                          ": compare each task's configs on their own")
+                          f"{', '.join(f'{t} (config {i})' for t, i in first.items())}: compare each task's configs "
+                          "on their own")
     for base in bases:  # each run's seed is checked as its config is made: say why before any is
         if base.seed + seeds - 1 >= SEED_LIMIT:
             raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "
@@ -140,7 +141,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if twice is not None:
             raise ConfigError(f"compare: configs {twice[1] + 1} and {twice[0] + 1} (in the order given) are both named "
                               f"'{names[twice[0]]}' (a config without name: is named after its data and preset), "
-                              "and rows and run folders are named after configs: give each config its own name:")
+                              "and rows and run folders are named after configs: give each config its own `name`")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
     if (directory / RUN_FILE).is_file():  # a mistyped --out: its runs and tables would nest inside that run
         raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own (--out)")
@@ -173,6 +174,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         check_before_training(plans, build=False, two_classes=True)
     if dry_run:
         console.print(plan_table(plans, overwrite))
+        if len(configs) > 1:  # what the command would refuse before training, said after the plan
+            check_before_training(plans, build=True, two_classes=False)
         return Comparison([], directory, "")
     # What would stop a run, found before any trains: a later config's mistake would else cost the
     # earlier configs' runs first, and --overwrite marks finished runs and removes the tables.

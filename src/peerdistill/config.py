@@ -438,6 +438,9 @@ class DataSpec(_Strict):
         if self.binary_masks and self.num_classes not in (None, 2):
             problems.append(f"data.binary_masks reads masks as background and one foreground class, so "
                             f"data.num_classes must be 2 (or left out), not {self.num_classes}")
+        if self.binary_masks and self.class_names is not None and len(self.class_names) != 2:
+            problems.append(f"data.binary_masks reads masks as background and one foreground class, so "
+                            f"data.class_names names two classes, not {len(self.class_names)}")
         if self.group_stratify and not self.group_pattern:
             problems.append("data.group_stratify deals groups by class: it needs data.group_pattern, the groups")
         if self.pattern is not None:

@@ -25,7 +25,7 @@ import torch
 from ..errors import DataError, PeerdistillWarning
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
-                       image_size, read_image, read_mask_values)
+                       image_size, read_image, read_mask_values, refuse_images_in_subfolders)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -410,6 +410,8 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
     for d in (images_dir, masks_dir):
         if not d.is_dir():
             raise DataError(f"'{d}' is not a directory")
+    for folder in (images_dir, masks_dir):
+        refuse_images_in_subfolders(folder, {images_dir.resolve(), masks_dir.resolve()})
     images, masks = _by_stem(images_dir), _by_stem(masks_dir, "masks")
     lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if lone_images or lone_masks:

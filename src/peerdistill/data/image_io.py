@@ -60,6 +60,20 @@ def image_files(folder: Path) -> list[Path]:
     return images
 
 
+def refuse_images_in_subfolders(folder: Path, siblings: set[Path] = frozenset()) -> None:
+    """Image/mask pairs are read from a folder itself: images in its subfolders would be left
+    out unseen. ``siblings`` (resolved): folders of the same data inside it, not subfolders of
+    images (a mask folder inside the images folder)."""
+    for sub in sorted(d for d in Path(folder).iterdir() if d.is_dir() and not d.name.startswith(".")):
+        if sub.resolve() in siblings:
+            continue
+        found = image_files(sub)
+        if found:
+            raise DataError(f"'{sub}' holds {len(found)} image file(s) ('{found[0].name}'...), but image and mask "
+                            f"pairs are read from '{folder}' itself, not its subfolders: move them up into it, or "
+                            "give split folders through data.split_dirs")
+
+
 def _warn_of_images_without_suffix(others: list[Path]) -> None:
     """Files named as exports name DICOM that are images of another format (a PNG saved without
     its suffix) are not read: said, not left out unseen."""
@@ -273,10 +287,10 @@ def _refuse_colours_as_classes(im, path: Path) -> None:
     if im.mode == "P" and _grey_palette(im):
         entries, used = _palette_entries(im), np.unique(np.asarray(im))
         shown = entries[used[(used < len(entries)) & (used != IGNORE)], 0]  # 255 is the ignored label
-        if (np.diff(shown.astype(int)) <= 0).any():
-            raise DataError(f"mask '{Path(path).name}' is a palette image whose grey palette shows a higher class index "
-                            f"darker (indices in use shown as grey levels {shown[:6].tolist()}): read by index, what "
-                            "it shows as the object would be a lower class than the background. For a "
+        if (np.diff(shown.astype(int)) < 0).any():
+            raise DataError(f"mask '{Path(path).name}' is a palette image whose grey palette shows a higher class "
+                            f"index darker (indices in use shown as grey levels {shown[:6].tolist()}): read by index, "
+                            "what it shows as the object would be a lower class than the background. For a "
                             "foreground/background mask set data.binary_masks=true (palette masks are then read by "
                             "the grey level shown); else save the mask as a grey image of class indices")
     if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
@@ -310,9 +324,12 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     out = [(m.values > threshold).astype(np.uint8) for m in masks]
     if len(masks) > 1 and threshold and not any(o.any() for o in out) and any(m.values.any() for m in masks):
         top = max(int(m.values.max()) for m in masks)
+        advice = ("0/1 masks saved as JPEG lose their labels to compression: save them as PNG"
+                  if any(m.lossy for m in masks) and top <= 50 else
+                  "save the masks as 0/1, or with the foreground at the top of their scale (255, or 65535 for "
+                  "16-bit masks)")
         warnings.warn(f"with data.binary_masks, no mask keeps a foreground pixel: foreground is a value {why}, and the "
-                      f"masks' largest value is {top}. 0/1 masks saved as JPEG lose their labels to compression: save "
-                      "them as PNG", PeerdistillWarning, stacklevel=3)
+                      f"masks' largest value is {top}; {advice}", PeerdistillWarning, stacklevel=3)
     return out
 
 

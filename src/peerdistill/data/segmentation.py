@@ -13,7 +13,8 @@ from ..config import DataSpec
 from ..errors import DataError, PeerdistillWarning
 from .dicom import dicom_size_and_spacing
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
-                       check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image, read_mask, read_mask_values)
+                       check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image,
+                       read_mask, read_mask_values, refuse_images_in_subfolders)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
 from .synthetic import make_shapes
@@ -271,7 +272,8 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         raise DataError(f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks")
     folders = [image_dir, mask_dir] + ([root / spec.roi] if spec.roi else [])
     for folder in dict.fromkeys(folders):
-        _refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
+        if folder.resolve() != root.resolve():  # (data.images '.': the root holds other folders too)
+            refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
     images = _by_key(image_dir, spec.pattern)
     masks = _by_key(mask_dir, spec.pattern)
     rois = _by_key(root / spec.roi, spec.pattern) if spec.roi else None
@@ -357,20 +359,7 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
         out[key] = p
     if unmatched:  # never left out unseen: a typo in the pattern would drop pairs
         raise DataError(f"data.pattern '{pattern}' does not match {len(unmatched)} of the {len(files)} image files in "
-                        f"'{folder}' ({', '.join(repr(n) for n in unmatched[:3])}{', ...' if len(unmatched) > 3 else ''}"
+                        f"'{folder}' ({', '.join(repr(n) for n in unmatched[:3])}{', ...' * (len(unmatched) > 3)}"
                         "): it must give every file its id (its first group); fix the pattern, or move the other "
                         "files out")
     return out
-
-
-def _refuse_images_in_subfolders(folder: Path, siblings: set[Path]) -> None:
-    """Pairs are read from the folder itself: images in its subfolders would be left out unseen
-    (a mask or region folder inside it, as with data.images '.', is no subfolder of images)."""
-    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        if sub.resolve() in siblings:
-            continue
-        found = image_files(sub)
-        if found:
-            raise DataError(f"'{sub}' holds {len(found)} image file(s) ('{found[0].name}'...), but image and mask "
-                            f"pairs are read from '{folder}' itself, not its subfolders: move them up into it, or "
-                            "give split folders through data.split_dirs")

@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def join(device: torch.device) -> World:
 # first meet in torchrun's own key-value store, there before any process starts, where a process
 # that stops says why; waiting there, in Python, signals still stop them.
 _JOINS = [0]  # groups this process has joined: each join meets under keys of its own
+JOIN_DEADLINE_S = 30 * 60  # torch's own wait in init_process_group (its default timeout)
 
 
 def _agent_store():
@@ -98,7 +100,7 @@ def _agent_store():
         return None  # not torchrun's (a hand-made launch): init_process_group alone
     try:
         return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                             timeout=timedelta(seconds=60))
+                             timeout=timedelta(seconds=30))
     except (KeyError, ValueError, RuntimeError):
         return None
 
@@ -108,11 +110,12 @@ def _meeting() -> str:
             f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/join{_JOINS[0]}")
 
 
-def _wait_for_every_process(size: int) -> None:
+def _wait_for_every_process(size: int, deadline_s: float = JOIN_DEADLINE_S) -> None:
     store = _agent_store()
     if store is None:
         return
-    meeting = _meeting()
+    meeting, start, said_waiting = _meeting(), time.monotonic(), False
+    store.set(f"{meeting}/arrived/{launched_world()[0]}", socket.gethostname())
     store.add(f"{meeting}/arrived", 1)
     while store.add(f"{meeting}/arrived", 0) < size:
         if store.add(f"{meeting}/failures", 0):
@@ -120,6 +123,17 @@ def _wait_for_every_process(size: int) -> None:
             said = json.loads(store.get(f"{meeting}/failed/{rank}"))
             raise ConfigError(f"process {rank} (on {said['host']}) stopped before training: {said['error']} -- so "
                               "this one stops too; fix that and start every node again")
+        waited = time.monotonic() - start
+        if waited > deadline_s or (waited > 120 and not said_waiting):
+            absent = [r for r in range(size) if not store.check([f"{meeting}/arrived/{r}"])]
+            if waited > deadline_s:  # (torch's own wait in init_process_group ends so too, with a traceback)
+                within = f"{deadline_s / 60:.0f} minutes" if deadline_s >= 120 else f"{deadline_s:.0f} s"
+                raise ConfigError(f"process(es) {absent} did not come to train within {within}: "
+                                  "see their own output (a process killed, or one that failed before it could say "
+                                  "so); start every node again")
+            print(f"waiting for process(es) {absent} to come to train ({waited / 60:.0f} min so far; one that fails "
+                  "says so here, one killed does not)", file=sys.stderr, flush=True)
+            said_waiting = True
         time.sleep(0.2)
 
 

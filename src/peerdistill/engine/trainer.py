@@ -282,14 +282,14 @@ class Trainer(RunRecords):
     def _what_is_run(self, data: DataSplits) -> dict[str, Any]:
         """What every process must agree on: the config and the splits (sizes, classes, and the
         files of each, as a digest of their names relative to the data's folder). Paths may
-        differ: each node may keep its copy of the data, the teachers and the runs elsewhere."""
+        differ: each node may keep its copy of the data, the checkpoints and the runs elsewhere."""
         files = data.info.get("files")
         config = yaml.safe_load(self.config_yaml) if self.config_yaml else None
         if config is not None:
             config = without_keys(config, ("data.root", "out_dir"))
-            for teacher in [config.get("teacher"), *(config.get("teachers") or [])]:
-                if isinstance(teacher, dict):
-                    teacher.pop("checkpoint", None)
+            for member in [config.get("teacher"), *(config.get("teachers") or []), *(config.get("students") or [])]:
+                if isinstance(member, dict):
+                    member.pop("checkpoint", None)
         return {"config": config,
                 "data": {"split sizes": {s: len(getattr(data, s)) for s in ("train", "val", "test")},
                          "class names": list(data.class_names),
