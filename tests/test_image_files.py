@@ -583,8 +583,13 @@ def test_a_grey_palette_listing_white_first_is_read_as_shown(tmp_path):
     object_at_0 = 1 - square(1)  # index 0 on the object, 1 around it
     palette_mask(tmp_path / "m.png", object_at_0, white_first)
     assert (read_mask(tmp_path / "m.png", binary=True) == square(1)).all()  # what a viewer shows
-    with pytest.raises(DataError, match="grey palette shows a higher class index darker"):
+    with pytest.raises(DataError, match=r"grey palette shows the background \(index 0, grey 255\) brighter than a "
+                                        r"class \(grey 0\)"):
         read_mask(tmp_path / "m.png")
+    three = np.zeros((6, 6), np.uint8)
+    three[1:3], three[3:5] = 1, 2
+    palette_mask(tmp_path / "three.png", three, [0, 0, 0, 255, 255, 255, 128, 128, 128] + [64] * 3 * 253)
+    assert (read_mask(tmp_path / "three.png") == three).all()  # classes in any grey, the background darkest
     black_first = [0, 0, 0, 255, 255, 255] + [128] * 3 * 254  # as DRIVE's and Pillow's: read by index
     palette_mask(tmp_path / "k.png", square(1), black_first)
     assert (read_mask(tmp_path / "k.png") == square(1)).all()
@@ -626,6 +631,7 @@ def test_images_in_subfolders_are_refused_for_training_and_said_by_predict(tmp_p
         save(square(1), flat / "masks" / f"{i}.png")
     save(square(1), flat / "predictions" / "0_mask.png")  # the data's root may hold other folders
     assert folders(flat, images=".", split_seed=0).num_classes == 2
+    assert len(load_mask_boxes(flat, flat / "masks", [6, 6])[3]) == 4  # boxes from masks: the same rule
     with pytest.raises(DataError, match=r"more' holds 1 image file\(s\)"):  # boxes from masks: read alike
         load_mask_boxes(tmp_path / "images", tmp_path / "masks", [6, 6])
 

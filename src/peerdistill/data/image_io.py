@@ -62,8 +62,10 @@ def image_files(folder: Path) -> list[Path]:
 
 def refuse_images_in_subfolders(folder: Path, siblings: set[Path] = frozenset()) -> None:
     """Image/mask pairs are read from a folder itself: images in its subfolders would be left
-    out unseen. ``siblings`` (resolved): folders of the same data inside it, not subfolders of
-    images (a mask folder inside the images folder)."""
+    out unseen. ``siblings`` (resolved): the data's folders; a folder holding another of them is
+    the data's root (data.images '.'), not checked."""
+    if any(Path(folder).resolve() in sibling.parents for sibling in siblings):
+        return  # the data's root (data.images '.'), whose other folders may hold anything
     for sub in sorted(d for d in Path(folder).iterdir() if d.is_dir() and not d.name.startswith(".")):
         if sub.resolve() in siblings:
             continue
@@ -286,11 +288,11 @@ def read_mask_values(path: Path, size=None, binary: bool = False) -> MaskValues:
 def _refuse_colours_as_classes(im, path: Path) -> None:
     if im.mode == "P" and _grey_palette(im):
         entries, used = _palette_entries(im), np.unique(np.asarray(im))
-        shown = entries[used[(used < len(entries)) & (used != IGNORE)], 0]  # 255 is the ignored label
-        if (np.diff(shown.astype(int)) < 0).any():
-            raise DataError(f"mask '{Path(path).name}' is a palette image whose grey palette shows a higher class "
-                            f"index darker (indices in use shown as grey levels {shown[:6].tolist()}): read by index, "
-                            "what it shows as the object would be a lower class than the background. For a "
+        classes = used[(used > 0) & (used < len(entries)) & (used != IGNORE)]  # 255 is the ignored label
+        if 0 in used and len(classes) and entries[0, 0] > entries[classes, 0].min():
+            raise DataError(f"mask '{Path(path).name}' is a palette image whose grey palette shows the background "
+                            f"(index 0, grey {entries[0, 0]}) brighter than a class (grey {entries[classes, 0].min()}): "
+                            "read by index, what it shows as the object would be background. For a "
                             "foreground/background mask set data.binary_masks=true (palette masks are then read by "
                             "the grey level shown); else save the mask as a grey image of class indices")
     if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):

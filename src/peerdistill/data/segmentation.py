@@ -272,8 +272,7 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         raise DataError(f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks")
     folders = [image_dir, mask_dir] + ([root / spec.roi] if spec.roi else [])
     for folder in dict.fromkeys(folders):
-        if folder.resolve() != root.resolve():  # (data.images '.': the root holds other folders too)
-            refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
+        refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
     images = _by_key(image_dir, spec.pattern)
     masks = _by_key(mask_dir, spec.pattern)
     rois = _by_key(root / spec.roi, spec.pattern) if spec.roi else None
