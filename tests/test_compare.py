@@ -645,6 +645,9 @@ def test_options_given_twice_and_counts_that_are_not_whole_are_refused(capsys):
         with pytest.raises(SystemExit) as stop:
             main(["compare", *argv, "--dry-run"])
         assert stop.value.code == 2 and said in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # every command's options alike
+        main(["eval", "runs/x", "--split", "test", "--split", "val"])
+    assert stop.value.code == 2 and "--split is given twice" in capsys.readouterr().err
 
 
 def test_one_seed_promises_no_std_and_no_interval(tmp_path, capsys):

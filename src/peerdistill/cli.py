@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import signal
@@ -50,9 +49,10 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number such as 3, got '{text}'") from None
 
 
-class _Once(argparse.Action):
+class _Once(argparse._StoreAction):
     """An option given once: given again, it would silently replace the first (as --presets kd
-    --presets ml ran ml alone), while --setting adds up."""
+    --presets ml ran ml alone), while --setting adds up. Every command's plain options are so
+    (``_Parser``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         seen = namespace.__dict__.setdefault("_given_once", set())
@@ -61,6 +61,16 @@ class _Once(argparse.Action):
                          + (" (several presets: --presets kd,kd+ml)" if self.dest == "presets" else ""))
         seen.add(self.dest)
         setattr(namespace, self.dest, values)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with ``_Once`` as its plain option action, and no abbreviations (--seed must not
+    silently mean --seeds)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.register("action", None, _Once)
+        self.register("action", "store", _Once)
 
 
 def _count(text: str) -> int:
@@ -337,14 +347,12 @@ def cmd_presets(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,  # --seed must not silently mean --seeds
+    parser = _Parser(
         prog="peerdistill",
         description="Knowledge distillation in a cohort: a teacher and several students trained together. "
                     "Train, compare presets over seeds, score, export, predict and report.")
     parser.add_argument("--version", action="version", version=f"peerdistill {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True,
-                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a cohort (no CONFIG: the embedded digits default)")
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
@@ -395,31 +403,31 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a row of its own: every config with this override, named NAME (repeat with the same "
                            "NAME for more keys; NAME alone: the config as it is), e.g. --setting flips --setting "
                            "turns:data.augment=[hflip,rotate] --setting 'turns:data.augment_range={rotate: 10}'")
-    cmp_.add_argument("--presets", action=_Once, default=None, type=_given,
+    cmp_.add_argument("--presets", default=None, type=_given,
                       help="comma-separated presets run with every config (default: each config's own preset)")
-    cmp_.add_argument("--out", action=_Once, default=None, type=_given,
+    cmp_.add_argument("--out", default=None, type=_given,
                       help="directory of the comparison (default OUT_DIR/NAME-compare)")
-    cmp_.add_argument("--seeds", action=_Once, type=_whole, default=3,
+    cmp_.add_argument("--seeds", type=_whole, default=3,
                       help="runs per setting, with seeds seed, seed+1, ... (default 3)")
-    cmp_.add_argument("--folds", action=_Once, type=_whole, default=None, metavar="K",
+    cmp_.add_argument("--folds", type=_whole, default=None, metavar="K",
                       help="k-fold cross-validation: every seed runs K times, each fold of the data once the "
                            "test split (data.folds=K, data.fold=0..K-1); the table is over folds and seeds")
-    cmp_.add_argument("--operating-point", action=_Once, metavar="RULE", default=None, type=_given,
+    cmp_.add_argument("--operating-point", metavar="RULE", default=None, type=_given,
                       help="two-class classification: also tabulate every model at the threshold RULE picks on its "
                            "run's validation split (youden, sensitivity=S, specificity=S), as eval does")
-    cmp_.add_argument("--teacher-from", action=_Once, default=None, metavar="PRESET", type=_given,
+    cmp_.add_argument("--teacher-from", default=None, metavar="PRESET", type=_given,
                       help="train the teachers in PRESET's runs first, then freeze them (per seed) as the "
                            "teachers of the other presets, e.g. --teacher-from independent")
     cmp_.add_argument("--temperature-scaling", action="store_true",
                       help="classification: also tabulate each run's models tempered by the temperature fitted on its "
                            "validation split (cal_temperature, cal_ece, cal_brier)")
-    cmp_.add_argument("--tta", action=_Once, choices=["hflip", "flips"], default=None,
+    cmp_.add_argument("--tta", choices=["hflip", "flips"], default=None,
                       help="classification, segmentation: also tabulate each run's models with their probabilities "
                            "averaged over flips of the test images (tta_METRIC), as eval --tta does")
-    cmp_.add_argument("--baseline", action=_Once, default=None, metavar="SETTING", type=_given,
+    cmp_.add_argument("--baseline", default=None, metavar="SETTING", type=_given,
                       help="tabulate every other setting's paired difference from this one, with a 95%% confidence "
                            "interval (default: independent when compared, else the first setting)")
-    cmp_.add_argument("--jobs", action=_Once, type=_whole, default=1, metavar="N",
+    cmp_.add_argument("--jobs", type=_whole, default=1, metavar="N",
                       help="train N runs at once, each in its own process with its share of the CPU threads "
                            "(default 1; on one GPU they share it: worth it when one run leaves it idle; with several GPUs "
                            "each worker takes one in turn)")
