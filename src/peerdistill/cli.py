@@ -543,7 +543,7 @@ def _run(ns: argparse.Namespace) -> int:
 def _tell_the_other_processes(error: str) -> None:
     """Under torchrun, a process stopping before the process group is joined tells the others
     (on other nodes they would wait for it); nothing to tell, or no way to, otherwise."""
-    if "WORLD_SIZE" not in os.environ:
+    if not launched():
         return
     from .engine.distributed import tell_failure
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import math
 import numbers
 import warnings
@@ -17,9 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .terminal import Console
-from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, check_before_training, comparison_world,
+from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
                               mark_for_replacement, plan_runs, plan_table, run_all, setting_tree, settings_of)
-from .config import NOT_THE_SPLIT, SEED_LIMIT, TRAINING_ONLY_KEYS, check_preset_names, validate
+from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, validate
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, leave, on_main
 from .launcher import launched, launched_world
@@ -293,11 +292,7 @@ def _check_folds_fit(plans, folds: int) -> None:
     a class has samples would else stop the first run of that config, after the earlier ones."""
     from .data import build_data
 
-    firsts = {}
-    for plan in plans:
-        key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude=TRAINING_ONLY_KEYS), sort_keys=True)
-        firsts.setdefault(key, plan)
-    for plan in firsts.values():
+    for plan in (group[0] for group in by_way_of_reading(plans)):
         try:
             build_data(plan.cfg.data)
         except PeerdistillError as exc:

@@ -224,6 +224,17 @@ def _missing_input(plan: Plan) -> str | None:
     return None
 
 
+def by_way_of_reading(plans: list[Plan]) -> list[list[Plan]]:
+    """The plans grouped by how their data is read: one read serves a group (keys acting in
+    training only, the fold among them, change neither what the data holds nor which models it
+    builds)."""
+    groups: dict[str, list[Plan]] = {}
+    for plan in plans:
+        key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude=TRAINING_ONLY_KEYS), sort_keys=True)
+        groups.setdefault(key, []).append(plan)
+    return list(groups.values())
+
+
 def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) -> None:
     """Mistakes a run would meet only as it starts, found before any run trains or ``--overwrite``
     replaces anything: a missing data.root or teacher checkpoint, a device not there (every run);
@@ -237,13 +248,7 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) 
         resolve_device(device)
     if not (build or two_classes):
         return
-    # one read per way of reading the data (keys acting in training only change neither what it
-    # holds nor which models it builds); each read is dropped before the next
-    by_data: dict[str, list[Plan]] = {}
-    for plan in plans:
-        key = json.dumps(plan.cfg.data.model_dump(mode="json", exclude=TRAINING_ONLY_KEYS), sort_keys=True)
-        by_data.setdefault(key, []).append(plan)
-    for group in by_data.values():
+    for group in by_way_of_reading(plans):  # each read is dropped before the next
         built: set[str] = set()
         checking = group[0]
         try:

@@ -21,10 +21,22 @@ EXECUTION_KEYS = ("name", "out_dir", "device", "data.root", "train.eval_batch_si
 
 def what_is_trained(tree: dict[str, Any]) -> dict[str, Any]:
     """A config tree without ``EXECUTION_KEYS`` and the teachers' checkpoint paths."""
-    tree = without_keys(tree, EXECUTION_KEYS)
-    for teacher in [tree.get("teacher"), *(tree.get("teachers") or [])]:
-        if isinstance(teacher, dict):
-            teacher.pop("checkpoint", None)
+    return _without_checkpoints(without_keys(tree, EXECUTION_KEYS), ("teacher", "teachers"))
+
+
+def without_paths(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree without where its files are (data.root, out_dir, every model's
+    checkpoint): what nodes keeping their own copies still share."""
+    return _without_checkpoints(without_keys(tree, ("data.root", "out_dir")), ("teacher", "teachers", "students"))
+
+
+def _without_checkpoints(tree: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
+    """``tree`` (a copy, changed in place) without the checkpoint paths of the models in ``sections``."""
+    for section in sections:
+        models = tree.get(section)
+        for model in models if isinstance(models, list) else [models]:
+            if isinstance(model, dict):
+                model.pop("checkpoint", None)
     return tree
 
 

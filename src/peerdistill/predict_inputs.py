@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data.image_io import LOOKED_FOR, image_files, image_id, read_image, resized_planes, size_and_colour
+from .data.image_io import (LOOKED_FOR, image_files, image_id, read_image, resized_planes, size_and_colour,
+                            subfolders_with_images)
 from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning
@@ -110,7 +111,7 @@ def _npz_images(path: Path) -> np.ndarray:
 
 def _warn_of_images_in_subfolders(folder: Path) -> None:
     """A folder's images are read, not its subfolders': said, not left out unseen."""
-    holding = [d.name for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".") and image_files(d)]
+    holding = [sub.name for sub, _ in subfolders_with_images(folder)]
     if holding:
         warnings.warn(f"subfolder(s) of '{folder}' hold images that are not read ({', '.join(holding[:3])}"
                       f"{', ...' if len(holding) > 3 else ''}): predict reads the images directly in a folder; give "

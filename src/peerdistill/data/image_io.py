@@ -66,14 +66,19 @@ def refuse_images_in_subfolders(folder: Path, siblings: set[Path] = frozenset())
     the data's root (data.images '.'), not checked."""
     if any(Path(folder).resolve() in sibling.parents for sibling in siblings):
         return  # the data's root (data.images '.'), whose other folders may hold anything
-    for sub in sorted(d for d in Path(folder).iterdir() if d.is_dir() and not d.name.startswith(".")):
-        if sub.resolve() in siblings:
-            continue
-        found = image_files(sub)
-        if found:
+    for sub, found in subfolders_with_images(folder):
+        if sub.resolve() not in siblings:
             raise DataError(f"'{sub}' holds {len(found)} image file(s) ('{found[0].name}'...), but image and mask "
                             f"pairs are read from '{folder}' itself, not its subfolders: move them up into it, or "
                             "give split folders through data.split_dirs")
+
+
+def subfolders_with_images(folder: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """Each (visible) subfolder of ``folder`` holding image files, with its image files."""
+    for sub in sorted(d for d in Path(folder).iterdir() if d.is_dir() and not d.name.startswith(".")):
+        found = image_files(sub)
+        if found:
+            yield sub, found
 
 
 def _warn_of_images_without_suffix(others: list[Path]) -> None:
@@ -304,9 +309,9 @@ def _refuse_colours_as_classes(im, path: Path) -> None:
                             "data.binary_masks=true")
 
 
-def _rule_of(masks: list[MaskValues]) -> tuple[int, str]:
-    """The threshold above which a value is foreground, for the whole set, and why."""
-    top = max((int(m.values.max(initial=0)) for m in masks), default=0)
+def _rule_of(masks: list[MaskValues], top: int) -> tuple[int, str]:
+    """The threshold above which a value is foreground, for the whole set (whose largest value
+    is ``top``), and why."""
     if top <= 50 and not any(m.lossy for m in masks):
         return 0, "any value above 0 (masks of small values only: 0/1, class indices)"
     if top > 255:
@@ -321,11 +326,12 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     (0/255, 0/65535, anti-aliased edges, JPEG noise) a value above half the full scale. A set
     saved two ways (some 0/1, some 0/255 or 0/65535) is refused: no one rule reads both, and
     a set whose foreground the rule loses entirely is warned of."""
-    _refuse_two_scales(masks)
-    threshold, why = _rule_of(masks)
+    tops = [int(m.values.max(initial=0)) for m in masks]
+    _refuse_two_scales(masks, tops)
+    top = max(tops, default=0)
+    threshold, why = _rule_of(masks, top)
     out = [(m.values > threshold).astype(np.uint8) for m in masks]
-    if len(masks) > 1 and threshold and not any(o.any() for o in out) and any(m.values.any() for m in masks):
-        top = max(int(m.values.max()) for m in masks)
+    if len(masks) > 1 and threshold and top and not any(o.any() for o in out):
         advice = ("0/1 masks saved as JPEG lose their labels to compression: save them as PNG"
                   if any(m.lossy for m in masks) and top <= 50 else
                   "save the masks as 0/1, or with the foreground at the top of their scale (255, or 65535 for "
@@ -335,12 +341,11 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     return out
 
 
-def _refuse_two_scales(masks: list[MaskValues]) -> None:
-    """0/1 (lossless), 0/255 and 0/65535 masks in one set: the rule for the largest would empty
-    the others."""
+def _refuse_two_scales(masks: list[MaskValues], tops: list[int]) -> None:
+    """0/1 (lossless), 0/255 and 0/65535 masks in one set (``tops``: each one's largest value):
+    the rule for the largest would empty the others."""
     first_of = {}
-    for m in masks:
-        top = int(m.values.max(initial=0))
+    for m, top in zip(masks, tops):
         scale = ("0/1" if top == 1 and not m.lossy else "0/255" if 127 < top <= 255 else "0/65535" if top > 32767
                  else None)
         if scale:

@@ -198,10 +198,10 @@ def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
     are disjoint and cover every sample once."""
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-    counts = np.bincount(labels)[np.bincount(labels) > 0] if labels is not None else None
-    most = n if counts is None else int(counts.min())
+    per_class = None if labels is None else np.bincount(labels)
+    most = n if per_class is None else int(per_class[per_class > 0].min())
     if folds > most:  # said in the user's terms, before scikit-learn says it in its own
-        why = (f"{n} samples: each fold needs one at least" if counts is None else
+        why = (f"{n} samples: each fold needs one at least" if labels is None else
                f"{n} samples whose smallest class has {most}: each fold needs a sample of every class")
         raise DataError(f"cannot cut {folds} folds from {why}; use at most {most} folds (--folds or data.folds)")
     splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if labels is not None

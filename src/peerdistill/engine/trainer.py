@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 
 from ..cohort import Cohort
-from ..config_diff import without_keys
+from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
@@ -221,7 +221,8 @@ class Trainer(RunRecords):
                                      for m in self.cohort.trainable for sub in m.module.modules())
         self.device = distributed.process_device(self.device)
         self.world = distributed.join(self.device)
-        distributed.check_same_run(self.world, self._what_is_run(data))
+        if self.world.distributed:
+            distributed.check_same_run(self.world, self._what_is_run(data))
         self._declared_input_shape = tuple(data.input_shape)
         apply_seed(self.seed, self.deterministic)
         self.speed = resolve_speed(self.train_spec, self.device, self.deterministic)
@@ -284,13 +285,7 @@ class Trainer(RunRecords):
         files of each, as a digest of their names relative to the data's folder). Paths may
         differ: each node may keep its copy of the data, the checkpoints and the runs elsewhere."""
         files = data.info.get("files")
-        config = yaml.safe_load(self.config_yaml) if self.config_yaml else None
-        if config is not None:
-            config = without_keys(config, ("data.root", "out_dir"))
-            for member in [config.get("teacher"), *(config.get("teachers") or []), *(config.get("students") or [])]:
-                if isinstance(member, dict):
-                    member.pop("checkpoint", None)
-        return {"config": config,
+        return {"config": without_paths(yaml.safe_load(self.config_yaml)) if self.config_yaml else None,
                 "data": {"split sizes": {s: len(getattr(data, s)) for s in ("train", "val", "test")},
                          "class names": list(data.class_names),
                          "files (a digest of their names)": hashlib.sha256(
