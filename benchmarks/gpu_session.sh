@@ -26,7 +26,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi > "$out/nvidia-smi.log" 2>&1
 case "$step" in
     tests)
-        python3 -m pytest -q -rs tests/test_cuda.py tests/test_torchvision_adapter.py 2>&1 | tee "$out/tests.log" ;;
+        python3 -m pytest -q -rs tests/test_cuda.py tests/test_torchvision_adapter.py tests/test_library_models.py 2>&1 | tee "$out/tests.log" ;;
     throughput)
         python3 benchmarks/step_throughput.py --device cuda --compile --json "$out/throughput.json" 2>&1 \
             | tee "$out/throughput.log"

@@ -92,8 +92,10 @@ def test_the_zoo_entry_says_when_torchvision_is_missing():
 
 def test_torchvisions_fcos_teaches_zoo_detectors(tmp_path):
     """Where torchvision is installed: its FCOS-ResNet50-FPN as the teacher of two zoo detectors
-    with the same five strides, one epoch of kd+ml on the synthetic boxes."""
+    with the same five strides, one epoch of kd+ml on the synthetic boxes, then scored from its
+    run folder and exported."""
     pytest.importorskip("torchvision", reason="torchvision is not installed on this machine")
+    from peerdistill import evaluate_run, export_run
     from peerdistill.build import train_from_config
     from peerdistill.config import validate
 
@@ -105,3 +107,9 @@ def test_torchvisions_fcos_teaches_zoo_detectors(tmp_path):
     result = train_from_config(validate(tree), progress=False)
     assert "train/loss/student1/kl<-teacher" in result.history[-1]
     assert 0 <= result.test_at_best["teacher"]["ap"] <= 1
+    # read back from its folder (the teacher rebuilt from its zoo name), scored as at the end of training
+    scores = evaluate_run(tmp_path / "tv")
+    for model, at_training in result.test_at_best.items():
+        assert scores[model]["ap"] == pytest.approx(at_training["ap"], abs=1e-6), model
+    # exported as its dense head outputs (boxes decoded outside the graph), checked by onnxruntime
+    assert export_run(tmp_path / "tv", "teacher").max_abs_diff <= 1e-4
