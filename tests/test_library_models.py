@@ -108,3 +108,22 @@ def test_torchvision_segmentation_models_in_a_cohort(tmp_path):
     assert export_run(run, "student1").max_abs_diff <= 1e-4
     predict_files(run, [str(tmp_path / "discs" / "images" / "3.png")], tmp_path / "masks", model="ensemble")
     assert (tmp_path / "masks" / "3_mask.png").is_file()
+
+
+def test_timm_vision_transformers_learn_on_logits_and_tokens(tmp_path):
+    """ViTs (patches of 4 pixels at 32x32, 65 tokens): a wider teacher's block output teaches the
+    students' through a linear connector over the token width; a student exports to ONNX."""
+    pytest.importorskip("timm", reason="timm is not installed on this machine")
+    _rgb_classes(tmp_path / "rgb.npz")
+
+    def vit(name):
+        return {"arch": "timm:create_model", "feature_layer": "blocks.1",
+                "args": {"model_name": name, "img_size": 32, "patch_size": 4, "depth": 2}}
+
+    tree = {"name": "vit", "out_dir": str(tmp_path), "data": {"kind": "npz", "root": str(tmp_path / "rgb.npz")},
+            "teacher": vit("vit_small_patch16_224"), "students": [vit("vit_tiny_patch16_224")] * 2,
+            "distill": {"preset": "styles", "rampup_epochs": 1}, "train": {"epochs": 2, "batch_size": 32}}
+    result = train_from_config(validate(tree), progress=False)
+    assert "train/loss/student2/hint<-teacher[blocks.1<-blocks.1]" in result.history[-1]
+    assert result.test_at_best["ensemble"]["accuracy"] > 0.5
+    assert export_run(tmp_path / "vit", "student2").max_abs_diff <= 1e-4

@@ -94,6 +94,16 @@ def test_token_sequences_of_other_lengths_are_refused_before_training(tiny_data)
         _fit([TokenNet(4)], teacher, [edge], tiny_data)
 
 
+def test_a_map_taught_to_token_sequences_is_refused_naming_the_edge(tiny_data):
+    from peerdistill.models import SmallCNN
+
+    seed_everything(0)
+    edge = Edge("teacher", "student1", "hint", 1.0, source_layer="features.0", target_layer="norm")
+    with pytest.raises(ConfigError, match=r"^edge student1/hint<-teacher\[norm<-features.0\]: cannot connect a feature of "
+                                          r"shape \(16, 4\) to one of shape \(4, 8, 8\): .*both \[L, D\] token"):
+        _fit([TokenNet(4)], SmallCNN(1, 3, width=4, depth=1), [edge], tiny_data)
+
+
 def test_self_distillation_heads_pool_token_sequences_over_their_tokens():
     seed_everything(0)
     model = HeadedModel(TokenNet(8), ["embed", "blocks.0"], "norm", 3, torch.zeros(2, 1, 8, 8))

@@ -425,7 +425,10 @@ class KnowledgeGraph:
             target = tuple(out.features[edge.source][edge.source_layer].shape[1:])
             differ = learner != target if len(target) == 2 else learner[:1] != target[:1]
             if len(learner) != len(target) or differ:
-                connectors[edge.name] = Connector(learner, target)
+                try:
+                    connectors[edge.name] = Connector(learner, target)
+                except ConfigError as error:  # said with the edge, and so the models and layers, it is about
+                    raise ConfigError(f"edge {edge.name}: {error}") from None
         return connectors
 
     def to_list(self) -> list[dict]:
