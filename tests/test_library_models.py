@@ -16,7 +16,6 @@ pytest.importorskip("torchvision", reason="torchvision is not installed on this 
 
 
 def _torchvision(factory, **args):
-    # weights_backbone=None: the default would download ImageNet weights
     return {"arch": f"torchvision.models{factory}", "args": args}
 
 
@@ -92,6 +91,7 @@ def test_torchvision_segmentation_models_in_a_cohort(tmp_path):
     """DeepLabV3 (a dict of `out` and `aux`) teaches LR-ASPP and a zoo MobileUNet on RGB folders;
     the run is scored, the students exported and a mask predicted from the run folder."""
     _rgb_discs(tmp_path / "discs")
+    # weights_backbone=None: the segmentation models' default would download ImageNet weights
     tree = {"name": "seg", "out_dir": str(tmp_path), "task": "segmentation",
             "data": {"kind": "folders", "root": str(tmp_path / "discs")},
             "teacher": _torchvision(".segmentation:deeplabv3_mobilenet_v3_large", weights_backbone=None,
