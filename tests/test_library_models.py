@@ -127,3 +127,18 @@ def test_timm_vision_transformers_learn_on_logits_and_tokens(tmp_path):
     assert "train/loss/student2/hint<-teacher[blocks.1<-blocks.1]" in result.history[-1]
     assert result.test_at_best["ensemble"]["accuracy"] > 0.5
     assert export_run(tmp_path / "vit", "student2").max_abs_diff <= 1e-4
+
+
+def test_a_run_folder_may_name_the_libraries_models_but_not_their_loaders():
+    from peerdistill.errors import CheckpointError
+    from peerdistill.trust import check_trusted_arch
+
+    for arch in ("torchvision.models:resnet18", "torchvision.models.segmentation:lraspp_mobilenet_v3_large",
+                 "torchvision.models.detection:FCOS", "timm:create_model", "timm.models.resnet:ResNet"):
+        check_trusted_arch(arch, "here", args={"num_classes": 3})
+    for arch in ("timm.models:load_state_dict", "torchvision.models.resnet:torch.load",
+                 "torchvision.models.resnet:torch.nn.Linear"):  # the last a model, but not torchvision's
+        with pytest.raises(CheckpointError, match=f"names '{arch}', which is not a model class or model factory"):
+            check_trusted_arch(arch, "here")
+    with pytest.raises(CheckpointError, match="the arguments \\['checkpoint_path'\\], which make it read files"):
+        check_trusted_arch("timm:create_model", "here", args={"model_name": "resnet18", "checkpoint_path": "x.pth"})

@@ -45,11 +45,11 @@ def test_a_run_naming_a_command_runs_nothing(run_naming, tmp_path, capsys, monke
 
 
 def test_model_libraries_and_listed_modules_are_built(run_naming, capsys, monkeypatch):
-    from peerdistill.runs import check_trusted_arch
+    from peerdistill.trust import check_trusted_arch
 
     check_trusted_arch("cnn", "here")
-    check_trusted_arch("torchvision.models:resnet18", "here")
-    check_trusted_arch("timm:create_model", "here")
+    check_trusted_arch("peerdistill.models:SmallCNN", "here")
+    check_trusted_arch("peerdistill.models.torchvision_detection:TorchvisionFCOS", "here")
     with pytest.raises(Exception, match="names the model factory 'torchvisionx:f'"):
         check_trusted_arch("torchvisionx:f", "here")  # a prefix of a name is not its package
     check_trusted_arch("mymodels.nets:Net", "here", trusted={"mymodels.nets:Net"})  # a comparison's own config
@@ -88,3 +88,34 @@ def test_a_resume_checkpoint_holding_objects_is_refused_without_advice_to_unsafe
     message = str(caught.value)
     assert "holds more than tensors" in message and ("posix.system" in message or "os.system" in message)
     assert "weights_only" not in message and "start the run again" in message
+
+
+@pytest.mark.parametrize("arch", [
+    "peerdistill.engine.artifacts:os.system",  # peerdistill's modules other than its models
+    "peerdistill.models:difflib.get_close_matches",  # reached through a module the models' module imports
+    "peerdistill.models:count_parameters",  # a function of the models' module that builds no model
+])
+def test_only_a_model_librarys_models_are_built_from_a_run(arch):
+    from peerdistill.errors import CheckpointError
+    from peerdistill.trust import check_trusted_arch
+
+    with pytest.raises(CheckpointError, match=rf"^here names (the model factory )?'{arch}'.*PEERDISTILL_TRUSTED_ARCHS="):
+        check_trusted_arch(arch, "here")
+
+
+def test_a_run_reaching_a_command_through_a_library_module_runs_nothing(run_naming, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    run = run_naming({"arch": "peerdistill.engine.artifacts:os.system", "args": {"command": f"touch {marker}"}})
+    assert main(["eval", str(run)]) == 2
+    assert "names the model factory 'peerdistill.engine.artifacts:os.system'" in " ".join(capsys.readouterr().err.split())
+    assert not marker.exists()
+
+
+def test_a_run_may_not_make_a_library_model_read_files(run_naming, capsys, monkeypatch):
+    run = run_naming({"arch": "peerdistill.models:SmallCNN", "args": {"checkpoint_path": "elsewhere.pth"}})
+    assert main(["eval", str(run)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "gives 'peerdistill.models:SmallCNN' the arguments ['checkpoint_path'], which make it read files" in err
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "peerdistill.models:SmallCNN")  # then built (and fails as such)
+    assert main(["eval", str(run)]) == 2
+    assert "checkpoint_path" in capsys.readouterr().err

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,28 +37,7 @@ from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
 from .per_sample import check_per_sample_path, per_sample_rows, sample_names, write_per_sample
 from .tasks import ClassificationTask, SegmentationTask
-
-
-# Model libraries whose factories a run folder may name: calling them builds a model, nothing else.
-TRUSTED_PACKAGES = ("peerdistill", "torchvision", "timm")
-TRUST_VARIABLE = "PEERDISTILL_TRUSTED_ARCHS"
-
-
-def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = ()) -> None:
-    """A run folder is data, from wherever it came, but building its models imports and calls
-    what its run.json names: ``os:system`` would run a command. So a run's models are built only
-    from zoo names, the model libraries above, the import paths ``trusted`` holds (a
-    comparison's own configs) and those the user lists in $PEERDISTILL_TRUSTED_ARCHS
-    (comma-separated modules, ``mymodels``, or paths, ``mymodels:Net``)."""
-    if ":" not in arch:
-        return  # a zoo name (an unknown one fails as such)
-    module = arch.partition(":")[0]
-    listed = [a.strip() for a in (*TRUSTED_PACKAGES, *trusted, *os.environ.get(TRUST_VARIABLE, "").split(","))]
-    if any(a and (arch == a or module == a or module.startswith(a + ".")) for a in listed):
-        return
-    raise CheckpointError(f"{where} names the model factory '{arch}': building the model would import and call it, "
-                          "so a run folder from elsewhere could run any code. If it is your own model, allow its "
-                          f"module: {TRUST_VARIABLE}={module} peerdistill ... (or {TRUST_VARIABLE}={arch})")
+from .trust import check_trusted_arch
 
 
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
@@ -103,7 +81,8 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
         if modules and name in modules:
             module = modules[name]
         else:
-            check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (model '{name}')", trusted_archs)
+            check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (model '{name}')", trusted_archs,
+                               spec.get("args"))
             module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"],
                                  owner=f"model '{name}'")
             if spec.get("heads") and with_heads:

@@ -1,0 +1,75 @@
+"""Which models a run folder from elsewhere may have built.
+
+A run folder is data, from wherever it came, but building its models imports and calls what its
+run.json names: ``os:system`` would run a command, and so would a path reaching ``os`` through
+a library's module (``torchvision.models.resnet:os.system``) or a library's own file helpers
+(timm's ``load_state_dict`` with ``weights_only: false``). So a run's models are built only
+from zoo names; from the model classes and model factories of the model libraries below (a
+class of ``nn.Module``, or a function declared to return one, defined in that library); and
+from the import paths the user trusts: a comparison's own configs, and those listed in
+$PEERDISTILL_TRUSTED_ARCHS (comma-separated modules, ``mymodels``, or paths, ``mymodels:Net``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from torch import nn
+
+from .errors import CheckpointError
+from .models import resolve_factory
+
+# The modules of these libraries that hold their models (their other modules read and write files).
+MODEL_LIBRARIES = ("peerdistill.models", "torchvision.models", "timm")
+# timm.create_model's arguments that name a file or folder to read weights or settings from.
+FILE_ARGUMENTS = ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+TRUST_VARIABLE = "PEERDISTILL_TRUSTED_ARCHS"
+
+
+def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
+                       args: Mapping[str, Any] | None = None) -> None:
+    """Refuse (CheckpointError naming ``where``) a model that ``arch`` and ``args`` would build by
+    calling something other than a model library's model, unless the user trusts it."""
+    if ":" not in arch:
+        return  # a zoo name (an unknown one fails as such)
+    module = arch.partition(":")[0]
+    listed = [a.strip() for a in (*trusted, *os.environ.get(TRUST_VARIABLE, "").split(","))]
+    if any(a and (arch == a or _within(module, a)) for a in listed):
+        return
+    library = next((lib for lib in MODEL_LIBRARIES if _within(module, lib)), None)
+    if library is None:
+        raise CheckpointError(f"{where} names the model factory '{arch}': building the model would import and call "
+                              "it, so a run folder from elsewhere could run any code. If it is your own model, allow "
+                              f"its module: {TRUST_VARIABLE}={module} peerdistill ... (or {TRUST_VARIABLE}={arch})")
+    factory = resolve_factory(arch)  # imports a module of the model library only
+    if not (_within(getattr(factory, "__module__", None) or "", library.split(".")[0]) and _builds_a_model(factory)):
+        raise CheckpointError(f"{where} names '{arch}', which is not a model class or model factory of {library} "
+                              "(a class of torch.nn.Module, or a function declared to return one): a run folder from "
+                              "elsewhere could call anything reachable from the library this way. If the run is "
+                              f"yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...")
+    reads_files = sorted(set(args or {}) & set(FILE_ARGUMENTS))
+    if reads_files:
+        raise CheckpointError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files named "
+                              "by the run folder: a run folder from elsewhere could load unsafe files this way. If the "
+                              f"run is yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...")
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _builds_a_model(factory: Any) -> bool:
+    """A class of nn.Module, or a function annotated to return one (torchvision's and timm's
+    factories are; timm's and torchvision's loaders and file helpers are not)."""
+    if isinstance(factory, type):
+        return issubclass(factory, nn.Module)
+    if not inspect.isfunction(factory):
+        return False
+    try:
+        returned = inspect.signature(factory, eval_str=True).return_annotation
+    except Exception:  # an annotation that does not evaluate says nothing
+        return False
+    return isinstance(returned, type) and issubclass(returned, nn.Module)
