@@ -116,3 +116,25 @@ def test_a_module_given_twice_is_refused():
         Cohort.from_modules([SmallCNN(1, 3, width=4, depth=1), nn.Sequential(net.features, nn.Flatten())],
                             teacher=net)
     Cohort.from_modules([SmallCNN(1, 3, width=4, depth=1), SmallCNN(1, 3, width=4, depth=1)], teacher=net)
+
+
+def test_a_run_is_not_scored_on_its_data_split_otherwise_since_training(tmp_path):
+    """Test images added to the run's npz: the saved data now splits otherwise, so eval refuses
+    to call it the run's test split; read as other data (data.root given) it is scored."""
+    import numpy as np
+    import pytest
+
+    from peerdistill import evaluate_run
+    from peerdistill.config import DataSpec
+    from peerdistill.errors import DataError
+    from tests.conftest import train_two_class_npz_run
+
+    run, arrays = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    arrays["test_images"] = np.concatenate([arrays["test_images"], arrays["train_images"][:5]])
+    arrays["test_labels"] = np.concatenate([arrays["test_labels"], arrays["train_labels"][:5]])
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=r"has changed since training \(split sizes \{'train': 80, 'val': 40, "
+                                        r"'test': 45\}, \{'train': 80, 'val': 40, 'test': 40\}"):
+        evaluate_run(run)
+    scores = evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")))
+    assert 0 <= scores["ensemble"]["accuracy"] <= 1

@@ -257,6 +257,17 @@ def test_a_report_draws_no_predictions_on_data_changed_since_training(digits_run
     assert "confusion matrix" not in page
 
 
+def test_a_report_draws_no_predictions_on_data_split_otherwise_since_training(digits_run, tmp_path):
+    copy = tmp_path / "grown"
+    shutil.copytree(digits_run, copy)
+    meta = json.loads((copy / "run.json").read_text())
+    meta["split_sizes"]["test"] -= 2  # as if files had been added since: the splits drawn now are other ones
+    (copy / "run.json").write_text(json.dumps(meta))
+    page = " ".join(write_report(copy).read_text(encoding="utf-8").split())
+    assert "Predictions skipped" in page and "has changed since training (split sizes" in page
+    assert "confusion matrix" not in page
+
+
 def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_path):
     import matplotlib
 

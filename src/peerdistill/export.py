@@ -33,7 +33,7 @@ from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
 from .engine.tta import mean_over_flips, tta_flips
-from .runs import load_cohort, saved_data_spec, saved_window
+from .runs import load_cohort, read_run_data, saved_data_spec, saved_window
 from .spatial import align_to
 
 OPSET = 18
@@ -219,7 +219,7 @@ def _run_splits(meta: dict, data: DataSplits | None, why: str) -> DataSplits:
     if data is not None:
         return data
     try:
-        return build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+        return read_run_data(meta)
     except PeerdistillError as exc:
         raise ConfigError(f"{why}, which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
 

@@ -243,13 +243,37 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
     """The data the run trained on, read where training read it."""
     saved = saved_data_spec(meta)
     try:
-        return build_data(saved, stats=meta.get("data_stats"))
+        data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
         if not saved.root:
             raise
         raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
                         "relative path counts from the current folder): run eval from the folder training ran "
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
+    check_unchanged(meta, data)
+    return data
+
+
+def read_run_data(meta: dict[str, Any]) -> DataSplits:
+    """The data the run trained on, read where training read it, refused if it has changed since."""
+    data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+    check_unchanged(meta, data)
+    return data
+
+
+def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
+    """The run's own data read again must split as in training: files added or removed since cut
+    other splits, whose test split may hold images the run trained on (runs before split sizes
+    were recorded are not checked)."""
+    before = meta.get("split_sizes")
+    now = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    if before and before != now:
+        root = saved_data_spec(meta).root
+        raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training (split sizes "
+                        f"{now}, {before} in its run.json): its splits are no longer the run's, and a training "
+                        "image could be scored as a test one. Restore the data the run was trained on, or score "
+                        "this data as other data: peerdistill eval RUN_DIR data.root=PATH (images the run "
+                        "trained on are then warned of)")
 
 
 def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[str, Any]) -> None:
@@ -352,7 +376,7 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
     training data must never choose its own threshold."""
     saved = saved_data_spec(meta)
     try:
-        return build_data(saved, stats=meta.get("data_stats"))
+        data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
         same_elsewhere = ({**given.model_dump(), "root": None, "augment": [], "augment_range": {}}
                           == {**saved.model_dump(), "root": None, "augment": [], "augment_range": {}})
@@ -360,6 +384,9 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
             raise DataError(f"{exc}. An operating point or a temperature is chosen on the run's own validation "
                             f"split: run eval where the run's data.root ('{saved.root}') resolves, or give its new "
                             "place alone, data.root=PATH, to score the run's own data") from None
+    else:
+        check_unchanged(meta, data)
+        return data
     warnings.warn(f"the run's data is no longer at '{saved.root}': its validation split (where the threshold or "
                   f"temperature is chosen) is taken from '{given.root}', the same data moved; if that is another "
                   "set, put the run's own data back where training read it", PeerdistillWarning, stacklevel=3)
