@@ -384,3 +384,69 @@ def test_a_reliability_diagram_plots_each_models_filled_bins_and_names_its_ece()
     ece = classification_metrics(probs["student1"], y)["ece"]
     assert ece == pytest.approx((abs(0.42 - 1) + 2 * abs(0.91 - 0.5)) / 3, abs=1e-6)
     assert line.get_label() == f"student1 (ECE {ece:.3f})"
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda m: m["test_at_best"]["student2"].update(accuracy=float("inf")), "its test_at_best is not a mapping"),
+    (lambda m: m["test_at_best"]["student1"].update(accuracy=True), "its test_at_best is not a mapping"),
+    (lambda m: m["epochs"][0].update({"val/student1/accuracy": "abc"}), "epoch 1's val/student1/accuracy is 'abc', not a figure"),
+    (lambda m: m["epochs"][1].pop("epoch"), "an epoch row lacks its epoch number"),
+    (lambda m: m.update(monitor="accuracy"), r"its best_epoch or monitor \(MODEL/METRIC\) is of the wrong kind"),
+])
+def test_a_hand_edited_metrics_file_is_named_as_damaged(digits_run, tmp_path, capsys, damage, message):
+    from peerdistill.cli import main
+
+    copy = tmp_path / "edited"
+    shutil.copytree(digits_run, copy)
+    (copy / "report.html").unlink(missing_ok=True)  # another test's
+    metrics = json.loads((copy / "metrics.json").read_text())
+    damage(metrics)
+    (copy / "metrics.json").write_text(json.dumps(metrics))  # json writes inf as Infinity, which it reads back
+    assert main(["report", str(copy)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert re.search(rf"metrics.json' is damaged: {message}.*; restore it or train the run again", err), err
+    assert not (copy / "report.html").exists()
+
+
+def test_a_run_file_in_another_encoding_is_named(digits_run, tmp_path, capsys):
+    from peerdistill.cli import main
+
+    copy = tmp_path / "latin"
+    shutil.copytree(digits_run, copy)
+    text = (copy / "run.json").read_text(encoding="utf-8").replace('"0"', '"z\u00e9ro"', 1)
+    (copy / "run.json").write_bytes(text.encode("latin-1"))  # as an editor saving in Latin-1 would
+    assert main(["report", str(copy)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "run.json' is not UTF-8 text (invalid continuation byte" in err and "save it as UTF-8" in err
+
+
+def test_wrong_places_are_named_before_the_page_is_drawn(digits_run, tmp_path, capsys):
+    from peerdistill.cli import main
+
+    def refused(*args):
+        assert main(["report", *map(str, args)]) == 2
+        return " ".join(capsys.readouterr().err.split())
+
+    assert f"'{tmp_path / 'nowhere'}' does not exist" in refused(tmp_path / "nowhere")
+    runs = tmp_path / "runs"
+    shutil.copytree(digits_run, runs / "a")
+    assert f"holds runs (1: a) but no compare.csv: report one of them (peerdistill report {runs / 'a'})" in refused(runs)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert "notes.txt' is a file, not a folder" in refused(digits_run, "--out", tmp_path / "notes.txt" / "r.html")
+    own = tmp_path / "mine.html"
+    own.write_text("<html><title>my notes</title></html>")
+    assert "mine.html' exists and is not a peerdistill report" in refused(digits_run, "--out", own)
+    assert own.read_text() == "<html><title>my notes</title></html>"
+    assert main(["report", str(digits_run), "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["report", str(digits_run), "--out", str(tmp_path / "r.html")]) == 0  # its own page it replaces
+
+
+def test_a_run_whose_models_need_a_library_not_here_is_reported_without_predictions(digits_run, tmp_path):
+    copy = tmp_path / "tv"
+    shutil.copytree(digits_run, copy)
+    meta = json.loads((copy / "run.json").read_text())
+    meta["members"][1]["spec"] = {"arch": "torchvision.models:resnet18", "args": {}}  # missing here, or unfit
+    (copy / "run.json").write_text(json.dumps(meta))
+    page = write_report(copy).read_text(encoding="utf-8")
+    assert "Predictions skipped: the saved models or the data could not be loaded again" in page
+    assert "test accuracy" in page.lower() or "<table" in page  # the rest of the page is there

@@ -24,7 +24,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .comparison_runs import setting_runs  # noqa: E402
-from .engine.artifacts import RunDir, atomic_write_text, check_not_a_run_file, names_a_folder, read_json  # noqa: E402
+from .engine.artifacts import (RunDir, atomic_write_bytes, check_not_a_run_file, names_a_folder,  # noqa: E402
+                                     read_json)
 from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, RunDirError  # noqa: E402
@@ -36,6 +37,8 @@ from .report import (comparison_per_class_rows, comparison_rows, fmt, model_orde
                      per_class_families, per_class_tables)  # noqa: E402
 
 REPORT_FILE = "report.html"
+# marks a page as this command's, the only kind --out replaces
+GENERATOR = '<meta name="generator" content="peerdistill report">'
 PNG_DATA_URI = "data:image/png;base64,"
 SEGMENTATION_SAMPLES = 4
 CSV_COLUMNS = ("setting", "model", "metric", "mean", "std", "n", "values")
@@ -60,12 +63,17 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     """Write one self-contained HTML page for a run directory (it has run.json) or a comparison
     directory (it has compare.csv) and return its path (default ``path/report.html``)."""
     directory = Path(path)
+    if not directory.exists():
+        raise RunDirError(f"'{directory}' does not exist: pass the directory that `peerdistill train` or "
+                          "`peerdistill compare` wrote (check the path)")
     is_run, is_comparison = (directory / "run.json").is_file(), (directory / "compare.csv").is_file()
     if not (is_run or is_comparison):
-        runs = [p.name for p in directory.glob("*/run.json")] if directory.is_dir() else []
+        runs = sorted(p.parent.name for p in directory.glob("*/run.json")) if directory.is_dir() else []
         if runs:
-            raise RunDirError(f"'{directory}' holds runs ({len(runs)}) but no compare.csv yet: a comparison writes "
-                              "it when its last run ends; report it then, or report one of its runs")
+            shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+            raise RunDirError(f"'{directory}' holds runs ({len(runs)}: {shown}) but no compare.csv: report one of "
+                              f"them (peerdistill report {directory / runs[0]}), or, if a comparison is training "
+                              "them, report the folder when its last run ends (it writes compare.csv then)")
         raise RunDirError(
             f"'{directory}' is neither a peerdistill run directory (with run.json) nor a comparison "
             "directory (with compare.csv): pass the directory that `peerdistill train` or "
@@ -76,13 +84,29 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     if target.suffix.lower() not in (".html", ".htm"):  # never a page over an image or a config of that name
         raise ConfigError(f"--out '{out}' does not end in .html: the report is one HTML page (give a .html file or "
                           "a folder)")
+    _check_writable_here(target)
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
     # or became a formula).
     with matplotlib.rc_context({"text.parse_math": False}):
         page = run_page(directory) if is_run else comparison_page(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, page)
+    # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
+    atomic_write_bytes(target, page.encode("utf-8", errors="backslashreplace"))
     return target
+
+
+def _check_writable_here(target: Path) -> None:
+    """Before the page is drawn (seconds): its folder can be made, and a file of its name is a
+    report this command wrote, never a page of the user's own."""
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"--out '{target}': '{blocking}' is a file, not a folder; give another place")
+    if target.is_file():
+        with target.open("rb") as page:
+            head = page.read(4096)
+        if GENERATOR.encode() not in head and b"<title>peerdistill " not in head:  # also pages before the marker
+            raise ConfigError(f"'{target}' exists and is not a peerdistill report: give --out another name, or move "
+                              "that file away")
 
 
 # ---- HTML building blocks ------------------------------------------------------------------
@@ -91,7 +115,8 @@ def esc(value: Any) -> str:
 
 
 def page_html(title: str, sections: list[str]) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n{GENERATOR}\n'
+            f"<title>{esc(title)}</title>\n"
             f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(sections) + "\n</body>\n</html>\n")
 
 
@@ -325,7 +350,7 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
     title = "Test samples" if segmentation else "Test predictions"  # detection: samples too, below
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)
-    except (CheckpointError, DataError) as exc:
+    except (CheckpointError, ConfigError, DataError) as exc:  # ConfigError: a model's library is missing here
         return section_html(title, [note_html(f"Predictions skipped: the saved models or the data could not be "
                                               f"loaded again ({exc}).")])
     unfinished = [] if RunDir(directory).is_complete else [note_html(

@@ -128,11 +128,15 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A file peerdistill wrote (UTF-8 JSON); a damaged one is a CheckpointError saying so."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"'{path}' does not exist") from None
-    except json.JSONDecodeError as exc:
+    except UnicodeDecodeError as exc:  # peerdistill writes UTF-8: another encoding is an edit or damage
+        raise CheckpointError(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}); the file is corrupt, "
+                              "or was saved in another encoding: save it as UTF-8") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and integers or nesting beyond Python's limits
         raise CheckpointError(f"'{path}' is not valid JSON ({exc}); the file is corrupt") from None
 
 
@@ -243,15 +247,31 @@ def _metrics_problem(metrics: Any) -> str | None:
     for key in ("val_at_best", "test_at_best", "test_at_last"):
         scores = metrics.get(key, {})
         if not isinstance(scores, dict) or not all(
-                isinstance(figures, dict) and all(v is None or isinstance(v, (int, float)) for v in figures.values())
+                isinstance(figures, dict) and all(_is_figure(v) for v in figures.values())
                 for figures in scores.values()):
-            return f"its {key} is not a mapping of each model to its figures"
+            return f"its {key} is not a mapping of each model to its figures (finite numbers, or null for none)"
     epochs = metrics.get("epochs", [])
     if not isinstance(epochs, list) or not all(isinstance(row, dict) for row in epochs):
         return "its epochs are not a list of rows"
-    if not isinstance(metrics.get("best_epoch", 0), int) or not isinstance(metrics.get("monitor", ""), str):
-        return "its best_epoch or monitor is of the wrong kind"
+    for row in epochs:
+        if not _is_count(row.get("epoch")):
+            return "an epoch row lacks its epoch number"
+        bad = next((k for k, v in row.items() if k.split("/")[0] in ("train", "val", "lr") and not _is_figure(v)), None)
+        if bad:
+            return f"epoch {row['epoch']}'s {bad} is {row[bad]!r}, not a figure"
+    monitor = metrics.get("monitor", "m/m")
+    if not _is_count(metrics.get("best_epoch", 0)) or not (isinstance(monitor, str) and "/" in monitor):
+        return "its best_epoch or monitor (MODEL/METRIC) is of the wrong kind"
     return None
+
+
+def _is_figure(value: Any) -> bool:
+    """A figure as peerdistill writes it: a finite number, or null (NaN is written as null)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class RunDir:
