@@ -138,3 +138,39 @@ def test_a_run_is_not_scored_on_its_data_split_otherwise_since_training(tmp_path
         evaluate_run(run)
     scores = evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")))
     assert 0 <= scores["ensemble"]["accuracy"] <= 1
+
+
+def test_a_run_trained_on_data_not_standardised_scores_other_data_unstandardised(tmp_path):
+    """From Python with normalize=False the run records no statistics: data read from a file for
+    it is then not standardised by its own statistics either (the models never saw such inputs)."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from peerdistill import (ClassificationTask, Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec, evaluate_run,
+                             preset_edges)
+    from peerdistill.config import DataSpec
+    from peerdistill.models import SmallCNN
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 64), ("val", 32), ("test", 32)):
+        y = rng.integers(0, 2, n)
+        arrays[f"{split}_images"] = np.clip(rng.normal(60, 30, (n, 8, 8)) + 120 * y[:, None, None], 0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = y
+    np.savez(tmp_path / "d.npz", **arrays)
+    tensors = [torch.as_tensor(arrays[f"{s}_{k}"]) for s in ("train", "val", "test") for k in ("images", "labels")]
+    raw = DataSplits.from_arrays(*[t.float() / 255 if t.ndim == 3 else t for t in tensors], normalize=False)
+
+    def cohort():
+        torch.manual_seed(0)
+        return {"student1": SmallCNN(1, 2, width=4, depth=1), "student2": SmallCNN(1, 2, width=4, depth=1)}
+
+    graph = KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"]))
+    Trainer(Cohort.from_modules(list(cohort().values())), graph, ClassificationTask(2),
+            train=TrainSpec(epochs=2, batch_size=16), progress=False, run_dir=tmp_path / "raw").fit(raw)
+    given = evaluate_run(tmp_path / "raw", data=raw, modules=cohort())
+    read = evaluate_run(tmp_path / "raw", data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")), modules=cohort())
+    for model in given:
+        assert read[model]["accuracy"] == pytest.approx(given[model]["accuracy"]), model
+        assert read[model]["auc"] == pytest.approx(given[model]["auc"], abs=1e-6), model

@@ -479,3 +479,28 @@ def test_a_sliding_window_run_scores_images_of_another_size(patch_shapes_run, tm
     assert scores["student1"]["dice"] == pytest.approx(meter.compute()["dice"], abs=1e-6)
     with pytest.raises(DataError, match="its sliding window takes any size, not other channels"):
         check_compatible(build_data(DataSpec(kind="folders", root=str(other), binary_masks=True)), meta)
+
+
+def test_masks_numbered_otherwise_are_scored_by_class_name(shapes_run):
+    """The run's own test masks with background and object swapped, and said so by class_names:
+    scored as the run numbers its classes, the same figures; names the run lacks are refused."""
+    import dataclasses
+
+    from peerdistill.data.splits import TensorData
+    from peerdistill.runs import evaluate_run, read_run_data
+
+    meta = json.loads((shapes_run / "run.json").read_text())
+    own = read_run_data(meta)
+    names = list(own.class_names)
+
+    def swapped(split):
+        return TensorData(split.x, 1 - split.y)
+
+    flipped = dataclasses.replace(own, train=swapped(own.train), val=swapped(own.val), test=swapped(own.test),
+                                  class_names=names[::-1])
+    expected, scores = evaluate_run(shapes_run), evaluate_run(shapes_run, data=flipped)
+    for model in expected:
+        assert scores[model]["dice"] == pytest.approx(expected[model]["dice"], abs=1e-9, nan_ok=True), model
+        assert scores[model]["pixel_accuracy"] == pytest.approx(expected[model]["pixel_accuracy"], abs=1e-9), model
+    with pytest.raises(DataError, match=r"the data has classes \['thing'\] that the run does not know"):
+        evaluate_run(shapes_run, data=dataclasses.replace(own, class_names=[names[0], "thing"]))

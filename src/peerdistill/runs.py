@@ -166,7 +166,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     own = data  # the run's own splits: the operating point and temperature are chosen on its val split
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
-            data = build_data(data_spec, stats=meta.get("data_stats"))
+            data = build_data(data_spec, stats=run_stats(meta))
     if data is None:
         data = own = _run_data(meta)
     elif (rule or temperature_scaling) and own is None:
@@ -252,6 +252,16 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
                         "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
     check_unchanged(meta, data)
     return data
+
+
+def run_stats(meta: dict[str, Any]) -> dict[str, list[float]] | None:
+    """The statistics the run's inputs were standardised by, for other data to be read as the
+    models saw theirs. A run trained from Python on data not standardised records none (null):
+    that means unit statistics, not the scored data's own."""
+    if "data_stats" in meta and meta["data_stats"] is None:
+        channels = meta["input_shape"][0]
+        return {"mean": [0.0] * channels, "std": [1.0] * channels}
+    return meta.get("data_stats")
 
 
 def read_run_data(meta: dict[str, Any]) -> DataSplits:
@@ -390,7 +400,7 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
     warnings.warn(f"the run's data is no longer at '{saved.root}': its validation split (where the threshold or "
                   f"temperature is chosen) is taken from '{given.root}', the same data moved; if that is another "
                   "set, put the run's own data back where training read it", PeerdistillWarning, stacklevel=3)
-    return built if built is not None else build_data(given, stats=meta.get("data_stats"))
+    return built if built is not None else build_data(given, stats=run_stats(meta))
 
 
 def saved_window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:
@@ -461,18 +471,22 @@ def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
             hint = (f": image files are resized to the run's size by data.image_size={trained[1:]} (or drop a "
                     "data.image_size that differs from it); arrays (npz) must have that size already")
         raise DataError(f"the data's inputs are {shape} but the run was trained on {trained}{hint}")
-    if meta.get("task", "classification") in ("classification", "detection"):
-        data = _number_classes_as_the_run(data, meta.get("class_names") or [])
+    data = _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:
         raise DataError(f"the data has {data.num_classes} classes but the run's models predict {meta['num_classes']}")
     return data
 
 
 def _renumbered(y: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Class labels [N], or detection targets [N, M, 5] whose label column also holds padding
-    (-1) and crowd regions (-2 - class), with class c renumbered ``order[c]``."""
+    """Class labels [N], segmentation masks [N, H, W] (255: ignored pixels), or detection targets
+    [N, M, 5] whose label column also holds padding (-1) and crowd regions (-2 - class), with
+    class c renumbered ``order[c]``."""
     if y.ndim == 1:
         return order[y]
+    if not y.is_floating_point():  # masks: detection targets hold box corners, so are float
+        table = torch.arange(256, dtype=y.dtype)
+        table[: len(order)] = order.to(y.dtype)
+        return table[y.long()]
     labels = y[..., 0].long()
     crowd = labels <= -2
     classes = torch.where(crowd, -2 - labels, labels).clamp_min(0)
@@ -485,8 +499,9 @@ def _renumbered(y: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSplits:
     """Class labels renumbered to the run's class numbers, matched by name: other data (a folder
     tree with fewer classes, a CSV sorting them otherwise, a COCO file numbering its categories
-    otherwise) numbers its classes by what it holds. Data whose classes have no names of their
-    own ("0", "1", ... absent from the run's) keeps its numbers. The caller's ``data`` is left as it is: the renumbered splits are new."""
+    otherwise, masks declared with other data.class_names) numbers its classes by what it holds.
+    Data whose classes have no names of their own ("0", "1", ... absent from the run's) keeps
+    its numbers. The caller's ``data`` is left as it is: the renumbered splits are new."""
     names = list(data.class_names)
     unknown = [n for n in names if n not in run_names]
     if not run_names or names == run_names[:len(names)] or (unknown and names == [str(i) for i in range(len(names))]):
