@@ -174,3 +174,25 @@ def test_a_run_trained_on_data_not_standardised_scores_other_data_unstandardised
     for model in given:
         assert read[model]["accuracy"] == pytest.approx(given[model]["accuracy"]), model
         assert read[model]["auc"] == pytest.approx(given[model]["auc"], abs=1e-6), model
+
+
+def test_other_data_on_another_scale_is_warned_of(tmp_path):
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from peerdistill import evaluate_run
+    from peerdistill.config import DataSpec
+    from peerdistill.errors import PeerdistillWarning
+    from tests.conftest import train_two_class_npz_run
+
+    run, arrays = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    np.savez(tmp_path / "same.npz", **arrays)
+    np.savez(tmp_path / "wide.npz", **{k: v * 257 if k.endswith("images") else v for k, v in arrays.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "same.npz")))
+    with pytest.warns(PeerdistillWarning, match=r"have mean / std -?\d+\.\d\d / \d+\.\d\d per channel, where the run's "
+                                                r"own data has about 0 / 1: they are on another scale"):
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "wide.npz")))

@@ -176,6 +176,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"))
     if data_spec is not None:
         _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
+        _warn_if_on_another_scale(data.split(split), meta)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -295,6 +296,22 @@ def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[
         warnings.warn(f"the run was trained on DICOM images through data.dicom_window {list(window)}; these are read "
                       f"through {through}, so the models see them otherwise than in training: set "
                       f"data.dicom_window={list(window)} to score them as trained", PeerdistillWarning, stacklevel=3)
+
+
+def _warn_if_on_another_scale(scored: Any, meta: dict[str, Any]) -> None:
+    """Other data standardised by the run's statistics should come out near mean 0 and std 1, as
+    the run's own did; far from that, its values are on another scale (16-bit or 0-255 float
+    arrays beside 8-bit training images, another normalisation) and the figures mean nothing."""
+    if not isinstance(scored, TensorData) or not meta.get("data_stats") or scored.x.ndim != 4 or not len(scored.x):
+        return
+    mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
+    if bool((mean.abs() > 3).any() or (std > 5).any() or (std < 0.2).any()):
+        shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))
+        warnings.warn(f"the scored images, standardised by the run's training statistics, have mean / std {shown} "
+                      "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "
+                      "0-255 float arrays beside 8-bit images, other bit depths, another normalisation), so the "
+                      "models see them otherwise than in training; store them as the run's data was stored",
+                      PeerdistillWarning, stacklevel=3)
 
 
 def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str,
