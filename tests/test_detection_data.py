@@ -121,6 +121,18 @@ def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
      r"image 1 in ann.json lacks a numeric width and height .* it gives 80xinf"),
     ({"annotations": [{"id": 4, "image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5], "iscrowd": "yes"}]},
      r"annotation 4 of image 1 .*'iscrowd' is 'yes'; expected 0 \(an object\) or 1 \(a crowd region\)"),
+    ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [10 ** 400, 0, 5, 5]}]},
+     "holds a value that is not a (finite )?number"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 10 ** 400, "height": 40}]},
+     "image 1 in ann.json lacks a numeric width and height"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 80, "height": 40},
+                 {"id": 2, "file_name": "./a.png", "width": 80, "height": 40}]},
+     r"'./a.png' is listed twice in 'images' of ann.json \(ids 1 and 2, the first as 'a.png'\)"),
+    ({"annotations": [{"id": 4, "image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5]},
+                      {"id": 4, "image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5]}]},
+     "annotation id 4 appears twice in 'annotations' of ann.json"),
+    ({"annotations": [{"id": 4, "image_id": 1, "category_id": 7, "segmentation": {"counts": "x", "size": [4, 4]}}]},
+     r"'bbox' is None; expected \[x, y, width, height\] in pixels: add it, or set data.bad_boxes=skip"),
 ])
 def test_load_coco_errors(tmp_path, change, message):
     images, ann = coco_files(tmp_path, **change)
@@ -579,3 +591,57 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
     with pytest.warns(PeerdistillWarning), pytest.raises(  # no width: nothing to cut, left out under clip too
             DataError, match=r"holds no box to learn from \(.*; data.bad_boxes=clip left out 5 bad box"):
         load_box_json(images, boxes, (10, 20), bad_boxes="clip")
+
+
+def test_a_coco_file_written_with_a_bom_reads(tmp_path):
+    images, ann = coco_files(tmp_path)
+    ann.write_bytes(b"\xef\xbb\xbf" + ann.read_bytes())  # as PowerShell and Notepad write UTF-8
+    assert load_coco(images, ann, (10, 20))[2] == ["adenoma", "polyp"]
+
+
+def test_corners_written_as_widths_are_named_whatever_the_bad_box_policy(tmp_path):
+    """Converters that write [x1, y1, x2, y2] in COCO's [x, y, width, height]: boxes far to the
+    right reach outside; cutting them (clip) would train on wrong boxes, so they are refused."""
+    corners = [[30, 10, 70, 30], [50, 5, 75, 35], [2, 2, 20, 20], [40, 20, 78, 38]]
+    change = {"annotations": [{"id": k, "image_id": 1, "category_id": 7, "bbox": b} for k, b in enumerate(corners)]}
+    images, ann = coco_files(tmp_path, **change)
+    for policy in ("error", "skip", "clip"):
+        with pytest.raises(DataError, match=r"3 box\(es\) in ann.json reach outside their image as COCO's \[x, y, "
+                                            r"width, height\] but lie inside it as \[x1, y1, x2, y2\] corners"):
+            load_coco(images, ann, 16, bad_boxes=policy)
+    # one large box poking out among sound ones is a bad box, as before
+    change["annotations"] = change["annotations"][2:3] + [{"id": 9, "image_id": 1, "category_id": 7,
+                                                           "bbox": [10, 5, 75, 20]}]
+    images, ann = coco_files(tmp_path, **change)
+    with pytest.warns(PeerdistillWarning, match="1 box"):
+        load_coco(images, ann, 16, bad_boxes="clip")
+
+
+def test_an_annotation_without_a_box_takes_its_polygons_or_is_skipped_on_request(tmp_path):
+    polygon = {"id": 5, "image_id": 1, "category_id": 7, "segmentation": [[8, 4, 48, 4, 48, 24], [20, 30, 24, 34, 22, 36]]}
+    rle = {"id": 6, "image_id": 1, "category_id": 3, "segmentation": {"counts": "x", "size": [40, 80]}}
+    images, ann = coco_files(tmp_path, annotations=[polygon, rle])
+    with pytest.warns(PeerdistillWarning, match="1 annotation\\(s\\) in ann.json without a 'bbox' take the box around"):
+        x, y, names, ids, info = load_coco(images, ann, (10, 20), bad_boxes="skip")
+    assert names == ["polyp"] and info["skipped_bad_boxes"] == 1  # the RLE one, left out as asked
+    assert y[0, 0].tolist() == [0, 2, 1, 12, 9]  # [8, 4] to [48, 36] in the JSON's 80x40, at 20x10
+
+
+def test_a_file_name_in_the_other_unicode_form_is_found(tmp_path):
+    import unicodedata
+
+    composed = unicodedata.normalize("NFC", "caf\u00e9.png")
+    images, ann = coco_files(tmp_path, images=[{"id": 1, "file_name": unicodedata.normalize("NFD", composed),
+                                                "width": 80, "height": 40}])
+    (images / "a.png").rename(images / composed)
+    assert load_coco(images, ann, (10, 20))[0].shape == (1, 3, 10, 20)
+
+
+def test_an_image_too_large_to_open_safely_is_named(tmp_path):
+    from PIL import Image
+
+    from peerdistill.data.image_io import read_image
+
+    Image.new("1", (14000, 14000)).save(tmp_path / "huge.png")  # 196 million pixels in a small file
+    with pytest.raises(DataError, match="image '.*huge.png' is too large for Pillow to open safely .*downscale it"):
+        read_image(tmp_path / "huge.png", (16, 16))

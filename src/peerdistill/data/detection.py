@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -82,9 +84,9 @@ def _read_json(path) -> object:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"annotation file '{path}' does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    try:  # utf-8-sig: a byte-order mark, as Windows editors write one, is not content
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, RecursionError) as exc:  # also numbers and nesting beyond Python's limits
         raise DataError(f"cannot read '{path}' as JSON: {exc}") from None
 
 
@@ -105,7 +107,7 @@ def _check_box(box, width: float, height: float, where: str) -> list[float]:
         raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a number")
     try:
         x1, y1, x2, y2 = (float(v) for v in box)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a number") from None
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a finite number")
@@ -121,6 +123,42 @@ def _clipped(box, width: float, height: float) -> list[float]:
     return [max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)]
 
 
+def _as_on_disk(path: Path) -> Path:
+    """``path``, or the same name in the other Unicode normal form where only that one exists:
+    macOS writes accented names decomposed (NFD), most tools and Linux composed (NFC), so a JSON
+    made on one machine may spell a file of another differently, invisibly."""
+    if path.is_file():
+        return path
+    for form in ("NFC", "NFD"):
+        other = Path(unicodedata.normalize(form, str(path)))
+        if other.is_file():
+            return other
+    return path
+
+
+def _polygon_box(segmentation) -> list[float] | None:
+    """[x, y, width, height] around COCO polygons ``[[x1, y1, x2, y2, ...], ...]``; None for
+    anything else (RLE masks, nothing)."""
+    if not isinstance(segmentation, list) or not segmentation:
+        return None
+    points = [v for polygon in segmentation if isinstance(polygon, list) for v in polygon]
+    if len(points) < 6 or len(points) % 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                     for v in points):
+        return None
+    xs, ys = points[0::2], points[1::2]
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def _corner_like(bbox: list, width: float, height: float) -> bool:
+    """A box reaching outside its image as [x, y, width, height] that lies inside it, with area, as
+    [x1, y1, x2, y2]: the corners a converter wrote where COCO wants a width and a height."""
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return (x + w > width + TOLERANCE or y + h > height + TOLERANCE) and 0 <= x < w <= width and 0 <= y < h <= height
+
+
 class _BadBoxes:
     """Boxes without area or outside their image, as an annotation tool's export often holds a
     few: counted in one error (``error``), left out with one warning (``skip``), or cut to the
@@ -128,8 +166,10 @@ class _BadBoxes:
 
     def __init__(self, policy: str, source: str):
         self.policy, self.source, self.found, self.clipped = policy, source, [], 0
+        self.checked, self.corner_like = 0, 0  # corner_like: outside as [x, y, w, h], inside as corners (COCO)
 
     def check(self, box, width: float, height: float, where: str) -> list[float] | None:
+        self.checked += 1
         try:
             return _check_box(box, width, height, where)
         except DataError as exc:
@@ -142,7 +182,15 @@ class _BadBoxes:
             return None
 
     def settle(self) -> dict:
-        """Raise (``error``) or warn about the boxes found; their counts for the data's info."""
+        """Raise (``error``) or warn about the boxes found; their counts for the data's info. Boxes
+        that look like corners written as widths are refused whatever the policy: cutting or
+        leaving them out would train on wrong boxes."""
+        # a fifth of all boxes, and most of those outside: a few large boxes poking out are not this
+        if self.corner_like >= max(2, self.checked / 5, (len(self.found) + self.clipped) / 2):
+            raise DataError(f"{self.corner_like} box(es) in {self.source} reach outside their image as COCO's "
+                            "[x, y, width, height] but lie inside it as [x1, y1, x2, y2] corners: the file seems to "
+                            "give corners where COCO wants a width and a height. Convert them (width = x2 - x1, "
+                            "height = y2 - y1); data.bad_boxes would only cut or drop wrong boxes")
         info = {}
         if self.clipped:
             warnings.warn(f"{self.clipped} box(es) in {self.source} reaching outside their image cut to it "
@@ -182,7 +230,7 @@ def _rescaled(label: int, box: list[float], width: float, height: float, size: t
 def _image_dims(entry: dict, where: str) -> tuple[float, float]:
     try:
         width, height = float(entry["width"]), float(entry["height"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise DataError(f"{where} lacks a numeric width and height (the original image size)") from None
     if not (math.isfinite(width) and math.isfinite(height)):
         raise DataError(f"{where} lacks a numeric width and height (the original image size): it gives "
@@ -268,17 +316,27 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
             raise DataError(f"image id {entry['id']} appears twice in 'images' of {source} "
                             f"('{images[entry['id']]['file_name']}' and '{entry['file_name']}'): ids must be unique")
         file_name = _portable(str(entry["file_name"]))
-        if file_name in id_of_file:  # its two entries could land in train and test, each with some boxes
-            raise DataError(f"'{file_name}' is listed twice in 'images' of {source} (ids {id_of_file[file_name]} and "
-                            f"{entry['id']}): list each image once, with all its annotations on that id")
-        id_of_file[file_name] = entry["id"]
+        same_file = posixpath.normpath(file_name)  # './a.png' and 'sub//b.png' name a.png and sub/b.png
+        if same_file in id_of_file:  # its two entries could land in train and test, each with some boxes
+            first = images[id_of_file[same_file]]["file_name"]
+            raise DataError(f"'{file_name}' is listed twice in 'images' of {source} (ids {id_of_file[same_file]} and "
+                            f"{entry['id']}{'' if first == file_name else f', the first as {first!r}'}): list each "
+                            "image once, with all its annotations on that id")
+        id_of_file[same_file] = entry["id"]
         images[entry["id"]] = {**entry, "file_name": file_name}
     kept = []  # (image id, category id, box in the JSON's pixels, the JSON's image size, crowd)
     bad = _BadBoxes(bad_boxes, source)
     category_ids = {c["id"] for c in listed}
+    annotation_ids, from_polygons = set(), 0
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
             raise DataError(f"an entry of 'annotations' in {source} is not an object: {ann!r}")
+        if ann.get("id") is not None:  # a merged or twice-converted export: each object would count twice
+            _check_ids([ann["id"]], "annotations", source)
+            if ann["id"] in annotation_ids:
+                raise DataError(f"annotation id {ann['id']} appears twice in 'annotations' of {source}: ids must be "
+                                "unique (an object listed twice is a second true box no prediction can match)")
+            annotation_ids.add(ann["id"])
         image_id = ann.get("image_id")
         _check_ids([image_id, ann.get("category_id")], "annotations (image_id, category_id)", source)
         if image_id not in images:
@@ -290,12 +348,22 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         width, height = _image_dims(entry, f"image {image_id} in {source}")
         where = f"annotation {ann.get('id', '?')} of image {image_id} ('{entry['file_name']}') in {source}"
         bbox = ann.get("bbox")
+        if bbox is None and _polygon_box(ann.get("segmentation")):  # as COCO's tools make it from the outline
+            bbox, from_polygons = _polygon_box(ann["segmentation"]), from_polygons + 1
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            raise DataError(f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height] in pixels")
+            problem = f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height] in pixels"
+            if bad.policy == "error":
+                raise DataError(f"{problem}: add it, or set data.bad_boxes=skip to leave out annotations without one")
+            bad.found.append(problem)
+            continue
         bx, by, bw, bh = bbox
+        bad.corner_like += _corner_like(bbox, width, height)
         box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
         if box is not None:
             kept.append((image_id, ann["category_id"], box, (width, height), _is_crowd(ann, where)))
+    if from_polygons:
+        warnings.warn(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
+                      "polygon 'segmentation'", PeerdistillWarning, stacklevel=2)
     info = bad.settle()
     if not any(not crowd for *_, crowd in kept):
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
@@ -309,7 +377,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         per_image[image_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
     xs = []
     for image_id, entry in images.items():
-        path = images_dir / entry["file_name"]
+        path = _as_on_disk(images_dir / entry["file_name"])
         if not path.is_file():
             raise DataError(f"image file '{path}' listed in {source} is missing: check data.images (the folder "
                             "that file_name counts from, relative to data.root)")
