@@ -196,3 +196,61 @@ def test_other_data_on_another_scale_is_warned_of(tmp_path):
     with pytest.warns(PeerdistillWarning, match=r"have mean / std -?\d+\.\d\d / \d+\.\d\d per channel, where the run's "
                                                 r"own data has about 0 / 1: they are on another scale"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "wide.npz")))
+
+
+def test_other_data_of_another_task_or_grey_for_a_colour_run_is_named(tmp_path):
+    import warnings
+
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from peerdistill import evaluate_run
+    from peerdistill.build import train_from_config
+    from peerdistill.config import DataSpec, validate
+    from peerdistill.errors import DataError, PeerdistillWarning
+
+    rng = np.random.default_rng(0)
+    for colour, hue in (("red", 0), ("green", 1)):
+        for i in range(12):
+            pixels = rng.integers(0, 60, (8, 8, 3)).astype(np.uint8)
+            pixels[..., hue] += 150 + 10 * (i % 3)
+            for root, mode in ((tmp_path / "rgb", "RGB"), (tmp_path / "grey", "L")):
+                (root / colour).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).convert(mode).save(root / colour / f"{i}.png")
+    small = {"arch": "cnn", "args": {"width": 4, "depth": 1}}
+    train_from_config(validate({"name": "c", "out_dir": str(tmp_path), "distill": {"preset": "ml"},
+                                "data": {"kind": "image_folder", "root": str(tmp_path / "rgb")},
+                                "students": [small, small], "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    run = tmp_path / "c"
+    with pytest.raises(DataError, match=r"data kind 'shapes' is segmentation data, but '.*c' is a classification run: "
+                                        r"give data of its task \(data.kind digits, npz, image_folder or csv\)"):
+        evaluate_run(run, data_spec=DataSpec(kind="shapes"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        evaluate_run(run, split="all", data_spec=DataSpec(kind="image_folder", root=str(tmp_path / "rgb")))
+    with pytest.warns(PeerdistillWarning, match="the scored images are grey .* but the run learnt from colour images"):
+        evaluate_run(run, split="all", data_spec=DataSpec(kind="image_folder", root=str(tmp_path / "grey")))
+
+
+def test_an_npz_of_test_images_alone_is_scored_whole(tmp_path):
+    import numpy as np
+    import pytest
+
+    from peerdistill import evaluate_run
+    from peerdistill.config import DataSpec
+    from peerdistill.errors import DataError
+    from tests.conftest import train_two_class_npz_run
+
+    run, arrays = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    np.savez(tmp_path / "test.npz", test_images=arrays["test_images"], test_labels=arrays["test_labels"][:, None])
+    np.savez(tmp_path / "bare.npz", images=arrays["test_images"], labels=arrays["test_labels"])
+    own = evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")))
+    for name in ("test.npz", "bare.npz"):
+        scores = evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=str(tmp_path / name)))
+        assert scores["ensemble"]["accuracy"] == pytest.approx(own["ensemble"]["accuracy"])  # the same test images
+    with pytest.raises(DataError, match=r"lacks the keys .*\(to score an archive of some splits, or of images and "
+                                        r"labels alone, as one set: eval --split all\)"):
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "test.npz")))
+    with pytest.raises(DataError, match="is a folder, but data kind 'npz' reads one .npz file"):
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path)))

@@ -4,11 +4,13 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -711,3 +713,35 @@ def test_an_npz_of_other_channels_is_refused_with_the_way_to_convert_it(tmp_path
     err = " ".join(capsys.readouterr().err.split())
     assert "inputs have 3 channels but the model takes 1: an .npz's arrays are taken as they are" in err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_eval_data_names_data_given_where_a_data_section_belongs(tmp_path, capsys):
+    from peerdistill.cli import main
+
+    (tmp_path / "d.npz").write_bytes(b"")
+    (tmp_path / "null.yaml").write_text("data: null\n")
+    for given, message in ((tmp_path, "--data takes a YAML file holding a data section, and '"),
+                           (tmp_path / "d.npz", "is data itself: to score it, give data.root=PATH"),
+                           (tmp_path / "null.yaml", "its data section must be a mapping of data keys .* got NoneType")):
+        assert main(["eval", str(tmp_path / "run"), "--data", str(given)]) == 2
+        assert re.search(message, " ".join(capsys.readouterr().err.split()))
+
+
+def test_eval_says_which_data_keys_it_does_not_use_or_reads_otherwise(tmp_path, capsys):
+    from peerdistill.cli import _warn_of_data_keys_read_otherwise
+    from peerdistill.errors import PeerdistillWarning
+
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    capsys.readouterr()
+    run_cli("eval", tmp_path / "r", "data.augment=[hflip]", "data.split_seed=3")
+    assert "eval does not use data.augment: it reads data with the run's own normalisation statistics" in " ".join(
+        capsys.readouterr().err.split())
+    saved = {"kind": "folders", "root": "drive", "roi": "mask", "image_size": [64, 64], "grey": False}
+    with pytest.warns(PeerdistillWarning, match=r"--data reads its data otherwise than training read the run's "
+                                                r"\(data.roi is None, in training 'mask'; data.image_size is \[32, 32\], "
+                                                r"in training \[64, 64\]\)"):
+        _warn_of_data_keys_read_otherwise({"kind": "folders", "root": "other", "image_size": [32, 32]}, saved,
+                                          set(), whole_section=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)  # overrides keep the run's keys: nothing to say
+        _warn_of_data_keys_read_otherwise({**saved, "root": "other"}, saved, {"root"}, whole_section=False)

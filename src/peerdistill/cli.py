@@ -151,11 +151,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         meta = read_json(Path(ns.run_dir) / "run.json") if (Path(ns.run_dir) / "run.json").exists() else {}
         tree = {"data": saved_data_section(meta.get("data_spec") or {})}
         if ns.data:
-            loaded = load_yaml(ns.data)
-            if not loaded or loaded.get("data", True) == {}:  # else the defaults: the embedded digits
-                raise ConfigError(f"--data '{ns.data}' holds no data section: write one, e.g. data: {{kind: "
-                                  "image_folder, root: PATH}")
-            tree["data"] = loaded.get("data", loaded)
+            tree["data"] = _data_section(ns.data)
         for override in data_overrides:
             if not override.startswith("data."):
                 raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
@@ -164,6 +160,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             # the saved section's keys of another kind (data.kind=... changed it) and its
             # augmentation (eval does not augment) go; what the user gave is checked
             given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
+            _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
+                                              whole_section=bool(ns.data))
             tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
             if not ({"augment", "augment_range"} & given) and not ns.data:
                 tree["data"].pop("augment", None)
@@ -218,6 +216,47 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         err_console.print(f"note: '{ns.run_dir}' has not finished: these are the weights of its best epoch so far "
                           f"(continue it with peerdistill train --resume {ns.run_dir})", highlight=False, soft_wrap=True)
     return 0
+
+
+# data keys eval does not apply: the run's own statistics and window hold; nothing is augmented, weighted or cut
+UNUSED_BY_EVAL = ("normalize", "class_weights", "augment", "augment_range", "patch_size", "patches_per_image",
+                  "foreground_oversample", "window_overlap")
+# data keys that change what is read or counted (a DICOM window is warned of by evaluate_run)
+READING_KEYS = ("roi", "binary_masks", "pattern", "image_size", "grey", "pixel_spacing")
+
+
+def _warn_of_data_keys_read_otherwise(section: dict, saved: dict, given: set[str], whole_section: bool) -> None:
+    """A key eval ignores, given on the command line, or a --data section leaving out (or
+    changing) how training read its data, is said, not dropped in silence."""
+    unused = sorted(k for k in given if k in UNUSED_BY_EVAL)
+    if unused:
+        warnings.warn(f"eval does not use {', '.join('data.' + k for k in unused)}: it reads data with the run's own "
+                      "normalisation statistics and window, and does not augment, weight or cut it into patches",
+                      PeerdistillWarning, stacklevel=2)
+    changed = [k for k in READING_KEYS if whole_section and saved.get(k) not in (None, False)
+               and section.get(k) != saved[k]]
+    if changed:
+        shown = "; ".join(f"data.{k} is {section.get(k)!r}, in training {saved[k]!r}" for k in changed)
+        warnings.warn(f"--data reads its data otherwise than training read the run's ({shown}): what is read or "
+                      "counted differs (a region of interest left out counts the pixels outside it); give those keys "
+                      "to score it as the run was scored", PeerdistillWarning, stacklevel=2)
+
+
+def _data_section(path: str) -> dict:
+    """eval --data: a YAML file's data section (or a bare mapping of data keys)."""
+    given = Path(path)
+    if given.is_dir() or given.suffix.lower() in (".npz", ".csv", ".json", ".png", ".jpg", ".jpeg", ".dcm"):
+        raise ConfigError(f"--data takes a YAML file holding a data section, and '{path}' is data itself: to score "
+                          "it, give data.root=PATH (and data.kind=... when it is not of the run's kind)")
+    loaded = load_yaml(path)
+    section = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
+    if not isinstance(section, dict):
+        raise ConfigError(f"--data '{path}': its data section must be a mapping of data keys (e.g. data: {{kind: "
+                          f"image_folder, root: PATH}}), got {type(section).__name__}")
+    if not section:  # else the defaults: the embedded digits
+        raise ConfigError(f"--data '{path}' holds no data section: write one, e.g. data: {{kind: image_folder, "
+                          "root: PATH}")
+    return section
 
 
 def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str) -> None:

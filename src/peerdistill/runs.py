@@ -23,7 +23,7 @@ from .cohort import Cohort, Member
 from .config import SPLIT_KEYS, DataSpec, data_places, format_validation_error, saved_data_section
 from .data import DataSplits, build_data, make_batches
 from .data.loaders import check_batch_size
-from .data.splits import TensorData, group_ids, kept_whole
+from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole
 from .engine import RunDir, evaluate
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, atomic_write_text
@@ -163,6 +163,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                         "two-class classification runs")
     if temperature_scaling and meta.get("task", "classification") != "classification":
         raise DataError("temperature scaling tempers class probabilities: it is for classification runs")
+    task_of_run = meta.get("task", "classification")
+    if data_spec is not None and data_spec.task != task_of_run:  # else a class, shape or mask error says it late
+        raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "
+                        f"run: give data of its task (data.kind {_kinds_of(task_of_run)})")
     own = data  # the run's own splits: the operating point and temperature are chosen on its val split
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
@@ -176,7 +180,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"))
     if data_spec is not None:
         _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
-        _warn_if_on_another_scale(data.split(split), meta)
+        _warn_if_unlike_training(data.split(split), meta)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -298,12 +302,24 @@ def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[
                       f"data.dicom_window={list(window)} to score them as trained", PeerdistillWarning, stacklevel=3)
 
 
-def _warn_if_on_another_scale(scored: Any, meta: dict[str, Any]) -> None:
-    """Other data standardised by the run's statistics should come out near mean 0 and std 1, as
-    the run's own did; far from that, its values are on another scale (16-bit or 0-255 float
-    arrays beside 8-bit training images, another normalisation) and the figures mean nothing."""
+def _kinds_of(task: str) -> str:
+    kinds = [k for k in DataSpec.model_fields["kind"].annotation.__args__ if DataSpec.model_construct(kind=k).task == task]
+    return " or ".join(", ".join(kinds).rsplit(", ", 1))
+
+
+def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
+    """Other data is scored as given, but not in silence when it is unlike the run's: grey images
+    (read as colour) for a run of colour ones, as predict warns; or values that, standardised by
+    the run's statistics, come out far from mean 0 and std 1, as the run's own did: another scale
+    (16-bit or 0-255 float arrays beside 8-bit training images, another normalisation), on which
+    the figures mean nothing."""
     if not isinstance(scored, TensorData) or not meta.get("data_stats") or scored.x.ndim != 4 or not len(scored.x):
         return
+    if (meta.get("data_info") or {}).get("grey_read_as_colour") is False and \
+            grey_read_as_colour(scored, meta["data_stats"]):
+        warnings.warn("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
+                      "images: the models see them otherwise than in training; check they are the kind of image it "
+                      "learnt from", PeerdistillWarning, stacklevel=3)
     mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
     if bool((mean.abs() > 3).any() or (std > 5).any() or (std < 0.2).any()):
         shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))

@@ -13,9 +13,31 @@ import numpy as np
 from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import DataError, PeerdistillWarning
 from .dicom import counting_dicom_reads
-from .splits import DataSplits
+from .splits import DataSplits, is_kept_whole
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
+
+
+def _whole_npz(archive, path: Path, names: list[str] | None, stats) -> DataSplits:
+    """Every split the archive holds ({train,val,test}_{images,labels}), or bare ``images`` and
+    ``labels``, as one set to score (eval --split all): an external test set needs no train split."""
+    pairs = [(f"{split}_images", f"{split}_labels") for split in ("train", "val", "test")] + [("images", "labels")]
+    present = [(x, y) for x, y in pairs if x in archive.files and y in archive.files]
+    if not present:
+        raise DataError(f"'{path}' holds no labelled images: expected {list(NPZ_KEYS)}, some of those pairs, or "
+                        "'images' and 'labels'")
+    try:
+        x = np.concatenate([archive[k] for k, _ in present])
+        y = np.concatenate([_flat_labels(archive[k]) for _, k in present])
+    except ValueError as exc:  # splits of different image sizes
+        raise DataError(f"the splits of '{path}' cannot be joined into one set: {exc}") from None
+    if not len(y):
+        raise DataError(f"'{path}' holds no images to score")
+    return DataSplits.whole(x, y, class_names=names or [str(c) for c in range(int(y.max()) + 1)], stats=stats)
+
+
+def _flat_labels(labels: np.ndarray) -> np.ndarray:
+    return labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels  # MedMNIST's [N, 1]
 
 
 def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
@@ -51,16 +73,24 @@ def check_npz(path: Path) -> None:
 def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     """A MedMNIST-style archive with keys ``{train,val,test}_{images,labels}``; splits as given."""
     path = Path(spec.root or "")
+    if path.is_dir():
+        raise DataError(f"data.root '{path}' is a folder, but data kind 'npz' reads one .npz file: point at the file, "
+                        "or set the kind of the folder (data.kind=image_folder for class folders; docs/data.md)")
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist: set data.root to a .npz file")
     check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
+            names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
+            if is_kept_whole():
+                splits = _whole_npz(archive, path, names or spec.class_names, stats)
+                splits.info["source"] = str(path)
+                return splits
             missing = [k for k in NPZ_KEYS if k not in archive.files]
             if missing:
-                raise DataError(f"'{path}' lacks the keys {missing}; expected {list(NPZ_KEYS)}")
+                raise DataError(f"'{path}' lacks the keys {missing}; expected {list(NPZ_KEYS)} (to score an archive "
+                                "of some splits, or of images and labels alone, as one set: eval --split all)")
             arrays = {k: archive[k] for k in NPZ_KEYS}
-            names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
     splits = DataSplits.from_arrays(*(arrays[k] for k in NPZ_KEYS), class_names=names or spec.class_names,
