@@ -520,6 +520,7 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
     (["--setting", "x:distill={preset: ml}", "--setting", "y", "--presets", "independent,kd"],
      "distill.preset cannot differ between settings"),  # set inside a mapping too
     (["--setting", "a/b:seed=1"], "its NAME 'a/b' names the runs' folders, so it is one folder name"),
+    (["--setting", "a;b:seed=1"], "its NAME 'a;b' names the runs' folders, so it is one folder name (no /, \\ or ;)"),
     (["--seeds", "20000"], "--seeds must be 1 to 10,000 (got 20,000)"),
     (["seed=4294967295", "--seeds", "2"], "--seeds 2 from seed 4294967295 reaches seed 4294967296, past the largest"),
     (["--out", ""], "argument --out: is empty: give a value"),  # an unset shell variable: not the default folder

@@ -178,6 +178,15 @@ def test_comparison_report(tmp_path):
     accuracy_section = page.split("<h2>test accuracy</h2>", 1)[1].split("</section>", 1)[0]
     assert f"<td>{cell}</td>" in table_row(accuracy_section, "kd")
     assert row["runs"] == "kd-seed0;kd-seed1"
+    # a damaged differences.csv: its tables left out, saying so; the rest of the page stays
+    differences = result.directory / "differences.csv"
+    written = differences.read_text(encoding="utf-8")
+    for damage, why in (("", "it lacks compare&#x27;s columns"), (written + "kd,independent,x,accuracy,oops\n", "at line")):
+        differences.write_text(damage, encoding="utf-8")
+        page = " ".join(write_report(result.directory).read_text(encoding="utf-8").split())
+        assert f"Paired differences left out: &#x27;{differences}&#x27; is damaged" in page and why in page
+        assert "Paired differences from" not in page and "<h2>test accuracy</h2>" in page
+    differences.write_text(written, encoding="utf-8")
     # The same comparison with one seed reuses seed 0: its page is about seed 0 alone, though
     # seed 1's runs are still in the folder.
     fewer = compare(tree, ["independent", "kd"], 1, progress=False)

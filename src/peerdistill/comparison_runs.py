@@ -80,9 +80,9 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_give
         if "=" in name or not name.strip():
             raise ConfigError(f"--setting '{variant}': write NAME:KEY=VALUE (e.g. --setting "
                               "turns:data.augment=[hflip,rotate]), or NAME alone for the config as it is")
-        if any(c in name for c in "/\\") or name.strip() in (".", ".."):
+        if any(c in name for c in "/\\;") or name.strip() in (".", ".."):  # ';' parts run lists in compare.csv
             raise ConfigError(f"--setting '{variant}': its NAME '{name}' names the runs' folders, so it is one "
-                              "folder name (no / or \\)")
+                              "folder name (no /, \\ or ;)")
         if override and "=" not in override:
             raise ConfigError(f"--setting '{variant}': '{override}' is not a key=value override")
         set_keys = _keys_set_by(override) if override else set()
@@ -438,7 +438,7 @@ def setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str 
 def _run_prefix(label: str) -> str:
     # 'kd+ml', 'name:kd', 'kd (frozen teacher)' -> kd+ml-seed, name-kd-seed, kd-frozen-teacher-seed
     label = label.replace(f" {FROZEN_MARK}", "-frozen-teacher")
-    return f"{label.replace(':', '-').replace('/', '-')}-seed"
+    return f"{label.replace(':', '-').replace('/', '-').replace(';', '-')}-seed"  # ';' parts lists in compare.csv
 
 
 def run_name(label: str, seed: int, fold: int | None = None) -> str:

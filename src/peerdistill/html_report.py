@@ -584,7 +584,11 @@ def comparison_page(directory: Path) -> str:
     runs = compared_runs(directory, rows, settings)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 comparison_curves_section(runs), comparison_costs_section(runs)]
-    diffs = compared_differences(directory, settings)
+    try:
+        diffs = compared_differences(directory, settings)
+    except RunDirError as exc:  # the tables and figures do not need it
+        diffs = []
+        sections.append(note_html(f"Paired differences left out: {exc}."))
     baseline = diffs[0]["baseline"] if diffs else None
     apart = [s for s in settings if s != baseline and not any(d["setting"] == s for d in diffs)]
     folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])

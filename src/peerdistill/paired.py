@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import RunDirError
 from .metrics import has_direction, lower_is_better
 
 CONFIDENCE = 0.95
@@ -124,19 +125,29 @@ def differences_csv(diffs: list[dict[str, Any]]) -> str:
 
 
 def read_differences_csv(path: Path) -> list[dict[str, Any]]:
-    """differences.csv as ``differences`` returns them; [] for a file not written by compare."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) not in (CSV_COLUMNS, CSV_COLUMNS[:-1]):  # (without ties: written before)
-            return []
-        try:
-            return [{"setting": r["setting"], "baseline": r["baseline"], "model": r["model"], "metric": r["metric"],
-                     "difference": Difference(float(r["mean_difference"]), float(r["ci95_low"]),
-                                              float(r["ci95_high"]), int(r["pairs"]),
-                                              int(r["better"]) if r["better"] else None, int(r.get("tied") or 0))}
-                    for r in reader]
-        except (TypeError, ValueError):
-            return []
+    """differences.csv as ``differences`` returns them. compare writes it only with differences
+    in it, so a file without its columns or with a row that does not read is damaged: RunDirError."""
+    damaged = f"'{path}' is damaged"
+    advice = "run the same compare command again to write it anew (its runs are reused)"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) not in (CSV_COLUMNS, CSV_COLUMNS[:-1]):  # (without ties: written before)
+                raise RunDirError(f"{damaged}: it lacks compare's columns; {advice}")
+            rows = []
+            for r in reader:
+                try:
+                    rows.append({"setting": r["setting"], "baseline": r["baseline"], "model": r["model"],
+                                 "metric": r["metric"],
+                                 "difference": Difference(float(r["mean_difference"]), float(r["ci95_low"]),
+                                                          float(r["ci95_high"]), int(r["pairs"]),
+                                                          int(r["better"]) if r["better"] else None,
+                                                          int(r.get("tied") or 0))})
+                except (TypeError, ValueError):
+                    raise RunDirError(f"{damaged} at line {reader.line_num}; {advice}") from None
+            return rows
+    except UnicodeDecodeError:
+        raise RunDirError(f"{damaged}: it is not UTF-8 text; {advice}") from None
 
 
 def difference_rows(diffs: list[dict[str, Any]], settings: list[str], models: list[str],
