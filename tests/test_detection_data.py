@@ -645,3 +645,26 @@ def test_an_image_too_large_to_open_safely_is_named(tmp_path):
     Image.new("1", (14000, 14000)).save(tmp_path / "huge.png")  # 196 million pixels in a small file
     with pytest.raises(DataError, match="image '.*huge.png' is too large for Pillow to open safely .*downscale it"):
         read_image(tmp_path / "huge.png", (16, 16))
+
+
+def test_a_category_of_crowd_regions_only_is_warned_of(tmp_path):
+    images, ann = coco_files(tmp_path, annotations=[
+        {"id": 1, "image_id": 1, "category_id": 7, "bbox": [8, 4, 40, 20]},
+        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [1, 1, 20, 20], "iscrowd": 1}])
+    with pytest.warns(PeerdistillWarning, match=r"the categories \['adenoma'\] of ann.json have crowd regions only"):
+        load_coco(images, ann, (10, 20))
+
+
+def test_a_val_split_without_a_box_is_warned_of():
+    x = torch.zeros(10, 3, 8, 8)
+    y = torch.full((10, 1, 5), -1.0)
+    y[0] = torch.tensor([0, 1, 1, 5, 5])  # one annotated image; which split it lands in depends on the seed
+    for seed in range(20):
+        (_, val, _), indices = detection_splits(x, y, ["a"], 0.2, 0.2, seed)
+        if 0 in indices["val"]:
+            continue
+        with pytest.warns(PeerdistillWarning, match=r"the val split \(2 images\) holds no box: val AP is n/a"):
+            detection_splits(x, y, ["a"], 0.2, 0.2, seed)
+        break
+    else:
+        pytest.fail("no seed kept the annotated image out of val")

@@ -107,6 +107,7 @@ def test_runs_pair_by_seed_and_fold_whatever_their_order_or_gaps():
 
 
 def test_differences_csv_reads_back_as_written(tmp_path):
+    from peerdistill.errors import RunDirError
     from peerdistill.paired import differences_csv, read_differences_csv
 
     rows = [_row("independent", "ensemble", "ece", [0.10, 0.12, 0.11]), _row("kd", "ensemble", "ece", [0.08, 0.13, 0.09]),
@@ -125,8 +126,10 @@ def test_differences_csv_reads_back_as_written(tmp_path):
     lines = path.read_text().splitlines()  # a file written before ties were counted reads without them
     path.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
     assert read_differences_csv(path)[0]["difference"].cell().endswith(" 1/2 better")
-    path.write_text("setting,model\nkd,ensemble\n")
-    assert read_differences_csv(path) == []
+    path.write_text("setting,model\nkd,ensemble\n")  # not compare's: damaged, said so (the report names it)
+    with pytest.raises(RunDirError, match="differences.csv' is damaged: it lacks compare's columns; run the same "
+                                          "compare command again"):
+        read_differences_csv(path)
 
 
 def test_compare_pairs_only_configs_on_the_baselines_split(tmp_path):

@@ -298,6 +298,7 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     page = write_report(copy).read_text(encoding="utf-8")
     assert matplotlib.rcParams["text.parse_math"] == parse_math  # the setting is the report's own
     assert "$x^2$" in page and "This run has not finished" in page and f"--resume {copy}" in page
+    assert "<b>status</b>: interrupted (no process trains it)" in page
     from peerdistill.engine import run_lock
 
     held = run_lock.hold(copy)  # as a process training it holds it: not told to resume it beside that one
@@ -306,6 +307,7 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     finally:
         run_lock.release(held)
     assert "A process is training it now (its lock is held)" in page_now and "--resume" not in page_now
+    assert "<b>status</b>: running" in page_now
     assert f"best epoch {metrics['best_epoch']} of 2<" in page  # config.yaml plans the 2 epochs done
     assert "ROC curves" in page and "these use the weights of its best epoch so far" in page
 
@@ -315,7 +317,7 @@ def test_the_compression_column_names_its_reference_teacher():
 
     costs = {"teacher1": {"compression": 1.0}, "teacher2": {"compression": 8.4}, "student1": {"compression": 18.2}}
     assert costs_header(costs)[-1] == "x smaller than teacher1"
-    assert costs_header({"student1": {}})[-1] == "x smaller than teacher"
+    assert costs_header({"student1": {}})[-1] == "CPU ms"  # no teacher: nothing to be smaller than
 
 
 def test_the_cost_table_has_a_gpu_column_for_runs_trained_on_a_gpu():
@@ -459,3 +461,34 @@ def test_a_run_whose_models_need_a_library_not_here_is_reported_without_predicti
     page = write_report(copy).read_text(encoding="utf-8")
     assert "Predictions skipped: the saved models or the data could not be loaded again" in page
     assert "test accuracy" in page.lower() or "<table" in page  # the rest of the page is there
+
+
+def test_costs_of_a_cohort_without_a_teacher_or_damaged_by_hand(digits_run, tmp_path):
+    from peerdistill.html_report import cost_rows, costs_header
+
+    meta = json.loads((digits_run / "run.json").read_text())
+    students = {k: {**c, "compression": None} for k, c in meta["costs"].items() if k != "teacher"}
+    assert "x smaller than teacher" not in " ".join(costs_header(students))
+    assert len(cost_rows(students)[0]) == len(costs_header(students))
+    copy = tmp_path / "costs"
+    shutil.copytree(digits_run, copy)
+    (copy / "report.html").unlink(missing_ok=True)
+    meta["costs"]["student1"]["macs"] = None
+    (copy / "run.json").write_text(json.dumps(meta))
+    page = " ".join(write_report(copy).read_text(encoding="utf-8").split())
+    assert "costs left out: run.json&#x27;s costs are damaged (model &#x27;student1&#x27; has macs None)" in page
+
+
+@pytest.mark.parametrize("damage,message", [
+    ({"task": "regression"}, "its task 'regression' is none of classification, segmentation, detection"),
+    ({"num_classes": "10"}, "its num_classes '10' is not a number of classes"),
+])
+def test_a_run_file_of_the_wrong_kind_is_named(digits_run, tmp_path, capsys, damage, message):
+    from peerdistill.cli import main
+
+    copy = tmp_path / "kind"
+    shutil.copytree(digits_run, copy)
+    (copy / "run.json").write_text(json.dumps({**json.loads((copy / "run.json").read_text()), **damage}))
+    assert main(["report", str(copy)]) == 2
+    assert f"run.json' is damaged: {message}; restore it or train the run again" in " ".join(
+        capsys.readouterr().err.split())

@@ -187,10 +187,14 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         of = f"{epochs} (stopped early by train.patience" + (f"; {planned} planned)" if planned else ")")
     else:
         of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} done of {planned}"
+    status = metrics.get("status", meta.get("status", "?"))
+    training = status != "complete" and run_lock.is_held(directory)
+    if status == "running" and not training:  # what the files say, and that no process is at it
+        status = "interrupted (no process trains it)"
     facts = [
         ("directory", str(directory)),
         ("task", meta.get("task", "classification")),
-        ("status", metrics.get("status", meta.get("status", "?"))),
+        ("status", status),
         ("data", f"{data_kind}, {meta.get('num_classes', '?')} classes, inputs {meta.get('input_shape', '?')}"),
         ("models", ", ".join(f"{m['name']} ({m['role']})" for m in meta.get("members", []))),
         ("monitor", f"validation {metrics.get('monitor', '?')}; best epoch {metrics.get('best_epoch', '?')} "
@@ -204,7 +208,7 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     if metrics.get("status") != "complete":
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / "metrics.json").stat().st_mtime))
         going = ("A process is training it now (its lock is held): this page shows it as it was then"
-                 if run_lock.is_held(directory) else
+                 if training else
                  f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
@@ -311,34 +315,70 @@ def _fusion(meta: dict[str, Any]) -> str:
 
 def costs_section(meta: dict[str, Any]) -> str:
     """What each model costs to ship (run.json's ``costs``, written when training ends)."""
-    costs = meta.get("costs")
+    costs, damaged = read_costs(meta)
+    if damaged:
+        return section_html("Model costs", [note_html(f"costs left out: run.json's costs are damaged ({damaged}); "
+                                                      "restore the file, or train the run again.")])
     if not costs:
         return section_html("Model costs", [note_html("no costs recorded (they are measured when a run completes).")])
     return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs), cost_rows(costs))])
 
 
+COST_FIGURES, OPTIONAL_COST_FIGURES = ("parameters", "macs", "cpu_latency_ms"), ("size_bytes", "gpu_latency_ms",
+                                                                                 "compression")
+
+
+def read_costs(meta: Any) -> tuple[dict[str, dict] | None, str | None]:
+    """run.json's costs as training writes them (model -> figures), and what is wrong with them
+    when a hand edit or damage left them otherwise; (None, None) when there are none."""
+    costs = meta.get("costs") if isinstance(meta, dict) else None
+    if not costs:
+        return None, None
+    if not isinstance(costs, dict) or not all(isinstance(c, dict) for c in costs.values()):
+        return None, f"a {type(costs).__name__}, not a figure mapping per model"
+    for name, c in costs.items():
+        bad = next((k for k in COST_FIGURES if not _is_number(c.get(k))), None) or next(
+            (k for k in OPTIONAL_COST_FIGURES if c.get(k) is not None and not _is_number(c.get(k))), None)
+        if bad:
+            return None, f"model '{name}' has {bad} {c.get(bad)!r}"
+    return costs, None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def costs_header(costs: dict[str, dict]) -> list[str]:
     """The compression column names its reference, the first teacher (of several, the others are
-    not it): costs list the teachers first, so it is the first model whose own ratio is 1."""
+    not it): costs list the teachers first, so it is the first model whose own ratio is 1. A
+    cohort without a teacher has no such column."""
     reference = next((name for name, c in costs.items() if c.get("compression") == 1.0), "teacher")
     gpu = ["GPU ms"] if _has_gpu_latency(costs) else []
-    return ["model", "parameters", "MMACs", "file KiB", "CPU ms", *gpu, f"x smaller than {reference}"]
+    compared = [f"x smaller than {reference}"] if _has_compression(costs) else []
+    return ["model", "parameters", "MMACs", "file KiB", "CPU ms", *gpu, *compared]
 
 
 def _has_gpu_latency(costs: dict[str, dict]) -> bool:
     return any(c.get("gpu_latency_ms") is not None for c in costs.values())
+
+
+def _has_compression(costs: dict[str, dict]) -> bool:
+    return any(c.get("compression") is not None for c in costs.values())
+
+
 COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
                  "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
                  "median latency on one CPU thread of the machine that trained it (and, for a run trained on a "
-                 "GPU, on that GPU: fp32, one input), and how many times fewer parameters than the teacher.</p>")
+                 "GPU, on that GPU: fp32, one input), and, with a teacher, how many times fewer parameters than "
+                 "it.</p>")
 
 
 def cost_rows(costs: dict[str, dict]) -> list[list[str]]:
-    gpu = _has_gpu_latency(costs)
+    gpu, compared = _has_gpu_latency(costs), _has_compression(costs)
     return [[name, f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}",
-             f"{c['size_bytes'] / 1024:.1f}" if c.get("size_bytes") else "", f"{c['cpu_latency_ms']:.3f}",
+             f"{c['size_bytes'] / 1024:.1f}" if c.get("size_bytes") else "n/a", f"{c['cpu_latency_ms']:.3f}",
              *([fmt(c.get("gpu_latency_ms"), 3)] if gpu else []),
-             f"{c['compression']:.2f}" if c.get("compression") is not None else ""]
+             *([f"{c['compression']:.2f}" if c.get("compression") is not None else "n/a"] if compared else [])]
             for name, c in costs.items()]
 
 
@@ -759,7 +799,7 @@ def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
     latencies the median over every finished run of those settings (one run's are noisy)."""
     groups: dict[tuple, tuple[list[str], list[dict]]] = {}
     for setting, paths in runs.items():
-        for costs in (c for c in (read_json(p / "run.json").get("costs") for p in paths) if c):
+        for costs in (c for c in (_costs_of_run(p) for p in paths) if c):
             shape = tuple((name, c["parameters"], c["macs"]) for name, c in costs.items())
             settings, measured = groups.setdefault(shape, ([], []))
             if setting not in settings:
@@ -775,6 +815,15 @@ def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
         costs = _median_latencies(measured)
         parts.append(table_html(costs_header(costs), cost_rows(costs)))
     return section_html("Model costs", parts)
+
+
+def _costs_of_run(run: Path) -> dict[str, dict] | None:
+    """A comparison's run's costs; none from a run whose run.json is damaged (its tables, from
+    compare.csv, still stand)."""
+    try:
+        return read_costs(read_json(run / "run.json"))[0]
+    except CheckpointError:
+        return None
 
 
 def _median_latencies(measured: list[dict]) -> dict:

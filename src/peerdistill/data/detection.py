@@ -369,6 +369,11 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
                         f"{bad.left_out()}): detection needs annotated images")
     used = {category for _, category, *_ in kept}  # after bad boxes are left out, as box_json counts
+    crowd_only = sorted(str(name_of[c]) for c in used - {category for _, category, _, _, crowd in kept if not crowd})
+    if crowd_only:
+        warnings.warn(f"the categories {crowd_only} of {source} have crowd regions only: classes no box teaches "
+                      "(their AP is n/a); give them annotated objects, or leave them out of the file",
+                      PeerdistillWarning, stacklevel=2)
     categories = [c for c in listed if c["id"] in used]
     label_of = {c["id"]: k for k, c in enumerate(categories)}
     per_image: dict = {i: [] for i in images}
@@ -529,6 +534,11 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
     indices = {k: sorted(int(i) for i in v) for k, v in parts.items()}
     data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in ("train", "val", "test"))
+    val = data[1].y
+    if len(val) and not (val[..., 0] >= 0).any():  # AP of no true box is undefined
+        warnings.warn(f"the val split ({len(val)} images) holds no box: val AP is n/a every epoch, so training "
+                      "cannot choose its best epoch by it (it keeps the last); give more annotated images, or a "
+                      "larger data.val_fraction or another data.split_seed", PeerdistillWarning, stacklevel=3)
     return data, {k: indices[k] for k in ("train", "val", "test")}
 
 

@@ -265,6 +265,18 @@ def _metrics_problem(metrics: Any) -> str | None:
     return None
 
 
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """What is of the wrong kind in a run.json holding every key reading it back needs, or None."""
+    if meta["task"] not in ("classification", "segmentation", "detection"):
+        return f"its task {meta['task']!r} is none of classification, segmentation, detection"
+    if not _is_count(meta["num_classes"]) or meta["num_classes"] < 1:
+        return f"its num_classes {meta['num_classes']!r} is not a number of classes"
+    odd = next((m for m in meta["members"] if m.get("parameters") is not None and not _is_count(m["parameters"])), None)
+    if odd:
+        return f"model '{odd['name']}' has parameters {odd['parameters']!r}, not a count"
+    return None
+
+
 def _is_figure(value: Any) -> bool:
     """A figure as peerdistill writes it: a finite number, or null (NaN is written as null)."""
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
@@ -336,6 +348,9 @@ class RunDir:
                 isinstance(m, dict) and {"name", "role"} <= set(m) for m in meta["members"]):
             raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: it lacks {lacking or 'its members list'}, "
                                   "which reading the run back needs; train the run again")
+        wrong = _meta_problem(meta)
+        if wrong:
+            raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: {wrong}; restore it or train the run again")
         names = meta.get("class_names")
         if "class_names" in meta and not (isinstance(names, list) and len(names) == meta["num_classes"]):
             raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: its class_names ({names!r}) are not one name "
