@@ -94,6 +94,7 @@ def test_a_resume_checkpoint_holding_objects_is_refused_without_advice_to_unsafe
     "peerdistill.engine.artifacts:os.system",  # peerdistill's modules other than its models
     "peerdistill.models:difflib.get_close_matches",  # reached through a module the models' module imports
     "peerdistill.models:count_parameters",  # a function of the models' module that builds no model
+    "peerdistill.models:build_model",  # returns a model, built from whatever arch its arguments name
 ])
 def test_only_a_model_librarys_models_are_built_from_a_run(arch):
     from peerdistill.errors import CheckpointError
@@ -103,11 +104,17 @@ def test_only_a_model_librarys_models_are_built_from_a_run(arch):
         check_trusted_arch(arch, "here")
 
 
-def test_a_run_reaching_a_command_through_a_library_module_runs_nothing(run_naming, tmp_path, capsys):
+@pytest.mark.parametrize("spec", [
+    {"arch": "peerdistill.engine.artifacts:os.system", "args": {"command": "touch MARKER"}},
+    {"arch": "peerdistill.models:build_model", "args": {"arch": "os:system", "args": {"command": "touch MARKER"}}},
+])
+def test_a_run_reaching_a_command_through_a_library_module_runs_nothing(run_naming, tmp_path, capsys, spec):
     marker = tmp_path / "ran"
-    run = run_naming({"arch": "peerdistill.engine.artifacts:os.system", "args": {"command": f"touch {marker}"}})
+    run = run_naming(json.loads(json.dumps(spec).replace("MARKER", str(marker))))
     assert main(["eval", str(run)]) == 2
-    assert "names the model factory 'peerdistill.engine.artifacts:os.system'" in " ".join(capsys.readouterr().err.split())
+    assert f"'{spec['arch']}'" in " ".join(capsys.readouterr().err.split())
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0  # the page, without predictions
+    assert "Predictions skipped" in (tmp_path / "r.html").read_text(encoding="utf-8")
     assert not marker.exists()
 
 

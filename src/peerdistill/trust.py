@@ -5,8 +5,9 @@ run.json names: ``os:system`` would run a command, and so would a path reaching 
 a library's module (``torchvision.models.resnet:os.system``) or a library's own file helpers
 (timm's ``load_state_dict`` with ``weights_only: false``). So a run's models are built only
 from zoo names; from the model classes and model factories of the model libraries below (a
-class of ``nn.Module``, or a function declared to return one, defined in that library); and
-from the import paths the user trusts: a comparison's own configs, and those listed in
+class of ``nn.Module``, or a function declared to return one, defined in the library's model
+package; of peerdistill's own functions, the zoo's only: ``build_model`` builds whatever its
+arguments name), without arguments that make them read files; and from the import paths the user trusts: a comparison's own configs, and those listed in
 $PEERDISTILL_TRUSTED_ARCHS (comma-separated modules, ``mymodels``, or paths, ``mymodels:Net``).
 """
 
@@ -22,10 +23,14 @@ from torch import nn
 from .errors import CheckpointError
 from .models import resolve_factory
 
-# The modules of these libraries that hold their models (their other modules read and write files).
-MODEL_LIBRARIES = ("peerdistill.models", "torchvision.models", "timm")
-# timm.create_model's arguments that name a file or folder to read weights or settings from.
-FILE_ARGUMENTS = ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+# The model libraries a run may name (as import paths start), each with the package its models are
+# defined in: their other modules read and write files, or run what they are given.
+MODEL_LIBRARIES = {"peerdistill.models": "peerdistill.models", "torchvision.models": "torchvision.models",
+                   "timm": "timm.models"}
+# Arguments of timm's factories that name a file or folder to read weights or settings from.
+FILE_ARGUMENTS = ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "pretrained_path")
+# timm model names that read a folder instead of naming a model of its registry
+FILE_MODEL_NAMES = ("local-dir:",)
 TRUST_VARIABLE = "PEERDISTILL_TRUSTED_ARCHS"
 
 
@@ -45,12 +50,15 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
                               "it, so a run folder from elsewhere could run any code. If it is your own model, allow "
                               f"its module: {TRUST_VARIABLE}={module} peerdistill ... (or {TRUST_VARIABLE}={arch})")
     factory = resolve_factory(arch)  # imports a module of the model library only
-    if not (_within(getattr(factory, "__module__", None) or "", library.split(".")[0]) and _builds_a_model(factory)):
+    if not (_within(getattr(factory, "__module__", None) or "", MODEL_LIBRARIES[library])
+            and _builds_a_model(factory, own=library == "peerdistill.models")):
         raise CheckpointError(f"{where} names '{arch}', which is not a model class or model factory of {library} "
                               "(a class of torch.nn.Module, or a function declared to return one): a run folder from "
                               "elsewhere could call anything reachable from the library this way. If the run is "
                               f"yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...")
-    reads_files = sorted(set(args or {}) & set(FILE_ARGUMENTS))
+    reads_files = sorted(set(args or {}) & set(FILE_ARGUMENTS)) + [
+        "model_name" for name in [(args or {}).get("model_name")] if isinstance(name, str) and
+        name.startswith(FILE_MODEL_NAMES)]
     if reads_files:
         raise CheckpointError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files named "
                               "by the run folder: a run folder from elsewhere could load unsafe files this way. If the "
@@ -61,11 +69,17 @@ def _within(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-def _builds_a_model(factory: Any) -> bool:
+def _builds_a_model(factory: Any, own: bool) -> bool:
     """A class of nn.Module, or a function annotated to return one (torchvision's and timm's
-    factories are; timm's and torchvision's loaders and file helpers are not)."""
+    factories are; timm's and torchvision's loaders and file helpers are not). Of peerdistill's
+    own functions only the zoo's: ``build_model`` returns a model too, but builds whatever arch
+    its arguments name."""
     if isinstance(factory, type):
         return issubclass(factory, nn.Module)
+    if own:
+        from .models import ZOO
+
+        return any(factory is zoo for zoo in ZOO.values())
     if not inspect.isfunction(factory):
         return False
     try:
