@@ -722,7 +722,7 @@ def test_eval_data_names_data_given_where_a_data_section_belongs(tmp_path, capsy
     (tmp_path / "null.yaml").write_text("data: null\n")
     for given, message in ((tmp_path, "--data takes a YAML file holding a data section, and '"),
                            (tmp_path / "d.npz", "is data itself: to score it, give data.root=PATH"),
-                           (tmp_path / "null.yaml", "its data section must be a mapping of data keys .* got NoneType")):
+                           (tmp_path / "null.yaml", "its data section must be a mapping of data keys .* got null$")):
         assert main(["eval", str(tmp_path / "run"), "--data", str(given)]) == 2
         assert re.search(message, " ".join(capsys.readouterr().err.split()))
 

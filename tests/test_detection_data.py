@@ -599,22 +599,35 @@ def test_a_coco_file_written_with_a_bom_reads(tmp_path):
     assert load_coco(images, ann, (10, 20))[2] == ["adenoma", "polyp"]
 
 
-def test_corners_written_as_widths_are_named_whatever_the_bad_box_policy(tmp_path):
+def test_corners_written_as_widths_are_refused_when_their_area_says_so_and_named_otherwise(tmp_path):
     """Converters that write [x1, y1, x2, y2] in COCO's [x, y, width, height]: boxes far to the
-    right reach outside; cutting them (clip) would train on wrong boxes, so they are refused."""
+    right reach outside. With COCO's area of the corners' box that is certain, and cutting them
+    (clip) would train on wrong boxes: refused. Without the area, large true boxes poking out look
+    the same: the count of bad boxes says what they may be, and the policy holds."""
     corners = [[30, 10, 70, 30], [50, 5, 75, 35], [2, 2, 20, 20], [40, 20, 78, 38]]
-    change = {"annotations": [{"id": k, "image_id": 1, "category_id": 7, "bbox": b} for k, b in enumerate(corners)]}
-    images, ann = coco_files(tmp_path, **change)
+
+    def annotations(area):
+        return {"annotations": [{"id": k, "image_id": 1, "category_id": 7, "bbox": b,
+                                 **({"area": (b[2] - b[0]) * (b[3] - b[1])} if area else {})}
+                                for k, b in enumerate(corners)]}
+
+    images, ann = coco_files(tmp_path, **annotations(area=True))
     for policy in ("error", "skip", "clip"):
         with pytest.raises(DataError, match=r"3 box\(es\) in ann.json reach outside their image as COCO's \[x, y, "
-                                            r"width, height\] but lie inside it as \[x1, y1, x2, y2\] corners"):
+                                            r"width, height\] but lie inside it as \[x1, y1, x2, y2\] corners, and 3 "
+                                            r"of them give the area of the corners' box"):
             load_coco(images, ann, 16, bad_boxes=policy)
-    # one large box poking out among sound ones is a bad box, as before
-    change["annotations"] = change["annotations"][2:3] + [{"id": 9, "image_id": 1, "category_id": 7,
-                                                           "bbox": [10, 5, 75, 20]}]
-    images, ann = coco_files(tmp_path, **change)
-    with pytest.warns(PeerdistillWarning, match="1 box"):
+    images, ann = coco_files(tmp_path, **annotations(area=False))
+    with pytest.raises(DataError, match=r"if the file gives corners where COCO wants a width and a height, convert"):
+        load_coco(images, ann, 16)
+    with pytest.warns(PeerdistillWarning, match=r"3 box\(es\) .* cut to it \(data.bad_boxes=clip\) \(3 box\(es\)"):
         load_coco(images, ann, 16, bad_boxes="clip")
+    # large true boxes a few pixels out, their area their own: cut to the image as asked
+    true = [{"id": k, "image_id": 1, "category_id": 7, "bbox": [20 + k, 8, 62, 30], "area": 62 * 30} for k in range(3)]
+    images, ann = coco_files(tmp_path, annotations=true + [{"id": 9, "image_id": 1, "category_id": 7,
+                                                            "bbox": [2, 2, 10, 10]}])
+    with pytest.warns(PeerdistillWarning, match=r"3 box\(es\) in ann.json reaching outside their image cut to it"):
+        assert load_coco(images, ann, 16, bad_boxes="clip")[1].shape[1] == 4
 
 
 def test_an_annotation_without_a_box_takes_its_polygons_or_is_skipped_on_request(tmp_path):

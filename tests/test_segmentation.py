@@ -481,9 +481,10 @@ def test_a_sliding_window_run_scores_images_of_another_size(patch_shapes_run, tm
         check_compatible(build_data(DataSpec(kind="folders", root=str(other), binary_masks=True)), meta)
 
 
-def test_masks_numbered_otherwise_are_scored_by_class_name(shapes_run):
+def test_masks_numbered_otherwise_are_scored_by_class_name(shapes_run, tmp_path):
     """The run's own test masks with background and object swapped, and said so by class_names:
-    scored as the run numbers its classes, the same figures; names the run lacks are refused."""
+    scored as the run numbers its classes, the same figures (ignored pixels kept ignored); names
+    the run lacks are refused; masks without names of their own are read by value."""
     import dataclasses
 
     from peerdistill.data.splits import TensorData
@@ -492,15 +493,33 @@ def test_masks_numbered_otherwise_are_scored_by_class_name(shapes_run):
     meta = json.loads((shapes_run / "run.json").read_text())
     own = read_run_data(meta)
     names = list(own.class_names)
+    ignored = torch.zeros_like(own.test.y, dtype=torch.bool)
+    ignored[:, :8] = True  # a band of pixels that count nowhere
 
-    def swapped(split):
-        return TensorData(split.x, 1 - split.y)
+    def swapped(split, band=None):
+        y = 1 - split.y
+        return TensorData(split.x, y if band is None else torch.where(band, torch.full_like(y, 255), y))
 
-    flipped = dataclasses.replace(own, train=swapped(own.train), val=swapped(own.val), test=swapped(own.test),
-                                  class_names=names[::-1])
-    expected, scores = evaluate_run(shapes_run), evaluate_run(shapes_run, data=flipped)
+    def with_band(split):
+        return TensorData(split.x, torch.where(ignored, torch.full_like(split.y, 255), split.y))
+
+    named = {**own.info, "class_names_given": True}
+    expected = evaluate_run(shapes_run, data=dataclasses.replace(own, test=with_band(own.test)))
+    flipped = dataclasses.replace(own, train=swapped(own.train), val=swapped(own.val),
+                                  test=swapped(own.test, ignored), class_names=names[::-1], info=named)
+    scores = evaluate_run(shapes_run, data=flipped)
     for model in expected:
         assert scores[model]["dice"] == pytest.approx(expected[model]["dice"], abs=1e-9, nan_ok=True), model
         assert scores[model]["pixel_accuracy"] == pytest.approx(expected[model]["pixel_accuracy"], abs=1e-9), model
     with pytest.raises(DataError, match=r"the data has classes \['thing'\] that the run does not know"):
-        evaluate_run(shapes_run, data=dataclasses.replace(own, class_names=[names[0], "thing"]))
+        evaluate_run(shapes_run, data=dataclasses.replace(own, class_names=[names[0], "thing"], info=named))
+    # a run of named classes ([background, polyp], as the recipes name them) scores masks without
+    # names of their own (given the defaults) by their values
+    import shutil
+
+    polyp = tmp_path / "polyp"
+    shutil.copytree(shapes_run, polyp)
+    (polyp / "run.json").write_text(json.dumps({**meta, "class_names": ["background", "polyp"]}))
+    assert not own.info["class_names_given"] and own.class_names == ["background", "foreground"]
+    by_value = evaluate_run(polyp, data=own)
+    assert by_value["ensemble"]["pixel_accuracy"] == pytest.approx(evaluate_run(shapes_run)["ensemble"]["pixel_accuracy"])

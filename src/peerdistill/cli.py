@@ -245,14 +245,14 @@ def _warn_of_data_keys_read_otherwise(section: dict, saved: dict, given: set[str
 def _data_section(path: str) -> dict:
     """eval --data: a YAML file's data section (or a bare mapping of data keys)."""
     given = Path(path)
-    if given.is_dir() or given.suffix.lower() in (".npz", ".csv", ".json", ".png", ".jpg", ".jpeg", ".dcm"):
+    if given.is_dir() or given.suffix.lower() in (".npz", ".csv", ".png", ".jpg", ".jpeg", ".dcm"):
         raise ConfigError(f"--data takes a YAML file holding a data section, and '{path}' is data itself: to score "
                           "it, give data.root=PATH (and data.kind=... when it is not of the run's kind)")
     loaded = load_yaml(path)
     section = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
     if not isinstance(section, dict):
         raise ConfigError(f"--data '{path}': its data section must be a mapping of data keys (e.g. data: {{kind: "
-                          f"image_folder, root: PATH}}), got {type(section).__name__}")
+                          f"image_folder, root: PATH}}), got {'null' if section is None else type(section).__name__}")
     if not section:  # else the defaults: the embedded digits
         raise ConfigError(f"--data '{path}' holds no data section: write one, e.g. data: {{kind: image_folder, "
                           "root: PATH}")

@@ -104,7 +104,8 @@ def _check_writable_here(target: Path) -> None:
     if target.is_file():
         with target.open("rb") as page:
             head = page.read(4096)
-        if GENERATOR.encode() not in head and b"<title>peerdistill " not in head:  # also pages before the marker
+        earlier = (b"<title>peerdistill run: ", b"<title>peerdistill comparison: ")  # pages before the marker
+        if GENERATOR.encode() not in head and not any(title in head for title in earlier):
             raise ConfigError(f"'{target}' exists and is not a peerdistill report: give --out another name, or move "
                               "that file away")
 

@@ -504,7 +504,9 @@ def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
             hint = (f": image files are resized to the run's size by data.image_size={trained[1:]} (or drop a "
                     "data.image_size that differs from it); arrays (npz) must have that size already")
         raise DataError(f"the data's inputs are {shape} but the run was trained on {trained}{hint}")
-    data = _number_classes_as_the_run(data, meta.get("class_names") or [])
+    # masks without data.class_names are read by value ("background"/"foreground" are then defaults, not names)
+    if meta.get("task") != "segmentation" or data.info.get("class_names_given", True):
+        data = _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:
         raise DataError(f"the data has {data.num_classes} classes but the run's models predict {meta['num_classes']}")
     return data

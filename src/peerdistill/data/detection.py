@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import reprlib
 import unicodedata
 import warnings
 from pathlib import Path
@@ -104,11 +105,11 @@ class _NotANumber(DataError):
 def _check_box(box, width: float, height: float, where: str) -> list[float]:
     """(x1, y1, x2, y2) in original pixels, clipped to the image after the tolerance check."""
     if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in box):
-        raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a number")
+        raise _NotANumber(f"{where}: box {_shown(box)} holds a value that is not a number")
     try:
         x1, y1, x2, y2 = (float(v) for v in box)
     except (ValueError, OverflowError):
-        raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a number") from None
+        raise _NotANumber(f"{where}: box {_shown(box)} holds a value that is not a number") from None
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a finite number")
     if not (x2 > x1 and y2 > y1):
@@ -116,6 +117,11 @@ def _check_box(box, width: float, height: float, where: str) -> list[float]:
     if x1 < -TOLERANCE or y1 < -TOLERANCE or x2 > width + TOLERANCE or y2 > height + TOLERANCE:
         raise DataError(f"{where}: box {[x1, y1, x2, y2]} lies outside its {width:g}x{height:g} image")
     return _clipped((x1, y1, x2, y2), width, height)
+
+
+def _shown(box) -> str:
+    """A box as written, each value cut short (a corrupt file may hold a number of 400 digits)."""
+    return "[" + ", ".join(reprlib.repr(v) for v in box) + "]"
 
 
 def _clipped(box, width: float, height: float) -> list[float]:
@@ -149,14 +155,21 @@ def _polygon_box(segmentation) -> list[float] | None:
     return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
-def _corner_like(bbox: list, width: float, height: float) -> bool:
-    """A box reaching outside its image as [x, y, width, height] that lies inside it, with area, as
-    [x1, y1, x2, y2]: the corners a converter wrote where COCO wants a width and a height."""
+def _corner_like(bbox: list, width: float, height: float, area=None) -> int:
+    """2 when a box reaching outside its image as [x, y, width, height] lies inside it, with area,
+    as [x1, y1, x2, y2] corners and its COCO ``area`` is that of the corners' box (a converter
+    wrote corners where COCO wants a width and a height: said so); 1 without the area to tell
+    (a large box poking out looks the same); 0 otherwise."""
     try:
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError, OverflowError):
-        return False
-    return (x + w > width + TOLERANCE or y + h > height + TOLERANCE) and 0 <= x < w <= width and 0 <= y < h <= height
+        return 0
+    if not ((x + w > width + TOLERANCE or y + h > height + TOLERANCE) and 0 <= x < w <= width and 0 <= y < h <= height):
+        return 0
+    corners, sides = (w - x) * (h - y), w * h
+    said = (isinstance(area, (int, float)) and not isinstance(area, bool) and abs(area - corners) <= 0.01 * corners + 1
+            and abs(area - sides) > 0.01 * sides + 1)
+    return 2 if said else 1
 
 
 class _BadBoxes:
@@ -166,7 +179,8 @@ class _BadBoxes:
 
     def __init__(self, policy: str, source: str):
         self.policy, self.source, self.found, self.clipped = policy, source, [], 0
-        self.checked, self.corner_like = 0, 0  # corner_like: outside as [x, y, w, h], inside as corners (COCO)
+        # (COCO) boxes outside as [x, y, w, h] but inside as corners, and those whose area says corners
+        self.checked, self.corner_like, self.area_says_corners = 0, 0, 0
 
     def check(self, box, width: float, height: float, where: str) -> list[float] | None:
         self.checked += 1
@@ -183,29 +197,36 @@ class _BadBoxes:
 
     def settle(self) -> dict:
         """Raise (``error``) or warn about the boxes found; their counts for the data's info. Boxes
-        that look like corners written as widths are refused whatever the policy: cutting or
-        leaving them out would train on wrong boxes."""
-        # a fifth of all boxes, and most of those outside: a few large boxes poking out are not this
-        if self.corner_like >= max(2, self.checked / 5, (len(self.found) + self.clipped) / 2):
-            raise DataError(f"{self.corner_like} box(es) in {self.source} reach outside their image as COCO's "
-                            "[x, y, width, height] but lie inside it as [x1, y1, x2, y2] corners: the file seems to "
-                            "give corners where COCO wants a width and a height. Convert them (width = x2 - x1, "
-                            "height = y2 - y1); data.bad_boxes would only cut or drop wrong boxes")
+        whose COCO area says they are corners written as widths are refused whatever the policy
+        (cutting or leaving them out would train on wrong boxes); without the area, a share of
+        them that looks so is said beside the count (large boxes poking out look the same)."""
+        corners = (f"{self.corner_like} box(es) in {self.source} reach outside their image as COCO's [x, y, width, "
+                   "height] but lie inside it as [x1, y1, x2, y2] corners")
+        convert = "convert them (width = x2 - x1, height = y2 - y1)"
+        if self.area_says_corners >= 2:
+            raise DataError(f"{corners}, and {self.area_says_corners} of them give the area of the corners' box: the "
+                            f"file gives corners where COCO wants a width and a height. {convert.capitalize()}; "
+                            "data.bad_boxes would only cut or drop wrong boxes")
+        # a fifth of all boxes, and most of those outside: perhaps corners, said beside the count
+        hint = (f" ({corners}: if the file gives corners where COCO wants a width and a height, {convert} rather "
+                "than cut or drop them)"
+                if self.corner_like >= max(2, self.checked / 5, (len(self.found) + self.clipped) / 2) else "")
         info = {}
         if self.clipped:
             warnings.warn(f"{self.clipped} box(es) in {self.source} reaching outside their image cut to it "
-                          "(data.bad_boxes=clip)", PeerdistillWarning, stacklevel=3)
+                          f"(data.bad_boxes=clip){hint}", PeerdistillWarning, stacklevel=3)
             info["clipped_bad_boxes"] = self.clipped
+            hint = ""
         if not self.found:
             return info
         more = len(self.found) - 3
         named = "; ".join(self.found[:3]) + (f"; and {more} more" if more > 0 else "")
         if self.policy == "error":
             raise DataError(f"{len(self.found)} box(es) in {self.source} without area or outside their image: "
-                            f"{named}. Correct them, or set data.bad_boxes=skip to leave them out (clip: cut the "
-                            "ones reaching outside to the image)")
-        warnings.warn(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes={self.policy}): {named}",
-                      PeerdistillWarning, stacklevel=3)
+                            f"{named}.{hint} Correct them, or set data.bad_boxes=skip to leave them out (clip: cut "
+                            "the ones reaching outside to the image)")
+        warnings.warn(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes={self.policy}): "
+                      f"{named}{hint}", PeerdistillWarning, stacklevel=3)
         return {**info, "skipped_bad_boxes": len(self.found)}
 
     def left_out(self) -> str:
@@ -335,7 +356,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
             _check_ids([ann["id"]], "annotations", source)
             if ann["id"] in annotation_ids:
                 raise DataError(f"annotation id {ann['id']} appears twice in 'annotations' of {source}: ids must be "
-                                "unique (an object listed twice is a second true box no prediction can match)")
+                                "unique across the file (a converter numbering them per image, or files merged, "
+                                "may repeat them: renumber them; an object listed twice would be a second true box "
+                                "no prediction can match)")
             annotation_ids.add(ann["id"])
         image_id = ann.get("image_id")
         _check_ids([image_id, ann.get("category_id")], "annotations (image_id, category_id)", source)
@@ -357,7 +380,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
             bad.found.append(problem)
             continue
         bx, by, bw, bh = bbox
-        bad.corner_like += _corner_like(bbox, width, height)
+        corner_like = _corner_like(bbox, width, height, ann.get("area"))
+        bad.corner_like, bad.area_says_corners = bad.corner_like + bool(corner_like), bad.area_says_corners + (
+            corner_like == 2)
         box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
         if box is not None:
             kept.append((image_id, ann["category_id"], box, (width, height), _is_crowd(ann, where)))

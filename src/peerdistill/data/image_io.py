@@ -129,7 +129,7 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
         raise DataError(f"cannot read {what} '{path}': {exc.strerror}; check its permissions") from None
     except Image.DecompressionBombError as exc:  # Pillow's guard against files that unpack huge is kept
         raise DataError(f"{what} '{path}' is too large for Pillow to open safely ({exc}): downscale it, or cut it "
-                        "into tiles, before training") from None
+                        "into tiles, first") from None
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
                         "16-bit, and one-channel float; DICOM is read by its .dcm or .dicom suffix, or by content "

@@ -39,8 +39,10 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
     stats = stats or channel_stats(xs[0])
     xs = [standardize(x, stats) for x in xs]
-    return DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
-                      input_shape=tuple(xs[0].shape[1:]), stats=stats)
+    splits = DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
+                        input_shape=tuple(xs[0].shape[1:]), stats=stats)
+    splits.info["class_names_given"] = bool(class_names)  # else the defaults: mask values say the classes
+    return splits
 
 
 def segmentation_whole(images, masks, *, num_classes: int | None = None, class_names: list[str] | None = None,
