@@ -138,6 +138,14 @@ def test_a_run_is_not_scored_on_its_data_split_otherwise_since_training(tmp_path
         evaluate_run(run)
     scores = evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")))
     assert 0 <= scores["ensemble"]["accuracy"] <= 1
+    # nor is a threshold chosen on its validation split, to score or to export
+    with pytest.raises(DataError, match="has changed since training"):
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")), operating_point="youden")
+    from peerdistill import export_run
+    from peerdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="which cannot be read: the run's data .* has changed since training"):
+        export_run(run, "student1", out=tmp_path / "s.onnx", operating_point="youden")
 
 
 def test_a_run_trained_on_data_not_standardised_scores_other_data_unstandardised(tmp_path):
