@@ -404,18 +404,13 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
 
 
 def load_for_predictions(directory: Path):
-    from .data import build_data
-    from .runs import check_compatible, check_unchanged, load_cohort, saved_data_spec, saved_window, task_for
+    from .runs import check_compatible, load_cohort, read_run_data, saved_window, task_for
 
     cohort, meta = load_cohort(directory)
     # checked and numbered as eval does it: data changed since training is not drawn as the run's
-    try:
-        data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
-    except DataError as exc:
-        raise DataError(f"{exc}. The report reads the data where training read it (a relative data.root counts "
-                        "from the current folder): run it from the folder training ran in, or put the data back "
-                        "where training read it") from None
-    check_unchanged(meta, data)
+    data = read_run_data(meta, "The report reads the data where training read it (a relative data.root counts "
+                               "from the current folder): run it from the folder training ran in, or put the data "
+                               "back where training read it")
     data = check_compatible(data, meta)
     cohort.to(torch.device("cpu"))
     window, overlap = saved_window(meta)

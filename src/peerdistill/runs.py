@@ -246,17 +246,9 @@ def pictures_folder(run_dir: str | Path, split: str, data_spec: DataSpec | None)
 
 def _run_data(meta: dict[str, Any]) -> DataSplits:
     """The data the run trained on, read where training read it."""
-    saved = saved_data_spec(meta)
-    try:
-        data = build_data(saved, stats=meta.get("data_stats"))
-    except DataError as exc:
-        if not saved.root:
-            raise
-        raise DataError(f"{exc}. The run reads its data where training read it (data.root '{saved.root}'; a "
-                        "relative path counts from the current folder): run eval from the folder training ran "
-                        "in, or give the place, peerdistill eval RUN_DIR data.root=PATH") from None
-    check_unchanged(meta, data)
-    return data
+    return read_run_data(meta, "The run reads its data where training read it (data.root '{root}'; a relative path "
+                               "counts from the current folder): run eval from the folder training ran in, or give "
+                               "the place, peerdistill eval RUN_DIR data.root=PATH")
 
 
 def run_stats(meta: dict[str, Any]) -> dict[str, list[float]] | None:
@@ -269,9 +261,17 @@ def run_stats(meta: dict[str, Any]) -> dict[str, list[float]] | None:
     return meta.get("data_stats")
 
 
-def read_run_data(meta: dict[str, Any]) -> DataSplits:
-    """The data the run trained on, read where training read it, refused if it has changed since."""
-    data = build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
+    """The data the run trained on, read where training read it, refused if it has changed since.
+    ``where``: what to say, after the loader's message, when it cannot be read at its data.root
+    (``{root}`` is filled in)."""
+    saved = saved_data_spec(meta)
+    try:
+        data = build_data(saved, stats=meta.get("data_stats"))
+    except DataError as exc:
+        if not saved.root or where is None:
+            raise
+        raise DataError(f"{exc}. {where.format(root=saved.root)}") from None
     check_unchanged(meta, data)
     return data
 
