@@ -628,6 +628,15 @@ def test_corners_written_as_widths_are_refused_when_their_area_says_so_and_named
                                                             "bbox": [2, 2, 10, 10]}])
     with pytest.warns(PeerdistillWarning, match=r"3 box\(es\) in ann.json reaching outside their image cut to it"):
         assert load_coco(images, ann, 16, bad_boxes="clip")[1].shape[1] == 4
+    # many such boxes with their polygons' areas, two of which match a corners' box by chance: cut as asked
+    true = [{"id": k, "image_id": 1, "category_id": 7, "bbox": [10 + k % 5, 4, 71, 20], "area": 700 + k}
+            for k in range(20)]
+    for chance in true[1:3]:  # (reaching outside: x + w beyond 81)
+        x, y, w, h = chance["bbox"]
+        chance["area"] = (w - x) * (h - y)
+    images, ann = coco_files(tmp_path, annotations=true)
+    with pytest.warns(PeerdistillWarning, match=r"16 box\(es\) in ann.json reaching outside their image cut to it"):
+        load_coco(images, ann, 16, bad_boxes="clip")
 
 
 def test_an_annotation_without_a_box_takes_its_polygons_or_is_skipped_on_request(tmp_path):

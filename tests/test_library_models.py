@@ -144,5 +144,8 @@ def test_a_run_folder_may_name_the_libraries_models_but_not_their_loaders():
         check_trusted_arch("timm:create_model", "here", args={"model_name": "resnet18", "checkpoint_path": "x.pth"})
     with pytest.raises(CheckpointError, match="the arguments \\['model_name'\\], which make it read files"):
         check_trusted_arch("timm:create_model", "here", args={"model_name": "local-dir:/somewhere"})
+    for name in ("LOCAL-DIR:/somewhere", "hf-hub:someone/model"):  # timm reads the scheme in any case
+        with pytest.raises(CheckpointError, match="the arguments \\['model_name'\\], which make it read files"):
+            check_trusted_arch("timm:create_model", "here", args={"model_name": name})
     with pytest.raises(CheckpointError, match="names 'timm.task.distillation:DistillationTeacher', which is not"):
         check_trusted_arch("timm.task.distillation:DistillationTeacher", "here")  # outside timm.models

@@ -523,3 +523,12 @@ def test_masks_numbered_otherwise_are_scored_by_class_name(shapes_run, tmp_path)
     assert not own.info["class_names_given"] and own.class_names == ["background", "foreground"]
     by_value = evaluate_run(polyp, data=own)
     assert by_value["ensemble"]["pixel_accuracy"] == pytest.approx(evaluate_run(shapes_run)["ensemble"]["pixel_accuracy"])
+    folder = tmp_path / "pairs"  # and image/mask files scored whole (--split all)
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(folder / "images" / f"{i}.png")
+        Image.fromarray((rng.random((64, 64)) > 0.7).astype(np.uint8)).save(folder / "masks" / f"{i}.png")
+    whole = evaluate_run(polyp, split="all", data_spec=DataSpec(kind="folders", root=str(folder), grey=True))
+    assert 0 <= whole["ensemble"]["pixel_accuracy"] <= 1

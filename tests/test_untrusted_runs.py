@@ -39,7 +39,12 @@ def test_a_run_naming_a_command_runs_nothing(run_naming, tmp_path, capsys, monke
         err = " ".join(capsys.readouterr().err.split())
         assert "names the model factory 'os:system'" in err and "PEERDISTILL_TRUSTED_ARCHS=os" in err
         assert not marker.exists()
-    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "os")  # the user says so: then it is built (and fails as such)
+    # a listed module trusts its own definitions, not what it imports: os.system is posix's
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "os")
+    assert main(["eval", str(run)]) == 2
+    assert "'os:system', which is not defined in 'os' (the module PEERDISTILL_TRUSTED_ARCHS trusts) but in 'posix'" \
+        in " ".join(capsys.readouterr().err.split()) and not marker.exists()
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "os:system")  # the path itself: then it is built (and fails as such)
     assert main(["eval", str(run)]) == 2
     assert "returned int, not a torch.nn.Module" in capsys.readouterr().err and marker.exists()
 

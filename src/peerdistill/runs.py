@@ -543,7 +543,8 @@ def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSp
         return data
     if unknown:
         raise DataError(f"the data has classes {unknown[:5]} that the run does not know (its classes: "
-                        f"{run_names}): evaluate on data of the run's classes")
+                        f"{run_names}): evaluate on data of the run's classes, named as the run names them "
+                        "(data.class_names, folder or category names)")
     order = torch.tensor([run_names.index(n) for n in names])
     renumbered = {}
     for split in ("train", "val", "test"):

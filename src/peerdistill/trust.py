@@ -7,8 +7,10 @@ a library's module (``torchvision.models.resnet:os.system``) or a library's own 
 from zoo names; from the model classes and model factories of the model libraries below (a
 class of ``nn.Module``, or a function declared to return one, defined in the library's model
 package; of peerdistill's own functions, the zoo's only: ``build_model`` builds whatever its
-arguments name), without arguments that make them read files; and from the import paths the user trusts: a comparison's own configs, and those listed in
-$PEERDISTILL_TRUSTED_ARCHS (comma-separated modules, ``mymodels``, or paths, ``mymodels:Net``).
+arguments name), without arguments that make them read files; and from the import paths the
+user trusts: a comparison's own configs, and those listed in $PEERDISTILL_TRUSTED_ARCHS
+(comma-separated modules, ``mymodels``, whose own definitions are then trusted, not what they
+import; or paths, ``mymodels:Net``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ MODEL_LIBRARIES = {"peerdistill.models": "peerdistill.models", "torchvision.mode
                    "timm": "timm.models"}
 # Arguments of timm's factories that name a file or folder to read weights or settings from.
 FILE_ARGUMENTS = ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "pretrained_path")
-# timm model names that read a folder instead of naming a model of its registry
-FILE_MODEL_NAMES = ("local-dir:",)
 TRUST_VARIABLE = "PEERDISTILL_TRUSTED_ARCHS"
 
 
@@ -42,8 +42,16 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
         return  # a zoo name (an unknown one fails as such)
     module = arch.partition(":")[0]
     listed = [a.strip() for a in (*trusted, *os.environ.get(TRUST_VARIABLE, "").split(","))]
-    if any(a and (arch == a or _within(module, a)) for a in listed):
+    if arch in listed:
         return
+    package = next((a for a in listed if a and _within(module, a)), None)
+    if package is not None:  # a module the user trusts: its own models, not what it imports (os.system)
+        defined_in = getattr(resolve_factory(arch), "__module__", None) or ""
+        if _within(defined_in, package):
+            return
+        raise CheckpointError(f"{where} names '{arch}', which is not defined in '{package}' (the module "
+                              f"{TRUST_VARIABLE} trusts) but in '{defined_in}', reached through it: allow the path "
+                              f"itself if it is yours, {TRUST_VARIABLE}={arch}")
     library = next((lib for lib in MODEL_LIBRARIES if _within(module, lib)), None)
     if library is None:
         raise CheckpointError(f"{where} names the model factory '{arch}': building the model would import and call "
@@ -56,9 +64,9 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
                               "(a class of torch.nn.Module, or a function declared to return one): a run folder from "
                               "elsewhere could call anything reachable from the library this way. If the run is "
                               f"yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...")
+    # a timm model name with a scheme (local-dir:, hf-hub:, in any case) reads a folder or a download
     reads_files = sorted(set(args or {}) & set(FILE_ARGUMENTS)) + [
-        "model_name" for name in [(args or {}).get("model_name")] if isinstance(name, str) and
-        name.startswith(FILE_MODEL_NAMES)]
+        "model_name" for name in [(args or {}).get("model_name")] if isinstance(name, str) and ":" in name]
     if reads_files:
         raise CheckpointError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files named "
                               "by the run folder: a run folder from elsewhere could load unsafe files this way. If the "

@@ -155,21 +155,21 @@ def _polygon_box(segmentation) -> list[float] | None:
     return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
-def _corner_like(bbox: list, width: float, height: float, area=None) -> int:
-    """2 when a box reaching outside its image as [x, y, width, height] lies inside it, with area,
-    as [x1, y1, x2, y2] corners and its COCO ``area`` is that of the corners' box (a converter
-    wrote corners where COCO wants a width and a height: said so); 1 without the area to tell
-    (a large box poking out looks the same); 0 otherwise."""
+def _corner_like(bbox: list, width: float, height: float, area=None) -> tuple[bool, bool]:
+    """Whether a box reaching outside its image as [x, y, width, height] lies inside it, with area,
+    as [x1, y1, x2, y2] corners (a converter wrote corners where COCO wants a width and a height,
+    or a large box pokes out: they look the same), and whether its COCO ``area`` is that of the
+    corners' box (which tells them apart, unless by chance)."""
     try:
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError, OverflowError):
-        return 0
+        return False, False
     if not ((x + w > width + TOLERANCE or y + h > height + TOLERANCE) and 0 <= x < w <= width and 0 <= y < h <= height):
-        return 0
+        return False, False
     corners, sides = (w - x) * (h - y), w * h
     said = (isinstance(area, (int, float)) and not isinstance(area, bool) and abs(area - corners) <= 0.01 * corners + 1
             and abs(area - sides) > 0.01 * sides + 1)
-    return 2 if said else 1
+    return True, said
 
 
 class _BadBoxes:
@@ -203,14 +203,15 @@ class _BadBoxes:
         corners = (f"{self.corner_like} box(es) in {self.source} reach outside their image as COCO's [x, y, width, "
                    "height] but lie inside it as [x1, y1, x2, y2] corners")
         convert = "convert them (width = x2 - x1, height = y2 - y1)"
-        if self.area_says_corners >= 2:
+        looks_so = self.corner_like >= max(2, self.checked / 5, (len(self.found) + self.clipped) / 2)
+        # most of them by their area (a polygon's area matches a corners' box now and then by chance)
+        if looks_so and self.area_says_corners >= max(2, self.corner_like / 2):
             raise DataError(f"{corners}, and {self.area_says_corners} of them give the area of the corners' box: the "
                             f"file gives corners where COCO wants a width and a height. {convert.capitalize()}; "
                             "data.bad_boxes would only cut or drop wrong boxes")
         # a fifth of all boxes, and most of those outside: perhaps corners, said beside the count
         hint = (f" ({corners}: if the file gives corners where COCO wants a width and a height, {convert} rather "
-                "than cut or drop them)"
-                if self.corner_like >= max(2, self.checked / 5, (len(self.found) + self.clipped) / 2) else "")
+                "than cut or drop them)" if looks_so else "")
         info = {}
         if self.clipped:
             warnings.warn(f"{self.clipped} box(es) in {self.source} reaching outside their image cut to it "
@@ -380,9 +381,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
             bad.found.append(problem)
             continue
         bx, by, bw, bh = bbox
-        corner_like = _corner_like(bbox, width, height, ann.get("area"))
-        bad.corner_like, bad.area_says_corners = bad.corner_like + bool(corner_like), bad.area_says_corners + (
-            corner_like == 2)
+        corner_like, area_says_so = _corner_like(bbox, width, height, ann.get("area"))
+        bad.corner_like, bad.area_says_corners = bad.corner_like + corner_like, bad.area_says_corners + area_says_so
         box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
         if box is not None:
             kept.append((image_id, ann["category_id"], box, (width, height), _is_crowd(ann, where)))

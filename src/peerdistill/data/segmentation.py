@@ -53,8 +53,8 @@ def segmentation_whole(images, masks, *, num_classes: int | None = None, class_n
                                 num_classes=num_classes, class_names=class_names, stats=stats, scored_only=True,
                                 channels_last=channels_last)
     whole = DataSplits(parts.val, parts.test, parts.train, num_classes=parts.num_classes,
-                       class_names=parts.class_names, input_shape=parts.input_shape, stats=parts.stats)
-    whole.info["split"] = "whole (scored as one set)"
+                       class_names=parts.class_names, input_shape=parts.input_shape, stats=parts.stats,
+                       info={**parts.info, "split": "whole (scored as one set)"})
     return whole
 
 
