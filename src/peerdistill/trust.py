@@ -50,8 +50,9 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
         if _within(defined_in, package):
             return
         raise CheckpointError(f"{where} names '{arch}', which is not defined in '{package}' (the module "
-                              f"{TRUST_VARIABLE} trusts) but in '{defined_in}', reached through it: allow the path "
-                              f"itself if it is yours, {TRUST_VARIABLE}={arch}")
+                              f"{TRUST_VARIABLE} trusts) but in '{defined_in}', reached through it: if you know what "
+                              f"it calls, add the path itself to {TRUST_VARIABLE} (comma-separated: "
+                              f"{TRUST_VARIABLE}={package},{arch})")
     library = next((lib for lib in MODEL_LIBRARIES if _within(module, lib)), None)
     if library is None:
         raise CheckpointError(f"{where} names the model factory '{arch}': building the model would import and call "

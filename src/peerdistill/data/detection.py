@@ -205,7 +205,7 @@ class _BadBoxes:
         convert = "convert them (width = x2 - x1, height = y2 - y1)"
         looks_so = self.corner_like >= max(2, self.checked / 5, (len(self.found) + self.clipped) / 2)
         # most of them by their area (a polygon's area matches a corners' box now and then by chance)
-        if looks_so and self.area_says_corners >= max(2, self.corner_like / 2):
+        if looks_so and self.area_says_corners >= 2 and self.area_says_corners > self.corner_like / 2:
             raise DataError(f"{corners}, and {self.area_says_corners} of them give the area of the corners' box: the "
                             f"file gives corners where COCO wants a width and a height. {convert.capitalize()}; "
                             "data.bad_boxes would only cut or drop wrong boxes")
