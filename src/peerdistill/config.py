@@ -234,6 +234,9 @@ class DistillSpec(_Strict):
 SELF_NAMING_KINDS = ("digits", "image_folder", "csv", "shapes", "boxes", "coco", "box_json", "mask_boxes")
 # data kinds read from files at data.root (the others are generated or embedded)
 FILE_KINDS = ("npz", "image_folder", "csv", "folders", "coco", "box_json", "mask_boxes")
+# the task each data kind's targets are for
+KINDS_OF_TASK = {"classification": ("digits", "npz", "image_folder", "csv"), "segmentation": ("shapes", "folders"),
+                 "detection": ("boxes", "coco", "box_json", "mask_boxes")}
 
 
 class ChannelStats(_Strict):
@@ -529,9 +532,7 @@ class DataSpec(_Strict):
 
     @property
     def task(self) -> str:
-        if self.kind in ("boxes", "coco", "box_json", "mask_boxes"):
-            return "detection"
-        return "segmentation" if self.kind in ("shapes", "folders") else "classification"
+        return next(task for task, kinds in KINDS_OF_TASK.items() if self.kind in kinds)
 
 
 class OptimSpec(_Strict):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from .config import TEACHER_PRESETS, DistillSpec, format_validation_error
 from .connectors import Connector
 from .errors import ConfigError, PeerdistillWarning
+from .values import is_finite_number
 from .losses import (attention_transfer, combine_soft_targets, confidence_weights, decoupled_kd, fitnet_hint,
                      similarity_preserving, soft_kl)
 from .losses.logits import kl_to_softened
@@ -68,8 +68,7 @@ class Edge:
         # the target away from its source: both would train on to the end on a wrong objective
         for what, value, least in (("weight", self.weight, "0 or more"), ("temperature", self.temperature, "above 0"),
                                    ("nckd_weight", self.nckd_weight, "0 or more")):
-            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not number or value < 0 or (what == "temperature" and value == 0):
+            if not is_finite_number(value) or value < 0 or (what == "temperature" and value == 0):
                 raise ConfigError(f"edge {self.source} -> {self.target}: {what} {value!r} must be a number {least}")
 
     @property

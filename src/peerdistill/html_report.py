@@ -35,6 +35,7 @@ from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
                      per_class_families, per_class_tables)  # noqa: E402
+from .values import is_finite_number  # noqa: E402
 
 REPORT_FILE = "report.html"
 # marks a page as this command's, the only kind --out replaces
@@ -338,15 +339,11 @@ def read_costs(meta: Any) -> tuple[dict[str, dict] | None, str | None]:
     if not isinstance(costs, dict) or not all(isinstance(c, dict) for c in costs.values()):
         return None, f"a {type(costs).__name__}, not a figure mapping per model"
     for name, c in costs.items():
-        bad = next((k for k in COST_FIGURES if not _is_number(c.get(k))), None) or next(
-            (k for k in OPTIONAL_COST_FIGURES if c.get(k) is not None and not _is_number(c.get(k))), None)
+        bad = next((k for k in COST_FIGURES if not is_finite_number(c.get(k))), None) or next(
+            (k for k in OPTIONAL_COST_FIGURES if c.get(k) is not None and not is_finite_number(c.get(k))), None)
         if bad:
             return None, f"model '{name}' has {bad} {c.get(bad)!r}"
     return costs, None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def costs_header(costs: dict[str, dict]) -> list[str]:

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from .bootstrap import intervals, resampled, sample_meters
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
-from .config import SPLIT_KEYS, DataSpec, data_places, format_validation_error, saved_data_section
+from .config import (KINDS_OF_TASK, SPLIT_KEYS, DataSpec, data_places, format_validation_error,
+                     saved_data_section)
 from .data import DataSplits, build_data, make_batches
 from .data.loaders import check_batch_size
 from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole
@@ -165,8 +166,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         raise DataError("temperature scaling tempers class probabilities: it is for classification runs")
     task_of_run = meta.get("task", "classification")
     if data_spec is not None and data_spec.task != task_of_run:  # else a class, shape or mask error says it late
+        *kinds, last = KINDS_OF_TASK[task_of_run]
         raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "
-                        f"run: give data of its task (data.kind {_kinds_of(task_of_run)})")
+                        f"run: give data of its task (data.kind {', '.join(kinds)} or {last})")
     own = data  # the run's own splits: the operating point and temperature are chosen on its val split
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
@@ -300,11 +302,6 @@ def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[
         warnings.warn(f"the run was trained on DICOM images through data.dicom_window {list(window)}; these are read "
                       f"through {through}, so the models see them otherwise than in training: set "
                       f"data.dicom_window={list(window)} to score them as trained", PeerdistillWarning, stacklevel=3)
-
-
-def _kinds_of(task: str) -> str:
-    kinds = [k for k in DataSpec.model_fields["kind"].annotation.__args__ if DataSpec.model_construct(kind=k).task == task]
-    return " or ".join(", ".join(kinds).rsplit(", ", 1))
 
 
 def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from .errors import CheckpointError
-from .models import resolve_factory
+from .models import ZOO, resolve_factory
 
 # The model libraries a run may name (as import paths start), each with the package its models are
 # defined in: their other modules read and write files, or run what they are given.
@@ -65,9 +65,10 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
                               "(a class of torch.nn.Module, or a function declared to return one): a run folder from "
                               "elsewhere could call anything reachable from the library this way. If the run is "
                               f"yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...")
-    # a timm model name with a scheme (local-dir:, hf-hub:, in any case) reads a folder or a download
-    reads_files = sorted(set(args or {}) & set(FILE_ARGUMENTS)) + [
-        "model_name" for name in [(args or {}).get("model_name")] if isinstance(name, str) and ":" in name]
+    args = args or {}
+    reads_files = sorted(set(args) & set(FILE_ARGUMENTS))
+    if isinstance(args.get("model_name"), str) and ":" in args["model_name"]:
+        reads_files.append("model_name")  # timm's schemes (local-dir:, hf-hub:, in any case) read a folder or download
     if reads_files:
         raise CheckpointError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files named "
                               "by the run folder: a run folder from elsewhere could load unsafe files this way. If the "
@@ -86,8 +87,6 @@ def _builds_a_model(factory: Any, own: bool) -> bool:
     if isinstance(factory, type):
         return issubclass(factory, nn.Module)
     if own:
-        from .models import ZOO
-
         return any(factory is zoo for zoo in ZOO.values())
     if not inspect.isfunction(factory):
         return False

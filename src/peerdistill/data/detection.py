@@ -372,8 +372,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         width, height = _image_dims(entry, f"image {image_id} in {source}")
         where = f"annotation {ann.get('id', '?')} of image {image_id} ('{entry['file_name']}') in {source}"
         bbox = ann.get("bbox")
-        if bbox is None and _polygon_box(ann.get("segmentation")):  # as COCO's tools make it from the outline
-            bbox, from_polygons = _polygon_box(ann["segmentation"]), from_polygons + 1
+        around = _polygon_box(ann.get("segmentation")) if bbox is None else None
+        if around:  # as COCO's tools make it from the outline
+            bbox, from_polygons = around, from_polygons + 1
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
             problem = f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height] in pixels"
             if bad.policy == "error":

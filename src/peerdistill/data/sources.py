@@ -13,7 +13,7 @@ import numpy as np
 from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import DataError, PeerdistillWarning
 from .dicom import counting_dicom_reads
-from .splits import DataSplits, is_kept_whole
+from .splits import DataSplits, is_kept_whole, to_labels
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
 
@@ -28,16 +28,12 @@ def _whole_npz(archive, path: Path, names: list[str] | None, stats) -> DataSplit
                         "'images' and 'labels'")
     try:
         x = np.concatenate([archive[k] for k, _ in present])
-        y = np.concatenate([_flat_labels(archive[k]) for _, k in present])
+        y = np.concatenate([to_labels(archive[k], k).numpy() for _, k in present])  # each checked, [N, 1] too
     except ValueError as exc:  # splits of different image sizes
         raise DataError(f"the splits of '{path}' cannot be joined into one set: {exc}") from None
     if not len(y):
         raise DataError(f"'{path}' holds no images to score")
     return DataSplits.whole(x, y, class_names=names or [str(c) for c in range(int(y.max()) + 1)], stats=stats)
-
-
-def _flat_labels(labels: np.ndarray) -> np.ndarray:
-    return labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels  # MedMNIST's [N, 1]
 
 
 def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..errors import CheckpointError, ConfigError, RunDirError
+from ..values import is_count, is_finite_number
 from . import run_lock
 from .state_files import read_state
 
@@ -254,13 +255,13 @@ def _metrics_problem(metrics: Any) -> str | None:
     if not isinstance(epochs, list) or not all(isinstance(row, dict) for row in epochs):
         return "its epochs are not a list of rows"
     for row in epochs:
-        if not _is_count(row.get("epoch")):
+        if not is_count(row.get("epoch")):
             return "an epoch row lacks its epoch number"
         bad = next((k for k, v in row.items() if k.split("/")[0] in ("train", "val", "lr") and not _is_figure(v)), None)
         if bad:
             return f"epoch {row['epoch']}'s {bad} is {row[bad]!r}, not a figure"
     monitor = metrics.get("monitor", "m/m")
-    if not _is_count(metrics.get("best_epoch", 0)) or not (isinstance(monitor, str) and "/" in monitor):
+    if not is_count(metrics.get("best_epoch", 0)) or not (isinstance(monitor, str) and "/" in monitor):
         return "its best_epoch or monitor (MODEL/METRIC) is of the wrong kind"
     return None
 
@@ -269,9 +270,9 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
     """What is of the wrong kind in a run.json holding every key reading it back needs, or None."""
     if meta["task"] not in ("classification", "segmentation", "detection"):
         return f"its task {meta['task']!r} is none of classification, segmentation, detection"
-    if not _is_count(meta["num_classes"]) or meta["num_classes"] < 1:
+    if not is_count(meta["num_classes"]) or meta["num_classes"] < 1:
         return f"its num_classes {meta['num_classes']!r} is not a number of classes"
-    odd = next((m for m in meta["members"] if m.get("parameters") is not None and not _is_count(m["parameters"])), None)
+    odd = next((m for m in meta["members"] if m.get("parameters") is not None and not is_count(m["parameters"])), None)
     if odd:
         return f"model '{odd['name']}' has parameters {odd['parameters']!r}, not a count"
     return None
@@ -279,11 +280,7 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
 
 def _is_figure(value: Any) -> bool:
     """A figure as peerdistill writes it: a finite number, or null (NaN is written as null)."""
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value is None or is_finite_number(value)
 
 
 class RunDir:
