@@ -78,6 +78,7 @@ def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, caps
     saved = json.loads((out / "r" / "metrics.json").read_text())["test_at_best"]
     for model in saved:
         assert scores[model]["accuracy"] == pytest.approx(saved[model]["accuracy"])
+    assert {figures["samples"] for figures in scores.values()} == {360}  # how many were scored, in the JSON too
     run_cli("eval", out / "r", "--split", "val", "--json")
     val = json.loads(capsys.readouterr().out)
     best_val = json.loads((out / "r" / "metrics.json").read_text())["val_at_best"]
@@ -107,7 +108,9 @@ def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, caps
     assert [cell.strip() for cell in row.split("│")[2:-1]] == [f"{scores[m]['recall_3']:.4f}" for m in scores]
     assert len(scores) == 4
     run_cli("eval", out / "r")  # the table ends with the calibration columns, lower is better
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip("│ ").startswith("ensemble "))
+    text = capsys.readouterr().out
+    assert "test split of the run's data (360 samples)" in " ".join(text.split())  # which data, how much of it
+    row = next(line for line in text.splitlines() if line.strip("│ ").startswith("ensemble "))
     assert [cell.strip() for cell in row.split("│")[-3:-1]] == [f"{scores['ensemble'][m]:.4f}" for m in ("ece", "brier")]
     record = json.loads((out / "r" / "run.json").read_text())
     (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as a killed run leaves it
@@ -130,6 +133,32 @@ def test_eval_on_other_data(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     run_cli("eval", out / "r", "--save-images", "2", expect=2)
     assert "--save-images is for segmentation and detection runs" in capsys.readouterr().err
+    # an external set as image files: its table names it and its size; a set too small to cut into
+    # three splits is pointed at --split all, not told to change training's fractions
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(50):
+        folder = tmp_path / ("small" if i < 20 else "larger") / str(digits.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        for place in [folder] + ([tmp_path / "larger" / str(digits.target[i])] if i < 20 else []):
+            place.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(place / f"{i}.png")
+    files = ["data.kind=image_folder", "data.grey=true"]
+    run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'small'}", expect=2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot make a stratified split" in err and "add --split all" in err
+    assert "raise data.val_fraction" not in err
+    run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'small'}", "--split", "all")
+    captured = capsys.readouterr()
+    assert f"all split of data.kind=image_folder, data.grey=true, data.root={tmp_path / 'small'} (20 samples)" in (
+        " ".join(captured.out.split()))
+    assert "--split all scores every one" not in captured.err
+    run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'larger'}", "--json")
+    captured = capsys.readouterr()
+    assert {figures["samples"] for figures in json.loads(captured.out).values()} == {10}
+    assert ("the data given is cut into train, val and test as training cut the run's: its test split holds 10 of "
+            "its 50 samples; --split all scores every one") in " ".join(captured.err.split())
     # the run's own data gone from where training read it: the message says how to point eval at it
     record = json.loads((out / "r" / "run.json").read_text())
     record["data_spec"].update(kind="npz", root="moved.npz")
@@ -233,7 +262,7 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["train", "teacher.args.wdth=3"], "model 'teacher': arch 'cnn' rejected its args"),
     (["train", "students.1.args.widht=3"], "('widht': did you mean 'width'?); it takes in_channels, num_classes, width, depth"),
     (["train", "teacher.frozen=true", "teacher.checkpoint=nope.safetensors"], "nope.safetensors' for teacher does not exist"),
-    (["eval", "not-a-run"], "is not a peerdistill run directory"),
+    (["eval", "not-a-run"], "'not-a-run' does not exist: give the folder of a run"),
     (["train", "--resume", "not-a-run"], "cannot resume 'not-a-run'"),
     (["compare", "--presets", "kd,fancy"], "--presets: unknown preset 'fancy'; choose from independent, kd,"),
     (["compare", "--presets", "kd,custom"], "--presets: unknown preset 'custom'"),
@@ -247,6 +276,28 @@ def test_bad_input_gives_one_clear_message(tmp_path, monkeypatch, capsys, args, 
     err = capsys.readouterr().err
     assert message in " ".join(err.split()), err
     assert "Traceback" not in err
+
+
+def test_what_is_given_instead_of_a_run_directory_is_named(tmp_path, capsys):
+    from peerdistill.engine import run_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    starting = tmp_path / "starting"  # created and locked by train, its run.json not yet written
+    starting.mkdir()
+    fd = run_lock.hold(starting)
+    try:
+        for given, message in ((run / "run.json", f"is a file of a run: give its folder, '{run}'"),
+                               (tmp_path / "notes.txt", "is a file, not a peerdistill run directory"),
+                               (tmp_path / "plain", "is not a peerdistill run directory (no run.json)"),
+                               (starting, "is a run that has just started")):
+            run_cli("eval", given, expect=2)
+            assert message in " ".join(capsys.readouterr().err.split()), given
+    finally:
+        run_lock.release(fd)
 
 
 def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):

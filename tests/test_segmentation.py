@@ -139,6 +139,11 @@ def test_folder_loader_reads_pairs_and_splits(tmp_path):
     assert data.num_classes == 2 and data.input_shape == (3, 16, 16)
     assert len(data.train) + len(data.val) + len(data.test) == 10
     assert set(data.train.y.unique().tolist()) == {0, 1}
+    assert data.info["cut_from_one_set"] is True  # eval of such a set says only its test part is scored
+    for split, names in (("train", ("a", "b", "c")), ("val", ("d",)), ("test", ("e",))):
+        write_pairs(tmp_path / "given" / split, n=len(names), names=names)
+    given = build_data(DataSpec(kind="folders", root=str(tmp_path / "given")))
+    assert len(given.test) == 1 and given.info["cut_from_one_set"] is False
 
 
 def test_folder_loader_binary_masks_and_regex_ids(tmp_path):

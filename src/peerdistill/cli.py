@@ -182,7 +182,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
     else:
         meta = read_json(Path(ns.run_dir) / "run.json")
-        title = f"{ns.run_dir}: {ns.split} split" + (f", test-time {ns.tta}" if ns.tta else "")
+        # which data and how much of it: a table of other data must not read as the run's test figures
+        of = f"--data {ns.data}" if ns.data else ", ".join(data_overrides) if data_overrides else "the run's data"
+        count = next(iter(scores.values()))["samples"]
+        title = (f"{ns.run_dir}: {ns.split} split of {of} ({count:,} samples)"
+                 + (f", test-time {ns.tta}" if ns.tta else ""))
         summary = task_for(meta).summary_metrics
 
         def show(table):  # figures whole, even in a narrow terminal

@@ -13,6 +13,15 @@ class DataError(PeerdistillError):
     """A dataset is missing, malformed or inconsistent with the models."""
 
 
+class TooFewToSplit(DataError):
+    """A set too small to cut into train, val and test. ``problem`` says so without the advice
+    that follows it, which is for training: eval scores such a set whole (``--split all``)."""
+
+    def __init__(self, problem: str, advice: str):
+        super().__init__(f"{problem}: {advice}")
+        self.problem = problem
+
+
 class CheckpointError(PeerdistillError):
     """A checkpoint or run directory is missing, truncated or does not fit the models."""
 

@@ -32,7 +32,7 @@ from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import with_tta
-from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning, TooFewToSplit
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -145,7 +145,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     (classification, segmentation): every model's probabilities averaged over flips of the
     input, ``hflip`` or ``flips`` (``engine/tta.py``). ``per_sample``: a CSV file to write with
     one row per scored sample and model (``per_sample.py``). ``trusted_archs``: import paths
-    the run's models may be built from besides the trusted ones (``check_trusted_arch``)."""
+    the run's models may be built from besides the trusted ones (``check_trusted_arch``). Each
+    model's figures also hold ``samples``: how many samples (images) the scored split held."""
     check_batch_size(batch_size)
     if data is not None and not isinstance(data, DataSplits):
         raise DataError(f"data= takes the run's DataSplits (as given to fit), got a {type(data).__name__}: "
@@ -172,7 +173,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     own = data  # the run's own splits: the operating point and temperature are chosen on its val split
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
-            data = build_data(data_spec, stats=run_stats(meta))
+            try:
+                data = build_data(data_spec, stats=run_stats(meta))
+            except TooFewToSplit as exc:  # training's advice does not fit: the set need not be cut at all
+                raise DataError(f"{exc.problem}: eval cuts the data given into train, val and test, as training cuts "
+                                f"its data, to score the {split} split; to score every sample of it as one set (an "
+                                "external test set), add --split all (split='all' in Python)") from None
     if data is None:
         data = own = _run_data(meta)
     elif (rule or temperature_scaling) and own is None:
@@ -180,9 +186,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     data = check_compatible(data, meta)
     if data_spec is not None and split in ("val", "test") and _split_differently(data_spec, meta.get("data_spec")):
         _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"))
+    scored_count = len(data.split(split))
     if data_spec is not None:
         _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
         _warn_if_unlike_training(data.split(split), meta)
+        if not _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root")):
+            _say_part_scored(split, data, scored_count)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -212,6 +221,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                     _add_intervals(scores[name], "op_", bootstrap, resampled(
                         lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
                         len(scored[1]), bootstrap, groups=groups))
+    for figures in scores.values():
+        figures["samples"] = scored_count
     if per_sample is not None:
         write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores))
     if save_images:
@@ -225,6 +236,15 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         else:
             save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
     return scores
+
+
+def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
+    """Other data given as one set is cut into splits as training cut the run's: a user scoring
+    an external set learns that only a part of it is scored, and how to score all of it."""
+    if split != "all" and data.info.get("cut_from_one_set"):
+        warnings.warn(f"the data given is cut into train, val and test as training cut the run's: its {split} split "
+                      f"holds {scored} of its {len(data.split('all'))} samples; --split all scores every one (an "
+                      "external test set)", PeerdistillWarning, stacklevel=3)
 
 
 def run_data_places(meta: dict[str, Any]) -> list[Path]:
@@ -333,7 +353,7 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
     images the models trained on into the scored split: its figures are then no held-out test.
     ``trained_root``: the absolute root the run recorded (its saved source may be relative to
     where it trained)."""
-    if not scored.get("source") or not _same_source(str(scored["source"]), str(trained_root or trained.get("source"))):
+    if not _is_run_source(scored, trained, trained_root):
         return
     names, seen, own = sample_names(scored, split), sample_names(trained, "train"), sample_names(trained, split)
     if not names or not seen or names[0] != seen[0]:
@@ -346,6 +366,12 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
                       f"run: this is its own data ('{scored['source']}') split another way, so these figures are not "
                       f"held out; score the run's own {split} split (drop the data.split_seed / data.folds / fraction "
                       "settings) or other data", PeerdistillWarning, stacklevel=3)
+
+
+def _is_run_source(scored: dict[str, Any], trained: dict[str, Any], trained_root: str | None) -> bool:
+    """Whether the data read (its ``info``) is the data the run trained on (``data_info``)."""
+    return bool(scored.get("source")) and _same_source(str(scored["source"]),
+                                                       str(trained_root or trained.get("source")))
 
 
 def _split_differently(spec: DataSpec, saved: dict[str, Any] | None) -> bool:

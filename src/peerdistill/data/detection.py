@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, PeerdistillWarning
+from ..errors import DataError, PeerdistillWarning, TooFewToSplit
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
                        image_size, read_image, read_mask_values, refuse_images_in_subfolders)
@@ -555,7 +555,8 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
     else:
         n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
         if n - n_test - n_val < 1:
-            raise DataError(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} test")
+            raise TooFewToSplit(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} "
+                                "test", "give more images, or lower data.val_fraction / data.test_fraction")
         order = np.random.default_rng(seed).permutation(n)
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
     indices = {k: sorted(int(i) for i in v) for k, v in parts.items()}

@@ -47,6 +47,7 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed,
                                       spec.folds, spec.fold)
     cut = {"fold": spec.fold, "folds": spec.folds} if spec.folds else {"test_fraction": spec.test_fraction}
+    info["cut_from_one_set"] = True
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, **cut,
                      **{name: [str(ids[i]) for i in idx] for name, idx in indices.items()}}
     return _splits([(part.x, part.y) for part in parts], names, stats, info)

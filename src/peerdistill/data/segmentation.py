@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import DataError, PeerdistillWarning
+from ..errors import DataError, PeerdistillWarning, TooFewToSplit
 from .dicom import dicom_size_and_spacing
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image,
@@ -177,15 +177,16 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     else:
         whole = read(root)
         if len(whole[0]) < 3:
-            raise DataError(f"'{root}' holds {len(whole[0])} image/mask pair(s), too few to split into train, val and "
-                            "test (one each at least): give more pairs, or the splits as folders (data.split_dirs)")
+            raise TooFewToSplit(f"'{root}' holds {len(whole[0])} image/mask pair(s), too few to split into train, "
+                                "val and test (one each at least)", "give more pairs, or the splits as folders "
+                                "(data.split_dirs)")
         rest, test = _cut(whole, spec.test_fraction, rng)
         train, val = _cut(rest, spec.val_fraction / (1 - spec.test_fraction), rng)
         parts = [train, val, test]
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
                                  class_names=spec.class_names, stats=stats, channels_last=True)
     splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_from),
-                       files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
+                       cut_from_one_set=not dirs, files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.folds:
         splits.info.update(fold=spec.fold, folds=spec.folds)
     if spec.group_pattern and not dirs:
@@ -253,8 +254,8 @@ def _cut(part, fraction: float, rng: np.random.Generator):
     n = len(images)
     k = max(1, round(n * fraction))
     if n - k < 1:
-        raise DataError(f"{n} image/mask pairs are too few to split off {fraction:.0%} of them (at least one) and "
-                        "keep one: give more pairs, or the splits as folders (data.split_dirs)")
+        raise TooFewToSplit(f"{n} image/mask pairs are too few to split off {fraction:.0%} of them (at least one) "
+                            "and keep one", "give more pairs, or the splits as folders (data.split_dirs)")
     order = rng.permutation(n)
     return _pick(part, np.sort(order[k:])), _pick(part, np.sort(order[:k]))
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from ..errors import DataError
+from ..errors import DataError, TooFewToSplit
 
 
 # Set while eval scores a labelled set whole (--split all): loaders that would cut one set into
@@ -148,10 +148,10 @@ class DataSplits:
                     rest, test_size=val_fraction / (1 - test_fraction), stratify=y_np[rest], random_state=seed
                 )
             except ValueError as exc:
-                raise DataError(_stratify_failure(exc, y_np, kwargs.get("class_names"))) from None
+                raise TooFewToSplit(*_stratify_failure(exc, y_np, kwargs.get("class_names"))) from None
         x_np = np.asarray(x)
         out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
-        out.info["split_seed"] = seed
+        out.info.update(split_seed=seed, cut_from_one_set=True)  # not given split by split: eval says so
         # the source row of each sample, split by split: which files or rows a model was scored on
         out.info["indices"] = {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
         if folds:
@@ -264,8 +264,8 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
     split_of[list(val_groups)] = 1
     split_of[list(test_groups)] = 2
     if (split_of == 0).sum() < 1 or not len(val_groups) or not len(test_groups):
-        raise DataError(f"{len(names)} groups are too few to keep each one whole in train, val and test: give more "
-                        "groups, or drop data.group_pattern")
+        raise TooFewToSplit(f"{len(names)} groups are too few to keep each one whole in train, val and test",
+                            "give more groups, or drop data.group_pattern")
     per_sample = split_of[inverse]
     return tuple(np.flatnonzero(per_sample == k) for k in (0, 1, 2))
 
@@ -285,8 +285,8 @@ def stratified_group_cut(groups: list[str], labels: np.ndarray, val_fraction: fl
     def held_out(members: np.ndarray, k: int, fold_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
         k = max(2, int(k))
         if len(set(groups[members])) < k:
-            raise DataError(f"{len(set(groups[members]))} groups cannot fill {k} folds: give more groups, raise the "
-                            "split fractions, or drop data.group_stratify")
+            raise TooFewToSplit(f"{len(set(groups[members]))} groups cannot fill {k} folds", "give more groups, raise "
+                                "the split fractions, or drop data.group_stratify")
         cut = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random)
         with warnings.catch_warnings():  # a class with fewer groups than folds: dealt as well as it can be
             warnings.simplefilter("ignore", UserWarning)
@@ -418,14 +418,15 @@ def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _stratify_failure(exc: ValueError, labels: np.ndarray, class_names: list[str] | None) -> str:
-    """Why scikit-learn could not stratify: the classes too small for three splits, by name."""
+def _stratify_failure(exc: ValueError, labels: np.ndarray, class_names: list[str] | None) -> tuple[str, str]:
+    """Why scikit-learn could not stratify (the classes too small for three splits, by name), and
+    what to do about it."""
     counts = np.bincount(labels)
     small = [(class_names[c] if class_names and c < len(class_names) else str(c), int(n))
              for c, n in enumerate(counts) if 0 < n < 3]
     if not small or "least populated class" not in str(exc):
-        return (f"cannot make a stratified split: {exc} (a split must hold at least one image of each class: "
-                "raise data.val_fraction / data.test_fraction, or add images)")
+        return (f"cannot make a stratified split: {exc} (a split must hold at least one image of each class)",
+                "raise data.val_fraction / data.test_fraction, or add images")
     listed = ", ".join(f"'{name}' ({n} image{'s' if n != 1 else ''})" for name, n in small)
     return (f"cannot make a stratified train/val/test split: class {listed} needs at least 3 images, one for each "
-            "split (more to learn anything): add images of it, or leave the class out")
+            "split (more to learn anything)", "add images of it, or leave the class out")

@@ -323,7 +323,7 @@ class RunDir:
     def open(cls, path: str | Path) -> "RunDir":
         path = Path(path)
         if not (path / RUN_FILE).is_file():
-            raise RunDirError(f"'{path}' is not a peerdistill run directory (no {RUN_FILE})")
+            raise RunDirError(_not_a_run(path))
         return cls(path)
 
     def remove_partial_writes(self) -> None:
@@ -382,3 +382,16 @@ class RunDir:
 
     def write_metrics_csv(self, rows: list[dict[str, Any]]) -> None:
         write_rows_csv(self.path / "metrics.csv", rows)
+
+
+def _not_a_run(path: Path) -> str:
+    """Why ``path`` is no run directory, and what was likely meant."""
+    if not path.exists():
+        return f"'{path}' does not exist: give the folder of a run (where train wrote run.json)"
+    if path.is_file():
+        if (path.parent / RUN_FILE).is_file():
+            return f"'{path}' is a file of a run: give its folder, '{path.parent}'"
+        return f"'{path}' is a file, not a peerdistill run directory: give the folder where train wrote run.json"
+    if run_lock.is_held(path):
+        return f"'{path}' is a run that has just started: its run.json is written in a moment, try again then"
+    return f"'{path}' is not a peerdistill run directory (no {RUN_FILE})"
