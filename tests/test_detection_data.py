@@ -95,7 +95,12 @@ def test_load_coco_maps_categories_and_rescales_boxes(tmp_path):
     ({"annotations": [{"image_id": 1, "category_id": 5, "bbox": [5, 5, 5, 5]}]}, "unknown category id 5"),
     ({"images": [], "annotations": []}, "lists no images"),
     ({"images": [{"id": 1, "file_name": "gone.png", "width": 8, "height": 8}],
-      "annotations": [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5]}]}, "gone.png.* is missing: check data.images"),
+      "annotations": [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5]}]},
+     r"1 of the 1 image files listed in ann.json are missing from .* \('gone.png'\): check data.images"),
+    *[({"images": [{"id": 1, "file_name": name, "width": 80, "height": 40}]},
+       f"the file_name '{shown}' of image 1 in ann.json points outside data.images")
+      for name, shown in (("../a.png", "../a.png"), ("sub/../../a.png", "../a.png"), ("/etc/a.png", "/etc/a.png"),
+                          ("C:\\data\\a.png", "C:/data/a.png"))],
     ({"annotations": []}, "ann.json holds no box to learn from"),
     ({"annotations": [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5], "iscrowd": 1}]}, "all crowd regions"),
     ({"images": [{"id": 1, "file_name": "a.png", "width": 80, "height": 40},
@@ -138,6 +143,28 @@ def test_load_coco_errors(tmp_path, change, message):
     images, ann = coco_files(tmp_path, **change)
     with pytest.raises(DataError, match=message):
         load_coco(images, ann, 16)
+
+
+def test_coco_files_missing_or_left_out_are_counted(tmp_path):
+    images, ann = coco_files(tmp_path)
+    entries = [{"id": 1, "file_name": "a.png", "width": 80, "height": 40}] + [
+        {"id": k, "file_name": f"sub/gone{k}.png", "width": 8, "height": 8} for k in range(2, 7)]
+    data = {**json.loads(ann.read_text()), "images": entries}
+    ann.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"5 of the 6 image files listed in ann.json are missing from .* "
+                                        r"\('sub/gone2.png', 'sub/gone3.png', 'sub/gone4.png', ...\)"):
+        load_coco(images, ann, 16)
+    # images beside the listed ones that the file leaves out: counted, named; other folders not looked into
+    write_png(images / "sub" / "listed.png", 8, 8, (0, 0, 0))
+    for name in ("c.png", "d.jpg", ".hidden.png", "notes.txt"):
+        write_png(images / name, 8, 8, (0, 0, 0)) if name.endswith(("png", "jpg")) else (images / name).write_text("x")
+    write_png(images / "other" / "e.png", 8, 8, (0, 0, 0))
+    ann.write_text(json.dumps({**data, "images": data["images"][:1] + [
+        {"id": 2, "file_name": "sub/listed.png", "width": 8, "height": 8}]}))
+    with pytest.warns(PeerdistillWarning, match=r"3 image files in .* are not listed in ann.json's 'images' "
+                                                r"\('b.png', 'c.png', 'd.jpg'\): left out"):
+        *_, ids, info = load_coco(images, ann, 16)
+    assert ids == ["a.png", "sub/listed.png"] and info["skipped_without_entry"] == 3
 
 
 def test_a_coco_category_no_annotation_uses_is_not_a_class(tmp_path):

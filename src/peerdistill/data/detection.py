@@ -20,7 +20,7 @@ import posixpath
 import reprlib
 import unicodedata
 import warnings
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import torch
@@ -339,6 +339,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
                             f"('{images[entry['id']]['file_name']}' and '{entry['file_name']}'): ids must be unique")
         file_name = _portable(str(entry["file_name"]))
         same_file = posixpath.normpath(file_name)  # './a.png' and 'sub//b.png' name a.png and sub/b.png
+        _check_inside(same_file, f"image {entry['id']} in {source}", images_dir)
         if same_file in id_of_file:  # its two entries could land in train and test, each with some boxes
             first = images[id_of_file[same_file]]["file_name"]
             raise DataError(f"'{file_name}' is listed twice in 'images' of {source} (ids {id_of_file[same_file]} and "
@@ -407,11 +408,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         label = label_of[category]
         per_image[image_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
     xs = []
+    paths = _listed_files(images, images_dir, source, info)
     for image_id, entry in images.items():
-        path = _as_on_disk(images_dir / entry["file_name"])
-        if not path.is_file():
-            raise DataError(f"image file '{path}' listed in {source} is missing: check data.images (the folder "
-                            "that file_name counts from, relative to data.root)")
+        path = paths[image_id]
         if per_image[image_id]:
             _check_annotated_size(path, *_image_dims(entry, f"image {image_id} in {source}"),
                                      f"image {image_id} in {source}")
@@ -422,6 +421,40 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         info["unused_categories"] = unused
     return (_stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
             info)
+
+
+def _check_inside(file_name: str, where: str, images_dir: Path) -> None:
+    """A COCO ``file_name`` counts from data.images: one reaching out of it (absolute, or up
+    through '..') would read files the data's folder does not hold."""
+    if posixpath.isabs(file_name) or file_name.split("/")[0] == ".." or PureWindowsPath(file_name).drive:
+        raise DataError(f"the file_name '{file_name}' of {where} points outside data.images ('{images_dir}'): give "
+                        "file names relative to that folder, or set data.images to a folder that holds them all")
+
+
+def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> dict:
+    """The file of each image the COCO file lists, by id: the missing ones refused together
+    (how many, some names), and image files beside the listed ones that it leaves out warned of
+    and counted (``info["skipped_without_entry"]``, as for box JSON)."""
+    paths = {i: _as_on_disk(images_dir / entry["file_name"]) for i, entry in images.items()}
+    missing = [entry["file_name"] for i, entry in images.items() if not paths[i].is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of the {len(images)} image files listed in {source} are missing from "
+                        f"'{images_dir}' ({_some(missing)}): check data.images (the folder that file_name counts "
+                        "from, relative to data.root)")
+    listed = {unicodedata.normalize("NFC", str(p.resolve())) for p in paths.values()}
+    beside = {p.parent for p in paths.values()}  # the folders the listed files are in, not a whole tree
+    unlisted = sorted(str(f.relative_to(images_dir)) for folder in beside for f in folder.iterdir()
+                      if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+                      and unicodedata.normalize("NFC", str(f.resolve())) not in listed)
+    if unlisted:
+        info["skipped_without_entry"] = len(unlisted)
+        warnings.warn(f"{len(unlisted)} image files in '{images_dir}' are not listed in {source}'s 'images' "
+                      f"({_some(unlisted)}): left out", PeerdistillWarning, stacklevel=3)
+    return paths
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(f"'{k}'" for k in names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
@@ -491,8 +524,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
         if left_out:
-            examples = ", ".join(f"'{k}'" for k in left_out[:3]) + (", ..." if len(left_out) > 3 else "")
-            warnings.warn(f"{len(left_out)} {what} ({examples}): left out", PeerdistillWarning, stacklevel=2)
+            warnings.warn(f"{len(left_out)} {what} ({_some(left_out)}): left out", PeerdistillWarning, stacklevel=2)
     return x, pad_targets(targets), names, ids, info
 
 
