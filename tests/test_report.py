@@ -200,6 +200,11 @@ def test_comparison_report(tmp_path):
     page = write_report(fewer.directory).read_text(encoding="utf-8")
     assert "Run directories: independent-seed0." in page
     assert "compare.csv lists run(s) no longer in this folder: kd-seed0. The tables keep their figures" in page
+    assert "none of this comparison's runs" not in page
+    shutil.rmtree(fewer.directory / "independent-seed0")  # all gone: said so, not "no run has finished"
+    page = " ".join(write_report(fewer.directory).read_text(encoding="utf-8").split())
+    assert page.count("none of this comparison&#x27;s runs is in its folder any more (deleted or moved)") == 2
+    assert "no run of this comparison has" not in page and "<h2>test accuracy</h2>" in page
 
 
 def test_a_seed_without_a_number_is_counted_apart():
@@ -492,3 +497,16 @@ def test_a_run_file_of_the_wrong_kind_is_named(digits_run, tmp_path, capsys, dam
     assert main(["report", str(copy)]) == 2
     assert f"run.json' is damaged: {message}; restore it or train the run again" in " ".join(
         capsys.readouterr().err.split())
+
+
+def test_an_empty_cell_of_the_report_is_explained_under_its_table():
+    from peerdistill.html_report import NOT_AVAILABLE_MEANS, esc, table_html
+    from peerdistill.report import fmt, pm
+
+    cells = [fmt(float("nan")), pm(float("nan"), float("nan")), "n/a"]
+    assert set(cells) == {"n/a"}  # the tables' and the comparison's undefined cells read alike
+    explained = table_html(["model", "auc"], [["student1", fmt(float("nan"))], ["student2", "0.9000"]])
+    assert explained.endswith(f'<p class="table-note">{esc(NOT_AVAILABLE_MEANS)}</p>')
+    assert "class the split lacks" in NOT_AVAILABLE_MEANS
+    plain = table_html(["model", "auc"], [["n/a", "0.9000"]])  # a row named n/a is no undefined figure
+    assert "table-note" not in plain

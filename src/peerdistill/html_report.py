@@ -54,7 +54,7 @@ td { text-align: right; font-variant-numeric: tabular-nums; }
 thead th { background: #f2f2f2; }
 tbody th { text-align: left; font-weight: normal; }
 figure { margin: .8em 0; } figure img { max-width: 100%; }
-figcaption, .note { color: #555; font-size: .9em; }
+figcaption, .note, .table-note { color: #555; font-size: .9em; }
 .note { background: #fff8e0; border-left: 4px solid #e0b000; padding: .4em .8em; }
 code { background: #f4f4f4; padding: 0 .2em; }
 """
@@ -137,7 +137,15 @@ def table_html(header: list[str], rows: list[list[str]]) -> str:
         f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(cell)}</td>" for cell in row[1:]) + "</tr>"
         for row in rows
     )
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    if any(str(cell).startswith(NOT_AVAILABLE) for row in rows for cell in row[1:]):
+        table += f'\n<p class="table-note">{esc(NOT_AVAILABLE_MEANS)}</p>'
+    return table
+
+
+NOT_AVAILABLE = "n/a"
+NOT_AVAILABLE_MEANS = ("n/a: no value here: the figure is undefined on this split (a class the split lacks has no AUC, "
+                       "AP or distance; no run gave one) or was not measured.")
 
 
 def figure_html(fig, caption: str) -> str:
@@ -755,12 +763,20 @@ def comparison_curves_section(runs: dict[str, list[Path]]) -> str:
                  for setting, paths in runs.items()}
     histories = {setting: ms for setting, ms in histories.items() if ms}
     if not histories:
-        return section_html("Validation curves", [note_html("no run of this comparison has a finished epoch.")])
+        return section_html("Validation curves", [note_html(_none_left(runs) or "no run of this comparison has a "
+                                                            "finished epoch.")])
     monitor = next(iter(histories.values()))[0].get("monitor", "ensemble/accuracy")
     model, metric = monitor.split("/", 1)
     return section_html("Validation curves", [figure_html(
         settings_curve_figure(histories, model, metric),
         f"validation {monitor} per epoch: the line is the mean over the runs that reached the epoch, the band their range")])
+
+
+def _none_left(runs: dict[str, list[Path]]) -> str | None:
+    """Said where a comparison's runs are all gone (deleted or moved), not that none finished."""
+    if not any(runs.values()):
+        return "none of this comparison's runs is in its folder any more (deleted or moved): compare.csv's tables remain."
+    return None
 
 
 def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -799,8 +815,8 @@ def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
                 settings.append(setting)
             measured.append(costs)
     if not groups:
-        return section_html("Model costs", [note_html("no run of this comparison has finished: costs are "
-                                                      "measured when a run completes.")])
+        return section_html("Model costs", [note_html(_none_left(runs) or "no run of this comparison has finished: "
+                                                      "costs are measured when a run completes.")])
     parts = [COSTS_CAPTION.replace("</p>", " Latencies: the median over the comparison's runs of these models.</p>")]
     for settings, measured in groups.values():
         if len(groups) > 1:
