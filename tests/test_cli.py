@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -154,6 +155,16 @@ def test_eval_on_other_data(tmp_path, capsys):
     assert f"all split of data.kind=image_folder, data.grey=true, data.root={tmp_path / 'small'} (20 samples)" in (
         " ".join(captured.out.split()))
     assert "--split all scores every one" not in captured.err
+    (tmp_path / "small" / "9").rename(tmp_path / "nine")  # a class folder left empty: no obstacle to scoring
+    (tmp_path / "small" / "9").mkdir()
+    run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'small'}", "--split", "all", "--json")
+    assert {figures["samples"] for figures in json.loads(capsys.readouterr().out).values()} == {18}
+    for split in ("train", "test"):  # given splits whose train lacks a class the test split holds
+        shutil.copytree(tmp_path / "small", tmp_path / "given" / split)
+    shutil.rmtree(tmp_path / "given" / "train" / "3")
+    run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'given'}", expect=2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "class(es) ['3', '9'] have no images in" in err and "add --split all" in err and "never learn" not in err
     run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'larger'}", "--json")
     captured = capsys.readouterr()
     assert {figures["samples"] for figures in json.loads(captured.out).values()} == {10}

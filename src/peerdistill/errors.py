@@ -13,9 +13,10 @@ class DataError(PeerdistillError):
     """A dataset is missing, malformed or inconsistent with the models."""
 
 
-class TooFewToSplit(DataError):
-    """A set too small to cut into train, val and test. ``problem`` says so without the advice
-    that follows it, which is for training: eval scores such a set whole (``--split all``)."""
+class SplitError(DataError):
+    """Data that cannot be dealt into the train, val and test splits training needs (too few
+    samples, a class without training samples). ``problem`` says so without the advice that
+    follows it, which is for training: eval scores such a set whole (``--split all``)."""
 
     def __init__(self, problem: str, advice: str):
         super().__init__(f"{problem}: {advice}")

@@ -32,7 +32,7 @@ from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import with_tta
-from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning, TooFewToSplit
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning, SplitError
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -175,9 +175,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         with kept_whole() if split == "all" else contextlib.nullcontext():
             try:
                 data = build_data(data_spec, stats=run_stats(meta))
-            except TooFewToSplit as exc:  # training's advice does not fit: the set need not be cut at all
-                raise DataError(f"{exc.problem}: eval cuts the data given into train, val and test, as training cuts "
-                                f"its data, to score the {split} split; to score every sample of it as one set (an "
+            except SplitError as exc:  # training's advice does not fit: the set need not be split at all
+                raise DataError(f"{exc.problem}: eval deals the data given into train, val and test, as training "
+                                f"does, to score its {split} split; to score every sample of it as one set (an "
                                 "external test set), add --split all (split='all' in Python)") from None
     if data is None:
         data = own = _run_data(meta)

@@ -25,7 +25,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import torch
 
-from ..errors import DataError, PeerdistillWarning, TooFewToSplit
+from ..errors import DataError, PeerdistillWarning, SplitError
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
                        image_size, read_image, read_mask_values, refuse_images_in_subfolders)
@@ -587,7 +587,7 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
     else:
         n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
         if n - n_test - n_val < 1:
-            raise TooFewToSplit(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} "
+            raise SplitError(f"{n} images are too few to split off {val_fraction:.0%} val and {test_fraction:.0%} "
                                 "test", "give more images, or lower data.val_fraction / data.test_fraction")
         order = np.random.default_rng(seed).permutation(n)
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}

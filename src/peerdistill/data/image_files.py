@@ -9,7 +9,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from ..config import DataSpec
-from ..errors import DataError
+from ..errors import DataError, SplitError
 from .image_io import check_root_folder, image_files, read_image
 from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups,
                      stratified_group_cut)
@@ -40,7 +40,8 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
                         "test/ (val/ is cut from train when missing), or one folder per class")
     classes = sorted(d.name for d in _class_folders(root))
     files, labels = _list_class_tree(root, classes)
-    _check_every_class_has_images(classes, labels, root)
+    if not is_kept_whole():  # a set scored whole (eval --split all) need not hold every class
+        _check_every_class_has_images(classes, labels, root)
     return _stratified(files, labels, classes, spec, stats, source=str(root))
 
 
@@ -55,8 +56,8 @@ def _check_every_class_has_images(classes: list[str], labels: list[int], where: 
     present = set(labels)
     empty = [c for i, c in enumerate(classes) if i not in present]
     if empty:
-        raise DataError(f"class(es) {empty} have no images in '{where}', so they would be classes the models "
-                        "never learn: remove them, fix their names, or add their images")
+        raise SplitError(f"class(es) {empty} have no images in '{where}'", "they would be classes the models never "
+                         "learn: remove them, fix their names, or add their images")
 
 
 def load_csv(spec: DataSpec, stats=None) -> DataSplits:

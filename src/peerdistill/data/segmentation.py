@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import DataError, PeerdistillWarning, TooFewToSplit
+from ..errors import DataError, PeerdistillWarning, SplitError
 from .dicom import dicom_size_and_spacing
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image,
@@ -177,7 +177,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     else:
         whole = read(root)
         if len(whole[0]) < 3:
-            raise TooFewToSplit(f"'{root}' holds {len(whole[0])} image/mask pair(s), too few to split into train, "
+            raise SplitError(f"'{root}' holds {len(whole[0])} image/mask pair(s), too few to split into train, "
                                 "val and test (one each at least)", "give more pairs, or the splits as folders "
                                 "(data.split_dirs)")
         rest, test = _cut(whole, spec.test_fraction, rng)
@@ -254,7 +254,7 @@ def _cut(part, fraction: float, rng: np.random.Generator):
     n = len(images)
     k = max(1, round(n * fraction))
     if n - k < 1:
-        raise TooFewToSplit(f"{n} image/mask pairs are too few to split off {fraction:.0%} of them (at least one) "
+        raise SplitError(f"{n} image/mask pairs are too few to split off {fraction:.0%} of them (at least one) "
                             "and keep one", "give more pairs, or the splits as folders (data.split_dirs)")
     order = rng.permutation(n)
     return _pick(part, np.sort(order[k:])), _pick(part, np.sort(order[:k]))

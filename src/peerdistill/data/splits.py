@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from ..errors import DataError, TooFewToSplit
+from ..errors import DataError, SplitError
 
 
 # Set while eval scores a labelled set whole (--split all): loaders that would cut one set into
@@ -148,7 +148,7 @@ class DataSplits:
                     rest, test_size=val_fraction / (1 - test_fraction), stratify=y_np[rest], random_state=seed
                 )
             except ValueError as exc:
-                raise TooFewToSplit(*_stratify_failure(exc, y_np, kwargs.get("class_names"))) from None
+                raise SplitError(*_stratify_failure(exc, y_np, kwargs.get("class_names"))) from None
         x_np = np.asarray(x)
         out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
         out.info.update(split_seed=seed, cut_from_one_set=True)  # not given split by split: eval says so
@@ -264,7 +264,7 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
     split_of[list(val_groups)] = 1
     split_of[list(test_groups)] = 2
     if (split_of == 0).sum() < 1 or not len(val_groups) or not len(test_groups):
-        raise TooFewToSplit(f"{len(names)} groups are too few to keep each one whole in train, val and test",
+        raise SplitError(f"{len(names)} groups are too few to keep each one whole in train, val and test",
                             "give more groups, or drop data.group_pattern")
     per_sample = split_of[inverse]
     return tuple(np.flatnonzero(per_sample == k) for k in (0, 1, 2))
@@ -285,7 +285,7 @@ def stratified_group_cut(groups: list[str], labels: np.ndarray, val_fraction: fl
     def held_out(members: np.ndarray, k: int, fold_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
         k = max(2, int(k))
         if len(set(groups[members])) < k:
-            raise TooFewToSplit(f"{len(set(groups[members]))} groups cannot fill {k} folds", "give more groups, raise "
+            raise SplitError(f"{len(set(groups[members]))} groups cannot fill {k} folds", "give more groups, raise "
                                 "the split fractions, or drop data.group_stratify")
         cut = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random)
         with warnings.catch_warnings():  # a class with fewer groups than folds: dealt as well as it can be
@@ -320,8 +320,8 @@ def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
     anywhere = torch.stack([torch.bincount(y, minlength=num_classes) > 0 for y in ys]).any(dim=0)
     untrained = [c for c in range(num_classes) if anywhere[c] and not train[c]]
     if untrained:
-        raise DataError(f"class(es) {untrained[:10]} are in the val or test labels but have no training sample: "
-                        "every class must be in the training split")
+        raise SplitError(f"class(es) {untrained[:10]} are in the val or test labels but have no training sample",
+                         "every class must be in the training split")
     if not anywhere[0]:
         raise DataError(f"no label is 0 (the labels run from {int(min(int(y.min()) for y in ys if len(y)))} to "
                         f"{num_classes - 1}): labels are class indices 0..K-1; counted from 1? subtract 1")
