@@ -717,3 +717,18 @@ def test_a_val_split_without_a_box_is_warned_of():
         break
     else:
         pytest.fail("no seed kept the annotated image out of val")
+
+
+def test_an_annotation_repeated_exactly_is_kept_once(tmp_path):
+    images, ann = coco_files(tmp_path)
+    data = json.loads(ann.read_text())
+    first = data["annotations"][0]
+    data["annotations"] += [{**first, "id": 20}, {**first, "id": 21},  # twice again under new ids
+                            {**first, "id": 22, "category_id": 3},  # another category at the same place: kept
+                            {**first, "id": 23, "bbox": [8, 4, 40, 21]}]  # another box: kept
+    ann.write_text(json.dumps(data))
+    with pytest.warns(PeerdistillWarning, match=r"2 annotation\(s\) in ann.json repeat another of the same image "
+                                                r"exactly \(category and box; the first in 'a.png'\): each is kept once"):
+        _, y, _, _, info = load_coco(images, ann, (10, 20))
+    assert info == {"repeated_annotations": 2}
+    assert int((y[0, :, 0] != -1).sum()) == 5  # the 3 of the file, and the 2 that differ

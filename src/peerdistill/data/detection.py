@@ -392,6 +392,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         warnings.warn(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
                       "polygon 'segmentation'", PeerdistillWarning, stacklevel=2)
     info = bad.settle()
+    kept = _once_each(kept, images, source, info)
     if not any(not crowd for *_, crowd in kept):
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
                         f"{bad.left_out()}): detection needs annotated images")
@@ -421,6 +422,27 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         info["unused_categories"] = unused
     return (_stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
             info)
+
+
+def _once_each(kept: list[tuple], images: dict, source: str, info: dict) -> list[tuple]:
+    """An annotation repeating another exactly (image, category, box, crowd), which a merged or
+    twice-converted export leaves, is kept once: a second true box no prediction can match would
+    lower every recall. Counted in ``info["repeated_annotations"]`` and warned of."""
+    unique: dict[tuple, tuple] = {}
+    repeats = []
+    for row in kept:
+        image_id, category, box, _, crowd = row
+        key = (image_id, category, tuple(box), crowd)
+        if key in unique:
+            repeats.append(image_id)
+        else:
+            unique[key] = row
+    if repeats:
+        info["repeated_annotations"] = len(repeats)
+        warnings.warn(f"{len(repeats)} annotation(s) in {source} repeat another of the same image exactly (category "
+                      f"and box; the first in '{images[repeats[0]]['file_name']}'): each is kept once",
+                      PeerdistillWarning, stacklevel=3)
+    return list(unique.values())
 
 
 def _check_inside(file_name: str, where: str, images_dir: Path) -> None:
