@@ -706,7 +706,7 @@ def test_train_says_that_training_stopped_early(tmp_path, capsys, monkeypatch):
     run_cli("train", f"out_dir={out}", "name=r", *[a for a in FAST if not a.startswith("train.epochs")],
             "train.epochs=4", "train.patience=1", "--quiet")
     printed = " ".join(capsys.readouterr().out.split())
-    assert "test split at the best epoch (1 of 2; stopped early: no better val in 1 epochs, by val" in printed
+    assert "test split (360 samples) at the best epoch (1 of 2; stopped early: no better val in 1 epochs, by val" in printed
     assert json.loads((out / "r" / "metrics.json").read_text())["stopped_early"] is True
 
 

@@ -130,7 +130,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
     params = {m["name"]: m["parameters"] for m in meta["members"]}
     monitor_metric = result.monitor.split("/", 1)[1]
     stopped = f"; stopped early: no better val in {cfg.train.patience} epochs" if result.stopped_early else ""
-    title = (f"test split at the best epoch ({result.best_epoch + 1} of {len(result.history)}{stopped}, "
+    tested = (meta.get("split_sizes") or {}).get("test")
+    title = (f"test split{f' ({tested:,} samples)' if tested else ''} at the best epoch ({result.best_epoch + 1} of "
+             f"{len(result.history)}{stopped}, "
              f"by val {result.monitor})")
     summary = task_for(meta).summary_metrics
     console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
