@@ -71,6 +71,7 @@ def test_run_report_of_a_classification_run(digits_run):
     metrics = json.loads((digits_run / "metrics.json").read_text())
     meta = json.loads((digits_run / "run.json").read_text())
     assert metrics["monitor"] == "ensemble/accuracy"
+    assert f"<p>Test split ({meta['split_sizes']['test']:,} samples), with the weights of the best" in page
     for model, scores in metrics["test_at_best"].items():
         row = table_row(page, model)
         assert f"<td>{scores['accuracy']:.4f}</td>" in row

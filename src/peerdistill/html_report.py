@@ -35,7 +35,7 @@ from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
 from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
                      per_class_families, per_class_tables)  # noqa: E402
-from .values import is_finite_number  # noqa: E402
+from .values import is_count, is_finite_number  # noqa: E402
 
 REPORT_FILE = "report.html"
 # marks a page as this command's, the only kind --out replaces
@@ -300,7 +300,9 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     task = meta.get("task", "classification")
     auc = " The auc column is the macro average of the one-vs-rest areas." if (
         task == "classification" and meta.get("num_classes", 2) > 2) else ""
-    caption = (f"<p>Test split, with the weights of the best validation epoch "
+    tested = (meta.get("split_sizes") or {}).get("test")
+    caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of the best "
+               "validation epoch "
                f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=_fusion(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
