@@ -16,15 +16,23 @@ Y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0])
 
 def test_each_rule_picks_the_threshold_worked_out_by_hand():
     # calling positive from t on: t=0.8 -> sens 2/4, spec 5/5; t=0.6 -> 3/4, 4/5 (0.7 called);
-    # t=0.4 -> 4/4, 3/5; Youden J: 0.8 -> 0.5, 0.6 -> 0.55, 0.4 -> 0.6 (the best), 0.3 -> 0.4
-    assert choose_threshold(P, Y, Rule("youden")) == pytest.approx(0.4)
-    # the highest threshold finding 3 of 4 positives: 0.6
-    assert choose_threshold(P, Y, Rule("sensitivity", 0.75)) == pytest.approx(0.6)
-    assert choose_threshold(P, Y, Rule("sensitivity", 1.0)) == pytest.approx(0.4)
-    # the lowest threshold keeping 4 of 5 negatives: 0.6 (0.5 would call two of them positive)
-    assert choose_threshold(P, Y, Rule("specificity", 0.8)) == pytest.approx(0.6)
+    # t=0.4 -> 4/4, 3/5; Youden J: 0.8 -> 0.5, 0.6 -> 0.55, 0.4 -> 0.6 (the best), 0.3 -> 0.4.
+    # The threshold then goes midway to the next lower score: the same calls, with room.
+    assert choose_threshold(P, Y, Rule("youden")) == pytest.approx((0.4 + 0.3) / 2)
+    # the highest score finding 3 of 4 positives: 0.6, the next lower 0.5
+    assert choose_threshold(P, Y, Rule("sensitivity", 0.75)) == pytest.approx(0.55)
+    assert choose_threshold(P, Y, Rule("sensitivity", 1.0)) == pytest.approx(0.35)
+    # the lowest score keeping 4 of 5 negatives: 0.6 (0.5 would call two of them positive)
+    assert choose_threshold(P, Y, Rule("specificity", 0.8)) == pytest.approx(0.55)
     # every negative kept: 0.8 (0.7 is a negative's score)
-    assert choose_threshold(P, Y, Rule("specificity", 1.0)) == pytest.approx(0.8)
+    assert choose_threshold(P, Y, Rule("specificity", 1.0)) == pytest.approx(0.75)
+    # every sample called positive: half the lowest score
+    assert choose_threshold(np.array([0.9, 0.2]), np.array([0, 1]), Rule("sensitivity", 1.0)) == pytest.approx(0.1)
+    for rule in (Rule("youden"), Rule("sensitivity", 0.75), Rule("specificity", 0.8), Rule("specificity", 1.0)):
+        chosen = choose_threshold(P, Y, rule)
+        score = P[P >= chosen].min()  # the validation score the rule picked: called positive either way
+        assert at_threshold(P, Y, chosen) == {**at_threshold(P, Y, score), "threshold": chosen}
+        assert at_threshold(P - 1e-7, Y, chosen) == at_threshold(P, Y, chosen)  # scored again a hair lower
 
 
 def test_figures_at_a_threshold_by_hand():
@@ -90,8 +98,10 @@ def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_s
     test_probs, test_y = split_probabilities(cohort, task_for(meta), data.test, torch.device("cpu"))
     for model in ("student1", "ensemble"):
         p, q = val_probs[model][:, 1], test_probs[model][:, 1]
-        youden = max(np.unique(p), key=lambda t: ((p >= t) & (val_y == 1)).sum() / (val_y == 1).sum()
-                     - ((p >= t) & (val_y == 0)).sum() / (val_y == 0).sum())
+        youden = max(np.unique(p)[::-1], key=lambda t: ((p >= t) & (val_y == 1)).sum() / (val_y == 1).sum()
+                     - ((p >= t) & (val_y == 0)).sum() / (val_y == 0).sum())  # the highest on a tie
+        lower = p[p < youden]  # the threshold goes midway to the next lower validation score
+        youden = (youden + lower.max()) / 2 if lower.size else youden / 2
         assert scores[model]["op_threshold"] == pytest.approx(youden)
         called = q >= youden
         assert scores[model]["op_sensitivity"] == pytest.approx(called[test_y == 1].mean())

@@ -92,7 +92,7 @@ def test_an_int8_graph_that_changes_too_many_decisions_is_not_written(digits_run
     target = digits_run / "bad-int8.onnx"
     with pytest.raises(ExportError, match=r"keeps the fp32 class for \d+\.\d\d% of 360 test predictions \(\d+ "
                                           r"changed; one is 0\.27% here\), below --min-agreement 99\.00%; it was not "
-                                          r"written: accept fewer \(--min-agreement\)"):
+                                          r"written: accept less \(--min-agreement\)"):
         export_run(digits_run, model="ensemble", quantize="int8", out=target)
     assert not target.exists() and not target.with_suffix(".json").exists()
 
@@ -106,6 +106,7 @@ def test_an_int8_segmentation_ensemble_is_checked_pixel_by_pixel(tmp_path):
     result = export_run(tmp_path / "seg", model="ensemble", quantize="int8", min_agreement=0.9)
     assert result.path.name == "ensemble-int8.onnx" and result.int8.checked == 6
     assert result.int8.predictions == 6 * 64 * 64 and result.int8.agreement >= 0.9
+    assert set(result.int8.class_dice) <= {0, 1} and result.int8.judged == min(result.int8.class_dice.values()) >= 0.9
     out = _session(result.path).run(None, {"input": np.zeros((2, 1, 40, 48), np.float32)})[0]
     assert out.shape == (2, 2, 40, 48) and np.allclose(out.sum(axis=1), 1, atol=0.05)  # dynamic height and width
 
@@ -134,6 +135,9 @@ def test_int8_needs_the_runs_images_and_is_not_for_detectors(digits_run, tmp_pat
         (moved / "models" / f.name).write_bytes(f.read_bytes())
     with pytest.raises(ConfigError, match="calibrates on the run's training images .* cannot be read: .*gone.npz"):
         export_run(moved, model="student1", quantize="int8")
+    # in fp32 the parity check runs on random inputs then, and says so
+    assert export_run(moved, model="student1").compared_on == "random inputs (the run's data cannot be read here)"
+    assert export_run(digits_run, model="student1", out=tmp_path / "s.onnx").compared_on == "test inputs"
     detector = validate({"name": "det", "out_dir": str(tmp_path), "data": {"kind": "boxes", "boxes_counts": [4, 2, 2]},
                          "task": "detection", "distill": {"preset": "independent"},
                          "students": [{"arch": "detector", "args": {"width": 4}}], "train": {"epochs": 1}})
@@ -252,3 +256,71 @@ def test_the_int8_check_scores_a_sliding_window_ensemble_by_its_students_mean_pr
     from peerdistill.export import ensemble_of_stacked
 
     np.testing.assert_allclose(ensemble_of_stacked(torch.from_numpy(stacked), 3).numpy(), by_hand, rtol=1e-5)
+
+
+def test_an_int8_file_with_a_threshold_is_checked_on_the_calls_predict_makes(tmp_path):
+    """Shipped with an operating point, the file's decision is p(positive) >= threshold: the
+    check compares those calls, not the larger probability, and says so."""
+    from tests.conftest import train_two_class_npz_run
+
+    run, arrays = train_two_class_npz_run(tmp_path, seed=3, test_size=200)
+    result = export_run(run, model="student1", quantize="int8", operating_point="sensitivity=0.95",
+                        temperature_scaling=True, min_agreement=0)
+    side = json.loads(result.path.with_suffix(".json").read_text())
+    assert result.int8.threshold == side["threshold"] == result.threshold
+    fp32 = export_run(run, model="student1", operating_point="sensitivity=0.95", temperature_scaling=True,
+                      out=tmp_path / "fp32.onnx").path
+    meta = read_json(run / "run.json")
+    x = build_data(saved_data_spec(meta), stats=meta["data_stats"]).test.x.numpy()
+    logits = [_session(p).run(None, {"input": x})[0] for p in (fp32, result.path)]  # tempered logits
+    positive = [np.exp(z[:, 1]) / np.exp(z).sum(axis=1) for z in logits]
+    calls = [p >= side["threshold"] for p in positive]
+    assert result.int8.agreement == pytest.approx((calls[0] == calls[1]).mean(), abs=1e-12)
+    assert result.int8.predictions == 200 and result.int8.class_dice is None
+    from peerdistill.export import kept_by_int8
+
+    assert f"keeps the fp32 call at the threshold {side['threshold']:.4g} for" in kept_by_int8(result.int8, None)
+
+
+def _graph(path, bias=None):
+    """An ONNX graph passing its [N, 2, H, W] input through as logits, or (``bias``) giving
+    every pixel those two logits whatever the input."""
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 2, "H", "W"]) for n in ("input", "output")]
+    if bias is None:
+        nodes, inits = [helper.make_node("Identity", ["input"], ["output"])], []
+    else:
+        nodes = [helper.make_node("Mul", ["input", "zero"], ["nothing"]),
+                 helper.make_node("Add", ["nothing", "bias"], ["output"])]
+        inits = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+                 helper.make_tensor("bias", TensorProto.FLOAT, [1, 2, 1, 1], list(bias))]
+    graph = helper.make_graph(nodes, "g", [io[0]], [io[1]], initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_segmentation_check_judges_each_class_not_the_pixels_background_fills(tmp_path):
+    """A graph that never finds the foreground keeps 99% of pixels where the foreground covers
+    1%: the check judges each class's mask against the fp32 one (Dice), so it fails."""
+    from peerdistill.quantize import check_int8
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((4, 2, 20, 20), np.float32)
+    x[:, 0] = 1.0
+    found = rng.random((4, 20, 20)) < 0.012
+    x[:, 1][found] = 2.0  # the fp32 graph's foreground: about 1% of pixels
+    reference = _graph(tmp_path / "fp32.onnx")
+    blind = _graph(tmp_path / "blind.onnx", bias=(1.0, 0.0))
+    check = check_int8(reference, blind, x, "logits", dense=True)
+    assert check.agreement == pytest.approx(1 - found.mean()) and check.agreement >= 0.98
+    assert check.class_dice == {0: pytest.approx(2 * (~found).sum() / ((~found).sum() + found.size)), 1: 0.0}
+    assert check.judged == 0.0 and check.lowest_class == 1
+    assert check_int8(reference, blind, x, "logits").judged == check.agreement  # classification: the share
+    same = check_int8(reference, _graph(tmp_path / "again.onnx"), x, "logits", dense=True)
+    assert same.class_dice == {0: 1.0, 1: 1.0} and same.judged == 1.0
+    from peerdistill.export import kept_by_int8
+
+    said = kept_by_int8(check, ["background", "polyp"])
+    assert said.startswith("gives class 'polyp' a mask of Dice 0.0000 against the fp32 graph's (the lowest of its "
+                           "classes) on 4 test inputs;")

@@ -335,7 +335,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
                         calibration=ns.calibration_samples, min_agreement=ns.min_agreement,
                         temperature_scaling=ns.temperature_scaling, operating_point=ns.operating_point,
                         tta=ns.tta)
-    parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on test inputs"
+    parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on {result.compared_on}"
               if result.max_abs_diff is not None else "")
     task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
     what = "dense head outputs; boxes are decoded outside the graph, by predict" if (
@@ -343,10 +343,15 @@ def cmd_export(ns: argparse.Namespace) -> int:
     if result.int8 is not None:
         check = result.int8
         what += f", int8: {check.int8_bytes / 1024:,.0f} KiB against {check.fp32_bytes / 1024:,.0f} KiB in fp32"
-        parity += (f" (fp32 graph); int8 graph vs fp32 graph on {check.checked} test inputs: same class for "
+        decision = "same call at the threshold" if check.threshold is not None else "same class"
+        parity += (f" (fp32 graph); int8 graph vs fp32 graph on {check.checked} {check.inputs}: {decision} for "
                    f"{round(check.agreement * check.predictions)} of {check.predictions} predictions "
                    f"({percent(check.agreement)}), max |probability difference| "
                    f"{check.max_probability_difference:.3g}")
+        if check.class_dice:  # what the check judged: each class's mask against the fp32 one
+            names = read_json(Path(ns.run_dir) / "run.json").get("class_names") or []
+            parity += ", Dice of each class's int8 mask against the fp32 one: " + ", ".join(
+                f"{names[c] if c < len(names) else c} {dice:.4f}" for c, dice in check.class_dice.items())
     if result.tta is not None:
         what += f", probabilities averaged over {TTA_SEEN[result.tta]}"
     if result.temperature is not None:

@@ -57,6 +57,7 @@ class ExportResult:
     temperature: float | None = None  # with temperature_scaling: the T in the graph
     threshold: float | None = None  # with operating_point: in the JSON, applied by predict
     tta: str | None = None  # with tta: the flips averaged in the graph
+    compared_on: str = "test inputs"  # what the parity was measured on (random inputs when the data is gone)
 
 
 class Logits(nn.Module):
@@ -195,15 +196,16 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
     return which, Logits(names[which], which).eval(), "logits", meta
 
 
-def sample_inputs(meta: dict, count: int = 4, data: DataSplits | None = None) -> torch.Tensor:
+def sample_inputs(meta: dict, count: int = 4, data: DataSplits | None = None) -> tuple[torch.Tensor, str]:
     """A few real test inputs (normalised as in training; of ``data`` when given, as read
-    already); random ones if the data is gone."""
+    already), or random ones if the data is gone, and which they are."""
     try:
         data = data or build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
-        x = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float()
+        x, what = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float(), "test inputs"
     except PeerdistillError:
-        x = torch.randn(count, *meta["input_shape"])
-    return _windowed(x, meta)
+        x, what = torch.randn(count, *meta["input_shape"]), "random inputs (the run's data cannot be read here)"
+    window, _ = saved_window(meta)
+    return _windowed(x, meta), f"{what}{', window-sized crops' if window else ''}"
 
 
 def _windowed(x: torch.Tensor, meta: dict) -> torch.Tensor:
@@ -385,7 +387,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if quantize:  # read once: for the parity samples, calibration and the check
         data = _run_splits(meta, data, "int8 export calibrates on the run's training images and checks on its "
                                        "test images")
-    x = sample_inputs(meta, data=data)
+    x, compared_on = sample_inputs(meta, data=data)
     int8 = None
     try:  # staged beside the target (one file system: a move, not a copy), which must take files
         staging = tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None)
@@ -399,14 +401,14 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
             raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
                               f"(tolerance {tolerance:g}); it was not written")
         if quantize:
-            staged, int8 = _quantized(staged, meta, output, calibration, min_agreement, name, data)
+            staged, int8 = _quantized(staged, meta, output, calibration, min_agreement, name, data, chosen.threshold)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staged), target)
     from .predict import write_sidecar
 
     write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
                   threshold=chosen.threshold, operating_point=chosen.rule, tta=tta)
-    return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta)
+    return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
 
 
 def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:
@@ -423,8 +425,9 @@ def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreem
 
 
 def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreement: float,
-               name: str, data: DataSplits) -> tuple[Path, QuantizedCheck]:
-    """The int8 graph of the checked fp32 graph ``fp32``, staged beside it, and its check."""
+               name: str, data: DataSplits, threshold: float | None) -> tuple[Path, QuantizedCheck]:
+    """The int8 graph of the checked fp32 graph ``fp32``, staged beside it, and its check (of the
+    calls at ``threshold`` when the file ships one, as predict makes them)."""
     calibration_x, test_x = _quantization_inputs(meta, calibration, data)
     int8 = fp32.with_name(f"int8-{fp32.name}")
     quantize_int8(fp32, int8, calibration_x)
@@ -432,16 +435,31 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
         raise ExportError(f"nothing of '{name}' was quantized: onnxruntime quantizes Conv, ConvTranspose, Gemm and "
                           "MatMul, and none of them comes before its output (an Einsum is not quantized); export "
                           "it in fp32")
-    check = check_int8(fp32, int8, test_x, output, students=student_count(meta))
-    if not check.agreement >= min_agreement:
-        changed = round((1 - check.agreement) * check.predictions)
+    check = check_int8(fp32, int8, test_x, output, students=student_count(meta), threshold=threshold,
+                       dense=meta.get("task") == "segmentation")
+    if saved_window(meta)[0]:
+        check.inputs = "window-sized tiles of the test images"
+    if not check.judged >= min_agreement:
         more = (f"calibrate on more images (--calibration-samples; {len(calibration_x)} were used, all there are)"
                 if len(calibration_x) < calibration else "calibrate on more images (--calibration-samples)")
-        raise ExportError(f"the int8 graph of '{name}' keeps the fp32 class for {percent(check.agreement)} of "
-                          f"{check.predictions} test predictions ({changed} changed; one is "
-                          f"{percent(1 / check.predictions)} here), below --min-agreement {min_agreement:.2%}; it "
-                          f"was not written: accept fewer (--min-agreement), {more}, or export in fp32")
+        raise ExportError(f"the int8 graph of '{name}' {kept_by_int8(check, meta.get('class_names'))}, below "
+                          f"--min-agreement {min_agreement:.2%}; it was not written: accept less (--min-agreement), "
+                          f"{more}, or export in fp32")
     return int8, check
+
+
+def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
+    """What the int8 graph keeps of the fp32 graph's decisions, as the check judged it."""
+    if check.class_dice:
+        worst = check.lowest_class
+        name = class_names[worst] if class_names and worst < len(class_names) else str(worst)
+        return (f"gives class '{name}' a mask of Dice {check.class_dice[worst]:.4f} against the fp32 graph's (the "
+                f"lowest of its classes) on {check.checked} {check.inputs}; {percent(check.agreement)} of "
+                f"{check.predictions} pixels keep their class")
+    changed = round((1 - check.agreement) * check.predictions)
+    decision = f"call at the threshold {check.threshold:.4g}" if check.threshold is not None else "class"
+    return (f"keeps the fp32 {decision} for {percent(check.agreement)} of {check.predictions} test predictions "
+            f"({changed} changed; one is {percent(1 / check.predictions)} here)")
 
 
 def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:

@@ -7,6 +7,12 @@ specificity - 1), ``sensitivity=S`` (the highest threshold whose sensitivity rea
 most specific one that finds that share of the positives), ``specificity=S`` (the lowest
 threshold whose specificity reaches S: the most sensitive one that keeps that share of the
 negatives). A sample is called positive when its probability is at least the threshold.
+
+Each rule picks a validation probability, whose sample is then called positive by a hair: the
+same image scored again (another batch size, onnxruntime, int8) comes out some 1e-8 off and
+could fall below it. So the threshold goes midway between that probability and the next lower
+one on the validation split (half of it when none is lower): the same calls on the validation
+split, with room on both sides.
 """
 
 from __future__ import annotations
@@ -54,11 +60,22 @@ def choose_threshold(positive_probability: np.ndarray, labels: np.ndarray, rule:
     # scikit-learn's first threshold is inf (nothing called positive): just above 1 says the same
     thresholds = np.minimum(thresholds, np.nextafter(1.0, 2.0))
     if rule.kind == "youden":
-        return float(thresholds[np.argmax(tpr - fpr)])  # the first (highest) threshold on a tie
-    if rule.kind == "sensitivity":  # thresholds fall along the curve: the first that reaches it is the highest
-        return float(thresholds[np.argmax(tpr >= rule.target - 1e-12)])
-    keeps = 1 - fpr >= rule.target - 1e-12
-    return float(thresholds[np.flatnonzero(keeps)[-1]])  # the lowest threshold that still keeps it
+        chosen = thresholds[np.argmax(tpr - fpr)]  # the first (highest) threshold on a tie
+    elif rule.kind == "sensitivity":  # thresholds fall along the curve: the first that reaches it is the highest
+        chosen = thresholds[np.argmax(tpr >= rule.target - 1e-12)]
+    else:
+        keeps = 1 - fpr >= rule.target - 1e-12
+        chosen = thresholds[np.flatnonzero(keeps)[-1]]  # the lowest threshold that still keeps it
+    return _midway_below(float(chosen), np.asarray(positive_probability, dtype=np.float64))
+
+
+def _midway_below(chosen: float, scores: np.ndarray) -> float:
+    """A threshold making the same calls on ``scores`` as ``chosen`` (one of them, or above 1),
+    half-way to the next lower score, so that a score recomputed a little lower keeps its call."""
+    if chosen > 1:
+        return chosen
+    lower = scores[scores < chosen]
+    return float((chosen + lower.max()) / 2) if lower.size else chosen / 2
 
 
 def at_threshold(positive_probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

@@ -4,7 +4,8 @@ run's training images, and checked against that fp32 graph on its test images.
 onnxruntime does the quantization (QDQ format, per-channel int8 weights in a 7-bit range, uint8
 activations: its recommended form for CPUs, whatever their instruction set) and the arithmetic; this module picks the images, keeps the graph's
 tail after its last weighted operator in fp32 (``tail_nodes``) and judges the result. An int8 graph cannot match fp32 to 1e-4, so the check is on decisions: the share of test
-predictions (samples; pixels for segmentation) whose class the int8 graph keeps."""
+samples whose class (or call at the exported threshold) the int8 graph keeps, and for
+segmentation the Dice of each class's int8 masks against the fp32 ones, the lowest of them."""
 
 from __future__ import annotations
 
@@ -34,12 +35,28 @@ def batch_size(x: np.ndarray) -> int:
 
 @dataclass
 class QuantizedCheck:
-    agreement: float  # share of the checked predictions whose class the int8 graph keeps
+    agreement: float  # share of the checked predictions whose class (or thresholded call) the int8 graph keeps
     max_probability_difference: float  # largest |p_int8 - p_fp32| over every class and input
     checked: int  # test inputs compared
     predictions: int  # predictions compared: inputs, or pixels for segmentation
     fp32_bytes: int
     int8_bytes: int
+    # segmentation: the Dice of the int8 graph's mask of each class against the fp32 graph's, by
+    # class index (the classes either graph predicts), which the check judges: a share of pixels
+    # is mostly background, so a graph losing a small class would keep 99% of them
+    class_dice: dict[int, float] | None = None
+    threshold: float | None = None  # the decisions compared were p(positive) >= threshold
+    inputs: str = "test inputs"  # what the checked inputs are (window-sized tiles for a patch-trained run)
+
+    @property
+    def judged(self) -> float:
+        """The figure held against the minimum: the lowest class Dice for segmentation, else
+        the share of decisions kept."""
+        return min(self.class_dice.values()) if self.class_dice else self.agreement
+
+    @property
+    def lowest_class(self) -> int | None:
+        return min(self.class_dice, key=self.class_dice.get) if self.class_dice else None
 
 
 def percent(share: float) -> str:
@@ -182,22 +199,34 @@ def tail_nodes(path: Path) -> list[str]:
     return [node.name for node in graph.node if id(node) in tail and node.name]
 
 
-def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, students: int = 1) -> QuantizedCheck:
+def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, students: int = 1, *,
+               threshold: float | None = None, dense: bool = False) -> QuantizedCheck:
     """The int8 graph's decisions against the fp32 graph's on inputs ``x``. ``output``: what the
     graphs give: ``probabilities`` (an ensemble), ``logits``, or ``student_logits`` (the
-    ``students`` of a sliding-window ensemble side by side, ``export.StudentLogits``)."""
+    ``students`` of a sliding-window ensemble side by side, ``export.StudentLogits``).
+    ``threshold``: the decision is p(positive) >= threshold, as predict calls it, not the larger
+    probability. ``dense`` (segmentation): each class's masks are compared too (``class_dice``)."""
     import onnxruntime as ort
 
     fp32, int8 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path))
     same, total, worst = 0, 0, 0.0
+    both: dict[int, int] = {}  # per class: pixels both graphs give it, and the pixels each gives it
+    either: dict[int, int] = {}
     step = batch_size(x)
     for i in range(0, len(x), step):
         batch = {"input": x[i:i + step]}
         p, q = (_probabilities(s.run(None, batch)[0], output, students) for s in (fp32, int8))
-        agree = p.argmax(axis=1) == q.argmax(axis=1)
+        a, b = ((r[:, 1] >= threshold).astype(np.int64) if threshold is not None else r.argmax(axis=1) for r in (p, q))
+        agree = a == b
         same, total = same + int(agree.sum()), total + agree.size
         worst = max(worst, float(np.abs(p - q).max()))
-    return QuantizedCheck(same / total, worst, len(x), total, fp32_path.stat().st_size, int8_path.stat().st_size)
+        if dense:
+            for c in np.union1d(np.unique(a), np.unique(b)).tolist():
+                both[c] = both.get(c, 0) + 2 * int(((a == c) & agree).sum())
+                either[c] = either.get(c, 0) + int((a == c).sum()) + int((b == c).sum())
+    class_dice = {c: both[c] / either[c] for c in sorted(either)} if dense else None
+    return QuantizedCheck(same / total, worst, len(x), total, fp32_path.stat().st_size, int8_path.stat().st_size,
+                          class_dice, threshold)
 
 
 def _probabilities(out: np.ndarray, output: str, students: int) -> np.ndarray:
