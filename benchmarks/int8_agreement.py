@@ -78,6 +78,7 @@ def main() -> None:
                                   out=Path(tmp) / f"{run.name}-{model}-int8.onnx", data=data)
                 a, b = (scores(r.path, meta, data.test, r.output) for r in (fp32, int8))
                 row = {"run": run.name, "model": fp32.model, "agreement": int8.int8.agreement,
+                       "class_dice": int8.int8.class_dice,  # segmentation: what export's check judges
                        "max_probability_difference": int8.int8.max_probability_difference,
                        **{f"fp32_{k}": v for k, v in a.items()}, **{f"int8_{k}": v for k, v in b.items()}}
                 rows.append(row)
