@@ -236,6 +236,39 @@ def test_eval_of_the_runs_own_data_split_another_way_says_its_test_holds_trainin
         warnings.simplefilter("error", PeerdistillWarning)
         evaluate_run(run, data_spec=cfg.data)
         evaluate_run(run, split="train", data_spec=cfg.data.model_copy(update={"split_seed": 7}))
+    # every sample of its own data: the training split among them, said so
+    with pytest.warns(PeerdistillWarning, match=rf"{len(trained)} of 1797 samples of the scored all split are "
+                                                r"training samples of the run .* score its test split instead"):
+        evaluate_run(run, split="all")
+
+
+def test_the_runs_own_folder_changed_since_and_scored_as_other_data_says_what_it_trained_on(tmp_path):
+    """eval refuses a run's data that splits otherwise than in training and points at
+    data.root=PATH, whose figures then say how many of the images scored the run trained on."""
+    import warnings
+
+    from peerdistill.build import train_from_config
+    from peerdistill.errors import DataError, PeerdistillWarning
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(15):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / label / f"{i}.png")
+    cfg = validate({**FAST, "name": "f", "out_dir": str(tmp_path / "runs"),
+                    "data": {"kind": "image_folder", "root": str(tmp_path / "imgs"), "grey": True}})
+    train_from_config(cfg, progress=False)
+    run = tmp_path / "runs" / "f"
+    with warnings.catch_warnings():  # unchanged: its own test split, nothing to say
+        warnings.simplefilter("error", PeerdistillWarning)
+        evaluate_run(run, data_spec=cfg.data)
+    for i in range(15, 20):  # images added since: the splits are cut anew
+        Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / "a" / f"{i}.png")
+    with pytest.raises(DataError, match="data.root=PATH"):
+        evaluate_run(run)
+    with pytest.warns(PeerdistillWarning, match=r"\d+ of 7 samples of the scored test split are training samples of "
+                                                r"the run .* the data has changed since training"):
+        evaluate_run(run, data_spec=cfg.data)
 
 
 def test_the_overlap_is_found_for_a_run_trained_on_a_relative_root_scored_from_elsewhere(tmp_path, monkeypatch):

@@ -184,8 +184,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     elif (rule or temperature_scaling) and own is None:
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
-    if data_spec is not None and split in ("val", "test") and _split_differently(data_spec, meta.get("data_spec")):
-        _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"))
+    if split != "train" and (data_spec is not None or split == "all"):
+        resplit = data_spec is not None and _split_differently(data_spec, meta.get("data_spec"))
+        _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"), resplit)
     scored_count = len(data.split(split))
     if data_spec is not None:
         _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
@@ -348,24 +349,33 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
 
 
 def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str,
-                        trained_root: str | None = None) -> None:
-    """The run's own data dealt anew (another data.split_seed, data.folds or fraction) puts
-    images the models trained on into the scored split: its figures are then no held-out test.
+                        trained_root: str | None = None, resplit: bool = False) -> None:
+    """The run's own data read so that images the models trained on are scored: dealt anew
+    (``resplit``: another data.split_seed, data.folds or fraction), changed since (files added
+    cut other splits), or scored whole (``split`` all): its figures are then no held-out test.
     ``trained_root``: the absolute root the run recorded (its saved source may be relative to
     where it trained)."""
     if not _is_run_source(scored, trained, trained_root):
         return
-    names, seen, own = sample_names(scored, split), sample_names(trained, "train"), sample_names(trained, split)
+    names, seen = sample_names(scored, split), sample_names(trained, "train")
     if not names or not seen or names[0] != seen[0]:
         return
-    # a name in the run's own scored split too is not counted: given split folders may number
+    # a name in the run's own held-out splits is not counted: given split folders may number
     # their images alike (train/images/0.png, test/images/0.png)
-    overlap = len((set(names[1]) & set(seen[1])) - set(own[1] if own and own[0] == names[0] else ()))
-    if overlap:
-        warnings.warn(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the "
-                      f"run: this is its own data ('{scored['source']}') split another way, so these figures are not "
-                      f"held out; score the run's own {split} split (drop the data.split_seed / data.folds / fraction "
-                      "settings) or other data", PeerdistillWarning, stacklevel=3)
+    held_out = set()
+    for part in (("val", "test") if split == "all" else (split,)):
+        own = sample_names(trained, part)
+        held_out |= set(own[1]) if own and own[0] == names[0] else set()
+    overlap = len((set(names[1]) & set(seen[1])) - held_out)
+    if not overlap:
+        return
+    how = ("score its test split instead" if split == "all" else
+           f"score the run's own {split} split (drop the data.split_seed / data.folds / fraction settings)" if resplit
+           else f"the data has changed since training and its {split} split was cut anew; restore it as it was to "
+                "score the run's own split, or score other data")
+    warnings.warn(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the run "
+                  f"(its own data, '{scored['source']}'), so these figures are not held out: {how}",
+                  PeerdistillWarning, stacklevel=3)
 
 
 def _is_run_source(scored: dict[str, Any], trained: dict[str, Any], trained_root: str | None) -> bool:
