@@ -101,6 +101,24 @@ def test_binary_masks_by_brightest_channel_alpha_or_any_class(tmp_path):
     assert read_mask(tmp_path / "empty.jpg", binary=True).max() == 0
 
 
+def test_labels_with_a_void_border_are_not_read_as_a_0_255_mask(tmp_path):
+    """Pascal VOC's masks: 0 background, 1 the object, 255 a void border. Read as 0/255, the
+    border would be the object and the object background; read as class indices they are right."""
+    voc = np.zeros((12, 12), np.uint8)
+    voc[2:10, 2:10] = 255
+    voc[3:9, 3:9] = 1  # the object (36 pixels), inside its void border (28)
+    save(voc, tmp_path / "voc.png")
+    with pytest.raises(DataError, match=r"mask 'voc.png' holds \[0, 1, 255\]: small labels with 255 marking ignored "
+                                        r"pixels .* data.binary_masks=false"):
+        read_mask(tmp_path / "voc.png", binary=True)
+    assert (read_mask(tmp_path / "voc.png") == voc).all()  # class 1, 255 ignored
+    edges = np.zeros((12, 12), np.uint8)  # an anti-aliased 0/255 mask whose few edge pixels are dim
+    edges[3:9, 3:9] = 255
+    edges[3, 3:9] = 20
+    save(edges, tmp_path / "edges.png")
+    assert read_mask(tmp_path / "edges.png", binary=True).sum() == 30  # its 255s, the dim edge left out
+
+
 def test_mask_values_up_to_num_classes_and_the_hint_otherwise(tmp_path):
     save(np.array([[0, 60]], np.uint8), tmp_path / "m.png")
     assert read_mask(tmp_path / "m.png", num_classes=61).tolist() == [[0, 60]]

@@ -330,6 +330,7 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     saved two ways (some 0/1, some 0/255 or 0/65535) is refused: no one rule reads both, and
     a set whose foreground the rule loses entirely is warned of."""
     tops = [int(m.values.max(initial=0)) for m in masks]
+    _refuse_labels_with_ignored_pixels(masks, tops)
     _refuse_two_scales(masks, tops)
     top = max(tops, default=0)
     threshold, why = _rule_of(masks, top)
@@ -342,6 +343,23 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
         warnings.warn(f"with data.binary_masks, no mask keeps a foreground pixel: foreground is a value {why}, and the "
                       f"masks' largest value is {top}; {advice}", PeerdistillWarning, stacklevel=3)
     return out
+
+
+def _refuse_labels_with_ignored_pixels(masks: list[MaskValues], tops: list[int]) -> None:
+    """A mask of small labels beside 255 and nothing between (Pascal VOC: 0 background, 1 the
+    object, 255 a void border to ignore) is class indices: read as 0/255, the border would be the
+    object and the object background. Told from an anti-aliased 0/255 mask, whose few edge pixels
+    may hold small values too, by the labelled pixels outnumbering the 255 ones."""
+    for m, top in zip(masks, tops):
+        if top != IGNORE or m.lossy:
+            continue
+        values, counts = np.unique(m.values, return_counts=True)
+        between = (values > 0) & (values < IGNORE)
+        if between.any() and values[between].max() <= 50 and counts[between].sum() > counts[values == IGNORE].sum():
+            raise DataError(f"with data.binary_masks, mask '{m.name}' holds {values.tolist()}: small labels with 255 "
+                            "marking ignored pixels (as Pascal VOC marks a void border), not a 0/255 mask, whose "
+                            "rule would read the border as the object and the object as background. Read such masks "
+                            "as class indices: data.binary_masks=false (255 is then ignored)")
 
 
 def _refuse_two_scales(masks: list[MaskValues], tops: list[int]) -> None:
