@@ -537,3 +537,19 @@ def test_masks_numbered_otherwise_are_scored_by_class_name(shapes_run, tmp_path)
         Image.fromarray((rng.random((64, 64)) > 0.7).astype(np.uint8)).save(folder / "masks" / f"{i}.png")
     whole = evaluate_run(polyp, split="all", data_spec=DataSpec(kind="folders", root=str(folder), grey=True))
     assert 0 <= whole["ensemble"]["pixel_accuracy"] <= 1
+
+
+def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_path, capsys):
+    from peerdistill.cli import main
+
+    write_pairs(tmp_path / "d", n=8, size=16)
+    args = [f"out_dir={tmp_path / 'runs'}", "name=r", "task=segmentation", "teacher=null", "distill.preset=ml",
+            "data.kind=folders", f"data.root={tmp_path / 'd'}", "data.image_size=[12,12]", "train.epochs=1",
+            "students=[{arch: unet, args: {width: 4, depth: 1}}, {arch: unet, args: {width: 4, depth: 1}}]"]
+    assert main(["train", *args, "--quiet"]) == 0
+    note = "note: hd95 is in pixels of the 12x12 grid the models see (data.image_size), not of the files"
+    assert note in " ".join(capsys.readouterr().err.split())
+    assert main(["eval", str(tmp_path / "runs" / "r")]) == 0
+    assert note in " ".join(capsys.readouterr().err.split())
+    assert main(["eval", str(tmp_path / "runs" / "r"), "data.pixel_spacing=[1,1]"]) == 0  # in the files' pixels
+    assert "note: hd95" not in capsys.readouterr().err

@@ -137,8 +137,19 @@ def cmd_train(ns: argparse.Namespace) -> int:
     summary = task_for(meta).summary_metrics
     console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
                                        summary, costs=meta.get("costs")), console.width))
+    _say_distance_unit(meta, None)
     console.print(f"run directory: {run_dir}")
     return 0
+
+
+def _say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
+    """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it."""
+    spec = data_spec.model_dump() if data_spec is not None else (meta.get("data_spec") or {})
+    size = spec.get("image_size")
+    if meta.get("task") == "segmentation" and size and spec.get("pixel_spacing") is None:
+        err_console.print(f"note: hd95 is in pixels of the {size[0]}x{size[1]} grid the models see (data.image_size), "
+                          "not of the files; data.pixel_spacing=[1,1] gives the files' pixels", highlight=False,
+                          soft_wrap=True)
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
@@ -207,6 +218,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         if ns.temperature_scaling:
             show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
                                            "on the run's validation split"))
+        _say_distance_unit(meta, data_spec)
         if ns.operating_point:
             names = meta.get("class_names") or ["0", "1"]
             show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
