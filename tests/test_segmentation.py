@@ -553,3 +553,13 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
     assert note in " ".join(capsys.readouterr().err.split())
     assert main(["eval", str(tmp_path / "runs" / "r"), "data.pixel_spacing=[1,1]"]) == 0  # in the files' pixels
     assert "note: hd95" not in capsys.readouterr().err
+
+
+def test_eval_pictures_and_predicted_masks_spread_the_classes_alike():
+    import numpy as np
+    import torch
+
+    from peerdistill.pictures import visible_levels
+
+    for k, levels in ((2, [0, 255]), (3, [0, 128, 255]), (5, [0, 64, 128, 191, 255])):  # round(255 c / (k - 1))
+        assert visible_levels(np.arange(k), k).tolist() == levels == visible_levels(torch.arange(k), k).tolist()

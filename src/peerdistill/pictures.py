@@ -45,12 +45,18 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
         # a model predicting at another size is read at the image's, as the metrics read it
         pred = align_to(p, x.shape[-2:]).argmax(dim=1).cpu().numpy().astype(np.uint8)
         for i in range(len(pred)):
-            scale = 255 // max(task.num_classes - 1, 1)
             mask_path, overlay_path = folder / f"{i:03d}_mask.png", folder / f"{i:03d}_overlay.png"
-            Image.fromarray(pred[i] * scale).save(mask_path)
+            Image.fromarray(visible_levels(pred[i].astype(np.int64), task.num_classes).astype(np.uint8)).save(mask_path)
             Image.fromarray(overlay(image[i], pred[i], y[i].cpu().numpy())).save(overlay_path)
             written += [mask_path, overlay_path]
     return written
+
+
+def visible_levels(classes, num_classes: int):
+    """Class k of K as the grey level round(255 k / (K - 1)): two classes 0 and 255, what a
+    viewer shows and ``data.binary_masks`` reads back; the same levels in eval's pictures and
+    predict's masks. ``classes``: an integer array or tensor wide enough for 255 * k."""
+    return (classes * 255 + (num_classes - 1) // 2) // max(num_classes - 1, 1)
 
 
 PICTURE_MIN_SCORE = 0.3  # boxes drawn in pictures; fainter ones (down to detect.score_threshold) stay in the CSVs

@@ -25,6 +25,7 @@ from .engine.evaluate import windowed
 from .engine.tta import tta_flips
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
 from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
+from .pictures import visible_levels
 from .predict_inputs import Inputs, read_inputs
 from .runs import run_data_places
 from .spatial import align_to
@@ -365,7 +366,7 @@ def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bo
     for file, p, size in zip(files, probs, read.sizes):
         classes = align_to(p[None].float(), size)[0].argmax(dim=0)
         if visible:
-            classes = (classes * 255 + (len(p) - 1) // 2) // max(len(p) - 1, 1)  # class k of K: round(255 k / (K-1))
+            classes = visible_levels(classes, len(p))
         atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy()))
     return out
 
