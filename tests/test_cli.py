@@ -159,6 +159,11 @@ def test_eval_on_other_data(tmp_path, capsys):
     (tmp_path / "small" / "9").mkdir()
     run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'small'}", "--split", "all", "--json")
     assert {figures["samples"] for figures in json.loads(capsys.readouterr().out).values()} == {18}
+    run_cli("eval", out / "r", *files, f"data.root={tmp_path / 'small'}", "--split", "all")
+    captured = capsys.readouterr()  # no digit 9 among them: no AUC, and a note says why
+    assert " n/a " in captured.out
+    assert "note: n/a: no value here: the figure is undefined (a class the split lacks has no AUC" in " ".join(
+        captured.err.split())
     for split in ("train", "test"):  # given splits whose train lacks a class the test split holds
         shutil.copytree(tmp_path / "small", tmp_path / "given" / split)
     shutil.rmtree(tmp_path / "given" / "train" / "3")

@@ -33,8 +33,8 @@ from .engine import run_lock  # noqa: E402
 from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
-from .report import (comparison_per_class_rows, comparison_rows, fmt, model_order,  # noqa: E402
-                     per_class_families, per_class_tables)  # noqa: E402
+from .report import (NOT_AVAILABLE, NOT_AVAILABLE_MEANS, comparison_per_class_rows, comparison_rows, fmt,  # noqa: E402
+                     model_order, per_class_families, per_class_tables)  # noqa: E402
 from .values import is_count, is_finite_number  # noqa: E402
 
 REPORT_FILE = "report.html"
@@ -142,10 +142,6 @@ def table_html(header: list[str], rows: list[list[str]]) -> str:
         table += f'\n<p class="table-note">{esc(NOT_AVAILABLE_MEANS)}</p>'
     return table
 
-
-NOT_AVAILABLE = "n/a"
-NOT_AVAILABLE_MEANS = ("n/a: no value here: the figure is undefined on this split (a class the split lacks has no AUC, "
-                       "AP or distance; no run gave one) or was not measured.")
 
 
 def figure_html(fig, caption: str) -> str:

@@ -66,8 +66,19 @@ def per_class_families(metrics) -> dict[str, list[str]]:
     return families
 
 
+NOT_AVAILABLE = "n/a"
+NOT_AVAILABLE_MEANS = ("n/a: no value here: the figure is undefined (a class the split lacks has no AUC or AP, and a "
+                       "distance needs the class in both the truth and the prediction; no run gave one) or was not "
+                       "measured.")
+
+
+def has_not_available(scores: dict[str, dict[str, Any]], metrics) -> bool:
+    """Whether a table of these figures shows an n/a cell (NaN, or None as JSON writes NaN)."""
+    return any(fmt(values.get(m)) == NOT_AVAILABLE for values in scores.values() for m in metrics if m in values)
+
+
 def fmt(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return NOT_AVAILABLE if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[str, int] | None = None,
@@ -180,7 +191,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def pm(mean: float, std: float) -> str:
     if math.isnan(mean):
-        return "n/a"
+        return NOT_AVAILABLE
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
