@@ -234,9 +234,11 @@ def test_other_data_of_another_task_or_grey_for_a_colour_run_is_named(tmp_path):
     with pytest.raises(DataError, match=r"data kind 'shapes' is segmentation data, but '.*c' is a classification run: "
                                         r"give data of its task \(data.kind digits, npz, image_folder or csv\)"):
         evaluate_run(run, data_spec=DataSpec(kind="shapes"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PeerdistillWarning)
+    with warnings.catch_warnings(record=True) as said:  # the run's own colour images: not taken for grey ones
+        warnings.simplefilter("always")
         evaluate_run(run, split="all", data_spec=DataSpec(kind="image_folder", root=str(tmp_path / "rgb")))
+    assert [str(w.message) for w in said] == [str(w.message) for w in said if "training samples of the run" in
+                                              str(w.message)] and said  # scored whole: its training images said
     with pytest.warns(PeerdistillWarning, match="the scored images are grey .* but the run learnt from colour images"):
         evaluate_run(run, split="all", data_spec=DataSpec(kind="image_folder", root=str(tmp_path / "grey")))
 

@@ -237,8 +237,9 @@ def test_eval_of_the_runs_own_data_split_another_way_says_its_test_holds_trainin
         evaluate_run(run, data_spec=cfg.data)
         evaluate_run(run, split="train", data_spec=cfg.data.model_copy(update={"split_seed": 7}))
     # every sample of its own data: the training split among them, said so
-    with pytest.warns(PeerdistillWarning, match=rf"{len(trained)} of 1797 samples of the scored all split are "
-                                                r"training samples of the run .* score its test split instead"):
+    with pytest.warns(PeerdistillWarning, match=rf"the all split of the run's own data holds its {len(trained)} "
+                                                r"training and \d+ validation samples beside its \d+ test ones, so "
+                                                r"these figures are not held out: score its test split instead"):
         evaluate_run(run, split="all")
 
 
@@ -302,11 +303,26 @@ def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders
     own = {"source": "/d", "split": {"train": ["0", "1", "2"], "val": ["5"], "test": ["0", "1"]}}
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)
-        _warn_if_trained_on(own, own, "test")
+        _warn_if_trained_on(own, own, "test", "advice")
     dealt_anew = {"source": "/d", "split": {"train": ["0", "5"], "val": ["1"], "test": ["0", "1", "2"]}}
     with pytest.warns(PeerdistillWarning, match="^1 of 3 samples of the scored test split are training samples"):
-        _warn_if_trained_on(dealt_anew, own, "test")  # '2' only: '0' and '1' are the run's own test names too
+        _warn_if_trained_on(dealt_anew, own, "test", "advice")  # '2' only: '0' and '1' are the run's own test names too
     saved = DataSpec(kind="digits").model_dump(mode="json")
     assert not _split_differently(DataSpec(kind="digits", augment=["hflip"]), saved)
     assert _split_differently(DataSpec(kind="digits", split_seed=3), saved)
     assert _split_differently(DataSpec(kind="digits", folds=3, test_fraction=0.2), saved)
+
+
+def test_what_counts_as_the_runs_own_files_and_the_advice_for_them():
+    from peerdistill.runs import _advice_for_own_data, _reads_the_same_files
+
+    saved = DataSpec(kind="folders", root="/d").model_dump(mode="json")
+    assert _reads_the_same_files(DataSpec(kind="folders", root="/d"), saved)
+    # an external set in folders of its own beside the training ones, numbered alike: other data
+    assert not _reads_the_same_files(DataSpec(kind="folders", root="/d", images="ext_images", masks="ext_masks"), saved)
+    assert _reads_the_same_files(DataSpec(kind="folders", root="/d"), None)  # trained from Python: not known
+    digits, seven = DataSpec(kind="digits"), DataSpec(kind="digits", split_seed=7)
+    assert _advice_for_own_data("all", digits, saved) == "score its test split instead"
+    assert "evaluate_run(run, data=splits)" in _advice_for_own_data("test", seven, None)
+    assert "drop the data.split_seed" in _advice_for_own_data("test", seven, digits.model_dump(mode="json"))
+    assert "has changed since training" in _advice_for_own_data("val", digits, digits.model_dump(mode="json"))

@@ -205,7 +205,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         meta = read_json(Path(ns.run_dir) / "run.json")
         # which data and how much of it: a table of other data must not read as the run's test figures
         of = f"--data {ns.data}" if ns.data else ", ".join(data_overrides) if data_overrides else "the run's data"
-        count = next(iter(scores.values()))["samples"]
+        count = scores.samples
         title = (f"{ns.run_dir}: {ns.split} split of {of} ({count:,} samples)"
                  + (f", test-time {ns.tta}" if ns.tta else ""))
         summary = task_for(meta).summary_metrics

@@ -145,8 +145,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     (classification, segmentation): every model's probabilities averaged over flips of the
     input, ``hflip`` or ``flips`` (``engine/tta.py``). ``per_sample``: a CSV file to write with
     one row per scored sample and model (``per_sample.py``). ``trusted_archs``: import paths
-    the run's models may be built from besides the trusted ones (``check_trusted_arch``). Each
-    model's figures also hold ``samples``: how many samples (images) the scored split held."""
+    the run's models may be built from besides the trusted ones (``check_trusted_arch``). The
+    returned mapping (``Scores``) also says how many samples (images) the scored split held:
+    ``.samples``."""
     check_batch_size(batch_size)
     if data is not None and not isinstance(data, DataSplits):
         raise DataError(f"data= takes the run's DataSplits (as given to fit), got a {type(data).__name__}: "
@@ -184,14 +185,18 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     elif (rule or temperature_scaling) and own is None:
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
-    if split != "train" and (data_spec is not None or split == "all"):
-        resplit = data_spec is not None and _split_differently(data_spec, meta.get("data_spec"))
-        _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, meta.get("data_root"), resplit)
     scored_count = len(data.split(split))
+    if data_spec is None and split == "all":
+        _warn_of_whole_own_data(meta, data)
     if data_spec is not None:
+        own_source = (_is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
+                      and _reads_the_same_files(data_spec, meta.get("data_spec")))
+        if own_source and split != "train":
+            _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, _advice_for_own_data(
+                split, data_spec, meta.get("data_spec")))
         _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
         _warn_if_unlike_training(data.split(split), meta)
-        if not _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root")):
+        if not own_source:
             _say_part_scored(split, data, scored_count)
     dev = resolve_device(device)
     cohort.to(dev)
@@ -222,8 +227,6 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                     _add_intervals(scores[name], "op_", bootstrap, resampled(
                         lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
                         len(scored[1]), bootstrap, groups=groups))
-    for figures in scores.values():
-        figures["samples"] = scored_count
     if per_sample is not None:
         write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores))
     if save_images:
@@ -236,7 +239,16 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
             save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window, overlap)
         else:
             save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
-    return scores
+    return Scores(scores, samples=scored_count)
+
+
+class Scores(dict):
+    """evaluate_run's figures, model by model, and how many samples the scored split held
+    (``samples``: a count, kept apart from the figures, which compare with a run's metrics)."""
+
+    def __init__(self, figures: dict, samples: int):
+        super().__init__(figures)
+        self.samples = samples
 
 
 def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
@@ -244,8 +256,41 @@ def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
     an external set learns that only a part of it is scored, and how to score all of it."""
     if split != "all" and data.info.get("cut_from_one_set"):
         warnings.warn(f"the data given is cut into train, val and test as training cut the run's: its {split} split "
-                      f"holds {scored} of its {len(data.split('all'))} samples; --split all scores every one (an "
-                      "external test set)", PeerdistillWarning, stacklevel=3)
+                      f"holds {scored} of its {len(data.split('all'))} samples; --split all scores every one (for an "
+                      "external test set; not for the run's own data moved elsewhere, whose other splits it trained "
+                      "on)", PeerdistillWarning, stacklevel=3)
+
+
+def _warn_of_whole_own_data(meta: dict[str, Any], data: DataSplits) -> None:
+    """--split all of the run's own data scores its training and validation samples too."""
+    if len(data.train) or len(data.val):
+        warnings.warn(f"the all split of the run's own data holds its {len(data.train)} training and {len(data.val)} "
+                      f"validation samples beside its {len(data.test)} test ones, so these figures are not held out: "
+                      "score its test split instead", PeerdistillWarning, stacklevel=3)
+
+
+# the keys that choose which files of a data root are read (beside the root itself)
+FILE_KEYS = ("kind", "images", "masks", "annotations")
+
+
+def _reads_the_same_files(spec: DataSpec, saved: dict[str, Any] | None) -> bool:
+    """Whether ``spec`` reads the files the run's saved data section read (other folders under
+    the same root, such as an external set beside the training one, are other data)."""
+    now = spec.model_dump(mode="json")
+    return saved is None or all(now.get(key) == saved.get(key, now.get(key)) for key in FILE_KEYS)
+
+
+def _advice_for_own_data(split: str, spec: DataSpec, saved: dict[str, Any] | None) -> str:
+    """What to do when the run's own data, read anew, scores images the run trained on."""
+    if split == "all":
+        return "score its test split instead"
+    if saved is None:  # trained from Python: its splits are the ones given to fit
+        return "score the splits it was trained with instead (evaluate_run(run, data=splits))"
+    if _split_differently(spec, saved):
+        return (f"score the run's own {split} split (drop the data.split_seed / data.folds / fraction settings; the "
+                "data as it was in training)")
+    return (f"the data has changed since training and its {split} split was cut anew; restore it as it was to score "
+            "the run's own split, or score other data")
 
 
 def run_data_places(meta: dict[str, Any]) -> list[Path]:
@@ -348,15 +393,11 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
                       PeerdistillWarning, stacklevel=3)
 
 
-def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str,
-                        trained_root: str | None = None, resplit: bool = False) -> None:
-    """The run's own data read so that images the models trained on are scored: dealt anew
-    (``resplit``: another data.split_seed, data.folds or fraction), changed since (files added
-    cut other splits), or scored whole (``split`` all): its figures are then no held-out test.
-    ``trained_root``: the absolute root the run recorded (its saved source may be relative to
-    where it trained)."""
-    if not _is_run_source(scored, trained, trained_root):
-        return
+def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str, how: str) -> None:
+    """The run's own data (``scored``: its info now; ``trained``: as training read it) read so
+    that images the models trained on are scored: dealt anew (another data.split_seed,
+    data.folds or fraction), changed since (files added cut other splits), or scored whole
+    (``split`` all): its figures are then no held-out test; ``how`` to score held-out data."""
     names, seen = sample_names(scored, split), sample_names(trained, "train")
     if not names or not seen or names[0] != seen[0]:
         return
@@ -369,10 +410,6 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
     overlap = len((set(names[1]) & set(seen[1])) - held_out)
     if not overlap:
         return
-    how = ("score its test split instead" if split == "all" else
-           f"score the run's own {split} split (drop the data.split_seed / data.folds / fraction settings)" if resplit
-           else f"the data has changed since training and its {split} split was cut anew; restore it as it was to "
-                "score the run's own split, or score other data")
     warnings.warn(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the run "
                   f"(its own data, '{scored['source']}'), so these figures are not held out: {how}",
                   PeerdistillWarning, stacklevel=3)
