@@ -26,6 +26,13 @@ def test_each_rule_picks_the_threshold_worked_out_by_hand():
     assert choose_threshold(P, Y, Rule("specificity", 0.8)) == pytest.approx(0.55)
     # every negative kept: 0.8 (0.7 is a negative's score)
     assert choose_threshold(P, Y, Rule("specificity", 1.0)) == pytest.approx(0.75)
+    # scores adjacent in float32 (no float32 between them): the threshold is the upper one, which
+    # calls alike in float32 and float64
+    upper = np.float32(0.7)
+    adjacent = np.array([upper, np.nextafter(upper, np.float32(0)), 0.1], dtype=np.float32)
+    threshold = choose_threshold(adjacent, np.array([1, 0, 0]), Rule("youden"))
+    assert (adjacent >= np.float32(threshold)).tolist() == (adjacent.astype(np.float64) >= threshold).tolist() == [
+        True, False, False]
     # every sample called positive: half the lowest score
     assert choose_threshold(np.array([0.9, 0.2]), np.array([0, 1]), Rule("sensitivity", 1.0)) == pytest.approx(0.1)
     for rule in (Rule("youden"), Rule("sensitivity", 0.75), Rule("specificity", 0.8), Rule("specificity", 1.0)):

@@ -75,7 +75,13 @@ def _midway_below(chosen: float, scores: np.ndarray) -> float:
     if chosen > 1:
         return chosen
     lower = scores[scores < chosen]
-    return float((chosen + lower.max()) / 2) if lower.size else chosen / 2
+    if not lower.size:
+        return chosen / 2
+    below = lower.max()
+    midway = (chosen + below) / 2
+    if np.float32(midway) <= np.float32(below):  # adjacent in float32, where probabilities are often compared:
+        return float(np.nextafter(np.float32(below), np.float32(2)))  # the first float32 above the lower one
+    return float(midway)
 
 
 def at_threshold(positive_probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

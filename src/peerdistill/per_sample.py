@@ -79,7 +79,7 @@ def _figures(task, meter, scores: dict[str, float]) -> dict:
         predicted = int(np.argmax(probs))
         out = {"truth": classes[truth], "predicted": classes[predicted], "correct": int(predicted == truth)}
         if "op_threshold" in scores:  # two classes: the second called where its probability reaches the threshold
-            called = int(probs[1] >= scores["op_threshold"])
+            called = int(float(probs[1]) >= scores["op_threshold"])  # in float64, as eval calls it
             out |= {"op_predicted": classes[called], "op_correct": int(called == truth)}
         return out | {f"p_{c}": float(v) for c, v in zip(classes, probs)}
     if task.name == "segmentation":
