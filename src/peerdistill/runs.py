@@ -177,9 +177,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
             try:
                 data = build_data(data_spec, stats=run_stats(meta))
             except SplitError as exc:  # training's advice does not fit: the set need not be split at all
-                raise DataError(f"{exc.problem}: eval deals the data given into train, val and test, as training "
+                raise DataError(f"{exc.problem}: eval reads the data given into train, val and test as training "
                                 f"does, to score its {split} split; to score every sample of it as one set (an "
-                                "external test set), add --split all (split='all' in Python)") from None
+                                "external test set; split folders are joined), add --split all (split='all' in "
+                                "Python)") from None
     if data is None:
         data = own = _run_data(meta)
     elif (rule or temperature_scaling) and own is None:

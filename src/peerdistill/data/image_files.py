@@ -235,8 +235,8 @@ def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
                   for s, idx in zip(SPLITS, parts)}
         how = ("" if spec.group_stratify else " without regard to class (data.group_stratify=true deals them by "
                "class)")
-        raise DataError(f"{exc}. Images per split and class: {counts}. data.group_pattern deals whole groups{how}: "
-                        "with few groups of a class, try another data.split_seed, or give more groups of it") from None
+        raise SplitError(f"{exc}. Images per split and class: {counts}", f"data.group_pattern deals whole groups{how}: "
+                         "with few groups of a class, try another data.split_seed, or give more groups of it") from None
     splits.info.update(source=source, split_seed=spec.split_seed, cut_from_one_set=True, files={
         s: [names[i] for i in idx] for s, idx in zip(SPLITS, parts)},
         groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)},
