@@ -324,3 +324,37 @@ def test_a_segmentation_check_judges_each_class_not_the_pixels_background_fills(
     said = kept_by_int8(check, ["background", "polyp"])
     assert said.startswith("gives class 'polyp' a mask of Dice 0.0000 against the fp32 graph's (the lowest of its "
                            "classes) on 4 test inputs;")
+
+
+def _graph_adding(path, added: np.ndarray):
+    """An ONNX graph adding the constant ``added`` [1, C, H, W] to its input: logits changed on
+    chosen pixels."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *added.shape[1:]]) for n in ("input", "output")]
+    graph = helper.make_graph([helper.make_node("Add", ["input", "added"], ["output"])], "g", [io[0]], [io[1]],
+                              initializer=[numpy_helper.from_array(added.astype(np.float32), "added")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_class_of_a_few_flipped_pixels_is_shown_not_judged(tmp_path):
+    """A few near-tie pixels flipped to a class neither graph otherwise gives score it Dice 0: a
+    class under MIN_JUDGED_SHARE of the pixels in both graphs is not held against the minimum."""
+    from peerdistill.quantize import MIN_JUDGED_SHARE, check_int8
+
+    x = np.zeros((4, 3, 32, 32), np.float32)
+    x[:, 0] = 1.0
+    x[:, 1, :8] = 2.0  # class 1: a quarter of the pixels
+    nothing, two = np.zeros((1, 3, 32, 32)), np.zeros((1, 3, 32, 32))
+    two[0, 2, 20, 0] = 5.0  # a pixel of each image turns to class 2 in the second graph alone
+    check = check_int8(_graph_adding(tmp_path / "a.onnx", nothing), _graph_adding(tmp_path / "b.onnx", two), x,
+                       "logits", dense=True)
+    assert check.class_dice[2] == 0.0 and 4 < MIN_JUDGED_SHARE * check.predictions  # 4 of 4,096 pixels
+    assert check.judged_classes == (0, 1) and check.judged == check.class_dice[0] > 0.99
+    assert check.lowest_class == 0
+    three = np.zeros((1, 3, 32, 32))
+    three[0, 2, 20:24] = 5.0  # 128 pixels of class 2: enough to judge, and lost by the first graph
+    judged = check_int8(_graph_adding(tmp_path / "a.onnx", nothing), _graph_adding(tmp_path / "c.onnx", three), x,
+                        "logits", dense=True)
+    assert judged.judged_classes == (0, 1, 2) and judged.judged == 0.0 and judged.lowest_class == 2

@@ -372,7 +372,9 @@ def cmd_export(ns: argparse.Namespace) -> int:
         if check.class_dice:  # what the check judged: each class's mask against the fp32 one
             names = read_json(Path(ns.run_dir) / "run.json").get("class_names") or []
             parity += ", Dice of each class's int8 mask against the fp32 one: " + ", ".join(
-                f"{names[c] if c < len(names) else c} {dice:.4f}" for c, dice in check.class_dice.items())
+                f"{names[c] if c < len(names) else c} {dice:.4f}"
+                + ("" if c in check.judged_classes else " (too few pixels to judge)")
+                for c, dice in check.class_dice.items())
     if result.tta is not None:
         what += f", probabilities averaged over {TTA_SEEN[result.tta]}"
     if result.temperature is not None:
@@ -519,12 +521,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quantize", default=None, choices=["int8"],
                      help="ONNX, classification and segmentation: quantize to int8 (static, calibrated on the "
                           "run's training images), written as MODEL-int8.onnx only if it keeps the fp32 class "
-                          "for --min-agreement of the test predictions")
+                          "(the call at --operating-point's threshold) for --min-agreement of the test predictions; "
+                          "a segmenter's mask of each class must reach that Dice against the fp32 one")
     exp.add_argument("--calibration-samples", type=int, default=200, metavar="N",
                      help="training images the int8 activation ranges are taken from (default 200)")
     exp.add_argument("--min-agreement", type=float, default=0.99, metavar="SHARE",
-                     help="int8: the share of test predictions (samples; pixels for segmentation) that must keep "
-                          "the fp32 graph's class (default 0.99)")
+                     help="int8: the share of test predictions that must keep the fp32 graph's class, or for "
+                          "segmentation the Dice each class's int8 mask must reach against the fp32 one (default "
+                          "0.99)")
     _chosen_on_validation_options(exp, "recorded with the export (a temperature goes into the ONNX graph, a "
                                        "threshold into its JSON, which predict applies)")
     exp.set_defaults(func=cmd_export)

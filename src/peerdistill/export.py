@@ -344,8 +344,10 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
 
     ``quantize="int8"`` (ONNX; classification and segmentation): the checked fp32 graph is
     quantized statically, calibrated on ``calibration`` training images, and written only if
-    it keeps the fp32 graph's class for at least ``min_agreement`` of the test predictions
-    (samples, or pixels); default name ``MODEL-int8.onnx``. ``data``: the splits, for a run whose
+    it keeps the fp32 graph's class (with ``operating_point``, the call at its threshold) for at
+    least ``min_agreement`` of the test samples, or for segmentation if each class's int8 mask
+    reaches that Dice against the fp32 one (classes under ``quantize.MIN_JUDGED_SHARE`` of the
+    pixels are shown, not judged); default name ``MODEL-int8.onnx``. ``data``: the splits, for a run whose
     data was given in Python (as for ``evaluate_run``); the parity check's samples come from it
     too.
 

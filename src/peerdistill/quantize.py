@@ -22,6 +22,7 @@ from scipy.special import softmax
 from .errors import ConfigError
 
 MIN_AGREEMENT = 0.99
+MIN_JUDGED_SHARE = 0.001  # of the checked pixels, in either graph's masks, for a class's Dice to be judged
 CALIBRATION_SAMPLES = 200
 BATCH = 32
 # Inputs per onnxruntime run, at most, by pixels: 32 digits, or 4 images of 256x256 (whole
@@ -43,20 +44,23 @@ class QuantizedCheck:
     int8_bytes: int
     # segmentation: the Dice of the int8 graph's mask of each class against the fp32 graph's, by
     # class index (the classes either graph predicts), which the check judges: a share of pixels
-    # is mostly background, so a graph losing a small class would keep 99% of them
+    # is mostly background, so a graph losing a small class would keep 99% of them. Classes
+    # either graph gives fewer than MIN_JUDGED_SHARE of the pixels are shown, not judged: a
+    # near tie flipping two pixels to a class otherwise absent would score it Dice 0.
     class_dice: dict[int, float] | None = None
+    judged_classes: tuple[int, ...] = ()
     threshold: float | None = None  # the decisions compared were p(positive) >= threshold
     inputs: str = "test inputs"  # what the checked inputs are (window-sized tiles for a patch-trained run)
 
     @property
     def judged(self) -> float:
-        """The figure held against the minimum: the lowest class Dice for segmentation, else
-        the share of decisions kept."""
-        return min(self.class_dice.values()) if self.class_dice else self.agreement
+        """The figure held against the minimum: the lowest Dice of a judged class for
+        segmentation, else the share of decisions kept."""
+        return self.class_dice[self.lowest_class] if self.judged_classes else self.agreement
 
     @property
     def lowest_class(self) -> int | None:
-        return min(self.class_dice, key=self.class_dice.get) if self.class_dice else None
+        return min(self.judged_classes, key=self.class_dice.get) if self.judged_classes else None
 
 
 def percent(share: float) -> str:
@@ -210,8 +214,9 @@ def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, stu
 
     fp32, int8 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path))
     same, total, worst = 0, 0, 0.0
-    both: dict[int, int] = {}  # per class: pixels both graphs give it, and the pixels each gives it
+    both: dict[int, int] = {}  # per class: twice the pixels both graphs give it, the pixels each gives it
     either: dict[int, int] = {}
+    given: dict[int, list[int]] = {}  # per class: the pixels of the fp32 graph's and of the int8 graph's
     step = batch_size(x)
     for i in range(0, len(x), step):
         batch = {"input": x[i:i + step]}
@@ -222,11 +227,14 @@ def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, stu
         worst = max(worst, float(np.abs(p - q).max()))
         if dense:
             for c in np.union1d(np.unique(a), np.unique(b)).tolist():
+                counts = [int((a == c).sum()), int((b == c).sum())]
                 both[c] = both.get(c, 0) + 2 * int(((a == c) & agree).sum())
-                either[c] = either.get(c, 0) + int((a == c).sum()) + int((b == c).sum())
+                either[c] = either.get(c, 0) + sum(counts)
+                given[c] = [g + n for g, n in zip(given.get(c, [0, 0]), counts)]
     class_dice = {c: both[c] / either[c] for c in sorted(either)} if dense else None
+    judged = tuple(c for c in sorted(either) if max(given[c]) >= MIN_JUDGED_SHARE * total) if dense else ()
     return QuantizedCheck(same / total, worst, len(x), total, fp32_path.stat().st_size, int8_path.stat().st_size,
-                          class_dice, threshold)
+                          class_dice, judged, threshold)
 
 
 def _probabilities(out: np.ndarray, output: str, students: int) -> np.ndarray:
