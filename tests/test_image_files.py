@@ -108,10 +108,22 @@ def test_labels_with_a_void_border_are_not_read_as_a_0_255_mask(tmp_path):
     voc[2:10, 2:10] = 255
     voc[3:9, 3:9] = 1  # the object (36 pixels), inside its void border (28)
     save(voc, tmp_path / "voc.png")
-    with pytest.raises(DataError, match=r"mask 'voc.png' holds \[0, 1, 255\]: small labels with 255 marking ignored "
+    with pytest.raises(DataError, match=r"mask 'voc.png' holds \[0, 1, 255\]: regions of small labels with 255 "
+                                        r"marking ignored "
                                         r"pixels .* data.binary_masks=false"):
         read_mask(tmp_path / "voc.png", binary=True)
     assert (read_mask(tmp_path / "voc.png") == voc).all()  # class 1, 255 ignored
+    small = np.zeros((20, 20), np.uint8)  # a small object in a void border wider than it: refused too
+    small[2:18, 2:18] = 255
+    small[8:12, 8:12] = 1
+    save(small, tmp_path / "small.png")
+    with pytest.raises(DataError, match="regions of small labels with 255 marking ignored"):
+        read_mask(tmp_path / "small.png", binary=True)
+    halo = np.zeros((12, 12), np.uint8)  # a thin 0/255 line whose faint halo holds small values only
+    halo[6] = 255
+    halo[5] = halo[7] = 20
+    save(halo, tmp_path / "halo.png")
+    assert read_mask(tmp_path / "halo.png", binary=True).sum() == 12
     edges = np.zeros((12, 12), np.uint8)  # an anti-aliased 0/255 mask whose few edge pixels are dim
     edges[3:9, 3:9] = 255
     edges[3, 3:9] = 20

@@ -348,18 +348,23 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
 def _refuse_labels_with_ignored_pixels(masks: list[MaskValues], tops: list[int]) -> None:
     """A mask of small labels beside 255 and nothing between (Pascal VOC: 0 background, 1 the
     object, 255 a void border to ignore) is class indices: read as 0/255, the border would be the
-    object and the object background. Told from an anti-aliased 0/255 mask, whose few edge pixels
-    may hold small values too, by the labelled pixels outnumbering the 255 ones."""
+    object and the object background. Told from an anti-aliased 0/255 mask, whose dim edge
+    pixels may hold small values too, by its labels filling regions: a quarter or more of the
+    labelled pixels have all four neighbours labelled, where a dim edge is a line or two wide."""
     for m, top in zip(masks, tops):
         if top != IGNORE or m.lossy:
             continue
-        values, counts = np.unique(m.values, return_counts=True)
-        between = (values > 0) & (values < IGNORE)
-        if between.any() and values[between].max() <= 50 and counts[between].sum() > counts[values == IGNORE].sum():
-            raise DataError(f"with data.binary_masks, mask '{m.name}' holds {values.tolist()}: small labels with 255 "
-                            "marking ignored pixels (as Pascal VOC marks a void border), not a 0/255 mask, whose "
-                            "rule would read the border as the object and the object as background. Read such masks "
-                            "as class indices: data.binary_masks=false (255 is then ignored)")
+        values = np.unique(m.values)
+        between = values[(values > 0) & (values < IGNORE)]
+        if not len(between) or between.max() > 50:
+            continue
+        labelled = (m.values > 0) & (m.values < IGNORE)
+        inner = labelled[1:-1, 1:-1] & labelled[:-2, 1:-1] & labelled[2:, 1:-1] & labelled[1:-1, :-2] & labelled[1:-1, 2:]
+        if inner.sum() * 4 >= labelled.sum():
+            raise DataError(f"with data.binary_masks, mask '{m.name}' holds {values.tolist()}: regions of small labels "
+                            "with 255 marking ignored pixels (as Pascal VOC marks a void border), not a 0/255 mask, "
+                            "whose rule would read the border as the object and the object as background. Read such "
+                            "masks as class indices: data.binary_masks=false (255 is then ignored)")
 
 
 def _refuse_two_scales(masks: list[MaskValues], tops: list[int]) -> None:
