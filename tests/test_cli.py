@@ -815,3 +815,20 @@ def test_eval_says_which_data_keys_it_does_not_use_or_reads_otherwise(tmp_path, 
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)  # overrides keep the run's keys: nothing to say
         _warn_of_data_keys_read_otherwise({**saved, "root": "other"}, saved, {"root"}, whole_section=False)
+
+
+def test_the_n_a_note_looks_at_the_figures_eval_shows():
+    from argparse import Namespace
+
+    from peerdistill.report import has_not_available
+
+    scores = {"student1": {"accuracy": 0.9, "precision_3": float("nan"), "op_ppv": None, "ci95_low_accuracy": 0.8}}
+    plain = Namespace(bootstrap=0, per_class=False, operating_point=None, temperature_scaling=False)
+    assert cli._shown_figures(scores, ("accuracy",), plain) == ["accuracy"]
+    assert not has_not_available(scores, cli._shown_figures(scores, ("accuracy",), plain))
+    per_class = Namespace(**{**vars(plain), "per_class": True})
+    assert has_not_available(scores, cli._shown_figures(scores, ("accuracy",), per_class))  # precision of a class
+    operating = Namespace(**{**vars(plain), "operating_point": "youden"})
+    assert has_not_available(scores, cli._shown_figures(scores, ("accuracy",), operating))  # its PPV: null in JSON
+    assert cli._shown_figures(scores, ("accuracy",), Namespace(**{**vars(plain), "bootstrap": 100})) == [
+        "accuracy", "ci95_low_accuracy", "ci95_high_accuracy"]

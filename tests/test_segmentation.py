@@ -547,7 +547,7 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
             "data.kind=folders", f"data.root={tmp_path / 'd'}", "data.image_size=[12,12]", "train.epochs=1",
             "students=[{arch: unet, args: {width: 4, depth: 1}}, {arch: unet, args: {width: 4, depth: 1}}]"]
     assert main(["train", *args, "--quiet"]) == 0
-    note = "note: hd95 is in pixels of the 12x12 grid the models see (data.image_size), not of the files"
+    note = "note: hd95 is in pixels of the 12x12 grid the models see (data.image_size); for files of another size"
     assert note in " ".join(capsys.readouterr().err.split())
     assert main(["eval", str(tmp_path / "runs" / "r")]) == 0
     assert note in " ".join(capsys.readouterr().err.split())

@@ -143,6 +143,18 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _shown_figures(scores: dict, summary, ns: argparse.Namespace) -> list[str]:
+    """The figures eval's tables show, by the options given (a note on n/a looks at these)."""
+    from .metrics import per_class_part
+
+    shown = [f"{bound}{m}" for m in summary for bound in (("", "ci95_low_", "ci95_high_") if ns.bootstrap else ("",))]
+    for key in next(iter(scores.values()), {}):
+        if ((ns.per_class and per_class_part(key)) or (ns.operating_point and key.startswith("op_"))
+                or (ns.temperature_scaling and key.startswith("cal_"))):
+            shown.append(key)
+    return shown
+
+
 def _say_what_not_available_means(scores: dict, metrics) -> None:
     from .report import NOT_AVAILABLE_MEANS, has_not_available
 
@@ -155,9 +167,9 @@ def _say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
     spec = data_spec.model_dump() if data_spec is not None else (meta.get("data_spec") or {})
     size = spec.get("image_size")
     if meta.get("task") == "segmentation" and size and spec.get("pixel_spacing") is None:
-        err_console.print(f"note: hd95 is in pixels of the {size[0]}x{size[1]} grid the models see (data.image_size), "
-                          "not of the files; data.pixel_spacing=[1,1] gives the files' pixels", highlight=False,
-                          soft_wrap=True)
+        err_console.print(f"note: hd95 is in pixels of the {size[0]}x{size[1]} grid the models see (data.image_size); "
+                          "for files of another size (all of one size), data.pixel_spacing=[1,1] gives it in the "
+                          "files' pixels", highlight=False, soft_wrap=True)
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
@@ -227,11 +239,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
                                            "on the run's validation split"))
         _say_distance_unit(meta, data_spec)
-        _say_what_not_available_means(scores, summary)
         if ns.operating_point:
             names = meta.get("class_names") or ["0", "1"]
             show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
                                                f"validation split (positive: '{names[-1]}')"))
+        _say_what_not_available_means(scores, _shown_figures(scores, summary, ns))
     if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
     if ns.save_images:

@@ -67,9 +67,9 @@ def per_class_families(metrics) -> dict[str, list[str]]:
 
 
 NOT_AVAILABLE = "n/a"
-NOT_AVAILABLE_MEANS = ("n/a: no value here: the figure is undefined (a class the split lacks has no AUC or AP, and a "
-                       "distance needs the class in both the truth and the prediction; no run gave one) or was not "
-                       "measured.")
+NOT_AVAILABLE_MEANS = ("n/a: no value here: the figure is undefined (a class the split lacks has no AUC, AP or recall, a "
+                       "class never predicted no precision, and a distance needs the class in both the truth and the "
+                       "prediction; in a comparison, no run gave one) or was not measured.")
 
 
 def has_not_available(scores: dict[str, dict[str, Any]], metrics) -> bool:
