@@ -241,6 +241,12 @@ def test_eval_of_the_runs_own_data_split_another_way_says_its_test_holds_trainin
                                                 r"training and \d+ validation samples beside its \d+ test ones, so "
                                                 r"these figures are not held out: score its test split instead"):
         evaluate_run(run, split="all")
+    other = build_data(cfg.data.model_copy(update={"split_seed": 5}))  # handed over in Python: its source said
+    other.info["source"] = "an external set"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        evaluate_run(run, split="all", data=other)
+    assert not [w for w in said if "run's own data" in str(w.message)]
 
 
 def test_the_runs_own_folder_changed_since_and_scored_as_other_data_says_what_it_trained_on(tmp_path):
@@ -321,6 +327,9 @@ def test_what_counts_as_the_runs_own_files_and_the_advice_for_them():
     # an external set in folders of its own beside the training ones, numbered alike: other data
     assert not _reads_the_same_files(DataSpec(kind="folders", root="/d", images="ext_images", masks="ext_masks"), saved)
     assert _reads_the_same_files(DataSpec(kind="folders", root="/d"), None)  # trained from Python: not known
+    # the same folders written another way, or read as another kind: the run's own files still
+    assert _reads_the_same_files(DataSpec(kind="folders", root="/d", images="./images/"), saved)
+    assert _reads_the_same_files(DataSpec(kind="mask_boxes", root="/d"), saved)
     digits, seven = DataSpec(kind="digits"), DataSpec(kind="digits", split_seed=7)
     assert _advice_for_own_data("all", digits, saved) == "score its test split instead"
     assert "evaluate_run(run, data=splits)" in _advice_for_own_data("test", seven, None)

@@ -142,6 +142,16 @@ def test_load_coco_errors(tmp_path, change, message):
         load_coco(images, ann, 16)
 
 
+def test_absolute_coco_names_of_another_machine_are_named_as_such(tmp_path):
+    images, ann = coco_files(tmp_path)
+    data = json.loads(ann.read_text())
+    data["images"][0]["file_name"] = "C:\\Users\\annotator\\a.png"
+    ann.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"\(absolute names, perhaps of the machine the file was made on: give names "
+                                        r"relative to data.images\)"):
+        load_coco(images, ann, 16)
+
+
 def test_coco_files_missing_or_left_out_are_counted(tmp_path):
     images, ann = coco_files(tmp_path)
     entries = [{"id": 1, "file_name": "a.png", "width": 80, "height": 40}] + [
@@ -174,6 +184,13 @@ def test_coco_file_names_reaching_out_of_the_images_folder_are_read_and_said(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)
         assert load_coco(images, ann, 16)[0].shape[0] == 2
+    (tmp_path / "linked").symlink_to(images)  # data.images through a link, the names of the real folder
+    write_png(images / "d.png", 10, 10, (0, 0, 250))  # unlisted
+    with pytest.warns(PeerdistillWarning, match=r"1 image files in .* are not listed in ann.json's 'images' "
+                                                r"\('d.png'\)") as said:
+        assert load_coco(tmp_path / "linked", ann, 16)[4] == {"skipped_without_entry": 1}
+    assert not [w for w in said if "reach out of" in str(w.message)]
+    (images / "d.png").unlink()
     outside = inside + [{"id": 3, "file_name": "../elsewhere/c.png", "width": 10, "height": 10}]
     ann.write_text(json.dumps({**data, "images": outside}))
     with pytest.warns(PeerdistillWarning, match=r"1 file_name\(s\) in ann.json reach out of data.images .* "

@@ -129,6 +129,8 @@ def test_labels_with_a_void_border_are_not_read_as_a_0_255_mask(tmp_path):
     edges[3, 3:9] = 20
     save(edges, tmp_path / "edges.png")
     assert read_mask(tmp_path / "edges.png", binary=True).sum() == 30  # its 255s, the dim edge left out
+    # judged at the file's own size: enlarged, the dim edge would be four pixels thick
+    assert read_mask(tmp_path / "edges.png", (48, 48), binary=True).sum() == 30 * 16
 
 
 def test_mask_values_up_to_num_classes_and_the_hint_otherwise(tmp_path):

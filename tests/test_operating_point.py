@@ -33,6 +33,10 @@ def test_each_rule_picks_the_threshold_worked_out_by_hand():
     threshold = choose_threshold(adjacent, np.array([1, 0, 0]), Rule("youden"))
     assert (adjacent >= np.float32(threshold)).tolist() == (adjacent.astype(np.float64) >= threshold).tolist() == [
         True, False, False]
+    # float64 scores one float32 apart or closer (tempered probabilities): never above the picked one
+    close = np.array([0.7 + 2e-9, 0.7, 0.1])
+    threshold = choose_threshold(close, np.array([1, 0, 0]), Rule("youden"))
+    assert 0.7 < threshold <= 0.7 + 2e-9 and (close >= threshold).tolist() == [True, False, False]
     # every sample called positive: half the lowest score
     assert choose_threshold(np.array([0.9, 0.2]), np.array([0, 1]), Rule("sensitivity", 1.0)) == pytest.approx(0.1)
     for rule in (Rule("youden"), Rule("sensitivity", 0.75), Rule("specificity", 0.8), Rule("specificity", 1.0)):

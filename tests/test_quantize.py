@@ -306,9 +306,9 @@ def test_a_segmentation_check_judges_each_class_not_the_pixels_background_fills(
     from peerdistill.quantize import check_int8
 
     rng = np.random.default_rng(0)
-    x = np.zeros((4, 2, 20, 20), np.float32)
+    x = np.zeros((4, 2, 40, 40), np.float32)
     x[:, 0] = 1.0
-    found = rng.random((4, 20, 20)) < 0.012
+    found = rng.random((4, 40, 40)) < 0.012
     x[:, 1][found] = 2.0  # the fp32 graph's foreground: about 1% of pixels
     reference = _graph(tmp_path / "fp32.onnx")
     blind = _graph(tmp_path / "blind.onnx", bias=(1.0, 0.0))
@@ -322,8 +322,8 @@ def test_a_segmentation_check_judges_each_class_not_the_pixels_background_fills(
     from peerdistill.export import kept_by_int8
 
     said = kept_by_int8(check, ["background", "polyp"])
-    assert said.startswith("gives class 'polyp' a mask of Dice 0.0000 against the fp32 graph's (the lowest of its "
-                           "classes) on 4 test inputs;")
+    assert said.startswith("gives class 'polyp' a mask of Dice 0.0000 against the fp32 graph's (the lowest of the "
+                           "classes judged) on 4 test inputs;")
 
 
 def _graph_adding(path, added: np.ndarray):
@@ -340,8 +340,8 @@ def _graph_adding(path, added: np.ndarray):
 
 def test_a_class_of_a_few_flipped_pixels_is_shown_not_judged(tmp_path):
     """A few near-tie pixels flipped to a class neither graph otherwise gives score it Dice 0: a
-    class under MIN_JUDGED_SHARE of the pixels in both graphs is not held against the minimum."""
-    from peerdistill.quantize import MIN_JUDGED_SHARE, check_int8
+    class under MIN_JUDGED_PIXELS pixels in both graphs is not held against the minimum."""
+    from peerdistill.quantize import MIN_JUDGED_PIXELS, check_int8
 
     x = np.zeros((4, 3, 32, 32), np.float32)
     x[:, 0] = 1.0
@@ -350,7 +350,7 @@ def test_a_class_of_a_few_flipped_pixels_is_shown_not_judged(tmp_path):
     two[0, 2, 20, 0] = 5.0  # a pixel of each image turns to class 2 in the second graph alone
     check = check_int8(_graph_adding(tmp_path / "a.onnx", nothing), _graph_adding(tmp_path / "b.onnx", two), x,
                        "logits", dense=True)
-    assert check.class_dice[2] == 0.0 and 4 < MIN_JUDGED_SHARE * check.predictions  # 4 of 4,096 pixels
+    assert check.class_dice[2] == 0.0 and 4 < MIN_JUDGED_PIXELS  # 4 of 4,096 pixels
     assert check.judged_classes == (0, 1) and check.judged == check.class_dice[0] > 0.99
     assert check.lowest_class == 0
     three = np.zeros((1, 3, 32, 32))

@@ -346,7 +346,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     quantized statically, calibrated on ``calibration`` training images, and written only if
     it keeps the fp32 graph's class (with ``operating_point``, the call at its threshold) for at
     least ``min_agreement`` of the test samples, or for segmentation if each class's int8 mask
-    reaches that Dice against the fp32 one (classes under ``quantize.MIN_JUDGED_SHARE`` of the
+    reaches that Dice against the fp32 one (classes of fewer than ``quantize.MIN_JUDGED_PIXELS``
     pixels are shown, not judged); default name ``MODEL-int8.onnx``. ``data``: the splits, for a run whose
     data was given in Python (as for ``evaluate_run``); the parity check's samples come from it
     too.
@@ -456,7 +456,7 @@ def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
         worst = check.lowest_class
         name = class_names[worst] if class_names and worst < len(class_names) else str(worst)
         return (f"gives class '{name}' a mask of Dice {check.class_dice[worst]:.4f} against the fp32 graph's (the "
-                f"lowest of its classes) on {check.checked} {check.inputs}; {percent(check.agreement)} of "
+                f"lowest of the classes judged) on {check.checked} {check.inputs}; {percent(check.agreement)} of "
                 f"{check.predictions} pixels keep their class")
     changed = round((1 - check.agreement) * check.predictions)
     decision = f"call at the threshold {check.threshold:.4g}" if check.threshold is not None else "class"

@@ -79,8 +79,9 @@ def _midway_below(chosen: float, scores: np.ndarray) -> float:
         return chosen / 2
     below = lower.max()
     midway = (chosen + below) / 2
-    if np.float32(midway) <= np.float32(below):  # adjacent in float32, where probabilities are often compared:
-        return float(np.nextafter(np.float32(below), np.float32(2)))  # the first float32 above the lower one
+    if np.float32(below) < np.float32(chosen) and np.float32(midway) <= np.float32(below):
+        # adjacent in float32, where probabilities are often compared: the first float32 above the lower one
+        return float(np.nextafter(np.float32(below), np.float32(2)))
     return float(midway)
 
 

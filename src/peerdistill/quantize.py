@@ -22,7 +22,7 @@ from scipy.special import softmax
 from .errors import ConfigError
 
 MIN_AGREEMENT = 0.99
-MIN_JUDGED_SHARE = 0.001  # of the checked pixels, in either graph's masks, for a class's Dice to be judged
+MIN_JUDGED_PIXELS = 32  # in either graph's masks over the checked images, for a class's Dice to be judged
 CALIBRATION_SAMPLES = 200
 BATCH = 32
 # Inputs per onnxruntime run, at most, by pixels: 32 digits, or 4 images of 256x256 (whole
@@ -45,8 +45,8 @@ class QuantizedCheck:
     # segmentation: the Dice of the int8 graph's mask of each class against the fp32 graph's, by
     # class index (the classes either graph predicts), which the check judges: a share of pixels
     # is mostly background, so a graph losing a small class would keep 99% of them. Classes
-    # either graph gives fewer than MIN_JUDGED_SHARE of the pixels are shown, not judged: a
-    # near tie flipping two pixels to a class otherwise absent would score it Dice 0.
+    # either graph gives fewer than MIN_JUDGED_PIXELS pixels are shown, not judged: a near tie
+    # flipping two pixels to a class otherwise absent would score it Dice 0.
     class_dice: dict[int, float] | None = None
     judged_classes: tuple[int, ...] = ()
     threshold: float | None = None  # the decisions compared were p(positive) >= threshold
@@ -232,7 +232,7 @@ def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, stu
                 either[c] = either.get(c, 0) + sum(counts)
                 given[c] = [g + n for g, n in zip(given.get(c, [0, 0]), counts)]
     class_dice = {c: both[c] / either[c] for c in sorted(either)} if dense else None
-    judged = tuple(c for c in sorted(either) if max(given[c]) >= MIN_JUDGED_SHARE * total) if dense else ()
+    judged = tuple(c for c in sorted(either) if max(given[c]) >= MIN_JUDGED_PIXELS) if dense else ()
     return QuantizedCheck(same / total, worst, len(x), total, fp32_path.stat().st_size, int8_path.stat().st_size,
                           class_dice, judged, threshold)
 

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -172,6 +173,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "
                         f"run: give data of its task (data.kind {', '.join(kinds)} or {last})")
     own = data  # the run's own splits: the operating point and temperature are chosen on its val split
+    given_in_python = data is not None  # the run's splits, or other data, handed to evaluate_run
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
             try:
@@ -187,7 +189,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
-    if data_spec is None and split == "all":
+    if data_spec is None and split == "all" and (not given_in_python or _is_run_source(
+            data.info, meta.get("data_info") or {}, meta.get("data_root"))):
         _warn_of_whole_own_data(meta, data)
     if data_spec is not None:
         own_source = (_is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
@@ -270,15 +273,18 @@ def _warn_of_whole_own_data(meta: dict[str, Any], data: DataSplits) -> None:
                       "score its test split instead", PeerdistillWarning, stacklevel=3)
 
 
-# the keys that choose which files of a data root are read (beside the root itself)
-FILE_KEYS = ("kind", "images", "masks", "annotations")
+# the folders under a data root that hold its images (beside the root itself)
+FOLDER_KEYS = ("images", "masks")
 
 
 def _reads_the_same_files(spec: DataSpec, saved: dict[str, Any] | None) -> bool:
-    """Whether ``spec`` reads the files the run's saved data section read (other folders under
-    the same root, such as an external set beside the training one, are other data)."""
+    """Whether ``spec`` reads the image folders the run's saved data section read (other folders
+    under the same root, such as an external set beside the training one, are other data; the
+    same folders read as another kind or written another way are not)."""
     now = spec.model_dump(mode="json")
-    return saved is None or all(now.get(key) == saved.get(key, now.get(key)) for key in FILE_KEYS)
+    same = [os.path.normpath(str(now.get(key))) == os.path.normpath(str(saved.get(key, now.get(key))))
+            for key in FOLDER_KEYS if now.get(key) is not None] if saved is not None else []
+    return all(same)
 
 
 def _advice_for_own_data(split: str, spec: DataSpec, saved: dict[str, Any] | None) -> str:

@@ -21,7 +21,7 @@ import posixpath
 import reprlib
 import unicodedata
 import warnings
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import torch
@@ -455,11 +455,13 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
     paths = {i: _as_on_disk(images_dir / entry["file_name"]) for i, entry in images.items()}
     missing = [entry["file_name"] for i, entry in images.items() if not paths[i].is_file()]
     if missing:
+        foreign = (" (absolute names, perhaps of the machine the file was made on: give names relative to "
+                   "data.images)" if any(PureWindowsPath(m).drive or m.startswith("/") for m in missing) else "")
         raise DataError(f"{len(missing)} of the {len(images)} image files listed in {source} are missing from "
-                        f"'{images_dir}' ({_some(missing)}): check data.images (the folder that file_name counts "
-                        "from, relative to data.root)")
+                        f"'{images_dir}' ({_some(missing)}){foreign}: check data.images (the folder that file_name "
+                        "counts from, relative to data.root)")
     base = os.path.normpath(os.path.abspath(images_dir))
-    located = {i: os.path.normpath(os.path.abspath(p)) for i, p in paths.items()}
+    located = {i: _within(os.path.normpath(os.path.abspath(p)), base) for i, p in paths.items()}
     inside = {i: loc.startswith(base + os.sep) for i, loc in located.items()}
     outside = [images[i]["file_name"] for i in images if not inside[i]]
     if outside:
@@ -476,6 +478,15 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
         warnings.warn(f"{len(unlisted)} image files in '{images_dir}' are not listed in {source}'s 'images' "
                       f"({_some(unlisted)}): left out", PeerdistillWarning, stacklevel=3)
     return paths
+
+
+def _within(location: str, base: str) -> str:
+    """``location`` written under ``base`` when it is there by another way (an absolute name of
+    the real folder while data.images goes through a link), else as it is."""
+    if location.startswith(base + os.sep):
+        return location
+    real, real_base = os.path.realpath(location), os.path.realpath(base)
+    return os.path.join(base, os.path.relpath(real, real_base)) if real.startswith(real_base + os.sep) else location
 
 
 def _some(names: list[str]) -> str:

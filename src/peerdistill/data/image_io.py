@@ -288,8 +288,13 @@ def read_mask_values(path: Path, size=None, binary: bool = False) -> MaskValues:
             im = im.convert("L")
         elif not binary:
             _refuse_colours_as_classes(im, path)
+        native = _one_value_per_pixel(im) if binary and not lossy else None
+        if native is not None:  # at the file's own size: a resize would thicken a dim edge into regions
+            _refuse_labels_with_ignored_pixels(native, Path(path).name)
         if size:
             im = im.resize((size[1], size[0]), Image.NEAREST)
+        elif native is not None:
+            return MaskValues(native, lossy, Path(path).name)
         return MaskValues(_one_value_per_pixel(im), lossy, Path(path).name)
 
 
@@ -330,7 +335,6 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     saved two ways (some 0/1, some 0/255 or 0/65535) is refused: no one rule reads both, and
     a set whose foreground the rule loses entirely is warned of."""
     tops = [int(m.values.max(initial=0)) for m in masks]
-    _refuse_labels_with_ignored_pixels(masks, tops)
     _refuse_two_scales(masks, tops)
     top = max(tops, default=0)
     threshold, why = _rule_of(masks, top)
@@ -345,26 +349,25 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     return out
 
 
-def _refuse_labels_with_ignored_pixels(masks: list[MaskValues], tops: list[int]) -> None:
+def _refuse_labels_with_ignored_pixels(values_read: np.ndarray, name: str) -> None:
     """A mask of small labels beside 255 and nothing between (Pascal VOC: 0 background, 1 the
     object, 255 a void border to ignore) is class indices: read as 0/255, the border would be the
     object and the object background. Told from an anti-aliased 0/255 mask, whose dim edge
     pixels may hold small values too, by its labels filling regions: a quarter or more of the
     labelled pixels have all four neighbours labelled, where a dim edge is a line or two wide."""
-    for m, top in zip(masks, tops):
-        if top != IGNORE or m.lossy:
-            continue
-        values = np.unique(m.values)
-        between = values[(values > 0) & (values < IGNORE)]
-        if not len(between) or between.max() > 50:
-            continue
-        labelled = (m.values > 0) & (m.values < IGNORE)
-        inner = labelled[1:-1, 1:-1] & labelled[:-2, 1:-1] & labelled[2:, 1:-1] & labelled[1:-1, :-2] & labelled[1:-1, 2:]
-        if inner.sum() * 4 >= labelled.sum():
-            raise DataError(f"with data.binary_masks, mask '{m.name}' holds {values.tolist()}: regions of small labels "
-                            "with 255 marking ignored pixels (as Pascal VOC marks a void border), not a 0/255 mask, "
-                            "whose rule would read the border as the object and the object as background. Read such "
-                            "masks as class indices: data.binary_masks=false (255 is then ignored)")
+    if values_read.max(initial=0) != IGNORE:
+        return
+    values = np.unique(values_read)
+    between = values[(values > 0) & (values < IGNORE)]
+    if not len(between) or between.max() > 50:
+        return
+    labelled = (values_read > 0) & (values_read < IGNORE)
+    inner = labelled[1:-1, 1:-1] & labelled[:-2, 1:-1] & labelled[2:, 1:-1] & labelled[1:-1, :-2] & labelled[1:-1, 2:]
+    if inner.sum() * 4 >= labelled.sum():
+        raise DataError(f"with data.binary_masks, mask '{name}' holds {values.tolist()}: regions of small labels "
+                        "with 255 marking ignored pixels (as Pascal VOC marks a void border), not a 0/255 mask, "
+                        "whose rule would read the border as the object and the object as background. Read such "
+                        "masks as class indices: data.binary_masks=false (255 is then ignored)")
 
 
 def _refuse_two_scales(masks: list[MaskValues], tops: list[int]) -> None:
