@@ -189,12 +189,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
-    if data_spec is None and split == "all" and (not given_in_python or _is_run_source(
-            data.info, meta.get("data_info") or {}, meta.get("data_root"))):
+    read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
+    if data_spec is None and split == "all" and (not given_in_python or read_from_run_source):
         _warn_of_whole_own_data(meta, data)
     if data_spec is not None:
-        own_source = (_is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
-                      and _reads_the_same_files(data_spec, meta.get("data_spec")))
+        own_source = read_from_run_source and _reads_the_same_files(data_spec, meta.get("data_spec"))
         if own_source and split != "train":
             _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, _advice_for_own_data(
                 split, data_spec, meta.get("data_spec")))
