@@ -99,8 +99,8 @@ def test_ranking_score_puts_the_better_value_higher_and_missing_values_last():
 
 def test_expected_calibration_error_and_brier_score_by_hand():
     # confidences (largest probability) 0.9, 0.95, 0.61, 0.62, 0.42 -> bins of width 1/15:
-    # [0.8667, 0.9333) holds 0.9 (right), [0.9333, 1] holds 0.95 (wrong), [0.6, 0.6667) holds
-    # 0.61 (right) and 0.62 (wrong), [0.4, 0.4667) holds 0.42 (right).
+    # (0.8667, 0.9333] holds 0.9 (right), (0.9333, 1] holds 0.95 (wrong), (0.6, 0.6667] holds
+    # 0.61 (right) and 0.62 (wrong), (0.4, 0.4667] holds 0.42 (right).
     probs = np.array([[0.9, 0.05, 0.05], [0.95, 0.03, 0.02], [0.19, 0.61, 0.2], [0.2, 0.18, 0.62], [0.3, 0.28, 0.42]])
     targets = np.array([0, 1, 1, 0, 2])
     m = classification_metrics(probs, targets)
@@ -125,19 +125,42 @@ def test_calibration_error_matches_a_naive_binning_on_random_predictions():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.full(4, 0.5), size=300)
     probs[:20] = [1.0, 0, 0, 0]  # confidence exactly 1 belongs to the last bin
+    probs[20:30] = [0.6, 0.4, 0, 0]  # 0.6 = 9/15 exactly on an edge: the bin below, (8/15, 9/15]
     targets = rng.integers(0, 4, 300)
     confidence, right = probs.max(axis=1), probs.argmax(axis=1) == targets
     naive = 0.0
-    for k in range(15):
-        inside = (confidence >= k / 15) & ((confidence < (k + 1) / 15) if k < 14 else (confidence <= 1))
+    for k in range(15):  # Guo et al.'s bins ((k-1)/M, k/M], written out one by one
+        inside = (confidence > k / 15) & (confidence <= (k + 1) / 15)
         if inside.any():
             naive += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
-    assert classification_metrics(probs, targets)["ece"] == pytest.approx(naive, abs=1e-6)
+    assert classification_metrics(probs, targets)["ece"] == pytest.approx(naive, abs=1e-12)
+
+
+def test_reliability_bins_agree_with_monai_calibration_binning():
+    """A second, independent implementation of the same binning (MONAI's, in float32)."""
+    import torch
+    from monai.metrics.calibration import calibration_binning
+
+    from peerdistill.metrics import ECE_BINS, reliability_bins
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.full(6, 0.4), size=2000)
+    probs[:5] = np.eye(6)[0]  # confidence 1
+    targets = rng.integers(0, 6, 2000)
+    confidence, accuracy, counts = reliability_bins(probs, targets)
+    right = (probs.argmax(axis=1) == targets).astype(np.float64)
+    monai_bins = calibration_binning(torch.from_numpy(probs.max(axis=1))[None, None],
+                                     torch.from_numpy(right)[None, None], num_bins=ECE_BINS)
+    monai_confidence, monai_accuracy, monai_counts = (t[0, 0].double().numpy() for t in monai_bins)
+    assert (counts == monai_counts).all() and (counts == 0).any()  # some bins empty: NaN in both
+    np.testing.assert_allclose(confidence, monai_confidence, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(accuracy, monai_accuracy, atol=1e-6, equal_nan=True)
 
 
 def test_calibration_error_does_not_depend_on_the_order_of_the_samples():
     """Shares gathered from several processes arrive in another order than one process reads the
-    split: the ECE is summed in float32, so only a canonical order gives the same figure exactly."""
+    split: floating-point sums depend on their order, so only a canonical order gives the same
+    figure exactly."""
     from peerdistill.metrics import calibration_metrics
 
     rng = np.random.default_rng(1)
