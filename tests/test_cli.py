@@ -75,7 +75,9 @@ def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, caps
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     capsys.readouterr()
     run_cli("eval", out / "r", "--json")
-    scores = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    scores = json.loads(printed.out)
+    assert "test split: 360 samples" in printed.err  # the count beside the JSON, not in it
     saved = json.loads((out / "r" / "metrics.json").read_text())["test_at_best"]
     for model in saved:
         assert scores[model]["accuracy"] == pytest.approx(saved[model]["accuracy"])

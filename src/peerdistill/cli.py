@@ -213,6 +213,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
                           temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample)
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
+        # how much was scored, as the table's title says: on stderr, the JSON holding only figures
+        err_console.print(f"{ns.split} split: {scores.samples:,} samples", highlight=False, soft_wrap=True)
     else:
         meta = read_json(Path(ns.run_dir) / "run.json")
         # which data and how much of it: a table of other data must not read as the run's test figures
