@@ -125,8 +125,10 @@ def test_calibration_error_matches_a_naive_binning_on_random_predictions():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.full(4, 0.5), size=300)
     probs[:20] = [1.0, 0, 0, 0]  # confidence exactly 1 belongs to the last bin
-    probs[20:30] = [0.6, 0.4, 0, 0]  # 0.6 = 9/15 exactly on an edge: the bin below, (8/15, 9/15]
-    targets = rng.integers(0, 4, 300)
+    probs[20:50] = [0.6, 0.4, 0, 0]  # 0.6 = 9/15 exactly on an edge: the bin below, (8/15, 9/15]
+    # targets drawn from the probabilities (a calibrated model): bins err both ways, so the ECE
+    # depends on which bin an edge sample is counted in (with only overconfident bins it would not)
+    targets = np.array([rng.choice(4, p=p) for p in probs])
     confidence, right = probs.max(axis=1), probs.argmax(axis=1) == targets
     naive = 0.0
     for k in range(15):  # Guo et al.'s bins ((k-1)/M, k/M], written out one by one
