@@ -511,7 +511,10 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
 
 def test_eval_json_writes_an_undefined_score_as_null(tmp_path, monkeypatch, capsys):
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
-    monkeypatch.setattr("peerdistill.runs.evaluate_run", lambda *a, **k: {"ensemble": {"auc": float("nan")}})
+    from peerdistill.runs import Scores
+
+    monkeypatch.setattr("peerdistill.runs.evaluate_run",
+                        lambda *a, **k: Scores({"ensemble": {"auc": float("nan")}}, samples=3))
     capsys.readouterr()
     run_cli("eval", tmp_path / "r", "--json")
     assert json.loads(capsys.readouterr().out) == {"ensemble": {"auc": None}}

@@ -14,7 +14,7 @@ from peerdistill.data import build_data
 from peerdistill.data.splits import fold_cut
 from peerdistill.errors import ConfigError, DataError
 from peerdistill.html_report import write_report
-from peerdistill.runs import evaluate_run
+from peerdistill.runs import Scores, evaluate_run
 
 
 def test_the_test_folds_cover_every_sample_once_in_the_classes_proportions():
@@ -189,7 +189,8 @@ def test_eval_of_a_fold_run_on_other_data_drops_the_runs_folds(tmp_path, monkeyp
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"data_spec": {"kind": "csv", "root": "a.csv", "folds": 5, "fold": 2}}))
     seen = []
-    monkeypatch.setattr(peerdistill.runs, "evaluate_run", lambda run_dir, data_spec, **_: seen.append(data_spec) or {})
+    monkeypatch.setattr(peerdistill.runs, "evaluate_run",
+                        lambda run_dir, data_spec, **_: seen.append(data_spec) or Scores({}, samples=0))
     assert main(["eval", str(run), "--json", "data.kind=npz", "data.root=b.npz"]) == 0
     assert main(["eval", str(run), "--json", "data.root=c.csv", "data.folds=null"]) == 0
     assert main(["eval", str(run), "--json", "data.root=d.csv"]) == 0  # same kind of data: the run's fold
