@@ -87,6 +87,33 @@ def test_hd95_matches_a_brute_force_computation():
     assert meter_on(pred, truth)["hd95"] == pytest.approx(naive_hd95(pred[0], truth[0]), rel=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI about its own internals
+def test_hd95_agrees_with_monai_on_random_regions_touching_the_border_and_single_pixels():
+    """A second, independent implementation: MONAI's compute_hausdorff_distance (its float32
+    distances: equal to about 1e-6), on blobby regions of several sizes, with and without a
+    pixel spacing, regions reaching the image's edge, and one-pixel regions."""
+    from monai.metrics import compute_hausdorff_distance
+
+    from peerdistill.segmentation_metrics import hausdorff95
+
+    torch.manual_seed(0)
+    masks = (torch.nn.functional.max_pool2d(torch.rand(24, 1, 40, 56), 7, 1, 3) > 0.93).numpy()[:, 0]
+    masks[0] = False
+    masks[0, 5, 9] = True  # a single pixel against a region
+    masks[1] = True  # the whole image: its edge is the image's border
+    pairs = [(masks[i], masks[(i + 5) % 24]) for i in range(24)]
+    pairs.append((masks[0], np.roll(masks[0], 3, axis=1)))  # two single pixels 3 apart
+    for spacing in (None, [0.5, 2.0]):
+        for pred, truth in pairs:
+            if not (pred.any() and truth.any()):
+                continue
+            expected = compute_hausdorff_distance(torch.from_numpy(pred)[None, None].float(),
+                                                  torch.from_numpy(truth)[None, None].float(),
+                                                  include_background=True, percentile=95, spacing=spacing)
+            assert hausdorff95(pred, truth, spacing) == pytest.approx(float(expected), rel=1e-6, abs=1e-6)
+    assert hausdorff95(pairs[-1][0], pairs[-1][1]) == 3.0
+
+
 def test_hd95_of_each_foreground_class_and_their_mean():
     """Three classes: each class's distance by brute force on its own regions, over the images
     where prediction and truth both hold it; an image missing a class leaves it out there."""

@@ -11,7 +11,7 @@
   pixel, and ranked as scikit-learn ranks them, ties counting one half).
 - ``hd95_<class>`` for each foreground class: the 95th-percentile symmetric Hausdorff distance
   in pixels (in the unit of ``pixel_spacing`` when given: the size of a pixel, rows and
-  columns) between the class's predicted and true regions (MONAI), mean over the images where
+  columns) between the edges of the class's predicted and true regions (``hausdorff95``), mean over the images where
   both hold the class, given where there are several foreground classes; ``hd95`` is the
   mean over the foreground classes (for two classes, the foreground's own).
 Pixels labelled 255 are ignored everywhere."""
@@ -19,7 +19,6 @@ Pixels labelled 255 are ignored everywhere."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -91,19 +90,11 @@ class SegmentationMeter:
             self.iou[c].append(tp / (tp + fp + fn))
 
     def _hausdorff(self, pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
-        from monai.metrics import compute_hausdorff_distance
-
+        pred, truth, valid = pred.cpu().numpy(), truth.cpu().numpy(), valid.cpu().numpy()
         for c in range(1, self.k):
-            p = ((pred == c) & valid).unsqueeze(1).float().cpu()
-            t = ((truth == c) & valid).unsqueeze(1).float().cpu()
-            both = (p.flatten(1).sum(1) > 0) & (t.flatten(1).sum(1) > 0)
-            if not bool(both.any()):
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # MONAI's deprecation notices about its own internals
-                hd = compute_hausdorff_distance(p[both], t[both], include_background=True, percentile=95,
-                                                spacing=self.pixel_spacing)
-            self.hd[c] += [float(v) for v in hd.flatten() if math.isfinite(float(v))]
+            for p, t in zip((pred == c) & valid, (truth == c) & valid):
+                if p.any() and t.any():  # a distance to an empty region is undefined
+                    self.hd[c].append(hausdorff95(p, t, self.pixel_spacing))
 
     def compute(self, auc: bool = True) -> dict[str, float]:
         """Every figure; ``auc=False`` leaves the pixel AUC out (a bootstrap resample gets it
@@ -194,3 +185,24 @@ def predicted_classes(probs: torch.Tensor) -> torch.Tensor:
     if probs.shape[1] == 2:
         return (probs[:, 1] > probs[:, 0]).long()
     return probs.argmax(dim=1)
+
+
+def hausdorff95(pred: np.ndarray, truth: np.ndarray, spacing: list[float] | None = None) -> float:
+    """The 95th-percentile symmetric Hausdorff distance between the edges of two non-empty 2-D
+    boolean masks: for each edge pixel of one, the distance to the nearest edge pixel of the
+    other; the larger of the two directions' 95th percentiles (linear interpolation). Edges are
+    the pixels an erosion by a cross removes, outside the image counting as background;
+    distances in pixels, or in the unit of ``spacing`` (rows, columns). MONAI's
+    compute_hausdorff_distance defines it the same way; this is its arithmetic without its
+    per-image conversions, about five times faster (and MONAI's three-second import)."""
+    from scipy.ndimage import binary_erosion, distance_transform_edt
+
+    # Outside the box holding both regions every pixel is background in both, so cropping to it
+    # changes no distance and shrinks the transforms.
+    rows, cols = np.flatnonzero((pred | truth).any(axis=1)), np.flatnonzero((pred | truth).any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    pred, truth = pred[box], truth[box]
+    pred_edge, truth_edge = pred & ~binary_erosion(pred), truth & ~binary_erosion(truth)
+    to_truth = distance_transform_edt(~truth_edge, sampling=spacing)[pred_edge]
+    to_pred = distance_transform_edt(~pred_edge, sampling=spacing)[truth_edge]
+    return float(max(np.percentile(to_truth, 95), np.percentile(to_pred, 95)))
