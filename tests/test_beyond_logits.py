@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec, preset_edges
+from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec
 from peerdistill.build import build_cohort, build_graph, train_from_config
 from peerdistill.config import validate
 from peerdistill.data import build_data
@@ -97,7 +97,7 @@ def test_self_distillation_heads_gradients_and_detached_deepest(tmp_path):
     base = SmallCNN(1, 3, 4, 3)
     net = HeadedModel(base, ["features.2", "features.6"], "features", 3, torch.zeros(2, 1, 8, 8))
     cohort = Cohort.from_modules([net])
-    graph = KnowledgeGraph(preset_edges("self", None, ["student1"], heads={"student1": net.head_layers}))
+    graph = KnowledgeGraph.from_preset("self", None, ["student1"], heads={"student1": net.head_layers})
     graph.bind(cohort)
     out = cohort.forward(torch.randn(6, 1, 8, 8))
     assert set(out.logits) == {"student1", "student1@features.2", "student1@features.6"}

@@ -68,6 +68,17 @@ def test_self_preset_edges_and_head_weights():
         ("net", "net@l1", "hint", 0.05), ("net", "net@l2", "hint", 0.05)}
     with pytest.raises(ConfigError, match="needs a model with heads"):
         preset_edges("self", None, ["net"])
+    # the graph a config builds: each head's own cross-entropy weighs 1 - self_alpha (BYOT)
+    graph = KnowledgeGraph.from_preset("self", None, ["net"], heads={"net": ["l1", "l2"]}, self_alpha=0.3,
+                                       self_lambda=0.05, teacher_weighting="confidence")
+    assert set(graph.edges) == set(edges) and graph.teacher_weighting == "confidence"
+    assert graph.supervised_weights == {"net@l1": pytest.approx(0.7), "net@l2": pytest.approx(0.7)}
+    # the edges alone, with no weights said: a warning, not a different objective without a word
+    from peerdistill.errors import PeerdistillWarning
+
+    with pytest.warns(PeerdistillWarning, match="each head's own cross-entropy weighs 1, where the self preset"):
+        KnowledgeGraph(edges)
+    assert KnowledgeGraph(edges, supervised_weights={}).supervised_weights == {}
 
 
 @pytest.mark.parametrize("preset,teacher,students,message", [
@@ -302,3 +313,39 @@ def test_dkd_edges_from_the_presets_and_their_terms_match_the_definition():
     maps = {n: torch.randn(2, 3, 4, 4) for n in ["teacher1", "teacher2", "a", "b"]}
     with pytest.raises(ConfigError, match="kind 'dkd' splits class vectors"):
         graph.check_dense(CohortOutput(maps))
+
+
+def test_what_a_kind_does_not_read_is_refused_not_dropped(tmp_path, capsys):
+    """Layers on an edge that compares outputs, or a temperature on one that does not soften,
+    would be dropped without a word: the user meant another loss."""
+    for kind in ("kl", "dkd", "holistic"):
+        with pytest.raises(ConfigError, match=f"kind '{kind}' compares the models' outputs, not layers"):
+            KnowledgeGraph([Edge("teacher", "student1", kind, 1.0, 1.0, "features", "features")])
+    for kind in ("hint", "at", "sp", "pair"):
+        with pytest.raises(ConfigError, match=f"kind '{kind}' uses no temperature"):
+            KnowledgeGraph([Edge("teacher", "student1", kind, 1.0, 4.0, "features", "features")])
+    with pytest.raises(ConfigError, match="kind 'holistic' uses no temperature"):
+        KnowledgeGraph([Edge("teacher", "student1", "holistic", 1.0, 4.0)])
+    # what they do read stays allowed: cwd softens, on logits or on layers
+    KnowledgeGraph([Edge("teacher", "student1", "cwd", 1.0, 4.0, "features", "features"),
+                    Edge("teacher", "student2", "kl", 1.0, 4.0), Edge("teacher", "student2", "hint", 1.0, 1.0, "a", "b")])
+    # from a config too: one message, exit 2, before any training
+    from peerdistill.cli import main
+
+    edge = "{source: teacher, target: student1, kind: kl, source_layer: features.0, target_layer: features.0}"
+    assert main(["train", f"out_dir={tmp_path}", "distill.preset=custom", f"distill.edges=[{edge}]", "--quiet"]) == 2
+    assert "kind 'kl' compares the models' outputs, not layers" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.safetensors"))  # nothing trained
+
+
+@pytest.mark.parametrize("kind", ["at", "pair", "cwd"])
+def test_a_map_of_one_position_is_refused_where_a_kind_compares_spatial_spread(kind):
+    """A globally pooled [C, 1, 1] layer passes a [C, H, W] check, but its attention map, node
+    affinities or spatial softmax do not depend on its weights: the loss would teach nothing."""
+    graph = KnowledgeGraph([Edge("teacher", "student1", kind, 1.0, 1.0, "body", "pool")])
+    out = CohortOutput({"teacher": torch.randn(2, 3, 4, 4), "student1": torch.randn(2, 3, 4, 4)},
+                       {"teacher": {"body": torch.randn(2, 8, 4, 4)}, "student1": {"pool": torch.randn(2, 5, 1, 1)}})
+    with pytest.raises(ConfigError, match=r"layer 'pool' of 'student1' gives \[5, 1, 1\], a single position"):
+        graph.check_dense(out)
+    out.features["student1"]["pool"] = torch.randn(2, 5, 2, 1)  # two positions: a distribution to compare
+    graph.check_dense(out)

@@ -10,11 +10,12 @@ from .data import DataSplits, TensorData  # noqa: E402
 from .engine import FitResult, Trainer, evaluate, seed_everything  # noqa: E402
 from .graph import Edge, KnowledgeGraph, preset_edges  # noqa: E402
 from .losses import soft_kl  # noqa: E402
+from .models.heads import HeadedModel  # noqa: E402
 from .runs import evaluate_run, load_cohort  # noqa: E402
 from .tasks import ClassificationTask  # noqa: E402
 
 __all__ = [
-    "ClassificationTask", "Cohort", "DataSplits", "Edge", "FitResult", "KnowledgeGraph", "Member", "OptimSpec",
+    "ClassificationTask", "Cohort", "DataSplits", "Edge", "FitResult", "HeadedModel", "KnowledgeGraph", "Member", "OptimSpec",
     "RunConfig", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run", "export_run", "load_cohort",
     "load_config", "predict_files", "preset_edges", "seed_everything", "soft_kl",
 ]

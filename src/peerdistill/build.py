@@ -13,7 +13,7 @@ from .data.sources import check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
 from .errors import CheckpointError, ConfigError
-from .graph import Edge, KnowledgeGraph, preset_edges, self_supervised_weights
+from .graph import Edge, KnowledgeGraph
 from .models import build_model
 from .models.heads import HeadedModel
 from .tasks import ClassificationTask, SegmentationTask
@@ -110,16 +110,16 @@ def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
     """``task``: a task whose outputs are not class scores brings its own ``distill`` for kl edges."""
     d = cfg.distill
     heads = {m.name: m.head_layers for m in cohort.members if m.head_layers}
-    if d.preset == "custom":
-        edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer,
-                      e.nckd_weight)
-                 for e in d.edges or []]
-    else:
-        edges = preset_edges(d.preset, [m.name for m in cohort.teachers], [m.name for m in cohort.students], d,
-                             feature_layers={m.name: m.feature_layer for m in cohort.members}, heads=heads)
-    return KnowledgeGraph(edges, supervised_weights=self_supervised_weights(heads, d) if d.preset != "custom" else {},
-                          teacher_weighting=d.teacher_weighting, pair_node_size=d.pair_node_size,
-                          logit_distiller=getattr(task, "distill", None))
+    distiller = getattr(task, "distill", None)
+    if d.preset != "custom":
+        return KnowledgeGraph.from_preset(d.preset, [m.name for m in cohort.teachers],
+                                          [m.name for m in cohort.students], d, heads=heads,
+                                          feature_layers={m.name: m.feature_layer for m in cohort.members},
+                                          logit_distiller=distiller)
+    edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer, e.nckd_weight)
+             for e in d.edges or []]
+    return KnowledgeGraph(edges, supervised_weights={}, teacher_weighting=d.teacher_weighting,
+                          pair_node_size=d.pair_node_size, logit_distiller=distiller)
 
 
 def augmentation(cfg: RunConfig, data: DataSplits) -> Augmentation:

@@ -33,6 +33,8 @@ ENSEMBLE = "ensemble"  # virtual source: the students' ensemble (online ensemble
 LOGIT_KINDS = ("kl", "dkd", "cwd", "holistic")  # cwd also works on features (with layers)
 FEATURE_KINDS = ("hint", "at", "sp", "pair")
 DENSE_KINDS = ("cwd", "holistic", "pair")  # need [B, C, H, W] maps: segmentation
+UNLAYERED_KINDS = ("kl", "dkd", "holistic")  # compare outputs only
+SOFTENED_KINDS = ("kl", "dkd", "cwd")  # the kinds that read an edge's temperature
 
 PRESET_DOCS = {
     "independent": "labels only: every model trains alone (baseline)",
@@ -224,10 +226,17 @@ class KnowledgeGraph:
                  | None = None):
         """``logit_distiller(learner, source, temperature, labels)`` replaces the softened KL of
         ``kl`` edges for outputs that are not class scores (detection's dense box outputs; the
-        labels are the batch's targets); such edges take one model as their source."""
+        labels are the batch's targets); such edges take one model as their source.
+        ``supervised_weights``: the weight of an output's own cross-entropy (1 where not named);
+        ``from_preset`` sets it for self-distillation heads as a config does."""
         self.edges = list(edges)
         self.logit_distiller = logit_distiller
         self.pair_node_size = pair_node_size
+        if supervised_weights is None and any(e.kind == "kl" and "@" in e.target for e in self.edges):
+            warnings.warn("edges into self-distillation heads, and no supervised_weights: each head's own "
+                          "cross-entropy weighs 1, where the self preset (Be Your Own Teacher) weighs it 1 - "
+                          "self_alpha; build the graph with KnowledgeGraph.from_preset(...) as a config does, or "
+                          "pass supervised_weights= (a dict, {} for 1 everywhere)", PeerdistillWarning, stacklevel=2)
         self.supervised_weights = dict(supervised_weights or {})
         if teacher_weighting not in ("weighted", "confidence"):
             raise ConfigError(f"teacher_weighting must be 'weighted' or 'confidence', not '{teacher_weighting}'")
@@ -242,6 +251,14 @@ class KnowledgeGraph:
                 raise ConfigError(f"feature edge {e.source} -> {e.target} ({e.kind}) needs source_layer and target_layer")
             if (e.source_layer is None) != (e.target_layer is None):
                 raise ConfigError(f"edge {e.source} -> {e.target}: give both source_layer and target_layer, or neither")
+            # what a kind does not read would be dropped without a word: the user meant something else
+            if e.kind in UNLAYERED_KINDS and (e.source_layer or e.target_layer):
+                raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' compares the models' outputs, not "
+                                  "layers: remove source_layer and target_layer, or choose a kind that compares "
+                                  f"layers ({', '.join(FEATURE_KINDS)}, cwd)")
+            if e.kind not in SOFTENED_KINDS and e.temperature != 1.0:
+                raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' uses no temperature (only "
+                                  f"{', '.join(SOFTENED_KINDS)} soften): remove temperature")
             if e.kind in ("cwd", "holistic") and e.source in (TEACHERS, ENSEMBLE):
                 raise ConfigError(f"edge {e.source} -> {e.target} ({e.kind}) needs one model as its source")
             if e.on_features and e.source in (TEACHERS, ENSEMBLE):
@@ -255,6 +272,19 @@ class KnowledgeGraph:
         self._teachers: list[str] = []
         self._teacher_mu: list[float] = []
         self._ensemble: list[str] = []
+
+    @classmethod
+    def from_preset(cls, preset: str, teachers: list[str] | str | None, students: list[str],
+                    params: DistillSpec | None = None, *, feature_layers: Mapping[str, str | None] | None = None,
+                    heads: Mapping[str, list[str]] | None = None, logit_distiller=None, **overrides) -> "KnowledgeGraph":
+        """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments), each
+        self-distillation head's cross-entropy weighed 1 - ``self_alpha``, and the section's
+        ``teacher_weighting`` and ``pair_node_size``."""
+        p = _with_overrides(params or DistillSpec(preset="independent"), overrides)
+        edges = preset_edges(preset, teachers, students, p, feature_layers=feature_layers, heads=heads)
+        return cls(edges, supervised_weights=self_supervised_weights(heads or {}, p),
+                   teacher_weighting=p.teacher_weighting, pair_node_size=p.pair_node_size,
+                   logit_distiller=logit_distiller)
 
     def bind(self, cohort: "Cohort") -> None:
         """Check every edge against the cohort and remember who the virtual sources stand for."""
@@ -413,6 +443,13 @@ class KnowledgeGraph:
                         raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares [C, H, W] feature maps, but "
                                           f"layer '{layer}' of '{model}' gives {list(shape)}: pick a convolutional "
                                           "layer, or use hint or sp, which take vectors too")
+                    if shape[1] * shape[2] == 1:
+                        # one position has no spatial distribution: the learner's side would be the
+                        # same whatever its weights (the loss positive, its gradient zero)
+                        raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares how feature maps spread over "
+                                          f"their positions, but layer '{layer}' of '{model}' gives {list(shape)}, "
+                                          "a single position (a global pooling): pick a layer before the pooling, "
+                                          "or use hint or sp, which take vectors too")
 
     def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
         """One connector per elementwise feature edge whose learner's channels differ from its
