@@ -434,8 +434,9 @@ class KnowledgeGraph:
                               "among non-target classes to decouple: decoupled KD is then the softened KL (kl)",
                               PeerdistillWarning, stacklevel=2)
             if e.kind in DENSE_KINDS and not e.on_features and out.logits[e.target].ndim != 4:
+                by_key = f"; distill.{e.kind}_weight adds such an edge to every student: leave it at 0 here"
                 raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares dense [B, C, H, W] maps; "
-                                  "these models output class vectors (use it for segmentation)")
+                                  f"these models output class vectors (use it for segmentation{by_key})")
             if e.on_features and e.kind in ("at", "pair", "cwd"):
                 for model, layer in ((e.source, e.source_layer), (e.target, e.target_layer)):
                     shape = tuple(out.features[model][layer].shape[1:])
