@@ -349,3 +349,25 @@ def test_a_map_of_one_position_is_refused_where_a_kind_compares_spatial_spread(k
         graph.check_dense(out)
     out.features["student1"]["pool"] = torch.randn(2, 5, 2, 1)  # two positions: a distribution to compare
     graph.check_dense(out)
+
+
+def test_a_saved_config_with_keys_its_edge_kind_never_read_still_builds_its_graph():
+    """Runs saved before such keys were refused trained without them: resuming one rebuilds the
+    same graph (the keys left out), while a new config is refused when it is read."""
+    from peerdistill.build import build_cohort, build_graph
+    from peerdistill.config import validate
+    from peerdistill.data import build_data
+
+    edges = [{"source": "teacher", "target": "student1", "kind": "hint", "temperature": 4.0,
+              "source_layer": "features", "target_layer": "features"},
+             {"source": "teacher", "target": "student2", "kind": "kl", "temperature": 4.0,
+              "source_layer": "features", "target_layer": "features"}]
+    from peerdistill.config import default_config
+
+    tree = {**default_config(), "distill": {"preset": "custom", "edges": edges}}
+    with pytest.raises(ConfigError, match="kind 'hint' uses no temperature"):
+        validate(tree)
+    cfg = validate(tree, saved=True)
+    graph = build_graph(cfg, build_cohort(cfg, build_data(cfg.data)))
+    assert [(e.kind, e.temperature, e.source_layer) for e in graph.edges] == [("hint", 1.0, "features"),
+                                                                            ("kl", 4.0, None)]

@@ -146,8 +146,13 @@ def test_reliability_bins_agree_with_monai_calibration_binning():
     from peerdistill.metrics import ECE_BINS, reliability_bins
 
     rng = np.random.default_rng(3)
-    probs = rng.dirichlet(np.full(6, 0.4), size=2000)
+    probs = rng.dirichlet(np.full(6, 0.4), size=2000).astype(np.float32)  # as models give them
     probs[:5] = np.eye(6)[0]  # confidence 1
+    # ties that mean an edge but are a float32 step above it: three classes at 1/3 (5/15), five at
+    # 1/5 (3/15); and a row at 0.6 (9/15) exactly in float32
+    probs[5:10] = torch.softmax(torch.zeros(5, 3), 1).numpy() @ np.eye(3, 6, dtype=np.float32)
+    probs[10:15] = torch.softmax(torch.zeros(5, 5), 1).numpy() @ np.eye(5, 6, dtype=np.float32)
+    probs[15:20] = np.float32([0.6, 0.4, 0, 0, 0, 0])
     targets = rng.integers(0, 6, 2000)
     confidence, accuracy, counts = reliability_bins(probs, targets)
     right = (probs.argmax(axis=1) == targets).astype(np.float64)
@@ -155,6 +160,9 @@ def test_reliability_bins_agree_with_monai_calibration_binning():
                                      torch.from_numpy(right)[None, None], num_bins=ECE_BINS)
     monai_confidence, monai_accuracy, monai_counts = (t[0, 0].double().numpy() for t in monai_bins)
     assert (counts == monai_counts).all() and (counts == 0).any()  # some bins empty: NaN in both
+    # 1/3 in (4/15, 5/15], 1/5 in (2/15, 3/15], 0.6 in (8/15, 9/15]: the bins their edges close
+    for rows, closing_bin in ((slice(5, 10), 4), (slice(10, 15), 2), (slice(15, 20), 8)):
+        assert list(np.flatnonzero(reliability_bins(probs[rows], targets[rows])[2])) == [closing_bin]
     np.testing.assert_allclose(confidence, monai_confidence, atol=1e-6, equal_nan=True)
     np.testing.assert_allclose(accuracy, monai_accuracy, atol=1e-6, equal_nan=True)
 

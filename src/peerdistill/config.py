@@ -167,6 +167,10 @@ class ModelSpec(_Strict):
         return self
 
 
+UNLAYERED_KINDS = ("kl", "dkd", "holistic")  # compare the models' outputs only
+SOFTENED_KINDS = ("kl", "dkd", "cwd")  # the kinds that read an edge's temperature
+
+
 class EdgeSpec(_Strict):
     """One knowledge edge: ``target`` learns from ``source``'s softened predictions."""
 
@@ -180,9 +184,17 @@ class EdgeSpec(_Strict):
     nckd_weight: float = Field(default=8.0, ge=0, description="dkd edges: the weight of the non-target term")
 
     @model_validator(mode="after")
-    def _nckd_for_dkd(self) -> "EdgeSpec":
+    def _only_what_the_kind_reads(self, info: ValidationInfo) -> "EdgeSpec":
         if self.kind != "dkd" and self.nckd_weight != 8.0:
             raise ValueError(f"nckd_weight is for dkd edges, not '{self.kind}': remove it")
+        if _saved(info):  # a run saved before these were refused trained without them: it resumes
+            return self
+        if self.kind in UNLAYERED_KINDS and (self.source_layer or self.target_layer):
+            raise ValueError(f"kind '{self.kind}' compares the models' outputs, not layers: remove source_layer and "
+                             "target_layer, or choose a kind that compares layers (hint, at, sp, pair, cwd)")
+        if self.kind not in SOFTENED_KINDS and self.temperature != 1.0:
+            raise ValueError(f"kind '{self.kind}' uses no temperature (only {', '.join(SOFTENED_KINDS)} soften): "
+                             "remove temperature")
         return self
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from pydantic import ValidationError
 
-from .config import TEACHER_PRESETS, DistillSpec, format_validation_error
+from .config import SOFTENED_KINDS, TEACHER_PRESETS, UNLAYERED_KINDS, DistillSpec, format_validation_error
 from .connectors import Connector
 from .errors import ConfigError, PeerdistillWarning
 from .values import is_finite_number
@@ -33,8 +33,6 @@ ENSEMBLE = "ensemble"  # virtual source: the students' ensemble (online ensemble
 LOGIT_KINDS = ("kl", "dkd", "cwd", "holistic")  # cwd also works on features (with layers)
 FEATURE_KINDS = ("hint", "at", "sp", "pair")
 DENSE_KINDS = ("cwd", "holistic", "pair")  # need [B, C, H, W] maps: segmentation
-UNLAYERED_KINDS = ("kl", "dkd", "holistic")  # compare outputs only
-SOFTENED_KINDS = ("kl", "dkd", "cwd")  # the kinds that read an edge's temperature
 
 PRESET_DOCS = {
     "independent": "labels only: every model trains alone (baseline)",
@@ -434,9 +432,10 @@ class KnowledgeGraph:
                               "among non-target classes to decouple: decoupled KD is then the softened KL (kl)",
                               PeerdistillWarning, stacklevel=2)
             if e.kind in DENSE_KINDS and not e.on_features and out.logits[e.target].ndim != 4:
-                by_key = f"; distill.{e.kind}_weight adds such an edge to every student: leave it at 0 here"
                 raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares dense [B, C, H, W] maps; "
-                                  f"these models output class vectors (use it for segmentation{by_key})")
+                                  "these models output class vectors (use it for segmentation; a preset adds "
+                                  f"such edges where distill.{e.kind}_weight is above 0, custom where distill.edges "
+                                  "lists one)")
             if e.on_features and e.kind in ("at", "pair", "cwd"):
                 for model, layer in ((e.source, e.source_layer), (e.target, e.target_layer)):
                     shape = tuple(out.features[model][layer].shape[1:])

@@ -116,16 +116,21 @@ def reliability_bins(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
     """Predictions binned by their confidence (the largest probability) into ``ECE_BINS``
     equal-width bins closed on the right, ((k-1)/M, k/M] as Guo et al. define them (the first
     also holds 0): each bin's mean confidence, accuracy (NaN where empty) and number of samples.
-    What the ECE and a reliability diagram are made of. (MONAI's calibration_binning bins the
-    same way; importing MONAI for it cost a classification run about four seconds.)"""
+    What the ECE and a reliability diagram are made of. Bins are chosen as MONAI's
+    calibration_binning chooses them (importing MONAI for it cost a classification run about
+    four seconds), in float32: a confidence computed in float32 that means an edge (a tie of
+    three classes, 1/3, is 0.33333334) stays in the bin the edge closes."""
+    import torch
+
     confidence = probs.max(axis=1).astype(np.float64)
     right = (probs.argmax(axis=1) == targets).astype(np.float64)
     # A canonical order sums each bin the same way however the samples arrive (the shares of
     # several processes, gathered), so the figures agree to the last bit.
     order = np.lexsort((right, confidence))
     confidence, right = confidence[order], right[order]
-    inner_edges = np.arange(1, ECE_BINS) / ECE_BINS  # k/M, each the nearest double
-    bin_of = np.searchsorted(inner_edges, confidence, side="left")  # edge k/M belongs to the bin below
+    # MONAI's edges: float32 steps up to 1 + eps, each edge belonging to the bin below it
+    edges = torch.linspace(0.0, 1.0 + torch.finfo(torch.float32).eps, ECE_BINS + 1)[1:].numpy()
+    bin_of = np.minimum(np.searchsorted(edges, confidence.astype(np.float32), side="left"), ECE_BINS - 1)
     counts = np.bincount(bin_of, minlength=ECE_BINS).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):  # empty bins: 0/0 -> NaN, as documented
         mean_confidence = np.bincount(bin_of, weights=confidence, minlength=ECE_BINS) / counts

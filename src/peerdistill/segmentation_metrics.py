@@ -193,16 +193,20 @@ def hausdorff95(pred: np.ndarray, truth: np.ndarray, spacing: list[float] | None
     other; the larger of the two directions' 95th percentiles (linear interpolation). Edges are
     the pixels an erosion by a cross removes, outside the image counting as background;
     distances in pixels, or in the unit of ``spacing`` (rows, columns). MONAI's
-    compute_hausdorff_distance defines it the same way; this is its arithmetic without its
-    per-image conversions, about five times faster (and MONAI's three-second import)."""
-    from scipy.ndimage import binary_erosion, distance_transform_edt
+    compute_hausdorff_distance defines it the same way and finds the nearest pixels with a
+    k-d tree as here; this skips its per-image conversions (several times faster on small
+    images) and its three-second import."""
+    from scipy.ndimage import binary_erosion
+    from scipy.spatial import cKDTree
 
-    # Outside the box holding both regions every pixel is background in both, so cropping to it
-    # changes no distance and shrinks the transforms.
+    # Outside the box holding both regions every pixel is background in both: erosion there
+    # finds the same edges, on less.
     rows, cols = np.flatnonzero((pred | truth).any(axis=1)), np.flatnonzero((pred | truth).any(axis=0))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     pred, truth = pred[box], truth[box]
-    pred_edge, truth_edge = pred & ~binary_erosion(pred), truth & ~binary_erosion(truth)
-    to_truth = distance_transform_edt(~truth_edge, sampling=spacing)[pred_edge]
-    to_pred = distance_transform_edt(~pred_edge, sampling=spacing)[truth_edge]
+    scale = np.asarray(spacing if spacing is not None else (1.0, 1.0), dtype=np.float64)
+    pred_edge = np.argwhere(pred & ~binary_erosion(pred)) * scale
+    truth_edge = np.argwhere(truth & ~binary_erosion(truth)) * scale
+    to_truth = cKDTree(truth_edge).query(pred_edge)[0]
+    to_pred = cKDTree(pred_edge).query(truth_edge)[0]
     return float(max(np.percentile(to_truth, 95), np.percentile(to_pred, 95)))
