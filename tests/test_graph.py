@@ -351,6 +351,23 @@ def test_a_map_of_one_position_is_refused_where_a_kind_compares_spatial_spread(k
     graph.check_dense(out)
 
 
+def test_a_pair_edge_whose_source_map_is_one_node_is_refused():
+    """Pair-wise affinity pools the source's map into node_size x node_size nodes (the learner's
+    is resized to it): one node is one affinity, 1 on both sides, and a loss of 0 always."""
+    from peerdistill.losses.dense import pairwise_affinity
+
+    learner = torch.randn(2, 5, 4, 4, requires_grad=True)
+    assert pairwise_affinity(learner, torch.randn(2, 8, 2, 2), node_size=2).item() == 0
+    graph = KnowledgeGraph([Edge("teacher", "student1", "pair", 1.0, 1.0, "body", "block")], pair_node_size=2)
+    out = CohortOutput({}, {"teacher": {"body": torch.randn(2, 8, 2, 2)}, "student1": {"block": torch.randn(2, 5, 4, 4)}})
+    with pytest.raises(ConfigError, match=r"nodes of 2x2 positions, but layer 'body' of 'teacher' gives \[8, 2, 2\]"):
+        graph.check_dense(out)
+    out.features["teacher"]["body"] = torch.randn(2, 8, 3, 2)  # ceil(3/2) x 1: two nodes
+    graph.check_dense(out)
+    out.features["student1"]["block"] = torch.randn(2, 5, 2, 2)  # a small learner is resized up: fine
+    graph.check_dense(out)
+
+
 def test_a_saved_config_with_keys_its_edge_kind_never_read_still_builds_its_graph():
     """Runs saved before such keys were refused trained without them: resuming one rebuilds the
     same graph (the keys left out), while a new config is refused when it is read."""

@@ -450,6 +450,12 @@ class KnowledgeGraph:
                                           f"their positions, but layer '{layer}' of '{model}' gives {list(shape)}, "
                                           "a single position (a global pooling): pick a layer before the pooling, "
                                           "or use hint or sp, which take vectors too")
+                    n = self.pair_node_size  # the learner's map is resized to its source's: the source's counts
+                    if e.kind == "pair" and model == e.source and -(-shape[1] // n) * -(-shape[2] // n) == 1:
+                        raise ConfigError(f"edge {e.name}: pair-wise affinity compares nodes of {n}x{n} positions, "
+                                          f"but layer '{layer}' of '{model}' gives {list(shape)}, a single node "
+                                          "(one affinity, always 1: the loss would teach nothing): lower "
+                                          "distill.pair_node_size or pick an earlier layer")
 
     def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
         """One connector per elementwise feature edge whose learner's channels differ from its
