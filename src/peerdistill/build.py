@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .cohort import Cohort, Member, default_feature_layer
-from .config import SOFTENED_KINDS, UNLAYERED_KINDS, ModelSpec, RunConfig, to_yaml
+from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.sources import check_trainable
 from .engine import Trainer, load_weights, seed_everything
@@ -116,9 +116,7 @@ def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
                                           [m.name for m in cohort.students], d, heads=heads,
                                           feature_layers={m.name: m.feature_layer for m in cohort.members},
                                           logit_distiller=distiller)
-    # what a kind does not read is left out: a run saved before such keys were refused resumes
-    edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature if e.kind in SOFTENED_KINDS else 1.0,
-                  *((None, None) if e.kind in UNLAYERED_KINDS else (e.source_layer, e.target_layer)), e.nckd_weight)
+    edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer, e.nckd_weight)
              for e in d.edges or []]
     return KnowledgeGraph(edges, supervised_weights={}, teacher_weighting=d.teacher_weighting,
                           pair_node_size=d.pair_node_size, logit_distiller=distiller)

@@ -183,12 +183,22 @@ class EdgeSpec(_Strict):
     target_layer: str | None = None
     nckd_weight: float = Field(default=8.0, ge=0, description="dkd edges: the weight of the non-target term")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unread_keys_of_an_old_run(cls, data: Any, info: ValidationInfo) -> Any:
+        """A run saved before keys its edge's kind never reads were refused trained without them:
+        read back without them, it resumes and is reused (compare) as the same run."""
+        if _saved(info) and isinstance(data, dict):
+            kind = data.get("kind", "kl")
+            unread = (("source_layer", "target_layer") if kind in UNLAYERED_KINDS else ()) + (
+                ("temperature",) if kind not in SOFTENED_KINDS else ())
+            data = {k: v for k, v in data.items() if k not in unread}
+        return data
+
     @model_validator(mode="after")
-    def _only_what_the_kind_reads(self, info: ValidationInfo) -> "EdgeSpec":
+    def _only_what_the_kind_reads(self) -> "EdgeSpec":
         if self.kind != "dkd" and self.nckd_weight != 8.0:
             raise ValueError(f"nckd_weight is for dkd edges, not '{self.kind}': remove it")
-        if _saved(info):  # a run saved before these were refused trained without them: it resumes
-            return self
         if self.kind in UNLAYERED_KINDS and (self.source_layer or self.target_layer):
             raise ValueError(f"kind '{self.kind}' compares the models' outputs, not layers: remove source_layer and "
                              "target_layer, or choose a kind that compares layers (hint, at, sp, pair, cwd)")
