@@ -52,3 +52,39 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path):
     trained = [{k: v for k, v in row.items() if k.startswith(("train/", "lr/"))} for row in a["epochs"]]
     assert [{k: row[k] for k in t} for row, t in zip(b["epochs"], trained)] == trained
     assert "train/grad_norm/student1" in trained[-1]
+
+
+def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_again(tmp_path, monkeypatch):
+    """--overwrite renames the old run away before deleting it, and a folder holding only a
+    temporary file of the first write (run.json) is empty of any run: a kill at either moment
+    leaves nothing that every command refuses."""
+    import shutil
+
+    from peerdistill.engine.artifacts import RunDir, atomic_write_text
+
+    run = tmp_path / "r"
+    RunDir.create(run)
+    atomic_write_text(run / "run.json", json.dumps({"status": "running"}))
+    for i in range(20):
+        (run / f"file{i}").write_text("x")
+
+    def killed_midway(path, *args, **kwargs):
+        next(path.iterdir()).unlink()  # some of the old run gone, then the process dies
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "rmtree", killed_midway)
+        with pytest.raises(KeyboardInterrupt):
+            RunDir.create(run, overwrite=True)
+    assert not run.exists()  # the run folder itself is never left half deleted
+    left = [p.name for p in tmp_path.iterdir()]
+    assert left == [f".deleting-r.{os.getpid()}"]
+    RunDir.create(run)  # the next start takes the name and clears what was left
+    assert [p.name for p in tmp_path.iterdir()] == ["r"] and not any(run.iterdir())
+    # killed while writing run.json for the first time: only its temporary file is there
+    (run / ".run.json.k2x9.tmp").write_text("{")
+    RunDir.create(run)
+    assert not any(run.iterdir())
+    (run / "notes.txt").write_text("mine")  # anything else still makes it someone's folder
+    with pytest.raises(Exception, match="already exists"):
+        RunDir.create(run)

@@ -283,6 +283,21 @@ def _is_figure(value: Any) -> bool:
     return value is None or is_finite_number(value)
 
 
+DELETING_PREFIX = ".deleting-"  # a replaced run folder, renamed before its deletion
+
+
+def _finish_deleting(path: Path) -> None:
+    """What a process killed while replacing this run folder left of the old one."""
+    for left in path.parent.glob(f"{DELETING_PREFIX}{path.name}.*"):
+        shutil.rmtree(left, ignore_errors=True)
+
+
+def _is_partial_write(path: Path) -> bool:
+    """A temporary file of the trainer's own writes (``.NAME.XXXX.tmp``)."""
+    return path.is_file() and path.name.endswith(".tmp") and any(
+        path.name.startswith(f".{name}.") for name in TRAINER_FILES)
+
+
 class RunDir:
     """The directory of one run. An existing run is never overwritten unless asked."""
 
@@ -292,6 +307,11 @@ class RunDir:
     @classmethod
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
         path = Path(path)
+        _finish_deleting(path)
+        if path.is_dir() and all(_is_partial_write(p) for p in path.iterdir()):
+            # killed while writing its first file (run.json): nothing of a run is here yet
+            for partial in path.iterdir():
+                partial.unlink()
         if path.exists() and any(path.iterdir()):
             run_lock.check_free(path)  # neither trained nor deleted beside the process training it
             if not overwrite:
@@ -312,7 +332,11 @@ class RunDir:
                 )
             if not (path / RUN_FILE).exists():
                 raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
-            shutil.rmtree(path)
+            # Renamed away first (one atomic step), then deleted: a process killed while deleting
+            # leaves a hidden folder the next start removes, not half a run that no command takes.
+            trash = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}")
+            path.rename(trash)
+            shutil.rmtree(trash)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
