@@ -180,3 +180,48 @@ def test_a_packed_run_may_go_on_one_by_one_and_run_json_says_how_each_session_ra
     expected = json.loads(open(tmp_path / "u" / "metrics.json").read())["test_at_best"]
     for model, figures in expected.items():  # packed or not: the same students, to float rounding
         assert ended[model]["accuracy"] == pytest.approx(figures["accuracy"], abs=1 / 360), model
+
+
+def test_an_in_epoch_checkpoint_is_not_written_over_the_last_good_one_with_non_finite_weights(tmp_path):
+    """A step can leave weights non-finite with finite losses and gradients (here a weight the
+    forward never reads, as a runaway optimizer state could): the checkpoint of that moment
+    is skipped, the one before stays, and no weights are saved."""
+    from torch import nn
+
+    from peerdistill import Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.errors import PeerdistillError
+    from peerdistill.tasks import ClassificationTask
+
+    class BreaksAtStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.spare, self.calls = nn.Linear(4, 2), nn.Parameter(torch.zeros(3)), 0
+
+        def forward(self, x):
+            self.calls += self.training
+            if self.training and self.calls == 3:
+                with torch.no_grad():
+                    self.spare.fill_(float("inf"))
+            return self.fc(x)
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
+    data = DataSplits.from_arrays(x[:40], y[:40], x[40:52], y[40:52], x[52:], y[52:])
+    trainer = Trainer(Cohort.from_modules([BreaksAtStep()]), KnowledgeGraph([]), ClassificationTask(2),
+                      train=TrainSpec(epochs=1, batch_size=8, checkpoint_every_steps=1), run_dir=tmp_path / "r")
+    with pytest.raises(PeerdistillError):
+        trainer.fit(data)
+    state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
+    tensors = []
+
+    def collect(o):
+        if isinstance(o, torch.Tensor) and o.is_floating_point():
+            tensors.append(o)
+        elif isinstance(o, dict):
+            [collect(v) for v in o.values()]
+        elif isinstance(o, (list, tuple)):
+            [collect(v) for v in o]
+
+    collect(state)
+    assert tensors and all(torch.isfinite(t).all() for t in tensors)
+    assert not list((tmp_path / "r").rglob("*.safetensors"))

@@ -690,7 +690,8 @@ class Trainer(RunRecords):
                 norm_sums[name] = norm_sums.get(name, 0) + value
             count += 1 if terms else 0
             progress.advance(task_id)
-            if self._run is not None and step + 1 < steps and self._checkpoint_due(step + 1):
+            # (a step can overflow the weights with finite gradients: the last good file then stays)
+            if self._run is not None and step + 1 < steps and self._checkpoint_due(step + 1) and self._weights_finite():
                 partial = {"epoch_data_state": epoch_start, "sums": sums, "grad_norms": norm_sums, "count": count,
                            "skipped": self.skipped_steps, "skip_causes": self.skip_causes}
                 save_resume_state(self._run.resume_path, self._resume_state(epoch, step + 1, partial))
@@ -869,6 +870,12 @@ class Trainer(RunRecords):
                     [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None], limit,
                     foreach=True).detach()
                 for name, optimizer in self.optimizers.items()}
+
+    def _weights_finite(self) -> bool:
+        """Whether every trained model's weights are finite (what a checkpoint may hold)."""
+        modules = [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]
+        params = [p for module in modules for p in module.parameters()]
+        return bool(_all_finite(params, self.device))
 
     def _non_finite(self, what: str, names: list[str]) -> dict[str, torch.Tensor]:
         """A NaN or infinite loss or gradient: skip the step (``train.nonfinite: skip``) or stop
