@@ -171,6 +171,17 @@ UNLAYERED_KINDS = ("kl", "dkd", "holistic")  # compare the models' outputs only
 SOFTENED_KINDS = ("kl", "dkd", "cwd")  # the kinds that read an edge's temperature
 
 
+def unread_edge_keys(kind: str, temperature: float, layers: tuple[str | None, str | None]) -> str | None:
+    """What an edge gives that its kind never reads (it would be dropped without a word: the
+    user meant another loss), said with its fix; None when there is nothing."""
+    if kind in UNLAYERED_KINDS and any(layers):
+        return (f"kind '{kind}' compares the models' outputs, not layers: remove source_layer and target_layer, "
+                "or choose a kind that compares layers (hint, at, sp, pair, cwd)")
+    if kind not in SOFTENED_KINDS and temperature != 1.0:
+        return f"kind '{kind}' uses no temperature (only {', '.join(SOFTENED_KINDS)} soften): remove temperature"
+    return None
+
+
 class EdgeSpec(_Strict):
     """One knowledge edge: ``target`` learns from ``source``'s softened predictions."""
 
@@ -199,12 +210,9 @@ class EdgeSpec(_Strict):
     def _only_what_the_kind_reads(self) -> "EdgeSpec":
         if self.kind != "dkd" and self.nckd_weight != 8.0:
             raise ValueError(f"nckd_weight is for dkd edges, not '{self.kind}': remove it")
-        if self.kind in UNLAYERED_KINDS and (self.source_layer or self.target_layer):
-            raise ValueError(f"kind '{self.kind}' compares the models' outputs, not layers: remove source_layer and "
-                             "target_layer, or choose a kind that compares layers (hint, at, sp, pair, cwd)")
-        if self.kind not in SOFTENED_KINDS and self.temperature != 1.0:
-            raise ValueError(f"kind '{self.kind}' uses no temperature (only {', '.join(SOFTENED_KINDS)} soften): "
-                             "remove temperature")
+        unread = unread_edge_keys(self.kind, self.temperature, (self.source_layer, self.target_layer))
+        if unread:
+            raise ValueError(unread)
         return self
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from pydantic import ValidationError
 
-from .config import SOFTENED_KINDS, TEACHER_PRESETS, UNLAYERED_KINDS, DistillSpec, format_validation_error
+from .config import TEACHER_PRESETS, DistillSpec, format_validation_error, unread_edge_keys
 from .connectors import Connector
 from .errors import ConfigError, PeerdistillWarning
 from .values import is_finite_number
@@ -249,14 +249,9 @@ class KnowledgeGraph:
                 raise ConfigError(f"feature edge {e.source} -> {e.target} ({e.kind}) needs source_layer and target_layer")
             if (e.source_layer is None) != (e.target_layer is None):
                 raise ConfigError(f"edge {e.source} -> {e.target}: give both source_layer and target_layer, or neither")
-            # what a kind does not read would be dropped without a word: the user meant something else
-            if e.kind in UNLAYERED_KINDS and (e.source_layer or e.target_layer):
-                raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' compares the models' outputs, not "
-                                  "layers: remove source_layer and target_layer, or choose a kind that compares "
-                                  f"layers ({', '.join(FEATURE_KINDS)}, cwd)")
-            if e.kind not in SOFTENED_KINDS and e.temperature != 1.0:
-                raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' uses no temperature (only "
-                                  f"{', '.join(SOFTENED_KINDS)} soften): remove temperature")
+            unread = unread_edge_keys(e.kind, e.temperature, (e.source_layer, e.target_layer))
+            if unread:
+                raise ConfigError(f"edge {e.source} -> {e.target}: {unread}")
             if e.kind in ("cwd", "holistic") and e.source in (TEACHERS, ENSEMBLE):
                 raise ConfigError(f"edge {e.source} -> {e.target} ({e.kind}) needs one model as its source")
             if e.on_features and e.source in (TEACHERS, ENSEMBLE):

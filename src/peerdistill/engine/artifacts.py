@@ -308,8 +308,10 @@ class RunDir:
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
         path = Path(path)
         _finish_deleting(path)
-        if path.is_dir() and all(_is_partial_write(p) for p in path.iterdir()):
-            # killed while writing its first file (run.json): nothing of a run is here yet
+        if path.is_dir() and any(path.iterdir()) and all(_is_partial_write(p) for p in path.iterdir()):
+            # killed while writing its first file (run.json): nothing of a run is here yet, unless a
+            # live process is writing it now (it holds the lock)
+            run_lock.check_free(path)
             for partial in path.iterdir():
                 partial.unlink()
         if path.exists() and any(path.iterdir()):
