@@ -569,6 +569,25 @@ def test_presets_without_a_teacher_drop_the_configs_teacher_term_weights():
     assert setting_tree(tree, "kd+ml", 0, "kd+ml", None)["distill"]["cwd_weight"] == 1.0
 
 
+def test_each_preset_of_a_comparison_drops_the_distill_keys_it_would_not_read():
+    """--presets ml,kd,styles over one config that tunes the teacher's, the peers' and the
+    feature edges' terms: each run keeps what its preset reads, and passes validation."""
+    from peerdistill.comparison_runs import setting_tree
+    from peerdistill.config import default_config, validate
+
+    tree = {**default_config(), "distill": {"preset": "styles", "alpha": 0.5, "kd_temperature": 2.0, "beta": 2.0,
+                                            "gamma": 3.0, "feature_loss": "at"}}
+    kept = {preset: setting_tree(tree, preset, 0, preset, None)["distill"] for preset in ("ml", "kd", "styles")}
+    assert set(kept["ml"]) == {"preset", "edges", "beta"}
+    assert set(kept["kd"]) == {"preset", "edges", "alpha", "kd_temperature"}
+    assert kept["styles"] == tree["distill"]
+    for distill in kept.values():
+        validate({**tree, "distill": distill})
+    # a key read only beside a dropped one goes with it: the critic's keys with the holistic term
+    holistic = {**default_config(), "task": "segmentation", "data": {"kind": "shapes"},
+                "distill": {"preset": "kd", "holistic_weight": 0.1, "gp_weight": 5.0}}
+    assert set(setting_tree(holistic, "ml", 0, "ml", None)["distill"]) == {"preset", "edges"}
+
 def no_training(cfg, **kwargs):
     raise AssertionError("refused before any run trains")
 

@@ -280,6 +280,47 @@ def test_weights_a_preset_would_ignore_are_refused(overrides, message):
     validate(apply_overrides(default_config(), ["distill.preset=ml", "distill.ensemble_weight=0.5"]))
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["distill.preset=ml", "distill.alpha=0.5"],
+     r"distill.alpha is read only under presets kd, kd\+ml, styles, styles-logits, multi-teacher \(preset is 'ml'\)"),
+    (["distill.preset=ml", "distill.kd_temperature=8"], "distill.kd_temperature is read only under presets"),
+    (["distill.preset=kd", "distill.beta=2"], "distill.beta is read only under presets ml, kd"),
+    (["distill.preset=kd", "distill.gamma=2"], r"distill.gamma is read only under presets styles, styles-features"),
+    (["distill.feature_loss=at"], "distill.feature_loss is read only under presets styles, styles-features"),
+    (["distill.dkd_nckd_weight=4"], r"distill.dkd_nckd_weight is read only with distill.kd_loss: dkd"),
+    (["distill.teacher_weighting=confidence"], r"teacher_weighting is read only where several teachers teach "
+                                               r"\(this config has 1\)"),
+    (["distill.self_temperature=2"], "distill.self_temperature is read only for models with self-distillation heads"),
+    (["distill.gp_weight=3"], "distill.gp_weight is read only with a holistic term"),
+    (["distill.pair_node_size=4"], "distill.pair_node_size is read only with a pair term"),
+    (["distill.cwd_temperature=2"], "distill.cwd_temperature is read only with distill.cwd_weight"),
+])
+def test_distill_keys_no_term_of_the_config_reads_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message + r".*remove it \(its default is "):
+        validate(apply_overrides(default_config(), overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["distill.preset=ml", "distill.ensemble_weight=0.5", "distill.kd_temperature=2"],  # the ensemble's edges
+    ["distill.preset=styles", "distill.gamma=2", "distill.feature_loss=at", "distill.alpha=0.5"],
+    ["distill.kd_loss=dkd", "distill.dkd_nckd_weight=4"],
+    ["distill.preset=ml", "distill.alpha=1.0", "distill.kd_temperature=4.0"],  # a default written out is fine
+    ["students.0.heads=[features.2]", "distill.self_alpha=0.3"],
+    ["teacher=null", "teachers=[{arch: cnn}, {arch: cnn}]", "distill.preset=kd", "distill.teacher_weighting=confidence"],
+    ["teachers=[{arch: cnn}, {arch: cnn}]", "teacher=null", "distill.preset=custom", "distill.teacher_weighting=confidence",
+     "distill.edges=[{source: teachers, target: student1}]"],
+    ["distill.preset=custom", "distill.edges=[{source: teacher, target: student1, kind: pair, source_layer: features, "
+     "target_layer: features}]", "distill.pair_node_size=4"],
+])
+def test_distill_keys_a_term_reads_are_accepted(overrides):
+    validate(apply_overrides(default_config(), overrides))
+
+
+def test_a_saved_run_with_keys_it_never_read_is_still_read(tmp_path):
+    tree = apply_overrides(default_config(), ["distill.preset=ml", "distill.alpha=0.5"])
+    assert validate(tree, saved=True).distill.alpha == 0.5
+
+
 def test_the_grouped_data_keys_name_data_fields():
     """A mistyped key in these groups would compare nothing: each must be a field of data."""
     from peerdistill import config

@@ -1,6 +1,7 @@
 """Presets as sets of edges, and the graph's totals against naive per-student sums."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 from peerdistill import Cohort
 from peerdistill.cohort import CohortOutput
 from peerdistill.config import DistillSpec
-from peerdistill.errors import ConfigError
+from peerdistill.errors import ConfigError, PeerdistillWarning
 from peerdistill.graph import ENSEMBLE, TEACHERS, Edge, KnowledgeGraph, preset_edges, sigmoid_rampup
 from peerdistill.models import SmallCNN
 from tests.test_losses import naive_soft_kl
@@ -244,6 +245,40 @@ def test_feature_edges_on_heads_are_checked():
     with pytest.raises(ConfigError, match="does not exist on 'student2'"):
         KnowledgeGraph([Edge("student2", "student1", "hint", 1, 1, "@deep", "features")]).bind(cohort)
     KnowledgeGraph([Edge("student1", "student1@features.2", "hint", 1, 1, "@deep", "@bottleneck")]).bind(cohort)
+
+
+def test_heads_no_edge_teaches_are_warned_of():
+    """A HeadedModel in a graph built without heads= gets no self-distillation edges."""
+    from peerdistill.models.heads import HeadedModel
+
+    net = HeadedModel(SmallCNN(1, 3, 4, 3), ["features.2", "features.6"], "features", 3, torch.zeros(2, 1, 8, 8))
+    cohort = Cohort.from_modules([net, SmallCNN(1, 3, 4, 2)])
+    with pytest.warns(PeerdistillWarning, match=r"heads \['student1@features.2', 'student1@features.6'\] learn from "
+                                                r"no edge.*KnowledgeGraph.from_preset\(\.\.\., heads="):
+        KnowledgeGraph.from_preset("ml", None, ["student1", "student2"]).bind(cohort)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        heads = {m.name: m.head_layers for m in cohort.members}
+        KnowledgeGraph.from_preset("ml", None, ["student1", "student2"], heads=heads).bind(cohort)
+
+
+def test_a_head_deeper_than_the_deep_layer_is_refused_but_a_saved_one_loads():
+    from peerdistill.models.heads import HeadedModel
+
+    with pytest.raises(ConfigError, match=r"head layer\(s\) \['features.10'\] run after deep_layer 'features.6'.*"
+                                          r"forward order: features.2, features.6, features.10\)"):
+        HeadedModel(SmallCNN(1, 3, 4, 3), ["features.2", "features.10"], "features.6", 3, torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ConfigError, match=r"\['features'\] run after deep_layer 'features.6'"):  # a parent runs last
+        HeadedModel(SmallCNN(1, 3, 4, 3), ["features"], "features.6", 3, torch.zeros(2, 1, 8, 8))
+    HeadedModel(SmallCNN(1, 3, 4, 3), ["features.10"], "features.6", 3, torch.zeros(2, 1, 8, 8), check_depth=False)
+
+
+def test_a_wrong_feature_layer_is_named_when_the_cohort_is_made_even_if_no_edge_reads_it():
+    with pytest.raises(ConfigError, match=r"model 'student2' \(its feature_layer\) has no module at path 'featurs'; "
+                                          "close matches: features"):
+        Cohort.from_modules([SmallCNN(1, 3, 4, 2), SmallCNN(1, 3, 4, 2)], feature_layers={"student2": "featurs"})
+    with pytest.raises(ConfigError, match="has feature_layer 3: give a module path"):
+        Cohort.from_modules([SmallCNN(1, 3, 4, 2)], feature_layers={"student1": 3})
 
 
 def test_class_255_is_a_class_in_classification_not_an_ignored_pixel():

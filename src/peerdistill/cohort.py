@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .capture import FeatureRecorder, unwrap
+from .capture import FeatureRecorder, find_module, unwrap
 from .config import model_name_problems
 from .errors import ConfigError
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
@@ -48,6 +48,11 @@ class Member:
         if not (isinstance(self.weight, (int, float)) and math.isfinite(self.weight) and self.weight > 0):
             raise ConfigError(f"teacher '{self.name}' has weight {self.weight!r}: a teacher's weight in the "
                               "multi-teacher average is a positive number")
+        if self.feature_layer is not None:  # checked also when no edge reads it: a wrong path waits for the day one does
+            if not isinstance(self.feature_layer, str):
+                raise ConfigError(f"model '{self.name}' has feature_layer {self.feature_layer!r}: give a module path "
+                                  "such as 'layer3'")
+            find_module(_hooked(self.module), self.feature_layer, owner=f"model '{self.name}' (its feature_layer)")
 
     @property
     def trainable(self) -> bool:

@@ -15,14 +15,16 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 from rich.table import Table
 from safetensors.torch import load_file
 
 from .terminal import Console
 from .build import build_cohort, train_from_config
 from .data import build_data
-from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, TRAINING_ONLY_KEYS, RunConfig,
-                     apply_overrides, check_preset_names, load_saved_config, validate, yaml_value)
+from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, TRAINING_ONLY_KEYS, DistillSpec, RunConfig,
+                     apply_overrides, check_preset_names, load_saved_config, unread_distill_keys, validate,
+                     yaml_value)
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir, read_json
@@ -422,17 +424,32 @@ def setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str 
     independent,ml,kd`` over a config with the structured-KD weights compares the presets)."""
     out = copy.deepcopy(tree)
     distill = dict(out.get("distill") or {})
-    if distill.get("preset", "kd+ml") != preset:
+    changed, distill["preset"] = distill.get("preset", "kd+ml") != preset, preset
+    if changed:
         distill["edges"] = None
         if preset not in TEACHER_PRESETS:
             for key in TEACHER_TERM_WEIGHTS:
                 distill.pop(key, None)
-    distill["preset"] = preset
+        for key in _unread_under_preset(out, distill):
+            distill.pop(key)
     out["distill"] = distill
     for key, value in (("seed", seed), ("name", name), ("out_dir", str(directory) if directory else None)):
         if value is not None:
             out[key] = value
     return out
+
+
+def _unread_under_preset(tree: dict[str, Any], distill: dict[str, Any]) -> list[str]:
+    """The distill keys of a config that its run under another preset would not read (alpha
+    under ml, gamma under kd): dropped, so one config compares every preset."""
+    try:
+        spec = DistillSpec.model_validate(distill)
+    except ValidationError:  # the run's validation says what is wrong
+        return []
+    models = [tree.get("teacher"), *(tree.get("teachers") or []), *(tree.get("students") or [])]
+    teachers = (tree.get("teacher") is not None) + len(tree.get("teachers") or [])
+    heads = any(isinstance(m, dict) and m.get("heads") for m in models)
+    return list(unread_distill_keys(spec, teachers, heads))
 
 
 def _run_prefix(label: str) -> str:

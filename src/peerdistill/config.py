@@ -27,6 +27,15 @@ TEACHER_PRESETS = ("kd", "kd+ml", "styles", "styles-logits", "styles-features", 
 # distill weights of terms from the teachers, added by the presets that have a teacher
 TEACHER_TERM_WEIGHTS = ("pair_weight", "holistic_weight", "cwd_weight")
 PEER_PRESETS = ("ml", "kd+ml", "styles", "styles-logits", "styles-features")
+# The presets whose edges read each distill key (the teacher's and the peers' logit edges, the
+# feature edges); set under another preset, a key would change nothing.
+_TEACHER_LOGITS = ("kd", "kd+ml", "styles", "styles-logits", "multi-teacher")
+_PEER_LOGITS = ("ml", "kd+ml", "styles", "styles-logits")
+_FEATURES = ("styles", "styles-features")
+PRESETS_READING = {**dict.fromkeys(("alpha", "kd_loss", "dkd_nckd_weight", "kd_temperature"), _TEACHER_LOGITS),
+                   **dict.fromkeys(("beta", "ml_temperature"), _PEER_LOGITS),
+                   **dict.fromkeys(("gamma", "feature_loss"), _FEATURES),
+                   "teacher_weighting": TEACHER_PRESETS}
 NAMED_PRESETS = tuple(p for p in PRESETS if p != "custom")  # those an option can name alone
 
 
@@ -214,6 +223,45 @@ class EdgeSpec(_Strict):
         if unread:
             raise ValueError(unread)
         return self
+
+
+def unread_distill_keys(d: "DistillSpec", teachers: int, heads: bool) -> dict[str, str]:
+    """The distill keys set away from their defaults that no term of this config reads (the user
+    meant a term it does not have), each with where it is read. ``teachers``: how many there
+    are; ``heads``: whether a model has self-distillation heads. The weights of the teachers'
+    dense terms are judged by the config's own rules (see ``RunConfig``)."""
+    custom = d.edges or []
+    weighted = d.preset in TEACHER_PRESETS
+    kinds = {e.kind for e in custom} | {kind for kind, weight in (("pair", d.pair_weight), ("holistic", d.holistic_weight))
+                                        if weighted and weight > 0}
+    where = {key: f"under presets {', '.join(presets)} (preset is '{d.preset}')"
+             for key, presets in PRESETS_READING.items() if d.preset not in presets}
+    if d.ensemble_weight > 0:  # the ensemble's edges soften by the KD temperature
+        where.pop("kd_temperature", None)
+    if any(e.source == "teachers" for e in custom):
+        where.pop("teacher_weighting", None)
+    if teachers < 2:
+        where.setdefault("teacher_weighting", f"where several teachers teach (this config has {teachers})")
+    if d.kd_loss != "dkd":
+        where.setdefault("dkd_nckd_weight", "with distill.kd_loss: dkd")
+    if not heads:
+        where.update(dict.fromkeys(("self_alpha", "self_lambda", "self_temperature"),
+                                   "for models with self-distillation heads (students.N.heads)"))
+    if "holistic" not in kinds:
+        where.update(dict.fromkeys(("discriminator_lr", "gp_weight"),
+                                   "with a holistic term (distill.holistic_weight, or a holistic edge)"))
+    if "pair" not in kinds:
+        where["pair_node_size"] = "with a pair term (distill.pair_weight, or a pair edge)"
+    if not (weighted and d.cwd_weight > 0):
+        where["cwd_temperature"] = "with distill.cwd_weight (a cwd edge has its own temperature)"
+    defaults = {key: field.default for key, field in DistillSpec.model_fields.items()}
+    return {key: text for key, text in where.items() if getattr(d, key) != defaults[key]}
+
+
+def unread_distill_problems(d: "DistillSpec", teachers: int, heads: bool) -> list[str]:
+    defaults = DistillSpec.model_fields
+    return [f"distill.{key} is read only {text}, so here it would change nothing: remove it (its default is "
+            f"{defaults[key].default!r})" for key, text in unread_distill_keys(d, teachers, heads).items()]
 
 
 class DistillSpec(_Strict):
@@ -764,6 +812,8 @@ class RunConfig(_Strict):
             problems.append(f"distill.{dense[0]} adds terms from the teacher to each student, which preset '{preset}' "
                             "does not distil: use a preset with a teacher (kd, kd+ml, styles, multi-teacher), or "
                             "remove it")
+        if ignored_before:
+            problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads())
         if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) == 1:
             problems.append(f"preset '{preset}' needs at least two students for mutual learning")
         if preset == "self" and not any(s.heads for s in self.students):
@@ -774,6 +824,9 @@ class RunConfig(_Strict):
                                 "target_layer")
         refuse(problems)
         return self
+
+    def has_heads(self) -> bool:
+        return any(m.heads for m in (*self.all_teachers(), *self.students))
 
     def all_teachers(self) -> list[ModelSpec]:
         return [self.teacher] if self.teacher is not None else list(self.teachers)

@@ -300,6 +300,13 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {edge.source} -> {edge.target} points a model at itself")
             if edge.on_features:
                 self._check_feature_ends(edge, cohort)
+        targets = {e.target for e in self.edges}
+        untaught = [head for m in cohort.members if m.trainable for head in m.output_names()[1:] if head not in targets]
+        if untaught:
+            warnings.warn(f"self-distillation heads {untaught} learn from no edge (only from their own labels): "
+                          "build the graph with KnowledgeGraph.from_preset(..., heads={m.name: m.head_layers for m "
+                          "in cohort.members}) as a config does, or add edges into them", PeerdistillWarning,
+                          stacklevel=3)
 
     @staticmethod
     def _check_feature_ends(edge: Edge, cohort: "Cohort") -> None:

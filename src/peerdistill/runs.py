@@ -89,7 +89,8 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
                                  owner=f"model '{name}'")
             if spec.get("heads") and with_heads:
                 module = HeadedModel(module, spec["heads"], spec["deep_layer"], meta["num_classes"],
-                                     torch.zeros(2, *meta["input_shape"]), owner=f"model '{name}'")
+                                     torch.zeros(2, *meta["input_shape"]), owner=f"model '{name}'",
+                                     check_depth=False)
         if not run.model_path(name).exists():
             why = ("the run finished, so it was moved or deleted since" if run.is_complete
                    else "the run is being trained and has not finished its first epoch yet: wait for it"
