@@ -104,3 +104,11 @@ def test_int8_agreement_scores_a_segmentation_runs_masks_with_the_tasks_meter(sh
     # a patch-trained run's ensemble (its students' logits side by side) is scored as evaluation scores it
     row, tested = scored(patch_shapes_run, "ensemble")
     assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3
+
+
+def test_hd95_methods_prints_every_case_with_all_three_ways(tmp_path):
+    out = run("hd95_methods.py", "--scale", "0.1", "--rounds", "1", "--json", "rows.json", cwd=tmp_path)
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert len(rows) == 7 and all(line.startswith(r["case"]) for r, line in zip(rows, out.splitlines()[2:]))
+    assert all(r["kdtree_ms"] > 0 and r["edt_ms"] > 0 and r["rule_ms"] > 0 for r in rows)
+    assert {r["takes"] for r in rows} == {"kdtree", "edt"}  # the cases fall on both sides of the rule

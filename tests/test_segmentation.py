@@ -67,12 +67,12 @@ def test_ignored_pixels_count_nowhere():
     assert m["dice"] == 1.0 and m["pixel_accuracy"] == 1.0
 
 
-def naive_hd95(pred, truth):
+def naive_hd95(pred, truth, spacing=(1.0, 1.0)):
     """Symmetric 95th-percentile Hausdorff between the boundary pixels (brute force)."""
     def boundary(m):
         pad = np.pad(m, 1)
         inner = m & pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
-        return np.argwhere(m & ~inner)
+        return np.argwhere(m & ~inner) * np.asarray(spacing, dtype=np.float64)
 
     a, b = boundary(pred.astype(bool)), boundary(truth.astype(bool))
     d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
@@ -112,6 +112,69 @@ def test_hd95_agrees_with_monai_on_random_regions_touching_the_border_and_single
                                                   include_background=True, percentile=95, spacing=spacing)
             assert hausdorff95(pred, truth, spacing) == pytest.approx(float(expected), rel=1e-6, abs=1e-6)
     assert hausdorff95(pairs[-1][0], pairs[-1][1]) == 3.0
+
+
+def awkward_hd95_pairs():
+    """Pairs of 30x40 masks: single pixels, the whole image, regions on the border and far apart,
+    checkerboards, a ring round a dot (ties everywhere)."""
+    rows, cols = np.indices((30, 40))
+    dot, corner, block = rows == -1, rows == -1, rows < 6
+    dot[15, 20], corner[29, 39], block[:, 5:] = True, True, False
+    ring = ((rows - 15) ** 2 + (cols - 20) ** 2 <= 144) & ((rows - 15) ** 2 + (cols - 20) ** 2 >= 100)
+    board = (rows + cols) % 2 == 0
+    return {"dots": (dot, corner), "one dot": (dot, dot), "whole and dot": (rows >= 0, dot),
+            "block and dot": (block, corner), "boards": (board, ~board), "board and dot": (board, dot),
+            "dot in a ring": (dot, ring), "block and ring": (block, ring)}
+
+
+def hd95_cases():
+    """The awkward pairs and random noise of every density, 1 to 30 pixels a side."""
+    rng = np.random.default_rng(3)
+    pairs = list(awkward_hd95_pairs().values())
+    for _ in range(40):
+        shape, (a, b) = 1 + rng.integers(30, size=2), rng.choice([0.02, 0.2, 0.6, 1.0], 2)
+        pairs.append((rng.random(shape) < a, rng.random(shape) < b))
+    return [(p, t) for p, t in pairs if p.any() and t.any()]
+
+
+@pytest.mark.parametrize("share", [0.0, float("inf")], ids=["transform", "tree"])
+def test_hd95_by_either_way_to_the_nearest_edge_matches_brute_force(monkeypatch, share):
+    """The distance transform (edge share 0: always) and the k-d tree (infinite: never) give the
+    brute-force distances, in pixels and with anisotropic spacings."""
+    from peerdistill import segmentation_metrics
+
+    monkeypatch.setattr(segmentation_metrics, "EDT_FROM_EDGE_SHARE", share)
+    for pred, truth in hd95_cases():
+        for spacing in ([1.0, 1.0], [0.5, 2.0], [0.3, 1.7]):
+            expected = naive_hd95(pred, truth, spacing)
+            got = segmentation_metrics.hausdorff95(pred, truth, spacing)
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_hd95_takes_the_transform_for_dense_edges_and_the_tree_for_sparse(monkeypatch):
+    """Over a tenth of the box in edge pixels (a checkerboard, a ring round a dot) the distance
+    transform runs, below it (two dots, a block and a dot) the k-d tree; the other way gives the
+    same distances."""
+    from scipy.ndimage import binary_erosion
+
+    from peerdistill import segmentation_metrics as sm
+
+    ways = {"tree": sm._nearest_by_tree, "transform": sm._nearest_by_transform}
+    used = []
+    for name, way in ways.items():
+        monkeypatch.setattr(sm, f"_nearest_by_{name}", lambda *a, way=way, name=name: used.append(name) or way(*a))
+    pairs = awkward_hd95_pairs()
+    spacing = [0.5, 2.0]
+    for case, taken, other in [("boards", "transform", "tree"), ("dot in a ring", "transform", "tree"),
+                               ("dots", "tree", "transform"), ("block and dot", "tree", "transform")]:
+        pred, truth = pairs[case]
+        used.clear()
+        got = sm.hausdorff95(pred, truth, spacing)
+        assert used == [taken], case
+        edges = [m & ~binary_erosion(m) for m in (pred, truth)]
+        by_other = ways[other](*edges, np.asarray(spacing))
+        assert got == pytest.approx(max(np.percentile(d, 95) for d in by_other), rel=1e-12)
+        assert got == pytest.approx(naive_hd95(pred, truth, spacing), rel=1e-9)
 
 
 def test_hd95_of_each_foreground_class_and_their_mean():
