@@ -321,6 +321,42 @@ def test_a_saved_run_with_keys_it_never_read_is_still_read(tmp_path):
     assert validate(tree, saved=True).distill.alpha == 0.5
 
 
+@pytest.mark.parametrize("name, lr, momentum", [("adamw", 3e-3, 0.9), ("sgd", 0.1, 0.9), ("sgd", 0.05, 0.0)])
+def test_weight_decay_that_alone_flips_or_blows_up_the_weights_is_refused(name, lr, momentum):
+    """The limits are checked against torch's own optimizers: just below, the decay alone keeps
+    a weight on its side of zero (AdamW, 20 steps) or shrinking (SGD, 200 steps); just above, it
+    does not."""
+    import torch
+
+    limit = {"adamw": 1.0, "sgd": 2 * (1 + momentum)}[name]
+
+    def weight_after(decay: float) -> list[float]:
+        p = torch.nn.Parameter(torch.ones(1))
+        optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name](
+            [p], lr=lr, weight_decay=decay, **({"momentum": momentum} if name == "sgd" else {}))
+        trace = []
+        for _ in range(20 if name == "adamw" else 200):
+            p.grad = torch.zeros(1)  # no loss: the decay alone moves the weight
+            optimizer.step()
+            trace.append(p.item())
+        return trace
+
+    below = weight_after(0.95 * limit / lr)
+    assert all(v > 0 for v in below) if name == "adamw" else abs(below[-1]) < 1
+    above = weight_after(1.05 * limit / lr)
+    assert min(above) < 0 if name == "adamw" else abs(above[-1]) > 1e3
+    tree = apply_overrides(default_config(), [f"optim.name={name}", f"optim.lr={lr}", f"optim.momentum={momentum}"])
+    tree["optim"]["weight_decay"] = 0.95 * limit / lr
+    validate(tree)
+    tree["optim"]["weight_decay"] = 1.001 * limit / lr
+    with pytest.raises(ConfigError, match=f"optim.weight_decay .* at learning rate {lr:g}: lr x weight_decay = "):
+        validate(tree)
+    tree["optim"]["weight_decay"] = 0.95 * limit / lr  # a model's own faster learning rate counts too
+    tree["students"][1]["lr"] = 2 * lr
+    with pytest.raises(ConfigError, match=f"at learning rate {2 * lr:g}"):
+        validate(tree)
+
+
 def test_the_grouped_data_keys_name_data_fields():
     """A mistyped key in these groups would compare nothing: each must be a field of data."""
     from peerdistill import config

@@ -800,6 +800,7 @@ class RunConfig(_Strict):
                             "from the students")
         if self.task == "detection" and preset == "multi-teacher":
             problems.append("preset 'multi-teacher' is not available for detection: use kd with one teacher")
+        problems += self._decay_problems()
         if self.optim.warmup_epochs >= self.train.epochs:
             problems.append(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
                             f"({self.train.epochs}): the warm-up leads into the schedule")
@@ -824,6 +825,19 @@ class RunConfig(_Strict):
                                 "target_layer")
         refuse(problems)
         return self
+
+    def _decay_problems(self) -> list[str]:
+        """Weight decay so strong that it alone flips (AdamW: p <- p (1 - lr wd)) or blows up (SGD
+        with momentum m: lr wd >= 2 (1 + m)) the weights, at the fastest learning rate."""
+        o = self.optim
+        lr = max([o.lr] + [m.lr for m in (*self.all_teachers(), *self.students) if m.lr is not None])
+        limit = {"adamw": 1.0, "sgd": 2 * (1 + o.momentum)}.get(o.name)
+        if limit is None or lr * o.weight_decay < limit:
+            return []
+        return [f"optim.weight_decay {o.weight_decay:g} at learning rate {lr:g}: lr x weight_decay = "
+                f"{lr * o.weight_decay:g}, and from {limit:g} on {o.name}'s decay alone "
+                f"{'sends every weight past zero each step' if o.name == 'adamw' else 'makes the weights diverge'}; "
+                "weight decay is usually 1e-5 to 0.1"]
 
     def has_heads(self) -> bool:
         return any(m.heads for m in (*self.all_teachers(), *self.students))
