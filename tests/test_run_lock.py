@@ -148,3 +148,29 @@ def test_a_fit_with_loader_workers_frees_the_run_directory(tmp_path):
     run_lock.check_free(tmp_path / "r")
     second = fit()  # and the folder can be trained again at once
     assert first is not second
+
+
+def test_two_overwrites_starting_at_once_never_both_replace_the_run(tmp_path, monkeypatch):
+    """Both passed the in-use check before either locked: the lock is held across the rename, so
+    the second finds the run busy, or already renamed away, and says so, never deleting the first's."""
+    from peerdistill.engine.artifacts import RunDir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))
+    checked = []
+    monkeypatch.setattr(run_lock, "check_free", lambda path: checked.append(path))  # the race: checked, not yet held
+    first = run_lock.hold(run)  # the other process holds it now
+    with pytest.raises(RunDirError, match="is being trained by another process"):
+        RunDir.create(run, overwrite=True)
+    assert checked and (run / "run.json").is_file()
+    run_lock.release(first)
+    # the other process already renamed it away: the rename finds nothing, and says the same
+    def renamed_by_the_other(path):
+        run.rename(tmp_path / ".deleting-run.1")
+        return None  # (the lock of a folder gone is not taken)
+
+    monkeypatch.setattr(run_lock, "hold", renamed_by_the_other)
+    with pytest.raises(RunDirError, match="is being trained by another process"):
+        RunDir.create(run, overwrite=True)
+    assert (tmp_path / ".deleting-run.1" / "run.json").is_file()  # the other's to delete, untouched here

@@ -336,8 +336,16 @@ class RunDir:
                 raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
             # Renamed away first (one atomic step), then deleted: a process killed while deleting
             # leaves a hidden folder the next start removes, not half a run that no command takes.
+            # The lock is held across the rename: a second --overwrite starting at the same instant
+            # finds the run busy, or gone, rather than renaming the new run away.
             trash = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}")
-            path.rename(trash)
+            lock = run_lock.hold(path)
+            try:
+                path.rename(trash)
+            except FileNotFoundError:
+                raise RunDirError(run_lock.busy_message(path)) from None
+            finally:
+                run_lock.release(lock)
             shutil.rmtree(trash)
         try:
             path.mkdir(parents=True, exist_ok=True)
