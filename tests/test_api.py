@@ -264,3 +264,39 @@ def test_an_npz_of_test_images_alone_is_scored_whole(tmp_path):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "test.npz")))
     with pytest.raises(DataError, match="is a folder, but data kind 'npz' reads one .npz file"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path)))
+
+
+def test_the_public_names_are_imported_on_first_use_and_all_resolve():
+    # peerdistill and peerdistill.engine import their names on first use (PEP 562): importing the
+    # package brings no torch, and every listed name is there when asked for. engine.evaluate stays
+    # the function after the trainer imported the module engine/evaluate.py.
+    import ast
+    import subprocess
+    import sys
+
+    import peerdistill
+    import peerdistill.engine
+
+    for package in (peerdistill, peerdistill.engine):
+        assert sorted(package.__all__) == sorted(package._ON_FIRST_USE)
+        tree = ast.parse(Path(package.__file__).read_text())
+        typed = next(node for node in tree.body
+                     if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+        seen = {alias.name: "." * imp.level + imp.module for imp in typed.body for alias in imp.names}
+        assert seen == package._ON_FIRST_USE  # what type checkers see is what is imported
+    probe = ("import sys, types\n"
+             "import peerdistill\n"
+             "assert 'torch' not in sys.modules, 'import peerdistill imported torch'\n"
+             "import peerdistill.engine.trainer\n"
+             "from peerdistill.engine import evaluate\n"
+             "assert isinstance(evaluate, types.FunctionType), evaluate\n"
+             "import peerdistill.engine as engine\n"
+             "for package in (peerdistill, engine):\n"
+             "    assert set(package.__all__) <= set(dir(package))\n"
+             "    missing = [n for n in package.__all__ if getattr(package, n, None) is None]\n"
+             "    assert not missing, missing\n"
+             "from peerdistill import *\n"
+             "assert peerdistill.evaluate is engine.evaluate is evaluate\n"
+             "print('ok')")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -746,6 +746,33 @@ def test_starting_imports_neither_torchs_compiler_nor_export():
     assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
 
 
+def test_help_and_config_errors_answer_without_importing_torch(tmp_path):
+    # torch takes over a second to import (with kornia and the models, ~2.5 s): --help, --version
+    # and an error in what was given are answered before any command imports it.
+    (tmp_path / "bad.yaml").write_text("model: {arch: x}\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text('{"task": "classification", "data_spec": {"kind": "digits"}}')
+    cases = [(["--help"], 0), (["--version"], 0), *[([c, "--help"], 0) for c in
+             ("train", "eval", "compare", "export", "predict", "report", "presets")],
+             (["train", str(tmp_path / "bad.yaml")], 2), (["train", "train.epochs=-1"], 2),
+             (["train", "--epochs", "3"], 2), (["train", "--resume", str(tmp_path / "none")], 2),
+             (["eval", str(tmp_path / "run"), "data.bogus=1"], 2), (["eval", str(tmp_path / "run"), "detect.x=1"], 2),
+             (["compare", str(tmp_path / "none.yaml")], 2)]
+    probe = ("import contextlib, io, json, sys\n"
+             "from peerdistill.cli import main\n"
+             "said = []\n"
+             "for args in json.loads(sys.argv[1]):\n"
+             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+             "        try:\n            code = main(args)\n"
+             "        except SystemExit as exc:\n            code = exc.code\n"
+             "    said.append([args, code, 'torch' in sys.modules])\n"
+             "print(json.dumps(said))")
+    out = subprocess.run([sys.executable, "-c", probe, json.dumps([args for args, _ in cases])], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == [[args, code, False] for args, code in cases]
+
+
 @pytest.mark.parametrize("args, message", [
     (["export", "RUN", "--out", ""], "argument --out: is empty"),  # wrote into the current folder
     (["export", "RUN", "--operating-point", " "], "argument --operating-point: is empty"),  # no threshold, silently

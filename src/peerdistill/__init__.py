@@ -1,18 +1,28 @@
 """peerdistill: knowledge distillation in a cohort of a teacher and several students."""
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
 
 import importlib as _importlib
+from typing import TYPE_CHECKING
 
-from .cohort import Cohort, Member  # noqa: E402
-from .config import OptimSpec, RunConfig, TrainSpec, load_config  # noqa: E402
-from .data import DataSplits, TensorData  # noqa: E402
-from .engine import FitResult, Trainer, evaluate, seed_everything  # noqa: E402
-from .graph import Edge, KnowledgeGraph, preset_edges  # noqa: E402
-from .losses import soft_kl  # noqa: E402
-from .models.heads import HeadedModel  # noqa: E402
-from .runs import evaluate_run, load_cohort  # noqa: E402
-from .tasks import ClassificationTask  # noqa: E402
+# Every public name is imported on first use (PEP 562): most of them bring torch, which takes
+# over a second to import, and the command line's --help, --version and config errors need
+# none of them. The module each name comes from:
+_ON_FIRST_USE = {
+    "Cohort": ".cohort", "Member": ".cohort",
+    "OptimSpec": ".config", "RunConfig": ".config", "TrainSpec": ".config", "load_config": ".config",
+    "DataSplits": ".data", "TensorData": ".data",
+    "FitResult": ".engine", "Trainer": ".engine", "evaluate": ".engine", "seed_everything": ".engine",
+    "export_run": ".export",
+    "Edge": ".graph", "KnowledgeGraph": ".graph", "preset_edges": ".graph",
+    "soft_kl": ".losses",
+    "HeadedModel": ".models.heads",
+    "predict_files": ".predict",
+    "evaluate_run": ".runs", "load_cohort": ".runs",
+    "ClassificationTask": ".tasks",
+}
 
 __all__ = [
     "ClassificationTask", "Cohort", "DataSplits", "Edge", "FitResult", "HeadedModel", "KnowledgeGraph", "Member", "OptimSpec",
@@ -20,14 +30,25 @@ __all__ = [
     "load_config", "predict_files", "preset_edges", "seed_everything", "soft_kl",
 ]
 
-# Imported on first use: export's modules add about half a second to every start of the
-# command line, which needs them only to export and predict.
-_ON_FIRST_USE = {"export_run": ".export", "predict_files": ".predict"}
+if TYPE_CHECKING:  # what type checkers and editors see (keep in step with _ON_FIRST_USE)
+    from .cohort import Cohort, Member
+    from .config import OptimSpec, RunConfig, TrainSpec, load_config
+    from .data import DataSplits, TensorData
+    from .engine import FitResult, Trainer, evaluate, seed_everything
+    from .export import export_run
+    from .graph import Edge, KnowledgeGraph, preset_edges
+    from .losses import soft_kl
+    from .models.heads import HeadedModel
+    from .predict import predict_files
+    from .runs import evaluate_run, load_cohort
+    from .tasks import ClassificationTask
 
 
 def __getattr__(name: str):
     if name in _ON_FIRST_USE:
-        return getattr(_importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+        value = getattr(_importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+        globals()[name] = value  # found directly from now on
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,4 +1,8 @@
-"""The ``peerdistill`` command line, a thin layer over the Python API."""
+"""The ``peerdistill`` command line, a thin layer over the Python API.
+
+This module imports nothing that brings torch: --help, --version and a config error answer at
+once. Each command imports what it runs, torch with it, once its arguments are checked.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ from . import __version__
 from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides, default_config,
                      format_validation_error, load_config, load_saved_config, load_yaml, saved_data_section,
                      without_other_kinds_keys)
-from .engine.artifacts import RunDir, jsonable, read_json
 from .errors import ConfigError, PeerdistillError, PeerdistillWarning
+from .json_files import read_json
 from .launcher import launched, launched_rank, launched_world
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
@@ -102,10 +106,6 @@ def _given(text: str) -> str:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from .build import run_dir_for, train_from_config
-    from .report import fitted, results_table
-    from .runs import task_for
-
     if ns.resume:
         run_dir = Path(ns.resume)
         if not run_dir.is_dir():
@@ -120,7 +120,12 @@ def cmd_train(ns: argparse.Namespace) -> int:
     else:
         path, overrides = _split_config_and_overrides(ns.args)
         cfg = load_config(path, overrides)
-        run_dir = run_dir_for(cfg)
+    # torch comes with these: only once the config is read and checked
+    from .build import run_dir_for, train_from_config
+    from .report import fitted, results_table
+    from .runs import task_for
+
+    run_dir = Path(ns.resume) if ns.resume else run_dir_for(cfg)
     ns.run_dir = run_dir  # for the hint after Ctrl-C
     result = train_from_config(cfg, run_dir=run_dir, overwrite=ns.overwrite, resume=bool(ns.resume),
                                progress=not ns.quiet)
@@ -173,10 +178,6 @@ def _say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
-                         results_table)
-    from .runs import evaluate_run, task_for
-
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
     decoding = _decoding(o for o in ns.overrides if o.startswith("detect."))
     data_spec = None
@@ -208,6 +209,12 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             data_spec = DataSpec.model_validate(tree["data"])
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
+    # torch comes with these: only once the overrides are checked
+    from .engine.artifacts import RunDir, jsonable
+    from .report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
+                         results_table)
+    from .runs import evaluate_run, task_for
+
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
                           temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample)
@@ -339,14 +346,15 @@ def _decoding(overrides) -> dict | None:
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
-    from .compare import compare, parse_presets
-    from .comparison_runs import variant_trees
-
     paths = [a for a in ns.args if "=" not in a]
     overrides = [a for a in ns.args if "=" in a]
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
+    # torch comes with these: only once the files and overrides are read
+    from .compare import compare, parse_presets
+    from .comparison_runs import variant_trees
+
     out = ns.out
     if ns.setting:
         if out is None and len(trees) == 1:  # the config's own comparison folder, not the shared one
@@ -703,19 +711,24 @@ def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
 def _interrupted_hint(ns: argparse.Namespace) -> str:
     """What an interruption left and how to go on, from what is on disk."""
     if ns.command == "compare":
+        # (not imported: interrupted while cmd_compare imported it, torch with it, before any run was marked;
+        # a half-imported torch would fail to import again here)
+        runs = sys.modules.get(f"{__package__}.comparison_runs")
+        if ns.overwrite and runs is None:
+            return "interrupted before any run was replaced: run the same compare command again, with --overwrite"
         if ns.overwrite:
-            from .comparison_runs import REPLACE_MARK
-
             return ("interrupted: run the same compare command again without --overwrite to replace only the runs "
-                    f"still marked (a file {REPLACE_MARK} in them); runs already replaced are reused and the one in "
-                    "training continues from its last checkpoint (with --overwrite every run starts again)")
+                    f"still marked (a file {runs.REPLACE_MARK} in them); runs already replaced are reused and the one "
+                    "in training continues from its last checkpoint (with --overwrite every run starts again)")
         return ("interrupted: run the same compare command again; finished runs are reused and "
                 "unfinished ones continue from their last checkpoint")
     run_dir = getattr(ns, "run_dir", None)
     if ns.command == "train" and run_dir is not None and launched_rank() > 0:
         # (its node's disk may not be the main process's, which holds the run)
         return "interrupted: the main process (rank 0) says what its run keeps and how to continue"
-    if ns.command == "train" and run_dir is not None:
+    if ns.command == "train" and run_dir is not None:  # (set once cmd_train had imported the engine)
+        from .engine.artifacts import RunDir
+
         run = Path(run_dir)
         finished = RunDir(run).is_complete
         if (run / "checkpoints" / "last.pt").is_file() and not finished:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..errors import CheckpointError, ConfigError, RunDirError
+from ..json_files import read_json  # noqa: F401 - imported from here across the package
 from ..values import is_count, is_finite_number
 from . import run_lock
 from .state_files import read_state
@@ -126,19 +127,6 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    """A file peerdistill wrote (UTF-8 JSON); a damaged one is a CheckpointError saying so."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"'{path}' does not exist") from None
-    except UnicodeDecodeError as exc:  # peerdistill writes UTF-8: another encoding is an edit or damage
-        raise CheckpointError(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}); the file is corrupt, "
-                              "or was saved in another encoding: save it as UTF-8") from None
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and integers or nesting beyond Python's limits
-        raise CheckpointError(f"'{path}' is not valid JSON ({exc}); the file is corrupt") from None
 
 
 def jsonable(obj: Any) -> Any:
