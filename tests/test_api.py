@@ -267,23 +267,19 @@ def test_an_npz_of_test_images_alone_is_scored_whole(tmp_path):
 
 
 def test_the_public_names_are_imported_on_first_use_and_all_resolve():
-    # peerdistill and peerdistill.engine import their names on first use (PEP 562): importing the
-    # package brings no torch, and every listed name is there when asked for. engine.evaluate stays
-    # the function after the trainer imported the module engine/evaluate.py.
+    # peerdistill imports its names on first use (PEP 562): importing the package brings no torch,
+    # and every listed name is there when asked for (engine.evaluate is the function, not the module).
     import ast
     import subprocess
     import sys
 
     import peerdistill
-    import peerdistill.engine
 
-    for package in (peerdistill, peerdistill.engine):
-        assert sorted(package.__all__) == sorted(package._ON_FIRST_USE)
-        tree = ast.parse(Path(package.__file__).read_text())
-        typed = next(node for node in tree.body
-                     if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
-        seen = {alias.name: "." * imp.level + imp.module for imp in typed.body for alias in imp.names}
-        assert seen == package._ON_FIRST_USE  # what type checkers see is what is imported
+    assert sorted(peerdistill.__all__) == sorted(peerdistill._ON_FIRST_USE)
+    tree = ast.parse(Path(peerdistill.__file__).read_text())
+    typed = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    seen = {alias.name: "." * imp.level + imp.module for imp in typed.body for alias in imp.names}
+    assert seen == peerdistill._ON_FIRST_USE  # what type checkers see is what is imported
     probe = ("import sys, types\n"
              "import peerdistill\n"
              "assert 'torch' not in sys.modules, 'import peerdistill imported torch'\n"

@@ -247,6 +247,14 @@ def test_feature_edges_on_heads_are_checked():
     KnowledgeGraph([Edge("student1", "student1@features.2", "hint", 1, 1, "@deep", "@bottleneck")]).bind(cohort)
 
 
+@pytest.mark.parametrize("key, value", [("rampup_epochs", 5), ("discriminator_lr", 1e-3), ("gp_weight", 5.0)])
+def test_the_trainers_distill_keys_given_to_the_graph_are_refused_naming_the_trainer(key, value):
+    for build in (preset_edges, KnowledgeGraph.from_preset):
+        with pytest.raises(ConfigError, match=rf"{key} is an argument of the Trainer, not of the graph: "
+                                              rf"Trainer\(\.\.\., {key}={value!r}\)"):
+            build("kd+ml", "teacher", ["s1", "s2"], **{key: value})
+
+
 def test_heads_no_edge_teaches_are_warned_of():
     """A HeadedModel in a graph built without heads= gets no self-distillation edges."""
     from peerdistill.models.heads import HeadedModel

@@ -14,6 +14,8 @@ _ON_FIRST_USE = {
     "Cohort": ".cohort", "Member": ".cohort",
     "OptimSpec": ".config", "RunConfig": ".config", "TrainSpec": ".config", "load_config": ".config",
     "DataSplits": ".data", "TensorData": ".data",
+    **dict.fromkeys(("PeerdistillError", "ConfigError", "DataError", "CheckpointError", "RunDirError",
+                     "NonFiniteError", "PeerdistillWarning"), ".errors"),
     "FitResult": ".engine", "Trainer": ".engine", "evaluate": ".engine", "seed_everything": ".engine",
     "export_run": ".export",
     "Edge": ".graph", "KnowledgeGraph": ".graph", "preset_edges": ".graph",
@@ -25,15 +27,18 @@ _ON_FIRST_USE = {
 }
 
 __all__ = [
-    "ClassificationTask", "Cohort", "DataSplits", "Edge", "FitResult", "HeadedModel", "KnowledgeGraph", "Member", "OptimSpec",
-    "RunConfig", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run", "export_run", "load_cohort",
-    "load_config", "predict_files", "preset_edges", "seed_everything", "soft_kl",
+    "CheckpointError", "ClassificationTask", "Cohort", "ConfigError", "DataError", "DataSplits", "Edge", "FitResult",
+    "HeadedModel", "KnowledgeGraph", "Member", "NonFiniteError", "OptimSpec", "PeerdistillError", "PeerdistillWarning",
+    "RunConfig", "RunDirError", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run", "export_run",
+    "load_cohort", "load_config", "predict_files", "preset_edges", "seed_everything", "soft_kl",
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see (keep in step with _ON_FIRST_USE)
     from .cohort import Cohort, Member
     from .config import OptimSpec, RunConfig, TrainSpec, load_config
     from .data import DataSplits, TensorData
+    from .errors import (CheckpointError, ConfigError, DataError, NonFiniteError, PeerdistillError, PeerdistillWarning,
+                         RunDirError)
     from .engine import FitResult, Trainer, evaluate, seed_everything
     from .export import export_run
     from .graph import Edge, KnowledgeGraph, preset_edges

@@ -319,7 +319,7 @@ def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str) -
                              f"probability reaches it, {where}")
     parser.add_argument("--tta", choices=["hflip", "flips"], default=None,
                         help=f"classification, segmentation: probabilities averaged over the input and its mirror "
-                             f"(hflip) or its three mirrorings (flips), as eval --tta scores them, {where}")
+                             f"(hflip) or all four mirrorings (flips), as eval --tta scores them, {where}")
 
 
 def _decoding(overrides) -> dict | None:

@@ -539,7 +539,7 @@ class DataSpec(_Strict):
         turns = {"rot90", "rotate", "elastic"} & set(self.augment)
         if turns and self.task == "detection":  # a turned or warped box is no longer an axis-aligned box
             problems.append(f"data.augment {sorted(turns)} is not available for detection; use hflip, vflip, scale "
-                            "or crop")
+                            "or crop, and any of brightness, contrast, gamma, noise, blur")
         unused = sorted(set(self.augment_range) - set(self.augment))
         if unused:
             problems.append(f"data.augment_range sets {unused}, which data.augment does not name: add "

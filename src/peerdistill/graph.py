@@ -83,9 +83,18 @@ class Edge:
         return base
 
 
+# distill keys the Trainer reads, not the graph: given to the graph they would change nothing
+TRAINER_KEYS = ("rampup_epochs", "discriminator_lr", "gp_weight")
+
+
 def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any]) -> DistillSpec:
     """``params`` with keyword overrides, validated as a config's distill section is (a
     misspelt name or a negative weight is refused, not ignored)."""
+    for key in TRAINER_KEYS:
+        if key in overrides:
+            raise ConfigError(f"{key} is an argument of the Trainer, not of the graph: Trainer(..., {key}="
+                              f"{overrides[key]!r}); a config's distill.{key} goes there too (the Trainer's "
+                              "rampup_epochs defaults to 0, a config's to 5)")
     try:
         return DistillSpec.model_validate({**params.model_dump(), **overrides})
     except ValidationError as exc:
