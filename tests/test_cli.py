@@ -757,7 +757,7 @@ def test_help_and_config_errors_answer_without_importing_torch(tmp_path):
              (["train", str(tmp_path / "bad.yaml")], 2), (["train", "train.epochs=-1"], 2),
              (["train", "--epochs", "3"], 2), (["train", "--resume", str(tmp_path / "none")], 2),
              (["eval", str(tmp_path / "run"), "data.bogus=1"], 2), (["eval", str(tmp_path / "run"), "detect.x=1"], 2),
-             (["compare", str(tmp_path / "none.yaml")], 2)]
+             (["compare", str(tmp_path / "none.yaml")], 2), (["presets"], 0)]
     probe = ("import contextlib, io, json, sys\n"
              "from peerdistill.cli import main\n"
              "said = []\n"

@@ -429,7 +429,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
 def cmd_presets(ns: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .graph import PRESET_DOCS
+    from .config import PRESET_DOCS
 
     table = Table(title="presets")
     table.add_column("preset")

@@ -23,6 +23,19 @@ PRESETS = ("independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "style
            "self", "custom")
 PresetName = Literal["independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "styles-features",
                      "multi-teacher", "self", "custom"]
+# who teaches whom in each named preset (`peerdistill presets`)
+PRESET_DOCS = {
+    "independent": "labels only: every model trains alone (baseline)",
+    "kd": "teacher logits -> each student (Hinton et al. 2015)",
+    "ml": "student logits <-> student logits (Deep Mutual Learning, Zhang et al. 2018)",
+    "kd+ml": "both: teacher -> students and students <-> students (Niyaz & Bathula, ISBI 2022)",
+    "styles": "teacher logits -> students 1, 3, ...; teacher features -> students 2, 4, ...; students "
+              "exchange logits and features (Niyaz et al., learning styles, 2022)",
+    "styles-logits": "ablation of styles: every student learns the teacher's logits; students exchange logits",
+    "styles-features": "ablation of styles: every student learns the teacher's features; students exchange features",
+    "multi-teacher": "the weighted average of several teachers' soft targets -> each student",
+    "self": "each model's deepest classifier -> its own shallow heads, plus feature hints (Be Your Own Teacher)",
+}
 TEACHER_PRESETS = ("kd", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher")
 # distill weights of terms from the teachers, added by the presets that have a teacher
 TEACHER_TERM_WEIGHTS = ("pair_weight", "holistic_weight", "cwd_weight")

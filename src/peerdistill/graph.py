@@ -13,7 +13,7 @@ from torch import nn
 
 from pydantic import ValidationError
 
-from .config import TEACHER_PRESETS, DistillSpec, format_validation_error, unread_edge_keys
+from .config import PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validation_error, unread_edge_keys
 from .connectors import Connector
 from .errors import ConfigError, PeerdistillWarning
 from .values import is_finite_number
@@ -33,19 +33,6 @@ ENSEMBLE = "ensemble"  # virtual source: the students' ensemble (online ensemble
 LOGIT_KINDS = ("kl", "dkd", "cwd", "holistic")  # cwd also works on features (with layers)
 FEATURE_KINDS = ("hint", "at", "sp", "pair")
 DENSE_KINDS = ("cwd", "holistic", "pair")  # need [B, C, H, W] maps: segmentation
-
-PRESET_DOCS = {
-    "independent": "labels only: every model trains alone (baseline)",
-    "kd": "teacher logits -> each student (Hinton et al. 2015)",
-    "ml": "student logits <-> student logits (Deep Mutual Learning, Zhang et al. 2018)",
-    "kd+ml": "both: teacher -> students and students <-> students (Niyaz & Bathula, ISBI 2022)",
-    "styles": "teacher logits -> students 1, 3, ...; teacher features -> students 2, 4, ...; students "
-              "exchange logits and features (Niyaz et al., learning styles, 2022)",
-    "styles-logits": "ablation of styles: every student learns the teacher's logits; students exchange logits",
-    "styles-features": "ablation of styles: every student learns the teacher's features; students exchange features",
-    "multi-teacher": "the weighted average of several teachers' soft targets -> each student",
-    "self": "each model's deepest classifier -> its own shallow heads, plus feature hints (Be Your Own Teacher)",
-}
 
 
 @dataclass(frozen=True)
