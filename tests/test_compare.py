@@ -224,6 +224,7 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     saved = tmp_path / "c-compare" / "kd-seed0" / "config.yaml"
     older = yaml.safe_load(saved.read_text())
     del older["detect"], older["train"]["monitor"]  # options a later version added, at their defaults
+    older["distill"]["ml_temperature"] = 3.0  # kept by a version that ran kd without dropping the peers' keys
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     capsys.readouterr()
     compare(tree, ["kd"], 1, progress=False)
@@ -587,6 +588,29 @@ def test_each_preset_of_a_comparison_drops_the_distill_keys_it_would_not_read():
     holistic = {**default_config(), "task": "segmentation", "data": {"kind": "shapes"},
                 "distill": {"preset": "kd", "holistic_weight": 0.1, "gp_weight": 5.0}}
     assert set(setting_tree(holistic, "ml", 0, "ml", None)["distill"]) == {"preset", "edges"}
+
+
+def test_a_key_the_configs_own_preset_never_read_is_refused_as_train_refuses_it(tmp_path):
+    """Only what the config's preset read and another does not is dropped: a key no term of the
+    config read (one teacher's weighting) is the user's mistake under every preset."""
+    tree = {**COMPARED, "out_dir": str(tmp_path), "distill": {"preset": "kd+ml", "teacher_weighting": "confidence"}}
+    with pytest.raises(ConfigError, match="distill.teacher_weighting is read only where several teachers teach"):
+        compare(tree, ["kd", "ml"], 1, dry_run=True, console=Console(quiet=True))
+
+
+def test_a_setting_that_moves_to_another_preset_drops_what_it_would_not_read_unless_it_sets_it():
+    from peerdistill.comparison_runs import variant_trees
+    from peerdistill.config import validate
+
+    tree = {**COMPARED, "distill": {"preset": "kd", "alpha": 0.5, "kd_temperature": 2.0}}
+    same, peers, meant = variant_trees([tree], ["same", "peers:distill.preset=ml", "meant:distill.preset=ml",
+                                                "meant:distill.alpha=0.7"])
+    assert same["distill"] == tree["distill"]
+    assert peers["distill"] == {"preset": "ml"}
+    validate(peers)
+    assert meant["distill"] == {"preset": "ml", "alpha": 0.7}  # set for this setting: refused, as train refuses it
+    with pytest.raises(ConfigError, match="distill.alpha is read only under presets"):
+        validate(meant)
 
 def no_training(cfg, **kwargs):
     raise AssertionError("refused before any run trains")

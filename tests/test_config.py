@@ -283,14 +283,21 @@ def test_weights_a_preset_would_ignore_are_refused(overrides, message):
 @pytest.mark.parametrize("overrides, message", [
     (["distill.preset=ml", "distill.alpha=0.5"],
      r"distill.alpha is read only under presets kd, kd\+ml, styles, styles-logits, multi-teacher \(preset is 'ml'\)"),
-    (["distill.preset=ml", "distill.kd_temperature=8"], "distill.kd_temperature is read only under presets"),
+    (["distill.preset=ml", "distill.kd_temperature=8"], r"distill.kd_temperature is read only under presets .* \(preset "
+                                                        r"is .ml.\) or with distill.ensemble_weight, so"),
     (["distill.preset=kd", "distill.beta=2"], "distill.beta is read only under presets ml, kd"),
     (["distill.preset=kd", "distill.gamma=2"], r"distill.gamma is read only under presets styles, styles-features"),
     (["distill.feature_loss=at"], "distill.feature_loss is read only under presets styles, styles-features"),
     (["distill.dkd_nckd_weight=4"], r"distill.dkd_nckd_weight is read only with distill.kd_loss: dkd"),
     (["distill.teacher_weighting=confidence"], r"teacher_weighting is read only where several teachers teach "
                                                r"\(this config has 1\)"),
-    (["distill.self_temperature=2"], "distill.self_temperature is read only for models with self-distillation heads"),
+    (["distill.self_temperature=2"], "distill.self_temperature is read only by the edges a preset gives models "
+                                     r"with self-distillation heads \(students.N.heads; custom"),
+    (["students.0.heads=[features.2]", "distill.self_alpha=0.3", "distill.preset=custom",
+      "distill.edges=[{source: teacher, target: student1}]"], "distill.self_alpha is read only by the edges a preset"),
+    (["teacher=null", "teachers=[{arch: cnn}, {arch: cnn}]", "distill.preset=styles-features",
+      "students.0.feature_layer=features", "distill.teacher_weighting=confidence"],
+     r"distill.teacher_weighting is read only under presets kd, kd\+ml, styles, styles-logits, multi-teacher"),
     (["distill.gp_weight=3"], "distill.gp_weight is read only with a holistic term"),
     (["distill.pair_node_size=4"], "distill.pair_node_size is read only with a pair term"),
     (["distill.cwd_temperature=2"], "distill.cwd_temperature is read only with distill.cwd_weight"),
@@ -323,22 +330,27 @@ def test_a_saved_run_with_keys_it_never_read_is_still_read(tmp_path):
 
 @pytest.mark.parametrize("name, lr, momentum", [("adamw", 3e-3, 0.9), ("sgd", 0.1, 0.9), ("sgd", 0.05, 0.0)])
 def test_weight_decay_that_alone_flips_or_blows_up_the_weights_is_refused(name, lr, momentum):
-    """The limits are checked against torch's own optimizers: just below, the decay alone keeps
-    a weight on its side of zero (AdamW, 20 steps) or shrinking (SGD, 200 steps); just above, it
-    does not."""
+    """The limits are checked against the optimizers the trainer builds (SGD with momentum is
+    Nesterov's): just below, the decay alone keeps a weight on its side of zero (AdamW, 20 steps)
+    or shrinking (SGD, 300 steps); just above, it does not. By hand, for h = lr x wd, Nesterov's
+    step on the decay alone has the characteristic polynomial x^2 - (1+m)(1-h) x + m(1-h), whose
+    roots leave the unit circle where 1 + (1+2m)(1-h) = 0: h = 2(1+m)/(1+2m)."""
     import torch
 
-    limit = {"adamw": 1.0, "sgd": 2 * (1 + momentum)}[name]
+    from peerdistill.config import OptimSpec
+    from peerdistill.engine.optim import build_optimizer
+
+    limit = {"adamw": 1.0, "sgd": 2 * (1 + momentum) / (1 + 2 * momentum)}[name]
 
     def weight_after(decay: float) -> list[float]:
-        p = torch.nn.Parameter(torch.ones(1))
-        optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name](
-            [p], lr=lr, weight_decay=decay, **({"momentum": momentum} if name == "sgd" else {}))
+        model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.ones_(model.weight)
+        optimizer = build_optimizer(model, OptimSpec(name=name, lr=lr, momentum=momentum, weight_decay=decay))
         trace = []
-        for _ in range(20 if name == "adamw" else 200):
-            p.grad = torch.zeros(1)  # no loss: the decay alone moves the weight
+        for _ in range(20 if name == "adamw" else 300):
+            model.weight.grad = torch.zeros(1, 1)  # no loss: the decay alone moves the weight
             optimizer.step()
-            trace.append(p.item())
+            trace.append(model.weight.item())
         return trace
 
     below = weight_after(0.95 * limit / lr)
@@ -355,6 +367,9 @@ def test_weight_decay_that_alone_flips_or_blows_up_the_weights_is_refused(name, 
     tree["students"][1]["lr"] = 2 * lr
     with pytest.raises(ConfigError, match=f"at learning rate {2 * lr:g}"):
         validate(tree)
+    del tree["students"][1]["lr"]  # but not a frozen teacher's, which nothing steps
+    tree["teacher"].update(lr=2 * lr, frozen=True, checkpoint="teacher.safetensors")
+    validate(tree)
 
 
 def test_the_grouped_data_keys_name_data_fields():
@@ -376,3 +391,26 @@ def test_base_60_numbers_are_not_read_as_yaml_1_1_reads_them(tmp_path):
     with pytest.raises(ConfigError, match=r"checkpoint_every_minutes.*'1:30'"):
         load_config(tmp_path / "c.yaml")
     assert load_config(None, ["train.epochs=12", "device=cpu"]).train.epochs == 12
+
+
+def test_a_resumed_run_is_built_as_it_trained_even_where_a_new_config_is_refused():
+    """Checks added since a run trained (heads' depth, a feature layer no edge reads) refuse a new
+    config, never the saved one being resumed."""
+    from peerdistill.build import build_cohort
+    from peerdistill.config import default_config
+    from peerdistill.data import build_data
+
+    base = default_config()
+    base["students"][0].update(heads=["features.6"], feature_layer="features.2")
+    base["students"][1]["feature_layer"] = "featurs"
+    cfg = validate({**base, "distill": {"preset": "kd"}})
+    data = build_data(cfg.data)
+    with pytest.raises(ConfigError, match=r"model 'student1': head layer\(s\) \['features.6'\] run after deep_layer "
+                                          r"\(unset: its feature_layer\) 'features.2'"):
+        build_cohort(cfg, data)
+    cfg.students[0].heads = ["features.0"]
+    with pytest.raises(ConfigError, match=r"model 'student2' \(its feature_layer\) has no module at path 'featurs'"):
+        build_cohort(cfg, data)
+    cfg.students[0].heads = ["features.6"]
+    cohort = build_cohort(cfg, data, saved=True)
+    assert cohort["student1"].head_layers == ["features.6"] and cohort["student2"].feature_layer is None

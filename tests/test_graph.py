@@ -262,7 +262,8 @@ def test_heads_no_edge_teaches_are_warned_of():
     net = HeadedModel(SmallCNN(1, 3, 4, 3), ["features.2", "features.6"], "features", 3, torch.zeros(2, 1, 8, 8))
     cohort = Cohort.from_modules([net, SmallCNN(1, 3, 4, 2)])
     with pytest.warns(PeerdistillWarning, match=r"heads \['student1@features.2', 'student1@features.6'\] learn from "
-                                                r"no edge.*KnowledgeGraph.from_preset\(\.\.\., heads="):
+                                                r"no edge.*in a config, any preset but custom; in Python, "
+                                                r"KnowledgeGraph.from_preset\(\.\.\., heads="):
         KnowledgeGraph.from_preset("ml", None, ["student1", "student2"]).bind(cohort)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -324,6 +324,53 @@ def test_a_users_feature_layer_module_and_heads_key_are_the_users_own():
     assert [m.feature_layer for m in named.members] == ["feature_layer", "feature_layer.0"]
 
 
+class _AliasedBlock(nn.Module):
+    """A user's model reaching one block by two paths (``alias`` is ``block``), with its own string
+    attribute ``feature_layer`` that is no module path of it."""
+    feature_layer = "the last block"
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.alias, self.fc = self.block, nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.block(x).mean((2, 3)))
+
+
+def test_an_alias_path_names_its_module_and_a_stray_string_attribute_names_nothing():
+    from peerdistill.capture import FeatureRecorder
+
+    cohort = Cohort.from_modules([_AliasedBlock(), _AliasedBlock()], feature_layers={"student2": "alias.0"})
+    assert [m.feature_layer for m in cohort.members] == [None, "alias.0"]  # the attribute names no layer: not chosen
+    recorder = FeatureRecorder(cohort["student2"].module, ["alias.0"])
+    cohort["student2"].module(torch.randn(2, 1, 8, 8))
+    assert recorder.take(complete=True)["alias.0"].shape == (2, 4, 8, 8)
+
+
+class _SharedBlock(nn.Module):
+    """One block run twice (weights shared), a middle layer between its two calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.block, self.middle = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.block(self.middle(self.block(self.stem(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_shared_layer_run_twice_counts_by_the_output_kept_its_last():
+    from peerdistill.models.heads import HeadedModel
+
+    sample = torch.zeros(2, 1, 8, 8)
+    HeadedModel(_SharedBlock(), ["middle"], "block", 3, sample)  # the deep features kept come after the head's
+    with pytest.raises(ConfigError, match=r"\['block'\] run after deep_layer 'middle'.*forward order: middle, "
+                                          r"block\)"):
+        HeadedModel(_SharedBlock(), ["block"], "middle", 3, sample)
+
+
 def test_python_api_lengths_and_names_are_checked_with_one_message():
     with pytest.raises(ConfigError, match=r"feature_layers names \['studnet1'\], not models of this cohort "
                                           r"\(student1, student2\)"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .cohort import Cohort, Member, default_feature_layer
+from .cohort import Cohort, Member, default_feature_layer, names_module
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.sources import check_trainable
@@ -23,8 +23,9 @@ from .tasks.classification import balanced_class_weights
 
 
 def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
-                        load_checkpoint: bool = True):
-    """The model of one config entry; wrapped with self-distillation heads when it has any."""
+                        load_checkpoint: bool = True, saved: bool = False):
+    """The model of one config entry; wrapped with self-distillation heads when it has any.
+    ``saved``: the entry of a run that trained so (resumed), whose head layers are not judged again."""
     module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'")
     if spec.checkpoint and load_checkpoint:
         load_weights(module, checkpoint_file(spec.checkpoint, name), name)
@@ -33,7 +34,10 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
         if not deep:
             raise ConfigError(f"model '{name}' has heads but no deep_layer: set it to the module path of its "
                               "last feature block")
-        module = HeadedModel(module, spec.heads, deep, num_classes, torch.zeros(2, *input_shape), owner=f"model '{name}'")
+        deep_from = ("deep_layer" if spec.deep_layer else "deep_layer (unset: its feature_layer)" if spec.feature_layer
+                     else "deep_layer (unset: the model's last feature block)")
+        module = HeadedModel(module, spec.heads, deep, num_classes, torch.zeros(2, *input_shape), owner=f"model '{name}'",
+                             check_depth=not saved, deep_from=deep_from)
     return module
 
 
@@ -84,8 +88,9 @@ def _check_same_classes(checkpoint: str, name: str, class_names: list[str]) -> N
                               "the run's classes in its order")
 
 
-def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:
-    """Models are built after seeding, so their initial weights follow ``cfg.seed``."""
+def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohort:
+    """Models are built after seeding, so their initial weights follow ``cfg.seed``. ``saved``:
+    the config of a run being resumed, which trained as it is (checks added since do not stop it)."""
     names = cfg.member_names()
     teachers = cfg.all_teachers()
     specs = teachers + list(cfg.students)
@@ -95,13 +100,16 @@ def build_cohort(cfg: RunConfig, data: DataSplits) -> Cohort:
             _check_same_task(spec.checkpoint, name, cfg.task)
         if spec.checkpoint and cfg.task == "classification":  # elsewhere names only label mask values
             _check_same_classes(spec.checkpoint, name, data.class_names)
-        module = build_member_module(spec, name, data.input_shape, data.num_classes)
+        module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved)
+        layer = spec.feature_layer or default_feature_layer(module)
+        if saved and layer and not names_module(module, layer):
+            layer = None  # saved before unread layers were checked: none of its edges reads it
         role = "teacher" if i < len(teachers) else "student"
         rebuild = {"arch": spec.arch, "args": spec.args}
         if isinstance(module, HeadedModel):
             rebuild.update(heads=module.head_layers, deep_layer=module.deep_layer)
         members.append(Member(name, module, role, frozen=spec.frozen, lr=spec.lr, spec=rebuild,
-                              feature_layer=spec.feature_layer or default_feature_layer(module),
+                              feature_layer=layer,
                               weight=spec.weight))
     return Cohort(members)
 
@@ -170,11 +178,11 @@ def run_dir_for(cfg: RunConfig) -> Path:
 
 
 def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,
-                 progress: bool = True, callbacks=None) -> tuple[Trainer, DataSplits]:
+                 progress: bool = True, callbacks=None, resume: bool = False) -> tuple[Trainer, DataSplits]:
     data = build_data(cfg.data)
     check_trainable(cfg.data, data)
     seed_everything(cfg.seed, cfg.deterministic)
-    cohort = build_cohort(cfg, data)
+    cohort = build_cohort(cfg, data, saved=resume)
     task = build_task(cfg, data, cohort)
     graph = build_graph(cfg, cohort, task)
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
@@ -205,5 +213,6 @@ def _run_info(cfg: RunConfig) -> dict:
 
 
 def train_from_config(cfg: RunConfig, *, run_dir=None, overwrite=False, resume=False, progress=True, callbacks=None):
-    trainer, data = make_trainer(cfg, run_dir=run_dir, overwrite=overwrite, progress=progress, callbacks=callbacks)
+    trainer, data = make_trainer(cfg, run_dir=run_dir, overwrite=overwrite, progress=progress, callbacks=callbacks,
+                                 resume=resume)
     return trainer.fit(data, resume=resume)

@@ -29,7 +29,7 @@ def unwrap(module: nn.Module) -> nn.Module:
 def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     """The submodule at a dotted path (``"layer3"``, ``"encoder.blocks.2"``); a wrong path names
     the closest valid ones."""
-    modules = dict(unwrap(model).named_modules())
+    modules = dict(unwrap(model).named_modules(remove_duplicate=False))  # an alias path names its module too
     if path in modules and path != "":
         return modules[path]
     names = [n for n in modules if n]
@@ -74,6 +74,7 @@ class FeatureRecorder:
     def _hook(self, path: str):
         def hook(_module, _inputs, output):
             tensor = first_tensor(output, f"layer '{path}' of {self.owner}")
+            self.features.pop(path, None)  # kept in the order of the outputs kept: a layer run twice counts by its last
             if torch.compiler.is_compiling():  # traced: no version counter to read
                 self.features[path] = tensor
             elif tensor.is_inference():

@@ -292,12 +292,19 @@ def _hooked(module: nn.Module) -> nn.Module:
 
 def default_feature_layer(module: nn.Module) -> str | None:
     """Zoo models name their last feature block (class attribute ``feature_layer``, a module
-    path; a user's layer of that name is a module, not a path, and names nothing)."""
+    path). A user's attribute of that name that is a module, or a string that is no module path
+    of the network, names nothing: the user never chose it."""
     inner = unwrap(module)
     if isinstance(inner, HeadedModel):
         inner = unwrap(inner.base)
     path = getattr(inner, "feature_layer", None)
-    return path if isinstance(path, str) else None
+    return path if isinstance(path, str) and names_module(inner, path) else None
+
+
+def names_module(module: nn.Module, path: str) -> bool:
+    """Whether ``path`` is a module path of the user's network in ``module`` (heads' wrapper
+    aside; an alias path included)."""
+    return bool(path) and path in dict(unwrap(_hooked(module)).named_modules(remove_duplicate=False))
 
 
 def as_logits(output: Any, name: str) -> torch.Tensor:

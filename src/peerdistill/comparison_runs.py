@@ -102,6 +102,9 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_give
         for name, given in overrides.items():
             variant = copy.deepcopy(tree)
             apply_overrides(variant, given)
+            if _preset_of(variant) != _preset_of(tree):  # as --presets moves a config to a preset
+                variant["distill"] = under_preset(tree, variant, kept={k.removeprefix("distill.") for k in
+                                                                       set().union(*map(_keys_set_by, given))})
             base = tree.get("name", RunConfig.model_fields["name"].default)
             variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
             out.append(variant)
@@ -419,29 +422,38 @@ def _with_frozen_teachers(tree: dict[str, Any], source_run: Path) -> dict[str, A
 
 def setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str | None,
                   directory: Path | None) -> dict[str, Any]:
-    """The config of one run of a setting (``None`` keeps the config's own value). A preset
-    without a teacher drops the config's weights of terms from the teachers (``--presets
-    independent,ml,kd`` over a config with the structured-KD weights compares the presets)."""
+    """The config of one run of a setting (``None`` keeps the config's own value), under
+    ``preset`` (``under_preset``)."""
     out = copy.deepcopy(tree)
-    distill = dict(out.get("distill") or {})
-    changed, distill["preset"] = distill.get("preset", "kd+ml") != preset, preset
-    if changed:
-        distill["edges"] = None
-        if preset not in TEACHER_PRESETS:
-            for key in TEACHER_TERM_WEIGHTS:
-                distill.pop(key, None)
-        for key in _unread_under_preset(out, distill):
-            distill.pop(key)
-    out["distill"] = distill
+    out["distill"] = {**(out.get("distill") or {}), "preset": preset}
+    if _preset_of(tree) != preset:
+        out["distill"]["edges"] = None
+        out["distill"] = under_preset(tree, out)
     for key, value in (("seed", seed), ("name", name), ("out_dir", str(directory) if directory else None)):
         if value is not None:
             out[key] = value
     return out
 
 
+def _preset_of(tree: dict[str, Any]) -> str:
+    return (tree.get("distill") or {}).get("preset", DistillSpec.model_fields["preset"].default)
+
+
+def under_preset(before: dict[str, Any], after: dict[str, Any], kept: set[str] = frozenset()) -> dict[str, Any]:
+    """``after``'s distill section, ``before`` moved to another preset: without the keys the old
+    preset read and the new one does not (alpha under ml, gamma under kd; a preset without a
+    teacher, the weights of terms from the teachers), so one config compares every preset. Keys
+    no preset of the two reads stay, to be refused as train refuses them, and so do ``kept``
+    (keys the user set for this setting)."""
+    distill = dict(after.get("distill") or {})
+    dropped = set(_unread_under_preset(after, distill)) - set(_unread_under_preset(before, before.get("distill") or {}))
+    if _preset_of(before) in TEACHER_PRESETS and distill["preset"] not in TEACHER_PRESETS:
+        dropped |= set(TEACHER_TERM_WEIGHTS)
+    return {key: value for key, value in distill.items() if key not in dropped - kept}
+
+
 def _unread_under_preset(tree: dict[str, Any], distill: dict[str, Any]) -> list[str]:
-    """The distill keys of a config that its run under another preset would not read (alpha
-    under ml, gamma under kd): dropped, so one config compares every preset."""
+    """The distill keys of a config that its run under ``distill``'s preset would not read."""
     try:
         spec = DistillSpec.model_validate(distill)
     except ValidationError:  # the run's validation says what is wrong
@@ -475,6 +487,17 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
+def _as_read(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` as a tree with the distill keys no term of it reads at their defaults: a run saved
+    before such keys were dropped (``kd_temperature: 2`` under ml) is the run the same setting
+    makes today."""
+    tree = cfg.model_dump(mode="json")
+    unread = unread_distill_keys(cfg.distill, len(cfg.all_teachers()), cfg.has_heads())
+    for key in unread:
+        tree["distill"][key] = DistillSpec.model_fields[key].default
+    return tree
+
+
 def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     """``finished`` (reuse it), ``unfinished`` (it has a resume checkpoint: continue it) or
     ``new`` (train from the start). A run of another config is an error, never overwritten.
@@ -488,12 +511,12 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     if not saved_path.exists():
         return "new"
     try:
-        saved = load_saved_config(saved_path).model_dump(mode="json")
+        saved = _as_read(load_saved_config(saved_path))
     except (ConfigError, yaml.YAMLError) as exc:
         raise RunDirError(f"'{run_dir}' holds a run whose config no longer reads "
                           f"({str(exc).strip().splitlines()[-1].strip()}): pass --overwrite to redo the "
                           "comparison, or change name= to keep both") from None
-    now = cfg.model_dump(mode="json")
+    now = _as_read(cfg)
     changed = differences(what_a_result_depends_on(relocated(saved, saved["out_dir"], now["out_dir"])),
                           what_a_result_depends_on(now))
     if changed:

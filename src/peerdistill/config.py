@@ -48,7 +48,7 @@ _FEATURES = ("styles", "styles-features")
 PRESETS_READING = {**dict.fromkeys(("alpha", "kd_loss", "dkd_nckd_weight", "kd_temperature"), _TEACHER_LOGITS),
                    **dict.fromkeys(("beta", "ml_temperature"), _PEER_LOGITS),
                    **dict.fromkeys(("gamma", "feature_loss"), _FEATURES),
-                   "teacher_weighting": TEACHER_PRESETS}
+                   "teacher_weighting": _TEACHER_LOGITS}  # weighs the teachers' soft targets, not their features
 NAMED_PRESETS = tuple(p for p in PRESETS if p != "custom")  # those an option can name alone
 
 
@@ -251,15 +251,18 @@ def unread_distill_keys(d: "DistillSpec", teachers: int, heads: bool) -> dict[st
              for key, presets in PRESETS_READING.items() if d.preset not in presets}
     if d.ensemble_weight > 0:  # the ensemble's edges soften by the KD temperature
         where.pop("kd_temperature", None)
+    elif "kd_temperature" in where:
+        where["kd_temperature"] += " or with distill.ensemble_weight"
     if any(e.source == "teachers" for e in custom):
         where.pop("teacher_weighting", None)
     if teachers < 2:
         where.setdefault("teacher_weighting", f"where several teachers teach (this config has {teachers})")
     if d.kd_loss != "dkd":
         where.setdefault("dkd_nckd_weight", "with distill.kd_loss: dkd")
-    if not heads:
+    if not heads or d.preset == "custom":
         where.update(dict.fromkeys(("self_alpha", "self_lambda", "self_temperature"),
-                                   "for models with self-distillation heads (students.N.heads)"))
+                                   "by the edges a preset gives models with self-distillation heads "
+                                   "(students.N.heads; custom builds only distill.edges)"))
     if "holistic" not in kinds:
         where.update(dict.fromkeys(("discriminator_lr", "gp_weight"),
                                    "with a holistic term (distill.holistic_weight, or a holistic edge)"))
@@ -840,11 +843,12 @@ class RunConfig(_Strict):
         return self
 
     def _decay_problems(self) -> list[str]:
-        """Weight decay so strong that it alone flips (AdamW: p <- p (1 - lr wd)) or blows up (SGD
-        with momentum m: lr wd >= 2 (1 + m)) the weights, at the fastest learning rate."""
+        """Weight decay so strong that it alone flips (AdamW: p <- p (1 - lr wd)) or blows up (SGD,
+        Nesterov's with momentum m: lr wd >= 2 (1 + m) / (1 + 2m)) the weights, at the fastest
+        learning rate of a model that learns."""
         o = self.optim
-        lr = max([o.lr] + [m.lr for m in (*self.all_teachers(), *self.students) if m.lr is not None])
-        limit = {"adamw": 1.0, "sgd": 2 * (1 + o.momentum)}.get(o.name)
+        lr = max([o.lr] + [m.lr for m in (*self.all_teachers(), *self.students) if m.lr is not None and not m.frozen])
+        limit = {"adamw": 1.0, "sgd": 2 * (1 + o.momentum) / (1 + 2 * o.momentum)}.get(o.name)
         if limit is None or lr * o.weight_decay < limit:
             return []
         return [f"optim.weight_decay {o.weight_decay:g} at learning rate {lr:g}: lr x weight_decay = "

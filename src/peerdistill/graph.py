@@ -300,9 +300,9 @@ class KnowledgeGraph:
         untaught = [head for m in cohort.members if m.trainable for head in m.output_names()[1:] if head not in targets]
         if untaught:
             warnings.warn(f"self-distillation heads {untaught} learn from no edge (only from their own labels): "
-                          "build the graph with KnowledgeGraph.from_preset(..., heads={m.name: m.head_layers for m "
-                          "in cohort.members}) as a config does, or add edges into them", PeerdistillWarning,
-                          stacklevel=3)
+                          "add edges into them (target: the head's name), or let a preset add them: in a config, "
+                          "any preset but custom; in Python, KnowledgeGraph.from_preset(..., heads={m.name: "
+                          "m.head_layers for m in cohort.members})", PeerdistillWarning, stacklevel=3)
 
     @staticmethod
     def _check_feature_ends(edge: Edge, cohort: "Cohort") -> None:

@@ -52,9 +52,10 @@ class AuxHead(nn.Module):
 
 class HeadedModel(nn.Module):
     def __init__(self, base: nn.Module, head_layers: list[str], deep_layer: str, num_classes: int,
-                 sample_input: torch.Tensor, owner: str = "model", check_depth: bool = True):
+                 sample_input: torch.Tensor, owner: str = "model", check_depth: bool = True,
+                 deep_from: str = "deep_layer"):
         """``check_depth``: refuse a head whose layer runs after ``deep_layer`` (off for a saved
-        run's model, which trained so)."""
+        run's model, which trained so); ``deep_from``: where the deep layer came from, for that message."""
         super().__init__()
         if not head_layers:
             raise ConfigError(f"{owner}: self-distillation needs at least one head layer")
@@ -74,10 +75,10 @@ class HeadedModel(nn.Module):
                               f"{str(exc).splitlines()[0]}") from None
         base.train(was_training)
         shapes = {path: tuple(f.shape[1:]) for path, f in self._recorder.take(complete=True).items()}
-        order = list(shapes)  # the order the layers gave their outputs in (a module's after its children's)
+        order = list(shapes)  # the order the layers gave the outputs kept in (a module's after its children's)
         deeper = [p for p in head_layers if order.index(p) > order.index(deep_layer)]
         if check_depth and deeper:
-            raise ConfigError(f"{owner}: head layer(s) {deeper} run after deep_layer '{deep_layer}', whose features "
+            raise ConfigError(f"{owner}: head layer(s) {deeper} run after {deep_from} '{deep_layer}', whose features "
                               "each head learns from: heads sit on shallower layers; pick earlier ones, or a "
                               f"deeper deep_layer (forward order: {', '.join(order)})")
         deep_dim = channels(shapes[deep_layer], f"{owner}'s deep layer '{deep_layer}'")
