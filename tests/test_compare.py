@@ -611,6 +611,17 @@ def test_a_setting_that_moves_to_another_preset_drops_what_it_would_not_read_unl
     assert meant["distill"] == {"preset": "ml", "alpha": 0.7}  # set for this setting: refused, as train refuses it
     with pytest.raises(ConfigError, match="distill.alpha is read only under presets"):
         validate(meant)
+    custom = {**COMPARED, "distill": {"preset": "custom", "edges": [{"source": "teacher", "target": "student1"}]}}
+    [moved] = variant_trees([custom], ["moved:distill.preset=ml"])
+    assert moved["distill"] == {"preset": "ml"}  # custom's edges go as --presets drops them
+    validate(moved)
+    # a whole distill section given, or none that is a mapping: validation says what is wrong
+    [whole] = variant_trees([tree], ["whole:distill={rampup_epochs: 0}"])
+    assert whole["distill"] == {"rampup_epochs": 0}
+    for broken in ({**COMPARED, "distill": "kd"}, tree):
+        [bad] = variant_trees([broken], ["bad:distill=kd" if broken is tree else "bad:seed=1"])
+        with pytest.raises(ConfigError, match="'distill': Input should be a valid dictionary"):
+            compare(bad, ["ml"], 1, dry_run=True, console=Console(quiet=True))
 
 def no_training(cfg, **kwargs):
     raise AssertionError("refused before any run trains")
@@ -701,3 +712,26 @@ def test_one_seed_promises_no_std_and_no_interval(tmp_path, capsys):
     assert "one run (seed) per setting, so no std" in done.markdown and "sample std" not in done.markdown
     assert "one pair: its difference alone, no interval" in done.markdown
     assert "test accuracy, one run each" in printed and "(one pair: no interval)" in printed
+
+
+def test_runs_already_there_are_checked_before_training_as_they_trained(tmp_path, monkeypatch):
+    """With several configs every run's models are built before any trains: a run to be reused
+    or resumed is built as a saved run (checks added since it trained do not stop it), a new
+    run, or one --overwrite trains again, as a new config."""
+    import peerdistill.comparison_runs as runs
+
+    import shutil
+
+    tree = {**COMPARED, "name": "a", "train": {**COMPARED["train"], "epochs": 1}}
+    other = {**tree, "name": "b", "students": [{"arch": "cnn", "args": {"width": 6}}] * 2}
+    compare([tree, other], ["kd"], 1, progress=False, out=tmp_path / "c")
+    shutil.rmtree(tmp_path / "c" / "b-kd-seed0")
+    built = []
+    real = runs.build_cohort
+    monkeypatch.setattr(runs, "build_cohort", lambda cfg, data, saved=False: built.append((cfg.name, saved)) or
+                        real(cfg, data, saved=saved))
+    compare([tree, other], ["kd"], 1, dry_run=True, out=tmp_path / "c", console=Console(quiet=True))
+    assert built == [("a-kd-seed0", True), ("b-kd-seed0", False)]
+    built.clear()
+    compare([tree, other], ["kd"], 1, dry_run=True, overwrite=True, out=tmp_path / "c", console=Console(quiet=True))
+    assert built == [("a-kd-seed0", False), ("b-kd-seed0", False)]

@@ -225,3 +225,22 @@ def test_an_in_epoch_checkpoint_is_not_written_over_the_last_good_one_with_non_f
     collect(state)
     assert tensors and all(torch.isfinite(t).all() for t in tensors)
     assert not list((tmp_path / "r").rglob("*.safetensors"))
+
+
+def test_a_run_saved_with_a_key_no_term_read_resumes_without_it():
+    """A run saved before unread distill keys were refused (kd_temperature under ml) resumes with
+    today's config, which no longer holds the key; a key its terms read still counts."""
+    from types import SimpleNamespace
+
+    from peerdistill.config import apply_overrides, to_yaml
+    from peerdistill.engine.records import RunRecords
+    from peerdistill.errors import CheckpointError
+
+    now = apply_overrides(default_config(), ["distill.preset=ml"])
+    trained = yaml.safe_load(to_yaml(validate(now)))
+    trained["distill"]["kd_temperature"] = 2.0
+    run = SimpleNamespace(config_yaml=to_yaml(validate(now)), run_dir_path=Path("r"))
+    RunRecords._check_same_config(run, {"config": yaml.safe_dump(trained)})
+    trained["distill"]["ml_temperature"] = 2.0
+    with pytest.raises(CheckpointError, match=r"distill.ml_temperature: 2.0 in the run, 1.0 now"):
+        RunRecords._check_same_config(run, {"config": yaml.safe_dump(trained)})

@@ -23,7 +23,7 @@ from .terminal import Console
 from .build import build_cohort, train_from_config
 from .data import build_data
 from .config import (FILE_KINDS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, TRAINING_ONLY_KEYS, DistillSpec, RunConfig,
-                     apply_overrides, check_preset_names, load_saved_config, unread_distill_keys, validate,
+                     apply_overrides, as_read, check_preset_names, load_saved_config, unread_distill_keys, validate,
                      yaml_value)
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
@@ -102,7 +102,8 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_give
         for name, given in overrides.items():
             variant = copy.deepcopy(tree)
             apply_overrides(variant, given)
-            if _preset_of(variant) != _preset_of(tree):  # as --presets moves a config to a preset
+            if None not in (_preset_of(variant), _preset_of(tree)) and _preset_of(variant) != _preset_of(tree):
+                # as --presets moves a config to a preset
                 variant["distill"] = under_preset(tree, variant, kept={k.removeprefix("distill.") for k in
                                                                        set().union(*map(_keys_set_by, given))})
             base = tree.get("name", RunConfig.model_fields["name"].default)
@@ -240,11 +241,12 @@ def by_way_of_reading(plans: list[Plan]) -> list[list[Plan]]:
     return list(groups.values())
 
 
-def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) -> None:
+def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, overwrite: bool = False) -> None:
     """Mistakes a run would meet only as it starts, found before any run trains or ``--overwrite``
     replaces anything: a missing data.root or teacher checkpoint, a device not there (every run);
     with ``build``, each config's data read and its models built once (a mistyped model argument,
-    unreadable data); with ``two_classes`` (an operating point), data of another number of classes."""
+    unreadable data; a run already there, to be reused or resumed, as it trained: checks added
+    since do not stop it); with ``two_classes`` (an operating point), data of another number of classes."""
     for plan in plans:
         missing = _missing_input(plan)
         if missing:
@@ -263,9 +265,11 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool) 
                                   f"two-class data; this data has {data.num_classes} classes: drop --operating-point")
             for checking in group if build else ():
                 specs = checking.cfg.all_teachers() + list(checking.cfg.students)
-                models = json.dumps([m.model_dump(mode="json") for m in specs], sort_keys=True)
+                saved = not (overwrite or (checking.run_dir / REPLACE_MARK).is_file()) and (
+                    checking.run_dir / "config.yaml").is_file()
+                models = json.dumps([saved, *(m.model_dump(mode="json") for m in specs)], sort_keys=True)
                 if checking.source_run is None and models not in built:  # (frozen ones: their teachers train first)
-                    build_cohort(checking.cfg, data)
+                    build_cohort(checking.cfg, data, saved=saved)
                     built.add(models)
         except PeerdistillError as exc:
             raise type(exc)(f"{checking.describe()}: {exc}") from None
@@ -425,6 +429,8 @@ def setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str 
     """The config of one run of a setting (``None`` keeps the config's own value), under
     ``preset`` (``under_preset``)."""
     out = copy.deepcopy(tree)
+    if _preset_of(tree) is None:  # no mapping: validation names it
+        return out
     out["distill"] = {**(out.get("distill") or {}), "preset": preset}
     if _preset_of(tree) != preset:
         out["distill"]["edges"] = None
@@ -435,20 +441,25 @@ def setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str 
     return out
 
 
-def _preset_of(tree: dict[str, Any]) -> str:
-    return (tree.get("distill") or {}).get("preset", DistillSpec.model_fields["preset"].default)
+def _preset_of(tree: dict[str, Any]) -> str | None:
+    """The preset a tree's distill section names (None where the section is no mapping, for
+    validation to refuse)."""
+    distill = tree.get("distill") or {}
+    return distill.get("preset", DistillSpec.model_fields["preset"].default) if isinstance(distill, dict) else None
 
 
 def under_preset(before: dict[str, Any], after: dict[str, Any], kept: set[str] = frozenset()) -> dict[str, Any]:
     """``after``'s distill section, ``before`` moved to another preset: without the keys the old
     preset read and the new one does not (alpha under ml, gamma under kd; a preset without a
-    teacher, the weights of terms from the teachers), so one config compares every preset. Keys
-    no preset of the two reads stay, to be refused as train refuses them, and so do ``kept``
-    (keys the user set for this setting)."""
+    teacher, the weights of terms from the teachers; custom's edges), so one config compares
+    every preset. Keys neither preset reads stay, to be refused as train refuses them, and so do
+    ``kept`` (keys the user set for this setting)."""
     distill = dict(after.get("distill") or {})
     dropped = set(_unread_under_preset(after, distill)) - set(_unread_under_preset(before, before.get("distill") or {}))
-    if _preset_of(before) in TEACHER_PRESETS and distill["preset"] not in TEACHER_PRESETS:
+    if _preset_of(before) in TEACHER_PRESETS and _preset_of(after) not in TEACHER_PRESETS:
         dropped |= set(TEACHER_TERM_WEIGHTS)
+    if _preset_of(before) == "custom" and _preset_of(after) != "custom":
+        dropped.add("edges")  # read by custom alone
     return {key: value for key, value in distill.items() if key not in dropped - kept}
 
 
@@ -487,17 +498,6 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
-def _as_read(cfg: RunConfig) -> dict[str, Any]:
-    """``cfg`` as a tree with the distill keys no term of it reads at their defaults: a run saved
-    before such keys were dropped (``kd_temperature: 2`` under ml) is the run the same setting
-    makes today."""
-    tree = cfg.model_dump(mode="json")
-    unread = unread_distill_keys(cfg.distill, len(cfg.all_teachers()), cfg.has_heads())
-    for key in unread:
-        tree["distill"][key] = DistillSpec.model_fields[key].default
-    return tree
-
-
 def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     """``finished`` (reuse it), ``unfinished`` (it has a resume checkpoint: continue it) or
     ``new`` (train from the start). A run of another config is an error, never overwritten.
@@ -511,12 +511,12 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     if not saved_path.exists():
         return "new"
     try:
-        saved = _as_read(load_saved_config(saved_path))
+        saved = as_read(load_saved_config(saved_path))
     except (ConfigError, yaml.YAMLError) as exc:
         raise RunDirError(f"'{run_dir}' holds a run whose config no longer reads "
                           f"({str(exc).strip().splitlines()[-1].strip()}): pass --overwrite to redo the "
                           "comparison, or change name= to keep both") from None
-    now = _as_read(cfg)
+    now = as_read(cfg)
     changed = differences(what_a_result_depends_on(relocated(saved, saved["out_dir"], now["out_dir"])),
                           what_a_result_depends_on(now))
     if changed:

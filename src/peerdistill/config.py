@@ -1015,6 +1015,16 @@ def read_saved_config(tree: Any, source: str) -> RunConfig:
     return validate(tree, source, saved=True)
 
 
+def as_read(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` as a tree with the distill keys no term of it reads at their defaults: a run saved
+    before such keys were refused (``kd_temperature: 2`` under ml) is the run the same config
+    makes today, for reuse and resume alike."""
+    tree = cfg.model_dump(mode="json")
+    for key in unread_distill_keys(cfg.distill, len(cfg.all_teachers()), cfg.has_heads()):
+        tree["distill"][key] = DistillSpec.model_fields[key].default
+    return tree
+
+
 def load_saved_config(path: str | Path) -> RunConfig:
     """A run directory's config.yaml, read as ``read_saved_config`` reads it."""
     return read_saved_config(load_yaml(path), f"config '{path}'")

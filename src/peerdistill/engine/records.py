@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..config import read_saved_config
+from ..config import as_read, read_saved_config
 from ..config_diff import differences, summary, what_is_trained
 from ..costs import model_costs
 from ..data import DataSplits
@@ -188,10 +188,12 @@ class RunRecords:
         if not saved or self.config_yaml is None or saved == self.config_yaml:
             return
         try:
-            before = read_saved_config(yaml.safe_load(saved), "the checkpoint's config").model_dump(mode="json")
+            before = as_read(read_saved_config(yaml.safe_load(saved), "the checkpoint's config"))
+            # keys no term reads count at their defaults: a run saved with one resumes without it
+            now = as_read(read_saved_config(yaml.safe_load(self.config_yaml), "the config"))
         except (ConfigError, yaml.YAMLError):
             return  # written by a version whose config no longer reads: nothing to compare
-        changed = differences(what_is_trained(before), what_is_trained(yaml.safe_load(self.config_yaml)))
+        changed = differences(what_is_trained(before), what_is_trained(now))
         if changed:
             raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the run was trained "
                                   f"with ({summary(changed)}): set it back to resume, or train a new run with the "
