@@ -8,7 +8,7 @@ from torch import nn
 
 from peerdistill import Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec, evaluate_run, load_cohort, preset_edges
 from peerdistill.engine import seed_everything
-from peerdistill.errors import ConfigError, DataError
+from peerdistill.errors import ConfigError, DataError, PeerdistillWarning
 from peerdistill.models.heads import HeadedModel
 from peerdistill.tasks import ClassificationTask
 
@@ -341,7 +341,9 @@ class _AliasedBlock(nn.Module):
 def test_an_alias_path_names_its_module_and_a_stray_string_attribute_names_nothing():
     from peerdistill.capture import FeatureRecorder
 
-    cohort = Cohort.from_modules([_AliasedBlock(), _AliasedBlock()], feature_layers={"student2": "alias.0"})
+    with pytest.warns(PeerdistillWarning, match=r"_AliasedBlock.feature_layer has no module at path 'the last "
+                                                r"block'.*, so it names no feature layer"):
+        cohort = Cohort.from_modules([_AliasedBlock(), _AliasedBlock()], feature_layers={"student2": "alias.0"})
     assert [m.feature_layer for m in cohort.members] == [None, "alias.0"]  # the attribute names no layer: not chosen
     recorder = FeatureRecorder(cohort["student2"].module, ["alias.0"])
     cohort["student2"].module(torch.randn(2, 1, 8, 8))

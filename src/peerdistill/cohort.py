@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from torch import nn
 
 from .capture import FeatureRecorder, find_module, unwrap
 from .config import model_name_problems
-from .errors import ConfigError
+from .errors import ConfigError, PeerdistillWarning
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
 
 Role = Literal["teacher", "student"]
@@ -298,7 +299,16 @@ def default_feature_layer(module: nn.Module) -> str | None:
     if isinstance(inner, HeadedModel):
         inner = unwrap(inner.base)
     path = getattr(inner, "feature_layer", None)
-    return path if isinstance(path, str) and names_module(inner, path) else None
+    if not isinstance(path, str):
+        return None
+    try:
+        find_module(inner, path, owner=f"{type(inner).__name__}.feature_layer")
+    except ConfigError as exc:  # maybe a misspelt path, maybe a text of the user's own: said, not refused
+        warnings.warn(f"{exc}, so it names no feature layer (peerdistill reads a model's string attribute "
+                      "feature_layer as the module path feature edges use): correct it, or give feature_layer "
+                      "(feature_layers= in Python) to name one", PeerdistillWarning, stacklevel=2)
+        return None
+    return path
 
 
 def names_module(module: nn.Module, path: str) -> bool:
