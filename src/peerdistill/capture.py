@@ -26,10 +26,15 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
+def module_paths(model: nn.Module) -> dict[str, nn.Module]:
+    """Every dotted path of ``model``'s submodules (an alias path names its module too)."""
+    return dict(unwrap(model).named_modules(remove_duplicate=False))
+
+
 def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     """The submodule at a dotted path (``"layer3"``, ``"encoder.blocks.2"``); a wrong path names
     the closest valid ones."""
-    modules = dict(unwrap(model).named_modules(remove_duplicate=False))  # an alias path names its module too
+    modules = module_paths(model)
     if path in modules and path != "":
         return modules[path]
     names = [n for n in modules if n]

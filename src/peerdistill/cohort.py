@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .capture import FeatureRecorder, find_module, unwrap
+from .capture import FeatureRecorder, find_module, module_paths, unwrap
 from .config import model_name_problems
 from .errors import ConfigError, PeerdistillWarning
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
@@ -314,7 +314,7 @@ def default_feature_layer(module: nn.Module) -> str | None:
 def names_module(module: nn.Module, path: str) -> bool:
     """Whether ``path`` is a module path of the user's network in ``module`` (heads' wrapper
     aside; an alias path included)."""
-    return bool(path) and path in dict(unwrap(_hooked(module)).named_modules(remove_duplicate=False))
+    return bool(path) and path in module_paths(_hooked(module))
 
 
 def as_logits(output: Any, name: str) -> torch.Tensor:

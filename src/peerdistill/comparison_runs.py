@@ -102,8 +102,8 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_give
         for name, given in overrides.items():
             variant = copy.deepcopy(tree)
             apply_overrides(variant, given)
-            if None not in (_preset_of(variant), _preset_of(tree)) and _preset_of(variant) != _preset_of(tree):
-                # as --presets moves a config to a preset
+            moved_to, moved_from = _preset_of(variant), _preset_of(tree)
+            if None not in (moved_to, moved_from) and moved_to != moved_from:  # as --presets moves a config
                 variant["distill"] = under_preset(tree, variant, kept={k.removeprefix("distill.") for k in
                                                                        set().union(*map(_keys_set_by, given))})
             base = tree.get("name", RunConfig.model_fields["name"].default)
@@ -429,10 +429,11 @@ def setting_tree(tree: dict[str, Any], preset: str, seed: int | None, name: str 
     """The config of one run of a setting (``None`` keeps the config's own value), under
     ``preset`` (``under_preset``)."""
     out = copy.deepcopy(tree)
-    if _preset_of(tree) is None:  # no mapping: validation names it
+    own = _preset_of(tree)
+    if own is None:  # no mapping: validation names it
         return out
     out["distill"] = {**(out.get("distill") or {}), "preset": preset}
-    if _preset_of(tree) != preset:
+    if own != preset:
         out["distill"]["edges"] = None
         out["distill"] = under_preset(tree, out)
     for key, value in (("seed", seed), ("name", name), ("out_dir", str(directory) if directory else None)):
@@ -455,10 +456,11 @@ def under_preset(before: dict[str, Any], after: dict[str, Any], kept: set[str] =
     every preset. Keys neither preset reads stay, to be refused as train refuses them, and so do
     ``kept`` (keys the user set for this setting)."""
     distill = dict(after.get("distill") or {})
+    old, new = _preset_of(before), _preset_of(after)
     dropped = set(_unread_under_preset(after, distill)) - set(_unread_under_preset(before, before.get("distill") or {}))
-    if _preset_of(before) in TEACHER_PRESETS and _preset_of(after) not in TEACHER_PRESETS:
+    if old in TEACHER_PRESETS and new not in TEACHER_PRESETS:
         dropped |= set(TEACHER_TERM_WEIGHTS)
-    if _preset_of(before) == "custom" and _preset_of(after) != "custom":
+    if old == "custom" and new != "custom":
         dropped.add("edges")  # read by custom alone
     return {key: value for key, value in distill.items() if key not in dropped - kept}
 
