@@ -520,6 +520,13 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
      "--presets sets every run's preset: drop --presets"),
     (["--setting", "x:distill={preset: ml}", "--setting", "y", "--presets", "independent,kd"],
      "distill.preset cannot differ between settings"),  # set inside a mapping too
+    # a key one of --presets does not read: that preset's row would be its plain run, not the setting's
+    (["--setting", "hiT:distill.kd_temperature=8", "--setting", "y", "--presets", "kd,ml"],
+     "--setting 'hiT' sets distill.kd_temperature, which preset ml (from --presets) does not read (it is read only "
+     "under presets kd, kd+ml,"),
+    (["--setting", "hiT:distill={kd_temperature: 8}", "--presets", "kd+ml,ml"], "which preset ml (from --presets)"),
+    (["--setting", "g:distill.gamma=2", "--presets", "kd,kd+ml"],
+     "--setting 'g' sets distill.gamma, which none of --presets kd,kd+ml reads (it is read only under presets styles"),
     (["--setting", "a/b:seed=1"], "its NAME 'a/b' names the runs' folders, so it is one folder name"),
     (["--setting", "a;b:seed=1"], "its NAME 'a;b' names the runs' folders, so it is one folder name (no /, \\ or ;)"),
     (["--seeds", "20000"], "--seeds must be 1 to 10,000 (got 20,000)"),
@@ -535,6 +542,18 @@ def test_compare_mistakes_are_one_clear_message(tmp_path, setting, message, caps
     assert code == 2
     assert message in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "c").exists()
+
+
+def test_a_setting_keeps_its_distill_keys_under_every_preset_that_reads_them(tmp_path):
+    from peerdistill.comparison_runs import plan_runs, setting_tree, settings_of, variant_trees
+    from peerdistill.config import validate
+
+    tree = {**COMPARED, "out_dir": str(tmp_path), "distill": {"preset": "ml"}}
+    trees = variant_trees([tree], ["hiT:distill.kd_temperature=8", "plain"], presets=["kd", "kd+ml"])
+    bases = [validate(setting_tree(t, "kd", None, None, None)) for t in trees]  # as compare checks each config
+    plans = plan_runs(settings_of(trees, bases, ["kd", "kd+ml"], None, by_name=True), 1, tmp_path)
+    temperatures = {p.label: p.cfg.distill.kd_temperature for p in plans}
+    assert temperatures == {"hiT:kd": 8, "hiT:kd+ml": 8, "plain:kd": 4, "plain:kd+ml": 4}
 
 
 def test_settings_are_named_by_config_and_setting_and_one_setting_keeps_its_name(tmp_path, capsys):

@@ -765,3 +765,40 @@ def test_processes_meet_in_torchruns_store_before_joining_and_stop_on_a_failure_
                                           "exist -- so this one stops too"):
         distributed._wait_for_every_process(2, deadline_s=60)
     assert agent.add("peerdistill/t/0/join0/arrived", 0) == 1  # the first meeting: process 0 alone came
+
+
+def test_a_process_whose_nodes_first_process_stops_with_the_same_message_leaves_it_to_say(monkeypatch):
+    """The processes of a node share its terminal: a config error every process reads alike is
+    said once there, by the node's first process; a message of another's own is said by it."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from peerdistill.engine import distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = dist.TCPStore("127.0.0.1", port, is_master=True, timeout=timedelta(seconds=10))  # noqa: F841 - held open
+    for key, value in {"TORCHELASTIC_USE_AGENT_STORE": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "TORCHELASTIC_RUN_ID": "t", "WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    assert not distributed.said_by_first_on_node("bad epochs", wait_s=0.2)  # the first (rank 2) has said nothing
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert not distributed.said_by_first_on_node("bad epochs")  # the first says its own
+    distributed.tell_failure("bad epochs")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.said_by_first_on_node("bad epochs")
+    assert not distributed.said_by_first_on_node("data file 'd.npz' does not exist")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_a_config_error_under_torchrun_is_said_once(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                           "peerdistill", "train", "train.epochs=-1", f"out_dir={tmp_path}"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert said.count("'train.epochs': Input should be greater than 0 (got -1)") == 1, said[-3000:]

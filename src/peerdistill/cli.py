@@ -259,7 +259,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         from .runs import pictures_folder
 
         err_console.print(f"pictures: {pictures_folder(ns.run_dir, ns.split, data_spec)}/MODEL/", highlight=False,
-                          soft_wrap=True)
+                              soft_wrap=True)
     if not RunDir.open(ns.run_dir).is_complete:
         err_console.print(f"note: '{ns.run_dir}' has not finished: these are the weights of its best epoch so far "
                           f"(continue it with peerdistill train --resume {ns.run_dir})", highlight=False, soft_wrap=True)
@@ -361,7 +361,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
             base = trees[0]
             out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
                       / f"{base.get('name', RunConfig.model_fields['name'].default)}-compare")
-        trees = variant_trees(trees, ns.setting, presets_given=ns.presets is not None)
+        trees = variant_trees(trees, ns.setting, presets=parse_presets(ns.presets))
     compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
             console=console, out=out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
             operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline,
@@ -621,8 +621,8 @@ def _run(ns: argparse.Namespace) -> int:
     except PeerdistillError as exc:
         if _ARRIVED:  # an interruption that came out as another error
             return _interrupted(ns, _ARRIVED[-1])
-        _tell_the_other_processes(str(exc))
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        if not _tell_the_other_processes(str(exc)):
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
         return _interrupted(ns, exc)
@@ -631,23 +631,25 @@ def _run(ns: argparse.Namespace) -> int:
         return 0
     except OSError as exc:  # a file the command had to read or write: permissions, a full disk, a file for a folder
         where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
-        _tell_the_other_processes(f"{exc.strerror or exc}{where}")
-        err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
-                          soft_wrap=True)
+        if not _tell_the_other_processes(f"{exc.strerror or exc}{where}"):
+            err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
+                              soft_wrap=True)
         return 2
 
 
-def _tell_the_other_processes(error: str) -> None:
+def _tell_the_other_processes(error: str) -> bool:
     """Under torchrun, a process stopping before the process group is joined tells the others
-    (on other nodes they would wait for it); nothing to tell, or no way to, otherwise."""
+    (on other nodes they would wait for it). True where the first process of this node says the
+    same message, so this one need not (one message per node, not one per process)."""
     if not launched():
-        return
-    from .engine.distributed import tell_failure
+        return False
+    from .engine.distributed import said_by_first_on_node, tell_failure
 
     try:
         tell_failure(error)
+        return said_by_first_on_node(error)
     except Exception:  # noqa: BLE001 - the store gone: the others have stopped already
-        pass
+        return False
 
 
 # What torchrun may launch in several processes: the commands that train.

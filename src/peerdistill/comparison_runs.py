@@ -67,13 +67,14 @@ class Plan:
 SET_BY_COMPARE = ("name", "out_dir")
 
 
-def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_given: bool = False
+def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: list[str] | None = None
                   ) -> list[dict[str, Any]]:
     """``--setting NAME:KEY=VALUE`` (repeated for more keys of the same NAME; ``--setting NAME``
     alone: the config as it is): each config once per NAME, with that name's overrides, named
     NAME (with several configs, CONFIGNAME-NAME). One token per flag, so nothing typed after it
-    is taken into a setting by mistake. ``presets_given``: ``--presets`` sets every run's preset,
-    so a setting may not."""
+    is taken into a setting by mistake. ``presets`` (``--presets``) set every run's preset, so a
+    setting may not, and each must read the distill keys a setting sets."""
+    presets_given = presets is not None
     overrides: dict[str, list[str]] = {}
     for variant in variants:
         name, sep, override = variant.partition(":")
@@ -106,10 +107,37 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets_give
             if None not in (moved_to, moved_from) and moved_to != moved_from:  # as --presets moves a config
                 variant["distill"] = under_preset(tree, variant, kept={k.removeprefix("distill.") for k in
                                                                        set().union(*map(_keys_set_by, given))})
+            if presets:
+                _check_read_by(presets, variant, name, given)
             base = tree.get("name", RunConfig.model_fields["name"].default)
             variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
             out.append(variant)
     return out
+
+
+def _check_read_by(presets: list[str], variant: dict[str, Any], name: str, given: list[str]) -> None:
+    """Refuse a setting with a distill key one of ``presets`` does not read: moved to that preset
+    the key would go (or be refused by the run), and the row would be the plain preset's run."""
+    if _preset_of(variant) is None:  # no mapping: validation names it
+        return
+    set_here = {key.split(".")[1] for key in set().union(*map(_keys_set_by, given)) if key.startswith("distill.")}
+    unread: dict[str, dict[str, str]] = {}  # key -> {preset not reading it: where it is read}
+    for preset in presets:
+        moved = setting_tree(variant, preset, None, None, None)
+        distill = {**moved["distill"], **{k: v for k, v in variant["distill"].items() if k in set_here}}
+        for key, where in _unread_under_preset(moved, distill).items():
+            if key in set_here:
+                unread.setdefault(key, {})[preset] = where.replace(f" (preset is '{preset}')", "")
+    if not unread:
+        return
+    key, where_by_preset = min(unread.items())
+    [(preset, where), *_] = where_by_preset.items()
+    if len(where_by_preset) == len(presets):
+        raise ConfigError(f"--setting '{name}' sets distill.{key}, which none of --presets {','.join(presets)} reads "
+                          f"(it is read only {where}): drop the key from the setting, or list presets that read it")
+    raise ConfigError(f"--setting '{name}' sets distill.{key}, which preset {preset} (from --presets) does not read "
+                      f"(it is read only {where}): its {preset} row would be the plain {preset} run. Compare {preset} "
+                      "in a comparison of its own, or drop the key from the setting")
 
 
 def _keys_set_by(override: str) -> set[str]:
@@ -465,16 +493,17 @@ def under_preset(before: dict[str, Any], after: dict[str, Any], kept: set[str] =
     return {key: value for key, value in distill.items() if key not in dropped - kept}
 
 
-def _unread_under_preset(tree: dict[str, Any], distill: dict[str, Any]) -> list[str]:
-    """The distill keys of a config that its run under ``distill``'s preset would not read."""
+def _unread_under_preset(tree: dict[str, Any], distill: dict[str, Any]) -> dict[str, str]:
+    """The distill keys of a config that its run under ``distill``'s preset would not read, each
+    with where it is read."""
     try:
         spec = DistillSpec.model_validate(distill)
     except ValidationError:  # the run's validation says what is wrong
-        return []
+        return {}
     models = [tree.get("teacher"), *(tree.get("teachers") or []), *(tree.get("students") or [])]
     teachers = (tree.get("teacher") is not None) + len(tree.get("teachers") or [])
     heads = any(isinstance(m, dict) and m.get("heads") for m in models)
-    return list(unread_distill_keys(spec, teachers, heads))
+    return unread_distill_keys(spec, teachers, heads)
 
 
 def _run_prefix(label: str) -> str:

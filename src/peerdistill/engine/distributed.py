@@ -151,6 +151,26 @@ def tell_failure(error: str) -> None:
     store.add(f"{meeting}/failures", 1)
 
 
+def said_by_first_on_node(error: str, wait_s: float = 10.0) -> bool:
+    """Whether this node's first process (local rank 0) stopped before joining with this same
+    message (a config that every process reads alike): the processes of a node share its
+    terminal, so that process says it for them all. Waits for it a little, as the processes fail
+    at about the same moment; a message of its own, or none from it in time, is this one's to say."""
+    rank, _, local_rank = launched_world()
+    if not launched() or local_rank == 0 or dist.is_initialized():
+        return False
+    store = _agent_store()
+    if store is None:
+        return False
+    first = f"{_meeting()}/failed/{rank - local_rank}"  # torchrun numbers a node's processes one after another
+    deadline = time.monotonic() + wait_s
+    while not store.check([first]):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return json.loads(store.get(first))["error"] == error
+
+
 def check_same_run(world: World, what: dict[str, Any]) -> None:
     """Every process must train the same run on the same data (each node reads its own copy of
     the config and the files): ``what`` (the config, the splits) compared with the main
