@@ -2,6 +2,8 @@
 and transparent masks, masks that disagree, CSVs with repeats or Windows paths, class trees
 with split folders, subfolders or numeric names, and other data evaluated by class name."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -709,5 +711,19 @@ def test_a_damaged_mask_is_named_a_mask_and_a_class_beyond_the_names_names_them(
 def test_val_masks_without_foreground_are_warned_of(tmp_path):
     for split, masks in (("train", [square(1)] * 2), ("val", [np.zeros((6, 6))] * 2), ("test", [square(1)] * 2)):
         write_pairs(tmp_path / split, masks)
-    with pytest.warns(UserWarning, match="the val masks hold no foreground pixel: val Dice and IoU are n/a"):
+    with pytest.warns(UserWarning, match="the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch "
+                                         "whose models mark any foreground and n/a in one whose models mark none"):
         folders(tmp_path)
+    from peerdistill.segmentation_metrics import SegmentationMeter
+
+    clean = torch.zeros(2, 2, 6, 6)
+    clean[:, 0] = 1  # every pixel background
+    stray = clean.clone()
+    stray[0, :, 0, 0] = torch.tensor([0.0, 1.0])  # one pixel marked as lesion
+    scores = []
+    for probs in (clean, stray):
+        meter = SegmentationMeter(["background", "lesion"])
+        meter.update(probs, torch.zeros(2, 6, 6, dtype=torch.long))
+        scores.append(meter.compute())
+    assert math.isnan(scores[0]["dice"]) and scores[1]["dice"] == 0.0  # as the warning says
+    assert scores[0]["pixel_accuracy"] == 1.0 > scores[1]["pixel_accuracy"]  # the monitor it advises ranks them right

@@ -97,11 +97,13 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
 
 def _warn_of_val_without_foreground(val: torch.Tensor) -> None:
     """Dice and IoU of an image are left out when neither truth nor prediction holds the class,
-    so a val split without foreground scores n/a every epoch and cannot choose the best one."""
+    and 0 when the prediction alone does: on a val split without foreground an epoch that marks
+    no pixel scores n/a, one marking a stray pixel 0, and n/a ranks last."""
     if len(val) and not ((val > 0) & (val != IGNORE)).any():
-        warnings.warn("the val masks hold no foreground pixel: val Dice and IoU are n/a every epoch, so the best "
-                      "epoch cannot be chosen by them; give val images with the objects, or set train.monitor to "
-                      "ensemble/pixel_accuracy", PeerdistillWarning, stacklevel=3)
+        warnings.warn("the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch whose models mark "
+                      "any foreground and n/a in one whose models mark none, so they cannot choose the best epoch "
+                      "(n/a ranks last: a clean epoch would lose to one with stray pixels); give val images with the "
+                      "objects, or set train.monitor to ensemble/pixel_accuracy", PeerdistillWarning, stacklevel=3)
 
 
 def to_masks(array, name: str) -> torch.Tensor:
