@@ -767,9 +767,10 @@ def test_processes_meet_in_torchruns_store_before_joining_and_stop_on_a_failure_
     assert agent.add("peerdistill/t/0/join0/arrived", 0) == 1  # the first meeting: process 0 alone came
 
 
-def test_a_process_whose_nodes_first_process_stops_with_the_same_message_leaves_it_to_say(monkeypatch):
+def test_a_process_whose_nodes_first_process_printed_the_same_message_leaves_it_to_say(monkeypatch):
     """The processes of a node share its terminal: a config error every process reads alike is
-    said once there, by the node's first process; a message of another's own is said by it."""
+    said once there, by the node's first process, which marks it said once printed; a message of
+    another's own is said by it."""
     from datetime import timedelta
 
     import torch.distributed as dist
@@ -779,26 +780,46 @@ def test_a_process_whose_nodes_first_process_stops_with_the_same_message_leaves_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    agent = dist.TCPStore("127.0.0.1", port, is_master=True, timeout=timedelta(seconds=10))  # noqa: F841 - held open
+    agent = dist.TCPStore("127.0.0.1", port, is_master=True, timeout=timedelta(seconds=10))  # torchrun's, held open
     for key, value in {"TORCHELASTIC_USE_AGENT_STORE": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                        "TORCHELASTIC_RUN_ID": "t", "WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}.items():
         monkeypatch.setenv(key, value)
     assert not distributed.said_by_first_on_node("bad epochs", wait_s=0.2)  # the first (rank 2) has said nothing
+    distributed.mark_said("bad epochs")  # (only a first process marks)
+    assert not distributed.said_by_first_on_node("bad epochs", wait_s=0.2)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    distributed.tell_failure("bad epochs")  # told, not yet printed
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert not distributed.said_by_first_on_node("bad epochs", wait_s=0.2)
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert not distributed.said_by_first_on_node("bad epochs")  # the first says its own
-    distributed.tell_failure("bad epochs")
+    distributed.mark_said("bad epochs")
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed.said_by_first_on_node("bad epochs")
     assert not distributed.said_by_first_on_node("data file 'd.npz' does not exist")
+    assert agent.get("peerdistill/t/0/join0/said/2") == b"bad epochs"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
-def test_a_config_error_under_torchrun_is_said_once(tmp_path):
+def test_an_error_every_process_stops_with_under_torchrun_is_said_once(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
                            "peerdistill", "train", "train.epochs=-1", f"out_dir={tmp_path}"], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode != 0
     said = proc.stdout + proc.stderr
     assert said.count("'train.epochs': Input should be greater than 0 (got -1)") == 1, said[-3000:]
+    # the main process's verdict on its run directory, which the other process's copy adds to
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    (tmp_path / "runs" / "taken" / "notes.txt").write_text("mine")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                           "peerdistill", "train", "train.epochs=1", "name=taken", f"out_dir={tmp_path / 'runs'}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and said.count("error: ") == 1, said[-3000:]
+    assert "(found by the main process" not in said  # the main process's own words
+    assert (tmp_path / "runs" / "taken" / "notes.txt").read_text() == "mine"

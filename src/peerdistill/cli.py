@@ -621,8 +621,7 @@ def _run(ns: argparse.Namespace) -> int:
     except PeerdistillError as exc:
         if _ARRIVED:  # an interruption that came out as another error
             return _interrupted(ns, _ARRIVED[-1])
-        if not _tell_the_other_processes(str(exc)):
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _say_once_per_node(str(exc), getattr(exc, "main_said", None))
         return 2
     except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
         return _interrupted(ns, exc)
@@ -631,25 +630,34 @@ def _run(ns: argparse.Namespace) -> int:
         return 0
     except OSError as exc:  # a file the command had to read or write: permissions, a full disk, a file for a folder
         where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
-        if not _tell_the_other_processes(f"{exc.strerror or exc}{where}"):
-            err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}')}", highlight=False,
-                              soft_wrap=True)
+        _say_once_per_node(f"{exc.strerror or exc}{where}")
         return 2
 
 
-def _tell_the_other_processes(error: str) -> bool:
-    """Under torchrun, a process stopping before the process group is joined tells the others
-    (on other nodes they would wait for it). True where the first process of this node says the
-    same message, so this one need not (one message per node, not one per process)."""
+def _say_once_per_node(error: str, main_said: str | None = None) -> None:
+    """Print a failure; under torchrun, tell the other processes first (before the process group
+    is joined, on other nodes they would wait for this one), and print once per node what every
+    process of it stops with: a node's processes share its terminal. ``main_said``: the main
+    process's own message, of which ``error`` is this process's copy."""
     if not launched():
-        return False
-    from .engine.distributed import said_by_first_on_node, tell_failure
+        err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
+        return
+    from .engine.distributed import joined_before, mark_said, said_by_first_on_node, tell_failure
 
     try:
         tell_failure(error)
-        return said_by_first_on_node(error)
+        # One process failing alone after the group is joined says so at once: the others'
+        # errors come later, and a wait here could see it stopped before it spoke.
+        if (main_said is not None or not joined_before()) and said_by_first_on_node(main_said or error):
+            return
     except Exception:  # noqa: BLE001 - the store gone: the others have stopped already
-        return False
+        pass
+    err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
+    sys.stderr.flush()
+    try:
+        mark_said(main_said or error)
+    except Exception:  # noqa: BLE001 - as above
+        pass
 
 
 # What torchrun may launch in several processes: the commands that train.

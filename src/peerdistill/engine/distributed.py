@@ -151,24 +151,41 @@ def tell_failure(error: str) -> None:
     store.add(f"{meeting}/failures", 1)
 
 
-def said_by_first_on_node(error: str, wait_s: float = 10.0) -> bool:
-    """Whether this node's first process (local rank 0) stopped before joining with this same
-    message (a config that every process reads alike): the processes of a node share its
-    terminal, so that process says it for them all. Waits for it a little, as the processes fail
-    at about the same moment; a message of its own, or none from it in time, is this one's to say."""
+def joined_before() -> bool:
+    """Whether this process has joined a process group (it may have left it since, on an error)."""
+    return _JOINS[0] > 0
+
+
+def _said_key(rank: int) -> str:
+    return f"{_meeting()}/said/{rank}"
+
+
+def mark_said(error: str) -> None:
+    """Said by a node's first process (local rank 0) once it has printed ``error``, for the
+    node's other processes (``said_by_first_on_node``); written after the message is out, so
+    that none of them ends (and has torchrun stop the first) before it is."""
     rank, _, local_rank = launched_world()
-    if not launched() or local_rank == 0 or dist.is_initialized():
-        return False
-    store = _agent_store()
+    store = _agent_store() if launched() and local_rank == 0 else None
+    if store is not None:
+        store.set(_said_key(rank), error)
+
+
+def said_by_first_on_node(error: str, wait_s: float = 10.0) -> bool:
+    """Whether this node's first process (local rank 0) has printed this same message (a config
+    every process reads alike, the main process's verdict on its run directory): the processes
+    of a node share its terminal, so one says it for them all. Waits for it a little, as they
+    fail at about the same moment; a message of its own, or none in time, is this one's to say."""
+    rank, _, local_rank = launched_world()
+    store = _agent_store() if launched() and local_rank > 0 else None
     if store is None:
         return False
-    first = f"{_meeting()}/failed/{rank - local_rank}"  # torchrun numbers a node's processes one after another
+    first = _said_key(rank - local_rank)  # torchrun numbers a node's processes one after another
     deadline = time.monotonic() + wait_s
     while not store.check([first]):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-    return json.loads(store.get(first))["error"] == error
+    return store.get(first).decode() == error
 
 
 def check_same_run(world: World, what: dict[str, Any]) -> None:
@@ -284,6 +301,7 @@ def _as_the_main_said(error: PeerdistillError, world: World) -> PeerdistillError
     directory), which need not be this node's."""
     said = copy.copy(error)  # (its other attributes kept: a non-finite error's finding)
     said.args = (f"{error} (found by the main process, on {world.main_host})",)
+    said.main_said = str(error)  # what the main process prints: on its node, for the others too
     return said
 
 
