@@ -259,7 +259,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         from .runs import pictures_folder
 
         err_console.print(f"pictures: {pictures_folder(ns.run_dir, ns.split, data_spec)}/MODEL/", highlight=False,
-                              soft_wrap=True)
+                          soft_wrap=True)
     if not RunDir.open(ns.run_dir).is_complete:
         err_console.print(f"note: '{ns.run_dir}' has not finished: these are the weights of its best epoch so far "
                           f"(continue it with peerdistill train --resume {ns.run_dir})", highlight=False, soft_wrap=True)
