@@ -823,3 +823,40 @@ def test_an_error_every_process_stops_with_under_torchrun_is_said_once(tmp_path)
     assert proc.returncode != 0 and said.count("error: ") == 1, said[-3000:]
     assert "(found by the main process" not in said  # the main process's own words
     assert (tmp_path / "runs" / "taken" / "notes.txt").read_text() == "mine"
+
+
+NAN_THROUGH_THE_CLI_SCRIPT = textwrap.dedent('''
+    """peerdistill train under torchrun, with a NaN pixel in process 1's second batch."""
+    import os, sys
+
+    from peerdistill import build
+    from peerdistill.cli import main
+
+    made = build.make_trainer
+    def poisoned_trainer(*args, **kwargs):
+        trainer, data = made(*args, **kwargs)
+        augment, batches = trainer.task.augment, []
+        def poisoned(x, y, generator):
+            x, y = augment(x, y, generator)
+            batches.append(1)
+            if os.environ["RANK"] == "1" and len(batches) == 2:
+                x = x.clone()
+                x[0] = float("nan")
+            return x, y
+        trainer.task.augment = poisoned
+        return trainer, data
+    build.make_trainer = poisoned_trainer
+    sys.exit(main(sys.argv[1:]))
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_a_non_finite_step_every_process_stops_at_is_said_once_per_node(tmp_path):
+    (tmp_path / "nan.py").write_text(NAN_THROUGH_THE_CLI_SCRIPT)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(tmp_path / "nan.py"), "train", "name=nan", f"out_dir={tmp_path}", "train.epochs=1",
+                           "train.batch_size=64", "train.nonfinite=stop", "--quiet"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and said.count("error: non-finite loss term 'teacher/ce'") == 1, said[-3000:]
+    assert said.count("error: ") == 1, said[-3000:]

@@ -621,7 +621,7 @@ def _run(ns: argparse.Namespace) -> int:
     except PeerdistillError as exc:
         if _ARRIVED:  # an interruption that came out as another error
             return _interrupted(ns, _ARRIVED[-1])
-        _say_once_per_node(str(exc), getattr(exc, "main_said", None))
+        _say_once_per_node(str(exc), exc.said_alike)
         return 2
     except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
         return _interrupted(ns, exc)
@@ -634,11 +634,11 @@ def _run(ns: argparse.Namespace) -> int:
         return 2
 
 
-def _say_once_per_node(error: str, main_said: str | None = None) -> None:
+def _say_once_per_node(error: str, said_alike: str | None = None) -> None:
     """Print a failure; under torchrun, tell the other processes first (before the process group
     is joined, on other nodes they would wait for this one), and print once per node what every
-    process of it stops with: a node's processes share its terminal. ``main_said``: the main
-    process's own message, of which ``error`` is this process's copy."""
+    process of it stops with: a node's processes share its terminal. ``said_alike``: the
+    message every process stops with alike (``PeerdistillError.said_alike``)."""
     if not launched():
         err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
         return
@@ -648,14 +648,14 @@ def _say_once_per_node(error: str, main_said: str | None = None) -> None:
         tell_failure(error)
         # One process failing alone after the group is joined says so at once: the others'
         # errors come later, and a wait here could see it stopped before it spoke.
-        if (main_said is not None or not joined_before()) and said_by_first_on_node(main_said or error):
+        if (said_alike is not None or not joined_before()) and said_by_first_on_node(said_alike or error):
             return
     except Exception:  # noqa: BLE001 - the store gone: the others have stopped already
         pass
     err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
     sys.stderr.flush()
     try:
-        mark_said(main_said or error)
+        mark_said(said_alike or error)
     except Exception:  # noqa: BLE001 - as above
         pass
 

@@ -4,6 +4,10 @@
 class PeerdistillError(Exception):
     """Base class: the message names the problem and how to fix it."""
 
+    # Under torchrun, the message the first process of each node stops with too (each process
+    # found it alike, or was told it by the main process): the CLI prints it once per node.
+    said_alike: str | None = None
+
 
 class ConfigError(PeerdistillError):
     """A config file, a key=value override or an API argument is wrong."""

@@ -301,7 +301,7 @@ def _as_the_main_said(error: PeerdistillError, world: World) -> PeerdistillError
     directory), which need not be this node's."""
     said = copy.copy(error)  # (its other attributes kept: a non-finite error's finding)
     said.args = (f"{error} (found by the main process, on {world.main_host})",)
-    said.main_said = str(error)  # what the main process prints: on its node, for the others too
+    said.said_alike = str(error)  # what the main process prints: on its node, for the others too
     return said
 
 

@@ -895,8 +895,11 @@ class Trainer(RunRecords):
                 self.skip_causes[cause] = self.skip_causes.get(cause, 0) + 1
             return {}
         finding = f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}"
-        raise NonFiniteError(f"{finding}; {self._last_good()}. Lower optim.lr and train again, check the data for "
-                             f"extreme values, or {self._skip_advice()}", finding)
+        error = NonFiniteError(f"{finding}; {self._last_good()}. Lower optim.lr and train again, check the data for "
+                               f"extreme values, or {self._skip_advice()}", finding)
+        if self.world.distributed:  # the processes agreed on the names: each stops with this step's finding
+            error.said_alike = str(error)
+        raise error
 
     def _trained_buffers(self) -> list[torch.Tensor]:
         """The buffers a training forward updates (BatchNorm statistics of the models and the
