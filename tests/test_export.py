@@ -197,7 +197,7 @@ def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_ba
         mask = np.asarray(Image.open(out / "c0_mask.png"))
         assert mask.shape == (48, 40)
         assert (mask == expected).mean() > 0.999
-    assert seen == [(24, 20), (24, 20)]
+    assert seen == [(24, 20), (24, 20), (24, 20)]  # the run's model; the ONNX file's probe (its JSON's input), run
     # --visible-masks: 0 and 255, which data.binary_masks reads back as the same classes
     assert main(["predict", str(onnx), str(image), "--out", str(tmp_path / "seen"), "--visible-masks"]) == 0
     visible = np.asarray(Image.open(tmp_path / "seen" / "c0_mask.png"))
@@ -417,6 +417,25 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     assert "annotations.json', which export did not write" in " ".join(capsys.readouterr().err.split())
     assert annotations.read_text() == '{"images": [], "annotations": [], "categories": []}'
     assert not (tmp_path / "annotations.onnx").exists()
+    # a graph beside another export's JSON (files copied by hand) is refused, not read by it
+    ensemble = export_run(digits_run, model="ensemble", out=tmp_path / "e.onnx").path
+    mixed = tmp_path / "mixed.onnx"
+    mixed.write_bytes(onnx.read_bytes())
+    beside = tmp_path / "mixed.json"
+    beside.write_text(ensemble.with_suffix(".json").read_text())
+    assert "mixed.json' was written for another graph than" in refused(mixed, images, "--out", tmp_path / "p.csv")
+    unbound = {**json.loads(ensemble.with_suffix(".json").read_text()), "onnx_sha256": None}  # judged by the graph
+    beside.write_text(json.dumps(unbound))
+    assert "says its graph gives probabilities, but those of" in refused(mixed, images, "--out", tmp_path / "p.csv")
+    own = {**json.loads(good), "onnx_sha256": None}
+    beside.write_text(json.dumps({**own, "num_classes": 3, "class_names": ["a", "b", "c"]}))
+    assert "gives outputs of shape [1, 10] on one input, but" in refused(mixed, images, "--out", tmp_path / "p.csv")
+    beside.write_text(json.dumps({**own, "input_shape": [1, 16, 16]}))
+    assert "takes inputs of shape [" in refused(mixed, images, "--out", tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()
+    beside.write_text(json.dumps(own))  # a graph changed on purpose, its digest set to null by hand
+    assert main(["predict", str(mixed), str(images), "--out", str(tmp_path / "p.csv")]) == 0
+    (tmp_path / "p.csv").unlink()
     onnx.write_bytes(onnx.read_bytes()[:300])
     assert "It is truncated or not an ONNX model" in refused(onnx, images, "--out", tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()

@@ -5,6 +5,7 @@ a detector's NMS runs here, outside the exported graph)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import warnings
@@ -70,7 +71,16 @@ def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | Non
     (the flips averaged in the graph, or null)."""
     atomic_write_text(sidecar_path(onnx_path), json.dumps(
         {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
-         "operating_point": operating_point, "tta": tta}, indent=2))
+         "operating_point": operating_point, "tta": tta, "onnx_sha256": file_digest(onnx_path)}, indent=2))
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes: ties an exported .onnx to the JSON written beside it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
@@ -312,6 +322,7 @@ def _onnx_model(path: Path):
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
         raise CheckpointError(f"cannot load '{path}': {str(exc).splitlines()[0]}. It is truncated or not an ONNX "
                               "model; export it again") from None
+    _check_graph_fits(session, info, path, side)
     window = (info["window"],) * 2 if info.get("window") else None
     if info["task"] == "detection":
         from .runs import task_for
@@ -325,6 +336,46 @@ def _onnx_model(path: Path):
         return as_scores(windowed(whole, batch, window, info.get("window_overlap", 0.5)), info)
 
     return info, run
+
+
+def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
+    """The JSON must describe the graph beside it (files copied or renamed by hand pair one
+    model's graph with another's JSON, whose classes, sizes or kind of output would be applied
+    to it without a word): the digest export recorded, else (a JSON written before it was, or
+    set to null for a graph changed on purpose) the graph's input and its output on a probe."""
+    fix = f"keep the JSON that export wrote beside '{path.name}', or export the model again"
+    recorded = info.get("onnx_sha256")
+    if recorded is not None and recorded != file_digest(path):
+        raise CheckpointError(f"'{side}' was written for another graph than '{path}' (the .onnx file's SHA-256 is "
+                              f"not the one recorded at export): {fix}. A graph changed on purpose (simplified, "
+                              f"converted) that still takes and gives what the JSON says: set onnx_sha256 to null "
+                              "in the JSON")
+    inputs = session.get_inputs()
+    if [i.name for i in inputs] != ["input"]:
+        raise CheckpointError(f"'{path}' takes inputs {[i.name for i in inputs]}, not the one 'input' of a graph "
+                              f"peerdistill export writes: {fix}")
+    expected = [1, *info["input_shape"]]
+    fixed = [(axis, size) for axis, size in enumerate(inputs[0].shape) if isinstance(size, int) and axis > 0]
+    if len(inputs[0].shape) != len(expected) or any(size != expected[axis] for axis, size in fixed
+                                                     if axis == 1 or info["task"] == "classification"):
+        raise CheckpointError(f"'{path}' takes inputs of shape {inputs[0].shape}, but '{side}' describes a model of "
+                              f"{'x'.join(map(str, info['input_shape']))} inputs: {fix}")
+    if info["task"] == "detection":  # (boxes: the decoding checks its own outputs)
+        return
+    probe_size = [info["window"]] * 2 if info.get("window") else info["input_shape"][1:]
+    try:
+        out = session.run(None, {"input": np.zeros([1, info["input_shape"][0], *probe_size], np.float32)})[0]
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own types
+        raise CheckpointError(f"'{path}' does not run on the inputs '{side}' describes "
+                              f"({str(exc).splitlines()[0][:200]}): {fix}") from None
+    channels = info["num_classes"] * (info.get("ensemble_of") or 1 if info["output"] == STUDENT_LOGITS else 1)
+    dims = 2 if info["task"] == "classification" else 4
+    if out.ndim != dims or out.shape[1] != channels:
+        raise CheckpointError(f"'{path}' gives outputs of shape {list(out.shape)} on one input, but '{side}' "
+                              f"describes {channels} {'class scores' if dims == 2 else 'score maps'} per input: {fix}")
+    if info["output"] == "probabilities" and not np.allclose(out.sum(axis=1), 1, atol=1e-2):
+        raise CheckpointError(f"'{side}' says its graph gives probabilities, but those of '{path}' do not sum to 1 "
+                              f"over the classes (a graph of logits?): {fix}")
 
 
 def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path,
