@@ -582,3 +582,28 @@ def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_
     assert "2 of 2 inputs lie far outside" in told(unit, sixteen_bit)[0]  # 0..1 against 0..65535
     assert told(unit * 65535, sixteen_bit) == []
     assert told(np.concatenate([unit] * 4, axis=-1), {"mean": [0.5] * 3, "std": [0.29] * 3}) == []
+
+
+def test_a_run_whose_data_cannot_be_read_names_a_fix_that_works(tmp_path, monkeypatch, capsys):
+    """export and predict take no data.root=: the advice is to run where training ran."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", **{f"{split}_{key}": rng.random((16, 8, 8), dtype=np.float32) if key == "images"
+                                    else np.arange(16) % 2
+                                    for split in ("train", "val", "test") for key in ("images", "labels")})
+    monkeypatch.chdir(tmp_path)
+    train_from_config(validate({"name": "rel", "out_dir": "runs", "data": {"kind": "npz", "root": "d.npz"},
+                                "teacher": None, "distill": {"preset": "independent"},
+                                "students": [{"arch": "cnn", "args": {"width": 4}}],
+                                "train": {"epochs": 1, "batch_size": 16}}), progress=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run = str(tmp_path / "runs" / "rel")
+    for argv in (["export", run, "--temperature-scaling"],
+                 ["predict", run, str(tmp_path / "d.npz"), "--temperature-scaling", "--out", "p.csv"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        said = " ".join(capsys.readouterr().err.split())
+        assert "data file 'd.npz' does not exist. The run's data is read where training read it" in said
+        assert "run the command from the folder training ran in" in said and "set data.root" not in said
+    monkeypatch.chdir(tmp_path)  # where training ran
+    assert main(["export", run, "--temperature-scaling"]) == 0

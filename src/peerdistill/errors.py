@@ -17,6 +17,15 @@ class DataError(PeerdistillError):
     """A dataset is missing, malformed or inconsistent with the models."""
 
 
+class DataPlaceError(DataError):
+    """No data where data.root points. ``problem`` says so without the advice that follows it
+    (to set data.root), which a command reading a run's data where training read it replaces."""
+
+    def __init__(self, problem: str, advice: str):
+        super().__init__(f"{problem}: {advice}")
+        self.problem = problem
+
+
 class SplitError(DataError):
     """Data that cannot be dealt into the train, val and test splits training needs (too few
     samples, a class without training samples). ``problem`` says so without the advice that

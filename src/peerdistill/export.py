@@ -221,7 +221,9 @@ def _run_splits(meta: dict, data: DataSplits | None, why: str) -> DataSplits:
     if data is not None:
         return data
     try:
-        return read_run_data(meta)
+        return read_run_data(meta, "The run's data is read where training read it (data.root '{root}'; a relative "
+                                   "path counts from the current folder): run the command from the folder training "
+                                   "ran in, or put the data back there")
     except PeerdistillError as exc:
         raise ConfigError(f"{why}, which cannot be read: {exc} (from Python: export_run(..., data=splits))") from None
 

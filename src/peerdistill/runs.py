@@ -33,7 +33,7 @@ from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import with_tta
-from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning, SplitError
+from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, PeerdistillWarning, SplitError
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -346,7 +346,8 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
     except DataError as exc:
         if not saved.root or where is None:
             raise
-        raise DataError(f"{exc}. {where.format(root=saved.root)}") from None
+        found = exc.problem if isinstance(exc, DataPlaceError) else str(exc)  # its advice to set data.root: `where`'s
+        raise DataError(f"{found}. {where.format(root=saved.root)}") from None
     check_unchanged(meta, data)
     return data
 

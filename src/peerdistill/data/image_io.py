@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, PeerdistillWarning
+from ..errors import DataError, DataPlaceError, PeerdistillWarning
 from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom_image_by_content, read_dicom
 
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
@@ -217,10 +217,10 @@ def check_root_folder(root: Path, kind: str) -> None:
     if root.is_dir():
         return
     if root.exists():
-        raise DataError(f"data.root '{root}' is a file, but data kind '{kind}' reads a folder: set data.root to the "
-                        "folder (or data.kind to the file's kind: npz, csv)")
-    raise DataError(f"data.root '{root}' does not exist: set data.root to the data's folder (a relative path counts "
-                    "from the folder the command runs in)")
+        raise DataPlaceError(f"data.root '{root}' is a file, but data kind '{kind}' reads a folder",
+                             "set data.root to the folder (or data.kind to the file's kind: npz, csv)")
+    raise DataPlaceError(f"data.root '{root}' does not exist", "set data.root to the data's folder (a relative path "
+                         "counts from the folder the command runs in)")
 
 
 def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> np.ndarray:

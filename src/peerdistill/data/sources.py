@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import NO_FOLD_KINDS, DataSpec
-from ..errors import DataError, PeerdistillWarning
+from ..errors import DataError, DataPlaceError, PeerdistillWarning
 from .dicom import counting_dicom_reads
 from .splits import DataSplits, is_kept_whole, to_labels
 
@@ -73,7 +73,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
         raise DataError(f"data.root '{path}' is a folder, but data kind 'npz' reads one .npz file: point at the file, "
                         "or set the kind of the folder (data.kind=image_folder for class folders; docs/data.md)")
     if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist: set data.root to a .npz file")
+        raise DataPlaceError(f"data file '{path}' does not exist", "set data.root to a .npz file")
     check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
