@@ -372,10 +372,15 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 def cmd_export(ns: argparse.Namespace) -> int:
     from .engine.tta import TTA_SEEN
     from .export import export_run
-    from .quantize import percent
+    from .quantize import CALIBRATION_SAMPLES, MIN_AGREEMENT, percent
 
+    int8_only = [flag for flag, value in (("--calibration-samples", ns.calibration_samples),
+                                          ("--min-agreement", ns.min_agreement)) if value is not None]
+    if int8_only and ns.quantize is None:  # else an fp32 file written as if it had been checked
+        raise ConfigError(f"{int8_only[0]} applies to --quantize int8: add --quantize int8, or drop it")
     result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out, quantize=ns.quantize,
-                        calibration=ns.calibration_samples, min_agreement=ns.min_agreement,
+                        calibration=CALIBRATION_SAMPLES if ns.calibration_samples is None else ns.calibration_samples,
+                        min_agreement=MIN_AGREEMENT if ns.min_agreement is None else ns.min_agreement,
                         temperature_scaling=ns.temperature_scaling, operating_point=ns.operating_point,
                         tta=ns.tta)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on {result.compared_on}"
@@ -545,9 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "run's training images), written as MODEL-int8.onnx only if it keeps the fp32 class "
                           "(the call at --operating-point's threshold) for --min-agreement of the test predictions; "
                           "a segmenter's mask of each class must reach that Dice against the fp32 one")
-    exp.add_argument("--calibration-samples", type=int, default=200, metavar="N",
+    exp.add_argument("--calibration-samples", type=int, metavar="N",
                      help="training images the int8 activation ranges are taken from (default 200)")
-    exp.add_argument("--min-agreement", type=float, default=0.99, metavar="SHARE",
+    exp.add_argument("--min-agreement", type=float, metavar="SHARE",
                      help="int8: the share of test predictions that must keep the fp32 graph's class, or for "
                           "segmentation the Dice each class's int8 mask must reach against the fp32 one (default "
                           "0.99)")
