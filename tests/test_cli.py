@@ -814,6 +814,7 @@ def test_an_npz_of_other_channels_is_refused_with_the_way_to_convert_it(tmp_path
     run_cli("predict", tmp_path / "r", tmp_path / "colour.npz", "--out", tmp_path / "p.csv", expect=2)
     err = " ".join(capsys.readouterr().err.split())
     assert "inputs have 3 channels but the model takes 1: an .npz's arrays are taken as they are" in err
+    assert "e.g. in numpy images[..., :3].mean(axis=-1) for colour to grey" in err  # the way this way round
     assert not (tmp_path / "p.csv").exists()
 
 

@@ -101,7 +101,7 @@ def _given(text: str) -> str:
     """An argparse type: a text that is not empty (an unset shell variable, --out "$DIR", would
     otherwise quietly mean the default, or the current folder)."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("is empty: give a value, or leave the option out for its default")
+        raise argparse.ArgumentTypeError("is empty: give a value (an unset shell variable gives an empty one)")
     return text
 
 

@@ -140,10 +140,12 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
         x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
         if x.shape[1] != channels:
+            example = ("np.repeat(images[..., None], 3, axis=-1) for grey to colour" if channels == 3 and x.shape[1] == 1
+                       else "images[..., :3].mean(axis=-1) for colour to grey" if channels == 1
+                       else f"images[..., :{channels}] to drop the extra ones" if x.shape[1] > channels else None)
             raise DataError(f"inputs have {x.shape[1]} channels but the model takes {channels}: an .npz's arrays are "
-                            f"taken as they are (image files are converted): give them {channels} channel(s), e.g. "
-                            "in numpy np.repeat(images[..., None], 3, axis=-1) for grey to colour, or save them as "
-                            "image files")
+                            f"taken as they are (image files are converted): give them {channels} channel(s)"
+                            f"{f', e.g. in numpy {example}' if example else ''}, or save them as image files")
         if info.get("data_stats"):
             x = standardize(x, info["data_stats"])
         for start in range(0, len(x), batch_size):
