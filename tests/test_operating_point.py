@@ -37,6 +37,10 @@ def test_each_rule_picks_the_threshold_worked_out_by_hand():
     close = np.array([0.7 + 2e-9, 0.7, 0.1])
     threshold = choose_threshold(close, np.array([1, 0, 0]), Rule("youden"))
     assert 0.7 < threshold <= 0.7 + 2e-9 and (close >= threshold).tolist() == [True, False, False]
+    # a tie in J worked out by hand: t=0.7 -> 3/5 - 0/5, t=0.4 -> 4/5 - 1/5, both 3/5, which
+    # tpr - fpr in floats makes 0.6 and 0.6000000000000001: the higher threshold, midway to 0.5
+    tie = np.array([0.9, 0.8, 0.7, 0.4, 0.1, 0.5, 0.3, 0.2, 0.2, 0.1], np.float32)
+    assert choose_threshold(tie, np.array([1] * 5 + [0] * 5), Rule("youden")) == pytest.approx(0.6)
     # every sample called positive: half the lowest score
     assert choose_threshold(np.array([0.9, 0.2]), np.array([0, 1]), Rule("sensitivity", 1.0)) == pytest.approx(0.1)
     for rule in (Rule("youden"), Rule("sensitivity", 0.75), Rule("specificity", 0.8), Rule("specificity", 1.0)):

@@ -430,6 +430,25 @@ def test_a_resamples_pixel_auc_is_its_pixels_ranked_again():
         valid = torch.cat([truth[i][truth[i] != 255] for i in drawn])
         scores = torch.cat([many[i][truth[i] != 255] for i in drawn])
         assert auc(np.array(drawn)) == pytest.approx(roc_auc_score(valid.numpy(), scores.numpy()), abs=tolerance)
+    # a background at one probability and a few rarer scores: the quantile edges all fall in the
+    # tie, which once merged it with the rare scores beside it (AUC 0.5 for an exact 1.0)
+    tied = np.full(100_000, 0.5, np.float32)
+    for rare_positive, rare_negative, exact in ((0.6, None, 1.0), (0.4, None, 0.0), (0.55, 0.52, None)):
+        meter = task.new_meter()
+        meter.negative_scores = [tied] + ([np.array([rare_negative] * 3, np.float32)] if rare_negative else [])
+        meter.positive_scores = [np.array([rare_positive] * 5, np.float32)]
+        negatives = np.concatenate(meter.negative_scores)
+        expected = roc_auc_score(np.r_[np.zeros(len(negatives)), np.ones(5)],
+                                 np.r_[negatives, meter.positive_scores[0]])
+        assert exact is None or expected == exact
+        for bins in (64, 16384):
+            assert ResampledPixelAUC([meter], bins=bins)(np.array([0])) == pytest.approx(expected, abs=1e-12)
+    many_scores = np.linspace(0, 1, 5000, dtype=np.float32)  # more distinct scores than bins, and the tie
+    meter = task.new_meter()
+    meter.negative_scores, meter.positive_scores = [tied, many_scores[:2500]], [many_scores[2500:], tied[:10]]
+    negatives, positives = np.concatenate(meter.negative_scores), np.concatenate(meter.positive_scores)
+    expected = roc_auc_score(np.r_[np.zeros(len(negatives)), np.ones(len(positives))], np.r_[negatives, positives])
+    assert ResampledPixelAUC([meter], bins=64)(np.array([0])) == pytest.approx(expected, abs=1 / 64)
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])

@@ -60,7 +60,11 @@ def choose_threshold(positive_probability: np.ndarray, labels: np.ndarray, rule:
     # scikit-learn's first threshold is inf (nothing called positive): just above 1 says the same
     thresholds = np.minimum(thresholds, np.nextafter(1.0, 2.0))
     if rule.kind == "youden":
-        chosen = thresholds[np.argmax(tpr - fpr)]  # the first (highest) threshold on a tie
+        # J = tp/P - fp/N, compared as tp*N - fp*P in whole numbers: in floats two equal J could
+        # differ in their last bit, and argmax take the lower threshold of a tie
+        positives, negatives = int((labels == 1).sum()), int((labels != 1).sum())
+        tp, fp = np.rint(tpr * positives).astype(np.int64), np.rint(fpr * negatives).astype(np.int64)
+        chosen = thresholds[np.argmax(tp * negatives - fp * positives)]  # the first (highest) threshold on a tie
     elif rule.kind == "sensitivity":  # thresholds fall along the curve: the first that reaches it is the highest
         chosen = thresholds[np.argmax(tpr >= rule.target - 1e-12)]
     else:

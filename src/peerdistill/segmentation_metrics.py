@@ -152,14 +152,14 @@ class ResampledPixelAUC:
     counted over ``bins`` quantile bins of the split's scores, as one product of the images'
     histograms (counting them pixel by pixel grew with the square of the images: minutes for a
     few hundred); scores sharing a bin count as tied, so a resample's AUC is within about
-    1 / ``bins`` of its exact value (exact where the split holds fewer distinct scores than bins)."""
+    1 / ``bins`` of its exact value. Exact where the split holds at most ``bins`` distinct
+    scores (each is a bin); a score many pixels share (a background at one probability, where
+    quantile edges pile up) has a bin of its own, not merged with the rare scores beside it."""
 
     def __init__(self, meters: list[SegmentationMeter], bins: int = RESAMPLE_BINS):
         positive = [_joined(m.positive_scores) for m in meters]
         negative = [_joined(m.negative_scores) for m in meters]
-        pooled = np.concatenate(positive + negative)
-        levels = np.linspace(0, 1, bins + 1)[1:-1]
-        edges = np.unique(np.quantile(pooled, levels)) if len(pooled) else np.zeros(0, np.float32)
+        edges = self._edges(np.concatenate(positive + negative), bins)
         width = len(edges) + 1
 
         def histograms(parts: list[np.ndarray]) -> np.ndarray:
@@ -170,6 +170,17 @@ class ResampledPixelAUC:
         below = np.cumsum(neg, axis=1) - neg  # each image's negatives in lower bins
         self.pairs = pos @ below.T + 0.5 * pos @ neg.T
         self.positives, self.negatives = pos.sum(axis=1), neg.sum(axis=1)
+
+    @staticmethod
+    def _edges(pooled: np.ndarray, bins: int) -> np.ndarray:
+        """Bin edges (a score's bin: the edges at or below it): every distinct score where there
+        are few; else quantile edges, each also closed just above itself, so that a tied mass at
+        an edge is a bin alone."""
+        distinct = np.unique(pooled)
+        if len(distinct) <= bins:
+            return distinct
+        edges = np.quantile(pooled, np.linspace(0, 1, bins + 1)[1:-1]).astype(pooled.dtype)
+        return np.unique(np.concatenate([edges, np.nextafter(edges, np.inf)]))
 
     def __call__(self, drawn: np.ndarray) -> float:
         counts = np.bincount(drawn, minlength=len(self.positives)).astype(np.float64)
