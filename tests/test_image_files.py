@@ -727,3 +727,6 @@ def test_val_masks_without_foreground_are_warned_of(tmp_path):
         scores.append(meter.compute())
     assert math.isnan(scores[0]["dice"]) and scores[1]["dice"] == 0.0  # as the warning says
     assert scores[0]["pixel_accuracy"] == 1.0 > scores[1]["pixel_accuracy"]  # the monitor it advises ranks them right
+    ignored = SegmentationMeter(["background", "lesion"])
+    ignored.update(clean, torch.full((2, 6, 6), 255, dtype=torch.long))  # every pixel ignored: nothing to score
+    assert math.isnan(ignored.compute()["pixel_accuracy"])

@@ -110,7 +110,7 @@ class SegmentationMeter:
         out = {
             "dice": mean(fg),
             "iou": mean(fg_iou),
-            "pixel_accuracy": float(cm.diag().sum() / cm.sum().clamp(min=1)),
+            "pixel_accuracy": float(cm.diag().sum() / cm.sum()) if cm.sum() > 0 else float("nan"),  # none counted
         }
         out.update({f"dice_{n}": d for n, d in zip(self.class_names, dice)})
         out.update({f"iou_{n}": d for n, d in zip(self.class_names, iou)})
