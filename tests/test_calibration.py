@@ -166,6 +166,23 @@ def test_a_temperature_stopped_by_the_search_range_is_named():
         assert fit_temperature(probs, labels) == pytest.approx(20.0, rel=1e-2)
     with pytest.warns(PeerdistillWarning, match="the fitted temperature of student2 20 is at the end"):
         fit_temperature(probs, labels, who="student2")
+    # every validation sample right and sure: sharper is always better, down to the low bound (the
+    # tempered probability rounds to 1 there, and its log to 0: T stopped anywhere on that flat)
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 40)
+    z = rng.normal(size=(40, 3))
+    z[np.arange(40), labels] += 12
+    sure = softmax(z)
+    def exact(t):  # log(1 + sum of the others' exp(z_j - z_label)), with log1p: no rounding to 0
+        return sum(math.log1p(sum(math.exp((math.log(p) - math.log(row[label])) / t)
+                                  for j, p in enumerate(row) if j != label))
+                   for row, label in zip(sure, labels)) / len(labels)
+
+    for t in (0.05, 0.1, 0.3):
+        assert nll(sure, labels, t) == pytest.approx(exact(t), rel=1e-9)
+    assert 0 < nll(sure, labels, 0.05) < nll(sure, labels, 0.1) < nll(sure, labels, 0.3)
+    with pytest.warns(PeerdistillWarning, match="at the end of the range searched"):
+        assert fit_temperature(sure, labels) == pytest.approx(0.05, rel=1e-3)
 
 
 def test_compare_names_the_run_in_what_choosing_on_its_validation_split_warns(tmp_path, monkeypatch):

@@ -34,9 +34,21 @@ def tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def nll(probs: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``labels`` under the tempered probabilities."""
-    p = tempered(probs, temperature)[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.maximum(p, np.finfo(np.float64).tiny))))
+    """Mean negative log-likelihood of ``labels`` under the tempered probabilities, as
+    ``log(1 + sum_j exp(z_j - z_label))`` over the other classes: taken from the tempered
+    probability it rounds to 0 for every confident right answer, and a validation split the
+    model gets all right would leave T anywhere on that flat stretch instead of at the bound."""
+    from scipy.special import logsumexp
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log(np.asarray(probs, dtype=np.float64)) / temperature
+        rows = np.arange(len(labels))
+        own = z[rows, labels]
+        others = z - own[:, None]
+        others[rows, labels] = -np.inf
+        per_sample = np.logaddexp(0.0, logsumexp(others, axis=1))
+    worst = -math.log(np.finfo(np.float64).tiny)  # a zero probability for the label: as from the smallest one
+    return float(np.mean(np.where(np.isfinite(own), np.minimum(per_sample, worst), worst)))
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray, who: str = "") -> float:
