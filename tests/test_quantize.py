@@ -322,11 +322,15 @@ def test_a_segmentation_check_judges_each_class_not_the_pixels_background_fills(
     assert check_int8(reference, blind, x, "logits").judged == check.agreement  # classification: the share
     same = check_int8(reference, _graph(tmp_path / "again.onnx"), x, "logits", dense=True)
     assert same.class_dice == {0: 1.0, 1: 1.0} and same.judged == 1.0
-    from peerdistill.export import kept_by_int8
+    from peerdistill.export import kept_by_int8, short_of
 
     said = kept_by_int8(check, ["background", "polyp"])
     assert said.startswith("gives class 'polyp' a mask of Dice 0.0000 against the fp32 graph's (the lowest of the "
-                           "classes judged) on 4 test inputs;")
+                           "classes judged) on 4 test inputs (")
+    # refused: the Dice is what fell short, not the share of pixels kept (above 98% here)
+    assert short_of(check, ["background", "polyp"], 0.99).startswith(said)
+    assert short_of(check, ["background", "polyp"], 0.99).endswith("pixels keep their class): that Dice is below "
+                                                                   "--min-agreement 0.99")
 
 
 def _graph_adding(path, added: np.ndarray):

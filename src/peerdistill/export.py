@@ -446,10 +446,17 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
     if not check.judged >= min_agreement:
         more = (f"calibrate on more images (--calibration-samples; {len(calibration_x)} were used, all there are)"
                 if len(calibration_x) < calibration else "calibrate on more images (--calibration-samples)")
-        raise ExportError(f"the int8 graph of '{name}' {kept_by_int8(check, meta.get('class_names'))}, below "
-                          f"--min-agreement {min_agreement:.2%}; it was not written: accept less (--min-agreement), "
-                          f"{more}, or export in fp32")
+        raise ExportError(f"the int8 graph of '{name}' {short_of(check, meta.get('class_names'), min_agreement)}; "
+                          f"it was not written: accept less (--min-agreement), {more}, or export in fp32")
     return int8, check
+
+
+def short_of(check: QuantizedCheck, class_names: list[str] | None, min_agreement: float) -> str:
+    """What the int8 graph kept, and that the judged figure (a class's Dice for segmentation,
+    else the share of decisions) fell below ``min_agreement``."""
+    below = (f": that Dice is below --min-agreement {min_agreement:.4g}" if check.class_dice else
+             f", below --min-agreement {min_agreement:.2%}")
+    return kept_by_int8(check, class_names) + below
 
 
 def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
@@ -458,8 +465,8 @@ def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
         worst = check.lowest_class
         name = class_names[worst] if class_names and worst < len(class_names) else str(worst)
         return (f"gives class '{name}' a mask of Dice {check.class_dice[worst]:.4f} against the fp32 graph's (the "
-                f"lowest of the classes judged) on {check.checked} {check.inputs}; {percent(check.agreement)} of "
-                f"{check.predictions} pixels keep their class")
+                f"lowest of the classes judged) on {check.checked} {check.inputs} ({percent(check.agreement)} of "
+                f"{check.predictions} pixels keep their class)")
     changed = round((1 - check.agreement) * check.predictions)
     decision = f"call at the threshold {check.threshold:.4g}" if check.threshold is not None else "class"
     return (f"keeps the fp32 {decision} for {percent(check.agreement)} of {check.predictions} test predictions "
