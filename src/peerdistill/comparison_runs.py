@@ -103,24 +103,25 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: lis
         for name, given in overrides.items():
             variant = copy.deepcopy(tree)
             apply_overrides(variant, given)
+            distill_keys = {key.split(".")[1] for key in set().union(*map(_keys_set_by, given))
+                            if key.startswith("distill.")}  # the setting's own: kept, and checked
             moved_to, moved_from = _preset_of(variant), _preset_of(tree)
             if None not in (moved_to, moved_from) and moved_to != moved_from:  # as --presets moves a config
-                variant["distill"] = under_preset(tree, variant, kept={k.removeprefix("distill.") for k in
-                                                                       set().union(*map(_keys_set_by, given))})
+                variant["distill"] = under_preset(tree, variant, kept=distill_keys)
             if presets:
-                _check_read_by(presets, variant, name, given)
+                _check_read_by(presets, variant, name, distill_keys)
             base = tree.get("name", RunConfig.model_fields["name"].default)
             variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
             out.append(variant)
     return out
 
 
-def _check_read_by(presets: list[str], variant: dict[str, Any], name: str, given: list[str]) -> None:
-    """Refuse a setting with a distill key one of ``presets`` does not read: moved to that preset
-    the key would go (or be refused by the run), and the row would be the plain preset's run."""
+def _check_read_by(presets: list[str], variant: dict[str, Any], name: str, set_here: set[str]) -> None:
+    """Refuse a setting with a distill key (of ``set_here``, those it sets) one of ``presets``
+    does not read: moved to that preset the key would go (or be refused by the run), and the row
+    would be the plain preset's run."""
     if _preset_of(variant) is None:  # no mapping: validation names it
         return
-    set_here = {key.split(".")[1] for key in set().union(*map(_keys_set_by, given)) if key.startswith("distill.")}
     unread: dict[str, dict[str, str]] = {}  # key -> {preset not reading it: where it is read}
     for preset in presets:
         moved = setting_tree(variant, preset, None, None, None)

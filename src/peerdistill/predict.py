@@ -350,7 +350,7 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
     if recorded is not None and recorded != file_digest(path):
         raise CheckpointError(f"'{side}' was written for another graph than '{path}' (the .onnx file's SHA-256 is "
                               f"not the one recorded at export): {fix}. A graph changed on purpose (simplified, "
-                              f"converted) that still takes and gives what the JSON says: set onnx_sha256 to null "
+                              "converted) that still takes and gives what the JSON says: set onnx_sha256 to null "
                               "in the JSON")
     inputs = session.get_inputs()
     if [i.name for i in inputs] != ["input"]:
@@ -370,7 +370,8 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own types
         raise CheckpointError(f"'{path}' does not run on the inputs '{side}' describes "
                               f"({str(exc).splitlines()[0][:200]}): {fix}") from None
-    channels = info["num_classes"] * (info.get("ensemble_of") or 1 if info["output"] == STUDENT_LOGITS else 1)
+    students = (info.get("ensemble_of") or 1) if info["output"] == STUDENT_LOGITS else 1  # their maps side by side
+    channels = info["num_classes"] * students
     dims = 2 if info["task"] == "classification" else 4
     if out.ndim != dims or out.shape[1] != channels:
         raise CheckpointError(f"'{path}' gives outputs of shape {list(out.shape)} on one input, but '{side}' "
