@@ -241,6 +241,8 @@ DDP_SCRIPT = textwrap.dedent('''
     with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
         json.dump({"digest": digest.hexdigest(), "writes": writes, "test": result.test_at_best,
                    "connectors": len(trainer.connectors), "losses": losses}, fh)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)  # the results are written; torch's DDP leaves gloo's threads to the exit
 ''')
 
 
@@ -320,6 +322,8 @@ NAN_ON_ONE_PROCESS_SCRIPT = textwrap.dedent('''
         message = str(exc)
     with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
         json.dump({"message": message}, fh)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)  # the results are written; torch's DDP leaves gloo's threads to the exit
 ''')
 
 
@@ -357,6 +361,8 @@ ERROR_ON_ONE_PROCESS_SCRIPT = textwrap.dedent('''
         ended = f"{type(exc).__name__}: {exc}"
     with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
         json.dump({"ended": ended}, fh)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)  # the results are written; torch's DDP leaves gloo's threads to the exit
 ''')
 
 
@@ -429,10 +435,8 @@ MICRO_SYNC_SCRIPT = textwrap.dedent('''
     with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
         json.dump(out, fh)
     torch.distributed.barrier()
-    # Both trainers' DDP reducers still hold the group: tearing it down under them can abort the
-    # process at exit ("terminate called without an active exception") on a loaded machine.
-    # The results are written; leave without the teardown (fit() leaves the group itself).
-    os._exit(0)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)  # the results are written; torch's DDP leaves gloo's threads to the exit
 ''')
 
 
@@ -472,6 +476,8 @@ COMPARE_SCRIPT = textwrap.dedent('''
     result = compare_module.compare(tree, ["independent", "kd"], 1, progress=False)
     with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
         json.dump({"rows": result.rows, "written": written}, fh)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)  # the results are written; torch's DDP leaves gloo's threads to the exit
 ''')
 
 
@@ -830,7 +836,7 @@ NAN_THROUGH_THE_CLI_SCRIPT = textwrap.dedent('''
     import os, sys
 
     from peerdistill import build
-    from peerdistill.cli import main
+    from peerdistill.cli import run_and_exit
 
     made = build.make_trainer
     def poisoned_trainer(*args, **kwargs):
@@ -846,7 +852,7 @@ NAN_THROUGH_THE_CLI_SCRIPT = textwrap.dedent('''
         trainer.task.augment = poisoned
         return trainer, data
     build.make_trainer = poisoned_trainer
-    sys.exit(main(sys.argv[1:]))
+    run_and_exit(sys.argv[1:])
 ''')
 
 
@@ -860,3 +866,46 @@ def test_a_non_finite_step_every_process_stops_at_is_said_once_per_node(tmp_path
     said = proc.stdout + proc.stderr
     assert proc.returncode != 0 and said.count("error: non-finite loss term 'teacher/ce'") == 1, said[-3000:]
     assert said.count("error: ") == 1, said[-3000:]
+
+
+END_PROCESS_SCRIPT = textwrap.dedent('''
+    import atexit, sys, threading, time
+
+    from peerdistill.engine.distributed import end_process
+
+    atexit.register(lambda: open(sys.argv[1], "w").write("atexit ran"))
+    # Not a daemon, as gloo's threads are not to Python: a normal exit would wait for it.
+    threading.Thread(target=time.sleep, args=(120,)).start()
+    sys.stdout.write("still buffered")
+    end_process(3)
+''')
+
+
+def test_end_process_flushes_output_runs_atexit_and_does_not_wait_for_the_teardown(tmp_path):
+    script, marker = tmp_path / "end.py", tmp_path / "atexit.txt"
+    script.write_text(END_PROCESS_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(marker)], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (3, "still buffered"), proc.stderr
+    assert marker.read_text() == "atexit ran"
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch, joined):
+    """Under torchrun, after training in a group (DDP on gloo leaves its threads to the exit),
+    the command ends through end_process with main's code; otherwise by a normal exit."""
+    import peerdistill.cli as cli
+    from peerdistill.engine import distributed
+
+    class Ended(Exception):
+        pass
+
+    def ended(code):
+        raise Ended(code)
+
+    monkeypatch.setattr(cli, "main", lambda argv=None: 5)
+    monkeypatch.setattr(cli, "launched", lambda: True)
+    monkeypatch.setattr(distributed, "joined_before", lambda: joined)
+    monkeypatch.setattr(distributed, "end_process", ended)
+    with pytest.raises(Ended if joined else SystemExit) as caught:
+        cli.run_and_exit([])
+    assert (caught.value.args[0] if joined else caught.value.code) == 5

@@ -607,3 +607,37 @@ def test_a_run_whose_data_cannot_be_read_names_a_fix_that_works(tmp_path, monkey
         assert "run the command from the folder training ran in" in said and "set data.root" not in said
     monkeypatch.chdir(tmp_path)  # where training ran
     assert main(["export", run, "--temperature-scaling"]) == 0
+
+
+def test_the_models_of_an_unfinished_run_are_exported_and_predicted_with_a_note_and_the_json_says_so(
+        digits_run, tmp_path, capsys):
+    import shutil
+    import warnings
+
+    from PIL import Image
+
+    from peerdistill.errors import PeerdistillWarning
+
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "digit.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)  # a finished run: no note
+        finished = export_run(digits_run, model="student1", out=tmp_path / "finished.onnx").path
+    assert json.loads(finished.with_suffix(".json").read_text())["run_finished"] is True
+    run = tmp_path / "r"
+    shutil.copytree(digits_run, run)
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as a killed run leaves it
+    note = r"has not finished: these are the weights of its best epoch so far \(continue it with peerdistill train --resume"
+    with pytest.warns(PeerdistillWarning, match=note):
+        unfinished = export_run(run, model="student1", out=tmp_path / "unfinished.onnx").path
+    assert json.loads(unfinished.with_suffix(".json").read_text())["run_finished"] is False
+    with pytest.warns(PeerdistillWarning, match=note):  # the ensemble too
+        export_run(run, model="ensemble", out=tmp_path / "ensemble.onnx")
+    assert main(["predict", str(unfinished), str(tmp_path / "digit.png"), "--out", str(tmp_path / "a.csv")]) == 0
+    assert "was exported from a run that had not finished: the weights of its best epoch at the time" in " ".join(
+        capsys.readouterr().err.split())
+    assert main(["predict", str(run), str(tmp_path / "digit.png"), "--out", str(tmp_path / "b.csv"),
+                 "--model", "student1"]) == 0
+    assert "has not finished: these are the weights of its best epoch so far" in " ".join(capsys.readouterr().err.split())
+    assert main(["predict", str(finished), str(tmp_path / "digit.png"), "--out", str(tmp_path / "c.csv")]) == 0
+    assert "not finished" not in capsys.readouterr().err

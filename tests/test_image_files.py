@@ -82,6 +82,27 @@ def test_an_unreadable_file_is_named_as_one_not_as_a_format_pillow_lacks(tmp_pat
         read_image(tmp_path / "b.png")
 
 
+def test_a_damaged_file_is_to_be_replaced_and_a_format_pillow_lacks_to_be_converted(tmp_path):
+    rng = np.random.default_rng(0)
+    for suffix in (".png", ".tif"):
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / f"good{suffix}")
+        whole = (tmp_path / f"good{suffix}").read_bytes()
+        (tmp_path / f"cut{suffix}").write_bytes(whole[:len(whole) // 2])  # an interrupted copy
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")  # another kind of file under a PNG name
+    (tmp_path / "odd.tif").write_text("not an image")  # as far as Pillow can tell, a TIFF variant it lacks
+    for name in ("cut.png", "cut.tif", "empty.jpg"):
+        with pytest.raises(DataError, match=rf"cannot read image '.*{name}': .*; the file is damaged \(cut short or "
+                                            r"empty.*\): replace it with a good copy, or remove it$"):
+            read_image(str(tmp_path / name))  # (a path as text too)
+    with pytest.raises(DataError, match=r"text.png': .*; the file does not hold the image its suffix .png names "
+                                        r"\(damaged, or another kind of file under that name\): replace it"):
+        read_image(tmp_path / "text.png")
+    with pytest.raises(DataError, match=r"cannot read image '.*odd.tif': .*convert other files, e.g. colour float "
+                                        r"TIFFs, to one of these\)$"):
+        read_image(tmp_path / "odd.tif")
+
+
 def test_binary_masks_by_brightest_channel_alpha_or_any_class(tmp_path):
     red = np.zeros((4, 4, 3), np.uint8)
     red[1:3, 1:3, 0] = 255  # luminance 76: a grey threshold at 127 would lose it

@@ -7,6 +7,8 @@ import pytest
 from scipy import stats
 
 from peerdistill.paired import Difference, caption, default_baseline, difference_rows, differences, paired_difference
+from peerdistill.report import mean_std
+from peerdistill.values import mean_and_sample_std
 
 T_975_2 = 4.302652729749464  # Student's t, 97.5th percentile, 2 degrees of freedom (printed tables: 4.303)
 
@@ -38,6 +40,23 @@ def test_lower_is_better_metrics_count_a_drop_as_better():
     for metric in ("tta_hd95", "tta_ece", "tta_brier", "hd95_tumour", "tta_hd95_tumour"):
         assert paired_difference([10.0, 11.0, 14.0], [12.0, 12.0, 12.0], metric).better == 2, metric
     assert paired_difference([10.0, 11.0, 14.0], [12.0, 12.0, 12.0], "tta_dice").better == 1
+
+
+def test_equal_differences_give_an_interval_of_no_width_exactly():
+    # 0.1 three times: the floats' mean of them is 0.10000000000000002, and their std a residue
+    # (1.7e-17) instead of 0
+    d = paired_difference([0.1, 0.1, 0.1], [0.0, 0.0, 0.0], "accuracy")
+    assert d.low == d.high == d.mean == 0.1
+    assert mean_and_sample_std([0.1, 0.1, 0.1]) == (0.1, 0.0)
+    assert mean_std([0.1, None, 0.1, float("nan"), 0.1]) == (0.1, 0.0)  # a comparison's mean ± std
+
+
+def test_the_mean_and_std_against_numpy_and_with_infinite_values():
+    values = [0.71, 0.74, 0.69, 0.80]
+    assert mean_and_sample_std(values) == pytest.approx((np.mean(values), np.std(values, ddof=1)), rel=1e-15)
+    mean, std = mean_and_sample_std([math.inf, 1.0])  # an HD95 of a run that found nothing
+    assert mean == math.inf and math.isnan(std)
+    assert math.isnan(mean_and_sample_std([0.5])[1]) and all(map(math.isnan, mean_and_sample_std([])))
 
 
 def test_pairs_without_a_number_are_left_out():

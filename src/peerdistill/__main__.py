@@ -1,6 +1,4 @@
-import sys
-
-from .cli import main
+from .cli import run_and_exit
 
 if __name__ == "__main__":  # not when a worker process of `compare --jobs` imports it
-    sys.exit(main())
+    run_and_exit()

@@ -14,6 +14,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import ValidationError
 from rich.markup import escape
@@ -210,10 +211,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
     # torch comes with these: only once the overrides are checked
-    from .engine.artifacts import RunDir, jsonable
+    from .engine.artifacts import jsonable
     from .report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
                          results_table)
-    from .runs import evaluate_run, task_for
+    from .runs import evaluate_run, task_for, unfinished_note
 
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
@@ -260,9 +261,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
         err_console.print(f"pictures: {pictures_folder(ns.run_dir, ns.split, data_spec)}/MODEL/", highlight=False,
                           soft_wrap=True)
-    if not RunDir.open(ns.run_dir).is_complete:
-        err_console.print(f"note: '{ns.run_dir}' has not finished: these are the weights of its best epoch so far "
-                          f"(continue it with peerdistill train --resume {ns.run_dir})", highlight=False, soft_wrap=True)
+    if (note := unfinished_note(ns.run_dir)) is not None:  # last, under the figures it qualifies
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -758,5 +758,18 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
     return "interrupted"
 
 
+def run_and_exit(argv: list[str] | None = None) -> NoReturn:
+    """The ``peerdistill`` command: ``main``'s exit code. A process that joined a process group
+    under torchrun ends at once after its output (see ``distributed.end_process``), so that
+    torch's threads left behind by DDP cannot abort it at exit after a finished run."""
+    code = main(argv)
+    if launched():
+        from .engine.distributed import end_process, joined_before
+
+        if joined_before():
+            end_process(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()

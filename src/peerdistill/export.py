@@ -33,7 +33,7 @@ from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
 from .engine.tta import mean_over_flips, tta_flips
-from .runs import load_cohort, read_run_data, saved_data_spec, saved_window
+from .runs import load_cohort, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
 from .spatial import align_to
 
 OPSET = 18
@@ -175,6 +175,8 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
     role_of = {e["name"]: e["role"] for e in RunDir.open(run_dir).meta()["members"]}
     roles = ("student",) if which in ("best", "ensemble") or role_of.get(which) == "student" else ("teacher", "student")
     cohort, meta = load_cohort(run_dir, modules, roles=roles, with_heads=False)
+    if which != "best":  # (best is refused below: it needs the final validation scores)
+        warn_if_unfinished(run_dir)
     students = {m.name: m.module for m in cohort.students}
     if which == "ensemble":
         if meta.get("task") == "detection":
@@ -411,7 +413,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     from .predict import write_sidecar
 
     write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
-                  threshold=chosen.threshold, operating_point=chosen.rule, tta=tta)
+                  threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
+                  run_finished=RunDir(run_dir).is_complete)
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
 
 

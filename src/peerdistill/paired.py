@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import RunDirError
 from .metrics import has_direction, lower_is_better
+from .values import mean_and_sample_std
 
 CONFIDENCE = 0.95
 
@@ -56,7 +57,7 @@ def paired_difference(values: list[float], baseline: list[float], metric: str) -
     n = len(diffs)
     if not n:
         return Difference(math.nan, math.nan, math.nan, 0, 0 if has_direction(metric) else None)
-    mean = sum(diffs) / n
+    mean, sd = mean_and_sample_std(diffs)
     sign = -1 if lower_is_better(metric) else 1
     better = sum(sign * d > 0 for d in diffs) if has_direction(metric) else None
     tied = sum(d == 0 for d in diffs)
@@ -64,7 +65,6 @@ def paired_difference(values: list[float], baseline: list[float], metric: str) -
         return Difference(mean, math.nan, math.nan, n, better, tied)
     from scipy.stats import t
 
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
     half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
     return Difference(mean, mean - half, mean + half, n, better, tied)
 

@@ -64,14 +64,16 @@ def as_scores(output: torch.Tensor, info: dict) -> torch.Tensor:
 
 def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
                   temperature: float | None = None, threshold: float | None = None,
-                  operating_point: str | None = None, tta: str | None = None) -> None:
+                  operating_point: str | None = None, tta: str | None = None, run_finished: bool = True) -> None:
     """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null),
     ``temperature`` (the T in the graph, or null), ``threshold`` (on the positive class's
-    probability, chosen by ``operating_point`` on the validation split; or null) and ``tta``
-    (the flips averaged in the graph, or null)."""
+    probability, chosen by ``operating_point`` on the validation split; or null), ``tta``
+    (the flips averaged in the graph, or null) and ``run_finished`` (false: the weights of an
+    unfinished run's best epoch so far)."""
     atomic_write_text(sidecar_path(onnx_path), json.dumps(
         {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
-         "operating_point": operating_point, "tta": tta, "onnx_sha256": file_digest(onnx_path)}, indent=2))
+         "operating_point": operating_point, "tta": tta, "run_finished": run_finished,
+         "onnx_sha256": file_digest(onnx_path)}, indent=2))
 
 
 def file_digest(path: Path) -> str:
@@ -242,7 +244,7 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
                operating_point: str | None = None, tta: str | None = None):
     from .engine.evaluate import ENSEMBLE, predict
     from .export import chosen_on_validation, flip_averaged, pick_model
-    from .runs import load_cohort, saved_window, task_for
+    from .runs import load_cohort, saved_window, task_for, warn_if_unfinished
 
     meta = RunDir.open(run_dir).meta()
     if (temperature_scaling or operating_point) and meta.get("task", "classification") != "classification":
@@ -253,6 +255,7 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
     if meta.get("task") == "detection" and which == "ensemble":
         # the students' boxes, decoded and fused as evaluation does it
         cohort, _ = load_cohort(run_dir, modules, roles=("student",), with_heads=False)
+        warn_if_unfinished(run_dir)
         task = task_for(meta)
         info = {**model_info(meta, "boxes"), "boxes": lambda detections: detections}
         return info, lambda batch: predict(cohort, task, batch)[ENSEMBLE]
@@ -325,6 +328,9 @@ def _onnx_model(path: Path):
         raise CheckpointError(f"cannot load '{path}': {str(exc).splitlines()[0]}. It is truncated or not an ONNX "
                               "model; export it again") from None
     _check_graph_fits(session, info, path, side)
+    if info.get("run_finished") is False:  # (older exports do not say)
+        warnings.warn(f"'{path}' was exported from a run that had not finished: the weights of its best epoch at "
+                      "the time (export it again once the run is finished)", PeerdistillWarning, stacklevel=3)
     window = (info["window"],) * 2 if info.get("window") else None
     if info["task"] == "detection":
         from .runs import task_for

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .engine.evaluate import ENSEMBLE
 from .metrics import per_class_part
+from .values import mean_and_sample_std
 
 
 def fitted(table: Table, width: int) -> RenderableType:
@@ -179,14 +180,7 @@ def interval_table(scores: dict[str, dict[str, float]], title: str, metrics: tup
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    clean = [v for v in values if v is not None and not math.isnan(v)]
-    if not clean:
-        return float("nan"), float("nan")
-    mean = sum(clean) / len(clean)
-    if len(clean) < 2:  # a sample std needs two values
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in clean) / (len(clean) - 1)
-    return mean, math.sqrt(var)
+    return mean_and_sample_std([v for v in values if v is not None and not math.isnan(v)])
 
 
 def pm(mean: float, std: float) -> str:

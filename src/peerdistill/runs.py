@@ -42,6 +42,20 @@ from .tasks import ClassificationTask, SegmentationTask
 from .trust import check_trusted_arch
 
 
+def unfinished_note(run_dir: str | Path) -> str | None:
+    """What to say of a run that has not finished (killed, or still training) when its saved
+    models are used: they are its best epoch's so far. None for a finished run."""
+    if RunDir(Path(run_dir)).is_complete:
+        return None
+    return (f"'{run_dir}' has not finished: these are the weights of its best epoch so far (continue it with "
+            f"peerdistill train --resume {run_dir})")
+
+
+def warn_if_unfinished(run_dir: str | Path) -> None:
+    if (note := unfinished_note(run_dir)) is not None:
+        warnings.warn(note, PeerdistillWarning, stacklevel=3)
+
+
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
                 roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True,
                 trusted_archs: Iterable[str] = ()) -> tuple[Cohort, dict[str, Any]]:

@@ -4,6 +4,7 @@ and JSON reads NaN and Infinity, so neither check is ``isinstance(value, (int, f
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 
@@ -14,3 +15,17 @@ def is_finite_number(value: Any) -> bool:
 def is_count(value: Any) -> bool:
     """A whole number, 0 or more."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def mean_and_sample_std(values: list[float]) -> tuple[float, float]:
+    """The mean and sample standard deviation (NaN for one value) of numbers, none NaN. Exact
+    (Python's statistics, in fractions) when all are finite, so that equal values give a std
+    of 0, not a rounding residue like 1e-17; else as floats (an infinite mean, a NaN std)."""
+    if not values:
+        return math.nan, math.nan
+    if all(math.isfinite(v) for v in values):
+        return float(statistics.mean(values)), float(statistics.stdev(values)) if len(values) > 1 else math.nan
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

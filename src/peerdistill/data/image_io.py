@@ -131,10 +131,29 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
         raise DataError(f"{what} '{path}' is too large for Pillow to open safely ({exc}): downscale it, or cut it "
                         "into tiles, first") from None
     except _READ_ERRORS as exc:
-        raise DataError(f"cannot read {what} '{path}': {exc} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and "
-                        "16-bit, and one-channel float; DICOM is read by its .dcm or .dicom suffix, or by content "
-                        "under the names exports give it: no suffix, a UID, .IMA; convert other files, e.g. colour "
-                        "float TIFFs, to one of these)") from None
+        raise _unreadable(path, what, exc) from None
+
+
+# Formats Pillow reads in every variant: a file of theirs it cannot read is damaged (TIFF has
+# variants it does not read, colour float among them).
+_WHOLLY_READ = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
+    """Why Pillow could not read a file: damaged (cut short, empty, or not what its suffix
+    says), which only replacing it mends, or in a format or variant it does not read."""
+    path = Path(path)
+    said = f"cannot read {what} '{path}': {exc}"
+    replace = "replace it with a good copy, or remove it"
+    if "truncated" in str(exc) or path.stat().st_size == 0:
+        return DataError(f"{said}; the file is damaged (cut short or empty, as an interrupted copy or download leaves "
+                         f"it): {replace}")
+    if path.suffix.lower() in _WHOLLY_READ:
+        return DataError(f"{said}; the file does not hold the image its suffix {path.suffix} names (damaged, or "
+                         f"another kind of file under that name): {replace}")
+    return DataError(f"{said} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and 16-bit, and one-channel float; "
+                     "DICOM is read by its .dcm or .dicom suffix, or by content under the names exports give it: no "
+                     "suffix, a UID, .IMA; convert other files, e.g. colour float TIFFs, to one of these)")
 
 
 def _refuse_a_misread_tiff(im, path: Path, what: str) -> None:

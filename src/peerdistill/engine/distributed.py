@@ -8,6 +8,7 @@ the CPU. Without torchrun everything here is a no-op for a world of one.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import json
@@ -19,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -209,6 +210,22 @@ def leave(world: World) -> None:
     if world.owns_group and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def end_process(code: int) -> NoReturn:
+    """End this process now with exit ``code``: its output flushed and its ``atexit`` handlers
+    run, the interpreter's teardown skipped. For the end of a process that trained under
+    DistributedDataParallel on gloo: torch's DDP keeps the process group, and its threads,
+    alive past ``destroy_process_group``, and a process whose peer exits while it tears down
+    may then abort (SIGABRT, "terminate called without an active exception") with its work
+    already done, which torchrun reports as a failed run (benchmarks/gloo_exit_race.py)."""
+    atexit._run_exitfuncs()  # (logging's shutdown, a tracker's upload: what a normal exit runs)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing left to say on it
+            pass
+    os._exit(code)
 
 
 def abandon(world: World | None, wait_s: float = 30.0) -> None:
