@@ -641,3 +641,30 @@ def test_the_models_of_an_unfinished_run_are_exported_and_predicted_with_a_note_
     assert "has not finished: these are the weights of its best epoch so far" in " ".join(capsys.readouterr().err.split())
     assert main(["predict", str(finished), str(tmp_path / "digit.png"), "--out", str(tmp_path / "c.csv")]) == 0
     assert "not finished" not in capsys.readouterr().err
+
+
+def test_one_models_export_and_prediction_read_its_file_alone(digits_run, tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    run = tmp_path / "r"
+    shutil.copytree(digits_run, run)
+    scores = json.loads((run / "metrics.json").read_text())["val_at_best"]
+    best = max(("student1", "student2"), key=lambda s: scores[s]["accuracy"])
+    other = ({"student1", "student2"} - {best}).pop()
+    (run / "models" / f"{other}.safetensors").write_bytes(b"cut short")  # a damaged file of another model
+    (run / "models" / "teacher.safetensors").unlink()
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "digit.png")
+    for model in (best, "best"):
+        assert export_run(run, model=model, out=tmp_path / f"{model}.onnx").model == best
+        assert main(["predict", str(run), str(tmp_path / "digit.png"), "--out", str(tmp_path / f"{model}.csv"),
+                     "--model", model]) == 0
+    for model in (other, "ensemble"):  # those that need the damaged file name it
+        assert main(["export", str(run), "--model", model, "--out", str(tmp_path / f"{model}.onnx")]) == 2
+        assert f"{other}.safetensors" in capsys.readouterr().err
+    assert main(["export", str(run), "--model", "teacher", "--out", str(tmp_path / "t.onnx")]) == 2
+    assert "teacher.safetensors' is missing" in " ".join(capsys.readouterr().err.split())
+    assert main(["export", str(run), "--model", "student9"]) == 2
+    assert "--model 'student9': the run has ['student1', 'student2', 'teacher'], 'best' and 'ensemble'" in " ".join(
+        capsys.readouterr().err.split())

@@ -171,30 +171,34 @@ def ensemble_of_stacked(stacked: torch.Tensor, students: int) -> torch.Tensor:
 def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None = None
                ) -> tuple[str, nn.Module, str, dict]:
     """(name, module, output kind, run metadata) for a model name, 'best' or 'ensemble'. Only
-    the models needed are rebuilt (a student's export needs no teacher in ``modules``)."""
-    role_of = {e["name"]: e["role"] for e in RunDir.open(run_dir).meta()["members"]}
-    roles = ("student",) if which in ("best", "ensemble") or role_of.get(which) == "student" else ("teacher", "student")
-    cohort, meta = load_cohort(run_dir, modules, roles=roles, with_heads=False)
-    if which != "best":  # (best is refused below: it needs the final validation scores)
-        warn_if_unfinished(run_dir)
-    students = {m.name: m.module for m in cohort.students}
-    if which == "ensemble":
-        if meta.get("task") == "detection":
-            raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion or "
-                              "detect.ensemble's rule), which is not an ONNX graph: export each student "
-                              "(--model student1); predict RUN_DIR --model ensemble fuses them in Python")
-        if saved_window(meta)[0] is not None:  # by sliding window: blended per student first (see StudentLogits)
-            return "ensemble", StudentLogits(students).eval(), STUDENT_LOGITS, meta
-        return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
-    if which == "best":
+    the model asked for is read (for the ensemble, the students; 'best' is chosen from the
+    final validation scores first), so another model's damaged file, or a model built in Python
+    and not given in ``modules``, does not stand in its way."""
+    saved = RunDir.open(run_dir).meta()
+    role_of = {e["name"]: e["role"] for e in saved["members"]}
+    if which == "ensemble" and saved.get("task") == "detection":
+        raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion or "
+                          "detect.ensemble's rule), which is not an ONNX graph: export each student "
+                          "(--model student1); predict RUN_DIR --model ensemble fuses them in Python")
+    if which == "best":  # chosen by the final validation scores, before any model is read
         metrics = RunDir(run_dir).metrics()
         if metrics.get("status") != "complete":
             raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
         metric = metrics["monitor"].split("/", 1)[1]
-        which = max(students, key=lambda s: ranking_score(metric, metrics["val_at_best"][s][metric]))
-    names = {m.name: m.module for m in cohort.members}
-    if which not in names:
+        which = max((n for n, role in role_of.items() if role == "student"),
+                    key=lambda s: ranking_score(metric, metrics["val_at_best"][s][metric]))
+    elif which != "ensemble" and which not in role_of:
         raise ConfigError(f"--model '{which}': the run has {sorted(role_of)}, 'best' and 'ensemble'")
+    # One model's file alone is read for it (another's damaged file does not stand in its way).
+    cohort, meta = load_cohort(run_dir, modules, roles=("student",), with_heads=False,
+                               only=None if which == "ensemble" else which)
+    warn_if_unfinished(run_dir)
+    if which == "ensemble":
+        students = {m.name: m.module for m in cohort.students}
+        if saved_window(meta)[0] is not None:  # by sliding window: blended per student first (see StudentLogits)
+            return "ensemble", StudentLogits(students).eval(), STUDENT_LOGITS, meta
+        return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
+    names = {m.name: m.module for m in cohort.members}
     return which, Logits(names[which], which).eval(), "logits", meta
 
 

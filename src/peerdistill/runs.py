@@ -58,11 +58,13 @@ def warn_if_unfinished(run_dir: str | Path) -> None:
 
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
                 roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True,
-                trusted_archs: Iterable[str] = ()) -> tuple[Cohort, dict[str, Any]]:
+                trusted_archs: Iterable[str] = (), only: str | None = None) -> tuple[Cohort, dict[str, Any]]:
     """Rebuild the saved models of a run (its best-validation weights) and return them with the
     run's metadata. Models built in Python (no arch spec) must be passed in ``modules``.
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads. Import
-    paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some)."""
+    paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some).
+    ``only``: that one model (of any role), so that another's damaged or missing file does not
+    stand in its way."""
     if "student" not in roles:
         raise ConfigError(f"roles={tuple(roles)}: a run is read with its students (what the ensemble and the best "
                           "student are made of); give roles=('student',) or ('teacher', 'student')")
@@ -81,7 +83,9 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
     if unknown:
         raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "
                               f"(its models: {[e['name'] for e in meta.get('members', [])]})")
-    wanted = [e for e in meta["members"] if e["role"] in roles]
+    if only is not None and only not in {e["name"] for e in meta["members"]}:
+        raise CheckpointError(f"'{run.path}' holds no model '{only}' (its models: {[e['name'] for e in meta['members']]})")
+    wanted = [e for e in meta["members"] if (e["name"] == only if only is not None else e["role"] in roles)]
     missing = [e["name"] for e in wanted if not e.get("spec") and e["name"] not in (modules or {})]
     if missing:
         listed = ", ".join(f"'{n}': ..." for n in missing)
@@ -90,9 +94,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
             f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
             "load_cohort, evaluate_run, export_run or predict_files")
     members = []
-    for entry in meta["members"]:
-        if entry["role"] not in roles:
-            continue
+    for entry in wanted:
         name, spec = entry["name"], entry.get("spec")
         if modules and name in modules:
             module = modules[name]
@@ -112,7 +114,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
             raise CheckpointError(f"'{run.model_path(name)}' is missing: {why}")
         load_member_weights(module, run, name)
         members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
-    if not any(m.role == "student" for m in members):
+    if only is None and not any(m.role == "student" for m in members):
         raise CheckpointError(f"run '{run.path}' holds no student models")
     return Cohort(members, check_names=False), meta
 
