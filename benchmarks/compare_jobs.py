@@ -27,7 +27,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from peerdistill.compare import compare, parse_presets
+    from peerdistill.compare import compare
+    from peerdistill.comparison_configs import parse_presets
     from peerdistill.config import apply_overrides, default_config, load_yaml
 
     paths = [a for a in ns.args if "=" not in a]

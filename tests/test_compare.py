@@ -161,7 +161,7 @@ def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(t
 
 def test_the_overwrite_check_reads_the_data_once_per_way_of_reading_it(tmp_path, monkeypatch):
     from peerdistill import comparison_runs
-    from peerdistill.comparison_runs import variant_trees
+    from peerdistill.comparison_configs import variant_trees
 
     tree = {"name": "v", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"],
             "distill": {"preset": "ml"}, "train": {"epochs": 1, "batch_size": 256}}
@@ -545,7 +545,8 @@ def test_compare_mistakes_are_one_clear_message(tmp_path, setting, message, caps
 
 
 def test_a_setting_keeps_its_distill_keys_under_every_preset_that_reads_them(tmp_path):
-    from peerdistill.comparison_runs import plan_runs, setting_tree, settings_of, variant_trees
+    from peerdistill.comparison_configs import setting_tree, variant_trees
+    from peerdistill.comparison_runs import plan_runs, settings_of
     from peerdistill.config import validate
 
     tree = {**COMPARED, "out_dir": str(tmp_path), "distill": {"preset": "ml"}}
@@ -557,7 +558,7 @@ def test_a_setting_keeps_its_distill_keys_under_every_preset_that_reads_them(tmp
 
 
 def test_settings_are_named_by_config_and_setting_and_one_setting_keeps_its_name(tmp_path, capsys):
-    from peerdistill.comparison_runs import variant_trees
+    from peerdistill.comparison_configs import variant_trees
 
     trees = variant_trees([{"name": "a"}, {}], ["x:train.epochs=2", "y", "x:seed=4"])
     assert [t["name"] for t in trees] == ["a-x", "a-y", "digits-kd+ml-x", "digits-kd+ml-y"]
@@ -579,7 +580,7 @@ def test_settings_picked_by_different_monitors_say_so(tmp_path):
 
 def test_presets_without_a_teacher_drop_the_configs_teacher_term_weights():
     """--presets independent,ml,kd over a segmentation config with the structured-KD weights."""
-    from peerdistill.comparison_runs import setting_tree
+    from peerdistill.comparison_configs import setting_tree
     from peerdistill.config import default_config, validate
 
     tree = {**default_config(), "distill": {"preset": "kd", "cwd_weight": 1.0, "ensemble_weight": 0.5}}
@@ -592,7 +593,7 @@ def test_presets_without_a_teacher_drop_the_configs_teacher_term_weights():
 def test_each_preset_of_a_comparison_drops_the_distill_keys_it_would_not_read():
     """--presets ml,kd,styles over one config that tunes the teacher's, the peers' and the
     feature edges' terms: each run keeps what its preset reads, and passes validation."""
-    from peerdistill.comparison_runs import setting_tree
+    from peerdistill.comparison_configs import setting_tree
     from peerdistill.config import default_config, validate
 
     tree = {**default_config(), "distill": {"preset": "styles", "alpha": 0.5, "kd_temperature": 2.0, "beta": 2.0,
@@ -618,7 +619,7 @@ def test_a_key_the_configs_own_preset_never_read_is_refused_as_train_refuses_it(
 
 
 def test_a_setting_that_moves_to_another_preset_drops_what_it_would_not_read_unless_it_sets_it():
-    from peerdistill.comparison_runs import variant_trees
+    from peerdistill.comparison_configs import variant_trees
     from peerdistill.config import validate
 
     tree = {**COMPARED, "distill": {"preset": "kd", "alpha": 0.5, "kd_temperature": 2.0}}
@@ -690,9 +691,11 @@ def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refu
     with pytest.raises(ConfigError, match="a-file' is a file: .* give another --out"):
         compare(tree, ["independent"], 1, out=tmp_path / "a-file", dry_run=True)
     assert (tmp_path / "a-file").read_text() == "mine"
-    with pytest.raises(ConfigError, match="configs 1 and 2 \\(in the order given\\) are both named 'same'.*its "
-                                          "own `name`"):
+    with pytest.raises(ConfigError, match="config 1 and config 2 are both named 'same'.*its own `name`"):
         compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True)
+    with pytest.raises(ConfigError, match="config 'a.yaml' and config 'b.yaml' are both named 'same'"):
+        compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True,
+                config_names=["config 'a.yaml'", "config 'b.yaml'"])
     shapes = {"task": "segmentation", "name": "s", "data": {"kind": "shapes"}, "teacher": None,
               "students": [{"arch": "unet", "args": {"width": 4, "depth": 2}}] * 2}
     with pytest.raises(ConfigError, match="configs of one task; these are of 2: classification \\(config 1\\), "
@@ -754,3 +757,35 @@ def test_runs_already_there_are_checked_before_training_as_they_trained(tmp_path
     built.clear()
     compare([tree, other], ["kd"], 1, dry_run=True, overwrite=True, out=tmp_path / "c", console=Console(quiet=True))
     assert built == [("a-kd-seed0", False), ("b-kd-seed0", False)]
+
+
+def test_the_command_names_a_bad_config_by_its_file_or_setting_before_loading_torch(tmp_path):
+    """A config mistake in compare is said as train says it, naming the file (it was "config 1"),
+    and before torch is imported (as for train: a fraction of the time)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from peerdistill.config import default_config
+
+    good = {**default_config(), "name": "good"}
+    bad = {**good, "name": "bad", "train": {"epochs": -1}}
+    del bad["distill"]  # (a config without one: its setting is still checked)
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(good))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    probe = ("import sys; from peerdistill.cli import main; code = main(sys.argv[1:]); "
+             "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded'); sys.exit(code)")
+    cases = {
+        "files": ([str(tmp_path / "good.yaml"), str(tmp_path / "bad.yaml"), "--presets", "kd,ml"],
+                  f"error: invalid config '{tmp_path / 'bad.yaml'}':"),
+        "setting": ([str(tmp_path / "bad.yaml"), "--setting", "hot:distill.kd_temperature=8", "--presets", "kd"],
+                    "error: invalid setting 'hot':"),
+        "default": (["train.epochs=0", "--presets", "ml"], "error: invalid config (the embedded default):"),
+    }
+    for case, (args, said) in cases.items():
+        proc = subprocess.run([sys.executable, "-c", probe, "compare", *args, "--dry-run"], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 2 and said in proc.stderr, (case, proc.stderr)
+        assert "'train.epochs': Input should be greater than 0" in proc.stderr, case
+        assert proc.stdout.strip() == "torch not loaded", case

@@ -351,21 +351,25 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
-    # torch comes with these: only once the files and overrides are read
-    from .compare import compare, parse_presets
-    from .comparison_runs import variant_trees
+    from .comparison_configs import checked_bases, parse_presets, variant_trees
 
+    presets = parse_presets(ns.presets)
+    names = [f"config '{p}'" for p in paths] or ["config (the embedded default)"]
     out = ns.out
     if ns.setting:
         if out is None and len(trees) == 1:  # the config's own comparison folder, not the shared one
             base = trees[0]
             out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
                       / f"{base.get('name', RunConfig.model_fields['name'].default)}-compare")
-        trees = variant_trees(trees, ns.setting, presets=parse_presets(ns.presets))
-    compare(trees, parse_presets(ns.presets), ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
+        trees = variant_trees(trees, ns.setting, presets=presets)
+        names = [f"setting '{tree['name']}'" for tree in trees]
+    checked_bases(trees, presets, names)  # said before torch is loaded (a second or more)
+    from .compare import compare
+
+    compare(trees, presets, ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
             console=console, out=out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
             operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline,
-            temperature_scaling=ns.temperature_scaling, tta=ns.tta, by_name=bool(ns.setting))
+            temperature_scaling=ns.temperature_scaling, tta=ns.tta, by_name=bool(ns.setting), config_names=names)
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import math
@@ -17,8 +16,9 @@ from rich.table import Table
 
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
-                              mark_for_replacement, plan_runs, plan_table, run_all, setting_tree, settings_of)
-from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, validate
+                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of)
+from .comparison_configs import checked_bases
+from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, leave, on_main
 from .launcher import launched, launched_world
@@ -43,20 +43,13 @@ MAX_SEEDS = 10_000
 MAX_FOLDS = 1_000  # leave-one-out of up to 1,000 images; more folds than that is a typo
 
 
-def parse_presets(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    presets = [p.strip() for p in text.split(",") if p.strip()]
-    check_preset_names("--presets", presets)
-    return presets
-
-
 def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
             out: str | Path | None = None, teacher_from: str | None = None,
             dry_run: bool = False, jobs: int = 1, operating_point: str | None = None,
             folds: int | None = None, baseline: str | None = None,
-            temperature_scaling: bool = False, tta: str | None = None, by_name: bool = False) -> Comparison:
+            temperature_scaling: bool = False, tta: str | None = None, by_name: bool = False,
+            config_names: list[str] | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
     ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
@@ -96,6 +89,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     tabulated as ``tta_METRIC`` beside each metric.
 
     ``by_name``: rows labelled by config name even for one config (``--setting`` variants).
+    ``config_names``: what a message calls each config (the command line: its file), else its
+    position ("config 2").
 
     ``baseline`` (a setting's label; default ``independent`` when compared, else the first
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
@@ -119,15 +114,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if not configs:
         raise ConfigError("compare needs at least one config")
     console = console or Console()
-    # Each config is checked as it will run: with the first preset it is given, if any.
-    bases = [validate(setting_tree(tree, presets[0], None, None, None) if presets else copy.deepcopy(tree),
-                      f"config {i + 1}") for i, tree in enumerate(configs)]
-    tasks = dict.fromkeys(b.task for b in bases)
-    if len(tasks) > 1:  # no row of one task could be set beside a row of another
-        first = {t: next(i + 1 for i, b in enumerate(bases) if b.task == t) for t in tasks}
-        raise ConfigError(f"compare tabulates configs of one task; these are of {len(tasks)}: "
-                          f"{', '.join(f'{t} (config {i})' for t, i in first.items())}: compare each task's configs "
-                          "on their own")
+    labels = config_names or [f"config {i + 1}" for i in range(len(configs))]
+    bases = checked_bases(configs, presets, labels)
     for base in bases:  # each run's seed is checked as its config is made: say why before any is
         if base.seed + seeds - 1 >= SEED_LIMIT:
             raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "
@@ -138,7 +126,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         names = [b.name for b in bases]
         twice = next(((i, names.index(n)) for i, n in enumerate(names) if names.index(n) != i), None)
         if twice is not None:
-            raise ConfigError(f"compare: configs {twice[1] + 1} and {twice[0] + 1} (in the order given) are both named "
+            raise ConfigError(f"compare: {labels[twice[1]]} and {labels[twice[0]]} are both named "
                               f"'{names[twice[0]]}' (a config without name: is named after its data and preset), "
                               "and rows and run folders are named after configs: give each config its own `name`")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
