@@ -101,6 +101,9 @@ def test_a_damaged_file_is_to_be_replaced_and_a_format_pillow_lacks_to_be_conver
     with pytest.raises(DataError, match=r"cannot read image '.*odd.tif': .*convert other files, e.g. colour float "
                                         r"TIFFs, to one of these\)$"):
         read_image(tmp_path / "odd.tif")
+    (tmp_path / "folder.png").mkdir()  # not a file at all: the system's word for it, no advice on images
+    with pytest.raises(DataError, match=r"cannot read image '.*folder.png': \[Errno 21\] Is a directory: '.*'$"):
+        read_image(tmp_path / "folder.png")
 
 
 def test_binary_masks_by_brightest_channel_alpha_or_any_class(tmp_path):

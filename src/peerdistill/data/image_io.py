@@ -144,6 +144,8 @@ def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
     says), which only replacing it mends, or in a format or variant it does not read."""
     path = Path(path)
     said = f"cannot read {what} '{path}': {exc}"
+    if not path.is_file():  # gone since it was listed, or a folder: the error says which
+        return DataError(said)
     replace = "replace it with a good copy, or remove it"
     if "truncated" in str(exc) or path.stat().st_size == 0:
         return DataError(f"{said}; the file is damaged (cut short or empty, as an interrupted copy or download leaves "
