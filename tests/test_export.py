@@ -654,8 +654,12 @@ def test_one_models_export_and_prediction_read_its_file_alone(digits_run, tmp_pa
     best = max(("student1", "student2"), key=lambda s: scores[s]["accuracy"])
     other = ({"student1", "student2"} - {best}).pop()
     (run / "models" / f"{other}.safetensors").write_bytes(b"cut short")  # a damaged file of another model
-    (run / "models" / "teacher.safetensors").unlink()
     Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "digit.png")
+    for fmt in ("onnx", "safetensors"):  # the teacher alone: one model of no student
+        assert export_run(run, model="teacher", out=tmp_path / f"teacher.{fmt}").model == "teacher"
+    assert main(["predict", str(run), str(tmp_path / "digit.png"), "--out", str(tmp_path / "teacher.csv"),
+                 "--model", "teacher"]) == 0
+    (run / "models" / "teacher.safetensors").unlink()
     for model in (best, "best"):
         assert export_run(run, model=model, out=tmp_path / f"{model}.onnx").model == best
         assert main(["predict", str(run), str(tmp_path / "digit.png"), "--out", str(tmp_path / f"{model}.csv"),

@@ -22,7 +22,7 @@ _ON_FIRST_USE = {
     "soft_kl": ".losses",
     "HeadedModel": ".models.heads",
     "predict_files": ".predict",
-    "evaluate_run": ".runs", "load_cohort": ".runs",
+    "evaluate_run": ".runs", "load_cohort": ".runs", "load_model": ".runs",
     "ClassificationTask": ".tasks",
 }
 
@@ -30,7 +30,7 @@ __all__ = [
     "CheckpointError", "ClassificationTask", "Cohort", "ConfigError", "DataError", "DataSplits", "Edge", "FitResult",
     "HeadedModel", "KnowledgeGraph", "Member", "NonFiniteError", "OptimSpec", "PeerdistillError", "PeerdistillWarning",
     "RunConfig", "RunDirError", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run", "export_run",
-    "load_cohort", "load_config", "predict_files", "preset_edges", "seed_everything", "soft_kl",
+    "load_cohort", "load_config", "load_model", "predict_files", "preset_edges", "seed_everything", "soft_kl",
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see (keep in step with _ON_FIRST_USE)
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # what type checkers and editors see (keep in step with _ON_F
     from .losses import soft_kl
     from .models.heads import HeadedModel
     from .predict import predict_files
-    from .runs import evaluate_run, load_cohort
+    from .runs import evaluate_run, load_cohort, load_model
     from .tasks import ClassificationTask
 
 

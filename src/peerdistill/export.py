@@ -33,7 +33,7 @@ from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
 from .engine.tta import mean_over_flips, tta_flips
-from .runs import load_cohort, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
+from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
 from .spatial import align_to
 
 OPSET = 18
@@ -189,17 +189,16 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
                     key=lambda s: ranking_score(metric, metrics["val_at_best"][s][metric]))
     elif which != "ensemble" and which not in role_of:
         raise ConfigError(f"--model '{which}': the run has {sorted(role_of)}, 'best' and 'ensemble'")
-    # One model's file alone is read for it (another's damaged file does not stand in its way).
-    cohort, meta = load_cohort(run_dir, modules, roles=("student",), with_heads=False,
-                               only=None if which == "ensemble" else which)
-    warn_if_unfinished(run_dir)
     if which == "ensemble":
+        cohort, meta = load_cohort(run_dir, modules, roles=("student",), with_heads=False)
+        warn_if_unfinished(run_dir)
         students = {m.name: m.module for m in cohort.students}
         if saved_window(meta)[0] is not None:  # by sliding window: blended per student first (see StudentLogits)
             return "ensemble", StudentLogits(students).eval(), STUDENT_LOGITS, meta
         return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
-    names = {m.name: m.module for m in cohort.members}
-    return which, Logits(names[which], which).eval(), "logits", meta
+    member, meta = load_model(run_dir, which, modules, with_heads=False)
+    warn_if_unfinished(run_dir)
+    return which, Logits(member.module, which).eval(), "logits", meta
 
 
 def sample_inputs(meta: dict, count: int = 4, data: DataSplits | None = None) -> tuple[torch.Tensor, str]:

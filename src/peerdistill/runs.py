@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,35 +58,53 @@ def warn_if_unfinished(run_dir: str | Path) -> None:
 
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
                 roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True,
-                trusted_archs: Iterable[str] = (), only: str | None = None) -> tuple[Cohort, dict[str, Any]]:
+                trusted_archs: Iterable[str] = ()) -> tuple[Cohort, dict[str, Any]]:
     """Rebuild the saved models of a run (its best-validation weights) and return them with the
     run's metadata. Models built in Python (no arch spec) must be passed in ``modules``.
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads. Import
-    paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some).
-    ``only``: that one model (of any role), so that another's damaged or missing file does not
-    stand in its way."""
+    paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some)."""
     if "student" not in roles:
         raise ConfigError(f"roles={tuple(roles)}: a run is read with its students (what the ensemble and the best "
                           "student are made of); give roles=('student',) or ('teacher', 'student')")
+    members, meta = _saved_members(run_dir, lambda entry: entry["role"] in roles, modules, with_heads, trusted_archs)
+    if not any(m.role == "student" for m in members):
+        raise CheckpointError(f"run '{Path(run_dir)}' holds no student models")
+    return Cohort(members, check_names=False), meta
+
+
+def load_model(run_dir: str | Path, name: str, modules: dict[str, nn.Module] | None = None,
+               with_heads: bool = True, trusted_archs: Iterable[str] = ()) -> tuple[Member, dict[str, Any]]:
+    """One saved model of a run, as ``load_cohort`` rebuilds it, and the run's metadata. Its file
+    alone is read: another model's damaged or missing file, or a model built in Python and not
+    given in ``modules``, does not stand in its way."""
+    members, meta = _saved_members(run_dir, lambda entry: entry["name"] == name, modules, with_heads, trusted_archs)
+    if not members:
+        raise CheckpointError(f"'{run_dir}' holds no model '{name}' (its models: "
+                              f"{[e['name'] for e in meta['members']]})")
+    return members[0], meta
+
+
+def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool],
+                   modules: dict[str, nn.Module] | None, with_heads: bool,
+                   trusted_archs: Iterable[str]) -> tuple[list[Member], dict[str, Any]]:
+    """The run's models whose run.json entry is ``wanted``, rebuilt with their saved weights."""
     run = RunDir.open(run_dir)
     meta = run.meta()
     if (run.path / REPLACE_MARK).is_file():  # an interrupted compare --overwrite has yet to train it again
         warnings.warn(f"'{run.path}' is marked for replacement by a compare --overwrite that was interrupted: its "
                       "models are still those of the comparison's former config; run that compare command again "
                       f"to replace it, or delete the file {REPLACE_MARK} in it to keep it", PeerdistillWarning,
-                      stacklevel=2)
+                      stacklevel=3)
     in_training = run_lock.is_held(run.path)
     if in_training:
         warnings.warn(f"'{run.path}' is being trained right now: its models are those of its best epoch so far, not "
-                      "its final ones; read it again when its training ends", PeerdistillWarning, stacklevel=2)
+                      "its final ones; read it again when its training ends", PeerdistillWarning, stacklevel=3)
     unknown = sorted(set(modules or {}) - {e["name"] for e in meta["members"]})
     if unknown:
         raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "
                               f"(its models: {[e['name'] for e in meta.get('members', [])]})")
-    if only is not None and only not in {e["name"] for e in meta["members"]}:
-        raise CheckpointError(f"'{run.path}' holds no model '{only}' (its models: {[e['name'] for e in meta['members']]})")
-    wanted = [e for e in meta["members"] if (e["name"] == only if only is not None else e["role"] in roles)]
-    missing = [e["name"] for e in wanted if not e.get("spec") and e["name"] not in (modules or {})]
+    entries = [e for e in meta["members"] if wanted(e)]
+    missing = [e["name"] for e in entries if not e.get("spec") and e["name"] not in (modules or {})]
     if missing:
         listed = ", ".join(f"'{n}': ..." for n in missing)
         raise CheckpointError(
@@ -94,7 +112,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
             f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
             "load_cohort, evaluate_run, export_run or predict_files")
     members = []
-    for entry in wanted:
+    for entry in entries:
         name, spec = entry["name"], entry.get("spec")
         if modules and name in modules:
             module = modules[name]
@@ -114,9 +132,7 @@ def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None
             raise CheckpointError(f"'{run.model_path(name)}' is missing: {why}")
         load_member_weights(module, run, name)
         members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
-    if only is None and not any(m.role == "student" for m in members):
-        raise CheckpointError(f"run '{run.path}' holds no student models")
-    return Cohort(members, check_names=False), meta
+    return members, meta
 
 
 def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
