@@ -57,6 +57,7 @@ def test_the_mean_and_std_against_numpy_and_with_infinite_values():
     mean, std = mean_and_sample_std([math.inf, 1.0])  # an HD95 of a run that found nothing
     assert mean == math.inf and math.isnan(std)
     assert math.isnan(mean_and_sample_std([0.5])[1]) and all(map(math.isnan, mean_and_sample_std([])))
+    assert mean_and_sample_std([1.7e308, -1.7e308]) == (0.0, math.inf)  # a spread past the largest float
 
 
 def test_pairs_without_a_number_are_left_out():

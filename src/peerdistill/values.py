@@ -24,8 +24,11 @@ def mean_and_sample_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     if all(math.isfinite(v) for v in values):
-        return float(statistics.mean(values)), float(statistics.stdev(values)) if len(values) > 1 else math.nan
+        try:
+            return float(statistics.mean(values)), float(statistics.stdev(values)) if len(values) > 1 else math.nan
+        except OverflowError:  # a spread past the largest float: as the floats give it (inf)
+            pass
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, math.sqrt(sum((v - mean) * (v - mean) for v in values) / (len(values) - 1))  # (** raises past the largest float)
