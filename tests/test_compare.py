@@ -696,6 +696,8 @@ def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refu
     with pytest.raises(ConfigError, match="config 'a.yaml' and config 'b.yaml' are both named 'same'"):
         compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True,
                 config_names=["config 'a.yaml'", "config 'b.yaml'"])
+    with pytest.raises(ConfigError, match="config_names names 1 configs; 2 were given"):
+        compare([{**tree, "name": "a"}, {**tree, "name": "b"}], None, 1, dry_run=True, config_names=["a.yaml"])
     shapes = {"task": "segmentation", "name": "s", "data": {"kind": "shapes"}, "teacher": None,
               "students": [{"arch": "unet", "args": {"width": 4, "depth": 2}}] * 2}
     with pytest.raises(ConfigError, match="configs of one task; these are of 2: classification \\(config 1\\), "

@@ -114,6 +114,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if not configs:
         raise ConfigError("compare needs at least one config")
     console = console or Console()
+    if config_names is not None and len(config_names) != len(configs):
+        raise ConfigError(f"config_names names {len(config_names)} configs; {len(configs)} were given")
     labels = config_names or [f"config {i + 1}" for i in range(len(configs))]
     bases = checked_bases(configs, presets, labels)
     for base in bases:  # each run's seed is checked as its config is made: say why before any is

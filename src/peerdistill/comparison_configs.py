@@ -29,7 +29,7 @@ def checked_bases(configs: list[dict[str, Any]], presets: list[str] | None, name
     """Each config validated as it will run (with the first of ``presets``, if given), named
     in a message by ``names``; all must be of one task."""
     bases = [validate(setting_tree(tree, presets[0], None, None, None) if presets else copy.deepcopy(tree), name)
-             for tree, name in zip(configs, names)]
+             for tree, name in zip(configs, names, strict=True)]
     tasks = dict.fromkeys(b.task for b in bases)
     if len(tasks) > 1:  # no row of one task could be set beside a row of another
         first = {t: next(names[i] for i, b in enumerate(bases) if b.task == t) for t in tasks}
