@@ -1,6 +1,7 @@
 """Why a process that trained under DDP on gloo ends through `end_process`: how often a bare
 torch script (one DDP step on 2 processes, then the second process exiting a few milliseconds
-after the first) aborts at exit, ending normally against ending with `os._exit`.
+after the first) aborts at exit, ending normally against ending through
+`peerdistill.engine.distributed.end_process` (atexit handlers, then `os._exit`).
 
     python benchmarks/gloo_exit_race.py --runs 6
 
@@ -31,8 +32,10 @@ WORKER = textwrap.dedent('''
     dist.destroy_process_group()
     if os.environ["RANK"] == "1":
         time.sleep(float(sys.argv[1]))  # exit just after the other process
-    if sys.argv[2] == "os._exit":
-        os._exit(0)
+    if sys.argv[2] == "end_process":
+        from peerdistill.engine.distributed import end_process
+
+        end_process(0)
 ''')
 
 
@@ -45,7 +48,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         worker = Path(tmp) / "worker.py"
         worker.write_text(WORKER)
-        for ending in ("normal exit", "os._exit"):
+        for ending in ("normal exit", "end_process"):
             aborted = made = 0
             for delay in delays:
                 for _ in range(ns.runs):

@@ -782,7 +782,7 @@ def test_the_command_names_a_bad_config_by_its_file_or_setting_before_loading_to
         "files": ([str(tmp_path / "good.yaml"), str(tmp_path / "bad.yaml"), "--presets", "kd,ml"],
                   f"error: invalid config '{tmp_path / 'bad.yaml'}':"),
         "setting": ([str(tmp_path / "bad.yaml"), "--setting", "hot:distill.kd_temperature=8", "--presets", "kd"],
-                    "error: invalid setting 'hot':"),
+                    f"error: invalid setting 'hot' of config '{tmp_path / 'bad.yaml'}':"),
         "default": (["train.epochs=0", "--presets", "ml"], "error: invalid config (the embedded default):"),
     }
     for case, (args, said) in cases.items():

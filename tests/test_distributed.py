@@ -890,7 +890,7 @@ def test_end_process_flushes_output_runs_atexit_and_does_not_wait_for_the_teardo
 
 
 @pytest.mark.parametrize("joined", [True, False])
-def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch, joined):
+def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch, capsys, joined):
     """Under torchrun, after training in a group (DDP on gloo leaves its threads to the exit),
     the command ends through end_process with main's code; otherwise by a normal exit."""
     import peerdistill.cli as cli
@@ -909,3 +909,12 @@ def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch
     with pytest.raises(Ended if joined else SystemExit) as caught:
         cli.run_and_exit([])
     assert (caught.value.args[0] if joined else caught.value.code) == 5
+
+    def bug(argv=None):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "main", bug)  # an error no handler knows: its traceback, then the same ending
+    with pytest.raises(Ended if joined else RuntimeError) as caught:
+        cli.run_and_exit([])
+    if joined:
+        assert caught.value.args[0] == 1 and "RuntimeError: a bug" in capsys.readouterr().err

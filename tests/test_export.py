@@ -405,6 +405,17 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     assert "m.json' is not valid JSON" in refused(onnx, images, "--out", tmp_path / "p.csv")
     side.write_text("{}")
     assert "lacks ['task', 'class_names', 'input_shape', 'output']" in refused(onnx, images, "--out", tmp_path / "p.csv")
+    # A JSON edited by hand, its graph digest kept: no longer as export wrote it, so the graph is
+    # checked against what it now says (a review found these passed, or crashed, unchecked)
+    for edit, said in (({"input_shape": [1, 16, 16]}, "takes inputs of shape ["),
+                       ({"num_classes": 5, "class_names": list("abcde")}, "gives outputs of shape [1, 10] on one input"),
+                       ({"output": "probabilities"}, "says its graph gives probabilities, but those of")):
+        side.write_text(json.dumps({**json.loads(good), **edit}))
+        assert said in refused(onnx, images, "--out", tmp_path / "p.csv"), edit
+    renamed = {**json.loads(good), "class_names": [f"digit {c}" for c in range(10)]}  # an edit that still fits
+    side.write_text(json.dumps(renamed))
+    assert main(["predict", str(onnx), str(images), "--out", str(tmp_path / "renamed.csv")]) == 0
+    assert "p_digit 3" in (tmp_path / "renamed.csv").read_text().splitlines()[0]
     side.write_text(good)
     upper = tmp_path / "M.ONNX"  # the suffix in capitals: export writes it, predict reads it
     assert main(["export", str(digits_run), "--model", "student1", "--out", str(upper)]) == 0
@@ -669,6 +680,12 @@ def test_one_models_export_and_prediction_read_its_file_alone(digits_run, tmp_pa
         assert f"{other}.safetensors" in capsys.readouterr().err
     assert main(["export", str(run), "--model", "teacher", "--out", str(tmp_path / "t.onnx")]) == 2
     assert "teacher.safetensors' is missing" in " ".join(capsys.readouterr().err.split())
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["val_at_best"][other]  # (a hand-edited file): best cannot be chosen, said so
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["export", str(run), "--model", "best"]) == 2
+    assert f"metrics.json has no validation accuracy of ['{other}'], so the best student cannot be chosen" in " ".join(
+        capsys.readouterr().err.split())
     assert main(["export", str(run), "--model", "student9"]) == 2
     assert "--model 'student9': the run has ['student1', 'student2', 'teacher'], 'best' and 'ensemble'" in " ".join(
         capsys.readouterr().err.split())

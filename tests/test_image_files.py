@@ -101,9 +101,31 @@ def test_a_damaged_file_is_to_be_replaced_and_a_format_pillow_lacks_to_be_conver
     with pytest.raises(DataError, match=r"cannot read image '.*odd.tif': .*convert other files, e.g. colour float "
                                         r"TIFFs, to one of these\)$"):
         read_image(tmp_path / "odd.tif")
+    broken = bytearray((tmp_path / "good.png").read_bytes())
+    broken[60:80] = bytes(20)  # inside the pixel data: a PNG still, as its first bytes say, but damaged
+    (tmp_path / "broken.png").write_bytes(bytes(broken))
+    with pytest.raises(DataError, match=r"broken.png': .*; the file is damaged \(Pillow reads every PNG\): replace it"):
+        read_image(tmp_path / "broken.png")
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"x" * 64)  # Pillow says "Truncated File Read"
+    with pytest.raises(DataError, match=r"cut.jpg': .*; the file is damaged \(cut short or empty"):
+        read_image(tmp_path / "cut.jpg")
     (tmp_path / "folder.png").mkdir()  # not a file at all: the system's word for it, no advice on images
     with pytest.raises(DataError, match=r"cannot read image '.*folder.png': \[Errno 21\] Is a directory: '.*'$"):
         read_image(tmp_path / "folder.png")
+
+
+def test_a_jpeg_pillow_cannot_decode_may_be_a_variant_it_lacks_and_is_told_both_ways(tmp_path, monkeypatch):
+    # (Pillow refuses 12-bit and lossless JPEGs, which a test cannot easily write: its refusal is made by hand)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.jpg")
+
+    def refused(path, *args, **kwargs):
+        raise OSError("unsupported JPEG variant")
+
+    monkeypatch.setattr(Image, "open", refused)
+    with pytest.raises(DataError, match=r"x.jpg': unsupported JPEG variant; the file is damaged, or a variant Pillow "
+                                        r"does not read \(12-bit or lossless JPEG, some BMP compressions\): replace it "
+                                        r"with a good copy, or remove it, or convert it to an 8-bit PNG"):
+        read_image(tmp_path / "x.jpg")
 
 
 def test_binary_masks_by_brightest_channel_alpha_or_any_class(tmp_path):

@@ -39,6 +39,9 @@ def test_a_run_being_trained_is_neither_resumed_nor_replaced_nor_reused(tmp_path
             _run_state(run, None)  # compare: checked before the run's config is read (so none is needed)
         with pytest.warns(PeerdistillWarning, match="is being trained right now: its models are those of its best"):
             load_cohort(run)  # read from Python (evaluate_run, export_run), said to be unfinished
+        from peerdistill.runs import unfinished_note
+
+        assert unfinished_note(run) is None  # not "continue it with --resume" (that warning says it goes on)
         (run / "models" / "student1.safetensors").rename(run / "s1")
         with pytest.raises(CheckpointError, match="is being trained and has not finished its first epoch yet"), \
                 pytest.warns(PeerdistillWarning):

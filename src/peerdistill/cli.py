@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from pathlib import Path
 from typing import NoReturn
@@ -361,8 +362,11 @@ def cmd_compare(ns: argparse.Namespace) -> int:
             base = trees[0]
             out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
                       / f"{base.get('name', RunConfig.model_fields['name'].default)}-compare")
-        trees = variant_trees(trees, ns.setting, presets=presets)
-        names = [f"setting '{tree['name']}'" for tree in trees]
+        variants = variant_trees(trees, ns.setting, presets=presets)  # each config's settings in turn
+        per_config = len(variants) // len(trees)
+        names = [f"setting '{tree['name']}'" + (f" of {names[i // per_config]}" if paths else "")
+                 for i, tree in enumerate(variants)]
+        trees = variants
     checked_bases(trees, presets, names)  # said before torch is loaded (a second or more)
     from .compare import compare
 
@@ -766,13 +770,26 @@ def run_and_exit(argv: list[str] | None = None) -> NoReturn:
     """The ``peerdistill`` command: ``main``'s exit code. A process that joined a process group
     under torchrun ends at once after its output (see ``distributed.end_process``), so that
     torch's threads left behind by DDP cannot abort it at exit after a finished run."""
-    code = main(argv)
-    if launched():
-        from .engine.distributed import end_process, joined_before
+    try:
+        code = main(argv)
+    except Exception:  # a bug's traceback: printed as Python prints it, then ended the same way
+        if not _trained_under_torchrun():
+            raise
+        traceback.print_exc()
+        code = 1
+    if _trained_under_torchrun():
+        from .engine.distributed import end_process
 
-        if joined_before():
-            end_process(code)
+        end_process(code)
     sys.exit(code)
+
+
+def _trained_under_torchrun() -> bool:
+    if not launched():
+        return False
+    from .engine.distributed import joined_before
+
+    return joined_before()
 
 
 if __name__ == "__main__":

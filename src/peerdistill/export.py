@@ -185,8 +185,13 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
         if metrics.get("status") != "complete":
             raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
         metric = metrics["monitor"].split("/", 1)[1]
-        which = max((n for n, role in role_of.items() if role == "student"),
-                    key=lambda s: ranking_score(metric, metrics["val_at_best"][s][metric]))
+        students = [n for n, role in role_of.items() if role == "student"]
+        scores = metrics.get("val_at_best") or {}
+        unscored = [n for n in students if metric not in (scores.get(n) or {})]
+        if unscored:
+            raise CheckpointError(f"'{run_dir}' metrics.json has no validation {metric} of {unscored}, so the best "
+                                  "student cannot be chosen: name the model (--model student1)")
+        which = max(students, key=lambda s: ranking_score(metric, scores[s][metric]))
     elif which != "ensemble" and which not in role_of:
         raise ConfigError(f"--model '{which}': the run has {sorted(role_of)}, 'best' and 'ensemble'")
     if which == "ensemble":
@@ -378,6 +383,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if tta and fmt != "onnx":
         raise ConfigError("--tta puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")
     name, module, output, meta = pick_model(run_dir, model, modules)
+    finished = RunDir(run_dir).is_complete  # when its weights were read (training may end meanwhile)
     module = flip_averaged(module, output, meta, tta)
     if quantize and meta.get("task") == "detection":
         raise ConfigError("--quantize int8 is for classification and segmentation: a detector's box regression "
@@ -417,7 +423,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
 
     write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
                   threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
-                  run_finished=RunDir(run_dir).is_complete)
+                  run_finished=finished)
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
 
 

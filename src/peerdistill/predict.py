@@ -70,10 +70,17 @@ def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | Non
     probability, chosen by ``operating_point`` on the validation split; or null), ``tta``
     (the flips averaged in the graph, or null) and ``run_finished`` (false: the weights of an
     unfinished run's best epoch so far)."""
-    atomic_write_text(sidecar_path(onnx_path), json.dumps(
-        {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
-         "operating_point": operating_point, "tta": tta, "run_finished": run_finished,
-         "onnx_sha256": file_digest(onnx_path)}, indent=2))
+    info = {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
+            "operating_point": operating_point, "tta": tta, "run_finished": run_finished,
+            "onnx_sha256": file_digest(onnx_path)}
+    atomic_write_text(sidecar_path(onnx_path), json.dumps({**info, "json_sha256": fields_digest(info)}, indent=2))
+
+
+def fields_digest(info: dict) -> str:
+    """SHA-256 of a sidecar JSON's fields (all but this digest, in a canonical order): whether
+    it is still as export wrote it, for the graph of its ``onnx_sha256``."""
+    fields = {key: value for key, value in info.items() if key != "json_sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def file_digest(path: Path) -> str:
@@ -351,7 +358,9 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
     model's graph with another's JSON, whose classes, sizes or kind of output would be applied
     to it without a word): the digest export recorded, else (a JSON written before it was, or
     set to null for a graph changed on purpose) the graph's input and its output on a probe,
-    which costs as much as predicting one input (benchmarks/predict_graph_check.py)."""
+    which costs as much as predicting one input (benchmarks/predict_graph_check.py). The probe
+    is spared for a JSON as export wrote it for this graph (both digests match): export
+    checked that graph against PyTorch and described it."""
     fix = f"keep the JSON that export wrote beside '{path.name}', or export the model again"
     recorded = info.get("onnx_sha256")
     if recorded is not None and recorded != file_digest(path):
@@ -359,8 +368,8 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
                               f"not the one recorded at export): {fix}. A graph changed on purpose (simplified, "
                               "converted) that still takes and gives what the JSON says: set onnx_sha256 to null "
                               "in the JSON")
-    if recorded is not None:  # the very graph export checked and wrote the JSON for: a probe would cost a forward
-        return
+    if recorded is not None and info.get("json_sha256") == fields_digest(info):
+        return  # untouched since export: a probe would cost a forward to learn nothing
     inputs = session.get_inputs()
     if [i.name for i in inputs] != ["input"]:
         raise CheckpointError(f"'{path}' takes inputs {[i.name for i in inputs]}, not the one 'input' of a graph "

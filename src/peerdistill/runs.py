@@ -45,7 +45,7 @@ from .trust import check_trusted_arch
 def unfinished_note(run_dir: str | Path) -> str | None:
     """What to say of a run that has not finished (killed, or still training) when its saved
     models are used: they are its best epoch's so far. None for a finished run."""
-    if RunDir(Path(run_dir)).is_complete:
+    if RunDir(Path(run_dir)).is_complete or run_lock.is_held(Path(run_dir)):  # (training: said when read)
         return None
     return (f"'{run_dir}' has not finished: these are the weights of its best epoch so far (continue it with "
             f"peerdistill train --resume {run_dir})")

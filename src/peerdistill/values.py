@@ -21,6 +21,7 @@ def mean_and_sample_std(values: list[float]) -> tuple[float, float]:
     """The mean and sample standard deviation (NaN for one value) of numbers, none NaN. Exact
     (Python's statistics, in fractions) when all are finite, so that equal values give a std
     of 0, not a rounding residue like 1e-17; else as floats (an infinite mean, a NaN std)."""
+    values = [float(v) for v in values]  # (numpy scalars too: statistics takes Python numbers)
     if not values:
         return math.nan, math.nan
     if all(math.isfinite(v) for v in values):

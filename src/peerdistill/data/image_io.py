@@ -134,28 +134,40 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
         raise _unreadable(path, what, exc) from None
 
 
-# Formats Pillow reads in every variant: a file of theirs it cannot read is damaged (TIFF has
-# variants it does not read, colour float among them).
-_WHOLLY_READ = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+# The first bytes of each format by suffix: a file that lacks them is another kind of file.
+_MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".jpg": (b"\xff\xd8\xff",), ".jpeg": (b"\xff\xd8\xff",),
+          ".bmp": (b"BM",), ".gif": (b"GIF87a", b"GIF89a")}
+# Formats Pillow reads in every variant: a file of theirs it cannot read is damaged. JPEG (12-bit,
+# lossless), BMP (some compressions) and TIFF (colour float) have variants it does not read.
+_WHOLLY_READ = {".png", ".gif"}
+_PILLOW_READS = ("Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and 16-bit, and one-channel float; DICOM is read by "
+                 "its .dcm or .dicom suffix, or by content under the names exports give it: no suffix, a UID, .IMA")
 
 
 def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
     """Why Pillow could not read a file: damaged (cut short, empty, or not what its suffix
-    says), which only replacing it mends, or in a format or variant it does not read."""
+    says), which only replacing it mends, or in a format or variant it does not read, which
+    converting it does."""
     path = Path(path)
     said = f"cannot read {what} '{path}': {exc}"
     if not path.is_file():  # gone since it was listed, or a folder: the error says which
         return DataError(said)
     replace = "replace it with a good copy, or remove it"
-    if "truncated" in str(exc) or path.stat().st_size == 0:
+    suffix = path.suffix.lower()
+    if "truncated" in str(exc).lower() or path.stat().st_size == 0:
         return DataError(f"{said}; the file is damaged (cut short or empty, as an interrupted copy or download leaves "
                          f"it): {replace}")
-    if path.suffix.lower() in _WHOLLY_READ:
-        return DataError(f"{said}; the file does not hold the image its suffix {path.suffix} names (damaged, or "
-                         f"another kind of file under that name): {replace}")
-    return DataError(f"{said} (Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and 16-bit, and one-channel float; "
-                     "DICOM is read by its .dcm or .dicom suffix, or by content under the names exports give it: no "
-                     "suffix, a UID, .IMA; convert other files, e.g. colour float TIFFs, to one of these)")
+    if suffix in _MAGIC:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if not head.startswith(_MAGIC[suffix]):
+            return DataError(f"{said}; the file does not hold the image its suffix {path.suffix} names (damaged, or "
+                             f"another kind of file under that name): {replace}")
+        if suffix in _WHOLLY_READ:
+            return DataError(f"{said}; the file is damaged (Pillow reads every {suffix[1:].upper()}): {replace}")
+        return DataError(f"{said}; the file is damaged, or a variant Pillow does not read (12-bit or lossless JPEG, "
+                         f"some BMP compressions): {replace}, or convert it to an 8-bit PNG ({_PILLOW_READS})")
+    return DataError(f"{said} ({_PILLOW_READS}; convert other files, e.g. colour float TIFFs, to one of these)")
 
 
 def _refuse_a_misread_tiff(im, path: Path, what: str) -> None:
