@@ -90,7 +90,7 @@ def test_a_damaged_file_is_to_be_replaced_and_a_format_pillow_lacks_to_be_conver
         (tmp_path / f"cut{suffix}").write_bytes(whole[:len(whole) // 2])  # an interrupted copy
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "text.png").write_text("not an image")  # another kind of file under a PNG name
-    (tmp_path / "odd.tif").write_text("not an image")  # as far as Pillow can tell, a TIFF variant it lacks
+    (tmp_path / "odd.tif").write_text("not an image")  # a text under a TIFF name
     for name in ("cut.png", "cut.tif", "empty.jpg"):
         with pytest.raises(DataError, match=rf"cannot read image '.*{name}': .*; the file is damaged \(cut short or "
                                             r"empty.*\): replace it with a good copy, or remove it$"):
@@ -98,9 +98,12 @@ def test_a_damaged_file_is_to_be_replaced_and_a_format_pillow_lacks_to_be_conver
     with pytest.raises(DataError, match=r"text.png': .*; the file does not hold the image its suffix .png names "
                                         r"\(damaged, or another kind of file under that name\): replace it"):
         read_image(tmp_path / "text.png")
-    with pytest.raises(DataError, match=r"cannot read image '.*odd.tif': .*convert other files, e.g. colour float "
-                                        r"TIFFs, to one of these\)$"):
+    with pytest.raises(DataError, match=r"odd.tif': .*; the file does not hold the image its suffix .tif names"):
         read_image(tmp_path / "odd.tif")
+    (tmp_path / "odd.xyz").write_text("not an image")  # a suffix of no format known: what Pillow reads is said
+    with pytest.raises(DataError, match=r"cannot read image '.*odd.xyz': .*convert other files, e.g. colour float "
+                                        r"TIFFs, to one of these\)$"):
+        read_image(tmp_path / "odd.xyz")
     broken = bytearray((tmp_path / "good.png").read_bytes())
     broken[60:80] = bytes(20)  # inside the pixel data: a PNG still, as its first bytes say, but damaged
     (tmp_path / "broken.png").write_bytes(bytes(broken))
@@ -123,7 +126,7 @@ def test_a_jpeg_pillow_cannot_decode_may_be_a_variant_it_lacks_and_is_told_both_
 
     monkeypatch.setattr(Image, "open", refused)
     with pytest.raises(DataError, match=r"x.jpg': unsupported JPEG variant; the file is damaged, or a variant Pillow "
-                                        r"does not read \(12-bit or lossless JPEG, some BMP compressions\): replace it "
+                                        r"does not read \(12-bit or lossless JPEG, some BMP compressions, colour float TIFF\): replace it "
                                         r"with a good copy, or remove it, or convert it to an 8-bit PNG"):
         read_image(tmp_path / "x.jpg")
 

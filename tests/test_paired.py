@@ -58,6 +58,7 @@ def test_the_mean_and_std_against_numpy_and_with_infinite_values():
     assert mean == math.inf and math.isnan(std)
     assert math.isnan(mean_and_sample_std([0.5])[1]) and all(map(math.isnan, mean_and_sample_std([])))
     assert mean_and_sample_std([1.7e308, -1.7e308]) == (0.0, math.inf)  # a spread past the largest float
+    assert mean_and_sample_std([1.7e308, 1.7e308, -1.7e308]) == (pytest.approx(1.7e308 / 3), math.inf)
     d = paired_difference(np.array([3, 4, 6]), np.array([1, 1, 1]), "accuracy")  # numpy values, as from Python
     assert (d.mean, d.pairs) == (pytest.approx(10 / 3), 3)
     assert mean_std([np.float32(0.75), 0.8]) == pytest.approx((0.775, float(np.std([0.75, 0.8], ddof=1))))

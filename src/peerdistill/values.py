@@ -25,10 +25,13 @@ def mean_and_sample_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     if all(math.isfinite(v) for v in values):
+        mean = float(statistics.mean(values))  # (finite: it lies between the values)
+        if len(values) < 2:
+            return mean, math.nan
         try:
-            return float(statistics.mean(values)), float(statistics.stdev(values)) if len(values) > 1 else math.nan
-        except OverflowError:  # a spread past the largest float: as the floats give it (inf)
-            pass
+            return mean, float(statistics.stdev(values))
+        except OverflowError:  # a spread past the largest float
+            return mean, math.inf
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, math.nan

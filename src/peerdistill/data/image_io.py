@@ -136,9 +136,11 @@ def opened(path: Path, what: str = "image", upright: bool = True) -> Iterator:
 
 # The first bytes of each format by suffix: a file that lacks them is another kind of file.
 _MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".jpg": (b"\xff\xd8\xff",), ".jpeg": (b"\xff\xd8\xff",),
-          ".bmp": (b"BM",), ".gif": (b"GIF87a", b"GIF89a")}
+          ".bmp": (b"BM",), ".gif": (b"GIF87a", b"GIF89a"), ".tif": (b"II*\x00", b"MM\x00*"),
+          ".tiff": (b"II*\x00", b"MM\x00*")}
 # Formats Pillow reads in every variant: a file of theirs it cannot read is damaged. JPEG (12-bit,
-# lossless), BMP (some compressions) and TIFF (colour float) have variants it does not read.
+# lossless), BMP (some compressions) and TIFF (colour float, some compressions) have variants it
+# does not read.
 _WHOLLY_READ = {".png", ".gif"}
 _PILLOW_READS = ("Pillow reads PNG, JPEG, BMP, GIF and TIFF: 8- and 16-bit, and one-channel float; DICOM is read by "
                  "its .dcm or .dicom suffix, or by content under the names exports give it: no suffix, a UID, .IMA")
@@ -166,7 +168,8 @@ def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
         if suffix in _WHOLLY_READ:
             return DataError(f"{said}; the file is damaged (Pillow reads every {suffix[1:].upper()}): {replace}")
         return DataError(f"{said}; the file is damaged, or a variant Pillow does not read (12-bit or lossless JPEG, "
-                         f"some BMP compressions): {replace}, or convert it to an 8-bit PNG ({_PILLOW_READS})")
+                         f"some BMP compressions, colour float TIFF): {replace}, or convert it to an 8-bit PNG "
+                         f"({_PILLOW_READS})")
     return DataError(f"{said} ({_PILLOW_READS}; convert other files, e.g. colour float TIFFs, to one of these)")
 
 
