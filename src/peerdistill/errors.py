@@ -17,23 +17,24 @@ class DataError(PeerdistillError):
     """A dataset is missing, malformed or inconsistent with the models."""
 
 
-class DataPlaceError(DataError):
+class _AdvisedDataError(DataError):
+    """A data error whose message is ``problem: advice``; ``problem`` is kept alone for a caller
+    whose advice differs."""
+
+    def __init__(self, problem: str, advice: str):
+        super().__init__(f"{problem}: {advice}")
+        self.problem = problem
+
+
+class DataPlaceError(_AdvisedDataError):
     """No data where data.root points. ``problem`` says so without the advice that follows it
     (to set data.root), which a command reading a run's data where training read it replaces."""
 
-    def __init__(self, problem: str, advice: str):
-        super().__init__(f"{problem}: {advice}")
-        self.problem = problem
 
-
-class SplitError(DataError):
+class SplitError(_AdvisedDataError):
     """Data that cannot be dealt into the train, val and test splits training needs (too few
     samples, a class without training samples). ``problem`` says so without the advice that
     follows it, which is for training: eval scores such a set whole (``--split all``)."""
-
-    def __init__(self, problem: str, advice: str):
-        super().__init__(f"{problem}: {advice}")
-        self.problem = problem
 
 
 class CheckpointError(PeerdistillError):
