@@ -196,14 +196,16 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
         raise ConfigError(f"--model '{which}': the run has {sorted(role_of)}, 'best' and 'ensemble'")
     if which == "ensemble":
         cohort, meta = load_cohort(run_dir, modules, roles=("student",), with_heads=False)
-        warn_if_unfinished(run_dir)
         students = {m.name: m.module for m in cohort.students}
         if saved_window(meta)[0] is not None:  # by sliding window: blended per student first (see StudentLogits)
-            return "ensemble", StudentLogits(students).eval(), STUDENT_LOGITS, meta
-        return "ensemble", EnsembleProbabilities(students).eval(), "probabilities", meta
-    member, meta = load_model(run_dir, which, modules, with_heads=False)
+            module, output = StudentLogits(students), STUDENT_LOGITS
+        else:
+            module, output = EnsembleProbabilities(students), "probabilities"
+    else:
+        member, meta = load_model(run_dir, which, modules, with_heads=False)
+        module, output = Logits(member.module, which), "logits"
     warn_if_unfinished(run_dir)
-    return which, Logits(member.module, which).eval(), "logits", meta
+    return which, module.eval(), output, meta
 
 
 def sample_inputs(meta: dict, count: int = 4, data: DataSplits | None = None) -> tuple[torch.Tensor, str]:
