@@ -686,6 +686,11 @@ def test_one_models_export_and_prediction_read_its_file_alone(digits_run, tmp_pa
     assert main(["export", str(run), "--model", "best"]) == 2
     assert f"metrics.json has no validation accuracy of ['{other}'], so the best student cannot be chosen" in " ".join(
         capsys.readouterr().err.split())
+    from peerdistill import CheckpointError, load_model
+
+    with pytest.raises(CheckpointError, match=r"holds no model 'student9' \(its models: \['teacher', 'student1', "):
+        load_model(run, "student9")
+    assert load_model(run, best)[0].name == best
     assert main(["export", str(run), "--model", "student9"]) == 2
     assert "--model 'student9': the run has ['student1', 'student2', 'teacher'], 'best' and 'ensemble'" in " ".join(
         capsys.readouterr().err.split())
