@@ -451,6 +451,24 @@ def test_a_resamples_pixel_auc_is_its_pixels_ranked_again():
     assert ResampledPixelAUC([meter], bins=64)(np.array([0])) == pytest.approx(expected, abs=1 / 64)
 
 
+def test_resampled_auc_bins_are_numpys_distinct_scores_or_quantiles():
+    """The edges come from one sort; numpy's unique and quantile give the same ones."""
+    from peerdistill.segmentation_metrics import ResampledPixelAUC
+
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 999, 4000):
+        for scores in (rng.random(n), np.round(rng.random(n), 2), np.where(rng.random(n) < 0.7, 0.5, rng.random(n))):
+            scores = scores.astype(np.float32)
+            for bins in (4, 64, 1000):
+                distinct = np.unique(scores)
+                if len(distinct) <= bins:
+                    expected = distinct
+                else:
+                    quantiles = np.quantile(scores, np.linspace(0, 1, bins + 1)[1:-1]).astype(np.float32)
+                    expected = np.unique(np.r_[quantiles, np.nextafter(quantiles, np.float32(np.inf))])
+                np.testing.assert_array_equal(ResampledPixelAUC._edges(scores, bins), expected)
+
+
 @pytest.mark.parametrize("policy", ["stop", "skip"])
 def test_non_finite_critic_loss_is_caught(tmp_path, monkeypatch, policy):
     from peerdistill.build import make_trainer
