@@ -557,6 +557,52 @@ def test_a_critic_learning_from_micro_batches_gets_the_whole_batchs_gradient(tmp
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+class _LinearCritic(torch.nn.Module):
+    """D(I, m) = sum of w * m over classes and pixels: its gradients can be written by hand."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(1, *shape, generator=torch.Generator().manual_seed(3)))
+
+    def forward(self, image, maps):
+        return (maps * self.w).flatten(1).sum(dim=1)
+
+
+def test_the_holistic_term_and_its_critic_see_the_students_and_the_teachers_probabilities(tmp_path):
+    """The wiring of the graph and of the critic's step, with a linear critic (no gradient
+    penalty): the student's term is -weight * mean_b <w, softmax(student)>, with its gradient
+    reaching the student's logits, and the critic's gradient is that of E[D(fake)] - E[D(real)]:
+    mean_b softmax(student) - mean_b softmax(teacher) (the student's maps fake, the teacher's real)."""
+    from peerdistill.build import make_trainer
+
+    cfg = validate({**TINY, "name": "h", "out_dir": str(tmp_path), "distill": {"preset": "kd", "holistic_weight": 0.1}})
+    trainer, data = make_trainer(cfg, progress=False)
+    trainer._setup(data)
+    trainer.gp_weight = 0.0
+    edge = "student1/holistic<-teacher"
+    x, y = next(iter(trainer.train_batches))
+    out = trainer.cohort.forward(x)
+    teacher, student = out.logits["teacher"], out.logits["student1"]
+    assert teacher.shape == student.shape  # no resizing between them to write by hand
+    critic = _LinearCritic(teacher.shape[1:])
+    key = trainer._discriminator_keys[edge]
+    trainer.discriminators[key] = critic
+    trainer.discriminator_optimizers[key] = torch.optim.SGD(critic.parameters(), lr=0.0)
+
+    term = trainer.graph.losses(out, y, trainer._connector_map(), inputs=x, discriminators=trainer._discriminator_map())[edge]
+    w, p = critic.w.detach(), student.detach().softmax(dim=1)
+    assert term.item() == pytest.approx(-0.1 * (w * p).flatten(1).sum(dim=1).mean().item(), rel=1e-5)
+    (grad,) = torch.autograd.grad(term, student)
+    by_hand = -0.1 / len(x) * p * (w - (p * w).sum(dim=1, keepdim=True))  # through the softmax
+    torch.testing.assert_close(grad, by_hand, rtol=1e-4, atol=1e-9)
+
+    with torch.no_grad():
+        maps = trainer._critic_inputs(out)
+    trainer._discriminator_step([(1.0, x, maps)])
+    fake_minus_real = (p - teacher.detach().softmax(dim=1)).mean(dim=0, keepdim=True)
+    torch.testing.assert_close(critic.w.grad, fake_minus_real, rtol=1e-4, atol=1e-9)
+
+
 def test_a_step_in_micro_batches_teaches_the_critic_from_every_part(tmp_path):
     """Through the whole training step: the models in eval mode (running statistics: a part's maps
     are the whole batch's rows) and no gradient penalty, the critic's gradient after a step in
