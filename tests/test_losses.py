@@ -129,14 +129,49 @@ def test_per_sample_weights_are_normalised_over_the_sources_of_each_sample():
 
 
 def test_pixels_left_out_count_for_nothing_even_when_not_finite():
-    """Per-pixel KL over valid pixels only: a NaN target at an ignored pixel (outside a field of
-    view) leaves the term as the mean over the valid ones."""
-    student, teacher = torch.randn(1, 2, 2, 2), torch.randn(1, 2, 2, 2)
-    valid = torch.tensor([[[True, True], [True, False]]])
-    expected = soft_kl(student, teacher, 2.0, valid)
-    teacher[0, :, 1, 1] = float("nan")
-    assert soft_kl(student, teacher, 2.0, valid).item() == pytest.approx(expected.item(), rel=1e-6)
-    assert torch.isnan(soft_kl(student, teacher, 2.0))  # counted, it shows
+    """Per-pixel KL and pair-wise affinity over valid pixels only: a NaN source at an ignored
+    pixel (outside a field of view) leaves the term, and the student's gradient, as they are
+    with a finite value there; no gradient reaches the ignored pixel."""
+    from peerdistill.losses.dense import pairwise_affinity
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 3, 2, 2), torch.randn(2, 3, 2, 2)
+    valid = torch.tensor([[[True, True], [True, False]], [[True, False], [True, True]]])
+    terms = {"soft_kl": lambda s, t: soft_kl(s, t, 2.0, valid),
+             "kl_to_probs": lambda s, t: kl_to_probs(s, torch.softmax(t / 2.0, dim=1), 2.0, valid),
+             "pair": lambda s, t: pairwise_affinity(s, t, node_size=1, valid=valid)}
+    broken = teacher.clone()
+    broken[0, :, 1, 1] = broken[1, :, 0, 1] = float("nan")
+    for name, term in terms.items():
+        values, grads = [], []
+        for source in (teacher, broken):
+            learner = student.clone().requires_grad_(True)
+            values.append(term(learner, source))
+            grads.append(torch.autograd.grad(values[-1], learner)[0])
+        assert values[1].item() == pytest.approx(values[0].item(), rel=1e-6), name
+        torch.testing.assert_close(grads[1], grads[0], msg=name)
+        assert (grads[1][0, :, 1, 1] == 0).all() and (grads[1][1, :, 0, 1] == 0).all(), name
+    assert torch.isnan(soft_kl(student, broken, 2.0))  # counted, it shows
+    assert torch.isnan(pairwise_affinity(student, broken, node_size=1))
+
+
+def test_a_class_the_source_rules_out_with_minus_infinity_contributes_nothing():
+    """A source that masks a class with -inf logits (q = 0 there): 0 * log 0 counts 0, so the
+    KL is the sum over the other classes, by hand in float64, with a finite gradient."""
+    torch.manual_seed(1)
+    student, source, t = torch.randn(3, 4), torch.randn(3, 4), 2.0
+    source[:, 2] = float("-inf")
+    learner = student.clone().requires_grad_(True)
+    got = soft_kl(learner, source, t)
+    expected = 0.0
+    for z, s in zip(student.double().tolist(), source.double().tolist()):
+        kept = [i for i in range(4) if i != 2]
+        q = {i: math.exp(s[i] / t) / sum(math.exp(s[j] / t) for j in kept) for i in kept}
+        log_p = {i: z[i] / t - math.log(sum(math.exp(v / t) for v in z)) for i in kept}
+        expected += sum(q[i] * (math.log(q[i]) - log_p[i]) for i in kept)
+    assert got.item() == pytest.approx(expected / 3 * t * t, rel=1e-5)
+    got.backward()
+    assert torch.isfinite(learner.grad).all()
 
 
 def naive_dkd(student, target_probs, labels, t, nckd_weight):

@@ -32,12 +32,16 @@ def valid_pixels(labels: torch.Tensor | None, maps: torch.Tensor, ignore: int = 
     return labels_at(labels, maps) != ignore
 
 
+def check_valid(valid: torch.Tensor, shape: torch.Size) -> None:
+    if valid.dtype != torch.bool or valid.shape != shape:
+        raise ValueError(f"valid must be a boolean mask of shape {tuple(shape)} (one entry per pixel), got "
+                         f"{str(valid.dtype).removeprefix('torch.')} of shape {tuple(valid.shape)}")
+
+
 def masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """The mean over the ``valid`` entries (all when None); 0 when none is valid. Entries left
     out count for nothing, even NaN ones (an ignored pixel outside a field of view)."""
-    if valid is not None and (valid.dtype != torch.bool or valid.shape != values.shape):
-        raise ValueError(f"valid must be a boolean mask of shape {tuple(values.shape)} (one entry per pixel), got "
-                         f"{str(valid.dtype).removeprefix('torch.')} of shape {tuple(valid.shape)}")
     if valid is None:
         return values.mean()
+    check_valid(valid, values.shape)
     return torch.where(valid, values, torch.zeros_like(values)).sum() / valid.sum().clamp_min(1)

@@ -24,7 +24,8 @@ def affinity(feature: torch.Tensor, node_size: int, valid: torch.Tensor | None =
         # The mean over a node's valid pixels: pooled sums of the kept pixels over pooled counts
         # (the pooling's own divisor cancels); a node without any comes out as zeros.
         weight = valid[:, None].to(feature.dtype)
-        kept = F.avg_pool2d(feature * weight, node_size, node_size, ceil_mode=True)
+        # masked_fill, not feature * weight: a NaN left out (outside a field of view) stays out
+        kept = F.avg_pool2d(feature.masked_fill(~valid[:, None], 0), node_size, node_size, ceil_mode=True)
         share = F.avg_pool2d(weight, node_size, node_size, ceil_mode=True)
         nodes = kept / share.clamp_min(torch.finfo(share.dtype).tiny)
     flat = F.normalize(nodes.flatten(2), dim=1)  # [B, C, N], unit vectors along channels
