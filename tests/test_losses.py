@@ -237,3 +237,19 @@ def test_decoupled_kd_terms_hand_values_and_a_certain_source():
     assert torch.isfinite(loss) and torch.isfinite(student.grad).all() and certain.grad is None
     with pytest.raises(ValueError, match=r"\[B, C\] class scores with one label per sample"):
         decoupled_kd(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))
+
+
+def test_class_weights_weigh_each_samples_cross_entropy():
+    """``data.class_weights``: sum_i w_{y_i} * -log p_{y_i} / sum_i w_{y_i}, by hand in float64."""
+    from peerdistill.tasks import ClassificationTask
+
+    torch.manual_seed(2)
+    logits, labels, weights = torch.randn(6, 3) * 2, torch.tensor([0, 2, 2, 1, 0, 2]), [0.5, 4.0, 1.5]
+    total = weight_sum = 0.0
+    for z, y in zip(logits.double().tolist(), labels.tolist()):
+        total += weights[y] * (math.log(sum(math.exp(v) for v in z)) - z[y])
+        weight_sum += weights[y]
+    task = ClassificationTask(3, class_weights=torch.tensor(weights))
+    assert task.supervised_loss(logits, labels).item() == pytest.approx(total / weight_sum, rel=1e-6)
+    unweighted = sum(math.log(sum(math.exp(v) for v in z)) - z[y] for z, y in zip(logits.double().tolist(), labels.tolist()))
+    assert ClassificationTask(3).supervised_loss(logits, labels).item() == pytest.approx(unweighted / 6, rel=1e-6)

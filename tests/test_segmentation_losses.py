@@ -301,3 +301,49 @@ def test_only_integer_label_maps_mark_ignored_pixels():
     labels[0, 0, 0] = 255
     assert valid_pixels(labels, maps).sum() == 255
 
+
+
+def naive_supervised_segmentation_loss(logits, targets, weights, dice):
+    """Cross-entropy over the labelled pixels (PyTorch's weighted mean: sum w_y * -log p_y over
+    sum w_y), plus, for 'ce+dice', 1 - the mean over foreground classes of
+    (2 sum p g + 1) / (sum p + sum g + 1) over the labelled pixels; pixel by pixel, in float64."""
+    k = logits.shape[1]
+    ce_sum = weight_sum = 0.0
+    overlap, predicted, truth = [0.0] * k, [0.0] * k, [0.0] * k
+    for b in range(logits.shape[0]):
+        for i in range(logits.shape[2]):
+            for j in range(logits.shape[3]):
+                label = int(targets[b, i, j])
+                if label == 255:
+                    continue
+                z = logits[b, :, i, j].double().tolist()
+                norm = math.log(sum(math.exp(v) for v in z))
+                p = [math.exp(v - norm) for v in z]
+                ce_sum += weights[label] * (norm - z[label])
+                weight_sum += weights[label]
+                for c in range(k):
+                    predicted[c] += p[c]
+                    truth[c] += c == label
+                    overlap[c] += p[c] * (c == label)
+    loss = ce_sum / weight_sum
+    if dice:
+        loss += 1 - sum((2 * overlap[c] + 1) / (predicted[c] + truth[c] + 1) for c in range(1, k)) / (k - 1)
+    return loss
+
+
+@pytest.mark.parametrize("loss, weighted", [("ce+dice", False), ("ce+dice", True), ("ce", True)])
+def test_the_segmentation_label_loss_is_weighted_cross_entropy_plus_soft_dice_by_hand(loss, weighted):
+    from peerdistill.tasks import SegmentationTask
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 4, 5, generator=g) * 2
+    targets = torch.randint(0, 3, (2, 4, 5), generator=g)
+    targets[0, 0, :3] = targets[1, 2, 4] = 255  # ignored pixels count in neither part
+    weights = [0.2, 1.0, 3.5] if weighted else [1.0, 1.0, 1.0]
+    task = SegmentationTask(3, class_weights=torch.tensor(weights) if weighted else None, loss=loss)
+    expected = naive_supervised_segmentation_loss(logits, targets, weights, dice=loss == "ce+dice")
+    assert task.supervised_loss(logits, targets).item() == pytest.approx(expected, rel=1e-5)
+    wholly_ignored = task.supervised_loss(logits.requires_grad_(True), torch.full_like(targets, 255))
+    assert wholly_ignored.item() == 0.0
+    wholly_ignored.backward()  # a zero that keeps the graph: the step's backward still runs
+    assert (logits.grad == 0).all()
