@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 from peerdistill.cli import main
+from peerdistill.errors import CheckpointError
+from peerdistill.trust import check_trusted_arch
 
 
 @pytest.fixture
@@ -50,12 +52,10 @@ def test_a_run_naming_a_command_runs_nothing(run_naming, tmp_path, capsys, monke
 
 
 def test_model_libraries_and_listed_modules_are_built(run_naming, capsys, monkeypatch):
-    from peerdistill.trust import check_trusted_arch
-
     check_trusted_arch("cnn", "here")
     check_trusted_arch("peerdistill.models:SmallCNN", "here")
     check_trusted_arch("peerdistill.models.torchvision_detection:TorchvisionFCOS", "here")
-    with pytest.raises(Exception, match="names the model factory 'torchvisionx:f'"):
+    with pytest.raises(CheckpointError, match="names the model factory 'torchvisionx:f'"):
         check_trusted_arch("torchvisionx:f", "here")  # a prefix of a name is not its package
     check_trusted_arch("mymodels.nets:Net", "here", trusted={"mymodels.nets:Net"})  # a comparison's own config
     run = run_naming({"arch": "tests.test_untrusted_runs:tiny_student", "args": {}})
@@ -85,7 +85,6 @@ def test_a_resume_checkpoint_holding_objects_is_refused_without_advice_to_unsafe
     import torch
 
     from peerdistill.engine.resume import load_resume_state
-    from peerdistill.errors import CheckpointError
 
     torch.save({"state": _Command()}, tmp_path / "last.pt")
     with pytest.raises(CheckpointError) as caught:
@@ -102,7 +101,6 @@ def test_a_resume_checkpoint_holding_objects_is_refused_without_advice_to_unsafe
     "peerdistill.models:build_model",  # returns a model, built from whatever arch its arguments name
 ])
 def test_only_a_model_librarys_models_are_built_from_a_run(arch):
-    from peerdistill.errors import CheckpointError
     from peerdistill.trust import check_trusted_arch
 
     with pytest.raises(CheckpointError, match=rf"^here names (the model factory )?'{arch}'.*PEERDISTILL_TRUSTED_ARCHS="):
@@ -131,3 +129,10 @@ def test_a_run_may_not_make_a_library_model_read_files(run_naming, capsys, monke
     monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "peerdistill.models:SmallCNN")  # then built (and fails as such)
     assert main(["eval", str(run)]) == 2
     assert "checkpoint_path" in capsys.readouterr().err
+    # timm's model_name schemes (local-dir:, hf-hub:, in any case) read a folder or download: refused
+    # for any model factory, which needs neither library to check
+    monkeypatch.delenv("PEERDISTILL_TRUSTED_ARCHS")
+    for name in ("local-dir:/somewhere", "LOCAL-DIR:/somewhere", "hf-hub:someone/model"):
+        with pytest.raises(CheckpointError, match="the arguments \\['model_name'\\], which make it read files"):
+            check_trusted_arch("peerdistill.models:SmallCNN", "here", args={"model_name": name})
+    check_trusted_arch("peerdistill.models:SmallCNN", "here", args={"model_name": "resnet18"})  # a name alone reads nothing
