@@ -73,16 +73,23 @@ def test_noise_has_the_asked_standard_deviation_and_one_field_for_all_channels()
 
 
 def test_strengths_mean_the_same_whatever_the_raw_scale():
-    # the same picture stored as 8-bit fractions and as Hounsfield-like values: after
-    # standardisation by each one's statistics, the same draws give the same augmented images
+    # the same picture stored as 8-bit fractions and as Hounsfield-like values: the data's own
+    # standardisation (each split by the training split's statistics) brings both to one scale,
+    # so the same draws give the same augmented images; augmenting the raw values would not
+    from peerdistill.data.splits import DataSplits
+
     picture = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 1])
     aug = Augmentation(("brightness", "contrast", "gamma", "noise"))
     outs = []
     for scale, offset in ((1.0, 0.0), (1500.0, -1000.0)):
-        stored = picture * scale + offset
-        z = (stored - stored.mean()) / stored.std()
-        outs.append(aug.images(z, None, torch.Generator().manual_seed(6))[0])
-    torch.testing.assert_close(outs[0], outs[1])
+        stored = (picture * scale + offset).float()
+        splits = DataSplits.from_arrays(stored, labels, stored[:2], labels[:2], stored[:2], labels[:2])
+        assert splits.train.x.abs().max() < 10  # standardised, whatever it was stored as
+        outs.append(aug.images(splits.train.x, None, torch.Generator().manual_seed(6))[0])
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-4)
+    raw = aug.images(picture.float() * 1500 - 1000, None, torch.Generator().manual_seed(6))[0]
+    assert not torch.allclose((raw - raw.mean()) / raw.std(), outs[0], atol=1e-2)
 
 
 def naive_rotation(labels: np.ndarray, degrees: float, fill: int) -> np.ndarray:
