@@ -121,6 +121,52 @@ def test_patch_batches_crop_images_and_masks_together():
             assert torch.equal(crop[0], flat[image * 1200:(image + 1) * 1200].view(30, 40)[r:r + 8, c:c + 8])
 
 
+def test_a_share_of_patches_is_centred_on_foreground():
+    """data.foreground_oversample: that share of the crops is centred on a foreground pixel, so
+    a 3x3 structure in a 64x64 image, which 5% of crops placed anywhere would hold, is in every
+    crop at 1, in about half plus those at 0.5 (out of 400: a binomial spread of 2.5 points)."""
+    from peerdistill.build import patch_settings
+    from peerdistill.config import validate
+
+    x = torch.randn(2, 1, 64, 64)
+    y = torch.zeros(2, 64, 64, dtype=torch.long)
+    y[:, 5:8, 50:53] = 1
+    y[1, 5, 50] = 255  # an ignored pixel is no centre
+    shares = {}
+    for foreground in (0.0, 0.5, 1.0):
+        batches = PatchBatches(TensorData(x, y), patch=16, per_image=200, batch_size=40, device=torch.device("cpu"),
+                               generator=torch.Generator().manual_seed(1), foreground=foreground)
+        held = [bool((mask == 1).any()) for _, masks in batches for mask in masks]
+        assert len(held) == 400
+        shares[foreground] = sum(held) / len(held)
+    assert shares[1.0] == 1.0 and shares[0.0] < 0.15 and 0.45 < shares[0.5] < 0.7, shares
+    cfg = validate({"task": "segmentation", "data": {"kind": "shapes", "patch_size": 16, "foreground_oversample": 0.3},
+                    "teacher": {"arch": "unet"}, "students": [{"arch": "unet"}] * 2})
+    assert patch_settings(cfg)["foreground"] == 0.3  # what the trainer gives PatchBatches
+
+
+def test_the_window_overlap_reaches_the_sliding_window(tmp_path):
+    """data.window_overlap: 16x16 windows over a 32x32 image are 2x2 at overlap 0 and 3x3 at 0.5
+    (stride 8); the trainer evaluates with it and a saved run predicts with it."""
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+    from peerdistill.engine.evaluate import windowed
+    from peerdistill.runs import saved_window
+
+    for overlap, windows in ((0.0, 4), (0.5, 9)):
+        seen = []
+        windowed(lambda t: seen.append(len(t)) or t, torch.zeros(1, 1, 32, 32), (16, 16), overlap)
+        assert sum(seen) == windows, overlap
+    cfg = validate({"task": "segmentation", "name": "w", "out_dir": str(tmp_path),
+                    "data": {"kind": "shapes", "shapes_counts": [8, 4, 4], "patch_size": 16, "window_overlap": 0.25},
+                    "teacher": {"arch": "unet", "args": {"width": 2, "depth": 1}},
+                    "students": [{"arch": "unet", "args": {"width": 2, "depth": 1}}] * 2})
+    trainer, _ = make_trainer(cfg, progress=False)
+    assert (trainer.window, trainer.window_overlap) == ((16, 16), 0.25)
+    assert saved_window({"data_spec": cfg.data.model_dump()}) == ((16, 16), 0.25)
+    assert saved_window({"patches": {"size": 16, "overlap": 0.25}}) == ((16, 16), 0.25)
+
+
 def test_sliding_window_equals_whole_image_for_a_pointwise_model():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 2, 1))  # no context: windows cannot differ
