@@ -511,3 +511,38 @@ def test_an_empty_cell_of_the_report_is_explained_under_its_table():
     assert "class the split lacks" in NOT_AVAILABLE_MEANS
     plain = table_html(["model", "auc"], [["n/a", "0.9000"]])  # a row named n/a is no undefined figure
     assert "table-note" not in plain
+
+
+def test_the_confusion_matrix_and_roc_figures_draw_the_counts_and_curves_by_hand():
+    """The pictures' data, not only their files: rows of the matrix are the true classes; the ROC
+    curve's area (in the legend) is the share of (positive, negative) score pairs ranked right,
+    ties counting half, for two classes from the positive class's probability and for more
+    from every one-vs-rest score pooled (micro average)."""
+    import matplotlib.pyplot as plt
+
+    from peerdistill.html_report import confusion_figure, roc_figure
+
+    y, pred = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2])
+    figure = confusion_figure(y, pred, ["a", "b", "c"])
+    drawn = np.asarray(figure.axes[0].images[0].get_array())
+    np.testing.assert_array_equal(drawn, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert figure.axes[0].get_ylabel() == "true" and figure.axes[0].get_xlabel() == "predicted"
+    plt.close(figure)
+
+    def ranked_right(positive, negative):
+        pairs = [(a > b) + 0.5 * (a == b) for a in positive for b in negative]
+        return sum(pairs) / len(pairs)
+
+    rng = np.random.default_rng(4)
+    for k in (2, 3):
+        labels = np.arange(12) % k
+        p = rng.dirichlet(np.ones(k), size=12)
+        p[np.arange(12), labels] += 0.3 * rng.random(12)  # better than chance, not perfect
+        p /= p.sum(axis=1, keepdims=True)
+        scores = p[:, 1:2] if k == 2 else p
+        truth = labels[:, None] == (np.array([[1]]) if k == 2 else np.arange(k)[None])
+        expected = ranked_right(scores[truth], scores[~truth])
+        figure = roc_figure({"ensemble": p}, labels, k)
+        legend = figure.axes[0].get_legend().get_texts()[0].get_text()
+        assert f"area {expected:.3f}" in legend, (legend, expected)
+        plt.close(figure)
