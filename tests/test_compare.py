@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from peerdistill.build import train_from_config
 from peerdistill.cli import main
 from peerdistill.compare import compare
-from peerdistill.errors import CheckpointError, ConfigError, RunDirError
+from peerdistill.errors import CheckpointError, ConfigError, DataError, RunDirError
 from peerdistill.html_report import write_report
 from peerdistill.engine.artifacts import jsonable
 
@@ -668,7 +668,7 @@ def test_a_later_config_that_cannot_start_is_found_before_the_first_trains(tmp_p
 
 def test_more_folds_than_a_class_holds_are_refused_in_the_dry_run_too(tmp_path):
     tree = {**COMPARED, "out_dir": str(tmp_path)}
-    with pytest.raises(Exception, match="--folds 200: .*smallest class has 174.*use at most 174 folds"):
+    with pytest.raises(DataError, match="--folds 200: .*smallest class has 174.*use at most 174 folds"):
         compare(tree, ["independent"], 1, folds=200, dry_run=True, console=Console(quiet=True))
     two = tmp_path / "two.npz"  # data with its own test split: the --folds message, not the config key's
     save_npz_of_two_classes(two)

@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+from peerdistill.errors import RunDirError
+
+
 ARGS = ["train", "deterministic=true", "train.epochs=8", "train.batch_size=64", "teacher.args.width=8",
         "train.checkpoint_every_steps=4", "optim.warmup_epochs=2", "optim.clip_grad_norm=1.0", "train.ema_decay=0.9",
         "students.0.args.width=4", "students.1.args.width=4", "--quiet"]
@@ -86,5 +89,5 @@ def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_agai
     RunDir.create(run)
     assert not any(run.iterdir())
     (run / "notes.txt").write_text("mine")  # anything else still makes it someone's folder
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(RunDirError, match="already exists"):
         RunDir.create(run)

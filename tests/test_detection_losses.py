@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from peerdistill.detection import HeadLayout, anchor_points, assign, box_iou, decode
+from peerdistill.errors import ConfigError
 from peerdistill.losses.detection import (GFL_WEIGHTS, classification_map_kd, detection_distillation,
                                           detection_loss, localization_kd)
 from peerdistill.models.detector import Detector
@@ -227,7 +228,7 @@ def test_the_task_distills_localization_at_the_assigned_points():
         naive_ld(student, teacher, 3, 5, 2.0, fewest), rel=1e-5)
     everywhere = DetectionTask(layout, (48, 48), kd_cls_weight=0.0).distill(student, teacher, 2.0, targets)
     assert everywhere.item() == pytest.approx(naive_ld(student, teacher, 3, 5, 2.0), rel=1e-5)
-    with pytest.raises(Exception, match="needs the batch's boxes"):
+    with pytest.raises(ConfigError, match="needs the batch's boxes"):
         task.distill(student, teacher, 2.0)
 
 

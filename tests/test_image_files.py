@@ -384,7 +384,7 @@ def test_runs_saved_with_class_names_an_older_version_ignored_still_read(tmp_pat
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     assert "student1" in evaluate_run(run)
     assert load_saved_config(run / "config.yaml").data.class_names is None
-    with pytest.raises(Exception, match="data.class_names does not apply"):
+    with pytest.raises(ConfigError, match="data.class_names does not apply"):
         validate(saved)  # a new config saying so is refused
 
 
