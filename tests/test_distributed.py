@@ -542,7 +542,7 @@ def test_a_parameter_the_forward_leaves_out_is_found_and_ddp_told(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    lines = [line for line in proc.stdout.splitlines() if not line.startswith("[Gloo]")]  # (torch 2.8's notes)
     assert lines[0] == "True trains" and lines[1].startswith("False fails: Expected to have finished reduction")
 
 
