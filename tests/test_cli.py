@@ -471,7 +471,11 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     def said():
         return " ".join(capsys.readouterr().err.split())
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
-    assert "interrupted before the first checkpoint: nothing to resume" in said()
+    assert "interrupted before the first checkpoint: nothing to resume; start the run again" in said()
+    (tmp_path / "r").mkdir()  # as a run leaves it in its first epoch: the same command is refused then
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
+    assert f"start the run again with --overwrite (it replaces '{tmp_path / 'r'}', which holds no checkpoint)" in said()
     (tmp_path / "r" / "checkpoints").mkdir(parents=True)  # as a run leaves it after its first checkpoint
     (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"")
     (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))

@@ -760,6 +760,9 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
                     f"--resume {run_dir}")
         if finished:  # --overwrite had not replaced it yet
             return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
+        if run.exists():  # begun: its folder stays, and the same command would be refused
+            return (f"interrupted before the first checkpoint: nothing to resume; start the run again with "
+                    f"--overwrite (it replaces '{run_dir}', which holds no checkpoint)")
         return "interrupted before the first checkpoint: nothing to resume; start the run again"
     if ns.command == "export":  # the file is moved into place only once it is checked
         return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"
