@@ -6,6 +6,7 @@ bring from elsewhere (``torch.save(model.state_dict(), "x.pth")``, a training sc
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -54,11 +55,15 @@ def _is_safetensors(head: bytes) -> bool:
 
 
 def rejected_object(exc: Exception) -> str:
-    """The line of torch's refusal that names what is not a tensor (its first lines are a
-    general preamble about weights_only)."""
+    """What torch's refusal names that is not a tensor ("an object of module.Class"), without
+    its advice to allow-list it (which would let such a file run code); else the line naming
+    it (its first lines are a general preamble about weights_only)."""
+    named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if named:
+        return f"an object of {named.group(1)}"
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
-    return (named or lines or [type(exc).__name__])[0][:200]
+    line = next((x for x in lines if "Unsupported" in x), lines[0] if lines else type(exc).__name__)
+    return line.split(" Please ")[0][:200]
 
 
 def _state_dict_in(loaded, path: Path, name: str) -> dict[str, torch.Tensor]:
