@@ -259,8 +259,9 @@ def test_an_npz_of_test_images_alone_is_scored_whole(tmp_path):
     for name in ("test.npz", "bare.npz"):
         scores = evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=str(tmp_path / name)))
         assert scores["ensemble"]["accuracy"] == pytest.approx(own["ensemble"]["accuracy"])  # the same test images
-    with pytest.raises(DataError, match=r"lacks the keys .*\(to score an archive of some splits, or of images and "
-                                        r"labels alone, as one set: eval --split all\)"):
+    with pytest.raises(DataError, match=r"lacks the keys \['train_images', 'train_labels', 'val_images', 'val_labels'\] "
+                                        r"\(it holds \['test_images', 'test_labels'\]\): .*an archive of some splits, or "
+                                        r"of images and labels alone, is scored as one set by eval RUN --split all"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "test.npz")))
     with pytest.raises(DataError, match="is a folder, but data kind 'npz' reads one .npz file"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path)))

@@ -84,8 +84,11 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                 return splits
             missing = [k for k in NPZ_KEYS if k not in archive.files]
             if missing:
-                raise DataError(f"'{path}' lacks the keys {missing}; expected {list(NPZ_KEYS)} (to score an archive "
-                                "of some splits, or of images and labels alone, as one set: eval --split all)")
+                held = sorted(archive.files)
+                raise DataError(f"'{path}' lacks the keys {missing} (it holds {held[:8]}{' ...' if len(held) > 8 else ''}): "
+                                f"data kind 'npz' reads a MedMNIST-style archive of the three splits, "
+                                f"{', '.join(NPZ_KEYS)} (docs/data.md); an archive of some splits, or of images and "
+                                "labels alone, is scored as one set by eval RUN --split all")
             arrays = {k: archive[k] for k in NPZ_KEYS}
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
