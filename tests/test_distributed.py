@@ -119,8 +119,9 @@ def test_evaluation_shares_cover_the_split_once_and_no_process_goes_without(batc
 
 
 def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused():
-    with pytest.raises(ConfigError, match="divisible by the 2 processes"):
+    with pytest.raises(ConfigError, match="divisible by the 2 processes") as refused:
         TensorBatches(numbered(20), 7, CPU, shuffle=True, generator=torch.Generator(), shard=(0, 2))
+    assert refused.value.said_alike == str(refused.value)  # every process finds it: said once per node
 
 
 def _evaluate_in_shares(cohort, task, data, world=2):
