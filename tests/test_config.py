@@ -238,12 +238,13 @@ def test_every_problem_of_a_section_is_reported_at_once():
 
 
 @pytest.mark.parametrize("argv, hint", [
-    (["train", "--epochs", "2"], "write train.epochs=VALUE"),
+    (["train", "--epochs", "2"], "write train.epochs=2)"),  # its value, though taken as an override
     (["train", "--batch-size=64"], "write train.batch_size=64"),
-    (["compare", "--root", "x"], "write data.root=VALUE"),
-    (["train", "--name", "x"], "write name=VALUE or teacher.name=VALUE or optim.name=VALUE"),
-    (["compare", "--seed", "3"], "write seed=VALUE"),  # not taken as an abbreviation of --seeds
+    (["compare", "--root", "x"], "write data.root=x)"),
+    (["train", "--name", "x"], "write name=x or teacher.name=x or optim.name=x)"),
+    (["compare", "--seed", "3"], "write seed=3)"),  # not taken as an abbreviation of --seeds
     (["eval", "runs/x", "--root", "y"], "write data.root=y"),
+    (["train", "--epochs"], "write train.epochs=VALUE)"),
 ])
 def test_a_config_key_given_as_an_option_names_the_override(argv, hint, capsys):
     from peerdistill.cli import main

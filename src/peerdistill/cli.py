@@ -602,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
     ns, extra = parser.parse_known_args(argv)
     positional = "args" if hasattr(ns, "args") else "overrides" if hasattr(ns, "overrides") else None
     if extra and (positional is None or any(e.startswith("-") for e in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command)}")
+        given = list(sys.argv[1:] if argv is None else argv)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command, given)}")
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
     # SIGTERM (timeout, Slurm, Kubernetes) ends a command as Ctrl-C does: files being written are
@@ -690,9 +691,10 @@ def _one_process_commands(command: str) -> None:
 OVERRIDES_TAKEN = {"train": None, "compare": None, "eval": ("data.", "detect.")}
 
 
-def _as_override_hint(extra: list[str], command: str) -> str:
+def _as_override_hint(extra: list[str], command: str, given: list[str]) -> str:
     """``--epochs 2`` where ``train.epochs=2`` was meant: name the override to write, if the
-    command takes it."""
+    command takes it. Its value is the word after it on the command line (argparse may have
+    taken that word as a positional override, so it is not in ``extra``)."""
     from .config import key_paths
 
     if command not in OVERRIDES_TAKEN:
@@ -703,8 +705,9 @@ def _as_override_hint(extra: list[str], command: str) -> str:
         paths = key_paths(name.replace("-", "_")) if arg.startswith("--") else []
         paths = [p for p in paths if taken is None or p.startswith(taken)]
         if paths:
-            if not value and i + 1 < len(extra) and not extra[i + 1].startswith("-"):
-                value = extra[i + 1]
+            after = given.index(arg) + 1 if arg in given else len(given)
+            if not value and after < len(given) and not given[after].startswith("-"):
+                value = given[after]
             value = value or "VALUE"
             return (f" (config keys are given as key=value, not as options: write "
                     f"{' or '.join(f'{path}={value}' for path in paths)})")
