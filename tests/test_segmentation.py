@@ -299,10 +299,25 @@ TINY = {"task": "segmentation",
         "train": {"epochs": 1, "batch_size": 16}}
 
 
+SEGMENTATION_PRESET_TERMS = {
+    "independent": set(),
+    "kd": {"student1/kl<-teacher", "student2/kl<-teacher"},
+    "ml": {"student1/kl<-student2", "student2/kl<-student1"},
+    "kd+ml": {"student1/kl<-teacher", "student2/kl<-teacher", "student1/kl<-student2", "student2/kl<-student1"},
+    # styles: the teacher's logits to the first student, its decoder map to the second; peers both ways
+    "styles": {"student1/kl<-teacher", "student2/hint<-teacher[up.0<-up.1]", "student1/kl<-student2",
+               "student2/kl<-student1", "student1/hint<-student2[up.1<-up.0]", "student2/hint<-student1[up.0<-up.1]"},
+}
+
+
 @pytest.mark.parametrize("preset", ["independent", "kd", "ml", "kd+ml", "styles"])
 def test_every_preset_runs_for_segmentation(tmp_path, preset):
-    cfg = validate({**TINY, "name": preset, "out_dir": str(tmp_path), "distill": {"preset": preset}})
+    cfg = validate({**TINY, "data": {**TINY["data"], "augment": ["hflip"]}, "name": preset, "out_dir": str(tmp_path),
+                    "distill": {"preset": preset}})
     result = train_from_config(cfg, progress=False)
+    terms = {k.removeprefix("train/loss/") for k in result.history[-1] if k.startswith("train/loss/")}
+    supervised = {"teacher/ce+dice", "student1/ce+dice", "student2/ce+dice", "total"}
+    assert terms == supervised | SEGMENTATION_PRESET_TERMS[preset]  # the preset's edges, and no other
     assert set(result.test_at_best) == {"teacher", "student1", "student2", "ensemble"}
     assert {"dice", "iou", "pixel_accuracy", "hd95", "dice_background", "dice_foreground"} <= set(result.test_at_best["ensemble"])
     assert result.monitor == "ensemble/dice"
