@@ -252,7 +252,8 @@ def test_a_config_key_given_as_an_option_names_the_override(argv, hint, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert stopped.value.code == 2
-    assert hint in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert hint in err and f"peerdistill {argv[0]}: error: unrecognized arguments" in err  # the command's usage
 
 
 @pytest.mark.parametrize("argv", [["train", "--frobnicate"], ["eval", "runs/x", "--epochs", "2"],

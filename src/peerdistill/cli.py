@@ -461,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Train, compare presets over seeds, score, export, predict and report.")
     parser.add_argument("--version", action="version", version=f"peerdistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.commands = sub.choices  # each command's parser: its usage goes with its errors
 
     train = sub.add_parser("train", help="train a cohort (no CONFIG: the embedded digits default)")
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
@@ -603,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     positional = "args" if hasattr(ns, "args") else "overrides" if hasattr(ns, "overrides") else None
     if extra and (positional is None or any(e.startswith("-") for e in extra)):
         given = list(sys.argv[1:] if argv is None else argv)
-        parser.error(f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command, given)}")
+        parser.commands[ns.command].error(
+            f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command, given)}")
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
     # SIGTERM (timeout, Slurm, Kubernetes) ends a command as Ctrl-C does: files being written are
