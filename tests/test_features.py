@@ -148,6 +148,33 @@ def test_similarity_preserving_matches_the_formula():
     assert t.grad is None and s.grad is not None
 
 
+def test_a_sample_or_node_of_zeros_keeps_its_gradient_finite_and_of_normal_size():
+    """An all-zero learner sample (SP) or node (pair-wise) has a zero row after normalising; its
+    value is F.normalize's, and its gradient stays the size of the others' (F.normalize's
+    divide by 1e-12 made it about 1e10)."""
+    import torch.nn.functional as F
+
+    from peerdistill.losses.dense import pairwise_affinity
+
+    g = torch.Generator().manual_seed(3)
+    learner, target = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 6, 3, 3, generator=g)
+    learner[2] = 0
+    q_l, q_t = learner.flatten(1), target.flatten(1)
+    reference = (F.normalize(q_t @ q_t.T, dim=1) - F.normalize(q_l @ q_l.T, dim=1)).pow(2).sum() / 16
+    maps, sources = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 5, 3, 3, generator=g)
+    maps[1, :, 0, 2] = 0  # one node (node_size 1) of zeros
+    nodes = [F.normalize(m.flatten(2), dim=1) for m in (maps, sources)]
+    affinities = [n.transpose(1, 2) @ n for n in nodes]
+    pair_reference = (affinities[0] - affinities[1]).pow(2).mean(dim=(1, 2)).mean()
+    for term, x, y, expected in ((similarity_preserving, learner, target, reference),
+                                 (lambda a, b: pairwise_affinity(a, b, node_size=1), maps, sources, pair_reference)):
+        x = x.clone().requires_grad_(True)
+        value = term(x, y)
+        assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+        value.backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().max() < 10
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_gram_matrices_stay_in_fp32_under_autocast(dtype):
     # Sums of 16*32*32 products of ReLU features: above fp16's largest number (65504), and bf16

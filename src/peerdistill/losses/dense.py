@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..spatial import align_to, masked_mean
+from .features import unit_vectors
 from .precision import in_fp32
 
 _MASKED = -1e9  # a logit that takes no share of a softmax, yet keeps its gradients finite (-inf would not)
@@ -28,7 +29,7 @@ def affinity(feature: torch.Tensor, node_size: int, valid: torch.Tensor | None =
         kept = F.avg_pool2d(feature.masked_fill(~valid[:, None], 0), node_size, node_size, ceil_mode=True)
         share = F.avg_pool2d(weight, node_size, node_size, ceil_mode=True)
         nodes = kept / share.clamp_min(torch.finfo(share.dtype).tiny)
-    flat = F.normalize(nodes.flatten(2), dim=1)  # [B, C, N], unit vectors along channels
+    flat = unit_vectors(nodes.flatten(2), dim=1)  # [B, C, N], unit vectors along channels
     return flat.transpose(1, 2) @ flat
 
 

@@ -10,6 +10,14 @@ import torch.nn.functional as F
 from .precision import in_fp32
 
 
+def unit_vectors(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x / ||x||`` along ``dim``; a zero vector stays zero and passes its gradient on as
+    ``x / 1`` would. (F.normalize divides by max(||x||, 1e-12), so a row or node that is exactly
+    zero, a sample a layer without ReLU zeroes say, got about 1e12 times its gradient.)"""
+    norm = x.norm(dim=dim, keepdim=True)
+    return x / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
 def fitnet_hint(learner: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """FitNets (Romero et al. 2015) ``1/2 ||u_target - r(v_learner)||^2``, taken as the mean over
     elements (so its size does not grow with the feature map) times 1/2. ``learner`` is the
@@ -21,7 +29,7 @@ def fitnet_hint(learner: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """``Q = vec(sum_c |A_c|^p)`` L2-normalised per sample: [B, H*W]."""
-    return F.normalize(feature.float().abs().pow(p).sum(dim=1).flatten(1), dim=1)
+    return unit_vectors(feature.float().abs().pow(p).sum(dim=1).flatten(1), dim=1)
 
 
 def attention_transfer(learner: torch.Tensor, target: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -45,7 +53,7 @@ def similarity_preserving(learner: torch.Tensor, target: torch.Tensor) -> torch.
         raise ValueError(f"similarity_preserving compares features of one batch: got batches of {learner.shape[0]} "
                          f"and {target.shape[0]}")
     b = learner.shape[0]
-    g_l = F.normalize(learner.float().flatten(1) @ learner.float().flatten(1).T, dim=1)
+    g_l = unit_vectors(learner.float().flatten(1) @ learner.float().flatten(1).T, dim=1)
     t = target.detach().float().flatten(1)
-    g_t = F.normalize(t @ t.T, dim=1)
+    g_t = unit_vectors(t @ t.T, dim=1)
     return (g_t - g_l).pow(2).sum() / (b * b)
