@@ -354,8 +354,9 @@ def to_labels(array, name: str) -> torch.Tensor:
     if a.ndim != 1:
         raise DataError(f"{name} labels have shape {a.shape}; expected [N] or [N, 1] class indices (multi-label is not supported)")
     if a.size and not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        example = a.flat[0].item() if isinstance(a.flat[0], np.generic) else a.flat[0]  # 'cat', not np.str_('cat')
         raise DataError(f"{name} labels must be integer class indices, got {a.dtype} values such as "
-                        f"{a.flat[0]!r}: number the classes 0..K-1 and pass their names as class_names=")
+                        f"{example!r}: number the classes 0..K-1 and pass their names as class_names=")
     if a.size and (not np.issubdtype(a.dtype, np.integer) and not np.all(np.equal(np.mod(a, 1), 0))):
         raise DataError(f"{name} labels must be integer class indices, got dtype {a.dtype}")
     t = torch.as_tensor(a.astype(np.int64))
