@@ -156,7 +156,7 @@ def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
         return DataError(said)
     replace = "replace it with a good copy, or remove it"
     suffix = path.suffix.lower()
-    cut_short = ("truncated", "buffer is not large enough")  # (the second: a TIFF's strip, Pillow before 13)
+    cut_short = ("truncated", "buffer is not large enough")  # (the second: a TIFF's strip, in Pillow 12.2)
     if any(words in str(exc).lower() for words in cut_short) or path.stat().st_size == 0:
         return DataError(f"{said}; the file is damaged (cut short or empty, as an interrupted copy or download leaves "
                          f"it): {replace}")
@@ -234,7 +234,7 @@ def _grey_palette(im) -> bool:
 
 def _palette_entries(im) -> np.ndarray:
     """[entries, 3] RGB values of a palette image's palette (getpalette: the palette's own
-    tobytes refuses a palette not yet parsed from the file, as Pillow before 13 leaves a GIF's)."""
+    tobytes refuses a palette not yet parsed from the file, as Pillow 12.2 leaves a GIF's)."""
     entries = np.asarray(im.getpalette("RGB") or [], np.uint8)
     return entries[: len(entries) // 3 * 3].reshape(-1, 3)
 
