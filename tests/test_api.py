@@ -130,6 +130,7 @@ def test_a_run_is_not_scored_on_its_data_split_otherwise_since_training(tmp_path
     from tests.conftest import train_two_class_npz_run
 
     run, arrays = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    before = evaluate_run(run)["ensemble"]["accuracy"]  # on the 40 test samples
     arrays["test_images"] = np.concatenate([arrays["test_images"], arrays["train_images"][:5]])
     arrays["test_labels"] = np.concatenate([arrays["test_labels"], arrays["train_labels"][:5]])
     np.savez(tmp_path / "d.npz", **arrays)
@@ -137,7 +138,8 @@ def test_a_run_is_not_scored_on_its_data_split_otherwise_since_training(tmp_path
                                         r"'test': 45\}, \{'train': 80, 'val': 40, 'test': 40\}"):
         evaluate_run(run)
     scores = evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")))
-    assert 0 <= scores["ensemble"]["accuracy"] <= 1
+    added_right = scores["ensemble"]["accuracy"] * 45 - before * 40  # all 45 scored, the 40 as before
+    assert added_right == pytest.approx(round(added_right), abs=1e-6) and 0 <= round(added_right) <= 5
     # nor is a threshold chosen on its validation split, to score or to export
     with pytest.raises(DataError, match="has changed since training"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "d.npz")), operating_point="youden")

@@ -65,7 +65,9 @@ def test_int8_agreement_scores_a_runs_fp32_and_int8_files(tmp_path):
     (row,) = json.loads((tmp_path / "rows.json").read_text())["rows"]
     tested = json.loads((tmp_path / "r" / "metrics.json").read_text())["test_at_best"]["ensemble"]["accuracy"]
     assert row["model"] == "ensemble" and abs(row["fp32_accuracy"] - tested) < 1e-9  # the run's own figure
-    assert 0 <= row["agreement"] <= 1 and 0 <= row["int8_accuracy"] <= 1
+    # int8 keeps nearly every class (measured 0.994) and so the figures (0.0000 and 0.0004 apart)
+    assert row["agreement"] >= 0.9 and row["max_probability_difference"] < 0.05
+    assert abs(row["int8_accuracy"] - row["fp32_accuracy"]) < 0.05 and abs(row["int8_auc"] - row["fp32_auc"]) < 0.02
     assert not (tmp_path / "r" / "export").exists()  # nothing written into the run
 
 
@@ -100,7 +102,9 @@ def test_int8_agreement_scores_a_segmentation_runs_masks_with_the_tasks_meter(sh
 
     row, tested = scored(shapes_run, "student1")
     assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3
-    assert 0 <= row["agreement"] <= 1 and 0 <= row["int8_dice"] <= 1
+    # int8 keeps the calls (measured agreement 1.0) and so the figures (Dice equal, AUC 0.0004 apart)
+    assert row["agreement"] >= 0.9 and row["class_dice"]["1"] >= 0.9
+    assert abs(row["int8_dice"] - row["fp32_dice"]) < 0.05 and abs(row["int8_auc"] - row["fp32_auc"]) < 0.02
     # a patch-trained run's ensemble (its students' logits side by side) is scored as evaluation scores it
     row, tested = scored(patch_shapes_run, "ensemble")
     assert abs(row["fp32_dice"] - tested["dice"]) < 1e-3 and abs(row["fp32_auc"] - tested["auc"]) < 1e-3

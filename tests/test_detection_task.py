@@ -227,7 +227,8 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr()
     scores = json.loads(printed.out)
     assert f"pictures: {run / 'eval' / 'test'}/MODEL/" in " ".join(printed.err.split())
-    assert 0 <= scores["ensemble"]["ap"] <= 1
+    tested = json.loads((run / "metrics.json").read_text())["test_at_best"]  # what training scored
+    assert {m: scores[m]["ap"] for m in tested} == pytest.approx({m: tested[m]["ap"] for m in tested}, abs=1e-9)
     assert len(list((run / "eval" / "test" / "ensemble").glob("*_boxes.png"))) == 2
     # decoding and fusion changed at eval time, without training: one box per image leaves
     # nothing for recall at 10 to add to recall at 1; the run's own settings are left as they were
