@@ -39,6 +39,20 @@ def test_classification_intervals_are_the_percentiles_of_resampled_accuracy_and_
     assert got["auc"].resamples == RESAMPLES
 
 
+def test_grouped_resamples_draw_as_many_whole_groups_as_there_are():
+    from peerdistill.bootstrap import SEED, resampled
+
+    rng = np.random.default_rng(1)
+    groups = [f"p{i // 4}" for i in range(40)]  # 10 patients of 4 images, alike within a patient
+    values = np.repeat(rng.normal(0.8, 0.1, 10), 4) + rng.normal(0, 0.01, 40)
+    interval = resampled(lambda idx: {"m": float(values[idx].mean())}, 40, RESAMPLES, groups=groups)["m"]
+    draws, means = np.random.default_rng(SEED), []
+    for _ in range(RESAMPLES):  # the naive cluster bootstrap: 10 patients drawn, each with its images
+        patients = draws.integers(0, 10, 10)
+        means.append(values[np.concatenate([np.arange(4 * p, 4 * p + 4) for p in patients])].mean())
+    assert (interval.low, interval.high) == pytest.approx(naive_percentiles(means), abs=1e-12)
+
+
 def test_segmentation_dice_is_resampled_image_by_image():
     rng = np.random.default_rng(2)
     truth = torch.tensor(rng.random((12, 16, 16)) < 0.3).long()
@@ -49,12 +63,14 @@ def test_segmentation_dice_is_resampled_image_by_image():
     p, t = noisy.numpy().astype(bool), truth.numpy().astype(bool)
     per_image = [2 * (p[k] & t[k]).sum() / (p[k].sum() + t[k].sum()) for k in range(12)]
     draws = np.random.default_rng(0)  # bootstrap.SEED
-    dice, accuracy = [], []
+    dice, accuracy, auc = [], [], []
     for _ in range(RESAMPLES):
         i = draws.integers(0, 12, 12)
         dice.append(np.mean([per_image[k] for k in i]))
         accuracy.append((p[i] == t[i]).mean())
+        auc.append(roc_auc_score(t[i].ravel(), p[i].ravel()))  # an image drawn twice counts twice
     assert (got["dice"].low, got["dice"].high) == pytest.approx(naive_percentiles(dice))
+    assert (got["auc"].low, got["auc"].high) == pytest.approx(naive_percentiles(auc))
     assert (got["pixel_accuracy"].low, got["pixel_accuracy"].high) == pytest.approx(naive_percentiles(accuracy))
 
 

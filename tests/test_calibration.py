@@ -60,6 +60,23 @@ def test_an_overconfident_model_gets_its_temperature_back():
     assert after < before / 3
 
 
+def test_the_temperature_is_fitted_on_validation_and_only_applied_to_the_scored_split():
+    from peerdistill.calibration import calibrated_figures
+
+    rng = np.random.default_rng(3)
+
+    def split(n, sharpness):  # truth follows softmax(z); the model says softmax(sharpness z)
+        z = rng.normal(0, 1.5, (n, 2))
+        return softmax(sharpness * z), (rng.random(n) < softmax(z)[:, 1]).astype(int)
+
+    (val_p, val_y), (test_p, test_y) = split(4000, 3.0), split(4000, 1.0)  # overconfident on val only
+    (figures,) = calibrated_figures(({"m": val_p}, val_y), ({"m": test_p}, test_y)).values()
+    t = fit_temperature(val_p, val_y)
+    assert figures["temperature"] == t and t == pytest.approx(3.0, rel=0.1)
+    assert abs(fit_temperature(test_p, test_y) - t) > 1  # the test split's own fit would differ
+    assert figures == pytest.approx({"temperature": t, **calibration_metrics(tempered(test_p, t), test_y)})
+
+
 def test_eval_temperature_scaling_fits_on_validation_and_scores_the_test_split(tmp_path, capsys):
     from peerdistill.build import train_from_config
     from peerdistill.cli import main

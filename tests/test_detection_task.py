@@ -111,11 +111,28 @@ def test_a_detection_on_a_crowd_region_is_neither_hit_nor_false_positive():
     assert as_crowd["ap"] == pytest.approx(1.0) and without["ap"] == pytest.approx(0.5)
     # a crowd region alone leaves nothing to find: undefined, as with no box at all
     assert np.isnan(coco_metrics(preds, [np.array([[-2, *crowd_box]], np.float32)], ["polyp"])["ap"])
+    nothing = [{"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0), "labels": np.zeros(0, int)}]
+    assert np.isnan(coco_metrics(nothing, [np.array([[-2, *crowd_box]], np.float32)], ["polyp"])["ap"])
+    two = coco_metrics(nothing, [np.array([true_box, [-3, *crowd_box]], np.float32)], ["polyp", "b"])
+    assert two["ap_polyp"] == 0.0 and np.isnan(two["ap_b"]) and np.isnan(two["ap50_b"])  # b: crowd only
     meter = DetectionMeter(["polyp"])  # the meter keeps crowd rows and drops padding
     meter.update([{k: torch.as_tensor(v) for k, v in preds[0].items()}],
                  torch.tensor([[true_box, [-2, *crowd_box], [-1, 0, 0, 0, 0]]], dtype=torch.float32))
     assert meter.truths[0].tolist() == [true_box, [-2, *crowd_box]]
     assert meter.compute()["ap"] == pytest.approx(1.0)
+
+
+def test_per_class_figures_read_cocos_100_detections_and_iou_050():
+    """A class's AP and AP50 are read where the overall ones are: up to 100 detections per image
+    (15 objects found exactly: AP 1, not 0.66 as at 10) and at IoU 0.50 (a box of IoU 0.52
+    counts there, not at 0.55)."""
+    boxes = np.array([[10 * i, 0, 10 * i + 8, 8] for i in range(15)], np.float32)
+    many = coco_metrics([{"boxes": boxes, "scores": np.linspace(0.9, 0.5, 15), "labels": np.zeros(15, int)}],
+                        [np.c_[np.zeros(15), boxes].astype(np.float32)], ["a"])
+    assert many["ap"] == many["ap_a"] == pytest.approx(1.0) and many["ap50_a"] == pytest.approx(1.0)
+    half = [{"boxes": np.array([[0, 0, 100, 52]], np.float32), "scores": np.array([0.9]), "labels": np.array([0])}]
+    loose = coco_metrics(half, [np.array([[0, 0, 0, 100, 100]], np.float32)], ["a"])  # IoU 0.52
+    assert loose["ap50"] == loose["ap50_a"] == pytest.approx(1.0) and loose["ap_a"] == pytest.approx(0.1)  # 1 of 10 IoUs
 
 
 def test_no_detection_scores_zero_and_no_truth_is_undefined():

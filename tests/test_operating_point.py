@@ -54,6 +54,9 @@ def test_figures_at_a_threshold_by_hand():
     figures = at_threshold(P, Y, 0.6)  # called positive: 0.9, 0.8, 0.6 (right), 0.7 (wrong)
     assert figures == pytest.approx({"threshold": 0.6, "sensitivity": 3 / 4, "specificity": 4 / 5, "ppv": 3 / 4,
                                      "npv": 4 / 5, "accuracy": 7 / 9})
+    # at 0.45 (also 0.7 and 0.5 wrong, 0.4 missed) NPV and specificity part: 3 of 4 and 3 of 5
+    assert at_threshold(P, Y, 0.45) == pytest.approx({"threshold": 0.45, "sensitivity": 3 / 4, "specificity": 3 / 5,
+                                                      "ppv": 3 / 5, "npv": 3 / 4, "accuracy": 6 / 9})
     nothing = at_threshold(P, Y, np.nextafter(1.0, 2.0))
     assert nothing["sensitivity"] == 0 and nothing["specificity"] == 1 and math.isnan(nothing["ppv"])
     # saturated float32 probabilities: "nothing positive" still calls none of them positive

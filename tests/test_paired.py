@@ -123,6 +123,14 @@ def test_runs_pair_by_seed_and_fold_whatever_their_order_or_gaps():
     other = _row("kd", "ensemble", "brier", [0.21, 0.11, 0.29], seeds=[2, 0, 1])  # listed in another order
     (d,) = differences([base, other], "independent")
     assert d["difference"].pairs == 2 and d["difference"].mean == pytest.approx(((0.29 - 0.30) + (0.21 - 0.20)) / 2)
+    # listed out of order, paired by position the three differences would be -0.08, -0.09, +0.21
+    base = _row("independent", "ensemble", "accuracy", [0.80, 0.90, 0.70], seeds=[0, 1, 2])
+    other = _row("kd", "ensemble", "accuracy", [0.72, 0.81, 0.91], seeds=[2, 0, 1])
+    (d,) = differences([base, other], "independent")
+    by_seed = np.array([0.81 - 0.80, 0.91 - 0.90, 0.72 - 0.70])
+    half = stats.t.ppf(0.975, 2) * by_seed.std(ddof=1) / np.sqrt(3)
+    assert d["difference"].better == 3 and (d["difference"].low, d["difference"].high) == pytest.approx(
+        (by_seed.mean() - half, by_seed.mean() + half))  # [-0.0010, +0.0277]
     folds = [{"setting": s, "model": "m", "metric": "dice", "values": v,
               "runs": [f"{s}-seed0-fold0", f"{s}-seed0-fold1"]} for s, v in (("a", [0.5, 0.7]), ("b", [0.6, 0.6]))]
     (d,) = differences(folds, "a")

@@ -2,6 +2,7 @@
 end-to-end runs of every preset, eval with saved masks."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,28 @@ def test_ignored_pixels_count_nowhere():
     pred = np.array([[[1, 0], [1, 1]]])
     m = meter_on(pred, truth)
     assert m["dice"] == 1.0 and m["pixel_accuracy"] == 1.0
+    # nor in the distances: foreground predicted only in an ignored band, far from the region
+    truth, pred = np.zeros((1, 20, 20), np.int64), np.zeros((1, 20, 20), np.int64)
+    truth[0, 5:10, 5:10] = pred[0, 5:10, 5:10] = 1
+    truth[0, :, 15:], pred[0, :, 17:] = 255, 1
+    assert meter_on(pred, truth)["hd95"] == 0.0
+
+
+def test_a_class_absent_from_the_whole_split_leaves_the_means_to_the_others():
+    """Three classes, class 2 in no truth and no prediction: its Dice and IoU are undefined (NaN)
+    and the means are class 1's alone; class 2 in the truth but never predicted has no distance,
+    and the mean HD95 is class 1's."""
+    truth = np.zeros((2, 8, 8), np.int64)
+    truth[:, 2:5, 2:5] = 1
+    pred = truth.copy()
+    pred[0, 2, 2] = 0  # image 0: TP 8, FN 1; image 1 perfect
+    m = meter_on(pred, truth, k=3)
+    assert math.isnan(m["dice_2"]) and math.isnan(m["iou_2"])
+    assert m["dice"] == m["dice_1"] == pytest.approx((16 / 17 + 1) / 2)
+    assert m["iou"] == m["iou_1"] == pytest.approx((8 / 9 + 1) / 2)
+    truth[1, 6, 6] = 2  # now in image 1's truth, never predicted
+    m = meter_on(pred, truth, k=3)
+    assert math.isnan(m["hd95_2"]) and m["hd95"] == m["hd95_1"] == pytest.approx(naive_hd95(pred[0] == 1, truth[0] == 1) / 2)
 
 
 def naive_hd95(pred, truth, spacing=(1.0, 1.0)):
@@ -195,6 +218,13 @@ def test_hd95_of_each_foreground_class_and_their_mean():
     assert "hd95_0" not in m  # the background has no distance of its own
     binary = meter_on((pred == 1).astype(np.int64), (truth == 1).astype(np.int64))
     assert binary["hd95"] == pytest.approx(np.mean(one), rel=1e-4) and "hd95_1" not in binary  # its own: no copy
+    # the mean over images, not a median: three unequal distances
+    truth, pred = np.zeros((3, 32, 32), np.int64), np.zeros((3, 32, 32), np.int64)
+    truth[:, 8:16, 8:16] = 1
+    pred[0, 8:16, 9:17] = pred[1, 8:16, 10:18] = pred[2, 8:16, 8:16] = pred[2, 28:30, 28:30] = 1
+    distances = [naive_hd95(pred[i], truth[i]) for i in range(3)]
+    assert np.median(distances) != pytest.approx(np.mean(distances), rel=0.1)
+    assert meter_on(pred, truth)["hd95"] == pytest.approx(np.mean(distances), rel=1e-4)
 
 
 def test_augmentation_moves_image_and_mask_together():
@@ -471,6 +501,15 @@ def test_a_resamples_pixel_auc_is_its_pixels_ranked_again():
     negatives, positives = np.concatenate(meter.negative_scores), np.concatenate(meter.positive_scores)
     expected = roc_auc_score(np.r_[np.zeros(len(negatives)), np.ones(len(positives))], np.r_[negatives, positives])
     assert ResampledPixelAUC([meter], bins=64)(np.array([0])) == pytest.approx(expected, abs=1 / 64)
+    # the tie at the top, in quantile bins: a million positives at 1.0 kept apart from the
+    # negatives just below them (counted into the bin below, the AUC read 0.952 for 0.975)
+    rng = np.random.default_rng(4)
+    meter = task.new_meter()
+    meter.positive_scores = [np.ones(1_000_000, np.float32), rng.random(50_000).astype(np.float32)]
+    meter.negative_scores = [(1 - 1e-4 * rng.random(60)).astype(np.float32), rng.random(500).astype(np.float32)]
+    negatives, positives = np.concatenate(meter.negative_scores), np.concatenate(meter.positive_scores)
+    expected = roc_auc_score(np.r_[np.zeros(len(negatives)), np.ones(len(positives))], np.r_[negatives, positives])
+    assert ResampledPixelAUC([meter])(np.array([0])) == pytest.approx(expected, abs=1e-4)
 
 
 def test_resampled_auc_bins_are_numpys_distinct_scores_or_quantiles():
