@@ -211,3 +211,21 @@ def test_per_sample_mistakes_are_one_message_before_anything_is_scored(fast_tree
         err = capsys.readouterr().err
         assert says in " ".join(err.split()) and "Traceback" not in err
     assert (run / "run.json").read_bytes() == before and config.read_text() == "name: d\n"
+
+
+def test_a_probability_exactly_at_the_threshold_is_called_positive_as_eval_calls_it():
+    """A threshold chosen on float32-close validation scores is one of them: the sample with
+    that probability is positive in eval's figures (>=), so its row says so too."""
+    from types import SimpleNamespace
+
+    from peerdistill.operating_point import Rule, at_threshold, choose_threshold
+    from peerdistill.per_sample import _figures
+
+    top = np.float32(0.7)
+    threshold = choose_threshold(np.array([top, np.nextafter(top, np.float32(0)), 0.1], np.float32),
+                                 np.array([1, 0, 0]), Rule("youden"))
+    assert threshold == float(top) and at_threshold(np.array([top]), np.array([1]), threshold)["sensitivity"] == 1
+    task = SimpleNamespace(name="classification", class_names=["normal", "pneumonia"])
+    meter = SimpleNamespace(probs=[torch.tensor([[1 - top, top]])], targets=[torch.tensor([1])])
+    row = _figures(task, meter, {"op_threshold": threshold})
+    assert (row["op_predicted"], row["op_correct"]) == ("pneumonia", 1)
