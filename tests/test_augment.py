@@ -12,7 +12,7 @@ from peerdistill.data.image_io import IGNORE
 from peerdistill.detection import HeadLayout
 from peerdistill.errors import ConfigError
 from peerdistill.tasks import intensity
-from peerdistill.tasks.augment import (Augmentation, rotate_images, rotate_masks, warp_images, warp_masks,
+from peerdistill.tasks.augment import (Augmentation, augment_images, rotate_images, rotate_masks, warp_images, warp_masks,
                                        zoom_images, zoom_masks)
 from peerdistill.tasks.detection import DetectionTask
 
@@ -343,3 +343,112 @@ def test_the_config_sets_the_strengths_and_contrast_is_refused_once():
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["data.augment=[contrast]", "data.augment_range={contrast: 1.5}"])
     assert len(str(caught.value).splitlines()) == 2  # the heading and one problem
+
+
+def by_hand(image: list[list[int]], name: str) -> list[list[int]]:
+    """A flip or counter-clockwise quarter turn of a nested list, written out index by index."""
+    h, w = len(image), len(image[0])
+    if name == "hflip":
+        return [[image[r][w - 1 - c] for c in range(w)] for r in range(h)]
+    if name == "vflip":
+        return [[image[h - 1 - r][c] for c in range(w)] for r in range(h)]
+    return [[image[c][w - 1 - r] for c in range(h)] for r in range(w)]  # rot90: out[r][c] = in[c][w-1-r]
+
+
+@pytest.mark.parametrize("name", ["hflip", "vflip", "rot90"])
+def test_flips_and_quarter_turns_move_each_sample_and_its_mask_the_named_way(name):
+    """Each sample is itself or its transform written out by hand (not another flip), its mask
+    alike, and over draws both happen; a non-square batch is left alone by rot90."""
+    x = torch.arange(6 * 16).view(6, 1, 4, 4)
+    masks = x[:, 0] + 1000
+    seen = set()
+    for seed in range(8):
+        out, out_masks = augment_images(x, masks, (name,), torch.Generator().manual_seed(seed))
+        for i in range(6):
+            original = x[i, 0].tolist()
+            moved = out[i, 0].tolist()
+            assert moved in (original, by_hand(original, name)), (seed, i)
+            changed = moved != original
+            expected_mask = by_hand(masks[i].tolist(), name) if changed else masks[i].tolist()
+            assert out_masks[i].tolist() == expected_mask
+            seen.add(changed)
+    assert seen == {True, False}
+    if name == "rot90":
+        wide = torch.arange(2 * 24.0).view(2, 1, 4, 6)
+        assert torch.equal(augment_images(wide, None, (name,), torch.Generator().manual_seed(0))[0], wide)
+
+
+@pytest.mark.parametrize("name,strength", [("rotate", 30.0), ("scale", 0.3)])
+def test_warped_masks_turn_and_zoom_with_their_own_images(name, strength):
+    """Through ``Augmentation``: each sample's mask is warped by its image's angle or factor (the
+    unit test of rotate_masks/zoom_masks alone cannot see a pairing that swaps them)."""
+    labels = torch.zeros(16, 32, 32, dtype=torch.long)
+    labels[:, 6:14, 18:28] = 1
+    images = labels[:, None].float() * 2.0 - 1.0
+    out, out_masks = Augmentation((name,), {name: strength}).images(images, labels, torch.Generator().manual_seed(2))
+    changed = (out_masks != labels).flatten(1).any(1)
+    assert int(changed.sum()) >= 4
+    for i in range(16):
+        inside = out_masks[i] != IGNORE
+        agree = ((out[i, 0] > 0) == (out_masks[i] == 1))[inside].float().mean()
+        assert agree > 0.97, i  # the bound of the unit test above
+
+
+def shifts_of(aug: Augmentation, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The augmented value of pixel 0 of each sample minus the original."""
+    return (aug.images(x, None, torch.Generator().manual_seed(seed))[0] - x)[:, 0, 0, 0]
+
+
+def test_brightness_shifts_either_way_up_to_its_strength():
+    shift = shifts_of(Augmentation(("brightness",), {"brightness": 0.2}), torch.zeros(800, 1, 4, 4), 3)
+    moved = shift[shift != 0]
+    assert 300 < len(moved) < 500
+    assert float(moved.abs().max()) <= 0.2 + 1e-6
+    assert float(moved.min()) < -0.18 and float(moved.max()) > 0.18  # uniform on [-0.2, 0.2]
+    assert abs(float(moved.mean())) < 0.03  # its mean's standard deviation: 0.2 / sqrt(3 * 400) = 0.006
+
+
+def test_gamma_exponents_lie_between_one_over_one_plus_r_and_one_plus_r():
+    ramp = torch.linspace(0, 1, 5).view(1, 1, 1, 5).repeat(800, 1, 1, 1)  # pixel 2 is 0.5
+    out = Augmentation(("gamma",), {"gamma": 0.5}).images(ramp, None, torch.Generator().manual_seed(4))[0]
+    exponent = torch.log(out[:, 0, 0, 2].double()) / math.log(0.5)  # 0.5 ** e read back
+    moved = exponent[(exponent - 1).abs() > 1e-6]
+    assert 300 < len(moved) < 500
+    assert float(moved.min()) >= 1 / 1.5 - 1e-4 and float(moved.max()) <= 1.5 + 1e-4
+    assert float(moved.min()) < 0.7 and float(moved.max()) > 1.45  # the range is used
+
+
+def test_a_blur_drawn_at_the_bottom_of_its_range_is_the_full_strength(monkeypatch):
+    """The uniform draw u = 0 (torch.rand's smallest) gives a standard deviation of r, not 0,
+    which no kernel has: (0, r] is the range."""
+    impulse = torch.zeros(2, 1, 21, 21)
+    impulse[:, :, 10, 10] = 1
+    monkeypatch.setattr(Augmentation, "_draw", lambda self, b, g: (torch.ones(b, dtype=torch.bool), torch.zeros(b)))
+    out = Augmentation(("blur",), {"blur": 2.0}).images(impulse, None, torch.Generator().manual_seed(0))[0]
+    spread = (out[:, 0] * (torch.arange(21) - 10.0) ** 2).sum(dim=(-2, -1)).sqrt()
+    # the kernel's spread by hand: weights exp(-k^2 / (2 * 2^2)) at k = -6..6 (3 std either way), normalised
+    weights = {k: math.exp(-k * k / 8) for k in range(-6, 7)}
+    expected = math.sqrt(sum(k * k * w for k, w in weights.items()) / sum(weights.values()))
+    assert spread.tolist() == pytest.approx([expected] * 2, abs=1e-5)
+
+
+def test_the_border_a_warp_brings_in_takes_each_channels_own_minimum():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.stack([torch.rand(16, 16, generator=gen), 5 + torch.rand(16, 16, generator=gen)])[None]
+    x[0, 0, 8, 8], x[0, 1, 8, 8] = 0.0, 5.0  # each channel's minimum, by construction: 0 and 5
+    moves = torch.zeros(1, 2, 5, 5)
+    moves[:, 0] = 20.0  # every pixel reads 20 columns to its right: outside
+    for warped in (rotate_images(x, torch.tensor([45.0])), zoom_images(x, torch.tensor([0.5])), warp_images(x, moves)):
+        assert warped[0, :, 0, 0].tolist() == pytest.approx([0.0, 5.0], abs=1e-5)
+
+
+def test_elastic_moves_at_the_control_pixels_reach_but_never_pass_the_strength():
+    """17 x 17: the 5 x 5 control points sit on pixels 0, 4, ..., 16, where bicubic
+    interpolation passes exactly through their moves. A column ramp read there shows the x move:
+    at most r of the side counted from the first pixel's centre to the last's, 0.05 * 16 = 0.8."""
+    ramp = torch.arange(17.0).expand(400, 1, 17, 17).clone()
+    out = Augmentation(("elastic",), {"elastic": 0.05}).images(ramp, None, torch.Generator().manual_seed(6))[0]
+    inner = [4, 8, 12]
+    moved = (out - ramp)[:, 0][:, inner][:, :, inner]
+    assert float(moved.abs().max()) <= 0.8 + 1e-4
+    assert float(moved.abs().max()) > 0.78
