@@ -136,3 +136,34 @@ def test_normalize_errors_name_the_option():
         DataSpec(normalize={"mean": [0.1], "std": [0]})
     with pytest.raises(ConfigError, match=r"use split, imagenet or \{mean: \[...\], std: \[...\]\}"):
         DataSpec(normalize="foo")
+
+
+def test_split_all_joins_train_val_and_test_in_that_order():
+    """The order per-sample tables name the rows in (train, val, test): each split's images
+    marked with its own number."""
+    def part(mark):
+        return np.full((2, 1, 2, 2), mark, np.float32), np.array([0, 1])
+
+    data = DataSplits.from_arrays(*part(1), *part(2), *part(3), normalize=False)
+    assert data.split("all").x[:, 0, 0, 0].tolist() == [1, 1, 2, 2, 3, 3]
+
+
+@pytest.mark.parametrize("shape,expected", [((6, 1, 16, 3), (1, 16, 3)), ((6, 16, 16, 3), (3, 16, 16)),
+                                            ((6, 3, 16, 16), (3, 16, 16)), ((6, 2, 8, 4), (2, 8, 4))])
+def test_four_dimensional_arrays_are_channels_last_only_when_the_second_side_cannot_be_channels(shape, expected):
+    """The documented rule, case by case: [N, H, W, C] when the last side is 1..4 and the second
+    is not; a one-channel strip [6, 1, 16, 3] or a two-channel [6, 2, 8, 4] stays [N, C, H, W]."""
+    x, y = np.zeros(shape, np.float32), np.array([0, 1] * 3)
+    assert DataSplits.from_arrays(x, y, x, y, x, y, normalize=False).input_shape == expected
+
+
+def test_the_spread_of_standardised_images_is_each_channels_own():
+    """standardised_spread against plain torch reductions over three channels of other scales."""
+    from peerdistill.data.splits import TensorData, standardised_spread
+
+    gen = torch.Generator().manual_seed(0)
+    x = 25 + torch.tensor([0.5, 2.0, 4.0]).view(1, 3, 1, 1) * torch.randn(20, 3, 8, 8, generator=gen)
+    x[:, 2] -= 30
+    mean, std = standardised_spread(TensorData(x, torch.zeros(20, dtype=torch.long)))
+    torch.testing.assert_close(mean, x.double().mean(dim=(0, 2, 3)), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(std, x.double().std(dim=(0, 2, 3), unbiased=False), rtol=1e-7, atol=1e-9)

@@ -199,3 +199,32 @@ def test_32_bit_integer_images_share_one_fixed_scale(tmp_path):
         assert np.allclose(read_image(tmp_path / f"i{peak}.tif", grey=True), peak / 65535)
     Image.fromarray(np.full((4, 4), 4000, np.uint16)).save(tmp_path / "u16.png")
     assert np.allclose(read_image(tmp_path / "u16.png", grey=True), 4000 / 65535)
+
+
+def test_foreground_crops_are_never_centred_on_ignored_pixels():
+    """Class 1 only in a 4x4 block at rows/columns 2..5, columns 20..39 ignored (255, outside a
+    region of interest): every crop of 8 centred on foreground spans columns 0..9 at most, so it
+    holds class 1 and none lies wholly in the ignored half."""
+    x = torch.randn(1, 1, 40, 40)
+    y = torch.zeros(1, 40, 40, dtype=torch.long)
+    y[0, :, 20:] = 255
+    y[0, 2:6, 2:6] = 1
+    batches = PatchBatches(TensorData(x, y), patch=8, per_image=400, batch_size=40, device=torch.device("cpu"),
+                           generator=torch.Generator().manual_seed(0), foreground=1.0)
+    masks = [mask for _, part in batches for mask in part]
+    assert len(masks) == 400
+    assert all(bool((m == 1).any()) for m in masks)
+    assert not any(bool((m == 255).all()) for m in masks)
+
+
+def test_random_crops_reach_every_position_inside_the_image():
+    """A 10x10 image whose pixels hold their row (and a second channel their column), crops of 8:
+    the tops and lefts drawn are exactly 0, 1 and 2 (= range(10 - 8 + 1)), the last row and column
+    included."""
+    rows = torch.arange(10.0).view(10, 1).expand(10, 10)
+    x = torch.stack([rows, rows.T])[None]
+    batches = PatchBatches(TensorData(x, torch.zeros(1, 10, 10, dtype=torch.long)), patch=8, per_image=400,
+                           batch_size=40, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    crops = [crop for part, _ in batches for crop in part]
+    assert {int(c[0, 0, 0]) for c in crops} == {0, 1, 2}
+    assert {int(c[1, 0, 0]) for c in crops} == {0, 1, 2}

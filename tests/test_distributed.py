@@ -919,3 +919,38 @@ def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch
         cli.run_and_exit([])
     if joined:
         assert caught.value.args[0] == 1 and "RuntimeError: a bug" in capsys.readouterr().err
+
+
+def test_make_batches_drops_the_last_partial_batch_when_asked_in_memory_or_not():
+    """10 samples in batches of 4 with drop_last: floor(10 / 4) = 2 full batches, for a split
+    held in memory and for any other dataset; without it the last batch holds 2."""
+    from peerdistill.data.loaders import make_batches
+
+    data = numbered(10)
+    for dataset in (data, TensorDataset(data.x, data.y)):
+        for drop_last, sizes in ((True, [4, 4]), (False, [4, 4, 2])):
+            batches = make_batches(dataset, 4, CPU, shuffle=True, generator=torch.Generator().manual_seed(0),
+                                   drop_last=drop_last)
+            assert [len(y) for _, y in batches.iterate()] == sizes, (type(dataset).__name__, drop_last)
+
+
+def test_the_dataloaders_worker_seed_follows_the_runs_generator():
+    """Each epoch reseeds the loader's generator (its workers' base seed) with a number the run's
+    generator draws after the epoch's order, so runs of other seeds give their workers other
+    seeds (a dataset with random transforms in workers draws differently per run seed)."""
+    data = numbered(12)
+    seeds = []
+    for run_seed in (0, 1):
+        batches = DatasetBatches(TensorDataset(data.x, data.y), 4, CPU, shuffle=True,
+                                 generator=torch.Generator().manual_seed(run_seed), drop_last=True)
+        list(batches.iterate())
+        copy = torch.Generator().manual_seed(run_seed)
+        torch.randperm(12, generator=copy)  # the epoch's order
+        assert batches.loader_generator.initial_seed() == int(torch.randint(2**62, (1,), generator=copy))
+        seeds.append(batches.loader_generator.initial_seed())
+    assert seeds[0] != seeds[1]
+
+
+def test_in_order_batches_continue_at_the_batch_asked_for():
+    batches = TensorBatches(numbered(10), 4, CPU, shuffle=False)
+    assert [y.tolist() for _, y in batches.iterate(1)] == [[4, 5, 6, 7], [8, 9]]

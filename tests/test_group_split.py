@@ -232,3 +232,19 @@ def test_an_image_folder_split_by_patient_and_class(tmp_path):
     with pytest.raises(ConfigError, match="data.group_stratify applies to data kind"):
         validate({"task": "segmentation", "data": {"kind": "folders", "root": "x", "group_pattern": "p",
                                                    "group_stratify": True}})
+
+
+def test_stratified_group_cut_gives_val_and_test_their_share_of_the_whole():
+    """100 patients of 2 images, the first 20 ill, val = test = 0.2: test is 1/round(1 / 0.2) = 1/5
+    of 200 images (40), val 1/round(0.8 / 0.2) = 1/4 of the other 160 (40, 20 % of the whole, not
+    1/5 of the rest), each with 1/5 of the ill patients' 40 images; equal groups and a class count
+    every fold count divides make the folds exact."""
+    from peerdistill.data.splits import stratified_group_cut
+
+    groups = [f"p{k}" for k in range(100) for _ in range(2)]
+    labels = np.array([int(k < 20) for k in range(100) for _ in range(2)])
+    for seed in range(3):
+        train, val, test = stratified_group_cut(groups, labels, 0.2, 0.2, seed=seed)
+        assert (len(train), len(val), len(test)) == (120, 40, 40)
+        assert (labels[val].sum(), labels[test].sum()) == (8, 8)
+        assert not {groups[i] for i in train} & {groups[i] for i in np.concatenate([val, test])}

@@ -779,3 +779,16 @@ def test_val_masks_without_foreground_are_warned_of(tmp_path):
     ignored = SegmentationMeter(["background", "lesion"])
     ignored.update(clean, torch.full((2, 6, 6), 255, dtype=torch.long))  # every pixel ignored: nothing to score
     assert math.isnan(ignored.compute()["pixel_accuracy"])
+
+
+@pytest.mark.parametrize("missing", [1, 2])
+def test_a_foreground_class_missing_from_the_training_masks_is_refused_whichever_it_is(tmp_path, missing):
+    """Given split folders: the training masks hold the other foreground class only, val and test
+    both; class 1 is refused as class 2 is."""
+    kept = 3 - missing
+    both = square(kept)
+    both[4, 4] = missing
+    for split, masks in (("train", [square(kept)] * 2), ("val", [both]), ("test", [both])):
+        write_pairs(tmp_path / split, masks)
+    with pytest.raises(DataError, match=rf"class\(es\) \[{missing}\] have pixels in the val or test masks"):
+        folders(tmp_path)

@@ -803,3 +803,37 @@ def test_eval_pictures_and_predicted_masks_spread_the_classes_alike():
 
     for k, levels in ((2, [0, 255]), (3, [0, 128, 255]), (5, [0, 64, 128, 191, 255])):  # round(255 c / (k - 1))
         assert visible_levels(np.arange(k), k).tolist() == levels == visible_levels(torch.arange(k), k).tolist()
+
+
+@pytest.mark.parametrize("n,fraction,sizes", [(10, 0.15, (7, 1, 2)), (20, 0.2, (12, 4, 4))])
+def test_one_folder_is_cut_into_rounded_shares_of_the_whole(tmp_path, n, fraction, sizes):
+    """val and test are shares of all the pairs, rounded: 10 pairs at 0.15 give test round(1.5) = 2
+    and val round(8 * 0.15 / 0.85) = round(1.41) = 1; 20 at 0.2 give 4 and round(16 * 0.25) = 4."""
+    write_pairs(tmp_path / "d", n=n)
+    data = build_data(DataSpec(kind="folders", root=str(tmp_path / "d"), val_fraction=fraction,
+                               test_fraction=fraction))
+    assert (len(data.train), len(data.val), len(data.test)) == sizes
+
+
+def test_segmentation_statistics_are_the_training_images_alone():
+    """Train images 0.2 (one pixel 0.3), val 0.6, test 1.0: the saved mean and std are the
+    training images' (NumPy's, n - 1 as torch.std), and the training split is standardised by them."""
+    from peerdistill.data.segmentation import segmentation_splits
+
+    masks = np.zeros((4, 8, 8), np.int64)
+    masks[:, 2:6, 2:6] = 1
+    images = [np.full((4, 8, 8), value, np.float32) for value in (0.2, 0.6, 1.0)]
+    images[0][0, 0, 0] = 0.3
+    data = segmentation_splits(images, [masks] * 3)
+    assert data.stats["mean"] == pytest.approx([images[0].mean()], rel=1e-6)
+    assert data.stats["std"] == pytest.approx([images[0].std(ddof=1)], rel=1e-5)
+    assert float(data.train.x.mean()) == pytest.approx(0.0, abs=1e-5)
+    assert float(data.val.x.mean()) == pytest.approx((0.6 - images[0].mean()) / images[0].std(ddof=1), rel=1e-4)
+
+
+def test_synthetic_shapes_of_other_split_seeds_share_no_image():
+    """data.split_seed gives other data: no mask of seed 0's splits is in any split of seed 1."""
+    a, b = (build_data(DataSpec(kind="shapes", shapes_counts=[8, 8, 8], split_seed=s)) for s in (0, 1))
+    first = [m for split in (a.train, a.val, a.test) for m in split.y]
+    second = [m for split in (b.train, b.val, b.test) for m in split.y]
+    assert not any(torch.equal(m, n) for m in first for n in second)
