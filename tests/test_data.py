@@ -167,3 +167,35 @@ def test_the_spread_of_standardised_images_is_each_channels_own():
     mean, std = standardised_spread(TensorData(x, torch.zeros(20, dtype=torch.long)))
     torch.testing.assert_close(mean, x.double().mean(dim=(0, 2, 3)), rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(std, x.double().std(dim=(0, 2, 3), unbiased=False), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("n,val,test,sizes", [
+    (100, 0.25, 0.5, (25, 25, 50)),  # val and test each their own share (not swapped)
+    (100, 0.1, 0.3, (60, 10, 30)),  # 0.1 / 0.7 of 70 is 10.000000000000002 in floats: was 11
+    (1000, 0.07, 0.13, (800, 70, 130)),  # 0.07 * 1000 is 70.00000000000001: was 71
+    (1797, 0.2, 0.2, (1077, 360, 360)),  # a share that is no whole number is rounded up (359.4: 360), as before
+])
+def test_a_stratified_split_gives_val_and_test_their_shares_of_the_whole(n, val, test, sizes):
+    x, y = np.zeros((n, 2), np.float32), np.arange(n) % 2
+    data = DataSplits.stratified(x, y, val_fraction=val, test_fraction=test, seed=0, class_names=["a", "b"])
+    assert (len(data.train), len(data.val), len(data.test)) == sizes
+
+
+def test_share_count_rounds_up_what_floats_leave_whole():
+    from peerdistill.data.splits import share_count
+
+    assert [share_count(f, n) for f, n in ((0.07, 1000), (0.1 / 0.7, 70), (0.2, 1797), (0.15, 100), (0.001, 10))] \
+        == [70, 10, 360, 15, 1]
+
+
+def test_a_constant_feature_or_channel_is_standardised_to_zero_not_nan():
+    """Its std (0) is floored at 1e-6, so (3 - 3) / 1e-6 = 0 where 0 / 0 would be NaN."""
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(size=40), np.full(40, 3.0)], axis=1)
+    y = np.arange(40) % 2
+    data = DataSplits.from_arrays(x, y, x, y, x, y)
+    assert data.stats["std"][1] == pytest.approx(1e-6)
+    assert data.train.x[:, 1].tolist() == [0.0] * 40
+    images = np.concatenate([rng.random((40, 1, 4, 4)), np.full((40, 1, 4, 4), 0.5)], axis=1).astype(np.float32)
+    flat = DataSplits.from_arrays(images, y, images, y, images, y)
+    assert torch.equal(flat.train.x[:, 1], torch.zeros(40, 4, 4))

@@ -792,3 +792,32 @@ def test_a_foreground_class_missing_from_the_training_masks_is_refused_whichever
         write_pairs(tmp_path / split, masks)
     with pytest.raises(DataError, match=rf"class\(es\) \[{missing}\] have pixels in the val or test masks"):
         folders(tmp_path)
+
+
+def test_a_16_bit_image_is_resized_as_its_8_bit_twin_and_read_in_colour_as_three_channels(tmp_path):
+    """The same picture saved as 8-bit v and 16-bit v * 257 reads alike when resized (both
+    bilinear: within one 8-bit step), and the 16-bit grey file read for a colour model is its
+    value / 65535 in three equal channels, as an 8-bit grey file is."""
+    picture = np.random.default_rng(0).integers(0, 256, (4, 4)).astype(np.uint8)
+    save(picture, tmp_path / "eight.png")
+    Image.fromarray(picture.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    eight = read_image(tmp_path / "eight.png", (7, 7), grey=True)
+    sixteen = read_image(tmp_path / "sixteen.png", (7, 7), grey=True)
+    assert np.abs(eight - sixteen).max() <= 1 / 255 + 1e-6
+    Image.fromarray(np.full((4, 4), 4000, np.uint16)).save(tmp_path / "flat.png")
+    colour = read_image(tmp_path / "flat.png")
+    assert colour.shape == (4, 4, 3) and np.allclose(colour, 4000 / 65535)
+
+
+def test_the_binary_mask_rule_at_its_boundaries():
+    """Masks whose largest value is 50 or less read any value above 0 as foreground; above 50,
+    a value above 127 (so 128 is foreground and 127 not)."""
+    from peerdistill.data.image_io import MaskValues, binarized
+
+    def read(rows):
+        return [b.tolist() for b in binarized([MaskValues(np.array(rows), False)] * 2)][0]
+
+    assert read([[0, 127, 128, 255]]) == [[0, 0, 1, 1]]
+    assert read([[0, 50]]) == [[0, 1]]
+    with pytest.warns(UserWarning, match="no mask keeps a foreground pixel"):
+        assert read([[0, 51]]) == [[0, 0]]

@@ -837,3 +837,30 @@ def test_synthetic_shapes_of_other_split_seeds_share_no_image():
     first = [m for split in (a.train, a.val, a.test) for m in split.y]
     second = [m for split in (b.train, b.val, b.test) for m in split.y]
     assert not any(torch.equal(m, n) for m in first for n in second)
+
+
+def test_balanced_class_weights_of_masks_leave_ignored_pixels_out():
+    """6 background, 2 foreground and 8 ignored pixels: n / (k count_c) over the 8 counted,
+    8 / (2 * 6) and 8 / (2 * 2) (scikit-learn's rule by hand), two weights."""
+    from peerdistill.tasks.classification import balanced_class_weights
+
+    masks = torch.tensor([[[0, 0, 0, 1], [0, 0, 0, 1], [255] * 4, [255] * 4]])
+    assert balanced_class_weights(masks, 2, ignore_index=255).tolist() == pytest.approx([8 / 12, 8 / 4])
+
+
+def test_the_ensemble_of_maps_of_two_sizes_is_at_the_larger():
+    """Student A at 8 x 8 (a checkerboard of probabilities), B at 4 x 4 (0.5 everywhere, the same
+    at any size): the mean (a + 0.5) / 2 at 8 x 8."""
+    a = torch.zeros(1, 2, 8, 8)
+    a[:, 1] = (torch.arange(8).view(8, 1) + torch.arange(8)) % 2 * 0.8 + 0.1
+    a[:, 0] = 1 - a[:, 1]
+    b = torch.full((1, 2, 4, 4), 0.5)
+    torch.testing.assert_close(SegmentationTask(2).ensemble([a, b]), (a + 0.5) / 2)
+    torch.testing.assert_close(SegmentationTask(2).ensemble([b, a]), (a + 0.5) / 2)
+
+
+def test_a_mask_value_equal_to_the_class_count_is_named():
+    task = SegmentationTask(2)
+    with pytest.raises(DataError, match="the train masks hold value 2, outside the 2 classes"):
+        task.check_targets(torch.tensor([[[0, 1], [2, 255]]]), "train")
+    task.check_targets(torch.tensor([[[0, 1], [1, 255]]]), "train")  # 255: ignored

@@ -11,7 +11,7 @@ import numpy as np
 from ..config import DataSpec
 from ..errors import DataError, SplitError
 from .image_io import check_root_folder, image_files, read_image
-from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups,
+from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups, share_count,
                      stratified_group_cut)
 
 SPLITS = ("train", "val", "test")
@@ -194,7 +194,8 @@ def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
 
     files, labels = parts["train"]
     try:
-        keep, val = train_test_split(np.arange(len(files)), test_size=spec.val_fraction, stratify=labels,
+        keep, val = train_test_split(np.arange(len(files)), test_size=share_count(spec.val_fraction, len(files)),
+                                     stratify=labels,
                                      random_state=spec.split_seed)
     except ValueError as exc:
         raise DataError(f"{source}: cannot cut a stratified val split from train: {exc}") from None
