@@ -407,7 +407,8 @@ def test_a_dataloader_epoch_resumed_in_the_middle_draws_the_same_worker_seed():
 
 MICRO_SYNC_SCRIPT = textwrap.dedent('''
     """Under torchrun, one training step in micro-batches: each DDP model's gradient buckets are
-    all-reduced once (with the last part's backward), as in a step on the whole batch."""
+    all-reduced once (with the last part's backward), as in a step on the whole batch; each
+    process's gradients after the step are saved."""
     import collections, json, os, sys
 
     import torch
@@ -417,7 +418,7 @@ MICRO_SYNC_SCRIPT = textwrap.dedent('''
     from peerdistill.config import validate
 
     tree = json.loads(sys.argv[1])
-    out = {}
+    out, grads = {}, {}
     for micro in (None, 12):
         tree["train"]["micro_batch_size"] = micro
         trainer, data = make_trainer(validate(tree), progress=False)
@@ -433,8 +434,10 @@ MICRO_SYNC_SCRIPT = textwrap.dedent('''
         x, y = next(iter(trainer.train_batches))
         trainer.step(x, y)
         out[str(micro)] = {"models": len(ddp), "calls": dict(calls)}
+        grads[str(micro)] = torch.cat([p.grad.flatten() for r in ddp for p in r.parameters()])
     with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
         json.dump(out, fh)
+    torch.save(grads, os.path.join(tree["out_dir"], f"grads{os.environ['RANK']}.pt"))
     torch.distributed.barrier()
     from peerdistill.engine.distributed import end_process
     end_process(0)  # the results are written; torch's DDP leaves gloo's threads to the exit
@@ -458,6 +461,10 @@ def test_micro_batches_share_each_gradient_once_per_step(tmp_path):
         assert seen["None"]["models"] == 2  # the teacher, and the packed students
         assert set(seen["None"]["calls"].values()) == {1}  # each bucket once in a step on the whole batch
         assert seen["12"] == seen["None"]
+    # shared with the last part's backward, the whole step's gradients: each process steps alike
+    grads = [torch.load(tmp_path / f"grads{rank}.pt", weights_only=True) for rank in range(2)]
+    for micro in ("None", "12"):
+        torch.testing.assert_close(grads[0][micro], grads[1][micro], rtol=1e-6, atol=1e-8)
 
 
 COMPARE_SCRIPT = textwrap.dedent('''

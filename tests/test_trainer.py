@@ -550,3 +550,30 @@ def test_per_class_figures_of_many_classes_stay_out_of_each_epochs_row():
     assert not any(key.startswith(("val/ensemble/recall_1", "val/student1/precision_")) for key in row)
     assert {f"recall_{c}" for c in range(21)} <= set(result.test_at_best["student1"])
     assert {f"precision_{c}" for c in range(21)} <= set(result.val_at_best["ensemble"])
+
+
+def test_under_loss_scaling_only_gradient_overflows_are_routine(tiny_data):
+    """With a gradient scaler (fp16), skips for overflowing gradients alone are its calibration:
+    neither warned of nor stopped for; a non-finite loss term among them is named, and an epoch
+    of skips only stops the run. (A stand-in scaler: the CPU has none.)"""
+    from peerdistill.errors import NonFiniteError
+
+    t = trainer(make_cohort())
+    t._setup(tiny_data)
+    t.scaler = object()
+    t.skipped_steps, t.skip_causes = 7, {"gradient of model 'student1'": 7}
+    t._check_skipped(0, 7)
+    t.skip_causes = {"gradient of model 'student1'": 6, "loss term 'student1/ce'": 1}
+    with pytest.raises(NonFiniteError, match=r"every step of epoch 1 was skipped .*loss term 'student1/ce' \(1 step\)"):
+        t._check_skipped(0, 7)
+
+
+def test_a_run_without_skipped_steps_warns_of_none(tiny_data):
+    import warnings
+
+    from peerdistill.errors import NonFiniteStepsWarning
+
+    t = trainer(make_cohort(), train=TrainSpec(epochs=2, batch_size=32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NonFiniteStepsWarning)
+        assert len(t.fit(tiny_data).history) == 2

@@ -369,7 +369,7 @@ def test_the_models_a_run_ships_under_ema_are_the_averages_of_its_live_weights(t
     trajectory = []
     start = {k: v.clone() for k, v in make_cohort()["student1"].module.state_dict().items()}
     run(None, trajectory)
-    averaged, _ = run(0.8)
+    averaged, result = run(0.8)
     expected = dict(start)
     for t, live in enumerate(trajectory):
         d = min(0.8, (1 + t) / (10 + t))
@@ -380,6 +380,14 @@ def test_the_models_a_run_ships_under_ema_are_the_averages_of_its_live_weights(t
         torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6)
         if v.is_floating_point() and k.endswith("weight"):
             assert not torch.allclose(v, trajectory[-1][k])  # not the live weights
+    # the models in memory after fit are the averages too, and the test figures are theirs
+    in_memory = averaged.cohort["student1"].module
+    for k, v in in_memory.state_dict().items():
+        torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6)
+    shipped.eval()
+    with torch.no_grad():
+        by_hand = (shipped(tiny_data.test.x).argmax(1) == tiny_data.test.y).float().mean().item()
+    assert result.test_at_last["student1"]["accuracy"] == pytest.approx(by_hand)
 
 
 def test_a_buffer_assigned_anew_each_step_is_averaged_too():
@@ -408,3 +416,189 @@ def test_a_buffer_assigned_anew_each_step_is_averaged_too():
     with average.swapped_in():
         torch.testing.assert_close(model.mu, expected)
     assert torch.equal(model.mu, live)
+
+
+def test_a_models_own_learning_rate_follows_the_warmup_and_schedule(tiny_data):
+    """A member's lr replaces optim.lr for that model alone: warm-up factor (e + 1) / (W + 1), then
+    cosine over the other epochs, lr (1 + cos(pi k / 2)) / 2, written out for 0.05 and 0.003."""
+    cohort = make_cohort()
+    cohort["student1"].lr = 0.05
+    t = trainer(cohort, optim=OptimSpec(lr=0.003, warmup_epochs=1), train=TrainSpec(epochs=3, batch_size=32))
+    history = t.fit(tiny_data).history
+    for name, lr in (("student1", 0.05), ("student2", 0.003), ("teacher", 0.003)):
+        expected = [lr / 2, lr * (1 + math.cos(0)) / 2, lr * (1 + math.cos(math.pi / 2)) / 2]
+        assert [row[f"lr/{name}"] for row in history] == pytest.approx(expected, rel=1e-9), name
+
+
+def _recording(t, kill_before: int | None = None) -> list[dict]:
+    """Wraps ``t.step``: each step's returned terms and gradient norms as floats, appended to the
+    list returned; with ``kill_before``, a KeyboardInterrupt instead of that step (counted from 0)."""
+    seen, step = [], t.step
+
+    def recorded(x, y, ramp):
+        if kill_before is not None and len(seen) == kill_before:
+            raise KeyboardInterrupt
+        terms = step(x, y, ramp)
+        seen.append({"terms": {k: float(v) for k, v in terms.items()},
+                     "norms": {k: float(v) for k, v in t.grad_norms.items()}})
+        return terms
+
+    t.step = recorded
+    return seen
+
+
+class _NaNOnFirstStepOfEachEpoch(nn.Module):
+    """A small CNN whose first training forward of every epoch (7 steps: 240 samples in batches
+    of 32, the last dropped) is NaN."""
+
+    def __init__(self):
+        super().__init__()
+        from peerdistill.models import SmallCNN
+
+        self.net, self.calls = SmallCNN(1, 3, width=4, depth=1), 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls % 7 == 1:
+                x = x * float("nan")
+        return self.net(x)
+
+
+def test_each_epochs_loss_means_are_over_its_kept_steps_and_its_skips_are_its_own(tiny_data):
+    """With one step of each epoch skipped for a NaN, each row counts that epoch's skip (1, not a
+    running total) and each term's mean is the sum over the 6 kept steps / 6, by hand from the
+    terms each step returned."""
+    from peerdistill.models import SmallCNN
+
+    seed_everything(0)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=4, depth=1), _NaNOnFirstStepOfEachEpoch()],
+                                 teacher=SmallCNN(1, 3, width=8, depth=2))
+    t = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite="skip"))
+    seen = _recording(t)
+    with pytest.warns(UserWarning, match="1 of 7 training steps skipped"):
+        history = t.fit(tiny_data).history
+    assert [row["skipped_steps"] for row in history] == [1, 1]
+    for epoch, row in enumerate(history):
+        kept = [s["terms"] for s in seen[7 * epoch:7 * epoch + 7] if s["terms"]]
+        assert len(kept) == 6
+        for name in kept[0]:
+            assert row[f"train/loss/{name}"] == pytest.approx(sum(k[name] for k in kept) / 6, rel=1e-6), name
+
+
+def test_an_epoch_resumed_from_a_step_checkpoint_logs_the_means_over_all_its_steps(tiny_data, tmp_path):
+    """Checkpoints every 2 steps, killed before step 5 of 7 of epoch 1, resumed: the epoch's loss
+    and gradient-norm means are over its 7 steps, the 4 of the first session (whose sums the
+    checkpoint after step 4 holds) and the 3 trained after the resume."""
+    spec, optim = TrainSpec(epochs=2, batch_size=32, checkpoint_every_steps=2), OptimSpec(clip_grad_norm=0.5)
+    first = trainer(make_cohort(), train=spec, optim=optim, run_dir=tmp_path / "run")
+    before = _recording(first, kill_before=4)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(tiny_data)
+    again = trainer(make_cohort(), train=spec, optim=optim, run_dir=tmp_path / "run")
+    after = _recording(again)
+    row = again.fit(tiny_data, resume=True).history[0]
+    steps = before + after[:3]  # the checkpoint after step 4 (index 3) holds the sums of steps 0-3
+    assert len(steps) == 7
+    for name in ("teacher", "student1", "student2"):
+        assert row[f"train/grad_norm/{name}"] == pytest.approx(sum(s["norms"][name] for s in steps) / 7, rel=1e-6)
+    for name in steps[0]["terms"]:
+        assert row[f"train/loss/{name}"] == pytest.approx(sum(s["terms"][name] for s in steps) / 7, rel=1e-6)
+
+
+def test_a_running_runs_metrics_file_counts_its_best_epoch_from_one(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    t = trainer(make_cohort(), train=TrainSpec(epochs=2, batch_size=32), run_dir=run)
+    _scripted(t, [0.5, 0.4])
+    seen = []
+    t.callbacks.append(lambda epoch, row: seen.append(read_json(run / "metrics.json")["best_epoch"]))
+    t.fit(tiny_data)
+    assert seen == [1, 1]  # epoch 1 is the best after either, counted from 1 as the history rows are
+
+
+def test_a_resumed_run_remembers_the_best_score_before_the_kill(tiny_data, tmp_path):
+    """Scores 0.9, 0.5, killed, then 0.6: the best of the three is epoch 1's 0.9, not the first
+    epoch trained after the resume."""
+    spec = TrainSpec(epochs=3, batch_size=32)
+    first = trainer(make_cohort(), train=spec, run_dir=tmp_path / "run")
+    _scripted(first, [0.9, 0.5])
+
+    def killed_after_the_second_epoch(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    first.callbacks.append(killed_after_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(tiny_data)
+    again = trainer(make_cohort(), train=spec, run_dir=tmp_path / "run")
+    _scripted(again, [0.6])
+    result = again.fit(tiny_data, resume=True)
+    assert result.best_epoch == 0 and result.val_at_best["ensemble"]["accuracy"] == 0.9
+
+
+def test_unequal_micro_batches_weigh_by_their_share_of_the_batch(tiny_data):
+    """10 samples in parts of at most 4 (4, 3, 3): the terms and gradients of the whole batch of
+    10, and the cross-entropy of student 1 as F.cross_entropy over the 10 samples."""
+    whole, parts = _micro_trainer(None), _micro_trainer(4)
+    for t in (whole, parts):
+        t._setup(tiny_data)
+        t.cohort.train()
+    x, y = tiny_data.train.x[:10], tiny_data.train.y[:10]
+    with torch.no_grad():
+        by_hand = torch.nn.functional.cross_entropy(parts.cohort["student1"].module(x), y)
+    expected, got = whole.step(x, y), parts.step(x, y)
+    assert float(got["student1/ce"]) == pytest.approx(float(by_hand), rel=1e-5)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name].float(), rtol=1e-5, atol=1e-7)
+    for name in whole.optimizers:
+        for a, b in zip(_gradients(parts)[name], _gradients(whole)[name]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [2, 3])
+def test_a_batchnorm_batch_of_two_or_three_is_never_cut(tiny_data, batch):
+    """micro_batch_size 1 on a batch of 2 or 3: len // 2 = 1 part, the batch whole."""
+    t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=batch, micro_batch_size=1))
+    t._setup(tiny_data)
+    t.cohort.train()
+    sizes = []
+    t.cohort["student1"].module.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    t.step(tiny_data.train.x[:batch], tiny_data.train.y[:batch])
+    assert sizes == [batch]
+
+
+def test_each_step_applies_its_own_batchs_gradients_only(tiny_data):
+    """After a second step, each student's gradient is that of its own loss on the second batch,
+    by plain autograd on a copy taken between the steps (no edges: cross-entropy alone)."""
+    import copy
+
+    seed_everything(0)
+    nets = [_norm_free_net(4), _norm_free_net(4)]
+    t = Trainer(Cohort.from_modules(nets), KnowledgeGraph([]), ClassificationTask(3), device="cpu", progress=False,
+                optim=OptimSpec(lr=1e-2), train=TrainSpec(epochs=1, batch_size=32))
+    t._setup(tiny_data)
+    t.cohort.train()
+    (x1, y1), (x2, y2) = list(t.train_batches)[:2]
+    t.step(x1, y1)
+    for member in t.cohort.students:
+        twin = copy.deepcopy(member.module)
+        torch.nn.functional.cross_entropy(twin(x2), y2).backward()
+        member.twin = twin
+    t.step(x2, y2)
+    for member in t.cohort.students:
+        for p, q in zip(member.module.parameters(), member.twin.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                       ("adamw", torch.optim.AdamW)])
+def test_each_model_gets_the_optimizer_and_settings_the_config_names(tiny_data, name, kind):
+    spec = OptimSpec(name=name, lr=0.02, momentum=0.8, weight_decay=3e-4)
+    t = trainer(make_cohort(), optim=spec)
+    t._setup(tiny_data)
+    for model, optimizer in t.optimizers.items():
+        group = optimizer.param_groups[0]
+        assert type(optimizer) is kind, model
+        assert (group["lr"], group["weight_decay"]) == (0.02, 3e-4), model
+        if name == "sgd":
+            assert (group["momentum"], group["nesterov"]) == (0.8, True), model
