@@ -222,3 +222,23 @@ def test_a_layer_output_changed_in_place_later_is_refused_not_read_changed():
     recorder.remove()
     with pytest.raises(ConfigError, match="changed in place"):  # a self-distillation head placed there too
         HeadedModel(SmallCNN(1, 3, 4, 3), ["features.1"], "features.9", 3, torch.zeros(2, 1, 8, 8))
+
+
+def test_a_connector_projects_at_the_learners_size_then_resizes():
+    """Channels and size both differ: the 1x1 convolution and BatchNorm (training statistics over
+    the learner's own 8x8 positions) first, then bilinear resizing to the target's 4x4, written out
+    with plain tensor operations."""
+    torch.manual_seed(0)
+    c = Connector((4, 8, 8), (6, 4, 4)).train()
+    x = torch.randn(3, 4, 8, 8) * 2 + 1
+    conv, norm = c.project[0], c.project[1]
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+        projected = torch.einsum("oc,bchw->bohw", conv.weight[:, :, 0, 0], x)
+        mean = projected.mean(dim=(0, 2, 3), keepdim=True)
+        var = projected.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        normalised = (projected - mean) / torch.sqrt(var + norm.eps)
+        expected = normalised * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+        expected = nn.functional.interpolate(expected, size=(4, 4), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(c(x, (4, 4)), expected, rtol=1e-4, atol=1e-5)

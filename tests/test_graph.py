@@ -435,3 +435,51 @@ def test_a_saved_config_with_keys_its_edge_kind_never_read_still_builds_its_grap
     # read back, it is the config written without them: compare reuses the run, --resume takes it
     edges[0].pop("temperature"), edges[1].pop("source_layer"), edges[1].pop("target_layer")
     assert cfg.distill == validate(tree).distill
+
+
+def test_peer_feature_edges_share_gamma_among_the_other_students():
+    """With three students, each of a student's two peer edges weighs 1/2 of its weight: the DML
+    mean over peers, for features (gamma) as for logits (beta)."""
+    layers = {"teacher": "t", "a": "x", "b": "y", "c": "z"}
+    edges = preset_edges("styles", ["teacher"], ["a", "b", "c"], gamma=3.0, beta=2.0, feature_layers=layers)
+    peers = [e for e in edges if e.source != "teacher"]
+    assert sorted((e.source, e.target, e.kind, e.weight) for e in peers) == sorted(
+        [(s, t, "kl", 1.0) for s in "abc" for t in "abc" if s != t]
+        + [(s, t, "hint", 1.5) for s in "abc" for t in "abc" if s != t])
+
+
+def test_dense_teacher_terms_share_their_weight_among_the_teachers():
+    """Two teachers: each teacher's pair, holistic and cwd edge into a student weighs half of
+    pair_weight, holistic_weight and cwd_weight."""
+    layers = {"t1": "l", "t2": "l", "a": "x"}
+    edges = preset_edges("multi-teacher", ["t1", "t2"], ["a"], pair_weight=0.6, holistic_weight=0.2,
+                         cwd_weight=0.4, feature_layers=layers)
+    dense = {(e.source, e.kind): e.weight for e in edges if e.kind in ("pair", "holistic", "cwd")}
+    assert dense == pytest.approx({(t, kind): w for t in ("t1", "t2")
+                                   for kind, w in (("pair", 0.3), ("holistic", 0.1), ("cwd", 0.2))})
+
+
+def test_a_combined_source_at_two_temperatures_gives_each_edge_its_own_target():
+    """teachers -> a at T = 1 and teachers -> b at T = 4: each KL against the teachers' weighted
+    mean (3:1) softened at its own edge's temperature, by hand."""
+    g = torch.Generator().manual_seed(4)
+    logits = {n: torch.randn(5, 3, generator=g) for n in ["teacher1", "teacher2", "a", "b"]}
+    graph = _bound_graph([Edge(TEACHERS, "a", "kl", 1.0, 1.0), Edge(TEACHERS, "b", "kl", 1.0, 4.0)])
+    terms = graph.losses(CohortOutput(logits))
+    for student, T in (("a", 1.0), ("b", 4.0)):
+        p1, p2 = _softmax_rows(logits["teacher1"], T), _softmax_rows(logits["teacher2"], T)
+        q = torch.tensor([[(3 * x + y) / 4 for x, y in zip(r1, r2)] for r1, r2 in zip(p1, p2)])
+        assert terms[f"{student}/kl<-teachers"].item() == pytest.approx(naive_kl_to(logits[student], q, T), rel=1e-5)
+
+
+def test_an_edge_of_weight_zero_is_no_term_and_its_source_is_not_read():
+    """A switched-off edge leaves no term in the records, and a NaN from its source cannot reach the
+    total."""
+    g = torch.Generator().manual_seed(5)
+    logits = {"t": torch.full((4, 3), float("nan")), "a": torch.randn(4, 3, generator=g),
+              "b": torch.randn(4, 3, generator=g)}
+    graph = KnowledgeGraph([Edge("t", "a", "kl", 0.0, 4.0), Edge("b", "a", "kl", 1.0, 1.0)])
+    terms = graph.losses(CohortOutput(logits))
+    assert list(terms) == ["a/kl<-b"]
+    q = torch.tensor(_softmax_rows(logits["b"], 1.0))
+    assert terms["a/kl<-b"].item() == pytest.approx(naive_kl_to(logits["a"], q, 1.0), rel=1e-5)
