@@ -242,3 +242,20 @@ def test_a_connector_projects_at_the_learners_size_then_resizes():
         expected = normalised * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
         expected = nn.functional.interpolate(expected, size=(4, 4), mode="bilinear", align_corners=False)
         torch.testing.assert_close(c(x, (4, 4)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_hint_through_a_connector_reaches_the_targets_channels_and_size():
+    """Learner ones [1, 1, 2, 2], target zeros [1, 2, 4, 4]: the graph's connector (1x1 weights 2,
+    BatchNorm in eval at its initial mean 0 and variance 1) gives 2 / sqrt(1 + 1e-5) everywhere at
+    4x4, so the hint is 0.5 * 4 / (1 + 1e-5), by hand."""
+    from peerdistill.cohort import CohortOutput
+    from peerdistill.graph import Edge, KnowledgeGraph
+
+    graph = KnowledgeGraph([Edge("t", "s", "hint", 1.0, 1.0, "f", "f")])
+    out = CohortOutput(logits={}, features={"s": {"f": torch.ones(1, 1, 2, 2)}, "t": {"f": torch.zeros(1, 2, 4, 4)}})
+    connectors = graph.build_connectors(out)
+    connector = connectors["s/hint<-t[f<-f]"].eval()
+    with torch.no_grad():
+        connector.project[0].weight.fill_(2.0)
+    loss = graph.losses(out, connectors=connectors)["s/hint<-t[f<-f]"]
+    assert loss.item() == pytest.approx(0.5 * 4 / (1 + 1e-5), rel=1e-6)

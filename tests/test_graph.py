@@ -483,3 +483,25 @@ def test_an_edge_of_weight_zero_is_no_term_and_its_source_is_not_read():
     assert list(terms) == ["a/kl<-b"]
     q = torch.tensor(_softmax_rows(logits["b"], 1.0))
     assert terms["a/kl<-b"].item() == pytest.approx(naive_kl_to(logits["a"], q, 1.0), rel=1e-5)
+
+
+def test_a_frozen_teachers_logits_may_be_saved_for_backward_by_a_users_loss():
+    """Cloned out of inference mode: a logit_distiller multiplying the student's logits by the
+    teacher's keeps the teacher's for backward. By hand: x = [1, 2], student = identity, teacher
+    W = [[2, 1], [0, 3]], b = [1, -1] gives [5, 5]; mean(s * t) = (5 + 10) / 2 = 7.5, and
+    d/dW_ij = t_i x_j / 2."""
+    student, teacher = nn.Linear(2, 2), nn.Linear(2, 2)
+    with torch.no_grad():
+        student.weight.copy_(torch.eye(2))
+        student.bias.zero_()
+        teacher.weight.copy_(torch.tensor([[2.0, 1.0], [0.0, 3.0]]))
+        teacher.bias.copy_(torch.tensor([1.0, -1.0]))
+    cohort = Cohort.from_modules([student], teacher=teacher, frozen_teacher=True)
+    out = cohort.forward(torch.tensor([[1.0, 2.0]]))
+    assert not out.logits["teacher"].is_inference()
+    graph = KnowledgeGraph([Edge("teacher", "student1")], logit_distiller=lambda s, t, T, y: (s * t).mean())
+    graph.bind(cohort)
+    loss = graph.losses(out)["student1/kl<-teacher"]
+    loss.backward()
+    assert loss.item() == pytest.approx(7.5)
+    assert student.weight.grad.flatten().tolist() == pytest.approx([2.5, 5.0, 2.5, 5.0])
