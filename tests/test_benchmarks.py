@@ -116,3 +116,16 @@ def test_hd95_methods_prints_every_case_with_all_three_ways(tmp_path):
     assert len(rows) == 7 and all(line.startswith(r["case"]) for r, line in zip(rows, out.splitlines()[2:]))
     assert all(r["kdtree_ms"] > 0 and r["edt_ms"] > 0 and r["rule_ms"] > 0 for r in rows)
     assert {r["takes"] for r in rows} == {"kdtree", "edt"}  # the cases fall on both sides of the rule
+
+
+def test_busy_cores_times_each_thread_setting(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "busy_cores.py"), "--busy", "0", "--epochs", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = proc.stdout.splitlines()[-1]
+    assert row.startswith("0 busy (python): torch's default:") and "(1.00)" in row
+    assert "OMP_WAIT_POLICY=PASSIVE:" in row and "OMP_NUM_THREADS=1:" in row
+    refused = subprocess.run([sys.executable, str(BENCHMARKS / "busy_cores.py")], cwd=tmp_path, capture_output=True,
+                             text=True, env={**env, "OMP_NUM_THREADS": "2"})
+    assert refused.returncode == 2 and "unset OMP_NUM_THREADS first" in refused.stderr
