@@ -694,3 +694,58 @@ def test_one_models_export_and_prediction_read_its_file_alone(digits_run, tmp_pa
     assert main(["export", str(run), "--model", "student9"]) == 2
     assert "--model 'student9': the run has ['student1', 'student2', 'teacher'], 'best' and 'ensemble'" in " ".join(
         capsys.readouterr().err.split())
+
+
+def test_the_ensemble_graph_is_the_mean_of_every_students_probabilities():
+    from peerdistill.export import EnsembleProbabilities
+
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    x = torch.randn(3, 4)
+    expected = (a(x).softmax(1) + b(x).softmax(1)) / 2
+    torch.testing.assert_close(EnsembleProbabilities({"a": a, "b": b})(x), expected, rtol=1e-6, atol=1e-7)
+
+
+class _Shifted(nn.Module):
+    """``model`` plus ``shift`` where ``differs(x)`` is true: the PyTorch side of a parity check
+    whose largest difference from the exported ``model`` is ``shift`` by construction."""
+
+    def __init__(self, model, differs, shift=1.0, one_value=False):
+        super().__init__()
+        self.model, self.differs, self.shift, self.one_value = model, differs, shift, one_value
+
+    def forward(self, x):
+        y = self.model(x).clone()
+        if self.differs(x):
+            if self.one_value:
+                y[(0,) * y.ndim] += self.shift
+            else:
+                y = y + self.shift
+        return y
+
+
+@pytest.mark.parametrize("differs,one_value", [
+    (lambda t: t.shape[0] != 4, False),  # only at the second batch size
+    (lambda t: t.shape[0] == 4, False),  # only at the first: a later input must not hide it
+    (lambda t: True, True),  # one value of each output: the largest difference, not a mean
+])
+def test_parity_is_the_largest_difference_over_every_input(tmp_path, differs, one_value):
+    from peerdistill.export import onnx_parity, to_onnx
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3).eval()
+    x = torch.randn(4, 4)
+    to_onnx(model, x, tmp_path / "m.onnx", dense=False)
+    got = onnx_parity(_Shifted(model, differs, one_value=one_value), tmp_path / "m.onnx", x)
+    assert got == pytest.approx(1.0, abs=1e-5)
+
+
+def test_parity_of_maps_is_checked_at_another_height_and_width(tmp_path):
+    from peerdistill.export import onnx_parity, to_onnx
+
+    torch.manual_seed(0)
+    model = nn.Conv2d(1, 2, 3, padding=1).eval()
+    x = torch.randn(2, 1, 24, 24)
+    to_onnx(model, x, tmp_path / "m.onnx", dense=True)
+    got = onnx_parity(_Shifted(model, lambda t: t.shape[-1] != 24), tmp_path / "m.onnx", x, dense=True)
+    assert got == pytest.approx(1.0, abs=1e-5)
