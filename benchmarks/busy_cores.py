@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--busy-kind", choices=sorted(LOOPS), default="python")
     parser.add_argument("--epochs", type=int, default=3)
     ns = parser.parse_args(argv)
+    if ns.busy < 0 or ns.epochs < 1:
+        parser.error(f"--busy must be 0 or more and --epochs 1 or more, got {ns.busy} and {ns.epochs}")
     inherited = [k for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ]
     if inherited:
         print(f"busy_cores.py: unset {', '.join(inherited)} first: each setting sets its own", file=sys.stderr)

@@ -199,3 +199,12 @@ def test_a_constant_feature_or_channel_is_standardised_to_zero_not_nan():
     images = np.concatenate([rng.random((40, 1, 4, 4)), np.full((40, 1, 4, 4), 0.5)], axis=1).astype(np.float32)
     flat = DataSplits.from_arrays(images, y, images, y, images, y)
     assert torch.equal(flat.train.x[:, 1], torch.zeros(40, 4, 4))
+
+
+@pytest.mark.parametrize("val,message", [(0.45, "5 test, 5 val and 0 training"), (1e-9, "2 test, 0 val and 8 training")])
+def test_fractions_that_leave_a_split_empty_are_named_with_their_counts(val, message):
+    from peerdistill.errors import SplitError
+
+    with pytest.raises(SplitError, match=message):
+        DataSplits.stratified(np.zeros((10, 2), np.float32), np.arange(10) % 2, val_fraction=val,
+                              test_fraction=0.2 if val < 0.1 else 0.45, seed=0, class_names=["a", "b"])

@@ -195,8 +195,7 @@ def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
     files, labels = parts["train"]
     try:
         keep, val = train_test_split(np.arange(len(files)), test_size=share_count(spec.val_fraction, len(files)),
-                                     stratify=labels,
-                                     random_state=spec.split_seed)
+                                     stratify=labels, random_state=spec.split_seed)
     except ValueError as exc:
         raise DataError(f"{source}: cannot cut a stratified val split from train: {exc}") from None
     pick = lambda idx: ([files[i] for i in sorted(idx)], [labels[i] for i in sorted(idx)])  # noqa: E731

@@ -143,11 +143,15 @@ class DataSplits:
         if folds:
             train, val, test = fold_cut(len(y_np), fold, folds, val_fraction, seed, labels=y_np)
         else:
+            n_test, n_val = share_count(test_fraction, len(idx)), share_count(val_fraction, len(idx))
+            if min(n_test, n_val) < 1 or len(idx) - n_test - n_val < 1:
+                raise SplitError(f"{len(idx)} samples cannot be cut into {n_test} test, {n_val} val and "
+                                 f"{len(idx) - n_test - n_val} training samples",
+                                 "each split needs one at least: give more samples, or other "
+                                 "data.val_fraction / data.test_fraction")
             try:
-                rest, test = train_test_split(idx, test_size=share_count(test_fraction, len(idx)), stratify=y_np,
-                                              random_state=seed)
-                train, val = train_test_split(rest, test_size=share_count(val_fraction, len(idx)),
-                                              stratify=y_np[rest], random_state=seed)
+                rest, test = train_test_split(idx, test_size=n_test, stratify=y_np, random_state=seed)
+                train, val = train_test_split(rest, test_size=n_val, stratify=y_np[rest], random_state=seed)
             except ValueError as exc:
                 raise SplitError(*_stratify_failure(exc, y_np, kwargs.get("class_names"))) from None
         x_np = np.asarray(x)
