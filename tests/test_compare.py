@@ -791,3 +791,61 @@ def test_the_command_names_a_bad_config_by_its_file_or_setting_before_loading_to
         assert proc.returncode == 2 and said in proc.stderr, (case, proc.stderr)
         assert "'train.epochs': Input should be greater than 0" in proc.stderr, case
         assert proc.stdout.strip() == "torch not loaded", case
+
+
+def _fake_run(seed, val, test, monitor="ensemble/hd95"):
+    """A finished run's metrics as compare reads them, written by hand (no training)."""
+    roles = {"teacher": "teacher", "student1": "student", "student2": "student", "student1@head1": "head"}
+    return {"setting": "kd", "seed": seed, "run": f"kd-seed{seed}",
+            "metrics": {"monitor": monitor, "roles": roles,
+                        "val_at_best": {m: {"hd95": v} for m, v in val.items()},
+                        "test_at_best": {m: {"hd95": v} for m, v in test.items()}}}
+
+
+def test_the_best_student_is_the_student_best_on_validation_by_the_monitors_direction():
+    """'best student' is chosen per run among the students alone, on the validation figure, and
+    for a lower-is-better monitor (HD95) the lowest wins; its cell is then that student's test
+    figure, averaged over the runs."""
+    import math
+
+    from peerdistill.compare import aggregate
+
+    # seed 0: student2 has the lower val HD95 (3 < 5) though student1 tests better; the teacher,
+    # a head and the ensemble are better still on validation but are no students
+    seed0 = _fake_run(0, val={"teacher": 1.0, "student1": 5.0, "student2": 3.0, "student1@head1": 0.5, "ensemble": 0.2},
+                      test={"teacher": 2.0, "student1": 4.0, "student2": 6.0, "student1@head1": 0.1, "ensemble": 1.0})
+    # seed 1: student1 wins on validation (2 < 7) and tests worse than student2
+    seed1 = _fake_run(1, val={"teacher": 1.0, "student1": 2.0, "student2": 7.0, "student1@head1": 0.5, "ensemble": 0.2},
+                      test={"teacher": 2.0, "student1": 9.0, "student2": 8.0, "student1@head1": 0.1, "ensemble": 1.0})
+    best = next(r for r in aggregate([seed0, seed1]) if r["model"] == "best student")
+    assert best["values"] == [6.0, 9.0]  # student2's test HD95 in seed 0, student1's in seed 1
+    assert best["mean"] == 7.5 and best["std"] == pytest.approx(math.sqrt(((6 - 7.5) ** 2 + (9 - 7.5) ** 2) / 1))
+
+
+def test_compare_csv_holds_each_runs_value_to_six_decimals_and_the_mean_and_sample_std():
+    import csv
+    import io
+    import statistics
+
+    from peerdistill.compare import _csv, aggregate
+
+    values = [0.1234567, 0.2345678, 0.3456789]
+    runs = [{"setting": "kd", "seed": s, "run": f"kd-seed{s}",
+             "metrics": {"monitor": "ensemble/accuracy", "roles": {"student1": "student"},
+                         "val_at_best": {"student1": {"accuracy": v}}, "test_at_best": {"student1": {"accuracy": v}}}}
+            for s, v in enumerate(values)]
+    (row, *_) = [r for r in csv.DictReader(io.StringIO(_csv(aggregate(runs)))) if r["model"] == "student1"]
+    assert row["values"] == "0.123457;0.234568;0.345679"
+    assert float(row["mean"]) == pytest.approx(sum(values) / 3, abs=1e-15)
+    assert float(row["std"]) == pytest.approx(statistics.stdev(values), abs=1e-15)  # sample std (n - 1)
+    assert (row["n"], row["runs"]) == ("3", "kd-seed0;kd-seed1;kd-seed2")
+
+
+def test_overwrite_removes_every_table_of_the_runs_it_replaces(tmp_path):
+    from peerdistill.compare import _replace
+
+    for name in ("compare.csv", "compare.md", "differences.csv", "notes.txt"):
+        (tmp_path / name).write_text("old")
+    _replace([], tmp_path)  # (no runs to mark)
+    # the differences too: they pair runs about to be replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -25,3 +25,12 @@ def test_relocated_moves_only_paths_inside_the_old_directory():
     assert relocated(tree, "/a/cmp", "/c/moved") == {
         "out_dir": "/c/moved", "teacher": {"checkpoint": "/c/moved/independent-seed0"},
         "data": {"root": "/a/cmpdata"}, "others": ["/c/moved/x", "/b/y"], "seed": 3}
+
+
+def test_the_summary_names_the_first_four_differences_and_counts_the_rest():
+    from peerdistill.config_diff import summary
+
+    changed = [f"k{i}: {i} in the run, {i + 1} now" for i in range(6)]
+    assert summary(changed) == "; ".join(changed[:4]) + "; and 2 more"
+    assert summary(changed[:4]) == "; ".join(changed[:4])  # all shown: no "and 0 more"
+    assert summary(changed[:5], most=2) == "; ".join(changed[:2]) + "; and 3 more"

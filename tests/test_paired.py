@@ -205,3 +205,50 @@ def test_how_images_are_read_or_where_the_file_is_named_is_not_another_split(tmp
     for other in ({**data, "split_seed": 1}, {**data, "test_fraction": 0.3}, {**data, "root": str(tmp_path / "e")},
                   {**data, "pixel_spacing": [0.5, 0.5]}):  # (millimetres: HD95 in another unit)
         assert identity(other) != identities[0], other
+
+
+def test_differences_csv_puts_each_figure_under_its_own_column():
+    import csv
+    import io
+
+    from peerdistill.paired import differences_csv
+
+    d = paired_difference([0.80, 0.90, 0.85], [0.70, 0.85, 0.90], "accuracy")
+    (row,) = csv.DictReader(io.StringIO(differences_csv([{"setting": "kd", "baseline": "independent",
+                                                          "model": "ensemble", "metric": "accuracy",
+                                                          "difference": d}])))
+    mean = (0.10 + 0.05 - 0.05) / 3
+    half = T_975_2 * float(np.std([0.10, 0.05, -0.05], ddof=1)) / math.sqrt(3)
+    assert (row["setting"], row["baseline"], row["model"], row["metric"]) == ("kd", "independent", "ensemble", "accuracy")
+    assert row["mean_difference"] == f"{mean:.6f}"
+    assert (row["ci95_low"], row["ci95_high"]) == (f"{mean - half:.6f}", f"{mean + half:.6f}")  # the low end first
+    assert (row["pairs"], row["better"], row["tied"]) == ("3", "2", "0")
+
+
+def test_a_figure_without_a_direction_says_nothing_of_better_or_tied():
+    # a temperature of the same value in one pair: no "better", so no "tied" either
+    d = paired_difference([1.0, 1.4], [1.0, 1.0], "cal_temperature")
+    assert d.tied == 1 and d.better is None
+    assert d.cell() == f"+0.2000 [{d.low:+.4f}, {d.high:+.4f}]"
+
+
+def test_with_folds_every_seed_and_fold_is_a_pair_and_the_caption_counts_them(tmp_path):
+    from peerdistill.compare import compare
+
+    tree = {"name": "f", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+            "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 256}}
+    result = compare(tree, ["independent", "ml"], 1, folds=2, progress=False)
+    rows = {r["setting"]: r for r in result.rows if r["model"] == "ensemble" and r["metric"] == "accuracy"}
+    (d,) = [d["difference"] for d in result.differences if d["model"] == "ensemble" and d["metric"] == "accuracy"]
+    # 1 seed x 2 folds: two pairs, fold k of ml against fold k of independent
+    assert rows["ml"]["runs"] == ["ml-seed0-fold0", "ml-seed0-fold1"]
+    assert d.pairs == 2 and d.mean == pytest.approx(np.mean(np.subtract(rows["ml"]["values"], rows["independent"]["values"])))
+    assert "on the same split (2 pairs at most)" in result.markdown
+
+
+def test_an_infinite_figure_says_why_its_difference_has_no_interval():
+    # an HD95 of inf (no mask found in a run): the mean moves to inf and no interval exists
+    d = paired_difference([math.inf, 1.0], [2.0, 2.0], "hd95")
+    assert d.mean == math.inf and math.isnan(d.low) and (d.pairs, d.better) == (2, 1)
+    assert d.cell() == "+inf [no interval: an infinite figure] 1/2 better"
+    assert paired_difference([3.0], [2.0], "hd95").cell() == "+1.0000 0/1 better"  # one pair: none, as before

@@ -229,3 +229,46 @@ def test_a_probability_exactly_at_the_threshold_is_called_positive_as_eval_calls
     meter = SimpleNamespace(probs=[torch.tensor([[1 - top, top]])], targets=[torch.tensor([1])])
     row = _figures(task, meter, {"op_threshold": threshold})
     assert (row["op_predicted"], row["op_correct"]) == ("pneumonia", 1)
+
+
+def test_classification_rows_give_truth_prediction_and_tempered_probabilities_by_hand():
+    """Each row's class names, correctness and p_ columns, the probabilities tempered as
+    softmax(log p / T) when eval fitted a temperature (the called class may then change at the
+    threshold, never the largest one)."""
+    from types import SimpleNamespace
+
+    from peerdistill.per_sample import _figures
+
+    task = SimpleNamespace(name="classification", class_names=["normal", "pneumonia"])
+
+    def meter(p1, truth):
+        return SimpleNamespace(probs=[torch.tensor([[1 - p1, p1]])], targets=[torch.tensor([truth])])
+
+    right = _figures(task, meter(0.25, 0), {})
+    assert (right["truth"], right["predicted"], right["correct"]) == ("normal", "normal", 1)
+    assert right["p_normal"] == pytest.approx(0.75) and right["p_pneumonia"] == pytest.approx(0.25)
+    wrong = _figures(task, meter(0.25, 1), {})
+    assert (wrong["truth"], wrong["predicted"], wrong["correct"]) == ("pneumonia", "normal", 0)
+    wrong = _figures(task, meter(0.75, 0), {})
+    assert (wrong["truth"], wrong["predicted"], wrong["correct"]) == ("normal", "pneumonia", 0)
+    # T = 2 flattens 0.25 / 0.75 to sqrt(.25) / (sqrt(.25) + sqrt(.75)) = 0.3660: at threshold 0.3,
+    # positive tempered, negative untempered
+    p = np.sqrt(0.25) / (np.sqrt(0.25) + np.sqrt(0.75))
+    hot = _figures(task, meter(0.25, 1), {"cal_temperature": 2.0, "op_threshold": 0.3})
+    assert hot["p_pneumonia"] == pytest.approx(p) and hot["p_normal"] == pytest.approx(1 - p)
+    assert (hot["predicted"], hot["op_predicted"], hot["op_correct"]) == ("normal", "pneumonia", 1)
+    cold = _figures(task, meter(0.25, 0), {"op_threshold": 0.3})
+    assert (cold["op_predicted"], cold["op_correct"]) == ("normal", 1)
+
+
+def test_names_of_other_samples_than_those_scored_are_left_out():
+    from types import SimpleNamespace
+
+    task = SimpleNamespace(name="classification", class_names=["a", "b"])
+    meters = [SimpleNamespace(probs=[torch.tensor([[0.9, 0.1]])], targets=[torch.tensor([0])]) for _ in range(2)]
+    # names for 3 samples (data given from Python) do not name these 2: no file column
+    rows = per_sample_rows(task, {"m": meters}, ("file", ["x.png", "y.png", "z.png"]), {})
+    assert [r["sample"] for r in rows] == [0, 1] and all("file" not in r for r in rows)
+    rows = per_sample_rows(task, {"m": meters, "n": meters}, ("file", ["x.png", "y.png"]), {})
+    assert [(r["sample"], r["file"], r["model"]) for r in rows] == [
+        (0, "x.png", "m"), (0, "x.png", "n"), (1, "y.png", "m"), (1, "y.png", "n")]

@@ -546,3 +546,127 @@ def test_the_confusion_matrix_and_roc_figures_draw_the_counts_and_curves_by_hand
         legend = figure.axes[0].get_legend().get_texts()[0].get_text()
         assert f"area {expected:.3f}" in legend, (legend, expected)
         plt.close(figure)
+
+
+def test_the_model_columns_go_teachers_students_best_student_then_ensemble():
+    from peerdistill.report import model_order
+
+    seen = ["ensemble", "student1", "teacher2", "best student", "student1@head1", "student2", "teacher1"]
+    # teachers by name, students as first seen, the summary columns last; heads only in compare.csv
+    assert model_order(seen) == ["teacher1", "teacher2", "student1", "student2", "best student", "ensemble"]
+    # ten teachers or more: by number, not as text (teacher10 after teacher2)
+    assert model_order([f"teacher{i}" for i in (10, 2, 1)]) == ["teacher1", "teacher2", "teacher10"]
+
+
+def test_a_comparison_cell_names_the_runs_only_when_some_gave_no_number():
+    from peerdistill.report import seeds_cell
+
+    def row(values):
+        finite = [v for v in values if v == v]
+        return {"mean": float(np.mean(finite)) if finite else math.nan,
+                "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan,
+                "n": len(finite), "values": values}
+
+    assert seeds_cell(row([0.5, 0.7, 0.9])) == "0.7000 ± 0.2000"  # all runs gave one: no count
+    assert seeds_cell(row([0.5, math.nan, 0.9])) == "0.7000 ± 0.2828 (2 of 3 runs)"
+    assert seeds_cell(row([math.nan, math.nan])) == "n/a"  # none did: n/a, no "(0 of 2 runs)"
+
+
+def test_per_class_comparison_rows_give_each_setting_its_own_figures():
+    from peerdistill.report import comparison_per_class_rows
+
+    def row(setting, cls, values):
+        return {"setting": setting, "model": "student1", "metric": f"recall_{cls}", "values": values,
+                "n": len(values), "mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
+
+    rows = [row("independent", "a", [0.1, 0.3]), row("independent", "b", [0.2, 0.4]),
+            row("kd", "a", [0.5, 0.7]), row("kd", "b", [0.6, 1.0])]
+    sd = f"{np.std([0.1, 0.3], ddof=1):.4f}"
+    assert comparison_per_class_rows(rows, ["independent", "kd"], ["student1"], "recall", ["a", "b"]) == [
+        ["independent", "a", f"0.2000 ± {sd}"], ["independent", "b", f"0.3000 ± {sd}"],
+        ["kd", "a", f"0.6000 ± {sd}"], ["kd", "b", f"0.8000 ± {np.std([0.6, 1.0], ddof=1):.4f}"]]
+
+
+def test_a_markdown_table_has_a_separator_cell_per_column():
+    from peerdistill.report import markdown_table
+
+    # GitHub draws no table when the separator row has fewer cells than the header
+    assert markdown_table(["setting", "student1", "ensemble"], [["kd", "0.9000", "0.9100"]]) == (
+        "| setting | student1 | ensemble |\n|---|---:|---:|\n| kd | 0.9000 | 0.9100 |")
+    assert markdown_table(["setting", "class", "student1"], [["kd", "a", "0.5"]], left=2).splitlines()[1] == (
+        "|---|---|---:|")
+
+
+def test_the_calibration_table_puts_each_figure_under_its_own_column():
+    from peerdistill.report import calibration_table
+
+    table = calibration_table({"student1": {"cal_temperature": 1.23456, "ece": 0.1, "cal_ece": 0.02,
+                                            "brier": 0.3, "cal_brier": 0.25}}, "t")
+    cells = {column.header: column._cells[0] for column in table.columns}
+    assert cells == {"model": "student1", "temperature": "1.235", "ece": "0.1000", "ece tempered": "0.0200",
+                     "brier": "0.3000", "brier tempered": "0.2500"}
+
+
+def test_an_interval_cell_gives_the_low_end_first():
+    from peerdistill.report import interval_table
+
+    values = {"dice": 0.8, "ci95_low_dice": 0.7, "ci95_high_dice": 0.85, "ci95_resamples_dice": 95}
+    table = interval_table({"student1": values}, "t", ("dice",))
+    assert table.columns[1]._cells[0] == "0.8000 [0.7000, 0.8500] (95 resamples)"
+
+
+def test_macs_are_multiply_accumulates_counted_by_hand():
+    from torch import nn
+
+    from peerdistill.costs import count_macs
+
+    # a linear layer of 8 -> 4 does 8 x 4 multiply-accumulates; a 3x3 conv of 2 -> 5 channels on
+    # an 6x6 image (padding 1) does 5 x 6 x 6 x (2 x 3 x 3) of them; one input, not a batch
+    assert count_macs(nn.Linear(8, 4), (8,)) == 8 * 4
+    assert count_macs(nn.Conv2d(2, 5, 3, padding=1), (2, 6, 6)) == 5 * 6 * 6 * 2 * 3 * 3
+
+
+def test_compression_is_the_reference_parameters_over_each_models_frozen_or_not():
+    from torch import nn
+
+    from peerdistill.costs import model_costs
+
+    teacher = nn.Sequential(nn.Linear(8, 32), nn.Linear(32, 4))  # 8*32+32 + 32*4+4 = 420 parameters
+    teacher.requires_grad_(False)  # a frozen teacher ships all its weights all the same
+    student = nn.Linear(8, 4)  # 36 parameters
+    costs = model_costs({"teacher": teacher, "student1": student}, (8,), {}, reference="teacher")
+    assert costs["teacher"]["parameters"] == 420 and costs["student1"]["parameters"] == 36
+    assert costs["student1"]["compression"] == round(420 / 36, 2) == 11.67  # times smaller than the teacher
+    assert costs["teacher"]["compression"] == 1.0
+
+
+def test_latency_is_the_median_of_the_timed_passes_after_warm_up(monkeypatch):
+    import torch
+    from torch import nn
+
+    from peerdistill import costs
+
+    clock = [0.0]
+    # each forward pass takes the next of these times (ms) on a fake clock: 3 slow warm-up passes,
+    # then 10 timed ones with one outlier
+    durations = iter([100.0, 100.0, 100.0, 1, 2, 3, 4, 50, 5, 6, 7, 8, 9])
+
+    class Ticking(nn.Module):
+        def forward(self, x):
+            clock[0] += next(durations) / 1000
+            return x
+
+    monkeypatch.setattr(costs.time, "perf_counter", lambda: clock[0])
+    assert costs.latency_ms(Ticking(), (1,), torch.device("cpu"), repeats=10) == pytest.approx(
+        float(np.median([1, 2, 3, 4, 50, 5, 6, 7, 8, 9])))  # 5.5: neither the warm-up nor the outlier's mean
+
+
+def test_a_runs_cost_columns_give_parameters_mmacs_and_compression_to_two_decimals():
+    from peerdistill.report import results_table
+
+    costs = {"teacher": {"parameters": 1_234_567, "macs": 2_345_678, "compression": 1.0},
+             "student1": {"parameters": 105_802, "macs": 123_456, "compression": round(1_234_567 / 105_802, 2)}}
+    table = results_table("t", {m: {"accuracy": 0.5} for m in costs}, costs=costs)
+    cells = {column.header: column._cells for column in table.columns}
+    assert cells["params"] == ["1,234,567", "105,802"] and cells["MMACs"] == ["2.35", "0.12"]
+    assert cells["x smaller"] == ["1.00", "11.67"]  # 1234567 / 105802 = 11.668...

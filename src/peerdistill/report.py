@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -204,7 +205,9 @@ BEST_STUDENT = "best student"
 def model_order(models: list[str]) -> list[str]:
     """Teachers, students, best student, ensemble; self-distillation heads (``@``) are left out."""
     models = [m for m in dict.fromkeys(models) if "@" not in m]
-    head = sorted(m for m in models if m.startswith("teacher"))
+    # by their number, as numbers: teacher2 before teacher10
+    head = sorted((m for m in models if m.startswith("teacher")),
+                  key=lambda m: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", m)])
     tail = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
     return head + [m for m in models if m not in head and m not in tail] + tail
 
