@@ -217,3 +217,24 @@ def test_compare_names_the_run_in_what_choosing_on_its_validation_split_warns(tm
     with pytest.warns(PeerdistillWarning, match="^ml-seed1: the fitted temperature of student1 20") as said:
         assert _with_chosen_on_val(metrics, tmp_path / "ml-seed1", None, True, set()) == metrics
     assert len(said) == 1  # said once, naming the run, not also without it
+
+
+def test_a_zero_probability_for_the_label_costs_as_much_as_the_smallest_one_and_no_more():
+    # float32 softmax underflows to exactly 0: that sample must not make the NLL infinite (every T
+    # alike, the fit then arbitrary) nor score better than a label given a tiny probability
+    worst = -math.log(np.finfo(np.float64).tiny)
+    right = np.tile([[0.2, 0.8]], (3, 1))
+    labels = np.array([1, 1, 1, 1])
+    for t in (0.5, 1.0, 2.0):
+        zero = nll(np.vstack([right, [1.0, 0.0]]), labels, t)
+        assert zero == pytest.approx((3 * naive_nll(right, labels[:3], t) + worst) / 4, rel=1e-12)
+        tiny = nll(np.vstack([right, [1.0, 1e-310]]), labels, t)  # -log(1e-310) = 713.8 > worst
+        assert math.isfinite(zero) and tiny <= zero
+    assert 0.05 < fit_temperature(np.vstack([right, [1.0, 0.0]]), labels) < 20  # the fit still finds a minimum
+
+
+def test_an_empty_validation_split_is_refused_with_the_reason():
+    from peerdistill.errors import DataError
+
+    with pytest.raises(DataError, match="needs a validation split with samples to fit on"):
+        fit_temperature(np.zeros((0, 2)), np.zeros(0, dtype=int))

@@ -749,3 +749,144 @@ def test_parity_of_maps_is_checked_at_another_height_and_width(tmp_path):
     to_onnx(model, x, tmp_path / "m.onnx", dense=True)
     got = onnx_parity(_Shifted(model, lambda t: t.shape[-1] != 24), tmp_path / "m.onnx", x, dense=True)
     assert got == pytest.approx(1.0, abs=1e-5)
+
+
+def test_csv_columns_follow_the_class_order_and_a_probability_at_the_threshold_is_positive(tmp_path):
+    import csv
+
+    from peerdistill.predict import _write_csv
+
+    # values exact in binary: 0.5 reaches a threshold of 0.5 (called positive, "at least" it)
+    probs = torch.tensor([[0.5, 0.5], [0.75, 0.25], [0.125, 0.875]])
+    _write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "t.csv", threshold=0.5)
+    rows = list(csv.reader((tmp_path / "t.csv").open()))
+    assert rows == [["input", "predicted", "p_normal", "p_abnormal"], ["a", "abnormal", "0.500000", "0.500000"],
+                    ["b", "normal", "0.750000", "0.250000"], ["c", "abnormal", "0.125000", "0.875000"]]
+    _write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "u.csv")  # no threshold: the larger one
+    assert [r[1] for r in list(csv.reader((tmp_path / "u.csv").open()))[1:]] == ["normal", "normal", "abnormal"]
+
+
+def test_predictions_do_not_depend_on_the_batch_size(digits_run, tmp_path):
+    import csv
+
+    from peerdistill.data.splits import standardize
+    from peerdistill.predict import predict_files
+
+    images = np.random.default_rng(4).random((4, 8, 8)).astype(np.float32)  # float: kept as they are
+    np.savez(tmp_path / "x.npz", images=images)
+    _, module, _, meta = pick_model(digits_run, "student1")
+    with torch.no_grad():  # each input alone, by hand
+        expected = [module(standardize(torch.from_numpy(im)[None, None], meta["data_stats"])).softmax(1)[0].numpy()
+                    for im in images]
+    predict_files(digits_run, [str(tmp_path / "x.npz")], tmp_path / "p.csv", model="student1", batch_size=2)
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    got = np.array([[float(r[f"p_{c}"]) for c in range(10)] for r in rows])
+    assert [r["input"] for r in rows] == [f"{tmp_path / 'x.npz'}[{i}]" for i in range(4)]
+    np.testing.assert_allclose(got, np.stack(expected), atol=2e-6)
+
+
+def test_an_export_that_does_not_say_whether_its_run_finished_is_predicted_without_a_note(digits_run, tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.predict import predict_files
+
+    path = export_run(digits_run, model="student1", out=tmp_path / "old.onnx").path
+    side = json.loads(path.with_suffix(".json").read_text())
+    del side["run_finished"]  # as exports written before it was recorded
+    path.with_suffix(".json").write_text(json.dumps(side))
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "digit.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        predict_files(path, [str(tmp_path / "digit.png")], tmp_path / "p.csv")
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 2
+
+
+def test_a_sliding_window_ensembles_graph_checked_by_a_probe_gives_every_students_maps(patch_shapes_run, tmp_path):
+    """Without its recorded digest (a graph changed on purpose) the graph is probed: a sliding-window
+    ensemble's graph gives each student's score maps side by side, students x classes of them."""
+    from PIL import Image
+
+    from peerdistill.predict import predict_files
+
+    path = export_run(patch_shapes_run, model="ensemble", out=tmp_path / "e.onnx").path
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["output"] == "student_logits" and side["ensemble_of"] == 2 and side["num_classes"] == 2
+    np.savez(tmp_path / "x.npz", images=np.random.default_rng(0).random((1, 32, 32)).astype(np.float32))
+    predict_files(path, [str(tmp_path / "x.npz")], tmp_path / "as-exported")
+    path.with_suffix(".json").write_text(json.dumps({**side, "onnx_sha256": None}))
+    predict_files(path, [str(tmp_path / "x.npz")], tmp_path / "probed")
+    masks = [np.asarray(Image.open(tmp_path / f / "x_0_mask.png")) for f in ("as-exported", "probed")]
+    assert masks[0].shape == (32, 32) and np.array_equal(*masks)
+
+
+def test_segmentation_inputs_of_one_height_and_different_widths_each_get_their_own_mask(shapes_run, tmp_path):
+    # inputs are batched by their whole size: two of one height and other widths cannot be stacked
+    from PIL import Image
+
+    from peerdistill.predict import predict_files
+
+    rng = np.random.default_rng(5)
+    files = []
+    for name, hw in (("a", (40, 52)), ("b", (40, 28))):
+        Image.fromarray((rng.random(hw) * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+        files.append(str(tmp_path / f"{name}.png"))
+    predict_files(shapes_run, files, tmp_path / "together", model="student1")
+    predict_files(shapes_run, files[1:], tmp_path / "alone", model="student1")
+    b = [np.asarray(Image.open(tmp_path / f / "b_mask.png")) for f in ("together", "alone")]
+    assert np.asarray(Image.open(tmp_path / "together" / "a_mask.png")).shape == (40, 52)
+    assert b[0].shape == (40, 28) and np.array_equal(*b)
+
+
+def test_visible_masks_spread_the_classes_over_0_to_255(tmp_path):
+    from PIL import Image
+
+    from peerdistill.predict import _write_masks
+    from peerdistill.predict_inputs import Inputs
+
+    # class k of K as round(255 k / (K - 1)): two classes 0 and 255, three 0, 128 and 255
+    labels = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 0]])
+    for k, levels in ((2, [0, 255]), (3, [0, 128, 255])):
+        scores = torch.nn.functional.one_hot(labels % k, k).permute(2, 0, 1).float()  # [K, 2, 4]
+        read = Inputs(["m.npz[0]"], ["m_0"], [np.zeros((2, 4, 1), np.float32)], [(2, 4)])
+        _write_masks(read, [scores], tmp_path / f"k{k}", visible=True)
+        written = np.asarray(Image.open(tmp_path / f"k{k}" / "m_0_mask.png"))
+        assert written.tolist() == np.array(levels)[(labels % k).numpy()].tolist()
+
+
+def test_box_pictures_draw_each_box_in_its_inputs_own_pixels(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import peerdistill.pictures
+    from peerdistill.pictures import PALETTE
+    from peerdistill.predict import _draw_boxes
+    from peerdistill.predict_inputs import Inputs
+
+    monkeypatch.setattr(peerdistill.pictures, "PICTURE_MIN_SCORE", 0.0)
+    # a 48x64 input seen at 32x32: the box (4, 8)-(12, 16) seen is (8, 12)-(24, 24) in its own pixels
+    read = Inputs(["wide.png"], ["wide"], [np.zeros((32, 32, 1), np.float32)], [(48, 64)],
+                  [np.zeros((48, 64, 1), np.float32)])
+    found = {"boxes": torch.tensor([[4.0, 8.0, 12.0, 16.0]]), "scores": torch.tensor([0.5]), "labels": torch.tensor([1])}
+    _draw_boxes(read, (32, 32), [found], ["cat", "dog"], tmp_path)
+    picture = np.asarray(Image.open(tmp_path / "wide_boxes.png"))
+    colour = PALETTE[1 + 1 % (len(PALETTE) - 1)]
+    outlined = (picture == colour).all(axis=-1)
+    assert picture.shape == (48, 64, 3)
+    assert outlined[12, 8:24].all() and outlined[23, 8:24].all() and outlined[12:24, 23].all()  # its edges
+    assert not outlined[:12].any() and not outlined[:, :8].any()  # above and left of it (its label is inside, below)
+
+
+def test_a_difference_of_exactly_the_tolerance_passes_and_one_above_it_does_not(digits_run, tmp_path, monkeypatch):
+    import peerdistill.export as export
+    from peerdistill.export import ExportError
+
+    # the check is "exceeds 1e-4": a difference of 1e-4 itself is within it
+    monkeypatch.setattr(export, "onnx_parity", lambda *args, **kwargs: 1e-4)
+    result = export_run(digits_run, model="student1", out=tmp_path / "at.onnx", tolerance=1e-4)
+    assert result.max_abs_diff == 1e-4 and result.path.is_file()
+    monkeypatch.setattr(export, "onnx_parity", lambda *args, **kwargs: np.nextafter(1e-4, 1.0))
+    with pytest.raises(ExportError, match="tolerance 0.0001"):
+        export_run(digits_run, model="student1", out=tmp_path / "above.onnx", tolerance=1e-4)
+    assert not (tmp_path / "above.onnx").exists()

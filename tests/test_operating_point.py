@@ -251,3 +251,52 @@ def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_
                  str(tmp_path / "z")]) == 0
     assert "warning: the threshold 'youden' picks on the run's validation split is above 1: no input" in " ".join(
         capsys.readouterr().err.split())
+
+
+def test_targets_of_zero_are_refused_and_of_one_accepted():
+    # S in (0, 1]: a sensitivity of 0 is met by calling nothing positive; 1 (every positive found,
+    # every negative kept) is the strictest rule a user can ask for
+    for wrong in ("sensitivity=0", "specificity=0", "specificity=-0.5"):
+        with pytest.raises(ConfigError, match="with S in \\(0, 1\\]"):
+            parse_rule(wrong)
+    assert parse_rule("specificity=1") == Rule("specificity", 1.0)
+    assert parse_rule("sensitivity=1.0") == Rule("sensitivity", 1.0)
+
+
+def test_youden_counts_whole_samples_where_the_rates_do_not_come_back_whole():
+    # 49 positives: 1/49 * 49 is 0.9999999999999999 in floats (and 2, 4, 8, ... of 49 likewise);
+    # the index is tp/P - fp/N worked out here from the counts themselves, the highest score on a tie
+    rng = np.random.default_rng(2)
+    y = np.array([1] * 49 + [0] * 49)
+    p = np.clip(rng.normal(0.5 + 0.1 * y, 0.2), 0.001, 0.999)
+    best = max(np.unique(p)[::-1], key=lambda t: ((p >= t) & (y == 1)).sum() * 49 - ((p >= t) & (y == 0)).sum() * 49)
+    lower = p[p < best].max()
+    assert choose_threshold(p, y, Rule("youden")) == pytest.approx((best + lower) / 2)
+
+
+def test_a_positive_scored_exactly_one_keeps_its_call_when_scored_a_hair_lower():
+    # a saturated float32 probability of 1.0 picked by the rule: the threshold still goes midway
+    # to the next lower score (1.0 is a score, not "nothing positive" above 1)
+    p, y = np.array([1.0, 0.6, 0.4], dtype=np.float32), np.array([1, 0, 0])
+    threshold = choose_threshold(p, y, Rule("youden"))
+    assert threshold == pytest.approx((1.0 + 0.6) / 2)
+    assert at_threshold(p - 1e-6, y, threshold)["sensitivity"] == 1
+
+
+def test_calling_nothing_positive_is_a_finite_threshold_just_above_one():
+    # scikit-learn starts its curve at inf; written in a JSON beside an export, inf would be
+    # "Infinity", which JSON does not have
+    p, y = np.array([1.0, 0.6, 0.4]), np.array([0, 1, 0])  # a negative scores 1: only nothing keeps every negative
+    threshold = choose_threshold(p, y, Rule("specificity", 1.0))
+    assert threshold == np.nextafter(1.0, 2.0)
+    json.dumps(threshold, allow_nan=False)
+
+
+def test_non_finite_probabilities_on_the_scored_split_are_refused_too():
+    from peerdistill.operating_point import operating_points
+
+    probs = np.stack([1 - P, P], axis=1)
+    broken = probs.copy()
+    broken[3, 1] = np.inf
+    with pytest.raises(DataError, match="'ensemble' gives non-finite probabilities"):
+        operating_points(({"ensemble": probs}, Y), ({"ensemble": broken}, Y), Rule("youden"))

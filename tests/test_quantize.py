@@ -365,3 +365,47 @@ def test_a_class_of_a_few_flipped_pixels_is_shown_not_judged(tmp_path):
     judged = check_int8(_graph_adding(tmp_path / "a.onnx", nothing), _graph_adding(tmp_path / "c.onnx", three), x,
                         "logits", dense=True)
     assert judged.judged_classes == (0, 1, 2) and judged.judged == 0.0 and judged.lowest_class == 2
+
+
+def test_the_int8_check_calls_a_probability_equal_to_the_threshold_positive_as_predict_does(tmp_path):
+    """predict calls p(positive) >= threshold: a probability exactly at the threshold is positive
+    there, so the check must count it as a call the int8 graph changed when that graph lowers it."""
+    from peerdistill.quantize import check_int8
+
+    x = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 3.0], [3.0, 0.0]], np.float32)  # p1: 0.5, 0.5, high, low
+    fp32 = _graph_adding(tmp_path / "a.onnx", np.zeros((1, 2)))
+    lowered = _graph_adding(tmp_path / "b.onnx", np.array([[0.0, -1.0]]))  # p1 0.5 -> 0.27; others keep their call
+    check = check_int8(fp32, lowered, x, "logits", threshold=0.5)
+    # by hand: fp32 calls [1, 1, 1, 0]; the other graph [0, 0, 1, 0]: two of four kept
+    assert check.agreement == 0.5 and check.threshold == 0.5
+
+
+def test_a_class_of_exactly_the_minimum_pixels_is_judged(tmp_path):
+    """Classes under MIN_JUDGED_PIXELS are shown, not judged: one of exactly that many is judged."""
+    from peerdistill.quantize import MIN_JUDGED_PIXELS, check_int8
+
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    x[:, 0] = 1.0
+    added = np.zeros((1, 3, 32, 32))
+    added[0, 2, 0, :MIN_JUDGED_PIXELS] = 5.0  # exactly MIN_JUDGED_PIXELS pixels of class 2, in one graph alone
+    check = check_int8(_graph_adding(tmp_path / "a.onnx", np.zeros_like(added)),
+                       _graph_adding(tmp_path / "b.onnx", added), x, "logits", dense=True)
+    assert check.judged_classes == (0, 2) and check.lowest_class == 2 and check.judged == 0.0
+
+
+def test_int8_weights_are_per_output_channel_in_a_7_bit_range(digits_run, tmp_path):
+    """reduce_range: weights in 7 bits, so CPUs without VNNI (16-bit sums of uint8 x int8 that
+    saturate at full range) keep the fp32 decisions; per channel: a scale per output channel."""
+    from onnx import numpy_helper
+
+    path = export_run(digits_run, model="student1", quantize="int8", out=tmp_path / "w-int8.onnx").path
+    graph = onnx.load(str(path)).graph
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    dequantized = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights]
+    assert dequantized
+    scales = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in dequantized:
+        w = weights[node.input[0]]
+        assert np.abs(w.astype(int)).max() <= 64, node.input[0]  # onnxruntime's reduced range: [-64, 64], not 127
+        if w.ndim == 4:  # a Conv's kernel [out, in, kh, kw]: one scale per output channel
+            assert scales[node.input[1]].shape == (w.shape[0],)

@@ -1,0 +1,44 @@
+"""predict's inputs: which array of an .npz is read, and what is said of inputs unlike the
+training images (another size), read directly with read_inputs on tiny files."""
+
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from peerdistill.errors import PeerdistillWarning
+from peerdistill.predict_inputs import read_inputs
+
+
+def _said(*args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read = read_inputs(*args, **kwargs)
+    return read, [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, PeerdistillWarning)]
+
+
+def test_an_input_of_another_width_alone_is_said_to_be_resized(tmp_path):
+    # 8 rows as the model's input, 12 columns instead of 8: resized all the same, and said
+    Image.fromarray(np.zeros((8, 12), np.uint8)).save(tmp_path / "wide.png")
+    read, said = _said([str(tmp_path / "wide.png")], 1, (8, 8))
+    assert read.images[0].shape == (8, 8, 1) and read.sizes == [(8, 12)]
+    assert said == [f"1 of 1 inputs differ in size from the model's 8x8 input and were resized to it (e.g. "
+                    f"'{tmp_path / 'wide.png'}', 8x12): check they are the kind of image it learnt from"]
+
+
+def test_an_npz_holding_images_and_test_images_is_read_by_its_images(tmp_path):
+    # "images" is the array predict names first; test_images is for a dataset's archive without it
+    images, test_images = np.full((2, 8, 8), 0.25, np.float32), np.full((3, 8, 8), 0.75, np.float32)
+    np.savez(tmp_path / "both.npz", test_images=test_images, images=images)
+    read, _ = _said([str(tmp_path / "both.npz")], 1, (8, 8))
+    assert len(read.images) == 2 and np.all(np.stack(read.images) == 0.25)
+
+
+def test_the_originals_of_npz_images_are_kept_at_their_own_size(tmp_path):
+    # --overlays draws on each input as it is: an .npz image resized for the model is not its original
+    images = np.random.default_rng(0).random((2, 48, 40)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", images=images)
+    read, _ = _said([str(tmp_path / "x.npz")], 1, (24, 20), keep_originals=True, trained_resized=True)
+    assert [a.shape for a in read.images] == [(24, 20, 1)] * 2
+    assert [a.shape for a in read.originals] == [(48, 40, 1)] * 2
+    assert np.array_equal(read.originals[1][..., 0], images[1])
