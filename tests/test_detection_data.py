@@ -763,3 +763,86 @@ def test_an_annotation_repeated_exactly_is_kept_once(tmp_path):
         _, y, _, _, info = load_coco(images, ann, (10, 20))
     assert info == {"repeated_annotations": 2}
     assert int((y[0, :, 0] != -1).sum()) == 5  # the 3 of the file, and the 2 that differ
+
+
+def test_a_box_left_under_two_pixels_high_is_dropped_like_one_under_two_wide():
+    """Zoom 0.8 about the centre of a 40x40 image (x -> 0.8 x + 4): 2.4 px -> 1.92 px high: dropped;
+    3 px -> 2.4 px high: kept."""
+    x = torch.zeros(1, 1, 40, 40)
+    targets = torch.tensor([[[0.0, 10, 10, 30, 12.4], [1.0, 10, 20, 30, 23]]])
+    _, out = warp_boxes(x, targets, torch.tensor([[[0.8, 0, 4], [0, 0.8, 4], [0, 0, 1]]]))
+    assert out[0, 0].tolist() == [-1, 0, 0, 0, 0]
+    assert out[0, 1].numpy() == pytest.approx(np.array([1, 12, 20, 28, 22.4]), abs=1e-4)
+
+
+def test_each_augmentation_is_picked_for_half_of_the_samples():
+    m = box_transforms(("hflip", "vflip"), 4000, 40, 50, torch.Generator().manual_seed(0))
+    for picked in (m[:, 0, 0] < 0, m[:, 1, 1] < 0):
+        assert 0.46 < float(picked.float().mean()) < 0.54
+    both = (m[:, 0, 0] < 0) & (m[:, 1, 1] < 0)  # drawn apart: a quarter get both
+    assert 0.22 < float(both.float().mean()) < 0.28
+
+
+def test_synthetic_detection_data_is_standardised_by_its_training_split():
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+
+    data = build_data(DataSpec(kind="boxes", boxes_counts=[8, 4, 4], image_size=[32, 32]))
+    train = data.train.x.transpose(0, 1).reshape(3, -1)  # per channel: mean 0 and std 1 on train only
+    assert train.mean(dim=1).abs().max() < 1e-4 and (train.std(dim=1) - 1).abs().max() < 1e-4
+    test = data.test.x.transpose(0, 1).reshape(3, -1)
+    assert test.mean(dim=1).abs().max() > 1e-3  # another set of images: not standardised by its own figures
+
+
+def test_synthetic_objects_overlap_by_at_most_an_iou_of_0_3():
+    from peerdistill.detection import box_iou
+
+    _, y, _ = synthetic_boxes(150, image_size=32, seed=0)
+    worst = 0.0
+    for rows in y:
+        boxes = rows[rows[:, 0] >= 0, 1:]
+        iou = box_iou(boxes, boxes).fill_diagonal_(0)
+        worst = max(worst, float(iou.max()))
+    assert 0.1 < worst <= 0.3 + 1e-6  # objects do overlap, up to the limit
+
+
+def test_the_zoom_is_about_the_centre_of_a_wide_image():
+    """scale: x' = s x + (1 - s) W / 2, y' = s y + (1 - s) H / 2, so the centre (25, 20) of a
+    50 wide, 40 high image stays put and both axes zoom by one s in [0.8, 1.2]."""
+    m = box_transforms(("scale",), 64, 40, 50, torch.Generator().manual_seed(0))
+    s = m[:, 0, 0]
+    assert torch.equal(m[:, 1, 1], s) and float(s.min()) >= 0.8 and float(s.max()) <= 1.2 and (s != 1).any()
+    centre = m @ torch.tensor([25.0, 20.0, 1.0])
+    assert torch.allclose(centre, torch.tensor([25.0, 20.0, 1.0]).expand(64, 3), atol=1e-5)
+
+
+def test_a_label_equal_to_the_number_of_classes_is_refused():
+    from peerdistill.data.detection import check_labels
+
+    x = torch.zeros(6, 1, 8, 8)
+    y = torch.tensor([[[1.0, 0, 0, 4, 4]]]).repeat(6, 1, 1)
+    check_labels(y, ["a", "b"])  # labels 0 and 1 name the two classes
+    with pytest.raises(DataError, match="label 2 but there are 2 class names"):
+        detection_splits(x, y + torch.tensor([1.0, 0, 0, 0, 0]), ["a", "b"], 0.2, 0.2, seed=0)
+
+
+def test_a_small_fraction_still_splits_off_one_image():
+    x, y = torch.zeros(10, 1, 8, 8), torch.tensor([[[0.0, 0, 0, 4, 4]]]).repeat(10, 1, 1)
+    parts, idx = detection_splits(x, y, ["a"], val_fraction=0.01, test_fraction=0.01, seed=0)  # 0.1 image each
+    assert [len(p) for p in parts] == [8, 1, 1] and len(set(idx["val"] + idx["test"])) == 2
+
+
+def test_synthetic_boxes_end_one_past_the_last_object_pixel():
+    """x2 / y2 are exclusive edges: for the rectangles (class 1, filling their box), the last row
+    and column inside differ in colour from the first ones past the box, while two rows inside
+    look alike (noise averages out along a row)."""
+    x, y, _ = synthetic_boxes(60, image_size=32, seed=0)
+    edge, inside = [], []
+    for image, rows in zip(x, y):
+        for label, x1, y1, x2, y2 in rows.long().tolist():
+            if label == 1 and x2 < 32 and y2 < 32 and min(x2 - x1, y2 - y1) >= 4:
+                row = lambda r: image[:, r, x1:x2].mean(-1)  # noqa: E731
+                col = lambda c: image[:, y1:y2, c].mean(-1)  # noqa: E731
+                edge += [float((row(y2 - 1) - row(y2)).abs().max()), float((col(x2 - 1) - col(x2)).abs().max())]
+                inside += [float((row(y2 - 1) - row(y2 - 2)).abs().max()), float((col(x2 - 1) - col(x2 - 2)).abs().max())]
+    assert len(edge) >= 20 and np.median(edge) > 2 * np.median(inside)

@@ -317,3 +317,108 @@ def test_boxes_without_points_agrees_with_every_point_tested_and_costs_no_points
     # a large training set in O(boxes): 2,000 images of 640x640 with 300 box rows each, at once
     many = torch.cat([torch.zeros(2000, 300, 1), torch.full((2000, 300, 2), 9.0), torch.full((2000, 300, 2), 11.0)], -1)
     assert boxes_without_points(many, HeadLayout(num_classes=1, reg_max=8), (640, 640)).all()
+
+
+def test_batched_nms_suppresses_only_overlaps_above_the_threshold_strictly():
+    """The rule is IoU > threshold: at 0, touching (IoU 0) boxes both stay while any overlap is
+    suppressed; at 1, exact duplicates (IoU 1) both stay."""
+    boxes = torch.tensor([[0.0, 0, 10, 10], [10, 0, 20, 10], [5, 0, 15, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    labels = torch.zeros(3, dtype=torch.long)
+    # box 2 overlaps box 0 by 50 / 150 = 1/3 > 0; box 1 only touches box 0
+    assert batched_nms(boxes, scores, labels, 0.0).tolist() == [0, 1]
+    twins = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]])
+    assert batched_nms(twins, scores[:2], labels[:2], 1.0).tolist() == [0, 1]
+
+
+def one_point_output(layout, points, a, scores_and_bins):
+    """An output with every score near 0 but at the (point, class, logit, edge bins) given."""
+    out = torch.zeros(1, points, layout.channels)
+    cls, reg = split_outputs(out, layout)
+    cls.fill_(-10.0)
+    reg.fill_(-1e4)
+    for a, k, logit, bins in scores_and_bins:
+        cls[0, a, k] = logit
+        for edge, bin_ in enumerate(bins):
+            reg[0, a, edge, bin_] = 0.0
+    return out
+
+
+def test_decode_clips_x_to_the_width_and_y_to_the_height_of_a_wide_image():
+    layout = HeadLayout(num_classes=1, reg_max=4)
+    points, _ = anchor_points(32, 96, layout.strides)  # 4x12 + 2x6 + 1x3 points
+    a = 48 + 5  # stride 16, row 0, column 5: centre (88, 8)
+    # edges (1, 1, 2, 3) bins of 16 px: (72, -8, 120, 56), inside the 96 wide, 32 high image: (72, 0, 96, 32)
+    out = one_point_output(layout, len(points), a, [(a, 0, 5.0, (1, 1, 2, 3))])
+    assert points[a].tolist() == [88, 8]
+    assert decode(out, layout, (32, 96))[0]["boxes"].tolist() == [[72, 0, 96, 32]]
+
+
+def test_decode_sends_the_best_scored_candidates_through_nms():
+    """pre_nms_top_k keeps the highest scores, not any k: with k = 1 only the 0.99 box is left."""
+    layout = HeadLayout(num_classes=2, reg_max=4)
+    a, b = 64 + 5, 64 + 10  # two far apart stride-16 points of a 64x64 image
+    out = one_point_output(layout, 84, a, [(a, 1, 4.0, (1, 1, 1, 1)), (b, 0, 5.0, (1, 1, 1, 1))])
+    both = decode(out, layout, (64, 64))[0]
+    assert both["labels"].tolist() == [0, 1]
+    best = decode(out, layout, (64, 64), pre_nms_top_k=1)[0]
+    assert best["labels"].tolist() == [0] and best["scores"].tolist() == pytest.approx([1 / (1 + math.exp(-5))])
+
+
+def test_a_box_reaching_exactly_a_levels_limit_belongs_to_the_finer_level_only():
+    """Level ranges are (lower, upper]: with reg_max 4, max distance 32 px is stride 8's upper
+    bound and is excluded from stride 16. Point (24, 24) of stride 16 sees the box (0, 0, 56, 40)
+    at distances (24, 24, 32, 16)."""
+    layout = HeadLayout(num_classes=1, reg_max=4)
+    points, strides = anchor_points(64, 64, layout.strides)
+    a = 64 + 5
+    assert points[a].tolist() == [24, 24] and strides[a] == 16
+    labels, _ = assign(points, strides, torch.tensor([[[0, 0.0, 0.0, 56.0, 40.0]]]), layout)
+    assert labels[0, a] == 1  # background
+    assert labels[0, 2 * 8 + 3] == 0  # the stride-8 point (28, 20), at distances (28, 20, 28, 20), learns it
+
+
+def test_a_box_without_a_point_takes_only_a_free_one_and_the_smaller_box_picks_first():
+    """Fallback points for boxes no point is a candidate of: only points no box owns, and boxes
+    by increasing area. The point (12, 12) (index 9) sits on the borders of the 2x2 box and the
+    2x3 box (no candidate point for either)."""
+    layout = HeadLayout(num_classes=3, reg_max=8)
+    points, strides = anchor_points(64, 64, layout.strides)
+    assert points[9].tolist() == [12, 12]
+    large, tiny, small = [0, 0.0, 0.0, 40.0, 40.0], [1, 12.0, 12.0, 14.0, 14.0], [2, 10.0, 12.0, 12.0, 15.0]
+    # the large box owns (12, 12): the tiny box on it gets nothing rather than taking it away
+    labels, _ = assign(points, strides, torch.tensor([[large, tiny]]), layout)
+    assert labels[0, 9] == 0 and not (labels == 1).any()
+    # the two small boxes both want it: the one of smaller area gets it, whichever row it is in
+    for rows in ([tiny, small], [small, tiny]):
+        labels, boxes = assign(points, strides, torch.tensor([rows]), layout)
+        assert labels[0].tolist().count(3) == 83 and labels[0, 9] == 1
+        assert boxes[0, 9].tolist() == tiny[1:]
+
+
+def test_a_box_without_a_candidate_gets_a_point_on_the_level_its_size_fits():
+    """Thin boxes from y 20 to 24 have points of stride 8 (y = 20) and stride 16 (y = 24) on their
+    border only, so neither level has a candidate. The fallback level is the one max(w, h) / 2 fits
+    (reg_max 4: (0, 32] stride 8, (32, 64] stride 16): 80 wide -> 40 -> stride 16, the point
+    (40, 24); 64 wide -> exactly 32 -> stride 8, one of (36, 20), (44, 20), nearest the centre."""
+    layout = HeadLayout(num_classes=1, reg_max=4)
+    points, strides = anchor_points(128, 128, layout.strides)
+    targets = torch.tensor([[[0, 0.0, 20.0, 80.0, 24.0]], [[0, 8.0, 20.0, 72.0, 24.0]]])
+    labels, _ = assign(points, strides, targets, layout)
+    wide, narrow = (labels[0] == 0).nonzero().flatten(), (labels[1] == 0).nonzero().flatten()
+    assert len(wide) == 1 and points[wide[0]].tolist() == [40, 24] and strides[wide[0]] == 16
+    assert len(narrow) == 1 and points[narrow[0]].tolist() in ([36, 20], [44, 20]) and strides[narrow[0]] == 8
+
+
+def test_the_finest_pyramid_level_hears_the_coarsest():
+    """FPN-lite merges top-down: the coarsest level is added into the middle one before that goes
+    into the finest, so a change of the coarsest features alone reaches the finest output."""
+    from peerdistill.models.detector import FPNLite
+
+    torch.manual_seed(0)
+    fpn = FPNLite([2, 3, 4], 4).eval()
+    features = [torch.randn(1, 2, 8, 8), torch.randn(1, 3, 4, 4), torch.randn(1, 4, 2, 2)]
+    changed = features[:2] + [features[2] + 1.0]
+    with torch.no_grad():
+        before, after = fpn(features), fpn(changed)
+    assert all((a - b).abs().max() > 1e-4 for a, b in zip(before, after))

@@ -544,3 +544,57 @@ def test_eval_on_another_box_source_drops_the_saved_sections_keys_of_the_old_kin
     assert code == 0, capsys.readouterr().err
     assert set(json.loads(capsys.readouterr().out)) == {"teacher", "student1", "student2", "ensemble"}
     assert first.exists()
+
+
+@pytest.mark.parametrize("rule", ["wbf", "nms", "nmw"])
+def test_the_ensemble_keeps_boxes_in_place_on_a_wide_image(rule):
+    """Boxes go to ensemble-boxes divided by (w, h, w, h) and come back multiplied: on a
+    50 high, 100 wide image a box no other model overlaps is returned where it was."""
+    task = DetectionTask(HeadLayout(2), (50, 100), ensemble=rule)
+    fused = task.ensemble([[det([[60, 10, 90, 40]], [0.8], [1])], [det([[5, 5, 20, 45]], [0.6], [0])]])[0]
+    np.testing.assert_allclose(fused["boxes"].numpy(), [[60, 10, 90, 40], [5, 5, 20, 45]], atol=1e-3)
+
+
+def test_the_ensemble_returns_the_max_detections_best_boxes():
+    task = DetectionTask(HeadLayout(1), (100, 100), ensemble="nms", max_detections=2)
+    a = det([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], [0.3, 0.9, 0.5], [0, 0, 0])
+    b = det([[60, 60, 70, 70]], [0.7], [0])
+    fused = task.ensemble([[a], [b]])[0]
+    assert fused["scores"].tolist() == pytest.approx([0.9, 0.7])
+    np.testing.assert_allclose(fused["boxes"].numpy(), [[20, 20, 30, 30], [60, 60, 70, 70]], atol=1e-3)
+
+
+@pytest.mark.parametrize("rule", ["wbf", "nmw"])
+def test_the_ensemble_keeps_low_scored_boxes_and_merges_only_above_ensemble_iou(rule):
+    """decode's boxes start at score 0.05, so fusion must drop none for a low score (ensemble-boxes'
+    skip_box_thr 0); and the two label-0 boxes (IoU 0.905) are one box at ensemble_iou 0.7 but two
+    at 0.95."""
+    a = det([[10, 10, 50, 50], [70, 70, 90, 90]], [0.9, 0.1], [0, 1])
+    b = det([[12, 10, 52, 50]], [0.7], [0])
+    merged = DetectionTask(HeadLayout(2), (100, 100), ensemble=rule, ensemble_iou=0.7).ensemble([[a], [b]])[0]
+    apart = DetectionTask(HeadLayout(2), (100, 100), ensemble=rule, ensemble_iou=0.95).ensemble([[a], [b]])[0]
+    assert merged["labels"].tolist() == [0, 1] and apart["labels"].tolist() == [0, 0, 1]
+    # WBF halves the score of a box one of two models found; NMW keeps the scores as they were
+    low = 0.1 / 2 if rule == "wbf" else 0.1
+    assert float(merged["scores"][1]) == pytest.approx(low, abs=1e-5)
+    np.testing.assert_allclose(apart["boxes"][:2].numpy(), [[10, 10, 50, 50], [12, 10, 52, 50]], atol=1e-3)
+
+
+def test_detections_that_are_all_wrong_score_ap_zero_not_undefined():
+    """Truth in the split, detections that hit none: AP and AR are 0 (COCOeval's stats 0, not its
+    -1 for nothing to score)."""
+    truths = [np.array([[0, 0, 0, 10, 10]], np.float32)]
+    preds = [{"boxes": np.array([[50, 50, 60, 60]], np.float32), "scores": np.array([0.9]), "labels": np.array([0])}]
+    m = coco_metrics(preds, truths, ["polyp"])
+    assert m["ap"] == 0.0 and m["ap50"] == 0.0 and m["ar100"] == 0.0 and m["ap_polyp"] == 0.0
+
+
+def test_ap_ranks_detections_by_score_not_by_their_order():
+    """The true detection is listed after a false one but scores higher: ranked first, precision
+    is 1 up to recall 1 (AP 1); in list order it would be 1/2 (AP 0.5)."""
+    truths = [np.array([[0, 0, 0, 10, 10]], np.float32)]
+    preds = [{"boxes": np.array([[50, 50, 60, 60], [0, 0, 10, 10]], np.float32), "scores": np.array([0.5, 0.9]),
+              "labels": np.array([0, 0])}]
+    assert coco_metrics(preds, truths, ["polyp"])["ap"] == pytest.approx(1.0)
+    preds[0]["scores"] = np.array([0.9, 0.5])
+    assert coco_metrics(preds, truths, ["polyp"])["ap"] == pytest.approx(0.5)
