@@ -783,6 +783,8 @@ def test_help_and_config_errors_answer_without_importing_torch(tmp_path):
     (["predict", "RUN", "a.png", "--out", "p.csv", "--model", ""], "argument --model: is empty"),  # meant best
     (["eval", "RUN", "--per-sample", ""], "argument --per-sample: is empty"),
     (["eval", "RUN", "--bootstrap", "100000000"], "argument --bootstrap: at most 100,000 resamples"),
+    (["eval", "RUN", "--bootstrap", "100001"], "argument --bootstrap: at most 100,000 resamples, got 100,001"),
+    (["eval", "RUN", "--save-images=-3"], "argument --save-images/--save-masks: expected a whole number, 0 or more"),
     (["report", ""], "argument RUN_DIR_OR_COMPARE_DIR: is empty"),
 ])
 def test_empty_values_and_endless_counts_are_refused_by_name(args, message, capsys):
@@ -790,6 +792,23 @@ def test_empty_values_and_endless_counts_are_refused_by_name(args, message, caps
         main(args)
     assert exit_.value.code == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_the_largest_bootstrap_allowed_is_taken():
+    from peerdistill.cli import MAX_BOOTSTRAP, build_parser
+
+    assert build_parser().parse_args(["eval", "RUN", "--bootstrap", str(MAX_BOOTSTRAP)]).bootstrap == 100_000
+
+
+def test_resume_refuses_other_arguments_and_eval_overrides_of_other_sections(tmp_path, capsys):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: r\n")  # (refused before the config is read)
+    assert main(["train", "--resume", str(run), "train.epochs=5"]) == 2
+    assert "--resume continues a run with its saved config: drop the other arguments" in capsys.readouterr().err
+    # an override that is not under data. (nor detect.) is named, whatever its run: none is read
+    assert main(["eval", str(tmp_path / "none"), "dataroot=x"]) == 2
+    assert "eval takes only data.* and detect.* overrides, got 'dataroot=x'" in capsys.readouterr().err
 
 
 def test_an_empty_data_file_is_named_not_read_as_the_default_data(tmp_path, capsys):
@@ -838,8 +857,12 @@ def test_eval_says_which_data_keys_it_does_not_use_or_reads_otherwise(tmp_path, 
     from peerdistill.cli import _warn_of_data_keys_read_otherwise
     from peerdistill.errors import PeerdistillWarning
 
-    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    # trained with a range for its augmentation: eval leaves both out (its check of the one
+    # against the other would refuse an augment given here)
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "data.augment=[rotate]", "data.augment_range={rotate: 10}",
+            "--quiet")
     capsys.readouterr()
+    run_cli("eval", tmp_path / "r", "data.split_seed=3")
     run_cli("eval", tmp_path / "r", "data.augment=[hflip]", "data.split_seed=3")
     assert "eval does not use data.augment: it reads data with the run's own normalisation statistics" in " ".join(
         capsys.readouterr().err.split())
@@ -852,6 +875,9 @@ def test_eval_says_which_data_keys_it_does_not_use_or_reads_otherwise(tmp_path, 
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)  # overrides keep the run's keys: nothing to say
         _warn_of_data_keys_read_otherwise({**saved, "root": "other"}, saved, {"root"}, whole_section=False)
+        # a reading key the user changed with an override was meant: only a --data section is warned of
+        _warn_of_data_keys_read_otherwise({**saved, "image_size": [32, 32]}, saved, {"image_size"},
+                                          whole_section=False)
 
 
 def test_the_n_a_note_looks_at_the_figures_eval_shows():
@@ -869,3 +895,83 @@ def test_the_n_a_note_looks_at_the_figures_eval_shows():
     assert has_not_available(scores, cli._shown_figures(scores, ("accuracy",), operating))  # its PPV: null in JSON
     assert cli._shown_figures(scores, ("accuracy",), Namespace(**{**vars(plain), "bootstrap": 100})) == [
         "accuracy", "ci95_low_accuracy", "ci95_high_accuracy"]
+    tempered = {"student1": {"accuracy": 0.9, "cal_ece": float("nan"), "op_ppv": None}}
+    assert cli._shown_figures(tempered, ("accuracy",), plain) == ["accuracy"]
+    assert cli._shown_figures(tempered, ("accuracy",), Namespace(**{**vars(plain), "temperature_scaling": True})) == [
+        "accuracy", "cal_ece"]
+
+
+def test_under_torchrun_only_the_main_process_prints_the_results(tmp_path, monkeypatch, capsys):
+    """Every process trains; the others return before the table (they would print it again)."""
+    import peerdistill.build as build
+
+    def trained(cfg, run_dir, **kwargs):
+        Path(run_dir).mkdir(parents=True)  # what the main process wrote, as one disk shares it
+        (Path(run_dir) / "run.json").write_text(json.dumps({"members": [], "task": "classification"}))
+        return None  # (the main process alone reads it)
+
+    monkeypatch.setattr(build, "train_from_config", trained)
+    for rank in (1, 2):  # the second process of 3, the third
+        monkeypatch.setattr(cli, "launched_world", lambda rank=rank: (rank, 3, rank))
+        assert main(["train", f"out_dir={tmp_path}", f"name=r{rank}", "--quiet"]) == 0
+        assert capsys.readouterr().out == ""
+
+
+def test_export_says_each_classs_int8_dice_and_which_it_did_not_judge(tmp_path, monkeypatch, capsys):
+    import peerdistill.export as export
+    from peerdistill.quantize import QuantizedCheck
+
+    run = tmp_path / "seg"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"task": "segmentation", "class_names": ["background", "polyp"]}))
+    check = QuantizedCheck(agreement=0.99, max_probability_difference=0.0123, checked=4, predictions=4096,
+                           fp32_bytes=40960, int8_bytes=10240, class_dice={0: 0.99876, 1: 0.5, 2: 0.0},
+                           judged_classes=(0, 1))
+    done = export.ExportResult(tmp_path / "m.onnx", "student1", 2e-6, "logits", int8=check)
+    monkeypatch.setattr(export, "export_run", lambda *args, **kwargs: done)
+    assert main(["export", str(run), "--quantize", "int8"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    # 0.99 of 4096 pixels is 4055 (rounded); class 2 has no name in the run: its index stands
+    assert ("int8: 10 KiB against 40 KiB in fp32" in said and "int8 graph vs fp32 graph on 4 test inputs: same class "
+            "for 4055 of 4096 predictions (99.00%), max |probability difference| 0.0123" in said)
+    assert ("Dice of each class's int8 mask against the fp32 one: background 0.9988, polyp 0.5000, "
+            "2 0.0000 (too few pixels to judge)" in said)
+
+
+def test_a_process_other_than_the_main_one_keeps_the_warnings_to_itself(monkeypatch, capsys):
+    from peerdistill.errors import PeerdistillWarning
+
+    def warns(ns):
+        warnings.warn("a warning every process would give", PeerdistillWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_presets", warns)
+    for rank, said in ((0, True), (1, False), (2, False)):
+        monkeypatch.setattr(cli, "launched_rank", lambda rank=rank: rank)
+        assert main(["presets"]) == 0
+        assert ("a warning every process would give" in capsys.readouterr().err) == said, rank
+
+
+def test_settings_of_one_config_go_to_its_own_folder_and_of_several_to_the_shared_one(tmp_path, monkeypatch):
+    import peerdistill.compare
+    from peerdistill.config import default_config
+
+    given = []
+    monkeypatch.setattr(peerdistill.compare, "compare", lambda trees, presets, seeds, **kwargs: given.append(kwargs["out"]))
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**default_config(), "name": name,
+                                                                "out_dir": str(tmp_path / "runs")}))
+    settings = ["--setting", "x:seed=1", "--setting", "y:seed=2"]
+    assert main(["compare", str(tmp_path / "a.yaml"), *settings]) == 0
+    assert main(["compare", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"), *settings]) == 0
+    assert given == [str(tmp_path / "runs" / "a-compare"), None]  # (None: compare's folder for several configs)
+
+
+def test_a_file_the_command_could_not_use_is_named_with_what_to_check(monkeypatch, capsys):
+    def refused(ns):
+        raise PermissionError(13, "Permission denied", "/runs/r/metrics.json")
+
+    monkeypatch.setattr(cli, "cmd_presets", refused)
+    assert main(["presets"]) == 2
+    assert ("error: Permission denied: '/runs/r/metrics.json'; check the path and its permissions"
+            in " ".join(capsys.readouterr().err.split()))

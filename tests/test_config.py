@@ -245,6 +245,7 @@ def test_every_problem_of_a_section_is_reported_at_once():
     (["compare", "--seed", "3"], "write seed=3)"),  # not taken as an abbreviation of --seeds
     (["eval", "runs/x", "--root", "y"], "write data.root=y"),
     (["train", "--epochs"], "write train.epochs=VALUE)"),
+    (["train", "--epochs", "--quiet"], "write train.epochs=VALUE)"),  # the next word is another option
 ])
 def test_a_config_key_given_as_an_option_names_the_override(argv, hint, capsys):
     from peerdistill.cli import main

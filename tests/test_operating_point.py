@@ -134,7 +134,7 @@ def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_s
     assert f"<td>{scores['ensemble']['op_threshold']:.4f}</td><td>{scores['ensemble']['op_sensitivity']:.4f}</td>" in row
     assert main(["eval", str(run), "--operating-point", "specificity=0.9"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # a long title wraps
-    assert "at the threshold specificity=0.9 picks on the run's validation split" in out
+    assert "at the threshold specificity=0.9 picks on the run's validation split (positive: '1')" in out  # the second
     assert main(["eval", str(run), "--operating-point", "specificity=2"]) == 2
     assert "use youden, sensitivity=S or specificity=S" in capsys.readouterr().err
     # an external set laid out like the run's data is scored at the run's own thresholds, never

@@ -199,9 +199,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
                                               whole_section=bool(ns.data))
             tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
-            if not ({"augment", "augment_range"} & given) and not ns.data:
-                tree["data"].pop("augment", None)
-                tree["data"].pop("augment_range", None)
+            if not ns.data:  # each apart: the run's ranges would not fit an augment given here
+                for key in {"augment", "augment_range"} - given:
+                    tree["data"].pop(key, None)
             if not ns.data and (tree["data"].get("kind") in NO_FOLD_KINDS or tree["data"].get("folds") is None):
                 # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
                 for key in ("folds", "fold"):
