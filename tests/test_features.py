@@ -121,6 +121,17 @@ def test_attention_transfer_matches_the_formula():
     assert attention_transfer(big, t).item() == pytest.approx(attention_transfer(resized, t).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("p", [1.0, 3.0])
+def test_attention_maps_take_absolute_values_for_any_power(p):
+    """Q = sum_c |A_c|^p: with p = 2 the absolute value changes nothing, with odd powers it does
+    (signed activations would cancel); both against the loop formula."""
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(2, 3, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)
+    qs, qt = naive_attention(s, p), naive_attention(t, p)
+    expected = sum(math.sqrt(sum((a - b) ** 2 for a, b in zip(x, y))) for x, y in zip(qs, qt)) / 2
+    assert attention_transfer(s, t, p).item() == pytest.approx(expected, rel=1e-5)
+
+
 def test_attention_transfer_sends_no_gradient_to_its_target():
     """The source of an at edge learns nothing through it: the target feature is detached inside."""
     g = torch.Generator().manual_seed(3)

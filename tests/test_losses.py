@@ -253,3 +253,65 @@ def test_class_weights_weigh_each_samples_cross_entropy():
     assert task.supervised_loss(logits, labels).item() == pytest.approx(total / weight_sum, rel=1e-6)
     unweighted = sum(math.log(sum(math.exp(v) for v in z)) - z[y] for z, y in zip(logits.double().tolist(), labels.tolist()))
     assert ClassificationTask(3).supervised_loss(logits, labels).item() == pytest.approx(unweighted / 6, rel=1e-6)
+
+
+def test_kl_of_a_target_with_tiny_but_positive_probabilities_against_itself_is_zero():
+    """log q is taken of the target's own probabilities: one of 1e-4 or 1e-7 is kept as it is (a
+    floor meant only for q = 0 that reached such values, 1e-3 say, would add q (log floor - log q)
+    per class: about 5e-4 here). The student is the target itself, so the KL is 0."""
+    q = torch.tensor([[1 - 2e-4 - 1e-7, 1e-4, 1e-4, 1e-7]], dtype=torch.float64)
+    student = q.log().float()  # softmax(log q) = q
+    assert kl_to_probs(student, q.float(), 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    # and against another student, the formula by hand in float64
+    other = torch.tensor([[0.5, -1.0, 2.0, 0.0]])
+    p = torch.softmax(other.double(), dim=1)
+    expected = float((q * (q.log() - p.log())).sum())
+    assert kl_to_probs(other, q.float(), 1.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kl_to_softened_sends_no_gradient_to_its_target():
+    """The graph's combined targets reach the KL through kl_to_softened, not kl_to_probs: it
+    detaches q itself, so a target made with gradient (a caller's mixture) stays a constant."""
+    from peerdistill.losses.logits import kl_to_softened
+
+    g = torch.Generator().manual_seed(7)
+    student = torch.randn(3, 4, generator=g).requires_grad_(True)
+    source = torch.randn(3, 4, generator=g).requires_grad_(True)
+    loss = kl_to_softened(student, (source / 2.0).softmax(dim=1), 2.0)
+    loss.backward()
+    assert source.grad is None and student.grad.abs().sum() > 0
+    assert loss.item() == pytest.approx(naive_soft_kl(student.detach(), source.detach(), 2.0), rel=1e-5)
+
+
+def test_decoupled_kd_keeps_its_precision_when_the_student_is_confident():
+    """log(1 - p_t) is taken as logsumexp of the other logits minus logsumexp of all, not as
+    log(1 - exp(log p_t)): a student 20 logits sure of the true class has 1 - p_t = 4e-9, which
+    float32 rounds to 0 (the loss became inf). Reference: the definition in float64."""
+    from peerdistill.losses import decoupled_kd
+
+    student, labels = torch.tensor([[20.0, 0.0, 0.5, -1.0]]), torch.tensor([0])
+    target = torch.softmax(torch.tensor([[2.0, 0.0, 1.0, -0.5]], dtype=torch.float64), dim=1)
+    loss = decoupled_kd(student, target.float(), labels, 1.0, 8.0)
+    assert loss.item() == pytest.approx(naive_dkd(student, target, labels, 1.0, 8.0), rel=1e-4)
+
+
+def test_confidence_weights_sum_to_one_over_the_teachers_also_for_one_teacher():
+    """w_k = (1 - softmax_k(CE)) / (K - 1) sums to 1 over K; a single teacher weighs 1 (not its
+    cross-entropy, which is 0 at ignored pixels and would make the mixture 0 / 0)."""
+    from peerdistill.losses import confidence_weights
+
+    g = torch.Generator().manual_seed(8)
+    logits, labels = [torch.randn(4, 3, generator=g) for _ in range(3)], torch.tensor([0, 2, 1, 1])
+    assert torch.equal(confidence_weights(logits[:1], labels), torch.ones(1, 4))
+    w = confidence_weights(logits, labels)
+    for b in range(4):
+        ce = [math.log(sum(math.exp(v) for v in z[b].tolist())) - float(z[b, labels[b]]) for z in logits]
+        e = [math.exp(c) for c in ce]
+        assert w[:, b].tolist() == pytest.approx([(1 - v / sum(e)) / 2 for v in e], rel=1e-5)
+
+
+def test_kl_to_probs_refuses_a_target_that_sums_to_a_little_more_than_one():
+    """A mixture with a weight off by 2 % is not a distribution (the KL would be scaled with it)."""
+    q = torch.softmax(torch.randn(2, 3), dim=1)
+    with pytest.raises(ValueError, match="not a distribution"):
+        kl_to_probs(torch.zeros(2, 3), q * 1.02)

@@ -80,6 +80,7 @@ def test_pairwise_affinity_matches_a_naive_implementation():
     fs, ft = torch.randn(2, 3, 4, 6, generator=g), torch.randn(2, 5, 4, 6, generator=g)  # channels may differ
     assert pairwise_affinity(fs, ft, node_size=2).item() == pytest.approx(naive_pairwise(fs, ft, 2), rel=1e-5)
     assert pairwise_affinity(fs, ft, node_size=1).item() == pytest.approx(naive_pairwise(fs, ft, 1), rel=1e-5)
+    assert pairwise_affinity(fs, ft).item() == pytest.approx(naive_pairwise(fs, ft, 2), rel=1e-5)  # the default node: 2 x 2
     # sides that are not multiples of the node size: the last row / column of nodes averages the
     # pixels there are (a 5 x 7 map makes 3 x 4 nodes of 2 x 2, 2 x 3 nodes of 3 x 3)
     odd_s, odd_t = torch.randn(2, 3, 5, 7, generator=g), torch.randn(2, 4, 5, 7, generator=g)
@@ -114,6 +115,7 @@ def test_channel_wise_distillation_matches_the_formula():
     g = torch.Generator().manual_seed(3)
     s, t = torch.randn(2, 3, 2, 3, generator=g), torch.randn(2, 3, 2, 3, generator=g)
     assert channel_wise(s, t, 2.0).item() == pytest.approx(naive_channel_wise(s, t, 2.0), rel=1e-5)
+    assert channel_wise(s, t).item() == pytest.approx(naive_channel_wise(s, t, 1.0), rel=1e-5)  # default T = 1
     with pytest.raises(ValueError, match="channels"):
         channel_wise(torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2))
 
@@ -212,6 +214,30 @@ def test_soft_dice_loss_pools_the_batch_and_averages_every_foreground_class():
     assert soft_dice_loss(logits, labels, include_background=True).item() == pytest.approx(1 - sum(dice) / 3, rel=1e-5)
 
 
+def test_soft_dice_loss_leaves_ignored_pixels_out_of_every_class_background_included():
+    """Pixels labelled 255 add neither probability nor a one-hot to any class, class 0 included
+    (the one-hot is built from a clamped label, so an ignored pixel must not turn into a
+    background pixel once the background counts). Loops over the labelled pixels only."""
+    g = torch.Generator().manual_seed(16)
+    logits = torch.randn(2, 3, 2, 3, generator=g)
+    labels = torch.tensor([[[0, 255, 2], [255, 1, 0]], [[1, 255, 0], [2, 255, 255]]])
+    overlap, predicted, true = [0.0] * 3, [0.0] * 3, [0.0] * 3
+    for b in range(2):
+        for i in range(2):
+            for j in range(3):
+                if int(labels[b, i, j]) == 255:
+                    continue
+                e = [math.exp(v) for v in logits[b, :, i, j].tolist()]
+                for c in range(3):
+                    p, t = e[c] / sum(e), float(labels[b, i, j] == c)
+                    overlap[c] += p * t
+                    predicted[c] += p
+                    true[c] += t
+    dice = [(2 * overlap[c] + 1) / (predicted[c] + true[c] + 1) for c in range(3)]
+    assert soft_dice_loss(logits, labels, include_background=True).item() == pytest.approx(1 - sum(dice) / 3, rel=1e-5)
+    assert soft_dice_loss(logits, labels).item() == pytest.approx(1 - (dice[1] + dice[2]) / 2, rel=1e-5)
+
+
 class LinearCritic(nn.Module):
     """D(I, m) = sum(w * m): its gradient in m is w everywhere, so the penalty is (||w|| - 1)^2."""
 
@@ -233,6 +259,21 @@ def test_gradient_penalty_value_for_a_linear_critic():
     total = discriminator_loss(critic, image, real, fake, gp_weight=10.0)
     assert total.item() == pytest.approx((d_fake - d_real + 10 * expected).item(), rel=1e-5)
     assert holistic_generator_loss(critic, image, fake).item() == pytest.approx(-d_fake.item(), rel=1e-6)
+
+
+def test_the_critics_loss_sends_no_gradient_to_the_maps_it_scores():
+    """discriminator_loss trains the critic only: the learner's (fake) and the source's (real)
+    maps are detached, so the critic's step cannot push the learner toward a lower score; the
+    learner's side is holistic_generator_loss, whose gradient in the map is -w / B here."""
+    critic = LinearCritic((2, 3, 3))
+    image = torch.zeros(4, 1, 3, 3)
+    real = torch.rand(4, 2, 3, 3).requires_grad_(True)
+    fake = torch.rand(4, 2, 3, 3).requires_grad_(True)
+    discriminator_loss(critic, image, real, fake).backward()
+    assert real.grad is None and fake.grad is None
+    assert critic.w.grad is not None and critic.w.grad.abs().sum() > 0
+    holistic_generator_loss(critic, image, fake).backward()
+    assert torch.allclose(fake.grad, (-critic.w.detach() / 4).expand(4, 2, 3, 3))
 
 
 class SquareCritic(nn.Module):
