@@ -180,3 +180,93 @@ def test_calibration_error_does_not_depend_on_the_order_of_the_samples():
     for seed in range(3):
         order = np.random.default_rng(seed).permutation(len(targets))
         assert calibration_metrics(probs[order], targets[order])["ece"] == ece
+
+
+def two_linear_students():
+    import torch
+    from torch import nn
+
+    from peerdistill.cohort import Cohort
+
+    torch.manual_seed(0)
+    return Cohort.from_modules([nn.Linear(3, 3), nn.Linear(3, 3)])
+
+
+def test_evaluate_scores_the_ensemble_on_the_mean_of_the_students_probabilities():
+    """Two random linear students, scored over two batches: the ensemble's figures are those of
+    the mean of their softmax probabilities, computed here directly (the AUC, ECE and Brier score
+    move with any other weighting, or with one student alone)."""
+    import torch
+
+    from peerdistill.engine.evaluate import evaluate, predict
+    from peerdistill.tasks import ClassificationTask
+
+    cohort = two_linear_students()
+    x, y = torch.randn(40, 3, generator=torch.Generator().manual_seed(1)), torch.arange(40) % 3
+    scores = evaluate(cohort, ClassificationTask(3), [(x[:25], y[:25]), (x[25:], y[25:])])
+    with torch.no_grad():
+        students = [m.module(x).softmax(1).numpy() for m in cohort.students]
+    expected = classification_metrics((students[0] + students[1]) / 2, y.numpy())
+    for metric in ("accuracy", "auc", "ece", "brier"):
+        assert scores["ensemble"][metric] == pytest.approx(expected[metric], abs=1e-6), metric
+    # predict (pictures, the command 'predict') gives the same mean for one batch
+    got = predict(cohort, ClassificationTask(3), x)["ensemble"].numpy()
+    np.testing.assert_allclose(got, (students[0] + students[1]) / 2, atol=1e-6)
+    for alone in students:  # the students disagree: neither alone gives the ensemble's figures
+        assert classification_metrics(alone, y.numpy())["brier"] != pytest.approx(expected["brier"], abs=1e-3)
+
+
+def test_one_non_finite_output_among_finite_ones_stops_evaluation():
+    """A single NaN logit (one sample, one class) is enough to refuse scoring the model, also
+    when it arrives from another process's share."""
+    import torch
+
+    from peerdistill.engine.evaluate import FiniteCheck, evaluate
+    from peerdistill.errors import NonFiniteError
+    from peerdistill.tasks import ClassificationTask
+
+    cohort = two_linear_students()
+
+    def one_nan(module, inputs, out):
+        out = out.clone()
+        out[0, 0] = float("nan")
+        return out
+
+    cohort.students[0].module.register_forward_hook(one_nan)
+    x, y = torch.randn(4, 3), torch.arange(4) % 3
+    with pytest.raises(NonFiniteError, match="'student1' gives non-finite outputs"):
+        evaluate(cohort, ClassificationTask(3), [(x, y)])
+    task = ClassificationTask(3)
+    here, there = FiniteCheck(task.new_meter(), "student1"), FiniteCheck(task.new_meter(), "student1")
+    there.check(torch.tensor([0.0, float("nan")]))
+    here.merge(there)
+    with pytest.raises(NonFiniteError):
+        here.compute()
+
+
+def test_evaluate_scores_a_self_distilled_networks_own_ensemble_on_its_outputs_mean():
+    """``student1@ensemble``: the mean of the network's classifier's and head's probabilities,
+    scored as the mean computed here from each output's own probabilities."""
+    import torch
+
+    from peerdistill.build import build_cohort, build_task
+    from peerdistill.config import validate
+    from peerdistill.data import build_data
+    from peerdistill.engine.evaluate import evaluate, predict
+
+    cfg = validate({"students": [{"arch": "cnn", "args": {"width": 4, "depth": 3}, "heads": ["features.2"]}],
+                    "distill": {"preset": "self"}})
+    data = build_data(cfg.data)
+    torch.manual_seed(0)
+    cohort = build_cohort(cfg, data)
+    task = build_task(cfg, data, cohort)
+    x = torch.stack([data.test[i][0] for i in range(60)])
+    y = torch.as_tensor([int(data.test[i][1]) for i in range(60)])
+    scores = evaluate(cohort, task, [(x[:32], y[:32]), (x[32:], y[32:])])
+    probs = predict(cohort, task, x)
+    mean = ((probs["student1"] + probs["student1@features.2"]) / 2).numpy()
+    expected = classification_metrics(mean, y.numpy())
+    for metric in ("auc", "ece", "brier"):
+        assert scores["student1@ensemble"][metric] == pytest.approx(expected[metric], abs=1e-6), metric
+    # the two outputs differ (an untrained head): the classifier alone is another figure
+    assert classification_metrics(probs["student1"].numpy(), y.numpy())["brier"] != pytest.approx(expected["brier"])

@@ -864,3 +864,70 @@ def test_a_mask_value_equal_to_the_class_count_is_named():
     with pytest.raises(DataError, match="the train masks hold value 2, outside the 2 classes"):
         task.check_targets(torch.tensor([[[0, 1], [2, 255]]]), "train")
     task.check_targets(torch.tensor([[[0, 1], [1, 255]]]), "train")  # 255: ignored
+
+
+def test_the_mean_dice_and_iou_weigh_each_foreground_class_alike_however_many_images_hold_it():
+    """Class 1 in three images, all perfect; class 2 in one image, missed: the means are those
+    of the two classes' means, (1 + 0) / 2, not of the four (image, class) entries pooled
+    (3 / 4), which would let a frequent class outweigh a rare one."""
+    truth = np.zeros((3, 4, 4), np.int64)
+    pred = np.zeros((3, 4, 4), np.int64)
+    truth[:, 0, 0] = pred[:, 0, 0] = 1
+    truth[0, 3, 3] = 2  # predicted as background: TP 0, FP 0, FN 1
+    m = meter_on(pred, truth, k=3)
+    assert (m["dice_1"], m["dice_2"], m["iou_1"], m["iou_2"]) == (1.0, 0.0, 1.0, 0.0)
+    assert m["dice"] == pytest.approx(0.5) and m["iou"] == pytest.approx(0.5)
+
+
+def test_the_mean_hd95_weighs_each_foreground_class_alike_however_many_images_hold_it():
+    """Class 1 in two images (1 pixel off in each), class 2 in one (5 pixels off): hd95 is the
+    mean of the two classes' means, (1 + 5) / 2, not the mean of the three distances pooled
+    (7 / 3). (In the three-class case above the two happen to agree.)"""
+    truth = np.zeros((2, 32, 32), np.int64)
+    pred = np.zeros((2, 32, 32), np.int64)
+    truth[:, 2:8, 2:8] = 1
+    pred[0, 2:8, 3:9] = pred[1, 3:9, 2:8] = 1
+    truth[0, 16:24, 16:24], pred[0, 16:24, 21:29] = 2, 2
+    one = [naive_hd95(pred[i] == 1, truth[i] == 1) for i in (0, 1)]
+    two = naive_hd95(pred[0] == 2, truth[0] == 2)
+    expected = (np.mean(one) + two) / 2
+    assert expected != pytest.approx(np.mean(one + [two]), rel=0.05)  # the pooled mean is another figure
+    m = meter_on(pred, truth, k=3)
+    assert (m["hd95_1"], m["hd95_2"]) == (pytest.approx(np.mean(one)), pytest.approx(two))
+    assert m["hd95"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_one_pixel_region_has_a_distance_in_the_mean_hd95():
+    """A one-pixel true region and a one-pixel prediction 3 columns away: both non-empty, so
+    the image counts, with HD95 3 (a lesion of one pixel is not left out of the figure)."""
+    truth = np.zeros((2, 8, 8), np.int64)
+    pred = np.zeros((2, 8, 8), np.int64)
+    truth[0, 4, 2], pred[0, 4, 5] = 1, 1
+    truth[1, 1:7, 1:7] = pred[1, 1:7, 1:7] = 1  # a perfect image: distance 0
+    assert meter_on(pred, truth)["hd95"] == pytest.approx((naive_hd95(pred[0], truth[0]) + 0.0) / 2) == 1.5
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI about its own internals
+def test_an_image_larger_than_the_window_along_one_side_only_is_scored_window_by_window():
+    """The model sees only windows of the window's size whenever either side is larger (a
+    model trained on 8 x 8 crops never gets a 16 x 8 image), and the windows of a per-pixel
+    identity blend back into the image."""
+    from peerdistill.engine.evaluate import windowed
+
+    for shape in ((16, 8), (8, 16)):
+        seen = []
+        x = torch.rand(1, 2, *shape, generator=torch.Generator().manual_seed(0))
+        out = windowed(lambda t: seen.append(tuple(t.shape[-2:])) or t, x, (8, 8))
+        assert set(seen) == {(8, 8)}, shape
+        torch.testing.assert_close(out, x)
+
+
+def test_a_split_without_foreground_pixels_has_no_pixel_auc_but_its_other_figures():
+    """No pixel of the truth is foreground (a split of healthy images): no (foreground,
+    background) pair to rank, so the pixel AUC is undefined (NaN), and the split is scored."""
+    truth = np.zeros((2, 4, 4), np.int64)
+    pred = np.zeros((2, 4, 4), np.int64)
+    pred[0, 0, 0] = 1  # one false positive
+    m = meter_on(pred, truth)
+    assert math.isnan(m["auc"]) and math.isnan(m["sensitivity"])
+    assert m["specificity"] == pytest.approx(31 / 32) and m["pixel_accuracy"] == pytest.approx(31 / 32)

@@ -179,3 +179,22 @@ def test_flips_are_refused_where_they_cannot_go(tmp_path, capsys):
                  "--out", str(tmp_path / "p.csv")]) == 2
     assert "export with --temperature-scaling / --operating-point RULE / --tta FLIPS" in " ".join(
         capsys.readouterr().err.split())
+
+
+def test_a_model_certain_to_underflow_gives_finite_averaged_logits():
+    """Logits 100 and -100: class 1's probability underflows to exactly 0 in float32 in every
+    flip, so its mean is 0; its log must stay finite (clamped), or evaluation would take the
+    -inf for diverged weights and refuse to score a model that is merely sure."""
+    from peerdistill.engine.evaluate import FiniteCheck
+
+    model = nn.Conv2d(1, 2, 1).eval()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([100.0, -100.0]).view(2, 1, 1, 1))
+        model.bias.zero_()
+        x = torch.ones(2, 1, 4, 6)
+        assert (model(x).softmax(1)[:, 1] == 0).all()
+        got = FlipAveraged(cohort_of(model), TTA_FLIPS["flips"]).forward(x).logits["student1"]
+        torch.testing.assert_close(got.softmax(1), model(x).softmax(1))
+    check = FiniteCheck(None, "student1")
+    check.check(got)
+    assert torch.isfinite(got).all() and check.finite
