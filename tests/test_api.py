@@ -299,3 +299,47 @@ def test_the_public_names_are_imported_on_first_use_and_all_resolve():
              "print('ok')")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_run_without_students_is_refused_with_its_reason(tmp_path):
+    import json
+
+    import pytest
+
+    from peerdistill import load_cohort
+    from peerdistill.engine.artifacts import save_weights
+    from peerdistill.errors import CheckpointError
+
+    # a run directory written by hand: its run.json lists a teacher alone, whose weights are there
+    spec = {"arch": "cnn", "args": {"width": 4, "depth": 1}}
+    (tmp_path / "run.json").write_text(json.dumps({"task": "classification", "num_classes": 3, "input_shape": [1, 8, 8],
+                                                   "status": "complete",
+                                                   "members": [{"name": "teacher", "role": "teacher", "spec": spec}]}))
+    save_weights(SmallCNN(in_channels=1, num_classes=3, width=4, depth=1), tmp_path / "models" / "teacher.safetensors")
+    with pytest.raises(CheckpointError, match="holds no student models"):
+        load_cohort(tmp_path)
+
+
+def test_renumbering_classes_keeps_padding_ignored_pixels_and_crowd_regions_of_every_class():
+    import torch
+
+    from peerdistill.runs import _renumbered
+
+    order = torch.tensor([1, 0])  # the data's class 0 is the run's class 1, and back
+    # detection rows [label, x1, y1, x2, y2]: crowd of class 0 (-2), class 0, padding (-1), crowd of class 1 (-3)
+    boxes = torch.tensor([[[-2.0, 0, 0, 1, 1], [0, 1, 1, 2, 2], [-1, 0, 0, 0, 0], [-3, 2, 2, 3, 3]]])
+    out = _renumbered(boxes, order)
+    assert out[0, :, 0].tolist() == [-3.0, 1.0, -1.0, -2.0]  # by hand: crowd -2 - c becomes -2 - order[c]
+    assert torch.equal(out[..., 1:], boxes[..., 1:])
+    masks = torch.tensor([[[0, 1], [255, 0]]], dtype=torch.uint8)
+    assert _renumbered(masks, order).tolist() == [[[1, 0], [255, 1]]]
+    assert _renumbered(torch.tensor([0, 1, 1]), order).tolist() == [1, 0, 0]
+
+
+def test_eval_pictures_go_in_a_folder_of_the_split_scored(tmp_path):
+    from peerdistill.config import DataSpec
+    from peerdistill.runs import pictures_folder
+
+    assert pictures_folder(tmp_path, "val", None) == tmp_path / "eval" / "val"
+    other = pictures_folder(tmp_path, "all", DataSpec(kind="image_folder", root=str(tmp_path / "external")))
+    assert other.parent == tmp_path / "eval" and other.name.startswith("all-external-")  # never the run's own

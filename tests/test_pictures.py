@@ -40,3 +40,67 @@ def test_two_inputs_of_one_name_are_refused_before_any_picture_is_written():
     read = Inputs(["site1/img001.png", "site2/img001.png"], ["img001", "img001"], [], [])
     with pytest.raises(DataError, match="would all be written as 'img001_boxes.png'"):
         _picture_names(read, "boxes")
+
+
+def test_an_overlay_tints_predicted_classes_at_alpha_and_outlines_the_truth_in_white():
+    from peerdistill.pictures import PALETTE
+
+    image = np.full((5, 5, 3), 100, dtype=np.uint8)
+    pred = np.zeros((5, 5), dtype=np.int64)
+    pred[0, 0] = 2
+    truth = np.zeros((5, 5), dtype=np.int64)
+    truth[1:4, 1:4] = 1  # a 3x3 square: its 8 edge pixels are its boundary, the centre is not
+    truth[4, 4] = 255  # an ignored pixel is no foreground: no outline
+    out = overlay(image, pred, truth, alpha=0.45)
+    expected = (0.55 * 100 + 0.45 * PALETTE[2].astype(np.float64)).astype(np.uint8)  # by hand: 55 + 0.45 * colour
+    assert out[0, 0].tolist() == expected.tolist()
+    assert out[0, 1].tolist() == [100, 100, 100]  # background (class 0) is not tinted
+    boundary = np.zeros((5, 5), bool)
+    boundary[1:4, 1:4] = True
+    boundary[2, 2] = False
+    assert (out[boundary] == 255).all() and out[2, 2].tolist() == [100, 100, 100]
+    assert out[4, 4].tolist() == [100, 100, 100]
+
+
+def test_a_box_at_the_minimum_score_is_drawn_inside_its_exclusive_far_edge():
+    picture = Image.new("RGB", (12, 12))
+    draw_boxes(ImageDraw.Draw(picture), [[2, 2, 6, 6]], [0.3], [0], min_score=0.3)  # "at least": 0.3 is drawn
+    drawn = (np.asarray(picture) == PALETTE[1]).all(axis=-1)  # class 0's colour
+    # pixels 2..5 hold the box (its edges at 6 are exclusive): the outline is there, not at 6
+    assert drawn[2, 2:6].all() and drawn[5, 2:6].all() and drawn[2:6, 5].all()
+    assert not drawn[6, :].any() and not drawn[:, 6].any()
+
+
+def test_box_pictures_draw_true_boxes_of_class_0_on_the_image_as_the_run_saw_it(tmp_path, monkeypatch):
+    import torch
+
+    from peerdistill import pictures
+
+    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+    monkeypatch.setattr(pictures, "predict", lambda cohort, task, x: {"ensemble": [empty]})
+    x = torch.zeros(3, 10, 10)  # standardised zeros: the channel means once unstandardised
+    y = torch.tensor([[0.0, 2, 2, 6, 6], [-1, 0, 0, 0, 0]])  # a box of class 0, then padding
+    written = pictures.save_box_pictures(None, None, [(x, y)], tmp_path, 1, {"mean": [0.0, 0.5, 1.0],
+                                                                              "std": [1.0, 1.0, 1.0]})
+    assert written == [tmp_path / "ensemble" / "000_boxes.png"]
+    shown = np.asarray(Image.open(written[0]))
+    # 0, 0.5, 1 stretched over the image's range 0..1: 0, 127 (127.5 cut), 255
+    assert shown[8, 8].tolist() == [0, 127, 255]
+    white = (shown == 255).all(axis=-1)
+    assert white[2, 2:6].all() and white[2:6, 2].all() and not white[0, 0]  # class 0's true box, padding left out
+
+
+def test_a_drawn_box_is_labelled_with_its_class_name_and_score():
+    class Recorder:  # what draw_boxes asks of PIL's ImageDraw
+        def __init__(self):
+            self.texts = []
+
+        def rectangle(self, box, outline):
+            pass
+
+        def text(self, at, text, fill):
+            self.texts.append((at, text, tuple(fill)))
+
+    draw = Recorder()
+    draw_boxes(draw, [[4, 6, 20, 30]], [0.876], [1], ["cat", "dog"])
+    assert draw.texts == [((5, 7), "dog 0.88", tuple(int(c) for c in PALETTE[2]))]  # inside the box's corner

@@ -409,6 +409,7 @@ def test_a_reliability_diagram_plots_each_models_filled_bins_and_names_its_ece()
     (lambda m: m["epochs"][0].update({"val/student1/accuracy": "abc"}), "epoch 1's val/student1/accuracy is 'abc', not a figure"),
     (lambda m: m["epochs"][1].pop("epoch"), "an epoch row lacks its epoch number"),
     (lambda m: m.update(monitor="accuracy"), r"its best_epoch or monitor \(MODEL/METRIC\) is of the wrong kind"),
+    (lambda m: m.update(test_at_last="oops"), "its test_at_last is not a mapping"),  # the last epoch's scores too
 ])
 def test_a_hand_edited_metrics_file_is_named_as_damaged(digits_run, tmp_path, capsys, damage, message):
     from peerdistill.cli import main
@@ -488,6 +489,7 @@ def test_costs_of_a_cohort_without_a_teacher_or_damaged_by_hand(digits_run, tmp_
 @pytest.mark.parametrize("damage,message", [
     ({"task": "regression"}, "its task 'regression' is none of classification, segmentation, detection"),
     ({"num_classes": "10"}, "its num_classes '10' is not a number of classes"),
+    ({"num_classes": 0}, "its num_classes 0 is not a number of classes"),
 ])
 def test_a_run_file_of_the_wrong_kind_is_named(digits_run, tmp_path, capsys, damage, message):
     from peerdistill.cli import main
@@ -670,3 +672,123 @@ def test_a_runs_cost_columns_give_parameters_mmacs_and_compression_to_two_decima
     cells = {column.header: column._cells for column in table.columns}
     assert cells["params"] == ["1,234,567", "105,802"] and cells["MMACs"] == ["2.35", "0.12"]
     assert cells["x smaller"] == ["1.00", "11.67"]  # 1234567 / 105802 = 11.668...
+
+
+def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_the_test_split():
+    from peerdistill.html_report import test_table_section
+
+    # best epoch 3 of 5: its test figures differ from the last epoch's, and val and test differ in size
+    metrics = {"status": "complete", "monitor": "ensemble/accuracy", "best_epoch": 3, "epochs": [{"epoch": e}
+                                                                                                for e in range(1, 6)],
+               "test_at_best": {"ensemble": {"accuracy": 0.8125}}, "test_at_last": {"ensemble": {"accuracy": 0.6875}}}
+    meta = {"task": "classification", "num_classes": 2, "split_sizes": {"train": 50, "val": 20, "test": 1200},
+            "members": []}
+    page = test_table_section(meta, metrics)
+    assert "<td>0.8125</td>" in table_row(page, "ensemble") and "0.6875" not in page
+    assert "Test split (1,200 samples), with the weights of the best validation epoch (3, by ensemble/accuracy)" \
+        in page
+
+
+def test_the_monitor_curve_marks_the_best_epoch_and_draws_every_model():
+    from matplotlib import pyplot as plt
+
+    from peerdistill.html_report import monitor_curve_figure
+
+    epochs = [{"epoch": e, "val/student1/accuracy": a, "val/ensemble/accuracy": b}
+              for e, a, b in ((1, 0.5, 0.6), (2, 0.7, 0.75), (3, 0.6, 0.7))]
+    fig = monitor_curve_figure(epochs, "accuracy", 2)
+    lines = fig.axes[0].get_lines()
+    curves = {line.get_label(): list(line.get_ydata()) for line in lines if line.get_label() in ("student1", "ensemble")}
+    assert curves == {"student1": [0.5, 0.7, 0.6], "ensemble": [0.6, 0.75, 0.7]}
+    marks = [line for line in lines if line.get_linestyle() == "--"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [2, 2]  # at epoch 2 itself
+    plt.close(fig)
+
+
+def test_segmentation_panels_colour_class_k_with_its_own_colour_the_report_lists():
+    from matplotlib import pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from peerdistill.html_report import CLASS_COLORS, segmentation_figure
+
+    truth = np.array([[[0, 1], [2, 255]]])
+    fig = segmentation_figure(np.zeros((1, 2, 2)), truth, np.array([[[2, 1], [0, 0]]]), 3)
+    for ax in fig.axes[1:3]:  # truth and prediction
+        image = ax.get_images()[0]
+        assert [to_hex(image.cmap(image.norm(k))) for k in range(3)] == CLASS_COLORS[:3]  # 0 the background's black
+    plt.close(fig)
+
+
+def test_a_comparisons_latency_is_the_median_over_its_runs():
+    from peerdistill.html_report import _median_latencies
+
+    runs = [{"s": {"parameters": 10, "cpu_latency_ms": ms}} for ms in (1.0, 2.0, 9.0)]
+    assert _median_latencies(runs)["s"]["cpu_latency_ms"] == 2.0  # not the mean, 4.0: one slow run is noise
+
+
+def test_the_roc_cross_sits_at_the_ensembles_false_positive_rate_and_sensitivity():
+    from matplotlib import pyplot as plt
+
+    from peerdistill.html_report import roc_figure
+
+    y = np.array([0, 0, 1, 1])
+    p = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
+    fig = roc_figure({"ensemble": p}, y, 2, {"ensemble": {"specificity": 0.8, "sensitivity": 0.7}})
+    cross = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
+    assert len(cross) == 1 and list(cross[0].get_xdata()) == [pytest.approx(0.2)]  # 1 - specificity
+    assert list(cross[0].get_ydata()) == [0.7]
+    plt.close(fig)
+
+
+def test_confusion_counts_over_half_the_largest_are_written_in_white():
+    from matplotlib import pyplot as plt
+
+    from peerdistill.html_report import confusion_figure
+
+    y, pred = np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 0])  # counts [[3, 1], [1, 1]]
+    fig = confusion_figure(y, pred, ["a", "b"])
+    colours = {text.get_text(): text.get_color() for text in fig.axes[0].texts}
+    assert colours == {"3": "white", "1": "black"}  # 3 > 3 / 2; 1 is not
+    plt.close(fig)
+
+
+def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_class_colour(monkeypatch):
+    import torch
+    from matplotlib.colors import to_hex
+
+    import importlib
+
+    from peerdistill import html_report
+
+    evaluate = importlib.import_module("peerdistill.engine.evaluate")  # the module, not the function of its name
+    found = {"boxes": torch.tensor([[1.0, 1, 5, 5], [2, 2, 6, 6]]), "scores": torch.tensor([0.9, 0.2]),
+             "labels": torch.tensor([1, 0])}
+    monkeypatch.setattr(evaluate, "predict", lambda cohort, task, x: {"ensemble": [found]})
+    drawn = []
+    monkeypatch.setattr(html_report, "figure_html", lambda fig, caption: drawn.append(fig) or "")
+    sample = (torch.zeros(1, 8, 8), torch.tensor([[0.0, 0, 0, 4, 4], [-1, 0, 0, 0, 0]]))
+    html_report.detection_parts(None, None, [sample], {"num_classes": 2, "class_names": ["cat", "dog"]})
+    ax = drawn[0].axes[0]
+    boxes = [(p.get_x(), p.get_y(), p.get_width(), to_hex(p.get_edgecolor())) for p in ax.patches]
+    # the true box of class 0 in white; padding (-1) and the box under 0.3 left out; class 1 in
+    # CLASS_COLORS[2] (CLASS_COLORS[0] is the background's black)
+    assert boxes == [(0.0, 0.0, 4.0, "#ffffff"), (1.0, 1.0, 4.0, "#3cb44b")]
+    assert [t.get_text() for t in ax.texts] == ["dog 0.90"]
+
+
+def test_a_runs_cost_row_gives_the_file_size_in_kib():
+    from peerdistill.html_report import cost_rows
+
+    costs = {"s": {"parameters": 1234, "macs": 2_500_000, "size_bytes": 3072, "cpu_latency_ms": 1.23456}}
+    assert cost_rows(costs) == [["s", "1,234", "2.50", "3.0", "1.235"]]  # 3072 bytes = 3.0 KiB (1024 bytes each)
+
+
+def test_a_run_without_metrics_json_is_told_finished_or_not_by_its_run_json(tmp_path):
+    for status, said in (("complete", "is a finished run without its metrics.json"),
+                         ("running", "has no metrics.json: the run has not finished its first epoch yet")):
+        run = tmp_path / status
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"task": "classification", "num_classes": 2, "input_shape": [1, 4, 4],
+                                                  "members": [], "status": status}))
+        with pytest.raises(RunDirError, match=said):
+            write_report(run)

@@ -244,3 +244,111 @@ def test_a_run_saved_with_a_key_no_term_read_resumes_without_it():
     trained["distill"]["ml_temperature"] = 2.0
     with pytest.raises(CheckpointError, match=r"distill.ml_temperature: 2.0 in the run, 1.0 now"):
         RunRecords._check_same_config(run, {"config": yaml.safe_dump(trained)})
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    import os
+
+    from peerdistill.engine.artifacts import atomic_write_text
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def fail(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)  # the new contents written, not yet on disk
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_an_atomic_write_gives_the_file_the_usual_mode_not_a_private_one(tmp_path):
+    import os
+
+    from peerdistill.engine.artifacts import atomic_write_text
+
+    mask = os.umask(0)  # read it (the only way is to set it), then put it back
+    os.umask(mask)
+    atomic_write_text(tmp_path / "run.json", "{}")
+    # what open() would give (0644 under the usual umask 022); mkstemp's temporary file alone is 0600
+    assert (tmp_path / "run.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_killed_trainers_temporary_files_are_removed_and_others_kept(tmp_path):
+    from peerdistill.engine.artifacts import RunDir
+
+    run = RunDir(tmp_path)
+    left = [".run.json.a1.tmp", ".metrics.csv.b2.tmp", ".config.yaml.c3.tmp", "checkpoints/.last.pt.d4.tmp",
+            "models/.student1.safetensors.e5.tmp", "heads/.student1.safetensors.f6.tmp"]
+    kept = [".report.html.g7.tmp", "export/.model.onnx.h8.tmp", "run.json"]  # a report or an export writing beside
+    for name in left + kept:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    run.remove_partial_writes()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+
+
+def test_a_run_with_a_partial_write_beside_its_files_is_not_taken_for_an_empty_start(tmp_path):
+    from peerdistill.engine.artifacts import RunDir
+    from peerdistill.errors import RunDirError
+
+    (tmp_path / "run.json").write_text(json.dumps({"status": "complete"}))
+    (tmp_path / ".metrics.json.x1.tmp").write_text("{")  # killed while rewriting metrics.json
+    with pytest.raises(RunDirError, match="holds a finished run"):
+        RunDir.create(tmp_path)
+    assert (tmp_path / "run.json").is_file()
+    (tmp_path / "run.json").unlink()  # a temporary file alone: killed while writing its first file
+    RunDir.create(tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_outputs_are_refused_over_a_runs_files_and_its_data_but_not_beside_them(tmp_path):
+    from peerdistill.engine.artifacts import check_not_a_run_file, check_not_in_data
+    from peerdistill.errors import ConfigError
+
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    for target in (run / "models" / "x.onnx", run / "metrics.json"):
+        with pytest.raises(ConfigError):
+            check_not_a_run_file(target)
+    loose = tmp_path / "models"  # a folder named models outside any run is the user's
+    loose.mkdir()
+    check_not_a_run_file(loose / "x.onnx")
+    check_not_a_run_file(run / "report.html")
+    data = tmp_path / "data"
+    with pytest.raises(ConfigError, match="is inside"):
+        check_not_in_data(data / "masks" / "a.png", [data])
+    check_not_in_data(tmp_path / "data-out" / "a.png", [data])
+
+
+def test_a_csv_of_rows_has_every_column_in_the_order_first_seen(tmp_path):
+    from peerdistill.engine.artifacts import write_rows_csv
+
+    write_rows_csv(tmp_path / "t.csv", [{"a": 1, "b": 2}, {"a": 3, "c": 4}])
+    assert (tmp_path / "t.csv").read_text().splitlines() == ["a,b,c", "1,2,", "3,,4"]
+
+
+def test_infinite_figures_are_written_as_null_like_nan(tmp_path):
+    from peerdistill.engine.artifacts import write_json
+
+    write_json(tmp_path / "m.json", {"loss": float("inf"), "rows": [float("-inf"), float("nan"), 1.5]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"loss": None, "rows": [None, None, 1.5]}
+
+
+def test_a_model_with_tied_weights_is_saved_and_loads_back(tmp_path):
+    from torch import nn
+
+    from peerdistill.engine.artifacts import load_weights, save_weights
+
+    def tied():
+        model = nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5, bias=False))
+        model[1].weight = model[0].weight  # one tensor under two names: safetensors refuses shared memory
+        return model
+
+    torch.manual_seed(0)
+    model, copy = tied(), tied()
+    save_weights(model, tmp_path / "m.safetensors")
+    load_weights(copy, tmp_path / "m.safetensors")
+    assert torch.equal(copy[0].weight, model[0].weight) and torch.equal(copy[1].weight, model[0].weight)

@@ -136,3 +136,40 @@ def test_a_run_may_not_make_a_library_model_read_files(run_naming, capsys, monke
         with pytest.raises(CheckpointError, match="the arguments \\['model_name'\\], which make it read files"):
             check_trusted_arch("peerdistill.models:SmallCNN", "here", args={"model_name": name})
     check_trusted_arch("peerdistill.models:SmallCNN", "here", args={"model_name": "resnet18"})  # a name alone reads nothing
+
+
+def test_a_trusted_module_does_not_trust_a_module_whose_name_merely_starts_like_it():
+    # PEERDISTILL_TRUSTED_ARCHS=tests trusts tests and tests.*, not tests_elsewhere (refused before any import)
+    with pytest.raises(CheckpointError, match="names the model factory 'tests_elsewhere:Net'"):
+        check_trusted_arch("tests_elsewhere:Net", "here", trusted=("tests",))
+
+
+@pytest.mark.parametrize("argument", ["checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir",
+                                      "pretrained_path"])
+def test_every_argument_naming_a_file_to_read_is_refused(argument):
+    with pytest.raises(CheckpointError, match=rf"the arguments \['{argument}'\], which make it read files"):
+        check_trusted_arch("peerdistill.models:SmallCNN", "here", args={argument: "elsewhere"})
+
+
+
+def test_a_library_function_counts_as_a_model_factory_only_when_annotated_to_return_a_module():
+    from torch import nn
+
+    import functools
+
+    from peerdistill.trust import _builds_a_model
+
+    def factory() -> nn.Linear:
+        return nn.Linear(1, 1)
+
+    def lister() -> list:
+        return []
+
+    def unannotated():
+        return nn.Linear(1, 1)
+
+    # torchvision's list_models or get_model_weights would pass the package check: the annotation must refuse them
+    assert _builds_a_model(factory, own=False) and _builds_a_model(nn.Linear, own=False)
+    assert not _builds_a_model(lister, own=False) and not _builds_a_model(unannotated, own=False)
+    # a callable object (a partial binding who knows what) is no function: its own annotation is not trusted
+    assert not _builds_a_model(functools.partial(factory), own=False)
