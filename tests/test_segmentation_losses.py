@@ -1,6 +1,7 @@
 """Dense losses against naive computations: pixel-wise KD, pair-wise affinity, CWD, soft Dice,
 the gradient penalty, and the interpolation rule."""
 
+import itertools
 import math
 
 import pytest
@@ -192,6 +193,23 @@ def test_soft_dice_loss_by_hand():
     assert soft_dice_loss(logits, ignored).item() == pytest.approx(1 - dice_ignored, rel=1e-5)
 
 
+def _dice_by_loops(logits, labels):
+    """Each class's smoothed Dice over the labelled pixels of the whole batch, by plain loops over
+    a softmax written out (pixels labelled 255 left out)."""
+    classes = logits.shape[1]
+    overlap, predicted, true = [0.0] * classes, [0.0] * classes, [0.0] * classes
+    for b, i, j in itertools.product(*map(range, labels.shape)):
+        if int(labels[b, i, j]) == 255:
+            continue
+        e = [math.exp(v) for v in logits[b, :, i, j].tolist()]
+        for c in range(classes):
+            p, t = e[c] / sum(e), float(labels[b, i, j] == c)
+            overlap[c] += p * t
+            predicted[c] += p
+            true[c] += t
+    return [(2 * overlap[c] + 1) / (predicted[c] + true[c] + 1) for c in range(classes)]
+
+
 def test_soft_dice_loss_pools_the_batch_and_averages_every_foreground_class():
     """Two images, three classes: each class's Dice sums p * g, p and g over the pixels of the
     whole batch (not image by image), and the loss averages classes 1 and 2 (all three with
@@ -199,17 +217,7 @@ def test_soft_dice_loss_pools_the_batch_and_averages_every_foreground_class():
     g = torch.Generator().manual_seed(13)
     logits = torch.randn(2, 3, 2, 3, generator=g)
     labels = torch.tensor([[[0, 1, 2], [2, 2, 1]], [[1, 0, 0], [2, 1, 0]]])
-    overlap, predicted, true = [0.0] * 3, [0.0] * 3, [0.0] * 3
-    for b in range(2):
-        for i in range(2):
-            for j in range(3):
-                e = [math.exp(v) for v in logits[b, :, i, j].tolist()]
-                for c in range(3):
-                    p, t = e[c] / sum(e), float(labels[b, i, j] == c)
-                    overlap[c] += p * t
-                    predicted[c] += p
-                    true[c] += t
-    dice = [(2 * overlap[c] + 1) / (predicted[c] + true[c] + 1) for c in range(3)]
+    dice = _dice_by_loops(logits, labels)
     assert soft_dice_loss(logits, labels).item() == pytest.approx(1 - (dice[1] + dice[2]) / 2, rel=1e-5)
     assert soft_dice_loss(logits, labels, include_background=True).item() == pytest.approx(1 - sum(dice) / 3, rel=1e-5)
 
@@ -221,19 +229,7 @@ def test_soft_dice_loss_leaves_ignored_pixels_out_of_every_class_background_incl
     g = torch.Generator().manual_seed(16)
     logits = torch.randn(2, 3, 2, 3, generator=g)
     labels = torch.tensor([[[0, 255, 2], [255, 1, 0]], [[1, 255, 0], [2, 255, 255]]])
-    overlap, predicted, true = [0.0] * 3, [0.0] * 3, [0.0] * 3
-    for b in range(2):
-        for i in range(2):
-            for j in range(3):
-                if int(labels[b, i, j]) == 255:
-                    continue
-                e = [math.exp(v) for v in logits[b, :, i, j].tolist()]
-                for c in range(3):
-                    p, t = e[c] / sum(e), float(labels[b, i, j] == c)
-                    overlap[c] += p * t
-                    predicted[c] += p
-                    true[c] += t
-    dice = [(2 * overlap[c] + 1) / (predicted[c] + true[c] + 1) for c in range(3)]
+    dice = _dice_by_loops(logits, labels)
     assert soft_dice_loss(logits, labels, include_background=True).item() == pytest.approx(1 - sum(dice) / 3, rel=1e-5)
     assert soft_dice_loss(logits, labels).item() == pytest.approx(1 - (dice[1] + dice[2]) / 2, rel=1e-5)
 
