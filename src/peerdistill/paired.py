@@ -41,9 +41,10 @@ class Difference:
         sign is the setting minus the baseline."""
         if not self.pairs:
             return "n/a"
-        interval = "" if math.isnan(self.low) else f" [{self.low:+.4f}, {self.high:+.4f}]"
         if self.pairs > 1 and math.isinf(self.mean):  # (an HD95 where a mask was never found)
             interval = " [no interval: an infinite figure]"
+        else:
+            interval = "" if math.isnan(self.low) else f" [{self.low:+.4f}, {self.high:+.4f}]"
         wins = "" if self.better is None else f" {self.better}/{self.pairs} better"
         ties = f", {self.tied} tied" if self.better is not None and self.tied else ""
         return f"{self.mean:+.4f}{interval}{wins}{ties}"
