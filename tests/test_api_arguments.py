@@ -13,9 +13,12 @@ from torch.utils.data import Dataset
 
 from peerdistill import ClassificationTask, Cohort, DataSplits, Edge, KnowledgeGraph, Member, TensorData, Trainer, \
     TrainSpec, evaluate, preset_edges, soft_kl
+from peerdistill.detection.boxes import HeadLayout
 from peerdistill.errors import ConfigError, DataError
 from peerdistill.losses import attention_transfer, combine_soft_targets, decoupled_kd, kl_to_probs, \
     similarity_preserving
+from peerdistill.losses.dense import channel_wise
+from peerdistill.losses.detection import classification_map_kd, localization_kd
 
 
 def _net(k=3):
@@ -106,6 +109,15 @@ def test_loss_functions_refuse_what_they_would_compute_wrong():
             soft_kl(s, t, temperature)
     with pytest.raises(ValueError, match="learnable one"):
         soft_kl(s, t, torch.tensor(2.0, requires_grad=True))
+    # the dense and detection distillation losses divide by T too: a bad one is refused, not computed
+    layout = HeadLayout(num_classes=3, reg_max=4)
+    boxes, maps = torch.randn(2, 7, layout.channels, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    for name, loss in (("channel_wise", lambda T: channel_wise(maps, maps.flip(0), T)),
+                       ("classification_map_kd", lambda T: classification_map_kd(boxes, boxes.flip(0), layout, T)),
+                       ("localization_kd", lambda T: localization_kd(boxes, boxes.flip(0), layout, T))):
+        for temperature in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match=f"^{name}: temperature .* must be a finite number above 0"):
+                loss(temperature)
     with pytest.raises(ValueError, match="non-empty batch"):
         soft_kl(s[:0], t[:0])
     maps = torch.randn(2, 3, 4, 4, generator=g)

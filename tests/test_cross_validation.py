@@ -233,6 +233,13 @@ def test_eval_of_the_runs_own_data_split_another_way_says_its_test_holds_trainin
         said = [str(w.message) for w in caught if "training samples of the run" in str(w.message)]
         assert said and said[0].startswith(f"{len(other_test & trained)} of {len(other_test)} samples of the scored "
                                            "test split are training samples of the run")
+    # the val split asked for: its own samples counted and named, not the test split's
+    spec = cfg.data.model_copy(update={"split_seed": 7})
+    other_val = set(build_data(spec).info["indices"]["val"])
+    assert other_val & trained
+    with pytest.warns(PeerdistillWarning, match=f"^{len(other_val & trained)} of {len(other_val)} samples of the "
+                                                "scored val split are training samples of the run"):
+        evaluate_run(run, split="val", data_spec=spec)
     with warnings.catch_warnings():  # its own split, or the training split asked for: nothing to say
         warnings.simplefilter("error", PeerdistillWarning)
         evaluate_run(run, data_spec=cfg.data)

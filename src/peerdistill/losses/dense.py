@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ..spatial import align_to, masked_mean
 from .features import unit_vectors
+from .logits import checked_temperature
 from .precision import in_fp32
 
 _MASKED = -1e9  # a logit that takes no share of a softmax, yet keeps its gradients finite (-inf would not)
@@ -61,7 +62,7 @@ def channel_wise(learner: torch.Tensor, target: torch.Tensor, temperature: float
     if learner.shape[1] != target.shape[1]:
         raise ValueError(f"channel_wise: {learner.shape[1]} vs {target.shape[1]} channels; they must be equal")
     learner = align_to(learner, target.shape[-2:])
-    t = float(temperature)
+    t = checked_temperature(temperature, "channel_wise")
     b, c = target.shape[:2]
     target_logits = target.detach().float().reshape(b, c, -1) / t
     learner_logits = learner.float().reshape(b, c, -1) / t

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ..detection.assign import assign
 from ..detection.boxes import (HeadLayout, boxes_to_ltrb, distances_from_distribution, iou_and_giou_pairwise,
                                ltrb_to_boxes, output_points, split_outputs)
+from .logits import checked_temperature
 
 # GFL's weights of its three terms (cls 1, GIoU 2, DFL 0.25); detection_loss returns them unweighted.
 GFL_WEIGHTS = {"cls": 1.0, "box": 2.0, "dfl": 0.25}
@@ -105,7 +106,7 @@ def classification_map_kd(student_out: torch.Tensor, teacher_out: torch.Tensor, 
     teacher's binary entropy ``T^2 mean_{b,a} sum_c H(sigmoid(t / T))``, its minimum over the
     student, so only its gradient ``T * (sigmoid(s/T) - sigmoid(t/T)) / (B A)`` matters."""
     _check_shapes(student_out, teacher_out, layout, "classification_map_kd")
-    t = float(temperature)
+    t = checked_temperature(temperature, "classification_map_kd")
     c = layout.num_classes
     soft = (teacher_out[..., :c].detach().float() / t).sigmoid()
     bce = F.binary_cross_entropy_with_logits(student_out[..., :c].float() / t, soft, reduction="none")
@@ -121,7 +122,7 @@ def localization_kd(student_out: torch.Tensor, teacher_out: torch.Tensor, layout
     given, zeroes ``w`` outside it: LD's "main distillation region" is the points assigned to a
     true box, the only ones whose box output is trained. The teacher is detached."""
     _check_shapes(student_out, teacher_out, layout, "localization_kd")
-    t = float(temperature)
+    t = checked_temperature(temperature, "localization_kd")
     s_cls, s_reg = split_outputs(student_out.float(), layout)
     t_cls, t_reg = split_outputs(teacher_out.detach().float(), layout)
     log_q = (t_reg / t).log_softmax(dim=-1)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..spatial import check_valid, masked_mean
 
 
-def _temperature(value, fn: str) -> float:
+def checked_temperature(value, fn: str) -> float:
     """The temperature as a number, refused where it would soften nothing or reverse the classes."""
     if isinstance(value, torch.Tensor) and value.requires_grad:
         raise ValueError(f"{fn}: the temperature is taken as a number, so a learnable one would get no gradient; "
@@ -44,7 +44,7 @@ def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperatu
             f"{tuple(target_logits.shape)} differ in shape"
         )
     _check_logits(student_logits, "soft_kl")
-    t = _temperature(temperature, "soft_kl")
+    t = checked_temperature(temperature, "soft_kl")
     log_p_target = F.log_softmax(target_logits.detach().float() / t, dim=1)
     return _kl(log_p_target.exp(), log_p_target, student_logits, t, valid)
 
@@ -62,7 +62,7 @@ def kl_to_probs(student_logits: torch.Tensor, target_probs: torch.Tensor, temper
     if bool((q < 0).any()) or bool(((q.sum(dim=1) - 1).abs() > 1e-3).any()):
         raise ValueError("kl_to_probs: the target is not a distribution over dim 1 (negative, or not summing to 1); "
                          "logits go to soft_kl")
-    return kl_to_softened(student_logits, q, _temperature(temperature, "kl_to_probs"), valid)
+    return kl_to_softened(student_logits, q, checked_temperature(temperature, "kl_to_probs"), valid)
 
 
 def kl_to_softened(student_logits: torch.Tensor, q: torch.Tensor, t: float,
@@ -101,7 +101,7 @@ def decoupled_kd(student_logits: torch.Tensor, target_probs: torch.Tensor, label
                          f"{tuple(student_logits.shape)}, {tuple(target_probs.shape)} and labels {tuple(labels.shape)}")
     if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise ValueError(f"decoupled_kd: labels are class indices (int64), got {labels.dtype}")
-    t = _temperature(temperature, "decoupled_kd")
+    t = checked_temperature(temperature, "decoupled_kd")
     q = target_probs.detach().float()
     z = student_logits.float() / t
     true = F.one_hot(labels.long(), z.shape[1]).bool()
@@ -127,7 +127,7 @@ def combine_soft_targets(logits: list[torch.Tensor], temperature: float,
     if not logits or len({tuple(z.shape) for z in logits}) > 1:
         raise ValueError(f"combine_soft_targets: needs one or more sources of one shape, got shapes "
                          f"{[tuple(z.shape) for z in logits]}")
-    t = _temperature(temperature, "combine_soft_targets")
+    t = checked_temperature(temperature, "combine_soft_targets")
     probs = torch.stack([F.softmax(z.detach().float() / t, dim=1) for z in logits])  # [K, B, C, ...]
     k = probs.shape[0]
     w = torch.ones(k) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
