@@ -236,12 +236,19 @@ def test_a_seed_without_a_number_is_counted_apart():
 
 def test_comparison_report_gives_each_cohort_its_cost_table(tmp_path):
     wider = {"arch": "cnn", "args": {"width": 6, "depth": 1}}
-    base = {"out_dir": str(tmp_path), "teacher": TINY_CNN, "train": {"epochs": 1, "batch_size": 256}}
-    result = compare([{**base, "name": "narrow", "students": [TINY_CNN, TINY_CNN]},
-                      {**base, "name": "wide", "students": [wider, wider]}], None, 1, progress=False)
+    # a teacher the user named, met after the first cohort's students (that cohort has none): its
+    # column leads all the same, as its role says, though its name is not teacher...
+    base = {"out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}}
+    result = compare([{**base, "name": "narrow", "students": [TINY_CNN, TINY_CNN], "distill": {"preset": "ml"}},
+                      {**base, "name": "wide", "students": [wider, wider],
+                       "teacher": {**TINY_CNN, "name": "radiologist"}}], None, 1, progress=False)
+    columns = "| setting | radiologist | student1 | student2 | best student | ensemble |"
+    assert columns in result.markdown and "| setting | student1 |" not in result.markdown
     # one seed: a mean without a spread (a sample std needs two values)
     assert all(math.isnan(r["std"]) for r in result.rows) and " ± " not in result.markdown.split("###", 1)[1]
     page = write_report(result.directory).read_text(encoding="utf-8")
+    accuracy = page.split("<h2>test accuracy</h2>", 1)[1].split("</tr>", 1)[0]
+    assert accuracy.endswith("".join(f"<th>{m}</th>" for m in columns.strip("| ").split(" | ")[1:]))
     costs = page.split("<h2>Model costs</h2>", 1)[1].split("</section>", 1)[0]
     assert costs.count("<table>") == 2 and "<p>narrow:</p>" in costs and "<p>wide:</p>" in costs
     for name in ("narrow", "wide"):
@@ -558,6 +565,13 @@ def test_the_model_columns_go_teachers_students_best_student_then_ensemble():
     assert model_order(seen) == ["teacher1", "teacher2", "student1", "student2", "best student", "ensemble"]
     # ten teachers or more: by number, not as text (teacher10 after teacher2)
     assert model_order([f"teacher{i}" for i in (10, 2, 1)]) == ["teacher1", "teacher2", "teacher10"]
+    # a teacher the user named: a teacher by its role in the runs' metrics.json
+    from peerdistill.report import teachers_named_in
+
+    roles = [{"roles": {"radiologist": "teacher", "student1": "student"}}, {}, {"roles": {"teacher": "teacher"}}]
+    assert teachers_named_in(roles) == {"radiologist", "teacher"}
+    assert model_order(["ensemble", "student1", "radiologist", "teacher"], {"radiologist"}) == [
+        "radiologist", "teacher", "student1", "ensemble"]
 
 
 def test_a_comparison_cell_names_the_runs_only_when_some_gave_no_number():

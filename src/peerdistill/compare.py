@@ -28,7 +28,8 @@ from .errors import ConfigError, PeerdistillError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import caption, default_baseline, difference_rows, differences, differences_csv, unpaired_note
-from .report import BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell
+from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
+                     teachers_named_in)
 
 @dataclass
 class Comparison:
@@ -199,7 +200,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         for run in runs:
             run["metrics"] = _with_flips(run["metrics"], directory / run["run"], tta, own_archs)
     rows = aggregate(runs)
-    models = model_order([r["model"] for r in rows])
+    models = model_order([r["model"] for r in rows], teachers_named_in(run["metrics"] for run in runs))
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
     monitors: dict[str, str] = {}

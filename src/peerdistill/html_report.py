@@ -34,7 +34,7 @@ from .metrics import ECE_BINS, expected_calibration_error, per_class_part, relia
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
 from .report import (NOT_AVAILABLE, NOT_AVAILABLE_MEANS, comparison_per_class_rows, comparison_rows, fmt,  # noqa: E402
-                     model_order, per_class_families, per_class_tables)  # noqa: E402
+                     model_order, per_class_families, per_class_tables, teachers_named_in)  # noqa: E402
 from .values import is_count, is_finite_number  # noqa: E402
 
 REPORT_FILE = "report.html"
@@ -617,10 +617,11 @@ def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray,
 def comparison_page(directory: Path) -> str:
     rows = read_compare_csv(directory)
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    models = model_order([r["model"] for r in rows])
+    runs = compared_runs(directory, rows, settings)
+    models = model_order([r["model"] for r in rows], teachers_named_in(
+        m for paths in runs.values() for m in (_finished_metrics(p) for p in paths) if m))
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
-    runs = compared_runs(directory, rows, settings)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 comparison_curves_section(runs), comparison_costs_section(runs)]
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -202,14 +203,23 @@ def seeds_cell(row: dict[str, Any]) -> str:
 BEST_STUDENT = "best student"
 
 
-def model_order(models: list[str]) -> list[str]:
-    """Teachers, students, best student, ensemble; self-distillation heads (``@``) are left out."""
+def model_order(models: list[str], teachers: Iterable[str] = ()) -> list[str]:
+    """Teachers, students, best student, ensemble; self-distillation heads (``@``) are left out.
+    A teacher is named ``teacher...`` or is among ``teachers`` (a name the user gave one, from
+    the runs' roles)."""
     models = [m for m in dict.fromkeys(models) if "@" not in m]
+    teachers = set(teachers)
     # by their number, as numbers: teacher2 before teacher10
-    head = sorted((m for m in models if m.startswith("teacher")),
+    head = sorted((m for m in models if m.startswith("teacher") or m in teachers),
                   key=lambda m: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", m)])
     tail = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
     return head + [m for m in models if m not in head and m not in tail] + tail
+
+
+def teachers_named_in(metrics_files: Iterable[dict[str, Any]]) -> set[str]:
+    """The models the runs' metrics.json (their ``roles``) call teachers."""
+    return {name for metrics in metrics_files for name, role in (metrics.get("roles") or {}).items()
+            if role == "teacher"}
 
 
 def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: list[str],
