@@ -540,6 +540,19 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
     _with_reader_gone("eval", str(tmp_path / "r"))
 
 
+def test_output_left_over_when_the_reader_went_is_not_an_error_at_exit():
+    # What a command printed but Python had not yet flushed goes nowhere once the reader has left:
+    # else Python's own flush at exit fails too (exit 120, "Exception ignored ... BrokenPipeError").
+    script = ("import sys\nfrom peerdistill import cli\n"
+              "def presets(ns):\n    sys.stdout.write('left in the buffer')\n    sys.stdout.flush()\n"
+              "cli.cmd_presets = presets\nsys.stdout.write('x')\nsys.exit(cli.main(['presets']))\n")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a pipe is written by default
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=buffered)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"BrokenPipe" not in err, (proc.returncode, err.decode())
+
+
 def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
     (tmp_path / "data.npz").write_text("train_images: not an archive\n")
     run_cli("train", "data.kind=npz", f"data.root={tmp_path / 'data.npz'}", "--quiet", expect=2)
