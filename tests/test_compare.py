@@ -849,3 +849,58 @@ def test_overwrite_removes_every_table_of_the_runs_it_replaces(tmp_path):
     _replace([], tmp_path)  # (no runs to mark)
     # the differences too: they pair runs about to be replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_configs_seed_is_the_first_of_its_runs_seeds(tmp_path):
+    # --seeds 3 of a config of seed 5: seeds 5, 6 and 7, each in its own directory
+    from peerdistill.comparison_runs import plan_runs, settings_of
+    from peerdistill.config import validate
+
+    tree = {**COMPARED, "seed": 5, "distill": {"preset": "kd"}}
+    plans = plan_runs(settings_of([tree], [validate(tree)], None, None), 3, tmp_path)
+    assert [(p.cfg.seed, p.run_dir) for p in plans] == [(s, tmp_path / f"kd-seed{s}") for s in (5, 6, 7)]
+
+
+def test_a_settings_runs_are_found_by_seed_then_fold_and_only_where_a_run_was_saved(tmp_path):
+    """Run directories named by hand: 'a:kd (frozen teacher)' -> a-kd-frozen-teacher-seed...,
+    ';' and '/' (which would split compare.csv's lists or make folders) as '-'; found back in
+    the order seed, then fold (seed 10 after seed 2), a folder without run.json left out."""
+    from peerdistill.comparison_runs import run_name, setting_runs
+
+    assert run_name("a:kd (frozen teacher)", 0, 1) == "a-kd-frozen-teacher-seed0-fold1"
+    assert run_name("x;y/z", 3) == "x-y-z-seed3" and run_name("kd", 2, 0) == "kd-seed2-fold0"
+    for name in ("kd-seed10-fold1", "kd-seed2-fold1", "kd-seed10-fold0", "kd-seed2-fold0", "kd-seed3-fold0",
+                 "kd+ml-seed1-fold0", "kd-seedx", "b-seed10", "b-seed2"):
+        (tmp_path / name).mkdir()
+        if name != "kd-seed3-fold0":  # begun, never saved
+            (tmp_path / name / "run.json").write_text("{}")
+    assert [p.name for p in setting_runs(tmp_path, "kd")] == ["kd-seed2-fold0", "kd-seed2-fold1", "kd-seed10-fold0",
+                                                              "kd-seed10-fold1"]
+    assert [p.name for p in setting_runs(tmp_path, "b")] == ["b-seed2", "b-seed10"]
+
+
+def test_a_dry_run_reuses_a_finished_run_whose_data_file_has_gone(tmp_path, capsys):
+    # a finished run is reused, never trained again: a data file moved away since stops nothing
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        arrays[f"{split}_images"] = rng.random((n, 6, 6)).astype(np.float32)
+        arrays[f"{split}_labels"] = np.arange(n) % 2
+    np.savez(tmp_path / "d.npz", **arrays)
+    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {"epochs": 2, "batch_size": 64},
+            "data": {"kind": "npz", "root": str(tmp_path / "d.npz")}}
+    compare(tree, ["kd"], 1, progress=False)
+    (tmp_path / "d.npz").unlink()
+    capsys.readouterr()
+    compare(tree, ["kd"], 1, progress=False, dry_run=True, console=Console(width=300))
+    out = capsys.readouterr().out
+    assert re.search(r"kd +│ 0 +│ \S+ +│ reuse", out) and "would stop" not in out, out
+
+
+def test_presets_are_read_from_a_comma_list_with_spaces_and_a_trailing_comma():
+    # '--presets kd, ml,' as typed: two presets, no empty name
+    from peerdistill.comparison_configs import parse_presets
+
+    assert parse_presets("kd, ml,") == ["kd", "ml"] and parse_presets(None) is None

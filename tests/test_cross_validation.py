@@ -343,3 +343,29 @@ def test_what_counts_as_the_runs_own_files_and_the_advice_for_them():
     assert "evaluate_run(run, data=splits)" in _advice_for_own_data("test", seven, None)
     assert "drop the data.split_seed" in _advice_for_own_data("test", seven, digits.model_dump(mode="json"))
     assert "has changed since training" in _advice_for_own_data("val", digits, digits.model_dump(mode="json"))
+
+
+def test_which_layouts_give_their_own_test_split(tmp_path):
+    """compare --folds asks the layout alone: a train/ folder without test/, two of the three
+    split folders, or a list without a split column give none; a tab-separated list is read
+    by its tabs."""
+    from peerdistill.data.sources import given_test_split
+
+    def spec(**data):
+        return DataSpec(**data)
+
+    for d in ("classes/train/a", "classes/train/b", "seg/train", "seg/val"):
+        (tmp_path / d).mkdir(parents=True)
+    assert given_test_split(spec(kind="image_folder", root=str(tmp_path / "classes"))) is None
+    assert given_test_split(spec(kind="folders", root=str(tmp_path / "seg"))) is None
+    (tmp_path / "seg" / "test").mkdir()
+    assert "its train/, val/ and test/ folders" in given_test_split(spec(kind="folders", root=str(tmp_path / "seg")))
+    (tmp_path / "classes" / "test").mkdir()
+    assert "its train/ and test/ folders" in given_test_split(spec(kind="image_folder", root=str(tmp_path / "classes")))
+    (tmp_path / "list.tsv").write_text("path\tlabel, or not\tsplit\nx.png\ta\ttrain\n")
+    (tmp_path / "plain.csv").write_text("path,label\nx.png,a\n")
+    assert "its split column" in given_test_split(spec(kind="csv", root=str(tmp_path / "list.tsv")))
+    assert given_test_split(spec(kind="csv", root=str(tmp_path / "plain.csv"))) is None
+    split_dirs = spec(kind="folders", root=str(tmp_path / "other"), split_dirs={"train": "training"})
+    assert "its split folders, data.split_dirs" in given_test_split(split_dirs)
+    assert given_test_split(spec(kind="shapes")) == "data kind 'shapes' (it generates its splits apart)"

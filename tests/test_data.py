@@ -208,3 +208,52 @@ def test_fractions_that_leave_a_split_empty_are_named_with_their_counts(val, mes
     with pytest.raises(SplitError, match=message):
         DataSplits.stratified(np.zeros((10, 2), np.float32), np.arange(10) % 2, val_fraction=val,
                               test_fraction=0.2 if val < 0.1 else 0.45, seed=0, class_names=["a", "b"])
+
+
+def test_an_npz_scored_whole_joins_its_labelled_splits_in_order_and_names_every_class(tmp_path):
+    """eval --split all: the train, val and test pairs in that order (each marked with its own
+    number), an image array without its labels left out; the classes run 0 .. largest label."""
+    from peerdistill.data.splits import kept_whole
+
+    def part(mark, labels):
+        return np.full((len(labels), 4, 4), mark, np.float32), np.array(labels)
+
+    arrays = {}
+    for split, mark, labels in (("train", 1, [0, 1]), ("val", 2, [1, 2]), ("test", 3, [0, 1])):
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = part(mark, labels)
+    arrays["images"] = np.full((3, 4, 4), 9, np.float32)  # no 'labels' beside it
+    np.savez(tmp_path / "d.npz", **arrays)
+    raw = {"mean": [0.0], "std": [1.0]}
+    with kept_whole():
+        data = build_data(DataSpec(kind="npz", root=str(tmp_path / "d.npz")), stats=raw)
+        assert data.test.x[:, 0, 0, 0].tolist() == [1, 1, 2, 2, 3, 3]
+        assert data.test.y.tolist() == [0, 1, 1, 2, 0, 1] and data.class_names == ["0", "1", "2"]
+        np.savez(tmp_path / "empty.npz", test_images=np.zeros((0, 4, 4), np.float32), test_labels=np.zeros(0, int))
+        with pytest.raises(DataError, match="holds no images to score"):
+            build_data(DataSpec(kind="npz", root=str(tmp_path / "empty.npz")), stats=raw)
+
+
+def test_an_npz_names_its_classes_by_its_own_names_before_data_class_names(tmp_path):
+    # data.class_names is for an npz "without its own" (its description): the archive's names win
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 8), ("val", 4), ("test", 4)):
+        arrays[f"{split}_images"] = rng.random((n, 6, 6)).astype(np.float32)
+        arrays[f"{split}_labels"] = np.arange(n) % 2
+    np.savez(tmp_path / "plain.npz", **arrays)
+    np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(["cat", "dog"]))
+    given = ["benign", "malignant"]
+    assert build_data(DataSpec(kind="npz", root=str(tmp_path / "named.npz"), class_names=given)).class_names == \
+        ["cat", "dog"]
+    assert build_data(DataSpec(kind="npz", root=str(tmp_path / "plain.npz"), class_names=given)).class_names == given
+
+
+def test_digits_are_read_as_their_sixteen_grey_levels_on_zero_to_one(tmp_path):
+    # statistics of 0 and 1 leave the values as read: scikit-learn's 0..16 levels divided by 16,
+    # the scale an image of a digit given to predict is read on
+    from sklearn.datasets import load_digits
+
+    data = build_data(DataSpec(normalize={"mean": [0.0], "std": [1.0]}))
+    x = data.split("all").x.numpy()
+    assert x.min() == 0.0 and x.max() == 1.0
+    assert sorted(set(np.round(x.ravel() * 16, 4))) == sorted(set(load_digits().images.ravel()))

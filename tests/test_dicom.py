@@ -494,3 +494,117 @@ def test_a_voi_lut_maps_as_the_standard_says(tmp_path):
     short = write_dicom(tmp_path / "s.dcm", stored, VOILUTSequence=Sequence([_voi_lut(4096, 0, 16, range(100))]))
     with pytest.raises(DataError, match="its VOI LUT holds 100 entries where its descriptor says 4096"):
         read_image(short)
+
+
+def test_float_pixel_data_and_one_sample_colour_are_named_for_what_they_are(tmp_path, grey12):
+    """A parametric map (float pixels) and an RGB header over one sample per pixel each get
+    their own message, not the generic 'no pixel data' or 'colour model not read'."""
+    import pydicom
+
+    path = write_dicom(tmp_path / "f.dcm", grey12)
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.FloatPixelData = grey12.astype(np.float32).tobytes()
+    ds.save_as(path)
+    with pytest.raises(DataError, match=r"f.dcm' holds float pixel data \(a parametric map\)"):
+        read_image(path)
+    with pytest.raises(DataError, match=r"o.dcm' says RGB colour but holds one sample per pixel"):
+        read_image(write_dicom(tmp_path / "o.dcm", grey12, photometric="RGB"))
+
+
+def test_a_damaged_data_set_without_preamble_is_not_taken_for_an_image(tmp_path, grey12):
+    """Bytes that only begin like a data set (group 0008, no 'DICM') and cannot be parsed are
+    not listed; a Part 10 file damaged the same way is (reading it says what is wrong)."""
+    import pydicom
+
+    from peerdistill.data.dicom import is_dicom_image_by_content
+
+    part10 = write_dicom(tmp_path / "IM000001", grey12)
+    ds = pydicom.dcmread(part10)
+    ds.preamble = None
+    del ds.file_meta
+    raw = tmp_path / "IM000002"
+    with open(raw, "wb") as f:
+        ds.save_as(f, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    rows = (b"\x28\x00\x10\x00US\x02\x00", b"\x28\x00\x10\x00US\x03\x00")  # Rows 3 bytes long: unreadable
+    assert raw.read_bytes()[:2] == b"\x08\x00" and is_dicom_image_by_content(raw)
+    _patched(raw, *rows)
+    assert not is_dicom_image_by_content(raw)
+    assert is_dicom_image_by_content(_patched(part10, *rows))
+
+
+def test_a_rescale_slope_alone_puts_a_users_window_at_the_slopes_values(tmp_path, grey12):
+    # the missing intercept is 0: a window in the rescaled values lands on slope * stored
+    path = write_dicom(tmp_path / "s.dcm", grey12, RescaleSlope=2)
+    window = (4000.0, 2000.0)
+    by_hand = np.clip((grey12 * 2.0 - 3999.5) / 1999 + 0.5, 0, 1)
+    np.testing.assert_allclose(read_image(path, grey=True, dicom_window=window)[..., 0], by_hand, atol=1e-6)
+
+
+def test_a_set_scaled_by_voi_luts_and_half_windows_says_each_way(tmp_path, grey12):
+    """A file with a VOI LUT is scaled by it; one with a window center but no width has no
+    window, so it is scaled by its stored range."""
+    from pydicom.sequence import Sequence
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            lut = dict(VOILUTSequence=Sequence([_voi_lut(4096, 0, 16, np.arange(4096) * 16)]))
+            write_dicom(tmp_path / label / f"{i}.dcm", grey12, **(lut if i % 2 else {"WindowCenter": 2000}))
+    with pytest.warns(PeerdistillWarning, match=r"in different ways \(4 by their 12-bit stored range, 4 by their "
+                                                r"VOI LUT\)"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path), grey=True))
+
+
+def test_a_voi_lut_at_its_edges_first_values_fractions_and_entries_past_its_bits(tmp_path):
+    """Unsigned values from 40000 keep their first value mapped unsigned; values with a fraction
+    (a slope of 0.5) are looked up by their floor; a LUT whose entries pass its descriptor's bits
+    is divided by its largest entry; one entry short of its descriptor is refused."""
+    from pydicom.sequence import Sequence
+
+    def by_hand(values, first, table, scale):
+        index = np.clip(np.floor(values).astype(np.int64) - first, 0, len(table) - 1)
+        return np.asarray(table)[index] / scale
+
+    high = (40000 + np.arange(256, dtype=np.uint16).reshape(16, 16) * 100).astype(np.uint16)  # 40000 .. 65500
+    table = np.arange(4096) * 16
+    path = write_dicom(tmp_path / "u.dcm", high, bits_stored=16,
+                       VOILUTSequence=Sequence([_voi_lut(4096, 40000, 16, table)]))
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], by_hand(high, 40000, table, 65535), atol=1e-6)
+    odd = (np.arange(256, dtype=np.uint16) * 16 + 3).reshape(16, 16)  # times 0.5: 8i + 1.5
+    half = np.arange(2048) * 16
+    path = write_dicom(tmp_path / "h.dcm", odd, VOILUTSequence=Sequence([_voi_lut(2048, 0, 16, half)]),
+                       RescaleSlope=0.5, RescaleIntercept=0)
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], by_hand(odd * 0.5, 0, half, 65535), atol=1e-6)
+    wide = np.arange(4096) // 4  # 0 .. 1023 in a LUT that says 8 bits
+    path = write_dicom(tmp_path / "w.dcm", odd, VOILUTSequence=Sequence([_voi_lut(4096, 0, 8, wide)]))
+    np.testing.assert_allclose(read_image(path, grey=True)[..., 0], by_hand(odd, 0, wide, 1023), atol=1e-6)
+    every = write_dicom(tmp_path / "e.dcm", high, bits_stored=16,  # 0 entries in a descriptor: 2^16
+                        VOILUTSequence=Sequence([_voi_lut(0, 0, 16, np.arange(65536))]))
+    np.testing.assert_allclose(read_image(every, grey=True)[..., 0], high / 65535, atol=1e-6)
+    short = write_dicom(tmp_path / "s.dcm", odd, VOILUTSequence=Sequence([_voi_lut(4096, 0, 16, range(4095))]))
+    with pytest.raises(DataError, match="its VOI LUT holds 4095 entries where its descriptor says 4096"):
+        read_image(short)
+
+
+def test_a_negative_slope_and_a_modality_lut_are_scaled_by_the_range_they_output(tmp_path, grey12):
+    flipped = write_dicom(tmp_path / "n.dcm", grey12, RescaleSlope=-1, RescaleIntercept=4095)
+    np.testing.assert_allclose(read_image(flipped, grey=True)[..., 0], (4095 - grey12) / 4095, atol=1e-6)
+    from pydicom.sequence import Sequence
+
+    table = (4095 - np.arange(4096)) * 16  # a 16-bit modality LUT, inverting
+    lut = write_dicom(tmp_path / "m.dcm", grey12, ModalityLUTSequence=Sequence([_voi_lut(4096, 0, 16, table)]))
+    np.testing.assert_allclose(read_image(lut, grey=True)[..., 0], table[grey12] / 65535, atol=1e-6)
+
+
+def test_a_files_window_is_preferred_to_its_voi_lut_and_an_inverse_lut_inverts_a_users_window(tmp_path, grey12):
+    from pydicom.sequence import Sequence
+
+    lut = Sequence([_voi_lut(4096, 0, 16, np.arange(4096) * 16)])
+    both = write_dicom(tmp_path / "b.dcm", grey12, WindowCenter=1000.0, WindowWidth=800.0, VOILUTSequence=lut)
+    expected = naive_window(grey12.astype(np.float64), 1000.0, 800.0, 0, 4095) / 4095
+    np.testing.assert_allclose(read_image(both, grey=True)[..., 0], expected, atol=1e-6)
+    window = (2000.0, 1000.0)
+    inverse = write_dicom(tmp_path / "i.dcm", grey12, PresentationLUTShape="INVERSE")
+    users = naive_window(grey12.astype(np.float64), *window, 0.0, 1.0)
+    np.testing.assert_allclose(read_image(inverse, grey=True, dicom_window=window)[..., 0], 1 - users, atol=1e-6)

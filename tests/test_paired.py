@@ -252,3 +252,18 @@ def test_an_infinite_figure_says_why_its_difference_has_no_interval():
     assert d.mean == math.inf and math.isnan(d.low) and (d.pairs, d.better) == (2, 1)
     assert d.cell() == "+inf [no interval: an infinite figure] 1/2 better"
     assert paired_difference([3.0], [2.0], "hd95").cell() == "+1.0000 0/1 better"  # one pair: none, as before
+
+
+def test_one_infinite_value_has_its_mean_and_no_std():
+    # one value gives no sample std, on the non-finite path as on the exact one
+    mean, std = mean_and_sample_std([math.inf])
+    assert mean == math.inf and math.isnan(std)
+
+
+def test_what_counts_as_a_number_and_a_count():
+    """bool is an int in Python, and JSON reads NaN and Infinity: neither is a number here."""
+    from peerdistill.values import is_count, is_finite_number
+
+    assert [is_finite_number(v) for v in (0, -2, 0.5, True, math.nan, math.inf, "1", None)] == \
+        [True, True, True, False, False, False, False, False]
+    assert [is_count(v) for v in (0, 3, -1, True, False, 1.0, "2")] == [True, True, False, False, False, False, False]

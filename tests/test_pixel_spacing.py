@@ -138,3 +138,17 @@ def test_dicom_images_of_several_sizes_agree_once_resized(tmp_path):
     spec = DataSpec(kind="folders", root=str(tmp_path / "d"), binary_masks=True, grey=True, image_size=[12, 10],
                     pixel_spacing="dicom")
     assert build_data(spec).info["pixel_spacing"] == pytest.approx([0.5, 0.5])
+
+
+def test_a_dicom_spacing_of_zero_along_either_axis_is_refused(tmp_path):
+    # PixelSpacing is (rows, columns): a 0 in either place is no pixel size
+    from peerdistill.data.dicom import dicom_size_and_spacing
+
+    from .test_dicom import write_dicom
+
+    pixels = np.zeros((12, 10), np.uint16)
+    assert dicom_size_and_spacing(write_dicom(tmp_path / "g.dcm", pixels, PixelSpacing=[0.7, 0.5])) == \
+        ((12, 10), pytest.approx((0.7, 0.5)))
+    for spacing in ([0.5, 0.0], [0.0, 0.5], [-0.5, 0.5]):
+        with pytest.raises(DataError, match=r"z.dcm' gives PixelSpacing .*not two sizes above 0"):
+            dicom_size_and_spacing(write_dicom(tmp_path / "z.dcm", pixels, PixelSpacing=spacing))

@@ -445,6 +445,21 @@ def test_a_run_file_in_another_encoding_is_named(digits_run, tmp_path, capsys):
     assert "run.json' is not UTF-8 text (invalid continuation byte" in err and "save it as UTF-8" in err
 
 
+def test_a_run_file_missing_or_nested_past_pythons_limit_is_a_checkpoint_error(tmp_path):
+    """read_json turns every way a file cannot be read back into one CheckpointError naming it:
+    missing, and JSON nested deeper than Python's recursion limit (a RecursionError)."""
+    from peerdistill.errors import CheckpointError
+    from peerdistill.json_files import read_json
+
+    with pytest.raises(CheckpointError, match=r"gone.json' does not exist"):
+        read_json(tmp_path / "gone.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match=r"deep.json' is not valid JSON .*the file is corrupt"):
+        read_json(tmp_path / "deep.json")
+    (tmp_path / "ok.json").write_text('{"a": [1, NaN]}')
+    assert read_json(tmp_path / "ok.json")["a"][0] == 1
+
+
 def test_wrong_places_are_named_before_the_page_is_drawn(digits_run, tmp_path, capsys):
     from peerdistill.cli import main
 
