@@ -422,6 +422,32 @@ def test_tensorboard_logging_writes_every_epoch(tmp_path):
     assert "train/loss/student1/kl<-teacher" in events.Tags()["scalars"]
 
 
+def test_tensorboard_gets_each_finite_number_of_a_row_at_its_one_based_epoch(tmp_path):
+    """Numbers (whole ones too) under their metrics.csv names at the row's epoch; not the epoch
+    itself, nor text, nor NaN (a monitor not yet defined), which TensorBoard would plot as a gap."""
+    from peerdistill.engine.tensorboard import TensorBoardLogger
+
+    calls = []
+
+    class Writer:
+        def __init__(self, log_dir):
+            calls.append(("open", log_dir))
+
+        def add_scalar(self, key, value, step):
+            calls.append((key, value, step))
+
+        def flush(self):
+            calls.append("flush")
+
+    logger = TensorBoardLogger(tmp_path / "tensorboard")
+    logger._make_writer = Writer
+    logger(0, {"epoch": 1, "train/loss/total": 0.5, "train/skipped_steps": 2, "val/student1/auroc": float("nan"),
+               "note": "x", "lr/student1": float("inf")})
+    logger(1, {"epoch": 2, "train/loss/total": 0.25})
+    assert calls == [("open", str(tmp_path / "tensorboard")), ("train/loss/total", 0.5, 1),
+                     ("train/skipped_steps", 2, 1), "flush", ("train/loss/total", 0.25, 2), "flush"]
+
+
 
 def test_a_run_directory_serves_as_a_models_checkpoint(tmp_path, capsys):
     from safetensors.torch import load_file

@@ -800,6 +800,7 @@ def test_a_process_whose_nodes_first_process_printed_the_same_message_leaves_it_
         monkeypatch.setenv(key, value)
     assert not distributed.said_by_first_on_node("bad epochs", wait_s=0.2)  # the first (rank 2) has said nothing
     distributed.mark_said("bad epochs")  # (only a first process marks)
+    assert not agent.check(["peerdistill/t/0/join0/said/3"])
     assert not distributed.said_by_first_on_node("bad epochs", wait_s=0.2)
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("LOCAL_RANK", "0")
@@ -811,6 +812,7 @@ def test_a_process_whose_nodes_first_process_printed_the_same_message_leaves_it_
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert not distributed.said_by_first_on_node("bad epochs")  # the first says its own
     distributed.mark_said("bad epochs")
+    assert not distributed.said_by_first_on_node("bad epochs", wait_s=0.2)  # its mark is for the others
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed.said_by_first_on_node("bad epochs")
@@ -961,3 +963,174 @@ def test_the_dataloaders_worker_seed_follows_the_runs_generator():
 def test_in_order_batches_continue_at_the_batch_asked_for():
     batches = TensorBatches(numbered(10), 4, CPU, shuffle=False)
     assert [y.tolist() for _, y in batches.iterate(1)] == [[4, 5, 6, 7], [8, 9]]
+
+
+COLLECTIVES_SCRIPT = textwrap.dedent('''
+    """The collective helpers on two processes of gloo, each given values of its own rank;
+    each process records what it got back."""
+    import json, os, sys
+
+    import torch
+    from torch import nn
+
+    from peerdistill.engine import distributed
+    from peerdistill.errors import ConfigError
+
+    out = json.loads(sys.argv[1])["out_dir"]
+    world = distributed.join(torch.device("cpu"))
+    rank, got = world.rank, {}
+    got["is_main"] = world.is_main
+    got["all_true_each"] = distributed.all_true_each(world, torch.tensor([True, rank == 0, False]))
+    got["all_true"] = [distributed.all_true(world, True, torch.device("cpu")),
+                       distributed.all_true(world, rank == 1, torch.device("cpu"))]
+    got["gathered"] = distributed.gather_objects(world, {"rank": rank})
+    got["from_main"] = distributed.from_main(world, f"rank {rank}")
+    got["shared"] = distributed.on_main(world, lambda: f"made on rank {rank}")
+    got["kept"] = distributed.on_main(world, lambda: f"made on rank {rank}", share=False)
+    for kind, error in (("library", ConfigError("bad run directory")), ("other", OSError("disk full"))):
+        def fail():
+            raise error
+        try:
+            distributed.on_main(world, fail)
+            got[kind] = None
+        except Exception as exc:  # noqa: BLE001
+            got[kind] = [type(exc).__name__, str(exc), getattr(exc, "said_alike", None)]
+    mean = distributed.mean_over_processes(world, {"a": torch.tensor(1.0 + 2 * rank), "b": torch.tensor(10.0 * rank)})
+    got["mean"] = {k: float(v) for k, v in mean.items()}
+    got["mean_of_none"] = distributed.mean_over_processes(world, {})
+    linear = nn.Linear(2, 1)
+    for p in linear.parameters():
+        p.grad = torch.full_like(p, rank + 1.0)
+    distributed.average_gradients(world, linear.parameters())
+    got["grads"] = [p.grad.flatten().tolist() for p in linear.parameters()]
+    norm = nn.BatchNorm1d(2)
+    with torch.no_grad():
+        norm.weight.fill_(rank + 1.0)
+        norm.running_mean.fill_(rank + 5.0)
+    distributed.broadcast_state(world, norm, parameters=False)  # the main's statistics only
+    got["buffers_only"] = [norm.weight.tolist(), norm.running_mean.tolist()]
+    distributed.broadcast_state(world, norm)
+    got["everything"] = [norm.weight.tolist(), norm.running_mean.tolist()]
+    try:
+        distributed.check_same_run(world, {"seed": rank})
+        got["same_run"] = None
+    except ConfigError as exc:
+        got["same_run"] = str(exc)
+    distributed.check_same_run(world, {"seed": 0})  # the same on both: nothing said
+    model = distributed.wrap(nn.Linear(1, 1, bias=False), torch.device("cpu"))
+    x = torch.full((1, 1), rank + 1.0)
+    with distributed.gradients_kept_local([model]):
+        model(x).sum().backward()  # this process's own gradient, kept here
+    got["kept_local"] = model.module.weight.grad.item()
+    model(x).sum().backward()  # the local sum above and this one, averaged over the processes
+    got["shared_grad"] = model.module.weight.grad.item()
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
+        json.dump(got, fh)
+    distributed.leave(world)
+    distributed.end_process(0)  # (DDP on gloo leaves its threads to the exit)
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_the_collective_helpers_combine_every_processs_values_as_documented(tmp_path):
+    """Each helper, on two processes whose values are their rank's, against the values worked
+    out by hand: means over processes (not one share), element-wise agreement, rank order, the
+    main process's values and errors on every process, buffers sent with or without weights."""
+    first, second = _two_processes(COLLECTIVES_SCRIPT, {"out_dir": str(tmp_path)})
+    assert (first["is_main"], second["is_main"]) == (True, False)
+    for rank, got in enumerate((first, second)):
+        assert got["all_true_each"] == [True, False, False]
+        assert got["all_true"] == [True, False]
+        assert got["gathered"] == [{"rank": 0}, {"rank": 1}]
+        assert got["from_main"] == "rank 0"
+        assert got["shared"] == "made on rank 0"
+        assert got["kept"] == ("made on rank 0" if rank == 0 else None)
+        assert got["mean"] == {"a": 2.0, "b": 5.0}  # (1 + 3) / 2 and (0 + 10) / 2
+        assert got["mean_of_none"] == {}
+        assert got["grads"] == [[1.5, 1.5], [1.5]]  # (1 + 2) / 2
+        assert got["buffers_only"] == [[rank + 1.0] * 2, [5.0, 5.0]]  # its own weights, the main's statistics
+        assert got["everything"] == [[1.0, 1.0], [5.0, 5.0]]
+        assert "seed: 0 on the main process, 1 on process 1" in got["same_run"]
+        assert got["kept_local"] == rank + 1.0  # d(w * x) / dw = x, not shared
+        assert got["shared_grad"] == pytest.approx(3.0)  # ((1 + 1) + (2 + 2)) / 2
+    assert first["library"] == ["ConfigError", "bad run directory", None]  # the main process's own error
+    kind, message, said_alike = second["library"]
+    assert kind == "ConfigError" and message.startswith("bad run directory (found by the main process, on ")
+    assert said_alike == "bad run directory"
+    assert first["other"] == ["OSError", "disk full", None]
+    assert second["other"][0] == "RuntimeError" and "failed: OSError: disk full" in second["other"][1]
+
+
+def test_step_seeds_differ_by_process_epoch_and_step_and_depend_on_nothing_else():
+    """Each process draws its own augmentations (a seed per rank), every step anew, and a resumed
+    run recomputes the same seeds from the position alone."""
+    from peerdistill.engine.distributed import step_seed
+
+    positions = [(seed, epoch, step, rank) for seed in (0, 1) for epoch in range(3) for step in range(4)
+                 for rank in range(3)]
+    seeds = [step_seed(*p) for p in positions]
+    assert len(set(seeds)) == len(positions)
+    assert all(0 <= s < 2**63 for s in seeds) and seeds == [step_seed(*p) for p in positions]
+
+
+def test_each_process_drives_the_gpu_of_its_local_rank_and_one_without_a_gpu_is_refused(monkeypatch):
+    from peerdistill.engine import distributed
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.process_device(torch.device("cuda")) == torch.device("cuda")  # not launched: as given
+    for key, value in {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    assert distributed.process_device(torch.device("cuda")) == torch.device("cuda", 1) and chosen == [1]
+    assert distributed.process_device(CPU) == CPU
+    monkeypatch.setenv("LOCAL_RANK", "2")  # a third process on a node of two GPUs
+    with pytest.raises(ConfigError, match="local rank 2 has no GPU: this node has 2"):
+        distributed.process_device(torch.device("cuda"))
+
+
+def test_finding_unused_parameters_leaves_the_models_gradients_and_mode_as_they_were():
+    from peerdistill.engine.distributed import unused_parameters
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
+    model.train()
+    model(torch.randn(8, 4)).sum().backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    statistics = model[1].running_mean.clone()
+    assert unused_parameters(model, torch.randn(8, 4)) == []
+    assert model.training
+    assert all(torch.equal(p.grad, grads[k]) for k, p in model.named_parameters())
+    assert torch.equal(model[1].running_mean, statistics)  # run in eval mode: BatchNorm's statistics untouched
+
+
+def test_joining_takes_nccl_on_the_gpu_and_gloo_on_the_cpu_and_starts_a_group_only_once(monkeypatch):
+    """What join asks torch for (torch's group faked: no second process here): the backend for the
+    device, and a group started only when none is, which the process then owns and remembers."""
+    import torch.distributed as dist
+
+    from peerdistill.engine import distributed
+
+    started = []
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)  # a hand-made launch: no agent's store
+    monkeypatch.setattr(distributed, "_JOINS", [0])
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(started))
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: started.append(kwargs))
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objects, src: None)
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "get_backend", lambda: started[0]["backend"])
+    assert not distributed.joined_before()
+    world = distributed.join(torch.device("cuda", 0))
+    assert started == [{"backend": "nccl", "device_id": torch.device("cuda", 0)}]
+    assert (world.owns_group, world.distributed, world.backend, world.size) == (True, True, "nccl", 2)
+    assert distributed.joined_before()
+    again = distributed.join(torch.device("cuda", 0))  # a group already there (a comparison's next run)
+    assert len(started) == 1 and not again.owns_group and again.distributed
+    started.clear()
+    assert distributed.join(CPU).backend == "gloo" and started == [{"backend": "gloo", "device_id": None}]

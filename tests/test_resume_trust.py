@@ -352,3 +352,62 @@ def test_a_model_with_tied_weights_is_saved_and_loads_back(tmp_path):
     save_weights(model, tmp_path / "m.safetensors")
     load_weights(copy, tmp_path / "m.safetensors")
     assert torch.equal(copy[0].weight, model[0].weight) and torch.equal(copy[1].weight, model[0].weight)
+
+
+def test_every_random_state_a_checkpoint_keeps_is_restored_through_the_file(tmp_path):
+    """Python's, NumPy's (their cached Gaussian too), torch's and the data generator's: after a
+    save and a load (weights_only) the draws go on exactly as they would have without the stop."""
+    import random
+
+    import numpy as np
+
+    from peerdistill.engine.resume import capture_rng_states, load_resume_state, restore_rng_states, save_resume_state
+
+    def draws(generator):
+        return (random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal(),
+                torch.rand(2).tolist(), torch.randperm(8, generator=generator).tolist())
+
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    generator = torch.Generator().manual_seed(6)
+    random.gauss(0, 1)  # each leaves a second Gaussian cached for the next call
+    np.random.standard_normal()
+    save_resume_state(tmp_path / "last.pt", {"rng": capture_rng_states(generator)})
+    expected = draws(generator)
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    restore_rng_states(load_resume_state(tmp_path / "last.pt")["rng"], generator)
+    assert draws(generator) == expected
+
+
+def test_a_resume_checkpoint_is_written_atomically(tmp_path, monkeypatch):
+    """A save that fails part way (a full disk) leaves the last good checkpoint, not a cut one."""
+    from peerdistill.engine.resume import load_resume_state, save_resume_state
+
+    save_resume_state(tmp_path / "last.pt", {"epoch": 1})
+
+    def fail(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_resume_state(tmp_path / "last.pt", {"epoch": 2, "weights": torch.zeros(1000)})
+    assert load_resume_state(tmp_path / "last.pt") == {"epoch": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_missing_or_cut_resume_checkpoint_is_named_as_such(tmp_path):
+    from peerdistill.engine.resume import load_resume_state, save_resume_state
+    from peerdistill.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no resume checkpoint at .*moved or deleted since"):
+        load_resume_state(tmp_path / "last.pt")
+    save_resume_state(tmp_path / "whole.pt", {"weights": torch.randn(64, 64)})
+    whole = (tmp_path / "whole.pt").read_bytes()
+    for cut in (10, 100, len(whole) // 2, len(whole) - 100):  # (each length fails in torch in its own way)
+        (tmp_path / "last.pt").write_bytes(whole[:cut])
+        with pytest.raises(CheckpointError, match="cannot read resume checkpoint .*truncated or corrupt"):
+            load_resume_state(tmp_path / "last.pt")

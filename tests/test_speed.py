@@ -390,3 +390,55 @@ def test_self_distillation_students_run_one_by_one_and_the_run_says_why(tmp_path
     run = json.loads((tmp_path / "s" / "run.json").read_text())
     assert run["fused_students"] == [] and "self-distillation heads" in run["fused_students_fallback"][
         "student1, student2"]
+
+
+def test_auto_precision_takes_bf16_where_the_gpu_has_it_and_only_fp16_needs_a_scaler(monkeypatch):
+    """bf16 keeps fp32's exponent range and fp32 is fp32: neither gets a gradient scaler, whose
+    skipped steps would then hide real non-finite losses; a run stops on one by default."""
+    cuda = torch.device("cuda")
+    for supported, precision in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+        assert resolve_speed(TrainSpec(), cuda, deterministic=False).precision == precision
+    assert resolve_speed(TrainSpec(), CPU, False).nonfinite == "stop"
+    assert resolve_speed(TrainSpec(precision="bf16"), CPU, False).grad_scaler(CPU) is None
+    assert resolve_speed(TrainSpec(), CPU, False).grad_scaler(CPU) is None
+    assert resolve_speed(TrainSpec(precision="fp16"), CPU, False).grad_scaler(CPU) is not None
+    with pytest.raises(ConfigError, match="train.precision=fp16 is not supported on mps: use bf16 or fp32"):
+        resolve_speed(TrainSpec(precision="fp16", nonfinite="skip"), torch.device("mps"), False)
+    layer = nn.Linear(4, 2)
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        with resolve_speed(TrainSpec(precision=precision, nonfinite="skip"), CPU, False).autocast(CPU):
+            assert layer(torch.randn(3, 4)).dtype == dtype, precision
+
+
+def test_cudnn_autotuning_is_switched_on_only_when_the_settings_ask(monkeypatch):
+    from peerdistill.engine.speed import SpeedSettings, apply_backend_settings
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    apply_backend_settings(SpeedSettings(cudnn_benchmark=False))
+    assert torch.backends.cudnn.benchmark is False
+    apply_backend_settings(SpeedSettings(cudnn_benchmark=True))
+    assert torch.backends.cudnn.benchmark is True
+
+
+def test_a_convolution_kept_nchw_gets_nchw_inputs_and_unstrided_1x1_ones_stay_channels_last():
+    """oneDNN#6035 is in the strided 1x1 convolution's channels-last kernel, which a channels-last
+    input picks too: the kept convolution must see its input in NCHW. A 1x1 convolution of
+    stride 1 is not affected and keeps the fast layout."""
+    from peerdistill.engine.speed import to_channels_last
+
+    net = nn.Sequential(nn.Conv2d(4, 8, 1, stride=2), nn.Conv2d(8, 8, 1))
+    to_channels_last(net, "cpu")
+    seen = []
+    net[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))  # after the kept one's
+    assert net[0].weight.stride() == (4, 1, 1, 1)  # NCHW (a 1x1 weight is "contiguous" in both layouts)
+    assert net[1].weight.stride() == (8, 1, 8, 8) and not net[1]._forward_pre_hooks  # NHWC
+    net(torch.randn(2, 4, 6, 6).contiguous(memory_format=torch.channels_last))
+    assert seen == [True]
+
+
+def test_more_processes_than_cores_get_no_loader_workers_not_a_negative_count(monkeypatch):
+    # 2 cores, 4 torchrun processes on the node: 0 cores each, so none to spare for workers
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert data_workers("auto", cuda=True) == 0

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import os
 from dataclasses import replace
 
 import pytest
@@ -577,3 +578,60 @@ def test_a_run_without_skipped_steps_warns_of_none(tiny_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error", NonFiniteStepsWarning)
         assert len(t.fit(tiny_data).history) == 2
+
+
+def test_seed_everything_seeds_python_numpy_and_torch_and_sets_the_deterministic_switch(monkeypatch):
+    """The draws after seed_everything(s) are those of each library seeded with s by hand (NumPy
+    with s modulo 2**32); the deterministic switch turns torch's check and cuDNN's autotuning
+    off as asked and back on for the next run without it."""
+    import random
+
+    import numpy as np
+
+    from peerdistill.config import SEED_LIMIT
+    from peerdistill.engine.seeding import seed_everything as seed_all
+    from peerdistill.errors import ConfigError
+
+    seed = SEED_LIMIT - 1  # the largest a config takes
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    seed_all(seed)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    for bad in (True, -1, SEED_LIMIT, 1.5):  # (a bool is an int to Python, not a seed)
+        with pytest.raises(ConfigError, match="give a whole number in 0.."):
+            seed_all(bad)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    seed_all(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # what cuBLAS needs to be deterministic
+    seed_all(0)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_progress_bars_count_epochs_and_steps_from_where_a_run_resumed_and_are_silent_when_off():
+    """A run resumed in epoch 3 (of 5) at step 4 (of 10) shows 2 epochs done and 4 steps done; the
+    epoch bar counts the finished epoch and shows its loss and monitor; a step's bar goes when
+    its epoch ends. Disabled, nothing is drawn."""
+    from peerdistill.engine.progress import Progress
+
+    with Progress(enabled=True) as progress:
+        bar = progress._bar
+        task = progress.start_epoch(2, 5, 10, done=4)
+        progress.advance(task)
+        tasks = {t.description: t for t in bar.tasks}
+        assert (tasks["epochs"].total, tasks["epochs"].completed) == (5, 2)
+        assert (tasks["epoch 3"].total, tasks["epoch 3"].completed) == (10, 5)
+        progress.finish_epoch(task)
+        progress.epoch_done(2, 5, {"train/loss/total": 0.25, "train/loss/teacher": 9.0, "val/s1/accuracy": 0.5},
+                            "s1", "accuracy")
+        assert [t.description for t in bar.tasks] == ["epochs"]
+        assert bar.tasks[0].completed == 3
+        assert bar.tasks[0].fields["status"] == "loss 0.250  val s1/accuracy 0.5000"
+    with Progress(enabled=False) as off:
+        assert off._bar is None and off.start_epoch(0, 5, 10) is None

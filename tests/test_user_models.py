@@ -390,3 +390,62 @@ def test_a_scripted_model_can_be_a_frozen_teacher():
     cohort = Cohort.from_modules([_small_cnn()], teacher=teacher, frozen_teacher=True)
     assert not any(p.requires_grad for p in cohort["teacher"].module.parameters())
     assert cohort.forward(torch.randn(2, 1, 8, 8)).logits["teacher"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("key", ["model_state_dict", "model", "net", "weights", "module"])
+def test_weights_under_any_of_the_usual_keys_of_a_training_scripts_file_load(tmp_path, key):
+    """The keys training scripts keep a model's weights under besides "state_dict"."""
+    from peerdistill.engine import load_weights
+
+    trained = _small_cnn()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    torch.save({"epoch": 3, key: trained.state_dict(), "best": 0.9}, tmp_path / "w.pth")
+    fresh = _small_cnn()
+    load_weights(fresh, tmp_path / "w.pth", "teacher")
+    for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_weights_in_the_legacy_pickle_format_load_and_a_cut_safetensors_file_is_named(tmp_path):
+    """torch.save wrote plain pickles before PyTorch 1.6 (_use_new_zipfile_serialization=False),
+    still read by torch.load; a safetensors file cut short says it is truncated."""
+    from safetensors.torch import save_file
+
+    from peerdistill.engine import load_weights
+    from peerdistill.errors import CheckpointError
+
+    trained = _small_cnn()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    torch.save(trained.state_dict(), tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    assert (tmp_path / "old.pth").read_bytes()[:1] == b"\x80"  # a pickle, not a zip archive
+    fresh = _small_cnn()
+    load_weights(fresh, tmp_path / "old.pth", "teacher")
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    many = nn.Sequential(*[nn.Linear(1, 1) for _ in range(60)])  # a header of several kB, as real models have
+    save_file({k: torch.full_like(v, 2.0) for k, v in many.state_dict().items()}, str(tmp_path / "many.pth"))
+    load_weights(many, tmp_path / "many.pth", "teacher")
+    assert all(bool((p == 2.0).all()) for p in many.parameters())
+    save_file(trained.state_dict(), str(tmp_path / "w.safetensors"))
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes()[:-64])
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*cut.safetensors' for teacher: .*truncated or "
+                                              "corrupt"):
+        load_weights(_small_cnn(), tmp_path / "cut.safetensors", "teacher")
+
+
+def test_a_file_of_another_model_is_refused_naming_its_keys_as_saved(tmp_path):
+    """No prefix matches the model's keys better than none (a tie at nothing): the file's keys are
+    reported as they are in it, not cut at their first component; a file of no tensors at all is
+    said to hold no state dict."""
+    from peerdistill.engine import load_weights
+    from peerdistill.errors import CheckpointError
+
+    torch.save({"backbone.layer.weight": torch.zeros(2), "backbone.layer.bias": torch.zeros(2)}, tmp_path / "o.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected \['backbone.layer.bias', 'backbone.layer.weight'\]"):
+        load_weights(_small_cnn(), tmp_path / "o.pth", "teacher")
+    torch.save({}, tmp_path / "empty.pth")  # no tensors at all: not a state dict that fits nothing
+    with pytest.raises(CheckpointError, match=r"holds no state dict \(found \[\]\)"):
+        load_weights(_small_cnn(), tmp_path / "empty.pth", "teacher")
