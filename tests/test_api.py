@@ -101,6 +101,27 @@ def test_import_path_factories_get_num_classes_and_wrong_paths_are_named():
     with pytest.raises(ConfigError, match=r"cannot import module 'nopackage_xyz.models' .*: install it "
                                           r"\(pip install nopackage_xyz\), or check the name"):
         build_model("nopackage_xyz.models:resnet18", {}, 1, 4)
+    with pytest.raises(ConfigError, match=r"^arch 'math:pi': 'pi' is not callable$"):
+        build_model("math:pi", {}, 1, 4)
+    with pytest.raises(ConfigError, match=r"unknown arch 'resnt' \(did you mean 'resnet'\?\)"):
+        build_model("resnt", {}, 1, 4)
+
+
+def test_a_factorys_wrong_argument_is_named_with_a_guess_only_when_one_is_close():
+    import pytest
+
+    from peerdistill.errors import ConfigError
+    from peerdistill.models import build_model
+
+    # a key like none of the factory's own: its arguments listed, no far-fetched guess
+    with pytest.raises(ConfigError, match=r"rejected its args .*; it takes in_channels, num_classes, width, depth$"):
+        build_model("cnn", {"zzz": 1}, 1, 4)
+    with pytest.raises(ConfigError) as caught:
+        build_model("cnn", {"zzz": 1}, 1, 4)
+    assert "did you mean" not in str(caught.value)
+    # a factory taking **kwargs passes on what it does not name: listing its own would mislead
+    with pytest.raises(ConfigError, match=r"rejected its args .*unexpected keyword argument 'widht'$"):
+        build_model("tests.test_api:factory_with_kwargs", {"widht": 3}, 1, 4)
 
 
 def test_a_module_given_twice_is_refused():

@@ -417,3 +417,7 @@ def test_a_resumed_run_is_built_as_it_trained_even_where_a_new_config_is_refused
     cfg.students[0].heads = ["features.6"]
     cohort = build_cohort(cfg, data, saved=True)
     assert cohort["student1"].head_layers == ["features.6"] and cohort["student2"].feature_layer is None
+    # deep_layer, when given, is what the heads learn from, whatever the feature_layer
+    cfg.students[0].heads, cfg.students[0].deep_layer = ["features.2"], "features.6"
+    cfg.students[1].feature_layer = None
+    assert build_cohort(cfg, data)["student1"].module.deep_layer == "features.6"

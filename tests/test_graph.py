@@ -282,6 +282,21 @@ def test_a_head_deeper_than_the_deep_layer_is_refused_but_a_saved_one_loads():
     HeadedModel(SmallCNN(1, 3, 4, 3), ["features.10"], "features.6", 3, torch.zeros(2, 1, 8, 8), check_depth=False)
 
 
+def test_heads_need_a_layer_other_than_the_deep_one_and_leave_the_network_in_its_mode():
+    from peerdistill.models.heads import HeadedModel
+
+    with pytest.raises(ConfigError, match="model: self-distillation needs at least one head layer"):
+        HeadedModel(SmallCNN(1, 3, 4, 3), [], "features", 3, torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ConfigError, match="model: head layer 'features.6' is the deepest layer itself"):
+        HeadedModel(SmallCNN(1, 3, 4, 3), ["features.2", "features.6"], "features.6", 3, torch.zeros(2, 1, 8, 8))
+    # the shapes are read in eval mode; a network being trained is handed back training (its BatchNorm
+    # would otherwise stop learning its statistics), one in eval mode stays so
+    for training in (True, False):
+        base = SmallCNN(1, 3, 4, 3).train(training)
+        HeadedModel(base, ["features.2"], "features", 3, torch.zeros(2, 1, 8, 8))
+        assert base.training is training and all(m.training is training for m in base.modules())
+
+
 def test_a_wrong_feature_layer_is_named_when_the_cohort_is_made_even_if_no_edge_reads_it():
     with pytest.raises(ConfigError, match=r"model 'student2' \(its feature_layer\) has no module at path 'featurs'; "
                                           "close matches: features"):

@@ -23,11 +23,11 @@ from .tasks.classification import balanced_class_weights
 
 
 def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
-                        load_checkpoint: bool = True, saved: bool = False):
+                        saved: bool = False):
     """The model of one config entry; wrapped with self-distillation heads when it has any.
     ``saved``: the entry of a run that trained so (resumed), whose head layers are not judged again."""
     module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'")
-    if spec.checkpoint and load_checkpoint:
+    if spec.checkpoint:
         load_weights(module, checkpoint_file(spec.checkpoint, name), name)
     if spec.heads:
         deep = spec.deep_layer or spec.feature_layer or default_feature_layer(module)
