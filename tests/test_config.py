@@ -2,7 +2,8 @@
 
 import pytest
 
-from peerdistill.config import apply_overrides, default_config, load_config, validate
+from peerdistill.config import (ChannelStats, DistillSpec, EdgeSpec, ModelSpec, apply_overrides, default_config,
+                                load_config, validate)
 from peerdistill.errors import ConfigError
 
 
@@ -421,3 +422,54 @@ def test_a_resumed_run_is_built_as_it_trained_even_where_a_new_config_is_refused
     cfg.students[0].heads, cfg.students[0].deep_layer = ["features.2"], "features.6"
     cfg.students[1].feature_layer = None
     assert build_cohort(cfg, data)["student1"].module.deep_layer == "features.6"
+
+
+def test_distill_defaults_are_the_documented_ones():
+    # docs/methods.md gives a = 0.5, lambda = 0.1, T = 3 for the self-distillation heads; docs/results.md
+    # runs the defaults as kd_temperature 4, ml_temperature 1; a changed default would change every run
+    d = DistillSpec()
+    assert (d.preset, d.kd_temperature, d.ml_temperature) == ("kd+ml", 4.0, 1.0)
+    assert (d.self_alpha, d.self_lambda, d.self_temperature) == (0.5, 0.1, 3.0)
+    assert d.gp_weight == 10.0  # WGAN-GP's lambda (Gulrajani et al. 2017), which its paper uses throughout
+    assert validate(default_config()).train.epochs == 30
+
+
+@pytest.mark.parametrize("section, kwargs", [
+    (DistillSpec, {"self_alpha": 1}),  # a = 1: the heads learn from KL alone, CE gets 1 - a = 0
+    (DistillSpec, {"pair_node_size": 1}),  # one-pixel nodes
+    (DistillSpec, {"rampup_epochs": 0}),  # no ramp-up
+    (EdgeSpec, {"source": "teacher", "target": "student1", "weight": 0}),  # an edge switched off
+    (ChannelStats, {"mean": [0.5], "std": [1e-6]}),
+])
+def test_the_edge_of_each_range_is_accepted(section, kwargs):
+    section(**kwargs)
+
+
+@pytest.mark.parametrize("section, kwargs, message", [
+    (ModelSpec, {"arch": "cnn", "lr": 0}, "'lr': Input should be greater than 0"),
+    (ModelSpec, {"arch": "cnn", "weight": 0}, "'weight': Input should be greater than 0"),
+    (ChannelStats, {"mean": [0.5], "std": [0]}, "'std.0': Input should be greater than 0"),
+    (DistillSpec, {"self_alpha": 1.01}, "'self_alpha': Input should be less than or equal to 1"),
+    (DistillSpec, {"pair_node_size": 0}, "'pair_node_size': Input should be greater than or equal to 1"),
+    (ChannelStats, {"mean": [0.5, 0.5], "std": [1.0]}, "data.normalize gives 2 means and 1 stds"),
+])
+def test_a_value_just_past_a_range_is_refused_by_its_key(section, kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        section(**kwargs)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("layer", [{"source_layer": "features"}, {"target_layer": "features"}])
+def test_one_layer_on_an_edge_that_compares_outputs_is_refused(layer):
+    # one layer is as unread as two: a kl edge would drop it without a word
+    with pytest.raises(ConfigError, match="kind 'kl' compares the models' outputs, not layers"):
+        EdgeSpec(source="teacher", target="student1", kind="kl", **layer)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["distill.edges=[]"], r"'edges' are given but preset is 'kd\+ml'"),  # given, even if empty
+    (["distill.preset=custom", "distill.edges=[]"], "preset 'custom' needs a non-empty 'edges' list"),
+])
+def test_an_empty_edges_list_is_refused_as_a_missing_or_stray_one(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(apply_overrides(default_config(), overrides))
