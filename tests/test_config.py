@@ -473,3 +473,15 @@ def test_one_layer_on_an_edge_that_compares_outputs_is_refused(layer):
 def test_an_empty_edges_list_is_refused_as_a_missing_or_stray_one(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(apply_overrides(default_config(), overrides))
+
+
+def test_the_critics_settings_of_a_config_reach_the_trainer(tmp_path):
+    # distill.gp_weight and discriminator_lr belong to the Trainer, whose own defaults are the
+    # config's: values other than those must be handed over
+    from peerdistill.build import make_trainer
+
+    cfg = validate({**default_config(), "out_dir": str(tmp_path),
+                    "distill": {"preset": "kd", "holistic_weight": 0.1, "gp_weight": 2.5, "discriminator_lr": 3e-4}})
+    trainer, _ = make_trainer(cfg, progress=False)
+    assert (trainer.gp_weight, trainer.discriminator_lr) == (2.5, 3e-4)
+    assert not (tmp_path / cfg.name).exists()  # nothing written before fit

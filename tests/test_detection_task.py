@@ -364,6 +364,12 @@ def test_edges_that_detection_cannot_use_are_refused(tmp_path):
         train_from_config(tree(tmp_path, "p", distill={**custom, "edges": [on_features]}), progress=False)
     with pytest.raises(ConfigError, match="crop is for detection"):
         validate({"data": {"augment": ["crop"]}, "students": [{"arch": "cnn"}]})
+    # the focal loss balances the classes itself: a class weighting on top is refused, not ignored
+    weighted = tree(tmp_path, "w")
+    weighted.data.class_weights = True
+    with pytest.raises(ConfigError, match="data.class_weights is not available for detection"):
+        train_from_config(weighted, progress=False)
+    assert not (tmp_path / "w").exists()
 
 
 def test_a_box_json_folder_is_split_by_seed_into_disjoint_parts(tmp_path):

@@ -724,6 +724,15 @@ def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer
             monkeypatch.setenv(key, value)
         assert main(["train", "--resume", str(tmp_path)]) == 2
         assert said in " ".join(capsys.readouterr().err.split())
+    from peerdistill.launcher import launched_rank, launched_world
+
+    # RANK without WORLD_SIZE is no launcher's (another tool's variable): this process is the main one
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("RANK", "3")
+    assert launched_rank() == 0
+    for key, value in {"WORLD_SIZE": " 4", "RANK": "3 ", "LOCAL_RANK": "1"}.items():  # spaces, as a script may write
+        monkeypatch.setenv(key, value)
+    assert launched_world() == (3, 4, 1) and launched_rank() == 3
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.delenv("MASTER_ADDR", raising=False)

@@ -846,6 +846,16 @@ def test_balanced_class_weights_of_masks_leave_ignored_pixels_out():
 
     masks = torch.tensor([[[0, 0, 0, 1], [0, 0, 0, 1], [255] * 4, [255] * 4]])
     assert balanced_class_weights(masks, 2, ignore_index=255).tolist() == pytest.approx([8 / 12, 8 / 4])
+    # and so does the task a config with data.class_weights builds from such training masks
+    from peerdistill.build import build_task
+    from peerdistill.data import DataSplits, TensorData
+
+    split = TensorData(torch.zeros(1, 1, 4, 4), masks)
+    data = DataSplits(split, split, split, 2, ["background", "shape"], (1, 4, 4))
+    cfg = validate({"task": "segmentation", "data": {"kind": "shapes", "class_weights": True},
+                    "students": [{"arch": "unet", "args": {"width": 2, "depth": 1}}], "teacher": None,
+                    "distill": {"preset": "independent"}})
+    assert build_task(cfg, data).class_weights.tolist() == pytest.approx([8 / 12, 8 / 4])
 
 
 def test_the_ensemble_of_maps_of_two_sizes_is_at_the_larger():
