@@ -132,6 +132,8 @@ def test_normalize_errors_name_the_option():
         build_data(DataSpec(normalize="imagenet"))  # digits are grey
     with pytest.raises(ConfigError, match="2 means and 1 stds: give one of each per input channel"):
         DataSpec(normalize={"mean": [0.1, 0.2], "std": [0.3]})
+    with pytest.raises(ConfigError, match="1 means and 3 stds: give one of each per input channel"):
+        DataSpec(normalize={"mean": [0.1], "std": [0.3, 0.3, 0.3]})  # fewer means than stds too
     with pytest.raises(ConfigError, match="greater than 0"):
         DataSpec(normalize={"mean": [0.1], "std": [0]})
     with pytest.raises(ConfigError, match=r"use split, imagenet or \{mean: \[...\], std: \[...\]\}"):
