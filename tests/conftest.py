@@ -56,6 +56,16 @@ def _reset_determinism():
     torch.use_deterministic_algorithms(False)
 
 
+def alternating_npz_arrays(counts: tuple[int, int, int], size: int = 6) -> dict[str, np.ndarray]:
+    """An npz's train/val/test arrays: uniform noise images, labels 0, 1, 0, 1, ..."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), counts):
+        arrays[f"{split}_images"] = rng.random((n, size, size)).astype(np.float32)
+        arrays[f"{split}_labels"] = np.arange(n) % 2
+    return arrays
+
+
 def train_two_class_npz_run(folder, seed: int, test_size: int = 40, shift: float = 0.6, epochs: int = 3):
     """A two-class run on random 6x6 arrays (the positive class brighter by ``shift``) saved as
     folder/d.npz, trained briefly as folder/b; returns (run directory, the arrays)."""

@@ -883,12 +883,9 @@ def test_a_dry_run_reuses_a_finished_run_whose_data_file_has_gone(tmp_path, caps
     # a finished run is reused, never trained again: a data file moved away since stops nothing
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 24), ("val", 8), ("test", 8)):
-        arrays[f"{split}_images"] = rng.random((n, 6, 6)).astype(np.float32)
-        arrays[f"{split}_labels"] = np.arange(n) % 2
-    np.savez(tmp_path / "d.npz", **arrays)
+    from tests.conftest import alternating_npz_arrays
+
+    np.savez(tmp_path / "d.npz", **alternating_npz_arrays((24, 8, 8)))
     tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {"epochs": 2, "batch_size": 64},
             "data": {"kind": "npz", "root": str(tmp_path / "d.npz")}}
     compare(tree, ["kd"], 1, progress=False)

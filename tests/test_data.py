@@ -237,11 +237,9 @@ def test_an_npz_scored_whole_joins_its_labelled_splits_in_order_and_names_every_
 
 def test_an_npz_names_its_classes_by_its_own_names_before_data_class_names(tmp_path):
     # data.class_names is for an npz "without its own" (its description): the archive's names win
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 8), ("val", 4), ("test", 4)):
-        arrays[f"{split}_images"] = rng.random((n, 6, 6)).astype(np.float32)
-        arrays[f"{split}_labels"] = np.arange(n) % 2
+    from tests.conftest import alternating_npz_arrays
+
+    arrays = alternating_npz_arrays((8, 4, 4))
     np.savez(tmp_path / "plain.npz", **arrays)
     np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(["cat", "dog"]))
     given = ["benign", "malignant"]
