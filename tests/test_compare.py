@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,20 @@ def test_a_non_finite_stop_in_a_comparison_gives_the_comparisons_way_on(tmp_path
         f"{tmp_path / 'n-compare' / 'kd-seed0'}: non-finite loss term 'student1/ce' at epoch 1, step 2. In a "
         "comparison every run follows its config: lower optim.lr, or set train.nonfinite: skip, there and run "
         "compare again with --overwrite; or check the data for extreme values")
+
+
+def test_a_non_finite_error_without_a_finding_is_passed_on_as_it_is(tmp_path, monkeypatch):
+    # Only a stop that says its finding apart can be rewritten with the comparison's way on;
+    # any other non-finite error keeps its own message (not "...: None. In a comparison ...").
+    from peerdistill.errors import NonFiniteError
+
+    def stopped(cfg, **kwargs):
+        raise NonFiniteError("the model's outputs are not finite")
+
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", stopped)
+    with pytest.raises(NonFiniteError) as caught:
+        compare({**COMPARED, "name": "n", "out_dir": str(tmp_path)}, ["kd"], 1, progress=False)
+    assert str(caught.value) == "the model's outputs are not finite"
 
 
 def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsys):
@@ -433,6 +448,7 @@ def _plans(*devices):
     (("auto", "auto"), 4, None, ["0", "1", "2", "3"]),
     (("cuda", "cpu"), 2, None, ["0", "1"]),
     (("auto",), 3, "5, 7,", ["5", "7"]),  # a scheduler's choice, by its names
+    (("auto",), 3, "4,5,6", ["4", "5"]),  # names past the GPUs CUDA finds (2 here) get no worker
     (("auto", "cuda:1"), 4, None, []),  # a run that names its GPU would not find it
     (("auto",), 1, None, []),
     (("cpu", "cpu"), 4, None, []),
@@ -449,6 +465,17 @@ def test_jobs_take_the_visible_gpus_in_turn_when_the_runs_leave_the_choice_open(
     assert gpus_to_share(_plans(*devices)) == gpus
 
 
+def test_runs_on_two_kinds_of_device_cannot_share_one_torchrun_group(monkeypatch):
+    # Under torchrun every run of a comparison joins one process group, whose backend one kind of
+    # device picks: a config on the GPU and one on the CPU are refused before any group is joined.
+    from peerdistill import comparison_runs
+    monkeypatch.setattr(comparison_runs, "launched", lambda: True)
+    monkeypatch.setattr(comparison_runs, "resolve_device", lambda name: torch.device(name))
+    monkeypatch.setattr(comparison_runs, "join", lambda device: pytest.fail("joined a group"))
+    with pytest.raises(ConfigError, match="one kind of device: these configs ask for cpu and cuda; set device"):
+        comparison_runs.comparison_world(_plans("cuda", "cpu"))
+
+
 def test_each_jobs_worker_is_given_one_gpu_and_the_command_says_which(monkeypatch, capsys):
     from peerdistill import comparison_runs
     handed = {}
@@ -462,6 +489,23 @@ def test_each_jobs_worker_is_given_one_gpu_and_the_command_says_which(monkeypatc
     comparison_runs.run_all(_plans("auto", "auto", "auto"), False, False, Console(width=200), jobs=3)
     assert handed == {"jobs": 3, "envs": [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]}
     assert "3 runs at once, each worker on one GPU (CUDA_VISIBLE_DEVICES 0, 1, 0)" in capsys.readouterr().out
+
+
+def test_more_jobs_than_runs_start_one_worker_per_run_with_its_share_of_the_threads(monkeypatch, capsys):
+    # --jobs 8 for two runs: two workers (not eight idle ones), each with half the threads.
+    from peerdistill import comparison_runs
+    handed = {}
+
+    def pool(plans, work, jobs, threads, console, describe, needs, worker_envs):
+        handed.update(jobs=jobs, threads=threads)
+        return [{} for _ in plans]
+
+    monkeypatch.setattr(comparison_runs, "run_in_processes", pool)
+    monkeypatch.setattr(comparison_runs, "gpus_to_share", lambda plans: ["0", "1"])
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    comparison_runs.run_all(_plans("auto", "auto"), False, False, Console(width=200), jobs=8)
+    assert handed == {"jobs": 2, "threads": 4}
+    assert "2 runs at once, each worker on one GPU (CUDA_VISIBLE_DEVICES 0, 1)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("processes, jobs, message", [
@@ -529,6 +573,7 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
      "--setting 'g' sets distill.gamma, which none of --presets kd,kd+ml reads (it is read only under presets styles"),
     (["--setting", "a/b:seed=1"], "its NAME 'a/b' names the runs' folders, so it is one folder name"),
     (["--setting", "a;b:seed=1"], "its NAME 'a;b' names the runs' folders, so it is one folder name (no /, \\ or ;)"),
+    (["--setting", "..:seed=1"], "its NAME '..' names the runs' folders, so it is one folder name"),
     (["--seeds", "20000"], "--seeds must be 1 to 10,000 (got 20,000)"),
     (["seed=4294967295", "--seeds", "2"], "--seeds 2 from seed 4294967295 reaches seed 4294967296, past the largest"),
     (["--out", ""], "argument --out: is empty: give a value"),  # an unset shell variable: not the default folder
@@ -901,3 +946,68 @@ def test_presets_are_read_from_a_comma_list_with_spaces_and_a_trailing_comma():
     from peerdistill.comparison_configs import parse_presets
 
     assert parse_presets("kd, ml,") == ["kd", "ml"] and parse_presets(None) is None
+
+
+def test_a_finished_run_without_its_metrics_or_a_folder_with_only_its_config_is_not_reused(tmp_path, capsys):
+    # A finished run whose metrics.json is gone has no test figures to reuse: named, its models kept
+    # (a finished run is not resumed, nor silently trained over). A folder holding only a config.yaml
+    # and run.json (no resume checkpoint) has nothing to continue from: it trains again.
+    tree = {"name": "g", "out_dir": str(tmp_path), "deterministic": True, "teacher": None,
+            "students": COMPARED["students"], "train": {"epochs": 1, "batch_size": 128}}
+    whole = compare(tree, ["independent"], 2, progress=False)
+    runs = tmp_path / "g-compare"
+    (runs / "independent-seed0" / "metrics.json").unlink()
+    stopped = runs / "independent-seed1"  # as a run killed in its first epoch leaves it: no checkpoint yet
+    for name in list(stopped.iterdir()):
+        if name.name not in ("config.yaml", "run.json"):
+            shutil.rmtree(name) if name.is_dir() else name.unlink()
+    meta = json.loads((stopped / "run.json").read_text())
+    (stopped / "run.json").write_text(json.dumps({**meta, "status": "running"}))
+    said = "seed0' is a finished run without its metrics.json: restore the file, or delete the folder to train that run"
+    capsys.readouterr()
+    compare(tree, ["independent"], 2, progress=False, dry_run=True, console=Console(width=1000))
+    assert said in " ".join(capsys.readouterr().out.split())  # the dry run's row says refused, why and what to do
+    with pytest.raises(RunDirError, match=re.escape(said)):
+        compare(tree, ["independent"], 2, progress=False)
+    assert sorted(p.name for p in stopped.iterdir()) == ["config.yaml", "run.json"]  # refused before any training
+    shutil.rmtree(runs / "independent-seed0")  # as the message advises
+    capsys.readouterr()
+    compare(tree, ["independent"], 2, progress=False, dry_run=True, console=Console(width=250))
+    plan = capsys.readouterr().out
+    assert re.search(r"independent +│ 0 +│ \S+seed0 +│ train", plan), plan
+    assert re.search(r"independent +│ 1 +│ \S+seed1 +│ train", plan), plan
+    again = compare(tree, ["independent"], 2, progress=False)
+    printed = capsys.readouterr().out
+    assert "independent, seed 1 ->" in printed and "resuming" not in printed
+    assert jsonable(again.rows) == jsonable(whole.rows)  # deterministic: the same figures as the first time
+
+
+def test_a_setting_may_set_what_the_configs_teachers_and_heads_make_read():
+    # Whether a setting's key is read depends on the config's models: two teachers (teacher plus
+    # teachers) read distill.teacher_weighting, a student with heads reads distill.self_alpha.
+    from peerdistill.comparison_configs import variant_trees
+
+    cnn = {"arch": "cnn", "args": {"width": 4}}
+    two = {**COMPARED, "teachers": [{"arch": "cnn", "args": {"width": 8}}]}
+    assert variant_trees([two], ["w:distill.teacher_weighting=confidence"], presets=["kd", "kd+ml"])
+    with pytest.raises(ConfigError, match="teacher_weighting.*where several teachers teach \\(this config has 1\\)"):
+        variant_trees([COMPARED], ["w:distill.teacher_weighting=confidence"], presets=["kd", "kd+ml"])
+    heads = {**COMPARED, "students": [{**cnn, "args": {"width": 4, "depth": 3}, "heads": ["features.2"]}, cnn]}
+    assert variant_trees([heads], ["s:distill.self_alpha=0.3"], presets=["kd", "ml"])
+    with pytest.raises(ConfigError, match="self_alpha"):
+        variant_trees([COMPARED], ["s:distill.self_alpha=0.3"], presets=["kd", "ml"])
+
+
+def test_a_teacher_file_is_the_same_only_with_the_same_tensors_under_the_same_names(tmp_path):
+    # A frozen run is reused only while its source still holds the very teacher it learned from:
+    # a file with one more tensor (another architecture's) is another teacher.
+    from peerdistill.comparison_runs import _same_tensors
+
+    weight = {"w": torch.arange(4.0)}
+    save_file(weight, str(tmp_path / "a.safetensors"))
+    save_file({"w": torch.arange(4.0)}, str(tmp_path / "same.safetensors"))
+    save_file({**weight, "extra": torch.zeros(1)}, str(tmp_path / "more.safetensors"))
+    save_file({"w": torch.arange(4.0) + 1}, str(tmp_path / "other.safetensors"))
+    assert _same_tensors(tmp_path / "a.safetensors", tmp_path / "same.safetensors")
+    assert not _same_tensors(tmp_path / "a.safetensors", tmp_path / "more.safetensors")
+    assert not _same_tensors(tmp_path / "a.safetensors", tmp_path / "other.safetensors")

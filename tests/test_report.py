@@ -456,6 +456,9 @@ def test_a_run_file_missing_or_nested_past_pythons_limit_is_a_checkpoint_error(t
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(CheckpointError, match=r"deep.json' is not valid JSON .*the file is corrupt"):
         read_json(tmp_path / "deep.json")
+    (tmp_path / "cut.json").write_text('{"a": [1,')  # cut short (a full disk, a killed write)
+    with pytest.raises(CheckpointError, match=r"cut.json' is not valid JSON .*the file is corrupt"):
+        read_json(tmp_path / "cut.json")
     (tmp_path / "ok.json").write_text('{"a": [1, NaN]}')
     assert read_json(tmp_path / "ok.json")["a"][0] == 1
 

@@ -161,3 +161,16 @@ def test_workers_run_with_their_own_environment(tmp_path):
         assert turn_of.setdefault(pid, turn) == turn  # a worker keeps its environment
     assert set(turn_of.values()) <= {"a", "b"} and len(set(turn_of.values())) == len(turn_of)
     assert "PEERDISTILL_TEST_TURN" not in os.environ  # the parent's is untouched
+
+
+def test_a_worker_runs_with_its_share_of_the_threads():
+    # Each worker is given its share of the CPU threads (jobs workers at once must not each take them all).
+    from multiprocessing import Value
+
+    from peerdistill.run_pool import _set_up_worker
+    before = torch.get_num_threads()
+    try:
+        _set_up_worker(before + 1, [], Value("i", 0))
+        assert torch.get_num_threads() == before + 1
+    finally:
+        torch.set_num_threads(before)

@@ -339,6 +339,31 @@ def test_only_integer_label_maps_mark_ignored_pixels():
     assert valid_pixels(labels, maps).sum() == 255
 
 
+def test_label_maps_are_brought_to_a_smaller_maps_size_by_nearest_neighbour():
+    # Labels larger than the maps are sampled (nearest: pixel 2i, 2j when halving), never blended
+    # into classes no pixel has; the ignored pixels follow them to the maps' size.
+    from peerdistill.spatial import labels_at, valid_pixels
+
+    labels = torch.tensor([[[0, 3, 1, 1], [3, 3, 1, 1], [255, 0, 2, 2], [0, 0, 2, 2]]])
+    maps = torch.zeros(1, 4, 2, 2)
+    assert labels_at(labels, maps).tolist() == [[[0, 1], [255, 2]]]
+    assert valid_pixels(labels, maps).tolist() == [[[True, True], [False, True]]]
+
+
+def test_masked_mean_takes_only_a_boolean_mask_of_the_values_shape_and_is_zero_when_none_counts():
+    from peerdistill.spatial import align_to, masked_mean
+
+    values = torch.tensor([[1.0, float("nan")], [3.0, 5.0]])
+    assert masked_mean(values, torch.tensor([[True, False], [True, True]])) == 3.0  # NaN left out
+    assert masked_mean(values, torch.zeros(2, 2, dtype=torch.bool)) == 0.0
+    with pytest.raises(ValueError, match="valid must be a boolean mask of shape \\(2, 2\\).*got float32"):
+        masked_mean(values, torch.ones(2, 2))
+    with pytest.raises(ValueError, match="got bool of shape \\(4,\\)"):
+        masked_mean(values, torch.ones(4, dtype=torch.bool))
+    half = torch.ones(1, 1, 2, 2, dtype=torch.half)
+    assert align_to(half, (2, 2)) is half  # equal sizes: the same maps, not a float copy
+
+
 
 def naive_supervised_segmentation_loss(logits, targets, weights, dice):
     """Cross-entropy over the labelled pixels (PyTorch's weighted mean: sum w_y * -log p_y over

@@ -404,7 +404,10 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
         raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): pass --overwrite to "
                           "redo the comparison, or change name= to keep both")
     run = RunDir(run_dir)
-    if run.is_complete and (run_dir / "metrics.json").is_file():
+    if run.is_complete and not (run_dir / "metrics.json").is_file():  # its figures gone; its models, kept, not redone
+        raise RunDirError(f"'{run_dir}' is a finished run without its metrics.json: restore the file, or delete "
+                          "the folder to train that run again (--overwrite redoes the whole comparison)")
+    if run.is_complete:
         return "finished"
     return "unfinished" if run.resume_path.is_file() else "new"
 
