@@ -476,35 +476,37 @@ def test_runs_on_two_kinds_of_device_cannot_share_one_torchrun_group(monkeypatch
         comparison_runs.comparison_world(_plans("cuda", "cpu"))
 
 
-def test_each_jobs_worker_is_given_one_gpu_and_the_command_says_which(monkeypatch, capsys):
+def _pool_on_two_gpus(monkeypatch) -> dict:
+    """comparison_runs' process pool replaced by one that records what it is handed; two GPUs."""
     from peerdistill import comparison_runs
     handed = {}
 
     def pool(plans, work, jobs, threads, console, describe, needs, worker_envs):
-        handed.update(jobs=jobs, envs=worker_envs)
+        handed.update(jobs=jobs, threads=threads, envs=worker_envs)
         return [{} for _ in plans]
 
     monkeypatch.setattr(comparison_runs, "run_in_processes", pool)
     monkeypatch.setattr(comparison_runs, "gpus_to_share", lambda plans: ["0", "1"])
+    return handed
+
+
+def test_each_jobs_worker_is_given_one_gpu_and_the_command_says_which(monkeypatch, capsys):
+    from peerdistill import comparison_runs
+
+    handed = _pool_on_two_gpus(monkeypatch)
     comparison_runs.run_all(_plans("auto", "auto", "auto"), False, False, Console(width=200), jobs=3)
-    assert handed == {"jobs": 3, "envs": [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]}
+    assert (handed["jobs"], handed["envs"]) == (3, [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}])
     assert "3 runs at once, each worker on one GPU (CUDA_VISIBLE_DEVICES 0, 1, 0)" in capsys.readouterr().out
 
 
 def test_more_jobs_than_runs_start_one_worker_per_run_with_its_share_of_the_threads(monkeypatch, capsys):
     # --jobs 8 for two runs: two workers (not eight idle ones), each with half the threads.
     from peerdistill import comparison_runs
-    handed = {}
 
-    def pool(plans, work, jobs, threads, console, describe, needs, worker_envs):
-        handed.update(jobs=jobs, threads=threads)
-        return [{} for _ in plans]
-
-    monkeypatch.setattr(comparison_runs, "run_in_processes", pool)
-    monkeypatch.setattr(comparison_runs, "gpus_to_share", lambda plans: ["0", "1"])
+    handed = _pool_on_two_gpus(monkeypatch)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
     comparison_runs.run_all(_plans("auto", "auto"), False, False, Console(width=200), jobs=8)
-    assert handed == {"jobs": 2, "threads": 4}
+    assert (handed["jobs"], handed["threads"]) == (2, 4)
     assert "2 runs at once, each worker on one GPU (CUDA_VISIBLE_DEVICES 0, 1)" in capsys.readouterr().out
 
 
