@@ -618,12 +618,12 @@ def comparison_page(directory: Path) -> str:
     rows = read_compare_csv(directory)
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     runs = compared_runs(directory, rows, settings)
-    models = model_order([r["model"] for r in rows], teachers_named_in(
-        m for paths in runs.values() for m in (_finished_metrics(p) for p in paths) if m))
+    finished = {s: [m for m in (_finished_metrics(p) for p in paths) if m] for s, paths in runs.items()}
+    models = model_order([r["model"] for r in rows], teachers_named_in(m for ms in finished.values() for m in ms))
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
-                comparison_curves_section(runs), comparison_costs_section(runs)]
+                comparison_curves_section(runs, finished), comparison_costs_section(runs)]
     try:
         diffs = compared_differences(directory, settings)
     except RunDirError as exc:  # the tables and figures do not need it
@@ -756,10 +756,10 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
     return fig
 
 
-def comparison_curves_section(runs: dict[str, list[Path]]) -> str:
-    """The ensemble's validation curve of each setting: how the presets learn, not only where they end."""
-    histories = {setting: [m for m in (_finished_metrics(p) for p in paths) if m and m.get("epochs")]
-                 for setting, paths in runs.items()}
+def comparison_curves_section(runs: dict[str, list[Path]], finished: dict[str, list[dict[str, Any]]]) -> str:
+    """The ensemble's validation curve of each setting: how the presets learn, not only where they
+    end. ``finished``: each setting's metrics.json read (of the runs that have one)."""
+    histories = {setting: [m for m in ms if m.get("epochs")] for setting, ms in finished.items()}
     histories = {setting: ms for setting, ms in histories.items() if ms}
     if not histories:
         return section_html("Validation curves", [note_html(_none_left(runs) or "no run of this comparison has a "
