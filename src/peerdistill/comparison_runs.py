@@ -404,12 +404,12 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
         raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): pass --overwrite to "
                           "redo the comparison, or change name= to keep both")
     run = RunDir(run_dir)
-    if run.is_complete and not (run_dir / "metrics.json").is_file():  # its figures gone; its models, kept, not redone
+    if not run.is_complete:
+        return "unfinished" if run.resume_path.is_file() else "new"
+    if not (run_dir / "metrics.json").is_file():  # its figures gone; its models, kept, not trained over
         raise RunDirError(f"'{run_dir}' is a finished run without its metrics.json: restore the file, or delete "
                           "the folder to train that run again (--overwrite redoes the whole comparison)")
-    if run.is_complete:
-        return "finished"
-    return "unfinished" if run.resume_path.is_file() else "new"
+    return "finished"
 
 
 def _resume(cfg: RunConfig, run_dir: Path, progress: bool) -> None:
