@@ -8,6 +8,11 @@ class PeerdistillError(Exception):
     # found it alike, or was told it by the main process): the CLI prints it once per node.
     said_alike: str | None = None
 
+    def found_by_every_process(self) -> "PeerdistillError":
+        """This error, marked as one every process finds alike (printed once per node)."""
+        self.said_alike = str(self)
+        return self
+
 
 class ConfigError(PeerdistillError):
     """A config file, a key=value override or an API argument is wrong."""

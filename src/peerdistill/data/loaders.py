@@ -35,10 +35,8 @@ def check_batch_size(batch_size) -> None:
 def _check_shard(batch_size: int, shard: Shard, training: bool) -> None:
     rank, world = shard
     if training and batch_size % world:
-        error = ConfigError(f"train.batch_size={batch_size} is the global batch and must be divisible by the "
-                            f"{world} processes; use a multiple of {world}")
-        error.said_alike = str(error)  # every process finds it: printed once per node
-        raise error
+        raise ConfigError(f"train.batch_size={batch_size} is the global batch and must be divisible by the "
+                          f"{world} processes; use a multiple of {world}").found_by_every_process()
 
 
 class _OrderedBatches:

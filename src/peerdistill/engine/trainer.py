@@ -897,9 +897,8 @@ class Trainer(RunRecords):
         finding = f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}"
         error = NonFiniteError(f"{finding}; {self._last_good()}. Lower optim.lr and train again, check the data for "
                                f"extreme values, or {self._skip_advice()}", finding)
-        if self.world.distributed:  # the processes agreed on the names: each stops with this step's finding
-            error.said_alike = str(error)
-        raise error
+        # Under torchrun the processes agreed on the names: each stops with this step's finding.
+        raise error.found_by_every_process() if self.world.distributed else error
 
     def _trained_buffers(self) -> list[torch.Tensor]:
         """The buffers a training forward updates (BatchNorm statistics of the models and the
