@@ -203,6 +203,41 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     models = model_order([r["model"] for r in rows], teachers_named_in(run["metrics"] for run in runs))
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor = runs[0]["metrics"]["monitor"]
+    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from)
+    split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
+    diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]})
+    apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
+    monitor_metric = monitor.split("/", 1)[1]
+    if diffs:
+        header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
+                   + caption(baseline, monitor_metric, _runs_count(seeds, folds), bool(folds), apart) + "\n\n"
+                   + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
+    elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
+        header += f"\n{unpaired_note(baseline, apart)}\n"
+        console.print(unpaired_note(baseline, apart))
+    markdown = comparison_markdown(rows, labels, models, metric_names, header)
+    atomic_write_text(directory / "compare.md", markdown)
+    atomic_write_text(directory / "compare.csv", _csv(rows))
+    written = [directory / "compare.csv", directory / "compare.md"]
+    if diffs:
+        atomic_write_text(directory / "differences.csv", differences_csv(diffs))
+        written.append(directory / "differences.csv")
+    else:  # one setting: an earlier comparison's differences in this folder no longer hold
+        (directory / "differences.csv").unlink(missing_ok=True)
+    over = "one seed" if _runs_count(seeds, folds) == 1 else "folds and seeds" if folds else "seeds"
+    console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
+    if diffs:
+        headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
+        table = _differences_table(diffs, labels, headline, monitor_metric, baseline, _runs_count(seeds, folds))
+        console.print(fitted(table, console.width))
+    console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
+    return Comparison(rows, directory, markdown, diffs)
+
+
+def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool, tta: str | None,
+            teacher_from: str | None) -> str:
+    """compare.md's opening: what the tables hold, and how each extra kind of table was made."""
+    monitor = runs[0]["metrics"]["monitor"]
     monitors: dict[str, str] = {}
     for run in runs:
         monitors.setdefault(run["setting"], run["metrics"]["monitor"])
@@ -232,39 +267,18 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
                    f"of the same seed{' and fold' if folds else ''}, frozen (as that run saved them: at its "
                    "best epoch).\n")
-    split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
-    diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]})
-    apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
-    monitor_metric = monitor.split("/", 1)[1]
-    headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
-    if diffs:
-        header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
-                   + caption(baseline, monitor_metric, _runs_count(seeds, folds), bool(folds), apart) + "\n\n"
-                   + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
-    elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
-        header += f"\n{unpaired_note(baseline, apart)}\n"
-        console.print(unpaired_note(baseline, apart))
-    markdown = comparison_markdown(rows, labels, models, metric_names, header)
-    atomic_write_text(directory / "compare.md", markdown)
-    atomic_write_text(directory / "compare.csv", _csv(rows))
-    written = [directory / "compare.csv", directory / "compare.md"]
-    if diffs:
-        atomic_write_text(directory / "differences.csv", differences_csv(diffs))
-        written.append(directory / "differences.csv")
-    else:  # one setting: an earlier comparison's differences in this folder no longer hold
-        (directory / "differences.csv").unlink(missing_ok=True)
-    over = "one seed" if _runs_count(seeds, folds) == 1 else "folds and seeds" if folds else "seeds"
-    console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
-    if diffs:
-        interval = " [95% CI]" if _runs_count(seeds, folds) > 1 else " (one pair: no interval)"
-        table = Table(title=escape(f"test {monitor_metric}, paired difference from {baseline}{interval}"))
-        for column in ["setting"] + headline:
-            table.add_column(escape(column), justify="left" if column == "setting" else "right")
-        for row in difference_rows(diffs, labels, headline, monitor_metric):
-            table.add_row(*map(escape, row))
-        console.print(fitted(table, console.width))
-    console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
-    return Comparison(rows, directory, markdown, diffs)
+    return header
+
+
+def _differences_table(diffs, labels: list[str], models: list[str], metric: str, baseline: str, runs: int) -> Table:
+    """The console's table of paired differences from the baseline, for the headline models."""
+    interval = " [95% CI]" if runs > 1 else " (one pair: no interval)"
+    table = Table(title=escape(f"test {metric}, paired difference from {baseline}{interval}"))
+    for column in ["setting"] + models:
+        table.add_column(escape(column), justify="left" if column == "setting" else "right")
+    for row in difference_rows(diffs, labels, models, metric):
+        table.add_row(*map(escape, row))
+    return table
 
 
 def _check_foldable(bases) -> None:
