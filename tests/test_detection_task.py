@@ -230,6 +230,18 @@ def test_a_teacher_trained_first_teaches_frozen(tmp_path):
     assert frozen.history[-1]["train/loss/student1/kl<-teacher"] > 0
     after = load_file(tmp_path / "frozen" / "models" / "teacher.safetensors")
     assert all(torch.equal(v, after[k]) for k, v in load_file(trained).items())
+    # the run itself as the checkpoint, on data numbering the categories otherwise (a COCO file's
+    # ids in another order): its class scores would be read as other classes
+    from peerdistill.build import build_cohort
+    from peerdistill.data import build_data
+    from peerdistill.errors import CheckpointError
+
+    cfg = tree(tmp_path, "renamed", "kd", teacher={**TEACHER, "frozen": True, "checkpoint": str(tmp_path / "first")})
+    data = build_data(cfg.data)
+    data.class_names = data.class_names[::-1]
+    with pytest.raises(CheckpointError, match=r"numbers its classes \['ellipse', 'rectangle'\], the data "
+                                              r"\['rectangle', 'ellipse'\]"):
+        build_cohort(cfg, data)
 
 
 def test_feature_edges_reach_the_pyramid(tmp_path):

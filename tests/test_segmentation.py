@@ -3,6 +3,7 @@ end-to-end runs of every preset, eval with saved masks."""
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -778,6 +779,40 @@ def test_masks_numbered_otherwise_are_scored_by_class_name(shapes_run, tmp_path)
              for i in range(3)]
     assert whole["ensemble"]["pixel_accuracy"] == pytest.approx(np.mean(right), abs=1e-9)
 
+
+def test_a_model_from_a_run_numbering_mask_classes_otherwise_is_refused_when_the_data_names_them(tmp_path):
+    """A model taken from a segmentation run reads mask classes by the run's numbering: refused
+    when the data names its classes otherwise (a run's default names count, as eval matches
+    them), taken when the names agree or the data names none (masks read by value)."""
+    from safetensors.torch import load_file
+
+    from peerdistill.build import build_cohort
+    from peerdistill.errors import CheckpointError
+
+    write_pairs(tmp_path / "data", n=8)
+
+    def config(name, class_names, checkpoint=None):
+        return validate({"name": name, "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                         "data": {"kind": "folders", "root": str(tmp_path / "data"), "class_names": class_names},
+                         "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}, "checkpoint": checkpoint}],
+                         "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 4}})
+
+    train_from_config(config("named", ["background", "polyp"]), progress=False)
+    train_from_config(config("unnamed", None), progress=False)
+
+    def student_from(run, class_names):
+        cfg = config("s", class_names, str(tmp_path / run))
+        return build_cohort(cfg, build_data(cfg.data)).students[0].module
+
+    for run, names, said in (("named", ["background", "lesion"], "['background', 'polyp']"),
+                             ("unnamed", ["background", "lesion"], "['background', 'foreground']")):
+        with pytest.raises(CheckpointError, match=re.escape(f"numbers its classes {said}, the data {names}")):
+            student_from(run, names)
+    for run, names in (("named", ["background", "polyp"]), ("named", None), ("unnamed", None),
+                       ("unnamed", ["background", "foreground"])):
+        saved = load_file(tmp_path / run / "models" / "student1.safetensors")
+        taken = student_from(run, names).state_dict()
+        assert all(torch.equal(taken[key], value) for key, value in saved.items()), (run, names)
 
 def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_path, capsys):
     from peerdistill.cli import main

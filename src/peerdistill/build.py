@@ -9,6 +9,7 @@ import torch
 from .cohort import Cohort, Member, default_feature_layer, names_module
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
+from .data.segmentation import masks_name_classes
 from .data.sources import check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
@@ -74,14 +75,15 @@ def _check_same_task(checkpoint: str, name: str, task: str) -> None:
                               f"{task}: give the checkpoint of a {task} run")
 
 
-def _check_same_classes(checkpoint: str, name: str, class_names: list[str]) -> None:
+def _check_same_classes(checkpoint: str, name: str, data: DataSplits, task: str) -> None:
     """A model taken from a run must number the classes as the data does: otherwise its output
     for one class would be read as another's (say a run on a CSV sorting labels as numbers,
-    reused on class folders sorted as text)."""
+    reused on class folders sorted as text). Masks are compared only when the data names their
+    classes, as eval matches them: unnamed, their values are all that says the classes."""
     path = Path(checkpoint)
-    if not (path / RUN_FILE).is_file():
+    if not (path / RUN_FILE).is_file() or (task == "segmentation" and not masks_name_classes(data.info)):
         return  # a bare weights file names no classes
-    saved = read_json(path / RUN_FILE).get("class_names")
+    saved, class_names = read_json(path / RUN_FILE).get("class_names"), data.class_names
     if saved and list(saved) != list(class_names):
         raise CheckpointError(f"run '{path}' (the checkpoint of {name}) numbers its classes {saved}, the data "
                               f"{list(class_names)}: its outputs would be read as other classes; give data with "
@@ -98,8 +100,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
     for i, (name, spec) in enumerate(zip(names, specs)):
         if spec.checkpoint:
             _check_same_task(spec.checkpoint, name, cfg.task)
-        if spec.checkpoint and cfg.task == "classification":  # elsewhere names only label mask values
-            _check_same_classes(spec.checkpoint, name, data.class_names)
+        if spec.checkpoint:
+            _check_same_classes(spec.checkpoint, name, data, cfg.task)
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved)
         layer = spec.feature_layer or default_feature_layer(module)
         if saved and layer and not names_module(module, layer):

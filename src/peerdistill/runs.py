@@ -25,6 +25,7 @@ from .config import (KINDS_OF_TASK, SPLIT_KEYS, DataSpec, data_places, format_va
                      saved_data_section)
 from .data import DataSplits, build_data, make_batches
 from .data.loaders import check_batch_size
+from .data.segmentation import masks_name_classes
 from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole
 from .engine import RunDir, evaluate
 from .engine import run_lock
@@ -615,7 +616,7 @@ def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
                     "data.image_size that differs from it); arrays (npz) must have that size already")
         raise DataError(f"the data's inputs are {shape} but the run was trained on {trained}{hint}")
     # masks without data.class_names are read by value ("background"/"foreground" are then defaults, not names)
-    if meta.get("task") != "segmentation" or data.info.get("class_names_given", True):
+    if meta.get("task") != "segmentation" or masks_name_classes(data.info):
         data = _number_classes_as_the_run(data, meta.get("class_names") or [])
     if data.num_classes > meta["num_classes"]:
         raise DataError(f"the data has {data.num_classes} classes but the run's models predict {meta['num_classes']}")

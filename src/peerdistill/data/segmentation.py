@@ -45,6 +45,14 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     return splits
 
 
+def masks_name_classes(info: dict) -> bool:
+    """Whether masks described by ``info`` (a DataSplits') had their classes named by
+    data.class_names: they are then matched to a run's classes by name (a run's defaults,
+    "background" and "foreground", count as names); without, mask values say the classes.
+    Data made elsewhere (not by these loaders) counts as named."""
+    return bool(info.get("class_names_given", True))
+
+
 def segmentation_whole(images, masks, *, num_classes: int | None = None, class_names: list[str] | None = None,
                        stats=None, channels_last: bool | None = None) -> DataSplits:
     """One image/mask set kept whole, as the test split (train and val empty): what eval scores
