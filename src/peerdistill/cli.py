@@ -478,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                     help="all: train, val and test together (other data scored whole)")
     ev.add_argument("--data", metavar="DATA.yaml", type=_given, help="a YAML file with a data section (default: the run's data)")
-    ev.add_argument("--device", default="auto", type=_given)
+    ev.add_argument("--device", default="auto", type=_given,
+                    help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON (every metric, per class too)")
     ev.add_argument("--per-class", action="store_true",
                     help="also a table per class: precision and recall (classification), dice and iou "
@@ -543,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--overwrite", action="store_true", help="rerun finished runs instead of reusing them")
     cmp_.add_argument("--dry-run", action="store_true",
                       help="list each run and what it would do (train, continue, reuse), then stop")
-    cmp_.add_argument("--quiet", action="store_true")
+    cmp_.add_argument("--quiet", action="store_true", help="no progress bars (the tables are still printed)")
     cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("export", help="write a trained student (or the ensemble) as ONNX or safetensors")

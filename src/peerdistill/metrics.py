@@ -45,8 +45,9 @@ def per_class_names(families: tuple[str, ...], class_names: list[str]) -> tuple[
 def classification_metrics(probs: np.ndarray, targets: np.ndarray,
                            class_names: list[str] | None = None) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro-F1 and ROC-AUC (binary; one-vs-rest macro for more
-    classes). Like balanced accuracy, macro-F1 averages over the classes the split holds (or the
-    model predicts): a class absent from both is not counted as a zero. AUC is NaN when a split
+    classes). Balanced accuracy averages recall over the classes the split holds; macro-F1 averages
+    F1 over the classes it holds or the model predicts (one only predicted scores 0; a class absent
+    from both is not counted as a zero). AUC is NaN when a split
     lacks a class, since it is undefined there. Calibration: ``ece`` and ``brier`` (see
     ``calibration_metrics``). With ``class_names``, also each class's
     precision and recall, NaN where undefined (a class never predicted has no precision, one
