@@ -1,5 +1,7 @@
 """Data sources: digits split, MedMNIST-style .npz, arrays, and their errors."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -247,6 +249,37 @@ def test_an_npz_names_its_classes_by_its_own_names_before_data_class_names(tmp_p
         ["cat", "dog"]
     assert build_data(DataSpec(kind="npz", root=str(tmp_path / "plain.npz"), class_names=given)).class_names == given
 
+
+
+@pytest.mark.parametrize("given", [["a"], ["a", "b", "c"]])
+def test_class_names_not_one_per_class_are_refused_naming_where_they_came_from(tmp_path, given):
+    """A name too few leaves a class unnamed; a name too many would build a model of a class the
+    data never shows (its AUC then undefined on every split): both refused, naming the key or
+    the archive's array, for a training set and a set scored whole alike."""
+    from peerdistill.data.splits import kept_whole
+    from tests.conftest import alternating_npz_arrays
+
+    arrays = alternating_npz_arrays((8, 4, 4))
+    np.savez(tmp_path / "plain.npz", **arrays)
+    np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(given))
+    counted = f"{len(given)} class{'es' if len(given) > 1 else ''} {given}, but the labels hold 2 (0..1)"
+    with pytest.raises(DataError, match=re.escape(f"data.class_names names {counted}: give one name per class")):
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "plain.npz"), class_names=given))
+    with pytest.raises(DataError, match=re.escape(f"the class_names array of '{tmp_path / 'named.npz'}' names {counted}")):
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "named.npz")))
+    scored = {"images": arrays["test_images"], "labels": np.arange(4) % 3}  # labels 0..2: past two names
+    np.savez(tmp_path / "three.npz", **scored)
+    np.savez(tmp_path / "three-named.npz", **scored, class_names=np.array(["a", "b"]))
+    with kept_whole():
+        assert build_data(DataSpec(kind="npz", root=str(tmp_path / "three.npz"), class_names=["a", "b", "c", "d"]),
+                          stats={"mean": [0.0], "std": [1.0]}).num_classes == 4  # a set to score may lack classes
+        with pytest.raises(DataError, match=re.escape(f"the labels run up to 2, past the 2 classes data.class_names "
+                                                      f"(for '{tmp_path / 'three.npz'}': eval takes the run's unless "
+                                                      "given) names ['a', 'b']")):
+            build_data(DataSpec(kind="npz", root=str(tmp_path / "three.npz"), class_names=["a", "b"]))
+        with pytest.raises(DataError, match=re.escape(f"past the 2 classes the class_names array of "
+                                                      f"'{tmp_path / 'three-named.npz'}' names ['a', 'b']")):
+            build_data(DataSpec(kind="npz", root=str(tmp_path / "three-named.npz")))
 
 def test_digits_are_read_as_their_sixteen_grey_levels_on_zero_to_one(tmp_path):
     # statistics of 0 and 1 leave the values as read: scikit-learn's 0..16 levels divided by 16,

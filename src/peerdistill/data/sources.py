@@ -18,7 +18,7 @@ from .splits import DataSplits, is_kept_whole, to_labels
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
 
 
-def _whole_npz(archive, path: Path, names: list[str] | None, stats) -> DataSplits:
+def _whole_npz(archive, path: Path, names: list[str] | None, names_from: str, stats) -> DataSplits:
     """Every split the archive holds ({train,val,test}_{images,labels}), or bare ``images`` and
     ``labels``, as one set to score (eval --split all): an external test set needs no train split."""
     pairs = [(f"{split}_images", f"{split}_labels") for split in ("train", "val", "test")] + [("images", "labels")]
@@ -33,7 +33,8 @@ def _whole_npz(archive, path: Path, names: list[str] | None, stats) -> DataSplit
         raise DataError(f"the splits of '{path}' cannot be joined into one set: {exc}") from None
     if not len(y):
         raise DataError(f"'{path}' holds no images to score")
-    return DataSplits.whole(x, y, class_names=names or [str(c) for c in range(int(y.max()) + 1)], stats=stats)
+    return DataSplits.whole(x, y, class_names=names or [str(c) for c in range(int(y.max()) + 1)],
+                            class_names_from=names_from, stats=stats)
 
 
 def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
@@ -78,8 +79,10 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
+            names_from = (f"the class_names array of '{path}'" if names else "data.class_names" if not is_kept_whole()
+                          else f"data.class_names (for '{path}': eval takes the run's unless given)")
             if is_kept_whole():
-                splits = _whole_npz(archive, path, names or spec.class_names, stats)
+                splits = _whole_npz(archive, path, names or spec.class_names, names_from, stats)
                 splits.info["source"] = str(path)
                 return splits
             missing = [k for k in NPZ_KEYS if k not in archive.files]
@@ -93,7 +96,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
     splits = DataSplits.from_arrays(*(arrays[k] for k in NPZ_KEYS), class_names=names or spec.class_names,
-                                    stats=stats)
+                                    class_names_from=names_from, stats=stats)
     splits.info["source"] = str(path)
     return splits
 

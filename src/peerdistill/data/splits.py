@@ -101,6 +101,7 @@ class DataSplits:
         y_test,
         *,
         class_names: list[str] | None = None,
+        class_names_from: str = "class_names",
         stats: dict[str, list[float]] | None = None,
         normalize: bool = True,
         channels_last: bool | None = None,
@@ -119,8 +120,9 @@ class DataSplits:
             raise DataError(f"train, val and test inputs differ in shape: {sorted(shapes)}")
         num_classes = int(max(int(y.max()) for y in ys if len(y)) + 1)
         _check_classes_train(ys, num_classes)
-        if class_names is not None and len(class_names) < num_classes:
-            raise DataError(f"{len(class_names)} class names given for {num_classes} classes")
+        if class_names is not None and len(class_names) != num_classes:  # a name too many: a class never seen
+            raise DataError(f"{class_names_from} names {len(class_names)} class{'es' if len(class_names) != 1 else ''} {list(class_names)[:6]}, but "
+                            f"the labels hold {num_classes} (0..{num_classes - 1}): give one name per class, in label order")
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
         if normalize:
             stats = stats or channel_stats(xs[0])
@@ -164,11 +166,15 @@ class DataSplits:
         return out
 
     @classmethod
-    def whole(cls, x, y, *, class_names: list[str], stats: dict[str, list[float]] | None = None,
-              channels_last: bool | None = None) -> "DataSplits":
+    def whole(cls, x, y, *, class_names: list[str], class_names_from: str = "class_names",
+              stats: dict[str, list[float]] | None = None, channels_last: bool | None = None) -> "DataSplits":
         """One labelled set kept whole, as the test split (train and val empty), standardised by
-        ``stats`` (a run's) or its own: what eval scores with ``--split all``."""
+        ``stats`` (a run's) or its own: what eval scores with ``--split all``. It may lack classes
+        ``class_names`` names, not hold labels past them."""
         x, y = to_nchw(x, "all", channels_last), to_labels(y, "all")
+        if len(y) and int(y.max()) >= len(class_names):
+            raise DataError(f"the labels run up to {int(y.max())}, past the {len(class_names)} class{'es' if len(class_names) != 1 else ''} "
+                            f"{class_names_from} names {list(class_names)[:6]}: give one name per class, in label order")
         stats = stats or channel_stats(x)
         x = standardize(x, stats)
         empty = TensorData(x[:0], y[:0])
