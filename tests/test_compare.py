@@ -388,6 +388,17 @@ def test_settings_that_would_share_run_directories_are_refused(tmp_path):
     assert not (tmp_path / "compare").exists()
 
 
+
+def test_a_later_configs_patch_larger_than_its_images_is_refused_before_any_run_trains(tmp_path):
+    seg = {"task": "segmentation", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "independent"},
+           "data": {"kind": "shapes", "shapes_counts": [8, 4, 4]}, "train": {"epochs": 1, "batch_size": 4},
+           "students": [{"arch": "unet", "args": {"width": 2, "depth": 1}}]}
+    patched = {**seg, "name": "patched", "data": {**seg["data"], "patch_size": 65}}
+    with pytest.raises(ConfigError, match=re.escape("patched, seed 0: data.patch_size=65 is larger than the training "
+                                                    "images (64x64)")):
+        compare([{**seg, "name": "whole"}, patched], None, 1, progress=False)
+    assert not (tmp_path / "compare").exists()
+
 @pytest.mark.parametrize("change,source,message", [
     ({}, "fancy", "--teacher-from: unknown preset 'fancy'"),
     ({}, "kd+ml", "--teacher-from kd+ml: no other preset to distil into"),

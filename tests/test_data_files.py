@@ -167,6 +167,27 @@ def test_the_window_overlap_reaches_the_sliding_window(tmp_path):
     assert saved_window({"patches": {"size": 16, "overlap": 0.25}}) == ((16, 16), 0.25)
 
 
+
+def test_a_patch_larger_than_the_images_is_refused_before_training_not_when_resumed(tmp_path):
+    """The 64x64 shapes take patches up to 64; a larger one would pad every validation image to
+    it. A run resumed trains as it began (a check added since does not stop it)."""
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+    from peerdistill.errors import ConfigError
+
+    def config(patch):
+        return validate({"task": "segmentation", "name": f"p{patch}", "out_dir": str(tmp_path),
+                         "data": {"kind": "shapes", "shapes_counts": [8, 4, 4], "patch_size": patch},
+                         "teacher": None, "students": [{"arch": "unet", "args": {"width": 2, "depth": 1}}],
+                         "distill": {"preset": "independent"}})
+
+    assert make_trainer(config(64), progress=False)[0].window == (64, 64)
+    with pytest.raises(ConfigError, match=r"data.patch_size=65 is larger than the training images \(64x64\): the "
+                                          r"sliding window of validation and eval would pad every image to 65x65; "
+                                          "give at most 64, or drop data.patch_size"):
+        make_trainer(config(65), progress=False)
+    assert make_trainer(config(65), progress=False, resume=True)[0].window == (65, 65)
+
 def test_sliding_window_equals_whole_image_for_a_pointwise_model():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 2, 1))  # no context: windows cannot differ

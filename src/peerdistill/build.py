@@ -10,7 +10,7 @@ from .cohort import Cohort, Member, default_feature_layer, names_module
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
-from .data.sources import check_trainable
+from .data.sources import check_patch_fits, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
 from .errors import CheckpointError, ConfigError
@@ -183,6 +183,8 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
                  progress: bool = True, callbacks=None, resume: bool = False) -> tuple[Trainer, DataSplits]:
     data = build_data(cfg.data)
     check_trainable(cfg.data, data)
+    if not resume:  # (a run resumed trains as it began: checks added since do not stop it)
+        check_patch_fits(cfg.data, data)
     seed_everything(cfg.seed, cfg.deterministic)
     cohort = build_cohort(cfg, data, saved=resume)
     task = build_task(cfg, data, cohort)

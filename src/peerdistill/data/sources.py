@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import NO_FOLD_KINDS, DataSpec
-from ..errors import DataError, DataPlaceError, PeerdistillWarning
+from ..errors import ConfigError, DataError, DataPlaceError, PeerdistillWarning
 from .dicom import counting_dicom_reads
 from .splits import DataSplits, is_kept_whole, to_labels
 
@@ -144,6 +144,20 @@ def check_trainable(spec: DataSpec, data: DataSplits) -> None:
         names = ", ".join(f"'{n}'" for n in (data.class_names or [])) or "one label"
         raise DataError(f"the data at '{spec.root}' holds one class ({names}): a classifier needs at least two "
                         "(for image folders, one folder per class)")
+
+
+def check_patch_fits(spec: DataSpec, data: DataSplits) -> None:
+    """Patches no larger than the training images. A larger one crops nothing, yet the sliding
+    window of validation, test and eval pads every image to it: a typo (640 for 64) would cost
+    a hundred times the compute, unsaid."""
+    if spec.patch_size is None or len(data.input_shape) != 3:
+        return
+    h, w = data.input_shape[1:]
+    if spec.patch_size > min(h, w):
+        raise ConfigError(f"data.patch_size={spec.patch_size} is larger than the training images ({h}x{w}): the "
+                          f"sliding window of validation and eval would pad every image to {spec.patch_size}x"
+                          f"{spec.patch_size}; give at most {min(h, w)}, or drop data.patch_size to train on whole "
+                          "images")
 
 
 def given_test_split(spec: DataSpec) -> str | None:
