@@ -130,6 +130,16 @@ def test_eval_bootstrap_adds_each_metrics_interval(tmp_path, capsys):
         main(["eval", str(run), "--bootstrap", "many"])
     assert stopped.value.code == 2
     assert "expected a whole number" in capsys.readouterr().err
+    # too few resamples for a 95% interval (one: a point, not always holding the estimate)
+    assert main(["eval", str(run), "--bootstrap", "39"]) == 2
+    assert "--bootstrap 39: a 95% interval needs at least 40 resamples" in " ".join(capsys.readouterr().err.split())
+    from peerdistill.errors import ConfigError
+    from peerdistill.runs import evaluate_run
+
+    for count in (1, True, 2.5):
+        with pytest.raises(ConfigError, match="a 95% interval needs at least 40 resamples"):
+            evaluate_run(run, bootstrap=count)
+    assert "ci95_low_accuracy" not in evaluate_run(run, bootstrap=0)["ensemble"]
 
 
 def test_one_sample_cannot_be_resampled_and_an_auc_counts_its_resamples():

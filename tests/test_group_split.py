@@ -155,7 +155,7 @@ def test_a_bootstrap_of_a_grouped_run_draws_whole_patients(tmp_path):
                                 "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}],
                                 "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 8}}),
                       progress=False)
-    scores = evaluate_run(tmp_path / "g", bootstrap=30)["student1"]
+    scores = evaluate_run(tmp_path / "g", bootstrap=40)["student1"]
     cohort, meta = load_cohort(tmp_path / "g")
     data, task = _run_data(meta), task_for(meta)
     groups = [n.split("-")[0] for n in data.info["files"]["test"]]

@@ -16,11 +16,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .segmentation_metrics import ResampledPixelAUC, SegmentationMeter
 
 CONFIDENCE = 0.95
 SEED = 0  # the resamples are fixed: the same run scores to the same interval
+# A 95% interval cuts 2.5% off each tail: with fewer than 40 resamples no draw lies beyond a tail,
+# and the interval is the extreme draws (one resample: a point, which need not hold the estimate).
+MIN_RESAMPLES = 40
+
+
+def check_resamples(resamples: int) -> None:
+    """A user's resample count: 0 (no interval) or enough for a 95% interval to mean one."""
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or not (resamples == 0 or resamples >= MIN_RESAMPLES):
+        raise ConfigError(f"--bootstrap {resamples!r}: a 95% interval needs at least {MIN_RESAMPLES} resamples (one "
+                          f"beyond each 2.5% tail); give 1000 to 10000, or 0 for none")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from torch import nn
 
 from pydantic import ValidationError
 
-from .bootstrap import intervals, resampled, sample_meters
+from .bootstrap import check_resamples, intervals, resampled, sample_meters
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import (KINDS_OF_TASK, SPLIT_KEYS, DataSpec, data_places, format_validation_error,
@@ -184,6 +184,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     returned mapping (``Scores``) also says how many samples (images) the scored split held:
     ``.samples``."""
     check_batch_size(batch_size)
+    check_resamples(bootstrap)
     if data is not None and not isinstance(data, DataSplits):
         raise DataError(f"data= takes the run's DataSplits (as given to fit), got a {type(data).__name__}: "
                         "DataSplits.from_arrays(...) makes one from arrays")
