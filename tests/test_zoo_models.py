@@ -2,6 +2,8 @@
 parameter counts from the layer list written out by hand, the residual blocks against a
 functional forward, the spatial sizes each stage keeps, and the feature layer the classifier reads."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -137,3 +139,21 @@ def test_the_feature_layer_is_the_last_map_before_the_classifier(model, reads):
 def test_a_size_that_builds_no_layer_is_refused(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("arch,args,message", [
+    ("cnn", {"width": "abc"}, "args.width='abc': input should be a valid integer, unable to parse string"),
+    ("unet", {"depth": 2.5}, "args.depth=2.5: input should be a valid integer, got a number with a fractional part"),
+    ("resnet", {"blocks": [1, "x"]}, "args.blocks=[1, 'x']: input should be a valid"),
+    ("resnet", {"block": 3}, "args.block=3: input should be a valid string"),
+])
+def test_a_zoo_models_argument_of_the_wrong_type_is_named(arch, args, message):
+    """Said against the constructor's annotation, not as the constructor's comparison of str and int."""
+    from peerdistill.errors import ConfigError
+    from peerdistill.models import build_model
+
+    with pytest.raises(ConfigError, match=re.escape(f"model 'student1': arch '{arch}': {message}")):
+        build_model(arch, args, 3, 2, owner="model 'student1'")
+    # the same arguments of the right types build (a list of blocks from YAML included)
+    fixed = {"width": 4, "depth": 2, "blocks": [1, 1, 1, 1], "block": "basic"}
+    assert isinstance(build_model(arch, {k: fixed[k] for k in args}, 3, 2), torch.nn.Module)

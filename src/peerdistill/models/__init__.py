@@ -71,6 +71,8 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
         if key not in kwargs and (key in params or (open_ended and key == "num_classes")):
             kwargs[key] = value
     who = f"{owner}: " if owner else ""
+    if arch in ZOO:
+        _check_arg_types(factory, args, f"{who}arch '{arch}'")
     try:
         model = factory(**kwargs)
     except TypeError as exc:
@@ -80,6 +82,22 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _check_arg_types(factory: Callable[..., nn.Module], args: dict[str, Any], who: str) -> None:
+    """A zoo model's args against its annotations: a text for a number (``width=abc``) would
+    else fail deep in the constructor, as a comparison of str and int."""
+    from pydantic import TypeAdapter, ValidationError
+
+    params = inspect.signature(factory, eval_str=True).parameters
+    for name, value in args.items():
+        if name not in params or params[name].annotation is inspect.Parameter.empty:
+            continue  # an unknown name: the constructor's TypeError names it, with a hint
+        try:
+            TypeAdapter(params[name].annotation).validate_python(value)
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"][0].lower() + exc.errors()[0]["msg"][1:]
+            raise ConfigError(f"{who}: args.{name}={value!r}: {problem}") from None
 
 
 def _args_hint(kwargs: dict[str, Any], params) -> str:
