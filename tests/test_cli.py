@@ -287,6 +287,7 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["eval", "not-a-run"], "'not-a-run' does not exist: give the folder of a run"),
     (["train", "--resume", "not-a-run"], "cannot resume 'not-a-run'"),
     (["compare", "--presets", "kd,fancy"], "--presets: unknown preset 'fancy'; choose from independent, kd,"),
+    (["compare", "--presets", "kdml,kd"], "--presets: unknown preset 'kdml' ('kdml': did you mean 'kd+ml'?); choose from"),
     (["compare", "--presets", "kd,custom"], "--presets: unknown preset 'custom'"),
     (["compare", "--presets", " , "], "--presets: unknown preset (none given)"),
     (["compare", "--teacher-from", "custom"], "--teacher-from: unknown preset 'custom'"),

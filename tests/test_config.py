@@ -57,6 +57,10 @@ def test_a_saved_config_keeps_what_its_version_accepted():
 @pytest.mark.parametrize("overrides,message", [
     (["train.epoch=3"], "unknown key 'train.epoch' (did you mean 'epochs'?)"),
     (["distill.alpah=1"], "did you mean 'alpha'"),
+    # a key of another section: at the top, or in the wrong section (lists as students.N.key)
+    (["epochs=3"], "unknown key 'epochs' (did you mean 'train.epochs'?)"),
+    (["train.lr=0.1"], "unknown key 'train.lr' (did you mean 'teacher.lr', 'teachers.N.lr', 'students.N.lr' or 'optim.lr'?)"),
+    (["width=3"], "unknown key 'width' (valid keys: name, out_dir, seed,"),
     (["train.epochs=many"], "'train.epochs': Input should be a valid integer"),
     (["distill.preset=fancy"], "'distill.preset': Input should be 'independent', 'kd', 'ml', 'kd+ml', 'styles'"),
     (["optim.lr=-1"], "'optim.lr': Input should be greater than 0"),

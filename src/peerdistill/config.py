@@ -56,7 +56,9 @@ def check_preset_names(option: str, names: list[str]) -> None:
     """Refuse names that are not named presets (``custom`` needs edges a name cannot give)."""
     bad = [n for n in names if n not in NAMED_PRESETS]
     if not names or bad:
-        raise ConfigError(f"{option}: unknown preset {', '.join(map(repr, bad)) or '(none given)'}; "
+        close = {n: difflib.get_close_matches(n, NAMED_PRESETS, n=1) for n in bad}
+        guesses = "".join(f" ('{n}': did you mean '{c[0]}'?)" for n, c in close.items() if c)
+        raise ConfigError(f"{option}: unknown preset {', '.join(map(repr, bad)) or '(none given)'}{guesses}; "
                           f"choose from {', '.join(NAMED_PRESETS)}")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:  # one run would be counted as two seeds' worth of results
@@ -1093,7 +1095,9 @@ def _union_branch(part: Any) -> bool:
 
 
 def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
-    """Name the closest valid key for a misspelt one."""
+    """Name the closest valid key for a misspelt one, or the section that has a key put in the
+    wrong one (``epochs`` at the top: ``train.epochs``)."""
+    root = model
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -1105,7 +1109,20 @@ def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
             return ""
         model = inner
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(model.model_fields)})"
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{loc[-1]}" for name, field in root.model_fields.items()
+                 if (section := _model_in(field.annotation)) is not None and section is not model
+                 and str(loc[-1]) in section.model_fields]
+    if elsewhere:
+        keys = [repr(key) for key in elsewhere]
+        return f" (did you mean {' or '.join([', '.join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)}?)"
+    return f" (valid keys: {', '.join(model.model_fields)})"
+
+
+def _is_list(annotation: Any) -> bool:
+    """A list of sections (``students``): its keys are written ``students.N.key``."""
+    return typing.get_origin(annotation) is list or any(typing.get_origin(a) is list for a in typing.get_args(annotation))
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
