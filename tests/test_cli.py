@@ -277,6 +277,8 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["train", "train.epoch=3"], "unknown key 'train.epoch' (did you mean 'epochs'?)"),
     (["train", "distill.preset=fancy"], "distill.preset"),
     (["train", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+    (["train", "data.kind=npz", "data.root=d.npz"], "data file 'd.npz' does not exist: set data.root to a .npz file "
+                                                   "(a relative path counts from the folder the command runs in)"),
     (["train", "a.yaml", "b.yaml"], "unexpected argument 'b.yaml'"),
     (["train", "train.monitor=ensemble/loss", "train.epochs=1"], "train.monitor 'ensemble/loss'"),
     (["train", "teacher.args.num_classes=5", "train.epochs=1"], "'teacher' outputs 5 classes"),

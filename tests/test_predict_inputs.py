@@ -34,6 +34,19 @@ def test_an_npz_holding_images_and_test_images_is_read_by_its_images(tmp_path):
     assert len(read.images) == 2 and np.all(np.stack(read.images) == 0.25)
 
 
+
+def test_an_npz_without_images_to_predict_names_the_arrays_it_holds(tmp_path):
+    import re
+
+    import pytest
+
+    from peerdistill.errors import DataError
+
+    np.savez(tmp_path / "other.npz", x_test=np.zeros((2, 8, 8), np.float32), y_test=np.zeros(2))
+    with pytest.raises(DataError, match=re.escape("other.npz' has no 'images' or 'test_images' array (it holds "
+                                                  "['x_test', 'y_test']): save the images to predict under one")):
+        read_inputs([str(tmp_path / "other.npz")], 1, (8, 8))
+
 def test_the_originals_of_npz_images_are_kept_at_their_own_size(tmp_path):
     # --overlays draws on each input as it is: an .npz image resized for the model is not its original
     images = np.random.default_rng(0).random((2, 48, 40)).astype(np.float32)

@@ -98,7 +98,9 @@ def _npz_images(path: Path) -> np.ndarray:
         with np.load(path, allow_pickle=False) as archive:
             key = next((k for k in ("images", "test_images") if k in archive.files), None)
             if key is None:
-                raise DataError(f"'{path}' has no 'images' or 'test_images' array")
+                held = sorted(archive.files)
+                raise DataError(f"'{path}' has no 'images' or 'test_images' array (it holds {held[:8]}"
+                                f"{' ...' if len(held) > 8 else ''}): save the images to predict under one of those names")
             batch = archive[key]
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive of images: {exc}") from None

@@ -74,7 +74,8 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
         raise DataError(f"data.root '{path}' is a folder, but data kind 'npz' reads one .npz file: point at the file, "
                         "or set the kind of the folder (data.kind=image_folder for class folders; docs/data.md)")
     if not path.is_file():
-        raise DataPlaceError(f"data file '{path}' does not exist", "set data.root to a .npz file")
+        raise DataPlaceError(f"data file '{path}' does not exist", "set data.root to a .npz file (a relative path "
+                             "counts from the folder the command runs in)")
     check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
