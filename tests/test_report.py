@@ -312,6 +312,12 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     assert matplotlib.rcParams["text.parse_math"] == parse_math  # the setting is the report's own
     assert "$x^2$" in page and "This run has not finished" in page and f"--resume {copy}" in page
     assert "<b>status</b>: interrupted (no process trains it)" in page
+    unscored = {k: v for k, v in json.loads((copy / "metrics.json").read_text()).items() if k != "test_at_best"}
+    (copy / "metrics.json").write_text(json.dumps(unscored))  # killed before its test scores: said once, alike
+    page_unscored = write_report(copy).read_text(encoding="utf-8")
+    assert "no test metrics yet: they are written when training ends" in page_unscored
+    assert "<b>status</b>: interrupted (no process trains it)" in page_unscored and "running" not in page_unscored
+    (copy / "metrics.json").write_text(json.dumps({**unscored, "test_at_best": metrics["test_at_best"]}))
     from peerdistill.engine import run_lock
 
     held = run_lock.hold(copy)  # as a process training it holds it: not told to resume it beside that one

@@ -288,7 +288,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     scores = metrics.get("test_at_best")
     if not scores:
         return section_html("Test metrics", [note_html(
-            f"no test metrics yet (run status: {metrics.get('status', '?')}); they are written when training ends.")])
+            "no test metrics yet: they are written when training ends (the run's status is above).")])
     params = {m["name"]: m.get("parameters") for m in meta.get("members", [])}
     names = [k for k in dict.fromkeys(k for values in scores.values() for k in values) if not per_class_part(k)]
     rows = [[model, f"{params[model]:,}" if params.get(model) is not None else ""]
