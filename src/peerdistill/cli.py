@@ -308,16 +308,18 @@ def _data_section(path: str) -> dict:
     return section
 
 
-def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str) -> None:
+def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str, threshold_where: str | None = None
+                                  ) -> None:
     """export's and predict's --temperature-scaling, --operating-point (``export.chosen_on_validation``)
-    and --tta (``export.flip_averaged``)."""
+    and --tta (``export.flip_averaged``); ``where`` says what becomes of each, ``threshold_where``
+    of the threshold where that differs."""
     parser.add_argument("--temperature-scaling", action="store_true",
                         help=f"classification: the temperature the model's probabilities fit on the run's validation "
                              f"split (as eval --temperature-scaling fits it), {where}")
     parser.add_argument("--operating-point", metavar="RULE", default=None, type=_given,
                         help=f"two-class classification: the threshold RULE (youden, sensitivity=S, specificity=S) "
                              f"picks on the run's validation split, the positive (second) class called where its "
-                             f"probability reaches it, {where}")
+                             f"probability reaches it, {threshold_where or where}")
     parser.add_argument("--tta", choices=["hflip", "flips"], default=None,
                         help=f"classification, segmentation: probabilities averaged over the input and its mirror "
                              f"(hflip) or all four mirrorings (flips), as eval --tta scores them, {where}")
@@ -566,8 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="int8: the share of test predictions that must keep the fp32 graph's class, or for "
                           "segmentation the Dice each class's int8 mask must reach against the fp32 one (default "
                           "0.99)")
-    _chosen_on_validation_options(exp, "recorded with the export (a temperature goes into the ONNX graph, a "
-                                       "threshold into its JSON, which predict applies)")
+    _chosen_on_validation_options(exp, "put into the ONNX graph",
+                                  threshold_where="written into the JSON beside the ONNX file, which predict applies")
     exp.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
