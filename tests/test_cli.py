@@ -337,7 +337,15 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)
     assert "has finished: nothing to resume" in capsys.readouterr().err
     assert (out / "r" / "run.json").read_bytes() == record, "a refused resume writes nothing"
+    capsys.readouterr()
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
+    assert "removed what it held" not in capsys.readouterr().err  # the trainer's own files alone: nothing to say
+    (out / "r" / "export").mkdir()
+    (out / "r" / "NOTES.txt").write_text("mine")
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
+    assert (f"warning: overwriting '{out / 'r'}' removed what it held besides the run: NOTES.txt, export/ (move such "
+            "files out of a run's folder before --overwrite") in " ".join(capsys.readouterr().err.split())
+    assert not (out / "r" / "NOTES.txt").exists()
     # a run that stopped in its first epoch has nothing to resume: the message says so
     (out / "r" / "checkpoints" / "last.pt").unlink()
     record = json.loads((out / "r" / "run.json").read_text())

@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from safetensors.torch import save
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from ..errors import CheckpointError, ConfigError, RunDirError
+from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError
 from ..json_files import read_json  # noqa: F401 - imported from here across the package
 from ..values import is_count, is_finite_number
 from . import run_lock
@@ -286,6 +287,14 @@ def _is_partial_write(path: Path) -> bool:
         path.name.startswith(f".{name}.") for name in TRAINER_FILES)
 
 
+def _not_the_trainers(path: Path) -> list[str]:
+    """What a run directory holds that training did not write (exports, reports, eval pictures,
+    a user's notes), folders marked with a slash."""
+    own = {*TRAINER_FILES, *RUN_FOLDERS, REPLACE_MARK}
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
+                  if p.name not in own and not _is_partial_write(p))
+
+
 class RunDir:
     """The directory of one run. An existing run is never overwritten unless asked."""
 
@@ -327,6 +336,7 @@ class RunDir:
             # The lock is held across the rename: a second --overwrite starting at the same instant
             # finds the run busy, or gone, rather than renaming the new run away.
             trash = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}")
+            besides = _not_the_trainers(path)
             lock = run_lock.hold(path)
             try:
                 path.rename(trash)
@@ -335,6 +345,10 @@ class RunDir:
             finally:
                 run_lock.release(lock)
             shutil.rmtree(trash)
+            if besides:  # documented, yet an export's default place is inside the run: said once it is gone
+                warnings.warn(PeerdistillWarning(
+                    f"overwriting '{path}' removed what it held besides the run: {', '.join(besides)} (move such "
+                    "files out of a run's folder before --overwrite to keep them)"), stacklevel=2)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
