@@ -396,6 +396,24 @@ def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
         "000_mask.png", "000_overlay.png", "notes.txt"]
 
 
+
+def test_eval_pictures_of_named_samples_carry_their_ids(tmp_path, capsys):
+    """Pictures of image/mask files are named NNN_ID_..., the ID the test split's files share (as
+    run.json lists them), so each picture can be traced to its image."""
+    write_pairs(tmp_path / "data", n=8)
+    train_from_config(validate({"name": "f", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                                "data": {"kind": "folders", "root": str(tmp_path / "data")},
+                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}],
+                                "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 4}}),
+                      progress=False)
+    tested = json.loads((tmp_path / "f" / "run.json").read_text())["data_info"]["files"]["test"]
+    assert main(["eval", str(tmp_path / "f"), "--save-images", "2", "--json"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "f" / "eval" / "test" / "ensemble").iterdir()) == [
+        f"{i:03d}_{name}_{kind}.png" for i, name in enumerate(tested[:2]) for kind in ("mask", "overlay")]
+    assert main(["eval", str(tmp_path / "f"), "--save-images", "1", "--json"]) == 0  # fewer: the others removed
+    assert len(list((tmp_path / "f" / "eval" / "test" / "ensemble").iterdir())) == 2
+
 def test_dense_kinds_refuse_classification(tmp_path):
     from peerdistill.errors import ConfigError
 

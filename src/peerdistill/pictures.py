@@ -17,9 +17,16 @@ PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0,
                     [145, 30, 180], [70, 240, 240]], dtype=np.uint8)
 
 
-# The pictures eval writes in a model's folder: NNN_mask.png, NNN_overlay.png, NNN_boxes.png.
-_PICTURE = re.compile(r"\d{3}_(mask|overlay|boxes)\.png")
+# The pictures eval writes in a model's folder: NNN_mask.png, NNN_overlay.png, NNN_boxes.png, or
+# NNN_ID_... where the data names its samples.
+_PICTURE = re.compile(r"\d{3}(_.+)?_(mask|overlay|boxes)\.png")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
+
+def _stem(i: int, names: list[str] | None) -> str:
+    """A picture's name: the sample's place in the split, then its id (a file's stem) where the
+    data names it, so a picture can be traced to its image."""
+    return f"{i:03d}_{_UNSAFE.sub('_', Path(names[i]).stem)}" if names else f"{i:03d}"
 
 def _emptied(folder: Path) -> None:
     """``folder``, made, without the pictures an earlier eval left there (of more samples, say),
@@ -31,10 +38,12 @@ def _emptied(folder: Path) -> None:
 
 
 def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
-                       window: tuple[int, int] | None = None, overlap: float = 0.5) -> list[Path]:
+                       window: tuple[int, int] | None = None, overlap: float = 0.5,
+                       names: list[str] | None = None) -> list[Path]:
     """For the first ``count`` samples: ``<model>/<i>_mask.png`` (class indices, spread over 0..255
     for viewing) and ``<model>/<i>_overlay.png`` (the image with predicted classes tinted and the
-    truth's outline in white), for every output and the ensemble."""
+    truth's outline in white), for every output and the ensemble; ``names``: each sample's id,
+    put after ``<i>``."""
     x, y = first_samples(data, count)
     probs = predict(cohort, task, x, window, overlap)
     image = _displayable(x, stats)
@@ -45,7 +54,7 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
         # a model predicting at another size is read at the image's, as the metrics read it
         pred = align_to(p, x.shape[-2:]).argmax(dim=1).cpu().numpy().astype(np.uint8)
         for i in range(len(pred)):
-            mask_path, overlay_path = folder / f"{i:03d}_mask.png", folder / f"{i:03d}_overlay.png"
+            mask_path, overlay_path = folder / f"{_stem(i, names)}_mask.png", folder / f"{_stem(i, names)}_overlay.png"
             Image.fromarray(visible_levels(pred[i].astype(np.int64), task.num_classes).astype(np.uint8)).save(mask_path)
             Image.fromarray(overlay(image[i], pred[i], y[i].cpu().numpy())).save(overlay_path)
             written += [mask_path, overlay_path]
@@ -63,10 +72,10 @@ PICTURE_MIN_SCORE = 0.3  # boxes drawn in pictures; fainter ones (down to detect
 
 
 def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
-                      min_score: float = PICTURE_MIN_SCORE) -> list[Path]:
+                      min_score: float = PICTURE_MIN_SCORE, names: list[str] | None = None) -> list[Path]:
     """For the first ``count`` samples: ``<model>/<i>_boxes.png``, the image with the true boxes
     in white and the predicted ones (score at least ``min_score``) coloured by class, with their
-    scores, for every output and the ensemble."""
+    scores, for every output and the ensemble; ``names``: each sample's id, put after ``<i>``."""
     x, y = first_samples(data, count)
     detections = predict(cohort, task, x)
     image = _displayable(x, stats)
@@ -81,7 +90,7 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
                 if label >= 0:
                     draw.rectangle(_inclusive(box), outline=(255, 255, 255))
             draw_boxes(draw, det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), min_score=min_score)
-            path = folder / f"{i:03d}_boxes.png"
+            path = folder / f"{_stem(i, names)}_boxes.png"
             picture.save(path)
             written.append(path)
     return written

@@ -273,10 +273,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         samples, folder = _DeviceView(data.split(split), dev), pictures_folder(run_dir, split, data_spec)
         if data_spec is not None:  # which data these pictures are of
             atomic_write_text(folder / "data.json", json.dumps(data_spec.model_dump(mode="json"), indent=2))
+        names = (sample_names(data.info, split) or (None, None))[1]  # in the pictures' names: traced to the files
         if meta.get("task") == "segmentation":
-            save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window, overlap)
+            save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window, overlap,
+                               names=names)
         else:
-            save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"))
+            save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), names=names)
     return Scores(scores, samples=scored_count)
 
 
