@@ -1,6 +1,7 @@
 """Export: ONNX with a parity check (student, ensemble, segmentation), safetensors, errors."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -99,8 +100,13 @@ def test_segmentation_model_with_dynamic_height_and_width(tmp_path):
     assert np.asarray(Image.open(tmp_path / "mixed" / "b_mask.png")).shape == (36, 28)
     # masks that would share a name, and a file where the folder of masks goes, are refused
     npz = str(tmp_path / "imgs.npz")
-    assert main(["predict", str(result.path), npz, npz, "--out", str(tmp_path / "twice")]) == 2
+    (tmp_path / "other").mkdir()
+    shutil.copy(npz, tmp_path / "other" / "imgs.npz")  # another file of the same name
+    assert main(["predict", str(result.path), npz, str(tmp_path / "other" / "imgs.npz"), "--out",
+                 str(tmp_path / "twice")]) == 2
     assert not (tmp_path / "twice").exists()
+    assert main(["predict", str(result.path), npz, npz, "--out", str(tmp_path / "once")]) == 0  # the same file: once
+    assert len(list((tmp_path / "once").iterdir())) == 3
     (tmp_path / "p.csv").write_text("kept")
     assert main(["predict", str(result.path), npz, "--out", str(tmp_path / "p.csv")]) == 2
     assert (tmp_path / "p.csv").read_text() == "kept"

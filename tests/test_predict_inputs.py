@@ -55,3 +55,16 @@ def test_the_originals_of_npz_images_are_kept_at_their_own_size(tmp_path):
     assert [a.shape for a in read.images] == [(24, 20, 1)] * 2
     assert [a.shape for a in read.originals] == [(48, 40, 1)] * 2
     assert np.array_equal(read.originals[1][..., 0], images[1])
+
+
+def test_an_input_named_twice_is_read_once_and_said(tmp_path):
+    # a folder given twice, and one of its files again by another spelling of its path: three images
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    np.savez(tmp_path / "x.npz", images=np.zeros((2, 8, 8), np.float32))
+    inputs = [str(tmp_path), str(tmp_path / "." / "1.png"), str(tmp_path), str(tmp_path / "x.npz"), str(tmp_path / "x.npz")]
+    read, said = _said(inputs, 1, (8, 8))
+    assert read.names == [str(tmp_path / f"{i}.png") for i in range(3)] + [f"{tmp_path / 'x.npz'}[{i}]" for i in range(2)]
+    assert said == [f"3 inputs were named more than once (e.g. '{tmp_path / '1.png'}'): each is predicted once"]
+    _, once = _said([str(tmp_path / "0.png")], 1, (8, 8))
+    assert once == []

@@ -35,15 +35,21 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
     as colour, so grey inputs read so are no news; ``trained_resized``: it learnt from files
     resized to ``size`` (``data.image_size``), so resized inputs are no news either."""
     names, stems, arrays, sizes, converted, originals = [], [], [], [], [], []
+    seen, repeated = set(), []  # a file named twice (alone and in its folder, say) is predicted once
     for item in inputs:
         path = Path(item)
+        if path.resolve() in seen:
+            repeated.append(str(path))
+            continue
         if path.is_dir():
+            seen.add(path.resolve())
             files = image_files(path)
             if not files:
                 raise DataError(f"'{path}' holds no images ({LOOKED_FOR}) directly inside: "
                                 "predict reads the images in a folder, not in its subfolders (give those)")
             _warn_of_images_in_subfolders(path)
         elif path.suffix == ".npz":
+            seen.add(path.resolve())
             for i, a in enumerate(_npz_images(path)):
                 names.append(f"{path}[{i}]")  # the path as given, as files are named
                 stems.append(f"{path.stem}_{i}")
@@ -57,6 +63,10 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
         else:
             raise DataError(f"input '{path}' does not exist")
         for f in files:
+            if f.resolve() in seen:
+                repeated.append(str(f))
+                continue
+            seen.add(f.resolve())
             names.append(str(f))
             stems.append(image_id(f))
             (height, width), colour = size_and_colour(f)
@@ -68,6 +78,9 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             if keep_originals:
                 resized = size is not None and tuple(size) != (height, width)
                 originals.append(read() if resized else arrays[-1])
+    if repeated:
+        warnings.warn(PeerdistillWarning(f"{len(repeated)} input{'s were' if len(repeated) > 1 else ' was'} named "
+                                         f"more than once (e.g. '{repeated[0]}'): each is predicted once"), stacklevel=2)
     _say_what_changed(names, sizes, converted, channels, None if trained_resized else size)
     return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
 
