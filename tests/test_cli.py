@@ -1026,3 +1026,19 @@ def test_a_file_the_command_could_not_use_is_named_with_what_to_check(monkeypatc
     assert main(["presets"]) == 2
     assert ("error: Permission denied: '/runs/r/metrics.json'; check the path and its permissions"
             in " ".join(capsys.readouterr().err.split()))
+
+
+def test_predict_says_which_student_best_was(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    metrics = json.loads((out / "r" / "metrics.json").read_text())
+    val = {s: metrics["val_at_best"][s]["accuracy"] for s in ("student1", "student2")}
+    best = max(val, key=lambda s: (val[s], s == "student1"))  # ties keep the first, as max does
+    np.savez(tmp_path / "in.npz", images=np.zeros((2, 8, 8), np.float32))
+    capsys.readouterr()
+    run_cli("predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "p.csv")
+    bare = lambda text: "".join(text.split())  # noqa: E731 - a long temporary path may wrap anywhere
+    said = bare(capsys.readouterr().out)
+    assert said == bare(f"wrote {tmp_path / 'p.csv'} (model {best}: the best validation student)")
+    run_cli("predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "q.csv", "--model", "student2")
+    assert bare(capsys.readouterr().out) == bare(f"wrote {tmp_path / 'q.csv'}")

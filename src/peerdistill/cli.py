@@ -429,8 +429,18 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
                          operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays,
                          tta=ns.tta)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}{_which_best(ns)}", highlight=False)
     return 0
+
+
+def _which_best(ns: argparse.Namespace) -> str:
+    """Which student a run directory's 'best' (predict's default) was: said, as export says it."""
+    if Path(ns.model_path).suffix.lower() == ".onnx" or ns.model not in (None, "best"):
+        return ""
+    from .engine.artifacts import RunDir
+    from .export import best_student
+
+    return f" (model {best_student(Path(ns.model_path), RunDir.open(ns.model_path).meta())}: the best validation student)"
 
 
 def cmd_report(ns: argparse.Namespace) -> int:

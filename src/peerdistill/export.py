@@ -168,6 +168,21 @@ def ensemble_of_stacked(stacked: torch.Tensor, students: int) -> torch.Tensor:
     return stacked.reshape(b, students, channels // students, *rest).float().softmax(dim=2).mean(dim=1)
 
 
+def best_student(run_dir: Path, meta: dict) -> str:
+    """The student of a finished run with the best final validation score by its monitor."""
+    metrics = RunDir(run_dir).metrics()
+    if metrics.get("status") != "complete":
+        raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
+    metric = metrics["monitor"].split("/", 1)[1]
+    students = [e["name"] for e in meta["members"] if e["role"] == "student"]
+    scores = metrics.get("val_at_best") or {}
+    unscored = [n for n in students if metric not in (scores.get(n) or {})]
+    if unscored:
+        raise CheckpointError(f"'{run_dir}' metrics.json has no validation {metric} of {unscored}, so the best "
+                              "student cannot be chosen: name the model (--model student1)")
+    return max(students, key=lambda s: ranking_score(metric, scores[s][metric]))
+
+
 def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None = None
                ) -> tuple[str, nn.Module, str, dict]:
     """(name, module, output kind, run metadata) for a model name, 'best' or 'ensemble'. Only
@@ -181,17 +196,7 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
                           "detect.ensemble's rule), which is not an ONNX graph: export each student "
                           "(--model student1); predict RUN_DIR --model ensemble fuses them in Python")
     if which == "best":  # chosen by the final validation scores, before any model is read
-        metrics = RunDir(run_dir).metrics()
-        if metrics.get("status") != "complete":
-            raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
-        metric = metrics["monitor"].split("/", 1)[1]
-        students = [n for n, role in role_of.items() if role == "student"]
-        scores = metrics.get("val_at_best") or {}
-        unscored = [n for n in students if metric not in (scores.get(n) or {})]
-        if unscored:
-            raise CheckpointError(f"'{run_dir}' metrics.json has no validation {metric} of {unscored}, so the best "
-                                  "student cannot be chosen: name the model (--model student1)")
-        which = max(students, key=lambda s: ranking_score(metric, scores[s][metric]))
+        which = best_student(run_dir, saved)
     elif which != "ensemble" and which not in role_of:
         raise ConfigError(f"--model '{which}': the run has {sorted(role_of)}, 'best' and 'ensemble'")
     if which == "ensemble":
