@@ -292,7 +292,13 @@ def test_a_class_without_training_images_is_refused(tmp_path):
     class_tree(tmp_path / "train", ["NORMAL", "PNEUMONIA"])
     class_tree(tmp_path / "val", ["NORMAL", "PNEUMONIA"], n=2)
     class_tree(tmp_path / "test", ["Normal", "Pneumonia"], n=2)
-    with pytest.raises(DataError, match=r"class\(es\) \['Normal', 'Pneumonia'\] have no images in '.*train'"):
+    with pytest.raises(DataError, match=r"class\(es\) \['Normal', 'Pneumonia'\] have no images in '.*train' "
+                                        r"\('Normal' beside 'NORMAL', 'Pneumonia' beside 'PNEUMONIA': names differing "
+                                        r"only in case are different classes\)"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
+    (tmp_path / "test" / "Pneumonia").rename(tmp_path / "test" / "Other")  # no name alike: no hint
+    with pytest.raises(DataError, match=r"\['Normal', 'Other'\] have no images in '[^']*train' \('Normal' beside "
+                                        r"'NORMAL': names"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
 
 

@@ -56,8 +56,11 @@ def _check_every_class_has_images(classes: list[str], labels: list[int], where: 
     present = set(labels)
     empty = [c for i, c in enumerate(classes) if i not in present]
     if empty:
-        raise SplitError(f"class(es) {empty} have no images in '{where}'", "they would be classes the models never "
-                         "learn: remove them, fix their names, or add their images")
+        trained = [c for i, c in enumerate(classes) if i in present]
+        alike = [f"'{c}' beside '{t}'" for c in empty for t in trained if c.casefold() == t.casefold()]
+        hint = f" ({', '.join(alike)}: names differing only in case are different classes)" if alike else ""
+        raise SplitError(f"class(es) {empty} have no images in '{where}'{hint}", "they would be classes the models "
+                         "never learn: remove them, fix their names, or add their images")
 
 
 def load_csv(spec: DataSpec, stats=None) -> DataSplits:
