@@ -575,8 +575,9 @@ def test_batchnorm_on_one_value_per_channel_is_named_and_a_resume_on_processes_t
     monkeypatch.setattr(distributed, "check_same_run", lambda world, what: None)  # (no real group to ask)
     trainer.train_spec = TrainSpec(epochs=1, batch_size=64)
     with pytest.raises(ConfigError, match=r"global batch is 64 samples, which 3 processes cannot share equally: resume "
-                                          r"it on a number of processes that divides 64 \(1, 2, 4, 8, 16, 32, ...\)"):
+                                          r"it on a number of processes that divides 64 \(1, 2, 4, 8, 16, 32, ...\)") as refused:
         trainer._setup(data, resume=True)
+    assert refused.value.said_alike == str(refused.value)  # every process finds it: said once per node
 
 
 @pytest.mark.parametrize("argv", [["eval", "runs/x", "--json"], ["export", "runs/x"], ["report", "runs/x"],

@@ -244,7 +244,7 @@ class Trainer(RunRecords):
             listed = ", ".join(divisors[:6] + (["..."] if len(divisors) > 6 else []))
             raise ConfigError(f"this run's global batch is {ts.batch_size} samples, which {self.world.size} processes "
                               f"cannot share equally: resume it on a number of processes that divides "
-                              f"{ts.batch_size} ({listed})")
+                              f"{ts.batch_size} ({listed})").found_by_every_process()
         for split in ("train", "val", "test"):
             if len(getattr(data, split)) == 0:
                 raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
