@@ -382,6 +382,10 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
+# A comparison's runs live in its folder, which --out names, else name= and out_dir
+KEEP_BOTH = "give it another folder to keep both (--out DIR; without --out, another name=)"
+
+
 def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     """``finished`` (reuse it), ``unfinished`` (it has a resume checkpoint: continue it) or
     ``new`` (train from the start). A run of another config is an error, never overwritten.
@@ -399,13 +403,13 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     except (ConfigError, yaml.YAMLError) as exc:
         raise RunDirError(f"'{run_dir}' holds a run whose config no longer reads "
                           f"({str(exc).strip().splitlines()[-1].strip()}): pass --overwrite to redo the "
-                          "comparison, or change name= to keep both") from None
+                          f"comparison, or {KEEP_BOTH}") from None
     now = as_read(cfg)
     changed = differences(what_a_result_depends_on(relocated(saved, saved["out_dir"], now["out_dir"])),
                           what_a_result_depends_on(now))
     if changed:
         raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): pass --overwrite to "
-                          "redo the comparison, or change name= to keep both")
+                          f"redo the comparison, or {KEEP_BOTH}")
     run = RunDir(run_dir)
     if not run.is_complete:
         return "unfinished" if run.resume_path.is_file() else "new"
