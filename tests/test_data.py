@@ -253,9 +253,11 @@ def test_an_npz_names_its_classes_by_its_own_names_before_data_class_names(tmp_p
 
 @pytest.mark.parametrize("given", [["a"], ["a", "b", "c"]])
 def test_class_names_not_one_per_class_are_refused_naming_where_they_came_from(tmp_path, given):
-    """A name too few leaves a class unnamed; a name too many would build a model of a class the
-    data never shows (its AUC then undefined on every split): both refused, naming the key or
-    the archive's array, for a training set and a set scored whole alike."""
+    """A name too few leaves a class unnamed: refused as the data is read. A name too many would
+    make a new run's models learn a class the data never shows (its AUC undefined on every
+    split): refused before training, while eval may still score data lacking a run's last class.
+    Either names the key or the archive's array; a set scored whole refuses labels past them."""
+    from peerdistill.data.sources import check_new_run_data
     from peerdistill.data.splits import kept_whole
     from tests.conftest import alternating_npz_arrays
 
@@ -263,10 +265,26 @@ def test_class_names_not_one_per_class_are_refused_naming_where_they_came_from(t
     np.savez(tmp_path / "plain.npz", **arrays)
     np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(given))
     counted = f"{len(given)} class{'es' if len(given) > 1 else ''} {given}, but the labels hold 2 (0..1)"
-    with pytest.raises(DataError, match=re.escape(f"data.class_names names {counted}: give one name per class")):
-        build_data(DataSpec(kind="npz", root=str(tmp_path / "plain.npz"), class_names=given))
-    with pytest.raises(DataError, match=re.escape(f"the class_names array of '{tmp_path / 'named.npz'}' names {counted}")):
-        build_data(DataSpec(kind="npz", root=str(tmp_path / "named.npz")))
+    for spec, said in ((DataSpec(kind="npz", root=str(tmp_path / "plain.npz"), class_names=given), "data.class_names"),
+                       (DataSpec(kind="npz", root=str(tmp_path / "named.npz")),
+                        f"the class_names array of '{tmp_path / 'named.npz'}'")):
+        refused = pytest.raises(DataError, match=re.escape(f"{said} names {counted}: give one name per class"))
+        if len(given) < 2:
+            with refused:
+                build_data(spec)
+        else:
+            data = build_data(spec)
+            assert data.num_classes == 3 and data.class_names == given  # as eval scores it for a 3-class run
+            with refused:
+                check_new_run_data(spec, data)
+            from peerdistill.build import make_trainer
+            from peerdistill.config import validate
+
+            cfg = validate({"name": "r", "out_dir": str(tmp_path), "data": spec.model_dump(), "teacher": None,
+                            "distill": {"preset": "independent"}, "students": [{"arch": "cnn", "args": {"width": 2}}]})
+            with refused:
+                make_trainer(cfg, progress=False)
+            assert make_trainer(cfg, progress=False, resume=True)[0].task.num_classes == 3  # resumed as it began
     scored = {"images": arrays["test_images"], "labels": np.arange(4) % 3}  # labels 0..2: past two names
     np.savez(tmp_path / "three.npz", **scored)
     np.savez(tmp_path / "three-named.npz", **scored, class_names=np.array(["a", "b"]))

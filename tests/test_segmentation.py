@@ -818,14 +818,17 @@ def test_a_model_from_a_run_numbering_mask_classes_otherwise_is_refused_when_the
     train_from_config(config("named", ["background", "polyp"]), progress=False)
     train_from_config(config("unnamed", None), progress=False)
 
-    def student_from(run, class_names):
+    def student_from(run, class_names, resumed=False):
         cfg = config("s", class_names, str(tmp_path / run))
-        return build_cohort(cfg, build_data(cfg.data)).students[0].module
+        return build_cohort(cfg, build_data(cfg.data), saved=resumed).students[0].module
 
     for run, names, said in (("named", ["background", "lesion"], "['background', 'polyp']"),
                              ("unnamed", ["background", "lesion"], "['background', 'foreground']")):
-        with pytest.raises(CheckpointError, match=re.escape(f"numbers its classes {said}, the data {names}")):
+        with pytest.raises(CheckpointError, match=re.escape(f"numbers its classes {said}, the data {names}: its outputs "
+                                                            f"would be read as other classes; set data.class_names to "
+                                                            f"{said} if the mask values mean the same")):
             student_from(run, names)
+        student_from(run, names, resumed=True)  # a run resumed trains as it began: a check added since does not stop it
     for run, names in (("named", ["background", "polyp"]), ("named", None), ("unnamed", None),
                        ("unnamed", ["background", "foreground"])):
         saved = load_file(tmp_path / run / "models" / "student1.safetensors")

@@ -10,7 +10,7 @@ from .cohort import Cohort, Member, default_feature_layer, names_module
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
-from .data.sources import check_patch_fits, check_trainable
+from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
 from .errors import CheckpointError, ConfigError
@@ -85,9 +85,10 @@ def _check_same_classes(checkpoint: str, name: str, data: DataSplits, task: str)
         return  # a bare weights file names no classes
     saved, class_names = read_json(path / RUN_FILE).get("class_names"), data.class_names
     if saved and list(saved) != list(class_names):
+        fix = (f"set data.class_names to {list(saved)} if the mask values mean the same, or drop it to read masks by "
+               "value" if task == "segmentation" else "give data with the run's classes in its order")
         raise CheckpointError(f"run '{path}' (the checkpoint of {name}) numbers its classes {saved}, the data "
-                              f"{list(class_names)}: its outputs would be read as other classes; give data with "
-                              "the run's classes in its order")
+                              f"{list(class_names)}: its outputs would be read as other classes; {fix}")
 
 
 def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohort:
@@ -100,7 +101,7 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
     for i, (name, spec) in enumerate(zip(names, specs)):
         if spec.checkpoint:
             _check_same_task(spec.checkpoint, name, cfg.task)
-        if spec.checkpoint:
+        if spec.checkpoint and (not saved or cfg.task == "classification"):  # (masks and boxes: checked since)
             _check_same_classes(spec.checkpoint, name, data, cfg.task)
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved)
         layer = spec.feature_layer or default_feature_layer(module)
@@ -184,7 +185,7 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
     data = build_data(cfg.data)
     check_trainable(cfg.data, data)
     if not resume:  # (a run resumed trains as it began: checks added since do not stop it)
-        check_patch_fits(cfg.data, data)
+        check_new_run_data(cfg.data, data)
     seed_everything(cfg.seed, cfg.deterministic)
     cohort = build_cohort(cfg, data, saved=resume)
     task = build_task(cfg, data, cohort)

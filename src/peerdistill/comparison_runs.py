@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from .terminal import Console
 from .build import build_cohort, train_from_config
 from .data import build_data
-from .data.sources import check_patch_fits
+from .data.sources import check_new_run_data
 from .config import (FILE_KINDS, TEACHER_PRESETS, TRAINING_ONLY_KEYS, RunConfig, as_read, check_preset_names,
                      load_saved_config, validate)
 from .comparison_configs import setting_tree
@@ -202,7 +202,7 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
                     checking.run_dir / "config.yaml").is_file()
                 models = json.dumps([saved, *(m.model_dump(mode="json") for m in specs)], sort_keys=True)
                 if not saved:
-                    check_patch_fits(checking.cfg.data, data)
+                    check_new_run_data(checking.cfg.data, data)
                 if checking.source_run is None and models not in built:  # (frozen ones: their teachers train first)
                     build_cohort(checking.cfg, data, saved=saved)
                     built.add(models)

@@ -147,10 +147,15 @@ def check_trainable(spec: DataSpec, data: DataSplits) -> None:
                         "(for image folders, one folder per class)")
 
 
-def check_patch_fits(spec: DataSpec, data: DataSplits) -> None:
-    """Patches no larger than the training images. A larger one crops nothing, yet the sliding
-    window of validation, test and eval pads every image to it: a typo (640 for 64) would cost
-    a hundred times the compute, unsaid."""
+def check_new_run_data(spec: DataSpec, data: DataSplits) -> None:
+    """What a new run's data must also be (a run resumed trains as it began, and eval may score
+    data that lacks a class): a name for each class the labels hold and no more (a name too many
+    would be a class the models never see, its AUC undefined on every split), and patches no
+    larger than the training images (a larger one crops nothing, yet the sliding window of
+    validation, test and eval pads every image to it: a typo, 640 for 64, would cost a hundred
+    times the compute, unsaid)."""
+    if "names_beyond_labels" in data.info:
+        raise DataError(data.info["names_beyond_labels"])
     if spec.patch_size is None or len(data.input_shape) != 3:
         return
     h, w = data.input_shape[1:]

@@ -120,16 +120,18 @@ class DataSplits:
             raise DataError(f"train, val and test inputs differ in shape: {sorted(shapes)}")
         num_classes = int(max(int(y.max()) for y in ys if len(y)) + 1)
         _check_classes_train(ys, num_classes)
-        if class_names is not None and len(class_names) != num_classes:  # a name too many: a class never seen
-            raise DataError(f"{class_names_from} names {len(class_names)} class{'es' if len(class_names) != 1 else ''} {list(class_names)[:6]}, but "
-                            f"the labels hold {num_classes} (0..{num_classes - 1}): give one name per class, in label order")
+        if class_names is not None and len(class_names) < num_classes:
+            raise DataError(names_not_one_per_class(class_names_from, class_names, num_classes))
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
         if normalize:
             stats = stats or channel_stats(xs[0])
             xs = [standardize(x, stats) for x in xs]
         splits = [TensorData(x, y) for x, y in zip(xs, ys)]
-        return cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
-                   stats=stats if normalize else None)
+        out = cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
+                  stats=stats if normalize else None)
+        if len(names) > num_classes:  # scored data may lack a run's last class; a new run must not (sources.py)
+            out.info["names_beyond_labels"] = names_not_one_per_class(class_names_from, names, num_classes)
+        return out
 
     @classmethod
     def stratified(cls, x, y, *, val_fraction: float, test_fraction: float, seed: int, folds: int | None = None,
@@ -183,6 +185,12 @@ class DataSplits:
         splits.info["split"] = "whole (scored as one set)"
         splits.info["indices"] = {"test": list(range(len(y)))}
         return splits
+
+
+def names_not_one_per_class(names_from: str, names: list[str], labelled: int) -> str:
+    n = len(names)
+    return (f"{names_from} names {n} class{'es' if n != 1 else ''} {list(names)[:6]}, but the labels hold {labelled} "
+            f"(0..{labelled - 1}): give one name per class, in label order")
 
 
 def share_count(fraction: float, n: int) -> int:
