@@ -146,6 +146,7 @@ def test_a_size_that_builds_no_layer_is_refused(make, message):
     ("unet", {"depth": 2.5}, "args.depth=2.5: input should be a valid integer, got a number with a fractional part"),
     ("resnet", {"blocks": [1, "x"]}, "args.blocks=[1, 'x']: input should be a valid"),
     ("resnet", {"block": 3}, "args.block=3: input should be a valid string"),
+    ("cnn", {"width": True}, "args.width=True: input should be a valid integer"),  # not read as 1
 ])
 def test_a_zoo_models_argument_of_the_wrong_type_is_named(arch, args, message):
     """Said against the constructor's annotation, not as the constructor's comparison of str and int."""
@@ -157,3 +158,14 @@ def test_a_zoo_models_argument_of_the_wrong_type_is_named(arch, args, message):
     # the same arguments of the right types build (a list of blocks from YAML included)
     fixed = {"width": 4, "depth": 2, "blocks": [1, 1, 1, 1], "block": "basic"}
     assert isinstance(build_model(arch, {k: fixed[k] for k in args}, 3, 2), torch.nn.Module)
+
+
+def test_a_zoo_models_arguments_reach_it_as_it_takes_them():
+    """A whole number written as a float or a text (YAML's 16.0, '16') is the int the annotation
+    names, as a config's own numbers are read: the model built is the one with width 16."""
+    from peerdistill.models import build_model
+
+    for width in (16, 16.0, "16"):
+        built = build_model("cnn", {"width": width, "depth": 1}, 3, 2)
+        assert count_parameters(built) == small_cnn_count(3, 2, 16, 1), width
+    assert build_model("detector", {"strides": [8, 16]}, 3, 2).layout.strides == (8, 16)  # a YAML list: a tuple

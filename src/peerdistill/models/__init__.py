@@ -72,7 +72,7 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
             kwargs[key] = value
     who = f"{owner}: " if owner else ""
     if arch in ZOO:
-        _check_arg_types(factory, args, f"{who}arch '{arch}'")
+        kwargs.update(_checked_arg_types(factory, args, f"{who}arch '{arch}'"))
     try:
         model = factory(**kwargs)
     except TypeError as exc:
@@ -84,20 +84,27 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
     return model
 
 
-def _check_arg_types(factory: Callable[..., nn.Module], args: dict[str, Any], who: str) -> None:
-    """A zoo model's args against its annotations: a text for a number (``width=abc``) would
-    else fail deep in the constructor, as a comparison of str and int."""
+def _checked_arg_types(factory: Callable[..., nn.Module], args: dict[str, Any], who: str) -> dict[str, Any]:
+    """A zoo model's args checked against its annotations, as the constructor takes them (``16.0``
+    or ``'16'`` for an int: 16; a YAML list for a tuple): a text for a number (``width=abc``)
+    would else fail deep in the constructor, as a comparison of str and int. A true or false
+    where no bool is meant is refused, not read as 1 or 0."""
     from pydantic import TypeAdapter, ValidationError
 
     params = inspect.signature(factory, eval_str=True).parameters
+    checked = {}
     for name, value in args.items():
         if name not in params or params[name].annotation is inspect.Parameter.empty:
             continue  # an unknown name: the constructor's TypeError names it, with a hint
+        adapter = TypeAdapter(params[name].annotation)
         try:
-            TypeAdapter(params[name].annotation).validate_python(value)
+            if isinstance(value, bool):
+                adapter.validate_python(value, strict=True)
+            checked[name] = adapter.validate_python(value)
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"][0].lower() + exc.errors()[0]["msg"][1:]
             raise ConfigError(f"{who}: args.{name}={value!r}: {problem}") from None
+    return checked
 
 
 def _args_hint(kwargs: dict[str, Any], params) -> str:
