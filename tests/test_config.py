@@ -61,6 +61,8 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     (["epochs=3"], "unknown key 'epochs' (did you mean 'train.epochs'?)"),
     (["train.lr=0.1"], "unknown key 'train.lr' (did you mean 'teacher.lr', 'teachers.N.lr', 'students.N.lr' or 'optim.lr'?)"),
     (["width=3"], "unknown key 'width' (valid keys: name, out_dir, seed,"),
+    (["train.weight_decay=0.1"], "unknown key 'train.weight_decay' (did you mean 'optim.weight_decay'?)"),  # not ema_decay
+    (["train.seed=3"], "unknown key 'train.seed' (did you mean 'seed'?)"),
     (["train.epochs=many"], "'train.epochs': Input should be a valid integer"),
     (["distill.preset=fancy"], "'distill.preset': Input should be 'independent', 'kd', 'ml', 'kd+ml', 'styles'"),
     (["optim.lr=-1"], "'optim.lr': Input should be greater than 0"),

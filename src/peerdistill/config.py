@@ -1108,15 +1108,19 @@ def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
         if inner is None:
             return ""
         model = inner
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    key = str(loc[-1])
+    # the very key in another section first (train.weight_decay: optim's, not ema_decay), or at the top
+    elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{key}" for name, field in root.model_fields.items()
+                 if (section := _model_in(field.annotation)) is not None and section is not model
+                 and key in section.model_fields]
+    if model is not root and key in root.model_fields:
+        elsewhere.insert(0, key)
+    if elsewhere:
+        keys = [repr(k) for k in elsewhere]
+        return f" (did you mean {' or '.join([', '.join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)}?)"
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
     if close:
         return f" (did you mean '{close[0]}'?)"
-    elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{loc[-1]}" for name, field in root.model_fields.items()
-                 if (section := _model_in(field.annotation)) is not None and section is not model
-                 and str(loc[-1]) in section.model_fields]
-    if elsewhere:
-        keys = [repr(key) for key in elsewhere]
-        return f" (did you mean {' or '.join([', '.join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)}?)"
     return f" (valid keys: {', '.join(model.model_fields)})"
 
 
