@@ -413,6 +413,14 @@ def test_eval_pictures_of_named_samples_carry_their_ids(tmp_path, capsys):
         f"{i:03d}_{name}_{kind}.png" for i, name in enumerate(tested[:2]) for kind in ("mask", "overlay")]
     assert main(["eval", str(tmp_path / "f"), "--save-images", "1", "--json"]) == 0  # fewer: the others removed
     assert len(list((tmp_path / "f" / "eval" / "test" / "ensemble").iterdir())) == 2
+    # names that are not of the scored samples (data given from Python) are left out, not misplaced
+    from peerdistill.runs import evaluate_run, read_run_data
+
+    data = read_run_data(json.loads((tmp_path / "f" / "run.json").read_text()))
+    data.info["files"] = {**data.info["files"], "test": tested[:1]}
+    evaluate_run(tmp_path / "f", data=data, save_images=2)
+    assert sorted(p.name for p in (tmp_path / "f" / "eval" / "test" / "ensemble").iterdir()) == [
+        "000_mask.png", "000_overlay.png", "001_mask.png", "001_overlay.png"]
 
 def test_dense_kinds_refuse_classification(tmp_path):
     from peerdistill.errors import ConfigError

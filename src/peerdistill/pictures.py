@@ -26,7 +26,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def _stem(i: int, names: list[str] | None) -> str:
     """A picture's name: the sample's place in the split, then its id (a file's stem) where the
     data names it, so a picture can be traced to its image."""
-    return f"{i:03d}_{_UNSAFE.sub('_', Path(names[i]).stem)}" if names else f"{i:03d}"
+    return f"{i:03d}_{_UNSAFE.sub('_', Path(names[i]).stem)[:80]}" if names else f"{i:03d}"  # (file names: 255 bytes)
 
 def _emptied(folder: Path) -> None:
     """``folder``, made, without the pictures an earlier eval left there (of more samples, say),

@@ -274,6 +274,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         if data_spec is not None:  # which data these pictures are of
             atomic_write_text(folder / "data.json", json.dumps(data_spec.model_dump(mode="json"), indent=2))
         names = (sample_names(data.info, split) or (None, None))[1]  # in the pictures' names: traced to the files
+        if names is not None and len(names) != len(data.split(split)):
+            names = None  # not of these samples (data given from Python)
         if meta.get("task") == "segmentation":
             save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window, overlap,
                                names=names)
