@@ -68,3 +68,6 @@ def test_an_input_named_twice_is_read_once_and_said(tmp_path):
     assert said == [f"3 inputs were named more than once (e.g. '{tmp_path / '1.png'}'): each is predicted once"]
     _, once = _said([str(tmp_path / "0.png")], 1, (8, 8))
     assert once == []
+    (tmp_path / "link.png").symlink_to(tmp_path / "0.png")  # a link is an input of its own, as named
+    read, said = _said([str(tmp_path / "0.png"), str(tmp_path / "link.png")], 1, (8, 8))
+    assert read.names == [str(tmp_path / "0.png"), str(tmp_path / "link.png")] and said == []

@@ -4,6 +4,7 @@ training read its images, with each input's own size and a name for its mask."""
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -38,18 +39,18 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
     seen, repeated = set(), []  # a file named twice (alone and in its folder, say) is predicted once
     for item in inputs:
         path = Path(item)
-        if path.resolve() in seen:
+        if _place(path) in seen:
             repeated.append(str(path))
             continue
         if path.is_dir():
-            seen.add(path.resolve())
+            seen.add(_place(path))
             files = image_files(path)
             if not files:
                 raise DataError(f"'{path}' holds no images ({LOOKED_FOR}) directly inside: "
                                 "predict reads the images in a folder, not in its subfolders (give those)")
             _warn_of_images_in_subfolders(path)
         elif path.suffix == ".npz":
-            seen.add(path.resolve())
+            seen.add(_place(path))
             for i, a in enumerate(_npz_images(path)):
                 names.append(f"{path}[{i}]")  # the path as given, as files are named
                 stems.append(f"{path.stem}_{i}")
@@ -63,10 +64,10 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
         else:
             raise DataError(f"input '{path}' does not exist")
         for f in files:
-            if f.resolve() in seen:
+            if _place(f) in seen:
                 repeated.append(str(f))
                 continue
-            seen.add(f.resolve())
+            seen.add(_place(f))
             names.append(str(f))
             stems.append(image_id(f))
             (height, width), colour = size_and_colour(f)
@@ -83,6 +84,12 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                                          f"more than once (e.g. '{repeated[0]}'): each is predicted once"), stacklevel=2)
     _say_what_changed(names, sizes, converted, channels, None if trained_resized else size)
     return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
+
+
+def _place(path: Path) -> str:
+    """Where an input is, as named: its absolute path without following links (a link to an
+    image is an input of its own, with its own row)."""
+    return os.path.abspath(path)
 
 
 def _say_what_changed(names: list[str], sizes: list[tuple[int, int]], converted: list[str], channels: int,
