@@ -136,10 +136,14 @@ def test_eval_bootstrap_adds_each_metrics_interval(tmp_path, capsys):
     from peerdistill.errors import ConfigError
     from peerdistill.runs import evaluate_run
 
-    for count in (1, True, 2.5):
+    for count in (1, np.int64(39)):
         with pytest.raises(ConfigError, match="a 95% interval needs at least 40 resamples"):
             evaluate_run(run, bootstrap=count)
+    for count in (True, 2.5, -1):
+        with pytest.raises(ConfigError, match=r"give a count of resamples, 0 for none"):
+            evaluate_run(run, bootstrap=count)
     assert "ci95_low_accuracy" not in evaluate_run(run, bootstrap=0)["ensemble"]
+    assert "ci95_low_accuracy" in evaluate_run(run, bootstrap=np.int64(40))["ensemble"]
 
 
 def test_one_sample_cannot_be_resampled_and_an_auc_counts_its_resamples():

@@ -12,6 +12,7 @@ model runs again. Samples of one patient are drawn together when the run knows i
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +28,11 @@ MIN_RESAMPLES = 40
 
 
 def check_resamples(resamples: int) -> None:
-    """A user's resample count: 0 (no interval) or enough for a 95% interval to mean one."""
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or not (resamples == 0 or resamples >= MIN_RESAMPLES):
+    """A user's resample count (any whole number, numpy's too): 0 (no interval) or enough for a
+    95% interval to mean one."""
+    if isinstance(resamples, bool) or not isinstance(resamples, numbers.Integral) or resamples < 0:
+        raise ConfigError(f"--bootstrap {resamples!r}: give a count of resamples, 0 for none (e.g. 1000)")
+    if 0 < resamples < MIN_RESAMPLES:
         raise ConfigError(f"--bootstrap {resamples!r}: a 95% interval needs at least {MIN_RESAMPLES} resamples (one "
                           f"beyond each 2.5% tail); give 1000 to 10000, or 0 for none")
 

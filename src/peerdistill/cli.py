@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="all: train, val and test together (other data scored whole)")
     ev.add_argument("--data", metavar="DATA.yaml", type=_given, help="a YAML file with a data section (default: the run's data)")
     ev.add_argument("--device", default="auto", type=_given,
-                    help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)")
+                    help="auto (CUDA when there is an NVIDIA GPU, else cpu), cpu, cuda, cuda:N or mps (default auto)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON (every metric, per class too)")
     ev.add_argument("--per-class", action="store_true",
                     help="also a table per class: precision and recall (classification), dice and iou "
