@@ -3,6 +3,8 @@
 import math
 import warnings
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -71,8 +73,8 @@ def test_self_preset_edges_and_head_weights():
         preset_edges("self", None, ["net"])
     # the graph a config builds: each head's own cross-entropy weighs 1 - self_alpha (BYOT)
     graph = KnowledgeGraph.from_preset("self", None, ["net"], heads={"net": ["l1", "l2"]}, self_alpha=0.3,
-                                       self_lambda=0.05, teacher_weighting="confidence")
-    assert set(graph.edges) == set(edges) and graph.teacher_weighting == "confidence"
+                                       self_lambda=0.05)
+    assert set(graph.edges) == set(edges)
     assert graph.supervised_weights == {"net@l1": pytest.approx(0.7), "net@l2": pytest.approx(0.7)}
     # the edges alone, with no weights said: a warning, not a different objective without a word
     from peerdistill.errors import PeerdistillWarning
@@ -80,6 +82,24 @@ def test_self_preset_edges_and_head_weights():
     with pytest.warns(PeerdistillWarning, match="each head's own cross-entropy weighs 1, where the self preset"):
         KnowledgeGraph(edges)
     assert KnowledgeGraph(edges, supervised_weights={}).supervised_weights == {}
+
+
+@pytest.mark.parametrize("build", [preset_edges, KnowledgeGraph.from_preset])
+def test_a_keyword_the_preset_does_not_read_is_refused_as_in_a_config(build):
+    """beta under kd would change nothing: refused, as a config's distill.beta is; what the
+    preset reads (and a default value, which changes nothing either way) is taken."""
+    for keywords, said in (({"beta": 3.0}, "beta=3.0 is read only under presets ml, kd+ml, styles, styles-logits "
+                                            "(preset is 'kd'), so here it would change nothing: drop it"),
+                           ({"teacher_weighting": "confidence", "gamma": 2.0}, "teacher_weighting='confidence' is read "
+                            "only where several teachers teach (this config has 1), so here it would change nothing; "
+                            "gamma=2.0 is read only under presets styles, styles-features")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            build("kd", "teacher", ["student1", "student2"], **keywords)
+    assert build("kd", "teacher", ["student1", "student2"], alpha=0.5, beta=1.0)  # beta at its default: nothing to say
+    weighed = build("multi-teacher", ["t1", "t2"], ["student1"], teacher_weighting="confidence")
+    if build is KnowledgeGraph.from_preset:  # the graph keeps it (a list of edges has no place for it)
+        assert weighed.teacher_weighting == "confidence"
+    assert build("self", None, ["net"], heads={"net": ["l1"]}, self_alpha=0.3)
 
 
 @pytest.mark.parametrize("preset,teacher,students,message", [

@@ -13,7 +13,8 @@ from torch import nn
 
 from pydantic import ValidationError
 
-from .config import PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validation_error, unread_edge_keys
+from .config import (PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validation_error, unread_distill_keys,
+                     unread_edge_keys)
 from .connectors import Connector
 from .errors import ConfigError, PeerdistillWarning
 from .values import is_finite_number
@@ -74,19 +75,27 @@ class Edge:
 TRAINER_KEYS = ("rampup_epochs", "discriminator_lr", "gp_weight")
 
 
-def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any]) -> DistillSpec:
+def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any], preset: str, teachers, heads) -> DistillSpec:
     """``params`` with keyword overrides, validated as a config's distill section is (a
-    misspelt name or a negative weight is refused, not ignored)."""
+    misspelt name or a negative weight is refused, not ignored, and so is a keyword this preset
+    does not read: ``beta`` under ``kd``)."""
     for key in TRAINER_KEYS:
         if key in overrides:
             raise ConfigError(f"{key} is an argument of the Trainer, not of the graph: Trainer(..., {key}="
                               f"{overrides[key]!r}); a config's distill.{key} goes there too (the Trainer's "
                               "rampup_epochs defaults to 0, a config's to 5)")
     try:
-        return DistillSpec.model_validate({**params.model_dump(), **overrides})
+        p = DistillSpec.model_validate({**params.model_dump(), **overrides})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "preset_edges keywords (the distill section's keys)",
                                                   DistillSpec)) from None
+    count = 1 if isinstance(teachers, str) else len(teachers or [])
+    unread = unread_distill_keys(p.model_copy(update={"preset": preset}), count, any(heads.values()) if heads else False)
+    ignored = [f"{key}={overrides[key]!r} is read only {unread[key]}, so here it would change nothing"
+               for key in overrides if key in unread]
+    if ignored:
+        raise ConfigError("; ".join(ignored) + ": drop it")
+    return p
 
 
 def preset_edges(preset: str, teachers: list[str] | str | None, students: list[str],
@@ -101,7 +110,7 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
     ``teachers``. Models with heads always get the self-distillation edges."""
     if preset not in PRESET_DOCS:
         raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESET_DOCS)}")
-    p = _with_overrides(params or DistillSpec(preset="independent"), overrides)
+    p = _with_overrides(params or DistillSpec(preset="independent"), overrides, preset, teachers, heads)
     if isinstance(students, str):
         raise ConfigError(f"preset_edges takes a list of student names, got the text {students!r}: write [{students!r}]")
     teachers = [teachers] if isinstance(teachers, str) else list(teachers or [])
@@ -269,7 +278,7 @@ class KnowledgeGraph:
         """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments), each
         self-distillation head's cross-entropy weighed 1 - ``self_alpha``, and the section's
         ``teacher_weighting`` and ``pair_node_size``."""
-        p = _with_overrides(params or DistillSpec(preset="independent"), overrides)
+        p = _with_overrides(params or DistillSpec(preset="independent"), overrides, preset, teachers, heads)
         edges = preset_edges(preset, teachers, students, p, feature_layers=feature_layers, heads=heads)
         return cls(edges, supervised_weights=self_supervised_weights(heads or {}, p),
                    teacher_weighting=p.teacher_weighting, pair_node_size=p.pair_node_size,
