@@ -155,6 +155,15 @@ def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp
         compare(tree, None, 1, folds=1, progress=False)
 
 
+
+def test_paired_differences_over_folds_say_their_interval_is_too_narrow_on_the_console_too(tmp_path, capsys):
+    from peerdistill.paired import FOLDS_CAVEAT
+
+    tree = {**FAST, "name": "cv", "out_dir": str(tmp_path), "data": {"val_fraction": 0.1}}
+    result = compare(tree, ["independent", "ml"], 1, folds=2, progress=False, console=Console(width=250))
+    assert result.differences and FOLDS_CAVEAT in result.markdown
+    assert FOLDS_CAVEAT in " ".join(capsys.readouterr().out.split())
+
 def test_a_frozen_teacher_comes_from_the_run_of_the_same_seed_and_fold(tmp_path):
     from peerdistill.comparison_runs import plan_runs, settings_of
 

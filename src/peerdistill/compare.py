@@ -27,7 +27,8 @@ from .engine.tta import TTA_FLIPS, TTA_SEEN
 from .errors import ConfigError, PeerdistillError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
-from .paired import caption, default_baseline, difference_rows, differences, differences_csv, unpaired_note
+from .paired import (FOLDS_CAVEAT, caption, default_baseline, difference_rows, differences, differences_csv,
+                     unpaired_note)
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
                      teachers_named_in)
 
@@ -230,6 +231,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
         table = _differences_table(diffs, labels, headline, monitor_metric, baseline, _runs_count(seeds, folds))
         console.print(fitted(table, console.width))
+        if folds and _runs_count(seeds, folds) > 1:
+            console.print(FOLDS_CAVEAT)
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return Comparison(rows, directory, markdown, diffs)
 

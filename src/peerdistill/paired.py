@@ -179,6 +179,10 @@ def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str]
     if apart:
         text += " " + unpaired_note(baseline, apart)
     if folds:
-        text += (" Folds of one seed share most of their training data, so their differences are not "
-                 "independent and the interval is narrower than it should be.")
+        text += " " + FOLDS_CAVEAT
     return text
+
+
+# Said under a cross-validated comparison's differences, in compare.md and on the console alike
+FOLDS_CAVEAT = ("Folds of one seed share most of their training data, so their differences are not independent and "
+                "the interval is narrower than it should be.")
