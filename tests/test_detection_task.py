@@ -252,6 +252,12 @@ def test_feature_edges_reach_the_pyramid(tmp_path):
 def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     train_from_config(tree(tmp_path, "r", "kd"), progress=False)
     run = tmp_path / "r"
+    from peerdistill import runs
+
+    with monkeypatch.context() as patched:  # --tta refused before any data is read (and warned of)
+        patched.setattr(runs, "build_data", lambda *a, **k: pytest.fail("data read before --tta was refused"))
+        assert main(["eval", str(run), "--tta", "hflip", "data.split_seed=3"]) == 2
+    assert "error: --tta averages class probabilities over flips" in capsys.readouterr().err
     assert main(["eval", str(run), "--save-images", "2", "--json"]) == 0
     printed = capsys.readouterr()
     scores = json.loads(printed.out)

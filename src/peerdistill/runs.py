@@ -33,7 +33,7 @@ from .engine.artifacts import REPLACE_MARK, atomic_write_text
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
-from .engine.tta import with_tta
+from .engine.tta import tta_flips, with_tta
 from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, PeerdistillWarning, SplitError
 from .models import build_model
 from .models.heads import HeadedModel
@@ -203,6 +203,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if temperature_scaling and meta.get("task", "classification") != "classification":
         raise DataError("temperature scaling tempers class probabilities: it is for classification runs")
     task_of_run = meta.get("task", "classification")
+    if tta is not None:  # refused before any data is read (and warned of)
+        tta_flips(tta, task_of_run, meta["input_shape"])
     if data_spec is not None and data_spec.task != task_of_run:  # else a class, shape or mask error says it late
         *kinds, last = KINDS_OF_TASK[task_of_run]
         raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "
