@@ -98,9 +98,11 @@ def test_a_drawn_box_is_labelled_with_its_class_name_and_score():
         def rectangle(self, box, outline):
             pass
 
-        def text(self, at, text, fill):
-            self.texts.append((at, text, tuple(fill)))
+        def text(self, at, text, fill, stroke_width, stroke_fill):
+            self.texts.append((at, text, tuple(fill), stroke_width, tuple(stroke_fill)))
 
     draw = Recorder()
-    draw_boxes(draw, [[4, 6, 20, 30]], [0.876], [1], ["cat", "dog"])
-    assert draw.texts == [((5, 7), "dog 0.88", tuple(int(c) for c in PALETTE[2]))]  # inside the box's corner
+    draw_boxes(draw, [[4, 6, 20, 30], [40, 6, 60, 30]], [0.876, 0.5], [1, 3], ["cat", "dog", "eel", "fox"])
+    # inside the box's corner, in its class's colour ringed to stand out: black around green, white around blue
+    green, blue = (tuple(int(c) for c in PALETTE[i]) for i in (2, 4))
+    assert draw.texts == [((5, 7), "dog 0.88", green, 1, (0, 0, 0)), ((41, 7), "fox 0.50", blue, 1, (255, 255, 255))]

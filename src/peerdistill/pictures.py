@@ -99,14 +99,22 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
 def draw_boxes(draw, boxes: list[list[float]], scores: list[float], labels: list[int],
                class_names: list[str] | None = None, min_score: float = 0.0) -> None:
     """Each box scored at least ``min_score`` outlined in its class's colour, with its score
-    (and class name) inside."""
+    (and class name) inside, in that colour ringed by black or white (whichever stands out from
+    it): text in the colour alone was lost on tissue of the same hue."""
     for box, score, label in zip(boxes, scores, labels):
         if score < min_score:
             continue
         color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
-        draw.rectangle(_inclusive(box), outline=color)
         name = f"{class_names[int(label)]} " if class_names else ""
-        draw.text((box[0] + 1, box[1] + 1), f"{name}{score:.2f}", fill=color)
+        draw.text((box[0] + 1, box[1] + 1), f"{name}{score:.2f}", fill=color, stroke_width=1,
+                  stroke_fill=_standing_out_from(color))
+        draw.rectangle(_inclusive(box), outline=color)  # after its label, whose ring would cut a small box's edges
+
+
+def _standing_out_from(color: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black around a light colour, white around a dark one (by its luma, ITU-R BT.601)."""
+    r, g, b = color
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 128 else (255, 255, 255)
 
 
 def _inclusive(box: list[float]) -> list[float]:
