@@ -285,6 +285,16 @@ def test_class_names_not_one_per_class_are_refused_naming_where_they_came_from(t
             with refused:
                 make_trainer(cfg, progress=False)
             assert make_trainer(cfg, progress=False, resume=True)[0].task.num_classes == 3  # resumed as it began
+            # in Python too: arrays named so, handed to a Trainer
+            from peerdistill import ClassificationTask, Cohort, KnowledgeGraph, Trainer, TrainSpec
+
+            split = (arrays["train_images"], arrays["train_labels"])
+            python_data = DataSplits.from_arrays(*split, *split, *split, class_names=given)
+            trainer = Trainer(Cohort.from_modules([torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))]),
+                              KnowledgeGraph([]), ClassificationTask(3), progress=False, device="cpu",
+                              train=TrainSpec(epochs=1))
+            with pytest.raises(DataError, match=re.escape(f"class_names names {counted}")):
+                trainer.fit(python_data)
     scored = {"images": arrays["test_images"], "labels": np.arange(4) % 3}  # labels 0..2: past two names
     np.savez(tmp_path / "three.npz", **scored)
     np.savez(tmp_path / "three-named.npz", **scored, class_names=np.array(["a", "b"]))

@@ -13,7 +13,7 @@ import numpy as np
 from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import ConfigError, DataError, DataPlaceError, PeerdistillWarning
 from .dicom import counting_dicom_reads
-from .splits import DataSplits, is_kept_whole, to_labels
+from .splits import DataSplits, check_names_fit_labels, is_kept_whole, to_labels
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
 
@@ -154,8 +154,7 @@ def check_new_run_data(spec: DataSpec, data: DataSplits) -> None:
     larger than the training images (a larger one crops nothing, yet the sliding window of
     validation, test and eval pads every image to it: a typo, 640 for 64, would cost a hundred
     times the compute, unsaid)."""
-    if "names_beyond_labels" in data.info:
-        raise DataError(data.info["names_beyond_labels"])
+    check_names_fit_labels(data)
     if spec.patch_size is None or len(data.input_shape) != 3:
         return
     h, w = data.input_shape[1:]

@@ -187,6 +187,14 @@ class DataSplits:
         return splits
 
 
+def check_names_fit_labels(data: "DataSplits") -> None:
+    """A new run's data names no class its labels never hold: the models would learn a class
+    never shown (its AUC undefined on every split). Eval scores such data (a set lacking a run's
+    last class); a run resumed trains as it began."""
+    if "names_beyond_labels" in data.info:
+        raise DataError(data.info["names_beyond_labels"])
+
+
 def names_not_one_per_class(names_from: str, names: list[str], labelled: int) -> str:
     n = len(names)
     return (f"{names_from} names {n} class{'es' if n != 1 else ''} {list(names)[:6]}, but the labels hold {labelled} "

@@ -23,7 +23,7 @@ from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..data.splits import standardised_spread
+from ..data.splits import check_names_fit_labels, standardised_spread
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       PeerdistillWarning, RunDirError)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
@@ -239,6 +239,8 @@ class Trainer(RunRecords):
         self.generator = torch.Generator().manual_seed(self.seed)
         ts = self.train_spec
         shard = (self.world.rank, self.world.size)
+        if not resume:  # (DataSplits made in Python: the config path checked it as the data was read)
+            check_names_fit_labels(data)
         if resume and ts.batch_size % self.world.size:  # (the batch is the run's: a resume cannot change it)
             divisors = [str(n) for n in range(1, ts.batch_size + 1) if ts.batch_size % n == 0]
             listed = ", ".join(divisors[:6] + (["..."] if len(divisors) > 6 else []))
