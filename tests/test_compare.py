@@ -252,7 +252,7 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     with pytest.raises(RunDirError, match=r"holds a run with a different config \(train.batch_size: 64 in the "
                                           r"run, 128 now\): pass --overwrite to redo the comparison, or give it "
-                                          r"another folder to keep both \(--out DIR; without --out, another name=\)"):
+                                          r"another folder to keep both \(--out DIR\)"):
         compare(tree, ["kd"], 1, progress=False)
     capsys.readouterr()
     compare(tree, ["kd", "ml"], 1, progress=False, dry_run=True, console=Console(width=300))
@@ -1004,7 +1004,7 @@ def test_a_setting_may_set_what_the_configs_teachers_and_heads_make_read():
     cnn = {"arch": "cnn", "args": {"width": 4}}
     two = {**COMPARED, "teachers": [{"arch": "cnn", "args": {"width": 8}}]}
     assert variant_trees([two], ["w:distill.teacher_weighting=confidence"], presets=["kd", "kd+ml"])
-    with pytest.raises(ConfigError, match="teacher_weighting.*where several teachers teach \\(this config has 1\\)"):
+    with pytest.raises(ConfigError, match="teacher_weighting.*where several teachers teach \\(1 here\\)"):
         variant_trees([COMPARED], ["w:distill.teacher_weighting=confidence"], presets=["kd", "kd+ml"])
     heads = {**COMPARED, "students": [{**cnn, "args": {"width": 4, "depth": 3}, "heads": ["features.2"]}, cnn]}
     assert variant_trees([heads], ["s:distill.self_alpha=0.3"], presets=["kd", "ml"])

@@ -300,7 +300,7 @@ def test_weights_a_preset_would_ignore_are_refused(overrides, message):
     (["distill.feature_loss=at"], "distill.feature_loss is read only under presets styles, styles-features"),
     (["distill.dkd_nckd_weight=4"], r"distill.dkd_nckd_weight is read only with distill.kd_loss: dkd"),
     (["distill.teacher_weighting=confidence"], r"teacher_weighting is read only where several teachers teach "
-                                               r"\(this config has 1\)"),
+                                               r"\(1 here\)"),
     (["distill.self_temperature=2"], "distill.self_temperature is read only by the edges a preset gives models "
                                      r"with self-distillation heads \(students.N.heads; custom"),
     (["students.0.heads=[features.2]", "distill.self_alpha=0.3", "distill.preset=custom",

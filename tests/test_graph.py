@@ -88,18 +88,28 @@ def test_self_preset_edges_and_head_weights():
 def test_a_keyword_the_preset_does_not_read_is_refused_as_in_a_config(build):
     """beta under kd would change nothing: refused, as a config's distill.beta is; what the
     preset reads (and a default value, which changes nothing either way) is taken."""
+    graph_keys_said = ("teacher_weighting='confidence' is read only where several teachers teach (1 here), so here it "
+                       "would change nothing; gamma=2.0 is read only under presets styles, styles-features")
+    if build != KnowledgeGraph.from_preset:
+        graph_keys_said = "teacher_weighting belong to the graph, not to its edges"
     for keywords, said in (({"beta": 3.0}, "beta=3.0 is read only under presets ml, kd+ml, styles, styles-logits "
                                             "(preset is 'kd'), so here it would change nothing: drop it"),
-                           ({"teacher_weighting": "confidence", "gamma": 2.0}, "teacher_weighting='confidence' is read "
-                            "only where several teachers teach (this config has 1), so here it would change nothing; "
-                            "gamma=2.0 is read only under presets styles, styles-features")):
+                           ({"teacher_weighting": "confidence", "gamma": 2.0}, graph_keys_said)):
         with pytest.raises(ConfigError, match=re.escape(said)):
             build("kd", "teacher", ["student1", "student2"], **keywords)
     assert build("kd", "teacher", ["student1", "student2"], alpha=0.5, beta=1.0)  # beta at its default: nothing to say
-    weighed = build("multi-teacher", ["t1", "t2"], ["student1"], teacher_weighting="confidence")
-    if build is KnowledgeGraph.from_preset:  # the graph keeps it (a list of edges has no place for it)
-        assert weighed.teacher_weighting == "confidence"
     assert build("self", None, ["net"], heads={"net": ["l1"]}, self_alpha=0.3)
+    assert build("kd", (name for name in ["teacher"]), ["student1"], alpha=0.5)  # teachers as any iterable
+    with pytest.raises(ConfigError, match="preset 'self' needs a model with heads"):  # not: self_alpha unread
+        build("self", None, ["net"], self_alpha=0.3)
+    # keys of the graph itself: kept by from_preset, refused by preset_edges (its edges have no place for them)
+    if build == KnowledgeGraph.from_preset:  # (a classmethod is bound anew at each access: not `is`)
+        graph = build("multi-teacher", ["t1", "t2"], ["student1"], teacher_weighting="confidence", pair_node_size=2)
+        assert (graph.teacher_weighting, graph.pair_node_size) == ("confidence", 2)
+    else:
+        with pytest.raises(ConfigError, match=r"teacher_weighting belong to the graph, not to its edges: "
+                                              r"KnowledgeGraph.from_preset\(..., teacher_weighting=...\) keeps them"):
+            build("multi-teacher", ["t1", "t2"], ["student1"], teacher_weighting="confidence")
 
 
 @pytest.mark.parametrize("preset,teacher,students,message", [

@@ -4,6 +4,7 @@ functional forward, the spatial sizes each stage keeps, and the feature layer th
 
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -147,6 +148,7 @@ def test_a_size_that_builds_no_layer_is_refused(make, message):
     ("resnet", {"blocks": [1, "x"]}, "args.blocks=[1, 'x']: input should be a valid"),
     ("resnet", {"block": 3}, "args.block=3: input should be a valid string"),
     ("cnn", {"width": True}, "args.width=True: input should be a valid integer"),  # not read as 1
+    ("cnn", {"width": np.True_}, f"args.width={np.True_!r}: input should be a valid integer"),  # (numpy's repr)
 ])
 def test_a_zoo_models_argument_of_the_wrong_type_is_named(arch, args, message):
     """Said against the constructor's annotation, not as the constructor's comparison of str and int."""

@@ -382,8 +382,8 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
-# A comparison's runs live in its folder, which --out names, else name= and out_dir
-KEEP_BOTH = "give it another folder to keep both (--out DIR; without --out, another name=)"
+# A comparison's runs live in its folder, which --out names (name= alone would rename every config's runs)
+KEEP_BOTH = "give it another folder to keep both (--out DIR)"
 
 
 def _run_state(run_dir: Path, cfg: RunConfig) -> str:

@@ -258,7 +258,7 @@ def unread_distill_keys(d: "DistillSpec", teachers: int, heads: bool) -> dict[st
     if any(e.source == "teachers" for e in custom):
         where.pop("teacher_weighting", None)
     if teachers < 2:
-        where.setdefault("teacher_weighting", f"where several teachers teach (this config has {teachers})")
+        where.setdefault("teacher_weighting", f"where several teachers teach ({teachers} here)")
     if d.kd_loss != "dkd":
         where.setdefault("dkd_nckd_weight", "with distill.kd_loss: dkd")
     if not heads or d.preset == "custom":

@@ -75,10 +75,25 @@ class Edge:
 TRAINER_KEYS = ("rampup_epochs", "discriminator_lr", "gp_weight")
 
 
-def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any], preset: str, teachers, heads) -> DistillSpec:
+# distill keys the graph reads, not its edges: given to preset_edges they would be dropped
+GRAPH_KEYS = ("teacher_weighting", "pair_node_size")
+
+
+def _names(models: list[str] | str | None) -> list[str]:
+    """Model names given as a list (any iterable), one name, or None."""
+    return [models] if isinstance(models, str) else list(models or [])
+
+
+def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any], preset: str, teachers: list[str],
+                    heads) -> DistillSpec:
     """``params`` with keyword overrides, validated as a config's distill section is (a
     misspelt name or a negative weight is refused, not ignored, and so is a keyword this preset
     does not read: ``beta`` under ``kd``)."""
+    if preset not in PRESET_DOCS:
+        raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESET_DOCS)}")
+    heads = {m: h for m, h in (heads or {}).items() if h}
+    if preset == "self" and not heads:  # said before the keywords it would leave unread
+        raise ConfigError("preset 'self' needs a model with heads: set 'heads' (module paths) on a student")
     for key in TRAINER_KEYS:
         if key in overrides:
             raise ConfigError(f"{key} is an argument of the Trainer, not of the graph: Trainer(..., {key}="
@@ -89,8 +104,7 @@ def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any], preset: s
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "preset_edges keywords (the distill section's keys)",
                                                   DistillSpec)) from None
-    count = 1 if isinstance(teachers, str) else len(teachers or [])
-    unread = unread_distill_keys(p.model_copy(update={"preset": preset}), count, any(heads.values()) if heads else False)
+    unread = unread_distill_keys(p.model_copy(update={"preset": preset}), len(teachers), bool(heads))
     ignored = [f"{key}={overrides[key]!r} is read only {unread[key]}, so here it would change nothing"
                for key in overrides if key in unread]
     if ignored:
@@ -108,12 +122,14 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
     Mutual learning uses the DML mean over peers: each of the K-1 peer edges into a student
     weighs ``beta / (K - 1)``. Several teachers are combined into the virtual source
     ``teachers``. Models with heads always get the self-distillation edges."""
-    if preset not in PRESET_DOCS:
-        raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESET_DOCS)}")
+    teachers = _names(teachers)
+    graph_keys = [key for key in GRAPH_KEYS if key in overrides]
+    if graph_keys:
+        raise ConfigError(f"{', '.join(graph_keys)} belong to the graph, not to its edges: "
+                          f"KnowledgeGraph.from_preset(..., {graph_keys[0]}=...) keeps them")
     p = _with_overrides(params or DistillSpec(preset="independent"), overrides, preset, teachers, heads)
     if isinstance(students, str):
         raise ConfigError(f"preset_edges takes a list of student names, got the text {students!r}: write [{students!r}]")
-    teachers = [teachers] if isinstance(teachers, str) else list(teachers or [])
     students = list(students)
     repeated = sorted({n for n in teachers + students if (teachers + students).count(n) > 1})
     if repeated:
@@ -175,9 +191,7 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
         edges += [e for s in students for e in teacher_features(s)] + peer_features()
     if preset in TEACHER_PRESETS:
         edges += dense_teacher_edges(teachers, students, p, layer)
-    heads = {m: h for m, h in (heads or {}).items() if h}
-    if preset == "self" and not heads:
-        raise ConfigError("preset 'self' needs a model with heads: set 'heads' (module paths) on a student")
+    heads = {m: h for m, h in (heads or {}).items() if h}  # (the self preset's need of them: checked first)
     for model, layers_ in heads.items():
         edges += self_distillation_edges(model, layers_, p)
     if p.ensemble_weight > 0:
@@ -278,6 +292,7 @@ class KnowledgeGraph:
         """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments), each
         self-distillation head's cross-entropy weighed 1 - ``self_alpha``, and the section's
         ``teacher_weighting`` and ``pair_node_size``."""
+        teachers = _names(teachers)
         p = _with_overrides(params or DistillSpec(preset="independent"), overrides, preset, teachers, heads)
         edges = preset_edges(preset, teachers, students, p, feature_layers=feature_layers, heads=heads)
         return cls(edges, supervised_weights=self_supervised_weights(heads or {}, p),

@@ -239,7 +239,7 @@ class Trainer(RunRecords):
         self.generator = torch.Generator().manual_seed(self.seed)
         ts = self.train_spec
         shard = (self.world.rank, self.world.size)
-        if not resume:  # (DataSplits made in Python: the config path checked it as the data was read)
+        if not resume:  # (DataSplits made in Python; make_trainer checks a config's before building anything)
             check_names_fit_labels(data)
         if resume and ts.batch_size % self.world.size:  # (the batch is the run's: a resume cannot change it)
             divisors = [str(n) for n in range(1, ts.batch_size + 1) if ts.batch_size % n == 0]

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..errors import ConfigError
@@ -98,8 +99,8 @@ def _checked_arg_types(factory: Callable[..., nn.Module], args: dict[str, Any], 
             continue  # an unknown name: the constructor's TypeError names it, with a hint
         adapter = TypeAdapter(params[name].annotation)
         try:
-            if isinstance(value, bool):
-                adapter.validate_python(value, strict=True)
+            if isinstance(value, (bool, np.bool_)):
+                adapter.validate_python(bool(value), strict=True)
             checked[name] = adapter.validate_python(value)
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"][0].lower() + exc.errors()[0]["msg"][1:]
