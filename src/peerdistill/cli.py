@@ -440,7 +440,8 @@ def _which_best(ns: argparse.Namespace) -> str:
     from .engine.artifacts import RunDir
     from .export import best_student
 
-    return f" (model {best_student(Path(ns.model_path), RunDir.open(ns.model_path).meta())}: the best validation student)"
+    best = best_student(Path(ns.model_path), RunDir.open(ns.model_path).meta())
+    return f" (model {best}: the best validation student)"
 
 
 def cmd_report(ns: argparse.Namespace) -> int:

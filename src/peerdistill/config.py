@@ -1110,7 +1110,8 @@ def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
         model = inner
     key = str(loc[-1])
     # the very key in another section first (train.weight_decay: optim's, not ema_decay), or at the top
-    elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{key}" for name, field in root.model_fields.items()
+    elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{key}"
+                 for name, field in root.model_fields.items()
                  if (section := _model_in(field.annotation)) is not None and section is not model
                  and key in section.model_fields]
     if model is not root and key in root.model_fields:
@@ -1126,7 +1127,7 @@ def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
 
 def _is_list(annotation: Any) -> bool:
     """A list of sections (``students``): its keys are written ``students.N.key``."""
-    return typing.get_origin(annotation) is list or any(typing.get_origin(a) is list for a in typing.get_args(annotation))
+    return any(typing.get_origin(a) is list for a in (annotation, *typing.get_args(annotation)))
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -175,7 +175,8 @@ class DataSplits:
         ``class_names`` names, not hold labels past them."""
         x, y = to_nchw(x, "all", channels_last), to_labels(y, "all")
         if len(y) and int(y.max()) >= len(class_names):
-            raise DataError(f"the labels run up to {int(y.max())}, past the {len(class_names)} class{'es' if len(class_names) != 1 else ''} "
+            n = len(class_names)
+            raise DataError(f"the labels run up to {int(y.max())}, past the {n} class{'es' if n != 1 else ''} "
                             f"{class_names_from} names {list(class_names)[:6]}: give one name per class, in label order")
         stats = stats or channel_stats(x)
         x = standardize(x, stats)
