@@ -101,7 +101,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
     for i, (name, spec) in enumerate(zip(names, specs)):
         if spec.checkpoint:
             _check_same_task(spec.checkpoint, name, cfg.task)
-        if spec.checkpoint and (not saved or cfg.task == "classification"):  # (masks and boxes: checked since)
+        # (masks' and boxes' classes are checked since this run may have begun: a resumed one is not stopped)
+        if spec.checkpoint and (not saved or cfg.task == "classification"):
             _check_same_classes(spec.checkpoint, name, data, cfg.task)
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved)
         layer = spec.feature_layer or default_feature_layer(module)

@@ -28,6 +28,7 @@ def _stem(i: int, names: list[str] | None) -> str:
     data names it, so a picture can be traced to its image."""
     return f"{i:03d}_{_UNSAFE.sub('_', Path(names[i]).stem)[:80]}" if names else f"{i:03d}"  # (file names: 255 bytes)
 
+
 def _emptied(folder: Path) -> None:
     """``folder``, made, without the pictures an earlier eval left there (of more samples, say),
     which would pass for this one's; nothing else in it is touched."""
@@ -54,7 +55,8 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
         # a model predicting at another size is read at the image's, as the metrics read it
         pred = align_to(p, x.shape[-2:]).argmax(dim=1).cpu().numpy().astype(np.uint8)
         for i in range(len(pred)):
-            mask_path, overlay_path = folder / f"{_stem(i, names)}_mask.png", folder / f"{_stem(i, names)}_overlay.png"
+            stem = _stem(i, names)
+            mask_path, overlay_path = folder / f"{stem}_mask.png", folder / f"{stem}_overlay.png"
             Image.fromarray(visible_levels(pred[i].astype(np.int64), task.num_classes).astype(np.uint8)).save(mask_path)
             Image.fromarray(overlay(image[i], pred[i], y[i].cpu().numpy())).save(overlay_path)
             written += [mask_path, overlay_path]

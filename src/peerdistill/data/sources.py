@@ -80,8 +80,12 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
-            names_from = (f"the class_names array of '{path}'" if names else "data.class_names" if not is_kept_whole()
-                          else f"data.class_names (for '{path}': eval takes the run's unless given)")
+            if names:
+                names_from = f"the class_names array of '{path}'"
+            elif is_kept_whole():  # scored by eval, whose data section is the run's unless given
+                names_from = f"data.class_names (for '{path}': eval takes the run's unless given)"
+            else:
+                names_from = "data.class_names"
             if is_kept_whole():
                 splits = _whole_npz(archive, path, names or spec.class_names, names_from, stats)
                 splits.info["source"] = str(path)
