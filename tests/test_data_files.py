@@ -13,7 +13,7 @@ from peerdistill.data import build_data
 from peerdistill.data.loaders import PatchBatches
 from peerdistill.data.splits import TensorData
 from peerdistill.engine.evaluate import logits_of
-from peerdistill.errors import DataError
+from peerdistill.errors import DataError, PeerdistillWarning
 
 
 def write_class_tree(root, counts={"normal": 6, "pneumonia": 9}, size=10):
@@ -40,6 +40,22 @@ def test_class_tree_with_given_splits(tmp_path):
     assert (len(data.train), len(data.val), len(data.test)) == (8, 4, 4)
     assert data.input_shape == (3, 10, 10) and data.info["splits"] == "given"
 
+
+
+def test_class_folders_named_like_images_and_masks_are_warned_of(tmp_path, recwarn):
+    # Kvasir-SEG's images/ beside masks/ read as two classes trains a picture-vs-mask classifier
+    write_class_tree(tmp_path / "kvasir", {"images": 6, "masks": 6})
+    with pytest.warns(PeerdistillWarning, match=r"class folders \['images', 'masks'\]: they look like a "
+                      r"segmentation dataset's images and masks.*task: segmentation and data.kind: folders"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "kvasir"), grey=True))
+    write_class_tree(tmp_path / "given" / "train", {"Images": 4, "masks": 4})
+    write_class_tree(tmp_path / "given" / "test", {"Images": 2, "masks": 2})
+    with pytest.warns(PeerdistillWarning, match="look like a segmentation dataset"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "given"), grey=True))
+    recwarn.clear()
+    write_class_tree(tmp_path / "xray")
+    build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xray"), grey=True))
+    assert not [w for w in recwarn if "segmentation dataset" in str(w.message)]  # real classes: no word
 
 def test_csv_and_tsv_of_paths_and_labels(tmp_path):
     write_class_tree(tmp_path / "img", {"x": 6, "y": 6})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
 from ..config import DataSpec
-from ..errors import DataError, SplitError
+from ..errors import DataError, PeerdistillWarning, SplitError
 from .image_io import check_root_folder, image_files, read_image
 from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups, share_count,
                      stratified_group_cut)
@@ -26,6 +27,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     given = [s for s in SPLITS if (root / s).is_dir()]
     if given and ("train" in given and "test" in given or is_kept_whole()):
         classes = sorted({d.name for s in given for d in _class_folders(root / s)})
+        _warn_if_images_beside_masks(classes, root)
         parts = {s: _list_class_tree(root / s, classes) for s in given}
         if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
@@ -39,6 +41,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
         raise DataError(f"'{root}' holds split folder(s) {given} but not both train and test: give train/ and "
                         "test/ (val/ is cut from train when missing), or one folder per class")
     classes = sorted(d.name for d in _class_folders(root))
+    _warn_if_images_beside_masks(classes, root)
     files, labels = _list_class_tree(root, classes)
     if not is_kept_whole():  # a set scored whole (eval --split all) need not hold every class
         _check_every_class_has_images(classes, labels, root)
@@ -48,6 +51,19 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
 def _class_folders(folder: Path) -> list[Path]:
     """Sub-folders, hidden ones (.ipynb_checkpoints, .git) left out."""
     return [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+
+
+# A class folder by one of these names is a segmentation dataset's image folder (Kvasir-SEG:
+# images/ beside masks/): read as classes, the models would learn to tell pictures from masks.
+_IMAGE_FOLDER_NAMES = {"images", "image", "imgs", "img"}
+
+
+def _warn_if_images_beside_masks(classes: list[str], root: Path) -> None:
+    if len(classes) > 1 and any(c.casefold() in _IMAGE_FOLDER_NAMES for c in classes):
+        warnings.warn(f"'{root}' has class folders {classes}: they look like a segmentation dataset's images and "
+                      "masks, which image_folder reads as classes (the models then learn to tell a picture from "
+                      "a mask): to train segmentation, set task: segmentation and data.kind: folders "
+                      "(docs/segmentation.md)", PeerdistillWarning, stacklevel=3)
 
 
 def _check_every_class_has_images(classes: list[str], labels: list[int], where: Path) -> None:
