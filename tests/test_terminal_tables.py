@@ -67,3 +67,18 @@ def test_a_turned_table_still_too_wide_is_split_into_parts_that_repeat_the_row_l
 def test_a_table_without_rows_is_printed_as_built():
     empty = Table("model", *(f"figure_{i}" for i in range(12)))  # wider than 40 columns, nothing to turn
     assert fitted(empty, 40) is empty
+
+
+def test_a_title_wider_than_its_table_is_printed_whole_above_it():
+    # rich wraps a title to its table's width: the train table's title broke mid-phrase
+    title = "test split (400 samples) at the best epoch (23 of 30, by val ensemble/accuracy)"
+    table = results_table(title, {"student1": {"dice": 0.5}})
+    lines = printed(table, 120).splitlines()
+    assert lines[0] == title and lines[1].startswith("┏")  # one line, at the left, then the table
+    assert table.title == title  # the caller's table is left as it was
+    narrow = printed(table, 40).splitlines()
+    top = next(i for i, line in enumerate(narrow) if line.startswith("┏"))
+    assert " ".join(line.strip() for line in narrow[:top]) == title and top == 3  # wrapped at the console's width
+    short = results_table("run", {"student1": {"dice": 0.5}})
+    assert printed(short, 120).splitlines()[0].strip() == "run"  # one that fits stays centred over it
+    assert fitted(short, 120) is short

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .engine.evaluate import ENSEMBLE
 from .metrics import per_class_part
@@ -20,7 +22,21 @@ def fitted(table: Table, width: int) -> RenderableType:
     """``table`` as built when it fits in ``width`` columns; else the narrower of it and it turned
     (its first column's cells, the models or settings, become the columns), split into parts that
     fit, each repeating the row labels. A narrow terminal then shows every figure whole instead
-    of cut to '0.9…' (a pipe counts as 120 columns)."""
+    of cut to '0.9…' (a pipe counts as 120 columns). A title wider than the table goes on a line
+    of its own above it: rich would wrap it to the table's width, mid-phrase."""
+    body = _fitted_columns(table, width)
+    first = body.renderables[0] if isinstance(body, Group) else body
+    if not isinstance(first, Table) or not first.title:
+        return body
+    title = Text.from_markup(first.title, style="table.title")
+    if title.cell_len <= min(_natural_width(first), width):
+        return body
+    untitled = copy.copy(first)  # the caller's table keeps its title
+    untitled.title = None
+    return Group(title, *([untitled, *body.renderables[1:]] if isinstance(body, Group) else [untitled]))
+
+
+def _fitted_columns(table: Table, width: int) -> RenderableType:
     if not table.columns or not table.row_count or _natural_width(table) <= width:
         return table
     first = table.columns[0]
