@@ -107,6 +107,63 @@ def test_import_path_factories_get_num_classes_and_wrong_paths_are_named():
         build_model("resnt", {}, 1, 4)
 
 
+
+def test_a_module_of_ones_own_in_the_working_folder_is_found_without_python_dash_m(tmp_path, monkeypatch):
+    # the `peerdistill` command, unlike `python -m peerdistill`, has no working folder on sys.path
+    import os
+    import sys
+
+    (tmp_path / "byo_models_in_cwd.py").write_text(
+        "from torch import nn\ndef mlp(num_classes):\n    return nn.Linear(4, num_classes)\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd())])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "byo_models_in_cwd", raising=False)
+    from peerdistill.models import build_model
+
+    assert build_model("byo_models_in_cwd:mlp", {}, 1, 3).out_features == 3
+    assert sys.path[-1] == str(tmp_path)  # searched last: an installed module of the same name wins
+    monkeypatch.delitem(sys.modules, "byo_models_in_cwd")
+
+
+def test_errors_in_a_users_own_module_or_factory_name_its_file_and_line(tmp_path, monkeypatch):
+    # a traceback (exit 1) or "rejected its args" sent the user to the config for a bug in their code
+    import sys
+
+    import pytest
+
+    from peerdistill.errors import ConfigError
+    from peerdistill.models import build_model
+
+    (tmp_path / "byo_broken_import.py").write_text("import math\nx = undefined_name\n")
+    (tmp_path / "byo_broken_syntax.py").write_text("def f(:\n")
+    (tmp_path / "byo_buggy_factory.py").write_text(
+        "from torch import nn\n\ndef make(num_classes):\n    return nn.Linear(4, num_classes) + 1\n\n"
+        "def fails(num_classes):\n    raise ValueError('no weights here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("byo_broken_import", "byo_broken_syntax", "byo_buggy_factory"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ConfigError, match=r"^arch 'byo_broken_import:f': importing module 'byo_broken_import' failed: "
+                                          r"NameError: name 'undefined_name' is not defined \(.*byo_broken_import.py, "
+                                          r"line 2\)$"):
+        build_model("byo_broken_import:f", {}, 1, 3)
+    with pytest.raises(ConfigError, match=r"importing module 'byo_broken_syntax' failed: SyntaxError: .*"
+                                          r"\(byo_broken_syntax.py, line 1\)$"):
+        build_model("byo_broken_syntax:f", {}, 1, 3)
+    with pytest.raises(ConfigError, match=r"^model 'student1': arch 'byo_buggy_factory:make' with args "
+                                          r"\{'num_classes': 3\} failed: TypeError: unsupported operand.*"
+                                          r"\(.*byo_buggy_factory.py, line 4\)$"):
+        build_model("byo_buggy_factory:make", {}, 1, 3, owner="model 'student1'")
+    with pytest.raises(ConfigError, match=r"failed: no weights here \(.*byo_buggy_factory.py, line 7\)$"):
+        build_model("byo_buggy_factory:fails", {}, 1, 3)
+    with pytest.raises(ConfigError, match=r"rejected its args \{'widht': 2, 'num_classes': 3\}"):
+        build_model("byo_buggy_factory:make", {"widht": 2}, 1, 3)  # args its signature cannot take: still the args
+    with pytest.raises(ConfigError, match=r"^arch ':make': no module is named before the ':'"):
+        build_model(":make", {}, 1, 3)
+    with pytest.raises(ConfigError, match=r"^arch '.byo_buggy_factory:make': '.byo_buggy_factory' is a relative"):
+        build_model(".byo_buggy_factory:make", {}, 1, 3)
+    for name in ("byo_broken_import", "byo_broken_syntax", "byo_buggy_factory"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
 def test_a_factorys_wrong_argument_is_named_with_a_guess_only_when_one_is_close():
     import pytest
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
+import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,14 +34,7 @@ ZOO: dict[str, Callable[..., nn.Module]] = {"cnn": SmallCNN, "resnet": ResNet, "
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     if ":" in arch:
         module_name, _, attr = arch.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            missing = getattr(exc, "name", None) or ""
-            hint = (f": install it (pip install {missing}), or check the name"  # a top-level package is absent
-                    if missing and "." not in missing and module_name.split(".")[0] == missing else "")
-            raise ConfigError(f"arch '{arch}': cannot import module '{module_name}' ({exc}){hint}") from None
-        factory, owner = module, f"module '{module_name}'"
+        factory, owner = _imported(module_name, arch), f"module '{module_name}'"
         for part in attr.split("."):
             found = getattr(factory, part, None)
             if found is None:
@@ -53,6 +50,45 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
             f"unknown arch '{arch}'{hint}: use one of {sorted(ZOO)} or an import path 'package.module:factory'"
         )
     return ZOO[arch]
+
+
+def _imported(module_name: str, arch: str):
+    """The module an import path names. One of the user's own, beside the config in the folder
+    the command runs in, is found by the ``peerdistill`` command as by ``python -m peerdistill``
+    (which puts that folder on the path): searched last, so it never hides an installed module."""
+    if not module_name or module_name.startswith("."):
+        named = f"'{module_name}' is a relative module name" if module_name else "no module is named"
+        raise ConfigError(f"arch '{arch}': {named} before the ':': write the module's full dotted name "
+                          "(mymodels:Net, package.models:resnet)")
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or ""
+        top = module_name.split(".")[0]
+        here = os.getcwd()
+        if missing == top and here not in sys.path and _holds_module(Path(here), top):
+            sys.path.append(here)
+            return _imported(module_name, arch)
+        hint = (f": install it (pip install {missing}), or check the name; a module of your own is found in the folder "
+                "the command runs in or on PYTHONPATH"  # a top-level package is absent
+                if missing and "." not in missing and top == missing else "")
+        raise ConfigError(f"arch '{arch}': cannot import module '{module_name}' ({exc}){hint}") from None
+    except Exception as exc:  # the module's own code failed (a NameError, a SyntaxError)
+        raise ConfigError(f"arch '{arch}': importing module '{module_name}' failed: {type(exc).__name__}: "
+                          f"{exc}{_raised_at(exc)}") from None
+
+
+def _holds_module(folder: Path, name: str) -> bool:
+    return (folder / f"{name}.py").is_file() or (folder / name).is_dir()
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where an error in a user's code was raised (the innermost frame), for a message that
+    replaces the traceback; a SyntaxError's own message names its line."""
+    if isinstance(exc, SyntaxError):
+        return ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
 
 
 def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int, owner: str = "") -> nn.Module:
@@ -77,12 +113,29 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
     try:
         model = factory(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{_args_hint(kwargs, params)}") from None
+        if _rejects(factory, kwargs, open_ended):
+            raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{_args_hint(kwargs, params)}") from None
+        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: TypeError: {exc}{_raised_at(exc)}") from None
     except Exception as exc:  # a user's or library's factory: its own message says what is wrong
-        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: {exc}") from None
+        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: {exc}{_raised_at(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _rejects(factory: Callable[..., nn.Module], kwargs: dict[str, Any], open_ended: bool) -> bool:
+    """Whether a TypeError from ``factory(**kwargs)`` is about the args: they do not fit its
+    signature, or it passes them on (``**kwargs``) to what may refuse them. Otherwise the
+    error came from inside the factory's own code (a bug there, not in the config)."""
+    if open_ended:
+        return True
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError:
+        return True
+    except ValueError:  # no signature to read (some builtins): as before, the args are blamed
+        return True
+    return False
 
 
 def _checked_arg_types(factory: Callable[..., nn.Module], args: dict[str, Any], who: str) -> dict[str, Any]:
