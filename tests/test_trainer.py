@@ -618,9 +618,12 @@ def test_progress_bars_count_epochs_and_steps_from_where_a_run_resumed_and_are_s
     """A run resumed in epoch 3 (of 5) at step 4 (of 10) shows 2 epochs done and 4 steps done; the
     epoch bar counts the finished epoch and shows its loss and monitor; a step's bar goes when
     its epoch ends. Disabled, nothing is drawn."""
-    from peerdistill.engine.progress import Progress
+    import io
 
-    with Progress(enabled=True) as progress:
+    from peerdistill.engine.progress import Progress
+    from peerdistill.terminal import Console
+
+    with Progress(enabled=True, console=Console(file=io.StringIO(), force_terminal=True)) as progress:
         bar = progress._bar
         task = progress.start_epoch(2, 5, 10, done=4)
         progress.advance(task)
@@ -635,3 +638,20 @@ def test_progress_bars_count_epochs_and_steps_from_where_a_run_resumed_and_are_s
         assert bar.tasks[0].fields["status"] == "loss 0.250  val s1/accuracy 0.5000"
     with Progress(enabled=False) as off:
         assert off._bar is None and off.start_epoch(0, 5, 10) is None
+
+
+def test_progress_in_a_log_is_a_plain_line_per_epoch(monkeypatch):
+    # rich draws its bars once, at the end, where stderr is no terminal: a scheduler's log stayed
+    # empty for the whole run
+    import io
+
+    from peerdistill.engine import progress as progress_module
+    from peerdistill.terminal import Console
+
+    clock = iter([100.0, 100.0 + 3725.4])  # entered; then 1 h 2 min 5.4 s later
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    log = io.StringIO()
+    with progress_module.Progress(enabled=True, console=Console(file=log, width=40)) as progress:
+        assert progress._bar is None and progress.start_epoch(2, 5, 10) is None
+        progress.epoch_done(2, 5, {"train/loss/total": 0.25, "val/s1/accuracy": 0.5}, "s1", "accuracy")
+    assert log.getvalue() == "epoch 3/5  loss 0.250  val s1/accuracy 0.5000  (1:02:05 elapsed)\n"  # unwrapped

@@ -1,7 +1,9 @@
-"""Progress bars (rich) for epochs and batches; silent when disabled."""
+"""Progress for epochs and batches: rich's bars on a terminal, a plain line per epoch in a log
+(a scheduler's or CI's file, a pipe), silent when disabled."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -11,19 +13,28 @@ from ..terminal import Console
 
 
 class Progress:
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, console: Console | None = None):
         self.enabled = enabled
+        self._console = console
         self._bar: RichProgress | None = None
+        self._lines = False  # one plain line per epoch instead of the bars
+        self._epochs = None
 
     def __enter__(self) -> "Progress":
-        if self.enabled:
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                console=Console(stderr=True), transient=False,
-            )
-            self._bar.__enter__()
-            self._epochs = None
+        if not self.enabled:
+            return self
+        console = self._console or Console(stderr=True)
+        # Not a terminal (nor a notebook): rich draws its bars only once, at the end, so a log
+        # would show nothing for hours; an epoch's line is written as it ends instead.
+        if not console.is_terminal and not console.is_jupyter:
+            self._console, self._lines, self._started = console, True, time.monotonic()
+            return self
+        self._bar = RichProgress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            console=console, transient=False,
+        )
+        self._bar.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -46,9 +57,14 @@ class Progress:
             self._bar.remove_task(task_id)
 
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, Any], model: str, metric: str) -> None:
-        if self._bar is None:
+        if self._bar is None and not self._lines:
             return
         value = row.get(f"val/{model}/{metric}", float("nan"))
         loss = row.get("train/loss/total", float("nan"))
-        self._bar.update(self._epochs, completed=epoch + 1,
-                         status=f"loss {loss:.3f}  val {model}/{metric} {value:.4f}")
+        status = f"loss {loss:.3f}  val {model}/{metric} {value:.4f}"
+        if self._lines:
+            elapsed = round(time.monotonic() - self._started)
+            self._console.print(f"epoch {epoch + 1}/{epochs}  {status}  ({elapsed // 3600}:{elapsed // 60 % 60:02d}:"
+                                f"{elapsed % 60:02d} elapsed)", markup=False, highlight=False, soft_wrap=True)
+            return
+        self._bar.update(self._epochs, completed=epoch + 1, status=status)

@@ -114,7 +114,8 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
         model = factory(**kwargs)
     except TypeError as exc:
         if _rejects(factory, kwargs, open_ended):
-            raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{_args_hint(kwargs, params)}") from None
+            hint = _args_hint(kwargs, params)
+            raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{hint}") from None
         raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: TypeError: {exc}{_raised_at(exc)}") from None
     except Exception as exc:  # a user's or library's factory: its own message says what is wrong
         raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: {exc}{_raised_at(exc)}") from None
