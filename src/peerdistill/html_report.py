@@ -28,7 +28,7 @@ from .engine.artifacts import (RunDir, atomic_write_bytes, check_not_a_run_file,
                                      read_json)
 from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
-from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, RunDirError  # noqa: E402
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, PeerdistillWarning, RunDirError  # noqa: E402
 from .engine import run_lock  # noqa: E402
 from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
@@ -395,6 +395,9 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)
     except (CheckpointError, ConfigError, DataError) as exc:  # ConfigError: a model's library is missing here
+        # said on the console too: a page written without its predictions is otherwise only seen when opened
+        warnings.warn(f"the report has no test predictions: the saved models or the data could not be loaded "
+                      f"again ({exc})", PeerdistillWarning, stacklevel=2)
         return section_html(title, [note_html(f"Predictions skipped: the saved models or the data could not be "
                                               f"loaded again ({exc}).")])
     unfinished = [] if RunDir(directory).is_complete else [note_html(
