@@ -622,6 +622,15 @@ def test_a_run_whose_data_cannot_be_read_names_a_fix_that_works(tmp_path, monkey
         said = " ".join(capsys.readouterr().err.split())
         assert "data file 'd.npz' does not exist. The run's data is read where training read it" in said
         assert "run the command from the folder training ran in" in said and "set data.root" not in said
+        assert f"(training read it at '{tmp_path / 'd.npz'}', which is there now)" in said  # the folder to go to
+    capsys.readouterr()
+    assert main(["eval", run]) == 2  # eval takes data.root=: its own advice, and the place
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"data.root=PATH (training read it at '{tmp_path / 'd.npz'}', which is there now)" in said
+    (tmp_path / "d.npz").rename(tmp_path / "moved.npz")
+    assert main(["eval", run]) == 2
+    assert "training read it at" not in capsys.readouterr().err  # gone from there too: no false lead
+    (tmp_path / "moved.npz").rename(tmp_path / "d.npz")
     monkeypatch.chdir(tmp_path)  # where training ran
     assert main(["export", run, "--temperature-scaling"]) == 0
 

@@ -387,9 +387,18 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
         if not saved.root or where is None:
             raise
         found = exc.problem if isinstance(exc, DataPlaceError) else str(exc)  # its advice to set data.root: `where`'s
-        raise DataError(f"{found}. {where.format(root=saved.root)}") from None
+        raise DataError(f"{found}. {where.format(root=saved.root)}{_where_training_read(meta, saved.root)}") from None
     check_unchanged(meta, data)
     return data
+
+
+def _where_training_read(meta: dict[str, Any], root: str) -> str:
+    """A relative data.root counts from the folder a command runs in: where training found it
+    (run.json's absolute ``data_root``), when something is still there, is likely the place."""
+    absolute = meta.get("data_root")
+    if not absolute or Path(root).is_absolute() or not Path(absolute).exists():
+        return ""
+    return f" (training read it at '{absolute}', which is there now)"
 
 
 def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
