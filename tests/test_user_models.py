@@ -449,3 +449,40 @@ def test_a_file_of_another_model_is_refused_naming_its_keys_as_saved(tmp_path):
     torch.save({}, tmp_path / "empty.pth")  # no tensors at all: not a state dict that fits nothing
     with pytest.raises(CheckpointError, match=r"holds no state dict \(found \[\]\)"):
         load_weights(_small_cnn(), tmp_path / "empty.pth", "teacher")
+
+
+class _Logits(nn.Module):
+    """A small MLP whose forward hands its logits on through ``finish`` (what a user's model did)."""
+
+    def __init__(self, finish):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3))
+        self.finish = finish
+
+    def forward(self, x):
+        return self.finish(self.net(x))
+
+
+@pytest.mark.parametrize("finish, error", [
+    (torch.Tensor.detach, r"^model 'student1' returns its logits without a gradient in training \(detached"),
+    (lambda t: t.round().long(), r"^model 'student1' outputs int64 values; the class scores \(logits\) must be "
+                                 r"floating point"),
+])
+def test_a_student_whose_logits_cannot_teach_it_is_refused(tiny_data, finish, error):
+    # it trained silently at ln(3) loss, was shipped and scored, and dragged the ensemble down
+    seed_everything(0)
+    with pytest.raises((ConfigError, DataError), match=error):
+        _fit([_Logits(finish)], None, [], tiny_data)
+
+
+def test_a_model_returning_probabilities_is_warned_of_and_log_probabilities_are_not(tiny_data, recwarn):
+    seed_everything(0)
+    with pytest.warns(PeerdistillWarning, match=r"^model 'teacher' seems to return probabilities .*drop its final "
+                                                 r"Softmax"):
+        _fit([_Logits(lambda t: t)], _Logits(lambda t: t.softmax(dim=1)),
+             preset_edges("kd", "teacher", ["student1"]), tiny_data)
+    recwarn.clear()
+    seed_everything(0)
+    _fit([_Logits(lambda t: t.log_softmax(dim=1))], _Logits(lambda t: t), preset_edges("kd", "teacher", ["student1"]),
+         tiny_data)
+    assert not [w for w in recwarn if "probabilities" in str(w.message)]

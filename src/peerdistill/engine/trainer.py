@@ -316,6 +316,7 @@ class Trainer(RunRecords):
             out = self._probe_forward(x)
             self.run_info["channels_last_fallback"] = str(exc)
         self._check_outputs(out, len(x))
+        self._warn_of_probabilities(out)
         try:  # the last batch of a split may hold one sample
             self._check_outputs(self._probe_forward(x[:1]), 1)
         except (DataError, ConfigError) as exc:
@@ -380,7 +381,27 @@ class Trainer(RunRecords):
 
     def _check_outputs(self, out, batch: int) -> None:
         for name, logits in out.logits.items():
+            if isinstance(logits, torch.Tensor) and not logits.is_floating_point():
+                raise DataError(f"model '{name}' outputs {str(logits.dtype).removeprefix('torch.')} values; "
+                                "the class scores (logits) must be floating point: return them before any "
+                                "rounding or argmax")
             self.task.check_output(name, logits, batch)
+
+    def _warn_of_probabilities(self, out) -> None:
+        """Softmax over a model's probabilities flattens them (the losses apply softmax to what
+        a model returns; at T=4 a teacher's soft targets become almost uniform): a model ending
+        in nn.Softmax trains worse without a word. Random logits are not non-negative rows
+        summing to 1, so this does not fire for an untrained model."""
+        if getattr(self.task, "name", "") not in ("classification", "segmentation"):
+            return
+        for name, logits in out.logits.items():
+            scores = logits.detach().float()
+            if scores.shape[1] > 1 and bool((scores >= 0).all()) and torch.allclose(
+                    scores.sum(dim=1), torch.ones((), device=scores.device), atol=1e-3):
+                warnings.warn(f"model '{name}' seems to return probabilities (its outputs are non-negative and sum "
+                              "to 1 over the classes): peerdistill takes logits and applies softmax itself, so "
+                              "training and distillation see them flattened; drop its final Softmax (a "
+                              "LogSoftmax is fine)", PeerdistillWarning, stacklevel=2)
 
     def _build_runners(self) -> None:
         """How each model runs in training: students of one architecture packed into one
@@ -832,6 +853,7 @@ class Trainer(RunRecords):
                     raise DataError(f"in training mode (its output in eval mode passed the check before "
                                     f"training): {exc}. Of a tuple or list output the first item is taken as "
                                     "the logits: return them first") from None
+                self._check_logits_carry_gradients(out)
                 self._check_features_carry_gradients(out)
                 self._training_outputs_checked = True
             terms = {}
@@ -843,6 +865,16 @@ class Trainer(RunRecords):
             terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
                                            discriminators=self._discriminator_map()))
         return out, terms
+
+    def _check_logits_carry_gradients(self, out) -> None:
+        """A trained model's logits must lead back to its weights: detached ones (``.detach()``,
+        a forward under ``torch.no_grad``) leave it as built, shipped and scored all the same."""
+        for m in self.cohort.trainable:
+            for name in m.output_names():
+                if not out.logits[name].requires_grad:
+                    raise ConfigError(f"model '{name}' returns its logits without a gradient in training "
+                                      "(detached, or computed under torch.no_grad or inference_mode), so it "
+                                      "cannot learn: return them as the layers computed them")
 
     def _check_features_carry_gradients(self, out) -> None:
         """A feature an edge teaches must lead back into its trained model; one recorded inside
