@@ -551,6 +551,34 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
         assert not (tmp_path / "done" / "export").exists() or not any((tmp_path / "done" / "export").iterdir())
 
 
+
+def test_a_signal_after_the_command_is_done_does_not_kill_the_ending_process(capsys):
+    # restored to the default in the ~1 s of flushing and torch's teardown, a scheduler's SIGTERM
+    # killed a finished run's process (143, its table cut short): a --resume then was refused
+    from peerdistill import cli
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert cli.main(["presets"], exiting=True) == 0
+        assert "kd+ml" in capsys.readouterr().out
+        assert all(signal.getsignal(sig) == signal.SIG_IGN for sig in before)
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: this test's process goes on
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        assert cli.main(["presets"]) == 0  # called from Python, as a library: the caller's handlers back
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_a_command_started_with_its_output_closed_runs_without_a_traceback():
+    # a daemon's stdout may be closed (`>&-`): sys.stdout is None, which failed at import
+    done = subprocess.run([sys.executable, "-m", "peerdistill", "presets"], preexec_fn=lambda: os.close(1),
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def test_eval_json_writes_an_undefined_score_as_null(tmp_path, monkeypatch, capsys):
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
     from peerdistill.runs import Scores

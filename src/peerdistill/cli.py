@@ -7,6 +7,7 @@ once. Each command imports what it runs, torch with it, once its arguments are c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -30,8 +31,9 @@ from .json_files import read_json
 from .launcher import launched, launched_rank, launched_world
 
 # Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
-console = Console(width=None if sys.stdout.isatty() else 120)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+# (No stdout at all, as a daemon started with it closed: rich writes nowhere.)
+console = Console(width=None if sys.stdout is not None and sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr is not None and sys.stderr.isatty() else 120)
 
 
 def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
@@ -611,7 +613,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one command; its exit code. ``exiting``: the process ends after it (the
+    ``peerdistill`` command), so a SIGTERM or Ctrl-C arriving once the command is done is
+    ignored rather than killing the process with its output half flushed (a scheduler would
+    read a finished run as killed, and its --resume would then be refused)."""
     parser = build_parser()
     # Positional overrides may come after flags (train --quiet a=b); argparse leaves those over.
     ns, extra = parser.parse_known_args(argv)
@@ -636,7 +642,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run(ns)
     finally:
         for sig, handler in before.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if exiting else handler)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # (closed, or its reader gone: nothing more to say)
+                stream.flush()
 
 
 def _run(ns: argparse.Namespace) -> int:
@@ -793,7 +802,7 @@ def run_and_exit(argv: list[str] | None = None) -> NoReturn:
     under torchrun ends at once after its output (see ``distributed.end_process``), so that
     torch's threads left behind by DDP cannot abort it at exit after a finished run."""
     try:
-        code = main(argv)
+        code = main(argv, exiting=True)
     except Exception:  # a bug's traceback: printed as Python prints it, then ended the same way
         if not _trained_under_torchrun():
             raise
