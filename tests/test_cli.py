@@ -355,6 +355,15 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     assert "holds a run with nothing to resume yet" in " ".join(capsys.readouterr().err.split())
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)  # its checkpoint moved or deleted
     assert "moved or deleted since; start the run again" in " ".join(capsys.readouterr().err.split())
+    # stopped in its first epoch before keeping anything (a requeued job's first try): the same
+    # command starts it again, as --resume has nothing to continue and --overwrite would lose nothing
+    shutil.rmtree(out / "r" / "models")
+    for left in ("metrics.json", "metrics.csv"):
+        (out / "r" / left).unlink(missing_ok=True)
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    assert (f"warning: '{out / 'r'}' held a run stopped in its first epoch, before it kept anything (no checkpoint, "
+            "no model): started again") in " ".join(capsys.readouterr().err.split())
+    assert json.loads((out / "r" / "run.json").read_text())["status"] == "complete"
     run_cli("train", "--resume", out / "gone", "--quiet", expect=2)
     assert f"cannot resume '{out / 'gone'}': no such folder" in " ".join(capsys.readouterr().err.split())
 
@@ -510,10 +519,14 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
         return " ".join(capsys.readouterr().err.split())
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
     assert "interrupted before the first checkpoint: nothing to resume; start the run again" in said()
-    (tmp_path / "r").mkdir()  # as a run leaves it in its first epoch: the same command is refused then
+    (tmp_path / "r").mkdir()  # as a run leaves it in its first epoch: the same command replaces it then
     (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
+    assert f"start the run again (the same command replaces '{tmp_path / 'r'}', which holds nothing yet)" in said()
+    (tmp_path / "r" / "NOTES.txt").write_text("mine")  # not replaced without --overwrite: it holds this
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
     assert f"start the run again with --overwrite (it replaces '{tmp_path / 'r'}', which holds no checkpoint)" in said()
+    (tmp_path / "r" / "NOTES.txt").unlink()
     (tmp_path / "r" / "checkpoints").mkdir(parents=True)  # as a run leaves it after its first checkpoint
     (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"")
     (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
@@ -571,6 +584,22 @@ def test_a_signal_after_the_command_is_done_does_not_kill_the_ending_process(cap
         for sig, handler in before.items():
             signal.signal(sig, handler)
 
+
+
+def test_a_warning_made_an_error_by_the_warnings_filter_is_one_error_line(tmp_path, capsys):
+    # PYTHONWARNINGS=error (a strict CI) turned a warning into a traceback and exit 1
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        run_cli("train", f"out_dir={tmp_path}", "name=w", *FAST, "distill.rampup_epochs=5", "--quiet", expect=2)
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "error: distill.rampup_epochs (5) is not shorter than train.epochs (2): the knowledge terms weigh 6% of their "
+        "weight on average over training (and 17% at its end), so this run distils little; train longer or lower "
+        "distill.rampup_epochs (a warning, raised as an error by Python's warnings filter: PYTHONWARNINGS or -W)")
+    run_cli("train", f"out_dir={tmp_path}", "name=w", *FAST, "distill.rampup_epochs=1", "--quiet")  # its folder: no bar
 
 def test_a_command_started_with_its_output_closed_runs_without_a_traceback():
     # a daemon's stdout may be closed (`>&-`): sys.stdout is None, which failed at import

@@ -905,3 +905,15 @@ def test_a_difference_of_exactly_the_tolerance_passes_and_one_above_it_does_not(
     with pytest.raises(ExportError, match="tolerance 0.0001"):
         export_run(digits_run, model="student1", out=tmp_path / "above.onnx", tolerance=1e-4)
     assert not (tmp_path / "above.onnx").exists()
+
+
+def test_torchs_own_deprecation_notes_do_not_fail_an_export_under_a_strict_warnings_filter(digits_run, tmp_path):
+    # PYTHONWARNINGS=error: torch's exporter warns of its own deprecated calls, which failed the
+    # export as "torch could not export this model"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        result = export_run(digits_run, model="student1", fmt="onnx", out=tmp_path / "s1.onnx")
+    assert result.max_abs_diff < 1e-4

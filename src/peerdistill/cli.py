@@ -662,6 +662,9 @@ def _run(ns: argparse.Namespace) -> int:
             return _interrupted(ns, _ARRIVED[-1])
         _say_once_per_node(str(exc), exc.said_alike)
         return 2
+    except PeerdistillWarning as exc:  # made an error by the warnings filter (PYTHONWARNINGS=error, -W error)
+        _say_once_per_node(f"{exc} (a warning, raised as an error by Python's warnings filter: PYTHONWARNINGS or -W)")
+        return 2
     except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
         return _interrupted(ns, exc)
     except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
@@ -778,7 +781,7 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         # (its node's disk may not be the main process's, which holds the run)
         return "interrupted: the main process (rank 0) says what its run keeps and how to continue"
     if ns.command == "train" and run_dir is not None:  # (set once cmd_train had imported the engine)
-        from .engine.artifacts import RunDir
+        from .engine.artifacts import RunDir, stopped_before_keeping_anything
 
         run = Path(run_dir)
         finished = RunDir(run).is_complete
@@ -788,9 +791,12 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
                     f"--resume {run_dir}")
         if finished:  # --overwrite had not replaced it yet
             return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
-        if run.exists():  # begun: its folder stays, and the same command would be refused
+        if run.exists() and not stopped_before_keeping_anything(run):  # the same command would be refused
             return (f"interrupted before the first checkpoint: nothing to resume; start the run again with "
                     f"--overwrite (it replaces '{run_dir}', which holds no checkpoint)")
+        if run.exists():  # begun, nothing kept: the same command replaces it
+            return (f"interrupted before the first checkpoint: nothing to resume; start the run again (the same "
+                    f"command replaces '{run_dir}', which holds nothing yet)")
         return "interrupted before the first checkpoint: nothing to resume; start the run again"
     if ns.command == "export":  # the file is moved into place only once it is checked
         return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"

@@ -538,7 +538,11 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on absent torchvision ops
     try:
-        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
+            # torch's own deprecation notes from inside the exporter: not the model's, and under
+            # PYTHONWARNINGS=error they failed the export as if the model could not be exported
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["input"], output_names=["output"],
                               dynamic_shapes=(dims,), opset_version=OPSET, external_data=False)
     except ImportError as exc:

@@ -295,6 +295,16 @@ def _not_the_trainers(path: Path) -> list[str]:
                   if p.name not in own and not _is_partial_write(p))
 
 
+def stopped_before_keeping_anything(path: Path) -> bool:
+    """A run folder whose run stopped before its first epoch ended (killed, a setting refused, a
+    non-finite stop): its config and run.json alone, nothing a user or a later epoch put there."""
+    if not (path / RUN_FILE).is_file() or (path / "metrics.json").exists() or _not_the_trainers(path):
+        return False
+    kept = [f for folder in ("models", "heads", "checkpoints") for f in (path / folder).rglob("*")
+            if f.is_file() and not f.name.endswith(".tmp")]
+    return not kept and read_json(path / RUN_FILE).get("status") != "complete"
+
+
 class RunDir:
     """The directory of one run. An existing run is never overwritten unless asked."""
 
@@ -313,6 +323,12 @@ class RunDir:
                 partial.unlink()
         if path.exists() and any(path.iterdir()):
             run_lock.check_free(path)  # neither trained nor deleted beside the process training it
+            if not overwrite and stopped_before_keeping_anything(path):
+                # A job requeued after being stopped in its first epoch runs the same command
+                # again: refusing it (and --resume, with no checkpoint) would need a script.
+                warnings.warn(PeerdistillWarning(f"'{path}' held a run stopped in its first epoch, before it kept "
+                                                 "anything (no checkpoint, no model): started again"), stacklevel=2)
+                overwrite = True
             if not overwrite:
                 if (path / RUN_FILE).is_file() and not (path / "checkpoints" / "last.pt").is_file() \
                         and read_json(path / RUN_FILE).get("status") != "complete":
