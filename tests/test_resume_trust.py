@@ -60,6 +60,32 @@ def test_models_hold_the_reported_best_after_a_resume(tmp_path):
     assert jsonable(evaluate_run(run)["student1"]) == pytest.approx(reported["test_at_best"]["student1"])
 
 
+
+def test_a_run_that_stops_says_so_and_why_in_its_files_and_a_resume_clears_it(tmp_path):
+    # both files said "running" for a run killed or failed: a script polling run folders could
+    # not tell it from one still training
+    run = killed_after_second_epoch(small(tmp_path, "r"))
+    for name in ("run.json", "metrics.json"):
+        record = json.loads(open(f"{run}/{name}").read())
+        assert (record["status"], record["stopped_by"]) == ("stopped", "interrupted (Ctrl-C or SIGTERM)")
+    assert main(["report", run, "--out", str(tmp_path / "r.html")]) == 0
+    assert "<b>status</b>: stopped: interrupted (Ctrl-C or SIGTERM)" in (tmp_path / "r.html").read_text()
+    resumed = json.loads(open(f"{run}/run.json").read())
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    for name in ("run.json", "metrics.json"):
+        record = json.loads(open(f"{run}/{name}").read())
+        assert record["status"] == "complete" and "stopped_by" not in record
+    assert json.loads(open(f"{run}/run.json").read())["resumed_at"] == [{"epoch": 3, "step": 0, "processes": 1}]
+    assert resumed["members"] == json.loads(open(f"{run}/run.json").read())["members"]
+
+    cfg = small(tmp_path, "nan")
+    cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay = "sgd", 1e4, 0.0, 0.0  # non-finite
+    with pytest.raises(Exception) as stopped:
+        train_from_config(cfg, progress=False)
+    record = json.loads(open(f"{tmp_path}/nan/run.json").read())
+    assert record["status"] == "stopped" and record["stopped_by"].endswith(str(stopped.value))
+    assert main(["report", f"{tmp_path}/nan", "--out", str(tmp_path / "nan.html")]) == 2  # stopped in epoch 1
+
 def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys):
     run = killed_after_second_epoch(small(tmp_path, "e"))
     saved = yaml.safe_load(open(f"{run}/config.yaml"))

@@ -181,6 +181,10 @@ def _read_metrics(directory: Path) -> dict[str, Any]:
         if run.is_complete:  # finished: the file was removed since
             raise RunDirError(f"'{directory}' is a finished run without its metrics.json: restore the file, or train "
                               "the run again")
+        meta = read_json(directory / "run.json")
+        if meta.get("status") == "stopped":
+            raise RunDirError(f"'{directory}' has no metrics.json: the run stopped in its first epoch "
+                              f"({meta.get('stopped_by', 'reason not recorded')}); nothing to report")
         raise RunDirError(f"'{directory}' has no metrics.json: the run has not finished its first epoch yet")
     return run.metrics()
 
@@ -197,6 +201,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     training = status != "complete" and run_lock.is_held(directory)
     if status == "running" and not training:  # what the files say, and that no process is at it
         status = "interrupted (no process trains it)"
+    elif status == "stopped":
+        status = f"stopped: {metrics.get('stopped_by') or meta.get('stopped_by') or 'reason not recorded'}"
     facts = [
         ("directory", str(directory)),
         ("task", meta.get("task", "classification")),

@@ -305,6 +305,20 @@ def stopped_before_keeping_anything(path: Path) -> bool:
     return not kept and read_json(path / RUN_FILE).get("status") != "complete"
 
 
+def mark_stopped(run: "RunDir", exc: BaseException) -> None:
+    """run.json's and metrics.json's ``status`` of a run whose training ended without finishing:
+    ``stopped``, and why in ``stopped_by`` (a script polling run folders tells it from one still
+    training; a run killed outright, ``kill -9``, stays ``running``, and its lock is free)."""
+    why = "interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    for path in (run.path / RUN_FILE, run.path / "metrics.json"):
+        try:
+            record = read_json(path) if path.is_file() else None
+            if isinstance(record, dict) and record.get("status") != "complete":
+                write_json(path, {**record, "status": "stopped", "stopped_by": why[:2000]})
+        except Exception:  # noqa: BLE001 - the failure itself is what the command says; the record stays
+            pass
+
+
 class RunDir:
     """The directory of one run. An existing run is never overwritten unless asked."""
 

@@ -33,7 +33,7 @@ from ..capture import FeatureRecorder, unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed, run_lock
-from .artifacts import RunDir, jsonable, read_json, write_json
+from .artifacts import RunDir, jsonable, mark_stopped, read_json, write_json
 from .distributed import World
 from .averaging import WeightAverage
 from .fused import StudentGroup, fusable
@@ -560,13 +560,16 @@ class Trainer(RunRecords):
         if not isinstance(data, DataSplits):
             raise DataError(f"fit takes DataSplits (train, val and test), got a {type(data).__name__}: "
                             "DataSplits.from_arrays(x_train, y_train, x_val, y_val, x_test, y_test) makes one")
+        self._run = None
         try:
             return self._fit(data, resume)
-        except BaseException:
+        except BaseException as exc:
             # Under torchrun: leave the process group at once (no barrier: another process may
             # be stopping too), so this one exits with its message instead of aborting in the
             # group's destructor, and a process still waiting on it fails instead of hanging.
             distributed.abandon(getattr(self, "world", None))
+            if self._run is not None:
+                mark_stopped(self._run, exc)
             raise
         finally:  # the run directory is free for another process (or another fit) again
             run_lock.release(getattr(self, "_run_lock", None))
@@ -603,6 +606,8 @@ class Trainer(RunRecords):
                 now = {"speed": self.speed.to_dict(), "fused_students": self.run_info["fused_students"]}
                 where.update({key: value for key, value in now.items() if jsonable(meta.get(key)) != jsonable(value)})
                 meta.setdefault("resumed_at", []).append(where)
+                meta["status"] = "running"
+                meta.pop("stopped_by", None)
                 write_json(run.path / "run.json", meta)
         self._warn_about_training(data)  # here, so that a refused run or resume says only why
         self._run, self._last_checkpoint = run, time.monotonic()
