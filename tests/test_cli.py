@@ -207,7 +207,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_aft
     with pytest.raises(KeyboardInterrupt):
         train_from_config(validate({**tree, "name": "cut"}), progress=False, callbacks=[crash])
     cut = tmp_path / "runs" / "cut"
-    assert json.loads((cut / "metrics.json").read_text())["status"] == "running"
+    assert json.loads((cut / "metrics.json").read_text())["status"] == "stopped"
     run_cli("train", "--resume", cut, "--quiet")
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed["status"] == "complete" and len(resumed["epochs"]) == 4

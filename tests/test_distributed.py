@@ -922,7 +922,7 @@ def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch
     def ended(code):
         raise Ended(code)
 
-    monkeypatch.setattr(cli, "main", lambda argv=None: 5)
+    monkeypatch.setattr(cli, "main", lambda argv=None, exiting=False: 5)
     monkeypatch.setattr(cli, "launched", lambda: True)
     monkeypatch.setattr(distributed, "joined_before", lambda: joined)
     monkeypatch.setattr(distributed, "end_process", ended)
@@ -930,7 +930,7 @@ def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch
         cli.run_and_exit([])
     assert (caught.value.args[0] if joined else caught.value.code) == 5
 
-    def bug(argv=None):
+    def bug(argv=None, exiting=False):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli, "main", bug)  # an error no handler knows: its traceback, then the same ending

@@ -177,7 +177,7 @@ def test_a_run_killed_after_it_stopped_early_resumes_to_its_final_evaluation_onl
     first._evaluate = killed_at_test
     with pytest.raises(KeyboardInterrupt):
         first.fit(tiny_data)
-    assert read_json(run / "metrics.json")["status"] == "running"
+    assert read_json(run / "metrics.json")["status"] == "stopped"
 
     again = trainer(make_cohort(), train=TrainSpec(epochs=8, batch_size=32, patience=1), run_dir=run)
     again.step = lambda *a, **k: pytest.fail("a run that stopped early trained again after its resume")

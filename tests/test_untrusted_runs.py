@@ -173,3 +173,27 @@ def test_a_library_function_counts_as_a_model_factory_only_when_annotated_to_ret
     assert not _builds_a_model(lister, own=False) and not _builds_a_model(unannotated, own=False)
     # a callable object (a partial binding who knows what) is no function: its own annotation is not trusted
     assert not _builds_a_model(functools.partial(factory), own=False)
+
+
+def test_every_untrusted_factory_of_a_run_is_named_at_once_with_one_value_allowing_them_all(
+        run_naming, tmp_path, capsys, monkeypatch):
+    # refused one model at a time, a run of three modules of one's own took three tries to allow
+    for name in ("mine_a", "mine_b"):
+        (tmp_path / f"{name}.py").write_text("from peerdistill.models import SmallCNN\n\n\n"
+                                             "def net(in_channels, num_classes, width=4):\n"
+                                             "    return SmallCNN(in_channels, num_classes, width=width, depth=1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = run_naming({"arch": "mine_b:net", "args": {"width": 4}})
+    meta = json.loads((run / "run.json").read_text())
+    meta["members"][1]["spec"] = {"arch": "mine_a:net", "args": {"width": 4}}
+    meta["members"][0]["spec"] = {"arch": "peerdistill.models:build_model", "args": {}}
+    (run / "run.json").write_text(json.dumps(meta))
+    assert main(["eval", str(run)]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert ("names model factories that building would import and call, which a run folder from elsewhere may not "
+            "have built: peerdistill.models:build_model (teacher); mine_a:net (student1); mine_b:net (student2)") in said
+    assert "PEERDISTILL_TRUSTED_ARCHS=peerdistill.models:build_model,mine_a,mine_b peerdistill" in said
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_a,mine_b")
+    assert main(["eval", str(run)]) == 2  # the two allowed: the one left is refused alone, in its own words
+    said = " ".join(capsys.readouterr().err.split())
+    assert "(model 'teacher') names 'peerdistill.models:build_model'" in said and "mine_a" not in said

@@ -179,6 +179,16 @@ def test_a_self_distillation_head_inside_a_reentrant_checkpointed_block_is_refus
     assert model.base.stem[0].weight.grad is not None  # the head's loss reaches the layers beneath
 
 
+
+def test_a_self_distillation_head_on_the_reshaped_input_is_refused_naming_that_cause():
+    # blamed on torch.utils.checkpoint, which the model did not use: the layer sees only the input
+    seed_everything(0)
+    model = HeadedModel(_Logits(lambda t: t), ["net.0"], "net.2", 3, torch.zeros(2, 1, 8, 8), owner="model 'student1'")
+    model.train()
+    with pytest.raises(ConfigError, match=r"head layer 'net.0' gives its output without a gradient in training, .*: "
+                                          r"no trainable layer comes before it \(it reshapes the input"):
+        model(torch.randn(2, 1, 8, 8))
+
 def test_a_lazy_layer_loaded_from_a_file_of_another_size_is_named(tmp_path):
     from peerdistill.engine import load_weights, save_weights
     from peerdistill.errors import CheckpointError
@@ -486,3 +496,16 @@ def test_a_model_returning_probabilities_is_warned_of_and_log_probabilities_are_
     _fit([_Logits(lambda t: t.log_softmax(dim=1))], _Logits(lambda t: t), preset_edges("kd", "teacher", ["student1"]),
          tiny_data)
     assert not [w for w in recwarn if "probabilities" in str(w.message)]
+
+
+def test_outputs_that_hide_the_logits_are_named_with_what_they_hold(tiny_data):
+    # a dict of other keys, or a tuple with the features first, was named without its keys or the order
+    seed_everything(0)
+    with pytest.raises(ConfigError, match=r"^model 'student1' returned dict with keys \['feat', 'scores'\]; "
+                                          r"peerdistill needs logits as a tensor"):
+        _fit([_Logits(lambda t: {"scores": t, "feat": t})], None, [], tiny_data)
+    with pytest.raises(DataError, match=r"^model 'student1' outputs 8 classes \(logits \(2, 8\)\) but the data has 3 "
+                                        r"classes: .*for a tuple output, check that its first item is the logits"):
+        features_first = _Logits(lambda t: t)
+        features_first.forward = lambda x: (features_first.net[:3](x), features_first.net(x))
+        _fit([features_first], None, [], tiny_data)

@@ -330,8 +330,9 @@ def as_logits(output: Any, name: str) -> torch.Tensor:
                 return output[key]
     if hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
         return output.logits
+    keys = f" with keys {sorted(map(str, output))}" if isinstance(output, dict) else ""
     raise ConfigError(
-        f"model '{name}' returned {type(output).__name__}; peerdistill needs logits as a tensor, "
+        f"model '{name}' returned {type(output).__name__}{keys}; peerdistill needs logits as a tensor, "
         "a tuple or list starting with the logits, a dict with a 'logits' or 'out' entry, or an "
         "object with a .logits tensor"
     )

@@ -151,8 +151,9 @@ def preset_edges(preset: str, teachers: list[str] | str | None, students: list[s
             raise ConfigError(
                 f"preset '{preset}' compares feature maps but model '{model}' has no feature layer: set its "
                 "feature_layer to a module path (for example 'layer3'); in Python, pass preset_edges("
-                "..., feature_layers={model name: module path}), e.g. {m.name: m.feature_layer for m in "
-                "cohort.members}"
+                "..., feature_layers={model name: module path}), e.g. {'teacher': 'layer3', 'student1': "
+                "'features.2'} (a cohort built with Cohort.from_modules(..., feature_layers={...}) holds them: "
+                "{m.name: m.feature_layer for m in cohort.members})"
             )
         return layers[model]
 

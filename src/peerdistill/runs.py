@@ -40,7 +40,7 @@ from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
 from .per_sample import check_per_sample_path, per_sample_rows, sample_names, write_per_sample
 from .tasks import ClassificationTask, SegmentationTask
-from .trust import check_trusted_arch
+from .trust import MODEL_LIBRARIES, TRUST_VARIABLE, check_trusted_arch
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
@@ -112,14 +112,13 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
             f"model(s) {missing} of '{run.path}' were built in Python, not from an arch spec, so the command line "
             f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
             "load_cohort, evaluate_run, export_run or predict_files")
+    _check_every_arch_trusted([e for e in entries if e["name"] not in (modules or {})], run, trusted_archs)
     members = []
     for entry in entries:
         name, spec = entry["name"], entry.get("spec")
         if modules and name in modules:
             module = modules[name]
         else:
-            check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (model '{name}')", trusted_archs,
-                               spec.get("args"))
             module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"],
                                  owner=f"model '{name}'")
             if spec.get("heads") and with_heads:
@@ -390,6 +389,38 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
         raise DataError(f"{found}. {where.format(root=saved.root)}{_where_training_read(meta, saved.root)}") from None
     check_unchanged(meta, data)
     return data
+
+
+def _check_every_arch_trusted(entries: list[dict[str, Any]], run: RunDir, trusted_archs) -> None:
+    """Every model's factory checked before any is built; the refusals said at once (one at a
+    time, a run of three modules of one's own took three tries to allow), with the value of
+    PEERDISTILL_TRUSTED_ARCHS that would allow them all."""
+    refused = []
+    for entry in entries:
+        spec = entry["spec"]
+        try:
+            check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (model '{entry['name']}')", trusted_archs,
+                               spec.get("args"))
+        except CheckpointError as exc:
+            refused.append((entry["name"], spec["arch"], exc))
+    if len(refused) == 1:
+        raise refused[0][2]
+    if refused:
+        archs = list(dict.fromkeys(arch for _, arch, _ in refused))
+        allow = ",".join(dict.fromkeys(_what_to_trust(arch) for arch in archs))
+        raise CheckpointError(
+            f"'{run.path / 'run.json'}' names model factories that building would import and call, which a run "
+            f"folder from elsewhere may not have built: {'; '.join(f'{arch} ({name})' for name, arch, _ in refused)}. "
+            f"The first, in full: {refused[0][2]}. If they are your own, allow their modules at once: "
+            f"{TRUST_VARIABLE}={allow} peerdistill ... (or name each path)")
+
+
+def _what_to_trust(arch: str) -> str:
+    """A module of one's own is trusted whole; of a model library, the one path only (the
+    library's other modules read files or run what they are given)."""
+    module = arch.partition(":")[0]
+    in_library = any(module == lib or module.startswith(f"{lib}.") for lib in MODEL_LIBRARIES)
+    return arch if in_library else module
 
 
 def _where_training_read(meta: dict[str, Any], root: str) -> str:

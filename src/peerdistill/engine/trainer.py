@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -522,13 +523,21 @@ class Trainer(RunRecords):
                 home.append(m.name)
             else:
                 sets.append([m.name])
-        for alone in [s[0] for s in sets if len(s) == 1]:
+        alones = [s[0] for s in sets if len(s) == 1]
+        for alone in alones:
             module = self.cohort[alone].module
             peer = next((c for c in candidates if c.name != alone and type(c.module) is type(module)), None)
             problem = fusable([module, peer.module]) if peer is not None else None
-            if problem:  # in fusable's words, this student is model 0 and its peer model 1
-                self.run_info.setdefault("fused_students_fallback", {})[alone] = (
-                    f"not packed with {peer.name} (model 1): {problem}")
+            if not problem:
+                continue
+            # in fusable's words, this student is model 0 and its peer model 1
+            named = re.sub(r"\bmodel ([01])\b", lambda found: (alone, peer.name)[int(found.group(1))], problem)
+            fallback = self.run_info.setdefault("fused_students_fallback", {})
+            if peer.name in alones:  # two left alone by one difference: said once, of both
+                pair = ", ".join(n for n in alones if n in (alone, peer.name))
+                fallback.setdefault(pair, named)
+            else:
+                fallback[alone] = f"not packed with {peer.name}: {named}"
         return [s for s in sets if len(s) > 1]
 
     def _step_generator(self, epoch: int, step: int, stream: int = 0) -> torch.Generator:
@@ -891,9 +900,10 @@ class Trainer(RunRecords):
             if not out.features[edge.target][edge.target_layer].requires_grad:
                 raise ConfigError(
                     f"edge {edge.name}: layer '{edge.target_layer}' of '{edge.target}' gives its output without a "
-                    "gradient in training, so the edge cannot teach the model: it runs inside "
-                    "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False) or after frozen layers "
-                    "only; record another layer")
+                    "gradient in training, so the edge cannot teach the model: no trainable layer comes before it "
+                    "(it reshapes the input, or follows frozen layers only), or it runs inside "
+                    "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False); record a layer after a "
+                    "trained one")
 
     def _ddp_runners(self) -> list[nn.Module]:
         return list(self.runners.values()) + [runner for _, runner in self.groups]

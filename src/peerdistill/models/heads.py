@@ -103,9 +103,10 @@ class HeadedModel(nn.Module):
                 # Recorded inside torch.utils.checkpoint(use_reentrant=True): the head would learn,
                 # the layers beneath it nothing from it.
                 raise ConfigError(f"{self._recorder.owner}: head layer '{path}' gives its output without a gradient "
-                                  "in training, so its head cannot teach the layers beneath: it runs inside "
-                                  "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False); or pick "
-                                  "another layer")
+                                  "in training, so its head cannot teach the layers beneath: no trainable layer "
+                                  "comes before it (it reshapes the input, or follows frozen layers only), or it "
+                                  "runs inside torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False); "
+                                  "pick a layer after a trained one")
             heads[path], head_features[path] = head(features[path])
         return {"logits": logits, "heads": heads, "head_features": head_features,
                 "deep_feature": pooled(features[self.deep_layer])}

@@ -87,7 +87,8 @@ class ClassificationTask:
         if tuple(logits.shape) != expected:
             raise DataError(
                 f"model '{name}' outputs {logits.shape[1]} classes (logits {tuple(logits.shape)}) but the data has "
-                f"{self.num_classes} classes: build every teacher and student with num_classes={self.num_classes}"
+                f"{self.num_classes} classes: build every teacher and student with num_classes={self.num_classes} "
+                "(and, for a tuple output, check that its first item is the logits)"
             )
 
 
