@@ -75,6 +75,21 @@ def test_array_errors():
         DataSplits.from_arrays(x, [0, 1, 2, 1], x, [0, 1, 2, 1], x, [0, 1, 2, 1], class_names=["a", "b", "a"])
 
 
+
+def test_a_split_without_a_length_is_refused_with_what_to_give_instead():
+    # an IterableDataset is a Dataset, but a split is counted, shuffled by index and batched whole
+    from torch.utils.data import IterableDataset, TensorDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield torch.zeros(1, 8, 8), 0
+
+    mapped = TensorDataset(torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(DataError, match=r"^the val split is a Stream without a length \(an IterableDataset, a "
+                                        r"stream\): DataSplits takes map-style datasets"):
+        DataSplits(mapped, Stream(), mapped, num_classes=2, class_names=["a", "b"], input_shape=(1, 8, 8))
+    assert len(DataSplits(mapped, mapped, mapped, num_classes=2, class_names=["a", "b"], input_shape=(1, 8, 8)).val) == 4
+
 def test_feature_vectors_are_standardised_feature_by_feature():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 3)) * np.array([5000.0, 0.01, 1.0]) + np.array([100.0, -2.0, 0.0])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset, Dataset, IterableDataset
 
 from ..errors import DataError, SplitError
 
@@ -63,6 +63,13 @@ class DataSplits:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        for name in ("train", "val", "test"):
+            split = getattr(self, name)
+            if isinstance(split, IterableDataset) or not hasattr(split, "__len__"):
+                # splits are counted, shuffled by index and cut into whole batches: a stream has no length
+                raise DataError(f"the {name} split is a {type(split).__name__} without a length (an "
+                                "IterableDataset, a stream): DataSplits takes map-style datasets, with __len__ and "
+                                "__getitem__; gather the samples into a list or tensors first")
         if len(self.class_names) != self.num_classes:
             raise DataError(f"class_names has {len(self.class_names)} names for num_classes={self.num_classes}: "
                             "give one name per class, in label order")
