@@ -283,6 +283,9 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["train", "train.monitor=ensemble/loss", "train.epochs=1"], "train.monitor 'ensemble/loss'"),
     (["train", "teacher.args.num_classes=5", "train.epochs=1"], "'teacher' outputs 5 classes"),
     (["train", "teacher.arch=resnet9000"], "unknown arch 'resnet9000'"),
+    (["train", "students.1.arch=tests.test_api:factory_with_kwargs"],  # the default's args {width, depth} stay
+     "if you changed its arch on the command line, the config's students.1.args stayed: give the new model's with it "
+     "(students.1.args={} for none)"),
     (["train", "teacher.args.wdth=3"], "model 'teacher': arch 'cnn' rejected its args"),
     (["train", "students.1.args.widht=3"], "('widht': did you mean 'width'?); it takes in_channels, num_classes, width, depth"),
     (["train", "teacher.frozen=true", "teacher.checkpoint=nope.safetensors"], "nope.safetensors' for teacher does not exist"),

@@ -24,10 +24,12 @@ from .tasks.classification import balanced_class_weights
 
 
 def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
-                        saved: bool = False):
-    """The model of one config entry; wrapped with self-distillation heads when it has any.
-    ``saved``: the entry of a run that trained so (resumed), whose head layers are not judged again."""
-    module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'")
+                        saved: bool = False, key: str = ""):
+    """The model of one config entry (at ``key``, ``students.0``); wrapped with self-distillation
+    heads when it has any. ``saved``: the entry of a run that trained so (resumed), whose head
+    layers are not judged again."""
+    module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'",
+                         args_key=f"{key}.args" if key else "")
     if spec.checkpoint:
         load_weights(module, checkpoint_file(spec.checkpoint, name), name)
     if spec.heads:
@@ -104,7 +106,9 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
         # (masks' and boxes' classes are checked since this run may have begun: a resumed one is not stopped)
         if spec.checkpoint and (not saved or cfg.task == "classification"):
             _check_same_classes(spec.checkpoint, name, data, cfg.task)
-        module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved)
+        key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
+            f"students.{i - len(teachers)}"
+        module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
         layer = spec.feature_layer or default_feature_layer(module)
         if saved and layer and not names_module(module, layer):
             layer = None  # saved before unread layers were checked: none of its edges reads it

@@ -91,12 +91,14 @@ def _raised_at(exc: BaseException) -> str:
     return f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
 
 
-def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int, owner: str = "") -> nn.Module:
+def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int, owner: str = "",
+                args_key: str = "") -> nn.Module:
     """Build a model; ``in_channels`` and ``num_classes`` are passed when the factory names them
     and the config did not set them. ``num_classes`` also goes to a factory taking ``**kwargs``
     (torchvision's ``resnet18``, ``timm.create_model``: both pass it on); ``in_channels`` does
     not, as libraries name it differently (timm: ``in_chans``; set it in ``args``). ``owner``
-    (``model 'student2'``) starts error messages."""
+    (``model 'student2'``) starts error messages; ``args_key`` (``students.1.args``) is where a
+    config gave ``args``."""
     factory = resolve_factory(arch)
     kwargs = dict(args)
     try:
@@ -115,6 +117,9 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
     except TypeError as exc:
         if _rejects(factory, kwargs, open_ended):
             hint = _args_hint(kwargs, params)
+            if args and args_key:  # from the embedded default or a config file, the arch changed since by an override
+                hint += (f"; if you changed its arch on the command line, the config's {args_key} stayed: give "
+                         f"the new model's with it ({args_key}={{}} for none)")
             raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{hint}") from None
         raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: TypeError: {exc}{_raised_at(exc)}") from None
     except Exception as exc:  # a user's or library's factory: its own message says what is wrong
