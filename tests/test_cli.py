@@ -260,7 +260,7 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     assert "paired difference from independent" in out
     # a second call reuses the finished runs instead of training again
     run_cli("compare", cfg, "--presets", "independent,kd+ml", "--seeds", "2", "--quiet")
-    assert capsys.readouterr().out.count("reusing finished run") == 4
+    assert capsys.readouterr().err.count("reusing finished run") == 4
     # another baseline turns the signs round; one that was not compared is refused before any run
     run_cli("compare", cfg, "--presets", "independent,kd+ml", "--seeds", "2", "--quiet", "--baseline", "kd+ml")
     flipped = {(d["model"], d["metric"]): d for d in csv.DictReader((directory / "differences.csv").open())}

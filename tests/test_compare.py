@@ -54,7 +54,7 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
     checkpoint.write_bytes(good)
     capsys.readouterr()
     again = compare(tree, ["kd"], 2, progress=False)
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "kd, seed 0: reusing finished run" in printed
     assert "kd, seed 1: resuming unfinished run" in printed
     run = again.directory / "kd-seed1"
@@ -94,7 +94,7 @@ def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp
     for seed, action in enumerate(["reuse", "continue after epoch 1", "train"]):
         assert re.search(rf"independent +│ {seed} +│ \S+seed{seed} +│ {action}", plan), plan
     compare(changed, ["independent"], 3, progress=False)
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "seed 0: reusing finished run" in printed and "seed 1: resuming unfinished run" in printed
     assert "independent, seed 2 ->" in printed
     for seed in range(3):
@@ -243,11 +243,11 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     capsys.readouterr()
     compare(tree, ["kd"], 1, progress=False)
-    assert "reusing finished run" in capsys.readouterr().out
+    assert "reusing finished run" in capsys.readouterr().err
     # how it runs (device, evaluation batch, workers) leaves a finished run's results as they are
     compare({**tree, "device": "cpu", "train": {**tree["train"], "eval_batch_size": 64, "num_workers": 0}},
             ["kd"], 1, progress=False)
-    assert "reusing finished run" in capsys.readouterr().out
+    assert "reusing finished run" in capsys.readouterr().err
     older["train"]["batch_size"] = 64  # a real difference is still refused
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     with pytest.raises(RunDirError, match=r"holds a run with a different config \(train.batch_size: 64 in the "
@@ -286,7 +286,7 @@ def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, ca
     first.directory.rename(moved)
     capsys.readouterr()
     again = compare(tree, ["kd"], 1, progress=False, teacher_from="independent", out=moved)
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert printed.count("reusing finished run") == 2 and " -> " not in printed, printed
     assert again.markdown == first.markdown
     # an unfinished run of a moved comparison continues from its checkpoint too
@@ -297,7 +297,7 @@ def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, ca
     moved.rename(tmp_path / "third")
     capsys.readouterr()
     last = compare(tree, ["kd"], 1, progress=False, teacher_from="independent", out=tmp_path / "third")
-    assert "resuming unfinished run" in capsys.readouterr().out
+    assert "resuming unfinished run" in capsys.readouterr().err
     assert last.markdown == first.markdown
 
 
@@ -347,7 +347,7 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     assert "<tr><th>kd (frozen teacher)</th>" in page and "<tr><th>independent</th>" in page
     capsys.readouterr()
     compare(tree, ["kd"], 2, progress=False, teacher_from="independent")
-    assert capsys.readouterr().out.count("reusing finished run") == 4
+    assert capsys.readouterr().err.count("reusing finished run") == 4
     # the source trained again (say on a GPU, not bit for bit): its students are not reused
     source = directory / "independent-seed1" / "models" / "teacher.safetensors"
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(source).items()}, source)
@@ -430,7 +430,7 @@ def test_runs_trained_in_parallel_processes_match_the_runs_trained_one_by_one(tm
         parallel = compare(tree, ["kd"], 2, progress=False, teacher_from="independent", jobs=2)
     finally:
         torch.set_num_threads(threads)
-    printed = " ".join(capfd.readouterr().out.split())  # the workers print too
+    printed = " ".join(capfd.readouterr().err.split())  # the workers print too
     assert jsonable(parallel.rows) == jsonable(one_by_one.rows)
     assert re.search(r"kd \(frozen teacher\), seed \d: done \(4 of 4\)", printed)  # one pool, teachers first
     # each frozen run started after the run that trained its teacher had finished
@@ -991,7 +991,7 @@ def test_a_finished_run_without_its_metrics_or_a_folder_with_only_its_config_is_
     assert re.search(r"independent +│ 0 +│ \S+seed0 +│ train", plan), plan
     assert re.search(r"independent +│ 1 +│ \S+seed1 +│ train", plan), plan
     again = compare(tree, ["independent"], 2, progress=False)
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "independent, seed 1 ->" in printed and "resuming" not in printed
     assert jsonable(again.rows) == jsonable(whole.rows)  # deterministic: the same figures as the first time
 

@@ -176,7 +176,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     try:
         if overwrite:
             on_main(world, lambda: _replace(plans, directory))
-        results = run_all(plans, overwrite, progress, console, jobs, world)
+        # which run starts, is reused or is done: progress, on stderr; stdout keeps the tables
+        status = Console(stderr=True, soft_wrap=True, quiet=console.quiet)
+        results = run_all(plans, overwrite, progress, status, jobs, world)
     except PeerdistillError as exc:
         abandon(world)
         if overwrite and any((plan.run_dir / REPLACE_MARK).is_file() for plan in plans):

@@ -259,7 +259,7 @@ def gpus_to_share(plans: list[Plan]) -> list[str]:
 
 def _run_quietly(plan: Plan, overwrite: bool, quiet: bool) -> dict[str, Any]:
     # In a worker process: one line per run instead of progress bars that would interleave.
-    return run_or_reuse(plan, overwrite, False, Console(soft_wrap=True, quiet=quiet))
+    return run_or_reuse(plan, overwrite, False, Console(stderr=True, soft_wrap=True, quiet=quiet))
 
 
 def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console,
