@@ -382,7 +382,8 @@ class RunDir:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RunDirError(f"cannot create the run directory '{path}': {exc.strerror}; choose another out_dir") from None
+            raise RunDirError(f"cannot create the run directory '{path}': {exc.strerror}; choose another out_dir "
+                              "(for compare: --out)") from None
         return cls(path)
 
     @classmethod
