@@ -177,3 +177,26 @@ def test_two_overwrites_starting_at_once_never_both_replace_the_run(tmp_path, mo
     with pytest.raises(RunDirError, match="is being trained by another process"):
         RunDir.create(run, overwrite=True)
     assert (tmp_path / ".deleting-run.1" / "run.json").is_file()  # the other's to delete, untouched here
+
+
+def test_a_run_that_kept_nothing_is_started_again_only_where_a_live_one_would_hold_its_lock(
+        tmp_path, capsys, monkeypatch):
+    # stopped in its first epoch, a folder of config.yaml and run.json is replaced by the same
+    # command; one in training holds its lock, but where runs are not locked it looks the same
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    (run / "config.yaml").write_text("{}")
+    held = run_lock.hold(run)
+    try:
+        assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 2
+        assert BUSY in " ".join(capsys.readouterr().err.split())
+    finally:
+        run_lock.release(held)
+    monkeypatch.setattr(run_lock, "fcntl", None)  # a file system without flock
+    assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 2
+    assert "holds a run with nothing to resume yet" in " ".join(capsys.readouterr().err.split())
+    assert json.loads((run / "run.json").read_text()) == {"status": "running"}  # left as it was
+    monkeypatch.undo()
+    assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 0
+    assert "held a run stopped in its first epoch" in capsys.readouterr().err

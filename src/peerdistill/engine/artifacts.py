@@ -337,9 +337,10 @@ class RunDir:
                 partial.unlink()
         if path.exists() and any(path.iterdir()):
             run_lock.check_free(path)  # neither trained nor deleted beside the process training it
-            if not overwrite and stopped_before_keeping_anything(path):
+            if not overwrite and stopped_before_keeping_anything(path) and run_lock.is_locked_here(path):
                 # A job requeued after being stopped in its first epoch runs the same command
-                # again: refusing it (and --resume, with no checkpoint) would need a script.
+                # again: refusing it (and --resume, with no checkpoint) would need a script. Not
+                # where runs are not locked: a run in its first epoch elsewhere looks the same.
                 warnings.warn(PeerdistillWarning(f"'{path}' held a run stopped in its first epoch, before it kept "
                                                  "anything (no checkpoint, no model): started again"), stacklevel=2)
                 overwrite = True

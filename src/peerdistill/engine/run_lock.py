@@ -89,6 +89,14 @@ def check_free(path: str | Path) -> None:
         release(hold(path))
 
 
+def is_locked_here(path: str | Path) -> bool:
+    """Whether run directory ``path`` can be locked on this system (so a process training it
+    would hold its lock); a ``RunDirError`` when one does now."""
+    fd = hold(path)
+    release(fd)
+    return fd is not None
+
+
 def is_held(path: str | Path) -> bool:
     """Whether a process trains the run directory ``path`` now (readers say so; nothing is held)."""
     try:
