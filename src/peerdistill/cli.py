@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     train.add_argument("--resume", metavar="RUN_DIR", type=_given, help="continue an interrupted run from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    train.add_argument("--quiet", action="store_true", help="no progress (bars on a terminal, a line per epoch in a log)")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress (bars on a terminal, a line per epoch in a log)")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="score the saved models of a run on a split or other data")

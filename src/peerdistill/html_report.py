@@ -28,7 +28,8 @@ from .engine.artifacts import (RunDir, atomic_write_bytes, check_not_a_run_file,
                                      read_json)
 from .engine.evaluate import ENSEMBLE, split_probabilities  # noqa: E402
 from .config import load_saved_config  # noqa: E402
-from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, PeerdistillWarning, RunDirError  # noqa: E402
+from .errors import (CheckpointError, ConfigError, DataError, PeerdistillError, PeerdistillWarning,  # noqa: E402
+                     RunDirError)
 from .engine import run_lock  # noqa: E402
 from .metrics import ECE_BINS, expected_calibration_error, per_class_part, reliability_bins  # noqa: E402
 from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
