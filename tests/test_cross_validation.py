@@ -150,7 +150,7 @@ def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp
     evaluated = evaluate_run(result.directory / runs[2])  # eval reads the run's own fold again
     assert evaluated["ensemble"]["accuracy"] == pytest.approx(tested[2])
     compare(tree, None, 1, folds=3, progress=False)  # a second time: every fold's run is reused
-    assert capsys.readouterr().out.count("reusing finished run") == 3
+    assert capsys.readouterr().err.count("reusing finished run") == 3
     with pytest.raises(ConfigError, match="--folds must be 2 to 1000 \\(got 1\\)"):
         compare(tree, None, 1, folds=1, progress=False)
 
