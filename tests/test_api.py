@@ -125,6 +125,36 @@ def test_a_module_of_ones_own_in_the_working_folder_is_found_without_python_dash
     monkeypatch.delitem(sys.modules, "byo_models_in_cwd")
 
 
+def test_a_model_librarys_name_is_never_imported_from_the_working_folder(tmp_path, monkeypatch):
+    # a run folder holding torchvision/ would otherwise run its code as trust.py checks a library arch
+    import importlib.util
+    import os
+    import sys
+
+    import pytest
+
+    from peerdistill.errors import CheckpointError, ConfigError
+    from peerdistill.models import build_model
+    from peerdistill.trust import check_trusted_arch
+
+    marker = tmp_path / "ran"
+    for name in ("torchvision", "timm"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('{name}')\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd(), str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    for arch in ("torchvision.models:resnet18", "timm:create_model"):
+        if importlib.util.find_spec(arch.partition(".")[0].partition(":")[0]) is not None:
+            continue  # installed (the GPU machine has both): the working folder is never searched
+        try:
+            check_trusted_arch(arch, "run.json")  # what eval does first with a run folder's arch
+            build_model(arch, {} if "resnet" in arch else {"model_name": "resnet18"}, 3, 2)
+        except (CheckpointError, ConfigError) as exc:
+            assert "pip install" in str(exc)  # not installed here: said so, and nothing of the folder's ran
+        assert not marker.exists()
+    assert str(tmp_path) not in sys.path
+
+
 def test_errors_in_a_users_own_module_or_factory_name_its_file_and_line(tmp_path, monkeypatch):
     # a traceback (exit 1) or "rejected its args" sent the user to the config for a bug in their code
     import sys
@@ -138,7 +168,8 @@ def test_errors_in_a_users_own_module_or_factory_name_its_file_and_line(tmp_path
     (tmp_path / "byo_broken_syntax.py").write_text("def f(:\n")
     (tmp_path / "byo_buggy_factory.py").write_text(
         "from torch import nn\n\ndef make(num_classes):\n    return nn.Linear(4, num_classes) + 1\n\n"
-        "def fails(num_classes):\n    raise ValueError('no weights here')\n")
+        "def fails(num_classes):\n    raise ValueError('no weights here')\n\n"
+        "def bad_size(num_classes):\n    return nn.Linear(4, None)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("byo_broken_import", "byo_broken_syntax", "byo_buggy_factory"):
         monkeypatch.delitem(sys.modules, name, raising=False)
@@ -155,6 +186,10 @@ def test_errors_in_a_users_own_module_or_factory_name_its_file_and_line(tmp_path
         build_model("byo_buggy_factory:make", {}, 1, 3, owner="model 'student1'")
     with pytest.raises(ConfigError, match=r"failed: no weights here \(.*byo_buggy_factory.py, line 7\)$"):
         build_model("byo_buggy_factory:fails", {}, 1, 3)
+    # refused inside torch: the user's line first (torch's alone lost it), then where it was raised
+    with pytest.raises(ConfigError, match=r"failed: TypeError: .* \(.*byo_buggy_factory.py, line 10; raised in "
+                                          r".*torch.*linear.py, line \d+\)$"):
+        build_model("byo_buggy_factory:bad_size", {}, 1, 3)
     with pytest.raises(ConfigError, match=r"rejected its args \{'widht': 2, 'num_classes': 3\}"):
         build_model("byo_buggy_factory:make", {"widht": 2}, 1, 3)  # args its signature cannot take: still the args
     with pytest.raises(ConfigError, match=r"^arch ':make': no module is named before the ':'"):

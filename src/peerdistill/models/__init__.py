@@ -12,6 +12,7 @@ import importlib
 import inspect
 import os
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +67,8 @@ def _imported(module_name: str, arch: str):
         missing = getattr(exc, "name", None) or ""
         top = module_name.split(".")[0]
         here = os.getcwd()
-        if missing == top and here not in sys.path and _holds_module(Path(here), top):
+        if (missing == top and top not in _model_library_packages() and here not in sys.path
+                and _holds_module(Path(here), top)):
             sys.path.append(here)
             return _imported(module_name, arch)
         hint = (f": install it (pip install {missing}), or check the name; a module of your own is found in the folder "
@@ -78,17 +80,45 @@ def _imported(module_name: str, arch: str):
                           f"{exc}{_raised_at(exc)}") from None
 
 
+def _model_library_packages() -> set[str]:
+    """The packages trust.py lets a run folder from elsewhere name without being trusted: a copy
+    of one in the working folder (a run folder holding ``torchvision/``) must never stand in for
+    the library, or checking a run's arch would run the folder's code."""
+    from ..trust import MODEL_LIBRARIES  # trust imports this module
+
+    return {library.split(".")[0] for library in MODEL_LIBRARIES}
+
+
 def _holds_module(folder: Path, name: str) -> bool:
     return (folder / f"{name}.py").is_file() or (folder / name).is_dir()
 
 
 def _raised_at(exc: BaseException) -> str:
-    """Where an error in a user's code was raised (the innermost frame), for a message that
-    replaces the traceback; a SyntaxError's own message names its line."""
+    """Where an error in a user's code was raised, for a message that replaces the traceback: the
+    innermost frame of their own code (not torch's, where a bad size they passed is refused), and
+    the innermost one when that differs. A SyntaxError's own message names its line."""
     if isinstance(exc, SyntaxError):
         return ""
     frames = traceback.extract_tb(exc.__traceback__)
-    return f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    if not frames:
+        return ""
+    innermost = frames[-1]
+    own = next((frame for frame in reversed(frames) if not _is_installed_code(frame.filename)), innermost)
+    where = f"{own.filename}, line {own.lineno}"
+    if own is not innermost:
+        where += f"; raised in {innermost.filename}, line {innermost.lineno}"
+    return f" ({where})"
+
+
+def _is_installed_code(filename: str) -> bool:
+    """Python's, an installed library's (torch) or peerdistill's own: not where a user's bug is.
+    ``<frozen importlib._bootstrap>`` and the like are Python's too."""
+    if filename.startswith("<"):
+        return True
+    paths = sysconfig.get_paths()
+    places = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")} | {str(Path(__file__).parents[1])}
+    real = os.path.realpath(filename)
+    return any(real == place or real.startswith(os.path.join(os.path.realpath(place), "")) for place in places)
 
 
 def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int, owner: str = "",
