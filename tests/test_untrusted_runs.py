@@ -197,3 +197,26 @@ def test_every_untrusted_factory_of_a_run_is_named_at_once_with_one_value_allowi
     assert main(["eval", str(run)]) == 2  # the two allowed: the one left is refused alone, in its own words
     said = " ".join(capsys.readouterr().err.split())
     assert "(model 'teacher') names 'peerdistill.models:build_model'" in said and "mine_a" not in said
+
+
+def test_the_value_allowing_several_refusals_keeps_what_is_trusted_and_names_paths_reached_through_it(
+        run_naming, tmp_path, capsys, monkeypatch):
+    # trusting the module again cannot allow a path reached through it: the advice, followed, failed
+    (tmp_path / "mine_c.py").write_text("from peerdistill.models import SmallCNN\n\n\n"
+                                        "def net(in_channels, num_classes, width=4):\n"
+                                        "    return SmallCNN(in_channels, num_classes, width=width, depth=1)\n")
+    (tmp_path / "mine_d.py").write_text((tmp_path / "mine_c.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = run_naming({"arch": "mine_d:net", "args": {"width": 4}})
+    meta = json.loads((run / "run.json").read_text())
+    meta["members"][1]["spec"] = {"arch": "mine_c:SmallCNN", "args": {"width": 4, "depth": 1}}
+    meta["members"][0]["spec"] = {"arch": "mine_c:net", "args": {"width": 8}}
+    (run / "run.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_c")
+    assert main(["eval", str(run)]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "mine_c:SmallCNN (student1); mine_d:net (student2)" in said
+    assert "PEERDISTILL_TRUSTED_ARCHS=mine_c,mine_c:SmallCNN,mine_d peerdistill" in said
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_c,mine_c:SmallCNN,mine_d")  # the advice, followed
+    main(["eval", str(run)])
+    assert "PEERDISTILL_TRUSTED_ARCHS" not in capsys.readouterr().err

@@ -40,7 +40,7 @@ from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
 from .per_sample import check_per_sample_path, per_sample_rows, sample_names, write_per_sample
 from .tasks import ClassificationTask, SegmentationTask
-from .trust import MODEL_LIBRARIES, TRUST_VARIABLE, check_trusted_arch
+from .trust import TRUST_VARIABLE, UntrustedArchError, check_trusted_arch, trusted_now
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
@@ -383,10 +383,13 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
     try:
         data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
-        if not saved.root or where is None:
-            raise
-        found = exc.problem if isinstance(exc, DataPlaceError) else str(exc)  # its advice to set data.root: `where`'s
-        raise DataError(f"{found}. {where.format(root=saved.root)}{_where_training_read(meta, saved.root)}") from None
+        if not saved.root or where is None or _read_where_training_read(meta, saved.root):
+            raise  # the place is right: what is wrong is in the data, and its own message says what
+        if not isinstance(exc, DataPlaceError):
+            raise DataError(f"{exc}. {where.format(root=saved.root)}") from None
+        # its advice to set data.root is replaced by `where`'s
+        raise DataError(f"{exc.problem}. {where.format(root=saved.root)}{_where_training_read(meta, saved.root)}") \
+            from None
     check_unchanged(meta, data)
     return data
 
@@ -394,38 +397,38 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
 def _check_every_arch_trusted(entries: list[dict[str, Any]], run: RunDir, trusted_archs) -> None:
     """Every model's factory checked before any is built; the refusals said at once (one at a
     time, a run of three modules of one's own took three tries to allow), with the value of
-    PEERDISTILL_TRUSTED_ARCHS that would allow them all."""
+    PEERDISTILL_TRUSTED_ARCHS that would allow them all: what it holds now, and for each refusal
+    a module of one's own, or the one path (of a model library, or reached through a module
+    already trusted)."""
     refused = []
     for entry in entries:
         spec = entry["spec"]
         try:
             check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (model '{entry['name']}')", trusted_archs,
                                spec.get("args"))
-        except CheckpointError as exc:
+        except UntrustedArchError as exc:
             refused.append((entry["name"], spec["arch"], exc))
     if len(refused) == 1:
         raise refused[0][2]
     if refused:
-        archs = list(dict.fromkeys(arch for _, arch, _ in refused))
-        allow = ",".join(dict.fromkeys(_what_to_trust(arch) for arch in archs))
+        allow = ",".join(dict.fromkeys([*trusted_now(), *(exc.allow for _, _, exc in refused)]))
         raise CheckpointError(
             f"'{run.path / 'run.json'}' names model factories that building would import and call, which a run "
             f"folder from elsewhere may not have built: {'; '.join(f'{arch} ({name})' for name, arch, _ in refused)}. "
-            f"The first, in full: {refused[0][2]}. If they are your own, allow their modules at once: "
-            f"{TRUST_VARIABLE}={allow} peerdistill ... (or name each path)")
+            f"The first, in full: {refused[0][2]}. If they are your own, allow them all at once: "
+            f"{TRUST_VARIABLE}={allow} peerdistill ...")
 
 
-def _what_to_trust(arch: str) -> str:
-    """A module of one's own is trusted whole; of a model library, the one path only (the
-    library's other modules read files or run what they are given)."""
-    module = arch.partition(":")[0]
-    in_library = any(module == lib or module.startswith(f"{lib}.") for lib in MODEL_LIBRARIES)
-    return arch if in_library else module
+def _read_where_training_read(meta: dict[str, Any], root: str) -> bool:
+    """Whether data.root, from the folder the command runs in, is the place training read
+    (run.json's absolute ``data_root``)."""
+    absolute = meta.get("data_root")
+    return bool(absolute) and Path(root).resolve() == Path(absolute).resolve()
 
 
 def _where_training_read(meta: dict[str, Any], root: str) -> str:
-    """A relative data.root counts from the folder a command runs in: where training found it
-    (run.json's absolute ``data_root``), when something is still there, is likely the place."""
+    """A relative data.root counts from the folder a command runs in: where training found it,
+    when something is still there, is likely the place."""
     absolute = meta.get("data_root")
     if not absolute or Path(root).is_absolute() or not Path(absolute).exists():
         return ""

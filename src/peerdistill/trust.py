@@ -34,6 +34,20 @@ FILE_ARGUMENTS = ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay",
 TRUST_VARIABLE = "PEERDISTILL_TRUSTED_ARCHS"
 
 
+class UntrustedArchError(CheckpointError):
+    """A run folder's model that may not be built; ``allow`` is what PEERDISTILL_TRUSTED_ARCHS
+    would need to hold to allow it (a module of one's own, or the one path)."""
+
+    def __init__(self, message: str, allow: str):
+        super().__init__(message)
+        self.allow = allow
+
+
+def trusted_now() -> list[str]:
+    """The entries PEERDISTILL_TRUSTED_ARCHS holds."""
+    return [entry.strip() for entry in os.environ.get(TRUST_VARIABLE, "").split(",") if entry.strip()]
+
+
 def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
                        args: Mapping[str, Any] | None = None) -> None:
     """Refuse (CheckpointError naming ``where``) a model that ``arch`` and ``args`` would build by
@@ -41,7 +55,7 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
     if ":" not in arch:
         return  # a zoo name (an unknown one fails as such)
     module = arch.partition(":")[0]
-    listed = [a.strip() for a in (*trusted, *os.environ.get(TRUST_VARIABLE, "").split(","))]
+    listed = [a.strip() for a in trusted] + trusted_now()
     if arch in listed:
         return
     package = next((a for a in listed if a and _within(module, a)), None)
@@ -49,30 +63,32 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
         defined_in = getattr(resolve_factory(arch), "__module__", None) or ""
         if _within(defined_in, package):
             return
-        raise CheckpointError(f"{where} names '{arch}', which is not defined in '{package}' (the module "
-                              f"{TRUST_VARIABLE} trusts) but in '{defined_in}', reached through it: if you know what "
-                              f"it calls, add the path itself to {TRUST_VARIABLE} (comma-separated: "
-                              f"{TRUST_VARIABLE}={package},{arch})")
+        raise UntrustedArchError(f"{where} names '{arch}', which is not defined in '{package}' (the module "
+                                 f"{TRUST_VARIABLE} trusts) but in '{defined_in}', reached through it: if you know "
+                                 f"what it calls, add the path itself to {TRUST_VARIABLE} (comma-separated: "
+                                 f"{TRUST_VARIABLE}={package},{arch})", allow=arch)
     library = next((lib for lib in MODEL_LIBRARIES if _within(module, lib)), None)
     if library is None:
-        raise CheckpointError(f"{where} names the model factory '{arch}': building the model would import and call "
-                              "it, so a run folder from elsewhere could run any code. If it is your own model, allow "
-                              f"its module: {TRUST_VARIABLE}={module} peerdistill ... (or {TRUST_VARIABLE}={arch})")
+        raise UntrustedArchError(f"{where} names the model factory '{arch}': building the model would import and "
+                                 "call it, so a run folder from elsewhere could run any code. If it is your own model, "
+                                 f"allow its module: {TRUST_VARIABLE}={module} peerdistill ... (or "
+                                 f"{TRUST_VARIABLE}={arch})", allow=module)
     factory = resolve_factory(arch)  # imports a module of the model library only
     if not (_within(getattr(factory, "__module__", None) or "", MODEL_LIBRARIES[library])
             and _builds_a_model(factory, own=library == "peerdistill.models")):
-        raise CheckpointError(f"{where} names '{arch}', which is not a model class or model factory of {library} "
-                              "(a class of torch.nn.Module, or a function declared to return one): a run folder from "
-                              "elsewhere could call anything reachable from the library this way. If the run is "
-                              f"yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...")
+        raise UntrustedArchError(f"{where} names '{arch}', which is not a model class or model factory of "
+                                 f"{library} (a class of torch.nn.Module, or a function declared to return one): a run "
+                                 "folder from elsewhere could call anything reachable from the library this way. If the "
+                                 f"run is yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...", allow=arch)
     args = args or {}
     reads_files = sorted(set(args) & set(FILE_ARGUMENTS))
     if isinstance(args.get("model_name"), str) and ":" in args["model_name"]:
         reads_files.append("model_name")  # timm's schemes (local-dir:, hf-hub:, in any case) read a folder or download
     if reads_files:
-        raise CheckpointError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files named "
-                              "by the run folder: a run folder from elsewhere could load unsafe files this way. If the "
-                              f"run is yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...")
+        raise UntrustedArchError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files "
+                                 "named by the run folder: a run folder from elsewhere could load unsafe files this "
+                                 f"way. If the run is yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...",
+                                 allow=arch)
 
 
 def _within(module: str, package: str) -> bool:
