@@ -602,6 +602,8 @@ def test_a_warning_made_an_error_by_the_warnings_filter_is_one_error_line(tmp_pa
         "error: distill.rampup_epochs (5) is not shorter than train.epochs (2): the knowledge terms weigh 6% of their "
         "weight on average over training (and 17% at its end), so this run distils little; train longer or lower "
         "distill.rampup_epochs (a warning, raised as an error by Python's warnings filter: PYTHONWARNINGS or -W)")
+    record = json.loads((tmp_path / "w" / "run.json").read_text())  # written before the warning: it said "running"
+    assert record["status"] == "stopped" and "distill.rampup_epochs (5)" in record["stopped_by"]
     run_cli("train", f"out_dir={tmp_path}", "name=w", *FAST, "distill.rampup_epochs=1", "--quiet")  # its folder: no bar
 
 def test_a_command_started_with_its_output_closed_runs_without_a_traceback():

@@ -587,6 +587,8 @@ class Trainer(RunRecords):
     def _fit(self, data: DataSplits, resume: bool) -> FitResult:
         self._setup(data, resume)
         run = self._on_main(lambda: self._open_run_dir(data, resume), share=False)
+        if not resume:  # from here a failure marks the run stopped; a refused resume writes nothing
+            self._run = run
         self._history: list[dict[str, Any]] = []
         self._best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
         self._stopped_early = False
@@ -601,6 +603,7 @@ class Trainer(RunRecords):
             # The main process reads the checkpoint and hands it over (no shared disk needed).
             state = self._on_main(lambda: load_resume_state(self.run_dir_path / "checkpoints" / "last.pt"))
             start_epoch, start_step, partial = self._restore(state)
+            self._run = run
             if run is not None:  # the resume is accepted: what the killed process left half written goes
                 run.remove_partial_writes()
             # A run killed after its last epoch, during the final test evaluation, still resumes:
@@ -619,7 +622,7 @@ class Trainer(RunRecords):
                 meta.pop("stopped_by", None)
                 write_json(run.path / "run.json", meta)
         self._warn_about_training(data)  # here, so that a refused run or resume says only why
-        self._run, self._last_checkpoint = run, time.monotonic()
+        self._last_checkpoint = time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             for epoch in range(start_epoch, epochs):
                 if self._stopped_early:  # resumed after the epoch that ended training
