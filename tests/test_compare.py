@@ -278,6 +278,21 @@ def test_a_finished_run_is_reused_for_the_same_data_file_and_teachers_only():
         "teacher.checkpoint: '/t/a.safetensors' in the run, '/t/b.safetensors' now"]
 
 
+def test_a_callers_own_console_gets_which_run_starts_too(tmp_path, capsys):
+    # from Python, a console writing elsewhere (a notebook's buffer) lost these lines to stderr
+    import io
+
+    written = io.StringIO()
+    tree = {**COMPARED, "name": "c", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
+    compare(tree, ["independent"], 1, progress=False, console=Console(file=written, width=300))
+    assert f"independent, seed 0 -> {tmp_path / 'c-compare' / 'independent-seed0'}" in written.getvalue()
+    assert " -> " not in capsys.readouterr().err
+    compare(tree, ["independent"], 1, progress=False, console=Console(width=300))  # one writing to stdout: stderr
+    printed = capsys.readouterr()
+    assert "reusing finished run" in printed.err and "reusing finished run" not in printed.out
+    assert "test accuracy, one run each" in printed.out
+
+
 def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, capsys):
     tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 2}}
     first = compare(tree, ["kd"], 1, progress=False, teacher_from="independent")

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import numbers
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         _check_folds_fit(plans, folds)
     if launched_world()[0] != 0:  # under torchrun the first process alone reports
         console = Console(quiet=True)
+    # which run starts, is reused or is done: progress, on stderr where the tables go to stdout (a
+    # script reads them there); a console writing elsewhere (a caller's buffer) gets both
+    status = Console(stderr=True, soft_wrap=True, quiet=console.quiet) if console.file is sys.stdout else console
     if rule is not None:  # the number of classes is known once the data is read: before anything trains
         check_before_training(plans, build=False, two_classes=True)
     if dry_run:
@@ -176,8 +180,6 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     try:
         if overwrite:
             on_main(world, lambda: _replace(plans, directory))
-        # which run starts, is reused or is done: progress, on stderr; stdout keeps the tables
-        status = Console(stderr=True, soft_wrap=True, quiet=console.quiet)
         results = run_all(plans, overwrite, progress, status, jobs, world)
     except PeerdistillError as exc:
         abandon(world)
