@@ -8,6 +8,7 @@ import json
 import math
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -279,6 +280,12 @@ def test_a_report_draws_no_predictions_on_data_changed_since_training(digits_run
     assert "Predictions skipped" in page and "the data&#x27;s inputs are [1, 8, 8] but the run was trained on" in page
     assert "run it from the folder training ran in" not in page  # the data was found: it changed
     assert "confusion matrix" not in page
+    (copy / "report.html").unlink()
+    with warnings.catch_warnings():  # PYTHONWARNINGS=error: the page is still written (it was not)
+        warnings.simplefilter("error", PeerdistillWarning)
+        with pytest.raises(PeerdistillWarning, match="the report has no test predictions"):
+            write_report(copy)
+    assert "Predictions skipped" in (copy / "report.html").read_text(encoding="utf-8")
 
 
 def test_a_report_draws_no_predictions_on_data_split_otherwise_since_training(digits_run, tmp_path):

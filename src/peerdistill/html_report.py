@@ -90,10 +90,14 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
     # or became a formula).
     with matplotlib.rc_context({"text.parse_math": False}):
-        page = run_page(directory) if is_run else comparison_page(directory)
+        page, skipped = run_page(directory) if is_run else (comparison_page(directory), None)
     target.parent.mkdir(parents=True, exist_ok=True)
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
     atomic_write_bytes(target, page.encode("utf-8", errors="backslashreplace"))
+    if skipped:  # on the console too (else seen only when the page is opened); once it is written, so that
+        # a warnings filter making this an error (PYTHONWARNINGS=error) still leaves the page
+        warnings.warn(f"the report has no test predictions: the saved models or the data could not be loaded "
+                      f"again ({skipped})", PeerdistillWarning, stacklevel=2)
     return target
 
 
@@ -166,14 +170,16 @@ def _number(value: Any) -> float:
 
 
 # ---- a run -----------------------------------------------------------------------------------
-def run_page(directory: Path) -> str:
+def run_page(directory: Path) -> tuple[str, str | None]:
+    """The page, and why it has no predictions (None when it has them)."""
     meta = RunDir.open(directory).meta()
     metrics = _read_metrics(directory)
     title = f"peerdistill run: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", run_summary_html(directory, meta, metrics),
                 learning_curves_section(metrics), test_table_section(meta, metrics),
-                costs_section(meta), predictions_section(directory, meta)]
-    return page_html(title, sections)
+                costs_section(meta)]
+    predictions, skipped = predictions_section(directory, meta)
+    return page_html(title, [*sections, predictions]), skipped
 
 
 def _read_metrics(directory: Path) -> dict[str, Any]:
@@ -394,26 +400,23 @@ def cost_rows(costs: dict[str, dict]) -> list[list[str]]:
 
 
 # ---- predictions of the saved models -------------------------------------------------------
-def predictions_section(directory: Path, meta: dict[str, Any]) -> str:
+def predictions_section(directory: Path, meta: dict[str, Any]) -> tuple[str, str | None]:
     """Confusion matrix and ROC curves (classification) or sample masks (segmentation) on the
-    test split; a note when the models or the data cannot be loaded again."""
+    test split; a note when the models or the data cannot be loaded again, and why."""
     segmentation = meta.get("task") == "segmentation"
     title = "Test samples" if segmentation else "Test predictions"  # detection: samples too, below
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)
     except (CheckpointError, ConfigError, DataError) as exc:  # ConfigError: a model's library is missing here
-        # said on the console too: a page written without its predictions is otherwise only seen when opened
-        warnings.warn(f"the report has no test predictions: the saved models or the data could not be loaded "
-                      f"again ({exc})", PeerdistillWarning, stacklevel=2)
         return section_html(title, [note_html(f"Predictions skipped: the saved models or the data could not be "
-                                              f"loaded again ({exc}).")])
+                                              f"loaded again ({exc}).")]), str(exc)
     unfinished = [] if RunDir(directory).is_complete else [note_html(
         "The run has not finished: these use the weights of its best epoch so far.")]
     if segmentation:
-        return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap))
+        return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap)), None
     if meta.get("task") == "detection":
-        return section_html("Test samples", unfinished + detection_parts(cohort, task, data.test, meta))
-    return section_html(title, unfinished + classification_parts(cohort, task, data, meta, window, overlap))
+        return section_html("Test samples", unfinished + detection_parts(cohort, task, data.test, meta)), None
+    return section_html(title, unfinished + classification_parts(cohort, task, data, meta, window, overlap)), None
 
 
 def load_for_predictions(directory: Path):
