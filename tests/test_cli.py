@@ -363,6 +363,11 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     shutil.rmtree(out / "r" / "models")
     for left in ("metrics.json", "metrics.csv"):
         (out / "r" / left).unlink(missing_ok=True)
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", expect=2)  # "running": killed outright, or
+    assert "holds a run with nothing to resume yet" in capsys.readouterr().err  # training on a node unseen
+    (out / "r" / "run.json").write_text(json.dumps({**record, "status": "stopped"}))  # as training writes it
+    run_cli("train", "--resume", out / "r", "--quiet", expect=2)
+    assert "the same train command, without --resume, starts it again" in " ".join(capsys.readouterr().err.split())
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     assert (f"warning: '{out / 'r'}' held a run stopped in its first epoch, before it kept anything (no checkpoint, "
             "no model): started again") in " ".join(capsys.readouterr().err.split())
@@ -523,9 +528,15 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
     assert "interrupted before the first checkpoint: nothing to resume; start the run again" in said()
     (tmp_path / "r").mkdir()  # as a run leaves it in its first epoch: the same command replaces it then
-    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "stopped"}))
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
     assert f"start the run again (the same command replaces '{tmp_path / 'r'}', which holds nothing yet)" in said()
+    monkeypatch.setattr("peerdistill.engine.run_lock.fcntl", None)  # where runs are not locked: it is refused
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
+    assert f"start the run again with --overwrite (it replaces '{tmp_path / 'r'}'" in said()
+    monkeypatch.undo()
+    monkeypatch.setattr("peerdistill.build.train_from_config", interrupted)
+    monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", interrupted)
     (tmp_path / "r" / "NOTES.txt").write_text("mine")  # not replaced without --overwrite: it holds this
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
     assert f"start the run again with --overwrite (it replaces '{tmp_path / 'r'}', which holds no checkpoint)" in said()

@@ -185,7 +185,7 @@ def test_a_run_that_kept_nothing_is_started_again_only_where_a_live_one_would_ho
     # command; one in training holds its lock, but where runs are not locked it looks the same
     run = tmp_path / "r"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    (run / "run.json").write_text(json.dumps({"status": "stopped"}))
     (run / "config.yaml").write_text("{}")
     held = run_lock.hold(run)
     try:
@@ -196,7 +196,13 @@ def test_a_run_that_kept_nothing_is_started_again_only_where_a_live_one_would_ho
     monkeypatch.setattr(run_lock, "fcntl", None)  # a file system without flock
     assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 2
     assert "holds a run with nothing to resume yet" in " ".join(capsys.readouterr().err.split())
-    assert json.loads((run / "run.json").read_text()) == {"status": "running"}  # left as it was
+    assert json.loads((run / "run.json").read_text()) == {"status": "stopped"}  # left as it was
     monkeypatch.undo()
+    # "running" with its lock free: killed outright, or training where locks are per node
+    # (a cluster's localflock): never replaced without --overwrite
+    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 2
+    assert "holds a run with nothing to resume yet" in " ".join(capsys.readouterr().err.split())
+    (run / "run.json").write_text(json.dumps({"status": "stopped"}))
     assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 0
     assert "held a run stopped in its first epoch" in capsys.readouterr().err

@@ -782,7 +782,7 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         # (its node's disk may not be the main process's, which holds the run)
         return "interrupted: the main process (rank 0) says what its run keeps and how to continue"
     if ns.command == "train" and run_dir is not None:  # (set once cmd_train had imported the engine)
-        from .engine.artifacts import RunDir, stopped_before_keeping_anything
+        from .engine.artifacts import RunDir, replaced_by_the_same_command
 
         run = Path(run_dir)
         finished = RunDir(run).is_complete
@@ -792,7 +792,7 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
                     f"--resume {run_dir}")
         if finished:  # --overwrite had not replaced it yet
             return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
-        if run.exists() and not stopped_before_keeping_anything(run):  # the same command would be refused
+        if run.exists() and not replaced_by_the_same_command(run):  # the same command would be refused
             return (f"interrupted before the first checkpoint: nothing to resume; start the run again with "
                     f"--overwrite (it replaces '{run_dir}', which holds no checkpoint)")
         if run.exists():  # begun, nothing kept: the same command replaces it

@@ -296,13 +296,26 @@ def _not_the_trainers(path: Path) -> list[str]:
 
 
 def stopped_before_keeping_anything(path: Path) -> bool:
-    """A run folder whose run stopped before its first epoch ended (killed, a setting refused, a
-    non-finite stop): its config and run.json alone, nothing a user or a later epoch put there."""
+    """A run folder whose run stopped before its first epoch ended (interrupted, a setting refused,
+    a non-finite stop): its config and run.json alone, nothing a user or a later epoch put there.
+    Its run.json says ``stopped``, written as training ended: a run killed outright (``kill -9``)
+    says ``running``, as does one training now (where locks are per node, a cluster's
+    ``localflock``, another node's lock is not seen), and is never taken for it."""
     if not (path / RUN_FILE).is_file() or (path / "metrics.json").exists() or _not_the_trainers(path):
         return False
     kept = [f for folder in ("models", "heads", "checkpoints") for f in (path / folder).rglob("*")
             if f.is_file() and not f.name.endswith(".tmp")]
-    return not kept and read_json(path / RUN_FILE).get("status") != "complete"
+    return not kept and read_json(path / RUN_FILE).get("status") == "stopped"
+
+
+def replaced_by_the_same_command(path: Path) -> bool:
+    """Whether ``train`` without --overwrite starts the run in ``path`` again: it stopped before
+    keeping anything, and runs are locked here (where they are not, a run in its first epoch in
+    another process could not be told from it)."""
+    try:
+        return path.is_dir() and stopped_before_keeping_anything(path) and run_lock.is_locked_here(path)
+    except RunDirError:  # a process trains it now
+        return False
 
 
 def mark_stopped(run: "RunDir", exc: BaseException) -> None:
@@ -337,7 +350,7 @@ class RunDir:
                 partial.unlink()
         if path.exists() and any(path.iterdir()):
             run_lock.check_free(path)  # neither trained nor deleted beside the process training it
-            if not overwrite and stopped_before_keeping_anything(path) and run_lock.is_locked_here(path):
+            if not overwrite and replaced_by_the_same_command(path):
                 # A job requeued after being stopped in its first epoch runs the same command
                 # again: refusing it (and --resume, with no checkpoint) would need a script. Not
                 # where runs are not locked: a run in its first epoch elsewhere looks the same.

@@ -26,10 +26,14 @@ def save_resume_state(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_resume_state(path: Path) -> dict[str, Any]:
+def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[str, Any]:
+    """``started_again_by_train``: the run kept nothing, so the same ``train`` command without
+    --resume starts it again (what the message says to do when there is no checkpoint)."""
     if not path.is_file():
+        again = ("the same train command, without --resume, starts it again" if started_again_by_train
+                 else "start the run again (train --overwrite)")
         raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first checkpoint, or the "
-                              "file was moved or deleted since; start the run again (train --overwrite)")
+                              f"file was moved or deleted since; {again}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -34,7 +34,7 @@ from ..capture import FeatureRecorder, unwrap
 from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed, run_lock
-from .artifacts import RunDir, jsonable, mark_stopped, read_json, write_json
+from .artifacts import RunDir, jsonable, mark_stopped, read_json, stopped_before_keeping_anything, write_json
 from .distributed import World
 from .averaging import WeightAverage
 from .fused import StudentGroup, fusable
@@ -584,6 +584,12 @@ class Trainer(RunRecords):
             run_lock.release(getattr(self, "_run_lock", None))
             self._run_lock = None
 
+    def _read_resume_state(self) -> dict[str, Any]:
+        # without a checkpoint, the message says whether train alone starts the run again: it kept
+        # nothing, and runs are locked here (this process holds the lock then)
+        started_again = self._run_lock is not None and stopped_before_keeping_anything(self.run_dir_path)
+        return load_resume_state(self.run_dir_path / "checkpoints" / "last.pt", started_again)
+
     def _fit(self, data: DataSplits, resume: bool) -> FitResult:
         self._setup(data, resume)
         run = self._on_main(lambda: self._open_run_dir(data, resume), share=False)
@@ -601,7 +607,7 @@ class Trainer(RunRecords):
                 raise CheckpointError(f"run '{self.run_dir_path}' has finished: nothing to resume (train a new run "
                                       "to train longer)")
             # The main process reads the checkpoint and hands it over (no shared disk needed).
-            state = self._on_main(lambda: load_resume_state(self.run_dir_path / "checkpoints" / "last.pt"))
+            state = self._on_main(self._read_resume_state)
             start_epoch, start_step, partial = self._restore(state)
             self._run = run
             if run is not None:  # the resume is accepted: what the killed process left half written goes
