@@ -383,13 +383,14 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
     try:
         data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
-        if not saved.root or where is None or _read_where_training_read(meta, saved.root):
-            raise  # the place is right: what is wrong is in the data, and its own message says what
-        if not isinstance(exc, DataPlaceError):
-            raise DataError(f"{exc}. {where.format(root=saved.root)}") from None
-        # its advice to set data.root is replaced by `where`'s
-        raise DataError(f"{exc.problem}. {where.format(root=saved.root)}{_where_training_read(meta, saved.root)}") \
-            from None
+        if not saved.root or where is None:
+            raise
+        if isinstance(exc, DataPlaceError):  # not found: its advice to set data.root is replaced by `where`'s
+            raise DataError(f"{exc.problem}. {where.format(root=saved.root)}"
+                            f"{_where_training_read(meta, saved.root)}") from None
+        if _read_where_training_read(meta, saved.root):
+            raise  # read where training read it: what is wrong is in the data, as its own message says
+        raise DataError(f"{exc}. {where.format(root=saved.root)}") from None
     check_unchanged(meta, data)
     return data
 
