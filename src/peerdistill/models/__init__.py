@@ -69,8 +69,13 @@ def _imported(module_name: str, arch: str):
         here = os.getcwd()
         if (missing == top and top not in _model_library_packages() and here not in sys.path
                 and _holds_module(Path(here), top)):
+            # searched last, and for this import only: left on the path, a later lookup of a model
+            # library in the same process (a second run folder read) would find a copy in this folder
             sys.path.append(here)
-            return _imported(module_name, arch)
+            try:
+                return _imported(module_name, arch)
+            finally:
+                sys.path.remove(here)
         hint = (f": install it (pip install {missing}), or check the name; a module of your own is found in the folder "
                 "the command runs in or on PYTHONPATH"  # a top-level package is absent
                 if missing and "." not in missing and top == missing else "")
