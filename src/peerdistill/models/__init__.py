@@ -107,23 +107,25 @@ def _raised_at(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return ""
-    innermost = frames[-1]
-    own = next((frame for frame in reversed(frames) if not _is_installed_code(frame.filename)), innermost)
+    innermost, installed = frames[-1], _installed_places()
+    own = next((frame for frame in reversed(frames) if not _is_installed_code(frame.filename, installed)), innermost)
     where = f"{own.filename}, line {own.lineno}"
     if own is not innermost:
         where += f"; raised in {innermost.filename}, line {innermost.lineno}"
     return f" ({where})"
 
 
-def _is_installed_code(filename: str) -> bool:
-    """Python's, an installed library's (torch) or peerdistill's own: not where a user's bug is.
-    ``<frozen importlib._bootstrap>`` and the like are Python's too."""
-    if filename.startswith("<"):
-        return True
+def _installed_places() -> list[str]:
+    """Python's own folders, the installed libraries' (torch) and peerdistill's, each ending in a separator."""
     paths = sysconfig.get_paths()
     places = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")} | {str(Path(__file__).parents[1])}
-    real = os.path.realpath(filename)
-    return any(real == place or real.startswith(os.path.join(os.path.realpath(place), "")) for place in places)
+    return [os.path.join(os.path.realpath(place), "") for place in places]
+
+
+def _is_installed_code(filename: str, installed: list[str]) -> bool:
+    """Code in one of ``installed``: not where a user's bug is. ``<frozen importlib._bootstrap>``
+    and the like are Python's too."""
+    return filename.startswith("<") or os.path.realpath(filename).startswith(tuple(installed))
 
 
 def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: int, owner: str = "",
