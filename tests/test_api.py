@@ -131,8 +131,6 @@ def test_a_model_librarys_name_is_never_imported_from_the_working_folder(tmp_pat
     import os
     import sys
 
-    import pytest
-
     from peerdistill.errors import CheckpointError, ConfigError
     from peerdistill.models import build_model
     from peerdistill.trust import check_trusted_arch
@@ -359,6 +357,8 @@ def test_other_data_of_another_task_or_grey_for_a_colour_run_is_named(tmp_path):
 
 
 def test_an_npz_of_test_images_alone_is_scored_whole(tmp_path):
+    import warnings
+
     import numpy as np
     import pytest
 
@@ -374,6 +374,10 @@ def test_an_npz_of_test_images_alone_is_scored_whole(tmp_path):
     for name in ("test.npz", "bare.npz"):
         scores = evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=str(tmp_path / name)))
         assert scores["ensemble"]["accuracy"] == pytest.approx(own["ensemble"]["accuracy"])  # the same test images
+    with warnings.catch_warnings(record=True) as said:  # test images alone: nothing the run trained on
+        warnings.simplefilter("always")
+        evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=str(tmp_path / "test.npz")))
+    assert not [w for w in said if "not held out" in str(w.message)]
     with pytest.raises(DataError, match=r"lacks the keys \['train_images', 'train_labels', 'val_images', 'val_labels'\] "
                                         r"\(it holds \['test_images', 'test_labels'\]\): .*an archive of some splits, or "
                                         r"of images and labels alone, is scored as one set by eval RUN --split all"):
@@ -456,3 +460,20 @@ def test_eval_pictures_go_in_a_folder_of_the_split_scored(tmp_path):
     assert pictures_folder(tmp_path, "val", None) == tmp_path / "eval" / "val"
     other = pictures_folder(tmp_path, "all", DataSpec(kind="image_folder", root=str(tmp_path / "external")))
     assert other.parent == tmp_path / "eval" and other.name.startswith("all-external-")  # never the run's own
+
+
+def test_the_runs_own_npz_scored_whole_as_other_data_says_it_holds_the_training_images(tmp_path, monkeypatch):
+    import pytest
+
+    from peerdistill import evaluate_run
+    from peerdistill.config import DataSpec
+    from peerdistill.errors import PeerdistillWarning
+    from tests.conftest import train_two_class_npz_run
+
+    run, _ = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    monkeypatch.chdir(tmp_path)  # the same archive named another way than training named it
+    for root in (str(tmp_path / "d.npz"), "d.npz", "./d.npz"):
+        with pytest.warns(PeerdistillWarning, match=r"the all split of the run's own data holds its 80 training and "
+                                                    r"40 validation samples beside its 40 test ones"):
+            scores = evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=root))
+        assert scores.samples == 160

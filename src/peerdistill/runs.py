@@ -227,10 +227,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     scored_count = len(data.split(split))
     read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
     if data_spec is None and split == "all" and (not given_in_python or read_from_run_source):
-        _warn_of_whole_own_data(meta, data)
+        _warn_of_whole_own_data({"train": len(data.train), "val": len(data.val), "test": len(data.test)})
     if data_spec is not None:
         own_source = read_from_run_source and _reads_the_same_files(data_spec, meta.get("data_spec"))
-        if own_source and split != "train":
+        if own_source and split == "all" and data.info.get("joined_splits"):  # an archive's rows have no names
+            _warn_of_whole_own_data(data.info["joined_splits"])
+        elif own_source and split != "train":
             _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, _advice_for_own_data(
                 split, data_spec, meta.get("data_spec")))
         _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
@@ -304,12 +306,14 @@ def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
                       "on)", PeerdistillWarning, stacklevel=3)
 
 
-def _warn_of_whole_own_data(meta: dict[str, Any], data: DataSplits) -> None:
-    """--split all of the run's own data scores its training and validation samples too."""
-    if len(data.train) or len(data.val):
-        warnings.warn(f"the all split of the run's own data holds its {len(data.train)} training and {len(data.val)} "
-                      f"validation samples beside its {len(data.test)} test ones, so these figures are not held out: "
-                      "score its test split instead", PeerdistillWarning, stacklevel=3)
+def _warn_of_whole_own_data(counts: dict[str, int]) -> None:
+    """--split all of the run's own data (``counts``: its samples per split) scores its training
+    and validation samples too."""
+    train, val, test = (counts.get(split, 0) for split in ("train", "val", "test"))
+    if train or val:
+        warnings.warn(f"the all split of the run's own data holds its {train} training and {val} validation samples "
+                      f"beside its {test} test ones, so these figures are not held out: score its test split instead",
+                      PeerdistillWarning, stacklevel=3)
 
 
 # the folders under a data root that hold its images (beside the root itself)
