@@ -770,6 +770,10 @@ def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refu
     with pytest.raises(ConfigError, match="config 'a.yaml' and config 'b.yaml' are both named 'same'"):
         compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True,
                 config_names=["config 'a.yaml'", "config 'b.yaml'"])
+    unnamed = {**tree, "data": {"kind": "npz", "root": str(tmp_path / "x.npz")}}  # both named x-kd+ml
+    with pytest.raises(ConfigError, match="config 1 and config 2 are both named 'x-kd\\+ml' \\(a config without "
+                                          "name: is named after its data and preset\\)"):
+        compare([unnamed, {**unnamed, "seed": 5}], None, 1, dry_run=True)
     with pytest.raises(ConfigError, match="config_names names 1 configs; 2 were given"):
         compare([{**tree, "name": "a"}, {**tree, "name": "b"}], None, 1, dry_run=True, config_names=["a.yaml"])
     shapes = {"task": "segmentation", "name": "s", "data": {"kind": "shapes"}, "teacher": None,
@@ -1040,3 +1044,11 @@ def test_a_teacher_file_is_the_same_only_with_the_same_tensors_under_the_same_na
     assert _same_tensors(tmp_path / "a.safetensors", tmp_path / "same.safetensors")
     assert not _same_tensors(tmp_path / "a.safetensors", tmp_path / "more.safetensors")
     assert not _same_tensors(tmp_path / "a.safetensors", tmp_path / "other.safetensors")
+
+
+def test_a_config_without_a_name_keeps_its_own_name_whatever_preset_a_comparison_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("distill: {preset: ml}\nteacher: null\nstudents: [{arch: cnn}, {arch: cnn}]\n")
+    assert main(["compare", "my.yaml", "--presets", "independent,ml", "--seeds", "1", "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "runs/digits-ml-compare/independent-seed0" in said and "digits-independent" not in said

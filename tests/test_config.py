@@ -22,6 +22,25 @@ def test_overrides_parse_yaml_values_and_list_indices():
     assert cfg.deterministic is True and cfg.name == "abc"
 
 
+def test_a_config_without_a_name_is_named_after_its_data_and_preset():
+    from peerdistill.config import DataSpec, RunConfig
+
+    cohort = {"teacher": {"arch": "cnn"}, "students": [{"arch": "cnn"}] * 2}
+    for data, preset, name in (({}, "kd+ml", "digits-kd+ml"),  # the quick start's folder, and only its
+                               ({"kind": "csv", "root": "lists/xrays.csv"}, "independent", "xrays-independent"),
+                               ({"kind": "npz", "root": "../shared/data/pneumoniamnist.npz"}, "kd", "pneumoniamnist-kd"),
+                               ({"kind": "image_folder", "root": "/data/xrays/"}, "ml", "xrays-ml"),
+                               ({"kind": "image_folder", "root": "."}, "kd+ml", "image_folder-kd+ml"),
+                               ({"kind": "image_folder", "root": "..\\up"}, "kd+ml", "image_folder-kd+ml")):
+        cfg = validate({**cohort, "data": data, "distill": {"preset": preset}})
+        assert cfg.name == name, data
+    built = RunConfig(**cohort, data=DataSpec(kind="image_folder", root="scans"))  # sections built in Python
+    assert built.name == "scans-kd+ml"
+    named = apply_overrides({**cohort, "data": {"kind": "csv", "root": "a.csv"}}, ["data.root=b.csv"])
+    assert validate(named).name == "b-kd+ml"  # as the command line leaves it
+    assert validate({**cohort, "name": "mine", "data": {"kind": "csv", "root": "a.csv"}}).name == "mine"
+
+
 def test_a_name_yaml_reads_as_a_number_is_refused_with_the_quoting_that_keeps_it():
     # YAML has changed such a value already (name=0123 reads as 83): converting it back is guessing
     with pytest.raises(ConfigError, match="name must be text; YAML read it as int 83: quote it"):

@@ -24,8 +24,8 @@ from rich.markup import escape
 from .terminal import Console, one_line_warnings
 from . import __version__
 from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides, default_config,
-                     format_validation_error, load_config, load_saved_config, load_yaml, saved_data_section,
-                     without_other_kinds_keys)
+                     default_run_name, format_validation_error, load_config, load_saved_config, load_yaml,
+                     saved_data_section, without_other_kinds_keys)
 from .errors import ConfigError, PeerdistillError, PeerdistillWarning
 from .json_files import read_json
 from .launcher import launched, launched_rank, launched_world
@@ -356,6 +356,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
+        tree.setdefault("name", default_run_name(tree))  # as written, not after a preset --presets sets
     from .comparison_configs import checked_bases, parse_presets, variant_trees
 
     presets = parse_presets(ns.presets)
@@ -365,7 +366,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         if out is None and len(trees) == 1:  # the config's own comparison folder, not the shared one
             base = trees[0]
             out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
-                      / f"{base.get('name', RunConfig.model_fields['name'].default)}-compare")
+                      / f"{base['name']}-compare")
         variants = variant_trees(trees, ns.setting, presets=presets)  # each config's settings in turn
         per_config = len(variants) // len(trees)
         names = [f"setting '{tree['name']}'" + (f" of {names[i // per_config]}" if paths else "")

@@ -734,8 +734,33 @@ class LogSpec(_Strict):
     tensorboard: bool = Field(default=False, description="also log every epoch's numbers to RUN_DIR/tensorboard")
 
 
+def _raw_value(section: Any, key: str, default: Any) -> Any:
+    """``section.key`` of a section as given: a mapping, a section built in Python, or anything
+    else (refused by validation later), which has none."""
+    if isinstance(section, BaseModel):
+        return getattr(section, key, default)
+    return section.get(key, default) if isinstance(section, dict) else default
+
+
+def default_run_name(tree: dict[str, Any]) -> str:
+    """The name of a config given none: its data (the file or folder data.root names, else the
+    data kind) and its preset, e.g. pneumoniamnist-kd+ml, so that one's own configs do not share
+    the quick start's folder (digits-kd+ml)."""
+    data = tree.get("data")
+    kind, root = _raw_value(data, "kind", "digits"), _raw_value(data, "root", None)
+    preset = _raw_value(tree.get("distill"), "preset", "kd+ml")
+    named = ""
+    if isinstance(root, str) and root.strip():
+        place = Path(root.strip())
+        named = place.stem if kind in ("npz", "csv") else place.name  # a file, else a folder
+    if named in ("", ".", "..") or "\\" in named:  # a folder name it cannot be: the kind names it
+        named = kind if isinstance(kind, str) else "data"
+    return f"{named}-{preset if isinstance(preset, str) else 'kd+ml'}"
+
+
 class RunConfig(_Strict):
-    name: str = "digits-kd+ml"
+    name: str = Field(default="digits-kd+ml", description="the run's folder inside out_dir; without it, named after "
+                                                          "the data and preset (default_run_name)")
     out_dir: str = "runs"
     seed: int = 0
     deterministic: bool = False
@@ -755,6 +780,13 @@ class RunConfig(_Strict):
     @classmethod
     def _seed_range(cls, v: int, info: ValidationInfo) -> int:
         return _check_seed("seed", v, info)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_after_data_and_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data:
+            data = {**data, "name": default_run_name(data)}
+        return data
 
     @field_validator("name", mode="before")
     @classmethod
