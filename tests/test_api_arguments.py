@@ -177,6 +177,17 @@ def test_a_training_label_outside_the_classes_after_the_first_batch_is_named():
         _fit(data, batch_size=4)
 
 
+def test_dataset_images_of_different_sizes_are_named_with_what_to_do():
+    x, y = _arrays()
+    data = _splits(x, y)
+    images = [torch.as_tensor(image) for image in x[:36]]
+    images[2] = torch.zeros(images[2].shape[0], 9, 8)  # one image a row taller, in the first batch
+    data.train = _Pairs(images, y[:36])
+    with pytest.raises(DataError, match=r"the dataset's images are not all of one size \(one batch holds "
+                                        r"\[1, 8, 8\] and \[1, 9, 8\]\), so they cannot be batched: resize them"):
+        _fit(data, batch_size=4)
+
+
 def test_float64_images_and_narrow_integer_labels_train_as_float32_and_int64():
     x, y = _arrays()
     as_given = _fit(_splits(x.astype(np.float64), y.astype(np.int32))).test_at_best

@@ -119,13 +119,28 @@ def collate_pairs(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
     dict with ``image`` and ``label`` (or ``mask``); float64 images become float32 (the models'
     dtype) and integer targets int64 (what the losses index with)."""
     pairs = [_pair(s) for s in samples]
-    x, y = default_collate(pairs)
+    try:
+        x, y = default_collate(pairs)
+    except RuntimeError:  # torch's message names entries of a batch, not what to do
+        _refuse_unequal_sizes(pairs)
+        raise
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.dtype == torch.float64:
         x = x.float()
     if not y.is_floating_point() and y.dtype != torch.int64:
         y = y.long()
     return x, y
+
+
+def _refuse_unequal_sizes(pairs: list) -> None:
+    """Images (or masks) of one batch in different sizes cannot be stacked into one tensor."""
+    for position, what in ((0, "images"), (1, "targets")):
+        sizes = [tuple(getattr(pair[position], "shape", ())) for pair in pairs]
+        if len(set(sizes)) > 1:
+            first, other = sizes[0], next(size for size in sizes if size != sizes[0])
+            raise DataError(f"the dataset's {what} are not all of one size (one batch holds {list(first)} and "
+                            f"{list(other)}), so they cannot be batched: resize them to one size in the dataset "
+                            "(a transform in __getitem__), as data.image_size does for image files")
 
 
 def _pair(sample):
