@@ -186,6 +186,14 @@ def test_dataset_images_of_different_sizes_are_named_with_what_to_do():
     with pytest.raises(DataError, match=r"the dataset's images are not all of one size \(one batch holds "
                                         r"\[1, 8, 8\] and \[1, 9, 8\]\), so they cannot be batched: resize them"):
         _fit(data, batch_size=4)
+    from peerdistill.data.loaders import DatasetBatches
+
+    for workers in (0, 1):  # a worker process's error comes back as the message alone, not its traceback
+        batches = DatasetBatches(_Pairs(images, y[:36]), 4, torch.device("cpu"), shuffle=False, num_workers=workers)
+        with pytest.raises(DataError) as refused:
+            list(batches.iterate())
+        assert str(refused.value).startswith("the dataset's images are not all of one size (one batch holds [1, 8, 8] "
+                                             "and [1, 9, 8])"), str(refused.value)[:300]
 
 
 def test_float64_images_and_narrow_integer_labels_train_as_float32_and_int64():

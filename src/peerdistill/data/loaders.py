@@ -114,10 +114,25 @@ class _BatchList:
         return len(self.batches)
 
 
-def collate_pairs(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
+class RefusedBatch:
+    """A batch ``collate_pairs`` refused, with why: handed back as a value, since a DataLoader
+    worker's exception reaches the main process wrapped in the worker's traceback."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def collate_pairs(samples: list) -> tuple[torch.Tensor, torch.Tensor] | RefusedBatch:
     """A user's samples as one (images, targets) batch. A sample is ``(image, target)`` or a
     dict with ``image`` and ``label`` (or ``mask``); float64 images become float32 (the models'
     dtype) and integer targets int64 (what the losses index with)."""
+    try:
+        return _collated(samples)
+    except DataError as exc:
+        return RefusedBatch(str(exc))
+
+
+def _collated(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [_pair(s) for s in samples]
     try:
         x, y = default_collate(pairs)
@@ -179,9 +194,14 @@ class DatasetBatches(_OrderedBatches):
         self.sampler.batches = [b.tolist() for b in self.index_batches(start)]
         seed = int(torch.randint(2**62, (1,), generator=self.generator)) if self.generator is not None else 0
         self.loader_generator.manual_seed(seed)
-        loader = iter(self.loader)
-        return ((x.to(self.device, non_blocking=True), self._checked(y).to(self.device, non_blocking=True))
-                for x, y in loader)
+        return self._moved(iter(self.loader))
+
+    def _moved(self, loader):
+        for batch in loader:
+            if isinstance(batch, RefusedBatch):
+                raise DataError(batch.message)
+            x, y = batch
+            yield x.to(self.device, non_blocking=True), self._checked(y).to(self.device, non_blocking=True)
 
     def _checked(self, y: torch.Tensor) -> torch.Tensor:
         if self.check is not None:  # here, on the CPU: a check on the GPU would wait for it every step
