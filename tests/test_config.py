@@ -39,6 +39,9 @@ def test_a_config_without_a_name_is_named_after_its_data_and_preset():
     named = apply_overrides({**cohort, "data": {"kind": "csv", "root": "a.csv"}}, ["data.root=b.csv"])
     assert validate(named).name == "b-kd+ml"  # as the command line leaves it
     assert validate({**cohort, "name": "mine", "data": {"kind": "csv", "root": "a.csv"}}).name == "mine"
+    assert validate(default_config()).name == "digits-kd+ml"  # the quick start's run
+    other_data = apply_overrides(default_config(), ["data.kind=npz", "data.root=scans/d.npz", "distill.preset=kd"])
+    assert validate(other_data).name == "d-kd"  # `peerdistill train data.kind=npz ...`: not the quick start's folder
 
 
 def test_a_name_yaml_reads_as_a_number_is_refused_with_the_quoting_that_keeps_it():

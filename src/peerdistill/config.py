@@ -904,9 +904,9 @@ class RunConfig(_Strict):
 
 
 def default_config() -> dict[str, Any]:
-    """The embedded default: digits, a small CNN teacher trained online, two smaller CNN students."""
+    """The embedded default: digits, a small CNN teacher trained online, two smaller CNN students
+    (named digits-kd+ml after its data and preset, and after other data given on the command line)."""
     return {
-        "name": "digits-kd+ml",
         "teacher": {"arch": "cnn", "args": {"width": 32, "depth": 3}},
         "students": [
             {"arch": "cnn", "args": {"width": 16, "depth": 2}},
