@@ -655,3 +655,14 @@ def test_progress_in_a_log_is_a_plain_line_per_epoch(monkeypatch):
         assert progress._bar is None and progress.start_epoch(2, 5, 10) is None
         progress.epoch_done(2, 5, {"train/loss/total": 0.25, "val/s1/accuracy": 0.5}, "s1", "accuracy")
     assert log.getvalue() == "epoch 3/5  loss 0.250  val s1/accuracy 0.5000  (1:02:05 elapsed)\n"  # unwrapped
+
+
+def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
+    # DRIVE's final scoring (sliding windows, twice) took half a minute after the last epoch's line, in silence
+    from peerdistill.cli import main
+
+    assert main(["train", "train.epochs=1", f"out_dir={tmp_path}", "teacher.args.width=4", "students.0.args.width=4",
+                 "students.1.args.width=4", "distill.rampup_epochs=0"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1"))
+    assert lines[epoch + 1] == "scoring the test split (360 samples) with the weights of the last epoch"

@@ -68,3 +68,11 @@ class Progress:
                                 f"{elapsed % 60:02d} elapsed)", markup=False, highlight=False, soft_wrap=True)
             return
         self._bar.update(self._epochs, completed=epoch + 1, status=status)
+
+    def say(self, text: str) -> None:
+        """A line of what happens between epochs' lines (the final scoring of a large test split
+        takes a while), on the bars' console or in the log."""
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        elif self._lines:
+            self._console.print(text, markup=False, highlight=False, soft_wrap=True)

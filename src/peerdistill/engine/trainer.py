@@ -658,6 +658,9 @@ class Trainer(RunRecords):
                 if self.world.is_main:
                     for callback in self.callbacks:
                         callback(epoch, row)
+            twice = self._best["epoch"] != len(self._history) - 1
+            progress.say(f"scoring the test split ({len(data.test):,} samples) with the weights of the last epoch"
+                         + (" and of the best one" if twice else ""))
         if self.average is not None:  # training is over: the models are their averages from here on
             self.average.copy_to_models()
         test_last = self._evaluate(self.test_batches, "the test split after the last epoch")
