@@ -470,9 +470,13 @@ def test_the_runs_own_npz_scored_whole_as_other_data_says_it_holds_the_training_
     from peerdistill.errors import PeerdistillWarning
     from tests.conftest import train_two_class_npz_run
 
+    import shutil
+
     run, _ = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
-    monkeypatch.chdir(tmp_path)  # the same archive named another way than training named it
-    for root in (str(tmp_path / "d.npz"), "d.npz", "./d.npz"):
+    monkeypatch.chdir(tmp_path)  # the same archive named another way than training named it, or a copy
+    (tmp_path / "scratch").mkdir()
+    shutil.copy(tmp_path / "d.npz", tmp_path / "scratch" / "copy.npz")
+    for root in (str(tmp_path / "d.npz"), "d.npz", "./d.npz", "scratch/copy.npz"):
         with pytest.warns(PeerdistillWarning, match=r"the all split of the run's own data holds its 80 training and "
                                                     r"40 validation samples beside its 40 test ones"):
             scores = evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=root))

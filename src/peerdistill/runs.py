@@ -512,7 +512,10 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
 
 
 def _is_run_source(scored: dict[str, Any], trained: dict[str, Any], trained_root: str | None) -> bool:
-    """Whether the data read (its ``info``) is the data the run trained on (``data_info``)."""
+    """Whether the data read (its ``info``) is the data the run trained on (``data_info``): the
+    same file or folder, or an archive with the same content (a copy, by its sha256)."""
+    if scored.get("sha256") and scored.get("sha256") == trained.get("sha256"):
+        return True
     return bool(scored.get("source")) and _same_source(str(scored["source"]),
                                                        str(trained_root or trained.get("source")))
 
