@@ -196,7 +196,8 @@ def test_every_untrusted_factory_of_a_run_is_named_at_once_with_one_value_allowi
     monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_a,mine_b")
     assert main(["eval", str(run)]) == 2  # the two allowed: the one left is refused alone, in its own words
     said = " ".join(capsys.readouterr().err.split())
-    assert "(model 'teacher') names 'peerdistill.models:build_model'" in said and "mine_a" not in said
+    assert "(model 'teacher') names 'peerdistill.models:build_model'" in said and "mine_a:net" not in said
+    assert "PEERDISTILL_TRUSTED_ARCHS=mine_a,mine_b,peerdistill.models:build_model peerdistill" in said  # kept
 
 
 def test_the_value_allowing_several_refusals_keeps_what_is_trusted_and_names_paths_reached_through_it(
@@ -220,3 +221,33 @@ def test_the_value_allowing_several_refusals_keeps_what_is_trusted_and_names_pat
     monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_c,mine_c:SmallCNN,mine_d")  # the advice, followed
     main(["eval", str(run)])
     assert "PEERDISTILL_TRUSTED_ARCHS" not in capsys.readouterr().err
+
+
+def test_one_refusal_keeps_what_is_trusted_and_one_factory_of_several_models_is_said_once(
+        run_naming, tmp_path, capsys, monkeypatch):
+    # PEERDISTILL_TRUSTED_ARCHS=mine_f allowed student2; the advice for student1 set mine_e alone, refusing student2
+    for name in ("mine_e", "mine_f"):
+        (tmp_path / f"{name}.py").write_text("from peerdistill.models import SmallCNN\n\n\n"
+                                             "def net(in_channels, num_classes, width=4):\n"
+                                             "    return SmallCNN(in_channels, num_classes, width=width, depth=1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = run_naming({"arch": "mine_f:net", "args": {"width": 4}})
+    meta = json.loads((run / "run.json").read_text())
+    meta["members"][1]["spec"] = {"arch": "mine_e:net", "args": {"width": 4}}
+    (run / "run.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_f")
+    assert main(["eval", str(run)]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "(model 'student1') names the model factory 'mine_e:net'" in said
+    assert "PEERDISTILL_TRUSTED_ARCHS=mine_f,mine_e peerdistill ... (or PEERDISTILL_TRUSTED_ARCHS=mine_f,mine_e:net)" \
+        in said
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_f,mine_e")  # the advice, followed
+    assert main(["eval", str(run)]) == 0
+    capsys.readouterr()
+    meta["members"][2]["spec"] = {"arch": "mine_e:net", "args": {"width": 4}}  # both students one factory
+    (run / "run.json").write_text(json.dumps(meta))
+    monkeypatch.delenv("PEERDISTILL_TRUSTED_ARCHS")
+    assert main(["eval", str(run)]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "(models 'student1', 'student2') names the model factory 'mine_e:net'" in said
+    assert "names model factories" not in said and said.count("PEERDISTILL_TRUSTED_ARCHS=mine_e ") == 1

@@ -40,7 +40,7 @@ from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
 from .per_sample import check_per_sample_path, per_sample_rows, sample_names, write_per_sample
 from .tasks import ClassificationTask, SegmentationTask
-from .trust import TRUST_VARIABLE, UntrustedArchError, check_trusted_arch, trusted_now
+from .trust import TRUST_VARIABLE, UntrustedArchError, check_trusted_arch, trust_value
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
@@ -415,8 +415,15 @@ def _check_every_arch_trusted(entries: list[dict[str, Any]], run: RunDir, truste
             refused.append((entry["name"], spec["arch"], exc))
     if len(refused) == 1:
         raise refused[0][2]
+    refused_names = {name for name, _, _ in refused}
+    built_alike = {(e["spec"]["arch"], repr(e["spec"].get("args"))) for e in entries if e["name"] in refused_names}
+    if len(built_alike) == 1:  # one factory with the same args for every refused model: its message, once
+        models = ", ".join(f"'{name}'" for name, _, _ in refused)
+        spec = next(e["spec"] for e in entries if e["name"] in refused_names)
+        check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (models {models})", trusted_archs,
+                           spec.get("args"))
     if refused:
-        allow = ",".join(dict.fromkeys([*trusted_now(), *(exc.allow for _, _, exc in refused)]))
+        allow = trust_value(*(exc.allow for _, _, exc in refused))
         raise CheckpointError(
             f"'{run.path / 'run.json'}' names model factories that building would import and call, which a run "
             f"folder from elsewhere may not have built: {'; '.join(f'{arch} ({name})' for name, arch, _ in refused)}. "

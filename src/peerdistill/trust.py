@@ -48,6 +48,12 @@ def trusted_now() -> list[str]:
     return [entry.strip() for entry in os.environ.get(TRUST_VARIABLE, "").split(",") if entry.strip()]
 
 
+def trust_value(*entries: str) -> str:
+    """PEERDISTILL_TRUSTED_ARCHS's value that also allows ``entries``: what it holds now kept, so
+    that the advice followed does not refuse a model it allowed."""
+    return ",".join(dict.fromkeys([*trusted_now(), *entries]))
+
+
 def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
                        args: Mapping[str, Any] | None = None) -> None:
     """Refuse (CheckpointError naming ``where``) a model that ``arch`` and ``args`` would build by
@@ -66,20 +72,21 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
         raise UntrustedArchError(f"{where} names '{arch}', which is not defined in '{package}' (the module "
                                  f"{TRUST_VARIABLE} trusts) but in '{defined_in}', reached through it: if you know "
                                  f"what it calls, add the path itself to {TRUST_VARIABLE} (comma-separated: "
-                                 f"{TRUST_VARIABLE}={package},{arch})", allow=arch)
+                                 f"{TRUST_VARIABLE}={trust_value(package, arch)})", allow=arch)
     library = next((lib for lib in MODEL_LIBRARIES if _within(module, lib)), None)
     if library is None:
         raise UntrustedArchError(f"{where} names the model factory '{arch}': building the model would import and "
                                  "call it, so a run folder from elsewhere could run any code. If it is your own model, "
-                                 f"allow its module: {TRUST_VARIABLE}={module} peerdistill ... (or "
-                                 f"{TRUST_VARIABLE}={arch})", allow=module)
+                                 f"allow its module: {TRUST_VARIABLE}={trust_value(module)} peerdistill ... (or "
+                                 f"{TRUST_VARIABLE}={trust_value(arch)})", allow=module)
     factory = resolve_factory(arch)  # imports a module of the model library only
     if not (_within(getattr(factory, "__module__", None) or "", MODEL_LIBRARIES[library])
             and _builds_a_model(factory, own=library == "peerdistill.models")):
         raise UntrustedArchError(f"{where} names '{arch}', which is not a model class or model factory of "
                                  f"{library} (a class of torch.nn.Module, or a function declared to return one): a run "
                                  "folder from elsewhere could call anything reachable from the library this way. If the "
-                                 f"run is yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...", allow=arch)
+                                 f"run is yours, allow it: {TRUST_VARIABLE}={trust_value(arch)} peerdistill ...",
+                                 allow=arch)
     args = args or {}
     reads_files = sorted(set(args) & set(FILE_ARGUMENTS))
     if isinstance(args.get("model_name"), str) and ":" in args["model_name"]:
@@ -87,7 +94,7 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
     if reads_files:
         raise UntrustedArchError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files "
                                  "named by the run folder: a run folder from elsewhere could load unsafe files this "
-                                 f"way. If the run is yours, allow it: {TRUST_VARIABLE}={arch} peerdistill ...",
+                                 f"way. If the run is yours, allow it: {TRUST_VARIABLE}={trust_value(arch)} peerdistill ...",
                                  allow=arch)
 
 
