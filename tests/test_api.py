@@ -481,3 +481,23 @@ def test_the_runs_own_npz_scored_whole_as_other_data_says_it_holds_the_training_
                                                     r"40 validation samples beside its 40 test ones"):
             scores = evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=root))
         assert scores.samples == 160
+
+
+def test_the_runs_npz_changed_in_place_with_the_same_split_sizes_is_warned_of(tmp_path):
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from peerdistill import evaluate_run
+    from peerdistill.errors import PeerdistillWarning
+    from tests.conftest import train_two_class_npz_run
+
+    run, arrays = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)  # the archive as trained on: nothing to say
+        evaluate_run(run)
+    np.savez(tmp_path / "d.npz", **{**arrays, "test_images": arrays["train_images"][:40]})  # training images as test
+    with pytest.warns(PeerdistillWarning, match=r"the run's data at '.*d.npz' is not byte for byte the archive training "
+                                                r"read \(its SHA-256 differs from run.json's data_info.sha256\)"):
+        evaluate_run(run)
