@@ -455,7 +455,7 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
     now = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
     digest, digest_now = (meta.get("data_info") or {}).get("sha256"), data.info.get("sha256")
     if digest and digest_now and digest != digest_now and before == now:
-        # the same sizes: refused, arrays re-saved unchanged would be; the figures may still not be the run's
+        # warned, not refused: the same arrays saved anew differ in bytes too
         warnings.warn(f"the run's data at '{saved_data_spec(meta).root}' is not byte for byte the archive training "
                       "read (its SHA-256 differs from run.json's data_info.sha256): if its arrays changed, its "
                       "splits hold other images than the run's, and its test split may hold images the run trained "
