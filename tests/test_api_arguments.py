@@ -343,3 +343,50 @@ def test_a_saved_run_with_names_of_older_rules_is_still_read(tmp_path):
     (run / "models" / "student2.safetensors").rename(run / "models" / "best.safetensors")
     cohort, _ = load_cohort(run)
     assert [m.name for m in cohort.students] == ["student1", "best"]
+
+
+class _Standardised(Dataset):
+    """A user's dataset that prepares its images itself: [0, 1] pixels standardised by fixed
+    statistics, as a torchvision Normalize would."""
+
+    def __init__(self, images, labels, mean=0.5, std=0.05):
+        self.images, self.labels, self.mean, self.std = images, labels, mean, std
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return (torch.as_tensor(self.images[i]) - self.mean) / self.std, int(self.labels[i])
+
+
+def test_predict_on_a_run_trained_from_a_dataset_that_normalised_its_images_says_so(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from peerdistill import predict_files
+    from peerdistill.errors import PeerdistillWarning
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0.3, 0.7, (60, 1, 8, 8)).astype("float32")  # pixels on [0, 1], as image files give
+    labels = np.arange(60) % 3
+    for i in range(4):
+        Image.fromarray((images[48 + i, 0] * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    nets = {}
+    for name, prepared in (("raw", _Pairs), ("normalised", _Standardised)):
+        parts = [prepared(images[a:b], labels[a:b]) for a, b in ((0, 36), (36, 48), (48, 60))]
+        data = DataSplits(*parts, num_classes=3, class_names=["a", "b", "c"], input_shape=(1, 8, 8))
+        nets[name] = {"student1": _net(), "student2": _net()}
+        _fit(data, Cohort.from_modules(list(nets[name].values())), run_dir=tmp_path / name)
+        seen = json.loads((tmp_path / name / "run.json").read_text())["input_stats"]
+        assert seen["mean"][0] == pytest.approx(float(np.mean(images[36:48])) if name == "raw"
+                                                else float((np.mean(images[36:48]) - 0.5) / 0.05), rel=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)  # inputs prepared as in training: nothing to say
+        predict_files(tmp_path / "raw", [str(tmp_path / f"{i}.png") for i in range(4)], tmp_path / "raw.csv",
+                      modules=nets["raw"])
+    with pytest.warns(PeerdistillWarning, match=r"the inputs have mean / std 0\.\d+ / 0\.\d+ per channel as read .*"
+                                                r"which saw -?\d.* in training .*give predict an .npz of images "
+                                                r"prepared that way"):
+        predict_files(tmp_path / "normalised", [str(tmp_path / f"{i}.png") for i in range(4)], tmp_path / "n.csv",
+                      modules=nets["normalised"])

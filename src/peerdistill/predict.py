@@ -47,6 +47,8 @@ def model_info(meta: dict, output: str) -> dict:
     info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
     info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
     info["grey_read_as_colour"] = (meta.get("data_info") or {}).get("grey_read_as_colour")  # (None: not known)
+    if meta.get("input_stats"):  # a run trained from a Dataset: what its models saw, as the Dataset prepared it
+        info["input_stats"] = meta["input_stats"]
     window, info["window_overlap"] = saved_window(meta)
     if output == STUDENT_LOGITS:  # the students side by side: how many, to average them after the window
         info["ensemble_of"] = student_count(meta)
@@ -145,6 +147,8 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
                            trained_resized=trained_size is not None)
     _say_how_dicom_was_read(dicom, info, model_path)
     _say_if_another_intensity_scale(read, info.get("data_stats"))
+    if not info.get("data_stats"):
+        _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
     results: list = [None] * len(read.images)
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
         x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
@@ -208,6 +212,43 @@ def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
                       f"data's mean {float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity scale? "
                       "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, "
                       "other types are kept as they are", PeerdistillWarning, stacklevel=3)
+
+
+# How far (in the standard deviations the models saw) the inputs' mean may lie, and by what
+# factor their spread may differ, from what a run trained from a Dataset saw: a Dataset that
+# standardised its images gave spreads about 4x wider than images on [0, 1].
+_UNLIKE_MEAN, _UNLIKE_SPREAD = 2.0, 3.0
+
+
+def _say_if_unlike_what_the_models_saw(read: Inputs, seen: dict | None) -> None:
+    """A run trained from a Dataset keeps no normalisation, so its inputs are given to the model
+    as read ([0, 1]); a Dataset that normalised its images (ImageNet statistics) showed the
+    models values on another scale, and every prediction would be wrong in silence."""
+    if not seen or not read.images:
+        return
+    channels = read.images[0].shape[-1]
+    if any(image.shape[-1] != channels for image in read.images) or channels != len(seen["mean"]):
+        return  # other channels: refused by the channel check, saying so
+    count, total, squares = 0, np.zeros(channels), np.zeros(channels)
+    for image in read.images:  # image by image: all of them as float64 at once could be gigabytes
+        pixels = image.reshape(-1, channels).astype(np.float64)
+        count, total, squares = count + len(pixels), total + pixels.sum(axis=0), squares + (pixels ** 2).sum(axis=0)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
+    seen_mean, seen_std = np.asarray(seen["mean"], np.float64), np.maximum(np.asarray(seen["std"], np.float64), 1e-6)
+    ratio = std / seen_std
+    if ((np.abs(mean - seen_mean) / seen_std > _UNLIKE_MEAN).any() or (ratio > _UNLIKE_SPREAD).any()
+            or (ratio < 1 / _UNLIKE_SPREAD).any()):
+        warnings.warn(f"the inputs have mean / std {_per_channel(mean, std)} per channel as read (image files on "
+                      f"[0, 1], an .npz's float arrays as they are) and given to the model, which saw "
+                      f"{_per_channel(seen_mean, seen_std)} in training (its first validation batch, as the Dataset "
+                      "it was trained from prepared it): a run trained from a Dataset keeps no normalisation to "
+                      "apply, so if the Dataset normalised or rescaled its images, give predict an .npz of images "
+                      "prepared that way", PeerdistillWarning, stacklevel=3)
+
+
+def _per_channel(means, stds) -> str:
+    return ", ".join(f"{mean:.3g} / {std:.3g}" for mean, std in zip(means, stds))
 
 
 def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:

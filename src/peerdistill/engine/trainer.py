@@ -24,7 +24,7 @@ from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..data.splits import check_names_fit_labels, standardised_spread
+from ..data.splits import channel_stats, check_names_fit_labels, standardised_spread
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       PeerdistillWarning, RunDirError)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
@@ -267,7 +267,10 @@ class Trainer(RunRecords):
                                         num_workers=self.speed.data_workers, shard=shard)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
                                          num_workers=self.speed.data_workers, shard=shard)
+        self._seen_input_stats = None
         self._probe()
+        if not data.stats and self._seen_input_stats is not None:  # a run that keeps no normalisation to apply
+            self.run_info["input_stats"] = self._seen_input_stats
         self._build_runners()
         self.optimizers = {
             m.name: build_optimizer(m.module, self.optim_spec, m.lr, extra=self._connector_params(m.name),
@@ -299,6 +302,8 @@ class Trainer(RunRecords):
         connectors are created where a learner's feature shape differs from its target's."""
         x, y = next(iter(self.val_batches))
         self._check_batch(x, y, "validation")
+        if x.ndim == 4:  # what the models see (as a Dataset prepared it): predict compares its inputs with it
+            self._seen_input_stats = channel_stats(x.detach().float().cpu())
         x = x[:2]
         if self.window:  # a window-sized crop is what training sees, and cheap
             x = x[..., : self.window[0], : self.window[1]]
