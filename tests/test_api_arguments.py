@@ -390,3 +390,17 @@ def test_predict_on_a_run_trained_from_a_dataset_that_normalised_its_images_says
                                                 r"prepared that way"):
         predict_files(tmp_path / "normalised", [str(tmp_path / f"{i}.png") for i in range(4)], tmp_path / "n.csv",
                       modules=nets["normalised"])
+    # eval, too, gives other data to such a run's models as read
+    from peerdistill import evaluate_run
+    from peerdistill.config import DataSpec
+
+    np.savez(tmp_path / "d.npz", **{f"{s}_{k}": (images if k == "images" else labels)[a:b]
+                                    for s, (a, b) in (("train", (0, 36)), ("val", (36, 48)), ("test", (48, 60)))
+                                    for k in ("images", "labels")})
+    other_data = DataSpec(kind="npz", root=str(tmp_path / "d.npz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        evaluate_run(tmp_path / "raw", modules=nets["raw"], data_spec=other_data)
+    with pytest.warns(PeerdistillWarning, match=r"the scored images have mean / std 0\.\d+ / 0\.1\d* per channel as "
+                                                r"read and given to the models, which saw -?\d.* in training"):
+        evaluate_run(tmp_path / "normalised", modules=nets["normalised"], data_spec=other_data)

@@ -20,7 +20,7 @@ from .data.dicom import counting_dicom_reads
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
-from .data.splits import standardize
+from .data.splits import per_channel, standardize, unlike_seen
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
 from .engine.tta import tta_flips
@@ -214,12 +214,6 @@ def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
                       "other types are kept as they are", PeerdistillWarning, stacklevel=3)
 
 
-# How far (in the standard deviations the models saw) the inputs' mean may lie, and by what
-# factor their spread may differ, from what a run trained from a Dataset saw: a Dataset that
-# standardised its images gave spreads about 4x wider than images on [0, 1].
-_UNLIKE_MEAN, _UNLIKE_SPREAD = 2.0, 3.0
-
-
 def _say_if_unlike_what_the_models_saw(read: Inputs, seen: dict | None) -> None:
     """A run trained from a Dataset keeps no normalisation, so its inputs are given to the model
     as read ([0, 1]); a Dataset that normalised its images (ImageNet statistics) showed the
@@ -235,20 +229,13 @@ def _say_if_unlike_what_the_models_saw(read: Inputs, seen: dict | None) -> None:
         count, total, squares = count + len(pixels), total + pixels.sum(axis=0), squares + (pixels ** 2).sum(axis=0)
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
-    seen_mean, seen_std = np.asarray(seen["mean"], np.float64), np.maximum(np.asarray(seen["std"], np.float64), 1e-6)
-    ratio = std / seen_std
-    if ((np.abs(mean - seen_mean) / seen_std > _UNLIKE_MEAN).any() or (ratio > _UNLIKE_SPREAD).any()
-            or (ratio < 1 / _UNLIKE_SPREAD).any()):
-        warnings.warn(f"the inputs have mean / std {_per_channel(mean, std)} per channel as read (image files on "
+    if unlike_seen(mean, std, seen):
+        warnings.warn(f"the inputs have mean / std {per_channel(mean, std)} per channel as read (image files on "
                       f"[0, 1], an .npz's float arrays as they are) and given to the model, which saw "
-                      f"{_per_channel(seen_mean, seen_std)} in training (its first validation batch, as the Dataset "
+                      f"{per_channel(seen['mean'], seen['std'])} in training (its first validation batch, as the Dataset "
                       "it was trained from prepared it): a run trained from a Dataset keeps no normalisation to "
                       "apply, so if the Dataset normalised or rescaled its images, give predict an .npz of images "
                       "prepared that way", PeerdistillWarning, stacklevel=3)
-
-
-def _per_channel(means, stds) -> str:
-    return ", ".join(f"{mean:.3g} / {std:.3g}" for mean, std in zip(means, stds))
 
 
 def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:

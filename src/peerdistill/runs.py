@@ -26,7 +26,7 @@ from .config import (KINDS_OF_TASK, SPLIT_KEYS, DataSpec, data_places, format_va
 from .data import DataSplits, build_data, make_batches
 from .data.loaders import check_batch_size
 from .data.segmentation import masks_name_classes
-from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole
+from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole, per_channel, unlike_seen
 from .engine import RunDir, evaluate
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, atomic_write_text
@@ -486,8 +486,20 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
     (read as colour) for a run of colour ones, as predict warns; or values that, standardised by
     the run's statistics, come out far from mean 0 and std 1, as the run's own did: another scale
     (16-bit or 0-255 float arrays beside 8-bit training images, another normalisation), on which
-    the figures mean nothing."""
-    if not isinstance(scored, TensorData) or not meta.get("data_stats") or scored.x.ndim != 4 or not len(scored.x):
+    the figures mean nothing. A run trained from a Dataset has no statistics of its own: the
+    data is compared with what its models saw (``input_stats``)."""
+    if not isinstance(scored, TensorData) or scored.x.ndim != 4 or not len(scored.x):
+        return
+    if not meta.get("data_stats"):
+        mean, std = scored.x.mean(dim=(0, 2, 3)).tolist(), scored.x.std(dim=(0, 2, 3)).tolist()
+        seen = meta.get("input_stats")
+        if seen and len(seen["mean"]) == len(mean) and unlike_seen(mean, std, seen):
+            warnings.warn(f"the scored images have mean / std {per_channel(mean, std)} per channel as read and given "
+                          f"to the models, which saw {per_channel(seen['mean'], seen['std'])} in training (its first "
+                          "validation batch, as the Dataset it was trained from prepared it): a run trained from a "
+                          "Dataset keeps no normalisation to apply, so score them through a Dataset that prepares "
+                          "them as in training (evaluate_run(..., data=DataSplits(...)))",
+                          PeerdistillWarning, stacklevel=3)
         return
     if (meta.get("data_info") or {}).get("grey_read_as_colour") is False and \
             grey_read_as_colour(scored, meta["data_stats"]):

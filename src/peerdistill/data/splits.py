@@ -412,6 +412,26 @@ def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:
     return {"mean": x.mean(dim=dims).tolist(), "std": x.std(dim=dims).clamp(min=1e-6).tolist()}
 
 
+# How far (in the standard deviations the models saw) inputs' mean may lie, and by what factor
+# their spread may differ, from what a run trained from a Dataset saw (its ``input_stats``): a
+# Dataset that standardised its images gave spreads about 4x wider than images on [0, 1].
+UNLIKE_MEAN, UNLIKE_SPREAD = 2.0, 3.0
+
+
+def unlike_seen(mean, std, seen: dict[str, list[float]]) -> bool:
+    """Whether inputs of per-channel ``mean`` and ``std`` lie far from ``seen`` (``channel_stats``
+    of what the models saw in training)."""
+    seen_mean, seen_std = np.asarray(seen["mean"], np.float64), np.maximum(np.asarray(seen["std"], np.float64), 1e-6)
+    ratio = np.asarray(std, np.float64) / seen_std
+    return bool((np.abs(np.asarray(mean, np.float64) - seen_mean) / seen_std > UNLIKE_MEAN).any()
+                or (ratio > UNLIKE_SPREAD).any() or (ratio < 1 / UNLIKE_SPREAD).any())
+
+
+def per_channel(means, stds) -> str:
+    """``mean / std`` of each channel, for a message."""
+    return ", ".join(f"{mean:.3g} / {std:.3g}" for mean, std in zip(means, stds))
+
+
 def standardised_spread(dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Each channel's mean and std of an in-memory split as the models see it (standardised),
     taken in chunks; None for other data (not images held in memory)."""
