@@ -175,14 +175,19 @@ def test_a_library_function_counts_as_a_model_factory_only_when_annotated_to_ret
     assert not _builds_a_model(functools.partial(factory), own=False)
 
 
+def _own_modules(folder, names, monkeypatch):
+    """Modules of one's own, each defining ``net`` (a SmallCNN), importable from ``folder``."""
+    for name in names:
+        (folder / f"{name}.py").write_text("from peerdistill.models import SmallCNN\n\n\n"
+                                           "def net(in_channels, num_classes, width=4):\n"
+                                           "    return SmallCNN(in_channels, num_classes, width=width, depth=1)\n")
+    monkeypatch.syspath_prepend(str(folder))
+
+
 def test_every_untrusted_factory_of_a_run_is_named_at_once_with_one_value_allowing_them_all(
         run_naming, tmp_path, capsys, monkeypatch):
     # refused one model at a time, a run of three modules of one's own took three tries to allow
-    for name in ("mine_a", "mine_b"):
-        (tmp_path / f"{name}.py").write_text("from peerdistill.models import SmallCNN\n\n\n"
-                                             "def net(in_channels, num_classes, width=4):\n"
-                                             "    return SmallCNN(in_channels, num_classes, width=width, depth=1)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _own_modules(tmp_path, ["mine_a", "mine_b"], monkeypatch)
     run = run_naming({"arch": "mine_b:net", "args": {"width": 4}})
     meta = json.loads((run / "run.json").read_text())
     meta["members"][1]["spec"] = {"arch": "mine_a:net", "args": {"width": 4}}
@@ -203,11 +208,7 @@ def test_every_untrusted_factory_of_a_run_is_named_at_once_with_one_value_allowi
 def test_the_value_allowing_several_refusals_keeps_what_is_trusted_and_names_paths_reached_through_it(
         run_naming, tmp_path, capsys, monkeypatch):
     # trusting the module again cannot allow a path reached through it: the advice, followed, failed
-    (tmp_path / "mine_c.py").write_text("from peerdistill.models import SmallCNN\n\n\n"
-                                        "def net(in_channels, num_classes, width=4):\n"
-                                        "    return SmallCNN(in_channels, num_classes, width=width, depth=1)\n")
-    (tmp_path / "mine_d.py").write_text((tmp_path / "mine_c.py").read_text())
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _own_modules(tmp_path, ["mine_c", "mine_d"], monkeypatch)
     run = run_naming({"arch": "mine_d:net", "args": {"width": 4}})
     meta = json.loads((run / "run.json").read_text())
     meta["members"][1]["spec"] = {"arch": "mine_c:SmallCNN", "args": {"width": 4, "depth": 1}}
@@ -226,11 +227,7 @@ def test_the_value_allowing_several_refusals_keeps_what_is_trusted_and_names_pat
 def test_one_refusal_keeps_what_is_trusted_and_one_factory_of_several_models_is_said_once(
         run_naming, tmp_path, capsys, monkeypatch):
     # PEERDISTILL_TRUSTED_ARCHS=mine_f allowed student2; the advice for student1 set mine_e alone, refusing student2
-    for name in ("mine_e", "mine_f"):
-        (tmp_path / f"{name}.py").write_text("from peerdistill.models import SmallCNN\n\n\n"
-                                             "def net(in_channels, num_classes, width=4):\n"
-                                             "    return SmallCNN(in_channels, num_classes, width=width, depth=1)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _own_modules(tmp_path, ["mine_e", "mine_f"], monkeypatch)
     run = run_naming({"arch": "mine_f:net", "args": {"width": 4}})
     meta = json.loads((run / "run.json").read_text())
     meta["members"][1]["spec"] = {"arch": "mine_e:net", "args": {"width": 4}}
