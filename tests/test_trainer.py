@@ -659,6 +659,8 @@ def test_progress_in_a_log_is_a_plain_line_per_epoch(monkeypatch):
 
 def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
     # DRIVE's final scoring (sliding windows, twice) took half a minute after the last epoch's line, in silence
+    import json
+
     from peerdistill.cli import main
 
     assert main(["train", "train.epochs=1", f"out_dir={tmp_path}", "teacher.args.width=4", "students.0.args.width=4",
@@ -666,3 +668,13 @@ def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1"))
     assert lines[epoch + 1] == "scoring the test split (360 samples) with the weights of the last epoch"
+    # weights that hardly move: the second epoch scores as the first, which stays the best
+    assert main(["train", "train.epochs=2", f"out_dir={tmp_path}", "name=still", "optim.lr=1e-12",
+                 "teacher.args.width=4", "students.0.args.width=4", "students.1.args.width=4",
+                 "distill.rampup_epochs=0"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 2/2"))
+    best = json.loads((tmp_path / "still" / "metrics.json").read_text())["best_epoch"]  # 1 here (BatchNorm's
+    # running statistics could still move a prediction elsewhere): the line says what was done
+    assert lines[epoch + 1] == ("scoring the test split (360 samples) with the weights of the last epoch"
+                                + (" and of the best one" if best == 1 else ""))
