@@ -123,6 +123,22 @@ def test_a_module_of_ones_own_in_the_working_folder_is_found_without_python_dash
     assert build_model("byo_models_in_cwd:mlp", {}, 1, 3).out_features == 3
     assert str(tmp_path) not in sys.path  # for that import only: a later library lookup never finds this folder
     monkeypatch.delitem(sys.modules, "byo_models_in_cwd")
+    # so a sibling module imported when the factory is called is not found: said, with the two ways out
+    import pytest
+
+    from peerdistill.errors import ConfigError
+
+    (tmp_path / "byo_blocks_in_cwd.py").write_text("from torch import nn\nhead = nn.Linear\n")
+    (tmp_path / "byo_lazy_in_cwd.py").write_text(
+        "def mlp(num_classes):\n    from byo_blocks_in_cwd import head\n    return head(4, num_classes)\n")
+    monkeypatch.delitem(sys.modules, "byo_lazy_in_cwd", raising=False)
+    with pytest.raises(ConfigError, match=r"No module named 'byo_blocks_in_cwd' \(.*byo_lazy_in_cwd.py, line 2\); "
+                                          r"'byo_blocks_in_cwd' is in the folder the command runs in, which is on "
+                                          r"Python's path only while the model's own module is imported: import "
+                                          r"'byo_blocks_in_cwd' at the top of that module, or put the folder on the "
+                                          r"path \(PYTHONPATH=. peerdistill ...\)$"):
+        build_model("byo_lazy_in_cwd:mlp", {}, 1, 3)
+    monkeypatch.delitem(sys.modules, "byo_lazy_in_cwd")
 
 
 def test_a_model_librarys_name_is_never_imported_from_the_working_folder(tmp_path, monkeypatch):

@@ -94,6 +94,18 @@ def _model_library_packages() -> set[str]:
     return {library.split(".")[0] for library in MODEL_LIBRARIES}
 
 
+def _imported_when_called(exc: BaseException) -> str:
+    """A module of one's own that a factory imports when called, from the working folder, which
+    is on Python's path only while the factory's own module is imported."""
+    missing = (getattr(exc, "name", None) or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    here = os.getcwd()
+    if not missing or here in sys.path or not _holds_module(Path(here), missing):
+        return ""
+    return (f"; '{missing}' is in the folder the command runs in, which is on Python's path only while the model's "
+            f"own module is imported: import '{missing}' at the top of that module, or put the folder on the path "
+            "(PYTHONPATH=. peerdistill ...)")
+
+
 def _holds_module(folder: Path, name: str) -> bool:
     return (folder / f"{name}.py").is_file() or (folder / name).is_dir()
 
@@ -160,7 +172,8 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
             raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{hint}") from None
         raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: TypeError: {exc}{_raised_at(exc)}") from None
     except Exception as exc:  # a user's or library's factory: its own message says what is wrong
-        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: {exc}{_raised_at(exc)}") from None
+        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: {exc}{_raised_at(exc)}"
+                          f"{_imported_when_called(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
