@@ -44,7 +44,8 @@ def test_a_run_naming_a_command_runs_nothing(run_naming, tmp_path, capsys, monke
     # a listed module trusts its own definitions, not what it imports: os.system is posix's
     monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "os")
     assert main(["eval", str(run)]) == 2
-    assert "'os:system', which is not defined in 'os' (the module PEERDISTILL_TRUSTED_ARCHS trusts) but in 'posix'" \
+    assert ("'os:system', which is not defined in 'os' (the module PEERDISTILL_TRUSTED_ARCHS trusts) nor in another "
+            "module it trusts, but in 'posix'") \
         in " ".join(capsys.readouterr().err.split()) and not marker.exists()
     monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "os:system")  # the path itself: then it is built (and fails as such)
     assert main(["eval", str(run)]) == 2
@@ -248,3 +249,16 @@ def test_one_refusal_keeps_what_is_trusted_and_one_factory_of_several_models_is_
     said = " ".join(capsys.readouterr().err.split())
     assert "(models 'student1', 'student2') names the model factory 'mine_e:net'" in said
     assert "names model factories" not in said and said.count("PEERDISTILL_TRUSTED_ARCHS=mine_e ") == 1
+
+
+def test_a_factory_reached_through_one_trusted_module_and_defined_in_another_is_allowed(
+        run_naming, tmp_path, capsys, monkeypatch):
+    # only the first trusted module containing the path was asked where the factory is defined
+    _own_modules(tmp_path, ["mine_g"], monkeypatch)
+    (tmp_path / "mine_h.py").write_text("from mine_g import net as small  # noqa: F401\n")
+    run = run_naming({"arch": "mine_h:small", "args": {"width": 4}})
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_h")
+    assert main(["eval", str(run)]) == 2
+    assert "which is not defined in 'mine_h'" in " ".join(capsys.readouterr().err.split())
+    monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_h,mine_g")  # the module that defines it, trusted too
+    assert main(["eval", str(run)]) == 0

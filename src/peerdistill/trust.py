@@ -67,10 +67,11 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
     package = next((a for a in listed if a and _within(module, a)), None)
     if package is not None:  # a module the user trusts: its own models, not what it imports (os.system)
         defined_in = getattr(resolve_factory(arch), "__module__", None) or ""
-        if _within(defined_in, package):
-            return
+        if any(_within(defined_in, entry) for entry in listed if entry and ":" not in entry):
+            return  # defined in a trusted module, whichever trusted module it is reached through
         raise UntrustedArchError(f"{where} names '{arch}', which is not defined in '{package}' (the module "
-                                 f"{TRUST_VARIABLE} trusts) but in '{defined_in}', reached through it: if you know "
+                                 f"{TRUST_VARIABLE} trusts) nor in another module it trusts, but in '{defined_in}', "
+                                 f"reached through it: if you know "
                                  f"what it calls, add the path itself to {TRUST_VARIABLE} (comma-separated: "
                                  f"{TRUST_VARIABLE}={trust_value(package, arch)})", allow=arch)
     library = next((lib for lib in MODEL_LIBRARIES if _within(module, lib)), None)
