@@ -31,7 +31,9 @@ def test_a_config_without_a_name_is_named_after_its_data_and_preset():
                                ({"kind": "npz", "root": "../shared/data/pneumoniamnist.npz"}, "kd", "pneumoniamnist-kd"),
                                ({"kind": "image_folder", "root": "/data/xrays/"}, "ml", "xrays-ml"),
                                ({"kind": "image_folder", "root": "."}, "kd+ml", "image_folder-kd+ml"),
-                               ({"kind": "image_folder", "root": "..\\up"}, "kd+ml", "image_folder-kd+ml")):
+                               ({"kind": "npz", "root": "C:\\data\\scans.npz"}, "kd+ml", "scans-kd+ml"),
+                               ({"kind": "image_folder", "root": "~"}, "kd+ml", "image_folder-kd+ml"),
+                               ({"kind": "npz", "root": ".npz"}, "kd+ml", "npz-kd+ml")):  # not a hidden folder
         cfg = validate({**cohort, "data": data, "distill": {"preset": preset}})
         assert cfg.name == name, data
     built = RunConfig(**cohort, data=DataSpec(kind="image_folder", root="scans"))  # sections built in Python
@@ -39,6 +41,7 @@ def test_a_config_without_a_name_is_named_after_its_data_and_preset():
     named = apply_overrides({**cohort, "data": {"kind": "csv", "root": "a.csv"}}, ["data.root=b.csv"])
     assert validate(named).name == "b-kd+ml"  # as the command line leaves it
     assert validate({**cohort, "name": "mine", "data": {"kind": "csv", "root": "a.csv"}}).name == "mine"
+    assert validate({**cohort, "name": None, "data": {"kind": "csv", "root": "a.csv"}}).name == "a-kd+ml"  # `name:`
     assert validate(default_config()).name == "digits-kd+ml"  # the quick start's run
     other_data = apply_overrides(default_config(), ["data.kind=npz", "data.root=scans/d.npz", "distill.preset=kd"])
     assert validate(other_data).name == "d-kd"  # `peerdistill train data.kind=npz ...`: not the quick start's folder

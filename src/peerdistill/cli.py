@@ -356,7 +356,8 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
-        tree.setdefault("name", default_run_name(tree))  # as written, not after a preset --presets sets
+        if tree.get("name") is None:  # named as written, not after a preset --presets sets
+            tree["name"] = default_run_name(tree)
     from .comparison_configs import checked_bases, parse_presets, variant_trees
 
     presets = parse_presets(ns.presets)

@@ -117,7 +117,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if not configs:
         raise ConfigError("compare needs at least one config")
     # a config without a name is named as it is written, not after the preset --presets gives its first run
-    configs = [config if "name" in config else {**config, "name": default_run_name(config)} for config in configs]
+    configs = [config if config.get("name") is not None else {**config, "name": default_run_name(config)}
+               for config in configs]
     console = console or Console()
     if config_names is not None and len(config_names) != len(configs):
         raise ConfigError(f"config_names names {len(config_names)} configs; {len(configs)} were given")

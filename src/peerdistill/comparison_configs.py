@@ -87,7 +87,7 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: lis
                 variant["distill"] = under_preset(tree, variant, kept=distill_keys)
             if presets:
                 _check_read_by(presets, variant, name, distill_keys)
-            base = tree["name"] if "name" in tree else default_run_name(tree)
+            base = tree["name"] if tree.get("name") is not None else default_run_name(tree)
             variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
             out.append(variant)
     return out

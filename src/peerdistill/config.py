@@ -6,7 +6,7 @@ import difflib
 import re
 import typing
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -751,9 +751,10 @@ def default_run_name(tree: dict[str, Any]) -> str:
     preset = _raw_value(tree.get("distill"), "preset", "kd+ml")
     named = ""
     if isinstance(root, str) and root.strip():
-        place = Path(root.strip())
-        named = place.stem if kind in ("npz", "csv") else place.name  # a file, else a folder
-    if named in ("", ".", "..") or "\\" in named:  # a folder name it cannot be: the kind names it
+        # (a Windows path's parts too); a file's name without its suffix, else a folder's
+        place = PureWindowsPath(root.strip()) if "\\" in root else Path(root.strip())
+        named = place.stem if kind in ("npz", "csv") else place.name
+    if not named or named.startswith((".", "~")):  # no name, or a hidden folder or a home to expand: the kind
         named = kind if isinstance(kind, str) else "data"
     return f"{named}-{preset if isinstance(preset, str) else 'kd+ml'}"
 
@@ -784,7 +785,7 @@ class RunConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _named_after_data_and_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "name" not in data:
+        if isinstance(data, dict) and data.get("name") is None:  # left out, or `name:` left empty
             data = {**data, "name": default_run_name(data)}
         return data
 
