@@ -183,7 +183,7 @@ def test_dataset_images_of_different_sizes_are_named_with_what_to_do():
     images = [torch.as_tensor(image) for image in x[:36]]
     images[2] = torch.zeros(images[2].shape[0], 9, 8)  # one image a row taller, in the first batch
     data.train = _Pairs(images, y[:36])
-    with pytest.raises(DataError, match=r"the dataset's images are not all of one size \(one batch holds "
+    with pytest.raises(DataError, match=r"the dataset's images are not all of one shape \(one batch holds "
                                         r"\[1, 8, 8\] and \[1, 9, 8\]\), so they cannot be batched: resize them"):
         _fit(data, batch_size=4)
     from peerdistill.data.loaders import DatasetBatches
@@ -192,8 +192,12 @@ def test_dataset_images_of_different_sizes_are_named_with_what_to_do():
         batches = DatasetBatches(_Pairs(images, y[:36]), 4, torch.device("cpu"), shuffle=False, num_workers=workers)
         with pytest.raises(DataError) as refused:
             list(batches.iterate())
-        assert str(refused.value).startswith("the dataset's images are not all of one size (one batch holds [1, 8, 8] "
+        assert str(refused.value).startswith("the dataset's images are not all of one shape (one batch holds [1, 8, 8] "
                                              "and [1, 9, 8])"), str(refused.value)[:300]
+    for odd, fix in ((torch.zeros(3, 8, 8), "give each the same channels"), (torch.zeros(8, 8), "give each the same axes")):
+        batches = DatasetBatches(_Pairs([odd, *images[1:4]], y[:4]), 4, torch.device("cpu"), shuffle=False)
+        with pytest.raises(DataError, match=fix):
+            list(batches.iterate())
 
 
 def test_float64_images_and_narrow_integer_labels_train_as_float32_and_int64():

@@ -149,13 +149,21 @@ def _collated(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _refuse_unequal_sizes(pairs: list) -> None:
     """Images (or masks) of one batch in different sizes cannot be stacked into one tensor."""
-    for position, what in ((0, "images"), (1, "targets")):
+    for position, what in ((0, "images"), (1, "targets (masks)")):
         sizes = [tuple(getattr(pair[position], "shape", ())) for pair in pairs]
         if len(set(sizes)) > 1:
             first, other = sizes[0], next(size for size in sizes if size != sizes[0])
-            raise DataError(f"the dataset's {what} are not all of one size (one batch holds {list(first)} and "
-                            f"{list(other)}), so they cannot be batched: resize them to one size in the dataset "
-                            "(a transform in __getitem__), as data.image_size does for image files")
+            if len(first) != len(other):
+                fix = ("give each the same axes (an image as [C, H, W], with its channel axis even for grey "
+                       "ones: image[None]; a mask as [H, W])")
+            elif position == 0 and first[0] != other[0]:
+                fix = ("give each the same channels (grey and colour mixed: convert every image to one, "
+                       "repeating a grey channel 3 times or averaging colour ones)")
+            else:
+                fix = ("resize them to one size in the dataset (a transform in __getitem__), as data.image_size "
+                       "does for image files")
+            raise DataError(f"the dataset's {what} are not all of one shape (one batch holds {list(first)} and "
+                            f"{list(other)}), so they cannot be batched: {fix}")
 
 
 def _pair(sample):
