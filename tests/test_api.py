@@ -517,3 +517,31 @@ def test_the_runs_npz_changed_in_place_with_the_same_split_sizes_is_warned_of(tm
     with pytest.warns(PeerdistillWarning, match=r"the run's data at '.*d.npz' is not byte for byte the archive training "
                                                 r"read \(its SHA-256 differs from run.json's data_info.sha256\)"):
         evaluate_run(run)
+
+
+def test_another_file_of_the_runs_relative_data_name_says_where_training_read_it(tmp_path, monkeypatch):
+    # "the run's data has changed since training: restore it" sent the user to fix data that was intact
+    import json
+
+    import numpy as np
+    import pytest
+
+    from peerdistill import evaluate_run
+    from peerdistill.errors import DataError
+    from tests.conftest import train_two_class_npz_run
+
+    (tmp_path / "project").mkdir()
+    run, arrays = train_two_class_npz_run(tmp_path / "project", seed=0, epochs=1)
+    meta = json.loads((run / "run.json").read_text())
+    meta["data_spec"]["root"] = "d.npz"  # as trained from the project folder with data.root=d.npz
+    (run / "run.json").write_text(json.dumps(meta))
+    (tmp_path / "elsewhere").mkdir()
+    np.savez(tmp_path / "elsewhere" / "d.npz", **{**arrays, "test_images": arrays["test_images"][:5],
+                                                 "test_labels": arrays["test_labels"][:5]})
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"^the data at 'd.npz', counted from the folder the command runs in, splits "
+                                        r"otherwise than the run's .*\(training read it at '.*project.d.npz', which is "
+                                        r"there now\): run eval from the folder training ran in"):
+        evaluate_run(run)
+    monkeypatch.chdir(tmp_path / "project")
+    assert evaluate_run(run).samples == 40

@@ -453,16 +453,23 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
     were recorded are not checked)."""
     before = meta.get("split_sizes")
     now = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    root = saved_data_spec(meta).root
+    elsewhere = root and not _read_where_training_read(meta, root) and _where_training_read(meta, root)
     digest, digest_now = (meta.get("data_info") or {}).get("sha256"), data.info.get("sha256")
     if digest and digest_now and digest != digest_now and before == now:
         # warned, not refused: the same arrays saved anew differ in bytes too
-        warnings.warn(f"the run's data at '{saved_data_spec(meta).root}' is not byte for byte the archive training "
-                      "read (its SHA-256 differs from run.json's data_info.sha256): if its arrays changed, its "
-                      "splits hold other images than the run's, and its test split may hold images the run trained "
-                      "on; put back the archive it was trained on (if it was only saved anew, the figures stand)",
+        warnings.warn(f"the run's data at '{root}' is not byte for byte the archive training read (its SHA-256 "
+                      "differs from run.json's data_info.sha256): if its arrays changed, its splits hold other images "
+                      "than the run's, and its test split may hold images the run trained on; "
+                      + (f"a relative data.root counts from the folder the command runs in{elsewhere}: run it from "
+                         "the folder training ran in" if elsewhere else
+                         "put back the archive it was trained on (if it was only saved anew, the figures stand)"),
                       PeerdistillWarning, stacklevel=3)
+    if before and before != now and elsewhere:  # another file of that name, here: the run's may be intact
+        raise DataError(f"the data at {root!r}, counted from the folder the command runs in, splits otherwise than "
+                        f"the run's (split sizes {now}, {before} in its run.json){elsewhere}: run eval from the folder "
+                        "training ran in, or give the place, peerdistill eval RUN_DIR data.root=PATH")
     if before and before != now:
-        root = saved_data_spec(meta).root
         raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training (split sizes "
                         f"{now}, {before} in its run.json): its splits are no longer the run's, and a training "
                         "image could be scored as a test one. Restore the data the run was trained on, or score "
