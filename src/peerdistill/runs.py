@@ -498,9 +498,11 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
     if not isinstance(scored, TensorData) or scored.x.ndim != 4 or not len(scored.x):
         return
     if not meta.get("data_stats"):
-        mean, std = scored.x.mean(dim=(0, 2, 3)).tolist(), scored.x.std(dim=(0, 2, 3)).tolist()
         seen = meta.get("input_stats")
-        if seen and len(seen["mean"]) == len(mean) and unlike_seen(mean, std, seen):
+        if not seen or len(seen["mean"]) != scored.x.shape[1]:  # (a run without them: nothing to compare)
+            return
+        mean, std = scored.x.mean(dim=(0, 2, 3)).tolist(), scored.x.std(dim=(0, 2, 3)).tolist()
+        if unlike_seen(mean, std, seen):
             warnings.warn(f"the scored images have mean / std {per_channel(mean, std)} per channel as read and given "
                           f"to the models, which saw {per_channel(seen['mean'], seen['std'])} in training (its first "
                           "validation batch, as the Dataset it was trained from prepared it): a run trained from a "
