@@ -146,8 +146,15 @@ def test_labels_outside_the_classes_are_refused_in_every_split_and_by_evaluate()
     x, y = _arrays()
     bad = y[48:].copy()
     bad[5] = 5
-    with pytest.raises(DataError, match="scoring the test split .* labels run from 0 to 5, outside the 3 classes"):
-        _fit(_splits(x, y, bad))
+    with pytest.raises(DataError, match="^the test labels run from 0 to 5, outside the 3 classes"):
+        _fit(_splits(x, y, bad))  # in the first test batch: refused before training
+    later = _splits(x, y)
+    bad = y[48:].copy()
+    bad[9] = 5
+    later.test = _Pairs(x[48:], bad)
+    with pytest.raises(DataError, match="scoring the test split .* labels run from 1 to 5, outside the 3 classes"):
+        Trainer(Cohort.from_modules([_net(), _net()]), KnowledgeGraph([]), ClassificationTask(3), progress=False,
+                device="cpu", train=TrainSpec(epochs=1, batch_size=12, eval_batch_size=4), seed=0).fit(later)
     cohort = Cohort.from_modules([_net(), _net()])
     batches = [(torch.as_tensor(x[:8]), torch.as_tensor(y[:8])), (torch.as_tensor(x[8:16]), torch.as_tensor(y[8:16]) + 5)]
     with pytest.raises(DataError, match="labels run from 5 to 7"):
@@ -198,6 +205,41 @@ def test_dataset_images_of_different_sizes_are_named_with_what_to_do():
         batches = DatasetBatches(_Pairs([odd, *images[1:4]], y[:4]), 4, torch.device("cpu"), shuffle=False)
         with pytest.raises(DataError, match=fix):
             list(batches.iterate())
+
+
+def test_a_test_split_that_cannot_be_read_is_refused_before_the_first_epoch(monkeypatch):
+    """The test split is read after the last epoch only: refused then, the training is lost."""
+    from peerdistill.engine import trainer as trainer_module
+
+    epochs = []
+    real = trainer_module.Trainer._train_epoch
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", lambda self, *a, **k: epochs.append(1) or real(self, *a, **k))
+    x, y = _arrays()
+    uint8 = _splits(x, y)
+    uint8.test = _Pairs([(torch.as_tensor(image) * 40).clamp(0, 255).to(torch.uint8) for image in x[48:]], y[48:])
+    mixed = _splits(x, y)
+    images = [torch.as_tensor(image) for image in x[48:]]
+    images[1] = torch.zeros(1, 9, 8)
+    mixed.test = _Pairs(images, y[48:])
+    for data, message in ((uint8, "the test images are uint8, not floating point"),
+                          (mixed, r"the dataset's images are not all of one shape")):
+        with pytest.raises(DataError, match=message):
+            _fit(data, batch_size=4)
+        assert epochs == [], "refused only after training"
+
+
+def test_classifier_labels_of_mixed_shapes_are_told_to_be_one_number_each():
+    from peerdistill.data.loaders import DatasetBatches
+
+    x, y = _arrays(8)
+    labels = [torch.tensor(int(label)) if i % 2 else torch.tensor([int(label)]) for i, label in enumerate(y)]
+    pairs = [(torch.as_tensor(image), label) for image, label in zip(x, labels)]  # a list serves as a Dataset
+    batches = DatasetBatches(pairs, 4, torch.device("cpu"), shuffle=False)
+    with pytest.raises(DataError) as refused:
+        list(batches.iterate())
+    message = str(refused.value)
+    assert message.startswith("the dataset's labels are not all of one shape (one batch holds [1] and [])"), message
+    assert "an int or a 0-d tensor each" in message and "mask" not in message, message
 
 
 def test_float64_images_and_narrow_integer_labels_train_as_float32_and_int64():

@@ -149,11 +149,15 @@ def _collated(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _refuse_unequal_sizes(pairs: list) -> None:
     """Images (or masks) of one batch in different sizes cannot be stacked into one tensor."""
-    for position, what in ((0, "images"), (1, "targets (masks)")):
+    for position in (0, 1):
         sizes = [tuple(getattr(pair[position], "shape", ())) for pair in pairs]
         if len(set(sizes)) > 1:
             first, other = sizes[0], next(size for size in sizes if size != sizes[0])
-            if len(first) != len(other):
+            labels = position == 1 and max(len(first), len(other)) <= 1  # a class index, as 0-d and as [1]
+            what = "images" if position == 0 else "labels" if labels else "targets (masks)"
+            if labels:
+                fix = "give each label as one class index, an int or a 0-d tensor each (torch.tensor(y), not [y])"
+            elif len(first) != len(other):
                 fix = ("give each the same axes (an image as [C, H, W], with its channel axis even for grey "
                        "ones: image[None]; a mask as [H, W])")
             elif position == 0 and first[0] != other[0]:

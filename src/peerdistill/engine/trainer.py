@@ -299,9 +299,12 @@ class Trainer(RunRecords):
 
     def _probe(self) -> None:
         """A dry run on a few validation samples: every output must have the task's shape, and
-        connectors are created where a learner's feature shape differs from its target's."""
+        connectors are created where a learner's feature shape differs from its target's. The
+        test split's first batch is checked too, before any epoch."""
         x, y = next(iter(self.val_batches))
         self._check_batch(x, y, "validation")
+        # The test split is read only after the last epoch: a problem there would lose the run's result.
+        self._check_batch(*next(iter(self.test_batches)), "test")
         if x.ndim == 4:  # what the models see (as a Dataset prepared it): predict compares its inputs with it
             self._seen_input_stats = channel_stats(x.detach().float().cpu())
         x = x[:2]
