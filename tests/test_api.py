@@ -543,5 +543,10 @@ def test_another_file_of_the_runs_relative_data_name_says_where_training_read_it
                                         r"otherwise than the run's .*\(training read it at '.*project.d.npz', which is "
                                         r"there now\): run eval from the folder training ran in"):
         evaluate_run(run)
+    np.savez(tmp_path / "elsewhere" / "d.npz", **{**arrays, "test_images": arrays["train_images"][:40]})
+    with pytest.raises(DataError, match=r"^the data at 'd.npz', counted from the folder the command runs in, is not "
+                                        r"the archive the run trained on \(its SHA-256 differs.*\(training read it at "
+                                        r"'.*project.d.npz', which is there now\): run eval from the folder"):
+        evaluate_run(run)  # the same split sizes: it was scored with a warning, as if the run's data had changed
     monkeypatch.chdir(tmp_path / "project")
     assert evaluate_run(run).samples == 40

@@ -456,19 +456,19 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
     root = saved_data_spec(meta).root
     elsewhere = root and not _read_where_training_read(meta, root) and _where_training_read(meta, root)
     digest, digest_now = (meta.get("data_info") or {}).get("sha256"), data.info.get("sha256")
-    if digest and digest_now and digest != digest_now and before == now:
-        # warned, not refused: the same arrays saved anew differ in bytes too
+    other_bytes = bool(digest and digest_now and digest != digest_now)
+    if elsewhere and ((before and before != now) or other_bytes):  # another file of that name, here
+        differs = (f"splits otherwise than the run's (split sizes {now}, {before} in its run.json)" if before and before != now
+                   else "is not the archive the run trained on (its SHA-256 differs from run.json's data_info.sha256)")
+        raise DataError(f"the data at {root!r}, counted from the folder the command runs in, {differs}{elsewhere}: "
+                        "run eval from the folder training ran in, or give the place, peerdistill eval RUN_DIR "
+                        "data.root=PATH")
+    if other_bytes and before == now:  # warned, not refused: the same arrays saved anew differ in bytes too
         warnings.warn(f"the run's data at '{root}' is not byte for byte the archive training read (its SHA-256 "
                       "differs from run.json's data_info.sha256): if its arrays changed, its splits hold other images "
-                      "than the run's, and its test split may hold images the run trained on; "
-                      + (f"a relative data.root counts from the folder the command runs in{elsewhere}: run it from "
-                         "the folder training ran in" if elsewhere else
-                         "put back the archive it was trained on (if it was only saved anew, the figures stand)"),
-                      PeerdistillWarning, stacklevel=3)
-    if before and before != now and elsewhere:  # another file of that name, here: the run's may be intact
-        raise DataError(f"the data at {root!r}, counted from the folder the command runs in, splits otherwise than "
-                        f"the run's (split sizes {now}, {before} in its run.json){elsewhere}: run eval from the folder "
-                        "training ran in, or give the place, peerdistill eval RUN_DIR data.root=PATH")
+                      "than the run's, and its test split may hold images the run trained on; put back the archive "
+                      "it was trained on (if it was only saved anew, the figures stand)", PeerdistillWarning,
+                      stacklevel=3)
     if before and before != now:
         raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training (split sizes "
                         f"{now}, {before} in its run.json): its splits are no longer the run's, and a training "
