@@ -288,6 +288,31 @@ def test_a_report_draws_no_predictions_on_data_changed_since_training(digits_run
     assert "Predictions skipped" in (copy / "report.html").read_text(encoding="utf-8")
 
 
+def test_a_warning_while_the_page_is_drawn_made_an_error_still_leaves_the_page_and_says_it(tmp_path, monkeypatch,
+                                                                                           capsys):
+    # Only the skipped-predictions warning was held back: the changed-archive one, raised while
+    # the data is read, left no page under -W error, and the console said only "error: ...".
+    from peerdistill.cli import main
+    from tests.conftest import train_two_class_npz_run
+
+    run, arrays = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    np.savez(tmp_path / "d.npz", **{**arrays, "test_images": arrays["test_images"][::-1].copy()})  # same sizes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        with pytest.raises(PeerdistillWarning, match="is not byte for byte the archive training read"):
+            write_report(run)
+        assert "confusion matrix" in (run / "report.html").read_text(encoding="utf-8")
+        (run / "report.html").unlink()
+        assert main(["report", str(run)]) == 2
+    said = capsys.readouterr()
+    assert f"wrote {run / 'report.html'}" in " ".join(said.out.split())
+    assert "is not byte for byte the archive training read" in said.err and "raised as an error" in said.err
+    assert (run / "report.html").is_file()
+    with pytest.warns(PeerdistillWarning, match="is not byte for byte") as caught:  # without the filter: once
+        write_report(run)
+    assert len([w for w in caught if "byte for byte" in str(w.message)]) == 1
+
+
 def test_a_report_draws_no_predictions_on_data_split_otherwise_since_training(digits_run, tmp_path):
     copy = tmp_path / "grown"
     shutil.copytree(digits_run, copy)

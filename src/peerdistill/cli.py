@@ -449,10 +449,11 @@ def _which_best(ns: argparse.Namespace) -> str:
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from .html_report import write_report
+    from .html_report import reemit, write_report_holding_warnings
 
-    path = write_report(ns.path, ns.out)
+    path, held = write_report_holding_warnings(ns.path, ns.out)
     console.print(f"wrote {path}", highlight=False)
+    reemit(held)  # after: under -W error the first ends the command, the page written and said
     return 0
 
 

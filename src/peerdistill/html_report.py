@@ -64,6 +64,22 @@ code { background: #f4f4f4; padding: 0 .2em; }
 def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     """Write one self-contained HTML page for a run directory (it has run.json) or a comparison
     directory (it has compare.csv) and return its path (default ``path/report.html``)."""
+    target, held = write_report_holding_warnings(path, out)
+    reemit(held)
+    return target
+
+
+def reemit(held: list[warnings.WarningMessage]) -> None:
+    """Warnings held back, given to the caller's filters now (which may make them errors)."""
+    for caught in held:
+        warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno, source=caught.source)
+
+
+def write_report_holding_warnings(path: str | Path,
+                                  out: str | Path | None = None) -> tuple[Path, list[warnings.WarningMessage]]:
+    """``write_report``, with the warnings raised while the page is drawn handed back, not
+    emitted: a warnings filter making them errors (PYTHONWARNINGS=error, -W error) still leaves
+    the page, and the command can say where it is before them."""
     directory = Path(path)
     if not directory.exists():
         raise RunDirError(f"'{directory}' does not exist: pass the directory that `peerdistill train` or "
@@ -89,16 +105,16 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     _check_writable_here(target)
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
     # or became a formula).
-    with matplotlib.rc_context({"text.parse_math": False}):
+    with warnings.catch_warnings(record=True) as held, matplotlib.rc_context({"text.parse_math": False}):
+        warnings.simplefilter("always")  # every one held: the caller's filters judge them when re-emitted
         page, skipped = run_page(directory) if is_run else (comparison_page(directory), None)
+        if skipped:  # on the console too, not only seen when the page is opened
+            warnings.warn(f"the report has no test predictions: the saved models or the data could not be loaded "
+                          f"again ({skipped})", PeerdistillWarning, stacklevel=3)
     target.parent.mkdir(parents=True, exist_ok=True)
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
     atomic_write_bytes(target, page.encode("utf-8", errors="backslashreplace"))
-    if skipped:  # on the console too (else seen only when the page is opened); once it is written, so that
-        # a warnings filter making this an error (PYTHONWARNINGS=error) still leaves the page
-        warnings.warn(f"the report has no test predictions: the saved models or the data could not be loaded "
-                      f"again ({skipped})", PeerdistillWarning, stacklevel=2)
-    return target
+    return target, held
 
 
 def _check_writable_here(target: Path) -> None:
