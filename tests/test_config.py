@@ -45,6 +45,17 @@ def test_a_config_without_a_name_is_named_after_its_data_and_preset():
     assert validate(default_config()).name == "digits-kd+ml"  # the quick start's run
     other_data = apply_overrides(default_config(), ["data.kind=npz", "data.root=scans/d.npz", "distill.preset=kd"])
     assert validate(other_data).name == "d-kd"  # `peerdistill train data.kind=npz ...`: not the quick start's folder
+    # set after building, in Python: the name follows (it kept the first data's, training into its folder)
+    built.data = DataSpec(kind="npz", root="xrays.npz")
+    assert built.name == "xrays-kd+ml"
+    built.distill = DistillSpec(preset="ml")
+    assert built.name == "xrays-ml"
+    copied = built.model_copy(update={"data": DataSpec(kind="csv", root="lists/b.csv")})
+    assert (copied.name, built.name) == ("b-ml", "xrays-ml")
+    given = RunConfig(**cohort, name="mine")
+    given.data = DataSpec(kind="npz", root="xrays.npz")
+    assert given.name == "mine" and given.model_copy(update={"data": DataSpec()}).name == "mine"
+    assert RunConfig.model_validate(built.model_dump()).name == "xrays-ml"  # a saved config keeps it
 
 
 def test_a_name_yaml_reads_as_a_number_is_refused_with_the_quoting_that_keeps_it():

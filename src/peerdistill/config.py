@@ -760,8 +760,8 @@ def default_run_name(tree: dict[str, Any]) -> str:
 
 
 class RunConfig(_Strict):
-    name: str = Field(default="digits-kd+ml", description="the run's folder inside out_dir; without it, named after "
-                                                          "the data and preset (default_run_name)")
+    name: str | None = Field(default=None, description="the run's folder inside out_dir; without it, named after "
+                                                       "the data and preset (default_run_name)")
     out_dir: str = "runs"
     seed: int = 0
     deterministic: bool = False
@@ -784,10 +784,23 @@ class RunConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _named_after_data_and_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") is None:  # left out, or `name:` left empty
-            data = {**data, "name": default_run_name(data)}
+    def _name_left_empty_is_left_out(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" in data and data["name"] is None:  # `name:` left empty
+            data = {key: value for key, value in data.items() if key != "name"}
         return data
+
+    @model_validator(mode="after")
+    def _named_after_data_and_preset(self) -> "RunConfig":
+        """A name not given follows the data and preset, also when they are set after building
+        (``cfg.data = ...``, ``model_copy(update=...)``); not being in ``model_fields_set`` says
+        it was not given. (Written to __dict__: an assignment would validate again.)"""
+        if "name" not in self.model_fields_set:
+            self.__dict__["name"] = default_run_name({"data": self.data, "distill": self.distill})
+        return self
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "RunConfig":
+        copy = super().model_copy(update=update, deep=deep)
+        return copy._named_after_data_and_preset()
 
     @field_validator("name", mode="before")
     @classmethod
