@@ -66,6 +66,10 @@ def test_array_errors():
     with pytest.raises(DataError, match=r"class\(es\) \[2\] are in the val or test labels but have no training"):
         DataSplits.from_arrays(x, [0, 1, 0, 1], x, [0, 1, 2, 1], x, [0, 1, 0, 1])
     assert DataSplits.from_arrays(x, [0, 3, 0, 3], x, [0, 3, 0, 3], x, [0, 3, 0, 3]).num_classes == 4  # unused ids
+    bigger = np.zeros((4, 12, 12), np.float32)
+    with pytest.raises(DataError, match=r"^the splits' inputs differ in shape \(train \[1, 8, 8\], val \[1, 8, 8\], "
+                                        r"test \[1, 12, 12\]\): save every split's images at one size .* predict"):
+        DataSplits.from_arrays(x, [0, 1, 0, 1], x, [0, 1, 0, 1], bigger, [0, 1, 0, 1])
     two = np.zeros((4, 28, 28, 2), np.float32)  # channels last with two channels
     assert DataSplits.from_arrays(two, [0, 1, 0, 1], two, [0, 1, 0, 1], two, [0, 1, 0, 1]).input_shape == (2, 28, 28)
     with pytest.raises(DataError, match="got <U3 values such as 'cat': number the classes"):

@@ -124,7 +124,10 @@ class DataSplits:
         ys = [to_labels(a, name) for a, name in ((y_train, "train"), (y_val, "val"), (y_test, "test"))]
         shapes = {tuple(x.shape[1:]) for x in xs}
         if len(shapes) != 1:
-            raise DataError(f"train, val and test inputs differ in shape: {sorted(shapes)}")
+            each = ", ".join(f"{name} {list(x.shape[1:])}" for name, x in zip(("train", "val", "test"), xs))
+            raise DataError(f"the splits' inputs differ in shape ({each}): save every split's images at one size "
+                            "(resized in the arrays); to score images of another size with a run, `peerdistill "
+                            "predict` resizes them to its input")
         num_classes = int(max(int(y.max()) for y in ys if len(y)) + 1)
         _check_classes_train(ys, num_classes)
         if class_names is not None and len(class_names) < num_classes:
