@@ -316,6 +316,34 @@ def test_the_overlap_is_found_for_a_run_trained_on_a_relative_root_scored_from_e
         evaluate_run(tmp_path / "runs" / "rel", data_spec=spec)
 
 
+def test_a_copy_of_the_runs_image_folder_scored_whole_is_known_as_its_own_data(tmp_path):
+    # only the same folder (under any path) was known: a copy scored --split all counted training images as held out
+    import shutil
+    import warnings
+
+    from peerdistill.build import train_from_config
+    from peerdistill.errors import PeerdistillWarning
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / label / f"{label}{i}.png")
+    cfg = validate({**FAST, "name": "own", "out_dir": str(tmp_path / "runs"),
+                    "data": {"kind": "image_folder", "root": str(tmp_path / "imgs"), "grey": True}})
+    train_from_config(cfg, progress=False)
+    shutil.copytree(tmp_path / "imgs", tmp_path / "copy")
+    trained = len(json.loads((tmp_path / "runs" / "own" / "run.json").read_text())["data_info"]["files"]["train"])
+    copy = cfg.data.model_copy(update={"root": str(tmp_path / "copy")})
+    with pytest.warns(PeerdistillWarning, match=rf"^{trained} of 24 samples of the scored all split are training "
+                                                rf"samples of the run \(its own data, '.*copy'\)"):
+        evaluate_run(tmp_path / "runs" / "own", data_spec=copy, split="all")
+    (tmp_path / "copy" / "b" / "b0.png").unlink()  # another set of files: other data, scored without a word of it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        evaluate_run(tmp_path / "runs" / "own", data_spec=copy, split="all")
+
+
 def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders_share():
     import warnings
 

@@ -549,11 +549,23 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
 
 def _is_run_source(scored: dict[str, Any], trained: dict[str, Any], trained_root: str | None) -> bool:
     """Whether the data read (its ``info``) is the data the run trained on (``data_info``): the
-    same file or folder, or an archive with the same content (a copy, by its sha256)."""
+    same file or folder, an archive with the same content (a copy, by its sha256), or a folder
+    holding the very files the run's splits held, by their names within it (a copy elsewhere)."""
     if scored.get("sha256") and scored.get("sha256") == trained.get("sha256"):
+        return True
+    files = _every_file(scored)
+    if len(files) > 1 and files == _every_file(trained):
         return True
     return bool(scored.get("source")) and _same_source(str(scored["source"]),
                                                        str(trained_root or trained.get("source")))
+
+
+def _every_file(info: dict[str, Any]) -> frozenset[str]:
+    """The names, within its folder, of every file the data's splits hold together."""
+    files = info.get("files")
+    if not isinstance(files, dict):
+        return frozenset()
+    return frozenset(str(name) for part in files.values() if isinstance(part, list) for name in part)
 
 
 def _split_differently(spec: DataSpec, saved: dict[str, Any] | None) -> bool:
