@@ -444,6 +444,7 @@ def test_boxes_under_a_pixel_wide_are_drawn(tmp_path, monkeypatch):
     data = [(torch.zeros(3, 16, 16), true_box[0])]
     found = {"boxes": torch.tensor([[10.0, 4.0, 10.5, 9.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}
     monkeypatch.setattr(pictures, "predict", lambda cohort, task, x: {"student1": [found]})
+    monkeypatch.setattr(pictures, "VIEWING_SIDE", 1)  # drawn at the image's own size, as a large image is
     [path] = pictures.save_box_pictures(None, None, data, tmp_path, 1, None)
     drawn = np.asarray(Image.open(path))
     assert (drawn[2:8, 2] == 255).all() and not drawn[8, 2].any()  # the true box, one pixel wide, in white

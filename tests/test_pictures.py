@@ -83,7 +83,7 @@ def test_box_pictures_draw_true_boxes_of_class_0_on_the_image_as_the_run_saw_it(
     written = pictures.save_box_pictures(None, None, [(x, y)], tmp_path, 1, {"mean": [0.0, 0.5, 1.0],
                                                                               "std": [1.0, 1.0, 1.0]})
     assert written == [tmp_path / "ensemble" / "000_boxes.png"]
-    shown = np.asarray(Image.open(written[0]))
+    shown = np.asarray(Image.open(written[0]))[::8, ::8]  # (enlarged 8 times for viewing)
     # 0, 0.5, 1 stretched over the image's range 0..1: 0, 127 (127.5 cut), 255
     assert shown[8, 8].tolist() == [0, 127, 255]
     white = (shown == 255).all(axis=-1)
@@ -106,3 +106,42 @@ def test_a_drawn_box_is_labelled_with_its_class_name_and_score():
     # inside the box's corner, in its class's colour ringed to stand out: black around green, white around blue
     green, blue = (tuple(int(c) for c in PALETTE[i]) for i in (2, 4))
     assert draw.texts == [((5, 7), "dog 0.88", green, 1, (0, 0, 0)), ((41, 7), "fox 0.50", blue, 1, (255, 255, 255))]
+
+
+def test_eval_pictures_of_small_inputs_are_enlarged_by_a_whole_factor_and_masks_kept_at_the_scored_size(
+        tmp_path, monkeypatch):
+    # Kvasir-SEG's overlays were 96x96, a 64x64 frame's scores unreadable: now a 256-pixel shorter side
+    import torch
+
+    import peerdistill.pictures as pictures
+    from peerdistill.pictures import save_box_pictures, save_mask_pictures, viewing_factor
+
+    assert [viewing_factor(h, w) for h, w in ((8, 8), (96, 120), (64, 64), (300, 256), (584, 565))] == [8, 3, 4, 1, 1]
+    image = torch.zeros(1, 3, 6, 6)
+    image[0, :, 5, 5] = 1.0  # black but for the bottom-right pixel
+    truth = torch.zeros(1, 6, 6, dtype=torch.long)
+    truth[0, 2:4, 2:4] = 1
+    probs = torch.zeros(1, 2, 6, 6)
+    probs[0, 0] = 1
+    probs[0, 1, 0, 0], probs[0, 0, 0, 0] = 1, 0  # class 1 predicted at the top-left pixel only
+    monkeypatch.setattr(pictures, "predict", lambda *a, **k: {"m": probs})
+    save_mask_pictures(None, type("Task", (), {"num_classes": 2})(), [(image[0], truth[0])], tmp_path, 1, None)
+    mask = np.asarray(Image.open(tmp_path / "m" / "000_mask.png"))
+    over = np.asarray(Image.open(tmp_path / "m" / "000_overlay.png"))
+    assert mask.shape == (6, 6) and mask[0, 0] == 255 and mask.sum() == 255  # as scored
+    k = 256 // 6 + 1  # 43, capped at 8
+    assert k > 8 and over.shape == (48, 48, 3)
+    tint = (0.45 * PALETTE[1].astype(np.float64)).astype(np.uint8)  # on black: 0.55 * 0 + 0.45 * colour
+    assert (over[:8, :8] == tint).all()  # the predicted pixel, a whole 8x8 square
+    assert (over[8:16, :8] == 0).all() and (over[40:, 40:] == 255).all()  # untouched pixels, squares of their own
+    white = (over == 255).all(axis=-1)
+    assert white[16, 16:32].all() and not white[17, 17:31].any()  # the truth's outline one pixel wide, not 8
+    # boxes: the enlarged picture with every box scaled by the same factor
+    boxes = torch.zeros(1, 3, 16, 16)
+    monkeypatch.setattr(pictures, "predict", lambda *a, **k: {"m": [
+        {"boxes": torch.tensor([[2.0, 2.0, 10.0, 6.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]})
+    save_box_pictures(None, None, [(boxes[0], torch.tensor([[0, 1.0, 1.0, 5.0, 5.0]]))], tmp_path, 1, None)
+    drawn = np.asarray(Image.open(tmp_path / "m" / "000_boxes.png"))
+    assert drawn.shape == (128, 128, 3)  # 16 x 8
+    assert (drawn[8, 8:40] == 255).all() and (drawn[39, 8:16] == 255).all()  # the truth, rows 8 and 5 * 8 - 1
+    assert (drawn[47, 16:80] == PALETTE[1]).all(axis=-1).all()  # the prediction's bottom edge, at 6 * 8 - 1

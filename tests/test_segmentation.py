@@ -374,7 +374,7 @@ def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
     scores = json.loads(capsys.readouterr().out)
     assert scores["ensemble"]["dice"] == pytest.approx(result.test_at_best["ensemble"]["dice"])
     overlay = tmp_path / "skd" / "eval" / "test" / "ensemble" / "001_overlay.png"
-    assert Image.open(overlay).size == (64, 64) and Image.open(overlay).mode == "RGB"
+    assert Image.open(overlay).size == (256, 256) and Image.open(overlay).mode == "RGB"  # 64x64, enlarged 4 times
     mask = np.asarray(Image.open(tmp_path / "skd" / "eval" / "test" / "student1" / "000_mask.png"))
     assert set(np.unique(mask)) <= {0, 255}
     # other data's pictures go to a folder of their own (with its data section), never mixed with these

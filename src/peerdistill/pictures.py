@@ -21,6 +21,20 @@ PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0,
 # NNN_ID_... where the data names its samples.
 _PICTURE = re.compile(r"\d{3}(_.+)?_(mask|overlay|boxes)\.png")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Overlays and box pictures of small inputs (Kvasir-SEG at 96x96, 8x8 digits) are enlarged by a
+# whole factor, every pixel a square, up to this shorter side: a 96-pixel picture with its
+# scores written in it is hard to read.
+VIEWING_SIDE = 256
+
+
+def viewing_factor(height: int, width: int) -> int:
+    """The whole factor (1 to 8) that brings an image's shorter side to about ``VIEWING_SIDE``."""
+    return max(1, min(8, -(-VIEWING_SIDE // max(1, min(height, width)))))
+
+
+def _enlarged(a: np.ndarray, factor: int) -> np.ndarray:
+    """Every pixel of an [H, W, ...] array as a factor x factor square."""
+    return a.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def _stem(i: int, names: list[str] | None) -> str:
@@ -42,12 +56,13 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
                        window: tuple[int, int] | None = None, overlap: float = 0.5,
                        names: list[str] | None = None) -> list[Path]:
     """For the first ``count`` samples: ``<model>/<i>_mask.png`` (class indices, spread over 0..255
-    for viewing) and ``<model>/<i>_overlay.png`` (the image with predicted classes tinted and the
-    truth's outline in white), for every output and the ensemble; ``names``: each sample's id,
-    put after ``<i>``."""
+    for viewing, at the size scored) and ``<model>/<i>_overlay.png`` (the image with predicted
+    classes tinted and the truth's outline in white, enlarged for viewing: ``viewing_factor``),
+    for every output and the ensemble; ``names``: each sample's id, put after ``<i>``."""
     x, y = first_samples(data, count)
     probs = predict(cohort, task, x, window, overlap)
     image = _displayable(x, stats)
+    truths, factor = y.cpu().numpy(), viewing_factor(*x.shape[-2:])
     written = []
     for name, p in probs.items():
         folder = Path(out_dir) / name.replace("/", "_")
@@ -58,7 +73,7 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
             stem = _stem(i, names)
             mask_path, overlay_path = folder / f"{stem}_mask.png", folder / f"{stem}_overlay.png"
             Image.fromarray(visible_levels(pred[i].astype(np.int64), task.num_classes).astype(np.uint8)).save(mask_path)
-            Image.fromarray(overlay(image[i], pred[i], y[i].cpu().numpy())).save(overlay_path)
+            Image.fromarray(overlay(*(_enlarged(a[i], factor) for a in (image, pred, truths)))).save(overlay_path)
             written += [mask_path, overlay_path]
     return written
 
@@ -75,23 +90,26 @@ PICTURE_MIN_SCORE = 0.3  # boxes drawn in pictures; fainter ones (down to detect
 
 def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
                       min_score: float = PICTURE_MIN_SCORE, names: list[str] | None = None) -> list[Path]:
-    """For the first ``count`` samples: ``<model>/<i>_boxes.png``, the image with the true boxes
-    in white and the predicted ones (score at least ``min_score``) coloured by class, with their
-    scores, for every output and the ensemble; ``names``: each sample's id, put after ``<i>``."""
+    """For the first ``count`` samples: ``<model>/<i>_boxes.png``, the image (enlarged for
+    viewing: ``viewing_factor``) with the true boxes in white and the predicted ones (score at
+    least ``min_score``) coloured by class, with their scores, for every output and the
+    ensemble; ``names``: each sample's id, put after ``<i>``."""
     x, y = first_samples(data, count)
     detections = predict(cohort, task, x)
     image = _displayable(x, stats)
+    factor = viewing_factor(*x.shape[-2:])
     written = []
     for name, per_image in detections.items():
         folder = Path(out_dir) / name.replace("/", "_")
         _emptied(folder)
         for i, det in enumerate(per_image):
-            picture = Image.fromarray(image[i])
+            picture = Image.fromarray(_enlarged(image[i], factor))
             draw = ImageDraw.Draw(picture)
             for label, *box in y[i].tolist():
                 if label >= 0:
-                    draw.rectangle(_inclusive(box), outline=(255, 255, 255))
-            draw_boxes(draw, det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), min_score=min_score)
+                    draw.rectangle(_inclusive([v * factor for v in box]), outline=(255, 255, 255))
+            draw_boxes(draw, (det["boxes"] * factor).tolist(), det["scores"].tolist(), det["labels"].tolist(),
+                       min_score=min_score)
             path = folder / f"{_stem(i, names)}_boxes.png"
             picture.save(path)
             written.append(path)
