@@ -557,6 +557,31 @@ def test_models_onnx_cannot_hold_are_named_with_the_fix(tmp_path):
         to_onnx(_Branchy(), torch.randn(2, 4), tmp_path / "b.onnx", False)
 
 
+def test_torchs_draft_export_does_not_write_a_graph_of_one_branch(tmp_path):
+    # TORCH_ONNX_ENABLE_DRAFT_EXPORT=1 (read when torch.onnx is imported: a process of its own)
+    # exported _Branchy with the branch of its sample input baked in, in silence
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = (f"import torch, pathlib, sys; sys.path.insert(0, {root!r})\n"
+              "from tests.test_export import _Branchy\n"
+              "from peerdistill.export import ExportError, to_onnx\n"
+              "from torch.onnx._internal.exporter import _capture_strategies as capture\n"
+              "assert any('Draft' in s.__name__ for s in capture.CAPTURE_STRATEGIES), 'the flag did not take'\n"
+              "try:\n"
+              f"    to_onnx(_Branchy().eval(), torch.randn(2, 4), pathlib.Path({str(tmp_path / 'b.onnx')!r}), False)\n"
+              "except ExportError as exc:\n"
+              "    print('refused:', exc)\n"
+              "assert any('Draft' in s.__name__ for s in capture.CAPTURE_STRATEGIES), 'not put back'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TORCH_ONNX_ENABLE_DRAFT_EXPORT": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: torch could not export this model to ONNX" in done.stdout, done.stdout[-2000:]
+    assert "branches on a tensor's value" in done.stdout and not (tmp_path / "b.onnx").exists()
+
+
 def test_inputs_on_another_intensity_scale_are_predicted_with_a_warning(digits_run, tmp_path):
     import warnings
 

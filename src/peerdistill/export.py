@@ -543,14 +543,38 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
             # PYTHONWARNINGS=error they failed the export as if the model could not be exported
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["input"], output_names=["output"],
-                              dynamic_shapes=(dims,), opset_version=OPSET, external_data=False)
+            with _without_draft_export():
+                torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["input"],
+                                  output_names=["output"], dynamic_shapes=(dims,), opset_version=OPSET,
+                                  external_data=False)
     except ImportError as exc:
         raise ConfigError(f"ONNX export needs onnx and onnxscript: pip install 'peerdistill[export]' ({exc})") from None
     except Exception as exc:  # the exporter's own errors name the unsupported operator
         hint = (" (the model's forward branches on a tensor's value, e.g. `if x.mean() > 0:`, which an exported "
                 "graph cannot hold: write it with torch.where or torch.cond)") if "data-dependent" in str(exc) else ""
         raise ExportError(f"torch could not export this model to ONNX: {_export_failure(exc)}{hint}") from None
+
+
+@contextlib.contextmanager
+def _without_draft_export():
+    """torch's draft export (TORCH_ONNX_ENABLE_DRAFT_EXPORT=1) writes a model it cannot trace with
+    the branch its sample input took baked in: a graph wrong on other inputs, which the parity
+    check on a few inputs may not see. Left out of torch's strategies (read when it exports)
+    while peerdistill exports; where torch keeps them elsewhere, nothing is changed."""
+    try:
+        from torch.onnx._internal.exporter import _capture_strategies as capture
+    except ImportError:
+        yield
+        return
+    kept = getattr(capture, "CAPTURE_STRATEGIES", None)
+    if not isinstance(kept, tuple):
+        yield
+        return
+    capture.CAPTURE_STRATEGIES = tuple(s for s in kept if "draft" not in s.__name__.lower())
+    try:
+        yield
+    finally:
+        capture.CAPTURE_STRATEGIES = kept
 
 
 def _export_failure(exc: BaseException) -> str:
