@@ -311,6 +311,16 @@ def test_a_warning_while_the_page_is_drawn_made_an_error_still_leaves_the_page_a
     with pytest.warns(PeerdistillWarning, match="is not byte for byte") as caught:  # without the filter: once
         write_report(run)
     assert len([w for w in caught if "byte for byte" in str(w.message)]) == 1
+    from peerdistill.html_report import reemit  # held under "always": one said twice is said once
+
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            warnings.warn("the same", PeerdistillWarning)
+        warnings.warn("another", PeerdistillWarning)
+    with pytest.warns(PeerdistillWarning) as said:
+        reemit(held)
+    assert [str(w.message) for w in said] == ["the same", "another"]
 
 
 def test_a_report_draws_no_predictions_on_data_split_otherwise_since_training(digits_run, tmp_path):

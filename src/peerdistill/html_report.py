@@ -70,9 +70,14 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
 
 
 def reemit(held: list[warnings.WarningMessage]) -> None:
-    """Warnings held back, given to the caller's filters now (which may make them errors)."""
+    """Warnings held back, given to the caller's filters now (which may make them errors); one
+    said several times while the page was drawn (held under "always"), once."""
+    said = set()
     for caught in held:
-        warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno, source=caught.source)
+        if (key := (caught.category, str(caught.message))) not in said:
+            said.add(key)
+            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno,
+                                   source=caught.source)
 
 
 def write_report_holding_warnings(path: str | Path,
