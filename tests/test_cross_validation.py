@@ -122,6 +122,24 @@ FAST = {"teacher": None, "students": [{"arch": "cnn", "args": {"width": 4, "dept
         "train": {"epochs": 1, "batch_size": 256}, "distill": {"preset": "ml"}}
 
 
+def _grey_class_folders(root, per_class: int, rng, named=lambda label, i: f"{i}.png") -> None:
+    """Random 8x8 grey images in class folders a/ and b/, ``per_class`` each."""
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(root / label / named(label, i))
+
+
+def _trained_on_folders(root, name: str, out_dir):
+    """A brief run on an image_folder root; returns its config."""
+    from peerdistill.build import train_from_config
+
+    cfg = validate({**FAST, "name": name, "out_dir": str(out_dir),
+                    "data": {"kind": "image_folder", "root": str(root), "grey": True}})
+    train_from_config(cfg, progress=False)
+    return cfg
+
+
 def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp_path, capsys):
     tree = {**FAST, "name": "cv", "out_dir": str(tmp_path), "data": {"val_fraction": 0.1}}
     compare(tree, None, 1, folds=3, progress=False, dry_run=True, console=Console(width=250))
@@ -271,17 +289,11 @@ def test_the_runs_own_folder_changed_since_and_scored_as_other_data_says_what_it
     data.root=PATH, whose figures then say how many of the images scored the run trained on."""
     import warnings
 
-    from peerdistill.build import train_from_config
     from peerdistill.errors import DataError, PeerdistillWarning
 
     rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "imgs" / label).mkdir(parents=True)
-        for i in range(15):
-            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / label / f"{i}.png")
-    cfg = validate({**FAST, "name": "f", "out_dir": str(tmp_path / "runs"),
-                    "data": {"kind": "image_folder", "root": str(tmp_path / "imgs"), "grey": True}})
-    train_from_config(cfg, progress=False)
+    _grey_class_folders(tmp_path / "imgs", 15, rng)
+    cfg = _trained_on_folders(tmp_path / "imgs", "f", tmp_path / "runs")
     run = tmp_path / "runs" / "f"
     with warnings.catch_warnings():  # unchanged: its own test split, nothing to say
         warnings.simplefilter("error", PeerdistillWarning)
@@ -296,19 +308,11 @@ def test_the_runs_own_folder_changed_since_and_scored_as_other_data_says_what_it
 
 
 def test_the_overlap_is_found_for_a_run_trained_on_a_relative_root_scored_from_elsewhere(tmp_path, monkeypatch):
-    from peerdistill.build import train_from_config
     from peerdistill.errors import PeerdistillWarning
 
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "project" / "imgs" / label).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(
-                tmp_path / "project" / "imgs" / label / f"{label}{i}.png")
+    _grey_class_folders(tmp_path / "project" / "imgs", 12, np.random.default_rng(0), lambda label, i: f"{label}{i}.png")
     monkeypatch.chdir(tmp_path / "project")  # trained with data.root 'imgs', relative to this folder
-    cfg = validate({**FAST, "name": "rel", "out_dir": str(tmp_path / "runs"),
-                    "data": {"kind": "image_folder", "root": "imgs", "grey": True}})
-    train_from_config(cfg, progress=False)
+    cfg = _trained_on_folders("imgs", "rel", tmp_path / "runs")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     spec = cfg.data.model_copy(update={"root": str(tmp_path / "project" / "imgs"), "split_seed": 7})
@@ -321,17 +325,10 @@ def test_a_copy_of_the_runs_image_folder_scored_whole_is_known_as_its_own_data(t
     import shutil
     import warnings
 
-    from peerdistill.build import train_from_config
     from peerdistill.errors import PeerdistillWarning
 
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "imgs" / label).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / label / f"{label}{i}.png")
-    cfg = validate({**FAST, "name": "own", "out_dir": str(tmp_path / "runs"),
-                    "data": {"kind": "image_folder", "root": str(tmp_path / "imgs"), "grey": True}})
-    train_from_config(cfg, progress=False)
+    _grey_class_folders(tmp_path / "imgs", 12, np.random.default_rng(0), lambda label, i: f"{label}{i}.png")
+    cfg = _trained_on_folders(tmp_path / "imgs", "own", tmp_path / "runs")
     shutil.copytree(tmp_path / "imgs", tmp_path / "copy")
     trained = len(json.loads((tmp_path / "runs" / "own" / "run.json").read_text())["data_info"]["files"]["train"])
     copy = cfg.data.model_copy(update={"root": str(tmp_path / "copy")})
