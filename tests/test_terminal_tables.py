@@ -82,3 +82,27 @@ def test_a_title_wider_than_its_table_is_printed_whole_above_it():
     short = results_table("run", {"student1": {"dice": 0.5}})
     assert printed(short, 120).splitlines()[0].strip() == "run"  # one that fits stays centred over it
     assert fitted(short, 120) is short
+
+
+def test_a_console_without_the_characters_printed_gets_them_spelled_out_not_an_error():
+    # compare's '0.93 ± 0.01' raised UnicodeEncodeError on an ASCII console once every run was done
+    import os
+    import subprocess
+    import sys
+
+    from peerdistill.terminal import write_any_character
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    write_any_character(stream)
+    stream.write("0.93 \u00b1 0.01, 0.9\u2026, class z\u00e9ro, \u2265 0.5\n")
+    stream.flush()
+    assert raw.getvalue().decode("ascii") == "0.93 +/- 0.01, 0.9..., class z\\xe9ro, >= 0.5\n"
+    utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    write_any_character(utf8)
+    assert utf8.errors == "strict"  # a console that shows them keeps them
+    # the command line sets its own streams so before any command
+    done = subprocess.run([sys.executable, "-c", "from peerdistill.cli import main; main(['presets']); print('\u00b1')"],
+                          capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-1500:]
+    assert done.stdout.decode("ascii").splitlines()[-1] == "+/-"

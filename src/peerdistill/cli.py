@@ -21,7 +21,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 from rich.markup import escape
 
-from .terminal import Console, one_line_warnings
+from .terminal import Console, one_line_warnings, write_any_character
 from . import __version__
 from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides, default_config,
                      default_run_name, format_validation_error, load_config, load_saved_config, load_yaml,
@@ -622,6 +622,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     ``peerdistill`` command), so a SIGTERM or Ctrl-C arriving once the command is done is
     ignored rather than killing the process with its output half flushed (a scheduler would
     read a finished run as killed, and its --resume would then be refused)."""
+    write_any_character(sys.stdout, sys.stderr)
     parser = build_parser()
     # Positional overrides may come after flags (train --quiet a=b); argparse leaves those over.
     ns, extra = parser.parse_known_args(argv)

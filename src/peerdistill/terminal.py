@@ -1,8 +1,10 @@
-"""rich's console, made to outlive a reader that leaves (``peerdistill report RUN | head``), and
-peerdistill's warnings as one line each."""
+"""rich's console, made to outlive a reader that leaves (``peerdistill report RUN | head``) and to
+write to a console of any encoding, and peerdistill's warnings as one line each."""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
 import sys
 
@@ -33,3 +35,31 @@ def one_line_warnings(show_other, source: str = ""):
         else:
             show_other(message, category, filename, lineno, file, line)
     return show
+
+
+# What a console that cannot show a character gets instead: the symbols peerdistill writes
+# spelled out, anything else (a class or file name) as Python's escape.
+_SPELLED = {"\u00b1": "+/-", "\u2026": "...", "\u2265": ">=", "\u2264": "<=", "\u2192": "->", "\u00d7": "x"}
+_ERRORS = "peerdistill-spelled"
+
+
+def _spelled_out(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    unwritable = error.object[error.start:error.end]
+    return "".join(_SPELLED.get(c) or c.encode("ascii", "backslashreplace").decode() for c in unwritable), error.end
+
+
+codecs.register_error(_ERRORS, _spelled_out)
+
+
+def write_any_character(*streams) -> None:
+    """A stream whose encoding lacks characters peerdistill prints (output redirected to a file
+    on Windows, cp1252; PYTHONIOENCODING=ascii) raised UnicodeEncodeError for a table's '±' once
+    the work was done: such characters are written spelled out instead."""
+    for stream in streams:
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding.startswith("utf"):
+            continue
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # a stream of the caller's own
+            stream.reconfigure(errors=_ERRORS)
