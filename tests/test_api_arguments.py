@@ -228,17 +228,35 @@ def test_a_test_split_that_cannot_be_read_is_refused_before_the_first_epoch(monk
         assert epochs == [], "refused only after training"
 
 
-def test_classifier_labels_of_mixed_shapes_are_told_to_be_one_number_each():
+def test_class_indices_given_as_one_item_arrays_are_read_as_the_indices():
+    # MedMNIST's own datasets return np.array([y]): refused as "labels of shape (B, 1)", or, mixed
+    # with plain indices, told to resize masks
+    import numpy as np
+
     from peerdistill.data.loaders import DatasetBatches
 
-    x, y = _arrays(8)
-    labels = [torch.tensor(int(label)) if i % 2 else torch.tensor([int(label)]) for i, label in enumerate(y)]
-    pairs = [(torch.as_tensor(image), label) for image, label in zip(x, labels)]  # a list serves as a Dataset
-    batches = DatasetBatches(pairs, 4, torch.device("cpu"), shuffle=False)
+    x, y = _arrays()
+    plain = [(torch.as_tensor(image), int(label)) for image, label in zip(x, y)]
+    data = _splits(x, y)
+    data.train, data.val, data.test = plain[:36], plain[36:48], plain[48:]
+    indices_scored = json.dumps(_fit(data).test_at_best, sort_keys=True)
+    for as_given in (lambda i, label: np.array([label]), lambda i, label: torch.tensor([label]),
+                     lambda i, label: torch.tensor([label]) if i % 2 else torch.tensor(label)):
+        pairs = [(torch.as_tensor(image), as_given(i, int(label))) for i, (image, label) in enumerate(zip(x, y))]
+        batches = DatasetBatches(pairs, 4, torch.device("cpu"), shuffle=False)  # (a list serves as a Dataset)
+        assert torch.equal(torch.cat([labels for _, labels in batches.iterate()]), torch.as_tensor(y))
+        data = _splits(x, y)
+        data.train, data.val, data.test = pairs[:36], pairs[36:48], pairs[48:]
+        assert json.dumps(_fit(data).test_at_best, sort_keys=True) == indices_scored
+    in_memory = TensorData(torch.as_tensor(x), torch.as_tensor(y)[:, None])  # [N, 1], as from_arrays reads them
+    assert torch.equal(in_memory.y, torch.as_tensor(y))
+    # a one-hot label beside an index: named as labels, not as masks to resize
+    pairs = [(torch.as_tensor(image), torch.eye(3)[int(label)].long() if i == 1 else int(label))
+             for i, (image, label) in enumerate(zip(x[:4], y[:4]))]
     with pytest.raises(DataError) as refused:
-        list(batches.iterate())
+        list(DatasetBatches(pairs, 4, torch.device("cpu"), shuffle=False).iterate())
     message = str(refused.value)
-    assert message.startswith("the dataset's labels are not all of one shape (one batch holds [1] and [])"), message
+    assert message.startswith("the dataset's labels are not all of one shape (one batch holds [] and [3])"), message
     assert "an int or a 0-d tensor each" in message and "mask" not in message, message
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
@@ -136,7 +137,7 @@ def _collated(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [_pair(s) for s in samples]
     try:
         x, y = default_collate(pairs)
-    except RuntimeError:  # torch's message names entries of a batch, not what to do
+    except (RuntimeError, TypeError):  # torch's message names entries of a batch (or an int's), not what to do
         _refuse_unequal_sizes(pairs)
         raise
     x, y = torch.as_tensor(x), torch.as_tensor(y)
@@ -176,12 +177,25 @@ def _pair(sample):
         if "image" not in sample or target not in sample:
             raise DataError(f"a sample of the dataset is a dict with keys {sorted(sample)[:6]}; peerdistill reads "
                             "'image' and 'label' (or 'mask'): return those keys, or an (image, target) pair")
-        return sample["image"], sample[target]
+        return sample["image"], _one_index(sample[target])
     if isinstance(sample, (tuple, list)) and len(sample) == 2:
-        return sample[0], sample[1]
+        return sample[0], _one_index(sample[1])
     kind = f"a {type(sample).__name__} of {len(sample)} items" if isinstance(sample, (tuple, list)) else type(sample).__name__
     raise DataError(f"a sample of the dataset is {kind}; peerdistill reads (image, target) pairs: wrap the dataset "
                     "so that __getitem__ returns two items")
+
+
+def _one_index(target):
+    """A class index given as a one-item array or tensor (MedMNIST's datasets return
+    ``np.array([y])``) as the index itself; any other target as it is."""
+    shape, dtype = getattr(target, "shape", None), getattr(target, "dtype", None)
+    if shape is not None and tuple(shape) == (1,) and dtype is not None and not _is_floating(dtype):
+        return target[0]
+    return target
+
+
+def _is_floating(dtype) -> bool:
+    return dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)
 
 
 class DatasetBatches(_OrderedBatches):

@@ -41,6 +41,8 @@ class TensorData(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
         if len(x) != len(y):
             raise DataError(f"{len(x)} inputs but {len(y)} labels: every input needs one label")
+        if isinstance(y, torch.Tensor) and y.ndim == 2 and y.shape[1] == 1 and not y.is_floating_point():
+            y = y[:, 0]  # labels [N, 1] (MedMNIST's layout), read as from_arrays reads them
         self.x, self.y = x, y
 
     def __len__(self) -> int:
