@@ -467,8 +467,11 @@ def test_dataset_samples_as_users_return_them_are_read(tiny_data, shape):
                                                                 "classification reads class indices"),
     (lambda x, y: (x, y), {"num_classes": 2}, "labels run from 0 to 2, outside the 2 classes 0..1"),
     (lambda x, y: (x, y), {"input_shape": (3, 32, 32)}, r"validation inputs have shape \(1, 8, 8\) but the data "
-                                                        r"declares input_shape=\(3, 32, 32\)"),
-], ids=["triple", "dict-keys", "uint8", "one-hot", "label-range", "input-shape"])
+                                                        r"declares input_shape=\(3, 32, 32\): give DataSplits"),
+    (lambda x, y: (x[0], y), {}, r"shape \(8, 8\) .* lacks its channel axis: return image\[None\]"),
+    (lambda x, y: (x.permute(1, 2, 0), y), {}, r"shape \(8, 8, 1\) .* channels-last \[H, W, C\]: return "
+                                               r"image.permute\(2, 0, 1\)"),
+], ids=["triple", "dict-keys", "uint8", "one-hot", "label-range", "input-shape", "no-channel-axis", "channels-last"])
 def test_dataset_samples_that_cannot_be_read_are_one_message_before_training(tiny_data, shape, kwargs, message):
     seed_everything(0)
     k = kwargs.get("num_classes", 3)

@@ -386,7 +386,7 @@ class Trainer(RunRecords):
         whole = getattr(self.task, "name", "") == "classification" and split == "training"
         if (seen != declared) if whole else (seen[:1] != declared[:1]):
             raise DataError(f"the {split} inputs have shape {seen} but the data declares input_shape={declared}: "
-                            "give DataSplits the shape of one input")
+                            f"{_input_shape_fix(seen, declared)}")
 
     def _check_outputs(self, out, batch: int) -> None:
         for name, logits in out.logits.items():
@@ -1039,6 +1039,15 @@ class Trainer(RunRecords):
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()
                         if not (many and per_class_part(k) and k != self.monitor_metric)})
         return row
+
+def _input_shape_fix(seen: tuple[int, ...], declared: tuple[int, ...]) -> str:
+    """What to do about inputs of another shape than declared: the two usual slips, named."""
+    if len(declared) == 3 and seen == declared[1:]:
+        return "each input lacks its channel axis: return image[None] from the dataset (a grey image as [1, H, W])"
+    if len(declared) == 3 and len(seen) == 3 and seen == (*declared[1:], declared[0]):
+        return "each input is channels-last [H, W, C]: return image.permute(2, 0, 1) from the dataset ([C, H, W])"
+    return "give DataSplits the shape of one input"
+
 
 def _tensors(output) -> list[torch.Tensor]:
     """The tensors of a model's output (a tensor, or a tuple / dict of them)."""
