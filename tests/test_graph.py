@@ -64,6 +64,30 @@ def test_several_teachers_become_one_combined_source():
     assert Edge(ENSEMBLE, "a", "kl", 0.5, 4.0) in ensemble
 
 
+def test_a_cohort_gives_preset_edges_its_names_and_feature_layers():
+    # the README had users pass the names and {m.name: m.feature_layer for m in cohort.members} by hand
+    layers = {"teacher": "features", "student1": "features", "student2": "features"}
+    cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 3, 4, 1)], teacher=SmallCNN(1, 3, 8, 2),
+                                 feature_layers=layers)
+    by_names = preset_edges("styles", "teacher", ["student1", "student2"], gamma=2.0, feature_layers=layers)
+    assert preset_edges("styles", cohort, gamma=2.0) == by_names
+    assert set(KnowledgeGraph.from_preset("styles", cohort, gamma=2.0).edges) == set(by_names)
+    students_only = Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 3, 4, 1)])
+    assert preset_edges("ml", students_only) == preset_edges("ml", None, ["student1", "student2"])
+    from peerdistill.models.heads import HeadedModel  # and its self-distillation heads
+
+    net = HeadedModel(SmallCNN(1, 3, 8, 3), head_layers=["features.3", "features.7"], deep_layer="features.10",
+                      num_classes=3, sample_input=torch.randn(2, 1, 8, 8))
+    by_heads = KnowledgeGraph.from_preset("self", None, ["student1"], heads={"student1": ["features.3", "features.7"]})
+    from_cohort = KnowledgeGraph.from_preset("self", Cohort.from_modules([net]))
+    assert len(by_heads.edges) == 4 and set(from_cohort.edges) == set(by_heads.edges)
+    assert from_cohort.supervised_weights == by_heads.supervised_weights
+    with pytest.raises(ConfigError, match=r"a Cohort alone .* or teacher and student names, not both"):
+        preset_edges("kd", cohort, ["student1"])
+    with pytest.raises(ConfigError, match=r"takes the teacher and student names, .* or a Cohort alone"):
+        preset_edges("kd", "teacher")
+
+
 def test_self_preset_edges_and_head_weights():
     edges = preset_edges("self", None, ["net"], heads={"net": ["l1", "l2"]}, self_alpha=0.3, self_lambda=0.05)
     assert {(e.source, e.target, e.kind, e.weight) for e in edges} == {

@@ -125,13 +125,9 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
 def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
     """``task``: a task whose outputs are not class scores brings its own ``distill`` for kl edges."""
     d = cfg.distill
-    heads = {m.name: m.head_layers for m in cohort.members if m.head_layers}
     distiller = getattr(task, "distill", None)
     if d.preset != "custom":
-        return KnowledgeGraph.from_preset(d.preset, [m.name for m in cohort.teachers],
-                                          [m.name for m in cohort.students], d, heads=heads,
-                                          feature_layers={m.name: m.feature_layer for m in cohort.members},
-                                          logit_distiller=distiller)
+        return KnowledgeGraph.from_preset(d.preset, cohort, None, d, logit_distiller=distiller)
     edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer, e.nckd_weight)
              for e in d.edges or []]
     return KnowledgeGraph(edges, supervised_weights={}, teacher_weighting=d.teacher_weighting,

@@ -112,16 +112,38 @@ def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any], preset: s
     return p
 
 
-def preset_edges(preset: str, teachers: list[str] | str | None, students: list[str],
+def from_cohort(teachers, students, feature_layers, heads) -> tuple[Any, Any, Any, Any]:
+    """``preset_edges(preset, cohort)``: a Cohort in the teachers' place gives its teachers' and
+    students' names, and its members' feature layers and heads where none are given."""
+    from .cohort import Cohort
+
+    if not isinstance(teachers, Cohort):
+        if students is None:
+            raise ConfigError("preset_edges takes the teacher and student names, preset_edges(preset, 'teacher', "
+                              "['student1', 'student2']), or a Cohort alone, preset_edges(preset, cohort)")
+        return teachers, students, feature_layers, heads
+    cohort = teachers
+    if students is not None:
+        raise ConfigError("preset_edges takes a Cohort alone (its models' names are its own) or teacher and student "
+                          "names, not both")
+    return ([m.name for m in cohort.teachers], [m.name for m in cohort.students],
+            {m.name: m.feature_layer for m in cohort.members} if feature_layers is None else feature_layers,
+            {m.name: m.head_layers for m in cohort.members if m.head_layers} if heads is None else heads)
+
+
+def preset_edges(preset: str, teachers: Any, students: list[str] | None = None,
                  params: DistillSpec | None = None, *, feature_layers: Mapping[str, str | None] | None = None,
                  heads: Mapping[str, list[str]] | None = None, **overrides) -> list[Edge]:
-    """The edges of a preset. ``params`` holds weights and temperatures (keywords such as
-    ``alpha=0.5`` override it); ``feature_layers`` names each model's feature layer (for
-    ``styles``), ``heads`` each model's self-distillation head layers.
+    """The edges of a preset. ``teachers`` and ``students``: the models' names, or a Cohort in
+    the teachers' place and no students (its names, feature layers and heads). ``params`` holds
+    weights and temperatures (keywords such as ``alpha=0.5`` override it); ``feature_layers``
+    names each model's feature layer (for ``styles``), ``heads`` each model's
+    self-distillation head layers.
 
     Mutual learning uses the DML mean over peers: each of the K-1 peer edges into a student
     weighs ``beta / (K - 1)``. Several teachers are combined into the virtual source
     ``teachers``. Models with heads always get the self-distillation edges."""
+    teachers, students, feature_layers, heads = from_cohort(teachers, students, feature_layers, heads)
     teachers = _names(teachers)
     graph_keys = [key for key in GRAPH_KEYS if key in overrides]
     if graph_keys:
@@ -287,12 +309,13 @@ class KnowledgeGraph:
         self._ensemble: list[str] = []
 
     @classmethod
-    def from_preset(cls, preset: str, teachers: list[str] | str | None, students: list[str],
+    def from_preset(cls, preset: str, teachers: Any, students: list[str] | None = None,
                     params: DistillSpec | None = None, *, feature_layers: Mapping[str, str | None] | None = None,
                     heads: Mapping[str, list[str]] | None = None, logit_distiller=None, **overrides) -> "KnowledgeGraph":
-        """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments), each
-        self-distillation head's cross-entropy weighed 1 - ``self_alpha``, and the section's
-        ``teacher_weighting`` and ``pair_node_size``."""
+        """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments, a
+        Cohort too), each self-distillation head's cross-entropy weighed 1 - ``self_alpha``, and
+        the section's ``teacher_weighting`` and ``pair_node_size``."""
+        teachers, students, feature_layers, heads = from_cohort(teachers, students, feature_layers, heads)
         teachers = _names(teachers)
         p = _with_overrides(params or DistillSpec(preset="independent"), overrides, preset, teachers, heads)
         edges = preset_edges(preset, teachers, students, p, feature_layers=feature_layers, heads=heads)
