@@ -468,3 +468,18 @@ def test_predict_on_a_run_trained_from_a_dataset_that_normalised_its_images_says
     with pytest.warns(PeerdistillWarning, match=r"the scored images have mean / std 0\.\d+ / 0\.1\d* per channel as "
                                                 r"read and given to the models, which saw -?\d.* in training"):
         evaluate_run(tmp_path / "normalised", modules=nets["normalised"], data_spec=other_data)
+
+
+def test_datasplits_reads_input_shape_from_the_first_sample_and_names_classes_by_number():
+    x, y = _arrays()
+    pairs = [{"image": torch.as_tensor(image), "label": int(label)} for image, label in zip(x, y)]
+    data = DataSplits(pairs[:36], pairs[36:48], pairs[48:], num_classes=3)
+    assert data.input_shape == (1, 8, 8) and data.class_names == ["0", "1", "2"]
+    assert _fit(data).test_at_best["ensemble"]["accuracy"] >= 0
+    in_memory = TensorData(torch.as_tensor(x), torch.as_tensor(y))
+    assert DataSplits(in_memory, in_memory, in_memory, num_classes=3).input_shape == (1, 8, 8)
+    with pytest.raises(DataError, match="the train split is empty"):
+        DataSplits([], pairs, pairs, num_classes=3)
+    with pytest.raises(DataError, match=r"could not read input_shape from the first training sample .* give "
+                                        r"input_shape=\(C, H, W\)"):
+        DataSplits([("not", "an image")], pairs, pairs, num_classes=3)

@@ -52,14 +52,27 @@ class TensorData(Dataset):
         return self.x[i], self.y[i]
 
 
+def _first_input_shape(train: Dataset) -> tuple[int, ...]:
+    """The shape of the first training sample's image (an (image, target) pair or a dict)."""
+    if not len(train):
+        raise DataError("the train split is empty: training needs samples in train, val and test")
+    sample = train[0]
+    image = sample.get("image") if isinstance(sample, dict) else sample[0] if isinstance(sample, (tuple, list)) else None
+    shape = getattr(image, "shape", None)
+    if not shape:
+        raise DataError("DataSplits could not read input_shape from the first training sample (an (image, target) "
+                        "pair or a dict with 'image'): give input_shape=(C, H, W)")
+    return tuple(int(n) for n in shape)
+
+
 @dataclass
 class DataSplits:
     train: Dataset
     val: Dataset
     test: Dataset
     num_classes: int
-    class_names: list[str]
-    input_shape: tuple[int, ...]
+    class_names: list[str] | None = None  # None: "0", "1", ...
+    input_shape: tuple[int, ...] | None = None  # None: the first training sample's image's
     # Per-channel mean/std taken on the training split; saved with a run so eval uses the same.
     stats: dict[str, list[float]] | None = None
     info: dict = field(default_factory=dict)
@@ -72,6 +85,10 @@ class DataSplits:
                 raise DataError(f"the {name} split is a {type(split).__name__} without a length (an "
                                 "IterableDataset, a stream): DataSplits takes map-style datasets, with __len__ and "
                                 "__getitem__; gather the samples into a list or tensors first")
+        if self.class_names is None:
+            self.class_names = [str(c) for c in range(self.num_classes)]
+        if self.input_shape is None:
+            self.input_shape = _first_input_shape(self.train)
         if len(self.class_names) != self.num_classes:
             raise DataError(f"class_names has {len(self.class_names)} names for num_classes={self.num_classes}: "
                             "give one name per class, in label order")
