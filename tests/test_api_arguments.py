@@ -250,6 +250,9 @@ def test_class_indices_given_as_one_item_arrays_are_read_as_the_indices():
         assert json.dumps(_fit(data).test_at_best, sort_keys=True) == indices_scored
     in_memory = TensorData(torch.as_tensor(x), torch.as_tensor(y)[:, None])  # [N, 1], as from_arrays reads them
     assert torch.equal(in_memory.y, torch.as_tensor(y))
+    for text in ("cat", np.array(["cat"])):  # a class name for its index: named, not torch's "too many dimensions"
+        with pytest.raises(DataError, match=r"labels are text \(such as 'cat'\); peerdistill reads class indices"):
+            list(DatasetBatches([(torch.as_tensor(x[0]), text)] * 2, 2, torch.device("cpu"), shuffle=False).iterate())
     # a one-hot label beside an index: named as labels, not as masks to resize
     pairs = [(torch.as_tensor(image), torch.eye(3)[int(label)].long() if i == 1 else int(label))
              for i, (image, label) in enumerate(zip(x[:4], y[:4]))]

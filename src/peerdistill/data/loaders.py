@@ -140,6 +140,10 @@ def _collated(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
     except (RuntimeError, TypeError):  # torch's message names entries of a batch (or an int's), not what to do
         _refuse_unequal_sizes(pairs)
         raise
+    if isinstance(y, (list, tuple)) and y and isinstance(y[0], str):  # (collated text stays a list)
+        raise DataError(f"the dataset's labels are text (such as {str(y[0])!r}); peerdistill reads class indices 0..K-1: "
+                        "return the index of each label's class (class_names.index(label)), and give DataSplits "
+                        "the names as class_names")
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.dtype == torch.float64:
         x = x.float()
