@@ -250,9 +250,6 @@ def test_class_indices_given_as_one_item_arrays_are_read_as_the_indices():
         assert json.dumps(_fit(data).test_at_best, sort_keys=True) == indices_scored
     in_memory = TensorData(torch.as_tensor(x), torch.as_tensor(y)[:, None])  # [N, 1], as from_arrays reads them
     assert torch.equal(in_memory.y, torch.as_tensor(y))
-    for text in ("cat", np.array(["cat"])):  # a class name for its index: named, not torch's "too many dimensions"
-        with pytest.raises(DataError, match=r"labels are text \(such as 'cat'\); peerdistill reads class indices"):
-            list(DatasetBatches([(torch.as_tensor(x[0]), text)] * 2, 2, torch.device("cpu"), shuffle=False).iterate())
     # a one-hot label beside an index: named as labels, not as masks to resize
     pairs = [(torch.as_tensor(image), torch.eye(3)[int(label)].long() if i == 1 else int(label))
              for i, (image, label) in enumerate(zip(x[:4], y[:4]))]
@@ -261,6 +258,24 @@ def test_class_indices_given_as_one_item_arrays_are_read_as_the_indices():
     message = str(refused.value)
     assert message.startswith("the dataset's labels are not all of one shape (one batch holds [] and [3])"), message
     assert "an int or a 0-d tensor each" in message and "mask" not in message, message
+
+
+def test_samples_that_cannot_be_batched_are_named_with_the_fix():
+    import numpy as np
+
+    from peerdistill.data.loaders import DatasetBatches
+
+    x, _ = _arrays()
+    for text in ("cat", np.array(["cat"])):  # a class name for its index: named, not torch's "too many dimensions"
+        with pytest.raises(DataError, match=r"labels are text \(such as 'cat'\); peerdistill reads class indices"):
+            list(DatasetBatches([(torch.as_tensor(x[0]), text)] * 2, 2, torch.device("cpu"), shuffle=False).iterate())
+    from PIL import Image  # a torchvision-style dataset without its ToTensor: named with the conversion
+
+    for workers in (0, 1):
+        with pytest.raises(DataError, match=r"^the dataset's images are PIL.Image.Image objects, which cannot be "
+                                            r"batched: convert each to a float tensor \[C, H, W\] on \[0, 1\]"):
+            list(DatasetBatches([(Image.new("L", (8, 8)), 0)] * 2, 2, torch.device("cpu"), shuffle=False,
+                                num_workers=workers).iterate())
 
 
 def test_float64_images_and_narrow_integer_labels_train_as_float32_and_int64():

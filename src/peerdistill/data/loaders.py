@@ -139,6 +139,7 @@ def _collated(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = default_collate(pairs)
     except (RuntimeError, TypeError):  # torch's message names entries of a batch (or an int's), not what to do
         _refuse_unequal_sizes(pairs)
+        _refuse_unreadable(pairs)
         raise
     if isinstance(y, (list, tuple)) and y and isinstance(y[0], str):  # (collated text stays a list)
         raise DataError(f"the dataset's labels are text (such as {str(y[0])!r}); peerdistill reads class indices 0..K-1: "
@@ -173,6 +174,19 @@ def _refuse_unequal_sizes(pairs: list) -> None:
                        "does for image files")
             raise DataError(f"the dataset's {what} are not all of one shape (one batch holds {list(first)} and "
                             f"{list(other)}), so they cannot be batched: {fix}")
+
+
+def _refuse_unreadable(pairs: list) -> None:
+    """Images as PIL images (a torchvision-style dataset without its ToTensor transform), or
+    anything else collation cannot turn into a tensor."""
+    for position, what in ((0, "images"), (1, "targets")):
+        kind = type(pairs[0][position])
+        if not isinstance(pairs[0][position], (torch.Tensor, np.ndarray, np.generic, int, float, bool)):
+            fix = ("convert each to a float tensor [C, H, W] on [0, 1] in __getitem__ (torchvision's ToTensor(), or "
+                   "torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255 for colour; [None] for grey)"
+                   if position == 0 else "return each as a tensor, an array or a number")
+            raise DataError(f"the dataset's {what} are {kind.__module__}.{kind.__name__} objects, which cannot be "
+                            f"batched: {fix}")
 
 
 def _pair(sample):
