@@ -1005,3 +1005,47 @@ def test_a_split_without_foreground_pixels_has_no_pixel_auc_but_its_other_figure
     m = meter_on(pred, truth)
     assert math.isnan(m["auc"]) and math.isnan(m["sensitivity"])
     assert m["specificity"] == pytest.approx(31 / 32) and m["pixel_accuracy"] == pytest.approx(31 / 32)
+
+
+def _fit_masks(make_mask):
+    """One epoch of two tiny U-Nets on a Dataset whose masks ``make_mask(bool map)`` gives."""
+    from peerdistill import Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.models.unet import UNet
+
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 16, 16, generator=g) for _ in range(24)]
+    pairs = [(x, make_mask(x[0] > 0.5)) for x in images]
+    data = DataSplits(pairs[:12], pairs[12:18], pairs[18:], num_classes=2)
+    cohort = Cohort.from_modules([UNet(3, 2, 4, 1), UNet(3, 2, 4, 1)])
+    return Trainer(cohort, KnowledgeGraph([]), SegmentationTask(2), device="cpu", progress=False,
+                   train=TrainSpec(epochs=1, batch_size=4)).fit(data)
+
+
+@pytest.mark.parametrize("make_mask, message", [
+    (lambda m: m.float(), r"masks are float32 of shape \(6, 16, 16\); .* return each as whole numbers \(mask.long\(\)\)"),
+    (lambda m: m.float() * 0.7, r"masks of fractions .* need thresholding, \(mask > 0.5\).long\(\)"),
+    (lambda m: m.long()[None], r"masks are int64 of shape \(6, 1, 16, 16\); .* drop each mask's channel axis in the "
+                               r"dataset \(mask\[0\]\)"),
+], ids=["float", "fractions", "channel-axis"])
+def test_masks_a_dataset_gives_in_the_usual_wrong_forms_are_told_the_fix(make_mask, message):
+    with pytest.raises(DataError, match=message):
+        _fit_masks(make_mask)
+
+
+def test_binary_masks_of_0_and_255_from_a_dataset_are_warned_of_once():
+    # their foreground read as ignored: every Dice NaN, in silence
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+
+    with pytest.warns(PeerdistillWarning) as said:
+        result = _fit_masks(lambda m: m.long() * 255)
+    doubtful = [str(w.message) for w in said if "hold only 0 and 255" in str(w.message)]
+    assert doubtful == ["the first validation and test masks hold only 0 and 255: 255 marks ignored pixels, so none "
+                        "is class 1; masks saved as 0/255 for background/foreground need mask // 255 in the dataset "
+                        "(image files: data.binary_masks: true)"]
+    assert math.isnan(result.test_at_best["ensemble"]["dice"])  # why it matters
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        _fit_masks(lambda m: m.long())
+    assert not [w for w in quiet if "0 and 255" in str(w.message)]

@@ -304,7 +304,9 @@ class Trainer(RunRecords):
         x, y = next(iter(self.val_batches))
         self._check_batch(x, y, "validation")
         # The test split is read only after the last epoch: a problem there would lose the run's result.
-        self._check_batch(*next(iter(self.test_batches)), "test")
+        test_x, test_y = next(iter(self.test_batches))
+        self._check_batch(test_x, test_y, "test")
+        self._warn_of_doubtful_targets({"validation": y, "test": test_y})
         if x.ndim == 4:  # what the models see (as a Dataset prepared it): predict compares its inputs with it
             self._seen_input_stats = channel_stats(x.detach().float().cpu())
         x = x[:2]
@@ -387,6 +389,15 @@ class Trainer(RunRecords):
         if (seen != declared) if whole else (seen[:1] != declared[:1]):
             raise DataError(f"the {split} inputs have shape {seen} but the data declares input_shape={declared}: "
                             f"{_input_shape_fix(seen, declared)}")
+
+    def _warn_of_doubtful_targets(self, first: dict[str, torch.Tensor]) -> None:
+        """Targets a task reads but likely not as meant (masks of 0 and 255), said once for the
+        splits whose first batch holds them."""
+        doubtful = getattr(self.task, "doubtful_targets", None)
+        said = {split: doubtful(y) for split, y in first.items()} if doubtful else {}
+        splits = [split for split, problem in said.items() if problem]
+        if splits:
+            warnings.warn(f"the first {' and '.join(splits)} {said[splits[0]]}", PeerdistillWarning, stacklevel=4)
 
     def _check_outputs(self, out, batch: int) -> None:
         for name, logits in out.logits.items():

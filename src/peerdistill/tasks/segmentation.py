@@ -18,6 +18,17 @@ from .augment import Augmentation
 IGNORE = 255
 
 
+def _mask_fix(y: torch.Tensor) -> str:
+    """What to do about masks of another dtype or shape than [B, H, W] of class indices."""
+    if y.ndim == 4 and y.shape[1] == 1:
+        return ": drop each mask's channel axis in the dataset (mask[0])"
+    if y.is_floating_point() and y.ndim == 3:
+        if bool((y == y.round()).all()):
+            return ": return each as whole numbers (mask.long())"
+        return ": masks of fractions (a resized or [0, 1]-scaled mask) need thresholding, (mask > 0.5).long()"
+    return ""
+
+
 class SegmentationTask:
     name = "segmentation"
     default_monitor = "ensemble/dice"
@@ -76,12 +87,21 @@ class SegmentationTask:
         """Label maps [B, H, W] of class indices 0..K-1, or 255 for ignored pixels."""
         if y.is_floating_point() or y.ndim != 3:
             raise DataError(f"the {split} masks are {str(y.dtype).removeprefix('torch.')} of shape {tuple(y.shape)}; "
-                            "segmentation reads label maps [H, W] of class indices per image (255: ignored)")
+                            "segmentation reads label maps [H, W] of class indices per image (255: ignored)"
+                            f"{_mask_fix(y)}")
         stray = y[(y != IGNORE) & ((y < 0) | (y >= self.num_classes))]
         if stray.numel():
             raise DataError(f"the {split} masks hold value {int(stray[0])}, outside the {self.num_classes} classes "
                             f"0..{self.num_classes - 1} (255 marks ignored pixels): number the classes from 0, or "
                             "give DataSplits the right num_classes")
+
+    def doubtful_targets(self, y: torch.Tensor) -> str | None:
+        """What is likely wrong with masks that pass ``check_targets``: only 0 and 255, binary
+        masks saved as 0/255 whose foreground reads as ignored (every Dice then NaN)."""
+        if self.num_classes == 2 and bool((y == IGNORE).any()) and bool(((y == 0) | (y == IGNORE)).all()):
+            return ("masks hold only 0 and 255: 255 marks ignored pixels, so none is class 1; masks saved as 0/255 for "
+                    "background/foreground need mask // 255 in the dataset (image files: data.binary_masks: true)")
+        return None
 
     def check_output(self, name: str, logits: torch.Tensor, batch: int) -> None:
         if logits.ndim != 4 or logits.shape[0] != batch:
