@@ -58,6 +58,17 @@ def test_a_config_without_a_name_is_named_after_its_data_and_preset():
     assert RunConfig.model_validate(built.model_dump()).name == "xrays-ml"  # a saved config keeps it
 
 
+def test_one_mapping_where_a_list_is_meant_is_told_the_dash_it_lacks(tmp_path):
+    # "Input should be a valid list" named pydantic's type, not YAML's missing '- '
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher: {arch: cnn}\nstudents: {arch: cnn}\n")
+    with pytest.raises(ConfigError, match=r"'students' takes a list and was given one mapping: start each item with "
+                                          r"'- ' on a line of its own"):
+        validate(load_config(path))
+    with pytest.raises(ConfigError, match=r"'distill.edges' takes a list and was given one mapping"):
+        validate({**default_config(), "distill": {"preset": "custom", "edges": {"source": "teacher"}}})
+
+
 def test_a_name_yaml_reads_as_a_number_is_refused_with_the_quoting_that_keeps_it():
     # YAML has changed such a value already (name=0123 reads as 83): converting it back is guessing
     with pytest.raises(ConfigError, match="name must be text; YAML read it as int 83: quote it"):

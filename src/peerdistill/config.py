@@ -1126,6 +1126,10 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model or RunConfig)}")
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
+        elif err["type"] == "list_type" and isinstance(err.get("input"), dict) and loc:
+            # YAML's mapping where a list is meant: the usual slip is a missing '- '
+            lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
+                         "of its own, or write [{...}, {...}]")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             where = f"'{loc}': " if loc else ""
