@@ -714,7 +714,8 @@ def test_a_setting_that_moves_to_another_preset_drops_what_it_would_not_read_unl
     assert whole["distill"] == {"rampup_epochs": 0}
     for broken in ({**COMPARED, "distill": "kd"}, tree):
         [bad] = variant_trees([broken], ["bad:distill=kd" if broken is tree else "bad:seed=1"])
-        with pytest.raises(ConfigError, match="'distill': Input should be a valid dictionary"):
+        with pytest.raises(ConfigError, match=r"'distill' is a section of keys and was given 'kd': write distill: "
+                                              r"\{preset: kd\}"):
             compare(bad, ["ml"], 1, dry_run=True, console=Console(quiet=True))
 
 def no_training(cfg, **kwargs):

@@ -1,5 +1,7 @@
 """Config validation: every mistake gets one message that names it."""
 
+import re
+
 import pytest
 
 from peerdistill.config import (ChannelStats, DistillSpec, EdgeSpec, apply_overrides, default_config,
@@ -67,6 +69,20 @@ def test_one_mapping_where_a_list_is_meant_is_told_the_dash_it_lacks(tmp_path):
         validate(load_config(path))
     with pytest.raises(ConfigError, match=r"'distill.edges' takes a list and was given one mapping"):
         validate({**default_config(), "distill": {"preset": "custom", "edges": {"source": "teacher"}}})
+    # a section given as one word: how to write it
+    for tree, said in (({"data": "scans/d.npz"}, "'data' is a section of keys and was given 'scans/d.npz': write "
+                                                 "data: {kind: npz, root: scans/d.npz}"),
+                       ({"data": "xrays"}, "write data: {kind: image_folder, root: xrays}"),
+                       ({"teacher": "resnet"}, "'teacher' is a section of keys and was given 'resnet': write "
+                                               "{arch: resnet}"),
+                       ({"students": ["cnn", "cnn"]}, "'students.1' is a section of keys and was given 'cnn'"),
+                       ({"train": 5}, "'train' is a section of keys and was given 5: write its keys under it")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            validate({**default_config(), **tree})
+    path.write_text("data:\n\tkind: npz\n")  # a tab: said, and the file named, not "<unicode string>"
+    with pytest.raises(ConfigError, match=r"(?s)not valid YAML \(a tab where YAML indents with spaces only: indent with "
+                                          r"spaces\): .* in '.*c.yaml', line 2"):
+        load_config(path)
 
 
 def test_a_name_yaml_reads_as_a_number_is_refused_with_the_quoting_that_keeps_it():

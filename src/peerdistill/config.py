@@ -991,7 +991,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file '{path}': {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+        said = str(exc).replace('"<unicode string>"', f"'{path}'")  # (read from its text, not its path)
+        tab = " (a tab where YAML indents with spaces only: indent with spaces)" if "'\\t'" in said else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{tab}: {said}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file '{path}' is not UTF-8 text: is it a YAML file?") from None
     except RecursionError:
@@ -1126,6 +1128,9 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model or RunConfig)}")
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
+        elif err["type"] == "model_type" and not isinstance(err.get("input"), (dict, list)) and loc:
+            lines.append(f"  '{loc}' is a section of keys and was given {err.get('input')!r}: "
+                         f"{_section_example(loc, err.get('input'))}")
         elif err["type"] == "list_type" and isinstance(err.get("input"), dict) and loc:
             # YAML's mapping where a list is meant: the usual slip is a missing '- '
             lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
@@ -1136,6 +1141,18 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
             lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
     return "\n".join(lines)
+
+
+def _section_example(loc: str, given: Any) -> str:
+    """How to write a section given as one value (``data: scans.npz``)."""
+    if loc == "data" and isinstance(given, str):
+        kind = {".npz": "npz", ".csv": "csv"}.get(Path(given).suffix.lower(), "image_folder")
+        return f"write data: {{kind: {kind}, root: {given}}}"
+    if loc == "distill" and isinstance(given, str):
+        return f"write distill: {{preset: {given}}}"
+    if loc in ("teacher",) or re.fullmatch(r"(students|teachers)\.\d+", loc):
+        return f"write {{arch: {given}}}" if isinstance(given, str) else "write {arch: NAME, args: {...}}"
+    return "write its keys under it, key: value"
 
 
 def _union_branch(part: Any) -> bool:
