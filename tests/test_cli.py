@@ -910,12 +910,21 @@ def test_help_and_config_errors_answer_without_importing_torch(tmp_path):
     (["eval", "RUN", "--bootstrap", "100001"], "argument --bootstrap: at most 100,000 resamples, got 100,001"),
     (["eval", "RUN", "--save-images=-3"], "argument --save-images/--save-masks: expected a whole number, 0 or more"),
     (["report", ""], "argument RUN_DIR_OR_COMPARE_DIR: is empty"),
+    (["train", "--config", "c.yaml"], "unrecognized arguments: --config (the config file goes without --config, "
+                                      "before the key=value overrides: peerdistill train CONFIG.yaml"),
 ])
 def test_empty_values_and_endless_counts_are_refused_by_name(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_eval_without_a_run_names_only_the_run_as_required(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval"])
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.endswith("the following arguments are required: RUN_DIR"), said  # its overrides are optional
 
 
 def test_the_largest_bootstrap_allowed_is_taken():

@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score the saved models of a run on a split or other data")
     ev.add_argument("run_dir", metavar="RUN_DIR", type=_given)
-    ev.add_argument("overrides", nargs="*", metavar="data.key=value | detect.key=value",
+    ev.add_argument("overrides", nargs="*", default=[], metavar="data.key=value | detect.key=value",
                     help="other data (data.*), or for a detection run other box decoding and fusion: "
                          "detect.score_threshold, nms_iou, max_detections, ensemble (wbf, nms, nmw), ensemble_iou")
     ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
@@ -730,6 +730,9 @@ def _as_override_hint(extra: list[str], command: str, given: list[str]) -> str:
     taken that word as a positional override, so it is not in ``extra``)."""
     from .config import key_paths
 
+    if "--config" in extra and command in ("train", "compare"):
+        return (f" (the config file goes without --config, before the key=value overrides: peerdistill {command} "
+                "CONFIG.yaml [key=value ...])")
     if command not in OVERRIDES_TAKEN:
         return ""
     taken = OVERRIDES_TAKEN[command]
