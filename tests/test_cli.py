@@ -321,7 +321,9 @@ def test_what_is_given_instead_of_a_run_directory_is_named(tmp_path, capsys):
         for given, message in ((run / "run.json", f"is a file of a run: give its folder, '{run}'"),
                                (tmp_path / "notes.txt", "is a file, not a peerdistill run directory"),
                                (tmp_path / "plain", "is not a peerdistill run directory (no run.json)"),
-                               (starting, "is a run that has just started")):
+                               (starting, "is a run that has just started"),
+                               (tmp_path, f"'{tmp_path}' is not a run but holds runs (1: run): give one of them, "
+                                          f"e.g. '{run}'")):  # the out_dir for a run in it
             run_cli("eval", given, expect=2)
             assert message in " ".join(capsys.readouterr().err.split()), given
     finally:

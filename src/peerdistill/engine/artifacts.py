@@ -475,4 +475,9 @@ def _not_a_run(path: Path) -> str:
         return f"'{path}' is a file, not a peerdistill run directory: give the folder where train wrote run.json"
     if run_lock.is_held(path):
         return f"'{path}' is a run that has just started: its run.json is written in a moment, try again then"
+    runs = sorted(p.parent.name for p in path.glob(f"*/{RUN_FILE}"))
+    if runs:  # the out_dir (runs/) or a comparison's folder, for one of the runs in it
+        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+        return (f"'{path}' is not a run but holds runs ({len(runs)}: {shown}): give one of them, e.g. "
+                f"'{path / runs[0]}'")
     return f"'{path}' is not a peerdistill run directory (no {RUN_FILE})"
