@@ -1126,3 +1126,15 @@ def test_predict_says_which_student_best_was(tmp_path, capsys):
     assert said == bare(f"wrote {tmp_path / 'p.csv'} (model {best}: the best validation student)")
     run_cli("predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "q.csv", "--model", "student2")
     assert bare(capsys.readouterr().out) == bare(f"wrote {tmp_path / 'q.csv'}")
+
+
+def test_a_one_student_runs_ensemble_row_is_said_to_be_that_student(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=one", "distill.preset=kd", "students=[{arch: cnn, args: {width: 4}}]",
+            "train.epochs=1", "teacher.args.width=8", "--quiet")
+    note = "note: one student: 'ensemble' is student1 alone (an ensemble needs two or more)"
+    assert note in " ".join(capsys.readouterr().err.split())
+    run_cli("eval", out / "one")
+    assert note in " ".join(capsys.readouterr().err.split())
+    run_cli("train", f"out_dir={out}", "name=two", *FAST, "--quiet")  # two students: nothing to say
+    assert "one student" not in capsys.readouterr().err

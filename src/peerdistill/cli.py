@@ -147,6 +147,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
                                        summary, costs=meta.get("costs")), console.width))
     _say_distance_unit(meta, None)
+    _say_ensemble_of_one(meta, result.test_at_best)
     _say_what_not_available_means(result.test_at_best, summary)
     console.print(f"run directory: {run_dir}")
     return 0
@@ -169,6 +170,14 @@ def _say_what_not_available_means(scores: dict, metrics) -> None:
 
     if has_not_available(scores, metrics):
         err_console.print(f"note: {NOT_AVAILABLE_MEANS}", highlight=False, soft_wrap=True)
+
+
+def _say_ensemble_of_one(meta: dict, scores: dict) -> None:
+    """One student's 'ensemble' is that student: its row repeats the student's, said so."""
+    students = [m["name"] for m in meta.get("members", []) if m.get("role") == "student"]
+    if len(students) == 1 and "ensemble" in scores:
+        err_console.print(f"note: one student: 'ensemble' is {students[0]} alone (an ensemble needs two or more)",
+                          highlight=False, soft_wrap=True)
 
 
 def _say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
@@ -252,6 +261,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
                                            "on the run's validation split"))
         _say_distance_unit(meta, data_spec)
+        _say_ensemble_of_one(meta, scores)
         if ns.operating_point:
             names = meta.get("class_names") or ["0", "1"]
             show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
