@@ -69,8 +69,18 @@ def test_csv_and_tsv_of_paths_and_labels(tmp_path):
     data = build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv"), path_column="file",
                                label_column="class"))
     assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2) and data.class_names == ["0", "1"]
-    with pytest.raises(DataError, match="has no column 'path'"):
-        build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv")))
+    with pytest.raises(DataError, match=r"has no column 'path' nor 'label' \(columns: \['file', 'class', 'split'\]\); "
+                                        r"set data.path_column=file data.label_column=class$"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv")))  # the columns it likely means, named
+    with pytest.raises(DataError, match=r"has no column 'label' .*; set data.label_column=class$"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv"), path_column="file"))
+    (tmp_path / "odd.csv").write_text("scan,grade\nimg/x/0.png,x\n")  # a path by its value; no label to guess
+    with pytest.raises(DataError, match=r"no column 'path' nor 'label' .*; set data.path_column / data.label_column "
+                                        r"to the columns that hold them$"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "odd.csv")))
+    (tmp_path / "odd.csv").write_text("scan,label\nimg/x/0.png,x\n")  # the column whose value is an image file
+    with pytest.raises(DataError, match=r"no column 'path' .*; set data.path_column=scan$"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "odd.csv")))
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
     with pytest.raises(DataError, match="binary.csv' is not UTF-8 text"):
         build_data(DataSpec(kind="csv", root=str(tmp_path / "binary.csv")))

@@ -79,6 +79,24 @@ def _check_every_class_has_images(classes: list[str], labels: list[int], where: 
                          "never learn: remove them, fix their names, or add their images")
 
 
+
+# Header names a table of images and labels often uses, most telling first.
+_PATH_NAMES = ("path", "filepath", "file", "filename", "image", "image_path", "img", "name", "id")
+_LABEL_NAMES = ("label", "class", "target", "diagnosis", "category", "y")
+
+
+def _likely_column(columns: list[str], key: str, first_row: dict) -> str | None:
+    """The column a table likely means by its path or label, by its header (a path column also
+    by a value with an image suffix)."""
+    lowered = {c.strip().lower(): c for c in columns if c}
+    for name in (_PATH_NAMES if key == "path_column" else _LABEL_NAMES):
+        if name in lowered:
+            return lowered[name]
+    if key == "path_column":
+        return next((c for c in columns if c and str(first_row.get(c, "")).lower().endswith(
+            (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".gif", ".webp"))), None)
+    return None
+
 def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     """A CSV or TSV with a header; ``path_column`` (relative to the file's folder) and
     ``label_column``; an optional ``split`` column (train/val/test) gives the splits."""
@@ -95,10 +113,14 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         raise DataError(f"'{path}' is not UTF-8 text: save the table as UTF-8 CSV or TSV") from None
     if not rows:
         raise DataError(f"'{path}' has no rows")
-    for column in (spec.path_column, spec.label_column):
-        if column not in rows[0]:
-            raise DataError(f"'{path}' has no column '{column}' (columns: {list(rows[0])}); "
-                            "set data.path_column / data.label_column")
+    missing = [(column, key) for column, key in ((spec.path_column, "path_column"), (spec.label_column, "label_column"))
+               if column not in rows[0]]
+    if missing:
+        guesses = [(key, _likely_column(list(rows[0]), key, rows[0])) for _, key in missing]
+        fix = (" ".join(f"data.{key}={guess}" for key, guess in guesses) if all(g for _, g in guesses)
+               else "data.path_column / data.label_column to the columns that hold them")
+        raise DataError(f"'{path}' has no column {' nor '.join(repr(c) for c, _ in missing)} (columns: "
+                        f"{list(rows[0])}); set {fix}")
     for line, row in enumerate(rows, start=2):
         if not row.get(spec.path_column) or not row.get(spec.label_column):
             raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
