@@ -279,6 +279,9 @@ def test_a_root_without_a_kind_of_files_is_refused_not_left_to_train_on_digits()
         validate({"data": {"root": "xray", "grey": True}})
     with pytest.raises(ConfigError, match="data kind 'shapes' reads no files"):
         validate({"task": "segmentation", "data": {"kind": "shapes", "root": "masks"}})
+    for root, kind in (("scans/d.npz", "npz"), ("lists/x.TSV", "csv")):  # the kind a file's suffix says
+        with pytest.raises(ConfigError, match=f"reads no files .*: set data.kind={kind} for '{root}'$"):
+            validate({"data": {"root": root}})
 
 
 def test_one_augmentation_given_alone_is_a_list_of_one():

@@ -510,9 +510,12 @@ class DataSpec(_Strict):
         if self.kind in FILE_KINDS and not self.root:
             problems.append(f"data kind '{self.kind}' needs data.root=PATH")
         if self.root and self.kind not in FILE_KINDS:  # a forgotten kind would train on the embedded data
+            by_suffix = {".npz": "npz", ".csv": "csv", ".tsv": "csv"}.get(Path(self.root).suffix.lower())
+            layout = (f"data.kind={by_suffix} for '{self.root}'" if by_suffix else
+                      f"data.kind to the layout at '{self.root}' ({', '.join(FILE_KINDS)}; docs/data.md)")
             problems.append(f"data.root is set but data kind '{self.kind}' reads no files (it is generated or "
                             f"embedded{'; digits is the default kind' if self.kind == 'digits' else ''}): set "
-                            f"data.kind to the layout at '{self.root}' ({', '.join(FILE_KINDS)}; docs/data.md)")
+                            f"{layout}")
         if self.kind in ("coco", "box_json") and not self.annotations:
             problems.append(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
         if self.class_names is not None and self.kind in SELF_NAMING_KINDS:
