@@ -499,6 +499,21 @@ def test_the_runs_own_npz_scored_whole_as_other_data_says_it_holds_the_training_
         assert scores.samples == 160
 
 
+def test_evaluate_run_takes_a_data_section_as_a_dict(tmp_path):
+    import pytest
+
+    from peerdistill import evaluate_run
+    from peerdistill.config import DataSpec
+    from peerdistill.errors import ConfigError
+    from tests.conftest import train_two_class_npz_run
+
+    run, _ = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    section = {"kind": "npz", "root": str(tmp_path / "d.npz")}
+    assert evaluate_run(run, data_spec=section) == evaluate_run(run, data_spec=DataSpec(**section))  # was AttributeError
+    with pytest.raises(ConfigError, match=r"unknown key 'rot' \(did you mean 'root'\?\)"):
+        evaluate_run(run, data_spec={"kind": "npz", "rot": "d.npz"})
+
+
 def test_the_runs_npz_changed_in_place_with_the_same_split_sizes_is_warned_of(tmp_path):
     import warnings
 

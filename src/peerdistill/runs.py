@@ -150,7 +150,7 @@ def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
         ) from None
 
 
-def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | None = None,
+def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | dict | None = None,
                  device: str = "auto", batch_size: int = 64, save_images: int = 0,
                  modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None,
                  roles: tuple[str, ...] = ("teacher", "student"),
@@ -181,9 +181,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     one row per scored sample and model (``per_sample.py``). ``trusted_archs``: import paths
     the run's models may be built from besides the trusted ones (``check_trusted_arch``). The
     returned mapping (``Scores``) also says how many samples (images) the scored split held:
-    ``.samples``."""
+    ``.samples``. ``data_spec`` may be given as a dict of a config's ``data`` keys."""
     check_batch_size(batch_size)
     check_resamples(bootstrap)
+    if isinstance(data_spec, dict):  # as a config's data section is written
+        data_spec = DataSpec(**data_spec)
     if data is not None and not isinstance(data, DataSplits):
         raise DataError(f"data= takes the run's DataSplits (as given to fit), got a {type(data).__name__}: "
                         "DataSplits.from_arrays(...) makes one from arrays")
