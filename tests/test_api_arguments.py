@@ -498,6 +498,28 @@ def test_datasplits_reads_input_shape_from_the_first_sample_and_names_classes_by
     assert DataSplits(in_memory, in_memory, in_memory, num_classes=3).input_shape == (1, 8, 8)
     with pytest.raises(DataError, match="the train split is empty"):
         DataSplits([], pairs, pairs, num_classes=3)
+    # the usual slips, named by the shape read (they reached the models as H channels of a row)
+    from PIL import Image
+
+    for image, said in ((torch.zeros(8, 8), r"shape \(8, 8\), without a channel axis: return image\[None\]"),
+                        (torch.zeros(8, 8, 1), r"shape \(8, 8, 1\), channels-last \[H, W, C\]: return "
+                                               r"image.permute\(2, 0, 1\)"),
+                        (Image.new("L", (8, 8)), r"images are PIL.Image.Image objects: convert each to a float tensor")):
+        with pytest.raises(DataError, match=said):
+            DataSplits([(image, 0)], pairs, pairs, num_classes=3)
+    assert DataSplits([(torch.zeros(12), 0)], pairs, pairs, num_classes=3).input_shape == (12,)  # feature vectors
+    assert DataSplits([(torch.zeros(8, 8), 0)], pairs, pairs, num_classes=3, input_shape=(8, 8)).input_shape == (8, 8)
     with pytest.raises(DataError, match=r"could not read input_shape from the first training sample .* give "
                                         r"input_shape=\(C, H, W\)"):
         DataSplits([("not", "an image")], pairs, pairs, num_classes=3)
+
+
+def test_the_training_dataset_given_as_the_test_split_is_warned_of():
+    from peerdistill.errors import PeerdistillWarning
+
+    x, y = _arrays()
+    data = _splits(x, y)
+    data.test = data.train  # its figures would be training figures, in silence
+    with pytest.warns(PeerdistillWarning, match=r"^the test split is the training split itself \(the same dataset given "
+                                                r"twice\): its figures are not held out"):
+        _fit(data)

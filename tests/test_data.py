@@ -337,3 +337,25 @@ def test_digits_are_read_as_their_sixteen_grey_levels_on_zero_to_one(tmp_path):
     x = data.split("all").x.numpy()
     assert x.min() == 0.0 and x.max() == 1.0
     assert sorted(set(np.round(x.ravel() * 16, 4))) == sorted(set(load_digits().images.ravel()))
+
+
+def test_a_split_stored_on_another_scale_or_holding_training_images_is_warned_of():
+    # uint8 training images beside a 0-255 float test split: standardised, the test split lay at mean ~800
+    # and every image was called one class, in silence
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    y = np.arange(40) % 2
+    with pytest.warns(PeerdistillWarning, match=r"^the test images, standardised as the training split is, have mean / "
+                                                r"std \d+\.\d\d / \d+\.\d\d per channel where the training images have "
+                                                r"-?0.00 / 1.00: they are stored on another scale"):
+        DataSplits.from_arrays(x, y, x[:10], y[:10], x[10:20].astype(np.float32), y[10:20])
+    with pytest.warns(PeerdistillWarning, match=r"^10 of 12 test inputs are identical to training inputs"):
+        DataSplits.from_arrays(x[:30], y[:30], x[30:], y[30:], np.concatenate([x[:10], x[38:]]),
+                               np.concatenate([y[:10], y[38:]]))
+    with warnings.catch_warnings():  # splits of their own, alike: nothing to say
+        warnings.simplefilter("error", PeerdistillWarning)
+        DataSplits.from_arrays(x[:20], y[:20], x[20:30], y[20:30], x[30:], y[30:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import math
 import re
 import warnings
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, IterableDataset
 
-from ..errors import DataError, SplitError
+from ..errors import DataError, PeerdistillWarning, SplitError
 
 
 # Set while eval scores a labelled set whole (--split all): loaders that would cut one set into
@@ -59,10 +60,22 @@ def _first_input_shape(train: Dataset) -> tuple[int, ...]:
     sample = train[0]
     image = sample.get("image") if isinstance(sample, dict) else sample[0] if isinstance(sample, (tuple, list)) else None
     shape = getattr(image, "shape", None)
+    kind = type(image)
+    if image is not None and kind.__module__.startswith("PIL"):
+        raise DataError(f"the dataset's images are {kind.__module__}.{kind.__name__} objects: convert each to a float "
+                        "tensor [C, H, W] on [0, 1] in __getitem__ (torchvision's ToTensor(), or "
+                        "torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255 for colour; [None] for grey)")
     if not shape:
         raise DataError("DataSplits could not read input_shape from the first training sample (an (image, target) "
                         "pair or a dict with 'image'): give input_shape=(C, H, W)")
-    return tuple(int(n) for n in shape)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) == 2:  # [H, W]: what is meant as a grey image would be read as H channels of a row
+        raise DataError(f"the first training image has shape {shape}, without a channel axis: return image[None] "
+                        "from the dataset (a grey image as [1, H, W]; for inputs that are not images, give input_shape=)")
+    if len(shape) == 3 and shape[-1] <= 4 < shape[0]:
+        raise DataError(f"the first training image has shape {shape}, channels-last [H, W, C]: return "
+                        "image.permute(2, 0, 1) from the dataset ([C, H, W]; if it is [C, H, W], give input_shape=)")
+    return shape
 
 
 @dataclass
@@ -152,9 +165,11 @@ class DataSplits:
         if class_names is not None and len(class_names) < num_classes:
             raise DataError(names_not_one_per_class(class_names_from, class_names, num_classes))
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+        _warn_of_training_samples_in_test(xs[0], xs[2])
         if normalize:
             stats = stats or channel_stats(xs[0])
             xs = [standardize(x, stats) for x in xs]
+            _warn_of_splits_on_another_scale(xs)
         splits = [TensorData(x, y) for x, y in zip(xs, ys)]
         out = cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
                   stats=stats if normalize else None)
@@ -426,6 +441,42 @@ def to_labels(array, name: str) -> torch.Tensor:
     if t.numel() and t.min() < 0:
         raise DataError(f"{name} labels contain negative values; classes must be 0..K-1")
     return t
+
+
+def _warn_of_training_samples_in_test(train: torch.Tensor, test: torch.Tensor) -> None:
+    """Test inputs identical to training inputs (the same arrays saved twice, a split cut by
+    hand): the test figures would then be training figures in part."""
+    if not len(train) or not len(test):
+        return
+    def digest(row: torch.Tensor) -> bytes:  # (a digest, not the row: the set stays small)
+        return hashlib.blake2b(memoryview(np.ascontiguousarray(row.numpy())), digest_size=16).digest()
+
+    seen = {digest(row) for row in train}
+    repeated = sum(digest(row) in seen for row in test)
+    if repeated:
+        warnings.warn(f"{repeated} of {len(test)} test inputs are identical to training inputs: their figures are "
+                      "not held out; save a test split of other images", PeerdistillWarning, stacklevel=4)
+
+
+def _warn_of_splits_on_another_scale(xs: list[torch.Tensor]) -> None:
+    """Val or test arrays stored on another scale than the training ones (uint8 beside 0-255
+    floats: uint8 is divided by 255, floats kept): standardised alike, they lie far from the
+    training split (3 of its stds away, or a spread 5 times off), and every figure on them
+    means nothing."""
+    if xs[0].ndim != 4 or len(xs[0]) < 2:
+        return
+    train_mean, train_std = xs[0].mean(dim=(0, 2, 3)), xs[0].std(dim=(0, 2, 3)).clamp(min=1e-6)
+    for name, x in zip(("val", "test"), xs[1:]):
+        if not len(x):
+            continue
+        mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+        ratio = std / train_std
+        if bool(((mean - train_mean).abs() > 3 * train_std).any() or (ratio > 5).any() or (ratio < 0.2).any()):
+            pairs = lambda m, s: ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(m.tolist(), s.tolist()))  # noqa: E731
+            warnings.warn(f"the {name} images, standardised as the training split is, have mean / std "
+                          f"{pairs(mean, std)} per channel where the training images have {pairs(train_mean, train_std)}:"
+                          " they are stored on another scale (uint8 is divided by 255, float arrays kept as they are: "
+                          "store every split alike)", PeerdistillWarning, stacklevel=4)
 
 
 def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:

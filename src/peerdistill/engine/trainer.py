@@ -251,6 +251,10 @@ class Trainer(RunRecords):
         for split in ("train", "val", "test"):
             if len(getattr(data, split)) == 0:
                 raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
+        for split in ("val", "test"):
+            if getattr(data, split) is data.train:  # its figures would be training figures
+                warnings.warn(f"the {split} split is the training split itself (the same dataset given twice): its "
+                              "figures are not held out; give it samples of its own", PeerdistillWarning, stacklevel=3)
         drop_last = len(data.train) > ts.batch_size
         if self.patches:
             if not isinstance(data.train, TensorData):
