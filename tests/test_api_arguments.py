@@ -523,3 +523,19 @@ def test_the_training_dataset_given_as_the_test_split_is_warned_of():
     with pytest.warns(PeerdistillWarning, match=r"^the test split is the training split itself \(the same dataset given "
                                                 r"twice\): its figures are not held out"):
         _fit(data)
+
+
+def test_a_scored_split_lacking_classes_is_warned_of():
+    # a model calling everything class 0 scored accuracy, balanced accuracy and macro F1 1.0 on a test
+    # split of class 0 alone, in silence
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+
+    x, y = _arrays()
+    with pytest.warns(PeerdistillWarning, match=r"^the test split holds no sample of 2 of the 3 classes \('b', 'c'\): "
+                                                r"its AUC is n/a"):
+        _fit(_splits(x, y, test_y=np.zeros(12, dtype=np.int64)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "the (val|test) split holds no sample", PeerdistillWarning)
+        _fit(_splits(x, y))

@@ -465,13 +465,15 @@ def _warn_of_splits_on_another_scale(xs: list[torch.Tensor]) -> None:
     means nothing."""
     if xs[0].ndim != 4 or len(xs[0]) < 2:
         return
-    train_mean, train_std = xs[0].mean(dim=(0, 2, 3)), xs[0].std(dim=(0, 2, 3)).clamp(min=1e-6)
+    train_mean, train_std = xs[0].mean(dim=(0, 2, 3)), xs[0].std(dim=(0, 2, 3))
+    varied = train_std > 1e-3  # a constant channel (blank test images) says nothing of scale
     for name, x in zip(("val", "test"), xs[1:]):
         if not len(x):
             continue
         mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
-        ratio = std / train_std
-        if bool(((mean - train_mean).abs() > 3 * train_std).any() or (ratio > 5).any() or (ratio < 0.2).any()):
+        ratio = std / train_std.clamp(min=1e-3)
+        off = ((mean - train_mean).abs() > 3 * train_std) | (ratio > 5) | (ratio < 0.2)
+        if bool((off & varied).any()):
             pairs = lambda m, s: ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(m.tolist(), s.tolist()))  # noqa: E731
             warnings.warn(f"the {name} images, standardised as the training split is, have mean / std "
                           f"{pairs(mean, std)} per channel where the training images have {pairs(train_mean, train_std)}:"

@@ -194,8 +194,28 @@ class Trainer(RunRecords):
                           f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
                           "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
         self._warn_if_standardised_off_scale(data)
+        self._warn_of_classes_missing_from_scored_splits(data)
         if hasattr(self.task, "inspect_training_data"):
             self.task.inspect_training_data(data.train)
+
+    def _warn_of_classes_missing_from_scored_splits(self, data: DataSplits) -> None:
+        """A val or test split (in memory) lacking classes: a model that calls everything its one
+        class scores accuracy 1 there, AUC is n/a, and balanced accuracy and macro F1 cover the
+        classes present only. Said, with the split and the classes."""
+        if getattr(self.task, "name", "") != "classification":
+            return
+        for split in ("val", "test"):
+            part = getattr(data, split)
+            if not isinstance(part, TensorData) or not len(part) or part.y.ndim != 1:
+                continue
+            present = set(torch.unique(part.y).tolist())
+            missing = [name for c, name in enumerate(data.class_names) if c not in present]
+            if missing and len(missing) < len(data.class_names):
+                shown = ", ".join(f"'{name}'" for name in missing[:5]) + (", ..." if len(missing) > 5 else "")
+                warnings.warn(f"the {split} split holds no sample of {len(missing)} of the {len(data.class_names)} "
+                              f"classes ({shown}): its AUC is n/a, balanced accuracy and macro F1 cover the classes it "
+                              "holds only, and a model calling everything one of those scores well there; deal the "
+                              "splits stratified (every class in each)", PeerdistillWarning, stacklevel=3)
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
