@@ -554,9 +554,14 @@ def test_colour_images_against_grey_statistics_name_data_grey(tmp_path):
     for cls in ("a", "b"):
         for i in range(6):
             save(np.full((8, 8, 3), 40 * (i + 1), np.uint8), tmp_path / "c" / cls / f"{i}.png")
-    with pytest.raises(DataError, match="read in colour .* statistics are for grey ones .*: read them grey, "
-                                        "data.grey=true"):
+    with pytest.raises(DataError, match="read in colour .* statistics are for grey ones .*: read image files grey, "
+                                        "data.grey=true; arrays .npz. are read as stored: save them with one channel"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "c")), stats={"mean": [0.5], "std": [0.2]})
+    colour = np.zeros((4, 8, 8, 3), np.uint8)  # arrays: data.grey does nothing to them, so it is not the advice
+    np.savez(tmp_path / "c.npz", train_images=colour, train_labels=[0, 1, 0, 1], val_images=colour,
+             val_labels=[0, 1, 0, 1], test_images=colour, test_labels=[0, 1, 0, 1])
+    with pytest.raises(DataError, match="arrays .npz. are read as stored: save them with one channel"):
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "c.npz"), grey=True), stats={"mean": [0.5], "std": [0.2]})
 
 
 def test_a_quarter_turned_tiff_is_read_upright_or_refused_by_name_never_scrambled(tmp_path):

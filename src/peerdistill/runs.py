@@ -718,7 +718,8 @@ def check_compatible(data: DataSplits, meta: dict[str, Any]) -> DataSplits:
         elif len(shape) != 3 or len(trained) != 3:  # feature vectors
             hint = ""
         elif shape[:1] != trained[:1]:
-            hint = ": read the images with the run's channels (data.grey=true for one, false for three)"
+            hint = (": read image files with the run's channels (data.grey=true for one, false for three); "
+                    "arrays (npz) are read as stored: save them with the run's channels")
         else:
             hint = (f": image files are resized to the run's size by data.image_size={trained[1:]} (or drop a "
                     "data.image_size that differs from it); arrays (npz) must have that size already")

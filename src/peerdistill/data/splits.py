@@ -545,8 +545,9 @@ def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
     if x.ndim == 4:
         if len(mean) == 1 and x.shape[1] == 3:
             raise DataError("these images are read in colour (3 channels) but the normalisation statistics are for "
-                            "grey ones (1 channel; a run trained with data.grey=true has them): read them grey, "
-                            "data.grey=true")
+                            "grey ones (1 channel; a run trained with data.grey=true has them): read image files "
+                            "grey, data.grey=true; arrays (npz) are read as stored: save them with one channel "
+                            "(their mean over the three, or one of them)")
         if len(mean) != x.shape[1]:
             raise DataError(f"the normalisation statistics have {len(mean)} channel(s) but the inputs have "
                             f"{x.shape[1]}: give data.normalize one mean and std per input channel (imagenet's "
