@@ -174,6 +174,18 @@ class NaNAfter(nn.Module):
         return self.net(x)
 
 
+def test_a_non_finite_loss_from_a_nan_in_the_inputs_names_the_data_not_the_learning_rate(tiny_data):
+    from peerdistill.errors import NonFiniteError
+
+    seed_everything(0)
+    x = tiny_data.train.x.clone()
+    x[3, 0, 2, 2] = float("nan")  # one pixel of one image (a Dataset's images are not checked value by value)
+    data = DataSplits(TensorData(x, tiny_data.train.y), tiny_data.val, tiny_data.test, num_classes=3,
+                      class_names=["a", "b", "c"], input_shape=(1, 8, 8))
+    with pytest.raises(NonFiniteError, match=r"this batch's inputs hold 1 NaN or infinite values: the data has them"):
+        trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32)).fit(data)
+
+
 @pytest.mark.parametrize("policy", ["stop", "skip"])
 def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy):
     from peerdistill.errors import NonFiniteError
@@ -183,7 +195,8 @@ def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy
     cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), bad], teacher=SmallCNN(1, 3, 8, 2))
     t = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite=policy), run_dir=tmp_path / "r")
     if policy == "stop":
-        with pytest.raises(NonFiniteError, match=r"'student2/ce'.*epoch 2, step 2.*checkpoints/last.pt"):
+        with pytest.raises(NonFiniteError, match=r"'student2/ce'.*epoch 2, step 2.*checkpoints/last.pt. Lower "
+                                                 r"optim.lr"):  # a model's NaN: not the data's
             t.fit(tiny_data)
         from safetensors.torch import load_file
 

@@ -846,6 +846,7 @@ class Trainer(RunRecords):
         # running statistics) the forward pass is about to update.
         self._buffers_before = ([b.detach().clone() for b in self._trained_buffers()]
                                 if self.speed.nonfinite == "skip" else None)
+        self._step_inputs = x  # a non-finite loss may come from the data itself: said so then
         self.grad_norms = {}
         if not self._training_outputs_checked:
             self._check_batch(x, y, "training")
@@ -999,8 +1000,13 @@ class Trainer(RunRecords):
                 self.skip_causes[cause] = self.skip_causes.get(cause, 0) + 1
             return {}
         finding = f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}"
-        error = NonFiniteError(f"{finding}; {self._last_good()}. Lower optim.lr and train again, check the data for "
-                               f"extreme values, or {self._skip_advice()}", finding)
+        inputs = getattr(self, "_step_inputs", None)
+        bad = int((~torch.isfinite(inputs)).sum()) if isinstance(inputs, torch.Tensor) and \
+            inputs.is_floating_point() else 0
+        advice = (f"this batch's inputs hold {bad} NaN or infinite values: the data has them (a Dataset's images "
+                  "are not checked value by value), so remove or repair those samples" if bad else
+                  "Lower optim.lr and train again, check the data for extreme values")
+        error = NonFiniteError(f"{finding}; {self._last_good()}. {advice}, or {self._skip_advice()}", finding)
         # Under torchrun the processes agreed on the names: each stops with this step's finding.
         raise error.found_by_every_process() if self.world.distributed else error
 
