@@ -325,8 +325,9 @@ def test_class_names_not_one_per_class_are_refused_naming_where_they_came_from(t
                                                       "given) names ['a', 'b']")):
             build_data(DataSpec(kind="npz", root=str(tmp_path / "three.npz"), class_names=["a", "b"]))
         with pytest.raises(DataError, match=re.escape(f"past the 2 classes the class_names array of "
-                                                      f"'{tmp_path / 'three-named.npz'}' names ['a', 'b']")):
-            build_data(DataSpec(kind="npz", root=str(tmp_path / "three-named.npz")))
+                                                      f"'{tmp_path / 'three-named.npz'}' names ['a', 'b'] (row(s) [2] of "
+                                                      "the labels): correct those labels if they are wrong, or give")):
+            build_data(DataSpec(kind="npz", root=str(tmp_path / "three-named.npz")))  # the row: a stray label found
 
 def test_digits_are_read_as_their_sixteen_grey_levels_on_zero_to_one(tmp_path):
     # statistics of 0 and 1 leave the values as read: scikit-learn's 0..16 levels divided by 16,

@@ -220,8 +220,10 @@ class DataSplits:
         x, y = to_nchw(x, "all", channels_last), to_labels(y, "all")
         if len(y) and int(y.max()) >= len(class_names):
             n = len(class_names)
+            rows = [int(i) for i in torch.nonzero(y >= n).flatten()[:3]]
             raise DataError(f"the labels run up to {int(y.max())}, past the {n} class{'es' if n != 1 else ''} "
-                            f"{class_names_from} names {list(class_names)[:6]}: give one name per class, in label order")
+                            f"{class_names_from} names {list(class_names)[:6]} (row(s) {rows} of the labels): correct "
+                            "those labels if they are wrong, or give one name per class, in label order")
         stats = stats or channel_stats(x)
         x = standardize(x, stats)
         empty = TensorData(x[:0], y[:0])
