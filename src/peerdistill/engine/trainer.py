@@ -1000,7 +1000,8 @@ class Trainer(RunRecords):
                 self.skip_causes[cause] = self.skip_causes.get(cause, 0) + 1
             return {}
         finding = f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}"
-        inputs = getattr(self, "_step_inputs", None)
+        # (one process's own batch: under torchrun every process must say the same, so not there)
+        inputs = None if self.world.distributed else getattr(self, "_step_inputs", None)
         bad = int((~torch.isfinite(inputs)).sum()) if isinstance(inputs, torch.Tensor) and \
             inputs.is_floating_point() else 0
         advice = (f"this batch's inputs hold {bad} NaN or infinite values: the data has them (a Dataset's images "
