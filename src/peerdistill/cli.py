@@ -24,7 +24,7 @@ from rich.markup import escape
 from .terminal import Console, one_line_warnings, write_any_character
 from . import __version__
 from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides, default_config,
-                     default_run_name, format_validation_error, load_config, load_saved_config, load_yaml,
+                     format_validation_error, load_config, load_saved_config, load_yaml, named_as_written,
                      saved_data_section, without_other_kinds_keys)
 from .errors import ConfigError, PeerdistillError, PeerdistillWarning
 from .json_files import read_json
@@ -366,8 +366,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
-        if tree.get("name") is None:  # named as written, not after a preset --presets sets
-            tree["name"] = default_run_name(tree)
+    trees = [named_as_written(tree) for tree in trees]  # not after a preset --presets sets
     from .comparison_configs import checked_bases, parse_presets, variant_trees
 
     presets = parse_presets(ns.presets)

@@ -19,7 +19,7 @@ from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
                               mark_for_replacement, plan_runs, plan_table, run_all, settings_of)
 from .comparison_configs import checked_bases
-from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, default_run_name
+from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, leave, on_main
 from .launcher import launched, launched_world
@@ -117,8 +117,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if not configs:
         raise ConfigError("compare needs at least one config")
     # a config without a name is named as it is written, not after the preset --presets gives its first run
-    configs = [config if config.get("name") is not None else {**config, "name": default_run_name(config)}
-               for config in configs]
+    configs = [named_as_written(config) for config in configs]
     console = console or Console()
     if config_names is not None and len(config_names) != len(configs):
         raise ConfigError(f"config_names names {len(config_names)} configs; {len(configs)} were given")

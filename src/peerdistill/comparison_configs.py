@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from .config import (TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, DistillSpec, RunConfig, apply_overrides,
-                     check_preset_names, default_run_name, unread_distill_keys, validate, yaml_value)
+                     check_preset_names, named_as_written, unread_distill_keys, validate, yaml_value)
 from .errors import ConfigError
 
 
@@ -87,7 +87,7 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: lis
                 variant["distill"] = under_preset(tree, variant, kept=distill_keys)
             if presets:
                 _check_read_by(presets, variant, name, distill_keys)
-            base = tree["name"] if tree.get("name") is not None else default_run_name(tree)
+            base = named_as_written(tree)["name"]
             variant["name"] = name if len(trees) == 1 else f"{base}-{name}"
             out.append(variant)
     return out

@@ -762,6 +762,12 @@ def default_run_name(tree: dict[str, Any]) -> str:
     return f"{named}-{preset if isinstance(preset, str) else 'kd+ml'}"
 
 
+def named_as_written(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` with its name: its own, else ``default_run_name`` of it as written (compare names a
+    config so before a preset of --presets replaces its own)."""
+    return tree if tree.get("name") is not None else {**tree, "name": default_run_name(tree)}
+
+
 class RunConfig(_Strict):
     name: str | None = Field(default=None, description="the run's folder inside out_dir; without it, named after "
                                                        "the data and preset (default_run_name)")
