@@ -112,7 +112,7 @@ def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any], preset: s
     return p
 
 
-def from_cohort(teachers, students, feature_layers, heads) -> tuple[Any, Any, Any, Any]:
+def _from_cohort(teachers, students, feature_layers, heads) -> tuple[Any, Any, Any, Any]:
     """``preset_edges(preset, cohort)``: a Cohort in the teachers' place gives its teachers' and
     students' names, and its members' feature layers and heads where none are given."""
     from .cohort import Cohort
@@ -143,7 +143,7 @@ def preset_edges(preset: str, teachers: Any, students: list[str] | None = None,
     Mutual learning uses the DML mean over peers: each of the K-1 peer edges into a student
     weighs ``beta / (K - 1)``. Several teachers are combined into the virtual source
     ``teachers``. Models with heads always get the self-distillation edges."""
-    teachers, students, feature_layers, heads = from_cohort(teachers, students, feature_layers, heads)
+    teachers, students, feature_layers, heads = _from_cohort(teachers, students, feature_layers, heads)
     teachers = _names(teachers)
     graph_keys = [key for key in GRAPH_KEYS if key in overrides]
     if graph_keys:
@@ -315,7 +315,7 @@ class KnowledgeGraph:
         """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments, a
         Cohort too), each self-distillation head's cross-entropy weighed 1 - ``self_alpha``, and
         the section's ``teacher_weighting`` and ``pair_node_size``."""
-        teachers, students, feature_layers, heads = from_cohort(teachers, students, feature_layers, heads)
+        teachers, students, feature_layers, heads = _from_cohort(teachers, students, feature_layers, heads)
         teachers = _names(teachers)
         p = _with_overrides(params or DistillSpec(preset="independent"), overrides, preset, teachers, heads)
         edges = preset_edges(preset, teachers, students, p, feature_layers=feature_layers, heads=heads)

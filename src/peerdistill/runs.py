@@ -26,7 +26,7 @@ from .config import (KINDS_OF_TASK, SPLIT_KEYS, DataSpec, data_places, format_va
 from .data import DataSplits, build_data, make_batches
 from .data.loaders import check_batch_size
 from .data.segmentation import masks_name_classes
-from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole, per_channel, unlike_seen
+from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole, off_scale, per_channel, unlike_seen
 from .engine import RunDir, evaluate
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, atomic_write_text
@@ -460,8 +460,9 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
     digest, digest_now = (meta.get("data_info") or {}).get("sha256"), data.info.get("sha256")
     other_bytes = bool(digest and digest_now and digest != digest_now)
     if elsewhere and ((before and before != now) or other_bytes):  # another file of that name, here
-        differs = (f"splits otherwise than the run's (split sizes {now}, {before} in its run.json)" if before and before != now
-                   else "is not the archive the run trained on (its SHA-256 differs from run.json's data_info.sha256)")
+        differs = (f"splits otherwise than the run's (split sizes {now}, {before} in its run.json)"
+                   if before and before != now else
+                   "is not the archive the run trained on (its SHA-256 differs from run.json's data_info.sha256)")
         raise DataError(f"the data at {root!r}, counted from the folder the command runs in, {differs}{elsewhere}: "
                         "run eval from the folder training ran in, or give the place, peerdistill eval RUN_DIR "
                         "data.root=PATH")
@@ -518,7 +519,7 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
                       "images: the models see them otherwise than in training; check they are the kind of image it "
                       "learnt from", PeerdistillWarning, stacklevel=3)
     mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
-    if bool((mean.abs() > 3).any() or (std > 5).any() or (std < 0.2).any()):
+    if bool(off_scale(mean, std, 0.0, 1.0).any()):  # the run's own data standardised: about 0 / 1
         shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))
         warnings.warn(f"the scored images, standardised by the run's training statistics, have mean / std {shown} "
                       "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "

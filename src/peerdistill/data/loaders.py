@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import ConfigError, DataError
-from .splits import TensorData
+from .splits import PIL_TO_TENSOR, TensorData
 
 Shard = tuple[int, int]  # (rank, world size)
 
@@ -182,9 +182,7 @@ def _refuse_unreadable(pairs: list) -> None:
     for position, what in ((0, "images"), (1, "targets")):
         kind = type(pairs[0][position])
         if not isinstance(pairs[0][position], (torch.Tensor, np.ndarray, np.generic, int, float, bool)):
-            fix = ("convert each to a float tensor [C, H, W] on [0, 1] in __getitem__ (torchvision's ToTensor(), or "
-                   "torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255 for colour; [None] for grey)"
-                   if position == 0 else "return each as a tensor, an array or a number")
+            fix = PIL_TO_TENSOR if position == 0 else "return each as a tensor, an array or a number"
             raise DataError(f"the dataset's {what} are {kind.__module__}.{kind.__name__} objects, which cannot be "
                             f"batched: {fix}")
 

@@ -53,6 +53,14 @@ class TensorData(Dataset):
         return self.x[i], self.y[i]
 
 
+# The usual slips of a Dataset's images, and their fixes (said where each is found: the first
+# sample, a batch that cannot be stacked, a batch of another shape than declared).
+ADD_CHANNEL_AXIS = "return image[None] from the dataset (a grey image as [1, H, W])"
+TO_CHANNELS_FIRST = "return image.permute(2, 0, 1) from the dataset ([C, H, W])"
+PIL_TO_TENSOR = ("convert each to a float tensor [C, H, W] on [0, 1] in __getitem__ (torchvision's ToTensor(), or "
+                 "torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255 for colour; [None] for grey)")
+
+
 def _first_input_shape(train: Dataset) -> tuple[int, ...]:
     """The shape of the first training sample's image (an (image, target) pair or a dict)."""
     if not len(train):
@@ -62,19 +70,17 @@ def _first_input_shape(train: Dataset) -> tuple[int, ...]:
     shape = getattr(image, "shape", None)
     kind = type(image)
     if image is not None and kind.__module__.startswith("PIL"):
-        raise DataError(f"the dataset's images are {kind.__module__}.{kind.__name__} objects: convert each to a float "
-                        "tensor [C, H, W] on [0, 1] in __getitem__ (torchvision's ToTensor(), or "
-                        "torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255 for colour; [None] for grey)")
+        raise DataError(f"the dataset's images are {kind.__module__}.{kind.__name__} objects: {PIL_TO_TENSOR}")
     if not shape:
         raise DataError("DataSplits could not read input_shape from the first training sample (an (image, target) "
                         "pair or a dict with 'image'): give input_shape=(C, H, W)")
     shape = tuple(int(n) for n in shape)
     if len(shape) == 2:  # [H, W]: what is meant as a grey image would be read as H channels of a row
-        raise DataError(f"the first training image has shape {shape}, without a channel axis: return image[None] "
-                        "from the dataset (a grey image as [1, H, W]; for inputs that are not images, give input_shape=)")
+        raise DataError(f"the first training image has shape {shape}, without a channel axis: {ADD_CHANNEL_AXIS} "
+                        "(for inputs that are not images, give input_shape=)")
     if len(shape) == 3 and shape[-1] <= 4 < shape[0]:
-        raise DataError(f"the first training image has shape {shape}, channels-last [H, W, C]: return "
-                        "image.permute(2, 0, 1) from the dataset ([C, H, W]; if it is [C, H, W], give input_shape=)")
+        raise DataError(f"the first training image has shape {shape}, channels-last [H, W, C]: {TO_CHANNELS_FIRST} "
+                        "(if it is [C, H, W], give input_shape=)")
     return shape
 
 
@@ -460,6 +466,13 @@ def _warn_of_training_samples_in_test(train: torch.Tensor, test: torch.Tensor) -
                       "not held out; save a test split of other images", PeerdistillWarning, stacklevel=4)
 
 
+def off_scale(mean: torch.Tensor, std: torch.Tensor, ref_mean, ref_std) -> torch.Tensor:
+    """Per channel, whether inputs of ``mean`` and ``std`` lie on another scale than the
+    reference ones: a mean 3 of its stds away, or a spread 5 times wider or narrower."""
+    ratio = std / torch.as_tensor(ref_std).clamp(min=1e-3)
+    return ((mean - torch.as_tensor(ref_mean)).abs() > 3 * torch.as_tensor(ref_std)) | (ratio > 5) | (ratio < 0.2)
+
+
 def _warn_of_splits_on_another_scale(xs: list[torch.Tensor]) -> None:
     """Val or test arrays stored on another scale than the training ones (uint8 beside 0-255
     floats: uint8 is divided by 255, floats kept): standardised alike, they lie far from the
@@ -473,9 +486,7 @@ def _warn_of_splits_on_another_scale(xs: list[torch.Tensor]) -> None:
         if not len(x):
             continue
         mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
-        ratio = std / train_std.clamp(min=1e-3)
-        off = ((mean - train_mean).abs() > 3 * train_std) | (ratio > 5) | (ratio < 0.2)
-        if bool((off & varied).any()):
+        if bool((off_scale(mean, std, train_mean, train_std) & varied).any()):
             pairs = lambda m, s: ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(m.tolist(), s.tolist()))  # noqa: E731
             warnings.warn(f"the {name} images, standardised as the training split is, have mean / std "
                           f"{pairs(mean, std)} per channel where the training images have {pairs(train_mean, train_std)}:"

@@ -24,7 +24,8 @@ from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..data.splits import channel_stats, check_names_fit_labels, standardised_spread
+from ..data.splits import (ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, channel_stats, check_names_fit_labels,
+                           standardised_spread)
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       PeerdistillWarning, RunDirError)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
@@ -1085,9 +1086,9 @@ class Trainer(RunRecords):
 def _input_shape_fix(seen: tuple[int, ...], declared: tuple[int, ...]) -> str:
     """What to do about inputs of another shape than declared: the two usual slips, named."""
     if len(declared) == 3 and seen == declared[1:]:
-        return "each input lacks its channel axis: return image[None] from the dataset (a grey image as [1, H, W])"
+        return f"each input lacks its channel axis: {ADD_CHANNEL_AXIS}"
     if len(declared) == 3 and len(seen) == 3 and seen == (*declared[1:], declared[0]):
-        return "each input is channels-last [H, W, C]: return image.permute(2, 0, 1) from the dataset ([C, H, W])"
+        return f"each input is channels-last [H, W, C]: {TO_CHANNELS_FIRST}"
     return "give DataSplits the shape of one input"
 
 
