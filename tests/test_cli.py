@@ -347,10 +347,15 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     assert "removed what it held" not in capsys.readouterr().err  # the trainer's own files alone: nothing to say
     (out / "r" / "export").mkdir()
     (out / "r" / "NOTES.txt").write_text("mine")
+    (out / "r" / "export" / "student1.onnx").write_bytes(b"old export")
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
-    assert (f"warning: overwriting '{out / 'r'}' removed what it held besides the run: NOTES.txt, export/ (move such "
-            "files out of a run's folder before --overwrite") in " ".join(capsys.readouterr().err.split())
-    assert not (out / "r" / "NOTES.txt").exists()
+    kept = list(out.glob("r.kept-*"))
+    assert len(kept) == 1 and (kept[0] / "NOTES.txt").read_text() == "mine", "the user's files are moved, not lost"
+    assert (kept[0] / "export" / "student1.onnx").read_bytes() == b"old export"
+    assert (f"warning: overwriting '{out / 'r'}' moved what it held besides the run (NOTES.txt, export/) to "
+            f"'{kept[0]}'") in " ".join(capsys.readouterr().err.split())
+    assert not (out / "r" / "NOTES.txt").exists() and (out / "r" / "metrics.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["r", kept[0].name], "nothing of the old run is left beside"
     # a run that stopped in its first epoch has nothing to resume: the message says so
     (out / "r" / "checkpoints" / "last.pt").unlink()
     record = json.loads((out / "r" / "run.json").read_text())

@@ -68,11 +68,13 @@ def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_agai
     run = tmp_path / "r"
     RunDir.create(run)
     atomic_write_text(run / "run.json", json.dumps({"status": "running"}))
+    (run / "models").mkdir()
     for i in range(20):
-        (run / f"file{i}").write_text("x")
+        (run / "models" / f"student{i}.safetensors").write_text("x")
+    (run / "notes.txt").write_text("mine")
 
     def killed_midway(path, *args, **kwargs):
-        next(path.iterdir()).unlink()  # some of the old run gone, then the process dies
+        next(path.rglob("*.safetensors")).unlink()  # some of the old run gone, then the process dies
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
@@ -80,10 +82,12 @@ def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_agai
         with pytest.raises(KeyboardInterrupt):
             RunDir.create(run, overwrite=True)
     assert not run.exists()  # the run folder itself is never left half deleted
-    left = [p.name for p in tmp_path.iterdir()]
-    assert left == [f".deleting-r.{os.getpid()}"]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left[0] == f".deleting-r.{os.getpid()}" and left[1].startswith("r.kept-") and len(left) == 2
     RunDir.create(run)  # the next start takes the name and clears what was left
-    assert [p.name for p in tmp_path.iterdir()] == ["r"] and not any(run.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", left[1]] and not any(run.iterdir())
+    assert (tmp_path / left[1] / "notes.txt").read_text() == "mine", "the user's file was moved aside first"
+    shutil.rmtree(tmp_path / left[1])
     # killed while writing run.json for the first time: only its temporary file is there
     (run / ".run.json.k2x9.tmp").write_text("{")
     RunDir.create(run)

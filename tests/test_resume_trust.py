@@ -329,6 +329,30 @@ def test_a_run_with_a_partial_write_beside_its_files_is_not_taken_for_an_empty_s
     assert not any(tmp_path.iterdir())
 
 
+def test_overwriting_a_run_twice_in_one_second_keeps_both_old_runs_extra_files(tmp_path, monkeypatch):
+    import time
+    import warnings
+
+    from peerdistill.engine.artifacts import RunDir
+
+    monkeypatch.setattr(time, "strftime", lambda fmt: "20261205-120000")  # both replacements in the same second
+    run = tmp_path / "r"
+    for text in ("first", "second"):
+        run.mkdir(exist_ok=True)
+        (run / "run.json").write_text(json.dumps({"status": "complete"}))
+        (run / "models").mkdir(exist_ok=True)
+        (run / "models" / "student1.safetensors").write_text("weights")
+        (run / "report.html").write_text(text)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RunDir.create(run, overwrite=True)
+        assert len(caught) == 1 and "moved what it held besides the run (report.html)" in str(caught[0].message)
+        assert not any(run.iterdir()), "the run's own files are gone, the folder is empty for the new run"
+    assert (tmp_path / "r.kept-20261205-120000" / "report.html").read_text() == "first"
+    assert (tmp_path / "r.kept-20261205-120000-2" / "report.html").read_text() == "second"
+    assert not list(tmp_path.glob("r.kept-*/models")), "the old run's weights are not kept"
+
+
 def test_outputs_are_refused_over_a_runs_files_and_its_data_but_not_beside_them(tmp_path):
     from peerdistill.engine.artifacts import check_not_a_run_file, check_not_in_data
     from peerdistill.errors import ConfigError

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -295,6 +297,27 @@ def _not_the_trainers(path: Path) -> list[str]:
                   if p.name not in own and not _is_partial_write(p))
 
 
+def _move_aside_what_is_not_the_trainers(path: Path) -> Path | None:
+    """Move what a run folder holds besides the run (exports, reports, a user's notes) to a
+    sibling ``NAME.kept-TIME`` before the folder is replaced, and return that folder (None when
+    there was nothing). Moved one entry at a time, each a rename: a process killed meanwhile
+    leaves every entry in one folder or the other, never in the old run's deleted one."""
+    besides = [path / name.rstrip("/") for name in _not_the_trainers(path)]
+    if not besides:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.name}.kept-{stamp}")
+    for n in itertools.count(2):
+        try:
+            kept.mkdir()
+            break
+        except FileExistsError:
+            kept = path.with_name(f"{path.name}.kept-{stamp}-{n}")
+    for entry in besides:
+        entry.rename(kept / entry.name)
+    return kept
+
+
 def stopped_before_keeping_anything(path: Path) -> bool:
     """A run folder whose run stopped before its first epoch ended (interrupted, a setting refused,
     a non-finite stop): its config and run.json alone, nothing a user or a later epoch put there.
@@ -380,19 +403,20 @@ class RunDir:
             # The lock is held across the rename: a second --overwrite starting at the same instant
             # finds the run busy, or gone, rather than renaming the new run away.
             trash = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}")
-            besides = _not_the_trainers(path)
             lock = run_lock.hold(path)
             try:
+                kept = _move_aside_what_is_not_the_trainers(path)
                 path.rename(trash)
             except FileNotFoundError:
                 raise RunDirError(run_lock.busy_message(path)) from None
             finally:
                 run_lock.release(lock)
             shutil.rmtree(trash)
-            if besides:  # documented, yet an export's default place is inside the run: said once it is gone
+            if kept:  # an export's default place is inside the run: said where it went
+                names = ", ".join(_not_the_trainers(kept))
                 warnings.warn(PeerdistillWarning(
-                    f"overwriting '{path}' removed what it held besides the run: {', '.join(besides)} (move such "
-                    "files out of a run's folder before --overwrite to keep them)"), stacklevel=2)
+                    f"overwriting '{path}' moved what it held besides the run ({names}) to '{kept}': they "
+                    "belong to the old run; delete that folder once you no longer need them"), stacklevel=2)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
