@@ -18,8 +18,9 @@ def test_readme_python_example(tmp_path, capsys):
     code = code.replace('"runs/mine"', repr(str(tmp_path / "mine"))).replace("epochs=20", "epochs=3")
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (_blobs(n, s) for n, s in ((120, 0), (40, 1), (40, 2)))
 
-    def MyBigNet(num_classes):  # noqa: N802 - stands for a user's class
-        return SmallCNN(1, num_classes, width=8, depth=2)
+    class MyBigNet(SmallCNN):  # a user's class (a zoo subclass may differ from it: not rebuilt as the zoo's)
+        def __init__(self, num_classes):
+            super().__init__(1, num_classes, width=8, depth=2)
 
     def MySmallNet(num_classes):  # noqa: N802
         return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -68,6 +69,46 @@ def test_readme_python_example(tmp_path, capsys):
     assert export_run(run, "student2", out=tmp_path / "s2.onnx", modules=students).max_abs_diff <= 1e-4
     predict_files(run, [str(tmp_path / "x.npz")], tmp_path / "q.csv", model="ensemble", modules=students)
     assert (tmp_path / "q.csv").read_text() == (tmp_path / "p.csv").read_text()
+
+
+def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, capsys):
+    """A run of zoo models built in Python (ResNet(...), a self-distilled SmallCNN) records what
+    rebuilds them, so eval, export and predict need no modules=; a module of another class, a
+    subclass, or one built with arguments a run.json cannot hold is still named."""
+    import torch
+
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.cli import main
+    from peerdistill.models import ZOO, ResNet
+    from peerdistill.models.built_with import zoo_spec
+    from peerdistill.models.heads import HeadedModel
+
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    data = DataSplits.from_arrays(x, y, xv, yv, xt, yt)
+    headed = HeadedModel(SmallCNN(1, 3, width=8, depth=3), ["features.2"], "features.10", 3, torch.zeros(2, 1, 8, 8))
+    teacher = ResNet(in_channels=1, num_classes=3, blocks=(1, 1), width=8)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=8), headed], teacher=teacher)
+    assert cohort["teacher"].spec == {"arch": "resnet", "args": {"in_channels": 1, "num_classes": 3, "blocks": [1, 1],
+                                                                  "width": 8, "block": "basic", "stem": "small"}}
+    assert cohort["student2"].spec["heads"] == ["features.2"] and cohort["student2"].spec["deep_layer"] == "features.10"
+    run = tmp_path / "zoo"
+    Trainer(cohort, KnowledgeGraph.from_preset("kd+ml", cohort), ClassificationTask(3), train=TrainSpec(epochs=1),
+            run_dir=run, progress=False).fit(data)
+    np.savez(tmp_path / "d.npz", train_images=x, train_labels=y, val_images=xv, val_labels=yv, test_images=xt,
+             test_labels=yt)
+    capsys.readouterr()
+    assert main(["eval", str(run), "data.kind=npz", f"data.root={tmp_path / 'd.npz'}", "--json"]) == 0
+    scores = __import__("json").loads(capsys.readouterr().out)
+    assert {"teacher", "student1", "student2", "ensemble", "student2@features.2"} <= set(scores)  # heads rebuilt too
+    assert main(["export", str(run), "--model", "student2", "--out", str(tmp_path / "s2.onnx")]) == 0
+    assert (tmp_path / "s2.onnx").is_file()
+    np.savez(tmp_path / "x.npz", images=xt[:4])
+    assert main(["predict", str(run), str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv")]) == 0
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 5
+    # not rebuilt as a zoo model: a subclass, another class, arguments run.json cannot hold
+    assert zoo_spec(type("Mine", (SmallCNN,), {})(1, 3), ZOO) is None
+    assert zoo_spec(nn.Linear(2, 2), ZOO) is None and zoo_spec("cnn", ZOO) is None
+    assert zoo_spec(SmallCNN(1, 3, width=np.int64(8)), ZOO) is None
 
 
 def factory_with_kwargs(*, weights=None, **kwargs):

@@ -19,6 +19,8 @@ from torch import nn
 from .capture import FeatureRecorder, find_module, module_paths, unwrap
 from .config import model_name_problems
 from .errors import ConfigError, PeerdistillWarning
+from .models import ZOO
+from .models.built_with import zoo_spec
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
 
 Role = Literal["teacher", "student"]
@@ -35,6 +37,10 @@ class Member:
     spec: dict[str, Any] | None = None
     feature_layer: str | None = None  # the module path feature edges use by default
     weight: float = 1.0  # a teacher's weight mu in the multi-teacher average
+
+    def __post_init__(self) -> None:
+        if self.spec is None:  # a zoo model built in Python: its arguments rebuild it
+            self.spec = zoo_spec(self.module, ZOO)
 
     def check(self) -> None:
         """One clear message for what would otherwise fail deep inside torch."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from .built_with import remembers_its_args
 
+
+@remembers_its_args
 class SmallCNN(nn.Module):
     """``depth`` blocks of (conv3x3, BN, ReLU), doubling channels and halving size after each
     block but the first, then global average pooling and a linear classifier."""

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..detection.boxes import HeadLayout
+from .built_with import remembers_its_args
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -49,6 +50,7 @@ def tower(channels: int, convs: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@remembers_its_args
 class Detector(nn.Module):
     """Backbone of stride-2 stages (``depth`` conv-BN-ReLU blocks each, the first striding; stage i
     has ``width * 2**i`` channels, stage i at stride 2**(i+1)), an FPN-lite on the stages at

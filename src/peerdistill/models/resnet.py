@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .built_with import remembers_its_args
+
 
 class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
@@ -53,6 +55,7 @@ class Bottleneck(nn.Module):
 BLOCKS = {"basic": (BasicBlock, 1), "bottleneck": (Bottleneck, 4)}  # block class, channel expansion
 
 
+@remembers_its_args
 class ResNet(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, blocks: list[int] | tuple[int, ...] = (2, 2, 2, 2),
                  width: int = 64, block: str = "basic", stem: str = "small"):

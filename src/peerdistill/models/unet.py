@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .built_with import remembers_its_args
+
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
@@ -28,6 +30,7 @@ def separable_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+@remembers_its_args
 class _UNetBase(nn.Module):
     block = staticmethod(conv_block)
 
