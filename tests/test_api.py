@@ -540,6 +540,45 @@ def test_the_runs_own_npz_scored_whole_as_other_data_says_it_holds_the_training_
         assert scores.samples == 160
 
 
+def test_training_images_saved_anew_and_scored_as_other_data_are_found_by_their_content(tmp_path):
+    """Another archive of some training images (another name, other keys, other bytes) is not
+    the run's data by any name: the digests the run keeps of its training inputs find them."""
+    import json
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from peerdistill import DataSplits, evaluate_run
+    from peerdistill.config import DataSpec
+    from peerdistill.data.digests import read_digests
+    from peerdistill.errors import PeerdistillWarning
+    from tests.conftest import train_two_class_npz_run
+
+    run, arrays = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    record = json.loads((run / "train_digests.json").read_text())
+    assert record["rows"] == 80 and len(read_digests(record)) == len({a.tobytes() for a in arrays["train_images"]})
+    mixed = np.concatenate([arrays["test_images"][:7], arrays["train_images"][10:13]])
+    np.savez_compressed(tmp_path / "external.npz", images=mixed, labels=np.zeros(10, dtype=np.int64))
+    external = DataSpec(kind="npz", root=str(tmp_path / "external.npz"))
+    with pytest.warns(PeerdistillWarning, match=r"3 of 10 scored inputs are identical to inputs the run trained on"):
+        assert evaluate_run(run, split="all", data_spec=external).samples == 10
+    np.savez(tmp_path / "held_out.npz", images=arrays["test_images"], labels=arrays["test_labels"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)  # held-out images: nothing to say
+        evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=str(tmp_path / "held_out.npz")))
+    # splits handed over from Python, standardised by the run's statistics as the files are
+    stats = json.loads((run / "run.json").read_text())["data_stats"]
+    val = arrays["val_images"][:, None], arrays["val_labels"]
+    given = DataSplits.from_arrays(*val, *val, mixed[:, None], np.zeros(10, int), stats=stats)
+    with pytest.warns(PeerdistillWarning, match=r"3 of 10 scored inputs are identical"):
+        evaluate_run(run, data=given)
+    # a damaged record is said, and the figures are still given
+    (run / "train_digests.json").write_text(json.dumps({**record, "digests": record["digests"][:-8]}))
+    with pytest.warns(PeerdistillWarning, match=r"train_digests.json' is damaged, so the scored inputs are not checked"):
+        assert evaluate_run(run, split="all", data_spec=external).samples == 10
+
+
 def test_evaluate_run_takes_a_data_section_as_a_dict(tmp_path):
     import pytest
 

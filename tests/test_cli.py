@@ -344,7 +344,7 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     assert (out / "r" / "run.json").read_bytes() == record, "a refused resume writes nothing"
     capsys.readouterr()
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
-    assert "removed what it held" not in capsys.readouterr().err  # the trainer's own files alone: nothing to say
+    assert "what it held besides" not in capsys.readouterr().err  # the trainer's own files alone: nothing to say
     (out / "r" / "export").mkdir()
     (out / "r" / "NOTES.txt").write_text("mine")
     (out / "r" / "export" / "student1.onnx").write_bytes(b"old export")

@@ -360,3 +360,20 @@ def test_a_split_stored_on_another_scale_or_holding_training_images_is_warned_of
     with warnings.catch_warnings():  # splits of their own, alike: nothing to say
         warnings.simplefilter("error", PeerdistillWarning)
         DataSplits.from_arrays(x[:20], y[:20], x[20:30], y[20:30], x[30:], y[30:])
+
+
+def test_training_input_digests_round_trip_and_refuse_a_record_not_theirs():
+    import torch
+
+    from peerdistill.data.digests import count_seen, digests_record, read_digests
+
+    x = torch.arange(24, dtype=torch.float32).reshape(4, 1, 2, 3)
+    record = digests_record(x)
+    seen = read_digests(record)
+    assert record["rows"] == 4 and len(seen) == 4
+    probe = torch.cat([x[2:], x[:1] + 1e-6, torch.zeros(1, 1, 2, 3)])  # two rows equal, a hair off, another
+    assert count_seen(probe, seen) == 2
+    assert count_seen(x.double(), seen) == 0, "the inputs as the models get them (float32), not any type"
+    for damaged in ({**record, "rows": 5}, {**record, "digests": "not base64!"}, {**record, "what": "sha1"},
+                    {"rows": 4}, [record]):
+        assert read_digests(damaged) is None

@@ -24,12 +24,13 @@ from .cohort import Cohort, Member
 from .config import (KINDS_OF_TASK, SPLIT_KEYS, DataSpec, data_places, format_validation_error,
                      saved_data_section)
 from .data import DataSplits, build_data, make_batches
+from .data.digests import count_seen, digests_path, read_digests
 from .data.loaders import check_batch_size
 from .data.segmentation import masks_name_classes
 from .data.splits import TensorData, group_ids, grey_read_as_colour, kept_whole, off_scale, per_channel, unlike_seen
 from .engine import RunDir, evaluate
 from .engine import run_lock
-from .engine.artifacts import REPLACE_MARK, atomic_write_text
+from .engine.artifacts import REPLACE_MARK, atomic_write_text, read_json
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
@@ -228,10 +229,14 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
     read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
-    if data_spec is None and split == "all" and (not given_in_python or read_from_run_source):
+    whole_own = data_spec is None and split == "all" and (not given_in_python or read_from_run_source)
+    if whole_own:
         _warn_of_whole_own_data({"train": len(data.train), "val": len(data.val), "test": len(data.test)})
+    own_source = data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec,
+                                                                                          meta.get("data_spec"))
+    if (given_in_python and not whole_own) or (data_spec is not None and not own_source):
+        _warn_if_trained_on_inputs(run_dir, data.split(split))  # the run's own files are traced by name
     if data_spec is not None:
-        own_source = read_from_run_source and _reads_the_same_files(data_spec, meta.get("data_spec"))
         if own_source and split == "all" and data.info.get("joined_splits"):  # an archive's rows have no names
             _warn_of_whole_own_data(data.info["joined_splits"])
         elif own_source and split != "train":
@@ -306,6 +311,28 @@ def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
                       f"holds {scored} of its {len(data.split('all'))} samples; --split all scores every one (for an "
                       "external test set; not for the run's own data moved elsewhere, whose other splits it trained "
                       "on)", PeerdistillWarning, stacklevel=3)
+
+
+def _warn_if_trained_on_inputs(run_dir: str | Path, scored: Any) -> None:
+    """Scored inputs identical to inputs the run trained on (its training images saved anew,
+    under another name or in another archive): their figures are not held out. Runs trained
+    from in-memory splits keep the digests (``data/digests.py``); others are not checked."""
+    path = digests_path(run_dir)
+    if not isinstance(scored, TensorData) or not path.is_file():
+        return
+    try:
+        seen = read_digests(read_json(path))
+    except CheckpointError:
+        seen = None
+    if seen is None:
+        warnings.warn(f"'{path}' is damaged, so the scored inputs are not checked against the ones the run trained "
+                      "on; the figures are scored as usual", PeerdistillWarning, stacklevel=3)
+        return
+    repeated = count_seen(scored.x, seen)
+    if repeated:
+        warnings.warn(f"{repeated} of {len(scored)} scored inputs are identical to inputs the run trained on (its "
+                      "training images saved anew?): their figures are not held out; score images the run has not "
+                      "seen", PeerdistillWarning, stacklevel=3)
 
 
 def _warn_of_whole_own_data(counts: dict[str, int]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import math
 import re
 import warnings
@@ -16,6 +15,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, IterableDataset
 
 from ..errors import DataError, PeerdistillWarning, SplitError
+from .digests import count_seen, row_digests
 
 
 # Set while eval scores a labelled set whole (--split all): loaders that would cut one set into
@@ -454,13 +454,7 @@ def to_labels(array, name: str) -> torch.Tensor:
 def _warn_of_training_samples_in_test(train: torch.Tensor, test: torch.Tensor) -> None:
     """Test inputs identical to training inputs (the same arrays saved twice, a split cut by
     hand): the test figures would then be training figures in part."""
-    if not len(train) or not len(test):
-        return
-    def digest(row: torch.Tensor) -> bytes:  # (a digest, not the row: the set stays small)
-        return hashlib.blake2b(memoryview(np.ascontiguousarray(row.numpy())), digest_size=16).digest()
-
-    seen = {digest(row) for row in train}
-    repeated = sum(digest(row) in seen for row in test)
+    repeated = count_seen(test, set(row_digests(train))) if len(train) else 0
     if repeated:
         warnings.warn(f"{repeated} of {len(test)} test inputs are identical to training inputs: their figures are "
                       "not held out; save a test split of other images", PeerdistillWarning, stacklevel=4)

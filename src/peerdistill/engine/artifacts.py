@@ -21,6 +21,7 @@ from safetensors.torch import save
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError
 from ..json_files import read_json  # noqa: F401 - imported from here across the package
 from ..values import is_count, is_finite_number
@@ -30,7 +31,7 @@ from .state_files import read_state
 RUN_FILE = "run.json"
 # The files a trainer writes at the top of its run directory.
 TRAINER_FILES = (RUN_FILE, "metrics.json", "metrics.csv", "config.yaml", "connectors.safetensors",
-                 "discriminators.safetensors")
+                 "discriminators.safetensors", DIGESTS_FILE)
 
 
 # The folders of a run directory that hold its own files (weights, resume state, logs).

@@ -20,7 +20,8 @@ from ..config import as_read, read_saved_config
 from ..config_diff import differences, summary, what_is_trained
 from ..costs import model_costs
 from ..data import DataSplits
-from ..data.splits import grey_read_as_colour
+from ..data.digests import digests_path, digests_record
+from ..data.splits import TensorData, grey_read_as_colour
 from ..errors import CheckpointError, ConfigError
 from ..models.heads import HeadedModel
 from . import run_lock
@@ -99,6 +100,8 @@ class RunRecords:
             **self.run_info,
         }
         write_json(run.path / "run.json", info)
+        if isinstance(data.train, TensorData):  # eval warns of these inputs in data given as other (digests.py)
+            write_json(digests_path(run.path), digests_record(data.train.x))
         if self.config_yaml is not None:
             atomic_write_text(run.path / "config.yaml", self.config_yaml)
         return run
