@@ -346,7 +346,7 @@ def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders
     import warnings
 
     from peerdistill.errors import PeerdistillWarning
-    from peerdistill.runs import _split_differently, _warn_if_trained_on
+    from peerdistill.scored_data import _split_differently, _warn_if_trained_on
 
     # given split folders numbering their images alike: '0' is in train and in test, yet no leak
     own = {"source": "/d", "split": {"train": ["0", "1", "2"], "val": ["5"], "test": ["0", "1"]}}
@@ -363,7 +363,7 @@ def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders
 
 
 def test_what_counts_as_the_runs_own_files_and_the_advice_for_them():
-    from peerdistill.runs import _advice_for_own_data, _reads_the_same_files
+    from peerdistill.scored_data import _advice_for_own_data, _reads_the_same_files
 
     saved = DataSpec(kind="folders", root="/d").model_dump(mode="json")
     assert _reads_the_same_files(DataSpec(kind="folders", root="/d"), saved)

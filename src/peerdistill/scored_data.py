@@ -1,0 +1,288 @@
+"""Which data eval scores, and what a user must hear of it.
+
+The run's own data read again must split as it did in training; its splits' files, read
+another way (``--split all``, another split seed), hold images the run trained on; other data
+may be the run's training images saved anew, lie on another scale, or be read through another
+DICOM window. Each case is one check here, said as a warning (or refused) before scoring, so
+no figure is taken for a held-out one when it is not.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import SPLIT_KEYS, DataSpec, format_validation_error, saved_data_section
+from .data import DataSplits
+from .data.digests import count_seen, digests_path, read_digests
+from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
+from .engine.artifacts import read_json
+from .errors import CheckpointError, DataError, PeerdistillWarning
+from .per_sample import sample_names
+
+
+def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: DataSplits, split: str,
+                           data_spec: DataSpec | None, given_in_python: bool) -> None:
+    """Every warning of what ``split`` of ``data`` holds, before it is scored: the run's own
+    training and validation samples (by file name, or by content for data saved anew),
+    another scale, another DICOM window, or a part of other data cut as training cut the run's."""
+    read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
+    whole_own = data_spec is None and split == "all" and (not given_in_python or read_from_run_source)
+    if whole_own:
+        _warn_of_whole_own_data({"train": len(data.train), "val": len(data.val), "test": len(data.test)})
+    own_source = data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec,
+                                                                                          meta.get("data_spec"))
+    if (given_in_python and not whole_own) or (data_spec is not None and not own_source):
+        _warn_if_trained_on_inputs(run_dir, data.split(split))  # the run's own files are traced by name
+    if data_spec is None:
+        return
+    if own_source and split == "all" and data.info.get("joined_splits"):  # an archive's rows have no names
+        _warn_of_whole_own_data(data.info["joined_splits"])
+    elif own_source and split != "train":
+        _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, _advice_for_own_data(
+            split, data_spec, meta.get("data_spec")))
+    _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
+    _warn_if_unlike_training(data.split(split), meta)
+    if not own_source:
+        _say_part_scored(split, data, len(data.split(split)))
+
+
+def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
+    """The data section a run was trained with, as saved in its run.json."""
+    if not meta.get("data_spec"):
+        raise CheckpointError("the run's data was given in Python (DataSplits), not by a data section, so it cannot "
+                              "be read again from the run: pass the data (evaluate_run(..., data=splits), or "
+                              "eval --data DATA.yaml)")
+    try:
+        return DataSpec.model_validate(saved_data_section(meta.get("data_spec") or {}))
+    except ValidationError as exc:
+        raise CheckpointError(
+            f"the run's saved data section does not validate ({format_validation_error(exc, 'data section', DataSpec)}); "
+            "it was written by another version: give the data explicitly (eval --data DATA.yaml)"
+        ) from None
+
+
+def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
+    """Other data given as one set is cut into splits as training cut the run's: a user scoring
+    an external set learns that only a part of it is scored, and how to score all of it."""
+    if split != "all" and data.info.get("cut_from_one_set"):
+        warnings.warn(f"the data given is cut into train, val and test as training cut the run's: its {split} split "
+                      f"holds {scored} of its {len(data.split('all'))} samples; --split all scores every one (for an "
+                      "external test set; not for the run's own data moved elsewhere, whose other splits it trained "
+                      "on)", PeerdistillWarning, stacklevel=4)
+
+
+def _warn_if_trained_on_inputs(run_dir: str | Path, scored: Any) -> None:
+    """Scored inputs identical to inputs the run trained on (its training images saved anew,
+    under another name or in another archive): their figures are not held out. Runs trained
+    from in-memory splits keep the digests (``data/digests.py``); others are not checked."""
+    path = digests_path(run_dir)
+    if not isinstance(scored, TensorData) or not path.is_file():
+        return
+    try:
+        seen = read_digests(read_json(path))
+    except CheckpointError:
+        seen = None
+    if seen is None:
+        warnings.warn(f"'{path}' is damaged, so the scored inputs are not checked against the ones the run trained "
+                      "on; the figures are scored as usual", PeerdistillWarning, stacklevel=4)
+        return
+    repeated = count_seen(scored.x, seen)
+    if repeated:
+        warnings.warn(f"{repeated} of {len(scored)} scored inputs are identical to inputs the run trained on (its "
+                      "training images saved anew?): their figures are not held out; score images the run has not "
+                      "seen", PeerdistillWarning, stacklevel=4)
+
+
+def _warn_of_whole_own_data(counts: dict[str, int]) -> None:
+    """--split all of the run's own data (``counts``: its samples per split) scores its training
+    and validation samples too."""
+    train, val, test = (counts.get(split, 0) for split in ("train", "val", "test"))
+    if train or val:
+        warnings.warn(f"the all split of the run's own data holds its {train} training and {val} validation samples "
+                      f"beside its {test} test ones, so these figures are not held out: score its test split instead",
+                      PeerdistillWarning, stacklevel=4)
+
+
+# the folders under a data root that hold its images (beside the root itself)
+FOLDER_KEYS = ("images", "masks")
+
+
+def _reads_the_same_files(spec: DataSpec, saved: dict[str, Any] | None) -> bool:
+    """Whether ``spec`` reads the image folders the run's saved data section read (other folders
+    under the same root, such as an external set beside the training one, are other data; the
+    same folders read as another kind or written another way are not)."""
+    now = spec.model_dump(mode="json")
+    same = [os.path.normpath(str(now.get(key))) == os.path.normpath(str(saved.get(key, now.get(key))))
+            for key in FOLDER_KEYS if now.get(key) is not None] if saved is not None else []
+    return all(same)
+
+
+def _advice_for_own_data(split: str, spec: DataSpec, saved: dict[str, Any] | None) -> str:
+    """What to do when the run's own data, read anew, scores images the run trained on."""
+    if split == "all":
+        return "score its test split instead"
+    if saved is None:  # trained from Python: its splits are the ones given to fit
+        return "score the splits it was trained with instead (evaluate_run(run, data=splits))"
+    if _split_differently(spec, saved):
+        return (f"score the run's own {split} split (drop the data.split_seed / data.folds / fraction settings; the "
+                "data as it was in training)")
+    return (f"the data has changed since training and its {split} split was cut anew; restore it as it was to score "
+            "the run's own split, or score other data")
+
+
+def read_where_training_read(meta: dict[str, Any], root: str) -> bool:
+    """Whether data.root, from the folder the command runs in, is the place training read
+    (run.json's absolute ``data_root``)."""
+    absolute = meta.get("data_root")
+    return bool(absolute) and Path(root).resolve() == Path(absolute).resolve()
+
+
+def where_training_read(meta: dict[str, Any], root: str) -> str:
+    """A relative data.root counts from the folder a command runs in: where training found it,
+    when something is still there, is likely the place."""
+    absolute = meta.get("data_root")
+    if not absolute or Path(root).is_absolute() or not Path(absolute).exists():
+        return ""
+    return f" (training read it at '{absolute}', which is there now)"
+
+
+def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
+    """The run's own data read again must split as in training: files added or removed since cut
+    other splits, whose test split may hold images the run trained on (runs before split sizes
+    were recorded are not checked)."""
+    before = meta.get("split_sizes")
+    now = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    root = saved_data_spec(meta).root
+    elsewhere = root and not read_where_training_read(meta, root) and where_training_read(meta, root)
+    digest, digest_now = (meta.get("data_info") or {}).get("sha256"), data.info.get("sha256")
+    other_bytes = bool(digest and digest_now and digest != digest_now)
+    if elsewhere and ((before and before != now) or other_bytes):  # another file of that name, here
+        differs = (f"splits otherwise than the run's (split sizes {now}, {before} in its run.json)"
+                   if before and before != now else
+                   "is not the archive the run trained on (its SHA-256 differs from run.json's data_info.sha256)")
+        raise DataError(f"the data at {root!r}, counted from the folder the command runs in, {differs}{elsewhere}: "
+                        "run eval from the folder training ran in, or give the place, peerdistill eval RUN_DIR "
+                        "data.root=PATH")
+    if other_bytes and before == now:  # warned, not refused: the same arrays saved anew differ in bytes too
+        warnings.warn(f"the run's data at '{root}' is not byte for byte the archive training read (its SHA-256 "
+                      "differs from run.json's data_info.sha256): if its arrays changed, its splits hold other images "
+                      "than the run's, and its test split may hold images the run trained on; put back the archive "
+                      "it was trained on (if it was only saved anew, the figures stand)", PeerdistillWarning,
+                      stacklevel=3)
+    if before and before != now:
+        raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training (split sizes "
+                        f"{now}, {before} in its run.json): its splits are no longer the run's, and a training "
+                        "image could be scored as a test one. Restore the data the run was trained on, or score "
+                        "this data as other data: peerdistill eval RUN_DIR data.root=PATH (images the run "
+                        "trained on are then warned of)")
+
+
+def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[str, Any]) -> None:
+    """DICOM files read through another window than in training look otherwise to the models
+    (predict keeps the run's window; a data section given to eval sets its own)."""
+    window, now = trained.get("dicom_window"), spec.dicom_window
+    if window and (now is None or list(now) != list(window)) and info.get("dicom_files", 1):
+        through = f"data.dicom_window {list(now)}" if now else "each file's own window"
+        warnings.warn(f"the run was trained on DICOM images through data.dicom_window {list(window)}; these are read "
+                      f"through {through}, so the models see them otherwise than in training: set "
+                      f"data.dicom_window={list(window)} to score them as trained", PeerdistillWarning, stacklevel=4)
+
+
+def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
+    """Other data is scored as given, but not in silence when it is unlike the run's: grey images
+    (read as colour) for a run of colour ones, as predict warns; or values that, standardised by
+    the run's statistics, come out far from mean 0 and std 1, as the run's own did: another scale
+    (16-bit or 0-255 float arrays beside 8-bit training images, another normalisation), on which
+    the figures mean nothing. A run trained from a Dataset has no statistics of its own: the
+    data is compared with what its models saw (``input_stats``)."""
+    if not isinstance(scored, TensorData) or scored.x.ndim != 4 or not len(scored.x):
+        return
+    if not meta.get("data_stats"):
+        seen = meta.get("input_stats")
+        if not seen or len(seen["mean"]) != scored.x.shape[1]:  # (a run without them: nothing to compare)
+            return
+        mean, std = scored.x.mean(dim=(0, 2, 3)).tolist(), scored.x.std(dim=(0, 2, 3)).tolist()
+        if unlike_seen(mean, std, seen):
+            warnings.warn(f"the scored images have mean / std {per_channel(mean, std)} per channel as read and given "
+                          f"to the models, which saw {per_channel(seen['mean'], seen['std'])} in training (its first "
+                          "validation batch, as the Dataset it was trained from prepared it): a run trained from a "
+                          "Dataset keeps no normalisation to apply, so score them through a Dataset that prepares "
+                          "them as in training (evaluate_run(..., data=DataSplits(...)))",
+                          PeerdistillWarning, stacklevel=4)
+        return
+    if (meta.get("data_info") or {}).get("grey_read_as_colour") is False and \
+            grey_read_as_colour(scored, meta["data_stats"]):
+        warnings.warn("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
+                      "images: the models see them otherwise than in training; check they are the kind of image it "
+                      "learnt from", PeerdistillWarning, stacklevel=4)
+    mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
+    if bool(off_scale(mean, std, 0.0, 1.0).any()):  # the run's own data standardised: about 0 / 1
+        shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))
+        warnings.warn(f"the scored images, standardised by the run's training statistics, have mean / std {shown} "
+                      "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "
+                      "0-255 float arrays beside 8-bit images, other bit depths, another normalisation), so the "
+                      "models see them otherwise than in training; store them as the run's data was stored",
+                      PeerdistillWarning, stacklevel=4)
+
+
+def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str, how: str) -> None:
+    """The run's own data (``scored``: its info now; ``trained``: as training read it) read so
+    that images the models trained on are scored: dealt anew (another data.split_seed,
+    data.folds or fraction), changed since (files added cut other splits), or scored whole
+    (``split`` all): its figures are then no held-out test; ``how`` to score held-out data."""
+    names, seen = sample_names(scored, split), sample_names(trained, "train")
+    if not names or not seen or names[0] != seen[0]:
+        return
+    # a name in the run's own held-out splits is not counted: given split folders may number
+    # their images alike (train/images/0.png, test/images/0.png)
+    held_out = set()
+    for part in (("val", "test") if split == "all" else (split,)):
+        own = sample_names(trained, part)
+        held_out |= set(own[1]) if own and own[0] == names[0] else set()
+    overlap = len((set(names[1]) & set(seen[1])) - held_out)
+    if not overlap:
+        return
+    warnings.warn(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the run "
+                  f"(its own data, '{scored['source']}'), so these figures are not held out: {how}",
+                  PeerdistillWarning, stacklevel=4)
+
+
+def _is_run_source(scored: dict[str, Any], trained: dict[str, Any], trained_root: str | None) -> bool:
+    """Whether the data read (its ``info``) is the data the run trained on (``data_info``): the
+    same file or folder, an archive with the same content (a copy, by its sha256), or a folder
+    holding the very files the run's splits held, by their names within it (a copy elsewhere)."""
+    if scored.get("sha256") and scored.get("sha256") == trained.get("sha256"):
+        return True
+    files = _every_file(scored)
+    if len(files) > 1 and files == _every_file(trained):
+        return True
+    return bool(scored.get("source")) and _same_source(str(scored["source"]),
+                                                       str(trained_root or trained.get("source")))
+
+
+def _every_file(info: dict[str, Any]) -> frozenset[str]:
+    """The names, within its folder, of every file the data's splits hold together."""
+    files = info.get("files")
+    if not isinstance(files, dict):
+        return frozenset()
+    return frozenset(str(name) for part in files.values() if isinstance(part, list) for name in part)
+
+
+def _split_differently(spec: DataSpec, saved: dict[str, Any] | None) -> bool:
+    """Whether ``spec`` deals its data into splits otherwise than the run's saved section did."""
+    now = spec.model_dump(mode="json")
+    return any(now.get(key) != (saved or {}).get(key, now.get(key)) for key in SPLIT_KEYS)
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:  # the same file or folder named another way
+        return Path(a).exists() and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
