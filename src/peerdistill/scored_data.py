@@ -55,8 +55,8 @@ def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
     """The data section a run was trained with, as saved in its run.json."""
     if not meta.get("data_spec"):
         raise CheckpointError("the run's data was given in Python (DataSplits), not by a data section, so it cannot "
-                              "be read again from the run: pass the data (evaluate_run(..., data=splits), or "
-                              "eval --data DATA.yaml)")
+                              "be read again from the run: pass the data (evaluate_run(..., data=splits); on the "
+                              "command line, eval RUN_DIR data.kind=npz data.root=FILE.npz, or --data DATA.yaml)")
     try:
         return DataSpec.model_validate(saved_data_section(meta.get("data_spec") or {}))
     except ValidationError as exc:
