@@ -105,6 +105,10 @@ def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, 
     np.savez(tmp_path / "x.npz", images=xt[:4])
     assert main(["predict", str(run), str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv")]) == 0
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 5
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0  # the data of a run from Python is not the report's to read
+    assert "eval scores its models on data you give: peerdistill eval RUN_DIR data.kind=npz" in capsys.readouterr().err
+    assert "Predictions skipped: the run&#x27;s data was given in Python" in (run / "report.html").read_text()
     # not rebuilt as a zoo model: a subclass, another class, arguments run.json cannot hold
     assert zoo_spec(type("Mine", (SmallCNN,), {})(1, 3), ZOO) is None
     assert zoo_spec(nn.Linear(2, 2), ZOO) is None and zoo_spec("cnn", ZOO) is None

@@ -426,6 +426,10 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> tuple[str, str
     test split; a note when the models or the data cannot be loaded again, and why."""
     segmentation = meta.get("task") == "segmentation"
     title = "Test samples" if segmentation else "Test predictions"  # detection: samples too, below
+    if not meta.get("data_spec"):  # evaluate_run's advice (data=) is not the report's to take
+        why = ("the run's data was given in Python (DataSplits), which the run cannot read again; eval scores its "
+               "models on data you give: peerdistill eval RUN_DIR data.kind=npz data.root=FILE.npz")
+        return section_html(title, [note_html(f"Predictions skipped: {why}.")]), why
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)
     except (CheckpointError, ConfigError, DataError) as exc:  # ConfigError: a model's library is missing here
