@@ -24,8 +24,7 @@ from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
-from ..data.splits import (ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, channel_stats, check_names_fit_labels,
-                           standardised_spread)
+from ..data.splits import channel_stats, check_names_fit_labels
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       PeerdistillWarning, RunDirError)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
@@ -42,6 +41,7 @@ from .fused import StudentGroup, fusable
 from .evaluate import ENSEMBLE, evaluate, merge_meters
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
+from .preflight import Preflight
 from .records import RunRecords
 from .resume import load_resume_state, save_resume_state
 from .seeding import apply_seed, check_seed, last_seeding
@@ -62,7 +62,7 @@ class FitResult:
     stopped_early: bool = False  # train.patience ended training before train.epochs
 
 
-class Trainer(RunRecords):
+class Trainer(RunRecords, Preflight):
     """Trains every non-frozen member of a cohort together on the losses of a knowledge graph.
 
     Each step: forward each model once (frozen ones under inference mode), the supervised loss
@@ -170,72 +170,6 @@ class Trainer(RunRecords):
         return model, metric
 
     # ---- set-up -------------------------------------------------------------------------
-    def _name_classes(self, data: DataSplits) -> None:
-        """Per-class metrics are named after the task's class names and run.json records the
-        data's, so they must agree: a task left with numbers as names takes the data's."""
-        names = getattr(self.task, "class_names", None)
-        if names is None or list(names) == list(data.class_names):
-            return
-        if list(names) != [str(c) for c in range(len(names))]:
-            raise DataError(f"the task names the classes {list(names)} but the data {list(data.class_names)}: "
-                            f"build the task with the data's names, e.g. {type(self.task).__name__}"
-                            "(data.num_classes, class_names=data.class_names)")
-        self.task.name_classes(data.class_names)
-        self._parse_monitor(self.monitor)  # a per-class monitor named by number no longer exists
-
-    def _warn_about_training(self, data: DataSplits) -> None:
-        """Warnings about the training to come, said once (main process), after a resume is accepted."""
-        if not self.world.is_main:
-            return
-        epochs = self.train_spec.epochs
-        if self.graph.edges and 0 < epochs <= self.rampup_epochs:
-            mean = sum(self._ramp(epochs * (k + 0.5) / 1000) for k in range(1000)) / 1000
-            warnings.warn(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
-                          f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
-                          f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
-                          "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
-        self._warn_if_standardised_off_scale(data)
-        self._warn_of_classes_missing_from_scored_splits(data)
-        if hasattr(self.task, "inspect_training_data"):
-            self.task.inspect_training_data(data.train)
-
-    def _warn_of_classes_missing_from_scored_splits(self, data: DataSplits) -> None:
-        """A val or test split (in memory) lacking classes: a model that calls everything its one
-        class scores accuracy 1 there, AUC is n/a, and balanced accuracy and macro F1 cover the
-        classes present only. Said, with the split and the classes."""
-        if getattr(self.task, "name", "") != "classification":
-            return
-        for split in ("val", "test"):
-            part = getattr(data, split)
-            if not isinstance(part, TensorData) or not len(part) or part.y.ndim != 1:
-                continue
-            present = set(torch.unique(part.y).tolist())
-            missing = [name for c, name in enumerate(data.class_names) if c not in present]
-            if missing and len(missing) < len(data.class_names):
-                shown = ", ".join(f"'{name}'" for name in missing[:5]) + (", ..." if len(missing) > 5 else "")
-                warnings.warn(f"the {split} split holds no sample of {len(missing)} of the {len(data.class_names)} "
-                              f"classes ({shown}): its AUC is n/a, balanced accuracy and macro F1 cover the classes it "
-                              "holds only, and a model calling everything one of those scores well there; deal the "
-                              "splits stratified (every class in each)", PeerdistillWarning, stacklevel=3)
-
-    @staticmethod
-    def _warn_if_standardised_off_scale(data: DataSplits) -> None:
-        """Statistics given on another scale than the inputs (data.normalize {mean: [127.5], std:
-        [58.4]} for images in [0, 1]) leave the training images nowhere near mean 0 and std 1:
-        every input then looks alike to the models."""
-        spread = standardised_spread(data.train)
-        if spread is None or data.stats is None:
-            return
-        mean, std = spread
-        varying = std > 0  # a constant channel says nothing of the scale
-        if ((std[varying] < 0.05) | (std[varying] > 20)).any() or (mean[varying].abs() > 10).any():
-            warnings.warn(f"the training images, standardised by the data's statistics (mean "
-                          f"{[round(v, 4) for v in data.stats['mean']]}, std {[round(v, 4) for v in data.stats['std']]}),"
-                          f" have per-channel mean {[round(v, 3) for v in mean.tolist()]} and std "
-                          f"{[round(v, 4) for v in std.tolist()]}, far from 0 and 1: the statistics are on another "
-                          "scale than the inputs, which image files give in [0, 1] (divide statistics of 0..255 "
-                          "values by 255), or leave data.normalize at split", PeerdistillWarning, stacklevel=3)
-
     def _setup(self, data: DataSplits, resume: bool = False) -> None:
         self._name_classes(data)
         # BatchNorm cannot train on one sample: micro-batches then hold two or more.
@@ -368,85 +302,6 @@ class Trainer(RunRecords):
             self._discriminator_keys[e.name]: MapDiscriminator(x.shape[1], out.logits[e.source].shape[1])
             for e in adversarial
         }).to(self.device)
-
-    def _probe_forward(self, x: torch.Tensor):
-        try:
-            with torch.no_grad():
-                return self.cohort.forward(x)
-        except (RuntimeError, ValueError, TypeError) as exc:
-            failing = self._failing_model(x)
-            dtypes = {p.dtype for m in self.cohort.members if f"'{m.name}'" in failing
-                      for p in m.module.parameters() if p.is_floating_point()} - {x.dtype}
-            if dtypes:  # a model of another precision than the data: its in_channels are not the matter
-                raise ConfigError(f"{failing} has {', '.join(str(d).removeprefix('torch.') for d in dtypes)} "
-                                  f"parameters but the data is {str(x.dtype).removeprefix('torch.')}: call .float() "
-                                  "on it (mixed precision is train.precision's)") from None
-            layout = ("; or, with the models in channels-last memory format (train.channels_last), a .view() "
-                      "that needs .reshape() or train.channels_last=false") if self.speed.channels_last else ""
-            raise ConfigError(
-                f"{failing} failed on inputs of shape {tuple(x.shape[1:])} from the data: "
-                f"{str(exc).splitlines()[0]}; check its in_channels and the input size it expects{layout}"
-            ) from None
-
-    def _failing_model(self, x: torch.Tensor) -> str:
-        """Which model a cohort's failed forward came from: the first that fails alone."""
-        for m in self.cohort.members:
-            try:
-                with torch.no_grad():
-                    m.module(x)
-            except Exception:
-                return f"model '{m.name}'"
-        return "a model"
-
-    def _check_batch(self, x: torch.Tensor, y: torch.Tensor, split: str) -> None:
-        """The first batch of a split, before any model sees it: float images, and targets the
-        task can read (a Dataset given in Python is otherwise unchecked)."""
-        if not x.is_floating_point():
-            raise DataError(f"the {split} images are {str(x.dtype).removeprefix('torch.')}, not floating point: "
-                            "return float tensors from the dataset (uint8 pixels divided by 255, for example)")
-        if hasattr(self.task, "check_targets"):
-            self.task.check_targets(y, split)
-        # The run records input_shape and sizes its cost figures and exports by it: a classifier
-        # trains at that shape (it may be scored at another, as FixRes does); dense tasks may
-        # crop or meet images of several sizes, so only the channels must agree there.
-        declared, seen = tuple(self._declared_input_shape), tuple(x.shape[1:])
-        whole = getattr(self.task, "name", "") == "classification" and split == "training"
-        if (seen != declared) if whole else (seen[:1] != declared[:1]):
-            raise DataError(f"the {split} inputs have shape {seen} but the data declares input_shape={declared}: "
-                            f"{_input_shape_fix(seen, declared)}")
-
-    def _warn_of_doubtful_targets(self, first: dict[str, torch.Tensor]) -> None:
-        """Targets a task reads but likely not as meant (masks of 0 and 255), said once for the
-        splits whose first batch holds them."""
-        doubtful = getattr(self.task, "doubtful_targets", None)
-        said = {split: doubtful(y) for split, y in first.items()} if doubtful else {}
-        splits = [split for split, problem in said.items() if problem]
-        if splits:
-            warnings.warn(f"the first {' and '.join(splits)} {said[splits[0]]}", PeerdistillWarning, stacklevel=4)
-
-    def _check_outputs(self, out, batch: int) -> None:
-        for name, logits in out.logits.items():
-            if isinstance(logits, torch.Tensor) and not logits.is_floating_point():
-                raise DataError(f"model '{name}' outputs {str(logits.dtype).removeprefix('torch.')} values; "
-                                "the class scores (logits) must be floating point: return them before any "
-                                "rounding or argmax")
-            self.task.check_output(name, logits, batch)
-
-    def _warn_of_probabilities(self, out) -> None:
-        """Softmax over a model's probabilities flattens them (the losses apply softmax to what
-        a model returns; at T=4 a teacher's soft targets become almost uniform): a model ending
-        in nn.Softmax trains worse without a word. Random logits are not non-negative rows
-        summing to 1, so this does not fire for an untrained model."""
-        if getattr(self.task, "name", "") not in ("classification", "segmentation"):
-            return
-        for name, logits in out.logits.items():
-            scores = logits.detach().float()
-            if scores.shape[1] > 1 and bool((scores >= 0).all()) and torch.allclose(
-                    scores.sum(dim=1), torch.ones((), device=scores.device), atol=1e-3):
-                warnings.warn(f"model '{name}' seems to return probabilities (its outputs are non-negative and sum "
-                              "to 1 over the classes): peerdistill takes logits and applies softmax itself, so "
-                              "training and distillation see them flattened; drop its final Softmax (a "
-                              "LogSoftmax is fine)", PeerdistillWarning, stacklevel=2)
 
     def _build_runners(self) -> None:
         """How each model runs in training: students of one architecture packed into one
@@ -1082,14 +937,6 @@ class Trainer(RunRecords):
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()
                         if not (many and per_class_part(k) and k != self.monitor_metric)})
         return row
-
-def _input_shape_fix(seen: tuple[int, ...], declared: tuple[int, ...]) -> str:
-    """What to do about inputs of another shape than declared: the two usual slips, named."""
-    if len(declared) == 3 and seen == declared[1:]:
-        return f"each input lacks its channel axis: {ADD_CHANNEL_AXIS}"
-    if len(declared) == 3 and len(seen) == 3 and seen == (*declared[1:], declared[0]):
-        return f"each input is channels-last [H, W, C]: {TO_CHANNELS_FIRST}"
-    return "give DataSplits the shape of one input"
 
 
 def _tensors(output) -> list[torch.Tensor]:
