@@ -485,7 +485,11 @@ def test_a_resumed_run_is_built_as_it_trained_even_where_a_new_config_is_refused
                                           r"\(unset: its feature_layer\) 'features.2'"):
         build_cohort(cfg, data)
     cfg.students[0].heads = ["features.0"]
-    with pytest.raises(ConfigError, match=r"model 'student2' \(its feature_layer\) has no module at path 'featurs'"):
+    with pytest.raises(ConfigError, match=r"model 'student2' \(students.1.feature_layer\) has no module at path "
+                                          r"'featurs'; close matches: features.*if you changed its arch on the command "
+                                          r"line, the config's students.1.feature_layer stayed: give the new model's "
+                                          r"\(students.1.feature_layer=PATH\), or students.1.feature_layer=null for its "
+                                          r"own \('features'\)"):
         build_cohort(cfg, data)
     cfg.students[0].heads = ["features.6"]
     cohort = build_cohort(cfg, data, saved=True)

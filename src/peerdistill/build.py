@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .cohort import Cohort, Member, default_feature_layer, names_module
+from .cohort import Cohort, Member, check_feature_layer, default_feature_layer, names_module
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
@@ -109,6 +109,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
         key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
             f"students.{i - len(teachers)}"
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
+        if spec.feature_layer and not saved:
+            _check_feature_layer(module, spec.feature_layer, name, key)
         layer = spec.feature_layer or default_feature_layer(module)
         if saved and layer and not names_module(module, layer):
             layer = None  # saved before unread layers were checked: none of its edges reads it
@@ -120,6 +122,18 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
                               feature_layer=layer,
                               weight=spec.weight))
     return Cohort(members)
+
+
+def _check_feature_layer(module, layer: str, name: str, key: str) -> None:
+    """A config's feature_layer that names no module of its model: most often the arch was
+    changed on the command line and the config's layer (of the old arch) stayed."""
+    try:
+        check_feature_layer(module, layer, f"model '{name}' ({key}.feature_layer)")
+    except ConfigError as exc:
+        own = default_feature_layer(module)
+        instead = f", or {key}.feature_layer=null for its own ('{own}')" if own else ""
+        raise ConfigError(f"{exc}; if you changed its arch on the command line, the config's {key}.feature_layer "
+                          f"stayed: give the new model's ({key}.feature_layer=PATH){instead}") from None
 
 
 def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:

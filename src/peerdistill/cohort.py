@@ -59,7 +59,7 @@ class Member:
             if not isinstance(self.feature_layer, str):
                 raise ConfigError(f"model '{self.name}' has feature_layer {self.feature_layer!r}: give a module path "
                                   "such as 'layer3'")
-            find_module(_hooked(self.module), self.feature_layer, owner=f"model '{self.name}' (its feature_layer)")
+            check_feature_layer(self.module, self.feature_layer, f"model '{self.name}' (its feature_layer)")
 
     @property
     def trainable(self) -> bool:
@@ -295,6 +295,11 @@ def _hooked(module: nn.Module) -> nn.Module:
     """Layer paths name modules of the user's network, also when heads wrap it."""
     inner = unwrap(module)
     return inner.base if isinstance(inner, HeadedModel) else module
+
+
+def check_feature_layer(module: nn.Module, path: str, owner: str) -> None:
+    """A ConfigError naming the closest module paths when ``path`` is none of ``module``'s."""
+    find_module(_hooked(module), path, owner=owner)
 
 
 def default_feature_layer(module: nn.Module) -> str | None:
