@@ -709,3 +709,27 @@ def test_a_saved_run_reads_back_without_the_keys_it_never_used():
     cfg = validate(apply_overrides(default_config(), ["distill.preset=ml", "distill.alpha=0.5"]), saved=True)
     read = as_read(cfg)
     assert read["distill"]["alpha"] == 1.0 and read["distill"]["beta"] == 1.0 and cfg.distill.alpha == 0.5
+
+
+def test_a_configs_layer_paths_left_from_another_arch_are_named_with_their_key_and_fix():
+    """An override changing a model's arch leaves the config's heads and deep_layer of the old
+    one: each is named by its key, with what to set."""
+    from peerdistill.build import build_cohort
+    from peerdistill.config import default_config
+    from peerdistill.data import build_data
+
+    base = default_config()
+    base["students"] = [{"arch": "resnet", "args": {"width": 8, "blocks": [1, 1]}, "heads": ["features.2"],
+                         "deep_layer": "features"}]
+    cfg = validate({**base, "teacher": None, "distill": {"preset": "self"}})
+    data = build_data(cfg.data)
+    with pytest.raises(ConfigError, match=r"model 'student1' \(students.0.heads\) has no module at path 'features.2'.*"
+                                          r"the config's students.0.heads stayed: give the new model's "
+                                          r"\(students.0.heads=\[PATH, ...\]\)$"):
+        build_cohort(cfg, data)
+    cfg.students[0].heads = ["layers.0"]
+    with pytest.raises(ConfigError, match=r"\(students.0.deep_layer\) has no module at path 'features'; .*"
+                                          r"students.0.deep_layer=PATH\)$"):
+        build_cohort(cfg, data)
+    cfg.students[0].deep_layer = "layers.1"
+    assert build_cohort(cfg, data)["student1"].head_layers == ["layers.0"]

@@ -32,6 +32,10 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
                          args_key=f"{key}.args" if key else "")
     if spec.checkpoint:
         load_weights(module, checkpoint_file(spec.checkpoint, name), name)
+    if spec.heads and not saved:
+        for setting, paths in ((f"{key}.heads", spec.heads), (f"{key}.deep_layer", [spec.deep_layer])):
+            for path in filter(None, paths):
+                _check_layer(module, path, name, setting, "[PATH, ...]" if setting.endswith("heads") else "PATH")
     if spec.heads:
         deep = spec.deep_layer or spec.feature_layer or default_feature_layer(module)
         if not deep:
@@ -110,7 +114,7 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
             f"students.{i - len(teachers)}"
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
         if spec.feature_layer and not saved:
-            _check_feature_layer(module, spec.feature_layer, name, key)
+            _check_layer(module, spec.feature_layer, name, f"{key}.feature_layer")
         layer = spec.feature_layer or default_feature_layer(module)
         if saved and layer and not names_module(module, layer):
             layer = None  # saved before unread layers were checked: none of its edges reads it
@@ -124,16 +128,17 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
     return Cohort(members)
 
 
-def _check_feature_layer(module, layer: str, name: str, key: str) -> None:
-    """A config's feature_layer that names no module of its model: most often the arch was
-    changed on the command line and the config's layer (of the old arch) stayed."""
+def _check_layer(module, path: str, name: str, setting: str, example: str = "PATH") -> None:
+    """A config's module path (``students.0.feature_layer``, ``.heads``, ``.deep_layer``) that
+    names no module of its model: most often the arch was changed on the command line and the
+    config's path, of the old arch, stayed."""
     try:
-        check_feature_layer(module, layer, f"model '{name}' ({key}.feature_layer)")
+        check_feature_layer(module, path, f"model '{name}' ({setting})")
     except ConfigError as exc:
-        own = default_feature_layer(module)
-        instead = f", or {key}.feature_layer=null for its own ('{own}')" if own else ""
-        raise ConfigError(f"{exc}; if you changed its arch on the command line, the config's {key}.feature_layer "
-                          f"stayed: give the new model's ({key}.feature_layer=PATH){instead}") from None
+        own = default_feature_layer(module) if setting.endswith(".feature_layer") else None
+        instead = f", or {setting}=null for its own ('{own}')" if own else ""
+        raise ConfigError(f"{exc}; if you changed its arch on the command line, the config's {setting} stayed: give "
+                          f"the new model's ({setting}={example}){instead}") from None
 
 
 def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
