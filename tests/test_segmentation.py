@@ -321,6 +321,25 @@ def test_folder_loader_errors(tmp_path, case, message):
         build_data(DataSpec(kind="folders", root=str(root)))
 
 
+def test_folders_not_where_the_config_says_are_named_with_what_to_set(tmp_path):
+    """DRIVE's layout (training/ and testing/, each with images/ and 1st_manual/) read without
+    split_dirs, then without its masks folder's name: each message says what to set."""
+    root = tmp_path / "drive"
+    for split in ("training", "testing"):
+        write_pairs(root / split, n=4)
+        (root / split / "masks").rename(root / split / "1st_manual")
+    with pytest.raises(DataError, match=r"data.root holds the splits as folders \(testing, training\), each with its "
+                                        r"own images/: name them, data.split_dirs=\{train: training, test: testing\}"):
+        build_data(DataSpec(kind="folders", root=str(root)))
+    split_dirs = {"train": "training", "test": "testing"}
+    with pytest.raises(DataError, match=r"'.*training' holds the folders 1st_manual, images: set data.images and "
+                                        r"data.masks to the folders of the images and of the masks \(now 'images' "
+                                        r"and 'masks'\)"):
+        build_data(DataSpec(kind="folders", root=str(root), split_dirs=split_dirs))
+    data = build_data(DataSpec(kind="folders", root=str(root), split_dirs=split_dirs, masks="1st_manual"))
+    assert len(data.test) == 4
+
+
 def test_shapes_data_is_reproducible_and_has_both_classes():
     a = build_data(DataSpec(kind="shapes", shapes_counts=[8, 4, 4]))
     b = build_data(DataSpec(kind="shapes", shapes_counts=[8, 4, 4]))

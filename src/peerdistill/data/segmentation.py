@@ -276,11 +276,30 @@ def _pick(part, idx: np.ndarray):
     return images[idx], masks[idx], [names[i] for i in idx]
 
 
+def _folders_advice(root: Path, spec: DataSpec) -> str:
+    """What to set when the images or masks folder is not under ``root``: the split folders
+    (DRIVE's training/ and testing/, each with its own images/), or the folders that are there."""
+    subs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    nested = [s for s in subs if (root / s / spec.images).is_dir()]
+    if nested and not spec.split_dirs:
+        roles = {role: next((s for s in nested if role in s.lower()), None) for role in ("train", "val", "test")}
+        named = ", ".join(f"{role}: {s}" for role, s in roles.items() if s)
+        example = (f"data.split_dirs={{{named}}}" if roles["train"] and roles["test"]
+                   else "data.split_dirs={train: FOLDER, test: FOLDER}")
+        return (f"data.root holds the splits as folders ({', '.join(nested)}), each with its own {spec.images}/: "
+                f"name them, {example}")
+    if subs:
+        shown = ", ".join(subs[:10]) + (", ..." if len(subs) > 10 else "")
+        return (f"'{root}' holds the folders {shown}: set data.images and data.masks to the folders of the images "
+                f"and of the masks (now {spec.images!r} and {spec.masks!r})")
+    return "set data.images / data.masks to the folder names under data.root"
+
+
 def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
     image_dir, mask_dir = root / spec.images, root / spec.masks
     for d in (image_dir, mask_dir):
         if not d.is_dir():
-            raise DataError(f"'{d}' is not a directory: set data.images / data.masks to the folder names under data.root")
+            raise DataError(f"'{d}' is not a directory: {_folders_advice(root, spec)}")
     if spec.roi and not (root / spec.roi).is_dir():
         raise DataError(f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks")
     folders = [image_dir, mask_dir] + ([root / spec.roi] if spec.roi else [])
