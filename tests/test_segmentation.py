@@ -1068,3 +1068,15 @@ def test_binary_masks_of_0_and_255_from_a_dataset_are_warned_of_once():
         warnings.simplefilter("always")
         _fit_masks(lambda m: m.long())
     assert not [w for w in quiet if "0 and 255" in str(w.message)]
+
+
+def test_classifiers_given_segmentation_data_are_told_which_models_to_use(tmp_path, capsys):
+    """task=segmentation on the embedded default's classifiers: the message names the zoo's
+    segmentation models and the recipe to start from."""
+    write_pairs(tmp_path / "d", n=8)
+    assert main(["train", "task=segmentation", "data.kind=folders", f"data.root={tmp_path / 'd'}", "train.epochs=1",
+                 f"out_dir={tmp_path / 'runs'}", "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("model 'teacher' outputs a tensor of shape (2, 2); segmentation needs [batch, 2, H, W] maps (a classifier "
+            "gives [batch, classes]): use a segmentation model, such as the zoo's (in a config, teacher: {arch: unet} "
+            "and students' arch: mobile_unet; recipes/shapes.yaml is a whole segmentation config)") in err

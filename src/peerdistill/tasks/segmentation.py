@@ -107,7 +107,9 @@ class SegmentationTask:
         if logits.ndim != 4 or logits.shape[0] != batch:
             raise DataError(
                 f"model '{name}' outputs a tensor of shape {tuple(logits.shape)}; segmentation needs [batch, "
-                f"{self.num_classes}, H, W] maps (a classifier gives [batch, classes]): use a segmentation model"
+                f"{self.num_classes}, H, W] maps (a classifier gives [batch, classes]): use a segmentation model, "
+                "such as the zoo's (in a config, teacher: {arch: unet} and students' arch: mobile_unet; "
+                "recipes/shapes.yaml is a whole segmentation config)"
             )
         if logits.shape[1] != self.num_classes:
             raise DataError(
