@@ -113,6 +113,13 @@ def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, 
     assert zoo_spec(type("Mine", (SmallCNN,), {})(1, 3), ZOO) is None
     assert zoo_spec(nn.Linear(2, 2), ZOO) is None and zoo_spec("cnn", ZOO) is None
     assert zoo_spec(SmallCNN(1, 3, width=np.int64(8)), ZOO) is None
+    # nor a zoo model changed after it was built: its arguments would rebuild another network
+    pooled, headed_anew, patched = SmallCNN(1, 3), ResNet(in_channels=1, num_classes=10, width=8), SmallCNN(1, 3)
+    pooled.pool = nn.AdaptiveMaxPool2d(1)
+    headed_anew.fc = nn.Linear(headed_anew.fc.in_features, 3)
+    patched.features[1].forward = lambda x: x
+    assert zoo_spec(SmallCNN(1, 3), ZOO) is not None
+    assert zoo_spec(pooled, ZOO) is None and zoo_spec(headed_anew, ZOO) is None and zoo_spec(patched, ZOO) is None
 
 
 def factory_with_kwargs(*, weights=None, **kwargs):

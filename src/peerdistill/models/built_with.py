@@ -12,6 +12,7 @@ import functools
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..capture import unwrap
@@ -57,9 +58,26 @@ def zoo_spec(module: Any, zoo: dict[str, type]) -> dict[str, Any] | None:
     inner = unwrap(outer.base) if type(outer) is HeadedModel else outer
     arch = next((name for name, factory in zoo.items() if type(inner) is factory), None)
     args = getattr(inner, "built_with", None)
-    if arch is None or not isinstance(args, dict):
+    if arch is None or not isinstance(args, dict) or not _rebuilds_the_same(inner, zoo[arch], args):
         return None
     spec: dict[str, Any] = {"arch": arch, "args": dict(args)}
     if inner is not outer:
         spec.update(heads=list(outer.head_layers), deep_layer=outer.deep_layer)
     return spec
+
+
+def _rebuilds_the_same(module: nn.Module, factory: type[nn.Module], args: dict[str, Any]) -> bool:
+    """Whether ``factory(**args)`` is ``module`` as it is now: a zoo model changed after it was
+    built (its head replaced for another number of classes, its pooling swapped, a forward
+    patched on an instance) is a model of the user's own, which its arguments would not
+    rebuild. Compared by the modules' printed form (types and settings, layer by layer), the
+    shapes of the state, and no forward set on an instance; built without memory (meta)."""
+    if any("forward" in vars(sub) for sub in module.modules()):
+        return False
+    try:
+        with torch.device("meta"):
+            rebuilt = factory(**args)
+    except Exception:  # noqa: BLE001 - a zoo model that cannot be built on meta is checked on the CPU
+        rebuilt = factory(**args)
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    return repr(rebuilt) == repr(module) and shapes(rebuilt) == shapes(module)
