@@ -348,11 +348,18 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     (out / "r" / "export").mkdir()
     (out / "r" / "NOTES.txt").write_text("mine")
     (out / "r" / "export" / "student1.onnx").write_bytes(b"old export")
+    backup = (out / "r" / "checkpoints" / "last.pt").read_bytes()
+    (out / "r" / "checkpoints" / "backup-good-epoch.pt").write_bytes(backup)  # in the run's own folders too
+    (out / "r" / "models" / "student1-site-B.safetensors").write_bytes(b"tuned")
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", "--overwrite")
     kept = list(out.glob("r.kept-*"))
     assert len(kept) == 1 and (kept[0] / "NOTES.txt").read_text() == "mine", "the user's files are moved, not lost"
     assert (kept[0] / "export" / "student1.onnx").read_bytes() == b"old export"
-    assert (f"warning: overwriting '{out / 'r'}' moved what it held besides the run (NOTES.txt, export/) to "
+    assert (kept[0] / "checkpoints" / "backup-good-epoch.pt").read_bytes() == backup
+    assert (kept[0] / "models" / "student1-site-B.safetensors").read_bytes() == b"tuned"
+    assert not (kept[0] / "models" / "student1.safetensors").exists(), "the old run's own weights go with it"
+    assert (f"warning: overwriting '{out / 'r'}' moved what it held besides the run (NOTES.txt, "
+            "checkpoints/backup-good-epoch.pt, export/, models/student1-site-B.safetensors) to "
             f"'{kept[0]}'") in " ".join(capsys.readouterr().err.split())
     assert not (out / "r" / "NOTES.txt").exists() and (out / "r" / "metrics.json").is_file()
     assert sorted(p.name for p in out.iterdir()) == ["r", kept[0].name], "nothing of the old run is left beside"

@@ -292,18 +292,37 @@ def _is_partial_write(path: Path) -> bool:
 
 def _not_the_trainers(path: Path) -> list[str]:
     """What a run directory holds that training did not write (exports, reports, eval pictures,
-    a user's notes), folders marked with a slash."""
+    a user's notes; in its own folders, a backup of a checkpoint or another copy of a model), as
+    paths within it, folders marked with a slash."""
     own = {*TRAINER_FILES, *RUN_FOLDERS, REPLACE_MARK}
-    return sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
-                  if p.name not in own and not _is_partial_write(p))
+    found = [p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
+             if p.name not in own and not _is_partial_write(p)]
+    members = _member_names(path)
+    weights = None if members is None else {f"{m}.safetensors" for m in members}
+    # (a run.json that cannot be read names no models: its models/ and heads/ are taken as the trainer's)
+    for folder, names in (("checkpoints", {"last.pt"}), ("models", weights), ("heads", weights)):
+        if names is not None and (path / folder).is_dir():
+            found += [f"{folder}/{p.name}" + ("/" if p.is_dir() else "") for p in (path / folder).iterdir()
+                      if p.name not in names and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+    return sorted(found)
 
 
-def _move_aside_what_is_not_the_trainers(path: Path) -> Path | None:
-    """Move what a run folder holds besides the run (exports, reports, a user's notes) to a
-    sibling ``NAME.kept-TIME`` before the folder is replaced, and return that folder (None when
-    there was nothing). Moved one entry at a time, each a rename: a process killed meanwhile
-    leaves every entry in one folder or the other, never in the old run's deleted one."""
-    besides = [path / name.rstrip("/") for name in _not_the_trainers(path)]
+def _member_names(path: Path) -> set[str] | None:
+    """The models a run directory's run.json lists, or None when it cannot be read."""
+    try:
+        members = read_json(path / RUN_FILE).get("members")
+        return {m["name"] for m in members}
+    except (CheckpointError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def _move_aside_what_is_not_the_trainers(path: Path) -> tuple[Path, list[str]] | None:
+    """Move what a run folder holds besides the run (exports, reports, a user's notes, a backup
+    in its checkpoints/) to a sibling ``NAME.kept-TIME``, at the same paths within it, before the
+    folder is replaced; return that folder and what was moved (None when there was nothing).
+    One entry at a time, each a rename: a process killed meanwhile leaves every entry in one
+    folder or the other, never in the old run's deleted one."""
+    besides = _not_the_trainers(path)
     if not besides:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -314,9 +333,10 @@ def _move_aside_what_is_not_the_trainers(path: Path) -> Path | None:
             break
         except FileExistsError:
             kept = path.with_name(f"{path.name}.kept-{stamp}-{n}")
-    for entry in besides:
-        entry.rename(kept / entry.name)
-    return kept
+    for entry in (name.rstrip("/") for name in besides):
+        (kept / entry).parent.mkdir(exist_ok=True)
+        (path / entry).rename(kept / entry)
+    return kept, besides
 
 
 def stopped_before_keeping_anything(path: Path) -> bool:
@@ -406,18 +426,18 @@ class RunDir:
             trash = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}")
             lock = run_lock.hold(path)
             try:
-                kept = _move_aside_what_is_not_the_trainers(path)
+                moved = _move_aside_what_is_not_the_trainers(path)
                 path.rename(trash)
             except FileNotFoundError:
                 raise RunDirError(run_lock.busy_message(path)) from None
             finally:
                 run_lock.release(lock)
             shutil.rmtree(trash)
-            if kept:  # an export's default place is inside the run: said where it went
-                names = ", ".join(_not_the_trainers(kept))
+            if moved:  # an export's default place is inside the run: said where it went
+                kept, names = moved
                 warnings.warn(PeerdistillWarning(
-                    f"overwriting '{path}' moved what it held besides the run ({names}) to '{kept}': they "
-                    "belong to the old run; delete that folder once you no longer need them"), stacklevel=2)
+                    f"overwriting '{path}' moved what it held besides the run ({', '.join(names)}) to '{kept}': "
+                    "they belong to the old run; delete that folder once you no longer need them"), stacklevel=2)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
