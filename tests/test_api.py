@@ -572,7 +572,8 @@ def test_training_images_saved_anew_and_scored_as_other_data_are_found_by_their_
     mixed = np.concatenate([arrays["test_images"][:7], arrays["train_images"][10:13]])
     np.savez_compressed(tmp_path / "external.npz", images=mixed, labels=np.zeros(10, dtype=np.int64))
     external = DataSpec(kind="npz", root=str(tmp_path / "external.npz"))
-    with pytest.warns(PeerdistillWarning, match=r"3 of 10 scored inputs are identical to inputs the run trained on"):
+    with pytest.warns(PeerdistillWarning, match=r"3 of 10 scored inputs are identical to inputs the run trained on "
+                                                r"\(row 7, row 8, row 9; its training"):
         assert evaluate_run(run, split="all", data_spec=external).samples == 10
     np.savez(tmp_path / "held_out.npz", images=arrays["test_images"], labels=arrays["test_labels"])
     with warnings.catch_warnings():

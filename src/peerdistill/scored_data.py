@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from .config import SPLIT_KEYS, DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits
-from .data.digests import count_seen, digests_path, read_digests
+from .data.digests import digests_path, read_digests, seen_rows
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .engine.artifacts import read_json
 from .errors import CheckpointError, DataError, PeerdistillWarning
@@ -37,7 +37,8 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
     own_source = data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec,
                                                                                           meta.get("data_spec"))
     if (given_in_python and not whole_own) or (data_spec is not None and not own_source):
-        _warn_if_trained_on_inputs(run_dir, data.split(split))  # the run's own files are traced by name
+        # the run's own files are traced by name
+        _warn_if_trained_on_inputs(run_dir, data.split(split), sample_names(data.info, split))
     if data_spec is None:
         return
     if own_source and split == "all" and data.info.get("joined_splits"):  # an archive's rows have no names
@@ -76,10 +77,12 @@ def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
                       "on)", PeerdistillWarning, stacklevel=4)
 
 
-def _warn_if_trained_on_inputs(run_dir: str | Path, scored: Any) -> None:
+def _warn_if_trained_on_inputs(run_dir: str | Path, scored: Any, names: tuple[str, list[str]] | None) -> None:
     """Scored inputs identical to inputs the run trained on (its training images saved anew,
     under another name or in another archive): their figures are not held out. Runs trained
-    from in-memory splits keep the digests (``data/digests.py``); others are not checked."""
+    from in-memory splits keep the digests (``data/digests.py``); others are not checked. The
+    first few are named by ``names`` (``per_sample.sample_names``: the scored samples' files or
+    rows), else by position."""
     path = digests_path(run_dir)
     if not isinstance(scored, TensorData) or not path.is_file():
         return
@@ -91,11 +94,14 @@ def _warn_if_trained_on_inputs(run_dir: str | Path, scored: Any) -> None:
         warnings.warn(f"'{path}' is damaged, so the scored inputs are not checked against the ones the run trained "
                       "on; the figures are scored as usual", PeerdistillWarning, stacklevel=4)
         return
-    repeated = count_seen(scored.x, seen)
+    repeated = seen_rows(scored.x, seen)
     if repeated:
-        warnings.warn(f"{repeated} of {len(scored)} scored inputs are identical to inputs the run trained on (its "
-                      "training images saved anew?): their figures are not held out; score images the run has not "
-                      "seen", PeerdistillWarning, stacklevel=4)
+        column, each = names if names is not None and len(names[1]) == len(scored) else ("sample", None)
+        named = [each[i] if column == "file" else f"{column} {each[i] if each else i}" for i in repeated]
+        shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+        warnings.warn(f"{len(repeated)} of {len(scored)} scored inputs are identical to inputs the run trained on "
+                      f"({shown}; its training images saved anew?): their figures are not held out; score images "
+                      "the run has not seen", PeerdistillWarning, stacklevel=4)
 
 
 def _warn_of_whole_own_data(counts: dict[str, int]) -> None:

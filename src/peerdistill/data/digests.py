@@ -31,7 +31,12 @@ def row_digests(x: torch.Tensor) -> list[bytes]:
 
 def count_seen(x: torch.Tensor, seen: set[bytes]) -> int:
     """How many rows of ``x`` have a digest in ``seen``."""
-    return sum(d in seen for d in row_digests(x)) if seen and len(x) else 0
+    return len(seen_rows(x, seen))
+
+
+def seen_rows(x: torch.Tensor, seen: set[bytes]) -> list[int]:
+    """The rows of ``x`` whose digest is in ``seen``."""
+    return [i for i, d in enumerate(row_digests(x)) if d in seen] if seen and len(x) else []
 
 
 def digests_record(x: torch.Tensor) -> dict:
