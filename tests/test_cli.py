@@ -1150,3 +1150,33 @@ def test_a_one_student_runs_ensemble_row_is_said_to_be_that_student(tmp_path, ca
     assert note in " ".join(capsys.readouterr().err.split())
     run_cli("train", f"out_dir={out}", "name=two", *FAST, "--quiet")  # two students: nothing to say
     assert "one student" not in capsys.readouterr().err
+
+
+def test_eval_of_image_files_for_a_grey_run_trained_on_an_npz_needs_no_keys_undone(tmp_path, capsys):
+    """A run of an npz with class names, scored on PNG class folders: the names its section kept
+    (which image folders give themselves) are dropped, and the files are read grey for its
+    one-channel models, so the first command scores them."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 60), ("val", 20), ("test", 20)):
+        labels = rng.integers(0, 2, n)
+        arrays[f"{split}_images"] = np.clip(rng.normal(90, 30, (n, 8, 8)) + 80 * labels[:, None, None], 0,
+                                            255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels
+    np.savez(tmp_path / "d.npz", **arrays)
+    run_cli("train", "data.kind=npz", f"data.root={tmp_path / 'd.npz'}", "data.class_names=[normal,pneumonia]",
+            f"out_dir={tmp_path / 'runs'}", "name=r", *FAST, "--quiet")
+    for i, (image, label) in enumerate(zip(arrays["test_images"], arrays["test_labels"])):
+        folder = tmp_path / "pngs" / ("normal", "pneumonia")[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    capsys.readouterr()
+    run_cli("eval", tmp_path / "runs" / "r", "data.kind=image_folder", f"data.root={tmp_path / 'pngs'}", "--split",
+            "all", "--json")
+    captured = capsys.readouterr()
+    npz = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())["test_at_best"]
+    assert json.loads(captured.out)["ensemble"]["accuracy"] == pytest.approx(npz["ensemble"]["accuracy"])
+    # a given data.grey=false is the user's: the files are read in colour and refused as before
+    run_cli("eval", tmp_path / "runs" / "r", "data.kind=image_folder", f"data.root={tmp_path / 'pngs'}",
+            "data.grey=false", "--split", "all", expect=2)
+    assert "read image files grey, data.grey=true" in capsys.readouterr().err

@@ -23,9 +23,9 @@ from rich.markup import escape
 
 from .terminal import Console, one_line_warnings, write_any_character
 from . import __version__
-from .config import (DECODING_KEYS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides, default_config,
-                     format_validation_error, load_config, load_saved_config, load_yaml, named_as_written,
-                     saved_data_section, without_other_kinds_keys)
+from .config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides,
+                     default_config, format_validation_error, load_config, load_saved_config, load_yaml,
+                     named_as_written, saved_data_section, without_other_kinds_keys)
 from .errors import ConfigError, PeerdistillError, PeerdistillWarning
 from .json_files import read_json
 from .launcher import launched, launched_rank, launched_world
@@ -210,6 +210,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
                                               whole_section=bool(ns.data))
             tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
+            written = given | (set(tree["data"]) if ns.data else set())
+            if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
+                    tree["data"].get("kind") in IMAGE_FILE_KINDS:
+                tree["data"]["grey"] = True  # the models take one channel: image files are read so
             if not ns.data:  # each apart: the run's ranges would not fit an augment given here
                 for key in {"augment", "augment_range"} - given:
                     tree["data"].pop(key, None)

@@ -330,6 +330,8 @@ class DistillSpec(_Strict):
 SELF_NAMING_KINDS = ("digits", "image_folder", "csv", "shapes", "boxes", "coco", "box_json", "mask_boxes")
 # data kinds read from files at data.root (the others are generated or embedded)
 FILE_KINDS = ("npz", "image_folder", "csv", "folders", "coco", "box_json", "mask_boxes")
+FIXED_SIZE_KINDS = ("digits", "npz", "shapes")  # arrays used at their own size (no data.image_size)
+IMAGE_FILE_KINDS = tuple(k for k in FILE_KINDS if k != "npz")  # image files (PNG, JPEG, DICOM, ...)
 # the task each data kind's targets are for
 KINDS_OF_TASK = {"classification": ("digits", "npz", "image_folder", "csv"), "segmentation": ("shapes", "folders"),
                  "detection": ("boxes", "coco", "box_json", "mask_boxes")}
@@ -357,7 +359,7 @@ FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_mask
 KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
                   "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv"),
-                  "pixel_spacing": ("folders",), "dicom_window": tuple(k for k in FILE_KINDS if k != "npz")}
+                  "pixel_spacing": ("folders",), "dicom_window": IMAGE_FILE_KINDS}
 
 
 # Names that stand for something other than one model where models are named (edges, metrics,
@@ -521,7 +523,7 @@ class DataSpec(_Strict):
         if self.class_names is not None and self.kind in SELF_NAMING_KINDS:
             problems.append(f"data.class_names does not apply to data kind '{self.kind}', which names its classes "
                             "itself (folder names, label values, categories): remove it")
-        if self.image_size is not None and self.kind in ("digits", "npz", "shapes"):
+        if self.image_size is not None and self.kind in FIXED_SIZE_KINDS:
             problems.append(f"data.image_size does not apply to data kind '{self.kind}', whose arrays are used at "
                             "their own size: remove it")
         problems += self._augment_problems()
@@ -1027,12 +1029,7 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     """A run's saved data section, readable by this version: earlier versions accepted (and
     ignored) ``class_names`` for kinds that name their classes and the folder-only keys for other
     kinds, which are now refused."""
-    section = dict(section)
-    if section.get("kind", "digits") in SELF_NAMING_KINDS:
-        section.pop("class_names", None)
-    if section.get("kind", "digits") not in FILE_KINDS:
-        section.pop("root", None)  # a stray root of a kind that reads no files: ignored then, refused now
-    return without_other_kinds_keys(section)  # ignored then, refused now
+    return without_other_kinds_keys(section)  # ignored then, refused now (a stray class_names, root, ...)
 
 
 def data_places(section: dict[str, Any] | None, root: str | Path | None = None) -> list[Path]:
@@ -1059,9 +1056,13 @@ def data_places(section: dict[str, Any] | None, root: str | Path | None = None) 
 
 def without_other_kinds_keys(section: dict[str, Any], keep: Iterable[str] = ()) -> dict[str, Any]:
     """A data section without the keys that do not apply to its kind (but those in ``keep``,
-    which a user gave and should hear about)."""
+    which a user gave and should hear about): a run's section read as another kind (eval
+    RUN data.kind=image_folder of a run trained on an npz) drops its class names and size."""
     kind, keep = section.get("kind", "digits"), set(keep)
-    return {k: v for k, v in section.items() if k in keep or key_applies(k, kind)}
+    other_kinds = {"class_names": kind in SELF_NAMING_KINDS, "image_size": kind in FIXED_SIZE_KINDS,
+                   "root": kind not in FILE_KINDS}
+    return {k: v for k, v in section.items()
+            if k in keep or (key_applies(k, kind) and not (other_kinds.get(k) and v is not None))}
 
 
 def read_saved_config(tree: Any, source: str) -> RunConfig:
