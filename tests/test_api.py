@@ -105,7 +105,16 @@ def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, 
     np.savez(tmp_path / "x.npz", images=xt[:4])
     assert main(["predict", str(run), str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv")]) == 0
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 5
+    # a temperature is chosen on the run's own validation split, which a run from Python data does not record
     capsys.readouterr()
+    assert main(["eval", str(run), "data.kind=npz", f"data.root={tmp_path / 'd.npz'}", "--temperature-scaling"]) == 2
+    assert ("a temperature is chosen on the run's own validation split, which a run trained from data given in Python "
+            "does not record: from Python, pass the splits it was trained with, evaluate_run(..., data=splits,"
+            ) in " ".join(capsys.readouterr().err.split())
+    assert main(["export", str(run), "--temperature-scaling", "--out", str(tmp_path / "t.onnx")]) == 2
+    assert "does not record: from Python, pass the splits it was trained with, export_run(..., data=splits)" in \
+        " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "t.onnx").exists()
     assert main(["report", str(run)]) == 0  # the data of a run from Python is not the report's to read
     assert "eval scores its models on data you give: peerdistill eval RUN_DIR data.kind=npz" in capsys.readouterr().err
     assert "Predictions skipped: the run&#x27;s data was given in Python" in (run / "report.html").read_text()

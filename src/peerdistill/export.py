@@ -237,6 +237,10 @@ def _run_splits(meta: dict, data: DataSplits | None, why: str) -> DataSplits:
     goes into the message when they cannot be read."""
     if data is not None:
         return data
+    if not meta.get("data_spec"):  # no command line reads them: said so, not a command that fails again
+        raise ConfigError(f"{why}, which a run trained from data given in Python does not record: from Python, pass "
+                          "the splits it was trained with, export_run(..., data=splits) (predict then applies what "
+                          "the exported .onnx file carries: peerdistill predict FILE.onnx ...)")
     try:
         return read_run_data(meta, "The run's data is read where training read it (data.root '{root}'; a relative "
                                    "path counts from the current folder): run the command from the folder training "

@@ -408,6 +408,10 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
     is the same data at another ``root`` is ``given`` taken as the run's data moved (``built``,
     when not None, is ``given`` read already), with a warning: an external set laid out like the
     training data must never choose its own threshold."""
+    if not meta.get("data_spec"):  # no command line reads them: said so, not a command that fails again
+        raise DataError("an operating point or a temperature is chosen on the run's own validation split, which a run "
+                        "trained from data given in Python does not record: from Python, pass the splits it was "
+                        "trained with, evaluate_run(..., data=splits, operating_point=..., temperature_scaling=...)")
     saved = saved_data_spec(meta)
     try:
         data = build_data(saved, stats=meta.get("data_stats"))
