@@ -1080,3 +1080,23 @@ def test_classifiers_given_segmentation_data_are_told_which_models_to_use(tmp_pa
     assert ("model 'teacher' outputs a tensor of shape (2, 2); segmentation needs [batch, 2, H, W] maps (a classifier "
             "gives [batch, classes]): use a segmentation model, such as the zoo's (in a config, teacher: {arch: unet} "
             "and students' arch: mobile_unet; recipes/shapes.yaml is a whole segmentation config)") in err
+
+
+def test_predict_says_when_a_dense_model_meets_inputs_of_another_scale(shapes_run, patch_shapes_run, tmp_path):
+    """A run recording no resize or window predicts each input at its own size: one four times
+    larger per side than its training images is warned of; a sliding-window run is not."""
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.predict import predict_files
+
+    side = json.loads((shapes_run / "run.json").read_text())["input_shape"][1]
+    rng = np.random.default_rng(0)
+    for name, size in (("same.png", side), ("large.png", 4 * side)):
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(tmp_path / name)  # grey, as trained
+    with pytest.warns(PeerdistillWarning, match=rf"^1 of 2 inputs are of another scale than the {side}x{side} images "
+                                                rf"the model was trained on \('.*large.png' is {4 * side}x{4 * side}\)"):
+        predict_files(shapes_run, [str(tmp_path / "same.png"), str(tmp_path / "large.png")], tmp_path / "masks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)  # the window is what a whole image is predicted by
+        predict_files(patch_shapes_run, [str(tmp_path / "large.png")], tmp_path / "window-masks")

@@ -146,6 +146,8 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
                            dicom_window=info.get("dicom_window"), trained_on_grey=bool(info.get("grey_read_as_colour")),
                            trained_resized=trained_size is not None)
     _say_how_dicom_was_read(dicom, info, model_path)
+    if dense and trained_size is None and not info.get("window"):
+        _say_if_another_scale_of_size(read, size)
     _say_if_another_intensity_scale(read, info.get("data_stats"))
     if not info.get("data_stats"):
         _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
@@ -185,6 +187,25 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
 # before it looks like another scale (0..65535 against 0..1): a real image of the kind the
 # model learnt from stays within a few standard deviations and varies as they do.
 _OTHER_SCALE = 20.0
+
+
+def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
+    """A dense model trained on inputs of one size, without a resize or a sliding window that
+    predict could repeat (a run trained from Python on images resized by the user), sees each
+    input at its own size: things 5 times larger than it learnt them. Said when a side differs
+    twofold or more."""
+    if len(size) != 2:
+        return
+    off = [(name, image.shape[:2]) for name, image in zip(read.names, read.images)
+           if max(image.shape[0] / size[0], size[0] / image.shape[0], image.shape[1] / size[1],
+                  size[1] / image.shape[1]) >= 2]
+    if off:
+        name, (h, w) = off[0]
+        warnings.warn(f"{len(off)} of {len(read.names)} inputs are of another scale than the {size[0]}x{size[1]} "
+                      f"images the model was trained on ('{name}' is {h}x{w}), and are predicted at their own size: "
+                      "the run records no resize to repeat (one trained from Python on images resized beforehand); "
+                      f"resize them to {size[0]}x{size[1]} as in training, and the masks come back at that size",
+                      PeerdistillWarning, stacklevel=3)
 
 
 def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
