@@ -127,6 +127,9 @@ def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, 
     pooled.pool = nn.AdaptiveMaxPool2d(1)
     headed_anew.fc = nn.Linear(headed_anew.fc.in_features, 3)
     patched.features[1].forward = lambda x: x
+    hooked = SmallCNN(1, 3)
+    hooked.features[0].register_forward_pre_hook(lambda module, args: (args[0] * 2,))
+    assert zoo_spec(hooked, ZOO) is None
     assert zoo_spec(SmallCNN(1, 3), ZOO) is not None
     assert zoo_spec(pooled, ZOO) is None and zoo_spec(headed_anew, ZOO) is None and zoo_spec(patched, ZOO) is None
 

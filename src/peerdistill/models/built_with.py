@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..capture import unwrap
+from ..capture import is_packing_safe, unwrap
 from .heads import HeadedModel
 
 
@@ -71,8 +71,9 @@ def _rebuilds_the_same(module: nn.Module, factory: type[nn.Module], args: dict[s
     built (its head replaced for another number of classes, its pooling swapped, a forward
     patched on an instance) is a model of the user's own, which its arguments would not
     rebuild. Compared by the modules' printed form (types and settings, layer by layer), the
-    shapes of the state, and no forward set on an instance; built without memory (meta)."""
-    if any("forward" in vars(sub) for sub in module.modules()):
+    shapes of the state, and no forward set on an instance nor forward hook of the user's (they
+    change what it computes, and no arguments record them); built without memory (meta)."""
+    if any("forward" in vars(sub) or _users_hooks(sub) for sub in module.modules()):
         return False
     try:
         with torch.device("meta"):
@@ -81,3 +82,10 @@ def _rebuilds_the_same(module: nn.Module, factory: type[nn.Module], args: dict[s
         rebuilt = factory(**args)
     shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
     return repr(rebuilt) == repr(module) and shapes(rebuilt) == shapes(module)
+
+
+def _users_hooks(module: nn.Module) -> bool:
+    """Whether ``module`` carries a forward hook or pre-hook other than peerdistill's own feature
+    recorders (marked ``packing_safe``, as a HeadedModel's on its base)."""
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    return not all(map(is_packing_safe, hooks))
