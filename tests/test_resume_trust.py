@@ -461,3 +461,23 @@ def test_a_missing_or_cut_resume_checkpoint_is_named_as_such(tmp_path):
         (tmp_path / "last.pt").write_bytes(whole[:cut])
         with pytest.raises(CheckpointError, match="cannot read resume checkpoint .*truncated or corrupt"):
             load_resume_state(tmp_path / "last.pt")
+
+
+def test_overwrite_of_a_run_folder_that_is_a_symbolic_link_is_refused_before_anything_moves(tmp_path):
+    from peerdistill.engine.artifacts import RunDir
+    from peerdistill.errors import RunDirError
+
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))
+    (run / "notes.txt").write_text("mine")
+    (tmp_path / "latest").symlink_to("r1")
+    with pytest.raises(RunDirError, match=r"'.*latest' is a symbolic link to 'r1': --overwrite replaces a run's own "
+                                          r"folder; give that folder"):
+        RunDir.create(tmp_path / "latest", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "r1"], "nothing moved, renamed or left behind"
+    assert (run / "notes.txt").read_text() == "mine"
+    (tmp_path / ".deleting-latest.123").symlink_to("r1")  # left by a version that renamed such links away
+    with pytest.raises(RunDirError, match="holds a finished run"):  # the next start clears what a replacement left
+        RunDir.create(tmp_path / "latest")
+    assert not (tmp_path / ".deleting-latest.123").is_symlink() and (run / "run.json").is_file()

@@ -281,7 +281,10 @@ DELETING_PREFIX = ".deleting-"  # a replaced run folder, renamed before its dele
 def _finish_deleting(path: Path) -> None:
     """What a process killed while replacing this run folder left of the old one."""
     for left in path.parent.glob(f"{DELETING_PREFIX}{path.name}.*"):
-        shutil.rmtree(left, ignore_errors=True)
+        if left.is_symlink():  # (renamed by a version that replaced links)
+            left.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def _is_partial_write(path: Path) -> bool:
@@ -419,6 +422,9 @@ class RunDir:
                 )
             if not (path / RUN_FILE).exists():
                 raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
+            if path.is_symlink():  # replacing it would replace the link, not the run it points to
+                raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}': --overwrite replaces a run's "
+                                  "own folder; give that folder (name= or the path it points to), or remove the link")
             # Renamed away first (one atomic step), then deleted: a process killed while deleting
             # leaves a hidden folder the next start removes, not half a run that no command takes.
             # The lock is held across the rename: a second --overwrite starting at the same instant
