@@ -1100,3 +1100,27 @@ def test_predict_says_when_a_dense_model_meets_inputs_of_another_scale(shapes_ru
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)  # the window is what a whole image is predicted by
         predict_files(patch_shapes_run, [str(tmp_path / "large.png")], tmp_path / "window-masks")
+
+
+def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_to_it(tmp_path):
+    """docs/segmentation.md's From Python example, as written (placeholders filled with a few
+    generated shapes, one epoch), and the CLI reading its run back."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "segmentation.md"
+    code = re.search(r"## From Python\n.*?```python\n(.*?)```", docs.read_text(), re.S).group(1)
+    code = code.replace('"runs/polyps"', repr(str(tmp_path / "polyps"))).replace("epochs=10", "epochs=1")
+    shapes = build_data(DataSpec(kind="shapes", shapes_counts=[12, 4, 4]))
+    colour = {}
+    for split in ("train", "val", "test"):
+        part = shapes.split(split)
+        colour[f"x_{split}"], colour[f"m_{split}"] = part.x.repeat(1, 3, 1, 1).numpy(), part.y.numpy()
+    namespace = dict(colour)
+    exec(compile(code, str(docs), "exec"), namespace)
+    assert 0 <= namespace["result"].test_at_best["ensemble"]["dice"] <= 1
+    from peerdistill import DataSplits, evaluate_run
+
+    scores = evaluate_run(tmp_path / "polyps", data=namespace["data"])  # the zoo models rebuilt from run.json
+    assert scores["ensemble"]["dice"] == pytest.approx(namespace["result"].test_at_best["ensemble"]["dice"], abs=1e-6)
+    with pytest.raises(DataError, match=r"train labels have shape \(12, 64, 64\): masks \[N, H, W\] are segmentation's.*"
+                                        r"TensorData\(images, masks\).*SegmentationTask\(K\)"):
+        DataSplits.from_arrays(colour["x_train"], colour["m_train"], colour["x_val"], colour["m_val"], colour["x_test"],
+                               colour["m_test"])

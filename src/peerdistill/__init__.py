@@ -23,13 +23,14 @@ _ON_FIRST_USE = {
     "HeadedModel": ".models.heads",
     "predict_files": ".predict",
     "evaluate_run": ".runs", "load_cohort": ".runs", "load_model": ".runs",
-    "ClassificationTask": ".tasks",
+    "ClassificationTask": ".tasks", "SegmentationTask": ".tasks",
 }
 
 __all__ = [
     "CheckpointError", "ClassificationTask", "Cohort", "ConfigError", "DataError", "DataSplits", "Edge", "FitResult",
     "HeadedModel", "KnowledgeGraph", "Member", "NonFiniteError", "OptimSpec", "PeerdistillError", "PeerdistillWarning",
-    "RunConfig", "RunDirError", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run", "export_run",
+    "RunConfig", "RunDirError", "SegmentationTask", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run",
+    "export_run",
     "load_cohort", "load_config", "load_model", "predict_files", "preset_edges", "seed_everything", "soft_kl",
 ]
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # what type checkers and editors see (keep in step with _ON_F
     from .models.heads import HeadedModel
     from .predict import predict_files
     from .runs import evaluate_run, load_cohort, load_model
-    from .tasks import ClassificationTask
+    from .tasks import ClassificationTask, SegmentationTask
 
 
 def __getattr__(name: str):

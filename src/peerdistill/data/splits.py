@@ -437,6 +437,11 @@ def to_labels(array, name: str) -> torch.Tensor:
     a = np.asarray(array)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
+    if a.ndim >= 3:  # masks: segmentation's, which from_arrays does not read
+        raise DataError(f"{name} labels have shape {a.shape}: masks [N, H, W] are segmentation's, and from_arrays reads "
+                        "class labels [N] (classification); give each split as TensorData(images, masks) to "
+                        "DataSplits(train, val, test, num_classes=K) and train with SegmentationTask(K) "
+                        "(docs/segmentation.md, From Python)")
     if a.ndim != 1:
         raise DataError(f"{name} labels have shape {a.shape}; expected [N] or [N, 1] class indices (multi-label is not supported)")
     if a.size and not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
