@@ -338,6 +338,12 @@ def test_folders_not_where_the_config_says_are_named_with_what_to_set(tmp_path):
         build_data(DataSpec(kind="folders", root=str(root), split_dirs=split_dirs))
     data = build_data(DataSpec(kind="folders", root=str(root), split_dirs=split_dirs, masks="1st_manual"))
     assert len(data.test) == 4
+    # data.root one level too deep: a split folder, or the images folder itself
+    for deeper in (root / "training", root / "training" / "images"):
+        within = {"split_dirs": split_dirs} if deeper.name == "training" else {}
+        with pytest.raises(DataError, match=rf"data.root looks one level too deep \('{deeper.name}' is a folder "
+                                            rf"data.root holds\): data.root={re.escape(str(deeper.parent))}$"):
+            build_data(DataSpec(kind="folders", root=str(deeper), masks="1st_manual", **within))
 
 
 def test_shapes_data_is_reproducible_and_has_both_classes():

@@ -278,7 +278,15 @@ def _pick(part, idx: np.ndarray):
 
 def _folders_advice(root: Path, spec: DataSpec) -> str:
     """What to set when the images or masks folder is not under ``root``: the split folders
-    (DRIVE's training/ and testing/, each with its own images/), or the folders that are there."""
+    (DRIVE's training/ and testing/, each with its own images/), or the folders that are there;
+    or data.root itself one level too deep (``kvasir-seg/images``, ``drive/training``)."""
+    data_root = Path(spec.root or "")
+    splits = [d for d in (spec.split_dirs or {}).values() if d]
+    if data_root.name in {spec.images, spec.masks, *splits} and (
+            (data_root.parent / spec.images).is_dir() or any((data_root.parent / d / spec.images).is_dir()
+                                                             for d in splits)):
+        return (f"data.root looks one level too deep ('{data_root.name}' is a folder data.root holds): "
+                f"data.root={data_root.parent}")
     subs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
     nested = [s for s in subs if (root / s / spec.images).is_dir()]
     if nested and not spec.split_dirs:
