@@ -76,7 +76,15 @@ def test_one_mapping_where_a_list_is_meant_is_told_the_dash_it_lacks(tmp_path):
                        ({"teacher": "resnet"}, "'teacher' is a section of keys and was given 'resnet': write "
                                                "{arch: resnet}"),
                        ({"students": ["cnn", "cnn"]}, "'students.1' is a section of keys and was given 'cnn'"),
-                       ({"train": 5}, "'train' is a section of keys and was given 5: write its keys under it")):
+                       ({"train": 5}, "'train' is a section of keys and was given 5: write its keys under it"),
+                       # one value where a list is meant
+                       ({"data": {"image_size": 48}}, "'data.image_size' takes a list and was given 48: write "
+                                                      "data.image_size=[48, 48]"),
+                       ({"students": "cnn"}, "'students' takes a list and was given 'cnn': write "
+                                             "students=[{arch: cnn}, {arch: cnn}] (one entry per model)"),
+                       ({"data": {"kind": "image_folder", "root": "x", "dicom_window": 40}},
+                        "'data.dicom_window' takes a list and was given 40: write data.dicom_window=[40, ...] (its "
+                        "items in brackets, comma-separated)")):
         with pytest.raises(ConfigError, match=re.escape(said)):
             validate({**default_config(), **tree})
     path.write_text("data:\n\tkind: npz\n")  # a tab: said, and the file named, not "<unicode string>"

@@ -1145,6 +1145,8 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             # YAML's mapping where a list is meant: the usual slip is a missing '- '
             lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
                          "of its own, or write [{...}, {...}]")
+        elif err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)) and loc:
+            lines.append(f"  '{loc}' takes a list and was given {err['input']!r}: write {_list_example(loc, err['input'])}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             where = f"'{loc}': " if loc else ""
@@ -1163,6 +1165,15 @@ def _section_example(loc: str, given: Any) -> str:
     if loc in ("teacher",) or re.fullmatch(r"(students|teachers)\.\d+", loc):
         return f"write {{arch: {given}}}" if isinstance(given, str) else "write {arch: NAME, args: {...}}"
     return "write its keys under it, key: value"
+
+
+def _list_example(loc: str, given: Any) -> str:
+    """How to write a list key given one value (``data.image_size=48``)."""
+    if loc.split(".")[-1] in ("image_size", "pixel_spacing"):  # two numbers: rows and columns
+        return f"{loc}=[{given}, {given}]"
+    if loc in ("students", "teachers") and isinstance(given, str):
+        return f"{loc}=[{{arch: {given}}}, {{arch: {given}}}] (one entry per model)"
+    return f"{loc}=[{given}, ...] (its items in brackets, comma-separated)"
 
 
 def _union_branch(part: Any) -> bool:
