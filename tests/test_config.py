@@ -741,3 +741,21 @@ def test_a_configs_layer_paths_left_from_another_arch_are_named_with_their_key_a
         build_cohort(cfg, data)
     cfg.students[0].deep_layer = "layers.1"
     assert build_cohort(cfg, data)["student1"].head_layers == ["layers.0"]
+
+
+def test_a_recipe_named_from_another_folder_or_misspelt_is_pointed_to(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    monkeypatch.chdir(tmp_path)  # a user's folder, not the clone
+    with pytest.raises(ConfigError, match=rf"config file 'recipes/digits.yaml' does not exist: the recipes are in "
+                                          rf"'{re.escape(str(recipes))}' \(peerdistill train "
+                                          rf"{re.escape(str(recipes / 'digits.yaml'))}\)"):
+        load_config("recipes/digits.yaml")
+    with pytest.raises(ConfigError, match=rf"\(did you mean {re.escape(str(recipes / 'digits.yaml'))}\?\)$"):
+        load_config("recipes/digit.yaml")
+    monkeypatch.chdir(recipes.parent)
+    with pytest.raises(ConfigError, match=r"'recipes/digit.yaml' does not exist \(did you mean recipes/digits.yaml\?\)$"):
+        load_config("recipes/digit.yaml")
+    with pytest.raises(ConfigError, match=r"^config file 'mine.yaml' does not exist$"):
+        load_config("mine.yaml")

@@ -991,12 +991,26 @@ def yaml_value(raw: str) -> Any:
     return yaml.load(raw, Loader=_UniqueKeyLoader) if raw else None  # noqa: S506 - a SafeLoader
 
 
+def _recipes_hint(path: Path) -> str:
+    """A recipe named from outside the repository (``recipes/digits.yaml``): where the recipes are."""
+    if len(path.parts) < 2 or path.parts[-2] != "recipes":
+        return ""
+    beside = Path(__file__).resolve().parents[2] / "recipes"  # an install from a clone (pip install -e)
+    if (beside / path.name).is_file() and path.resolve() != (beside / path.name):
+        return f": the recipes are in '{beside}' (peerdistill train {beside / path.name})"
+    if beside.is_dir():
+        close = difflib.get_close_matches(path.name, sorted(p.name for p in beside.glob("*.yaml")), n=1)
+        where = path.parent if path.parent.resolve() == beside else beside
+        return f" (did you mean {where / close[0]}?)" if close else ""
+    return ": recipes/ is a folder of the peerdistill repository: run from a clone, or give the path to your copy"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file '{path}' is a folder: give the YAML file in it")
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+        raise ConfigError(f"config file '{path}' does not exist{_recipes_hint(path)}")
     try:
         tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except OSError as exc:
