@@ -134,6 +134,29 @@ def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, 
     assert zoo_spec(pooled, ZOO) is None and zoo_spec(headed_anew, ZOO) is None and zoo_spec(patched, ZOO) is None
 
 
+def test_eval_scores_the_students_alone_when_only_the_teacher_was_built_in_python(tmp_path, capsys):
+    import json
+
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.cli import main
+
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    teacher = nn.Sequential(nn.Identity(), SmallCNN(1, 3, width=8))  # a model of the user's own
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)], teacher=teacher)
+    run = tmp_path / "run"
+    Trainer(cohort, KnowledgeGraph.from_preset("kd", cohort), ClassificationTask(3), train=TrainSpec(epochs=1),
+            run_dir=run, progress=False).fit(DataSplits.from_arrays(x, y, xv, yv, xt, yt))
+    np.savez(tmp_path / "d.npz", train_images=x, train_labels=y, val_images=xv, val_labels=yv, test_images=xt,
+             test_labels=yt)
+    data = ["data.kind=npz", f"data.root={tmp_path / 'd.npz'}"]
+    capsys.readouterr()
+    assert main(["eval", str(run), *data]) == 2
+    assert "(to score the students alone: eval --students-only; evaluate_run(..., roles=('student',)))" in \
+        " ".join(capsys.readouterr().err.split())
+    assert main(["eval", str(run), *data, "--students-only", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"student1", "student2", "ensemble"}
+
+
 def factory_with_kwargs(*, weights=None, **kwargs):
     """Written as torchvision's resnet18 and timm's create_model are: options passed on."""
     return _Net(**kwargs)

@@ -234,7 +234,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
-                          temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample)
+                          temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample,
+                          roles=("student",) if ns.students_only else ("teacher", "student"))
     if ns.json:
         print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
         # how much was scored, as the table's title says: on stderr, the JSON holding only figures
@@ -537,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write a CSV with a row per scored sample and model: the file (where the data has "
                          "files), truth, prediction and class probabilities (classification), the image's own "
                          "dice, iou, hd95, ... (segmentation), its AP and box counts (detection)")
+    ev.add_argument("--students-only", action="store_true",
+                    help="score the students and their ensemble without rebuilding the teacher(s)")
     ev.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")

@@ -107,10 +107,12 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
     missing = [e["name"] for e in entries if not e.get("spec") and e["name"] not in (modules or {})]
     if missing:
         listed = ", ".join(f"'{n}': ..." for n in missing)
+        alone = (" (to score the students alone: eval --students-only; evaluate_run(..., roles=('student',)))"
+                 if all(e["role"] == "teacher" for e in entries if e["name"] in missing) else "")
         raise CheckpointError(
             f"model(s) {missing} of '{run.path}' were built in Python, not from an arch spec, so the command line "
             f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
-            "load_cohort, evaluate_run, export_run or predict_files")
+            f"load_cohort, evaluate_run, export_run or predict_files{alone}")
     _check_every_arch_trusted([e for e in entries if e["name"] not in (modules or {})], run, trusted_archs)
     members = []
     for entry in entries:
