@@ -416,8 +416,15 @@ def test_corrupt_checkpoints_are_named(tmp_path, capsys):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     weights = out / "r" / "models" / "student1.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    intact = weights.read_bytes()
+    damaged = bytearray(intact)
+    damaged[-100:-50] = bytes(50)  # bytes zeroed inside the tensors: the file still parses
+    weights.write_bytes(bytes(damaged))
     capsys.readouterr()
+    run_cli("eval", out / "r", expect=2)
+    assert (f"checkpoint '{weights}' for student1 is corrupt: its tensors differ from those it was written with "
+            "(their SHA-256 is not the one the file records)") in " ".join(capsys.readouterr().err.split())
+    weights.write_bytes(intact[:100])  # truncated
     run_cli("eval", out / "r", expect=2)
     assert "It is truncated or corrupt; use the file a peerdistill run wrote to models" in capsys.readouterr().err
     # weights of another architecture loaded as a frozen teacher

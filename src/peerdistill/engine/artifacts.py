@@ -26,7 +26,7 @@ from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirErr
 from ..json_files import read_json  # noqa: F401 - imported from here across the package
 from ..values import is_count, is_finite_number
 from . import run_lock
-from .state_files import read_state
+from .state_files import DIGEST_KEY, read_state, weights_digest
 
 RUN_FILE = "run.json"
 # The files a trainer writes at the top of its run directory.
@@ -150,7 +150,8 @@ def save_weights(module: nn.Module, path: Path) -> None:
     bad = non_finite_keys(state)
     if bad:
         raise CheckpointError(f"refusing to save '{path}': non-finite values in {bad[:5]}")
-    atomic_write_bytes(path, save(_unshare(state)))
+    state = _unshare(state)
+    atomic_write_bytes(path, save(state, metadata={DIGEST_KEY: weights_digest(state)}))  # read_state checks it
 
 
 def non_finite_keys(state: dict[str, torch.Tensor]) -> list[str]:

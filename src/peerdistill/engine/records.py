@@ -7,7 +7,6 @@ settings, and owns nothing else."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from ..models.heads import HeadedModel
 from . import run_lock
 from .artifacts import (RunDir, atomic_write_text, load_weights, non_finite_keys, read_json, save_weights,
                         write_json)
+from .state_files import weights_digest
 from .resume import capture_rng_states, restore_rng_states, save_resume_state
 
 if TYPE_CHECKING:
@@ -285,16 +285,6 @@ def _grey_files(data: DataSplits) -> dict[str, bool]:
     """``grey_read_as_colour`` of the training split, when known (predict's warnings read it)."""
     found = grey_read_as_colour(data.train, data.stats)
     return {} if found is None else {"grey_read_as_colour": found}
-
-
-def weights_digest(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a state dict's names, dtypes, shapes and values."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _split_sizes(data: DataSplits) -> dict[str, int]:

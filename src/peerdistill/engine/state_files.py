@@ -5,6 +5,8 @@ bring from elsewhere (``torch.save(model.state_dict(), "x.pth")``, a training sc
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import re
 from pathlib import Path
@@ -14,6 +16,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import CheckpointError
+
+# The safetensors metadata key under which peerdistill keeps the digest of a file's tensors:
+# bytes changed since (a damaged copy, a disk fault) are found when the file is read.
+DIGEST_KEY = "peerdistill_sha256"
 
 # Where training scripts keep the weights inside a saved dictionary.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "module")
@@ -28,10 +34,16 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
         head = fh.read(9)
     if _is_safetensors(head):
         try:
-            return _without_common_prefix(load_file(str(path)), expected_keys)
+            state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {exc}. It is truncated or corrupt; "
                                   "use the file a peerdistill run wrote to models/") from None
+        written = _metadata(path).get(DIGEST_KEY)
+        if written is not None and written != weights_digest(state):
+            raise CheckpointError(f"checkpoint '{path}' for {name} is corrupt: its tensors differ from those it was "
+                                  "written with (their SHA-256 is not the one the file records); restore it from a "
+                                  "copy, or train the run again")
+        return _without_common_prefix(state, expected_keys)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip, or a pickle's protocol opcode
         raise CheckpointError(f"checkpoint '{path}' for {name} is neither a .safetensors file nor a PyTorch file "
                               "(.pt, .pth, saved with torch.save): give the model's weights in one of these")
@@ -47,6 +59,24 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
         raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {first}. It is truncated or "
                               "corrupt") from None
     return _without_common_prefix(_state_dict_in(loaded, path, name), expected_keys)
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's ``__metadata__`` (its header is read once already: it parses)."""
+    with open(path, "rb") as fh:
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _is_safetensors(head: bytes) -> bool:
