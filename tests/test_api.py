@@ -609,7 +609,11 @@ def test_training_images_saved_anew_and_scored_as_other_data_are_found_by_their_
     external = DataSpec(kind="npz", root=str(tmp_path / "external.npz"))
     with pytest.warns(PeerdistillWarning, match=r"3 of 10 scored inputs are identical to inputs the run trained on "
                                                 r"\(row 7, row 8, row 9; its training"):
-        assert evaluate_run(run, split="all", data_spec=external).samples == 10
+        assert evaluate_run(run, split="all", data_spec=external, per_sample=tmp_path / "ps.csv").samples == 10
+    import csv
+
+    rows = [row for row in csv.DictReader((tmp_path / "ps.csv").open()) if row["model"] == "ensemble"]
+    assert [int(row["sample"]) for row in rows if row["seen_in_training"] == "1"] == [7, 8, 9]
     np.savez(tmp_path / "held_out.npz", images=arrays["test_images"], labels=arrays["test_labels"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)  # held-out images: nothing to say

@@ -213,7 +213,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
-    warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python)
+    seen_in_training = warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -244,7 +244,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                         lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
                         len(scored[1]), bootstrap, groups=groups))
     if per_sample is not None:
-        write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores))
+        write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores,
+                                                     seen_in_training))
     if save_images:
         from .pictures import save_box_pictures, save_mask_pictures
 

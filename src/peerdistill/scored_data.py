@@ -26,10 +26,13 @@ from .per_sample import sample_names
 
 
 def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: DataSplits, split: str,
-                           data_spec: DataSpec | None, given_in_python: bool) -> None:
+                           data_spec: DataSpec | None, given_in_python: bool) -> list[int] | None:
     """Every warning of what ``split`` of ``data`` holds, before it is scored: the run's own
     training and validation samples (by file name, or by content for data saved anew),
-    another scale, another DICOM window, or a part of other data cut as training cut the run's."""
+    another scale, another DICOM window, or a part of other data cut as training cut the run's.
+    Returns the scored samples identical to training inputs (positions in the split), or None
+    where that is not known (``seen_in_training``), for ``--per-sample``'s column."""
+    seen = seen_in_training(run_dir, data.split(split))
     read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
     whole_own = data_spec is None and split == "all" and (not given_in_python or read_from_run_source)
     if whole_own:
@@ -38,9 +41,9 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
                                                                                           meta.get("data_spec"))
     if (given_in_python and not whole_own) or (data_spec is not None and not own_source):
         # the run's own files are traced by name
-        _warn_if_trained_on_inputs(run_dir, data.split(split), sample_names(data.info, split))
+        _warn_if_trained_on_inputs(seen, len(data.split(split)), sample_names(data.info, split))
     if data_spec is None:
-        return
+        return seen
     if own_source and split == "all" and data.info.get("joined_splits"):  # an archive's rows have no names
         _warn_of_whole_own_data(data.info["joined_splits"])
     elif own_source and split != "train":
@@ -50,6 +53,7 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
     _warn_if_unlike_training(data.split(split), meta)
     if not own_source:
         _say_part_scored(split, data, len(data.split(split)))
+    return seen
 
 
 def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
@@ -77,15 +81,14 @@ def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
                       "on)", PeerdistillWarning, stacklevel=4)
 
 
-def _warn_if_trained_on_inputs(run_dir: str | Path, scored: Any, names: tuple[str, list[str]] | None) -> None:
-    """Scored inputs identical to inputs the run trained on (its training images saved anew,
-    under another name or in another archive): their figures are not held out. Runs trained
-    from in-memory splits keep the digests (``data/digests.py``); others are not checked. The
-    first few are named by ``names`` (``per_sample.sample_names``: the scored samples' files or
-    rows), else by position."""
+def seen_in_training(run_dir: str | Path, scored: Any) -> list[int] | None:
+    """The samples of ``scored`` identical to inputs the run trained on (its training images saved
+    anew, under another name or in another archive), by position; None where that is not known:
+    a run trained from a Dataset keeps no digests (``data/digests.py``), a Dataset is not read
+    here, and a damaged record is warned of."""
     path = digests_path(run_dir)
     if not isinstance(scored, TensorData) or not path.is_file():
-        return
+        return None
     try:
         seen = read_digests(read_json(path))
     except CheckpointError:
@@ -93,15 +96,22 @@ def _warn_if_trained_on_inputs(run_dir: str | Path, scored: Any, names: tuple[st
     if seen is None:
         warnings.warn(f"'{path}' is damaged, so the scored inputs are not checked against the ones the run trained "
                       "on; the figures are scored as usual", PeerdistillWarning, stacklevel=4)
-        return
-    repeated = seen_rows(scored.x, seen)
+        return None
+    return seen_rows(scored.x, seen)
+
+
+def _warn_if_trained_on_inputs(repeated: list[int] | None, count: int, names: tuple[str, list[str]] | None) -> None:
+    """Scored inputs identical to training inputs: their figures are not held out. The first few
+    are named by ``names`` (``per_sample.sample_names``: the scored samples' files or rows), else
+    by position."""
     if repeated:
-        column, each = names if names is not None and len(names[1]) == len(scored) else ("sample", None)
+        column, each = names if names is not None and len(names[1]) == count else ("sample", None)
         named = [each[i] if column == "file" else f"{column} {each[i] if each else i}" for i in repeated]
         shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
-        warnings.warn(f"{len(repeated)} of {len(scored)} scored inputs are identical to inputs the run trained on "
+        warnings.warn(f"{len(repeated)} of {count} scored inputs are identical to inputs the run trained on "
                       f"({shown}; its training images saved anew?): their figures are not held out; score images "
-                      "the run has not seen", PeerdistillWarning, stacklevel=4)
+                      "the run has not seen (--per-sample marks each: seen_in_training)", PeerdistillWarning,
+                      stacklevel=4)
 
 
 def _warn_of_whole_own_data(counts: dict[str, int]) -> None:
