@@ -628,6 +628,9 @@ def test_training_images_saved_anew_and_scored_as_other_data_are_found_by_their_
     (run / "train_digests.json").write_text(json.dumps({**record, "digests": record["digests"][:-8]}))
     with pytest.warns(PeerdistillWarning, match=r"train_digests.json' is damaged, so the scored inputs are not checked"):
         assert evaluate_run(run, split="all", data_spec=external).samples == 10
+    (run / "train_digests.json").unlink()
+    with pytest.warns(PeerdistillWarning, match=r"train_digests.json' is missing \(run.json says the run kept it\)"):
+        assert evaluate_run(run, split="all", data_spec=external).samples == 10
 
 
 def test_evaluate_run_takes_a_data_section_as_a_dict(tmp_path):

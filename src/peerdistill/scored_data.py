@@ -32,7 +32,7 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
     another scale, another DICOM window, or a part of other data cut as training cut the run's.
     Returns the scored samples identical to training inputs (positions in the split), or None
     where that is not known (``seen_in_training``), for ``--per-sample``'s column."""
-    seen = seen_in_training(run_dir, data.split(split))
+    seen = seen_in_training(run_dir, data.split(split), kept=bool(meta.get("train_digests")))
     read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
     whole_own = data_spec is None and split == "all" and (not given_in_python or read_from_run_source)
     if whole_own:
@@ -81,13 +81,19 @@ def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
                       "on)", PeerdistillWarning, stacklevel=4)
 
 
-def seen_in_training(run_dir: str | Path, scored: Any) -> list[int] | None:
+def seen_in_training(run_dir: str | Path, scored: Any, kept: bool = False) -> list[int] | None:
     """The samples of ``scored`` identical to inputs the run trained on (its training images saved
     anew, under another name or in another archive), by position; None where that is not known:
     a run trained from a Dataset keeps no digests (``data/digests.py``), a Dataset is not read
-    here, and a damaged record is warned of."""
+    here, and a damaged record, or one missing where run.json says it was ``kept``, is warned of."""
     path = digests_path(run_dir)
-    if not isinstance(scored, TensorData) or not path.is_file():
+    if not isinstance(scored, TensorData):
+        return None
+    if not path.is_file():
+        if kept:
+            warnings.warn(f"'{path}' is missing (run.json says the run kept it), so the scored inputs are not "
+                          "checked against the ones the run trained on; the figures are scored as usual",
+                          PeerdistillWarning, stacklevel=4)
         return None
     try:
         seen = read_digests(read_json(path))
