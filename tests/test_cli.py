@@ -1187,3 +1187,15 @@ def test_eval_of_image_files_for_a_grey_run_trained_on_an_npz_needs_no_keys_undo
     run_cli("eval", tmp_path / "runs" / "r", "data.kind=image_folder", f"data.root={tmp_path / 'pngs'}",
             "data.grey=false", "--split", "all", expect=2)
     assert "read image files grey, data.grey=true" in capsys.readouterr().err
+    # a --data section is the user's own: a key its kind does not take is refused, not dropped
+    section = tmp_path / "d.yaml"
+    section.write_text(f"data: {{kind: npz, root: {tmp_path / 'd.npz'}, image_size: [16, 16]}}\n")
+    run_cli("eval", tmp_path / "runs" / "r", "--data", section, expect=2)
+    assert "data.image_size does not apply to data kind 'npz'" in capsys.readouterr().err
+    # a run trained on grey files: a --data section leaving out data.grey is read grey, and not said to differ
+    run_cli("train", "data.kind=image_folder", f"data.root={tmp_path / 'pngs'}", "data.grey=true", "data.val_fraction=0.25",
+            "data.test_fraction=0.25", f"out_dir={tmp_path / 'runs'}", "name=files", *FAST, "--quiet")
+    section.write_text(f"data: {{kind: image_folder, root: {tmp_path / 'pngs'}}}\n")
+    capsys.readouterr()
+    run_cli("eval", tmp_path / "runs" / "files", "--data", section, "--split", "all")
+    assert "data.grey" not in capsys.readouterr().err

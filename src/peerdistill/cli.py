@@ -207,13 +207,13 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             # the saved section's keys of another kind (data.kind=... changed it) and its
             # augmentation (eval does not augment) go; what the user gave is checked
             given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
-            _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
-                                              whole_section=bool(ns.data))
-            tree["data"] = without_other_kinds_keys(tree["data"], keep=given)
-            written = given | (set(tree["data"]) if ns.data else set())
+            written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
             if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
                     tree["data"].get("kind") in IMAGE_FILE_KINDS:
                 tree["data"]["grey"] = True  # the models take one channel: image files are read so
+            _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
+                                              whole_section=bool(ns.data))
+            tree["data"] = without_other_kinds_keys(tree["data"], keep=written)
             if not ns.data:  # each apart: the run's ranges would not fit an augment given here
                 for key in {"augment", "augment_range"} - given:
                     tree["data"].pop(key, None)
