@@ -472,12 +472,41 @@ def test_overwrite_of_a_run_folder_that_is_a_symbolic_link_is_refused_before_any
     (run / "run.json").write_text(json.dumps({"status": "complete"}))
     (run / "notes.txt").write_text("mine")
     (tmp_path / "latest").symlink_to("r1")
-    with pytest.raises(RunDirError, match=r"'.*latest' is a symbolic link to 'r1': --overwrite replaces a run's own "
-                                          r"folder; give that folder"):
+    with pytest.raises(RunDirError, match=r"'.*latest' is a symbolic link to 'r1', which holds a run: replacing it "
+                                          r"would replace the link; give the run's own folder"):
         RunDir.create(tmp_path / "latest", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "r1"], "nothing moved, renamed or left behind"
     assert (run / "notes.txt").read_text() == "mine"
+    # a run stopped in its first epoch, through a link: refused alike, before any "started again"
+    import warnings
+
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "run.json").write_text(json.dumps({"status": "stopped"}))
+    (stopped / "config.yaml").write_text("a: 1")
+    (tmp_path / "to-stopped").symlink_to("stopped")
+    with warnings.catch_warnings(record=True) as said, pytest.raises(RunDirError, match="is a symbolic link"):
+        warnings.simplefilter("always")
+        RunDir.create(tmp_path / "to-stopped")
+    assert not said and (stopped / "run.json").is_file()
     (tmp_path / ".deleting-latest.123").symlink_to("r1")  # left by a version that renamed such links away
     with pytest.raises(RunDirError, match="holds a finished run"):  # the next start clears what a replacement left
         RunDir.create(tmp_path / "latest")
     assert not (tmp_path / ".deleting-latest.123").is_symlink() and (run / "run.json").is_file()
+
+
+def test_overwrite_leaves_what_a_linked_run_folder_points_to_where_it_is(tmp_path):
+    """checkpoints/ linked to a scratch disk: replacing the run removes the link alone; a backup
+    there is neither moved across file systems nor deleted."""
+    from peerdistill.engine.artifacts import RunDir
+
+    run, scratch = tmp_path / "runs" / "r", tmp_path / "scratch"
+    run.mkdir(parents=True)
+    scratch.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "complete", "members": []}))
+    (scratch / "last.pt").write_bytes(b"state")
+    (scratch / "epoch3-backup.pt").write_bytes(b"mine")
+    (run / "checkpoints").symlink_to(scratch)
+    RunDir.create(run, overwrite=True)
+    assert not any(run.iterdir()) and sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
+    assert (scratch / "epoch3-backup.pt").read_bytes() == b"mine" and (scratch / "last.pt").is_file()

@@ -305,7 +305,9 @@ def _not_the_trainers(path: Path) -> list[str]:
     weights = None if members is None else {f"{m}.safetensors" for m in members}
     # (a run.json that cannot be read names no models: its models/ and heads/ are taken as the trainer's)
     for folder, names in (("checkpoints", {"last.pt"}), ("models", weights), ("heads", weights)):
-        if names is not None and (path / folder).is_dir():
+        # (a folder linked elsewhere, a scratch disk say: replacing the run removes the link alone, and what it
+        # points to stays where it is)
+        if names is not None and (path / folder).is_dir() and not (path / folder).is_symlink():
             found += [f"{folder}/{p.name}" + ("/" if p.is_dir() else "") for p in (path / folder).iterdir()
                       if p.name not in names and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
     return sorted(found)
@@ -398,6 +400,11 @@ class RunDir:
                 partial.unlink()
         if path.exists() and any(path.iterdir()):
             run_lock.check_free(path)  # neither trained nor deleted beside the process training it
+            if path.is_symlink() and (overwrite or replaced_by_the_same_command(path)):
+                # replacing it would replace the link, not the run it points to
+                raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}', which holds a run: replacing "
+                                  "it would replace the link; give the run's own folder (name= or the path it points "
+                                  "to), or remove the link")
             if not overwrite and replaced_by_the_same_command(path):
                 # A job requeued after being stopped in its first epoch runs the same command
                 # again: refusing it (and --resume, with no checkpoint) would need a script. Not
@@ -423,9 +430,6 @@ class RunDir:
                 )
             if not (path / RUN_FILE).exists():
                 raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
-            if path.is_symlink():  # replacing it would replace the link, not the run it points to
-                raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}': --overwrite replaces a run's "
-                                  "own folder; give that folder (name= or the path it points to), or remove the link")
             # Renamed away first (one atomic step), then deleted: a process killed while deleting
             # leaves a hidden folder the next start removes, not half a run that no command takes.
             # The lock is held across the rename: a second --overwrite starting at the same instant
