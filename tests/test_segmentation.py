@@ -1108,9 +1108,10 @@ def test_predict_says_when_a_dense_model_meets_inputs_of_another_scale(shapes_ru
         predict_files(patch_shapes_run, [str(tmp_path / "large.png")], tmp_path / "window-masks")
 
 
-def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_to_it(tmp_path):
+def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_to_it(tmp_path, capsys):
     """docs/segmentation.md's From Python example, as written (placeholders filled with a few
-    generated shapes, one epoch), and the CLI reading its run back."""
+    generated shapes, one epoch), read back by evaluate_run and by the command line (told how
+    to give segmentation data, then given image and mask folders)."""
     docs = Path(__file__).resolve().parents[1] / "docs" / "segmentation.md"
     code = re.search(r"## From Python\n.*?```python\n(.*?)```", docs.read_text(), re.S).group(1)
     code = code.replace('"runs/polyps"', repr(str(tmp_path / "polyps"))).replace("epochs=10", "epochs=1")
@@ -1126,6 +1127,13 @@ def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_
 
     scores = evaluate_run(tmp_path / "polyps", data=namespace["data"])  # the zoo models rebuilt from run.json
     assert scores["ensemble"]["dice"] == pytest.approx(namespace["result"].test_at_best["ensemble"]["dice"], abs=1e-6)
+    # on the command line: told how to give segmentation data, then given it as the docs say
+    run = tmp_path / "polyps"
+    assert main(["eval", str(run)]) == 2
+    assert "on the command line, eval RUN_DIR data.kind=folders data.root=FOLDER (images/ and masks/ in it)" in \
+        " ".join(capsys.readouterr().err.split())
+    write_pairs(tmp_path / "files", n=6, size=64)  # colour images, as the run's inputs
+    assert main(["eval", str(run), "data.kind=folders", f"data.root={tmp_path / 'files'}", "--split", "all"]) == 0
     with pytest.raises(DataError, match=r"train labels have shape \(12, 64, 64\): masks \[N, H, W\] are segmentation's.*"
                                         r"TensorData\(images, masks\).*SegmentationTask\(K\)"):
         DataSplits.from_arrays(colour["x_train"], colour["m_train"], colour["x_val"], colour["m_val"], colour["x_test"],

@@ -36,6 +36,7 @@ from .operating_point import FIGURES, Rule, operating_points  # noqa: E402
 from .paired import caption, difference_rows, read_differences_csv  # noqa: E402
 from .report import (NOT_AVAILABLE, NOT_AVAILABLE_MEANS, comparison_per_class_rows, comparison_rows, fmt,  # noqa: E402
                      model_order, per_class_families, per_class_tables, teachers_named_in)  # noqa: E402
+from .scored_data import data_on_the_command_line  # noqa: E402
 from .values import is_count, is_finite_number  # noqa: E402
 
 REPORT_FILE = "report.html"
@@ -428,7 +429,7 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> tuple[str, str
     title = "Test samples" if segmentation else "Test predictions"  # detection: samples too, below
     if not meta.get("data_spec"):  # evaluate_run's advice (data=) is not the report's to take
         why = ("the run's data was given in Python (DataSplits), which the run cannot read again; eval scores its "
-               "models on data you give: peerdistill eval RUN_DIR data.kind=npz data.root=FILE.npz")
+               f"models on data you give: peerdistill eval RUN_DIR {data_on_the_command_line(meta)}")
         return section_html(title, [note_html(f"Predictions skipped: {why}.")]), why
     try:
         cohort, task, data, window, overlap = load_for_predictions(directory)

@@ -56,12 +56,19 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
     return seen
 
 
+def data_on_the_command_line(meta: dict[str, Any]) -> str:
+    """How to give data of the run's task on the command line (for a run trained from Python)."""
+    return {"segmentation": "data.kind=folders data.root=FOLDER (images/ and masks/ in it)",
+            "detection": "data.kind=coco data.root=FOLDER data.annotations=FILE.json"}.get(
+        meta.get("task", "classification"), "data.kind=npz data.root=FILE.npz")
+
+
 def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
     """The data section a run was trained with, as saved in its run.json."""
     if not meta.get("data_spec"):
         raise CheckpointError("the run's data was given in Python (DataSplits), not by a data section, so it cannot "
                               "be read again from the run: pass the data (evaluate_run(..., data=splits); on the "
-                              "command line, eval RUN_DIR data.kind=npz data.root=FILE.npz, or --data DATA.yaml)")
+                              f"command line, eval RUN_DIR {data_on_the_command_line(meta)}, or --data DATA.yaml)")
     try:
         return DataSpec.model_validate(saved_data_section(meta.get("data_spec") or {}))
     except ValidationError as exc:
