@@ -191,9 +191,9 @@ _OTHER_SCALE = 20.0
 
 def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
     """A dense model trained on inputs of one size, without a resize or a sliding window that
-    predict could repeat (a run trained from Python on images resized by the user), sees each
-    input at its own size: things 5 times larger than it learnt them. Said when a side differs
-    twofold or more."""
+    predict could repeat (images of one size, or resized before training: a run trained from
+    Python), sees each input at its own size: things 5 times larger than it learnt them. Said
+    when a side differs twofold or more."""
     if len(size) != 2:
         return
     off = [(name, image.shape[:2]) for name, image in zip(read.names, read.images)
@@ -202,9 +202,9 @@ def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
     if off:
         name, (h, w) = off[0]
         warnings.warn(f"{len(off)} of {len(read.names)} inputs are of another scale than the {size[0]}x{size[1]} "
-                      f"images the model was trained on ('{name}' is {h}x{w}), and are predicted at their own size: "
-                      "the run records no resize to repeat (one trained from Python on images resized beforehand); "
-                      f"resize them to {size[0]}x{size[1]} as in training, and the masks come back at that size",
+                      f"images the model was trained on ('{name}' is {h}x{w}), and are predicted at their own size, "
+                      "as the run records no resize (data.image_size) or sliding window to repeat: resize them to "
+                      f"{size[0]}x{size[1]} as in training, and the masks come back at that size",
                       PeerdistillWarning, stacklevel=3)
 
 
