@@ -365,7 +365,7 @@ def test_a_split_stored_on_another_scale_or_holding_training_images_is_warned_of
 def test_training_input_digests_round_trip_and_refuse_a_record_not_theirs():
     import torch
 
-    from peerdistill.data.digests import count_seen, digests_record, read_digests
+    from peerdistill.data.digests import count_seen, digests_record, read_digests, row_digests
 
     x = torch.arange(24, dtype=torch.float32).reshape(4, 1, 2, 3)
     record = digests_record(x)
@@ -374,6 +374,10 @@ def test_training_input_digests_round_trip_and_refuse_a_record_not_theirs():
     probe = torch.cat([x[2:], x[:1] + 1e-6, torch.zeros(1, 1, 2, 3)])  # two rows equal, a hair off, another
     assert count_seen(probe, seen) == 2
     assert count_seen(x.double(), seen) == 0, "the inputs as the models get them (float32), not any type"
-    for damaged in ({**record, "rows": 5}, {**record, "digests": "not base64!"}, {**record, "what": "sha1"},
+    for damaged in ({**record, "rows": 5}, {**record, "digests": "not base64!"}, {**record, "format": 2},
                     {"rows": 4}, [record]):
         assert read_digests(damaged) is None
+    assert read_digests({**record, "what": "reworded"}) == seen, "the format is checked, not the description"
+    # any layout or dtype: the values' bytes in row-major order
+    assert count_seen(x.to(memory_format=torch.channels_last), seen) == 4
+    assert len(set(row_digests(torch.zeros(3, 2, dtype=torch.bfloat16)))) == 1

@@ -15,18 +15,26 @@ import binascii
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
 
 DIGEST_SIZE = 8
 DIGESTS_FILE = "train_digests.json"
 _WHAT = "blake2b, 8 bytes, of each training input as the models get it (float32, standardised)"
+FORMAT = 1  # a new digest (size, hash, what is hashed) is a new format: older records then read as unknown
+
+
+CHUNK_ROWS = 1024  # rows copied to host memory at a time: the peak stays small for a set on the GPU
 
 
 def row_digests(x: torch.Tensor) -> list[bytes]:
-    """One digest per row of ``x`` (its bytes as stored: float32 rows of equal values match)."""
-    rows = np.ascontiguousarray(x.detach().cpu().numpy())
-    return [hashlib.blake2b(memoryview(row), digest_size=DIGEST_SIZE).digest() for row in rows]
+    """One digest per row of ``x``: its values' bytes in row-major order, whatever the tensor's
+    device, dtype or memory layout (float32 rows of equal values match)."""
+    digests = []
+    for start in range(0, len(x), CHUNK_ROWS):
+        chunk = x[start:start + CHUNK_ROWS].detach().to("cpu").contiguous()
+        rows = chunk.reshape(len(chunk), -1).view(torch.uint8).numpy()
+        digests += [hashlib.blake2b(memoryview(row), digest_size=DIGEST_SIZE).digest() for row in rows]
+    return digests
 
 
 def count_seen(x: torch.Tensor, seen: set[bytes]) -> int:
@@ -40,15 +48,15 @@ def seen_rows(x: torch.Tensor, seen: set[bytes]) -> list[int]:
 
 
 def digests_record(x: torch.Tensor) -> dict:
-    """What ``train_digests.json`` holds for training inputs ``x``."""
-    return {"what": _WHAT, "rows": len(x), "shape": list(x.shape[1:]),
+    """What ``train_digests.json`` holds for training inputs ``x`` (``format``: what readers check)."""
+    return {"format": FORMAT, "what": _WHAT, "rows": len(x), "shape": list(x.shape[1:]),
             "digests": base64.b64encode(b"".join(row_digests(x))).decode("ascii")}
 
 
 def read_digests(record: object) -> set[bytes] | None:
     """The digests of a ``train_digests.json`` record, or None when it is not one (damaged or
     hand-edited: the caller says so)."""
-    if not isinstance(record, dict) or not isinstance(record.get("digests"), str) or record.get("what") != _WHAT:
+    if not isinstance(record, dict) or not isinstance(record.get("digests"), str) or record.get("format") != FORMAT:
         return None
     try:
         raw = base64.b64decode(record["digests"], validate=True)
