@@ -432,10 +432,21 @@ def test_corrupt_checkpoints_are_named(tmp_path, capsys):
             f"teacher.checkpoint={out / 'r' / 'models' / 'student2.safetensors'}", expect=2)
     assert "does not fit teacher" in capsys.readouterr().err
     resume = out / "r" / "checkpoints" / "last.pt"
-    resume.write_bytes(b"not a checkpoint")
     (out / "r" / "metrics.json").write_text('{"status": "running"}')
     record = json.loads((out / "r" / "run.json").read_text())
     (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as if killed
+    state = bytearray(resume.read_bytes())
+    state[len(state) // 2:len(state) // 2 + 64] = bytes(64)  # zeroed inside a tensor: torch.load takes it as is
+    resume.write_bytes(bytes(state))
+    run_cli("train", "--resume", out / "r", "--quiet", expect=2)
+    assert "differs from what was written: its CRC-32 fails): it is truncated or corrupt" in \
+        " ".join(capsys.readouterr().err.split())
+    teacher = tmp_path / "teacher.pt"  # a PyTorch file of a user's, damaged alike
+    teacher.write_bytes(bytes(state))
+    run_cli("train", f"out_dir={out}", "name=r3", *FAST, "--quiet", "teacher.frozen=true", f"teacher.checkpoint={teacher}",
+            expect=2)
+    assert f"checkpoint '{teacher}' for teacher is corrupt: its part" in " ".join(capsys.readouterr().err.split())
+    resume.write_bytes(b"not a checkpoint")
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)
     assert "cannot read resume checkpoint" in capsys.readouterr().err
 

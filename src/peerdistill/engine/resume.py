@@ -17,7 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from .artifacts import atomic_write_bytes
-from .state_files import rejected_object
+from .state_files import failing_zip_member, rejected_object
 
 
 def save_resume_state(path: Path, state: dict[str, Any]) -> None:
@@ -34,6 +34,9 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
                  else "start the run again (train --overwrite)")
         raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first checkpoint, or the "
                               f"file was moved or deleted since; {again}")
+    damaged = failing_zip_member(path)
+    if damaged:
+        raise _unreadable(path, f"its part '{damaged}' differs from what was written: its CRC-32 fails")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

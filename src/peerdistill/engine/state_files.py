@@ -9,6 +9,7 @@ import hashlib
 import json
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -47,6 +48,10 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip, or a pickle's protocol opcode
         raise CheckpointError(f"checkpoint '{path}' for {name} is neither a .safetensors file nor a PyTorch file "
                               "(.pt, .pth, saved with torch.save): give the model's weights in one of these")
+    damaged = failing_zip_member(path) if head.startswith(b"PK\x03\x04") else None
+    if damaged:
+        raise CheckpointError(f"checkpoint '{path}' for {name} is corrupt: its part '{damaged}' differs from what was "
+                              "written (its CRC-32 fails); restore the file from a copy")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -69,6 +74,16 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def failing_zip_member(path: Path) -> str | None:
+    """The first member of a PyTorch zip file whose bytes fail the CRC-32 the archive recorded
+    for them (a damaged copy, a disk fault), or None: torch.load itself does not check them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None  # not readable as a zip: torch.load's own error says so
 
 
 def _metadata(path: Path) -> dict[str, str]:
