@@ -129,3 +129,11 @@ def test_busy_cores_times_each_thread_setting(tmp_path):
     refused = subprocess.run([sys.executable, str(BENCHMARKS / "busy_cores.py")], cwd=tmp_path, capture_output=True,
                              text=True, env={**env, "OMP_NUM_THREADS": "2"})
     assert refused.returncode == 2 and "unset OMP_NUM_THREADS first" in refused.stderr
+
+
+def test_input_digests_prints_every_set():
+    out = run("input_digests.py", "--rows", "0.01", "--rounds", "1", cwd=BENCHMARKS.parent)
+    lines = out.splitlines()
+    assert lines[0].split() == ["set", "MB", "seconds", "s", "per", "GB", "record", "KB"]
+    assert [line.split()[0] for line in lines[1:]] == ["pneumoniamnist", "kvasir-seg", "cifar-size"]
+    assert all(float(line.split()[-2]) > 0 for line in lines[1:])
