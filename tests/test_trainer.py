@@ -694,3 +694,28 @@ def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
     # running statistics could still move a prediction elsewhere): the line says what was done
     assert lines[epoch + 1] == ("scoring the test split (360 samples) with the weights of the last epoch"
                                 + (" and of the best one" if best == 1 else ""))
+
+
+def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_run_starts(tmp_path):
+    """PneumoniaMNIST's validation split holds 8 of its training images: the best epoch is then
+    chosen partly on them. Said at training (not where eval reads other data)."""
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from tests.conftest import _blobs
+
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    xv[:3], yv[:3] = x[10:13], y[10:13]
+    data = DataSplits.from_arrays(x, y, xv, yv, xt, yt)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)])
+    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", cohort)), ClassificationTask(3),
+                      train=TrainSpec(epochs=1), run_dir=tmp_path / "r", progress=False)
+    with pytest.warns(PeerdistillWarning, match=r"^3 of 32 validation inputs are identical to training inputs: the "
+                                                r"epoch kept as best is chosen partly on images the models trained on"):
+        trainer.fit(data)
+    assert (tmp_path / "r" / "train_digests.json").is_file()
+    clean = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
+                ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(clean)

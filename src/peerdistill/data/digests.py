@@ -47,10 +47,12 @@ def seen_rows(x: torch.Tensor, seen: set[bytes]) -> list[int]:
     return [i for i, d in enumerate(row_digests(x)) if d in seen] if seen and len(x) else []
 
 
-def digests_record(x: torch.Tensor) -> dict:
-    """What ``train_digests.json`` holds for training inputs ``x`` (``format``: what readers check)."""
+def digests_record(x: torch.Tensor, digests: list[bytes] | None = None) -> dict:
+    """What ``train_digests.json`` holds for training inputs ``x`` (``format``: what readers
+    check); ``digests``: ``row_digests(x)`` when computed already."""
+    digests = row_digests(x) if digests is None else digests
     return {"format": FORMAT, "what": _WHAT, "rows": len(x), "shape": list(x.shape[1:]),
-            "digests": base64.b64encode(b"".join(row_digests(x))).decode("ascii")}
+            "digests": base64.b64encode(b"".join(digests)).decode("ascii")}
 
 
 def read_digests(record: object) -> set[bytes] | None:

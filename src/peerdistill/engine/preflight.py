@@ -14,6 +14,7 @@ import warnings
 import torch
 
 from ..data import DataSplits, TensorData
+from ..data.digests import count_seen, row_digests
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, PeerdistillWarning
 
@@ -47,6 +48,7 @@ class Preflight:
                           "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
         self._warn_if_standardised_off_scale(data)
         self._warn_of_classes_missing_from_scored_splits(data)
+        self._warn_of_training_inputs_in_validation(data)
         if hasattr(self.task, "inspect_training_data"):
             self.task.inspect_training_data(data.train)
 
@@ -68,6 +70,26 @@ class Preflight:
                               f"classes ({shown}): its AUC is n/a, balanced accuracy and macro F1 cover the classes it "
                               "holds only, and a model calling everything one of those scores well there; deal the "
                               "splits stratified (every class in each)", PeerdistillWarning, stacklevel=3)
+
+    def _training_digests(self, data: DataSplits) -> list[bytes]:
+        """``row_digests`` of the training inputs (in memory), computed once a fit: the run keeps
+        them (train_digests.json) and the validation split is checked against them."""
+        if getattr(self, "_digests_of", None) is not data.train:
+            self._digests, self._digests_of = row_digests(data.train.x), data.train
+        return self._digests
+
+    def _warn_of_training_inputs_in_validation(self, data: DataSplits) -> None:
+        """Validation inputs identical to training inputs (PneumoniaMNIST's validation split holds
+        8 of its training images): the best epoch is chosen partly on images the models trained
+        on. (The test split is checked where arrays are read: DataSplits.from_arrays.)"""
+        if not (isinstance(data.train, TensorData) and isinstance(data.val, TensorData) and len(data.val)):
+            return
+        repeated = count_seen(data.val.x, set(self._training_digests(data)))
+        if repeated:
+            warnings.warn(f"{repeated} of {len(data.val)} validation inputs are identical to training inputs: the "
+                          "epoch kept as best is chosen partly on images the models trained on, and its validation "
+                          "figures are optimistic; leave them out of the validation split", PeerdistillWarning,
+                          stacklevel=3)
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
