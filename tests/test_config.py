@@ -746,8 +746,14 @@ def test_a_configs_layer_paths_left_from_another_arch_are_named_with_their_key_a
 def test_a_recipe_named_from_another_folder_or_misspelt_is_pointed_to(tmp_path, monkeypatch):
     from pathlib import Path
 
-    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    import peerdistill.config
+
+    recipes = Path(peerdistill.config.__file__).resolve().parents[2] / "recipes"
     monkeypatch.chdir(tmp_path)  # a user's folder, not the clone
+    if not recipes.is_dir():  # installed without its clone (pip install .): where the recipes are is not known
+        with pytest.raises(ConfigError, match=r"recipes/ is a folder of the peerdistill repository: run from a clone"):
+            load_config("recipes/digits.yaml")
+        return
     with pytest.raises(ConfigError, match=rf"config file 'recipes/digits.yaml' does not exist: the recipes are in "
                                           rf"'{re.escape(str(recipes))}' \(peerdistill train "
                                           rf"{re.escape(str(recipes / 'digits.yaml'))}\)"):
