@@ -127,6 +127,9 @@ def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, 
     pooled.pool = nn.AdaptiveMaxPool2d(1)
     headed_anew.fc = nn.Linear(headed_anew.fc.in_features, 3)
     patched.features[1].forward = lambda x: x
+    unbuildable = SmallCNN(1, 3)
+    unbuildable.built_with["width"] = 0  # arguments that no longer build it: no spec, not a crash
+    assert zoo_spec(unbuildable, ZOO) is None
     hooked = SmallCNN(1, 3)
     hooked.features[0].register_forward_pre_hook(lambda module, args: (args[0] * 2,))
     assert zoo_spec(hooked, ZOO) is None
