@@ -52,6 +52,13 @@ class TensorData(Dataset):
     def __getitem__(self, i):
         return self.x[i], self.y[i]
 
+    def digests(self) -> list[bytes]:
+        """``row_digests`` of the inputs, computed once for this tensor (the data's own test-split
+        check, the run's train_digests.json and the validation check share them)."""
+        if getattr(self, "_digests_of", None) is not self.x:
+            self._digests, self._digests_of = row_digests(self.x), self.x
+        return self._digests
+
 
 # The usual slips of a Dataset's images, and their fixes (said where each is found: the first
 # sample, a batch that cannot be stacked, a batch of another shape than declared).
@@ -171,12 +178,12 @@ class DataSplits:
         if class_names is not None and len(class_names) < num_classes:
             raise DataError(names_not_one_per_class(class_names_from, class_names, num_classes))
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
-        _warn_of_training_samples_in_test(xs[0], xs[2])
         if normalize:
             stats = stats or channel_stats(xs[0])
             xs = [standardize(x, stats) for x in xs]
             _warn_of_splits_on_another_scale(xs)
         splits = [TensorData(x, y) for x, y in zip(xs, ys)]
+        _warn_of_training_samples_in_test(splits[0], xs[2])  # (standardised alike: equal rows stay equal)
         out = cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
                   stats=stats if normalize else None)
         if len(names) > num_classes:  # scored data may lack a run's last class; a new run must not (sources.py)
@@ -456,10 +463,10 @@ def to_labels(array, name: str) -> torch.Tensor:
     return t
 
 
-def _warn_of_training_samples_in_test(train: torch.Tensor, test: torch.Tensor) -> None:
+def _warn_of_training_samples_in_test(train: TensorData, test: torch.Tensor) -> None:
     """Test inputs identical to training inputs (the same arrays saved twice, a split cut by
     hand): the test figures would then be training figures in part."""
-    repeated = count_seen(test, set(row_digests(train))) if len(train) else 0
+    repeated = count_seen(test, set(train.digests())) if len(train) else 0
     if repeated:
         warnings.warn(f"{repeated} of {len(test)} test inputs are identical to training inputs: their figures are "
                       "not held out; save a test split of other images", PeerdistillWarning, stacklevel=4)

@@ -14,7 +14,7 @@ import warnings
 import torch
 
 from ..data import DataSplits, TensorData
-from ..data.digests import count_seen, row_digests
+from ..data.digests import count_seen
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, PeerdistillWarning
 
@@ -71,20 +71,13 @@ class Preflight:
                               "holds only, and a model calling everything one of those scores well there; deal the "
                               "splits stratified (every class in each)", PeerdistillWarning, stacklevel=3)
 
-    def _training_digests(self, data: DataSplits) -> list[bytes]:
-        """``row_digests`` of the training inputs (in memory), computed once a fit: the run keeps
-        them (train_digests.json) and the validation split is checked against them."""
-        if getattr(self, "_digests_of", None) is not data.train:
-            self._digests, self._digests_of = row_digests(data.train.x), data.train
-        return self._digests
-
     def _warn_of_training_inputs_in_validation(self, data: DataSplits) -> None:
         """Validation inputs identical to training inputs (PneumoniaMNIST's validation split holds
         8 of its training images): the best epoch is chosen partly on images the models trained
         on. (The test split is checked where arrays are read: DataSplits.from_arrays.)"""
         if not (isinstance(data.train, TensorData) and isinstance(data.val, TensorData) and len(data.val)):
             return
-        repeated = count_seen(data.val.x, set(self._training_digests(data)))
+        repeated = count_seen(data.val.x, set(data.train.digests()))
         if repeated:
             warnings.warn(f"{repeated} of {len(data.val)} validation inputs are identical to training inputs: the "
                           "epoch kept as best is chosen partly on images the models trained on, and its validation "

@@ -102,7 +102,7 @@ class RunRecords:
         }
         write_json(run.path / "run.json", info)
         if info["train_digests"]:  # eval warns of these inputs in data given as other (digests.py)
-            write_json(digests_path(run.path), digests_record(data.train.x, self._training_digests(data)))
+            write_json(digests_path(run.path), digests_record(data.train.x, data.train.digests()))
         if self.config_yaml is not None:
             atomic_write_text(run.path / "config.yaml", self.config_yaml)
         return run
