@@ -11,7 +11,7 @@ import numpy as np
 
 from ..config import DataSpec
 from ..errors import DataError, PeerdistillWarning, SplitError
-from .image_io import check_root_folder, image_files, read_image
+from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image
 from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups, share_count,
                      stratified_group_cut)
 
@@ -93,8 +93,8 @@ def _likely_column(columns: list[str], key: str, first_row: dict) -> str | None:
         if name in lowered:
             return lowered[name]
     if key == "path_column":
-        return next((c for c in columns if c and str(first_row.get(c, "")).lower().endswith(
-            (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".gif", ".webp"))), None)
+        return next((c for c in columns if c and Path(str(first_row.get(c, ""))).suffix.lower() in IMAGE_SUFFIXES),
+                    None)
     return None
 
 def load_csv(spec: DataSpec, stats=None) -> DataSplits:
