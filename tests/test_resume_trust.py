@@ -353,6 +353,28 @@ def test_overwriting_a_run_twice_in_one_second_keeps_both_old_runs_extra_files(t
     assert not list(tmp_path.glob("r.kept-*/models")), "the old run's weights are not kept"
 
 
+def test_overwriting_keeps_a_users_files_in_the_runs_tensorboard_folder_but_not_its_event_files(tmp_path):
+    import warnings
+
+    from peerdistill.engine.artifacts import RunDir
+
+    run = tmp_path / "r"
+    (run / "tensorboard" / "baseline").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"status": "complete", "members": [{"name": "student1"}]}))
+    (run / "tensorboard" / "events.out.tfevents.1764936000.host.123.0").write_bytes(b"the run's log")
+    (run / "tensorboard" / "baseline" / "events.out.tfevents.1.host.1.0").write_bytes(b"another run's log")
+    (run / "tensorboard" / "projector_config.pbtxt").write_text("mine")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RunDir.create(run, overwrite=True)
+    assert len(caught) == 1 and ("(tensorboard/baseline/, tensorboard/projector_config.pbtxt)"
+                                 in str(caught[0].message)), [str(w.message) for w in caught]
+    kept = next(tmp_path.glob("r.kept-*"))
+    assert (kept / "tensorboard" / "baseline" / "events.out.tfevents.1.host.1.0").read_bytes() == b"another run's log"
+    assert (kept / "tensorboard" / "projector_config.pbtxt").read_text() == "mine"
+    assert not (kept / "tensorboard" / "events.out.tfevents.1764936000.host.123.0").exists(), "the run's own log goes"
+
+
 def test_outputs_are_refused_over_a_runs_files_and_its_data_but_not_beside_them(tmp_path):
     from peerdistill.engine.artifacts import check_not_a_run_file, check_not_in_data
     from peerdistill.errors import ConfigError

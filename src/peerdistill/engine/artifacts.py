@@ -302,15 +302,21 @@ def _not_the_trainers(path: Path) -> list[str]:
     found = [p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
              if p.name not in own and not _is_partial_write(p)]
     members = _member_names(path)
-    weights = None if members is None else {f"{m}.safetensors" for m in members}
+    weights = None if members is None else {f"{m}.safetensors" for m in members}.__contains__
     # (a run.json that cannot be read names no models: its models/ and heads/ are taken as the trainer's)
-    for folder, names in (("checkpoints", {"last.pt"}), ("models", weights), ("heads", weights)):
+    for folder, trainers in (("checkpoints", {"last.pt"}.__contains__), ("models", weights), ("heads", weights),
+                             ("tensorboard", _is_event_file)):
         # (a folder linked elsewhere, a scratch disk say: replacing the run removes the link alone, and what it
         # points to stays where it is)
-        if names is not None and (path / folder).is_dir() and not (path / folder).is_symlink():
+        if trainers is not None and (path / folder).is_dir() and not (path / folder).is_symlink():
             found += [f"{folder}/{p.name}" + ("/" if p.is_dir() else "") for p in (path / folder).iterdir()
-                      if p.name not in names and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+                      if not (p.is_file() and trainers(p.name)) and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
     return sorted(found)
+
+
+def _is_event_file(name: str) -> bool:
+    """TensorBoard's own files (``events.out.tfevents.TIME.HOST...``), which a run's log writes."""
+    return name.startswith("events.out.tfevents.")
 
 
 def _member_names(path: Path) -> set[str] | None:
