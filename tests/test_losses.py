@@ -155,6 +155,33 @@ def test_pixels_left_out_count_for_nothing_even_when_not_finite():
     assert torch.isnan(pairwise_affinity(student, broken, node_size=1))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_learners_non_finite_logits_at_ignored_pixels_change_neither_value_nor_gradient(bad):
+    """The learner's side of the rule above (an fp16 overflow, a model writing NaN outside its
+    field of view): every dense term keeps the value and the gradient it has with finite logits
+    there, and no gradient reaches the ignored pixel (log_softmax's backward would give NaN * 0)."""
+    from peerdistill.losses.dense import channel_wise, pairwise_affinity
+
+    torch.manual_seed(3)
+    student, teacher = torch.randn(2, 3, 2, 2), torch.randn(2, 3, 2, 2)
+    valid = torch.tensor([[[True, True], [True, False]], [[True, False], [True, True]]])
+    terms = {"soft_kl": lambda s: soft_kl(s, teacher, 2.0, valid),
+             "kl_to_probs": lambda s: kl_to_probs(s, torch.softmax(teacher / 2.0, dim=1), 2.0, valid),
+             "channel_wise": lambda s: channel_wise(s, teacher, 4.0, valid),
+             "pair": lambda s: pairwise_affinity(s, teacher, node_size=1, valid=valid)}
+    broken = student.clone()
+    broken[0, :, 1, 1] = broken[1, :, 0, 1] = bad
+    for name, term in terms.items():
+        values, grads = [], []
+        for learner in (student.clone().requires_grad_(True), broken.clone().requires_grad_(True)):
+            values.append(term(learner))
+            grads.append(torch.autograd.grad(values[-1], learner)[0])
+        assert values[1].item() == pytest.approx(values[0].item(), rel=1e-6), name
+        assert torch.isfinite(grads[1]).all(), name
+        torch.testing.assert_close(grads[1], grads[0], msg=name)
+        assert (grads[1][0, :, 1, 1] == 0).all() and (grads[1][1, :, 0, 1] == 0).all(), name
+
+
 def test_a_class_the_source_rules_out_with_minus_infinity_contributes_nothing():
     """A source that masks a class with -inf logits (q = 0 there): 0 * log 0 counts 0, so the
     KL is the sum over the other classes, by hand in float64, with a finite gradient."""

@@ -1138,3 +1138,52 @@ def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_
                                         r"TensorData\(images, masks\).*SegmentationTask\(K\)"):
         DataSplits.from_arrays(colour["x_train"], colour["m_train"], colour["x_val"], colour["m_val"], colour["x_test"],
                                colour["m_test"])
+
+
+class _WritesNaNOutsideTheFieldOfView(torch.nn.Module):
+    """A 1x1 convolution whose output is NaN where the input's first channel is negative (the
+    region a field-of-view mask leaves out), as a model masking its own output might."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+
+    def forward(self, x):
+        return self.conv(x).masked_fill(x[:, :1] < 0, float("nan"))
+
+
+def test_a_model_writing_nan_only_at_ignored_pixels_is_scored_as_one_writing_zeros_there():
+    """Evaluation reads what the metrics read, the labelled pixels: NaN logits outside a field
+    of view (labelled 255), which no loss reads either, are scored as finite ones there would
+    be; a NaN at one labelled pixel is refused as before."""
+    from peerdistill.cohort import Cohort, Member
+    from peerdistill.engine.evaluate import evaluate
+    from peerdistill.errors import NonFiniteError
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    x[:, :, :, :2] = -1  # outside the field of view
+    y = (x[:, 0] > 0.5).long()
+    y[x[:, 0] < 0] = 255
+    model = _WritesNaNOutsideTheFieldOfView()
+    cohort = Cohort([Member("student1", model, "student")])
+    scored = evaluate(cohort, SegmentationTask(2), [(x, y)])
+    zeros = Cohort([Member("student1", _Without(model), "student")])
+    assert scored == evaluate(zeros, SegmentationTask(2), [(x, y)])
+    assert 0 < scored["student1"]["dice"] <= 1
+    y[0, 3, 3] = 255  # not the problem: a NaN at a labelled pixel is
+    x[1, 0, 4, 4] = -0.5
+    with pytest.raises(NonFiniteError, match="'student1' gives non-finite outputs"):
+        evaluate(cohort, SegmentationTask(2), [(x, y)])
+
+
+class _Without(torch.nn.Module):
+    """The same model with 0 where it writes NaN."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).nan_to_num(0.0)

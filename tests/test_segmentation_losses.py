@@ -234,6 +234,32 @@ def test_soft_dice_loss_leaves_ignored_pixels_out_of_every_class_background_incl
     assert soft_dice_loss(logits, labels).item() == pytest.approx(1 - (dice[1] + dice[2]) / 2, rel=1e-5)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_at_ignored_pixels_leave_the_supervised_loss_and_its_gradient_as_they_are(bad):
+    """Soft Dice and cross-entropy (ce+dice, the default) at pixels labelled 255: a NaN or inf
+    logit there (NaN * 0 in a masked product) changes neither the value, by loops over the
+    labelled pixels, nor the gradient of the labelled pixels, and sends none to the ignored ones."""
+    from peerdistill.tasks.segmentation import SegmentationTask
+
+    g = torch.Generator().manual_seed(17)
+    logits = torch.randn(2, 3, 2, 3, generator=g)
+    labels = torch.tensor([[[0, 255, 2], [255, 1, 0]], [[1, 255, 0], [2, 255, 255]]])
+    broken = logits.clone()
+    broken.permute(0, 2, 3, 1)[labels == 255] = bad
+    dice = _dice_by_loops(logits, labels)
+    assert soft_dice_loss(broken, labels).item() == pytest.approx(1 - (dice[1] + dice[2]) / 2, rel=1e-5)
+    labelled = logits.permute(0, 2, 3, 1)[labels != 255].double()  # [P, C]
+    ce = -(labelled.log_softmax(dim=1).gather(1, labels[labels != 255][:, None])).mean().item()
+    grads = []
+    for z in (logits, broken):
+        z = z.clone().requires_grad_(True)
+        loss = SegmentationTask(3).supervised_loss(z, labels)
+        grads.append(torch.autograd.grad(loss, z)[0])
+        assert loss.item() == pytest.approx(ce + 1 - (dice[1] + dice[2]) / 2, rel=1e-5)
+    assert torch.isfinite(grads[1]).all() and (grads[1].permute(0, 2, 3, 1)[labels == 255] == 0).all()
+    torch.testing.assert_close(grads[1], grads[0])
+
+
 class LinearCritic(nn.Module):
     """D(I, m) = sum(w * m): its gradient in m is w everywhere, so the penalty is (||w|| - 1)^2."""
 

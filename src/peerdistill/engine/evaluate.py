@@ -58,7 +58,7 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
                 task.check_output(name, out, len(x))
         checked = True
         for name, out in outputs.items():
-            meters[name].check(out)
+            meters[name].check(task.scored_outputs(out, y) if hasattr(task, "scored_outputs") else out)
         probs = {name: task.probabilities(out) for name, out in outputs.items()}
         probs[ENSEMBLE] = task.ensemble([probs[s] for s in ensemble_names])
         for key, names in head_ensembles.items():
@@ -93,7 +93,8 @@ class FiniteCheck:
         self.meter, self.name, self.where, self.finite, self.seen = meter, name, where, True, False
 
     def check(self, output: torch.Tensor) -> None:
-        """A model's raw output (any task: detections are decoded from it)."""
+        """A model's raw output (any task: detections are decoded from it), or the part of it
+        the metrics read (a segmentation's labelled pixels: ``scored_outputs``)."""
         if self.finite:
             self.finite = bool(torch.isfinite(output).all())
 

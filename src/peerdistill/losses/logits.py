@@ -75,11 +75,14 @@ def kl_to_softened(student_logits: torch.Tensor, q: torch.Tensor, t: float,
 
 def _kl(q: torch.Tensor, log_q: torch.Tensor, student_logits: torch.Tensor, t: float,
         valid: torch.Tensor | None) -> torch.Tensor:
-    log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
-    if valid is not None:  # a target left out teaches nothing: a NaN there (outside a field of
-        # view) would still reach the student's gradient through q * log_p (NaN * 0)
+    student_logits = student_logits.float()
+    if valid is not None:  # a pixel left out teaches nothing and learns nothing: a NaN or inf there
+        # (outside a field of view, an fp16 overflow), in the target or the learner, would still reach
+        # the learner's gradient (q * log_p, and log_softmax's backward: NaN * 0)
         check_valid(valid, q.shape[:1] + q.shape[2:])
         q = q.masked_fill(~valid.unsqueeze(1), 0)
+        student_logits = student_logits.masked_fill(~valid.unsqueeze(1), 0)
+    log_p_student = F.log_softmax(student_logits / t, dim=1)
     # q log q is 0 where q is 0; the where() keeps 0 * -inf from producing NaN, while a NaN
     # target stays NaN (for the non-finite guard to name) instead of teaching nothing unseen.
     kl_per_item = torch.where(q == 0, torch.zeros_like(q), q * (log_q - log_p_student)).sum(dim=1)

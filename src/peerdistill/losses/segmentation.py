@@ -11,11 +11,11 @@ def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: in
     """``1 - mean_c (2 sum p_c g_c + eps) / (sum p_c + sum g_c + eps)`` over the batch's pixels, p
     the softmax probabilities, g the one-hot labels; ignored pixels count nowhere. The mean runs
     over the foreground classes unless ``include_background``."""
-    probs = logits.float().softmax(dim=1)
     valid = (targets != ignore_index).unsqueeze(1)
+    # masked_fill, not a product: a NaN or inf logit at an ignored pixel (NaN * 0) would spoil every sum
+    probs = logits.float().masked_fill(~valid, 0).softmax(dim=1).masked_fill(~valid, 0)
     onehot = F.one_hot(targets.clamp(max=probs.shape[1] - 1) * valid.squeeze(1), probs.shape[1])
     onehot = onehot.permute(0, 3, 1, 2).float() * valid
-    probs = probs * valid
     dims = (0, 2, 3)
     dice = (2 * (probs * onehot).sum(dims) + eps) / (probs.sum(dims) + onehot.sum(dims) + eps)
     if not include_background:

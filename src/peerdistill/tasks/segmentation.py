@@ -63,10 +63,19 @@ class SegmentationTask:
         logits = align_to(logits, targets.shape[-2:])
         if not bool((targets != IGNORE).any()):  # a batch of crops wholly outside the region of interest
             return logits.float().sum() * 0.0
-        loss = F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=IGNORE)
+        # an ignored pixel's logits are set to 0: cross_entropy leaves them out of its value, yet a NaN or
+        # inf there (outside a field of view, an fp16 overflow) would reach the gradient (NaN * 0)
+        logits = logits.float().masked_fill((targets == IGNORE).unsqueeze(1), 0)
+        loss = F.cross_entropy(logits, targets, weight=weight, ignore_index=IGNORE)
         if self.loss == "ce+dice":  # soft Dice counters the small share of foreground pixels
             loss = loss + soft_dice_loss(logits, targets, IGNORE)
         return loss
+
+    def scored_outputs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The logits the metrics read: at the label maps' size, at the labelled pixels ([P, C]).
+        A model may write NaN outside a field of view, which no loss and no metric reads; one
+        that bleeds into a labelled pixel as the map is resized is read, and refused."""
+        return align_to(logits, targets.shape[-2:]).movedim(1, -1)[targets != IGNORE]
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().softmax(dim=1)
