@@ -260,6 +260,28 @@ def test_ensemble_source_is_the_mean_of_students():
     assert got == pytest.approx(naive_kl_to(logits["a"], q, 3.0), rel=1e-5)
 
 
+def test_ensemble_source_of_maps_of_different_sizes_is_the_scored_ensemble():
+    """Students whose maps differ in size (another output stride): the graph's ``ensemble``
+    target is the ensemble evaluation scores (each student's probabilities resized to the
+    largest map, then averaged), not one made at the first student's size; the learner is
+    compared at that size, by a per-pixel loop of the KL over the valid pixels."""
+    from peerdistill.spatial import align_to
+    from peerdistill.tasks import SegmentationTask
+
+    g = torch.Generator().manual_seed(4)
+    logits = {"teacher1": torch.randn(2, 3, 8, 8, generator=g), "teacher2": torch.randn(2, 3, 8, 8, generator=g),
+              "a": torch.randn(2, 3, 4, 4, generator=g), "b": torch.randn(2, 3, 8, 8, generator=g)}
+    labels = torch.randint(0, 3, (2, 8, 8), generator=g)
+    labels[0, :3] = 255
+    graph = _bound_graph([Edge(ENSEMBLE, "a", "kl", 1.0, 1.0)])
+    got = graph.losses(CohortOutput(logits), labels)["a/kl<-ensemble"].item()
+    q = SegmentationTask(3).ensemble([logits["a"].softmax(dim=1), logits["b"].softmax(dim=1)])
+    p = align_to(logits["a"], (8, 8)).softmax(dim=1)
+    terms = [sum(q[i, c, h, w] * math.log(q[i, c, h, w] / p[i, c, h, w]) for c in range(3)).item()
+             for i in range(2) for h in range(8) for w in range(8) if labels[i, h, w] != 255]
+    assert got == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
 def test_edge_names_and_binding_errors():
     cohort = Cohort.from_modules([SmallCNN(1, 2), SmallCNN(1, 2)], teacher=SmallCNN(1, 2), frozen_teacher=True)
     graph = KnowledgeGraph([Edge("teacher", "student1", "kl", 1.0, 4.0)])

@@ -453,6 +453,13 @@ class KnowledgeGraph:
         if key not in cache:  # one combined target per source and temperature, shared by all students
             names = self._teachers if edge.source == TEACHERS else self._ensemble
             logits = [out.logits[n] for n in names]
+            if edge.source == ENSEMBLE and len({z.shape for z in logits}) > 1:
+                # students' maps of different sizes: averaged as the scored ensemble is (the task's
+                # ensemble), each one's probabilities resized to the largest map
+                largest = max((z.shape[-2:] for z in logits), key=lambda hw: hw[0] * hw[1])
+                cache[key] = torch.stack([align_to(F.softmax(z.detach().float() / edge.temperature, dim=1), largest)
+                                          for z in logits]).mean(dim=0)
+                return cache[key]
             logits = [_aligned(z, logits[0]) for z in logits]
             weights = None
             if edge.source == TEACHERS:
