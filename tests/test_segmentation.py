@@ -1187,3 +1187,25 @@ class _Without(torch.nn.Module):
 
     def forward(self, x):
         return self.model(x).nan_to_num(0.0)
+
+
+@pytest.mark.parametrize("monitor, warned", [("ensemble/hd95", True), ("student1/hd95", True),
+                                             ("ensemble/hd95_lesion", True), ("ensemble/dice", False)])
+def test_monitoring_hd95_warns_that_it_leaves_out_images_where_nothing_is_found(monitor, warned):
+    """HD95 skips an image where the prediction is empty, so a model that finds nothing there
+    scores better than one that finds the structure roughly: the metric a monitor picks the best
+    epoch by, said when it is chosen."""
+    import warnings
+
+    from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.models.unet import UNet
+
+    cohort = Cohort.from_modules([UNet(3, 3, 4, 1), UNet(3, 3, 4, 1)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(cohort, KnowledgeGraph([]), SegmentationTask(3, class_names=["bg", "lesion", "organ"]), device="cpu",
+                progress=False, train=TrainSpec(epochs=1, batch_size=4, monitor=monitor))
+    said = [str(w.message) for w in caught if "finds nothing" in str(w.message)]
+    assert said == ([f"train.monitor '{monitor}': HD95 leaves out the images where a model finds nothing of a class "
+                     "the truth holds, so an epoch that misses a structure scores better than one that finds it "
+                     "roughly; monitor dice, or keep an eye on it beside HD95"] if warned else [])
