@@ -112,7 +112,9 @@ def test_rampup_scales_distillation_terms(tiny_data):
     t = trainer(cohort, rampup_epochs=4)
     t._setup(tiny_data)
     x, y = next(iter(t.train_batches))
-    assert t._ramp(0.0) == pytest.approx(torch.exp(torch.tensor(-5.0)).item())
+    assert t._ramp(0.0) == pytest.approx(math.exp(-5.0))
+    assert t._ramp(2.0) == pytest.approx(math.exp(-5.0 * (1 - 2 / 4) ** 2))  # halfway through 4 ramp epochs
+    assert t._ramp(4.0) == t._ramp(9.0) == 1.0
     cohort.eval()  # BatchNorm in eval mode: both forwards give the same outputs
     full = t.graph.losses(cohort.forward(x), scale=1.0)
     small = t.graph.losses(cohort.forward(x), scale=t._ramp(2.0))
