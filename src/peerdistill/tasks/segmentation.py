@@ -72,10 +72,11 @@ class SegmentationTask:
         return loss
 
     def scored_outputs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The logits the metrics read: at the label maps' size, at the labelled pixels ([P, C]).
-        A model may write NaN outside a field of view, which no loss and no metric reads; one
-        that bleeds into a labelled pixel as the map is resized is read, and refused."""
-        return align_to(logits, targets.shape[-2:]).movedim(1, -1)[targets != IGNORE]
+        """The logits the metrics read: at the label maps' size, 0 at ignored pixels (filled, not
+        indexed out: no wait on the GPU). A model may write NaN outside a field of view, which no
+        loss and no metric reads; one that bleeds into a labelled pixel as the map is resized is
+        read, and refused."""
+        return align_to(logits, targets.shape[-2:]).masked_fill((targets == IGNORE).unsqueeze(1), 0)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().softmax(dim=1)
