@@ -996,6 +996,34 @@ def test_the_mean_hd95_weighs_each_foreground_class_alike_however_many_images_ho
     assert m["hd95"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_missed_counts_the_images_holding_a_class_where_the_prediction_holds_none_of_it():
+    """The images HD95 cannot score because the model found nothing: counted per (image, class)
+    the truth holds, by hand. An image without the class in the truth is no miss whatever is
+    predicted there; an ignored pixel of the class is not in the truth; a meter's share merged
+    with another's is the share of the pooled images."""
+    truth = np.zeros((4, 8, 8), np.int64)
+    pred = np.zeros((4, 8, 8), np.int64)
+    truth[0, 1:4, 1:4], pred[0, 2:5, 2:5] = 1, 1   # class 1 found
+    truth[1, 1:4, 1:4] = 1                          # class 1 missed
+    truth[1, 5:7, 5:7], pred[1, 5:6, 5:6] = 2, 2    # class 2 found (one pixel)
+    truth[2, 0:2, 0:2] = 2                          # class 2 missed ...
+    pred[2, 6:8, 6:8] = 1                           # ... and class 1 predicted where the truth has none: no miss
+    truth[3, 3, 3] = 255                            # ignored only: nothing of class 1 in the truth
+    m = meter_on(pred, truth, k=3)
+    assert (m["missed_1"], m["missed_2"], m["missed"]) == (1 / 2, 1 / 2, 2 / 4)
+    assert math.isnan(meter_on(pred[3:], truth[3:], k=3)["missed"]), "no class in the truth: nothing to miss"
+    assert meter_on(np.zeros_like(truth), truth, k=3)["missed"] == 1.0
+    binary = meter_on((pred == 1).astype(np.int64), (truth == 1).astype(np.int64))
+    assert binary["missed"] == 1 / 2 and "missed_1" not in binary  # its own: no copy
+    first, second = (SegmentationMeter(["bg", "a", "b"]) for _ in range(2))
+    first.update(torch.nn.functional.one_hot(torch.as_tensor(pred[:2]), 3).permute(0, 3, 1, 2).float(),
+                 torch.as_tensor(truth[:2]))
+    second.update(torch.nn.functional.one_hot(torch.as_tensor(pred[2:]), 3).permute(0, 3, 1, 2).float(),
+                  torch.as_tensor(truth[2:]))
+    first.merge(second)
+    assert first.compute()["missed"] == 2 / 4
+
+
 def test_a_one_pixel_region_has_a_distance_in_the_mean_hd95():
     """A one-pixel true region and a one-pixel prediction 3 columns away: both non-empty, so
     the image counts, with HD95 3 (a lesion of one pixel is not left out of the figure)."""
@@ -1208,4 +1236,4 @@ def test_monitoring_hd95_warns_that_it_leaves_out_images_where_nothing_is_found(
     said = [str(w.message) for w in caught if "finds nothing" in str(w.message)]
     assert said == ([f"train.monitor '{monitor}': HD95 leaves out the images where a model finds nothing of a class "
                      "the truth holds, so an epoch that misses a structure scores better than one that finds it "
-                     "roughly; monitor dice, or keep an eye on it beside HD95"] if warned else [])
+                     "roughly (missed counts those images); monitor dice, or read missed beside HD95"] if warned else [])

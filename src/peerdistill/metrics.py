@@ -17,8 +17,9 @@ ECE_BINS = 15  # equal-width confidence bins, as Guo et al. (ICML 2017) and torc
 CLASSIFICATION_PER_CLASS = ("precision", "recall")
 SEGMENTATION_PER_CLASS = ("dice", "iou")
 DETECTION_PER_CLASS = ("ap", "ap50")
-# hd95_<class>: the foreground classes' distances (segmentation_metrics.py)
-PER_CLASS_FAMILIES = frozenset(CLASSIFICATION_PER_CLASS + SEGMENTATION_PER_CLASS + DETECTION_PER_CLASS + ("hd95",))
+# hd95_<class>, missed_<class>: the foreground classes' distances and misses (segmentation_metrics.py)
+PER_CLASS_FAMILIES = frozenset(CLASSIFICATION_PER_CLASS + SEGMENTATION_PER_CLASS + DETECTION_PER_CLASS
+                               + ("hd95", "missed"))
 # Above this many classes, per-class figures are left out of each epoch's row (metrics.csv,
 # TensorBoard): a 1,000-class run would log 2,000 more numbers per model and epoch. The best and
 # last epochs' results and eval keep them.
@@ -139,7 +140,7 @@ def reliability_bins(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
     return mean_confidence, accuracy, counts
 
 
-LOWER_IS_BETTER = frozenset({"hd95", "ece", "brier", "cal_ece", "cal_brier"})
+LOWER_IS_BETTER = frozenset({"hd95", "missed", "ece", "brier", "cal_ece", "cal_brier"})
 # Figures with no better direction: a chosen threshold or temperature.
 NO_DIRECTION = frozenset({"op_threshold", "cal_temperature"})
 

@@ -14,6 +14,9 @@
   columns) between the edges of the class's predicted and true regions (``hausdorff95``), mean over the images where
   both hold the class, given where there are several foreground classes; ``hd95`` is the
   mean over the foreground classes (for two classes, the foreground's own).
+- ``missed``: the share of images holding a foreground class (counted per class) in which the
+  prediction holds none of it, the images HD95 cannot score; ``missed_<class>`` per class where
+  there are several foreground classes.
 Pixels labelled 255 are ignored everywhere."""
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def segmentation_metric_names(class_names: list[str], hd95: bool) -> tuple[str, 
         names += ["f1", "sensitivity", "specificity", "auc"]
     if hd95:  # per class where there are several foreground classes (with one, hd95 is its own)
         names += ["hd95", *(per_class_names(("hd95",), class_names[1:]) if len(class_names) > 2 else ())]
+    names += ["missed", *(per_class_names(("missed",), class_names[1:]) if len(class_names) > 2 else ())]
     return tuple(names)
 
 
@@ -49,6 +53,8 @@ class SegmentationMeter:
         self.iou: list[list[float]] = [[] for _ in range(self.k)]
         self.confusion = torch.zeros(self.k, self.k, dtype=torch.long)
         self.hd: list[list[float]] = [[] for _ in range(self.k)]  # per class (background's stays empty)
+        # per class, the images whose truth holds it, and of those the ones whose prediction holds none of it
+        self.present, self.missed = [0] * self.k, [0] * self.k
         # the foreground probability of every counted pixel, by truth: an array per update
         self.positive_scores: list[np.ndarray] = []
         self.negative_scores: list[np.ndarray] = []
@@ -76,6 +82,8 @@ class SegmentationMeter:
         self.confusion += other.confusion
         for c in range(self.k):
             self.hd[c] += other.hd[c]
+            self.present[c] += other.present[c]
+            self.missed[c] += other.missed[c]
         self.positive_scores += other.positive_scores
         self.negative_scores += other.negative_scores
 
@@ -84,6 +92,9 @@ class SegmentationMeter:
             p, t = (pred == c) & valid, (truth == c) & valid
             tp = int((p & t).sum())
             fp, fn = int(p.sum()) - tp, int(t.sum()) - tp
+            if tp + fn:
+                self.present[c] += 1
+                self.missed[c] += tp + fp == 0
             if tp + fp + fn == 0:
                 continue
             self.dice[c].append(2 * tp / (2 * tp + fp + fn))
@@ -126,6 +137,11 @@ class SegmentationMeter:
             out["hd95"] = mean([d for d in per_class.values() if not math.isnan(d)])
             if self.k > 2:  # with one foreground class, hd95 is its own
                 out.update({f"hd95_{n}": d for n, d in per_class.items()})
+        present, missed = sum(self.present[1:]), sum(self.missed[1:])
+        out["missed"] = missed / present if present else float("nan")
+        if self.k > 2:
+            out.update({f"missed_{n}": m / n_images if n_images else float("nan")
+                        for n, m, n_images in zip(self.class_names[1:], self.missed[1:], self.present[1:])})
         return out
 
 

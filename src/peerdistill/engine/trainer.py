@@ -170,7 +170,7 @@ class Trainer(RunRecords, Preflight):
         if metric.partition("_")[0] == "hd95":
             warnings.warn(f"train.monitor '{monitor}': HD95 leaves out the images where a model finds nothing of a "
                           "class the truth holds, so an epoch that misses a structure scores better than one that "
-                          "finds it roughly; monitor dice, or keep an eye on it beside HD95", PeerdistillWarning,
+                          "finds it roughly (missed counts those images); monitor dice, or read missed beside HD95", PeerdistillWarning,
                           stacklevel=2)
         return model, metric
 

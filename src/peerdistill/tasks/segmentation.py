@@ -50,8 +50,9 @@ class SegmentationTask:
         self.pixel_spacing = pixel_spacing  # of the images scored (data.pixel_spacing): HD95 in its unit
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         # The columns of the console table; every metric is in metrics.json / metrics.csv.
+        # (missed beside hd95: the images HD95 leaves out, where a model finds nothing)
         self.summary_metrics = ("dice", "iou", "pixel_accuracy") + (("auc",) if num_classes == 2 else ()) + (
-            ("hd95",) if hd95 else ())
+            ("hd95",) if hd95 else ()) + ("missed",)
 
     def name_classes(self, class_names: list[str]) -> None:
         """Per-class metrics are named after these."""
