@@ -1237,3 +1237,29 @@ def test_monitoring_hd95_warns_that_it_leaves_out_images_where_nothing_is_found(
     assert said == ([f"train.monitor '{monitor}': HD95 leaves out the images where a model finds nothing of a class "
                      "the truth holds, so an epoch that misses a structure scores better than one that finds it "
                      "roughly (missed counts those images); monitor dice, or read missed beside HD95"] if warned else [])
+
+
+@pytest.mark.parametrize("scale, message", [
+    (255, r"the training masks hold no foreground pixel \(only background and ignored ones\): they hold only 0 and "
+          r"255: 255 marks ignored pixels, so none is class 1; masks saved as 0/255 for background/foreground need "
+          r"mask // 255"),
+    (0, r"the training masks hold no foreground pixel \(only background and ignored ones\): every model would "
+        r"learn to mark nothing"),
+])
+def test_training_masks_given_in_python_without_any_foreground_are_refused_before_training(tmp_path, scale, message):
+    """Masks saved 0/255 and given from Python (the image folders refuse them): every polyp pixel
+    would be ignored, and training would run to its end on background alone."""
+    from peerdistill import Cohort, DataSplits, KnowledgeGraph, TensorData, Trainer, TrainSpec
+    from peerdistill.models.unet import UNet
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 1, 16, 16, generator=g)
+    masks = (x[:, 0] > 0.5).long()
+    data = DataSplits(TensorData(x[:6], masks[:6] * scale), TensorData(x[6:9], masks[6:9]),
+                      TensorData(x[9:], masks[9:]), num_classes=2)
+    cohort = Cohort.from_modules([UNet(1, 2, 4, 1)])
+    trainer = Trainer(cohort, KnowledgeGraph([]), SegmentationTask(2), device="cpu", progress=False,
+                      train=TrainSpec(epochs=1, batch_size=4), run_dir=tmp_path / "run")
+    with pytest.raises(DataError, match=message):
+        trainer.fit(data)
+    assert not (tmp_path / "run").exists(), "refused before anything is written"

@@ -232,6 +232,8 @@ class Trainer(RunRecords, Preflight):
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
                                          num_workers=self.speed.data_workers, shard=shard)
         self._seen_input_stats = None
+        if hasattr(self.task, "check_training_data"):
+            self.task.check_training_data(data.train)
         self._probe()
         if not data.stats and self._seen_input_stats is not None:  # a run that keeps no normalisation to apply
             self.run_info["input_stats"] = self._seen_input_stats

@@ -106,6 +106,18 @@ class SegmentationTask:
                             f"0..{self.num_classes - 1} (255 marks ignored pixels): number the classes from 0, or "
                             "give DataSplits the right num_classes")
 
+    def check_training_data(self, train) -> None:
+        """Training masks (in memory) without a pixel of any foreground class teach every model
+        to mark nothing: refused, as the image folders are. Datasets without a target tensor
+        ``y`` are not scanned (their first validation and test batches are: ``doubtful_targets``)."""
+        y = getattr(train, "y", None)
+        if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y) or bool(((y > 0) & (y != IGNORE)).any()):
+            return
+        doubtful = self.doubtful_targets(y)
+        raise DataError("the training masks hold no foreground pixel (only background and ignored ones): "
+                        + (f"they {doubtful.removeprefix('masks ')}" if doubtful else
+                           "every model would learn to mark nothing; check the masks given for training"))
+
     def doubtful_targets(self, y: torch.Tensor) -> str | None:
         """What is likely wrong with masks that pass ``check_targets``: only 0 and 255, binary
         masks saved as 0/255 whose foreground reads as ignored (every Dice then NaN)."""
