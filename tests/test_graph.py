@@ -217,6 +217,15 @@ def test_confidence_weighting_follows_ca_mkd():
     assert got.item() == pytest.approx(naive_kl_to(student, torch.tensor(q), 1.0), rel=1e-5)
 
 
+def test_teacher_weights_are_refused_where_confidence_weighting_reads_none():
+    """CA-MKD's per-sample weights replace the fixed mu: weights given would change nothing, and
+    the README refuses a setting no term reads; equal weights of 1 (the default) pass."""
+    with pytest.raises(ConfigError, match=r"teacher_weighting 'confidence' .* reads no teacher weight, yet weights "
+                                          r"are given \('teacher1': 3, 'teacher2': 0.5\): remove them"):
+        _bound_graph([Edge(TEACHERS, "a", "kl", 1.0, 1.0)], weights=(3.0, 0.5), weighting="confidence")
+    _bound_graph([Edge(TEACHERS, "a", "kl", 1.0, 1.0)], weights=(1.0, 1.0), weighting="confidence")
+
+
 def test_confidence_weighting_trains_as_ca_mkds_own_loss_does():
     # CA-MKD writes the loss as sum_k w_k T^2 KL(p_k || p_s), one KL per teacher; the graph uses
     # T^2 KL(q || p_s) of the mixture q = sum_k w_k p_k. Their gradients with respect to the

@@ -329,6 +329,13 @@ class KnowledgeGraph:
         frozen = {n for m in cohort.frozen for n in m.output_names()}
         self._teachers = [m.name for m in cohort.teachers]
         self._teacher_mu = [m.weight for m in cohort.teachers]
+        weighted = [f"'{m.name}': {m.weight:g}" for m in cohort.teachers if m.weight != 1.0]
+        if self.teacher_weighting == "confidence" and weighted:
+            raise ConfigError(f"teacher_weighting 'confidence' weighs the teachers per sample by how well each "
+                              f"predicts its labels (CA-MKD) and reads no teacher weight, yet weights are given "
+                              f"({', '.join(weighted)}): remove them (teachers' weight in a config, teacher_weights= "
+                              "in Python), "
+                              "or set teacher_weighting: weighted for a fixed weighted average")
         self._ensemble = [m.name for m in cohort.students]
         for edge in self.edges:
             for end in (edge.source, edge.target):
