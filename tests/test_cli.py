@@ -1210,3 +1210,19 @@ def test_eval_of_image_files_for_a_grey_run_trained_on_an_npz_needs_no_keys_undo
     capsys.readouterr()
     run_cli("eval", tmp_path / "runs" / "files", "--data", section, "--split", "all")
     assert "data.grey" not in capsys.readouterr().err
+
+
+def test_a_patch_trained_runs_table_says_its_macs_are_of_one_patch(tmp_path, capsys):
+    """A run trained on 32x32 patches of 64x64 images: its MACs are of one patch, while eval,
+    predict and an export run a window per patch of a whole image: the column and a note say
+    so (a deployment sized by the figure would be sized for a patch)."""
+    run_cli("train", "task=segmentation", "data.kind=shapes", "data.shapes_counts=[16,8,8]", "data.patch_size=32",
+            "teacher=null", "students=[{arch: unet, args: {width: 4, depth: 1}}, {arch: unet, args: {width: 4, depth: 1}}]",
+            "distill.preset=ml", "train.epochs=1", "train.batch_size=8", f"out_dir={tmp_path}", "name=p", "--quiet")
+    out, err = capsys.readouterr()
+    assert "MMACs/patch" in out and "│ MMACs " not in out
+    assert ("note: MMACs/patch are of one 32x32 patch, what training saw; eval, predict and an export score a whole "
+            "image window by window (0.5 overlap), each window costing as much") in " ".join(err.split())
+    run_cli("train", f"out_dir={tmp_path}", "name=whole", *FAST, "--quiet")
+    out, err = capsys.readouterr()
+    assert "MMACs/patch" not in out and "MMACs" in out and "MMACs/patch" not in err

@@ -127,7 +127,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     # torch comes with these: only once the config is read and checked
     from .build import run_dir_for, train_from_config
     from .report import fitted, results_table
-    from .runs import task_for
+    from .runs import saved_window, task_for
 
     run_dir = Path(ns.resume) if ns.resume else run_dir_for(cfg)
     ns.run_dir = run_dir  # for the hint after Ctrl-C
@@ -144,8 +144,14 @@ def cmd_train(ns: argparse.Namespace) -> int:
              f"{len(result.history)}{stopped}, "
              f"by val {result.monitor})")
     summary = task_for(meta).summary_metrics
+    window, overlap = saved_window(meta)
     console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
-                                       summary, costs=meta.get("costs")), console.width))
+                                       summary, costs=meta.get("costs"), macs_of="patch" if window else ""),
+                         console.width))
+    if window and meta.get("costs"):
+        err_console.print(f"note: MMACs/patch are of one {window[0]}x{window[1]} patch, what training saw; eval, predict "
+                          f"and an export score a whole image window by window ({overlap:g} overlap), each window "
+                          "costing as much", highlight=False, soft_wrap=True)
     _say_distance_unit(meta, None)
     _say_ensemble_of_one(meta, result.test_at_best)
     _say_what_not_available_means(result.test_at_best, summary)
