@@ -74,7 +74,8 @@ def test_connector_learns_with_its_student(tmp_path):
 @pytest.mark.parametrize("weighting", ["weighted", "confidence"])
 def test_multi_teacher_end_to_end(tmp_path, weighting):
     cfg = tree(tmp_path, weighting, teacher=None,
-               teachers=[TEACHER, {"arch": "cnn", "args": {"width": 6, "depth": 2}, "weight": 0.5}],
+               teachers=[TEACHER, {"arch": "cnn", "args": {"width": 6, "depth": 2},
+                                   **({"weight": 0.5} if weighting == "weighted" else {})}],  # (confidence reads none)
                distill={"preset": "multi-teacher", "teacher_weighting": weighting})
     result = train_from_config(cfg, progress=False)
     assert set(result.test_at_best) == {"teacher1", "teacher2", "student1", "student2", "ensemble"}

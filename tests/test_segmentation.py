@@ -1263,3 +1263,18 @@ def test_training_masks_given_in_python_without_any_foreground_are_refused_befor
     with pytest.raises(DataError, match=message):
         trainer.fit(data)
     assert not (tmp_path / "run").exists(), "refused before anything is written"
+
+
+def test_self_distillation_heads_on_a_segmentation_cohort_are_refused_by_name_from_python():
+    """The config refuses students.N.heads outside classification; from Python the same cohort
+    failed later on the heads' [B, C] outputs, with advice to use a segmentation model."""
+    from peerdistill import Cohort, HeadedModel, KnowledgeGraph, Trainer
+    from peerdistill.errors import ConfigError
+    from peerdistill.models.unet import UNet
+
+    net = HeadedModel(UNet(1, 2, 4, 2), head_layers=["down.0"], deep_layer="down.2", num_classes=2,
+                      sample_input=torch.zeros(2, 1, 16, 16))
+    cohort = Cohort.from_modules([net])
+    with pytest.raises(ConfigError, match=r"'student1' carry self-distillation heads \(HeadedModel, the 'self' preset\), "
+                                          r"which are for classification: .* not the maps segmentation needs"):
+        Trainer(cohort, KnowledgeGraph.from_preset("self", cohort), SegmentationTask(2), device="cpu", progress=False)

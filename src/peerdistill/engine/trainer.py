@@ -104,6 +104,11 @@ class Trainer(RunRecords, Preflight):
             raise ConfigError(f"task= takes a task, e.g. ClassificationTask(num_classes), got {task!r}")
         if not (isinstance(rampup_epochs, int) and rampup_epochs >= 0):
             raise ConfigError(f"rampup_epochs {rampup_epochs!r}: give a whole number of epochs, 0 or more")
+        headed = [m.name for m in cohort.members if m.head_layers]
+        if headed and getattr(task, "name", "classification") != "classification":
+            raise ConfigError(f"{', '.join(repr(n) for n in headed)} carry self-distillation heads (HeadedModel, the "
+                              f"'self' preset), which are for classification: their classifiers pool features to one "
+                              f"class vector, not the maps {task.name} needs; give the bare model")
         self.cohort, self.graph, self.task = cohort, graph, task
         # the sections as a config gives them: a spec, or a dict of its keys
         self.train_spec = TrainSpec(**train) if isinstance(train, dict) else train or TrainSpec()
