@@ -890,8 +890,15 @@ def test_a_teacher_from_a_run_of_another_task_is_named(tmp_path, capsys):
     capsys.readouterr()
     run_cli("train", f"out_dir={tmp_path}", "name=cls", "teacher.frozen=true", f"teacher.checkpoint={tmp_path / 'seg'}",
             "train.epochs=1", "--quiet", expect=2)
-    assert (f"run '{tmp_path / 'seg'}' (the checkpoint of teacher) is a segmentation run, and this one is "
+    assert (f"run '{tmp_path / 'seg'}', the checkpoint of teacher, is a segmentation run, and this one is "
             "classification") in " ".join(capsys.readouterr().err.split())
+    # the run's model file itself: the same run, named with the file (a bare file names no task)
+    weights = tmp_path / "seg" / "models" / "student1.safetensors"
+    run_cli("train", f"out_dir={tmp_path}", "name=cls", "teacher.frozen=true", f"teacher.checkpoint={weights}",
+            "train.epochs=1", "--quiet", expect=2)
+    assert (f"run '{tmp_path / 'seg'}' (whose model '{weights}' is given), the checkpoint of teacher, is a "
+            "segmentation run, and this one is classification") in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "cls").exists()
 
 
 def test_starting_imports_neither_torchs_compiler_nor_export():

@@ -357,6 +357,10 @@ def test_a_teacher_run_numbering_classes_otherwise_is_refused(tmp_path):
               "teacher": {**base["teacher"], "frozen": True, "checkpoint": str(tmp_path / "t")}}
     with pytest.raises(CheckpointError, match=r"numbers its classes \['a', 'b'\], the data \['b', 'c'\]"):
         train_from_config(validate(frozen), progress=False)
+    frozen["teacher"]["checkpoint"] = str(tmp_path / "t" / "models" / "teacher.safetensors")  # its file: the same
+    with pytest.raises(CheckpointError, match=r"whose model .*teacher.safetensors' is given\), the checkpoint of "
+                                              r"teacher, numbers its classes \['a', 'b'\], the data \['b', 'c'\]"):
+        train_from_config(validate(frozen), progress=False)
 
 
 def test_voc_style_void_borders_are_not_masks_saved_two_ways(tmp_path):

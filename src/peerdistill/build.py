@@ -69,15 +69,25 @@ def checkpoint_file(checkpoint: str, name: str) -> Path:
     return file
 
 
+def _run_of(checkpoint: str) -> tuple[Path, str] | None:
+    """The run a checkpoint comes from, and how to name it: a run directory, or a weights file
+    in a run's ``models/`` folder (``runs/X/models/teacher.safetensors``); None for a bare file."""
+    path = Path(checkpoint)
+    if (path / RUN_FILE).is_file():
+        return path, f"run '{path}'"
+    if path.parent.name == "models" and (path.parent.parent / RUN_FILE).is_file():
+        return path.parent.parent, f"run '{path.parent.parent}' (whose model '{path}' is given)"
+    return None
+
+
 def _check_same_task(checkpoint: str, name: str, task: str) -> None:
     """A model taken from a run of another task (a segmenter as a classifier's teacher) would
     fail on its outputs' shape, or worse be read as class scores: named first."""
-    path = Path(checkpoint)
-    if not (path / RUN_FILE).is_file():
+    if (run := _run_of(checkpoint)) is None:
         return  # a bare weights file names no task
-    saved = read_json(path / RUN_FILE).get("task", "classification")
+    saved = read_json(run[0] / RUN_FILE).get("task", "classification")
     if saved != task:
-        raise CheckpointError(f"run '{path}' (the checkpoint of {name}) is a {saved} run, and this one is "
+        raise CheckpointError(f"{run[1]}, the checkpoint of {name}, is a {saved} run, and this one is "
                               f"{task}: give the checkpoint of a {task} run")
 
 
@@ -86,14 +96,14 @@ def _check_same_classes(checkpoint: str, name: str, data: DataSplits, task: str)
     for one class would be read as another's (say a run on a CSV sorting labels as numbers,
     reused on class folders sorted as text). Masks are compared only when the data names their
     classes, as eval matches them: unnamed, their values are all that says the classes."""
-    path = Path(checkpoint)
-    if not (path / RUN_FILE).is_file() or (task == "segmentation" and not masks_name_classes(data.info)):
+    run = _run_of(checkpoint)
+    if run is None or (task == "segmentation" and not masks_name_classes(data.info)):
         return  # a bare weights file names no classes
-    saved, class_names = read_json(path / RUN_FILE).get("class_names"), data.class_names
+    saved, class_names = read_json(run[0] / RUN_FILE).get("class_names"), data.class_names
     if saved and list(saved) != list(class_names):
         fix = (f"set data.class_names to {list(saved)} if the mask values mean the same, or drop it to read masks by "
                "value" if task == "segmentation" else "give data with the run's classes in its order")
-        raise CheckpointError(f"run '{path}' (the checkpoint of {name}) numbers its classes {saved}, the data "
+        raise CheckpointError(f"{run[1]}, the checkpoint of {name}, numbers its classes {saved}, the data "
                               f"{list(class_names)}: its outputs would be read as other classes; {fix}")
 
 
