@@ -745,6 +745,35 @@ def test_latency_is_the_median_of_the_timed_passes_after_warm_up(monkeypatch):
         float(np.median([1, 2, 3, 4, 50, 5, 6, 7, 8, 9])))  # 5.5: neither the warm-up nor the outlier's mean
 
 
+def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(monkeypatch):
+    """Two identical models and a machine busy for a stretch (passes 4x slower): timed one after
+    the other, the first would take the whole burst; in turns, a pass each per round, both take
+    half of it and their medians agree."""
+    import torch
+    from torch import nn
+
+    from peerdistill import costs
+
+    clock, order = [0.0], []
+    busy = set(range(6, 6 + 14))  # the first 14 timed passes of all: a burst of other work
+
+    class Ticking(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, x):
+            clock[0] += (4.0 if len(order) in busy else 1.0) / 1000
+            order.append(self.name)
+            return x
+
+    monkeypatch.setattr(costs.time, "perf_counter", lambda: clock[0])
+    times = costs.latencies_ms({"a": Ticking("a"), "b": Ticking("b")}, (1,), torch.device("cpu"), repeats=15)
+    assert order == ["a", "b"] * 18, "3 warm-up rounds, then 15 timed ones, a pass of each model per round"
+    # 7 of each one's 15 timed passes were slowed (one after the other, 14 of the first's): both medians idle
+    assert times == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
+
+
 def test_a_runs_cost_columns_give_parameters_mmacs_and_compression_to_two_decimals():
     from peerdistill.report import results_table
 

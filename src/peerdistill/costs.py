@@ -23,34 +23,43 @@ def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def cpu_latency_ms(module: nn.Module, input_shape: tuple[int, ...], repeats: int = 10) -> float:
-    """Median wall time of one forward pass on one input on one CPU thread (after warm-up): the
-    setting of a small device, and less at the mercy of other work on the machine."""
+def cpu_latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], repeats: int = 15) -> dict[str, float]:
+    """``latencies_ms`` on one CPU thread: the setting of a small device, and less at the mercy
+    of other work on the machine."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return latency_ms(module, input_shape, torch.device("cpu"), repeats)
+        return latencies_ms(modules, input_shape, torch.device("cpu"), repeats)
     finally:
         torch.set_num_threads(threads)
 
 
 def latency_ms(module: nn.Module, input_shape: tuple[int, ...], device: torch.device, repeats: int = 10) -> float:
-    """Median wall time of one fp32 forward pass on one input on ``device`` (after warm-up). On
-    CUDA each pass is awaited (kernels run asynchronously), so the time is the model's, not its
-    launch's."""
-    model = copy.deepcopy(module).to(device).eval()
+    """``latencies_ms`` of one model."""
+    return latencies_ms({"model": module}, input_shape, device, repeats)["model"]
+
+
+def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device,
+                 repeats: int = 10) -> dict[str, float]:
+    """Per model, the median wall time of one fp32 forward pass on one input on ``device``
+    (after 3 warm-up passes). The models take turns, a pass each per round: a burst of other
+    work on the machine slows a pass of every model, not all passes of one (timed one model
+    after another, two identical students differed 1.8x on a loaded machine). On CUDA each pass
+    is awaited (kernels run asynchronously), so the time is the model's, not its launch's."""
+    models = {name: copy.deepcopy(module).to(device).eval() for name, module in modules.items()}
     x = torch.zeros(1, *input_shape, device=device)
     wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
         for i in range(repeats + 3):
-            wait()
-            start = time.perf_counter()
-            model(x)
-            wait()
-            if i >= 3:
-                times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+            for name, model in models.items():
+                wait()
+                start = time.perf_counter()
+                model(x)
+                wait()
+                if i >= 3:
+                    times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], files: dict[str, Path],
@@ -58,16 +67,18 @@ def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], fil
     """Costs of each model as shipped; ``compression`` is the reference model's parameters over
     this model's (how many times smaller than the teacher); with ``gpu`` (a CUDA device), also
     the latency there."""
+    cpu = cpu_latencies_ms(modules, input_shape)
+    on_gpu = latencies_ms(modules, input_shape, gpu) if gpu is not None else {}
     costs = {}
     for name, module in modules.items():
         costs[name] = {
             "parameters": sum(p.numel() for p in module.parameters()),
             "macs": count_macs(module, input_shape),
             "size_bytes": files[name].stat().st_size if name in files and files[name].exists() else None,
-            "cpu_latency_ms": round(cpu_latency_ms(module, input_shape), 3),
+            "cpu_latency_ms": round(cpu[name], 3),
         }
         if gpu is not None:
-            costs[name]["gpu_latency_ms"] = round(latency_ms(module, input_shape, gpu), 3)
+            costs[name]["gpu_latency_ms"] = round(on_gpu[name], 3)
     if reference in costs:
         for c in costs.values():
             c["compression"] = round(costs[reference]["parameters"] / max(c["parameters"], 1), 2)

@@ -408,8 +408,9 @@ def _has_compression(costs: dict[str, dict]) -> bool:
 COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
                  "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
                  "median latency on one CPU thread of the machine that trained it (and, for a run trained on a "
-                 "GPU, on that GPU: fp32, one input), and, with a teacher, how many times fewer parameters than "
-                 "it.</p>")
+                 "GPU, on that GPU: fp32, one input; the models timed in turns, so that other work on the machine "
+                 "slows each alike: compare them within a run, and time a device of your own for its figures), and, "
+                 "with a teacher, how many times fewer parameters than it.</p>")
 
 
 def cost_rows(costs: dict[str, dict]) -> list[list[str]]:
