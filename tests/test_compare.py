@@ -347,6 +347,9 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     seed0 = load_file(directory / "independent-seed0" / "models" / "teacher.safetensors")
     seed1 = load_file(directory / "independent-seed1" / "models" / "teacher.safetensors")
     assert any((seed0[k] != seed1[k]).any() for k in seed0), "each seed trains its own teacher"
+    # two seeds, two pairs: the interval's width is said where the differences are shown
+    said = "With two pairs the interval is 12.7 standard errors wide on each side"
+    assert said in result.markdown and said in " ".join(capsys.readouterr().out.split())
 
     def row(setting, model):
         return next(r for r in result.rows if r["setting"] == setting and r["model"] == model

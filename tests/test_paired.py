@@ -104,6 +104,18 @@ def test_the_caption_warns_that_folds_are_not_independent_pairs():
     assert "not independent" not in caption("independent", "auc", 3, folds=False)
 
 
+def test_the_caption_says_two_pairs_give_an_interval_12_7_standard_errors_wide():
+    """Two seeds: Student's t with one degree of freedom, 12.71 times the standard error, so a Dice
+    difference's interval can run from -2.4 to +2.0; said where it is shown, and not with three."""
+    from scipy.stats import t
+
+    assert round(float(t.ppf(0.975, 1)), 1) == 12.7
+    d = paired_difference([0.30, 0.10], [0.35, 0.42], "dice")
+    assert d.low < -1 and d.high > 1  # past the range of a Dice difference: correct arithmetic, little said
+    assert "two pairs the interval is 12.7 standard errors wide" in caption("independent", "dice", 2, folds=False)
+    assert "12.7" not in caption("independent", "dice", 3, folds=False)
+
+
 
 def test_identical_runs_differ_by_exactly_zero_and_are_never_better():
     d = paired_difference([0.9, 0.8], [0.9, 0.8], "accuracy")

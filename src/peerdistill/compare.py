@@ -28,8 +28,8 @@ from .engine.tta import TTA_FLIPS, TTA_SEEN
 from .errors import ConfigError, PeerdistillError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
-from .paired import (FOLDS_CAVEAT, caption, default_baseline, difference_rows, differences, differences_csv,
-                     unpaired_note)
+from .paired import (FOLDS_CAVEAT, TWO_PAIRS_CAVEAT, caption, default_baseline, difference_rows, differences,
+                     differences_csv, unpaired_note)
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
                      teachers_named_in)
 
@@ -239,6 +239,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         console.print(fitted(table, console.width))
         if folds and _runs_count(seeds, folds) > 1:
             console.print(FOLDS_CAVEAT)
+        if _runs_count(seeds, folds) == 2:
+            console.print(TWO_PAIRS_CAVEAT)
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return Comparison(rows, directory, markdown, diffs)
 

@@ -176,12 +176,19 @@ def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str]
             "holding 0 does not tell the two apart.")
     if runs == 1:
         text += " With one run per setting there is one pair: its difference alone, no interval."
+    elif runs == 2:
+        text += " " + TWO_PAIRS_CAVEAT
     if apart:
         text += " " + unpaired_note(baseline, apart)
     if folds:
         text += " " + FOLDS_CAVEAT
     return text
 
+
+# Said under two seeds' differences, in compare.md and on the console alike
+TWO_PAIRS_CAVEAT = ("With two pairs the interval is 12.7 standard errors wide on each side (t with one degree of "
+                    "freedom): it tells little, and may reach past the metric's range; three or more seeds give one "
+                    "that can.")
 
 # Said under a cross-validated comparison's differences, in compare.md and on the console alike
 FOLDS_CAVEAT = ("Folds of one seed share most of their training data, so their differences are not independent and "
