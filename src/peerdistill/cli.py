@@ -149,9 +149,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
                                        summary, costs=meta.get("costs"), macs_of="patch" if window else ""),
                          console.width))
     if window and meta.get("costs"):
-        err_console.print(f"note: MMACs/patch are of one {window[0]}x{window[1]} patch, what training saw; eval, predict "
-                          f"and an export score a whole image window by window ({overlap:g} overlap), each window "
-                          "costing as much", highlight=False, soft_wrap=True)
+        err_console.print(f"note: MMACs/patch are of one {window[0]}x{window[1]} patch, what training saw; eval, "
+                          f"predict and an export score a whole image window by window ({overlap:g} overlap), each "
+                          "window costing as much", highlight=False, soft_wrap=True)
     _say_distance_unit(meta, None)
     _say_ensemble_of_one(meta, result.test_at_best)
     _say_what_not_available_means(result.test_at_best, summary)

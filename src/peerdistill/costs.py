@@ -23,7 +23,8 @@ def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def cpu_latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], repeats: int = 15) -> dict[str, float]:
+def cpu_latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...],
+                     repeats: int = 15) -> dict[str, float]:
     """``latencies_ms`` on one CPU thread: the setting of a small device, and less at the mercy
     of other work on the machine."""
     threads = torch.get_num_threads()

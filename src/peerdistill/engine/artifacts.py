@@ -302,16 +302,23 @@ def _not_the_trainers(path: Path) -> list[str]:
     found = [p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
              if p.name not in own and not _is_partial_write(p)]
     members = _member_names(path)
-    weights = None if members is None else {f"{m}.safetensors" for m in members}.__contains__
-    # (a run.json that cannot be read names no models: its models/ and heads/ are taken as the trainer's)
-    for folder, trainers in (("checkpoints", {"last.pt"}.__contains__), ("models", weights), ("heads", weights),
-                             ("tensorboard", _is_event_file)):
+    weights = None if members is None else {f"{m}.safetensors" for m in members}
+    # which files of each folder the trainer writes (a run.json that cannot be read names no models: its
+    # models/ and heads/ are taken as the trainer's)
+    own_files = {"checkpoints": lambda name: name == "last.pt", "tensorboard": _is_event_file,
+                 **({} if weights is None else dict.fromkeys(("models", "heads"), weights.__contains__))}
+    for folder, trainers in own_files.items():
         # (a folder linked elsewhere, a scratch disk say: replacing the run removes the link alone, and what it
         # points to stays where it is)
-        if trainers is not None and (path / folder).is_dir() and not (path / folder).is_symlink():
+        if (path / folder).is_dir() and not (path / folder).is_symlink():
             found += [f"{folder}/{p.name}" + ("/" if p.is_dir() else "") for p in (path / folder).iterdir()
-                      if not (p.is_file() and trainers(p.name)) and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+                      if not (p.is_file() and (trainers(p.name) or _is_temporary(p.name)))]
     return sorted(found)
+
+
+def _is_temporary(name: str) -> bool:
+    """A file being written in one of the run's folders (``.NAME.XXXX.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _is_event_file(name: str) -> bool:

@@ -175,8 +175,8 @@ class Trainer(RunRecords, Preflight):
         if metric.partition("_")[0] == "hd95":
             warnings.warn(f"train.monitor '{monitor}': HD95 leaves out the images where a model finds nothing of a "
                           "class the truth holds, so an epoch that misses a structure scores better than one that "
-                          "finds it roughly (missed counts those images); monitor dice, or read missed beside HD95", PeerdistillWarning,
-                          stacklevel=2)
+                          "finds it roughly (missed counts those images); monitor dice, or read missed beside HD95",
+                          PeerdistillWarning, stacklevel=2)
         return model, metric
 
     # ---- set-up -------------------------------------------------------------------------
