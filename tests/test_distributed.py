@@ -642,6 +642,66 @@ def test_the_trainer_declares_an_auxiliary_head_the_losses_do_not_read_to_ddp(tm
     assert json.loads(proc.stdout.splitlines()[-1]) == {s: ["aux.weight", "aux.bias"] for s in ("student1", "student2")}
 
 
+SKIPPING_SCRIPT = textwrap.dedent('''
+    """Students that skip a block on every third forward in training (as LayerDrop does at
+    random): no backward before training can see it, and DDP stops at the step after a skip
+    unless train.find_unused_parameters is true."""
+    import sys
+
+    import torch
+    from torch import nn
+
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, TrainSpec, Trainer, preset_edges
+
+    class SkipsABlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.extra, self.head, self.calls = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3), 0
+
+        def forward(self, x):
+            self.calls += 1
+            h = self.body(x).relu()
+            skip = self.training and self.calls % 3 == 0
+            return self.head(h if skip else self.extra(h).relu())
+
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:])
+    cohort = Cohort.from_modules([SkipsABlock(), SkipsABlock()])
+    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+                      ClassificationTask(3), progress=False, device="cpu",
+                      train=TrainSpec(epochs=1, batch_size=6, find_unused_parameters=sys.argv[1] == "true"
+                                      or "auto"))
+    try:
+        trainer.fit(data)
+        print("trains", trainer.run_info.get("ddp_find_unused_parameters"))
+    except Exception as exc:
+        print("fails:", str(exc).splitlines()[0])
+''')
+
+
+def test_find_unused_parameters_lets_models_that_skip_layers_at_random_train_under_ddp(tmp_path):
+    import socket
+
+    script = tmp_path / "skips.py"
+    script.write_text(SKIPPING_SCRIPT)
+    said = {}
+    for setting in ("auto", "true"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        proc = subprocess.run([sys.executable, str(script), setting], capture_output=True, text=True, timeout=120,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said[setting] = proc.stdout.splitlines()[-1]
+    assert said["auto"] == ("fails: model 'student1' left trained parameters without a gradient in the previous step "
+                            "under torchrun (a layer it skips in training, at random as LayerDrop or by a condition): "
+                            "set train.find_unused_parameters=true")
+    assert said["true"] == "trains every trained model (train.find_unused_parameters)"
+
+
 def test_unused_parameters_are_those_the_read_outputs_do_not_depend_on():
     """The logits and a self-distilled network's head logits are read; an extra tuple item is not."""
     from peerdistill.engine.distributed import unused_parameters
@@ -1113,7 +1173,40 @@ def test_finding_unused_parameters_leaves_the_models_gradients_and_mode_as_they_
     assert unused_parameters(model, torch.randn(8, 4)) == []
     assert model.training
     assert all(torch.equal(p.grad, grads[k]) for k, p in model.named_parameters())
-    assert torch.equal(model[1].running_mean, statistics)  # run in eval mode: BatchNorm's statistics untouched
+    assert torch.equal(model[1].running_mean, statistics)  # BatchNorm's statistics untouched, in either mode
+    assert model[1].num_batches_tracked.item() == 1
+
+
+def test_parameters_used_in_one_mode_only_are_found_and_the_random_state_kept():
+    """A BatchNorm applied to the logits at evaluation alone (its parameters get no gradient in
+    training: DDP stopped at step 2 with torch's own error), and a block used in training alone:
+    each found by the backward of the mode that leaves it out. The random state is as before
+    (dropout in the training-mode forward draws nothing the run would miss)."""
+    from peerdistill.engine.distributed import unused_parameters
+
+    class EvalBatchNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.eval_bn = nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5)), nn.BatchNorm1d(3)
+
+        def forward(self, x):
+            z = self.body(x)
+            return z if self.training else self.eval_bn(z)
+
+    class TrainOnlyBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head, self.extra = nn.Linear(4, 3), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.head(self.extra(x) if self.training else x)
+
+    torch.manual_seed(0)
+    evaluated, x = EvalBatchNorm(), torch.randn(4, 4)
+    state = torch.get_rng_state()
+    assert unused_parameters(evaluated, x) == ["eval_bn.weight", "eval_bn.bias"]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert unused_parameters(TrainOnlyBlock(), torch.randn(4, 4)) == ["extra.weight", "extra.bias"]
 
 
 def test_joining_takes_nccl_on_the_gpu_and_gloo_on_the_cpu_and_starts_a_group_only_once(monkeypatch):

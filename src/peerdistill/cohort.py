@@ -274,6 +274,15 @@ class Cohort:
                               f"({len(x)} sample(s) in this batch, or this process's share of it under torchrun): "
                               "use a larger train.batch_size (micro-batches of 2 or more), fewer processes, or "
                               "train.sync_batchnorm on CUDA") from None
+        except RuntimeError as exc:
+            # DDP at the step after one where a trained parameter got no gradient: a layer skipped
+            # in training (at random, as LayerDrop, or by a condition) that no backward before
+            # training saw; torch's message names parameter indices, not the model or the remedy
+            if "Expected to have finished reduction in the prior iteration" not in str(exc):
+                raise
+            raise ConfigError(f"model '{running}' left trained parameters without a gradient in the previous step "
+                              "under torchrun (a layer it skips in training, at random as LayerDrop or by a "
+                              "condition): set train.find_unused_parameters=true") from None
         return out
 
 

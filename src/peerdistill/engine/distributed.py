@@ -380,11 +380,29 @@ def wrap(module: nn.Module, device: torch.device, find_unused: bool = False) -> 
 def unused_parameters(module: nn.Module, x: torch.Tensor, name: str = "model") -> list[str]:
     """The trained parameters the logits of a forward on ``x`` get no gradient from (a spare
     head, an auxiliary classifier whose output the losses do not read), found by one backward in
-    eval mode; the model's gradients and mode are as before after it."""
+    eval mode and one in training mode (a layer used in one mode only: a BatchNorm applied at
+    evaluation alone, a block skipped in training); the model's gradients, mode, buffers
+    (BatchNorm's running statistics) and the random state are as before after them. A layer
+    skipped at random (LayerDrop) may be seen used: ``train.find_unused_parameters`` is for it."""
+    unused = _unused_in_mode(module, x, name, training=False)
+    buffers = {key: b.clone() for key, b in module.named_buffers()}
+    try:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            unused |= _unused_in_mode(module, x, name, training=True)
+    except (RuntimeError, ValueError):
+        pass  # (a BatchNorm1d given one sample per channel: training says so, by name, at its first step)
+    finally:
+        with torch.no_grad():
+            for key, b in module.named_buffers():
+                b.copy_(buffers[key])
+    return [key for key, p in module.named_parameters() if p.requires_grad and key in unused]
+
+
+def _unused_in_mode(module: nn.Module, x: torch.Tensor, name: str, training: bool) -> set[str]:
     trained = {key: p for key, p in module.named_parameters() if p.requires_grad}
     kept = {key: p.grad for key, p in trained.items()}
     was_training = module.training
-    module.eval()  # BatchNorm's running statistics stay as they are
+    module.train(training)
     try:
         for p in trained.values():
             p.grad = None
@@ -396,7 +414,7 @@ def unused_parameters(module: nn.Module, x: torch.Tensor, name: str = "model") -
             read = [t for t in read if isinstance(t, torch.Tensor) and t.requires_grad]
             if read:
                 sum(t.float().sum() for t in read).backward()
-        return [key for key, p in trained.items() if p.grad is None]
+        return {key for key, p in trained.items() if p.grad is None}
     finally:
         for key, p in trained.items():
             p.grad = kept[key]

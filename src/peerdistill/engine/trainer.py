@@ -336,6 +336,10 @@ class Trainer(RunRecords, Preflight):
         unused = {name: found for name, found in unused.items() if found}
         if unused:  # trained like a single process would, at the cost of a search per step
             self.run_info["ddp_unused_parameters"] = unused
+        if self.world.distributed and self.train_spec.find_unused_parameters is True:
+            # layers skipped at random (LayerDrop) are not seen by one backward: every model searches
+            unused = {**{m.name: [] for m in self.cohort.trainable}, **unused}
+            self.run_info["ddp_find_unused_parameters"] = "every trained model (train.find_unused_parameters)"
         self.groups = []
         if self.speed.fuse_students:
             for names in self._fusable_sets():
