@@ -710,6 +710,29 @@ def test_macs_are_multiply_accumulates_counted_by_hand():
     assert count_macs(nn.Conv2d(2, 5, 3, padding=1), (2, 6, 6)) == 5 * 6 * 6 * 2 * 3 * 3
 
 
+def test_attention_is_counted_as_its_matrix_products_whatever_kernel_would_run():
+    """A transformer block in eval mode takes a fused fast path, and scaled dot-product attention
+    a fused kernel, which torch's counter does not count (a ViT read 12x too cheap): by hand, per
+    token, the q/k/v and output projections (4 d^2), the feed-forward (2 d f), and the scores and
+    their weighted sum over n tokens (2 n d). The fast-path setting is as before afterwards."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from peerdistill.costs import count_macs
+
+    n, d, f = 5, 16, 32
+    block = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 2, f, batch_first=True), 1, enable_nested_tensor=False)
+    assert count_macs(block, (n, d)) == n * (4 * d * d + 2 * d * f) + 2 * n * n * d
+    assert torch.backends.mha.get_fastpath_enabled()
+
+    class Attention(nn.Module):
+        def forward(self, x):
+            return F.scaled_dot_product_attention(x, x, x)
+
+    assert count_macs(Attention(), (2, n, 8)) == 2 * (2 * n * n * 8)  # two heads of 8
+
+
 def test_compression_is_the_reference_parameters_over_each_models_frozen_or_not():
     from torch import nn
 

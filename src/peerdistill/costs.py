@@ -16,10 +16,21 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass on one input, counted by torch's
-    ``FlopCounterMode`` (a FLOP there is a multiply or an add: MACs = FLOPs / 2)."""
+    ``FlopCounterMode`` (a FLOP there is a multiply or an add: MACs = FLOPs / 2). Attention is
+    counted as the matrix products it is: the fused fast path of ``nn.TransformerEncoderLayer``
+    and ``nn.MultiheadAttention`` in eval mode is off meanwhile, and scaled dot-product
+    attention takes its plain (math) kernel; the counter counts neither fused op (a ViT read
+    12x too cheap)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     model = copy.deepcopy(module).cpu().eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape))
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
     return int(counter.get_total_flops() // 2)
 
 
