@@ -175,13 +175,21 @@ def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp
 
 
 
-def test_paired_differences_over_folds_say_their_interval_is_too_narrow_on_the_console_too(tmp_path, capsys):
+def test_paired_differences_over_folds_say_their_pairs_are_not_independent_and_widen_their_interval(tmp_path, capsys):
     from peerdistill.paired import FOLDS_CAVEAT
 
     tree = {**FAST, "name": "cv", "out_dir": str(tmp_path), "data": {"val_fraction": 0.1}}
     result = compare(tree, ["independent", "ml"], 1, folds=2, progress=False, console=Console(width=250))
     assert result.differences and FOLDS_CAVEAT in result.markdown
     assert FOLDS_CAVEAT in " ".join(capsys.readouterr().out.split())
+    # the intervals are the corrected ones for 2 folds, pair by pair as the rows give them
+    from peerdistill.paired import paired_difference
+
+    first = result.differences[0]
+    values = {r["setting"]: r["values"] for r in result.rows
+              if (r["model"], r["metric"]) == (first["model"], first["metric"])}
+    assert first["difference"] == paired_difference(values[first["setting"]], values["independent"], first["metric"],
+                                                    folds=2)
 
 def test_a_frozen_teacher_comes_from_the_run_of_the_same_seed_and_fold(tmp_path):
     from peerdistill.comparison_runs import plan_runs, settings_of

@@ -212,7 +212,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     monitor = runs[0]["metrics"]["monitor"]
     header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from)
     split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
-    diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]})
+    diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]}, folds)
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
     monitor_metric = monitor.split("/", 1)[1]
     if diffs:

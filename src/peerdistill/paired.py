@@ -5,7 +5,11 @@ k) and the baseline's share the data split and the seed, so their difference rem
 split and the seed contribute, and the spread of the differences is what is left to judge. Runs
 are paired by the seed and fold in their names; settings on another data split are left out
 (``compare`` knows which). The interval is Student's t over the differences; three seeds give a
-wide one, which is the honest answer.
+wide one, which is the honest answer. Folds of one seed share most of their training data, so
+their differences are not independent: over K folds the variance of the mean is widened from
+``s^2 / n`` to ``s^2 (1 / n + 1 / (K - 1))`` (the corrected resampled t of Nadeau & Bengio 2003,
+as Bouckaert & Frank 2004 apply it to repeated K-fold cross-validation; 1 / (K - 1) is a
+fold's test share over its training share).
 """
 
 from __future__ import annotations
@@ -50,10 +54,13 @@ class Difference:
         return f"{self.mean:+.4f}{interval}{wins}{ties}"
 
 
-def paired_difference(values: list[float], baseline: list[float], metric: str) -> Difference:
+def paired_difference(values: list[float], baseline: list[float], metric: str,
+                      folds: int | None = None) -> Difference:
     """``values`` minus ``baseline`` pair by pair (same position: same seed and fold); pairs
     where either is NaN are left out. ``better`` counts the pairs that moved the way
-    ``metric`` improves (down for HD95, ECE and Brier; None for a threshold or temperature)."""
+    ``metric`` improves (down for HD95, ECE and Brier; None for a threshold or temperature).
+    ``folds``: the pairs are runs of a ``folds``-fold cross-validation (the interval corrected
+    for their shared training data, as the module says)."""
     if len(values) != len(baseline):
         raise ValueError(f"paired runs differ in number: {len(values)} against {len(baseline)}")
     diffs = [v - b for v, b in zip(values, baseline) if not (math.isnan(v) or math.isnan(b))]
@@ -68,7 +75,8 @@ def paired_difference(values: list[float], baseline: list[float], metric: str) -
         return Difference(mean, math.nan, math.nan, n, better, tied)
     from scipy.stats import t
 
-    half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+    shared = 1 / (folds - 1) if folds else 0.0  # a fold's test share over its training share
+    half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd * math.sqrt(1 / n + shared)
     return Difference(mean, mean - half, mean + half, n, better, tied)
 
 
@@ -86,11 +94,12 @@ def run_key(name: str) -> tuple[int, int | None] | None:
     return (int(match[1]), None if match[2] is None else int(match[2])) if match else None
 
 
-def differences(rows: list[dict[str, Any]], baseline: str, among: set[str] | None = None) -> list[dict[str, Any]]:
+def differences(rows: list[dict[str, Any]], baseline: str, among: set[str] | None = None,
+                folds: int | None = None) -> list[dict[str, Any]]:
     """For every other setting (of ``among``, when given), model and metric that the baseline
     also has: the paired difference. ``rows`` are a comparison's (``compare.aggregate``): each
     value is paired with the baseline's value of the run with the same seed and fold, which the
-    run names in ``runs`` give."""
+    run names in ``runs`` give; ``folds``: the runs are a cross-validation's."""
     base = {(r["model"], r["metric"]): _by_run(r) for r in rows if r["setting"] == baseline}
     out = []
     for r in rows:
@@ -102,7 +111,7 @@ def differences(rows: list[dict[str, Any]], baseline: str, among: set[str] | Non
         if keys:
             out.append({"setting": r["setting"], "baseline": baseline, "model": r["model"], "metric": r["metric"],
                         "difference": paired_difference([mine[k] for k in keys], [paired[k] for k in keys],
-                                                        r["metric"])})
+                                                        r["metric"], folds)})
     return out
 
 
@@ -187,9 +196,9 @@ def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str]
 
 # Said under two seeds' differences, in compare.md and on the console alike
 TWO_PAIRS_CAVEAT = ("With two pairs the interval is 12.7 standard errors wide on each side (t with one degree of "
-                    "freedom): it tells little, and may reach past the metric's range; three or more seeds give one "
-                    "that can.")
+                    "freedom): it tells little, and may reach past the metric's range; more seeds give one that can.")
 
 # Said under a cross-validated comparison's differences, in compare.md and on the console alike
-FOLDS_CAVEAT = ("Folds of one seed share most of their training data, so their differences are not independent and "
-                "the interval is narrower than it should be.")
+FOLDS_CAVEAT = ("Folds of one seed share most of their training data, so their differences are not independent: "
+                "the interval is widened for it (the corrected resampled t of Nadeau & Bengio, variance times "
+                "1/n + 1/(K-1) for n pairs of K folds, in place of 1/n), which is still an approximation.")
