@@ -100,7 +100,21 @@ def test_a_map_taught_to_token_sequences_is_refused_naming_the_edge(tiny_data):
     seed_everything(0)
     edge = Edge("teacher", "student1", "hint", 1.0, source_layer="features.0", target_layer="norm")
     with pytest.raises(ConfigError, match=r"^edge student1/hint<-teacher\[norm<-features.0\]: cannot connect a feature of "
-                                          r"shape \(16, 4\) to one of shape \(4, 8, 8\): .*both \[L, D\] token"):
+                                          r"shape \(16, 4\) to one of shape \(4, 8, 8\): .*both \[L, D\] token.*but kind "
+                                          r"sp compares them"):
+        _fit([TokenNet(4)], SmallCNN(1, 3, width=4, depth=1), [edge], tiny_data)
+
+
+def test_attention_transfer_on_token_sequences_is_refused_pointing_to_sp(tiny_data):
+    """at compares spatial maps; a transformer's tokens are none, and hint would not connect them
+    to a map either: the message names sp, which compares any two layers."""
+    from peerdistill.models import SmallCNN
+
+    seed_everything(0)
+    edge = Edge("teacher", "student1", "at", 1.0, source_layer="features.0", target_layer="norm")
+    with pytest.raises(ConfigError, match=r"kind 'at' compares \[C, H, W\] feature maps, but layer 'norm' of "
+                                          r"'student1' gives \[16, 4\]: pick a convolutional layer, or use sp, which "
+                                          r"compares layers of any shapes"):
         _fit([TokenNet(4)], SmallCNN(1, 3, width=4, depth=1), [edge], tiny_data)
 
 

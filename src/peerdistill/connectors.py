@@ -23,9 +23,10 @@ class Connector(nn.Module):
         if len(learner_shape) != len(target_shape):
             raise ConfigError(
                 f"cannot connect a feature of shape {learner_shape} to one of shape {target_shape}: "
-                "pick layers that both give [C, H, W] maps, both [L, D] token sequences or both [F] vectors "
-                "(a convolutional map and a transformer's tokens do not connect: a kl edge between the two "
-                "models, or a layer giving vectors, does)"
+                "pick layers that both give [C, H, W] maps, both [L, D] token sequences or both [F] vectors; "
+                "a convolutional map and a transformer's tokens do not connect, but kind sp compares them (the "
+                "batch's similarities, any shapes: distill.feature_loss=sp under the styles presets), as a kl "
+                "edge between the two models' outputs does"
             )
         c_in, c_out = learner_shape[0], target_shape[0]
         if len(target_shape) == 3:

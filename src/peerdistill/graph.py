@@ -502,7 +502,8 @@ class KnowledgeGraph:
                     if len(shape) != 3:
                         raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares [C, H, W] feature maps, but "
                                           f"layer '{layer}' of '{model}' gives {list(shape)}: pick a convolutional "
-                                          "layer, or use hint or sp, which take vectors too")
+                                          "layer, or use sp, which compares layers of any shapes (hint connects "
+                                          "two maps, two token sequences or two vectors)")
                     if shape[1] * shape[2] == 1:
                         # one position has no spatial distribution: the learner's side would be the
                         # same whatever its weights (the loss positive, its gradient zero)
