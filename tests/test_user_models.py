@@ -284,6 +284,15 @@ def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path)
     torch.save({"epoch": 3, "notes": "x"}, tmp_path / "empty.pt")
     with pytest.raises(CheckpointError, match=r"holds no state dict \(found \['epoch', 'notes'\]\)"):
         load_weights(_small_cnn(), tmp_path / "empty.pt", "teacher")
+    torch.save({"epoch": 3, "model": {"config": "x", "step": 9}}, tmp_path / "nested.pt")  # what 'model' holds, said
+    with pytest.raises(CheckpointError, match=r"holds no state dict \(found \['epoch', 'model'\]; 'model' holds "
+                                              r"\['config', 'step'\], no state dict\)"):
+        load_weights(_small_cnn(), tmp_path / "nested.pt", "teacher")
+    changed = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 3, "model": {"state_dict": changed}}, tmp_path / "deeper.pt")  # two levels down
+    loaded = _small_cnn()
+    load_weights(loaded, tmp_path / "deeper.pt", "teacher")
+    assert all(torch.equal(v, changed[k]) for k, v in loaded.state_dict().items())
     torch.save(model.state_dict(), tmp_path / "w.pth")
     (tmp_path / "cut.pth").write_bytes((tmp_path / "w.pth").read_bytes()[:200])
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*truncated or corrupt"):

@@ -112,15 +112,27 @@ def rejected_object(exc: Exception) -> str:
 
 
 def _state_dict_in(loaded, path: Path, name: str) -> dict[str, torch.Tensor]:
-    if _is_state(loaded):
-        return loaded
-    if isinstance(loaded, dict):
-        for key in STATE_KEYS:
-            if _is_state(loaded.get(key)):
-                return loaded[key]
+    """The file's state dict: the whole file, or under one of ``STATE_KEYS``, one level down or
+    two (a training script's ``{"model": {"state_dict": ...}}``)."""
+    found = _state_under(loaded, levels=2)
+    if found is not None:
+        return found
     keys = list(loaded)[:8] if isinstance(loaded, dict) else type(loaded).__name__
-    raise CheckpointError(f"checkpoint '{path}' for {name} holds no state dict (found {keys}): save "
+    nested = {key: list(loaded[key])[:8] for key in STATE_KEYS if isinstance(loaded, dict)
+              and isinstance(loaded.get(key), dict)}
+    inside = "".join(f"; '{key}' holds {held}, no state dict" for key, held in nested.items())
+    raise CheckpointError(f"checkpoint '{path}' for {name} holds no state dict (found {keys}{inside}): save "
                           f"model.state_dict(), or a dictionary with it under one of {list(STATE_KEYS)}")
+
+
+def _state_under(value, levels: int) -> dict[str, torch.Tensor] | None:
+    if _is_state(value):
+        return value
+    if levels and isinstance(value, dict):
+        for key in STATE_KEYS:
+            if (found := _state_under(value.get(key), levels - 1)) is not None:
+                return found
+    return None
 
 
 def _is_state(value) -> bool:
