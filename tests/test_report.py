@@ -754,9 +754,10 @@ def test_latency_is_the_median_of_the_timed_passes_after_warm_up(monkeypatch):
     from peerdistill import costs
 
     clock = [0.0]
-    # each forward pass takes the next of these times (ms) on a fake clock: 3 slow warm-up passes,
-    # then 10 timed ones with one outlier
-    durations = iter([100.0, 100.0, 100.0, 1, 2, 3, 4, 50, 5, 6, 7, 8, 9])
+    # each timed forward pass takes the next of these times (ms) on a fake clock: 3 slow warm-up
+    # passes, then 10 timed ones with one outlier; the untimed pass before each (which warms the
+    # caches) takes 1000 ms, never counted
+    durations = iter([t for timed in [100.0, 100.0, 100.0, 1, 2, 3, 4, 50, 5, 6, 7, 8, 9] for t in (1000.0, timed)])
 
     class Ticking(nn.Module):
         def forward(self, x):
@@ -770,7 +771,8 @@ def test_latency_is_the_median_of_the_timed_passes_after_warm_up(monkeypatch):
 
 def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(monkeypatch):
     """Two identical models and a machine busy for a stretch (passes 4x slower): timed one after
-    the other, the first would take the whole burst; in turns, a pass each per round, both take
+    the other, the first would take the whole burst; in turns, two passes each per round (the
+    first untimed, to have the model's weights in the caches the other's pass took), both take
     half of it and their medians agree."""
     import torch
     from torch import nn
@@ -778,7 +780,7 @@ def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(mon
     from peerdistill import costs
 
     clock, order = [0.0], []
-    busy = set(range(6, 6 + 14))  # the first 14 timed passes of all: a burst of other work
+    busy = set(range(3, 3 + 7))  # the first 7 timed rounds: a burst of other work
 
     class Ticking(nn.Module):
         def __init__(self, name):
@@ -786,13 +788,13 @@ def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(mon
             self.name = name
 
         def forward(self, x):
-            clock[0] += (4.0 if len(order) in busy else 1.0) / 1000
+            clock[0] += (4.0 if len(order) // 4 in busy else 1.0) / 1000  # 4 passes a round
             order.append(self.name)
             return x
 
     monkeypatch.setattr(costs.time, "perf_counter", lambda: clock[0])
     times = costs.latencies_ms({"a": Ticking("a"), "b": Ticking("b")}, (1,), torch.device("cpu"), repeats=15)
-    assert order == ["a", "b"] * 18, "3 warm-up rounds, then 15 timed ones, a pass of each model per round"
+    assert order == ["a", "a", "b", "b"] * 18, "3 warm-up rounds, then 15 timed ones, two passes of each per round"
     # 7 of each one's 15 timed passes were slowed (one after the other, 14 of the first's): both medians idle
     assert times == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
 

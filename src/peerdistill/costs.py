@@ -35,7 +35,7 @@ def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def cpu_latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...],
-                     repeats: int = 15) -> dict[str, float]:
+                     repeats: int = 10) -> dict[str, float]:
     """``latencies_ms`` on one CPU thread: the setting of a small device, and less at the mercy
     of other work on the machine."""
     threads = torch.get_num_threads()
@@ -54,10 +54,12 @@ def latency_ms(module: nn.Module, input_shape: tuple[int, ...], device: torch.de
 def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device,
                  repeats: int = 10) -> dict[str, float]:
     """Per model, the median wall time of one fp32 forward pass on one input on ``device``
-    (after 3 warm-up passes). The models take turns, a pass each per round: a burst of other
-    work on the machine slows a pass of every model, not all passes of one (timed one model
-    after another, two identical students differed 1.8x on a loaded machine). On CUDA each pass
-    is awaited (kernels run asynchronously), so the time is the model's, not its launch's."""
+    (after 3 warm-up passes). The models take turns, two passes each per round, the second
+    timed: a burst of other work on the machine slows a pass of every model, not all passes of
+    one (timed one model after another, two identical students differed 1.8x on a loaded
+    machine), and the untimed pass warms the caches the other models' passes took (timed right
+    after a large teacher, a small student read 2x slower). On CUDA each pass is awaited
+    (kernels run asynchronously), so the time is the model's, not its launch's."""
     models = {name: copy.deepcopy(module).to(device).eval() for name, module in modules.items()}
     x = torch.zeros(1, *input_shape, device=device)
     wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -65,6 +67,7 @@ def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], de
     with torch.inference_mode():
         for i in range(repeats + 3):
             for name, model in models.items():
+                model(x)  # untimed: this model's weights back in the caches
                 wait()
                 start = time.perf_counter()
                 model(x)
