@@ -100,8 +100,10 @@ def test_the_default_baseline_is_independent_when_compared():
 
 
 def test_the_caption_warns_that_folds_are_not_independent_pairs():
-    assert "not independent" in caption("independent", "auc", 15, folds=True)
-    assert "not independent" not in caption("independent", "auc", 3, folds=False)
+    assert "not independent" in caption("independent", "auc", 5, folds=5)
+    assert "not independent" not in caption("independent", "auc", 3, folds=None)
+    # a cross-validation's differences written by an earlier version: not corrected, and said so
+    assert "narrower than they should be" in caption("independent", "auc", 5, folds=5, corrected=False)
 
 
 def test_pairs_of_a_cross_validation_get_the_corrected_resampled_t_interval():
@@ -130,8 +132,12 @@ def test_the_caption_says_two_pairs_give_an_interval_12_7_standard_errors_wide()
     assert round(float(t.ppf(0.975, 1)), 1) == 12.7
     d = paired_difference([0.30, 0.10], [0.35, 0.42], "dice")
     assert d.low < -1 and d.high > 1  # past the range of a Dice difference: correct arithmetic, little said
-    assert "two pairs the interval is 12.7 standard errors wide" in caption("independent", "dice", 2, folds=False)
-    assert "12.7" not in caption("independent", "dice", 3, folds=False)
+    assert "two pairs the interval is 12.7 standard errors wide" in caption("independent", "dice", 2, folds=None)
+    assert "12.7" not in caption("independent", "dice", 3, folds=None)
+    # two folds: the correction multiplies it by sqrt((1/2 + 1) / (1/2)), and more folds (not seeds) narrow it
+    assert round(float(t.ppf(0.975, 1)) * math.sqrt(3), 1) == 22.0
+    assert "22 standard errors wide on each side (t with one degree of freedom): it tells little, and may reach " \
+           "past the metric's range; more folds give one" in caption("independent", "dice", 2, folds=2)
 
 
 
@@ -185,7 +191,12 @@ def test_differences_csv_reads_back_as_written(tmp_path):
     tie = [_row("independent", "ensemble", "accuracy", [0.5, 0.6]), _row("kd", "ensemble", "accuracy", [0.5, 0.7])]
     path.write_text(differences_csv(differences(tie, "independent")))
     assert read_differences_csv(path)[0]["difference"].cell().endswith(" 1/2 better, 1 tied")
-    lines = path.read_text().splitlines()  # a file written before ties were counted reads without them
+    assert read_differences_csv(path)[0]["corrected"] and read_differences_csv(path)[0]["folds"] is None
+    lines = path.read_text().splitlines()  # a file written before folds were recorded: not corrected
+    path.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    assert not read_differences_csv(path)[0]["corrected"]
+    assert read_differences_csv(path)[0]["difference"].cell().endswith(" 1/2 better, 1 tied")
+    lines = path.read_text().splitlines()  # and before ties were counted: it reads without them
     path.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
     assert read_differences_csv(path)[0]["difference"].cell().endswith(" 1/2 better")
     path.write_text("setting,model\nkd,ensemble\n")  # not compare's: damaged, said so (the report names it)
@@ -262,18 +273,25 @@ def test_a_figure_without_a_direction_says_nothing_of_better_or_tied():
     assert d.cell() == f"+0.2000 [{d.low:+.4f}, {d.high:+.4f}]"
 
 
-def test_with_folds_every_seed_and_fold_is_a_pair_and_the_caption_counts_them(tmp_path):
+def test_with_folds_the_pairs_are_fold_means_over_the_seeds_and_the_caption_counts_them(tmp_path):
+    """2 seeds x 2 folds: every seed runs the same two folds, so each fold's two runs are averaged
+    and the two fold means are the pairs, with the corrected interval, by hand."""
     from peerdistill.compare import compare
 
     tree = {"name": "f", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
             "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 256}}
-    result = compare(tree, ["independent", "ml"], 1, folds=2, progress=False)
+    result = compare(tree, ["independent", "ml"], 2, folds=2, progress=False)
     rows = {r["setting"]: r for r in result.rows if r["model"] == "ensemble" and r["metric"] == "accuracy"}
     (d,) = [d["difference"] for d in result.differences if d["model"] == "ensemble" and d["metric"] == "accuracy"]
-    # 1 seed x 2 folds: two pairs, fold k of ml against fold k of independent
-    assert rows["ml"]["runs"] == ["ml-seed0-fold0", "ml-seed0-fold1"]
-    assert d.pairs == 2 and d.mean == pytest.approx(np.mean(np.subtract(rows["ml"]["values"], rows["independent"]["values"])))
-    assert "on the same split (2 pairs at most)" in result.markdown
+    assert rows["ml"]["runs"] == ["ml-seed0-fold0", "ml-seed0-fold1", "ml-seed1-fold0", "ml-seed1-fold1"]
+    runs = {name: (v, b) for name, v, b in zip(rows["ml"]["runs"], rows["ml"]["values"], rows["independent"]["values"])}
+    fold_differences = [np.mean([runs[f"ml-seed{s}-fold{k}"][0] - runs[f"ml-seed{s}-fold{k}"][1] for s in (0, 1)])
+                        for k in (0, 1)]
+    mean, sd = np.mean(fold_differences), np.std(fold_differences, ddof=1)
+    half = stats.t.ppf(0.975, 1) * sd * math.sqrt(1 / 2 + 1 / (2 - 1))
+    assert d.pairs == 2 and d.mean == pytest.approx(mean)
+    assert (d.low, d.high) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert "averaged over the seeds fold by fold (2 fold pairs at most)" in result.markdown
 
 
 def test_an_infinite_figure_says_why_its_difference_has_no_interval():

@@ -28,8 +28,8 @@ from .engine.tta import TTA_FLIPS, TTA_SEEN
 from .errors import ConfigError, PeerdistillError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
-from .paired import (FOLDS_CAVEAT, TWO_PAIRS_CAVEAT, caption, default_baseline, difference_rows, differences,
-                     differences_csv, unpaired_note)
+from .paired import (FOLDS_CAVEAT, caption, default_baseline, difference_rows, differences, differences_csv,
+                     two_pairs_caveat, unpaired_note)
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
                      teachers_named_in)
 
@@ -217,7 +217,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     monitor_metric = monitor.split("/", 1)[1]
     if diffs:
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
-                   + caption(baseline, monitor_metric, _runs_count(seeds, folds), bool(folds), apart) + "\n\n"
+                   + caption(baseline, monitor_metric, folds or seeds, folds, apart) + "\n\n"
                    + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
@@ -235,12 +235,12 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
     if diffs:
         headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
-        table = _differences_table(diffs, labels, headline, monitor_metric, baseline, _runs_count(seeds, folds))
+        table = _differences_table(diffs, labels, headline, monitor_metric, baseline, folds or seeds)
         console.print(fitted(table, console.width))
-        if folds and _runs_count(seeds, folds) > 1:
+        if folds:
             console.print(FOLDS_CAVEAT)
-        if _runs_count(seeds, folds) == 2:
-            console.print(TWO_PAIRS_CAVEAT)
+        if (folds or seeds) == 2:
+            console.print(two_pairs_caveat(folds))
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return Comparison(rows, directory, markdown, diffs)
 
@@ -281,9 +281,9 @@ def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool
     return header
 
 
-def _differences_table(diffs, labels: list[str], models: list[str], metric: str, baseline: str, runs: int) -> Table:
+def _differences_table(diffs, labels: list[str], models: list[str], metric: str, baseline: str, pairs: int) -> Table:
     """The console's table of paired differences from the baseline, for the headline models."""
-    interval = " [95% CI]" if runs > 1 else " (one pair: no interval)"
+    interval = " [95% CI]" if pairs > 1 else " (one pair: no interval)"
     table = Table(title=escape(f"test {metric}, paired difference from {baseline}{interval}"))
     for column in ["setting"] + models:
         table.add_column(escape(column), justify="left" if column == "setting" else "right")

@@ -671,14 +671,16 @@ def comparison_page(directory: Path) -> str:
         sections.append(note_html(f"Paired differences left out: {exc}."))
     baseline = diffs[0]["baseline"] if diffs else None
     apart = [s for s in settings if s != baseline and not any(d["setting"] == s for d in diffs)]
-    folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
+    folds = {int(m[1]) for r in rows for name in r["runs"] if (m := re.search(r"-fold(\d+)$", name))}
+    seeds = {m[1] for r in rows for name in r["runs"] if (m := re.search(r"-seed(\d+)", name))}
     for metric in (m for m in metrics if not per_class_part(m)):
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
                              f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
                  table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
         paired = difference_rows(diffs, settings, models, metric)
         if paired:
-            text = caption(baseline, metric, max(len(r["values"]) for r in rows), folded, apart)
+            text = caption(baseline, metric, len(folds) or len(seeds), len(folds) or None, apart,
+                           corrected=all(d.get("corrected", True) for d in diffs))
             parts += [f"<p>{with_code_spans(text)}</p>",
                       table_html(["setting"] + models, paired)]
         sections.append(section_html(f"test {metric}", parts))

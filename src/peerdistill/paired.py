@@ -5,11 +5,13 @@ k) and the baseline's share the data split and the seed, so their difference rem
 split and the seed contribute, and the spread of the differences is what is left to judge. Runs
 are paired by the seed and fold in their names; settings on another data split are left out
 (``compare`` knows which). The interval is Student's t over the differences; three seeds give a
-wide one, which is the honest answer. Folds of one seed share most of their training data, so
-their differences are not independent: over K folds the variance of the mean is widened from
-``s^2 / n`` to ``s^2 (1 / n + 1 / (K - 1))`` (the corrected resampled t of Nadeau & Bengio 2003,
-as Bouckaert & Frank 2004 apply it to repeated K-fold cross-validation; 1 / (K - 1) is a
-fold's test share over its training share).
+wide one, which is the honest answer. Cross-validated comparisons pair folds: every seed runs
+the same K folds (``data.split_seed`` cuts them), so a fold's runs share their test split and
+are averaged over the seeds first, and the K fold means are the pairs; folds share most of
+their training data, so their differences are not independent either, and the variance of the
+mean is widened from ``s^2 / K`` to ``s^2 (1 / K + 1 / (K - 1))`` (the corrected resampled t of
+Nadeau & Bengio 2003; 1 / (K - 1) is a fold's test share over the rest, and the training split
+is smaller still by the validation cut from it, so the correction is if anything too small).
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def paired_difference(values: list[float], baseline: list[float], metric: str,
     """``values`` minus ``baseline`` pair by pair (same position: same seed and fold); pairs
     where either is NaN are left out. ``better`` counts the pairs that moved the way
     ``metric`` improves (down for HD95, ECE and Brier; None for a threshold or temperature).
-    ``folds``: the pairs are runs of a ``folds``-fold cross-validation (the interval corrected
-    for their shared training data, as the module says)."""
+    ``folds``: the pairs are the fold means of a ``folds``-fold cross-validation (the interval
+    corrected for their shared training data, as the module says)."""
     if len(values) != len(baseline):
         raise ValueError(f"paired runs differ in number: {len(values)} against {len(baseline)}")
     diffs = [v - b for v, b in zip(values, baseline) if not (math.isnan(v) or math.isnan(b))]
@@ -99,7 +101,8 @@ def differences(rows: list[dict[str, Any]], baseline: str, among: set[str] | Non
     """For every other setting (of ``among``, when given), model and metric that the baseline
     also has: the paired difference. ``rows`` are a comparison's (``compare.aggregate``): each
     value is paired with the baseline's value of the run with the same seed and fold, which the
-    run names in ``runs`` give; ``folds``: the runs are a cross-validation's."""
+    run names in ``runs`` give; ``folds``: the runs are a cross-validation's, whose pairs are
+    fold means (the module says why)."""
     base = {(r["model"], r["metric"]): _by_run(r) for r in rows if r["setting"] == baseline}
     out = []
     for r in rows:
@@ -108,11 +111,26 @@ def differences(rows: list[dict[str, Any]], baseline: str, among: set[str] | Non
             continue
         mine = _by_run(r)
         keys = [k for k in mine if k in paired]
+        values, base_values = [mine[k] for k in keys], [paired[k] for k in keys]
+        if folds:
+            values, base_values = _fold_means(keys, values, base_values)
         if keys:
             out.append({"setting": r["setting"], "baseline": baseline, "model": r["model"], "metric": r["metric"],
-                        "difference": paired_difference([mine[k] for k in keys], [paired[k] for k in keys],
-                                                        r["metric"], folds)})
+                        "difference": paired_difference(values, base_values, r["metric"], folds), "folds": folds})
     return out
+
+
+def _fold_means(keys: list[tuple[int, int | None]], values: list[float],
+                baseline: list[float]) -> tuple[list[float], list[float]]:
+    """Per fold, both sides' mean over the seeds where both gave a number (NaN where none did)."""
+    by_fold: dict[int | None, list[tuple[float, float]]] = {}
+    for (_, fold), v, b in zip(keys, values, baseline):
+        both = by_fold.setdefault(fold, [])
+        if not (math.isnan(v) or math.isnan(b)):
+            both.append((v, b))
+    means = [(sum(v for v, _ in both) / len(both), sum(b for _, b in both) / len(both)) if both
+             else (math.nan, math.nan) for both in by_fold.values()]
+    return [v for v, _ in means], [b for _, b in means]
 
 
 def _by_run(row: dict[str, Any]) -> dict[tuple[int, int | None], float]:
@@ -122,7 +140,7 @@ def _by_run(row: dict[str, Any]) -> dict[tuple[int, int | None], float]:
 
 
 CSV_COLUMNS = ("setting", "baseline", "model", "metric", "mean_difference", "ci95_low", "ci95_high", "pairs",
-               "better", "tied")
+               "better", "tied", "folds")  # folds: K of a cross-validation's corrected fold-mean pairs, else empty
 
 
 def differences_csv(diffs: list[dict[str, Any]]) -> str:
@@ -132,7 +150,7 @@ def differences_csv(diffs: list[dict[str, Any]]) -> str:
     for d in diffs:
         x = d["difference"]
         writer.writerow([d["setting"], d["baseline"], d["model"], d["metric"], f"{x.mean:.6f}", f"{x.low:.6f}",
-                         f"{x.high:.6f}", x.pairs, "" if x.better is None else x.better, x.tied])
+                         f"{x.high:.6f}", x.pairs, "" if x.better is None else x.better, x.tied, d.get("folds") or ""])
     return buf.getvalue()
 
 
@@ -144,7 +162,9 @@ def read_differences_csv(path: Path) -> list[dict[str, Any]]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) not in (CSV_COLUMNS, CSV_COLUMNS[:-1]):  # (without ties: written before)
+            columns = tuple(reader.fieldnames or ())
+            # (without folds, or ties too: written by earlier versions, whose fold intervals were not corrected)
+            if columns not in (CSV_COLUMNS, CSV_COLUMNS[:-1], CSV_COLUMNS[:-2]):
                 raise RunDirError(f"{damaged}: it lacks compare's columns; {advice}")
             rows = []
             for r in reader:
@@ -154,7 +174,9 @@ def read_differences_csv(path: Path) -> list[dict[str, Any]]:
                                  "difference": Difference(float(r["mean_difference"]), float(r["ci95_low"]),
                                                           float(r["ci95_high"]), int(r["pairs"]),
                                                           int(r["better"]) if r["better"] else None,
-                                                          int(r.get("tied") or 0))})
+                                                          int(r.get("tied") or 0)),
+                                 "folds": int(r["folds"]) if r.get("folds") else None,
+                                 "corrected": "folds" in columns})
                 except (TypeError, ValueError):
                     raise RunDirError(f"{damaged} at line {reader.line_num}; {advice}") from None
             return rows
@@ -176,29 +198,43 @@ def unpaired_note(baseline: str, apart: list[str]) -> str:
             f"{', '.join(f'`{s}`' for s in apart)}.")
 
 
-def caption(baseline: str, metric: str, runs: int, folds: bool, apart: list[str] = ()) -> str:
-    pairs = "seed and fold" if folds else "seed"
-    text = (f"Paired differences from `{baseline}`, test {metric}: each setting's run minus the `{baseline}` run "
-            f"of the same {pairs} on the same split ({runs} pairs at most), mean [{CONFIDENCE:.0%} confidence "
+def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: list[str] = (),
+            corrected: bool = True) -> str:
+    """``pairs``: how many there are at most (seeds; with ``folds``, the folds); ``corrected``:
+    False for a cross-validation's differences written by an earlier version."""
+    if folds:
+        what = (f"each setting's runs minus the `{baseline}` runs of the same fold on the same split, averaged "
+                f"over the seeds fold by fold ({pairs} fold pairs at most)")
+    else:
+        what = f"each setting's run minus the `{baseline}` run of the same seed on the same split ({pairs} pairs at most)"
+    text = (f"Paired differences from `{baseline}`, test {metric}: {what}, mean [{CONFIDENCE:.0%} confidence "
             "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
             "when some were equal). An interval "
             "holding 0 does not tell the two apart.")
-    if runs == 1:
+    if pairs == 1:
         text += " With one run per setting there is one pair: its difference alone, no interval."
-    elif runs == 2:
-        text += " " + TWO_PAIRS_CAVEAT
+    elif pairs == 2:
+        text += " " + two_pairs_caveat(folds)
     if apart:
         text += " " + unpaired_note(baseline, apart)
     if folds:
-        text += " " + FOLDS_CAVEAT
+        text += " " + (FOLDS_CAVEAT if corrected else UNCORRECTED_FOLDS_CAVEAT)
     return text
 
 
-# Said under two seeds' differences, in compare.md and on the console alike
-TWO_PAIRS_CAVEAT = ("With two pairs the interval is 12.7 standard errors wide on each side (t with one degree of "
-                    "freedom): it tells little, and may reach past the metric's range; more seeds give one that can.")
+def two_pairs_caveat(folds: int | None) -> str:
+    """Said under two pairs' differences, in compare.md and on the console alike: t with one
+    degree of freedom is 12.7, and two folds' correction multiplies it by sqrt(3)."""
+    width, more = (22.0, "more folds") if folds else (12.7, "more seeds")
+    return (f"With two pairs the interval is {width:g} standard errors wide on each side (t with one degree of "
+            f"freedom): it tells little, and may reach past the metric's range; {more} give one that can.")
+
 
 # Said under a cross-validated comparison's differences, in compare.md and on the console alike
-FOLDS_CAVEAT = ("Folds of one seed share most of their training data, so their differences are not independent: "
+FOLDS_CAVEAT = ("Every seed runs the same folds, so a fold's runs are averaged over the seeds and the folds are the "
+                "pairs; folds share most of their training data, so their differences are not independent either: "
                 "the interval is widened for it (the corrected resampled t of Nadeau & Bengio, variance times "
-                "1/n + 1/(K-1) for n pairs of K folds, in place of 1/n), which is still an approximation.")
+                "1/K + 1/(K-1) for K folds, in place of 1/K), which is still an approximation.")
+UNCORRECTED_FOLDS_CAVEAT = ("Folds share most of their training data, so their differences are not independent, and "
+                            "these intervals, written by an earlier version as if they were, are narrower than they "
+                            "should be: the same compare command writes them anew (its runs are reused).")
