@@ -206,7 +206,8 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
         what = (f"each setting's runs minus the `{baseline}` runs of the same fold on the same split, averaged "
                 f"over the seeds fold by fold ({pairs} fold pairs at most)")
     else:
-        what = f"each setting's run minus the `{baseline}` run of the same seed on the same split ({pairs} pairs at most)"
+        what = (f"each setting's run minus the `{baseline}` run of the same seed on the same split ({pairs} pairs "
+                "at most)")
     text = (f"Paired differences from `{baseline}`, test {metric}: {what}, mean [{CONFIDENCE:.0%} confidence "
             "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
             "when some were equal). An interval "
