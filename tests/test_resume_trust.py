@@ -272,6 +272,31 @@ def test_a_run_saved_with_a_key_no_term_read_resumes_without_it():
         RunRecords._check_same_config(run, {"config": yaml.safe_dump(trained)})
 
 
+def test_a_run_saved_with_teacher_weights_under_confidence_weighting_resumes(tmp_path):
+    """Teachers' weights under confidence weighting (which reads none) are refused since; a run
+    saved with them before trains on, built with weights 1 (as it trained: they were never read),
+    and a config without them is the same run."""
+    from types import SimpleNamespace
+
+    from peerdistill.build import make_trainer
+    from peerdistill.config import apply_overrides, to_yaml
+    from peerdistill.engine.records import RunRecords
+    from peerdistill.errors import ConfigError
+
+    tree = apply_overrides(default_config(), [
+        "teacher=null", "distill.preset=multi-teacher", "distill.teacher_weighting=confidence",
+        "teachers=[{arch: cnn, args: {width: 4, depth: 1}, weight: 0.5}, {arch: cnn, args: {width: 4, depth: 1}}]",
+        "students=[{arch: cnn, args: {width: 4, depth: 1}}]", f"out_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="reads no teacher weight"):  # a new run: refused
+        make_trainer(validate(tree), progress=False)
+    trainer, _ = make_trainer(validate(tree, saved=True), progress=False, resume=True)  # the run it was: trains
+    assert [m.weight for m in trainer.cohort.teachers] == [1.0, 1.0]
+    now = yaml.safe_load(to_yaml(validate(tree, saved=True)))
+    del now["teachers"][0]["weight"]
+    run = SimpleNamespace(config_yaml=yaml.safe_dump(now), run_dir_path=Path("r"))
+    RunRecords._check_same_config(run, {"config": to_yaml(validate(tree, saved=True))})
+
+
 def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
     import os
 

@@ -132,9 +132,10 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
         rebuild = {"arch": spec.arch, "args": spec.args}
         if isinstance(module, HeadedModel):
             rebuild.update(heads=module.head_layers, deep_layer=module.deep_layer)
+        # (a run saved before weights under confidence weighting were refused never read them)
+        unread_weight = saved and cfg.distill.teacher_weighting == "confidence"
         members.append(Member(name, module, role, frozen=spec.frozen, lr=spec.lr, spec=rebuild,
-                              feature_layer=layer,
-                              weight=spec.weight))
+                              feature_layer=layer, weight=1.0 if unread_weight else spec.weight))
     return Cohort(members)
 
 

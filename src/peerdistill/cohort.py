@@ -277,12 +277,16 @@ class Cohort:
         except RuntimeError as exc:
             # DDP at the step after one where a trained parameter got no gradient: a layer skipped
             # in training (at random, as LayerDrop, or by a condition) that no backward before
-            # training saw; torch's message names parameter indices, not the model or the remedy
-            if "Expected to have finished reduction in the prior iteration" not in str(exc):
+            # training saw; torch's message names parameter indices, not the model or the remedy.
+            # (With the search on, torch's own message says what else it can be.)
+            runner = runners.get(running) or next((g for names, g in groups if " / ".join(names) == running), None)
+            if ("Expected to have finished reduction in the prior iteration" not in str(exc)
+                    or getattr(runner, "find_unused_parameters", False)):
                 raise
             raise ConfigError(f"model '{running}' left trained parameters without a gradient in the previous step "
                               "under torchrun (a layer it skips in training, at random as LayerDrop or by a "
-                              "condition): set train.find_unused_parameters=true") from None
+                              "condition): set train.find_unused_parameters: true in the config (a stopped run's "
+                              "config.yaml too, then --resume)") from exc
         return out
 
 

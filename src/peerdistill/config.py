@@ -1101,6 +1101,10 @@ def as_read(cfg: RunConfig) -> dict[str, Any]:
     tree = cfg.model_dump(mode="json")
     for key in unread_distill_keys(cfg.distill, len(cfg.all_teachers()), cfg.has_heads()):
         tree["distill"][key] = DistillSpec.model_fields[key].default
+    if cfg.distill.teacher_weighting == "confidence":  # per-sample weights: the teachers' own are not read
+        for teacher in tree["teachers"] or [tree["teacher"]]:
+            if isinstance(teacher, dict):
+                teacher["weight"] = 1.0
     return tree
 
 

@@ -12,11 +12,13 @@ _MISSING = object()
 # machine's device or workers, micro-batches after running out of memory: like another number
 # of torchrun processes, they change only what BatchNorm sees of a batch; skipping non-finite
 # steps after the run stopped at one: until then no step was skipped; students run packed or one
-# by one, the same students (dropout draws other masks), which a change of device switches already).
+# by one, the same students (dropout draws other masks), which a change of device switches already;
+# DDP's search for parameters without a gradient, which changes no gradient, set after a run stopped
+# at a layer it skipped).
 EXECUTION_KEYS = ("name", "out_dir", "device", "data.root", "train.eval_batch_size", "train.micro_batch_size",
                   "train.num_workers", "train.nonfinite", "train.fuse_students",
                   "train.compile", "train.compile_backend", "train.checkpoint_every_steps",
-                  "train.checkpoint_every_minutes", "log")
+                  "train.checkpoint_every_minutes", "train.find_unused_parameters", "log")
 
 
 def what_is_trained(tree: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +46,8 @@ def _without_checkpoints(tree: dict[str, Any], sections: tuple[str, ...]) -> dic
 # change what BatchNorm sees) nor compile (other kernels): a run may resume with them changed, to
 # go on at all, but its result is another's.
 RESULT_NEUTRAL_KEYS = ("name", "out_dir", "device", "train.eval_batch_size", "train.num_workers",
-                       "train.checkpoint_every_steps", "train.checkpoint_every_minutes", "log")
+                       "train.checkpoint_every_steps", "train.checkpoint_every_minutes",
+                       "train.find_unused_parameters", "log")
 
 
 def what_a_result_depends_on(tree: dict[str, Any]) -> dict[str, Any]:
