@@ -721,3 +721,14 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
         warnings.simplefilter("error", PeerdistillWarning)
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(clean)
+
+
+def test_settings_for_several_processes_are_recorded_as_ignored_in_one(tiny_data):
+    """train.sync_batchnorm and train.find_unused_parameters act under torchrun alone: in one
+    process run.json says they were ignored, rather than leave them seemingly applied."""
+    t = trainer(make_cohort(), train=FAST.model_copy(update={"sync_batchnorm": True, "find_unused_parameters": True}))
+    t._setup(tiny_data)
+    assert t.run_info["sync_batchnorm"] == t.run_info["find_unused_parameters"] == "ignored: a single process"
+    t = trainer(make_cohort())
+    t._setup(tiny_data)
+    assert "sync_batchnorm" not in t.run_info and "find_unused_parameters" not in t.run_info

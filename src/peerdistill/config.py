@@ -693,8 +693,8 @@ class TrainSpec(_Strict):
     )
     find_unused_parameters: Literal["auto", True] = Field(
         default="auto", description="under torchrun: DDP's find_unused_parameters for every trained model (auto: for "
-                                    "those a backward finds with parameters their logits skip; true also for layers "
-                                    "skipped at random, as LayerDrop)"
+                                    "those a backward finds with parameters their logits skip, and no search for the "
+                                    "others; true also for layers skipped at random, as LayerDrop)"
     )
     checkpoint_every_steps: int = Field(
         default=0, ge=0, description="also write the resume checkpoint every N steps inside an epoch (0: off)"

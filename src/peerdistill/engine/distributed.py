@@ -382,8 +382,9 @@ def unused_parameters(module: nn.Module, x: torch.Tensor, name: str = "model") -
     head, an auxiliary classifier whose output the losses do not read), found by one backward in
     eval mode and one in training mode (a layer used in one mode only: a BatchNorm applied at
     evaluation alone, a block skipped in training); the model's gradients, mode, buffers
-    (BatchNorm's running statistics) and the random state are as before after them. A layer
-    skipped at random (LayerDrop) may be seen used: ``train.find_unused_parameters`` is for it."""
+    (BatchNorm's running statistics) and torch's random state are as before after them (not
+    what the model keeps itself: a counter of its calls goes on). A layer skipped at random
+    (LayerDrop) may be seen used: ``train.find_unused_parameters`` is for it."""
     unused = _unused_in_mode(module, x, name, training=False)
     buffers = {key: b.clone() for key, b in module.named_buffers()}
     try:
@@ -394,7 +395,8 @@ def unused_parameters(module: nn.Module, x: torch.Tensor, name: str = "model") -
     finally:
         with torch.no_grad():
             for key, b in module.named_buffers():
-                b.copy_(buffers[key])
+                if key in buffers:  # (one the forward made is left as it made it)
+                    b.copy_(buffers[key])
     return [key for key, p in module.named_parameters() if p.requires_grad and key in unused]
 
 

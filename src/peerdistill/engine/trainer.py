@@ -106,7 +106,8 @@ class Trainer(RunRecords, Preflight):
             raise ConfigError(f"rampup_epochs {rampup_epochs!r}: give a whole number of epochs, 0 or more")
         headed = [m.name for m in cohort.members if m.head_layers]
         if headed and getattr(task, "name", "classification") != "classification":
-            raise ConfigError(f"{', '.join(repr(n) for n in headed)} carry self-distillation heads (HeadedModel, the "
+            raise ConfigError(f"{', '.join(repr(n) for n in headed)} {'carries' if len(headed) == 1 else 'carry'} "
+                              "self-distillation heads (HeadedModel, the "
                               f"'self' preset), which are for classification: their classifiers pool features to one "
                               f"class vector, not the maps {task.name} needs; give the bare model")
         self.cohort, self.graph, self.task = cohort, graph, task
@@ -322,17 +323,20 @@ class Trainer(RunRecords, Preflight):
         sync = self.train_spec.sync_batchnorm and self.world.distributed
         if self.train_spec.sync_batchnorm and not self.world.distributed:
             self.run_info["sync_batchnorm"] = "ignored: a single process"
-        if sync:
-            if self.device.type != "cuda":
-                raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
-                                  "set train.sync_batchnorm=false for CPU runs")
-            for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
-                m.module = distributed.sync_batchnorm(m.module)
-            self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
-        # Under DDP, parameters the logits do not use must be declared (found before packing:
-        # a packed group holds its students' spare heads too); in one process they need nothing.
-        unused = {m.name: distributed.unused_parameters(m.module, self._probe_input, m.name)
-                  for m in self.cohort.trainable} if self.world.distributed else {}
+        if self.train_spec.find_unused_parameters is True and not self.world.distributed:
+            self.run_info["find_unused_parameters"] = "ignored: a single process"
+        # Under DDP, parameters the logits do not use must be declared (found before packing: a
+        # packed group holds its students' spare heads too; and before SyncBatchNorm, whose
+        # training-mode forward would talk to the other processes); in one process they need
+        # nothing. Each process probes its own share of the data, so what any of them found counts.
+        unused: dict[str, list[str]] = {}
+        if self.world.distributed:
+            found = {m.name: distributed.unused_parameters(m.module, self._probe_input, m.name)
+                     for m in self.cohort.trainable}
+            anywhere = {name: {key for each in distributed.gather_objects(self.world, found) for key in each[name]}
+                        for name in found}
+            unused = {name: [key for key, _ in self.cohort[name].module.named_parameters() if key in keys]
+                      for name, keys in anywhere.items()}
         unused = {name: found for name, found in unused.items() if found}
         if unused:  # trained like a single process would, at the cost of a search per step
             self.run_info["ddp_unused_parameters"] = unused
@@ -340,6 +344,13 @@ class Trainer(RunRecords, Preflight):
             # layers skipped at random (LayerDrop) are not seen by one backward: every model searches
             unused = {**{m.name: [] for m in self.cohort.trainable}, **unused}
             self.run_info["ddp_find_unused_parameters"] = "every trained model (train.find_unused_parameters)"
+        if sync:
+            if self.device.type != "cuda":
+                raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
+                                  "set train.sync_batchnorm=false for CPU runs")
+            for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
+                m.module = distributed.sync_batchnorm(m.module)
+            self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
         self.groups = []
         if self.speed.fuse_students:
             for names in self._fusable_sets():
