@@ -1275,6 +1275,7 @@ def test_self_distillation_heads_on_a_segmentation_cohort_are_refused_by_name_fr
     net = HeadedModel(UNet(1, 2, 4, 2), head_layers=["down.0"], deep_layer="down.2", num_classes=2,
                       sample_input=torch.zeros(2, 1, 16, 16))
     cohort = Cohort.from_modules([net])
-    with pytest.raises(ConfigError, match=r"'student1' carries self-distillation heads \(HeadedModel, the 'self' preset\), "
+    with pytest.raises(ConfigError, match=r"'student1' carries self-distillation heads \(HeadedModel, the 'self' "
+                                          r"preset\), "
                                           r"which are for classification: .* not the maps segmentation needs"):
         Trainer(cohort, KnowledgeGraph.from_preset("self", cohort), SegmentationTask(2), device="cpu", progress=False)
