@@ -274,7 +274,6 @@ def test_ensemble_source_of_maps_of_different_sizes_is_the_scored_ensemble():
     target is the ensemble evaluation scores (each student's probabilities resized to the
     largest map, then averaged), not one made at the first student's size; the learner is
     compared at that size, by a per-pixel loop of the KL over the valid pixels."""
-    from peerdistill.spatial import align_to
     from peerdistill.tasks import SegmentationTask
 
     g = torch.Generator().manual_seed(4)
@@ -284,8 +283,10 @@ def test_ensemble_source_of_maps_of_different_sizes_is_the_scored_ensemble():
     labels[0, :3] = 255
     graph = _bound_graph([Edge(ENSEMBLE, "a", "kl", 1.0, 1.0)])
     got = graph.losses(CohortOutput(logits), labels)["a/kl<-ensemble"].item()
-    q = SegmentationTask(3).ensemble([logits["a"].softmax(dim=1), logits["b"].softmax(dim=1)])
-    p = align_to(logits["a"], (8, 8)).softmax(dim=1)
+    upsized = torch.nn.functional.interpolate(logits["a"].softmax(dim=1), size=(8, 8), mode="bilinear")
+    q = (upsized + logits["b"].softmax(dim=1)) / 2
+    assert torch.allclose(q, SegmentationTask(3).ensemble([logits["a"].softmax(dim=1), logits["b"].softmax(dim=1)]))
+    p = torch.nn.functional.interpolate(logits["a"], size=(8, 8), mode="bilinear").softmax(dim=1)
     terms = [sum(q[i, c, h, w] * math.log(q[i, c, h, w] / p[i, c, h, w]) for c in range(3)).item()
              for i in range(2) for h in range(8) for w in range(8) if labels[i, h, w] != 255]
     assert got == pytest.approx(sum(terms) / len(terms), rel=1e-5)

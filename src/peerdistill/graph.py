@@ -20,11 +20,11 @@ from .errors import ConfigError, PeerdistillWarning
 from .values import is_finite_number
 from .losses import (attention_transfer, combine_soft_targets, confidence_weights, decoupled_kd, fitnet_hint,
                      similarity_preserving, soft_kl)
-from .losses.logits import kl_to_softened
+from .losses.logits import checked_temperature, kl_to_softened
 from .losses.adversarial import holistic_generator_loss
 from .losses.dense import channel_wise, pairwise_affinity
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE
-from .spatial import align_to, labels_at, valid_pixels
+from .spatial import align_to, labels_at, mean_at_largest, valid_pixels
 
 if TYPE_CHECKING:
     from .cohort import Cohort, CohortOutput
@@ -463,9 +463,8 @@ class KnowledgeGraph:
             if edge.source == ENSEMBLE and len({z.shape for z in logits}) > 1:
                 # students' maps of different sizes: averaged as the scored ensemble is (the task's
                 # ensemble), each one's probabilities resized to the largest map
-                largest = max((z.shape[-2:] for z in logits), key=lambda hw: hw[0] * hw[1])
-                cache[key] = torch.stack([align_to(F.softmax(z.detach().float() / edge.temperature, dim=1), largest)
-                                          for z in logits]).mean(dim=0)
+                t = checked_temperature(edge.temperature, "ensemble")
+                cache[key] = mean_at_largest([F.softmax(z.detach().float() / t, dim=1) for z in logits])
                 return cache[key]
             logits = [_aligned(z, logits[0]) for z in logits]
             weights = None

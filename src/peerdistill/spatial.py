@@ -15,6 +15,13 @@ def align_to(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps.float(), size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def mean_at_largest(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The mean of several [B, C, H, W] maps (probabilities: a segmentation ensemble), each first
+    resized to the largest one's size."""
+    size = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
+    return torch.stack([align_to(m, size) for m in maps]).mean(dim=0)
+
+
 def labels_at(labels: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """[B, H, W] label maps brought to [B, C, H', W'] ``maps``' size (nearest neighbour keeps
     them class indices); class labels and maps of the same size are returned as they are."""

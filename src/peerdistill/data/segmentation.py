@@ -89,11 +89,10 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         "classes; fix the masks, or set data.num_classes if those classes are truly absent")
     if not training:
         return k
-    train = masks[0]
-    if not ((train > 0) & (train != IGNORE)).any():
-        raise DataError("the training masks hold no foreground pixel (only background and ignored ones): check "
-                        "the mask files; for 0/255 or coloured masks set data.binary_masks=true (with it set, "
-                        "foreground is a value above 0 in 0/1 masks, above half the full scale in others)")
+    if not has_foreground(masks[0]):
+        raise DataError(f"{NO_FOREGROUND}: check the mask files; for 0/255 or coloured masks set data.binary_masks=true "
+                        "(with it set, foreground is a value above 0 in 0/1 masks, above half the full scale in "
+                        "others)")
     untrained = [c for c in range(1, seen) if not per_split[0][c] and counts[c]]
     if untrained:
         where = {name: int(n[untrained[0]]) for name, n in zip(("val", "test"), per_split[1:]) if n[untrained[0]]}
@@ -103,11 +102,19 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
     return k
 
 
+NO_FOREGROUND = "the training masks hold no foreground pixel (only background and ignored ones)"
+
+
+def has_foreground(masks: torch.Tensor) -> bool:
+    """Whether label maps hold a pixel of any class but the background (0) and ignored (255)."""
+    return bool(((masks > 0) & (masks != IGNORE)).any())
+
+
 def _warn_of_val_without_foreground(val: torch.Tensor) -> None:
     """Dice and IoU of an image are left out when neither truth nor prediction holds the class,
     and 0 when the prediction alone does: on a val split without foreground an epoch that marks
     no pixel scores n/a, one marking a stray pixel 0, and n/a ranks last."""
-    if len(val) and not ((val > 0) & (val != IGNORE)).any():
+    if len(val) and not has_foreground(val):
         warnings.warn("the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch whose models mark "
                       "any foreground and n/a in one whose models mark none, so they cannot choose the best epoch "
                       "(n/a ranks last: a clean epoch would lose to one with stray pixels); give val images with the "

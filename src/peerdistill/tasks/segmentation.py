@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.segmentation import NO_FOREGROUND, has_foreground
 from ..errors import DataError
 from ..segmentation_metrics import SegmentationMeter, segmentation_metric_names
 from ..losses.segmentation import soft_dice_loss
-from ..spatial import align_to
+from ..spatial import align_to, mean_at_largest
 from .augment import Augmentation
 
 IGNORE = 255
@@ -85,8 +86,7 @@ class SegmentationTask:
     def ensemble(self, probabilities: list[torch.Tensor]) -> torch.Tensor:
         """The students' ensemble: the per-pixel mean of their class probabilities (each first
         resized to the largest output's size)."""
-        size = max((p.shape[-2:] for p in probabilities), key=lambda s: s[0] * s[1])
-        return torch.stack([align_to(p, size) for p in probabilities]).mean(dim=0)
+        return mean_at_largest(probabilities)
 
     def new_meter(self) -> SegmentationMeter:
         return SegmentationMeter(self.class_names, self.hd95, self.pixel_spacing)
@@ -111,12 +111,12 @@ class SegmentationTask:
         to mark nothing: refused, as the image folders are. Datasets without a target tensor
         ``y`` are not scanned (their first validation and test batches are: ``doubtful_targets``)."""
         y = getattr(train, "y", None)
-        if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y) or bool(((y > 0) & (y != IGNORE)).any()):
+        if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y) or has_foreground(y):
             return
         doubtful = self.doubtful_targets(y)
-        raise DataError("the training masks hold no foreground pixel (only background and ignored ones): "
-                        + (f"they {doubtful.removeprefix('masks ')}" if doubtful else
-                           "every model would learn to mark nothing; check the masks given for training"))
+        raise DataError(f"{NO_FOREGROUND}: " + (f"they {doubtful.removeprefix('masks ')}" if doubtful else
+                                                 "every model would learn to mark nothing; check the masks given "
+                                                 "for training"))
 
     def doubtful_targets(self, y: torch.Tensor) -> str | None:
         """What is likely wrong with masks that pass ``check_targets``: only 0 and 255, binary
