@@ -58,7 +58,8 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
                 task.check_output(name, out, len(x))
         checked = True
         for name, out in outputs.items():
-            meters[name].check(task.scored_outputs(out, y) if hasattr(task, "scored_outputs") else out)
+            if meters[name].finite:  # (once not, no need to look again)
+                meters[name].check(task.scored_outputs(out, y) if hasattr(task, "scored_outputs") else out)
         probs = {name: task.probabilities(out) for name, out in outputs.items()}
         probs[ENSEMBLE] = task.ensemble([probs[s] for s in ensemble_names])
         for key, names in head_ensembles.items():
