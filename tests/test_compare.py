@@ -262,7 +262,7 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
 
 
 def test_a_finished_run_is_reused_for_the_same_data_file_and_teachers_only():
-    from peerdistill.config_diff import differences, what_a_result_depends_on
+    from peerdistill.config_diff import differences, what_a_result_depends_on, what_is_trained
 
     run = {"device": "cuda", "data": {"root": "/data/sub/../x.npz"}, "teacher": {"checkpoint": "/t/a.safetensors"},
            "train": {"eval_batch_size": 512, "num_workers": 4, "epochs": 3}}
@@ -270,6 +270,7 @@ def test_a_finished_run_is_reused_for_the_same_data_file_and_teachers_only():
             "train": {"eval_batch_size": 64, "num_workers": 0, "epochs": 3,
                       "find_unused_parameters": True}}  # (DDP's search changes no gradient)
     assert differences(what_a_result_depends_on(run), what_a_result_depends_on(same)) == []
+    assert "find_unused_parameters" not in what_is_trained(same)["train"]  # a stopped run resumes with it set
     micro = {**same, "train": {**same["train"], "micro_batch_size": 8}}  # BatchNorm sees other batches
     assert differences(what_a_result_depends_on(run), what_a_result_depends_on(micro)) == [
         "train.micro_batch_size: absent in the run, 8 now"]
