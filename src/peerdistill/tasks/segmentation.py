@@ -62,12 +62,14 @@ class SegmentationTask:
 
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
-        logits = align_to(logits, targets.shape[-2:])
-        if not bool((targets != IGNORE).any()):  # a batch of crops wholly outside the region of interest
-            return logits.float().sum() * 0.0
-        # an ignored pixel's logits are set to 0: cross_entropy leaves them out of its value, yet a NaN or
-        # inf there (outside a field of view, an fp16 overflow) would reach the gradient (NaN * 0)
-        logits = logits.float().masked_fill((targets == IGNORE).unsqueeze(1), 0)
+        logits = align_to(logits, targets.shape[-2:]).float()
+        ignored = targets == IGNORE
+        count = int(ignored.sum())  # (one wait on the GPU for both questions)
+        if count == targets.numel():  # a batch of crops wholly outside the region of interest
+            return logits.sum() * 0.0
+        if count:  # an ignored pixel's logits are set to 0: cross_entropy leaves them out of its value, yet a
+            # NaN or inf there (outside a field of view, an fp16 overflow) would reach the gradient (NaN * 0)
+            logits = logits.masked_fill(ignored.unsqueeze(1), 0)
         loss = F.cross_entropy(logits, targets, weight=weight, ignore_index=IGNORE)
         if self.loss == "ce+dice":  # soft Dice counters the small share of foreground pixels
             loss = loss + soft_dice_loss(logits, targets, IGNORE)
