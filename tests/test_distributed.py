@@ -698,8 +698,8 @@ def test_find_unused_parameters_lets_models_that_skip_layers_at_random_train_und
         said[setting] = proc.stdout.splitlines()[-1]
     assert said["auto"] == ("fails: model 'student1' left trained parameters without a gradient in the previous step "
                             "under torchrun (a layer it skips in training, at random as LayerDrop or by a condition): "
-                            "set train.find_unused_parameters: true in the config (a stopped run's config.yaml too, "
-                            "then --resume)")
+                            "set train.find_unused_parameters: true in the config (for a run that kept a checkpoint, "
+                            "in its config.yaml, then --resume)")
     assert said["true"] == "trains every trained model (train.find_unused_parameters)"
 
 

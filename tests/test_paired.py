@@ -136,8 +136,13 @@ def test_the_caption_says_two_pairs_give_an_interval_12_7_standard_errors_wide()
     assert "12.7" not in caption("independent", "dice", 3, folds=None)
     # two folds: the correction multiplies it by sqrt((1/2 + 1) / (1/2)), and more folds (not seeds) narrow it
     assert round(float(t.ppf(0.975, 1)) * math.sqrt(3), 1) == 22.0
-    assert "22 standard errors wide on each side (t with one degree of freedom): it tells little, and may reach " \
-           "past the metric's range; more folds give one" in caption("independent", "dice", 2, folds=2)
+    assert "22 standard errors wide on each side (t with one degree of freedom, times the correction for folds): " \
+           "it tells little, and may reach past the metric's range; more folds give one" in caption(
+               "independent", "dice", 2, folds=2)
+    # a fold comparison written before: its pairs were its runs, its interval plain t
+    old = caption("independent", "dice", 2, folds=2, corrected=False)
+    assert "run of the same seed and fold on the same split (2 pairs at most)" in old and "12.7 standard" in old
+    assert "narrower than they should be" in old
 
 
 

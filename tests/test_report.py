@@ -755,9 +755,10 @@ def test_latency_is_the_median_of_the_timed_passes_after_warm_up(monkeypatch):
 
     clock = [0.0]
     # each timed forward pass takes the next of these times (ms) on a fake clock: 3 slow warm-up
-    # passes, then 10 timed ones with one outlier; the untimed pass before each (which warms the
-    # caches) takes 1000 ms, never counted
-    durations = iter([t for timed in [100.0, 100.0, 100.0, 1, 2, 3, 4, 50, 5, 6, 7, 8, 9] for t in (1000.0, timed)])
+    # passes, then 10 timed ones with one outlier; the untimed passes before each (which warm the
+    # caches) take 1000 ms, never counted
+    durations = iter([t for timed in [100.0, 100.0, 100.0, 1, 2, 3, 4, 50, 5, 6, 7, 8, 9]
+                      for t in [1000.0] * costs.WARM_PASSES + [timed]])
 
     class Ticking(nn.Module):
         def forward(self, x):
@@ -771,9 +772,9 @@ def test_latency_is_the_median_of_the_timed_passes_after_warm_up(monkeypatch):
 
 def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(monkeypatch):
     """Two identical models and a machine busy for a stretch (passes 4x slower): timed one after
-    the other, the first would take the whole burst; in turns, two passes each per round (the
-    first untimed, to have the model's weights in the caches the other's pass took), both take
-    half of it and their medians agree."""
+    the other, the first would take the whole burst; in turns, a few passes each per round (the
+    last timed, the ones before to have the model's weights in the caches the other's passes
+    took), both take half of it and their medians agree."""
     import torch
     from torch import nn
 
@@ -788,13 +789,14 @@ def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(mon
             self.name = name
 
         def forward(self, x):
-            clock[0] += (4.0 if len(order) // 4 in busy else 1.0) / 1000  # 4 passes a round
+            clock[0] += (4.0 if len(order) // (2 * passes) in busy else 1.0) / 1000  # a round: each model's passes
             order.append(self.name)
             return x
 
+    passes = costs.WARM_PASSES + 1
     monkeypatch.setattr(costs.time, "perf_counter", lambda: clock[0])
     times = costs.latencies_ms({"a": Ticking("a"), "b": Ticking("b")}, (1,), torch.device("cpu"), repeats=15)
-    assert order == ["a", "a", "b", "b"] * 18, "3 warm-up rounds, then 15 timed ones, two passes of each per round"
+    assert order == (["a"] * passes + ["b"] * passes) * 18, "3 warm-up rounds, then 15 timed ones, in turns"
     # 7 of each one's 15 timed passes were slowed (one after the other, 14 of the first's): both medians idle
     assert times == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
 

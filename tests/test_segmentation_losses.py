@@ -258,7 +258,7 @@ def test_non_finite_logits_at_ignored_pixels_leave_the_supervised_loss_and_its_g
         assert loss.item() == pytest.approx(ce + 1 - (dice[1] + dice[2]) / 2, rel=1e-5)
     assert torch.isfinite(grads[1]).all() and (grads[1].permute(0, 2, 3, 1)[labels == 255] == 0).all()
     torch.testing.assert_close(grads[1], grads[0])
-    z = logits.clone().requires_grad_(True)  # a batch of crops wholly outside the field of view: nothing to learn
+    z = broken.clone().requires_grad_(True)  # a batch of crops wholly outside the field of view: nothing to learn
     loss = SegmentationTask(3).supervised_loss(z, torch.full_like(labels, 255))
     assert loss.item() == 0 and (torch.autograd.grad(loss, z)[0] == 0).all()
 

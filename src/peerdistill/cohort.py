@@ -285,8 +285,8 @@ class Cohort:
                 raise
             raise ConfigError(f"model '{running}' left trained parameters without a gradient in the previous step "
                               "under torchrun (a layer it skips in training, at random as LayerDrop or by a "
-                              "condition): set train.find_unused_parameters: true in the config (a stopped run's "
-                              "config.yaml too, then --resume)") from exc
+                              "condition): set train.find_unused_parameters: true in the config (for a run that "
+                              "kept a checkpoint, in its config.yaml, then --resume)") from exc
         return out
 
 

@@ -217,7 +217,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     monitor_metric = monitor.split("/", 1)[1]
     if diffs:
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
-                   + caption(baseline, monitor_metric, folds or seeds, folds, apart) + "\n\n"
+                   + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"
                    + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
@@ -235,11 +235,12 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
     if diffs:
         headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
-        table = _differences_table(diffs, labels, headline, monitor_metric, baseline, folds or seeds)
-        console.print(fitted(table, console.width))
+        pairs = _most_pairs(diffs, monitor_metric)
+        console.print(fitted(_differences_table(diffs, labels, headline, monitor_metric, baseline, pairs),
+                             console.width))
         if folds:
             console.print(FOLDS_CAVEAT)
-        if (folds or seeds) == 2:
+        if pairs == 2:
             console.print(two_pairs_caveat(folds))
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return Comparison(rows, directory, markdown, diffs)
@@ -320,6 +321,11 @@ def _check_counts(**counts) -> None:
     for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
+
+
+def _most_pairs(diffs: list[dict[str, Any]], metric: str) -> int:
+    """The most pairs a difference in ``metric`` has (seeds, or folds; fewer where runs gave no number)."""
+    return max((d["difference"].pairs for d in diffs if d["metric"] == metric), default=0)
 
 
 def _runs_count(seeds: int, folds: int | None) -> int:

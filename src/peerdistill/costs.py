@@ -46,6 +46,9 @@ def cpu_latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...]
         torch.set_num_threads(threads)
 
 
+WARM_PASSES = 2  # untimed passes before each timed one (one left a small model 15-25% slow after a large one)
+
+
 def latency_ms(module: nn.Module, input_shape: tuple[int, ...], device: torch.device, repeats: int = 10) -> float:
     """``latencies_ms`` of one model."""
     return latencies_ms({"model": module}, input_shape, device, repeats)["model"]
@@ -54,8 +57,8 @@ def latency_ms(module: nn.Module, input_shape: tuple[int, ...], device: torch.de
 def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device,
                  repeats: int = 10) -> dict[str, float]:
     """Per model, the median wall time of one fp32 forward pass on one input on ``device``
-    (after 3 warm-up passes). The models take turns, two passes each per round, the second
-    timed: a burst of other work on the machine slows a pass of every model, not all passes of
+    (after 3 warm-up rounds). The models take turns, ``WARM_PASSES`` + 1 passes each per round,
+    the last timed: a burst of other work on the machine slows a pass of every model, not all passes of
     one (timed one model after another, two identical students differed 1.8x on a loaded
     machine), and the untimed pass warms the caches the other models' passes took (timed right
     after a large teacher, a small student read 2x slower). On CUDA each pass is awaited
@@ -67,7 +70,8 @@ def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], de
     with torch.inference_mode():
         for i in range(repeats + 3):
             for name, model in models.items():
-                model(x)  # untimed: this model's weights back in the caches
+                for _ in range(WARM_PASSES):  # untimed: this model's weights back in the caches
+                    model(x)
                 wait()
                 start = time.perf_counter()
                 model(x)

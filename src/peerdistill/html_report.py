@@ -671,16 +671,18 @@ def comparison_page(directory: Path) -> str:
         sections.append(note_html(f"Paired differences left out: {exc}."))
     baseline = diffs[0]["baseline"] if diffs else None
     apart = [s for s in settings if s != baseline and not any(d["setting"] == s for d in diffs)]
-    folds = {int(m[1]) for r in rows for name in r["runs"] if (m := re.search(r"-fold(\d+)$", name))}
-    seeds = {m[1] for r in rows for name in r["runs"] if (m := re.search(r"-seed(\d+)", name))}
+    folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
+    corrected = all(d.get("corrected", True) for d in diffs)
     for metric in (m for m in metrics if not per_class_part(m)):
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
                              f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
                  table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
         paired = difference_rows(diffs, settings, models, metric)
         if paired:
-            text = caption(baseline, metric, len(folds) or len(seeds), len(folds) or None, apart,
-                           corrected=all(d.get("corrected", True) for d in diffs))
+            # (the pairs each difference has: folds, or runs of a comparison written before folds were)
+            pairs = max(d["difference"].pairs for d in diffs if d["metric"] == metric)
+            folds = next((d["folds"] for d in diffs if d.get("folds")), None) or (folded or None)
+            text = caption(baseline, metric, pairs, folds, apart, corrected=corrected)
             parts += [f"<p>{with_code_spans(text)}</p>",
                       table_html(["setting"] + models, paired)]
         sections.append(section_html(f"test {metric}", parts))

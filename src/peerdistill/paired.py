@@ -201,13 +201,15 @@ def unpaired_note(baseline: str, apart: list[str]) -> str:
 def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: list[str] = (),
             corrected: bool = True) -> str:
     """``pairs``: how many there are at most (seeds; with ``folds``, the folds); ``corrected``:
-    False for a cross-validation's differences written by an earlier version."""
-    if folds:
+    False for a cross-validation's differences written by an earlier version, whose pairs were
+    its runs (``pairs`` then counts those)."""
+    fold_means = folds and corrected
+    if fold_means:
         what = (f"each setting's runs minus the `{baseline}` runs of the same fold on the same split, averaged "
                 f"over the seeds fold by fold ({pairs} fold pairs at most)")
     else:
-        what = (f"each setting's run minus the `{baseline}` run of the same seed on the same split ({pairs} pairs "
-                "at most)")
+        what = (f"each setting's run minus the `{baseline}` run of the same {'seed and fold' if folds else 'seed'} "
+                f"on the same split ({pairs} pairs at most)")
     text = (f"Paired differences from `{baseline}`, test {metric}: {what}, mean [{CONFIDENCE:.0%} confidence "
             "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
             "when some were equal). An interval "
@@ -215,7 +217,7 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
     if pairs == 1:
         text += " With one run per setting there is one pair: its difference alone, no interval."
     elif pairs == 2:
-        text += " " + two_pairs_caveat(folds)
+        text += " " + two_pairs_caveat(folds if fold_means else None)
     if apart:
         text += " " + unpaired_note(baseline, apart)
     if folds:
@@ -226,9 +228,10 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
 def two_pairs_caveat(folds: int | None) -> str:
     """Said under two pairs' differences, in compare.md and on the console alike: t with one
     degree of freedom is 12.7, and two folds' correction multiplies it by sqrt(3)."""
-    width, more = (22.0, "more folds") if folds else (12.7, "more seeds")
-    return (f"With two pairs the interval is {width:g} standard errors wide on each side (t with one degree of "
-            f"freedom): it tells little, and may reach past the metric's range; {more} give one that can.")
+    width, why, more = ((22.0, "t with one degree of freedom, times the correction for folds", "more folds")
+                        if folds else (12.7, "t with one degree of freedom", "more seeds"))
+    return (f"With two pairs the interval is {width:g} standard errors wide on each side ({why}): it tells "
+            f"little, and may reach past the metric's range; {more} give one that can.")
 
 
 # Said under a cross-validated comparison's differences, in compare.md and on the console alike

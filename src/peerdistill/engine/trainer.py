@@ -333,8 +333,8 @@ class Trainer(RunRecords, Preflight):
         if self.world.distributed:
             found = {m.name: distributed.unused_parameters(m.module, self._probe_input, m.name)
                      for m in self.cohort.trainable}
-            anywhere = {name: {key for each in distributed.gather_objects(self.world, found) for key in each[name]}
-                        for name in found}
+            everyone = distributed.gather_objects(self.world, found)  # (one collective for all models)
+            anywhere = {name: {key for each in everyone for key in each[name]} for name in found}
             unused = {name: [key for key, _ in self.cohort[name].module.named_parameters() if key in keys]
                       for name, keys in anywhere.items()}
         unused = {name: found for name, found in unused.items() if found}

@@ -66,7 +66,7 @@ class SegmentationTask:
         ignored = targets == IGNORE
         count = int(ignored.sum())  # (one wait on the GPU for both questions)
         if count == targets.numel():  # a batch of crops wholly outside the region of interest
-            return logits.sum() * 0.0
+            return logits.masked_fill(ignored.unsqueeze(1), 0).sum() * 0.0  # (NaN there too: no NaN loss)
         if count:  # an ignored pixel's logits are set to 0: cross_entropy leaves them out of its value, yet a
             # NaN or inf there (outside a field of view, an fp16 overflow) would reach the gradient (NaN * 0)
             logits = logits.masked_fill(ignored.unsqueeze(1), 0)
