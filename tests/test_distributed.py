@@ -703,6 +703,47 @@ def test_find_unused_parameters_lets_models_that_skip_layers_at_random_train_und
     assert said["true"] == "trains every trained model (train.find_unused_parameters)"
 
 
+RANK_SKIPS_SCRIPT = textwrap.dedent('''
+    """Two processes whose students skip a block in training on rank 0 only: rank 1's probe sees
+    the block used, rank 0's unused; what either finds must count on both (DDP set up otherwise on
+    each stops with a collective mismatch)."""
+    import json, os, sys
+
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, TrainSpec, Trainer, preset_edges
+
+    class RankSkips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.extra, self.head = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.body(x).relu()
+            skip = self.training and dist.is_initialized() and dist.get_rank() == 0
+            return self.head(h if skip else self.extra(h).relu())
+
+    tree = json.loads(sys.argv[1])
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:])
+    cohort = Cohort.from_modules([RankSkips(), RankSkips()])
+    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+                      ClassificationTask(3), progress=False, device="cpu", run_dir=tree["out_dir"] + "/run",
+                      train=TrainSpec(epochs=1, batch_size=6))
+    trainer.fit(data)
+    with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as f:
+        json.dump(trainer.run_info.get("ddp_unused_parameters"), f)
+''')
+
+
+def test_parameters_one_process_finds_unused_count_on_every_process(tmp_path):
+    found = _two_processes(RANK_SKIPS_SCRIPT, {"out_dir": str(tmp_path)})
+    assert found == [{s: ["extra.weight", "extra.bias"] for s in ("student1", "student2")}] * 2
+
+
 def test_unused_parameters_are_those_the_read_outputs_do_not_depend_on():
     """The logits and a self-distilled network's head logits are read; an extra tuple item is not."""
     from peerdistill.engine.distributed import unused_parameters
