@@ -596,17 +596,49 @@ def test_commands_that_do_not_train_refuse_several_processes(argv, monkeypatch, 
     assert "torchrun" not in capsys.readouterr().err
 
 
-TRAINER_UNUSED_SCRIPT = textwrap.dedent('''
-    """A cohort whose students return an auxiliary output the losses do not read, trained under
-    DDP (a group of one process, as torchrun --nproc-per-node 1 makes): the trainer declares the
-    auxiliary head's parameters to DDP, so training gets past its second step."""
-    import json, sys
+# What the scripts below share: two students of a class learning from each other (ml) on 60 tiny
+# samples of 3 classes, built in that order after seeding.
+ML_PAIR_PRELUDE = textwrap.dedent('''
+    import json, os, sys
 
     import torch
+    import torch.distributed as dist
     from torch import nn
 
     from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, TrainSpec, Trainer, preset_edges
 
+
+    def ml_pair(student, run_dir=None, **train):
+        torch.manual_seed(0)
+        x, y = torch.randn(60, 4), torch.arange(60) % 3
+        data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:])
+        trainer = Trainer(Cohort.from_modules([student(), student()]),
+                          KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])), ClassificationTask(3),
+                          progress=False, device="cpu", run_dir=run_dir, train=TrainSpec(epochs=1, **train))
+        return trainer, data
+''')
+
+
+def _in_a_group_of_one(tmp_path, script: str, *args: str) -> str:
+    """``script`` run as torchrun --nproc-per-node 1 would run it (DDP in a group of one process):
+    its last line of output."""
+    import socket
+
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    proc = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.splitlines()[-1]
+
+
+# A cohort whose students return an auxiliary output the losses do not read, trained under DDP:
+# the trainer declares the auxiliary head's parameters to DDP, so training gets past its second step.
+TRAINER_UNUSED_SCRIPT = ML_PAIR_PRELUDE + textwrap.dedent('''
     class WithAux(nn.Module):
         def __init__(self):
             super().__init__()
@@ -616,43 +648,21 @@ TRAINER_UNUSED_SCRIPT = textwrap.dedent('''
             h = self.body(x).relu()
             return self.head(h), self.aux(h)  # the first item is the logits
 
-    torch.manual_seed(0)
-    x, y = torch.randn(60, 4), torch.arange(60) % 3
-    data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:])
-    cohort = Cohort.from_modules([WithAux(), WithAux()])
-    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
-                      ClassificationTask(3), train=TrainSpec(epochs=1, batch_size=12), progress=False, device="cpu")
+    trainer, data = ml_pair(WithAux, batch_size=12)
     trainer.fit(data)
     print(json.dumps(trainer.run_info.get("ddp_unused_parameters")))
 ''')
 
 
 def test_the_trainer_declares_an_auxiliary_head_the_losses_do_not_read_to_ddp(tmp_path):
-    import socket
-
-    script = tmp_path / "aux.py"
-    script.write_text(TRAINER_UNUSED_SCRIPT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) == {s: ["aux.weight", "aux.bias"] for s in ("student1", "student2")}
+    said = _in_a_group_of_one(tmp_path, TRAINER_UNUSED_SCRIPT)
+    assert json.loads(said) == {s: ["aux.weight", "aux.bias"] for s in ("student1", "student2")}
 
 
-SKIPPING_SCRIPT = textwrap.dedent('''
-    """Students that skip a block on every third forward in training (as LayerDrop does at
-    random): no backward before training can see it, and DDP stops at the step after a skip
-    unless train.find_unused_parameters is true."""
-    import sys
-
-    import torch
-    from torch import nn
-
-    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, TrainSpec, Trainer, preset_edges
-
+# Students that skip a block on every third forward in training (as LayerDrop does at random): no
+# backward before training can see it, and DDP stops at the step after a skip unless
+# train.find_unused_parameters is true.
+SKIPPING_SCRIPT = ML_PAIR_PRELUDE + textwrap.dedent('''
     class SkipsABlock(nn.Module):
         def __init__(self):
             super().__init__()
@@ -664,14 +674,7 @@ SKIPPING_SCRIPT = textwrap.dedent('''
             skip = self.training and self.calls % 3 == 0
             return self.head(h if skip else self.extra(h).relu())
 
-    torch.manual_seed(0)
-    x, y = torch.randn(60, 4), torch.arange(60) % 3
-    data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:])
-    cohort = Cohort.from_modules([SkipsABlock(), SkipsABlock()])
-    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
-                      ClassificationTask(3), progress=False, device="cpu",
-                      train=TrainSpec(epochs=1, batch_size=6, find_unused_parameters=sys.argv[1] == "true"
-                                      or "auto"))
+    trainer, data = ml_pair(SkipsABlock, batch_size=6, find_unused_parameters=sys.argv[1] == "true" or "auto")
     try:
         trainer.fit(data)
         print("trains", trainer.run_info.get("ddp_find_unused_parameters"))
@@ -681,21 +684,7 @@ SKIPPING_SCRIPT = textwrap.dedent('''
 
 
 def test_find_unused_parameters_lets_models_that_skip_layers_at_random_train_under_ddp(tmp_path):
-    import socket
-
-    script = tmp_path / "skips.py"
-    script.write_text(SKIPPING_SCRIPT)
-    said = {}
-    for setting in ("auto", "true"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        proc = subprocess.run([sys.executable, str(script), setting], capture_output=True, text=True, timeout=120,
-                              env=env)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        said[setting] = proc.stdout.splitlines()[-1]
+    said = {setting: _in_a_group_of_one(tmp_path, SKIPPING_SCRIPT, setting) for setting in ("auto", "true")}
     assert said["auto"] == ("fails: model 'student1' left trained parameters without a gradient in the previous step "
                             "under torchrun (a layer it skips in training, at random as LayerDrop or by a condition): "
                             "set train.find_unused_parameters: true in the config (for a run that kept a checkpoint, "
@@ -703,18 +692,10 @@ def test_find_unused_parameters_lets_models_that_skip_layers_at_random_train_und
     assert said["true"] == "trains every trained model (train.find_unused_parameters)"
 
 
-RANK_SKIPS_SCRIPT = textwrap.dedent('''
-    """Two processes whose students skip a block in training on rank 0 only: rank 1's probe sees
-    the block used, rank 0's unused; what either finds must count on both (DDP set up otherwise on
-    each stops with a collective mismatch)."""
-    import json, os, sys
-
-    import torch
-    import torch.distributed as dist
-    from torch import nn
-
-    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, TrainSpec, Trainer, preset_edges
-
+# Two processes whose students skip a block in training on rank 0 only: rank 1's probe sees the
+# block used, rank 0's unused; what either finds must count on both (DDP set up otherwise on each
+# stops with a collective mismatch).
+RANK_SKIPS_SCRIPT = ML_PAIR_PRELUDE + textwrap.dedent('''
     class RankSkips(nn.Module):
         def __init__(self):
             super().__init__()
@@ -726,13 +707,7 @@ RANK_SKIPS_SCRIPT = textwrap.dedent('''
             return self.head(h if skip else self.extra(h).relu())
 
     tree = json.loads(sys.argv[1])
-    torch.manual_seed(0)
-    x, y = torch.randn(60, 4), torch.arange(60) % 3
-    data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:])
-    cohort = Cohort.from_modules([RankSkips(), RankSkips()])
-    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
-                      ClassificationTask(3), progress=False, device="cpu", run_dir=tree["out_dir"] + "/run",
-                      train=TrainSpec(epochs=1, batch_size=6))
+    trainer, data = ml_pair(RankSkips, run_dir=tree["out_dir"] + "/run", batch_size=6)
     trainer.fit(data)
     with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as f:
         json.dump(trainer.run_info.get("ddp_unused_parameters"), f)
