@@ -748,7 +748,7 @@ def test_a_recipe_named_from_another_folder_or_misspelt_is_pointed_to(tmp_path, 
 
     import peerdistill.config
 
-    recipes = Path(peerdistill.config.__file__).resolve().parents[2] / "recipes"
+    recipes = Path(peerdistill.config.__file__).resolve().parents[3] / "recipes"
     monkeypatch.chdir(tmp_path)  # a user's folder, not the clone
     if not recipes.is_dir():  # installed without its clone (pip install .): where the recipes are is not known
         with pytest.raises(ConfigError, match=r"recipes/ is a folder of the peerdistill repository: run from a clone"):

@@ -1,0 +1,143 @@
+"""A config from a file, the embedded default or a run's saved copy, with key=value overrides,
+validated into a RunConfig."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from .cohort_spec import DistillSpec, unread_distill_keys
+from .data_spec import saved_data_section
+from .messages import format_validation_error, section_model
+from .run_spec import RunConfig
+from .yaml_files import load_yaml, yaml_value
+
+
+def default_config() -> dict[str, Any]:
+    """The embedded default: digits, a small CNN teacher trained online, two smaller CNN students
+    (named digits-kd+ml after its data and preset, and after other data given on the command line)."""
+    return {
+        "teacher": {"arch": "cnn", "args": {"width": 32, "depth": 3}},
+        "students": [
+            {"arch": "cnn", "args": {"width": 16, "depth": 2}},
+            {"arch": "cnn", "args": {"width": 16, "depth": 2}},
+        ],
+        "distill": {"preset": "kd+ml"},
+        "train": {"epochs": 30, "batch_size": 64},
+    }
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(part, dotted, len(node))]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override '{dotted}': '{part}' is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(last, dotted, len(node))] = value
+    else:
+        node[last] = value
+
+
+def _list_index(part: str, dotted: str, length: int) -> int:
+    if not part.isdigit() or int(part) >= length:
+        raise ConfigError(f"override '{dotted}': '{part}' must be a list index below {length}")
+    return int(part)
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings; values are parsed as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``).
+    A key given twice is refused, as it is in a YAML mapping: which one was meant?"""
+    given: dict[str, str] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form key=value (for example train.epochs=5)")
+        if key.strip() in given:
+            raise ConfigError(f"{key.strip()} is given twice ('{given[key.strip()]}' and '{item}'): keep one")
+        given[key.strip()] = item
+        try:
+            value = yaml_value(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def validate(tree: dict[str, Any], source: str = "config", saved: bool = False) -> RunConfig:
+    """``saved``: a config a run wrote, held to the rules of the version that wrote it where
+    they were looser (see ``_saved``)."""
+    try:
+        return RunConfig.model_validate(tree, context={"saved": saved})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, RunConfig)) from None
+
+
+def read_saved_config(tree: Any, source: str) -> RunConfig:
+    """A config a run saved (its config.yaml, its checkpoint's copy), validated after
+    ``saved_data_section``."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source} must hold a mapping of keys, not {type(tree).__name__}")
+    if isinstance(tree.get("data"), dict):
+        tree = {**tree, "data": saved_data_section(tree["data"])}
+    return validate(tree, source, saved=True)
+
+
+def as_read(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` as a tree with the distill keys no term of it reads at their defaults: a run saved
+    before such keys were refused (``kd_temperature: 2`` under ml) is the run the same config
+    makes today, for reuse and resume alike."""
+    tree = cfg.model_dump(mode="json")
+    for key in unread_distill_keys(cfg.distill, len(cfg.all_teachers()), cfg.has_heads()):
+        tree["distill"][key] = DistillSpec.model_fields[key].default
+    if cfg.distill.teacher_weighting == "confidence":  # per-sample weights: the teachers' own are not read
+        for teacher in tree["teachers"] or [tree["teacher"]]:
+            if isinstance(teacher, dict):
+                teacher["weight"] = 1.0
+    return tree
+
+
+def load_saved_config(path: str | Path) -> RunConfig:
+    """A run directory's config.yaml, read as ``read_saved_config`` reads it."""
+    return read_saved_config(load_yaml(path), f"config '{path}'")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML file (or the embedded default when ``path`` is None) and apply overrides."""
+    if isinstance(overrides, str):  # one override alone, not a list of its characters
+        overrides = [overrides]
+    if path is not None and not isinstance(path, (str, Path)):
+        raise ConfigError(f"load_config takes the path of a YAML file, got a {type(path).__name__}: for a config "
+                          "as a dict, call peerdistill.config.validate(tree)")
+    tree = load_yaml(path) if path is not None else default_config()
+    apply_overrides(tree, overrides or [])
+    source = f"config '{path}'" if path else "embedded default config"
+    if overrides:
+        source += " with the key=value overrides"
+    return validate(tree, source)
+
+
+def to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def key_paths(name: str) -> list[str]:
+    """Every config key whose last part is ``name`` ('epochs' -> ['train.epochs'])."""
+    found = [name] if name in RunConfig.model_fields else []
+    for section, field in RunConfig.model_fields.items():
+        inner = None if typing.get_origin(field.annotation) is list else section_model(field.annotation)
+        if inner is not None and name in inner.model_fields:  # a list's items are students.N.KEY
+            found.append(f"{section}.{name}")
+    return found

@@ -1,0 +1,125 @@
+"""A config's validation errors as one line per problem, with the key meant where a key is
+misspelt or misplaced."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+def refuse(problems: list[str]) -> None:
+    """A validator's problems as one error, one per line (``format_validation_error`` splits
+    them), so a config with several mistakes hears of all of them at once."""
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
+def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
+    """One line per problem; ``model`` is the section validated (RunConfig: the whole config)."""
+    lines = [f"invalid {source}:"]
+    errors = [{**e, "loc": tuple(p for p in e["loc"] if not _union_branch(p))} for e in exc.errors()]
+    for err in errors:
+        # A mapping given where one branch of a union wants a word is that branch's mismatch,
+        # not the problem, when the other branch says what is wrong inside the mapping.
+        deeper = [e for e in errors if len(e["loc"]) > len(err["loc"]) and e["loc"][:len(err["loc"])] == err["loc"]]
+        if err["type"] == "literal_error" and isinstance(err.get("input"), (dict, list)) and deeper:
+            continue
+        parts = err["loc"]
+        loc = ".".join(str(p) for p in parts)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model)}")
+        elif err["type"] == "missing":
+            lines.append(f"  missing key '{loc}'")
+        elif err["type"] == "model_type" and not isinstance(err.get("input"), (dict, list)) and loc:
+            lines.append(f"  '{loc}' is a section of keys and was given {err.get('input')!r}: "
+                         f"{_section_example(loc, err.get('input'))}")
+        elif err["type"] == "list_type" and isinstance(err.get("input"), dict) and loc:
+            # YAML's mapping where a list is meant: the usual slip is a missing '- '
+            lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
+                         "of its own, or write [{...}, {...}]")
+        elif err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)) and loc:
+            lines.append(f"  '{loc}' takes a list and was given {err['input']!r}: write {_list_example(loc, err['input'])}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            where = f"'{loc}': " if loc else ""
+            got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
+            lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
+    return "\n".join(lines)
+
+
+def _section_example(loc: str, given: Any) -> str:
+    """How to write a section given as one value (``data: scans.npz``)."""
+    if loc == "data" and isinstance(given, str):
+        kind = {".npz": "npz", ".csv": "csv"}.get(Path(given).suffix.lower(), "image_folder")
+        return f"write data: {{kind: {kind}, root: {given}}}"
+    if loc == "distill" and isinstance(given, str):
+        return f"write distill: {{preset: {given}}}"
+    if loc in ("teacher",) or re.fullmatch(r"(students|teachers)\.\d+", loc):
+        return f"write {{arch: {given}}}" if isinstance(given, str) else "write {arch: NAME, args: {...}}"
+    return "write its keys under it, key: value"
+
+
+def _list_example(loc: str, given: Any) -> str:
+    """How to write a list key given one value (``data.image_size=48``)."""
+    if loc.split(".")[-1] in ("image_size", "pixel_spacing"):  # two numbers: rows and columns
+        return f"{loc}=[{given}, {given}]"
+    if loc in ("students", "teachers") and isinstance(given, str):
+        return f"{loc}=[{{arch: {given}}}, {{arch: {given}}}] (one entry per model)"
+    return f"{loc}=[{given}, ...] (its items in brackets, comma-separated)"
+
+
+def _union_branch(part: Any) -> bool:
+    """pydantic's name for the branch of a union it tried ('literal['split','imagenet']',
+    'function-after[_one_per_channel(), ChannelStats]', 'constrained-int'): not a key a user wrote."""
+    return isinstance(part, str) and bool(re.fullmatch(r"[a-z]+(-[a-z]+)*\[.*\]|constrained-[a-z]+", part))
+
+
+def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+    """Name the closest valid key for a misspelt one, or the section that has a key put in the
+    wrong one (``epochs`` at the top: ``train.epochs``)."""
+    root = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return ""
+        inner = section_model(field.annotation)
+        if inner is None:
+            return ""
+        model = inner
+    key = str(loc[-1])
+    # the very key in another section first (train.weight_decay: optim's, not ema_decay), or at the top
+    elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{key}"
+                 for name, field in root.model_fields.items()
+                 if (section := section_model(field.annotation)) is not None and section is not model
+                 and key in section.model_fields]
+    if model is not root and key in root.model_fields:
+        elsewhere.insert(0, key)
+    if elsewhere:
+        keys = [repr(k) for k in elsewhere]
+        return f" (did you mean {' or '.join([', '.join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)}?)"
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (valid keys: {', '.join(model.model_fields)})"
+
+
+def _is_list(annotation: Any) -> bool:
+    """A list of sections (``students``): its keys are written ``students.N.key``."""
+    return any(typing.get_origin(a) is list for a in (annotation, *typing.get_args(annotation)))
+
+
+def section_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = section_model(arg)
+        if found is not None:
+            return found
+    return None

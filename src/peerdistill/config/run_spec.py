@@ -1,0 +1,205 @@
+"""A whole run's config (RunConfig): its sections, its default name, and the checks that
+need several sections at once."""
+
+from __future__ import annotations
+
+from pathlib import Path, PureWindowsPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from .cohort_spec import DistillSpec, ModelSpec, model_name_problems, unread_distill_problems
+from .data_spec import DataSpec
+from .messages import refuse
+from .presets import PEER_PRESETS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS
+from .sections import Section, check_seed, validating_saved
+from .training_spec import DetectSpec, LogSpec, OptimSpec, TrainSpec
+
+
+def _raw_value(section: Any, key: str, default: Any) -> Any:
+    """``section.key`` of a section as given: a mapping, a section built in Python, or anything
+    else (refused by validation later), which has none."""
+    if isinstance(section, BaseModel):
+        return getattr(section, key, default)
+    return section.get(key, default) if isinstance(section, dict) else default
+
+
+def default_run_name(tree: dict[str, Any]) -> str:
+    """The name of a config given none: its data (the file or folder data.root names, else the
+    data kind) and its preset, e.g. pneumoniamnist-kd+ml, so that one's own configs do not share
+    the quick start's folder (digits-kd+ml)."""
+    data = tree.get("data")
+    kind, root = _raw_value(data, "kind", "digits"), _raw_value(data, "root", None)
+    preset = _raw_value(tree.get("distill"), "preset", "kd+ml")
+    named = ""
+    if isinstance(root, str) and root.strip():
+        # (a Windows path's parts too); a file's name without its suffix, else a folder's
+        place = PureWindowsPath(root.strip()) if "\\" in root else Path(root.strip())
+        named = place.stem if kind in ("npz", "csv") else place.name
+    if not named or named.startswith((".", "~")):  # no name, or a hidden folder or a home to expand: the kind
+        named = kind if isinstance(kind, str) else "data"
+    return f"{named}-{preset if isinstance(preset, str) else 'kd+ml'}"
+
+
+def named_as_written(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` with its name: its own, else ``default_run_name`` of it as written (compare names a
+    config so before a preset of --presets replaces its own)."""
+    return tree if tree.get("name") is not None else {**tree, "name": default_run_name(tree)}
+
+
+class RunConfig(Section):
+    name: str | None = Field(default=None, description="the run's folder inside out_dir; without it, named after "
+                                                       "the data and preset (default_run_name)")
+    out_dir: str = "runs"
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    task: Literal["classification", "segmentation", "detection"] = "classification"
+    data: DataSpec = Field(default_factory=DataSpec)
+    teacher: ModelSpec | None = None
+    teachers: list[ModelSpec] = Field(default_factory=list, description="several teachers (instead of 'teacher')")
+    students: list[ModelSpec] = Field(default_factory=list)
+    distill: DistillSpec = Field(default_factory=DistillSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    detect: DetectSpec = Field(default_factory=DetectSpec)
+    log: LogSpec = Field(default_factory=LogSpec)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int, info: ValidationInfo) -> int:
+        return check_seed("seed", v, info)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_left_empty_is_left_out(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" in data and data["name"] is None:  # `name:` left empty
+            data = {key: value for key, value in data.items() if key != "name"}
+        return data
+
+    @model_validator(mode="after")
+    def _named_after_data_and_preset(self) -> "RunConfig":
+        """A name not given follows the data and preset, also when they are set after building
+        (``cfg.data = ...``, ``model_copy(update=...)``); not being in ``model_fields_set`` says
+        it was not given. (Written to __dict__: an assignment would validate again.)"""
+        if "name" not in self.model_fields_set:
+            self.__dict__["name"] = default_run_name({"data": self.data, "distill": self.distill})
+        return self
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "RunConfig":
+        copy = super().model_copy(update=update, deep=deep)
+        return copy._named_after_data_and_preset()
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_is_text(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, str) and not validating_saved(info):  # YAML read it as a number or a date, already changed (0123 is 83)
+            raise ValueError(f"name must be text; YAML read it as {type(v).__name__} {v!r}: quote it, "
+                             "e.g. \"name='2024'\" on the command line")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, v: str, info: ValidationInfo) -> str:
+        if (v.strip() in ("", ".", "..") or any(c in v for c in "/\\")) and not validating_saved(info):
+            raise ValueError("name is the run's folder inside out_dir: one folder name, without '/', '\\' or "
+                             "'..' (put the place in out_dir)")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "auto" and not (v == "cpu" or v.startswith("cuda") or v == "mps"):
+            raise ValueError("device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return v
+
+    @model_validator(mode="after")
+    def _cohort_shape(self, info: ValidationInfo) -> "RunConfig":
+        problems: list[str] = []  # every one is reported, not the first only
+        if self.data.patch_size is not None and self.task != "segmentation":
+            problems.append(f"data.patch_size (patch training) is for segmentation: remove it for {self.task}")
+        if self.data.task != self.task:  # alone: the checks below would judge the config by the wrong task
+            start = (" (for segmentation or detection, start from recipes/shapes.yaml or recipes/boxes.yaml, "
+                     "which set their data and models)" if self.data.kind == "digits" else "")
+            refuse([f"data kind '{self.data.kind}' is for {self.data.task}, but task is '{self.task}': "
+                    f"set task: {self.data.task}{start}"])
+        if not self.students:
+            problems.append("at least one student is needed: add a 'students' list")
+        if not validating_saved(info):  # a run saved under older rules is still read
+            problems += model_name_problems(self.member_names())
+        if self.teacher is not None and self.teachers:
+            problems.append("give either 'teacher' (one) or 'teachers' (a list), not both")
+        preset = self.distill.preset
+        if preset == "multi-teacher" and len(self.teachers) < 2:
+            problems.append("preset 'multi-teacher' needs at least two teachers: list them under 'teachers' "
+                            "(and set teacher: null if the config has one)")
+        if preset in TEACHER_PRESETS and not self.all_teachers():
+            problems.append(f"preset '{preset}' needs a teacher: add a 'teacher' section")
+        dkd = self.distill.kd_loss == "dkd" or any(e.kind == "dkd" for e in self.distill.edges or [])
+        if dkd and self.task != "classification":
+            problems.append(f"decoupled KD (distill.kd_loss dkd, kind dkd) splits class vectors into the true class "
+                            f"and the others: it is for classification, not {self.task}; use kl")
+        if self.task != "classification" and any(s.heads for s in self.students):
+            problems.append("self-distillation heads (students.N.heads, preset self) are for classification: "
+                            "their classifiers pool features to one class vector; remove them")
+        ignored_before = not validating_saved(info)  # keys earlier versions accepted and ignored: refused in new configs
+        if ignored_before and self.train.segmentation_loss != "ce+dice" and self.task != "segmentation":
+            problems.append(f"train.segmentation_loss is for segmentation: remove it for {self.task}")
+        if ignored_before and self.detect != DetectSpec() and self.task != "detection":
+            problems.append(f"the detect section is for detection: remove it for {self.task}")
+        if ignored_before and any(s.weight != 1.0 for s in self.students):
+            problems.append("students.N.weight is a teacher's weight in the multi-teacher average: remove it "
+                            "from the students")
+        if self.task == "detection" and preset == "multi-teacher":
+            problems.append("preset 'multi-teacher' is not available for detection: use kd with one teacher")
+        problems += self._decay_problems()
+        if self.optim.warmup_epochs >= self.train.epochs:
+            problems.append(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
+                            f"({self.train.epochs}): the warm-up leads into the schedule")
+        weighted = [k for k in (*TEACHER_TERM_WEIGHTS, "ensemble_weight") if getattr(self.distill, k) > 0]
+        if ignored_before and preset == "custom" and weighted:
+            problems.append(f"preset 'custom' builds only distill.edges, so distill.{weighted[0]} would be ignored: "
+                            "write the term as an edge (kind pair, holistic or cwd; source ensemble), or remove it")
+        dense = [k for k in weighted if k in TEACHER_TERM_WEIGHTS]
+        if ignored_before and dense and preset not in (*TEACHER_PRESETS, "custom"):
+            problems.append(f"distill.{dense[0]} adds terms from the teacher to each student, which preset '{preset}' "
+                            "does not distil: use a preset with a teacher (kd, kd+ml, styles, multi-teacher), or "
+                            "remove it")
+        if ignored_before:
+            problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads())
+        if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) == 1:
+            problems.append(f"preset '{preset}' needs at least two students for mutual learning")
+        if preset == "self" and not any(s.heads for s in self.students):
+            problems.append("preset 'self' needs heads: set students.N.heads to module paths, e.g. [features.2]")
+        for edge in self.distill.edges or []:
+            if edge.kind in ("hint", "at", "sp", "pair") and (not edge.source_layer or not edge.target_layer):
+                problems.append(f"edge {edge.source} -> {edge.target} of kind '{edge.kind}' needs source_layer and "
+                                "target_layer")
+        refuse(problems)
+        return self
+
+    def _decay_problems(self) -> list[str]:
+        """Weight decay so strong that it alone flips (AdamW: p <- p (1 - lr wd)) or blows up (SGD,
+        Nesterov's with momentum m: lr wd >= 2 (1 + m) / (1 + 2m)) the weights, at the fastest
+        learning rate of a model that learns."""
+        o = self.optim
+        lr = max([o.lr] + [m.lr for m in (*self.all_teachers(), *self.students) if m.lr is not None and not m.frozen])
+        limit = {"adamw": 1.0, "sgd": 2 * (1 + o.momentum) / (1 + 2 * o.momentum)}.get(o.name)
+        if limit is None or lr * o.weight_decay < limit:
+            return []
+        return [f"optim.weight_decay {o.weight_decay:g} at learning rate {lr:g}: lr x weight_decay = "
+                f"{lr * o.weight_decay:g}, and from {limit:g} on {o.name}'s decay alone "
+                f"{'sends every weight past zero each step' if o.name == 'adamw' else 'makes the weights diverge'}; "
+                "weight decay is usually 1e-5 to 0.1"]
+
+    def has_heads(self) -> bool:
+        return any(m.heads for m in (*self.all_teachers(), *self.students))
+
+    def all_teachers(self) -> list[ModelSpec]:
+        return [self.teacher] if self.teacher is not None else list(self.teachers)
+
+    def member_names(self) -> list[str]:
+        names = [self.teacher.name or "teacher"] if self.teacher is not None else []
+        names += [t.name or f"teacher{i + 1}" for i, t in enumerate(self.teachers)]
+        names += [s.name or f"student{i + 1}" for i, s in enumerate(self.students)]
+        return names

@@ -1,0 +1,79 @@
+"""What every config section shares: strict keys, no true/false for numbers, errors as
+ConfigErrors with hints, and seeds NumPy can take."""
+
+from __future__ import annotations
+
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+
+from ..errors import ConfigError
+from .messages import format_validation_error
+
+
+SEED_LIMIT = 2**32  # NumPy's seeds; a larger one would give the run of seed % 2**32
+
+
+def _number_only(annotation: Any) -> bool:
+    """Whether a field holds numbers (int or float, possibly None or constrained), and no bools."""
+    kinds, pending = set(), [annotation]
+    while pending:
+        a = pending.pop()
+        args = typing.get_args(a)
+        if typing.get_origin(a) is Literal:
+            kinds.update(type(v) for v in args)
+        elif args and typing.get_origin(a) is not list and typing.get_origin(a) is not dict:
+            pending.extend(args[:1] if typing.get_origin(a) is Annotated else args)
+        else:
+            kinds.add(a)
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
+def validating_saved(info: ValidationInfo) -> bool:
+    """Validating a config a run saved: what earlier versions accepted (and ran, or ignored) is
+    not refused again, so old runs resume and are reused."""
+    return bool(info.context and info.context.get("saved"))
+
+
+def check_seed(key: str, seed: int, info: ValidationInfo) -> int:
+    if not 0 <= seed < SEED_LIMIT and not validating_saved(info):
+        raise ValueError(f"{key} must be in 0..{SEED_LIMIT - 1} (NumPy's seeds; a larger one would repeat a smaller "
+                         "one's run)")
+    return seed
+
+
+class _BuiltInPython(type(BaseModel)):
+    """A section built in Python (``TrainSpec(epochs=20)``): a mistake is a ConfigError with a
+    hint, as in a config file, not pydantic's own error. (Here, not in ``__init__``: pydantic
+    would call that for every nested section too, and lose where in the config it was.)"""
+
+    def __call__(cls, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"{cls.__name__} arguments", cls)) from None
+
+
+class Section(BaseModel, metaclass=_BuiltInPython):
+    # .inf / .nan in YAML are refused for every number: they only fail later, as non-finite losses
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``spec.epochs = 0`` is refused as ``TrainSpec(epochs=0)`` is."""
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"{type(self).__name__}.{name}", type(self))) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_true_or_false_for_numbers(cls, data: Any) -> Any:
+        """pydantic reads true as 1 where a number is due (train.epochs=true trained one epoch)."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                aliases = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+                for key in dict.fromkeys([name, *aliases]):
+                    if isinstance(data.get(key), bool) and _number_only(field.annotation):
+                        raise ValueError(f"{key} is a number, not {str(data[key]).lower()}")
+        return data

@@ -1,0 +1,83 @@
+"""Reading YAML config files and override values: safe, keys given once, no base-60 numbers."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+# YAML 1.1 reads 3:4 as the base-60 number 184 and 1:30 as 90: a typo, or minutes meant as 1.5,
+# would silently become a much larger number. Read as text, such a value is refused by its key.
+_BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one
+    silently: a second `train:` section would drop the first), reading no base-60 numbers."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode and implicit[0] and _BASE_60.fullmatch(value):
+            return "tag:yaml.org,2002:str"
+        return super().resolve(kind, value, implicit)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, it is no key of its own
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}): "
+                                "give each key once (merge the two sections)", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_value(raw: str) -> Any:
+    """An override's value as a config file's would be read (None when empty)."""
+    return yaml.load(raw, Loader=_UniqueKeyLoader) if raw else None  # noqa: S506 - a SafeLoader
+
+
+def _recipes_hint(path: Path) -> str:
+    """A recipe named from outside the repository (``recipes/digits.yaml``): where the recipes are."""
+    if len(path.parts) < 2 or path.parts[-2] != "recipes":
+        return ""
+    beside = Path(__file__).resolve().parents[3] / "recipes"  # an install from a clone (pip install -e)
+    if (beside / path.name).is_file() and path.resolve() != (beside / path.name):
+        return f": the recipes are in '{beside}' (peerdistill train {beside / path.name})"
+    if beside.is_dir():
+        close = difflib.get_close_matches(path.name, sorted(p.name for p in beside.glob("*.yaml")), n=1)
+        where = path.parent if path.parent.resolve() == beside else beside
+        return f" (did you mean {where / close[0]}?)" if close else ""
+    return ": recipes/ is a folder of the peerdistill repository: run from a clone, or give the path to your copy"
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder: give the YAML file in it")
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist{_recipes_hint(path)}")
+    try:
+        tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        said = str(exc).replace('"<unicode string>"', f"'{path}'")  # (read from its text, not its path)
+        tab = " (a tab where YAML indents with spaces only: indent with spaces)" if "'\\t'" in said else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{tab}: {said}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text: is it a YAML file?") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' nests too deeply to read: is it a config?") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(tree).__name__}")
+    return tree
