@@ -7,7 +7,6 @@ import copy
 import hashlib
 import json
 import math
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -30,22 +29,20 @@ from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, N
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
-from ..capture import FeatureRecorder, unwrap
-from ..models.heads import HeadedModel
 from ..spatial import align_to
 from . import distributed, run_lock
 from .artifacts import RunDir, jsonable, mark_stopped, read_json, stopped_before_keeping_anything, write_json
 from .distributed import World
 from .averaging import WeightAverage
-from .fused import StudentGroup, fusable
 from .evaluate import ENSEMBLE, evaluate, merge_meters
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
 from .preflight import Preflight
 from .records import RunRecords
+from .runners import RunnerSetup
 from .resume import load_resume_state, save_resume_state
 from .seeding import apply_seed, check_seed, last_seeding
-from .speed import apply_backend_settings, compiled, resolve_speed, to_channels_last
+from .speed import apply_backend_settings, resolve_speed, to_channels_last
 
 
 
@@ -62,7 +59,7 @@ class FitResult:
     stopped_early: bool = False  # train.patience ended training before train.epochs
 
 
-class Trainer(RunRecords, Preflight):
+class Trainer(RunRecords, Preflight, RunnerSetup):
     """Trains every non-frozen member of a cohort together on the losses of a knowledge graph.
 
     Each step: forward each model once (frozen ones under inference mode), the supervised loss
@@ -315,156 +312,6 @@ class Trainer(RunRecords, Preflight):
             self._discriminator_keys[e.name]: MapDiscriminator(x.shape[1], out.logits[e.source].shape[1])
             for e in adversarial
         }).to(self.device)
-
-    def _build_runners(self) -> None:
-        """How each model runs in training: students of one architecture packed into one
-        network (``train.fuse_students``), every trained model or group in DDP under torchrun
-        (a frozen teacher never: it has no gradients to share), each compiled on request."""
-        sync = self.train_spec.sync_batchnorm and self.world.distributed
-        if self.train_spec.sync_batchnorm and not self.world.distributed:
-            self.run_info["sync_batchnorm"] = "ignored: a single process"
-        if self.train_spec.find_unused_parameters is True and not self.world.distributed:
-            self.run_info["find_unused_parameters"] = "ignored: a single process"
-        # Under DDP, parameters the logits do not use must be declared (found before packing: a
-        # packed group holds its students' spare heads too; and before SyncBatchNorm, whose
-        # training-mode forward would talk to the other processes); in one process they need
-        # nothing. Each process probes its own share of the data, so what any of them found counts.
-        unused: dict[str, list[str]] = {}
-        if self.world.distributed:
-            found = {m.name: distributed.unused_parameters(m.module, self._probe_input, m.name)
-                     for m in self.cohort.trainable}
-            everyone = distributed.gather_objects(self.world, found)  # (one collective for all models)
-            anywhere = {name: {key for each in everyone for key in each[name]} for name in found}
-            unused = {name: [key for key, _ in self.cohort[name].module.named_parameters() if key in keys]
-                      for name, keys in anywhere.items()}
-        unused = {name: found for name, found in unused.items() if found}
-        if unused:  # trained like a single process would, at the cost of a search per step
-            self.run_info["ddp_unused_parameters"] = unused
-        if self.world.distributed and self.train_spec.find_unused_parameters is True:
-            # layers skipped at random (LayerDrop) are not seen by one backward: every model searches
-            unused = {**{m.name: [] for m in self.cohort.trainable}, **unused}
-            self.run_info["ddp_find_unused_parameters"] = "every trained model (train.find_unused_parameters)"
-        if sync:
-            if self.device.type != "cuda":
-                raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
-                                  "set train.sync_batchnorm=false for CPU runs")
-            for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
-                m.module = distributed.sync_batchnorm(m.module)
-            self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
-        self.groups = []
-        if self.speed.fuse_students:
-            for names in self._fusable_sets():
-                group = StudentGroup([self.cohort[n].module for n in names], self.cohort.release_capture(names))
-                problem = self._trial(group)
-                # Every process must pack the same students, or their DDP set-ups would differ.
-                if distributed.all_true(self.world, problem is None, self.device):
-                    self.groups.append((names, group))
-                else:  # run them one by one, and say why
-                    self.run_info.setdefault("fused_students_fallback", {})[", ".join(names)] = (
-                        problem or "the packed forward failed on another process")
-        self.run_info["fused_students"] = [names for names, _ in self.groups]
-        self._say_what_was_not_packed()
-        grouped = {n for names, _ in self.groups for n in names}
-        if self.run_info.get("fused_students_fallback"):  # record the fallen-back students' layers again
-            self.cohort.capture({n: p for n, p in self.graph.feature_requests().items() if n not in grouped})
-        if self.world.distributed:
-            for m in self.cohort.trainable:
-                if m.name not in grouped:
-                    self.runners[m.name] = distributed.wrap(m.module, self.device, find_unused=m.name in unused)
-            self.groups = [(names, distributed.wrap(g, self.device, find_unused=bool(set(names) & set(unused))))
-                           for names, g in self.groups]
-            distributed.broadcast_state(self.world, self.connectors)
-            distributed.broadcast_state(self.world, self.discriminators)
-        if self.speed.compile:
-            for m in self.cohort.members:
-                if m.name not in grouped:
-                    self.runners[m.name] = compiled(self.runners.get(m.name, m.module), self.speed.compile_backend)
-            self.groups = [(names, compiled(g, self.speed.compile_backend)) for names, g in self.groups]
-
-    def _say_what_was_not_packed(self) -> None:
-        """Asked for explicitly (``train.fuse_students: true``, not ``auto``), packing that did
-        not happen is a warning, not only a line in run.json."""
-        if self.train_spec.fuse_students is not True or not self.world.is_main:
-            return
-        for students, why in self.run_info.get("fused_students_fallback", {}).items():
-            warnings.warn(f"train.fuse_students: {students} run one by one: {why}", PeerdistillWarning, stacklevel=4)
-        if not self.groups and not self.run_info.get("fused_students_fallback"):
-            warnings.warn("train.fuse_students: no two trained students share an architecture, so none are packed",
-                          PeerdistillWarning, stacklevel=4)
-
-    def _trial(self, group: StudentGroup) -> str | None:
-        """One packed training step's forward and backward on the probe batch, as training will
-        run it (train mode: dropout and stochastic depth included); an error (an operation vmap
-        cannot batch, say) is returned so those students fall back to separate runs. Buffers,
-        gradients and train/eval modes are put back as they were.
-
-        The recorded layers are first checked on one student alone, in train mode: the packed
-        group cannot see a later module change a recorded output in place (an in-place dropout,
-        active in training only, which the probe's eval mode misses), so such students run
-        separately, where the first step says so."""
-        members = list(group.members)
-        # (a forward may change parameters in place too: an Embedding's max_norm, a clamp_)
-        saved = [t.detach().clone() for m in members for t in (*m.buffers(), *m.parameters())]
-        modes = [sub.training for m in members for sub in m.modules()]
-        try:
-            group.train()
-            with self.speed.autocast(self.device):
-                if group.capture:
-                    alone = FeatureRecorder(members[0], group.capture, owner="student")
-                    try:
-                        members[0](self._probe_input)
-                        alone.take(complete=True)
-                    finally:
-                        alone.remove()
-                outputs, features = group(self._probe_input)
-            leaves = [t for out in outputs for t in _tensors(out)] + [t for f in features for t in f.values()]
-            torch.stack([t.float().mean() for t in leaves]).sum().backward()
-        except Exception as exc:  # any failure of the packed path: the separate path still works
-            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        finally:
-            with torch.no_grad():
-                for tensor, before in zip([t for m in members for t in (*m.buffers(), *m.parameters())], saved):
-                    tensor.copy_(before)
-            for m in members:
-                m.zero_grad(set_to_none=True)
-            for sub, training in zip([sub for m in members for sub in m.modules()], modes):
-                sub.training = training
-        return None
-
-    def _fusable_sets(self) -> list[list[str]]:
-        """Trained students that can run as one packed network, in sets of two or more. A
-        student left alone although another is of its class is recorded, with the reason, in
-        ``run_info['fused_students_fallback']``."""
-        sets: list[list[str]] = []
-        trained = [m for m in self.cohort.students if not m.frozen]
-        headed = [m.name for m in trained if isinstance(unwrap(m.module), HeadedModel)]
-        if headed and len(trained) > 1:
-            self.run_info.setdefault("fused_students_fallback", {})[", ".join(headed)] = (
-                "their self-distillation heads read inner layers through hooks, which a packed forward would run "
-                "once for all students")
-        candidates = [m for m in trained if m.name not in headed]
-        for m in candidates:
-            home = next((s for s in sets if fusable([self.cohort[s[0]].module, m.module]) is None), None)
-            if home is not None:
-                home.append(m.name)
-            else:
-                sets.append([m.name])
-        alones = [s[0] for s in sets if len(s) == 1]
-        for alone in alones:
-            module = self.cohort[alone].module
-            peer = next((c for c in candidates if c.name != alone and type(c.module) is type(module)), None)
-            problem = fusable([module, peer.module]) if peer is not None else None
-            if not problem:
-                continue
-            # in fusable's words, this student is model 0 and its peer model 1
-            named = re.sub(r"\bmodel ([01])\b", lambda found: (alone, peer.name)[int(found.group(1))], problem)
-            fallback = self.run_info.setdefault("fused_students_fallback", {})
-            if peer.name in alones:  # two left alone by one difference: said once, of both
-                pair = ", ".join(n for n in alones if n in (alone, peer.name))
-                fallback.setdefault(pair, named)
-            else:
-                fallback[alone] = f"not packed with {peer.name}: {named}"
-        return [s for s in sets if len(s) > 1]
 
     def _step_generator(self, epoch: int, step: int, stream: int = 0) -> torch.Generator:
         """Augmentation (``stream`` 0) and the critics' draws (1). One process: the run's
@@ -964,14 +811,6 @@ class Trainer(RunRecords, Preflight):
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()
                         if not (many and per_class_part(k) and k != self.monitor_metric)})
         return row
-
-
-def _tensors(output) -> list[torch.Tensor]:
-    """The tensors of a model's output (a tensor, or a tuple / dict of them)."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    values = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else []
-    return [t for v in values for t in _tensors(v)]
 
 
 _RUNNING_STATISTICS = ("running_mean", "running_var")
