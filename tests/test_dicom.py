@@ -591,6 +591,12 @@ def test_a_voi_lut_at_its_edges_first_values_fractions_and_entries_past_its_bits
 def test_a_negative_slope_and_a_modality_lut_are_scaled_by_the_range_they_output(tmp_path, grey12):
     flipped = write_dicom(tmp_path / "n.dcm", grey12, RescaleSlope=-1, RescaleIntercept=4095)
     np.testing.assert_allclose(read_image(flipped, grey=True)[..., 0], (4095 - grey12) / 4095, atol=1e-6)
+    # with the file's own window too: dense (a high value after the slope) stays bright
+    windowed = write_dicom(tmp_path / "w.dcm", grey12, RescaleSlope=-1, RescaleIntercept=4095,
+                           WindowCenter=2000.0, WindowWidth=3000.0)
+    expected = naive_window(4095.0 - grey12, 2000.0, 3000.0, 0.0, 1.0)
+    np.testing.assert_allclose(read_image(windowed, grey=True)[..., 0], expected, atol=1e-6)
+    assert np.corrcoef(read_image(windowed, grey=True).ravel(), 4095.0 - grey12.ravel())[0, 1] > 0.99
     from pydicom.sequence import Sequence
 
     table = (4095 - np.arange(4096)) * 16  # a 16-bit modality LUT, inverting

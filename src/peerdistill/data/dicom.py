@@ -308,10 +308,14 @@ def _viewed_grey(stored: np.ndarray, ds) -> np.ndarray:
     has_window = "WindowCenter" in ds and "WindowWidth" in ds
     if has_window:
         values = apply_voi_lut(values, ds, prefer_lut=False)
+        # pydicom's window maps onto the modality ends in stored order: under a negative slope the
+        # lowest values come out at the top end, so the range is read unsorted (else dense is dark)
+        low, high = _modality_ends(ds)
     elif ds.get("VOILUTSequence"):
         values, high = _voi_lut(values, ds, low)
         low = 0.0
-    scaled = (np.asarray(values, np.float64) - low) / max(high - low, 1e-12)
+    span = high - low if abs(high - low) > 1e-12 else 1e-12
+    scaled = (np.asarray(values, np.float64) - low) / span
     # MONOCHROME1 shows low values bright. DX and CR files of it say so twice, with an INVERSE
     # presentation LUT (PS3.3 C.8.11): one inversion, not two; INVERSE alone inverts too.
     inverted = ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE"
@@ -359,14 +363,21 @@ def _windowed(stored: np.ndarray, ds, window: tuple[float, float]) -> np.ndarray
     return 1.0 - scaled if inverted else scaled
 
 
-def _modality_range(ds) -> tuple[float, float]:
-    """The range of the stored values after the modality LUT: what a window maps onto, and the
-    fixed scale of an image without one."""
+def _modality_ends(ds) -> tuple[float, float]:
+    """The lowest and the highest stored value after the modality LUT, in that order (the first
+    is the larger under a negative slope): the ends a file's own window maps onto (pydicom's
+    ``apply_windowing``)."""
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
     if ds.get("ModalityLUTSequence"):
         return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
-    ends = sorted((low * slope + intercept, high * slope + intercept))
-    return ends[0], ends[1]
+    return low * slope + intercept, high * slope + intercept
+
+
+def _modality_range(ds) -> tuple[float, float]:
+    """The range of the stored values after the modality LUT: the fixed scale of an image
+    without a window."""
+    first, last = _modality_ends(ds)
+    return min(first, last), max(first, last)
