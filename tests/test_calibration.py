@@ -89,7 +89,13 @@ def test_eval_temperature_scaling_fits_on_validation_and_scores_the_test_split(t
                                 "train": {"epochs": 2, "batch_size": 256}}), progress=False)
     run = tmp_path / "r"
     assert main(["eval", str(run), "--temperature-scaling", "--json"]) == 0
-    scores = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    scores = json.loads(said.out)
+    assert "in-sample" not in said.err
+    for split, scored in (("val", "is that split"), ("all", "includes it")):  # the fit's own split: said so
+        assert main(["eval", str(run), "--temperature-scaling", "--split", split, "--json"]) == 0
+        assert (f"the temperature is fitted on the run's validation split, and the {split} split scored here {scored}: "
+                "the op_ and cal_ figures are in-sample") in " ".join(capsys.readouterr().err.split())
     cohort, meta = load_cohort(run)
     data, task = _run_data(meta), task_for(meta)
     val_probs, val_y = split_probabilities(cohort, task, data.val, torch.device("cpu"))

@@ -252,6 +252,8 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
                  "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert rows[0]["p_0"] == rows[1]["p_0"] and rows[0]["predicted"] == rows[1]["predicted"]
+    shutil.copy(tmp_path / "b.npz", tmp_path / "B.NPZ")  # the suffix in capitals is an archive still
+    assert read_inputs([str(tmp_path / "B.NPZ")], 1, (8, 8)).names == [f"{tmp_path / 'B.NPZ'}[0]", f"{tmp_path / 'B.NPZ'}[1]"]
     # other types are kept as an npz dataset keeps them in training; channels first or last alike
     np.savez(tmp_path / "raw.npz", images=np.stack([pixels.astype(np.int64), pixels.astype(np.int64)], axis=1))
     raw = np.stack(read_inputs([str(tmp_path / "raw.npz")], 2, (8, 8)).images)
@@ -444,6 +446,10 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     unbound = {**json.loads(ensemble.with_suffix(".json").read_text()), "onnx_sha256": None}  # judged by the graph
     beside.write_text(json.dumps(unbound))
     assert "says its graph gives probabilities, but those of" in refused(mixed, images, "--out", tmp_path / "p.csv")
+    swapped = tmp_path / "swapped.onnx"  # the other way round: the ensemble's graph beside a student's JSON
+    swapped.write_bytes(ensemble.read_bytes())
+    swapped.with_suffix(".json").write_text(json.dumps({**json.loads(good), "onnx_sha256": None}))
+    assert "says its graph gives logits, but those of" in refused(swapped, images, "--out", tmp_path / "p.csv")
     own = {**json.loads(good), "onnx_sha256": None}
     beside.write_text(json.dumps({**own, "num_classes": 3, "class_names": ["a", "b", "c"]}))
     assert "gives outputs of shape [1, 10] on one input, but" in refused(mixed, images, "--out", tmp_path / "p.csv")
@@ -807,10 +813,13 @@ def test_csv_columns_follow_the_class_order_and_a_probability_at_the_threshold_i
     probs = torch.tensor([[0.5, 0.5], [0.75, 0.25], [0.125, 0.875]])
     _write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "t.csv", threshold=0.5)
     rows = list(csv.reader((tmp_path / "t.csv").open()))
-    assert rows == [["input", "predicted", "p_normal", "p_abnormal"], ["a", "abnormal", "0.500000", "0.500000"],
-                    ["b", "normal", "0.750000", "0.250000"], ["c", "abnormal", "0.125000", "0.875000"]]
+    assert rows == [["input", "predicted", "threshold", "p_normal", "p_abnormal"],
+                    ["a", "abnormal", "0.5", "0.500000", "0.500000"],
+                    ["b", "normal", "0.5", "0.750000", "0.250000"], ["c", "abnormal", "0.5", "0.125000", "0.875000"]]
     _write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "u.csv")  # no threshold: the larger one
-    assert [r[1] for r in list(csv.reader((tmp_path / "u.csv").open()))[1:]] == ["normal", "normal", "abnormal"]
+    rows = list(csv.reader((tmp_path / "u.csv").open()))
+    assert rows[0] == ["input", "predicted", "p_normal", "p_abnormal"]
+    assert [r[1] for r in rows[1:]] == ["normal", "normal", "abnormal"]
 
 
 def test_predictions_do_not_depend_on_the_batch_size(digits_run, tmp_path):

@@ -443,21 +443,32 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
     if out.ndim != dims or out.shape[1] != channels:
         raise CheckpointError(f"'{path}' gives outputs of shape {list(out.shape)} on one input, but '{side}' "
                               f"describes {channels} {'class scores' if dims == 2 else 'score maps'} per input: {fix}")
-    if info["output"] == "probabilities" and not np.allclose(out.sum(axis=1), 1, atol=1e-2):
+    sums_to_one = bool(np.allclose(out.sum(axis=1), 1, atol=1e-2))
+    if info["output"] == "probabilities" and not sums_to_one:
         raise CheckpointError(f"'{side}' says its graph gives probabilities, but those of '{path}' do not sum to 1 "
                               f"over the classes (a graph of logits?): {fix}")
+    # the other way round, logits read as probabilities would be softmaxed twice (0.995 -> 0.73);
+    # logits in [0, 1] summing to 1 to 4 decimals on a blank input are no chance
+    if info["output"] != "probabilities" and np.allclose(out.sum(axis=1), 1, atol=1e-4) and \
+            out.min() >= 0 and out.max() <= 1:
+        raise CheckpointError(f"'{side}' says its graph gives logits, but those of '{path}' are probabilities (in "
+                              f"[0, 1], summing to 1 over the classes): a graph of probabilities, as an ensemble's "
+                              f"or a tempered export's? {fix}")
 
 
 def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path,
                threshold: float | None = None) -> Path:
     """A row per input: the predicted class (the larger probability's, or with ``threshold``
-    the second class where its probability reaches it) and every class's probability."""
+    the second class where its probability reaches it) and every class's probability; with a
+    threshold, a column holding it, so that a call against the larger probability says why."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["input", "predicted"] + [f"p_{c}" for c in classes])
+    writer.writerow(["input", "predicted"] + (["threshold"] if threshold is not None else [])
+                    + [f"p_{c}" for c in classes])
     for name, p in zip(names, probs.tolist()):
         called = int(np.argmax(p)) if threshold is None else int(p[1] >= threshold)
-        writer.writerow([name, classes[called]] + [f"{v:.6f}" for v in p])
+        writer.writerow([name, classes[called]] + ([f"{threshold:.6g}"] if threshold is not None else [])
+                        + [f"{v:.6f}" for v in p])
     atomic_write_text(out, buf.getvalue())
     return out
 

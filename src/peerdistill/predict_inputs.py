@@ -49,7 +49,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                 raise DataError(f"'{path}' holds no images ({LOOKED_FOR}) directly inside: "
                                 "predict reads the images in a folder, not in its subfolders (give those)")
             _warn_of_images_in_subfolders(path)
-        elif path.suffix == ".npz":
+        elif path.suffix.lower() == ".npz":  # (any case, as image suffixes)
             seen.add(_place(path))
             for i, a in enumerate(_npz_images(path)):
                 names.append(f"{path}[{i}]")  # the path as given, as files are named

@@ -136,6 +136,17 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
     return members, meta
 
 
+def _warn_of_fitting_on_what_is_scored(split: str, threshold: bool, temperature: bool) -> None:
+    """The threshold and temperature are fitted on the run's validation split: scored on it,
+    their figures are the fit's own (a sensitivity target met by construction)."""
+    fitted = " and ".join(what for what, asked in (("the operating point's threshold", threshold),
+                                                   ("the temperature", temperature)) if asked)
+    scored = "is that split" if split == "val" else "includes it"
+    warnings.warn(f"{fitted} {'are' if threshold and temperature else 'is'} fitted on the run's validation split, "
+                  f"and the {split} split scored here {scored}: the op_ and cal_ figures are in-sample and overstate "
+                  "how the fit holds on unseen images; read them on the test split", PeerdistillWarning, stacklevel=3)
+
+
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | dict | None = None,
                  device: str = "auto", batch_size: int = 64, save_images: int = 0,
                  modules: dict[str, nn.Module] | None = None, data: DataSplits | None = None,
@@ -211,6 +222,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         data = own = _run_data(meta)
     elif (rule or temperature_scaling) and own is None:
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
+    if (rule or temperature_scaling) and own is data and split in ("val", "all"):
+        _warn_of_fitting_on_what_is_scored(split, rule is not None, temperature_scaling)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
     seen_in_training = warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python)
