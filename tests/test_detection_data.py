@@ -277,6 +277,14 @@ def test_a_json_size_with_width_and_height_swapped_is_refused(tmp_path):
             with pytest.raises(DataError, match=r"gives 'c.png' as 16 wide and 24 high, but the file is 24 wide and 16 "
                                                 r"high: are width and height swapped"):
                 load_coco(images, ann, 16)
+    # a box past the swapped width: the swap is named first, whatever data.bad_boxes would do with the box
+    images, ann = coco_files(tmp_path, images=[{"id": 1, "file_name": "c.png", "width": 16, "height": 24}],
+                             annotations=[{"image_id": 1, "category_id": 1, "bbox": [18, 2, 4, 4]}],
+                             categories=[{"id": 1, "name": "polyp"}])
+    write_png(tmp_path / "img" / "c.png", 24, 16)
+    for policy in ("error", "skip", "clip"):
+        with pytest.raises(DataError, match=r"are width and height swapped"):
+            load_coco(images, ann, 16, bad_boxes=policy)
 
 
 # ---- Kvasir-style per-image JSON ------------------------------------------------------------
@@ -314,6 +322,37 @@ def test_load_box_json_rescales_from_the_json_size_and_counts_skips(tmp_path):
     # d: 300x300 -> 20x10
     assert y[1, 0].numpy() == pytest.approx(np.array([1, 2, 2, 6, 10]))
     assert y[1, 1].tolist() == [-1, 0, 0, 0, 0]
+
+
+def test_a_slip_in_a_box_label_that_makes_a_class_of_its_own_is_said(tmp_path):
+    """box JSON has no list of categories: 'Polyp' among 'polyp' boxes, or the number 1, is a class."""
+    import shutil
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+
+    def said(labels):
+        data = {f"i{k}": {"width": 20, "height": 20, "bbox": [{"label": label, "xmin": 1, "ymin": 1, "xmax": 9,
+                                                               "ymax": 9}]} for k, label in enumerate(labels)}
+        shutil.rmtree(tmp_path / "images", ignore_errors=True)
+        (tmp_path / "images").mkdir()
+        for key in data:
+            write_png(tmp_path / "images" / f"{key}.png", 20, 20)
+        (tmp_path / "b.json").write_text(json.dumps(data))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            names = load_box_json(tmp_path / "images", tmp_path / "b.json", 16)[2]
+        return names, " | ".join(str(w.message) for w in caught if issubclass(w.category, PeerdistillWarning))
+
+    names, told = said(["polyp"] * 12 + ["lesion"] * 10 + ["Polyp"])
+    assert names == ["Polyp", "lesion", "polyp"]
+    assert "differ only in case or spaces are different classes: 'Polyp' (1 boxes), 'polyp' (12 boxes)" in told
+    assert "classes of b.json with fewer than 3 boxes, too few to be in the training split and in the scored ones " \
+           "(their AP is n/a, or from one box): 'Polyp' (1)" in told
+    names, told = said(["polyp"] * 12 + [1])
+    assert names == ["1", "polyp"] and "labels of b.json mix numbers (1) and text" in told
+    assert said(["polyp"] * 12 + ["lesion"] * 2)[1] == ""  # a rare class alone: 2 against 12, less than ten times
+    assert said(["polyp"] * 5 + ["lesion"] * 5)[1] == ""
 
 
 def test_load_box_json_errors(tmp_path):

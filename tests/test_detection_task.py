@@ -569,6 +569,21 @@ def test_eval_on_another_box_source_drops_the_saved_sections_keys_of_the_old_kin
     assert code == 0, capsys.readouterr().err
     assert set(json.loads(capsys.readouterr().out)) == {"teacher", "student1", "student2", "ensemble"}
     assert first.exists()
+    # the other way: a run of boxes named 'polyp' (a COCO file) scored on boxes from the masks, whose
+    # one class data.class_names names as the run does
+    data["categories"] = [{"id": 1, "name": "polyp"}]
+    one_class.write_text(json.dumps(data))
+    named = tree(tmp_path, "named", data={"kind": "coco", "root": str(tmp_path / "coco"), "images": "img",
+                                          "annotations": one_class.name, "image_size": [32, 32]})
+    train_from_config(named, progress=False)
+    masks = ["data.kind=mask_boxes", f"data.root={tmp_path}", "data.images=img", "data.masks=labels",
+             "data.annotations=null"]
+    assert main(["eval", str(tmp_path / "named"), *masks, "--json"]) == 2
+    assert "the data has classes ['object'] that the run does not know" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "named"), *masks, "data.class_names=[polyp]", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["ensemble"]) >= {"ap", "ap50"}
+    assert main(["eval", str(tmp_path / "named"), *masks, "data.class_names=[polyp, x]", "--json"]) == 2
+    assert "so it holds one name, not 2: e.g. data.class_names=[polyp]" in " ".join(capsys.readouterr().err.split())
 
 
 @pytest.mark.parametrize("rule", ["wbf", "nms", "nmw"])

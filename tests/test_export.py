@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,7 +144,7 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
     Image.fromarray(np.zeros((16, 12, 3), np.uint8)).save(folder / "colour.png")
     assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "s.csv")]) == 0
     err = " ".join(capsys.readouterr().err.split())
-    assert f"1 of 4 inputs are colour images read as grey, as the model was trained (e.g. '{folder / 'colour.png'}')" in err
+    assert f"1 of 4 inputs are colour images read as grey, for a model that learnt from grey ones (e.g. '{folder / 'colour.png'}')" in err
     assert f"1 of 4 inputs differ in size from the model's 8x8 input and were resized to it (e.g. '{folder / 'colour.png'}', 16x12)" in err
     assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "t.csv"), "--visible-masks"]) == 2
     assert "--visible-masks is for segmentation masks; this model is a classification model" in capsys.readouterr().err
@@ -536,9 +537,34 @@ def test_grey_inputs_of_a_model_that_learnt_grey_files_in_colour_are_no_news(tmp
     assert main(["predict", str(tmp_path / "g"), one, "--out", str(tmp_path / "p.csv")]) == 0
     assert "read as colour" not in capsys.readouterr().err  # as the model learnt them
     (tmp_path / "g" / "run.json").write_text(json.dumps({**record, "data_info": {
-        **record["data_info"], "grey_read_as_colour": False}}))  # a model of colour images: said
+        **record["data_info"], "grey_read_as_colour": False, "grey_share": 0.0}}))  # a model of colour images: said
     assert main(["predict", str(tmp_path / "g"), one, "--out", str(tmp_path / "p.csv")]) == 0
     assert "1 of 1 inputs are grey images read as colour" in " ".join(capsys.readouterr().err.split())
+    # half of the files in colour: training says so; grey inputs are then no news to predict
+    for label in ("dark", "bright"):
+        for i in range(4):
+            grey = np.asarray(Image.open(tmp_path / "xr" / label / f"{i}.png"))
+            Image.fromarray(np.stack([grey, grey // 2, grey], axis=-1)).save(tmp_path / "xr" / label / f"{i}.png")
+    assert main(["train", f"out_dir={tmp_path}", "name=m", "data.kind=image_folder", f"data.root={tmp_path / 'xr'}",
+                 "teacher=null", "distill.preset=independent", "train.epochs=1", "train.batch_size=4", "--quiet"]) == 0
+    training = " ".join(capsys.readouterr().err.split())
+    record = json.loads((tmp_path / "m" / "run.json").read_text())
+    mixed, trained = record["data_info"], record["split_sizes"]["train"]
+    assert mixed["grey_read_as_colour"] is False and 0 < mixed["grey_share"] < 1
+    assert (f"{round(mixed['grey_share'] * trained)} of the {trained} training images are grey files (read as colour, "
+            "one channel repeated) and the others colour") in training
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "xr" / "dark" / "7.png"), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    assert "read as colour" not in capsys.readouterr().err
+    # eval of 12-bit values in 16-bit files (1/16 of [0, 1]) says they are unlike every training image
+    for label in ("dark", "bright"):
+        (tmp_path / "deep" / label).mkdir(parents=True)
+        for i in range(4, 8):
+            grey = np.asarray(Image.open(tmp_path / "xr" / label / f"{i}.png")).astype(np.uint16)
+            Image.fromarray(grey * 16).save(tmp_path / "deep" / label / f"{i}.png")
+    assert main(["eval", str(tmp_path / "m"), f"data.root={tmp_path / 'deep'}", "--split", "all"]) == 0
+    assert "8 of the 8 scored images vary in intensity far less than the training images" in \
+        " ".join(capsys.readouterr().err.split())
 
 
 class _Branchy(nn.Module):
@@ -604,6 +630,42 @@ def test_inputs_on_another_intensity_scale_are_predicted_with_a_warning(digits_r
                                                 r"from \(e.g. '.*sixteen.npz\[0\]': values [0-9.e+]+ to "):
         predict_files(digits_run, [str(tmp_path / "sixteen.npz")], tmp_path / "b.csv")
     assert (tmp_path / "b.csv").is_file()  # predicted all the same: a model cannot refuse them
+
+
+def test_inputs_narrower_than_every_training_image_are_said_to_be_from_the_run_and_from_its_export(
+        digits_run, tmp_path):
+    """12-bit values in 16-bit files read at 1/16 of [0, 1]: their mean lies a few standard
+    deviations off, which the check of another scale lets pass."""
+    import warnings
+
+    from PIL import Image
+
+    from peerdistill.data import build_data
+    from peerdistill.config import DataSpec
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.predict import predict_files
+
+    data = build_data(DataSpec())  # the run's training images as read, and their spreads by numpy
+    stats = data.stats
+    images = data.train.x.double().numpy() * np.array(stats["std"])[:, None, None] + np.array(stats["mean"])[:, None, None]
+    flat = images.reshape(len(images), -1)
+    spreads = np.percentile(flat, 99, axis=1) - np.percentile(flat, 1, axis=1)
+    recorded = json.loads((digits_run / "run.json").read_text())["data_info"]
+    np.testing.assert_allclose(recorded["image_spreads"], np.percentile(spreads, [1, 99]), atol=1e-5)
+    eight = np.clip(np.round(images[:3, 0] * 255), 0, 255).astype(np.uint8)
+    (tmp_path / "eight").mkdir()
+    (tmp_path / "twelve").mkdir()
+    for i, pixels in enumerate(eight):
+        Image.fromarray(pixels).save(tmp_path / "eight" / f"{i}.png")
+        Image.fromarray(pixels.astype(np.uint16) * 16).save(tmp_path / "twelve" / f"{i}.png")  # 12-bit in 16
+    onnx = export_run(digits_run, model="student1", out=tmp_path / "s.onnx").path
+    for model in (digits_run, onnx):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PeerdistillWarning)
+            predict_files(model, [str(tmp_path / "eight")], tmp_path / "a.csv")
+        with pytest.warns(PeerdistillWarning, match=r"3 of 3 inputs vary in intensity far less than the training images "
+                                                    r"\(e.g. '.*0.png': values 0 to 0.0[0-9]+, a spread of"):
+            predict_files(model, [str(tmp_path / "twelve")], tmp_path / "b.csv")
 
 
 def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_to_their_check():
@@ -958,3 +1020,37 @@ def test_torchs_own_deprecation_notes_do_not_fail_an_export_under_a_strict_warni
         warnings.simplefilter("error", DeprecationWarning)
         result = export_run(digits_run, model="student1", fmt="onnx", out=tmp_path / "s1.onnx")
     assert result.max_abs_diff < 1e-4
+
+
+def test_the_deployment_pages_python_block_gives_predicts_probabilities_and_calls(digits_run, tmp_path):
+    """docs/deployment.md shows how to feed an exported classifier without peerdistill: run as
+    written, on an 8-bit, a 16-bit and a colour file, and with a threshold in the JSON."""
+    import csv
+    import re
+
+    from PIL import Image
+
+    from peerdistill.predict import predict_files
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    block = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    rng = np.random.default_rng(5)
+    grey = (rng.random((12, 10)) * 255).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "eight.png")
+    Image.fromarray(grey.astype(np.uint16) * 257 + 100).save(tmp_path / "sixteen.png")
+    Image.fromarray((rng.random((9, 9, 3)) * 255).astype(np.uint8)).save(tmp_path / "colour.png")
+    for model, threshold in (("student1", None), ("ensemble", 0.2)):
+        onnx = export_run(digits_run, model=model, out=tmp_path / f"{model}.onnx").path
+        if threshold is not None:  # as export --operating-point writes it (two classes there; read here on 0 and 1)
+            side = onnx.with_suffix(".json")
+            side.write_text(json.dumps({**json.loads(side.read_text()), "threshold": threshold}))
+        for name in ("eight.png", "sixteen.png", "colour.png"):
+            scope = {"json_path": str(onnx.with_suffix(".json")), "image_path": str(tmp_path / name),
+                     "onnx_path": str(onnx)}
+            exec(block, scope)  # noqa: S102 - the page's own block
+            predict_files(onnx, [str(tmp_path / name)], tmp_path / "p.csv")
+            (row,) = list(csv.DictReader((tmp_path / "p.csv").open()))
+            expected = np.array([float(row[f"p_{c}"]) for c in range(10)])
+            np.testing.assert_allclose(scope["scores"], expected, atol=2e-6)
+            assert scope["predicted"] == row["predicted"]
+

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
+from .data.image_profile import TRAINING_IMAGE_KEYS, narrower_than_training, per_image_figures
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
@@ -47,6 +48,8 @@ def model_info(meta: dict, output: str) -> dict:
     info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
     info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
     info["grey_read_as_colour"] = (meta.get("data_info") or {}).get("grey_read_as_colour")  # (None: not known)
+    # the training images one by one (data.image_profile; absent for older runs and data not in memory)
+    info["training_images"] = {k: v for k, v in (meta.get("data_info") or {}).items() if k in TRAINING_IMAGE_KEYS}
     if meta.get("input_stats"):  # a run trained from a Dataset: what its models saw, as the Dataset prepared it
         info["input_stats"] = meta["input_stats"]
     window, info["window_overlap"] = saved_window(meta)
@@ -143,12 +146,13 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
     with counting_dicom_reads() as dicom:
         read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
-                           dicom_window=info.get("dicom_window"), trained_on_grey=bool(info.get("grey_read_as_colour")),
+                           dicom_window=info.get("dicom_window"), trained_on_grey=_trained_on_grey(info),
                            trained_resized=trained_size is not None)
     _say_how_dicom_was_read(dicom, info, model_path)
     if dense and trained_size is None and not info.get("window"):
         _say_if_another_scale_of_size(read, size)
     _say_if_another_intensity_scale(read, info.get("data_stats"))
+    _say_if_narrower_than_training(read, info.get("training_images"))
     if not info.get("data_stats"):
         _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
     results: list = [None] * len(read.images)
@@ -187,6 +191,34 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
 # before it looks like another scale (0..65535 against 0..1): a real image of the kind the
 # model learnt from stays within a few standard deviations and varies as they do.
 _OTHER_SCALE = 20.0
+
+
+def _trained_on_grey(info: dict) -> bool:
+    """Whether the model learnt from grey files read as colour (all of them, or some): grey
+    inputs read so are then no news."""
+    return bool(info.get("grey_read_as_colour")) or (info.get("training_images") or {}).get("grey_share", 0) > 0
+
+
+def _say_if_narrower_than_training(read: Inputs, profile: dict | None) -> None:
+    """Inputs whose intensities vary far less than any training image's: 12-bit values in a
+    16-bit file (divided by 65535), or a DICOM without a window scaled by a stored range it
+    barely uses, read at a small fraction of [0, 1]. Their mean may lie only a few standard
+    deviations off, which the check of another scale lets pass, and every call is wrong."""
+    if not profile or not profile.get("image_spreads") or not read.images:
+        return
+    spreads = [float(per_image_figures(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])[1][0])
+               for image in read.images]
+    narrow = np.flatnonzero(narrower_than_training(np.asarray(spreads), profile))
+    if len(narrow):
+        i = int(narrow[0])
+        image = read.images[i]
+        warnings.warn(f"{len(narrow)} of {len(read.names)} inputs vary in intensity far less than the training images "
+                      f"(e.g. '{read.names[i]}': values {image.min():.3g} to {image.max():.3g}, a spread of "
+                      f"{spreads[i]:.3g} between its 1st and 99th percentile, where 99% of the training images spread "
+                      f"over at least {profile['image_spreads'][0]:.3g}): 12-bit values in a 16-bit file (divided by "
+                      "65535), or a DICOM without a window scaled by its stored range? Give them on the training "
+                      "images' scale (8-bit files, or a DICOM window, data.dicom_window)", PeerdistillWarning,
+                      stacklevel=3)
 
 
 def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:

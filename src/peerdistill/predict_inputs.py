@@ -97,10 +97,10 @@ def _say_what_changed(names: list[str], sizes: list[tuple[int, int]], converted:
     """Inputs unlike the training images are still predicted (a model cannot refuse them), but
     not in silence: colour read as grey or grey as colour, and another size resized."""
     if converted:
-        how = "colour images read as grey" if channels == 1 else "grey images read as colour (one channel repeated)"
-        warnings.warn(f"{len(converted)} of {len(names)} inputs are {how}, as the model was trained (e.g. "
-                      f"'{converted[0]}'): check they are the kind of image it learnt from", PeerdistillWarning,
-                      stacklevel=3)
+        how = ("colour images read as grey, for a model that learnt from grey ones" if channels == 1 else
+               "grey images read as colour (one channel repeated), for a model that learnt from colour ones only")
+        warnings.warn(f"{len(converted)} of {len(names)} inputs are {how} (e.g. '{converted[0]}'): check they are "
+                      "the kind of image it learnt from", PeerdistillWarning, stacklevel=3)
     other = [(n, s) for n, s in zip(names, sizes) if size is not None and tuple(s) != tuple(size)]
     if other:
         name, (h, w) = other[0]

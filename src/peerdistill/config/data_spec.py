@@ -21,7 +21,7 @@ ELASTIC_LIMIT = 0.06
 
 # data kinds that name their classes themselves (folders, labels, categories): data.class_names
 # does not apply to them
-SELF_NAMING_KINDS = ("digits", "image_folder", "csv", "shapes", "boxes", "coco", "box_json", "mask_boxes")
+SELF_NAMING_KINDS = ("digits", "image_folder", "csv", "shapes", "boxes", "coco", "box_json")
 # data kinds read from files at data.root (the others are generated or embedded)
 FILE_KINDS = ("npz", "image_folder", "csv", "folders", "coco", "box_json", "mask_boxes")
 FIXED_SIZE_KINDS = ("digits", "npz", "shapes")  # arrays used at their own size (no data.image_size)
@@ -146,7 +146,8 @@ class DataSpec(Section):
     # masks are read as 8-bit labels, 255 marking ignored pixels: at most 255 classes (0..254)
     num_classes: int | None = Field(default=None, ge=2, le=255)
     class_names: list[str] | None = Field(default=None, description="npz (without its own) and folders: the "
-                                                                     "classes' names, in label order")
+                                                                     "classes' names, in label order; mask_boxes: "
+                                                                     "the name of its one class (default object)")
     # the synthetic segmentation default (kind: shapes)
     split_dirs: dict[Literal["train", "val", "test"], str] | None = Field(
         default=None, description="folders: subfolders holding given splits, e.g. {train: training, test: testing}; "
@@ -191,6 +192,10 @@ class DataSpec(Section):
         if self.class_names is not None and self.kind in SELF_NAMING_KINDS:
             problems.append(f"data.class_names does not apply to data kind '{self.kind}', which names its classes "
                             "itself (folder names, label values, categories): remove it")
+        if self.kind == "mask_boxes" and self.class_names is not None and len(self.class_names) != 1:
+            problems.append(f"data.class_names names the one class of data kind 'mask_boxes' (every component of a "
+                            f"mask is an object of it), so it holds one name, not {len(self.class_names)}: e.g. "
+                            "data.class_names=[polyp]")
         if self.image_size is not None and self.kind in FIXED_SIZE_KINDS:
             problems.append(f"data.image_size does not apply to data kind '{self.kind}', whose arrays are used at "
                             "their own size: remove it")

@@ -14,6 +14,7 @@ to COCOeval as a crowd box, where detections on it count neither as hits nor as 
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -350,7 +351,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     kept = []  # (image id, category id, box in the JSON's pixels, the JSON's image size, crowd)
     bad = _BadBoxes(bad_boxes, source)
     category_ids = {c["id"] for c in listed}
-    annotation_ids, from_polygons = set(), 0
+    annotation_ids, from_polygons, annotated = set(), 0, set()
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
             raise DataError(f"an entry of 'annotations' in {source} is not an object: {ann!r}")
@@ -371,6 +372,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
                             f"'categories' lists {[c['id'] for c in listed]}")
         entry = images[image_id]
         width, height = _image_dims(entry, f"image {image_id} in {source}")
+        annotated.add(image_id)
         where = f"annotation {ann.get('id', '?')} of image {image_id} ('{entry['file_name']}') in {source}"
         bbox = ann.get("bbox")
         around = _polygon_box(ann.get("segmentation")) if bbox is None else None
@@ -391,7 +393,16 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     if from_polygons:
         warnings.warn(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
                       "polygon 'segmentation'", PeerdistillWarning, stacklevel=2)
-    info = bad.settle()
+    # The files and their sizes before the boxes are judged: a width and height swapped (or a
+    # photo turned by its EXIF tag) puts boxes outside "their image", and the advice to skip or
+    # clip those would drop true boxes before the real cause is named.
+    listed_info: dict = {}
+    paths = _listed_files(images, images_dir, source, listed_info)
+    for image_id, entry in images.items():
+        if image_id in annotated or ("width" in entry and "height" in entry):
+            where = f"image {image_id} in {source}"
+            _check_annotated_size(paths[image_id], *_image_dims(entry, where), where)
+    info = {**bad.settle(), **listed_info}
     kept = _once_each(kept, images, source, info)
     if not any(not crowd for *_, crowd in kept):
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
@@ -408,14 +419,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     for image_id, category, box, (width, height), crowd in kept:
         label = label_of[category]
         per_image[image_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
-    xs = []
-    paths = _listed_files(images, images_dir, source, info)
-    for image_id, entry in images.items():
-        path = paths[image_id]
-        if per_image[image_id]:
-            _check_annotated_size(path, *_image_dims(entry, f"image {image_id} in {source}"),
-                                     f"image {image_id} in {source}")
-        xs.append(read_image(path, size, grey=grey, dicom_window=dicom_window))
+    xs = [read_image(paths[image_id], size, grey=grey, dicom_window=dicom_window) for image_id in images]
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
     if unused:
@@ -493,6 +497,35 @@ def _some(names: list[str]) -> str:
     return ", ".join(f"'{k}'" for k in names[:3]) + (", ..." if len(names) > 3 else "")
 
 
+def _warn_of_label_slips(labels: list, source: str, label_key: str) -> None:
+    """A box JSON names its classes by its labels alone (COCO lists its categories): a slip in one
+    label (``Polyp`` among ``polyp``, a number among words) would make a class of its own, trained
+    and scored with one box. Said, with the labels and their counts."""
+    counts = collections.Counter(str(label) for label in labels)
+    alike: dict[str, list[str]] = {}
+    for name in counts:
+        alike.setdefault(" ".join(name.split()).casefold(), []).append(name)
+    slips = [sorted(names) for names in alike.values() if len(names) > 1]
+    if slips:
+        shown = "; ".join(", ".join(f"'{n}' ({counts[n]} boxes)" for n in names) for names in slips)
+        warnings.warn(f"labels of {source} that differ only in case or spaces are different classes: {shown}; if "
+                      f"they are one class, write its '{label_key}' alike", PeerdistillWarning, stacklevel=3)
+    kinds = {"numbers" if isinstance(label, (int, float)) else "text" for label in labels}
+    if len(kinds) > 1:
+        numbers = sorted({str(label) for label in labels if isinstance(label, (int, float))})
+        warnings.warn(f"labels of {source} mix numbers ({', '.join(numbers[:5])}) and text: each is a class of its "
+                      f"own (classes {sorted(counts)}); give every '{label_key}' as the class's name",
+                      PeerdistillWarning, stacklevel=3)
+    # fewer boxes than the three splits, beside a class with ten times as many: a slip, or a class
+    # that cannot be both learnt and scored
+    few = sorted(name for name, n in counts.items() if n < 3 and max(counts.values()) >= 10 * n)
+    if few:
+        warnings.warn(f"classes of {source} with fewer than 3 boxes, too few to be in the training split and in the "
+                      f"scored ones (their AP is n/a, or from one box): "
+                      f"{', '.join(f'{n!r} ({counts[n]})' for n in few)}; a slip in a label makes such a class",
+                      PeerdistillWarning, stacklevel=3)
+
+
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
                   dicom_window=None, bad_boxes: str = "error"
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
@@ -544,13 +577,14 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
             box = bad.check(corners, width, height, where)
             if box is not None:
                 boxes.append((str(b[label_key]), box))
-                labels.append(str(b[label_key]))
+                labels.append(b[label_key])
         rows.append((boxes, width, height))
     skipped = bad.settle()
     if not labels:
         raise DataError(f"{source} holds no box to learn from (every entry's bbox list is empty{bad.left_out()}): "
                         "detection needs annotated images")
-    names = sorted(set(labels))
+    _warn_of_label_slips(labels, source, label_key)
+    names = sorted({str(label) for label in labels})
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
     x = _stack([read_image(files[key], size, grey=grey, dicom_window=dicom_window) for key in ids])
@@ -564,14 +598,14 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     return x, pad_targets(targets), names, ids, info
 
 
-def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
-                    grey: bool = False, dicom_window=None) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, grey: bool = False, dicom_window=None,
+                    class_name: str = "object") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Boxes of the connected components of binary masks, image and mask paired by file stem.
     Foreground as ``read_mask(binary=True)`` reads it (0/1 and 0/255 masks, coloured masks, JPEG
     noise). Each mask is resized to ``image_size`` with nearest-neighbour interpolation first
     and the boxes are taken there, so they enclose exactly the mask pixels a model of that size
     sees; components under ``min_area`` pixels (of the resized mask) are noise and dropped.
-    Returns (x, y, ["object"], ids) with ids the sorted stems."""
+    Returns (x, y, [class_name], ids) with ids the sorted stems."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     size = _size(image_size)
     for d in (images_dir, masks_dir):
@@ -598,7 +632,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *,
         raise DataError(f"the masks in '{masks_dir}' hold no object of {min_area} pixels or more at "
                         f"{size[1]}x{size[0]}: check the mask files (foreground is any value above 0 in 0/1 "
                         "masks, above half the scale in 0/255 or JPEG ones)")
-    return _stack(xs), pad_targets(targets), ["object"], ids
+    return _stack(xs), pad_targets(targets), [class_name], ids
 
 
 def check_labels(y: torch.Tensor, class_names: list[str]) -> None:

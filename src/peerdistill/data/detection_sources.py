@@ -37,7 +37,8 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
         info.update(extra)
     else:
         x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size, grey=spec.grey,
-                                       dicom_window=spec.dicom_window)
+                                           dicom_window=spec.dicom_window,
+                                           class_name=(spec.class_names or ["object"])[0])
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     if is_kept_whole():  # scored as one set (eval --split all): every image in the test split
         check_labels(y, names)

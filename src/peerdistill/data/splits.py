@@ -16,6 +16,7 @@ from torch.utils.data import ConcatDataset, Dataset, IterableDataset
 
 from ..errors import DataError, PeerdistillWarning, SplitError
 from .digests import count_seen, row_digests
+from .image_profile import grey_images, unstandardised_chunks
 
 
 # Set while eval scores a labelled set whole (--split all): loaders that would cut one set into
@@ -545,18 +546,11 @@ def standardised_spread(dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 def grey_read_as_colour(dataset, stats: dict[str, list[float]] | None) -> bool | None:
     """Whether every image of an in-memory split has three equal channels before standardisation
-    (grey files read as colour): predict need not warn then that grey inputs are read so. None
-    for other data (not three-channel images held in memory)."""
+    (grey files read as colour). None for other data (not three-channel images held in memory)."""
     x = getattr(dataset, "x", None)
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3 or not len(x):
         return None
-    for start in range(0, len(x), 256):  # in chunks: a copy of a large split would double its memory
-        part = x[start:start + 256].float()
-        if stats and len(stats["mean"]) == 3:
-            part = part * torch.tensor(stats["std"]).view(1, -1, 1, 1) + torch.tensor(stats["mean"]).view(1, -1, 1, 1)
-        if not (torch.allclose(part[:, 0], part[:, 1], atol=1e-4) and torch.allclose(part[:, 1], part[:, 2], atol=1e-4)):
-            return False
-    return True
+    return all(bool(grey_images(part).all()) for part in unstandardised_chunks(dataset, stats))
 
 
 def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:

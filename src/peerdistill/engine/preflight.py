@@ -47,10 +47,24 @@ class Preflight:
                           f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
                           "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
         self._warn_if_standardised_off_scale(data)
+        self._warn_of_grey_and_colour_mixed(data)
         self._warn_of_classes_missing_from_scored_splits(data)
         self._warn_of_training_inputs_in_validation(data)
         if hasattr(self.task, "inspect_training_data"):
             self.task.inspect_training_data(data.train)
+
+    def _warn_of_grey_and_colour_mixed(self, data: DataSplits) -> None:
+        """A training split of grey and colour files (grey ones read as colour) often mixes
+        sources, scanners or sites, which a model can tell apart by colour alone: said, with the
+        counts (predict and eval then take grey inputs as no news)."""
+        share = self._training_profile(data).get("grey_share")
+        if share is None or not 0 < share < 1:
+            return
+        grey = round(share * len(data.train))
+        warnings.warn(f"{grey} of the {len(data.train)} training images are grey files (read as colour, one channel "
+                      f"repeated) and the others colour: if they come from different sources (scanners, sites, "
+                      "cameras), a model can learn colour as a shortcut to them; check that each class has both kinds, "
+                      "or read every image grey (data.grey=true)", PeerdistillWarning, stacklevel=3)
 
     def _warn_of_classes_missing_from_scored_splits(self, data: DataSplits) -> None:
         """A val or test split (in memory) lacking classes: a model that calls everything its one

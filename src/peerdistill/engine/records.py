@@ -20,7 +20,8 @@ from ..config_diff import differences, summary, what_is_trained
 from ..costs import model_costs
 from ..data import DataSplits
 from ..data.digests import digests_path, digests_record
-from ..data.splits import TensorData, grey_read_as_colour
+from ..data.image_profile import image_profile
+from ..data.splits import TensorData
 from ..errors import CheckpointError, ConfigError
 from ..models.heads import HeadedModel
 from . import run_lock
@@ -57,6 +58,18 @@ class RunRecords:
             target.load_state_dict(state)
 
     # ---- the run directory ---------------------------------------------------------------
+    def _training_profile(self, data: DataSplits) -> dict[str, Any]:
+        """``image_profile`` of the training split (run.json records it, predict and eval read it,
+        and a warning of training), worked out once; with ``grey_read_as_colour`` (every
+        three-channel image grey), which runs recorded before the share."""
+        cached = getattr(self, "_profile", None)
+        if cached is None or cached[0] is not data.train:
+            profile = image_profile(data.train, data.stats)
+            if "grey_share" in profile:
+                profile["grey_read_as_colour"] = profile["grey_share"] == 1.0
+            self._profile = (data.train, profile)
+        return self._profile[1]
+
     def _open_run_dir(self, data: DataSplits, resume: bool) -> RunDir | None:
         if self.run_dir_path is None:
             if resume:
@@ -77,7 +90,7 @@ class RunRecords:
             "input_shape": list(data.input_shape),
             "data_stats": data.stats,
             "split_sizes": _split_sizes(data),
-            "data_info": {**data.info, **_grey_files(data)},
+            "data_info": {**data.info, **self._training_profile(data)},
             "patches": self.patches,  # the sliding window whole images are predicted by (or None)
             "seed": self.seed,
             "deterministic": self.deterministic,
@@ -280,12 +293,6 @@ def count_exported_parameters(module: nn.Module) -> int:
     """Parameters of the model as shipped (without self-distillation heads)."""
     inner = module.base if isinstance(module, HeadedModel) else module
     return sum(p.numel() for p in inner.parameters())
-
-
-def _grey_files(data: DataSplits) -> dict[str, bool]:
-    """``grey_read_as_colour`` of the training split, when known (predict's warnings read it)."""
-    found = grey_read_as_colour(data.train, data.stats)
-    return {} if found is None else {"grey_read_as_colour": found}
 
 
 def _split_sizes(data: DataSplits) -> dict[str, int]:

@@ -1,0 +1,87 @@
+"""What the training images look like one by one, before standardisation: how many of them are
+grey files read as colour, and the range of their mean brightness and of their intensity spread.
+
+A run records this (``data_info``) so that eval and predict can say when images are unlike every
+training image: a 12-bit scan in a 16-bit file, or a DICOM without a window scaled by its
+stored range, reads at a small fraction of [0, 1] and would be predicted wrong in silence (its
+mean lies a few standard deviations off, within any whole-set check), and grey inputs need no
+warning when the model learnt from grey files too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Values sampled per image for its spread (a regular stride over its pixels): enough for its
+# 1st and 99th percentile, cheap for a split of large images.
+PROFILE_VALUES = 4096
+# An image whose spread is below this share of the narrowest training images' (their 1st
+# percentile) is unlike every image the model learnt from.
+NARROW_SHARE = 0.5
+# The keys of ``image_profile`` (in a run's ``data_info``, and in the JSON beside an export).
+TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads")
+# How alike three channels must be for an image to be a grey file read as colour.
+GREY_TOLERANCE = 1e-4
+
+
+def per_image_figures(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's mean and spread (its 99th minus its 1st percentile, over every channel) of
+    images [N, C, H, W] on the scale they were read at ([0, 1] for image files)."""
+    flat = images.reshape(len(images), -1).float()
+    stride = max(1, flat.shape[1] // PROFILE_VALUES)
+    sampled = flat[:, ::stride]
+    low, high = torch.quantile(sampled, torch.tensor([0.01, 0.99]), dim=1)
+    return flat.mean(dim=1).double().numpy(), (high - low).double().numpy()
+
+
+def grey_images(images: torch.Tensor) -> np.ndarray:
+    """Which three-channel images [N, 3, H, W] have three equal channels (grey files read as colour)."""
+    return ((images[:, 0] - images[:, 1]).abs().amax(dim=(1, 2)) <= GREY_TOLERANCE).numpy() & \
+        ((images[:, 1] - images[:, 2]).abs().amax(dim=(1, 2)) <= GREY_TOLERANCE).numpy()
+
+
+def unstandardised_chunks(dataset, stats: dict[str, list[float]] | None, size: int = 256):
+    """An in-memory split's images [n, C, H, W] in chunks, as read (the standardisation undone);
+    nothing for other data (not images held in memory)."""
+    x = getattr(dataset, "x", None)
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        return
+    for start in range(0, len(x), size):  # in chunks: a copy of a large split would double its memory
+        part = x[start:start + size].float()
+        if stats and len(stats["mean"]) == part.shape[1]:
+            part = part * torch.tensor(stats["std"]).view(1, -1, 1, 1) + torch.tensor(stats["mean"]).view(1, -1, 1, 1)
+        yield part
+
+
+def image_profile(dataset, stats: dict[str, list[float]] | None) -> dict[str, object]:
+    """``data_info``'s record of a training split held in memory (empty for other data):
+    ``grey_share`` (three-channel images: the share that are grey files read as colour), and
+    the 1st and 99th percentile over the images of each one's mean (``image_means``) and spread
+    (``image_spreads``)."""
+    means, spreads, grey = [], [], []
+    for part in unstandardised_chunks(dataset, stats):
+        mean, spread = per_image_figures(part)
+        means.append(mean)
+        spreads.append(spread)
+        if part.shape[1] == 3:
+            grey.append(grey_images(part))
+    if not means or not sum(map(len, means)):
+        return {}
+    profile: dict[str, object] = {
+        "image_means": np.percentile(np.concatenate(means), [1, 99]).round(6).tolist(),
+        "image_spreads": np.percentile(np.concatenate(spreads), [1, 99]).round(6).tolist()}
+    if grey:
+        profile["grey_share"] = round(float(np.concatenate(grey).mean()), 6)
+    return profile
+
+
+def narrower_than_training(spreads: np.ndarray, profile: dict | None) -> np.ndarray:
+    """Which images of these spreads vary far less than the training images (``NARROW_SHARE`` of
+    the narrowest ones'); none when the run recorded no profile (older runs, data not in memory).
+    A constant image (spread 0, a black frame) tells nothing of its scale and is not counted."""
+    recorded = (profile or {}).get("image_spreads")
+    if not isinstance(recorded, list) or not recorded or not isinstance(recorded[0], (int, float)):
+        return np.zeros(len(spreads), bool)  # (none, or a JSON edited by hand into something else)
+    spreads = np.asarray(spreads)
+    return (spreads > 0) & (spreads < NARROW_SHARE * float(recorded[0]))
