@@ -595,7 +595,7 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     run_cli("train", f"out_dir={tmp_path}", "name=t", *FAST, "--quiet", expect=143)
     assert "nothing to resume" in said()
     for sig in (signal.SIGTERM, signal.SIGINT):  # the handlers last as long as the command
-        assert signal.getsignal(sig) is not cli._interrupt
+        assert signal.getsignal(sig) is not cli.running._interrupt
 
     def exporter_turns_the_signal_into_its_own_error(*args, **kwargs):
         try:  # as torch's exporter did: interrupted in an import, it failed on the half-imported module
@@ -686,9 +686,9 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
 def test_output_left_over_when_the_reader_went_is_not_an_error_at_exit():
     # What a command printed but Python had not yet flushed goes nowhere once the reader has left:
     # else Python's own flush at exit fails too (exit 120, "Exception ignored ... BrokenPipeError").
-    script = ("import sys\nfrom peerdistill import cli\n"
+    script = ("import sys\nfrom peerdistill import cli\nfrom peerdistill.cli import arguments\n"
               "def presets(ns):\n    sys.stdout.write('left in the buffer')\n    sys.stdout.flush()\n"
-              "cli.cmd_presets = presets\nsys.stdout.write('x')\nsys.exit(cli.main(['presets']))\n")
+              "arguments.cmd_presets = presets\nsys.stdout.write('x')\nsys.exit(cli.main(['presets']))\n")
     buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a pipe is written by default
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=buffered)
     proc.stdout.close()
@@ -865,7 +865,7 @@ def test_peerdistills_warnings_are_one_line_and_others_are_left_as_python_prints
         warnings.warn("something of torch's", UserWarning)
         return 0
 
-    monkeypatch.setattr(cli, "cmd_presets", warning_command)
+    monkeypatch.setattr(cli.arguments, "cmd_presets", warning_command)  # the command the parser names
     with pytest.warns(UserWarning, match="something of torch's"):  # handed on as Python would show it
         run_cli("presets")
     err = capsys.readouterr().err
@@ -993,7 +993,7 @@ def test_an_empty_data_file_is_named_not_read_as_the_default_data(tmp_path, caps
 
 
 def test_a_key_given_twice_or_under_both_its_names_is_refused(capsys):
-    from peerdistill.cli import _decoding
+    from peerdistill.cli.eval_command import _decoding
 
     run_cli("train", "train.epochs=3", "train.epochs=1", expect=2)  # which was meant? (as in a YAML mapping)
     assert "train.epochs is given twice ('train.epochs=3' and 'train.epochs=1'): keep one" in capsys.readouterr().err
@@ -1026,7 +1026,7 @@ def test_eval_data_names_data_given_where_a_data_section_belongs(tmp_path, capsy
 
 
 def test_eval_says_which_data_keys_it_does_not_use_or_reads_otherwise(tmp_path, capsys):
-    from peerdistill.cli import _warn_of_data_keys_read_otherwise
+    from peerdistill.cli.eval_command import _warn_of_data_keys_read_otherwise
     from peerdistill.errors import PeerdistillWarning
 
     # trained with a range for its augmentation: eval leaves both out (its check of the one
@@ -1059,17 +1059,17 @@ def test_the_n_a_note_looks_at_the_figures_eval_shows():
 
     scores = {"student1": {"accuracy": 0.9, "precision_3": float("nan"), "op_ppv": None, "ci95_low_accuracy": 0.8}}
     plain = Namespace(bootstrap=0, per_class=False, operating_point=None, temperature_scaling=False)
-    assert cli._shown_figures(scores, ("accuracy",), plain) == ["accuracy"]
-    assert not has_not_available(scores, cli._shown_figures(scores, ("accuracy",), plain))
+    assert cli.eval_command._shown_figures(scores, ("accuracy",), plain) == ["accuracy"]
+    assert not has_not_available(scores, cli.eval_command._shown_figures(scores, ("accuracy",), plain))
     per_class = Namespace(**{**vars(plain), "per_class": True})
-    assert has_not_available(scores, cli._shown_figures(scores, ("accuracy",), per_class))  # precision of a class
+    assert has_not_available(scores, cli.eval_command._shown_figures(scores, ("accuracy",), per_class))  # precision of a class
     operating = Namespace(**{**vars(plain), "operating_point": "youden"})
-    assert has_not_available(scores, cli._shown_figures(scores, ("accuracy",), operating))  # its PPV: null in JSON
-    assert cli._shown_figures(scores, ("accuracy",), Namespace(**{**vars(plain), "bootstrap": 100})) == [
+    assert has_not_available(scores, cli.eval_command._shown_figures(scores, ("accuracy",), operating))  # its PPV: null in JSON
+    assert cli.eval_command._shown_figures(scores, ("accuracy",), Namespace(**{**vars(plain), "bootstrap": 100})) == [
         "accuracy", "ci95_low_accuracy", "ci95_high_accuracy"]
     tempered = {"student1": {"accuracy": 0.9, "cal_ece": float("nan"), "op_ppv": None}}
-    assert cli._shown_figures(tempered, ("accuracy",), plain) == ["accuracy"]
-    assert cli._shown_figures(tempered, ("accuracy",), Namespace(**{**vars(plain), "temperature_scaling": True})) == [
+    assert cli.eval_command._shown_figures(tempered, ("accuracy",), plain) == ["accuracy"]
+    assert cli.eval_command._shown_figures(tempered, ("accuracy",), Namespace(**{**vars(plain), "temperature_scaling": True})) == [
         "accuracy", "cal_ece"]
 
 
@@ -1084,7 +1084,7 @@ def test_under_torchrun_only_the_main_process_prints_the_results(tmp_path, monke
 
     monkeypatch.setattr(build, "train_from_config", trained)
     for rank in (1, 2):  # the second process of 3, the third
-        monkeypatch.setattr(cli, "launched_world", lambda rank=rank: (rank, 3, rank))
+        monkeypatch.setattr(cli.commands, "launched_world", lambda rank=rank: (rank, 3, rank))
         assert main(["train", f"out_dir={tmp_path}", f"name=r{rank}", "--quiet"]) == 0
         assert capsys.readouterr().out == ""
 
@@ -1117,9 +1117,9 @@ def test_a_process_other_than_the_main_one_keeps_the_warnings_to_itself(monkeypa
         warnings.warn("a warning every process would give", PeerdistillWarning)
         return 0
 
-    monkeypatch.setattr(cli, "cmd_presets", warns)
+    monkeypatch.setattr(cli.arguments, "cmd_presets", warns)
     for rank, said in ((0, True), (1, False), (2, False)):
-        monkeypatch.setattr(cli, "launched_rank", lambda rank=rank: rank)
+        monkeypatch.setattr(cli.running, "launched_rank", lambda rank=rank: rank)
         assert main(["presets"]) == 0
         assert ("a warning every process would give" in capsys.readouterr().err) == said, rank
 
@@ -1143,7 +1143,7 @@ def test_a_file_the_command_could_not_use_is_named_with_what_to_check(monkeypatc
     def refused(ns):
         raise PermissionError(13, "Permission denied", "/runs/r/metrics.json")
 
-    monkeypatch.setattr(cli, "cmd_presets", refused)
+    monkeypatch.setattr(cli.arguments, "cmd_presets", refused)
     assert main(["presets"]) == 2
     assert ("error: Permission denied: '/runs/r/metrics.json'; check the path and its permissions"
             in " ".join(capsys.readouterr().err.split()))

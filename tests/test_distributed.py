@@ -792,7 +792,8 @@ def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer
                                                                                                tmp_path, capsys):
     import argparse
 
-    from peerdistill.cli import _interrupted_hint, main
+    from peerdistill.cli import main
+    from peerdistill.cli.running import _interrupted_hint
     from peerdistill.engine import distributed
 
     for env, said in (({"WORLD_SIZE": "two", "RANK": "0"}, "variable WORLD_SIZE is 'two', not a whole number"),
@@ -999,8 +1000,8 @@ def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch
     def ended(code):
         raise Ended(code)
 
-    monkeypatch.setattr(cli, "main", lambda argv=None, exiting=False: 5)
-    monkeypatch.setattr(cli, "launched", lambda: True)
+    monkeypatch.setattr(cli.running, "main", lambda argv=None, exiting=False: 5)
+    monkeypatch.setattr(cli.running, "launched", lambda: True)
     monkeypatch.setattr(distributed, "joined_before", lambda: joined)
     monkeypatch.setattr(distributed, "end_process", ended)
     with pytest.raises(Ended if joined else SystemExit) as caught:
@@ -1010,7 +1011,7 @@ def test_the_command_ends_at_once_only_after_joining_a_process_group(monkeypatch
     def bug(argv=None, exiting=False):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "main", bug)  # an error no handler knows: its traceback, then the same ending
+    monkeypatch.setattr(cli.running, "main", bug)  # an error no handler knows: its traceback, then the same ending
     with pytest.raises(Ended if joined else RuntimeError) as caught:
         cli.run_and_exit([])
     if joined:

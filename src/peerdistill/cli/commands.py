@@ -1,0 +1,198 @@
+"""The commands other than eval: train, compare, export, predict, report and presets. Each
+imports what it runs (torch with it) once its arguments are checked."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import RunConfig, apply_overrides, default_config, load_config, load_saved_config, load_yaml, named_as_written
+from ..errors import ConfigError
+from ..json_files import read_json
+from ..launcher import launched_world
+from .consoles import console, err_console
+from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
+
+
+def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
+    config = None
+    overrides = []
+    for arg in args:
+        if "=" in arg:
+            overrides.append(arg)
+        elif config is None:
+            config = arg
+        else:
+            raise ConfigError(f"unexpected argument '{arg}': give one CONFIG.yaml and key=value overrides")
+    return config, overrides
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    if ns.resume:
+        run_dir = Path(ns.resume)
+        if not run_dir.is_dir():
+            raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME)")
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
+        if ns.args:
+            raise ConfigError("--resume continues a run with its saved config: drop the other arguments")
+        if ns.overwrite:
+            raise ConfigError("--resume continues a run, --overwrite starts it again: give one of them")
+        cfg = load_saved_config(run_dir / "config.yaml")
+    else:
+        path, overrides = _split_config_and_overrides(ns.args)
+        cfg = load_config(path, overrides)
+    # torch comes with these: only once the config is read and checked
+    from ..build import run_dir_for, train_from_config
+    from ..report import fitted, results_table
+    from ..runs import saved_window, task_for
+
+    run_dir = Path(ns.resume) if ns.resume else run_dir_for(cfg)
+    ns.run_dir = run_dir  # for the hint after Ctrl-C
+    result = train_from_config(cfg, run_dir=run_dir, overwrite=ns.overwrite, resume=bool(ns.resume),
+                               progress=not ns.quiet)
+    if launched_world()[0] != 0:  # under torchrun the main process alone reports
+        return 0
+    meta = read_json(run_dir / "run.json")
+    params = {m["name"]: m["parameters"] for m in meta["members"]}
+    monitor_metric = result.monitor.split("/", 1)[1]
+    stopped = f"; stopped early: no better val in {cfg.train.patience} epochs" if result.stopped_early else ""
+    tested = (meta.get("split_sizes") or {}).get("test")
+    title = (f"test split{f' ({tested:,} samples)' if tested else ''} at the best epoch ({result.best_epoch + 1} of "
+             f"{len(result.history)}{stopped}, "
+             f"by val {result.monitor})")
+    summary = task_for(meta).summary_metrics
+    window, overlap = saved_window(meta)
+    console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
+                                       summary, costs=meta.get("costs"), macs_of="patch" if window else ""),
+                         console.width))
+    if window and meta.get("costs"):
+        err_console.print(f"note: MMACs/patch are of one {window[0]}x{window[1]} patch, what training saw; eval, "
+                          f"predict and an export score a whole image window by window ({overlap:g} overlap), each "
+                          "window costing as much", highlight=False, soft_wrap=True)
+    say_distance_unit(meta, None)
+    say_ensemble_of_one(meta, result.test_at_best)
+    say_what_not_available_means(result.test_at_best, summary)
+    console.print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    paths = [a for a in ns.args if "=" not in a]
+    overrides = [a for a in ns.args if "=" in a]
+    trees = [load_yaml(p) for p in paths] or [default_config()]
+    for tree in trees:
+        apply_overrides(tree, overrides)
+    trees = [named_as_written(tree) for tree in trees]  # not after a preset --presets sets
+    from ..comparison_configs import checked_bases, parse_presets, variant_trees
+
+    presets = parse_presets(ns.presets)
+    names = [f"config '{p}'" for p in paths] or ["config (the embedded default)"]
+    out = ns.out
+    if ns.setting:
+        if out is None and len(trees) == 1:  # the config's own comparison folder, not the shared one
+            base = trees[0]
+            out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
+                      / f"{base['name']}-compare")
+        variants = variant_trees(trees, ns.setting, presets=presets)  # each config's settings in turn
+        per_config = len(variants) // len(trees)
+        names = [f"setting '{tree['name']}'" + (f" of {names[i // per_config]}" if paths else "")
+                 for i, tree in enumerate(variants)]
+        trees = variants
+    checked_bases(trees, presets, names)  # said before torch is loaded (a second or more)
+    from ..compare import compare
+
+    compare(trees, presets, ns.seeds, overwrite=ns.overwrite, progress=not ns.quiet,
+            console=console, out=out, teacher_from=ns.teacher_from, dry_run=ns.dry_run, jobs=ns.jobs,
+            operating_point=ns.operating_point, folds=ns.folds, baseline=ns.baseline,
+            temperature_scaling=ns.temperature_scaling, tta=ns.tta, by_name=bool(ns.setting), config_names=names)
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    from ..engine.tta import TTA_SEEN
+    from ..export import export_run
+    from ..quantize import CALIBRATION_SAMPLES, MIN_AGREEMENT, percent
+
+    int8_only = [flag for flag, value in (("--calibration-samples", ns.calibration_samples),
+                                          ("--min-agreement", ns.min_agreement)) if value is not None]
+    if int8_only and ns.quantize is None:  # else an fp32 file written as if it had been checked
+        raise ConfigError(f"{int8_only[0]} applies to --quantize int8: add --quantize int8, or drop it")
+    result = export_run(ns.run_dir, model=ns.model, fmt=ns.format, out=ns.out, quantize=ns.quantize,
+                        calibration=CALIBRATION_SAMPLES if ns.calibration_samples is None else ns.calibration_samples,
+                        min_agreement=MIN_AGREEMENT if ns.min_agreement is None else ns.min_agreement,
+                        temperature_scaling=ns.temperature_scaling, operating_point=ns.operating_point,
+                        tta=ns.tta)
+    parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on {result.compared_on}"
+              if result.max_abs_diff is not None else "")
+    task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
+    what = "dense head outputs; boxes are decoded outside the graph, by predict" if (
+        task == "detection" and result.output == "logits") else result.output
+    if result.int8 is not None:
+        check = result.int8
+        what += f", int8: {check.int8_bytes / 1024:,.0f} KiB against {check.fp32_bytes / 1024:,.0f} KiB in fp32"
+        decision = "same call at the threshold" if check.threshold is not None else "same class"
+        parity += (f" (fp32 graph); int8 graph vs fp32 graph on {check.checked} {check.inputs}: {decision} for "
+                   f"{round(check.agreement * check.predictions)} of {check.predictions} predictions "
+                   f"({percent(check.agreement)}), max |probability difference| "
+                   f"{check.max_probability_difference:.3g}")
+        if check.class_dice:  # what the check judged: each class's mask against the fp32 one
+            names = read_json(Path(ns.run_dir) / "run.json").get("class_names") or []
+            parity += ", Dice of each class's int8 mask against the fp32 one: " + ", ".join(
+                f"{names[c] if c < len(names) else c} {dice:.4f}"
+                + ("" if c in check.judged_classes else " (too few pixels to judge)")
+                for c, dice in check.class_dice.items())
+    if result.tta is not None:
+        what += f", probabilities averaged over {TTA_SEEN[result.tta]}"
+    if result.temperature is not None:
+        what += f", tempered: T = {result.temperature:.4g} fitted on the run's validation split"
+    if result.threshold is not None:
+        what += (f", threshold {result.threshold:.4g} on the positive class ({ns.operating_point} on the run's "
+                 "validation split; in its JSON, applied by predict)")
+    console.print(f"exported {result.model} ({what}) to {result.path}{parity}", highlight=False)
+    return 0
+
+
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from ..predict import predict_files
+
+    path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
+                         operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays,
+                         tta=ns.tta)
+    console.print(f"wrote {path}{_which_best(ns)}", highlight=False)
+    return 0
+
+
+def _which_best(ns: argparse.Namespace) -> str:
+    """Which student a run directory's 'best' (predict's default) was: said, as export says it."""
+    if Path(ns.model_path).suffix.lower() == ".onnx" or ns.model not in (None, "best"):
+        return ""
+    from ..engine.artifacts import RunDir
+    from ..export import best_student
+
+    best = best_student(Path(ns.model_path), RunDir.open(ns.model_path).meta())
+    return f" (model {best}: the best validation student)"
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from ..html_report import reemit, write_report_holding_warnings
+
+    path, held = write_report_holding_warnings(ns.path, ns.out)
+    console.print(f"wrote {path}", highlight=False)
+    reemit(held)  # after: under -W error the first ends the command, the page written and said
+    return 0
+
+
+def cmd_presets(ns: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..config import PRESET_DOCS
+
+    table = Table(title="presets")
+    table.add_column("preset")
+    table.add_column("who teaches whom")
+    for name, doc in PRESET_DOCS.items():
+        table.add_row(name, doc)
+    table.add_row("custom", "the edges listed under distill.edges")
+    console.print(table)
+    return 0

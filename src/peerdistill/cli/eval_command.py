@@ -1,0 +1,188 @@
+"""``peerdistill eval``: a run's models scored on its own splits or on other data, with the
+data section eval builds from the run's and the overrides given."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, apply_overrides,
+                      format_validation_error, load_yaml, saved_data_section, without_other_kinds_keys)
+from ..errors import ConfigError, PeerdistillWarning
+from ..json_files import read_json
+from .consoles import console, err_console
+from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
+    decoding = _decoding(o for o in ns.overrides if o.startswith("detect."))
+    data_spec = None
+    if ns.data or data_overrides:
+        meta = read_json(Path(ns.run_dir) / "run.json") if (Path(ns.run_dir) / "run.json").exists() else {}
+        tree = {"data": saved_data_section(meta.get("data_spec") or {})}
+        if ns.data:
+            tree["data"] = _data_section(ns.data)
+        for override in data_overrides:
+            if not override.startswith("data."):
+                raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
+        apply_overrides(tree, data_overrides)
+        if isinstance(tree.get("data"), dict):
+            # the saved section's keys of another kind (data.kind=... changed it) and its
+            # augmentation (eval does not augment) go; what the user gave is checked
+            given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
+            written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
+            if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
+                    tree["data"].get("kind") in IMAGE_FILE_KINDS:
+                tree["data"]["grey"] = True  # the models take one channel: image files are read so
+            _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
+                                              whole_section=bool(ns.data))
+            tree["data"] = without_other_kinds_keys(tree["data"], keep=written)
+            if not ns.data:  # each apart: the run's ranges would not fit an augment given here
+                for key in {"augment", "augment_range"} - given:
+                    tree["data"].pop(key, None)
+            if not ns.data and (tree["data"].get("kind") in NO_FOLD_KINDS or tree["data"].get("folds") is None):
+                # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
+                for key in ("folds", "fold"):
+                    if key not in given:
+                        tree["data"].pop(key, None)
+        try:
+            data_spec = DataSpec.model_validate(tree["data"])
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
+    # torch comes with these: only once the overrides are checked
+    from ..engine.artifacts import jsonable
+    from ..report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
+                         results_table)
+    from ..runs import evaluate_run, task_for, unfinished_note
+
+    scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
+                          operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
+                          temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample,
+                          roles=("student",) if ns.students_only else ("teacher", "student"))
+    if ns.json:
+        print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
+        # how much was scored, as the table's title says: on stderr, the JSON holding only figures
+        err_console.print(f"{ns.split} split: {scores.samples:,} samples", highlight=False, soft_wrap=True)
+    else:
+        meta = read_json(Path(ns.run_dir) / "run.json")
+        # which data and how much of it: a table of other data must not read as the run's test figures
+        of = f"--data {ns.data}" if ns.data else ", ".join(data_overrides) if data_overrides else "the run's data"
+        count = scores.samples
+        title = (f"{ns.run_dir}: {ns.split} split of {of} ({count:,} samples)"
+                 + (f", test-time {ns.tta}" if ns.tta else ""))
+        summary = task_for(meta).summary_metrics
+
+        def show(table):  # figures whole, even in a narrow terminal
+            console.print(fitted(table, console.width))
+
+        if ns.bootstrap:
+            groups = next(iter(scores.values())).get("ci95_groups")
+            of = f"its {groups} groups (data.group_pattern)" if groups else "its samples"
+            show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
+                                summary))
+        else:
+            show(results_table(title, scores, metrics=summary))
+        if ns.per_class:
+            for table in per_class_rich_tables(scores, title):
+                show(table)
+        if ns.temperature_scaling:
+            show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
+                                           "on the run's validation split"))
+        say_distance_unit(meta, data_spec)
+        say_ensemble_of_one(meta, scores)
+        if ns.operating_point:
+            names = meta.get("class_names") or ["0", "1"]
+            show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
+                                               f"validation split (positive: '{names[-1]}')"))
+        say_what_not_available_means(scores, _shown_figures(scores, summary, ns))
+    if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
+        err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
+    if ns.save_images:
+        from ..runs import pictures_folder
+
+        err_console.print(f"pictures: {pictures_folder(ns.run_dir, ns.split, data_spec)}/MODEL/", highlight=False,
+                          soft_wrap=True)
+    if (note := unfinished_note(ns.run_dir)) is not None:  # last, under the figures it qualifies
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    return 0
+
+
+# data keys eval does not apply: the run's own statistics and window hold; nothing is augmented, weighted or cut
+UNUSED_BY_EVAL = ("normalize", "class_weights", "augment", "augment_range", "patch_size", "patches_per_image",
+                  "foreground_oversample", "window_overlap")
+# data keys that change what is read or counted (a DICOM window is warned of by evaluate_run)
+READING_KEYS = ("roi", "binary_masks", "pattern", "image_size", "grey", "pixel_spacing")
+
+
+def _warn_of_data_keys_read_otherwise(section: dict, saved: dict, given: set[str], whole_section: bool) -> None:
+    """A key eval ignores, given on the command line, or a --data section leaving out (or
+    changing) how training read its data, is said, not dropped in silence."""
+    unused = sorted(k for k in given if k in UNUSED_BY_EVAL)
+    if unused:
+        warnings.warn(f"eval does not use {', '.join('data.' + k for k in unused)}: it reads data with the run's own "
+                      "normalisation statistics and window, and does not augment, weight or cut it into patches",
+                      PeerdistillWarning, stacklevel=2)
+    changed = [k for k in READING_KEYS if whole_section and saved.get(k) not in (None, False)
+               and section.get(k) != saved[k]]
+    if changed:
+        shown = "; ".join(f"data.{k} is {section.get(k)!r}, in training {saved[k]!r}" for k in changed)
+        warnings.warn(f"--data reads its data otherwise than training read the run's ({shown}): what is read or "
+                      "counted differs (a region of interest left out counts the pixels outside it); give those keys "
+                      "to score it as the run was scored", PeerdistillWarning, stacklevel=2)
+
+
+def _data_section(path: str) -> dict:
+    """eval --data: a YAML file's data section (or a bare mapping of data keys)."""
+    given = Path(path)
+    if given.is_dir() or given.suffix.lower() in (".npz", ".csv", ".png", ".jpg", ".jpeg", ".dcm"):
+        raise ConfigError(f"--data takes a YAML file holding a data section, and '{path}' is data itself: to score "
+                          "it, give data.root=PATH (and data.kind=... when it is not of the run's kind)")
+    loaded = load_yaml(path)
+    section = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
+    if not isinstance(section, dict):
+        raise ConfigError(f"--data '{path}': its data section must be a mapping of data keys (e.g. data: {{kind: "
+                          f"image_folder, root: PATH}}), got {'null' if section is None else type(section).__name__}")
+    if not section:  # else the defaults: the embedded digits
+        raise ConfigError(f"--data '{path}' holds no data section: write one, e.g. data: {{kind: image_folder, "
+                          "root: PATH}")
+    return section
+
+
+def _shown_figures(scores: dict, summary, ns: argparse.Namespace) -> list[str]:
+    """The figures eval's tables show, by the options given (a note on n/a looks at these)."""
+    from ..metrics import per_class_part
+
+    shown = [f"{bound}{m}" for m in summary for bound in (("", "ci95_low_", "ci95_high_") if ns.bootstrap else ("",))]
+    for key in next(iter(scores.values()), {}):
+        if ((ns.per_class and per_class_part(key)) or (ns.operating_point and key.startswith("op_"))
+                or (ns.temperature_scaling and key.startswith("cal_"))):
+            shown.append(key)
+    return shown
+
+
+def _decoding(overrides) -> dict | None:
+    """``detect.KEY=VALUE`` overrides of eval: how a detection run's boxes are decoded and fused
+    (no retraining needed), checked as the config's ``detect`` section checks them."""
+    tree: dict = {}
+    apply_overrides(tree, list(overrides))
+    given = tree.get("detect") or {}
+    if not given:
+        return None
+    if "wbf_iou" in given:  # the former name, as configs still say it
+        if "ensemble_iou" in given:
+            raise ConfigError("detect.wbf_iou is the former name of detect.ensemble_iou: give one of them")
+        given["ensemble_iou"] = given.pop("wbf_iou")
+    other = [k for k in given if k not in DECODING_KEYS]
+    if other:
+        raise ConfigError(f"eval takes the detect.* keys that decode and fuse boxes ({', '.join(DECODING_KEYS)}), "
+                          f"not detect.{other[0]}: training settings need a new run")
+    try:
+        spec = DetectSpec.model_validate(given)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "detect section", DetectSpec)) from None
+    return {key: getattr(spec, key) for key in given}

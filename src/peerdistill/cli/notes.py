@@ -1,0 +1,31 @@
+"""Notes under a table of figures (on stderr): what n/a means, an ensemble of one, HD95's unit."""
+
+from __future__ import annotations
+
+from ..config import DataSpec
+from .consoles import err_console
+
+
+def say_what_not_available_means(scores: dict, metrics) -> None:
+    from ..report import NOT_AVAILABLE_MEANS, has_not_available
+
+    if has_not_available(scores, metrics):
+        err_console.print(f"note: {NOT_AVAILABLE_MEANS}", highlight=False, soft_wrap=True)
+
+
+def say_ensemble_of_one(meta: dict, scores: dict) -> None:
+    """One student's 'ensemble' is that student: its row repeats the student's, said so."""
+    students = [m["name"] for m in meta.get("members", []) if m.get("role") == "student"]
+    if len(students) == 1 and "ensemble" in scores:
+        err_console.print(f"note: one student: 'ensemble' is {students[0]} alone (an ensemble needs two or more)",
+                          highlight=False, soft_wrap=True)
+
+
+def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
+    """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it."""
+    spec = data_spec.model_dump() if data_spec is not None else (meta.get("data_spec") or {})
+    size = spec.get("image_size")
+    if meta.get("task") == "segmentation" and size and spec.get("pixel_spacing") is None:
+        err_console.print(f"note: hd95 is in pixels of the {size[0]}x{size[1]} grid the models see (data.image_size); "
+                          "for files of another size (all of one size), data.pixel_spacing=[1,1] gives it in the "
+                          "files' pixels", highlight=False, soft_wrap=True)

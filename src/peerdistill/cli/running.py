@@ -1,0 +1,243 @@
+"""Running one command: its arguments parsed, its failures said once (under torchrun, once per
+node), SIGTERM and Ctrl-C turned into a hint of what is left and how to go on."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import traceback
+import warnings
+from pathlib import Path
+from typing import NoReturn
+
+from rich.markup import escape
+
+from ..errors import ConfigError, PeerdistillError, PeerdistillWarning
+from ..launcher import launched, launched_rank, launched_world
+from ..terminal import one_line_warnings, write_any_character
+from .arguments import build_parser
+from .consoles import err_console
+
+
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one command; its exit code. ``exiting``: the process ends after it (the
+    ``peerdistill`` command), so a SIGTERM or Ctrl-C arriving once the command is done is
+    ignored rather than killing the process with its output half flushed (a scheduler would
+    read a finished run as killed, and its --resume would then be refused)."""
+    write_any_character(sys.stdout, sys.stderr)
+    parser = build_parser()
+    # Positional overrides may come after flags (train --quiet a=b); argparse leaves those over.
+    ns, extra = parser.parse_known_args(argv)
+    positional = "args" if hasattr(ns, "args") else "overrides" if hasattr(ns, "overrides") else None
+    if extra and (positional is None or any(e.startswith("-") for e in extra)):
+        given = list(sys.argv[1:] if argv is None else argv)
+        parser.commands[ns.command].error(
+            f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command, given)}")
+    if extra:
+        setattr(ns, positional, getattr(ns, positional) + extra)
+    # SIGTERM (timeout, Slurm, Kubernetes) ends a command as Ctrl-C does: files being written are
+    # removed, not left half-written, and the hint says what is left. Not under torchrun, whose agent
+    # stops the other processes with SIGTERM when one fails, mid-collective where no handler runs.
+    # SIGINT gets a handler too, only to remember that it came (see _ARRIVED).
+    # Nor under another launcher (RANK and WORLD_SIZE set): a process waiting for its peers inside
+    # torch's C++ never returns to Python to run a handler, so one would leave SIGTERM unanswered.
+    handled = (threading.current_thread() is threading.main_thread() and "TORCHELASTIC_RUN_ID" not in os.environ
+               and not launched())
+    _ARRIVED.clear()
+    before = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if handled else {}
+    try:
+        return _run(ns)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, signal.SIG_IGN if exiting else handler)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # (closed, or its reader gone: nothing more to say)
+                stream.flush()
+
+
+def _run(ns: argparse.Namespace) -> int:
+    """The command, its failures as one message and an exit code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warnings(warnings.showwarning)
+            _one_process_commands(ns.command)
+            if launched_rank() > 0:  # said by the main process; every process would say it again
+                warnings.simplefilter("ignore", PeerdistillWarning)
+            return ns.func(ns)
+    except PeerdistillError as exc:
+        if _ARRIVED:  # an interruption that came out as another error
+            return _interrupted(ns, _ARRIVED[-1])
+        _say_once_per_node(str(exc), exc.said_alike)
+        return 2
+    except PeerdistillWarning as exc:  # made an error by the warnings filter (PYTHONWARNINGS=error, -W error)
+        _say_once_per_node(f"{exc} (a warning, raised as an error by Python's warnings filter: PYTHONWARNINGS or -W)")
+        return 2
+    except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
+        return _interrupted(ns, exc)
+    except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # a file the command had to read or write: permissions, a full disk, a file for a folder
+        where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
+        _say_once_per_node(f"{exc.strerror or exc}{where}")
+        return 2
+
+
+def _say_once_per_node(error: str, said_alike: str | None = None) -> None:
+    """Print a failure; under torchrun, tell the other processes first (before the process group
+    is joined, on other nodes they would wait for this one), and print once per node what every
+    process of it stops with: a node's processes share its terminal. ``said_alike``: the
+    message every process stops with alike (``PeerdistillError.said_alike``)."""
+    if not launched():
+        err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
+        return
+    from ..engine.distributed import joined_before, mark_said, said_by_first_on_node, tell_failure
+
+    try:
+        tell_failure(error)
+        # One process failing alone after the group is joined says so at once: the others'
+        # errors come later, and a wait here could see it stopped before it spoke.
+        if (said_alike is not None or not joined_before()) and said_by_first_on_node(said_alike or error):
+            return
+    except Exception:  # noqa: BLE001 - the store gone: the others have stopped already
+        pass
+    err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
+    sys.stderr.flush()
+    try:
+        mark_said(said_alike or error)
+    except Exception:  # noqa: BLE001 - as above
+        pass
+
+
+# What torchrun may launch in several processes: the commands that train.
+DISTRIBUTED_COMMANDS = ("train", "compare")
+
+
+def _one_process_commands(command: str) -> None:
+    """Another command under torchrun would run whole in every process, each writing the same
+    files (and printing, with --json, documents one after another)."""
+    processes = launched_world()[1] if launched() else 1
+    if processes > 1 and command not in DISTRIBUTED_COMMANDS:
+        raise ConfigError(f"{command} runs in one process, not in the {processes} torchrun started: run "
+                          f"peerdistill {command} without torchrun (only train and compare share their work)")
+
+
+# The config keys each command takes as key=value overrides (None: every key).
+OVERRIDES_TAKEN = {"train": None, "compare": None, "eval": ("data.", "detect.")}
+
+
+def _as_override_hint(extra: list[str], command: str, given: list[str]) -> str:
+    """``--epochs 2`` where ``train.epochs=2`` was meant: name the override to write, if the
+    command takes it. Its value is the word after it on the command line (argparse may have
+    taken that word as a positional override, so it is not in ``extra``)."""
+    from ..config import key_paths
+
+    if "--config" in extra and command in ("train", "compare"):
+        return (f" (the config file goes without --config, before the key=value overrides: peerdistill {command} "
+                "CONFIG.yaml [key=value ...])")
+    if command not in OVERRIDES_TAKEN:
+        return ""
+    taken = OVERRIDES_TAKEN[command]
+    for i, arg in enumerate(extra):
+        name, _, value = arg.lstrip("-").partition("=")
+        paths = key_paths(name.replace("-", "_")) if arg.startswith("--") else []
+        paths = [p for p in paths if taken is None or p.startswith(taken)]
+        if paths:
+            after = given.index(arg) + 1 if arg in given else len(given)
+            if not value and after < len(given) and not given[after].startswith("-"):
+                value = given[after]
+            value = value or "VALUE"
+            return (f" (config keys are given as key=value, not as options: write "
+                    f"{' or '.join(f'{path}={value}' for path in paths)})")
+    return ""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interruption."""
+
+
+# The interruptions that arrived during the command: torch's exporter, interrupted inside, may
+# raise its own error instead (a half-imported module), which must still read as an interruption.
+_ARRIVED: list[KeyboardInterrupt] = []
+
+
+def _interrupt(signum, frame):
+    _ARRIVED.append(_Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+    raise _ARRIVED[-1]
+
+
+def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
+    # (under torchrun each process says it: the first may be the one that does not get to)
+    err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
+    return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+
+
+def _interrupted_hint(ns: argparse.Namespace) -> str:
+    """What an interruption left and how to go on, from what is on disk."""
+    if ns.command == "compare":
+        # (not imported: interrupted while cmd_compare imported it, torch with it, before any run was marked;
+        # a half-imported torch would fail to import again here)
+        runs = sys.modules.get(f"{__package__.rpartition('.')[0]}.comparison_runs")
+        if ns.overwrite and runs is None:
+            return "interrupted before any run was replaced: run the same compare command again, with --overwrite"
+        if ns.overwrite:
+            return ("interrupted: run the same compare command again without --overwrite to replace only the runs "
+                    f"still marked (a file {runs.REPLACE_MARK} in them); runs already replaced are reused and the one "
+                    "in training continues from its last checkpoint (with --overwrite every run starts again)")
+        return ("interrupted: run the same compare command again; finished runs are reused and "
+                "unfinished ones continue from their last checkpoint")
+    run_dir = getattr(ns, "run_dir", None)
+    if ns.command == "train" and run_dir is not None and launched_rank() > 0:
+        # (its node's disk may not be the main process's, which holds the run)
+        return "interrupted: the main process (rank 0) says what its run keeps and how to continue"
+    if ns.command == "train" and run_dir is not None:  # (set once cmd_train had imported the engine)
+        from ..engine.artifacts import RunDir, replaced_by_the_same_command
+
+        run = Path(run_dir)
+        finished = RunDir(run).is_complete
+        if (run / "checkpoints" / "last.pt").is_file() and not finished:
+            launcher = "torchrun ... -m " if "TORCHELASTIC_RUN_ID" in os.environ else ""  # (as it was started)
+            return (f"interrupted: the run keeps its last checkpoint; continue with {launcher}peerdistill train "
+                    f"--resume {run_dir}")
+        if finished:  # --overwrite had not replaced it yet
+            return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
+        if run.exists() and not replaced_by_the_same_command(run):  # the same command would be refused
+            return (f"interrupted before the first checkpoint: nothing to resume; start the run again with "
+                    f"--overwrite (it replaces '{run_dir}', which holds no checkpoint)")
+        if run.exists():  # begun, nothing kept: the same command replaces it
+            return (f"interrupted before the first checkpoint: nothing to resume; start the run again (the same "
+                    f"command replaces '{run_dir}', which holds nothing yet)")
+        return "interrupted before the first checkpoint: nothing to resume; start the run again"
+    if ns.command == "export":  # the file is moved into place only once it is checked
+        return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"
+    return "interrupted"
+
+
+def run_and_exit(argv: list[str] | None = None) -> NoReturn:
+    """The ``peerdistill`` command: ``main``'s exit code. A process that joined a process group
+    under torchrun ends at once after its output (see ``distributed.end_process``), so that
+    torch's threads left behind by DDP cannot abort it at exit after a finished run."""
+    try:
+        code = main(argv, exiting=True)
+    except Exception:  # a bug's traceback: printed as Python prints it, then ended the same way
+        if not _trained_under_torchrun():
+            raise
+        traceback.print_exc()
+        code = 1
+    if _trained_under_torchrun():
+        from ..engine.distributed import end_process
+
+        end_process(code)
+    sys.exit(code)
+
+
+def _trained_under_torchrun() -> bool:
+    if not launched():
+        return False
+    from ..engine.distributed import joined_before
+
+    return joined_before()
