@@ -194,7 +194,7 @@ def test_comparison_report(tmp_path):
     fewer = compare(tree, ["independent", "kd"], 1, progress=False)
     page = write_report(fewer.directory).read_text(encoding="utf-8")
     assert "Run directories: independent-seed0, kd-seed0." in page and "no longer in this folder" not in page
-    from peerdistill.html_report import compared_runs, read_compare_csv
+    from peerdistill.html_report.comparison_page import compared_runs, read_compare_csv
 
     runs = compared_runs(fewer.directory, read_compare_csv(fewer.directory), ["independent", "kd"])
     assert runs == {s: [fewer.directory / f"{s}-seed0"] for s in ("independent", "kd")}
@@ -337,7 +337,7 @@ def test_a_report_draws_no_predictions_on_data_split_otherwise_since_training(di
 def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_path):
     import matplotlib
 
-    from peerdistill.html_report import legend_name
+    from peerdistill.html_report.html_parts import legend_name
 
     assert legend_name("_fast") == "\u200b_fast" and legend_name("student1") == "student1"
     copy = tmp_path / "odd"
@@ -376,7 +376,7 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
 
 
 def test_the_compression_column_names_its_reference_teacher():
-    from peerdistill.html_report import costs_header
+    from peerdistill.html_report.costs_html import costs_header
 
     costs = {"teacher1": {"compression": 1.0}, "teacher2": {"compression": 8.4}, "student1": {"compression": 18.2}}
     assert costs_header(costs)[-1] == "x smaller than teacher1"
@@ -384,7 +384,7 @@ def test_the_compression_column_names_its_reference_teacher():
 
 
 def test_the_cost_table_has_a_gpu_column_for_runs_trained_on_a_gpu():
-    from peerdistill.html_report import cost_rows, costs_header
+    from peerdistill.html_report.costs_html import cost_rows, costs_header
 
     cpu_run = {"teacher": {"parameters": 1000, "macs": 2e6, "size_bytes": 4096, "cpu_latency_ms": 1.5, "compression": 1.0}}
     gpu_run = {"teacher": {**cpu_run["teacher"], "gpu_latency_ms": 0.25},
@@ -421,7 +421,7 @@ def test_class_and_setting_names_are_written_as_they_are():
 
 
 def test_the_summary_of_a_run_stopped_early_says_so_and_what_was_planned(tmp_path):
-    from peerdistill.html_report import run_summary_html
+    from peerdistill.html_report.run_page import run_summary_html
 
     (tmp_path / "config.yaml").write_text("train: {epochs: 12, patience: 2}\nstudents: [{arch: cnn}]\n"
                                           "distill: {preset: independent}\n")
@@ -435,7 +435,7 @@ def test_the_summary_of_a_run_stopped_early_says_so_and_what_was_planned(tmp_pat
 
 
 def test_a_settings_curve_runs_to_its_longest_seed_averaging_the_seeds_that_reached_each_epoch():
-    from peerdistill.html_report import settings_curve_figure
+    from peerdistill.html_report.comparison_page import settings_curve_figure
 
     def seed(values):
         return {"epochs": [{"epoch": i + 1, "val/ensemble/accuracy": v} for i, v in enumerate(values)]}
@@ -447,7 +447,7 @@ def test_a_settings_curve_runs_to_its_longest_seed_averaging_the_seeds_that_reac
 
 
 def test_a_reliability_diagram_plots_each_models_filled_bins_and_names_its_ece():
-    from peerdistill.html_report import reliability_figure
+    from peerdistill.html_report.predictions_html import reliability_figure
     from peerdistill.metrics import classification_metrics
 
     # confidences 0.9 (right), 0.92 (wrong), 0.42 (right): two filled bins
@@ -546,7 +546,7 @@ def test_a_run_whose_models_need_a_library_not_here_is_reported_without_predicti
 
 
 def test_costs_of_a_cohort_without_a_teacher_or_damaged_by_hand(digits_run, tmp_path):
-    from peerdistill.html_report import cost_rows, costs_header
+    from peerdistill.html_report.costs_html import cost_rows, costs_header
 
     meta = json.loads((digits_run / "run.json").read_text())
     students = {k: {**c, "compression": None} for k, c in meta["costs"].items() if k != "teacher"}
@@ -578,7 +578,8 @@ def test_a_run_file_of_the_wrong_kind_is_named(digits_run, tmp_path, capsys, dam
 
 
 def test_an_empty_cell_of_the_report_is_explained_under_its_table():
-    from peerdistill.html_report import NOT_AVAILABLE_MEANS, esc, table_html
+    from peerdistill.html_report.html_parts import esc, table_html
+    from peerdistill.report import NOT_AVAILABLE_MEANS
     from peerdistill.report import fmt, pm
 
     cells = [fmt(float("nan")), pm(float("nan"), float("nan")), "n/a"]
@@ -597,7 +598,7 @@ def test_the_confusion_matrix_and_roc_figures_draw_the_counts_and_curves_by_hand
     from every one-vs-rest score pooled (micro average)."""
     import matplotlib.pyplot as plt
 
-    from peerdistill.html_report import confusion_figure, roc_figure
+    from peerdistill.html_report.predictions_html import confusion_figure, roc_figure
 
     y, pred = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2])
     figure = confusion_figure(y, pred, ["a", "b", "c"])
@@ -813,7 +814,7 @@ def test_a_runs_cost_columns_give_parameters_mmacs_and_compression_to_two_decima
 
 
 def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_the_test_split():
-    from peerdistill.html_report import test_table_section
+    from peerdistill.html_report.run_page import test_table_section
 
     # best epoch 3 of 5: its test figures differ from the last epoch's, and val and test differ in size
     metrics = {"status": "complete", "monitor": "ensemble/accuracy", "best_epoch": 3, "epochs": [{"epoch": e}
@@ -830,7 +831,7 @@ def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_t
 def test_the_monitor_curve_marks_the_best_epoch_and_draws_every_model():
     from matplotlib import pyplot as plt
 
-    from peerdistill.html_report import monitor_curve_figure
+    from peerdistill.html_report.run_page import monitor_curve_figure
 
     epochs = [{"epoch": e, "val/student1/accuracy": a, "val/ensemble/accuracy": b}
               for e, a, b in ((1, 0.5, 0.6), (2, 0.7, 0.75), (3, 0.6, 0.7))]
@@ -847,7 +848,7 @@ def test_segmentation_panels_colour_class_k_with_its_own_colour_the_report_lists
     from matplotlib import pyplot as plt
     from matplotlib.colors import to_hex
 
-    from peerdistill.html_report import CLASS_COLORS, segmentation_figure
+    from peerdistill.html_report.predictions_html import CLASS_COLORS, segmentation_figure
 
     truth = np.array([[[0, 1], [2, 255]]])
     fig = segmentation_figure(np.zeros((1, 2, 2)), truth, np.array([[[2, 1], [0, 0]]]), 3)
@@ -858,7 +859,7 @@ def test_segmentation_panels_colour_class_k_with_its_own_colour_the_report_lists
 
 
 def test_a_comparisons_latency_is_the_median_over_its_runs():
-    from peerdistill.html_report import _median_latencies
+    from peerdistill.html_report.comparison_page import _median_latencies
 
     runs = [{"s": {"parameters": 10, "cpu_latency_ms": ms}} for ms in (1.0, 2.0, 9.0)]
     assert _median_latencies(runs)["s"]["cpu_latency_ms"] == 2.0  # not the mean, 4.0: one slow run is noise
@@ -867,7 +868,7 @@ def test_a_comparisons_latency_is_the_median_over_its_runs():
 def test_the_roc_cross_sits_at_the_ensembles_false_positive_rate_and_sensitivity():
     from matplotlib import pyplot as plt
 
-    from peerdistill.html_report import roc_figure
+    from peerdistill.html_report.predictions_html import roc_figure
 
     y = np.array([0, 0, 1, 1])
     p = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
@@ -881,7 +882,7 @@ def test_the_roc_cross_sits_at_the_ensembles_false_positive_rate_and_sensitivity
 def test_confusion_counts_over_half_the_largest_are_written_in_white():
     from matplotlib import pyplot as plt
 
-    from peerdistill.html_report import confusion_figure
+    from peerdistill.html_report.predictions_html import confusion_figure
 
     y, pred = np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 0])  # counts [[3, 1], [1, 1]]
     fig = confusion_figure(y, pred, ["a", "b"])
@@ -896,16 +897,16 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
 
     import importlib
 
-    from peerdistill import html_report
+    from peerdistill.html_report import predictions_html
 
     evaluate = importlib.import_module("peerdistill.engine.evaluate")  # the module, not the function of its name
     found = {"boxes": torch.tensor([[1.0, 1, 5, 5], [2, 2, 6, 6]]), "scores": torch.tensor([0.9, 0.2]),
              "labels": torch.tensor([1, 0])}
     monkeypatch.setattr(evaluate, "predict", lambda cohort, task, x: {"ensemble": [found]})
     drawn = []
-    monkeypatch.setattr(html_report, "figure_html", lambda fig, caption: drawn.append(fig) or "")
+    monkeypatch.setattr(predictions_html, "figure_html", lambda fig, caption: drawn.append(fig) or "")
     sample = (torch.zeros(1, 8, 8), torch.tensor([[0.0, 0, 0, 4, 4], [-1, 0, 0, 0, 0]]))
-    html_report.detection_parts(None, None, [sample], {"num_classes": 2, "class_names": ["cat", "dog"]})
+    predictions_html.detection_parts(None, None, [sample], {"num_classes": 2, "class_names": ["cat", "dog"]})
     ax = drawn[0].axes[0]
     boxes = [(p.get_x(), p.get_y(), p.get_width(), to_hex(p.get_edgecolor())) for p in ax.patches]
     # the true box of class 0 in white; padding (-1) and the box under 0.3 left out; class 1 in
@@ -915,7 +916,7 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
 
 
 def test_a_runs_cost_row_gives_the_file_size_in_kib():
-    from peerdistill.html_report import cost_rows
+    from peerdistill.html_report.costs_html import cost_rows
 
     costs = {"s": {"parameters": 1234, "macs": 2_500_000, "size_bytes": 3072, "cpu_latency_ms": 1.23456}}
     assert cost_rows(costs) == [["s", "1,234", "2.50", "3.0", "1.235"]]  # 3072 bytes = 3.0 KiB (1024 bytes each)

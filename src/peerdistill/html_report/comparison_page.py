@@ -1,0 +1,263 @@
+"""A comparison's page: its tables over seeds, the paired differences, figures per
+setting, learning curves and the models' costs."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import statistics
+import warnings
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..comparison_runs import setting_runs
+from ..engine.artifacts import RunDir, read_json
+from ..errors import CheckpointError, RunDirError
+from ..metrics import per_class_part
+from ..paired import caption, difference_rows, read_differences_csv
+from ..report import (comparison_per_class_rows, comparison_rows, model_order, per_class_families,
+                      teachers_named_in)
+from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs
+from .html_parts import esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
+from .run_page import validation_series
+
+CSV_COLUMNS = ("setting", "model", "metric", "mean", "std", "n", "values")
+
+
+def comparison_page(directory: Path) -> str:
+    rows = read_compare_csv(directory)
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    runs = compared_runs(directory, rows, settings)
+    finished = {s: [m for m in (_finished_metrics(p) for p in paths) if m] for s, paths in runs.items()}
+    models = model_order([r["model"] for r in rows], teachers_named_in(m for ms in finished.values() for m in ms))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    title = f"peerdistill comparison: {directory.name}"
+    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
+                comparison_curves_section(runs, finished), comparison_costs_section(runs)]
+    try:
+        diffs = compared_differences(directory, settings)
+    except RunDirError as exc:  # the tables and figures do not need it
+        diffs = []
+        sections.append(note_html(f"Paired differences left out: {exc}."))
+    baseline = diffs[0]["baseline"] if diffs else None
+    apart = [s for s in settings if s != baseline and not any(d["setting"] == s for d in diffs)]
+    folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
+    corrected = all(d.get("corrected", True) for d in diffs)
+    for metric in (m for m in metrics if not per_class_part(m)):
+        parts = [figure_html(comparison_figure(rows, settings, models, metric),
+                             f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
+                 table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
+        paired = difference_rows(diffs, settings, models, metric)
+        if paired:
+            # (the pairs each difference has: folds, or runs of a comparison written before folds were)
+            pairs = max(d["difference"].pairs for d in diffs if d["metric"] == metric)
+            folds = next((d["folds"] for d in diffs if d.get("folds")), None) or (folded or None)
+            text = caption(baseline, metric, pairs, folds, apart, corrected=corrected)
+            parts += [f"<p>{with_code_spans(text)}</p>",
+                      table_html(["setting"] + models, paired)]
+        sections.append(section_html(f"test {metric}", parts))
+    for family, classes in per_class_families(metrics).items():
+        sections.append(section_html(f"test {family} per class", [table_html(
+            ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
+    return page_html(title, sections)
+
+
+def compared_differences(directory: Path, settings: list[str]) -> list[dict[str, Any]]:
+    """The paired differences compare wrote (differences.csv): it alone knew which settings share
+    a data split. [] when there are none (one setting, or a compare of an earlier version)."""
+    path = directory / "differences.csv"
+    diffs = read_differences_csv(path) if path.is_file() else []
+    return [d for d in diffs if d["setting"] in settings and d["baseline"] in settings]
+
+
+def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
+    path = directory / "compare.csv"
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RunDirError(f"'{path}' lacks the columns {missing}: it was not written by `peerdistill compare`")
+        rows = list(reader)
+    if not rows:
+        raise RunDirError(f"'{path}' holds no rows")
+    # compare writes whole lines: a file not ending in one was cut off
+    cut = not path.read_bytes().endswith(b"\n")
+    parsed = []
+    for line, r in enumerate(rows, start=2):
+        try:
+            if any(v is None for v in r.values()) or (cut and line == len(rows) + 1):
+                raise ValueError(line)
+            parsed.append({"setting": r["setting"], "model": r["model"], "metric": r["metric"],
+                           "mean": float(r["mean"]), "std": float(r["std"]), "n": int(r["n"]),
+                           "values": [float(v) for v in r["values"].split(";") if v.strip()],
+                           "runs": [v for v in (r.get("runs") or "").split(";") if v]})
+        except (TypeError, ValueError, AttributeError):
+            raise RunDirError(f"'{path}' is truncated or corrupt at line {line}: run the same "
+                              "`peerdistill compare` again to rewrite it (its runs are reused)") from None
+    return parsed
+
+
+def compared_runs(directory: Path, rows, settings: list[str]) -> dict[str, list[Path]]:
+    """Each setting's run directories, as compare.csv lists them: other runs in the folder (a
+    seed of an earlier, larger comparison) are not part of this one; listed runs deleted since
+    are left out. A compare.csv written before the list existed: every run directory of the
+    setting."""
+    listed: dict[str, list[str]] = {}
+    for r in rows:
+        listed.setdefault(r["setting"], r["runs"])
+    return {s: [directory / n for n in listed[s] if (directory / n / "run.json").is_file()] if listed.get(s)
+            else setting_runs(directory, s) for s in settings}
+
+
+def comparison_summary_html(directory: Path, rows, settings: list[str], models: list[str],
+                            runs: dict[str, list[Path]]) -> str:
+    most = max(len(r["values"]) for r in rows)
+    runs = sorted(p.name for paths in runs.values() for p in paths)
+    parts = [f"<p>A comparison of {len(settings)} setting(s) ({esc(', '.join(settings))}), "
+             f"up to {most} run(s) each (seeds, and folds when cross-validated), written by "
+             f"<code>peerdistill compare</code> in <code>{esc(directory)}</code>. "
+             f"Models: {esc(', '.join(models))}.</p>"]
+    intro = compare_md_intro(directory)
+    if intro:
+        parts.append(f"<p>{intro}</p>")
+    if runs:
+        parts.append(f"<p>Run directories: {esc(', '.join(runs))}.</p>")
+    gone = sorted({name for r in rows for name in r["runs"]} - set(runs))
+    if gone:
+        parts.append(note_html(f"compare.csv lists run(s) no longer in this folder: {', '.join(gone)}. The tables keep "
+                               "their figures; the curves and costs below are drawn without them."))
+    return "\n".join(parts)
+
+
+def compare_md_intro(directory: Path) -> str:
+    """compare.md's paragraph before its tables, as escaped HTML with `code` spans."""
+    path = directory / "compare.md"
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8").split("\n###", 1)[0]
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return with_code_spans(" ".join(lines))
+
+
+def with_code_spans(markdown: str) -> str:
+    """Escaped HTML of a line of Markdown whose `code` spans become <code>."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(markdown))
+
+
+def comparison_figure(rows, settings: list[str], models: list[str], metric: str):
+    index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(settings) + 2), 4))
+    colors = plt.get_cmap("tab10")
+    for j, model in enumerate(models):
+        offset = (j - (len(models) - 1) / 2) * width
+        color = colors(j % 10)
+        xs, means, stds = [], [], []
+        for i, setting in enumerate(settings):
+            row = index.get((setting, model))
+            if row is None:
+                continue
+            ax.scatter([i + offset - 0.2 * width] * len(row["values"]), row["values"], s=16, color=color,
+                       alpha=0.6, edgecolors="none")
+            xs.append(i + offset + 0.15 * width)
+            means.append(row["mean"])
+            stds.append(0.0 if math.isnan(row["std"]) else row["std"])
+        ax.errorbar(xs, means, yerr=stds, fmt="D", markersize=6, capsize=4, color=color, label=legend_name(model))
+    ax.set_xticks(range(len(settings)), settings, rotation=20 if len(settings) > 4 else 0)
+    ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting (mean ± std over runs)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def comparison_curves_section(runs: dict[str, list[Path]], finished: dict[str, list[dict[str, Any]]]) -> str:
+    """The ensemble's validation curve of each setting: how the presets learn, not only where they
+    end. ``finished``: each setting's metrics.json read (of the runs that have one)."""
+    histories = {setting: [m for m in ms if m.get("epochs")] for setting, ms in finished.items()}
+    histories = {setting: ms for setting, ms in histories.items() if ms}
+    if not histories:
+        return section_html("Validation curves", [note_html(_none_left(runs) or "no run of this comparison has a "
+                                                            "finished epoch.")])
+    monitor = next(iter(histories.values()))[0].get("monitor", "ensemble/accuracy")
+    model, metric = monitor.split("/", 1)
+    return section_html("Validation curves", [figure_html(
+        settings_curve_figure(histories, model, metric),
+        f"validation {monitor} per epoch: the line is the mean over the runs that reached the epoch, the band their range")])
+
+
+def _none_left(runs: dict[str, list[Path]]) -> str | None:
+    """Said where a comparison's runs are all gone (deleted or moved), not that none finished."""
+    if not any(runs.values()):
+        return "none of this comparison's runs is in its folder any more (deleted or moved): compare.csv's tables remain."
+    return None
+
+
+def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "metrics.json"
+    return RunDir(run_dir).metrics() if path.is_file() else None
+
+
+def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str, metric: str):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for setting, seeds in histories.items():
+        curves = [validation_series(m["epochs"], metric).get(model) for m in seeds]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        # Seeds that stopped early (or have not finished) leave the mean at their last epoch.
+        length = max(len(c) for c in curves)
+        values = np.array([c + [math.nan] * (length - len(c)) for c in curves], dtype=float)
+        x = np.arange(1, length + 1)
+        with warnings.catch_warnings():  # an epoch no seed has a value for
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = (f(values, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=legend_name(setting))
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
+    return per_epoch_axes(fig, ax, f"validation {metric}", f"validation {model}/{metric} per setting")
+
+
+def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
+    """One cost table per distinct cohort (settings of one config share their models), its
+    latencies the median over every finished run of those settings (one run's are noisy)."""
+    groups: dict[tuple, tuple[list[str], list[dict]]] = {}
+    for setting, paths in runs.items():
+        for costs in (c for c in (_costs_of_run(p) for p in paths) if c):
+            shape = tuple((name, c["parameters"], c["macs"]) for name, c in costs.items())
+            settings, measured = groups.setdefault(shape, ([], []))
+            if setting not in settings:
+                settings.append(setting)
+            measured.append(costs)
+    if not groups:
+        return section_html("Model costs", [note_html(_none_left(runs) or "no run of this comparison has finished: "
+                                                      "costs are measured when a run completes.")])
+    parts = [COSTS_CAPTION.replace("</p>", " Latencies: the median over the comparison's runs of these models.</p>")]
+    for settings, measured in groups.values():
+        if len(groups) > 1:
+            parts.append(f"<p>{esc(', '.join(settings))}:</p>")
+        costs = _median_latencies(measured)
+        parts.append(table_html(costs_header(costs), cost_rows(costs)))
+    return section_html("Model costs", parts)
+
+
+def _costs_of_run(run: Path) -> dict[str, dict] | None:
+    """A comparison's run's costs; none from a run whose run.json is damaged (its tables, from
+    compare.csv, still stand)."""
+    try:
+        return read_costs(read_json(run / "run.json"))[0]
+    except CheckpointError:
+        return None
+
+
+def _median_latencies(measured: list[dict]) -> dict:
+    """The first run's costs, with each model's latencies the median over every run's."""
+    costs = {name: dict(c) for name, c in measured[0].items()}
+    for name, c in costs.items():
+        for key in ("cpu_latency_ms", "gpu_latency_ms"):
+            values = [run[name][key] for run in measured if run.get(name, {}).get(key) is not None]
+            if values:
+                c[key] = statistics.median(values)
+    return costs

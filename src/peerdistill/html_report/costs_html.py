@@ -1,0 +1,76 @@
+"""The model-costs table of a run or a comparison: parameters, MACs, size, latency and how
+many times smaller than the teacher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from ..report import fmt
+from ..values import is_finite_number
+from .html_parts import note_html, section_html, table_html
+
+def costs_section(meta: dict[str, Any]) -> str:
+    """What each model costs to ship (run.json's ``costs``, written when training ends)."""
+    costs, damaged = read_costs(meta)
+    if damaged:
+        return section_html("Model costs", [note_html(f"costs left out: run.json's costs are damaged ({damaged}); "
+                                                      "restore the file, or train the run again.")])
+    if not costs:
+        return section_html("Model costs", [note_html("no costs recorded (they are measured when a run completes).")])
+    return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs), cost_rows(costs))])
+
+
+COST_FIGURES, OPTIONAL_COST_FIGURES = ("parameters", "macs", "cpu_latency_ms"), ("size_bytes", "gpu_latency_ms",
+                                                                                 "compression")
+
+
+def read_costs(meta: Any) -> tuple[dict[str, dict] | None, str | None]:
+    """run.json's costs as training writes them (model -> figures), and what is wrong with them
+    when a hand edit or damage left them otherwise; (None, None) when there are none."""
+    costs = meta.get("costs") if isinstance(meta, dict) else None
+    if not costs:
+        return None, None
+    if not isinstance(costs, dict) or not all(isinstance(c, dict) for c in costs.values()):
+        return None, f"a {type(costs).__name__}, not a figure mapping per model"
+    for name, c in costs.items():
+        bad = next((k for k in COST_FIGURES if not is_finite_number(c.get(k))), None) or next(
+            (k for k in OPTIONAL_COST_FIGURES if c.get(k) is not None and not is_finite_number(c.get(k))), None)
+        if bad:
+            return None, f"model '{name}' has {bad} {c.get(bad)!r}"
+    return costs, None
+
+
+def costs_header(costs: dict[str, dict]) -> list[str]:
+    """The compression column names its reference, the first teacher (of several, the others are
+    not it): costs list the teachers first, so it is the first model whose own ratio is 1. A
+    cohort without a teacher has no such column."""
+    reference = next((name for name, c in costs.items() if c.get("compression") == 1.0), "teacher")
+    gpu = ["GPU ms"] if _has_gpu_latency(costs) else []
+    compared = [f"x smaller than {reference}"] if _has_compression(costs) else []
+    return ["model", "parameters", "MMACs", "file KiB", "CPU ms", *gpu, *compared]
+
+
+def _has_gpu_latency(costs: dict[str, dict]) -> bool:
+    return any(c.get("gpu_latency_ms") is not None for c in costs.values())
+
+
+def _has_compression(costs: dict[str, dict]) -> bool:
+    return any(c.get("compression") is not None for c in costs.values())
+
+
+COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
+                 "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
+                 "median latency on one CPU thread of the machine that trained it (and, for a run trained on a "
+                 "GPU, on that GPU: fp32, one input; the models timed in turns, so that other work on the machine "
+                 "slows each alike: compare them within a run, and time a device of your own for its figures), and, "
+                 "with a teacher, how many times fewer parameters than it.</p>")
+
+
+def cost_rows(costs: dict[str, dict]) -> list[list[str]]:
+    gpu, compared = _has_gpu_latency(costs), _has_compression(costs)
+    return [[name, f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}",
+             f"{c['size_bytes'] / 1024:.1f}" if c.get("size_bytes") else "n/a", f"{c['cpu_latency_ms']:.3f}",
+             *([fmt(c.get("gpu_latency_ms"), 3)] if gpu else []),
+             *([f"{c['compression']:.2f}" if c.get("compression") is not None else "n/a"] if compared else [])]
+            for name, c in costs.items()]

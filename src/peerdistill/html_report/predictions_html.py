@@ -1,0 +1,254 @@
+"""The test predictions of a run's saved models: reliability, confusion and ROC figures
+(classification), masks beside the truth (segmentation), boxes (detection)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ..engine.artifacts import RunDir
+from ..engine.evaluate import ENSEMBLE, split_probabilities
+from ..errors import CheckpointError, ConfigError, DataError
+from ..metrics import ECE_BINS, expected_calibration_error, reliability_bins
+from ..operating_point import FIGURES, Rule, operating_points
+from ..report import fmt
+from ..scored_data import data_on_the_command_line
+from .html_parts import figure_html, legend_name, note_html, section_html, table_html
+
+SEGMENTATION_SAMPLES = 4
+CLASS_COLORS = ["#000000", "#e6194b", "#3cb44b", "#ffe119", "#0082c8", "#f58230", "#911eb4", "#46f0f0"]
+
+
+def predictions_section(directory: Path, meta: dict[str, Any]) -> tuple[str, str | None]:
+    """Confusion matrix and ROC curves (classification) or sample masks (segmentation) on the
+    test split; a note when the models or the data cannot be loaded again, and why."""
+    segmentation = meta.get("task") == "segmentation"
+    title = "Test samples" if segmentation else "Test predictions"  # detection: samples too, below
+    if not meta.get("data_spec"):  # evaluate_run's advice (data=) is not the report's to take
+        why = ("the run's data was given in Python (DataSplits), which the run cannot read again; eval scores its "
+               f"models on data you give: peerdistill eval RUN_DIR {data_on_the_command_line(meta)}")
+        return section_html(title, [note_html(f"Predictions skipped: {why}.")]), why
+    try:
+        cohort, task, data, window, overlap = load_for_predictions(directory)
+    except (CheckpointError, ConfigError, DataError) as exc:  # ConfigError: a model's library is missing here
+        return section_html(title, [note_html(f"Predictions skipped: the saved models or the data could not be "
+                                              f"loaded again ({exc}).")]), str(exc)
+    unfinished = [] if RunDir(directory).is_complete else [note_html(
+        "The run has not finished: these use the weights of its best epoch so far.")]
+    if segmentation:
+        return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap)), None
+    if meta.get("task") == "detection":
+        return section_html("Test samples", unfinished + detection_parts(cohort, task, data.test, meta)), None
+    return section_html(title, unfinished + classification_parts(cohort, task, data, meta, window, overlap)), None
+
+
+def load_for_predictions(directory: Path):
+    from ..runs import check_compatible, load_cohort, read_run_data, saved_window, task_for
+
+    cohort, meta = load_cohort(directory)
+    # checked and numbered as eval does it: data changed since training is not drawn as the run's
+    data = read_run_data(meta, "The report reads the data where training read it (a relative data.root counts "
+                               "from the current folder): run it from the folder training ran in, or put the data "
+                               "back where training read it")
+    data = check_compatible(data, meta)
+    cohort.to(torch.device("cpu"))
+    window, overlap = saved_window(meta)
+    return cohort, task_for(meta), data, window, overlap
+
+
+def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]:
+    probs, y = split_probabilities(cohort, task, data.test, torch.device("cpu"), window, overlap)
+    num_classes = meta["num_classes"]
+    names = meta.get("class_names") or [str(c) for c in range(num_classes)]
+    parts = [figure_html(confusion_figure(y, probs[ENSEMBLE].argmax(axis=1), names),
+                         f"confusion matrix of the student ensemble on the test split ({len(y)} samples)")]
+    if len(np.unique(y)) < 2:
+        parts.append(note_html("ROC curves skipped: the test split holds a single class."))
+        return parts
+    kind = "positive class" if num_classes == 2 else "micro-average one-vs-rest over all classes"
+    chosen = youden_points(cohort, task, data.val, (probs, y), window, overlap) if num_classes == 2 else None
+    marked = "; the cross marks the ensemble's threshold chosen on the validation split (Youden)" if chosen else ""
+    parts.append(figure_html(roc_figure(probs, y, num_classes, chosen),
+                             f"ROC curves on the test split ({kind}); the legend gives each curve's area{marked}"))
+    if chosen:
+        parts.append("<p>At the threshold each model's Youden index picks on the validation split (as <code>eval "
+                     "--operating-point youden</code>), on the test split:</p>")
+        parts.append(table_html(["model", *FIGURES], [[name, *(fmt(figures[f]) for f in FIGURES)]
+                                                      for name, figures in chosen.items()]))
+    parts.append(figure_html(reliability_figure(probs, y),
+                             f"reliability diagram on the test split: accuracy against confidence in {ECE_BINS} "
+                             "equal-width bins (filled bins only); on the diagonal a model's confidence is its "
+                             "accuracy, below it the model is overconfident; the legend gives each model's ECE"))
+    return parts
+
+
+def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, p in probs.items():
+        confidence, accuracy, counts = reliability_bins(p, y)  # binned once, for the curve and its ECE
+        filled = counts > 0
+        ece = expected_calibration_error(confidence, accuracy, counts)
+        style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
+        ax.plot(confidence[filled], accuracy[filled], marker="o", markersize=3,
+                label=legend_name(f"{name} (ECE {ece:.3f})"), **style)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="confidence (largest probability)", ylabel="accuracy", title="reliability (test)",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def confusion_figure(y: np.ndarray, pred: np.ndarray, class_names: list[str]):
+    from sklearn.metrics import confusion_matrix
+
+    k = len(class_names)
+    matrix = confusion_matrix(y, pred, labels=list(range(k)))
+    size = min(4 + 0.4 * k, 12)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if k <= 30:
+        ax.set_xticks(range(k), class_names, rotation=45 if k > 10 else 0, ha="right" if k > 10 else "center")
+        ax.set_yticks(range(k), class_names)
+    if k <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="small",
+                        color="white" if matrix[i, j] > threshold else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="student ensemble: confusion matrix (test)")
+    return fig
+
+
+def roc_points(p: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Binary: the positive class's curve; multi-class: the micro-averaged one-vs-rest curve."""
+    from sklearn.metrics import roc_curve
+    from sklearn.preprocessing import label_binarize
+
+    if num_classes == 2:
+        fpr, tpr, _ = roc_curve(y == 1, p[:, 1])
+    else:
+        onehot = label_binarize(y, classes=list(range(num_classes)))
+        fpr, tpr, _ = roc_curve(onehot.ravel(), p.ravel())
+    return fpr, tpr
+
+
+def youden_points(cohort, task, val, scored, window, overlap) -> dict[str, dict[str, float]] | None:
+    """Each model's figures on the test split at its Youden threshold on ``val``; None where
+    validation cannot choose one (a single class)."""
+    try:
+        return operating_points(split_probabilities(cohort, task, val, torch.device("cpu"), window, overlap),
+                                scored, Rule("youden"))
+    except DataError:
+        return None
+
+
+def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int,
+               chosen: dict[str, dict[str, float]] | None = None):
+    from sklearn.metrics import auc
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, p in probs.items():
+        fpr, tpr = roc_points(p, y, num_classes)
+        style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
+        ax.plot(fpr, tpr, label=legend_name(f"{name} (area {auc(fpr, tpr):.3f})"), **style)
+    if chosen and ENSEMBLE in chosen:
+        point = chosen[ENSEMBLE]
+        ax.plot([1 - point["specificity"]], [point["sensitivity"]], marker="x", markersize=12, color="black",
+                linestyle="none")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str]:
+    from ..engine.evaluate import predict
+    from ..pictures import first_samples
+
+    count = min(SEGMENTATION_SAMPLES, len(dataset))
+    if count == 0:
+        return [note_html("the test split is empty.")]
+    x, truth = first_samples(dataset, count)
+    x, truth = x.float(), truth.cpu().numpy()
+    with torch.no_grad():
+        pred = predict(cohort, task, x, window, overlap)[ENSEMBLE].argmax(dim=1).cpu().numpy()
+    images = display_images(x, meta.get("data_stats"))
+    return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"]),
+                        f"the first {count} test images, their true masks and the student ensemble's prediction")]
+
+
+def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list[str]:
+    from matplotlib.patches import Rectangle
+
+    from ..engine.evaluate import predict
+    from ..pictures import first_samples
+
+    count = min(SEGMENTATION_SAMPLES, len(dataset))
+    if count == 0:
+        return [note_html("the test split is empty.")]
+    x, truth = first_samples(dataset, count)
+    x = x.float()
+    with torch.no_grad():
+        detections = predict(cohort, task, x)[ENSEMBLE]
+    images = display_images(x, meta.get("data_stats"))
+    names = meta.get("class_names") or [str(c) for c in range(meta["num_classes"])]
+    fig, axes = plt.subplots(1, count, figsize=(2.6 * count, 2.8), squeeze=False)
+    for ax, image, boxes, det in zip(axes[0], images, truth, detections):
+        ax.imshow(image, cmap="gray")
+        for label, x1, y1, x2, y2 in boxes.tolist():
+            if label >= 0:
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="white", linewidth=1.5))
+        for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
+                                                  det["labels"].tolist()):
+            if score >= min_score:
+                colour = CLASS_COLORS[(int(label) + 1) % len(CLASS_COLORS)]  # 0 is the background's
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1))
+                ax.text(x1, y1, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=7, va="bottom", clip_on=True)
+        ax.axis("off")
+    fig.tight_layout()
+    return [figure_html(fig, f"the first {count} test images: true boxes in white, the student ensemble's "
+                             f"boxes scoring at least {min_score} coloured by class, with class and score")]
+
+
+def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
+    """Undo the run's normalisation and scale each image to [0, 1]: [N, H, W] (grey) or [N, H, W, 3]."""
+    x = x.float().cpu()
+    if stats:
+        x = x * torch.tensor(stats["std"]).view(1, -1, 1, 1) + torch.tensor(stats["mean"]).view(1, -1, 1, 1)
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    x = ((x - lo) / (hi - lo).clamp(min=1e-6)).numpy()
+    return x[:, 0] if x.shape[1] != 3 else x.transpose(0, 2, 3, 1)
+
+
+def class_colormap(num_classes: int):
+    from matplotlib.colors import ListedColormap
+
+    if num_classes <= len(CLASS_COLORS):
+        return ListedColormap(CLASS_COLORS[:max(num_classes, 2)])
+    return plt.get_cmap("viridis", num_classes)
+
+
+def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, num_classes: int):
+    rows = len(images)
+    cmap = class_colormap(num_classes)
+    vmax = max(num_classes - 1, 1)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    for i in range(rows):
+        panels = [(images[i], {"cmap": "gray"}, "image"),
+                  (np.ma.masked_equal(truth[i], 255), {"cmap": cmap, "vmin": 0, "vmax": vmax}, "truth"),
+                  (pred[i], {"cmap": cmap, "vmin": 0, "vmax": vmax}, "ensemble")]
+        for ax, (picture, style, label) in zip(axes[i], panels):
+            ax.imshow(picture, interpolation="nearest", **style)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(label)
+    return fig

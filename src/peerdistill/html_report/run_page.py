@@ -1,0 +1,177 @@
+"""A run's page: its summary, learning curves and test table (its costs and predictions
+come from costs_html.py and predictions_html.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from ..engine.artifacts import RunDir, read_json
+from ..engine.evaluate import ENSEMBLE
+from ..config import load_saved_config
+from ..errors import PeerdistillError, RunDirError
+from ..engine import run_lock
+from ..metrics import per_class_part
+from ..report import fmt, per_class_tables
+from ..values import is_count
+from .costs_html import costs_section
+from .html_parts import (as_number, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html,
+                         table_html)
+from .predictions_html import predictions_section
+
+def run_page(directory: Path) -> tuple[str, str | None]:
+    """The page, and why it has no predictions (None when it has them)."""
+    meta = RunDir.open(directory).meta()
+    metrics = _read_metrics(directory)
+    title = f"peerdistill run: {directory.name}"
+    sections = [f"<h1>{esc(title)}</h1>", run_summary_html(directory, meta, metrics),
+                learning_curves_section(metrics), test_table_section(meta, metrics),
+                costs_section(meta)]
+    predictions, skipped = predictions_section(directory, meta)
+    return page_html(title, [*sections, predictions]), skipped
+
+
+def _read_metrics(directory: Path) -> dict[str, Any]:
+    run = RunDir.open(directory)
+    if not (directory / "metrics.json").is_file():
+        if run.is_complete:  # finished: the file was removed since
+            raise RunDirError(f"'{directory}' is a finished run without its metrics.json: restore the file, or train "
+                              "the run again")
+        meta = read_json(directory / "run.json")
+        if meta.get("status") == "stopped":
+            raise RunDirError(f"'{directory}' has no metrics.json: the run stopped in its first epoch "
+                              f"({meta.get('stopped_by', 'reason not recorded')}); nothing to report")
+        raise RunDirError(f"'{directory}' has no metrics.json: the run has not finished its first epoch yet")
+    return run.metrics()
+
+
+def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+    data_kind = (meta.get("data_spec") or {}).get("kind", "?")
+    epochs = len(metrics.get("epochs", []))
+    planned = _planned_epochs(directory)
+    if metrics.get("stopped_early"):
+        of = f"{epochs} (stopped early by train.patience" + (f"; {planned} planned)" if planned else ")")
+    else:
+        of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} done of {planned}"
+    status = metrics.get("status", meta.get("status", "?"))
+    training = status != "complete" and run_lock.is_held(directory)
+    if status == "running" and not training:  # what the files say, and that no process is at it
+        status = "interrupted (no process trains it)"
+    elif status == "stopped":
+        status = f"stopped: {metrics.get('stopped_by') or meta.get('stopped_by') or 'reason not recorded'}"
+    facts = [
+        ("directory", str(directory)),
+        ("task", meta.get("task", "classification")),
+        ("status", status),
+        ("data", f"{data_kind}, {meta.get('num_classes', '?')} classes, inputs {meta.get('input_shape', '?')}"),
+        ("models", ", ".join(f"{m['name']} ({m['role']})" for m in meta.get("members", []))),
+        ("monitor", f"validation {metrics.get('monitor', '?')}; best epoch {metrics.get('best_epoch', '?')} "
+                    f"of {of}"),
+        ("seed", meta.get("seed", "?")),
+    ]
+    spec = meta.get("data_spec") or {}
+    if spec.get("folds"):  # cross-validation: which fold was the test split
+        facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
+    summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
+    if metrics.get("status") != "complete":
+        written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / "metrics.json").stat().st_mtime))
+        going = ("A process is training it now (its lock is held): this page shows it as it was then"
+                 if training else
+                 f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}")
+        summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
+    return summary
+
+
+def _planned_epochs(directory: Path) -> int | None:
+    """train.epochs of the run's config.yaml (absent for runs built in Python)."""
+    try:
+        return int(load_saved_config(directory / "config.yaml").train.epochs)
+    except (PeerdistillError, OSError):
+        return None
+
+
+def learning_curves_section(metrics: dict[str, Any]) -> str:
+    epochs = metrics.get("epochs") or []
+    if not epochs:
+        return section_html("Learning curves", [note_html("metrics.json holds no epochs yet.")])
+    monitor = metrics.get("monitor", "ensemble/accuracy")
+    metric = monitor.split("/", 1)[1]
+    best = metrics.get("best_epoch")
+    return section_html("Learning curves", [
+        figure_html(monitor_curve_figure(epochs, metric, best),
+                    f"validation {metric} per epoch of every model and the ensemble (dashed line: best epoch "
+                    f"by {monitor})"),
+        figure_html(loss_curve_figure(epochs), "every training loss term, mean over the epoch's steps"),
+    ])
+
+
+def validation_series(epochs: list[dict[str, Any]], metric: str) -> dict[str, list[float]]:
+    """``{model: [value per epoch]}`` from the ``val/<model>/<metric>`` columns."""
+    suffix = f"/{metric}"
+    names = [k[len("val/"):-len(suffix)] for k in epochs[0] if k.startswith("val/") and k.endswith(suffix)]
+    return {name: [as_number(row.get(f"val/{name}{suffix}")) for row in epochs] for name in names}
+
+
+def loss_series(epochs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    names = list(dict.fromkeys(k for row in epochs for k in row if k.startswith("train/loss/")))
+    return {name[len("train/loss/"):]: [as_number(row.get(name)) for row in epochs] for name in names}
+
+
+def monitor_curve_figure(epochs: list[dict[str, Any]], metric: str, best_epoch: int | None):
+    x = [row["epoch"] for row in epochs]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in validation_series(epochs, metric).items():
+        style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
+        ax.plot(x, values, marker="o", markersize=3, label=legend_name(name), **style)
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
+    return per_epoch_axes(fig, ax, f"validation {metric}", f"validation {metric}")
+
+
+def loss_curve_figure(epochs: list[dict[str, Any]]):
+    x = [row["epoch"] for row in epochs]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in loss_series(epochs).items():
+        style = {"color": "black", "linewidth": 2.5} if name == "total" else {}
+        ax.plot(x, values, marker="o", markersize=3, label=legend_name(name), **style)
+    return per_epoch_axes(fig, ax, "loss", "training loss terms")
+
+
+def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+    scores = metrics.get("test_at_best")
+    if not scores:
+        return section_html("Test metrics", [note_html(
+            "no test metrics yet: they are written when training ends (the run's status is above).")])
+    params = {m["name"]: m.get("parameters") for m in meta.get("members", [])}
+    names = [k for k in dict.fromkeys(k for values in scores.values() for k in values) if not per_class_part(k)]
+    rows = [[model, f"{params[model]:,}" if params.get(model) is not None else ""]
+            + [fmt(values.get(name)) for name in names] for model, values in scores.items()]
+    task = meta.get("task", "classification")
+    auc = " The auc column is the macro average of the one-vs-rest areas." if (
+        task == "classification" and meta.get("num_classes", 2) > 2) else ""
+    tested = (meta.get("split_sizes") or {}).get("test")
+    caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of the best "
+               "validation epoch "
+               f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
+               f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=_fusion(meta)) + auc)}</p>")
+    parts = [caption, table_html(["model", "parameters"] + names, rows)]
+    for family, header, class_rows in per_class_tables(scores):
+        parts += [f"<h3>{esc(family)} per class</h3>", table_html(header, class_rows)]
+    return section_html("Test metrics", parts)
+
+
+ENSEMBLE_RULES = {"classification": "The ensemble averages the students' probabilities.",
+                  "segmentation": "The ensemble averages the students' probabilities, pixel by pixel.",
+                  "detection": "The ensemble fuses the students' boxes by {rule}."}
+FUSION_NAMES = {"wbf": "weighted boxes fusion", "nms": "NMS over all the students' boxes",
+                "nmw": "non-maximum weighted fusion"}
+
+
+def _fusion(meta: dict[str, Any]) -> str:
+    """How a detection run's ensemble fuses boxes, in words (runs before the choice: WBF)."""
+    d = meta.get("detection") or {}
+    rule = d.get("ensemble", "wbf")
+    return f"{FUSION_NAMES.get(rule, rule)} at IoU {d.get('ensemble_iou', d.get('wbf_iou', 0.7)):g}"

@@ -1,0 +1,93 @@
+"""Writing the report: the page of a run or of a comparison, to a file that is a report
+already or none; warnings raised while it is drawn held back for the caller's filters."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
+from ..errors import ConfigError, PeerdistillWarning, RunDirError
+from .comparison_page import comparison_page
+from .html_parts import GENERATOR
+from .run_page import run_page
+
+REPORT_FILE = "report.html"
+
+
+def write_report(path: str | Path, out: str | Path | None = None) -> Path:
+    """Write one self-contained HTML page for a run directory (it has run.json) or a comparison
+    directory (it has compare.csv) and return its path (default ``path/report.html``)."""
+    target, held = write_report_holding_warnings(path, out)
+    reemit(held)
+    return target
+
+
+def reemit(held: list[warnings.WarningMessage]) -> None:
+    """Warnings held back, given to the caller's filters now (which may make them errors); one
+    said several times while the page was drawn (held under "always"), once."""
+    said = set()
+    for caught in held:
+        if (key := (caught.category, str(caught.message))) not in said:
+            said.add(key)
+            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno,
+                                   source=caught.source)
+
+
+def write_report_holding_warnings(path: str | Path,
+                                  out: str | Path | None = None) -> tuple[Path, list[warnings.WarningMessage]]:
+    """``write_report``, with the warnings raised while the page is drawn handed back, not
+    emitted: a warnings filter making them errors (PYTHONWARNINGS=error, -W error) still leaves
+    the page, and the command can say where it is before them."""
+    directory = Path(path)
+    if not directory.exists():
+        raise RunDirError(f"'{directory}' does not exist: pass the directory that `peerdistill train` or "
+                          "`peerdistill compare` wrote (check the path)")
+    is_run, is_comparison = (directory / "run.json").is_file(), (directory / "compare.csv").is_file()
+    if not (is_run or is_comparison):
+        runs = sorted(p.parent.name for p in directory.glob("*/run.json")) if directory.is_dir() else []
+        if runs:
+            shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+            raise RunDirError(f"'{directory}' holds runs ({len(runs)}: {shown}) but no compare.csv: report one of "
+                              f"them (peerdistill report {directory / runs[0]}), or, if a comparison is training "
+                              "them, report the folder when its last run ends (it writes compare.csv then)")
+        raise RunDirError(
+            f"'{directory}' is neither a peerdistill run directory (with run.json) nor a comparison "
+            "directory (with compare.csv): pass the directory that `peerdistill train` or "
+            "`peerdistill compare` wrote"
+        )
+    target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
+    check_not_a_run_file(target)
+    if target.suffix.lower() not in (".html", ".htm"):  # never a page over an image or a config of that name
+        raise ConfigError(f"--out '{out}' does not end in .html: the report is one HTML page (give a .html file or "
+                          "a folder)")
+    _check_writable_here(target)
+    # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
+    # or became a formula).
+    with warnings.catch_warnings(record=True) as held, matplotlib.rc_context({"text.parse_math": False}):
+        warnings.simplefilter("always")  # every one held: the caller's filters judge them when re-emitted
+        page, skipped = run_page(directory) if is_run else (comparison_page(directory), None)
+        if skipped:  # on the console too, not only seen when the page is opened
+            warnings.warn(f"the report has no test predictions: the saved models or the data could not be loaded "
+                          f"again ({skipped})", PeerdistillWarning, stacklevel=3)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
+    atomic_write_bytes(target, page.encode("utf-8", errors="backslashreplace"))
+    return target, held
+
+
+def _check_writable_here(target: Path) -> None:
+    """Before the page is drawn (seconds): its folder can be made, and a file of its name is a
+    report this command wrote, never a page of the user's own."""
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"--out '{target}': '{blocking}' is a file, not a folder; give another place")
+    if target.is_file():
+        with target.open("rb") as page:
+            head = page.read(4096)
+        earlier = (b"<title>peerdistill run: ", b"<title>peerdistill comparison: ")  # pages before the marker
+        if GENERATOR.encode() not in head and not any(title in head for title in earlier):
+            raise ConfigError(f"'{target}' exists and is not a peerdistill report: give --out another name, or move "
+                              "that file away")
