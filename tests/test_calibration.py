@@ -92,10 +92,15 @@ def test_eval_temperature_scaling_fits_on_validation_and_scores_the_test_split(t
     said = capsys.readouterr()
     scores = json.loads(said.out)
     assert "in-sample" not in said.err
-    for split, scored in (("val", "is that split"), ("all", "includes it")):  # the fit's own split: said so
-        assert main(["eval", str(run), "--temperature-scaling", "--split", split, "--json"]) == 0
-        assert (f"the temperature is fitted on the run's validation split, and the {split} split scored here {scored}: "
-                "the op_ and cal_ figures are in-sample") in " ".join(capsys.readouterr().err.split())
+    val = len(_run_data(load_cohort(run)[1]).val)
+    # the fit's own split, read as the run's or by a data section naming the same data: said so
+    for split, extra in (("val", []), ("all", []), ("val", ["data.kind=digits", "data.split_seed=0"]),
+                         ("all", ["data.kind=digits"])):
+        assert main(["eval", str(run), "--temperature-scaling", "--split", split, *extra, "--json"]) == 0
+        assert (f"the temperature is fitted on the run's validation split, and {val:,} of the") in \
+            " ".join(capsys.readouterr().err.split())
+    assert main(["eval", str(run), "--temperature-scaling", "data.split_seed=1", "--split", "test", "--json"]) == 0
+    assert "in-sample" in capsys.readouterr().err  # dealt anew: the run's val images land in this test split too
     cohort, meta = load_cohort(run)
     data, task = _run_data(meta), task_for(meta)
     val_probs, val_y = split_probabilities(cohort, task, data.val, torch.device("cpu"))

@@ -285,6 +285,13 @@ def test_a_json_size_with_width_and_height_swapped_is_refused(tmp_path):
     for policy in ("error", "skip", "clip"):
         with pytest.raises(DataError, match=r"are width and height swapped"):
             load_coco(images, ann, 16, bad_boxes=policy)
+    # an image without boxes: no box depends on its size, which is not judged
+    images, ann = coco_files(tmp_path, images=[{"id": 1, "file_name": "c.png", "width": 24, "height": 16},
+                                               {"id": 2, "file_name": "d.png", "width": 16, "height": 24}],
+                             annotations=anns, categories=[{"id": 1, "name": "polyp"}])
+    write_png(tmp_path / "img" / "c.png", 24, 16)
+    write_png(tmp_path / "img" / "d.png", 24, 16)
+    assert load_coco(images, ann, 16)[0].shape[0] == 2
 
 
 # ---- Kvasir-style per-image JSON ------------------------------------------------------------
@@ -350,7 +357,8 @@ def test_a_slip_in_a_box_label_that_makes_a_class_of_its_own_is_said(tmp_path):
     assert "classes of b.json with fewer than 3 boxes, too few to be in the training split and in the scored ones " \
            "(their AP is n/a, or from one box): 'Polyp' (1)" in told
     names, told = said(["polyp"] * 12 + [1])
-    assert names == ["1", "polyp"] and "labels of b.json mix numbers (1) and text" in told
+    assert names == ["1", "polyp"] and "labels of b.json mix numbers (1) and text: the classes are the labels as " \
+        "text (['1', 'polyp'])" in told
     assert said(["polyp"] * 12 + ["lesion"] * 2)[1] == ""  # a rare class alone: 2 against 12, less than ten times
     assert said(["polyp"] * 5 + ["lesion"] * 5)[1] == ""
 

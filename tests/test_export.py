@@ -653,10 +653,14 @@ def test_inputs_narrower_than_every_training_image_are_said_to_be_from_the_run_a
     recorded = json.loads((digits_run / "run.json").read_text())["data_info"]
     np.testing.assert_allclose(recorded["image_spreads"], np.percentile(spreads, [1, 99]), atol=1e-5)
     eight = np.clip(np.round(images[:3, 0] * 255), 0, 255).astype(np.uint8)
-    (tmp_path / "eight").mkdir()
-    (tmp_path / "twelve").mkdir()
+    for folder in ("eight", "twelve", "dim"):
+        (tmp_path / folder).mkdir()
+    low, high = recorded["image_means"]
     for i, pixels in enumerate(eight):
         Image.fromarray(pixels).save(tmp_path / "eight" / f"{i}.png")
+        dim = 0.2 + 0.3 * pixels / 255  # a third of the contrast, its mean among the training images'
+        assert low < dim.mean() < high
+        Image.fromarray(np.round(dim * 255).astype(np.uint8)).save(tmp_path / "dim" / f"{i}.png")
         Image.fromarray(pixels.astype(np.uint16) * 16).save(tmp_path / "twelve" / f"{i}.png")  # 12-bit in 16
     onnx = export_run(digits_run, model="student1", out=tmp_path / "s.onnx").path
     for model in (digits_run, onnx):
@@ -664,8 +668,11 @@ def test_inputs_narrower_than_every_training_image_are_said_to_be_from_the_run_a
             warnings.simplefilter("error", PeerdistillWarning)
             predict_files(model, [str(tmp_path / "eight")], tmp_path / "a.csv")
         with pytest.warns(PeerdistillWarning, match=r"3 of 3 inputs vary in intensity far less than the training images "
-                                                    r"\(e.g. '.*0.png': values 0 to 0.0[0-9]+, a spread of"):
+                                                    r"and lie at other levels \(e.g. '.*0.png': values 0 to 0.0[0-9]+,"):
             predict_files(model, [str(tmp_path / "twelve")], tmp_path / "b.csv")
+        with warnings.catch_warnings():  # low contrast at the training images' levels is no other scale
+            warnings.simplefilter("error", PeerdistillWarning)
+            predict_files(model, [str(tmp_path / "dim")], tmp_path / "c.csv")
 
 
 def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_to_their_check():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from peerdistill.data.image_profile import (NARROW_SHARE, PROFILE_VALUES, image_profile, narrower_than_training,
-                                            per_image_figures)
+                                            per_image_figures, sample_positions)
 from peerdistill.data.splits import TensorData, standardize
 
 
@@ -18,15 +18,17 @@ def test_each_images_mean_and_spread_are_numpys_over_its_values():
     np.testing.assert_allclose(spreads, np.percentile(flat, 99, axis=1) - np.percentile(flat, 1, axis=1), rtol=1e-5)
 
 
-def test_a_large_image_is_sampled_at_a_regular_stride():
-    x = torch.rand(2, 1, 100, 100)  # 10,000 values: every second one
-    flat = x.reshape(2, -1).double().numpy()
-    stride = flat.shape[1] // PROFILE_VALUES
-    assert stride == 2
-    sampled = flat[:, ::stride]
-    _, spreads = per_image_figures(x)
-    np.testing.assert_allclose(spreads, np.percentile(sampled, 99, axis=1) - np.percentile(sampled, 1, axis=1),
-                               rtol=1e-5)
+def test_a_large_image_is_sampled_across_its_columns_not_down_a_few_of_them():
+    """A left-right gradient (0 at the left border, 1 at the right) of 2,048 and 4,096 rows: a
+    whole-number step over the values would divide the width and sample a column or two."""
+    for rows, cols in ((2048, 64), (4096, 48), (1024, 1024)):
+        image = torch.linspace(0, 1, cols).repeat(rows, 1)[None, None]
+        _, (spread,) = per_image_figures(image)
+        true = np.percentile(image.numpy(), 99) - np.percentile(image.numpy(), 1)
+        assert spread == pytest.approx(true, abs=0.05), (rows, cols)  # (0.5 or 0 sampling down columns)
+        flat = image.reshape(1, -1)
+        positions = sample_positions(flat.shape[1])
+        assert len(positions) == PROFILE_VALUES and len(set((positions % cols).tolist())) > cols // 2
 
 
 def test_the_profile_of_a_standardised_split_is_that_of_its_images_as_read():
@@ -46,10 +48,14 @@ def test_the_profile_of_a_standardised_split_is_that_of_its_images_as_read():
     assert image_profile(TensorData(torch.rand(4, 6), torch.zeros(4)), None) == {}  # feature vectors: no images
 
 
-def test_narrower_than_every_training_image_is_below_a_share_of_the_narrowest():
-    profile = {"image_spreads": [0.6, 0.95]}
+def test_another_scale_is_far_narrower_than_the_narrowest_training_images_and_at_other_levels():
+    profile = {"image_spreads": [0.6, 0.95], "image_means": [0.3, 0.7]}
     limit = NARROW_SHARE * 0.6
-    found = narrower_than_training(np.array([limit - 1e-3, limit + 1e-3, 0.9, 0.0]), profile)
-    assert found.tolist() == [True, False, False, False]  # a constant image (0) says nothing of its scale
-    for unknown in (None, {}, {"image_spreads": "wide"}, {"image_spreads": []}):  # older runs, edited JSON
-        assert narrower_than_training(np.array([0.0]), unknown).tolist() == [False]
+    spreads = np.array([limit - 1e-3, limit + 1e-3, 0.9, 0.0, limit - 1e-3, limit - 1e-3])
+    means = np.array([0.05, 0.05, 0.05, 0.05, 0.5, 0.8])
+    found = narrower_than_training(spreads, means, profile)
+    # narrow and dark (12-bit values divided by 65535) or bright; not a low-contrast image at the
+    # training images' levels, nor a constant one (0), which says nothing of its scale
+    assert found.tolist() == [True, False, False, False, False, True]
+    for unknown in (None, {}, {"image_spreads": "wide", "image_means": [0.3, 0.7]}, {"image_spreads": [0.6, 0.9]}):
+        assert narrower_than_training(np.array([0.01]), np.array([0.01]), unknown).tolist() == [False]

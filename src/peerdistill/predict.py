@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
-from .data.image_profile import TRAINING_IMAGE_KEYS, narrower_than_training, per_image_figures
+from .data.image_profile import ANOTHER_SCALE_ADVICE, TRAINING_IMAGE_KEYS, narrower_than_training, per_image_figures
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
@@ -200,25 +200,26 @@ def _trained_on_grey(info: dict) -> bool:
 
 
 def _say_if_narrower_than_training(read: Inputs, profile: dict | None) -> None:
-    """Inputs whose intensities vary far less than any training image's: 12-bit values in a
-    16-bit file (divided by 65535), or a DICOM without a window scaled by a stored range it
-    barely uses, read at a small fraction of [0, 1]. Their mean may lie only a few standard
-    deviations off, which the check of another scale lets pass, and every call is wrong."""
+    """Inputs whose intensities vary far less than any training image's, at levels none of them
+    has: 12-bit values in a 16-bit file (divided by 65535), or a DICOM without a window scaled by
+    a stored range it barely uses, read at a small fraction of [0, 1]. Their mean may lie only a
+    few standard deviations off, which the check of another scale lets pass, and every call is
+    wrong."""
     if not profile or not profile.get("image_spreads") or not read.images:
         return
-    spreads = [float(per_image_figures(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])[1][0])
+    figures = [per_image_figures(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
                for image in read.images]
-    narrow = np.flatnonzero(narrower_than_training(np.asarray(spreads), profile))
+    means, spreads = (np.array([float(f[k][0]) for f in figures]) for k in (0, 1))
+    narrow = np.flatnonzero(narrower_than_training(spreads, means, profile))
     if len(narrow):
         i = int(narrow[0])
         image = read.images[i]
         warnings.warn(f"{len(narrow)} of {len(read.names)} inputs vary in intensity far less than the training images "
-                      f"(e.g. '{read.names[i]}': values {image.min():.3g} to {image.max():.3g}, a spread of "
-                      f"{spreads[i]:.3g} between its 1st and 99th percentile, where 99% of the training images spread "
-                      f"over at least {profile['image_spreads'][0]:.3g}): 12-bit values in a 16-bit file (divided by "
-                      "65535), or a DICOM without a window scaled by its stored range? Give them on the training "
-                      "images' scale (8-bit files, or a DICOM window, data.dicom_window)", PeerdistillWarning,
-                      stacklevel=3)
+                      f"and lie at other levels (e.g. '{read.names[i]}': values {image.min():.3g} to "
+                      f"{image.max():.3g}, mean {means[i]:.3g}, a spread of {spreads[i]:.3g} between its 1st and 99th "
+                      f"percentile, where 99% of the training images spread over at least "
+                      f"{profile['image_spreads'][0]:.3g} and have means of {profile['image_means'][0]:.3g} to "
+                      f"{profile['image_means'][1]:.3g}): {ANOTHER_SCALE_ADVICE}", PeerdistillWarning, stacklevel=3)
 
 
 def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:

@@ -21,6 +21,7 @@ from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import KINDS_OF_TASK, DataSpec, data_places
 from .data import DataSplits, build_data, make_batches
+from .data.digests import count_seen, row_digests
 from .data.loaders import check_batch_size
 from .data.segmentation import masks_name_classes
 from .data.splits import TensorData, group_ids, kept_whole
@@ -136,15 +137,27 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
     return members, meta
 
 
-def _warn_of_fitting_on_what_is_scored(split: str, threshold: bool, temperature: bool) -> None:
-    """The threshold and temperature are fitted on the run's validation split: scored on it,
-    their figures are the fit's own (a sensitivity target met by construction)."""
+def _warn_of_fitting_on_what_is_scored(own: DataSplits, data: DataSplits, split: str, threshold: bool,
+                                       temperature: bool) -> None:
+    """The threshold and temperature are fitted on the run's validation split (``own.val``):
+    scored on its samples, their figures are the fit's own (a sensitivity target met by
+    construction). Those samples are found by content when the scored data was read apart (a
+    data section naming the run's own data), by the split when it is the run's."""
+    scored = data.split(split)
+    if own is data:
+        overlap = len(own.val) if split in ("val", "all") else 0
+    elif isinstance(scored, TensorData) and isinstance(own.val, TensorData) and len(scored) and len(own.val):
+        overlap = count_seen(scored.x, set(row_digests(own.val.x)))
+    else:
+        overlap = 0
+    if not overlap:
+        return
     fitted = " and ".join(what for what, asked in (("the operating point's threshold", threshold),
                                                    ("the temperature", temperature)) if asked)
-    scored = "is that split" if split == "val" else "includes it"
     warnings.warn(f"{fitted} {'are' if threshold and temperature else 'is'} fitted on the run's validation split, "
-                  f"and the {split} split scored here {scored}: the op_ and cal_ figures are in-sample and overstate "
-                  "how the fit holds on unseen images; read them on the test split", PeerdistillWarning, stacklevel=3)
+                  f"and {overlap:,} of the {len(scored):,} samples of the {split} split scored here are in it: the "
+                  "op_ and cal_ figures are in-sample and overstate how the fit holds on unseen images; read them "
+                  "on the test split", PeerdistillWarning, stacklevel=3)
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | dict | None = None,
@@ -222,8 +235,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         data = own = _run_data(meta)
     elif (rule or temperature_scaling) and own is None:
         own = _threshold_data(meta, data_spec, None if split == "all" else data)
-    if (rule or temperature_scaling) and own is data and split in ("val", "all"):
-        _warn_of_fitting_on_what_is_scored(split, rule is not None, temperature_scaling)
+    if rule or temperature_scaling:
+        _warn_of_fitting_on_what_is_scored(own, data, split, rule is not None, temperature_scaling)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
     seen_in_training = warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python)

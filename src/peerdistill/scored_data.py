@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from .config import SPLIT_KEYS, DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits
 from .data.digests import digests_path, read_digests, seen_rows
-from .data.image_profile import NARROW_SHARE, narrower_than_training, per_image_figures, unstandardised_chunks
+from .data.image_profile import (ANOTHER_SCALE_ADVICE, NARROW_SHARE, narrower_than_training, per_image_figures,
+                                 unstandardised_chunks)
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .engine.artifacts import read_json
 from .errors import CheckpointError, DataError, PeerdistillWarning
@@ -253,15 +254,16 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
         warnings.warn("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
                       "images: the models see them otherwise than in training; check they are the kind of image it "
                       "learnt from", PeerdistillWarning, stacklevel=4)
-    spreads = np.concatenate([per_image_figures(part)[1] for part in unstandardised_chunks(scored, meta["data_stats"])])
-    narrow = int(narrower_than_training(spreads, trained).sum())
+    figures = [per_image_figures(part) for part in unstandardised_chunks(scored, meta["data_stats"])]
+    means, spreads = (np.concatenate([f[k] for f in figures]) for k in (0, 1))
+    narrow = int(narrower_than_training(spreads, means, trained).sum())
     if narrow:
         warnings.warn(f"{narrow} of the {len(spreads)} scored images vary in intensity far less than the training "
-                      f"images (a spread between their 1st and 99th percentile below {NARROW_SHARE:g} times the "
-                      f"{trained['image_spreads'][0]:.3g} that 99% of the training images reach): 12-bit values in "
-                      "16-bit files (divided by 65535), or DICOM files without a window scaled by their stored "
-                      "range? The models see them otherwise than in training; give them on the training images' "
-                      "scale (8-bit files, or a DICOM window, data.dicom_window)", PeerdistillWarning, stacklevel=4)
+                      f"images and lie at other levels (a spread between their 1st and 99th percentile below "
+                      f"{NARROW_SHARE:g} times the {trained['image_spreads'][0]:.3g} that 99% of the training images "
+                      f"reach, and a mean outside theirs, {trained['image_means'][0]:.3g} to "
+                      f"{trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
+                      f"{ANOTHER_SCALE_ADVICE}", PeerdistillWarning, stacklevel=4)
     mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
     if bool(off_scale(mean, std, 0.0, 1.0).any()):  # the run's own data standardised: about 0 / 1
         shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))

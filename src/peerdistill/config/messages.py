@@ -19,8 +19,12 @@ def refuse(problems: list[str]) -> None:
         raise ValueError("\n".join(problems))
 
 
-def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
-    """One line per problem; ``model`` is the section validated (RunConfig: the whole config)."""
+def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    """One line per problem; ``model`` is the section validated (default: the whole config)."""
+    if model is None:
+        from .run_spec import RunConfig  # (here: the sections import this module)
+
+        model = RunConfig
     lines = [f"invalid {source}:"]
     errors = [{**e, "loc": tuple(p for p in e["loc"] if not _union_branch(p))} for e in exc.errors()]
     for err in errors:

@@ -399,7 +399,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     listed_info: dict = {}
     paths = _listed_files(images, images_dir, source, listed_info)
     for image_id, entry in images.items():
-        if image_id in annotated or ("width" in entry and "height" in entry):
+        if image_id in annotated:  # (an image without boxes: no box depends on its size)
             where = f"image {image_id} in {source}"
             _check_annotated_size(paths[image_id], *_image_dims(entry, where), where)
     info = {**bad.settle(), **listed_info}
@@ -513,8 +513,8 @@ def _warn_of_label_slips(labels: list, source: str, label_key: str) -> None:
     kinds = {"numbers" if isinstance(label, (int, float)) else "text" for label in labels}
     if len(kinds) > 1:
         numbers = sorted({str(label) for label in labels if isinstance(label, (int, float))})
-        warnings.warn(f"labels of {source} mix numbers ({', '.join(numbers[:5])}) and text: each is a class of its "
-                      f"own (classes {sorted(counts)}); give every '{label_key}' as the class's name",
+        warnings.warn(f"labels of {source} mix numbers ({', '.join(numbers[:5])}) and text: the classes are the "
+                      f"labels as text ({sorted(counts)}); give every '{label_key}' as the class's name",
                       PeerdistillWarning, stacklevel=3)
     # fewer boxes than the three splits, beside a class with ten times as many: a slip, or a class
     # that cannot be both learnt and scored

@@ -13,14 +13,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Values sampled per image for its spread (a regular stride over its pixels): enough for its
-# 1st and 99th percentile, cheap for a split of large images.
+# Values sampled per image for its spread, evenly over its values in row-major order at a step
+# that is not a whole number (a whole step dividing the width would sample whole columns only,
+# the image's border among them): enough for its 1st and 99th percentile, cheap for large images.
 PROFILE_VALUES = 4096
 # An image whose spread is below this share of the narrowest training images' (their 1st
-# percentile) is unlike every image the model learnt from.
+# percentile), and whose mean lies outside the training images' means (1st to 99th percentile),
+# is unlike every image the model learnt from: its values are on another scale. (Narrow alone is
+# a low-contrast image: PneumoniaMNIST holds a real film of spread 0.12 against 0.24.)
 NARROW_SHARE = 0.5
 # The keys of ``image_profile`` (in a run's ``data_info``, and in the JSON beside an export).
 TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads")
+# What such images usually are, and the fix (predict and eval say it alike).
+ANOTHER_SCALE_ADVICE = ("12-bit values in 16-bit files (divided by 65535), or DICOM files without a window scaled by "
+                        "their stored range? Give them on the training images' scale (8-bit files, or a DICOM window, "
+                        "data.dicom_window)")
 # How alike three channels must be for an image to be a grey file read as colour.
 GREY_TOLERANCE = 1e-4
 
@@ -29,10 +36,18 @@ def per_image_figures(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Each image's mean and spread (its 99th minus its 1st percentile, over every channel) of
     images [N, C, H, W] on the scale they were read at ([0, 1] for image files)."""
     flat = images.reshape(len(images), -1).float()
-    stride = max(1, flat.shape[1] // PROFILE_VALUES)
-    sampled = flat[:, ::stride]
+    sampled = flat[:, sample_positions(flat.shape[1])]
     low, high = torch.quantile(sampled, torch.tensor([0.01, 0.99]), dim=1)
     return flat.mean(dim=1).double().numpy(), (high - low).double().numpy()
+
+
+def sample_positions(count: int) -> torch.Tensor:
+    """Which of an image's ``count`` values its spread is taken from: all of them, or
+    ``PROFILE_VALUES`` spread evenly (rounded positions of a fractional step, so that rows of
+    any width are sampled across their columns)."""
+    if count <= PROFILE_VALUES:
+        return torch.arange(count)
+    return torch.linspace(0, count - 1, PROFILE_VALUES).round().long()
 
 
 def grey_images(images: torch.Tensor) -> np.ndarray:
@@ -76,12 +91,15 @@ def image_profile(dataset, stats: dict[str, list[float]] | None) -> dict[str, ob
     return profile
 
 
-def narrower_than_training(spreads: np.ndarray, profile: dict | None) -> np.ndarray:
-    """Which images of these spreads vary far less than the training images (``NARROW_SHARE`` of
-    the narrowest ones'); none when the run recorded no profile (older runs, data not in memory).
-    A constant image (spread 0, a black frame) tells nothing of its scale and is not counted."""
-    recorded = (profile or {}).get("image_spreads")
-    if not isinstance(recorded, list) or not recorded or not isinstance(recorded[0], (int, float)):
+def narrower_than_training(spreads: np.ndarray, means: np.ndarray, profile: dict | None) -> np.ndarray:
+    """Which images of these spreads and means are on another scale than the training images:
+    far narrower (``NARROW_SHARE`` of the narrowest ones') and with a mean outside theirs. None
+    when the run recorded no profile (older runs, data not in memory). A constant image (spread
+    0, a black frame) tells nothing of its scale and is not counted."""
+    spread_range, mean_range = ((profile or {}).get(key) for key in ("image_spreads", "image_means"))
+    if not all(isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
+               for r in (spread_range, mean_range)):
         return np.zeros(len(spreads), bool)  # (none, or a JSON edited by hand into something else)
-    spreads = np.asarray(spreads)
-    return (spreads > 0) & (spreads < NARROW_SHARE * float(recorded[0]))
+    spreads, means = np.asarray(spreads), np.asarray(means)
+    outside = (means < mean_range[0]) | (means > mean_range[1])
+    return (spreads > 0) & (spreads < NARROW_SHARE * float(spread_range[0])) & outside
