@@ -12,10 +12,11 @@ from peerdistill.data.splits import TensorData, standardize
 
 def test_each_images_mean_and_spread_are_numpys_over_its_values():
     x = torch.rand(5, 3, 20, 30)  # 1,800 values an image: every one counts
-    means, spreads = per_image_figures(x)
+    means, lows, highs = per_image_figures(x)
     flat = x.reshape(5, -1).double().numpy()
     np.testing.assert_allclose(means, flat.mean(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(spreads, np.percentile(flat, 99, axis=1) - np.percentile(flat, 1, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(lows, np.percentile(flat, 1, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(highs, np.percentile(flat, 99, axis=1), rtol=1e-5)
 
 
 def test_a_large_image_is_sampled_across_its_columns_not_down_a_few_of_them():
@@ -23,7 +24,8 @@ def test_a_large_image_is_sampled_across_its_columns_not_down_a_few_of_them():
     whole-number step over the values would divide the width and sample a column or two."""
     for rows, cols in ((2048, 64), (4096, 48), (1024, 1024)):
         image = torch.linspace(0, 1, cols).repeat(rows, 1)[None, None]
-        _, (spread,) = per_image_figures(image)
+        _, (low,), (high,) = per_image_figures(image)
+        spread = high - low
         true = np.percentile(image.numpy(), 99) - np.percentile(image.numpy(), 1)
         assert spread == pytest.approx(true, abs=0.05), (rows, cols)  # (0.5 or 0 sampling down columns)
         flat = image.reshape(1, -1)
@@ -51,11 +53,12 @@ def test_the_profile_of_a_standardised_split_is_that_of_its_images_as_read():
 def test_another_scale_is_far_narrower_than_the_narrowest_training_images_and_at_other_levels():
     profile = {"image_spreads": [0.6, 0.95], "image_means": [0.3, 0.7]}
     limit = NARROW_SHARE * 0.6
-    spreads = np.array([limit - 1e-3, limit + 1e-3, 0.9, 0.0, limit - 1e-3, limit - 1e-3])
-    means = np.array([0.05, 0.05, 0.05, 0.05, 0.5, 0.8])
-    found = narrower_than_training(spreads, means, profile)
-    # narrow and dark (12-bit values divided by 65535) or bright; not a low-contrast image at the
-    # training images' levels, nor a constant one (0), which says nothing of its scale
-    assert found.tolist() == [True, False, False, False, False, True]
+    lows = np.array([0.0, 0.0, 0.0, 0.05, 0.5, 0.6, 0.75, 0.65])
+    highs = lows + np.array([limit - 1e-3, limit + 1e-3, 0.9, 0.0, limit - 1e-3, limit - 1e-3, limit - 1e-3, 0.2])
+    found = narrower_than_training(lows, highs, profile)
+    # narrow and wholly darker than the darkest images' level (12-bit values divided by 65535) or
+    # brighter than the brightest's; not a low-contrast image at the training images' levels (a
+    # bright film reaching past their means too), nor a constant one (0), nor a wide one
+    assert found.tolist() == [True, False, False, False, False, False, True, False]
     for unknown in (None, {}, {"image_spreads": "wide", "image_means": [0.3, 0.7]}, {"image_spreads": [0.6, 0.9]}):
-        assert narrower_than_training(np.array([0.01]), np.array([0.01]), unknown).tolist() == [False]
+        assert narrower_than_training(np.array([0.0]), np.array([0.01]), unknown).tolist() == [False]

@@ -209,8 +209,9 @@ def _say_if_narrower_than_training(read: Inputs, profile: dict | None) -> None:
         return
     figures = [per_image_figures(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
                for image in read.images]
-    means, spreads = (np.array([float(f[k][0]) for f in figures]) for k in (0, 1))
-    narrow = np.flatnonzero(narrower_than_training(spreads, means, profile))
+    means, lows, highs = (np.array([float(f[k][0]) for f in figures]) for k in (0, 1, 2))
+    spreads = highs - lows
+    narrow = np.flatnonzero(narrower_than_training(lows, highs, profile))
     if len(narrow):
         i = int(narrow[0])
         image = read.images[i]

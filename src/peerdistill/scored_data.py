@@ -255,14 +255,14 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
                       "images: the models see them otherwise than in training; check they are the kind of image it "
                       "learnt from", PeerdistillWarning, stacklevel=4)
     figures = [per_image_figures(part) for part in unstandardised_chunks(scored, meta["data_stats"])]
-    means, spreads = (np.concatenate([f[k] for f in figures]) for k in (0, 1))
-    narrow = int(narrower_than_training(spreads, means, trained).sum())
+    lows, highs = (np.concatenate([f[k] for f in figures]) for k in (1, 2))
+    narrow = int(narrower_than_training(lows, highs, trained).sum())
     if narrow:
-        warnings.warn(f"{narrow} of the {len(spreads)} scored images vary in intensity far less than the training "
+        warnings.warn(f"{narrow} of the {len(lows)} scored images vary in intensity far less than the training "
                       f"images and lie at other levels (a spread between their 1st and 99th percentile below "
                       f"{NARROW_SHARE:g} times the {trained['image_spreads'][0]:.3g} that 99% of the training images "
-                      f"reach, and a mean outside theirs, {trained['image_means'][0]:.3g} to "
-                      f"{trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
+                      f"reach, and all of their values outside the training images' mean levels, "
+                      f"{trained['image_means'][0]:.3g} to {trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
                       f"{ANOTHER_SCALE_ADVICE}", PeerdistillWarning, stacklevel=4)
     mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
     if bool(off_scale(mean, std, 0.0, 1.0).any()):  # the run's own data standardised: about 0 / 1

@@ -18,9 +18,11 @@ import torch
 # the image's border among them): enough for its 1st and 99th percentile, cheap for large images.
 PROFILE_VALUES = 4096
 # An image whose spread is below this share of the narrowest training images' (their 1st
-# percentile), and whose mean lies outside the training images' means (1st to 99th percentile),
-# is unlike every image the model learnt from: its values are on another scale. (Narrow alone is
-# a low-contrast image: PneumoniaMNIST holds a real film of spread 0.12 against 0.24.)
+# percentile), and which lies wholly below the darkest training images' mean level (its 99th
+# percentile under their means' 1st percentile) or wholly above the brightest's, is unlike every
+# image the model learnt from: its values are on another scale. (Narrow alone is a low-contrast
+# image: PneumoniaMNIST holds a real, bright film of spread 0.12 against 0.24, mean 0.77 against
+# means of 0.35 to 0.74.)
 NARROW_SHARE = 0.5
 # The keys of ``image_profile`` (in a run's ``data_info``, and in the JSON beside an export).
 TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads")
@@ -32,13 +34,13 @@ ANOTHER_SCALE_ADVICE = ("12-bit values in 16-bit files (divided by 65535), or DI
 GREY_TOLERANCE = 1e-4
 
 
-def per_image_figures(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's mean and spread (its 99th minus its 1st percentile, over every channel) of
-    images [N, C, H, W] on the scale they were read at ([0, 1] for image files)."""
+def per_image_figures(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's mean, 1st and 99th percentile (over every channel; its spread is the
+    difference) of images [N, C, H, W] on the scale they were read at ([0, 1] for image files)."""
     flat = images.reshape(len(images), -1).float()
     sampled = flat[:, sample_positions(flat.shape[1])]
     low, high = torch.quantile(sampled, torch.tensor([0.01, 0.99]), dim=1)
-    return flat.mean(dim=1).double().numpy(), (high - low).double().numpy()
+    return flat.mean(dim=1).double().numpy(), low.double().numpy(), high.double().numpy()
 
 
 def sample_positions(count: int) -> torch.Tensor:
@@ -76,9 +78,9 @@ def image_profile(dataset, stats: dict[str, list[float]] | None) -> dict[str, ob
     (``image_spreads``)."""
     means, spreads, grey = [], [], []
     for part in unstandardised_chunks(dataset, stats):
-        mean, spread = per_image_figures(part)
+        mean, low, high = per_image_figures(part)
         means.append(mean)
-        spreads.append(spread)
+        spreads.append(high - low)
         if part.shape[1] == 3:
             grey.append(grey_images(part))
     if not means or not sum(map(len, means)):
@@ -91,15 +93,16 @@ def image_profile(dataset, stats: dict[str, list[float]] | None) -> dict[str, ob
     return profile
 
 
-def narrower_than_training(spreads: np.ndarray, means: np.ndarray, profile: dict | None) -> np.ndarray:
-    """Which images of these spreads and means are on another scale than the training images:
-    far narrower (``NARROW_SHARE`` of the narrowest ones') and with a mean outside theirs. None
-    when the run recorded no profile (older runs, data not in memory). A constant image (spread
-    0, a black frame) tells nothing of its scale and is not counted."""
+def narrower_than_training(lows: np.ndarray, highs: np.ndarray, profile: dict | None) -> np.ndarray:
+    """Which images of these 1st and 99th percentiles are on another scale than the training
+    images: far narrower (``NARROW_SHARE`` of the narrowest ones') and wholly outside their mean
+    levels. None when the run recorded no profile (older runs, data not in memory). A constant
+    image (spread 0, a black frame) tells nothing of its scale and is not counted."""
     spread_range, mean_range = ((profile or {}).get(key) for key in ("image_spreads", "image_means"))
     if not all(isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
                for r in (spread_range, mean_range)):
-        return np.zeros(len(spreads), bool)  # (none, or a JSON edited by hand into something else)
-    spreads, means = np.asarray(spreads), np.asarray(means)
-    outside = (means < mean_range[0]) | (means > mean_range[1])
+        return np.zeros(len(lows), bool)  # (none, or a JSON edited by hand into something else)
+    lows, highs = np.asarray(lows), np.asarray(highs)
+    spreads = highs - lows
+    outside = (highs < mean_range[0]) | (lows > mean_range[1])
     return (spreads > 0) & (spreads < NARROW_SHARE * float(spread_range[0])) & outside
