@@ -25,7 +25,7 @@ from peerdistill import cli
 from peerdistill.cli import main
 from peerdistill.config import data_places, validate
 from peerdistill.engine.artifacts import jsonable
-from peerdistill.errors import ConfigError
+from peerdistill.errors import ConfigError, PeerdistillWarning
 
 FAST = ["train.epochs=2", "train.batch_size=128", "teacher.args.width=8", "students.0.args.width=4",
         "students.1.args.width=4", "deterministic=true"]
@@ -881,6 +881,12 @@ def test_train_says_that_training_stopped_early(tmp_path, capsys, monkeypatch):
     printed = " ".join(capsys.readouterr().out.split())
     assert "test split (360 samples) at the best epoch (1 of 2; stopped early: no better val in 1 epochs, by val" in printed
     assert json.loads((out / "r" / "metrics.json").read_text())["stopped_early"] is True
+    # a monitor n/a in every epoch: the table says the last epoch stood in, not that it was the best
+    monkeypatch.setattr("peerdistill.engine.trainer.ranking_score", lambda metric, value: float("-inf"))
+    run_cli("train", f"out_dir={out}", "name=n", *FAST, "--quiet")
+    said = capsys.readouterr()
+    assert "at the last epoch (" in " ".join(said.out.split()) and "was n/a in every epoch)" in " ".join(said.out.split())
+    assert "was n/a in every epoch" in said.err
 
 
 def test_a_teacher_from_a_run_of_another_task_is_named(tmp_path, capsys):
@@ -899,6 +905,36 @@ def test_a_teacher_from_a_run_of_another_task_is_named(tmp_path, capsys):
     assert (f"run '{tmp_path / 'seg'}' (whose model '{weights}' is given), the checkpoint of teacher, is a "
             "segmentation run, and this one is classification") in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "cls").exists()
+
+
+def test_a_frozen_teacher_of_a_run_with_other_input_statistics_or_size_is_said_to_see_another_scale(tmp_path, capsys):
+    """Standardised by mean 0 / std 1 in its own run, a digits teacher fed the split's
+    statistics (mean 0.31, std 0.38) scored near chance as a frozen teacher, in silence."""
+    run_cli("train", f"out_dir={tmp_path}", "name=t", "data.normalize={mean: [0.0], std: [1.0]}", "teacher=null",
+            "distill.preset=independent", "students=[{arch: cnn, args: {width: 4, depth: 1}}]", "train.epochs=1",
+            "--quiet")
+    capsys.readouterr()
+    weights = tmp_path / "t" / "models" / "student1.safetensors"
+    frozen = ["teacher.frozen=true", f"teacher.checkpoint={weights}", "teacher.arch=cnn",
+              "teacher.args={width: 4, depth: 1}", "distill.preset=kd", "train.epochs=1", "--quiet"]
+    run_cli("train", f"out_dir={tmp_path}", "name=other", *frozen)
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"teacher is frozen from run '{tmp_path / 't'}' (whose model '{weights}' is given), which standardised its inputs by mean / std 0 / 1 per "
+            "channel, and this run standardises them by 0.3") in said
+    assert "give this run that run's statistics, data.normalize={mean: [0.0], std: [1.0]}" in said
+    run_cli("train", f"out_dir={tmp_path}", "name=same", *frozen, "data.normalize={mean: [0.0], std: [1.0]}")
+    assert "is frozen from" not in capsys.readouterr().err
+    # another input size: recorded by the run it comes from
+    from peerdistill.build import _warn_of_other_inputs
+    from peerdistill.data import DataSplits
+
+    meta = json.loads((tmp_path / "t" / "run.json").read_text())
+    (tmp_path / "t" / "run.json").write_text(json.dumps({**meta, "input_shape": [1, 16, 16]}))
+    x, y = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32), np.arange(4) % 2
+    data = DataSplits.from_arrays(x, y, x, y, x, y, stats={"mean": [0.0], "std": [1.0]})
+    with pytest.warns(PeerdistillWarning, match=r"learnt from inputs of 16x16 pixels, and this run's are 8x8: things "
+                                                r"look smaller to it"):
+        _warn_of_other_inputs(str(tmp_path / "t"), "teacher", data, "teacher")
 
 
 def test_starting_imports_neither_torchs_compiler_nor_export():

@@ -202,6 +202,23 @@ def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_
     assert not (tmp_path / "d-compare").exists()
 
 
+def test_kd_and_multi_teacher_of_a_config_with_several_teachers_are_said_to_train_the_same_runs(tmp_path):
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+
+    teachers = [{"arch": "cnn", "args": {"width": 8, "depth": 1}}, {"arch": "cnn", "args": {"width": 6, "depth": 1}}]
+    tree = {"name": "mt", "out_dir": str(tmp_path), "teacher": None, "teachers": teachers,
+            "students": COMPARED["students"]}
+    with pytest.warns(PeerdistillWarning, match="kd and multi-teacher train the same runs for config .* whose several "
+                                                "teachers kd distils by their combined target"):
+        compare(tree, ["kd", "multi-teacher"], 1, dry_run=True, console=Console(quiet=True))
+    one = {**tree, "teacher": teachers[0], "teachers": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        compare(one, ["kd", "ml"], 1, dry_run=True, console=Console(quiet=True))
+
+
 def test_a_non_finite_stop_in_a_comparison_gives_the_comparisons_way_on(tmp_path, monkeypatch):
     from peerdistill.errors import NonFiniteError
 

@@ -14,7 +14,7 @@ from peerdistill.tasks import ClassificationTask
 from peerdistill.config import load_config
 from peerdistill.engine.artifacts import read_json
 from peerdistill.engine.optim import build_optimizer, build_scheduler
-from peerdistill.errors import ConfigError
+from peerdistill.errors import ConfigError, PeerdistillWarning
 
 from .test_trainer import make_cohort, trainer
 
@@ -156,11 +156,17 @@ def test_patience_reaching_the_last_epoch_is_not_an_early_stop(tiny_data):
     assert len(result.history) == 3 and result.best_epoch == 0 and not result.stopped_early
 
 
-def test_a_monitor_never_finite_stops_after_patience_epochs_with_the_last_standing_in(tiny_data):
-    t = trainer(make_cohort(), train=TrainSpec(epochs=6, batch_size=32, patience=2))
+def test_a_monitor_never_finite_stops_after_patience_epochs_with_the_last_standing_in(tiny_data, tmp_path):
+    t = trainer(make_cohort(), train=TrainSpec(epochs=6, batch_size=32, patience=2), run_dir=tmp_path / "run")
     _scripted(t, [math.nan] * 6)
-    result = t.fit(tiny_data)
-    assert len(result.history) == 2 and result.best_epoch == 1 and result.stopped_early
+    with pytest.warns(PeerdistillWarning, match=r"val ensemble/accuracy was n/a in every epoch .* so no epoch was "
+                                                r"chosen by it: the last epoch's weights stand in as the best"):
+        result = t.fit(tiny_data)
+    assert len(result.history) == 2 and result.best_epoch == 1 and result.stopped_early and result.monitor_undefined
+    assert read_json(tmp_path / "run" / "metrics.json")["monitor_undefined"] is True
+    finite = trainer(make_cohort(), train=TrainSpec(epochs=2, batch_size=32))
+    _scripted(finite, [math.nan, 0.5])  # finite once: chosen by it
+    assert not finite.fit(tiny_data).monitor_undefined
 
 
 def test_a_run_killed_after_it_stopped_early_resumes_to_its_final_evaluation_only(tiny_data, tmp_path):

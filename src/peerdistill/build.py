@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .cohort import Cohort, Member, check_feature_layer, default_feature_layer, names_module
@@ -13,7 +15,7 @@ from .data.segmentation import masks_name_classes
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, PeerdistillWarning
 from .graph import Edge, KnowledgeGraph
 from .models import build_model
 from .models.heads import HeadedModel
@@ -107,6 +109,40 @@ def _check_same_classes(checkpoint: str, name: str, data: DataSplits, task: str)
                               f"{list(class_names)}: its outputs would be read as other classes; {fix}")
 
 
+# How far a checkpoint run's standardisation may lie from this run's before a frozen model sees
+# its inputs on another scale: its mean moved by a quarter of its std, or its std by a quarter.
+OTHER_STATS = 0.25
+
+
+def _warn_of_other_inputs(checkpoint: str, name: str, data: DataSplits, key: str) -> None:
+    """A frozen model from another run learnt from inputs standardised by that run's statistics
+    and of its size; fed this run's, it sees another scale (a digits teacher of mean 0 / std 1
+    scored near chance beside one of the training split's statistics) or another size, and
+    teaches what it cannot see. Said, with the fix, since nothing else would show it."""
+    run = _run_of(checkpoint)
+    if run is None:
+        return  # a bare weights file records neither
+    meta = read_json(run[0] / RUN_FILE)
+    before, now = meta.get("data_stats"), data.stats
+    if before and now and len(before["mean"]) == len(now["mean"]):
+        mean_a, std_a = np.asarray(before["mean"], float), np.asarray(before["std"], float)
+        mean_b, std_b = np.asarray(now["mean"], float), np.asarray(now["std"], float)
+        if (np.abs(mean_a - mean_b) > OTHER_STATS * std_a).any() or (np.abs(std_b / std_a - 1) > OTHER_STATS).any():
+            shown = lambda m, s: ", ".join(f"{a:.3g} / {b:.3g}" for a, b in zip(m, s))  # noqa: E731
+            warnings.warn(f"{name} is frozen from {run[1]}, which standardised its inputs by mean / std "
+                          f"{shown(mean_a, std_a)} per channel, and this run standardises them by {shown(mean_b, std_b)}: "
+                          f"{name} sees its inputs on another scale than it learnt from, and teaches what it cannot "
+                          f"see; give this run that run's statistics, data.normalize={{mean: {[round(v, 6) for v in mean_a.tolist()]}, "
+                          f"std: {[round(v, 6) for v in std_a.tolist()]}}}", PeerdistillWarning, stacklevel=3)
+    shape = meta.get("input_shape")
+    if shape and list(shape)[1:] != list(data.input_shape)[1:]:
+        warnings.warn(f"{name} is frozen from {run[1]}, which learnt from inputs of {'x'.join(map(str, shape[1:]))} "
+                      f"pixels, and this run's are {'x'.join(map(str, data.input_shape[1:]))}: things look "
+                      f"{'larger' if data.input_shape[-1] > shape[-1] else 'smaller'} to it than they did in its "
+                      f"training (set data.image_size to [{shape[1]}, {shape[2]}] for this run, or train {key} "
+                      "online)", PeerdistillWarning, stacklevel=3)
+
+
 def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohort:
     """Models are built after seeding, so their initial weights follow ``cfg.seed``. ``saved``:
     the config of a run being resumed, which trained as it is (checks added since do not stop it)."""
@@ -122,6 +158,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
             _check_same_classes(spec.checkpoint, name, data, cfg.task)
         key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
             f"students.{i - len(teachers)}"
+        if spec.checkpoint and spec.frozen and not saved:
+            _warn_of_other_inputs(spec.checkpoint, name, data, key)
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
         if spec.feature_layer and not saved:
             _check_layer(module, spec.feature_layer, name, f"{key}.feature_layer")

@@ -5,6 +5,7 @@ configs (and says what is wrong) before loading it."""
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from .config import (TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, DistillSpec, RunConfig, apply_overrides,
                      check_preset_names, named_as_written, unread_distill_keys, validate, yaml_value)
-from .errors import ConfigError
+from .errors import ConfigError, PeerdistillWarning
 
 
 def parse_presets(text: str | None) -> list[str] | None:
@@ -36,6 +37,13 @@ def checked_bases(configs: list[dict[str, Any]], presets: list[str] | None, name
         raise ConfigError(f"compare tabulates configs of one task; these are of {len(tasks)}: "
                           f"{', '.join(f'{t} ({name})' for t, name in first.items())}: compare each task's configs "
                           "on their own")
+    several = [name for base, name in zip(bases, names) if len(base.all_teachers()) > 1]
+    if presets and {"kd", "multi-teacher"} <= set(presets) and several:
+        # kd from several teachers distils their combined target: the multi-teacher preset's edges
+        warnings.warn(f"kd and multi-teacher train the same runs for {several[0]}, whose several teachers kd "
+                      "distils by their combined target as multi-teacher does: the two rows will be equal; compare "
+                      "one-teacher KD from a second config holding one teacher (teacher: ...) instead",
+                      PeerdistillWarning, stacklevel=3)
     return bases
 
 

@@ -58,9 +58,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
     monitor_metric = result.monitor.split("/", 1)[1]
     stopped = f"; stopped early: no better val in {cfg.train.patience} epochs" if result.stopped_early else ""
     tested = (meta.get("split_sizes") or {}).get("test")
-    title = (f"test split{f' ({tested:,} samples)' if tested else ''} at the best epoch ({result.best_epoch + 1} of "
-             f"{len(result.history)}{stopped}, "
-             f"by val {result.monitor})")
+    chosen = (f"the last epoch ({result.best_epoch + 1} of {len(result.history)}{stopped}; val {result.monitor} "
+              "was n/a in every epoch)" if result.monitor_undefined else
+              f"the best epoch ({result.best_epoch + 1} of {len(result.history)}{stopped}, by val {result.monitor})")
+    title = f"test split{f' ({tested:,} samples)' if tested else ''} at {chosen}"
     summary = task_for(meta).summary_metrics
     window, overlap = saved_window(meta)
     console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,

@@ -144,6 +144,7 @@ class RunRecords:
             "best_epoch": result.best_epoch + 1,
             "last_epoch": len(result.history),
             "stopped_early": result.stopped_early,
+            **({"monitor_undefined": True} if result.monitor_undefined else {}),  # the last epoch stood in
             "roles": self.cohort.roles(),
             "val_at_best": result.val_at_best,
             "test_at_best": result.test_at_best,

@@ -57,6 +57,7 @@ class FitResult:
     monitor: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False  # train.patience ended training before train.epochs
+    monitor_undefined: bool = False  # the monitor was n/a in every epoch: the last epoch stands in
 
 
 class Trainer(RunRecords, Preflight, RunnerSetup):
@@ -442,8 +443,15 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         else:
             self._load_snapshot(self._best["weights"])
             test_best = self._evaluate(self.test_batches, f"the test split at the best epoch ({self._best['epoch'] + 1})")
+        undefined = not math.isfinite(self._best["score"])
+        if undefined and self.world.is_main:
+            warnings.warn(f"val {self.monitor} was n/a in every epoch (a class absent from the validation split, or "
+                          "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
+                          "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
+                          f"{self.task.default_monitor})", PeerdistillWarning, stacklevel=3)
         result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
-                           self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early)
+                           self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early,
+                           monitor_undefined=undefined)
         if run is not None:
             if resume:
                 # models/ holds the best epoch's weights (now in the cohort), whatever the killed
