@@ -14,7 +14,7 @@ from peerdistill.data import build_data
 from peerdistill.data.detection import load_mask_boxes
 from peerdistill.data.image_io import image_size, read_image, read_mask
 from peerdistill.data.segmentation import read_pairs
-from peerdistill.errors import CheckpointError, ConfigError, DataError
+from peerdistill.errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
 from peerdistill.predict_inputs import read_inputs
 from peerdistill.runs import check_compatible
 
@@ -408,6 +408,11 @@ def test_one_binary_rule_for_a_whole_mask_set(tmp_path):
     assert sorted(int(m.sum()) for m in masks) == [0, 9, 9, 9]  # 48 is background, as in the 0/255 files
     write_pairs(tmp_path / "ones", [square(1), square(1), square(1), square(1)])
     assert int(folders(tmp_path / "ones", binary_masks=True).train.y.sum()) > 0  # 0/1 masks: any value above 0
+    # class indices of several classes: merged into one foreground, said
+    write_pairs(tmp_path / "classes", [square(1), square(2), square(3), square(1)])
+    with pytest.warns(PeerdistillWarning, match=r"with data.binary_masks, masks of the labels \[1, 2, 3\] are read as "
+                                                r"one foreground class"):
+        folders(tmp_path / "classes", binary_masks=True)
 
 
 def test_previews_are_read_as_the_main_image_and_a_turned_mask_is_explained(tmp_path):

@@ -377,6 +377,11 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     top = max(tops, default=0)
     threshold, why = _rule_of(masks, top)
     out = [(m.values > threshold).astype(np.uint8) for m in masks]
+    labels = sorted(set().union(*(np.unique(m.values).tolist() for m in masks)) - {0}) if threshold == 0 else []
+    if len(labels) > 1:  # class indices of several classes, merged into one foreground
+        warnings.warn(f"with data.binary_masks, masks of the labels {labels[:8]}{' ...' if len(labels) > 8 else ''} are "
+                      "read as one foreground class (any value above 0): to keep their classes apart, drop "
+                      "data.binary_masks (the masks' values are then the classes)", PeerdistillWarning, stacklevel=3)
     if len(masks) > 1 and threshold and top and not any(o.any() for o in out):
         advice = ("0/1 masks saved as JPEG lose their labels to compression: save them as PNG"
                   if any(m.lossy for m in masks) and top <= 50 else
