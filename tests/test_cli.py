@@ -527,6 +527,11 @@ def test_a_run_directory_serves_as_a_models_checkpoint(tmp_path, capsys):
             f"students.0.checkpoint={out / 'first'}", "--quiet", expect=2)
     err = capsys.readouterr().err
     assert "has no model 'tiny' (it saved student1, student2, teacher)" in err
+    run_cli("train", f"out_dir={out}", "name=fifth", *FAST, "teacher=null", "distill.preset=multi-teacher",
+            f"teachers=[{{arch: cnn, frozen: true, checkpoint: {out / 'first'}}}, {{arch: cnn}}]", "--quiet",
+            expect=2)  # teacher1 of a run holding a teacher: its file is the example, not a student's
+    assert f"has no model 'teacher1' (it saved student1, student2, teacher): give the file itself, e.g. " \
+           f"{out / 'first' / 'models' / 'teacher.safetensors'}" in " ".join(capsys.readouterr().err.split())
     assert not (out / "third").exists() and not (out / "fourth").exists()
     record = json.loads((out / "first" / "run.json").read_text())
     (out / "first" / "run.json").write_text(json.dumps({**record, "status": "running"}))  # as if killed

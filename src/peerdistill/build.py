@@ -66,8 +66,10 @@ def checkpoint_file(checkpoint: str, name: str) -> Path:
                               f"with `peerdistill train --resume {path}`, or give the file {file} to use it anyway")
     if not file.is_file():
         saved = sorted(p.stem for p in (path / "models").glob("*.safetensors"))
+        # the example of the same role first: a teacher's file for a teacher
+        alike = [s for s in saved if s.rstrip("0123456789") == name.rstrip("0123456789")] or saved or ["NAME"]
         raise CheckpointError(f"run '{path}' has no model '{name}' (it saved {', '.join(saved) or 'none'}): "
-                              f"give the file itself, e.g. {path / 'models' / (saved[0] if saved else 'NAME')}.safetensors")
+                              f"give the file itself, e.g. {path / 'models' / alike[0]}.safetensors")
     return file
 
 
