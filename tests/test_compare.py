@@ -202,7 +202,7 @@ def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_
     assert not (tmp_path / "d-compare").exists()
 
 
-def test_kd_and_multi_teacher_of_a_config_with_several_teachers_are_said_to_train_the_same_runs(tmp_path):
+def test_kd_and_multi_teacher_of_a_config_with_several_teachers_are_said_to_train_the_same_runs(tmp_path, capsys):
     import warnings
 
     from peerdistill.errors import PeerdistillWarning
@@ -217,6 +217,10 @@ def test_kd_and_multi_teacher_of_a_config_with_several_teachers_are_said_to_trai
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)
         compare(one, ["kd", "ml"], 1, dry_run=True, console=Console(quiet=True))
+    (tmp_path / "mt.yaml").write_text(yaml.safe_dump(tree))  # the command checks its configs twice: said once
+    assert main(["compare", str(tmp_path / "mt.yaml"), "--presets", "kd,multi-teacher", "--seeds", "1",
+                 "--dry-run"]) == 0
+    assert capsys.readouterr().err.count("kd and multi-teacher train the same runs") == 1
 
 
 def test_a_non_finite_stop_in_a_comparison_gives_the_comparisons_way_on(tmp_path, monkeypatch):

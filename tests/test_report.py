@@ -813,7 +813,7 @@ def test_a_runs_cost_columns_give_parameters_mmacs_and_compression_to_two_decima
     assert cells["x smaller"] == ["1.00", "11.67"]  # 1234567 / 105802 = 11.668...
 
 
-def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_the_test_split():
+def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_the_test_split(tmp_path):
     from peerdistill.html_report.run_page import test_table_section
 
     # best epoch 3 of 5: its test figures differ from the last epoch's, and val and test differ in size
@@ -826,6 +826,14 @@ def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_t
     assert "<td>0.8125</td>" in table_row(page, "ensemble") and "0.6875" not in page
     assert "Test split (1,200 samples), with the weights of the best validation epoch (3, by ensemble/accuracy)" \
         in page
+    # a monitor n/a in every epoch: the last epoch stood in, said so, here and in the run's facts
+    undefined = {**metrics, "best_epoch": 5, "monitor_undefined": True}
+    assert ("with the weights of the last epoch (5; validation ensemble/accuracy was n/a in every epoch, so none was "
+            "chosen by it)") in test_table_section(meta, undefined)
+    from peerdistill.html_report.run_page import run_summary_html
+
+    facts = run_summary_html(tmp_path, {**meta, "data_spec": {"kind": "digits"}}, undefined)
+    assert "n/a in every epoch, so the last one stood in (5 of 5)" in facts and "best epoch" not in facts
 
 
 def test_the_monitor_curve_marks_the_best_epoch_and_draws_every_model():

@@ -18,7 +18,7 @@ from rich.table import Table
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
                               mark_for_replacement, plan_runs, plan_table, run_all, settings_of)
-from .comparison_configs import checked_bases
+from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, leave, on_main
@@ -123,6 +123,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         raise ConfigError(f"config_names names {len(config_names)} configs; {len(configs)} were given")
     labels = config_names or [f"config {i + 1}" for i in range(len(configs))]
     bases = checked_bases(configs, presets, labels)
+    warn_of_presets_alike(bases, presets, labels)
     for base in bases:  # each run's seed is checked as its config is made: say why before any is
         if base.seed + seeds - 1 >= SEED_LIMIT:
             raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "

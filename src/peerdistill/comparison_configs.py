@@ -37,14 +37,18 @@ def checked_bases(configs: list[dict[str, Any]], presets: list[str] | None, name
         raise ConfigError(f"compare tabulates configs of one task; these are of {len(tasks)}: "
                           f"{', '.join(f'{t} ({name})' for t, name in first.items())}: compare each task's configs "
                           "on their own")
+    return bases
+
+
+def warn_of_presets_alike(bases: list[RunConfig], presets: list[str] | None, names: list[str]) -> None:
+    """Presets that train the same runs for a config (once per comparison, where it runs):
+    kd from several teachers distils their combined target, the multi-teacher preset's edges."""
     several = [name for base, name in zip(bases, names) if len(base.all_teachers()) > 1]
     if presets and {"kd", "multi-teacher"} <= set(presets) and several:
-        # kd from several teachers distils their combined target: the multi-teacher preset's edges
         warnings.warn(f"kd and multi-teacher train the same runs for {several[0]}, whose several teachers kd "
                       "distils by their combined target as multi-teacher does: the two rows will be equal; compare "
                       "one-teacher KD from a second config holding one teacher (teacher: ...) instead",
                       PeerdistillWarning, stacklevel=3)
-    return bases
 
 
 # Keys a comparison sets for each of its runs (and with --presets, the preset): a setting's own

@@ -68,8 +68,9 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         ("status", status),
         ("data", f"{data_kind}, {meta.get('num_classes', '?')} classes, inputs {meta.get('input_shape', '?')}"),
         ("models", ", ".join(f"{m['name']} ({m['role']})" for m in meta.get("members", []))),
-        ("monitor", f"validation {metrics.get('monitor', '?')}; best epoch {metrics.get('best_epoch', '?')} "
-                    f"of {of}"),
+        ("monitor", f"validation {metrics.get('monitor', '?')}; "
+                    + (f"n/a in every epoch, so the last one stood in ({metrics.get('best_epoch', '?')} of {of})"
+                       if metrics.get("monitor_undefined") else f"best epoch {metrics.get('best_epoch', '?')} of {of}")),
         ("seed", meta.get("seed", "?")),
     ]
     spec = meta.get("data_spec") or {}
@@ -102,8 +103,9 @@ def learning_curves_section(metrics: dict[str, Any]) -> str:
     best = metrics.get("best_epoch")
     return section_html("Learning curves", [
         figure_html(monitor_curve_figure(epochs, metric, best),
-                    f"validation {metric} per epoch of every model and the ensemble (dashed line: best epoch "
-                    f"by {monitor})"),
+                    f"validation {metric} per epoch of every model and the ensemble (dashed line: "
+                    + ("the last epoch, standing in: the monitor was n/a in every epoch)"
+                       if metrics.get("monitor_undefined") else f"best epoch by {monitor})")),
         figure_html(loss_curve_figure(epochs), "every training loss term, mean over the epoch's steps"),
     ])
 
@@ -153,9 +155,10 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     auc = " The auc column is the macro average of the one-vs-rest areas." if (
         task == "classification" and meta.get("num_classes", 2) > 2) else ""
     tested = (meta.get("split_sizes") or {}).get("test")
-    caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of the best "
-               "validation epoch "
-               f"({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))}). "
+    chosen = (f"the last epoch ({esc(metrics.get('best_epoch', '?'))}; validation {esc(metrics.get('monitor', '?'))} "
+              "was n/a in every epoch, so none was chosen by it)" if metrics.get("monitor_undefined") else
+              f"the best validation epoch ({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))})")
+    caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of {chosen}. "
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=_fusion(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
     for family, header, class_rows in per_class_tables(scores):
