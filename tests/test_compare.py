@@ -217,6 +217,7 @@ def test_kd_and_multi_teacher_of_a_config_with_several_teachers_are_said_to_trai
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)
         compare(one, ["kd", "ml"], 1, dry_run=True, console=Console(quiet=True))
+        compare(tree, ["kd", "independent"], 1, dry_run=True, console=Console(quiet=True))  # kd alone: no pair
     (tmp_path / "mt.yaml").write_text(yaml.safe_dump(tree))  # the command checks its configs twice: said once
     assert main(["compare", str(tmp_path / "mt.yaml"), "--presets", "kd,multi-teacher", "--seeds", "1",
                  "--dry-run"]) == 0

@@ -3,6 +3,7 @@ and transparent masks, masks that disagree, CSVs with repeats or Windows paths, 
 with split folders, subfolders or numeric names, and other data evaluated by class name."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -407,7 +408,10 @@ def test_one_binary_rule_for_a_whole_mask_set(tmp_path):
     masks = torch.cat([data.train.y, data.val.y, data.test.y])
     assert sorted(int(m.sum()) for m in masks) == [0, 9, 9, 9]  # 48 is background, as in the 0/255 files
     write_pairs(tmp_path / "ones", [square(1), square(1), square(1), square(1)])
-    assert int(folders(tmp_path / "ones", binary_masks=True).train.y.sum()) > 0  # 0/1 masks: any value above 0
+    with warnings.catch_warnings():  # one label: nothing merged, nothing said
+        warnings.simplefilter("error", PeerdistillWarning)
+        assert int(folders(tmp_path / "ones", binary_masks=True).train.y.sum()) > 0  # 0/1 masks: any value above 0
+        folders(tmp_path, binary_masks=True, split_seed=0)  # 0/255 masks with a faint edge: the 127 rule
     # class indices of several classes: merged into one foreground, said
     write_pairs(tmp_path / "classes", [square(1), square(2), square(3), square(1)])
     with pytest.warns(PeerdistillWarning, match=r"with data.binary_masks, masks of the labels \[1, 2, 3\] are read as "

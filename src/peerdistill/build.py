@@ -160,9 +160,9 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
             _check_same_classes(spec.checkpoint, name, data, cfg.task)
         key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
             f"students.{i - len(teachers)}"
-        if spec.checkpoint and spec.frozen and not saved:
-            _warn_of_other_inputs(spec.checkpoint, name, data, key)
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
+        if spec.checkpoint and spec.frozen and not saved:  # (once its weights are found and loaded)
+            _warn_of_other_inputs(spec.checkpoint, name, data, key)
         if spec.feature_layer and not saved:
             _check_layer(module, spec.feature_layer, name, f"{key}.feature_layer")
         layer = spec.feature_layer or default_feature_layer(module)
