@@ -12,6 +12,7 @@ from .cohort import Cohort, Member, check_feature_layer, default_feature_layer, 
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
+from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
@@ -130,12 +131,12 @@ def _warn_of_other_inputs(checkpoint: str, name: str, data: DataSplits, key: str
         mean_a, std_a = np.asarray(before["mean"], float), np.asarray(before["std"], float)
         mean_b, std_b = np.asarray(now["mean"], float), np.asarray(now["std"], float)
         if (np.abs(mean_a - mean_b) > OTHER_STATS * std_a).any() or (np.abs(std_b / std_a - 1) > OTHER_STATS).any():
-            shown = lambda m, s: ", ".join(f"{a:.3g} / {b:.3g}" for a, b in zip(m, s))  # noqa: E731
+            fix = f"{{mean: {[round(v, 6) for v in mean_a.tolist()]}, std: {[round(v, 6) for v in std_a.tolist()]}}}"
             warnings.warn(f"{name} is frozen from {run[1]}, which standardised its inputs by mean / std "
-                          f"{shown(mean_a, std_a)} per channel, and this run standardises them by {shown(mean_b, std_b)}: "
-                          f"{name} sees its inputs on another scale than it learnt from, and teaches what it cannot "
-                          f"see; give this run that run's statistics, data.normalize={{mean: {[round(v, 6) for v in mean_a.tolist()]}, "
-                          f"std: {[round(v, 6) for v in std_a.tolist()]}}}", PeerdistillWarning, stacklevel=3)
+                          f"{per_channel(mean_a, std_a)} per channel, and this run standardises them by "
+                          f"{per_channel(mean_b, std_b)}: {name} sees its inputs on another scale than it learnt "
+                          f"from, and teaches what it cannot see; give this run that run's statistics, "
+                          f"data.normalize={fix}", PeerdistillWarning, stacklevel=3)
     shape = meta.get("input_shape")
     if shape and list(shape)[1:] != list(data.input_shape)[1:]:
         warnings.warn(f"{name} is frozen from {run[1]}, which learnt from inputs of {'x'.join(map(str, shape[1:]))} "
