@@ -421,8 +421,9 @@ def test_other_data_on_another_scale_is_warned_of(tmp_path):
         warnings.simplefilter("error", PeerdistillWarning)
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "same.npz")))
     with pytest.warns(PeerdistillWarning, match=r"have mean / std -?\d+\.\d\d / \d+\.\d\d per channel, where the run's "
-                                                r"own data has about 0 / 1: they are on another scale"):
+                                                r"own data has about 0 / 1: they are on another scale") as caught:
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "wide.npz")))
+    assert {w.filename for w in caught} == {__file__}  # the user's call, however deep inside the warning is raised
 
 
 def test_other_data_of_another_task_or_grey_for_a_colour_run_is_named(tmp_path):

@@ -521,8 +521,10 @@ def test_the_training_dataset_given_as_the_test_split_is_warned_of():
     data = _splits(x, y)
     data.test = data.train  # its figures would be training figures, in silence
     with pytest.warns(PeerdistillWarning, match=r"^the test split is the training split itself \(the same dataset given "
-                                                r"twice\): its figures are not held out"):
+                                                r"twice\): its figures are not held out") as caught:
         _fit(data)
+    # it points at the user's call (the first frame outside peerdistill), not at a line inside it
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, _fit.__code__.co_firstlineno + 4)]  # .fit(data)
 
 
 def test_a_scored_split_lacking_classes_is_warned_of():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir, read_json
-from .errors import CheckpointError, ConfigError, PeerdistillWarning
+from .errors import CheckpointError, ConfigError, warn_user
 from .graph import Edge, KnowledgeGraph
 from .models import build_model
 from .models.heads import HeadedModel
@@ -132,18 +131,18 @@ def _warn_of_other_inputs(checkpoint: str, name: str, data: DataSplits, key: str
         mean_b, std_b = np.asarray(now["mean"], float), np.asarray(now["std"], float)
         if (np.abs(mean_a - mean_b) > OTHER_STATS * std_a).any() or (np.abs(std_b / std_a - 1) > OTHER_STATS).any():
             fix = f"{{mean: {[round(v, 6) for v in mean_a.tolist()]}, std: {[round(v, 6) for v in std_a.tolist()]}}}"
-            warnings.warn(f"{name} is frozen from {run[1]}, which standardised its inputs by mean / std "
-                          f"{per_channel(mean_a, std_a)} per channel, and this run standardises them by "
-                          f"{per_channel(mean_b, std_b)}: {name} sees its inputs on another scale than it learnt "
-                          f"from, and teaches what it cannot see; give this run that run's statistics, "
-                          f"data.normalize={fix}", PeerdistillWarning, stacklevel=3)
+            warn_user(f"{name} is frozen from {run[1]}, which standardised its inputs by mean / std "
+                      f"{per_channel(mean_a, std_a)} per channel, and this run standardises them by "
+                      f"{per_channel(mean_b, std_b)}: {name} sees its inputs on another scale than it learnt "
+                      f"from, and teaches what it cannot see; give this run that run's statistics, "
+                      f"data.normalize={fix}")
     shape = meta.get("input_shape")
     if shape and list(shape)[1:] != list(data.input_shape)[1:]:
-        warnings.warn(f"{name} is frozen from {run[1]}, which learnt from inputs of {'x'.join(map(str, shape[1:]))} "
-                      f"pixels, and this run's are {'x'.join(map(str, data.input_shape[1:]))}: things look "
-                      f"{'larger' if data.input_shape[-1] > shape[-1] else 'smaller'} to it than they did in its "
-                      f"training (set data.image_size to [{shape[1]}, {shape[2]}] for this run, or train {key} "
-                      "online)", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{name} is frozen from {run[1]}, which learnt from inputs of {'x'.join(map(str, shape[1:]))} "
+                  f"pixels, and this run's are {'x'.join(map(str, data.input_shape[1:]))}: things look "
+                  f"{'larger' if data.input_shape[-1] > shape[-1] else 'smaller'} to it than they did in its "
+                  f"training (set data.image_size to [{shape[1]}, {shape[2]}] for this run, or train {key} "
+                  "online)")
 
 
 def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohort:

@@ -12,11 +12,10 @@ is why a classifier shipped for clinical use is worth tempering."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
-from .errors import DataError, PeerdistillWarning
+from .errors import DataError, warn_user
 from .metrics import calibration_metrics
 
 # T is searched in log space between these; a fit that ends on a bound is reported as is.
@@ -63,10 +62,9 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, who: str = "") -> flo
                              method="bounded", options={"xatol": 1e-6})
     t = float(math.exp(result.x))
     if min(abs(result.x - low), abs(result.x - high)) < 1e-3:
-        warnings.warn(f"the fitted temperature{f' of {who}' if who else ''} {t:.3g} is at the end of the range searched {T_RANGE}: the "
-                      "validation likelihood keeps improving past it (a model near chance wants its probabilities "
-                      "flat, one always right wants them sharp); the tempered figures are at that bound",
-                      PeerdistillWarning, stacklevel=2)
+        warn_user(f"the fitted temperature{f' of {who}' if who else ''} {t:.3g} is at the end of the range searched {T_RANGE}: the "
+                  "validation likelihood keeps improving past it (a model near chance wants its probabilities "
+                  "flat, one always right wants them sharp); the tempered figures are at that bound")
     return t
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from torch import nn
 
 from .capture import FeatureRecorder, find_module, module_paths, unwrap
 from .config import model_name_problems
-from .errors import ConfigError, PeerdistillWarning
+from .errors import ConfigError, warn_user
 from .models import ZOO
 from .models.built_with import zoo_spec
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
@@ -328,9 +327,9 @@ def default_feature_layer(module: nn.Module) -> str | None:
     try:
         find_module(inner, path, owner=f"{type(inner).__name__}.feature_layer")
     except ConfigError as exc:  # maybe a misspelt path, maybe a text of the user's own: said, not refused
-        warnings.warn(f"{exc}, so it names no feature layer (peerdistill reads a model's string attribute "
-                      "feature_layer as the module path feature edges use): correct it, or give feature_layer "
-                      "(feature_layers= in Python) to name one", PeerdistillWarning, stacklevel=2)
+        warn_user(f"{exc}, so it names no feature layer (peerdistill reads a model's string attribute "
+                  "feature_layer as the module path feature edges use): correct it, or give feature_layer "
+                  "(feature_layers= in Python) to name one")
         return None
     return path
 

@@ -5,7 +5,6 @@ configs (and says what is wrong) before loading it."""
 from __future__ import annotations
 
 import copy
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from .config import (TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, DistillSpec, RunConfig, apply_overrides,
                      check_preset_names, named_as_written, unread_distill_keys, validate, yaml_value)
-from .errors import ConfigError, PeerdistillWarning
+from .errors import ConfigError, warn_user
 
 
 def parse_presets(text: str | None) -> list[str] | None:
@@ -45,10 +44,9 @@ def warn_of_presets_alike(bases: list[RunConfig], presets: list[str] | None, nam
     kd from several teachers distils their combined target, the multi-teacher preset's edges."""
     several = [name for base, name in zip(bases, names) if len(base.all_teachers()) > 1]
     if presets and {"kd", "multi-teacher"} <= set(presets) and several:
-        warnings.warn(f"kd and multi-teacher train the same runs for {several[0]}, whose several teachers kd "
-                      "distils by their combined target as multi-teacher does: the two rows will be equal; compare "
-                      "one-teacher KD from a second config holding one teacher (teacher: ...) instead",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"kd and multi-teacher train the same runs for {several[0]}, whose several teachers kd "
+                  "distils by their combined target as multi-teacher does: the two rows will be equal; compare "
+                  "one-teacher KD from a second config holding one teacher (teacher: ...) instead")
 
 
 # Keys a comparison sets for each of its runs (and with --presets, the preset): a setting's own

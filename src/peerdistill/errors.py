@@ -1,4 +1,9 @@
-"""Errors a user can fix. The CLI prints their message alone, without a traceback."""
+"""Errors a user can fix (the CLI prints their message alone, without a traceback), and the
+warnings peerdistill gives."""
+
+import os
+import sys
+import warnings
 
 
 class PeerdistillError(Exception):
@@ -66,3 +71,16 @@ class PeerdistillWarning(UserWarning):
 
 class NonFiniteStepsWarning(PeerdistillWarning):
     """Training steps were skipped for non-finite values (``train.nonfinite: skip``)."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_user(message: str | Warning, category: type[Warning] = PeerdistillWarning) -> None:
+    """``warnings.warn`` pointed at the user's call: the first frame outside peerdistill, however
+    deep inside it the warning is raised (counted stack levels went stale as code moved). From
+    the command line, where every frame is peerdistill's, the outermost one."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -28,7 +28,7 @@ from .cohort import as_logits
 from .data import build_data
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
 from .data.splits import DataSplits
-from .errors import CheckpointError, ConfigError, PeerdistillError, PeerdistillWarning
+from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
@@ -286,10 +286,9 @@ def chosen_on_validation(module: nn.Module, output: str, meta: dict, data: DataS
     if rule:
         chosen.threshold, chosen.rule = choose_threshold(probs[:, 1], labels, rule), str(rule)
         if chosen.threshold > 1:  # the rule did best by calling nothing positive
-            warnings.warn(f"the threshold '{rule}' picks on the run's validation split is above 1: no input will "
-                          "ever be called positive (the model does not rank the validation split's positives above "
-                          "its negatives); choose another model or rule, or train further", PeerdistillWarning,
-                          stacklevel=2)
+            warn_user(f"the threshold '{rule}' picks on the run's validation split is above 1: no input will "
+                      "ever be called positive (the model does not rank the validation split's positives above "
+                      "its negatives); choose another model or rule, or train further")
     return chosen
 
 

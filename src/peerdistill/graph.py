@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from .config import (PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validation_error, unread_distill_keys,
                      unread_edge_keys)
 from .connectors import Connector
-from .errors import ConfigError, PeerdistillWarning
+from .errors import ConfigError, warn_user
 from .values import is_finite_number
 from .losses import (attention_transfer, combine_soft_targets, confidence_weights, decoupled_kd, fitnet_hint,
                      similarity_preserving, soft_kl)
@@ -273,10 +272,10 @@ class KnowledgeGraph:
         self.logit_distiller = logit_distiller
         self.pair_node_size = pair_node_size
         if supervised_weights is None and any(e.kind == "kl" and "@" in e.target for e in self.edges):
-            warnings.warn("edges into self-distillation heads, and no supervised_weights: each head's own "
-                          "cross-entropy weighs 1, where the self preset (Be Your Own Teacher) weighs it 1 - "
-                          "self_alpha; build the graph with KnowledgeGraph.from_preset(...) as a config does, or "
-                          "pass supervised_weights= (a dict, {} for 1 everywhere)", PeerdistillWarning, stacklevel=2)
+            warn_user("edges into self-distillation heads, and no supervised_weights: each head's own "
+                      "cross-entropy weighs 1, where the self preset (Be Your Own Teacher) weighs it 1 - "
+                      "self_alpha; build the graph with KnowledgeGraph.from_preset(...) as a config does, or "
+                      "pass supervised_weights= (a dict, {} for 1 everywhere)")
         self.supervised_weights = dict(supervised_weights or {})
         if teacher_weighting not in ("weighted", "confidence"):
             raise ConfigError(f"teacher_weighting must be 'weighted' or 'confidence', not '{teacher_weighting}'")
@@ -354,10 +353,10 @@ class KnowledgeGraph:
         targets = {e.target for e in self.edges}
         untaught = [head for m in cohort.members if m.trainable for head in m.output_names()[1:] if head not in targets]
         if untaught:
-            warnings.warn(f"self-distillation heads {untaught} learn from no edge (only from their own labels): "
-                          "add edges into them (target: the head's name), or let a preset add them: in a config, "
-                          "any preset but custom; in Python, KnowledgeGraph.from_preset(..., heads={m.name: "
-                          "m.head_layers for m in cohort.members})", PeerdistillWarning, stacklevel=3)
+            warn_user(f"self-distillation heads {untaught} learn from no edge (only from their own labels): "
+                      "add edges into them (target: the head's name), or let a preset add them: in a config, "
+                      "any preset but custom; in Python, KnowledgeGraph.from_preset(..., heads={m.name: "
+                      "m.head_layers for m in cohort.members})")
 
     @staticmethod
     def _check_feature_ends(edge: Edge, cohort: "Cohort") -> None:
@@ -487,9 +486,8 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {e.name}: kind 'dkd' splits class vectors [B, C] into the true class and "
                                   "the others; these models output maps (use kl for segmentation)")
             if e.kind == "dkd" and out.logits[e.target].shape[-1] == 2:
-                warnings.warn(f"edge {e.name}: with two classes there is one non-target class and no distribution "
-                              "among non-target classes to decouple: decoupled KD is then the softened KL (kl)",
-                              PeerdistillWarning, stacklevel=2)
+                warn_user(f"edge {e.name}: with two classes there is one non-target class and no distribution "
+                          "among non-target classes to decouple: decoupled KD is then the softened KL (kl)")
             if e.kind in DENSE_KINDS and not e.on_features and out.logits[e.target].ndim != 4:
                 raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares dense [B, C, H, W] maps; "
                                   "these models output class vectors (use it for segmentation; a preset adds "

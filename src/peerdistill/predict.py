@@ -8,7 +8,6 @@ import csv
 import hashlib
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, che
 from .engine.evaluate import windowed
 from .engine.tta import tta_flips
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
-from .errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
+from .errors import CheckpointError, ConfigError, DataError, warn_user
 from .pictures import visible_levels
 from .predict_inputs import Inputs, read_inputs
 from .runs import run_data_places
@@ -215,12 +214,12 @@ def _say_if_narrower_than_training(read: Inputs, profile: dict | None) -> None:
     if len(narrow):
         i = int(narrow[0])
         image = read.images[i]
-        warnings.warn(f"{len(narrow)} of {len(read.names)} inputs vary in intensity far less than the training images "
-                      f"and lie at other levels (e.g. '{read.names[i]}': values {image.min():.3g} to "
-                      f"{image.max():.3g}, mean {means[i]:.3g}, a spread of {spreads[i]:.3g} between its 1st and 99th "
-                      f"percentile, where 99% of the training images spread over at least "
-                      f"{profile['image_spreads'][0]:.3g} and have means of {profile['image_means'][0]:.3g} to "
-                      f"{profile['image_means'][1]:.3g}): {ANOTHER_SCALE_ADVICE}", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(narrow)} of {len(read.names)} inputs vary in intensity far less than the training images "
+                  f"and lie at other levels (e.g. '{read.names[i]}': values {image.min():.3g} to "
+                  f"{image.max():.3g}, mean {means[i]:.3g}, a spread of {spreads[i]:.3g} between its 1st and 99th "
+                  f"percentile, where 99% of the training images spread over at least "
+                  f"{profile['image_spreads'][0]:.3g} and have means of {profile['image_means'][0]:.3g} to "
+                  f"{profile['image_means'][1]:.3g}): {ANOTHER_SCALE_ADVICE}")
 
 
 def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
@@ -235,11 +234,10 @@ def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
                   size[1] / image.shape[1]) >= 2]
     if off:
         name, (h, w) = off[0]
-        warnings.warn(f"{len(off)} of {len(read.names)} inputs are of another scale than the {size[0]}x{size[1]} "
-                      f"images the model was trained on ('{name}' is {h}x{w}), and are predicted at their own size, "
-                      "as the run records no resize (data.image_size) or sliding window to repeat: resize them to "
-                      f"{size[0]}x{size[1]} as in training, and the masks come back at that size",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(off)} of {len(read.names)} inputs are of another scale than the {size[0]}x{size[1]} "
+                  f"images the model was trained on ('{name}' is {h}x{w}), and are predicted at their own size, "
+                  "as the run records no resize (data.image_size) or sliding window to repeat: resize them to "
+                  f"{size[0]}x{size[1]} as in training, and the masks come back at that size")
 
 
 def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
@@ -262,11 +260,11 @@ def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
             far.append((name, pixels))
     if far:
         name, pixels = far[0]
-        warnings.warn(f"{len(far)} of {len(read.names)} inputs lie far outside the intensities the model learnt "
-                      f"from (e.g. '{name}': values {pixels.min():.4g} to {pixels.max():.4g}, against its training "
-                      f"data's mean {float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity scale? "
-                      "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, "
-                      "other types are kept as they are", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(far)} of {len(read.names)} inputs lie far outside the intensities the model learnt "
+                  f"from (e.g. '{name}': values {pixels.min():.4g} to {pixels.max():.4g}, against its training "
+                  f"data's mean {float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity scale? "
+                  "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, "
+                  "other types are kept as they are")
 
 
 def _say_if_unlike_what_the_models_saw(read: Inputs, seen: dict | None) -> None:
@@ -285,12 +283,12 @@ def _say_if_unlike_what_the_models_saw(read: Inputs, seen: dict | None) -> None:
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
     if unlike_seen(mean, std, seen):
-        warnings.warn(f"the inputs have mean / std {per_channel(mean, std)} per channel as read (image files on "
-                      f"[0, 1], an .npz's float arrays as they are) and given to the model, which saw "
-                      f"{per_channel(seen['mean'], seen['std'])} in training (its first validation batch, as the Dataset "
-                      "it was trained from prepared it): a run trained from a Dataset keeps no normalisation to "
-                      "apply, so if the Dataset normalised or rescaled its images, give predict an .npz of images "
-                      "prepared that way", PeerdistillWarning, stacklevel=3)
+        warn_user(f"the inputs have mean / std {per_channel(mean, std)} per channel as read (image files on "
+                  f"[0, 1], an .npz's float arrays as they are) and given to the model, which saw "
+                  f"{per_channel(seen['mean'], seen['std'])} in training (its first validation batch, as the Dataset "
+                  "it was trained from prepared it): a run trained from a Dataset keeps no normalisation to "
+                  "apply, so if the Dataset normalised or rescaled its images, give predict an .npz of images "
+                  "prepared that way")
 
 
 def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
@@ -374,13 +372,11 @@ def _say_how_dicom_was_read(dicom, info: dict, model_path: Path) -> None:
     if not dicom.files():
         return
     if "dicom_window" not in info:  # an export written before it recorded the window
-        warnings.warn(f"'{sidecar_path(model_path)}' does not say which DICOM window training read its images "
-                      "through, so the DICOM inputs are read through their own windows: export the run again",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"'{sidecar_path(model_path)}' does not say which DICOM window training read its images "
+                  "through, so the DICOM inputs are read through their own windows: export the run again")
     elif info["dicom_window"] is not None and dicom.share_at_ends() > SATURATED:
-        warnings.warn(f"the run's DICOM window {list(info['dicom_window'])} puts {dicom.share_at_ends():.0%} of the "
-                      "inputs' pixels at black or white: are these images of the kind the run was trained on?",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"the run's DICOM window {list(info['dicom_window'])} puts {dicom.share_at_ends():.0%} of the "
+                  "inputs' pixels at black or white: are these images of the kind the run was trained on?")
 
 
 def _checked_window(info: dict, side: Path) -> None:
@@ -419,8 +415,8 @@ def _onnx_model(path: Path):
                               "model; export it again") from None
     _check_graph_fits(session, info, path, side)
     if info.get("run_finished") is False:  # (older exports do not say)
-        warnings.warn(f"'{path}' was exported from a run that had not finished: the weights of its best epoch at "
-                      "the time (export it again once the run is finished)", PeerdistillWarning, stacklevel=3)
+        warn_user(f"'{path}' was exported from a run that had not finished: the weights of its best epoch at "
+                  "the time (export it again once the run is finished)")
     window = (info["window"],) * 2 if info.get("window") else None
     if info["task"] == "detection":
         from .runs import task_for

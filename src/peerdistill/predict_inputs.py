@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,7 +14,7 @@ from .data.image_io import (LOOKED_FOR, image_files, image_id, read_image, resiz
                             subfolders_with_images)
 from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
-from .errors import DataError, PeerdistillWarning
+from .errors import DataError, PeerdistillWarning, warn_user
 
 
 class Inputs(NamedTuple):
@@ -80,8 +79,8 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                 resized = size is not None and tuple(size) != (height, width)
                 originals.append(read() if resized else arrays[-1])
     if repeated:
-        warnings.warn(PeerdistillWarning(f"{len(repeated)} input{'s were' if len(repeated) > 1 else ' was'} named "
-                                         f"more than once (e.g. '{repeated[0]}'): each is predicted once"), stacklevel=2)
+        warn_user(PeerdistillWarning(f"{len(repeated)} input{'s were' if len(repeated) > 1 else ' was'} named "
+                                     f"more than once (e.g. '{repeated[0]}'): each is predicted once"))
     _say_what_changed(names, sizes, converted, channels, None if trained_resized else size)
     return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
 
@@ -99,14 +98,14 @@ def _say_what_changed(names: list[str], sizes: list[tuple[int, int]], converted:
     if converted:
         how = ("colour images read as grey, for a model that learnt from grey ones" if channels == 1 else
                "grey images read as colour (one channel repeated), for a model that learnt from colour ones only")
-        warnings.warn(f"{len(converted)} of {len(names)} inputs are {how} (e.g. '{converted[0]}'): check they are "
-                      "the kind of image it learnt from", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(converted)} of {len(names)} inputs are {how} (e.g. '{converted[0]}'): check they are "
+                  "the kind of image it learnt from")
     other = [(n, s) for n, s in zip(names, sizes) if size is not None and tuple(s) != tuple(size)]
     if other:
         name, (h, w) = other[0]
-        warnings.warn(f"{len(other)} of {len(names)} inputs differ in size from the model's {size[0]}x{size[1]} "
-                      f"input and were resized to it (e.g. '{name}', {h}x{w}): check they are the kind of image "
-                      "it learnt from", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(other)} of {len(names)} inputs differ in size from the model's {size[0]}x{size[1]} "
+                  f"input and were resized to it (e.g. '{name}', {h}x{w}): check they are the kind of image "
+                  "it learnt from")
 
 
 def _npz_images(path: Path) -> np.ndarray:
@@ -135,6 +134,6 @@ def _warn_of_images_in_subfolders(folder: Path) -> None:
     """A folder's images are read, not its subfolders': said, not left out unseen."""
     holding = [sub.name for sub, _ in subfolders_with_images(folder)]
     if holding:
-        warnings.warn(f"subfolder(s) of '{folder}' hold images that are not read ({', '.join(holding[:3])}"
-                      f"{', ...' if len(holding) > 3 else ''}): predict reads the images directly in a folder; give "
-                      "the subfolders as inputs too", PeerdistillWarning, stacklevel=3)
+        warn_user(f"subfolder(s) of '{folder}' hold images that are not read ({', '.join(holding[:3])}"
+                  f"{', ...' if len(holding) > 3 else ''}): predict reads the images directly in a folder; give "
+                  "the subfolders as inputs too")

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
 from .engine.tta import tta_flips, with_tta
-from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, PeerdistillWarning, SplitError
+from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, SplitError, warn_user
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -54,7 +53,7 @@ def unfinished_note(run_dir: str | Path) -> str | None:
 
 def warn_if_unfinished(run_dir: str | Path) -> None:
     if (note := unfinished_note(run_dir)) is not None:
-        warnings.warn(note, PeerdistillWarning, stacklevel=3)
+        warn_user(note)
 
 
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
@@ -92,14 +91,13 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
     run = RunDir.open(run_dir)
     meta = run.meta()
     if (run.path / REPLACE_MARK).is_file():  # an interrupted compare --overwrite has yet to train it again
-        warnings.warn(f"'{run.path}' is marked for replacement by a compare --overwrite that was interrupted: its "
-                      "models are still those of the comparison's former config; run that compare command again "
-                      f"to replace it, or delete the file {REPLACE_MARK} in it to keep it", PeerdistillWarning,
-                      stacklevel=3)
+        warn_user(f"'{run.path}' is marked for replacement by a compare --overwrite that was interrupted: its "
+                  "models are still those of the comparison's former config; run that compare command again "
+                  f"to replace it, or delete the file {REPLACE_MARK} in it to keep it")
     in_training = run_lock.is_held(run.path)
     if in_training:
-        warnings.warn(f"'{run.path}' is being trained right now: its models are those of its best epoch so far, not "
-                      "its final ones; read it again when its training ends", PeerdistillWarning, stacklevel=3)
+        warn_user(f"'{run.path}' is being trained right now: its models are those of its best epoch so far, not "
+                  "its final ones; read it again when its training ends")
     unknown = sorted(set(modules or {}) - {e["name"] for e in meta["members"]})
     if unknown:
         raise CheckpointError(f"modules= names {unknown}, which '{run.path}' does not hold "
@@ -154,10 +152,10 @@ def _warn_of_fitting_on_what_is_scored(own: DataSplits, data: DataSplits, split:
         return
     fitted = " and ".join(what for what, asked in (("the operating point's threshold", threshold),
                                                    ("the temperature", temperature)) if asked)
-    warnings.warn(f"{fitted} {'are' if threshold and temperature else 'is'} fitted on the run's validation split, "
-                  f"and {overlap:,} of the {len(scored):,} samples of the {split} split scored here are in it: the "
-                  "op_ and cal_ figures are in-sample and overstate how the fit holds on unseen images; read them "
-                  "on the test split", PeerdistillWarning, stacklevel=3)
+    warn_user(f"{fitted} {'are' if threshold and temperature else 'is'} fitted on the run's validation split, "
+              f"and {overlap:,} of the {len(scored):,} samples of the {split} split scored here are in it: the "
+              "op_ and cal_ figures are in-sample and overstate how the fit holds on unseen images; read them "
+              "on the test split")
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpec | dict | None = None,
@@ -454,9 +452,9 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
     else:
         check_unchanged(meta, data)
         return data
-    warnings.warn(f"the run's data is no longer at '{saved.root}': its validation split (where the threshold or "
-                  f"temperature is chosen) is taken from '{given.root}', the same data moved; if that is another "
-                  "set, put the run's own data back where training read it", PeerdistillWarning, stacklevel=3)
+    warn_user(f"the run's data is no longer at '{saved.root}': its validation split (where the threshold or "
+              f"temperature is chosen) is taken from '{given.root}', the same data moved; if that is another "
+              "set, put the run's own data back where training read it")
     return built if built is not None else build_data(given, stats=run_stats(meta))
 
 

@@ -10,7 +10,6 @@ no figure is taken for a held-out one when it is not.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from .data.image_profile import (ANOTHER_SCALE_ADVICE, NARROW_SHARE, narrower_th
                                  unstandardised_chunks)
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .engine.artifacts import read_json
-from .errors import CheckpointError, DataError, PeerdistillWarning
+from .errors import CheckpointError, DataError, warn_user
 from .per_sample import sample_names
 
 
@@ -85,10 +84,10 @@ def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:
     """Other data given as one set is cut into splits as training cut the run's: a user scoring
     an external set learns that only a part of it is scored, and how to score all of it."""
     if split != "all" and data.info.get("cut_from_one_set"):
-        warnings.warn(f"the data given is cut into train, val and test as training cut the run's: its {split} split "
-                      f"holds {scored} of its {len(data.split('all'))} samples; --split all scores every one (for an "
-                      "external test set; not for the run's own data moved elsewhere, whose other splits it trained "
-                      "on)", PeerdistillWarning, stacklevel=4)
+        warn_user(f"the data given is cut into train, val and test as training cut the run's: its {split} split "
+                  f"holds {scored} of its {len(data.split('all'))} samples; --split all scores every one (for an "
+                  "external test set; not for the run's own data moved elsewhere, whose other splits it trained "
+                  "on)")
 
 
 def seen_in_training(run_dir: str | Path, scored: Any, kept: bool = False) -> list[int] | None:
@@ -101,17 +100,16 @@ def seen_in_training(run_dir: str | Path, scored: Any, kept: bool = False) -> li
         return None
     if not path.is_file():
         if kept:
-            warnings.warn(f"'{path}' is missing (run.json says the run kept it), so the scored inputs are not "
-                          "checked against the ones the run trained on; the figures are scored as usual",
-                          PeerdistillWarning, stacklevel=4)
+            warn_user(f"'{path}' is missing (run.json says the run kept it), so the scored inputs are not "
+                      "checked against the ones the run trained on; the figures are scored as usual")
         return None
     try:
         seen = read_digests(read_json(path))
     except CheckpointError:
         seen = None
     if seen is None:
-        warnings.warn(f"'{path}' is damaged, so the scored inputs are not checked against the ones the run trained "
-                      "on; the figures are scored as usual", PeerdistillWarning, stacklevel=4)
+        warn_user(f"'{path}' is damaged, so the scored inputs are not checked against the ones the run trained "
+                  "on; the figures are scored as usual")
         return None
     return seen_rows(scored.x, seen)
 
@@ -124,10 +122,9 @@ def _warn_if_trained_on_inputs(repeated: list[int] | None, count: int, names: tu
         column, each = names if names is not None and len(names[1]) == count else ("sample", None)
         named = [each[i] if column == "file" else f"{column} {each[i] if each else i}" for i in repeated]
         shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
-        warnings.warn(f"{len(repeated)} of {count} scored inputs are identical to inputs the run trained on "
-                      f"({shown}; its training images saved anew?): their figures are not held out; score images "
-                      "the run has not seen (--per-sample marks each: seen_in_training)", PeerdistillWarning,
-                      stacklevel=4)
+        warn_user(f"{len(repeated)} of {count} scored inputs are identical to inputs the run trained on "
+                  f"({shown}; its training images saved anew?): their figures are not held out; score images "
+                  "the run has not seen (--per-sample marks each: seen_in_training)")
 
 
 def _warn_of_whole_own_data(counts: dict[str, int]) -> None:
@@ -135,9 +132,8 @@ def _warn_of_whole_own_data(counts: dict[str, int]) -> None:
     and validation samples too."""
     train, val, test = (counts.get(split, 0) for split in ("train", "val", "test"))
     if train or val:
-        warnings.warn(f"the all split of the run's own data holds its {train} training and {val} validation samples "
-                      f"beside its {test} test ones, so these figures are not held out: score its test split instead",
-                      PeerdistillWarning, stacklevel=4)
+        warn_user(f"the all split of the run's own data holds its {train} training and {val} validation samples "
+                  f"beside its {test} test ones, so these figures are not held out: score its test split instead")
 
 
 # the folders under a data root that hold its images (beside the root itself)
@@ -201,11 +197,10 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
                         "run eval from the folder training ran in, or give the place, peerdistill eval RUN_DIR "
                         "data.root=PATH")
     if other_bytes and before == now:  # warned, not refused: the same arrays saved anew differ in bytes too
-        warnings.warn(f"the run's data at '{root}' is not byte for byte the archive training read (its SHA-256 "
-                      "differs from run.json's data_info.sha256): if its arrays changed, its splits hold other images "
-                      "than the run's, and its test split may hold images the run trained on; put back the archive "
-                      "it was trained on (if it was only saved anew, the figures stand)", PeerdistillWarning,
-                      stacklevel=3)
+        warn_user(f"the run's data at '{root}' is not byte for byte the archive training read (its SHA-256 "
+                  "differs from run.json's data_info.sha256): if its arrays changed, its splits hold other images "
+                  "than the run's, and its test split may hold images the run trained on; put back the archive "
+                  "it was trained on (if it was only saved anew, the figures stand)")
     if before and before != now:
         raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training (split sizes "
                         f"{now}, {before} in its run.json): its splits are no longer the run's, and a training "
@@ -220,9 +215,9 @@ def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[
     window, now = trained.get("dicom_window"), spec.dicom_window
     if window and (now is None or list(now) != list(window)) and info.get("dicom_files", 1):
         through = f"data.dicom_window {list(now)}" if now else "each file's own window"
-        warnings.warn(f"the run was trained on DICOM images through data.dicom_window {list(window)}; these are read "
-                      f"through {through}, so the models see them otherwise than in training: set "
-                      f"data.dicom_window={list(window)} to score them as trained", PeerdistillWarning, stacklevel=4)
+        warn_user(f"the run was trained on DICOM images through data.dicom_window {list(window)}; these are read "
+                  f"through {through}, so the models see them otherwise than in training: set "
+                  f"data.dicom_window={list(window)} to score them as trained")
 
 
 def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
@@ -240,38 +235,36 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
             return
         mean, std = scored.x.mean(dim=(0, 2, 3)).tolist(), scored.x.std(dim=(0, 2, 3)).tolist()
         if unlike_seen(mean, std, seen):
-            warnings.warn(f"the scored images have mean / std {per_channel(mean, std)} per channel as read and given "
-                          f"to the models, which saw {per_channel(seen['mean'], seen['std'])} in training (its first "
-                          "validation batch, as the Dataset it was trained from prepared it): a run trained from a "
-                          "Dataset keeps no normalisation to apply, so score them through a Dataset that prepares "
-                          "them as in training (evaluate_run(..., data=DataSplits(...)))",
-                          PeerdistillWarning, stacklevel=4)
+            warn_user(f"the scored images have mean / std {per_channel(mean, std)} per channel as read and given "
+                      f"to the models, which saw {per_channel(seen['mean'], seen['std'])} in training (its first "
+                      "validation batch, as the Dataset it was trained from prepared it): a run trained from a "
+                      "Dataset keeps no normalisation to apply, so score them through a Dataset that prepares "
+                      "them as in training (evaluate_run(..., data=DataSplits(...)))")
         return
     trained = meta.get("data_info") or {}
     # (a share of grey training images, recorded since it was, says the run learnt from some too)
     if trained.get("grey_read_as_colour") is False and not trained.get("grey_share") and \
             grey_read_as_colour(scored, meta["data_stats"]):
-        warnings.warn("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
-                      "images: the models see them otherwise than in training; check they are the kind of image it "
-                      "learnt from", PeerdistillWarning, stacklevel=4)
+        warn_user("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
+                  "images: the models see them otherwise than in training; check they are the kind of image it "
+                  "learnt from")
     figures = [per_image_figures(part) for part in unstandardised_chunks(scored, meta["data_stats"])]
     lows, highs = (np.concatenate([f[k] for f in figures]) for k in (1, 2))
     narrow = int(narrower_than_training(lows, highs, trained).sum())
     if narrow:
-        warnings.warn(f"{narrow} of the {len(lows)} scored images vary in intensity far less than the training "
-                      f"images and lie at other levels (a spread between their 1st and 99th percentile below "
-                      f"{NARROW_SHARE:g} times the {trained['image_spreads'][0]:.3g} that 99% of the training images "
-                      f"reach, and all of their values outside the training images' mean levels, "
-                      f"{trained['image_means'][0]:.3g} to {trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
-                      f"{ANOTHER_SCALE_ADVICE}", PeerdistillWarning, stacklevel=4)
+        warn_user(f"{narrow} of the {len(lows)} scored images vary in intensity far less than the training "
+                  f"images and lie at other levels (a spread between their 1st and 99th percentile below "
+                  f"{NARROW_SHARE:g} times the {trained['image_spreads'][0]:.3g} that 99% of the training images "
+                  f"reach, and all of their values outside the training images' mean levels, "
+                  f"{trained['image_means'][0]:.3g} to {trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
+                  f"{ANOTHER_SCALE_ADVICE}")
     mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
     if bool(off_scale(mean, std, 0.0, 1.0).any()):  # the run's own data standardised: about 0 / 1
         shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))
-        warnings.warn(f"the scored images, standardised by the run's training statistics, have mean / std {shown} "
-                      "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "
-                      "0-255 float arrays beside 8-bit images, other bit depths, another normalisation), so the "
-                      "models see them otherwise than in training; store them as the run's data was stored",
-                      PeerdistillWarning, stacklevel=4)
+        warn_user(f"the scored images, standardised by the run's training statistics, have mean / std {shown} "
+                  "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "
+                  "0-255 float arrays beside 8-bit images, other bit depths, another normalisation), so the "
+                  "models see them otherwise than in training; store them as the run's data was stored")
 
 
 def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str, how: str) -> None:
@@ -291,9 +284,8 @@ def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: 
     overlap = len((set(names[1]) & set(seen[1])) - held_out)
     if not overlap:
         return
-    warnings.warn(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the run "
-                  f"(its own data, '{scored['source']}'), so these figures are not held out: {how}",
-                  PeerdistillWarning, stacklevel=4)
+    warn_user(f"{overlap} of {len(names[1])} samples of the scored {split} split are training samples of the run "
+              f"(its own data, '{scored['source']}'), so these figures are not held out: {how}")
 
 
 def _is_run_source(scored: dict[str, Any], trained: dict[str, Any], trained_root: str | None) -> bool:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from ..config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, apply_overrides,
                       format_validation_error, load_yaml, saved_data_section, without_other_kinds_keys)
-from ..errors import ConfigError, PeerdistillWarning
+from ..errors import ConfigError, warn_user
 from ..json_files import read_json
 from .consoles import console, err_console
 from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
@@ -124,16 +123,15 @@ def _warn_of_data_keys_read_otherwise(section: dict, saved: dict, given: set[str
     changing) how training read its data, is said, not dropped in silence."""
     unused = sorted(k for k in given if k in UNUSED_BY_EVAL)
     if unused:
-        warnings.warn(f"eval does not use {', '.join('data.' + k for k in unused)}: it reads data with the run's own "
-                      "normalisation statistics and window, and does not augment, weight or cut it into patches",
-                      PeerdistillWarning, stacklevel=2)
+        warn_user(f"eval does not use {', '.join('data.' + k for k in unused)}: it reads data with the run's own "
+                  "normalisation statistics and window, and does not augment, weight or cut it into patches")
     changed = [k for k in READING_KEYS if whole_section and saved.get(k) not in (None, False)
                and section.get(k) != saved[k]]
     if changed:
         shown = "; ".join(f"data.{k} is {section.get(k)!r}, in training {saved[k]!r}" for k in changed)
-        warnings.warn(f"--data reads its data otherwise than training read the run's ({shown}): what is read or "
-                      "counted differs (a region of interest left out counts the pixels outside it); give those keys "
-                      "to score it as the run was scored", PeerdistillWarning, stacklevel=2)
+        warn_user(f"--data reads its data otherwise than training read the run's ({shown}): what is read or "
+                  "counted differs (a region of interest left out counts the pixels outside it); give those keys "
+                  "to score it as the run was scored")
 
 
 def _data_section(path: str) -> dict:

@@ -21,13 +21,12 @@ import os
 import posixpath
 import reprlib
 import unicodedata
-import warnings
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import torch
 
-from ..errors import DataError, PeerdistillWarning, SplitError
+from ..errors import DataError, SplitError, warn_user
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
                        image_size, read_image, read_mask_values, refuse_images_in_subfolders)
@@ -216,8 +215,8 @@ class _BadBoxes:
                 "than cut or drop them)" if looks_so else "")
         info = {}
         if self.clipped:
-            warnings.warn(f"{self.clipped} box(es) in {self.source} reaching outside their image cut to it "
-                          f"(data.bad_boxes=clip){hint}", PeerdistillWarning, stacklevel=3)
+            warn_user(f"{self.clipped} box(es) in {self.source} reaching outside their image cut to it "
+                      f"(data.bad_boxes=clip){hint}")
             info["clipped_bad_boxes"] = self.clipped
             hint = ""
         if not self.found:
@@ -228,8 +227,8 @@ class _BadBoxes:
             raise DataError(f"{len(self.found)} box(es) in {self.source} without area or outside their image: "
                             f"{named}.{hint} Correct them, or set data.bad_boxes=skip to leave them out (clip: cut "
                             "the ones reaching outside to the image)")
-        warnings.warn(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes={self.policy}): "
-                      f"{named}{hint}", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes={self.policy}): "
+                  f"{named}{hint}")
         return {**info, "skipped_bad_boxes": len(self.found)}
 
     def left_out(self) -> str:
@@ -391,8 +390,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         if box is not None:
             kept.append((image_id, ann["category_id"], box, (width, height), _is_crowd(ann, where)))
     if from_polygons:
-        warnings.warn(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
-                      "polygon 'segmentation'", PeerdistillWarning, stacklevel=2)
+        warn_user(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
+                  "polygon 'segmentation'")
     # The files and their sizes before the boxes are judged: a width and height swapped (or a
     # photo turned by its EXIF tag) puts boxes outside "their image", and the advice to skip or
     # clip those would drop true boxes before the real cause is named.
@@ -410,9 +409,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     used = {category for _, category, *_ in kept}  # after bad boxes are left out, as box_json counts
     crowd_only = sorted(str(name_of[c]) for c in used - {category for _, category, _, _, crowd in kept if not crowd})
     if crowd_only:
-        warnings.warn(f"the categories {crowd_only} of {source} have crowd regions only: classes no box teaches "
-                      "(their AP is n/a); give them annotated objects, or leave them out of the file",
-                      PeerdistillWarning, stacklevel=2)
+        warn_user(f"the categories {crowd_only} of {source} have crowd regions only: classes no box teaches "
+                  "(their AP is n/a); give them annotated objects, or leave them out of the file")
     categories = [c for c in listed if c["id"] in used]
     label_of = {c["id"]: k for k, c in enumerate(categories)}
     per_image: dict = {i: [] for i in images}
@@ -443,9 +441,8 @@ def _once_each(kept: list[tuple], images: dict, source: str, info: dict) -> list
             unique[key] = row
     if repeats:
         info["repeated_annotations"] = len(repeats)
-        warnings.warn(f"{len(repeats)} annotation(s) in {source} repeat another of the same image exactly (category "
-                      f"and box; the first in '{images[repeats[0]]['file_name']}'): each is kept once",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(repeats)} annotation(s) in {source} repeat another of the same image exactly (category "
+                  f"and box; the first in '{images[repeats[0]]['file_name']}'): each is kept once")
     return list(unique.values())
 
 
@@ -469,9 +466,8 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
     inside = {i: loc.startswith(base + os.sep) for i, loc in located.items()}
     outside = [images[i]["file_name"] for i in images if not inside[i]]
     if outside:
-        warnings.warn(f"{len(outside)} file_name(s) in {source} reach out of data.images ('{images_dir}') "
-                      f"({_some(outside)}): read from there; keep a data set's images under its data.images",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(outside)} file_name(s) in {source} reach out of data.images ('{images_dir}') "
+                  f"({_some(outside)}): read from there; keep a data set's images under its data.images")
     listed = {unicodedata.normalize("NFC", loc) for loc in located.values()}
     beside = {os.path.dirname(loc) for i, loc in located.items() if inside[i]}  # not a whole tree
     unlisted = sorted(os.path.relpath(entry.path, base) for folder in beside for entry in os.scandir(folder)
@@ -479,8 +475,8 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
                       and entry.is_file() and unicodedata.normalize("NFC", entry.path) not in listed)
     if unlisted:
         info["skipped_without_entry"] = len(unlisted)
-        warnings.warn(f"{len(unlisted)} image files in '{images_dir}' are not listed in {source}'s 'images' "
-                      f"({_some(unlisted)}): left out", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(unlisted)} image files in '{images_dir}' are not listed in {source}'s 'images' "
+                  f"({_some(unlisted)}): left out")
     return paths
 
 
@@ -508,22 +504,20 @@ def _warn_of_label_slips(labels: list, source: str, label_key: str) -> None:
     slips = [sorted(names) for names in alike.values() if len(names) > 1]
     if slips:
         shown = "; ".join(", ".join(f"'{n}' ({counts[n]} boxes)" for n in names) for names in slips)
-        warnings.warn(f"labels of {source} that differ only in case or spaces are different classes: {shown}; if "
-                      f"they are one class, write its '{label_key}' alike", PeerdistillWarning, stacklevel=3)
+        warn_user(f"labels of {source} that differ only in case or spaces are different classes: {shown}; if "
+                  f"they are one class, write its '{label_key}' alike")
     kinds = {"numbers" if isinstance(label, (int, float)) else "text" for label in labels}
     if len(kinds) > 1:
         numbers = sorted({str(label) for label in labels if isinstance(label, (int, float))})
-        warnings.warn(f"labels of {source} mix numbers ({', '.join(numbers[:5])}) and text: the classes are the "
-                      f"labels as text ({sorted(counts)}); give every '{label_key}' as the class's name",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"labels of {source} mix numbers ({', '.join(numbers[:5])}) and text: the classes are the "
+                  f"labels as text ({sorted(counts)}); give every '{label_key}' as the class's name")
     # fewer boxes than the three splits, beside a class with ten times as many: a slip, or a class
     # that cannot be both learnt and scored
     few = sorted(name for name, n in counts.items() if n < 3 and max(counts.values()) >= 10 * n)
     if few:
-        warnings.warn(f"classes of {source} with fewer than 3 boxes, too few to be in the training split and in the "
-                      f"scored ones (their AP is n/a, or from one box): "
-                      f"{', '.join(f'{n!r} ({counts[n]})' for n in few)}; a slip in a label makes such a class",
-                      PeerdistillWarning, stacklevel=3)
+        warn_user(f"classes of {source} with fewer than 3 boxes, too few to be in the training split and in the "
+                  f"scored ones (their AP is n/a, or from one box): "
+                  f"{', '.join(f'{n!r} ({counts[n]})' for n in few)}; a slip in a label makes such a class")
 
 
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
@@ -594,7 +588,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
         if left_out:
-            warnings.warn(f"{len(left_out)} {what} ({_some(left_out)}): left out", PeerdistillWarning, stacklevel=2)
+            warn_user(f"{len(left_out)} {what} ({_some(left_out)}): left out")
     return x, pad_targets(targets), names, ids, info
 
 
@@ -665,9 +659,9 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
     data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in ("train", "val", "test"))
     val = data[1].y
     if len(val) and not (val[..., 0] >= 0).any():  # AP of no true box is undefined
-        warnings.warn(f"the val split ({len(val)} images) holds no box: val AP is n/a every epoch, so training "
-                      "cannot choose its best epoch by it (it keeps the last); give more annotated images, or a "
-                      "larger data.val_fraction or another data.split_seed", PeerdistillWarning, stacklevel=3)
+        warn_user(f"the val split ({len(val)} images) holds no box: val AP is n/a every epoch, so training "
+                  "cannot choose its best epoch by it (it keeps the last); give more annotated images, or a "
+                  "larger data.val_fraction or another data.split_seed")
     return data, {k: indices[k] for k in ("train", "val", "test")}
 
 

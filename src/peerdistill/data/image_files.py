@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
 from ..config import DataSpec
-from ..errors import DataError, PeerdistillWarning, SplitError
+from ..errors import DataError, SplitError, warn_user
 from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image
 from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups, share_count,
                      stratified_group_cut)
@@ -60,10 +59,10 @@ _IMAGE_FOLDER_NAMES = {"images", "image", "imgs", "img"}
 
 def _warn_if_images_beside_masks(classes: list[str], root: Path) -> None:
     if len(classes) > 1 and any(c.casefold() in _IMAGE_FOLDER_NAMES for c in classes):
-        warnings.warn(f"'{root}' has class folders {classes}: they look like a segmentation dataset's images and "
-                      "masks, which image_folder reads as classes (the models then learn to tell a picture from "
-                      "a mask): to train segmentation, set task: segmentation and data.kind: folders "
-                      "(docs/segmentation.md)", PeerdistillWarning, stacklevel=3)
+        warn_user(f"'{root}' has class folders {classes}: they look like a segmentation dataset's images and "
+                  "masks, which image_folder reads as classes (the models then learn to tell a picture from "
+                  "a mask): to train segmentation, set task: segmentation and data.kind: folders "
+                  "(docs/segmentation.md)")
 
 
 def _check_every_class_has_images(classes: list[str], labels: list[int], where: Path) -> None:

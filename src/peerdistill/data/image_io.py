@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, DataPlaceError, PeerdistillWarning
+from ..errors import DataError, DataPlaceError, warn_user
 from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom_image_by_content, read_dicom
 
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
@@ -96,9 +95,9 @@ def _warn_of_images_without_suffix(others: list[Path]) -> None:
                 continue
     if found:
         (first, fmt), *_ = found.items()
-        warnings.warn(f"{len(found)} file(s) in '{first.parent}' without an image suffix are images of another format "
-                      f"than DICOM ('{first.name}' is {fmt}) and are not read: give them their suffix "
-                      f"(.{str(fmt).lower()})", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{len(found)} file(s) in '{first.parent}' without an image suffix are images of another format "
+                  f"than DICOM ('{first.name}' is {fmt}) and are not read: give them their suffix "
+                  f"(.{str(fmt).lower()})")
 
 
 @contextlib.contextmanager
@@ -379,16 +378,16 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     out = [(m.values > threshold).astype(np.uint8) for m in masks]
     labels = sorted(set().union(*(np.unique(m.values).tolist() for m in masks)) - {0}) if threshold == 0 else []
     if len(labels) > 1:  # class indices of several classes, merged into one foreground
-        warnings.warn(f"with data.binary_masks, masks of the labels {labels[:8]}{' ...' if len(labels) > 8 else ''} are "
-                      "read as one foreground class (any value above 0): to keep their classes apart, drop "
-                      "data.binary_masks (the masks' values are then the classes)", PeerdistillWarning, stacklevel=3)
+        warn_user(f"with data.binary_masks, masks of the labels {labels[:8]}{' ...' if len(labels) > 8 else ''} are "
+                  "read as one foreground class (any value above 0): to keep their classes apart, drop "
+                  "data.binary_masks (the masks' values are then the classes)")
     if len(masks) > 1 and threshold and top and not any(o.any() for o in out):
         advice = ("0/1 masks saved as JPEG lose their labels to compression: save them as PNG"
                   if any(m.lossy for m in masks) and top <= 50 else
                   "save the masks as 0/1, or with the foreground at the top of their scale (255, or 65535 for "
                   "16-bit masks)")
-        warnings.warn(f"with data.binary_masks, no mask keeps a foreground pixel: foreground is a value {why}, and the "
-                      f"masks' largest value is {top}; {advice}", PeerdistillWarning, stacklevel=3)
+        warn_user(f"with data.binary_masks, no mask keeps a foreground pixel: foreground is a value {why}, and the "
+                  f"masks' largest value is {top}; {advice}")
     return out
 
 

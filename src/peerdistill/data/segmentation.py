@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import DataError, PeerdistillWarning, SplitError
+from ..errors import DataError, SplitError, warn_user
 from .dicom import dicom_size_and_spacing
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image,
@@ -115,10 +114,10 @@ def _warn_of_val_without_foreground(val: torch.Tensor) -> None:
     and 0 when the prediction alone does: on a val split without foreground an epoch that marks
     no pixel scores n/a, one marking a stray pixel 0, and n/a ranks last."""
     if len(val) and not has_foreground(val):
-        warnings.warn("the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch whose models mark "
-                      "any foreground and n/a in one whose models mark none, so they cannot choose the best epoch "
-                      "(n/a ranks last: a clean epoch would lose to one with stray pixels); give val images with the "
-                      "objects, or set train.monitor to ensemble/pixel_accuracy", PeerdistillWarning, stacklevel=3)
+        warn_user("the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch whose models mark "
+                  "any foreground and n/a in one whose models mark none, so they cannot choose the best epoch "
+                  "(n/a ranks last: a clean epoch would lose to one with stray pixels); give val images with the "
+                  "objects, or set train.monitor to ensemble/pixel_accuracy")
 
 
 def to_masks(array, name: str) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import NO_FOLD_KINDS, DataSpec
-from ..errors import ConfigError, DataError, DataPlaceError, PeerdistillWarning
+from ..errors import ConfigError, DataError, DataPlaceError, warn_user
 from .dicom import counting_dicom_reads
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, to_labels
 
@@ -130,18 +129,17 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
         data = load(spec, stats=stats)
     data.info["dicom_files"] = dicom.files()  # (the run records it; eval compares windows where it is not 0)
     if spec.dicom_window is not None and not dicom.files():
-        warnings.warn(f"data.dicom_window is set but the data at '{spec.root}' holds no DICOM file, so it windows "
-                      "nothing: drop it (other images are read on their own scale)", PeerdistillWarning, stacklevel=2)
+        warn_user(f"data.dicom_window is set but the data at '{spec.root}' holds no DICOM file, so it windows "
+                  "nothing: drop it (other images are read on their own scale)")
     elif spec.dicom_window is None and len(dicom.ways_scaled()) > 1:
         ways = ", ".join(f"{n} by {way}" for way, n in sorted(dicom.ways_scaled().items(), key=lambda w: (-w[1], w[0])))
-        warnings.warn(f"the DICOM images at '{spec.root}' are put on [0, 1] in different ways ({ways}), so the same "
-                      "tissue has different values in them: set data.dicom_window=[CENTER, WIDTH] to read every one "
-                      "through one window", PeerdistillWarning, stacklevel=2)
+        warn_user(f"the DICOM images at '{spec.root}' are put on [0, 1] in different ways ({ways}), so the same "
+                  "tissue has different values in them: set data.dicom_window=[CENTER, WIDTH] to read every one "
+                  "through one window")
     elif spec.dicom_window is not None and dicom.share_at_ends() > SATURATED:
-        warnings.warn(f"data.dicom_window {list(spec.dicom_window)} puts {dicom.share_at_ends():.0%} of the pixels "
-                      "of the DICOM images read at black or white, so the models see little of them: is the window "
-                      "[center, width] in the files' values after their rescale (CT: Hounsfield units)?",
-                      PeerdistillWarning, stacklevel=2)
+        warn_user(f"data.dicom_window {list(spec.dicom_window)} puts {dicom.share_at_ends():.0%} of the pixels "
+                  "of the DICOM images read at black or white, so the models see little of them: is the window "
+                  "[center, width] in the files' values after their rescale (CT: Hounsfield units)?")
     return data
 
 

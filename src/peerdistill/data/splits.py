@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, IterableDataset
 
-from ..errors import DataError, PeerdistillWarning, SplitError
+from ..errors import DataError, SplitError, warn_user
 from .digests import count_seen, row_digests
 from .image_profile import grey_images, unstandardised_chunks
 
@@ -469,8 +469,8 @@ def _warn_of_training_samples_in_test(train: TensorData, test: torch.Tensor) -> 
     hand): the test figures would then be training figures in part."""
     repeated = count_seen(test, set(train.digests())) if len(train) else 0
     if repeated:
-        warnings.warn(f"{repeated} of {len(test)} test inputs are identical to training inputs: their figures are "
-                      "not held out; save a test split of other images", PeerdistillWarning, stacklevel=4)
+        warn_user(f"{repeated} of {len(test)} test inputs are identical to training inputs: their figures are "
+                  "not held out; save a test split of other images")
 
 
 def off_scale(mean: torch.Tensor, std: torch.Tensor, ref_mean, ref_std) -> torch.Tensor:
@@ -495,10 +495,10 @@ def _warn_of_splits_on_another_scale(xs: list[torch.Tensor]) -> None:
         mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
         if bool((off_scale(mean, std, train_mean, train_std) & varied).any()):
             pairs = lambda m, s: ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(m.tolist(), s.tolist()))  # noqa: E731
-            warnings.warn(f"the {name} images, standardised as the training split is, have mean / std "
-                          f"{pairs(mean, std)} per channel where the training images have {pairs(train_mean, train_std)}:"
-                          " they are stored on another scale (uint8 is divided by 255, float arrays kept as they are: "
-                          "store every split alike)", PeerdistillWarning, stacklevel=4)
+            warn_user(f"the {name} images, standardised as the training split is, have mean / std "
+                      f"{pairs(mean, std)} per channel where the training images have {pairs(train_mean, train_std)}:"
+                      " they are stored on another scale (uint8 is divided by 255, float arrays kept as they are: "
+                      "store every split alike)")
 
 
 def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:

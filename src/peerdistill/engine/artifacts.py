@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..data.digests import DIGESTS_FILE
-from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError
+from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json  # noqa: F401 - imported from here across the package
 from ..values import is_count, is_finite_number
 from . import run_lock
@@ -422,8 +421,8 @@ class RunDir:
                 # A job requeued after being stopped in its first epoch runs the same command
                 # again: refusing it (and --resume, with no checkpoint) would need a script. Not
                 # where runs are not locked: a run in its first epoch elsewhere looks the same.
-                warnings.warn(PeerdistillWarning(f"'{path}' held a run stopped in its first epoch, before it kept "
-                                                 "anything (no checkpoint, no model): started again"), stacklevel=2)
+                warn_user(PeerdistillWarning(f"'{path}' held a run stopped in its first epoch, before it kept "
+                                             "anything (no checkpoint, no model): started again"))
                 overwrite = True
             if not overwrite:
                 if (path / RUN_FILE).is_file() and not (path / "checkpoints" / "last.pt").is_file() \
@@ -459,9 +458,9 @@ class RunDir:
             shutil.rmtree(trash)
             if moved:  # an export's default place is inside the run: said where it went
                 kept, names = moved
-                warnings.warn(PeerdistillWarning(
+                warn_user(PeerdistillWarning(
                     f"overwriting '{path}' moved what it held besides the run ({', '.join(names)}) to '{kept}': "
-                    "they belong to the old run; delete that folder once you no longer need them"), stacklevel=2)
+                    "they belong to the old run; delete that folder once you no longer need them"))
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -9,14 +9,13 @@ as it takes ``RunRecords``: they read its task, cohort, data batches and speed s
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
 from ..data import DataSplits, TensorData
 from ..data.digests import count_seen
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
-from ..errors import ConfigError, DataError, PeerdistillWarning
+from ..errors import ConfigError, DataError, warn_user
 
 
 class Preflight:
@@ -42,10 +41,10 @@ class Preflight:
         epochs = self.train_spec.epochs
         if self.graph.edges and 0 < epochs <= self.rampup_epochs:
             mean = sum(self._ramp(epochs * (k + 0.5) / 1000) for k in range(1000)) / 1000
-            warnings.warn(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
-                          f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
-                          f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
-                          "distill.rampup_epochs", PeerdistillWarning, stacklevel=2)
+            warn_user(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
+                      f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
+                      f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
+                      "distill.rampup_epochs")
         self._warn_if_standardised_off_scale(data)
         self._warn_of_grey_and_colour_mixed(data)
         self._warn_of_classes_missing_from_scored_splits(data)
@@ -61,10 +60,10 @@ class Preflight:
         if share is None or not 0 < share < 1:
             return
         grey = round(share * len(data.train))
-        warnings.warn(f"{grey} of the {len(data.train)} training images are grey files (read as colour, one channel "
-                      f"repeated) and the others colour: if they come from different sources (scanners, sites, "
-                      "cameras), a model can learn colour as a shortcut to them; check that each class has both kinds, "
-                      "or read every image grey (data.grey=true)", PeerdistillWarning, stacklevel=3)
+        warn_user(f"{grey} of the {len(data.train)} training images are grey files (read as colour, one channel "
+                  f"repeated) and the others colour: if they come from different sources (scanners, sites, "
+                  "cameras), a model can learn colour as a shortcut to them; check that each class has both kinds, "
+                  "or read every image grey (data.grey=true)")
 
     def _warn_of_classes_missing_from_scored_splits(self, data: DataSplits) -> None:
         """A val or test split (in memory) lacking classes: a model that calls everything its one
@@ -80,10 +79,10 @@ class Preflight:
             missing = [name for c, name in enumerate(data.class_names) if c not in present]
             if missing and len(missing) < len(data.class_names):
                 shown = ", ".join(f"'{name}'" for name in missing[:5]) + (", ..." if len(missing) > 5 else "")
-                warnings.warn(f"the {split} split holds no sample of {len(missing)} of the {len(data.class_names)} "
-                              f"classes ({shown}): its AUC is n/a, balanced accuracy and macro F1 cover the classes it "
-                              "holds only, and a model calling everything one of those scores well there; deal the "
-                              "splits stratified (every class in each)", PeerdistillWarning, stacklevel=3)
+                warn_user(f"the {split} split holds no sample of {len(missing)} of the {len(data.class_names)} "
+                          f"classes ({shown}): its AUC is n/a, balanced accuracy and macro F1 cover the classes it "
+                          "holds only, and a model calling everything one of those scores well there; deal the "
+                          "splits stratified (every class in each)")
 
     def _warn_of_training_inputs_in_validation(self, data: DataSplits) -> None:
         """Validation inputs identical to training inputs (PneumoniaMNIST's validation split holds
@@ -93,10 +92,9 @@ class Preflight:
             return
         repeated = count_seen(data.val.x, set(data.train.digests()))
         if repeated:
-            warnings.warn(f"{repeated} of {len(data.val)} validation inputs are identical to training inputs: the "
-                          "epoch kept as best is chosen partly on images the models trained on, and its validation "
-                          "figures are optimistic; leave them out of the validation split", PeerdistillWarning,
-                          stacklevel=3)
+            warn_user(f"{repeated} of {len(data.val)} validation inputs are identical to training inputs: the "
+                      "epoch kept as best is chosen partly on images the models trained on, and its validation "
+                      "figures are optimistic; leave them out of the validation split")
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
@@ -109,12 +107,12 @@ class Preflight:
         mean, std = spread
         varying = std > 0  # a constant channel says nothing of the scale
         if ((std[varying] < 0.05) | (std[varying] > 20)).any() or (mean[varying].abs() > 10).any():
-            warnings.warn(f"the training images, standardised by the data's statistics (mean "
-                          f"{[round(v, 4) for v in data.stats['mean']]}, std {[round(v, 4) for v in data.stats['std']]}),"
-                          f" have per-channel mean {[round(v, 3) for v in mean.tolist()]} and std "
-                          f"{[round(v, 4) for v in std.tolist()]}, far from 0 and 1: the statistics are on another "
-                          "scale than the inputs, which image files give in [0, 1] (divide statistics of 0..255 "
-                          "values by 255), or leave data.normalize at split", PeerdistillWarning, stacklevel=3)
+            warn_user(f"the training images, standardised by the data's statistics (mean "
+                      f"{[round(v, 4) for v in data.stats['mean']]}, std {[round(v, 4) for v in data.stats['std']]}),"
+                      f" have per-channel mean {[round(v, 3) for v in mean.tolist()]} and std "
+                      f"{[round(v, 4) for v in std.tolist()]}, far from 0 and 1: the statistics are on another "
+                      "scale than the inputs, which image files give in [0, 1] (divide statistics of 0..255 "
+                      "values by 255), or leave data.normalize at split")
 
     def _probe_forward(self, x: torch.Tensor):
         try:
@@ -169,7 +167,7 @@ class Preflight:
         said = {split: doubtful(y) for split, y in first.items()} if doubtful else {}
         splits = [split for split, problem in said.items() if problem]
         if splits:
-            warnings.warn(f"the first {' and '.join(splits)} {said[splits[0]]}", PeerdistillWarning, stacklevel=4)
+            warn_user(f"the first {' and '.join(splits)} {said[splits[0]]}")
 
     def _check_outputs(self, out, batch: int) -> None:
         for name, logits in out.logits.items():
@@ -190,10 +188,10 @@ class Preflight:
             scores = logits.detach().float()
             if scores.shape[1] > 1 and bool((scores >= 0).all()) and torch.allclose(
                     scores.sum(dim=1), torch.ones((), device=scores.device), atol=1e-3):
-                warnings.warn(f"model '{name}' seems to return probabilities (its outputs are non-negative and sum "
-                              "to 1 over the classes): peerdistill takes logits and applies softmax itself, so "
-                              "training and distillation see them flattened; drop its final Softmax (a "
-                              "LogSoftmax is fine)", PeerdistillWarning, stacklevel=2)
+                warn_user(f"model '{name}' seems to return probabilities (its outputs are non-negative and sum "
+                          "to 1 over the classes): peerdistill takes logits and applies softmax itself, so "
+                          "training and distillation see them flattened; drop its final Softmax (a "
+                          "LogSoftmax is fine)")
 
 
 def _input_shape_fix(seen: tuple[int, ...], declared: tuple[int, ...]) -> str:

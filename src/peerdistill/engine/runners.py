@@ -10,12 +10,11 @@ graph, speed settings, probe batch and world, and fills ``runners`` and ``groups
 from __future__ import annotations
 
 import re
-import warnings
 
 import torch
 
 from ..capture import FeatureRecorder, unwrap
-from ..errors import ConfigError, PeerdistillWarning
+from ..errors import ConfigError, warn_user
 from ..models.heads import HeadedModel
 from . import distributed
 from .fused import StudentGroup, fusable
@@ -96,10 +95,9 @@ class RunnerSetup:
         if self.train_spec.fuse_students is not True or not self.world.is_main:
             return
         for students, why in self.run_info.get("fused_students_fallback", {}).items():
-            warnings.warn(f"train.fuse_students: {students} run one by one: {why}", PeerdistillWarning, stacklevel=4)
+            warn_user(f"train.fuse_students: {students} run one by one: {why}")
         if not self.groups and not self.run_info.get("fused_students_fallback"):
-            warnings.warn("train.fuse_students: no two trained students share an architecture, so none are packed",
-                          PeerdistillWarning, stacklevel=4)
+            warn_user("train.fuse_students: no two trained students share an architecture, so none are packed")
 
     def _trial(self, group: StudentGroup) -> str | None:
         """One packed training step's forward and backward on the probe batch, as training will

@@ -8,7 +8,6 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..data.splits import channel_stats, check_names_fit_labels
 from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
-                      PeerdistillWarning, RunDirError)
+                      RunDirError, warn_user)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
@@ -172,10 +171,9 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 f"and METRIC in {list(self.task.metric_names)}"
             )
         if metric.partition("_")[0] == "hd95":
-            warnings.warn(f"train.monitor '{monitor}': HD95 leaves out the images where a model finds nothing of a "
-                          "class the truth holds, so an epoch that misses a structure scores better than one that "
-                          "finds it roughly (missed counts those images); monitor dice, or read missed beside HD95",
-                          PeerdistillWarning, stacklevel=2)
+            warn_user(f"train.monitor '{monitor}': HD95 leaves out the images where a model finds nothing of a "
+                      "class the truth holds, so an epoch that misses a structure scores better than one that "
+                      "finds it roughly (missed counts those images); monitor dice, or read missed beside HD95")
         return model, metric
 
     # ---- set-up -------------------------------------------------------------------------
@@ -217,8 +215,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
         for split in ("val", "test"):
             if getattr(data, split) is data.train:  # its figures would be training figures
-                warnings.warn(f"the {split} split is the training split itself (the same dataset given twice): its "
-                              "figures are not held out; give it samples of its own", PeerdistillWarning, stacklevel=3)
+                warn_user(f"the {split} split is the training split itself (the same dataset given twice): its "
+                          "figures are not held out; give it samples of its own")
         drop_last = len(data.train) > ts.batch_size
         if self.patches:
             if not isinstance(data.train, TensorData):
@@ -445,10 +443,10 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             test_best = self._evaluate(self.test_batches, f"the test split at the best epoch ({self._best['epoch'] + 1})")
         undefined = not math.isfinite(self._best["score"])
         if undefined and self.world.is_main:
-            warnings.warn(f"val {self.monitor} was n/a in every epoch (a class absent from the validation split, or "
-                          "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
-                          "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
-                          f"{self.task.default_monitor})", PeerdistillWarning, stacklevel=3)
+            warn_user(f"val {self.monitor} was n/a in every epoch (a class absent from the validation split, or "
+                      "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
+                      "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
+                      f"{self.task.default_monitor})")
         result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                            self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early,
                            monitor_undefined=undefined)
@@ -550,8 +548,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                                  f"models learnt nothing from it; {self._last_good()}. Lower optim.lr, check the data "
                                  "for extreme values, or change or drop the named term")
         if self.world.is_main:
-            warnings.warn(f"epoch {epoch + 1}: {self.skipped_steps} of {steps} training steps skipped for non-finite "
-                          f"values: {named}", NonFiniteStepsWarning, stacklevel=3)
+            warn_user(f"epoch {epoch + 1}: {self.skipped_steps} of {steps} training steps skipped for non-finite "
+                      f"values: {named}", NonFiniteStepsWarning)
 
     def _saved_checkpoint(self) -> Path | None:
         last = RunDir(self.run_dir_path).resume_path if self.run_dir_path else None

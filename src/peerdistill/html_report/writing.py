@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib
 
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
-from ..errors import ConfigError, PeerdistillWarning, RunDirError
+from ..errors import ConfigError, RunDirError, warn_user
 from .comparison_page import comparison_page
 from .html_parts import GENERATOR
 from .run_page import run_page
@@ -70,8 +70,8 @@ def write_report_holding_warnings(path: str | Path,
         warnings.simplefilter("always")  # every one held: the caller's filters judge them when re-emitted
         page, skipped = run_page(directory) if is_run else (comparison_page(directory), None)
         if skipped:  # on the console too, not only seen when the page is opened
-            warnings.warn(f"the report has no test predictions: the saved models or the data could not be loaded "
-                          f"again ({skipped})", PeerdistillWarning, stacklevel=3)
+            warn_user(f"the report has no test predictions: the saved models or the data could not be loaded "
+                      f"again ({skipped})")
     target.parent.mkdir(parents=True, exist_ok=True)
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
     atomic_write_bytes(target, page.encode("utf-8", errors="backslashreplace"))

@@ -8,7 +8,6 @@ feature capture work unchanged; this task knows how to read it.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ import torch
 from ..detection.boxes import HeadLayout, anchor_points, decode
 from ..detection_metrics import DetectionMeter, detection_metric_names
 from ..detection.assign import boxes_without_points
-from ..errors import ConfigError, PeerdistillWarning
+from ..errors import ConfigError, warn_user
 from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
 from .augment import Augmentation
 from .box_augment import NAMES as BOX_NAMES, augment_boxes
@@ -166,11 +165,11 @@ class DetectionTask:
             fate = ("they are never learnt, and their images train as background there" if not moved else
                     f"they are learnt only in batches where data.augment ({', '.join(moved)}) moves them onto a "
                     "point, and train as background in the others")
-            warnings.warn(f"{int(missed.sum())} of {total} training boxes (in {int(missed.any(dim=1).sum())} images) "
-                          f"hold no anchor point at strides {tuple(self.layout.strides)} on "
-                          f"{self.image_size[0]}x{self.image_size[1]} images (boxes narrower than the finest stride "
-                          f"can fall between the points): {fate}; train at a larger data.image_size, or give the "
-                          "detectors a finer first stride (args.strides)", PeerdistillWarning, stacklevel=2)
+            warn_user(f"{int(missed.sum())} of {total} training boxes (in {int(missed.any(dim=1).sum())} images) "
+                      f"hold no anchor point at strides {tuple(self.layout.strides)} on "
+                      f"{self.image_size[0]}x{self.image_size[1]} images (boxes narrower than the finest stride "
+                      f"can fall between the points): {fate}; train at a larger data.image_size, or give the "
+                      "detectors a finer first stride (args.strides)")
 
     def check_output(self, name: str, out: torch.Tensor, batch: int) -> None:
         h, w = self.image_size
