@@ -52,6 +52,23 @@ def test_a_run_naming_a_command_runs_nothing(run_naming, tmp_path, capsys, monke
     assert "returned int, not a torch.nn.Module" in capsys.readouterr().err and marker.exists()
 
 
+def test_resuming_a_run_whose_config_names_a_command_runs_nothing(run_naming, tmp_path, capsys):
+    # train --resume builds the models from the folder's config.yaml: a folder from elsewhere is data there too
+    import yaml
+
+    marker = tmp_path / "ran"
+    run = run_naming({"arch": "cnn", "args": {"width": 4, "depth": 1}})
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(meta | {"status": "running"}))  # as if killed: resumable
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["students"][1] = {"arch": "os:system", "args": {"command": f"touch {marker}"}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "--resume", str(run)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"'{run / 'config.yaml'}' (model 'student2') names the model factory 'os:system'" in err
+    assert "PEERDISTILL_TRUSTED_ARCHS=os" in err and not marker.exists()
+
+
 def test_model_libraries_and_listed_modules_are_built(run_naming, capsys, monkeypatch):
     check_trusted_arch("cnn", "here")
     check_trusted_arch("peerdistill.models:SmallCNN", "here")

@@ -26,7 +26,7 @@ from .data.segmentation import masks_name_classes
 from .data.splits import TensorData, group_ids, kept_whole
 from .engine import RunDir, evaluate
 from .engine import run_lock
-from .engine.artifacts import REPLACE_MARK, atomic_write_text
+from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
@@ -39,7 +39,7 @@ from .scored_data import (check_unchanged, read_where_training_read, saved_data_
                           warn_of_what_is_scored, where_training_read)
 from .per_sample import check_per_sample_path, per_sample_rows, sample_names, write_per_sample
 from .tasks import ClassificationTask, SegmentationTask
-from .trust import TRUST_VARIABLE, UntrustedArchError, check_trusted_arch, trust_value
+from .trust import check_every_arch_trusted
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
@@ -112,7 +112,8 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
             f"model(s) {missing} of '{run.path}' were built in Python, not from an arch spec, so the command line "
             f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
             f"load_cohort, evaluate_run, export_run or predict_files{alone}")
-    _check_every_arch_trusted([e for e in entries if e["name"] not in (modules or {})], run, trusted_archs)
+    check_every_arch_trusted([(e["name"], e["spec"]) for e in entries if e["name"] not in (modules or {})],
+                             f"'{run.path / RUN_FILE}'", trusted_archs)
     members = []
     for entry in entries:
         name, spec = entry["name"], entry.get("spec")
@@ -351,37 +352,6 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
     check_unchanged(meta, data)
     return data
 
-
-def _check_every_arch_trusted(entries: list[dict[str, Any]], run: RunDir, trusted_archs) -> None:
-    """Every model's factory checked before any is built; the refusals said at once (one at a
-    time, a run of three modules of one's own took three tries to allow), with the value of
-    PEERDISTILL_TRUSTED_ARCHS that would allow them all: what it holds now, and for each refusal
-    a module of one's own, or the one path (of a model library, or reached through a module
-    already trusted)."""
-    refused = []
-    for entry in entries:
-        spec = entry["spec"]
-        try:
-            check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (model '{entry['name']}')", trusted_archs,
-                               spec.get("args"))
-        except UntrustedArchError as exc:
-            refused.append((entry["name"], spec["arch"], exc))
-    if len(refused) == 1:
-        raise refused[0][2]
-    refused_names = {name for name, _, _ in refused}
-    built_alike = {(e["spec"]["arch"], repr(e["spec"].get("args"))) for e in entries if e["name"] in refused_names}
-    if len(built_alike) == 1:  # one factory with the same args for every refused model: its message, once
-        models = ", ".join(f"'{name}'" for name, _, _ in refused)
-        spec = next(e["spec"] for e in entries if e["name"] in refused_names)
-        check_trusted_arch(spec["arch"], f"'{run.path / 'run.json'}' (models {models})", trusted_archs,
-                           spec.get("args"))
-    if refused:
-        allow = trust_value(*(exc.allow for _, _, exc in refused))
-        raise CheckpointError(
-            f"'{run.path / 'run.json'}' names model factories that building would import and call, which a run "
-            f"folder from elsewhere may not have built: {'; '.join(f'{arch} ({name})' for name, arch, _ in refused)}. "
-            f"The first, in full: {refused[0][2]}. If they are your own, allow them all at once: "
-            f"{TRUST_VARIABLE}={allow} peerdistill ...")
 
 
 class _Kept:

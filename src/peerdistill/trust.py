@@ -119,3 +119,32 @@ def _builds_a_model(factory: Any, own: bool) -> bool:
     except Exception:  # an annotation that does not evaluate says nothing
         return False
     return isinstance(returned, type) and issubclass(returned, nn.Module)
+
+
+def check_every_arch_trusted(models: list[tuple[str, Mapping[str, Any]]], where: str, trusted: Iterable[str] = ()) -> None:
+    """``check_trusted_arch`` for every model (its name, its spec with ``arch`` and ``args``) that
+    a run folder's file ``where`` names, before any is built; the refusals said at once (one at a
+    time, a run of three modules of one's own took three tries to allow), with the value of
+    PEERDISTILL_TRUSTED_ARCHS that would allow them all: what it holds now, and for each refusal
+    a module of one's own, or the one path (of a model library, or reached through a module
+    already trusted)."""
+    refused = []
+    for name, spec in models:
+        try:
+            check_trusted_arch(spec["arch"], f"{where} (model '{name}')", trusted, spec.get("args"))
+        except UntrustedArchError as exc:
+            refused.append((name, spec, exc))
+    if len(refused) == 1:
+        raise refused[0][2]
+    if len({(spec["arch"], repr(spec.get("args"))) for _, spec, _ in refused}) == 1:
+        # one factory with the same args for every refused model: its message, once
+        names = ", ".join(f"'{name}'" for name, _, _ in refused)
+        check_trusted_arch(refused[0][1]["arch"], f"{where} (models {names})", trusted, refused[0][1].get("args"))
+    if refused:
+        allow = trust_value(*(exc.allow for _, _, exc in refused))
+        listed = "; ".join(f"{spec['arch']} ({name})" for name, spec, _ in refused)
+        raise CheckpointError(
+            f"{where} names model factories that building would import and call, which a run folder from elsewhere "
+            f"may not have built: {listed}. The first, "
+            f"in full: {refused[0][2]}. If they are your own, allow them all at once: {TRUST_VARIABLE}={allow} "
+            "peerdistill ...")

@@ -39,6 +39,14 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if ns.overwrite:
             raise ConfigError("--resume continues a run, --overwrite starts it again: give one of them")
         cfg = load_saved_config(run_dir / "config.yaml")
+        # torch comes with these: only once the config is read
+        from ..engine.artifacts import RunDir
+        from ..trust import check_every_arch_trusted
+
+        RunDir(run_dir).check_resumable()  # before its data is read and its models built
+        # the folder may come from elsewhere: its config names the factories the models are built by
+        specs = [spec.model_dump() for spec in (*cfg.all_teachers(), *cfg.students)]
+        check_every_arch_trusted(list(zip(cfg.member_names(), specs)), f"'{run_dir / 'config.yaml'}'")
     else:
         path, overrides = _split_config_and_overrides(ns.args)
         cfg = load_config(path, overrides)

@@ -529,6 +529,13 @@ class RunDir:
         path = self.path / RUN_FILE
         return path.is_file() and read_json(path).get("status") == "complete"
 
+    def check_resumable(self) -> None:
+        """A finished run is never trained further (nor its results rewritten), whatever its
+        checkpoint or an edited config.yaml say."""
+        if self.is_complete:
+            raise CheckpointError(f"run '{self.path}' has finished: nothing to resume (train a new run to train "
+                                  "longer)")
+
     def write_metrics_csv(self, rows: list[dict[str, Any]]) -> None:
         write_rows_csv(self.path / "metrics.csv", rows)
 

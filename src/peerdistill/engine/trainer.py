@@ -23,7 +23,7 @@ from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..data.splits import channel_stats, check_names_fit_labels
-from ..errors import (CheckpointError, ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
+from ..errors import (ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       RunDirError, warn_user)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
@@ -373,11 +373,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         start_epoch, start_step, partial = 0, 0, None
         epochs = self.train_spec.epochs
         if resume:
-            # Checked first: a finished run is never trained further (nor its results rewritten),
-            # whatever its checkpoint or an edited config.yaml say.
-            if self._on_main(lambda: RunDir(self.run_dir_path).is_complete):
-                raise CheckpointError(f"run '{self.run_dir_path}' has finished: nothing to resume (train a new run "
-                                      "to train longer)")
+            self._on_main(RunDir(self.run_dir_path).check_resumable)  # before the checkpoint is read
             # The main process reads the checkpoint and hands it over (no shared disk needed).
             state = self._on_main(self._read_resume_state)
             start_epoch, start_step, partial = self._restore(state)
