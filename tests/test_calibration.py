@@ -140,10 +140,12 @@ def test_calibrating_a_segmentation_run_is_refused(tmp_path, capsys):
                                 "data": {"kind": "shapes", "shapes_counts": [8, 4, 4]},
                                 "students": [{"arch": "unet", "args": {"width": 4}}], "distill": {"preset": "independent"},
                                 "train": {"epochs": 1, "batch_size": 8}}), progress=False)
-    assert main(["eval", str(tmp_path / "s"), "--temperature-scaling"]) == 2
-    assert "temperature scaling tempers class probabilities: it is for classification runs" in capsys.readouterr().err
-    assert main(["export", str(tmp_path / "s"), "--model", "student1", "--temperature-scaling"]) == 2
-    assert "--temperature-scaling works on class probabilities: it is for classification runs" in capsys.readouterr().err
+    said = ("error: --temperature-scaling tempers class probabilities: it is for classification runs, and this is a "
+            "segmentation run; drop --temperature-scaling")
+    for command in (["eval", str(tmp_path / "s")], ["export", str(tmp_path / "s"), "--model", "student1"],
+                    ["predict", str(tmp_path / "s"), str(tmp_path), "--out", str(tmp_path / "p.csv")]):
+        assert main([*command, "--temperature-scaling"]) == 2
+        assert " ".join(capsys.readouterr().err.split()) == said  # one rule and one message, whichever command
 
 
 def test_compare_tabulates_each_runs_temperature_and_its_figures(tmp_path):

@@ -196,7 +196,8 @@ def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_
     monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", no_training)
     tree = {"name": "d", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"]}
     for dry_run in (True, False):  # the dry run says so too
-        with pytest.raises(ConfigError, match="two-class data; this data has 10 classes: drop --operating-point"):
+        with pytest.raises(ConfigError, match="it is for two-class classification comparisons, and this is a 10-class "
+                                            "classification comparison; drop --operating-point"):
             compare(tree, ["independent", "ml"], 2, operating_point="youden", dry_run=dry_run,
                     console=Console(quiet=True))
     assert not (tmp_path / "d-compare").exists()

@@ -315,7 +315,8 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert main(["predict", str(run), str(image), "--out", str(out), "--model", "ensemble"]) == 0
     assert main(["predict", str(run), str(image), "--out", str(out), "--model", "ensemble",
                  "--temperature-scaling"]) == 2
-    assert "work on class probabilities" in capsys.readouterr().err
+    assert "--temperature-scaling tempers class probabilities: it is for classification runs, and this is a " \
+           "detection run" in capsys.readouterr().err
     cohort, meta = load_cohort(run, roles=("student",), with_heads=False)
     task = task_for(meta)
 

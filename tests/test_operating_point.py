@@ -169,7 +169,8 @@ def test_an_operating_point_is_refused_for_more_than_two_classes(tmp_path):
     train_from_config(validate({"name": "d", "out_dir": str(tmp_path), "distill": {"preset": "independent"},
                                 "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}],
                                 "train": {"epochs": 1, "batch_size": 256}}), progress=False)
-    with pytest.raises(DataError, match="for two-class classification runs"):
+    with pytest.raises(ConfigError, match="for two-class classification runs, and this is a 10-class classification "
+                                          "run; drop --operating-point"):
         evaluate_run(tmp_path / "d", operating_point="youden")
 
 

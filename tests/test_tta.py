@@ -89,7 +89,8 @@ def test_compare_tabulates_the_flipped_figures_beside_the_plain_ones(tmp_path):
     assert "### test tta_dice per class" in result.markdown and "### test tta_dice_foreground" not in result.markdown
     paired = {(r["model"], r["metric"]) for r in csv.DictReader((result.directory / "differences.csv").open())}
     assert ("ensemble", "tta_dice") in paired
-    with pytest.raises(ConfigError, match="it is for classification and segmentation comparisons"):
+    with pytest.raises(ConfigError, match="--tta averages class probabilities over flips; a detector.s boxes would "
+                                          "have to be mirrored back and fused: not available for detection"):
         compare({**tree, "task": "detection", "data": {"kind": "boxes"}, "name": "d",
                  "students": [{"arch": "detector"}] * 2}, ["ml"], 1, progress=False, tta="hflip")
 

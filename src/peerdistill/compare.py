@@ -24,7 +24,8 @@ from .engine.artifacts import RUN_FILE, atomic_write_text
 from .engine.distributed import abandon, leave, on_main
 from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
-from .engine.tta import TTA_FLIPS, TTA_SEEN
+from .engine.tta import TTA_SEEN
+from .post_hoc import check_post_hoc_options
 from .errors import ConfigError, PeerdistillError
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
@@ -143,16 +144,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"'{directory}' is a file: the comparison writes a folder of runs and tables; give another "
                           "--out")
-    if rule is not None and any(b.task != "classification" for b in bases):
-        raise ConfigError("--operating-point is a threshold on a class probability: it is for two-class "
-                          "classification comparisons")
-    if temperature_scaling and any(b.task != "classification" for b in bases):
-        raise ConfigError("--temperature-scaling tempers class probabilities: it is for classification comparisons")
-    if tta is not None and tta not in TTA_FLIPS:
-        raise ConfigError(f"--tta must be {' or '.join(TTA_FLIPS)}, not '{tta}'")
-    if tta is not None and any(b.task == "detection" for b in bases):
-        raise ConfigError("--tta averages probabilities over flips; detection would have to fuse flipped boxes: "
-                          "it is for classification and segmentation comparisons")
+    for base in bases:  # the number of classes and the input shape are checked once the data is read
+        check_post_hoc_options(base.task, operating_point=rule is not None, temperature_scaling=temperature_scaling,
+                               tta=tta, of="comparison")
     settings = settings_of(configs, bases, presets, teacher_from, by_name)
     labels = [setting.label for setting in settings]
     if baseline is not None and baseline not in labels:

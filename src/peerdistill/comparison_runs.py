@@ -32,6 +32,7 @@ from .engine.distributed import World, join, on_main, process_device
 from .launcher import launched
 from .engine.trainer import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
+from .post_hoc import check_post_hoc_options
 from .run_pool import run_in_processes
 
 FROZEN_MARK = "(frozen teacher)"
@@ -193,9 +194,8 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
         checking = group[0]
         try:
             data = build_data(checking.cfg.data)
-            if two_classes and data.num_classes != 2:
-                raise ConfigError(f"an operating point is a threshold on the probability of the positive class, for "
-                                  f"two-class data; this data has {data.num_classes} classes: drop --operating-point")
+            check_post_hoc_options(checking.cfg.task, num_classes=data.num_classes, operating_point=two_classes,
+                                   of="comparison")
             for checking in group if build else ():
                 specs = checking.cfg.all_teachers() + list(checking.cfg.students)
                 saved = not (overwrite or (checking.run_dir / REPLACE_MARK).is_file()) and (

@@ -33,6 +33,7 @@ from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
 from .engine.tta import mean_over_flips, tta_flips
+from .post_hoc import check_post_hoc_options
 from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
 from .spatial import align_to
 
@@ -270,13 +271,9 @@ def chosen_on_validation(module: nn.Module, output: str, meta: dict, data: DataS
     chosen = ChosenOnValidation(module)
     if not (temperature_scaling or operating_point):
         return chosen
-    what = "--temperature-scaling" if temperature_scaling else "--operating-point"
-    if meta.get("task", "classification") != "classification":
-        raise ConfigError(f"{what} works on class probabilities: it is for classification runs")
+    check_post_hoc_options(meta.get("task", "classification"), num_classes=meta.get("num_classes"),
+                           operating_point=bool(operating_point), temperature_scaling=temperature_scaling)
     rule = parse_rule(operating_point) if operating_point else None
-    if rule and meta.get("num_classes") != 2:
-        raise ConfigError("--operating-point is a threshold on the probability of the positive class: it is for "
-                          "two-class classification runs")
     data = _run_splits(meta, data, "the temperature and threshold are chosen on the run's validation images")
     probs, labels = _val_probabilities(module, output, data)
     if temperature_scaling:

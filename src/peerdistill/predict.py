@@ -23,7 +23,7 @@ from .data.sources import SATURATED
 from .data.splits import per_channel, standardize, unlike_seen
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
-from .engine.tta import tta_flips
+from .post_hoc import check_post_hoc_options
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
 from .errors import CheckpointError, ConfigError, DataError, warn_user
 from .pictures import visible_levels
@@ -335,11 +335,10 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
     from .runs import load_cohort, saved_window, task_for, warn_if_unfinished
 
     meta = RunDir.open(run_dir).meta()
-    if (temperature_scaling or operating_point) and meta.get("task", "classification") != "classification":
-        raise ConfigError(f"--temperature-scaling and --operating-point work on class probabilities: '{run_dir}' "
-                          f"is a {meta.get('task')} run")
-    if tta:  # checked before anything is built (a detector's refused, saying why)
-        tta_flips(tta, meta.get("task", "classification"), meta["input_shape"])
+    # checked before anything is built (a detector's TTA refused, saying why)
+    check_post_hoc_options(meta.get("task", "classification"), num_classes=meta.get("num_classes"),
+                           input_shape=meta["input_shape"], operating_point=bool(operating_point),
+                           temperature_scaling=temperature_scaling, tta=tta)
     if meta.get("task") == "detection" and which == "ensemble":
         # the students' boxes, decoded and fused as evaluation does it
         cohort, _ = load_cohort(run_dir, modules, roles=("student",), with_heads=False)

@@ -30,7 +30,8 @@ from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
 from .engine.trainer import resolve_device
-from .engine.tta import tta_flips, with_tta
+from .engine.tta import with_tta
+from .post_hoc import check_post_hoc_options
 from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, SplitError, warn_user
 from .models import build_model
 from .models.heads import HeadedModel
@@ -207,14 +208,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         check_per_sample_path(per_sample, run_data_places(meta) + scored)
     if save_images and meta.get("task") not in ("segmentation", "detection"):
         raise DataError("--save-images is for segmentation and detection runs")
-    if rule and (meta.get("task", "classification") != "classification" or meta.get("num_classes") != 2):
-        raise DataError("an operating point is a threshold on the probability of the positive class: it is for "
-                        "two-class classification runs")
-    if temperature_scaling and meta.get("task", "classification") != "classification":
-        raise DataError("temperature scaling tempers class probabilities: it is for classification runs")
     task_of_run = meta.get("task", "classification")
-    if tta is not None:  # refused before any data is read (and warned of)
-        tta_flips(tta, task_of_run, meta["input_shape"])
+    check_post_hoc_options(task_of_run, num_classes=meta.get("num_classes"), input_shape=meta["input_shape"],
+                           operating_point=rule is not None, temperature_scaling=temperature_scaling, tta=tta)
     if data_spec is not None and data_spec.task != task_of_run:  # else a class, shape or mask error says it late
         *kinds, last = KINDS_OF_TASK[task_of_run]
         raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "

@@ -62,10 +62,11 @@ def with_tta(cohort: Cohort, tta: str | None, task_name: str, input_shape=(3, 1,
 
 
 def tta_flips(tta: str, task_name: str, input_shape) -> tuple[tuple[int, ...], ...]:
-    """The flips ``tta`` names, checked against the run's task and input shape."""
+    """The flips ``tta`` names, checked against the run's task and input shape (None: not known
+    yet, not checked)."""
     if tta not in TTA_FLIPS:
         raise ConfigError(f"--tta '{tta}': use {' or '.join(TTA_FLIPS)}")
-    if len(input_shape) != 3:
+    if input_shape is not None and len(input_shape) != 3:
         raise ConfigError(f"--tta mirrors images [C, H, W]; this run's inputs are {list(input_shape)} (vectors): "
                           "drop --tta")
     if task_name == "detection":
