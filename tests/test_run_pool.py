@@ -90,6 +90,57 @@ def test_a_worker_that_dies_is_one_clear_message(tmp_path):
     assert finished(tmp_path) == [], "the 30 s run was stopped, not waited for"
 
 
+def _pid_then_wait(item):
+    folder, index = item
+    Path(folder, f"worker-{index}").write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@pytest.mark.skipif(not hasattr(os, "getppid") or not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_workers_stop_when_the_parent_is_killed(tmp_path):
+    # kill -9 of compare --jobs left its workers training (holding their runs' locks against the
+    # command run again), then waiting forever on the pool's queues
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = (f"import sys; sys.path.insert(0, {str(root)!r}); from rich.console import Console; "
+              "from peerdistill.run_pool import run_in_processes; from tests.test_run_pool import _pid_then_wait; "
+              f"run_in_processes([({str(tmp_path)!r}, 0), ({str(tmp_path)!r}, 1)], _pid_then_wait, 2, 1, Console())")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("worker-*"))) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None, "the workers did not start"
+            time.sleep(0.1)
+        workers = [int(p.read_text()) for p in tmp_path.glob("worker-*")]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its parent"
+    finally:
+        parent.kill()
+        for path in tmp_path.glob("worker-*"):
+            try:
+                os.kill(int(path.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 class TwoArguments(Exception):
     def __init__(self, run, why):  # pickles, but cannot be rebuilt from its message alone
         super().__init__(f"{run}: {why}")

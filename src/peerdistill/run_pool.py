@@ -2,13 +2,16 @@
 
 Runs are handed out one at a time as workers come free, so after a failure no new run
 starts while those under way finish (their results are on disk for the next comparison).
-Ctrl-C (or a worker killed from outside) stops every worker at once; each run keeps its
-last checkpoint."""
+Ctrl-C (or a worker killed from outside) stops every worker at once, and so does the death of
+the parent (``kill -9``, the out-of-memory killer); each run keeps its last checkpoint."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -105,11 +108,24 @@ def _set_up_worker(threads: int, envs: list[dict[str, str]], started: Any) -> No
     workers started so far (shared by all). Set before the worker's first run, so before
     CUDA starts there, which reads CUDA_VISIBLE_DEVICES once."""
     torch.set_num_threads(threads)
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     with started.get_lock():
         turn = started.value
         started.value += 1
     if envs:
         os.environ.update(envs[turn % len(envs)])
+
+
+ORPHAN_CHECK_S = 1.0  # how often a worker looks for its parent
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A worker whose parent died without stopping it (killed by SIGKILL, which it cannot catch)
+    trained on unseen, held its run's lock against the command run again, then waited forever
+    on the pool's queues: it stops as the parent would have stopped it (``_stop_workers``)."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_S)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _ready() -> None:

@@ -61,8 +61,25 @@ if hasattr(os, "register_at_fork"):
 
 
 def busy_message(path: Path) -> str:
-    return (f"'{path}' is being trained by another process right now: wait for it to finish (or stop it; "
-            "then --resume continues it), rather than train or delete it a second time beside it")
+    holder = _holder(path)
+    return (f"'{path}' is being trained by another process{f' ({holder})' if holder else ''} right now: wait for "
+            "it to finish (or stop it; then --resume continues it), rather than train or delete it a second time "
+            "beside it")
+
+
+def _holder(path: Path) -> str | None:
+    """"process PID" of the lock's holder, where Linux's /proc/locks says it (a worker of a
+    killed compare --jobs held it, out of sight of the shell that ran it); else None."""
+    try:
+        stat = os.stat(path)
+        device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+        for line in Path("/proc/locks").read_text().split("\n"):
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device and fields[4] != str(os.getpid()):
+                return f"process {fields[4]}"
+    except (OSError, AttributeError):  # not Linux, or the run folder gone meanwhile
+        pass
+    return None
 
 
 def hold(path: str | Path) -> int | None:
