@@ -65,10 +65,12 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
 
 def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp_path, monkeypatch, capsys):
     from peerdistill.comparison_runs import REPLACE_MARK
+    from peerdistill.html_report import write_report
 
     tree = {"name": "o", "out_dir": str(tmp_path), "deterministic": True, "teacher": None,
             "students": COMPARED["students"], "train": {"epochs": 1, "batch_size": 128}}
-    compare(tree, ["independent"], 3, progress=False)
+    first = compare(tree, ["independent"], 3, progress=False)
+    write_report(first.directory)
     changed = {**tree, "optim": {"lr": 0.01}}
 
     def killed(cfg, **kwargs):  # the second seed dies after its epoch's checkpoint, before its final evaluation
@@ -83,6 +85,8 @@ def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp
     monkeypatch.undo()
     runs = tmp_path / "o-compare"
     assert [(runs / f"independent-seed{s}" / REPLACE_MARK).exists() for s in range(3)] == [False, False, True]
+    # the former runs' tables and report are gone (the report showed the replaced figures)
+    assert not [name for name in ("compare.csv", "compare.md", "differences.csv", "report.html") if (runs / name).exists()]
     from peerdistill.errors import PeerdistillWarning
     from peerdistill.runs import evaluate_run
 
@@ -124,6 +128,7 @@ def test_an_overwrite_refused_for_a_run_in_training_marks_nothing_and_keeps_the_
 
 def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(tmp_path, monkeypatch):
     from peerdistill.comparison_runs import REPLACE_MARK
+    from peerdistill.html_report import write_report
 
     tree = {"name": "o", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"],
             "train": {"epochs": 1, "batch_size": 256}}

@@ -345,10 +345,12 @@ def _folds_note(folds: int | None) -> str:
 
 
 def _replace(plans, directory: Path) -> None:
-    """``--overwrite``: each existing run marked for replacement, and the tables of the runs
-    being replaced removed (they would describe a folder that no longer holds them)."""
+    """``--overwrite``: each existing run marked for replacement, and the tables and report of
+    the runs being replaced removed (they would describe a folder that no longer holds them)."""
+    from .html_report import REPORT_FILE  # matplotlib comes with it: only when replacing
+
     mark_for_replacement(plans)
-    for stale in ("compare.csv", "compare.md", "differences.csv"):
+    for stale in ("compare.csv", "compare.md", "differences.csv", REPORT_FILE):
         (directory / stale).unlink(missing_ok=True)
 
 
