@@ -42,11 +42,14 @@ def test_lower_is_better_metrics_count_a_drop_as_better():
     assert paired_difference([10.0, 11.0, 14.0], [12.0, 12.0, 12.0], "tta_dice").better == 1
 
 
-def test_equal_differences_give_an_interval_of_no_width_exactly():
+def test_equal_differences_give_no_interval_rather_than_one_of_no_width():
     # 0.1 three times: the floats' mean of them is 0.10000000000000002, and their std a residue
-    # (1.7e-17) instead of 0
+    # (1.7e-17) instead of 0; an interval [0.1, 0.1] would say the difference is known exactly
+    # from three seeds (each one test sample apart, on a small split)
     d = paired_difference([0.1, 0.1, 0.1], [0.0, 0.0, 0.0], "accuracy")
-    assert d.low == d.high == d.mean == 0.1
+    assert d.mean == 0.1 and math.isnan(d.low) and math.isnan(d.high)
+    assert d.cell() == "+0.1000 [no interval: the 3 pairs differ alike] 3/3 better"
+    assert paired_difference([0.1, 0.2, 0.1], [0.0, 0.0, 0.0], "accuracy").low < 0.1  # any spread: an interval
     assert mean_and_sample_std([0.1, 0.1, 0.1]) == (0.1, 0.0)
     assert mean_std([0.1, None, 0.1, float("nan"), 0.1]) == (0.1, 0.0)  # a comparison's mean ± std
 
@@ -102,6 +105,9 @@ def test_the_default_baseline_is_independent_when_compared():
 def test_the_caption_warns_that_folds_are_not_independent_pairs():
     assert "not independent" in caption("independent", "auc", 5, folds=5)
     assert "not independent" not in caption("independent", "auc", 3, folds=None)
+    # many intervals shown, none adjusted for the others: said, with the figure to judge by
+    assert "Each interval stands alone, unadjusted for the many shown (settings, models, metrics): some exclude 0 " \
+           "by chance alone" in caption("independent", "auc", 3, folds=None)
     # a cross-validation's differences written by an earlier version: not corrected, and said so
     assert "narrower than they should be" in caption("independent", "auc", 5, folds=5, corrected=False)
 
@@ -148,7 +154,8 @@ def test_the_caption_says_two_pairs_give_an_interval_12_7_standard_errors_wide()
 
 def test_identical_runs_differ_by_exactly_zero_and_are_never_better():
     d = paired_difference([0.9, 0.8], [0.9, 0.8], "accuracy")
-    assert d == Difference(0.0, 0.0, 0.0, 2, 0, 2) and d.cell() == "+0.0000 [+0.0000, +0.0000] 0/2 better, 2 tied"
+    assert (d.mean, d.pairs, d.better, d.tied) == (0.0, 2, 0, 2)
+    assert d.cell() == "+0.0000 [no interval: the 2 pairs differ alike] 0/2 better, 2 tied"
 
 
 def test_a_threshold_or_a_temperature_has_no_better_direction():

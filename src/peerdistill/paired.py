@@ -36,7 +36,7 @@ class Difference:
     """A setting minus the baseline, over the pairs where both gave a number."""
 
     mean: float
-    low: float  # the 95% interval of the mean difference (NaN with fewer than two pairs)
+    low: float  # the 95% interval of the mean difference (NaN with fewer than two pairs, or pairs all alike)
     high: float
     pairs: int
     better: int | None  # pairs where the setting beat the baseline (per the metric's direction; None: it has none)
@@ -49,6 +49,8 @@ class Difference:
             return "n/a"
         if self.pairs > 1 and math.isinf(self.mean):  # (an HD95 where a mask was never found)
             interval = " [no interval: an infinite figure]"
+        elif self.pairs > 1 and math.isnan(self.low):
+            interval = f" [no interval: the {self.pairs} pairs differ alike]"
         else:
             interval = "" if math.isnan(self.low) else f" [{self.low:+.4f}, {self.high:+.4f}]"
         wins = "" if self.better is None else f" {self.better}/{self.pairs} better"
@@ -73,7 +75,9 @@ def paired_difference(values: list[float], baseline: list[float], metric: str,
     sign = -1 if lower_is_better(metric) else 1
     better = sum(sign * d > 0 for d in diffs) if has_direction(metric) else None
     tied = sum(d == 0 for d in diffs)
-    if n < 2:
+    if n < 2 or sd == 0:
+        # pairs all alike (one test sample apart each, on a small split) would give an interval
+        # of no width, as if the difference were known exactly: none
         return Difference(mean, math.nan, math.nan, n, better, tied)
     from scipy.stats import t
 
@@ -213,7 +217,9 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
     text = (f"Paired differences from `{baseline}`, test {metric}: {what}, mean [{CONFIDENCE:.0%} confidence "
             "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
             "when some were equal). An interval "
-            "holding 0 does not tell the two apart.")
+            "holding 0 does not tell the two apart. Each interval stands alone, unadjusted for the many shown "
+            "(settings, models, metrics): some exclude 0 by chance alone, so judge by the one figure chosen "
+            "before looking (such as the ensemble's or the best student's monitored metric).")
     if pairs == 1:
         text += " With one run per setting there is one pair: its difference alone, no interval."
     elif pairs == 2:
