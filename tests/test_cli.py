@@ -191,7 +191,7 @@ def test_eval_on_other_data(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("crash_after", [1, 3], ids=["mid-run", "during-final-evaluation"])
-def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_after):
+def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_after, capsys):
     tree = {"out_dir": str(tmp_path / "runs"), "deterministic": True,
             "teacher": {"arch": "cnn", "args": {"width": 8}},
             "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}],
@@ -208,7 +208,10 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_aft
         train_from_config(validate({**tree, "name": "cut"}), progress=False, callbacks=[crash])
     cut = tmp_path / "runs" / "cut"
     assert json.loads((cut / "metrics.json").read_text())["status"] == "stopped"
-    run_cli("train", "--resume", cut, "--quiet")
+    capsys.readouterr()
+    run_cli("train", "--resume", cut)
+    said = {1: f"resuming '{cut}' at epoch 3 of 4", 3: f"resuming '{cut}' after its last epoch: the test split is left to score"}
+    assert capsys.readouterr().err.splitlines()[0] == said[crash_after]  # how much of the killed session's work was kept
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed["status"] == "complete" and len(resumed["epochs"]) == 4
     where = {"epoch": 3, "step": 0} if crash_after == 1 else {"final_evaluation": True}

@@ -45,8 +45,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path):
     errors.close()
     cut = json.loads(metrics.read_text())
     assert cut["status"] == "running" and 2 <= len(cut["epochs"]) < 8
-    resumed = run("train", "--resume", str(tmp_path / "cut"), "--quiet")
+    resumed = run("train", "--resume", str(tmp_path / "cut"))
     assert resumed.returncode == 0, resumed.stderr
+    at = json.loads((tmp_path / "cut" / "run.json").read_text())["resumed_at"][0]  # said as it starts, 1-based
+    assert resumed.stderr.splitlines()[0].startswith(f"resuming '{tmp_path / 'cut'}' at epoch {at['epoch']} of 8")
     a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     b = json.loads(metrics.read_text())
     assert b["status"] == "complete" and len(b["epochs"]) == 8
@@ -95,3 +97,19 @@ def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_agai
     (run / "notes.txt").write_text("mine")  # anything else still makes it someone's folder
     with pytest.raises(RunDirError, match="already exists"):
         RunDir.create(run)
+
+
+def test_a_resumed_run_says_where_it_goes_on():
+    from types import SimpleNamespace
+
+    from peerdistill.engine.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)  # the line alone: the trainer's set-up is tested above
+    trainer.train_spec, trainer.run_dir_path = SimpleNamespace(epochs=8), "runs/cut"
+    trainer.train_batches, trainer._stopped_early = [None] * 16, False
+    assert trainer._resumed_line(2, 0) == "resuming 'runs/cut' at epoch 3 of 8"
+    assert trainer._resumed_line(2, 5) == "resuming 'runs/cut' at epoch 3 of 8, at batch 6 of 16"  # step 5 is done
+    after = "resuming 'runs/cut' after its last epoch: the test split is left to score"
+    assert trainer._resumed_line(8, 0) == after
+    trainer._stopped_early = True  # train.patience had ended it
+    assert trainer._resumed_line(4, 0) == after

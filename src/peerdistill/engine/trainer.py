@@ -398,6 +398,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self._warn_about_training(data)  # here, so that a refused run or resume says only why
         self._last_checkpoint = time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
+            if resume:  # how much of the killed session's work was kept
+                progress.say(self._resumed_line(start_epoch, start_step))
             for epoch in range(start_epoch, epochs):
                 if self._stopped_early:  # resumed after the epoch that ended training
                     break
@@ -467,6 +469,13 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         patience = self.train_spec.patience
         return (patience is not None and epoch < self.train_spec.epochs - 1
                 and epoch - self._best["epoch"] >= patience)
+
+    def _resumed_line(self, epoch: int, step: int) -> str:
+        epochs = self.train_spec.epochs
+        if epoch >= epochs or self._stopped_early:
+            return f"resuming '{self.run_dir_path}' after its last epoch: the test split is left to score"
+        at = f", at batch {step + 1} of {len(self.train_batches)}" if step else ""
+        return f"resuming '{self.run_dir_path}' at epoch {epoch + 1} of {epochs}{at}"
 
     def _on_main(self, action: Callable[[], Any], share: bool = True) -> Any:
         return distributed.on_main(self.world, action, share)
