@@ -728,8 +728,11 @@ def test_files_that_are_not_what_they_claim_are_named(tmp_path, capsys):
 @pytest.mark.parametrize("damage", [lambda meta: [meta], lambda meta: {k: v for k, v in meta.items() if k != "input_shape"},
                                     lambda meta: {**meta, "members": [{"role": "student"}]},
                                     lambda meta: {**meta, "class_names": None},
-                                    lambda meta: {**meta, "class_names": ["a", "b"]}],
-                         ids=["a-list", "no-input-shape", "member-without-name", "no-class-names", "two-of-ten-names"])
+                                    lambda meta: {**meta, "class_names": ["a", "b"]},
+                                    lambda meta: {**meta, "members": [{**m, "spec": {**m["spec"], "args": "width=8"}}
+                                                                      for m in meta["members"]]}],
+                         ids=["a-list", "no-input-shape", "member-without-name", "no-class-names", "two-of-ten-names",
+                              "args-of-a-string"])
 def test_a_damaged_run_json_is_one_message_for_every_command(tmp_path, capsys, damage):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")

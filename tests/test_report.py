@@ -562,9 +562,17 @@ def test_costs_of_a_cohort_without_a_teacher_or_damaged_by_hand(digits_run, tmp_
 
 
 @pytest.mark.parametrize("damage,message", [
-    ({"task": "regression"}, "its task 'regression' is none of classification, segmentation, detection"),
-    ({"num_classes": "10"}, "its num_classes '10' is not a number of classes"),
-    ({"num_classes": 0}, "its num_classes 0 is not a number of classes"),
+    ({"task": "regression"}, "its task is 'regression': input should be 'classification', 'segmentation' or "
+                             "'detection'"),
+    ({"num_classes": "10"}, "its num_classes is '10': input should be a valid integer"),
+    ({"num_classes": 0}, "its num_classes is 0: input should be greater than or equal to 1"),
+    ({"data_stats": {"mean": [0.3]}}, "it lacks data_stats.std, which reading the run back needs"),
+    ({"data_stats": {"mean": [0.3], "std": [0]}}, "its data_stats.std[0] is 0: input should be greater than 0"),
+    ({"data_stats": {"mean": [0.3, 0.2], "std": [1.0]}}, "its data_stats: 2 mean(s) and 1 std(s), not one of each per "
+                                                         "channel"),
+    ({"data_info": "x"}, "its data_info is 'x': input should be a valid dictionary"),
+    ({"data_spec": "x"}, "its data_spec is 'x': input should be a valid dictionary"),
+    ({"input_shape": "8x8"}, "its input_shape is '8x8': input should be a valid list"),
 ])
 def test_a_run_file_of_the_wrong_kind_is_named(digits_run, tmp_path, capsys, damage, message):
     from peerdistill.cli import main

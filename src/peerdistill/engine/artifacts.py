@@ -25,6 +25,7 @@ from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirErr
 from ..json_files import read_json  # noqa: F401 - imported from here across the package
 from ..values import is_count, is_finite_number
 from . import run_lock
+from .run_meta import run_record_problem
 from .state_files import DIGEST_KEY, read_state, weights_digest
 
 RUN_FILE = "run.json"
@@ -258,18 +259,6 @@ def _metrics_problem(metrics: Any) -> str | None:
     return None
 
 
-def _meta_problem(meta: dict[str, Any]) -> str | None:
-    """What is of the wrong kind in a run.json holding every key reading it back needs, or None."""
-    if meta["task"] not in ("classification", "segmentation", "detection"):
-        return f"its task {meta['task']!r} is none of classification, segmentation, detection"
-    if not is_count(meta["num_classes"]) or meta["num_classes"] < 1:
-        return f"its num_classes {meta['num_classes']!r} is not a number of classes"
-    odd = next((m for m in meta["members"] if m.get("parameters") is not None and not is_count(m["parameters"])), None)
-    if odd:
-        return f"model '{odd['name']}' has parameters {odd['parameters']!r}, not a count"
-    return None
-
-
 def _is_figure(value: Any) -> bool:
     """A figure as peerdistill writes it: a finite number, or null (NaN is written as null)."""
     return value is None or is_finite_number(value)
@@ -488,19 +477,9 @@ class RunDir:
         """run.json, checked to hold what reading a run back needs (a damaged or hand-edited file
         is named here, not met as a KeyError later)."""
         meta = read_json(self.path / RUN_FILE)
-        needed = ("task", "num_classes", "input_shape", "members")
-        lacking = [k for k in needed if k not in meta] if isinstance(meta, dict) else list(needed)
-        if lacking or not isinstance(meta.get("members"), list) or not all(
-                isinstance(m, dict) and {"name", "role"} <= set(m) for m in meta["members"]):
-            raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: it lacks {lacking or 'its members list'}, "
-                                  "which reading the run back needs; train the run again")
-        wrong = _meta_problem(meta)
-        if wrong:
-            raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: {wrong}; restore it or train the run again")
-        names = meta.get("class_names")
-        if "class_names" in meta and not (isinstance(names, list) and len(names) == meta["num_classes"]):
-            raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: its class_names ({names!r}) are not one name "
-                                  f"for each of its {meta['num_classes']} classes; restore it or train the run again")
+        problem = run_record_problem(meta)
+        if problem:
+            raise CheckpointError(f"'{self.path / RUN_FILE}' is damaged: {problem}; restore it or train the run again")
         return meta
 
     def metrics(self) -> dict[str, Any]:

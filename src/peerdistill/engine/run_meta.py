@@ -1,0 +1,86 @@
+"""What reading a run back needs of its run.json, declared once: a damaged or hand-edited file
+is named with the field at fault, not met as a KeyError or TypeError deep inside a command.
+
+The file's other keys are kept as they are (``extra="allow"``); those declared here are the
+ones commands build models, standardise inputs or name classes from."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
+
+Count = Annotated[StrictInt, Field(ge=0)]
+Size = Annotated[StrictInt, Field(ge=1)]
+Figure = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # (an int is a float too)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ModelSpecRecord(_Record):
+    arch: StrictStr
+    args: dict[str, Any] = {}
+
+
+class MemberRecord(_Record):
+    name: StrictStr
+    role: Literal["teacher", "student"]
+    parameters: Count | None = None
+    spec: ModelSpecRecord | None = None  # None: built in Python, not from an arch
+
+
+class DataStatsRecord(_Record):
+    mean: Annotated[list[Figure], Field(min_length=1)]
+    std: Annotated[list[Annotated[Figure, Field(gt=0)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _one_of_each_per_channel(self) -> "DataStatsRecord":
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"{len(self.mean)} mean(s) and {len(self.std)} std(s), not one of each per channel")
+        return self
+
+
+class RunRecord(_Record):
+    task: Literal["classification", "segmentation", "detection"]
+    num_classes: Size
+    input_shape: Annotated[list[Size], Field(min_length=1, max_length=3)]
+    members: list[MemberRecord]
+    # present, a list (absent in runs of some versions); validate_default: None given is damage
+    class_names: list[StrictStr] = Field(default=None, validate_default=False)
+    data_stats: DataStatsRecord | None = None  # None: trained unstandardised
+    data_info: dict[str, Any] | None = None
+    data_spec: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_name_per_class(self) -> "RunRecord":
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"its class_names ({self.class_names!r}) are not one name for each of its "
+                             f"{self.num_classes} classes")
+        return self
+
+
+def run_record_problem(meta: Any) -> str | None:
+    """What is wrong with a run.json's contents (its first fault, named by its place), or None."""
+    try:
+        RunRecord.model_validate(meta)
+    except ValidationError as exc:
+        return _fault(exc.errors()[0], meta)
+    return None
+
+
+def _fault(error: dict[str, Any], meta: Any) -> str:
+    place = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    if error["type"] == "value_error" and not place:
+        return str(error["ctx"]["error"])  # said whole by a validator above
+    if error["type"] == "value_error":
+        return f"its {place}: {error['ctx']['error']}"
+    if error["type"] == "missing":
+        return f"it lacks {place}, which reading the run back needs"
+    if error["type"] == "model_type" and not place:
+        return f"it holds {type(meta).__name__}, not a mapping"
+    given = repr(error["input"])
+    said = re.sub(r" or instance of \w+", "", error["msg"])  # (pydantic's class names say nothing to a user)
+    return f"its {place} is {given if len(given) <= 60 else given[:57] + '...'}: {said[0].lower()}{said[1:]}"
