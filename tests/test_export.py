@@ -413,7 +413,22 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     side.write_text("{not json")
     assert "m.json' is not valid JSON" in refused(onnx, images, "--out", tmp_path / "p.csv")
     side.write_text("{}")
-    assert "lacks ['task', 'class_names', 'input_shape', 'output']" in refused(onnx, images, "--out", tmp_path / "p.csv")
+    assert "lacks ['task', 'class_names', 'num_classes', 'input_shape', 'output']" in refused(
+        onnx, images, "--out", tmp_path / "p.csv")
+    # fields of the wrong kind are named, not met as a traceback; a threshold on this ten-class
+    # model wrote class 0 for a class-8 image, exit 0 (a review found each)
+    for edit, said in (({"class_names": list("abc")}, "its class_names (['a', 'b', 'c']) are not one name for each of "
+                                                      "its 10 classes"),
+                       ({"data_stats": {"mean": [0.3]}}, "it lacks data_stats.std, which predicting needs"),
+                       ({"threshold": "abc"}, "its threshold is 'abc': input should be a valid number"),
+                       ({"threshold": 0.5}, "its threshold 0.5 is on the positive class's probability, for a two-class "
+                                            "classifier; this is a 10-class classification model"),
+                       ({"output": "scores"}, "its output is 'scores': input should be 'logits', 'probabilities' or "
+                                              "'student_logits'")):
+        side.write_text(json.dumps({**json.loads(good), **edit}))
+        assert f"m.json' is damaged: {said}; export the model again" in refused(
+            onnx, images, "--out", tmp_path / "p.csv"), edit
+        assert not (tmp_path / "p.csv").exists()
     # A JSON edited by hand, its graph digest kept: no longer as export wrote it, so the graph is
     # checked against what it now says (a review found these passed, or crashed, unchecked)
     for edit, said in (({"input_shape": [1, 16, 16]}, "takes inputs of shape ["),
@@ -1038,6 +1053,7 @@ def test_the_deployment_pages_python_block_gives_predicts_probabilities_and_call
     from PIL import Image
 
     from peerdistill.predict import predict_files
+    from tests.conftest import train_two_class_npz_run
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
     block = re.search(r"```python\n(.*?)```", page, re.S).group(1)
@@ -1046,18 +1062,18 @@ def test_the_deployment_pages_python_block_gives_predicts_probabilities_and_call
     Image.fromarray(grey).save(tmp_path / "eight.png")
     Image.fromarray(grey.astype(np.uint16) * 257 + 100).save(tmp_path / "sixteen.png")
     Image.fromarray((rng.random((9, 9, 3)) * 255).astype(np.uint8)).save(tmp_path / "colour.png")
-    for model, threshold in (("student1", None), ("ensemble", 0.2)):
-        onnx = export_run(digits_run, model=model, out=tmp_path / f"{model}.onnx").path
-        if threshold is not None:  # as export --operating-point writes it (two classes there; read here on 0 and 1)
-            side = onnx.with_suffix(".json")
-            side.write_text(json.dumps({**json.loads(side.read_text()), "threshold": threshold}))
+    two_classes, _ = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
+    for run, model, rule in ((digits_run, "student1", None), (two_classes, "ensemble", "sensitivity=0.9")):
+        onnx = export_run(run, model=model, out=tmp_path / f"{model}.onnx", operating_point=rule).path
+        classes = json.loads(onnx.with_suffix(".json").read_text())["class_names"]
+        assert (json.loads(onnx.with_suffix(".json").read_text())["threshold"] is None) == (rule is None)
         for name in ("eight.png", "sixteen.png", "colour.png"):
             scope = {"json_path": str(onnx.with_suffix(".json")), "image_path": str(tmp_path / name),
                      "onnx_path": str(onnx)}
             exec(block, scope)  # noqa: S102 - the page's own block
             predict_files(onnx, [str(tmp_path / name)], tmp_path / "p.csv")
             (row,) = list(csv.DictReader((tmp_path / "p.csv").open()))
-            expected = np.array([float(row[f"p_{c}"]) for c in range(10)])
+            expected = np.array([float(row[f"p_{c}"]) for c in classes])
             np.testing.assert_allclose(scope["scores"], expected, atol=2e-6)
             assert scope["predicted"] == row["predicted"]
 

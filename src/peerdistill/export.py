@@ -34,6 +34,7 @@ from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check
                        percent, quantized_weights)
 from .engine.tta import mean_over_flips, tta_flips
 from .post_hoc import check_post_hoc_options
+from .sidecar import SIDECAR_KEYS, sidecar_path
 from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
 from .spatial import align_to
 
@@ -504,8 +505,6 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
                           f"{target.with_suffix('.' + fmt).name}, or give a folder")
     check_not_a_run_file(target)
     if fmt == "onnx":
-        from .predict import sidecar_path
-
         sidecar = sidecar_path(target)
         check_not_a_run_file(sidecar, "--out (its .json beside the .onnx)")
         if sidecar.exists() and not _is_sidecar(sidecar):  # an annotation file or a config of that name
@@ -516,8 +515,6 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
 
 def _is_sidecar(path: Path) -> bool:
     """Whether ``path`` is the JSON an earlier export wrote (it may be replaced with its .onnx)."""
-    from .predict import SIDECAR_KEYS
-
     try:
         found = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

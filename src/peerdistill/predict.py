@@ -24,16 +24,13 @@ from .data.splits import per_channel, standardize, unlike_seen
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
 from .post_hoc import check_post_hoc_options
+from .sidecar import read_sidecar, sidecar_path
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
 from .errors import CheckpointError, ConfigError, DataError, warn_user
 from .pictures import visible_levels
 from .predict_inputs import Inputs, read_inputs
 from .runs import run_data_places
 from .spatial import align_to
-
-
-def sidecar_path(onnx_path: Path) -> Path:
-    return onnx_path.with_suffix(".json")
 
 
 def model_info(meta: dict, output: str) -> dict:
@@ -362,9 +359,6 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
     return info, run
 
 
-SIDECAR_KEYS = ("task", "class_names", "input_shape", "output")
-
-
 def _say_how_dicom_was_read(dicom, info: dict, model_path: Path) -> None:
     """DICOM inputs read otherwise than training read its images: through their own windows
     where the export does not say which window training used, or washed out by the window."""
@@ -397,15 +391,7 @@ def _onnx_model(path: Path):
     if not path.is_file():
         raise DataError(f"'{path}' does not exist: give an .onnx file written by peerdistill export, or a run directory")
     side = sidecar_path(path)
-    if not side.is_file():
-        raise ConfigError(f"'{side}' is missing: it is written by peerdistill export beside the .onnx file")
-    try:
-        info = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"'{side}' is not valid JSON ({exc}): export the model again") from None
-    missing = [k for k in SIDECAR_KEYS if not isinstance(info, dict) or k not in info]
-    if missing:
-        raise CheckpointError(f"'{side}' lacks {missing}: it is not the file peerdistill export writes; export again")
+    info = read_sidecar(path)
     _checked_window(info, side)
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -16,23 +16,23 @@ Size = Annotated[StrictInt, Field(ge=1)]
 Figure = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # (an int is a float too)
 
 
-class _Record(BaseModel):
+class Record(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class ModelSpecRecord(_Record):
+class ModelSpecRecord(Record):
     arch: StrictStr
     args: dict[str, Any] = {}
 
 
-class MemberRecord(_Record):
+class MemberRecord(Record):
     name: StrictStr
     role: Literal["teacher", "student"]
     parameters: Count | None = None
     spec: ModelSpecRecord | None = None  # None: built in Python, not from an arch
 
 
-class DataStatsRecord(_Record):
+class DataStatsRecord(Record):
     mean: Annotated[list[Figure], Field(min_length=1)]
     std: Annotated[list[Annotated[Figure, Field(gt=0)]], Field(min_length=1)]
 
@@ -43,7 +43,7 @@ class DataStatsRecord(_Record):
         return self
 
 
-class RunRecord(_Record):
+class RunRecord(Record):
     task: Literal["classification", "segmentation", "detection"]
     num_classes: Size
     input_shape: Annotated[list[Size], Field(min_length=1, max_length=3)]
@@ -67,20 +67,22 @@ def run_record_problem(meta: Any) -> str | None:
     try:
         RunRecord.model_validate(meta)
     except ValidationError as exc:
-        return _fault(exc.errors()[0], meta)
+        return first_fault(exc, meta)
     return None
 
 
-def _fault(error: dict[str, Any], meta: Any) -> str:
+def first_fault(exc: ValidationError, record: Any, needed_for: str = "reading the run back") -> str:
+    """A JSON record's first fault that ``exc`` found, named by its place in ``record``."""
+    error = exc.errors()[0]
     place = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
     if error["type"] == "value_error" and not place:
         return str(error["ctx"]["error"])  # said whole by a validator above
     if error["type"] == "value_error":
         return f"its {place}: {error['ctx']['error']}"
     if error["type"] == "missing":
-        return f"it lacks {place}, which reading the run back needs"
+        return f"it lacks {place}, which {needed_for} needs"
     if error["type"] == "model_type" and not place:
-        return f"it holds {type(meta).__name__}, not a mapping"
+        return f"it holds {type(record).__name__}, not a mapping"
     given = repr(error["input"])
     said = re.sub(r" or instance of \w+", "", error["msg"])  # (pydantic's class names say nothing to a user)
     return f"its {place} is {given if len(given) <= 60 else given[:57] + '...'}: {said[0].lower()}{said[1:]}"
