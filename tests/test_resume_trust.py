@@ -80,7 +80,9 @@ def test_a_run_that_stops_says_so_and_why_in_its_files_and_a_resume_clears_it(tm
 
     cfg = small(tmp_path, "nan")
     cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay = "sgd", 1e4, 0.0, 0.0  # non-finite
-    with pytest.raises(Exception) as stopped:
+    from peerdistill.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError) as stopped:
         train_from_config(cfg, progress=False)
     record = json.loads(open(f"{tmp_path}/nan/run.json").read())
     assert record["status"] == "stopped" and record["stopped_by"].endswith(str(stopped.value))

@@ -159,7 +159,24 @@ def test_a_zoo_models_argument_of_the_wrong_type_is_named(arch, args, message):
         build_model(arch, args, 3, 2, owner="model 'student1'")
     # the same arguments of the right types build (a list of blocks from YAML included)
     fixed = {"width": 4, "depth": 2, "blocks": [1, 1, 1, 1], "block": "basic"}
-    assert isinstance(build_model(arch, {k: fixed[k] for k in args}, 3, 2), torch.nn.Module)
+    built = build_model(arch, {k: fixed[k] for k in args}, 3, 2).built_with
+    assert {k: built[k] for k in args} == {k: fixed[k] for k in args}
+
+
+def test_a_zoo_model_too_large_to_train_is_refused_before_it_takes_memory():
+    # a cnn of depth 100 doubles its channels 100 times: it took 21 GB, then the kernel killed it, without a word
+    from peerdistill.errors import ConfigError
+    from peerdistill.models import ZOO_PARAMETER_LIMIT, build_model
+
+    said = "model 'student1': arch 'cnn' with args {'width': 8, 'depth': %s, 'in_channels': 3, 'num_classes': 2} would have "
+    with pytest.raises(ConfigError, match=re.escape(said % 100 + "more parameters than a tensor can hold")):
+        build_model("cnn", {"width": 8, "depth": 100}, 3, 2, owner="model 'student1'")
+    count = small_cnn_count(3, 2, 8, 12)  # 1.6 billion: more than the limit, less than a tensor can hold
+    assert count > ZOO_PARAMETER_LIMIT
+    with pytest.raises(ConfigError, match=re.escape(said % 12 + f"{count:,} parameters (the zoo's limit: 1,000,000,000): "
+                                                   "lower its depth or width")):
+        build_model("cnn", {"width": 8, "depth": 12}, 3, 2, owner="model 'student1'")
+    assert count_parameters(build_model("cnn", {"width": 8, "depth": 4}, 3, 2)) == small_cnn_count(3, 2, 8, 4)
 
 
 def test_a_zoo_models_arguments_reach_it_as_it_takes_them():

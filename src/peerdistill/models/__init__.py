@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 import os
 import sys
 import sysconfig
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -161,6 +163,8 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
     who = f"{owner}: " if owner else ""
     if arch in ZOO:
         kwargs.update(_checked_arg_types(factory, args, f"{who}arch '{arch}'"))
+        if arch != "torchvision_fcos":  # (its weights may be downloaded: built once, for real)
+            _check_zoo_size(factory, kwargs, f"{who}arch '{arch}'")
     try:
         model = factory(**kwargs)
     except TypeError as exc:
@@ -177,6 +181,31 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+# A zoo model past this many parameters is a slip of its args (depth 100 doubles a cnn's channels
+# 100 times): 16 GB of weights, gradients and Adam's two moments in fp32, where the largest
+# sensible zoo model (a ResNet-50) has 25 million.
+ZOO_PARAMETER_LIMIT = 1_000_000_000
+
+
+def _check_zoo_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], who: str) -> None:
+    """Refuse a zoo model too large to train, counted on the meta device (no memory taken) before
+    it is built: built for real, it took the machine's memory for minutes, then was killed
+    without a word."""
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in factory(**kwargs).parameters())
+    except RuntimeError as exc:  # a size past what a tensor can hold at all
+        if "overflow" not in str(exc):
+            return  # its own error comes when it is built
+        count = math.inf
+    except Exception:  # noqa: BLE001 - its own error comes when it is built
+        return
+    if count > ZOO_PARAMETER_LIMIT:
+        size = "more parameters than a tensor can hold" if math.isinf(count) else f"{count:,} parameters"
+        raise ConfigError(f"{who} with args {kwargs} would have {size} (the zoo's limit: "
+                          f"{ZOO_PARAMETER_LIMIT:,}): lower its depth or width (each level of depth doubles the channels)")
 
 
 def _rejects(factory: Callable[..., nn.Module], kwargs: dict[str, Any], open_ended: bool) -> bool:
