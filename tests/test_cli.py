@@ -1037,6 +1037,12 @@ def test_an_empty_data_file_is_named_not_read_as_the_default_data(tmp_path, caps
         (tmp_path / "empty.yaml").write_text(text)
         run_cli("eval", tmp_path / "r", "--data", tmp_path / "empty.yaml", expect=2)
         assert f"--data '{tmp_path / 'empty.yaml'}' holds no data section" in " ".join(capsys.readouterr().err.split())
+    # a training config without a data section: each of its sections was refused as a data key, 35 keys listed each time
+    (tmp_path / "train.yaml").write_text("distill: {preset: ml}\nstudents: [{arch: cnn}, {arch: cnn}]\n")
+    run_cli("eval", tmp_path / "r", "--data", tmp_path / "train.yaml", expect=2)
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: --data '{tmp_path / 'train.yaml'}' is a config without a data section (it holds distill, students): "
+        "give a file with one, data: {kind: image_folder, root: PATH}, or a mapping of data keys alone")
 
 
 def test_a_key_given_twice_or_under_both_its_names_is_refused(capsys):

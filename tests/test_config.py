@@ -594,7 +594,10 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     (["optim.warmup_epochs=30"], "optim.warmup_epochs (30) must be fewer than train.epochs (30)"),  # epochs 30
     (["optim.lr=1", "optim.weight_decay=1"], "lr x weight_decay = 1, and from 1 on adamw's decay alone"),  # the limit
     (["distill.preset=independent", "teacher=null", "students=[{arch: cnn}]", "distill.ensemble_weight=0.5"],
-     "needs at least two students for mutual learning"),  # the ensemble of one student is that student
+     "distill.ensemble_weight distils the students' ensemble into each student, and this run has one student: add "
+     "students, or remove distill.ensemble_weight"),  # the ensemble of one student is that student
+    (["distill.preset=ml", "teacher=null", "students=[{arch: cnn}]"], "preset 'ml' needs at least two students for "
+                                                                      "mutual learning"),
     (["distill.preset=custom", "distill.edges=[{source: teacher, target: student1, kind: hint, source_layer: features}]"],
      "edge teacher -> student1 of kind 'hint' needs source_layer and target_layer"),
     (["students=[{arch: cnn, name: a}, {arch: cnn, name: a}]"], "model names must be unique, repeated: ['a']"),

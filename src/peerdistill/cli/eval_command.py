@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, apply_overrides,
+from ..config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides,
                       format_validation_error, load_yaml, saved_data_section, without_other_kinds_keys)
 from ..errors import ConfigError, warn_user
 from ..json_files import read_json
@@ -141,6 +141,10 @@ def _data_section(path: str) -> dict:
         raise ConfigError(f"--data takes a YAML file holding a data section, and '{path}' is data itself: to score "
                           "it, give data.root=PATH (and data.kind=... when it is not of the run's kind)")
     loaded = load_yaml(path)
+    others = sorted(set(loaded) & (set(RunConfig.model_fields) - {"data"})) if isinstance(loaded, dict) else []
+    if others and "data" not in loaded:  # (read as data keys, each was refused with the 35 valid ones)
+        raise ConfigError(f"--data '{path}' is a config without a data section (it holds {', '.join(others)}): give a "
+                          "file with one, data: {kind: image_folder, root: PATH}, or a mapping of data keys alone")
     section = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
     if not isinstance(section, dict):
         raise ConfigError(f"--data '{path}': its data section must be a mapping of data keys (e.g. data: {{kind: "

@@ -167,8 +167,11 @@ class RunConfig(Section):
                             "remove it")
         if ignored_before:
             problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads())
-        if (preset in PEER_PRESETS or self.distill.ensemble_weight > 0) and len(self.students) == 1:
+        if preset in PEER_PRESETS and len(self.students) == 1:
             problems.append(f"preset '{preset}' needs at least two students for mutual learning")
+        elif self.distill.ensemble_weight > 0 and len(self.students) == 1:
+            problems.append("distill.ensemble_weight distils the students' ensemble into each student, and this run "
+                            "has one student: add students, or remove distill.ensemble_weight")
         if preset == "self" and not any(s.heads for s in self.students):
             problems.append("preset 'self' needs heads: set students.N.heads to module paths, e.g. [features.2]")
         for edge in self.distill.edges or []:

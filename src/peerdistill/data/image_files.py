@@ -121,6 +121,9 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         raise DataError(f"'{path}' has no column {' nor '.join(repr(c) for c, _ in missing)} (columns: "
                         f"{list(rows[0])}); set {fix}")
     for line, row in enumerate(rows, start=2):
+        if None in row:  # csv puts the fields past the header's under None: a comma unquoted shifted them
+            raise DataError(f"'{path}' line {line} has {len(row) - 1 + len(row[None])} fields, the header "
+                            f"{len(row) - 1}: quote a field that holds a '{delimiter}'")
         if not row.get(spec.path_column) or not row.get(spec.label_column):
             raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
         if any("\n" in (row.get(c) or "") for c in (spec.path_column, spec.label_column)):
