@@ -598,6 +598,11 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
      "students, or remove distill.ensemble_weight"),  # the ensemble of one student is that student
     (["distill.preset=ml", "teacher=null", "students=[{arch: cnn}]"], "preset 'ml' needs at least two students for "
                                                                       "mutual learning"),
+    # YAML reads a colon without a space after it as part of the key (said once, not as a missing arch)
+    (["data.augment_range={rotate:10}"], "invalid config:\n  'data.augment_range.rotate:10': YAML reads 'rotate:10' "
+                                         "as one key: put a space after the colon, rotate: 10"),
+    (["students=[{arch:cnn}, {arch: cnn}]"], "invalid config:\n  'students.0.arch:cnn': YAML reads 'arch:cnn' as one "
+                                             "key: put a space after the colon, arch: cnn"),
     (["distill.preset=custom", "distill.edges=[{source: teacher, target: student1, kind: hint, source_layer: features}]"],
      "edge teacher -> student1 of kind 'hint' needs source_layer and target_layer"),
     (["students=[{arch: cnn, name: a}, {arch: cnn, name: a}]"], "model names must be unique, repeated: ['a']"),
@@ -607,6 +612,8 @@ def test_model_and_edge_numbers_out_of_range_are_refused_by_their_key(overrides,
     with pytest.raises(ConfigError) as info:
         validate(apply_overrides(default_config(), overrides))
     assert message in str(info.value)
+    if "YAML reads" in message:  # said once, and not as a missing key besides
+        assert str(info.value) == message
 
 
 def test_model_and_edge_numbers_at_their_bounds_are_accepted():

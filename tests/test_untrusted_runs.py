@@ -112,6 +112,21 @@ def test_a_resume_checkpoint_holding_objects_is_refused_without_advice_to_unsafe
     assert "weights_only" not in message and "start the run again" in message
 
 
+def test_a_raw_pickle_given_as_a_checkpoint_is_refused_without_torchs_noise(tmp_path):
+    # torch printed a 2-line advice to file an issue about the pickle's protocol before the refusal
+    import pickle
+    import warnings
+
+    from peerdistill.engine.state_files import read_state
+
+    with open(tmp_path / "raw.pt", "wb") as handle:
+        pickle.dump({"state": _Command()}, handle, protocol=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CheckpointError, match=r"raw.pt' for teacher holds more than tensors"):
+            read_state(tmp_path / "raw.pt", "teacher")
+
+
 @pytest.mark.parametrize("arch", [
     "peerdistill.engine.artifacts:os.system",  # peerdistill's modules other than its models
     "peerdistill.models:difflib.get_close_matches",  # reached through a module the models' module imports

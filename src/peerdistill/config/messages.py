@@ -27,6 +27,8 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
         model = RunConfig
     lines = [f"invalid {source}:"]
     errors = [{**e, "loc": tuple(p for p in e["loc"] if not _union_branch(p))} for e in exc.errors()]
+    slips = [s for e in errors if (s := _colon_without_space(e["loc"])) is not None]
+    said_slips: list[str] = []
     for err in errors:
         # A mapping given where one branch of a union wants a word is that branch's mismatch,
         # not the problem, when the other branch says what is wrong inside the mapping.
@@ -35,7 +37,14 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             continue
         parts = err["loc"]
         loc = ".".join(str(p) for p in parts)
-        if err["type"] == "extra_forbidden":
+        slip = _colon_without_space(parts)
+        if slip is not None:
+            if slip not in said_slips:  # (said once, though pydantic finds it in the key and in its value)
+                lines.append(f"  '{loc.removesuffix('.[key]')}': {slip}")
+                said_slips.append(slip)
+        elif err["type"] == "missing" and any(f"put a space after the colon, {parts[-1]}: " in s for s in slips):
+            continue  # the key is there, written with its value as one word
+        elif err["type"] == "extra_forbidden":
             lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model)}")
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
@@ -54,6 +63,16 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
             lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
     return "\n".join(lines)
+
+
+def _colon_without_space(parts: tuple) -> str | None:
+    """What went wrong where a key holds a colon and a value ({rotate:10}): YAML reads a colon
+    without a space after it as part of the key, so the key is unknown and its value null."""
+    slipped = next((p for p in parts if isinstance(p, str) and re.fullmatch(r"[A-Za-z_]\w*:[^\s:]+", p)), None)
+    if slipped is None:
+        return None
+    key, _, value = slipped.partition(":")
+    return f"YAML reads '{slipped}' as one key: put a space after the colon, {key}: {value}"
 
 
 def _section_example(loc: str, given: Any) -> str:

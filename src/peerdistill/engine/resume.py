@@ -17,7 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from .artifacts import atomic_write_bytes
-from .state_files import failing_zip_member, rejected_object
+from .state_files import failing_zip_member, load_tensors, rejected_object
 
 
 def save_resume_state(path: Path, state: dict[str, Any]) -> None:
@@ -38,7 +38,7 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
     if damaged:
         raise _unreadable(path, f"its part '{damaged}' differs from what was written: its CRC-32 fails")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_tensors(path)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" in str(exc):  # a named object that is not a tensor: not written by peerdistill
             raise CheckpointError(f"resume checkpoint '{path}' holds more than tensors ({rejected_object(exc)}), "

@@ -9,8 +9,10 @@ import hashlib
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -53,7 +55,7 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
         raise CheckpointError(f"checkpoint '{path}' for {name} is corrupt: its part '{damaged}' differs from what was "
                               "written (its CRC-32 fails); restore the file from a copy")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = load_tensors(path)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"checkpoint '{path}' for {name} holds more than tensors ({rejected_object(exc)}), which cannot be loaded "
@@ -64,6 +66,15 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
         raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {first}. It is truncated or "
                               "corrupt") from None
     return _without_common_prefix(_state_dict_in(loaded, path, name), expected_keys)
+
+
+def load_tensors(path: Path) -> Any:
+    """``torch.load`` of tensors alone (a file cannot run code), without torch's advice to file
+    an issue about a pickle's protocol, printed before the refusal of a file that is no
+    torch.save archive (peerdistill's own message says what it is)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
