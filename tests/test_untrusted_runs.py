@@ -124,7 +124,7 @@ def test_a_raw_pickle_given_as_a_checkpoint_is_refused_without_torchs_noise(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(CheckpointError, match=r"raw.pt' for teacher holds more than tensors"):
-            read_state(tmp_path / "raw.pt", "teacher")
+            read_state(tmp_path / "raw.pt", "teacher", set())
 
 
 @pytest.mark.parametrize("arch", [
