@@ -270,6 +270,26 @@ def test_an_npz_names_its_classes_by_its_own_names_before_data_class_names(tmp_p
 
 
 
+def test_labels_that_skip_classes_are_warned_of_unless_the_classes_are_named(tmp_path):
+    # one stray 7 among 0/1 labels made an eight-class run: its empty classes said only as missing from val and test
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from tests.conftest import alternating_npz_arrays
+
+    arrays = alternating_npz_arrays((8, 4, 4))
+    arrays["train_labels"] = arrays["train_labels"].copy()
+    arrays["train_labels"][3] = 7
+    np.savez(tmp_path / "stray.npz", **arrays)
+    with pytest.warns(PeerdistillWarning, match=r"^the labels run to 7, so the models get 8 classes, but no sample of "
+                                                r"any split is labelled 2, 3, 4, 5, 6; class 7 has 1 sample\(s\): a "
+                                                r"stray label\?"):
+        assert build_data(DataSpec(kind="npz", root=str(tmp_path / "stray.npz"))).num_classes == 8
+    with warnings.catch_warnings():  # named: the empty classes are meant
+        warnings.filterwarnings("error", "the labels run to", PeerdistillWarning)
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "stray.npz"), class_names=list("abcdefgh")))
+
+
 @pytest.mark.parametrize("given", [["a"], ["a", "b", "c"]])
 def test_class_names_not_one_per_class_are_refused_naming_where_they_came_from(tmp_path, given):
     """A name too few leaves a class unnamed: refused as the data is read. A name too many would

@@ -178,6 +178,8 @@ class DataSplits:
         _check_classes_train(ys, num_classes)
         if class_names is not None and len(class_names) < num_classes:
             raise DataError(names_not_one_per_class(class_names_from, class_names, num_classes))
+        if class_names is None:
+            _warn_of_classes_in_no_split(ys, num_classes)
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
         if normalize:
             stats = stats or channel_stats(xs[0])
@@ -419,6 +421,19 @@ def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
     if not anywhere[0]:
         raise DataError(f"no label is 0 (the labels run from {int(min(int(y.min()) for y in ys if len(y)))} to "
                         f"{num_classes - 1}): labels are class indices 0..K-1; counted from 1? subtract 1")
+
+
+def _warn_of_classes_in_no_split(ys: list[torch.Tensor], num_classes: int) -> None:
+    """Labels that skip classes, their number read from the largest (one stray 7 among 0/1 labels
+    made an eight-class run, whose five empty classes were said only as missing from val and test)."""
+    anywhere = torch.stack([torch.bincount(y, minlength=num_classes) > 0 for y in ys]).any(dim=0)
+    empty = [c for c in range(num_classes) if not anywhere[c]]
+    if empty:
+        counts = sum(torch.bincount(y, minlength=num_classes) for y in ys)
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        warn_user(f"the labels run to {num_classes - 1}, so the models get {num_classes} classes, but no sample of any "
+                  f"split is labelled {shown}; class {num_classes - 1} has {int(counts[-1]):,} sample(s): a stray "
+                  "label? Fix the labels, or name the classes (data.class_names) to say the empty ones are meant")
 
 
 def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor:
