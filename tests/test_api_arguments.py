@@ -514,6 +514,23 @@ def test_datasplits_reads_input_shape_from_the_first_sample_and_names_classes_by
         DataSplits([("not", "an image")], pairs, pairs, num_classes=3)
 
 
+def test_a_run_of_class_names_given_as_numbers_or_of_volumes_is_read_back(tmp_path):
+    # run.json's check refused runs the trainer had just written: class names 0, 1, 2 (as given in
+    # Python) and inputs of four dimensions (a Dataset's volumes)
+    from peerdistill.runs import load_cohort
+
+    x, y = _arrays()
+    data = DataSplits.from_arrays(x[:24], y[:24], x[24:36], y[24:36], x[36:], y[36:], class_names=[0, 1, 2])
+    _fit(data, run_dir=tmp_path / "numbers")
+    cohort, meta = load_cohort(tmp_path / "numbers", modules={"student1": _net(), "student2": _net()})
+    assert meta["class_names"] == [0, 1, 2] and len(cohort.students) == 2
+
+    from peerdistill.engine.run_meta import run_record_problem
+
+    volumes = {**meta, "input_shape": [1, 4, 8, 8]}
+    assert run_record_problem(volumes) is None
+
+
 def test_the_training_dataset_given_as_the_test_split_is_warned_of():
     from peerdistill.errors import PeerdistillWarning
 

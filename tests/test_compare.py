@@ -486,6 +486,18 @@ def test_runs_trained_in_parallel_processes_match_the_runs_trained_one_by_one(tm
         assert printed.index(f"independent, seed {seed}: done") < printed.index(f"kd (frozen teacher), seed {seed} ->")
 
 
+def test_an_overwrite_removes_the_comparisons_own_report_never_a_page_of_ones_own(tmp_path):
+    from peerdistill.compare import _replace
+    from peerdistill.html_report.html_parts import GENERATOR
+
+    (tmp_path / "report.html").write_text("<html><title>my notes</title></html>")
+    _replace([], tmp_path)
+    assert (tmp_path / "report.html").read_text() == "<html><title>my notes</title></html>"
+    (tmp_path / "report.html").write_text(f"<html><head>{GENERATOR}</head></html>")  # as report writes it
+    _replace([], tmp_path)
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_a_failed_parallel_run_lets_the_others_finish_then_says_why(tmp_path):
     tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
     taken = tmp_path / "f-compare" / "kd-seed1"

@@ -50,6 +50,11 @@ def test_equal_differences_give_no_interval_rather_than_one_of_no_width():
     assert d.mean == 0.1 and math.isnan(d.low) and math.isnan(d.high)
     assert d.cell() == "+0.1000 [no interval: the 3 pairs differ alike] 3/3 better"
     assert paired_difference([0.1, 0.2, 0.1], [0.0, 0.0, 0.0], "accuracy").low < 0.1  # any spread: an interval
+    # one test sample of 180 apart each: alike but for the rounding of v - b (an ulp apart), still no interval
+    n = 180
+    d = paired_difference([101 / n, 102 / n, 105 / n], [100 / n, 101 / n, 104 / n], "accuracy")
+    assert len({v - b for v, b in zip([101 / n, 102 / n, 105 / n], [100 / n, 101 / n, 104 / n])}) > 1
+    assert d.cell() == "+0.0056 [no interval: the 3 pairs differ alike] 3/3 better"
     assert mean_and_sample_std([0.1, 0.1, 0.1]) == (0.1, 0.0)
     assert mean_std([0.1, None, 0.1, float("nan"), 0.1]) == (0.1, 0.0)  # a comparison's mean ± std
 

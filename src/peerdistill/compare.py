@@ -347,11 +347,13 @@ def _folds_note(folds: int | None) -> str:
 def _replace(plans, directory: Path) -> None:
     """``--overwrite``: each existing run marked for replacement, and the tables and report of
     the runs being replaced removed (they would describe a folder that no longer holds them)."""
-    from .html_report import REPORT_FILE  # matplotlib comes with it: only when replacing
+    from .html_report.writing import REPORT_FILE, is_report_page  # matplotlib comes with it: only when replacing
 
     mark_for_replacement(plans)
-    for stale in ("compare.csv", "compare.md", "differences.csv", REPORT_FILE):
+    for stale in ("compare.csv", "compare.md", "differences.csv"):
         (directory / stale).unlink(missing_ok=True)
+    if (directory / REPORT_FILE).is_file() and is_report_page(directory / REPORT_FILE):  # never a page of one's own
+        (directory / REPORT_FILE).unlink()
 
 
 def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperature_scaling: bool,

@@ -29,6 +29,7 @@ from .metrics import has_direction, lower_is_better
 from .values import mean_and_sample_std
 
 CONFIDENCE = 0.95
+ALIKE = 1e-9  # differences whose spread is below this share of their size are one difference, rounded
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,10 @@ def paired_difference(values: list[float], baseline: list[float], metric: str,
     sign = -1 if lower_is_better(metric) else 1
     better = sum(sign * d > 0 for d in diffs) if has_direction(metric) else None
     tied = sum(d == 0 for d in diffs)
-    if n < 2 or sd == 0:
-        # pairs all alike (one test sample apart each, on a small split) would give an interval
-        # of no width, as if the difference were known exactly: none
+    if n < 2 or sd <= ALIKE * max(1.0, abs(mean)):
+        # pairs all alike (one test sample apart each, on a small split; alike but for the
+        # rounding of v - b) would give an interval of no width, as if the difference were
+        # known exactly: none
         return Difference(mean, math.nan, math.nan, n, better, tied)
     from scipy.stats import t
 

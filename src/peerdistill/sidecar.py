@@ -8,14 +8,13 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictStr, ValidationError, model_validator
+from pydantic import Field, StrictBool, ValidationError, model_validator
 
-from .engine.run_meta import DataStatsRecord, Record, Size, first_fault
+from .engine.run_meta import ClassName, DataStatsRecord, Record, Size, first_fault
 from .errors import CheckpointError, ConfigError
 
 # What marks a JSON as one export wrote (beside the .onnx, under its name).
 SIDECAR_KEYS = ("task", "class_names", "num_classes", "input_shape", "output")
-Share = Annotated[float, Field(strict=True, ge=0, le=1)]
 
 
 def sidecar_path(onnx_path: Path) -> Path:
@@ -24,9 +23,9 @@ def sidecar_path(onnx_path: Path) -> Path:
 
 class SidecarRecord(Record):
     task: Literal["classification", "segmentation", "detection"]
-    class_names: list[StrictStr]
+    class_names: list[ClassName]
     num_classes: Size
-    input_shape: Annotated[list[Size], Field(min_length=1, max_length=3)]
+    input_shape: Annotated[list[Size], Field(min_length=1)]
     output: Literal["logits", "probabilities", "student_logits"]
     data_stats: DataStatsRecord | None = None
     image_size: Annotated[list[Size], Field(min_length=2, max_length=2)] | None = None
@@ -38,7 +37,8 @@ class SidecarRecord(Record):
     input_stats: dict[str, Any] | None = None
     detection: dict[str, Any] | None = None
     temperature: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
-    threshold: Share | None = None
+    # (just above 1 where the operating point calls nothing positive: export writes it so)
+    threshold: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _fits_its_classes(self) -> "SidecarRecord":

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 Count = Annotated[StrictInt, Field(ge=0)]
 Size = Annotated[StrictInt, Field(ge=1)]
 Figure = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # (an int is a float too)
+ClassName = StrictStr | StrictInt  # (a DataSplits given class_names=[0, 1, 2] in Python writes them so)
 
 
 class Record(BaseModel):
@@ -46,10 +47,10 @@ class DataStatsRecord(Record):
 class RunRecord(Record):
     task: Literal["classification", "segmentation", "detection"]
     num_classes: Size
-    input_shape: Annotated[list[Size], Field(min_length=1, max_length=3)]
+    input_shape: Annotated[list[Size], Field(min_length=1)]  # (a Dataset's volumes: four or more)
     members: list[MemberRecord]
     # present, a list (absent in runs of some versions); validate_default: None given is damage
-    class_names: list[StrictStr] = Field(default=None, validate_default=False)
+    class_names: list[ClassName] = Field(default=None, validate_default=False)
     data_stats: DataStatsRecord | None = None  # None: trained unstandardised
     data_info: dict[str, Any] | None = None
     data_spec: dict[str, Any] | None = None

@@ -78,6 +78,14 @@ def write_report_holding_warnings(path: str | Path,
     return target, held
 
 
+def is_report_page(path: Path) -> bool:
+    """Whether the file ``path`` is a page ``report`` wrote (which it may replace), not a user's own."""
+    with path.open("rb") as page:
+        head = page.read(4096)
+    earlier = (b"<title>peerdistill run: ", b"<title>peerdistill comparison: ")  # pages before the marker
+    return GENERATOR.encode() in head or any(title in head for title in earlier)
+
+
 def _check_writable_here(target: Path) -> None:
     """Before the page is drawn (seconds): its folder can be made, and a file of its name is a
     report this command wrote, never a page of the user's own."""
@@ -85,9 +93,6 @@ def _check_writable_here(target: Path) -> None:
     if blocking is not None:
         raise ConfigError(f"--out '{target}': '{blocking}' is a file, not a folder; give another place")
     if target.is_file():
-        with target.open("rb") as page:
-            head = page.read(4096)
-        earlier = (b"<title>peerdistill run: ", b"<title>peerdistill comparison: ")  # pages before the marker
-        if GENERATOR.encode() not in head and not any(title in head for title in earlier):
+        if not is_report_page(target):
             raise ConfigError(f"'{target}' exists and is not a peerdistill report: give --out another name, or move "
                               "that file away")
