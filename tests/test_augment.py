@@ -12,7 +12,7 @@ from peerdistill.data.image_io import IGNORE
 from peerdistill.detection import HeadLayout
 from peerdistill.errors import ConfigError
 from peerdistill.tasks import intensity
-from peerdistill.tasks.augment import (Augmentation, augment_images, rotate_images, rotate_masks, warp_images, warp_masks,
+from peerdistill.tasks.augment import (Augmentation, rotate_images, rotate_masks, warp_images, warp_masks,
                                        zoom_images, zoom_masks)
 from peerdistill.tasks.detection import DetectionTask
 
@@ -363,7 +363,7 @@ def test_flips_and_quarter_turns_move_each_sample_and_its_mask_the_named_way(nam
     masks = x[:, 0] + 1000
     seen = set()
     for seed in range(8):
-        out, out_masks = augment_images(x, masks, (name,), torch.Generator().manual_seed(seed))
+        out, out_masks = Augmentation((name,)).images(x, masks, torch.Generator().manual_seed(seed))
         for i in range(6):
             original = x[i, 0].tolist()
             moved = out[i, 0].tolist()
@@ -375,7 +375,7 @@ def test_flips_and_quarter_turns_move_each_sample_and_its_mask_the_named_way(nam
     assert seen == {True, False}
     if name == "rot90":
         wide = torch.arange(2 * 24.0).view(2, 1, 4, 6)
-        assert torch.equal(augment_images(wide, None, (name,), torch.Generator().manual_seed(0))[0], wide)
+        assert torch.equal(Augmentation((name,)).images(wide, None, torch.Generator().manual_seed(0))[0], wide)
 
 
 @pytest.mark.parametrize("name,strength", [("rotate", 30.0), ("scale", 0.3)])

@@ -65,7 +65,6 @@ def test_a_killed_comparison_continues_its_unfinished_run(tmp_path, monkeypatch,
 
 def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp_path, monkeypatch, capsys):
     from peerdistill.comparison_runs import REPLACE_MARK
-    from peerdistill.html_report import write_report
 
     tree = {"name": "o", "out_dir": str(tmp_path), "deterministic": True, "teacher": None,
             "students": COMPARED["students"], "train": {"epochs": 1, "batch_size": 128}}
@@ -128,7 +127,6 @@ def test_an_overwrite_refused_for_a_run_in_training_marks_nothing_and_keeps_the_
 
 def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(tmp_path, monkeypatch):
     from peerdistill.comparison_runs import REPLACE_MARK
-    from peerdistill.html_report import write_report
 
     tree = {"name": "o", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"],
             "train": {"epochs": 1, "batch_size": 256}}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from peerdistill.paired import Difference, caption, default_baseline, difference_rows, differences, paired_difference
+from peerdistill.paired import caption, default_baseline, difference_rows, differences, paired_difference
 from peerdistill.report import mean_std
 from peerdistill.values import mean_and_sample_std
 

@@ -18,7 +18,7 @@ from peerdistill.data import build_data
 from peerdistill.errors import DataError
 from peerdistill.segmentation_metrics import SegmentationMeter
 from peerdistill.tasks import SegmentationTask
-from peerdistill.tasks.augment import augment_images
+from peerdistill.tasks.augment import Augmentation
 
 
 def meter_on(pred, truth, k=2):
@@ -233,13 +233,13 @@ def test_augmentation_moves_image_and_mask_together():
     masks = x[:, 0].long()
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
-        ax, am = augment_images(x, masks, ("hflip", "vflip", "rot90"), g)
+        ax, am = Augmentation(("hflip", "vflip", "rot90")).images(x, masks, g)
         assert torch.equal(ax[:, 0].long(), am)
     # hflip alone: each sample is itself or its mirror image, its mask the same, and over a few
     # draws every sample is seen both ways (one draw per sample, not one per batch)
     draws = set()
     for seed in range(8):
-        ax, am = augment_images(x, masks, ("hflip",), torch.Generator().manual_seed(seed))
+        ax, am = Augmentation(("hflip",)).images(x, masks, torch.Generator().manual_seed(seed))
         flipped = tuple(torch.equal(ax[i], x[i].flip(-1)) for i in range(len(x)))
         for i in range(len(x)):
             assert flipped[i] or torch.equal(ax[i], x[i])

@@ -49,11 +49,6 @@ def cpu_latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...]
 WARM_PASSES = 2  # untimed passes before each timed one (one left a small model 15-25% slow after a large one)
 
 
-def latency_ms(module: nn.Module, input_shape: tuple[int, ...], device: torch.device, repeats: int = 10) -> float:
-    """``latencies_ms`` of one model."""
-    return latencies_ms({"model": module}, input_shape, device, repeats)["model"]
-
-
 def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device,
                  repeats: int = 10) -> dict[str, float]:
     """Per model, the median wall time of one fp32 forward pass on one input on ``device``

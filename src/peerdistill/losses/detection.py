@@ -123,7 +123,7 @@ def localization_kd(student_out: torch.Tensor, teacher_out: torch.Tensor, layout
     true box, the only ones whose box output is trained. The teacher is detached."""
     _check_shapes(student_out, teacher_out, layout, "localization_kd")
     t = checked_temperature(temperature, "localization_kd")
-    s_cls, s_reg = split_outputs(student_out.float(), layout)
+    _, s_reg = split_outputs(student_out.float(), layout)
     t_cls, t_reg = split_outputs(teacher_out.detach().float(), layout)
     log_q = (t_reg / t).log_softmax(dim=-1)
     kl = (log_q.exp() * (log_q - (s_reg / t).log_softmax(dim=-1))).sum(dim=-1).mean(dim=-1)  # [B, A]

@@ -219,9 +219,3 @@ def _read_images_at(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 def _read_masks_at(masks: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return _filled_with_ignore(masks, lambda t: F.grid_sample(t, grid, mode="nearest", align_corners=True))
-
-
-def augment_images(x: torch.Tensor, masks: torch.Tensor | None, names: tuple[str, ...],
-                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``Augmentation(names).images`` at the default strengths."""
-    return Augmentation(tuple(names)).images(x, masks, generator)
