@@ -171,7 +171,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         return Comparison([], directory, "")
     # What would stop a run, found before any trains: a later config's mistake would else cost the
     # earlier configs' runs first, and --overwrite marks finished runs and removes the tables.
-    replacing = overwrite and any((plan.run_dir / "run.json").is_file() for plan in plans)
+    replacing = overwrite and any((plan.run_dir / RUN_FILE).is_file() for plan in plans)
     check_before_training(plans, build=len(configs) > 1 or replacing, two_classes=False, overwrite=overwrite)
     world = comparison_world(plans)  # under torchrun: one process group for every run
     try:

@@ -18,6 +18,7 @@ import yaml
 from rich.table import Table
 from safetensors.torch import load_file
 
+from .run_files import METRICS_FILE, RUN_FILE
 from .terminal import Console
 from .build import build_cohort, train_from_config
 from .data import build_data
@@ -212,7 +213,7 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
 
 def _continue_point(run_dir: Path) -> str:
     try:
-        done = len(read_json(run_dir / "metrics.json").get("epochs", []))
+        done = len(read_json(run_dir / METRICS_FILE).get("epochs", []))
     except PeerdistillError:
         done = 0
     return f"continue after epoch {done}" if done else "continue from its checkpoint"
@@ -305,7 +306,7 @@ def comparison_world(plans: list[Plan]) -> World:
 
 
 def mark_for_replacement(plans: list[Plan]) -> None:
-    runs = [plan.run_dir for plan in plans if (plan.run_dir / "run.json").is_file()]
+    runs = [plan.run_dir for plan in plans if (plan.run_dir / RUN_FILE).is_file()]
     for run_dir in runs:  # all before any mark: a refused command marks nothing
         run_lock.check_free(run_dir)
     for run_dir in runs:
@@ -377,7 +378,7 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     runs = {}
     for p in directory.glob(f"{glob.escape(prefix)}*"):
         match = numbered.fullmatch(p.name)
-        if match and (p / "run.json").is_file():
+        if match and (p / RUN_FILE).is_file():
             runs[p] = (int(match[1]), int(match[2] or -1))
     return sorted(runs, key=runs.get)
 
@@ -413,7 +414,7 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     run = RunDir(run_dir)
     if not run.is_complete:
         return "unfinished" if run.resume_path.is_file() else "new"
-    if not (run_dir / "metrics.json").is_file():  # its figures gone; its models, kept, not trained over
+    if not (run_dir / METRICS_FILE).is_file():  # its figures gone; its models, kept, not trained over
         raise RunDirError(f"'{run_dir}' is a finished run without its metrics.json: restore the file, or delete "
                           "the folder to train that run again (--overwrite redoes the whole comparison)")
     return "finished"

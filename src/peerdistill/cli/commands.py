@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..run_files import RUN_FILE
 from ..config import RunConfig, apply_overrides, default_config, load_config, load_saved_config, load_yaml, named_as_written
 from ..errors import ConfigError
 from ..json_files import read_json
@@ -61,7 +62,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
                                progress=not ns.quiet)
     if launched_world()[0] != 0:  # under torchrun the main process alone reports
         return 0
-    meta = read_json(run_dir / "run.json")
+    meta = read_json(run_dir / RUN_FILE)
     params = {m["name"]: m["parameters"] for m in meta["members"]}
     monitor_metric = result.monitor.split("/", 1)[1]
     stopped = f"; stopped early: no better val in {cfg.train.patience} epochs" if result.stopped_early else ""
@@ -134,7 +135,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
                         tta=ns.tta)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on {result.compared_on}"
               if result.max_abs_diff is not None else "")
-    task = read_json(Path(ns.run_dir) / "run.json").get("task") if (Path(ns.run_dir) / "run.json").is_file() else None
+    task = read_json(Path(ns.run_dir) / RUN_FILE).get("task") if (Path(ns.run_dir) / RUN_FILE).is_file() else None
     what = "dense head outputs; boxes are decoded outside the graph, by predict" if (
         task == "detection" and result.output == "logits") else result.output
     if result.int8 is not None:
@@ -146,7 +147,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
                    f"({percent(check.agreement)}), max |probability difference| "
                    f"{check.max_probability_difference:.3g}")
         if check.class_dice:  # what the check judged: each class's mask against the fp32 one
-            names = read_json(Path(ns.run_dir) / "run.json").get("class_names") or []
+            names = read_json(Path(ns.run_dir) / RUN_FILE).get("class_names") or []
             parity += ", Dice of each class's int8 mask against the fp32 one: " + ", ".join(
                 f"{names[c] if c < len(names) else c} {dice:.4f}"
                 + ("" if c in check.judged_classes else " (too few pixels to judge)")

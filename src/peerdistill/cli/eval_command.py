@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ..run_files import RUN_FILE
 from ..config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides,
                       format_validation_error, load_yaml, saved_data_section, without_other_kinds_keys)
 from ..errors import ConfigError, warn_user
@@ -22,7 +23,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     decoding = _decoding(o for o in ns.overrides if o.startswith("detect."))
     data_spec = None
     if ns.data or data_overrides:
-        meta = read_json(Path(ns.run_dir) / "run.json") if (Path(ns.run_dir) / "run.json").exists() else {}
+        meta = read_json(Path(ns.run_dir) / RUN_FILE) if (Path(ns.run_dir) / RUN_FILE).exists() else {}
         tree = {"data": saved_data_section(meta.get("data_spec") or {})}
         if ns.data:
             tree["data"] = _data_section(ns.data)
@@ -68,7 +69,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         # how much was scored, as the table's title says: on stderr, the JSON holding only figures
         err_console.print(f"{ns.split} split: {scores.samples:,} samples", highlight=False, soft_wrap=True)
     else:
-        meta = read_json(Path(ns.run_dir) / "run.json")
+        meta = read_json(Path(ns.run_dir) / RUN_FILE)
         # which data and how much of it: a table of other data must not read as the run's test figures
         of = f"--data {ns.data}" if ns.data else ", ".join(data_overrides) if data_overrides else "the run's data"
         count = scores.samples

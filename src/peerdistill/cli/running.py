@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from rich.markup import escape
 
+from ..run_files import RESUME_FILE
 from ..errors import ConfigError, PeerdistillError, PeerdistillWarning
 from ..launcher import launched, launched_rank, launched_world
 from ..terminal import one_line_warnings, write_any_character
@@ -199,7 +200,7 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
 
         run = Path(run_dir)
         finished = RunDir(run).is_complete
-        if (run / "checkpoints" / "last.pt").is_file() and not finished:
+        if (run / RESUME_FILE).is_file() and not finished:
             launcher = "torchrun ... -m " if "TORCHELASTIC_RUN_ID" in os.environ else ""  # (as it was started)
             return (f"interrupted: the run keeps its last checkpoint; continue with {launcher}peerdistill train "
                     f"--resume {run_dir}")

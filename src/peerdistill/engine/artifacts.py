@@ -27,10 +27,10 @@ from ..values import is_count, is_finite_number
 from . import run_lock
 from .run_meta import run_record_problem
 from .state_files import DIGEST_KEY, read_state, weights_digest
+from ..run_files import METRICS_FILE, RESUME_FILE, RUN_FILE
 
-RUN_FILE = "run.json"
 # The files a trainer writes at the top of its run directory.
-TRAINER_FILES = (RUN_FILE, "metrics.json", "metrics.csv", "config.yaml", "connectors.safetensors",
+TRAINER_FILES = (RUN_FILE, METRICS_FILE, "metrics.csv", "config.yaml", "connectors.safetensors",
                  "discriminators.safetensors", DIGESTS_FILE)
 
 
@@ -293,7 +293,7 @@ def _not_the_trainers(path: Path) -> list[str]:
     weights = None if members is None else {f"{m}.safetensors" for m in members}
     # which files of each folder the trainer writes (a run.json that cannot be read names no models: its
     # models/ and heads/ are taken as the trainer's)
-    own_files = {"checkpoints": lambda name: name == "last.pt", "tensorboard": _is_event_file,
+    own_files = {"checkpoints": lambda name: name == Path(RESUME_FILE).name, "tensorboard": _is_event_file,
                  **({} if weights is None else dict.fromkeys(("models", "heads"), weights.__contains__))}
     for folder, trainers in own_files.items():
         # (a folder linked elsewhere, a scratch disk say: replacing the run removes the link alone, and what it
@@ -352,7 +352,7 @@ def stopped_before_keeping_anything(path: Path) -> bool:
     Its run.json says ``stopped``, written as training ended: a run killed outright (``kill -9``)
     says ``running``, as does one training now (where locks are per node, a cluster's
     ``localflock``, another node's lock is not seen), and is never taken for it."""
-    if not (path / RUN_FILE).is_file() or (path / "metrics.json").exists() or _not_the_trainers(path):
+    if not (path / RUN_FILE).is_file() or (path / METRICS_FILE).exists() or _not_the_trainers(path):
         return False
     kept = [f for folder in ("models", "heads", "checkpoints") for f in (path / folder).rglob("*")
             if f.is_file() and not f.name.endswith(".tmp")]
@@ -374,7 +374,7 @@ def mark_stopped(run: "RunDir", exc: BaseException) -> None:
     ``stopped``, and why in ``stopped_by`` (a script polling run folders tells it from one still
     training; a run killed outright, ``kill -9``, stays ``running``, and its lock is free)."""
     why = "interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-    for path in (run.path / RUN_FILE, run.path / "metrics.json"):
+    for path in (run.path / RUN_FILE, run.path / METRICS_FILE):
         try:
             record = read_json(path) if path.is_file() else None
             if isinstance(record, dict) and record.get("status") != "complete":
@@ -414,7 +414,7 @@ class RunDir:
                                              "anything (no checkpoint, no model): started again"))
                 overwrite = True
             if not overwrite:
-                if (path / RUN_FILE).is_file() and not (path / "checkpoints" / "last.pt").is_file() \
+                if (path / RUN_FILE).is_file() and not (path / RESUME_FILE).is_file() \
                         and read_json(path / RUN_FILE).get("status") != "complete":
                     raise RunDirError(f"run directory '{path}' holds a run with nothing to resume yet (it stopped "
                                       "in its first epoch, or is still in it): pass --overwrite to start it again, "
@@ -485,7 +485,7 @@ class RunDir:
     def metrics(self) -> dict[str, Any]:
         """metrics.json, checked to have the shape its readers rely on (a damaged or hand-edited
         file is named here, not met as a TypeError later)."""
-        path = self.path / "metrics.json"
+        path = self.path / METRICS_FILE
         metrics = read_json(path)
         problem = _metrics_problem(metrics)
         if problem:
@@ -500,7 +500,7 @@ class RunDir:
 
     @property
     def resume_path(self) -> Path:
-        return self.path / "checkpoints" / "last.pt"
+        return self.path / RESUME_FILE
 
     @property
     def is_complete(self) -> bool:

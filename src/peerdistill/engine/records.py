@@ -15,6 +15,7 @@ import torch
 import yaml
 from torch import nn
 
+from ..run_files import METRICS_FILE, RUN_FILE
 from ..config import as_read, read_saved_config
 from ..config_diff import differences, summary, what_is_trained
 from ..costs import model_costs
@@ -77,7 +78,7 @@ class RunRecords:
             return None
         if resume:
             run = RunDir.open(self.run_dir_path)
-            _check_same_data(read_json(run.path / "run.json"), data)
+            _check_same_data(read_json(run.path / RUN_FILE), data)
             self._run_lock = run_lock.hold(run.path)  # released when fit ends (run_lock.py)
             return run
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
@@ -113,7 +114,7 @@ class RunRecords:
             **(self.task.saved_settings() if hasattr(self.task, "saved_settings") else {}),
             **self.run_info,
         }
-        write_json(run.path / "run.json", info)
+        write_json(run.path / RUN_FILE, info)
         if info["train_digests"]:  # eval warns of these inputs in data given as other (digests.py)
             write_json(digests_path(run.path), digests_record(data.train.x, data.train.digests()))
         if self.config_yaml is not None:
@@ -133,12 +134,12 @@ class RunRecords:
         save_resume_state(run.resume_path, self._resume_state(epoch + 1))
         self._last_checkpoint = time.monotonic()
         run.write_metrics_csv(self._history)
-        write_json(run.path / "metrics.json", {"epochs": self._history, "best_epoch": self._best["epoch"] + 1,
+        write_json(run.path / METRICS_FILE, {"epochs": self._history, "best_epoch": self._best["epoch"] + 1,
                                                "monitor": self.monitor, "status": "running",
                                                "roles": self.cohort.roles()})
 
     def _write_final(self, run: RunDir, result: FitResult) -> None:
-        write_json(run.path / "metrics.json", {
+        write_json(run.path / METRICS_FILE, {
             "status": "complete",
             "monitor": result.monitor,
             "best_epoch": result.best_epoch + 1,
@@ -151,10 +152,10 @@ class RunRecords:
             "test_at_last": result.test_at_last,
             "epochs": result.history,
         })
-        meta = read_json(run.path / "run.json")
+        meta = read_json(run.path / RUN_FILE)
         meta["status"] = "complete"
         meta["costs"] = self._costs(run, meta)
-        write_json(run.path / "run.json", meta)
+        write_json(run.path / RUN_FILE, meta)
 
     def _costs(self, run: RunDir, meta: dict) -> dict:
         """Parameters, MACs, file size and CPU latency (and GPU latency on a CUDA run) of every

@@ -17,6 +17,7 @@ import torch
 import yaml
 from torch import nn
 
+from ..run_files import RESUME_FILE, RUN_FILE
 from ..cohort import Cohort
 from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
@@ -360,7 +361,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         # without a checkpoint, the message says whether train alone starts the run again: it kept
         # nothing, and runs are locked here (this process holds the lock then)
         started_again = self._run_lock is not None and stopped_before_keeping_anything(self.run_dir_path)
-        return load_resume_state(self.run_dir_path / "checkpoints" / "last.pt", started_again)
+        return load_resume_state(self.run_dir_path / RESUME_FILE, started_again)
 
     def _fit(self, data: DataSplits, resume: bool) -> FitResult:
         self._setup(data, resume)
@@ -383,7 +384,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # A run killed after its last epoch, during the final test evaluation, still resumes:
             # the loop below is then empty and only the evaluation and the final files remain.
             if run is not None:  # a run says where it was resumed
-                meta = read_json(run.path / "run.json")
+                meta = read_json(run.path / RUN_FILE)
                 trains = start_epoch < epochs and not self._stopped_early
                 where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
                 where["processes"] = self.world.size  # a run may resume on another number of processes
@@ -394,7 +395,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 meta.setdefault("resumed_at", []).append(where)
                 meta["status"] = "running"
                 meta.pop("stopped_by", None)
-                write_json(run.path / "run.json", meta)
+                write_json(run.path / RUN_FILE, meta)
         self._warn_about_training(data)  # here, so that a refused run or resume says only why
         self._last_checkpoint = time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:

@@ -14,6 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..run_files import METRICS_FILE, RUN_FILE
 from ..comparison_runs import setting_runs
 from ..engine.artifacts import RunDir, read_json
 from ..errors import CheckpointError, RunDirError
@@ -109,7 +110,7 @@ def compared_runs(directory: Path, rows, settings: list[str]) -> dict[str, list[
     listed: dict[str, list[str]] = {}
     for r in rows:
         listed.setdefault(r["setting"], r["runs"])
-    return {s: [directory / n for n in listed[s] if (directory / n / "run.json").is_file()] if listed.get(s)
+    return {s: [directory / n for n in listed[s] if (directory / n / RUN_FILE).is_file()] if listed.get(s)
             else setting_runs(directory, s) for s in settings}
 
 
@@ -197,7 +198,7 @@ def _none_left(runs: dict[str, list[Path]]) -> str | None:
 
 
 def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "metrics.json"
+    path = run_dir / METRICS_FILE
     return RunDir(run_dir).metrics() if path.is_file() else None
 
 
@@ -247,7 +248,7 @@ def _costs_of_run(run: Path) -> dict[str, dict] | None:
     """A comparison's run's costs; none from a run whose run.json is damaged (its tables, from
     compare.csv, still stand)."""
     try:
-        return read_costs(read_json(run / "run.json"))[0]
+        return read_costs(read_json(run / RUN_FILE))[0]
     except CheckpointError:
         return None
 

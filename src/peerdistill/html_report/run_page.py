@@ -9,6 +9,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
+from ..run_files import METRICS_FILE, RUN_FILE
 from ..engine.artifacts import RunDir, read_json
 from ..engine.evaluate import ENSEMBLE
 from ..config import load_saved_config
@@ -36,11 +37,11 @@ def run_page(directory: Path) -> tuple[str, str | None]:
 
 def _read_metrics(directory: Path) -> dict[str, Any]:
     run = RunDir.open(directory)
-    if not (directory / "metrics.json").is_file():
+    if not (directory / METRICS_FILE).is_file():
         if run.is_complete:  # finished: the file was removed since
             raise RunDirError(f"'{directory}' is a finished run without its metrics.json: restore the file, or train "
                               "the run again")
-        meta = read_json(directory / "run.json")
+        meta = read_json(directory / RUN_FILE)
         if meta.get("status") == "stopped":
             raise RunDirError(f"'{directory}' has no metrics.json: the run stopped in its first epoch "
                               f"({meta.get('stopped_by', 'reason not recorded')}); nothing to report")
@@ -78,7 +79,7 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
     if metrics.get("status") != "complete":
-        written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / "metrics.json").stat().st_mtime))
+        written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / METRICS_FILE).stat().st_mtime))
         going = ("A process is training it now (its lock is held): this page shows it as it was then"
                  if training else
                  f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib
 
+from ..run_files import RUN_FILE
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
 from ..errors import ConfigError, RunDirError, warn_user
 from .comparison_page import comparison_page
@@ -45,7 +46,7 @@ def write_report_holding_warnings(path: str | Path,
     if not directory.exists():
         raise RunDirError(f"'{directory}' does not exist: pass the directory that `peerdistill train` or "
                           "`peerdistill compare` wrote (check the path)")
-    is_run, is_comparison = (directory / "run.json").is_file(), (directory / "compare.csv").is_file()
+    is_run, is_comparison = (directory / RUN_FILE).is_file(), (directory / "compare.csv").is_file()
     if not (is_run or is_comparison):
         runs = sorted(p.parent.name for p in directory.glob("*/run.json")) if directory.is_dir() else []
         if runs:

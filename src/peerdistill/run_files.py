@@ -1,0 +1,6 @@
+"""The names of a run directory's files, in a module without torch: the command line reads them
+before it imports anything heavy."""
+
+RUN_FILE = "run.json"  # what the run is: task, classes, models, data; "status" last of all
+METRICS_FILE = "metrics.json"  # its figures: every epoch's, the best epoch's, the test split's
+RESUME_FILE = "checkpoints/last.pt"  # where training goes on after an interruption
