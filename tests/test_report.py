@@ -779,6 +779,34 @@ def test_latency_is_the_median_of_the_timed_passes_after_warm_up(monkeypatch):
         float(np.median([1, 2, 3, 4, 50, 5, 6, 7, 8, 9])))  # 5.5: neither the warm-up nor the outlier's mean
 
 
+def test_small_models_are_timed_until_their_passes_add_up_to_the_time_asked(monkeypatch):
+    # ten passes of a 3 ms model gave one of two identical students half the other's median: a run
+    # times rounds until the timed passes of all its models add up to half a second
+    import torch
+    from torch import nn
+
+    from peerdistill import costs
+
+    clock, timed_passes = [0.0], []
+
+    class Ticking(nn.Module):
+        def forward(self, x):
+            clock[0] += 0.004  # 4 ms each pass (timed or not)
+            timed_passes.append(clock[0])
+            return x
+
+    monkeypatch.setattr(costs.time, "perf_counter", lambda: clock[0])
+    costs.latencies_ms({"a": Ticking(), "b": Ticking()}, (1,), torch.device("cpu"), repeats=10, min_seconds=0.2)
+    passes = costs.WARM_PASSES + 1
+    assert len(timed_passes) == (3 + 25) * 2 * passes  # 0.2 s of 8 ms rounds: 25 timed rounds after 3 warm-up ones
+    timed_passes.clear()
+    costs.latencies_ms({"a": Ticking()}, (1,), torch.device("cpu"), repeats=10, min_seconds=100.0)
+    assert len(timed_passes) == (3 + costs.MAX_ROUNDS) * passes  # at most MAX_ROUNDS
+    timed_passes.clear()
+    costs.latencies_ms({"a": Ticking()}, (1,), torch.device("cpu"), repeats=10)
+    assert len(timed_passes) == (3 + 10) * passes  # none asked: the repeats alone
+
+
 def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(monkeypatch):
     """Two identical models and a machine busy for a stretch (passes 4x slower): timed one after
     the other, the first would take the whole burst; in turns, a few passes each per round (the

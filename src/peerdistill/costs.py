@@ -35,24 +35,30 @@ def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def cpu_latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...],
-                     repeats: int = 10) -> dict[str, float]:
+                     repeats: int = 10, min_seconds: float = 0.0) -> dict[str, float]:
     """``latencies_ms`` on one CPU thread: the setting of a small device, and less at the mercy
     of other work on the machine."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return latencies_ms(modules, input_shape, torch.device("cpu"), repeats)
+        return latencies_ms(modules, input_shape, torch.device("cpu"), repeats, min_seconds)
     finally:
         torch.set_num_threads(threads)
 
 
 WARM_PASSES = 2  # untimed passes before each timed one (one left a small model 15-25% slow after a large one)
+# A run's latencies: timed rounds until the timed passes add up to this (small models get many
+# more than ``repeats``: ten passes of 3 ms gave one of two identical students half the other's
+# median on a busy machine), up to MAX_ROUNDS.
+LATENCY_SECONDS = 0.5
+MAX_ROUNDS = 100
 
 
 def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device,
-                 repeats: int = 10) -> dict[str, float]:
+                 repeats: int = 10, min_seconds: float = 0.0) -> dict[str, float]:
     """Per model, the median wall time of one fp32 forward pass on one input on ``device``
-    (after 3 warm-up rounds). The models take turns, ``WARM_PASSES`` + 1 passes each per round,
+    (after 3 warm-up rounds), over ``repeats`` timed rounds or more, until the timed passes of
+    all models add up to ``min_seconds`` (at most ``MAX_ROUNDS``). The models take turns, ``WARM_PASSES`` + 1 passes each per round,
     the last timed: a burst of other work on the machine slows a pass of every model, not all passes of
     one (timed one model after another, two identical students differed 1.8x on a loaded
     machine), and the untimed pass warms the caches the other models' passes took (timed right
@@ -62,8 +68,11 @@ def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], de
     x = torch.zeros(1, *input_shape, device=device)
     wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in models}
+    timed = 0.0
     with torch.inference_mode():
-        for i in range(repeats + 3):
+        for i in range(3 + max(repeats, MAX_ROUNDS)):
+            if i >= 3 + repeats and timed >= min_seconds:
+                break
             for name, model in models.items():
                 for _ in range(WARM_PASSES):  # untimed: this model's weights back in the caches
                     model(x)
@@ -73,6 +82,7 @@ def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], de
                 wait()
                 if i >= 3:
                     times[name].append((time.perf_counter() - start) * 1000)
+                    timed += times[name][-1] / 1000
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -81,8 +91,8 @@ def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], fil
     """Costs of each model as shipped; ``compression`` is the reference model's parameters over
     this model's (how many times smaller than the teacher); with ``gpu`` (a CUDA device), also
     the latency there."""
-    cpu = cpu_latencies_ms(modules, input_shape)
-    on_gpu = latencies_ms(modules, input_shape, gpu) if gpu is not None else {}
+    cpu = cpu_latencies_ms(modules, input_shape, min_seconds=LATENCY_SECONDS)
+    on_gpu = latencies_ms(modules, input_shape, gpu, min_seconds=LATENCY_SECONDS) if gpu is not None else {}
     costs = {}
     for name, module in modules.items():
         costs[name] = {
