@@ -124,6 +124,9 @@ def test_int8_option_mistakes_are_one_clear_message(digits_run, capsys, options,
     assert message in " ".join(capsys.readouterr().err.split())
     with pytest.raises(ConfigError, match="the one quantization is int8"):
         export_run(digits_run, model="student1", quantize="int4")
+    with pytest.raises(SystemExit):  # the parser's own refusal, as for every whole-number option
+        main(["export", str(digits_run), "--quantize", "int8", "--calibration-samples", "ten"])
+    assert "--calibration-samples: expected a whole number such as 3, got 'ten'" in capsys.readouterr().err
 
 
 def test_int8_needs_the_runs_images_and_is_not_for_detectors(digits_run, tmp_path):

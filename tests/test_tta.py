@@ -59,6 +59,9 @@ def test_detection_and_unknown_flips_are_refused():
     with pytest.raises(ConfigError, match="--tta 'rot90': use hflip or flips"):
         with_tta(cohort, "rot90", "classification")
     assert with_tta(cohort, None, "classification") is cohort
+    from peerdistill.cli.arguments import TTA_CHOICES  # the parser's choices, written without torch
+
+    assert TTA_CHOICES == tuple(TTA_FLIPS)
 
 
 def test_vector_inputs_are_not_mirrored():

@@ -70,6 +70,10 @@ def _given(text: str) -> str:
     return text
 
 
+# engine.tta.TTA_FLIPS' names, here without torch (the parser comes before it; a test keeps them alike)
+TTA_CHOICES = ("hflip", "flips")
+
+
 def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str, threshold_where: str | None = None
                                   ) -> None:
     """export's and predict's --temperature-scaling, --operating-point (``export.chosen_on_validation``)
@@ -82,7 +86,7 @@ def _chosen_on_validation_options(parser: argparse.ArgumentParser, where: str, t
                         help=f"two-class classification: the threshold RULE (youden, sensitivity=S, specificity=S) "
                              f"picks on the run's validation split, the positive (second) class called where its "
                              f"probability reaches it, {threshold_where or where}")
-    parser.add_argument("--tta", choices=["hflip", "flips"], default=None,
+    parser.add_argument("--tta", choices=TTA_CHOICES, default=None,
                         help=f"classification, segmentation: probabilities averaged over the input and its mirror "
                              f"(hflip) or all four mirrorings (flips), as eval --tta scores them, {where}")
 
@@ -125,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="classification: also fit each model's temperature on the run's validation split "
                          "(temperature scaling) and score the split with it: ece and brier before and after "
                          "(in --json: cal_temperature, cal_ece, cal_brier)")
-    ev.add_argument("--tta", choices=["hflip", "flips"], default=None,
+    ev.add_argument("--tta", choices=TTA_CHOICES, default=None,
                     help="classification and segmentation: average each model's probabilities over the image and "
                          "its mirror (hflip) or all four mirrorings (flips), masks mirrored back")
     ev.add_argument("--bootstrap", type=_resamples, default=0, metavar="N",
@@ -167,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--temperature-scaling", action="store_true",
                       help="classification: also tabulate each run's models tempered by the temperature fitted on its "
                            "validation split (cal_temperature, cal_ece, cal_brier)")
-    cmp_.add_argument("--tta", choices=["hflip", "flips"], default=None,
+    cmp_.add_argument("--tta", choices=TTA_CHOICES, default=None,
                       help="classification, segmentation: also tabulate each run's models with their probabilities "
                            "averaged over flips of the test images (tta_METRIC), as eval --tta does")
     cmp_.add_argument("--baseline", default=None, metavar="SETTING", type=_given,
@@ -196,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "run's training images), written as MODEL-int8.onnx only if it keeps the fp32 class "
                           "(the call at --operating-point's threshold) for --min-agreement of the test predictions; "
                           "a segmenter's mask of each class must reach that Dice against the fp32 one")
-    exp.add_argument("--calibration-samples", type=int, metavar="N",
+    exp.add_argument("--calibration-samples", type=_whole, metavar="N",
                      help="training images the int8 activation ranges are taken from (default 200)")
     exp.add_argument("--min-agreement", type=float, metavar="SHARE",
                      help="int8: the share of test predictions that must keep the fp32 graph's class, or for "
