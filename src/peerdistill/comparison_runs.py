@@ -31,7 +31,7 @@ from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir, read_json
 from .engine.distributed import World, join, on_main, process_device
 from .launcher import launched
-from .engine.trainer import resolve_device
+from .engine.devices import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
 from .post_hoc import check_post_hoc_options
 from .run_pool import run_in_processes

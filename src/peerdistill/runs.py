@@ -29,7 +29,7 @@ from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text
 from .engine.evaluate import ENSEMBLE, split_probabilities
 from .engine.records import load_member_weights
-from .engine.trainer import resolve_device
+from .engine.devices import resolve_device
 from .engine.tta import with_tta
 from .post_hoc import check_post_hoc_options
 from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, SplitError, warn_user

@@ -32,6 +32,7 @@ from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..spatial import align_to
 from . import distributed, run_lock
 from .artifacts import RunDir, jsonable, mark_stopped, read_json, stopped_before_keeping_anything, write_json
+from .devices import resolve_device
 from .distributed import World
 from .averaging import WeightAverage
 from .evaluate import ENSEMBLE, evaluate, merge_meters
@@ -840,23 +841,3 @@ def _all_finite(tensors: list[torch.Tensor], device: torch.device) -> torch.Tens
     # The largest magnitude is finite exactly when every element is (a 2-norm overflows on large
     # finite values); the max of the magnitudes is several times faster than an inf-norm on the CPU.
     return torch.isfinite(torch.stack(torch._foreach_max(torch._foreach_abs(tensors)))).all()
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"device '{device}' is not a device: use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' was asked for but CUDA is not available: use cpu or auto (device=cpu in a "
-                          "config, --device cpu for eval)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device '{device}': this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device '{device}' was asked for but MPS is not available: use cpu (device=cpu in a config, "
-                          "--device cpu for eval)")
-    return dev
