@@ -28,7 +28,8 @@ from .config import (FILE_KINDS, TEACHER_PRESETS, TRAINING_ONLY_KEYS, RunConfig,
 from .comparison_configs import setting_tree
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
-from .engine.artifacts import REPLACE_MARK, RunDir, read_json
+from .engine.artifacts import REPLACE_MARK, RunDir
+from .json_files import read_json
 from .engine.distributed import World, join, on_main, process_device
 from .launcher import launched
 from .engine.devices import resolve_device

@@ -22,7 +22,7 @@ from torch.nn.parameter import is_lazy
 
 from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
-from ..json_files import read_json  # noqa: F401 - imported from here across the package
+from ..json_files import read_json
 from ..values import is_count, is_finite_number
 from . import run_lock
 from .run_meta import run_record_problem

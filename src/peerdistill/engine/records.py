@@ -26,8 +26,8 @@ from ..data.splits import TensorData
 from ..errors import CheckpointError, ConfigError
 from ..models.heads import HeadedModel
 from . import run_lock
-from .artifacts import (RunDir, atomic_write_text, load_weights, non_finite_keys, read_json, save_weights,
-                        write_json)
+from .artifacts import RunDir, atomic_write_text, load_weights, non_finite_keys, save_weights, write_json
+from ..json_files import read_json
 from .state_files import weights_digest
 from .resume import capture_rng_states, restore_rng_states, save_resume_state
 

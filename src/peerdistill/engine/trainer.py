@@ -31,7 +31,8 @@ from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..spatial import align_to
 from . import distributed, run_lock
-from .artifacts import RunDir, jsonable, mark_stopped, read_json, stopped_before_keeping_anything, write_json
+from .artifacts import RunDir, jsonable, mark_stopped, stopped_before_keeping_anything, write_json
+from ..json_files import read_json
 from .devices import resolve_device
 from .distributed import World
 from .averaging import WeightAverage

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..run_files import METRICS_FILE, RUN_FILE
 from ..comparison_runs import setting_runs
-from ..engine.artifacts import RunDir, read_json
+from ..engine.artifacts import RunDir
+from ..json_files import read_json
 from ..errors import CheckpointError, RunDirError
 from ..metrics import per_class_part
 from ..paired import caption, difference_rows, read_differences_csv

@@ -10,7 +10,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from ..run_files import METRICS_FILE, RUN_FILE
-from ..engine.artifacts import RunDir, read_json
+from ..engine.artifacts import RunDir
+from ..json_files import read_json
 from ..engine.evaluate import ENSEMBLE
 from ..config import load_saved_config
 from ..errors import PeerdistillError, RunDirError
