@@ -16,7 +16,7 @@ from peerdistill.errors import ConfigError
 from peerdistill.export import ExportError, export_run
 from peerdistill.quantize import evenly_spaced
 from peerdistill.runs import saved_data_spec
-from peerdistill.engine.artifacts import read_json
+from peerdistill.json_files import read_json
 
 
 @pytest.fixture(scope="module")

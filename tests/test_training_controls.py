@@ -12,7 +12,7 @@ from peerdistill import Cohort, Edge, KnowledgeGraph, OptimSpec, Trainer, TrainS
 from peerdistill.engine import seed_everything
 from peerdistill.tasks import ClassificationTask
 from peerdistill.config import load_config
-from peerdistill.engine.artifacts import read_json
+from peerdistill.json_files import read_json
 from peerdistill.engine.optim import build_optimizer, build_scheduler
 from peerdistill.errors import ConfigError, PeerdistillWarning
 
