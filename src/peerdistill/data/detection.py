@@ -26,6 +26,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import torch
 
+from ..wording import first_few
 from ..errors import DataError, SplitError, warn_user
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
@@ -459,7 +460,7 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
         foreign = (" (absolute names, perhaps of the machine the file was made on: give names relative to "
                    "data.images)" if any(PureWindowsPath(m).drive or m.startswith("/") for m in missing) else "")
         raise DataError(f"{len(missing)} of the {len(images)} image files listed in {source} are missing from "
-                        f"'{images_dir}' ({_some(missing)}){foreign}: check data.images (the folder that file_name "
+                        f"'{images_dir}' ({first_few(missing, quoted=True)}){foreign}: check data.images (the folder that file_name "
                         "counts from, relative to data.root)")
     base = os.path.normpath(os.path.abspath(images_dir))
     located = {i: _within(os.path.normpath(os.path.abspath(p)), base) for i, p in paths.items()}
@@ -467,7 +468,7 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
     outside = [images[i]["file_name"] for i in images if not inside[i]]
     if outside:
         warn_user(f"{len(outside)} file_name(s) in {source} reach out of data.images ('{images_dir}') "
-                  f"({_some(outside)}): read from there; keep a data set's images under its data.images")
+                  f"({first_few(outside, quoted=True)}): read from there; keep a data set's images under its data.images")
     listed = {unicodedata.normalize("NFC", loc) for loc in located.values()}
     beside = {os.path.dirname(loc) for i, loc in located.items() if inside[i]}  # not a whole tree
     unlisted = sorted(os.path.relpath(entry.path, base) for folder in beside for entry in os.scandir(folder)
@@ -476,7 +477,7 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
     if unlisted:
         info["skipped_without_entry"] = len(unlisted)
         warn_user(f"{len(unlisted)} image files in '{images_dir}' are not listed in {source}'s 'images' "
-                  f"({_some(unlisted)}): left out")
+                  f"({first_few(unlisted, quoted=True)}): left out")
     return paths
 
 
@@ -487,10 +488,6 @@ def _within(location: str, base: str) -> str:
         return location
     real, real_base = os.path.realpath(location), os.path.realpath(base)
     return os.path.join(base, os.path.relpath(real, real_base)) if real.startswith(real_base + os.sep) else location
-
-
-def _some(names: list[str]) -> str:
-    return ", ".join(f"'{k}'" for k in names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def _warn_of_label_slips(labels: list, source: str, label_key: str) -> None:
@@ -588,7 +585,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
         if left_out:
-            warn_user(f"{len(left_out)} {what} ({_some(left_out)}): left out")
+            warn_user(f"{len(left_out)} {what} ({first_few(left_out, quoted=True)}): left out")
     return x, pad_targets(targets), names, ids, info
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..wording import first_few
 from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
 from .dicom import dicom_size_and_spacing
@@ -303,7 +304,7 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
         return (f"data.root holds the splits as folders ({', '.join(nested)}), each with its own {spec.images}/: "
                 f"name them, {example}")
     if subs:
-        shown = ", ".join(subs[:10]) + (", ..." if len(subs) > 10 else "")
+        shown = first_few(subs, 10)
         return (f"'{root}' holds the folders {shown}: set data.images and data.masks to the folders of the images "
                 f"and of the masks (now {spec.images!r} and {spec.masks!r})")
     return "set data.images / data.masks to the folder names under data.root"

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, IterableDataset
 
+from ..wording import first_few
 from ..errors import DataError, SplitError, warn_user
 from .digests import count_seen, row_digests
 from .image_profile import grey_images, unstandardised_chunks
@@ -430,7 +431,7 @@ def _warn_of_classes_in_no_split(ys: list[torch.Tensor], num_classes: int) -> No
     empty = [c for c in range(num_classes) if not anywhere[c]]
     if empty:
         counts = sum(torch.bincount(y, minlength=num_classes) for y in ys)
-        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        shown = first_few(empty, 10)
         warn_user(f"the labels run to {num_classes - 1}, so the models get {num_classes} classes, but no sample of any "
                   f"split is labelled {shown}; class {num_classes - 1} has {int(counts[-1]):,} sample(s): a stray "
                   "label? Fix the labels, or name the classes (data.class_names) to say the empty ones are meant")

@@ -20,6 +20,7 @@ from safetensors.torch import save
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from ..wording import first_few
 from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
@@ -531,7 +532,7 @@ def _not_a_run(path: Path) -> str:
         return f"'{path}' is a run that has just started: its run.json is written in a moment, try again then"
     runs = sorted(p.parent.name for p in path.glob(f"*/{RUN_FILE}"))
     if runs:  # the out_dir (runs/) or a comparison's folder, for one of the runs in it
-        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+        shown = first_few(runs)
         return (f"'{path}' is not a run but holds runs ({len(runs)}: {shown}): give one of them, e.g. "
                 f"'{path / runs[0]}'")
     return f"'{path}' is not a peerdistill run directory (no {RUN_FILE})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..wording import first_few
 from ..data import DataSplits, TensorData
 from ..data.digests import count_seen
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
@@ -78,7 +79,7 @@ class Preflight:
             present = set(torch.unique(part.y).tolist())
             missing = [name for c, name in enumerate(data.class_names) if c not in present]
             if missing and len(missing) < len(data.class_names):
-                shown = ", ".join(f"'{name}'" for name in missing[:5]) + (", ..." if len(missing) > 5 else "")
+                shown = first_few(missing, 5, quoted=True)
                 warn_user(f"the {split} split holds no sample of {len(missing)} of the {len(data.class_names)} "
                           f"classes ({shown}): its AUC is n/a, balanced accuracy and macro F1 cover the classes it "
                           "holds only, and a model calling everything one of those scores well there; deal the "

@@ -17,6 +17,7 @@ import torch
 import yaml
 from torch import nn
 
+from ..wording import first_few
 from ..run_files import RESUME_FILE, RUN_FILE
 from ..cohort import Cohort
 from ..config_diff import without_paths
@@ -209,7 +210,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             check_names_fit_labels(data)
         if resume and ts.batch_size % self.world.size:  # (the batch is the run's: a resume cannot change it)
             divisors = [str(n) for n in range(1, ts.batch_size + 1) if ts.batch_size % n == 0]
-            listed = ", ".join(divisors[:6] + (["..."] if len(divisors) > 6 else []))
+            listed = first_few(divisors, 6)
             raise ConfigError(f"this run's global batch is {ts.batch_size} samples, which {self.world.size} processes "
                               f"cannot share equally: resume it on a number of processes that divides "
                               f"{ts.batch_size} ({listed})").found_by_every_process()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib
 
+from ..wording import first_few
 from ..run_files import RUN_FILE
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
 from ..errors import ConfigError, RunDirError, warn_user
@@ -50,7 +51,7 @@ def write_report_holding_warnings(path: str | Path,
     if not (is_run or is_comparison):
         runs = sorted(p.parent.name for p in directory.glob("*/run.json")) if directory.is_dir() else []
         if runs:
-            shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+            shown = first_few(runs)
             raise RunDirError(f"'{directory}' holds runs ({len(runs)}: {shown}) but no compare.csv: report one of "
                               f"them (peerdistill report {directory / runs[0]}), or, if a comparison is training "
                               "them, report the folder when its last run ends (it writes compare.csv then)")
