@@ -36,7 +36,7 @@ from .engine.tta import mean_over_flips, tta_flips
 from .post_hoc import check_post_hoc_options
 from .sidecar import SIDECAR_KEYS, sidecar_path
 from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
-from .spatial import align_to
+from .spatial import align_to, largest_size, mean_at_largest
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -99,10 +99,7 @@ class EnsembleProbabilities(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = [as_logits(m(x), n).float().softmax(dim=1) for n, m in zip(self.names, self.students)]
-        if probs[0].ndim == 4:
-            size = max((p.shape[-2:] for p in probs), key=lambda hw: hw[0] * hw[1])
-            probs = [align_to(p, size) for p in probs]
-        return torch.stack(probs).mean(dim=0)
+        return mean_at_largest(probs) if probs[0].ndim == 4 else torch.stack(probs).mean(dim=0)
 
 
 class StudentLogits(nn.Module):
@@ -120,7 +117,7 @@ class StudentLogits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = [as_logits(m(x), n).float() for n, m in zip(self.names, self.students)]
-        size = max((t.shape[-2:] for t in logits), key=lambda hw: hw[0] * hw[1])
+        size = largest_size(logits)
         return torch.cat([align_to(t, size) for t in logits], dim=1)
 
 
@@ -146,9 +143,8 @@ class FlipAveragedModel(nn.Module):
     def _probabilities(self, y: torch.Tensor) -> torch.Tensor:
         if self.output == "probabilities":
             return y
-        if self.output == STUDENT_LOGITS:  # [B, S*C, H, W] -> each student's [C] softmax
-            b, channels, *rest = y.shape
-            return y.reshape(b, self.students, channels // self.students, *rest).softmax(dim=2)
+        if self.output == STUDENT_LOGITS:
+            return per_student_softmax(y, self.students)
         return y.softmax(dim=1)
 
 
@@ -164,10 +160,15 @@ def student_count(meta: dict) -> int:
     return sum(m.get("role") == "student" for m in meta["members"])
 
 
+def per_student_softmax(stacked: torch.Tensor, students: int) -> torch.Tensor:
+    """``StudentLogits``' output [B, S*C, H, W] -> each student's class probabilities [B, S, C, H, W]."""
+    b, channels, *rest = stacked.shape
+    return stacked.reshape(b, students, channels // students, *rest).float().softmax(dim=2)
+
+
 def ensemble_of_stacked(stacked: torch.Tensor, students: int) -> torch.Tensor:
     """``StudentLogits``' output (blended) -> the mean of the students' class probabilities."""
-    b, channels, *rest = stacked.shape
-    return stacked.reshape(b, students, channels // students, *rest).float().softmax(dim=2).mean(dim=1)
+    return per_student_softmax(stacked, students).mean(dim=1)
 
 
 def best_student(run_dir: Path, meta: dict) -> str:

@@ -15,10 +15,15 @@ def align_to(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps.float(), size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def largest_size(maps: list[torch.Tensor]) -> torch.Size:
+    """The (height, width) of the map of most pixels among ``maps``."""
+    return max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
+
+
 def mean_at_largest(maps: list[torch.Tensor]) -> torch.Tensor:
     """The mean of several [B, C, H, W] maps (probabilities: a segmentation ensemble), each first
     resized to the largest one's size."""
-    size = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
+    size = largest_size(maps)
     return torch.stack([align_to(m, size) for m in maps]).mean(dim=0)
 
 
