@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .config import (PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validation_error, unread_distill_keys,
                      unread_edge_keys)
+from .config.presets import PEER_LOGITS_ALONE, TEACHER_LOGITS_TO_EVERY_STUDENT
 from .connectors import Connector
 from .errors import ConfigError, warn_user
 from .values import is_finite_number
@@ -193,12 +194,12 @@ def preset_edges(preset: str, teachers: Any, students: list[str] | None = None,
                 for s in students for l in students if l != s]
 
     edges: list[Edge] = []
-    if preset in ("kd", "kd+ml", "styles-logits", "multi-teacher"):
+    if preset in TEACHER_LOGITS_TO_EVERY_STUDENT:
         need_teacher()
         if preset == "multi-teacher" and len(teachers) < 2:
             raise ConfigError("preset 'multi-teacher' needs at least two teachers: list them under 'teachers'")
         edges += [teacher_logits(s) for s in students]
-    if preset in ("ml", "kd+ml", "styles-logits"):
+    if preset in PEER_LOGITS_ALONE:
         need_peers()
         edges += peer_logits()
     if preset == "styles":

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+from typing import Literal, get_args
 
 from ..errors import ConfigError
 
 
-PRESETS = ("independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher",
-           "self", "custom")
 PresetName = Literal["independent", "kd", "ml", "kd+ml", "styles", "styles-logits", "styles-features",
                      "multi-teacher", "self", "custom"]
+PRESETS = get_args(PresetName)
 # who teaches whom in each named preset (`peerdistill presets`)
 PRESET_DOCS = {
     "independent": "labels only: every model trains alone (baseline)",
@@ -31,8 +30,11 @@ TEACHER_TERM_WEIGHTS = ("pair_weight", "holistic_weight", "cwd_weight")
 PEER_PRESETS = ("ml", "kd+ml", "styles", "styles-logits", "styles-features")
 # The presets whose edges read each distill key (the teacher's and the peers' logit edges, the
 # feature edges); set under another preset, a key would change nothing.
-_TEACHER_LOGITS = ("kd", "kd+ml", "styles", "styles-logits", "multi-teacher")
-_PEER_LOGITS = ("ml", "kd+ml", "styles", "styles-logits")
+# (styles gives the teacher's logits to every other student, and its features to the rest)
+TEACHER_LOGITS_TO_EVERY_STUDENT = ("kd", "kd+ml", "styles-logits", "multi-teacher")
+PEER_LOGITS_ALONE = ("ml", "kd+ml", "styles-logits")  # (styles: peers exchange features too)
+_TEACHER_LOGITS = tuple(p for p in PRESETS if p in (*TEACHER_LOGITS_TO_EVERY_STUDENT, "styles"))  # (listed in order)
+_PEER_LOGITS = tuple(p for p in PRESETS if p in (*PEER_LOGITS_ALONE, "styles"))
 _FEATURES = ("styles", "styles-features")
 PRESETS_READING = {**dict.fromkeys(("alpha", "kd_loss", "dkd_nckd_weight", "kd_temperature"), _TEACHER_LOGITS),
                    **dict.fromkeys(("beta", "ml_temperature"), _PEER_LOGITS),
