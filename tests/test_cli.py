@@ -210,8 +210,9 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path, crash_aft
     assert json.loads((cut / "metrics.json").read_text())["status"] == "stopped"
     capsys.readouterr()
     run_cli("train", "--resume", cut)
-    said = {1: f"resuming '{cut}' at epoch 3 of 4", 3: f"resuming '{cut}' after its last epoch: the test split is left to score"}
-    assert capsys.readouterr().err.splitlines()[0] == said[crash_after]  # how much of the killed session's work was kept
+    said = {1: f"resuming '{cut}' at epoch 3 of 4",
+            3: f"resuming '{cut}' after its last epoch: the test split is left to score"}
+    assert capsys.readouterr().err.splitlines()[0] == said[crash_after]  # what of the killed session was kept
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed["status"] == "complete" and len(resumed["epochs"]) == 4
     where = {"epoch": 3, "step": 0} if crash_after == 1 else {"final_evaluation": True}

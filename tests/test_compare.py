@@ -85,7 +85,8 @@ def test_an_interrupted_overwrite_is_finished_by_the_same_command_without_it(tmp
     runs = tmp_path / "o-compare"
     assert [(runs / f"independent-seed{s}" / REPLACE_MARK).exists() for s in range(3)] == [False, False, True]
     # the former runs' tables and report are gone (the report showed the replaced figures)
-    assert not [name for name in ("compare.csv", "compare.md", "differences.csv", "report.html") if (runs / name).exists()]
+    stale = ("compare.csv", "compare.md", "differences.csv", "report.html")
+    assert not [name for name in stale if (runs / name).exists()]
     from peerdistill.errors import PeerdistillWarning
     from peerdistill.runs import evaluate_run
 

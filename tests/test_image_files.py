@@ -274,7 +274,8 @@ def test_an_image_listed_twice_in_a_csv_is_refused(tmp_path):
 def test_a_csv_row_of_more_fields_than_its_header_is_refused(tmp_path):
     # an unquoted comma in a label (a,b) moved its second part into a column without a name, unsaid
     spec = write_csv(tmp_path, [(f"img/sub/{n}.png", n % 2) for n in range(8)] + [("img/sub/3.png", "a,b")])
-    with pytest.raises(DataError, match=r"list.csv' line 10 has 3 fields, the header 2: quote a field that holds a ','"):
+    with pytest.raises(DataError, match=r"list.csv' line 10 has 3 fields, the header 2: quote a field that "
+                                        r"holds a ','"):
         build_data(spec)
 
 

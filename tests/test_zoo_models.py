@@ -168,13 +168,14 @@ def test_a_zoo_model_too_large_to_train_is_refused_before_it_takes_memory():
     from peerdistill.errors import ConfigError
     from peerdistill.models import ZOO_PARAMETER_LIMIT, build_model
 
-    said = "model 'student1': arch 'cnn' with args {'width': 8, 'depth': %s, 'in_channels': 3, 'num_classes': 2} would have "
+    said = ("model 'student1': arch 'cnn' with args {'width': 8, 'depth': %s, 'in_channels': 3, 'num_classes': 2} "
+            "would have ")
     with pytest.raises(ConfigError, match=re.escape(said % 100 + "more parameters than a tensor can hold")):
         build_model("cnn", {"width": 8, "depth": 100}, 3, 2, owner="model 'student1'")
     count = small_cnn_count(3, 2, 8, 12)  # 1.6 billion: more than the limit, less than a tensor can hold
     assert count > ZOO_PARAMETER_LIMIT
-    with pytest.raises(ConfigError, match=re.escape(said % 12 + f"{count:,} parameters (the zoo's limit: 1,000,000,000): "
-                                                   "lower its depth or width")):
+    too_many = f"{count:,} parameters (the zoo's limit: 1,000,000,000): lower its depth or width"
+    with pytest.raises(ConfigError, match=re.escape(said % 12 + too_many)):
         build_model("cnn", {"width": 8, "depth": 12}, 3, 2, owner="model 'student1'")
     assert count_parameters(build_model("cnn", {"width": 8, "depth": 4}, 3, 2)) == small_cnn_count(3, 2, 8, 4)
 

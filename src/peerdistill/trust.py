@@ -121,7 +121,8 @@ def _builds_a_model(factory: Any, own: bool) -> bool:
     return isinstance(returned, type) and issubclass(returned, nn.Module)
 
 
-def check_every_arch_trusted(models: list[tuple[str, Mapping[str, Any]]], where: str, trusted: Iterable[str] = ()) -> None:
+def check_every_arch_trusted(models: list[tuple[str, Mapping[str, Any]]], where: str,
+                             trusted: Iterable[str] = ()) -> None:
     """``check_trusted_arch`` for every model (its name, its spec with ``arch`` and ``args``) that
     a run folder's file ``where`` names, before any is built; the refusals said at once (one at a
     time, a run of three modules of one's own took three tries to allow), with the value of

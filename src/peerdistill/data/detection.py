@@ -460,15 +460,16 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
         foreign = (" (absolute names, perhaps of the machine the file was made on: give names relative to "
                    "data.images)" if any(PureWindowsPath(m).drive or m.startswith("/") for m in missing) else "")
         raise DataError(f"{len(missing)} of the {len(images)} image files listed in {source} are missing from "
-                        f"'{images_dir}' ({first_few(missing, quoted=True)}){foreign}: check data.images (the folder that file_name "
-                        "counts from, relative to data.root)")
+                        f"'{images_dir}' ({first_few(missing, quoted=True)}){foreign}: check data.images (the "
+                        "folder that file_name counts from, relative to data.root)")
     base = os.path.normpath(os.path.abspath(images_dir))
     located = {i: _within(os.path.normpath(os.path.abspath(p)), base) for i, p in paths.items()}
     inside = {i: loc.startswith(base + os.sep) for i, loc in located.items()}
     outside = [images[i]["file_name"] for i in images if not inside[i]]
     if outside:
         warn_user(f"{len(outside)} file_name(s) in {source} reach out of data.images ('{images_dir}') "
-                  f"({first_few(outside, quoted=True)}): read from there; keep a data set's images under its data.images")
+                  f"({first_few(outside, quoted=True)}): read from there; keep a data set's images under its "
+                  "data.images")
     listed = {unicodedata.normalize("NFC", loc) for loc in located.values()}
     beside = {os.path.dirname(loc) for i, loc in located.items() if inside[i]}  # not a whole tree
     unlisted = sorted(os.path.relpath(entry.path, base) for folder in beside for entry in os.scandir(folder)

@@ -204,8 +204,8 @@ def _check_zoo_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], w
         return
     if count > ZOO_PARAMETER_LIMIT:
         size = "more parameters than a tensor can hold" if math.isinf(count) else f"{count:,} parameters"
-        raise ConfigError(f"{who} with args {kwargs} would have {size} (the zoo's limit: "
-                          f"{ZOO_PARAMETER_LIMIT:,}): lower its depth or width (each level of depth doubles the channels)")
+        raise ConfigError(f"{who} with args {kwargs} would have {size} (the zoo's limit: {ZOO_PARAMETER_LIMIT:,}): "
+                          "lower its depth or width (each level of depth doubles the channels)")
 
 
 def _rejects(factory: Callable[..., nn.Module], kwargs: dict[str, Any], open_ended: bool) -> bool:
