@@ -270,10 +270,11 @@ def test_an_npz_names_its_classes_by_its_own_names_before_data_class_names(tmp_p
 
 
 
-def test_labels_that_skip_classes_are_warned_of_unless_the_classes_are_named(tmp_path):
+def test_labels_that_skip_classes_are_warned_of_to_a_new_run_unless_the_classes_are_named(tmp_path):
     # one stray 7 among 0/1 labels made an eight-class run: its empty classes said only as missing from val and test
     import warnings
 
+    from peerdistill.data.splits import check_names_fit_labels
     from peerdistill.errors import PeerdistillWarning
     from tests.conftest import alternating_npz_arrays
 
@@ -281,13 +282,18 @@ def test_labels_that_skip_classes_are_warned_of_unless_the_classes_are_named(tmp
     arrays["train_labels"] = arrays["train_labels"].copy()
     arrays["train_labels"][3] = 7
     np.savez(tmp_path / "stray.npz", **arrays)
+    with warnings.catch_warnings():  # read alone (eval scoring it with a run): nothing to say of its labels
+        warnings.filterwarnings("error", "the labels run to", PeerdistillWarning)
+        data = build_data(DataSpec(kind="npz", root=str(tmp_path / "stray.npz")))
+        named = build_data(DataSpec(kind="npz", root=str(tmp_path / "stray.npz"), class_names=list("abcdefgh")))
+        check_names_fit_labels(named)  # named: the empty classes are meant
+    assert data.num_classes == 8
     with pytest.warns(PeerdistillWarning, match=r"^the labels run to 7, so the models get 8 classes, but no sample of "
                                                 r"any split is labelled 2, 3, 4, 5, 6; class 7 has 1 sample\(s\): a "
-                                                r"stray label\?"):
-        assert build_data(DataSpec(kind="npz", root=str(tmp_path / "stray.npz"))).num_classes == 8
-    with warnings.catch_warnings():  # named: the empty classes are meant
-        warnings.filterwarnings("error", "the labels run to", PeerdistillWarning)
-        build_data(DataSpec(kind="npz", root=str(tmp_path / "stray.npz"), class_names=list("abcdefgh")))
+                                                r"stray label\?") as said:
+        check_names_fit_labels(data)  # a new run of them
+        check_names_fit_labels(data)  # (a config's data is checked twice: said once)
+    assert len([w for w in said if "the labels run to" in str(w.message)]) == 1
 
 
 @pytest.mark.parametrize("given", [["a"], ["a", "b", "c"]])

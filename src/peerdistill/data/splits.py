@@ -179,8 +179,6 @@ class DataSplits:
         _check_classes_train(ys, num_classes)
         if class_names is not None and len(class_names) < num_classes:
             raise DataError(names_not_one_per_class(class_names_from, class_names, num_classes))
-        if class_names is None:
-            _warn_of_classes_in_no_split(ys, num_classes)
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
         if normalize:
             stats = stats or channel_stats(xs[0])
@@ -192,6 +190,8 @@ class DataSplits:
                   stats=stats if normalize else None)
         if len(names) > num_classes:  # scored data may lack a run's last class; a new run must not (sources.py)
             out.info["names_beyond_labels"] = names_not_one_per_class(class_names_from, names, num_classes)
+        if class_names is None and (skipped := _classes_in_no_split(ys, num_classes)):  # (said to a new run)
+            out.info["classes_in_no_split"] = skipped
         return out
 
     @classmethod
@@ -253,10 +253,12 @@ class DataSplits:
 
 def check_names_fit_labels(data: "DataSplits") -> None:
     """A new run's data names no class its labels never hold: the models would learn a class
-    never shown (its AUC undefined on every split). Eval scores such data (a set lacking a run's
-    last class); a run resumed trains as it began."""
+    never shown (its AUC undefined on every split); labels that skip classes are warned of. Eval
+    scores such data (a set lacking a run's classes); a run resumed trains as it began."""
     if "names_beyond_labels" in data.info:
         raise DataError(data.info["names_beyond_labels"])
+    if "classes_in_no_split" in data.info:  # said once (a config's data is checked here, then by the trainer)
+        warn_user(data.info.pop("classes_in_no_split"))
 
 
 def names_not_one_per_class(names_from: str, names: list[str], labelled: int) -> str:
@@ -424,17 +426,18 @@ def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
                         f"{num_classes - 1}): labels are class indices 0..K-1; counted from 1? subtract 1")
 
 
-def _warn_of_classes_in_no_split(ys: list[torch.Tensor], num_classes: int) -> None:
+def _classes_in_no_split(ys: list[torch.Tensor], num_classes: int) -> str | None:
     """Labels that skip classes, their number read from the largest (one stray 7 among 0/1 labels
-    made an eight-class run, whose five empty classes were said only as missing from val and test)."""
+    made an eight-class run, whose five empty classes were said only as missing from val and test):
+    what to say to a new run of them, or None."""
     anywhere = torch.stack([torch.bincount(y, minlength=num_classes) > 0 for y in ys]).any(dim=0)
     empty = [c for c in range(num_classes) if not anywhere[c]]
-    if empty:
-        counts = sum(torch.bincount(y, minlength=num_classes) for y in ys)
-        shown = first_few(empty, 10)
-        warn_user(f"the labels run to {num_classes - 1}, so the models get {num_classes} classes, but no sample of any "
-                  f"split is labelled {shown}; class {num_classes - 1} has {int(counts[-1]):,} sample(s): a stray "
-                  "label? Fix the labels, or name the classes (data.class_names) to say the empty ones are meant")
+    if not empty:
+        return None
+    counts = sum(torch.bincount(y, minlength=num_classes) for y in ys)
+    return (f"the labels run to {num_classes - 1}, so the models get {num_classes} classes, but no sample of any "
+            f"split is labelled {first_few(empty, 10)}; class {num_classes - 1} has {int(counts[-1]):,} sample(s): a "
+            "stray label? Fix the labels, or name the classes (data.class_names) to say the empty ones are meant")
 
 
 def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor:
