@@ -59,7 +59,9 @@ def test_an_overlay_tints_predicted_classes_at_alpha_and_outlines_the_truth_in_w
     boundary[1:4, 1:4] = True
     boundary[2, 2] = False
     assert (out[boundary] == 255).all() and out[2, 2].tolist() == [100, 100, 100]
-    assert out[4, 4].tolist() == [100, 100, 100]
+    assert out[4, 4].tolist() == [50, 50, 50]  # ignored (outside data.roi): darkened, not scored
+    pred[4, 4] = 2  # a prediction there is not tinted either: no figure counts it
+    assert overlay(image, pred, truth, alpha=0.45)[4, 4].tolist() == [50, 50, 50]
 
 
 def test_a_box_at_the_minimum_score_is_drawn_inside_its_exclusive_far_edge():

@@ -144,13 +144,20 @@ def _inclusive(box: list[float]) -> list[float]:
     return [x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)]
 
 
+# How much darker the pixels the truth ignores (255: outside data.roi) are drawn: not scored, so
+# not tinted (DRIVE's dark border, tinted as vessels, read as false positives no figure counts).
+IGNORED_SHADE = 0.5
+
+
 def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
     """RGB uint8: predicted foreground classes tinted over the image, truth boundary (if any)
-    in white."""
+    in white, pixels the truth ignores darkened and untinted."""
     out = image.astype(np.float32)
     colors = PALETTE[pred % len(PALETTE)].astype(np.float32)
-    tint = (pred > 0)[..., None]
+    ignored = truth == 255 if truth is not None else np.zeros(pred.shape, bool)
+    tint = ((pred > 0) & ~ignored)[..., None]
     out = np.where(tint, (1 - alpha) * out + alpha * colors, out)
+    out[ignored] *= IGNORED_SHADE
     if truth is not None:
         out[_boundary(truth)] = 255
     return out.clip(0, 255).astype(np.uint8)
