@@ -882,6 +882,10 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
     assert note in " ".join(capsys.readouterr().err.split())
     assert main(["eval", str(tmp_path / "runs" / "r"), "data.pixel_spacing=[1,1]"]) == 0  # in the files' pixels
     assert "note: hd95" not in capsys.readouterr().err
+    # the report, the page passed on, says it under its table too
+    assert main(["report", str(tmp_path / "runs" / "r")]) == 0
+    page = " ".join((tmp_path / "runs" / "r" / "report.html").read_text(encoding="utf-8").split())
+    assert note.removeprefix("note: ") in page
 
 
 def test_eval_pictures_and_predicted_masks_spread_the_classes_alike():

@@ -91,6 +91,18 @@ NOT_AVAILABLE_MEANS = ("n/a: no value here: the figure is undefined (a class the
                        "prediction; in a comparison, no run gave one) or was not measured.")
 
 
+def distance_unit_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = None) -> str | None:
+    """HD95 after a resize is in pixels of the resized grid, not of the files: what to say beside
+    it (on the console and in the report alike), or None. ``data_spec``: the data scored, when
+    not the run's own."""
+    spec = data_spec if data_spec is not None else (meta.get("data_spec") or {})
+    size = spec.get("image_size")
+    if meta.get("task") != "segmentation" or not size or spec.get("pixel_spacing") is not None:
+        return None
+    return (f"hd95 is in pixels of the {size[0]}x{size[1]} grid the models see (data.image_size); for files of "
+            "another size (all of one size), data.pixel_spacing=[1,1] gives it in the files' pixels")
+
+
 def has_not_available(scores: dict[str, dict[str, Any]], metrics) -> bool:
     """Whether a table of these figures shows an n/a cell (NaN, or None as JSON writes NaN)."""
     return any(fmt(values.get(m)) == NOT_AVAILABLE for values in scores.values() for m in metrics if m in values)

@@ -23,9 +23,8 @@ def say_ensemble_of_one(meta: dict, scores: dict) -> None:
 
 def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
     """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it."""
-    spec = data_spec.model_dump() if data_spec is not None else (meta.get("data_spec") or {})
-    size = spec.get("image_size")
-    if meta.get("task") == "segmentation" and size and spec.get("pixel_spacing") is None:
-        err_console.print(f"note: hd95 is in pixels of the {size[0]}x{size[1]} grid the models see (data.image_size); "
-                          "for files of another size (all of one size), data.pixel_spacing=[1,1] gives it in the "
-                          "files' pixels", highlight=False, soft_wrap=True)
+    from ..report import distance_unit_note
+
+    note = distance_unit_note(meta, data_spec.model_dump() if data_spec is not None else None)
+    if note:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)

@@ -17,7 +17,7 @@ from ..config import load_saved_config
 from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
 from ..metrics import per_class_part
-from ..report import fmt, per_class_tables
+from ..report import distance_unit_note, fmt, per_class_tables
 from ..values import is_count
 from .costs_html import costs_section
 from .html_parts import (as_number, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html,
@@ -163,6 +163,8 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of {chosen}. "
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=_fusion(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
+    if unit := distance_unit_note(meta):
+        parts.append(note_html(unit))
     for family, header, class_rows in per_class_tables(scores):
         parts += [f"<h3>{esc(family)} per class</h3>", table_html(header, class_rows)]
     return section_html("Test metrics", parts)
