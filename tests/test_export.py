@@ -389,11 +389,15 @@ def test_export_names_its_file_for_its_format_and_never_writes_into_the_run(digi
 
 def test_the_json_of_an_operating_point_calling_nothing_positive_is_read_back():
     # export writes a threshold just above 1 where the rule calls nothing positive: its own JSON was refused
+    from pydantic import ValidationError
+
     from peerdistill.sidecar import SidecarRecord
 
     two = {"task": "classification", "class_names": ["normal", "pneumonia"], "num_classes": 2, "input_shape": [1, 8, 8],
            "output": "logits", "threshold": float(np.nextafter(1.0, 2.0))}
     assert SidecarRecord.model_validate(two).threshold > 1
+    with pytest.raises(ValidationError, match="less than or equal to 1.0000000000000002"):  # a hand edit, say
+        SidecarRecord.model_validate({**two, "threshold": 7.5})
     assert SidecarRecord.model_validate({**two, "class_names": [0, 1], "input_shape": [1, 4, 8, 8]})  # as trained
 
 

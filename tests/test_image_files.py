@@ -277,6 +277,14 @@ def test_a_csv_row_of_more_fields_than_its_header_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"list.csv' line 10 has 3 fields, the header 2: quote a field that "
                                         r"holds a ','"):
         build_data(spec)
+    # blank lines are skipped by csv: the line said is the file's own (it said line 10 for line 12)
+    text = (tmp_path / "list.csv").read_text().replace("path,label\n", "path,label\n\n\n", 1)
+    (tmp_path / "list.csv").write_text(text)
+    with pytest.raises(DataError, match=r"list.csv' line 12 has 3 fields"):
+        build_data(spec)
+    (tmp_path / "list.csv").write_text(text.replace("img/sub/3.png,a,b", "img/sub/3.png,0"))
+    with pytest.raises(DataError, match=r"line 12 lists '3.png' again \(line 7, with another label\)"):
+        build_data(spec)
 
 
 def class_tree(root, classes, n=6):

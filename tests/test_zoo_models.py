@@ -174,10 +174,21 @@ def test_a_zoo_model_too_large_to_train_is_refused_before_it_takes_memory():
         build_model("cnn", {"width": 8, "depth": 100}, 3, 2, owner="model 'student1'")
     count = small_cnn_count(3, 2, 8, 12)  # 1.6 billion: more than the limit, less than a tensor can hold
     assert count > ZOO_PARAMETER_LIMIT
-    too_many = f"{count:,} parameters (the zoo's limit: 1,000,000,000): lower its depth or width"
+    too_many = f"{count:,} parameters (the zoo's limit: 1,000,000,000): lower width, depth"
     with pytest.raises(ConfigError, match=re.escape(said % 12 + too_many)):
         build_model("cnn", {"width": 8, "depth": 12}, 3, 2, owner="model 'student1'")
     assert count_parameters(build_model("cnn", {"width": 8, "depth": 4}, 3, 2)) == small_cnn_count(3, 2, 8, 4)
+    with pytest.raises(ConfigError, match=r"would have [\d,]+ parameters .*: lower blocks \(each level or stage"):
+        build_model("resnet", {"blocks": [2] * 10}, 1, 2)  # the args it was given, whichever the arch
+
+
+def test_a_model_arg_written_without_a_space_after_its_colon_is_said_as_such():
+    from peerdistill.errors import ConfigError
+    from peerdistill.models import build_model
+
+    with pytest.raises(ConfigError, match=re.escape("model 'teacher': arch 'cnn' args: YAML reads 'width:4' as one "
+                                                    "key: put a space after the colon, width: 4")):
+        build_model("cnn", {"width:4": None}, 1, 2, owner="model 'teacher'")
 
 
 def test_a_zoo_models_arguments_reach_it_as_it_takes_them():

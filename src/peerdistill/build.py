@@ -15,9 +15,9 @@ from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir
-from .json_files import read_json
 from .errors import CheckpointError, ConfigError, warn_user
 from .graph import Edge, KnowledgeGraph
+from .json_files import read_json
 from .models import build_model
 from .models.heads import HeadedModel
 from .tasks import ClassificationTask, SegmentationTask

@@ -18,7 +18,6 @@ import yaml
 from rich.table import Table
 from safetensors.torch import load_file
 
-from .run_files import METRICS_FILE, RUN_FILE
 from .terminal import Console
 from .build import build_cohort, train_from_config
 from .data import build_data
@@ -29,12 +28,13 @@ from .comparison_configs import setting_tree
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir
-from .json_files import read_json
 from .engine.distributed import World, join, on_main, process_device
 from .launcher import launched
 from .engine.devices import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
+from .json_files import read_json
 from .post_hoc import check_post_hoc_options
+from .run_files import METRICS_FILE, RUN_FILE
 from .run_pool import run_in_processes
 
 FROZEN_MARK = "(frozen teacher)"

@@ -59,9 +59,9 @@ def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], de
     """Per model, the median wall time of one fp32 forward pass on one input on ``device``
     (after 3 warm-up rounds), over ``repeats`` timed rounds or more, until the timed passes of
     all models add up to ``min_seconds`` (at most ``MAX_ROUNDS``). The models take turns,
-    ``WARM_PASSES`` + 1 passes each per round, the last timed: a burst of other work on the machine slows a pass of every model, not all passes of
-    one (timed one model after another, two identical students differed 1.8x on a loaded
-    machine), and the untimed pass warms the caches the other models' passes took (timed right
+    ``WARM_PASSES`` + 1 passes each per round, the last timed: a burst of other work on the
+    machine slows a pass of every model, not all passes of one (timed one model after another,
+    two identical students differed 1.8x on a loaded machine), and the untimed pass warms the caches the other models' passes took (timed right
     after a large teacher, a small student read 2x slower). On CUDA each pass is awaited
     (kernels run asynchronously), so the time is the model's, not its launch's."""
     models = {name: copy.deepcopy(module).to(device).eval() for name, module in modules.items()}

@@ -24,6 +24,8 @@ import numpy as np
 from .errors import ConfigError, DataError
 
 FIGURES = ("threshold", "sensitivity", "specificity", "ppv", "npv", "accuracy")
+# The threshold where a rule calls nothing positive: just above 1 (scikit-learn's is inf).
+NOTHING_POSITIVE = float(np.nextafter(1.0, 2.0))
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def choose_threshold(positive_probability: np.ndarray, labels: np.ndarray, rule:
         raise DataError("the validation split holds a single class: no threshold can be chosen on it")
     fpr, tpr, thresholds = roc_curve(labels == 1, positive_probability, drop_intermediate=False)
     # scikit-learn's first threshold is inf (nothing called positive): just above 1 says the same
-    thresholds = np.minimum(thresholds, np.nextafter(1.0, 2.0))
+    thresholds = np.minimum(thresholds, NOTHING_POSITIVE)
     if rule.kind == "youden":
         # J = tp/P - fp/N, compared as tp*N - fp*P in whole numbers: in floats two equal J could
         # differ in their last bit, and argmax take the lower threshold of a tie

@@ -15,6 +15,7 @@ from .data.image_io import (LOOKED_FOR, image_files, image_id, read_image, resiz
 from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning, warn_user
+from .wording import first_few
 
 
 class Inputs(NamedTuple):
@@ -134,6 +135,5 @@ def _warn_of_images_in_subfolders(folder: Path) -> None:
     """A folder's images are read, not its subfolders': said, not left out unseen."""
     holding = [sub.name for sub, _ in subfolders_with_images(folder)]
     if holding:
-        warn_user(f"subfolder(s) of '{folder}' hold images that are not read ({', '.join(holding[:3])}"
-                  f"{', ...' if len(holding) > 3 else ''}): predict reads the images directly in a folder; give "
-                  "the subfolders as inputs too")
+        warn_user(f"subfolder(s) of '{folder}' hold images that are not read ({first_few(holding)}): predict reads "
+                  "the images directly in a folder; give the subfolders as inputs too")

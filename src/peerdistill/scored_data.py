@@ -22,8 +22,8 @@ from .data.digests import digests_path, read_digests, seen_rows
 from .data.image_profile import (ANOTHER_SCALE_ADVICE, NARROW_SHARE, narrower_than_training, per_image_figures,
                                  unstandardised_chunks)
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
-from .json_files import read_json
 from .errors import CheckpointError, DataError, warn_user
+from .json_files import read_json
 from .per_sample import sample_names
 
 

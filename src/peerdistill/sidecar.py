@@ -12,6 +12,7 @@ from pydantic import Field, StrictBool, ValidationError, model_validator
 
 from .engine.run_meta import ClassName, DataStatsRecord, Record, Size, first_fault
 from .errors import CheckpointError, ConfigError
+from .operating_point import NOTHING_POSITIVE
 
 # What marks a JSON as one export wrote (beside the .onnx, under its name).
 SIDECAR_KEYS = ("task", "class_names", "num_classes", "input_shape", "output")
@@ -37,8 +38,7 @@ class SidecarRecord(Record):
     input_stats: dict[str, Any] | None = None
     detection: dict[str, Any] | None = None
     temperature: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
-    # (just above 1 where the operating point calls nothing positive: export writes it so)
-    threshold: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
+    threshold: Annotated[float, Field(strict=True, ge=0, le=NOTHING_POSITIVE)] | None = None
 
     @model_validator(mode="after")
     def _fits_its_classes(self) -> "SidecarRecord":

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..run_files import RUN_FILE
 from ..config import RunConfig, apply_overrides, default_config, load_config, load_saved_config, load_yaml, named_as_written
 from ..errors import ConfigError
 from ..json_files import read_json
 from ..launcher import launched_world
+from ..run_files import RUN_FILE
 from .consoles import console, err_console
 from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..run_files import RUN_FILE
 from ..config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides,
                       format_validation_error, load_yaml, saved_data_section, without_other_kinds_keys)
 from ..errors import ConfigError, warn_user
 from ..json_files import read_json
+from ..run_files import RUN_FILE
 from .consoles import console, err_console
 from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
 

@@ -16,9 +16,9 @@ from typing import NoReturn
 
 from rich.markup import escape
 
-from ..run_files import RESUME_FILE
 from ..errors import ConfigError, PeerdistillError, PeerdistillWarning
 from ..launcher import launched, launched_rank, launched_world
+from ..run_files import RESUME_FILE
 from ..terminal import one_line_warnings, write_any_character
 from .arguments import build_parser
 from .consoles import err_console

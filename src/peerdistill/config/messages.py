@@ -27,7 +27,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
         model = RunConfig
     lines = [f"invalid {source}:"]
     errors = [{**e, "loc": tuple(p for p in e["loc"] if not _union_branch(p))} for e in exc.errors()]
-    slips = [s for e in errors if (s := _colon_without_space(e["loc"])) is not None]
+    slips = [s for e in errors if (s := colon_without_space(e["loc"])) is not None]
     said_slips: list[str] = []
     for err in errors:
         # A mapping given where one branch of a union wants a word is that branch's mismatch,
@@ -37,7 +37,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             continue
         parts = err["loc"]
         loc = ".".join(str(p) for p in parts)
-        slip = _colon_without_space(parts)
+        slip = colon_without_space(parts)
         if slip is not None:
             if slip not in said_slips:  # (said once, though pydantic finds it in the key and in its value)
                 lines.append(f"  '{loc.removesuffix('.[key]')}': {slip}")
@@ -65,7 +65,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
     return "\n".join(lines)
 
 
-def _colon_without_space(parts: tuple) -> str | None:
+def colon_without_space(parts: tuple | list) -> str | None:
     """What went wrong where a key holds a colon and a value ({rotate:10}): YAML reads a colon
     without a space after it as part of the key, so the key is unknown and its value null."""
     slipped = next((p for p in parts if isinstance(p, str) and re.fullmatch(r"[A-Za-z_]\w*:[^\s:]+", p)), None)

@@ -26,8 +26,8 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import torch
 
-from ..wording import first_few
 from ..errors import DataError, SplitError, warn_user
+from ..wording import first_few
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
                        image_size, read_image, read_mask_values, refuse_images_in_subfolders)

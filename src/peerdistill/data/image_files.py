@@ -107,7 +107,11 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
             sample = fh.read(4096)
             fh.seek(0)
             delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
-            rows = list(csv.DictReader(fh, delimiter=delimiter))
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            rows, lines = [], []  # each row and the file line it ends on (blank lines skipped, fields spanning lines)
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)
     except UnicodeDecodeError:
         raise DataError(f"'{path}' is not UTF-8 text: save the table as UTF-8 CSV or TSV") from None
     if not rows:
@@ -120,21 +124,21 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
                else "data.path_column / data.label_column to the columns that hold them")
         raise DataError(f"'{path}' has no column {' nor '.join(repr(c) for c, _ in missing)} (columns: "
                         f"{list(rows[0])}); set {fix}")
-    for line, row in enumerate(rows, start=2):
+    for number, (line, row) in enumerate(zip(lines, rows), start=1):
         if None in row:  # csv puts the fields past the header's under None: a comma unquoted shifted them
             raise DataError(f"'{path}' line {line} has {len(row) - 1 + len(row[None])} fields, the header "
                             f"{len(row) - 1}: quote a field that holds a '{delimiter}'")
         if not row.get(spec.path_column) or not row.get(spec.label_column):
             raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
         if any("\n" in (row.get(c) or "") for c in (spec.path_column, spec.label_column)):
-            raise DataError(f"'{path}' row {line - 1}: a {spec.path_column} or {spec.label_column} field spans "
+            raise DataError(f"'{path}' row {number}: a {spec.path_column} or {spec.label_column} field spans "
                             "several lines (an unbalanced quote?): quote whole fields or none")
     raw_labels = [r[spec.label_column].strip() for r in rows]
     numeric = all(lab.lstrip("-").isdigit() for lab in raw_labels)
     classes = sorted(set(raw_labels), key=int if numeric else str)
     index = {c: i for i, c in enumerate(classes)}
     files = [path.parent / _portable(r[spec.path_column].strip()) for r in rows]
-    _check_listed_once(files, raw_labels, path)
+    _check_listed_once(files, raw_labels, lines, path)
     labels = [index[lab] for lab in raw_labels]
     if "split" in rows[0]:
         parts = {s: ([], []) for s in SPLITS}
@@ -163,15 +167,15 @@ def _portable(listed: str) -> str:
     return PureWindowsPath(listed).as_posix() if "\\" in listed and os.sep == "/" else listed
 
 
-def _check_listed_once(files: list[Path], labels: list[str], path: Path) -> None:
-    """An image listed twice could land in train and test at once."""
+def _check_listed_once(files: list[Path], labels: list[str], lines: list[int], path: Path) -> None:
+    """An image listed twice could land in train and test at once (``lines``: each row's line)."""
     first: dict[Path, int] = {}
     for row, (f, label) in enumerate(zip(files, labels)):
         earlier = first.setdefault(f.resolve(), row)
         if earlier != row:
             other = ", with another label" if labels[earlier] != label else ""
-            raise DataError(f"'{path}' line {row + 2} lists '{f.name}' again (line {earlier + 2}{other}): list each "
-                            "image once, or it could be in the training and the test split at once")
+            raise DataError(f"'{path}' line {lines[row]} lists '{f.name}' again (line {lines[earlier]}{other}): list "
+                            "each image once, or it could be in the training and the test split at once")
 
 
 def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..wording import first_few
 from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
+from ..wording import first_few
 from .dicom import dicom_size_and_spacing
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image,
@@ -405,7 +405,7 @@ def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
         out[key] = p
     if unmatched:  # never left out unseen: a typo in the pattern would drop pairs
         raise DataError(f"data.pattern '{pattern}' does not match {len(unmatched)} of the {len(files)} image files in "
-                        f"'{folder}' ({', '.join(repr(n) for n in unmatched[:3])}{', ...' * (len(unmatched) > 3)}"
+                        f"'{folder}' ({first_few(unmatched, quoted=True)}"
                         "): it must give every file its id (its first group); fix the pattern, or move the other "
                         "files out")
     return out

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, IterableDataset
 
-from ..wording import first_few
 from ..errors import DataError, SplitError, warn_user
+from ..wording import first_few
 from .digests import count_seen, row_digests
 from .image_profile import grey_images, unstandardised_chunks
 

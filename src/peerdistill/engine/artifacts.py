@@ -20,15 +20,15 @@ from safetensors.torch import save
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from ..wording import first_few
 from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
+from ..run_files import METRICS_FILE, RESUME_FILE, RUN_FILE
 from ..values import is_count, is_finite_number
+from ..wording import first_few
 from . import run_lock
 from .run_meta import run_record_problem
 from .state_files import DIGEST_KEY, read_state, weights_digest
-from ..run_files import METRICS_FILE, RESUME_FILE, RUN_FILE
 
 # The files a trainer writes at the top of its run directory.
 TRAINER_FILES = (RUN_FILE, METRICS_FILE, "metrics.csv", "config.yaml", "connectors.safetensors",

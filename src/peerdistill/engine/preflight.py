@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from ..wording import first_few
 from ..data import DataSplits, TensorData
 from ..data.digests import count_seen
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, warn_user
+from ..wording import first_few
 
 
 class Preflight:

@@ -15,7 +15,6 @@ import torch
 import yaml
 from torch import nn
 
-from ..run_files import METRICS_FILE, RUN_FILE
 from ..config import as_read, read_saved_config
 from ..config_diff import differences, summary, what_is_trained
 from ..costs import model_costs
@@ -24,10 +23,11 @@ from ..data.digests import digests_path, digests_record
 from ..data.image_profile import image_profile
 from ..data.splits import TensorData
 from ..errors import CheckpointError, ConfigError
+from ..json_files import read_json
 from ..models.heads import HeadedModel
+from ..run_files import METRICS_FILE, RUN_FILE
 from . import run_lock
 from .artifacts import RunDir, atomic_write_text, load_weights, non_finite_keys, save_weights, write_json
-from ..json_files import read_json
 from .state_files import weights_digest
 from .resume import capture_rng_states, restore_rng_states, save_resume_state
 

@@ -17,8 +17,6 @@ import torch
 import yaml
 from torch import nn
 
-from ..wording import first_few
-from ..run_files import RESUME_FILE, RUN_FILE
 from ..cohort import Cohort
 from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
@@ -29,11 +27,13 @@ from ..errors import (ConfigError, DataError, NonFiniteError, NonFiniteStepsWarn
                       RunDirError, warn_user)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
+from ..json_files import read_json
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
+from ..run_files import RESUME_FILE, RUN_FILE
 from ..spatial import align_to
+from ..wording import first_few
 from . import distributed, run_lock
 from .artifacts import RunDir, jsonable, mark_stopped, stopped_before_keeping_anything, write_json
-from ..json_files import read_json
 from .devices import resolve_device
 from .distributed import World
 from .averaging import WeightAverage

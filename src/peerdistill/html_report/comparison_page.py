@@ -14,15 +14,15 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..run_files import METRICS_FILE, RUN_FILE
 from ..comparison_runs import setting_runs
 from ..engine.artifacts import RunDir
-from ..json_files import read_json
 from ..errors import CheckpointError, RunDirError
+from ..json_files import read_json
 from ..metrics import per_class_part
 from ..paired import caption, difference_rows, read_differences_csv
 from ..report import (comparison_per_class_rows, comparison_rows, model_order, per_class_families,
                       teachers_named_in)
+from ..run_files import METRICS_FILE, RUN_FILE
 from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs
 from .html_parts import esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
 from .run_page import validation_series

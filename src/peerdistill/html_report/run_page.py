@@ -9,15 +9,15 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from ..run_files import METRICS_FILE, RUN_FILE
 from ..engine.artifacts import RunDir
-from ..json_files import read_json
 from ..engine.evaluate import ENSEMBLE
 from ..config import load_saved_config
 from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
+from ..json_files import read_json
 from ..metrics import per_class_part
 from ..report import distance_unit_note, fmt, per_class_tables
+from ..run_files import METRICS_FILE, RUN_FILE
 from ..values import is_count
 from .costs_html import costs_section
 from .html_parts import (as_number, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import matplotlib
 
-from ..wording import first_few
-from ..run_files import RUN_FILE
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
 from ..errors import ConfigError, RunDirError, warn_user
+from ..run_files import RUN_FILE
+from ..wording import first_few
 from .comparison_page import comparison_page
 from .html_parts import GENERATOR
 from .run_page import run_page

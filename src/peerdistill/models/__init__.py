@@ -161,6 +161,10 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
         if key not in kwargs and (key in params or (open_ended and key == "num_classes")):
             kwargs[key] = value
     who = f"{owner}: " if owner else ""
+    from ..config.messages import colon_without_space  # (config reads the zoo's names: here, not at import)
+
+    if (slip := colon_without_space([k for k, v in args.items() if v is None])) is not None:
+        raise ConfigError(f"{who}arch '{arch}' args: {slip}")
     if arch in ZOO:
         kwargs.update(_checked_arg_types(factory, args, f"{who}arch '{arch}'"))
         if arch != "torchvision_fcos":  # (its weights may be downloaded: built once, for real)
@@ -204,8 +208,9 @@ def _check_zoo_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], w
         return
     if count > ZOO_PARAMETER_LIMIT:
         size = "more parameters than a tensor can hold" if math.isinf(count) else f"{count:,} parameters"
+        sizes = [k for k in kwargs if k not in ("in_channels", "num_classes")]
         raise ConfigError(f"{who} with args {kwargs} would have {size} (the zoo's limit: {ZOO_PARAMETER_LIMIT:,}): "
-                          "lower its depth or width (each level of depth doubles the channels)")
+                          f"lower {', '.join(sizes) or 'its size arguments'} (each level or stage doubles the channels)")
 
 
 def _rejects(factory: Callable[..., nn.Module], kwargs: dict[str, Any], open_ended: bool) -> bool:
