@@ -99,7 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"peerdistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     parser.commands = sub.choices  # each command's parser: its usage goes with its errors
+    _add_train(sub)
+    _add_eval(sub)
+    _add_compare(sub)
+    _add_export(sub)
+    _add_predict(sub)
+    _add_report(sub)
+    _add_presets(sub)
+    return parser
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """train: a run from a config (or the embedded default), or one resumed."""
     train = sub.add_parser("train", help="train a cohort (no CONFIG: the embedded digits default)")
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     train.add_argument("--resume", metavar="RUN_DIR", type=_given, help="continue an interrupted run from its last checkpoint")
@@ -108,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="no progress (bars on a terminal, a line per epoch in a log)")
     train.set_defaults(func=cmd_train)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    """eval: a run's saved models scored on a split or on other data."""
     ev = sub.add_parser("eval", help="score the saved models of a run on a split or other data")
     ev.add_argument("run_dir", metavar="RUN_DIR", type=_given)
     ev.add_argument("overrides", nargs="*", default=[], metavar="data.key=value | detect.key=value",
@@ -147,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="score the students and their ensemble without rebuilding the teacher(s)")
     ev.set_defaults(func=cmd_eval)
 
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    """compare: settings over seeds (and folds), their tables and paired differences."""
     cmp_ = sub.add_parser("compare", help="run presets or configs over several seeds and tabulate mean ± std")
     cmp_.add_argument("args", nargs="*", metavar="[CONFIG.yaml ...] [key=value ...]")
     cmp_.add_argument("--setting", action="append", metavar="NAME:KEY=VALUE", type=_given,
@@ -187,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--quiet", action="store_true", help="no progress bars (the tables are still printed)")
     cmp_.set_defaults(func=cmd_compare)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """export: a student or the ensemble as ONNX or safetensors."""
     exp = sub.add_parser("export", help="write a trained student (or the ensemble) as ONNX or safetensors")
     exp.add_argument("run_dir", metavar="RUN_DIR", type=_given)
     exp.add_argument("--model", default="best", type=_given, help="a model name, 'best' (best validation student) or 'ensemble'")
@@ -210,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   threshold_where="written into the JSON beside the ONNX file, which predict applies")
     exp.set_defaults(func=cmd_export)
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """predict: a run's model or an exported file applied to images."""
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
     pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx", type=_given)
     pred.add_argument("inputs", nargs="+", metavar="INPUT", type=_given)
@@ -226,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "students' boxes fused as in evaluation)")
     pred.set_defaults(func=cmd_predict)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    """report: a run's or a comparison's HTML page."""
     rep = sub.add_parser("report", help="one self-contained HTML page of a run or a comparison")
     rep.add_argument("path", metavar="RUN_DIR_OR_COMPARE_DIR", type=_given)
     rep.add_argument("--out", default=None, type=_given,
@@ -233,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "report.html (default PATH/report.html)")
     rep.set_defaults(func=cmd_report)
 
+
+def _add_presets(sub: argparse._SubParsersAction) -> None:
+    """presets: the list of presets."""
     pre = sub.add_parser("presets", help="list the presets")
     pre.set_defaults(func=cmd_presets)
-    return parser
