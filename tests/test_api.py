@@ -420,10 +420,18 @@ def test_other_data_on_another_scale_is_warned_of(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "same.npz")))
-    with pytest.warns(PeerdistillWarning, match=r"have mean / std -?\d+\.\d\d / \d+\.\d\d per channel, where the run's "
-                                                r"own data has about 0 / 1: they are on another scale") as caught:
+    # each image far off (257 times the values: 16-bit beside 8-bit), as predict says of each input
+    with pytest.warns(PeerdistillWarning, match=r"^\d+ of the 40 scored images lie far outside the intensities the "
+                                                r"run learnt from") as caught:
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "wide.npz")))
     assert {w.filename for w in caught} == {__file__}  # the user's call, however deep inside the warning is raised
+    assert not [w for w in caught if "per channel, where the run's own data has about 0 / 1" in str(w.message)]
+    # shifted by 4 training stds, every image within the per-image rule: the set's mean says it
+    shifted = {k: v + 4 * arrays["train_images"].std() if k.endswith("images") else v for k, v in arrays.items()}
+    np.savez(tmp_path / "shifted.npz", **shifted)
+    with pytest.warns(PeerdistillWarning, match=r"have mean / std -?\d+\.\d\d / \d+\.\d\d per channel, where the run's "
+                                                r"own data has about 0 / 1: they are on another scale"):
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "shifted.npz")))
 
 
 def test_other_data_of_another_task_or_grey_for_a_colour_run_is_named(tmp_path):

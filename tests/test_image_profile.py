@@ -62,3 +62,14 @@ def test_another_scale_is_far_narrower_than_the_narrowest_training_images_and_at
     assert found.tolist() == [True, False, False, False, False, False, True, False]
     for unknown in (None, {}, {"image_spreads": "wide", "image_means": [0.3, 0.7]}, {"image_spreads": [0.6, 0.9]}):
         assert narrower_than_training(np.array([0.0]), np.array([0.01]), unknown).tolist() == [False]
+
+
+def test_an_image_far_outside_the_training_intensities_is_found_image_by_image():
+    # eval and predict ask it alike of each image (one 16-bit image in an 8-bit set is lost in the set's mean)
+    from peerdistill.data.image_profile import far_outside_training
+
+    stats = {"mean": [0.5], "std": [0.25]}
+    means = np.array([[0.4], [0.5 + 20 * 0.25 + 1e-6], [0.5], [0.5]])
+    spreads = np.array([[0.9], [0.9], [0.25 / 20 - 1e-6], [0.0]])  # by hand: 20 stds away; a 20th of one; constant
+    assert far_outside_training(means, spreads, stats).tolist() == [False, True, True, False]
+    assert far_outside_training(means[:, [0, 0, 0]], spreads[:, [0, 0, 0]], stats).tolist() == [False] * 4  # 3 channels

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
-from .data.image_profile import ANOTHER_SCALE_ADVICE, TRAINING_IMAGE_KEYS, narrower_than_training, per_image_figures
+from .data.image_profile import (ANOTHER_SCALE_ADVICE, TRAINING_IMAGE_KEYS, far_outside_training,
+                                 narrower_than_training, per_image_figures)
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
@@ -182,13 +183,6 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
 
-# How far (in the training data's standard deviations) an input's mean brightness may lie from
-# the training data's, and by what factor its values may vary less than the training data's,
-# before it looks like another scale (0..65535 against 0..1): a real image of the kind the
-# model learnt from stays within a few standard deviations and varies as they do.
-_OTHER_SCALE = 20.0
-
-
 def _trained_on_grey(info: dict) -> bool:
     """Whether the model learnt from grey files read as colour (all of them, or some): grey
     inputs read so are then no news."""
@@ -240,27 +234,23 @@ def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
 def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
     """A model predicts whatever it is given; inputs read on another intensity scale than the
     training data (a uint16 .npz, kept as it is, against 16-bit files divided by 65535) would
-    be predicted wrong in silence."""
-    if not stats:
+    be predicted wrong in silence (eval asks the same of each scored image)."""
+    if not stats or not read.images:
         return
-    mean, std = np.asarray(stats["mean"], np.float64), np.maximum(np.asarray(stats["std"], np.float64), 1e-12)
-    far = []
-    for name, image in zip(read.names, read.images):
-        pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
-        if pixels.shape[1] != len(mean):  # other channels: refused by the channel check, saying so
-            continue
-        spread = pixels.max(axis=0) - pixels.min(axis=0)
-        # too bright or dark by far (0..65535 against 0..1), or varying by a tiny fraction of
-        # what training images vary by (0..1 against 0..65535); a constant image says nothing
-        if (np.abs(pixels.mean(axis=0) - mean) / std > _OTHER_SCALE).any() or (
-                (spread > 0) & (spread < std / _OTHER_SCALE)).any():
-            far.append((name, pixels))
-    if far:
-        name, pixels = far[0]
-        warn_user(f"{len(far)} of {len(read.names)} inputs lie far outside the intensities the model learnt "
-                  f"from (e.g. '{name}': values {pixels.min():.4g} to {pixels.max():.4g}, against its training "
-                  f"data's mean {float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity scale? "
-                  "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, "
+    pixels = [image.reshape(-1, image.shape[-1]).astype(np.float64) for image in read.images]
+    channels = len(stats["mean"])
+    fits = [i for i, p in enumerate(pixels) if p.shape[1] == channels]  # (other channels: their own check)
+    if not fits:
+        return
+    far = far_outside_training(np.stack([pixels[i].mean(axis=0) for i in fits]),
+                               np.stack([np.ptp(pixels[i], axis=0) for i in fits]), stats)
+    if far.any():
+        i = fits[int(np.flatnonzero(far)[0])]
+        mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
+        warn_user(f"{int(far.sum())} of {len(read.names)} inputs lie far outside the intensities the model learnt "
+                  f"from (e.g. '{read.names[i]}': values {pixels[i].min():.4g} to {pixels[i].max():.4g}, against its "
+                  f"training data's mean {float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity "
+                  "scale? Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, "
                   "other types are kept as they are")
 
 

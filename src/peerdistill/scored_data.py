@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from .config import SPLIT_KEYS, DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits
 from .data.digests import digests_path, read_digests, seen_rows
-from .data.image_profile import (ANOTHER_SCALE_ADVICE, NARROW_SHARE, narrower_than_training, per_image_figures,
-                                 unstandardised_chunks)
+from .data.image_profile import (ANOTHER_SCALE_ADVICE, NARROW_SHARE, OTHER_SCALE, far_outside_training,
+                                 narrower_than_training, per_image_figures, unstandardised_chunks)
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .errors import CheckpointError, DataError, warn_user
 from .json_files import read_json
@@ -248,7 +248,8 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
         warn_user("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
                   "images: the models see them otherwise than in training; check they are the kind of image it "
                   "learnt from")
-    figures = [per_image_figures(part) for part in unstandardised_chunks(scored, meta["data_stats"])]
+    parts = list(unstandardised_chunks(scored, meta["data_stats"]))
+    figures = [per_image_figures(part) for part in parts]
     lows, highs = (np.concatenate([f[k] for f in figures]) for k in (1, 2))
     narrow = int(narrower_than_training(lows, highs, trained).sum())
     if narrow:
@@ -258,6 +259,16 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
                   f"reach, and all of their values outside the training images' mean levels, "
                   f"{trained['image_means'][0]:.3g} to {trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
                   f"{ANOTHER_SCALE_ADVICE}")
+    # image by image, as predict asks it of each input: one far off is lost in a large set's mean
+    far = far_outside_training(np.concatenate([part.mean(dim=(2, 3)).double().numpy() for part in parts]),
+                               np.concatenate([(part.amax(dim=(2, 3)) - part.amin(dim=(2, 3))).double().numpy()
+                                               for part in parts]), meta["data_stats"])
+    if far.any():
+        warn_user(f"{int(far.sum())} of the {len(far)} scored images lie far outside the intensities the run learnt "
+                  f"from (their mean {OTHER_SCALE:g} training standard deviations away, or their values varying by "
+                  f"less than a {OTHER_SCALE:g}th of one), so the models see them otherwise than in training: "
+                  "another intensity scale? Store them as the run's data was stored")
+        return
     mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
     if bool(off_scale(mean, std, 0.0, 1.0).any()):  # the run's own data standardised: about 0 / 1
         shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))

@@ -30,6 +30,11 @@ TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads")
 ANOTHER_SCALE_ADVICE = ("12-bit values in 16-bit files (divided by 65535), or DICOM files without a window scaled by "
                         "their stored range? Give them on the training images' scale (8-bit files, or a DICOM window, "
                         "data.dicom_window)")
+# How far (in the training data's standard deviations) an image's mean may lie from the training
+# data's, and by what factor its values may vary less than one such deviation, before it looks
+# like another scale (0..65535 against 0..1): a real image of the kind the model learnt from stays
+# within a few deviations and varies as they do.
+OTHER_SCALE = 20.0
 # How alike three channels must be for an image to be a grey file read as colour.
 GREY_TOLERANCE = 1e-4
 
@@ -106,3 +111,17 @@ def narrower_than_training(lows: np.ndarray, highs: np.ndarray, profile: dict | 
     spreads = highs - lows
     outside = (highs < mean_range[0]) | (lows > mean_range[1])
     return (spreads > 0) & (spreads < NARROW_SHARE * float(spread_range[0])) & outside
+
+
+def far_outside_training(means: np.ndarray, spreads: np.ndarray, stats: dict[str, list[float]]) -> np.ndarray:
+    """Which images, of per-channel means and spreads (max - min) [N, C] on the scale they were
+    read at, lie on another intensity scale than the training data of ``stats``: a mean
+    ``OTHER_SCALE`` standard deviations away in a channel, or values varying by less than a
+    ``OTHER_SCALE``-th of one (a constant image, a black frame, says nothing). Images of other
+    channels than the training data's are left to the channel check."""
+    mean, std = np.asarray(stats["mean"], np.float64), np.maximum(np.asarray(stats["std"], np.float64), 1e-12)
+    means, spreads = np.asarray(means, np.float64), np.asarray(spreads, np.float64)
+    if means.ndim != 2 or means.shape[1] != len(mean):
+        return np.zeros(len(means), bool)
+    far = (np.abs(means - mean) / std > OTHER_SCALE) | ((spreads > 0) & (spreads < std / OTHER_SCALE))
+    return far.any(axis=1)
