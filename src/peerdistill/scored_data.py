@@ -248,9 +248,14 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
         warn_user("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
                   "images: the models see them otherwise than in training; check they are the kind of image it "
                   "learnt from")
-    parts = list(unstandardised_chunks(scored, meta["data_stats"]))
-    figures = [per_image_figures(part) for part in parts]
-    lows, highs = (np.concatenate([f[k] for f in figures]) for k in (1, 2))
+    lows, highs, channel_means, channel_spreads = [], [], [], []
+    for part in unstandardised_chunks(scored, meta["data_stats"]):  # a chunk at a time: no copy of the split
+        _, low, high = per_image_figures(part)
+        lows.append(low)
+        highs.append(high)
+        channel_means.append(part.mean(dim=(2, 3)).double().numpy())
+        channel_spreads.append((part.amax(dim=(2, 3)) - part.amin(dim=(2, 3))).double().numpy())
+    lows, highs = np.concatenate(lows), np.concatenate(highs)
     narrow = int(narrower_than_training(lows, highs, trained).sum())
     if narrow:
         warn_user(f"{narrow} of the {len(lows)} scored images vary in intensity far less than the training "
@@ -260,9 +265,7 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
                   f"{trained['image_means'][0]:.3g} to {trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
                   f"{ANOTHER_SCALE_ADVICE}")
     # image by image, as predict asks it of each input: one far off is lost in a large set's mean
-    far = far_outside_training(np.concatenate([part.mean(dim=(2, 3)).double().numpy() for part in parts]),
-                               np.concatenate([(part.amax(dim=(2, 3)) - part.amin(dim=(2, 3))).double().numpy()
-                                               for part in parts]), meta["data_stats"])
+    far = far_outside_training(np.concatenate(channel_means), np.concatenate(channel_spreads), meta["data_stats"])
     if far.any():
         warn_user(f"{int(far.sum())} of the {len(far)} scored images lie far outside the intensities the run learnt "
                   f"from (their mean {OTHER_SCALE:g} training standard deviations away, or their values varying by "
