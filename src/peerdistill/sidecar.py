@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, ValidationError, model_validator
 
-from .engine.run_meta import ClassName, DataStatsRecord, Record, Size, first_fault
+from .engine.run_meta import ClassName, DataStatsRecord, Record, Size, check_one_name_per_class, first_fault
 from .errors import CheckpointError, ConfigError
 from .operating_point import NOTHING_POSITIVE
 
@@ -42,9 +42,7 @@ class SidecarRecord(Record):
 
     @model_validator(mode="after")
     def _fits_its_classes(self) -> "SidecarRecord":
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(f"its class_names ({self.class_names!r}) are not one name for each of its "
-                             f"{self.num_classes} classes")
+        check_one_name_per_class(self.class_names, self.num_classes)
         if self.threshold is not None and (self.task != "classification" or self.num_classes != 2):
             raise ValueError(f"its threshold {self.threshold} is on the positive class's probability, for a two-class "
                              f"classifier; this is a {self.num_classes}-class {self.task} model")

@@ -57,10 +57,14 @@ class RunRecord(Record):
 
     @model_validator(mode="after")
     def _one_name_per_class(self) -> "RunRecord":
-        if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise ValueError(f"its class_names ({self.class_names!r}) are not one name for each of its "
-                             f"{self.num_classes} classes")
+        check_one_name_per_class(self.class_names, self.num_classes)
         return self
+
+
+def check_one_name_per_class(names: list | None, num_classes: int) -> None:
+    """A record's class names, when it has them, one per class (a ValueError saying otherwise)."""
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"its class_names ({names!r}) are not one name for each of its {num_classes} classes")
 
 
 def run_record_problem(meta: Any) -> str | None:
