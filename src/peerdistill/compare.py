@@ -99,21 +99,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``baseline`` (a setting's label; default ``independent`` when compared, else the first
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
     a 95% confidence interval (``paired.py``), in compare.md, differences.csv and on the console."""
-    _check_counts(seeds=seeds, jobs=jobs, folds=folds)
-    if presets is not None:  # (the command line's are checked as it reads them)
-        if isinstance(presets, str) or not presets:
-            raise ConfigError(f"presets must be a list of preset names such as ['kd', 'kd+ml'], got {presets!r}")
-        check_preset_names("presets", list(presets))
-    rule = parse_rule(operating_point) if operating_point else None
-    if not 1 <= seeds <= MAX_SEEDS:
-        raise ConfigError(f"--seeds must be 1 to {MAX_SEEDS:,} (got {seeds:,}): runs per setting")
-    if jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
-    if folds is not None and not 2 <= folds <= MAX_FOLDS:
-        raise ConfigError(f"--folds must be 2 to {MAX_FOLDS} (got {folds}): each fold is the test split of one run")
-    if jobs > 1 and launched():
-        raise ConfigError("--jobs starts processes of its own, which would join torchrun's process group: drop "
-                          "--jobs, or run compare without torchrun")
+    rule = _checked_options(presets, seeds, jobs, folds, operating_point)
     configs = [configs] if isinstance(configs, dict) else list(configs)
     if not configs:
         raise ConfigError("compare needs at least one config")
@@ -125,25 +111,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     labels = config_names or [f"config {i + 1}" for i in range(len(configs))]
     bases = checked_bases(configs, presets, labels)
     warn_of_presets_alike(bases, presets, labels)
-    for base in bases:  # each run's seed is checked as its config is made: say why before any is
-        if base.seed + seeds - 1 >= SEED_LIMIT:
-            raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "
-                              f"largest, {SEED_LIMIT - 1}: lower seed= or --seeds")
-    if len(configs) == 1 and not by_name:
-        directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
-    else:
-        names = [b.name for b in bases]
-        twice = next(((i, names.index(n)) for i, n in enumerate(names) if names.index(n) != i), None)
-        if twice is not None:
-            raise ConfigError(f"compare: {labels[twice[1]]} and {labels[twice[0]]} are both named "
-                              f"'{names[twice[0]]}' (a config without name: is named after its data and preset), "
-                              "and rows and run folders are named after configs: give each config its own `name`")
-        directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
-    if (directory / RUN_FILE).is_file():  # a mistyped --out: its runs and tables would nest inside that run
-        raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own (--out)")
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"'{directory}' is a file: the comparison writes a folder of runs and tables; give another "
-                          "--out")
+    _check_seeds_fit(bases, seeds)
+    directory = _comparison_folder(bases, labels, out, one_row_per_preset=len(configs) == 1 and not by_name)
     for base in bases:  # the number of classes and the input shape are checked once the data is read
         check_post_hoc_options(base.task, operating_point=rule is not None, temperature_scaling=temperature_scaling,
                                tta=tta, of="comparison")
@@ -173,6 +142,70 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     # earlier configs' runs first, and --overwrite marks finished runs and removes the tables.
     replacing = overwrite and any((plan.run_dir / RUN_FILE).is_file() for plan in plans)
     check_before_training(plans, build=len(configs) > 1 or replacing, two_classes=False, overwrite=overwrite)
+    results = _train_all(plans, directory, overwrite, progress, status, jobs)
+    if results is None:  # under torchrun the tables are the first process's
+        return Comparison([], directory, "")
+    runs = _scored_runs(plans, results, directory, rule, temperature_scaling, tta)
+    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from)
+    return _tabulate(runs, plans, labels, baseline, directory, header, console, seeds, folds)
+
+
+def _checked_options(presets: list[str] | None, seeds: int, jobs: int, folds: int | None,
+                     operating_point: str | None):
+    """compare's counts and names as given (from Python or the command line), checked before any
+    config is read; the operating-point rule parsed (None without one)."""
+    _check_counts(seeds=seeds, jobs=jobs, folds=folds)
+    if presets is not None:  # (the command line's are checked as it reads them)
+        if isinstance(presets, str) or not presets:
+            raise ConfigError(f"presets must be a list of preset names such as ['kd', 'kd+ml'], got {presets!r}")
+        check_preset_names("presets", list(presets))
+    rule = parse_rule(operating_point) if operating_point else None
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(f"--seeds must be 1 to {MAX_SEEDS:,} (got {seeds:,}): runs per setting")
+    if jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    if folds is not None and not 2 <= folds <= MAX_FOLDS:
+        raise ConfigError(f"--folds must be 2 to {MAX_FOLDS} (got {folds}): each fold is the test split of one run")
+    if jobs > 1 and launched():
+        raise ConfigError("--jobs starts processes of its own, which would join torchrun's process group: drop "
+                          "--jobs, or run compare without torchrun")
+    return rule
+
+
+def _check_seeds_fit(bases, seeds: int) -> None:
+    """Each run's seed is checked as its config is made: said for all of them before any is."""
+    for base in bases:
+        if base.seed + seeds - 1 >= SEED_LIMIT:
+            raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "
+                              f"largest, {SEED_LIMIT - 1}: lower seed= or --seeds")
+
+
+def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row_per_preset: bool) -> Path:
+    """Where the comparison's runs and tables go: ``out``, else beside the first config's runs
+    (``NAME-compare`` for one config's presets, ``compare`` for several configs, whose run
+    folders are named after them and so must differ)."""
+    if one_row_per_preset:
+        directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
+    else:
+        names = [b.name for b in bases]
+        twice = next(((i, names.index(n)) for i, n in enumerate(names) if names.index(n) != i), None)
+        if twice is not None:
+            raise ConfigError(f"compare: {labels[twice[1]]} and {labels[twice[0]]} are both named "
+                              f"'{names[twice[0]]}' (a config without name: is named after its data and preset), "
+                              "and rows and run folders are named after configs: give each config its own `name`")
+        directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
+    if (directory / RUN_FILE).is_file():  # a mistyped --out: its runs and tables would nest inside that run
+        raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own (--out)")
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"'{directory}' is a file: the comparison writes a folder of runs and tables; give another "
+                          "--out")
+    return directory
+
+
+def _train_all(plans, directory: Path, overwrite: bool, progress: bool, status: Console,
+               jobs: int) -> list[dict[str, Any]] | None:
+    """Every planned run trained, continued or reused: each one's metrics, in plan order (None in
+    the other processes under torchrun, which train but do not report)."""
     world = comparison_world(plans)  # under torchrun: one process group for every run
     try:
         if overwrite:
@@ -189,27 +222,36 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         abandon(world)
         raise
     leave(world)
-    if world.distributed and not world.is_main:  # the tables are the first process's
-        return Comparison([], directory, "")
+    return None if world.distributed and not world.is_main else results
+
+
+def _scored_runs(plans, results: list[dict[str, Any]], directory: Path, rule, temperature_scaling: bool,
+                 tta: str | None) -> list[dict[str, Any]]:
+    """One entry per run (setting, seed, fold, folder, metrics), its metrics with the figures the
+    post-hoc options add (``op_*``, ``cal_*``, ``tta_*``) from its saved best weights."""
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
              "metrics": metrics} for plan, metrics in zip(plans, results)]
     own_archs = {m.arch for plan in plans for m in (plan.cfg.teacher, *plan.cfg.teachers, *plan.cfg.students) if m}
-    if rule is not None or temperature_scaling:
-        for run in runs:
+    for run in runs:
+        if rule is not None or temperature_scaling:
             run["metrics"] = _with_chosen_on_val(run["metrics"], directory / run["run"], rule, temperature_scaling,
                                                  own_archs)
-    if tta is not None:
-        for run in runs:
+        if tta is not None:
             run["metrics"] = _with_flips(run["metrics"], directory / run["run"], tta, own_archs)
+    return runs
+
+
+def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: str, directory: Path, header: str,
+              console: Console, seeds: int, folds: int | None) -> Comparison:
+    """The runs' figures (mean ± std per setting, model and metric) and paired differences from
+    the baseline: written to compare.md, compare.csv and differences.csv, and printed."""
     rows = aggregate(runs)
     models = model_order([r["model"] for r in rows], teachers_named_in(run["metrics"] for run in runs))
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
-    monitor = runs[0]["metrics"]["monitor"]
-    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from)
+    monitor_metric = runs[0]["metrics"]["monitor"].split("/", 1)[1]
     split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
     diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]}, folds)
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
-    monitor_metric = monitor.split("/", 1)[1]
     if diffs:
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
                    + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"
