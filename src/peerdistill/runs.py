@@ -215,22 +215,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         *kinds, last = KINDS_OF_TASK[task_of_run]
         raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "
                         f"run: give data of its task (data.kind {', '.join(kinds)} or {last})")
-    own = data  # the run's own splits: the operating point and temperature are chosen on its val split
+    chooses_on_val = bool(rule or temperature_scaling)
     given_in_python = data is not None  # the run's splits, or other data, handed to evaluate_run
-    if data is None and data_spec is not None:
-        with kept_whole() if split == "all" else contextlib.nullcontext():
-            try:
-                data = build_data(data_spec, stats=run_stats(meta))
-            except SplitError as exc:  # training's advice does not fit: the set need not be split at all
-                raise DataError(f"{exc.problem}: eval reads the data given into train, val and test as training "
-                                f"does, to score its {split} split; to score every sample of it as one set (an "
-                                "external test set; split folders are joined), add --split all (split='all' in "
-                                "Python)") from None
-    if data is None:
-        data = own = _run_data(meta)
-    elif (rule or temperature_scaling) and own is None:
-        own = _threshold_data(meta, data_spec, None if split == "all" else data)
-    if rule or temperature_scaling:
+    data, own = _scored_and_own_data(meta, data, data_spec, split, chooses_on_val)
+    if chooses_on_val:
         _warn_of_fitting_on_what_is_scored(own, data, split, rule is not None, temperature_scaling)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
@@ -242,7 +230,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         task.pixel_spacing = data.info.get("pixel_spacing")
     cohort = with_tta(cohort, tta, task.name, meta["input_shape"])
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
-    kept = _Kept(task, bootstrap > 0 or per_sample is not None, bool(rule or temperature_scaling))
+    kept = _Kept(task, bootstrap > 0 or per_sample is not None, chooses_on_val)
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap, observe=kept)
     groups = _scored_groups(data, split, data_spec or saved_data_spec(meta)) if bootstrap else None
@@ -250,38 +238,74 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap, groups=groups))
         if groups:
             scores[name]["ci95_groups"] = len(set(groups))
-    if rule or temperature_scaling:
+    if chooses_on_val:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
-        scored = kept.probabilities()
-        calibrated = calibrated_figures(val, scored) if temperature_scaling else {}
-        if rule and calibrated:  # the threshold of the tempered probabilities, as export and predict choose it
-            val, scored = (({n: tempered(p, calibrated[n]["temperature"]) for n, p in split[0].items()}, split[1])
-                           for split in (val, scored))
-        for prefix, chosen in (("op", operating_points(val, scored, rule) if rule else {}), ("cal", calibrated)):
-            for name, figures in chosen.items():
-                scores[name].update({f"{prefix}_{k}": v for k, v in figures.items()})
-                if prefix == "op" and bootstrap:  # the figures at the chosen threshold, resampled alike
-                    _add_intervals(scores[name], "op_", bootstrap, resampled(
-                        lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
-                        len(scored[1]), bootstrap, groups=groups))
+        _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)
     if per_sample is not None:
         write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores,
                                                      seen_in_training))
     if save_images:
-        from .pictures import save_box_pictures, save_mask_pictures
-
-        samples, folder = _DeviceView(data.split(split), dev), pictures_folder(run_dir, split, data_spec)
-        if data_spec is not None:  # which data these pictures are of
-            atomic_write_text(folder / "data.json", json.dumps(data_spec.model_dump(mode="json"), indent=2))
-        names = (sample_names(data.info, split) or (None, None))[1]  # in the pictures' names: traced to the files
-        if names is not None and len(names) != len(data.split(split)):
-            names = None  # not of these samples (data given from Python)
-        if meta.get("task") == "segmentation":
-            save_mask_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), window, overlap,
-                               names=names)
-        else:
-            save_box_pictures(cohort, task, samples, folder, save_images, meta.get("data_stats"), names=names)
+        _save_pictures(cohort, task, meta, data, split, data_spec, run_dir, dev, save_images, window, overlap)
     return Scores(scores, samples=scored_count)
+
+
+def _scored_and_own_data(meta: dict[str, Any], data: DataSplits | None, data_spec: DataSpec | None, split: str,
+                         chooses_on_val: bool) -> tuple[DataSplits, DataSplits | None]:
+    """The data to score (``data`` given from Python, ``data_spec`` read with the run's
+    statistics, else the run's own data) and the run's own splits, whose val split a threshold
+    or temperature is chosen on (None when nothing is chosen)."""
+    own = data  # splits given from Python are the run's own
+    if data is None and data_spec is not None:
+        with kept_whole() if split == "all" else contextlib.nullcontext():
+            try:
+                data = build_data(data_spec, stats=run_stats(meta))
+            except SplitError as exc:  # training's advice does not fit: the set need not be split at all
+                raise DataError(f"{exc.problem}: eval reads the data given into train, val and test as training "
+                                f"does, to score its {split} split; to score every sample of it as one set (an "
+                                "external test set; split folders are joined), add --split all (split='all' in "
+                                "Python)") from None
+    if data is None:
+        data = own = _run_data(meta)
+    elif chooses_on_val and own is None:
+        own = _threshold_data(meta, data_spec, None if split == "all" else data)
+    return data, own
+
+
+def _add_chosen_on_val(scores: dict[str, dict[str, float]], val, scored, rule, temperature_scaling: bool,
+                       bootstrap: int, groups) -> None:
+    """Each model's ``op_*`` figures at the threshold ``rule`` picks and ``cal_*`` figures at the
+    temperature fitted, both on the run's val split (``val``: probabilities and labels), scored
+    on the scored split's (``scored``); with both, the threshold of the tempered probabilities,
+    as export and predict choose it. ``bootstrap``: the ``op_*`` figures resampled too."""
+    calibrated = calibrated_figures(val, scored) if temperature_scaling else {}
+    if rule and calibrated:
+        val, scored = (({n: tempered(p, calibrated[n]["temperature"]) for n, p in split[0].items()}, split[1])
+                       for split in (val, scored))
+    for prefix, chosen in (("op", operating_points(val, scored, rule) if rule else {}), ("cal", calibrated)):
+        for name, figures in chosen.items():
+            scores[name].update({f"{prefix}_{k}": v for k, v in figures.items()})
+            if prefix == "op" and bootstrap:  # the figures at the chosen threshold, resampled alike
+                _add_intervals(scores[name], "op_", bootstrap, resampled(
+                    lambda i, p=scored[0][name][:, 1], t=figures["threshold"]: at_threshold(p[i], scored[1][i], t),
+                    len(scored[1]), bootstrap, groups=groups))
+
+
+def _save_pictures(cohort, task, meta: dict[str, Any], data: DataSplits, split: str, data_spec: DataSpec | None,
+                   run_dir: str | Path, dev: torch.device, count: int, window, overlap) -> None:
+    """``count`` pictures per model of the scored split under ``RUN_DIR/eval/SPLIT/``: masks and
+    overlays (segmentation) or predicted and true boxes (detection)."""
+    from .pictures import save_box_pictures, save_mask_pictures
+
+    samples, folder = _DeviceView(data.split(split), dev), pictures_folder(run_dir, split, data_spec)
+    if data_spec is not None:  # which data these pictures are of
+        atomic_write_text(folder / "data.json", json.dumps(data_spec.model_dump(mode="json"), indent=2))
+    names = (sample_names(data.info, split) or (None, None))[1]  # in the pictures' names: traced to the files
+    if names is not None and len(names) != len(data.split(split)):
+        names = None  # not of these samples (data given from Python)
+    if meta.get("task") == "segmentation":
+        save_mask_pictures(cohort, task, samples, folder, count, meta.get("data_stats"), window, overlap, names=names)
+    else:
+        save_box_pictures(cohort, task, samples, folder, count, meta.get("data_stats"), names=names)
 
 
 class Scores(dict):
