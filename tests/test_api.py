@@ -421,17 +421,38 @@ def test_other_data_on_another_scale_is_warned_of(tmp_path):
         warnings.simplefilter("error", PeerdistillWarning)
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "same.npz")))
     # each image far off (257 times the values: 16-bit beside 8-bit), as predict says of each input
-    with pytest.warns(PeerdistillWarning, match=r"^\d+ of the 40 scored images lie far outside the intensities the "
-                                                r"run learnt from") as caught:
+    with pytest.warns(PeerdistillWarning, match=r"^\d+ of 40 scored images lie far outside the intensities of the "
+                                                r"training data \(e.g. 'sample \d+ of the test split': values") as caught:
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "wide.npz")))
     assert {w.filename for w in caught} == {__file__}  # the user's call, however deep inside the warning is raised
-    assert not [w for w in caught if "per channel, where the run's own data has about 0 / 1" in str(w.message)]
+    named = int(re.match(r"(\d+) of 40", next(str(w.message) for w in caught)).group(1))
+    # the others, within the rule one by one, are on another scale taken together: said of them alone
+    assert named == 40 or [w for w in caught if str(w.message).startswith(f"the other {40 - named} scored images, "
+                                                                         "standardised by the run's training")]
     # shifted by 4 training stds, every image within the per-image rule: the set's mean says it
     shifted = {k: v + 4 * arrays["train_images"].std() if k.endswith("images") else v for k, v in arrays.items()}
     np.savez(tmp_path / "shifted.npz", **shifted)
     with pytest.warns(PeerdistillWarning, match=r"have mean / std -?\d+\.\d\d / \d+\.\d\d per channel, where the run's "
                                                 r"own data has about 0 / 1: they are on another scale"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "shifted.npz")))
+    # one of them flat (and so named image by image) does not hide the others' shift
+    level, spread = arrays["train_images"].mean(), arrays["train_images"].std()
+    flat = shifted["test_images"][0] * 0 + level + 4 * spread
+    flat[0, 0] += spread / 100
+    np.savez(tmp_path / "flat.npz", **{**shifted, "test_images": np.concatenate([flat[None], shifted["test_images"][1:]])})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "flat.npz")))
+    said = [str(w.message) for w in caught if issubclass(w.category, PeerdistillWarning)]
+    assert [m for m in said if m.startswith("1 of 40 scored images vary in intensity far less")]
+    assert [m for m in said if m.startswith("the other 39 scored images, standardised by the run's training statistics")]
+    # a flat image at the training level (a blank tile) among the run's own is no other scale
+    flat = arrays["test_images"][0] * 0 + level
+    flat[0, 0] += spread / 100
+    np.savez(tmp_path / "blank.npz", **{**arrays, "test_images": np.concatenate([flat[None], arrays["test_images"][1:]])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "blank.npz")))
 
 
 def test_other_data_of_another_task_or_grey_for_a_colour_run_is_named(tmp_path):

@@ -592,7 +592,7 @@ def test_grey_inputs_of_a_model_that_learnt_grey_files_in_colour_are_no_news(tmp
             grey = np.asarray(Image.open(tmp_path / "xr" / label / f"{i}.png")).astype(np.uint16)
             Image.fromarray(grey * 16).save(tmp_path / "deep" / label / f"{i}.png")
     assert main(["eval", str(tmp_path / "m"), f"data.root={tmp_path / 'deep'}", "--split", "all"]) == 0
-    assert "8 of the 8 scored images vary in intensity far less than the training images" in \
+    assert "8 of 8 scored images vary in intensity far less than the training images" in \
         " ".join(capsys.readouterr().err.split())
 
 
@@ -655,8 +655,8 @@ def test_inputs_on_another_intensity_scale_are_predicted_with_a_warning(digits_r
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)
         predict_files(digits_run, [str(tmp_path / "eight.npz")], tmp_path / "a.csv")
-    with pytest.warns(PeerdistillWarning, match=r"3 of 3 inputs lie far outside the intensities the model learnt "
-                                                r"from \(e.g. '.*sixteen.npz\[0\]': values [0-9.e+]+ to "):
+    with pytest.warns(PeerdistillWarning, match=r"3 of 3 inputs lie far outside the intensities of the training data "
+                                                r"\(e.g. '.*sixteen.npz\[0\]': values [0-9.e+]+ to "):
         predict_files(digits_run, [str(tmp_path / "sixteen.npz")], tmp_path / "b.csv")
     assert (tmp_path / "b.csv").is_file()  # predicted all the same: a model cannot refuse them
 
@@ -708,7 +708,7 @@ def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_
     import warnings
 
     from peerdistill.errors import PeerdistillWarning
-    from peerdistill.predict import _say_if_another_intensity_scale
+    from peerdistill.predict import _say_if_unlike_training_images
     from peerdistill.predict_inputs import Inputs
 
     rng = np.random.default_rng(3)
@@ -718,7 +718,7 @@ def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_
         read = Inputs([f"x{i}" for i in range(len(images))], [], list(images), [(8, 8)] * len(images))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            _say_if_another_intensity_scale(read, stats)
+            _say_if_unlike_training_images(read, stats, None)
         return [str(w.message) for w in caught if issubclass(w.category, PeerdistillWarning)]
 
     files = {"mean": [0.5], "std": [0.29]}  # a model that learnt from images in 0..1

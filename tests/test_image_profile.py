@@ -69,7 +69,46 @@ def test_an_image_far_outside_the_training_intensities_is_found_image_by_image()
     from peerdistill.data.image_profile import far_outside_training
 
     stats = {"mean": [0.5], "std": [0.25]}
-    means = np.array([[0.4], [0.5 + 20 * 0.25 + 1e-6], [0.5], [0.5]])
-    spreads = np.array([[0.9], [0.9], [0.25 / 20 - 1e-6], [0.0]])  # by hand: 20 stds away; a 20th of one; constant
-    assert far_outside_training(means, spreads, stats).tolist() == [False, True, True, False]
-    assert far_outside_training(means[:, [0, 0, 0]], spreads[:, [0, 0, 0]], stats).tolist() == [False] * 4  # 3 channels
+    # by hand: 20 stds away; a 20th of one at a level over one std away (either side); the same at
+    # the training level (a blank tile) or a level one std away; constant
+    means = np.array([[0.4], [0.5 + 20 * 0.25 + 1e-6], [0.5 - 0.25 - 1e-6], [0.5 + 0.25 + 1e-6], [0.5], [0.75],
+                      [0.0]])
+    spreads = np.array([[0.9], [0.9]] + [[0.25 / 20 - 1e-6]] * 4 + [[0.0]])
+    assert far_outside_training(means, spreads, stats).tolist() == [False, True, True, True, False, False, False]
+    assert far_outside_training(means[:, [0, 0, 0]], spreads[:, [0, 0, 0]], stats).tolist() == [False] * 7  # 3 channels
+
+
+def test_each_image_unlike_the_training_images_is_named_once_by_the_first_rule_it_meets():
+    import warnings
+
+    from peerdistill.data.unlike_training import ImageFigures, warn_of_images_unlike_training
+    from peerdistill.errors import PeerdistillWarning
+
+    stats, profile = {"mean": [0.5], "std": [0.25]}, {"image_spreads": [0.6, 0.95], "image_means": [0.3, 0.7]}
+    rng = np.random.default_rng(0)
+    usual = torch.from_numpy(rng.uniform(0.1, 0.9, (1, 1, 8, 8))).float()
+    twelve_bit = usual / 16 / 100  # narrow, below every training level, and barely varying far from the mean
+    blank = torch.full((1, 1, 8, 8), 0.5)
+    blank[..., 0, 0] += 1e-3  # a blank tile at the training level: varies little, but no other scale
+    sixteen_bit = usual * 65535
+    figures = ImageFigures()
+    for image in (usual, twelve_bit, blank, sixteen_bit):
+        figures.add(image)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        named = warn_of_images_unlike_training(figures, ["a", "b", "c", "d"], "inputs", stats, profile, "Fix it.")
+    said = [str(w.message) for w in caught if issubclass(w.category, PeerdistillWarning)]
+    assert named.tolist() == [False, True, False, True]
+    assert len(said) == 2
+    assert said[0].startswith("1 of 4 inputs vary in intensity far less than the training images and lie at other "
+                              f"levels (e.g. 'b': values {float(twelve_bit.min()):.4g} to")
+    assert said[1].startswith(f"1 of 4 inputs lie far outside the intensities of the training data (e.g. 'd': values "
+                              f"{float(sixteen_bit.min()):.4g} to {float(sixteen_bit.max()):.4g}, mean "
+                              f"{float(sixteen_bit.mean()):.4g}, against the training data's mean 0.5, std 0.25)")
+    assert said[1].endswith("another intensity scale? Fix it.")
+    # the images not named, taken together: mean and std by hand
+    mean, std = figures.set_spread(~named)
+    together = torch.cat([usual, blank]).double()
+    np.testing.assert_allclose(mean, [float(together.mean())], rtol=1e-6)
+    np.testing.assert_allclose(std, [float(together.std(unbiased=False))], rtol=1e-6)
+    assert figures.set_spread(np.zeros(4, bool)) is None

@@ -16,12 +16,12 @@ from pydantic import ValidationError
 
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
-from .data.image_profile import (ANOTHER_SCALE_ADVICE, TRAINING_IMAGE_KEYS, far_outside_training,
-                                 narrower_than_training, per_image_figures)
+from .data.image_profile import TRAINING_IMAGE_KEYS
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
 from .data.splits import per_channel, standardize, unlike_seen
+from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
 from .post_hoc import check_post_hoc_options
@@ -148,8 +148,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     _say_how_dicom_was_read(dicom, info, model_path)
     if dense and trained_size is None and not info.get("window"):
         _say_if_another_scale_of_size(read, size)
-    _say_if_another_intensity_scale(read, info.get("data_stats"))
-    _say_if_narrower_than_training(read, info.get("training_images"))
+    _say_if_unlike_training_images(read, info.get("data_stats"), info.get("training_images"))
     if not info.get("data_stats"):
         _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
     results: list = [None] * len(read.images)
@@ -189,30 +188,6 @@ def _trained_on_grey(info: dict) -> bool:
     return bool(info.get("grey_read_as_colour")) or (info.get("training_images") or {}).get("grey_share", 0) > 0
 
 
-def _say_if_narrower_than_training(read: Inputs, profile: dict | None) -> None:
-    """Inputs whose intensities vary far less than any training image's, at levels none of them
-    has: 12-bit values in a 16-bit file (divided by 65535), or a DICOM without a window scaled by
-    a stored range it barely uses, read at a small fraction of [0, 1]. Their mean may lie only a
-    few standard deviations off, which the check of another scale lets pass, and every call is
-    wrong."""
-    if not profile or not profile.get("image_spreads") or not read.images:
-        return
-    figures = [per_image_figures(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
-               for image in read.images]
-    means, lows, highs = (np.array([float(f[k][0]) for f in figures]) for k in (0, 1, 2))
-    spreads = highs - lows
-    narrow = np.flatnonzero(narrower_than_training(lows, highs, profile))
-    if len(narrow):
-        i = int(narrow[0])
-        image = read.images[i]
-        warn_user(f"{len(narrow)} of {len(read.names)} inputs vary in intensity far less than the training images "
-                  f"and lie at other levels (e.g. '{read.names[i]}': values {image.min():.3g} to "
-                  f"{image.max():.3g}, mean {means[i]:.3g}, a spread of {spreads[i]:.3g} between its 1st and 99th "
-                  f"percentile, where 99% of the training images spread over at least "
-                  f"{profile['image_spreads'][0]:.3g} and have means of {profile['image_means'][0]:.3g} to "
-                  f"{profile['image_means'][1]:.3g}): {ANOTHER_SCALE_ADVICE}")
-
-
 def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
     """A dense model trained on inputs of one size, without a resize or a sliding window that
     predict could repeat (images of one size, or resized before training: a run trained from
@@ -231,27 +206,18 @@ def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:
                   f"{size[0]}x{size[1]} as in training, and the masks come back at that size")
 
 
-def _say_if_another_intensity_scale(read: Inputs, stats: dict | None) -> None:
-    """A model predicts whatever it is given; inputs read on another intensity scale than the
-    training data (a uint16 .npz, kept as it is, against 16-bit files divided by 65535) would
-    be predicted wrong in silence (eval asks the same of each scored image)."""
-    if not stats or not read.images:
+def _say_if_unlike_training_images(read: Inputs, stats: dict | None, profile: dict | None) -> None:
+    """A model predicts whatever it is given; inputs unlike every training image (12-bit values
+    in 16-bit files, a uint16 .npz kept as it is against 16-bit files divided by 65535) would be
+    predicted wrong in silence: eval asks the same of each scored image."""
+    if not read.images:
         return
-    pixels = [image.reshape(-1, image.shape[-1]).astype(np.float64) for image in read.images]
-    channels = len(stats["mean"])
-    fits = [i for i, p in enumerate(pixels) if p.shape[1] == channels]  # (other channels: their own check)
-    if not fits:
-        return
-    far = far_outside_training(np.stack([pixels[i].mean(axis=0) for i in fits]),
-                               np.stack([np.ptp(pixels[i], axis=0) for i in fits]), stats)
-    if far.any():
-        i = fits[int(np.flatnonzero(far)[0])]
-        mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
-        warn_user(f"{int(far.sum())} of {len(read.names)} inputs lie far outside the intensities the model learnt "
-                  f"from (e.g. '{read.names[i]}': values {pixels[i].min():.4g} to {pixels[i].max():.4g}, against its "
-                  f"training data's mean {float(mean.mean()):.4g}, std {float(std.mean()):.4g}): another intensity "
-                  "scale? Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays by 255, "
-                  "other types are kept as they are")
+    figures = ImageFigures()
+    for image in read.images:  # one at a time: inputs may differ in size
+        figures.add(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
+    warn_of_images_unlike_training(figures, read.names, "inputs", stats, profile,
+                                   "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays "
+                                   "by 255, other types are kept as they are")
 
 
 def _say_if_unlike_what_the_models_saw(read: Inputs, seen: dict | None) -> None:

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import ValidationError
 
 from .config import SPLIT_KEYS, DataSpec, format_validation_error, saved_data_section
 from .data import DataSplits
 from .data.digests import digests_path, read_digests, seen_rows
-from .data.image_profile import (ANOTHER_SCALE_ADVICE, NARROW_SHARE, OTHER_SCALE, far_outside_training,
-                                 narrower_than_training, per_image_figures, unstandardised_chunks)
+from .data.image_profile import unstandardised_chunks
+from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .errors import CheckpointError, DataError, warn_user
 from .json_files import read_json
@@ -52,7 +53,7 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
         _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, _advice_for_own_data(
             split, data_spec, meta.get("data_spec")))
     _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
-    _warn_if_unlike_training(data.split(split), meta)
+    _warn_if_unlike_training(data.split(split), meta, _names_in_messages(data.info, split, len(data.split(split))))
     if not own_source:
         _say_part_scored(split, data, len(data.split(split)))
     return seen
@@ -220,7 +221,7 @@ def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[
                   f"data.dicom_window={list(window)} to score them as trained")
 
 
-def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
+def _warn_if_unlike_training(scored: Any, meta: dict[str, Any], names: list[str]) -> None:
     """Other data is scored as given, but not in silence when it is unlike the run's: grey images
     (read as colour) for a run of colour ones, as predict warns; or values that, standardised by
     the run's statistics, come out far from mean 0 and std 1, as the run's own did: another scale
@@ -248,37 +249,34 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any]) -> None:
         warn_user("the scored images are grey (read as colour, one channel repeated) but the run learnt from colour "
                   "images: the models see them otherwise than in training; check they are the kind of image it "
                   "learnt from")
-    lows, highs, channel_means, channel_spreads = [], [], [], []
+    figures = ImageFigures()
     for part in unstandardised_chunks(scored, meta["data_stats"]):  # a chunk at a time: no copy of the split
-        _, low, high = per_image_figures(part)
-        lows.append(low)
-        highs.append(high)
-        channel_means.append(part.mean(dim=(2, 3)).double().numpy())
-        channel_spreads.append((part.amax(dim=(2, 3)) - part.amin(dim=(2, 3))).double().numpy())
-    lows, highs = np.concatenate(lows), np.concatenate(highs)
-    narrow = int(narrower_than_training(lows, highs, trained).sum())
-    if narrow:
-        warn_user(f"{narrow} of the {len(lows)} scored images vary in intensity far less than the training "
-                  f"images and lie at other levels (a spread between their 1st and 99th percentile below "
-                  f"{NARROW_SHARE:g} times the {trained['image_spreads'][0]:.3g} that 99% of the training images "
-                  f"reach, and all of their values outside the training images' mean levels, "
-                  f"{trained['image_means'][0]:.3g} to {trained['image_means'][1]:.3g}), so the models see them otherwise than in training: "
-                  f"{ANOTHER_SCALE_ADVICE}")
-    # image by image, as predict asks it of each input: one far off is lost in a large set's mean
-    far = far_outside_training(np.concatenate(channel_means), np.concatenate(channel_spreads), meta["data_stats"])
-    if far.any():
-        warn_user(f"{int(far.sum())} of the {len(far)} scored images lie far outside the intensities the run learnt "
-                  f"from (their mean {OTHER_SCALE:g} training standard deviations away, or their values varying by "
-                  f"less than a {OTHER_SCALE:g}th of one), so the models see them otherwise than in training: "
-                  "another intensity scale? Store them as the run's data was stored")
+        figures.add(part)
+    named = warn_of_images_unlike_training(figures, names, "scored images", meta["data_stats"], trained,
+                                           "Store them as the run's data was stored")
+    # the others taken together (the run's own data standardised: about 0 / 1): a set shifted a few
+    # standard deviations lies within the rules image by image
+    spread = figures.set_spread(~named)
+    if spread is None:
         return
-    mean, std = scored.x.mean(dim=(0, 2, 3)), scored.x.std(dim=(0, 2, 3))
-    if bool(off_scale(mean, std, 0.0, 1.0).any()):  # the run's own data standardised: about 0 / 1
+    train_mean, train_std = (np.asarray(meta["data_stats"][key], np.float64) for key in ("mean", "std"))
+    mean, std = (spread[0] - train_mean) / train_std, spread[1] / train_std  # standardised, as the models see them
+    if bool(off_scale(torch.from_numpy(mean), torch.from_numpy(std), 0.0, 1.0).any()):
         shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))
-        warn_user(f"the scored images, standardised by the run's training statistics, have mean / std {shown} "
+        images = "the scored images" if not named.any() else f"the other {int((~named).sum())} scored images"
+        warn_user(f"{images}, standardised by the run's training statistics, have mean / std {shown} "
                   "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "
                   "0-255 float arrays beside 8-bit images, other bit depths, another normalisation), so the "
                   "models see them otherwise than in training; store them as the run's data was stored")
+
+
+def _names_in_messages(info: dict[str, Any], split: str, count: int) -> list[str]:
+    """How a message names each scored sample: its file or row in the source, else its place in
+    the split."""
+    known = sample_names(info, split)
+    if known is not None and len(known[1]) == count:
+        return [name if known[0] == "file" else f"row {name}" for name in known[1]]
+    return [f"sample {i} of the {split} split" for i in range(count)]
 
 
 def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str, how: str) -> None:

@@ -35,6 +35,10 @@ ANOTHER_SCALE_ADVICE = ("12-bit values in 16-bit files (divided by 65535), or DI
 # like another scale (0..65535 against 0..1): a real image of the kind the model learnt from stays
 # within a few deviations and varies as they do.
 OTHER_SCALE = 20.0
+# How far (in training standard deviations) the level of an image whose values barely vary must
+# lie from the training data's mean to look like another scale (8-bit values divided by 65535 lie
+# near 0): a flat image at a training level (a blank tile, an empty frame) is no other scale.
+LEVEL_APART = 1.0
 # How alike three channels must be for an image to be a grey file read as colour.
 GREY_TOLERANCE = 1e-4
 
@@ -117,11 +121,13 @@ def far_outside_training(means: np.ndarray, spreads: np.ndarray, stats: dict[str
     """Which images, of per-channel means and spreads (max - min) [N, C] on the scale they were
     read at, lie on another intensity scale than the training data of ``stats``: a mean
     ``OTHER_SCALE`` standard deviations away in a channel, or values varying by less than a
-    ``OTHER_SCALE``-th of one (a constant image, a black frame, says nothing). Images of other
-    channels than the training data's are left to the channel check."""
+    ``OTHER_SCALE``-th of one at a level ``LEVEL_APART`` of them away (a constant image, a black
+    frame, says nothing). Images of other channels than the training data's are left to the
+    channel check."""
     mean, std = np.asarray(stats["mean"], np.float64), np.maximum(np.asarray(stats["std"], np.float64), 1e-12)
     means, spreads = np.asarray(means, np.float64), np.asarray(spreads, np.float64)
     if means.ndim != 2 or means.shape[1] != len(mean):
         return np.zeros(len(means), bool)
-    far = (np.abs(means - mean) / std > OTHER_SCALE) | ((spreads > 0) & (spreads < std / OTHER_SCALE))
+    apart = np.abs(means - mean) / std
+    far = (apart > OTHER_SCALE) | ((spreads > 0) & (spreads < std / OTHER_SCALE) & (apart > LEVEL_APART))
     return far.any(axis=1)
