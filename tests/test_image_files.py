@@ -285,6 +285,12 @@ def test_a_csv_row_of_more_fields_than_its_header_is_refused(tmp_path):
     (tmp_path / "list.csv").write_text(text.replace("img/sub/3.png,a,b", "img/sub/3.png,0"))
     with pytest.raises(DataError, match=r"line 12 lists '3.png' again \(line 7, with another label\)"):
         build_data(spec)
+    # a quoted field over two lines: a row is named by the line it starts on, not the one it ends on
+    (tmp_path / "list.csv").write_text('path,label,note\nimg/sub/0.png,0,x\nimg/sub/2.png,0,"a note\nover two lines"\n'
+                                       + "".join(f"img/sub/{n}.png,{n % 2},x\n" for n in range(3, 8))
+                                       + "img/sub/2.png,1,dup\n")
+    with pytest.raises(DataError, match=r"line 10 lists '2.png' again \(line 3, with another label\)"):
+        build_data(spec)
 
 
 def class_tree(root, classes, n=6):

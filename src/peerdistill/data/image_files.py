@@ -96,6 +96,30 @@ def _likely_column(columns: list[str], key: str, first_row: dict) -> str | None:
                     None)
     return None
 
+def _rows_and_lines(lines, delimiter: str):
+    """Each row of a CSV under its header, as ``csv.DictReader`` gives it (the fields past the
+    header's under None, missing ones None), and the file line it starts on: blank lines are
+    skipped and a quoted field may span lines, so neither the row's number nor the line it ends
+    on is the line a message must name."""
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = None
+    while True:
+        start = reader.line_num + 1
+        fields = next(reader, None)
+        if fields is None:
+            return
+        if not fields:  # a blank line
+            continue
+        if header is None:
+            header = fields
+            continue
+        row: dict = dict.fromkeys(header)
+        row.update(zip(header, fields))
+        if len(fields) > len(header):
+            row[None] = fields[len(header):]
+        yield row, start
+
+
 def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     """A CSV or TSV with a header; ``path_column`` (relative to the file's folder) and
     ``label_column``; an optional ``split`` column (train/val/test) gives the splits."""
@@ -107,11 +131,10 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
             sample = fh.read(4096)
             fh.seek(0)
             delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
-            reader = csv.DictReader(fh, delimiter=delimiter)
-            rows, lines = [], []  # each row and the file line it ends on (blank lines skipped, fields spanning lines)
-            for row in reader:
+            rows, lines = [], []
+            for row, line in _rows_and_lines(fh, delimiter):
                 rows.append(row)
-                lines.append(reader.line_num)
+                lines.append(line)
     except UnicodeDecodeError:
         raise DataError(f"'{path}' is not UTF-8 text: save the table as UTF-8 CSV or TSV") from None
     if not rows:
@@ -124,14 +147,14 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
                else "data.path_column / data.label_column to the columns that hold them")
         raise DataError(f"'{path}' has no column {' nor '.join(repr(c) for c, _ in missing)} (columns: "
                         f"{list(rows[0])}); set {fix}")
-    for number, (line, row) in enumerate(zip(lines, rows), start=1):
+    for line, row in zip(lines, rows):
         if None in row:  # csv puts the fields past the header's under None: a comma unquoted shifted them
             raise DataError(f"'{path}' line {line} has {len(row) - 1 + len(row[None])} fields, the header "
                             f"{len(row) - 1}: quote a field that holds a '{delimiter}'")
         if not row.get(spec.path_column) or not row.get(spec.label_column):
             raise DataError(f"'{path}' line {line}: the {spec.path_column} or {spec.label_column} field is empty")
         if any("\n" in (row.get(c) or "") for c in (spec.path_column, spec.label_column)):
-            raise DataError(f"'{path}' row {number}: a {spec.path_column} or {spec.label_column} field spans "
+            raise DataError(f"'{path}' line {line}: a {spec.path_column} or {spec.label_column} field spans "
                             "several lines (an unbalanced quote?): quote whole fields or none")
     raw_labels = [r[spec.label_column].strip() for r in rows]
     numeric = all(lab.lstrip("-").isdigit() for lab in raw_labels)
