@@ -396,8 +396,13 @@ def test_the_json_of_an_operating_point_calling_nothing_positive_is_read_back():
     two = {"task": "classification", "class_names": ["normal", "pneumonia"], "num_classes": 2, "input_shape": [1, 8, 8],
            "output": "logits", "threshold": float(np.nextafter(1.0, 2.0))}
     assert SidecarRecord.model_validate(two).threshold > 1
-    with pytest.raises(ValidationError, match="less than or equal to 1.0000000000000002"):  # a hand edit, say
-        SidecarRecord.model_validate({**two, "threshold": 7.5})
+    for wrong in (50.0, -0.1):  # a hand edit, say (a percentage)
+        with pytest.raises(ValidationError, match=f"{wrong} is no probability: the threshold is on the positive "
+                                                  "class's probability, from 0 to 1"):
+            SidecarRecord.model_validate({**two, "threshold": wrong})
+    assert SidecarRecord.model_validate({**two, "threshold": 1.0}).threshold == 1.0
+    with pytest.raises(ValidationError, match="finite"):
+        SidecarRecord.model_validate({**two, "threshold": float("nan")})
     assert SidecarRecord.model_validate({**two, "class_names": [0, 1], "input_shape": [1, 4, 8, 8]})  # as trained
 
 

@@ -174,12 +174,21 @@ def test_a_zoo_model_too_large_to_train_is_refused_before_it_takes_memory():
         build_model("cnn", {"width": 8, "depth": 100}, 3, 2, owner="model 'student1'")
     count = small_cnn_count(3, 2, 8, 12)  # 1.6 billion: more than the limit, less than a tensor can hold
     assert count > ZOO_PARAMETER_LIMIT
-    too_many = f"{count:,} parameters (the zoo's limit: 1,000,000,000): lower width, depth"
+    too_many = (f"{count:,} parameters (the zoo's limit: 1,000,000,000): lower width (the first level's channels, "
+                "doubled at each level or stage after it); depth (the levels (cnn, unet) or the layers of each stage "
+                "(detector))")
     with pytest.raises(ConfigError, match=re.escape(said % 12 + too_many)):
         build_model("cnn", {"width": 8, "depth": 12}, 3, 2, owner="model 'student1'")
     assert count_parameters(build_model("cnn", {"width": 8, "depth": 4}, 3, 2)) == small_cnn_count(3, 2, 8, 4)
-    with pytest.raises(ConfigError, match=r"would have [\d,]+ parameters .*: lower blocks \(each level or stage"):
-        build_model("resnet", {"blocks": [2] * 10}, 1, 2)  # the args it was given, whichever the arch
+    with pytest.raises(ConfigError, match=r"would have [\d,]+ parameters .*: lower blocks \(the stages, each "
+                                          r"doubling the channels, and the blocks of each\)$"):
+        build_model("resnet", {"blocks": [2] * 10}, 1, 2)  # the size args it was given, whichever the arch
+    # arguments that are no size (a block's kind, a stem, strides) are not asked to be lowered
+    with pytest.raises(ConfigError, match=r"lower width \(the first level's channels, doubled at each level or "
+                                          r"stage after it\)$"):
+        build_model("resnet", {"width": 4096, "block": "bottleneck", "stem": "imagenet"}, 3, 2)
+    with pytest.raises(ConfigError, match=r"lower width \([^)]*\)$"):
+        build_model("detector", {"width": 4096, "strides": [8, 16, 32]}, 3, 2)
 
 
 def test_a_model_arg_written_without_a_space_after_its_colon_is_said_as_such():

@@ -61,9 +61,10 @@ def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], de
     all models add up to ``min_seconds`` (at most ``MAX_ROUNDS``). The models take turns,
     ``WARM_PASSES`` + 1 passes each per round, the last timed: a burst of other work on the
     machine slows a pass of every model, not all passes of one (timed one model after another,
-    two identical students differed 1.8x on a loaded machine), and the untimed pass warms the caches the other models' passes took (timed right
-    after a large teacher, a small student read 2x slower). On CUDA each pass is awaited
-    (kernels run asynchronously), so the time is the model's, not its launch's."""
+    two identical students differed 1.8x on a loaded machine), and the untimed pass warms the
+    caches the other models' passes took (timed right after a large teacher, a small student
+    read 2x slower). On CUDA each pass is awaited (kernels run asynchronously), so the time is
+    the model's, not its launch's."""
     models = {name: copy.deepcopy(module).to(device).eval() for name, module in modules.items()}
     x = torch.zeros(1, *input_shape, device=device)
     wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -57,7 +57,8 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
                        names: list[str] | None = None) -> list[Path]:
     """For the first ``count`` samples: ``<model>/<i>_mask.png`` (class indices, spread over 0..255
     for viewing, at the size scored) and ``<model>/<i>_overlay.png`` (the image with predicted
-    classes tinted and the truth's outline in white, enlarged for viewing: ``viewing_factor``),
+    classes tinted and the truth's outline in white, enlarged for viewing: ``viewing_factor``;
+    pixels the truth ignores, outside a field of view, darkened and left untinted: ``overlay``),
     for every output and the ensemble; ``names``: each sample's id, put after ``<i>``."""
     x, y = first_samples(data, count)
     probs = predict(cohort, task, x, window, overlap)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, ValidationError, model_validator
+from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
 from .engine.run_meta import ClassName, DataStatsRecord, Record, Size, check_one_name_per_class, first_fault
 from .errors import CheckpointError, ConfigError
@@ -38,7 +38,15 @@ class SidecarRecord(Record):
     input_stats: dict[str, Any] | None = None
     detection: dict[str, Any] | None = None
     temperature: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
-    threshold: Annotated[float, Field(strict=True, ge=0, le=NOTHING_POSITIVE)] | None = None
+    threshold: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = None
+
+    @field_validator("threshold")
+    @classmethod
+    def _a_probability(cls, threshold: float | None) -> float | None:
+        if threshold is not None and not 0 <= threshold <= NOTHING_POSITIVE:  # (just above 1: nothing is positive)
+            raise ValueError(f"{threshold} is no probability: the threshold is on the positive class's probability, "
+                             "from 0 to 1")
+        return threshold
 
     @model_validator(mode="after")
     def _fits_its_classes(self) -> "SidecarRecord":

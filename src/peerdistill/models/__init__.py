@@ -191,6 +191,11 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
 # 100 times): 16 GB of weights, gradients and Adam's two moments in fp32, where the largest
 # sensible zoo model (a ResNet-50) has 25 million.
 ZOO_PARAMETER_LIMIT = 1_000_000_000
+# The zoo's arguments that set a model's size, and how, for the message that asks to lower them.
+SIZE_ARGS = {"width": "the first level's channels, doubled at each level or stage after it",
+             "depth": "the levels (cnn, unet) or the layers of each stage (detector)",
+             "blocks": "the stages, each doubling the channels, and the blocks of each",
+             "head_convs": "the convolutions of each head"}
 
 
 def _check_zoo_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], who: str) -> None:
@@ -208,9 +213,9 @@ def _check_zoo_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], w
         return
     if count > ZOO_PARAMETER_LIMIT:
         size = "more parameters than a tensor can hold" if math.isinf(count) else f"{count:,} parameters"
-        sizes = [k for k in kwargs if k not in ("in_channels", "num_classes")]
+        given = [f"{k} ({SIZE_ARGS[k]})" for k in kwargs if k in SIZE_ARGS]
         raise ConfigError(f"{who} with args {kwargs} would have {size} (the zoo's limit: {ZOO_PARAMETER_LIMIT:,}): "
-                          f"lower {', '.join(sizes) or 'its size arguments'} (each level or stage doubles the channels)")
+                          f"lower {'; '.join(given) if given else 'width'}")
 
 
 def _rejects(factory: Callable[..., nn.Module], kwargs: dict[str, Any], open_ended: bool) -> bool:
