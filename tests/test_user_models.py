@@ -177,8 +177,20 @@ def test_a_model_failing_on_a_batch_of_one_is_told_so(tiny_data):
 def test_the_model_that_cannot_take_the_data_is_named(tiny_data):
     rgb = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
     grey = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-    with pytest.raises(ConfigError, match=r"model 'student2' failed on inputs of shape \(1, 8, 8\)"):
+    with pytest.raises(ConfigError, match=r"model 'student2' failed on inputs of shape \(1, 8, 8\) from the "
+                                          r"data: .*; the model "
+                                          r"takes 3 channel\(s\), the data gives 1: set the channel count in its args "
+                                          r"\(in_channels, or what its factory calls it: timm's in_chans; .*, or, for a "
+                                          r"colour model \(pretrained\), give it the data as colour: .*'A colour "
+                                          r"teacher on grey data'\)"):
         _fit([grey, rgb], None, preset_edges("ml", None, ["student1", "student2"]), tiny_data)
+    four = nn.Sequential(nn.Conv2d(4, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(ConfigError, match=r"the model takes 4 channel\(s\), the data gives 1: set the channel count "
+                                          r"in its args \([^)]*\)$"):  # no colour advice but for 3 against 1
+        _fit([grey, four], None, preset_edges("ml", None, ["student1", "student2"]), tiny_data)
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(5, 3))  # another failure: the general advice
+    with pytest.raises(ConfigError, match=r"; check its in_channels and the input size it expects$"):
+        _fit([grey, flat], None, preset_edges("ml", None, ["student1", "student2"]), tiny_data)
 
 
 def test_a_self_distillation_head_inside_a_reentrant_checkpointed_block_is_refused():
@@ -266,6 +278,34 @@ def test_weights_saved_by_pytorch_elsewhere_load(tmp_path, saved_as):
     load_weights(fresh, tmp_path / "w.pth", "teacher")
     for (key, a), b in zip(fresh.state_dict().items(), trained.state_dict().values()):
         assert torch.equal(a, counters[key] if saved_as.startswith("without") and key in counters else b), key
+
+
+class _GreyToColour(nn.Module):
+    """A user's wrapper giving a colour network grey images: the network's weights load into it."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = _small_cnn()
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_a_networks_weights_load_into_a_wrapper_holding_it(tmp_path, prefix):
+    # every key of the wrapper starts with 'net.', which the network's file lacks: it was refused
+    # as "saved from another architecture"
+    from peerdistill.engine import load_weights
+
+    trained = _small_cnn()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))
+    torch.save({prefix + k: v for k, v in trained.state_dict().items()}, tmp_path / "w.pth")
+    wrapper = _GreyToColour()
+    load_weights(wrapper, tmp_path / "w.pth", "teacher")
+    for (key, a), b in zip(wrapper.state_dict().items(), trained.state_dict().values(), strict=True):
+        assert key.startswith("net.") and torch.equal(a, b), key
 
 
 def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path):

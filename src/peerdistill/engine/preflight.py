@@ -9,6 +9,8 @@ as it takes ``RunRecords``: they read its task, cohort, data batches and speed s
 
 from __future__ import annotations
 
+import re
+
 
 import torch
 
@@ -131,7 +133,7 @@ class Preflight:
                       "that needs .reshape() or train.channels_last=false") if self.speed.channels_last else ""
             raise ConfigError(
                 f"{failing} failed on inputs of shape {tuple(x.shape[1:])} from the data: "
-                f"{str(exc).splitlines()[0]}; check its in_channels and the input size it expects{layout}"
+                f"{str(exc).splitlines()[0]}; {_channels_advice(str(exc))}{layout}"
             ) from None
 
     def _failing_model(self, x: torch.Tensor) -> str:
@@ -203,3 +205,20 @@ def _input_shape_fix(seen: tuple[int, ...], declared: tuple[int, ...]) -> str:
         return f"each input is channels-last [H, W, C]: {TO_CHANNELS_FIRST}"
     return "give DataSplits the shape of one input"
 
+
+def _channels_advice(error: str) -> str:
+    """What to check after a model's first forward failed: when torch says the channels differ,
+    how to give the model the data's channel count (a factory may name it otherwise than
+    ``in_channels``, which peerdistill passes only to one that names it), or the data the model's."""
+    found = re.search(r"to have (\d+) channels, but got (\d+) channels", error)
+    if not found:
+        return "check its in_channels and the input size it expects"
+    wants, has = (int(n) for n in found.groups())
+    advice = (f"the model takes {wants} channel(s), the data gives {has}: set the channel count in its args "
+              "(in_channels, or what its factory calls it: timm's in_chans; peerdistill passes in_channels only to a "
+              "factory that names it)")
+    if wants == 3 and has == 1:
+        advice += (", or, for a colour model (pretrained), give it the data as colour: image files are read so "
+                   "unless data.grey=true, and arrays through a wrapper repeating the channel (README, 'A colour "
+                   "teacher on grey data')")
+    return advice

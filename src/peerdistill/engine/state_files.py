@@ -32,7 +32,8 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
     """The tensors of ``path`` by key, whatever its name says it is: a safetensors file, or a
     PyTorch file (a zip archive, or a pickle of older versions). In either, a prefix every key shares
     that the model's keys lack (a wrapper's: DataParallel's ``module.``, torch.compile's
-    ``_orig_mod.``, a Lightning module's ``model.``) is dropped, matched to ``expected_keys``."""
+    ``_orig_mod.``, a Lightning module's ``model.``) is dropped, and one every key of the model
+    shares that the file's lack (a wrapper of one's own) is added, matched to ``expected_keys``."""
     with open(path, "rb") as fh:
         head = fh.read(9)
     if _is_safetensors(head):
@@ -153,10 +154,31 @@ def _is_state(value) -> bool:
 
 def _without_common_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
     """Drops the leading key components all keys share (``_orig_mod.module.`` of a compiled DDP
-    model, say), as many as make the most of the keys the model's own (none on a tie)."""
-    best, candidate = state, state
+    model, say), as many as make the most of the keys the model's own (none on a tie); then, the
+    other way round, puts before them those every key of the model shares and the file's lack (a
+    wrapper of one's own holding the network as ``self.net``, given the network's weights)."""
+    best = state
+    for dropped in (state, *_prefixes_dropped(state)):
+        for prefix in ("", *_shared_prefixes(expected)):
+            candidate = {prefix + k: v for k, v in dropped.items()}
+            if len(expected & set(candidate)) > len(expected & set(best)):
+                best = candidate
+    return best
+
+
+def _prefixes_dropped(state: dict[str, torch.Tensor]):
+    """``state`` with its keys' shared leading components dropped: one, then two, ..."""
+    candidate = state
     while all("." in k for k in candidate) and len({k.split(".", 1)[0] for k in candidate}) == 1:
         candidate = {k.split(".", 1)[1]: v for k, v in candidate.items()}
-        if len(expected & set(candidate)) > len(expected & set(best)):
-            best = candidate
-    return best
+        yield candidate
+
+
+def _shared_prefixes(keys: set[str]) -> list[str]:
+    """The leading components every one of ``keys`` shares, as prefixes: ``net.``, ``net.body.``, ..."""
+    prefixes, prefix, rest = [], "", list(keys)
+    while rest and all("." in k for k in rest) and len({k.split(".", 1)[0] for k in rest}) == 1:
+        prefix += rest[0].split(".", 1)[0] + "."
+        rest = [k.split(".", 1)[1] for k in rest]
+        prefixes.append(prefix)
+    return prefixes
