@@ -242,6 +242,12 @@ def test_export_and_predict_call_the_positive_class_at_the_chosen_threshold(tmp_
     # with both, eval chooses the threshold on the tempered probabilities too: the one export writes
     both = evaluate_run(run, operating_point="sensitivity=0.9", temperature_scaling=True)["student1"]
     assert both["op_threshold"] == pytest.approx(expected)
+    capsys.readouterr()  # and its table says on which scale the threshold is (it differs from the plain one)
+    assert main(["eval", str(run), "--operating-point", "sensitivity=0.9", "--temperature-scaling"]) == 0
+    assert ("at the threshold sensitivity=0.9 picks on the run's validation split, on the tempered probabilities "
+            "(the threshold is on that scale, as export and predict apply it)") in " ".join(capsys.readouterr().out.split())
+    assert main(["eval", str(run), "--operating-point", "sensitivity=0.9"]) == 0
+    assert "tempered" not in capsys.readouterr().out
     assert main(["export", str(run), "--model", "student1", "--temperature-scaling", "--operating-point",
                  "sensitivity=0.9", "--out", str(tmp_path / "y")]) == 0
     assert json.loads((tmp_path / "y" / "student1.json").read_text())["threshold"] == pytest.approx(expected)
@@ -301,3 +307,16 @@ def test_non_finite_probabilities_on_the_scored_split_are_refused_too():
     broken[3, 1] = np.inf
     with pytest.raises(DataError, match="'ensemble' gives non-finite probabilities"):
         operating_points(({"ensemble": probs}, Y), ({"ensemble": broken}, Y), Rule("youden"))
+
+
+def test_compares_threshold_caption_says_the_scale_the_threshold_is_on():
+    # with --temperature-scaling the threshold is chosen on the tempered probabilities: another figure
+    # than without, under what read as the same caption
+    from peerdistill.compare import _header
+
+    runs = [{"setting": "ml", "metrics": {"monitor": "val/accuracy"}}]
+    plain = _header(runs, 2, None, parse_rule("youden"), False, None, None)
+    both = _header(runs, 2, None, parse_rule("youden"), True, None, None)
+    assert "`youden` picks on its run's validation split (positive: the second class)" in plain
+    assert ("`youden` picks on its run's validation split, on the probabilities tempered as in the `cal_*` tables (the "
+            "threshold is on that scale, as export and predict apply it)") in both

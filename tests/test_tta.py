@@ -52,6 +52,20 @@ def test_eval_scores_the_averaged_masks(shapes_run):
     assert scores["ensemble"]["dice"] == pytest.approx(meter.compute()["dice"], abs=1e-6)
 
 
+def test_eval_json_names_the_flipped_figures_as_such(shapes_run, capsys):
+    # a saved JSON of flipped figures under the plain names could not be told from a plain eval
+    from peerdistill.cli import main
+    from peerdistill.engine.artifacts import jsonable
+    from peerdistill.runs import evaluate_run
+
+    assert main(["eval", str(shapes_run), "--tta", "hflip", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    flipped = jsonable(evaluate_run(shapes_run, tta="hflip"))  # (NaN as null, as printed)
+    assert printed == {model: {f"tta_{k}": v for k, v in figures.items()} for model, figures in flipped.items()}
+    assert main(["eval", str(shapes_run), "--json"]) == 0
+    assert not [k for figures in json.loads(capsys.readouterr().out).values() for k in figures if k.startswith("tta_")]
+
+
 def test_detection_and_unknown_flips_are_refused():
     cohort = cohort_of(nn.Identity())
     with pytest.raises(ConfigError, match="not available for detection"):

@@ -303,8 +303,10 @@ def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool
               f"in each run, the student with {picked[1]}. "
               "Self-distillation heads are in compare.csv.\n")
     if rule is not None:
+        tempered = (", on the probabilities tempered as in the `cal_*` tables (the threshold is on that scale, as export "
+                    "and predict apply it)" if temperature_scaling else "")
         header += (f"\nThe `op_*` tables: each model at the decision threshold `{rule}` picks on its run's validation "
-                   "split (positive: the second class), scored on the test split.\n")
+                   f"split{tempered} (positive: the second class), scored on the test split.\n")
     if temperature_scaling:
         header += ("\nThe `cal_*` tables: each model tempered by the temperature (`cal_temperature`) that fits its "
                    "run's validation split, scored on the test split (`cal_ece`, `cal_brier`; untempered: `ece`, "

@@ -65,7 +65,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
                           temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample,
                           roles=("student",) if ns.students_only else ("teacher", "student"))
     if ns.json:
-        print(json.dumps(jsonable(scores), indent=2, allow_nan=False))  # NaN is not JSON: null
+        # under --tta every figure is of the flipped predictions: named so, as compare names them
+        printed = {model: {f"tta_{k}": v for k, v in figures.items()} for model, figures in scores.items()} \
+            if ns.tta else scores
+        print(json.dumps(jsonable(printed), indent=2, allow_nan=False))  # NaN is not JSON: null
         # how much was scored, as the table's title says: on stderr, the JSON holding only figures
         err_console.print(f"{ns.split} split: {scores.samples:,} samples", highlight=False, soft_wrap=True)
     else:
@@ -97,8 +100,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         say_ensemble_of_one(meta, scores)
         if ns.operating_point:
             names = meta.get("class_names") or ["0", "1"]
+            tempered = (", on the tempered probabilities (the threshold is on that scale, as export and predict apply "
+                        "it)" if ns.temperature_scaling else "")
             show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
-                                               f"validation split (positive: '{names[-1]}')"))
+                                               f"validation split{tempered} (positive: '{names[-1]}')"))
         say_what_not_available_means(scores, _shown_figures(scores, summary, ns))
     if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
