@@ -299,7 +299,7 @@ def _stack(images: list[np.ndarray]) -> torch.Tensor:
 
 def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, dicom_window=None,
               bad_boxes: str = "error") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
-    """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
+    """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: entry_id,
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
     info): ids are the images' ``file_name`` in the JSON's order, the categories annotations use
     become labels 0..C-1 in sorted id order, and boxes are rescaled from the JSON's width/height
@@ -317,6 +317,50 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     if not isinstance(data, dict) or not data.get("images"):
         raise DataError(f"'{annotation_json}' lists no images: a COCO file needs 'images', 'annotations' "
                         "and 'categories'")
+    listed, name_of = _coco_categories(data, source)
+    images = _coco_images(data, source)
+    bad = _BadBoxes(bad_boxes, source)
+    kept, from_polygons, annotated = _coco_boxes(data, images, {c["id"] for c in listed}, listed, bad, source)
+    if from_polygons:
+        warn_user(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
+                  "polygon 'segmentation'")
+    # The files and their sizes before the boxes are judged: a width and height swapped (or a
+    # photo turned by its EXIF tag) puts boxes outside "their image", and the advice to skip or
+    # clip those would drop true boxes before the real cause is named.
+    listed_info: dict = {}
+    paths = _listed_files(images, images_dir, source, listed_info)
+    for entry_id, entry in images.items():
+        if entry_id in annotated:  # (an image without boxes: no box depends on its size)
+            where = f"image {entry_id} in {source}"
+            _check_annotated_size(paths[entry_id], *_image_dims(entry, where), where)
+    info = {**bad.settle(), **listed_info}
+    kept = _once_each(kept, images, source, info)
+    if not any(not crowd for *_, crowd in kept):
+        raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
+                        f"{bad.left_out()}): detection needs annotated images")
+    used = {category for _, category, *_ in kept}  # after bad boxes are left out, as box_json counts
+    crowd_only = sorted(str(name_of[c]) for c in used - {category for _, category, _, _, crowd in kept if not crowd})
+    if crowd_only:
+        warn_user(f"the categories {crowd_only} of {source} have crowd regions only: classes no box teaches "
+                  "(their AP is n/a); give them annotated objects, or leave them out of the file")
+    categories = [c for c in listed if c["id"] in used]
+    label_of = {c["id"]: k for k, c in enumerate(categories)}
+    per_image: dict = {i: [] for i in images}
+    for entry_id, category, box, (width, height), crowd in kept:
+        label = label_of[category]
+        per_image[entry_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
+    xs = [read_image(paths[entry_id], size, grey=grey, dicom_window=dicom_window) for entry_id in images]
+    names = [str(c.get("name", c["id"])) for c in categories]
+    unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
+    if unused:
+        info["unused_categories"] = unused
+    return (_stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
+            info)
+
+
+def _coco_categories(data: dict, source: str) -> tuple[list[dict], dict]:
+    """A COCO file's ``categories`` checked (ids present, unique, of one kind), sorted by id, and
+    each id's name."""
     if not all(isinstance(c, dict) and "id" in c for c in data.get("categories") or []):
         raise DataError(f"an entry of 'categories' in {source} lacks 'id'")
     _check_ids([c["id"] for c in data.get("categories") or []], "categories", source)
@@ -331,6 +375,12 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
             raise DataError(f"category id {c['id']} appears twice in 'categories' of {source} ('{name_of[c['id']]}' "
                             f"and '{c.get('name', c['id'])}'): ids must be unique")
         name_of[c["id"]] = c.get("name", c["id"])
+    return listed, name_of
+
+
+def _coco_images(data: dict, source: str) -> dict:
+    """A COCO file's ``images`` by id, checked (an id and a file name each, ids and files listed
+    once), their file names made portable."""
     images, id_of_file = {}, {}
     for entry in data["images"]:
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
@@ -348,9 +398,16 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
                             "image once, with all its annotations on that id")
         id_of_file[same_file] = entry["id"]
         images[entry["id"]] = {**entry, "file_name": file_name}
+    return images
+
+
+def _coco_boxes(data: dict, images: dict, category_ids: set, listed: list[dict], bad: "_BadBoxes",
+                source: str) -> tuple[list[tuple], int, set]:
+    """A COCO file's ``annotations`` checked (unique ids, known images and categories, a box or a
+    polygon each): the boxes kept, as (image id, category id, box in the JSON's pixels, the JSON's
+    image size, crowd), bad ones counted in ``bad``; how many boxes came from polygons; the ids of
+    the images annotated."""
     kept = []  # (image id, category id, box in the JSON's pixels, the JSON's image size, crowd)
-    bad = _BadBoxes(bad_boxes, source)
-    category_ids = {c["id"] for c in listed}
     annotation_ids, from_polygons, annotated = set(), 0, set()
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
@@ -390,41 +447,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
         if box is not None:
             kept.append((image_id, ann["category_id"], box, (width, height), _is_crowd(ann, where)))
-    if from_polygons:
-        warn_user(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
-                  "polygon 'segmentation'")
-    # The files and their sizes before the boxes are judged: a width and height swapped (or a
-    # photo turned by its EXIF tag) puts boxes outside "their image", and the advice to skip or
-    # clip those would drop true boxes before the real cause is named.
-    listed_info: dict = {}
-    paths = _listed_files(images, images_dir, source, listed_info)
-    for image_id, entry in images.items():
-        if image_id in annotated:  # (an image without boxes: no box depends on its size)
-            where = f"image {image_id} in {source}"
-            _check_annotated_size(paths[image_id], *_image_dims(entry, where), where)
-    info = {**bad.settle(), **listed_info}
-    kept = _once_each(kept, images, source, info)
-    if not any(not crowd for *_, crowd in kept):
-        raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
-                        f"{bad.left_out()}): detection needs annotated images")
-    used = {category for _, category, *_ in kept}  # after bad boxes are left out, as box_json counts
-    crowd_only = sorted(str(name_of[c]) for c in used - {category for _, category, _, _, crowd in kept if not crowd})
-    if crowd_only:
-        warn_user(f"the categories {crowd_only} of {source} have crowd regions only: classes no box teaches "
-                  "(their AP is n/a); give them annotated objects, or leave them out of the file")
-    categories = [c for c in listed if c["id"] in used]
-    label_of = {c["id"]: k for k, c in enumerate(categories)}
-    per_image: dict = {i: [] for i in images}
-    for image_id, category, box, (width, height), crowd in kept:
-        label = label_of[category]
-        per_image[image_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
-    xs = [read_image(paths[image_id], size, grey=grey, dicom_window=dicom_window) for image_id in images]
-    names = [str(c.get("name", c["id"])) for c in categories]
-    unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
-    if unused:
-        info["unused_categories"] = unused
-    return (_stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
-            info)
+    return kept, from_polygons, annotated
 
 
 def _once_each(kept: list[tuple], images: dict, source: str, info: dict) -> list[tuple]:
