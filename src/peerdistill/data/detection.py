@@ -299,7 +299,7 @@ def _stack(images: list[np.ndarray]) -> torch.Tensor:
 
 def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, dicom_window=None,
               bad_boxes: str = "error") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
-    """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: entry_id,
+    """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
     info): ids are the images' ``file_name`` in the JSON's order, the categories annotations use
     become labels 0..C-1 in sorted id order, and boxes are rescaled from the JSON's width/height
