@@ -374,67 +374,90 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self._history: list[dict[str, Any]] = []
         self._best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
         self._stopped_early = False
-        start_epoch, start_step, partial = 0, 0, None
-        epochs = self.train_spec.epochs
-        if resume:
-            self._on_main(RunDir(self.run_dir_path).check_resumable)  # before the checkpoint is read
-            # The main process reads the checkpoint and hands it over (no shared disk needed).
-            state = self._on_main(self._read_resume_state)
-            start_epoch, start_step, partial = self._restore(state)
-            self._run = run
-            if run is not None:  # the resume is accepted: what the killed process left half written goes
-                run.remove_partial_writes()
-            # A run killed after its last epoch, during the final test evaluation, still resumes:
-            # the loop below is then empty and only the evaluation and the final files remain.
-            if run is not None:  # a run says where it was resumed
-                meta = read_json(run.path / RUN_FILE)
-                trains = start_epoch < epochs and not self._stopped_early
-                where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
-                where["processes"] = self.world.size  # a run may resume on another number of processes
-                # and execute otherwise (device, compile, packing, the non-finite policy...): said
-                # where it differs from the first session's (run.json's own speed and packing)
-                now = {"speed": self.speed.to_dict(), "fused_students": self.run_info["fused_students"]}
-                where.update({key: value for key, value in now.items() if jsonable(meta.get(key)) != jsonable(value)})
-                meta.setdefault("resumed_at", []).append(where)
-                meta["status"] = "running"
-                meta.pop("stopped_by", None)
-                write_json(run.path / RUN_FILE, meta)
+        start_epoch, start_step, partial = self._resume(run) if resume else (0, 0, None)
         self._warn_about_training(data)  # here, so that a refused run or resume says only why
         self._last_checkpoint = time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             if resume:  # how much of the killed session's work was kept
                 progress.say(self._resumed_line(start_epoch, start_step))
-            for epoch in range(start_epoch, epochs):
+            for epoch in range(start_epoch, self.train_spec.epochs):
                 if self._stopped_early:  # resumed after the epoch that ended training
                     break
-                started = time.perf_counter()
-                losses, norms = self._train_epoch(epoch, progress, start_step if epoch == start_epoch else 0, partial)
-                with self._shipped_weights():  # validated, kept and saved: the averages under train.ema_decay
-                    val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
-                    row = self._row(epoch, losses, norms, val, time.perf_counter() - started)
-                    self._history.append(row)
-                    score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
-                    improved = score > self._best["score"]
-                    if improved:
-                        self._best.update(epoch=epoch, score=score, val=val)
-                    self._stopped_early = self._out_of_patience(epoch)
-                    if improved or (self._best["epoch"] < 0 and (epoch == epochs - 1 or self._stopped_early)):
-                        # The last epoch stands in when the monitor was never finite (say, AUC on a
-                        # validation split lacking a class), so a run always ships weights.
-                        self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
-                        if run is not None:
-                            self._save_models(run)
-                for scheduler in self.schedulers.values():
-                    scheduler.step()
-                progress.epoch_done(epoch, epochs, row, self.monitor_model, self.monitor_metric)
-                if run is not None:
-                    self._write_progress(run, epoch)
-                if self.world.is_main:
-                    for callback in self.callbacks:
-                        callback(epoch, row)
+                self._run_epoch(epoch, start_step if epoch == start_epoch else 0, partial, progress, run)
             twice = self._best["epoch"] != len(self._history) - 1
             progress.say(f"scoring the test split ({len(data.test):,} samples) with the weights of the last epoch"
                          + (" and of the best one" if twice else ""))
+        result = self._scored_on_test(run)
+        if run is not None:
+            if resume:
+                # models/ holds the best epoch's weights (now in the cohort), whatever the killed
+                # process wrote there after its last checkpoint.
+                self._save_models(run)
+            self._write_final(run, result)
+        distributed.leave(self.world)
+        return result
+
+    def _resume(self, run: RunDir | None) -> tuple[int, int, Any]:
+        """Every state restored from the run's resume checkpoint (read by the main process and
+        handed over: no shared disk needed), and where training goes on: (epoch, step in it, the
+        epoch's partial sums). A run killed after its last epoch, during the final test evaluation,
+        still resumes: no epoch is left, only the evaluation and the final files."""
+        self._on_main(RunDir(self.run_dir_path).check_resumable)  # before the checkpoint is read
+        start_epoch, start_step, partial = self._restore(self._on_main(self._read_resume_state))
+        self._run = run
+        if run is not None:  # the resume is accepted: what the killed process left half written goes
+            run.remove_partial_writes()
+            self._record_resumption(run, start_epoch, start_step)
+        return start_epoch, start_step, partial
+
+    def _record_resumption(self, run: RunDir, start_epoch: int, start_step: int) -> None:
+        """run.json says where the run was resumed, on how many processes, and how it executes
+        where that differs from the first session's (device, compile, packing, the non-finite
+        policy...: run.json's own speed and packing)."""
+        meta = read_json(run.path / RUN_FILE)
+        trains = start_epoch < self.train_spec.epochs and not self._stopped_early
+        where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
+        where["processes"] = self.world.size  # a run may resume on another number of processes
+        now = {"speed": self.speed.to_dict(), "fused_students": self.run_info["fused_students"]}
+        where.update({key: value for key, value in now.items() if jsonable(meta.get(key)) != jsonable(value)})
+        meta.setdefault("resumed_at", []).append(where)
+        meta["status"] = "running"
+        meta.pop("stopped_by", None)
+        write_json(run.path / RUN_FILE, meta)
+
+    def _run_epoch(self, epoch: int, start_step: int, partial, progress: Progress, run: RunDir | None) -> None:
+        """One epoch: trained, validated, the best weights kept (and saved), the schedulers
+        stepped, progress written and the callbacks called."""
+        epochs = self.train_spec.epochs
+        started = time.perf_counter()
+        losses, norms = self._train_epoch(epoch, progress, start_step, partial)
+        with self._shipped_weights():  # validated, kept and saved: the averages under train.ema_decay
+            val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
+            row = self._row(epoch, losses, norms, val, time.perf_counter() - started)
+            self._history.append(row)
+            score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
+            improved = score > self._best["score"]
+            if improved:
+                self._best.update(epoch=epoch, score=score, val=val)
+            self._stopped_early = self._out_of_patience(epoch)
+            if improved or (self._best["epoch"] < 0 and (epoch == epochs - 1 or self._stopped_early)):
+                # The last epoch stands in when the monitor was never finite (say, AUC on a
+                # validation split lacking a class), so a run always ships weights.
+                self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
+                if run is not None:
+                    self._save_models(run)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        progress.epoch_done(epoch, epochs, row, self.monitor_model, self.monitor_metric)
+        if run is not None:
+            self._write_progress(run, epoch)
+        if self.world.is_main:
+            for callback in self.callbacks:
+                callback(epoch, row)
+
+    def _scored_on_test(self, run: RunDir | None) -> FitResult:
+        """The test split scored with the last epoch's weights and the best epoch's (which the
+        models keep from here on: averaged under train.ema_decay), as the fit's result."""
         if self.average is not None:  # training is over: the models are their averages from here on
             self.average.copy_to_models()
         test_last = self._evaluate(self.test_batches, "the test split after the last epoch")
@@ -449,17 +472,9 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                       "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
                       "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
                       f"{self.task.default_monitor})")
-        result = FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
-                           self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early,
-                           monitor_undefined=undefined)
-        if run is not None:
-            if resume:
-                # models/ holds the best epoch's weights (now in the cohort), whatever the killed
-                # process wrote there after its last checkpoint.
-                self._save_models(run)
-            self._write_final(run, result)
-        distributed.leave(self.world)
-        return result
+        return FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
+                         self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early,
+                         monitor_undefined=undefined)
 
     def _shipped_weights(self):
         """The weights that are validated and shipped: each model's average under
