@@ -21,44 +21,10 @@ from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_availabl
 def cmd_eval(ns: argparse.Namespace) -> int:
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
     decoding = _decoding(o for o in ns.overrides if o.startswith("detect."))
-    data_spec = None
-    if ns.data or data_overrides:
-        meta = read_json(Path(ns.run_dir) / RUN_FILE) if (Path(ns.run_dir) / RUN_FILE).exists() else {}
-        tree = {"data": saved_data_section(meta.get("data_spec") or {})}
-        if ns.data:
-            tree["data"] = _data_section(ns.data)
-        for override in data_overrides:
-            if not override.startswith("data."):
-                raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
-        apply_overrides(tree, data_overrides)
-        if isinstance(tree.get("data"), dict):
-            # the saved section's keys of another kind (data.kind=... changed it) and its
-            # augmentation (eval does not augment) go; what the user gave is checked
-            given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
-            written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
-            if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
-                    tree["data"].get("kind") in IMAGE_FILE_KINDS:
-                tree["data"]["grey"] = True  # the models take one channel: image files are read so
-            _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
-                                              whole_section=bool(ns.data))
-            tree["data"] = without_other_kinds_keys(tree["data"], keep=written)
-            if not ns.data:  # each apart: the run's ranges would not fit an augment given here
-                for key in {"augment", "augment_range"} - given:
-                    tree["data"].pop(key, None)
-            if not ns.data and (tree["data"].get("kind") in NO_FOLD_KINDS or tree["data"].get("folds") is None):
-                # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
-                for key in ("folds", "fold"):
-                    if key not in given:
-                        tree["data"].pop(key, None)
-        try:
-            data_spec = DataSpec.model_validate(tree["data"])
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
+    data_spec = _data_spec(ns, data_overrides) if ns.data or data_overrides else None
     # torch comes with these: only once the overrides are checked
     from ..engine.artifacts import jsonable
-    from ..report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
-                         results_table)
-    from ..runs import evaluate_run, task_for, unfinished_note
+    from ..runs import evaluate_run, unfinished_note
 
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
@@ -72,39 +38,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         # how much was scored, as the table's title says: on stderr, the JSON holding only figures
         err_console.print(f"{ns.split} split: {scores.samples:,} samples", highlight=False, soft_wrap=True)
     else:
-        meta = read_json(Path(ns.run_dir) / RUN_FILE)
-        # which data and how much of it: a table of other data must not read as the run's test figures
-        of = f"--data {ns.data}" if ns.data else ", ".join(data_overrides) if data_overrides else "the run's data"
-        count = scores.samples
-        title = (f"{ns.run_dir}: {ns.split} split of {of} ({count:,} samples)"
-                 + (f", test-time {ns.tta}" if ns.tta else ""))
-        summary = task_for(meta).summary_metrics
-
-        def show(table):  # figures whole, even in a narrow terminal
-            console.print(fitted(table, console.width))
-
-        if ns.bootstrap:
-            groups = next(iter(scores.values())).get("ci95_groups")
-            of = f"its {groups} groups (data.group_pattern)" if groups else "its samples"
-            show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
-                                summary))
-        else:
-            show(results_table(title, scores, metrics=summary))
-        if ns.per_class:
-            for table in per_class_rich_tables(scores, title):
-                show(table)
-        if ns.temperature_scaling:
-            show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
-                                           "on the run's validation split"))
-        say_distance_unit(meta, data_spec)
-        say_ensemble_of_one(meta, scores)
-        if ns.operating_point:
-            names = meta.get("class_names") or ["0", "1"]
-            tempered = (", on the tempered probabilities (the threshold is on that scale, as export and predict apply "
-                        "it)" if ns.temperature_scaling else "")
-            show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
-                                               f"validation split{tempered} (positive: '{names[-1]}')"))
-        say_what_not_available_means(scores, _shown_figures(scores, summary, ns))
+        _show_tables(ns, scores, data_overrides, data_spec)
     if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
     if ns.save_images:
@@ -115,6 +49,83 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     if (note := unfinished_note(ns.run_dir)) is not None:  # last, under the figures it qualifies
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     return 0
+
+
+def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
+    """The data eval scores: the run's data section, or --data's, with the data.* overrides given
+    (keys of another kind and the augmentation dropped; grey image files for a grey model)."""
+    meta = read_json(Path(ns.run_dir) / RUN_FILE) if (Path(ns.run_dir) / RUN_FILE).exists() else {}
+    tree = {"data": saved_data_section(meta.get("data_spec") or {})}
+    if ns.data:
+        tree["data"] = _data_section(ns.data)
+    for override in data_overrides:
+        if not override.startswith("data."):
+            raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
+    apply_overrides(tree, data_overrides)
+    if isinstance(tree.get("data"), dict):
+        # the saved section's keys of another kind (data.kind=... changed it) and its
+        # augmentation (eval does not augment) go; what the user gave is checked
+        given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
+        written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
+        if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
+                tree["data"].get("kind") in IMAGE_FILE_KINDS:
+            tree["data"]["grey"] = True  # the models take one channel: image files are read so
+        _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
+                                          whole_section=bool(ns.data))
+        tree["data"] = without_other_kinds_keys(tree["data"], keep=written)
+        if not ns.data:  # each apart: the run's ranges would not fit an augment given here
+            for key in {"augment", "augment_range"} - given:
+                tree["data"].pop(key, None)
+        if not ns.data and (tree["data"].get("kind") in NO_FOLD_KINDS or tree["data"].get("folds") is None):
+            # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
+            for key in ("folds", "fold"):
+                if key not in given:
+                    tree["data"].pop(key, None)
+    try:
+        return DataSpec.model_validate(tree["data"])
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
+
+
+def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data_spec: DataSpec | None) -> None:
+    """eval's tables on the console, titled with the data scored, and the notes under them."""
+    from ..report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
+                          results_table)
+    from ..runs import task_for
+
+    meta = read_json(Path(ns.run_dir) / RUN_FILE)
+    # which data and how much of it: a table of other data must not read as the run's test figures
+    of = f"--data {ns.data}" if ns.data else ", ".join(data_overrides) if data_overrides else "the run's data"
+    count = scores.samples
+    title = (f"{ns.run_dir}: {ns.split} split of {of} ({count:,} samples)"
+             + (f", test-time {ns.tta}" if ns.tta else ""))
+    summary = task_for(meta).summary_metrics
+
+    def show(table):  # figures whole, even in a narrow terminal
+        console.print(fitted(table, console.width))
+
+    if ns.bootstrap:
+        groups = next(iter(scores.values())).get("ci95_groups")
+        of = f"its {groups} groups (data.group_pattern)" if groups else "its samples"
+        show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
+                            summary))
+    else:
+        show(results_table(title, scores, metrics=summary))
+    if ns.per_class:
+        for table in per_class_rich_tables(scores, title):
+            show(table)
+    if ns.temperature_scaling:
+        show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
+                                       "on the run's validation split"))
+    say_distance_unit(meta, data_spec)
+    say_ensemble_of_one(meta, scores)
+    if ns.operating_point:
+        names = meta.get("class_names") or ["0", "1"]
+        tempered = (", on the tempered probabilities (the threshold is on that scale, as export and predict apply "
+                    "it)" if ns.temperature_scaling else "")
+        show(operating_point_table(scores, f"{title}: at the threshold {ns.operating_point} picks on the run's "
+                                           f"validation split{tempered} (positive: '{names[-1]}')"))
+    say_what_not_available_means(scores, _shown_figures(scores, summary, ns))
 
 
 # data keys eval does not apply: the run's own statistics and window hold; nothing is augmented, weighted or cut
