@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from peerdistill import ClassificationTask, Cohort, DataSplits, Edge, KnowledgeGraph, Member, TensorData, Trainer, \
-    TrainSpec, evaluate, preset_edges, soft_kl
+from peerdistill import ClassificationTask, Cohort, DataSplits, Edge, KnowledgeGraph, Member, SegmentationTask, \
+    TensorData, Trainer, TrainSpec, evaluate, preset_edges, soft_kl
 from peerdistill.detection.boxes import HeadLayout
 from peerdistill.errors import ConfigError, DataError
 from peerdistill.losses import attention_transfer, combine_soft_targets, decoupled_kd, kl_to_probs, \
@@ -558,3 +558,95 @@ def test_a_scored_split_lacking_classes_is_warned_of():
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "the (val|test) split holds no sample", PeerdistillWarning)
         _fit(_splits(x, y))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: Cohort.from_modules([_net()], teacher=_net(), frozen_teacher="false"),
+    lambda: Cohort([Member("student1", _net(), "student", frozen="no")]),
+    lambda: Trainer(Cohort.from_modules([_net()]), [], ClassificationTask(3), overwrite="no"),
+    lambda: Trainer(Cohort.from_modules([_net()]), [], ClassificationTask(3), progress="off"),
+    lambda: Trainer(Cohort.from_modules([_net()]), [], ClassificationTask(3), deterministic="yes"),
+    lambda: DataSplits.from_arrays(*_arrays()[0:2], *_arrays()[0:2], *_arrays()[0:2], normalize="no"),
+    lambda: SegmentationTask(2, hd95="false"),
+])
+def test_a_flag_given_as_a_word_is_refused_not_read_by_its_truth(call):
+    # "false", "no" and "off" are truthy: a teacher was frozen, a finished run trained over, in silence
+    with pytest.raises(ConfigError, match=r"must be True or False, got '(false|no|off|yes)'"):
+        call()
+
+
+def test_fit_resume_and_the_readers_flags_are_refused_as_words(tmp_path):
+    from peerdistill import evaluate_run, export_run, load_cohort, predict_files, seed_everything
+
+    x, y = _arrays()
+    trainer = Trainer(Cohort.from_modules([_net()]), [], ClassificationTask(3), progress=False)
+    with pytest.raises(ConfigError, match="fit: resume must be True or False, got 'yes'"):
+        trainer.fit(_splits(x, y), resume="yes")
+    with pytest.raises(ConfigError, match="seed_everything: deterministic must be True or False"):
+        seed_everything(0, deterministic="true")
+    for call in (lambda: evaluate_run(tmp_path, temperature_scaling="no"),
+                 lambda: export_run(tmp_path, temperature_scaling="no"),
+                 lambda: load_cohort(tmp_path, with_heads="no"),
+                 lambda: predict_files(tmp_path, ["x.png"], tmp_path / "p.csv", visible_masks="no")):
+        with pytest.raises(ConfigError, match="must be True or False, got 'no'"):
+            call()
+
+
+def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from peerdistill import evaluate_run, export_run
+
+    x, y = _arrays()
+    good = _splits(x, y)
+    with pytest.raises(DataError, match=r"the train split is a DataLoader: give DataSplits the Dataset it loads "
+                                        r"\(train_loader.dataset\)"):
+        DataSplits(DataLoader(good.train), good.val, good.test, num_classes=3)
+    with pytest.raises(DataError, match="num_classes must be a whole number, 1 or more, got '3'"):
+        DataSplits(good.train, good.val, good.test, num_classes="3")
+    with pytest.raises(DataError, match="class_names takes a list of names, one per class in label order, got 'abc'"):
+        DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:], class_names="abc")
+    with pytest.raises(DataError, match=r"stats= takes \{'mean': \[...\], 'std': \[...\]\}"):
+        DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:], stats={"mean": [0.5]})
+    with pytest.raises(ConfigError, match="KnowledgeGraph takes a list of Edge, got 'kd': a preset's graph is "
+                                          r"KnowledgeGraph.from_preset\(name, cohort\)"):
+        KnowledgeGraph("kd")
+    with pytest.raises(ConfigError, match=r"KnowledgeGraph takes a list of Edge, and .* is a dict: .*Edge\(\*\*it\)"):
+        KnowledgeGraph([{"source": "teacher", "target": "student1"}])
+    with pytest.raises(ConfigError, match=r"unknown kind 'kll' \(did you mean 'kl'\?\)"):
+        Edge("teacher", "student1", "kll")
+    with pytest.raises(ConfigError, match=r"preset 'custom' is a config's own list of edges .*KnowledgeGraph\(\[Edge"):
+        KnowledgeGraph.from_preset("custom", Cohort.from_modules([_net()], teacher=_net()))
+    with pytest.raises(ConfigError, match="ClassificationTask: num_classes must be a whole number, 1 or more, got '2'"):
+        ClassificationTask("2")
+    cohort = Cohort.from_modules([_net()])
+    with pytest.raises(ConfigError, match=r"callbacks= takes a list of functions .*: put it in a list, \[f\]"):
+        Trainer(cohort, [], ClassificationTask(3), callbacks=lambda epoch, row: None)
+    with pytest.raises(ConfigError, match="callbacks= holds 1, which cannot be called"):
+        Trainer(cohort, [], ClassificationTask(3), callbacks=[1])  # it failed after a whole epoch
+    with pytest.raises(ConfigError, match="run_dir= takes a path"):
+        Trainer(cohort, [], ClassificationTask(3), run_dir=5)
+    with pytest.raises(ConfigError, match="Trainer: discriminator_lr must be a number above 0, got -1"):
+        Trainer(cohort, [], ClassificationTask(3), discriminator_lr=-1)
+    with pytest.raises(ConfigError, match="from_modules: frozen_teacher=True but no teacher is given"):
+        Cohort.from_modules([_net()], frozen_teacher=True)
+    with pytest.raises(ConfigError, match=r"modules= takes the run's Python-built models by name"):
+        evaluate_run(tmp_path, modules=_net())
+    with pytest.raises(ConfigError, match=r"calibration=5 sets the int8 quantization, and nothing is quantized"):
+        export_run(tmp_path, calibration=5)
+    with pytest.raises(ConfigError, match="export_run: tolerance must be a number above 0, got -1"):
+        export_run(tmp_path, tolerance=-1)
+
+
+@pytest.mark.parametrize("task_classes, model_classes", [(3, 3), (3, 2)])
+def test_a_task_of_another_class_count_than_the_data_is_refused_before_training(task_classes, model_classes):
+    # 2-class data: a task of 3 trained a whole epoch, then failed deep in the metrics; or blamed the data
+    x, y = _arrays(k=2)
+    t = lambda a: torch.as_tensor(a)  # noqa: E731
+    data = DataSplits(TensorData(t(x[:36]), t(y[:36])), TensorData(t(x[36:48]), t(y[36:48])),
+                      TensorData(t(x[48:]), t(y[48:])), num_classes=2, input_shape=(1, 8, 8))
+    trainer = Trainer(Cohort.from_modules([_net(model_classes)]), [], ClassificationTask(task_classes),
+                      progress=False, train=TrainSpec(epochs=1, batch_size=12))
+    with pytest.raises(DataError, match=r"the task has 3 classes but the data 2 \(0, 1\): build the task for the "
+                                        r"data, ClassificationTask\(data.num_classes, class_names=data.class_names\)"):
+        trainer.fit(data)

@@ -606,3 +606,30 @@ def test_a_frozen_teachers_logits_may_be_saved_for_backward_by_a_users_loss():
     loss.backward()
     assert loss.item() == pytest.approx(7.5)
     assert student.weight.grad.flatten().tolist() == pytest.approx([2.5, 5.0, 2.5, 5.0])
+
+
+def test_a_users_own_loss_replaces_the_kl_and_leaves_its_source_without_gradient():
+    # between two students (mutual learning with a loss of one's own): the source is a peer in
+    # training, whose logits must not be pulled towards its learner's
+    torch.manual_seed(0)
+    first, second = nn.Linear(3, 2), nn.Linear(3, 2)
+    cohort = Cohort.from_modules([first, second])
+    x = torch.randn(4, 3)
+    seen = []
+
+    def squared_distance(learner, source, temperature, labels):
+        seen.append((temperature, labels))
+        return ((learner - source) ** 2).mean()
+
+    graph = KnowledgeGraph([Edge("student1", "student2", temperature=2.0)], logit_distiller=squared_distance)
+    graph.bind(cohort)
+    labels = torch.tensor([0, 1, 1, 0])
+    terms = graph.losses(cohort.forward(x), labels)
+    assert list(terms) == ["student2/kl<-student1"]  # the edge's name, whatever the loss
+    expected = ((second(x) - first(x)) ** 2).mean()
+    assert terms["student2/kl<-student1"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert seen[0][0] == 2.0 and torch.equal(seen[0][1], labels)
+    terms["student2/kl<-student1"].backward()
+    assert first.weight.grad is None and second.weight.grad is not None
+    with pytest.raises(ConfigError, match="logit_distiller= takes a function"):
+        KnowledgeGraph([Edge("student1", "student2")], logit_distiller="mse")

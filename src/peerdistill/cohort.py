@@ -17,6 +17,7 @@ from torch import nn
 
 from .capture import FeatureRecorder, find_module, module_paths, unwrap
 from .config import model_name_problems
+from .arguments import check_flags
 from .errors import ConfigError, warn_user
 from .models import ZOO
 from .models.built_with import zoo_spec
@@ -48,6 +49,7 @@ class Member:
                               "built model (an instance), not its name or class")
         if self.role not in ("teacher", "student"):
             raise ConfigError(f"model '{self.name}' has role {self.role!r}: a member is a 'teacher' or a 'student'")
+        check_flags(f"model '{self.name}'", frozen=self.frozen)
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"model '{self.name}' has learning rate {self.lr!r}: give a positive number, or None "
                               "for the optimizer's")
@@ -137,6 +139,10 @@ class Cohort:
         if isinstance(students, nn.Module) or not isinstance(students, Sequence):
             raise ConfigError("from_modules takes a list of student modules, e.g. Cohort.from_modules([s1, s2], "
                               f"teacher=t); got a {type(students).__name__}")
+        check_flags("from_modules", frozen_teacher=frozen_teacher)
+        if frozen_teacher and teacher is None and not teachers:
+            raise ConfigError("from_modules: frozen_teacher=True but no teacher is given: give teacher= (or teachers=) "
+                              "the trained teacher to freeze, or drop frozen_teacher")
         names = list(student_names or [f"student{i + 1}" for i in range(len(students))])
         layers = feature_layers or {}
         members = [Member("teacher", teacher, "teacher", frozen_teacher)] if teacher is not None else []

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .arguments import check_flags, check_positive
 from .cohort import as_logits
 from .data import build_data
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
@@ -388,6 +389,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
+    check_flags("export_run", temperature_scaling=temperature_scaling)
+    check_positive("export_run", tolerance=tolerance)
     _check_quantize(quantize, fmt, calibration, min_agreement)
     if tta and fmt != "onnx":
         raise ConfigError("--tta puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")
@@ -437,7 +440,14 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
 
 
 def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:
-    if quantize is None:
+    if quantize is None:  # its settings alone would be dropped in silence
+        unused = [f"{name}={value!r}" for name, value, default in (
+            ("calibration", calibration, CALIBRATION_SAMPLES), ("min_agreement", min_agreement, MIN_AGREEMENT))
+            if value != default]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the int8 quantization, "
+                              "and nothing is quantized: add quantize='int8' (--quantize int8), or drop "
+                              f"{'it' if len(unused) == 1 else 'them'}")
         return
     if quantize != "int8":
         raise ConfigError(f"--quantize '{quantize}': the one quantization is int8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,11 @@ class Edge:
     nckd_weight: float = 8.0  # dkd: the weight of the non-target classes' term
 
     def __post_init__(self) -> None:
+        if self.kind not in LOGIT_KINDS + FEATURE_KINDS:  # said here, where it is written
+            close = difflib.get_close_matches(str(self.kind), LOGIT_KINDS + FEATURE_KINDS, n=1)
+            raise ConfigError(f"edge {self.source} -> {self.target}: unknown kind {self.kind!r}"
+                              f"{f' (did you mean {close[0]!r}?)' if close else ''}: one of "
+                              f"{', '.join(LOGIT_KINDS + FEATURE_KINDS)}")
         # a negative temperature reverses the class order of both sides, a negative weight pushes
         # the target away from its source: both would train on to the end on a wrong objective
         for what, value, least in (("weight", self.weight, "0 or more"), ("temperature", self.temperature, "above 0"),
@@ -89,6 +95,9 @@ def _with_overrides(params: DistillSpec, overrides: Mapping[str, Any], preset: s
     """``params`` with keyword overrides, validated as a config's distill section is (a
     misspelt name or a negative weight is refused, not ignored, and so is a keyword this preset
     does not read: ``beta`` under ``kd``)."""
+    if preset == "custom":  # a config's own edges (distill.edges): from Python, the edges themselves
+        raise ConfigError("preset 'custom' is a config's own list of edges (distill.edges); from Python, build the "
+                          "graph from them: KnowledgeGraph([Edge('teacher', 'student1', 'kl'), ...])")
     if preset not in PRESET_DOCS:
         raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESET_DOCS)}")
     heads = {m: h for m, h in (heads or {}).items() if h}
@@ -265,11 +274,22 @@ class KnowledgeGraph:
                  logit_distiller: Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor | None], torch.Tensor]
                  | None = None):
         """``logit_distiller(learner, source, temperature, labels)`` replaces the softened KL of
-        ``kl`` edges for outputs that are not class scores (detection's dense box outputs; the
-        labels are the batch's targets); such edges take one model as their source.
+        ``kl`` edges (a loss of one's own; detection's dense box outputs): the learner's logits,
+        the source's (detached), the edge's temperature and the batch's targets, to a scalar;
+        such edges take one model as their source, and their terms keep the edges' names.
         ``supervised_weights``: the weight of an output's own cross-entropy (1 where not named);
         ``from_preset`` sets it for self-distillation heads as a config does."""
+        if isinstance(edges, (str, bytes)) or not hasattr(edges, "__iter__"):
+            raise ConfigError(f"KnowledgeGraph takes a list of Edge, got {edges!r}: a preset's graph is "
+                              "KnowledgeGraph.from_preset(name, cohort)")
         self.edges = list(edges)
+        for e in self.edges:
+            if not isinstance(e, Edge):
+                raise ConfigError(f"KnowledgeGraph takes a list of Edge, and {e!r} is a {type(e).__name__}: "
+                                  f"Edge(source, target, kind, ...){', Edge(**it)' if isinstance(e, dict) else ''}")
+        if logit_distiller is not None and not callable(logit_distiller):
+            raise ConfigError(f"logit_distiller= takes a function f(learner, source, temperature, labels), got "
+                              f"{logit_distiller!r}")
         self.logit_distiller = logit_distiller
         self.pair_node_size = pair_node_size
         if supervised_weights is None and any(e.kind == "kl" and "@" in e.target for e in self.edges):
@@ -444,7 +464,8 @@ class KnowledgeGraph:
     def _logit_loss(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
         student = out.logits[edge.target]
         if self.logit_distiller is not None:
-            return self.logit_distiller(student, out.logits[edge.source], edge.temperature, labels)
+            # detached, as every edge's source: a peer's own loss must not pull it towards its learner
+            return self.logit_distiller(student, out.logits[edge.source].detach(), edge.temperature, labels)
         if edge.source not in (TEACHERS, ENSEMBLE):
             source = out.logits[edge.source]
             return soft_kl(_aligned(student, source), source, edge.temperature, valid_pixels(labels, source))

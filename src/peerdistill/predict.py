@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from .arguments import check_flags
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
 from .data.image_profile import TRAINING_IMAGE_KEYS
@@ -115,6 +116,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if not inputs:
         raise ConfigError("no inputs given: name image files or folders of them")
     check_batch_size(batch_size)
+    check_flags("predict_files", temperature_scaling=temperature_scaling, visible_masks=visible_masks)
     if model_path.suffix.lower() == ".onnx":  # as export accepts it
         if model is not None:
             raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "

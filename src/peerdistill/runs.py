@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 
+from .arguments import check_flags, check_modules
 from .bootstrap import check_resamples, intervals, resampled, sample_meters
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
@@ -89,6 +90,8 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
                    modules: dict[str, nn.Module] | None, with_heads: bool,
                    trusted_archs: Iterable[str]) -> tuple[list[Member], dict[str, Any]]:
     """The run's models whose run.json entry is ``wanted``, rebuilt with their saved weights."""
+    check_flags("load_cohort / load_model", with_heads=with_heads)
+    check_modules(modules)
     run = RunDir.open(run_dir)
     meta = run.meta()
     if (run.path / REPLACE_MARK).is_file():  # an interrupted compare --overwrite has yet to train it again
@@ -194,6 +197,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     ``.samples``. ``data_spec`` may be given as a dict of a config's ``data`` keys."""
     check_batch_size(batch_size)
     check_resamples(bootstrap)
+    check_flags("evaluate_run", temperature_scaling=temperature_scaling)
     if isinstance(data_spec, dict):  # as a config's data section is written
         data_spec = DataSpec(**data_spec)
     if data is not None and not isinstance(data, DataSplits):

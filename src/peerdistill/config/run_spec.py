@@ -48,6 +48,10 @@ def named_as_written(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunConfig(Section):
+    """A whole training config, as a YAML file gives it (``load_config``): the run's name and
+    folder, seed, task, data, models, distillation, training and optimizer sections, each checked
+    with a message naming its key."""
+
     name: str | None = Field(default=None, description="the run's folder inside out_dir; without it, named after "
                                                        "the data and preset (default_run_name)")
     out_dir: str = "runs"

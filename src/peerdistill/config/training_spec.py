@@ -10,6 +10,9 @@ from .sections import Section
 
 
 class OptimSpec(Section):
+    """A config's ``optim`` section: the optimizer (``adamw``, ``adam``, ``sgd``), its learning
+    rate, weight decay and schedule; ``Trainer(optim=...)`` takes one or a dict of its keys."""
+
     name: Literal["sgd", "adam", "adamw"] = "adamw"
     lr: float = Field(default=3e-3, gt=0, le=1e4)
     weight_decay: float = Field(default=5e-4, ge=0)
@@ -26,6 +29,10 @@ class OptimSpec(Section):
 
 
 class TrainSpec(Section):
+    """A config's ``train`` section: epochs, batch sizes, the monitor that picks the best epoch,
+    early stopping, precision and the other speed settings, the non-finite policy;
+    ``Trainer(train=...)`` takes one or a dict of its keys."""
+
     epochs: int = Field(default=30, gt=0)
     batch_size: int = Field(default=64, gt=0)
     eval_batch_size: int = Field(default=512, gt=0)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset, IterableDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset
 
+from ..arguments import check_flags, check_optional_flags
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .digests import count_seen, row_digests
@@ -93,6 +94,12 @@ def _first_input_shape(train: Dataset) -> tuple[int, ...]:
     return shape
 
 
+def _check_class_names_listed(class_names) -> None:
+    """class_names is a list of names: a string would be read letter by letter ("ab": 'a', 'b')."""
+    if class_names is not None and (isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__")):
+        raise DataError(f"class_names takes a list of names, one per class in label order, got {class_names!r}")
+
+
 @dataclass
 class DataSplits:
     train: Dataset
@@ -108,11 +115,19 @@ class DataSplits:
     def __post_init__(self):
         for name in ("train", "val", "test"):
             split = getattr(self, name)
+            if isinstance(split, DataLoader):  # the usual slip: what it loads is wanted, not the loader
+                raise DataError(f"the {name} split is a DataLoader: give DataSplits the Dataset it loads "
+                                f"({name}_loader.dataset); the run makes its own loaders, with train.batch_size")
             if isinstance(split, IterableDataset) or not hasattr(split, "__len__"):
                 # splits are counted, shuffled by index and cut into whole batches: a stream has no length
                 raise DataError(f"the {name} split is a {type(split).__name__} without a length (an "
                                 "IterableDataset, a stream): DataSplits takes map-style datasets, with __len__ and "
                                 "__getitem__; gather the samples into a list or tensors first")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) or \
+                self.num_classes < 1:
+            raise DataError(f"num_classes must be a whole number, 1 or more, got {self.num_classes!r}")
+        self.num_classes = int(self.num_classes)
+        _check_class_names_listed(self.class_names)
         if self.class_names is None:
             self.class_names = [str(c) for c in range(self.num_classes)]
         if self.input_shape is None:
@@ -167,6 +182,9 @@ class DataSplits:
         images are taken as [N, H, W, C] when their last side is 1 to 4 and their second is
         not (an RGB photo), else as [N, C, H, W]; ``channels_last`` True or False says which
         (5 or more bands, images 4 pixels high)."""
+        check_flags("from_arrays", normalize=normalize)
+        check_optional_flags("from_arrays", channels_last=channels_last)
+        _check_class_names_listed(class_names)
         xs = [to_nchw(a, name, channels_last) for a, name in ((x_train, "train"), (x_val, "val"), (x_test, "test"))]
         ys = [to_labels(a, name) for a, name in ((y_train, "train"), (y_val, "val"), (y_test, "test"))]
         shapes = {tuple(x.shape[1:]) for x in xs}
@@ -180,6 +198,8 @@ class DataSplits:
         if class_names is not None and len(class_names) < num_classes:
             raise DataError(names_not_one_per_class(class_names_from, class_names, num_classes))
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+        if stats is not None:
+            _check_stats(stats)
         if normalize:
             stats = stats or channel_stats(xs[0])
             xs = [standardize(x, stats) for x in xs]
@@ -523,6 +543,18 @@ def _warn_of_splits_on_another_scale(xs: list[torch.Tensor]) -> None:
                       f"{pairs(mean, std)} per channel where the training images have {pairs(train_mean, train_std)}:"
                       " they are stored on another scale (uint8 is divided by 255, float arrays kept as they are: "
                       "store every split alike)")
+
+
+def _check_stats(stats) -> None:
+    """from_arrays' stats: a mean and a positive std per channel (per feature of vectors; a count
+    unlike the inputs' is said by ``standardize``)."""
+    fine = isinstance(stats, dict) and all(
+        isinstance(stats.get(key), (list, tuple)) and stats[key]
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stats[key])
+        for key in ("mean", "std"))
+    if not fine or len(stats["mean"]) != len(stats["std"]) or not all(v > 0 for v in stats["std"]):
+        raise DataError(f"stats= takes {{'mean': [...], 'std': [...]}}, a finite mean and a std above 0 per channel, "
+                        f"got {stats!r}")
 
 
 def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:

@@ -27,6 +27,12 @@ class Preflight:
     def _name_classes(self, data: DataSplits) -> None:
         """Per-class metrics are named after the task's class names and run.json records the
         data's, so they must agree: a task left with numbers as names takes the data's."""
+        counted = getattr(self.task, "num_classes", None)
+        if counted is not None and counted != data.num_classes:  # metrics would be cut to the task's count
+            raise DataError(f"the task has {counted} classes but the data {data.num_classes} "
+                            f"({', '.join(map(str, data.class_names))}): build the task for the data, "
+                            f"{type(self.task).__name__}(data.num_classes, class_names=data.class_names), and every "
+                            "model with as many outputs")
         names = getattr(self.task, "class_names", None)
         if names is None or list(names) == list(data.class_names):
             return

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import torch
 
+from ..arguments import check_flags
 from ..config import SEED_LIMIT
 from ..errors import ConfigError
 
@@ -23,6 +24,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     ``Trainer`` built without ``seed=`` / ``deterministic=`` takes this call's values."""
     global _last_call
     check_seed(seed)
+    check_flags("seed_everything", deterministic=deterministic)
     _last_call = (int(seed), bool(deterministic))
     apply_seed(int(seed), deterministic)
 

@@ -18,6 +18,8 @@ import yaml
 from torch import nn
 
 from ..cohort import Cohort
+from ..arguments import (check_callbacks, check_flags, check_not_negative, check_optional_flags, check_path,
+                         check_positive)
 from ..config_diff import without_paths
 from ..config import OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
@@ -125,14 +127,18 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         if seed is not None:
             check_seed(seed)
         self.seed = last_seed if seed is None else int(seed)
+        check_flags("Trainer", overwrite=overwrite, progress=progress)
+        check_optional_flags("Trainer", deterministic=deterministic)
+        check_positive("Trainer", discriminator_lr=discriminator_lr)
+        check_not_negative("Trainer", gp_weight=gp_weight)
         self.deterministic = last_deterministic if deterministic is None else deterministic
         self.device = resolve_device(device)
-        self.run_dir_path = Path(run_dir) if run_dir is not None else None
+        self.run_dir_path = check_path("run_dir", run_dir) if run_dir is not None else None
         if self.run_dir_path is not None and self.run_dir_path.exists() and not self.run_dir_path.is_dir():
             raise RunDirError(f"run_dir '{self.run_dir_path}' is a file: give a folder for the run (new or empty)")
         self.overwrite = overwrite
         self.show_progress = progress
-        self.callbacks = list(callbacks or [])
+        self.callbacks = check_callbacks(callbacks)
         self.run_info = dict(run_info or {})
         self.config_yaml = config_yaml
         graph.bind(cohort)
@@ -342,9 +348,14 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, data: DataSplits, resume: bool = False) -> FitResult:
+        """Train the cohort on ``data``'s train split, validating each epoch and keeping the best
+        epoch's weights by ``train.monitor``, then score the test split with the last and the best
+        weights. With ``run_dir`` the run's files are written there (``resume=True`` continues a
+        stopped run from its checkpoint). Returns the history, the best epoch and the scores."""
         if not isinstance(data, DataSplits):
             raise DataError(f"fit takes DataSplits (train, val and test), got a {type(data).__name__}: "
                             "DataSplits.from_arrays(x_train, y_train, x_val, y_val, x_test, y_test) makes one")
+        check_flags("fit", resume=resume)
         self._run = None
         try:
             return self._fit(data, resume)

@@ -51,6 +51,13 @@ class AuxHead(nn.Module):
 
 
 class HeadedModel(nn.Module):
+    """A network with self-distillation heads (Be Your Own Teacher, the ``self`` preset): a small
+    classifier on the output of each of ``head_layers``, taught by the network's own output and
+    matched to ``deep_layer``'s features. Its forward returns a dict: the network's ``logits``,
+    each head's logits (``heads``) and features (``head_features``), and ``deep_layer``'s pooled
+    feature (``deep_feature``); a saved run's model is read back with or without the heads
+    (``load_cohort(..., with_heads=False)``)."""
+
     def __init__(self, base: nn.Module, head_layers: list[str], deep_layer: str, num_classes: int,
                  sample_input: torch.Tensor, owner: str = "model", check_depth: bool = True,
                  deep_from: str = "deep_layer"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..arguments import check_class_count
 from ..errors import DataError
 from ..metrics import CALIBRATION_METRICS, CLASSIFICATION_METRICS, classification_metric_names, classification_metrics
 from .augment import Augmentation
@@ -30,12 +31,18 @@ class ProbabilityMeter:
 
 
 class ClassificationTask:
+    """What a classification run trains and scores: cross-entropy (``class_weights`` per class),
+    every model's output checked to be [batch, num_classes] logits, and accuracy, balanced
+    accuracy, macro F1, AUC, ECE and Brier, with per-class precision and recall named after
+    ``class_names``. ``augment``: the augmentations applied to training batches on the device."""
+
     name = "classification"
     summary_metrics = CLASSIFICATION_METRICS + CALIBRATION_METRICS  # the console table's columns (ece, brier: lower is better)
     default_monitor = "ensemble/accuracy"
 
     def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (),
                  class_names: list[str] | None = None):
+        check_class_count("ClassificationTask", num_classes, least=1)
         self.num_classes = num_classes
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         self.class_weights = class_weights

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.segmentation import NO_FOREGROUND, has_foreground
+from ..arguments import check_class_count, check_flags
 from ..errors import DataError
 from ..segmentation_metrics import SegmentationMeter, segmentation_metric_names
 from ..losses.segmentation import soft_dice_loss
@@ -31,12 +32,19 @@ def _mask_fix(y: torch.Tensor) -> str:
 
 
 class SegmentationTask:
+    """What a dense-prediction run trains and scores: per-pixel cross-entropy (with soft Dice,
+    ``loss="ce+dice"``), every model's output checked to be [batch, classes, H, W], Dice, IoU,
+    HD95 (``hd95=False`` leaves the distance out) and pixel figures per class and overall; pixels
+    labelled 255 are ignored. ``pixel_spacing`` states HD95 in physical units."""
+
     name = "segmentation"
     default_monitor = "ensemble/dice"
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None,
                  class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (), hd95: bool = True,
                  loss: str = "ce+dice", pixel_spacing: list[float] | None = None):
+        check_class_count("SegmentationTask", num_classes, least=1)  # (1: said below, as segmentation needs 2)
+        check_flags("SegmentationTask", hd95=hd95)
         if loss not in ("ce", "ce+dice"):
             raise DataError(f"segmentation loss must be 'ce' or 'ce+dice', not '{loss}'")
         self.loss = loss

@@ -1,0 +1,88 @@
+"""Python-API arguments checked where their type hints cannot check them.
+
+A flag given as ``"no"`` or ``"false"`` is truthy, and would do the opposite of what was meant
+in silence (a teacher frozen, a finished run trained over); a callback that is not callable, or a
+path that is a number, fails only deep inside, after an epoch's training. The configs' values are
+checked by their pydantic sections; these are the Python callers'.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def check_flags(where: str, **flags: Any) -> None:
+    """Each flag must be True or False (a numpy bool too)."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigError(f"{where}: {name} must be True or False, got {value!r}")
+
+
+def check_optional_flags(where: str, **flags: Any) -> None:
+    """Each flag must be True, False or None (its default decided elsewhere)."""
+    check_flags(where, **{name: value for name, value in flags.items() if value is not None})
+
+
+def check_callbacks(callbacks: Any) -> list[Callable]:
+    """A list of callables, called as ``callback(epoch, row)`` after each epoch."""
+    if callbacks is None:
+        return []
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise ConfigError(f"callbacks= takes a list of functions called as f(epoch, metrics) after each epoch, got "
+                          f"{callbacks!r}{': put it in a list, [f]' if callable(callbacks) else ''}")
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        if not callable(callback):
+            raise ConfigError(f"callbacks= holds {callback!r}, which cannot be called: give functions called as "
+                              "f(epoch, metrics) after each epoch")
+    return callbacks
+
+
+def check_path(name: str, value: Any) -> Path:
+    """A folder or file given as a string or a path."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name}= takes a path (a string or a pathlib.Path), got {value!r}")
+    return Path(value)
+
+
+def check_positive(where: str, **numbers: Any) -> None:
+    """Each number must be finite and above 0."""
+    for name, value in numbers.items():
+        if not _finite_number(value) or value <= 0:
+            raise ConfigError(f"{where}: {name} must be a number above 0, got {value!r}")
+
+
+def check_not_negative(where: str, **numbers: Any) -> None:
+    """Each number must be finite and 0 or more."""
+    for name, value in numbers.items():
+        if not _finite_number(value) or value < 0:
+            raise ConfigError(f"{where}: {name} must be a number, 0 or more, got {value!r}")
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and bool(np.isfinite(value))
+
+
+def check_class_count(where: str, count: Any, least: int) -> None:
+    """A task's number of classes: a whole number, ``least`` or more."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < least:
+        raise ConfigError(f"{where}: num_classes must be a whole number, {least} or more, got {count!r}")
+
+
+def check_modules(modules: Any) -> None:
+    """``modules=`` of the functions reading a run back: its Python-built models by name."""
+    if modules is None:
+        return
+    from torch import nn  # (this module itself leaves torch out: the command line reads it early)
+
+    if not isinstance(modules, dict) or not all(isinstance(m, nn.Module) for m in modules.values()):
+        raise ConfigError(f"modules= takes the run's Python-built models by name, {{'student1': Net(), ...}} (new "
+                          f"instances, as built for training), got {type(modules).__name__}"
+                          + (f" {modules!r}" if not isinstance(modules, (dict, nn.Module)) else ""))
