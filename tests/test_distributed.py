@@ -122,6 +122,13 @@ def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused():
     with pytest.raises(ConfigError, match="divisible by the 2 processes") as refused:
         TensorBatches(numbered(20), 7, CPU, shuffle=True, generator=torch.Generator(), shard=(0, 2))
     assert refused.value.said_alike == str(refused.value)  # every process finds it: said once per node
+    # a split too small to share, or a last training batch that does not divide: said once too
+    with pytest.raises(ConfigError, match="a split of 1 samples cannot be shared by 2 processes") as refused:
+        TensorBatches(numbered(1), 2, CPU, shuffle=False, shard=(0, 2))
+    assert refused.value.said_alike == str(refused.value)
+    with pytest.raises(ConfigError, match="the training split's last batch of 5 samples cannot be shared") as refused:
+        TensorBatches(numbered(13), 8, CPU, shuffle=True, generator=torch.Generator(), shard=(0, 2))
+    assert refused.value.said_alike == str(refused.value)
 
 
 def _evaluate_in_shares(cohort, task, data, world=2):

@@ -96,7 +96,7 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys
     before = open(f"{run}/run.json").read()
     assert main(["train", "--resume", run, "--quiet"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "differs from the config the run was trained with (optim.lr: 0.003 in the run, 0.1 now; " \
+    assert "differs from the config the checkpoint was trained with (optim.lr: 0.003 in the run, 0.1 now; " \
            "train.epochs: 3 in the run, 5 now)" in err, err
     assert open(f"{run}/run.json").read() == before, "a refused resume writes nothing"
     open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))
@@ -105,6 +105,21 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys
     open(f"{run}/config.yaml", "w").write(yaml.safe_dump(edited))
     assert main(["train", "--resume", run, "--quiet"]) == 2
     assert "has finished: nothing to resume" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_config_cannot_be_read_resumes_with_a_warning(tmp_path, capsys):
+    # (a run of an older version whose config no longer reads) it resumed as its checkpoint left it,
+    # unchecked and unsaid: another run's checkpoint put in its place went on in silence
+    from peerdistill.engine.resume import load_resume_state, save_resume_state
+
+    run = killed_after_second_epoch(small(tmp_path, "u"))
+    checkpoint = Path(run) / "checkpoints" / "last.pt"
+    state = load_resume_state(checkpoint)
+    save_resume_state(checkpoint, {**state, "config": "seed: [not closed"})
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the config saved in the run's checkpoint cannot be read today" in err, err
+    assert "the run resumes as its checkpoint left it" in err
 
 
 def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path, capsys):

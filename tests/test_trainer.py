@@ -1,6 +1,7 @@
 """The training loop's correctness rules, on tiny in-memory data."""
 
 import copy
+import dataclasses
 import math
 import os
 from dataclasses import replace
@@ -204,6 +205,12 @@ def test_non_finite_loss_is_caught_named_and_handled(tiny_data, tmp_path, policy
 
         saved = load_file(tmp_path / "r" / "models" / "student2.safetensors")
         assert all(torch.isfinite(v).all() for v in saved.values())  # the last good weights
+        # how to go on skipping: a config run resumes; under torchrun on as many processes again
+        (tmp_path / "r" / "config.yaml").write_text("{}")
+        assert t._skip_advice().endswith(f"continue with peerdistill train --resume {tmp_path / 'r'}")
+        t.world = dataclasses.replace(t.world, joined=True, size=2)
+        assert t._skip_advice().endswith(f"continue with torchrun ... -m peerdistill train --resume {tmp_path / 'r'} "
+                                         "on 2 processes again")
     else:
         before = copy.deepcopy(bad.net.state_dict())
         from peerdistill.errors import NonFiniteStepsWarning

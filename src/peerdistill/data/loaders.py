@@ -49,14 +49,14 @@ class _OrderedBatches:
         _check_shard(batch_size, shard, training=shuffle)
         if n < shard[1]:
             raise ConfigError(f"a split of {n} samples cannot be shared by {shard[1]} processes: every process "
-                              "needs at least one; use fewer processes or more data")
+                              "needs at least one; use fewer processes or more data").found_by_every_process()
         self.n, self.batch_size, self.shuffle, self.generator = n, batch_size, shuffle, generator
         self.drop_last, self.shard = drop_last, shard
         last = batch_size if drop_last else n - (len(self) - 1) * batch_size
         if shuffle and last % shard[1]:  # DDP averages per-process means: equal shares or a different loss
             raise ConfigError(f"the training split's last batch of {last} samples cannot be shared equally by "
                               f"{shard[1]} processes; use a train.batch_size smaller than the split, or a number "
-                              f"of processes that divides {last}")
+                              f"of processes that divides {last}").found_by_every_process()
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)

@@ -22,7 +22,7 @@ from ..data import DataSplits
 from ..data.digests import digests_path, digests_record
 from ..data.image_profile import image_profile
 from ..data.splits import TensorData
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, warn_user
 from ..json_files import read_json
 from ..models.heads import HeadedModel
 from ..run_files import METRICS_FILE, RUN_FILE
@@ -210,13 +210,17 @@ class RunRecords:
             before = as_read(read_saved_config(yaml.safe_load(saved), "the checkpoint's config"))
             # keys no term reads count at their defaults: a run saved with one resumes without it
             now = as_read(read_saved_config(yaml.safe_load(self.config_yaml), "the config"))
-        except (ConfigError, yaml.YAMLError):
-            return  # written by a version whose config no longer reads: nothing to compare
+        except (ConfigError, yaml.YAMLError) as exc:  # written by a version whose config no longer reads
+            warn_user(f"the config saved in the run's checkpoint cannot be read today ({str(exc).splitlines()[0]}), so "
+                      f"it is not compared with '{self.run_dir_path / 'config.yaml'}': the run resumes as its "
+                      "checkpoint left it")
+            return
         changed = differences(what_is_trained(before), what_is_trained(now))
         if changed:
-            raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the run was trained "
-                                  f"with ({summary(changed)}): set it back to resume, or train a new run with the "
-                                  "new config")
+            raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the checkpoint was "
+                                  f"trained with ({summary(changed)}): the config was edited, or the checkpoint is "
+                                  "another run's; set the config back (or put back the run's own checkpoint) to "
+                                  "resume, or train a new run with the new config")
 
     def _frozen_digests(self) -> dict[str, str]:
         """A digest of each frozen model's weights (computed once: they never change)."""

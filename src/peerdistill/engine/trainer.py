@@ -599,8 +599,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         run = self.run_dir_path
         if self._saved_checkpoint() is None or not (run / "config.yaml").exists():
             return "set train.nonfinite=skip to skip such steps"  # (a run of the Python API has no config.yaml)
+        # under torchrun, resumed on as many processes (one process would draw other batches)
+        again = (f"torchrun ... -m peerdistill train --resume {run} on {self.world.size} processes again"
+                 if self.world.distributed else f"peerdistill train --resume {run}")
         return (f"skip such steps from the last checkpoint on: set train.nonfinite: skip in '{run / 'config.yaml'}' "
-                f"and continue with peerdistill train --resume {run}")
+                f"and continue with {again}")
 
     def _checkpoint_due(self, steps_done: int) -> bool:
         ts = self.train_spec
