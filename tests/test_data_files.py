@@ -86,7 +86,7 @@ def test_csv_and_tsv_of_paths_and_labels(tmp_path):
         build_data(DataSpec(kind="csv", root=str(tmp_path / "binary.csv")))
     quoted = "".join(f'img/{c}/{i}.png,"{c}\n' for c in "xy" for i in range(6))  # an opening quote never closed
     (tmp_path / "quoted.csv").write_text("path,label\n" + quoted)
-    with pytest.raises(DataError, match="row 1: a path or label field spans several lines"):
+    with pytest.raises(DataError, match="line 2: a path or label field spans several lines"):
         build_data(DataSpec(kind="csv", root=str(tmp_path / "quoted.csv")))
 
 

@@ -59,12 +59,16 @@ def test_export_errors(digits_run, capsys):
     assert "export it as onnx" in capsys.readouterr().err
 
 
-def test_tolerance_failure_keeps_nothing(digits_run):
+def test_tolerance_failure_keeps_nothing(digits_run, monkeypatch):
+    from peerdistill.errors import ConfigError
     from peerdistill.export import ExportError
 
-    with pytest.raises(ExportError, match="differs from PyTorch by up to"):
-        export_run(digits_run, model="student1", out=digits_run / "strict.onnx", tolerance=-1.0)
+    monkeypatch.setattr("peerdistill.export.onnx_parity", lambda *args, **kwargs: 0.5)  # a file that computes otherwise
+    with pytest.raises(ExportError, match=r"differs from PyTorch by up to 0.5 \(tolerance 0.0001\); it was not written"):
+        export_run(digits_run, model="student1", out=digits_run / "strict.onnx")
     assert not (digits_run / "strict.onnx").exists()
+    with pytest.raises(ConfigError, match="tolerance must be a number above 0, got -1.0"):  # not a parity failure
+        export_run(digits_run, model="student1", out=digits_run / "strict.onnx", tolerance=-1.0)
 
 
 def test_segmentation_model_with_dynamic_height_and_width(tmp_path):
