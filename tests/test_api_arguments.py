@@ -630,8 +630,10 @@ def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
         Trainer(cohort, [], ClassificationTask(3), discriminator_lr=-1)
     with pytest.raises(ConfigError, match="from_modules: frozen_teacher=True but no teacher is given"):
         Cohort.from_modules([_net()], frozen_teacher=True)
-    with pytest.raises(ConfigError, match=r"modules= takes the run's Python-built models by name"):
+    with pytest.raises(ConfigError, match=r"modules= takes the run's Python-built models by name, .*; got a Sequential"):
         evaluate_run(tmp_path, modules=_net())
+    with pytest.raises(ConfigError, match=r"modules\['student1'\] is a str, not a torch.nn.Module"):
+        evaluate_run(tmp_path, modules={"student1": "SmallCNN"})
     with pytest.raises(ConfigError, match=r"calibration=5 sets the int8 quantization, and nothing is quantized"):
         export_run(tmp_path, calibration=5)
     with pytest.raises(ConfigError, match="export_run: tolerance must be a number above 0, got -1"):

@@ -9,7 +9,7 @@ checked by their pydantic sections; these are the Python callers'.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,11 @@ def check_modules(modules: Any) -> None:
         return
     from torch import nn  # (this module itself leaves torch out: the command line reads it early)
 
-    if not isinstance(modules, dict) or not all(isinstance(m, nn.Module) for m in modules.values()):
-        raise ConfigError(f"modules= takes the run's Python-built models by name, {{'student1': Net(), ...}} (new "
-                          f"instances, as built for training), got {type(modules).__name__}"
-                          + (f" {modules!r}" if not isinstance(modules, (dict, nn.Module)) else ""))
+    fix = "{'student1': Net(), ...}: new instances, as built for training"
+    if not isinstance(modules, (Mapping, nn.ModuleDict)):
+        raise ConfigError(f"modules= takes the run's Python-built models by name, {fix}; got a "
+                          f"{type(modules).__name__}")
+    for name, module in modules.items():
+        if not isinstance(module, nn.Module):
+            raise ConfigError(f"modules['{name}'] is a {type(module).__name__}, not a torch.nn.Module: give the "
+                              f"run's Python-built models by name, {fix}")
