@@ -628,6 +628,10 @@ def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
         Trainer(cohort, [], ClassificationTask(3), run_dir=5)
     with pytest.raises(ConfigError, match="Trainer: discriminator_lr must be a number above 0, got -1"):
         Trainer(cohort, [], ClassificationTask(3), discriminator_lr=-1)
+    # read by a holistic edge's discriminator alone: without one they would change nothing, in silence
+    with pytest.raises(ConfigError, match=r"Trainer: discriminator_lr=0.001, gp_weight=5.0 set the discriminator of a "
+                                          r"holistic \(adversarial\) edge, and the graph has none"):
+        Trainer(cohort, [], ClassificationTask(3), discriminator_lr=1e-3, gp_weight=5.0)
     with pytest.raises(ConfigError, match="from_modules: frozen_teacher=True but no teacher is given"):
         Cohort.from_modules([_net()], frozen_teacher=True)
     with pytest.raises(ConfigError, match=r"modules= takes the run's Python-built models by name, .*; got a Sequential"):

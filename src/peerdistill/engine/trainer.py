@@ -21,7 +21,7 @@ from ..cohort import Cohort
 from ..arguments import (check_callbacks, check_flags, check_not_negative, check_optional_flags, check_path,
                          check_positive)
 from ..config_diff import without_paths
-from ..config import OptimSpec, TrainSpec
+from ..config import DistillSpec, OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..data.splits import channel_stats, check_names_fit_labels
@@ -65,6 +65,26 @@ class FitResult:
     monitor_undefined: bool = False  # the monitor was n/a in every epoch: the last epoch stands in
 
 
+# The holistic (adversarial) term's discriminator: its learning rate and WGAN gradient penalty,
+# as a config's distill section defaults them.
+DISCRIMINATOR_LR = DistillSpec.model_fields["discriminator_lr"].default
+GP_WEIGHT = DistillSpec.model_fields["gp_weight"].default
+
+
+def _check_discriminator_settings(graph: KnowledgeGraph, discriminator_lr: float, gp_weight: float) -> None:
+    """The discriminator's settings are read only by a holistic edge: set without one, they would
+    change nothing, in silence (a config's are refused alike)."""
+    check_positive("Trainer", discriminator_lr=discriminator_lr)
+    check_not_negative("Trainer", gp_weight=gp_weight)
+    unread = [f"{name}={value!r}" for name, value, default in (
+        ("discriminator_lr", discriminator_lr, DISCRIMINATOR_LR), ("gp_weight", gp_weight, GP_WEIGHT))
+        if value != default]
+    if unread and not any(edge.kind == "holistic" for edge in graph.edges):
+        raise ConfigError(f"Trainer: {', '.join(unread)} set{'s' if len(unread) == 1 else ''} the discriminator of a "
+                          "holistic (adversarial) edge, and the graph has none: drop "
+                          f"{'it' if len(unread) == 1 else 'them'}, or add an Edge(..., kind='holistic')")
+
+
 class Trainer(RunRecords, Preflight, RunnerSetup):
     """Trains every non-frozen member of a cohort together on the losses of a knowledge graph.
 
@@ -93,8 +113,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         callbacks: list[Callable[[int, dict[str, Any]], None]] | None = None,
         run_info: dict[str, Any] | None = None,
         config_yaml: str | None = None,
-        discriminator_lr: float = 1e-4,
-        gp_weight: float = 10.0,
+        discriminator_lr: float = DISCRIMINATOR_LR,
+        gp_weight: float = GP_WEIGHT,
         patches: dict[str, Any] | None = None,
     ):
         if not isinstance(cohort, Cohort):
@@ -114,6 +134,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                               f"'self' preset), which are for classification: their classifiers pool features to one "
                               f"class vector, not the maps {task.name} needs; give the bare model")
         self.cohort, self.graph, self.task = cohort, graph, task
+        _check_discriminator_settings(graph, discriminator_lr, gp_weight)
         # the sections as a config gives them: a spec, or a dict of its keys
         self.train_spec = TrainSpec(**train) if isinstance(train, dict) else train or TrainSpec()
         self.optim_spec = OptimSpec(**optim) if isinstance(optim, dict) else optim or OptimSpec()
@@ -129,8 +150,6 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self.seed = last_seed if seed is None else int(seed)
         check_flags("Trainer", overwrite=overwrite, progress=progress)
         check_optional_flags("Trainer", deterministic=deterministic)
-        check_positive("Trainer", discriminator_lr=discriminator_lr)
-        check_not_negative("Trainer", gp_weight=gp_weight)
         self.deterministic = last_deterministic if deterministic is None else deterministic
         self.device = resolve_device(device)
         self.run_dir_path = check_path("run_dir", run_dir) if run_dir is not None else None
