@@ -640,7 +640,7 @@ def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
         evaluate_run(tmp_path, modules={"student1": "SmallCNN"})
     with pytest.raises(ConfigError, match=r"calibration=5 sets the int8 quantization, and nothing is quantized"):
         export_run(tmp_path, calibration=5)
-    with pytest.raises(ConfigError, match="export_run: tolerance must be a number above 0, got -1"):
+    with pytest.raises(ConfigError, match="export_run: tolerance must be a number, 0 or more, got -1"):
         export_run(tmp_path, tolerance=-1)
 
 
@@ -656,3 +656,33 @@ def test_a_task_of_another_class_count_than_the_data_is_refused_before_training(
     with pytest.raises(DataError, match=r"the task has 3 classes but the data 2 \(0, 1\): build the task for the "
                                         r"data, ClassificationTask\(data.num_classes, class_names=data.class_names\)"):
         trainer.fit(data)
+
+
+def test_numpy_and_tensor_values_of_the_right_kind_are_taken(tmp_path):
+    # numpy bools and statistics, 0/1 flags, a count computed as labels.max() + 1: taken as meant,
+    # and kept as Python values (a numpy bool is no JSON: run.json could not be written)
+    x, y = _arrays()
+    cohort = Cohort.from_modules([_net()], teacher=_net(), frozen_teacher=np.bool_(False))
+    assert cohort["teacher"].frozen is False
+    trainer = Trainer(cohort, [], ClassificationTask(torch.tensor(y).max() + 1), overwrite=0, progress=np.bool_(False),
+                      deterministic=np.bool_(True), train=TrainSpec(epochs=1, batch_size=12),
+                      run_dir=tmp_path / "r", seed=0)
+    assert (trainer.overwrite, trainer.show_progress, trainer.deterministic) == (False, False, True)
+    assert trainer.task.num_classes == 3 and type(trainer.task.num_classes) is int
+    mean, std = x[:36].mean(), x[:36].std()
+    data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:],
+                                  stats={"mean": np.array([mean]), "std": [np.float32(std)]}, normalize=1)
+    assert data.stats == {"mean": [pytest.approx(float(mean))], "std": [pytest.approx(float(std))]}
+    trainer.fit(data)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"
+
+
+def test_compare_refuses_a_flag_given_as_a_word_before_anything_trains(tmp_path):
+    # overwrite="no" retrained every finished run in silence
+    from peerdistill.compare import compare
+
+    tree = {"name": "c", "out_dir": str(tmp_path), "train": {"epochs": 1}}
+    for flag in ("overwrite", "progress", "dry_run", "temperature_scaling", "by_name"):
+        with pytest.raises(ConfigError, match=f"compare: {flag} must be True or False, got 'no'"):
+            compare(tree, ["kd"], 1, **{flag: "no"})
+    assert not any(tmp_path.iterdir())

@@ -271,8 +271,14 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert saved["ensemble"] == "wbf" and saved["ensemble_iou"] == 0.7
     assert main(["eval", str(run), "detect.max_detections=1", "detect.ensemble=nmw", "detect.wbf_iou=0.5",
                  "--json"]) == 0
-    one = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    one = json.loads(printed.out)
     assert all(one[m]["ar10"] == one[m]["ar1"] for m in one) and one["student1"]["ap"] <= scores["student1"]["ap"]
+    # said beside the figures, which are not the run's own decoding's
+    assert ("boxes decoded with detect.max_detections=1, detect.ensemble=nmw, detect.wbf_iou=0.5"
+            in " ".join(printed.err.split()))
+    assert main(["eval", str(run), "detect.ensemble=nmw"]) == 0
+    assert "samples), boxes decoded with detect.ensemble=nmw" in " ".join(capsys.readouterr().out.split())
     from peerdistill.runs import evaluate_run
 
     direct = evaluate_run(run, decoding={"max_detections": 1, "ensemble": "nmw", "ensemble_iou": 0.5})

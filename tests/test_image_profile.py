@@ -69,13 +69,17 @@ def test_an_image_far_outside_the_training_intensities_is_found_image_by_image()
     from peerdistill.data.image_profile import far_outside_training
 
     stats = {"mean": [0.5], "std": [0.25]}
-    # by hand: 20 stds away; a 20th of one at a level over one std away (either side); the same at
-    # the training level (a blank tile) or a level one std away; constant
-    means = np.array([[0.4], [0.5 + 20 * 0.25 + 1e-6], [0.5 - 0.25 - 1e-6], [0.5 + 0.25 + 1e-6], [0.5], [0.75],
+    # by hand: 20 stds away; a 20th of one at a level over half a std away (either side); the same
+    # at the training level (a blank tile) or half a std away; constant
+    means = np.array([[0.4], [0.5 + 20 * 0.25 + 1e-6], [0.5 - 0.125 - 1e-6], [0.5 + 0.125 + 1e-6], [0.5], [0.625],
                       [0.0]])
     spreads = np.array([[0.9], [0.9]] + [[0.25 / 20 - 1e-6]] * 4 + [[0.0]])
     assert far_outside_training(means, spreads, stats).tolist() == [False, True, True, True, False, False, False]
     assert far_outside_training(means[:, [0, 0, 0]], spreads[:, [0, 0, 0]], stats).tolist() == [False] * 7  # 3 channels
+    # 8-bit values divided by 65535 against dark training images (digits: mean 0.305, std 0.376)
+    digits = {"mean": [0.305], "std": [0.376]}
+    sixteen = np.random.default_rng(0).uniform(0, 1, 64) * 255 / 65535
+    assert far_outside_training(np.array([[sixteen.mean()]]), np.array([[np.ptp(sixteen)]]), digits).tolist() == [True]
 
 
 def test_each_image_unlike_the_training_images_is_named_once_by_the_first_rule_it_meets():

@@ -185,8 +185,11 @@ def test_a_zoo_model_too_large_to_train_is_refused_before_it_takes_memory():
         build_model("resnet", {"blocks": [2] * 10}, 1, 2)  # the size args it was given, whichever the arch
     # arguments that are no size (a block's kind, a stem, strides) are not asked to be lowered
     with pytest.raises(ConfigError, match=r"lower width \(the first level's channels, doubled at each level or "
-                                          r"stage after it\)$"):
+                                          r"stage after it\); block \(bottleneck blocks are four times as wide as "
+                                          r"basic ones\)$"):
         build_model("resnet", {"width": 4096, "block": "bottleneck", "stem": "imagenet"}, 3, 2)
+    with pytest.raises(ConfigError, match=r"lower reg_max \(the bins of each box side's distribution\)$"):
+        build_model("detector", {"reg_max": 10_000_000}, 3, 2)
     with pytest.raises(ConfigError, match=r"lower width \([^)]*\)$"):
         build_model("detector", {"width": 4096, "strides": [8, 16, 32]}, 3, 2)
 

@@ -8,6 +8,7 @@ checked by their pydantic sections; these are the Python callers'.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,9 +20,9 @@ from .errors import ConfigError
 
 
 def check_flags(where: str, **flags: Any) -> None:
-    """Each flag must be True or False (a numpy bool too)."""
+    """Each flag must be True or False (a numpy bool, or 0 and 1, too: callers keep ``bool(flag)``)."""
     for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
+        if not (isinstance(value, (bool, np.bool_)) or (type(value) is int and value in (0, 1))):
             raise ConfigError(f"{where}: {name} must be True or False, got {value!r}")
 
 
@@ -70,10 +71,23 @@ def _finite_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and bool(np.isfinite(value))
 
 
-def check_class_count(where: str, count: Any, least: int) -> None:
-    """A task's number of classes: a whole number, ``least`` or more."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < least:
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (a numpy integer, a 0-d integer tensor:
+    ``labels.max() + 1``), else None; a bool is no count."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def check_class_count(where: str, count: Any, least: int) -> int:
+    """A task's number of classes: a whole number, ``least`` or more; returned as an int."""
+    whole = whole_number(count)
+    if whole is None or whole < least:
         raise ConfigError(f"{where}: num_classes must be a whole number, {least} or more, got {count!r}")
+    return whole
 
 
 def check_modules(modules: Any) -> None:

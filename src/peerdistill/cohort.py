@@ -50,6 +50,7 @@ class Member:
         if self.role not in ("teacher", "student"):
             raise ConfigError(f"model '{self.name}' has role {self.role!r}: a member is a 'teacher' or a 'student'")
         check_flags(f"model '{self.name}'", frozen=self.frozen)
+        self.frozen = bool(self.frozen)  # (a numpy bool is no JSON)
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"model '{self.name}' has learning rate {self.lr!r}: give a positive number, or None "
                               "for the optimizer's")

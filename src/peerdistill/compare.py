@@ -15,6 +15,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from .arguments import check_flags
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
                               mark_for_replacement, plan_runs, plan_table, run_all, settings_of)
@@ -99,6 +100,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     ``baseline`` (a setting's label; default ``independent`` when compared, else the first
     setting): every other setting's runs minus the baseline's of the same seed (and fold), with
     a 95% confidence interval (``paired.py``), in compare.md, differences.csv and on the console."""
+    check_flags("compare", overwrite=overwrite, progress=progress, dry_run=dry_run,
+                temperature_scaling=temperature_scaling, by_name=by_name)
     rule = _checked_options(presets, seeds, jobs, folds, operating_point)
     configs = [configs] if isinstance(configs, dict) else list(configs)
     if not configs:
@@ -232,11 +235,12 @@ def _scored_runs(plans, results: list[dict[str, Any]], directory: Path, rule, te
     runs = [{"setting": plan.label, "seed": plan.cfg.seed, "fold": plan.fold, "run": plan.run_dir.name,
              "metrics": metrics} for plan, metrics in zip(plans, results)]
     own_archs = {m.arch for plan in plans for m in (plan.cfg.teacher, *plan.cfg.teachers, *plan.cfg.students) if m}
-    for run in runs:
-        if rule is not None or temperature_scaling:
+    if rule is not None or temperature_scaling:
+        for run in runs:
             run["metrics"] = _with_chosen_on_val(run["metrics"], directory / run["run"], rule, temperature_scaling,
                                                  own_archs)
-        if tta is not None:
+    if tta is not None:
+        for run in runs:
             run["metrics"] = _with_flips(run["metrics"], directory / run["run"], tta, own_archs)
     return runs
 

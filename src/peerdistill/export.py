@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .arguments import check_flags, check_positive
+from .arguments import check_flags, check_not_negative
 from .cohort import as_logits
 from .data import build_data
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
@@ -390,7 +390,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
     check_flags("export_run", temperature_scaling=temperature_scaling)
-    check_positive("export_run", tolerance=tolerance)
+    check_not_negative("export_run", tolerance=tolerance)
     _check_quantize(quantize, fmt, calibration, min_agreement)
     if tta and fmt != "onnx":
         raise ConfigError("--tta puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")

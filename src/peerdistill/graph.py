@@ -304,9 +304,7 @@ class KnowledgeGraph:
         names = [e.name for e in self.edges]
         if len(set(names)) != len(names):
             raise ConfigError(f"duplicate knowledge edges: {sorted({n for n in names if names.count(n) > 1})}")
-        for e in self.edges:
-            if e.kind not in LOGIT_KINDS + FEATURE_KINDS:
-                raise ConfigError(f"edge {e.source} -> {e.target}: unknown kind '{e.kind}'")
+        for e in self.edges:  # (an unknown kind is refused as the Edge is made)
             if e.kind in FEATURE_KINDS and (not e.source_layer or not e.target_layer):
                 raise ConfigError(f"feature edge {e.source} -> {e.target} ({e.kind}) needs source_layer and target_layer")
             if (e.source_layer is None) != (e.target_layer is None):

@@ -20,7 +20,8 @@ from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_availabl
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
-    decoding = _decoding(o for o in ns.overrides if o.startswith("detect."))
+    decoding_overrides = [o for o in ns.overrides if o.startswith("detect.")]
+    decoding = _decoding(decoding_overrides)
     data_spec = _data_spec(ns, data_overrides) if ns.data or data_overrides else None
     # torch comes with these: only once the overrides are checked
     from ..engine.artifacts import jsonable
@@ -36,9 +37,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             if ns.tta else scores
         print(json.dumps(jsonable(printed), indent=2, allow_nan=False))  # NaN is not JSON: null
         # how much was scored, as the table's title says: on stderr, the JSON holding only figures
-        err_console.print(f"{ns.split} split: {scores.samples:,} samples", highlight=False, soft_wrap=True)
+        err_console.print(f"{ns.split} split: {scores.samples:,} samples{_decoded_with(decoding_overrides)}",
+                          highlight=False, soft_wrap=True)
     else:
-        _show_tables(ns, scores, data_overrides, data_spec)
+        _show_tables(ns, scores, data_overrides, data_spec, decoding_overrides)
     if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
     if ns.save_images:
@@ -87,7 +89,13 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
         raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
 
 
-def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data_spec: DataSpec | None) -> None:
+def _decoded_with(decoding_overrides: list[str]) -> str:
+    """What a title adds when boxes were decoded otherwise than the run decodes them."""
+    return f", boxes decoded with {', '.join(decoding_overrides)}" if decoding_overrides else ""
+
+
+def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data_spec: DataSpec | None,
+                 decoding_overrides: list[str]) -> None:
     """eval's tables on the console, titled with the data scored, and the notes under them."""
     from ..report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
                           results_table)
@@ -98,7 +106,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
     of = f"--data {ns.data}" if ns.data else ", ".join(data_overrides) if data_overrides else "the run's data"
     count = scores.samples
     title = (f"{ns.run_dir}: {ns.split} split of {of} ({count:,} samples)"
-             + (f", test-time {ns.tta}" if ns.tta else ""))
+             + (f", test-time {ns.tta}" if ns.tta else "") + _decoded_with(decoding_overrides))
     summary = task_for(meta).summary_metrics
 
     def show(table):  # figures whole, even in a narrow terminal

@@ -320,7 +320,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     listed, name_of = _coco_categories(data, source)
     images = _coco_images(data, source)
     bad = _BadBoxes(bad_boxes, source)
-    kept, from_polygons, annotated = _coco_boxes(data, images, {c["id"] for c in listed}, listed, bad, source)
+    kept, from_polygons, annotated = _coco_boxes(data, images, listed, bad, source)
     if from_polygons:
         warn_user(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
                   "polygon 'segmentation'")
@@ -401,12 +401,13 @@ def _coco_images(data: dict, source: str) -> dict:
     return images
 
 
-def _coco_boxes(data: dict, images: dict, category_ids: set, listed: list[dict], bad: "_BadBoxes",
+def _coco_boxes(data: dict, images: dict, listed: list[dict], bad: "_BadBoxes",
                 source: str) -> tuple[list[tuple], int, set]:
     """A COCO file's ``annotations`` checked (unique ids, known images and categories, a box or a
     polygon each): the boxes kept, as (image id, category id, box in the JSON's pixels, the JSON's
     image size, crowd), bad ones counted in ``bad``; how many boxes came from polygons; the ids of
     the images annotated."""
+    category_ids = {c["id"] for c in listed}
     kept = []  # (image id, category id, box in the JSON's pixels, the JSON's image size, crowd)
     annotation_ids, from_polygons, annotated = set(), 0, set()
     for ann in data.get("annotations") or []:

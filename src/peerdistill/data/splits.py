@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset
 
-from ..arguments import check_flags, check_optional_flags
+from ..arguments import check_flags, check_optional_flags, whole_number
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .digests import count_seen, row_digests
@@ -123,10 +123,10 @@ class DataSplits:
                 raise DataError(f"the {name} split is a {type(split).__name__} without a length (an "
                                 "IterableDataset, a stream): DataSplits takes map-style datasets, with __len__ and "
                                 "__getitem__; gather the samples into a list or tensors first")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) or \
-                self.num_classes < 1:
+        count = whole_number(self.num_classes)
+        if count is None or count < 1:
             raise DataError(f"num_classes must be a whole number, 1 or more, got {self.num_classes!r}")
-        self.num_classes = int(self.num_classes)
+        self.num_classes = count
         _check_class_names_listed(self.class_names)
         if self.class_names is None:
             self.class_names = [str(c) for c in range(self.num_classes)]
@@ -199,7 +199,7 @@ class DataSplits:
             raise DataError(names_not_one_per_class(class_names_from, class_names, num_classes))
         names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
         if stats is not None:
-            _check_stats(stats)
+            stats = _checked_stats(stats)
         if normalize:
             stats = stats or channel_stats(xs[0])
             xs = [standardize(x, stats) for x in xs]
@@ -545,16 +545,20 @@ def _warn_of_splits_on_another_scale(xs: list[torch.Tensor]) -> None:
                       "store every split alike)")
 
 
-def _check_stats(stats) -> None:
-    """from_arrays' stats: a mean and a positive std per channel (per feature of vectors; a count
-    unlike the inputs' is said by ``standardize``)."""
-    fine = isinstance(stats, dict) and all(
-        isinstance(stats.get(key), (list, tuple)) and stats[key]
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stats[key])
-        for key in ("mean", "std"))
-    if not fine or len(stats["mean"]) != len(stats["std"]) or not all(v > 0 for v in stats["std"]):
+def _checked_stats(stats) -> dict[str, list[float]]:
+    """from_arrays' stats as lists of floats (numpy arrays and numbers too): a finite mean and a
+    std above 0 per channel (per feature of vectors; a count unlike the inputs' is said by
+    ``standardize``)."""
+    try:
+        checked = {key: [float(v) for v in np.asarray(stats[key], dtype=np.float64).reshape(-1)]
+                   for key in ("mean", "std")}
+    except (TypeError, KeyError, IndexError, ValueError):
+        checked = None
+    if checked is None or not checked["mean"] or len(checked["mean"]) != len(checked["std"]) or \
+            not all(math.isfinite(v) for v in checked["mean"] + checked["std"]) or min(checked["std"]) <= 0:
         raise DataError(f"stats= takes {{'mean': [...], 'std': [...]}}, a finite mean and a std above 0 per channel, "
                         f"got {stats!r}")
+    return checked
 
 
 def channel_stats(x: torch.Tensor) -> dict[str, list[float]]:

@@ -29,10 +29,12 @@ class Preflight:
         data's, so they must agree: a task left with numbers as names takes the data's."""
         counted = getattr(self.task, "num_classes", None)
         if counted is not None and counted != data.num_classes:  # metrics would be cut to the task's count
+            fix = ("build the detectors (and the task from their head layout) for the data's classes"
+                   if getattr(self.task, "name", "") == "detection" else
+                   f"build the task for the data, {type(self.task).__name__}(data.num_classes, "
+                   "class_names=data.class_names), and every model with as many outputs")
             raise DataError(f"the task has {counted} classes but the data {data.num_classes} "
-                            f"({', '.join(map(str, data.class_names))}): build the task for the data, "
-                            f"{type(self.task).__name__}(data.num_classes, class_names=data.class_names), and every "
-                            "model with as many outputs")
+                            f"({first_few(list(map(str, data.class_names)), 10)}): {fix}")
         names = getattr(self.task, "class_names", None)
         if names is None or list(names) == list(data.class_names):
             return

@@ -150,13 +150,13 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self.seed = last_seed if seed is None else int(seed)
         check_flags("Trainer", overwrite=overwrite, progress=progress)
         check_optional_flags("Trainer", deterministic=deterministic)
-        self.deterministic = last_deterministic if deterministic is None else deterministic
+        self.deterministic = last_deterministic if deterministic is None else bool(deterministic)
         self.device = resolve_device(device)
         self.run_dir_path = check_path("run_dir", run_dir) if run_dir is not None else None
         if self.run_dir_path is not None and self.run_dir_path.exists() and not self.run_dir_path.is_dir():
             raise RunDirError(f"run_dir '{self.run_dir_path}' is a file: give a folder for the run (new or empty)")
-        self.overwrite = overwrite
-        self.show_progress = progress
+        self.overwrite = bool(overwrite)
+        self.show_progress = bool(progress)
         self.callbacks = check_callbacks(callbacks)
         self.run_info = dict(run_info or {})
         self.config_yaml = config_yaml
@@ -375,6 +375,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             raise DataError(f"fit takes DataSplits (train, val and test), got a {type(data).__name__}: "
                             "DataSplits.from_arrays(x_train, y_train, x_val, y_val, x_test, y_test) makes one")
         check_flags("fit", resume=resume)
+        resume = bool(resume)
         self._run = None
         try:
             return self._fit(data, resume)

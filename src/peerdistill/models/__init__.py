@@ -195,7 +195,9 @@ ZOO_PARAMETER_LIMIT = 1_000_000_000
 SIZE_ARGS = {"width": "the first level's channels, doubled at each level or stage after it",
              "depth": "the levels (cnn, unet) or the layers of each stage (detector)",
              "blocks": "the stages, each doubling the channels, and the blocks of each",
-             "head_convs": "the convolutions of each head"}
+             "block": "bottleneck blocks are four times as wide as basic ones",
+             "head_convs": "the convolutions of each head",
+             "reg_max": "the bins of each box side's distribution"}
 
 
 def _check_zoo_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], who: str) -> None:
@@ -214,8 +216,10 @@ def _check_zoo_size(factory: Callable[..., nn.Module], kwargs: dict[str, Any], w
     if count > ZOO_PARAMETER_LIMIT:
         size = "more parameters than a tensor can hold" if math.isinf(count) else f"{count:,} parameters"
         given = [f"{k} ({SIZE_ARGS[k]})" for k in kwargs if k in SIZE_ARGS]
+        if not given:  # the data's class count (a detector's head per class)
+            given = [f"{k} ({v:,})" for k, v in kwargs.items() if k == "num_classes"]
         raise ConfigError(f"{who} with args {kwargs} would have {size} (the zoo's limit: {ZOO_PARAMETER_LIMIT:,}): "
-                          f"lower {'; '.join(given) if given else 'width'}")
+                          f"lower {'; '.join(given) if given else 'its size arguments'}")
 
 
 def _rejects(factory: Callable[..., nn.Module], kwargs: dict[str, Any], open_ended: bool) -> bool:

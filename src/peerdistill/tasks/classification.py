@@ -42,7 +42,7 @@ class ClassificationTask:
 
     def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (),
                  class_names: list[str] | None = None):
-        check_class_count("ClassificationTask", num_classes, least=1)
+        num_classes = check_class_count("ClassificationTask", num_classes, least=1)
         self.num_classes = num_classes
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         self.class_weights = class_weights

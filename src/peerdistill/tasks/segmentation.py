@@ -43,7 +43,7 @@ class SegmentationTask:
     def __init__(self, num_classes: int, class_names: list[str] | None = None,
                  class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (), hd95: bool = True,
                  loss: str = "ce+dice", pixel_spacing: list[float] | None = None):
-        check_class_count("SegmentationTask", num_classes, least=1)  # (1: said below, as segmentation needs 2)
+        num_classes = check_class_count("SegmentationTask", num_classes, least=1)  # (1: said below: it needs 2)
         check_flags("SegmentationTask", hd95=hd95)
         if loss not in ("ce", "ce+dice"):
             raise DataError(f"segmentation loss must be 'ce' or 'ce+dice', not '{loss}'")
