@@ -20,7 +20,7 @@ from .errors import ConfigError
 
 
 def check_flags(where: str, **flags: Any) -> None:
-    """Each flag must be True or False (a numpy bool, or 0 and 1, too: callers keep ``bool(flag)``)."""
+    """Each flag must be True or False (a numpy bool, or 0 and 1, too: a caller keeping one keeps ``bool(flag)``)."""
     for name, value in flags.items():
         if not (isinstance(value, (bool, np.bool_)) or (type(value) is int and value in (0, 1))):
             raise ConfigError(f"{where}: {name} must be True or False, got {value!r}")
