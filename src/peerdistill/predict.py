@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -117,17 +118,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
         raise ConfigError("no inputs given: name image files or folders of them")
     check_batch_size(batch_size)
     check_flags("predict_files", temperature_scaling=temperature_scaling, visible_masks=visible_masks)
-    if model_path.suffix.lower() == ".onnx":  # as export accepts it
-        if model is not None:
-            raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "
-                              "already: drop --model")
-        if temperature_scaling or operating_point or tta:
-            raise ConfigError(f"'{model_path}' carries what its export chose (its JSON's temperature, threshold and "
-                              "tta): export with --temperature-scaling / --operating-point RULE / --tta FLIPS, or "
-                              "predict from the run directory")
-        info, run = _onnx_model(model_path)
-    else:
-        info, run = _run_model(model_path, model or "best", modules, temperature_scaling, operating_point, tta)
+    info, run = _model_to_predict_with(model_path, model, modules, temperature_scaling, operating_point, tta)
     dense = info["task"] == "segmentation"
     if visible_masks and not dense:
         raise ConfigError(f"--visible-masks is for segmentation masks; this model is a {info['task']} model: drop it")
@@ -153,6 +144,42 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     _say_if_unlike_training_images(read, info.get("data_stats"), info.get("training_images"))
     if not info.get("data_stats"):
         _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
+    results = _predicted(read, info, run, batch_size)
+    if info["task"] == "detection":
+        if overlays is not None:
+            _draw_boxes(read, size, results, info["class_names"], Path(overlays))
+        return _write_boxes(read, size, results, info["class_names"], out)
+    # one input's scores: classes first ([C] or [C, H, W])
+    probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
+    if dense:
+        written = _write_masks(read, probs, out, visible_masks)
+        if overlays is not None:
+            _draw_masks(read, probs, Path(overlays))
+        return written
+    return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
+
+
+def _model_to_predict_with(model_path: Path, model: str | None, modules: dict | None, temperature_scaling: bool,
+                           operating_point: str | None, tta: str | None) -> tuple[dict, Callable]:
+    """What predicting needs of the model (its task, input, classes, statistics...) and a function
+    running it on a batch: an ONNX file (which carries what its export chose), or a run
+    directory's model (``best`` by default), tempered, thresholded and flipped as asked."""
+    if model_path.suffix.lower() != ".onnx":  # (as export accepts it)
+        return _run_model(model_path, model or "best", modules, temperature_scaling, operating_point, tta)
+    if model is not None:
+        raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "
+                          "already: drop --model")
+    if temperature_scaling or operating_point or tta:
+        raise ConfigError(f"'{model_path}' carries what its export chose (its JSON's temperature, threshold and "
+                          "tta): export with --temperature-scaling / --operating-point RULE / --tta FLIPS, or "
+                          "predict from the run directory")
+    return _onnx_model(model_path)
+
+
+def _predicted(read: Inputs, info: dict, run: Callable, batch_size: int) -> list:
+    """Each input's output, in input order: scores (classes first, [C] or [C, H, W]) or, for a
+    detector, its boxes; inputs of one size are standardised and run in batches."""
+    channels = info["input_shape"][0]
     results: list = [None] * len(read.images)
     for indices in _same_size_groups(read.images):  # segmentation inputs may differ in size
         x = torch.from_numpy(np.stack([read.images[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
@@ -170,18 +197,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
             items = info["boxes"](output) if info["task"] == "detection" else list(output)
             for i, item in zip(indices[start:start + batch_size], items, strict=True):
                 results[i] = item
-    if info["task"] == "detection":
-        if overlays is not None:
-            _draw_boxes(read, size, results, info["class_names"], Path(overlays))
-        return _write_boxes(read, size, results, info["class_names"], out)
-    # one input's scores: classes first ([C] or [C, H, W])
-    probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
-    if dense:
-        written = _write_masks(read, probs, out, visible_masks)
-        if overlays is not None:
-            _draw_masks(read, probs, Path(overlays))
-        return written
-    return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
+    return results
 
 
 def _trained_on_grey(info: dict) -> bool:
