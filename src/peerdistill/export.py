@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -415,28 +416,42 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
         data = _run_splits(meta, data, "int8 export calibrates on the run's training images and checks on its "
                                        "test images")
     x, compared_on = sample_inputs(meta, data=data)
-    int8 = None
-    try:  # staged beside the target (one file system: a move, not a copy), which must take files
-        staging = tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(target)) from None
-    with staging as tmp:
-        staged = Path(tmp) / target.name
-        to_onnx(module, x, staged, dense=meta.get("task") == "segmentation")
-        diff = onnx_parity(module, staged, x, dense=meta.get("task") == "segmentation")
-        if not diff <= tolerance:
-            raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
-                              f"(tolerance {tolerance:g}); it was not written")
-        if quantize:
-            staged, int8 = _quantized(staged, meta, output, calibration, min_agreement, name, data, chosen.threshold)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), target)
+    int8_check = (lambda staged: _quantized(staged, meta, output, calibration, min_agreement, name, data,
+                                            chosen.threshold)) if quantize else None
+    diff, int8 = _write_checked_onnx(module, x, target, tolerance, name, meta.get("task") == "segmentation",
+                                     int8_check)
     from .predict import write_sidecar
 
     write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
                   threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
                   run_finished=finished)
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
+
+
+def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolerance: float, name: str, dense: bool,
+                        int8_check: Callable[[Path], tuple[Path, QuantizedCheck]] | None
+                        ) -> tuple[float, QuantizedCheck | None]:
+    """``module`` exported to ``target`` only once onnxruntime computes what PyTorch does on ``x``
+    (the largest difference within ``tolerance``) and, with ``int8_check``, once its int8 graph
+    keeps the fp32 one's calls: staged beside the target (one file system: a move, not a copy),
+    so that nothing is written otherwise. Returns the difference and the int8 check."""
+    try:
+        staging = tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
+    int8 = None
+    with staging as tmp:
+        staged = Path(tmp) / target.name
+        to_onnx(module, x, staged, dense=dense)
+        diff = onnx_parity(module, staged, x, dense=dense)
+        if not diff <= tolerance:
+            raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
+                              f"(tolerance {tolerance:g}); it was not written")
+        if int8_check is not None:
+            staged, int8 = int8_check(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), target)
+    return diff, int8
 
 
 def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:
