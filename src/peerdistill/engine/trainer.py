@@ -71,6 +71,28 @@ DISCRIMINATOR_LR = DistillSpec.model_fields["discriminator_lr"].default
 GP_WEIGHT = DistillSpec.model_fields["gp_weight"].default
 
 
+def _checked_parts(cohort: Cohort, graph: KnowledgeGraph | list, task, rampup_epochs: int) -> KnowledgeGraph:
+    """The Trainer's cohort, graph (a list of edges made one), task and ramp-up, checked to be
+    what it takes and to go together (self-distillation heads are for classification)."""
+    if not isinstance(cohort, Cohort):
+        raise ConfigError(f"Trainer takes a Cohort first, got a {type(cohort).__name__}: Cohort.from_modules([...])")
+    if isinstance(graph, (list, tuple)):  # the edges alone
+        graph = KnowledgeGraph(list(graph))
+    if not isinstance(graph, KnowledgeGraph):
+        raise ConfigError(f"graph= takes a KnowledgeGraph (or a list of Edge), got a {type(graph).__name__}")
+    if not hasattr(task, "default_monitor"):
+        raise ConfigError(f"task= takes a task, e.g. ClassificationTask(num_classes), got {task!r}")
+    if not (isinstance(rampup_epochs, int) and rampup_epochs >= 0):
+        raise ConfigError(f"rampup_epochs {rampup_epochs!r}: give a whole number of epochs, 0 or more")
+    headed = [m.name for m in cohort.members if m.head_layers]
+    if headed and getattr(task, "name", "classification") != "classification":
+        raise ConfigError(f"{', '.join(repr(n) for n in headed)} {'carries' if len(headed) == 1 else 'carry'} "
+                          "self-distillation heads (HeadedModel, the "
+                          f"'self' preset), which are for classification: their classifiers pool features to one "
+                          f"class vector, not the maps {task.name} needs; give the bare model")
+    return graph
+
+
 def _check_discriminator_settings(graph: KnowledgeGraph, discriminator_lr: float, gp_weight: float) -> None:
     """The discriminator's settings are read only by a holistic edge: set without one, they would
     change nothing, in silence (a config's are refused alike)."""
@@ -117,22 +139,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         gp_weight: float = GP_WEIGHT,
         patches: dict[str, Any] | None = None,
     ):
-        if not isinstance(cohort, Cohort):
-            raise ConfigError(f"Trainer takes a Cohort first, got a {type(cohort).__name__}: Cohort.from_modules([...])")
-        if isinstance(graph, (list, tuple)):  # the edges alone
-            graph = KnowledgeGraph(list(graph))
-        if not isinstance(graph, KnowledgeGraph):
-            raise ConfigError(f"graph= takes a KnowledgeGraph (or a list of Edge), got a {type(graph).__name__}")
-        if not hasattr(task, "default_monitor"):
-            raise ConfigError(f"task= takes a task, e.g. ClassificationTask(num_classes), got {task!r}")
-        if not (isinstance(rampup_epochs, int) and rampup_epochs >= 0):
-            raise ConfigError(f"rampup_epochs {rampup_epochs!r}: give a whole number of epochs, 0 or more")
-        headed = [m.name for m in cohort.members if m.head_layers]
-        if headed and getattr(task, "name", "classification") != "classification":
-            raise ConfigError(f"{', '.join(repr(n) for n in headed)} {'carries' if len(headed) == 1 else 'carry'} "
-                              "self-distillation heads (HeadedModel, the "
-                              f"'self' preset), which are for classification: their classifiers pool features to one "
-                              f"class vector, not the maps {task.name} needs; give the bare model")
+        graph = _checked_parts(cohort, graph, task, rampup_epochs)
         self.cohort, self.graph, self.task = cohort, graph, task
         _check_discriminator_settings(graph, discriminator_lr, gp_weight)
         # the sections as a config gives them: a spec, or a dict of its keys
