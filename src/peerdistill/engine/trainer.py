@@ -19,7 +19,7 @@ from torch import nn
 
 from ..cohort import Cohort
 from ..arguments import (check_callbacks, check_flags, check_not_negative, check_optional_flags, check_path,
-                         check_positive)
+                         check_positive, whole_number)
 from ..config_diff import without_paths
 from ..config import DistillSpec, OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
@@ -82,7 +82,8 @@ def _checked_parts(cohort: Cohort, graph: KnowledgeGraph | list, task, rampup_ep
         raise ConfigError(f"graph= takes a KnowledgeGraph (or a list of Edge), got a {type(graph).__name__}")
     if not hasattr(task, "default_monitor"):
         raise ConfigError(f"task= takes a task, e.g. ClassificationTask(num_classes), got {task!r}")
-    if not (isinstance(rampup_epochs, int) and rampup_epochs >= 0):
+    ramp = whole_number(rampup_epochs)
+    if ramp is None or ramp < 0:
         raise ConfigError(f"rampup_epochs {rampup_epochs!r}: give a whole number of epochs, 0 or more")
     headed = [m.name for m in cohort.members if m.head_layers]
     if headed and getattr(task, "name", "classification") != "classification":
@@ -148,7 +149,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         for key, spec, kind in (("train", self.train_spec, TrainSpec), ("optim", self.optim_spec, OptimSpec)):
             if not isinstance(spec, kind):
                 raise ConfigError(f"{key}= takes a {kind.__name__} (or a dict of its keys), got a {type(spec).__name__}")
-        self.rampup_epochs = rampup_epochs
+        self.rampup_epochs = int(rampup_epochs)
         # Unset: the values of the last seed_everything call (which seeded the models' weights),
         # so that one call sets a Python run's seed; 0 and False before any.
         last_seed, last_deterministic = last_seeding()
