@@ -442,6 +442,35 @@ def test_a_set_whose_files_are_scaled_in_different_ways_is_said_to_be(tmp_path, 
         build_data(DataSpec(**spec, dicom_window=[2000, 4000]))
 
 
+def test_files_read_through_own_windows_unlike_each_other_are_said_to_be(tmp_path, grey12):
+    """A lung window beside a soft-tissue one: each file through its own, in silence, put the same
+    tissue at 0.9 in one and 0.4 in the other. Windows set per image, alike, say nothing."""
+    from peerdistill.data.dicom import unlike_windows
+
+    # by hand: twice as wide or narrow, or a center a quarter of the wider width away, is unlike
+    assert unlike_windows({(40, 400): 5, (40, 800): 1, (40, 801): 1, (140, 400): 1, (141, 400): 1, (40, 199): 1}) == [
+        (40, 801), (141, 400), (40, 199)]
+    assert unlike_windows({}) == []
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            window = dict(WindowCenter=2000, WindowWidth=4000) if i % 2 else dict(WindowCenter=[600, 2000],
+                                                                                  WindowWidth=[1000, 4000])
+            write_dicom(tmp_path / label / f"{i}.dcm", grey12, **window)
+    spec = dict(kind="image_folder", root=str(tmp_path), grey=True)
+    with pytest.warns(PeerdistillWarning, match=r"read through their own windows, and 4 of them through windows unlike "
+                                                r"the 4 images' \[(2000, 4000|600, 1000)\] \(e.g. \[(600, 1000|2000, "
+                                                r"4000)\]: .*set data.dicom_window=\[CENTER, WIDTH\]"):
+        build_data(DataSpec(**spec))
+    for label in ("a", "b"):  # each its own window, alike (a scanner's per-image window): nothing to say
+        for i in range(4):
+            write_dicom(tmp_path / label / f"{i}.dcm", grey12, WindowCenter=2000 + 100 * i, WindowWidth=4000 - 200 * i)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        warnings.filterwarnings("ignore", ".* identical to training inputs", PeerdistillWarning)
+        build_data(DataSpec(**spec))
+
+
 def test_a_truncated_dicom_and_a_png_without_suffix_are_not_left_out_unseen(tmp_path, grey12):
     from peerdistill.data.image_io import image_files
 

@@ -13,6 +13,7 @@ can store.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
 import functools
 import os
@@ -191,6 +192,8 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
                 warnings.simplefilter("ignore")  # pydicom's note on an odd number: non-finite results are named below
                 a = (_windowed(stored, ds, window) if window is not None else _viewed_grey(stored, ds))[..., None]
             READS[f"way: {_own_scale(ds, window)}"] += 1
+            if window is None and "WindowCenter" in ds and "WindowWidth" in ds:
+                READS[("own window", *_first_window(ds))] += 1
         except (ValueError, KeyError, AttributeError, TypeError, IndexError, NotImplementedError, OverflowError,
                 struct.error) as exc:  # a malformed window or LUT
             raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
@@ -274,7 +277,12 @@ class DicomReads:
         return self._since()["files"]
 
     def ways_scaled(self) -> dict[str, int]:
-        return {key.removeprefix("way: "): n for key, n in self._since().items() if key.startswith("way: ")}
+        return {key.removeprefix("way: "): n for key, n in self._since().items()
+                if isinstance(key, str) and key.startswith("way: ")}
+
+    def own_windows(self) -> dict[tuple[float, float], int]:
+        """The grey files read through their own window: how many through each (center, width)."""
+        return {key[1:]: n for key, n in self._since().items() if isinstance(key, tuple) and key[0] == "own window"}
 
     def share_at_ends(self) -> float:
         since = self._since()
@@ -284,6 +292,24 @@ class DicomReads:
 @contextlib.contextmanager
 def counting_dicom_reads():
     yield DicomReads()
+
+
+def _first_window(ds) -> tuple[float, float]:
+    """A file's own window (center, width): its first, as the VOI transform applies it."""
+    def first(value):  # (a multi-valued element is a sequence; a number is none)
+        return float(value[0] if isinstance(value, collections.abc.Sequence) and not isinstance(value, str) else value)
+
+    return first(ds.WindowCenter), first(ds.WindowWidth)
+
+
+def unlike_windows(windows: dict[tuple[float, float], int]) -> list[tuple[float, float]]:
+    """The files' own windows (center, width: how many files each) unlike the most common one:
+    a width twice as wide or narrow, or a center a quarter of the wider width away (a lung window
+    beside a mediastinal one). Windows set per image, alike, are no other reading."""
+    if not windows:
+        return []
+    (center, width), _ = max(windows.items(), key=lambda item: item[1])
+    return [(c, w) for c, w in windows if not (0.5 <= w / width <= 2 and abs(c - center) <= max(w, width) / 4)]
 
 
 def _own_scale(ds, window) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import ConfigError, DataError, DataPlaceError, warn_user
-from .dicom import counting_dicom_reads
+from .dicom import counting_dicom_reads, unlike_windows
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, to_labels
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
@@ -136,6 +136,15 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
         warn_user(f"the DICOM images at '{spec.root}' are put on [0, 1] in different ways ({ways}), so the same "
                   "tissue has different values in them: set data.dicom_window=[CENTER, WIDTH] to read every one "
                   "through one window")
+    elif spec.dicom_window is None and (unlike := unlike_windows(dicom.own_windows())):
+        windows = dicom.own_windows()
+        usual = max(windows, key=windows.get)
+        others = sum(windows[w] for w in unlike)
+        warn_user(f"the DICOM images at '{spec.root}' are read through their own windows, and {others} of them "
+                  f"through windows unlike the {windows[usual]} images' [{usual[0]:g}, {usual[1]:g}] (e.g. "
+                  f"[{unlike[0][0]:g}, {unlike[0][1]:g}]: another preset, a lung window beside a soft-tissue one?), "
+                  "so the same tissue has different values in them: set data.dicom_window=[CENTER, WIDTH] to read "
+                  "every one through one window")
     elif spec.dicom_window is not None and dicom.share_at_ends() > SATURATED:
         warn_user(f"data.dicom_window {list(spec.dicom_window)} puts {dicom.share_at_ends():.0%} of the pixels "
                   "of the DICOM images read at black or white, so the models see little of them: is the window "
