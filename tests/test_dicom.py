@@ -172,6 +172,10 @@ def test_a_folder_of_dicom_x_rays_trains_and_is_predicted(tmp_path, capsys, monk
     with pytest.warns(PeerdistillWarning, match=r"data.dicom_window \[40.0, 400.0\] puts 9\d% of the pixels .* at "
                                                 r"black or white"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, dicom_window=[40, 400]))
+    # a window whiting out half the images wholly, the other half not: said though the set's share is not
+    with pytest.warns(PeerdistillWarning, match=r"data.dicom_window \[800.0, 1200.0\] puts [5-7]\d% of the pixels .* "
+                                                r"and over 90% of the pixels of 10 of the 20 images"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, dicom_window=[800, 1200]))
     for label in ("normal", "pneumonia"):  # the same images as PNGs: the window applies to none of them
         (tmp_path / "png" / label).mkdir(parents=True)
         for i in range(10):

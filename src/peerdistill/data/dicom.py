@@ -214,8 +214,11 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
     elif not grey and a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     if window is not None:
+        at_ends = int(np.count_nonzero((a <= 0) | (a >= 1)))
         READS["windowed"] += a.size
-        READS["at_ends"] += int(np.count_nonzero((a <= 0) | (a >= 1)))
+        READS["at_ends"] += at_ends
+        READS["windowed images"] += 1
+        READS["images at ends"] += at_ends > SATURATED * a.size
     return a
 
 
@@ -257,6 +260,9 @@ def _complete_rescale(ds, path: Path) -> None:
         ds.RescaleIntercept = given.get("RescaleIntercept", 0)
 
 
+# A window that clips more than this share of the pixels (of a set, or of an image) shows almost
+# nothing of them.
+SATURATED = 0.9
 # What read_dicom has read so far: files; of the pixels read through a window of the user's, how
 # many it put at black or white (whether data.dicom_window applied, and fits); and how the grey
 # files were put on [0, 1] ("way: ...", ``_own_scale``: a set read in several ways holds the same
@@ -283,6 +289,12 @@ class DicomReads:
     def own_windows(self) -> dict[tuple[float, float], int]:
         """The grey files read through their own window: how many through each (center, width)."""
         return {key[1:]: n for key, n in self._since().items() if isinstance(key, tuple) and key[0] == "own window"}
+
+    def images_at_ends(self) -> tuple[int, int]:
+        """Of the images read through a window of the user's, how many it puts almost wholly
+        (``SATURATED``) at black or white, and how many it read."""
+        since = self._since()
+        return since["images at ends"], since["windowed images"]
 
     def share_at_ends(self) -> float:
         since = self._since()

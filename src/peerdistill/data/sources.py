@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import ConfigError, DataError, DataPlaceError, warn_user
-from .dicom import counting_dicom_reads, unlike_windows
+from .dicom import SATURATED, counting_dicom_reads, unlike_windows
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, to_labels
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
@@ -145,15 +145,19 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
                   f"[{unlike[0][0]:g}, {unlike[0][1]:g}]: another preset, a lung window beside a soft-tissue one?), "
                   "so the same tissue has different values in them: set data.dicom_window=[CENTER, WIDTH] to read "
                   "every one through one window")
-    elif spec.dicom_window is not None and dicom.share_at_ends() > SATURATED:
+    elif spec.dicom_window is not None and (dicom.share_at_ends() > SATURATED or
+                                            dicom.images_at_ends()[0] >= SATURATED_IMAGES * dicom.images_at_ends()[1]):
+        lost, read = dicom.images_at_ends()
         warn_user(f"data.dicom_window {list(spec.dicom_window)} puts {dicom.share_at_ends():.0%} of the pixels "
-                  "of the DICOM images read at black or white, so the models see little of them: is the window "
-                  "[center, width] in the files' values after their rescale (CT: Hounsfield units)?")
+                  f"of the DICOM images read at black or white, and over {SATURATED:.0%} of the pixels of {lost} of "
+                  f"the {read} images, so the models see little of them: is the window [center, width] in the "
+                  "files' values after their rescale (CT: Hounsfield units), and are the files of one kind?")
     return data
 
 
-# A window that clips more than this share of the pixels shows almost nothing of the images.
-SATURATED = 0.9
+# Of the images read through a window, the share it may put almost wholly at black or white before
+# it is said (a few slices outside the body are; a quarter of the set is another kind of file).
+SATURATED_IMAGES = 0.25
 
 
 def check_trainable(spec: DataSpec, data: DataSplits) -> None:
