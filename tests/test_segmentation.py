@@ -924,6 +924,26 @@ def test_segmentation_statistics_are_the_training_images_alone():
     assert float(data.val.x.mean()) == pytest.approx((0.6 - images[0].mean()) / images[0].std(ddof=1), rel=1e-4)
 
 
+def test_segmentation_test_images_identical_to_training_images_are_warned_of(tmp_path):
+    # image/mask pairs copied under new names put test images in training, in silence
+    from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.models import UNet
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((n, 8, 8)).astype(np.float32) for n in (6, 4, 4)]
+    masks = [(image > 0.5).astype(np.int64) for image in images]
+    images[2][1], masks[2][1] = images[0][3], masks[0][3]
+    from peerdistill.data.segmentation import segmentation_splits
+
+    data = segmentation_splits(images, masks)
+    trainer = Trainer(Cohort.from_modules([UNet(1, 2, width=4, depth=1)]), KnowledgeGraph([]), SegmentationTask(2),
+                      train=TrainSpec(epochs=1, batch_size=2), progress=False)
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 4 test inputs are identical to training inputs: their figures "
+                                                r"are not held out"):
+        trainer.fit(data)
+
+
 def test_synthetic_shapes_of_other_split_seeds_share_no_image():
     """data.split_seed gives other data: no mask of seed 0's splits is in any split of seed 1."""
     a, b = (build_data(DataSpec(kind="shapes", shapes_counts=[8, 8, 8], split_seed=s)) for s in (0, 1))

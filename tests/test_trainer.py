@@ -728,6 +728,14 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
         warnings.simplefilter("error", PeerdistillWarning)
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(clean)
+    # test inputs too, named by the rows (or files) the data gives them
+    xt[5], yt[5] = x[40], y[40]
+    leaked = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)
+    leaked.info["indices"] = {"train": list(range(96)), "val": list(range(96, 128)), "test": list(range(128, 160))}
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('133'\): their "
+                                                r"figures are not held out; leave them out of the test split"):
+        Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
+                ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)
 
 
 def test_settings_for_several_processes_are_recorded_as_ignored_in_one(tiny_data):

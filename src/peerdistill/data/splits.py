@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset
 from ..arguments import check_flags, check_optional_flags, whole_number
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
-from .digests import count_seen, row_digests
+from .digests import row_digests
 from .image_profile import grey_images, unstandardised_chunks
 
 
@@ -204,8 +204,7 @@ class DataSplits:
             stats = stats or channel_stats(xs[0])
             xs = [standardize(x, stats) for x in xs]
             _warn_of_splits_on_another_scale(xs)
-        splits = [TensorData(x, y) for x, y in zip(xs, ys)]
-        _warn_of_training_samples_in_test(splits[0], xs[2])  # (standardised alike: equal rows stay equal)
+        splits = [TensorData(x, y) for x, y in zip(xs, ys)]  # (training inputs held out: said by the Trainer)
         out = cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
                   stats=stats if normalize else None)
         if len(names) > num_classes:  # scored data may lack a run's last class; a new run must not (sources.py)
@@ -506,15 +505,6 @@ def to_labels(array, name: str) -> torch.Tensor:
     if t.numel() and t.min() < 0:
         raise DataError(f"{name} labels contain negative values; classes must be 0..K-1")
     return t
-
-
-def _warn_of_training_samples_in_test(train: TensorData, test: torch.Tensor) -> None:
-    """Test inputs identical to training inputs (the same arrays saved twice, a split cut by
-    hand): the test figures would then be training figures in part."""
-    repeated = count_seen(test, set(train.digests())) if len(train) else 0
-    if repeated:
-        warn_user(f"{repeated} of {len(test)} test inputs are identical to training inputs: their figures are "
-                  "not held out; save a test split of other images")
 
 
 def off_scale(mean: torch.Tensor, std: torch.Tensor, ref_mean, ref_std) -> torch.Tensor:

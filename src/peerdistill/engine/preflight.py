@@ -15,9 +15,10 @@ import re
 import torch
 
 from ..data import DataSplits, TensorData
-from ..data.digests import count_seen
+from ..data.digests import seen_rows
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, warn_user
+from ..per_sample import sample_names
 from ..wording import first_few
 
 
@@ -59,7 +60,7 @@ class Preflight:
         self._warn_if_standardised_off_scale(data)
         self._warn_of_grey_and_colour_mixed(data)
         self._warn_of_classes_missing_from_scored_splits(data)
-        self._warn_of_training_inputs_in_validation(data)
+        self._warn_of_training_inputs_held_out(data)
         if hasattr(self.task, "inspect_training_data"):
             self.task.inspect_training_data(data.train)
 
@@ -95,17 +96,26 @@ class Preflight:
                           "holds only, and a model calling everything one of those scores well there; deal the "
                           "splits stratified (every class in each)")
 
-    def _warn_of_training_inputs_in_validation(self, data: DataSplits) -> None:
-        """Validation inputs identical to training inputs (PneumoniaMNIST's validation split holds
-        8 of its training images): the best epoch is chosen partly on images the models trained
-        on. (The test split is checked where arrays are read: DataSplits.from_arrays.)"""
-        if not (isinstance(data.train, TensorData) and isinstance(data.val, TensorData) and len(data.val)):
+    def _warn_of_training_inputs_held_out(self, data: DataSplits) -> None:
+        """Validation and test inputs identical to training inputs (PneumoniaMNIST's validation
+        split holds 8 of its training images; a file copied under another name; a split cut by
+        hand), named where the data names its samples: the best epoch is chosen partly on images
+        the models trained on, or the test figures are training figures in part."""
+        if not isinstance(data.train, TensorData) or not len(data.train):
             return
-        repeated = count_seen(data.val.x, set(data.train.digests()))
-        if repeated:
-            warn_user(f"{repeated} of {len(data.val)} validation inputs are identical to training inputs: the "
-                      "epoch kept as best is chosen partly on images the models trained on, and its validation "
-                      "figures are optimistic; leave them out of the validation split")
+        trained = set(data.train.digests())
+        for split, what in (("val", "validation"), ("test", "test")):
+            part = data.split(split)
+            repeated = seen_rows(part.x, trained) if isinstance(part, TensorData) and len(part) else []
+            if not repeated:
+                continue
+            named = sample_names(data.info, split)
+            which = (f" ({first_few([named[1][i] for i in repeated], quoted=True)})"
+                     if named and len(named[1]) == len(part) else "")
+            cost = ("the epoch kept as best is chosen partly on images the models trained on, and its validation "
+                    "figures are optimistic" if split == "val" else "their figures are not held out")
+            warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: {cost}; "
+                      f"leave them out of the {what} split")
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
