@@ -69,6 +69,11 @@ def test_csv_and_tsv_of_paths_and_labels(tmp_path):
     data = build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv"), path_column="file",
                                label_column="class"))
     assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2) and data.class_names == ["0", "1"]
+    no_val = [row.replace("\tval", "\ttrain") for row in tsv]  # (a split column without val rows)
+    (tmp_path / "no-val.tsv").write_text("file\tclass\tsplit\n" + "\n".join(no_val) + "\n")
+    with pytest.raises(DataError, match=r"no-val.tsv: the val split is empty: list images with split 'val', or leave "
+                                        r"out the split column to have the splits cut"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "no-val.tsv"), path_column="file", label_column="class"))
     with pytest.raises(DataError, match=r"has no column 'path' nor 'label' \(columns: \['file', 'class', 'split'\]\); "
                                         r"set data.path_column=file data.label_column=class$"):
         build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv")))  # the columns it likely means, named
@@ -275,3 +280,13 @@ def test_random_crops_reach_every_position_inside_the_image():
     crops = [crop for part, _ in batches for crop in part]
     assert {int(c[0, 0, 0]) for c in crops} == {0, 1, 2}
     assert {int(c[1, 0, 0]) for c in crops} == {0, 1, 2}
+
+
+def test_images_of_several_sizes_are_named_one_file_per_size(tmp_path):
+    write_class_tree(tmp_path / "img", {"x": 3, "y": 3})
+    Image.fromarray(np.zeros((12, 14), np.uint8)).save(tmp_path / "img" / "y" / "2.png")
+    with pytest.raises(DataError, match=r"images differ in size \(2 sizes, e.g. 10x10: '0.png'; 12x14: '2.png'\): set "
+                                        r"data.image_size=\[H, W\] to resize them"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True))
+    assert build_data(DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True,
+                               image_size=[10, 10])).input_shape == (1, 10, 10)

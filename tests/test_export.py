@@ -145,7 +145,13 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
     assert main(["predict", str(onnx), str(tmp_path / "missing.png"), "--out", str(tmp_path / "r.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
     # images unlike the training ones are predicted, but said to be: grey 8x8 digits was what it learnt
-    Image.fromarray(np.zeros((16, 12, 3), np.uint8)).save(folder / "colour.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "stored-as-rgb.png")  # grey, stored as RGB
+    assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "s.csv")]) == 0
+    assert "warning" not in capsys.readouterr().err  # no colour image: nothing to say
+    (folder / "stored-as-rgb.png").unlink()
+    tinted = np.zeros((16, 12, 3), np.uint8)
+    tinted[..., 0] = 40  # a red tint: colour
+    Image.fromarray(tinted).save(folder / "colour.png")
     assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "s.csv")]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert f"1 of 4 inputs are colour images read as grey, for a model that learnt from grey ones (e.g. '{folder / 'colour.png'}')" in err

@@ -294,7 +294,9 @@ def test_folder_loader_binary_masks_and_regex_ids(tmp_path):
 
 @pytest.mark.parametrize("case,message", [
     ("unmatched", "do not pair up"),
-    ("size", "must be the same size"),
+    ("size", r"image 'case00.png' is 16x16 but its mask 'case00.png' is 16x12: they must be the same size; 4 of the 4 "
+             r"pairs differ in size, e.g. also image 'case01.png' is 16x16 but its mask 'case01.png' is 16x12; image "
+             r"'case02.png' .*; save each at its image's size"),
     ("values", "class indices 0..K-1"),
     ("unreadable", "cannot read image"),
     ("missing", "is not a directory"),

@@ -12,6 +12,7 @@ import numpy as np
 
 from .data.image_io import (LOOKED_FOR, image_files, image_id, read_image, resized_planes, size_and_colour,
                             subfolders_with_images)
+from .data.image_profile import GREY_TOLERANCE
 from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning, warn_user
@@ -71,6 +72,8 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             names.append(str(f))
             stems.append(image_id(f))
             (height, width), colour = size_and_colour(f)
+            if colour and channels == 1:  # a grey picture stored as RGB is no colour image
+                colour = _holds_colour(read_image(f, grey=False, dicom_window=dicom_window))
             sizes.append((height, width))
             if colour != (channels == 3) and not (trained_on_grey and not colour):
                 converted.append(str(f))
@@ -84,6 +87,12 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                                      f"more than once (e.g. '{repeated[0]}'): each is predicted once"))
     _say_what_changed(names, sizes, converted, channels, None if trained_resized else size)
     return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
+
+
+def _holds_colour(image: np.ndarray) -> bool:
+    """Whether an image read as colour [H, W, 3] has channels that differ (not grey stored as RGB)."""
+    return bool(np.abs(image[..., 0] - image[..., 1]).max() > GREY_TOLERANCE or
+                np.abs(image[..., 1] - image[..., 2]).max() > GREY_TOLERANCE)
 
 
 def _place(path: Path) -> str:

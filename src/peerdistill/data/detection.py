@@ -29,7 +29,7 @@ import torch
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .image_files import _portable
-from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_size, image_files, image_id,
+from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
                        image_size, read_image, read_mask_values, refuse_images_in_subfolders)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
@@ -637,8 +637,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     if not images:
         raise DataError(f"no images found in '{images_dir}' (looked for {LOOKED_FOR})")
     ids = sorted(images)
-    for key in ids:
-        check_same_size(images[key], masks[key], "its mask")
+    check_same_sizes([(images[key], masks[key]) for key in ids], "its mask")
     targets = []
     for mask in binarized([read_mask_values(masks[key], size, binary=True) for key in ids]):
         boxes = boxes_from_mask(mask, min_area=min_area)

@@ -233,9 +233,13 @@ def _refuse_nested_images(class_dir: Path) -> None:
 
 def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
     images = [read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window) for f in files]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise DataError(f"images differ in size ({sorted(shapes)[:3]}...): set data.image_size=[H, W] to resize them")
+    first_of_size: dict[tuple, Path] = {}
+    for image, f in zip(images, files):
+        first_of_size.setdefault(image.shape[:2], f)
+    if len(first_of_size) > 1:
+        sizes = "; ".join(f"{h}x{w}: '{f.name}'" for (h, w), f in list(first_of_size.items())[:4])
+        raise DataError(f"images differ in size ({len(first_of_size)} sizes, e.g. {sizes}): set data.image_size=[H, W] "
+                        "to resize them")
     return np.stack(images)
 
 
@@ -250,7 +254,10 @@ def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
     for s in SPLITS:
         files, labels = parts[s]
         if not files:
-            raise DataError(f"{source}: the {s} split is empty")
+            fix = (f"list images with split '{s}', or leave out the split column to have the splits cut "
+                   "(data.val_fraction, data.test_fraction)" if Path(source).is_file() else
+                   f"put images in its class folders{', or remove it to have val cut from train' if s == 'val' else ''}")
+            raise DataError(f"{source}: the {s} split is empty: {fix}")
         arrays += [_read_all(files, spec), np.asarray(labels)]
     splits = DataSplits.from_arrays(*arrays, class_names=classes, stats=stats, channels_last=True)
     splits.info.update(source=source, splits="given",

@@ -238,15 +238,26 @@ def _palette_entries(im) -> np.ndarray:
     return entries[: len(entries) // 3 * 3].reshape(-1, 3)
 
 
-def check_same_size(image: Path, other: Path, what: str) -> None:
-    """Compared as the files are, before any resizing could hide a mismatch."""
+def check_same_sizes(pairs: list[tuple[Path, Path]], what: str) -> None:
+    """Each image and its ``what`` (its mask, its region-of-interest mask) of one size, compared
+    as the files are, before any resizing could hide a mismatch; every pair that differs is
+    counted in the one message (not found one run at a time)."""
+    found = [problem for problem in (_size_mismatch(image, other, what) for image, other in pairs) if problem]
+    if found:
+        more = (f"; {len(found)} of the {len(pairs)} pairs differ in size, e.g. also "
+                f"{'; '.join(found[1:3])}" if len(found) > 1 else "")
+        raise DataError(f"{found[0]}: they must be the same size{more}; save each at its image's size (or resize "
+                        "both alike)")
+
+
+def _size_mismatch(image: Path, other: Path, what: str) -> str | None:
     (h, w), (oh, ow) = image_size(image), image_size(other, what="mask")
-    if (h, w) != (oh, ow):
-        turned = image_size(image, upright=False) == image_size(other, upright=False, what="mask")
-        why = (" (as shown: the image's EXIF orientation turns it, so its mask must be drawn on the upright "
-               "image)") if turned else ""
-        raise DataError(f"image '{image.name}' is {w}x{h} but {what} '{other.name}' is {ow}x{oh}{why}: "
-                        "they must be the same size")
+    if (h, w) == (oh, ow):
+        return None
+    turned = image_size(image, upright=False) == image_size(other, upright=False, what="mask")
+    why = (" (as shown: the image's EXIF orientation turns it, so its mask must be drawn on the upright "
+           "image)") if turned else ""
+    return f"image '{image.name}' is {w}x{h} but {what} '{other.name}' is {ow}x{oh}{why}"
 
 
 def check_root_folder(root: Path, kind: str) -> None:

@@ -13,7 +13,7 @@ from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .dicom import dicom_size_and_spacing
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
-                       check_same_size, class_labels, image_files, image_id, image_size, is_dicom, read_image,
+                       check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_image,
                        read_mask, read_mask_values, refuse_images_in_subfolders)
 from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
                      refuse_folds, refuse_groups, standardize, to_nchw)
@@ -340,8 +340,7 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
     if not images:
         raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")
     keys = sorted(images)
-    for key in keys:
-        check_same_size(images[key], masks[key], "its mask")
+    check_same_sizes([(images[key], masks[key]) for key in keys], "its mask")
     xs = [read_image(images[key], spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window) for key in keys]
     if len({x.shape for x in xs}) > 1:
         raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
@@ -352,10 +351,11 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         ms = [class_labels(values, masks[key], spec.num_classes) for values, key in zip(raw, keys)]
         _check_saved_one_way(ms, [masks[key].name for key in keys], mask_dir, spec.num_classes)
     if rois is not None:
+        lacking = [images[key].name for key in keys if key not in rois]
+        if lacking:
+            raise DataError(f"no region-of-interest mask for {first_few(lacking, quoted=True)} in '{root / spec.roi}'")
+        check_same_sizes([(images[key], rois[key]) for key in keys], "its region-of-interest mask")
         for i, key in enumerate(keys):
-            if key not in rois:
-                raise DataError(f"no region-of-interest mask for '{images[key].name}' in '{root / spec.roi}'")
-            check_same_size(images[key], rois[key], "its region-of-interest mask")
             region = read_mask(rois[key], spec.image_size, binary=True)
             ms[i] = np.where(region > 0, ms[i], IGNORE).astype(np.uint8)
     masks_array = np.stack(ms)
