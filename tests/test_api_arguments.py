@@ -669,6 +669,9 @@ def test_numpy_and_tensor_values_of_the_right_kind_are_taken(tmp_path):
                       run_dir=tmp_path / "r", seed=0)
     assert (trainer.overwrite, trainer.show_progress, trainer.deterministic) == (False, False, True)
     assert trainer.task.num_classes == 3 and type(trainer.task.num_classes) is int
+    with pytest.raises(ConfigError, match="num_classes must be a whole number, 1 or more, got tensor\\(True\\)"):
+        ClassificationTask(torch.tensor(True))  # a bool is no count (it was taken as 1 class)
+    assert Trainer(cohort, [], ClassificationTask(3), overwrite=np.int64(1), progress=torch.tensor(False)).overwrite
     mean, std = x[:36].mean(), x[:36].std()
     data = DataSplits.from_arrays(x[:36], y[:36], x[36:48], y[36:48], x[48:], y[48:],
                                   stats={"mean": np.array([mean]), "std": [np.float32(std)]}, normalize=1)

@@ -442,7 +442,6 @@ def test_a_set_whose_files_are_scaled_in_different_ways_is_said_to_be(tmp_path, 
         build_data(DataSpec(**spec))
     with warnings.catch_warnings():  # one window for all: nothing to say (of the scaling; its files are alike)
         warnings.simplefilter("error", PeerdistillWarning)
-        warnings.filterwarnings("ignore", ".* identical to training inputs", PeerdistillWarning)
         build_data(DataSpec(**spec, dicom_window=[2000, 4000]))
 
 
@@ -466,12 +465,16 @@ def test_files_read_through_own_windows_unlike_each_other_are_said_to_be(tmp_pat
                                                 r"the 4 images' \[(2000, 4000|600, 1000)\] \(e.g. \[(600, 1000|2000, "
                                                 r"4000)\]: .*set data.dicom_window=\[CENTER, WIDTH\]"):
         build_data(DataSpec(**spec))
+    empty = write_dicom(tmp_path / "empty.dcm", grey12, WindowCenter=None, WindowWidth=None)  # present, empty
+    from peerdistill.data.dicom import read_dicom
+
+    assert read_dicom(empty, grey=True).shape == (12, 10, 1)  # (it failed on the window's bookkeeping)
+    empty.unlink()
     for label in ("a", "b"):  # each its own window, alike (a scanner's per-image window): nothing to say
         for i in range(4):
             write_dicom(tmp_path / label / f"{i}.dcm", grey12, WindowCenter=2000 + 100 * i, WindowWidth=4000 - 200 * i)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeerdistillWarning)
-        warnings.filterwarnings("ignore", ".* identical to training inputs", PeerdistillWarning)
         build_data(DataSpec(**spec))
 
 

@@ -719,7 +719,9 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     cohort = Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)])
     trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", cohort)), ClassificationTask(3),
                       train=TrainSpec(epochs=1), run_dir=tmp_path / "r", progress=False)
-    with pytest.warns(PeerdistillWarning, match=r"^3 of 32 validation inputs are identical to training inputs: the "
+    with pytest.warns(PeerdistillWarning, match=r"^3 of 32 validation inputs are identical to training inputs \('sample 0 of "
+                                                r"the val split', 'sample 1 of the val split', 'sample 2 of the val "
+                                                r"split'\): the "
                                                 r"epoch kept as best is chosen partly on images the models trained on"):
         trainer.fit(data)
     assert (tmp_path / "r" / "train_digests.json").is_file()
@@ -732,7 +734,7 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     xt[5], yt[5] = x[40], y[40]
     leaked = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)
     leaked.info["indices"] = {"train": list(range(96)), "val": list(range(96, 128)), "test": list(range(128, 160))}
-    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('133'\): their "
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('row 133'\): their "
                                                 r"figures are not held out; leave them out of the test split"):
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)

@@ -20,9 +20,10 @@ from .errors import ConfigError
 
 
 def check_flags(where: str, **flags: Any) -> None:
-    """Each flag must be True or False (a numpy bool, or 0 and 1, too: a caller keeping one keeps ``bool(flag)``)."""
+    """Each flag must be True or False: a bool of Python, numpy or a 0-d tensor, or a whole number 0
+    or 1 (a caller keeping one keeps ``bool(flag)``)."""
     for name, value in flags.items():
-        if not (isinstance(value, (bool, np.bool_)) or (type(value) is int and value in (0, 1))):
+        if not (_is_bool(value) or whole_number(value) in (0, 1)):
             raise ConfigError(f"{where}: {name} must be True or False, got {value!r}")
 
 
@@ -74,12 +75,18 @@ def _finite_number(value: Any) -> bool:
 def whole_number(value: Any) -> int | None:
     """``value`` as an int when it is a whole number (a numpy integer, a 0-d integer tensor:
     ``labels.max() + 1``), else None; a bool is no count."""
-    if isinstance(value, (bool, np.bool_)):
+    if _is_bool(value):
         return None
     try:
         return operator.index(value)
     except TypeError:
         return None
+
+
+def _is_bool(value: Any) -> bool:
+    """A bool of Python or numpy, or a one-element boolean array or tensor."""
+    return isinstance(value, (bool, np.bool_)) or (str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+                                                   and getattr(value, "ndim", 1) == 0)
 
 
 def check_class_count(where: str, count: Any, least: int) -> int:

@@ -35,6 +35,15 @@ def check_per_sample_path(path: str | Path, data_places: list[Path] = ()) -> Non
     check_not_in_data(path, list(data_places), "--per-sample")
 
 
+def names_in_messages(info: dict, split: str, count: int) -> list[str]:
+    """How a message names each of a split's ``count`` samples: its file or row in the source
+    (``sample_names``), else its place in the split."""
+    known = sample_names(info, split)
+    if known is not None and len(known[1]) == count:
+        return [name if known[0] == "file" else f"row {name}" for name in known[1]]
+    return [f"sample {i} of the {split} split" for i in range(count)]
+
+
 def sample_names(info: dict, split: str) -> tuple[str, list[str]] | None:
     """``(column, a name per sample of split)``: the files (classification images by their path;
     segmentation pairs by the id image and mask share; detection frames by their file name or

@@ -72,7 +72,9 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             names.append(str(f))
             stems.append(image_id(f))
             (height, width), colour = size_and_colour(f)
-            if colour and channels == 1:  # a grey picture stored as RGB is no colour image
+            # a grey picture stored as RGB is no colour image: told by its pixels (a second decode, of
+            # colour-mode files given to a grey model alone)
+            if colour and channels == 1:
                 colour = _holds_colour(read_image(f, grey=False, dicom_window=dicom_window))
             sizes.append((height, width))
             if colour != (channels == 3) and not (trained_on_grey and not colour):

@@ -25,7 +25,7 @@ from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .errors import CheckpointError, DataError, warn_user
 from .json_files import read_json
-from .per_sample import sample_names
+from .per_sample import names_in_messages, sample_names
 
 
 def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: DataSplits, split: str,
@@ -53,7 +53,7 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
         _warn_if_trained_on(data.info, meta.get("data_info") or {}, split, _advice_for_own_data(
             split, data_spec, meta.get("data_spec")))
     _warn_if_read_otherwise(data_spec, meta.get("data_spec") or {}, data.info)
-    _warn_if_unlike_training(data.split(split), meta, _names_in_messages(data.info, split, len(data.split(split))))
+    _warn_if_unlike_training(data.split(split), meta, names_in_messages(data.info, split, len(data.split(split))))
     if not own_source:
         _say_part_scored(split, data, len(data.split(split)))
     return seen
@@ -268,15 +268,6 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any], names: list[str]
                   "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "
                   "0-255 float arrays beside 8-bit images, other bit depths, another normalisation), so the "
                   "models see them otherwise than in training; store them as the run's data was stored")
-
-
-def _names_in_messages(info: dict[str, Any], split: str, count: int) -> list[str]:
-    """How a message names each scored sample: its file or row in the source, else its place in
-    the split."""
-    known = sample_names(info, split)
-    if known is not None and len(known[1]) == count:
-        return [name if known[0] == "file" else f"row {name}" for name in known[1]]
-    return [f"sample {i} of the {split} split" for i in range(count)]
 
 
 def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str, how: str) -> None:

@@ -192,8 +192,9 @@ def read_dicom(path: Path, grey: bool = False, window: tuple[float, float] | Non
                 warnings.simplefilter("ignore")  # pydicom's note on an odd number: non-finite results are named below
                 a = (_windowed(stored, ds, window) if window is not None else _viewed_grey(stored, ds))[..., None]
             READS[f"way: {_own_scale(ds, window)}"] += 1
-            if window is None and "WindowCenter" in ds and "WindowWidth" in ds:
-                READS[("own window", *_first_window(ds))] += 1
+            own = _first_window(ds) if window is None else None
+            if own is not None:
+                READS[("own window", *own)] += 1
         except (ValueError, KeyError, AttributeError, TypeError, IndexError, NotImplementedError, OverflowError,
                 struct.error) as exc:  # a malformed window or LUT
             raise DataError(f"cannot apply the display transforms of DICOM image '{path}': {exc}") from None
@@ -306,12 +307,16 @@ def counting_dicom_reads():
     yield DicomReads()
 
 
-def _first_window(ds) -> tuple[float, float]:
-    """A file's own window (center, width): its first, as the VOI transform applies it."""
+def _first_window(ds) -> tuple[float, float] | None:
+    """A file's own window (center, width): its first, as the VOI transform applies it; None
+    without one (elements absent, or present and empty)."""
     def first(value):  # (a multi-valued element is a sequence; a number is none)
         return float(value[0] if isinstance(value, collections.abc.Sequence) and not isinstance(value, str) else value)
 
-    return first(ds.WindowCenter), first(ds.WindowWidth)
+    try:
+        return first(ds.get("WindowCenter")), first(ds.get("WindowWidth"))
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def unlike_windows(windows: dict[tuple[float, float], int]) -> list[tuple[float, float]]:

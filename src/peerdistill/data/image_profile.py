@@ -122,9 +122,10 @@ def far_outside_training(means: np.ndarray, spreads: np.ndarray, stats: dict[str
     """Which images, of per-channel means and spreads (max - min) [N, C] on the scale they were
     read at, lie on another intensity scale than the training data of ``stats``: a mean
     ``OTHER_SCALE`` standard deviations away in a channel, or values varying by less than a
-    ``OTHER_SCALE``-th of one at a level ``LEVEL_APART`` of them away (a constant image, a black
-    frame, says nothing). Images of other channels than the training data's are left to the
-    channel check."""
+    ``OTHER_SCALE``-th of one at a level ``LEVEL_APART`` of them away (a constant image says
+    nothing; a near-constant one off the training level, 16-bit-scaled or an 8-bit black frame
+    with faint noise beside a bright set, is asked about). Images of other channels than the
+    training data's are left to the channel check."""
     mean, std = np.asarray(stats["mean"], np.float64), np.maximum(np.asarray(stats["std"], np.float64), 1e-12)
     means, spreads = np.asarray(means, np.float64), np.asarray(spreads, np.float64)
     if means.ndim != 2 or means.shape[1] != len(mean):

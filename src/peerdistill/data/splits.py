@@ -56,8 +56,8 @@ class TensorData(Dataset):
         return self.x[i], self.y[i]
 
     def digests(self) -> list[bytes]:
-        """``row_digests`` of the inputs, computed once for this tensor (the data's own test-split
-        check, the run's train_digests.json and the validation check share them)."""
+        """``row_digests`` of the inputs, computed once for this tensor (the run's
+        train_digests.json and the check of held-out inputs identical to training ones share them)."""
         if getattr(self, "_digests_of", None) is not self.x:
             self._digests, self._digests_of = row_digests(self.x), self.x
         return self._digests

@@ -18,7 +18,7 @@ from ..data import DataSplits, TensorData
 from ..data.digests import seen_rows
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, warn_user
-from ..per_sample import sample_names
+from ..per_sample import names_in_messages
 from ..wording import first_few
 
 
@@ -106,12 +106,13 @@ class Preflight:
         trained = set(data.train.digests())
         for split, what in (("val", "validation"), ("test", "test")):
             part = data.split(split)
+            if part is data.train:  # the training split itself: said as such where the trainer sets up
+                continue
             repeated = seen_rows(part.x, trained) if isinstance(part, TensorData) and len(part) else []
             if not repeated:
                 continue
-            named = sample_names(data.info, split)
-            which = (f" ({first_few([named[1][i] for i in repeated], quoted=True)})"
-                     if named and len(named[1]) == len(part) else "")
+            names = names_in_messages(data.info, split, len(part))
+            which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
             cost = ("the epoch kept as best is chosen partly on images the models trained on, and its validation "
                     "figures are optimistic" if split == "val" else "their figures are not held out")
             warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: {cost}; "
