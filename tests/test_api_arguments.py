@@ -638,6 +638,8 @@ def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
         evaluate_run(tmp_path, modules=_net())
     with pytest.raises(ConfigError, match=r"modules\['student1'\] is a str, not a torch.nn.Module"):
         evaluate_run(tmp_path, modules={"student1": "SmallCNN"})
+    with pytest.raises(ConfigError, match=r"--format \(fmt=\) must be onnx or safetensors, not 'onxx'"):
+        export_run(tmp_path, fmt="onxx")  # the Python name beside the command line's
     with pytest.raises(ConfigError, match=r"calibration=5 sets the int8 quantization, and nothing is quantized"):
         export_run(tmp_path, calibration=5)
     with pytest.raises(ConfigError, match="export_run: tolerance must be a number, 0 or more, got -1"):

@@ -113,7 +113,7 @@ def test_an_int8_segmentation_ensemble_is_checked_pixel_by_pixel(tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     (["--quantize", "int8", "--format", "safetensors"], "writes an ONNX graph, not safetensors: export to a .onnx file"),
-    (["--quantize", "int8", "--calibration-samples", "0"], "--calibration-samples must be at least 1"),
+    (["--quantize", "int8", "--calibration-samples", "0"], "--calibration-samples (calibration=) must be at least 1"),
     (["--quantize", "int8", "--min-agreement", "1.5"], "--min-agreement is a share of predictions, 0 to 1"),
     # without --quantize an fp32 file would be written as if an int8 one had been checked
     (["--min-agreement", "0.5"], "--min-agreement applies to --quantize int8: add --quantize int8, or drop it"),

@@ -389,7 +389,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
     if fmt not in FORMATS:
-        raise ConfigError(f"--format must be onnx or safetensors, not '{fmt}'")
+        raise ConfigError(f"--format (fmt=) must be onnx or safetensors, not '{fmt}'")
     check_flags("export_run", temperature_scaling=temperature_scaling)
     check_not_negative("export_run", tolerance=tolerance)
     _check_quantize(quantize, fmt, calibration, min_agreement)
@@ -469,7 +469,7 @@ def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreem
     if fmt != "onnx":
         raise ConfigError("--quantize int8 writes an ONNX graph, not safetensors: export to a .onnx file")
     if calibration < 1:
-        raise ConfigError(f"--calibration-samples must be at least 1, got {calibration}")
+        raise ConfigError(f"--calibration-samples (calibration=) must be at least 1, got {calibration}")
     if not 0 <= min_agreement <= 1:
         raise ConfigError(f"--min-agreement is a share of predictions, 0 to 1, got {min_agreement}")
 
