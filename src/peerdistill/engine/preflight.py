@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-
 import torch
 
 from ..data import DataSplits, TensorData
@@ -26,7 +25,8 @@ class Preflight:
     """The trainer's checks before training (see the module's docstring)."""
 
     def _name_classes(self, data: DataSplits) -> None:
-        """Per-class metrics are named after the task's class names and run.json records the
+        """The task counts as many classes as the data (else the metrics are cut to its count),
+        and per-class metrics are named after the task's class names while run.json records the
         data's, so they must agree: a task left with numbers as names takes the data's."""
         counted = getattr(self.task, "num_classes", None)
         if counted is not None and counted != data.num_classes:  # metrics would be cut to the task's count
