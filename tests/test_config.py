@@ -688,9 +688,13 @@ def test_detect_values_past_their_bounds_are_refused():
 def test_override_keys_and_values_are_parsed_as_written():
     tree = default_config()
     tree["teacher"] = None  # a section set to null is filled in by a key under it
-    apply_overrides(tree, ["teacher.arch=cnn", "name=a=b", "students.1.checkpoint=", " train.epochs =7"])
+    apply_overrides(tree, ["teacher.arch=cnn", "name=a=b", "students.1.checkpoint=null", " train.epochs =7"])
     assert tree["teacher"] == {"arch": "cnn"} and tree["name"] == "a=b"  # the first '=' splits key from value
-    assert tree["students"][1]["checkpoint"] is None and tree["train"]["epochs"] == 7  # an empty value is null
+    assert tree["students"][1]["checkpoint"] is None and tree["train"]["epochs"] == 7
+    # an empty value (an unset shell variable, name=$RUN) would be null, the default, in silence
+    with pytest.raises(ConfigError, match=r"override 'name=' has no value \(an unset shell variable\?\): give one, "
+                                          r"or name=null to leave the key at its default"):
+        apply_overrides(default_config(), ["name="])
     with pytest.raises(ConfigError, match=r"override 'students.2.arch': '2' must be a list index below 2"):
         apply_overrides(default_config(), ["students.2.arch=cnn"])  # the length itself is past the end
     with pytest.raises(ConfigError, match=r"override 'train.epochs.x': 'epochs' is a value, not a section"):

@@ -144,6 +144,11 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
         assert abs(float(a["p_3"]) - float(b["p_3"])) < 1e-4
     assert main(["predict", str(onnx), str(tmp_path / "missing.png"), "--out", str(tmp_path / "r.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # inputs after an option, as train and eval take their overrides
+    assert main(["predict", str(onnx), str(folder / "0.png"), "--out", str(tmp_path / "late.csv"),
+                 str(folder / "1.png")]) == 0
+    assert [r["input"] for r in csv.DictReader((tmp_path / "late.csv").open())] == [str(folder / f"{i}.png")
+                                                                                   for i in (0, 1)]
     # images unlike the training ones are predicted, but said to be: grey 8x8 digits was what it learnt
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "stored-as-rgb.png")  # grey, stored as RGB
     assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "s.csv")]) == 0

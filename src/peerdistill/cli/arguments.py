@@ -128,7 +128,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     help="other data (data.*), or for a detection run other box decoding and fusion: "
                          "detect.score_threshold, nms_iou, max_detections, ensemble (wbf, nms, nmw), ensemble_iou")
     ev.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
-                    help="all: train, val and test together (other data scored whole)")
+                    help="the split to score (default test); all: train, val and test together (other data scored "
+                         "whole)")
     ev.add_argument("--data", metavar="DATA.yaml", type=_given, help="a YAML file with a data section (default: the run's data)")
     ev.add_argument("--device", default="auto", type=_given,
                     help="auto (CUDA when there is an NVIDIA GPU, else cpu), cpu, cuda, cuda:N or mps (default auto)")
@@ -148,10 +149,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                          "its mirror (hflip) or all four mirrorings (flips), masks mirrored back")
     ev.add_argument("--bootstrap", type=_resamples, default=0, metavar="N",
                     help="also a 95%% interval for every metric: the percentiles over N resamples (with replacement) "
-                         "of the split's samples, each scored as the split is (e.g. 1000; in --json: "
+                         "of the split's samples, each scored as the split is (40 to 100,000, e.g. 1000; in --json: "
                          "ci95_low_METRIC, ci95_high_METRIC)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
-                    help="save pictures of N samples to RUN_DIR/eval/SPLIT/: predicted masks and overlays "
+                    help="segmentation and detection: save pictures of N samples per model to RUN_DIR/eval/SPLIT/ "
+                         "(other data's to RUN_DIR/eval/SPLIT-NAME-DIGEST/): predicted masks and overlays "
                          "(segmentation), predicted and true boxes (detection)")
     ev.add_argument("--per-sample", metavar="FILE.csv", default=None, type=_given,
                     help="also write a CSV with a row per scored sample and model: the file (where the data has "
@@ -209,7 +211,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     """export: a student or the ensemble as ONNX or safetensors."""
     exp = sub.add_parser("export", help="write a trained student (or the ensemble) as ONNX or safetensors")
     exp.add_argument("run_dir", metavar="RUN_DIR", type=_given)
-    exp.add_argument("--model", default="best", type=_given, help="a model name, 'best' (best validation student) or 'ensemble'")
+    exp.add_argument("--model", default="best", type=_given,
+                     help="a model name, 'best' (best validation student; the default) or 'ensemble'")
     exp.add_argument("--format", default=None, choices=["onnx", "safetensors"],
                      help="default: from the --out file's extension, else onnx")
     exp.add_argument("--out", default=None, type=_given,

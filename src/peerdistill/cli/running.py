@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     read a finished run as killed, and its --resume would then be refused)."""
     write_any_character(sys.stdout, sys.stderr)
     parser = build_parser()
-    # Positional overrides may come after flags (train --quiet a=b); argparse leaves those over.
+    # Positional overrides (train --quiet a=b) and predict's inputs (predict RUN a.png --out p.csv
+    # b.png) may come after flags; argparse leaves those over.
     ns, extra = parser.parse_known_args(argv)
-    positional = "args" if hasattr(ns, "args") else "overrides" if hasattr(ns, "overrides") else None
+    positional = next((name for name in ("args", "overrides", "inputs") if hasattr(ns, name)), None)
     if extra and (positional is None or any(e.startswith("-") for e in extra)):
         given = list(sys.argv[1:] if argv is None else argv)
         parser.commands[ns.command].error(

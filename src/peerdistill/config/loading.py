@@ -68,6 +68,9 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if key.strip() in given:
             raise ConfigError(f"{key.strip()} is given twice ('{given[key.strip()]}' and '{item}'): keep one")
         given[key.strip()] = item
+        if not raw.strip():  # YAML reads nothing as null: the key would be reset to its default in silence
+            raise ConfigError(f"override '{item}' has no value (an unset shell variable?): give one, or "
+                              f"{key.strip()}=null to leave the key at its default")
         try:
             value = yaml_value(raw)
         except yaml.YAMLError as exc:
