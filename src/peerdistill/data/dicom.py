@@ -326,6 +326,8 @@ def unlike_windows(windows: dict[tuple[float, float], int]) -> list[tuple[float,
     if not windows:
         return []
     (center, width), _ = max(windows.items(), key=lambda item: item[1])
+    if width <= 0:  # (no window to compare with: a width of 0 or below is refused as it is read)
+        return []
     return [(c, w) for c, w in windows if not (0.5 <= w / width <= 2 and abs(c - center) <= max(w, width) / 4)]
 
 

@@ -145,8 +145,7 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
                   f"[{unlike[0][0]:g}, {unlike[0][1]:g}]: another preset, a lung window beside a soft-tissue one?), "
                   "so the same tissue has different values in them: set data.dicom_window=[CENTER, WIDTH] to read "
                   "every one through one window")
-    elif spec.dicom_window is not None and (dicom.share_at_ends() > SATURATED or
-                                            dicom.images_at_ends()[0] >= SATURATED_IMAGES * dicom.images_at_ends()[1]):
+    elif spec.dicom_window is not None and (dicom.share_at_ends() > SATURATED or _many_lost(*dicom.images_at_ends())):
         lost, read = dicom.images_at_ends()
         warn_user(f"data.dicom_window {list(spec.dicom_window)} puts {dicom.share_at_ends():.0%} of the pixels "
                   f"of the DICOM images read at black or white, and over {SATURATED:.0%} of the pixels of {lost} of "
@@ -158,6 +157,12 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
 # Of the images read through a window, the share it may put almost wholly at black or white before
 # it is said (a few slices outside the body are; a quarter of the set is another kind of file).
 SATURATED_IMAGES = 0.25
+
+
+def _many_lost(lost: int, read: int) -> bool:
+    """Whether a window put ``SATURATED_IMAGES`` or more of the ``read`` images almost wholly at
+    black or white (``lost`` of them)."""
+    return lost > 0 and lost >= SATURATED_IMAGES * read
 
 
 def check_trainable(spec: DataSpec, data: DataSplits) -> None:
