@@ -298,7 +298,7 @@ def test_compare_writes_mean_and_std_tables(tmp_path, capsys):
     (["compare", "--presets", "kd,fancy"], "--presets: unknown preset 'fancy'; choose from independent, kd,"),
     (["compare", "--presets", "kdml,kd"], "--presets: unknown preset 'kdml' ('kdml': did you mean 'kd+ml'?); choose from"),
     (["compare", "--presets", "kd,custom"], "--presets: unknown preset 'custom'"),
-    (["compare", "--presets", " , "], "--presets: unknown preset (none given)"),
+    (["compare", "--presets", " , "], "--presets ' , ' holds an empty name between commas"),
     (["compare", "--teacher-from", "custom"], "--teacher-from: unknown preset 'custom'"),
     (["compare", "--jobs", "0"], "--jobs must be at least 1"),
 ])

@@ -1024,6 +1024,9 @@ def test_presets_are_read_from_a_comma_list_with_spaces_and_a_trailing_comma():
     from peerdistill.comparison_configs import parse_presets
 
     assert parse_presets("kd, ml,") == ["kd", "ml"] and parse_presets(None) is None
+    for slip in ("kd,,ml", ",kd", ","):  # an empty name between commas: a preset left out by mistake?
+        with pytest.raises(ConfigError, match=f"--presets '{slip}' holds an empty name between commas"):
+            parse_presets(slip)
 
 
 def test_a_finished_run_without_its_metrics_or_a_folder_with_only_its_config_is_not_reused(tmp_path, capsys):

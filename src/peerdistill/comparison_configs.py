@@ -20,7 +20,10 @@ def parse_presets(text: str | None) -> list[str] | None:
     """``--presets kd,ml``: the preset names, checked."""
     if text is None:
         return None
-    presets = [p.strip() for p in text.split(",") if p.strip()]
+    presets = [p.strip() for p in text.split(",")]
+    if "" in presets[:-1] or presets == [""]:  # (a trailing comma is no slip: kd,ml,)
+        raise ConfigError(f"--presets '{text}' holds an empty name between commas: list the presets as kd,kd+ml")
+    presets = [p for p in presets if p]
     check_preset_names("--presets", presets)
     return presets
 

@@ -112,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     """train: a run from a config (or the embedded default), or one resumed."""
     train = sub.add_parser("train", help="train a cohort (no CONFIG: the embedded digits default)")
-    train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
-    train.add_argument("--resume", metavar="RUN_DIR", type=_given, help="continue an interrupted run from its last checkpoint")
+    train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
+                       help="a config file (default: the embedded digits config) and key=value overrides of it "
+                            "(e.g. train.epochs=5 data.root=x.npz)")
+    train.add_argument("--resume", metavar="RUN_DIR", type=_given,
+                       help="continue an interrupted run from its last checkpoint, with its saved config (no "
+                            "CONFIG, overrides or --overwrite)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     train.add_argument("--quiet", action="store_true",
                        help="no progress (bars on a terminal, a line per epoch in a log)")
