@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .values import is_finite_number
 
 
 def check_flags(where: str, **flags: Any) -> None:
@@ -69,7 +70,8 @@ def check_not_negative(where: str, **numbers: Any) -> None:
 
 
 def _finite_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and bool(np.isfinite(value))
+    """``values.is_finite_number``, numpy scalars taken as the Python numbers they hold."""
+    return is_finite_number(value.item() if isinstance(value, np.number) else value)
 
 
 def whole_number(value: Any) -> int | None:

@@ -431,16 +431,16 @@ def _take_until(candidates: list[int], counts: np.ndarray, target: int) -> list[
     return taken
 
 
-def _labelled_anywhere(ys: list[torch.Tensor], num_classes: int) -> torch.Tensor:
-    """Per class, whether any split holds a sample of it."""
-    return torch.stack([torch.bincount(y, minlength=num_classes) > 0 for y in ys]).any(dim=0)
+def _label_counts(ys: list[torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Per class, how many samples of it the splits hold together."""
+    return sum(torch.bincount(y, minlength=num_classes) for y in ys)
 
 
 def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
     """A class in val or test that the training split lacks cannot be learnt; labels counted
     from 1 would make an empty class 0 (AUC is then undefined in every epoch)."""
     train = torch.bincount(ys[0], minlength=num_classes) > 0
-    anywhere = _labelled_anywhere(ys, num_classes)
+    anywhere = _label_counts(ys, num_classes) > 0
     untrained = [c for c in range(num_classes) if anywhere[c] and not train[c]]
     if untrained:
         raise SplitError(f"class(es) {untrained[:10]} are in the val or test labels but have no training sample",
@@ -454,11 +454,10 @@ def _classes_in_no_split(ys: list[torch.Tensor], num_classes: int) -> str | None
     """Labels that skip classes, their number read from the largest (one stray 7 among 0/1 labels
     made an eight-class run, whose five empty classes were said only as missing from val and test):
     what to say to a new run of them, or None."""
-    anywhere = _labelled_anywhere(ys, num_classes)
-    empty = [c for c in range(num_classes) if not anywhere[c]]
+    counts = _label_counts(ys, num_classes)
+    empty = [c for c in range(num_classes) if not counts[c]]
     if not empty:
         return None
-    counts = sum(torch.bincount(y, minlength=num_classes) for y in ys)
     return (f"the labels run to {num_classes - 1}, so the models get {num_classes} classes, but no sample of any "
             f"split is labelled {first_few(empty, 10)}; class {num_classes - 1} has {int(counts[-1]):,} sample(s): a "
             "stray label? Fix the labels, or name the classes (data.class_names) to say the empty ones are meant")

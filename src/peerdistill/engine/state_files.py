@@ -157,12 +157,12 @@ def _without_common_prefix(state: dict[str, torch.Tensor], expected: set[str]) -
     model, say), as many as make the most of the keys the model's own (none on a tie); then, the
     other way round, puts before them those every key of the model shares and the file's lack (a
     wrapper of one's own holding the network as ``self.net``, given the network's weights)."""
-    best = state
+    best, matched = state, len(expected & set(state))
     for dropped in (state, *_prefixes_dropped(state)):
         for prefix in ("", *_shared_prefixes(expected)):
             candidate = {prefix + k: v for k, v in dropped.items()}
-            if len(expected & set(candidate)) > len(expected & set(best)):
-                best = candidate
+            if (count := len(expected & set(candidate))) > matched:
+                best, matched = candidate, count
     return best
 
 
