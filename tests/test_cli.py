@@ -999,6 +999,11 @@ def test_help_and_config_errors_answer_without_importing_torch(tmp_path):
     (["report", ""], "argument RUN_DIR_OR_COMPARE_DIR: is empty"),
     (["train", "--config", "c.yaml"], "unrecognized arguments: --config (the config file goes without --config, "
                                       "before the key=value overrides: peerdistill train CONFIG.yaml"),
+    (["eval", "RUN", "--save-images", "\u00b2"], "expected a whole number, 0 or more, got '\u00b2'"),  # (not _count's name)
+    (["train", "--quiet", "--quiet"], "--quiet is given twice: give it once"),
+    (["--quiet", "train", "train.epochs=1"], "--quiet: a command's options go after it (peerdistill train --quiet"),
+    (["--overwrite"], "unrecognized arguments: --overwrite (a command comes first, its options after it"),
+    (["--vers"], "unrecognized arguments: --vers"),
 ])
 def test_empty_values_and_endless_counts_are_refused_by_name(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -1287,3 +1292,57 @@ def test_a_patch_trained_runs_table_says_its_macs_are_of_one_patch(tmp_path, cap
     run_cli("train", f"out_dir={tmp_path}", "name=whole", *FAST, "--quiet")
     out, err = capsys.readouterr()
     assert "MMACs/patch" not in out and "MMACs" in out and "MMACs/patch" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", ""], "an empty argument where a CONFIG.yaml or key=value goes"),  # read as the folder '.'
+    (["compare", "", "--dry-run"], "an empty argument where a CONFIG.yaml or key=value goes"),
+    (["eval", "data.split_seed=1", "RUN"], "'data.split_seed=1' stands where the run's folder goes: give RUN_DIR "
+                                           "first, then the overrides (peerdistill eval RUN_DIR data.split_seed=1)"),
+    (["eval", "RUN", "--data", "none.yaml"], "--data file 'none.yaml' does not exist"),  # not a "config file"
+])
+def test_misplaced_or_empty_arguments_are_named_as_given(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "RUN").mkdir()
+    assert main(args) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_config_whose_path_holds_an_equals_sign_is_read_as_the_config(tmp_path, monkeypatch, capsys):
+    from peerdistill.config import default_config
+
+    monkeypatch.chdir(tmp_path)
+    Path("lr=0.1").mkdir()
+    write_config(Path("lr=0.1"), {**default_config(), "name": "eq"})
+    assert main(["compare", "lr=0.1/cfg.yaml", "--dry-run"]) == 0
+    assert "runs/eq-compare/kd+ml-seed0" in capsys.readouterr().out
+
+
+def test_an_error_is_exit_code_2_though_stderr_cannot_take_it(tmp_path):
+    # a full disk, or stderr closed by a scheduler: the message is lost, not the exit code (1 read as a bug)
+    for stderr in ("/dev/full", None):
+        with open(stderr or os.devnull, "w") as sink:
+            done = subprocess.run([sys.executable, "-m", "peerdistill", "eval", str(tmp_path / "none")],
+                                  stdout=subprocess.DEVNULL, stderr=sink if stderr else subprocess.DEVNULL,
+                                  close_fds=True, timeout=120, **({} if stderr else {"preexec_fn": _close_stderr}))
+        assert done.returncode == 2, stderr
+
+
+def _close_stderr():
+    os.close(2)
+
+
+def test_ctrl_c_while_the_command_line_loads_says_one_line(tmp_path):
+    # the command line's modules load in a fraction of a second: Ctrl-C then is as Ctrl-C later
+    script = ("import signal, sys, threading, peerdistill\n"
+              "from peerdistill import cli\n"
+              "original = __import__\n"
+              "def interrupting(name, *args, **kwargs):\n"
+              "    if name == 'argparse':\n"
+              "        raise KeyboardInterrupt\n"
+              "    return original(name, *args, **kwargs)\n"
+              "import builtins\nbuiltins.__import__ = interrupting\n"
+              "sys.modules.pop('argparse', None)\n"
+              "cli.run_and_exit(['presets'])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stderr == "interrupted\n", (done.returncode, done.stderr)

@@ -18,33 +18,48 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number such as 3, got '{text}'") from None
 
 
+def _given_first_time(parser: argparse.ArgumentParser, namespace: argparse.Namespace, dest: str,
+                      option_string: str | None) -> None:
+    """Refuse an option given a second time (``_Once``, ``_OnceFlag``)."""
+    seen = namespace.__dict__.setdefault("_given_once", set())
+    if dest in seen:
+        parser.error(f"{option_string} is given twice: give it once"
+                     + (" (several presets: --presets kd,kd+ml)" if dest == "presets" else ""))
+    seen.add(dest)
+
+
 class _Once(argparse._StoreAction):
     """An option given once: given again, it would silently replace the first (as --presets kd
     --presets ml ran ml alone), while --setting adds up. Every command's plain options are so
     (``_Parser``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        seen = namespace.__dict__.setdefault("_given_once", set())
-        if self.dest in seen:
-            parser.error(f"{option_string} is given twice: give it once"
-                         + (" (several presets: --presets kd,kd+ml)" if self.dest == "presets" else ""))
-        seen.add(self.dest)
+        _given_first_time(parser, namespace, self.dest, option_string)
         setattr(namespace, self.dest, values)
 
 
+class _OnceFlag(argparse._StoreTrueAction):
+    """A flag given once (twice is likely a line pasted in twice, or a mistake for another flag)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _given_first_time(parser, namespace, self.dest, option_string)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with ``_Once`` as its plain option action, and no abbreviations (--seed must not
-    silently mean --seeds)."""
+    """argparse with ``_Once`` as its plain option action and ``_OnceFlag`` as its flag action,
+    and no abbreviations (--seed must not silently mean --seeds)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, allow_abbrev=False, **kwargs)
         self.register("action", None, _Once)
         self.register("action", "store", _Once)
+        self.register("action", "store_true", _OnceFlag)
 
 
 def _count(text: str) -> int:
     """An argparse type: a whole number, 0 or more."""
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # ('²' is a digit to str.isdigit, not to int)
         raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got '{text}'")
     return int(text)
 

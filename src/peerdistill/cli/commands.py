@@ -15,11 +15,19 @@ from .consoles import console, err_console
 from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
 
 
+def _is_override(arg: str) -> bool:
+    """key=value, not a config file (whose path may hold an '=' too: an existing file is one)."""
+    if not arg.strip():  # (an unset shell variable: it would otherwise read as the folder '.')
+        raise ConfigError("an empty argument where a CONFIG.yaml or key=value goes: give a value (an unset shell "
+                          "variable gives an empty one)")
+    return "=" in arg and not Path(arg).is_file()
+
+
 def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
     config = None
     overrides = []
     for arg in args:
-        if "=" in arg:
+        if _is_override(arg):
             overrides.append(arg)
         elif config is None:
             config = arg
@@ -88,8 +96,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
-    paths = [a for a in ns.args if "=" not in a]
-    overrides = [a for a in ns.args if "=" in a]
+    overrides = [a for a in ns.args if _is_override(a)]
+    paths = [a for a in ns.args if a not in overrides]
     trees = [load_yaml(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)

@@ -19,6 +19,9 @@ from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_availabl
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
+    if "=" in ns.run_dir and not Path(ns.run_dir).exists():  # an override first took the run folder's place
+        raise ConfigError(f"'{ns.run_dir}' stands where the run's folder goes: give RUN_DIR first, then the "
+                          f"overrides (peerdistill eval RUN_DIR {ns.run_dir})")
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
     decoding_overrides = [o for o in ns.overrides if o.startswith("detect.")]
     decoding = _decoding(decoding_overrides)
@@ -165,7 +168,7 @@ def _data_section(path: str) -> dict:
     if given.is_dir() or given.suffix.lower() in (".npz", ".csv", ".png", ".jpg", ".jpeg", ".dcm"):
         raise ConfigError(f"--data takes a YAML file holding a data section, and '{path}' is data itself: to score "
                           "it, give data.root=PATH (and data.kind=... when it is not of the run's kind)")
-    loaded = load_yaml(path)
+    loaded = load_yaml(path, "--data file")
     others = sorted(set(loaded) & (set(RunConfig.model_fields) - {"data"})) if isinstance(loaded, dict) else []
     if others and "data" not in loaded:  # (read as data keys, each was refused with the 35 valid ones)
         raise ConfigError(f"--data '{path}' is a config without a data section (it holds {', '.join(others)}): give a "

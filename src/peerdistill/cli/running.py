@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     read a finished run as killed, and its --resume would then be refused)."""
     write_any_character(sys.stdout, sys.stderr)
     parser = build_parser()
+    _refuse_options_before_the_command(parser, list(sys.argv[1:] if argv is None else argv))
     # Positional overrides (train --quiet a=b) and predict's inputs (predict RUN a.png --out p.csv
     # b.png) may come after flags; argparse leaves those over.
     ns, extra = parser.parse_known_args(argv)
@@ -61,6 +62,24 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
                 stream.flush()
 
 
+def _refuse_options_before_the_command(parser: argparse.ArgumentParser, given: list[str]) -> None:
+    """``peerdistill --quiet train``: each command's options go after it (argparse would say the
+    command's own --quiet is unrecognized, or, with no command, only that one is required)."""
+    before = []
+    for arg in given:
+        if arg in ("-h", "--help", "--version"):  # the program's own options
+            return
+        if not arg.startswith("-"):
+            if before and arg in parser.commands:
+                parser.error(f"{' '.join(before)}: a command's options go after it (peerdistill {arg} "
+                             f"{' '.join(before)} ...)")
+            break
+        before.append(arg)
+    if before:
+        parser.error(f"unrecognized arguments: {' '.join(before)} (a command comes first, its options after it: "
+                     f"peerdistill --help lists the commands)")
+
+
 def _run(ns: argparse.Namespace) -> int:
     """The command, its failures as one message and an exit code."""
     try:
@@ -89,13 +108,21 @@ def _run(ns: argparse.Namespace) -> int:
         return 2
 
 
+def _say(error: str) -> None:
+    """Print a failure. A stderr that cannot take it (closed, a full disk) loses the message, not
+    the exit code: the command still ends with 2, not as a bug."""
+    with contextlib.suppress(OSError, AttributeError):  # (closed at start: sys.stderr is None)
+        err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
+        sys.stderr.flush()
+
+
 def _say_once_per_node(error: str, said_alike: str | None = None) -> None:
     """Print a failure; under torchrun, tell the other processes first (before the process group
     is joined, on other nodes they would wait for this one), and print once per node what every
     process of it stops with: a node's processes share its terminal. ``said_alike``: the
     message every process stops with alike (``PeerdistillError.said_alike``)."""
     if not launched():
-        err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
+        _say(error)
         return
     from ..engine.distributed import joined_before, mark_said, said_by_first_on_node, tell_failure
 
@@ -107,8 +134,7 @@ def _say_once_per_node(error: str, said_alike: str | None = None) -> None:
             return
     except Exception:  # noqa: BLE001 - the store gone: the others have stopped already
         pass
-    err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
-    sys.stderr.flush()
+    _say(error)
     try:
         mark_said(said_alike or error)
     except Exception:  # noqa: BLE001 - as above
@@ -225,6 +251,9 @@ def run_and_exit(argv: list[str] | None = None) -> NoReturn:
     torch's threads left behind by DDP cannot abort it at exit after a finished run."""
     try:
         code = main(argv, exiting=True)
+    except KeyboardInterrupt:  # before the command began (its arguments being read): nothing is left
+        sys.stderr.write("interrupted\n")
+        code = 130
     except Exception:  # a bug's traceback: printed as Python prints it, then ended the same way
         if not _trained_under_torchrun():
             raise

@@ -58,26 +58,27 @@ def _recipes_hint(path: Path) -> str:
     return ": recipes/ is a folder of the peerdistill repository: run from a clone, or give the path to your copy"
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file's mapping; ``what`` names the file in messages (eval's --data file is not a config)."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"config file '{path}' is a folder: give the YAML file in it")
+        raise ConfigError(f"{what} '{path}' is a folder: give the YAML file in it")
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist{_recipes_hint(path)}")
+        raise ConfigError(f"{what} '{path}' does not exist{_recipes_hint(path)}")
     try:
         tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except OSError as exc:
-        raise ConfigError(f"cannot read config file '{path}': {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} '{path}': {exc.strerror}") from None
     except yaml.YAMLError as exc:
         said = str(exc).replace('"<unicode string>"', f"'{path}'")  # (read from its text, not its path)
         tab = " (a tab where YAML indents with spaces only: indent with spaces)" if "'\\t'" in said else ""
-        raise ConfigError(f"config file '{path}' is not valid YAML{tab}: {said}") from None
+        raise ConfigError(f"{what} '{path}' is not valid YAML{tab}: {said}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file '{path}' is not UTF-8 text: is it a YAML file?") from None
+        raise ConfigError(f"{what} '{path}' is not UTF-8 text: is it a YAML file?") from None
     except RecursionError:
-        raise ConfigError(f"config file '{path}' nests too deeply to read: is it a config?") from None
+        raise ConfigError(f"{what} '{path}' nests too deeply to read: is it a config?") from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(tree).__name__}")
+        raise ConfigError(f"{what} '{path}' must hold a mapping of keys, not {type(tree).__name__}")
     return tree
