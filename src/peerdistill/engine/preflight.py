@@ -15,6 +15,7 @@ import torch
 
 from ..data import DataSplits, TensorData
 from ..data.digests import seen_rows
+from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, warn_user
 from ..per_sample import names_in_messages
@@ -99,24 +100,34 @@ class Preflight:
     def _warn_of_training_inputs_held_out(self, data: DataSplits) -> None:
         """Validation and test inputs identical to training inputs (PneumoniaMNIST's validation
         split holds 8 of its training images; a file copied under another name; a split cut by
-        hand), named where the data names its samples: the best epoch is chosen partly on images
-        the models trained on, or the test figures are training figures in part."""
+        hand), or near-copies of them (saved again as JPEG, resized, the next frame of a video:
+        ``near_copies``), named where the data names its samples: the best epoch is chosen partly
+        on images the models trained on, or the test figures are training figures in part."""
         if not isinstance(data.train, TensorData) or not len(data.train):
             return
         trained = set(data.train.digests())
         for split, what in (("val", "validation"), ("test", "test")):
             part = data.split(split)
-            if part is data.train:  # the training split itself: said as such where the trainer sets up
-                continue
-            repeated = seen_rows(part.x, trained) if isinstance(part, TensorData) and len(part) else []
-            if not repeated:
+            if part is data.train or not isinstance(part, TensorData) or not len(part):
+                continue  # (the training split itself is said as such where the trainer sets up)
+            repeated = seen_rows(part.x, trained)
+            near = near_copies(part.x, data.train.x, skip=set(repeated))
+            if not repeated and not near:
                 continue
             names = names_in_messages(data.info, split, len(part))
-            which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
             cost = ("the epoch kept as best is chosen partly on images the models trained on, and its validation "
                     "figures are optimistic" if split == "val" else "their figures are not held out")
-            warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: {cost}; "
-                      f"leave them out of the {what} split")
+            if repeated:
+                which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
+                warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: "
+                          f"{cost}; leave them out of the {what} split")
+            if near:
+                trained_names = names_in_messages(data.info, "train", len(data.train))
+                pairs = first_few([f"'{names[row]}' ~ '{trained_names[match]}'" for row, match in near])
+                warn_user(f"{len(near)} of {len(part)} {what} inputs are near-copies of training images ({pairs}: "
+                          f"the same picture saved again or resized, or the next frame of a video?): {cost}; look at "
+                          f"them, and keep near-copies in one split (data.group_pattern, for a patient or video id in "
+                          f"the file names) or leave them out of the {what} split")
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
