@@ -8,7 +8,7 @@ from torch import nn
 
 from peerdistill.capture import FeatureRecorder, find_module, unwrap
 from peerdistill.connectors import Connector
-from peerdistill.errors import ConfigError
+from peerdistill.errors import ConfigError, DataError
 from peerdistill.losses import attention_transfer, fitnet_hint, similarity_preserving
 from peerdistill.models import SmallCNN
 
@@ -270,3 +270,34 @@ def test_a_hint_through_a_connector_reaches_the_targets_channels_and_size():
         connector.project[0].weight.fill_(2.0)
     loss = graph.losses(out, connectors=connectors)["s/hint<-t[f<-f]"]
     assert loss.item() == pytest.approx(0.5 * 4 / (1 + 1e-5), rel=1e-6)
+
+
+def _hooks(module: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in module.modules())
+
+
+@pytest.mark.parametrize("fits", ["finished", "refused"])
+def test_the_users_models_carry_no_hook_after_a_fit(tmp_path, tiny_data, fits):
+    """The recorded layers are hooked while a fit runs only: a hook left on kept recording each
+    of the user's forwards (holding its activations), failed torch.save(model) and piled up with
+    the hooks of a next Cohort of the same modules."""
+    import io
+
+    from peerdistill import ClassificationTask, Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec
+
+    # refused: a student of four classes for data of three, found by the first forward of the fit
+    teacher, student = SmallCNN(1, 3, width=8), SmallCNN(1, 3 if fits == "finished" else 4, width=4)
+    for round_ in range(2):  # a second cohort of the same modules: no hook piled up
+        cohort = Cohort.from_modules([student], teacher=teacher)
+        edges = [Edge("teacher", "student1", "kl"),
+                 Edge("teacher", "student1", "at", source_layer="features.2", target_layer="features.2")]
+        trainer = Trainer(cohort, KnowledgeGraph(edges), ClassificationTask(3), train=TrainSpec(epochs=1),
+                          run_dir=tmp_path / f"r{round_}", progress=False)
+        assert _hooks(teacher) == _hooks(student) == 0  # (the layers are checked, not hooked, until a fit)
+        if fits == "finished":
+            trainer.fit(tiny_data)
+        else:
+            with pytest.raises(DataError, match="outputs 4 classes"):
+                trainer.fit(tiny_data)
+        assert _hooks(teacher) == _hooks(student) == 0
+    torch.save(student, io.BytesIO())  # (failed: a hook is a local function, which pickle cannot save)

@@ -169,7 +169,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self.run_info = dict(run_info or {})
         self.config_yaml = config_yaml
         graph.bind(cohort)
-        cohort.capture(graph.feature_requests())
+        cohort.capture(graph.feature_requests())  # each recorded layer exists: said before any fit,
+        cohort.capture({})  # and hooked only while one runs (_setup; released after it)
         self.monitor = self.train_spec.monitor or task.default_monitor
         self.supervised_name = getattr(task, "supervised_name", "ce")  # how the label loss is named
         self.monitor_model, self.monitor_metric = self._parse_monitor(self.monitor)
@@ -398,6 +399,10 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         finally:  # the run directory is free for another process (or another fit) again
             run_lock.release(getattr(self, "_run_lock", None))
             self._run_lock = None
+            # The models are the user's again: a hook left on would keep recording (holding each
+            # forward's activations), fail torch.save(model) and torch.jit.script, and pile up
+            # with the hooks of a next Cohort of the same modules.
+            self.cohort.capture({})
 
     def _read_resume_state(self) -> dict[str, Any]:
         # without a checkpoint, the message says whether train alone starts the run again: it kept
