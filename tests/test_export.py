@@ -1111,3 +1111,34 @@ def test_the_deployment_pages_python_block_gives_predicts_probabilities_and_call
             np.testing.assert_allclose(scope["scores"], expected, atol=2e-6)
             assert scope["predicted"] == row["predicted"]
 
+
+
+class _TokenModel(nn.Module):
+    """A ViT's class token put before the tokens, the batch size read as ``how`` says."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.token = nn.Parameter(torch.zeros(1, 1, 4))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        tokens = x.flatten(2).transpose(1, 2)[..., :4]
+        batch = len(tokens) if self.how == "len" else tokens.shape[0]
+        return self.head(torch.cat([self.token.expand(batch, -1, -1), tokens], 1)[:, 0])
+
+
+@pytest.mark.parametrize("how", ["len", "shape"])
+def test_a_graph_that_fixed_the_batch_size_is_named_with_its_cause(tmp_path, how):
+    # len(x) is a Python number to the exporter, which wrote 4 into the graph: onnxruntime then failed
+    # on a batch of 5 with a traceback naming neither the model nor the cause
+    from peerdistill.export import ExportError, onnx_parity, to_onnx
+
+    module, x = _TokenModel(how).eval(), torch.randn(4, 4, 8, 8)
+    to_onnx(module, x, tmp_path / "m.onnx", dense=False)
+    if how == "shape":
+        assert onnx_parity(module, tmp_path / "m.onnx", x) < 1e-5
+        return
+    with pytest.raises(ExportError, match=r"the ONNX graph fixed the batch size at 4 \(the sample's\): the model's "
+                                          r"forward reads it as a Python number \(len\(x\), int\(x.shape\[0\]\)\)"):
+        onnx_parity(module, tmp_path / "m.onnx", x)

@@ -616,6 +616,21 @@ def _export_failure(exc: BaseException) -> str:
                                       lines[0] if lines else "", where) if part)
 
 
+def _check_free_axes(input_shape: list, dense: bool) -> None:
+    """The graph takes any batch size (and, for ``dense`` maps, any height and width): a forward
+    reading the batch size as a Python number (``cls_token.expand(len(x), -1, -1)``; not so
+    ``x.shape[0]`` or ``x.size(0)``) has the exporter write the sample's size into the graph,
+    which then fails on any other batch."""
+    axes = {0: "batch size", **({2: "height", 3: "width"} if dense else {})}
+    fixed = [f"the {what} at {input_shape[axis]}" for axis, what in axes.items()
+             if axis < len(input_shape) and isinstance(input_shape[axis], int)]
+    if fixed:
+        raise ExportError(f"the ONNX graph fixed {' and '.join(fixed)} (the sample's): the model's forward reads it "
+                          "as a Python number (len(x), int(x.shape[0])), which the exporter writes into the graph as a "
+                          "constant: write x.shape[0] or x.size(0) instead (token.expand(x.shape[0], -1, -1)), or "
+                          "export --format safetensors")
+
+
 def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor, dense: bool = False) -> float:
     """Largest absolute difference between onnxruntime and PyTorch on ``x`` and on a batch of
     another size (and, for ``dense`` maps, another height and width) to check the dynamic axes."""
@@ -626,6 +641,7 @@ def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor, dense: bool = Fa
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, (os.cpu_count() or 1))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    _check_free_axes(session.get_inputs()[0].shape, dense)
     inputs = [x, torch.cat([x, x[:1]])]
     if dense and x.shape[-1] > 16:
         inputs.append(x[..., : x.shape[-2] - 8, : x.shape[-1] - 4])
