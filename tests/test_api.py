@@ -1,6 +1,8 @@
 """The README's Python API example runs as written (placeholders filled with tiny data)."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -732,3 +734,25 @@ def test_another_file_of_the_runs_relative_data_name_says_where_training_read_it
         evaluate_run(run)  # the same split sizes: it was scored with a warning, as if the run's data had changed
     monkeypatch.chdir(tmp_path / "project")
     assert evaluate_run(run).samples == 40
+
+
+def test_every_module_imports_on_its_own():
+    # `pytest tests/test_per_sample.py` alone failed: per_sample -> engine -> preflight -> per_sample
+    # went in a circle that the whole suite, importing another module first, never met
+    script = ("import importlib, pkgutil, sys\n"
+              "import peerdistill\n"
+              "names = [m.name for m in pkgutil.walk_packages(peerdistill.__path__, 'peerdistill.')]\n"
+              "failed = []\n"
+              "for name in names:\n"
+              "    for loaded in [n for n in sys.modules if n == 'peerdistill' or n.startswith('peerdistill.')]:\n"
+              "        del sys.modules[loaded]\n"
+              "    try:\n"
+              "        importlib.import_module(name)\n"
+              "    except Exception as exc:\n"
+              "        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+              "print(len(names))\n"
+              "print('\\n'.join(failed))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, *failed = done.stdout.strip().splitlines()
+    assert int(count) > 60 and failed == [], failed

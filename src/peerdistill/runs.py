@@ -39,7 +39,8 @@ from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
 from .scored_data import (check_unchanged, read_where_training_read, saved_data_spec,
                           warn_of_what_is_scored, where_training_read)
-from .per_sample import check_per_sample_path, per_sample_rows, sample_names, write_per_sample
+from .per_sample import check_per_sample_path, per_sample_rows, write_per_sample
+from .sample_names import sample_names
 from .tasks import ClassificationTask, SegmentationTask
 from .trust import check_every_arch_trusted
 

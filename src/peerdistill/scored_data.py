@@ -25,7 +25,7 @@ from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
 from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .errors import CheckpointError, DataError, warn_user
 from .json_files import read_json
-from .per_sample import names_in_messages, sample_names
+from .sample_names import names_in_messages, sample_names
 
 
 def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: DataSplits, split: str,

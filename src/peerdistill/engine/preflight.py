@@ -18,7 +18,7 @@ from ..data.digests import seen_rows
 from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, warn_user
-from ..per_sample import names_in_messages
+from ..sample_names import names_in_messages
 from ..wording import first_few
 
 
