@@ -602,8 +602,9 @@ def test_an_empty_cell_of_the_report_is_explained_under_its_table():
 def test_the_confusion_matrix_and_roc_figures_draw_the_counts_and_curves_by_hand():
     """The pictures' data, not only their files: rows of the matrix are the true classes; the ROC
     curve's area (in the legend) is the share of (positive, negative) score pairs ranked right,
-    ties counting half, for two classes from the positive class's probability and for more
-    from every one-vs-rest score pooled (micro average)."""
+    ties counting half, for two classes from the positive class's probability and for more the
+    mean of that share over the classes, each from its own score (macro average, the table's auc:
+    a micro-averaged curve had shown 0.75 beside the table's 0.97)."""
     import matplotlib.pyplot as plt
 
     from peerdistill.html_report.predictions_html import confusion_figure, roc_figure
@@ -619,18 +620,25 @@ def test_the_confusion_matrix_and_roc_figures_draw_the_counts_and_curves_by_hand
         pairs = [(a > b) + 0.5 * (a == b) for a in positive for b in negative]
         return sum(pairs) / len(pairs)
 
+    from peerdistill.metrics import classification_metrics
+
     rng = np.random.default_rng(4)
-    for k in (2, 3):
-        labels = np.arange(12) % k
-        p = rng.dirichlet(np.ones(k), size=12)
-        p[np.arange(12), labels] += 0.3 * rng.random(12)  # better than chance, not perfect
-        p /= p.sum(axis=1, keepdims=True)
-        scores = p[:, 1:2] if k == 2 else p
-        truth = labels[:, None] == (np.array([[1]]) if k == 2 else np.arange(k)[None])
-        expected = ranked_right(scores[truth], scores[~truth])
+    for k, decimals in ((2, 8), (3, 8), (5, 1)):  # (rounded to one decimal: many ties)
+        labels = np.arange(40) % k
+        p = rng.dirichlet(np.ones(k), size=40)
+        p[np.arange(40), labels] += 0.3 * rng.random(40)  # better than chance, not perfect
+        p = (p / p.sum(axis=1, keepdims=True)).round(decimals)
+        if k == 2:
+            expected = ranked_right(p[labels == 1, 1], p[labels == 0, 1])
+        else:
+            expected = np.mean([ranked_right(p[labels == c, c], p[labels != c, c]) for c in range(k)])
+        assert abs(expected - classification_metrics(p, labels)["auc"]) < 1e-12  # the table's figure
         figure = roc_figure({"ensemble": p}, labels, k)
         legend = figure.axes[0].get_legend().get_texts()[0].get_text()
         assert f"area {expected:.3f}" in legend, (legend, expected)
+        fpr, tpr = figure.axes[0].lines[0].get_data()
+        assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= -1e-12) and (fpr[-1], tpr[-1]) == (1, 1)
+        assert abs(np.trapezoid(tpr, fpr) - expected) < 1e-12  # the curve drawn has that area
         plt.close(figure)
 
 
