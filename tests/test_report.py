@@ -983,3 +983,42 @@ def test_a_run_without_metrics_json_is_told_finished_or_not_by_its_run_json(tmp_
                                                   "members": [], "status": status}))
         with pytest.raises(RunDirError, match=said):
             write_report(run)
+
+
+def test_characters_the_figures_font_lacks_are_said_once_in_words():
+    # matplotlib warned once per missing character, pointing at a line of peerdistill's; under
+    # PYTHONWARNINGS=error its plain UserWarning ended the report command with a traceback
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.html_report.writing import _glyphs_said_once
+
+    def held(message, category=UserWarning):
+        return warnings.WarningMessage(category(message), category, "html_parts.py", 69)
+
+    kept = held("the test split lacks a class", PeerdistillWarning)
+    said = _glyphs_said_once([held("Glyph 20013 (\\N{CJK UNIFIED IDEOGRAPH-4E2D}) missing from font(s) DejaVu Sans."),
+                              kept, held("Glyph 25991 (\\N{CJK UNIFIED IDEOGRAPH-6587}) missing from font(s) DejaVu Sans."),
+                              held("Glyph 20013 (\\N{CJK UNIFIED IDEOGRAPH-4E2D}) missing from font(s) DejaVu Sans.")])
+    assert said[0] is kept and len(said) == 2 and said[1].category is PeerdistillWarning
+    assert str(said[1].message).startswith("the figures' font has no glyph for '中', '文': names holding them are "
+                                           "drawn with boxes in their place")
+    assert _glyphs_said_once([kept]) == [kept]
+
+
+def test_another_librarys_warning_made_an_error_is_one_line_and_exit_code_2(monkeypatch, capsys):
+    import warnings
+
+    from peerdistill.cli import arguments, main
+
+    def warns(ns):
+        warnings.warn("Glyph 20013 missing from font(s) DejaVu Sans.", UserWarning)
+        return 0
+
+    monkeypatch.setattr(arguments, "cmd_presets", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["presets"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Glyph 20013 missing from font(s) DejaVu Sans. (a warning, raised as an "
+                          "error by Python's warnings filter") and "Traceback" not in err

@@ -94,8 +94,11 @@ def _run(ns: argparse.Namespace) -> int:
             return _interrupted(ns, _ARRIVED[-1])
         _say_once_per_node(str(exc), exc.said_alike)
         return 2
-    except PeerdistillWarning as exc:  # made an error by the warnings filter (PYTHONWARNINGS=error, -W error)
-        _say_once_per_node(f"{exc} (a warning, raised as an error by Python's warnings filter: PYTHONWARNINGS or -W)")
+    except Warning as exc:  # made an error by the warnings filter (PYTHONWARNINGS=error, -W error)
+        library = type(exc).__module__.split(".")[0]  # (a plain UserWarning's is builtins: no news)
+        by = "" if isinstance(exc, PeerdistillWarning) or library == "builtins" else f" by {library}"
+        _say_once_per_node(f"{exc} (a warning{by}, raised as an error by Python's warnings filter: PYTHONWARNINGS "
+                           "or -W)")
         return 2
     except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
         return _interrupted(ns, exc)

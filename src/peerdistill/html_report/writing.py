@@ -3,13 +3,14 @@ already or none; warnings raised while it is drawn held back for the caller's fi
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
 import matplotlib
 
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
-from ..errors import ConfigError, RunDirError, warn_user
+from ..errors import ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..run_files import RUN_FILE
 from ..wording import first_few
 from .comparison_page import comparison_page
@@ -77,7 +78,25 @@ def write_report_holding_warnings(path: str | Path,
     target.parent.mkdir(parents=True, exist_ok=True)
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
     atomic_write_bytes(target, page.encode("utf-8", errors="backslashreplace"))
-    return target, held
+    return target, _glyphs_said_once(held)
+
+
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+
+
+def _glyphs_said_once(held: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    """matplotlib's warning per character its font lacks (a class named in Chinese), pointing at
+    a line of peerdistill's, as one warning saying what it means for the page."""
+    missing = [chr(int(m.group(1))) for caught in held if (m := _MISSING_GLYPH.search(str(caught.message)))]
+    if not missing:
+        return held
+    kept = [caught for caught in held if not _MISSING_GLYPH.search(str(caught.message))]
+    characters = "".join(dict.fromkeys(missing))
+    said = PeerdistillWarning(f"the figures' font has no glyph for {first_few(list(characters), 10, quoted=True)}: "
+                              "names holding them are drawn with boxes in their place in the report's figures (its "
+                              "tables show them as written); install a font that has them (Noto Sans CJK for "
+                              "Chinese, Japanese and Korean) to draw them")
+    return [*kept, warnings.WarningMessage(said, PeerdistillWarning, __file__, 0)]
 
 
 def is_report_page(path: Path) -> bool:
