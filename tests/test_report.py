@@ -188,6 +188,9 @@ def test_comparison_report(tmp_path):
         page = " ".join(write_report(result.directory).read_text(encoding="utf-8").split())
         assert f"Paired differences left out: &#x27;{differences}&#x27; is damaged" in page and why in page
         assert "Paired differences from" not in page and "<h2>test accuracy</h2>" in page
+    differences.unlink()  # a comparison of an earlier version: said, with how to get them
+    page = " ".join(write_report(result.directory).read_text(encoding="utf-8").split())
+    assert "No paired differences: the folder has no differences.csv" in page and "run the same peerdistill compare" in page
     differences.write_text(written, encoding="utf-8")
     # The same comparison with one seed reuses seed 0: its page is about seed 0 alone, though
     # seed 1's runs are still in the folder.
@@ -1022,3 +1025,26 @@ def test_another_librarys_warning_made_an_error_is_one_line_and_exit_code_2(monk
     err = capsys.readouterr().err
     assert err.startswith("error: Glyph 20013 missing from font(s) DejaVu Sans. (a warning, raised as an "
                           "error by Python's warnings filter") and "Traceback" not in err
+
+
+def test_a_one_student_run_page_says_its_ensemble_is_that_student_and_what_the_columns_mean(tmp_path):
+    """The console said 'ensemble' is the one student; the page called it the student ensemble.
+    A page read alone defines its columns (segmentation's dice and f1 read as rival figures)."""
+    from peerdistill.html_report.costs_html import costs_header
+    from peerdistill.html_report.predictions_html import ensemble_words
+    from peerdistill.html_report.run_page import test_table_section
+
+    one = {"task": "segmentation", "members": [{"name": "teacher", "role": "teacher"},
+                                               {"name": "student1", "role": "student"}]}
+    metrics = {"best_epoch": 2, "monitor": "ensemble/dice",
+               "test_at_best": {m: {"dice": 0.49, "f1": 0.53, "hd95": 7.5, "missed": 0.1}
+                                for m in ("teacher", "student1", "ensemble")}}
+    page = test_table_section(one, metrics)
+    assert "one student: &#x27;ensemble&#x27; is student1 alone (an ensemble needs two or more)" in page
+    assert ("f1: the Dice of the split&#x27;s pixels pooled (one figure for the whole split, the DRIVE "
+            "convention)") in page and "missed: the share of images holding a foreground class" in page
+    assert ensemble_words(one) == "student1 (the one student)"
+    two = {**one, "members": [*one["members"], {"name": "student2", "role": "student"}]}
+    assert "alone" not in test_table_section(two, metrics) and ensemble_words(two) == "the student ensemble"
+    costs = {"teacher": {"compression": 1.0}}
+    assert costs_header(costs, "/patch (32x32)")[2] == "MMACs/patch (32x32)" and costs_header(costs)[2] == "MMACs"

@@ -91,6 +91,34 @@ NOT_AVAILABLE_MEANS = ("n/a: no value here: the figure is undefined (a class the
                        "prediction; in a comparison, no run gave one) or was not measured.")
 
 
+def ensemble_of_one_note(meta: dict[str, Any]) -> str | None:
+    """One student's 'ensemble' is that student (its row repeats the student's): what to say
+    beside it, on the console and in the report alike; None with two students or more."""
+    students = [m["name"] for m in meta.get("members", []) if m.get("role") == "student"]
+    return f"one student: 'ensemble' is {students[0]} alone (an ensemble needs two or more)" if len(
+        students) == 1 else None
+
+
+# What a table's column means, said under it in the report (a page read alone: a clinician took
+# segmentation's dice and f1 for rival values of one figure). docs/segmentation.md has the whole.
+METRIC_MEANINGS = {
+    "balanced_accuracy": "the mean of the classes' recalls",
+    "macro_f1": "the mean of the classes' F1",
+    "ece": "expected calibration error: the mean gap between confidence and accuracy over 15 confidence bins, "
+           "lower is better",
+    "brier": "the mean squared distance of the probabilities from the truth (of the positive class for two "
+             "classes), lower is better",
+    "dice": "per image 2TP / (2TP + FP + FN) of each foreground class, averaged over the images",
+    "iou": "per image TP / (TP + FP + FN), averaged as dice",
+    "f1": "the Dice of the split's pixels pooled (one figure for the whole split, the DRIVE convention): it "
+          "weighs large regions more than dice, the mean of the images' own",
+    "pixel_accuracy": "correct pixels over all counted pixels",
+    "hd95": "the 95th-percentile distance between the edges of the predicted and the true regions, over the "
+            "images holding the class in both (lower is better; missed says how many it leaves out)",
+    "missed": "the share of images holding a foreground class where the model predicts none of it, lower is better",
+}
+
+
 def distance_unit_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = None) -> str | None:
     """HD95 after a resize is in pixels of the resized grid, not of the files: what to say beside
     it (on the console and in the report alike), or None. ``data_spec``: the data scored, when

@@ -15,10 +15,11 @@ def say_what_not_available_means(scores: dict, metrics) -> None:
 
 def say_ensemble_of_one(meta: dict, scores: dict) -> None:
     """One student's 'ensemble' is that student: its row repeats the student's, said so."""
-    students = [m["name"] for m in meta.get("members", []) if m.get("role") == "student"]
-    if len(students) == 1 and "ensemble" in scores:
-        err_console.print(f"note: one student: 'ensemble' is {students[0]} alone (an ensemble needs two or more)",
-                          highlight=False, soft_wrap=True)
+    from ..report import ensemble_of_one_note
+
+    note = ensemble_of_one_note(meta)
+    if note and "ensemble" in scores:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:

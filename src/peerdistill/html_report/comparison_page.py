@@ -45,6 +45,10 @@ def comparison_page(directory: Path) -> str:
     except RunDirError as exc:  # the tables and figures do not need it
         diffs = []
         sections.append(note_html(f"Paired differences left out: {exc}."))
+    if not diffs and len(settings) > 1 and not (directory / "differences.csv").is_file():
+        sections.append(note_html("No paired differences: the folder has no differences.csv (a comparison written "
+                                  "by an earlier version, or the file was removed); run the same peerdistill compare "
+                                  "command again: it reuses the finished runs and writes it."))
     baseline = diffs[0]["baseline"] if diffs else None
     apart = [s for s in settings if s != baseline and not any(d["setting"] == s for d in diffs)]
     folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])

@@ -18,7 +18,11 @@ def costs_section(meta: dict[str, Any]) -> str:
                                                       "restore the file, or train the run again.")])
     if not costs:
         return section_html("Model costs", [note_html("no costs recorded (they are measured when a run completes).")])
-    return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs), cost_rows(costs))])
+    from ..runs import saved_window
+
+    window, _ = saved_window(meta)
+    macs_of = f"/patch ({window[0]}x{window[1]})" if window else ""
+    return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs, macs_of), cost_rows(costs))])
 
 
 COST_FIGURES, OPTIONAL_COST_FIGURES = ("parameters", "macs", "cpu_latency_ms"), ("size_bytes", "gpu_latency_ms",
@@ -41,14 +45,15 @@ def read_costs(meta: Any) -> tuple[dict[str, dict] | None, str | None]:
     return costs, None
 
 
-def costs_header(costs: dict[str, dict]) -> list[str]:
+def costs_header(costs: dict[str, dict], macs_of: str = "") -> list[str]:
     """The compression column names its reference, the first teacher (of several, the others are
     not it): costs list the teachers first, so it is the first model whose own ratio is 1. A
-    cohort without a teacher has no such column."""
+    cohort without a teacher has no such column. ``macs_of``: what the MACs are of where that is
+    not the whole input (a patch-trained run's patch)."""
     reference = next((name for name, c in costs.items() if c.get("compression") == 1.0), "teacher")
     gpu = ["GPU ms"] if _has_gpu_latency(costs) else []
     compared = [f"x smaller than {reference}"] if _has_compression(costs) else []
-    return ["model", "parameters", "MMACs", "file KiB", "CPU ms", *gpu, *compared]
+    return ["model", "parameters", f"MMACs{macs_of}", "file KiB", "CPU ms", *gpu, *compared]
 
 
 def _has_gpu_latency(costs: dict[str, dict]) -> bool:

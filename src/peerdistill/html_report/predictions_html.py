@@ -65,8 +65,8 @@ def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]
     probs, y = split_probabilities(cohort, task, data.test, torch.device("cpu"), window, overlap)
     num_classes = meta["num_classes"]
     names = meta.get("class_names") or [str(c) for c in range(num_classes)]
-    parts = [figure_html(confusion_figure(y, probs[ENSEMBLE].argmax(axis=1), names),
-                         f"confusion matrix of the student ensemble on the test split ({len(y)} samples)")]
+    parts = [figure_html(confusion_figure(y, probs[ENSEMBLE].argmax(axis=1), names, ensemble_words(meta)),
+                         f"confusion matrix of {ensemble_words(meta)} on the test split ({len(y)} samples)")]
     if len(np.unique(y)) < 2:
         parts.append(note_html("ROC curves skipped: the test split holds a single class."))
         return parts
@@ -105,7 +105,13 @@ def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
     return fig
 
 
-def confusion_figure(y: np.ndarray, pred: np.ndarray, class_names: list[str]):
+def ensemble_words(meta: dict) -> str:
+    """What the ensemble is, in a caption: with one student, that student (an ensemble needs two)."""
+    students = [m["name"] for m in meta.get("members", []) if m.get("role") == "student"]
+    return f"{students[0]} (the one student)" if len(students) == 1 else "the student ensemble"
+
+
+def confusion_figure(y: np.ndarray, pred: np.ndarray, class_names: list[str], of: str = "the student ensemble"):
     from sklearn.metrics import confusion_matrix
 
     k = len(class_names)
@@ -115,7 +121,8 @@ def confusion_figure(y: np.ndarray, pred: np.ndarray, class_names: list[str]):
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if k <= 30:
-        ax.set_xticks(range(k), class_names, rotation=45 if k > 10 else 0, ha="right" if k > 10 else "center")
+        slanted = k > 10 or sum(len(name) for name in class_names) > 36  # (long names side by side ran together)
+        ax.set_xticks(range(k), class_names, rotation=45 if slanted else 0, ha="right" if slanted else "center")
         ax.set_yticks(range(k), class_names)
     if k <= 20:
         threshold = matrix.max() / 2 if matrix.size else 0
@@ -123,7 +130,7 @@ def confusion_figure(y: np.ndarray, pred: np.ndarray, class_names: list[str]):
             for j in range(k):
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="small",
                         color="white" if matrix[i, j] > threshold else "black")
-    ax.set(xlabel="predicted", ylabel="true", title="student ensemble: confusion matrix (test)")
+    ax.set(xlabel="predicted", ylabel="true", title=f"{of.removeprefix('the ')}: confusion matrix (test)")
     return fig
 
 
@@ -201,7 +208,7 @@ def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str
         pred = predict(cohort, task, x, window, overlap)[ENSEMBLE].argmax(dim=1).cpu().numpy()
     images = display_images(x, meta.get("data_stats"))
     return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"]),
-                        f"the first {count} test images, their true masks and the student ensemble's prediction")]
+                        f"the first {count} test images, their true masks and the prediction of {ensemble_words(meta)}")]
 
 
 def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list[str]:
@@ -233,8 +240,9 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list
                 ax.text(x1, y1, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=7, va="bottom", clip_on=True)
         ax.axis("off")
     fig.tight_layout()
-    return [figure_html(fig, f"the first {count} test images: true boxes in white, the student ensemble's "
-                             f"boxes scoring at least {min_score} coloured by class, with class and score")]
+    return [figure_html(fig, f"the first {count} test images: true boxes in white, the boxes of "
+                             f"{ensemble_words(meta)} scoring at least {min_score} coloured by class, with class and "
+                             "score")]
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:

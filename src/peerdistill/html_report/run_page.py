@@ -16,7 +16,7 @@ from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
 from ..json_files import read_json
 from ..metrics import per_class_part
-from ..report import distance_unit_note, fmt, per_class_tables
+from ..report import METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note, fmt, per_class_tables
 from ..run_files import METRICS_FILE, RUN_FILE
 from ..values import is_count
 from .costs_html import costs_section
@@ -163,8 +163,11 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of {chosen}. "
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=_fusion(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
-    if unit := distance_unit_note(meta):
-        parts.append(note_html(unit))
+    meanings = [f"{name}: {METRIC_MEANINGS[name]}" for name in names if name in METRIC_MEANINGS]
+    for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None,
+                 f"The columns: {'; '.join(meanings)}." if meanings else None, distance_unit_note(meta)):
+        if note:
+            parts.append(note_html(note))
     for family, header, class_rows in per_class_tables(scores):
         parts += [f"<h3>{esc(family)} per class</h3>", table_html(header, class_rows)]
     return section_html("Test metrics", parts)
