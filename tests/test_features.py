@@ -301,3 +301,65 @@ def test_the_users_models_carry_no_hook_after_a_fit(tmp_path, tiny_data, fits):
                 trainer.fit(tiny_data)
         assert _hooks(teacher) == _hooks(student) == 0
     torch.save(student, io.BytesIO())  # (failed: a hook is a local function, which pickle cannot save)
+
+
+class _ChannelsLastBlocks(nn.Module):
+    """ConvNeXt-like: a stem, then a block whose LayerNorm and Linear act on [B, H, W, C]; with
+    ``norm2d`` the norm is timm's LayerNorm2d kind (a LayerNorm giving [B, C, H, W])."""
+
+    class _Norm2d(nn.LayerNorm):
+        def forward(self, x):
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def __init__(self, width: int = 4, norm2d: bool = False):
+        super().__init__()
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
+        self.norm = self._Norm2d(width) if norm2d else nn.LayerNorm(width)
+        self.mlp = nn.Linear(width, width)
+        self.head = nn.Linear(width, 3)
+        self.norm2d = norm2d
+
+    def forward(self, x):
+        x = self.stem(x)
+        if self.norm2d:
+            return self.head(self.norm(x).mean((2, 3)))
+        x = self.mlp(self.norm(x.permute(0, 2, 3, 1)))
+        return self.head(x.mean((1, 2)))
+
+
+@pytest.mark.parametrize("kind, layer, norm2d, refused", [
+    ("at", "norm", False, True),  # attention over H where channels are meant
+    ("hint", "mlp", False, True),  # a connector mixing rows: 4 vs the teacher's 8 channels
+    ("at", "norm", True, False),  # timm's LayerNorm2d gives [C, H, W]: read as it is
+    ("sp", "norm", False, False),  # sp reads any layout
+])
+def test_a_layer_giving_channels_last_maps_is_refused_where_channels_first_are_read(tiny_data, kind, layer, norm2d,
+                                                                                   refused):
+    from peerdistill import ClassificationTask, Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec
+
+    cohort = Cohort.from_modules([_ChannelsLastBlocks(norm2d=norm2d)], teacher=SmallCNN(1, 3, width=8))
+    edge = Edge("teacher", "student1", kind, source_layer="features.2", target_layer=layer)
+    trainer = Trainer(cohort, KnowledgeGraph([edge]), ClassificationTask(3), train=TrainSpec(epochs=1), progress=False)
+    if not refused:
+        trainer.fit(tiny_data)
+        return
+    with pytest.raises(ConfigError, match=rf"model 'student1': layer '{layer}' gives \[8, 8, 4\], channels last "
+                                          rf"\(\[H, W, C\]: a (LayerNorm|Linear) over the last axis.*or use sp"):
+        trainer.fit(tiny_data)
+
+
+def test_two_channels_last_layers_of_one_shape_compare_elementwise(tiny_data):
+    # hint between two [H, W, C] maps of one shape: no connector, no resize: the layout does not matter
+    from peerdistill import ClassificationTask, Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec
+
+    cohort = Cohort.from_modules([_ChannelsLastBlocks()], teacher=_ChannelsLastBlocks())
+    edge = Edge("teacher", "student1", "hint", source_layer="mlp", target_layer="mlp")
+    Trainer(cohort, KnowledgeGraph([edge]), ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(
+        tiny_data)
+
+
+def test_a_self_distillation_head_on_a_channels_last_layer_is_refused():
+    from peerdistill import HeadedModel
+
+    with pytest.raises(ConfigError, match=r"self-distillation: layer 'norm' gives \[8, 8, 4\], channels last"):
+        HeadedModel(_ChannelsLastBlocks(), ["norm"], "mlp", 3, torch.zeros(1, 1, 8, 8))

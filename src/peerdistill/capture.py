@@ -43,6 +43,32 @@ def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     raise ConfigError(f"{owner} has no module at path '{path}'{hint}")
 
 
+def channels_last_layer(model: nn.Module, path: str, shape: tuple[int, ...]) -> str | None:
+    """The kind of module at ``path`` when it gives [H, W, C] maps (``shape``, without the
+    batch): a LayerNorm over its last axis alone or a Linear, whose width is that last axis and
+    not the first (ConvNeXt's blocks, Swin's stages); None otherwise. (timm's LayerNorm2d, a
+    LayerNorm that gives [C, H, W], has its width first: not taken for one.)"""
+    module = module_paths(model).get(path)
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        width = module.normalized_shape[0]
+    elif isinstance(module, nn.Linear):
+        width = module.out_features
+    else:
+        return None
+    return type(module).__name__ if len(shape) == 3 and shape[-1] == width != shape[0] else None
+
+
+def refuse_channels_last(model: nn.Module, path: str, shape: tuple[int, ...], where: str) -> None:
+    """A layer giving [H, W, C] maps where [C, H, W] ones are read (its rows would be taken for
+    channels: a loss that looks plausible and teaches nothing meant)."""
+    kind = channels_last_layer(model, path, shape)
+    if kind is not None:
+        raise ConfigError(f"{where}: layer '{path}' gives {list(shape)}, channels last ([H, W, C]: a {kind} over the "
+                          "last axis, as in ConvNeXt blocks and Swin stages), where [C, H, W] maps are read: record a "
+                          "layer whose output is channels first (a whole stage or block that gives [C, H, W], a "
+                          "convolution), or use sp, which compares layers of any layout")
+
+
 def packing_safe(hook):
     """Marks a hook of peerdistill's own that may stay on a student packed with others
     (``engine.fused.fusable`` refuses students carrying any other hook)."""

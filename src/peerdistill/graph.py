@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from .config import (PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validation_error, unread_distill_keys,
                      unread_edge_keys)
 from .config.presets import PEER_LOGITS_ALONE, TEACHER_LOGITS_TO_EVERY_STUDENT
+from .capture import refuse_channels_last
 from .connectors import Connector
 from .errors import ConfigError, warn_user
 from .values import is_finite_number
@@ -355,6 +356,7 @@ class KnowledgeGraph:
                               "in Python), "
                               "or set teacher_weighting: weighted for a fixed weighted average")
         self._ensemble = [m.name for m in cohort.students]
+        self._modules = {m.name: m.module for m in cohort.members}  # (their layers' kinds, for check_dense)
         for edge in self.edges:
             for end in (edge.source, edge.target):
                 virtual = end in (TEACHERS, ENSEMBLE) and end == edge.source
@@ -516,6 +518,7 @@ class KnowledgeGraph:
             if e.on_features and e.kind in ("at", "pair", "cwd"):
                 for model, layer in ((e.source, e.source_layer), (e.target, e.target_layer)):
                     shape = tuple(out.features[model][layer].shape[1:])
+                    self._refuse_channels_last(e, model, layer, shape)
                     if len(shape) != 3:
                         raise ConfigError(f"edge {e.name}: kind '{e.kind}' compares [C, H, W] feature maps, but "
                                           f"layer '{layer}' of '{model}' gives {list(shape)}: pick a convolutional "
@@ -535,6 +538,10 @@ class KnowledgeGraph:
                                           "(one affinity, always 1: the loss would teach nothing): lower "
                                           "distill.pair_node_size or pick an earlier layer")
 
+    def _refuse_channels_last(self, edge: Edge, model: str, layer: str, shape: tuple[int, ...]) -> None:
+        if model in getattr(self, "_modules", {}) and not layer.startswith("@"):
+            refuse_channels_last(self._modules[model], layer, shape, f"edge {edge.name}, model '{model}'")
+
     def build_connectors(self, out: "CohortOutput") -> dict[str, Connector]:
         """One connector per elementwise feature edge whose learner's channels differ from its
         target's (from a dry-run forward); a size difference alone needs only resizing. Token
@@ -544,6 +551,9 @@ class KnowledgeGraph:
             learner = tuple(out.features[edge.target][edge.target_layer].shape[1:])
             target = tuple(out.features[edge.source][edge.source_layer].shape[1:])
             differ = learner != target if len(target) == 2 else learner[:1] != target[:1]
+            if learner != target:  # projected or resized, along axes that must be the ones meant
+                self._refuse_channels_last(edge, edge.target, edge.target_layer, learner)
+                self._refuse_channels_last(edge, edge.source, edge.source_layer, target)
             if len(learner) != len(target) or differ:
                 try:
                     connectors[edge.name] = Connector(learner, target)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..capture import FeatureRecorder
+from ..capture import FeatureRecorder, refuse_channels_last
 from ..errors import ConfigError
 
 DEEP_FEATURE = "@deep"
@@ -88,6 +88,8 @@ class HeadedModel(nn.Module):
             raise ConfigError(f"{owner}: head layer(s) {deeper} run after {deep_from} '{deep_layer}', whose features "
                               "each head learns from: heads sit on shallower layers; pick earlier ones, or a "
                               f"deeper deep_layer (forward order: {', '.join(order)})")
+        for path in (*head_layers, deep_layer):  # (a head convolves, the deep feature pools, [C, H, W] maps)
+            refuse_channels_last(base, path, shapes[path], f"{owner}, self-distillation")
         deep_dim = channels(shapes[deep_layer], f"{owner}'s deep layer '{deep_layer}'")
         self.heads = nn.ModuleList(
             AuxHead(channels(shapes[p], f"{owner}'s head layer '{p}'"), deep_dim, num_classes,
