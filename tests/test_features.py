@@ -62,6 +62,12 @@ def test_capture_through_torch_compile_and_data_parallel():
     rec = FeatureRecorder(wrapped, ["features.0"])
     wrapped(x)
     assert rec.take()["features.0"].shape == (4, 8, 8, 8)
+    # a path as the wrapper's own named_modules() lists it (module.features.0) names the same layer
+    assert "module.features.0" in dict(wrapped.named_modules())
+    assert find_module(wrapped, "module.features.0") is wrapped.module.features[0]
+    assert find_module(compiled, "_orig_mod.features") is model.features
+    with pytest.raises(ConfigError, match="no module at path 'module.features.0'"):  # (a plain model has no such path)
+        find_module(model, "module.features.0")
 
 
 @pytest.mark.parametrize("learner,target,kind", [

@@ -26,6 +26,10 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
+# What DDP, DataParallel (``module.``) and torch.compile (``_orig_mod.``) put before the paths.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
 def module_paths(model: nn.Module) -> dict[str, nn.Module]:
     """Every dotted path of ``model``'s submodules (an alias path names its module too)."""
     return dict(unwrap(model).named_modules(remove_duplicate=False))
@@ -37,6 +41,9 @@ def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     modules = module_paths(model)
     if path in modules and path != "":
         return modules[path]
+    for prefix in _WRAPPER_PREFIXES:  # a path as the wrapped model's named_modules() lists it
+        if path.startswith(prefix) and path[len(prefix):] in modules and model is not unwrap(model):
+            return modules[path[len(prefix):]]
     names = [n for n in modules if n]
     close = difflib.get_close_matches(path, names, n=5, cutoff=0.5)
     hint = f"; close matches: {', '.join(close)}" if close else f"; top-level modules: {', '.join(n for n in names if '.' not in n)}"
