@@ -779,3 +779,19 @@ def test_a_recipe_named_from_another_folder_or_misspelt_is_pointed_to(tmp_path, 
         load_config("recipes/digit.yaml")
     with pytest.raises(ConfigError, match=r"^config file 'mine.yaml' does not exist$"):
         load_config("mine.yaml")
+
+
+def test_a_custom_edges_wrong_layer_path_names_its_key():
+    from peerdistill.build import build_cohort, build_graph
+    from peerdistill.data import build_data
+
+    tree = default_config()
+    tree["distill"] = {"preset": "custom", "edges": [
+        {"source": "teacher", "target": "student1", "kind": "kl"},
+        {"source": "teacher", "target": "student1", "kind": "at", "source_layer": "features.2", "target_layer": "featurs.7"}]}
+    cfg = validate(tree)
+    cohort = build_cohort(cfg, build_data(cfg.data))
+    with pytest.raises(ConfigError, match=r"model 'student1' \(distill.edges.1.target_layer\) has no module at path "
+                                          r"'featurs.7'; close matches: features.6.*give the new model's "
+                                          r"\(distill.edges.1.target_layer=PATH\)"):
+        build_graph(cfg, cohort)

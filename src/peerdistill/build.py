@@ -201,6 +201,11 @@ def build_graph(cfg: RunConfig, cohort: Cohort, task=None) -> KnowledgeGraph:
         return KnowledgeGraph.from_preset(d.preset, cohort, None, d, logit_distiller=distiller)
     edges = [Edge(e.source, e.target, e.kind, e.weight, e.temperature, e.source_layer, e.target_layer, e.nckd_weight)
              for e in d.edges or []]
+    models = {m.name: m.module for m in cohort.members}
+    for i, e in enumerate(edges):  # a wrong path named by the key to fix, as a model's feature_layer is
+        for end, layer, key in ((e.source, e.source_layer, "source_layer"), (e.target, e.target_layer, "target_layer")):
+            if layer and not layer.startswith("@") and end in models:
+                _check_layer(models[end], layer, end, f"distill.edges.{i}.{key}")
     return KnowledgeGraph(edges, supervised_weights={}, teacher_weighting=d.teacher_weighting,
                           pair_node_size=d.pair_node_size, logit_distiller=distiller)
 
