@@ -270,3 +270,52 @@ def test_evaluate_scores_a_self_distilled_networks_own_ensemble_on_its_outputs_m
         assert scores["student1@ensemble"][metric] == pytest.approx(expected[metric], abs=1e-6), metric
     # the two outputs differ (an untrained head): the classifier alone is another figure
     assert classification_metrics(probs["student1"].numpy(), y.numpy())["brier"] != pytest.approx(expected["brier"])
+
+
+def _sklearn_metrics(probs, targets, num_classes):
+    """scikit-learn's own functions, the figures classification_metrics counts itself."""
+    import warnings
+
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, mean_squared_error,
+                                 precision_recall_fscore_support, roc_auc_score)
+
+    preds = probs.argmax(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = {"accuracy": accuracy_score(targets, preds), "balanced_accuracy": balanced_accuracy_score(targets, preds),
+               "macro_f1": f1_score(targets, preds, average="macro", zero_division=0)}
+        precision, recall, _, _ = precision_recall_fscore_support(targets, preds, labels=list(range(num_classes)),
+                                                                  zero_division=np.nan)
+    one_hot = targets[:, None] == np.arange(num_classes)[None, :]
+    if len(np.unique(targets)) < num_classes:
+        out["auc"] = float("nan")
+    else:
+        out["auc"] = (roc_auc_score(targets, probs[:, 1]) if num_classes == 2
+                      else roc_auc_score(one_hot, probs, average="macro"))
+    columns = slice(None) if num_classes > 2 else slice(1, 2)
+    out["brier"] = mean_squared_error(one_hot[:, columns].astype(float), probs[:, columns],
+                                      multioutput="raw_values").sum()
+    out.update({f"precision_{c}": v for c, v in enumerate(precision)})
+    out.update({f"recall_{c}": v for c, v in enumerate(recall)})
+    return out
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 7])
+def test_classification_metrics_are_scikit_learns_figures(num_classes):
+    """Counted from confusion counts and ranks (scikit-learn's input checks took most of the time
+    of a validation pass and of a bootstrap): each figure against scikit-learn's function, on
+    random splits with ties (probabilities rounded), saturated float32 probabilities, classes
+    missing from the split or never predicted."""
+    rng = np.random.default_rng(num_classes)
+    for trial in range(60):
+        n = int(rng.integers(5, 120))
+        probs = rng.dirichlet(np.ones(num_classes) * (0.2 if trial % 3 == 0 else 1.0), size=n)
+        if trial % 4 == 1:
+            probs = probs.round(1)  # many ties
+        if trial % 4 == 2:
+            probs = probs.astype(np.float32)  # saturated ones tie at 1.0 and 0.0
+        targets = rng.integers(0, num_classes - (trial % 5 == 0), n)  # some splits lack the last class
+        got = classification_metrics(probs, targets, [str(c) for c in range(num_classes)])
+        expected = _sklearn_metrics(probs, targets, num_classes)
+        for name, value in expected.items():
+            assert (math.isnan(value) and math.isnan(got[name])) or abs(got[name] - value) < 1e-12, (trial, name)
