@@ -71,6 +71,37 @@ def test_tolerance_failure_keeps_nothing(digits_run, monkeypatch):
         export_run(digits_run, model="student1", out=digits_run / "strict.onnx", tolerance=-1.0)
 
 
+def test_an_export_is_staged_beside_its_target_and_a_folder_it_made_goes_with_a_failure(digits_run, monkeypatch):
+    """Staged in the system's temporary folder (another file system: a tmpfs /tmp), the move into
+    place was a copy, which an interruption or a full disk cut short at the target's own name."""
+    import os
+
+    from peerdistill.export import ExportError
+
+    moves = []
+    replace = os.replace
+    monkeypatch.setattr("peerdistill.export.os.replace", lambda a, b: (moves.append((Path(a), Path(b))), replace(a, b)))
+    target = digits_run / "new" / "deeper" / "s1.onnx"
+    export_run(digits_run, model="student1", out=target)
+    (staged, _), = [move for move in moves if move[1] == target]
+    assert staged.parent.parent == target.parent and staged.parent.name.startswith(".export-")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["s1.json", "s1.onnx"]  # (no staging left)
+    shutil.rmtree(digits_run / "new")
+    monkeypatch.setattr("peerdistill.export.onnx_parity", lambda *args, **kwargs: 0.5)
+    with pytest.raises(ExportError, match="it was not written"):
+        export_run(digits_run, model="student1", out=target)
+    assert not (digits_run / "new").exists()  # the folders it made, left empty, went too
+    monkeypatch.undo()
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(args[2]))  # (torch writes the staged file)
+
+    monkeypatch.setattr("peerdistill.export.to_onnx", full)
+    with pytest.raises(OSError) as error:
+        export_run(digits_run, model="student1", out=target)
+    assert error.value.filename == str(target) and not (digits_run / "new").exists()  # not the staged file's name
+
+
 def test_segmentation_model_with_dynamic_height_and_width(tmp_path):
     import onnxruntime as ort
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -435,23 +434,40 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
     (the largest difference within ``tolerance``) and, with ``int8_check``, once its int8 graph
     keeps the fp32 one's calls: staged beside the target (one file system: a move, not a copy),
     so that nothing is written otherwise. Returns the difference and the int8 check."""
-    try:
-        staging = tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(target)) from None
+    # Staged in the target's own folder, so that the move into place is a rename: staged on
+    # another file system (a tmpfs /tmp), it was a copy, which an interruption or a full disk cut
+    # short at the target's name. A folder made for it and left empty by a failure goes again.
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     int8 = None
-    with staging as tmp:
-        staged = Path(tmp) / target.name
-        to_onnx(module, x, staged, dense=dense)
-        diff = onnx_parity(module, staged, x, dense=dense)
-        if not diff <= tolerance:
-            raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
-                              f"(tolerance {tolerance:g}); it was not written")
-        if int8_check is not None:
-            staged, int8 = int8_check(staged)
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), target)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+            staged = Path(tmp) / target.name
+            to_onnx(module, x, staged, dense=dense)
+            diff = onnx_parity(module, staged, x, dense=dense)
+            if not diff <= tolerance:
+                raise ExportError(f"the ONNX file of '{name}' differs from PyTorch by up to {diff:.3g} "
+                                  f"(tolerance {tolerance:g}); it was not written")
+            if int8_check is not None:
+                staged, int8 = int8_check(staged)
+            os.replace(staged, target)
+    except OSError as exc:  # a full disk, a folder it may not write in: named by the file asked for
+        _remove_empty(made)
+        staging = exc.filename is None or ".export-" in str(exc.filename) or Path(exc.filename) == target.parent
+        if not staging:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
+    except BaseException:
+        _remove_empty(made)
+        raise
     return diff, int8
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """The folders an export made, deepest first, where it left them empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreement: float) -> None:
@@ -572,6 +588,8 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
                                   external_data=False)
     except ImportError as exc:
         raise ConfigError(f"ONNX export needs onnx and onnxscript: pip install 'peerdistill[export]' ({exc})") from None
+    except OSError:  # the file not written (a full disk): not the model's doing
+        raise
     except Exception as exc:  # the exporter's own errors name the unsupported operator
         hint = (" (the model's forward branches on a tensor's value, e.g. `if x.mean() > 0:`, which an exported "
                 "graph cannot hold: write it with torch.where or torch.cond)") if "data-dependent" in str(exc) else ""
