@@ -1346,3 +1346,47 @@ def test_ctrl_c_while_the_command_line_loads_says_one_line(tmp_path):
               "cli.run_and_exit(['presets'])\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 130 and done.stderr == "interrupted\n", (done.returncode, done.stderr)
+
+
+def test_a_run_json_that_is_not_a_mapping_is_refused_by_every_command(tmp_path, capsys):
+    # valid JSON of another kind ([] by an edit or a flipped bit): train and train --resume crashed on .get
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    (tmp_path / "r" / "run.json").write_text("[]", encoding="utf-8")
+    for args in (["train", "--resume", tmp_path / "r"], ["train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet"],
+                 ["eval", tmp_path / "r"], ["report", tmp_path / "r"]):
+        run_cli(*args, expect=2)
+        err = " ".join(capsys.readouterr().err.split())
+        assert "run.json' is damaged: it holds list, not a mapping" in err and "Traceback" not in err, (args, err)
+
+
+def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkeypatch, capsys):
+    # "error: No space left on device" alone: no file, and nothing of the checkpoint the run kept
+    import argparse
+
+    from peerdistill.cli import arguments
+    from peerdistill.cli.running import _kept_for_resume
+    from peerdistill.engine import artifacts
+
+    def full(fd):
+        raise OSError(28, "No space left on device")  # (what a write or fsync raises: no file name)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(artifacts.os, "fsync", full)
+        with pytest.raises(OSError) as error:
+            artifacts.atomic_write_bytes(tmp_path / "x.json", b"{}")
+    assert error.value.filename == str(tmp_path / "x.json") and not list(tmp_path.glob(".x.json.*"))
+
+    def presets(ns):
+        raise OSError(28, "No space left on device", str(tmp_path / "x.json"))
+
+    monkeypatch.setattr(arguments, "cmd_presets", presets)
+    run_cli("presets", expect=2)
+    assert capsys.readouterr().err.strip() == (f"error: no space left on the device holding '{tmp_path / 'x.json'}': "
+                                               "free some, then run the command again")
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "r"))
+    assert said == ""  # (finished: nothing to resume)
+    meta = tmp_path / "r" / "run.json"
+    meta.write_text(meta.read_text().replace('"complete"', '"stopped"'))
+    said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "r"))
+    assert said == f" (the run keeps its last checkpoint: peerdistill train --resume {tmp_path / 'r'} continues it)"

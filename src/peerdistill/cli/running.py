@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -106,9 +107,26 @@ def _run(ns: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:  # a file the command had to read or write: permissions, a full disk, a file for a folder
+        if exc.errno == errno.ENOSPC:
+            where = f" holding '{exc.filename}'" if exc.filename else ""
+            _say_once_per_node(f"no space left on the device{where}: free some, then run the command again"
+                               f"{_kept_for_resume(ns)}")
+            return 2
         where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
         _say_once_per_node(f"{exc.strerror or exc}{where}")
         return 2
+
+
+def _kept_for_resume(ns: argparse.Namespace) -> str:
+    """After a training stopped by a failure of the disk: what its run keeps, if a checkpoint."""
+    run_dir = getattr(ns, "run_dir", None)
+    if ns.command != "train" or run_dir is None or not (Path(run_dir) / RESUME_FILE).is_file():
+        return ""
+    from ..engine.artifacts import RunDir  # (set once cmd_train had imported the engine)
+
+    if RunDir(Path(run_dir)).is_complete:
+        return ""
+    return f" (the run keeps its last checkpoint: peerdistill train --resume {run_dir} continues it)"
 
 
 def _say(error: str) -> None:
