@@ -147,3 +147,36 @@ def test_eval_pictures_of_small_inputs_are_enlarged_by_a_whole_factor_and_masks_
     assert drawn.shape == (128, 128, 3)  # 16 x 8
     assert (drawn[8, 8:40] == 255).all() and (drawn[39, 8:16] == 255).all()  # the truth, rows 8 and 5 * 8 - 1
     assert (drawn[47, 16:80] == PALETTE[1]).all(axis=-1).all()  # the prediction's bottom edge, at 6 * 8 - 1
+
+
+def test_an_interrupted_eval_leaves_no_cut_picture_and_no_earlier_eval_s(tmp_path, monkeypatch):
+    # PNGs were written in place (Ctrl-C left cut ones), and each model's folder was emptied only
+    # when its turn came (a model not reached kept the earlier eval's pictures, passing for this one's)
+    import pytest
+    import torch
+
+    import peerdistill.pictures as pictures
+    from peerdistill.pictures import save_mask_pictures
+
+    images, truths = torch.rand(3, 1, 8, 8), torch.zeros(3, 8, 8, dtype=torch.long)
+    monkeypatch.setattr(pictures, "predict", lambda *a, **k: {m: torch.rand(3, 2, 8, 8) for m in ("a", "b")})
+    for model in ("a", "b"):
+        (tmp_path / model).mkdir()
+        for i in range(3):
+            (tmp_path / model / f"00{i}_mask.png").write_bytes(b"an earlier eval's picture")
+    written = []
+    real = pictures.atomic_write_bytes
+
+    def interrupted_at_the_third(path, data):
+        if len(written) == 2:  # (atomic_write_bytes leaves nothing of a file it was writing)
+            raise KeyboardInterrupt
+        written.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(pictures, "atomic_write_bytes", interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        save_mask_pictures(None, type("Task", (), {"num_classes": 2})(), list(zip(images, truths)), tmp_path, 3, None)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+    assert left == ["a/000_mask.png", "a/000_overlay.png"]  # this eval's, whole; model b's earlier ones gone
+    for path in written:
+        Image.open(path).verify()

@@ -3,6 +3,7 @@ segmentation, predicted and true boxes for detection."""
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .engine.artifacts import atomic_write_bytes
 from .engine.evaluate import predict
 from .spatial import align_to
 
@@ -52,6 +54,22 @@ def _emptied(folder: Path) -> None:
             old.unlink()
 
 
+def _emptied_folders(out_dir: Path, outputs: dict) -> dict[str, Path]:
+    """Each output's folder, emptied of an earlier eval's pictures, all before any is drawn: an
+    interrupted eval leaves some of this one's pictures, never old ones passing for this one's."""
+    folders = {name: Path(out_dir) / name.replace("/", "_") for name in outputs}
+    for folder in folders.values():
+        _emptied(folder)
+    return folders
+
+
+def _save_png(picture: Image.Image, path: Path) -> None:
+    """Written whole or not at all (an interruption left a cut PNG)."""
+    encoded = io.BytesIO()
+    picture.save(encoded, format="PNG")
+    atomic_write_bytes(path, encoded.getvalue())
+
+
 def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict | None,
                        window: tuple[int, int] | None = None, overlap: float = 0.5,
                        names: list[str] | None = None) -> list[Path]:
@@ -65,16 +83,17 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
     image = _displayable(x, stats)
     truths, factor = y.cpu().numpy(), viewing_factor(*x.shape[-2:])
     written = []
+    folders = _emptied_folders(out_dir, probs)
     for name, p in probs.items():
-        folder = Path(out_dir) / name.replace("/", "_")
-        _emptied(folder)
+        folder = folders[name]
         # a model predicting at another size is read at the image's, as the metrics read it
         pred = align_to(p, x.shape[-2:]).argmax(dim=1).cpu().numpy().astype(np.uint8)
         for i in range(len(pred)):
             stem = _stem(i, names)
             mask_path, overlay_path = folder / f"{stem}_mask.png", folder / f"{stem}_overlay.png"
-            Image.fromarray(visible_levels(pred[i].astype(np.int64), task.num_classes).astype(np.uint8)).save(mask_path)
-            Image.fromarray(overlay(*(_enlarged(a[i], factor) for a in (image, pred, truths)))).save(overlay_path)
+            _save_png(Image.fromarray(visible_levels(pred[i].astype(np.int64), task.num_classes).astype(np.uint8)),
+                      mask_path)
+            _save_png(Image.fromarray(overlay(*(_enlarged(a[i], factor) for a in (image, pred, truths)))), overlay_path)
             written += [mask_path, overlay_path]
     return written
 
@@ -100,9 +119,9 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
     image = _displayable(x, stats)
     factor = viewing_factor(*x.shape[-2:])
     written = []
+    folders = _emptied_folders(out_dir, detections)
     for name, per_image in detections.items():
-        folder = Path(out_dir) / name.replace("/", "_")
-        _emptied(folder)
+        folder = folders[name]
         for i, det in enumerate(per_image):
             picture = Image.fromarray(_enlarged(image[i], factor))
             draw = ImageDraw.Draw(picture)
@@ -112,7 +131,7 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
             draw_boxes(draw, (det["boxes"] * factor).tolist(), det["scores"].tolist(), det["labels"].tolist(),
                        min_score=min_score)
             path = folder / f"{_stem(i, names)}_boxes.png"
-            picture.save(path)
+            _save_png(picture, path)
             written.append(path)
     return written
 
