@@ -209,3 +209,27 @@ def test_a_run_that_kept_nothing_is_started_again_only_where_a_live_one_would_ho
     (run / "run.json").write_text(json.dumps({"status": "stopped"}))
     assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 0
     assert "held a run stopped in its first epoch" in capsys.readouterr().err
+
+
+def test_a_run_directory_deleted_while_training_stops_the_training(tmp_path, monkeypatch):
+    # the next checkpoint made the folder anew (mkdir parents), and the run trained on to the end
+    # outside its lock, then failed on run.json, which was gone
+    import shutil
+
+    from peerdistill.build import train_from_config
+
+    cfg = validate({"teacher": None, "distill": {"preset": "ml", "rampup_epochs": 1}, "train": {"epochs": 3, "batch_size": 256},
+                    "students": [{"arch": "cnn", "args": {"width": 4}}] * 2, "out_dir": str(tmp_path), "name": "r"})
+    real_epoch, epochs = Trainer._train_epoch, []
+
+    def epoch(self, *args, **kwargs):
+        epochs.append(True)
+        if len(epochs) == 2:
+            shutil.rmtree(tmp_path / "r")  # (rm -rf by someone, mid-epoch)
+        return real_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", epoch)
+    with pytest.raises(RunDirError, match=r"the run directory '.*r' was deleted or moved while training \(its run.json "
+                                          r"is gone\): the training stopped, writing nothing more"):
+        train_from_config(cfg, run_dir=tmp_path / "r", progress=False)
+    assert len(epochs) == 2 and not (tmp_path / "r").exists()  # stopped there, nothing made anew

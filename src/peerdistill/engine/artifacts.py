@@ -502,6 +502,14 @@ class RunDir:
     def heads_path(self, name: str) -> Path:
         return self.path / "heads" / f"{name}.safetensors"
 
+    def check_still_there(self) -> None:
+        """Before a training writes into its run again: a folder deleted or moved meanwhile would
+        be made anew by the write, and trained into to the end outside the run's lock."""
+        if not (self.path / RUN_FILE).is_file():
+            raise RunDirError(f"the run directory '{self.path}' was deleted or moved while training (its run.json is "
+                              "gone): the training stopped, writing nothing more; start it again (with --overwrite "
+                              "where a folder of that name is left)")
+
     @property
     def resume_path(self) -> Path:
         return self.path / RESUME_FILE

@@ -122,6 +122,7 @@ class RunRecords:
         return run
 
     def _save_models(self, run: RunDir) -> None:
+        run.check_still_there()
         for m in self.cohort.members:
             save_member_weights(m.module, run, m.name)
         for key, modules in self._edge_modules().items():
@@ -131,6 +132,7 @@ class RunRecords:
     def _write_progress(self, run: RunDir, epoch: int) -> None:
         # The checkpoint first: metrics listing an epoch the checkpoint lacks would have a
         # dry run, the report and eval count an epoch that a resume does again.
+        run.check_still_there()
         save_resume_state(run.resume_path, self._resume_state(epoch + 1))
         self._last_checkpoint = time.monotonic()
         run.write_metrics_csv(self._history)
