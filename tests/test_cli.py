@@ -1390,3 +1390,28 @@ def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkey
     meta.write_text(meta.read_text().replace('"complete"', '"stopped"'))
     said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "r"))
     assert said == f" (the run keeps its last checkpoint: peerdistill train --resume {tmp_path / 'r'} continues it)"
+
+
+def test_an_interrupted_eval_predict_or_report_says_what_it_leaves():
+    import argparse
+
+    from peerdistill.cli.running import _interrupted_hint
+
+    said = {command: _interrupted_hint(argparse.Namespace(command=command)) for command in ("eval", "predict", "report")}
+    assert said["eval"].startswith("interrupted: nothing is half-written; with --save-images, the pictures there are "
+                                   "this eval's but may be fewer")
+    assert said["predict"].startswith("interrupted: each file written is whole (a CSV is written at the end")
+    assert said["report"] == ("interrupted: the page is written whole once drawn, so none was written or changed: "
+                              "run it again")
+    assert _interrupted_hint(argparse.Namespace(command="presets")) == "interrupted"
+
+
+def test_resuming_a_run_stopped_before_its_config_was_written_says_to_start_it_again(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text('{"status": "running"}', encoding="utf-8")  # (killed in its first second)
+    run_cli("train", "--resume", tmp_path / "r", expect=2)
+    assert ("it stopped before its config and first checkpoint were written, so there is nothing to resume: start it "
+            "again, with --overwrite") in " ".join(capsys.readouterr().err.split())
+    (tmp_path / "r" / "run.json").unlink()
+    run_cli("train", "--resume", tmp_path / "r", expect=2)
+    assert "it has no config.yaml (is it a peerdistill run directory?)" in capsys.readouterr().err

@@ -41,6 +41,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
         run_dir = Path(ns.resume)
         if not run_dir.is_dir():
             raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME)")
+        if not (run_dir / "config.yaml").is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second
+            raise ConfigError(f"cannot resume '{run_dir}': it stopped before its config and first checkpoint were "
+                              "written, so there is nothing to resume: start it again, with --overwrite")
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
         if ns.args:

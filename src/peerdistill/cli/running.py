@@ -263,7 +263,18 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         return "interrupted before the first checkpoint: nothing to resume; start the run again"
     if ns.command == "export":  # the file is moved into place only once it is checked
         return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"
-    return "interrupted"
+    return _INTERRUPTED_WRITING.get(ns.command, "interrupted")
+
+
+# What an interruption leaves of the commands that write as they go (each file whole or not at all).
+_INTERRUPTED_WRITING = {
+    "eval": "interrupted: nothing is half-written; with --save-images, the pictures there are this eval's but may "
+            "be fewer (an earlier eval's are removed first): run it again for all of them",
+    "predict": "interrupted: each file written is whole (a CSV is written at the end: none was, or the earlier one "
+               "is left); a folder of masks or overlays holds this call's written so far, maybe beside an earlier "
+               "call's: run it again for all of them",
+    "report": "interrupted: the page is written whole once drawn, so none was written or changed: run it again",
+}
 
 
 def run_and_exit(argv: list[str] | None = None) -> NoReturn:
