@@ -1173,3 +1173,17 @@ def test_a_graph_that_fixed_the_batch_size_is_named_with_its_cause(tmp_path, how
     with pytest.raises(ExportError, match=r"the ONNX graph fixed the batch size at 4 \(the sample's\): the model's "
                                           r"forward reads it as a Python number \(len\(x\), int\(x.shape\[0\]\)\)"):
         onnx_parity(module, tmp_path / "m.onnx", x)
+
+
+def test_a_place_that_cannot_be_written_is_found_before_the_export(digits_run, monkeypatch):
+    # found only when the file was moved into place, after the export, its parity check and an int8 calibration
+    import os
+
+    def unwritable(path, mode):
+        return not (mode & os.W_OK and Path(path) == digits_run)
+
+    monkeypatch.setattr("peerdistill.export.os.access", unwritable)
+    monkeypatch.setattr("peerdistill.export.to_onnx", lambda *a, **k: pytest.fail("exported before the check"))
+    with pytest.raises(OSError) as error:
+        export_run(digits_run, model="student1", out=digits_run / "new" / "s1.onnx")
+    assert error.value.filename == str(digits_run) and "cannot be written in" in error.value.strerror

@@ -9,6 +9,7 @@ difference from PyTorch exceeds the tolerance (1e-4 in fp32)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -536,7 +537,16 @@ def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
 
 
 def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
-    """The file to write: never one of the run's own weights, and named for its format."""
+    """The file to write: never one of the run's own weights, named for its format, in a place
+    that can be written (found before the export and its checks, which take a while)."""
+    target = _named_target(run_dir, name, fmt, out)
+    existing = next(folder for folder in target.parents if folder.exists())
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
+    return target
+
+
+def _named_target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
     if out is None:
         return run_dir / "export" / f"{name}.{fmt}"
     target = Path(out)
