@@ -104,10 +104,11 @@ def test_a_drawn_box_is_labelled_with_its_class_name_and_score():
             self.texts.append((at, text, tuple(fill), stroke_width, tuple(stroke_fill)))
 
     draw = Recorder()
-    draw_boxes(draw, [[4, 6, 20, 30], [40, 6, 60, 30]], [0.876, 0.5], [1, 3], ["cat", "dog", "eel", "fox"])
-    # inside the box's corner, in its class's colour ringed to stand out: black around green, white around blue
-    green, blue = (tuple(int(c) for c in PALETTE[i]) for i in (2, 4))
-    assert draw.texts == [((5, 7), "dog 0.88", green, 1, (0, 0, 0)), ((41, 7), "fox 0.50", blue, 1, (255, 255, 255))]
+    draw_boxes(draw, [[4, 6, 20, 30], [40, 6, 60, 30]], [0.876, 0.5], [1, 4], ["cat", "dog", "eel", "fox", "gnu"])
+    # inside the box's corner, in its class's colour ringed to stand out: black around orange, white around blue
+    orange, blue = (tuple(int(c) for c in PALETTE[i]) for i in (2, 5))
+    assert (orange, blue) == ((230, 159, 0), (0, 114, 178))  # (Okabe and Ito's palette)
+    assert draw.texts == [((5, 7), "dog 0.88", orange, 1, (0, 0, 0)), ((41, 7), "gnu 0.50", blue, 1, (255, 255, 255))]
 
 
 def test_eval_pictures_of_small_inputs_are_enlarged_by_a_whole_factor_and_masks_kept_at_the_scored_size(

@@ -966,7 +966,8 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
     boxes = [(p.get_x(), p.get_y(), p.get_width(), to_hex(p.get_edgecolor())) for p in ax.patches]
     # the true box of class 0 in white; padding (-1) and the box under 0.3 left out; class 1 in
     # CLASS_COLORS[2] (CLASS_COLORS[0] is the background's black)
-    assert boxes == [(0.0, 0.0, 4.0, "#ffffff"), (1.0, 1.0, 4.0, "#3cb44b")]
+    assert boxes == [(0.0, 0.0, 4.0, "#ffffff"), (1.0, 1.0, 4.0, predictions_html.CLASS_COLORS[2])]
+    assert predictions_html.CLASS_COLORS[2] == "#e69f00"  # Okabe-Ito's orange, eval's pictures' class 2 colour
     assert [t.get_text() for t in ax.texts] == ["dog 0.90"]
 
 
@@ -1048,3 +1049,20 @@ def test_a_one_student_run_page_says_its_ensemble_is_that_student_and_what_the_c
     assert "alone" not in test_table_section(two, metrics) and ensemble_words(two) == "the student ensemble"
     costs = {"teacher": {"compression": 1.0}}
     assert costs_header(costs, "/patch (32x32)")[2] == "MMACs/patch (32x32)" and costs_header(costs)[2] == "MMACs"
+
+
+def test_segmentation_samples_say_which_colour_is_which_class():
+    import matplotlib.pyplot as plt
+
+    from peerdistill.html_report.predictions_html import CLASS_COLORS, segmentation_figure
+
+    masks = np.zeros((2, 8, 8), dtype=np.int64)
+    masks[:, 2:5, 2:5] = 1
+    masks[:, 6:, 6:] = 2
+    figure = segmentation_figure(np.zeros((2, 8, 8)), masks, masks, 3, ["background", "polyp", "instrument"])
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["background", "polyp", "instrument"]
+    from matplotlib.colors import to_hex
+
+    assert [to_hex(h.get_facecolor()) for h in legend.legend_handles] == CLASS_COLORS[:3]
+    plt.close(figure)

@@ -15,8 +15,11 @@ from .engine.artifacts import atomic_write_bytes
 from .engine.evaluate import predict
 from .spatial import align_to
 
-PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240]], dtype=np.uint8)
+# Each class's colour (class 0, the background, black): Okabe and Ito's palette, told apart with
+# every common colour-vision deficiency, sky blue first, which stands out on red tissue
+# (endoscopy, fundus photographs) and on grey images alike. The report draws with it too.
+PALETTE = np.array([[0, 0, 0], [86, 180, 233], [230, 159, 0], [0, 158, 115], [240, 228, 66], [0, 114, 178],
+                    [213, 94, 0], [204, 121, 167]], dtype=np.uint8)
 
 
 # The pictures eval writes in a model's folder: NNN_mask.png, NNN_overlay.png, NNN_boxes.png, or

@@ -16,12 +16,13 @@ from ..engine.evaluate import ENSEMBLE, split_probabilities
 from ..errors import CheckpointError, ConfigError, DataError
 from ..metrics import ECE_BINS, expected_calibration_error, reliability_bins
 from ..operating_point import FIGURES, Rule, operating_points
+from ..pictures import PALETTE
 from ..report import fmt
 from ..scored_data import data_on_the_command_line
 from .html_parts import figure_html, legend_name, note_html, section_html, table_html
 
 SEGMENTATION_SAMPLES = 4
-CLASS_COLORS = ["#000000", "#e6194b", "#3cb44b", "#ffe119", "#0082c8", "#f58230", "#911eb4", "#46f0f0"]
+CLASS_COLORS = ["#{:02x}{:02x}{:02x}".format(*colour) for colour in PALETTE.tolist()]  # eval's pictures' colours
 
 
 def predictions_section(directory: Path, meta: dict[str, Any]) -> tuple[str, str | None]:
@@ -207,12 +208,13 @@ def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str
     with torch.no_grad():
         pred = predict(cohort, task, x, window, overlap)[ENSEMBLE].argmax(dim=1).cpu().numpy()
     images = display_images(x, meta.get("data_stats"))
-    return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"]),
+    return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"], meta.get("class_names")),
                         f"the first {count} test images, their true masks and the prediction of {ensemble_words(meta)}")]
 
 
 def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list[str]:
     from matplotlib.patches import Rectangle
+    from matplotlib.patheffects import withStroke
 
     from ..engine.evaluate import predict
     from ..pictures import first_samples
@@ -237,7 +239,8 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list
             if score >= min_score:
                 colour = CLASS_COLORS[(int(label) + 1) % len(CLASS_COLORS)]  # 0 is the background's
                 ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1))
-                ax.text(x1, y1, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=7, va="bottom", clip_on=True)
+                ax.text(x1, y1, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=8, va="bottom", clip_on=True,
+                        path_effects=[withStroke(linewidth=2, foreground="black")])  # (readable on any background)
         ax.axis("off")
     fig.tight_layout()
     return [figure_html(fig, f"the first {count} test images: true boxes in white, the boxes of "
@@ -263,7 +266,8 @@ def class_colormap(num_classes: int):
     return plt.get_cmap("viridis", num_classes)
 
 
-def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, num_classes: int):
+def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, num_classes: int,
+                        class_names: list[str] | None = None):
     rows = len(images)
     cmap = class_colormap(num_classes)
     vmax = max(num_classes - 1, 1)
@@ -278,4 +282,12 @@ def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray,
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(label)
+    if num_classes <= len(CLASS_COLORS):  # which colour is which class (beyond, a continuous colour map)
+        from matplotlib.patches import Patch
+
+        names = class_names or [str(c) for c in range(num_classes)]
+        fig.legend(handles=[Patch(facecolor=CLASS_COLORS[c], edgecolor="grey", label=legend_name(names[c]))
+                            for c in range(num_classes)], loc="lower center", ncol=min(num_classes, 4),
+                   fontsize="small", frameon=False)
+        fig.tight_layout(rect=(0, 0.06 / rows ** 0.5, 1, 1))
     return fig
