@@ -435,6 +435,11 @@ def test_the_summary_of_a_run_stopped_early_says_so_and_what_was_planned(tmp_pat
     assert "has not finished" not in page
     metrics["stopped_early"] = False
     assert "best epoch 7 of 9 done of 12" in run_summary_html(tmp_path, {}, metrics)
+    # where the data came from and how it was split: what a reviewer asks first
+    meta = {"data_spec": {"kind": "npz", "root": "data/pneumoniamnist.npz"}, "num_classes": 2, "input_shape": [1, 28, 28],
+            "split_sizes": {"train": 4708, "val": 524, "test": 624}}
+    assert ("<b>data</b>: npz from data/pneumoniamnist.npz, 2 classes, inputs [1, 28, 28]; train 4,708, val 524, "
+            "test 624 samples") in run_summary_html(tmp_path, meta, metrics)
 
 
 def test_a_settings_curve_runs_to_its_longest_seed_averaging_the_seeds_that_reached_each_epoch():
@@ -911,6 +916,9 @@ def test_segmentation_panels_colour_class_k_with_its_own_colour_the_report_lists
         image = ax.get_images()[0]
         assert [to_hex(image.cmap(image.norm(k))) for k in range(3)] == CLASS_COLORS[:3]  # 0 the background's black
     plt.close(fig)
+    # where the truth ignores (255: outside a field of view), the prediction is not drawn either
+    drawn = fig.axes[2].get_images()[0].get_array()
+    assert drawn.mask.tolist() == [[False, False], [False, True]]
 
 
 def test_a_comparisons_latency_is_the_median_over_its_runs():
@@ -928,7 +936,7 @@ def test_the_roc_cross_sits_at_the_ensembles_false_positive_rate_and_sensitivity
     y = np.array([0, 0, 1, 1])
     p = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
     fig = roc_figure({"ensemble": p}, y, 2, {"ensemble": {"specificity": 0.8, "sensitivity": 0.7}})
-    cross = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
+    cross = [line for line in fig.axes[0].get_lines() if line.get_marker() == "X"]
     assert len(cross) == 1 and list(cross[0].get_xdata()) == [pytest.approx(0.2)]  # 1 - specificity
     assert list(cross[0].get_ydata()) == [0.7]
     plt.close(fig)
@@ -966,7 +974,8 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
     boxes = [(p.get_x(), p.get_y(), p.get_width(), to_hex(p.get_edgecolor())) for p in ax.patches]
     # the true box of class 0 in white; padding (-1) and the box under 0.3 left out; class 1 in
     # CLASS_COLORS[2] (CLASS_COLORS[0] is the background's black)
-    assert boxes == [(0.0, 0.0, 4.0, "#ffffff"), (1.0, 1.0, 4.0, predictions_html.CLASS_COLORS[2])]
+    # (drawn half a pixel up and left: imshow centres pixel i on i, so its left edge is at i - 0.5)
+    assert boxes == [(-0.5, -0.5, 4.0, "#ffffff"), (0.5, 0.5, 4.0, predictions_html.CLASS_COLORS[2])]
     assert predictions_html.CLASS_COLORS[2] == "#e69f00"  # Okabe-Ito's orange, eval's pictures' class 2 colour
     assert [t.get_text() for t in ax.texts] == ["dog 0.90"]
 
@@ -1066,3 +1075,18 @@ def test_segmentation_samples_say_which_colour_is_which_class():
 
     assert [to_hex(h.get_facecolor()) for h in legend.legend_handles] == CLASS_COLORS[:3]
     plt.close(figure)
+
+
+def test_comparison_charts_tell_models_apart_by_marker_and_say_which_way_is_better():
+    from matplotlib import pyplot as plt
+
+    from peerdistill.html_report.comparison_page import comparison_figure
+
+    rows = [{"setting": "kd", "model": m, "metric": metric, "values": [0.1, 0.2], "mean": 0.15, "std": 0.05}
+            for m in ("student1", "ensemble") for metric in ("ece", "accuracy")]
+    for metric, better in (("ece", "lower"), ("accuracy", "higher")):
+        fig = comparison_figure(rows, ["kd"], ["student1", "ensemble"], metric)
+        assert fig.axes[0].get_title() == f"test {metric} per setting (mean ± std over runs; {better} is better)"
+        markers = [line.get_marker() for line in fig.axes[0].get_lines() if line.get_marker() not in ("None", "_")]
+        assert len(set(markers)) == 2, markers
+        plt.close(fig)

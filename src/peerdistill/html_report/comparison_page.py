@@ -18,7 +18,7 @@ from ..comparison_runs import setting_runs
 from ..engine.artifacts import RunDir
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
-from ..metrics import per_class_part
+from ..metrics import lower_is_better, per_class_part
 from ..paired import caption, difference_rows, read_differences_csv
 from ..report import (comparison_per_class_rows, comparison_rows, model_order, per_class_families,
                       teachers_named_in)
@@ -154,6 +154,9 @@ def with_code_spans(markdown: str) -> str:
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(markdown))
 
 
+MARKERS = ("D", "o", "s", "^", "v", "P", "X", "h", "<", ">")
+
+
 def comparison_figure(rows, settings: list[str], models: list[str], metric: str):
     index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
     width = 0.8 / max(len(models), 1)
@@ -172,9 +175,11 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
             xs.append(i + offset + 0.15 * width)
             means.append(row["mean"])
             stds.append(0.0 if math.isnan(row["std"]) else row["std"])
-        ax.errorbar(xs, means, yerr=stds, fmt="D", markersize=6, capsize=4, color=color, label=legend_name(model))
+        ax.errorbar(xs, means, yerr=stds, fmt=MARKERS[j % len(MARKERS)], markersize=6, capsize=4, color=color,
+                    label=legend_name(model))  # (a marker of its own: told apart without colour too)
     ax.set_xticks(range(len(settings)), settings, rotation=20 if len(settings) > 4 else 0)
-    ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting (mean ± std over runs)")
+    better = "lower" if lower_is_better(metric) else "higher"
+    ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting (mean ± std over runs; {better} is better)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

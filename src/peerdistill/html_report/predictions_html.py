@@ -71,7 +71,7 @@ def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]
     if len(np.unique(y)) < 2:
         parts.append(note_html("ROC curves skipped: the test split holds a single class."))
         return parts
-    kind = ("positive class" if num_classes == 2 else "per model, the mean of each class's one-vs-rest curve, "
+    kind = (f"'{names[1]}' as the positive class, {int((y == 1).sum())} of {len(y)} test samples" if num_classes == 2 else "per model, the mean of each class's one-vs-rest curve, "
             "whose area is the table's macro-average auc")
     chosen = youden_points(cohort, task, data.val, (probs, y), window, overlap) if num_classes == 2 else None
     marked = "; the cross marks the ensemble's threshold chosen on the validation split (Youden)" if chosen else ""
@@ -102,7 +102,7 @@ def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
     ax.set(xlabel="confidence (largest probability)", ylabel="accuracy", title="reliability (test)",
            xlim=(0, 1), ylim=(0, 1.01))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left")
+    ax.legend(fontsize="small", loc="best")  # (distilled students often lie upper left: underconfident)
     return fig
 
 
@@ -187,8 +187,8 @@ def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int,
         ax.plot(fpr, tpr, label=legend_name(f"{name} (area {auc(fpr, tpr):.3f})"), **style)
     if chosen and ENSEMBLE in chosen:
         point = chosen[ENSEMBLE]
-        ax.plot([1 - point["specificity"]], [point["sensitivity"]], marker="x", markersize=12, color="black",
-                linestyle="none")
+        ax.plot([1 - point["specificity"]], [point["sensitivity"]], marker="X", markersize=13, color="#d55e00",
+                markeredgecolor="white", linestyle="none")  # (seen on the ensemble's black line)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)", xlim=(0, 1), ylim=(0, 1.01))
     ax.grid(alpha=0.3)
@@ -233,13 +233,15 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list
         ax.imshow(image, cmap="gray")
         for label, x1, y1, x2, y2 in boxes.tolist():
             if label >= 0:
-                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="white", linewidth=1.5))
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor="white",
+                                       linewidth=1.5))  # (box edges on pixel edges: imshow centres pixels on integers)
         for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
                                                   det["labels"].tolist()):
             if score >= min_score:
                 colour = CLASS_COLORS[(int(label) + 1) % len(CLASS_COLORS)]  # 0 is the background's
-                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1))
-                ax.text(x1, y1, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=8, va="bottom", clip_on=True,
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
+                                       linewidth=1))
+                ax.text(x1 - 0.5, y1 - 0.5, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=8, va="bottom", clip_on=True,
                         path_effects=[withStroke(linewidth=2, foreground="black")])  # (readable on any background)
         ax.axis("off")
     fig.tight_layout()
@@ -275,7 +277,8 @@ def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray,
     for i in range(rows):
         panels = [(images[i], {"cmap": "gray"}, "image"),
                   (np.ma.masked_equal(truth[i], 255), {"cmap": cmap, "vmin": 0, "vmax": vmax}, "truth"),
-                  (pred[i], {"cmap": cmap, "vmin": 0, "vmax": vmax}, "ensemble")]
+                  (np.ma.masked_where(truth[i] == 255, pred[i]), {"cmap": cmap, "vmin": 0, "vmax": vmax},
+                   "ensemble")]  # (where the truth ignores, outside a field of view, nothing is scored: not drawn)
         for ax, (picture, style, label) in zip(axes[i], panels):
             ax.imshow(picture, interpolation="nearest", **style)
             ax.set_xticks([])

@@ -68,7 +68,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         ("directory", str(directory)),
         ("task", meta.get("task", "classification")),
         ("status", status),
-        ("data", f"{data_kind}, {meta.get('num_classes', '?')} classes, inputs {meta.get('input_shape', '?')}"),
+        ("data", f"{data_kind}{_source(meta)}, {meta.get('num_classes', '?')} classes, inputs "
+                 f"{meta.get('input_shape', '?')}{_split_sizes(meta)}"),
         ("models", ", ".join(f"{m['name']} ({m['role']})" for m in meta.get("members", []))),
         ("monitor", f"validation {metrics.get('monitor', '?')}; "
                     + (f"n/a in every epoch, so the last one stood in ({metrics.get('best_epoch', '?')} of {of})"
@@ -86,6 +87,18 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
                  f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
+
+
+def _source(meta: dict[str, Any]) -> str:
+    """Where the data came from (data.root), as training read it."""
+    root = (meta.get("data_spec") or {}).get("root")
+    return f" from {root}" if root else ""
+
+
+def _split_sizes(meta: dict[str, Any]) -> str:
+    sizes = meta.get("split_sizes") or {}
+    shown = [f"{split} {sizes[split]:,}" for split in ("train", "val", "test") if is_count(sizes.get(split))]
+    return f"; {', '.join(shown)} samples" if shown else ""
 
 
 def _planned_epochs(directory: Path) -> int | None:
