@@ -1100,3 +1100,20 @@ def test_a_config_without_a_name_keeps_its_own_name_whatever_preset_a_comparison
     assert main(["compare", "my.yaml", "--presets", "independent,ml", "--seeds", "1", "--dry-run"]) == 0
     said = capsys.readouterr().out
     assert "runs/digits-ml-compare/independent-seed0" in said and "digits-independent" not in said
+
+
+def test_temporary_table_files_a_killed_compare_left_are_removed_when_old(tmp_path):
+    import os
+    import time
+
+    from peerdistill.compare import STALE_SECONDS, _remove_stale_table_writes
+
+    old, recent, other = (tmp_path / ".compare.csv.ab12.tmp", tmp_path / ".compare.md.cd34.tmp",
+                          tmp_path / ".notes.txt.ef56.tmp")
+    for path in (old, recent, other):
+        path.write_text("half a table")
+    long_ago = time.time() - STALE_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    os.utime(other, (long_ago, long_ago))
+    _remove_stale_table_writes(tmp_path)
+    assert not old.exists() and recent.exists() and other.exists()  # (recent: maybe another compare's, writing now)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import numbers
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +150,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     results = _train_all(plans, directory, overwrite, progress, status, jobs)
     if results is None:  # under torchrun the tables are the first process's
         return Comparison([], directory, "")
+    _remove_stale_table_writes(directory)
     runs = _scored_runs(plans, results, directory, rule, temperature_scaling, tta)
     header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from)
     return _tabulate(runs, plans, labels, baseline, directory, header, console, seeds, folds)
@@ -392,13 +395,27 @@ def _folds_note(folds: int | None) -> str:
             "their test split, and cut val from the other folds")
 
 
+TABLE_FILES = ("compare.csv", "compare.md", "differences.csv")
+STALE_SECONDS = 600  # a table is written in well under a second: a temporary file older is a killed process's
+
+
+def _remove_stale_table_writes(directory: Path) -> None:
+    """The temporary files of table writes a killed compare left (``.compare.csv.XXXX.tmp``:
+    ``atomic_write_text``'s); recent ones may be another compare's, writing now."""
+    for name in TABLE_FILES:
+        for tmp in directory.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if time.time() - tmp.stat().st_mtime > STALE_SECONDS:
+                    tmp.unlink()
+
+
 def _replace(plans, directory: Path) -> None:
     """``--overwrite``: each existing run marked for replacement, and the tables and report of
     the runs being replaced removed (they would describe a folder that no longer holds them)."""
     from .html_report.writing import REPORT_FILE, is_report_page  # matplotlib comes with it: only when replacing
 
     mark_for_replacement(plans)
-    for stale in ("compare.csv", "compare.md", "differences.csv"):
+    for stale in TABLE_FILES:
         (directory / stale).unlink(missing_ok=True)
     if (directory / REPORT_FILE).is_file() and is_report_page(directory / REPORT_FILE):  # never a page of one's own
         (directory / REPORT_FILE).unlink()
