@@ -27,9 +27,11 @@ _ROWS_AT_ONCE = 256  # held-out thumbnails compared at once (a block of 256 x N 
 
 
 def _thumbnails(x: torch.Tensor) -> torch.Tensor:
-    """Each image [C, H, W] as its grey 16x16 thumbnail, flattened."""
-    grey = x.float().mean(1, keepdim=True)
-    return F.adaptive_avg_pool2d(grey, THUMBNAIL_SIDE).flatten(1)
+    """Each image [C, H, W] as its grey 16x16 thumbnail, flattened; a few rows at a time (a grey
+    copy of a whole set of large images would cost a third of its memory again)."""
+    return torch.cat([F.adaptive_avg_pool2d(x[start:start + _ROWS_AT_ONCE].float().mean(1, keepdim=True),
+                                            THUMBNAIL_SIDE).flatten(1)
+                      for start in range(0, len(x), _ROWS_AT_ONCE)])
 
 
 def _own_parts(thumbnails: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
