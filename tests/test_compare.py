@@ -1117,3 +1117,42 @@ def test_temporary_table_files_a_killed_compare_left_are_removed_when_old(tmp_pa
     os.utime(other, (long_ago, long_ago))
     _remove_stale_table_writes(tmp_path)
     assert not old.exists() and recent.exists() and other.exists()  # (recent: maybe another compare's, writing now)
+
+
+def test_a_run_is_not_reused_once_its_archive_or_teacher_file_holds_something_else(tmp_path):
+    """Runs were reused in silence after the archive at data.root, or the file a frozen teacher was
+    loaded from, was replaced under the same name: a table of runs trained on two data sets."""
+    import numpy as np
+
+    from peerdistill.models import SmallCNN
+    from tests.conftest import _blobs
+
+    def archive(seed):
+        arrays = {}
+        for split, n, offset in (("train", 96, 0), ("val", 32, 1), ("test", 32, 2)):
+            x, y = _blobs(n, seed * 10 + offset)
+            arrays[f"{split}_images"], arrays[f"{split}_labels"] = (x[:, 0] * 60 + 100).clip(0, 255).astype(np.uint8), y
+        np.savez(tmp_path / "blobs.npz", **arrays)
+
+    archive(0)
+    torch.manual_seed(0)
+    save_file(SmallCNN(1, 3, width=8).state_dict(), str(tmp_path / "t.safetensors"))
+    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 64},
+            "data": {"kind": "npz", "root": str(tmp_path / "blobs.npz")},
+            "teacher": {"arch": "cnn", "args": {"width": 8}, "frozen": True, "checkpoint": str(tmp_path / "t.safetensors")}}
+    first = compare(tree, ["kd"], 1, progress=False)
+    run = first.directory / "kd-seed0"
+    assert json.loads((run / "run.json").read_text())["checkpoint_sha256"]["teacher"]
+    compare(tree, ["kd"], 1, progress=False)  # the same files: reused
+    torch.manual_seed(1)
+    save_file(SmallCNN(1, 3, width=8).state_dict(), str(tmp_path / "t.safetensors"))  # a teacher trained again
+    with pytest.raises(RunDirError, match=r"kd-seed0' was trained from another teacher checkpoint than the file its "
+                                          r"config names holds now .*delete '.*kd-seed0' to train it again"):
+        compare(tree, ["kd"], 1, progress=False)
+    torch.manual_seed(0)
+    save_file(SmallCNN(1, 3, width=8).state_dict(), str(tmp_path / "t.safetensors"))  # put back
+    compare(tree, ["kd"], 1, progress=False)
+    archive(1)  # other images under the same name
+    with pytest.raises(RunDirError, match=r"kd-seed0' was trained on another version of '.*blobs.npz' \(its SHA-256 "
+                                          r"differs from run.json's data_info.sha256\): its figures are not of this data"):
+        compare(tree, ["kd"], 1, progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -291,7 +293,31 @@ def _run_info(cfg: RunConfig) -> dict:
     info = {"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset}
     if cfg.data.root:
         info["data_root"] = str(Path(cfg.data.root).resolve())
+    started_from = checkpoint_digests(cfg)
+    if started_from:  # (compare reuses a run only while the files it started from are the same)
+        info["checkpoint_sha256"] = started_from
     return info
+
+
+def checkpoint_digests(cfg: RunConfig) -> dict[str, str]:
+    """The SHA-256 of each model's ``checkpoint`` file, by model name (a frozen teacher's weights,
+    a student's starting point): what a run was trained from, beside its config's paths."""
+    specs = (*cfg.all_teachers(), *cfg.students)
+    return {name: file_sha256(checkpoint_file(spec.checkpoint, name))
+            for name, spec in zip(cfg.member_names(), specs, strict=True) if spec.checkpoint}
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, modified: int) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read once while it stays the same size and age (a comparison asks of
+    one teacher or archive for every run)."""
+    stat = Path(path).stat()
+    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def train_from_config(cfg: RunConfig, *, run_dir=None, overwrite=False, resume=False, progress=True, callbacks=None):

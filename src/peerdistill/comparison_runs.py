@@ -19,7 +19,7 @@ from rich.table import Table
 from safetensors.torch import load_file
 
 from .terminal import Console
-from .build import build_cohort, train_from_config
+from .build import build_cohort, checkpoint_file, file_sha256, train_from_config
 from .data import build_data
 from .data.sources import check_new_run_data
 from .config import (FILE_KINDS, TEACHER_PRESETS, TRAINING_ONLY_KEYS, RunConfig, as_read, check_preset_names,
@@ -321,7 +321,33 @@ def _state(plan: Plan, overwrite: bool) -> str:
     state = "new" if replace else _run_state(plan.run_dir, plan.cfg)
     if state != "new" and plan.source_run is not None:
         _check_same_teachers(plan)
+    if state != "new":
+        _check_same_files(plan)
     return state
+
+
+def _check_same_files(plan: Plan) -> None:
+    """A run is reused (or continued) only while the files its config names hold what it was
+    trained on: an archive replaced under the same path (its SHA-256 in run.json), a teacher's
+    checkpoint trained again (its file's SHA-256, recorded since this check)."""
+    meta = read_json(plan.run_dir / RUN_FILE)
+    redo = (f"delete '{plan.run_dir}' to train it again on them, or pass --overwrite to redo the whole comparison "
+            "(or put back the files it was trained on)")
+    trained_on = (meta.get("data_info") or {}).get("sha256")
+    root = Path(plan.cfg.data.root or "")
+    if plan.cfg.data.kind == "npz" and trained_on and root.is_file() and file_sha256(root) != trained_on:
+        raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' (its SHA-256 differs from "
+                          f"run.json's data_info.sha256): its figures are not of this data; {redo}")
+    recorded = meta.get("checkpoint_sha256") or {}
+    specs = dict(zip(plan.cfg.member_names(), (*plan.cfg.all_teachers(), *plan.cfg.students), strict=True))
+    for name, digest in recorded.items():
+        try:
+            now = file_sha256(checkpoint_file(specs[name].checkpoint, name))
+        except (KeyError, TypeError, CheckpointError, OSError):  # gone, or not yet trained: the run needs it no more
+            continue
+        if now != digest:
+            raise RunDirError(f"'{plan.run_dir}' was trained from another {name} checkpoint than the file its config "
+                              f"names holds now (its SHA-256 differs from run.json's checkpoint_sha256): {redo}")
 
 
 def _check_same_teachers(plan: Plan) -> None:
