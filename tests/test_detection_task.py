@@ -310,6 +310,22 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["input", "class", "score", "x1", "y1", "x2", "y2"]
     assert all(0 <= float(r[3]) <= float(r[5]) <= 32 for r in rows[1:])
+    # a detector's JSON edited by hand, or beside another graph: named, never a traceback or an empty CSV
+    side = run / "export" / "student1.json"
+    written = json.loads(side.read_text())
+    for edit, said in ((lambda d: d["detection"].update(score_threshold=1.5), "score_threshold"),
+                       (lambda d: d["detection"].update(score_threshold="abc"), "score_threshold"),
+                       (lambda d: d["detection"].update(num_classes=5), "detection settings count 5 classes"),
+                       (lambda d: d.pop("detection"), "holds its detection settings"),
+                       (lambda d: d["detection"].update(strides=[8, 16]) or d.update(onnx_sha256=None),
+                        "gives outputs of shape")):
+        edited = json.loads(json.dumps(written))
+        edit(edited)
+        side.write_text(json.dumps(edited))
+        assert main(["predict", str(run / "export" / "student1.onnx"), str(image), "--out", str(out)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert said in err and "Traceback" not in err, (said, err)
+    side.write_text(json.dumps(written))
     # the students' ensemble from the run directory: their boxes fused as evaluation fuses them
     from peerdistill.data.segmentation import read_image
     from peerdistill.data.splits import standardize, to_nchw

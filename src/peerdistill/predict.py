@@ -391,6 +391,25 @@ def _onnx_model(path: Path):
     return info, run
 
 
+def _check_detector_outputs(session, info: dict, path: Path, side: Path, fix: str) -> None:
+    """A detector's graph gives, for an input of its size, one row per point of every level of
+    its head ([1, A, classes + 4 (reg_max + 1)]), as the JSON's detection settings read it (a
+    graph of another detector beside the JSON failed deep in the decoding)."""
+    d = info["detection"]
+    height, width = d["image_size"]
+    points = sum(-(-height // stride) * -(-width // stride) for stride in d["strides"])
+    expected = (1, points, d["num_classes"] + 4 * (d["reg_max"] + 1))
+    try:
+        out = session.run(None, {"input": np.zeros([1, info["input_shape"][0], height, width], np.float32)})[0]
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own types
+        raise CheckpointError(f"'{path}' does not run on the inputs '{side}' describes "
+                              f"({str(exc).splitlines()[0][:200]}): {fix}") from None
+    if tuple(out.shape) != expected:
+        raise CheckpointError(f"'{path}' gives outputs of shape {list(out.shape)}, but '{side}' describes a detector "
+                              f"whose outputs are {list(expected)} ({d['num_classes']} classes, reg_max "
+                              f"{d['reg_max']}, strides {d['strides']} on {height}x{width} inputs): {fix}")
+
+
 def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
     """The JSON must describe the graph beside it (files copied or renamed by hand pair one
     model's graph with another's JSON, whose classes, sizes or kind of output would be applied
@@ -418,7 +437,8 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
                                                      if axis == 1 or info["task"] == "classification"):
         raise CheckpointError(f"'{path}' takes inputs of shape {inputs[0].shape}, but '{side}' describes a model of "
                               f"{'x'.join(map(str, info['input_shape']))} inputs: {fix}")
-    if info["task"] == "detection":  # (boxes: the decoding checks its own outputs)
+    if info["task"] == "detection":
+        _check_detector_outputs(session, info, path, side, fix)
         return
     probe_size = [info["window"]] * 2 if info.get("window") else info["input_shape"][1:]
     try:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
-from .engine.run_meta import ClassName, DataStatsRecord, Record, Size, check_one_name_per_class, first_fault
+from .engine.run_meta import (ClassName, DataStatsRecord, DetectionRecord, Record, Size, check_detection_fits,
+                               check_one_name_per_class, first_fault)
 from .errors import CheckpointError, ConfigError
 from .operating_point import NOTHING_POSITIVE
 
@@ -36,7 +37,7 @@ class SidecarRecord(Record):
     grey_read_as_colour: StrictBool | None = None
     training_images: dict[str, Any] | None = None
     input_stats: dict[str, Any] | None = None
-    detection: dict[str, Any] | None = None
+    detection: DetectionRecord | None = None
     temperature: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
     threshold: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = None
 
@@ -54,6 +55,10 @@ class SidecarRecord(Record):
         if self.threshold is not None and (self.task != "classification" or self.num_classes != 2):
             raise ValueError(f"its threshold {self.threshold} is on the positive class's probability, for a two-class "
                              f"classifier; this is a {self.num_classes}-class {self.task} model")
+        if (self.task == "detection") != (self.detection is not None):
+            raise ValueError("a detector's JSON holds its detection settings (head layout and box decoding), and only "
+                             "a detector's")
+        check_detection_fits(self.detection, self.num_classes, self.input_shape)
         if self.output == "student_logits" and self.ensemble_of is None:
             raise ValueError("its output is the students' logits side by side, but it does not say how many "
                              "(ensemble_of)")

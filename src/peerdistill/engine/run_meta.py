@@ -44,6 +44,24 @@ class DataStatsRecord(Record):
         return self
 
 
+Fraction = Annotated[float, Field(strict=False, allow_inf_nan=False)]
+
+
+class DetectionRecord(Record):
+    """A detector's head layout and box decoding (``DetectionTask.saved_settings``): what turns
+    its dense outputs into boxes, in run.json and beside an exported graph."""
+
+    num_classes: Size
+    reg_max: Size
+    strides: Annotated[list[Size], Field(min_length=1)]
+    image_size: Annotated[list[Size], Field(min_length=2, max_length=2)]
+    score_threshold: Annotated[Fraction, Field(ge=0, lt=1)]  # (as the config's detect section takes them)
+    nms_iou: Annotated[Fraction, Field(gt=0, le=1)]
+    max_detections: Size
+    ensemble: Literal["wbf", "nms", "nmw"] = "wbf"
+    ensemble_iou: Annotated[Fraction, Field(gt=0, le=1)] | None = None
+
+
 class RunRecord(Record):
     task: Literal["classification", "segmentation", "detection"]
     num_classes: Size
@@ -54,11 +72,24 @@ class RunRecord(Record):
     data_stats: DataStatsRecord | None = None  # None: trained unstandardised
     data_info: dict[str, Any] | None = None
     data_spec: dict[str, Any] | None = None
+    detection: DetectionRecord | None = None
 
     @model_validator(mode="after")
     def _one_name_per_class(self) -> "RunRecord":
         check_one_name_per_class(self.class_names, self.num_classes)
+        check_detection_fits(self.detection, self.num_classes, self.input_shape)
         return self
+
+
+def check_detection_fits(detection: DetectionRecord | None, num_classes: int, input_shape: list[int]) -> None:
+    """A detector's settings agree with the record's classes and input size (a ValueError saying
+    otherwise): its decoding reads the graph's output by them."""
+    if detection is None:
+        return
+    if detection.num_classes != num_classes:
+        raise ValueError(f"its detection settings count {detection.num_classes} classes, the record {num_classes}")
+    if list(detection.image_size) != list(input_shape[1:]):
+        raise ValueError(f"its detection image_size {detection.image_size} is not its input size {input_shape[1:]}")
 
 
 def check_one_name_per_class(names: list | None, num_classes: int) -> None:
