@@ -4,6 +4,7 @@ and the errors a user can run into."""
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -661,3 +662,37 @@ def test_ap_ranks_detections_by_score_not_by_their_order():
     assert coco_metrics(preds, truths, ["polyp"])["ap"] == pytest.approx(1.0)
     preds[0]["scores"] = np.array([0.9, 0.5])
     assert coco_metrics(preds, truths, ["polyp"])["ap"] == pytest.approx(0.5)
+
+
+def test_the_deployment_pages_detector_block_gives_predicts_boxes(tmp_path):
+    """docs/deployment.md decodes an exported detector's dense maps into boxes without
+    peerdistill: run as written (after the classifier block's steps 1 to 3), it gives predict's rows."""
+    import re
+
+    from PIL import Image
+
+    from peerdistill.export import export_run
+    from peerdistill.predict import predict_files
+
+    train_from_config(tree(tmp_path, "r", "kd"), progress=False)
+    run = tmp_path / "r"
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    classifier, detector = re.findall(r"```python\n(.*?)```", page, re.S)[:2]
+    steps = classifier.split("scores = ort.InferenceSession")[0]  # reading, resizing and standardising
+    image = tmp_path / "wide.png"
+    Image.fromarray((np.random.default_rng(3).random((40, 70, 3)) * 255).astype(np.uint8)).save(image)
+    record = json.loads((run / "run.json").read_text())
+    # a briefly trained detector's faint boxes, alike: all of them (no suppression), then suppressed
+    for nms_iou in (1.0, 0.3):
+        record["detection"].update(score_threshold=0.0005, max_detections=20, nms_iou=nms_iou)
+        (run / "run.json").write_text(json.dumps(record))
+        onnx = export_run(run, model="student1", out=tmp_path / "d.onnx").path
+        scope = {"json_path": str(onnx.with_suffix(".json")), "image_path": str(image), "onnx_path": str(onnx)}
+        exec(steps + detector, scope)  # noqa: S102 - the page's own blocks
+        predict_files(onnx, [str(image)], tmp_path / "p.csv")
+        rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+        assert len(rows) == len(scope["found"])
+        assert len(rows) == 20 if nms_iou == 1.0 else 1 <= len(rows) < 20  # (suppressed: fewer)
+        for row, (name, score, *box) in zip(rows, scope["found"], strict=True):
+            assert row["class"] == name and abs(float(row["score"]) - score) < 1e-5
+            np.testing.assert_allclose([float(row[k]) for k in ("x1", "y1", "x2", "y2")], box, atol=0.011)
