@@ -43,24 +43,23 @@ def _resized_and_back(images: torch.Tensor, side: int) -> torch.Tensor:
 
 def _naive_closest(held_out: torch.Tensor, training: torch.Tensor) -> list[tuple[int, float]]:
     """Per held-out image, its closest training image and their cosine, by loops over 3x3 blocks
-    (48 = 16 x 3) and the set's mean thumbnail: the rule of near_copies, written out."""
+    (48 = 16 x 3): each thumbnail's pattern (centred, unit length) less the set's mean pattern,
+    made a pattern again: the rule of near_copies, written out."""
     def thumbnail(image):
         grey = image.mean(0)
         return torch.tensor([[grey[3 * r:3 * r + 3, 3 * c:3 * c + 3].mean().item() for c in range(16)]
                              for r in range(16)]).flatten()
 
-    trained = [thumbnail(image) for image in training]
+    def pattern(t):  # centred, of unit length
+        t = t - t.mean()
+        return t / t.norm()
+
+    trained = [pattern(thumbnail(image)) for image in training]
     shared = sum(trained) / len(trained)
-
-    def unit(t):
-        own = t - shared
-        own = own - own.mean()
-        return own / own.norm()
-
-    trained = [unit(t) for t in trained]
+    trained = [pattern(t - shared) for t in trained]
     closest = []
     for image in held_out:
-        asked = unit(thumbnail(image))
+        asked = pattern(pattern(thumbnail(image)) - shared)
         cosines = [float(asked @ t) for t in trained]
         closest.append((int(np.argmax(cosines)), max(cosines)))
     return closest
@@ -81,6 +80,14 @@ def test_a_training_image_saved_again_is_found_and_look_alikes_are_not():
     grey = grey - grey.mean(1, keepdim=True)
     grey = grey / grey.norm(dim=1, keepdim=True)
     assert (grey[40:] @ grey[:40].T).max() > near.NEAR_COPY_SIMILARITY
+
+
+def test_faded_images_are_not_near_copies_of_one_another():
+    # less the set's mean, images of little contrast were each that mean's negative nearly: alike
+    training = _fundus_like(40, 0)
+    faded = 0.5 + (_fundus_like(20, 1) - 0.5) * 0.1
+    assert near.near_copies(faded, training) == []
+    assert near.near_copies(0.5 + (training[:5] - 0.5) * 0.1, training) == [(i, i) for i in range(5)]  # (copies, faded)
 
 
 def test_a_flat_image_is_not_compared():
@@ -130,6 +137,8 @@ def test_pneumoniamnist_holds_no_near_copy_beyond_its_identical_validation_image
     as_images = {split: torch.tensor(arrays[f"{split}_images"], dtype=torch.float32)[:, None] / 255
                  for split in ("train", "val", "test")}
     assert near.near_copies(as_images["test"], as_images["train"]) == []
+    faded = 0.5 + (as_images["test"][:200] - 0.5) * 0.1  # other patients, faded: 105 of 200 were taken for copies
+    assert near.near_copies(faded, as_images["train"]) == []
     found = near.near_copies(as_images["val"], as_images["train"])
     assert len(found) == 8  # MedMNIST's 8 identical ones (said as identical; the check skips them)
     assert all(torch.equal(as_images["val"][row], as_images["train"][match]) for row, match in found)
