@@ -1090,3 +1090,21 @@ def test_comparison_charts_tell_models_apart_by_marker_and_say_which_way_is_bett
         markers = [line.get_marker() for line in fig.axes[0].get_lines() if line.get_marker() not in ("None", "_")]
         assert len(set(markers)) == 2, markers
         plt.close(fig)
+
+
+def test_roc_curves_of_a_test_split_lacking_a_class_are_skipped_saying_why(monkeypatch):
+    # the macro curve of three classes, one absent, was NaN everywhere: "area nan", and a warning per model
+    import types
+
+    from peerdistill.html_report import predictions_html
+
+    y = np.array([0, 1, 0, 1, 0, 1])
+    probs = {"ensemble": np.random.default_rng(0).dirichlet(np.ones(3), size=6)}
+    monkeypatch.setattr(predictions_html, "split_probabilities", lambda *a, **k: (probs, y))
+    captions = []
+    monkeypatch.setattr(predictions_html, "figure_html", lambda fig, caption: captions.append(caption) or "")
+    parts = predictions_html.classification_parts(None, None, types.SimpleNamespace(test=None),
+                                                  {"num_classes": 3, "class_names": ["a", "b", "c"]}, None, 0.5)
+    assert any("ROC curves skipped: the test split holds no sample of c, whose one-vs-rest curves are undefined"
+               in part for part in parts)
+    assert not any(caption.startswith("ROC") for caption in captions) and captions[-1].startswith("reliability")

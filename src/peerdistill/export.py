@@ -541,7 +541,9 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
     that can be written (found before the export and its checks, which take a while)."""
     target = _named_target(run_dir, name, fmt, out)
     existing = next(folder for folder in target.parents if folder.exists())
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():  # (a file where a folder of the path goes)
+        raise OSError(errno.ENOTDIR, "Not a directory", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
     return target
 

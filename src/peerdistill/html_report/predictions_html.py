@@ -71,6 +71,12 @@ def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]
     if len(np.unique(y)) < 2:
         parts.append(note_html("ROC curves skipped: the test split holds a single class."))
         return parts
+    absent = [names[c] for c in range(num_classes) if not (y == c).any()]
+    if num_classes > 2 and absent:  # (their one-vs-rest curves have no positives: the table's auc is n/a too)
+        parts.append(note_html(f"ROC curves skipped: the test split holds no sample of {', '.join(absent)}, whose "
+                               "one-vs-rest curves are undefined (the table's auc is n/a for the same reason)."))
+        parts.append(figure_html(reliability_figure(probs, y), RELIABILITY_CAPTION))
+        return parts
     kind = (f"'{names[1]}' as the positive class, {int((y == 1).sum())} of {len(y)} test samples" if num_classes == 2 else "per model, the mean of each class's one-vs-rest curve, "
             "whose area is the table's macro-average auc")
     chosen = youden_points(cohort, task, data.val, (probs, y), window, overlap) if num_classes == 2 else None
@@ -82,11 +88,13 @@ def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]
                      "--operating-point youden</code>), on the test split:</p>")
         parts.append(table_html(["model", *FIGURES], [[name, *(fmt(figures[f]) for f in FIGURES)]
                                                       for name, figures in chosen.items()]))
-    parts.append(figure_html(reliability_figure(probs, y),
-                             f"reliability diagram on the test split: accuracy against confidence in {ECE_BINS} "
-                             "equal-width bins (filled bins only); on the diagonal a model's confidence is its "
-                             "accuracy, below it the model is overconfident; the legend gives each model's ECE"))
+    parts.append(figure_html(reliability_figure(probs, y), RELIABILITY_CAPTION))
     return parts
+
+
+RELIABILITY_CAPTION = (f"reliability diagram on the test split: accuracy against confidence in {ECE_BINS} equal-width "
+                       "bins (filled bins only); on the diagonal a model's confidence is its accuracy, below it the "
+                       "model is overconfident; the legend gives each model's ECE")
 
 
 def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
