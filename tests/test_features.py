@@ -369,3 +369,12 @@ def test_a_self_distillation_head_on_a_channels_last_layer_is_refused():
 
     with pytest.raises(ConfigError, match=r"self-distillation: layer 'norm' gives \[8, 8, 4\], channels last"):
         HeadedModel(_ChannelsLastBlocks(), ["norm"], "mlp", 3, torch.zeros(1, 1, 8, 8))
+
+
+def test_a_channels_last_layer_named_by_a_wrappers_path_is_known_as_one():
+    from peerdistill.capture import channels_last_layer
+
+    wrapped = nn.DataParallel(_ChannelsLastBlocks())
+    assert channels_last_layer(wrapped, "module.norm", (8, 8, 4)) == "LayerNorm"  # (as named_modules() lists it)
+    assert channels_last_layer(wrapped, "norm", (8, 8, 4)) == "LayerNorm"
+    assert channels_last_layer(wrapped, "module.stem", (4, 8, 8)) is None

@@ -55,7 +55,10 @@ def channels_last_layer(model: nn.Module, path: str, shape: tuple[int, ...]) -> 
     batch): a LayerNorm over its last axis alone or a Linear, whose width is that last axis and
     not the first (ConvNeXt's blocks, Swin's stages); None otherwise. (timm's LayerNorm2d, a
     LayerNorm that gives [C, H, W], has its width first: not taken for one.)"""
-    module = module_paths(model).get(path)
+    try:
+        module = find_module(model, path)  # (a wrapper's prefixed path names its layer too)
+    except ConfigError:
+        return None
     if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
         width = module.normalized_shape[0]
     elif isinstance(module, nn.Linear):
