@@ -319,3 +319,11 @@ def test_classification_metrics_are_scikit_learns_figures(num_classes):
         expected = _sklearn_metrics(probs, targets, num_classes)
         for name, value in expected.items():
             assert (math.isnan(value) and math.isnan(got[name])) or abs(got[name] - value) < 1e-12, (trial, name)
+
+
+@pytest.mark.parametrize("labels", [[0, 1, -100], [0, 1, 2]])
+def test_labels_outside_the_scored_classes_are_refused(labels):
+    # -100 (cross_entropy's ignored label) crashed the counting; a class 2 of two was counted as negative
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"labels are class indices 0..1 of the 2 scored"):
+        classification_metrics(probs, np.array(labels))

@@ -655,10 +655,12 @@ def _check_free_axes(input_shape: list, dense: bool) -> None:
     fixed = [f"the {what} at {input_shape[axis]}" for axis, what in axes.items()
              if axis < len(input_shape) and isinstance(input_shape[axis], int)]
     if fixed:
+        read = ("len(x), int(x.shape[0])" if isinstance(input_shape[0], int) else
+                "int(x.shape[2]), a size given to F.interpolate from Python numbers")
         raise ExportError(f"the ONNX graph fixed {' and '.join(fixed)} (the sample's): the model's forward reads it "
-                          "as a Python number (len(x), int(x.shape[0])), which the exporter writes into the graph as a "
-                          "constant: write x.shape[0] or x.size(0) instead (token.expand(x.shape[0], -1, -1)), or "
-                          "export --format safetensors")
+                          f"as a Python number ({read}), which the exporter writes into the graph as a constant: use "
+                          "the tensor's own sizes instead (x.shape[0] or x.size(0), as in token.expand(x.shape[0], -1, "
+                          "-1); size=x.shape[-2:]), or export --format safetensors")
 
 
 def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor, dense: bool = False) -> float:

@@ -59,11 +59,13 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray,
     bootstrap's."""
     num_classes = probs.shape[1]
     targets = np.asarray(targets).astype(np.int64, copy=False)
+    if len(targets) and not 0 <= targets.min() <= targets.max() < num_classes:  # (an ignored -100, a class too many)
+        raise ValueError(f"labels are class indices 0..{num_classes - 1} of the {num_classes} scored, got "
+                         f"{targets.min()}..{targets.max()}")
     preds = probs.argmax(axis=1)
-    size = max(num_classes, int(targets.max(initial=-1)) + 1)
-    true = np.bincount(targets, minlength=size).astype(np.float64)
-    predicted = np.bincount(preds, minlength=size).astype(np.float64)
-    right = np.bincount(targets[targets == preds], minlength=size).astype(np.float64)
+    true = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    predicted = np.bincount(preds, minlength=num_classes).astype(np.float64)
+    right = np.bincount(targets[targets == preds], minlength=num_classes).astype(np.float64)
     held, seen = true > 0, (true + predicted) > 0
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0: NaN, a figure undefined there
         recall, precision = right / true, right / predicted
@@ -76,7 +78,7 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray,
     out.update(calibration_metrics(probs, targets))
     if class_names is not None:
         for family, values in (("precision", precision), ("recall", recall)):
-            out.update({f"{family}_{c}": float(v) for c, v in zip(class_names, values[:num_classes], strict=True)})
+            out.update({f"{family}_{c}": float(v) for c, v in zip(class_names, values, strict=True)})
     return out
 
 

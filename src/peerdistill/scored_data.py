@@ -117,7 +117,7 @@ def seen_in_training(run_dir: str | Path, scored: Any, kept: bool = False) -> li
 
 def _warn_if_trained_on_inputs(repeated: list[int] | None, count: int, names: tuple[str, list[str]] | None) -> None:
     """Scored inputs identical to training inputs: their figures are not held out. The first few
-    are named by ``names`` (``per_sample.sample_names``: the scored samples' files or rows), else
+    are named by ``names`` (``sample_names.sample_names``: the scored samples' files or rows), else
     by position."""
     if repeated:
         column, each = names if names is not None and len(names[1]) == count else ("sample", None)
