@@ -633,6 +633,7 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
     # what compare sets for every run would drop the setting's value without a word
     (["--setting", "x:name=foo", "--setting", "y"], "name cannot differ between settings"),
     (["--setting", "x:out_dir=/elsewhere", "--setting", "y"], "out_dir cannot differ between settings"),
+    (["--setting", "a:seed=1", "--setting", "b"], "seed cannot differ between settings; compare sets each run's seed"),
     (["--setting", "x:distill.preset=ml", "--setting", "y", "--presets", "independent,kd"],
      "--presets sets every run's preset: drop --presets"),
     (["--setting", "x:distill={preset: ml}", "--setting", "y", "--presets", "independent,kd"],
@@ -678,10 +679,11 @@ def test_a_setting_keeps_its_distill_keys_under_every_preset_that_reads_them(tmp
 def test_settings_are_named_by_config_and_setting_and_one_setting_keeps_its_name(tmp_path, capsys):
     from peerdistill.comparison_configs import variant_trees
 
-    trees = variant_trees([{"name": "a"}, {}], ["x:train.epochs=2", "y", "x:seed=4"])
+    trees = variant_trees([{"name": "a"}, {}], ["x:train.epochs=2", "y", "x:deterministic=true"])
     assert [t["name"] for t in trees] == ["a-x", "a-y", "digits-kd+ml-x", "digits-kd+ml-y"]
-    assert trees[0]["train"] == {"epochs": 2} and trees[0]["seed"] == 4 and "train" not in trees[1]
-    assert main(["compare", "--dry-run", "--seeds", "1", "--out", str(tmp_path / "c"), "--setting", "solo:seed=3"]) == 0
+    assert trees[0]["train"] == {"epochs": 2} and trees[0]["deterministic"] is True and "train" not in trees[1]
+    assert main(["compare", "--dry-run", "--seeds", "1", "--out", str(tmp_path / "c"), "--setting",
+                 "solo:train.epochs=3"]) == 0
     assert "solo" in capsys.readouterr().out
 
 
@@ -757,7 +759,7 @@ def test_a_setting_that_moves_to_another_preset_drops_what_it_would_not_read_unl
     [whole] = variant_trees([tree], ["whole:distill={rampup_epochs: 0}"])
     assert whole["distill"] == {"rampup_epochs": 0}
     for broken in ({**COMPARED, "distill": "kd"}, tree):
-        [bad] = variant_trees([broken], ["bad:distill=kd" if broken is tree else "bad:seed=1"])
+        [bad] = variant_trees([broken], ["bad:distill=kd" if broken is tree else "bad:train.epochs=1"])
         with pytest.raises(ConfigError, match=r"'distill' is a section of keys and was given 'kd': write distill: "
                                               r"\{preset: kd\}"):
             compare(bad, ["ml"], 1, dry_run=True, console=Console(quiet=True))

@@ -54,7 +54,7 @@ def warn_of_presets_alike(bases: list[RunConfig], presets: list[str] | None, nam
 
 # Keys a comparison sets for each of its runs (and with --presets, the preset): a setting's own
 # value would be dropped without a word.
-SET_BY_COMPARE = ("name", "out_dir")
+SET_BY_COMPARE = ("name", "out_dir", "seed")
 
 
 def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: list[str] | None = None
@@ -84,6 +84,8 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: lis
         if key is not None:
             why = ("--presets sets every run's preset: drop --presets to give each setting a preset of its own"
                    if key == "distill.preset" else
+                   "compare sets each run's seed (--seeds N runs seeds 0 to N-1, from the config's seed), and runs "
+                   "are paired by seed across settings; give the config's seed: for all of them" if key == "seed" else
                    "compare names each run and puts it in the comparison's folder (--out): the setting's NAME "
                    "names its rows and runs")
             raise ConfigError(f"--setting '{variant}': {key} cannot differ between settings; {why}")
