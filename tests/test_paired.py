@@ -223,14 +223,21 @@ def test_differences_csv_reads_back_as_written(tmp_path):
 
 
 def test_compare_pairs_only_configs_on_the_baselines_split(tmp_path):
+    import io
+
+    from rich.console import Console
+
     from peerdistill.compare import compare
 
     base = {"out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
             "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 256}}
     configs = [{**base, "name": "a"}, {**base, "name": "b", "data": {"split_seed": 1}},
                {**base, "name": "c", "train": {"epochs": 1, "batch_size": 128}}]
-    result = compare(configs, None, 2, progress=False)
+    printed = io.StringIO()
+    result = compare(configs, None, 2, progress=False, console=Console(file=printed, width=200))
     assert {d["setting"] for d in result.differences} == {"c"}  # b's test images are others
+    # said on the console too, under its table of differences (which leaves b out)
+    assert "Left out, having no run of the same seed on the same data split as `a`: `b`." in printed.getvalue()
     assert "Left out, having no run of the same seed on the same data split as `a`: `b`." in result.markdown
     import csv
 

@@ -282,6 +282,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
         pairs = _most_pairs(diffs, monitor_metric)
         console.print(fitted(_differences_table(diffs, labels, headline, monitor_metric, baseline, pairs),
                              console.width))
+        if apart:  # (compare.md's caption says it too: the console table alone left them out in silence)
+            console.print(unpaired_note(baseline, apart))
         if folds:
             console.print(FOLDS_CAVEAT)
         if pairs == 2:
