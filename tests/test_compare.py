@@ -1158,3 +1158,15 @@ def test_a_run_is_not_reused_once_its_archive_or_teacher_file_holds_something_el
     with pytest.raises(RunDirError, match=r"kd-seed0' was trained on another version of '.*blobs.npz' \(its SHA-256 "
                                           r"differs from run.json's data_info.sha256\): its figures are not of this data"):
         compare(tree, ["kd"], 1, progress=False)
+
+
+def test_tables_rewritten_beside_an_earlier_report_say_it_is_of_the_earlier_ones(tmp_path):
+    import io
+
+    tree = {**COMPARED, "name": "r", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}}
+    first = compare(tree, ["independent"], 1, progress=False)
+    write_report(first.directory)
+    printed = io.StringIO()
+    compare(tree, ["independent"], 1, progress=False, console=Console(file=printed, width=300))
+    said = " ".join(printed.getvalue().split())
+    assert f"note: '{first.directory / 'report.html'}' is of the tables as they were before: peerdistill report" in said

@@ -23,7 +23,8 @@ from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, chec
                               mark_for_replacement, plan_runs, plan_table, run_all, settings_of)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
-from .engine.artifacts import RUN_FILE, atomic_write_text
+from .engine.artifacts import atomic_write_text
+from .run_files import REPORT_FILE, RUN_FILE
 from .engine.distributed import abandon, leave, on_main
 from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
@@ -267,6 +268,7 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
         header += f"\n{unpaired_note(baseline, apart)}\n"
         console.print(unpaired_note(baseline, apart))
     markdown = comparison_markdown(rows, labels, models, metric_names, header)
+    _say_if_a_report_is_left(directory, console)
     atomic_write_text(directory / "compare.md", markdown)
     atomic_write_text(directory / "compare.csv", _csv(rows))
     written = [directory / "compare.csv", directory / "compare.md"]
@@ -398,6 +400,14 @@ def _folds_note(folds: int | None) -> str:
 
 
 TABLE_FILES = ("compare.csv", "compare.md", "differences.csv")
+
+
+def _say_if_a_report_is_left(directory: Path, console: Console) -> None:
+    """A report.html of the tables about to be rewritten describes them as they were (other
+    options, runs since reused or added): said, with how to write it again."""
+    if (directory / REPORT_FILE).is_file():
+        console.print(f"note: '{directory / REPORT_FILE}' is of the tables as they were before: peerdistill report "
+                      f"{directory} writes it again for these", highlight=False, soft_wrap=True)
 STALE_SECONDS = 600  # a table is written in well under a second: a temporary file older is a killed process's
 
 
@@ -414,7 +424,7 @@ def _remove_stale_table_writes(directory: Path) -> None:
 def _replace(plans, directory: Path) -> None:
     """``--overwrite``: each existing run marked for replacement, and the tables and report of
     the runs being replaced removed (they would describe a folder that no longer holds them)."""
-    from .html_report.writing import REPORT_FILE, is_report_page  # matplotlib comes with it: only when replacing
+    from .html_report.writing import is_report_page  # matplotlib comes with it: only when replacing
 
     mark_for_replacement(plans)
     for stale in TABLE_FILES:

@@ -436,8 +436,9 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     changed = differences(what_a_result_depends_on(relocated(saved, saved["out_dir"], now["out_dir"])),
                           what_a_result_depends_on(now))
     if changed:
-        raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): pass --overwrite to "
-                          f"redo the comparison, or {KEEP_BOTH}")
+        raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): delete that run "
+                          "folder (and its setting's other seeds) to train it again, or give the setting another NAME "
+                          f"(--setting) to keep both; --overwrite redoes the whole comparison, or {KEEP_BOTH}")
     run = RunDir(run_dir)
     if not run.is_complete:
         return "unfinished" if run.resume_path.is_file() else "new"

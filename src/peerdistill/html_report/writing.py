@@ -11,13 +11,12 @@ import matplotlib
 
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
 from ..errors import ConfigError, PeerdistillWarning, RunDirError, warn_user
-from ..run_files import RUN_FILE
+from ..run_files import REPORT_FILE, RUN_FILE
 from ..wording import first_few
 from .comparison_page import comparison_page
 from .html_parts import GENERATOR
 from .run_page import run_page
 
-REPORT_FILE = "report.html"
 
 
 def write_report(path: str | Path, out: str | Path | None = None) -> Path:
