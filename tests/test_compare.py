@@ -278,7 +278,8 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     older["train"]["batch_size"] = 64  # a real difference is still refused
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     with pytest.raises(RunDirError, match=r"holds a run with a different config \(train.batch_size: 64 in the "
-                                          r"run, 128 now\): pass --overwrite to redo the comparison, or give it "
+                                          r"run, 128 now\): delete that run folder \(and its other seeds'\) to train "
+                                          r"that row again, pass --overwrite to redo the whole comparison, or give it "
                                           r"another folder to keep both \(--out DIR\)"):
         compare(tree, ["kd"], 1, progress=False)
     capsys.readouterr()

@@ -437,8 +437,8 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
                           what_a_result_depends_on(now))
     if changed:
         raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): delete that run "
-                          "folder (and its setting's other seeds) to train it again, or give the setting another NAME "
-                          f"(--setting) to keep both; --overwrite redoes the whole comparison, or {KEEP_BOTH}")
+                          "folder (and its other seeds') to train that row again, pass --overwrite to redo the whole "
+                          f"comparison, or {KEEP_BOTH} (a --setting of another NAME keeps both too)")
     run = RunDir(run_dir)
     if not run.is_complete:
         return "unfinished" if run.resume_path.is_file() else "new"
