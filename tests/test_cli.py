@@ -1052,13 +1052,13 @@ def test_an_empty_data_file_is_named_not_read_as_the_default_data(tmp_path, caps
 
 
 def test_a_key_given_twice_or_under_both_its_names_is_refused(capsys):
-    from peerdistill.cli.eval_command import _decoding
+    from peerdistill.cli.decoding import decoding_from
 
     run_cli("train", "train.epochs=3", "train.epochs=1", expect=2)  # which was meant? (as in a YAML mapping)
     assert "train.epochs is given twice ('train.epochs=3' and 'train.epochs=1'): keep one" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="detect.wbf_iou is the former name of detect.ensemble_iou: give one"):
-        _decoding(["detect.wbf_iou=0.5", "detect.ensemble_iou=0.6"])
-    assert _decoding(["detect.wbf_iou=0.5"]) == {"ensemble_iou": 0.5}
+        decoding_from(["detect.wbf_iou=0.5", "detect.ensemble_iou=0.6"], "eval")
+    assert decoding_from(["detect.wbf_iou=0.5"], "eval") == {"ensemble_iou": 0.5}
 
 
 def test_an_npz_of_other_channels_is_refused_with_the_way_to_convert_it(tmp_path, capsys):
@@ -1192,7 +1192,7 @@ def test_settings_of_one_config_go_to_its_own_folder_and_of_several_to_the_share
     for name in ("a", "b"):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**default_config(), "name": name,
                                                                 "out_dir": str(tmp_path / "runs")}))
-    settings = ["--setting", "x:seed=1", "--setting", "y:seed=2"]
+    settings = ["--setting", "x:train.epochs=1", "--setting", "y:train.epochs=2"]
     assert main(["compare", str(tmp_path / "a.yaml"), *settings]) == 0
     assert main(["compare", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"), *settings]) == 0
     assert given == [str(tmp_path / "runs" / "a-compare"), None]  # (None: compare's folder for several configs)

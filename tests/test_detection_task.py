@@ -696,3 +696,39 @@ def test_the_deployment_pages_detector_block_gives_predicts_boxes(tmp_path):
         for row, (name, score, *box) in zip(rows, scope["found"], strict=True):
             assert row["class"] == name and abs(float(row["score"]) - score) < 1e-5
             np.testing.assert_allclose([float(row[k]) for k in ("x1", "y1", "x2", "y2")], box, atol=0.011)
+
+
+def test_box_decoding_chosen_with_eval_reaches_predict_and_the_exported_file(tmp_path, capsys):
+    """eval detect.score_threshold=... tuned a threshold that predict and export could not take."""
+    from PIL import Image
+
+    train_from_config(tree(tmp_path, "r", "kd"), progress=False)
+    run = tmp_path / "r"
+    record = json.loads((run / "run.json").read_text())
+    record["detection"].update(score_threshold=0.0005, nms_iou=1.0)  # a briefly trained detector: its faint boxes
+    (run / "run.json").write_text(json.dumps(record))
+    image = tmp_path / "one.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(image)
+
+    def rows(*args):
+        assert main(["predict", *map(str, args), "--out", str(tmp_path / "b.csv")]) == 0
+        return list(csv.DictReader((tmp_path / "b.csv").open()))
+
+    everything = rows(run, image)
+    assert len(everything) > 5  # (every point and class of a 32x32 input: 21 x 2)
+    fewer = rows(run, image, "detect.max_detections=5", "detect.score_threshold=0.001")
+    assert len(fewer) == 5 and [r["score"] for r in fewer] == [r["score"] for r in everything[:5]]
+    assert main(["export", str(run), "--model", "student1", "detect.max_detections=3"]) == 0
+    onnx = run / "export" / "student1.onnx"
+    assert json.loads(onnx.with_suffix(".json").read_text())["detection"]["max_detections"] == 3
+    assert len(rows(onnx, image)) == 3 and len(rows(onnx, image, "detect.max_detections=4")) == 4
+    capsys.readouterr()
+    for args, said in ((["predict", run, image, "--out", tmp_path / "c.csv", "detect.score_threshold=1.5"],
+                        "score_threshold"),
+                       (["predict", run, image, "--out", tmp_path / "c.csv", "detect.kd_cls_weight=2"],
+                        "not detect.kd_cls_weight: training settings need a new run"),
+                       (["predict", run, image, "--out", tmp_path / "c.csv", "detect.score_treshold=0.3"],
+                        "not detect.score_treshold: no such key"),
+                       (["export", run, "data.root=x"], "export takes only detect.* decoding settings after RUN_DIR")):
+        assert main(list(map(str, args))) == 2
+        assert said in " ".join(capsys.readouterr().err.split()), said

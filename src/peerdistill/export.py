@@ -360,7 +360,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
                quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
                min_agreement: float = MIN_AGREEMENT, data: DataSplits | None = None,
                temperature_scaling: bool = False, operating_point: str | None = None,
-               tta: str | None = None) -> ExportResult:
+               tta: str | None = None, decoding: dict | None = None) -> ExportResult:
     """``fmt``: onnx or safetensors; by default the ``out`` file's extension, else onnx. ``out``:
     a file, or a folder to write ``MODEL.FORMAT`` in. ``modules``: new instances of models built
     in Python (as for ``load_cohort``).
@@ -384,7 +384,11 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     ``tta`` (``hflip`` or ``flips``; classification and segmentation, ONNX): the model's
     probabilities averaged over flips of the input, as ``eval --tta`` scores it, in the graph (a
     temperature and a threshold are then chosen on the averaged probabilities, as eval chooses
-    them)."""
+    them).
+
+    ``decoding`` (detection, ONNX): box decoding settings (``config.DECODING_KEYS``, checked as
+    the config's detect section checks them) written into the JSON instead of the run's, for
+    predict to apply (say, the score threshold chosen with ``eval detect.score_threshold=...``)."""
     run_dir = Path(run_dir)
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
@@ -396,6 +400,11 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if tta and fmt != "onnx":
         raise ConfigError("--tta puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")
     name, module, output, meta = pick_model(run_dir, model, modules)
+    if decoding:
+        meta = with_decoding(meta, decoding, "export")
+        if fmt != "onnx":
+            raise ConfigError("detect.* settings go into the JSON beside an ONNX graph; safetensors holds weights "
+                              "alone: export as onnx")
     finished = RunDir(run_dir).is_complete  # when its weights were read (training may end meanwhile)
     module = flip_averaged(module, output, meta, tta)
     if quantize and meta.get("task") == "detection":
@@ -426,6 +435,26 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
                   threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
                   run_finished=finished)
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
+
+
+def with_decoding(record: dict, decoding: dict, command: str) -> dict:
+    """A run's (or an export's) record with other box decoding settings: a detector's only."""
+    from pydantic import ValidationError
+
+    from .config import DECODING_KEYS, DetectSpec, format_validation_error
+
+    if record.get("task") != "detection" or not isinstance(record.get("detection"), dict):
+        raise ConfigError(f"detect.* settings decode a detector's boxes; this is a "
+                          f"{record.get('task', 'classification')} model: drop them from {command}")
+    other = [key for key in decoding if key not in DECODING_KEYS]
+    if other:
+        raise ConfigError(f"{command} takes the detect settings that decode and fuse boxes ({', '.join(DECODING_KEYS)}), "
+                          f"not {other[0]}")
+    try:
+        spec = DetectSpec.model_validate(decoding)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "detect settings", DetectSpec)) from None
+    return {**record, "detection": {**record["detection"], **{key: getattr(spec, key) for key in decoding}}}
 
 
 def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolerance: float, name: str, dense: bool,

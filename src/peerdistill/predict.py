@@ -99,7 +99,8 @@ def file_digest(path: Path) -> str:
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
                   batch_size: int = 64, modules: dict | None = None, temperature_scaling: bool = False,
                   operating_point: str | None = None, visible_masks: bool = False,
-                  overlays: str | Path | None = None, tta: str | None = None) -> Path:
+                  overlays: str | Path | None = None, tta: str | None = None,
+                  decoding: dict | None = None) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
     segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
     instances of a run's models built in Python (as for ``load_cohort``). A run directory's
@@ -111,14 +112,15 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     input at its own size, ``<stem>_overlay.png`` (classes tinted) or ``<stem>_boxes.png``.
     ``tta`` (``hflip``, ``flips``; a run directory's classifier or segmenter): probabilities
     averaged over flips of each input, as ``eval --tta`` scores them (an ONNX file has them in
-    its graph if it was exported with ``--tta``)."""
+    its graph if it was exported with ``--tta``). ``decoding`` (detection): box decoding and
+    fusion settings (``config.DECODING_KEYS``) instead of the run's or the export's."""
     model_path, out = Path(model_path), Path(out)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)  # one file or folder alone
     if not inputs:
         raise ConfigError("no inputs given: name image files or folders of them")
     check_batch_size(batch_size)
     check_flags("predict_files", temperature_scaling=temperature_scaling, visible_masks=visible_masks)
-    info, run = _model_to_predict_with(model_path, model, modules, temperature_scaling, operating_point, tta)
+    info, run = _model_to_predict_with(model_path, model, modules, temperature_scaling, operating_point, tta, decoding)
     dense = info["task"] == "segmentation"
     if visible_masks and not dense:
         raise ConfigError(f"--visible-masks is for segmentation masks; this model is a {info['task']} model: drop it")
@@ -160,12 +162,13 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
 
 
 def _model_to_predict_with(model_path: Path, model: str | None, modules: dict | None, temperature_scaling: bool,
-                           operating_point: str | None, tta: str | None) -> tuple[dict, Callable]:
+                           operating_point: str | None, tta: str | None,
+                           decoding: dict | None = None) -> tuple[dict, Callable]:
     """What predicting needs of the model (its task, input, classes, statistics...) and a function
     running it on a batch: an ONNX file (which carries what its export chose), or a run
     directory's model (``best`` by default), tempered, thresholded and flipped as asked."""
     if model_path.suffix.lower() != ".onnx":  # (as export accepts it)
-        return _run_model(model_path, model or "best", modules, temperature_scaling, operating_point, tta)
+        return _run_model(model_path, model or "best", modules, temperature_scaling, operating_point, tta, decoding)
     if model is not None:
         raise ConfigError(f"--model '{model}' picks a model of a run directory; '{model_path}' is one model "
                           "already: drop --model")
@@ -173,7 +176,7 @@ def _model_to_predict_with(model_path: Path, model: str | None, modules: dict | 
         raise ConfigError(f"'{model_path}' carries what its export chose (its JSON's temperature, threshold and "
                           "tta): export with --temperature-scaling / --operating-point RULE / --tta FLIPS, or "
                           "predict from the run directory")
-    return _onnx_model(model_path)
+    return _onnx_model(model_path, decoding)
 
 
 def _predicted(read: Inputs, info: dict, run: Callable, batch_size: int) -> list:
@@ -300,12 +303,14 @@ def _check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,
-               operating_point: str | None = None, tta: str | None = None):
+               operating_point: str | None = None, tta: str | None = None, decoding: dict | None = None):
     from .engine.evaluate import ENSEMBLE, predict
-    from .export import chosen_on_validation, flip_averaged, pick_model
+    from .export import chosen_on_validation, flip_averaged, pick_model, with_decoding
     from .runs import load_cohort, saved_window, task_for, warn_if_unfinished
 
     meta = RunDir.open(run_dir).meta()
+    if decoding:
+        meta = with_decoding(meta, decoding, "predict")
     # checked before anything is built (a detector's TTA refused, saying why)
     check_post_hoc_options(meta.get("task", "classification"), num_classes=meta.get("num_classes"),
                            input_shape=meta["input_shape"], operating_point=bool(operating_point),
@@ -357,7 +362,7 @@ def _checked_window(info: dict, side: Path) -> None:
                               "numbers with the width above 1 (or null); export the run again") from None
 
 
-def _onnx_model(path: Path):
+def _onnx_model(path: Path, decoding: dict | None = None):
     try:
         import onnxruntime as ort
     except ImportError:
@@ -377,6 +382,10 @@ def _onnx_model(path: Path):
         warn_user(f"'{path}' was exported from a run that had not finished: the weights of its best epoch at "
                   "the time (export it again once the run is finished)")
     window = (info["window"],) * 2 if info.get("window") else None
+    if decoding:
+        from .export import with_decoding
+
+        info = with_decoding(info, decoding, "predict")
     if info["task"] == "detection":
         from .runs import task_for
 

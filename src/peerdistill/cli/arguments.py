@@ -230,6 +230,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     """export: a student or the ensemble as ONNX or safetensors."""
     exp = sub.add_parser("export", help="write a trained student (or the ensemble) as ONNX or safetensors")
     exp.add_argument("run_dir", metavar="RUN_DIR", type=_given)
+    exp.add_argument("overrides", nargs="*", default=[], metavar="detect.key=value",
+                     help="detection: the box decoding the JSON beside the graph carries, for predict to apply "
+                          "(detect.score_threshold, nms_iou, max_detections; as eval takes them)")
     exp.add_argument("--model", default="best", type=_given,
                      help="a model name, 'best' (best validation student; the default) or 'ensemble'")
     exp.add_argument("--format", default=None, choices=["onnx", "safetensors"],
@@ -257,7 +260,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     """predict: a run's model or an exported file applied to images."""
     pred = sub.add_parser("predict", help="apply a run's model or an exported .onnx to images, folders or an .npz")
     pred.add_argument("model_path", metavar="RUN_DIR_OR_MODEL.onnx", type=_given)
-    pred.add_argument("inputs", nargs="+", metavar="INPUT", type=_given)
+    pred.add_argument("inputs", nargs="+", metavar="INPUT", type=_given,
+                      help="image files, folders of them or an .npz; for a detector, also detect.key=value: box "
+                           "decoding and fusion other than the run's or the export's (detect.score_threshold, "
+                           "nms_iou, max_detections, ensemble, ensemble_iou)")
     _chosen_on_validation_options(pred, "applied to a run directory's model (an exported file carries its own)")
     pred.add_argument("--visible-masks", action="store_true",
                       help="segmentation: write masks with the classes spread over 0..255 (two classes: 0 and 255, "

@@ -12,6 +12,7 @@ from ..json_files import read_json
 from ..launcher import launched_world
 from ..run_files import RUN_FILE
 from .consoles import console, err_console
+from .decoding import decoding_from, is_decoding
 from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
 
 
@@ -135,6 +136,10 @@ def cmd_export(ns: argparse.Namespace) -> int:
     from ..export import export_run
     from ..quantize import CALIBRATION_SAMPLES, MIN_AGREEMENT, percent
 
+    not_decoding = [o for o in ns.overrides if not is_decoding(o)]
+    if not_decoding:
+        raise ConfigError(f"export takes only detect.* decoding settings after RUN_DIR, got '{not_decoding[0]}'")
+    decoding = decoding_from(ns.overrides, "export")
     int8_only = [flag for flag, value in (("--calibration-samples", ns.calibration_samples),
                                           ("--min-agreement", ns.min_agreement)) if value is not None]
     if int8_only and ns.quantize is None:  # else an fp32 file written as if it had been checked
@@ -143,7 +148,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
                         calibration=CALIBRATION_SAMPLES if ns.calibration_samples is None else ns.calibration_samples,
                         min_agreement=MIN_AGREEMENT if ns.min_agreement is None else ns.min_agreement,
                         temperature_scaling=ns.temperature_scaling, operating_point=ns.operating_point,
-                        tta=ns.tta)
+                        tta=ns.tta, decoding=decoding)
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on {result.compared_on}"
               if result.max_abs_diff is not None else "")
     task = read_json(Path(ns.run_dir) / RUN_FILE).get("task") if (Path(ns.run_dir) / RUN_FILE).is_file() else None
@@ -175,11 +180,13 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
 
 def cmd_predict(ns: argparse.Namespace) -> int:
+    decoding = decoding_from([i for i in ns.inputs if is_decoding(i)], "predict")
+    inputs = [i for i in ns.inputs if not is_decoding(i)]
     from ..predict import predict_files
 
-    path = predict_files(ns.model_path, ns.inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
+    path = predict_files(ns.model_path, inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
                          operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays,
-                         tta=ns.tta)
+                         tta=ns.tta, decoding=decoding)
     console.print(f"wrote {path}{_which_best(ns)}", highlight=False)
     return 0
 

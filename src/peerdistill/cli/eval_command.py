@@ -9,12 +9,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..config import (DECODING_KEYS, IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, DetectSpec, RunConfig, apply_overrides,
-                      format_validation_error, load_yaml, saved_data_section, without_other_kinds_keys)
+from ..config import (IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, RunConfig, apply_overrides, format_validation_error,
+                      load_yaml, saved_data_section, without_other_kinds_keys)
 from ..errors import ConfigError, warn_user
 from ..json_files import read_json
 from ..run_files import RUN_FILE
 from .consoles import console, err_console
+from .decoding import decoding_from
 from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
 
 
@@ -24,7 +25,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
                           f"overrides (peerdistill eval RUN_DIR {ns.run_dir})")
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
     decoding_overrides = [o for o in ns.overrides if o.startswith("detect.")]
-    decoding = _decoding(decoding_overrides)
+    decoding = decoding_from(decoding_overrides, "eval")
     data_spec = _data_spec(ns, data_overrides) if ns.data or data_overrides else None
     # torch comes with these: only once the overrides are checked
     from ..engine.artifacts import jsonable
@@ -193,26 +194,3 @@ def _shown_figures(scores: dict, summary, ns: argparse.Namespace) -> list[str]:
                 or (ns.temperature_scaling and key.startswith("cal_"))):
             shown.append(key)
     return shown
-
-
-def _decoding(overrides) -> dict | None:
-    """``detect.KEY=VALUE`` overrides of eval: how a detection run's boxes are decoded and fused
-    (no retraining needed), checked as the config's ``detect`` section checks them."""
-    tree: dict = {}
-    apply_overrides(tree, list(overrides))
-    given = tree.get("detect") or {}
-    if not given:
-        return None
-    if "wbf_iou" in given:  # the former name, as configs still say it
-        if "ensemble_iou" in given:
-            raise ConfigError("detect.wbf_iou is the former name of detect.ensemble_iou: give one of them")
-        given["ensemble_iou"] = given.pop("wbf_iou")
-    other = [k for k in given if k not in DECODING_KEYS]
-    if other:
-        raise ConfigError(f"eval takes the detect.* keys that decode and fuse boxes ({', '.join(DECODING_KEYS)}), "
-                          f"not detect.{other[0]}: training settings need a new run")
-    try:
-        spec = DetectSpec.model_validate(given)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "detect section", DetectSpec)) from None
-    return {key: getattr(spec, key) for key in given}
