@@ -310,7 +310,7 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert main(["predict", str(run / "export" / "student1.onnx"), str(image), "--out", str(out)]) == 0
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["input", "class", "score", "x1", "y1", "x2", "y2"]
-    assert all(0 <= float(r[3]) <= float(r[5]) <= 32 for r in rows[1:])
+    assert all(0 <= float(r[3]) <= float(r[5]) <= 32 for r in rows[1:] if r[1])  # (a row of the name alone: no box)
     # a detector's JSON edited by hand, or beside another graph: named, never a traceback or an empty CSV
     side = run / "export" / "student1.json"
     written = json.loads(side.read_text())
@@ -732,3 +732,16 @@ def test_box_decoding_chosen_with_eval_reaches_predict_and_the_exported_file(tmp
                        (["export", run, "data.root=x"], "export takes only detect.* decoding settings after RUN_DIR")):
         assert main(list(map(str, args))) == 2
         assert said in " ".join(capsys.readouterr().err.split()), said
+
+
+def test_an_input_without_a_box_has_a_row_of_its_name_alone(tmp_path):
+    # a frame without a polyp had no row: read as one never processed
+    from PIL import Image
+
+    train_from_config(tree(tmp_path, "r", "kd"), progress=False)
+    image = tmp_path / "one.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(image)
+    assert main(["predict", str(tmp_path / "r"), str(image), "--out", str(tmp_path / "b.csv"),
+                 "detect.score_threshold=0.999"]) == 0
+    rows = list(csv.reader((tmp_path / "b.csv").open()))
+    assert len(rows) == 2 and Path(rows[1][0]).name == "one.png" and rows[1][1:] == [""] * 6

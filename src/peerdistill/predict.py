@@ -494,13 +494,16 @@ def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: P
 def _write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
                  out: Path) -> Path:
     """One CSV row per kept box, in pixels of each input as it is on disk (the model saw it
-    resized to ``seen_size``): input, class, score, x1, y1, x2, y2."""
+    resized to ``seen_size``): input, class, score, x1, y1, x2, y2; an input without a box, one
+    row of its name alone (else a frame without a polyp read as one never processed)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["input", "class", "score", "x1", "y1", "x2", "y2"])
     for name, (height, width), det in zip(read.names, read.sizes, detections, strict=True):
         scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
         boxes = det["boxes"].float().cpu() * scale
+        if not len(boxes):
+            writer.writerow([name, "", "", "", "", "", ""])
         for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
             writer.writerow([name, class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
     atomic_write_text(out, buf.getvalue())
