@@ -181,3 +181,19 @@ def test_an_interrupted_eval_leaves_no_cut_picture_and_no_earlier_eval_s(tmp_pat
     assert left == ["a/000_mask.png", "a/000_overlay.png"]  # this eval's, whole; model b's earlier ones gone
     for path in written:
         Image.open(path).verify()
+
+
+def test_evals_box_pictures_label_boxes_with_their_class_names(tmp_path, monkeypatch):
+    # eval's pictures showed "0.51" alone: the class only by its colour, with no legend
+    import torch
+
+    import peerdistill.pictures as pictures
+
+    monkeypatch.setattr(pictures, "predict", lambda *a, **k: {"m": [
+        {"boxes": torch.tensor([[2.0, 2.0, 10.0, 6.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}]})
+    labelled = []
+    monkeypatch.setattr(pictures, "draw_boxes", lambda draw, boxes, scores, labels, class_names=None, min_score=0.0:
+                        labelled.append(class_names))
+    task = type("Task", (), {"class_names": ["ellipse", "polyp"]})()
+    pictures.save_box_pictures(None, task, [(torch.zeros(3, 16, 16), torch.zeros(0, 5))], tmp_path, 1, None)
+    assert labelled == [["ellipse", "polyp"]]

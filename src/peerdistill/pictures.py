@@ -132,7 +132,7 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
                 if label >= 0:
                     draw.rectangle(_inclusive([v * factor for v in box]), outline=(255, 255, 255))
             draw_boxes(draw, (det["boxes"] * factor).tolist(), det["scores"].tolist(), det["labels"].tolist(),
-                       min_score=min_score)
+                       class_names=getattr(task, "class_names", None), min_score=min_score)
             path = folder / f"{_stem(i, names)}_boxes.png"
             _save_png(picture, path)
             written.append(path)
