@@ -76,6 +76,9 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: lis
         if any(c in name for c in "/\\;") or name.strip() in (".", ".."):  # ';' parts run lists in compare.csv
             raise ConfigError(f"--setting '{variant}': its NAME '{name}' names the runs' folders, so it is one "
                               "folder name (no /, \\ or ;)")
+        if sep and "=" not in name and not override.strip():  # (an unset shell variable after the colon)
+            raise ConfigError(f"--setting '{variant}' has nothing after its ':': write NAME:KEY=VALUE, or NAME alone "
+                              "for the config as it is")
         if override and "=" not in override:
             raise ConfigError(f"--setting '{variant}': '{override}' is not a key=value override")
         set_keys = _keys_set_by(override) if override else set()
@@ -94,7 +97,10 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: lis
     for tree in trees:
         for name, given in overrides.items():
             variant = copy.deepcopy(tree)
-            apply_overrides(variant, given)
+            try:
+                apply_overrides(variant, given)
+            except ConfigError as exc:  # (a key given twice: in which setting)
+                raise ConfigError(f"--setting '{name}': {exc}") from None
             distill_keys = {key.split(".")[1] for key in set().union(*map(_keys_set_by, given))
                             if key.startswith("distill.")}  # the setting's own: kept, and checked
             moved_to, moved_from = _preset_of(variant), _preset_of(tree)
