@@ -439,22 +439,12 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
 
 def with_decoding(record: dict, decoding: dict, command: str) -> dict:
     """A run's (or an export's) record with other box decoding settings: a detector's only."""
-    from pydantic import ValidationError
-
-    from .config import DECODING_KEYS, DetectSpec, format_validation_error
+    from .config.decoding import checked_decoding
 
     if record.get("task") != "detection" or not isinstance(record.get("detection"), dict):
         raise ConfigError(f"detect.* settings decode a detector's boxes; this is a "
                           f"{record.get('task', 'classification')} model: drop them from {command}")
-    other = [key for key in decoding if key not in DECODING_KEYS]
-    if other:
-        raise ConfigError(f"{command} takes the detect settings that decode and fuse boxes ({', '.join(DECODING_KEYS)}), "
-                          f"not {other[0]}")
-    try:
-        spec = DetectSpec.model_validate(decoding)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "detect settings", DetectSpec)) from None
-    return {**record, "detection": {**record["detection"], **{key: getattr(spec, key) for key in decoding}}}
+    return {**record, "detection": {**record["detection"], **checked_decoding(decoding, command)}}
 
 
 def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolerance: float, name: str, dense: bool,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from ..config import DECODING_KEYS, DetectSpec, apply_overrides, format_validation_error
+from ..config import apply_overrides
+from ..config.decoding import checked_decoding
 from ..errors import ConfigError
 
 PREFIX = "detect."
@@ -30,15 +29,4 @@ def decoding_from(overrides: list[str], command: str) -> dict | None:
         if "ensemble_iou" in given:
             raise ConfigError("detect.wbf_iou is the former name of detect.ensemble_iou: give one of them")
         given["ensemble_iou"] = given.pop("wbf_iou")
-    other = [k for k in given if k not in DECODING_KEYS]
-    if other:
-        known = DetectSpec.model_fields
-        why = ("training settings need a new run" if other[0] in known else
-               f"no such key (the detect section has {', '.join(known)})")
-        raise ConfigError(f"{command} takes the detect.* keys that decode and fuse boxes ({', '.join(DECODING_KEYS)}), "
-                          f"not detect.{other[0]}: {why}")
-    try:
-        spec = DetectSpec.model_validate(given)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "detect section", DetectSpec)) from None
-    return {key: getattr(spec, key) for key in given}
+    return checked_decoding(given, command)
