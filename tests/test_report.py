@@ -1108,3 +1108,23 @@ def test_roc_curves_of_a_test_split_lacking_a_class_are_skipped_saying_why(monke
     assert any("ROC curves skipped: the test split holds no sample of c, whose one-vs-rest curves are undefined"
                in part for part in parts)
     assert not any(caption.startswith("ROC") for caption in captions) and captions[-1].startswith("reliability")
+
+
+def test_the_warnings_training_began_with_are_kept_in_run_json_and_on_the_page(tmp_path):
+    """A page read alone said nothing of the validation images identical to training ones (or
+    near-copies) that training warned of: run.json keeps them, and the summary lists them."""
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.models import SmallCNN
+    from tests.conftest import _blobs
+
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    xv[:2], yv[:2] = x[:2], y[:2]
+    trainer = Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
+                      ClassificationTask(3), train=TrainSpec(epochs=1), run_dir=tmp_path / "r", progress=False)
+    with pytest.warns(PeerdistillWarning, match="2 of 32 validation inputs are identical to training inputs"):
+        trainer.fit(DataSplits.from_arrays(x, y, xv, yv, xt, yt))
+    said = json.loads((tmp_path / "r" / "run.json").read_text())["training_warnings"]
+    assert len(said) == 1 and said[0].startswith("2 of 32 validation inputs are identical to training inputs")
+    page = " ".join(write_report(tmp_path / "r").read_text(encoding="utf-8").split())
+    assert "<b>Warnings when training began</b>:</p> <ul> <li>2 of 32 validation inputs are identical" in page

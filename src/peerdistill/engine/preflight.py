@@ -10,6 +10,7 @@ as it takes ``RunRecords``: they read its task, cohort, data batches and speed s
 from __future__ import annotations
 
 import re
+import warnings
 
 import torch
 
@@ -17,9 +18,12 @@ from ..data import DataSplits, TensorData
 from ..data.digests import seen_rows
 from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
-from ..errors import ConfigError, DataError, warn_user
+from ..errors import ConfigError, DataError, PeerdistillWarning, warn_user
 from ..sample_names import names_in_messages
 from ..wording import first_few
+
+
+_SAID: dict = {}  # the training warnings given already, for the warnings filter's "default" action
 
 
 class Preflight:
@@ -46,6 +50,17 @@ class Preflight:
                             "(data.num_classes, class_names=data.class_names)")
         self.task.name_classes(data.class_names)
         self._parse_monitor(self.monitor)  # a per-class monitor named by number no longer exists
+
+    def _warned_about_training(self, data: DataSplits) -> list[str]:
+        """``_warn_about_training``, and what it said (run.json keeps it for the report). The
+        warnings are held while the checks run, then given to the caller's filters in order."""
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("always")
+            self._warn_about_training(data)
+        for caught in held:  # (a registry: said once, as where they were raised, under the default filter)
+            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno,
+                                   registry=_SAID, source=caught.source)
+        return [str(caught.message) for caught in held if issubclass(caught.category, PeerdistillWarning)]
 
     def _warn_about_training(self, data: DataSplits) -> None:
         """Warnings about the training to come, said once (main process), after a resume is accepted."""

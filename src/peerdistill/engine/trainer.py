@@ -419,7 +419,10 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self._best = {"epoch": -1, "score": -math.inf, "val": {}, "weights": None}
         self._stopped_early = False
         start_epoch, start_step, partial = self._resume(run) if resume else (0, 0, None)
-        self._warn_about_training(data)  # here, so that a refused run or resume says only why
+        said = self._warned_about_training(data)  # here, so that a refused run or resume says only why
+        if run is not None and said:  # kept for the report: a page read alone says them too
+            meta = read_json(run.path / RUN_FILE)
+            write_json(run.path / RUN_FILE, {**meta, "training_warnings": said})
         self._last_checkpoint = time.monotonic()
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             if resume:  # how much of the killed session's work was kept
