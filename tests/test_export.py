@@ -1187,3 +1187,25 @@ def test_a_place_that_cannot_be_written_is_found_before_the_export(digits_run, m
     with pytest.raises(OSError) as error:
         export_run(digits_run, model="student1", out=digits_run / "new" / "s1.onnx")
     assert error.value.filename == str(digits_run) and "cannot be written in" in error.value.strerror
+
+
+def test_the_json_names_the_graph_that_was_checked_not_what_lands_at_its_path_later(digits_run, monkeypatch, tmp_path):
+    # hashed at the target after the move: a second export to the same path between the move and the
+    # hash paired this one's JSON with the other's graph, which predict then trusted
+    import os
+
+    from peerdistill.predict import file_digest
+
+    replace, target = os.replace, tmp_path / "s1.onnx"
+
+    def then_another_lands(staged, placed):
+        digest = file_digest(staged)
+        replace(staged, placed)
+        if Path(placed) == target:
+            Path(placed).write_bytes(b"another export's graph")
+            then_another_lands.checked = digest
+
+    monkeypatch.setattr("peerdistill.export.os.replace", then_another_lands)
+    export_run(digits_run, model="student1", out=target)
+    side = json.loads(target.with_suffix(".json").read_text())
+    assert side["onnx_sha256"] == then_another_lands.checked != file_digest(target)

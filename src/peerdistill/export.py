@@ -427,13 +427,13 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     x, compared_on = sample_inputs(meta, data=data)
     int8_check = (lambda staged: _quantized(staged, meta, output, calibration, min_agreement, name, data,
                                             chosen.threshold)) if quantize else None
-    diff, int8 = _write_checked_onnx(module, x, target, tolerance, name, meta.get("task") == "segmentation",
-                                     int8_check)
+    diff, int8, digest = _write_checked_onnx(module, x, target, tolerance, name, meta.get("task") == "segmentation",
+                                             int8_check)
     from .predict import write_sidecar
 
     write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
                   threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
-                  run_finished=finished)
+                  run_finished=finished, onnx_sha256=digest)
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
 
 
@@ -449,11 +449,12 @@ def with_decoding(record: dict, decoding: dict, command: str) -> dict:
 
 def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolerance: float, name: str, dense: bool,
                         int8_check: Callable[[Path], tuple[Path, QuantizedCheck]] | None
-                        ) -> tuple[float, QuantizedCheck | None]:
+                        ) -> tuple[float, QuantizedCheck | None, str]:
     """``module`` exported to ``target`` only once onnxruntime computes what PyTorch does on ``x``
     (the largest difference within ``tolerance``) and, with ``int8_check``, once its int8 graph
     keeps the fp32 one's calls: staged beside the target (one file system: a move, not a copy),
-    so that nothing is written otherwise. Returns the difference and the int8 check."""
+    so that nothing is written otherwise. Returns the difference, the int8 check and the written
+    graph's SHA-256."""
     # Staged in the target's own folder, so that the move into place is a rename: staged on
     # another file system (a tmpfs /tmp), it was a copy, which an interruption or a full disk cut
     # short at the target's name. A folder made for it and left empty by a failure goes again.
@@ -470,6 +471,9 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
                                   f"(tolerance {tolerance:g}); it was not written")
             if int8_check is not None:
                 staged, int8 = int8_check(staged)
+            from .predict import file_digest  # (predict imports this module: here, not at the top)
+
+            digest = file_digest(staged)  # (of the graph checked: the JSON describes it, whatever lands there later)
             os.replace(staged, target)
     except OSError as exc:  # a full disk, a folder it may not write in: named by the file asked for
         _remove_empty(made)
@@ -480,7 +484,7 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
     except BaseException:
         _remove_empty(made)
         raise
-    return diff, int8
+    return diff, int8, digest
 
 
 def _remove_empty(folders: list[Path]) -> None:
