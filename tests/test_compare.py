@@ -400,8 +400,14 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     source = directory / "independent-seed1" / "models" / "teacher.safetensors"
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(source).items()}, source)
     with pytest.raises(RunDirError, match="kd-frozen-teacher-seed1' was distilled from a teacher that .* "
-                                          "no longer holds"):
+                                          "no longer holds.*--dry-run lists every run so refused"):
         compare(tree, ["kd"], 2, progress=False, teacher_from="independent")
+    import io
+
+    printed = io.StringIO()
+    compare(tree, ["kd"], 2, progress=False, teacher_from="independent", dry_run=True,
+            console=Console(file=printed, width=400))
+    assert " ".join(printed.getvalue().split()).count("refused: ") == 1  # seed 1's, by name
 
 
 def test_several_teachers_are_each_frozen_from_their_own_file(tmp_path):

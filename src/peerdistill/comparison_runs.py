@@ -332,7 +332,7 @@ def _check_same_files(plan: Plan) -> None:
     checkpoint trained again (its file's SHA-256, recorded since this check)."""
     meta = read_json(plan.run_dir / RUN_FILE)
     redo = (f"delete '{plan.run_dir}' to train it again on them, or pass --overwrite to redo the whole comparison "
-            "(or put back the files it was trained on)")
+            "(or put back the files it was trained on; the same command with --dry-run lists every run so refused)")
     trained_on = (meta.get("data_info") or {}).get("sha256")
     root = Path(plan.cfg.data.root or "")
     if plan.cfg.data.kind == "npz" and trained_on and root.is_file() and file_sha256(root) != trained_on:
@@ -359,7 +359,8 @@ def _check_same_teachers(plan: Plan) -> None:
         if used.is_file() and now.is_file() and not _same_tensors(used, now):
             raise RunDirError(f"'{plan.run_dir}' was distilled from a {name} that '{plan.source_run}' no longer "
                               f"holds (that run was trained again): delete '{plan.run_dir}' to redo it, "
-                              "or pass --overwrite to redo the whole comparison")
+                              "or pass --overwrite to redo the whole comparison (the same command with --dry-run "
+                              "lists every run so refused)")
 
 
 def _same_tensors(a: Path, b: Path) -> bool:
