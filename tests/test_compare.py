@@ -1180,3 +1180,31 @@ def test_tables_rewritten_beside_an_earlier_report_say_it_is_of_the_earlier_ones
     compare(tree, ["independent"], 1, progress=False, console=Console(file=printed, width=300))
     said = " ".join(printed.getvalue().split())
     assert f"note: '{first.directory / 'report.html'}' is of the tables as they were before: peerdistill report" in said
+
+
+def test_a_run_is_not_reused_once_its_image_folder_holds_other_files(tmp_path):
+    """An image folder changed under the same data.root (files added, removed or replaced by others
+    of another size): its runs were reused in silence. Fingerprinted by a listing (names, sizes)."""
+    import numpy as np
+    from PIL import Image
+
+    from peerdistill.build import data_fingerprint
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        for i in range(12):
+            (tmp_path / "imgs" / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    tree = {"name": "g", "out_dir": str(tmp_path / "runs"), "teacher": None, "distill": {"preset": "independent"},
+            "students": [{"arch": "cnn", "args": {"width": 4}}], "train": {"epochs": 1, "batch_size": 16},
+            "data": {"kind": "image_folder", "root": str(tmp_path / "imgs"), "image_size": [8, 8], "grey": True}}
+    first = compare(tree, None, 1, progress=False)
+    held = json.loads((first.directory / "independent-seed0" / "run.json").read_text())["data_fingerprint"]
+    assert held == data_fingerprint(str(tmp_path / "imgs")) and held.startswith("listing:")
+    compare(tree, None, 1, progress=False)  # the same files: reused
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "imgs" / "a" / "12.png")  # one more image
+    with pytest.raises(RunDirError, match=r"independent-seed0' was trained on another version of '.*imgs' \(the names "
+                                          r"or sizes of its files differ from run.json's data_fingerprint\)"):
+        compare(tree, None, 1, progress=False)
+    assert data_fingerprint(str(tmp_path / "imgs" / "a" / "0.png")) != data_fingerprint(str(tmp_path / "imgs" / "a" / "1.png"))
+    assert data_fingerprint(None) is None and data_fingerprint(str(tmp_path / "none")) is None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -296,7 +298,29 @@ def _run_info(cfg: RunConfig) -> dict:
     started_from = checkpoint_digests(cfg)
     if started_from:  # (compare reuses a run only while the files it started from are the same)
         info["checkpoint_sha256"] = started_from
+    held = data_fingerprint(cfg.data.root)
+    if held is not None:  # (and while its data.root holds what it trained on)
+        info["data_fingerprint"] = held
     return info
+
+
+def data_fingerprint(root: str | None) -> str | None:
+    """What ``data.root`` holds: a file's SHA-256, or for a folder the SHA-256 of its files'
+    relative paths and sizes (a listing: its images are not read again, which a large folder
+    would make slow; an image edited in place at the same size goes unseen). None without a root."""
+    if not root or not Path(root).exists():
+        return None
+    path = Path(root)
+    if path.is_file():
+        return file_sha256(path)
+    listing = hashlib.sha256()
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            file = Path(folder) / name
+            with contextlib.suppress(OSError):  # (a file gone meanwhile, a broken link)
+                listing.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\n".encode())
+    return "listing:" + listing.hexdigest()
 
 
 def checkpoint_digests(cfg: RunConfig) -> dict[str, str]:

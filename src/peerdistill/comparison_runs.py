@@ -19,7 +19,7 @@ from rich.table import Table
 from safetensors.torch import load_file
 
 from .terminal import Console
-from .build import build_cohort, checkpoint_file, file_sha256, train_from_config
+from .build import build_cohort, checkpoint_file, data_fingerprint, file_sha256, train_from_config
 from .data import build_data
 from .data.sources import check_new_run_data
 from .config import (FILE_KINDS, TEACHER_PRESETS, TRAINING_ONLY_KEYS, RunConfig, as_read, check_preset_names,
@@ -338,6 +338,13 @@ def _check_same_files(plan: Plan) -> None:
     if plan.cfg.data.kind == "npz" and trained_on and root.is_file() and file_sha256(root) != trained_on:
         raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' (its SHA-256 differs from "
                           f"run.json's data_info.sha256): its figures are not of this data; {redo}")
+    held = meta.get("data_fingerprint")  # (runs from 2026-12-06 on; any kind with a data.root)
+    now = data_fingerprint(plan.cfg.data.root) if held else None
+    if held and now is not None and now != held:
+        what = ("the names or sizes of its files differ" if str(held).startswith("listing:") else
+                "its SHA-256 differs")
+        raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' ({what} from run.json's "
+                          f"data_fingerprint): its figures are not of this data; {redo}")
     recorded = meta.get("checkpoint_sha256") or {}
     specs = dict(zip(plan.cfg.member_names(), (*plan.cfg.all_teachers(), *plan.cfg.students), strict=True))
     for name, digest in recorded.items():
