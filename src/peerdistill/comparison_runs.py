@@ -103,6 +103,7 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
 def plan_runs(settings: list[Setting], seeds: int, directory: Path, folds: int | None = None) -> list[Plan]:
     """Every run of every setting: seeds ``seed, seed+1, ...`` of its config, and with ``folds``
     each seed once per fold (``data.folds``/``data.fold``: k-fold cross-validation)."""
+    _FINGERPRINTS.clear()  # (a new comparison: its data may have changed since the last one)
     prefixes: dict[str, str] = {}
     for setting in settings:
         other = prefixes.setdefault(_run_prefix(setting.label), setting.label)
@@ -326,6 +327,9 @@ def _state(plan: Plan, overwrite: bool) -> str:
     return state
 
 
+_FINGERPRINTS: dict[str | None, str | None] = {}  # data.root -> data_fingerprint, within one comparison
+
+
 def _check_same_files(plan: Plan) -> None:
     """A run is reused (or continued) only while the files its config names hold what it was
     trained on: an archive replaced under the same path (its SHA-256 in run.json), a teacher's
@@ -339,7 +343,9 @@ def _check_same_files(plan: Plan) -> None:
         raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' (its SHA-256 differs from "
                           f"run.json's data_info.sha256): its figures are not of this data; {redo}")
     held = meta.get("data_fingerprint")  # (runs from 2026-12-06 on; any kind with a data.root)
-    now = data_fingerprint(plan.cfg.data.root) if held else None
+    if held and plan.cfg.data.root not in _FINGERPRINTS:  # once per comparison: a large folder's listing takes a while
+        _FINGERPRINTS[plan.cfg.data.root] = data_fingerprint(plan.cfg.data.root)
+    now = _FINGERPRINTS.get(plan.cfg.data.root) if held else None
     if held and now is not None and now != held:
         what = ("the names or sizes of its files differ" if str(held).startswith("listing:") else
                 "its SHA-256 differs")
