@@ -461,8 +461,11 @@ def test_a_reliability_diagram_plots_each_models_filled_bins_and_names_its_ece()
     # confidences 0.9 (right), 0.92 (wrong), 0.42 (right): two filled bins
     probs = {"student1": np.array([[0.9, 0.05, 0.05], [0.04, 0.04, 0.92], [0.3, 0.42, 0.28]])}
     y = np.array([0, 1, 1])
-    line = reliability_figure(probs, y).axes[0].get_lines()[0]
+    axes = reliability_figure(probs, y).axes[0]
+    line = axes.get_lines()[0]
     assert list(line.get_xdata()) == pytest.approx([0.42, 0.91]) and list(line.get_ydata()) == pytest.approx([1.0, 0.5])
+    # each point's area by its bin's share of the samples (1 and 2 of 3): a bin of few weighs little
+    assert list(axes.collections[0].get_sizes()) == pytest.approx([6 + 200 / 3, 6 + 400 / 3])
     ece = classification_metrics(probs["student1"], y)["ece"]
     assert ece == pytest.approx((abs(0.42 - 1) + 2 * abs(0.91 - 0.5)) / 3, abs=1e-6)
     assert line.get_label() == f"student1 (ECE {ece:.3f})"

@@ -93,8 +93,9 @@ def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]
 
 
 RELIABILITY_CAPTION = (f"reliability diagram on the test split: accuracy against confidence in {ECE_BINS} equal-width "
-                       "bins (filled bins only); on the diagonal a model's confidence is its accuracy, below it the "
-                       "model is overconfident; the legend gives each model's ECE")
+                       "bins (filled bins only, each point's area by its share of the samples); on the diagonal a "
+                       "model's confidence is its accuracy, below it the model is overconfident; the legend gives "
+                       "each model's ECE")
 
 
 def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
@@ -104,8 +105,10 @@ def reliability_figure(probs: dict[str, np.ndarray], y: np.ndarray):
         filled = counts > 0
         ece = expected_calibration_error(confidence, accuracy, counts)
         style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
-        ax.plot(confidence[filled], accuracy[filled], marker="o", markersize=3,
-                label=legend_name(f"{name} (ECE {ece:.3f})"), **style)
+        (line,) = ax.plot(confidence[filled], accuracy[filled], label=legend_name(f"{name} (ECE {ece:.3f})"), **style)
+        # each bin's point by its share of the samples: a bin of two weighs as little as it counts
+        ax.scatter(confidence[filled], accuracy[filled], s=6 + 200 * counts[filled] / counts.sum(),
+                   color=line.get_color(), alpha=0.7, zorder=line.get_zorder() + 1)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="confidence (largest probability)", ylabel="accuracy", title="reliability (test)",
            xlim=(0, 1), ylim=(0, 1.01))
