@@ -302,6 +302,10 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert "max |difference|" in printed and "(dense head outputs; boxes are decoded outside the graph" in printed
     assert main(["export", str(run), "--model", "ensemble"]) == 2
     assert "weighted boxes fusion" in capsys.readouterr().err
+    assert main(["export", str(run), "--model", "ensemble", "--format", "safetensors"]) == 2
+    assert "a rule applied to boxes, neither a graph nor a set of weights" in " ".join(capsys.readouterr().err.split())
+    assert main(["export", str(run), "--model", "student1", "--format", "safetensors"]) == 0
+    assert "graph" not in capsys.readouterr().out  # (weights alone: no graph to speak of)
     from PIL import Image
 
     image = tmp_path / "one.png"

@@ -198,8 +198,8 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
     role_of = {e["name"]: e["role"] for e in saved["members"]}
     if which == "ensemble" and saved.get("task") == "detection":
         raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion or "
-                          "detect.ensemble's rule), which is not an ONNX graph: export each student "
-                          "(--model student1); predict RUN_DIR --model ensemble fuses them in Python")
+                          "detect.ensemble's rule): a rule applied to boxes, neither a graph nor a set of weights; "
+                          "export each student (--model student1); predict RUN_DIR --model ensemble fuses them in Python")
     if which == "best":  # chosen by the final validation scores, before any model is read
         which = best_student(run_dir, saved)
     elif which != "ensemble" and which not in role_of:
