@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ from .cohort import Cohort, Member, check_feature_layer, default_feature_layer, 
 from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
+from .data.digests import file_sha256
 from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
@@ -329,19 +329,6 @@ def checkpoint_digests(cfg: RunConfig) -> dict[str, str]:
     specs = (*cfg.all_teachers(), *cfg.students)
     return {name: file_sha256(checkpoint_file(spec.checkpoint, name))
             for name, spec in zip(cfg.member_names(), specs, strict=True) if spec.checkpoint}
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, size: int, modified: int) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """A file's SHA-256, read once while it stays the same size and age (a comparison asks of
-    one teacher or archive for every run)."""
-    stat = Path(path).stat()
-    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def train_from_config(cfg: RunConfig, *, run_dir=None, overwrite=False, resume=False, progress=True, callbacks=None):

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from .arguments import check_flags
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
+from .data.digests import file_sha256
 from .data.image_profile import TRAINING_IMAGE_KEYS
 from .data.image_io import IMAGE_SUFFIXES, is_image_file
 from .data.loaders import check_batch_size
@@ -92,11 +93,7 @@ def fields_digest(info: dict) -> str:
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes: ties an exported .onnx to the JSON written beside it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from pathlib import Path
 
@@ -71,3 +72,16 @@ def read_digests(record: object) -> set[bytes] | None:
 
 def digests_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / DIGESTS_FILE
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, modified: int) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's SHA-256 (an archive's, a checkpoint's, an exported graph's), read once while it
+    keeps its size and modification time (a comparison asks of one archive for every run)."""
+    stat = Path(path).stat()
+    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)

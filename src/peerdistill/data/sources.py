@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import zipfile
 import zlib
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import ConfigError, DataError, DataPlaceError, warn_user
+from .digests import file_sha256
 from .dicom import SATURATED, counting_dicom_reads, unlike_windows
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, to_labels
 
@@ -81,8 +81,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
         raise DataPlaceError(f"data file '{path}' does not exist", "set data.root to a .npz file (a relative path "
                              "counts from the folder the command runs in)")
     check_npz(path)
-    with open(path, "rb") as file:  # the archive's own fingerprint: eval knows the run's data in a copy of it
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    digest = file_sha256(path)  # the archive's own fingerprint: eval knows the run's data in a copy of it
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
