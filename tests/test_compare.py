@@ -1,5 +1,6 @@
 """compare: continuing a killed comparison, reusing runs, and teachers trained first then frozen."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -1182,29 +1183,95 @@ def test_tables_rewritten_beside_an_earlier_report_say_it_is_of_the_earlier_ones
     assert f"note: '{first.directory / 'report.html'}' is of the tables as they were before: peerdistill report" in said
 
 
+def _image_folder(root, rng, per_class=12):
+    import numpy as np
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(root / cls / f"{i}.png")
+
+
+def _folder_run(tmp_path, root, out_dir):
+    return {"name": "g", "out_dir": str(out_dir), "teacher": None, "distill": {"preset": "independent"},
+            "students": [{"arch": "cnn", "args": {"width": 4}}], "train": {"epochs": 1, "batch_size": 16},
+            "data": {"kind": "image_folder", "root": str(root), "image_size": [8, 8], "grey": True}}
+
+
 def test_a_run_is_not_reused_once_its_image_folder_holds_other_files(tmp_path):
     """An image folder changed under the same data.root (files added, removed or replaced by others
     of another size): its runs were reused in silence. Fingerprinted by a listing (names, sizes)."""
     import numpy as np
     from PIL import Image
 
-    from peerdistill.build import data_fingerprint
+    from peerdistill.config import DataSpec
+    from peerdistill.data.fingerprint import data_fingerprint
 
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        for i in range(12):
-            (tmp_path / "imgs" / cls).mkdir(parents=True, exist_ok=True)
-            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
-    tree = {"name": "g", "out_dir": str(tmp_path / "runs"), "teacher": None, "distill": {"preset": "independent"},
-            "students": [{"arch": "cnn", "args": {"width": 4}}], "train": {"epochs": 1, "batch_size": 16},
-            "data": {"kind": "image_folder", "root": str(tmp_path / "imgs"), "image_size": [8, 8], "grey": True}}
+    _image_folder(tmp_path / "imgs", np.random.default_rng(0))
+    tree = _folder_run(tmp_path, tmp_path / "imgs", tmp_path / "runs")
     first = compare(tree, None, 1, progress=False)
     held = json.loads((first.directory / "independent-seed0" / "run.json").read_text())["data_fingerprint"]
-    assert held == data_fingerprint(str(tmp_path / "imgs")) and held.startswith("listing:")
+    assert held == data_fingerprint(DataSpec(kind="image_folder", root=str(tmp_path / "imgs")))
+    assert held.startswith("files:")
     compare(tree, None, 1, progress=False)  # the same files: reused
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "imgs" / "a" / "12.png")  # one more image
     with pytest.raises(RunDirError, match=r"independent-seed0' was trained on another version of '.*imgs' \(the names "
-                                          r"or sizes of its files differ from run.json's data_fingerprint\)"):
+                                          r"or sizes of its image and annotation files differ from run.json's "
+                                          r"data_fingerprint\)"):
         compare(tree, None, 1, progress=False)
-    assert data_fingerprint(str(tmp_path / "imgs" / "a" / "0.png")) != data_fingerprint(str(tmp_path / "imgs" / "a" / "1.png"))
-    assert data_fingerprint(None) is None and data_fingerprint(str(tmp_path / "none")) is None
+    one, other = (DataSpec(kind="npz", root=str(tmp_path / "imgs" / "a" / f"{i}.png")) for i in (0, 1))
+    assert data_fingerprint(one) != data_fingerprint(other)  # a file: its SHA-256
+    assert data_fingerprint(one) == hashlib.sha256((tmp_path / "imgs" / "a" / "0.png").read_bytes()).hexdigest()
+    assert data_fingerprint(DataSpec()) is None
+    assert data_fingerprint(DataSpec(kind="npz", root=str(tmp_path / "none"))) is None
+
+
+def test_runs_kept_inside_the_data_folder_and_stray_files_leave_the_fingerprint_alone(tmp_path):
+    """Review 44a: a project folder holding its images and its runs (out_dir inside data.root)
+    had every run refused by the next compare (the runs' own files were listed), as had one
+    where Finder left a .DS_Store or a notes file appeared: only image and annotation files
+    count, outside any run's folder and a comparison's tables."""
+    import numpy as np
+    from PIL import Image
+
+    _image_folder(tmp_path / "proj", np.random.default_rng(1))
+    tree = _folder_run(tmp_path, tmp_path / "proj", tmp_path / "proj" / "runs")
+    first = compare(tree, None, 1, progress=False)
+    write_report(first.directory)
+    (tmp_path / "proj" / ".DS_Store").write_bytes(b"\0" * 10)
+    (tmp_path / "proj" / "a" / "notes.txt").write_text("scanner B from March")
+    (tmp_path / "proj" / "a" / "Thumbs.db").write_bytes(b"\0")
+    again = compare(tree, None, 1, progress=False)  # reused, not refused
+    assert again.directory == first.directory
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "proj" / "b" / "extra.jpg")  # an image does count
+    with pytest.raises(RunDirError, match="was trained on another version of"):
+        compare(tree, None, 1, progress=False)
+
+
+def test_a_csv_runs_fingerprint_covers_the_images_it_lists(tmp_path):
+    """Review 44a: for kind csv only the table was hashed, so runs were reused after every image
+    it lists was replaced by another."""
+    import numpy as np
+    from PIL import Image
+
+    from peerdistill.config import DataSpec
+    from peerdistill.data.fingerprint import data_fingerprint
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "img").mkdir()
+    lines = ["path,label"]
+    for i in range(24):
+        Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "img" / f"{i}.png")
+        lines.append(f"img/{i}.png,{i % 2}")
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    spec = DataSpec(kind="csv", root=str(tmp_path / "t.csv"), image_size=[8, 8], grey=True)
+    held = data_fingerprint(spec)
+    assert held.startswith("csv:")
+    (tmp_path / "unlisted.png").write_bytes(b"x")  # beside the table, listed nowhere: no change
+    assert data_fingerprint(spec) == held
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "img" / "3.png")  # a listed image replaced
+    assert data_fingerprint(spec) != held
+    (tmp_path / "img" / "3.png").unlink()  # a listed image gone
+    gone = data_fingerprint(spec)
+    assert gone != held and gone.startswith("csv:")

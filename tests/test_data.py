@@ -404,3 +404,23 @@ def test_training_input_digests_round_trip_and_refuse_a_record_not_theirs():
     # any layout or dtype: the values' bytes in row-major order
     assert count_seen(x.to(memory_format=torch.channels_last), seen) == 4
     assert len(set(row_digests(torch.zeros(3, 2, dtype=torch.bfloat16)))) == 1
+
+
+def test_a_file_digest_is_read_again_when_another_file_takes_its_place_with_its_times(tmp_path):
+    """Review 44a: the digest was cached by path, size and modification time, so a checkpoint
+    replaced by another of the same size copied with its times kept (cp -p, shutil.copy2) kept
+    the first one's SHA-256 within a process."""
+    import hashlib
+    import os
+    import shutil
+
+    from peerdistill.data.digests import file_sha256
+
+    first, other = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(b"1" * 64)
+    other.write_bytes(b"2" * 64)
+    os.utime(other, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns))
+    assert file_sha256(first) == hashlib.sha256(b"1" * 64).hexdigest()
+    shutil.copy2(other, first)  # the same size and modification time, other bytes
+    assert first.stat().st_mtime_ns == other.stat().st_mtime_ns
+    assert file_sha256(first) == hashlib.sha256(b"2" * 64).hexdigest()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
 from .data.digests import file_sha256
+from .data.fingerprint import data_fingerprint
 from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
@@ -298,29 +296,10 @@ def _run_info(cfg: RunConfig) -> dict:
     started_from = checkpoint_digests(cfg)
     if started_from:  # (compare reuses a run only while the files it started from are the same)
         info["checkpoint_sha256"] = started_from
-    held = data_fingerprint(cfg.data.root)
+    held = data_fingerprint(cfg.data)
     if held is not None:  # (and while its data.root holds what it trained on)
         info["data_fingerprint"] = held
     return info
-
-
-def data_fingerprint(root: str | None) -> str | None:
-    """What ``data.root`` holds: a file's SHA-256, or for a folder the SHA-256 of its files'
-    relative paths and sizes (a listing: its images are not read again, which a large folder
-    would make slow; an image edited in place at the same size goes unseen). None without a root."""
-    if not root or not Path(root).exists():
-        return None
-    path = Path(root)
-    if path.is_file():
-        return file_sha256(path)
-    listing = hashlib.sha256()
-    for folder, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            file = Path(folder) / name
-            with contextlib.suppress(OSError):  # (a file gone meanwhile, a broken link)
-                listing.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\n".encode())
-    return "listing:" + listing.hexdigest()
 
 
 def checkpoint_digests(cfg: RunConfig) -> dict[str, str]:

@@ -24,7 +24,7 @@ from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, chec
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text
-from .run_files import REPORT_FILE, RUN_FILE
+from .run_files import COMPARISON_TABLES, REPORT_FILE, RUN_FILE
 from .engine.distributed import abandon, leave, on_main
 from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
@@ -399,7 +399,7 @@ def _folds_note(folds: int | None) -> str:
             "their test split, and cut val from the other folds")
 
 
-TABLE_FILES = ("compare.csv", "compare.md", "differences.csv")
+TABLE_FILES = COMPARISON_TABLES
 
 
 def _say_if_a_report_is_left(directory: Path, console: Console) -> None:

@@ -19,7 +19,8 @@ from rich.table import Table
 from safetensors.torch import load_file
 
 from .terminal import Console
-from .build import build_cohort, checkpoint_file, data_fingerprint, file_sha256, train_from_config
+from .build import build_cohort, checkpoint_file, file_sha256, train_from_config
+from .data import fingerprint as fingerprints
 from .data import build_data
 from .data.sources import check_new_run_data
 from .config import (FILE_KINDS, TEACHER_PRESETS, TRAINING_ONLY_KEYS, RunConfig, as_read, check_preset_names,
@@ -327,7 +328,7 @@ def _state(plan: Plan, overwrite: bool) -> str:
     return state
 
 
-_FINGERPRINTS: dict[str | None, str | None] = {}  # data.root -> data_fingerprint, within one comparison
+_FINGERPRINTS: dict[tuple, str | None] = {}  # (data.root, kind, path column) -> fingerprint, within one comparison
 
 
 def _check_same_files(plan: Plan) -> None:
@@ -343,14 +344,20 @@ def _check_same_files(plan: Plan) -> None:
         raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' (its SHA-256 differs from "
                           f"run.json's data_info.sha256): its figures are not of this data; {redo}")
     held = meta.get("data_fingerprint")  # (runs from 2026-12-06 on; any kind with a data.root)
-    if held and plan.cfg.data.root not in _FINGERPRINTS:  # once per comparison: a large folder's listing takes a while
-        _FINGERPRINTS[plan.cfg.data.root] = data_fingerprint(plan.cfg.data.root)
-    now = _FINGERPRINTS.get(plan.cfg.data.root) if held else None
-    if held and now is not None and now != held:
-        what = ("the names or sizes of its files differ" if str(held).startswith("listing:") else
-                "its SHA-256 differs")
-        raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' ({what} from run.json's "
-                          f"data_fingerprint): its figures are not of this data; {redo}")
+    if not fingerprints.comparable(held):
+        return _check_same_checkpoints(plan, meta, redo)
+    key = (plan.cfg.data.root, plan.cfg.data.kind, plan.cfg.data.path_column)  # (what says which files are listed)
+    if key not in _FINGERPRINTS:  # once per comparison: a large folder's listing takes a while
+        _FINGERPRINTS[key] = fingerprints.data_fingerprint(plan.cfg.data)
+    now = _FINGERPRINTS[key]
+    if now is not None and now != held:
+        raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' "
+                          f"({fingerprints.what_differs(held)} from run.json's data_fingerprint): its figures are "
+                          f"not of this data; {redo}")
+    _check_same_checkpoints(plan, meta, redo)
+
+
+def _check_same_checkpoints(plan: Plan, meta: dict, redo: str) -> None:
     recorded = meta.get("checkpoint_sha256") or {}
     specs = dict(zip(plan.cfg.member_names(), (*plan.cfg.all_teachers(), *plan.cfg.students), strict=True))
     for name, digest in recorded.items():

@@ -5,3 +5,4 @@ RUN_FILE = "run.json"  # what the run is: task, classes, models, data; "status" 
 METRICS_FILE = "metrics.json"  # its figures: every epoch's, the best epoch's, the test split's
 RESUME_FILE = "checkpoints/last.pt"  # where training goes on after an interruption
 REPORT_FILE = "report.html"  # what peerdistill report writes in a run or comparison folder
+COMPARISON_TABLES = ("compare.csv", "compare.md", "differences.csv")  # what compare writes beside its runs

@@ -75,13 +75,16 @@ def digests_path(run_dir: str | Path) -> Path:
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, size: int, modified: int) -> str:
+def _sha256_of(path: str, state: tuple[int, ...]) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:
     """A file's SHA-256 (an archive's, a checkpoint's, an exported graph's), read once while it
-    keeps its size and modification time (a comparison asks of one archive for every run)."""
+    stays the same file (a comparison asks of one archive for every run). The same file: its
+    size, its times and its inode; the change time among them, which copying a file with its
+    times kept (``cp -p``) still sets and no one can set back."""
     stat = Path(path).stat()
-    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    state = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+    return _sha256_of(str(Path(path).resolve()), state)

@@ -126,17 +126,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     path = Path(spec.root or "")
     if not path.is_file():
         raise DataError(f"data.root '{path}' is not a file: point it at the CSV/TSV of images and labels")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            sample = fh.read(4096)
-            fh.seek(0)
-            delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
-            rows, lines = [], []
-            for row, line in _rows_and_lines(fh, delimiter):
-                rows.append(row)
-                lines.append(line)
-    except UnicodeDecodeError:
-        raise DataError(f"'{path}' is not UTF-8 text: save the table as UTF-8 CSV or TSV") from None
+    rows, lines, delimiter = _read_table(path)
     if not rows:
         raise DataError(f"'{path}' has no rows")
     missing = [(column, key) for column, key in ((spec.path_column, "path_column"), (spec.label_column, "label_column"))
@@ -160,7 +150,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     numeric = all(lab.lstrip("-").isdigit() for lab in raw_labels)
     classes = sorted(set(raw_labels), key=int if numeric else str)
     index = {c: i for i, c in enumerate(classes)}
-    files = [path.parent / _portable(r[spec.path_column].strip()) for r in rows]
+    files = [_listed_path(path, r[spec.path_column]) for r in rows]
     _check_listed_once(files, raw_labels, lines, path)
     labels = [index[lab] for lab in raw_labels]
     if "split" in rows[0]:
@@ -183,6 +173,36 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
 def _joined(parts: dict[str, tuple[list, list]]) -> tuple[list, list]:
     """The files and labels of every given split, as one set (``eval --split all``)."""
     return [f for files, _ in parts.values() for f in files], [lab for _, labels in parts.values() for lab in labels]
+
+
+def _read_table(path: Path) -> tuple[list[dict], list[int], str]:
+    """A CSV's or TSV's rows under its header, the line each starts on, and its delimiter."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            sample = fh.read(4096)
+            fh.seek(0)
+            delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
+            rows, lines = [], []
+            for row, line in _rows_and_lines(fh, delimiter):
+                rows.append(row)
+                lines.append(line)
+    except UnicodeDecodeError:
+        raise DataError(f"'{path}' is not UTF-8 text: save the table as UTF-8 CSV or TSV") from None
+    return rows, lines, delimiter
+
+
+def _listed_path(table: Path, listed: str) -> Path:
+    """An image a table lists, by a path relative to the table's folder."""
+    return table.parent / _portable(listed.strip())
+
+
+def listed_files(table: Path, path_column: str) -> list[Path]:
+    """The image files a CSV lists in ``path_column`` (none where it cannot be read so)."""
+    try:
+        rows, _, _ = _read_table(table)
+    except (DataError, OSError, csv.Error):
+        return []
+    return [_listed_path(table, row[path_column]) for row in rows if isinstance(row.get(path_column), str)]
 
 
 def _portable(listed: str) -> str:

@@ -1,0 +1,89 @@
+"""What the files at ``data.root`` hold, in one string a run records (run.json's
+``data_fingerprint``) and compare checks before reusing the run.
+
+An archive (or any single file) by its SHA-256. A folder by a listing of the names and sizes of
+its data files, not their contents (reading every image again would make a large folder slow;
+an image edited in place at the same size goes unseen): its images (DICOM ones included) and
+annotation JSON, leaving out hidden files (``.DS_Store``), other files (notes, ``Thumbs.db``)
+and peerdistill's own: a run's folder (it holds run.json) and a comparison's tables, which a
+project keeping its runs beside its images would otherwise change with every run. A CSV by its
+SHA-256 with the listing of the images it names. Fingerprints of the earlier form (``listing:``,
+every file under the folder) are not compared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+from ..config import DataSpec
+from ..run_files import COMPARISON_TABLES, REPORT_FILE, RUN_FILE
+from .digests import file_sha256
+from .image_files import listed_files
+from .image_io import is_image_file
+
+FOLDER = "files:"  # a folder's listing
+TABLE = "csv:"  # a CSV with the images it lists
+EARLIER = ("listing:",)  # forms recorded before: not comparable with these
+_OWN_FILES = {*COMPARISON_TABLES, REPORT_FILE}  # what peerdistill writes beside the runs of a comparison
+
+
+def data_fingerprint(spec: DataSpec) -> str | None:
+    """The fingerprint of what ``spec.root`` holds; None without a root (embedded or generated
+    data) or when it is not there."""
+    if not spec.root or not Path(spec.root).exists():
+        return None
+    path = Path(spec.root)
+    if path.is_dir():
+        return FOLDER + _listing(path, _data_files(path))
+    if spec.kind == "csv":
+        return TABLE + _listing(path.parent, listed_files(path, spec.path_column), seed=file_sha256(path))
+    return file_sha256(path)
+
+
+def comparable(held: object) -> bool:
+    """Whether a recorded fingerprint is of the form ``data_fingerprint`` gives now."""
+    return isinstance(held, str) and not held.startswith(EARLIER)
+
+
+def what_differs(held: str) -> str:
+    """For a message: what a changed fingerprint of this form says changed."""
+    if held.startswith(FOLDER):
+        return "the names or sizes of its image and annotation files differ"
+    if held.startswith(TABLE):
+        return "the table, or the names or sizes of the images it lists, differ"
+    return "its SHA-256 differs"
+
+
+def _data_files(root: Path):
+    for folder, dirs, files in os.walk(root):
+        if RUN_FILE in files:  # a run's folder: its pictures and tables are no data
+            dirs.clear()
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder) / name
+            if not name.startswith(".") and name not in _OWN_FILES and _is_data_file(path):
+                yield path
+
+
+def _is_data_file(path: Path) -> bool:
+    with contextlib.suppress(OSError):  # (a file gone meanwhile, a broken link)
+        return path.suffix.lower() == ".json" or is_image_file(path)
+    return False
+
+
+def _listing(base: Path, files, seed: str = "") -> str:
+    """The SHA-256 of each file's path relative to ``base`` and its size (a file not there
+    counts as size -1)."""
+    digest = hashlib.sha256(seed.encode())
+    for file in files:
+        try:
+            size = file.stat().st_size
+        except OSError:
+            size = -1
+        relative = os.path.relpath(file, base) if file.is_absolute() == base.is_absolute() else str(file)
+        digest.update(f"{Path(relative).as_posix()}\0{size}\n".encode())
+    return digest.hexdigest()
