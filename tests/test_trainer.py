@@ -705,6 +705,27 @@ def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
                                 + (" and of the best one" if best == 1 else ""))
 
 
+def test_training_warnings_held_then_said_keep_their_module_for_the_callers_filters(tmp_path):
+    """Review 44a: the warnings training begins with are held, then said again; said so without
+    their module, a filter by module (``module="__main__"`` in a script, here this test's own)
+    no longer matched them."""
+    import warnings
+
+    from tests.conftest import _blobs
+
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    xv[:2], yv[:2] = x[:2], y[:2]
+    data = DataSplits.from_arrays(x, y, xv, yv, xt, yt)
+    for module, passed in ((__name__, []), ("elsewhere", ["2 of 32 validation inputs are identical"])):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", module=module.replace(".", r"\."))
+            Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4)]), KnowledgeGraph([]), ClassificationTask(3),
+                    train=TrainSpec(epochs=1), progress=False).fit(data)
+        said = [str(w.message)[:39] for w in got if "identical" in str(w.message)]
+        assert said == passed, module
+
+
 def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_run_starts(tmp_path):
     """PneumoniaMNIST's validation split holds 8 of its training images: the best epoch is then
     chosen partly on them. Said at training (not where eval reads other data)."""

@@ -30,7 +30,7 @@ from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_SEEN
 from .post_hoc import check_post_hoc_options
-from .errors import ConfigError, PeerdistillError
+from .errors import ConfigError, PeerdistillError, warn_again
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import (FOLDS_CAVEAT, caption, default_baseline, difference_rows, differences, differences_csv,
@@ -446,8 +446,7 @@ def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperatur
         scores = evaluate_run(run_dir, operating_point=str(rule) if rule else None,
                               temperature_scaling=temperature_scaling, trusted_archs=own_archs)
     for warning in said:
-        warnings.warn_explicit(f"{run_dir.name}: {warning.message}", warning.category, warning.filename,
-                               warning.lineno)
+        warn_again(warning, f"{run_dir.name}: {warning.message}")
     untempered = CALIBRATION_METRICS if temperature_scaling else ()
     test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items()
                                  if k.startswith(("op_", "cal_")) or (k in untempered and k not in values)}}

@@ -84,3 +84,21 @@ def warn_user(message: str | Warning, category: type[Warning] = PeerdistillWarni
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def warn_again(caught: warnings.WarningMessage, message: str | Warning | None = None, registry: dict | None = None) -> None:
+    """A warning held by ``catch_warnings(record=True)`` given to the caller's filters now, as
+    if raised where it was: its file, line and module (the record keeps no module, and filters
+    by module, such as ``module="__main__"``, match by it). ``message``: said instead."""
+    warnings.warn_explicit(caught.message if message is None else message, caught.category, caught.filename,
+                           caught.lineno, module=_module_named_by(caught.filename), registry=registry,
+                           source=caught.source)
+
+
+def _module_named_by(filename: str) -> str:
+    """The loaded module whose file this is (a script run is ``__main__``), else the file's
+    name less ``.py``, as ``warn_explicit`` itself would take it."""
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            return name
+    return filename[:-3] if filename.endswith(".py") else filename

@@ -18,7 +18,7 @@ from ..data import DataSplits, TensorData
 from ..data.digests import seen_rows
 from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
-from ..errors import ConfigError, DataError, PeerdistillWarning, warn_user
+from ..errors import ConfigError, DataError, PeerdistillWarning, warn_again, warn_user
 from ..sample_names import names_in_messages
 from ..wording import first_few
 
@@ -58,8 +58,7 @@ class Preflight:
             warnings.simplefilter("always")
             self._warn_about_training(data)
         for caught in held:  # (a registry: said once, as where they were raised, under the default filter)
-            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno,
-                                   registry=_SAID, source=caught.source)
+            warn_again(caught, registry=_SAID)
         return [str(caught.message) for caught in held if issubclass(caught.category, PeerdistillWarning)]
 
     def _warn_about_training(self, data: DataSplits) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib
 
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
-from ..errors import ConfigError, PeerdistillWarning, RunDirError, warn_user
+from ..errors import ConfigError, PeerdistillWarning, RunDirError, warn_again, warn_user
 from ..run_files import REPORT_FILE, RUN_FILE
 from ..wording import first_few
 from .comparison_page import comparison_page
@@ -34,8 +34,7 @@ def reemit(held: list[warnings.WarningMessage]) -> None:
     for caught in held:
         if (key := (caught.category, str(caught.message))) not in said:
             said.add(key)
-            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno,
-                                   source=caught.source)
+            warn_again(caught)
 
 
 def write_report_holding_warnings(path: str | Path,
