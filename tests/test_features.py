@@ -378,3 +378,23 @@ def test_a_channels_last_layer_named_by_a_wrappers_path_is_known_as_one():
     assert channels_last_layer(wrapped, "module.norm", (8, 8, 4)) == "LayerNorm"  # (as named_modules() lists it)
     assert channels_last_layer(wrapped, "norm", (8, 8, 4)) == "LayerNorm"
     assert channels_last_layer(wrapped, "module.stem", (4, 8, 8)) is None
+
+
+def test_a_self_distilled_network_carries_no_hook_between_forwards(tmp_path, tiny_data):
+    """Review 44b: HeadedModel hooked its head layers for good, so the network shipped
+    (``net.base``) failed torch.save and a forward of it alone kept two layers' activations."""
+    import io
+
+    from peerdistill import ClassificationTask, Cohort, HeadedModel, KnowledgeGraph, Trainer, TrainSpec, preset_edges
+
+    base = SmallCNN(1, 3, width=8)
+    net = HeadedModel(base, head_layers=["features.2"], deep_layer="features.6", num_classes=3,
+                      sample_input=torch.zeros(2, 1, 8, 8))
+    assert _hooks(base) == 0
+    out = net(torch.zeros(2, 1, 8, 8))  # the heads still see their layers
+    assert set(out["heads"]) == {"features.2"} and _hooks(base) == 0
+    cohort = Cohort.from_modules([net])
+    Trainer(cohort, KnowledgeGraph(preset_edges("self", cohort)), ClassificationTask(3), train=TrainSpec(epochs=1),
+            progress=False).fit(tiny_data)
+    assert _hooks(base) == 0
+    torch.save(base, io.BytesIO())

@@ -360,14 +360,9 @@ def broadcast_tensors(world: World, tensors: list[torch.Tensor]) -> None:
 
 
 def sync_batchnorm(module: nn.Module) -> nn.Module:
-    """``module`` with SyncBatchNorm layers; self-distillation heads hooked on the new layers."""
-    from ..models.heads import HeadedModel
-
-    module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    for sub in module.modules():
-        if isinstance(sub, HeadedModel):  # its hooks were on the layers just replaced
-            sub.rehook()
-    return module
+    """``module`` with SyncBatchNorm layers (a self-distillation model's heads find the new
+    layers at its next forward)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
 
 def wrap(module: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:

@@ -11,6 +11,9 @@ bottleneck is a linear layer over D, pooled over the L tokens) or vectors [F].
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -71,17 +74,19 @@ class HeadedModel(nn.Module):
         self.base = base
         self.head_layers = list(head_layers)
         self.deep_layer = deep_layer
-        self._recorder = FeatureRecorder(base, [*head_layers, deep_layer], owner)
+        self.owner = owner
         was_training = base.training
         base.eval()
-        try:
-            with torch.no_grad():
-                base(sample_input)
-        except (RuntimeError, ValueError) as exc:
-            raise ConfigError(f"{owner} failed on an input of shape {tuple(sample_input.shape[1:])}: "
-                              f"{str(exc).splitlines()[0]}") from None
+        with self._recording() as recorder:
+            try:
+                with torch.no_grad():
+                    base(sample_input)
+            except (RuntimeError, ValueError) as exc:
+                raise ConfigError(f"{owner} failed on an input of shape {tuple(sample_input.shape[1:])}: "
+                                  f"{str(exc).splitlines()[0]}") from None
+            recorded = recorder.take(complete=True)
         base.train(was_training)
-        shapes = {path: tuple(f.shape[1:]) for path, f in self._recorder.take(complete=True).items()}
+        shapes = {path: tuple(f.shape[1:]) for path, f in recorded.items()}
         order = list(shapes)  # the order the layers gave the outputs kept in (a module's after its children's)
         deeper = [p for p in head_layers if order.index(p) > order.index(deep_layer)]
         if check_depth and deeper:
@@ -97,21 +102,28 @@ class HeadedModel(nn.Module):
             for p in head_layers
         )
 
-    def rehook(self) -> None:
-        """Hook the head layers again, after they were replaced in place (SyncBatchNorm)."""
-        self._recorder.remove()
-        self._recorder = FeatureRecorder(self.base, [*self.head_layers, self.deep_layer], self._recorder.owner)
+    @contextlib.contextmanager
+    def _recording(self) -> Iterator[FeatureRecorder]:
+        """The head and deep layers hooked for the duration only: the network carries no hook
+        of ours between forwards (``torch.save(model.base)`` works, a forward of the bare
+        network keeps nothing), and layers replaced in place (SyncBatchNorm) are found anew."""
+        recorder = FeatureRecorder(self.base, [*self.head_layers, self.deep_layer], self.owner)
+        try:
+            yield recorder
+        finally:
+            recorder.remove()
 
     def forward(self, x: torch.Tensor) -> dict:
-        logits = self.base(x)
-        features = self._recorder.take(complete=True)
+        with self._recording() as recorder:
+            logits = self.base(x)
+            features = recorder.take(complete=True)
         heads, head_features = {}, {}
         for path, head in zip(self.head_layers, self.heads):
             if not features[path].requires_grad and self.training and torch.is_grad_enabled() and any(
                     p.requires_grad for p in self.base.parameters()):
                 # Recorded inside torch.utils.checkpoint(use_reentrant=True): the head would learn,
                 # the layers beneath it nothing from it.
-                raise ConfigError(f"{self._recorder.owner}: head layer '{path}' gives its output without a gradient "
+                raise ConfigError(f"{self.owner}: head layer '{path}' gives its output without a gradient "
                                   "in training, so its head cannot teach the layers beneath: no trainable layer "
                                   "comes before it (it reshapes the input, or follows frozen layers only), or it "
                                   "runs inside torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False); "
