@@ -608,3 +608,61 @@ def test_each_model_gets_the_optimizer_and_settings_the_config_names(tiny_data, 
         assert (group["lr"], group["weight_decay"]) == (0.02, 3e-4), model
         if name == "sgd":
             assert (group["momentum"], group["nesterov"]) == (0.8, True), model
+
+
+def test_a_monitor_that_never_moved_is_warned_of():
+    """Review 44c: DRIVE's students never predicted a vessel, their ensemble's dice 0 in every
+    epoch, and ties keep the first: the first epoch's weights shipped without a word."""
+    from peerdistill.engine.selection import flat_monitor
+
+    rows = [{"epoch": e, "val/ensemble/dice": 0.0, "val/teacher/dice": 0.1 * e} for e in (1, 2, 3)]
+    said = flat_monitor(rows, "ensemble/dice", "segmentation")
+    assert said == ("val ensemble/dice was 0 in every epoch (3): no epoch was better than the first, whose weights are "
+                    "kept as the best (and train.patience, if set, stopped the run for it); the models may not have "
+                    "learnt (check the learning rate and the data) or may predict one class for every image; monitor "
+                    "a figure that moves (train.monitor, e.g. ensemble/auc)")
+    assert flat_monitor(rows, "teacher/dice", "segmentation") is None  # it moved
+    assert flat_monitor(rows[:1], "ensemble/dice", "segmentation") is None  # one epoch chooses nothing
+    nan = [{**r, "val/ensemble/dice": math.nan} for r in rows]  # never finite: warned of elsewhere
+    assert flat_monitor(nan, "ensemble/dice", "segmentation") is None
+    assert flat_monitor(rows, "ensemble/auc", "segmentation") is None  # not validated: no value
+
+
+def test_kept_weights_predicting_one_class_are_warned_of():
+    """Review 44b: on PneumoniaMNIST (74% one class) val accuracy stayed flat while the models
+    predicted the majority class, and early stopping kept those weights in silence. One class
+    predicted: every other class's precision undefined, two classes or more present."""
+    from peerdistill.engine.selection import one_class_kept
+
+    nan = math.nan
+    majority = {"precision_0": nan, "precision_1": 0.74, "recall_0": 0.0, "recall_1": 1.0}
+    said = one_class_kept(majority, ["normal", "pneumonia"], "ensemble", 0)
+    assert said.startswith("the weights kept as the best (epoch 1) make ensemble predict 'pneumonia' for every "
+                           "validation image, of 2 classes there")
+    assert one_class_kept({**majority, "precision_0": 0.5}, ["normal", "pneumonia"], "ensemble", 0) is None
+    assert one_class_kept({**majority, "recall_0": nan}, ["normal", "pneumonia"], "ensemble", 0) is None  # one present
+    assert one_class_kept({"precision_1": 0.7}, ["normal", "pneumonia"], "ensemble", 0) is None  # figures not kept
+
+
+def test_a_fit_that_learnt_nothing_says_so():
+    """The two warnings reach the user from a fit. A learning rate of 1e-12 leaves models
+    without BatchNorm (whose running statistics would move) predicting in every epoch as in the
+    first: random linear models give the classes in turn (a flat monitor); SmallCNNs here all
+    the same class (weights predicting one class, said instead)."""
+    from tests.conftest import _blobs
+    from peerdistill import DataSplits
+
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    data = DataSplits.from_arrays(x, y, xv, yv, xt, yt)
+    seed_everything(0)
+    linear = Cohort.from_modules([nn.Sequential(nn.Flatten(), nn.Linear(64, 3)) for _ in range(2)])
+    flat = Trainer(linear, KnowledgeGraph([]), ClassificationTask(3), train=TrainSpec(epochs=3, batch_size=32),
+                   optim=OptimSpec(lr=1e-12), progress=False)
+    with pytest.warns(PeerdistillWarning, match=r"^val ensemble/accuracy was \S+ in every epoch \(3\): no epoch was "
+                                                r"better than the first"):
+        flat.fit(data)
+    seed_everything(0)
+    one_class = trainer(make_cohort(), train=TrainSpec(epochs=3, batch_size=32), optim=OptimSpec(lr=1e-12))
+    with pytest.warns(PeerdistillWarning, match=r"^the weights kept as the best \(epoch 1\) make ensemble predict '2' "
+                                                r"for every validation image, of 3 classes there"):
+        one_class.fit(data)

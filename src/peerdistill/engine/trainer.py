@@ -34,7 +34,7 @@ from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..run_files import RESUME_FILE, RUN_FILE
 from ..spatial import align_to
 from ..wording import first_few
-from . import distributed, run_lock
+from . import distributed, run_lock, selection
 from .artifacts import RunDir, jsonable, mark_stopped, stopped_before_keeping_anything, write_json
 from .devices import resolve_device
 from .distributed import World
@@ -519,9 +519,22 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                       "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
                       "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
                       f"{self.task.default_monitor})")
+        elif self.world.is_main:
+            self._warn_of_a_choice_worth_little()
         return FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                          self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early,
                          monitor_undefined=undefined)
+
+    def _warn_of_a_choice_worth_little(self) -> None:
+        """Weights kept that predict one class for every validation image, else a monitor that
+        never moved (engine/selection.py): either way the best epoch is the first in name only."""
+        names = getattr(self.task, "class_names", None)
+        one_class = (selection.one_class_kept(self._best["val"].get(self.monitor_model, {}), names, self.monitor_model,
+                                              self._best["epoch"])
+                     if names and getattr(self.task, "name", "") == "classification" else None)
+        said = one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
+        if said:
+            warn_user(said)
 
     def _shipped_weights(self):
         """The weights that are validated and shipped: each model's average under
