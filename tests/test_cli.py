@@ -1059,6 +1059,10 @@ def test_a_key_given_twice_or_under_both_its_names_is_refused(capsys):
     with pytest.raises(ConfigError, match="detect.wbf_iou is the former name of detect.ensemble_iou: give one"):
         decoding_from(["detect.wbf_iou=0.5", "detect.ensemble_iou=0.6"], "eval")
     assert decoding_from(["detect.wbf_iou=0.5"], "eval") == {"ensemble_iou": 0.5}
+    from peerdistill.config.decoding import checked_decoding  # (the Python API's decoding= too: review 44a)
+
+    assert checked_decoding({"wbf_iou": 0.5, "score_threshold": 0.2}, "predict") == {"ensemble_iou": 0.5,
+                                                                                     "score_threshold": 0.2}
 
 
 def test_an_npz_of_other_channels_is_refused_with_the_way_to_convert_it(tmp_path, capsys):

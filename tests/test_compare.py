@@ -1,6 +1,7 @@
 """compare: continuing a killed comparison, reusing runs, and teachers trained first then frozen."""
 
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -1247,6 +1248,14 @@ def test_runs_kept_inside_the_data_folder_and_stray_files_leave_the_fingerprint_
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "proj" / "b" / "extra.jpg")  # an image does count
     with pytest.raises(RunDirError, match="was trained on another version of"):
         compare(tree, None, 1, progress=False)
+    # the dry run's table is the list its hint points to: the hint goes, and the folder to delete is
+    # there whole, folded over lines rather than cut (review 44a)
+    printed = io.StringIO()
+    compare(tree, None, 1, progress=False, dry_run=True, console=Console(file=printed, width=100))
+    table = printed.getvalue()
+    assert "trained on another version" in " ".join(table.split()) and "--dry-run lists" not in " ".join(table.split())
+    whole = "".join(line.strip(" │┃") for line in table.splitlines())
+    assert f"delete '{first.directory / 'independent-seed0'}'" in whole.replace(" ", "").replace("delete'", "delete '")
 
 
 def test_a_csv_runs_fingerprint_covers_the_images_it_lists(tmp_path):

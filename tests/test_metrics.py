@@ -327,3 +327,28 @@ def test_labels_outside_the_scored_classes_are_refused(labels):
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
     with pytest.raises(ValueError, match=r"labels are class indices 0..1 of the 2 scored"):
         classification_metrics(probs, np.array(labels))
+
+
+def test_an_empty_split_gives_nan_for_every_figure_without_a_numpy_warning():
+    """Review 44a: macro_f1 came out 0.0 beside NaN accuracy, and the calibration figures raised
+    numpy's empty-slice warnings (an exit 2 under -W error)."""
+    import warnings
+
+    from peerdistill.metrics import classification_metrics
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = classification_metrics(np.zeros((0, 3), np.float32), np.zeros(0, np.int64), class_names=["a", "b", "c"])
+    assert all(np.isnan(v) for v in out.values()), out
+
+
+def test_binary_auc_takes_a_zero_one_mask_as_well_as_a_boolean_one():
+    """Review 44a: 0/1 integers indexed rows instead of selecting them (2.59 for an AUC)."""
+    from sklearn.metrics import roc_auc_score
+
+    from peerdistill.metrics import binary_auc
+
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 2, 50), rng.random(50)
+    assert binary_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert binary_auc(labels.astype(bool), scores) == binary_auc(labels, scores)

@@ -981,6 +981,14 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
     assert boxes == [(-0.5, -0.5, 4.0, "#ffffff"), (0.5, 0.5, 4.0, predictions_html.CLASS_COLORS[2])]
     assert predictions_html.CLASS_COLORS[2] == "#e69f00"  # Okabe-Ito's orange, eval's pictures' class 2 colour
     assert [t.get_text() for t in ax.texts] == ["dog 0.90"]
+    # from the 8th class on too, the page colours a box as eval's pictures do, never as the background
+    # (class 7 was drawn black: review 44a)
+    from peerdistill.pictures import PALETTE, box_colour_index
+
+    for label in range(20):
+        assert box_colour_index(label) != 0
+        assert predictions_html.CLASS_COLORS[box_colour_index(label)] == "#{:02x}{:02x}{:02x}".format(
+            *PALETTE[box_colour_index(label)])
 
 
 def test_a_runs_cost_row_gives_the_file_size_in_kib():

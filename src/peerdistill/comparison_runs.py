@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import yaml
+from rich.markup import escape
 from rich.table import Table
 from safetensors.torch import load_file
 
@@ -140,7 +141,7 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
     table = Table(title="compare --dry-run: what each run would do")
     folds = any(plan.fold is not None for plan in plans)
     for column in ("setting", "seed") + (("fold",) if folds else ()) + ("run directory", "action"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # (a refusal names the folder to delete: whole)
     for plan in plans:
         try:
             state = _state(plan, overwrite)
@@ -148,11 +149,18 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
             missing = _missing_input(plan) if state != "finished" else None
             if missing:
                 action = f"[red]would stop[/]: {missing}"
-        except PeerdistillError as exc:
-            action = f"[red]refused[/]: {exc}"
+        except PeerdistillError as exc:  # (the table is that list: its hint goes)
+            action = f"[red]refused[/]: {escape(_without_dry_run_hint(str(exc)))}"
         fold = (str(plan.fold),) if folds else ()
         table.add_row(plan.label, str(plan.cfg.seed), *fold, str(plan.run_dir), action)
     return table
+
+
+_DRY_RUN_HINT = "the same command with --dry-run lists every run so refused"
+
+
+def _without_dry_run_hint(message: str) -> str:
+    return message.replace(f"; {_DRY_RUN_HINT})", ")").replace(f" ({_DRY_RUN_HINT})", "")
 
 
 def _missing_input(plan: Plan) -> str | None:
@@ -337,7 +345,7 @@ def _check_same_files(plan: Plan) -> None:
     checkpoint trained again (its file's SHA-256, recorded since this check)."""
     meta = read_json(plan.run_dir / RUN_FILE)
     redo = (f"delete '{plan.run_dir}' to train it again on them, or pass --overwrite to redo the whole comparison "
-            "(or put back the files it was trained on; the same command with --dry-run lists every run so refused)")
+            f"(or put back the files it was trained on; {_DRY_RUN_HINT})")
     trained_on = (meta.get("data_info") or {}).get("sha256")
     root = Path(plan.cfg.data.root or "")
     if plan.cfg.data.kind == "npz" and trained_on and root.is_file() and file_sha256(root) != trained_on:
@@ -379,8 +387,7 @@ def _check_same_teachers(plan: Plan) -> None:
         if used.is_file() and now.is_file() and not _same_tensors(used, now):
             raise RunDirError(f"'{plan.run_dir}' was distilled from a {name} that '{plan.source_run}' no longer "
                               f"holds (that run was trained again): delete '{plan.run_dir}' to redo it, "
-                              "or pass --overwrite to redo the whole comparison (the same command with --dry-run "
-                              "lists every run so refused)")
+                              f"or pass --overwrite to redo the whole comparison ({_DRY_RUN_HINT})")
 
 
 def _same_tensors(a: Path, b: Path) -> bool:

@@ -72,7 +72,7 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray,
         out = {
             "accuracy": float(right.sum() / len(targets)) if len(targets) else float("nan"),
             "balanced_accuracy": float(recall[held].mean()) if held.any() else float("nan"),
-            "macro_f1": float((2 * right[seen] / (true[seen] + predicted[seen])).mean()) if seen.any() else 0.0,
+            "macro_f1": float((2 * right[seen] / (true[seen] + predicted[seen])).mean()) if seen.any() else float("nan"),
         }
     out["auc"] = _auc(probs, targets, num_classes)
     out.update(calibration_metrics(probs, targets))
@@ -99,6 +99,7 @@ def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     trapezoid area under the curve; NaN without both kinds."""
     from scipy.stats import rankdata
 
+    positive = np.asarray(positive, dtype=bool)  # (0/1 integers would index rows, not select them)
     positives = int(positive.sum())
     negatives = len(positive) - positives
     if not positives or not negatives:
@@ -115,8 +116,8 @@ def calibration_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, flo
     and the one-hot truth (scikit-learn's mean squared error per class), summed over classes
     for more than two classes (range [0, 2]), of the positive class alone for two (range
     [0, 1], as customary)."""
-    if not np.isfinite(probs).all():  # (evaluation stops on such outputs before; direct callers get NaN)
-        return {"ece": float("nan"), "brier": float("nan")}
+    if not len(targets) or not np.isfinite(probs).all():  # (evaluation stops on non-finite outputs before;
+        return {"ece": float("nan"), "brier": float("nan")}  # direct callers, and an empty split, get NaN)
     ece = expected_calibration_error(*reliability_bins(probs, targets))
     one_hot = (targets[:, None] == np.arange(probs.shape[1])[None, :]).astype(np.float64)
     columns = slice(None) if probs.shape[1] > 2 else slice(1, 2)

@@ -139,6 +139,11 @@ def save_box_pictures(cohort, task, data, out_dir: Path, count: int, stats: dict
     return written
 
 
+def box_colour_index(label: int) -> int:
+    """A box's colour in ``PALETTE`` by its class: the colours after the background's, in turn."""
+    return 1 + int(label) % (len(PALETTE) - 1)
+
+
 def draw_boxes(draw, boxes: list[list[float]], scores: list[float], labels: list[int],
                class_names: list[str] | None = None, min_score: float = 0.0) -> None:
     """Each box scored at least ``min_score`` outlined in its class's colour, with its score
@@ -147,7 +152,7 @@ def draw_boxes(draw, boxes: list[list[float]], scores: list[float], labels: list
     for box, score, label in zip(boxes, scores, labels):
         if score < min_score:
             continue
-        color = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
+        color = tuple(int(c) for c in PALETTE[box_colour_index(label)])
         name = f"{class_names[int(label)]} " if class_names else ""
         draw.text((box[0] + 1, box[1] + 1), f"{name}{score:.2f}", fill=color, stroke_width=1,
                   stroke_fill=_standing_out_from(color))

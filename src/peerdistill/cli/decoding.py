@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..config import apply_overrides
 from ..config.decoding import checked_decoding
-from ..errors import ConfigError
 
 PREFIX = "detect."
 
@@ -25,8 +24,4 @@ def decoding_from(overrides: list[str], command: str) -> dict | None:
     given = tree.get("detect") or {}
     if not given:
         return None
-    if "wbf_iou" in given:  # the former name, as configs still say it
-        if "ensemble_iou" in given:
-            raise ConfigError("detect.wbf_iou is the former name of detect.ensemble_iou: give one of them")
-        given["ensemble_iou"] = given.pop("wbf_iou")
     return checked_decoding(given, command)

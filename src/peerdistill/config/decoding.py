@@ -15,6 +15,10 @@ from .training_spec import DECODING_KEYS, DetectSpec
 def checked_decoding(given: dict[str, Any], command: str) -> dict[str, Any]:
     """``given`` checked: keys among ``DECODING_KEYS`` (a training setting, or a key the detect
     section lacks, is named as such), values as the detect section takes them."""
+    if "wbf_iou" in given:  # the former name, as configs still say it
+        if "ensemble_iou" in given:
+            raise ConfigError("detect.wbf_iou is the former name of detect.ensemble_iou: give one of them")
+        given = {("ensemble_iou" if key == "wbf_iou" else key): value for key, value in given.items()}
     other = [key for key in given if key not in DECODING_KEYS]
     if other:
         known = DetectSpec.model_fields

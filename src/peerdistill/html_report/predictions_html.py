@@ -16,7 +16,7 @@ from ..engine.evaluate import ENSEMBLE, split_probabilities
 from ..errors import CheckpointError, ConfigError, DataError
 from ..metrics import ECE_BINS, expected_calibration_error, reliability_bins
 from ..operating_point import FIGURES, Rule, operating_points
-from ..pictures import PALETTE
+from ..pictures import PALETTE, box_colour_index
 from ..report import fmt
 from ..scored_data import data_on_the_command_line
 from .html_parts import figure_html, legend_name, note_html, section_html, table_html
@@ -249,7 +249,7 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list
         for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
                                                   det["labels"].tolist()):
             if score >= min_score:
-                colour = CLASS_COLORS[(int(label) + 1) % len(CLASS_COLORS)]  # 0 is the background's
+                colour = CLASS_COLORS[box_colour_index(label)]  # (as eval's pictures draw it)
                 ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                                        linewidth=1))
                 ax.text(x1 - 0.5, y1 - 0.5, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=8, va="bottom", clip_on=True,
