@@ -638,7 +638,7 @@ def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
         evaluate_run(tmp_path, modules=_net())
     with pytest.raises(ConfigError, match=r"modules\['student1'\] is a str, not a torch.nn.Module"):
         evaluate_run(tmp_path, modules={"student1": "SmallCNN"})
-    with pytest.raises(ConfigError, match=r"--format \(fmt=\) must be onnx or safetensors, not 'onxx'"):
+    with pytest.raises(ConfigError, match=r"fmt= must be onnx or safetensors, not 'onxx'"):
         export_run(tmp_path, fmt="onxx")  # the Python name beside the command line's
     with pytest.raises(ConfigError, match=r"calibration=5 sets the int8 quantization, and nothing is quantized"):
         export_run(tmp_path, calibration=5)
@@ -691,3 +691,21 @@ def test_compare_refuses_a_flag_given_as_a_word_before_anything_trains(tmp_path)
         with pytest.raises(ConfigError, match=f"compare: {flag} must be True or False, got 'no'"):
             compare(tree, ["kd"], 1, **{flag: "no"})
     assert not any(tmp_path.iterdir())
+
+
+def test_messages_name_an_option_as_its_caller_gave_it():
+    """Review 44b: the Python API's refusals named command-line flags (--tta, --bootstrap) to a
+    caller who had passed keyword arguments; a command running names its flags."""
+    from peerdistill.bootstrap import check_resamples
+    from peerdistill.option_names import option, options_as_flags
+
+    assert (option("--tta", "'x'"), option("--format"), option("--overwrite"), option("--min-agreement")) == (
+        "tta='x'", "fmt=", "overwrite=True", "min_agreement=")
+    with pytest.raises(ConfigError, match=r"^bootstrap=10: a 95% interval needs at least 40 resamples"):
+        check_resamples(10)
+    with options_as_flags():
+        assert (option("--tta", "'x'"), option("--format"), option("--overwrite")) == ("--tta 'x'", "--format",
+                                                                                      "--overwrite")
+        with pytest.raises(ConfigError, match=r"^--bootstrap 10: a 95% interval needs at least 40 resamples"):
+            check_resamples(10)
+    assert option("--tta") == "tta="  # (set back as the command ends)

@@ -160,8 +160,8 @@ def test_an_overwrite_with_a_mistake_the_first_run_would_meet_replaces_nothing(t
         return train_from_config(cfg, **kwargs)
 
     monkeypatch.setattr("peerdistill.comparison_runs.train_from_config", second_fails)
-    with pytest.raises(ConfigError, match=r"something only this run meets. \(--overwrite has marked the comparison's "
-                                          "runs for replacement: once this is fixed, the same command without"):
+    with pytest.raises(ConfigError, match=r"something only this run meets. \(overwrite=True has marked the comparison's "
+                                          "runs for replacement: once this is fixed, the same call without"):
         compare(tree, ["independent"], 2, progress=False, overwrite=True, console=Console(quiet=True))
     assert [(done.directory / f"independent-seed{s}" / REPLACE_MARK).exists() for s in (0, 1)] == [False, True]
 
@@ -203,7 +203,7 @@ def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_
     tree = {"name": "d", "out_dir": str(tmp_path), "teacher": None, "students": COMPARED["students"]}
     for dry_run in (True, False):  # the dry run says so too
         with pytest.raises(ConfigError, match="it is for two-class classification comparisons, and this is a 10-class "
-                                            "classification comparison; drop --operating-point"):
+                                            "classification comparison; drop operating_point="):
             compare(tree, ["independent", "ml"], 2, operating_point="youden", dry_run=dry_run,
                     console=Console(quiet=True))
     assert not (tmp_path / "d-compare").exists()
@@ -591,8 +591,8 @@ def test_more_jobs_than_runs_start_one_worker_per_run_with_its_share_of_the_thre
 
 
 @pytest.mark.parametrize("processes, jobs, message", [
-    (2, 2, "--jobs starts processes of its own, which would join torchrun's process group: drop --jobs"),
-    (1, 2, "--jobs starts processes of its own, which would join torchrun's process group: drop --jobs")])
+    (2, 2, "jobs= starts processes of its own, which would join torchrun's process group: drop jobs="),
+    (1, 2, "jobs= starts processes of its own, which would join torchrun's process group: drop jobs=")])
 def test_compare_with_jobs_under_torchrun_is_refused(tmp_path, monkeypatch, processes, jobs, message):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", str(processes))
@@ -781,7 +781,7 @@ def no_training(cfg, **kwargs):
 
 
 def test_teachers_frozen_for_presets_that_never_read_them_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="--teacher-from kd: preset\\(s\\) independent, ml do not learn from a "
+    with pytest.raises(ConfigError, match="teacher_from='kd': preset\\(s\\) independent, ml do not learn from a "
                                           "teacher"):
         compare({**COMPARED, "out_dir": str(tmp_path)}, ["kd", "independent", "ml"], 1, teacher_from="kd",
                 dry_run=True, console=Console(quiet=True))
@@ -801,11 +801,11 @@ def test_a_later_config_that_cannot_start_is_found_before_the_first_trains(tmp_p
 
 def test_more_folds_than_a_class_holds_are_refused_in_the_dry_run_too(tmp_path):
     tree = {**COMPARED, "out_dir": str(tmp_path)}
-    with pytest.raises(DataError, match="--folds 200: .*smallest class has 174.*use at most 174 folds"):
+    with pytest.raises(DataError, match="folds=200: .*smallest class has 174.*use at most 174 folds"):
         compare(tree, ["independent"], 1, folds=200, dry_run=True, console=Console(quiet=True))
     two = tmp_path / "two.npz"  # data with its own test split: the --folds message, not the config key's
     save_npz_of_two_classes(two)
-    with pytest.raises(ConfigError, match="--folds cuts one set into folds, but .* drop --folds"):
+    with pytest.raises(ConfigError, match="folds= cuts one set into folds, but .* drop folds="):
         compare({**tree, "data": {"kind": "npz", "root": str(two)}}, ["independent"], 1, folds=3, dry_run=True)
 
 
@@ -821,7 +821,7 @@ def save_npz_of_two_classes(path):
 def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refused(tmp_path):
     (tmp_path / "a-file").write_text("mine")
     tree = {**COMPARED, "out_dir": str(tmp_path)}
-    with pytest.raises(ConfigError, match="a-file' is a file: .* give another --out"):
+    with pytest.raises(ConfigError, match="a-file' is a file: .* give another out="):
         compare(tree, ["independent"], 1, out=tmp_path / "a-file", dry_run=True)
     assert (tmp_path / "a-file").read_text() == "mine"
     with pytest.raises(ConfigError, match="config 1 and config 2 are both named 'same'.*its own `name`"):

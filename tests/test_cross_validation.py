@@ -170,7 +170,7 @@ def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp
     assert evaluated["ensemble"]["accuracy"] == pytest.approx(tested[2])
     compare(tree, None, 1, folds=3, progress=False)  # a second time: every fold's run is reused
     assert capsys.readouterr().err.count("reusing finished run") == 3
-    with pytest.raises(ConfigError, match="--folds must be 2 to 1000 \\(got 1\\)"):
+    with pytest.raises(ConfigError, match="folds= must be 2 to 1000 \\(got 1\\)"):
         compare(tree, None, 1, folds=1, progress=False)
 
 
@@ -246,7 +246,7 @@ def test_compare_folds_refuses_data_with_its_own_test_split_before_any_run_train
     for data, where in (({"kind": "image_folder", "root": str(tmp_path / "tree")}, "its train/ and test/ folders"),
                         ({"kind": "csv", "root": str(tmp_path / "list.csv")}, "its split column")):
         tree = {**FAST, "name": "own", "out_dir": str(tmp_path / "runs"), "data": data}
-        with pytest.raises(ConfigError, match=re.escape(where) + ".* gives its own test split: drop --folds"):
+        with pytest.raises(ConfigError, match=re.escape(where) + ".* gives its own test split: drop folds="):
             compare(tree, None, 1, folds=2, progress=False, dry_run=True)
     assert not (tmp_path / "runs").exists()
 

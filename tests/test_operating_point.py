@@ -161,7 +161,7 @@ def test_eval_scores_each_model_at_the_threshold_chosen_on_the_runs_validation_s
     assert "peerdistill eval RUN_DIR data.root=PATH" in capsys.readouterr().err  # which works, as above
 
 
-def test_an_operating_point_is_refused_for_more_than_two_classes(tmp_path):
+def test_an_operating_point_is_refused_for_more_than_two_classes(tmp_path, capsys):
     from peerdistill.build import train_from_config
     from peerdistill.config import validate
     from peerdistill.runs import evaluate_run
@@ -170,8 +170,13 @@ def test_an_operating_point_is_refused_for_more_than_two_classes(tmp_path):
                                 "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}],
                                 "train": {"epochs": 1, "batch_size": 256}}), progress=False)
     with pytest.raises(ConfigError, match="for two-class classification runs, and this is a 10-class classification "
-                                          "run; drop --operating-point"):
+                                          "run; drop operating_point="):
         evaluate_run(tmp_path / "d", operating_point="youden")
+    # the command line names its flag (a Python caller, the keyword argument: review 44b)
+    from peerdistill.cli import main
+
+    assert main(["eval", str(tmp_path / "d"), "--operating-point", "youden"]) == 2
+    assert "run; drop --operating-point" in " ".join(capsys.readouterr().err.split())
 
 
 def test_compare_tabulates_each_runs_operating_point(tmp_path):

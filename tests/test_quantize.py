@@ -91,8 +91,8 @@ def test_an_int8_graph_that_changes_too_many_decisions_is_not_written(digits_run
     monkeypatch.setattr("peerdistill.export.quantize_int8", lambda fp32, int8, x: quantize_int8(fp32, int8, 0 * x))
     target = digits_run / "bad-int8.onnx"
     with pytest.raises(ExportError, match=r"keeps the fp32 class for \d+\.\d\d% of 360 test predictions \(\d+ "
-                                          r"changed; one is 0\.27% here\), below --min-agreement 99\.00%; it was not "
-                                          r"written: accept less \(--min-agreement\)"):
+                                          r"changed; one is 0\.27% here\), below min_agreement=99\.00%; it was not "
+                                          r"written: accept less \(min_agreement=\)"):
         export_run(digits_run, model="ensemble", quantize="int8", out=target)
     assert not target.exists() and not target.with_suffix(".json").exists()
 
@@ -113,7 +113,7 @@ def test_an_int8_segmentation_ensemble_is_checked_pixel_by_pixel(tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     (["--quantize", "int8", "--format", "safetensors"], "writes an ONNX graph, not safetensors: export to a .onnx file"),
-    (["--quantize", "int8", "--calibration-samples", "0"], "--calibration-samples (calibration=) must be at least 1"),
+    (["--quantize", "int8", "--calibration-samples", "0"], "--calibration-samples must be at least 1"),
     (["--quantize", "int8", "--min-agreement", "1.5"], "--min-agreement is a share of predictions, 0 to 1"),
     # without --quantize an fp32 file would be written as if an int8 one had been checked
     (["--min-agreement", "0.5"], "--min-agreement applies to --quantize int8: add --quantize int8, or drop it"),
@@ -148,7 +148,7 @@ def test_int8_needs_the_runs_images_and_is_not_for_detectors(digits_run, tmp_pat
                          "task": "detection", "distill": {"preset": "independent"},
                          "students": [{"arch": "detector", "args": {"width": 4}}], "train": {"epochs": 1}})
     train_from_config(detector, progress=False)
-    with pytest.raises(ConfigError, match="int8 is for classification and segmentation"):
+    with pytest.raises(ConfigError, match="quantize='int8' is for classification and segmentation"):
         export_run(tmp_path / "det", model="student1", quantize="int8")
 
 
@@ -333,7 +333,7 @@ def test_a_segmentation_check_judges_each_class_not_the_pixels_background_fills(
     # refused: the Dice is what fell short, not the share of pixels kept (above 98% here)
     assert short_of(check, ["background", "polyp"], 0.99).startswith(said)
     assert short_of(check, ["background", "polyp"], 0.99).endswith("pixels keep their class): that Dice is below "
-                                                                   "--min-agreement 0.99")
+                                                                   "min_agreement=0.99")
 
 
 def _graph_adding(path, added: np.ndarray):

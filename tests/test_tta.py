@@ -70,7 +70,7 @@ def test_detection_and_unknown_flips_are_refused():
     cohort = cohort_of(nn.Identity())
     with pytest.raises(ConfigError, match="not available for detection"):
         with_tta(cohort, "hflip", "detection")
-    with pytest.raises(ConfigError, match="--tta 'rot90': use hflip or flips"):
+    with pytest.raises(ConfigError, match="tta='rot90': use hflip or flips"):
         with_tta(cohort, "rot90", "classification")
     assert with_tta(cohort, None, "classification") is cohort
     from peerdistill.cli.arguments import TTA_CHOICES  # the parser's choices, written without torch
@@ -80,7 +80,7 @@ def test_detection_and_unknown_flips_are_refused():
 
 def test_vector_inputs_are_not_mirrored():
     cohort = cohort_of(nn.Identity())
-    with pytest.raises(ConfigError, match=r"this run's inputs are \[64\] \(vectors\): drop --tta"):
+    with pytest.raises(ConfigError, match=r"this run's inputs are \[64\] \(vectors\): drop tta="):
         with_tta(cohort, "flips", "classification", (64,))
 
 
@@ -106,7 +106,7 @@ def test_compare_tabulates_the_flipped_figures_beside_the_plain_ones(tmp_path):
     assert "### test tta_dice per class" in result.markdown and "### test tta_dice_foreground" not in result.markdown
     paired = {(r["model"], r["metric"]) for r in csv.DictReader((result.directory / "differences.csv").open())}
     assert ("ensemble", "tta_dice") in paired
-    with pytest.raises(ConfigError, match="--tta averages class probabilities over flips; a detector.s boxes would "
+    with pytest.raises(ConfigError, match="tta= averages class probabilities over flips; a detector.s boxes would "
                                           "have to be mirrored back and fused: not available for detection"):
         compare({**tree, "task": "detection", "data": {"kind": "boxes"}, "name": "d",
                  "students": [{"arch": "detector"}] * 2}, ["ml"], 1, progress=False, tta="hflip")

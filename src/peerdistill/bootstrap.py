@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .segmentation_metrics import ResampledPixelAUC, SegmentationMeter
+from .option_names import option
 
 CONFIDENCE = 0.95
 SEED = 0  # the resamples are fixed: the same run scores to the same interval
@@ -31,9 +32,9 @@ def check_resamples(resamples: int) -> None:
     """A user's resample count (any whole number, numpy's too): 0 (no interval) or enough for a
     95% interval to mean one."""
     if isinstance(resamples, bool) or not isinstance(resamples, numbers.Integral) or resamples < 0:
-        raise ConfigError(f"--bootstrap {resamples!r}: give a count of resamples, 0 for none (e.g. 1000)")
+        raise ConfigError(f"{option('--bootstrap', repr(resamples))}: give a count of resamples, 0 for none (e.g. 1000)")
     if 0 < resamples < MIN_RESAMPLES:
-        raise ConfigError(f"--bootstrap {resamples!r}: a 95% interval needs at least {MIN_RESAMPLES} resamples (one "
+        raise ConfigError(f"{option('--bootstrap', repr(resamples))}: a 95% interval needs at least {MIN_RESAMPLES} resamples (one "
                           f"beyond each 2.5% tail); give 1000 to 10000, or 0 for none")
 
 
@@ -88,7 +89,7 @@ def resampled(figures, n: int, resamples: int, seed: int = SEED,
     if units < 2:
         what = "groups" if members else "samples"
         raise DataError(f"a bootstrap resamples the scored {what}, and this split holds {units}: score a "
-                        "split with more of them, or drop --bootstrap")
+                        f"split with more of them, or drop {option('--bootstrap')}")
     rng = np.random.default_rng(seed)
     values: dict[str, list[float]] = {}
     for _ in range(resamples):

@@ -37,6 +37,7 @@ from .paired import (FOLDS_CAVEAT, caption, default_baseline, difference_rows, d
                      two_pairs_caveat, unpaired_note)
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
                      teachers_named_in)
+from .option_names import option
 
 @dataclass
 class Comparison:
@@ -125,7 +126,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     settings = settings_of(configs, bases, presets, teacher_from, by_name)
     labels = [setting.label for setting in settings]
     if baseline is not None and baseline not in labels:
-        raise ConfigError(f"--baseline '{baseline}' is not one of the compared settings: {', '.join(labels)}")
+        raise ConfigError(f"{option('--baseline', repr(baseline))} is not one of the compared settings: {', '.join(labels)}")
     baseline = baseline or default_baseline(labels)
     if folds:
         _check_foldable(bases)
@@ -168,14 +169,14 @@ def _checked_options(presets: list[str] | None, seeds: int, jobs: int, folds: in
         check_preset_names("presets", list(presets))
     rule = parse_rule(operating_point) if operating_point else None
     if not 1 <= seeds <= MAX_SEEDS:
-        raise ConfigError(f"--seeds must be 1 to {MAX_SEEDS:,} (got {seeds:,}): runs per setting")
+        raise ConfigError(f"{option('--seeds')} must be 1 to {MAX_SEEDS:,} (got {seeds:,}): runs per setting")
     if jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
+        raise ConfigError(f"{option('--jobs')} must be at least 1")
     if folds is not None and not 2 <= folds <= MAX_FOLDS:
-        raise ConfigError(f"--folds must be 2 to {MAX_FOLDS} (got {folds}): each fold is the test split of one run")
+        raise ConfigError(f"{option('--folds')} must be 2 to {MAX_FOLDS} (got {folds}): each fold is the test split of one run")
     if jobs > 1 and launched():
-        raise ConfigError("--jobs starts processes of its own, which would join torchrun's process group: drop "
-                          "--jobs, or run compare without torchrun")
+        raise ConfigError(f"{option('--jobs')} starts processes of its own, which would join torchrun's process "
+                          f"group: drop {option('--jobs')}, or run compare without torchrun")
     return rule
 
 
@@ -183,8 +184,9 @@ def _check_seeds_fit(bases, seeds: int) -> None:
     """Each run's seed is checked as its config is made: said for all of them before any is."""
     for base in bases:
         if base.seed + seeds - 1 >= SEED_LIMIT:
-            raise ConfigError(f"--seeds {seeds} from seed {base.seed} reaches seed {base.seed + seeds - 1}, past the "
-                              f"largest, {SEED_LIMIT - 1}: lower seed= or --seeds")
+            raise ConfigError(f"{option('--seeds', str(seeds))} from seed {base.seed} reaches seed "
+                              f"{base.seed + seeds - 1}, past the largest, {SEED_LIMIT - 1}: lower seed= or "
+                              f"{option('--seeds')}")
 
 
 def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row_per_preset: bool) -> Path:
@@ -202,10 +204,10 @@ def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row
                               "and rows and run folders are named after configs: give each config its own `name`")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
     if (directory / RUN_FILE).is_file():  # a mistyped --out: its runs and tables would nest inside that run
-        raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own (--out)")
+        raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own ({option('--out')})")
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"'{directory}' is a file: the comparison writes a folder of runs and tables; give another "
-                          "--out")
+                          f"{option('--out')}")
     return directory
 
 
@@ -221,8 +223,9 @@ def _train_all(plans, directory: Path, overwrite: bool, progress: bool, status: 
     except PeerdistillError as exc:
         abandon(world)
         if overwrite and any((plan.run_dir / REPLACE_MARK).is_file() for plan in plans):
-            raise type(exc)(f"{exc}. (--overwrite has marked the comparison's runs for replacement: once this is "
-                            "fixed, the same command without --overwrite replaces only the runs still marked; to keep "
+            raise type(exc)(f"{exc}. ({option('--overwrite')} has marked the comparison's runs for replacement: once "
+                            f"this is fixed, the same call without {option('--overwrite')} replaces only the runs still "
+                            "marked; to keep "
                             f"them as they are, delete the files {REPLACE_MARK} in them)") from None
         raise
     except BaseException:
@@ -350,7 +353,8 @@ def _check_foldable(bases) -> None:
 
     for where in dict.fromkeys(given_test_split(base.data) for base in bases):
         if where:
-            raise ConfigError(f"--folds cuts one set into folds, but {where} gives its own test split: drop --folds, "
+            raise ConfigError(f"{option('--folds')} cuts one set into folds, but {where} gives its own test split: drop "
+                              f"{option('--folds')}, "
                               "or put every image in one set to cross-validate")
 
 
@@ -363,7 +367,7 @@ def _check_folds_fit(plans, folds: int) -> None:
         try:
             build_data(plan.cfg.data)
         except PeerdistillError as exc:
-            raise type(exc)(f"--folds {folds}: {plan.describe()}: {exc}") from None
+            raise type(exc)(f"{option('--folds', str(folds))}: {plan.describe()}: {exc}") from None
 
 
 def _check_counts(**counts) -> None:

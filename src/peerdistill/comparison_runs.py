@@ -38,6 +38,7 @@ from .json_files import read_json
 from .post_hoc import check_post_hoc_options
 from .run_files import METRICS_FILE, RUN_FILE
 from .run_pool import run_in_processes
+from .option_names import option
 
 FROZEN_MARK = "(frozen teacher)"
 
@@ -77,9 +78,9 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
         unread = [p for p in dict.fromkeys(presets or [b.distill.preset for b in bases])
                   if p != teacher_from and p not in (*TEACHER_PRESETS, "custom")]
         if unread:  # their rows would claim a distillation that never happens
-            raise ConfigError(f"--teacher-from {teacher_from}: preset(s) {', '.join(unread)} do not learn from a "
+            raise ConfigError(f"{option('--teacher-from', repr(teacher_from))}: preset(s) {', '.join(unread)} do not learn from a "
                               f"teacher, so a frozen one would change nothing; list presets that do ("
-                              f"{', '.join(TEACHER_PRESETS)}), and compare the others without --teacher-from")
+                              f"{', '.join(TEACHER_PRESETS)}), and compare the others without {option('--teacher-from')}")
 
     def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
         if len(configs) == 1 and not by_name:

@@ -39,6 +39,7 @@ from .post_hoc import check_post_hoc_options
 from .sidecar import SIDECAR_KEYS, sidecar_path
 from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
 from .spatial import align_to, largest_size, mean_at_largest
+from .option_names import option
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -177,14 +178,14 @@ def best_student(run_dir: Path, meta: dict) -> str:
     """The student of a finished run with the best final validation score by its monitor."""
     metrics = RunDir(run_dir).metrics()
     if metrics.get("status") != "complete":
-        raise CheckpointError(f"'{run_dir}' has not finished: name the model (--model student1) or resume it first")
+        raise CheckpointError(f"'{run_dir}' has not finished: name the model ({option('--model', repr('student1'))}) or resume it first")
     metric = metrics["monitor"].split("/", 1)[1]
     students = [e["name"] for e in meta["members"] if e["role"] == "student"]
     scores = metrics.get("val_at_best") or {}
     unscored = [n for n in students if metric not in (scores.get(n) or {})]
     if unscored:
         raise CheckpointError(f"'{run_dir}' metrics.json has no validation {metric} of {unscored}, so the best "
-                              "student cannot be chosen: name the model (--model student1)")
+                              f"student cannot be chosen: name the model ({option('--model', repr('student1'))})")
     return max(students, key=lambda s: ranking_score(metric, scores[s][metric]))
 
 
@@ -199,11 +200,12 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
     if which == "ensemble" and saved.get("task") == "detection":
         raise ConfigError("a detection ensemble fuses the students' boxes after NMS (weighted boxes fusion or "
                           "detect.ensemble's rule): a rule applied to boxes, neither a graph nor a set of weights; "
-                          "export each student (--model student1); predict RUN_DIR --model ensemble fuses them in Python")
+                          f"export each student ({option('--model', repr('student1'))}); predict RUN_DIR --model ensemble "
+                          "fuses them in Python")
     if which == "best":  # chosen by the final validation scores, before any model is read
         which = best_student(run_dir, saved)
     elif which != "ensemble" and which not in role_of:
-        raise ConfigError(f"--model '{which}': the run has {sorted(role_of)}, 'best' and 'ensemble'")
+        raise ConfigError(f"{option('--model', repr(which))}: the run has {sorted(role_of)}, 'best' and 'ensemble'")
     if which == "ensemble":
         cohort, meta = load_cohort(run_dir, modules, roles=("student",), with_heads=False)
         students = {m.name: m.module for m in cohort.students}
@@ -393,12 +395,12 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if fmt is None:
         fmt = Path(out).suffix[1:].lower() if out and Path(out).suffix[1:].lower() in FORMATS else "onnx"
     if fmt not in FORMATS:
-        raise ConfigError(f"--format (fmt=) must be onnx or safetensors, not '{fmt}'")
+        raise ConfigError(f"{option('--format')} must be onnx or safetensors, not '{fmt}'")
     check_flags("export_run", temperature_scaling=temperature_scaling)
     check_not_negative("export_run", tolerance=tolerance)
     _check_quantize(quantize, fmt, calibration, min_agreement)
     if tta and fmt != "onnx":
-        raise ConfigError("--tta puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")
+        raise ConfigError(f"{option('--tta')} puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")
     name, module, output, meta = pick_model(run_dir, model, modules)
     if decoding:
         meta = with_decoding(meta, decoding, "export")
@@ -408,10 +410,11 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     finished = RunDir(run_dir).is_complete  # when its weights were read (training may end meanwhile)
     module = flip_averaged(module, output, meta, tta)
     if quantize and meta.get("task") == "detection":
-        raise ConfigError("--quantize int8 is for classification and segmentation: a detector's box regression "
+        raise ConfigError(f"{option('--quantize', repr('int8'))} is for classification and segmentation: a detector's box regression "
                           "is not checked by class agreement; export it in fp32")
     if (temperature_scaling or operating_point) and fmt != "onnx":
-        raise ConfigError("--temperature-scaling and --operating-point go into an ONNX graph and its JSON; "
+        raise ConfigError(f"{option('--temperature-scaling')} and {option('--operating-point')} go into an ONNX graph "
+                          "and its JSON; "
                           "safetensors holds weights alone (eval prints T and the threshold: apply them yourself)")
     chosen = chosen_on_validation(module, output, meta, data, temperature_scaling, operating_point)
     module = chosen.module
@@ -501,17 +504,17 @@ def _check_quantize(quantize: str | None, fmt: str, calibration: int, min_agreem
             if value != default]
         if unused:
             raise ConfigError(f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the int8 quantization, "
-                              "and nothing is quantized: add quantize='int8' (--quantize int8), or drop "
+                              f"and nothing is quantized: add {option('--quantize', repr('int8'))}, or drop "
                               f"{'it' if len(unused) == 1 else 'them'}")
         return
     if quantize != "int8":
-        raise ConfigError(f"--quantize '{quantize}': the one quantization is int8")
+        raise ConfigError(f"{option('--quantize', repr(quantize))}: the one quantization is int8")
     if fmt != "onnx":
-        raise ConfigError("--quantize int8 writes an ONNX graph, not safetensors: export to a .onnx file")
+        raise ConfigError(f"{option('--quantize', repr('int8'))} writes an ONNX graph, not safetensors: export to a .onnx file")
     if calibration < 1:
-        raise ConfigError(f"--calibration-samples (calibration=) must be at least 1, got {calibration}")
+        raise ConfigError(f"{option('--calibration-samples')} must be at least 1, got {calibration}")
     if not 0 <= min_agreement <= 1:
-        raise ConfigError(f"--min-agreement is a share of predictions, 0 to 1, got {min_agreement}")
+        raise ConfigError(f"{option('--min-agreement')} is a share of predictions, 0 to 1, got {min_agreement}")
 
 
 def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreement: float,
@@ -530,18 +533,19 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
     if saved_window(meta)[0]:
         check.inputs = "window-sized tiles of the test images"
     if not check.judged >= min_agreement:
-        more = (f"calibrate on more images (--calibration-samples; {len(calibration_x)} were used, all there are)"
-                if len(calibration_x) < calibration else "calibrate on more images (--calibration-samples)")
+        more = (f"calibrate on more images ({option('--calibration-samples')}; {len(calibration_x)} were used, all there "
+                "are)" if len(calibration_x) < calibration else
+                f"calibrate on more images ({option('--calibration-samples')})")
         raise ExportError(f"the int8 graph of '{name}' {short_of(check, meta.get('class_names'), min_agreement)}; "
-                          f"it was not written: accept less (--min-agreement), {more}, or export in fp32")
+                          f"it was not written: accept less ({option('--min-agreement')}), {more}, or export in fp32")
     return int8, check
 
 
 def short_of(check: QuantizedCheck, class_names: list[str] | None, min_agreement: float) -> str:
     """What the int8 graph kept, and that the judged figure (a class's Dice for segmentation,
     else the share of decisions) fell below ``min_agreement``."""
-    below = (f": that Dice is below --min-agreement {min_agreement:.4g}" if check.class_dice else
-             f", below --min-agreement {min_agreement:.2%}")
+    below = (f": that Dice is below {option('--min-agreement', f'{min_agreement:.4g}')}" if check.class_dice else
+             f", below {option('--min-agreement', f'{min_agreement:.2%}')}")
     return kept_by_int8(check, class_names) + below
 
 
@@ -578,14 +582,14 @@ def _named_target(run_dir: Path, name: str, fmt: str, out: str | Path | None) ->
     if names_a_folder(out):
         target = target / f"{name}.{fmt}"
     elif target.suffix.lower() != f".{fmt}":
-        raise ConfigError(f"--out '{out}' does not end in .{fmt}, the format written: name it "
+        raise ConfigError(f"{option('--out', repr(str(out)))} does not end in .{fmt}, the format written: name it "
                           f"{target.with_suffix('.' + fmt).name}, or give a folder")
     check_not_a_run_file(target)
     if fmt == "onnx":
         sidecar = sidecar_path(target)
-        check_not_a_run_file(sidecar, "--out (its .json beside the .onnx)")
+        check_not_a_run_file(sidecar, f"{option('--out')} (its .json beside the .onnx)")
         if sidecar.exists() and not _is_sidecar(sidecar):  # an annotation file or a config of that name
-            raise ConfigError(f"--out '{out}' would replace '{sidecar}', which export did not write (its JSON goes "
+            raise ConfigError(f"{option('--out', repr(str(out)))} would replace '{sidecar}', which export did not write (its JSON goes "
                               "beside the .onnx, under the same name): choose another name or folder")
     return target
 

@@ -17,6 +17,7 @@ import numpy as np
 from .calibration import tempered
 from .engine.artifacts import check_not_a_run_file, check_not_in_data, write_rows_csv
 from .errors import ConfigError
+from .option_names import option
 
 
 
@@ -25,13 +26,13 @@ def check_per_sample_path(path: str | Path, data_places: list[Path] = ()) -> Non
     run's own file, a name not ending in .csv (never a table over an image or a config of that
     name), or the data the command reads (``data_places``)."""
     if Path(path).is_dir():
-        raise ConfigError(f"--per-sample '{path}' is a folder; give the CSV file to write, e.g. "
+        raise ConfigError(f"{option('--per-sample', repr(str(path)))} is a folder; give the CSV file to write, e.g. "
                           f"{Path(path) / 'per_sample.csv'}")
-    check_not_a_run_file(path, "--per-sample")
+    check_not_a_run_file(path, option("--per-sample"))
     if Path(path).suffix.lower() != ".csv":
-        raise ConfigError(f"--per-sample '{path}' does not end in .csv: the table is written as a CSV file, e.g. "
+        raise ConfigError(f"{option('--per-sample', repr(str(path)))} does not end in .csv: the table is written as a CSV file, e.g. "
                           f"{Path(path).with_suffix('.csv')}")
-    check_not_in_data(path, list(data_places), "--per-sample")
+    check_not_in_data(path, list(data_places), option("--per-sample"))
 
 
 def per_sample_rows(task, meters: dict[str, list], names: tuple[str, list[str]] | None,

@@ -43,6 +43,7 @@ from .per_sample import check_per_sample_path, per_sample_rows, write_per_sample
 from .sample_names import sample_names
 from .tasks import ClassificationTask, SegmentationTask
 from .trust import check_every_arch_trusted
+from .option_names import option
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
@@ -212,7 +213,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         scored = data_places(data_spec.model_dump()) if data_spec else []
         check_per_sample_path(per_sample, run_data_places(meta) + scored)
     if save_images and meta.get("task") not in ("segmentation", "detection"):
-        raise DataError("--save-images is for segmentation and detection runs")
+        raise DataError(f"{option('--save-images')} is for segmentation and detection runs")
     task_of_run = meta.get("task", "classification")
     check_post_hoc_options(task_of_run, num_classes=meta.get("num_classes"), input_shape=meta["input_shape"],
                            operating_point=rule is not None, temperature_scaling=temperature_scaling, tta=tta)

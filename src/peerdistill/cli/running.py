@@ -18,6 +18,7 @@ from typing import NoReturn
 from rich.markup import escape
 
 from ..errors import ConfigError, PeerdistillError, PeerdistillWarning
+from ..option_names import options_as_flags
 from ..launcher import launched, launched_rank, launched_world
 from ..run_files import RESUME_FILE
 from ..terminal import one_line_warnings, write_any_character
@@ -89,7 +90,8 @@ def _run(ns: argparse.Namespace) -> int:
             _one_process_commands(ns.command)
             if launched_rank() > 0:  # said by the main process; every process would say it again
                 warnings.simplefilter("ignore", PeerdistillWarning)
-            return ns.func(ns)
+            with options_as_flags():
+                return ns.func(ns)
     except PeerdistillError as exc:
         if _ARRIVED:  # an interruption that came out as another error
             return _interrupted(ns, _ARRIVED[-1])

@@ -13,6 +13,7 @@ import torch
 
 from ..cohort import Cohort, CohortOutput
 from ..errors import ConfigError
+from ..option_names import option
 
 # Flip dimensions (of [B, C, H, W] images) averaged over, the identity first.
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -65,11 +66,11 @@ def tta_flips(tta: str, task_name: str, input_shape) -> tuple[tuple[int, ...], .
     """The flips ``tta`` names, checked against the run's task and input shape (None: not known
     yet, not checked)."""
     if tta not in TTA_FLIPS:
-        raise ConfigError(f"--tta '{tta}': use {' or '.join(TTA_FLIPS)}")
+        raise ConfigError(f"{option('--tta', repr(tta))}: use {' or '.join(TTA_FLIPS)}")
     if input_shape is not None and len(input_shape) != 3:
-        raise ConfigError(f"--tta mirrors images [C, H, W]; this run's inputs are {list(input_shape)} (vectors): "
-                          "drop --tta")
+        raise ConfigError(f"{option('--tta')} mirrors images [C, H, W]; this run's inputs are {list(input_shape)} "
+                          f"(vectors): drop {option('--tta')}")
     if task_name == "detection":
-        raise ConfigError("--tta averages class probabilities over flips; a detector's boxes would have to be "
+        raise ConfigError(f"{option('--tta')} averages class probabilities over flips; a detector's boxes would have to be "
                           "mirrored back and fused: not available for detection")
     return TTA_FLIPS[tta]

@@ -16,6 +16,7 @@ from ..wording import first_few
 from .comparison_page import comparison_page
 from .html_parts import GENERATOR
 from .run_page import run_page
+from ..option_names import option
 
 
 
@@ -62,7 +63,7 @@ def write_report_holding_warnings(path: str | Path,
     target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
     check_not_a_run_file(target)
     if target.suffix.lower() not in (".html", ".htm"):  # never a page over an image or a config of that name
-        raise ConfigError(f"--out '{out}' does not end in .html: the report is one HTML page (give a .html file or "
+        raise ConfigError(f"{option('--out', repr(str(out)))} does not end in .html: the report is one HTML page (give a .html file or "
                           "a folder)")
     _check_writable_here(target)
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
@@ -110,8 +111,8 @@ def _check_writable_here(target: Path) -> None:
     report this command wrote, never a page of the user's own."""
     blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise ConfigError(f"--out '{target}': '{blocking}' is a file, not a folder; give another place")
+        raise ConfigError(f"{option('--out', repr(str(target)))}: '{blocking}' is a file, not a folder; give another place")
     if target.is_file():
         if not is_report_page(target):
-            raise ConfigError(f"'{target}' exists and is not a peerdistill report: give --out another name, or move "
+            raise ConfigError(f"'{target}' exists and is not a peerdistill report: give {option('--out')} another name, or move "
                               "that file away")
