@@ -28,20 +28,36 @@ def flat_monitor(history: list[dict[str, Any]], monitor: str, task: str) -> str 
             + (f" (train.monitor, e.g. {' or '.join(instead)})" if instead else ""))
 
 
-def one_class_kept(val: dict[str, float], class_names: list[str], model: str, epoch: int) -> str | None:
-    """The warning for kept weights whose ``model`` predicts a single class on the whole
+def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epoch: int,
+                   steps_per_epoch: int) -> str | None:
+    """The warning for kept weights with which a model predicts a single class on the whole
     validation split (every other class's precision undefined: never predicted), of two or
-    more classes present there (their recalls are numbers)."""
+    more classes present there (their recalls are numbers). ``steps_per_epoch``: few make a
+    cause likely."""
     names = [str(c) for c in class_names]
-    predicted = [c for i, c in enumerate(names) if _is_number(val.get(f"precision_{i}"))]
-    present = [c for i, c in enumerate(names) if _is_number(val.get(f"recall_{i}"))]
-    known = all(f"precision_{i}" in val for i in range(len(names)))  # (per-class figures kept for this many)
-    if not known or len(predicted) != 1 or len(present) < 2:
+    alone = {}
+    for model, figures in val.items():
+        predicted = [c for c in names if _is_number(figures.get(f"precision_{c}"))]
+        present = [c for c in names if _is_number(figures.get(f"recall_{c}"))]
+        known = all(f"precision_{c}" in figures for c in names)  # (per-class figures kept)
+        if known and len(predicted) == 1 and len(present) >= 2:
+            alone[model] = predicted[0]
+    if not alone:
         return None
-    return (f"the weights kept as the best (epoch {epoch + 1}) make {model} predict '{predicted[0]}' for every "
-            f"validation image, of {len(present)} classes there: they have learnt nothing of the others; an "
-            "imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), weigh the "
-            "classes (data.class_weights=true) or train longer")
+    by_class: dict[str, list[str]] = {}
+    for model, c in alone.items():
+        by_class.setdefault(c, []).append(model)
+    said = "; ".join(f"{' and '.join(models)} predict{'s' if len(models) == 1 else ''} '{c}'"
+                     for c, models in by_class.items())
+    cause = (f"with {steps_per_epoch} optimizer steps an epoch, BatchNorm's running statistics (which evaluation "
+             "uses) may lag the weights: a smaller train.batch_size or more epochs" if steps_per_epoch < FEW_STEPS else
+             "an imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), weigh the "
+             "classes (data.class_weights=true) or train longer")
+    return (f"with the weights kept as the best (epoch {epoch + 1}), {said} for every validation image, though the "
+            f"split holds other classes: nothing of them was learnt; {cause}")
+
+
+FEW_STEPS = 20  # optimizer steps an epoch below which BatchNorm's running statistics may not keep up
 
 
 def _is_number(value: object) -> bool:

@@ -529,8 +529,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         """Weights kept that predict one class for every validation image, else a monitor that
         never moved (engine/selection.py): either way the best epoch is the first in name only."""
         names = getattr(self.task, "class_names", None)
-        one_class = (selection.one_class_kept(self._best["val"].get(self.monitor_model, {}), names, self.monitor_model,
-                                              self._best["epoch"])
+        one_class = (selection.one_class_kept(self._best["val"], names, self._best["epoch"], len(self.train_batches))
                      if names and getattr(self.task, "name", "") == "classification" else None)
         said = one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
         if said:
