@@ -748,7 +748,7 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     assert (tmp_path / "r" / "train_digests.json").is_file()
     clean = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", PeerdistillWarning)
+        warnings.filterwarnings("error", ".*identical to training inputs", PeerdistillWarning)
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(clean)
     # test inputs too, named by the rows (or files) the data gives them

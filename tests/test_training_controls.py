@@ -1,6 +1,7 @@
 """Learning-rate warm-up, gradient clipping, early stopping and micro-batches, against hand-computed
 values or the plain path."""
 
+import csv
 import math
 
 import pytest
@@ -677,3 +678,47 @@ def test_a_fit_that_learnt_nothing_says_so():
     with pytest.warns(PeerdistillWarning, match=r"^with the weights kept as the best \(epoch 1\), .*predicts? '2' for "
                                                 r"every validation image, though the split holds other classes"):
         one_class.fit(data)
+
+
+def test_validation_every_nth_epoch_and_the_last_chooses_the_best_among_those(tiny_data, tmp_path):
+    """train.val_every: DRIVE's sliding-window validation cost about three quarters of a
+    training epoch. Validated after epochs 3, 6 and 7 (the last) of 7; the best epoch is one of
+    those, patience counts epochs and is judged there; the other rows hold training figures."""
+    seen = []
+    t = trainer(make_cohort(), train=TrainSpec(epochs=7, batch_size=32, val_every=3), run_dir=tmp_path / "run")
+    _scripted(t, [0.5, 0.8, 0.6])
+    evaluate = t._evaluate
+    t._evaluate = lambda batches, where: seen.append(where) or evaluate(batches, where)
+    result = t.fit(tiny_data)
+    assert [w for w in seen if w.startswith("the validation")] == [
+        f"the validation split after epoch {e}" for e in (3, 6, 7)]
+    assert result.best_epoch == 5 and result.val_at_best["ensemble"]["accuracy"] == 0.8
+    assert [any(k.startswith("val/") for k in row) for row in result.history] == [False, False, True] * 2 + [True]
+    assert all("train/loss/total" in row for row in result.history)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [r["val/ensemble/accuracy"] for r in rows][:3] == ["", "", "0.5"]
+    # patience counts epochs, judged where validated: no better after epoch 6 by epoch 9 of 12
+    patient = trainer(make_cohort(), train=TrainSpec(epochs=12, batch_size=32, val_every=3, patience=3))
+    _scripted(patient, [0.5, 0.8, 0.6, 0.9])
+    result = patient.fit(tiny_data)
+    assert (len(result.history), result.best_epoch, result.stopped_early) == (9, 5, True)
+
+
+def test_the_learning_curves_draw_the_validated_epochs_alone():
+    from matplotlib import pyplot as plt
+
+    from peerdistill.html_report.comparison_page import settings_curve_figure
+    from peerdistill.html_report.run_page import monitor_curve_figure
+
+    epochs = [{"epoch": e, "train/loss/total": 1.0 / e, **({"val/ensemble/accuracy": e / 10} if e % 2 == 0 else {})}
+              for e in range(1, 6)]
+    fig = monitor_curve_figure(epochs, "accuracy", 4)
+    (line,) = [line for line in fig.axes[0].get_lines() if line.get_label() == "ensemble"]
+    assert (list(line.get_xdata()), list(line.get_ydata())) == ([2, 4], [0.2, 0.4])
+    plt.close(fig)
+    every = {"epochs": [{"epoch": e, "val/ensemble/accuracy": 0.1} for e in range(1, 5)]}
+    fig = settings_curve_figure({"kd": [{"epochs": epochs}, every]}, "ensemble", "accuracy")
+    line = fig.axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [1, 2, 3, 4]
+    assert list(line.get_ydata()) == pytest.approx([0.1, 0.15, 0.1, 0.25])  # each epoch: the seeds validated there
+    plt.close(fig)

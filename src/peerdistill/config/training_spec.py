@@ -90,6 +90,11 @@ class TrainSpec(Section):
         default=None, ge=1, description="early stopping: end training once the monitor has not improved for this many "
                                         "epochs (the best epoch's weights are kept and tested as always); off: null"
     )
+    val_every: int = Field(
+        default=1, ge=1, description="validate after every Nth epoch and the last (the best epoch is chosen among "
+                                     "those, train.patience judged there): for a validation that costs much, as "
+                                     "whole images by sliding windows"
+    )
 
 
 # The detect keys that only decode and fuse boxes: eval can change them on a finished run.

@@ -59,9 +59,10 @@ class Progress:
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, Any], model: str, metric: str) -> None:
         if self._bar is None and not self._lines:
             return
-        value = row.get(f"val/{model}/{metric}", float("nan"))
         loss = row.get("train/loss/total", float("nan"))
-        status = f"loss {loss:.3f}  val {model}/{metric} {value:.4f}"
+        key = f"val/{model}/{metric}"
+        status = (f"loss {loss:.3f}  val {model}/{metric} {row[key]:.4f}" if key in row else
+                  f"loss {loss:.3f}  (not validated: train.val_every)")
         if self._lines:
             elapsed = round(time.monotonic() - self._started)
             self._console.print(f"epoch {epoch + 1}/{epochs}  {status}  ({elapsed // 3600}:{elapsed // 60 % 60:02d}:"

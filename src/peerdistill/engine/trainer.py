@@ -478,21 +478,15 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         epochs = self.train_spec.epochs
         started = time.perf_counter()
         losses, norms = self._train_epoch(epoch, progress, start_step, partial)
-        with self._shipped_weights():  # validated, kept and saved: the averages under train.ema_decay
-            val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
-            row = self._row(epoch, losses, norms, val, time.perf_counter() - started)
+        if not self._validates_after(epoch):  # (train.val_every: a row of the training's figures alone)
+            row = self._row(epoch, losses, norms, {}, time.perf_counter() - started)
             self._history.append(row)
-            score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
-            improved = score > self._best["score"]
-            if improved:
-                self._best.update(epoch=epoch, score=score, val=val)
-            self._stopped_early = self._out_of_patience(epoch)
-            if improved or (self._best["epoch"] < 0 and (epoch == epochs - 1 or self._stopped_early)):
-                # The last epoch stands in when the monitor was never finite (say, AUC on a
-                # validation split lacking a class), so a run always ships weights.
-                self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
-                if run is not None:
-                    self._save_models(run)
+        else:
+            with self._shipped_weights():  # validated, kept and saved: the averages under train.ema_decay
+                val = self._evaluate(self.val_batches, f"the validation split after epoch {epoch + 1}")
+                row = self._row(epoch, losses, norms, val, time.perf_counter() - started)
+                self._history.append(row)
+                self._keep_if_best(epoch, val, run)
         for scheduler in self.schedulers.values():
             scheduler.step()
         progress.epoch_done(epoch, epochs, row, self.monitor_model, self.monitor_metric)
@@ -501,6 +495,25 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         if self.world.is_main:
             for callback in self.callbacks:
                 callback(epoch, row)
+
+    def _validates_after(self, epoch: int) -> bool:
+        """``train.val_every``: after every Nth epoch, and the last."""
+        return (epoch + 1) % self.train_spec.val_every == 0 or epoch == self.train_spec.epochs - 1
+
+    def _keep_if_best(self, epoch: int, val: dict[str, dict[str, float]], run: RunDir | None) -> None:
+        """The validated weights kept (and saved) when the monitor improved; ``train.patience``
+        judged."""
+        score = ranking_score(self.monitor_metric, val[self.monitor_model][self.monitor_metric])
+        improved = score > self._best["score"]
+        if improved:
+            self._best.update(epoch=epoch, score=score, val=val)
+        self._stopped_early = self._out_of_patience(epoch)
+        if improved or (self._best["epoch"] < 0 and (epoch == self.train_spec.epochs - 1 or self._stopped_early)):
+            # The last epoch stands in when the monitor was never finite (say, AUC on a
+            # validation split lacking a class), so a run always ships weights.
+            self._best.update(epoch=epoch, score=score, val=val, weights=self._snapshot())
+            if run is not None:
+                self._save_models(run)
 
     def _scored_on_test(self, run: RunDir | None) -> FitResult:
         """The test split scored with the last epoch's weights and the best epoch's (which the

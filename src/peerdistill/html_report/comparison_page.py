@@ -25,7 +25,7 @@ from ..report import (comparison_per_class_rows, comparison_rows, model_order, p
 from ..run_files import METRICS_FILE, RUN_FILE
 from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs
 from .html_parts import esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
-from .run_page import validation_series
+from .run_page import validated, validation_series
 
 CSV_COLUMNS = ("setting", "model", "metric", "mean", "std", "n", "values")
 
@@ -215,20 +215,26 @@ def _finished_metrics(run_dir: Path) -> dict[str, Any] | None:
 def settings_curve_figure(histories: dict[str, list[dict[str, Any]]], model: str, metric: str):
     fig, ax = plt.subplots(figsize=(7, 4))
     for setting, seeds in histories.items():
-        curves = [validation_series(m["epochs"], metric).get(model) for m in seeds]
+        curves = [_by_epoch(m["epochs"], model, metric) for m in seeds]
         curves = [c for c in curves if c]
         if not curves:
             continue
         # Seeds that stopped early (or have not finished) leave the mean at their last epoch.
-        length = max(len(c) for c in curves)
-        values = np.array([c + [math.nan] * (length - len(c)) for c in curves], dtype=float)
-        x = np.arange(1, length + 1)
+        x = sorted({epoch for c in curves for epoch in c})
+        values = np.array([[c.get(epoch, math.nan) for epoch in x] for c in curves], dtype=float)
         with warnings.catch_warnings():  # an epoch no seed has a value for
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, low, high = (f(values, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
         (line,) = ax.plot(x, mean, marker="o", markersize=3, label=legend_name(setting))
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
     return per_epoch_axes(fig, ax, f"validation {metric}", f"validation {model}/{metric} per setting")
+
+
+def _by_epoch(epochs: list[dict[str, Any]], model: str, metric: str) -> dict[int, float]:
+    """``{epoch: value}`` of one run's validated epochs (train.val_every may skip some)."""
+    rows = validated(epochs)
+    values = validation_series(rows, metric).get(model)
+    return dict(zip((row["epoch"] for row in rows), values, strict=True)) if values else {}
 
 
 def comparison_costs_section(runs: dict[str, list[Path]]) -> str:

@@ -129,11 +129,18 @@ def learning_curves_section(metrics: dict[str, Any]) -> str:
     ])
 
 
+def validated(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the epochs validated (all, but under ``train.val_every``)."""
+    return [row for row in epochs if any(k.startswith("val/") for k in row)]
+
+
 def validation_series(epochs: list[dict[str, Any]], metric: str) -> dict[str, list[float]]:
-    """``{model: [value per epoch]}`` from the ``val/<model>/<metric>`` columns."""
+    """``{model: [value per validated epoch]}`` from the ``val/<model>/<metric>`` columns."""
     suffix = f"/{metric}"
-    names = [k[len("val/"):-len(suffix)] for k in epochs[0] if k.startswith("val/") and k.endswith(suffix)]
-    return {name: [as_number(row.get(f"val/{name}{suffix}")) for row in epochs] for name in names}
+    rows = validated(epochs)
+    names = list(dict.fromkeys(k[len("val/"):-len(suffix)] for row in rows for k in row
+                               if k.startswith("val/") and k.endswith(suffix)))
+    return {name: [as_number(row.get(f"val/{name}{suffix}")) for row in rows] for name in names}
 
 
 def loss_series(epochs: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -142,7 +149,7 @@ def loss_series(epochs: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 
 def monitor_curve_figure(epochs: list[dict[str, Any]], metric: str, best_epoch: int | None):
-    x = [row["epoch"] for row in epochs]
+    x = [row["epoch"] for row in validated(epochs)]
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in validation_series(epochs, metric).items():
         style = {"color": "black", "linewidth": 2.5} if name == ENSEMBLE else {}
