@@ -227,7 +227,7 @@ def test_an_image_folder_split_by_patient_and_class(tmp_path):
     data = build_data(spec)
     assert data.info["splits"].startswith("by group (data.group_pattern, stratified)")
     assert all(counts["pneumonia"] > 0 for counts in data.info["class_counts"].values())
-    with pytest.raises(ConfigError, match="data.group_stratify deals groups by class: it needs data.group_pattern"):
+    with pytest.raises(ConfigError, match="data.group_stratify deals groups by class: it needs the groups, data.group_pattern"):
         validate({"data": {"kind": "image_folder", "root": "x", "group_stratify": True}})
     with pytest.raises(ConfigError, match="data.group_stratify applies to data kind"):
         validate({"task": "segmentation", "data": {"kind": "folders", "root": "x", "group_pattern": "p",
@@ -248,3 +248,76 @@ def test_stratified_group_cut_gives_val_and_test_their_share_of_the_whole():
         assert (len(train), len(val), len(test)) == (120, 40, 40)
         assert (labels[val].sum(), labels[test].sum()) == (8, 8)
         assert not {groups[i] for i in train} & {groups[i] for i in np.concatenate([val, test])}
+
+
+def _csv_of_patients(tmp_path, patients_count=24, views=3, extra_columns=True):
+    """A CSV of X-rays whose patient id lives in a column only (file names are UIDs)."""
+    lines = ["patient_id,filepath,diagnosis"]
+    for p in range(patients_count):
+        label = "pneumonia" if p % 2 else "normal"
+        for i in range(views):
+            name = f"img/{(p * 7919 + i * 104729) % 1000003:07d}.png"  # nothing of the patient in it
+            save_grey(tmp_path / name, 40 + 10 * (p % 2) + i)
+            lines.append(f"P{p:03d},{name},{label}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    return DataSpec(kind="csv", root=str(tmp_path / "labels.csv"), path_column="filepath", label_column="diagnosis",
+                    grey=True)
+
+
+def test_a_csv_is_split_by_the_patient_its_group_column_names(tmp_path):
+    """Review 44f: a CSV's patient_id column was read by nothing, and the default split put 87 of
+    100 test patients' images in training too. data.group_column keeps each patient whole; a
+    column that looks like a patient's and repeats is warned of while nothing groups."""
+    from peerdistill.errors import PeerdistillWarning
+
+    spec = _csv_of_patients(tmp_path)
+    with pytest.warns(PeerdistillWarning, match=r"has a column 'patient_id' that repeats ids, a patient's say, and is "
+                                                r"read by nothing: .* set data.group_column=patient_id"):
+        build_data(spec)
+    data = build_data(spec.model_copy(update={"group_column": "patient_id"}))
+    groups = data.info["sample_groups"]
+    assert all(len(groups[s]) == len(data.info["files"][s]) for s in ("train", "val", "test"))
+    sets = [set(groups[s]) for s in ("train", "val", "test")]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2]) and sum(map(len, sets)) == 24
+    assert data.info["splits"].startswith("by group (data.group_column)")
+    # the recorded groups are each file's own: the CSV's patient of every file
+    of_file = {line.split(",")[1]: line.split(",")[0]
+               for line in (tmp_path / "labels.csv").read_text().splitlines()[1:]}
+    assert all(of_file[f] == g for s in groups for f, g in zip(data.info["files"][s], groups[s]))
+    stratified = build_data(spec.model_copy(update={"group_column": "patient_id", "group_stratify": True}))
+    assert set(stratified.info["sample_groups"]["test"]).isdisjoint(stratified.info["sample_groups"]["train"])
+
+
+def test_group_column_mistakes_are_named(tmp_path):
+    spec = _csv_of_patients(tmp_path, patients_count=6, views=2)
+    with pytest.raises(DataError, match=r"has no column 'patient' \(data.group_column; columns: \['patient_id', "):
+        build_data(spec.model_copy(update={"group_column": "patient"}))
+    text = (tmp_path / "labels.csv").read_text().replace("P003,", ",", 1)
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(DataError, match=r"line 8: the patient_id field \(data.group_column\) is empty: give every "):
+        build_data(spec.model_copy(update={"group_column": "patient_id"}))
+    with pytest.raises(ConfigError, match="data.group_pattern and data.group_column both name the groups: keep one"):
+        validate({"data": {"kind": "csv", "root": "x.csv", "group_column": "p", "group_pattern": "(x)"}})
+    with pytest.raises(ConfigError, match="group_column"):
+        validate({"data": {"kind": "image_folder", "root": "x", "group_column": "p"}})  # a CSV's alone
+    (tmp_path / "given.csv").write_text("patient_id,filepath,diagnosis,split\nP0,img/a.png,normal,train\n")
+    save_grey(tmp_path / "img" / "a.png", 40)
+    with pytest.raises(DataError, match="data.group_column keeps each group whole .* gives its own splits"):
+        build_data(spec.model_copy(update={"root": str(tmp_path / "given.csv"), "group_column": "patient_id"}))
+
+
+def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
+    from peerdistill.build import train_from_config
+    from peerdistill.runs import evaluate_run
+
+    spec = _csv_of_patients(tmp_path, patients_count=20)
+    train_from_config(validate({"name": "c", "out_dir": str(tmp_path / "runs"), "teacher": None,
+                                "data": {**spec.model_dump(mode="json"), "group_column": "patient_id",
+                                         "image_size": [8, 8]},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}],
+                                "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 8}}),
+                      progress=False)
+    import json
+
+    tested = json.loads((tmp_path / "runs" / "c" / "run.json").read_text())["data_info"]["sample_groups"]["test"]
+    assert evaluate_run(tmp_path / "runs" / "c", bootstrap=40)["student1"]["ci95_groups"] == len(set(tested)) >= 2

@@ -405,12 +405,15 @@ class _Kept:
 
 
 def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | None:
-    """The group (``data.group_pattern``: a patient) of each scored sample, in the split's
-    order, for a bootstrap that draws whole groups; None where the data has no groups."""
+    """The group (``data.group_pattern`` or ``data.group_column``: a patient) of each scored
+    sample, in the split's order, for a bootstrap that draws whole groups; None where the data
+    has no groups."""
     files = (data.info.get("files") or {}).get(split)
-    if not spec.group_pattern or not files or split == "all":
+    if split == "all" or not files:
         return None
-    return group_ids(files, spec.group_pattern)
+    if spec.group_column:
+        return ((data.info.get("sample_groups") or {}).get(split)) or None
+    return group_ids(files, spec.group_pattern) if spec.group_pattern else None
 
 
 def _add_intervals(figures: dict[str, float], prefix: str, resamples: int, found: dict) -> None:

@@ -118,7 +118,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
 
     if ns.bootstrap:
         groups = next(iter(scores.values())).get("ci95_groups")
-        of = f"its {groups} groups (data.group_pattern)" if groups else "its samples"
+        of = f"its {groups} groups (data.group_pattern or group_column)" if groups else "its samples"
         show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
                             summary))
     else:

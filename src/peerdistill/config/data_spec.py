@@ -53,6 +53,7 @@ FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_mask
 KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
                   "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv"),
+                  "group_column": ("csv",),
                   "pixel_spacing": ("folders",), "dicom_window": IMAGE_FILE_KINDS}
 
 
@@ -62,7 +63,7 @@ NO_FOLD_KINDS = ("npz", "shapes", "boxes")
 # How the data keys act, for comparing two data sections:
 # those that deal a set into train, val and test,
 SPLIT_KEYS = ("split_seed", "folds", "fold", "val_fraction", "test_fraction", "split_dirs", "group_pattern",
-              "group_stratify")
+              "group_column", "group_stratify")
 # those that act in training only: what is read, and the models it builds, stay the same,
 TRAINING_ONLY_KEYS = frozenset({"fold", "augment", "augment_range", "class_weights"})
 # and those that change how images are read, scaled or cut, not which images (with which truth) are in
@@ -117,8 +118,12 @@ class DataSpec(Section):
         default=None, description="regex searched in each image's path (relative to data.root): its first group "
                                   "(or the whole match) is the image's group, a patient say, and the split keeps "
                                   "each group whole (image_folder, csv, folders)")
+    group_column: str | None = Field(
+        default=None, description="csv: the column naming each image's group, a patient say (its id): the split "
+                                  "keeps each group whole, as data.group_pattern does from the paths")
     group_stratify: bool = Field(
-        default=False, description="classification with data.group_pattern: deal the groups so that every split "
+        default=False, description="classification with data.group_pattern or group_column: deal the groups so "
+                                   "that every split "
                                    "holds the classes in about their proportions (scikit-learn's "
                                    "StratifiedGroupKFold; the fractions become 1/k)")
     # csv (classification)
@@ -218,8 +223,11 @@ class DataSpec(Section):
         if self.binary_masks and self.class_names is not None and len(self.class_names) != 2:
             problems.append(f"data.binary_masks reads masks as background and one foreground class, so "
                             f"data.class_names names two classes, not {len(self.class_names)}")
-        if self.group_stratify and not self.group_pattern:
-            problems.append("data.group_stratify deals groups by class: it needs data.group_pattern, the groups")
+        if self.group_stratify and not (self.group_pattern or self.group_column):
+            problems.append("data.group_stratify deals groups by class: it needs the groups, data.group_pattern (or "
+                            "data.group_column for a CSV)")
+        if self.group_pattern and self.group_column:
+            problems.append("data.group_pattern and data.group_column both name the groups: keep one")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
@@ -31,7 +32,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
         if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
         refuse_folds(spec.folds, f"'{root}' (its {'/, '.join(given)}/ folders)")
-        refuse_groups(spec.group_pattern, f"'{root}' (its {'/, '.join(given)}/ folders)")
+        refuse_groups(spec, f"'{root}' (its {'/, '.join(given)}/ folders)")
         _check_every_class_has_images(classes, parts["train"][1], root / "train")
         if "val" not in parts:
             return _val_cut_from_train(parts, classes, spec, stats, source=str(root))
@@ -137,6 +138,8 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
                else "data.path_column / data.label_column to the columns that hold them")
         raise DataError(f"'{path}' has no column {' nor '.join(repr(c) for c, _ in missing)} (columns: "
                         f"{list(rows[0])}); set {fix}")
+    if spec.group_column and spec.group_column not in rows[0]:
+        raise DataError(f"'{path}' has no column '{spec.group_column}' (data.group_column; columns: {list(rows[0])})")
     for line, row in zip(lines, rows):
         if None in row:  # csv puts the fields past the header's under None: a comma unquoted shifted them
             raise DataError(f"'{path}' line {line} has {len(row) - 1 + len(row[None])} fields, the header "
@@ -153,6 +156,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     files = [_listed_path(path, r[spec.path_column]) for r in rows]
     _check_listed_once(files, raw_labels, lines, path)
     labels = [index[lab] for lab in raw_labels]
+    groups = _groups_of_rows(rows, lines, spec, path)
     if "split" in rows[0]:
         parts = {s: ([], []) for s in SPLITS}
         for f, lab, r in zip(files, labels, rows):
@@ -164,10 +168,37 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         if is_kept_whole():
             return _stratified(*_joined(parts), classes, spec, stats, source=str(path))
         refuse_folds(spec.folds, f"'{path}' (its split column)")
-        refuse_groups(spec.group_pattern, f"'{path}' (its split column)")
+        refuse_groups(spec, f"'{path}' (its split column)")
         _check_every_class_has_images(classes, parts["train"][1], Path(f"{path} (split train)"))
         return _given_splits(parts, classes, spec, stats, source=str(path))
-    return _stratified(files, labels, classes, spec, stats, source=str(path))
+    return _stratified(files, labels, classes, spec, stats, source=str(path), groups=groups)
+
+
+# Column names that say a patient (or a study, a case) holds several rows: split by them or not
+# at all, its images fall on both sides of the split.
+_GROUP_LIKE = re.compile(r"patient|subject|case|study|accession|mrn|participant|individual", re.IGNORECASE)
+
+
+def _groups_of_rows(rows: list[dict], lines: list[int], spec: DataSpec, path: Path) -> list[str] | None:
+    """Each row's group by ``data.group_column`` (None without one, after a warning where a
+    column looks like one and its ids repeat)."""
+    if not spec.group_column:
+        read = {spec.path_column, spec.label_column, "split"}
+        likely = [c for c in rows[0] if c and c not in read and _GROUP_LIKE.search(c)
+                  and len({(r.get(c) or "").strip() for r in rows}) < len(rows)]
+        if likely and not spec.group_pattern and "split" not in rows[0]:
+            warn_user(f"'{path}' has a column '{likely[0]}' that repeats ids, a patient's say, and is read by nothing: "
+                      f"the split may put one {likely[0]}'s images in training and in test; set "
+                      f"data.group_column={likely[0]} to keep each whole")
+        return None
+    groups = [(r.get(spec.group_column) or "").strip() for r in rows]
+    empty = [line for line, g in zip(lines, groups) if not g]
+    if empty:
+        raise DataError(f"'{path}' line {empty[0]}: the {spec.group_column} field (data.group_column) is empty"
+                        f"{f' (and on {len(empty) - 1} more lines)' if len(empty) > 1 else ''}: give every image "
+                        "its group")
+    return groups
+
 
 
 def _joined(parts: dict[str, tuple[list, list]]) -> tuple[list, list]:
@@ -302,9 +333,9 @@ def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
     return splits
 
 
-def _stratified(files, labels, classes, spec, stats, source) -> DataSplits:
-    if spec.group_pattern and not is_kept_whole():
-        return _by_group(files, labels, classes, spec, stats, source)
+def _stratified(files, labels, classes, spec, stats, source, groups: list[str] | None = None) -> DataSplits:
+    if (spec.group_pattern or groups is not None) and not is_kept_whole():
+        return _by_group(files, labels, classes, spec, stats, source, groups)
     x = _read_all(files, spec)
     splits = DataSplits.stratified(x, np.asarray(labels), val_fraction=spec.val_fraction,
                                    test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds,
@@ -316,10 +347,12 @@ def _stratified(files, labels, classes, spec, stats, source) -> DataSplits:
     return splits
 
 
-def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
-    """Splits that keep each group (``data.group_pattern``: a patient's images) whole."""
+def _by_group(files, labels, classes, spec, stats, source, groups: list[str] | None = None) -> DataSplits:
+    """Splits that keep each group (a patient's images: ``data.group_pattern`` in their paths,
+    or ``groups``, a CSV's ``data.group_column``) whole."""
     names = _relative_names(files, source)
-    groups = group_ids(names, spec.group_pattern)
+    key = "data.group_column" if groups is not None else "data.group_pattern"
+    groups = groups if groups is not None else group_ids(names, spec.group_pattern)
     cut = stratified_group_cut if spec.group_stratify else group_cut
     extra = (np.asarray(labels),) if spec.group_stratify else ()
     parts = cut(groups, *extra, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
@@ -332,14 +365,16 @@ def _by_group(files, labels, classes, spec, stats, source) -> DataSplits:
                   for s, idx in zip(SPLITS, parts)}
         how = ("" if spec.group_stratify else " without regard to class (data.group_stratify=true deals them by "
                "class)")
-        raise SplitError(f"{exc}. Images per split and class: {counts}", f"data.group_pattern deals whole groups{how}: "
+        raise SplitError(f"{exc}. Images per split and class: {counts}", f"{key} deals whole groups{how}: "
                          "with few groups of a class, try another data.split_seed, or give more groups of it") from None
     splits.info.update(source=source, split_seed=spec.split_seed, cut_from_one_set=True, files={
         s: [names[i] for i in idx] for s, idx in zip(SPLITS, parts)},
         groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)},
+        **({"sample_groups": {s: [groups[i] for i in idx] for s, idx in zip(SPLITS, parts)}}
+           if key == "data.group_column" else {}),  # (eval's bootstrap draws them; a pattern finds them again)
         class_counts={s: dict(zip(classes, np.bincount(y[idx], minlength=len(classes)).tolist()))
                       for s, idx in zip(SPLITS, parts)},
-        splits=f"by group (data.group_pattern{', stratified' if spec.group_stratify else ''}), seed "
+        splits=f"by group ({key}{', stratified' if spec.group_stratify else ''}), seed "
                f"{spec.split_seed}" + (
             f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
     if spec.folds:

@@ -175,7 +175,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         return splits
     if dirs:
         refuse_folds(spec.folds, f"'{root}' (its split folders {sorted(dirs.values())})")
-        refuse_groups(spec.group_pattern, f"'{root}' (its split folders {sorted(dirs.values())})")
+        refuse_groups(spec, f"'{root}' (its split folders {sorted(dirs.values())})")
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")

@@ -299,12 +299,13 @@ def refuse_folds(folds: int | None, source: str) -> None:
                         "data.folds, or put every image in one set to cross-validate")
 
 
-def refuse_groups(pattern: str | None, source: str) -> None:
+def refuse_groups(spec, source: str) -> None:
     """Data that gives its own splits is not cut by group again."""
-    if pattern:
-        raise DataError(f"data.group_pattern keeps each group whole while cutting one set into splits, but {source} "
-                        "gives its own splits: remove data.group_pattern (keep each patient in one of the given "
-                        "splits yourself), or put every image in one set")
+    key = "data.group_pattern" if spec.group_pattern else "data.group_column" if spec.group_column else None
+    if key:
+        raise DataError(f"{key} keeps each group whole while cutting one set into splits, but {source} gives its own "
+                        f"splits: remove {key} (keep each patient in one of the given splits yourself), or put every "
+                        "image in one set")
 
 
 def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
