@@ -352,3 +352,17 @@ def test_binary_auc_takes_a_zero_one_mask_as_well_as_a_boolean_one():
     labels, scores = rng.integers(0, 2, 50), rng.random(50)
     assert binary_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert binary_auc(labels.astype(bool), scores) == binary_auc(labels, scores)
+
+
+def test_midranks_are_scipys_rankdata():
+    """The AUC's midranks, computed with numpy (scipy.stats took most of a second to import),
+    against scipy's on ties, saturated float32 values and random ones."""
+    from scipy.stats import rankdata
+
+    from peerdistill.metrics import midranks
+
+    rng = np.random.default_rng(0)
+    cases = [rng.random(200), rng.integers(0, 5, 300).astype(float), np.ones(7), np.array([3.0]),
+             np.float32([1, 1, 0.99999994, 1, 0.5]), np.arange(10)[::-1].astype(float)]
+    for values in cases:
+        assert np.array_equal(midranks(values), rankdata(values)), values
