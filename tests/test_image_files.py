@@ -345,8 +345,12 @@ def test_other_data_is_scored_by_class_name_not_position(tmp_path):
     assert torch.equal(numbered.test.y, expected) and numbered.class_names == ["10", "2", "9"]
     assert torch.equal(data.test.y, before) and data.class_names == names  # the caller's data untouched
     other = build_data(DataSpec(kind="image_folder", root=str(tmp_path)))
-    with pytest.raises(DataError, match=r"classes \['10'\] that the run does not know"):
+    with pytest.raises(DataError, match=r"classes \['10'\] that the run does not know \(its classes: \['benign', "
+                                        r"'9'\]\): evaluate on data"):
         check_compatible(other, {**meta, "class_names": ["benign", "9"], "num_classes": 2})
+    # names that differ in case or spaces alone are pointed out (review 44f: 'normal' against 'NORMAL')
+    with pytest.raises(DataError, match=r"\('9' is ' 9' there: names differ in case or spaces\): evaluate"):
+        check_compatible(other, {**meta, "class_names": ["benign", " 9"], "num_classes": 2})
 
 
 def test_class_names_are_refused_where_the_data_names_its_classes():

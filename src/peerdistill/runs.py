@@ -553,6 +553,10 @@ def _renumbered(y: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _folded(name: str) -> str:
+    return " ".join(str(name).split()).casefold()
+
+
 def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSplits:
     """Class labels renumbered to the run's class numbers, matched by name: other data (a folder
     tree with fewer classes, a CSV sorting them otherwise, a COCO file numbering its categories
@@ -564,9 +568,13 @@ def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSp
     if not run_names or names == run_names[:len(names)] or (unknown and names == [str(i) for i in range(len(names))]):
         return data
     if unknown:
+        alike = {n: r for n in unknown for r in run_names if _folded(n) == _folded(r)}
+        hint = (f" ({', '.join(f'{n!r} is {r!r} there' for n, r in alike.items())}: names differ in case or spaces)"
+                if alike else "")
         raise DataError(f"the data has classes {unknown[:5]} that the run does not know (its classes: "
-                        f"{run_names}): evaluate on data of the run's classes, named as the run names them "
-                        "(data.class_names, folder or category names)")
+                        f"{run_names}){hint}: evaluate on data of the run's classes, named as the run names them "
+                        "(rename the class folders, the CSV's labels or the categories; data.class_names for masks "
+                        "and arrays)")
     order = torch.tensor([run_names.index(n) for n in names])
     renumbered = {}
     for split in ("train", "val", "test"):
