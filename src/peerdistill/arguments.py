@@ -8,6 +8,7 @@ checked by their pydantic sections; these are the Python callers'.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 from collections.abc import Callable, Mapping
@@ -45,6 +46,14 @@ def check_callbacks(callbacks: Any) -> list[Callable]:
         if not callable(callback):
             raise ConfigError(f"callbacks= holds {callback!r}, which cannot be called: give functions called as "
                               "f(epoch, metrics) after each epoch")
+        try:  # (else it failed only after the first epoch had trained)
+            inspect.signature(callback).bind(0, {})
+        except TypeError:
+            raise ConfigError(f"callbacks= holds {getattr(callback, '__name__', callback)!r}, which cannot be called "
+                              "as f(epoch, metrics), with the epoch (from 0) and that epoch's row of figures: give it "
+                              "those two parameters") from None
+        except ValueError:  # a callable without a signature to read (some built-ins): called as given
+            pass
     return callbacks
 
 
