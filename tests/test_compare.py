@@ -281,7 +281,7 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     saved.write_text(yaml.safe_dump(older, sort_keys=False))
     with pytest.raises(RunDirError, match=r"holds a run with a different config \(train.batch_size: 64 in the "
                                           r"run, 128 now\): delete that run folder \(and its other seeds'\) to train "
-                                          r"that row again, pass --overwrite to redo the whole comparison, or give it "
+                                          r"that row again, pass overwrite=True to redo the whole comparison, or give it "
                                           r"another folder to keep both \(--out DIR\)"):
         compare(tree, ["kd"], 1, progress=False)
     capsys.readouterr()
@@ -402,7 +402,7 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     source = directory / "independent-seed1" / "models" / "teacher.safetensors"
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(source).items()}, source)
     with pytest.raises(RunDirError, match="kd-frozen-teacher-seed1' was distilled from a teacher that .* "
-                                          "no longer holds.*--dry-run lists every run so refused"):
+                                          "no longer holds.*the same call with dry_run=True lists every run so refused"):
         compare(tree, ["kd"], 2, progress=False, teacher_from="independent")
     import io
 
@@ -1253,9 +1253,33 @@ def test_runs_kept_inside_the_data_folder_and_stray_files_leave_the_fingerprint_
     printed = io.StringIO()
     compare(tree, None, 1, progress=False, dry_run=True, console=Console(file=printed, width=100))
     table = printed.getvalue()
-    assert "trained on another version" in " ".join(table.split()) and "--dry-run lists" not in " ".join(table.split())
+    assert "trained on another version" in " ".join(table.split()) and "lists every run so refused" not in " ".join(table.split())
     whole = "".join(line.strip(" │┃") for line in table.splitlines())
     assert f"delete '{first.directory / 'independent-seed0'}'" in whole.replace(" ", "").replace("delete'", "delete '")
+
+
+def test_a_folders_fingerprint_follows_linked_folders_and_counts_dicom_names(tmp_path):
+    """Review 44g: a class folder linked into data.root was not walked, so an image added there
+    went unseen; a data root holding a run.json listed nothing and so saw no change at all."""
+    import numpy as np
+
+    from peerdistill.config import DataSpec
+    from peerdistill.data.fingerprint import data_fingerprint
+
+    _image_folder(tmp_path / "store", np.random.default_rng(3), per_class=2)
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "a").symlink_to(tmp_path / "store" / "a", target_is_directory=True)
+    (tmp_path / "root" / "loop").symlink_to(tmp_path / "root", target_is_directory=True)  # walked once
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "root"))
+    held = data_fingerprint(spec)
+    (tmp_path / "store" / "a" / "2.png").write_bytes((tmp_path / "store" / "a" / "0.png").read_bytes())
+    assert data_fingerprint(spec) != held
+    held = data_fingerprint(spec)
+    (tmp_path / "store" / "a" / "1.2.840.113619.2.5").write_bytes(b"\0" * 200)  # a DICOM export's name, unread
+    assert data_fingerprint(spec) != held
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "run.json").write_text("{}")
+    assert data_fingerprint(DataSpec(kind="image_folder", root=str(tmp_path / "bare"))) is None
 
 
 def test_a_csv_runs_fingerprint_covers_the_images_it_lists(tmp_path):

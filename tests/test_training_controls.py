@@ -627,6 +627,9 @@ def test_a_monitor_that_never_moved_is_warned_of():
     nan = [{**r, "val/ensemble/dice": math.nan} for r in rows]  # never finite: warned of elsewhere
     assert flat_monitor(nan, "ensemble/dice", "segmentation") is None
     assert flat_monitor(rows, "ensemble/auc", "segmentation") is None  # not validated: no value
+    perfect = [{"val/ensemble/accuracy": 1.0, "val/ensemble/ece": 0.0}] * 3  # easy data: ties at the best
+    assert flat_monitor(perfect, "ensemble/accuracy", "classification") is None
+    assert flat_monitor(perfect, "ensemble/ece", "classification") is None
 
 
 def test_kept_weights_predicting_one_class_are_warned_of():

@@ -221,6 +221,13 @@ class Cohort:
             for name, paths in requests.items() if paths
         }
 
+    def hold_heads(self, on: bool) -> None:
+        """Self-distillation models keep their layers hooked (a fit), or let them go."""
+        for m in self.members:
+            inner = unwrap(m.module)
+            if isinstance(inner, HeadedModel):
+                inner.hold_hooks(on)
+
     def to(self, device: torch.device) -> "Cohort":
         for m in self.members:
             m.module.to(device)

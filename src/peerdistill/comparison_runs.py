@@ -157,11 +157,12 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
     return table
 
 
-_DRY_RUN_HINT = "the same command with --dry-run lists every run so refused"
+def _dry_run_hint() -> str:
+    return f"the same call with {option('--dry-run')} lists every run so refused"
 
 
 def _without_dry_run_hint(message: str) -> str:
-    return message.replace(f"; {_DRY_RUN_HINT})", ")").replace(f" ({_DRY_RUN_HINT})", "")
+    return message.replace(f"; {_dry_run_hint()})", ")").replace(f" ({_dry_run_hint()})", "")
 
 
 def _missing_input(plan: Plan) -> str | None:
@@ -345,8 +346,9 @@ def _check_same_files(plan: Plan) -> None:
     trained on: an archive replaced under the same path (its SHA-256 in run.json), a teacher's
     checkpoint trained again (its file's SHA-256, recorded since this check)."""
     meta = read_json(plan.run_dir / RUN_FILE)
-    redo = (f"delete '{plan.run_dir}' to train it again on them, or pass --overwrite to redo the whole comparison "
-            f"(or put back the files it was trained on; {_DRY_RUN_HINT})")
+    redo = (f"delete '{plan.run_dir}' to train it again on them, or pass {option('--overwrite')} to redo the whole "
+            "comparison "
+            f"(or put back the files it was trained on; {_dry_run_hint()})")
     trained_on = (meta.get("data_info") or {}).get("sha256")
     root = Path(plan.cfg.data.root or "")
     if plan.cfg.data.kind == "npz" and trained_on and root.is_file() and file_sha256(root) != trained_on:
@@ -388,7 +390,7 @@ def _check_same_teachers(plan: Plan) -> None:
         if used.is_file() and now.is_file() and not _same_tensors(used, now):
             raise RunDirError(f"'{plan.run_dir}' was distilled from a {name} that '{plan.source_run}' no longer "
                               f"holds (that run was trained again): delete '{plan.run_dir}' to redo it, "
-                              f"or pass --overwrite to redo the whole comparison ({_DRY_RUN_HINT})")
+                              f"or pass {option('--overwrite')} to redo the whole comparison ({_dry_run_hint()})")
 
 
 def _same_tensors(a: Path, b: Path) -> bool:
@@ -459,21 +461,21 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
         saved = as_read(load_saved_config(saved_path))
     except (ConfigError, yaml.YAMLError) as exc:
         raise RunDirError(f"'{run_dir}' holds a run whose config no longer reads "
-                          f"({str(exc).strip().splitlines()[-1].strip()}): pass --overwrite to redo the "
-                          f"comparison, or {KEEP_BOTH}") from None
+                          f"({str(exc).strip().splitlines()[-1].strip()}): pass {option('--overwrite')} to redo "
+                          f"the comparison, or {KEEP_BOTH}") from None
     now = as_read(cfg)
     changed = differences(what_a_result_depends_on(relocated(saved, saved["out_dir"], now["out_dir"])),
                           what_a_result_depends_on(now))
     if changed:
         raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): delete that run "
-                          "folder (and its other seeds') to train that row again, pass --overwrite to redo the whole "
-                          f"comparison, or {KEEP_BOTH} (a --setting of another NAME keeps both too)")
+                          f"folder (and its other seeds') to train that row again, pass {option('--overwrite')} to redo "
+                          f"the whole comparison, or {KEEP_BOTH} (a --setting of another NAME keeps both too)")
     run = RunDir(run_dir)
     if not run.is_complete:
         return "unfinished" if run.resume_path.is_file() else "new"
     if not (run_dir / METRICS_FILE).is_file():  # its figures gone; its models, kept, not trained over
         raise RunDirError(f"'{run_dir}' is a finished run without its metrics.json: restore the file, or delete "
-                          "the folder to train that run again (--overwrite redoes the whole comparison)")
+                          f"the folder to train that run again ({option('--overwrite')} redoes the whole comparison)")
     return "finished"
 
 
@@ -482,4 +484,4 @@ def _resume(cfg: RunConfig, run_dir: Path, progress: bool) -> None:
         train_from_config(cfg, run_dir=run_dir, resume=True, progress=progress)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}. In this comparison: delete '{run_dir}' to train that run again from the start, "
-                              "or pass --overwrite to redo the whole comparison") from None
+                              f"or pass {option('--overwrite')} to redo the whole comparison") from None

@@ -3,8 +3,9 @@
 
 An archive (or any single file) by its SHA-256. A folder by a listing of the names and sizes of
 its data files, not their contents (reading every image again would make a large folder slow;
-an image edited in place at the same size goes unseen): its images (DICOM ones included) and
-annotation JSON, leaving out hidden files (``.DS_Store``), other files (notes, ``Thumbs.db``)
+an image edited in place at the same size goes unseen), linked folders followed: its images
+(DICOM ones by their names too) and annotation JSON, leaving out hidden files (``.DS_Store``),
+other files (notes, ``Thumbs.db``)
 and peerdistill's own: a run's folder (it holds run.json) and a comparison's tables, which a
 project keeping its runs beside its images would otherwise change with every run. A CSV by its
 SHA-256 with the listing of the images it names. Fingerprints of the earlier form (``listing:``,
@@ -13,7 +14,6 @@ every file under the folder) are not compared.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -22,7 +22,7 @@ from ..config import DataSpec
 from ..run_files import COMPARISON_TABLES, REPORT_FILE, RUN_FILE
 from .digests import file_sha256
 from .image_files import listed_files
-from .image_io import is_image_file
+from .image_io import EXPORT_SUFFIX, IMAGE_SUFFIXES
 
 FOLDER = "files:"  # a folder's listing
 TABLE = "csv:"  # a CSV with the images it lists
@@ -37,7 +37,8 @@ def data_fingerprint(spec: DataSpec) -> str | None:
         return None
     path = Path(spec.root)
     if path.is_dir():
-        return FOLDER + _listing(path, _data_files(path))
+        files = list(_data_files(path))
+        return FOLDER + _listing(path, files) if files else None  # (none found: nothing to compare)
     if spec.kind == "csv":
         return TABLE + _listing(path.parent, listed_files(path, spec.path_column), seed=file_sha256(path))
     return file_sha256(path)
@@ -58,10 +59,13 @@ def what_differs(held: str) -> str:
 
 
 def _data_files(root: Path):
-    for folder, dirs, files in os.walk(root):
-        if RUN_FILE in files:  # a run's folder: its pictures and tables are no data
+    seen = set()  # the folders walked, by their real paths: links followed (a class folder linked in), once
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if RUN_FILE in files or real in seen:  # a run's folder: its pictures and tables are no data
             dirs.clear()
             continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(folder) / name
@@ -70,9 +74,10 @@ def _data_files(root: Path):
 
 
 def _is_data_file(path: Path) -> bool:
-    with contextlib.suppress(OSError):  # (a file gone meanwhile, a broken link)
-        return path.suffix.lower() == ".json" or is_image_file(path)
-    return False
+    """An image or annotation file by its name: a name as DICOM exports give them (no suffix, a
+    UID, .IMA) counts unread (reading each one's start made a large folder's listing slow)."""
+    suffix = path.suffix.lower()
+    return suffix == ".json" or suffix in IMAGE_SUFFIXES or bool(EXPORT_SUFFIX.match(suffix))
 
 
 def _listing(base: Path, files, seed: str = "") -> str:

@@ -59,6 +59,7 @@ class RunnerSetup:
             for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
                 m.module = distributed.sync_batchnorm(m.module)
             self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
+            self.cohort.hold_heads(True)
         self.groups = []
         if self.speed.fuse_students:
             for names in self._fusable_sets():

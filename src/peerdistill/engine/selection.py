@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..metrics import lower_is_better
+
 # Figures to monitor instead, by task (the default one is what failed).
 _INSTEAD = {"classification": ("ensemble/balanced_accuracy", "ensemble/auc"), "segmentation": ("ensemble/auc",),
             "detection": ("ensemble/ap50",)}
@@ -18,8 +20,8 @@ def flat_monitor(history: list[dict[str, Any]], monitor: str, task: str) -> str 
     values = [row[f"val/{monitor}"] for row in history if f"val/{monitor}" in row]
     if len(values) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         return None
-    if max(values) != min(values):
-        return None
+    if max(values) != min(values) or _at_its_best(monitor.split("/")[-1], values[0]):
+        return None  # (perfect in every epoch, easy data: a tie, not a failure to learn)
     instead = [m for m in _INSTEAD.get(task, ()) if m != monitor]
     return (f"val {monitor} was {values[0]:.4g} in every epoch ({len(values)}): no epoch was better than the "
             "first, whose weights are kept as the best (and train.patience, if set, stopped the run for it); "
@@ -58,6 +60,12 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
 
 
 FEW_STEPS = 20  # optimizer steps an epoch below which BatchNorm's running statistics may not keep up
+
+
+def _at_its_best(metric: str, value: float) -> bool:
+    """A figure at the best its scale allows: 1 (accuracy, dice, AUC, ...) or, for one where
+    lower is better, 0."""
+    return value <= 0 if lower_is_better(metric) else value >= 1
 
 
 def _is_number(value: object) -> bool:

@@ -235,6 +235,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         # Every model records its layers again: a fit before this one handed packed students'
         # layers to their group, which is built anew below.
         self.cohort.capture(self.graph.feature_requests())
+        self.cohort.hold_heads(True)
         self.scaler = self.speed.grad_scaler(self.device)
         # The data order: one generator, in step on every process (each keeps its share).
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -403,6 +404,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # forward's activations), fail torch.save(model) and torch.jit.script, and pile up
             # with the hooks of a next Cohort of the same modules.
             self.cohort.capture({})
+            self.cohort.hold_heads(False)
 
     def _read_resume_state(self) -> dict[str, Any]:
         # without a checkpoint, the message says whether train alone starts the run again: it kept

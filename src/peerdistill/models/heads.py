@@ -75,6 +75,7 @@ class HeadedModel(nn.Module):
         self.head_layers = list(head_layers)
         self.deep_layer = deep_layer
         self.owner = owner
+        self._held: FeatureRecorder | None = None
         was_training = base.training
         base.eval()
         with self._recording() as recorder:
@@ -104,14 +105,27 @@ class HeadedModel(nn.Module):
 
     @contextlib.contextmanager
     def _recording(self) -> Iterator[FeatureRecorder]:
-        """The head and deep layers hooked for the duration only: the network carries no hook
-        of ours between forwards (``torch.save(model.base)`` works, a forward of the bare
-        network keeps nothing), and layers replaced in place (SyncBatchNorm) are found anew."""
+        """The head and deep layers hooked: for the duration only, unless held (``hold_hooks``).
+        The network carries no hook of ours between forwards otherwise (``torch.save(model.base)``
+        works, a forward of the bare network keeps nothing)."""
+        if self._held is not None:
+            yield self._held
+            return
         recorder = FeatureRecorder(self.base, [*self.head_layers, self.deep_layer], self.owner)
         try:
             yield recorder
         finally:
             recorder.remove()
+
+    def hold_hooks(self, on: bool) -> None:
+        """Keep the layers hooked between forwards (the trainer, for a fit: a compiled forward
+        registering hooks broke its graph at each), hooked anew on the layers there now (after
+        SyncBatchNorm replaced them); or let them go."""
+        if self._held is not None:
+            self._held.remove()
+            self._held = None
+        if on:
+            self._held = FeatureRecorder(self.base, [*self.head_layers, self.deep_layer], self.owner)
 
     def forward(self, x: torch.Tensor) -> dict:
         with self._recording() as recorder:
