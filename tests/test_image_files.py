@@ -703,6 +703,13 @@ def test_jpeg_masks_of_class_indices_are_refused(tmp_path):
     jpeg_of_0_1_masks(tmp_path)  # their edges gain 2s: a third class
     with pytest.raises(DataError, match="is a JPEG: compression changes label values"):
         folders(tmp_path)
+    # 0/255 JPEG masks read without binary_masks: the JPEG is named, not the stray values alone (review 44c)
+    for i in range(4):
+        save(np.full((6, 6), 30 * i, np.uint8), tmp_path / "wide" / "images" / f"{i}.png")
+        save(square(1) * 255, tmp_path / "wide" / "masks" / f"{i}.jpg", quality=70)
+    with pytest.raises(DataError, match=r"is a JPEG: .* 0/255 JPEG masks of one foreground class are read with "
+                                        r"data.binary_masks=true"):
+        folders(tmp_path / "wide")
 
 
 def palette_mask(path, indices, palette):

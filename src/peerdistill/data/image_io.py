@@ -443,6 +443,10 @@ def class_labels(mask: MaskValues, path: Path, num_classes: int | None = None) -
     """[H, W] uint8 class indices, checked: below ``num_classes`` when it is given, else at most
     50 (label images hold small indices); 255 marks ignored pixels. JPEG masks are refused:
     compression changes the values near every edge (0/1 masks gain 2s)."""
+    if mask.lossy:  # (first: the stray values a JPEG mask holds are its compression's)
+        raise DataError(f"mask '{path.name}' is a JPEG: compression changes label values near every edge (0/1 masks "
+                        "gain 2s), so class-index masks must be saved losslessly (PNG, TIFF, BMP or GIF); 0/255 "
+                        "JPEG masks of one foreground class are read with data.binary_masks=true")
     values = np.unique(mask.values)
     labels = values[values != IGNORE]
     limit = (num_classes - 1) if num_classes else 50
@@ -452,10 +456,6 @@ def class_labels(mask: MaskValues, path: Path, num_classes: int | None = None) -
             f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
             f"be label images with class indices {bound} (255: ignored); for 0/255 masks set data.binary_masks=true"
         )
-    if mask.lossy:
-        raise DataError(f"mask '{path.name}' is a JPEG: compression changes label values near every edge (0/1 masks "
-                        "gain 2s), so class-index masks must be saved losslessly (PNG, TIFF, BMP or GIF); 0/255 "
-                        "JPEG masks of one foreground class are read with data.binary_masks=true")
     return mask.values.astype(np.uint8)
 
 
