@@ -34,8 +34,8 @@ def check_resamples(resamples: int) -> None:
     if isinstance(resamples, bool) or not isinstance(resamples, numbers.Integral) or resamples < 0:
         raise ConfigError(f"{option('--bootstrap', repr(resamples))}: give a count of resamples, 0 for none (e.g. 1000)")
     if 0 < resamples < MIN_RESAMPLES:
-        raise ConfigError(f"{option('--bootstrap', repr(resamples))}: a 95% interval needs at least {MIN_RESAMPLES} resamples (one "
-                          f"beyond each 2.5% tail); give 1000 to 10000, or 0 for none")
+        raise ConfigError(f"{option('--bootstrap', repr(resamples))}: a 95% interval needs at least {MIN_RESAMPLES} "
+                          "resamples (one beyond each 2.5% tail); give 1000 to 10000, or 0 for none")
 
 
 @dataclass(frozen=True)

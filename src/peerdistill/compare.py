@@ -126,7 +126,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     settings = settings_of(configs, bases, presets, teacher_from, by_name)
     labels = [setting.label for setting in settings]
     if baseline is not None and baseline not in labels:
-        raise ConfigError(f"{option('--baseline', repr(baseline))} is not one of the compared settings: {', '.join(labels)}")
+        raise ConfigError(f"{option('--baseline', repr(baseline))} is not one of the compared settings: "
+                          f"{', '.join(labels)}")
     baseline = baseline or default_baseline(labels)
     if folds:
         _check_foldable(bases)
@@ -173,7 +174,8 @@ def _checked_options(presets: list[str] | None, seeds: int, jobs: int, folds: in
     if jobs < 1:
         raise ConfigError(f"{option('--jobs')} must be at least 1")
     if folds is not None and not 2 <= folds <= MAX_FOLDS:
-        raise ConfigError(f"{option('--folds')} must be 2 to {MAX_FOLDS} (got {folds}): each fold is the test split of one run")
+        raise ConfigError(f"{option('--folds')} must be 2 to {MAX_FOLDS} (got {folds}): each fold is the test split "
+                          "of one run")
     if jobs > 1 and launched():
         raise ConfigError(f"{option('--jobs')} starts processes of its own, which would join torchrun's process "
                           f"group: drop {option('--jobs')}, or run compare without torchrun")
@@ -204,7 +206,8 @@ def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row
                               "and rows and run folders are named after configs: give each config its own `name`")
         directory = Path(out) if out else Path(bases[0].out_dir) / "compare"
     if (directory / RUN_FILE).is_file():  # a mistyped --out: its runs and tables would nest inside that run
-        raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own ({option('--out')})")
+        raise ConfigError(f"'{directory}' is a training run's folder: give the comparison a folder of its own "
+                          f"({option('--out')})")
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"'{directory}' is a file: the comparison writes a folder of runs and tables; give another "
                           f"{option('--out')}")

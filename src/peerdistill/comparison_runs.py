@@ -20,7 +20,8 @@ from rich.table import Table
 from safetensors.torch import load_file
 
 from .terminal import Console
-from .build import build_cohort, checkpoint_file, file_sha256, train_from_config
+from .build import build_cohort, checkpoint_file, train_from_config
+from .data.digests import file_sha256
 from .data import fingerprint as fingerprints
 from .data import build_data
 from .data.sources import check_new_run_data
@@ -78,9 +79,10 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
         unread = [p for p in dict.fromkeys(presets or [b.distill.preset for b in bases])
                   if p != teacher_from and p not in (*TEACHER_PRESETS, "custom")]
         if unread:  # their rows would claim a distillation that never happens
-            raise ConfigError(f"{option('--teacher-from', repr(teacher_from))}: preset(s) {', '.join(unread)} do not learn from a "
-                              f"teacher, so a frozen one would change nothing; list presets that do ("
-                              f"{', '.join(TEACHER_PRESETS)}), and compare the others without {option('--teacher-from')}")
+            raise ConfigError(f"{option('--teacher-from', repr(teacher_from))}: preset(s) {', '.join(unread)} do not "
+                              "learn from a teacher, so a frozen one would change nothing; list presets that do ("
+                              f"{', '.join(TEACHER_PRESETS)}), and compare the others without "
+                              f"{option('--teacher-from')}")
 
     def label_of(base: RunConfig, preset: str, named_by_preset: bool) -> str:
         if len(configs) == 1 and not by_name:

@@ -178,7 +178,8 @@ def best_student(run_dir: Path, meta: dict) -> str:
     """The student of a finished run with the best final validation score by its monitor."""
     metrics = RunDir(run_dir).metrics()
     if metrics.get("status") != "complete":
-        raise CheckpointError(f"'{run_dir}' has not finished: name the model ({option('--model', repr('student1'))}) or resume it first")
+        raise CheckpointError(f"'{run_dir}' has not finished: name the model ({option('--model', repr('student1'))}) "
+                              "or resume it first")
     metric = metrics["monitor"].split("/", 1)[1]
     students = [e["name"] for e in meta["members"] if e["role"] == "student"]
     scores = metrics.get("val_at_best") or {}
@@ -400,7 +401,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     check_not_negative("export_run", tolerance=tolerance)
     _check_quantize(quantize, fmt, calibration, min_agreement)
     if tta and fmt != "onnx":
-        raise ConfigError(f"{option('--tta')} puts the flips into an ONNX graph; safetensors holds weights alone: export as onnx")
+        raise ConfigError(f"{option('--tta')} puts the flips into an ONNX graph; safetensors holds weights alone: "
+                          "export as onnx")
     name, module, output, meta = pick_model(run_dir, model, modules)
     if decoding:
         meta = with_decoding(meta, decoding, "export")
@@ -410,8 +412,8 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     finished = RunDir(run_dir).is_complete  # when its weights were read (training may end meanwhile)
     module = flip_averaged(module, output, meta, tta)
     if quantize and meta.get("task") == "detection":
-        raise ConfigError(f"{option('--quantize', repr('int8'))} is for classification and segmentation: a detector's box regression "
-                          "is not checked by class agreement; export it in fp32")
+        raise ConfigError(f"{option('--quantize', repr('int8'))} is for classification and segmentation: a "
+                          "detector's box regression is not checked by class agreement; export it in fp32")
     if (temperature_scaling or operating_point) and fmt != "onnx":
         raise ConfigError(f"{option('--temperature-scaling')} and {option('--operating-point')} go into an ONNX graph "
                           "and its JSON; "
@@ -589,8 +591,9 @@ def _named_target(run_dir: Path, name: str, fmt: str, out: str | Path | None) ->
         sidecar = sidecar_path(target)
         check_not_a_run_file(sidecar, f"{option('--out')} (its .json beside the .onnx)")
         if sidecar.exists() and not _is_sidecar(sidecar):  # an annotation file or a config of that name
-            raise ConfigError(f"{option('--out', repr(str(out)))} would replace '{sidecar}', which export did not write (its JSON goes "
-                              "beside the .onnx, under the same name): choose another name or folder")
+            raise ConfigError(f"{option('--out', repr(str(out)))} would replace '{sidecar}', which export did not "
+                              "write (its JSON goes beside the .onnx, under the same name): choose another name or "
+                              "folder")
     return target
 
 

@@ -30,8 +30,8 @@ def check_per_sample_path(path: str | Path, data_places: list[Path] = ()) -> Non
                           f"{Path(path) / 'per_sample.csv'}")
     check_not_a_run_file(path, option("--per-sample"))
     if Path(path).suffix.lower() != ".csv":
-        raise ConfigError(f"{option('--per-sample', repr(str(path)))} does not end in .csv: the table is written as a CSV file, e.g. "
-                          f"{Path(path).with_suffix('.csv')}")
+        raise ConfigError(f"{option('--per-sample', repr(str(path)))} does not end in .csv: the table is written as "
+                          f"a CSV file, e.g. {Path(path).with_suffix('.csv')}")
     check_not_in_data(path, list(data_places), option("--per-sample"))
 
 

@@ -51,8 +51,9 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
         by_class.setdefault(c, []).append(model)
     said = "; ".join(f"{' and '.join(models)} predict{'s' if len(models) == 1 else ''} '{c}'"
                      for c, models in by_class.items())
-    cause = (f"with {steps_per_epoch} optimizer step{'s' if steps_per_epoch != 1 else ''} an epoch, BatchNorm's running statistics (which evaluation "
-             "uses) may lag the weights: a smaller train.batch_size or more epochs" if steps_per_epoch < FEW_STEPS else
+    steps = f"{steps_per_epoch} optimizer step{'s' if steps_per_epoch != 1 else ''}"
+    cause = (f"with {steps} an epoch, BatchNorm's running statistics (which evaluation uses) may lag the weights: "
+             "a smaller train.batch_size or more epochs" if steps_per_epoch < FEW_STEPS else
              "an imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), weigh the "
              "classes (data.class_weights=true) or train longer")
     return (f"with the weights kept as the best (epoch {epoch + 1}), {said} for every validation image, though the "

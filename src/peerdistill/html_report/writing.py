@@ -63,8 +63,8 @@ def write_report_holding_warnings(path: str | Path,
     target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
     check_not_a_run_file(target)
     if target.suffix.lower() not in (".html", ".htm"):  # never a page over an image or a config of that name
-        raise ConfigError(f"{option('--out', repr(str(out)))} does not end in .html: the report is one HTML page (give a .html file or "
-                          "a folder)")
+        raise ConfigError(f"{option('--out', repr(str(out)))} does not end in .html: the report is one HTML page "
+                          "(give a .html file or a folder)")
     _check_writable_here(target)
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
     # or became a formula).
@@ -114,5 +114,5 @@ def _check_writable_here(target: Path) -> None:
         raise ConfigError(f"{option('--out', repr(str(target)))}: '{blocking}' is a file, not a folder; give another place")
     if target.is_file():
         if not is_report_page(target):
-            raise ConfigError(f"'{target}' exists and is not a peerdistill report: give {option('--out')} another name, or move "
-                              "that file away")
+            raise ConfigError(f"'{target}' exists and is not a peerdistill report: give {option('--out')} another "
+                              "name, or move that file away")
