@@ -68,6 +68,9 @@ def test_readme_python_example(tmp_path, capsys):
     students = {k: v for k, v in modules.items() if k != "teacher"}
     alone = evaluate_run(run, modules=students, data=data, roles=("student",))
     assert set(alone) == {"student1", "student2", "ensemble"} and jsonable(alone["ensemble"]) == jsonable(scores["ensemble"])
+    # a bootstrap of splits given in Python: no data section to read groups from, and none needed
+    drawn = evaluate_run(run, modules=students, data=data, roles=("student",), bootstrap=40)["ensemble"]
+    assert drawn["ci95_low_accuracy"] <= drawn["accuracy"] <= drawn["ci95_high_accuracy"]
     assert export_run(run, "student2", out=tmp_path / "s2.onnx", modules=students).max_abs_diff <= 1e-4
     predict_files(run, [str(tmp_path / "x.npz")], tmp_path / "q.csv", model="ensemble", modules=students)
     assert (tmp_path / "q.csv").read_text() == (tmp_path / "p.csv").read_text()

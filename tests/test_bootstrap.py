@@ -186,3 +186,20 @@ def test_the_figures_at_an_operating_point_get_intervals_at_the_fixed_threshold(
     assert "ci95_low_op_threshold" not in scores  # chosen on validation: not resampled
     assert main(["eval", str(tmp_path / "b"), "--operating-point", "youden", "--bootstrap", "50"]) == 0
     assert f"{scores['op_sensitivity']:.4f} [" in capsys.readouterr().out
+
+
+def test_a_bootstrap_of_few_units_is_said_to_give_too_narrow_intervals():
+    import warnings
+
+    from peerdistill.bootstrap import FEW_UNITS, warn_if_few_units
+    from peerdistill.errors import PeerdistillWarning
+
+    with pytest.warns(PeerdistillWarning, match=r"^the bootstrap draws from 5 patients \(groups\): with fewer than 20, "
+                                                r"a percentile interval covers less than the 95%"):
+        warn_if_few_units(5, grouped=True)
+    with pytest.warns(PeerdistillWarning, match=r"^the bootstrap draws from 19 samples: "):
+        warn_if_few_units(FEW_UNITS - 1, grouped=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_few_units(FEW_UNITS, grouped=False)  # enough: no word
+        warn_if_few_units(1, grouped=False)  # refused by resampled itself, with its own message

@@ -769,6 +769,37 @@ def test_a_damaged_metrics_json_is_one_message(tmp_path, capsys, damage):
     assert "is a finished run without its metrics.json: restore the file" in capsys.readouterr().err
 
 
+def test_predict_skip_unreadable_predicts_the_others_and_lists_the_damaged_beside_them(tmp_path, capsys):
+    run_cli("train", f"out_dir={tmp_path / 'runs'}", "name=r", *FAST, "--quiet")
+    run = tmp_path / "runs" / "r"
+    images = tmp_path / "export"
+    images.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / f"{name}.png")
+    (images / "c.png").write_bytes(b"")  # an interrupted copy
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    run_cli("predict", run, images, "--out", out, expect=2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: cannot read image '{images / 'c.png'}'" in err
+    assert err.endswith("--skip-unreadable predicts the other 2 and lists these in a CSV beside the predictions")
+    assert not out.exists()
+    run_cli("predict", run, images, "--out", out, "--skip-unreadable")
+    with open(out, newline="") as fh:
+        assert [row["input"] for row in csv.DictReader(fh)] == [str(images / "a.png"), str(images / "b.png")]
+    listing = tmp_path / "p.unreadable.csv"
+    with open(listing, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [row["input"] for row in rows] == [str(images / "c.png")]
+    assert rows[0]["why"].startswith(f"cannot read image '{images / 'c.png'}'") and "empty" in rows[0]["why"]
+    assert (f"1 of 3 inputs cannot be read and were not predicted, each listed with why in {listing}"
+            in " ".join(capsys.readouterr().err.split()))
+    # mended: the list of an earlier predict would name a file this one read, so it goes
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "c.png")
+    run_cli("predict", run, images, "--out", out, "--skip-unreadable")
+    assert not listing.exists() and len(out.read_text().splitlines()) == 4
+
+
 def test_outputs_never_land_on_a_runs_own_files_or_the_inputs(tmp_path, capsys):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")

@@ -1228,6 +1228,33 @@ def test_a_run_is_not_reused_once_its_image_folder_holds_other_files(tmp_path):
     assert data_fingerprint(DataSpec(kind="npz", root=str(tmp_path / "none"))) is None
 
 
+def test_a_csv_runs_fingerprint_of_the_earlier_form_is_compared_as_the_tables_sha256(tmp_path):
+    """Review 45a: a CSV's fingerprint was its bare SHA-256 before its images were listed too; the
+    comparisons finished then were all refused as trained on another version of the table."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "img").mkdir()
+    lines = ["path,label"]
+    for i in range(32):
+        Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "img" / f"{i}.png")
+        lines.append(f"img/{i}.png,{i % 2}")
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    tree = {**_folder_run(tmp_path, tmp_path / "t.csv", tmp_path / "runs")}
+    tree["data"] = {**tree["data"], "kind": "csv"}
+    first = compare(tree, None, 1, progress=False)
+    run_json = first.directory / "independent-seed0" / "run.json"
+    meta = json.loads(run_json.read_text())
+    meta["data_fingerprint"] = hashlib.sha256((tmp_path / "t.csv").read_bytes()).hexdigest()  # as recorded then
+    run_json.write_text(json.dumps(meta))
+    compare(tree, None, 1, progress=False)  # the same table: reused
+    (tmp_path / "t.csv").write_text("\n".join(lines[:-1]) + "\n")  # a row fewer
+    with pytest.raises(RunDirError, match=r"independent-seed0' was trained on another version of '.*t.csv' \(its "
+                                          r"SHA-256 differs from run.json's data_fingerprint\)"):
+        compare(tree, None, 1, progress=False)
+
+
 def test_runs_kept_inside_the_data_folder_and_stray_files_leave_the_fingerprint_alone(tmp_path):
     """Review 44a: a project folder holding its images and its runs (out_dir inside data.root)
     had every run refused by the next compare (the runs' own files were listed), as had one

@@ -7,7 +7,7 @@ from PIL import Image
 from peerdistill.config import DataSpec, validate
 from peerdistill.data import build_data
 from peerdistill.data.splits import group_cut, group_ids
-from peerdistill.errors import ConfigError, DataError
+from peerdistill.errors import ConfigError, DataError, PeerdistillWarning, SplitError
 
 
 def patients(counts):
@@ -270,9 +270,23 @@ def test_a_csv_is_split_by_the_patient_its_group_column_names(tmp_path):
     column that looks like a patient's and repeats is warned of while nothing groups."""
     from peerdistill.errors import PeerdistillWarning
 
+    import warnings
+
+    from peerdistill.data.splits import kept_whole
+
     spec = _csv_of_patients(tmp_path)
-    with pytest.warns(PeerdistillWarning, match=r"has a column 'patient_id' that repeats ids, a patient's say, and is "
-                                                r"read by nothing: .* set data.group_column=patient_id"):
+    # a patient's age repeats too (review 45a): grouping by it would be no patient split, so it is not named
+    lines = (tmp_path / "labels.csv").read_text().splitlines()
+    (tmp_path / "labels.csv").write_text("\n".join([lines[0] + ",Patient Age"] + [f"{line},{40 + k % 3}"
+                                                   for k, line in enumerate(lines[1:])]) + "\n")
+    with pytest.warns(PeerdistillWarning) as caught:
+        build_data(spec)
+    said = [str(w.message) for w in caught if "repeat ids" in str(w.message)]
+    assert said == [f"'{tmp_path / 'labels.csv'}' has a column 'patient_id' that repeat ids, a patient's say, and are "
+                    "read by nothing: the split may put one patient's images in training and in test; set "
+                    "data.group_column=patient_id (the column naming each patient) to keep each whole"]
+    with warnings.catch_warnings(), kept_whole():  # scored whole (eval --split all): nothing is split
+        warnings.filterwarnings("error", message=".*repeat ids")
         build_data(spec)
     data = build_data(spec.model_copy(update={"group_column": "patient_id"}))
     groups = data.info["sample_groups"]
@@ -319,5 +333,23 @@ def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
                       progress=False)
     import json
 
-    tested = json.loads((tmp_path / "runs" / "c" / "run.json").read_text())["data_info"]["sample_groups"]["test"]
+    groups = json.loads((tmp_path / "runs" / "c" / "run.json").read_text())["data_info"]["sample_groups"]
+    tested = groups["test"]
     assert evaluate_run(tmp_path / "runs" / "c", bootstrap=40)["student1"]["ci95_groups"] == len(set(tested)) >= 2
+    # scored whole (--split all, as an external set is): drawn by patient too, every patient of every split
+    whole = evaluate_run(tmp_path / "runs" / "c", bootstrap=40, split="all",
+                         data_spec=spec.model_copy(update={"group_column": "patient_id", "image_size": [8, 8]}))
+    assert whole["student1"]["ci95_groups"] == len(set(groups["train"] + groups["val"] + tested)) == 20
+    # an external table without the column is scored whole all the same (nothing is split), by image
+    table = (tmp_path / "labels.csv").read_text().splitlines()
+    (tmp_path / "other.csv").write_text("\n".join(line.split(",", 1)[1] for line in table) + "\n")
+    other = spec.model_copy(update={"root": str(tmp_path / "other.csv"), "group_column": "patient_id",
+                                    "image_size": [8, 8]})
+    with pytest.warns(PeerdistillWarning, match="the all split's samples are not matched to their data.group_column"):
+        scored = evaluate_run(tmp_path / "runs" / "c", bootstrap=40, split="all", data_spec=other)["student1"]
+    assert "ci95_groups" not in scored and scored["ci95_low_accuracy"] <= scored["accuracy"]
+    # too few patients to split: the key that named them is the one to drop
+    few = spec.model_copy(update={"group_column": "patient_id"})
+    (tmp_path / "labels.csv").write_text("\n".join(table[:7]) + "\n")  # two patients
+    with pytest.raises(SplitError, match="2 groups are too few .* drop data.group_column"):
+        build_data(few)

@@ -132,6 +132,34 @@ def test_a_jpeg_pillow_cannot_decode_may_be_a_variant_it_lacks_and_is_told_both_
         read_image(tmp_path / "x.jpg")
 
 
+def test_training_data_with_several_damaged_files_names_them_all_in_one_message(tmp_path):
+    # a half-finished copy seldom damages one file: each attempt naming one would take as many tries
+    for label in ("a", "b"):
+        (tmp_path / "tree" / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 30 * i, np.uint8)).save(tmp_path / "tree" / label / f"{i}.png")
+    for damaged in ("a/1.png", "b/3.png"):
+        path = tmp_path / "tree" / damaged
+        path.write_bytes(path.read_bytes()[:30])  # cut short
+    with pytest.raises(DataError) as caught:
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "tree")))
+    lines = str(caught.value).split("\n")
+    assert lines[0] == "2 of 8 images cannot be read:" and len(lines) == 3
+    assert [line.split("'")[1] for line in lines[1:]] == [str(tmp_path / "tree" / "a" / "1.png"),
+                                                         str(tmp_path / "tree" / "b" / "3.png")]
+    assert all("; the file is damaged" in line and line.endswith("remove it") for line in lines[1:])
+    # segmentation: the sizes of images and masks are compared first, and that reading too names every file
+    for folder in ("images", "masks"):
+        (tmp_path / "seg" / folder).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "seg" / folder / f"{i}.png")
+    (tmp_path / "seg" / "images" / "0.png").write_bytes(b"")
+    (tmp_path / "seg" / "masks" / "2.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"^2 of 3 image files and masks cannot be read:\n  - cannot read image "
+                                        r"'.*0.png'.*\n  - cannot read mask '.*2.png'"):
+        read_pairs(tmp_path / "seg", DataSpec(kind="folders", root=str(tmp_path / "seg")))
+
+
 def test_binary_masks_by_brightest_channel_alpha_or_any_class(tmp_path):
     red = np.zeros((4, 4, 3), np.uint8)
     red[1:3, 1:3, 0] = 255  # luminance 76: a grey threshold at 127 would lose it

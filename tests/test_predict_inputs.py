@@ -71,3 +71,50 @@ def test_an_input_named_twice_is_read_once_and_said(tmp_path):
     (tmp_path / "link.png").symlink_to(tmp_path / "0.png")  # a link is an input of its own, as named
     read, said = _said([str(tmp_path / "0.png"), str(tmp_path / "link.png")], 1, (8, 8))
     assert read.names == [str(tmp_path / "0.png"), str(tmp_path / "link.png")] and said == []
+
+
+def _folder_with_damaged_files(tmp_path, good: int, damaged: int):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(good):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"good{i}.png")
+    for i in range(damaged):
+        (folder / f"bad{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))  # a PNG's signature, then nothing
+    return folder
+
+
+def test_every_unreadable_input_is_named_in_one_message_with_the_way_to_predict_the_others(tmp_path):
+    import pytest
+
+    from peerdistill.errors import DataError
+
+    folder = _folder_with_damaged_files(tmp_path, good=2, damaged=2)
+    with pytest.raises(DataError) as caught:
+        read_inputs([str(folder)], 1, (8, 8))
+    lines = str(caught.value).split("\n")
+    assert lines[0] == "2 of 4 inputs cannot be read:"
+    assert [line.split("'")[1] for line in lines[1:3]] == [str(folder / "bad0.png"), str(folder / "bad1.png")]
+    assert all(line.startswith("  - cannot read image") and "the file is damaged" in line for line in lines[1:3])
+    assert lines[3] == "skip_unreadable=True predicts the other 2 and lists these in a CSV beside the predictions"
+
+
+def test_skip_unreadable_reads_the_others_and_keeps_why_each_was_left_out(tmp_path):
+    folder = _folder_with_damaged_files(tmp_path, good=3, damaged=1)
+    read, _ = _said([str(folder)], 1, (8, 8), skip_unreadable=True)
+    assert read.names == [str(folder / f"good{i}.png") for i in range(3)]
+    assert [a[0, 0, 0] for a in read.images] == [0.0, 40 / 255, 80 / 255]
+    assert [name for name, _ in read.unreadable] == [str(folder / "bad0.png")]
+    assert read.unreadable[0][1].startswith(f"cannot read image '{folder / 'bad0.png'}'")
+
+
+def test_skip_unreadable_still_stops_when_no_input_can_be_read(tmp_path):
+    import pytest
+
+    from peerdistill.errors import DataError
+
+    folder = _folder_with_damaged_files(tmp_path, good=0, damaged=12)
+    with pytest.raises(DataError) as caught:
+        read_inputs([str(folder)], 1, (8, 8), skip_unreadable=True)
+    lines = str(caught.value).split("\n")
+    # eight spelt out, the rest counted, and no advice to skip: nothing would be left to predict
+    assert lines[0] == "12 of 12 inputs cannot be read:" and len(lines) == 10 and lines[-1] == "  - and 4 more"

@@ -15,7 +15,7 @@ from peerdistill.build import train_from_config
 from peerdistill.cli import main
 from peerdistill.config import DataSpec, validate
 from peerdistill.data import build_data
-from peerdistill.errors import DataError
+from peerdistill.errors import DataError, PeerdistillWarning
 from peerdistill.segmentation_metrics import SegmentationMeter
 from peerdistill.tasks import SegmentationTask
 from peerdistill.tasks.augment import Augmentation
@@ -1163,6 +1163,19 @@ def test_predict_says_when_a_dense_model_meets_inputs_of_another_scale(shapes_ru
         # (the synthetic shapes lie on about -3..3, which no PNG holds: that is said apart)
         warnings.filterwarnings("ignore", message=".*vary in intensity far less than the training images")
         predict_files(patch_shapes_run, [str(tmp_path / "large.png")], tmp_path / "window-masks")
+
+
+def test_predict_skip_unreadable_lists_the_damaged_inputs_in_the_folder_of_masks(shapes_run, tmp_path):
+    from peerdistill.predict import predict_files
+
+    side = json.loads((shapes_run / "run.json").read_text())["input_shape"][1]
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 2 inputs cannot be read and were not predicted"):
+        masks = predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks", skip_unreadable=True)
+    assert sorted(p.name for p in masks.iterdir()) == ["good_mask.png", "unreadable.csv"]
+    assert (masks / "unreadable.csv").read_text().splitlines()[1].startswith(f"{tmp_path / 'in' / 'cut.png'},")
 
 
 def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_to_it(tmp_path, capsys):

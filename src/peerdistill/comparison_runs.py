@@ -357,12 +357,15 @@ def _check_same_files(plan: Plan) -> None:
         raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' (its SHA-256 differs from "
                           f"run.json's data_info.sha256): its figures are not of this data; {redo}")
     held = meta.get("data_fingerprint")  # (runs from 2026-12-06 on; any kind with a data.root)
-    if not fingerprints.comparable(held):
+    if fingerprints.table_digest(held, plan.cfg.data):  # a CSV's, recorded before its images were listed too
+        now = file_sha256(root) if root.is_file() else None
+    elif not fingerprints.comparable(held, plan.cfg.data):
         return _check_same_checkpoints(plan, meta, redo)
-    key = (plan.cfg.data.root, plan.cfg.data.kind, plan.cfg.data.path_column)  # (what says which files are listed)
-    if key not in _FINGERPRINTS:  # once per comparison: a large folder's listing takes a while
-        _FINGERPRINTS[key] = fingerprints.data_fingerprint(plan.cfg.data)
-    now = _FINGERPRINTS[key]
+    else:
+        key = (plan.cfg.data.root, plan.cfg.data.kind, plan.cfg.data.path_column)  # (what says which files are listed)
+        if key not in _FINGERPRINTS:  # once per comparison: a large folder's listing takes a while
+            _FINGERPRINTS[key] = fingerprints.data_fingerprint(plan.cfg.data)
+        now = _FINGERPRINTS[key]
     if now is not None and now != held:
         raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' "
                           f"({fingerprints.what_differs(held)} from run.json's data_fingerprint): its figures are "

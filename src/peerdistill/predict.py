@@ -100,7 +100,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
                   batch_size: int = 64, modules: dict | None = None, temperature_scaling: bool = False,
                   operating_point: str | None = None, visible_masks: bool = False,
                   overlays: str | Path | None = None, tta: str | None = None,
-                  decoding: dict | None = None) -> Path:
+                  decoding: dict | None = None, skip_unreadable: bool = False) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
     segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
     instances of a run's models built in Python (as for ``load_cohort``). A run directory's
@@ -113,13 +113,16 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     ``tta`` (``hflip``, ``flips``; a run directory's classifier or segmenter): probabilities
     averaged over flips of each input, as ``eval --tta`` scores them (an ONNX file has them in
     its graph if it was exported with ``--tta``). ``decoding`` (detection): box decoding and
-    fusion settings (``config.DECODING_KEYS``) instead of the run's or the export's."""
+    fusion settings (``config.DECODING_KEYS``) instead of the run's or the export's.
+    An input that cannot be read stops it (every one is named), unless ``skip_unreadable``
+    predicts the others and lists those in ``unreadable_list(out)`` with why."""
     model_path, out = Path(model_path), Path(out)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)  # one file or folder alone
     if not inputs:
         raise ConfigError("no inputs given: name image files or folders of them")
     check_batch_size(batch_size)
-    check_flags("predict_files", temperature_scaling=temperature_scaling, visible_masks=visible_masks)
+    check_flags("predict_files", temperature_scaling=temperature_scaling, visible_masks=visible_masks,
+                skip_unreadable=skip_unreadable)
     info, run = _model_to_predict_with(model_path, model, modules, temperature_scaling, operating_point, tta, decoding)
     dense = info["task"] == "segmentation"
     if visible_masks and not dense:
@@ -139,7 +142,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     with counting_dicom_reads() as dicom:
         read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
                            dicom_window=info.get("dicom_window"), trained_on_grey=_trained_on_grey(info),
-                           trained_resized=trained_size is not None)
+                           trained_resized=trained_size is not None, skip_unreadable=skip_unreadable)
     _say_how_dicom_was_read(dicom, info, model_path)
     if dense and trained_size is None and not info.get("window"):
         _say_if_another_scale_of_size(read, size)
@@ -147,18 +150,47 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if not info.get("data_stats"):
         _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
     results = _predicted(read, info, run, batch_size)
+    written = _write_predictions(read, results, info, out, size, visible_masks, overlays)
+    _list_unreadable(read, unreadable_list(out, dense))
+    return written
+
+
+def _write_predictions(read: Inputs, results: list, info: dict, out: Path, size: tuple[int, ...],
+                       visible_masks: bool, overlays: str | Path | None) -> Path:
     if info["task"] == "detection":
         if overlays is not None:
             _draw_boxes(read, size, results, info["class_names"], Path(overlays))
         return _write_boxes(read, size, results, info["class_names"], out)
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
-    if dense:
+    if info["task"] == "segmentation":
         written = _write_masks(read, probs, out, visible_masks)
         if overlays is not None:
             _draw_masks(read, probs, Path(overlays))
         return written
     return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
+
+
+def unreadable_list(out: Path, dense: bool) -> Path:
+    """Where predict lists the inputs it could not read: beside the CSV (``NAME.unreadable.csv``),
+    or in the folder of masks."""
+    return out / "unreadable.csv" if dense else out.with_name(f"{out.stem}.unreadable.csv")
+
+
+def _list_unreadable(read: Inputs, listing: Path) -> None:
+    """The inputs left out, each with why. An earlier predict's list there goes: beside these
+    predictions it would name files this one read."""
+    if not read.unreadable:
+        listing.unlink(missing_ok=True)
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "why"])
+    writer.writerows(read.unreadable)
+    atomic_write_text(listing, buf.getvalue())
+    total = len(read.unreadable) + len(read.names)
+    warn_user(f"{len(read.unreadable)} of {total} inputs cannot be read and were not predicted, each listed with why "
+              f"in {listing} (e.g. {read.unreadable[0][1]})")
 
 
 def _model_to_predict_with(model_path: Path, model: str | None, modules: dict | None, temperature_scaling: bool,

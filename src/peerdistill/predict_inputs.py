@@ -10,12 +10,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .data.each_file import failures_error
 from .data.image_io import (LOOKED_FOR, image_files, image_id, read_image, resized_planes, size_and_colour,
                             subfolders_with_images)
 from .data.image_profile import GREY_TOLERANCE
 from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning, warn_user
+from .option_names import option
 from .wording import first_few
 
 
@@ -25,18 +27,21 @@ class Inputs(NamedTuple):
     images: list[np.ndarray]  # [H, W, C] float32 each; sizes may differ (segmentation without image_size)
     sizes: list[tuple[int, int]]  # each input's own (height, width)
     originals: list[np.ndarray] | None = None  # with keep_originals: each input as read, at its own size
+    unreadable: tuple[tuple[str, str], ...] = ()  # with skip_unreadable: (name, why) of each input left out
 
 
 def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                 keep_originals: bool = False, dicom_window=None, trained_on_grey: bool = False,
-                trained_resized: bool = False) -> Inputs:
+                trained_resized: bool = False, skip_unreadable: bool = False) -> Inputs:
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
     255, other types kept), resized to ``size`` when given; with ``keep_originals`` also as
     they are (``Inputs.originals``). ``trained_on_grey``: the model learnt from grey files read
     as colour, so grey inputs read so are no news; ``trained_resized``: it learnt from files
-    resized to ``size`` (``data.image_size``), so resized inputs are no news either."""
-    names, stems, arrays, sizes, converted, originals = [], [], [], [], [], []
+    resized to ``size`` (``data.image_size``), so resized inputs are no news either.
+    An image file that cannot be read stops it, after every input was tried (all are named), unless
+    ``skip_unreadable`` leaves it out and lists it in ``Inputs.unreadable``."""
+    names, stems, arrays, sizes, converted, originals, unreadable = [], [], [], [], [], [], []
     seen, repeated = set(), []  # a file named twice (alone and in its folder, say) is predicted once
     for item in inputs:
         path = Path(item)
@@ -69,26 +74,45 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                 repeated.append(str(f))
                 continue
             seen.add(_place(f))
+            try:
+                (height, width), colour = size_and_colour(f)
+                # a grey picture stored as RGB is no colour image: told by its pixels (a second decode, of
+                # colour-mode files given to a grey model alone)
+                if colour and channels == 1:
+                    colour = _holds_colour(read_image(f, grey=False, dicom_window=dicom_window))
+                read = functools.partial(read_image, f, grey=channels == 1, dicom_window=dicom_window)
+                array = read(size)
+                resized = size is not None and tuple(size) != (height, width)
+                original = (read() if resized else array) if keep_originals else None
+            except DataError as exc:  # damaged, or a format not read: every input is tried before stopping
+                unreadable.append((str(f), exc))
+                continue
             names.append(str(f))
             stems.append(image_id(f))
-            (height, width), colour = size_and_colour(f)
-            # a grey picture stored as RGB is no colour image: told by its pixels (a second decode, of
-            # colour-mode files given to a grey model alone)
-            if colour and channels == 1:
-                colour = _holds_colour(read_image(f, grey=False, dicom_window=dicom_window))
             sizes.append((height, width))
+            arrays.append(array)
+            if keep_originals:
+                originals.append(original)
             if colour != (channels == 3) and not (trained_on_grey and not colour):
                 converted.append(str(f))
-            read = functools.partial(read_image, f, grey=channels == 1, dicom_window=dicom_window)
-            arrays.append(read(size))
-            if keep_originals:
-                resized = size is not None and tuple(size) != (height, width)
-                originals.append(read() if resized else arrays[-1])
+    _check_unreadable(unreadable, len(names), skip_unreadable)
     if repeated:
         warn_user(PeerdistillWarning(f"{len(repeated)} input{'s were' if len(repeated) > 1 else ' was'} named "
                                      f"more than once (e.g. '{repeated[0]}'): each is predicted once"))
     _say_what_changed(names, sizes, converted, channels, None if trained_resized else size)
-    return Inputs(names, stems, arrays, sizes, originals if keep_originals else None)
+    return Inputs(names, stems, arrays, sizes, originals if keep_originals else None,
+                  tuple((name, str(exc)) for name, exc in unreadable))
+
+
+def _check_unreadable(unreadable: list[tuple[str, DataError]], read: int, skip_unreadable: bool) -> None:
+    """Inputs that cannot be read stop predict, all named at once, unless ``skip_unreadable``
+    leaves them out (and there are others to predict)."""
+    if not unreadable or (skip_unreadable and read):
+        return
+    total = len(unreadable) + read
+    advice = (f"\n{option('--skip-unreadable')} predicts the other {read} and lists these in a CSV beside the "
+              "predictions" if read else "")
+    raise failures_error([exc for _, exc in unreadable], total, "inputs", advice)
 
 
 def _holds_colour(image: np.ndarray) -> bool:

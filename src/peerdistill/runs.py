@@ -16,7 +16,7 @@ from torch import nn
 
 
 from .arguments import check_flags, check_modules
-from .bootstrap import check_resamples, intervals, resampled, sample_meters
+from .bootstrap import check_resamples, intervals, resampled, sample_meters, warn_if_few_units
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import KINDS_OF_TASK, DataSpec, data_places
@@ -239,7 +239,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     kept = _Kept(task, bootstrap > 0 or per_sample is not None, chooses_on_val)
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap, observe=kept)
-    groups = _scored_groups(data, split, data_spec or saved_data_spec(meta)) if bootstrap else None
+    # (a run trained from Python has no data section: no groups to draw)
+    spec = data_spec or (saved_data_spec(meta) if meta.get("data_spec") else None)
+    groups = _scored_groups(data, split, spec) if bootstrap and spec is not None else None
+    if bootstrap:
+        warn_if_few_units(len(set(groups)) if groups else scored_count, grouped=bool(groups))
     for name, meters in (kept.meters if bootstrap else {}).items():
         _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap, groups=groups))
         if groups:
@@ -406,14 +410,24 @@ class _Kept:
 
 def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | None:
     """The group (``data.group_pattern`` or ``data.group_column``: a patient) of each scored
-    sample, in the split's order, for a bootstrap that draws whole groups; None where the data
-    has no groups."""
-    files = (data.info.get("files") or {}).get(split)
-    if split == "all" or not files:
+    sample, in the split's order (``all``: train, val, test), for a bootstrap that draws whole
+    groups; None where the data has no groups, and said where it has but they are not known
+    sample by sample (the intervals then draw samples)."""
+    if not (spec.group_pattern or spec.group_column):
         return None
+    parts = ("train", "val", "test") if split == "all" else (split,)
+    files_of, groups_of = data.info.get("files") or {}, data.info.get("sample_groups") or {}
+    files = [f for part in parts for f in files_of.get(part) or []]
     if spec.group_column:
-        return ((data.info.get("sample_groups") or {}).get(split)) or None
-    return group_ids(files, spec.group_pattern) if spec.group_pattern else None
+        groups = [g for part in parts for g in groups_of.get(part) or []]
+    else:
+        groups = group_ids(files, spec.group_pattern)
+    if groups and len(groups) == len(data.split(split)):
+        return groups
+    warn_user(f"the {split} split's samples are not matched to their data.{'group_column' if spec.group_column else 'group_pattern'} "
+              "groups here, so the bootstrap draws samples, not whole groups: its intervals are too narrow where a "
+              "group's samples are alike; score the data through a data section that names each sample's file")
+    return None
 
 
 def _add_intervals(figures: dict[str, float], prefix: str, resamples: int, found: dict) -> None:

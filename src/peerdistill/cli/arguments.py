@@ -272,6 +272,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                       help="segmentation and detection: also draw the predictions on each input, at its own size, "
                            "into DIR (<name>_overlay.png: classes tinted; <name>_boxes.png: boxes, class and score)")
     pred.add_argument("--out", required=True, type=_given, help="classification and detection: a CSV file; segmentation: a folder for masks")
+    pred.add_argument("--skip-unreadable", action="store_true",
+                      help="predict the inputs that can be read, and list the others (damaged files, formats not "
+                           "read), each with why, in NAME.unreadable.csv beside the --out CSV (in the masks' folder "
+                           "for segmentation); without it, any unreadable input stops predict, all of them named")
     pred.add_argument("--model", default=None, type=_given,
                       help="with a RUN_DIR: a model name, 'best' (default) or 'ensemble' (for detection, the "
                            "students' boxes fused as in evaluation)")

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
+from .each_file import read_each
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
                        image_size, read_image, read_mask_values, refuse_images_in_subfolders)
@@ -349,7 +350,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     for entry_id, category, box, (width, height), crowd in kept:
         label = label_of[category]
         per_image[entry_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
-    xs = [read_image(paths[entry_id], size, grey=grey, dicom_window=dicom_window) for entry_id in images]
+    xs = read_each([paths[entry_id] for entry_id in images],
+                   lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window))
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
     if unused:
@@ -603,7 +605,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     names = sorted({str(label) for label in labels})
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
-    x = _stack([read_image(files[key], size, grey=grey, dicom_window=dicom_window) for key in ids])
+    x = _stack(read_each([files[key] for key in ids], lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window)))
     without_image = sorted(k for k in data if k not in files)
     without_entry = sorted(s for s in files if s not in data)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
@@ -642,7 +644,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     for mask in binarized([read_mask_values(masks[key], size, binary=True) for key in ids]):
         boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
-    xs = [read_image(images[key], size, grey=grey, dicom_window=dicom_window) for key in ids]
+    xs = read_each([images[key] for key in ids], lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window))
     if not any(len(t) for t in targets):
         raise DataError(f"the masks in '{masks_dir}' hold no object of {min_area} pixels or more at "
                         f"{size[1]}x{size[0]}: check the mask files (foreground is any value above 0 in 0/1 "

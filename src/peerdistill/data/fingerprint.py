@@ -8,8 +8,9 @@ an image edited in place at the same size goes unseen), linked folders followed:
 other files (notes, ``Thumbs.db``)
 and peerdistill's own: a run's folder (it holds run.json) and a comparison's tables, which a
 project keeping its runs beside its images would otherwise change with every run. A CSV by its
-SHA-256 with the listing of the images it names. Fingerprints of the earlier form (``listing:``,
-every file under the folder) are not compared.
+SHA-256 with the listing of the images it names. Fingerprints of the earlier forms: a folder's
+``listing:`` (every file under it) is not compared; a CSV's bare SHA-256 is compared as the
+table's SHA-256 alone.
 """
 
 from __future__ import annotations
@@ -44,9 +45,17 @@ def data_fingerprint(spec: DataSpec) -> str | None:
     return file_sha256(path)
 
 
-def comparable(held: object) -> bool:
-    """Whether a recorded fingerprint is of the form ``data_fingerprint`` gives now."""
-    return isinstance(held, str) and not held.startswith(EARLIER)
+def comparable(held: object, spec: DataSpec) -> bool:
+    """Whether a recorded fingerprint is of the form ``data_fingerprint`` gives now for ``spec``
+    (a CSV's recorded before its images were listed too is its bare SHA-256: ``table_digest``)."""
+    return isinstance(held, str) and not held.startswith(EARLIER) and (spec.kind != "csv" or held.startswith(TABLE))
+
+
+def table_digest(held: object, spec: DataSpec) -> bool:
+    """Whether ``held`` is a CSV's fingerprint of the earlier form: the table's SHA-256 alone,
+    still to be compared as that."""
+    return spec.kind == "csv" and isinstance(held, str) and len(held) == 64 and \
+        all(c in "0123456789abcdef" for c in held)
 
 
 def what_differs(held: str) -> str:

@@ -11,6 +11,8 @@ import numpy as np
 
 from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
+from ..wording import first_few
+from .each_file import read_each
 from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image
 from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups, share_count,
                      stratified_group_cut)
@@ -138,7 +140,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
                else "data.path_column / data.label_column to the columns that hold them")
         raise DataError(f"'{path}' has no column {' nor '.join(repr(c) for c, _ in missing)} (columns: "
                         f"{list(rows[0])}); set {fix}")
-    if spec.group_column and spec.group_column not in rows[0]:
+    if spec.group_column and spec.group_column not in rows[0] and not is_kept_whole():  # (whole: not split)
         raise DataError(f"'{path}' has no column '{spec.group_column}' (data.group_column; columns: {list(rows[0])})")
     for line, row in zip(lines, rows):
         if None in row:  # csv puts the fields past the header's under None: a comma unquoted shifted them
@@ -175,21 +177,18 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
 
 
 # Column names that say a patient (or a study, a case) holds several rows: split by them or not
-# at all, its images fall on both sides of the split.
+# at all, its images fall on both sides of the split. A patient's attributes (age, sex, a date)
+# repeat too, but grouping by them is no patient split.
 _GROUP_LIKE = re.compile(r"patient|subject|case|study|accession|mrn|participant|individual", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"age|sex|gender|date|time|year|type|view|position|modality|weight|height|size|diagnos",
+                        re.IGNORECASE)
 
 
 def _groups_of_rows(rows: list[dict], lines: list[int], spec: DataSpec, path: Path) -> list[str] | None:
     """Each row's group by ``data.group_column`` (None without one, after a warning where a
-    column looks like one and its ids repeat)."""
-    if not spec.group_column:
-        read = {spec.path_column, spec.label_column, "split"}
-        likely = [c for c in rows[0] if c and c not in read and _GROUP_LIKE.search(c)
-                  and len({(r.get(c) or "").strip() for r in rows}) < len(rows)]
-        if likely and not spec.group_pattern and "split" not in rows[0]:
-            warn_user(f"'{path}' has a column '{likely[0]}' that repeats ids, a patient's say, and is read by nothing: "
-                      f"the split may put one {likely[0]}'s images in training and in test; set "
-                      f"data.group_column={likely[0]} to keep each whole")
+    column looks like one and its ids repeat; None too for a set scored whole without it)."""
+    if spec.group_column not in rows[0]:  # (none named, or a set scored whole: load_csv checked)
+        _warn_of_group_like_columns(rows, spec, path)
         return None
     groups = [(r.get(spec.group_column) or "").strip() for r in rows]
     empty = [line for line, g in zip(lines, groups) if not g]
@@ -198,6 +197,21 @@ def _groups_of_rows(rows: list[dict], lines: list[int], spec: DataSpec, path: Pa
                         f"{f' (and on {len(empty) - 1} more lines)' if len(empty) > 1 else ''}: give every image "
                         "its group")
     return groups
+
+
+def _warn_of_group_like_columns(rows: list[dict], spec: DataSpec, path: Path) -> None:
+    """A column named like a patient's id whose values repeat, read by nothing, while the set is
+    split at random: one patient's images can fall in training and in test."""
+    if spec.group_column or spec.group_pattern or "split" in rows[0] or is_kept_whole():
+        return
+    read = {spec.path_column, spec.label_column}
+    likely = [c for c in rows[0] if c and c not in read and _GROUP_LIKE.search(c) and not _ATTRIBUTE.search(c)
+              and len({(r.get(c) or "").strip() for r in rows}) < len(rows)]
+    if likely:
+        warn_user(f"'{path}' has {'a column' if len(likely) == 1 else 'columns'} {first_few(likely, quoted=True)} that "
+                  "repeat ids, a patient's say, and are read by nothing: the split may put one patient's images in "
+                  f"training and in test; set data.group_column={likely[0]} (the column naming each patient) to "
+                  "keep each whole")
 
 
 
@@ -283,7 +297,7 @@ def _refuse_nested_images(class_dir: Path) -> None:
 
 
 def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
-    images = [read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window) for f in files]
+    images = read_each(files, lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
     first_of_size: dict[tuple, Path] = {}
     for image, f in zip(images, files):
         first_of_size.setdefault(image.shape[:2], f)
@@ -340,10 +354,12 @@ def _stratified(files, labels, classes, spec, stats, source, groups: list[str] |
     splits = DataSplits.stratified(x, np.asarray(labels), val_fraction=spec.val_fraction,
                                    test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds,
                                    fold=spec.fold, class_names=classes, stats=stats, channels_last=True)
-    names = _relative_names(files, source)
+    names, indices = _relative_names(files, source), splits.info.pop("indices")
     splits.info.update(source=source, splits=f"stratified, seed {spec.split_seed}" + (
         f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""),
-        files={s: [names[i] for i in idx] for s, idx in splits.info.pop("indices").items()})
+        files={s: [names[i] for i in idx] for s, idx in indices.items()},
+        # (a set scored whole keeps its groups: eval's bootstrap draws them)
+        **({"sample_groups": {s: [groups[i] for i in idx] for s, idx in indices.items()}} if groups else {}))
     return splits
 
 
@@ -353,9 +369,11 @@ def _by_group(files, labels, classes, spec, stats, source, groups: list[str] | N
     names = _relative_names(files, source)
     key = "data.group_column" if groups is not None else "data.group_pattern"
     groups = groups if groups is not None else group_ids(names, spec.group_pattern)
-    cut = stratified_group_cut if spec.group_stratify else group_cut
-    extra = (np.asarray(labels),) if spec.group_stratify else ()
-    parts = cut(groups, *extra, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
+    if spec.group_stratify:
+        parts = stratified_group_cut(groups, np.asarray(labels), spec.val_fraction, spec.test_fraction,
+                                     spec.split_seed, spec.folds, spec.fold)
+    else:
+        parts = group_cut(groups, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold, key)
     x, y = _read_all(files, spec), np.asarray(labels)
     try:
         splits = DataSplits.from_arrays(*[a for idx in parts for a in (x[idx], y[idx])], class_names=classes,

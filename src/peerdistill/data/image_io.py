@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError, DataPlaceError, warn_user
 from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom_image_by_content, read_dicom
+from .each_file import read_each
 
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
 IMAGE_SUFFIXES = {*PILLOW_SUFFIXES, *DICOM_SUFFIXES}
@@ -242,7 +243,8 @@ def check_same_sizes(pairs: list[tuple[Path, Path]], what: str) -> None:
     """Each image and its ``what`` (its mask, its region-of-interest mask) of one size, compared
     as the files are, before any resizing could hide a mismatch; every pair that differs is
     counted in the one message (not found one run at a time)."""
-    found = [problem for problem in (_size_mismatch(image, other, what) for image, other in pairs) if problem]
+    found = [problem for problem in read_each(pairs, lambda pair: _size_mismatch(*pair, what), "image files and masks")
+             if problem]
     if found:
         more = (f"; {len(found)} of the {len(pairs)} pairs differ in size, e.g. also "
                 f"{'; '.join(found[1:3])}" if len(found) > 1 else "")

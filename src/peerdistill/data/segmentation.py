@@ -12,6 +12,7 @@ from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .dicom import dicom_size_and_spacing
+from .each_file import read_each
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_image,
                        read_mask, read_mask_values, refuse_images_in_subfolders)
@@ -341,7 +342,8 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")
     keys = sorted(images)
     check_same_sizes([(images[key], masks[key]) for key in keys], "its mask")
-    xs = [read_image(images[key], spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window) for key in keys]
+    xs = read_each([images[key] for key in keys],
+                   lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
     if len({x.shape for x in xs}) > 1:
         raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
     raw = [read_mask_values(masks[key], spec.image_size, spec.binary_masks) for key in keys]

@@ -352,7 +352,7 @@ def group_ids(names: list[str], pattern: str) -> list[str]:
 
 
 def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed: int, folds: int | None = None,
-              fold: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              fold: int = 0, key: str = "data.group_pattern") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted train, val and test indices that keep every group (a patient's images) in one
     split. Groups are shuffled by ``seed`` and taken whole into test, then val, until each holds
     its fraction of the images (to within one group): not stratified by class. With ``folds``,
@@ -384,7 +384,7 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
     split_of[list(test_groups)] = 2
     if (split_of == 0).sum() < 1 or not len(val_groups) or not len(test_groups):
         raise SplitError(f"{len(names)} groups are too few to keep each one whole in train, val and test",
-                            "give more groups, or drop data.group_pattern")
+                         f"give more groups, or drop {key}")
     per_sample = split_of[inverse]
     return tuple(np.flatnonzero(per_sample == k) for k in (0, 1, 2))
 
