@@ -872,7 +872,7 @@ def test_masks_are_never_written_among_the_input_images(tmp_path):
     data = {"kind": "folders", "root": str(tmp_path / "project"), "roi": "fov", "split_dirs": {"train": "training"}}
     places = data_places(data)
     for out in ("masks", "images/sub", "fov", "training/masks", "test/images"):
-        with pytest.raises(ConfigError, match=rf"--out '.*{out}' is (inside )?'.*project/.*', data the run reads"):
+        with pytest.raises(ConfigError, match=rf"out='.*{out}' is (inside )?'.*project/.*', data the run reads"):
             _check_out(tmp_path / "project" / out, True, [str(image)], places)
     for out in ("project", "project/runs/r/predicted", "predicted"):
         _check_out(tmp_path / out, True, [str(image)], places)

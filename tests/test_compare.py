@@ -456,16 +456,19 @@ def test_a_later_configs_patch_larger_than_its_images_is_refused_before_any_run_
         compare([{**seg, "name": "whole"}, patched], None, 1, progress=False)
     assert not (tmp_path / "compare").exists()
 
-@pytest.mark.parametrize("change,source,message", [
-    ({}, "fancy", "--teacher-from: unknown preset 'fancy'"),
-    ({}, "kd+ml", "--teacher-from kd+ml: no other preset to distil into"),
-    ({"teacher": None, "distill": {"preset": "ml"}}, "independent", "has no teacher to train first"),
+@pytest.mark.parametrize("change,source,message,in_python", [
+    ({}, "fancy", "--teacher-from: unknown preset 'fancy'", None),
+    ({}, "kd+ml", "--teacher-from kd+ml: no other preset to distil into; name them with --presets kd,kd+ml",
+     "teacher_from='kd+ml': no other preset to distil into; name them with presets=['kd', 'kd+ml']"),
+    ({"teacher": None, "distill": {"preset": "ml"}}, "independent", "has no teacher to train first", None),
     ({"teacher": {"arch": "cnn", "frozen": True, "checkpoint": "t.safetensors"}}, "independent",
-     "is already frozen (teacher.frozen: true): drop --teacher-from"),
+     "--teacher-from independent: the teacher of config 'x' is already frozen (teacher.frozen: true): drop "
+     "--teacher-from", "teacher_from='independent': the teacher of config 'x' is already frozen (teacher.frozen: "
+     "true): drop teacher_from="),
 ])
-def test_teacher_from_mistakes_are_one_clear_message(tmp_path, change, source, message, capsys):
+def test_teacher_from_mistakes_are_one_clear_message(tmp_path, change, source, message, in_python, capsys):
     tree = {**COMPARED, "name": "x", "out_dir": str(tmp_path), **change}
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(in_python or message)):
         compare(tree, None, 1, progress=False, teacher_from=source)
     assert not (tmp_path / "x-compare").exists()
     config = tmp_path / "x.yaml"

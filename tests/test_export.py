@@ -663,7 +663,7 @@ def test_models_onnx_cannot_hold_are_named_with_the_fix(tmp_path):
     from peerdistill.export import ExportError, to_onnx
 
     with pytest.raises(ExportError, match="torch.jit.script module, which torch.export cannot trace: train the "
-                                          "plain nn.Module, or export --format safetensors"):
+                                          "plain nn.Module, or export with fmt='safetensors'"):
         to_onnx(torch.jit.script(nn.Sequential(nn.Linear(4, 2))), torch.randn(2, 4), tmp_path / "s.onnx", False)
     with pytest.raises(ExportError, match=r"branches on a tensor's value.*torch.where or torch.cond"):
         to_onnx(_Branchy(), torch.randn(2, 4), tmp_path / "b.onnx", False)
@@ -782,7 +782,10 @@ def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_
 
 
 def test_a_run_whose_data_cannot_be_read_names_a_fix_that_works(tmp_path, monkeypatch, capsys):
-    """export and predict take no data.root=: the advice is to run where training ran."""
+    """A relative data.root counts from the folder a command runs in: from another folder, the
+    run's data is read where training read it (run.json's data_root) while it is there, and said
+    (reviews 44f, 45b: the tool knew the place, and asked for it). Once gone from there, export
+    and predict, which take no data.root=, advise running where training ran."""
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", **{f"{split}_{key}": rng.random((16, 8, 8), dtype=np.float32) if key == "images"
                                     else np.arange(16) % 2
@@ -795,21 +798,24 @@ def test_a_run_whose_data_cannot_be_read_names_a_fix_that_works(tmp_path, monkey
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     run = str(tmp_path / "runs" / "rel")
-    for argv in (["export", run, "--temperature-scaling"],
+    for argv in (["export", run, "--temperature-scaling"], ["eval", run],
                  ["predict", run, str(tmp_path / "d.npz"), "--temperature-scaling", "--out", "p.csv"]):
+        capsys.readouterr()
+        assert main(argv) == 0
+        said = " ".join(capsys.readouterr().err.split())
+        assert (f"data.root 'd.npz' is not found from this folder (a relative path counts from the folder a command "
+                f"runs in): the run's data is read where training read it, '{tmp_path / 'd.npz'}'") in said
+    (tmp_path / "d.npz").rename(tmp_path / "moved.npz")
+    for argv in (["export", run, "--temperature-scaling"],
+                 ["predict", run, str(tmp_path / "moved.npz"), "--temperature-scaling", "--out", "p.csv"]):
         capsys.readouterr()
         assert main(argv) == 2
         said = " ".join(capsys.readouterr().err.split())
         assert "data file 'd.npz' does not exist. The run's data is read where training read it" in said
         assert "run the command from the folder training ran in" in said and "set data.root" not in said
-        assert f"(training read it at '{tmp_path / 'd.npz'}', which is there now)" in said  # the folder to go to
-    capsys.readouterr()
-    assert main(["eval", run]) == 2  # eval takes data.root=: its own advice, and the place
-    said = " ".join(capsys.readouterr().err.split())
-    assert f"data.root=PATH (training read it at '{tmp_path / 'd.npz'}', which is there now)" in said
-    (tmp_path / "d.npz").rename(tmp_path / "moved.npz")
-    assert main(["eval", run]) == 2
-    assert "training read it at" not in capsys.readouterr().err  # gone from there too: no false lead
+        assert "training read it at" not in said  # gone from there too: no false lead
+    assert main(["eval", run]) == 2  # eval takes data.root=: its own advice
+    assert "data.root=PATH" in " ".join(capsys.readouterr().err.split())
     (tmp_path / "moved.npz").rename(tmp_path / "d.npz")
     monkeypatch.chdir(tmp_path)  # where training ran
     assert main(["export", run, "--temperature-scaling"]) == 0
@@ -1209,3 +1215,15 @@ def test_the_json_names_the_graph_that_was_checked_not_what_lands_at_its_path_la
     export_run(digits_run, model="student1", out=target)
     side = json.loads(target.with_suffix(".json").read_text())
     assert side["onnx_sha256"] == then_another_lands.checked != file_digest(target)
+
+
+def test_a_python_caller_writing_over_a_runs_own_file_is_told_its_keyword(digits_run, tmp_path):
+    # review 45a: export_run and write_report named the command line's --out to Python callers
+    from peerdistill.errors import ConfigError
+    from peerdistill.export import export_run
+    from peerdistill.html_report import write_report
+
+    with pytest.raises(ConfigError, match=rf"^out='{digits_run / 'models' / 'x.onnx'}' is inside the run's models/"):
+        export_run(digits_run, "student1", out=digits_run / "models" / "x.onnx")
+    with pytest.raises(ConfigError, match=rf"^out='{digits_run / 'metrics.json'}' is one of the files of the run"):
+        write_report(digits_run, out=digits_run / "metrics.json")

@@ -225,3 +225,20 @@ def test_a_worker_runs_with_its_share_of_the_threads():
         assert torch.get_num_threads() == before + 1
     finally:
         torch.set_num_threads(before)
+
+
+def _names_an_option(item):
+    from peerdistill.option_names import option
+
+    raise ConfigError(f"the run is finished: {option('--overwrite')} redoes it")
+
+
+def test_a_workers_messages_name_options_as_the_parents_do(tmp_path):
+    # review 45a: compare --jobs from the command line named Python's overwrite=True, as the
+    # workers did not know a command was running
+    from peerdistill.option_names import options_as_flags
+
+    with options_as_flags(), pytest.raises(ConfigError, match=r"the run is finished: --overwrite redoes it"):
+        run_in_processes([(tmp_path, 0)], _names_an_option, 2, 1, Console(), describe=lambda it: "run 0")
+    with pytest.raises(ConfigError, match=r"the run is finished: overwrite=True redoes it"):
+        run_in_processes([(tmp_path, 0)], _names_an_option, 2, 1, Console(), describe=lambda it: "run 0")

@@ -39,7 +39,7 @@ from .json_files import read_json
 from .post_hoc import check_post_hoc_options
 from .run_files import METRICS_FILE, RUN_FILE
 from .run_pool import run_in_processes
-from .option_names import option
+from .option_names import option, option_given
 
 FROZEN_MARK = "(frozen teacher)"
 
@@ -79,7 +79,7 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
         unread = [p for p in dict.fromkeys(presets or [b.distill.preset for b in bases])
                   if p != teacher_from and p not in (*TEACHER_PRESETS, "custom")]
         if unread:  # their rows would claim a distillation that never happens
-            raise ConfigError(f"{option('--teacher-from', repr(teacher_from))}: preset(s) {', '.join(unread)} do not "
+            raise ConfigError(f"{option_given('--teacher-from', teacher_from)}: preset(s) {', '.join(unread)} do not "
                               "learn from a teacher, so a frozen one would change nothing; list presets that do ("
                               f"{', '.join(TEACHER_PRESETS)}), and compare the others without "
                               f"{option('--teacher-from')}")
@@ -100,8 +100,8 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
         settings += [Setting(f"{label_of(base, p, presets is not None)} {FROZEN_MARK}", tree, p, source)
                      for p in own if p != teacher_from]
     if teacher_from is not None and not any(s.source for s in settings):
-        raise ConfigError(f"--teacher-from {teacher_from}: no other preset to distil into; "
-                          "name them with --presets, e.g. --presets kd,kd+ml")
+        raise ConfigError(f"{option_given('--teacher-from', teacher_from)}: no other preset to distil into; name them "
+                          f"with {option_given('--presets', ['kd', 'kd+ml'])}")
     return settings
 
 
@@ -407,10 +407,12 @@ def _check_teacher_source(teacher_from: str, bases: list[RunConfig]) -> None:
     check_preset_names("--teacher-from", [teacher_from])
     for base in bases:
         if not base.all_teachers():
-            raise ConfigError(f"--teacher-from: config '{base.name}' has no teacher to train first: add a 'teacher' section")
+            raise ConfigError(f"{option_given('--teacher-from', teacher_from)}: config '{base.name}' has no teacher to "
+                              "train first: add a 'teacher' section")
         if any(t.frozen for t in base.all_teachers()):
-            raise ConfigError(f"--teacher-from: the teacher of config '{base.name}' is already frozen "
-                              "(teacher.frozen: true): drop --teacher-from, or set frozen: false to train it first")
+            raise ConfigError(f"{option_given('--teacher-from', teacher_from)}: the teacher of config '{base.name}' is "
+                              f"already frozen (teacher.frozen: true): drop {option('--teacher-from')}, or set frozen: "
+                              "false to train it first")
 
 
 def _with_frozen_teachers(tree: dict[str, Any], source_run: Path) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from .post_hoc import check_post_hoc_options
 from .sidecar import SIDECAR_KEYS, sidecar_path
 from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
 from .spatial import align_to, largest_size, mean_at_largest
-from .option_names import option
+from .option_names import option, option_given
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -225,7 +225,7 @@ def sample_inputs(meta: dict, count: int = 4, data: DataSplits | None = None) ->
     """A few real test inputs (normalised as in training; of ``data`` when given, as read
     already), or random ones if the data is gone, and which they are."""
     try:
-        data = data or build_data(saved_data_spec(meta), stats=meta.get("data_stats"))
+        data = data or build_data(saved_data_spec(meta, say=True), stats=meta.get("data_stats"))
         x, what = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float(), "test inputs"
     except PeerdistillError:
         x, what = torch.randn(count, *meta["input_shape"]), "random inputs (the run's data cannot be read here)"
@@ -589,7 +589,7 @@ def _named_target(run_dir: Path, name: str, fmt: str, out: str | Path | None) ->
     check_not_a_run_file(target)
     if fmt == "onnx":
         sidecar = sidecar_path(target)
-        check_not_a_run_file(sidecar, f"{option('--out')} (its .json beside the .onnx)")
+        check_not_a_run_file(sidecar, named=f"the .json beside the .onnx {option('--out')} names, '{sidecar}',")
         if sidecar.exists() and not _is_sidecar(sidecar):  # an annotation file or a config of that name
             raise ConfigError(f"{option('--out', repr(str(out)))} would replace '{sidecar}', which export did not "
                               "write (its JSON goes beside the .onnx, under the same name): choose another name or "
@@ -615,7 +615,7 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
                     None)
     if scripted is not None:
         raise ExportError(f"torch could not export this model to ONNX: '{scripted}' is a torch.jit.script module, "
-                          "which torch.export cannot trace: train the plain nn.Module, or export --format safetensors")
+                          f"which torch.export cannot trace: train the plain nn.Module, or export with {option_given('--format', 'safetensors')}")
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on absent torchvision ops
     try:
@@ -690,7 +690,7 @@ def _check_free_axes(input_shape: list, dense: bool) -> None:
         raise ExportError(f"the ONNX graph fixed {' and '.join(fixed)} (the sample's): the model's forward reads it "
                           f"as a Python number ({read}), which the exporter writes into the graph as a constant: use "
                           "the tensor's own sizes instead (x.shape[0] or x.size(0), as in token.expand(x.shape[0], -1, "
-                          "-1); size=x.shape[-2:]), or export --format safetensors")
+                          f"-1); size=x.shape[-2:]), or export with {option_given('--format', 'safetensors')}")
 
 
 def onnx_parity(module: nn.Module, path: Path, x: torch.Tensor, dense: bool = False) -> float:

@@ -22,6 +22,20 @@ def options_as_flags():
         _AS_FLAGS.reset(token)
 
 
+def option_given(flag: str, value: object) -> str:
+    """An option with a value as its caller writes it: ``--presets kd,kd+ml`` on the command
+    line (a list comma-joined), ``presets=['kd', 'kd+ml']`` in Python."""
+    if _AS_FLAGS.get():
+        return f"{flag} {','.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
+    return option(flag, repr(value))
+
+
+def options_named_as_flags() -> bool:
+    """Whether messages now name options as the command line's flags (for a worker process to
+    name them as its parent does)."""
+    return _AS_FLAGS.get()
+
+
 def option(flag: str, value: str | None = None) -> str:
     """How a message names an option (``flag`` as the command line spells it), with ``value``
     as written in the message: ``--tta 'vflip'`` from the command line, ``tta='vflip'`` from

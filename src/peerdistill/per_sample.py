@@ -28,11 +28,11 @@ def check_per_sample_path(path: str | Path, data_places: list[Path] = ()) -> Non
     if Path(path).is_dir():
         raise ConfigError(f"{option('--per-sample', repr(str(path)))} is a folder; give the CSV file to write, e.g. "
                           f"{Path(path) / 'per_sample.csv'}")
-    check_not_a_run_file(path, option("--per-sample"))
+    check_not_a_run_file(path, "--per-sample")
     if Path(path).suffix.lower() != ".csv":
         raise ConfigError(f"{option('--per-sample', repr(str(path)))} does not end in .csv: the table is written as "
                           f"a CSV file, e.g. {Path(path).with_suffix('.csv')}")
-    check_not_in_data(path, list(data_places), option("--per-sample"))
+    check_not_in_data(path, list(data_places), "--per-sample")
 
 
 def per_sample_rows(task, meters: dict[str, list], names: tuple[str, list[str]] | None,

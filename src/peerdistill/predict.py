@@ -27,6 +27,7 @@ from .data.splits import per_channel, standardize, unlike_seen
 from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
 from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
 from .engine.evaluate import windowed
+from .option_names import option
 from .post_hoc import check_post_hoc_options
 from .sidecar import read_sidecar, sidecar_path
 from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
@@ -308,29 +309,30 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
 def _check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path], pictures: bool = False) -> None:
     """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder).
     ``data_places``: the data the run trained on, never written into."""
-    option, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
-    check_not_in_data(out, data_places, option)
+    flag, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
+    named = option(flag, repr(str(out)))
+    check_not_in_data(out, data_places, flag)
     if dense and out.exists() and not out.is_dir():
-        raise ConfigError(f"{option} '{out}' is a file; {'it' if pictures else 'segmentation'} writes a folder of "
+        raise ConfigError(f"{named} is a file; {'it' if pictures else 'segmentation'} writes a folder of "
                           f"{what}: give a folder")
     if dense and not out.exists() and out.suffix.lower() in (".csv", ".json", ".txt"):
-        raise ConfigError(f"{option} '{out}' names a file; {'it' if pictures else 'segmentation'} writes a folder of "
+        raise ConfigError(f"{named} names a file; {'it' if pictures else 'segmentation'} writes a folder of "
                           f"{what}: give a folder")
     if not dense and out.is_dir():
-        raise ConfigError(f"--out '{out}' is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
-    check_not_a_run_file(out / "mask.png" if dense else out)
+        raise ConfigError(f"{named} is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
+    check_not_a_run_file(out / "mask.png" if dense else out, flag)
     given = [Path(i).resolve() for i in inputs]
     here = out.resolve()
     if not dense and (here in given or (here.parent in given and here.suffix.lower() in IMAGE_SUFFIXES)):
         # an image named inside a folder of inputs is an input too (or would become one)
-        raise ConfigError(f"--out '{out}' is one of the inputs: write the predictions elsewhere, to a .csv file")
+        raise ConfigError(f"{named} is one of the inputs: write the predictions elsewhere, to a .csv file")
     if dense and any(g == here or (g.parent == here and is_image_file(g)) for g in given):
         # among the images: over their true masks
-        raise ConfigError(f"{option} '{out}' is a folder of inputs: {what} written there could replace files beside "
+        raise ConfigError(f"{named} is a folder of inputs: {what} written there could replace files beside "
                           f"them (their true masks); write the {what if pictures else 'predictions'} to another "
                           "folder")
     if not dense and out.suffix.lower() != ".csv":  # never a CSV over an image or a config of that name
-        raise ConfigError(f"--out '{out}' does not end in .csv: predictions are written as a CSV file, e.g. "
+        raise ConfigError(f"{named} does not end in .csv: predictions are written as a CSV file, e.g. "
                           f"{out.with_suffix('.csv')}")
 
 

@@ -7,6 +7,7 @@ the parent (``kill -9``, the out-of-memory killer); each run keeps its last chec
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,7 @@ from rich.markup import escape
 
 from .terminal import Console, one_line_warnings
 from .errors import PeerdistillError
+from .option_names import options_as_flags, options_named_as_flags
 
 
 def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int, threads: int,
@@ -53,7 +55,7 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
                 if ready is None:  # each waits for a run under way
                     break
                 index, item = waiting.pop(ready)
-                running[pool.submit(_call, work, item, describe(item))] = index
+                running[pool.submit(_call, work, item, describe(item), options_named_as_flags())] = index
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -88,13 +90,14 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
     return [results[i] for i in range(len(items))]
 
 
-def _call(work: Callable[[Any], Any], item: Any, name: str = "") -> Any:
+def _call(work: Callable[[Any], Any], item: Any, name: str = "", as_flags: bool = False) -> Any:
     """``work(item)`` in a worker. Its error goes back to the parent by pickle: peerdistill's own
     errors (one message) survive that; any other is sent as its type, message and traceback in
     text, since an exception that cannot be pickled, or rebuilt, would otherwise look like a
-    dead worker or lose its message. Its warnings print as the command line's do, naming the run."""
+    dead worker or lose its message. Its warnings print as the command line's do, naming the run;
+    its messages name options as the parent's do (``as_flags``: a command line's flags)."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (options_as_flags() if as_flags else contextlib.nullcontext()):
             warnings.showwarning = one_line_warnings(warnings.showwarning, source=name)
             return work(item)
     except PeerdistillError:

@@ -367,7 +367,7 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
     """The data the run trained on, read where training read it, refused if it has changed since.
     ``where``: what to say, after the loader's message, when it cannot be read at its data.root
     (``{root}`` is filled in)."""
-    saved = saved_data_spec(meta)
+    saved = saved_data_spec(meta, say=True)
     try:
         data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
@@ -452,7 +452,7 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
         raise DataError("an operating point or a temperature is chosen on the run's own validation split, which a run "
                         "trained from data given in Python does not record: from Python, pass the splits it was "
                         "trained with, evaluate_run(..., data=splits, operating_point=..., temperature_scaling=...)")
-    saved = saved_data_spec(meta)
+    saved = saved_data_spec(meta, say=True)
     try:
         data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:

@@ -66,19 +66,30 @@ def data_on_the_command_line(meta: dict[str, Any]) -> str:
         meta.get("task", "classification"), "data.kind=npz data.root=FILE.npz")
 
 
-def saved_data_spec(meta: dict[str, Any]) -> DataSpec:
-    """The data section a run was trained with, as saved in its run.json."""
+def saved_data_spec(meta: dict[str, Any], say: bool = False) -> DataSpec:
+    """The data section a run was trained with, as saved in its run.json. A relative data.root
+    not found from the folder the command runs in is taken where training read it (run.json's
+    absolute ``data_root``) when that is still there, and with ``say`` said so (the figures are
+    of that data, which eval then checks is unchanged)."""
     if not meta.get("data_spec"):
         raise CheckpointError("the run's data was given in Python (DataSplits), not by a data section, so it cannot "
                               "be read again from the run: pass the data (evaluate_run(..., data=splits); on the "
                               f"command line, eval RUN_DIR {data_on_the_command_line(meta)}, or --data DATA.yaml)")
     try:
-        return DataSpec.model_validate(saved_data_section(meta.get("data_spec") or {}))
+        spec = DataSpec.model_validate(saved_data_section(meta.get("data_spec") or {}))
     except ValidationError as exc:
         raise CheckpointError(
             f"the run's saved data section does not validate ({format_validation_error(exc, 'data section', DataSpec)}); "
             "it was written by another version: give the data explicitly (eval --data DATA.yaml)"
         ) from None
+    absolute = meta.get("data_root")
+    if not spec.root or Path(spec.root).is_absolute() or Path(spec.root).exists() or not absolute or \
+            not Path(absolute).exists():
+        return spec
+    if say:
+        warn_user(f"data.root '{spec.root}' is not found from this folder (a relative path counts from the folder a "
+                  f"command runs in): the run's data is read where training read it, '{absolute}'")
+    return spec.model_copy(update={"root": absolute})
 
 
 def _say_part_scored(split: str, data: DataSplits, scored: int) -> None:

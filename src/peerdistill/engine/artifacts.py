@@ -23,6 +23,7 @@ from torch.nn.parameter import is_lazy
 from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
+from ..option_names import option
 from ..run_files import METRICS_FILE, RESUME_FILE, RUN_FILE
 from ..values import is_count, is_finite_number
 from ..wording import first_few
@@ -43,24 +44,26 @@ COMPARISON_FILES = ("compare.csv", "compare.md")
 REPLACE_MARK = "replaced-by-compare-overwrite"
 
 
-def check_not_a_run_file(target: str | Path, option: str = "--out") -> None:
+def check_not_a_run_file(target: str | Path, flag: str = "--out", named: str | None = None) -> None:
     """Refuse to write ``target`` over a file that a run or a comparison owns (run.json,
     metrics, config, weights, checkpoints of any run directory): a report, an export or
-    predictions written there would destroy the run."""
+    predictions written there would destroy the run. The message names it as the option
+    ``flag`` given it (``named``: otherwise)."""
+    label = named or option(flag, repr(str(target)))
     path = Path(target).resolve()
     elsewhere = "write elsewhere (the run's export/ or eval/ folder, or another place)"
     for folder in path.parents:
         if folder.name in RUN_FOLDERS and (folder.parent / RUN_FILE).is_file():
-            raise ConfigError(f"{option} '{target}' is inside the run's {folder.name}/ folder, which holds its own "
+            raise ConfigError(f"{label} is inside the run's {folder.name}/ folder, which holds its own "
                               f"files: {elsewhere}")
     folder = path.parent
     if ((path.name in TRAINER_FILES and (folder / RUN_FILE).is_file())
             or (path.name in COMPARISON_FILES and (folder / "compare.csv").is_file())):
-        raise ConfigError(f"{option} '{target}' is one of the files of the run (or comparison) in '{folder}': "
+        raise ConfigError(f"{label} is one of the files of the run (or comparison) in '{folder}': "
                           f"writing there would destroy it; {elsewhere}")
 
 
-def check_not_in_data(target: str | Path, places: list[Path], option: str = "--out") -> None:
+def check_not_in_data(target: str | Path, places: list[Path], flag: str = "--out") -> None:
     """Refuse to write ``target`` into data a run reads (``places``: its data files and the
     folders of its images, masks and regions, ``config.data_places``): predictions named like
     the true masks, or a table over the label CSV, would replace the ground truth, silently."""
@@ -68,7 +71,7 @@ def check_not_in_data(target: str | Path, places: list[Path], option: str = "--o
     for place in places:
         data = Path(place).resolve()
         if path == data or data in path.parents:
-            raise ConfigError(f"{option} '{target}' {'is' if path == data else 'is inside'} '{place}', data the run "
+            raise ConfigError(f"{option(flag, repr(str(target)))} {'is' if path == data else 'is inside'} '{place}', data the run "
                               "reads: writing there could replace its images, masks or labels; write elsewhere (the "
                               "run's eval/ or export/ folder, or another place)")
 
