@@ -1305,7 +1305,12 @@ def test_a_folders_fingerprint_follows_linked_folders_and_counts_dicom_names(tmp
     (tmp_path / "store" / "a" / "2.png").write_bytes((tmp_path / "store" / "a" / "0.png").read_bytes())
     assert data_fingerprint(spec) != held
     held = data_fingerprint(spec)
-    (tmp_path / "store" / "a" / "1.2.840.113619.2.5").write_bytes(b"\0" * 200)  # a DICOM export's name, unread
+    # under a DICOM export's name, a file counts by the DICM mark after its preamble (one small read);
+    # a README, a LICENSE or a rotated log.1 beside the images does not (review 45a)
+    for name in ("README", "LICENSE", "log.1"):
+        (tmp_path / "store" / "a" / name).write_text("notes, edited now and then")
+    assert data_fingerprint(spec) == held
+    (tmp_path / "store" / "a" / "1.2.840.113619.2.5").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 68)
     assert data_fingerprint(spec) != held
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "run.json").write_text("{}")

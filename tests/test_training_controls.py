@@ -654,6 +654,12 @@ def test_kept_weights_predicting_one_class_are_warned_of():
         "ensemble predicts 'pneumonia' for every validation image, though the split holds other classes: nothing of "
         "them was learnt; an imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), "
         "weigh the classes (data.class_weights=true) or train longer")
+    # review 45a: models without BatchNorm (a linear probe, a ViT) are not sent to change the batch size
+    three = one_class_kept({"teacher": majority, "student1": majority, "ensemble": majority}, names, 0, 5,
+                           batch_norm=False)
+    assert three.startswith("with the weights kept as the best (epoch 1), teacher, student1 and ensemble predict ")
+    assert three.endswith("nothing of them was learnt; an imbalanced split? monitor ensemble/balanced_accuracy or "
+                          "ensemble/auc (train.monitor), weigh the classes (data.class_weights=true) or train longer")
     assert one_class_kept({"ensemble": learnt}, names, 0, 5) is None
     assert one_class_kept({"ensemble": {**majority, "recall_normal": nan}}, names, 0, 5) is None  # one class present
     assert one_class_kept({"ensemble": {"precision_pneumonia": 0.7}}, names, 0, 5) is None  # figures not kept
@@ -704,6 +710,14 @@ def test_validation_every_nth_epoch_and_the_last_chooses_the_best_among_those(ti
     patient = trainer(make_cohort(), train=TrainSpec(epochs=12, batch_size=32, val_every=3, patience=3))
     _scripted(patient, [0.5, 0.8, 0.6, 0.9])
     result = patient.fit(tiny_data)
+    assert (len(result.history), result.best_epoch, result.stopped_early) == (9, 5, True)
+    # patience shorter than the validations' spacing: the first validation no better stops it (review 45a)
+    hasty = trainer(make_cohort(), train=TrainSpec(epochs=12, batch_size=32, val_every=3, patience=2))
+    _scripted(hasty, [0.5, 0.8, 0.6, 0.9])
+    with pytest.warns(PeerdistillWarning, match=r"train.patience \(2\) is shorter than train.val_every \(3\): patience "
+                                                r"is judged at validated epochs only, so training stops at the first "
+                                                r"validation \(every 3 epochs\) that is not better than the best"):
+        result = hasty.fit(tiny_data)
     assert (len(result.history), result.best_epoch, result.stopped_early) == (9, 5, True)
 
 

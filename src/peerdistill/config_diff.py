@@ -18,7 +18,9 @@ _MISSING = object()
 EXECUTION_KEYS = ("name", "out_dir", "device", "data.root", "train.eval_batch_size", "train.micro_batch_size",
                   "train.num_workers", "train.nonfinite", "train.fuse_students",
                   "train.compile", "train.compile_backend", "train.checkpoint_every_steps",
-                  "train.checkpoint_every_minutes", "train.find_unused_parameters", "log")
+                  "train.checkpoint_every_minutes", "train.find_unused_parameters", "train.val_every", "log")
+# (train.val_every changes no weight: a run found slow to validate mid-way may resume validating
+# less often; its result is another's, as the best epoch is chosen among fewer)
 
 
 def what_is_trained(tree: dict[str, Any]) -> dict[str, Any]:

@@ -10,3 +10,9 @@ def first_few(items: Sequence[object], limit: int = 3, quoted: bool = False) -> 
     there are more: a message names a few of many, not a wall of them."""
     shown = [f"'{item}'" if quoted else str(item) for item in items[:limit]]
     return ", ".join(shown + (["..."] if len(items) > limit else []))
+
+
+def joined(items: Sequence[object]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: names in running text."""
+    words = [str(item) for item in items]
+    return " and ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} and {words[-1]}"

@@ -4,7 +4,7 @@
 An archive (or any single file) by its SHA-256. A folder by a listing of the names and sizes of
 its data files, not their contents (reading every image again would make a large folder slow;
 an image edited in place at the same size goes unseen), linked folders followed: its images
-(DICOM ones by their names too) and annotation JSON, leaving out hidden files (``.DS_Store``),
+(DICOM ones under export names by the DICM mark after their preamble) and annotation JSON, leaving out hidden files (``.DS_Store``),
 other files (notes, ``Thumbs.db``)
 and peerdistill's own: a run's folder (it holds run.json) and a comparison's tables, which a
 project keeping its runs beside its images would otherwise change with every run. A CSV by its
@@ -83,10 +83,19 @@ def _data_files(root: Path):
 
 
 def _is_data_file(path: Path) -> bool:
-    """An image or annotation file by its name: a name as DICOM exports give them (no suffix, a
-    UID, .IMA) counts unread (reading each one's start made a large folder's listing slow)."""
+    """An image or annotation file by its name; under a name as DICOM exports give them (no
+    suffix, a UID, .IMA), by the 'DICM' after its 128-byte preamble, one small read (a README, a
+    LICENSE or a rotated log.1 is no image; a full DICOM check made a large folder's listing slow)."""
     suffix = path.suffix.lower()
-    return suffix == ".json" or suffix in IMAGE_SUFFIXES or bool(EXPORT_SUFFIX.match(suffix))
+    if suffix == ".json" or suffix in IMAGE_SUFFIXES:
+        return True
+    if not EXPORT_SUFFIX.match(suffix):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _listing(base: Path, files, seed: str = "") -> str:

@@ -72,6 +72,12 @@ class Preflight:
                       f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
                       f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
                       "distill.rampup_epochs")
+        patience, every = self.train_spec.patience, self.train_spec.val_every
+        if patience is not None and 1 < every and patience < every < epochs:
+            warn_user(f"train.patience ({patience}) is shorter than train.val_every ({every}): patience is judged "
+                      f"at validated epochs only, so training stops at the first validation (every {every} epochs) "
+                      f"that is not better than the best; to wait for k validations, set train.patience to k x "
+                      f"{every} epochs")
         self._warn_if_standardised_off_scale(data)
         self._warn_of_grey_and_colour_mixed(data)
         self._warn_of_classes_missing_from_scored_splits(data)

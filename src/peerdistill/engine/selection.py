@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from ..metrics import lower_is_better
+from ..wording import joined
 
 # Figures to monitor instead, by task (the default one is what failed).
 _INSTEAD = {"classification": ("ensemble/balanced_accuracy", "ensemble/auc"), "segmentation": ("ensemble/auc",),
@@ -31,11 +32,11 @@ def flat_monitor(history: list[dict[str, Any]], monitor: str, task: str) -> str 
 
 
 def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epoch: int,
-                   steps_per_epoch: int) -> str | None:
+                   steps_per_epoch: int, batch_norm: bool = True) -> str | None:
     """The warning for kept weights with which a model predicts a single class on the whole
     validation split (every other class's precision undefined: never predicted), of two or
     more classes present there (their recalls are numbers). ``steps_per_epoch``: few make a
-    cause likely."""
+    cause likely where the models hold BatchNorm layers (``batch_norm``)."""
     names = [str(c) for c in class_names]
     alone = {}
     for model, figures in val.items():
@@ -49,11 +50,11 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
     by_class: dict[str, list[str]] = {}
     for model, c in alone.items():
         by_class.setdefault(c, []).append(model)
-    said = "; ".join(f"{' and '.join(models)} predict{'s' if len(models) == 1 else ''} '{c}'"
+    said = "; ".join(f"{joined(models)} predict{'s' if len(models) == 1 else ''} '{c}'"
                      for c, models in by_class.items())
     steps = f"{steps_per_epoch} optimizer step{'s' if steps_per_epoch != 1 else ''}"
     cause = (f"with {steps} an epoch, BatchNorm's running statistics (which evaluation uses) may lag the weights: "
-             "a smaller train.batch_size or more epochs" if steps_per_epoch < FEW_STEPS else
+             "a smaller train.batch_size or more epochs" if steps_per_epoch < FEW_STEPS and batch_norm else
              "an imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), weigh the "
              "classes (data.class_weights=true) or train longer")
     return (f"with the weights kept as the best (epoch {epoch + 1}), {said} for every validation image, though the "

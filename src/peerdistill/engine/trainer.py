@@ -544,7 +544,10 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         """Weights kept that predict one class for every validation image, else a monitor that
         never moved (engine/selection.py): either way the best epoch is the first in name only."""
         names = getattr(self.task, "class_names", None)
-        one_class = (selection.one_class_kept(self._best["val"], names, self._best["epoch"], len(self.train_batches))
+        batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for member in self.cohort.members
+                         for m in member.module.modules())
+        one_class = (selection.one_class_kept(self._best["val"], names, self._best["epoch"], len(self.train_batches),
+                                              batch_norm)
                      if names and getattr(self.task, "name", "") == "classification" else None)
         said = one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
         if said:
