@@ -54,6 +54,8 @@ def test_readme_python_example(tmp_path, capsys):
         load_cohort(run, modules={**modules, "studnet1": MySmallNet(3)})
     cohort, _ = load_cohort(run, modules=modules)
     assert [m.name for m in cohort.students] == ["student1", "student2"]
+    # read to predict with (review 45d: BatchNorm used each batch's own statistics, 0.62 off in the logits)
+    assert not any(module.training for member in cohort.members for module in member.module.modules())
     with pytest.raises(CheckpointError, match="data was given in Python"):
         evaluate_run(run, modules=modules)
     data = namespace["data"]

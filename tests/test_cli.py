@@ -800,6 +800,31 @@ def test_predict_skip_unreadable_predicts_the_others_and_lists_the_damaged_besid
     assert not listing.exists() and len(out.read_text().splitlines()) == 4
 
 
+def test_export_and_predict_replace_their_own_earlier_files_but_no_file_of_the_users(tmp_path, capsys):
+    # review 45d: a graph of the user's own under the .onnx name, and a label table under the CSV's,
+    # were replaced without a word (the JSON beside an .onnx was protected already)
+    run_cli("train", f"out_dir={tmp_path / 'runs'}", "name=r", *FAST, "--quiet")
+    run = tmp_path / "runs" / "r"
+    mine = {tmp_path / "mine.onnx": b"a graph of my own", tmp_path / "mine.safetensors": b"weights of mine",
+            tmp_path / "labels.csv": b"patient,label\np1,1\n"}
+    for path, content in mine.items():
+        path.write_bytes(content)
+    capsys.readouterr()
+    run_cli("export", run, "--out", tmp_path / "mine.onnx", expect=2)
+    run_cli("export", run, "--format", "safetensors", "--out", tmp_path / "mine.safetensors", expect=2)
+    np.savez(tmp_path / "x.npz", images=np.random.default_rng(0).random((3, 8, 8), dtype=np.float32))
+    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "labels.csv", expect=2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("exists and is not a file export wrote") == 2
+    assert "--out '" + str(tmp_path / "labels.csv") + "' exists and is not a table predict wrote" in err
+    assert all(path.read_bytes() == content for path, content in mine.items())
+    # their own, written before: replaced as ever
+    for _ in range(2):
+        run_cli("export", run, "--out", tmp_path / "again.onnx")
+        run_cli("export", run, "--format", "safetensors", "--out", tmp_path / "again.safetensors")
+        run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "again.csv")
+
+
 def test_outputs_never_land_on_a_runs_own_files_or_the_inputs(tmp_path, capsys):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")

@@ -34,6 +34,7 @@ from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
+from .engine.state_files import DIGEST_KEY, safetensors_metadata
 from .engine.tta import mean_over_flips, tta_flips
 from .post_hoc import check_post_hoc_options
 from .sidecar import SIDECAR_KEYS, sidecar_path
@@ -594,7 +595,21 @@ def _named_target(run_dir: Path, name: str, fmt: str, out: str | Path | None) ->
             raise ConfigError(f"{option('--out', repr(str(out)))} would replace '{sidecar}', which export did not "
                               "write (its JSON goes beside the .onnx, under the same name): choose another name or "
                               "folder")
+    if target.is_file() and not _an_earlier_export(target, fmt):  # a graph or weights of the user's own
+        raise ConfigError(f"{option('--out', repr(str(target)))} exists and is not a file export wrote (an .onnx is "
+                          "one with export's JSON beside it, a .safetensors one with peerdistill's digest inside): "
+                          "choose another name or folder, or delete it to replace it")
     return target
+
+
+def _an_earlier_export(path: Path, fmt: str) -> bool:
+    """Whether ``path`` is a file an earlier export wrote, which a new one may replace."""
+    if fmt == "onnx":
+        return sidecar_path(path).is_file() and _is_sidecar(sidecar_path(path))
+    try:
+        return DIGEST_KEY in safetensors_metadata(path)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
 
 
 def _is_sidecar(path: Path) -> bool:

@@ -334,6 +334,20 @@ def _check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path
     if not dense and out.suffix.lower() != ".csv":  # never a CSV over an image or a config of that name
         raise ConfigError(f"{named} does not end in .csv: predictions are written as a CSV file, e.g. "
                           f"{out.with_suffix('.csv')}")
+    if not dense and out.is_file() and not _a_table_predict_wrote(out):  # a label table, say
+        raise ConfigError(f"{named} exists and is not a table predict wrote (its first column is not 'input'): "
+                          "write the predictions to another file, or delete it to replace it")
+
+
+def _a_table_predict_wrote(path: Path) -> bool:
+    """Whether a CSV is predict's own (its header begins with the input column), which a new
+    predict may replace; an empty file holds nothing to lose either."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+    except OSError:
+        return False
+    return not first.strip() or first.startswith("input,")
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,

@@ -63,8 +63,9 @@ def warn_if_unfinished(run_dir: str | Path) -> None:
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
                 roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True,
                 trusted_archs: Iterable[str] = ()) -> tuple[Cohort, dict[str, Any]]:
-    """Rebuild the saved models of a run (its best-validation weights) and return them with the
-    run's metadata. Models built in Python (no arch spec) must be passed in ``modules``.
+    """Rebuild the saved models of a run (its best-validation weights), in inference mode
+    (``.eval()``), and return them with the run's metadata. Models built in Python (no arch
+    spec) must be passed in ``modules``.
     ``with_heads=False`` gives self-distilled networks without their auxiliary heads. Import
     paths are built only when trusted (``check_trusted_arch``; ``trusted_archs`` adds some)."""
     if "student" not in roles:
@@ -138,7 +139,8 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
                    if in_training else "the run ended before its first validation")
             raise CheckpointError(f"'{run.model_path(name)}' is missing: {why}")
         load_member_weights(module, run, name)
-        members.append(Member(name, module, entry["role"], frozen=True, spec=spec))
+        # in inference mode, as read to predict with: BatchNorm by its running statistics, no dropout
+        members.append(Member(name, module.eval(), entry["role"], frozen=True, spec=spec))
     return members, meta
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import re
 import warnings
@@ -42,7 +43,7 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {exc}. It is truncated or corrupt; "
                                   "use the file a peerdistill run wrote to models/") from None
-        written = _metadata(path).get(DIGEST_KEY)
+        written = safetensors_metadata(path).get(DIGEST_KEY)
         if written is not None and written != weights_digest(state):
             raise CheckpointError(f"checkpoint '{path}' for {name} is corrupt: its tensors differ from those it was "
                                   "written with (their SHA-256 is not the one the file records); restore it from a "
@@ -98,10 +99,14 @@ def failing_zip_member(path: Path) -> str | None:
         return None  # not readable as a zip: torch.load's own error says so
 
 
-def _metadata(path: Path) -> dict[str, str]:
-    """A safetensors file's ``__metadata__`` (its header is read once already: it parses)."""
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's ``__metadata__``; empty for a file whose header length does not fit
+    it (another kind of file: its first bytes are no length)."""
     with open(path, "rb") as fh:
-        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        length = int.from_bytes(fh.read(8), "little")
+        if not 0 < length <= os.fstat(fh.fileno()).st_size - 8:
+            return {}
+        header = json.loads(fh.read(length))
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     return metadata if isinstance(metadata, dict) else {}
 
