@@ -823,6 +823,13 @@ def test_export_and_predict_replace_their_own_earlier_files_but_no_file_of_the_u
         run_cli("export", run, "--out", tmp_path / "again.onnx")
         run_cli("export", run, "--format", "safetensors", "--out", tmp_path / "again.safetensors")
         run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "again.csv")
+    # 'best' is chosen by the scores in metrics.json: with it gone, said so, and the way round it (review 45d)
+    (run / "metrics.json").unlink()
+    capsys.readouterr()
+    run_cli("export", run, "--out", tmp_path / "best.onnx", expect=2)
+    assert (f"'{run / 'metrics.json'}' does not exist, and it holds the validation scores the best student is chosen "
+            "by: restore it, or name the model (--model 'student1')") in " ".join(capsys.readouterr().err.split())
+    run_cli("export", run, "--model", "student1", "--out", tmp_path / "s1.onnx")
 
 
 def test_outputs_never_land_on_a_runs_own_files_or_the_inputs(tmp_path, capsys):
@@ -1450,6 +1457,10 @@ def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkey
     meta.write_text(meta.read_text().replace('"complete"', '"stopped"'))
     said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "r"))
     assert said == f" (the run keeps its last checkpoint: peerdistill train --resume {tmp_path / 'r'} continues it)"
+    # a path with a space, quoted so that the command pastes whole (review 45d)
+    (tmp_path / "r").rename(tmp_path / "my run")
+    said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "my run"))
+    assert said == f" (the run keeps its last checkpoint: peerdistill train --resume '{tmp_path / 'my run'}' continues it)"
 
 
 def test_an_interrupted_eval_predict_or_report_says_what_it_leaves():

@@ -1117,7 +1117,8 @@ def test_torchs_own_deprecation_notes_do_not_fail_an_export_under_a_strict_warni
 
 def test_the_deployment_pages_python_block_gives_predicts_probabilities_and_calls(digits_run, tmp_path):
     """docs/deployment.md shows how to feed an exported classifier without peerdistill: run as
-    written, on an 8-bit, a 16-bit and a colour file, and with a threshold in the JSON."""
+    written, on an 8-bit, a 16-bit, a float (review 45d) and a colour file, and with a threshold in
+    the JSON."""
     import csv
     import re
 
@@ -1133,12 +1134,13 @@ def test_the_deployment_pages_python_block_gives_predicts_probabilities_and_call
     Image.fromarray(grey).save(tmp_path / "eight.png")
     Image.fromarray(grey.astype(np.uint16) * 257 + 100).save(tmp_path / "sixteen.png")
     Image.fromarray((rng.random((9, 9, 3)) * 255).astype(np.uint8)).save(tmp_path / "colour.png")
+    Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "float.tif")  # mode F: values kept as they are
     two_classes, _ = train_two_class_npz_run(tmp_path, seed=0, epochs=1)
     for run, model, rule in ((digits_run, "student1", None), (two_classes, "ensemble", "sensitivity=0.9")):
         onnx = export_run(run, model=model, out=tmp_path / f"{model}.onnx", operating_point=rule).path
         classes = json.loads(onnx.with_suffix(".json").read_text())["class_names"]
         assert (json.loads(onnx.with_suffix(".json").read_text())["threshold"] is None) == (rule is None)
-        for name in ("eight.png", "sixteen.png", "colour.png"):
+        for name in ("eight.png", "sixteen.png", "float.tif", "colour.png"):
             scope = {"json_path": str(onnx.with_suffix(".json")), "image_path": str(tmp_path / name),
                      "onnx_path": str(onnx)}
             exec(block, scope)  # noqa: S102 - the page's own block

@@ -1321,3 +1321,33 @@ def test_self_distillation_heads_on_a_segmentation_cohort_are_refused_by_name_fr
                                           r"preset\), "
                                           r"which are for classification: .* not the maps segmentation needs"):
         Trainer(cohort, KnowledgeGraph.from_preset("self", cohort), SegmentationTask(2), device="cpu", progress=False)
+
+
+def test_the_deployment_pages_sliding_window_block_gives_predicts_masks(patch_shapes_run, tmp_path):
+    """docs/deployment.md, "Segmentation by sliding window": run as written on an exported
+    patch-trained model, it gives the masks predict writes (review 45d: the blending was in the
+    source alone)."""
+    from peerdistill.export import export_run
+    from peerdistill.predict import _onnx_model, predict_files
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    block = re.search(r"## Segmentation by sliding window\n.*?```python\n(.*?)```", page, re.S).group(1)
+    onnx = export_run(patch_shapes_run, model="student1", out=tmp_path / "student1.onnx").path
+    info = json.loads(onnx.with_suffix(".json").read_text())
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((64, 80)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    pixels = np.asarray(Image.open(tmp_path / "in.png"), np.float32)[..., None] / 255
+    x = ((pixels - np.float32(info["data_stats"]["mean"])) / np.float32(info["data_stats"]["std"]))
+    scope = {"x": x.transpose(2, 0, 1)[None].astype(np.float32), "window": info["window"],
+             "window_overlap": info["window_overlap"]}
+    exec(block.replace('"student1.onnx"', repr(str(onnx))), scope)  # noqa: S102 - the page's own block
+    masks = predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "masks")
+    assert np.array_equal(scope["mask"].numpy(), np.asarray(Image.open(masks / "in_mask.png")))
+    # the scores themselves, not the calls alone (a one-epoch model may call every pixel one class)
+    _, run = _onnx_model(onnx)
+    np.testing.assert_allclose(scope["logits"].numpy(), run(torch.from_numpy(scope["x"].numpy())).numpy(), atol=1e-5)
+    # an even blend of the same windows is not the same figure: the check can tell them apart
+    from monai.inferers import sliding_window_inference
+
+    even = sliding_window_inference(scope["x"], (info["window"],) * 2, 8, scope["graph"], info["window_overlap"])
+    assert np.abs(even.numpy() - scope["logits"].numpy()).max() > 1e-3

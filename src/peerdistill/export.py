@@ -29,6 +29,7 @@ from .arguments import check_flags, check_not_negative
 from .cohort import as_logits
 from .data import build_data
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
+from .run_files import METRICS_FILE
 from .data.splits import DataSplits
 from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
@@ -177,6 +178,10 @@ def ensemble_of_stacked(stacked: torch.Tensor, students: int) -> torch.Tensor:
 
 def best_student(run_dir: Path, meta: dict) -> str:
     """The student of a finished run with the best final validation score by its monitor."""
+    if not (Path(run_dir) / METRICS_FILE).is_file():  # the scores 'best' is chosen by, gone
+        raise CheckpointError(f"'{Path(run_dir) / METRICS_FILE}' does not exist, and it holds the validation scores "
+                              f"the best student is chosen by: restore it, or name the model "
+                              f"({option('--model', repr('student1'))})")
     metrics = RunDir(run_dir).metrics()
     if metrics.get("status") != "complete":
         raise CheckpointError(f"'{run_dir}' has not finished: name the model ({option('--model', repr('student1'))}) "

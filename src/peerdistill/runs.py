@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import shlex
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def unfinished_note(run_dir: str | Path) -> str | None:
     if RunDir(Path(run_dir)).is_complete or run_lock.is_held(Path(run_dir)):  # (training: said when read)
         return None
     return (f"'{run_dir}' has not finished: these are the weights of its best epoch so far (continue it with "
-            f"peerdistill train --resume {run_dir})")
+            f"peerdistill train --resume {shlex.quote(str(run_dir))})")
 
 
 def warn_if_unfinished(run_dir: str | Path) -> None:

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import errno
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -128,7 +129,7 @@ def _kept_for_resume(ns: argparse.Namespace) -> str:
 
     if RunDir(Path(run_dir)).is_complete:
         return ""
-    return f" (the run keeps its last checkpoint: peerdistill train --resume {run_dir} continues it)"
+    return f" (the run keeps its last checkpoint: peerdistill train --resume {shlex.quote(str(run_dir))} continues it)"
 
 
 def _say(error: str) -> None:

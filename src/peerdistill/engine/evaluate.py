@@ -21,7 +21,9 @@ def windowed(predictor, x: torch.Tensor, window: tuple[int, int] | None = None, 
         return predictor(x)
     from monai.inferers import sliding_window_inference
 
-    return sliding_window_inference(x, window, sw_batch_size=8, predictor=predictor, overlap=overlap, mode="gaussian")
+    # (every setting spelt out: docs/deployment.md gives them to reproduce it outside peerdistill)
+    return sliding_window_inference(x, window, sw_batch_size=8, predictor=predictor, overlap=overlap, mode="gaussian",
+                                    sigma_scale=0.125, padding_mode="constant", cval=0.0)
 
 
 def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = None,

@@ -3,6 +3,7 @@ come from costs_html.py and predictions_html.py)."""
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / METRICS_FILE).stat().st_mtime))
         going = ("A process is training it now (its lock is held): this page shows it as it was then"
                  if training else
-                 f"Its lock is free (no process trains it): continue it with peerdistill train --resume {directory}")
+                 f"Its lock is free (no process trains it): continue it with peerdistill train --resume {shlex.quote(str(directory))}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
 
