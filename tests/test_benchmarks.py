@@ -81,7 +81,8 @@ def test_detection_fusion_scores_every_rule_and_the_runs_own_setting_as_training
                                 "students": [detector, detector], "distill": {"preset": "independent"},
                                 "detect": {"score_threshold": 0.01}, "train": {"epochs": 1, "batch_size": 16}}),
                       progress=False)
-    out = run("detection_fusion.py", str(tmp_path), "--ious", "0.6,0.7", "--json", "fusion.json", cwd=tmp_path)
+    out = run("detection_fusion.py", str(tmp_path), "--split", "test", "--ious", "0.6,0.7", "--json", "fusion.json",
+              cwd=tmp_path)
     assert "mean over 1 run(s)" in out
     mean = json.loads((tmp_path / "fusion.json").read_text())["mean"]
     assert {n for n in mean if n.startswith("ensemble")} == {f"ensemble {r} iou {i}" for r in ("wbf", "nms", "nmw")

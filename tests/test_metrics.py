@@ -366,3 +366,24 @@ def test_midranks_are_scipys_rankdata():
              np.float32([1, 1, 0.99999994, 1, 0.5]), np.arange(10)[::-1].astype(float)]
     for values in cases:
         assert np.array_equal(midranks(values), rankdata(values)), values
+
+
+def test_non_finite_scores_give_no_figure_rather_than_a_perfect_one():
+    # review 45c: argmax calls a NaN row class 0, so accuracy and Dice came out 1.0 for NaN scores
+    # from a library caller (the command line stops on non-finite outputs before any metric)
+    import torch
+
+    from peerdistill.segmentation_metrics import SegmentationMeter
+
+    probs = np.full((4, 2), np.nan)
+    figures = classification_metrics(probs, np.array([0, 0, 0, 1]), class_names=["a", "b"])
+    assert figures and all(math.isnan(v) for v in figures.values())
+    finite = classification_metrics(np.array([[0.9, 0.1]] * 3 + [[0.2, 0.8]]), np.array([0, 0, 0, 1]))
+    assert finite["accuracy"] == 1.0  # the same calls from finite scores: a number
+    meter = SegmentationMeter(["background", "vessel"])
+    scores = torch.zeros(1, 2, 8, 8)
+    scores[:, 0] = 1.0
+    meter.update(scores, torch.zeros(1, 8, 8, dtype=torch.long))
+    assert meter.compute()["pixel_accuracy"] == 1.0
+    meter.update(torch.full((1, 2, 8, 8), float("nan")), torch.zeros(1, 8, 8, dtype=torch.long))
+    assert all(math.isnan(v) for v in meter.compute().values())

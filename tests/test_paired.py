@@ -110,6 +110,12 @@ def test_the_default_baseline_is_independent_when_compared():
 def test_the_caption_warns_that_folds_are_not_independent_pairs():
     assert "not independent" in caption("independent", "auc", 5, folds=5)
     assert "not independent" not in caption("independent", "auc", 3, folds=None)
+    # one test split: the interval holds the seeds' spread there, not the test images' (review 45c)
+    assert caption("independent", "auc", 3, folds=None).endswith(
+        "Every pair is scored on the same test images, so the interval holds the seeds' spread on them and not how "
+        "far other test images could move the difference: one that excludes 0 may not hold on new images (--folds "
+        "scores other test images; eval --bootstrap bounds each figure).")
+    assert "same test images" not in caption("independent", "auc", 5, folds=5)
     # many intervals shown, none adjusted for the others: said, with the figure to judge by
     assert "Each interval stands alone, unadjusted for the many shown (settings, models, metrics): some exclude 0 " \
            "by chance alone" in caption("independent", "auc", 3, folds=None)

@@ -79,6 +79,8 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray,
     if class_names is not None:
         for family, values in (("precision", precision), ("recall", recall)):
             out.update({f"{family}_{c}": float(v) for c, v in zip(class_names, values, strict=True)})
+    if not np.isfinite(probs).all():  # argmax calls a NaN row class 0: no figure of such scores is a number
+        out = {key: float("nan") for key in out}
     return out
 
 

@@ -58,9 +58,11 @@ class SegmentationMeter:
         # the foreground probability of every counted pixel, by truth: an array per update
         self.positive_scores: list[np.ndarray] = []
         self.negative_scores: list[np.ndarray] = []
+        self.non_finite = False  # a NaN pixel is called background: no figure of such scores is a number
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         probs = align_to(probs, targets.shape[-2:]).float()
+        self.non_finite |= not bool(torch.isfinite(probs).all())
         pred = predicted_classes(probs)
         valid = targets != IGNORE
         for i in range(pred.shape[0]):
@@ -86,6 +88,7 @@ class SegmentationMeter:
             self.missed[c] += other.missed[c]
         self.positive_scores += other.positive_scores
         self.negative_scores += other.negative_scores
+        self.non_finite |= other.non_finite
 
     def _image(self, pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
         for c in range(self.k):
@@ -142,7 +145,7 @@ class SegmentationMeter:
         if self.k > 2:
             out.update({f"missed_{n}": m / n_images if n_images else float("nan")
                         for n, m, n_images in zip(self.class_names[1:], self.missed[1:], self.present[1:])})
-        return out
+        return {key: float("nan") for key in out} if self.non_finite else out
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
