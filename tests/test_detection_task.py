@@ -305,7 +305,9 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert main(["export", str(run), "--model", "ensemble", "--format", "safetensors"]) == 2
     assert "a rule applied to boxes, neither a graph nor a set of weights" in " ".join(capsys.readouterr().err.split())
     assert main(["export", str(run), "--model", "student1", "--format", "safetensors"]) == 0
-    assert "graph" not in capsys.readouterr().out  # (weights alone: no graph to speak of)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "graph" not in printed  # (weights alone: no graph to speak of)
+    assert "(weights of a detector: its head's dense outputs, decoded into boxes by peerdistill)" in printed  # not logits
     from PIL import Image
 
     image = tmp_path / "one.png"

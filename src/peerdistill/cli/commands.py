@@ -152,8 +152,11 @@ def cmd_export(ns: argparse.Namespace) -> int:
     parity = (f"; onnxruntime vs PyTorch: max |difference| {result.max_abs_diff:.3g} on {result.compared_on}"
               if result.max_abs_diff is not None else "")
     task = read_json(Path(ns.run_dir) / RUN_FILE).get("task") if (Path(ns.run_dir) / RUN_FILE).is_file() else None
-    what = "dense head outputs; boxes are decoded outside the graph, by predict" if (
-        task == "detection" and result.output == "logits" and result.max_abs_diff is not None) else result.output
+    if task == "detection" and result.output == "logits":  # a detector's weights give no logits of classes
+        what = ("dense head outputs; boxes are decoded outside the graph, by predict" if result.max_abs_diff is not None
+                else "weights of a detector: its head's dense outputs, decoded into boxes by peerdistill")
+    else:
+        what = result.output
     if result.int8 is not None:
         check = result.int8
         what += f", int8: {check.int8_bytes / 1024:,.0f} KiB against {check.fp32_bytes / 1024:,.0f} KiB in fp32"

@@ -144,10 +144,14 @@ class Preflight:
             if near:
                 trained_names = names_in_messages(data.info, "train", len(data.train))
                 pairs = first_few([f"'{names[row]}' ~ '{trained_names[match]}'" for row, match in near])
+                # (detection's kinds take no group key: review 45b followed the advice into a refusal)
+                keep = ("remove or merge the near-copies in the data, or try another data.split_seed"
+                        if getattr(self.task, "name", "") == "detection" else
+                        "keep near-copies in one split (data.group_pattern, for a patient or video id in the file "
+                        f"names) or leave them out of the {what} split")
                 warn_user(f"{len(near)} of {len(part)} {what} inputs are near-copies of training images ({pairs}: "
                           f"the same picture saved again or resized, or the next frame of a video?): {cost}; look at "
-                          f"them, and keep near-copies in one split (data.group_pattern, for a patient or video id in "
-                          f"the file names) or leave them out of the {what} split")
+                          f"them, and {keep}")
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
