@@ -58,13 +58,14 @@ class SegmentationMeter:
         # the foreground probability of every counted pixel, by truth: an array per update
         self.positive_scores: list[np.ndarray] = []
         self.negative_scores: list[np.ndarray] = []
-        self.non_finite = False  # a NaN pixel is called background: no figure of such scores is a number
+        self.non_finite = False  # a NaN labelled pixel is called background: no figure of such scores is a number
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         probs = align_to(probs, targets.shape[-2:]).float()
-        self.non_finite |= not bool(torch.isfinite(probs).all())
         pred = predicted_classes(probs)
         valid = targets != IGNORE
+        # (ignored pixels, outside a field of view, count nowhere: a NaN there is no figure's)
+        self.non_finite |= not bool(torch.isfinite(probs).all(dim=1)[valid].all())
         for i in range(pred.shape[0]):
             self._image(pred[i], targets[i], valid[i])
         t, p = targets[valid], pred[valid]
