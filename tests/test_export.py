@@ -1229,3 +1229,20 @@ def test_a_python_caller_writing_over_a_runs_own_file_is_told_its_keyword(digits
         export_run(digits_run, "student1", out=digits_run / "models" / "x.onnx")
     with pytest.raises(ConfigError, match=rf"^out='{digits_run / 'metrics.json'}' is one of the files of the run"):
         write_report(digits_run, out=digits_run / "metrics.json")
+
+
+def test_the_json_says_which_model_of_which_run_and_weights_the_graph_was_made_from(digits_run, tmp_path):
+    # review 45d: a device team could not trace a shipped file back to its run, model or weights
+    import hashlib
+
+    import peerdistill
+
+    meta = json.loads((digits_run / "run.json").read_text())
+    students = [e["name"] for e in meta["members"] if e["role"] == "student"]
+    for model, read in (("student1", ["student1"]), ("ensemble", students)):
+        onnx = export_run(digits_run, model=model, out=tmp_path / f"{model}.onnx").path
+        made = json.loads(onnx.with_suffix(".json").read_text())["exported_from"]
+        assert made == {"model": model, "run": str(digits_run.resolve()),
+                        "weights_sha256": {n: hashlib.sha256((digits_run / "models" / f"{n}.safetensors").read_bytes())
+                                           .hexdigest() for n in read},
+                        "peerdistill": peerdistill.__version__, "torch": torch.__version__, "opset": 18}

@@ -623,6 +623,11 @@ def test_a_monitor_that_never_moved_is_warned_of():
                     "learnt (check the learning rate and the data) or may predict one class for every image; monitor "
                     "a figure that moves (train.monitor, e.g. ensemble/auc)")
     assert flat_monitor(rows, "teacher/dice", "segmentation") is None  # it moved
+    # under train.val_every the first validated epoch is the one kept (review 45a)
+    sparse = [{"epoch": e, **({"val/ensemble/dice": 0.0} if e % 3 == 0 else {})} for e in range(1, 7)]
+    assert flat_monitor(sparse, "ensemble/dice", "segmentation").startswith(
+        "val ensemble/dice was 0 in every validated epoch (2): no epoch was better than the first validated one "
+        "(epoch 3), whose weights are kept as the best")
     assert flat_monitor(rows[:1], "ensemble/dice", "segmentation") is None  # one epoch chooses nothing
     nan = [{**r, "val/ensemble/dice": math.nan} for r in rows]  # never finite: warned of elsewhere
     assert flat_monitor(nan, "ensemble/dice", "segmentation") is None
@@ -722,7 +727,11 @@ def test_validation_every_nth_epoch_and_the_last_chooses_the_best_among_those(ti
 
 
 def test_the_learning_curves_draw_the_validated_epochs_alone():
+    import warnings
+
     from matplotlib import pyplot as plt
+
+    from peerdistill.html_report.run_page import learning_curves_section
 
     from peerdistill.html_report.comparison_page import settings_curve_figure
     from peerdistill.html_report.run_page import monitor_curve_figure
@@ -739,3 +748,8 @@ def test_the_learning_curves_draw_the_validated_epochs_alone():
     assert list(line.get_xdata()) == [1, 2, 3, 4]
     assert list(line.get_ydata()) == pytest.approx([0.1, 0.15, 0.1, 0.25])  # each epoch: the seeds validated there
     plt.close(fig)
+    # a report read before the first validation: said, and no empty chart (nor matplotlib's warning of one)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        section = learning_curves_section({"epochs": epochs[:1], "monitor": "ensemble/accuracy"})
+    assert "No epoch has been validated yet (train.val_every" in section and section.count("<img") == 1

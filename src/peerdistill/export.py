@@ -28,9 +28,9 @@ from torch import nn
 from .arguments import check_flags, check_not_negative
 from .cohort import as_logits
 from .data import build_data
-from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
-from .run_files import METRICS_FILE
+from .data.digests import file_sha256
 from .data.splits import DataSplits
+from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
 from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
@@ -42,6 +42,7 @@ from .sidecar import SIDECAR_KEYS, sidecar_path
 from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
 from .spatial import align_to, largest_size, mean_at_largest
 from .option_names import option, option_given
+from .run_files import METRICS_FILE
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -194,6 +195,19 @@ def best_student(run_dir: Path, meta: dict) -> str:
         raise CheckpointError(f"'{run_dir}' metrics.json has no validation {metric} of {unscored}, so the best "
                               f"student cannot be chosen: name the model ({option('--model', repr('student1'))})")
     return max(students, key=lambda s: ranking_score(metric, scores[s][metric]))
+
+
+def provenance(run_dir: Path, name: str, meta: dict) -> dict:
+    """Where an exported graph came from, for a device team to trace a shipped file: the model
+    (the ensemble's students), the run, the SHA-256 of each weights file read, and the versions
+    of peerdistill and torch that wrote it, at ONNX opset ``OPSET``."""
+    from . import __version__
+
+    read = [e["name"] for e in meta["members"] if e["role"] == "student"] if name == "ensemble" else [name]
+    run = RunDir(run_dir)
+    return {"model": name, "run": str(Path(run_dir).resolve()),
+            "weights_sha256": {n: file_sha256(run.model_path(n)) for n in read if run.model_path(n).is_file()},
+            "peerdistill": __version__, "torch": torch.__version__, "opset": OPSET}
 
 
 def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None = None
@@ -444,7 +458,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
 
     write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
                   threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
-                  run_finished=finished, onnx_sha256=digest)
+                  run_finished=finished, onnx_sha256=digest, exported_from=provenance(run_dir, name, meta))
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
 
 
@@ -482,9 +496,7 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
                                   f"(tolerance {tolerance:g}); it was not written")
             if int8_check is not None:
                 staged, int8 = int8_check(staged)
-            from .predict import file_digest  # (predict imports this module: here, not at the top)
-
-            digest = file_digest(staged)  # (of the graph checked: the JSON describes it, whatever lands there later)
+            digest = file_sha256(staged)  # (of the graph checked: the JSON describes it, whatever lands there later)
             os.replace(staged, target)
     except OSError as exc:  # a full disk, a folder it may not write in: named by the file asked for
         _remove_empty(made)

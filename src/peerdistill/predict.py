@@ -71,17 +71,18 @@ def as_scores(output: torch.Tensor, info: dict) -> torch.Tensor:
 def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
                   temperature: float | None = None, threshold: float | None = None,
                   operating_point: str | None = None, tta: str | None = None, run_finished: bool = True,
-                  onnx_sha256: str | None = None) -> None:
+                  onnx_sha256: str | None = None, exported_from: dict | None = None) -> None:
     """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null),
     ``temperature`` (the T in the graph, or null), ``threshold`` (on the positive class's
     probability, chosen by ``operating_point`` on the validation split; or null), ``tta``
     (the flips averaged in the graph, or null) and ``run_finished`` (false: the weights of an
     unfinished run's best epoch so far). ``onnx_sha256``: the digest of the graph as it was checked
     (before it was moved into place: another export to the same path could have replaced it since);
-    else the file's now."""
+    else the file's now. ``exported_from``: which model of which run, its weights' files and the
+    versions that wrote the graph (``export.provenance``)."""
     info = {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
             "operating_point": operating_point, "tta": tta, "run_finished": run_finished,
-            "onnx_sha256": onnx_sha256 or file_digest(onnx_path)}
+            "onnx_sha256": onnx_sha256 or file_digest(onnx_path), "exported_from": exported_from}
     atomic_write_text(sidecar_path(onnx_path), json.dumps({**info, "json_sha256": fields_digest(info)}, indent=2))
 
 

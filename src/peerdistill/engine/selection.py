@@ -18,14 +18,17 @@ _INSTEAD = {"classification": ("ensemble/balanced_accuracy", "ensemble/auc"), "s
 
 def flat_monitor(history: list[dict[str, Any]], monitor: str, task: str) -> str | None:
     """The warning for a monitor with one finite value over two or more validated epochs."""
-    values = [row[f"val/{monitor}"] for row in history if f"val/{monitor}" in row]
+    rows = [row for row in history if f"val/{monitor}" in row]
+    values = [row[f"val/{monitor}"] for row in rows]
     if len(values) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         return None
     if max(values) != min(values) or _at_its_best(monitor.split("/")[-1], values[0]):
         return None  # (perfect in every epoch, easy data: a tie, not a failure to learn)
     instead = [m for m in _INSTEAD.get(task, ()) if m != monitor]
-    return (f"val {monitor} was {values[0]:.4g} in every epoch ({len(values)}): no epoch was better than the "
-            "first, whose weights are kept as the best (and train.patience, if set, stopped the run for it); "
+    every, first = (("every epoch", "the first") if len(rows) == len(history) else  # (train.val_every: some)
+                    ("every validated epoch", f"the first validated one (epoch {rows[0].get('epoch', '?')})"))
+    return (f"val {monitor} was {values[0]:.4g} in {every} ({len(values)}): no epoch was better than "
+            f"{first}, whose weights are kept as the best (and train.patience, if set, stopped the run for it); "
             "the models may not have learnt (check the learning rate and the data) or may predict one class "
             "for every image; monitor a figure that moves"
             + (f" (train.monitor, e.g. {' or '.join(instead)})" if instead else ""))

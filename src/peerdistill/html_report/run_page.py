@@ -121,6 +121,11 @@ def learning_curves_section(metrics: dict[str, Any]) -> str:
     monitor = metrics.get("monitor", "ensemble/accuracy")
     metric = monitor.split("/", 1)[1]
     best = metrics.get("best_epoch")
+    if not validated(epochs):  # a run under train.val_every, read before its first validation
+        return section_html("Learning curves", [
+            note_html(f"No epoch has been validated yet (train.val_every: after every Nth epoch and the last), so "
+                      f"there is no validation {metric} to draw."),
+            figure_html(loss_curve_figure(epochs), "every training loss term, mean over the epoch's steps")])
     return section_html("Learning curves", [
         figure_html(monitor_curve_figure(epochs, metric, best),
                     f"validation {metric} per epoch of every model and the ensemble (dashed line: "
