@@ -348,6 +348,12 @@ def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
     with pytest.warns(PeerdistillWarning, match="the all split's samples are not matched to their data.group_column"):
         scored = evaluate_run(tmp_path / "runs" / "c", bootstrap=40, split="all", data_spec=other)["student1"]
     assert "ci95_groups" not in scored and scored["ci95_low_accuracy"] <= scored["accuracy"]
+    # one patient written two ways by a spreadsheet's re-export (review 45a): two groups, and said
+    (tmp_path / "labels.csv").write_text("\n".join(table[:4] + [table[4].replace("P001", "p001")] + table[5:]) + "\n")
+    with pytest.warns(PeerdistillWarning, match=r"1 patient_id id\(s\) are written more than one way \('P001' and "
+                                                r"'p001'\), and each way is a group of its own"):
+        build_data(spec.model_copy(update={"group_column": "patient_id"}))
+    (tmp_path / "labels.csv").write_text("\n".join(table) + "\n")
     # too few patients to split: the key that named them is the one to drop
     few = spec.model_copy(update={"group_column": "patient_id"})
     (tmp_path / "labels.csv").write_text("\n".join(table[:7]) + "\n")  # two patients

@@ -50,6 +50,8 @@ class Difference:
             return "n/a"
         if self.pairs > 1 and math.isinf(self.mean):  # (an HD95 where a mask was never found)
             interval = " [no interval: an infinite figure]"
+        elif self.pairs > 1 and math.isnan(self.low) and self.mean == 0:  # a frozen teacher beside itself, say
+            return f"{self.mean:+.4f} [the same figure in all {self.pairs} pairs]"
         elif self.pairs > 1 and math.isnan(self.low):
             interval = f" [no interval: the {self.pairs} pairs differ alike]"
         else:

@@ -196,7 +196,33 @@ def _groups_of_rows(rows: list[dict], lines: list[int], spec: DataSpec, path: Pa
         raise DataError(f"'{path}' line {empty[0]}: the {spec.group_column} field (data.group_column) is empty"
                         f"{f' (and on {len(empty) - 1} more lines)' if len(empty) > 1 else ''}: give every image "
                         "its group")
+    _warn_of_ids_written_two_ways(groups, spec.group_column, path)
     return groups
+
+
+def _warn_of_ids_written_two_ways(groups: list[str], column: str, path: Path) -> None:
+    """Ids that are one patient's written two ways (``7`` and ``007`` or ``7.0``, as spreadsheets
+    re-export numbers; ``P7`` and ``p7``) are two groups, whose images can fall on both sides."""
+    spellings: dict[str, set[str]] = {}
+    for group in set(groups):
+        spellings.setdefault(_id_as_compared(group), set()).add(group)
+    twice = [sorted(written) for written in spellings.values() if len(written) > 1]
+    if twice:
+        examples = "; ".join(" and ".join(repr(g) for g in written) for written in twice[:3])
+        warn_user(f"'{path}': {len(twice)} {column} id(s) are written more than one way ({examples}), and each way is a group "
+                  "of its own, so one patient's images may fall in training and in test: write each id one way")
+
+
+def _id_as_compared(group: str) -> str:
+    """An id as a spreadsheet's re-export may have changed it: a whole number without its
+    zeros in front or its '.0' behind, letters in one case."""
+    if group.isdigit():  # (exactly, however long: an accession number is no float)
+        return str(int(group))
+    try:
+        number = float(group)
+    except ValueError:
+        return group.casefold()
+    return str(int(number)) if number.is_integer() and abs(number) < 2 ** 53 else group
 
 
 def _warn_of_group_like_columns(rows: list[dict], spec: DataSpec, path: Path) -> None:
