@@ -724,6 +724,19 @@ def test_training_warnings_held_then_said_keep_their_module_for_the_callers_filt
                     train=TrainSpec(epochs=1), progress=False).fit(data)
         said = [str(w.message)[:39] for w in got if "identical" in str(w.message)]
         assert said == passed, module
+    # a notebook cell: its code's file (ipykernel's /tmp/ipykernel_N/M.py) names no module, but it
+    # runs in __main__, which its filter names (review 45a)
+    from peerdistill.errors import warn_again, warn_user
+
+    cell = compile("warn_user('held warning')", "/tmp/ipykernel_1/2881.py", "exec")
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")
+        exec(cell, {"__name__": "__main__", "warn_user": warn_user})  # noqa: S102
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", module="__main__")
+        warn_again(held[0])
+    assert again == []
 
 
 def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_run_starts(tmp_path):

@@ -83,7 +83,12 @@ def warn_user(message: str | Warning, category: type[Warning] = PeerdistillWarni
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    warning = category(message) if isinstance(message, str) else message
+    try:  # the module it is pointed at, for warn_again: a notebook cell's file names no module
+        warning._peerdistill_module = frame.f_globals.get("__name__")
+    except AttributeError:  # (a warning type that takes no attributes: its file names the module)
+        pass
+    warnings.warn(warning, stacklevel=level)
 
 
 def warn_again(caught: warnings.WarningMessage, message: str | Warning | None = None, registry: dict | None = None) -> None:
@@ -91,7 +96,8 @@ def warn_again(caught: warnings.WarningMessage, message: str | Warning | None = 
     if raised where it was: its file, line and module (the record keeps no module, and filters
     by module, such as ``module="__main__"``, match by it). ``message``: said instead."""
     warnings.warn_explicit(caught.message if message is None else message, caught.category, caught.filename,
-                           caught.lineno, module=_module_named_by(caught.filename), registry=registry,
+                           caught.lineno, module=getattr(caught.message, "_peerdistill_module", None)
+                           or _module_named_by(caught.filename), registry=registry,
                            source=caught.source)
 
 
