@@ -84,6 +84,9 @@ class Preflight:
         self._warn_of_training_inputs_held_out(data)
         if hasattr(self.task, "inspect_training_data"):
             self.task.inspect_training_data(data.train)
+        if hasattr(self.task, "inspect_held_out"):
+            for split, what in (("val", "validation"), ("test", "test")):
+                self.task.inspect_held_out(data.split(split), what)
 
     def _warn_of_grey_and_colour_mixed(self, data: DataSplits) -> None:
         """A training split of grey and colour files (grey ones read as colour) often mixes

@@ -18,7 +18,7 @@ from ..detection.assign import boxes_without_points
 from ..errors import ConfigError, warn_user
 from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
 from .augment import Augmentation
-from .box_augment import NAMES as BOX_NAMES, augment_boxes
+from .box_augment import MIN_SIDE, NAMES as BOX_NAMES, augment_boxes
 
 # How the student ensemble fuses boxes. ensemble-boxes' soft_nms is left out: it returns the
 # boxes it keeps with their scores before the decay (nms_method indexes the input scores), so
@@ -158,7 +158,13 @@ class DetectionTask:
         y = getattr(train, "y", None)
         if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y):
             return
-        missed = boxes_without_points(y, self.layout, self.image_size)
+        thin = slivers(y)
+        if thin.any():
+            warn_user(f"{int(thin.sum())} of {int((y[..., 0] >= 0).sum())} training boxes are under {MIN_SIDE:g} "
+                      f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]} (in "
+                      f"{int(thin.any(dim=1).sum())} images): annotation slivers, most likely; no anchor point learns "
+                      "them, and augmentation drops them: check the annotations and remove them")
+        missed = boxes_without_points(y, self.layout, self.image_size) & ~thin
         if missed.any():
             total = int((y[..., 0] >= 0).sum())
             moved = sorted({"scale", "crop"} & set(self.augmentations))
@@ -171,6 +177,19 @@ class DetectionTask:
                       f"can fall between the points): {fate}; train at a larger data.image_size, or give the "
                       "detectors a finer first stride (args.strides)")
 
+    def inspect_held_out(self, part, what: str) -> None:
+        """Validation or test boxes under ``MIN_SIDE`` pixels a side: truths no detector finds,
+        which cap recall and AP (Kvasir-SEG's JSON holds seven, 1 to 3 pixels wide)."""
+        y = getattr(part, "y", None)
+        if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y):
+            return
+        thin = slivers(y)
+        if thin.any():
+            warn_user(f"{int(thin.sum())} of {int((y[..., 0] >= 0).sum())} {what} boxes are under {MIN_SIDE:g} "
+                      f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]}: annotation slivers, most "
+                      "likely, which no detector finds, so they lower its recall and AP; check the annotations and "
+                      "remove them")
+
     def check_output(self, name: str, out: torch.Tensor, batch: int) -> None:
         h, w = self.image_size
         points = len(anchor_points(h, w, self.layout.strides, out.device)[0])
@@ -181,6 +200,13 @@ class DetectionTask:
                 f"({self.num_classes} classes, reg_max {self.layout.reg_max}, strides {list(self.layout.strides)} "
                 f"on {h}x{w} images): build every model with the same num_classes, reg_max and strides"
             )
+
+
+def slivers(targets: torch.Tensor) -> torch.Tensor:
+    """Mask [N, M] of the boxes of targets [N, M, 5] (label >= 0, then x1, y1, x2, y2) under
+    ``MIN_SIDE`` pixels wide or high: too thin for augmentation to keep, or a point to learn."""
+    width, height = targets[..., 3] - targets[..., 1], targets[..., 4] - targets[..., 2]
+    return (targets[..., 0] >= 0) & ((width < MIN_SIDE) | (height < MIN_SIDE))
 
 
 def layout_of(modules) -> HeadLayout:
