@@ -203,3 +203,14 @@ def test_a_bootstrap_of_few_units_is_said_to_give_too_narrow_intervals():
         warnings.simplefilter("error")
         warn_if_few_units(FEW_UNITS, grouped=False)  # enough: no word
         warn_if_few_units(1, grouped=False)  # refused by resampled itself, with its own message
+
+
+def test_a_figure_undefined_on_the_split_gets_no_interval_from_the_resamples_that_missed_why():
+    # review 45e: a NaN accuracy (a non-finite score in one row) was given [1.0, 1.0] from the 77 of
+    # 200 resamples that did not draw that row
+    from peerdistill.bootstrap import Interval
+    from peerdistill.runs import _add_intervals
+
+    figures = {"accuracy": float("nan"), "auc": 0.8}
+    _add_intervals(figures, "", 200, {"accuracy": Interval(1.0, 1.0, 77), "auc": Interval(0.7, 0.9, 200)})
+    assert figures == {"accuracy": figures["accuracy"], "auc": 0.8, "ci95_low_auc": 0.7, "ci95_high_auc": 0.9}

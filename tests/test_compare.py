@@ -1217,7 +1217,7 @@ def test_a_run_is_not_reused_once_its_image_folder_holds_other_files(tmp_path):
     first = compare(tree, None, 1, progress=False)
     held = json.loads((first.directory / "independent-seed0" / "run.json").read_text())["data_fingerprint"]
     assert held == data_fingerprint(DataSpec(kind="image_folder", root=str(tmp_path / "imgs")))
-    assert held.startswith("files:")
+    assert held.startswith("folder:")
     compare(tree, None, 1, progress=False)  # the same files: reused
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "imgs" / "a" / "12.png")  # one more image
     with pytest.raises(RunDirError, match=r"independent-seed0' was trained on another version of '.*imgs' \(the names "
@@ -1312,6 +1312,15 @@ def test_a_folders_fingerprint_follows_linked_folders_and_counts_dicom_names(tmp
     assert data_fingerprint(spec) == held
     (tmp_path / "store" / "a" / "1.2.840.113619.2.5").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 68)
     assert data_fingerprint(spec) != held
+    held = data_fingerprint(spec)
+    (tmp_path / "store" / "a" / "1.2.840.99.1").write_bytes(b"\x08\x00\x16\x00" + b"\0" * 196)  # a data set, no preamble
+    assert data_fingerprint(spec) != held  # (training reads it: review 45e)
+    # the form recorded by the previous version counted such names unread, README included: a
+    # fingerprint of that form is compared as it was made (review 45e: every run refused otherwise)
+    before = data_fingerprint(spec, like="files:")
+    assert before.startswith("files:") and before != data_fingerprint(spec)
+    (tmp_path / "store" / "a" / "LICENSE").write_text("notes, edited now and THEN")  # the same size: unseen alike
+    assert data_fingerprint(spec, like="files:") == before
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "run.json").write_text("{}")
     assert data_fingerprint(DataSpec(kind="image_folder", root=str(tmp_path / "bare"))) is None

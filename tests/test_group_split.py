@@ -170,6 +170,20 @@ def test_a_bootstrap_of_a_grouped_run_draws_whole_patients(tmp_path):
         meter.update(probs[idx], data.test.y[idx])
         dice.append(meter.compute()["dice"])
     assert (scores["ci95_low_dice"], scores["ci95_high_dice"]) == pytest.approx(tuple(np.percentile(dice, [2.5, 97.5])))
+    # an external set whose names carry no case id, scored whole: drawn by image, and said (review 45e:
+    # it stopped, after scoring every image, on the run's group_pattern)
+    for folder in ("images", "masks"):
+        (tmp_path / "other" / folder).mkdir(parents=True)
+    for k in range(6):
+        for folder in ("images", "masks"):
+            source = tmp_path / "seg" / folder / f"case{k}-0.png"
+            (tmp_path / "other" / folder / f"img{k}.png").write_bytes(source.read_bytes())
+    other = DataSpec(kind="folders", root=str(tmp_path / "other"), grey=True, binary_masks=True,
+                     group_pattern=r"case(\d+)-")
+    with pytest.warns(PeerdistillWarning, match=r"the scored files' names do not carry the group data.group_pattern "
+                                                r"'case\(\\d\+\)-' finds, so the bootstrap draws samples"):
+        whole = evaluate_run(tmp_path / "g", bootstrap=40, split="all", data_spec=other)["student1"]
+    assert "ci95_groups" not in whole and whole["ci95_low_dice"] <= whole["dice"] <= whole["ci95_high_dice"]
 
 
 def imbalanced_patients(seed=0):
@@ -281,12 +295,12 @@ def test_a_csv_is_split_by_the_patient_its_group_column_names(tmp_path):
                                                    for k, line in enumerate(lines[1:])]) + "\n")
     with pytest.warns(PeerdistillWarning) as caught:
         build_data(spec)
-    said = [str(w.message) for w in caught if "repeat ids" in str(w.message)]
-    assert said == [f"'{tmp_path / 'labels.csv'}' has a column 'patient_id' that repeat ids, a patient's say, and are "
+    said = [str(w.message) for w in caught if "ids, a patient's say" in str(w.message)]
+    assert said == [f"'{tmp_path / 'labels.csv'}' has a column 'patient_id' that repeats ids, a patient's say, and is "
                     "read by nothing: the split may put one patient's images in training and in test; set "
                     "data.group_column=patient_id (the column naming each patient) to keep each whole"]
     with warnings.catch_warnings(), kept_whole():  # scored whole (eval --split all): nothing is split
-        warnings.filterwarnings("error", message=".*repeat ids")
+        warnings.filterwarnings("error", message=".*ids, a patient's say")
         build_data(spec)
     data = build_data(spec.model_copy(update={"group_column": "patient_id"}))
     groups = data.info["sample_groups"]
@@ -345,7 +359,9 @@ def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
     (tmp_path / "other.csv").write_text("\n".join(line.split(",", 1)[1] for line in table) + "\n")
     other = spec.model_copy(update={"root": str(tmp_path / "other.csv"), "group_column": "patient_id",
                                     "image_size": [8, 8]})
-    with pytest.warns(PeerdistillWarning, match="the all split's samples are not matched to their data.group_column"):
+    with pytest.warns(PeerdistillWarning, match=r"other.csv' has no column 'patient_id' \(data.group_column\), so the "
+                                                r"bootstrap draws samples, not whole groups.*; add it, each sample's "
+                                                r"patient, for intervals that draw whole patients"):
         scored = evaluate_run(tmp_path / "runs" / "c", bootstrap=40, split="all", data_spec=other)["student1"]
     assert "ci95_groups" not in scored and scored["ci95_low_accuracy"] <= scored["accuracy"]
     # one patient written two ways by a spreadsheet's re-export (review 45a): two groups, and said

@@ -118,3 +118,21 @@ def test_skip_unreadable_still_stops_when_no_input_can_be_read(tmp_path):
     lines = str(caught.value).split("\n")
     # eight spelt out, the rest counted, and no advice to skip: nothing would be left to predict
     assert lines[0] == "12 of 12 inputs cannot be read:" and len(lines) == 10 and lines[-1] == "  - and 4 more"
+
+
+def test_an_unreadable_npz_is_one_more_input_left_out_or_named(tmp_path):
+    # review 45e: a damaged .npz stopped predict at once, even with skip_unreadable, and hid the images
+    # already found unreadable
+    import pytest
+
+    from peerdistill.errors import DataError
+
+    folder = _folder_with_damaged_files(tmp_path, good=1, damaged=1)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(DataError) as caught:
+        read_inputs([str(folder), str(tmp_path / "bad.npz")], 1, (8, 8))
+    lines = str(caught.value).split("\n")
+    assert lines[0] == "2 of 3 inputs cannot be read:" and "bad0.png" in lines[1] and "bad.npz" in lines[2]
+    read, _ = _said([str(folder), str(tmp_path / "bad.npz")], 1, (8, 8), skip_unreadable=True)
+    assert read.names == [str(folder / "good0.png")]
+    assert [name for name, _ in read.unreadable] == [str(folder / "bad0.png"), str(tmp_path / "bad.npz")]

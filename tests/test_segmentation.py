@@ -1172,9 +1172,15 @@ def test_predict_skip_unreadable_lists_the_damaged_inputs_in_the_folder_of_masks
     (tmp_path / "in").mkdir()
     Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "in" / "good.png")
     (tmp_path / "in" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "in" / "cut.png")  # read, at first
+    predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks", overlays=tmp_path / "pictures")
+    (tmp_path / "in" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # then damaged
     with pytest.warns(PeerdistillWarning, match=r"^1 of 2 inputs cannot be read and were not predicted"):
-        masks = predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks", skip_unreadable=True)
+        masks = predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks", skip_unreadable=True,
+                              overlays=tmp_path / "pictures")
+    # the earlier mask and picture of the input now skipped go (review 45e: they passed for this call's)
     assert sorted(p.name for p in masks.iterdir()) == ["good_mask.png", "unreadable.csv"]
+    assert sorted(p.name for p in (tmp_path / "pictures").iterdir()) == ["good_overlay.png"]
     assert (masks / "unreadable.csv").read_text().splitlines()[1].startswith(f"{tmp_path / 'in' / 'cut.png'},")
 
 

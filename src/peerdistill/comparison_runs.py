@@ -362,9 +362,10 @@ def _check_same_files(plan: Plan) -> None:
     elif not fingerprints.comparable(held, plan.cfg.data):
         return _check_same_checkpoints(plan, meta, redo)
     else:
-        key = (plan.cfg.data.root, plan.cfg.data.kind, plan.cfg.data.path_column)  # (what says which files are listed)
+        # (what says which files are listed, and how: a run recorded by an earlier version in its form)
+        key = (plan.cfg.data.root, plan.cfg.data.kind, plan.cfg.data.path_column, held.split(":", 1)[0])
         if key not in _FINGERPRINTS:  # once per comparison: a large folder's listing takes a while
-            _FINGERPRINTS[key] = fingerprints.data_fingerprint(plan.cfg.data)
+            _FINGERPRINTS[key] = fingerprints.data_fingerprint(plan.cfg.data, like=held)
         now = _FINGERPRINTS[key]
     if now is not None and now != held:
         raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' "

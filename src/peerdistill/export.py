@@ -27,7 +27,6 @@ from torch import nn
 
 from .arguments import check_flags, check_not_negative
 from .cohort import as_logits
-from .data import build_data
 from .data.digests import file_sha256
 from .data.splits import DataSplits
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
@@ -39,7 +38,7 @@ from .engine.state_files import DIGEST_KEY, safetensors_metadata
 from .engine.tta import mean_over_flips, tta_flips
 from .post_hoc import check_post_hoc_options
 from .sidecar import SIDECAR_KEYS, sidecar_path
-from .runs import load_cohort, load_model, read_run_data, saved_data_spec, saved_window, warn_if_unfinished
+from .runs import load_cohort, load_model, read_run_data, saved_window, warn_if_unfinished
 from .spatial import align_to, largest_size, mean_at_largest
 from .option_names import option, option_given
 from .run_files import METRICS_FILE
@@ -245,7 +244,7 @@ def sample_inputs(meta: dict, count: int = 4, data: DataSplits | None = None) ->
     """A few real test inputs (normalised as in training; of ``data`` when given, as read
     already), or random ones if the data is gone, and which they are."""
     try:
-        data = data or build_data(saved_data_spec(meta, say=True), stats=meta.get("data_stats"))
+        data = data or read_run_data(meta)  # (checked unchanged, as eval reads it: else not "test inputs")
         x, what = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))]).float(), "test inputs"
     except PeerdistillError:
         x, what = torch.randn(count, *meta["input_shape"]), "random inputs (the run's data cannot be read here)"

@@ -20,7 +20,7 @@ from .config import DataSpec
 from .data.dicom import counting_dicom_reads
 from .data.digests import file_sha256
 from .data.image_profile import TRAINING_IMAGE_KEYS
-from .data.image_io import IMAGE_SUFFIXES, is_image_file
+from .data.image_io import IMAGE_SUFFIXES, image_id, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
 from .data.splits import per_channel, standardize, unlike_seen
@@ -154,6 +154,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     results = _predicted(read, info, run, batch_size)
     written = _write_predictions(read, results, info, out, size, visible_masks, overlays)
     _list_unreadable(read, unreadable_list(out, dense))
+    _remove_earlier_pictures_of(read.unreadable, [out] if dense else [], overlays)
     return written
 
 
@@ -181,9 +182,11 @@ def unreadable_list(out: Path, dense: bool) -> Path:
 
 def _list_unreadable(read: Inputs, listing: Path) -> None:
     """The inputs left out, each with why. An earlier predict's list there goes: beside these
-    predictions it would name files this one read."""
+    predictions it would name files this one read (a file of that name predict did not write
+    stays)."""
     if not read.unreadable:
-        listing.unlink(missing_ok=True)
+        if listing.is_file() and _header(listing) == ["input", "why"]:
+            listing.unlink()
         return
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -336,19 +339,46 @@ def _check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path
         raise ConfigError(f"{named} does not end in .csv: predictions are written as a CSV file, e.g. "
                           f"{out.with_suffix('.csv')}")
     if not dense and out.is_file() and not _a_table_predict_wrote(out):  # a label table, say
-        raise ConfigError(f"{named} exists and is not a table predict wrote (its first column is not 'input'): "
-                          "write the predictions to another file, or delete it to replace it")
+        raise ConfigError(f"{named} exists and is not a table predict wrote (its header is not predict's): write the "
+                          "predictions to another file, or delete it to replace it")
 
 
 def _a_table_predict_wrote(path: Path) -> bool:
-    """Whether a CSV is predict's own (its header begins with the input column), which a new
-    predict may replace; an empty file holds nothing to lose either."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            first = fh.readline()
-    except OSError:
+    """Whether a CSV is predict's own, which a new predict may replace: its header is a
+    classifier's (input, predicted, [threshold,] p_CLASS...) or a detector's (input, class,
+    score, x1, y1, x2, y2), as written or saved again (a BOM, quotes); an empty file holds
+    nothing to lose either."""
+    header = _header(path)
+    if header is None:
         return False
-    return not first.strip() or first.startswith("input,")
+    if not header:
+        return True
+    classifier = header[:2] == ["input", "predicted"] and all(h.startswith("p_") or h == "threshold" for h in header[2:])
+    return classifier or header == ["input", "class", "score", "x1", "y1", "x2", "y2"]
+
+
+def _header(path: Path) -> list[str] | None:
+    """A CSV's first row, its fields stripped ([]: an empty file; None: not readable)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            return [field.strip() for field in next(csv.reader(fh), [])]
+    except (OSError, csv.Error):
+        return None
+
+
+def _remove_earlier_pictures_of(unreadable, mask_folders: list[Path], overlays: str | Path | None) -> None:
+    """A skipped input's mask and picture from an earlier predict into the same folders go: beside
+    this call's, they would pass for predictions of a file this call could not read."""
+    written = [(folder, ("mask",)) for folder in mask_folders]
+    if overlays is not None:
+        written.append((Path(overlays), ("overlay", "boxes")))
+    for name, _ in unreadable:
+        if Path(name).suffix.lower() == ".npz":
+            continue  # (an archive's images are named by their positions, which it no longer tells)
+        stem = image_id(Path(name))
+        for folder, kinds in written:
+            for kind in kinds:
+                (folder / f"{stem}_{kind}.png").unlink(missing_ok=True)
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,

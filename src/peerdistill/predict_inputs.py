@@ -57,7 +57,12 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             _warn_of_images_in_subfolders(path)
         elif path.suffix.lower() == ".npz":  # (any case, as image suffixes)
             seen.add(_place(path))
-            for i, a in enumerate(_npz_images(path)):
+            try:
+                batch = _npz_images(path)
+            except DataError as exc:  # damaged, or holding no images: one input that cannot be read
+                unreadable.append((str(path), exc))
+                continue
+            for i, a in enumerate(batch):
                 names.append(f"{path}[{i}]")  # the path as given, as files are named
                 stems.append(f"{path.stem}_{i}")
                 sizes.append(a.shape[:2])

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import shlex
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -421,15 +422,24 @@ def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | 
     parts = ("train", "val", "test") if split == "all" else (split,)
     files_of, groups_of = data.info.get("files") or {}, data.info.get("sample_groups") or {}
     files = [f for part in parts for f in files_of.get(part) or []]
+    drawn = "so the bootstrap draws samples, not whole groups: its intervals are too narrow where a group's samples are alike"
     if spec.group_column:
         groups = [g for part in parts for g in groups_of.get(part) or []]
+        why = (f"'{spec.root}' has no column '{spec.group_column}' (data.group_column), {drawn}; add it, each "
+               "sample's patient, for intervals that draw whole patients")
     else:
-        groups = group_ids(files, spec.group_pattern)
+        try:
+            groups = group_ids(files, spec.group_pattern)
+        except DataError:  # an external set named otherwise than the run's files (review 45e)
+            groups = None
+        why = (f"the scored files' names do not carry the group data.group_pattern '{spec.group_pattern}' finds, {drawn}; "
+               "give data.group_pattern=REGEX matching these names for intervals that draw whole patients")
     if groups and len(groups) == len(data.split(split)):
         return groups
-    warn_user(f"the {split} split's samples are not matched to their data.{'group_column' if spec.group_column else 'group_pattern'} "
-              "groups here, so the bootstrap draws samples, not whole groups: its intervals are too narrow where a "
-              "group's samples are alike; score the data through a data section that names each sample's file")
+    if not files:  # (data given in Python, which names no file)
+        why = (f"the {split} split's samples are not matched to their groups here, {drawn}; score the data through "
+               "a data section that names each sample's file")
+    warn_user(why)
     return None
 
 
@@ -440,6 +450,10 @@ def _add_intervals(figures: dict[str, float], prefix: str, resamples: int, found
         if metric == "threshold":
             continue  # fixed by the validation split, not resampled
         key = prefix + metric
+        point = figures.get(key)
+        if isinstance(point, float) and math.isnan(point):
+            continue  # undefined on the split (or from non-finite scores): resamples that miss the cause tell nothing
+
         figures.update({f"ci95_low_{key}": interval.low, f"ci95_high_{key}": interval.high})
         if interval.resamples < resamples:
             figures[f"ci95_resamples_{key}"] = interval.resamples

@@ -49,7 +49,7 @@ def is_dicom_image_by_content(path: Path) -> bool:
 def _dicom_image_at(path: str, _mtime_ns: int, _size: int) -> bool:
     # A file that cannot be opened is said so (as an unreadable PNG is), not left out unseen:
     # its mask would then be named as one without an image.
-    start = _dicom_start(path)
+    start = dicom_start(path)
     if start is None:
         return False
     part10 = start == "part10"
@@ -71,7 +71,7 @@ def _dicom_image_at(path: str, _mtime_ns: int, _size: int) -> bool:
         return part10
 
 
-def _dicom_start(path) -> str | None:
+def dicom_start(path) -> str | None:
     """How a file begins as DICOM: 'part10' ('DICM' after the preamble), 'data set' (older
     archives and some exports write the data set alone, from its first element: a little-endian
     tag of group 0002, the file meta, or 0008), or None: not as DICOM."""
@@ -106,7 +106,7 @@ def _read(path: Path, pixels: bool):
 
 def _check_header(ds, path: Path, pixels: bool) -> None:
     essentials = ("Rows", "Columns", "PhotometricInterpretation")
-    if all(k not in ds for k in essentials) and _dicom_start(path) is None:  # force=True reads any bytes
+    if all(k not in ds for k in essentials) and dicom_start(path) is None:  # force=True reads any bytes
         raise DataError(f"'{path}' is not a DICOM file: no DICOM header was found in it (another format under a "
                         "DICOM name?)")
     interpretation = ds.get("PhotometricInterpretation")

@@ -4,13 +4,13 @@
 An archive (or any single file) by its SHA-256. A folder by a listing of the names and sizes of
 its data files, not their contents (reading every image again would make a large folder slow;
 an image edited in place at the same size goes unseen), linked folders followed: its images
-(DICOM ones under export names by the DICM mark after their preamble) and annotation JSON, leaving out hidden files (``.DS_Store``),
+(DICOM ones under export names by how they begin) and annotation JSON, leaving out hidden files (``.DS_Store``),
 other files (notes, ``Thumbs.db``)
 and peerdistill's own: a run's folder (it holds run.json) and a comparison's tables, which a
 project keeping its runs beside its images would otherwise change with every run. A CSV by its
 SHA-256 with the listing of the images it names. Fingerprints of the earlier forms: a folder's
-``listing:`` (every file under it) is not compared; a CSV's bare SHA-256 is compared as the
-table's SHA-256 alone.
+``listing:`` (every file under it) is not compared; a folder's ``files:`` (export-named files
+counted by name) is compared in that form; a CSV's bare SHA-256 as the table's SHA-256 alone.
 """
 
 from __future__ import annotations
@@ -23,23 +23,27 @@ from ..config import DataSpec
 from ..run_files import COMPARISON_TABLES, REPORT_FILE, RUN_FILE
 from .digests import file_sha256
 from .image_files import listed_files
+from .dicom import dicom_start
 from .image_io import EXPORT_SUFFIX, IMAGE_SUFFIXES
 
-FOLDER = "files:"  # a folder's listing
+FOLDER = "folder:"  # a folder's listing, files under DICOM export names counted by their start
+BY_NAME = "files:"  # the same, recorded before: such files counted by their names alone
 TABLE = "csv:"  # a CSV with the images it lists
 EARLIER = ("listing:",)  # forms recorded before: not comparable with these
 _OWN_FILES = {*COMPARISON_TABLES, REPORT_FILE}  # what peerdistill writes beside the runs of a comparison
 
 
-def data_fingerprint(spec: DataSpec) -> str | None:
+def data_fingerprint(spec: DataSpec, like: str | None = None) -> str | None:
     """The fingerprint of what ``spec.root`` holds; None without a root (embedded or generated
-    data) or when it is not there."""
+    data) or when it is not there. ``like``: a fingerprint recorded before, whose form a folder's
+    is given in (``BY_NAME``'s, for a run recorded so: compared as it was made)."""
     if not spec.root or not Path(spec.root).exists():
         return None
     path = Path(spec.root)
     if path.is_dir():
-        files = list(_data_files(path))
-        return FOLDER + _listing(path, files) if files else None  # (none found: nothing to compare)
+        by_name = isinstance(like, str) and like.startswith(BY_NAME)
+        files = list(_data_files(path, by_name))
+        return (BY_NAME if by_name else FOLDER) + _listing(path, files) if files else None  # (none: nothing to compare)
     if spec.kind == "csv":
         return TABLE + _listing(path.parent, listed_files(path, spec.path_column), seed=file_sha256(path))
     return file_sha256(path)
@@ -60,14 +64,14 @@ def table_digest(held: object, spec: DataSpec) -> bool:
 
 def what_differs(held: str) -> str:
     """For a message: what a changed fingerprint of this form says changed."""
-    if held.startswith(FOLDER):
+    if held.startswith((FOLDER, BY_NAME)):
         return "the names or sizes of its image and annotation files differ"
     if held.startswith(TABLE):
         return "the table, or the names or sizes of the images it lists, differ"
     return "its SHA-256 differs"
 
 
-def _data_files(root: Path):
+def _data_files(root: Path, by_name: bool = False):
     seen = set()  # the folders walked, by their real paths: links followed (a class folder linked in), once
     for folder, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -78,22 +82,25 @@ def _data_files(root: Path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(folder) / name
-            if not name.startswith(".") and name not in _OWN_FILES and _is_data_file(path):
+            if not name.startswith(".") and name not in _OWN_FILES and _is_data_file(path, by_name):
                 yield path
 
 
-def _is_data_file(path: Path) -> bool:
+def _is_data_file(path: Path, by_name: bool = False) -> bool:
     """An image or annotation file by its name; under a name as DICOM exports give them (no
-    suffix, a UID, .IMA), by the 'DICM' after its 128-byte preamble, one small read (a README, a
-    LICENSE or a rotated log.1 is no image; a full DICOM check made a large folder's listing slow)."""
+    suffix, a UID, .IMA), by how it begins, one small read: 'DICM' after the preamble, or a data
+    set's first element, as training finds DICOM files (a README, a LICENSE or a rotated log.1 is
+    no image; a full DICOM check made a large folder's listing slow). ``by_name``: such names
+    count unread, as fingerprints of the ``BY_NAME`` form were made."""
     suffix = path.suffix.lower()
     if suffix == ".json" or suffix in IMAGE_SUFFIXES:
         return True
     if not EXPORT_SUFFIX.match(suffix):
         return False
+    if by_name:
+        return True
     try:
-        with open(path, "rb") as fh:
-            return fh.read(132)[128:] == b"DICM"
+        return dicom_start(path) is not None
     except OSError:
         return False
 

@@ -204,7 +204,7 @@ def _warn_of_ids_written_two_ways(groups: list[str], column: str, path: Path) ->
     """Ids that are one patient's written two ways (``7`` and ``007`` or ``7.0``, as spreadsheets
     re-export numbers; ``P7`` and ``p7``) are two groups, whose images can fall on both sides."""
     spellings: dict[str, set[str]] = {}
-    for group in set(groups):
+    for group in dict.fromkeys(groups):  # (in the table's order: the same examples every time)
         spellings.setdefault(_id_as_compared(group), set()).add(group)
     twice = [sorted(written) for written in spellings.values() if len(written) > 1]
     if twice:
@@ -234,8 +234,10 @@ def _warn_of_group_like_columns(rows: list[dict], spec: DataSpec, path: Path) ->
     likely = [c for c in rows[0] if c and c not in read and _GROUP_LIKE.search(c) and not _ATTRIBUTE.search(c)
               and len({(r.get(c) or "").strip() for r in rows}) < len(rows)]
     if likely:
-        warn_user(f"'{path}' has {'a column' if len(likely) == 1 else 'columns'} {first_few(likely, quoted=True)} that "
-                  "repeat ids, a patient's say, and are read by nothing: the split may put one patient's images in "
+        one = len(likely) == 1
+        warn_user(f"'{path}' has {'a column' if one else 'columns'} {first_few(likely, quoted=True)} that "
+                  f"{'repeats' if one else 'repeat'} ids, a patient's say, and {'is' if one else 'are'} read by "
+                  "nothing: the split may put one patient's images in "
                   f"training and in test; set data.group_column={likely[0]} (the column naming each patient) to "
                   "keep each whole")
 
