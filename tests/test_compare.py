@@ -1231,19 +1231,25 @@ def test_a_run_is_not_reused_once_its_image_folder_holds_other_files(tmp_path):
     assert data_fingerprint(DataSpec(kind="npz", root=str(tmp_path / "none"))) is None
 
 
-def test_a_csv_runs_fingerprint_of_the_earlier_form_is_compared_as_the_tables_sha256(tmp_path):
-    """Review 45a: a CSV's fingerprint was its bare SHA-256 before its images were listed too; the
-    comparisons finished then were all refused as trained on another version of the table."""
+def _csv_of_images(tmp_path, count: int) -> list[str]:
+    """t.csv listing ``count`` random 8x8 images in img/, two classes alternating; its lines."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(2)
     (tmp_path / "img").mkdir()
     lines = ["path,label"]
-    for i in range(32):
+    for i in range(count):
         Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "img" / f"{i}.png")
         lines.append(f"img/{i}.png,{i % 2}")
     (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def test_a_csv_runs_fingerprint_of_the_earlier_form_is_compared_as_the_tables_sha256(tmp_path):
+    """Review 45a: a CSV's fingerprint was its bare SHA-256 before its images were listed too; the
+    comparisons finished then were all refused as trained on another version of the table."""
+    lines = _csv_of_images(tmp_path, 32)
     tree = {**_folder_run(tmp_path, tmp_path / "t.csv", tmp_path / "runs")}
     tree["data"] = {**tree["data"], "kind": "csv"}
     first = compare(tree, None, 1, progress=False)
@@ -1335,13 +1341,7 @@ def test_a_csv_runs_fingerprint_covers_the_images_it_lists(tmp_path):
     from peerdistill.config import DataSpec
     from peerdistill.data.fingerprint import data_fingerprint
 
-    rng = np.random.default_rng(2)
-    (tmp_path / "img").mkdir()
-    lines = ["path,label"]
-    for i in range(24):
-        Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "img" / f"{i}.png")
-        lines.append(f"img/{i}.png,{i % 2}")
-    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    _csv_of_images(tmp_path, 24)
     spec = DataSpec(kind="csv", root=str(tmp_path / "t.csv"), image_size=[8, 8], grey=True)
     held = data_fingerprint(spec)
     assert held.startswith("csv:")

@@ -155,8 +155,8 @@ class DetectionTask:
         """Warn of training boxes no anchor point can learn (they would silently train as
         background): how many, and what to change. Datasets without a target tensor ``y`` are
         not scanned."""
-        y = getattr(train, "y", None)
-        if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y):
+        y = _box_targets(train)
+        if y is None:
             return
         thin = slivers(y)
         if thin.any():
@@ -180,11 +180,9 @@ class DetectionTask:
     def inspect_held_out(self, part, what: str) -> None:
         """Validation or test boxes under ``MIN_SIDE`` pixels a side: truths no detector finds,
         which cap recall and AP (Kvasir-SEG's JSON holds seven, 1 to 3 pixels wide)."""
-        y = getattr(part, "y", None)
-        if not isinstance(y, torch.Tensor) or y.ndim != 3 or not len(y):
-            return
-        thin = slivers(y)
-        if thin.any():
+        y = _box_targets(part)
+        thin = slivers(y) if y is not None else None
+        if thin is not None and thin.any():
             warn_user(f"{int(thin.sum())} of {int((y[..., 0] >= 0).sum())} {what} boxes are under {MIN_SIDE:g} "
                       f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]}: annotation slivers, most "
                       "likely, which no detector finds, so they lower its recall and AP; check the annotations and "
@@ -200,6 +198,13 @@ class DetectionTask:
                 f"({self.num_classes} classes, reg_max {self.layout.reg_max}, strides {list(self.layout.strides)} "
                 f"on {h}x{w} images): build every model with the same num_classes, reg_max and strides"
             )
+
+
+def _box_targets(part) -> torch.Tensor | None:
+    """A split's box targets [N, M, 5] held in memory (``TensorData.y``); None for a Dataset
+    that keeps none, or an empty split: nothing to scan."""
+    y = getattr(part, "y", None)
+    return y if isinstance(y, torch.Tensor) and y.ndim == 3 and len(y) else None
 
 
 def slivers(targets: torch.Tensor) -> torch.Tensor:
