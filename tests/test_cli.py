@@ -1468,7 +1468,8 @@ def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkey
     # a path with a space, quoted so that the command pastes whole (review 45d)
     (tmp_path / "r").rename(tmp_path / "my run")
     said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "my run"))
-    assert said == f" (the run keeps its last checkpoint: peerdistill train --resume '{tmp_path / 'my run'}' continues it)"
+    assert said == (f" (the run keeps its last checkpoint: peerdistill train --resume '{tmp_path / 'my run'}' "
+                    "continues it)")
 
 
 def test_an_interrupted_eval_predict_or_report_says_what_it_leaves():

@@ -1319,7 +1319,8 @@ def test_a_folders_fingerprint_follows_linked_folders_and_counts_dicom_names(tmp
     (tmp_path / "store" / "a" / "1.2.840.113619.2.5").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 68)
     assert data_fingerprint(spec) != held
     held = data_fingerprint(spec)
-    (tmp_path / "store" / "a" / "1.2.840.99.1").write_bytes(b"\x08\x00\x16\x00" + b"\0" * 196)  # a data set, no preamble
+    # a DICOM data set without the preamble
+    (tmp_path / "store" / "a" / "1.2.840.99.1").write_bytes(b"\x08\x00\x16\x00" + b"\0" * 196)
     assert data_fingerprint(spec) != held  # (training reads it: review 45e)
     # the form recorded by the previous version counted such names unread, README included: a
     # fingerprint of that form is compared as it was made (review 45e: every run refused otherwise)

@@ -307,7 +307,8 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert main(["export", str(run), "--model", "student1", "--format", "safetensors"]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "graph" not in printed  # (weights alone: no graph to speak of)
-    assert "(weights of a detector: its head's dense outputs, decoded into boxes by peerdistill)" in printed  # not logits
+    # (not "logits": a detector's weights give none of classes)
+    assert "(weights of a detector: its head's dense outputs, decoded into boxes by peerdistill)" in printed
     from PIL import Image
 
     image = tmp_path / "one.png"

@@ -67,7 +67,8 @@ def checkpoint_file(checkpoint: str, name: str) -> Path:
     file = run.model_path(name)
     if file.is_file() and not run.is_complete:
         raise CheckpointError(f"run '{path}' has not finished, so its {name} is only the best so far: finish it "
-                              f"with `peerdistill train --resume {shlex.quote(str(path))}`, or give the file {file} to use it anyway")
+                              f"with `peerdistill train --resume {shlex.quote(str(path))}`, or give the file {file} "
+                              "to use it anyway")
     if not file.is_file():
         saved = sorted(p.stem for p in (path / "models").glob("*.safetensors"))
         # the example of the same role first: a teacher's file for a teacher

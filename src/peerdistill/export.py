@@ -646,7 +646,8 @@ def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None
                     None)
     if scripted is not None:
         raise ExportError(f"torch could not export this model to ONNX: '{scripted}' is a torch.jit.script module, "
-                          f"which torch.export cannot trace: train the plain nn.Module, or export with {option_given('--format', 'safetensors')}")
+                          "which torch.export cannot trace: train the plain nn.Module, or export with "
+                          f"{option_given('--format', 'safetensors')}")
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on absent torchvision ops
     try:

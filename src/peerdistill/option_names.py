@@ -9,7 +9,8 @@ import contextvars
 
 _AS_FLAGS: contextvars.ContextVar[bool] = contextvars.ContextVar("peerdistill_options_as_flags", default=False)
 _KEYWORDS = {"--format": "fmt", "--calibration-samples": "calibration", "--teacher-from": "teacher_from"}
-_SWITCHES = {"--overwrite", "--temperature-scaling", "--students-only", "--dry-run", "--skip-unreadable"}  # True in Python
+# switches: True in Python
+_SWITCHES = {"--overwrite", "--temperature-scaling", "--students-only", "--dry-run", "--skip-unreadable"}
 
 
 @contextlib.contextmanager

@@ -353,7 +353,8 @@ def _a_table_predict_wrote(path: Path) -> bool:
         return False
     if not header:
         return True
-    classifier = header[:2] == ["input", "predicted"] and all(h.startswith("p_") or h == "threshold" for h in header[2:])
+    classifier = header[:2] == ["input", "predicted"] and all(h.startswith("p_") or h == "threshold"
+                                                              for h in header[2:])
     return classifier or header == ["input", "class", "score", "x1", "y1", "x2", "y2"]
 
 

@@ -422,7 +422,8 @@ def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | 
     parts = ("train", "val", "test") if split == "all" else (split,)
     files_of, groups_of = data.info.get("files") or {}, data.info.get("sample_groups") or {}
     files = [f for part in parts for f in files_of.get(part) or []]
-    drawn = "so the bootstrap draws samples, not whole groups: its intervals are too narrow where a group's samples are alike"
+    drawn = ("so the bootstrap draws samples, not whole groups: its intervals are too narrow where a group's samples "
+             "are alike")
     if spec.group_column:
         groups = [g for part in parts for g in groups_of.get(part) or []]
         why = (f"'{spec.root}' has no column '{spec.group_column}' (data.group_column), {drawn}; add it, each "
@@ -432,8 +433,8 @@ def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | 
             groups = group_ids(files, spec.group_pattern)
         except DataError:  # an external set named otherwise than the run's files (review 45e)
             groups = None
-        why = (f"the scored files' names do not carry the group data.group_pattern '{spec.group_pattern}' finds, {drawn}; "
-               "give data.group_pattern=REGEX matching these names for intervals that draw whole patients")
+        why = (f"the scored files' names do not carry the group data.group_pattern '{spec.group_pattern}' finds, "
+               f"{drawn}; give data.group_pattern=REGEX matching these names for intervals that draw whole patients")
     if groups and len(groups) == len(data.split(split)):
         return groups
     if not files:  # (data given in Python, which names no file)

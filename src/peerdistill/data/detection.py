@@ -605,7 +605,8 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     names = sorted({str(label) for label in labels})
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
-    x = _stack(read_each([files[key] for key in ids], lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window)))
+    x = _stack(read_each([files[key] for key in ids],
+                         lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window)))
     without_image = sorted(k for k in data if k not in files)
     without_entry = sorted(s for s in files if s not in data)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}

@@ -209,8 +209,9 @@ def _warn_of_ids_written_two_ways(groups: list[str], column: str, path: Path) ->
     twice = [sorted(written) for written in spellings.values() if len(written) > 1]
     if twice:
         examples = "; ".join(" and ".join(repr(g) for g in written) for written in twice[:3])
-        warn_user(f"'{path}': {len(twice)} {column} id(s) are written more than one way ({examples}), and each way is a group "
-                  "of its own, so one patient's images may fall in training and in test: write each id one way")
+        warn_user(f"'{path}': {len(twice)} {column} id(s) are written more than one way ({examples}), and each way "
+                  "is a group of its own, so one patient's images may fall in training and in test: write each id "
+                  "one way")
 
 
 def _id_as_compared(group: str) -> str:

@@ -71,9 +71,9 @@ def check_not_in_data(target: str | Path, places: list[Path], flag: str = "--out
     for place in places:
         data = Path(place).resolve()
         if path == data or data in path.parents:
-            raise ConfigError(f"{option(flag, repr(str(target)))} {'is' if path == data else 'is inside'} '{place}', data the run "
-                              "reads: writing there could replace its images, masks or labels; write elsewhere (the "
-                              "run's eval/ or export/ folder, or another place)")
+            raise ConfigError(f"{option(flag, repr(str(target)))} {'is' if path == data else 'is inside'} '{place}', "
+                              "data the run reads: writing there could replace its images, masks or labels; write "
+                              "elsewhere (the run's eval/ or export/ folder, or another place)")
 
 
 def _current_umask() -> int:

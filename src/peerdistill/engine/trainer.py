@@ -667,8 +667,9 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         if self._saved_checkpoint() is None or not (run / "config.yaml").exists():
             return "set train.nonfinite=skip to skip such steps"  # (a run of the Python API has no config.yaml)
         # under torchrun, resumed on as many processes (one process would draw other batches)
-        again = (f"torchrun ... -m peerdistill train --resume {shlex.quote(str(run))} on {self.world.size} processes again"
-                 if self.world.distributed else f"peerdistill train --resume {shlex.quote(str(run))}")
+        resume = f"-m peerdistill train --resume {shlex.quote(str(run))}"
+        again = (f"torchrun ... {resume} on {self.world.size} processes again" if self.world.distributed else
+                 f"peerdistill train --resume {shlex.quote(str(run))}")
         return (f"skip such steps from the last checkpoint on: set train.nonfinite: skip in '{run / 'config.yaml'}' "
                 f"and continue with {again}")
 

@@ -89,7 +89,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / METRICS_FILE).stat().st_mtime))
         going = ("A process is training it now (its lock is held): this page shows it as it was then"
                  if training else
-                 f"Its lock is free (no process trains it): continue it with peerdistill train --resume {shlex.quote(str(directory))}")
+                 "Its lock is free (no process trains it): continue it with peerdistill train --resume "
+                 f"{shlex.quote(str(directory))}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
 
