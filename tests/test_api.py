@@ -761,3 +761,41 @@ def test_every_module_imports_on_its_own():
     assert done.returncode == 0, done.stderr[-2000:]
     count, *failed = done.stdout.strip().splitlines()
     assert int(count) > 60 and failed == [], failed
+
+
+def test_a_changed_image_folder_is_refused_naming_the_files_added_and_removed(tmp_path):
+    # review 44f: a folder that keeps growing was refused by its split sizes alone; run.json lists every
+    # split's files, so the ones to take out (or put back) are named
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from peerdistill import evaluate_run
+    from peerdistill.build import train_from_config
+    from peerdistill.config import validate
+    from peerdistill.errors import DataError
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "tree" / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "tree" / label / f"{i}.png")
+    train_from_config(validate({"name": "f", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "independent"},
+                                "data": {"kind": "image_folder", "root": str(tmp_path / "tree"), "grey": True},
+                                "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}],
+                                "train": {"epochs": 1, "batch_size": 8}}), progress=False)
+    before = evaluate_run(tmp_path / "f")["student1"]["accuracy"]
+    # a file renamed: the same split sizes, yet 7 files fell in other splits, and were scored in silence
+    (tmp_path / "tree" / "b" / "0.png").rename(tmp_path / "tree" / "b" / "new.png")
+    with pytest.raises(DataError, match=r"has changed since training \(files since training: 1 added "
+                                        r"\('b/new.png'\), 1 removed \('b/0.png'\), \d+ in another split now "
+                                        r"\('b/[^)]*\)\): its splits are no longer the run's"):
+        evaluate_run(tmp_path / "f")
+    (tmp_path / "tree" / "b" / "new.png").rename(tmp_path / "tree" / "b" / "0.png")
+    # a file added: the sizes differ, and the file is named
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "tree" / "a" / "extra.png")
+    with pytest.raises(DataError, match=r"has changed since training \(split sizes .*; files since training: 1 "
+                                        r"added \('a/extra.png'\)"):
+        evaluate_run(tmp_path / "f")
+    (tmp_path / "tree" / "a" / "extra.png").unlink()
+    assert evaluate_run(tmp_path / "f")["student1"]["accuracy"] == before  # as trained: scored as before

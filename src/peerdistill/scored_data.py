@@ -26,6 +26,7 @@ from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel
 from .errors import CheckpointError, DataError, warn_user
 from .json_files import read_json
 from .sample_names import names_in_messages, sample_names
+from .wording import first_few
 
 
 def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: DataSplits, split: str,
@@ -213,12 +214,32 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
                   "differs from run.json's data_info.sha256): if its arrays changed, its splits hold other images "
                   "than the run's, and its test split may hold images the run trained on; put back the archive "
                   "it was trained on (if it was only saved anew, the figures stand)")
-    if before and before != now:
-        raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training (split sizes "
-                        f"{now}, {before} in its run.json): its splits are no longer the run's, and a training "
-                        "image could be scored as a test one. Restore the data the run was trained on, or score "
-                        "this data as other data: peerdistill eval RUN_DIR data.root=PATH (images the run "
-                        "trained on are then warned of)")
+    files = _files_changed(meta, data)
+    if (before and before != now) or files:  # (a file renamed or replaced by another keeps the sizes)
+        sizes = f"split sizes {now}, {before} in its run.json" if before and before != now else ""
+        raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training "
+                        f"({'; '.join(part for part in (sizes, files) if part)}): its splits are no longer the "
+                        "run's, and a training image could be scored as a test one. Restore the data the run was "
+                        "trained on, or score this data as other data: peerdistill eval RUN_DIR data.root=PATH "
+                        "(images the run trained on are then warned of)")
+
+
+def _files_changed(meta: dict[str, Any], data: DataSplits) -> str:
+    """Which files were added or removed since training, or fall in another split now, where
+    run.json lists every split's: the ones to take out (a folder that keeps growing) or to put
+    back. Not said (unknown) where the lists share under half their names: written another way."""
+    recorded, listed = (meta.get("data_info") or {}).get("files"), data.info.get("files")
+    if not isinstance(recorded, dict) or not isinstance(listed, dict):
+        return ""
+    split_of = {f: split for split, names in recorded.items() if isinstance(names, list) for f in names}
+    split_now = {f: split for split, names in listed.items() for f in names}
+    if len(split_of.keys() & split_now.keys()) * 2 < len(split_of):
+        return ""
+    added, removed = sorted(split_now.keys() - split_of.keys()), sorted(split_of.keys() - split_now.keys())
+    moved = sorted(f for f in split_of.keys() & split_now.keys() if split_of[f] != split_now[f])
+    said = [f"{len(files)} {what} ({first_few(files, quoted=True)})" for files, what in
+            ((added, "added"), (removed, "removed"), (moved, "in another split now")) if files]
+    return f"files since training: {', '.join(said)}" if said else ""
 
 
 def _warn_if_read_otherwise(spec: DataSpec, trained: dict[str, Any], info: dict[str, Any]) -> None:
