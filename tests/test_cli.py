@@ -807,7 +807,8 @@ def test_export_and_predict_replace_their_own_earlier_files_but_no_file_of_the_u
     run = tmp_path / "runs" / "r"
     mine = {tmp_path / "mine.onnx": b"a graph of my own", tmp_path / "mine.safetensors": b"weights of mine",
             tmp_path / "labels.csv": b"patient,label\np1,1\n", tmp_path / "inputs.csv": b"input,label\nx.png,1\n",
-            tmp_path / "p.unreadable.csv": b"my notes on unreadable things\n"}
+            tmp_path / "p.unreadable.csv": b"my notes on unreadable things\n",
+            tmp_path / "two.csv": b"input,predicted\na.png,cat\n", tmp_path / "q.unreadable.csv": b"patient,notes\n"}
     for path, content in mine.items():
         path.write_bytes(content)
     capsys.readouterr()
@@ -816,16 +817,19 @@ def test_export_and_predict_replace_their_own_earlier_files_but_no_file_of_the_u
     np.savez(tmp_path / "x.npz", images=np.random.default_rng(0).random((3, 8, 8), dtype=np.float32))
     run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "labels.csv", expect=2)
     run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "inputs.csv", expect=2)  # 'input' first, not ours
-    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "p.csv")  # no list of ours beside it to remove
+    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "two.csv", expect=2)  # no class probabilities
+    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "q.csv", expect=2)  # a list of the user's beside
+    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "p.csv", expect=2)  # notes of the user's beside
     err = " ".join(capsys.readouterr().err.split())
     assert err.count("exists and is not a file export wrote") == 2
     assert "--out '" + str(tmp_path / "labels.csv") + "' exists and is not a table predict wrote" in err
     assert all(path.read_bytes() == content for path, content in mine.items())
     # predict's own table saved again by a spreadsheet (a BOM, quoted header, CRLF) is still its own
-    table = (tmp_path / "p.csv").read_text().splitlines()
+    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "r.csv")
+    table = (tmp_path / "r.csv").read_text().splitlines()
     header = ",".join(f'"{field}"' for field in table[0].split(","))
-    (tmp_path / "p.csv").write_bytes(("\ufeff" + "\r\n".join([header] + table[1:]) + "\r\n").encode("utf-8"))
-    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "p.csv")
+    (tmp_path / "r.csv").write_bytes(("\ufeff" + "\r\n".join([header] + table[1:]) + "\r\n").encode("utf-8"))
+    run_cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "r.csv")
     # their own, written before: replaced as ever
     for _ in range(2):
         run_cli("export", run, "--out", tmp_path / "again.onnx")

@@ -1182,6 +1182,13 @@ def test_predict_skip_unreadable_lists_the_damaged_inputs_in_the_folder_of_masks
     assert sorted(p.name for p in masks.iterdir()) == ["good_mask.png", "unreadable.csv"]
     assert sorted(p.name for p in (tmp_path / "pictures").iterdir()) == ["good_overlay.png"]
     assert (masks / "unreadable.csv").read_text().splitlines()[1].startswith(f"{tmp_path / 'in' / 'cut.png'},")
+    # an unreadable input of a readable one's name (another folder): that one's fresh mask stays (review 45f)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "good.jpg").write_bytes(b"")
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 2 inputs cannot be read"):
+        predict_files(shapes_run, [str(tmp_path / "in" / "good.png"), str(tmp_path / "other" / "good.jpg")],
+                      tmp_path / "masks", skip_unreadable=True)
+    assert (masks / "good_mask.png").is_file()
 
 
 def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_to_it(tmp_path, capsys):

@@ -154,7 +154,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     results = _predicted(read, info, run, batch_size)
     written = _write_predictions(read, results, info, out, size, visible_masks, overlays)
     _list_unreadable(read, unreadable_list(out, dense))
-    _remove_earlier_pictures_of(read.unreadable, [out] if dense else [], overlays)
+    _remove_earlier_pictures_of(read, [out] if dense else [], overlays)
     return written
 
 
@@ -341,6 +341,10 @@ def _check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path
     if not dense and out.is_file() and not _a_table_predict_wrote(out):  # a label table, say
         raise ConfigError(f"{named} exists and is not a table predict wrote (its header is not predict's): write the "
                           "predictions to another file, or delete it to replace it")
+    listing = unreadable_list(out, dense)
+    if not pictures and listing.is_file() and _header(listing) not in ([], ["input", "why"]):  # a user's file
+        raise ConfigError(f"'{listing}' exists and is not a list predict wrote, which it would replace: move it, or "
+                          f"write the predictions elsewhere ({option(flag)})")
 
 
 def _a_table_predict_wrote(path: Path) -> bool:
@@ -353,8 +357,8 @@ def _a_table_predict_wrote(path: Path) -> bool:
         return False
     if not header:
         return True
-    classifier = header[:2] == ["input", "predicted"] and all(h.startswith("p_") or h == "threshold"
-                                                              for h in header[2:])
+    classifier = header[:2] == ["input", "predicted"] and any(h.startswith("p_") for h in header[2:]) and all(
+        h.startswith("p_") or h == "threshold" for h in header[2:])
     return classifier or header == ["input", "class", "score", "x1", "y1", "x2", "y2"]
 
 
@@ -367,16 +371,18 @@ def _header(path: Path) -> list[str] | None:
         return None
 
 
-def _remove_earlier_pictures_of(unreadable, mask_folders: list[Path], overlays: str | Path | None) -> None:
+def _remove_earlier_pictures_of(read: Inputs, mask_folders: list[Path], overlays: str | Path | None) -> None:
     """A skipped input's mask and picture from an earlier predict into the same folders go: beside
     this call's, they would pass for predictions of a file this call could not read."""
     written = [(folder, ("mask",)) for folder in mask_folders]
     if overlays is not None:
         written.append((Path(overlays), ("overlay", "boxes")))
-    for name, _ in unreadable:
+    for name, _ in read.unreadable:
         if Path(name).suffix.lower() == ".npz":
             continue  # (an archive's images are named by their positions, which it no longer tells)
         stem = image_id(Path(name))
+        if stem in read.stems:  # this call's own, of a readable input of that name (review 45f)
+            continue
         for folder, kinds in written:
             for kind in kinds:
                 (folder / f"{stem}_{kind}.png").unlink(missing_ok=True)
