@@ -306,10 +306,12 @@ def test_boxes_no_point_can_learn_are_found_and_warned_of():
         task.inspect_training_data(TensorData(torch.zeros(2, 3, 64, 64), thin))
         task.inspect_held_out(TensorData(torch.zeros(2, 3, 64, 64), thin), "test")
     assert [str(w.message) for w in said] == [
-        "2 of 3 training boxes are under 2 pixels wide or high at 64x64 (in 2 images): annotation slivers, most "
-        "likely; no anchor point learns them, and augmentation drops them: check the annotations and remove them",
-        "2 of 3 test boxes are under 2 pixels wide or high at 64x64: annotation slivers, most likely, which no "
-        "detector finds, so they lower its recall and AP; check the annotations and remove them"]
+        "2 of 3 training boxes are under 2 pixels wide or high at 64x64 (in 2 images): annotation slivers, or "
+        "objects too small at this size; augmentation drops such boxes, and few are learnt: check the annotations, "
+        "or train at a larger data.image_size",
+        "2 of 3 test boxes are under 2 pixels wide or high at 64x64: annotation slivers, or objects too small at "
+        "this size, which a detector seldom finds, so they lower its recall and AP: check the annotations, or train "
+        "at a larger data.image_size"]
 
 
 def test_boxes_without_points_agrees_with_every_point_tested_and_costs_no_points_by_boxes_tensor():

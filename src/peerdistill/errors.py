@@ -86,7 +86,7 @@ def warn_user(message: str | Warning, category: type[Warning] = PeerdistillWarni
     warning = category(message) if isinstance(message, str) else message
     try:  # the module it is pointed at, for warn_again: a notebook cell's file names no module
         warning._peerdistill_module = frame.f_globals.get("__name__")
-    except AttributeError:  # (a warning type that takes no attributes: its file names the module)
+    except (AttributeError, TypeError):  # (a warning type that takes no attributes: its file names the module)
         pass
     warnings.warn(warning, stacklevel=level)
 

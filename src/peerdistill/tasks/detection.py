@@ -162,8 +162,9 @@ class DetectionTask:
         if thin.any():
             warn_user(f"{int(thin.sum())} of {int((y[..., 0] >= 0).sum())} training boxes are under {MIN_SIDE:g} "
                       f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]} (in "
-                      f"{int(thin.any(dim=1).sum())} images): annotation slivers, most likely; no anchor point learns "
-                      "them, and augmentation drops them: check the annotations and remove them")
+                      f"{int(thin.any(dim=1).sum())} images): annotation slivers, or objects too small at this size; "
+                      "augmentation drops such boxes, and few are learnt: check the annotations, or train at a "
+                      "larger data.image_size")
         missed = boxes_without_points(y, self.layout, self.image_size) & ~thin
         if missed.any():
             total = int((y[..., 0] >= 0).sum())
@@ -184,9 +185,9 @@ class DetectionTask:
         thin = slivers(y) if y is not None else None
         if thin is not None and thin.any():
             warn_user(f"{int(thin.sum())} of {int((y[..., 0] >= 0).sum())} {what} boxes are under {MIN_SIDE:g} "
-                      f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]}: annotation slivers, most "
-                      "likely, which no detector finds, so they lower its recall and AP; check the annotations and "
-                      "remove them")
+                      f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]}: annotation slivers, or "
+                      "objects too small at this size, which a detector seldom finds, so they lower its recall and "
+                      "AP: check the annotations, or train at a larger data.image_size")
 
     def check_output(self, name: str, out: torch.Tensor, batch: int) -> None:
         h, w = self.image_size
