@@ -102,6 +102,39 @@ def test_an_export_is_staged_beside_its_target_and_a_folder_it_made_goes_with_a_
     assert error.value.filename == str(target) and not (digits_run / "new").exists()  # not the staged file's name
 
 
+def test_an_export_cut_short_before_its_graph_lands_leaves_a_pair_predict_refuses_and_export_replaces(
+        digits_run, tmp_path, monkeypatch):
+    """The JSON is written before the graph is moved into place: cut short between the two, the
+    graph left there is not taken as the user's own by the next export (review 45e L3), and predict
+    refuses it beside a JSON written for another graph."""
+    import os
+
+    from peerdistill.predict import predict_files
+
+    target = tmp_path / "s1.onnx"
+    export_run(digits_run, model="student1", out=target)
+    earlier_graph = target.read_bytes()
+    replace = os.replace
+
+    def killed_at_the_graph(a, b):
+        if Path(b) == target:
+            raise KeyboardInterrupt
+        replace(a, b)
+
+    monkeypatch.setattr("peerdistill.export.os.replace", killed_at_the_graph)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(digits_run, model="student2", out=target)
+    monkeypatch.undo()
+    assert target.read_bytes() == earlier_graph and json.loads(target.with_suffix(".json").read_text())[
+        "exported_from"]["model"] == "student2"
+    np.savez(tmp_path / "x.npz", images=np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(Exception, match="written for another graph than .*export the model again"):
+        predict_files(target, [str(tmp_path / "x.npz")], tmp_path / "p.csv")
+    export_run(digits_run, model="student2", out=target)  # not refused as a graph of the user's own
+    predict_files(target, [str(tmp_path / "x.npz")], tmp_path / "p.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "s1.json", "s1.onnx", "x.npz"]
+
+
 def test_segmentation_model_with_dynamic_height_and_width(tmp_path):
     import onnxruntime as ort
 

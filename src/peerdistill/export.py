@@ -451,13 +451,15 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     x, compared_on = sample_inputs(meta, data=data)
     int8_check = (lambda staged: _quantized(staged, meta, output, calibration, min_agreement, name, data,
                                             chosen.threshold)) if quantize else None
-    diff, int8, digest = _write_checked_onnx(module, x, target, tolerance, name, meta.get("task") == "segmentation",
-                                             int8_check)
     from .predict import write_sidecar
 
-    write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
-                  threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
-                  run_finished=finished, onnx_sha256=digest, exported_from=provenance(run_dir, name, meta))
+    def describe(digest: str) -> None:
+        write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
+                      threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
+                      run_finished=finished, onnx_sha256=digest, exported_from=provenance(run_dir, name, meta))
+
+    diff, int8 = _write_checked_onnx(module, x, target, tolerance, name, meta.get("task") == "segmentation",
+                                     int8_check, describe)
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
 
 
@@ -472,13 +474,16 @@ def with_decoding(record: dict, decoding: dict, command: str) -> dict:
 
 
 def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolerance: float, name: str, dense: bool,
-                        int8_check: Callable[[Path], tuple[Path, QuantizedCheck]] | None
-                        ) -> tuple[float, QuantizedCheck | None, str]:
+                        int8_check: Callable[[Path], tuple[Path, QuantizedCheck]] | None,
+                        describe: Callable[[str], None]) -> tuple[float, QuantizedCheck | None]:
     """``module`` exported to ``target`` only once onnxruntime computes what PyTorch does on ``x``
     (the largest difference within ``tolerance``) and, with ``int8_check``, once its int8 graph
     keeps the fp32 one's calls: staged beside the target (one file system: a move, not a copy),
-    so that nothing is written otherwise. Returns the difference, the int8 check and the written
-    graph's SHA-256."""
+    so that nothing is written otherwise. ``describe`` writes the JSON for the checked graph's
+    SHA-256 before the graph is moved into place: cut short between the two, the JSON is still
+    export's (so the next export may replace the pair) and predict refuses the graph beside it
+    (the digests differ) instead of the next export refusing a graph without its JSON as the
+    user's own. Returns the difference and the int8 check."""
     # Staged in the target's own folder, so that the move into place is a rename: staged on
     # another file system (a tmpfs /tmp), it was a copy, which an interruption or a full disk cut
     # short at the target's name. A folder made for it and left empty by a failure goes again.
@@ -495,7 +500,7 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
                                   f"(tolerance {tolerance:g}); it was not written")
             if int8_check is not None:
                 staged, int8 = int8_check(staged)
-            digest = file_sha256(staged)  # (of the graph checked: the JSON describes it, whatever lands there later)
+            describe(file_sha256(staged))  # (of the graph checked, whatever lands at the target later)
             os.replace(staged, target)
     except OSError as exc:  # a full disk, a folder it may not write in: named by the file asked for
         _remove_empty(made)
@@ -506,7 +511,7 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
     except BaseException:
         _remove_empty(made)
         raise
-    return diff, int8, digest
+    return diff, int8
 
 
 def _remove_empty(folders: list[Path]) -> None:
