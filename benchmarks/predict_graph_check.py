@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     from peerdistill.export import to_onnx
     from peerdistill.models.unet import UNet
-    from peerdistill.predict import file_digest
+    from peerdistill.data.digests import file_sha256
 
     torch.manual_seed(0)
     model = UNet(in_channels=3, num_classes=2, width=ns.width, depth=ns.depth).eval()
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         blank = np.zeros((1, 3, ns.size, ns.size), np.float32)
         batch = np.random.default_rng(0).standard_normal((ns.images, 3, ns.size, ns.size)).astype(np.float32)
         session.run(None, {"input": blank})  # (warm-up)
-        digest_ms = _median_ms(lambda: file_digest(path), ns.repeats)
+        digest_ms = _median_ms(lambda: file_sha256(path), ns.repeats)
         probe_ms = _median_ms(lambda: session.run(None, {"input": blank}), ns.repeats)
         batch_ms = _median_ms(lambda: session.run(None, {"input": batch}), ns.repeats)
         size_mib = path.stat().st_size / 2**20

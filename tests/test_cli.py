@@ -899,27 +899,27 @@ def test_a_preset_given_twice_to_compare_is_refused(tmp_path, capsys):
 
 def test_masks_are_never_written_among_the_input_images(tmp_path):
     from peerdistill.errors import ConfigError
-    from peerdistill.predict import _check_out
+    from peerdistill.predict_outputs import check_out
 
     (tmp_path / "images").mkdir()
     image = tmp_path / "images" / "0.png"
     image.write_bytes(b"")
     for inputs in ([str(image)], [str(tmp_path / "images")]):
         with pytest.raises(ConfigError, match="is a folder of inputs: masks written there could replace"):
-            _check_out(tmp_path / "images", True, inputs, [])
+            check_out(tmp_path / "images", True, inputs, [])
     with pytest.raises(ConfigError, match="names a file; segmentation writes a folder of masks"):
-        _check_out(tmp_path / "masks.csv", True, [str(image)], [])
-    _check_out(tmp_path / "masks", True, [str(image)], [])
-    _check_out(tmp_path, True, [str(tmp_path / "images")], [])  # the folder above an input folder holds no input image
+        check_out(tmp_path / "masks.csv", True, [str(image)], [])
+    check_out(tmp_path / "masks", True, [str(image)], [])
+    check_out(tmp_path, True, [str(tmp_path / "images")], [])  # the folder above an input folder holds no input image
     # nor among the data the run trained on (its true masks, named as predictions are: <id>_mask.png),
     # though beside it, in the project folder that holds both the data and the runs
     data = {"kind": "folders", "root": str(tmp_path / "project"), "roi": "fov", "split_dirs": {"train": "training"}}
     places = data_places(data)
     for out in ("masks", "images/sub", "fov", "training/masks", "test/images"):
         with pytest.raises(ConfigError, match=rf"out='.*{out}' is (inside )?'.*project/.*', data the run reads"):
-            _check_out(tmp_path / "project" / out, True, [str(image)], places)
+            check_out(tmp_path / "project" / out, True, [str(image)], places)
     for out in ("project", "project/runs/r/predicted", "predicted"):
-        _check_out(tmp_path / out, True, [str(image)], places)
+        check_out(tmp_path / out, True, [str(image)], places)
 
 
 def test_a_run_trained_on_a_relative_root_keeps_its_data_safe_from_anywhere(tmp_path, monkeypatch):

@@ -103,7 +103,7 @@ def test_a_window_of_ones_own_replaces_the_files(tmp_path, grey12):
 def test_a_dicom_window_is_checked_and_follows_the_run_to_predict(tmp_path, monkeypatch):
     from peerdistill.config import validate
     from peerdistill.errors import ConfigError
-    from peerdistill.predict import model_info
+    from peerdistill.sidecar import model_info
 
     with pytest.raises(ConfigError, match="dicom_window"):
         validate({"data": {"kind": "image_folder", "root": "x", "dicom_window": [40, 0.5]}})  # width above 1

@@ -427,7 +427,7 @@ def test_a_sliding_window_ensemble_is_predicted_as_evaluation_scores_it(tmp_path
     expected = predict(cohort, task_for(meta), x, *saved_window(meta))[ENSEMBLE]
     # the ensemble blended after averaging inside each window is another one: the test can tell them apart
     from peerdistill.engine.evaluate import windowed
-    from peerdistill.export import EnsembleProbabilities
+    from peerdistill.exported_models import EnsembleProbabilities
 
     students = {m.name: m.module for m in cohort.students}
     with torch.no_grad():
@@ -439,7 +439,7 @@ def test_a_sliding_window_ensemble_is_predicted_as_evaluation_scores_it(tmp_path
     assert sidecar["output"] == "student_logits" and sidecar["ensemble_of"] == 2
     for source, pick in ((run, "ensemble"), (export.path, None)):
         captured = {}
-        monkeypatch.setattr("peerdistill.predict._write_masks",
+        monkeypatch.setattr("peerdistill.predict_outputs.write_masks",
                             lambda read, probs, out, visible: captured.setdefault("probs", probs) and out)
         predict_files(source, [str(tmp_path / "imgs.npz")], tmp_path / f"masks-{pick}", model=pick)
         got = torch.stack(captured["probs"])
@@ -938,7 +938,7 @@ def test_one_models_export_and_prediction_read_its_file_alone(digits_run, tmp_pa
 
 
 def test_the_ensemble_graph_is_the_mean_of_every_students_probabilities():
-    from peerdistill.export import EnsembleProbabilities
+    from peerdistill.exported_models import EnsembleProbabilities
 
     torch.manual_seed(0)
     a, b = nn.Linear(4, 3), nn.Linear(4, 3)
@@ -995,16 +995,16 @@ def test_parity_of_maps_is_checked_at_another_height_and_width(tmp_path):
 def test_csv_columns_follow_the_class_order_and_a_probability_at_the_threshold_is_positive(tmp_path):
     import csv
 
-    from peerdistill.predict import _write_csv
+    from peerdistill.predict_outputs import write_csv
 
     # values exact in binary: 0.5 reaches a threshold of 0.5 (called positive, "at least" it)
     probs = torch.tensor([[0.5, 0.5], [0.75, 0.25], [0.125, 0.875]])
-    _write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "t.csv", threshold=0.5)
+    write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "t.csv", threshold=0.5)
     rows = list(csv.reader((tmp_path / "t.csv").open()))
     assert rows == [["input", "predicted", "threshold", "p_normal", "p_abnormal"],
                     ["a", "abnormal", "0.5", "0.500000", "0.500000"],
                     ["b", "normal", "0.5", "0.750000", "0.250000"], ["c", "abnormal", "0.5", "0.125000", "0.875000"]]
-    _write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "u.csv")  # no threshold: the larger one
+    write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "u.csv")  # no threshold: the larger one
     rows = list(csv.reader((tmp_path / "u.csv").open()))
     assert rows[0] == ["input", "predicted", "p_normal", "p_abnormal"]
     assert [r[1] for r in rows[1:]] == ["normal", "normal", "abnormal"]
@@ -1087,7 +1087,7 @@ def test_segmentation_inputs_of_one_height_and_different_widths_each_get_their_o
 def test_visible_masks_spread_the_classes_over_0_to_255(tmp_path):
     from PIL import Image
 
-    from peerdistill.predict import _write_masks
+    from peerdistill.predict_outputs import write_masks
     from peerdistill.predict_inputs import Inputs
 
     # class k of K as round(255 k / (K - 1)): two classes 0 and 255, three 0, 128 and 255
@@ -1095,7 +1095,7 @@ def test_visible_masks_spread_the_classes_over_0_to_255(tmp_path):
     for k, levels in ((2, [0, 255]), (3, [0, 128, 255])):
         scores = torch.nn.functional.one_hot(labels % k, k).permute(2, 0, 1).float()  # [K, 2, 4]
         read = Inputs(["m.npz[0]"], ["m_0"], [np.zeros((2, 4, 1), np.float32)], [(2, 4)])
-        _write_masks(read, [scores], tmp_path / f"k{k}", visible=True)
+        write_masks(read, [scores], tmp_path / f"k{k}", visible=True)
         written = np.asarray(Image.open(tmp_path / f"k{k}" / "m_0_mask.png"))
         assert written.tolist() == np.array(levels)[(labels % k).numpy()].tolist()
 
@@ -1105,7 +1105,7 @@ def test_box_pictures_draw_each_box_in_its_inputs_own_pixels(tmp_path, monkeypat
 
     import peerdistill.pictures
     from peerdistill.pictures import PALETTE
-    from peerdistill.predict import _draw_boxes
+    from peerdistill.predict_outputs import draw_boxes
     from peerdistill.predict_inputs import Inputs
 
     monkeypatch.setattr(peerdistill.pictures, "PICTURE_MIN_SCORE", 0.0)
@@ -1113,7 +1113,7 @@ def test_box_pictures_draw_each_box_in_its_inputs_own_pixels(tmp_path, monkeypat
     read = Inputs(["wide.png"], ["wide"], [np.zeros((32, 32, 1), np.float32)], [(48, 64)],
                   [np.zeros((48, 64, 1), np.float32)])
     found = {"boxes": torch.tensor([[4.0, 8.0, 12.0, 16.0]]), "scores": torch.tensor([0.5]), "labels": torch.tensor([1])}
-    _draw_boxes(read, (32, 32), [found], ["cat", "dog"], tmp_path)
+    draw_boxes(read, (32, 32), [found], ["cat", "dog"], tmp_path)
     picture = np.asarray(Image.open(tmp_path / "wide_boxes.png"))
     colour = PALETTE[1 + 1 % (len(PALETTE) - 1)]
     outlined = (picture == colour).all(axis=-1)
@@ -1235,12 +1235,12 @@ def test_the_json_names_the_graph_that_was_checked_not_what_lands_at_its_path_la
     # hash paired this one's JSON with the other's graph, which predict then trusted
     import os
 
-    from peerdistill.predict import file_digest
+    from peerdistill.data.digests import file_sha256
 
     replace, target = os.replace, tmp_path / "s1.onnx"
 
     def then_another_lands(staged, placed):
-        digest = file_digest(staged)
+        digest = file_sha256(staged)
         replace(staged, placed)
         if Path(placed) == target:
             Path(placed).write_bytes(b"another export's graph")
@@ -1249,7 +1249,7 @@ def test_the_json_names_the_graph_that_was_checked_not_what_lands_at_its_path_la
     monkeypatch.setattr("peerdistill.export.os.replace", then_another_lands)
     export_run(digits_run, model="student1", out=target)
     side = json.loads(target.with_suffix(".json").read_text())
-    assert side["onnx_sha256"] == then_another_lands.checked != file_digest(target)
+    assert side["onnx_sha256"] == then_another_lands.checked != file_sha256(target)
 
 
 def test_a_python_caller_writing_over_a_runs_own_file_is_told_its_keyword(digits_run, tmp_path):

@@ -34,12 +34,12 @@ def test_two_inputs_of_one_name_are_refused_before_any_picture_is_written():
     import pytest
 
     from peerdistill.errors import DataError
-    from peerdistill.predict import _picture_names
+    from peerdistill.predict_outputs import picture_names
     from peerdistill.predict_inputs import Inputs
 
     read = Inputs(["site1/img001.png", "site2/img001.png"], ["img001", "img001"], [], [])
     with pytest.raises(DataError, match="would all be written as 'img001_boxes.png'"):
-        _picture_names(read, "boxes")
+        picture_names(read, "boxes")
 
 
 def test_an_overlay_tints_predicted_classes_at_alpha_and_outlines_the_truth_in_white():

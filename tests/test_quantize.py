@@ -259,7 +259,7 @@ def test_the_int8_check_scores_a_sliding_window_ensemble_by_its_students_mean_pr
     by_hand = np.mean([np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
                        for s in np.split(stacked.astype(np.float64), 3, axis=1)], axis=0)
     np.testing.assert_allclose(_probabilities(stacked, "student_logits", 3), by_hand, rtol=1e-10)
-    from peerdistill.export import ensemble_of_stacked
+    from peerdistill.exported_models import ensemble_of_stacked
 
     np.testing.assert_allclose(ensemble_of_stacked(torch.from_numpy(stacked), 3).numpy(), by_hand, rtol=1e-5)
 

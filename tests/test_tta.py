@@ -113,7 +113,7 @@ def test_compare_tabulates_the_flipped_figures_beside_the_plain_ones(tmp_path):
 
 
 def test_an_exported_model_is_averaged_in_its_own_kind_of_output():
-    from peerdistill.export import STUDENT_LOGITS, EnsembleProbabilities, FlipAveragedModel, StudentLogits
+    from peerdistill.exported_models import STUDENT_LOGITS, EnsembleProbabilities, FlipAveragedModel, StudentLogits
 
     torch.manual_seed(2)
     a, b = nn.Conv2d(3, 2, 3, padding=1).eval(), nn.Conv2d(3, 2, 3, padding=1).eval()
@@ -180,7 +180,7 @@ def test_a_sliding_window_ensemble_with_flips_predicts_alike_from_the_file_and_t
 
 def test_flips_are_refused_where_they_cannot_go(tmp_path, capsys):
     from peerdistill.cli import main
-    from peerdistill.export import flip_averaged
+    from peerdistill.exported_models import flip_averaged
 
     with pytest.raises(ConfigError, match="not available for detection"):
         flip_averaged(nn.Identity(), "logits", {"task": "detection", "input_shape": [3, 32, 32]}, "hflip")

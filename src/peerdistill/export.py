@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import json
 import logging
 import os
 import re
@@ -26,7 +25,6 @@ import torch
 from torch import nn
 
 from .arguments import check_flags, check_not_negative
-from .cohort import as_logits
 from .data.digests import file_sha256
 from .data.splits import DataSplits
 from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
@@ -35,19 +33,16 @@ from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
                        percent, quantized_weights)
 from .engine.state_files import DIGEST_KEY, safetensors_metadata
-from .engine.tta import mean_over_flips, tta_flips
 from .post_hoc import check_post_hoc_options
-from .sidecar import SIDECAR_KEYS, sidecar_path
+from .sidecar import is_export_json, sidecar_path, write_sidecar
 from .runs import load_cohort, load_model, read_run_data, saved_window, warn_if_unfinished
-from .spatial import align_to, largest_size, mean_at_largest
+from .exported_models import (STUDENT_LOGITS, EnsembleProbabilities, Logits, StudentLogits, Tempered, flip_averaged,
+                              student_count)
 from .option_names import option, option_given
 from .run_files import METRICS_FILE
 
 OPSET = 18
 TOLERANCE = 1e-4
-
-
-STUDENT_LOGITS = "student_logits"  # the output kind of StudentLogits
 
 
 class ExportError(PeerdistillError):
@@ -65,115 +60,6 @@ class ExportResult:
     threshold: float | None = None  # with operating_point: in the JSON, applied by predict
     tta: str | None = None  # with tta: the flips averaged in the graph
     compared_on: str = "test inputs"  # what the parity was measured on (random inputs when the data is gone)
-
-
-class Logits(nn.Module):
-    """One model, its output reduced to the logits tensor whatever convention it uses."""
-
-    def __init__(self, model: nn.Module, name: str):
-        super().__init__()
-        self.model, self.name = model, name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return as_logits(self.model(x), self.name)
-
-
-class Tempered(nn.Module):
-    """A model with its temperature (``calibration.py``) in the graph: logits divided by T, or
-    probabilities (the ensemble's) tempered as ``softmax(log p / T)``."""
-
-    def __init__(self, model: nn.Module, temperature: float, output: str):
-        super().__init__()
-        self.model, self.temperature, self.output = model, float(temperature), output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.model(x)
-        if self.output == "logits":
-            return y / self.temperature
-        return (torch.log(y) / self.temperature).softmax(dim=1)
-
-
-class EnsembleProbabilities(nn.Module):
-    """The students' ensemble as one model: the mean of their class probabilities (per pixel
-    for segmentation, each map resized to the largest one's size, as in evaluation)."""
-
-    def __init__(self, students: dict[str, nn.Module]):
-        super().__init__()
-        self.names = list(students)
-        self.students = nn.ModuleList(students.values())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = [as_logits(m(x), n).float().softmax(dim=1) for n, m in zip(self.names, self.students)]
-        return mean_at_largest(probs) if probs[0].ndim == 4 else torch.stack(probs).mean(dim=0)
-
-
-class StudentLogits(nn.Module):
-    """The students of a sliding-window run side by side on the class axis, ``[B, S*C, H, W]``.
-    Evaluation blends each student's logits over the windows before their probabilities are
-    averaged; a graph that averaged inside each window would be blended after, which is another
-    ensemble. ``ensemble_of_stacked`` makes the blended maps the ensemble's probabilities. (Maps
-    of different sizes are resized as logits here, where evaluation resizes probabilities: the
-    zoo's models all answer at the input's size.)"""
-
-    def __init__(self, students: dict[str, nn.Module]):
-        super().__init__()
-        self.names = list(students)
-        self.students = nn.ModuleList(students.values())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = [as_logits(m(x), n).float() for n, m in zip(self.names, self.students)]
-        size = largest_size(logits)
-        return torch.cat([align_to(t, size) for t in logits], dim=1)
-
-
-class FlipAveragedModel(nn.Module):
-    """An exported model averaged over flips of its input as ``eval --tta`` averages it
-    (``engine/tta.py``): the class probabilities (maps mirrored back) of the input as it is and
-    mirrored, given in the model's own kind of output: logits become the log of the averaged
-    probabilities (softmax gives them back, a sliding window blends them as evaluation does),
-    probabilities stay probabilities, and students side by side are each averaged alone."""
-
-    def __init__(self, model: nn.Module, flips: tuple[tuple[int, ...], ...], output: str, students: int):
-        super().__init__()
-        self.model, self.flips, self.output, self.students = model, flips, output, students
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (maps [B, C, H, W], or [B, S, C, H, W] for students side by side, are mirrored back)
-        mean = mean_over_flips(lambda seen: {"p": self._probabilities(self.model(seen).float())}, x, self.flips)["p"]
-        if self.output == "probabilities":
-            return mean
-        log = mean.clamp_min(torch.finfo(torch.float32).tiny).log()
-        return log.flatten(1, 2) if self.output == STUDENT_LOGITS else log
-
-    def _probabilities(self, y: torch.Tensor) -> torch.Tensor:
-        if self.output == "probabilities":
-            return y
-        if self.output == STUDENT_LOGITS:
-            return per_student_softmax(y, self.students)
-        return y.softmax(dim=1)
-
-
-def flip_averaged(module: nn.Module, output: str, meta: dict, tta: str | None) -> nn.Module:
-    """``module`` (``pick_model``'s) averaged over the flips ``tta`` names; None: as it is."""
-    if tta is None:
-        return module
-    flips = tta_flips(tta, meta.get("task", "classification"), meta["input_shape"])
-    return FlipAveragedModel(module, flips, output, student_count(meta)).eval()
-
-
-def student_count(meta: dict) -> int:
-    return sum(m.get("role") == "student" for m in meta["members"])
-
-
-def per_student_softmax(stacked: torch.Tensor, students: int) -> torch.Tensor:
-    """``StudentLogits``' output [B, S*C, H, W] -> each student's class probabilities [B, S, C, H, W]."""
-    b, channels, *rest = stacked.shape
-    return stacked.reshape(b, students, channels // students, *rest).float().softmax(dim=2)
-
-
-def ensemble_of_stacked(stacked: torch.Tensor, students: int) -> torch.Tensor:
-    """``StudentLogits``' output (blended) -> the mean of the students' class probabilities."""
-    return per_student_softmax(stacked, students).mean(dim=1)
 
 
 def best_student(run_dir: Path, meta: dict) -> str:
@@ -451,8 +337,6 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     x, compared_on = sample_inputs(meta, data=data)
     int8_check = (lambda staged: _quantized(staged, meta, output, calibration, min_agreement, name, data,
                                             chosen.threshold)) if quantize else None
-    from .predict import write_sidecar
-
     def describe(digest: str) -> None:
         write_sidecar(target, meta, output, quantized=quantize, temperature=chosen.temperature,
                       threshold=chosen.threshold, operating_point=chosen.rule, tta=tta,
@@ -612,7 +496,7 @@ def _named_target(run_dir: Path, name: str, fmt: str, out: str | Path | None) ->
     if fmt == "onnx":
         sidecar = sidecar_path(target)
         check_not_a_run_file(sidecar, named=f"the .json beside the .onnx {option('--out')} names, '{sidecar}',")
-        if sidecar.exists() and not _is_sidecar(sidecar):  # an annotation file or a config of that name
+        if sidecar.exists() and not is_export_json(sidecar):  # an annotation file or a config of that name
             raise ConfigError(f"{option('--out', repr(str(out)))} would replace '{sidecar}', which export did not "
                               "write (its JSON goes beside the .onnx, under the same name): choose another name or "
                               "folder")
@@ -626,20 +510,11 @@ def _named_target(run_dir: Path, name: str, fmt: str, out: str | Path | None) ->
 def _an_earlier_export(path: Path, fmt: str) -> bool:
     """Whether ``path`` is a file an earlier export wrote, which a new one may replace."""
     if fmt == "onnx":
-        return sidecar_path(path).is_file() and _is_sidecar(sidecar_path(path))
+        return sidecar_path(path).is_file() and is_export_json(sidecar_path(path))
     try:
         return DIGEST_KEY in safetensors_metadata(path)
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-
-
-def _is_sidecar(path: Path) -> bool:
-    """Whether ``path`` is the JSON an earlier export wrote (it may be replaced with its .onnx)."""
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(found, dict) and all(k in found for k in SIDECAR_KEYS)  # as predict reads one
 
 
 def to_onnx(module: nn.Module, x: torch.Tensor, path: Path, dense: bool) -> None:

@@ -4,10 +4,6 @@ a detector's NMS runs here, outside the exported graph)."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,45 +15,20 @@ from .arguments import check_flags
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
 from .data.digests import file_sha256
-from .data.image_profile import TRAINING_IMAGE_KEYS
-from .data.image_io import IMAGE_SUFFIXES, image_id, is_image_file
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
 from .data.splits import per_channel, standardize, unlike_seen
 from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
-from .engine.artifacts import RunDir, atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
+from .engine.artifacts import RunDir
 from .engine.evaluate import windowed
-from .option_names import option
 from .post_hoc import check_post_hoc_options
-from .sidecar import read_sidecar, sidecar_path
-from .export import STUDENT_LOGITS, ensemble_of_stacked, student_count
+from .sidecar import fields_digest, model_info, read_sidecar, sidecar_path
+from .exported_models import STUDENT_LOGITS, ensemble_of_stacked
 from .errors import CheckpointError, ConfigError, DataError, warn_user
-from .pictures import visible_levels
 from .predict_inputs import Inputs, read_inputs
+from .predict_outputs import (check_out, list_unreadable, remove_earlier_pictures_of, unreadable_list,
+                              write_predictions)
 from .runs import run_data_places
-from .spatial import align_to
-
-
-def model_info(meta: dict, output: str) -> dict:
-    """What predicting with a model needs to know of its run: the normalisation, classes, task,
-    for segmentation the size images were resized to and the sliding window, and the DICOM
-    window training read its files through (``data.dicom_window``, or null: each file's own)."""
-    from .runs import saved_window
-
-    info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats", "detection")}
-    info["output"] = output
-    info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
-    info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
-    info["grey_read_as_colour"] = (meta.get("data_info") or {}).get("grey_read_as_colour")  # (None: not known)
-    # the training images one by one (data.image_profile; absent for older runs and data not in memory)
-    info["training_images"] = {k: v for k, v in (meta.get("data_info") or {}).items() if k in TRAINING_IMAGE_KEYS}
-    if meta.get("input_stats"):  # a run trained from a Dataset: what its models saw, as the Dataset prepared it
-        info["input_stats"] = meta["input_stats"]
-    window, info["window_overlap"] = saved_window(meta)
-    if output == STUDENT_LOGITS:  # the students side by side: how many, to average them after the window
-        info["ensemble_of"] = student_count(meta)
-    info["window"] = window[0] if window else None  # square: one number in the sidecar
-    return info
 
 
 def as_scores(output: torch.Tensor, info: dict) -> torch.Tensor:
@@ -66,36 +37,6 @@ def as_scores(output: torch.Tensor, info: dict) -> torch.Tensor:
     if info["output"] == STUDENT_LOGITS:
         return ensemble_of_stacked(output, info["ensemble_of"])
     return output
-
-
-def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
-                  temperature: float | None = None, threshold: float | None = None,
-                  operating_point: str | None = None, tta: str | None = None, run_finished: bool = True,
-                  onnx_sha256: str | None = None, exported_from: dict | None = None) -> None:
-    """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null),
-    ``temperature`` (the T in the graph, or null), ``threshold`` (on the positive class's
-    probability, chosen by ``operating_point`` on the validation split; or null), ``tta``
-    (the flips averaged in the graph, or null) and ``run_finished`` (false: the weights of an
-    unfinished run's best epoch so far). ``onnx_sha256``: the digest of the graph as it was checked
-    (before it was moved into place: another export to the same path could have replaced it since);
-    else the file's now. ``exported_from``: which model of which run, its weights' files and the
-    versions that wrote the graph (``export.provenance``)."""
-    info = {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
-            "operating_point": operating_point, "tta": tta, "run_finished": run_finished,
-            "onnx_sha256": onnx_sha256 or file_digest(onnx_path), "exported_from": exported_from}
-    atomic_write_text(sidecar_path(onnx_path), json.dumps({**info, "json_sha256": fields_digest(info)}, indent=2))
-
-
-def fields_digest(info: dict) -> str:
-    """SHA-256 of a sidecar JSON's fields (all but this digest, in a canonical order): whether
-    it is still as export wrote it, for the graph of its ``onnx_sha256``."""
-    fields = {key: value for key, value in info.items() if key != "json_sha256"}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes: ties an exported .onnx to the JSON written beside it."""
-    return file_sha256(path)
 
 
 def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, model: str | None = None,
@@ -134,9 +75,9 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
                           "drop --overlays")
     # a run directory names its training data, which no output may replace (an .onnx does not)
     trained_on = [] if model_path.suffix.lower() == ".onnx" else run_data_places(RunDir.open(model_path).meta())
-    _check_out(out, dense, inputs, trained_on)
+    check_out(out, dense, inputs, trained_on)
     if overlays is not None:
-        _check_out(Path(overlays), True, inputs, trained_on, pictures=True)
+        check_out(Path(overlays), True, inputs, trained_on, pictures=True)
     channels, size = info["input_shape"][0], tuple(info["input_shape"][1:])
     # Segmentation models see images at the size they were trained at (their own size, or
     # data.image_size when training resized them); masks come back at each input's size.
@@ -152,50 +93,10 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if not info.get("data_stats"):
         _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
     results = _predicted(read, info, run, batch_size)
-    written = _write_predictions(read, results, info, out, size, visible_masks, overlays)
-    _list_unreadable(read, unreadable_list(out, dense))
-    _remove_earlier_pictures_of(read, [out] if dense else [], overlays)
+    written = write_predictions(read, results, info, out, size, visible_masks, overlays)
+    list_unreadable(read, unreadable_list(out, dense))
+    remove_earlier_pictures_of(read, [out] if dense else [], overlays)
     return written
-
-
-def _write_predictions(read: Inputs, results: list, info: dict, out: Path, size: tuple[int, ...],
-                       visible_masks: bool, overlays: str | Path | None) -> Path:
-    if info["task"] == "detection":
-        if overlays is not None:
-            _draw_boxes(read, size, results, info["class_names"], Path(overlays))
-        return _write_boxes(read, size, results, info["class_names"], out)
-    # one input's scores: classes first ([C] or [C, H, W])
-    probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
-    if info["task"] == "segmentation":
-        written = _write_masks(read, probs, out, visible_masks)
-        if overlays is not None:
-            _draw_masks(read, probs, Path(overlays))
-        return written
-    return _write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
-
-
-def unreadable_list(out: Path, dense: bool) -> Path:
-    """Where predict lists the inputs it could not read: beside the CSV (``NAME.unreadable.csv``),
-    or in the folder of masks."""
-    return out / "unreadable.csv" if dense else out.with_name(f"{out.stem}.unreadable.csv")
-
-
-def _list_unreadable(read: Inputs, listing: Path) -> None:
-    """The inputs left out, each with why. An earlier predict's list there goes: beside these
-    predictions it would name files this one read (a file of that name predict did not write
-    stays)."""
-    if not read.unreadable:
-        if listing.is_file() and _header(listing) == ["input", "why"]:
-            listing.unlink()
-        return
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["input", "why"])
-    writer.writerows(read.unreadable)
-    atomic_write_text(listing, buf.getvalue())
-    total = len(read.unreadable) + len(read.names)
-    warn_user(f"{len(read.unreadable)} of {total} inputs cannot be read and were not predicted, each listed with why "
-              f"in {listing} (e.g. {read.unreadable[0][1]})")
 
 
 def _model_to_predict_with(model_path: Path, model: str | None, modules: dict | None, temperature_scaling: bool,
@@ -308,84 +209,6 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
     for i, image in enumerate(images):
         groups.setdefault(image.shape, []).append(i)
     return list(groups.values())
-
-
-def _check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path], pictures: bool = False) -> None:
-    """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder).
-    ``data_places``: the data the run trained on, never written into."""
-    flag, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
-    named = option(flag, repr(str(out)))
-    check_not_in_data(out, data_places, flag)
-    if dense and out.exists() and not out.is_dir():
-        raise ConfigError(f"{named} is a file; {'it' if pictures else 'segmentation'} writes a folder of "
-                          f"{what}: give a folder")
-    if dense and not out.exists() and out.suffix.lower() in (".csv", ".json", ".txt"):
-        raise ConfigError(f"{named} names a file; {'it' if pictures else 'segmentation'} writes a folder of "
-                          f"{what}: give a folder")
-    if not dense and out.is_dir():
-        raise ConfigError(f"{named} is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
-    check_not_a_run_file(out / "mask.png" if dense else out, flag)
-    given = [Path(i).resolve() for i in inputs]
-    here = out.resolve()
-    if not dense and (here in given or (here.parent in given and here.suffix.lower() in IMAGE_SUFFIXES)):
-        # an image named inside a folder of inputs is an input too (or would become one)
-        raise ConfigError(f"{named} is one of the inputs: write the predictions elsewhere, to a .csv file")
-    if dense and any(g == here or (g.parent == here and is_image_file(g)) for g in given):
-        # among the images: over their true masks
-        raise ConfigError(f"{named} is a folder of inputs: {what} written there could replace files beside "
-                          f"them (their true masks); write the {what if pictures else 'predictions'} to another "
-                          "folder")
-    if not dense and out.suffix.lower() != ".csv":  # never a CSV over an image or a config of that name
-        raise ConfigError(f"{named} does not end in .csv: predictions are written as a CSV file, e.g. "
-                          f"{out.with_suffix('.csv')}")
-    if not dense and out.is_file() and not _a_table_predict_wrote(out):  # a label table, say
-        raise ConfigError(f"{named} exists and is not a table predict wrote (its header is not predict's): write the "
-                          "predictions to another file, or delete it to replace it")
-    listing = unreadable_list(out, dense)
-    if not pictures and listing.is_file() and _header(listing) not in ([], ["input", "why"]):  # a user's file
-        raise ConfigError(f"'{listing}' exists and is not a list predict wrote, which it would replace: move it, or "
-                          f"write the predictions elsewhere ({option(flag)})")
-
-
-def _a_table_predict_wrote(path: Path) -> bool:
-    """Whether a CSV is predict's own, which a new predict may replace: its header is a
-    classifier's (input, predicted, [threshold,] p_CLASS...) or a detector's (input, class,
-    score, x1, y1, x2, y2), as written or saved again (a BOM, quotes); an empty file holds
-    nothing to lose either."""
-    header = _header(path)
-    if header is None:
-        return False
-    if not header:
-        return True
-    classifier = header[:2] == ["input", "predicted"] and any(h.startswith("p_") for h in header[2:]) and all(
-        h.startswith("p_") or h == "threshold" for h in header[2:])
-    return classifier or header == ["input", "class", "score", "x1", "y1", "x2", "y2"]
-
-
-def _header(path: Path) -> list[str] | None:
-    """A CSV's first row, its fields stripped ([]: an empty file; None: not readable)."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            return [field.strip() for field in next(csv.reader(fh), [])]
-    except (OSError, csv.Error):
-        return None
-
-
-def _remove_earlier_pictures_of(read: Inputs, mask_folders: list[Path], overlays: str | Path | None) -> None:
-    """A skipped input's mask and picture from an earlier predict into the same folders go: beside
-    this call's, they would pass for predictions of a file this call could not read."""
-    written = [(folder, ("mask",)) for folder in mask_folders]
-    if overlays is not None:
-        written.append((Path(overlays), ("overlay", "boxes")))
-    for name, _ in read.unreadable:
-        if Path(name).suffix.lower() == ".npz":
-            continue  # (an archive's images are named by their positions, which it no longer tells)
-        stem = image_id(Path(name))
-        if stem in read.stems:  # this call's own, of a readable input of that name (review 45f)
-            continue
-        for folder, kinds in written:
-            for kind in kinds:
-                (folder / f"{stem}_{kind}.png").unlink(missing_ok=True)
 
 
 def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scaling: bool = False,
@@ -515,7 +338,7 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
     checked that graph against PyTorch and described it."""
     fix = f"keep the JSON that export wrote beside '{path.name}', or export the model again"
     recorded = info.get("onnx_sha256")
-    if recorded is not None and recorded != file_digest(path):
+    if recorded is not None and recorded != file_sha256(path):
         raise CheckpointError(f"'{side}' was written for another graph than '{path}' (the .onnx file's SHA-256 is "
                               f"not the one recorded at export): {fix}. A graph changed on purpose (simplified, "
                               "converted) that still takes and gives what the JSON says: set onnx_sha256 to null "
@@ -560,102 +383,3 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
                               f"or a tempered export's? {fix}")
 
 
-def _write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path,
-               threshold: float | None = None) -> Path:
-    """A row per input: the predicted class (the larger probability's, or with ``threshold``
-    the second class where its probability reaches it) and every class's probability; with a
-    threshold, a column holding it, so that a call against the larger probability says why."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["input", "predicted"] + (["threshold"] if threshold is not None else [])
-                    + [f"p_{c}" for c in classes])
-    for name, p in zip(names, probs.tolist()):
-        called = int(np.argmax(p)) if threshold is None else int(p[1] >= threshold)
-        writer.writerow([name, classes[called]] + ([f"{threshold:.6g}"] if threshold is not None else [])
-                        + [f"{v:.6f}" for v in p])
-    atomic_write_text(out, buf.getvalue())
-    return out
-
-
-def _write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
-                 out: Path) -> Path:
-    """One CSV row per kept box, in pixels of each input as it is on disk (the model saw it
-    resized to ``seen_size``): input, class, score, x1, y1, x2, y2; an input without a box, one
-    row of its name alone (else a frame without a polyp read as one never processed)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["input", "class", "score", "x1", "y1", "x2", "y2"])
-    for name, (height, width), det in zip(read.names, read.sizes, detections, strict=True):
-        scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
-        boxes = det["boxes"].float().cpu() * scale
-        if not len(boxes):
-            writer.writerow([name, "", "", "", "", "", ""])
-        for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
-            writer.writerow([name, class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
-    atomic_write_text(out, buf.getvalue())
-    return out
-
-
-def _write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False) -> Path:
-    """One label PNG per input at that input's size (probabilities resized before the argmax):
-    class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
-    what a viewer shows and what ``data.binary_masks`` reads back)."""
-    files = _picture_names(read, "mask")
-    out.mkdir(parents=True, exist_ok=True)
-    for file, p, size in zip(files, probs, read.sizes):
-        classes = align_to(p[None].float(), size)[0].argmax(dim=0)
-        if visible:
-            classes = visible_levels(classes, len(p))
-        atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy()))
-    return out
-
-
-def _picture_names(read: Inputs, kind: str) -> list[str]:
-    """``<stem>_<kind>.png`` for every input, refused (before anything is written) when two
-    inputs of one name in different folders would write the same file."""
-    files = [f"{stem}_{kind}.png" for stem in read.stems]
-    clashes = sorted({f for f in files if files.count(f) > 1})
-    if clashes:
-        same = [n for n, f in zip(read.names, files) if f == clashes[0]]
-        raise DataError(f"inputs {same[:3]} would all be written as '{clashes[0]}': predict them in separate calls, "
-                        "into separate folders")
-    return files
-
-
-def _draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path) -> None:
-    """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted."""
-    from .pictures import overlay, viewable
-
-    files = _picture_names(read, "overlay")
-    folder.mkdir(parents=True, exist_ok=True)
-    for file, p, image in zip(files, probs, read.originals, strict=True):
-        classes = align_to(p[None].float(), image.shape[:2])[0].argmax(dim=0).numpy()
-        atomic_write_bytes(folder / file, _png(overlay(viewable(image), classes, None)))
-
-
-def _draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
-                folder: Path) -> None:
-    """``<stem>_boxes.png``: each input at its own size with its boxes scored at least
-    ``PICTURE_MIN_SCORE`` (as eval's pictures; the CSV has them all), class and score."""
-    from PIL import Image, ImageDraw
-
-    from .pictures import PICTURE_MIN_SCORE, draw_boxes, viewable
-
-    files = _picture_names(read, "boxes")
-    folder.mkdir(parents=True, exist_ok=True)
-    for file, (height, width), det, image in zip(files, read.sizes, detections, read.originals, strict=True):
-        picture = Image.fromarray(viewable(image))
-        scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
-        draw_boxes(ImageDraw.Draw(picture), (det["boxes"].float().cpu() * scale).tolist(), det["scores"].tolist(),
-                   det["labels"].tolist(), class_names, min_score=PICTURE_MIN_SCORE)
-        buf = io.BytesIO()
-        picture.save(buf, format="PNG")
-        atomic_write_bytes(folder / file, buf.getvalue())
-
-
-def _png(mask: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(mask).save(buf, format="PNG")
-    return buf.getvalue()

@@ -207,7 +207,7 @@ def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, stu
                threshold: float | None = None, dense: bool = False) -> QuantizedCheck:
     """The int8 graph's decisions against the fp32 graph's on inputs ``x``. ``output``: what the
     graphs give: ``probabilities`` (an ensemble), ``logits``, or ``student_logits`` (the
-    ``students`` of a sliding-window ensemble side by side, ``export.StudentLogits``).
+    ``students`` of a sliding-window ensemble side by side, ``exported_models.StudentLogits``).
     ``threshold``: the decision is p(positive) >= threshold, as predict calls it, not the larger
     probability. ``dense`` (segmentation): each class's masks are compared too (``class_dice``)."""
     import onnxruntime as ort

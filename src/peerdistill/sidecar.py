@@ -4,15 +4,20 @@ traceback or, worse, applied wrongly (a threshold on a ten-class model's second 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
+from .data.digests import file_sha256
+from .data.image_profile import TRAINING_IMAGE_KEYS
+from .engine.artifacts import atomic_write_text
 from .engine.run_meta import (ClassName, DataStatsRecord, DetectionRecord, Record, Size, check_detection_fits,
                                check_one_name_per_class, first_fault)
 from .errors import CheckpointError, ConfigError
+from .exported_models import STUDENT_LOGITS, student_count
 from .operating_point import NOTHING_POSITIVE
 
 # What marks a JSON as one export wrote (beside the .onnx, under its name).
@@ -84,3 +89,59 @@ def read_sidecar(onnx_path: Path) -> dict[str, Any]:
         raise CheckpointError(f"'{side}' is damaged: {first_fault(exc, info, 'predicting')}; export the model "
                               "again") from None
     return info
+
+
+def model_info(meta: dict, output: str) -> dict:
+    """What predicting with a model needs to know of its run: the normalisation, classes, task,
+    for segmentation the size images were resized to and the sliding window, and the DICOM
+    window training read its files through (``data.dicom_window``, or null: each file's own)."""
+    from .runs import saved_window
+
+    info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats", "detection")}
+    info["output"] = output
+    info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
+    info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
+    info["grey_read_as_colour"] = (meta.get("data_info") or {}).get("grey_read_as_colour")  # (None: not known)
+    # the training images one by one (data.image_profile; absent for older runs and data not in memory)
+    info["training_images"] = {k: v for k, v in (meta.get("data_info") or {}).items() if k in TRAINING_IMAGE_KEYS}
+    if meta.get("input_stats"):  # a run trained from a Dataset: what its models saw, as the Dataset prepared it
+        info["input_stats"] = meta["input_stats"]
+    window, info["window_overlap"] = saved_window(meta)
+    if output == STUDENT_LOGITS:  # the students side by side: how many, to average them after the window
+        info["ensemble_of"] = student_count(meta)
+    info["window"] = window[0] if window else None  # square: one number in the sidecar
+    return info
+
+
+def write_sidecar(onnx_path: Path, meta: dict, output: str, quantized: str | None = None,
+                  temperature: float | None = None, threshold: float | None = None,
+                  operating_point: str | None = None, tta: str | None = None, run_finished: bool = True,
+                  onnx_sha256: str | None = None, exported_from: dict | None = None) -> None:
+    """The JSON beside an exported .onnx: its ``model_info``, ``quantized`` (int8, or null),
+    ``temperature`` (the T in the graph, or null), ``threshold`` (on the positive class's
+    probability, chosen by ``operating_point`` on the validation split; or null), ``tta``
+    (the flips averaged in the graph, or null) and ``run_finished`` (false: the weights of an
+    unfinished run's best epoch so far). ``onnx_sha256``: the digest of the graph as it was checked
+    (before it was moved into place: another export to the same path could have replaced it since);
+    else the file's now. ``exported_from``: which model of which run, its weights' files and the
+    versions that wrote the graph (``export.provenance``)."""
+    info = {**model_info(meta, output), "quantized": quantized, "temperature": temperature, "threshold": threshold,
+            "operating_point": operating_point, "tta": tta, "run_finished": run_finished,
+            "onnx_sha256": onnx_sha256 or file_sha256(onnx_path), "exported_from": exported_from}
+    atomic_write_text(sidecar_path(onnx_path), json.dumps({**info, "json_sha256": fields_digest(info)}, indent=2))
+
+
+def fields_digest(info: dict) -> str:
+    """SHA-256 of a sidecar JSON's fields (all but this digest, in a canonical order): whether
+    it is still as export wrote it, for the graph of its ``onnx_sha256``."""
+    fields = {key: value for key, value in info.items() if key != "json_sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def is_export_json(path: Path) -> bool:
+    """Whether ``path`` is the JSON an earlier export wrote (it may be replaced with its .onnx)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(found, dict) and all(k in found for k in SIDECAR_KEYS)  # as predict reads one

@@ -1,0 +1,241 @@
+"""Where ``peerdistill predict`` writes: the checks made before any input is read (never over
+the run's data, an input, or a file predict did not write), the predictions themselves (a CSV of
+class probabilities or boxes, a folder of masks, pictures), and the list of inputs it could not
+read."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.image_io import IMAGE_SUFFIXES, image_id, is_image_file
+from .engine.artifacts import atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
+from .errors import ConfigError, DataError, warn_user
+from .exported_models import STUDENT_LOGITS
+from .option_names import option
+from .pictures import visible_levels
+from .predict_inputs import Inputs
+from .spatial import align_to
+
+
+def write_predictions(read: Inputs, results: list, info: dict, out: Path, size: tuple[int, ...],
+                       visible_masks: bool, overlays: str | Path | None) -> Path:
+    if info["task"] == "detection":
+        if overlays is not None:
+            draw_boxes(read, size, results, info["class_names"], Path(overlays))
+        return write_boxes(read, size, results, info["class_names"], out)
+    # one input's scores: classes first ([C] or [C, H, W])
+    probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
+    if info["task"] == "segmentation":
+        written = write_masks(read, probs, out, visible_masks)
+        if overlays is not None:
+            draw_masks(read, probs, Path(overlays))
+        return written
+    return write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
+
+
+def unreadable_list(out: Path, dense: bool) -> Path:
+    """Where predict lists the inputs it could not read: beside the CSV (``NAME.unreadable.csv``),
+    or in the folder of masks."""
+    return out / "unreadable.csv" if dense else out.with_name(f"{out.stem}.unreadable.csv")
+
+
+def list_unreadable(read: Inputs, listing: Path) -> None:
+    """The inputs left out, each with why. An earlier predict's list there goes: beside these
+    predictions it would name files this one read (a file of that name predict did not write
+    stays)."""
+    if not read.unreadable:
+        if listing.is_file() and _header(listing) == ["input", "why"]:
+            listing.unlink()
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "why"])
+    writer.writerows(read.unreadable)
+    atomic_write_text(listing, buf.getvalue())
+    total = len(read.unreadable) + len(read.names)
+    warn_user(f"{len(read.unreadable)} of {total} inputs cannot be read and were not predicted, each listed with why "
+              f"in {listing} (e.g. {read.unreadable[0][1]})")
+
+
+def check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path], pictures: bool = False) -> None:
+    """``dense``: ``out`` is a folder of PNGs (masks, or with ``pictures`` the --overlays folder).
+    ``data_places``: the data the run trained on, never written into."""
+    flag, what = ("--overlays", "pictures") if pictures else ("--out", "masks")
+    named = option(flag, repr(str(out)))
+    check_not_in_data(out, data_places, flag)
+    if dense and out.exists() and not out.is_dir():
+        raise ConfigError(f"{named} is a file; {'it' if pictures else 'segmentation'} writes a folder of "
+                          f"{what}: give a folder")
+    if dense and not out.exists() and out.suffix.lower() in (".csv", ".json", ".txt"):
+        raise ConfigError(f"{named} names a file; {'it' if pictures else 'segmentation'} writes a folder of "
+                          f"{what}: give a folder")
+    if not dense and out.is_dir():
+        raise ConfigError(f"{named} is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
+    check_not_a_run_file(out / "mask.png" if dense else out, flag)
+    given = [Path(i).resolve() for i in inputs]
+    here = out.resolve()
+    if not dense and (here in given or (here.parent in given and here.suffix.lower() in IMAGE_SUFFIXES)):
+        # an image named inside a folder of inputs is an input too (or would become one)
+        raise ConfigError(f"{named} is one of the inputs: write the predictions elsewhere, to a .csv file")
+    if dense and any(g == here or (g.parent == here and is_image_file(g)) for g in given):
+        # among the images: over their true masks
+        raise ConfigError(f"{named} is a folder of inputs: {what} written there could replace files beside "
+                          f"them (their true masks); write the {what if pictures else 'predictions'} to another "
+                          "folder")
+    if not dense and out.suffix.lower() != ".csv":  # never a CSV over an image or a config of that name
+        raise ConfigError(f"{named} does not end in .csv: predictions are written as a CSV file, e.g. "
+                          f"{out.with_suffix('.csv')}")
+    if not dense and out.is_file() and not _a_table_predict_wrote(out):  # a label table, say
+        raise ConfigError(f"{named} exists and is not a table predict wrote (its header is not predict's): write the "
+                          "predictions to another file, or delete it to replace it")
+    listing = unreadable_list(out, dense)
+    if not pictures and listing.is_file() and _header(listing) not in ([], ["input", "why"]):  # a user's file
+        raise ConfigError(f"'{listing}' exists and is not a list predict wrote, which it would replace: move it, or "
+                          f"write the predictions elsewhere ({option(flag)})")
+
+
+def _a_table_predict_wrote(path: Path) -> bool:
+    """Whether a CSV is predict's own, which a new predict may replace: its header is a
+    classifier's (input, predicted, [threshold,] p_CLASS...) or a detector's (input, class,
+    score, x1, y1, x2, y2), as written or saved again (a BOM, quotes); an empty file holds
+    nothing to lose either."""
+    header = _header(path)
+    if header is None:
+        return False
+    if not header:
+        return True
+    classifier = header[:2] == ["input", "predicted"] and any(h.startswith("p_") for h in header[2:]) and all(
+        h.startswith("p_") or h == "threshold" for h in header[2:])
+    return classifier or header == ["input", "class", "score", "x1", "y1", "x2", "y2"]
+
+
+def _header(path: Path) -> list[str] | None:
+    """A CSV's first row, its fields stripped ([]: an empty file; None: not readable)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            return [field.strip() for field in next(csv.reader(fh), [])]
+    except (OSError, csv.Error):
+        return None
+
+
+def remove_earlier_pictures_of(read: Inputs, mask_folders: list[Path], overlays: str | Path | None) -> None:
+    """A skipped input's mask and picture from an earlier predict into the same folders go: beside
+    this call's, they would pass for predictions of a file this call could not read."""
+    written = [(folder, ("mask",)) for folder in mask_folders]
+    if overlays is not None:
+        written.append((Path(overlays), ("overlay", "boxes")))
+    for name, _ in read.unreadable:
+        if Path(name).suffix.lower() == ".npz":
+            continue  # (an archive's images are named by their positions, which it no longer tells)
+        stem = image_id(Path(name))
+        if stem in read.stems:  # this call's own, of a readable input of that name (review 45f)
+            continue
+        for folder, kinds in written:
+            for kind in kinds:
+                (folder / f"{stem}_{kind}.png").unlink(missing_ok=True)
+
+
+def write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path,
+               threshold: float | None = None) -> Path:
+    """A row per input: the predicted class (the larger probability's, or with ``threshold``
+    the second class where its probability reaches it) and every class's probability; with a
+    threshold, a column holding it, so that a call against the larger probability says why."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "predicted"] + (["threshold"] if threshold is not None else [])
+                    + [f"p_{c}" for c in classes])
+    for name, p in zip(names, probs.tolist()):
+        called = int(np.argmax(p)) if threshold is None else int(p[1] >= threshold)
+        writer.writerow([name, classes[called]] + ([f"{threshold:.6g}"] if threshold is not None else [])
+                        + [f"{v:.6f}" for v in p])
+    atomic_write_text(out, buf.getvalue())
+    return out
+
+
+def write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
+                 out: Path) -> Path:
+    """One CSV row per kept box, in pixels of each input as it is on disk (the model saw it
+    resized to ``seen_size``): input, class, score, x1, y1, x2, y2; an input without a box, one
+    row of its name alone (else a frame without a polyp read as one never processed)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "class", "score", "x1", "y1", "x2", "y2"])
+    for name, (height, width), det in zip(read.names, read.sizes, detections, strict=True):
+        scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
+        boxes = det["boxes"].float().cpu() * scale
+        if not len(boxes):
+            writer.writerow([name, "", "", "", "", "", ""])
+        for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            writer.writerow([name, class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
+    atomic_write_text(out, buf.getvalue())
+    return out
+
+
+def write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False) -> Path:
+    """One label PNG per input at that input's size (probabilities resized before the argmax):
+    class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
+    what a viewer shows and what ``data.binary_masks`` reads back)."""
+    files = picture_names(read, "mask")
+    out.mkdir(parents=True, exist_ok=True)
+    for file, p, size in zip(files, probs, read.sizes):
+        classes = align_to(p[None].float(), size)[0].argmax(dim=0)
+        if visible:
+            classes = visible_levels(classes, len(p))
+        atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy()))
+    return out
+
+
+def picture_names(read: Inputs, kind: str) -> list[str]:
+    """``<stem>_<kind>.png`` for every input, refused (before anything is written) when two
+    inputs of one name in different folders would write the same file."""
+    files = [f"{stem}_{kind}.png" for stem in read.stems]
+    clashes = sorted({f for f in files if files.count(f) > 1})
+    if clashes:
+        same = [n for n, f in zip(read.names, files) if f == clashes[0]]
+        raise DataError(f"inputs {same[:3]} would all be written as '{clashes[0]}': predict them in separate calls, "
+                        "into separate folders")
+    return files
+
+
+def draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path) -> None:
+    """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted."""
+    from .pictures import overlay, viewable
+
+    files = picture_names(read, "overlay")
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, p, image in zip(files, probs, read.originals, strict=True):
+        classes = align_to(p[None].float(), image.shape[:2])[0].argmax(dim=0).numpy()
+        atomic_write_bytes(folder / file, _png(overlay(viewable(image), classes, None)))
+
+
+def draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
+                folder: Path) -> None:
+    """``<stem>_boxes.png``: each input at its own size with its boxes scored at least
+    ``PICTURE_MIN_SCORE`` (as eval's pictures; the CSV has them all), class and score."""
+    from PIL import Image, ImageDraw
+
+    from .pictures import PICTURE_MIN_SCORE, draw_boxes, viewable
+
+    files = picture_names(read, "boxes")
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, (height, width), det, image in zip(files, read.sizes, detections, read.originals, strict=True):
+        picture = Image.fromarray(viewable(image))
+        scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
+        draw_boxes(ImageDraw.Draw(picture), (det["boxes"].float().cpu() * scale).tolist(), det["scores"].tolist(),
+                   det["labels"].tolist(), class_names, min_score=PICTURE_MIN_SCORE)
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG")
+        atomic_write_bytes(folder / file, buf.getvalue())
+
+
+def _png(mask: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="PNG")
+    return buf.getvalue()
