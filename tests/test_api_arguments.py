@@ -512,6 +512,11 @@ def test_datasplits_reads_input_shape_from_the_first_sample_and_names_classes_by
     with pytest.raises(DataError, match=r"could not read input_shape from the first training sample .* give "
                                         r"input_shape=\(C, H, W\)"):
         DataSplits([("not", "an image")], pairs, pairs, num_classes=3)
+    # dict samples of keys of their own: the keys named first (review 46c: input_shape= was advised, which got
+    # past this to the same failure at the first batch)
+    with pytest.raises(DataError, match=r"a sample of the dataset is a dict with keys \['img', 'target'\]; "
+                                        r"peerdistill reads 'image' and 'label' \(or 'mask'\)"):
+        DataSplits([{"img": torch.zeros(1, 8, 8), "target": 0}], pairs, pairs, num_classes=3)
 
 
 def test_a_run_of_class_names_given_as_numbers_or_of_volumes_is_read_back(tmp_path):

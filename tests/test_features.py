@@ -380,6 +380,112 @@ def test_a_channels_last_layer_named_by_a_wrappers_path_is_known_as_one():
     assert channels_last_layer(wrapped, "module.stem", (4, 8, 8)) is None
 
 
+class _ReusedActivation(nn.Module):
+    """One nn.ReLU object placed twice in a Sequential, and a layer placed once named twice
+    (``last`` is ``features.2``)."""
+
+    def __init__(self):
+        super().__init__()
+        act = nn.ReLU()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), act, nn.Conv2d(4, 6, 3, stride=2, padding=1), act)
+        self.last = self.features[2]
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def test_a_path_to_one_module_placed_twice_is_refused_not_read_at_the_other_place(tiny_data):
+    """Review 46c: the hook of 'features.1' sat on the ReLU shared with 'features.3' and kept
+    that place's [6, 4, 4] output for the [4, 8, 8] one named, in silence."""
+    from peerdistill import ClassificationTask, Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec
+
+    cohort = Cohort.from_modules([_ReusedActivation()], teacher=SmallCNN(1, 3, width=8))
+    edge = Edge("teacher", "student1", "hint", source_layer="features.2", target_layer="features.1")
+    trainer = Trainer(cohort, KnowledgeGraph([edge]), ClassificationTask(3), train=TrainSpec(epochs=1), progress=False)
+    with pytest.raises(ConfigError, match=r"model 'student1': layer 'features.1' is one module object placed at "
+                                          r"\['features.1', 'features.3'\] \(a ReLU reused\).*a new nn.ReLU\(\) for each"):
+        trainer.fit(tiny_data)
+
+
+def test_a_layer_placed_once_under_two_names_is_recorded_whatever_ran_before():
+    model = _ReusedActivation().eval()
+    recorder = FeatureRecorder(model, ["last"])
+    x = torch.randn(2, 1, 8, 8)
+    model(x)
+    model(x)  # (forwards without a take between them, as an evaluation's: no call counted twice)
+    got = recorder.take(complete=True)["last"]
+    assert torch.equal(got, model.features[:3](x))
+    recorder.remove()
+    assert _hooks(model) == 0 and not any(m._forward_pre_hooks for m in model.modules())
+
+
+def test_a_self_distillation_head_on_the_deep_layer_under_another_name_is_refused():
+    from peerdistill import HeadedModel
+
+    with pytest.raises(ConfigError, match=r"head layer 'last' \(the same module as 'features.2'\) is the deepest "
+                                          "layer itself"):
+        HeadedModel(_ReusedActivation(), ["last"], "features.2", 3, torch.zeros(2, 1, 8, 8))
+
+
+class _SwinLikeStages(nn.Module):
+    """Stages of blocks ``x + mlp(norm(x))`` on [B, H, W, C] maps, as timm's Swin stages: their
+    output comes from no LayerNorm or Linear of its own (a sum)."""
+
+    class _Block(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.norm, self.mlp = nn.LayerNorm(width), nn.Linear(width, width)
+
+        def forward(self, x):
+            return x + self.mlp(self.norm(x))
+
+    def __init__(self, width: int = 6):
+        super().__init__()
+        self.patch = nn.Conv2d(1, width, 2, stride=2)
+        self.stages = nn.Sequential(self._Block(width), self._Block(width))
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        return self.head(self.stages(self.patch(x).permute(0, 2, 3, 1)).mean((1, 2)))
+
+
+def test_a_stage_giving_channels_last_maps_is_warned_of_where_channels_first_are_read(tiny_data):
+    """Review 46c: a Swin-like stage ([4, 4, 6]) was read as 4 channels of 4x6 maps in silence;
+    only a LayerNorm or Linear recorded itself was known as channels last."""
+    from peerdistill import ClassificationTask, Cohort, Edge, HeadedModel, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.capture import channels_last_inside
+
+    model = _SwinLikeStages()
+    assert channels_last_inside(model, "stages", (4, 4, 6)) == "LayerNorm 'stages.0.norm'"
+    assert channels_last_inside(model, "stages", (6, 4, 4)) is None  # [C, H, W]: its width is not the last axis
+    assert channels_last_inside(SmallCNN(1, 3, width=4), "features", (4, 8, 8)) is None
+    assert channels_last_inside(SmallCNN(1, 3, width=8), "features", (8, 4, 4)) is None  # (a conv gives 8 channels)
+    cohort = Cohort.from_modules([model], teacher=SmallCNN(1, 3, width=8))
+    edge = Edge("teacher", "student1", "at", source_layer="features.2", target_layer="stages")
+    with pytest.warns(UserWarning, match=r"model 'student1': layer 'stages' gives \[4, 4, 6\] and holds a LayerNorm "
+                                         r"'stages.0.norm' of width 6, its last axis, but nothing of 4 channels: its "
+                                         r"maps look channels last"):
+        Trainer(cohort, KnowledgeGraph([edge]), ClassificationTask(3), train=TrainSpec(epochs=1),
+                progress=False).fit(tiny_data)
+    with pytest.warns(UserWarning, match=r"self-distillation: layer 'stages.0' gives \[4, 4, 6\]"):
+        HeadedModel(_SwinLikeStages(), ["stages.0"], "stages.1", 3, torch.zeros(2, 1, 8, 8))
+
+
+def test_a_path_in_a_model_without_submodules_says_none_can_be_recorded():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1 = nn.Parameter(torch.randn(4, 1, 3, 3))
+
+        def forward(self, x):
+            return torch.nn.functional.conv2d(x, self.w1).mean((2, 3))
+
+    with pytest.raises(ConfigError, match=r"has no module at path 'w1' \('w1' is a parameter\): it has no submodules "
+                                          r"at all .*make the layer to record a module of its own"):
+        find_module(Functional(), "w1")
+
+
 def test_a_self_distilled_network_carries_no_hook_between_forwards(tmp_path, tiny_data):
     """Review 44b: HeadedModel hooked its head layers for good, so the network shipped
     (``net.base``) failed torch.save and a forward of it alone kept two layers' activations."""

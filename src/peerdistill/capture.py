@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, warn_user
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -45,9 +45,29 @@ def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
         if path.startswith(prefix) and path[len(prefix):] in modules and model is not unwrap(model):
             return modules[path[len(prefix):]]
     names = [n for n in modules if n]
+    if not names:  # written with nn.functional and bare parameters: nothing a hook can go on
+        what = " ('{}' is a parameter)".format(path) if path in dict(unwrap(model).named_parameters()) else ""
+        raise ConfigError(f"{owner} has no module at path '{path}'{what}: it has no submodules at all (its layers are "
+                          "written with nn.functional), so no layer of it can be recorded: make the layer to record a "
+                          "module of its own (an nn.Conv2d, say), or distil its output alone (kl)")
     close = difflib.get_close_matches(path, names, n=5, cutoff=0.5)
-    hint = f"; close matches: {', '.join(close)}" if close else f"; top-level modules: {', '.join(n for n in names if '.' not in n)}"
+    top = ', '.join(n for n in names if '.' not in n)
+    hint = f"; close matches: {', '.join(close)}" if close else f"; top-level modules: {top}"
     raise ConfigError(f"{owner} has no module at path '{path}'{hint}")
+
+
+def places_of(model: nn.Module, module: nn.Module) -> list[str]:
+    """Every path at which ``module`` sits in ``model`` (one object placed twice, or aliased)."""
+    return [p for p, m in module_paths(model).items() if m is module and p]
+
+
+def _last_axis_width(module: nn.Module) -> int | None:
+    """The size of the last axis a LayerNorm over that axis alone or a Linear gives."""
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        return module.normalized_shape[0]
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    return None
 
 
 def channels_last_layer(model: nn.Module, path: str, shape: tuple[int, ...]) -> str | None:
@@ -59,24 +79,48 @@ def channels_last_layer(model: nn.Module, path: str, shape: tuple[int, ...]) -> 
         module = find_module(model, path)  # (a wrapper's prefixed path names its layer too)
     except ConfigError:
         return None
-    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
-        width = module.normalized_shape[0]
-    elif isinstance(module, nn.Linear):
-        width = module.out_features
-    else:
+    width = _last_axis_width(module)
+    return type(module).__name__ if width and len(shape) == 3 and shape[-1] == width != shape[0] else None
+
+
+def channels_last_inside(model: nn.Module, path: str, shape: tuple[int, ...]) -> str | None:
+    """For a module holding others (a stage, a block): the LayerNorm or Linear inside it whose
+    width is the last axis of its [., ., W] output and not the first, when nothing inside it
+    gives the first axis as channels (a convolution, a BatchNorm or GroupNorm of that many):
+    likely [H, W, C] maps, as a Swin stage's (its blocks end in ``x + mlp(norm(x))``, a sum no
+    module gives). Only likely: a Linear over the width of [C, H, W] maps looks the same."""
+    try:
+        module = find_module(model, path)
+    except ConfigError:
         return None
-    return type(module).__name__ if len(shape) == 3 and shape[-1] == width != shape[0] else None
+    if len(shape) != 3 or shape[-1] == shape[0]:
+        return None
+    inner = list(module.named_modules())[1:]
+    channels_first = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
+    if any(isinstance(m, channels_first) and shape[0] in (getattr(m, "out_channels", None),
+                                                        getattr(m, "num_features", None),
+                                                        getattr(m, "num_channels", None)) for _, m in inner):
+        return None
+    found = next((f"{type(m).__name__} '{path}.{name}'" for name, m in inner if _last_axis_width(m) == shape[-1]), None)
+    return found
 
 
 def refuse_channels_last(model: nn.Module, path: str, shape: tuple[int, ...], where: str) -> None:
     """A layer giving [H, W, C] maps where [C, H, W] ones are read (its rows would be taken for
-    channels: a loss that looks plausible and teaches nothing meant)."""
+    channels: a loss that looks plausible and teaches nothing meant): refused when the layer is
+    a LayerNorm or Linear itself, warned of when one inside it suggests it."""
+    remedy = ("record a layer whose output is channels first (a whole stage or block that gives [C, H, W], a "
+              "convolution), or use sp, which compares layers of any layout")
     kind = channels_last_layer(model, path, shape)
     if kind is not None:
         raise ConfigError(f"{where}: layer '{path}' gives {list(shape)}, channels last ([H, W, C]: a {kind} over the "
-                          "last axis, as in ConvNeXt blocks and Swin stages), where [C, H, W] maps are read: record a "
-                          "layer whose output is channels first (a whole stage or block that gives [C, H, W], a "
-                          "convolution), or use sp, which compares layers of any layout")
+                          f"last axis, as in ConvNeXt blocks and Swin stages), where [C, H, W] maps are read: {remedy}")
+    inside = channels_last_inside(model, path, shape)
+    if inside is not None:
+        warn_user(f"{where}: layer '{path}' gives {list(shape)} and holds a {inside} of width {shape[-1]}, its last "
+                  f"axis, but nothing of {shape[0]} channels: its maps look channels last ([H, W, C], as a Swin "
+                  f"stage's), where [C, H, W] maps are read. If so, {remedy}; if its first axis is its channels, "
+                  "this is no concern")
 
 
 def packing_safe(hook):
@@ -108,12 +152,30 @@ class FeatureRecorder:
         self.owner = owner
         self._handles = []
         self.paths = list(dict.fromkeys(paths))
+        # A module object placed at several paths (one nn.ReLU reused in a Sequential) calls the
+        # hook of each path at every place: counted per forward of the model, to refuse a path
+        # whose output would be another place's.
+        self._places: dict[str, tuple[list[str], str]] = {}  # path: its places, its module's kind
+        self._calls: dict[str, int] = {}
         for path in self.paths:
             module = find_module(model, path, owner)
             self._handles.append(module.register_forward_hook(self._hook(path)))
+            places = places_of(model, module)
+            if len(places) > 1:
+                self._places[path] = (places, type(module).__name__)
+        if self._places:
+            self._handles.append(unwrap(model).register_forward_pre_hook(self._new_forward()))
+
+    def _new_forward(self):
+        def hook(_module, _inputs):
+            self._calls = {}
+
+        return packing_safe(hook)
 
     def _hook(self, path: str):
         def hook(_module, _inputs, output):
+            if path in self._places and not torch.compiler.is_compiling():
+                self._calls[path] = self._calls.get(path, 0) + 1
             tensor = first_tensor(output, f"layer '{path}' of {self.owner}")
             self.features.pop(path, None)  # kept in the order of the outputs kept: a layer run twice counts by its last
             if torch.compiler.is_compiling():  # traced: no version counter to read
@@ -133,6 +195,13 @@ class FeatureRecorder:
         ``complete``: right after a forward, which must have run every recorded layer."""
         features, self.features = self.features, {}
         versions, self._versions = self._versions, {}
+        repeated = [p for p, n in self._calls.items() if n > 1]
+        if repeated:
+            places, kind = self._places[repeated[0]]
+            raise ConfigError(f"{self.owner}: layer '{repeated[0]}' is one module object placed at {places} (a "
+                              f"{kind} reused), so it runs at each place and "
+                              "its recorded output would be the last place's: give each place a module of its own "
+                              "(a new nn.ReLU() for each, say), or record a layer placed once")
         changed = [p for p, v in versions.items() if features[p]._version != v]
         if changed:
             raise ConfigError(f"{self.owner}: the output of layer(s) {changed} is changed in place by a later module "

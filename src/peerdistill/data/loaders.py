@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import ConfigError, DataError
-from .splits import PIL_TO_TENSOR, TensorData
+from .splits import PIL_TO_TENSOR, TensorData, check_dict_sample
 
 Shard = tuple[int, int]  # (rank, world size)
 
@@ -189,11 +189,8 @@ def _refuse_unreadable(pairs: list) -> None:
 
 def _pair(sample):
     if isinstance(sample, dict):
-        target = "label" if "label" in sample else "mask"
-        if "image" not in sample or target not in sample:
-            raise DataError(f"a sample of the dataset is a dict with keys {sorted(sample)[:6]}; peerdistill reads "
-                            "'image' and 'label' (or 'mask'): return those keys, or an (image, target) pair")
-        return sample["image"], _one_index(sample[target])
+        check_dict_sample(sample)
+        return sample["image"], _one_index(sample["label" if "label" in sample else "mask"])
     if isinstance(sample, (tuple, list)) and len(sample) == 2:
         return sample[0], _one_index(sample[1])
     kind = f"a {type(sample).__name__} of {len(sample)} items" if isinstance(sample, (tuple, list)) else type(sample).__name__

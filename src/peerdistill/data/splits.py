@@ -76,6 +76,8 @@ def _first_input_shape(train: Dataset) -> tuple[int, ...]:
     if not len(train):
         raise DataError("the train split is empty: training needs samples in train, val and test")
     sample = train[0]
+    if isinstance(sample, dict):  # (keys of its own: told now, not after input_shape= is given to get past this)
+        check_dict_sample(sample)
     image = sample.get("image") if isinstance(sample, dict) else sample[0] if isinstance(sample, (tuple, list)) else None
     shape = getattr(image, "shape", None)
     kind = type(image)
@@ -92,6 +94,13 @@ def _first_input_shape(train: Dataset) -> tuple[int, ...]:
         raise DataError(f"the first training image has shape {shape}, channels-last [H, W, C]: {TO_CHANNELS_FIRST} "
                         "(if it is [C, H, W], give input_shape=)")
     return shape
+
+
+def check_dict_sample(sample: dict) -> None:
+    """A dict sample holds its image under 'image' and its target under 'label' (or 'mask')."""
+    if "image" not in sample or ("label" not in sample and "mask" not in sample):
+        raise DataError(f"a sample of the dataset is a dict with keys {sorted(map(str, sample))[:6]}; peerdistill "
+                        "reads 'image' and 'label' (or 'mask'): return those keys, or an (image, target) pair")
 
 
 def _check_class_names_listed(class_names) -> None:
