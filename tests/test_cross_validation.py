@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from rich.console import Console
 
@@ -52,14 +53,51 @@ def test_folds_that_cannot_be_cut_are_named():
     ({"folds": 1}, "greater than or equal to 2"),
     ({"folds": 5, "test_fraction": 0.3}, "data.test_fraction is not used"),
     ({"folds": 2, "val_fraction": 0.5}, "must be below 0.50"),
-    ({"kind": "npz", "root": "x.npz", "folds": 5}, "data kind 'npz' gives its own train, val and test splits"),
     ({"kind": "shapes", "folds": 5}, "data kind 'shapes' generates its splits apart"),
+    ({"kind": "shapes", "val_fraction": 0.3}, "data.val_fraction cut one set into splits, but data kind 'shapes' "
+                                              "generates each split apart, as many images as data.shapes_counts says"),
     ({"kind": "folders", "root": "d", "folds": 5, "split_dirs": {"train": "a", "test": "b"}},
      "data.split_dirs gives the splits"),
 ])
 def test_fold_settings_that_cannot_work_are_refused(data, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate({"data": data})
+
+
+def test_an_npz_of_one_set_is_cut_and_one_of_its_own_splits_refuses_split_keys(tmp_path):
+    """Review 46b: data.split_seed and the fractions were taken in silence for an archive of its
+    own splits (compare then called two identical splits different), and an archive of images
+    and labels alone could not be trained on, so --folds had no way in."""
+    from peerdistill.data.sources import given_test_split
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (60, 6, 6), dtype=np.uint8), np.repeat([0, 1, 2], 20)[:, None]
+    np.savez(tmp_path / "one.npz", images=images, labels=labels)
+    one = build_data(DataSpec(kind="npz", root=str(tmp_path / "one.npz"), split_seed=3, val_fraction=0.25))
+    assert (len(one.train), len(one.val), len(one.test)) == (33, 15, 12)
+    rows = one.info["indices"]
+    assert sorted(rows["train"] + rows["val"] + rows["test"]) == list(range(60))
+    assert np.bincount(one.test.y.numpy()).tolist() == [4, 4, 4]  # stratified
+    assert torch.allclose(one.test.x[0, 0] * one.stats["std"][0] + one.stats["mean"][0],
+                          torch.from_numpy(images[rows["test"][0]] / 255).float(), atol=1e-5)
+    tested = [build_data(DataSpec(kind="npz", root=str(tmp_path / "one.npz"), folds=3, fold=f)).info["indices"]["test"]
+              for f in range(3)]
+    assert sorted(sum(tested, [])) == list(range(60))
+    assert given_test_split(DataSpec(kind="npz", root=str(tmp_path / "one.npz"))) is None
+
+    arrays = {f"{s}_{k}": (images[:20] if k == "images" else labels[:20]) for s in ("train", "val", "test")
+              for k in ("images", "labels")}
+    np.savez(tmp_path / "split.npz", **arrays)
+    assert given_test_split(DataSpec(kind="npz", root=str(tmp_path / "split.npz"))) == (
+        f"'{tmp_path / 'split.npz'}' (its train, val and test arrays)")
+    with pytest.raises(DataError, match=r"data.folds cuts one set into folds, but .*split.npz' \(its train, val and "
+                                        r"test arrays\) gives its own test split"):
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "split.npz"), folds=3))
+    with pytest.raises(DataError, match=r"^data.split_seed, data.val_fraction cut one set into splits, but .*split.npz' "
+                                        r"gives its own train, val and test arrays, which are used as they are: "
+                                        r"remove them .*np.savez\(FILE, images=..., labels=...\)"):
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "split.npz"), split_seed=7, val_fraction=0.3))
+    assert len(build_data(DataSpec(kind="npz", root=str(tmp_path / "split.npz"))).test) == 20
 
 
 def test_digits_folds_partition_the_set_and_keep_every_class_in_training():

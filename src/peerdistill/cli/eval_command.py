@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ..config import (IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, RunConfig, apply_overrides, format_validation_error,
                       load_yaml, saved_data_section, without_other_kinds_keys)
+from ..data.sources import npz_holds_one_set
 from ..errors import ConfigError, warn_user
 from ..json_files import read_json
 from ..run_files import RUN_FILE
@@ -82,7 +83,9 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
         if not ns.data:  # each apart: the run's ranges would not fit an augment given here
             for key in {"augment", "augment_range"} - given:
                 tree["data"].pop(key, None)
-        if not ns.data and (tree["data"].get("kind") in NO_FOLD_KINDS or tree["data"].get("folds") is None):
+        kind = tree["data"].get("kind")
+        if not ns.data and (kind in NO_FOLD_KINDS or tree["data"].get("folds") is None or (
+                kind == "npz" and not npz_holds_one_set(tree["data"].get("root")))):
             # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
             for key in ("folds", "fold"):
                 if key not in given:

@@ -57,8 +57,9 @@ KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes"
                   "pixel_spacing": ("folders",), "dicom_window": IMAGE_FILE_KINDS}
 
 
-# data kinds whose splits are given or generated: data.folds is refused for them
-NO_FOLD_KINDS = ("npz", "shapes", "boxes")
+# data kinds whose splits are generated: data.folds is refused for them (an npz archive of its own
+# splits is refused by its loader, which sees the arrays; one of images and labels alone is cut)
+NO_FOLD_KINDS = ("shapes", "boxes")
 
 # How the data keys act, for comparing two data sections:
 # those that deal a set into train, val and test,
@@ -217,6 +218,11 @@ class DataSpec(Section):
             problems.append(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
                             f"only, not '{self.kind}'{given}: remove it")
         problems += self._fold_problems()
+        fractions = [k for k in ("val_fraction", "test_fraction") if getattr(self, k) != type(self).model_fields[k].default]
+        if self.kind in NO_FOLD_KINDS and fractions:
+            problems.append(f"data.{', data.'.join(fractions)} cut one set into splits, but data kind '{self.kind}' "
+                            f"generates each split apart, as many images as data.{self.kind}_counts says: remove "
+                            f"{'them' if len(fractions) > 1 else 'it'}")
         if self.binary_masks and self.num_classes not in (None, 2):
             problems.append(f"data.binary_masks reads masks as background and one foreground class, so "
                             f"data.num_classes must be 2 (or left out), not {self.num_classes}")
@@ -270,9 +276,8 @@ class DataSpec(Section):
         if self.fold >= self.folds:
             problems.append(f"data.fold={self.fold} is not one of the {self.folds} folds: use 0 .. {self.folds - 1}")
         if self.kind in NO_FOLD_KINDS:
-            what = "gives its own train, val and test splits" if self.kind == "npz" else "generates its splits apart"
-            problems.append(f"data.folds cuts one labelled set into folds, but data kind '{self.kind}' {what}: "
-                            "remove data.folds")
+            problems.append(f"data.folds cuts one labelled set into folds, but data kind '{self.kind}' generates its "
+                            "splits apart: remove data.folds")
         if self.split_dirs:
             problems.append("data.folds cuts one set into folds, but data.split_dirs gives the splits: remove one")
         if self.test_fraction != type(self).model_fields["test_fraction"].default:

@@ -13,7 +13,7 @@ from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import ConfigError, DataError, DataPlaceError, warn_user
 from .digests import file_sha256
 from .dicom import SATURATED, counting_dicom_reads, unlike_windows
-from .splits import DataSplits, check_names_fit_labels, is_kept_whole, to_labels
+from .splits import DataSplits, check_names_fit_labels, is_kept_whole, refuse_folds, to_labels
 
 NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
 
@@ -95,13 +95,21 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                 splits = _whole_npz(archive, path, names or spec.class_names, names_from, stats)
                 splits.info.update(source=str(path), sha256=digest)
                 return splits
+            if _one_set(archive.files):  # images and labels alone: cut as digits are
+                splits = DataSplits.stratified(
+                    archive["images"], archive["labels"], val_fraction=spec.val_fraction,
+                    test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds, fold=spec.fold,
+                    class_names=names or spec.class_names, class_names_from=names_from, stats=stats)
+                splits.info.update(source=str(path), sha256=digest)
+                return splits
             missing = [k for k in NPZ_KEYS if k not in archive.files]
             if missing:
                 held = sorted(archive.files)
                 raise DataError(f"'{path}' lacks the keys {missing} (it holds {held[:8]}{' ...' if len(held) > 8 else ''}): "
                                 f"data kind 'npz' reads a MedMNIST-style archive of the three splits, "
-                                f"{', '.join(NPZ_KEYS)} (docs/data.md); an archive of some splits, or of images and "
-                                "labels alone, is scored as one set by eval RUN --split all")
+                                f"{', '.join(NPZ_KEYS)}, or one set of 'images' and 'labels' to cut (docs/data.md); "
+                                "an archive of some splits is scored as one set by eval RUN --split all")
+            _refuse_split_keys(spec, path)
             arrays = {k: archive[k] for k in NPZ_KEYS}
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
@@ -109,6 +117,35 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                                     class_names_from=names_from, stats=stats)
     splits.info.update(source=str(path), sha256=digest)
     return splits
+
+
+def npz_holds_one_set(path: str | Path | None) -> bool | None:
+    """Whether the archive at ``path`` is one set of images and labels (to cut) rather than its
+    own splits, from its list of arrays alone; None where it cannot be read (its loader says why)."""
+    try:
+        with np.load(Path(path or ""), allow_pickle=False) as archive:
+            return _one_set(list(archive.files))
+    except (*NPZ_READ_ERRORS, TypeError):
+        return None
+
+
+def _one_set(keys: list[str]) -> bool:
+    """An archive of one labelled set (``images``, ``labels``) and no split of its own."""
+    return "images" in keys and "labels" in keys and not any(k in keys for k in NPZ_KEYS)
+
+
+def _refuse_split_keys(spec: DataSpec, path: Path) -> None:
+    """An archive of its own train, val and test splits is not cut again: split keys set for it
+    would change nothing, and a comparison over them would compare one split with itself."""
+    refuse_folds(spec.folds, f"'{path}' (its train, val and test arrays)")
+    fields = type(spec).model_fields
+    cut_by = [f"data.{k}" for k in ("split_seed", "val_fraction", "test_fraction")
+              if getattr(spec, k) != fields[k].get_default()]
+    if cut_by:
+        raise DataError(f"{', '.join(cut_by)} cut one set into splits, but '{path}' gives its own train, val and test "
+                        "arrays, which are used as they are: remove them (to cut the images another way, save them "
+                        "as one set, np.savez(FILE, images=..., labels=...), which data.split_seed, "
+                        "data.val_fraction, data.test_fraction and data.folds cut)")
 
 
 def build_data(spec: DataSpec, stats=None) -> DataSplits:
@@ -197,8 +234,9 @@ def given_test_split(spec: DataSpec) -> str | None:
     refuse such data before a run trains."""
     root = Path(spec.root or "")
     if spec.kind in NO_FOLD_KINDS:
-        return (f"data kind 'npz' ('{root}': its train, val and test arrays)" if spec.kind == "npz"
-                else f"data kind '{spec.kind}' (it generates its splits apart)")
+        return f"data kind '{spec.kind}' (it generates its splits apart)"
+    if spec.kind == "npz":
+        return None if npz_holds_one_set(root) in (True, None) else f"'{root}' (its train, val and test arrays)"
     if spec.split_dirs:
         return f"'{root}' (its split folders, data.split_dirs)"
     if spec.kind == "image_folder" and (root / "train").is_dir() and (root / "test").is_dir():
