@@ -1346,14 +1346,15 @@ def test_the_deployment_pages_sliding_window_block_gives_predicts_masks(patch_sh
     page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
     block = re.search(r"## Segmentation by sliding window\n.*?```python\n(.*?)```", page, re.S).group(1)
     onnx = export_run(patch_shapes_run, model="student1", out=tmp_path / "student1.onnx").path
-    info = json.loads(onnx.with_suffix(".json").read_text())
+    info_path = onnx.with_suffix(".json")
+    info = json.loads(info_path.read_text())
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((64, 80)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
-    pixels = np.asarray(Image.open(tmp_path / "in.png"), np.float32)[..., None] / 255
-    x = ((pixels - np.float32(info["data_stats"]["mean"])) / np.float32(info["data_stats"]["std"]))
-    scope = {"x": x.transpose(2, 0, 1)[None].astype(np.float32), "window": info["window"],
-             "window_overlap": info["window_overlap"]}
-    exec(block.replace('"student1.onnx"', repr(str(onnx))), scope)  # noqa: S102 - the page's own block
+    assert info["window"] and info["image_size"] is None  # (the block's own reading: the size kept)
+    scope = {"image_path": str(tmp_path / "in.png")}  # (all else the block reads itself: review 46a)
+    exec(block.replace('"student1.onnx"', repr(str(onnx))).replace('"student1.json"', repr(str(info_path))),
+         scope)  # noqa: S102 - the page's own block
+    assert scope["x"].shape == (1, 1, 64, 80)
     masks = predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "masks")
     assert np.array_equal(scope["mask"].numpy(), np.asarray(Image.open(masks / "in_mask.png")))
     # the scores themselves, not the calls alone (a one-epoch model may call every pixel one class)
