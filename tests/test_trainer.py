@@ -4,6 +4,7 @@ import copy
 import dataclasses
 import math
 import os
+import re
 from dataclasses import replace
 
 import pytest
@@ -703,6 +704,26 @@ def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
     # running statistics could still move a prediction elsewhere): the line says what was done
     assert lines[epoch + 1] == ("scoring the test split (360 samples) with the weights of the last epoch"
                                 + (" and of the best one" if best == 1 else ""))
+    # each pass closes with how long it took (review 46a: DRIVE's took minutes in silence)
+    passes = ["test split, last epoch's weights"] + (["test split, best epoch's (1) weights"] if best == 1 else [])
+    assert [re.sub(r"\d+:\d\d$", "M:SS", line) for line in lines[epoch + 2:epoch + 2 + len(passes)]] == [
+        f"{p}: scored in M:SS" for p in passes]
+
+
+def test_the_final_scoring_draws_a_bar_of_its_batches_on_a_terminal(monkeypatch):
+    import io
+
+    from peerdistill.engine.progress import Progress
+    from peerdistill.terminal import Console
+
+    with Progress(enabled=True, console=Console(file=io.StringIO(), force_terminal=True)) as progress:
+        task = progress.start_pass("test split, last epoch's weights", 20)
+        for _ in range(3):
+            progress.advance(task)
+        shown = {t.description: (t.completed, t.total) for t in progress._bar.tasks}
+        assert shown == {"test split, last epoch's weights": (3, 20)}
+        progress.finish_pass(task, "test split, last epoch's weights")
+        assert not progress._bar.tasks
 
 
 def test_training_warnings_held_then_said_keep_their_module_for_the_callers_filters(tmp_path):

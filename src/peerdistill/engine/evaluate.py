@@ -36,13 +36,15 @@ def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = 
 def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | None = None,
              overlap: float = 0.5, merge: Callable[[dict], dict] | None = None,
              where: str = "this split",
-             observe: Callable[[str, Any, torch.Tensor], None] | None = None) -> dict[str, dict[str, float]]:
+             observe: Callable[[str, Any, torch.Tensor], None] | None = None,
+             batch_done: Callable[[], None] | None = None) -> dict[str, dict[str, float]]:
     """``{output or 'ensemble': {metric: value}}`` for every output (models and their heads)
     and the students' ensemble, accumulated batch by batch. ``merge`` combines the meters of
     every process (each scored its share of the split), so metrics cover the whole split.
     ``where`` names the split (and epoch) in the message about a model with non-finite outputs.
     ``observe(name, probabilities, targets)``, when given, sees every output's probabilities of
-    every batch (what ``eval`` keeps for a bootstrap or a threshold, without a second pass)."""
+    every batch (what ``eval`` keeps for a bootstrap or a threshold, without a second pass);
+    ``batch_done()`` is called after each batch (a progress bar)."""
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     head_ensembles = cohort.head_ensembles()
@@ -70,6 +72,8 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
             meters[name].update(p, y)
             if observe is not None:
                 observe(name, p, y)
+        if batch_done is not None:
+            batch_done()
     if merge is not None:
         meters = merge(meters)
     if not any(meter.seen for meter in meters.values()):

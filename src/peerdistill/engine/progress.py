@@ -70,6 +70,21 @@ class Progress:
             return
         self._bar.update(self._epochs, completed=epoch + 1, status=status)
 
+    def start_pass(self, description: str, batches: int):
+        """A pass over a split after training (the final scoring: whole images by sliding window
+        take minutes): a bar of its batches on a terminal; in a log, the closing line says how long."""
+        self._pass_started = time.monotonic()
+        if self._bar is not None:
+            return self._bar.add_task(description, total=batches, status="")
+        return None
+
+    def finish_pass(self, task_id, description: str) -> None:
+        if self._bar is not None:
+            self._bar.remove_task(task_id)
+        elif self._lines:
+            took = round(time.monotonic() - self._pass_started)
+            self.say(f"{description}: scored in {took // 60}:{took % 60:02d}")
+
     def say(self, text: str) -> None:
         """A line of what happens between epochs' lines (the final scoring of a large test split
         takes a while), on the bars' console or in the log."""

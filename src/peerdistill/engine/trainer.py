@@ -437,7 +437,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             twice = self._best["epoch"] != len(self._history) - 1
             progress.say(f"scoring the test split ({len(data.test):,} samples) with the weights of the last epoch"
                          + (" and of the best one" if twice else ""))
-        result = self._scored_on_test(run)
+            result = self._scored_on_test(run, progress)
         if run is not None:
             if resume:
                 # models/ holds the best epoch's weights (now in the cohort), whatever the killed
@@ -518,17 +518,20 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             if run is not None:
                 self._save_models(run)
 
-    def _scored_on_test(self, run: RunDir | None) -> FitResult:
+    def _scored_on_test(self, run: RunDir | None, progress: Progress) -> FitResult:
         """The test split scored with the last epoch's weights and the best epoch's (which the
         models keep from here on: averaged under train.ema_decay), as the fit's result."""
         if self.average is not None:  # training is over: the models are their averages from here on
             self.average.copy_to_models()
-        test_last = self._evaluate(self.test_batches, "the test split after the last epoch")
+        test_last = self._evaluate(self.test_batches, "the test split after the last epoch", progress,
+                                   "test split, last epoch's weights")
         if self._best["epoch"] == len(self._history) - 1:  # the best weights are the last ones: the same scores
             test_best = copy.deepcopy(test_last)
         else:
             self._load_snapshot(self._best["weights"])
-            test_best = self._evaluate(self.test_batches, f"the test split at the best epoch ({self._best['epoch'] + 1})")
+            best = self._best["epoch"] + 1
+            test_best = self._evaluate(self.test_batches, f"the test split at the best epoch ({best})", progress,
+                                       f"test split, best epoch's ({best}) weights")
         undefined = not math.isfinite(self._best["score"])
         if undefined and self.world.is_main:
             warn_user(f"val {self.monitor} was n/a in every epoch (a class absent from the validation split, or "
@@ -577,12 +580,20 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
     def _on_main(self, action: Callable[[], Any], share: bool = True) -> Any:
         return distributed.on_main(self.world, action, share)
 
-    def _evaluate(self, batches, where: str) -> dict[str, dict[str, float]]:
+    def _evaluate(self, batches, where: str, progress: Progress | None = None,
+                  shown_as: str = "") -> dict[str, dict[str, float]]:
+        """``progress``: a bar of the batches scored, named ``shown_as`` (the final scoring)."""
         def gathered(meters):  # every process's share of the split in one meter per output
             return merge_meters(distributed.gather_objects(self.world, meters))
 
         merge = gathered if self.world.distributed else None
-        return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge, where=where)
+        if progress is None:
+            return evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge, where=where)
+        task_id = progress.start_pass(shown_as, len(batches))
+        scores = evaluate(self.cohort, self.task, batches, self.window, self.window_overlap, merge=merge, where=where,
+                          batch_done=lambda: progress.advance(task_id))
+        progress.finish_pass(task_id, shown_as)
+        return scores
 
     def _train_epoch(self, epoch: int, progress: Progress, start_step: int = 0,
                      partial: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, float]]:
