@@ -246,6 +246,11 @@ def test_compare_pairs_only_configs_on_the_baselines_split(tmp_path):
     # said on the console too, under its table of differences (which leaves b out)
     assert "Left out, having no run of the same seed on the same data split as `a`: `b`." in printed.getvalue()
     assert "Left out, having no run of the same seed on the same data split as `a`: `b`." in result.markdown
+    # and above the tables, which hold them side by side: each setting's test size (review 46b)
+    other = ("The settings read different data (their data sections differ in what decides the split), so their rows "
+             "are not scored on one test set: test samples `a` 360, `b` 360, `c` 360.")
+    assert other in result.markdown and result.markdown.index(other) < result.markdown.index("| setting")
+    assert other in " ".join(printed.getvalue().split())
     import csv
 
     written = {r["setting"] for r in csv.DictReader((result.directory / "differences.csv").open())}

@@ -266,6 +266,10 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
     diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]}, folds)
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
+    if len({repr(sorted(split_of[label].items())) for label in labels}) > 1:  # rows of other test sets, said first
+        note = _other_data_note(runs, directory, labels)
+        header += f"\n{note}\n"
+        console.print(note)
     if diffs:
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
                    + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"
@@ -513,6 +517,22 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer.writerows({**r, "values": ";".join(f"{v:.6f}" for v in r["values"]), "runs": ";".join(r["runs"])}
                      for r in rows)
     return buf.getvalue()
+
+
+def _other_data_note(runs: list[dict[str, Any]], directory: Path, labels: list[str]) -> str:
+    """The settings' test split sizes, when their data differ: rows side by side in one table
+    that were not scored on one test set (review 46b)."""
+    from .json_files import read_json
+
+    sizes = {}
+    for run in runs:
+        if run["setting"] not in sizes:
+            meta = read_json(directory / run["run"] / RUN_FILE)
+            sizes[run["setting"]] = (meta.get("split_sizes") or {}).get("test")
+    told = ", ".join(f"`{label}` {sizes[label]:,}" if sizes.get(label) is not None else f"`{label}` (not recorded)"
+                     for label in labels)
+    return (f"The settings read different data (their data sections differ in what decides the split), so their "
+            f"rows are not scored on one test set: test samples {told}. Compare such rows with that in mind.")
 
 
 def _split_identity(cfg) -> dict[str, Any]:
