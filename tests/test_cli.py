@@ -70,6 +70,57 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys, monkeypatch):
         assert stat.S_IMODE((run / f).stat().st_mode) == 0o644, f
 
 
+def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert not out.exists()  # nothing written
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    meta = json.loads((out / "r" / "run.json").read_text())
+    for m in meta["members"]:  # the parameters the run then recorded, model by model
+        assert re.search(rf"{m['name']} . {m['role']} . cnn . {m['parameters']:,} . yes", printed), m
+    assert ("data: 1,077 train, 360 val, 360 test samples of 1x8x8, 10 classes" in printed
+            and "4 knowledge edge(s): student1/kl<-teacher, student2/kl<-teacher" in printed)
+    assert f"training: 2 epoch(s) of {1077 // 128} step(s), batch 128, on cpu, fp32" in printed
+    assert f"the run would be written to '{out / 'r'}'. Nothing was written" in printed
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*"))
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run")
+    assert (f"'{out / 'r'}' exists: the run would be refused, unless with --overwrite (which replaces it) or "
+            "--resume (which continues it)") in " ".join(capsys.readouterr().out.split())
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run", "--overwrite")
+    assert f"'{out / 'r'}' exists: the run would replace it (--overwrite)" in " ".join(capsys.readouterr().out.split())
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*")) == before  # untouched
+    run_cli("train", "--resume", out / "r", "--dry-run", expect=2)
+    assert "--dry-run checks a new run before it starts" in capsys.readouterr().err
+
+
+def test_train_dry_run_finds_what_the_first_forward_would(tmp_path, capsys):
+    # a layer read after a later in-place change is found by the forward a dry run makes, before any run is queued
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", *FAST, "distill.preset=custom",
+            "distill.edges=[{source: teacher, target: student1, kind: at, source_layer: features.9, "
+            "target_layer: features.2}]", "--dry-run", expect=2)
+    assert ("model 'teacher': the output of layer(s) ['features.9'] is changed in place by a later module"
+            in capsys.readouterr().err and not out.exists())
+
+
+def test_a_trainers_check_leaves_the_models_as_they_were_given(tiny_data):
+    from peerdistill import ClassificationTask, Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.models import SmallCNN
+
+    teacher, student = SmallCNN(1, 3, width=8), SmallCNN(1, 3, width=4)
+    edges = [Edge("teacher", "student1", "kl"),
+             Edge("teacher", "student1", "hint", source_layer="features.2", target_layer="features.2")]
+    trainer = Trainer(Cohort.from_modules([student], teacher=teacher), KnowledgeGraph(edges), ClassificationTask(3),
+                      train=TrainSpec(epochs=3, batch_size=32), progress=False)
+    plan = trainer.check(tiny_data)
+    assert (plan.run_dir, plan.split_sizes, plan.steps_per_epoch) == (None, {"train": 240, "val": 60, "test": 60}, 7)
+    assert plan.connectors == 1 and plan.edges == [e.name for e in edges]  # (8 channels taught to 4)
+    assert [m["parameters"] for m in plan.members] == [sum(p.numel() for p in m.parameters()) for m in (teacher, student)]
+    assert not any(m._forward_hooks or m._forward_pre_hooks for net in (teacher, student) for m in net.modules())
+    trainer.fit(tiny_data)  # and the trainer still fits
+
+
 def test_eval_reloads_the_saved_models_and_gives_the_same_numbers(tmp_path, capsys):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")

@@ -136,6 +136,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     train.add_argument("--quiet", action="store_true",
                        help="no progress (bars on a terminal, a line per epoch in a log)")
+    train.add_argument("--dry-run", action="store_true",
+                       help="read the data, build the models and edges, run one forward of a few validation samples "
+                            "and print what the run would be (models, sizes, steps, device, the warnings), writing "
+                            "nothing")
     train.set_defaults(func=cmd_train)
 
 

@@ -37,7 +37,19 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
     return config, overrides
 
 
+def _dry_run(ns: argparse.Namespace, cfg: RunConfig) -> int:
+    """Everything training does before its first step, writing nothing; what the run would be printed."""
+    from ..build import make_trainer, run_dir_for
+    from .dry_run import print_run_plan
+
+    trainer, data = make_trainer(cfg, run_dir=run_dir_for(cfg), overwrite=ns.overwrite, progress=False)
+    print_run_plan(trainer.check(data), console, err_console)
+    return 0
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
+    if ns.dry_run and ns.resume:
+        raise ConfigError("--dry-run checks a new run before it starts; a run to --resume has started: drop one")
     if ns.resume:
         run_dir = Path(ns.resume)
         if not run_dir.is_dir():
@@ -63,6 +75,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     else:
         path, overrides = _split_config_and_overrides(ns.args)
         cfg = load_config(path, overrides)
+    if ns.dry_run:
+        return _dry_run(ns, cfg)
     # torch comes with these: only once the config is read and checked
     from ..build import run_dir_for, train_from_config
     from ..report import fitted, results_table

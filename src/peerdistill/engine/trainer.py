@@ -43,6 +43,8 @@ from .averaging import WeightAverage
 from .evaluate import ENSEMBLE, evaluate, merge_meters
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
+from .run_plan import RunPlan, run_plan
+from ..launcher import launched
 from .preflight import Preflight
 from .records import RunRecords
 from .runners import RunnerSetup
@@ -404,6 +406,24 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # The models are the user's again: a hook left on would keep recording (holding each
             # forward's activations), fail torch.save(model) and torch.jit.script, and pile up
             # with the hooks of a next Cohort of the same modules.
+            self.cohort.capture({})
+            self.cohort.hold_heads(False)
+
+    def check(self, data: DataSplits) -> RunPlan:
+        """Everything ``fit`` does before its first step, writing nothing: the data's batches, the
+        models on their device, one forward of a few validation samples (connectors, packed
+        students), the warnings training begins with; returns what the run would be (``RunPlan``),
+        what ``train --dry-run`` prints. The models keep no hook afterwards."""
+        if not isinstance(data, DataSplits):
+            raise DataError(f"check takes DataSplits (train, val and test), got a {type(data).__name__}: "
+                            "DataSplits.from_arrays(x_train, y_train, x_val, y_val, x_test, y_test) makes one")
+        if launched():  # (each process would check alone, and the group be left half formed on an error)
+            raise ConfigError("a dry run checks a run in one process: run it without torchrun (the check is the "
+                              "same; what differs under torchrun is the share of each batch a process takes)")
+        try:
+            self._setup(data)
+            return run_plan(self, data, self._warned_about_training(data))
+        finally:
             self.cohort.capture({})
             self.cohort.hold_heads(False)
 

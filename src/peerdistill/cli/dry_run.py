@@ -1,0 +1,48 @@
+"""``train --dry-run``: what the run would be, printed (``engine.run_plan.RunPlan``)."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from ..option_names import option
+from ..wording import first_few
+
+
+def print_run_plan(plan, console, err_console) -> None:
+    table = Table(title="train --dry-run: the models")
+    for column, justify in (("model", "left"), ("role", "left"), ("architecture", "left"), ("parameters", "right"),
+                            ("trained", "left")):
+        table.add_column(column, justify=justify)
+    for m in plan.members:
+        table.add_row(escape(m["name"]), m["role"], escape(str(m["architecture"])), f"{m['parameters']:,}",
+                      "no (frozen)" if m["frozen"] else "yes")
+    console.print(table)
+    sizes = plan.split_sizes
+    console.print(f"data: {sizes['train']:,} train, {sizes['val']:,} val, {sizes['test']:,} test samples of "
+                  f"{'x'.join(map(str, plan.input_shape))}, {len(plan.class_names)} classes "
+                  f"({escape(first_few(plan.class_names, 10))})", highlight=False)
+    edges = f"{len(plan.edges)} knowledge edge(s): {escape(first_few(plan.edges, 8))}" if plan.edges else \
+        "no knowledge edge (each model learns from the labels alone)"
+    connectors = f"; {plan.connectors} connector(s) between maps of other sizes" if plan.connectors else ""
+    console.print(edges + connectors, highlight=False, soft_wrap=True)
+    speed = plan.speed
+    packed = f"; students packed into one network: {'; '.join(' + '.join(g) for g in plan.packed)}" if plan.packed \
+        else ""
+    console.print(f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), batch {plan.batch_size}, on "
+                  f"{plan.device}, {speed['precision']}{', channels_last' if speed['channels_last'] else ''}"
+                  f"{', torch.compile' if speed['compile'] else ''}{packed}", highlight=False, soft_wrap=True)
+    if plan.run_dir is None:
+        where = "the run would write no files (no run directory)"
+    elif plan.run_dir_exists and plan.overwrite:
+        where = f"'{plan.run_dir}' exists: the run would replace it ({option('--overwrite')})"
+    elif plan.run_dir_exists:
+        where = (f"'{plan.run_dir}' exists: the run would be refused, unless with {option('--overwrite')} (which "
+                 f"replaces it) or {option('--resume')} (which continues it)")
+    else:
+        where = f"the run would be written to '{plan.run_dir}'"
+    console.print(f"{escape(where)}. Nothing was written; one forward of a few validation samples ran.",
+                  highlight=False, soft_wrap=True)
+    if plan.warnings:
+        err_console.print(f"{len(plan.warnings)} warning(s) above would be given at the start of training",
+                          highlight=False)

@@ -1,0 +1,47 @@
+"""What a run would be, found by everything training does before its first step and nothing
+written: ``train --dry-run`` (``Trainer.check``) prints it, so that a config meant for a long GPU
+run is known to read its data, build its models and edges and run a forward before it is queued."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .records import count_exported_parameters
+
+
+@dataclass
+class RunPlan:
+    run_dir: Path | None  # where the run would be written (None: nowhere)
+    run_dir_exists: bool  # a new run there is refused without overwrite
+    overwrite: bool  # the run would replace it
+    split_sizes: dict[str, int]
+    input_shape: list[int]
+    class_names: list[str]
+    members: list[dict[str, Any]]  # name, role, frozen, parameters (as exported), architecture
+    edges: list[str]  # each knowledge edge by its name
+    connectors: int  # learnt projections between feature maps of other sizes
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    device: str
+    speed: dict[str, Any]  # precision, channels_last, fuse_students (and whether students were packed), compile
+    packed: list[list[str]] = field(default_factory=list)  # students run as one packed network
+    warnings: list[str] = field(default_factory=list)  # what training would warn of first
+
+
+def run_plan(trainer, data, said: list[str]) -> RunPlan:
+    """``trainer`` after its setup for ``data`` (``Trainer.check``)."""
+    path = trainer.run_dir_path
+    return RunPlan(
+        run_dir=path, run_dir_exists=bool(path is not None and Path(path).exists()), overwrite=trainer.overwrite,
+        split_sizes={split: len(getattr(data, split)) for split in ("train", "val", "test")},
+        input_shape=list(data.input_shape), class_names=[str(c) for c in data.class_names],
+        members=[{"name": m.name, "role": m.role, "frozen": m.frozen, "parameters": count_exported_parameters(m.module),
+                  "architecture": (m.spec or {}).get("arch") or type(m.module).__name__}
+                 for m in trainer.cohort.members],
+        edges=[edge.name for edge in trainer.graph.edges], connectors=len(trainer.connectors),
+        epochs=trainer.train_spec.epochs, steps_per_epoch=len(trainer.train_batches),
+        batch_size=trainer.train_spec.batch_size, device=str(trainer.device), speed=trainer.speed.to_dict(),
+        packed=[list(names) for names, _ in trainer.groups], warnings=list(said))
