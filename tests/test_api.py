@@ -522,8 +522,9 @@ def test_an_npz_of_test_images_alone_is_scored_whole(tmp_path):
         evaluate_run(run, split="all", data_spec=DataSpec(kind="npz", root=str(tmp_path / "test.npz")))
     assert not [w for w in said if "not held out" in str(w.message)]
     with pytest.raises(DataError, match=r"lacks the keys \['train_images', 'train_labels', 'val_images', 'val_labels'\] "
-                                        r"\(it holds \['test_images', 'test_labels'\]\): .*an archive of some splits, or "
-                                        r"of images and labels alone, is scored as one set by eval RUN --split all"):
+                                        r"\(it holds \['test_images', 'test_labels'\]\): .*or one set of 'images' and "
+                                        r"'labels' to cut .*an archive of some splits is scored as one set by eval RUN "
+                                        r"--split all"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path / "test.npz")))
     with pytest.raises(DataError, match="is a folder, but data kind 'npz' reads one .npz file"):
         evaluate_run(run, data_spec=DataSpec(kind="npz", root=str(tmp_path)))
