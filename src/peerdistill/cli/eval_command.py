@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from ..config import (IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, RunConfig, apply_overrides, format_validation_error,
                       load_yaml, saved_data_section, without_other_kinds_keys)
 from ..errors import ConfigError, warn_user
+from ..npz_layout import npz_holds_one_set
 from ..json_files import read_json
 from ..run_files import RUN_FILE
 from .consoles import console, err_console
@@ -82,8 +83,6 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
         if not ns.data:  # each apart: the run's ranges would not fit an augment given here
             for key in {"augment", "augment_range"} - given:
                 tree["data"].pop(key, None)
-        from ..data.sources import npz_holds_one_set  # (numpy, torch: once the arguments are read)
-
         kind = tree["data"].get("kind")
         if not ns.data and (kind in NO_FOLD_KINDS or tree["data"].get("folds") is None or (
                 kind == "npz" and not npz_holds_one_set(tree["data"].get("root")))):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,9 @@ from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import ConfigError, DataError, DataPlaceError, warn_user
 from .digests import file_sha256
 from .dicom import SATURATED, counting_dicom_reads, unlike_windows
+from ..npz_layout import NPZ_KEYS, NPZ_READ_ERRORS, npz_holds_one_set, one_set
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, refuse_folds, to_labels
 
-NPZ_KEYS = tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels"))
 
 
 def _whole_npz(archive, path: Path, names: list[str] | None, names_from: str, stats) -> DataSplits:
@@ -57,9 +56,6 @@ def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
     return splits
 
 
-# What np.load and reading an array of a damaged or odd archive raise: a broken zip, a damaged
-# compressed member (zlib), a cut-off file, an object array (pickles are not loaded).
-NPZ_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError)
 
 
 def check_npz(path: Path) -> None:
@@ -95,7 +91,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                 splits = _whole_npz(archive, path, names or spec.class_names, names_from, stats)
                 splits.info.update(source=str(path), sha256=digest)
                 return splits
-            if _one_set(archive.files):  # images and labels alone: cut as digits are
+            if one_set(archive.files):  # images and labels alone: cut as digits are
                 splits = DataSplits.stratified(
                     archive["images"], archive["labels"], val_fraction=spec.val_fraction,
                     test_fraction=spec.test_fraction, seed=spec.split_seed, folds=spec.folds, fold=spec.fold,
@@ -117,21 +113,6 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                                     class_names_from=names_from, stats=stats)
     splits.info.update(source=str(path), sha256=digest)
     return splits
-
-
-def npz_holds_one_set(path: str | Path | None) -> bool | None:
-    """Whether the archive at ``path`` is one set of images and labels (to cut) rather than its
-    own splits, from its list of arrays alone; None where it cannot be read (its loader says why)."""
-    try:
-        with np.load(Path(path or ""), allow_pickle=False) as archive:
-            return _one_set(list(archive.files))
-    except (*NPZ_READ_ERRORS, TypeError):
-        return None
-
-
-def _one_set(keys: list[str]) -> bool:
-    """An archive of one labelled set (``images``, ``labels``) and no split of its own."""
-    return "images" in keys and "labels" in keys and not any(k in keys for k in NPZ_KEYS)
 
 
 def _refuse_split_keys(spec: DataSpec, path: Path) -> None:
