@@ -308,10 +308,10 @@ def test_a_stray_root_saved_by_an_earlier_version_is_dropped_when_read_back():
 
 def test_every_problem_of_a_section_is_reported_at_once():
     with pytest.raises(ConfigError) as caught:
-        load_config(None, ["data.kind=shapes", "data.image_size=[8,8]", "data.folds=3", "data.val_fraction=0.3"])
+        load_config(None, ["data.kind=shapes", "data.image_size=[8,8]", "data.folds=3", "data.fold=4"])
     lines = str(caught.value).splitlines()[1:]
     assert len(lines) == 3
-    assert "image_size does not apply" in lines[0] and "data.folds" in lines[1] and "val_fraction" in lines[2]
+    assert "image_size does not apply" in lines[0] and "data.fold=4 is not one of" in lines[1] and "data.folds" in lines[2]
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["students=[{arch: cnn, name: ensemble}]", "optim.warmup_epochs=40"])
     message = str(caught.value)

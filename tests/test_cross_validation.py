@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 
+from peerdistill.build import train_from_config
 from peerdistill.compare import compare
 from peerdistill.config import DataSpec, validate
 from peerdistill.data import build_data
@@ -54,8 +55,6 @@ def test_folds_that_cannot_be_cut_are_named():
     ({"folds": 5, "test_fraction": 0.3}, "data.test_fraction is not used"),
     ({"folds": 2, "val_fraction": 0.5}, "must be below 0.50"),
     ({"kind": "shapes", "folds": 5}, "data kind 'shapes' generates its splits apart"),
-    ({"kind": "shapes", "val_fraction": 0.3}, "data.val_fraction cut one set into splits, but data kind 'shapes' "
-                                              "generates each split apart, as many images as data.shapes_counts says"),
     ({"kind": "folders", "root": "d", "folds": 5, "split_dirs": {"train": "a", "test": "b"}},
      "data.split_dirs gives the splits"),
 ])
@@ -93,11 +92,48 @@ def test_an_npz_of_one_set_is_cut_and_one_of_its_own_splits_refuses_split_keys(t
     with pytest.raises(DataError, match=r"data.folds cuts one set into folds, but .*split.npz' \(its train, val and "
                                         r"test arrays\) gives its own test split"):
         build_data(DataSpec(kind="npz", root=str(tmp_path / "split.npz"), folds=3))
-    with pytest.raises(DataError, match=r"^data.split_seed, data.val_fraction cut one set into splits, but .*split.npz' "
-                                        r"gives its own train, val and test arrays, which are used as they are: "
-                                        r"remove them .*np.savez\(FILE, images=..., labels=...\)"):
-        build_data(DataSpec(kind="npz", root=str(tmp_path / "split.npz"), split_seed=7, val_fraction=0.3))
-    assert len(build_data(DataSpec(kind="npz", root=str(tmp_path / "split.npz"))).test) == 20
+    # split keys a new run's data would not read are refused when it starts; eval, which carries a run's keys onto
+    # other data, reads such an archive as it is (review 46d M1)
+    from peerdistill.data.sources import check_new_run_data
+
+    keyed = DataSpec(kind="npz", root=str(tmp_path / "split.npz"), split_seed=7, val_fraction=0.3)
+    as_given = build_data(keyed)
+    assert len(as_given.test) == 20
+    with pytest.raises(ConfigError, match=r"^data.split_seed, data.val_fraction cut one set into splits, but .*split.npz' "
+                                          r"gives its own train, val and test arrays, which are used as they are: "
+                                          r"remove them .*np.savez\(FILE, images=..., labels=...\)"):
+        check_new_run_data(keyed, as_given)
+    check_new_run_data(DataSpec(kind="npz", root=str(tmp_path / "one.npz"), split_seed=7, val_fraction=0.3), one)
+    shapes = DataSpec(kind="shapes", shapes_counts=[4, 2, 2], val_fraction=0.3)
+    with pytest.raises(ConfigError, match=r"^data.val_fraction cut one set into splits, but data kind 'shapes' generates "
+                                          r"each split apart, as many images as data.shapes_counts says: remove it"):
+        check_new_run_data(shapes, build_data(shapes))
+
+
+def test_eval_of_a_run_on_a_one_set_npz_keeps_its_fold_and_reads_other_archives_as_they_are(tmp_path, capsys):
+    """eval reads a one-set archive's run with its fold (the rows it tested), and carries its split
+    keys onto an archive of its own splits without refusing them (review 46d M1, L4)."""
+    import csv
+
+    from peerdistill.cli import main
+
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), np.repeat([0, 1], 30)
+    np.savez(tmp_path / "one.npz", images=images, labels=labels)
+    np.savez(tmp_path / "split.npz", **{f"{s}_{k}": (images[:20] if k == "images" else labels[:20])
+                                        for s in ("train", "val", "test") for k in ("images", "labels")})
+    tree = {**FAST, "name": "f", "out_dir": str(tmp_path / "runs"),
+            "data": {"kind": "npz", "root": str(tmp_path / "one.npz"), "folds": 3, "fold": 1, "split_seed": 5}}
+    train_from_config(validate(tree), progress=False)
+    run = tmp_path / "runs" / "f"
+    tested = json.loads((run / "run.json").read_text())["data_info"]["indices"]["test"]
+    assert main(["eval", str(run), "--per-sample", str(tmp_path / "rows.csv")]) == 0
+    rows = {int(r["row"]) for r in csv.DictReader((tmp_path / "rows.csv").open())}
+    assert rows == set(tested) and len(rows) == 20
+    capsys.readouterr()
+    assert main(["eval", str(run), f"data.root={tmp_path / 'split.npz'}", "--json"]) == 0  # (seed 5: not refused)
+    printed = capsys.readouterr()
+    assert "ensemble" in json.loads(printed.out) and "test split: 20 samples" in printed.err
 
 
 def test_digits_folds_partition_the_set_and_keep_every_class_in_training():

@@ -102,29 +102,61 @@ def test_an_export_is_staged_beside_its_target_and_a_folder_it_made_goes_with_a_
     assert error.value.filename == str(target) and not (digits_run / "new").exists()  # not the staged file's name
 
 
-def test_an_export_cut_short_before_its_graph_lands_leaves_a_pair_predict_refuses_and_export_replaces(
-        digits_run, tmp_path, monkeypatch):
-    """The JSON is written before the graph is moved into place: cut short between the two, the
-    graph left there is not taken as the user's own by the next export (review 45e L3), and predict
-    refuses it beside a JSON written for another graph."""
+def test_an_export_whose_graph_cannot_be_moved_into_place_leaves_the_earlier_export_whole(digits_run, tmp_path,
+                                                                                           monkeypatch):
+    """The JSON is written before the graph is moved into place; a move that fails (a graph held
+    open elsewhere, an interruption) puts the earlier JSON back (review 46d M2)."""
     import os
+
+    from peerdistill.predict import predict_files
+
+    np.savez(tmp_path / "x.npz", images=np.zeros((2, 8, 8), np.uint8))
+    for earlier in (True, False):
+        target = tmp_path / f"s{earlier}.onnx"
+        if earlier:
+            export_run(digits_run, model="student1", out=target)
+        before = {p.name: p.read_bytes() for p in tmp_path.glob(f"s{earlier}.*")}
+        replace = os.replace
+
+        def refused(a, b, target=target):
+            if Path(b) == target:
+                raise PermissionError(13, "Permission denied", str(b))
+            replace(a, b)
+
+        monkeypatch.setattr("peerdistill.export.os.replace", refused)
+        with pytest.raises(PermissionError):
+            export_run(digits_run, model="student2", out=target)
+        monkeypatch.undo()
+        assert {p.name: p.read_bytes() for p in tmp_path.glob(f"s{earlier}.*")} == before
+        if earlier:
+            predict_files(target, [str(tmp_path / "x.npz")], tmp_path / "p.csv")  # as it was
+
+
+def test_an_export_killed_before_its_graph_lands_leaves_a_pair_predict_refuses_and_export_replaces(
+        digits_run, tmp_path):
+    """Killed between the JSON and the graph, the graph left there is not taken as the user's own
+    by the next export (review 45e L3), and predict refuses it beside a JSON written for another."""
+    import os
+    import subprocess
+    import sys
 
     from peerdistill.predict import predict_files
 
     target = tmp_path / "s1.onnx"
     export_run(digits_run, model="student1", out=target)
     earlier_graph = target.read_bytes()
-    replace = os.replace
-
-    def killed_at_the_graph(a, b):
-        if Path(b) == target:
-            raise KeyboardInterrupt
-        replace(a, b)
-
-    monkeypatch.setattr("peerdistill.export.os.replace", killed_at_the_graph)
-    with pytest.raises(KeyboardInterrupt):
-        export_run(digits_run, model="student2", out=target)
-    monkeypatch.undo()
+    killed = ("import os, signal, sys\n"
+              "import peerdistill.export as export\n"
+              "replace = os.replace\n"
+              "def killed_at_the_graph(a, b):\n"
+              "    if str(b) == sys.argv[2]:\n"
+              "        os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    replace(a, b)\n"
+              "export.os.replace = killed_at_the_graph\n"
+              "export.export_run(sys.argv[1], model='student2', out=sys.argv[2])\n")
+    done = subprocess.run([sys.executable, "-c", killed, str(digits_run), str(target)], capture_output=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
     assert target.read_bytes() == earlier_graph and json.loads(target.with_suffix(".json").read_text())[
         "exported_from"]["model"] == "student2"
     np.savez(tmp_path / "x.npz", images=np.zeros((2, 8, 8), np.uint8))
@@ -132,7 +164,9 @@ def test_an_export_cut_short_before_its_graph_lands_leaves_a_pair_predict_refuse
         predict_files(target, [str(tmp_path / "x.npz")], tmp_path / "p.csv")
     export_run(digits_run, model="student2", out=target)  # not refused as a graph of the user's own
     predict_files(target, [str(tmp_path / "x.npz")], tmp_path / "p.csv")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "s1.json", "s1.onnx", "x.npz"]
+    # (the killed process's hidden staging folder stays: nothing else does)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".export-")) == [
+        "p.csv", "s1.json", "s1.onnx", "x.npz"]
 
 
 def test_segmentation_model_with_dynamic_height_and_width(tmp_path):

@@ -423,9 +423,12 @@ def test_a_layer_placed_once_under_two_names_is_recorded_whatever_ran_before():
 def test_a_self_distillation_head_on_the_deep_layer_under_another_name_is_refused():
     from peerdistill import HeadedModel
 
-    with pytest.raises(ConfigError, match=r"head layer 'last' \(the same module as 'features.2'\) is the deepest "
-                                          "layer itself"):
+    with pytest.raises(ConfigError, match=r"head layer 'last' and deep layer 'features.2' are one module object "
+                                          r"\(placed at \['features.2', 'last'\]: a module reused, or named twice\)"):
         HeadedModel(_ReusedActivation(), ["last"], "features.2", 3, torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ConfigError, match=r"head layer 'features.1' and deep layer 'features.3' are one module object "
+                                          r"\(placed at \['features.1', 'features.3'\]"):  # (review 46d L3)
+        HeadedModel(_ReusedActivation(), ["features.1"], "features.3", 3, torch.zeros(2, 1, 8, 8))
 
 
 class _SwinLikeStages(nn.Module):
@@ -461,6 +464,10 @@ def test_a_stage_giving_channels_last_maps_is_warned_of_where_channels_first_are
     assert channels_last_inside(model, "stages", (6, 4, 4)) is None  # [C, H, W]: its width is not the last axis
     assert channels_last_inside(SmallCNN(1, 3, width=4), "features", (4, 8, 8)) is None
     assert channels_last_inside(SmallCNN(1, 3, width=8), "features", (8, 4, 4)) is None  # (a conv gives 8 channels)
+    # MONAI's Swin stages: blocks on [H, W, C], then a merging Linear and a permutation back to [C, H, W]
+    holder = nn.Sequential()
+    holder.add_module("stage", nn.ModuleDict({"stages": model.stages, "merge": nn.Linear(6, 4)}))
+    assert channels_last_inside(holder, "stage", (4, 4, 6)) is None  # (review 46d L2: a width of the first axis)
     cohort = Cohort.from_modules([model], teacher=SmallCNN(1, 3, width=8))
     edge = Edge("teacher", "student1", "at", source_layer="features.2", target_layer="stages")
     with pytest.warns(UserWarning, match=r"model 'student1': layer 'stages' gives \[4, 4, 6\] and holds a LayerNorm "

@@ -263,6 +263,9 @@ def test_compare_pairs_only_configs_on_the_baselines_split(tmp_path):
     alone = compare(configs[:2], None, 2, progress=False)
     assert alone.differences == [] and not (alone.directory / "differences.csv").exists()
     assert "Left out, having no run of the same seed on the same data split as `a`: `b`." in alone.markdown
+    # another val_fraction cuts the same test rows (test is cut first): no note of other test sets (review 46d L1)
+    same_test = compare([configs[0], {**base, "name": "e", "data": {"val_fraction": 0.3}}], None, 2, progress=False)
+    assert "The settings read different data" not in same_test.markdown
 
 
 def test_how_images_are_read_or_where_the_file_is_named_is_not_another_split(tmp_path):

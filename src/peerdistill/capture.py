@@ -86,7 +86,8 @@ def channels_last_layer(model: nn.Module, path: str, shape: tuple[int, ...]) -> 
 def channels_last_inside(model: nn.Module, path: str, shape: tuple[int, ...]) -> str | None:
     """For a module holding others (a stage, a block): the LayerNorm or Linear inside it whose
     width is the last axis of its [., ., W] output and not the first, when nothing inside it
-    gives the first axis as channels (a convolution, a BatchNorm or GroupNorm of that many):
+    gives the first axis as channels (a convolution, a BatchNorm or GroupNorm of that many, or a
+    LayerNorm or Linear of that width, as before a permutation back to channels first):
     likely [H, W, C] maps, as a Swin stage's (its blocks end in ``x + mlp(norm(x))``, a sum no
     module gives). Only likely: a Linear over the width of [C, H, W] maps looks the same."""
     try:
@@ -101,6 +102,8 @@ def channels_last_inside(model: nn.Module, path: str, shape: tuple[int, ...]) ->
                                                         getattr(m, "num_features", None),
                                                         getattr(m, "num_channels", None)) for _, m in inner):
         return None
+    if any(_last_axis_width(m) == shape[0] for _, m in inner):  # a width the first axis has: permuted back, maybe
+        return None  # (MONAI's Swin stages end in a patch merging Linear of the first axis's width)
     found = next((f"{type(m).__name__} '{path}.{name}'" for name, m in inner if _last_axis_width(m) == shape[-1]), None)
     return found
 

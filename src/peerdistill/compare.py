@@ -266,8 +266,9 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
     diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]}, folds)
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
-    if len({repr(sorted(split_of[label].items())) for label in labels}) > 1:  # rows of other test sets, said first
-        note = _other_data_note(runs, directory, labels)
+    note = _other_data_note(runs, directory, labels) if len({repr(sorted(split_of[label].items()))
+                                                             for label in labels}) > 1 else None
+    if note:  # rows of other test sets side by side: said above the tables
         header += f"\n{note}\n"
         console.print(note)
     if diffs:
@@ -519,20 +520,36 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _other_data_note(runs: list[dict[str, Any]], directory: Path, labels: list[str]) -> str:
-    """The settings' test split sizes, when their data differ: rows side by side in one table
-    that were not scored on one test set (review 46b)."""
+def _other_data_note(runs: list[dict[str, Any]], directory: Path, labels: list[str]) -> str | None:
+    """Where settings whose data sections differ in what decides the split were scored on other
+    test sets (review 46b: rows side by side in one table): each one's test size. None where
+    every setting's first run recorded the same test set (a val_fraction alone leaves it)."""
     from .json_files import read_json
 
-    sizes = {}
+    metas = {}
     for run in runs:
-        if run["setting"] not in sizes:
-            meta = read_json(directory / run["run"] / RUN_FILE)
-            sizes[run["setting"]] = (meta.get("split_sizes") or {}).get("test")
+        metas.setdefault(run["setting"], read_json(directory / run["run"] / RUN_FILE))
+    tested = {label: _test_set(metas[label]) for label in labels if label in metas}
+    if None not in tested.values() and len(set(tested.values())) == 1:
+        return None
+    sizes = {label: (meta.get("split_sizes") or {}).get("test") for label, meta in metas.items()}
     told = ", ".join(f"`{label}` {sizes[label]:,}" if sizes.get(label) is not None else f"`{label}` (not recorded)"
                      for label in labels)
+    known = None not in tested.values()
     return (f"The settings read different data (their data sections differ in what decides the split), so their "
-            f"rows are not scored on one test set: test samples {told}. Compare such rows with that in mind.")
+            f"rows {'are' if known else 'may be'} not scored on one test set: test samples {told}. Compare such rows "
+            "with that in mind.")
+
+
+def _test_set(meta: dict[str, Any]) -> str | None:
+    """What a run's test split was, as its run.json records it: the data's fingerprint with the
+    test files or rows (None where neither is recorded)."""
+    info = meta.get("data_info") or {}
+    files, rows = (info.get("files") or {}).get("test"), (info.get("indices") or {}).get("test")
+    source = meta.get("data_fingerprint") or info.get("sha256") or info.get("source")
+    if files is None and rows is None and not info.get("sha256"):  # (an archive's own test split: its digest)
+        return None
+    return repr((source, files, rows))
 
 
 def _split_identity(cfg) -> dict[str, Any]:

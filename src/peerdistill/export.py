@@ -27,7 +27,7 @@ from torch import nn
 from .arguments import check_flags, check_not_negative
 from .data.digests import file_sha256
 from .data.splits import DataSplits
-from .engine.artifacts import RunDir, check_not_a_run_file, names_a_folder, save_weights
+from .engine.artifacts import RunDir, atomic_write_bytes, check_not_a_run_file, names_a_folder, save_weights
 from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
@@ -364,10 +364,11 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
     (the largest difference within ``tolerance``) and, with ``int8_check``, once its int8 graph
     keeps the fp32 one's calls: staged beside the target (one file system: a move, not a copy),
     so that nothing is written otherwise. ``describe`` writes the JSON for the checked graph's
-    SHA-256 before the graph is moved into place: cut short between the two, the JSON is still
-    export's (so the next export may replace the pair) and predict refuses the graph beside it
-    (the digests differ) instead of the next export refusing a graph without its JSON as the
-    user's own. Returns the difference and the int8 check."""
+    SHA-256 before the graph is moved into place: a move that fails puts the earlier JSON back
+    (the earlier export stays whole); a process killed between the two leaves a JSON that is
+    still export's (so the next export may replace the pair) and that predict refuses beside the
+    earlier graph (the digests differ), instead of a graph without its JSON, which the next export
+    would refuse as the user's own. Returns the difference and the int8 check."""
     # Staged in the target's own folder, so that the move into place is a rename: staged on
     # another file system (a tmpfs /tmp), it was a copy, which an interruption or a full disk cut
     # short at the target's name. A folder made for it and left empty by a failure goes again.
@@ -384,8 +385,13 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
                                   f"(tolerance {tolerance:g}); it was not written")
             if int8_check is not None:
                 staged, int8 = int8_check(staged)
+            earlier = sidecar_path(target).read_bytes() if sidecar_path(target).is_file() else None
             describe(file_sha256(staged))  # (of the graph checked, whatever lands at the target later)
-            os.replace(staged, target)
+            try:
+                os.replace(staged, target)
+            except BaseException:  # the earlier export stays whole (a kill -9 here leaves a pair predict refuses)
+                _put_back(sidecar_path(target), earlier)
+                raise
     except OSError as exc:  # a full disk, a folder it may not write in: named by the file asked for
         _remove_empty(made)
         staging = exc.filename is None or ".export-" in str(exc.filename) or Path(exc.filename) == target.parent
@@ -396,6 +402,14 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
         _remove_empty(made)
         raise
     return diff, int8
+
+
+def _put_back(path: Path, earlier: bytes | None) -> None:
+    """A file as it was before: its earlier bytes, or none."""
+    if earlier is None:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write_bytes(path, earlier)
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -218,11 +218,6 @@ class DataSpec(Section):
             problems.append(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
                             f"only, not '{self.kind}'{given}: remove it")
         problems += self._fold_problems()
-        fractions = [k for k in ("val_fraction", "test_fraction") if getattr(self, k) != type(self).model_fields[k].default]
-        if self.kind in NO_FOLD_KINDS and fractions:
-            problems.append(f"data.{', data.'.join(fractions)} cut one set into splits, but data kind '{self.kind}' "
-                            f"generates each split apart, as many images as data.{self.kind}_counts says: remove "
-                            f"{'them' if len(fractions) > 1 else 'it'}")
         if self.binary_masks and self.num_classes not in (None, 2):
             problems.append(f"data.binary_masks reads masks as background and one foreground class, so "
                             f"data.num_classes must be 2 (or left out), not {self.num_classes}")

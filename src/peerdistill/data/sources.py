@@ -105,7 +105,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                                 f"data kind 'npz' reads a MedMNIST-style archive of the three splits, "
                                 f"{', '.join(NPZ_KEYS)}, or one set of 'images' and 'labels' to cut (docs/data.md); "
                                 "an archive of some splits is scored as one set by eval RUN --split all")
-            _refuse_split_keys(spec, path)
+            refuse_folds(spec.folds, f"'{path}' (its train, val and test arrays)")
             arrays = {k: archive[k] for k in NPZ_KEYS}
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read '{path}' as a .npz archive: {exc}") from None
@@ -115,18 +115,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     return splits
 
 
-def _refuse_split_keys(spec: DataSpec, path: Path) -> None:
-    """An archive of its own train, val and test splits is not cut again: split keys set for it
-    would change nothing, and a comparison over them would compare one split with itself."""
-    refuse_folds(spec.folds, f"'{path}' (its train, val and test arrays)")
-    fields = type(spec).model_fields
-    cut_by = [f"data.{k}" for k in ("split_seed", "val_fraction", "test_fraction")
-              if getattr(spec, k) != fields[k].get_default()]
-    if cut_by:
-        raise DataError(f"{', '.join(cut_by)} cut one set into splits, but '{path}' gives its own train, val and test "
-                        "arrays, which are used as they are: remove them (to cut the images another way, save them "
-                        "as one set, np.savez(FILE, images=..., labels=...), which data.split_seed, "
-                        "data.val_fraction, data.test_fraction and data.folds cut)")
+
 
 
 def build_data(spec: DataSpec, stats=None) -> DataSplits:
@@ -199,6 +188,7 @@ def check_new_run_data(spec: DataSpec, data: DataSplits) -> None:
     validation, test and eval pads every image to it: a typo, 640 for 64, would cost a hundred
     times the compute, unsaid)."""
     check_names_fit_labels(data)
+    _refuse_split_keys_unused(spec, data)
     if spec.patch_size is None or len(data.input_shape) != 3:
         return
     h, w = data.input_shape[1:]
@@ -207,6 +197,27 @@ def check_new_run_data(spec: DataSpec, data: DataSplits) -> None:
                           f"sliding window of validation and eval would pad every image to {spec.patch_size}x"
                           f"{spec.patch_size}; give at most {min(h, w)}, or drop data.patch_size to train on whole "
                           "images")
+
+
+def _refuse_split_keys_unused(spec: DataSpec, data: DataSplits) -> None:
+    """Split keys a new run's data would not read: an npz archive of its own train, val and test
+    arrays is not cut again, and shapes and boxes are generated split by split, as many as their
+    counts say; set, they would change nothing, and a comparison over them would compare one
+    split with itself. (Refused for new runs only: eval carries a run's keys onto other data.)"""
+    fields = type(spec).model_fields
+    keys = (("split_seed", "val_fraction", "test_fraction") if spec.kind == "npz" and not data.info.get("cut_from_one_set")
+            else ("val_fraction", "test_fraction") if spec.kind in NO_FOLD_KINDS else ())
+    given = [f"data.{k}" for k in keys if getattr(spec, k) != fields[k].get_default()]
+    if not given:
+        return
+    if spec.kind == "npz":
+        raise ConfigError(f"{', '.join(given)} cut one set into splits, but '{spec.root}' gives its own train, val and "
+                          "test arrays, which are used as they are: remove them (to cut the images another way, save "
+                          "them as one set, np.savez(FILE, images=..., labels=...), which data.split_seed, "
+                          "data.val_fraction, data.test_fraction and data.folds cut)")
+    raise ConfigError(f"{', '.join(given)} cut one set into splits, but data kind '{spec.kind}' generates each split "
+                      f"apart, as many images as data.{spec.kind}_counts says: remove "
+                      f"{'them' if len(given) > 1 else 'it'}")
 
 
 def given_test_split(spec: DataSpec) -> str | None:

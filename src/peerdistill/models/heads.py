@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..capture import FeatureRecorder, find_module, refuse_channels_last
+from ..capture import FeatureRecorder, find_module, places_of, refuse_channels_last
 from ..errors import ConfigError
 
 DEEP_FEATURE = "@deep"
@@ -70,10 +70,14 @@ class HeadedModel(nn.Module):
         if not head_layers:
             raise ConfigError(f"{owner}: self-distillation needs at least one head layer")
         deep = find_module(base, deep_layer, owner)
-        same = [p for p in head_layers if p == deep_layer or find_module(base, p, owner) is deep]
-        if same:  # (by name, or one module object under two paths)
-            also = f" (the same module as '{deep_layer}')" if same[0] != deep_layer else ""
-            raise ConfigError(f"{owner}: head layer '{same[0]}'{also} is the deepest layer itself")
+        if deep_layer in head_layers:
+            raise ConfigError(f"{owner}: head layer '{deep_layer}' is the deepest layer itself")
+        same = [p for p in head_layers if find_module(base, p, owner) is deep]
+        if same:  # one module object under two paths: one hook cannot tell them apart
+            raise ConfigError(f"{owner}: head layer '{same[0]}' and deep layer '{deep_layer}' are one module object "
+                              f"(placed at {places_of(base, deep)}: a module reused, or named twice), so their "
+                              "recorded outputs would be one: give each place a module of its own (a new nn.ReLU() "
+                              "for each, say), or pick other layers")
         self.base = base
         self.head_layers = list(head_layers)
         self.deep_layer = deep_layer
