@@ -1336,32 +1336,59 @@ def test_self_distillation_heads_on_a_segmentation_cohort_are_refused_by_name_fr
         Trainer(cohort, KnowledgeGraph.from_preset("self", cohort), SegmentationTask(2), device="cpu", progress=False)
 
 
+def _run_the_deployment_pages_segmentation_block(onnx: Path, image: Path) -> dict:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    block = re.search(r"## Segmentation\n.*?```python\n(.*?)```", page, re.S).group(1)
+    scope = {"image_path": str(image)}  # (all else the block reads itself: review 46a)
+    exec(block.replace('"student1.onnx"', repr(str(onnx))).replace('"student1.json"', repr(str(onnx.with_suffix(".json")))),
+         scope)  # noqa: S102 - the page's own block
+    return scope
+
+
 def test_the_deployment_pages_sliding_window_block_gives_predicts_masks(patch_shapes_run, tmp_path):
-    """docs/deployment.md, "Segmentation by sliding window": run as written on an exported
-    patch-trained model, it gives the masks predict writes (review 45d: the blending was in the
-    source alone)."""
+    """docs/deployment.md, "Segmentation": run as written on an exported patch-trained model, it
+    gives the masks predict writes (review 45d: the blending was in the source alone)."""
     from peerdistill.export import export_run
     from peerdistill.predict import _onnx_model, predict_files
 
-    page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
-    block = re.search(r"## Segmentation by sliding window\n.*?```python\n(.*?)```", page, re.S).group(1)
     onnx = export_run(patch_shapes_run, model="student1", out=tmp_path / "student1.onnx").path
-    info_path = onnx.with_suffix(".json")
-    info = json.loads(info_path.read_text())
+    info = json.loads(onnx.with_suffix(".json").read_text())
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((64, 80)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
-    assert info["window"] and info["image_size"] is None  # (the block's own reading: the size kept)
-    scope = {"image_path": str(tmp_path / "in.png")}  # (all else the block reads itself: review 46a)
-    exec(block.replace('"student1.onnx"', repr(str(onnx))).replace('"student1.json"', repr(str(info_path))),
-         scope)  # noqa: S102 - the page's own block
+    assert info["window"] and info["image_size"] is None and info["output"] == "logits"
+    scope = _run_the_deployment_pages_segmentation_block(onnx, tmp_path / "in.png")
     assert scope["x"].shape == (1, 1, 64, 80)
     masks = predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "masks")
     assert np.array_equal(scope["mask"].numpy(), np.asarray(Image.open(masks / "in_mask.png")))
     # the scores themselves, not the calls alone (a one-epoch model may call every pixel one class)
     _, run = _onnx_model(onnx)
-    np.testing.assert_allclose(scope["logits"].numpy(), run(torch.from_numpy(scope["x"].numpy())).numpy(), atol=1e-5)
+    np.testing.assert_allclose(scope["scores"].numpy(), run(torch.from_numpy(scope["x"].numpy())).numpy(), atol=1e-5)
     # an even blend of the same windows is not the same figure: the check can tell them apart
     from monai.inferers import sliding_window_inference
 
     even = sliding_window_inference(scope["x"], (info["window"],) * 2, 8, scope["graph"], info["window_overlap"])
-    assert np.abs(even.numpy() - scope["logits"].numpy()).max() > 1e-3
+    assert np.abs(even.numpy() - scope["scores"].numpy()).max() > 1e-3
+
+
+def test_the_deployment_pages_segmentation_block_gives_predicts_masks_for_a_resized_whole_image_ensemble(tmp_path):
+    """The block's other branches (review 46d L4, 46e M1): a model of whole images resized to
+    data.image_size, an ensemble's probabilities, the probabilities resized back to the file's
+    size before the argmax, as predict writes masks."""
+    from peerdistill.cli import main
+    from peerdistill.export import export_run
+    from peerdistill.predict import predict_files
+
+    write_pairs(tmp_path / "d", n=8, size=16)
+    assert main(["train", f"out_dir={tmp_path / 'runs'}", "name=r", "task=segmentation", "teacher=null",
+                 "distill.preset=ml", "data.kind=folders", f"data.root={tmp_path / 'd'}", "data.image_size=[12,12]",
+                 "train.epochs=1", "students=[{arch: unet, args: {width: 4, depth: 1}}, {arch: unet, args: "
+                 "{width: 4, depth: 1}}]", "--quiet"]) == 0
+    onnx = export_run(tmp_path / "runs" / "r", model="ensemble", out=tmp_path / "student1.onnx").path
+    info = json.loads(onnx.with_suffix(".json").read_text())
+    assert info["window"] is None and info["image_size"] == [12, 12] and info["output"] == "probabilities"
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((20, 26)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    scope = _run_the_deployment_pages_segmentation_block(onnx, tmp_path / "in.png")
+    assert scope["x"].shape == (1, info["input_shape"][0], 12, 12) and scope["mask"].shape == (20, 26)
+    masks = predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "masks")
+    assert np.array_equal(scope["mask"].numpy(), np.asarray(Image.open(masks / "in_mask.png")))

@@ -710,6 +710,25 @@ def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
         f"{p}: scored in M:SS" for p in passes]
 
 
+def test_the_trainer_advances_the_final_scorings_bar_batch_by_batch(tiny_data, monkeypatch):
+    # (review 46d L4: the bar was tested by hand, a trainer that never advanced it would have passed)
+    from peerdistill import ClassificationTask, Cohort, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.engine.progress import Progress
+    from peerdistill.models import SmallCNN
+
+    passes, advanced = [], []
+    start = Progress.start_pass
+    monkeypatch.setattr(Progress, "start_pass", lambda self, what, batches: (
+        passes.append((what, batches)), start(self, what, batches), what)[-1])
+    advance = Progress.advance
+    monkeypatch.setattr(Progress, "advance", lambda self, task: (advanced.append(task), advance(self, task)))
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=4)])
+    Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3), train=TrainSpec(epochs=1, eval_batch_size=16),
+            progress=True).fit(tiny_data)
+    assert passes == [("test split, last epoch's weights", 4)]  # 60 test samples, 16 a batch
+    assert advanced.count("test split, last epoch's weights") == 4
+
+
 def test_the_final_scoring_draws_a_bar_of_its_batches_on_a_terminal(monkeypatch):
     import io
 
