@@ -1191,6 +1191,43 @@ def test_predict_skip_unreadable_lists_the_damaged_inputs_in_the_folder_of_masks
     assert (masks / "good_mask.png").is_file()
 
 
+def test_predict_replaces_its_own_masks_never_a_users_file_of_the_same_name(shapes_run, tmp_path, monkeypatch):
+    """Review 46e: predict wrote NAME_mask.png over any file of that name (a folder of true masks
+    named so); its PNGs now carry a mark, and a file without it is refused before anything runs."""
+    from peerdistill.errors import ConfigError
+    from peerdistill.predict import predict_files
+    from peerdistill.predict_outputs import written_by_predict
+
+    side = json.loads((shapes_run / "run.json").read_text())["input_shape"][1]
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "in" / f"{name}.png")
+    masks = predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks", overlays=tmp_path / "pictures")
+    assert all(written_by_predict(f) for f in [*masks.glob("*.png"), *(tmp_path / "pictures").glob("*.png")])
+    predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks", overlays=tmp_path / "pictures")  # its own
+    truth = np.full((side, side), 1, np.uint8)
+    Image.fromarray(truth).save(masks / "b_mask.png")  # a true mask of the user's, named as predict names its own
+    before = {f.name: f.read_bytes() for f in masks.iterdir()}
+    with pytest.raises(ConfigError, match=r"out='.*masks' holds 1 file\(s\) that predict would replace and did "
+                                          r"not write \('b_mask.png'\): write the masks to another folder"):
+        predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks")
+    assert {f.name: f.read_bytes() for f in masks.iterdir()} == before
+    # nor does a skipped input's earlier mask go when it is the user's
+    (tmp_path / "in" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 2 inputs cannot be read"):
+        predict_files(shapes_run, [str(tmp_path / "in")], tmp_path / "masks", skip_unreadable=True)
+    assert np.array_equal(np.asarray(Image.open(masks / "b_mask.png")), truth)
+    # a folder it cannot write in is found before any input is read (root passes any permission: os.access told)
+    unwritable = tmp_path / "locked"
+    unwritable.mkdir()
+    monkeypatch.setattr("peerdistill.predict_outputs.os.access", lambda path, mode: Path(path) != unwritable)
+    monkeypatch.setattr("peerdistill.predict._predicted", lambda *a, **k: pytest.fail("predicted before the check"))
+    with pytest.raises(PermissionError, match="cannot be written in"):
+        predict_files(shapes_run, [str(tmp_path / "in" / "a.png")], tmp_path / "elsewhere",
+                      overlays=unwritable / "pictures")
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_the_segmentation_docs_python_example_runs_and_from_arrays_points_masks_to_it(tmp_path, capsys):
     """docs/segmentation.md's From Python example, as written (placeholders filled with a few
     generated shapes, one epoch), read back by evaluate_run and by the command line (told how

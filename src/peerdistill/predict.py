@@ -26,8 +26,8 @@ from .sidecar import fields_digest, model_info, read_sidecar, sidecar_path
 from .exported_models import STUDENT_LOGITS, ensemble_of_stacked
 from .errors import CheckpointError, ConfigError, DataError, warn_user
 from .predict_inputs import Inputs, read_inputs
-from .predict_outputs import (check_out, list_unreadable, remove_earlier_pictures_of, unreadable_list,
-                              write_predictions)
+from .predict_outputs import (check_out, check_pictures_replaceable, list_unreadable, remove_earlier_pictures_of,
+                              unreadable_list, write_predictions)
 from .runs import run_data_places
 
 
@@ -92,6 +92,10 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     _say_if_unlike_training_images(read, info.get("data_stats"), info.get("training_images"))
     if not info.get("data_stats"):
         _say_if_unlike_what_the_models_saw(read, info.get("input_stats"))
+    pictures = [(out, "mask", "--out")] if dense else []
+    if overlays is not None:
+        pictures.append((Path(overlays), "overlay" if dense else "boxes", "--overlays"))
+    check_pictures_replaceable(read, pictures)
     results = _predicted(read, info, run, batch_size)
     written = write_predictions(read, results, info, out, size, visible_masks, overlays)
     list_unreadable(read, unreadable_list(out, dense))

@@ -6,7 +6,9 @@ read."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from .option_names import option
 from .pictures import visible_levels
 from .predict_inputs import Inputs
 from .spatial import align_to
+from .wording import first_few
 
 
 def write_predictions(read: Inputs, results: list, info: dict, out: Path, size: tuple[int, ...],
@@ -77,6 +80,10 @@ def check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path]
     if not dense and out.is_dir():
         raise ConfigError(f"{named} is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
     check_not_a_run_file(out / "mask.png" if dense else out, flag)
+    place = out if dense else out.parent  # (found before the inputs are read: nothing half written, review 46e)
+    existing = next(folder for folder in (place, *place.parents) if folder.exists())
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
     given = [Path(i).resolve() for i in inputs]
     here = out.resolve()
     if not dense and (here in given or (here.parent in given and here.suffix.lower() in IMAGE_SUFFIXES)):
@@ -137,7 +144,39 @@ def remove_earlier_pictures_of(read: Inputs, mask_folders: list[Path], overlays:
             continue
         for folder, kinds in written:
             for kind in kinds:
-                (folder / f"{stem}_{kind}.png").unlink(missing_ok=True)
+                earlier = folder / f"{stem}_{kind}.png"
+                if written_by_predict(earlier):  # (a file of the user's of that name stays)
+                    earlier.unlink()
+
+
+# The PNG text chunk predict's masks and pictures carry: what lets a later predict replace its
+# own files in a folder, never a user's of the same name (a folder of true masks, case1_mask.png).
+PREDICT_MARK = ("Software", "peerdistill predict")
+
+
+def written_by_predict(path: Path) -> bool:
+    """Whether ``path`` is a PNG predict wrote (it carries ``PREDICT_MARK``)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            return picture.format == "PNG" and getattr(picture, "text", {}).get(PREDICT_MARK[0]) == PREDICT_MARK[1]
+    except (OSError, ValueError, SyntaxError):  # (not there, not an image, damaged)
+        return False
+
+
+def check_pictures_replaceable(read: Inputs, folders: list[tuple[Path, str, str]]) -> None:
+    """Before anything is written: no mask or picture predict would write, ``(folder, kind,
+    option)``, may replace a file of that name predict did not write (a folder of true masks
+    named ``case1_mask.png``; masks of a predict before 2026-12-06 carry no mark either)."""
+    for folder, kind, flag in folders:
+        theirs = [folder / f for f in picture_names(read, kind) if (folder / f).exists()
+                  and not written_by_predict(folder / f)]
+        if theirs:
+            raise ConfigError(f"{option(flag, repr(str(folder)))} holds {len(theirs)} file(s) that predict would "
+                              f"replace and did not write ({first_few([p.name for p in theirs], quoted=True)}): "
+                              f"write the {'masks' if kind == 'mask' else 'pictures'} to another folder, or delete "
+                              "those files to replace them")
 
 
 def write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Path,
@@ -228,14 +267,21 @@ def draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict],
         scale = torch.tensor([width / seen_size[1], height / seen_size[0]] * 2)
         draw_boxes(ImageDraw.Draw(picture), (det["boxes"].float().cpu() * scale).tolist(), det["scores"].tolist(),
                    det["labels"].tolist(), class_names, min_score=PICTURE_MIN_SCORE)
-        buf = io.BytesIO()
-        picture.save(buf, format="PNG")
-        atomic_write_bytes(folder / file, buf.getvalue())
+        atomic_write_bytes(folder / file, _png_bytes(picture))
 
 
 def _png(mask: np.ndarray) -> bytes:
     from PIL import Image
 
+    return _png_bytes(Image.fromarray(mask))
+
+
+def _png_bytes(picture) -> bytes:
+    """A PNG of ``picture`` carrying ``PREDICT_MARK``."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(*PREDICT_MARK)
     buf = io.BytesIO()
-    Image.fromarray(mask).save(buf, format="PNG")
+    picture.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
