@@ -52,6 +52,14 @@ def test_best_student_and_safetensors(digits_run):
     assert torch.equal(saved["classifier.weight"], load_file(digits_run / "models" / "student2.safetensors")["classifier.weight"])
 
 
+def test_eval_of_an_exported_graph_names_the_run_it_came_from(digits_run, tmp_path, capsys):
+    export_run(digits_run, model="student1", out=tmp_path / "s1.onnx")
+    assert main(["eval", str(tmp_path / "s1.onnx")]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"'{tmp_path / 's1.onnx'}' is an exported graph, not a run directory: eval scores a run's models (this "
+            f"one came from '{digits_run}', model 'student1'); the graph itself was checked") in said
+
+
 def test_export_errors(digits_run, capsys):
     assert main(["export", str(digits_run), "--model", "student9"]) == 2
     assert "the run has ['student1', 'student2', 'teacher']" in capsys.readouterr().err

@@ -95,6 +95,14 @@ def test_an_int8_graph_that_changes_too_many_decisions_is_not_written(digits_run
                                           r"written: accept less \(min_agreement=\)"):
         export_run(digits_run, model="ensemble", quantize="int8", out=target)
     assert not target.exists() and not target.with_suffix(".json").exists()
+    # the advice to calibrate on more follows what there is (review 46e: given after every training image was used)
+    with pytest.raises(ExportError, match=r"accept less \(min_agreement=\), calibrate on more images "
+                                          r"\(calibration=; 200 training images were used\), or export in fp32$"):
+        export_run(digits_run, model="ensemble", quantize="int8", out=target)
+    with pytest.raises(ExportError, match=r"accept less \(min_agreement=\), or export in fp32 \(calibration used "
+                                          r"every one of its 1077 training images already, so more cannot be had "
+                                          r"\(calibration=\)\)$"):
+        export_run(digits_run, model="ensemble", quantize="int8", out=target, calibration=5000)
 
 
 def test_an_int8_segmentation_ensemble_is_checked_pixel_by_pixel(tmp_path):
@@ -330,9 +338,17 @@ def test_a_segmentation_check_judges_each_class_not_the_pixels_background_fills(
     said = kept_by_int8(check, ["background", "polyp"])
     assert said.startswith("gives class 'polyp' a mask of Dice 0.0000 against the fp32 graph's (the lowest of the "
                            "classes judged) on 4 test inputs (")
+    assert said.endswith("pixels keep their class); on 4 test inputs alone, a rough figure")  # (review 46e)
+    import dataclasses
+
+    constant = dataclasses.replace(check, class_dice={1: 1.0}, judged_classes=(1,), checked=40)
+    assert kept_by_int8(constant, ["background", "polyp"]).endswith(
+        "; both graphs call every pixel 'polyp' on these inputs, so the check says nothing of the other classes: a "
+        "model that predicts one class everywhere")
     # refused: the Dice is what fell short, not the share of pixels kept (above 98% here)
-    assert short_of(check, ["background", "polyp"], 0.99).startswith(said)
-    assert short_of(check, ["background", "polyp"], 0.99).endswith("pixels keep their class): that Dice is below "
+    assert short_of(check, ["background", "polyp"], 0.99).startswith(said.split("; on 4")[0])
+    assert short_of(check, ["background", "polyp"], 0.99).endswith("pixels keep their class); on 4 test inputs "
+                                                                   "alone, a rough figure: that Dice is below "
                                                                    "min_agreement=0.99")
 
 

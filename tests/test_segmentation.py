@@ -1429,3 +1429,8 @@ def test_the_deployment_pages_segmentation_block_gives_predicts_masks_for_a_resi
     assert scope["x"].shape == (1, info["input_shape"][0], 12, 12) and scope["mask"].shape == (20, 26)
     masks = predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "masks")
     assert np.array_equal(scope["mask"].numpy(), np.asarray(Image.open(masks / "in_mask.png")))
+    # the graph's run names its data, which its masks may not be written among (review 46e: they were, from an .onnx)
+    from peerdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"out='.*d/masks' is (inside )?'.*d/masks', data the run reads"):
+        predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "d" / "masks")

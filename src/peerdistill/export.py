@@ -213,24 +213,27 @@ def _val_probabilities(module: nn.Module, output: str, data: DataSplits) -> tupl
     return np.concatenate(probs), np.concatenate(labels)
 
 
-def _quantization_inputs(meta: dict, calibration: int, data: DataSplits) -> tuple[np.ndarray, np.ndarray]:
+def _quantization_inputs(meta: dict, calibration: int, data: DataSplits) -> tuple[np.ndarray, np.ndarray, bool]:
     """Calibration inputs (up to ``calibration`` training images, spread over the split) and the
-    test inputs the int8 graph is checked on, normalised as in training. Only those images are
-    read. A patch-trained run's graph sees windows: its images are cut into window-sized tiles
-    covering each whole image (calibration: ``calibration`` tiles spread over every tile of
-    the split; check: every tile of up to ``CHECK_LIMIT`` test images)."""
+    test inputs the int8 graph is checked on, normalised as in training, and whether the
+    calibration took every one there is. Only those images are read. A patch-trained run's graph
+    sees windows: its images are cut into window-sized tiles covering each whole image
+    (calibration: ``calibration`` tiles spread over every tile of the split; check: every tile of
+    up to ``CHECK_LIMIT`` test images)."""
     limit = CHECK_LIMIT[meta.get("task", "classification")]
     window, _ = saved_window(meta)
     if not window:
-        return tuple(torch.stack([split[int(i)][0] for i in evenly_spaced(np.arange(len(split)), count)]).float().numpy()
-                     for split, count in ((data.train, calibration), (data.test, limit)))
+        calibration_x, test_x = (
+            torch.stack([split[int(i)][0] for i in evenly_spaced(np.arange(len(split)), count)]).float().numpy()
+            for split, count in ((data.train, calibration), (data.test, limit)))
+        return calibration_x, test_x, len(calibration_x) == len(data.train)
     tiles = [(i, top, left) for i in range(len(data.train))
              for top, left in _tile_corners(_image_size(data.train, i), window)]
     chosen = evenly_spaced(np.array(tiles), calibration)
     calibration_x = _cut(data.train, chosen, window)
     test = [(int(i), top, left) for i in evenly_spaced(np.arange(len(data.test)), limit)
             for top, left in _tile_corners(_image_size(data.test, int(i)), window)]
-    return calibration_x, _cut(data.test, evenly_spaced(np.array(test), CHECK_TILES), window)
+    return calibration_x, _cut(data.test, evenly_spaced(np.array(test), CHECK_TILES), window), len(chosen) == len(tiles)
 
 
 def _image_size(split, i: int) -> tuple[int, int]:
@@ -258,6 +261,9 @@ def _cut(split, tiles: np.ndarray, window: tuple[int, int]) -> np.ndarray:
 # Test inputs the int8 graph is checked on, at most: samples, or whole images for segmentation.
 CHECK_LIMIT = {"classification": 2048, "segmentation": 32}
 CHECK_TILES = 2048  # window-sized tiles of those images, at most (patch-trained runs)
+# Fewer test inputs than these make the int8 check's figure a rough one, and it says so
+# (classification, segmentation): a test split of 6 images gave "100%" for a constant model.
+FEW_CHECKED = {False: 100, True: 10}
 
 
 FORMATS = ("onnx", "safetensors")
@@ -443,7 +449,7 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
                name: str, data: DataSplits, threshold: float | None) -> tuple[Path, QuantizedCheck]:
     """The int8 graph of the checked fp32 graph ``fp32``, staged beside it, and its check (of the
     calls at ``threshold`` when the file ships one, as predict makes them)."""
-    calibration_x, test_x = _quantization_inputs(meta, calibration, data)
+    calibration_x, test_x, every_one = _quantization_inputs(meta, calibration, data)
     int8 = fp32.with_name(f"int8-{fp32.name}")
     quantize_int8(fp32, int8, calibration_x)
     if not quantized_weights(int8):
@@ -455,11 +461,12 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
     if saved_window(meta)[0]:
         check.inputs = "window-sized tiles of the test images"
     if not check.judged >= min_agreement:
-        more = (f"calibrate on more images ({option('--calibration-samples')}; {len(calibration_x)} were used, all there "
-                "are)" if len(calibration_x) < calibration else
-                f"calibrate on more images ({option('--calibration-samples')})")
+        used = f"{len(calibration_x)} {'tiles' if saved_window(meta)[0] else 'training images'}"
+        more = (f"calibration used every one of its {used} already, so more cannot be had ({option('--calibration-samples')})"
+                if every_one else f"calibrate on more images ({option('--calibration-samples')}; {used} were used)")
         raise ExportError(f"the int8 graph of '{name}' {short_of(check, meta.get('class_names'), min_agreement)}; "
-                          f"it was not written: accept less ({option('--min-agreement')}), {more}, or export in fp32")
+                          f"it was not written: accept less ({option('--min-agreement')}), "
+                          f"{'or export in fp32 (' + more + ')' if every_one else more + ', or export in fp32'}")
     return int8, check
 
 
@@ -476,13 +483,20 @@ def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
     if check.class_dice:
         worst = check.lowest_class
         name = class_names[worst] if class_names and worst < len(class_names) else str(worst)
-        return (f"gives class '{name}' a mask of Dice {check.class_dice[worst]:.4f} against the fp32 graph's (the "
+        said = (f"gives class '{name}' a mask of Dice {check.class_dice[worst]:.4f} against the fp32 graph's (the "
                 f"lowest of the classes judged) on {check.checked} {check.inputs} ({percent(check.agreement)} of "
                 f"{check.predictions} pixels keep their class)")
-    changed = round((1 - check.agreement) * check.predictions)
-    decision = f"call at the threshold {check.threshold:.4g}" if check.threshold is not None else "class"
-    return (f"keeps the fp32 {decision} for {percent(check.agreement)} of {check.predictions} test predictions "
-            f"({changed} changed; one is {percent(1 / check.predictions)} here)")
+        if len(check.class_dice) == 1:  # (review 46e: a model calling every pixel one class passed at 100%)
+            said += (f"; both graphs call every pixel '{name}' on these inputs, so the check says nothing of the other "
+                     "classes: a model that predicts one class everywhere")
+    else:
+        changed = round((1 - check.agreement) * check.predictions)
+        decision = f"call at the threshold {check.threshold:.4g}" if check.threshold is not None else "class"
+        said = (f"keeps the fp32 {decision} for {percent(check.agreement)} of {check.predictions} test predictions "
+                f"({changed} changed; one is {percent(1 / check.predictions)} here)")
+    if check.checked < FEW_CHECKED[bool(check.class_dice)] and check.inputs == "test inputs":
+        said += f"; on {check.checked} test inputs alone, a rough figure"
+    return said
 
 
 def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:

@@ -24,10 +24,11 @@ from .engine.evaluate import windowed
 from .post_hoc import check_post_hoc_options
 from .sidecar import fields_digest, model_info, read_sidecar, sidecar_path
 from .exported_models import STUDENT_LOGITS, ensemble_of_stacked
-from .errors import CheckpointError, ConfigError, DataError, warn_user
+from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, warn_user
 from .predict_inputs import Inputs, read_inputs
 from .predict_outputs import (check_out, check_pictures_replaceable, list_unreadable, remove_earlier_pictures_of,
                               unreadable_list, write_predictions)
+from .run_files import RUN_FILE
 from .runs import run_data_places
 
 
@@ -73,8 +74,8 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if overlays is not None and info["task"] == "classification":
         raise ConfigError("--overlays draws masks or boxes on the inputs; a classifier's predictions are the CSV: "
                           "drop --overlays")
-    # a run directory names its training data, which no output may replace (an .onnx does not)
-    trained_on = [] if model_path.suffix.lower() == ".onnx" else run_data_places(RunDir.open(model_path).meta())
+    # a run directory names its training data, which no output may replace (an .onnx, the run it came from)
+    trained_on = _data_places_of(model_path)
     check_out(out, dense, inputs, trained_on)
     if overlays is not None:
         check_out(Path(overlays), True, inputs, trained_on, pictures=True)
@@ -119,6 +120,21 @@ def _model_to_predict_with(model_path: Path, model: str | None, modules: dict | 
                           "tta): export with --temperature-scaling / --operating-point RULE / --tta FLIPS, or "
                           "predict from the run directory")
     return _onnx_model(model_path, decoding)
+
+
+def _data_places_of(model_path: Path) -> list[Path]:
+    """Where the model's training data is: its run's, or for an .onnx the run its JSON says it
+    came from while that run is there (review 46e: masks were written into its mask folder)."""
+    if model_path.suffix.lower() != ".onnx":
+        return run_data_places(RunDir.open(model_path).meta())
+    origin = (read_sidecar(model_path).get("exported_from") or {}) if sidecar_path(model_path).is_file() else {}
+    run = Path(origin["run"]) if isinstance(origin, dict) and isinstance(origin.get("run"), str) else None
+    if run is None or not (run / RUN_FILE).is_file():
+        return []
+    try:
+        return run_data_places(RunDir.open(run).meta())
+    except PeerdistillError:  # a run damaged since: the graph is predicted all the same
+        return []
 
 
 def _predicted(read: Inputs, info: dict, run: Callable, batch_size: int) -> list:

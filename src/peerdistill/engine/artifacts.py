@@ -534,6 +534,19 @@ class RunDir:
         write_rows_csv(self.path / "metrics.csv", rows)
 
 
+def _an_export_is_no_run(path: Path) -> str:
+    """An exported graph given where a run goes: the run it came from, and how the graph itself is scored."""
+    try:
+        origin = json.loads(path.with_suffix(".json").read_text()).get("exported_from") or {}
+    except (OSError, ValueError, AttributeError):
+        origin = {}
+    came_from = (f" (this one came from '{origin['run']}', model '{origin.get('model')}')"
+                 if isinstance(origin, dict) and origin.get("run") else "")
+    return (f"'{path}' is an exported graph, not a run directory: eval scores a run's models{came_from}; the graph "
+            "itself was checked against them by export (its parity, or its int8 check), and predict applies it to "
+            "images, whose masks or probabilities can be compared with the truth")
+
+
 def _not_a_run(path: Path) -> str:
     """Why ``path`` is no run directory, and what was likely meant."""
     if not path.exists():
@@ -541,6 +554,8 @@ def _not_a_run(path: Path) -> str:
     if path.is_file():
         if (path.parent / RUN_FILE).is_file():
             return f"'{path}' is a file of a run: give its folder, '{path.parent}'"
+        if path.suffix.lower() == ".onnx":  # (review 46e: an export, given to eval to score it)
+            return _an_export_is_no_run(path)
         return f"'{path}' is a file, not a peerdistill run directory: give the folder where train wrote run.json"
     if run_lock.is_held(path):
         return f"'{path}' is a run that has just started: its run.json is written in a moment, try again then"
