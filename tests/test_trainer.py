@@ -405,7 +405,7 @@ def test_the_test_split_is_scored_once_when_the_best_epoch_is_the_last(tiny_data
     t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, monitor="ensemble/accuracy"))
     calls = []
     evaluate = t._evaluate
-    t._evaluate = lambda batches, where: calls.append(batches) or evaluate(batches, where)
+    t._evaluate = lambda batches, where, *shown: calls.append(batches) or evaluate(batches, where, *shown)
     result = t.fit(tiny_data)
     assert result.best_epoch == 0 and len(calls) == 2  # one validation, one test pass (not two)
     # the same scores, and what the best weights score when they are loaded again (a student

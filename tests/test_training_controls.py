@@ -130,8 +130,8 @@ def _scripted(t, scores: list[float], metric: str = "accuracy") -> None:
     """The validation monitor (ensemble/``metric``) reads ``scores`` one epoch after another."""
     evaluate = t._evaluate
 
-    def scripted(batches, where):
-        result = evaluate(batches, where)
+    def scripted(batches, where, *shown):
+        result = evaluate(batches, where, *shown)
         if where.startswith("the validation split"):
             result["ensemble"][metric] = scores.pop(0)
         return result
@@ -176,10 +176,10 @@ def test_a_run_killed_after_it_stopped_early_resumes_to_its_final_evaluation_onl
     _scripted(first, [0.8, 0.7])
     evaluate = first._evaluate
 
-    def killed_at_test(batches, where):
+    def killed_at_test(batches, where, *shown):
         if where.startswith("the test split"):
             raise KeyboardInterrupt
-        return evaluate(batches, where)
+        return evaluate(batches, where, *shown)
 
     first._evaluate = killed_at_test
     with pytest.raises(KeyboardInterrupt):
@@ -317,10 +317,10 @@ def test_a_best_epoch_that_is_the_last_one_run_is_tested_once(tiny_data):
     tested = []
     evaluate = t._evaluate
 
-    def recorded(batches, where):
+    def recorded(batches, where, *shown):
         if where.startswith("the test split"):
             tested.append(where)
-        return evaluate(batches, where)
+        return evaluate(batches, where, *shown)
 
     t._evaluate = recorded
     result = t.fit(tiny_data)
@@ -702,7 +702,7 @@ def test_validation_every_nth_epoch_and_the_last_chooses_the_best_among_those(ti
     t = trainer(make_cohort(), train=TrainSpec(epochs=7, batch_size=32, val_every=3), run_dir=tmp_path / "run")
     _scripted(t, [0.5, 0.8, 0.6])
     evaluate = t._evaluate
-    t._evaluate = lambda batches, where: seen.append(where) or evaluate(batches, where)
+    t._evaluate = lambda batches, where, *shown: seen.append(where) or evaluate(batches, where, *shown)
     result = t.fit(tiny_data)
     assert [w for w in seen if w.startswith("the validation")] == [
         f"the validation split after epoch {e}" for e in (3, 6, 7)]
