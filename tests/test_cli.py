@@ -84,12 +84,23 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     assert f"training: 2 epoch(s) of {1077 // 128} step(s), batch 128, on cpu, fp32" in printed
     assert f"the run would be written to '{out / 'r'}'. Nothing was written" in printed
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*"))
-    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run")
-    assert (f"'{out / 'r'}' exists: the run would be refused, unless with --overwrite (which replaces it) or "
-            "--resume (which continues it)") in " ".join(capsys.readouterr().out.split())
+    # where the run would go, as the run itself decides it (review 46f: an exists() check said otherwise)
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run", expect=2)
+    assert f"run directory '{out / 'r'}' holds a finished run: pass --overwrite" in capsys.readouterr().err
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run", "--overwrite")
-    assert f"'{out / 'r'}' exists: the run would replace it (--overwrite)" in " ".join(capsys.readouterr().out.split())
+    assert f"'{out / 'r'}' holds a run: the run would replace it (--overwrite)" in " ".join(
+        capsys.readouterr().out.split())
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*")) == before  # untouched
+    (out / "mine").mkdir()
+    (out / "mine" / "notes.txt").write_text("mine")
+    run_cli("train", f"out_dir={out}", "name=mine", *FAST, "--dry-run", "--overwrite", expect=2)
+    assert f"refusing to overwrite '{out / 'mine'}': it is not a peerdistill run directory" in capsys.readouterr().err
+    (out / "empty").mkdir()
+    run_cli("train", f"out_dir={out}", "name=empty", *FAST, "--dry-run")
+    assert f"the run would be written to '{out / 'empty'}'" in " ".join(capsys.readouterr().out.split())
+    run_cli("train", f"out_dir={out / 'mine' / 'notes.txt'}", *FAST, "--dry-run", expect=2)
+    assert "Not a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["empty", "mine", "r"] and not any((out / "empty").iterdir())
     run_cli("train", "--resume", out / "r", "--dry-run", expect=2)
     assert "--dry-run checks a new run before it starts" in capsys.readouterr().err
 
@@ -108,7 +119,7 @@ def test_a_trainers_check_leaves_the_models_as_they_were_given(tiny_data):
     from peerdistill import ClassificationTask, Cohort, Edge, KnowledgeGraph, Trainer, TrainSpec
     from peerdistill.models import SmallCNN
 
-    teacher, student = SmallCNN(1, 3, width=8), SmallCNN(1, 3, width=4)
+    teacher, student = SmallCNN(1, 3, width=8).eval(), SmallCNN(1, 3, width=4).train()
     edges = [Edge("teacher", "student1", "kl"),
              Edge("teacher", "student1", "hint", source_layer="features.2", target_layer="features.2")]
     trainer = Trainer(Cohort.from_modules([student], teacher=teacher), KnowledgeGraph(edges), ClassificationTask(3),
@@ -118,6 +129,7 @@ def test_a_trainers_check_leaves_the_models_as_they_were_given(tiny_data):
     assert plan.connectors == 1 and plan.edges == [e.name for e in edges]  # (8 channels taught to 4)
     assert [m["parameters"] for m in plan.members] == [sum(p.numel() for p in m.parameters()) for m in (teacher, student)]
     assert not any(m._forward_hooks or m._forward_pre_hooks for net in (teacher, student) for m in net.modules())
+    assert student.training and not teacher.training  # the modes given (review 46f: the probe left eval mode)
     trainer.fit(tiny_data)  # and the trainer still fits
 
 

@@ -1225,6 +1225,10 @@ def test_predict_replaces_its_own_masks_never_a_users_file_of_the_same_name(shap
     with pytest.raises(PermissionError, match="cannot be written in"):
         predict_files(shapes_run, [str(tmp_path / "in" / "a.png")], tmp_path / "elsewhere",
                       overlays=unwritable / "pictures")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(NotADirectoryError):  # (review 46f: under a file, found after the masks were written)
+        predict_files(shapes_run, [str(tmp_path / "in" / "a.png")], tmp_path / "elsewhere",
+                      overlays=tmp_path / "a-file" / "pictures")
     assert not (tmp_path / "elsewhere").exists()
 
 
@@ -1382,6 +1386,34 @@ def _run_the_deployment_pages_segmentation_block(onnx: Path, image: Path) -> dic
     return scope
 
 
+class _SignOfTheImage(torch.nn.Module):
+    """Hand-made scores that follow the image (class 1 where it is brighter than its mean), for
+    ``copies`` students side by side: a graph whose masks hold both classes, which a one-epoch
+    model's need not (review 46f: the block's resize rule went untested)."""
+
+    def __init__(self, copies: int = 1):
+        super().__init__()
+        self.copies = copies
+
+    def forward(self, x):
+        s = x[:, :1] - x[:, :1].mean(dim=(2, 3), keepdim=True)
+        return torch.cat([torch.cat([-s, s], 1) * (k + 1) for k in range(self.copies)], 1)
+
+
+def _hand_made_export(run: Path, output: str, path: Path) -> Path:
+    """``_SignOfTheImage`` exported with the JSON a run's export would have (its sizes, window)."""
+    from peerdistill.export import to_onnx
+    from peerdistill.exported_models import student_count
+    from peerdistill.sidecar import write_sidecar
+
+    meta = json.loads((run / "run.json").read_text())
+    copies = student_count(meta) if output == "student_logits" else 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_onnx(_SignOfTheImage(copies), torch.zeros(1, meta["input_shape"][0], 16, 16), path, dense=True)
+    write_sidecar(path, meta, output)
+    return path
+
+
 def test_the_deployment_pages_sliding_window_block_gives_predicts_masks(patch_shapes_run, tmp_path):
     """docs/deployment.md, "Segmentation": run as written on an exported patch-trained model, it
     gives the masks predict writes (review 45d: the blending was in the source alone)."""
@@ -1405,6 +1437,12 @@ def test_the_deployment_pages_sliding_window_block_gives_predicts_masks(patch_sh
 
     even = sliding_window_inference(scope["x"], (info["window"],) * 2, 8, scope["graph"], info["window_overlap"])
     assert np.abs(even.numpy() - scope["scores"].numpy()).max() > 1e-3
+    # students side by side (a sliding-window ensemble's graph), on a graph whose masks hold both classes
+    side_by_side = _hand_made_export(patch_shapes_run, "student_logits", tmp_path / "sides" / "student1.onnx")
+    scope = _run_the_deployment_pages_segmentation_block(side_by_side, tmp_path / "in.png")
+    masks = predict_files(side_by_side, [str(tmp_path / "in.png")], tmp_path / "sides" / "masks")
+    mask = np.asarray(Image.open(masks / "in_mask.png"))
+    assert set(np.unique(mask)) == {0, 1} and np.array_equal(scope["mask"].numpy(), mask)
 
 
 def test_the_deployment_pages_segmentation_block_gives_predicts_masks_for_a_resized_whole_image_ensemble(tmp_path):
@@ -1429,6 +1467,16 @@ def test_the_deployment_pages_segmentation_block_gives_predicts_masks_for_a_resi
     assert scope["x"].shape == (1, info["input_shape"][0], 12, 12) and scope["mask"].shape == (20, 26)
     masks = predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "masks")
     assert np.array_equal(scope["mask"].numpy(), np.asarray(Image.open(masks / "in_mask.png")))
+    # the resize rule itself, on a graph whose masks hold both classes: probabilities resized, then the argmax
+    # (nearest-neighbour class indices, as the page said before, differ on the objects' edges: review 46e)
+    edges = _hand_made_export(tmp_path / "runs" / "r", "logits", tmp_path / "edges" / "student1.onnx")
+    scope = _run_the_deployment_pages_segmentation_block(edges, tmp_path / "in.png")
+    mask = np.asarray(Image.open(predict_files(edges, [str(tmp_path / "in.png")], tmp_path / "edges" / "m")
+                                 / "in_mask.png"))
+    assert set(np.unique(mask)) == {0, 1} and np.array_equal(scope["mask"].numpy(), mask)
+    nearest = torch.nn.functional.interpolate(scope["scores"].argmax(dim=1, keepdim=True).float(), size=(20, 26),
+                                              mode="nearest")[0, 0].numpy()
+    assert not np.array_equal(nearest, mask)  # (the check can tell the two rules apart)
     # the graph's run names its data, which its masks may not be written among (review 46e: they were, from an .onnx)
     from peerdistill.errors import ConfigError
 

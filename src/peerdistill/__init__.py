@@ -17,6 +17,7 @@ _ON_FIRST_USE = {
     **dict.fromkeys(("PeerdistillError", "ConfigError", "DataError", "CheckpointError", "RunDirError",
                      "NonFiniteError", "PeerdistillWarning"), ".errors"),
     "FitResult": ".engine", "Trainer": ".engine", "evaluate": ".engine", "seed_everything": ".engine",
+    "RunPlan": ".engine.run_plan",
     "export_run": ".export",
     "Edge": ".graph", "KnowledgeGraph": ".graph", "preset_edges": ".graph",
     "soft_kl": ".losses",
@@ -29,7 +30,7 @@ _ON_FIRST_USE = {
 __all__ = [
     "CheckpointError", "ClassificationTask", "Cohort", "ConfigError", "DataError", "DataSplits", "Edge", "FitResult",
     "HeadedModel", "KnowledgeGraph", "Member", "NonFiniteError", "OptimSpec", "PeerdistillError", "PeerdistillWarning",
-    "RunConfig", "RunDirError", "SegmentationTask", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run",
+    "RunConfig", "RunDirError", "RunPlan", "SegmentationTask", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run",
     "export_run",
     "load_cohort", "load_config", "load_model", "predict_files", "preset_edges", "seed_everything", "soft_kl",
 ]
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # what type checkers and editors see (keep in step with _ON_F
     from .errors import (CheckpointError, ConfigError, DataError, NonFiniteError, PeerdistillError, PeerdistillWarning,
                          RunDirError)
     from .engine import FitResult, Trainer, evaluate, seed_everything
+    from .engine.run_plan import RunPlan
     from .export import export_run
     from .graph import Edge, KnowledgeGraph, preset_edges
     from .losses import soft_kl

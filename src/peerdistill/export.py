@@ -467,6 +467,8 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
         raise ExportError(f"the int8 graph of '{name}' {short_of(check, meta.get('class_names'), min_agreement)}; "
                           f"it was not written: accept less ({option('--min-agreement')}), "
                           f"{'or export in fp32 (' + more + ')' if every_one else more + ', or export in fp32'}")
+    for caveat in int8_caveats(check, meta.get("class_names")):  # (written: the check passed, with less behind it)
+        warn_user(f"the int8 graph of '{name}' passed its check, but {caveat}")
     return int8, check
 
 
@@ -486,17 +488,26 @@ def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
         said = (f"gives class '{name}' a mask of Dice {check.class_dice[worst]:.4f} against the fp32 graph's (the "
                 f"lowest of the classes judged) on {check.checked} {check.inputs} ({percent(check.agreement)} of "
                 f"{check.predictions} pixels keep their class)")
-        if len(check.class_dice) == 1:  # (review 46e: a model calling every pixel one class passed at 100%)
-            said += (f"; both graphs call every pixel '{name}' on these inputs, so the check says nothing of the other "
-                     "classes: a model that predicts one class everywhere")
     else:
         changed = round((1 - check.agreement) * check.predictions)
         decision = f"call at the threshold {check.threshold:.4g}" if check.threshold is not None else "class"
         said = (f"keeps the fp32 {decision} for {percent(check.agreement)} of {check.predictions} test predictions "
                 f"({changed} changed; one is {percent(1 / check.predictions)} here)")
+    return "; ".join([said, *int8_caveats(check, class_names)])
+
+
+def int8_caveats(check: QuantizedCheck, class_names: list[str] | None) -> list[str]:
+    """What makes the int8 check's figure say less than it seems (review 46e: "100%" on 6 images of
+    a model calling every pixel one class): said with a refusal, warned of with a file written."""
+    caveats = []
+    if check.class_dice and len(check.class_dice) == 1:
+        only = next(iter(check.class_dice))
+        name = class_names[only] if class_names and only < len(class_names) else str(only)
+        caveats.append(f"both graphs call every pixel '{name}' on these inputs, so the check says nothing of the "
+                       "other classes: a model that predicts one class everywhere")
     if check.checked < FEW_CHECKED[bool(check.class_dice)] and check.inputs == "test inputs":
-        said += f"; on {check.checked} test inputs alone, a rough figure"
-    return said
+        caveats.append(f"on {check.checked} test inputs alone, a rough figure")
+    return caveats
 
 
 def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:

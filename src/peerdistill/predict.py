@@ -19,7 +19,7 @@ from .data.loaders import check_batch_size
 from .data.sources import SATURATED
 from .data.splits import per_channel, standardize, unlike_seen
 from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
-from .engine.artifacts import RunDir
+from .engine.artifacts import RunDir, exported_from
 from .engine.evaluate import windowed
 from .post_hoc import check_post_hoc_options
 from .sidecar import fields_digest, model_info, read_sidecar, sidecar_path
@@ -127,8 +127,8 @@ def _data_places_of(model_path: Path) -> list[Path]:
     came from while that run is there (review 46e: masks were written into its mask folder)."""
     if model_path.suffix.lower() != ".onnx":
         return run_data_places(RunDir.open(model_path).meta())
-    origin = (read_sidecar(model_path).get("exported_from") or {}) if sidecar_path(model_path).is_file() else {}
-    run = Path(origin["run"]) if isinstance(origin, dict) and isinstance(origin.get("run"), str) else None
+    origin = exported_from(model_path)
+    run = Path(origin["run"]) if isinstance(origin.get("run"), str) else None
     if run is None or not (run / RUN_FILE).is_file():
         return []
     try:

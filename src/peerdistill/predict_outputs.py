@@ -82,7 +82,9 @@ def check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path]
     check_not_a_run_file(out / "mask.png" if dense else out, flag)
     place = out if dense else out.parent  # (found before the inputs are read: nothing half written, review 46e)
     existing = next(folder for folder in (place, *place.parents) if folder.exists())
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():  # (a file where a folder of the path goes)
+        raise OSError(errno.ENOTDIR, "Not a directory", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
     given = [Path(i).resolve() for i in inputs]
     here = out.resolve()

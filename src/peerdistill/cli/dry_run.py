@@ -32,15 +32,11 @@ def print_run_plan(plan, console, err_console) -> None:
     console.print(f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), batch {plan.batch_size}, on "
                   f"{plan.device}, {speed['precision']}{', channels_last' if speed['channels_last'] else ''}"
                   f"{', torch.compile' if speed['compile'] else ''}{packed}", highlight=False, soft_wrap=True)
-    if plan.run_dir is None:
-        where = "the run would write no files (no run directory)"
-    elif plan.run_dir_exists and plan.overwrite:
-        where = f"'{plan.run_dir}' exists: the run would replace it ({option('--overwrite')})"
-    elif plan.run_dir_exists:
-        where = (f"'{plan.run_dir}' exists: the run would be refused, unless with {option('--overwrite')} (which "
-                 f"replaces it) or {option('--resume')} (which continues it)")
-    else:
-        where = f"the run would be written to '{plan.run_dir}'"
+    where = {None: "the run would write no files (no run directory)",
+             "new": f"the run would be written to '{plan.run_dir}'",
+             "again": f"'{plan.run_dir}' holds a run stopped in its first epoch: the run would start it again",
+             "replace": f"'{plan.run_dir}' holds a run: the run would replace it ({option('--overwrite')})"}[
+        plan.run_dir_verdict]
     console.print(f"{escape(where)}. Nothing was written; one forward of a few validation samples ran.",
                   highlight=False, soft_wrap=True)
     if plan.warnings:

@@ -400,44 +400,18 @@ class RunDir:
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
         path = Path(path)
         _finish_deleting(path)
-        if path.is_dir() and any(path.iterdir()) and all(_is_partial_write(p) for p in path.iterdir()):
-            # killed while writing its first file (run.json): nothing of a run is here yet, unless a
-            # live process is writing it now (it holds the lock)
-            run_lock.check_free(path)
+        verdict = cls.verdict(path, overwrite)
+        if verdict == "new" and path.is_dir():
+            # killed while writing its first file (run.json): nothing of a run is here yet
             for partial in path.iterdir():
                 partial.unlink()
-        if path.exists() and any(path.iterdir()):
-            run_lock.check_free(path)  # neither trained nor deleted beside the process training it
-            if path.is_symlink() and (overwrite or replaced_by_the_same_command(path)):
-                # replacing it would replace the link, not the run it points to
-                raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}', which holds a run: replacing "
-                                  "it would replace the link; give the run's own folder (name= or the path it points "
-                                  "to), or remove the link")
-            if not overwrite and replaced_by_the_same_command(path):
-                # A job requeued after being stopped in its first epoch runs the same command
-                # again: refusing it (and --resume, with no checkpoint) would need a script. Not
-                # where runs are not locked: a run in its first epoch elsewhere looks the same.
-                warn_user(PeerdistillWarning(f"'{path}' held a run stopped in its first epoch, before it kept "
-                                             "anything (no checkpoint, no model): started again"))
-                overwrite = True
-            if not overwrite:
-                if (path / RUN_FILE).is_file() and not (path / RESUME_FILE).is_file() \
-                        and read_json(path / RUN_FILE).get("status") != "complete":
-                    raise RunDirError(f"run directory '{path}' holds a run with nothing to resume yet (it stopped "
-                                      "in its first epoch, or is still in it): pass --overwrite to start it again, "
-                                      "or choose another name=/out_dir= (in Python: Trainer(overwrite=True) or "
-                                      "another run_dir)")
-                if (path / RUN_FILE).is_file() and read_json(path / RUN_FILE).get("status") == "complete":
-                    raise RunDirError(f"run directory '{path}' holds a finished run: pass --overwrite to train it "
-                                      "again, or choose another name=/out_dir= to keep both (in Python: "
-                                      "Trainer(overwrite=True) or another run_dir)")
-                raise RunDirError(
-                    f"run directory '{path}' already exists: pass --overwrite to replace it, "
-                    "--resume to continue it, or choose another name=/out_dir= (in Python: Trainer(overwrite=True), "
-                    "fit(data, resume=True), or another run_dir)"
-                )
-            if not (path / RUN_FILE).exists():
-                raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
+        if verdict == "again":
+            # A job requeued after being stopped in its first epoch runs the same command
+            # again: refusing it (and --resume, with no checkpoint) would need a script. Not
+            # where runs are not locked: a run in its first epoch elsewhere looks the same.
+            warn_user(PeerdistillWarning(f"'{path}' held a run stopped in its first epoch, before it kept "
+                                         "anything (no checkpoint, no model): started again"))
+        if verdict in ("again", "replace"):
             # Renamed away first (one atomic step), then deleted: a process killed while deleting
             # leaves a hidden folder the next start removes, not half a run that no command takes.
             # The lock is held across the rename: a second --overwrite starting at the same instant
@@ -463,6 +437,50 @@ class RunDir:
             raise RunDirError(f"cannot create the run directory '{path}': {exc.strerror}; choose another out_dir "
                               "(for compare: --out)") from None
         return cls(path)
+
+    @classmethod
+    def verdict(cls, path: str | Path, overwrite: bool = False) -> str:
+        """What ``create`` would do with ``path``, found without writing anything (``train
+        --dry-run``): ``new`` (nothing of a run there), ``again`` (a run the same command stopped
+        in its first epoch, started again), ``replace`` (a run, with ``overwrite``); the
+        ``RunDirError`` it would raise where it would refuse."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"cannot create the run directory '{path}': a file of that name is there; choose another "
+                              "name=/out_dir=")
+        if path.is_dir() and any(path.iterdir()) and all(_is_partial_write(p) for p in path.iterdir()):
+            run_lock.check_free(path)  # (unless a live process is writing its first file now)
+            return "new"
+        if not (path.exists() and any(path.iterdir())):
+            _check_creatable(path)
+            return "new"
+        run_lock.check_free(path)  # neither trained nor deleted beside the process training it
+        if path.is_symlink() and (overwrite or replaced_by_the_same_command(path)):
+            # replacing it would replace the link, not the run it points to
+            raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}', which holds a run: replacing "
+                              "it would replace the link; give the run's own folder (name= or the path it points "
+                              "to), or remove the link")
+        if not overwrite and replaced_by_the_same_command(path):
+            return "again"
+        if not overwrite:
+            if (path / RUN_FILE).is_file() and not (path / RESUME_FILE).is_file() \
+                    and read_json(path / RUN_FILE).get("status") != "complete":
+                raise RunDirError(f"run directory '{path}' holds a run with nothing to resume yet (it stopped "
+                                  "in its first epoch, or is still in it): pass --overwrite to start it again, "
+                                  "or choose another name=/out_dir= (in Python: Trainer(overwrite=True) or "
+                                  "another run_dir)")
+            if (path / RUN_FILE).is_file() and read_json(path / RUN_FILE).get("status") == "complete":
+                raise RunDirError(f"run directory '{path}' holds a finished run: pass --overwrite to train it "
+                                  "again, or choose another name=/out_dir= to keep both (in Python: "
+                                  "Trainer(overwrite=True) or another run_dir)")
+            raise RunDirError(
+                f"run directory '{path}' already exists: pass --overwrite to replace it, "
+                "--resume to continue it, or choose another name=/out_dir= (in Python: Trainer(overwrite=True), "
+                "fit(data, resume=True), or another run_dir)"
+            )
+        if not (path / RUN_FILE).exists():
+            raise RunDirError(f"refusing to overwrite '{path}': it is not a peerdistill run directory")
+        return "replace"
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
@@ -534,17 +552,35 @@ class RunDir:
         write_rows_csv(self.path / "metrics.csv", rows)
 
 
+def exported_from(onnx_path: Path) -> dict[str, Any]:
+    """The ``exported_from`` record of the JSON beside an exported graph (which run and model it
+    came from), read leniently: {} where there is none or it cannot be read."""
+    try:
+        origin = json.loads(Path(onnx_path).with_suffix(".json").read_text()).get("exported_from")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return origin if isinstance(origin, dict) else {}
+
+
 def _an_export_is_no_run(path: Path) -> str:
     """An exported graph given where a run goes: the run it came from, and how the graph itself is scored."""
-    try:
-        origin = json.loads(path.with_suffix(".json").read_text()).get("exported_from") or {}
-    except (OSError, ValueError, AttributeError):
-        origin = {}
+    origin = exported_from(path)
     came_from = (f" (this one came from '{origin['run']}', model '{origin.get('model')}')"
-                 if isinstance(origin, dict) and origin.get("run") else "")
+                 if isinstance(origin.get("run"), str) else "")
     return (f"'{path}' is an exported graph, not a run directory: eval scores a run's models{came_from}; the graph "
             "itself was checked against them by export (its parity, or its int8 check), and predict applies it to "
             "images, whose masks or probabilities can be compared with the truth")
+
+
+def _check_creatable(path: Path) -> None:
+    """A run directory can be made at ``path``: its nearest existing folder is a folder that
+    can be written in (said as ``create`` says a failure to make it)."""
+    existing = next(folder for folder in (path, *path.parents) if folder.exists() or folder == folder.parent)
+    why = ("Not a directory" if not existing.is_dir() else
+           "Permission denied" if not os.access(existing, os.W_OK | os.X_OK) else None)
+    if why:
+        raise RunDirError(f"cannot create the run directory '{path}': {why} ('{existing}'); choose another out_dir "
+                          "(for compare: --out)")
 
 
 def _not_a_run(path: Path) -> str:

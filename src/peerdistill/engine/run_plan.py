@@ -14,8 +14,9 @@ from .records import count_exported_parameters
 @dataclass
 class RunPlan:
     run_dir: Path | None  # where the run would be written (None: nowhere)
-    run_dir_exists: bool  # a new run there is refused without overwrite
-    overwrite: bool  # the run would replace it
+    # what creating it would do (``RunDir.verdict``): new, again (a run the same command stopped in
+    # its first epoch), replace (with overwrite); None without a run directory
+    run_dir_verdict: str | None
     split_sizes: dict[str, int]
     input_shape: list[int]
     class_names: list[str]
@@ -31,11 +32,10 @@ class RunPlan:
     warnings: list[str] = field(default_factory=list)  # what training would warn of first
 
 
-def run_plan(trainer, data, said: list[str]) -> RunPlan:
+def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
     """``trainer`` after its setup for ``data`` (``Trainer.check``)."""
-    path = trainer.run_dir_path
     return RunPlan(
-        run_dir=path, run_dir_exists=bool(path is not None and Path(path).exists()), overwrite=trainer.overwrite,
+        run_dir=trainer.run_dir_path, run_dir_verdict=verdict,
         split_sizes={split: len(getattr(data, split)) for split in ("train", "val", "test")},
         input_shape=list(data.input_shape), class_names=[str(c) for c in data.class_names],
         members=[{"name": m.name, "role": m.role, "frozen": m.frozen, "parameters": count_exported_parameters(m.module),

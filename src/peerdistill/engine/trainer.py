@@ -420,12 +420,17 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         if launched():  # (each process would check alone, and the group be left half formed on an error)
             raise ConfigError("a dry run checks a run in one process: run it without torchrun (the check is the "
                               "same; what differs under torchrun is the share of each batch a process takes)")
+        # where the run would go, as creating it would decide (refused: said now, as the run would say it)
+        verdict = RunDir.verdict(self.run_dir_path, self.overwrite) if self.run_dir_path is not None else None
+        modes = [(sub, sub.training) for m in self.cohort.members for sub in m.module.modules()]
         try:
             self._setup(data)
-            return run_plan(self, data, self._warned_about_training(data))
+            return run_plan(self, data, self._warned_about_training(data), verdict)
         finally:
             self.cohort.capture({})
             self.cohort.hold_heads(False)
+            for sub, training in modes:  # (the probe ran in eval mode: the models are left as given)
+                sub.train(training)
 
     def _read_resume_state(self) -> dict[str, Any]:
         # without a checkpoint, the message says whether train alone starts the run again: it kept
