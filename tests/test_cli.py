@@ -87,9 +87,12 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     # where the run would go, as the run itself decides it (review 46f: an exists() check said otherwise)
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run", expect=2)
     assert f"run directory '{out / 'r'}' holds a finished run: pass --overwrite" in capsys.readouterr().err
+    (out / "r" / "export").mkdir()
+    (out / "r" / "export" / "s.onnx").write_text("")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*"))
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run", "--overwrite")
-    assert f"'{out / 'r'}' holds a run: the run would replace it (--overwrite)" in " ".join(
-        capsys.readouterr().out.split())
+    assert (f"'{out / 'r'}' holds a run: the run would replace it (--overwrite), moving what it holds besides the run "
+            "(export/) to a folder beside it, 'r.kept-YYYYmmdd-HHMMSS'") in " ".join(capsys.readouterr().out.split())
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*")) == before  # untouched
     (out / "mine").mkdir()
     (out / "mine" / "notes.txt").write_text("mine")
@@ -100,6 +103,11 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     assert f"the run would be written to '{out / 'empty'}'" in " ".join(capsys.readouterr().out.split())
     run_cli("train", f"out_dir={out / 'mine' / 'notes.txt'}", *FAST, "--dry-run", expect=2)
     assert "Not a directory" in capsys.readouterr().err
+    (out / "gone").symlink_to(tmp_path / "nowhere")  # a link to nothing: refused as the run would refuse it
+    run_cli("train", f"out_dir={out}", "name=gone", *FAST, "--dry-run", expect=2)
+    assert f"'{out / 'gone'}' is a symbolic link to '{tmp_path / 'nowhere'}', which does not exist" in \
+        capsys.readouterr().err
+    (out / "gone").unlink()
     assert sorted(p.name for p in out.iterdir()) == ["empty", "mine", "r"] and not any((out / "empty").iterdir())
     run_cli("train", "--resume", out / "r", "--dry-run", expect=2)
     assert "--dry-run checks a new run before it starts" in capsys.readouterr().err

@@ -1397,7 +1397,10 @@ class _SignOfTheImage(torch.nn.Module):
 
     def forward(self, x):
         s = x[:, :1] - x[:, :1].mean(dim=(2, 3), keepdim=True)
-        return torch.cat([torch.cat([-s, s], 1) * (k + 1) for k in range(self.copies)], 1)
+        # each copy its own threshold and scale: students that disagree near the edges, so that how
+        # they are combined (the mean of their probabilities) shows in the mask
+        shifts = [0.4 * (k / (self.copies - 1) - 0.5) if self.copies > 1 else 0.0 for k in range(self.copies)]
+        return torch.cat([torch.cat([-(s - b), s - b], 1) * (k + 1) for k, b in enumerate(shifts)], 1)
 
 
 def _hand_made_export(run: Path, output: str, path: Path) -> Path:
@@ -1443,6 +1446,12 @@ def test_the_deployment_pages_sliding_window_block_gives_predicts_masks(patch_sh
     masks = predict_files(side_by_side, [str(tmp_path / "in.png")], tmp_path / "sides" / "masks")
     mask = np.asarray(Image.open(masks / "in_mask.png"))
     assert set(np.unique(mask)) == {0, 1} and np.array_equal(scope["mask"].numpy(), mask)
+    students = scope["scores"].unflatten(1, (scope["info"]["ensemble_of"], -1))  # (review 46g: combinations told apart)
+    assert students.shape[1] >= 2
+    # (a student alone differs; for two students of two classes the mean of the logits calls every pixel as the mean
+    # of the probabilities does: sigmoid(a) + sigmoid(b) = 1 exactly where a + b = 0)
+    for alone in (students[:, 0], students[:, -1]):
+        assert not np.array_equal(alone.argmax(dim=1)[0].numpy(), mask)
 
 
 def test_the_deployment_pages_segmentation_block_gives_predicts_masks_for_a_resized_whole_image_ensemble(tmp_path):

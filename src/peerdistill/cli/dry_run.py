@@ -37,6 +37,9 @@ def print_run_plan(plan, console, err_console) -> None:
              "again": f"'{plan.run_dir}' holds a run stopped in its first epoch: the run would start it again",
              "replace": f"'{plan.run_dir}' holds a run: the run would replace it ({option('--overwrite')})"}[
         plan.run_dir_verdict]
+    if plan.kept_aside:
+        where += (f", moving what it holds besides the run ({', '.join(plan.kept_aside)}) to a folder beside it, "
+                  f"'{plan.run_dir.name}.kept-YYYYmmdd-HHMMSS'")
     console.print(f"{escape(where)}. Nothing was written; one forward of a few validation samples ran.",
                   highlight=False, soft_wrap=True)
     if plan.warnings:

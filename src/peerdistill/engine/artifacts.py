@@ -330,6 +330,11 @@ def _member_names(path: Path) -> set[str] | None:
         return None
 
 
+def kept_aside_when_replaced(path: Path) -> list[str]:
+    """What replacing the run in ``path`` would move to ``NAME.kept-TIME`` (``train --dry-run``)."""
+    return _not_the_trainers(path) if (path / RUN_FILE).is_file() else []
+
+
 def _move_aside_what_is_not_the_trainers(path: Path) -> tuple[Path, list[str]] | None:
     """Move what a run folder holds besides the run (exports, reports, a user's notes, a backup
     in its checkpoints/) to a sibling ``NAME.kept-TIME``, at the same paths within it, before the
@@ -404,7 +409,8 @@ class RunDir:
         if verdict == "new" and path.is_dir():
             # killed while writing its first file (run.json): nothing of a run is here yet
             for partial in path.iterdir():
-                partial.unlink()
+                if _is_partial_write(partial):  # (a file another process put there since is not ours)
+                    partial.unlink()
         if verdict == "again":
             # A job requeued after being stopped in its first epoch runs the same command
             # again: refusing it (and --resume, with no checkpoint) would need a script. Not
@@ -445,6 +451,9 @@ class RunDir:
         in its first epoch, started again), ``replace`` (a run, with ``overwrite``); the
         ``RunDirError`` it would raise where it would refuse."""
         path = Path(path)
+        if path.is_symlink() and not path.exists():
+            raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}', which does not exist: point it at "
+                              "a folder, or remove it, or choose another name=/out_dir=")
         if path.exists() and not path.is_dir():
             raise RunDirError(f"cannot create the run directory '{path}': a file of that name is there; choose another "
                               "name=/out_dir=")

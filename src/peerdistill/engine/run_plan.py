@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .artifacts import kept_aside_when_replaced
 from .records import count_exported_parameters
 
 
@@ -17,6 +18,7 @@ class RunPlan:
     # what creating it would do (``RunDir.verdict``): new, again (a run the same command stopped in
     # its first epoch), replace (with overwrite); None without a run directory
     run_dir_verdict: str | None
+    kept_aside: list[str]  # replaced: what the folder holds besides the run, moved to NAME.kept-TIME beside it
     split_sizes: dict[str, int]
     input_shape: list[int]
     class_names: list[str]
@@ -36,6 +38,7 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
     """``trainer`` after its setup for ``data`` (``Trainer.check``)."""
     return RunPlan(
         run_dir=trainer.run_dir_path, run_dir_verdict=verdict,
+        kept_aside=kept_aside_when_replaced(Path(trainer.run_dir_path)) if verdict == "replace" else [],
         split_sizes={split: len(getattr(data, split)) for split in ("train", "val", "test")},
         input_shape=list(data.input_shape), class_names=[str(c) for c in data.class_names],
         members=[{"name": m.name, "role": m.role, "frozen": m.frozen, "parameters": count_exported_parameters(m.module),
