@@ -30,8 +30,8 @@ _ON_FIRST_USE = {
 __all__ = [
     "CheckpointError", "ClassificationTask", "Cohort", "ConfigError", "DataError", "DataSplits", "Edge", "FitResult",
     "HeadedModel", "KnowledgeGraph", "Member", "NonFiniteError", "OptimSpec", "PeerdistillError", "PeerdistillWarning",
-    "RunConfig", "RunDirError", "RunPlan", "SegmentationTask", "TensorData", "TrainSpec", "Trainer", "evaluate", "evaluate_run",
-    "export_run",
+    "RunConfig", "RunDirError", "RunPlan", "SegmentationTask", "TensorData", "TrainSpec", "Trainer", "evaluate",
+    "evaluate_run", "export_run",
     "load_cohort", "load_config", "load_model", "predict_files", "preset_edges", "seed_everything", "soft_kl",
 ]
 

@@ -462,8 +462,9 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
         check.inputs = "window-sized tiles of the test images"
     if not check.judged >= min_agreement:
         used = f"{len(calibration_x)} {'tiles' if saved_window(meta)[0] else 'training images'}"
-        more = (f"calibration used every one of its {used} already, so more cannot be had ({option('--calibration-samples')})"
-                if every_one else f"calibrate on more images ({option('--calibration-samples')}; {used} were used)")
+        flag = option('--calibration-samples')
+        more = (f"calibration used every one of its {used} already, so more cannot be had ({flag})" if every_one
+                else f"calibrate on more images ({flag}; {used} were used)")
         raise ExportError(f"the int8 graph of '{name}' {short_of(check, meta.get('class_names'), min_agreement)}; "
                           f"it was not written: accept less ({option('--min-agreement')}), "
                           f"{'or export in fp32 (' + more + ')' if every_one else more + ', or export in fp32'}")

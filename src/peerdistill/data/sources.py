@@ -11,10 +11,9 @@ import numpy as np
 from ..config import NO_FOLD_KINDS, DataSpec
 from ..errors import ConfigError, DataError, DataPlaceError, warn_user
 from .digests import file_sha256
-from .dicom import SATURATED, counting_dicom_reads, unlike_windows
 from ..npz_layout import NPZ_KEYS, NPZ_READ_ERRORS, npz_holds_one_set, one_set
+from .dicom import SATURATED, counting_dicom_reads, unlike_windows
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, refuse_folds, to_labels
-
 
 
 def _whole_npz(archive, path: Path, names: list[str] | None, names_from: str, stats) -> DataSplits:
@@ -54,8 +53,6 @@ def load_digits_splits(spec: DataSpec, stats=None) -> DataSplits:
     )
     splits.info["source"] = "sklearn.datasets.load_digits"
     return splits
-
-
 
 
 def check_npz(path: Path) -> None:
@@ -113,9 +110,6 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
                                     class_names_from=names_from, stats=stats)
     splits.info.update(source=str(path), sha256=digest)
     return splits
-
-
-
 
 
 def build_data(spec: DataSpec, stats=None) -> DataSplits:
@@ -205,7 +199,8 @@ def _refuse_split_keys_unused(spec: DataSpec, data: DataSplits) -> None:
     counts say; set, they would change nothing, and a comparison over them would compare one
     split with itself. (Refused for new runs only: eval carries a run's keys onto other data.)"""
     fields = type(spec).model_fields
-    keys = (("split_seed", "val_fraction", "test_fraction") if spec.kind == "npz" and not data.info.get("cut_from_one_set")
+    own_splits = spec.kind == "npz" and not data.info.get("cut_from_one_set")
+    keys = (("split_seed", "val_fraction", "test_fraction") if own_splits
             else ("val_fraction", "test_fraction") if spec.kind in NO_FOLD_KINDS else ())
     given = [f"data.{k}" for k in keys if getattr(spec, k) != fields[k].get_default()]
     if not given:

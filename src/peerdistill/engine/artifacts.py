@@ -452,8 +452,8 @@ class RunDir:
         ``RunDirError`` it would raise where it would refuse."""
         path = Path(path)
         if path.is_symlink() and not path.exists():
-            raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}', which does not exist: point it at "
-                              "a folder, or remove it, or choose another name=/out_dir=")
+            raise RunDirError(f"'{path}' is a symbolic link to '{os.readlink(path)}', which does not exist: point "
+                              "it at a folder, or remove it, or choose another name=/out_dir=")
         if path.exists() and not path.is_dir():
             raise RunDirError(f"cannot create the run directory '{path}': a file of that name is there; choose another "
                               "name=/out_dir=")
