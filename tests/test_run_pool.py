@@ -141,6 +141,51 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path):
                 pass
 
 
+def _writes_until_stopped(item):
+    """A run half way through writing a file, as a checkpoint: stopped, it removes it (as the
+    trainer's atomic writes do on Ctrl-C) and says so."""
+    folder, index = item
+    part = Path(folder, f"part-{index}.tmp")
+    part.write_text(str(os.getpid()))
+    try:
+        time.sleep(60)
+    except BaseException:
+        part.unlink()
+        Path(folder, f"stopped-{index}").touch()
+        raise
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_a_terminated_comparison_lets_its_workers_runs_stop_cleanly(tmp_path):
+    """Review 46h: SIGTERM to compare --jobs (a timeout, a scheduler) ended its workers mid-write,
+    leaving a checkpoint's temporary file and run.json saying running; each run now stops as a
+    command's does on Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = (f"import signal, sys; sys.path.insert(0, {str(root)!r}); from rich.console import Console; "
+              "from peerdistill.run_pool import run_in_processes; "
+              "from tests.test_run_pool import _writes_until_stopped; "
+              "signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())); "
+              f"run_in_processes([({str(tmp_path)!r}, 0), ({str(tmp_path)!r}, 1)], _writes_until_stopped, 2, 1, "
+              "Console())")
+    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("part-*"))) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None, "the workers did not start"
+            time.sleep(0.1)
+        workers = [int(p.read_text()) for p in tmp_path.glob("part-*")]
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) != 0
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped-0", "stopped-1"]
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        parent.kill()
+
+
 class TwoArguments(Exception):
     def __init__(self, run, why):  # pickles, but cannot be rebuilt from its message alone
         super().__init__(f"{run}: {why}")

@@ -96,6 +96,7 @@ def _call(work: Callable[[Any], Any], item: Any, name: str = "", as_flags: bool 
     text, since an exception that cannot be pickled, or rebuilt, would otherwise look like a
     dead worker or lose its message. Its warnings print as the command line's do, naming the run;
     its messages name options as the parent's do (``as_flags``: a command line's flags)."""
+    _RUNNING[0] = True
     try:
         with warnings.catch_warnings(), (options_as_flags() if as_flags else contextlib.nullcontext()):
             warnings.showwarning = one_line_warnings(warnings.showwarning, source=name)
@@ -104,6 +105,8 @@ def _call(work: Callable[[Any], Any], item: Any, name: str = "", as_flags: bool 
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised as text
         raise RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
+    finally:
+        _RUNNING[0] = False
 
 
 def _set_up_worker(threads: int, envs: list[dict[str, str]], started: Any) -> None:
@@ -111,6 +114,8 @@ def _set_up_worker(threads: int, envs: list[dict[str, str]], started: Any) -> No
     workers started so far (shared by all). Set before the worker's first run, so before
     CUDA starts there, which reads CUDA_VISIBLE_DEVICES once."""
     torch.set_num_threads(threads)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_this_worker)
     threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     with started.get_lock():
         turn = started.value
@@ -120,6 +125,22 @@ def _set_up_worker(threads: int, envs: list[dict[str, str]], started: Any) -> No
 
 
 ORPHAN_CHECK_S = 1.0  # how often a worker looks for its parent
+ORPHAN_GRACE_S = 60.0  # how long an orphan's run may take to stop before the worker ends regardless
+
+_RUNNING: list[bool] = [False]  # whether this worker has a run under way (``_call``)
+
+
+def _stop_this_worker(signum, frame) -> None:
+    """Ctrl-C (which reaches the workers with the parent) or the parent's SIGTERM (``_stop_workers``;
+    review 46h: a worker ended by it mid-write left a checkpoint's temporary file and a run.json
+    saying running): the run under way stops as a command's does on Ctrl-C (marked stopped, no
+    file half written), once: a second signal would cut that short, so it is ignored. An idle
+    worker ends at once."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    if not _RUNNING[0]:
+        os._exit(128 + signum)
+    raise KeyboardInterrupt
 
 
 def _stop_when_orphaned(parent: int) -> None:
@@ -129,6 +150,11 @@ def _stop_when_orphaned(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(ORPHAN_CHECK_S)
     os.kill(os.getpid(), signal.SIGTERM)
+    # the run stops (its handler), then the worker ends: no parent to take the next run from
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while _RUNNING[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os._exit(128 + signal.SIGTERM)
 
 
 def _ready() -> None:
