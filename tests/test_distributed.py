@@ -829,6 +829,17 @@ def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer
     assert "nothing to resume" in _interrupted_hint(ns)  # the main process judges by its disk
     monkeypatch.setenv("RANK", "1")  # another's disk need not hold the run
     assert _interrupted_hint(ns) == "interrupted: the main process (rank 0) says what its run keeps and how to continue"
+    compare = argparse.Namespace(command="compare", overwrite=False)  # said once, by the main process (review 46h)
+    assert _interrupted_hint(compare) == ("interrupted: the main process (rank 0) says what the comparison keeps and "
+                                          "how to continue")
+    # a process interrupted before it imported the engine never joined a group: told without importing torch's
+    # parts again (a half-imported torch failed there, a traceback from each process: review 46h)
+    import sys
+
+    from peerdistill.cli.running import _trained_under_torchrun
+
+    monkeypatch.delitem(sys.modules, "peerdistill.engine.distributed")
+    assert _trained_under_torchrun() is False and "peerdistill.engine.distributed" not in sys.modules
 
 
 def test_nodes_may_keep_their_copies_of_data_teachers_and_runs_at_other_paths():

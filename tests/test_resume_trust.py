@@ -99,6 +99,12 @@ def test_a_run_resumes_only_with_the_config_it_was_trained_with(tmp_path, capsys
     assert "differs from the config the checkpoint was trained with (optim.lr: 0.003 in the run, 0.1 now; " \
            "train.epochs: 3 in the run, 5 now)" in err, err
     assert open(f"{run}/run.json").read() == before, "a refused resume writes nothing"
+    from peerdistill.config import load_saved_config
+    from peerdistill.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as refused:  # every process finds it alike: said once (review 46h)
+        train_from_config(load_saved_config(Path(run) / "config.yaml"), run_dir=run, resume=True, progress=False)
+    assert refused.value.said_alike == str(refused.value)
     open(f"{run}/config.yaml", "w").write(yaml.safe_dump(saved))
     assert main(["train", "--resume", run, "--quiet"]) == 0
     # a finished run is not trained further, even with more epochs written into its config

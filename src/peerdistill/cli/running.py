@@ -230,6 +230,8 @@ def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:
     """What an interruption left and how to go on, from what is on disk."""
+    if ns.command == "compare" and launched_rank() > 0:  # (said once, by the main process: review 46h)
+        return "interrupted: the main process (rank 0) says what the comparison keeps and how to continue"
     if ns.command == "compare":
         # (not imported: interrupted while cmd_compare imported it, torch with it, before any run was marked;
         # a half-imported torch would fail to import again here)
@@ -304,6 +306,7 @@ def run_and_exit(argv: list[str] | None = None) -> NoReturn:
 def _trained_under_torchrun() -> bool:
     if not launched():
         return False
-    from ..engine.distributed import joined_before
-
-    return joined_before()
+    # not imported: this process never joined a group (interrupted while torch was imported, a second
+    # import would fail half way, with a traceback for each process: review 46h)
+    distributed = sys.modules.get(f"{__package__.rpartition('.')[0]}.engine.distributed")
+    return distributed is not None and distributed.joined_before()

@@ -222,7 +222,7 @@ class RunRecords:
             raise CheckpointError(f"'{self.run_dir_path / 'config.yaml'}' differs from the config the checkpoint was "
                                   f"trained with ({summary(changed)}): the config was edited, or the checkpoint is "
                                   "another run's; set the config back (or put back the run's own checkpoint) to "
-                                  "resume, or train a new run with the new config")
+                                  "resume, or train a new run with the new config").found_by_every_process()
 
     def _frozen_digests(self) -> dict[str, str]:
         """A digest of each frozen model's weights (computed once: they never change)."""
