@@ -29,7 +29,7 @@ class RunPlan:
     steps_per_epoch: int
     batch_size: int
     device: str
-    speed: dict[str, Any]  # precision, channels_last, fuse_students (and whether students were packed), compile
+    speed: dict[str, Any]  # the speed settings resolved for the device: precision, channels_last, compile...
     packed: list[list[str]] = field(default_factory=list)  # students run as one packed network
     warnings: list[str] = field(default_factory=list)  # what training would warn of first
 
