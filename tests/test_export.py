@@ -1265,7 +1265,7 @@ def test_a_place_that_cannot_be_written_is_found_before_the_export(digits_run, m
     def unwritable(path, mode):
         return not (mode & os.W_OK and Path(path) == digits_run)
 
-    monkeypatch.setattr("peerdistill.export.os.access", unwritable)
+    monkeypatch.setattr("peerdistill.engine.artifacts.os.access", unwritable)
     monkeypatch.setattr("peerdistill.export.to_onnx", lambda *a, **k: pytest.fail("exported before the check"))
     with pytest.raises(OSError) as error:
         export_run(digits_run, model="student1", out=digits_run / "new" / "s1.onnx")

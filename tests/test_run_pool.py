@@ -107,25 +107,36 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _two_workers_in_a_subprocess(folder, job: str, setup: str = "", **popen):
+    """A parent process running ``job`` (a function of this module) on two items, two workers."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = (f"import sys; sys.path.insert(0, {str(root)!r}); {setup}from rich.console import Console; "
+              f"from peerdistill.run_pool import run_in_processes; from tests.test_run_pool import {job}; "
+              f"run_in_processes([({str(folder)!r}, 0), ({str(folder)!r}, 1)], {job}, 2, 1, Console())")
+    return subprocess.Popen([sys.executable, "-c", script], **popen)
+
+
+def _started_workers(parent, folder, marker: str) -> list[int]:
+    """The workers' process ids, once both have written ``marker-<index>`` (holding their pid)."""
+    deadline = time.monotonic() + 60
+    while len(list(Path(folder).glob(f"{marker}-*"))) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None, "the workers did not start"
+        time.sleep(0.1)
+    return [int(p.read_text()) for p in Path(folder).glob(f"{marker}-*")]
+
+
 @pytest.mark.skipif(not hasattr(os, "getppid") or not Path("/proc").is_dir(), reason="needs Linux's /proc")
 def test_workers_stop_when_the_parent_is_killed(tmp_path):
     # kill -9 of compare --jobs left its workers training (holding their runs' locks against the
     # command run again), then waiting forever on the pool's queues
     import signal
-    import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parents[1]
-    script = (f"import sys; sys.path.insert(0, {str(root)!r}); from rich.console import Console; "
-              "from peerdistill.run_pool import run_in_processes; from tests.test_run_pool import _pid_then_wait; "
-              f"run_in_processes([({str(tmp_path)!r}, 0), ({str(tmp_path)!r}, 1)], _pid_then_wait, 2, 1, Console())")
-    parent = subprocess.Popen([sys.executable, "-c", script])
+    parent = _two_workers_in_a_subprocess(tmp_path, "_pid_then_wait")
     try:
-        deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("worker-*"))) < 2:
-            assert time.monotonic() < deadline and parent.poll() is None, "the workers did not start"
-            time.sleep(0.1)
-        workers = [int(p.read_text()) for p in tmp_path.glob("worker-*")]
+        workers = _started_workers(parent, tmp_path, "worker")
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 15
@@ -162,22 +173,14 @@ def test_a_terminated_comparison_lets_its_workers_runs_stop_cleanly(tmp_path):
     command's does on Ctrl-C."""
     import signal
     import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parents[1]
-    script = (f"import signal, sys; sys.path.insert(0, {str(root)!r}); from rich.console import Console; "
-              "from peerdistill.run_pool import run_in_processes; "
-              "from tests.test_run_pool import _writes_until_stopped; "
-              "signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())); "
-              f"run_in_processes([({str(tmp_path)!r}, 0), ({str(tmp_path)!r}, 1)], _writes_until_stopped, 2, 1, "
-              "Console())")
-    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    # (the parent turns SIGTERM into an interruption, as the command line does)
+    parent = _two_workers_in_a_subprocess(
+        tmp_path, "_writes_until_stopped",
+        setup="import signal; signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())); ",
+        stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("part-*"))) < 2:
-            assert time.monotonic() < deadline and parent.poll() is None, "the workers did not start"
-            time.sleep(0.1)
-        workers = [int(p.read_text()) for p in tmp_path.glob("part-*")]
+        workers = _started_workers(parent, tmp_path, "part")
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=60) != 0
         assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped-0", "stopped-1"]

@@ -1220,7 +1220,7 @@ def test_predict_replaces_its_own_masks_never_a_users_file_of_the_same_name(shap
     # a folder it cannot write in is found before any input is read (root passes any permission: os.access told)
     unwritable = tmp_path / "locked"
     unwritable.mkdir()
-    monkeypatch.setattr("peerdistill.predict_outputs.os.access", lambda path, mode: Path(path) != unwritable)
+    monkeypatch.setattr("peerdistill.engine.artifacts.os.access", lambda path, mode: Path(path) != unwritable)
     monkeypatch.setattr("peerdistill.predict._predicted", lambda *a, **k: pytest.fail("predicted before the check"))
     with pytest.raises(PermissionError, match="cannot be written in"):
         predict_files(shapes_run, [str(tmp_path / "in" / "a.png")], tmp_path / "elsewhere",

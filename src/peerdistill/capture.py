@@ -56,9 +56,10 @@ def find_module(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     raise ConfigError(f"{owner} has no module at path '{path}'{hint}")
 
 
-def places_of(model: nn.Module, module: nn.Module) -> list[str]:
-    """Every path at which ``module`` sits in ``model`` (one object placed twice, or aliased)."""
-    return [p for p, m in module_paths(model).items() if m is module and p]
+def places_of(model: nn.Module, module: nn.Module, paths: dict[str, nn.Module] | None = None) -> list[str]:
+    """Every path at which ``module`` sits in ``model`` (one object placed twice, or aliased);
+    ``paths``: ``module_paths(model)``, where the caller has it already."""
+    return [p for p, m in (paths or module_paths(model)).items() if m is module and p]
 
 
 def _last_axis_width(module: nn.Module) -> int | None:
@@ -160,10 +161,11 @@ class FeatureRecorder:
         # whose output would be another place's.
         self._places: dict[str, tuple[list[str], str]] = {}  # path: its places, its module's kind
         self._calls: dict[str, int] = {}
+        every = module_paths(model)
         for path in self.paths:
             module = find_module(model, path, owner)
             self._handles.append(module.register_forward_hook(self._hook(path)))
-            places = places_of(model, module)
+            places = places_of(model, module, every)
             if len(places) > 1:
                 self._places[path] = (places, type(module).__name__)
         if self._places:

@@ -9,7 +9,6 @@ difference from PyTorch exceeds the tolerance (1e-4 in fp32)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import logging
 import os
@@ -27,7 +26,8 @@ from torch import nn
 from .arguments import check_flags, check_not_negative
 from .data.digests import file_sha256
 from .data.splits import DataSplits
-from .engine.artifacts import RunDir, atomic_write_bytes, check_not_a_run_file, names_a_folder, save_weights
+from .engine.artifacts import (RunDir, atomic_write_bytes, check_folder_writable, check_not_a_run_file,
+                               names_a_folder, save_weights)
 from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
@@ -515,11 +515,7 @@ def _target(run_dir: Path, name: str, fmt: str, out: str | Path | None) -> Path:
     """The file to write: never one of the run's own weights, named for its format, in a place
     that can be written (found before the export and its checks, which take a while)."""
     target = _named_target(run_dir, name, fmt, out)
-    existing = next(folder for folder in target.parents if folder.exists())
-    if not existing.is_dir():  # (a file where a folder of the path goes)
-        raise OSError(errno.ENOTDIR, "Not a directory", str(existing))
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
+    check_folder_writable(target.parent)
     return target
 
 

@@ -6,16 +6,15 @@ read."""
 from __future__ import annotations
 
 import csv
-import errno
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data.image_io import IMAGE_SUFFIXES, image_id, is_image_file
-from .engine.artifacts import atomic_write_bytes, atomic_write_text, check_not_a_run_file, check_not_in_data
+from .engine.artifacts import (atomic_write_bytes, atomic_write_text, check_folder_writable, check_not_a_run_file,
+                               check_not_in_data)
 from .errors import ConfigError, DataError, warn_user
 from .exported_models import STUDENT_LOGITS
 from .option_names import option
@@ -80,12 +79,7 @@ def check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path]
     if not dense and out.is_dir():
         raise ConfigError(f"{named} is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
     check_not_a_run_file(out / "mask.png" if dense else out, flag)
-    place = out if dense else out.parent  # (found before the inputs are read: nothing half written, review 46e)
-    existing = next(folder for folder in (place, *place.parents) if folder.exists())
-    if not existing.is_dir():  # (a file where a folder of the path goes)
-        raise OSError(errno.ENOTDIR, "Not a directory", str(existing))
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
+    check_folder_writable(out if dense else out.parent)  # (before the inputs are read: nothing half written)
     given = [Path(i).resolve() for i in inputs]
     here = out.resolve()
     if not dense and (here in given or (here.parent in given and here.suffix.lower() in IMAGE_SUFFIXES)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import itertools
 import json
@@ -581,15 +582,25 @@ def _an_export_is_no_run(path: Path) -> str:
             "images, whose masks or probabilities can be compared with the truth")
 
 
+def check_folder_writable(place: Path) -> None:
+    """Files can be written in the folder ``place`` (made if missing): its nearest existing folder
+    is a folder this process may write in; else an OSError naming that one. Found before work that
+    takes a while (an export's checks, a predict's inputs, a run), so that none is lost to it."""
+    existing = next(folder for folder in (place, *place.parents) if folder.exists() or folder == folder.parent)
+    if not existing.is_dir():  # (a file where a folder of the path goes)
+        raise OSError(errno.ENOTDIR, "Not a directory", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
+
+
 def _check_creatable(path: Path) -> None:
-    """A run directory can be made at ``path``: its nearest existing folder is a folder that
-    can be written in (said as ``create`` says a failure to make it)."""
-    existing = next(folder for folder in (path, *path.parents) if folder.exists() or folder == folder.parent)
-    why = ("Not a directory" if not existing.is_dir() else
-           "Permission denied" if not os.access(existing, os.W_OK | os.X_OK) else None)
-    if why:
-        raise RunDirError(f"cannot create the run directory '{path}': {why} ('{existing}'); choose another out_dir "
-                          "(for compare: --out)")
+    """A run directory can be made at ``path`` (said as ``create`` says a failure to make it)."""
+    try:
+        check_folder_writable(path)
+    except OSError as exc:
+        why = "Not a directory" if exc.errno == errno.ENOTDIR else "Permission denied"
+        raise RunDirError(f"cannot create the run directory '{path}': {why} ('{exc.filename}'); choose another "
+                          "out_dir (for compare: --out)") from None
 
 
 def _not_a_run(path: Path) -> str:
