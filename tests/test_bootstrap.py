@@ -214,3 +214,77 @@ def test_a_figure_undefined_on_the_split_gets_no_interval_from_the_resamples_tha
     figures = {"accuracy": float("nan"), "auc": 0.8}
     _add_intervals(figures, "", 200, {"accuracy": Interval(1.0, 1.0, 77), "auc": Interval(0.7, 0.9, 200)})
     assert figures == {"accuracy": figures["accuracy"], "auc": 0.8, "ci95_low_auc": 0.7, "ci95_high_auc": 0.9}
+
+
+def test_eval_baseline_gives_each_models_difference_with_a_paired_interval(tmp_path, capsys):
+    """Both models scored on every resample of the same images, the interval that of the
+    difference: written out by hand here, draw by draw."""
+    from peerdistill.cli import main
+    from peerdistill.engine.evaluate import split_probabilities
+    from peerdistill.errors import ConfigError
+    from peerdistill.runs import _run_data, evaluate_run, load_cohort, task_for
+    from tests.conftest import train_two_class_npz_run
+
+    run, _ = train_two_class_npz_run(tmp_path, seed=5, test_size=60, shift=0.7)
+    assert main(["eval", str(run), "--bootstrap", "50", "--baseline", "student1", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    cohort, meta = load_cohort(run)
+    probs, y = split_probabilities(cohort, task_for(meta), _run_data(meta).test, torch.device("cpu"))
+    ensemble, baseline = probs["ensemble"], probs["student1"]
+    draws = np.random.default_rng(0)  # bootstrap.SEED: the draws every model is scored on
+    accuracy, auc = [], []
+    for _ in range(50):
+        i = draws.integers(0, len(y), len(y))
+        accuracy.append(float((ensemble[i].argmax(1) == y[i]).mean() - (baseline[i].argmax(1) == y[i]).mean()))
+        auc.append(roc_auc_score(y[i], ensemble[i, 1]) - roc_auc_score(y[i], baseline[i, 1]))
+    got = scores["ensemble"]
+    assert got["diff_accuracy"] == pytest.approx(got["accuracy"] - scores["student1"]["accuracy"])
+    assert got["diff_auc"] == pytest.approx(roc_auc_score(y, ensemble[:, 1]) - roc_auc_score(y, baseline[:, 1]))
+    assert (got["ci95_low_diff_accuracy"], got["ci95_high_diff_accuracy"]) == pytest.approx(naive_percentiles(accuracy))
+    assert (got["ci95_low_diff_auc"], got["ci95_high_diff_auc"]) == pytest.approx(naive_percentiles(auc))
+    # the difference's interval is narrower than the figure's own: what the drawn images share cancels
+    assert got["ci95_high_diff_auc"] - got["ci95_low_diff_auc"] < got["ci95_high_auc"] - got["ci95_low_auc"]
+    assert not any(key.startswith(("diff_", "ci95_low_diff_")) for key in scores["student1"])
+    assert "diff_ece" in scores["student2"] and "diff_threshold" not in got
+    assert main(["eval", str(run), "--bootstrap", "50", "--baseline", "student1"]) == 0
+    shown = capsys.readouterr()
+    out = " ".join(shown.out.split())
+    assert "minus student1, paired [95% interval of the difference over the same resamples]" in out
+    assert f"{got['diff_auc']:+.4f} [{got['ci95_low_diff_auc']:+.4f}, {got['ci95_high_diff_auc']:+.4f}]" in out
+    assert "ece, brier: lower is better, so a negative difference is the better one" in " ".join(shown.err.split())
+    # refused before anything is scored: no resamples, or a name that is not an output of the run
+    assert main(["eval", str(run), "--baseline", "teacher"]) == 2
+    assert "--baseline teacher needs resamples: the differences from it are bootstrapped, so give --bootstrap 1000 " \
+           "too" in " ".join(capsys.readouterr().err.split())
+    assert main(["eval", str(run), "--bootstrap", "50", "--baseline", "teacher", "--students-only"]) == 2
+    assert ("--baseline teacher is not a model of this run (--students-only leaves any teacher out): give one of "
+            "student1, student2, ensemble") in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(ConfigError, match=r"^baseline='student3' is not a model of this run: give one of student1, student2, ensemble$"):
+        evaluate_run(run, bootstrap=50, baseline="student3")
+
+
+def test_a_paired_difference_of_an_infinite_figure_keeps_its_resamples_apart():
+    """An HD95 where one model found no mask is infinite: the difference of two infinite
+    figures is undefined and left out, one finite and one infinite stays infinite."""
+    from peerdistill.bootstrap import paired_intervals
+
+    inf = float("inf")
+    mine = {"hd95": np.array([1.0, inf, inf, 2.0, 3.0]), "dice": np.array([0.5, 0.6, np.nan, 0.7, 0.8])}
+    theirs = {"hd95": np.array([2.0, inf, 1.0, 2.0, 1.0]), "dice": np.array([0.4, 0.4, 0.4, 0.4, 0.4])}
+    got = paired_intervals(mine, theirs)
+    assert got["hd95"].resamples == 4 and got["hd95"].high == inf  # the draw of two infinite ones left out
+    assert got["dice"].resamples == 4
+    assert (got["dice"].low, got["dice"].high) == pytest.approx(tuple(np.percentile([0.1, 0.2, 0.3, 0.4], [2.5, 97.5])))
+
+
+def test_an_interval_next_to_an_infinite_resample_is_infinite_not_undefined():
+    """numpy's percentile interpolates inf - inf to NaN: an HD95 interval whose tail holds a
+    resample with no mask found reaches infinity."""
+    from peerdistill.bootstrap import percentile_intervals
+
+    inf = float("inf")
+    got = percentile_intervals({"hd95": np.array([1.0, 2.0, 3.0, inf]), "low": np.array([-inf, -inf, 1.0, 2.0]),
+                                "finite": np.array([1.0, 2.0, 3.0, 4.0])})
+    assert (got["hd95"].low, got["hd95"].high) == (pytest.approx(1.075), inf)
+    assert (got["low"].low, got["low"].high) == (-inf, pytest.approx(1.925))
+    assert (got["finite"].low, got["finite"].high) == pytest.approx(tuple(np.percentile([1, 2, 3, 4], [2.5, 97.5])))

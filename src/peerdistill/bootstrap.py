@@ -63,6 +63,14 @@ def intervals(task, meters: list, resamples: int, seed: int = SEED,
     """Every metric's percentile interval over ``resamples`` resamples of the samples behind
     ``meters`` (``sample_meters``), or of their ``groups`` (``resampled``); a metric no resample
     could compute is left out."""
+    return percentile_intervals(resampled_scores(task, meters, resamples, seed, groups))
+
+
+def resampled_scores(task, meters: list, resamples: int, seed: int = SEED,
+                     groups: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Every metric of the samples behind ``meters`` in each of the ``resamples`` draws
+    (``resampled_figures``): the draws are the same for every model of a split, so two models'
+    arrays subtract resample by resample (``paired_intervals``)."""
     auc = ResampledPixelAUC(meters) if meters and isinstance(meters[0], SegmentationMeter) \
         and meters[0].k == 2 else None
 
@@ -74,7 +82,17 @@ def intervals(task, meters: list, resamples: int, seed: int = SEED,
             return merged.compute()
         return merged.compute(auc=False) | {"auc": auc(drawn)}  # no ranking of a resample's pixels
 
-    return resampled(figures, len(meters), resamples, seed, groups)
+    return resampled_figures(figures, len(meters), resamples, seed, groups)
+
+
+def paired_intervals(scores: dict[str, np.ndarray], baseline: dict[str, np.ndarray]) -> dict[str, Interval]:
+    """The percentile interval of one model's figure minus another's, resample by resample: both
+    scored on the same draws (``resampled_scores`` of one split), so what the drawn images share
+    cancels, and the interval is that of the difference, far narrower than the two figures'
+    intervals side by side suggest when the models err on the same images (a paired bootstrap)."""
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, a draw where both models' figures were infinite
+        differences = {metric: values - baseline[metric] for metric, values in scores.items() if metric in baseline}
+    return percentile_intervals(differences)
 
 
 def warn_if_few_units(units: int, grouped: bool) -> None:
@@ -90,11 +108,19 @@ def warn_if_few_units(units: int, grouped: bool) -> None:
 def resampled(figures, n: int, resamples: int, seed: int = SEED,
               groups: list[str] | None = None) -> dict[str, Interval]:
     """Percentile intervals of ``figures(indices)`` (a dict of numbers) over ``resamples``
-    draws of ``n`` indices out of ``n`` with replacement; the draws depend on ``seed`` and
-    ``n`` alone, so every model and every figure of one split is resampled alike. With
-    ``groups`` (each sample's group: a patient), whole groups are drawn instead, as many as
-    there are, each bringing all its samples: a patient's images are not independent, and
-    resampling them one by one would make the interval too narrow (a cluster bootstrap)."""
+    draws (``resampled_figures``)."""
+    return percentile_intervals(resampled_figures(figures, n, resamples, seed, groups))
+
+
+def resampled_figures(figures, n: int, resamples: int, seed: int = SEED,
+                      groups: list[str] | None = None) -> dict[str, np.ndarray]:
+    """``figures(indices)`` (a dict of numbers) in each of ``resamples`` draws of ``n`` indices
+    out of ``n`` with replacement, an array per metric in draw order (NaN where a draw gave the
+    metric no value); the draws depend on ``seed`` and ``n`` alone, so every model and every
+    figure of one split is resampled alike. With ``groups`` (each sample's group: a patient),
+    whole groups are drawn instead, as many as there are, each bringing all its samples: a
+    patient's images are not independent, and resampling them one by one would make the
+    interval too narrow (a cluster bootstrap)."""
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
     members = [np.flatnonzero(np.asarray(groups) == g) for g in dict.fromkeys(groups)] if groups else None
@@ -104,17 +130,36 @@ def resampled(figures, n: int, resamples: int, seed: int = SEED,
         raise DataError(f"a bootstrap resamples the scored {what}, and this split holds {units}: score a "
                         f"split with more of them, or drop {option('--bootstrap')}")
     rng = np.random.default_rng(seed)
-    values: dict[str, list[float]] = {}
-    for _ in range(resamples):
+    values: dict[str, np.ndarray] = {}
+    for draw in range(resamples):
         drawn = rng.integers(0, units, units)
         indices = np.concatenate([members[g] for g in drawn]) if members else drawn
         for metric, value in figures(indices).items():
-            values.setdefault(metric, []).append(value)
+            if metric not in values:
+                values[metric] = np.full(resamples, np.nan)
+            values[metric][draw] = math.nan if value is None else value
+    return values
+
+
+def percentile_intervals(values: dict[str, np.ndarray]) -> dict[str, Interval]:
+    """The 2.5th to 97.5th percentile of each metric's finite resampled values; a metric with
+    none is left out (an infinite value counts: an HD95 where a resample found no mask)."""
     tail = (1 - CONFIDENCE) / 2 * 100
     out = {}
     for metric, vals in values.items():
-        finite = [v for v in vals if v is not None and not math.isnan(v)]
-        if finite:
-            low, high = np.percentile(finite, [tail, 100 - tail])
-            out[metric] = Interval(float(low), float(high), len(finite))
+        valued = vals[~np.isnan(vals)]
+        if valued.size:
+            low, high = (_percentile(valued, q) for q in (tail, 100 - tail))
+            out[metric] = Interval(low, high, int(valued.size))
     return out
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """numpy's linear percentile, infinite where it falls next to an infinite value (numpy's
+    interpolation gives NaN there: inf - inf)."""
+    with np.errstate(invalid="ignore"):
+        found = float(np.percentile(values, q))
+    if math.isnan(found):
+        lower = float(np.percentile(values, q, method="lower"))
+        return lower if math.isinf(lower) else float(np.percentile(values, q, method="higher"))
+    return found

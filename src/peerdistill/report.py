@@ -239,6 +239,31 @@ def interval_table(scores: dict[str, dict[str, float]], title: str, metrics: tup
     return table
 
 
+def difference_table(scores: dict[str, dict[str, float]], title: str, metrics: tuple[str, ...],
+                     baseline: str) -> Table:
+    """Each other model's figure minus the baseline's with its paired interval, the ``diff_*``
+    figures ``evaluate_run(bootstrap=N, baseline=...)`` adds."""
+    table = Table(title=escape(title))
+    table.add_column("model")
+    for metric in metrics:
+        table.add_column(escape(metric), justify="right")
+    for model, values in scores.items():
+        if model != baseline:
+            table.add_row(escape(model), *(_signed_with_interval(values, f"diff_{metric}") for metric in metrics))
+    return table
+
+
+def _signed_with_interval(metrics: dict[str, float], key: str) -> str:
+    """A difference and its bootstrap interval, signed: ``+0.0123 [-0.0040, +0.0286]``."""
+    value, low, high = (metrics.get(f"{bound}{key}") for bound in ("", "ci95_low_", "ci95_high_"))
+    if value is None or math.isnan(value):
+        return NOT_AVAILABLE
+    text = f"{value:+.4f}" + (f" [{low:+.4f}, {high:+.4f}]" if low is not None else "")
+    if metrics.get(f"ci95_resamples_{key}") is not None:
+        text += f" ({metrics[f'ci95_resamples_{key}']} resamples)"
+    return text
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return mean_and_sample_std([v for v in values if v is not None and not math.isnan(v)])
 

@@ -18,7 +18,8 @@ from torch import nn
 
 
 from .arguments import check_flags, check_modules
-from .bootstrap import check_resamples, intervals, resampled, sample_meters, warn_if_few_units
+from .bootstrap import (check_resamples, paired_intervals, percentile_intervals, resampled, resampled_scores,
+                        sample_meters, warn_if_few_units)
 from .calibration import calibrated_figures, tempered
 from .cohort import Cohort, Member
 from .config import KINDS_OF_TASK, DataSpec, data_places
@@ -45,7 +46,7 @@ from .per_sample import check_per_sample_path, per_sample_rows, write_per_sample
 from .sample_names import sample_names
 from .tasks import ClassificationTask, SegmentationTask
 from .trust import check_every_arch_trusted
-from .option_names import option
+from .option_names import option, option_given, options_named_as_flags
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
@@ -176,7 +177,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  operating_point: str | None = None,
                  decoding: dict[str, Any] | None = None, bootstrap: int = 0,
                  temperature_scaling: bool = False, tta: str | None = None,
-                 per_sample: str | Path | None = None,
+                 per_sample: str | Path | None = None, baseline: str | None = None,
                  trusted_archs: Iterable[str] = ()) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
@@ -190,7 +191,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     decoding and fusion settings (``config.DECODING_KEYS``) to score with instead of the run's.
     ``bootstrap`` > 0: each metric also gets ``ci95_low_METRIC`` and ``ci95_high_METRIC``, its
     95% percentile interval over that many resamples of the scored samples (``bootstrap.py``), and
-    ``ci95_resamples_METRIC`` where fewer resamples gave the metric a value.
+    ``ci95_resamples_METRIC`` where fewer resamples gave the metric a value. ``baseline`` (an
+    output's name, with ``bootstrap``): every other output also gets ``diff_METRIC``, its figure
+    minus the baseline's, and ``ci95_low_diff_METRIC``, ``ci95_high_diff_METRIC``, the interval of
+    that difference over the same resamples (a paired bootstrap: both scored on every draw).
     ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
     own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
     (``calibration.py``); with ``operating_point`` too, the threshold is chosen on the tempered
@@ -213,6 +217,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if data is not None and data_spec is not None:
         raise DataError("evaluate_run takes data_spec or data, not both")
     cohort, meta = load_cohort(run_dir, modules, roles=roles, trusted_archs=trusted_archs)
+    _check_baseline(baseline, cohort, bootstrap, roles)
     if per_sample is not None:  # never over the data the run trained on, or the data scored now
         scored = data_places(data_spec.model_dump()) if data_spec else []
         check_per_sample_path(per_sample, run_data_places(meta) + scored)
@@ -248,10 +253,14 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     groups = _scored_groups(data, split, spec) if bootstrap and spec is not None else None
     if bootstrap:
         warn_if_few_units(len(set(groups)) if groups else scored_count, grouped=bool(groups))
-    for name, meters in (kept.meters if bootstrap else {}).items():
-        _add_intervals(scores[name], "", bootstrap, intervals(task, meters, bootstrap, groups=groups))
+    resamples = {name: resampled_scores(task, meters, bootstrap, groups=groups)
+                 for name, meters in (kept.meters if bootstrap else {}).items()}
+    for name, figures in resamples.items():
+        _add_intervals(scores[name], "", bootstrap, percentile_intervals(figures))
         if groups:
             scores[name]["ci95_groups"] = len(set(groups))
+    if baseline is not None:
+        _add_differences(scores, resamples, baseline, bootstrap)
     if chooses_on_val:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)
@@ -261,6 +270,37 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if save_images:
         _save_pictures(cohort, task, meta, data, split, data_spec, run_dir, dev, save_images, window, overlap)
     return Scores(scores, samples=scored_count)
+
+
+def _check_baseline(baseline: str | None, cohort: Cohort, bootstrap: int, roles: tuple[str, ...]) -> None:
+    """Before anything is scored: a baseline is one of the outputs scored, and needs resamples."""
+    if baseline is None:
+        return
+    if not bootstrap:
+        raise ConfigError(f"{option_given('--baseline', baseline)} needs resamples: the differences from it are "
+                          f"bootstrapped, so give {option('--bootstrap', '1000')} too")
+    names = cohort.output_names() + list(cohort.head_ensembles()) + [ENSEMBLE]
+    if baseline not in names:
+        left_out = "" if "teacher" in roles else " (--students-only leaves any teacher out)" if options_named_as_flags() \
+            else f" (roles={roles!r} leaves any teacher out)"
+        raise ConfigError(f"{option_given('--baseline', baseline)} is not a model of this run{left_out}: give one "
+                          f"of {', '.join(names)}")
+
+
+def _add_differences(scores: dict[str, dict[str, float]], resamples: dict[str, dict[str, np.ndarray]],
+                     baseline: str, bootstrap: int) -> None:
+    """Every other output's ``diff_METRIC`` (its figure minus the baseline's) and the paired
+    interval of that difference; a metric either leaves undefined is left out."""
+    for name, figures in resamples.items():
+        if name == baseline:
+            continue
+        found = paired_intervals(figures, resamples[baseline])
+        for metric in found:
+            mine, theirs = scores[name].get(metric), scores[baseline].get(metric)
+            if metric != "threshold" and isinstance(mine, float) and isinstance(theirs, float):
+                scores[name][f"diff_{metric}"] = mine - theirs
+        _add_intervals(scores[name], "diff_", bootstrap,
+                       {metric: interval for metric, interval in found.items() if f"diff_{metric}" in scores[name]})
 
 
 def _scored_and_own_data(meta: dict[str, Any], data: DataSplits | None, data_spec: DataSpec | None, split: str,

@@ -174,6 +174,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     help="also a 95%% interval for every metric: the percentiles over N resamples (with replacement) "
                          "of the split's samples, each scored as the split is (40 to 100,000, e.g. 1000; in --json: "
                          "ci95_low_METRIC, ci95_high_METRIC)")
+    ev.add_argument("--baseline", metavar="MODEL", default=None, type=_given,
+                    help="with --bootstrap: also every other model's figures minus MODEL's (e.g. teacher, ensemble), "
+                         "with the 95%% interval of each difference over the same resamples (a paired bootstrap; in "
+                         "--json: diff_METRIC, ci95_low_diff_METRIC, ci95_high_diff_METRIC)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="segmentation and detection: save pictures of N samples per model to RUN_DIR/eval/SPLIT/ "
                          "(other data's to RUN_DIR/eval/SPLIT-NAME-DIGEST/): predicted masks and overlays "

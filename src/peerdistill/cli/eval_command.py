@@ -17,7 +17,8 @@ from ..json_files import read_json
 from ..run_files import RUN_FILE
 from .consoles import console, err_console
 from .decoding import decoding_from
-from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
+from .notes import (say_distance_unit, say_ensemble_of_one, say_how_to_read_differences,
+                    say_what_not_available_means)
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
@@ -35,6 +36,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
                           temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample,
+                          baseline=ns.baseline,
                           roles=("student",) if ns.students_only else ("teacher", "student"))
     if ns.json:
         # under --tta every figure is of the flipped predictions: named so, as compare names them
@@ -104,8 +106,8 @@ def _decoded_with(decoding_overrides: list[str]) -> str:
 def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data_spec: DataSpec | None,
                  decoding_overrides: list[str]) -> None:
     """eval's tables on the console, titled with the data scored, and the notes under them."""
-    from ..report import (calibration_table, fitted, interval_table, operating_point_table, per_class_rich_tables,
-                          results_table)
+    from ..report import (calibration_table, difference_table, fitted, interval_table, operating_point_table,
+                          per_class_rich_tables, results_table)
     from ..runs import task_for
 
     meta = read_json(Path(ns.run_dir) / RUN_FILE)
@@ -124,6 +126,10 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
         of = f"its {groups} groups (data.group_pattern or group_column)" if groups else "its samples"
         show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
                             summary))
+        if ns.baseline:
+            show(difference_table(scores, f"{title}: minus {ns.baseline}, paired [95% interval of the difference over "
+                                          "the same resamples]", summary, ns.baseline))
+            say_how_to_read_differences(ns.baseline, summary)
     else:
         show(results_table(title, scores, metrics=summary))
     if ns.per_class:

@@ -29,3 +29,15 @@ def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
     note = distance_unit_note(meta, data_spec.model_dump() if data_spec is not None else None)
     if note:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def say_how_to_read_differences(baseline: str, metrics) -> None:
+    """What a paired interval of a difference covers, and which way is better."""
+    from ..metrics import lower_is_better
+
+    lower = [m for m in metrics if lower_is_better(m)]
+    sign = f" ({', '.join(lower)}: lower is better, so a negative difference is the better one)" if lower else ""
+    err_console.print(f"note: each interval is of the difference itself, both models scored on the same resamples; one "
+                      f"wholly above or below 0 says the difference from {baseline} is not explained by which test "
+                      f"images were drawn. It holds these trained models fixed: whether another training "
+                      f"seed keeps the difference is what compare --seeds measures{sign}", highlight=False, soft_wrap=True)
