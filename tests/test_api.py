@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from torch import nn
 
 from peerdistill.models import SmallCNN
@@ -107,6 +108,23 @@ def test_zoo_models_built_in_python_are_read_back_by_the_command_line(tmp_path, 
     assert main(["eval", str(run), "data.kind=npz", f"data.root={tmp_path / 'd.npz'}", "--json"]) == 0
     scores = __import__("json").loads(capsys.readouterr().out)
     assert {"teacher", "student1", "student2", "ensemble", "student2@features.2"} <= set(scores)  # heads rebuilt too
+    # a bare module given for the headed one is read without its heads: said, not done in silence (review 47c)
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.runs import load_cohort
+
+    with pytest.warns(PeerdistillWarning, match=r"^model 'student2' of '.*zoo' was trained with self-distillation "
+                                                r"heads at \['features.2'\], and the module given for it in modules= "
+                                                r"has none: it is read without them; to read its heads too, give a "
+                                                r"HeadedModel of it as trained"):
+        bare, _ = load_cohort(run, {"student2": SmallCNN(1, 3, width=8, depth=3)})
+    assert bare["student2"].head_layers == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        load_cohort(run, {"student2": SmallCNN(1, 3, width=8, depth=3)}, with_heads=False)
+        given = HeadedModel(SmallCNN(1, 3, width=8, depth=3), ["features.2"], "features.10", 3, torch.zeros(2, 1, 8, 8))
+        assert load_cohort(run, {"student2": given})[0]["student2"].head_layers == ["features.2"]
     assert main(["export", str(run), "--model", "student2", "--out", str(tmp_path / "s2.onnx")]) == 0
     assert (tmp_path / "s2.onnx").is_file()
     np.savez(tmp_path / "x.npz", images=xt[:4])

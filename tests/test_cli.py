@@ -87,6 +87,7 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     # where the run would go, as the run itself decides it (review 46f: an exists() check said otherwise)
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run", expect=2)
     assert f"run directory '{out / 'r'}' holds a finished run: pass --overwrite" in capsys.readouterr().err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*")) == before  # refused: untouched
     (out / "r" / "export").mkdir()
     (out / "r" / "export" / "s.onnx").write_text("")
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*"))
@@ -108,6 +109,23 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     assert f"'{out / 'gone'}' is a symbolic link to '{tmp_path / 'nowhere'}', which does not exist" in \
         capsys.readouterr().err
     (out / "gone").unlink()
+    # a link to nothing above the run's folder: mkdir would fail on it with "File exists" (review 47d)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for last in ("--dry-run", "--quiet"):
+        run_cli("train", f"out_dir={tmp_path / 'dangling'}", "name=r", *FAST, last, expect=2)
+        assert (f"cannot create the run directory '{tmp_path / 'dangling' / 'r'}': a symbolic link to "
+                f"'{tmp_path / 'nowhere'}', which does not exist, stands where a folder goes (point it at a folder, or "
+                f"remove it) ('{tmp_path / 'dangling'}')") in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "nowhere").exists()
+    # a run stopped in its first epoch, before it kept anything, is started again by the same command
+    (out / "early").mkdir()
+    (out / "early" / "run.json").write_text(json.dumps({"status": "stopped"}))
+    run_cli("train", f"out_dir={out}", "name=early", *FAST, "--dry-run")
+    assert (f"'{out / 'early'}' holds a run stopped in its first epoch: the run would start it again"
+            in " ".join(capsys.readouterr().out.split()))
+    assert [p.name for p in (out / "early").iterdir()] == ["run.json"]
+    (out / "early" / "run.json").unlink()
+    (out / "early").rmdir()
     assert sorted(p.name for p in out.iterdir()) == ["empty", "mine", "r"] and not any((out / "empty").iterdir())
     run_cli("train", "--resume", out / "r", "--dry-run", expect=2)
     assert "--dry-run checks a new run before it starts" in capsys.readouterr().err

@@ -823,3 +823,22 @@ def test_settings_for_several_processes_are_recorded_as_ignored_in_one(tiny_data
     t = trainer(make_cohort())
     t._setup(tiny_data)
     assert "sync_batchnorm" not in t.run_info and "find_unused_parameters" not in t.run_info
+
+
+def test_a_second_fit_of_one_trainer_is_refused_once_the_first_has_trained(tiny_data, tmp_path):
+    """A notebook cell run twice: the second fit would train on from the first's weights with a
+    new optimizer and connectors, and report only its own epochs (review 47c)."""
+    from peerdistill.errors import ConfigError
+
+    cohort = make_cohort()
+    t = trainer(cohort)
+    bad = dataclasses.replace(tiny_data, test=TensorData(torch.zeros(0, 1, 8, 8), torch.zeros(0).long()))
+    with pytest.raises(DataError):  # refused before any step: the data can be fixed and fit called again
+        t.fit(bad)
+    t.fit(tiny_data)
+    weights = {k: v.clone() for k, v in cohort.members[1].module.state_dict().items()}
+    with pytest.raises(ConfigError, match=r"^this Trainer has trained its models already: a second fit would train "
+                                          r"them on from the first's weights"):
+        t.fit(tiny_data)
+    assert all(torch.equal(v, cohort.members[1].module.state_dict()[k]) for k, v in weights.items())
+    trainer(cohort).fit(tiny_data)  # on purpose: a new Trainer over the trained models

@@ -129,6 +129,11 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
         name, spec = entry["name"], entry.get("spec")
         if modules and name in modules:
             module = modules[name]
+            if entry.get("heads") and with_heads and not isinstance(module, HeadedModel):
+                warn_user(f"model '{name}' of '{run.path}' was trained with self-distillation heads at "
+                          f"{entry['heads']}, and the module given for it in modules= has none: it is read without "
+                          "them; to read its heads too, give a HeadedModel of it as trained (load_cohort and "
+                          "load_model take with_heads=False for the bare network, without this warning)")
         else:
             module = build_model(spec["arch"], spec.get("args", {}), meta["input_shape"][0], meta["num_classes"],
                                  owner=f"model '{name}'")

@@ -586,7 +586,11 @@ def check_folder_writable(place: Path) -> None:
     """Files can be written in the folder ``place`` (made if missing): its nearest existing folder
     is a folder this process may write in; else an OSError naming that one. Found before work that
     takes a while (an export's checks, a predict's inputs, a run), so that none is lost to it."""
-    existing = next(folder for folder in (place, *place.parents) if folder.exists() or folder == folder.parent)
+    existing = next(folder for folder in (place, *place.parents)
+                    if folder.is_symlink() or folder.exists() or folder == folder.parent)
+    if existing.is_symlink() and not existing.exists():  # (mkdir would fail on it with "File exists")
+        raise OSError(errno.ENOENT, f"a symbolic link to '{os.readlink(existing)}', which does not exist, stands where "
+                                    "a folder goes (point it at a folder, or remove it)", str(existing))
     if not existing.is_dir():  # (a file where a folder of the path goes)
         raise OSError(errno.ENOTDIR, "Not a directory", str(existing))
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -598,7 +602,7 @@ def _check_creatable(path: Path) -> None:
     try:
         check_folder_writable(path)
     except OSError as exc:
-        why = "Not a directory" if exc.errno == errno.ENOTDIR else "Permission denied"
+        why = {errno.ENOTDIR: "Not a directory", errno.ENOENT: exc.strerror}.get(exc.errno, "Permission denied")
         raise RunDirError(f"cannot create the run directory '{path}': {why} ('{exc.filename}'); choose another "
                           "out_dir (for compare: --out)") from None
 

@@ -14,6 +14,8 @@ from .records import count_exported_parameters
 
 @dataclass
 class RunPlan:
+    """What ``Trainer.check`` (``train --dry-run``) found a run would be, nothing of it written."""
+
     run_dir: Path | None  # where the run would be written (None: nowhere)
     # what creating it would do (``RunDir.verdict``): new, again (a run the same command stopped in
     # its first epoch), replace (with overwrite); None without a run directory

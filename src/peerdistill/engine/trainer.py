@@ -10,7 +10,7 @@ import math
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +56,17 @@ from .speed import apply_backend_settings, resolve_speed, to_channels_last
 
 @dataclass
 class FitResult:
-    history: list[dict[str, Any]]
+    """What ``Trainer.fit`` returns: the epochs' history and each model's figures at the best and
+    the last epoch (``{model: {metric: value}}``, the ensemble and heads included), as the run
+    folder's metrics.json holds them."""
+
+    history: list[dict[str, Any]]  # a row per epoch: losses, validation figures, seconds (metrics.json's epochs)
     best_epoch: int  # an index into history, from 0 (history rows and metrics.json count epochs from 1)
-    val_at_best: dict[str, dict[str, float]]
-    test_at_best: dict[str, dict[str, float]]
-    test_at_last: dict[str, dict[str, float]]
-    run_dir: Path | None = None
-    monitor: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    val_at_best: dict[str, dict[str, float]]  # the validation figures of the best epoch, which chose it
+    test_at_best: dict[str, dict[str, float]]  # the test split scored with the best epoch's weights
+    test_at_last: dict[str, dict[str, float]]  # ... and with the last epoch's (the same when it is the best)
+    run_dir: Path | None = None  # where the run's files are (None: run_dir=None kept nothing)
+    monitor: str = ""  # the model/metric that chose the best epoch (train.monitor, resolved)
     stopped_early: bool = False  # train.patience ended training before train.epochs
     monitor_undefined: bool = False  # the monitor was n/a in every epoch: the last epoch stands in
 
@@ -164,6 +167,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self.deterministic = last_deterministic if deterministic is None else bool(deterministic)
         self.device = resolve_device(device)
         self.run_dir_path = check_path("run_dir", run_dir) if run_dir is not None else None
+        self._has_trained = False  # a first fit took a step: a second would train on from its weights
         if self.run_dir_path is not None and self.run_dir_path.exists() and not self.run_dir_path.is_dir():
             raise RunDirError(f"run_dir '{self.run_dir_path}' is a file: give a folder for the run (new or empty)")
         self.overwrite = bool(overwrite)
@@ -389,6 +393,12 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                             "DataSplits.from_arrays(x_train, y_train, x_val, y_val, x_test, y_test) makes one")
         check_flags("fit", resume=resume)
         resume = bool(resume)
+        if self._has_trained and not resume:
+            raise ConfigError("this Trainer has trained its models already: a second fit would train them on from the "
+                              "first's weights, with a new optimizer and schedule (and new connectors), and report its "
+                              "own epochs alone. To train from scratch, build new models and a new Trainer; to train "
+                              "these weights on, on purpose, build a new Trainer over them; to continue a stopped run, "
+                              "fit(data, resume=True) with its run_dir")
         self._run = None
         try:
             return self._fit(data, resume)
@@ -452,6 +462,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             meta = read_json(run.path / RUN_FILE)
             write_json(run.path / RUN_FILE, {**meta, "training_warnings": said})
         self._last_checkpoint = time.monotonic()
+        self._has_trained = True
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             if resume:  # how much of the killed session's work was kept
                 progress.say(self._resumed_line(start_epoch, start_step))
