@@ -131,6 +131,18 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     assert "--dry-run checks a new run before it starts" in capsys.readouterr().err
 
 
+def test_train_into_a_finished_run_is_refused_before_the_data_is_read(tmp_path, capsys, monkeypatch):
+    # (review 47a: a Kvasir run read and checked all its images, then refused the folder)
+    from peerdistill import build
+
+    out = tmp_path / "runs"
+    run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
+    monkeypatch.setattr(build, "build_data", lambda *a, **k: pytest.fail("the data was read before the refusal"))
+    for extra in ((), ("--dry-run",)):
+        run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet", *extra, expect=2)
+        assert f"run directory '{out / 'r'}' holds a finished run: pass --overwrite" in capsys.readouterr().err
+
+
 def test_train_dry_run_finds_what_the_first_forward_would(tmp_path, capsys):
     # a layer read after a later in-place change is found by the forward a dry run makes, before any run is queued
     out = tmp_path / "runs"
@@ -1387,9 +1399,14 @@ def test_predict_says_which_student_best_was(tmp_path, capsys):
     run_cli("predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "p.csv")
     bare = lambda text: "".join(text.split())  # noqa: E731 - a long temporary path may wrap anywhere
     said = bare(capsys.readouterr().out)
-    assert said == bare(f"wrote {tmp_path / 'p.csv'} (model {best}: the best validation student)")
+    assert said == bare(f"wrote {tmp_path / 'p.csv'} (model {best}: the best validation student; a classification "
+                        "run: class probabilities)")
     run_cli("predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "q.csv", "--model", "student2")
-    assert bare(capsys.readouterr().out) == bare(f"wrote {tmp_path / 'q.csv'}")
+    assert bare(capsys.readouterr().out) == bare(f"wrote {tmp_path / 'q.csv'} (model student2; a classification run: "
+                                                 "class probabilities)")
+    run_cli("predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "e.csv", "--model", "ensemble")
+    assert bare(capsys.readouterr().out) == bare(f"wrote {tmp_path / 'e.csv'} (the ensemble of student1, student2: "
+                                                 "probabilities averaged; a classification run: class probabilities)")
 
 
 def test_a_one_student_runs_ensemble_row_is_said_to_be_that_student(tmp_path, capsys):

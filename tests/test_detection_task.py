@@ -279,7 +279,13 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert ("boxes decoded with detect.max_detections=1, detect.ensemble=nmw, detect.wbf_iou=0.5"
             in " ".join(printed.err.split()))
     assert main(["eval", str(run), "detect.ensemble=nmw"]) == 0
-    assert "samples), boxes decoded with detect.ensemble=nmw" in " ".join(capsys.readouterr().out.split())
+    printed = capsys.readouterr()
+    assert "samples), boxes decoded with detect.ensemble=nmw" in " ".join(printed.out.split())
+    # what ap is, and how the ensemble row was fused (review 47a: read against a paper's AP at IoU 0.5)
+    assert ("note: ap is COCO's, averaged over IoU 0.50 to 0.95 (ap50: at IoU 0.5); ensemble: the students' boxes "
+            "fused by non-maximum weighted fusion at IoU 0.7, the teacher's left out") in " ".join(printed.err.split())
+    assert main(["eval", str(run)]) == 0
+    assert "fused by weighted boxes fusion at IoU 0.7, the teacher's left out" in " ".join(capsys.readouterr().err.split())
     from peerdistill.runs import evaluate_run
 
     direct = evaluate_run(run, decoding={"max_detections": 1, "ensemble": "nmw", "ensemble_iou": 0.5})
@@ -573,7 +579,8 @@ def test_eval_on_a_coco_file_numbering_its_categories_otherwise_matches_them_by_
     for split in ("train", "val", "test"):
         assert torch.equal(matched.split(split).y, first.split(split).y)
     unknown = data(write_coco_rectangles(tmp_path, [{"id": 9, "name": "red"}, {"id": 8, "name": "green"}]))
-    with pytest.raises(DataError, match=r"the data has classes \['green'\] that the run does not know"):
+    with pytest.raises(DataError, match=r"the data has classes \['green'\] that the run does not know .*rename the "
+                                        r"class folders, the CSV's labels, the boxes' label values or the COCO categories"):
         check_compatible(unknown, meta)
 
 
@@ -723,6 +730,10 @@ def test_box_decoding_chosen_with_eval_reaches_predict_and_the_exported_file(tmp
 
     everything = rows(run, image)
     assert len(everything) > 5  # (every point and class of a 32x32 input: 21 x 2)
+    capsys.readouterr()
+    rows(run, image, "--model", "ensemble", "detect.ensemble=nmw")  # which models, fused how, said
+    assert ("(the ensemble of student1, student2: boxes fused by non-maximum weighted fusion at IoU 0.7; a detection "
+            "run: boxes)") in " ".join(capsys.readouterr().out.split())
     fewer = rows(run, image, "detect.max_detections=5", "detect.score_threshold=0.001")
     assert len(fewer) == 5 and [r["score"] for r in fewer] == [r["score"] for r in everything[:5]]
     assert main(["export", str(run), "--model", "student1", "detect.max_detections=3"]) == 0
@@ -752,3 +763,13 @@ def test_an_input_without_a_box_has_a_row_of_its_name_alone(tmp_path):
                  "detect.score_threshold=0.999"]) == 0
     rows = list(csv.reader((tmp_path / "b.csv").open()))
     assert len(rows) == 2 and Path(rows[1][0]).name == "one.png" and rows[1][1:] == [""] * 6
+
+
+def test_a_detector_given_a_class_count_of_its_own_is_told_where_the_count_comes_from(tmp_path, capsys):
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "boxes.yaml"
+    counts = [f"{m}.args.num_classes=3" for m in ("teacher", "students.0", "students.1")]
+    assert main(["train", str(recipe), *counts, f"out_dir={tmp_path}", "--dry-run"]) == 2
+    assert ("the task has 3 classes but the data 2 (ellipse, rectangle): build the detectors (and the task from their "
+            "head layout) for the data's classes (in a config, remove num_classes from the models' args: a detector "
+            "takes its count from the data)") in " ".join(capsys.readouterr().err.split())
+    assert not any(tmp_path.iterdir())

@@ -681,6 +681,14 @@ def test_progress_in_a_log_is_a_plain_line_per_epoch(monkeypatch):
         assert progress._bar is None and progress.start_epoch(2, 5, 10) is None
         progress.epoch_done(2, 5, {"train/loss/total": 0.25, "val/s1/accuracy": 0.5}, "s1", "accuracy")
     assert log.getvalue() == "epoch 3/5  loss 0.250  val s1/accuracy 0.5000  (1:02:05 elapsed)\n"  # unwrapped
+    # in the ramp-up the total sums knowledge terms whose weight still grows: said (review 47a)
+    for row, said in (({"train/loss/s1/kl<-t": 0.1, "rampup": 0.4375}, " (knowledge terms ramping up: 44% of their weight)"),
+                      ({"train/loss/s1/kl<-t": 0.1, "rampup": 1.0}, ""), ({"train/loss/s1/ce": 0.1, "rampup": 0.5}, "")):
+        clock = iter([0.0, 2.0])  # (read by the patched monotonic above)
+        log = io.StringIO()
+        with progress_module.Progress(enabled=True, console=Console(file=log, width=40)) as progress:
+            progress.epoch_done(0, 5, {"train/loss/total": 0.25, **row}, "s1", "accuracy")
+        assert log.getvalue() == f"epoch 1/5  loss 0.250{said}  (not validated: train.val_every)  (0:00:02 elapsed)\n"
 
 
 def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):

@@ -21,6 +21,7 @@ from .engine.artifacts import RUN_FILE, RunDir
 from .errors import CheckpointError, ConfigError, warn_user
 from .graph import Edge, KnowledgeGraph
 from .json_files import read_json
+from .launcher import launched_rank
 from .models import build_model
 from .models.heads import HeadedModel
 from .tasks import ClassificationTask, SegmentationTask
@@ -263,6 +264,9 @@ def run_dir_for(cfg: RunConfig) -> Path:
 
 def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,
                  progress: bool = True, callbacks=None, resume: bool = False) -> tuple[Trainer, DataSplits]:
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
+    if not resume and launched_rank() == 0:  # a folder the run would refuse, refused before the data is read
+        RunDir.verdict(run_dir, overwrite)
     data = build_data(cfg.data)
     check_trainable(cfg.data, data)
     if not resume:  # (a run resumed trains as it began: checks added since do not stop it)
@@ -271,7 +275,6 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
     cohort = build_cohort(cfg, data, saved=resume)
     task = build_task(cfg, data, cohort)
     graph = build_graph(cfg, cohort, task)
-    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
     callbacks = list(callbacks or [])
     if cfg.log.tensorboard:
         from .engine.tensorboard import TensorBoardLogger

@@ -116,7 +116,30 @@ METRIC_MEANINGS = {
     "hd95": "the 95th-percentile distance between the edges of the predicted and the true regions, over the "
             "images holding the class in both (lower is better; missed says how many it leaves out)",
     "missed": "the share of images holding a foreground class where the model predicts none of it, lower is better",
+    "ap": "COCO average precision, averaged over IoU thresholds 0.50 to 0.95 (stricter than an AP at IoU 0.5)",
+    "ap50": "COCO average precision at IoU 0.5",
+    "ap75": "COCO average precision at IoU 0.75",
+    "ar10": "COCO average recall with at most 10 boxes a frame, over IoU 0.50 to 0.95",
 }
+FUSION_NAMES = {"wbf": "weighted boxes fusion", "nms": "NMS over all the students' boxes",
+                "nmw": "non-maximum weighted fusion"}
+
+
+def fusion_in_words(meta: dict[str, Any], decoding: dict[str, Any] | None = None) -> str:
+    """How a detection run's ensemble fuses boxes (``decoding``: settings scored with instead of
+    the run's), in words; runs from before the choice fused by WBF."""
+    d = {**(meta.get("detection") or {}), **(decoding or {})}
+    rule = d.get("ensemble", "wbf")
+    return f"{FUSION_NAMES.get(rule, rule)} at IoU {d.get('ensemble_iou', d.get('wbf_iou', 0.7)):g}"
+
+
+def detection_note(meta: dict[str, Any], decoding: dict[str, Any] | None = None) -> str | None:
+    """What a detection table's figures and its ensemble row are (a polyp paper's "AP 0.80" is
+    often at IoU 0.5: ap here is the stricter COCO AP), or None for another task."""
+    if meta.get("task") != "detection":
+        return None
+    return (f"ap is COCO's, averaged over IoU 0.50 to 0.95 (ap50: at IoU 0.5); ensemble: the students' boxes fused "
+            f"by {fusion_in_words(meta, decoding)}, the teacher's left out")
 
 
 def distance_unit_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = None) -> str | None:

@@ -650,8 +650,8 @@ def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSp
                 if alike else "")
         raise DataError(f"the data has classes {unknown[:5]} that the run does not know (its classes: "
                         f"{run_names}){hint}: evaluate on data of the run's classes, named as the run names them "
-                        "(rename the class folders, the CSV's labels or the categories; data.class_names for masks "
-                        "and arrays)")
+                        "(rename the class folders, the CSV's labels, the boxes' label values or the COCO "
+                        "categories; data.class_names for masks and arrays)")
     order = torch.tensor([run_names.index(n) for n in names])
     renumbered = {}
     for split in ("train", "val", "test"):

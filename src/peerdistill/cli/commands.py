@@ -13,7 +13,8 @@ from ..launcher import launched_world
 from ..run_files import RUN_FILE
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
-from .notes import say_distance_unit, say_ensemble_of_one, say_what_not_available_means
+from .notes import (say_distance_unit, say_ensemble_of_one, say_what_detection_figures_are,
+                    say_what_not_available_means)
 
 
 def _is_override(arg: str) -> bool:
@@ -108,6 +109,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
                           "window costing as much", highlight=False, soft_wrap=True)
     say_distance_unit(meta, None)
     say_ensemble_of_one(meta, result.test_at_best)
+    say_what_detection_figures_are(meta)
     say_what_not_available_means(result.test_at_best, summary)
     console.print(f"run directory: {run_dir}")
     return 0
@@ -204,19 +206,34 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     path = predict_files(ns.model_path, inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
                          operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays,
                          tta=ns.tta, decoding=decoding, skip_unreadable=ns.skip_unreadable)
-    console.print(f"wrote {path}{_which_best(ns)}", highlight=False)
+    console.print(f"wrote {path}{_what_was_predicted(ns, decoding)}", highlight=False)
     return 0
 
 
-def _which_best(ns: argparse.Namespace) -> str:
-    """Which student a run directory's 'best' (predict's default) was: said, as export says it."""
-    if Path(ns.model_path).suffix.lower() == ".onnx" or ns.model not in (None, "best"):
+def _what_was_predicted(ns: argparse.Namespace, decoding: dict | None) -> str:
+    """Which model of a run directory predicted (its 'best', predict's default, as export says
+    it; an ensemble's members and how they are combined) and what a run of its task writes:
+    the wrong run folder (a classifier for boxes) shows at once (review 47a)."""
+    if Path(ns.model_path).suffix.lower() == ".onnx":
         return ""
     from ..engine.artifacts import RunDir
     from ..export import best_student
+    from ..report import fusion_in_words
 
-    best = best_student(Path(ns.model_path), RunDir.open(ns.model_path).meta())
-    return f" (model {best}: the best validation student)"
+    meta = RunDir.open(ns.model_path).meta()
+    task = meta.get("task", "classification")
+    if ns.model in (None, "best"):
+        which = f"model {best_student(Path(ns.model_path), meta)}: the best validation student"
+    elif ns.model == "ensemble":
+        students = [m["name"] for m in meta["members"] if m["role"] == "student"]
+        how = f"boxes fused by {fusion_in_words(meta, decoding)}" if task == "detection" else "probabilities averaged"
+        which = f"the ensemble of {', '.join(students)}: {how}"
+    else:
+        which = f"model {ns.model}"
+    return f" ({which}; a {task} run: {PREDICTED[task]})"
+
+
+PREDICTED = {"classification": "class probabilities", "segmentation": "masks", "detection": "boxes"}
 
 
 def cmd_report(ns: argparse.Namespace) -> int:

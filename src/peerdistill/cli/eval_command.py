@@ -18,7 +18,7 @@ from ..run_files import RUN_FILE
 from .consoles import console, err_console
 from .decoding import decoding_from
 from .notes import (say_distance_unit, say_ensemble_of_one, say_how_to_read_differences,
-                    say_what_not_available_means)
+                    say_what_detection_figures_are, say_what_not_available_means)
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         err_console.print(f"{ns.split} split: {scores.samples:,} samples{_decoded_with(decoding_overrides)}",
                           highlight=False, soft_wrap=True)
     else:
-        _show_tables(ns, scores, data_overrides, data_spec, decoding_overrides)
+        _show_tables(ns, scores, data_overrides, data_spec, decoding_overrides, decoding)
     if ns.per_sample:  # on stderr: --json keeps stdout pure JSON
         err_console.print(f"per-sample figures: {ns.per_sample}", highlight=False, soft_wrap=True)
     if ns.save_images:
@@ -104,7 +104,7 @@ def _decoded_with(decoding_overrides: list[str]) -> str:
 
 
 def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data_spec: DataSpec | None,
-                 decoding_overrides: list[str]) -> None:
+                 decoding_overrides: list[str], decoding: dict | None) -> None:
     """eval's tables on the console, titled with the data scored, and the notes under them."""
     from ..report import (calibration_table, difference_table, fitted, interval_table, operating_point_table,
                           per_class_rich_tables, results_table)
@@ -140,6 +140,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
                                        "on the run's validation split"))
     say_distance_unit(meta, data_spec)
     say_ensemble_of_one(meta, scores)
+    say_what_detection_figures_are(meta, decoding)
     if ns.operating_point:
         names = meta.get("class_names") or ["0", "1"]
         tempered = (", on the tempered probabilities (the threshold is on that scale, as export and predict apply "

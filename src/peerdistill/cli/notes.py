@@ -22,6 +22,15 @@ def say_ensemble_of_one(meta: dict, scores: dict) -> None:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
+def say_what_detection_figures_are(meta: dict, decoding: dict | None = None) -> None:
+    """A detection table's ap (COCO's, over IoU 0.50 to 0.95) and how its ensemble row is fused."""
+    from ..report import detection_note
+
+    note = detection_note(meta, decoding)
+    if note:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
 def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
     """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it."""
     from ..report import distance_unit_note

@@ -134,6 +134,12 @@ class RunConfig(Section):
         if self.teacher is not None and self.teachers:
             problems.append("give either 'teacher' (one) or 'teachers' (a list), not both")
         preset = self.distill.preset
+        # alone, before what the preset needs: adding teachers or heads would not make it available (review 47a)
+        if self.task != "classification" and preset == "self":
+            refuse([f"preset 'self' (self-distillation heads) is for classification: their classifiers pool features "
+                    f"to one class vector; for {self.task} use kd, ml or kd+ml"])
+        if self.task == "detection" and preset == "multi-teacher":
+            refuse(["preset 'multi-teacher' is not available for detection: use kd with one teacher"])
         if preset == "multi-teacher" and len(self.teachers) < 2:
             problems.append("preset 'multi-teacher' needs at least two teachers: list them under 'teachers' "
                             "(and set teacher: null if the config has one)")
@@ -154,8 +160,6 @@ class RunConfig(Section):
         if ignored_before and any(s.weight != 1.0 for s in self.students):
             problems.append("students.N.weight is a teacher's weight in the multi-teacher average: remove it "
                             "from the students")
-        if self.task == "detection" and preset == "multi-teacher":
-            problems.append("preset 'multi-teacher' is not available for detection: use kd with one teacher")
         problems += self._decay_problems()
         if self.optim.warmup_epochs >= self.train.epochs:
             problems.append(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "

@@ -35,7 +35,8 @@ class Preflight:
         data's, so they must agree: a task left with numbers as names takes the data's."""
         counted = getattr(self.task, "num_classes", None)
         if counted is not None and counted != data.num_classes:  # metrics would be cut to the task's count
-            fix = ("build the detectors (and the task from their head layout) for the data's classes"
+            fix = ("build the detectors (and the task from their head layout) for the data's classes (in a config, "
+                   "remove num_classes from the models' args: a detector takes its count from the data)"
                    if getattr(self.task, "name", "") == "detection" else
                    f"build the task for the data, {type(self.task).__name__}(data.num_classes, "
                    "class_names=data.class_names), and every model with as many outputs")

@@ -59,10 +59,10 @@ class Progress:
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, Any], model: str, metric: str) -> None:
         if self._bar is None and not self._lines:
             return
-        loss = row.get("train/loss/total", float("nan"))
+        loss = f"loss {row.get('train/loss/total', float('nan')):.3f}{_ramping(row)}"
         key = f"val/{model}/{metric}"
-        status = (f"loss {loss:.3f}  val {model}/{metric} {row[key]:.4f}" if key in row else
-                  f"loss {loss:.3f}  (not validated: train.val_every)")
+        status = (f"{loss}  val {model}/{metric} {row[key]:.4f}" if key in row else
+                  f"{loss}  (not validated: train.val_every)")
         if self._lines:
             elapsed = round(time.monotonic() - self._started)
             self._console.print(f"epoch {epoch + 1}/{epochs}  {status}  ({elapsed // 3600}:{elapsed // 60 % 60:02d}:"
@@ -92,3 +92,11 @@ class Progress:
             self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
         elif self._lines:
             self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _ramping(row: dict[str, Any]) -> str:
+    """The loss of an epoch in the ramp-up sums knowledge terms whose weight still grows: said,
+    else a rising total reads as divergence (review 47a: 5.6, 7.3, 12.5 while every term fell)."""
+    ramp = row.get("rampup")
+    distils = any(key.startswith("train/loss/") and "<-" in key for key in row)
+    return f" (knowledge terms ramping up: {ramp:.0%} of their weight)" if distils and ramp is not None and ramp < 1 else ""

@@ -17,7 +17,8 @@ from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
 from ..json_files import read_json
 from ..metrics import per_class_part
-from ..report import METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note, fmt, per_class_tables
+from ..report import (METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note, fmt, fusion_in_words,
+                      per_class_tables)
 from ..run_files import METRICS_FILE, RUN_FILE
 from ..values import is_count
 from .costs_html import costs_section
@@ -192,7 +193,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
               "was n/a in every epoch, so none was chosen by it)" if metrics.get("monitor_undefined") else
               f"the best validation epoch ({esc(metrics.get('best_epoch', '?'))}, by {esc(metrics.get('monitor', '?'))})")
     caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of {chosen}. "
-               f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=_fusion(meta)) + auc)}</p>")
+               f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=fusion_in_words(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
     meanings = [f"{name}: {METRIC_MEANINGS[name]}" for name in names if name in METRIC_MEANINGS]
     for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None,
@@ -207,12 +208,3 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
 ENSEMBLE_RULES = {"classification": "The ensemble averages the students' probabilities.",
                   "segmentation": "The ensemble averages the students' probabilities, pixel by pixel.",
                   "detection": "The ensemble fuses the students' boxes by {rule}."}
-FUSION_NAMES = {"wbf": "weighted boxes fusion", "nms": "NMS over all the students' boxes",
-                "nmw": "non-maximum weighted fusion"}
-
-
-def _fusion(meta: dict[str, Any]) -> str:
-    """How a detection run's ensemble fuses boxes, in words (runs before the choice: WBF)."""
-    d = meta.get("detection") or {}
-    rule = d.get("ensemble", "wbf")
-    return f"{FUSION_NAMES.get(rule, rule)} at IoU {d.get('ensemble_iou', d.get('wbf_iou', 0.7)):g}"
