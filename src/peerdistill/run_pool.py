@@ -97,12 +97,23 @@ def _call(work: Callable[[Any], Any], item: Any, name: str = "", as_flags: bool 
     dead worker or lose its message. Its warnings print as the command line's do, naming the run;
     its messages name options as the parent's do (``as_flags``: a command line's flags)."""
     _RUNNING[0] = True
+    _SIGNALLED.clear()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # (a run stopped by a signal left them at _already_stopping)
+        signal.signal(sig, _stop_this_worker)
     try:
         with warnings.catch_warnings(), (options_as_flags() if as_flags else contextlib.nullcontext()):
             warnings.showwarning = one_line_warnings(warnings.showwarning, source=name)
             return work(item)
     except PeerdistillError:
         raise
+    except KeyboardInterrupt:
+        if not _SIGNALLED:
+            raise
+        # A signal to this worker alone (one the parent got too interrupts the parent itself, which
+        # then stops every run): this run's failure, the others go on (review 47d).
+        raise PeerdistillError(f"its worker process was stopped by {signal.Signals(_SIGNALLED[0]).name} (the run is "
+                               "marked stopped, nothing half written): run the same command again to continue it "
+                               "from its last checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - re-raised as text
         raise RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
     finally:
@@ -128,6 +139,7 @@ ORPHAN_CHECK_S = 1.0  # how often a worker looks for its parent
 ORPHAN_GRACE_S = 60.0  # how long an orphan's run may take to stop before the worker ends regardless
 
 _RUNNING: list[bool] = [False]  # whether this worker has a run under way (``_call``)
+_SIGNALLED: list[int] = []  # the signal that stopped the run under way
 
 
 def _stop_this_worker(signum, frame) -> None:
@@ -137,10 +149,17 @@ def _stop_this_worker(signum, frame) -> None:
     file half written), once: a second signal would cut that short, so it is ignored. An idle
     worker ends at once."""
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, _already_stopping)
     if not _RUNNING[0]:
         os._exit(128 + signum)
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt
+
+
+def _already_stopping(signum, frame) -> None:
+    """A second signal while the run stops: ignored. A handler that does nothing, not SIG_IGN:
+    CPython reports a signal still pending when its handler became SIG_IGN as an error, with a
+    traceback ("Signal 15 ignored due to race condition"; review 47b saw it on every Ctrl-C)."""
 
 
 def _stop_when_orphaned(parent: int) -> None:
