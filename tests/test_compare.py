@@ -1181,10 +1181,14 @@ def test_tables_rewritten_beside_an_earlier_report_say_it_is_of_the_earlier_ones
     tree = {**COMPARED, "name": "r", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}}
     first = compare(tree, ["independent"], 1, progress=False)
     write_report(first.directory)
+    note = f"note: '{first.directory / 'report.html'}' is of the tables as they were before: peerdistill report"
     printed = io.StringIO()
     compare(tree, ["independent"], 1, progress=False, console=Console(file=printed, width=300))
-    said = " ".join(printed.getvalue().split())
-    assert f"note: '{first.directory / 'report.html'}' is of the tables as they were before: peerdistill report" in said
+    assert note not in " ".join(printed.getvalue().split())  # the same tables: the report still holds (review 47b)
+    printed = io.StringIO()
+    compare(tree, ["independent"], 1, progress=False, temperature_scaling=True,
+            console=Console(file=printed, width=300))
+    assert note in " ".join(printed.getvalue().split())
 
 
 def _image_folder(root, rng, per_class=12):
@@ -1353,3 +1357,34 @@ def test_a_csv_runs_fingerprint_covers_the_images_it_lists(tmp_path):
     (tmp_path / "img" / "3.png").unlink()  # a listed image gone
     gone = data_fingerprint(spec)
     assert gone != held and gone.startswith("csv:")
+
+
+def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_page(tmp_path, capsys):
+    """Review 47b: validation images identical to training ones were said on each run's console
+    alone; compare.md and the comparison page, what goes into a paper, said nothing."""
+    import numpy as np
+
+    from tests.conftest import _blobs
+
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    xv[:2] = x[:2]  # two validation images that are training images
+    np.savez(tmp_path / "d.npz", train_images=x, train_labels=y, val_images=xv, val_labels=yv, test_images=xt,
+             test_labels=yt)
+    tree = {**COMPARED, "name": "w", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256},
+            "data": {"kind": "npz", "root": str(tmp_path / "d.npz")}}
+    printed = io.StringIO()
+    result = compare(tree, ["independent", "kd"], 1, progress=False, console=Console(file=printed, width=300))
+    said = ("2 of 32 validation inputs are identical to training inputs ('sample 0 of the val split', 'sample 1 of "
+            "the val split'): the epoch kept as best is chosen partly on images the models trained on")
+    markdown = " ".join(result.markdown.split())
+    assert f"### Warnings the runs began with - {said}" in markdown and "(2 of 2 runs)" in markdown
+    assert markdown.count(said) == 1
+    # the online teacher's figures differ between the presets by the epoch each run's monitor picked (review 47b)
+    assert "The teacher columns: each teacher at the epoch its run's monitor picked. A teacher trained online" in markdown
+    assert "distill.rampup_epochs (1) is not shorter than train.epochs (1)" in markdown  # kd's alone, named
+    assert "of their weight on average over training (and 100% at its end), so this run distils little; train longer " \
+           "or lower distill.rampup_epochs (1 of 2 runs: kd-seed0)" in markdown
+    assert "note: the runs began with 2 warning(s), listed in compare.md" in " ".join(printed.getvalue().split())
+    write_report(result.directory)
+    page = " ".join((result.directory / "report.html").read_text().split())
+    assert "Warnings the runs began with" in page and said.replace("'", "&#x27;") in page

@@ -54,6 +54,11 @@ def test_an_image_folder_runs_rows_name_each_test_file_as_predict_scores_it(tmp_
         mine = [r for r in rows if r["model"] == model]
         assert np.mean([int(r["correct"]) for r in mine]) == pytest.approx(scores[model]["accuracy"])
         assert np.mean([int(r["op_correct"]) for r in mine]) == pytest.approx(scores[model]["op_accuracy"])
+        # the probabilities as scored (9 significant digits: a float32 exactly): the AUC recomputed is the AUC
+        from sklearn.metrics import roc_auc_score
+
+        recomputed = roc_auc_score([r["truth"] == "pneumonia" for r in mine], [float(r["p_pneumonia"]) for r in mine])
+        assert recomputed == pytest.approx(scores[model]["auc"], abs=1e-12)
     # predict reads each file again and scores it alone: the same probabilities
     predicted = tmp_path / "predicted.csv"
     assert main(["predict", str(run), *[str(tmp_path / "xray" / f) for f in files], "--model", "student1",
@@ -178,7 +183,7 @@ def test_segmentation_rows_are_each_images_own_dice_pixels_and_hd95(tmp_path):
     expected = compute_hausdorff_distance(pred[:1, None].float(), truth[:1, None].float(), percentile=95)
     assert rows[0]["hd95"] == pytest.approx(float(expected))
     written = read_rows(write_per_sample(tmp_path / "seg.csv", rows))
-    assert written[0]["dice"] == f"{2 * 24 / 66:.6f}"
+    assert written[0]["dice"] == f"{2 * 24 / 66:.9g}"
     # undefined figures are empty cells: no vessel in truth or prediction, no distance to an empty mask
     assert written[2]["dice"] == "" and written[1]["hd95"] == "" and written[2]["hd95"] == ""
 

@@ -544,6 +544,15 @@ def test_wrong_places_are_named_before_the_page_is_drawn(digits_run, tmp_path, c
     assert own.read_text() == "<html><title>my notes</title></html>"
     assert main(["report", str(digits_run), "--out", str(tmp_path / "r.html")]) == 0
     assert main(["report", str(digits_run), "--out", str(tmp_path / "r.html")]) == 0  # its own page it replaces
+    # its own page edited since (notes added to it): not written over (review 47b)
+    page = tmp_path / "r.html"
+    edited = page.read_text().replace("</body>", "<p>MY PAPER NOTES</p></body>")
+    page.write_text(edited)
+    assert (f"'{page}' is a report edited since report wrote it: writing it again would lose the edits; move it away "
+            "(or rename it), or give --out another name") in refused(digits_run, "--out", page)
+    assert page.read_text() == edited
+    page.write_text(edited.replace("<p>MY PAPER NOTES</p>", ""))  # the page as written again: replaced
+    assert main(["report", str(digits_run), "--out", str(page)]) == 0
 
 
 def test_a_run_whose_models_need_a_library_not_here_is_reported_without_predictions(digits_run, tmp_path):

@@ -20,7 +20,7 @@ from rich.table import Table
 from .arguments import check_flags
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
-                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of)
+                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of, warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text
@@ -155,8 +155,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         return Comparison([], directory, "")
     _remove_stale_table_writes(directory)
     runs = _scored_runs(plans, results, directory, rule, temperature_scaling, tta)
-    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from)
-    return _tabulate(runs, plans, labels, baseline, directory, header, console, seeds, folds)
+    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from) + _teacher_columns_note(plans, runs)
+    return _tabulate(runs, plans, labels, baseline, directory, header, console, status, seeds, folds)
 
 
 def _checked_options(presets: list[str] | None, seeds: int, jobs: int, folds: int | None,
@@ -256,9 +256,10 @@ def _scored_runs(plans, results: list[dict[str, Any]], directory: Path, rule, te
 
 
 def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: str, directory: Path, header: str,
-              console: Console, seeds: int, folds: int | None) -> Comparison:
+              console: Console, status: Console, seeds: int, folds: int | None) -> Comparison:
     """The runs' figures (mean ± std per setting, model and metric) and paired differences from
-    the baseline: written to compare.md, compare.csv and differences.csv, and printed."""
+    the baseline: written to compare.md, compare.csv and differences.csv, and printed (the
+    tables and the notes that read them on ``console``; what is said of the folder on ``status``)."""
     rows = aggregate(runs)
     models = model_order([r["model"] for r in rows], teachers_named_in(run["metrics"] for run in runs))
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
@@ -278,17 +279,24 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
         console.print(unpaired_note(baseline, apart))
-    markdown = comparison_markdown(rows, labels, models, metric_names, header)
-    _say_if_a_report_is_left(directory, console)
-    atomic_write_text(directory / "compare.md", markdown)
-    atomic_write_text(directory / "compare.csv", _csv(rows))
-    written = [directory / "compare.csv", directory / "compare.md"]
+    began_with = warnings_of_runs([directory / run["run"] for run in runs])
+    if began_with:  # after the paired differences: compare.md's opening paragraph stays the tables' caption
+        header += f"\n{_warnings_section(began_with, len(runs))}\n"
+        status.print(f"note: the runs began with {len(began_with)} warning(s), listed in compare.md: "
+                      + "; ".join(text[:80] + ("..." if len(text) > 80 else "") for text, _ in began_with[:2]),
+                      highlight=False, soft_wrap=True)
+    tables = {"compare.csv": _csv(rows), "compare.md": comparison_markdown(rows, labels, models, metric_names, header)}
     if diffs:
-        atomic_write_text(directory / "differences.csv", differences_csv(diffs))
-        written.append(directory / "differences.csv")
-    else:  # one setting: an earlier comparison's differences in this folder no longer hold
+        tables["differences.csv"] = differences_csv(diffs)
+    if any(_bytes_of(directory / name) != text.encode() for name, text in tables.items()):  # (the same tables: still current)
+        _say_if_a_report_is_left(directory, status)
+    for name, text in tables.items():
+        atomic_write_text(directory / name, text)
+    if not diffs:  # one setting: an earlier comparison's differences in this folder no longer hold
         (directory / "differences.csv").unlink(missing_ok=True)
-    over = "one seed" if _runs_count(seeds, folds) == 1 else "folds and seeds" if folds else "seeds"
+    written = [directory / name for name in tables]
+    markdown = tables["compare.md"]
+    over = "one seed" if _runs_count(seeds, folds) == 1 else _runs_per_setting(seeds, folds)
     console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
     if diffs:
         headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
@@ -303,6 +311,33 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
             console.print(two_pairs_caveat(folds))
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return Comparison(rows, directory, markdown, diffs)
+
+
+def _teacher_columns_note(plans, runs: list[dict[str, Any]]) -> str:
+    """Where teachers train online and another model's figure picks each run's epoch: the teacher
+    columns differ between settings by that pick (review 47b: read as the preset changing the
+    teacher, which trains alike from the labels in kd and kd+ml)."""
+    online = any(not t.frozen for plan in plans for t in plan.cfg.all_teachers())
+    teachers = {name for plan in plans for name in plan.cfg.member_names()[:len(plan.cfg.all_teachers())]}
+    monitors = {run["metrics"]["monitor"].split("/", 1)[0] for run in runs}
+    if not online or len({plan.label for plan in plans}) < 2 or monitors & teachers:
+        return ""
+    return ("\nThe teacher columns: each teacher at the epoch its run's monitor picked. A teacher trained online that "
+            "no edge teaches (it learns from the labels alone, as in kd and kd+ml) trains alike in every setting of one "
+            "seed, so its figures differ between settings by that choice of epoch alone, not by the setting.\n")
+
+
+SHOWN_WARNINGS = 10  # more would bury the tables: every run's run.json lists its own
+
+
+def _warnings_section(began_with: list[tuple[str, list[str]]], count: int) -> str:
+    """compare.md's list of the warnings the runs began with, each once, with how many gave it."""
+    lines = [f"- {text} ({len(names)} of {count} runs{': ' + names[0] if len(names) == 1 else ''})"
+             for text, names in began_with[:SHOWN_WARNINGS]]
+    if len(began_with) > SHOWN_WARNINGS:
+        lines.append(f"- and {len(began_with) - SHOWN_WARNINGS} more: each run's run.json lists its own "
+                     "(`training_warnings`)")
+    return "### Warnings the runs began with\n\n" + "\n".join(lines) + "\n"
 
 
 def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool, tta: str | None,
@@ -414,6 +449,13 @@ def _folds_note(folds: int | None) -> str:
 TABLE_FILES = COMPARISON_TABLES
 
 
+def _bytes_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def _say_if_a_report_is_left(directory: Path, console: Console) -> None:
     """A report.html of the tables about to be rewritten describes them as they were (other
     options, runs since reused or added): said, with how to write it again."""
@@ -436,13 +478,14 @@ def _remove_stale_table_writes(directory: Path) -> None:
 def _replace(plans, directory: Path) -> None:
     """``--overwrite``: each existing run marked for replacement, and the tables and report of
     the runs being replaced removed (they would describe a folder that no longer holds them)."""
-    from .html_report.writing import is_report_page  # matplotlib comes with it: only when replacing
+    from .html_report.writing import edited_since_written, is_report_page  # (matplotlib: only when replacing)
 
     mark_for_replacement(plans)
     for stale in TABLE_FILES:
         (directory / stale).unlink(missing_ok=True)
-    if (directory / REPORT_FILE).is_file() and is_report_page(directory / REPORT_FILE):  # never a page of one's own
-        (directory / REPORT_FILE).unlink()
+    page = directory / REPORT_FILE
+    if page.is_file() and is_report_page(page) and not edited_since_written(page):  # never a page of one's own
+        page.unlink()
 
 
 def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperature_scaling: bool,

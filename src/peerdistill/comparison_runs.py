@@ -449,6 +449,22 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
+def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
+    """The warnings each run began with (run.json's ``training_warnings``: validation or test
+    images identical to training ones, a ramp-up as long as training...), each once, with the
+    runs that gave it: a comparison's tables, copied into a paper, must not leave them on a
+    console (review 47b)."""
+    given: dict[str, list[str]] = {}
+    for path in paths:
+        try:
+            said = read_json(path / RUN_FILE).get("training_warnings") or []
+        except (OSError, CheckpointError):  # (a damaged run.json: its own commands say so)
+            continue
+        for warning in said:
+            given.setdefault(str(warning), []).append(path.name)
+    return list(given.items())
+
+
 # A comparison's runs live in its folder, which --out names (name= alone would rename every config's runs)
 KEEP_BOTH = "give it another folder to keep both (--out DIR)"
 

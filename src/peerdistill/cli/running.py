@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     if extra and (positional is None or any(e.startswith("-") for e in extra)):
         given = list(sys.argv[1:] if argv is None else argv)
         parser.commands[ns.command].error(
-            f"unrecognized arguments: {' '.join(extra)}{_as_override_hint(extra, ns.command, given)}")
+            f"unrecognized arguments: {' '.join(extra)}{_hint(extra, parser.commands[ns.command], ns.command, given)}")
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
     # SIGTERM (timeout, Slurm, Kubernetes) ends a command as Ctrl-C does: files being written are
@@ -182,19 +182,46 @@ def _one_process_commands(command: str) -> None:
 OVERRIDES_TAKEN = {"train": None, "compare": None, "eval": ("data.", "detect.")}
 
 
-def _as_override_hint(extra: list[str], command: str, given: list[str]) -> str:
-    """``--epochs 2`` where ``train.epochs=2`` was meant: name the override to write, if the
-    command takes it. Its value is the word after it on the command line (argparse may have
-    taken that word as a positional override, so it is not in ``extra``)."""
-    from ..config import key_paths
-
+def _hint(extra: list[str], command_parser: argparse.ArgumentParser, command: str, given: list[str]) -> str:
+    """What an unrecognized option likely meant: the command's own option of a close name, the
+    config key of its name, or both (``compare --seed 3``: ``--seeds 3`` counts the seeds,
+    ``seed=3`` moves the first; review 47b: the key alone was offered)."""
     if "--config" in extra and command in ("train", "compare"):
         return (f" (the config file goes without --config, before the key=value overrides: peerdistill {command} "
                 "CONFIG.yaml [key=value ...])")
+    close, keys = _close_option(extra, command_parser), _as_overrides(extra, command, given)
+    written = " or ".join(keys)
+    if close and keys:
+        return f" (did you mean {close}? or the config key, written key=value: {written})"
+    if keys:
+        return f" (config keys are given as key=value, not as options: write {written})"
+    return f" (did you mean {close}?)" if close else ""
+
+
+def _close_option(extra: list[str], command_parser: argparse.ArgumentParser) -> str | None:
+    """The command's option closest to an unrecognized one (``--preset`` for ``--presets``)."""
+    import difflib
+
+    options = [o for action in command_parser._actions for o in action.option_strings if o.startswith("--")]
+    for arg in extra:
+        name = arg.partition("=")[0]
+        if name.startswith("--"):
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.85)
+            if close:
+                return close[0]
+    return None
+
+
+def _as_overrides(extra: list[str], command: str, given: list[str]) -> list[str]:
+    """``--epochs 2`` where ``train.epochs=2`` was meant: the overrides to write, if the command
+    takes them. The value is the word after the option on the command line (argparse may have
+    taken that word as a positional override, so it is not in ``extra``)."""
+    from ..config import key_paths
+
     if command not in OVERRIDES_TAKEN:
-        return ""
+        return []
     taken = OVERRIDES_TAKEN[command]
-    for i, arg in enumerate(extra):
+    for arg in extra:
         name, _, value = arg.lstrip("-").partition("=")
         paths = key_paths(name.replace("-", "_")) if arg.startswith("--") else []
         paths = [p for p in paths if taken is None or p.startswith(taken)]
@@ -202,10 +229,8 @@ def _as_override_hint(extra: list[str], command: str, given: list[str]) -> str:
             after = given.index(arg) + 1 if arg in given else len(given)
             if not value and after < len(given) and not given[after].startswith("-"):
                 value = given[after]
-            value = value or "VALUE"
-            return (f" (config keys are given as key=value, not as options: write "
-                    f"{' or '.join(f'{path}={value}' for path in paths)})")
-    return ""
+            return [f"{path}={value or 'VALUE'}" for path in paths]
+    return []
 
 
 class _Terminated(KeyboardInterrupt):

@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..comparison_runs import setting_runs
+from ..comparison_runs import setting_runs, warnings_of_runs
 from ..engine.artifacts import RunDir
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
@@ -39,7 +39,7 @@ def comparison_page(directory: Path) -> str:
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
-                comparison_curves_section(runs, finished), comparison_costs_section(runs)]
+                warnings_section(runs), comparison_curves_section(runs, finished), comparison_costs_section(runs)]
     try:
         diffs = compared_differences(directory, settings)
     except RunDirError as exc:  # the tables and figures do not need it
@@ -137,6 +137,19 @@ def comparison_summary_html(directory: Path, rows, settings: list[str], models: 
         parts.append(note_html(f"compare.csv lists run(s) no longer in this folder: {', '.join(gone)}. The tables keep "
                                "their figures; the curves and costs below are drawn without them."))
     return "\n".join(parts)
+
+
+def warnings_section(runs: dict[str, list[Path]]) -> str:
+    """The warnings the runs began with, each once, with the runs that gave it (review 47b: they
+    were on each run's page alone, not on the comparison's)."""
+    paths = [path for paths in runs.values() for path in paths]
+    began_with = warnings_of_runs(paths)
+    if not began_with:
+        return ""
+    items = "".join(f"<li>{esc(text)} ({len(names)} of {len(paths)} runs"
+                    f"{': ' + esc(', '.join(names)) if len(names) < len(paths) else ''})</li>"
+                    for text, names in began_with)
+    return section_html("Warnings the runs began with", [f"<ul>{items}</ul>"])
 
 
 def compare_md_intro(directory: Path) -> str:

@@ -3,6 +3,7 @@ already or none; warnings raised while it is drawn held back for the caller's fi
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from pathlib import Path
@@ -76,8 +77,31 @@ def write_report_holding_warnings(path: str | Path,
                       f"again ({skipped})")
     target.parent.mkdir(parents=True, exist_ok=True)
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
-    atomic_write_bytes(target, page.encode("utf-8", errors="backslashreplace"))
+    atomic_write_bytes(target, _signed(page.encode("utf-8", errors="backslashreplace")))
     return target, _glyphs_said_once(held)
+
+
+# The digest of the page as written (with this tag's content empty): a page edited since, notes
+# added to it, is not written over (review 47b: the notes were lost without a word).
+_DIGEST_TAG = '<meta name="peerdistill-digest" content="{}">'
+_DIGEST = re.compile(rb'<meta name="peerdistill-digest" content="([0-9a-f]*)">')
+
+
+def _signed(page: bytes) -> bytes:
+    unsigned = page.replace(GENERATOR.encode(), GENERATOR.encode() + b"\n" + _DIGEST_TAG.format("").encode(), 1)
+    digest = hashlib.sha256(unsigned).hexdigest()
+    return unsigned.replace(_DIGEST_TAG.format("").encode(), _DIGEST_TAG.format(digest).encode(), 1)
+
+
+def edited_since_written(path: Path) -> bool:
+    """Whether a page report wrote was changed since (a page written before the digest was:
+    not known, so not said to be)."""
+    page = path.read_bytes()
+    found = _DIGEST.search(page[:8192])
+    if found is None:
+        return False
+    unsigned = page[:found.start(1)] + page[found.end(1):]
+    return hashlib.sha256(unsigned).hexdigest() != found[1].decode()
 
 
 _MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
@@ -116,3 +140,6 @@ def _check_writable_here(target: Path) -> None:
         if not is_report_page(target):
             raise ConfigError(f"'{target}' exists and is not a peerdistill report: give {option('--out')} another "
                               "name, or move that file away")
+        if edited_since_written(target):
+            raise ConfigError(f"'{target}' is a report edited since report wrote it: writing it again would lose the "
+                              f"edits; move it away (or rename it), or give {option('--out')} another name")
