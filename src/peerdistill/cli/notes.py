@@ -47,6 +47,6 @@ def say_how_to_read_differences(baseline: str, metrics) -> None:
     lower = [m for m in metrics if lower_is_better(m)]
     sign = f" ({', '.join(lower)}: lower is better, so a negative difference is the better one)" if lower else ""
     err_console.print(f"note: each interval is of the difference itself, both models scored on the same resamples; one "
-                      f"wholly above or below 0 says the difference from {baseline} is not explained by which test "
+                      f"wholly above or below 0 says the difference from {baseline} is not explained by which scored "
                       f"images were drawn. It holds these trained models fixed: whether another training "
                       f"seed keeps the difference is what compare --seeds measures{sign}", highlight=False, soft_wrap=True)
