@@ -1388,3 +1388,21 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
     write_report(result.directory)
     page = " ".join((result.directory / "report.html").read_text().split())
     assert "Warnings the runs began with" in page and said.replace("'", "&#x27;") in page
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_said_to_be_trained_again(tmp_path):
+    """Review 47b: it was trained again with the words of a new run, its folder replaced unsaid."""
+    tree = {**COMPARED, "name": "s", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}}
+    first = compare(tree, ["independent"], 1, progress=False, console=Console(file=io.StringIO()))
+    run = first.directory / "independent-seed0"
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "status": "stopped"}))  # as Ctrl-C in epoch 1 leaves it
+    (run / "checkpoints" / "last.pt").unlink(missing_ok=True)  # (run_files.RESUME_FILE: none kept yet)
+    planned = io.StringIO()
+    compare(tree, ["independent"], 1, progress=False, dry_run=True, console=Console(file=planned, width=300))
+    assert "train again (it stopped before its first checkpoint)" in " ".join(planned.getvalue().split())
+    printed = io.StringIO()
+    compare(tree, ["independent"], 1, progress=False, console=Console(file=printed, width=300))
+    assert f"independent, seed 0: training again run {run} (it stopped before its first checkpoint)" in \
+        " ".join(printed.getvalue().split())
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"

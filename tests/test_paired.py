@@ -240,6 +240,10 @@ def test_compare_pairs_only_configs_on_the_baselines_split(tmp_path):
             "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}] * 2, "train": {"epochs": 1, "batch_size": 256}}
     configs = [{**base, "name": "a"}, {**base, "name": "b", "data": {"split_seed": 1}},
                {**base, "name": "c", "train": {"epochs": 1, "batch_size": 128}}]
+    planned = io.StringIO()  # said by the dry run, before the compute is spent (review 47b)
+    compare(configs, None, 2, progress=False, dry_run=True, console=Console(file=planned, width=200))
+    assert ("note: Left out, having no run of the same seed on the same data split as `a`: `b`. Their rows would be "
+            "scored on other data; no paired difference would be given for them.") in " ".join(planned.getvalue().split())
     printed = io.StringIO()
     result = compare(configs, None, 2, progress=False, console=Console(file=printed, width=200))
     assert {d["setting"] for d in result.differences} == {"c"}  # b's test images are others

@@ -143,6 +143,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         check_before_training(plans, build=False, two_classes=True)
     if dry_run:
         console.print(plan_table(plans, overwrite))
+        split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
+        apart = [label for label in labels if split_of[label] != split_of[baseline]]
+        if apart:  # said before the compute is spent, as the tables would say it after (review 47b)
+            console.print(f"note: {unpaired_note(baseline, apart)} Their rows would be scored on other data; "
+                          "no paired difference would be given for them.", highlight=False, soft_wrap=True)
         if len(configs) > 1:  # what the command would refuse before training, said after the plan
             check_before_training(plans, build=True, two_classes=False, overwrite=overwrite)
         return Comparison([], directory, "")

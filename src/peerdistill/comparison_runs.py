@@ -148,7 +148,8 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
     for plan in plans:
         try:
             state = _state(plan, overwrite)
-            action = {"new": "train", "finished": "reuse"}.get(state) or _continue_point(plan.run_dir)
+            action = {"new": "train", "finished": "reuse", "restart": f"train again ({STOPPED_EARLY})"}.get(state) \
+                or _continue_point(plan.run_dir)
             missing = _missing_input(plan) if state != "finished" else None
             if missing:
                 action = f"[red]would stop[/]: {missing}"
@@ -226,6 +227,9 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
             raise type(exc)(f"{checking.describe()}: {exc}") from None
 
 
+STOPPED_EARLY = "it stopped before its first checkpoint"
+
+
 def _continue_point(run_dir: Path) -> str:
     try:
         done = len(read_json(run_dir / METRICS_FILE).get("epochs", []))
@@ -291,6 +295,9 @@ def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console,
         elif state == "unfinished":
             console.print(f"{head}: resuming unfinished run {plan.run_dir}")
             _resume(plan.cfg, plan.run_dir, progress)
+        elif state == "restart":  # what it holds is replaced: said (review 47b), as a resumption is
+            console.print(f"{head}: training again run {plan.run_dir} ({STOPPED_EARLY})")
+            train_from_config(plan.cfg, run_dir=plan.run_dir, overwrite=True, progress=progress)
         else:
             console.print(f"{head} -> {plan.run_dir}")
             train_from_config(plan.cfg, run_dir=plan.run_dir, overwrite=True, progress=progress)
@@ -333,9 +340,9 @@ def _state(plan: Plan, overwrite: bool) -> str:
     an interrupted ``compare --overwrite`` had still to replace is new."""
     replace = overwrite or (plan.run_dir / REPLACE_MARK).is_file()
     state = "new" if replace else _run_state(plan.run_dir, plan.cfg)
-    if state != "new" and plan.source_run is not None:
+    if state in ("finished", "unfinished") and plan.source_run is not None:
         _check_same_teachers(plan)
-    if state != "new":
+    if state in ("finished", "unfinished"):
         _check_same_files(plan)
     return state
 
@@ -470,8 +477,9 @@ KEEP_BOTH = "give it another folder to keep both (--out DIR)"
 
 
 def _run_state(run_dir: Path, cfg: RunConfig) -> str:
-    """``finished`` (reuse it), ``unfinished`` (it has a resume checkpoint: continue it) or
-    ``new`` (train from the start). A run of another config is an error, never overwritten.
+    """``finished`` (reuse it), ``unfinished`` (it has a resume checkpoint: continue it),
+    ``restart`` (it stopped before its first checkpoint: train it again) or ``new`` (train from
+    the start). A run of another config is an error, never overwritten.
 
     The saved config is read through today's schema, so a run made before a new option existed
     still counts as the same config when the option is at its default; a comparison moved or
@@ -496,7 +504,7 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
                           f"the whole comparison, or {KEEP_BOTH} (a --setting of another NAME keeps both too)")
     run = RunDir(run_dir)
     if not run.is_complete:
-        return "unfinished" if run.resume_path.is_file() else "new"
+        return "unfinished" if run.resume_path.is_file() else "restart"
     if not (run_dir / METRICS_FILE).is_file():  # its figures gone; its models, kept, not trained over
         raise RunDirError(f"'{run_dir}' is a finished run without its metrics.json: restore the file, or delete "
                           f"the folder to train that run again ({option('--overwrite')} redoes the whole comparison)")
