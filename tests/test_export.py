@@ -79,6 +79,28 @@ def test_tolerance_failure_keeps_nothing(digits_run, monkeypatch):
         export_run(digits_run, model="student1", out=digits_run / "strict.onnx", tolerance=-1.0)
 
 
+def test_the_staging_an_export_killed_outright_left_goes_once_its_process_is_gone(digits_run, tmp_path):
+    """kill -9 between staging and the move left a hidden folder holding a whole graph, forever."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id no longer alive
+    old, recent, living = (tmp_path / f".export-{gone.pid}-abc", tmp_path / f".export-{gone.pid}-def",
+                           tmp_path / f".export-{os.getpid()}-ghi")
+    for folder in (old, recent, living):
+        folder.mkdir()
+        (folder / "s1.onnx").write_bytes(b"graph")
+    hours_ago = time.time() - 2 * 3600
+    for folder in (old, living):
+        os.utime(folder, (hours_ago, hours_ago))
+    export_run(digits_run, model="student1", out=tmp_path / "s1.onnx")
+    # an hour untouched and its process gone: removed; a recent one (a process of that id elsewhere), a living one's: kept
+    assert not old.exists() and recent.is_dir() and living.is_dir()
+
+
 def test_an_export_is_staged_beside_its_target_and_a_folder_it_made_goes_with_a_failure(digits_run, monkeypatch):
     """Staged in the system's temporary folder (another file system: a tmpfs /tmp), the move into
     place was a copy, which an interruption or a full disk cut short at the target's own name."""

@@ -13,7 +13,9 @@ import io
 import logging
 import os
 import re
+import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -382,7 +384,8 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
     int8 = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+        _remove_abandoned_staging(target.parent)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as tmp:
             staged = Path(tmp) / target.name
             to_onnx(module, x, staged, dense=dense)
             diff = onnx_parity(module, staged, x, dense=dense)
@@ -408,6 +411,33 @@ def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolera
         _remove_empty(made)
         raise
     return diff, int8
+
+
+STAGING_PREFIX = ".export-"  # then the exporting process's id: a folder of a process no longer alive was abandoned
+ABANDONED_AFTER_S = 3600  # and untouched this long (a process of that id on another machine sharing the folder)
+
+
+def _remove_abandoned_staging(folder: Path) -> None:
+    """The staging folders an export killed outright (kill -9, a lost node) left beside its
+    target, a whole graph each: removed once their process is gone and they have lain an hour."""
+    for staging in folder.glob(f"{STAGING_PREFIX}*-*"):
+        pid = staging.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or _alive(int(pid)) or time.time() - staging.stat().st_mtime < ABANDONED_AFTER_S:
+                continue
+            shutil.rmtree(staging)
+        except OSError:  # (removed meanwhile, or not ours to remove: left)
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _put_back(path: Path, earlier: bytes | None) -> None:
