@@ -288,3 +288,26 @@ def test_an_interval_next_to_an_infinite_resample_is_infinite_not_undefined():
     assert (got["hd95"].low, got["hd95"].high) == (pytest.approx(1.075), inf)
     assert (got["low"].low, got["low"].high) == (-inf, pytest.approx(1.925))
     assert (got["finite"].low, got["finite"].high) == pytest.approx(tuple(np.percentile([1, 2, 3, 4], [2.5, 97.5])))
+
+
+def test_a_segmentation_pair_is_resampled_image_by_image_on_the_same_draws():
+    from peerdistill.bootstrap import paired_intervals, resampled_scores
+
+    rng = np.random.default_rng(3)
+    truth = torch.tensor(rng.random((10, 12, 12)) < 0.3).long()
+    task = SegmentationTask(2, hd95=False)
+    masks, scores = [], []
+    for flip in (0.1, 0.3):  # a better and a worse model of the same images
+        noisy = torch.where(torch.tensor(rng.random((10, 12, 12)) < flip), 1 - truth, truth)
+        masks.append(noisy.numpy().astype(bool))
+        probs = torch.stack([1.0 - noisy.float(), noisy.float()], dim=1)
+        scores.append(resampled_scores(task, sample_meters(task, probs, truth), RESAMPLES))
+    got = paired_intervals(scores[1], scores[0])["dice"]
+    t = truth.numpy().astype(bool)
+    dice = [[2 * (m[k] & t[k]).sum() / (m[k].sum() + t[k].sum()) for k in range(10)] for m in masks]
+    draws, differences = np.random.default_rng(0), []  # bootstrap.SEED
+    for _ in range(RESAMPLES):
+        i = draws.integers(0, 10, 10)
+        differences.append(np.mean([dice[1][k] for k in i]) - np.mean([dice[0][k] for k in i]))
+    assert (got.low, got.high) == pytest.approx(naive_percentiles(differences))
+    assert got.high < 0  # the worse model, on every draw

@@ -378,8 +378,9 @@ def test_a_recorded_layer_changed_in_place_in_training_is_refused_packed_or_not(
 
 
 def test_a_trainer_fits_again_with_packed_students_and_feature_edges(tiny_data):
-    t = make_trainer(cohort_of(same_resnets(2)), "styles", fuse_students=True)
-    first, second = t.fit(tiny_data), t.fit(tiny_data)
+    cohort = cohort_of(same_resnets(2))  # the same modules trained again, by a new Trainer (one fits once)
+    t = make_trainer(cohort, "styles", fuse_students=True)
+    first, second = t.fit(tiny_data), make_trainer(cohort, "styles", fuse_students=True).fit(tiny_data)
     hints = [k for k in first.history[0] if "hint" in k]
     assert t.groups and hints and [k for k in second.history[0] if "hint" in k] == hints
 

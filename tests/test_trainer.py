@@ -843,6 +843,20 @@ def test_a_second_fit_of_one_trainer_is_refused_once_the_first_has_trained(tiny_
     bad = dataclasses.replace(tiny_data, test=TensorData(torch.zeros(0, 1, 8, 8), torch.zeros(0).long()))
     with pytest.raises(DataError):  # refused before any step: the data can be fixed and fit called again
         t.fit(bad)
+
+    class Damaged(Dataset):  # a training sample that cannot be read: the first batch fails, before any step
+        def __len__(self):
+            return len(tiny_data.train)
+
+        def __getitem__(self, i):
+            reads[0] += 1
+            if reads[0] == 2:  # the first batch's second sample
+                raise OSError("sample cut short")
+            return tiny_data.train[i]
+
+    reads = [0]
+    with pytest.raises(OSError, match="sample cut short"):  # (review 47f: this too was refused as trained)
+        t.fit(dataclasses.replace(tiny_data, train=Damaged()))
     t.fit(tiny_data)
     weights = {k: v.clone() for k, v in cohort.members[1].module.state_dict().items()}
     with pytest.raises(ConfigError, match=r"^this Trainer has trained its models already: a second fit would train "

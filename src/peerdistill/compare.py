@@ -325,8 +325,9 @@ def _teacher_columns_note(plans, runs: list[dict[str, Any]]) -> str:
     online = any(not t.frozen for plan in plans for t in plan.cfg.all_teachers())
     teachers = {name for plan in plans for name in plan.cfg.member_names()[:len(plan.cfg.all_teachers())]}
     monitors = {run["metrics"]["monitor"].split("/", 1)[0] for run in runs}
-    if not online or len({plan.label for plan in plans}) < 2 or monitors & teachers:
-        return ""
+    alike = len({repr([t.model_dump() for t in plan.cfg.all_teachers()]) for plan in plans}) == 1
+    if not online or not alike or len({plan.label for plan in plans}) < 2 or monitors & teachers:
+        return ""  # (teachers that differ between settings differ by more than the epoch picked)
     return ("\nThe teacher columns: each teacher at the epoch its run's monitor picked. A teacher trained online that "
             "no edge teaches (it learns from the labels alone, as in kd and kd+ml) trains alike in every setting of one "
             "seed, so its figures differ between settings by that choice of epoch alone, not by the setting.\n")
@@ -337,7 +338,7 @@ SHOWN_WARNINGS = 10  # more would bury the tables: every run's run.json lists it
 
 def _warnings_section(began_with: list[tuple[str, list[str]]], count: int) -> str:
     """compare.md's list of the warnings the runs began with, each once, with how many gave it."""
-    lines = [f"- {text} ({len(names)} of {count} runs{': ' + names[0] if len(names) == 1 else ''})"
+    lines = [f"- {text} ({len(names)} of {count} runs{': ' + ', '.join(names) if len(names) < count else ''})"
              for text, names in began_with[:SHOWN_WARNINGS]]
     if len(began_with) > SHOWN_WARNINGS:
         lines.append(f"- and {len(began_with) - SHOWN_WARNINGS} more: each run's run.json lists its own "

@@ -175,7 +175,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                          "of the split's samples, each scored as the split is (40 to 100,000, e.g. 1000; in --json: "
                          "ci95_low_METRIC, ci95_high_METRIC)")
     ev.add_argument("--baseline", metavar="MODEL", default=None, type=_given,
-                    help="with --bootstrap: also every other model's figures minus MODEL's (e.g. teacher, ensemble), "
+                    help="with --bootstrap: also every other model's metrics minus MODEL's (e.g. teacher, ensemble; not the "
+                         "--operating-point or --temperature-scaling figures), "
                          "with the 95%% interval of each difference over the same resamples (a paired bootstrap; in "
                          "--json: diff_METRIC, ci95_low_diff_METRIC, ci95_high_diff_METRIC)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",

@@ -167,7 +167,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self.deterministic = last_deterministic if deterministic is None else bool(deterministic)
         self.device = resolve_device(device)
         self.run_dir_path = check_path("run_dir", run_dir) if run_dir is not None else None
-        self._has_trained = False  # a first fit took a step: a second would train on from its weights
+        self._has_trained = False  # an optimizer step was taken: a second fit would train on from its weights
         if self.run_dir_path is not None and self.run_dir_path.exists() and not self.run_dir_path.is_dir():
             raise RunDirError(f"run_dir '{self.run_dir_path}' is a file: give a folder for the run (new or empty)")
         self.overwrite = bool(overwrite)
@@ -462,7 +462,6 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             meta = read_json(run.path / RUN_FILE)
             write_json(run.path / RUN_FILE, {**meta, "training_warnings": said})
         self._last_checkpoint = time.monotonic()
-        self._has_trained = True
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             if resume:  # how much of the killed session's work was kept
                 progress.say(self._resumed_line(start_epoch, start_step))
@@ -792,6 +791,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self.grad_norms = self._clip_gradients()
         for optimizer in self.optimizers.values():
             (self.scaler.step(optimizer) if self.scaler else optimizer.step())
+        self._has_trained = True  # (the models have moved: a second fit would train on from here)
         if self.scaler:
             self.scaler.update()
         if self.average is not None:

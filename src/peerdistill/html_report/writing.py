@@ -89,7 +89,7 @@ _DIGEST = re.compile(rb'<meta name="peerdistill-digest" content="([0-9a-f]*)">')
 
 def _signed(page: bytes) -> bytes:
     unsigned = page.replace(GENERATOR.encode(), GENERATOR.encode() + b"\n" + _DIGEST_TAG.format("").encode(), 1)
-    digest = hashlib.sha256(unsigned).hexdigest()
+    digest = _digest(unsigned)
     return unsigned.replace(_DIGEST_TAG.format("").encode(), _DIGEST_TAG.format(digest).encode(), 1)
 
 
@@ -101,7 +101,13 @@ def edited_since_written(path: Path) -> bool:
     if found is None:
         return False
     unsigned = page[:found.start(1)] + page[found.end(1):]
-    return hashlib.sha256(unsigned).hexdigest() != found[1].decode()
+    return _digest(unsigned) != found[1].decode()
+
+
+def _digest(page: bytes) -> str:
+    """Of the page's text, its line endings aside (a copy through git's autocrlf, or a Windows
+    share, writes CRLF: not an edit; review 47f)."""
+    return hashlib.sha256(page.replace(b"\r\n", b"\n")).hexdigest()
 
 
 _MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
