@@ -73,8 +73,13 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys, monkeypatch):
 def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--dry-run")
-    printed = " ".join(capsys.readouterr().out.split())
+    said = capsys.readouterr()
+    printed = " ".join(said.out.split())
     assert not out.exists()  # nothing written
+    # a ramp-up longer than training: a starting warning, counted as one of those above (review 47d)
+    assert "distill.rampup_epochs (5) is not shorter than train.epochs (2)" in said.err
+    assert "1 of the warnings above would be given as training starts and kept in run.json (training_warnings)" in \
+        " ".join(said.err.split())
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     meta = json.loads((out / "r" / "run.json").read_text())
     for m in meta["members"]:  # the parameters the run then recorded, model by model

@@ -105,7 +105,7 @@ def test_an_npz_of_one_set_is_cut_and_one_of_its_own_splits_refuses_split_keys(t
         check_new_run_data(keyed, as_given)
     check_new_run_data(DataSpec(kind="npz", root=str(tmp_path / "one.npz"), split_seed=7, val_fraction=0.3), one)
     shapes = DataSpec(kind="shapes", shapes_counts=[4, 2, 2], val_fraction=0.3)
-    with pytest.raises(ConfigError, match=r"^data.val_fraction cut one set into splits, but data kind 'shapes' generates "
+    with pytest.raises(ConfigError, match=r"^data.val_fraction cuts one set into splits, but data kind 'shapes' generates "
                                           r"each split apart, as many images as data.shapes_counts says: remove it"):
         check_new_run_data(shapes, build_data(shapes))
 
@@ -134,6 +134,11 @@ def test_eval_of_a_run_on_a_one_set_npz_keeps_its_fold_and_reads_other_archives_
     assert main(["eval", str(run), f"data.root={tmp_path / 'split.npz'}", "--json"]) == 0  # (seed 5: not refused)
     printed = capsys.readouterr()
     assert "ensemble" in json.loads(printed.out) and "test split: 20 samples" in printed.err
+    assert "change nothing" not in printed.err  # the run's own keys, carried: not the user's to hear of
+    # the same keys typed: they change nothing there, said (review 47d)
+    assert main(["eval", str(run), f"data.root={tmp_path / 'split.npz'}", "data.split_seed=9", "--json"]) == 0
+    assert (f"data.split_seed changes nothing here: '{tmp_path / 'split.npz'}' gives its own train, val and test "
+            "arrays, which eval scores as they are") in " ".join(capsys.readouterr().err.split())
 
 
 def test_digits_folds_partition_the_set_and_keep_every_class_in_training():

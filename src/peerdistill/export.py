@@ -493,11 +493,12 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
     if not check.judged >= min_agreement:
         used = f"{len(calibration_x)} {'tiles' if saved_window(meta)[0] else 'training images'}"
         flag = option('--calibration-samples')
-        more = (f"calibration used every one of its {used} already, so more cannot be had ({flag})" if every_one
-                else f"calibrate on more images ({flag}; {used} were used)")
+        ways = (f"accept less ({option('--min-agreement')}), or export in fp32; calibration used every one of its "
+                f"{used} already, so more cannot be had ({flag})" if every_one else
+                f"accept less ({option('--min-agreement')}), calibrate on more images ({flag}; {used} were used), "
+                "or export in fp32")
         raise ExportError(f"the int8 graph of '{name}' {short_of(check, meta.get('class_names'), min_agreement)}; "
-                          f"it was not written: accept less ({option('--min-agreement')}), "
-                          f"{'or export in fp32 (' + more + ')' if every_one else more + ', or export in fp32'}")
+                          f"it was not written: {ways}")
     for caveat in int8_caveats(check, meta.get("class_names")):  # (written: the check passed, with less behind it)
         warn_user(f"the int8 graph of '{name}' passed its check, but {caveat}")
     return int8, check
@@ -508,11 +509,13 @@ def short_of(check: QuantizedCheck, class_names: list[str] | None, min_agreement
     else the share of decisions) fell below ``min_agreement``."""
     below = (f": that Dice is below {option('--min-agreement', f'{min_agreement:.4g}')}" if check.class_dice else
              f", below {option('--min-agreement', f'{min_agreement:.2%}')}")
-    return kept_by_int8(check, class_names) + below
+    # the verdict next to the figure it judges, the caveats after it (review 47d)
+    return "; ".join([kept_by_int8(check, class_names, caveats=False) + below, *int8_caveats(check, class_names)])
 
 
-def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
-    """What the int8 graph keeps of the fp32 graph's decisions, as the check judged it."""
+def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None, caveats: bool = True) -> str:
+    """What the int8 graph keeps of the fp32 graph's decisions, as the check judged it (and, with
+    ``caveats``, what makes that say less than it seems)."""
     if check.class_dice:
         worst = check.lowest_class
         name = class_names[worst] if class_names and worst < len(class_names) else str(worst)
@@ -524,7 +527,7 @@ def kept_by_int8(check: QuantizedCheck, class_names: list[str] | None) -> str:
         decision = f"call at the threshold {check.threshold:.4g}" if check.threshold is not None else "class"
         said = (f"keeps the fp32 {decision} for {percent(check.agreement)} of {check.predictions} test predictions "
                 f"({changed} changed; one is {percent(1 / check.predictions)} here)")
-    return "; ".join([said, *int8_caveats(check, class_names)])
+    return "; ".join([said, *(int8_caveats(check, class_names) if caveats else [])])
 
 
 def int8_caveats(check: QuantizedCheck, class_names: list[str] | None) -> list[str]:

@@ -170,7 +170,8 @@ def check_pictures_replaceable(read: Inputs, folders: list[tuple[Path, str, str]
                   and not written_by_predict(folder / f)]
         if theirs:
             raise ConfigError(f"{option(flag, repr(str(folder)))} holds {len(theirs)} file(s) that predict would "
-                              f"replace and did not write ({first_few([p.name for p in theirs], quoted=True)}): "
+                              f"replace and did not write, or wrote before it marked its pictures (2026-12-06) "
+                              f"({first_few([p.name for p in theirs], quoted=True)}): "
                               f"write the {'masks' if kind == 'mask' else 'pictures'} to another folder, or delete "
                               "those files to replace them")
 

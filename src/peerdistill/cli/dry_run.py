@@ -43,5 +43,6 @@ def print_run_plan(plan, console, err_console) -> None:
     console.print(f"{escape(where)}. Nothing was written; one forward of a few validation samples ran.",
                   highlight=False, soft_wrap=True)
     if plan.warnings:
-        err_console.print(f"{len(plan.warnings)} warning(s) above would be given at the start of training",
-                          highlight=False)
+        # (the data's and the first forward's warnings above are given by a run too, each time it is set up)
+        err_console.print(f"{len(plan.warnings)} of the warnings above would be given as training starts and kept in "
+                          "run.json (training_warnings)", highlight=False)

@@ -86,6 +86,12 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
             for key in {"augment", "augment_range"} - given:
                 tree["data"].pop(key, None)
         kind = tree["data"].get("kind")
+        own_splits = kind == "npz" and not npz_holds_one_set(tree["data"].get("root"))
+        typed = [f"data.{k}" for k in ("split_seed", "val_fraction", "test_fraction") if k in given]
+        if own_splits and typed:  # (the run's own keys, carried, are not the user's: not said; review 47d)
+            warn_user(f"{', '.join(typed)} change{'s' if len(typed) == 1 else ''} nothing here: "
+                      f"'{tree['data'].get('root')}' gives its own train, val and test arrays, which eval scores as "
+                      "they are")
         if not ns.data and (kind in NO_FOLD_KINDS or tree["data"].get("folds") is None or (
                 kind == "npz" and not npz_holds_one_set(tree["data"].get("root")))):
             # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null

@@ -205,14 +205,14 @@ def _refuse_split_keys_unused(spec: DataSpec, data: DataSplits) -> None:
     given = [f"data.{k}" for k in keys if getattr(spec, k) != fields[k].get_default()]
     if not given:
         return
+    cut, them = ("cut", "them") if len(given) > 1 else ("cuts", "it")
     if spec.kind == "npz":
-        raise ConfigError(f"{', '.join(given)} cut one set into splits, but '{spec.root}' gives its own train, val and "
-                          "test arrays, which are used as they are: remove them (to cut the images another way, save "
-                          "them as one set, np.savez(FILE, images=..., labels=...), which data.split_seed, "
+        raise ConfigError(f"{', '.join(given)} {cut} one set into splits, but '{spec.root}' gives its own train, val "
+                          f"and test arrays, which are used as they are: remove {them} (to cut the images another way, "
+                          "save them as one set, np.savez(FILE, images=..., labels=...), which data.split_seed, "
                           "data.val_fraction, data.test_fraction and data.folds cut)")
-    raise ConfigError(f"{', '.join(given)} cut one set into splits, but data kind '{spec.kind}' generates each split "
-                      f"apart, as many images as data.{spec.kind}_counts says: remove "
-                      f"{'them' if len(given) > 1 else 'it'}")
+    raise ConfigError(f"{', '.join(given)} {cut} one set into splits, but data kind '{spec.kind}' generates each split "
+                      f"apart, as many images as data.{spec.kind}_counts says: remove {them}")
 
 
 def given_test_split(spec: DataSpec) -> str | None:
