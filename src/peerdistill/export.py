@@ -265,7 +265,7 @@ CHECK_LIMIT = {"classification": 2048, "segmentation": 32}
 CHECK_TILES = 2048  # window-sized tiles of those images, at most (patch-trained runs)
 # Fewer test inputs than these make the int8 check's figure a rough one, and it says so
 # (classification, segmentation): a test split of 6 images gave "100%" for a constant model.
-FEW_CHECKED = {False: 100, True: 10}
+FEW_CHECKED_INPUTS, FEW_CHECKED_IMAGES = 100, 10
 
 
 FORMATS = ("onnx", "safetensors")
@@ -539,7 +539,8 @@ def int8_caveats(check: QuantizedCheck, class_names: list[str] | None) -> list[s
         name = class_names[only] if class_names and only < len(class_names) else str(only)
         caveats.append(f"both graphs call every pixel '{name}' on these inputs, so the check says nothing of the "
                        "other classes: a model that predicts one class everywhere")
-    if check.checked < FEW_CHECKED[bool(check.class_dice)] and check.inputs == "test inputs":
+    few = FEW_CHECKED_IMAGES if check.class_dice else FEW_CHECKED_INPUTS  # (whole images, for segmentation)
+    if check.checked < few and check.inputs == "test inputs":
         caveats.append(f"on {check.checked} test inputs alone, a rough figure")
     return caveats
 

@@ -80,7 +80,7 @@ def read_sidecar(onnx_path: Path) -> dict[str, Any]:
         info = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"'{side}' is not valid JSON ({exc}): export the model again") from None
-    missing = [k for k in SIDECAR_KEYS if not isinstance(info, dict) or k not in info]
+    missing = _missing_keys(info)
     if missing:
         raise CheckpointError(f"'{side}' lacks {missing}: it is not the file peerdistill export writes; export again")
     try:
@@ -144,4 +144,9 @@ def is_export_json(path: Path) -> bool:
         found = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(found, dict) and all(k in found for k in SIDECAR_KEYS)  # as predict reads one
+    return not _missing_keys(found)  # as predict reads one
+
+
+def _missing_keys(info: Any) -> list[str]:
+    """What a JSON lacks of those every export writes (all of them, where it is no mapping)."""
+    return [k for k in SIDECAR_KEYS if not isinstance(info, dict) or k not in info]

@@ -32,11 +32,7 @@ def print_run_plan(plan, console, err_console) -> None:
     console.print(f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), batch {plan.batch_size}, on "
                   f"{plan.device}, {speed['precision']}{', channels_last' if speed['channels_last'] else ''}"
                   f"{', torch.compile' if speed['compile'] else ''}{packed}", highlight=False, soft_wrap=True)
-    where = {None: "the run would write no files (no run directory)",
-             "new": f"the run would be written to '{plan.run_dir}'",
-             "again": f"'{plan.run_dir}' holds a run stopped in its first epoch: the run would start it again",
-             "replace": f"'{plan.run_dir}' holds a run: the run would replace it ({option('--overwrite')})"}[
-        plan.run_dir_verdict]
+    where = _where_the_run_goes(plan)
     if plan.kept_aside:
         where += (f", moving what it holds besides the run ({', '.join(plan.kept_aside)}) to a folder beside it, "
                   f"'{plan.run_dir.name}.kept-YYYYmmdd-HHMMSS'")
@@ -46,3 +42,15 @@ def print_run_plan(plan, console, err_console) -> None:
         # (the data's and the first forward's warnings above are given by a run too, each time it is set up)
         err_console.print(f"{len(plan.warnings)} of the warnings above would be given as training starts and kept in "
                           "run.json (training_warnings)", highlight=False)
+
+
+def _where_the_run_goes(plan) -> str:
+    """What the run would do with its folder (``RunPlan.run_dir_verdict``), in words."""
+    verdict = plan.run_dir_verdict
+    if verdict is None:
+        return "the run would write no files (no run directory)"
+    if verdict == "new":
+        return f"the run would be written to '{plan.run_dir}'"
+    if verdict == "again":
+        return f"'{plan.run_dir}' holds a run stopped in its first epoch: the run would start it again"
+    return f"'{plan.run_dir}' holds a run: the run would replace it ({option('--overwrite')})"
