@@ -261,6 +261,8 @@ def test_eval_baseline_gives_each_models_difference_with_a_paired_interval(tmp_p
             "student1, student2, ensemble") in " ".join(capsys.readouterr().err.split())
     with pytest.raises(ConfigError, match=r"^baseline='student3' is not a model of this run: give one of student1, student2, ensemble$"):
         evaluate_run(run, bootstrap=50, baseline="student3")
+    assert main(["eval", str(run), "--score-thresholds"]) == 2  # a classifier keeps no boxes
+    assert "--score-thresholds is for detection runs" in capsys.readouterr().err
 
 
 def test_a_paired_difference_of_an_infinite_figure_keeps_its_resamples_apart():

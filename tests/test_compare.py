@@ -1073,10 +1073,11 @@ def test_a_finished_run_without_its_metrics_or_a_folder_with_only_its_config_is_
     compare(tree, ["independent"], 2, progress=False, dry_run=True, console=Console(width=250))
     plan = capsys.readouterr().out
     assert re.search(r"independent +│ 0 +│ \S+seed0 +│ train", plan), plan
-    assert re.search(r"independent +│ 1 +│ \S+seed1 +│ train", plan), plan
+    assert re.search(r"independent +│ 1 +│ \S+seed1 +│ train again \(it stopped before its first checkpoint\)",
+                     plan), plan
     again = compare(tree, ["independent"], 2, progress=False)
     printed = capsys.readouterr().err
-    assert "independent, seed 1 ->" in printed and "resuming" not in printed
+    assert "independent, seed 1: training again run" in printed and "resuming" not in printed
     assert jsonable(again.rows) == jsonable(whole.rows)  # deterministic: the same figures as the first time
 
 

@@ -286,6 +286,22 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
             "fused by non-maximum weighted fusion at IoU 0.7, the teacher's left out") in " ".join(printed.err.split())
     assert main(["eval", str(run)]) == 0
     assert "fused by weighted boxes fusion at IoU 0.7, the teacher's left out" in " ".join(capsys.readouterr().err.split())
+    # the boxes kept at scores a deployment could run at, with their precision and recall at IoU 0.5 (review 47a)
+    assert main(["eval", str(run), "--split", "val", "--score-thresholds", "0.05,0.3", "--json"]) == 0
+    at = json.loads(capsys.readouterr().out)
+    assert {"at0.05_precision", "at0.3_recall", "at0.3_f1", "at0.05_boxes_per_frame"} <= set(at["ensemble"])
+    assert all(at[m]["at0.3_boxes_per_frame"] <= at[m]["at0.05_boxes_per_frame"] for m in at)
+    assert main(["eval", str(run), "--score-thresholds"]) == 0  # the default thresholds
+    printed = capsys.readouterr()
+    assert "student1's boxes scoring each threshold or more, matched at IoU 0.5" in " ".join(printed.out.split())
+    assert "give it to predict and export as detect.score_threshold=T" in " ".join(printed.err.split())
+    for args, message in ((["--score-thresholds", "0.01"], "--score-thresholds 0.01 is below the score the boxes are "
+                                                           "decoded from (detect.score_threshold=0.05)"),
+                          (["--score-thresholds", "0.01", "detect.score_threshold=0.01"], None),
+                          (["--score-thresholds", "1.5"], "give scores between 0 and 1")):
+        assert main(["eval", str(run), *args]) == (0 if message is None else 2)
+        assert message is None or message in " ".join(capsys.readouterr().err.split())
+    capsys.readouterr()
     from peerdistill.runs import evaluate_run
 
     direct = evaluate_run(run, decoding={"max_detections": 1, "ensemble": "nmw", "ensemble_iou": 0.5})

@@ -287,6 +287,17 @@ def _signed_with_interval(metrics: dict[str, float], key: str) -> str:
     return text
 
 
+def threshold_table(figures: dict[str, float], title: str, thresholds) -> Table:
+    """One model's ``at{T}_*`` figures (``evaluate_run(score_thresholds=...)``), a row per threshold."""
+    table = Table(title=escape(title))
+    for column in ("score threshold", "boxes per frame", "precision", "recall", "f1"):
+        table.add_column(column, justify="right")
+    for t in thresholds:
+        table.add_row(f"{t:g}", fmt(figures.get(f"at{t:g}_boxes_per_frame"), 2),
+                      *(fmt(figures.get(f"at{t:g}_{k}")) for k in ("precision", "recall", "f1")))
+    return table
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return mean_and_sample_std([v for v in values if v is not None and not math.isnan(v)])
 

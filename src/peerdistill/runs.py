@@ -28,6 +28,7 @@ from .data.digests import count_seen, row_digests
 from .data.loaders import check_batch_size
 from .data.segmentation import masks_name_classes
 from .data.splits import TensorData, group_ids, kept_whole
+from .detection_thresholds import check_thresholds, figures_at_thresholds
 from .engine import RunDir, evaluate
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text
@@ -183,6 +184,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                  decoding: dict[str, Any] | None = None, bootstrap: int = 0,
                  temperature_scaling: bool = False, tta: str | None = None,
                  per_sample: str | Path | None = None, baseline: str | None = None,
+                 score_thresholds: Iterable[float] | None = None,
                  trusted_archs: Iterable[str] = ()) -> dict[str, dict[str, float]]:
     """Metrics of every saved model and the student ensemble on ``split`` of the run's data, of
     ``data_spec`` (normalised with the statistics of the run's training data), or of ``data``
@@ -200,6 +202,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     output's name, with ``bootstrap``): every other output also gets ``diff_METRIC``, its figure
     minus the baseline's, and ``ci95_low_diff_METRIC``, ``ci95_high_diff_METRIC``, the interval of
     that difference over the same resamples (a paired bootstrap: both scored on every draw).
+    ``score_thresholds`` (detection): each output also gets ``at{T}_precision``, ``at{T}_recall``,
+    ``at{T}_f1`` and ``at{T}_boxes_per_frame`` of its boxes scoring T or more (``detection_thresholds.py``).
     ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
     own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
     (``calibration.py``); with ``operating_point`` too, the threshold is chosen on the tempered
@@ -223,6 +227,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         raise DataError("evaluate_run takes data_spec or data, not both")
     cohort, meta = load_cohort(run_dir, modules, roles=roles, trusted_archs=trusted_archs)
     _check_baseline(baseline, cohort, bootstrap, roles)
+    if score_thresholds is not None and meta.get("task") != "detection":  # before the data is read
+        raise ConfigError(f"{option('--score-thresholds')} is for detection runs: the boxes a detector keeps at a "
+                          f"score; for a two-class classifier's threshold, {option('--operating-point')}")
     if per_sample is not None:  # never over the data the run trained on, or the data scored now
         scored = data_places(data_spec.model_dump()) if data_spec else []
         check_per_sample_path(per_sample, run_data_places(meta) + scored)
@@ -246,11 +253,13 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
+    if score_thresholds is not None:
+        score_thresholds = check_thresholds(score_thresholds, task.score_threshold)
     if task.name == "segmentation":  # distances in the unit of the scored data's pixel size, if it has one
         task.pixel_spacing = data.info.get("pixel_spacing")
     cohort = with_tta(cohort, tta, task.name, meta["input_shape"])
     window, overlap = saved_window(meta)  # the model's, whatever data it now sees
-    kept = _Kept(task, bootstrap > 0 or per_sample is not None, chooses_on_val)
+    kept = _Kept(task, bootstrap > 0 or per_sample is not None or score_thresholds is not None, chooses_on_val)
     scores = evaluate(cohort, task, make_batches(data.split(split), batch_size, dev, shuffle=False), window,
                       overlap, observe=kept)
     # (a run trained from Python has no data section: no groups to draw)
@@ -266,6 +275,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
             scores[name]["ci95_groups"] = len(set(groups))
     if baseline is not None:
         _add_differences(scores, resamples, baseline, bootstrap)
+    for name, meters in (kept.meters if score_thresholds else {}).items():
+        scores[name].update(figures_at_thresholds([p for m in meters for p in m.predictions],
+                                                  [t for m in meters for t in m.truths], score_thresholds))
     if chooses_on_val:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)

@@ -77,6 +77,14 @@ def _resamples(text: str) -> int:
     return count
 
 
+def _scores(text: str) -> tuple[float, ...]:
+    """An argparse type: --score-thresholds' comma-separated scores."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected scores separated by commas, e.g. 0.1,0.3,0.5, got '{text}'") from None
+
+
 def _given(text: str) -> str:
     """An argparse type: a text that is not empty (an unset shell variable, --out "$DIR", would
     otherwise quietly mean the default, or the current folder)."""
@@ -179,6 +187,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                          "--operating-point or --temperature-scaling figures), "
                          "with the 95%% interval of each difference over the same resamples (a paired bootstrap; in "
                          "--json: diff_METRIC, ci95_low_diff_METRIC, ci95_high_diff_METRIC)")
+    ev.add_argument("--score-thresholds", type=_scores, nargs="?", const=(), default=None,  # (): the default
+                    metavar="T1,T2,...",
+                    help="detection: also each model's boxes per frame, precision, recall and F1 at IoU 0.5 of the "
+                         "boxes scoring each T or more (default 0.05,0.1,0.2,...,0.9): choose on --split val the "
+                         "detect.score_threshold predict and export run at (in --json: atT_precision, ...)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="segmentation and detection: save pictures of N samples per model to RUN_DIR/eval/SPLIT/ "
                          "(other data's to RUN_DIR/eval/SPLIT-NAME-DIGEST/): predicted masks and overlays "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -30,13 +31,17 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     decoding = decoding_from(decoding_overrides, "eval")
     data_spec = _data_spec(ns, data_overrides) if ns.data or data_overrides else None
     # torch comes with these: only once the overrides are checked
+    from ..detection_thresholds import DEFAULT_THRESHOLDS
     from ..engine.artifacts import jsonable
     from ..runs import evaluate_run, unfinished_note
+
+    if ns.score_thresholds == ():  # the option alone
+        ns.score_thresholds = DEFAULT_THRESHOLDS
 
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
                           temperature_scaling=ns.temperature_scaling, tta=ns.tta, per_sample=ns.per_sample,
-                          baseline=ns.baseline,
+                          baseline=ns.baseline, score_thresholds=ns.score_thresholds,
                           roles=("student",) if ns.students_only else ("teacher", "student"))
     if ns.json:
         # under --tta every figure is of the flipped predictions: named so, as compare names them
@@ -113,7 +118,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
                  decoding_overrides: list[str], decoding: dict | None) -> None:
     """eval's tables on the console, titled with the data scored, and the notes under them."""
     from ..report import (calibration_table, difference_table, fitted, interval_table, operating_point_table,
-                          per_class_rich_tables, results_table)
+                          per_class_rich_tables, results_table, threshold_table)
     from ..runs import task_for
 
     meta = read_json(Path(ns.run_dir) / RUN_FILE)
@@ -147,6 +152,13 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
     say_distance_unit(meta, data_spec)
     say_ensemble_of_one(meta, scores)
     say_what_detection_figures_are(meta, decoding)
+    if ns.score_thresholds:
+        for model in scores:
+            show(threshold_table(scores[model], f"{title}: {model}'s boxes scoring each threshold or more, matched at "
+                                                "IoU 0.5", ns.score_thresholds))
+        err_console.print("note: choose the threshold on the validation split (--split val), check it on the test "
+                          "split, and give it to predict and export as detect.score_threshold=T", highlight=False,
+                          soft_wrap=True)
     if ns.operating_point:
         names = meta.get("class_names") or ["0", "1"]
         tempered = (", on the tempered probabilities (the threshold is on that scale, as export and predict apply "
@@ -207,6 +219,7 @@ def _shown_figures(scores: dict, summary, ns: argparse.Namespace) -> list[str]:
     shown = [f"{bound}{m}" for m in summary for bound in (("", "ci95_low_", "ci95_high_") if ns.bootstrap else ("",))]
     for key in next(iter(scores.values()), {}):
         if ((ns.per_class and per_class_part(key)) or (ns.operating_point and key.startswith("op_"))
-                or (ns.temperature_scaling and key.startswith("cal_"))):
+                or (ns.temperature_scaling and key.startswith("cal_"))
+                or (ns.score_thresholds and re.match(r"at[0-9.]+_", key))):
             shown.append(key)
     return shown
