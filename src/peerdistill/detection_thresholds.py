@@ -11,7 +11,9 @@ the box) counts as neither; truths left unmatched are missed. Classes are pooled
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from .detection.boxes import box_iou
 from .errors import ConfigError
 from .option_names import option
 
@@ -65,14 +67,13 @@ def _match(pred: dict[str, np.ndarray], truth: np.ndarray, threshold: float) -> 
     boxes, scores, labels = pred["boxes"][keep], pred["scores"][keep], pred["labels"][keep]
     crowd = truth[truth[:, 0] <= -2]
     real = truth[truth[:, 0] > -2]
+    overlaps = box_iou(torch.from_numpy(boxes).float(), torch.from_numpy(real[:, 1:]).float()).numpy()
     taken = np.zeros(len(real), bool)
     hits = false = 0
     for i in np.argsort(-scores, kind="stable"):
-        same = (real[:, 0] == labels[i]) & ~taken
-        overlaps = _iou(boxes[i], real[:, 1:]) if len(real) else np.zeros(0)
-        overlaps = np.where(same, overlaps, -1.0)
-        best = int(np.argmax(overlaps)) if len(overlaps) else -1
-        if best >= 0 and overlaps[best] >= MATCH_IOU:
+        free = np.where((real[:, 0] == labels[i]) & ~taken, overlaps[i], -1.0)
+        best = int(np.argmax(free)) if len(free) else -1
+        if best >= 0 and free[best] >= MATCH_IOU:
             taken[best] = True
             hits += 1
         elif not _on_crowd(boxes[i], labels[i], crowd):
@@ -80,21 +81,13 @@ def _match(pred: dict[str, np.ndarray], truth: np.ndarray, threshold: float) -> 
     return hits, false, int((~taken).sum())
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    inter = width * height
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def _on_crowd(box: np.ndarray, label: float, crowd: np.ndarray) -> bool:
     """Whether at least half the box lies on a crowd region of its class (COCO's crowd overlap
     is the intersection over the box's own area)."""
     regions = crowd[(-2 - crowd[:, 0]) == label][:, 1:]
-    if not len(regions):
-        return False
     area = (box[2] - box[0]) * (box[3] - box[1])
+    if not len(regions) or area <= 0:
+        return False
     width = np.clip(np.minimum(box[2], regions[:, 2]) - np.maximum(box[0], regions[:, 0]), 0, None)
     height = np.clip(np.minimum(box[3], regions[:, 3]) - np.maximum(box[1], regions[:, 1]), 0, None)
-    return bool(area > 0 and ((width * height) / area >= MATCH_IOU).any())
+    return bool(((width * height) / area >= MATCH_IOU).any())
