@@ -504,9 +504,15 @@ def test_an_overwrite_removes_the_comparisons_own_report_never_a_page_of_ones_ow
     (tmp_path / "report.html").write_text("<html><title>my notes</title></html>")
     _replace([], tmp_path)
     assert (tmp_path / "report.html").read_text() == "<html><title>my notes</title></html>"
-    (tmp_path / "report.html").write_text(f"<html><head>{GENERATOR}</head></html>")  # as report writes it
-    _replace([], tmp_path)
-    assert not (tmp_path / "report.html").exists()
+    from peerdistill.html_report.writing import _signed
+
+    page = f"<html><head>{GENERATOR}</head><body></body></html>"
+    for written, kept in ((page, True),  # an earlier version's, without its digest: whether edited cannot be told
+                          (_signed(page.encode()).decode().replace("<body>", "<body>notes"), True),  # edited since
+                          (_signed(page.encode()).decode(), False)):  # as report writes it
+        (tmp_path / "report.html").write_text(written)
+        _replace([], tmp_path)
+        assert (tmp_path / "report.html").exists() == kept
 
 
 def test_a_failed_parallel_run_lets_the_others_finish_then_says_why(tmp_path):

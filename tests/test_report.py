@@ -554,6 +554,16 @@ def test_wrong_places_are_named_before_the_page_is_drawn(digits_run, tmp_path, c
     # the page as written, its line endings made CRLF (git's autocrlf, a Windows share): not an edit, replaced
     page.write_bytes(edited.replace("<p>MY PAPER NOTES</p>", "").encode().replace(b"\n", b"\r\n"))
     assert main(["report", str(digits_run), "--out", str(page)]) == 0
+    # a page without its digest (an earlier version's, or an editor dropped the tag): edits cannot be told, so kept
+    import re as regex
+
+    older = regex.sub(r'<meta name="peerdistill-digest" content="[0-9a-f]*">', "", page.read_text()).replace(
+        "</body>", "<p>NOTES ON AN OLDER PAGE</p></body>")
+    page.write_text(older)
+    assert main(["report", str(digits_run), "--out", str(page)]) == 0
+    assert "carries no digest of itself" in " ".join(capsys.readouterr().err.split())
+    kept, = tmp_path.glob("r.earlier-*.html")
+    assert kept.read_text() == older and "NOTES ON AN OLDER PAGE" not in page.read_text()
 
 
 def test_a_run_whose_models_need_a_library_not_here_is_reported_without_predictions(digits_run, tmp_path):

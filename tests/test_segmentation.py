@@ -1492,3 +1492,18 @@ def test_the_deployment_pages_segmentation_block_gives_predicts_masks_for_a_resi
 
     with pytest.raises(ConfigError, match=r"out='.*d/masks' is (inside )?'.*d/masks', data the run reads"):
         predict_files(onnx, [str(tmp_path / "in.png")], tmp_path / "d" / "masks")
+
+
+def test_a_paired_difference_leaves_hd95_out_and_says_why(shapes_run, capsys):
+    """Each model's HD95 is averaged over the images it found the class in: two models' are over
+    different images, no paired difference (review 47g: +2.29 px against +1.57 on the images both found)."""
+    from peerdistill.cli import main
+
+    assert main(["eval", str(shapes_run), "--bootstrap", "40", "--baseline", "student1", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["student2"]
+    assert "diff_dice" in scores and "ci95_low_diff_dice" in scores
+    assert not any(key.startswith(("diff_hd95", "ci95_low_diff_hd95")) for key in scores)
+    assert main(["eval", str(shapes_run), "--bootstrap", "40", "--baseline", "student1"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("hd95 is left out: each model's is averaged over the images it found the class in, so two models' "
+            "figures are over different images (eval --per-sample gives each image's)") in err

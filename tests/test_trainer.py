@@ -682,7 +682,7 @@ def test_progress_in_a_log_is_a_plain_line_per_epoch(monkeypatch):
         progress.epoch_done(2, 5, {"train/loss/total": 0.25, "val/s1/accuracy": 0.5}, "s1", "accuracy")
     assert log.getvalue() == "epoch 3/5  loss 0.250  val s1/accuracy 0.5000  (1:02:05 elapsed)\n"  # unwrapped
     # in the ramp-up the total sums knowledge terms whose weight still grows: said (review 47a)
-    for row, said in (({"train/loss/s1/kl<-t": 0.1, "rampup": 0.4375}, " (knowledge terms ramping up: 44% of their weight)"),
+    for row, said in (({"train/loss/s1/kl<-t": 0.1, "rampup": 0.4375}, " (knowledge terms ramping up: 44% of their weight by the epoch's end)"),
                       ({"train/loss/s1/kl<-t": 0.1, "rampup": 1.0}, ""), ({"train/loss/s1/ce": 0.1, "rampup": 0.5}, "")):
         clock = iter([0.0, 2.0])  # (read by the patched monotonic above)
         log = io.StringIO()

@@ -143,7 +143,7 @@ def resampled_figures(figures, n: int, resamples: int, seed: int = SEED,
 
 def percentile_intervals(values: dict[str, np.ndarray]) -> dict[str, Interval]:
     """The 2.5th to 97.5th percentile of each metric's finite resampled values; a metric with
-    none is left out (an infinite value counts: an HD95 where a resample found no mask)."""
+    none is left out (an infinite value counts: a figure of one's own, scored by ``resampled``, may be one)."""
     tail = (1 - CONFIDENCE) / 2 * 100
     out = {}
     for metric, vals in values.items():

@@ -466,8 +466,13 @@ def _say_if_a_report_is_left(directory: Path, console: Console) -> None:
     """A report.html of the tables about to be rewritten describes them as they were (other
     options, runs since reused or added): said, with how to write it again."""
     if (directory / REPORT_FILE).is_file():
-        console.print(f"note: '{directory / REPORT_FILE}' is of the tables as they were before: peerdistill report "
-                      f"{directory} writes it again for these", highlight=False, soft_wrap=True)
+        from .html_report.writing import edited_since_written  # (matplotlib: only with a report there)
+
+        again = (f"peerdistill report {directory} --out OTHER.html writes these (report keeps a page edited since)"
+                 if edited_since_written(directory / REPORT_FILE) else
+                 f"peerdistill report {directory} writes it again for these")
+        console.print(f"note: '{directory / REPORT_FILE}' is of the tables as they were before: {again}",
+                      highlight=False, soft_wrap=True)
 STALE_SECONDS = 600  # a table is written in well under a second: a temporary file older is a killed process's
 
 
@@ -490,7 +495,7 @@ def _replace(plans, directory: Path) -> None:
     for stale in TABLE_FILES:
         (directory / stale).unlink(missing_ok=True)
     page = directory / REPORT_FILE
-    if page.is_file() and is_report_page(page) and not edited_since_written(page):  # never a page of one's own
+    if page.is_file() and is_report_page(page) and edited_since_written(page) is False:  # never one of one's own
         page.unlink()
 
 

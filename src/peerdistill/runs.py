@@ -47,6 +47,7 @@ from .per_sample import check_per_sample_path, per_sample_rows, write_per_sample
 from .sample_names import sample_names
 from .tasks import ClassificationTask, SegmentationTask
 from .trust import check_every_arch_trusted
+from .metrics import per_class_part
 from .option_names import option, option_given, options_named_as_flags
 
 
@@ -304,14 +305,27 @@ def _check_baseline(baseline: str | None, cohort: Cohort, bootstrap: int, roles:
                           f"of {', '.join(names)}")
 
 
+# Figures each model averages over images of its own (HD95: those it found the class in), so two
+# models' figures are over different images and their difference is no paired one (review 47g).
+NOT_PAIRED = ("hd95",)
+
+
+def unpaired_metric(metric: str) -> bool:
+    base = metric.removeprefix("tta_")
+    part = per_class_part(base)
+    return base in NOT_PAIRED or (part is not None and part[0] in NOT_PAIRED)
+
+
 def _add_differences(scores: dict[str, dict[str, float]], resamples: dict[str, dict[str, np.ndarray]],
                      baseline: str, bootstrap: int) -> None:
     """Every other output's ``diff_METRIC`` (its figure minus the baseline's) and the paired
-    interval of that difference; a metric either leaves undefined is left out."""
+    interval of that difference; a metric either leaves undefined is left out, and so is HD95
+    (``NOT_PAIRED``)."""
     for name, figures in resamples.items():
         if name == baseline:
             continue
-        found = paired_intervals(figures, resamples[baseline])
+        found = {metric: interval for metric, interval in paired_intervals(figures, resamples[baseline]).items()
+                 if not unpaired_metric(metric)}
         for metric in found:
             mine, theirs = scores[name].get(metric), scores[baseline].get(metric)
             if metric != "threshold" and isinstance(mine, float) and isinstance(theirs, float):

@@ -138,9 +138,12 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
         show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
                             summary))
         if ns.baseline:
+            from ..runs import unpaired_metric
+
+            paired = tuple(m for m in summary if not unpaired_metric(m))
             show(difference_table(scores, f"{title}: minus {ns.baseline}, paired [95% interval of the difference over "
-                                          "the same resamples]", summary, ns.baseline))
-            say_how_to_read_differences(ns.baseline, summary)
+                                          "the same resamples]", paired, ns.baseline))
+            say_how_to_read_differences(ns.baseline, paired, left_out=[m for m in summary if unpaired_metric(m)])
     else:
         show(results_table(title, scores, metrics=summary))
     if ns.per_class:

@@ -99,4 +99,5 @@ def _ramping(row: dict[str, Any]) -> str:
     else a rising total reads as divergence (review 47a: 5.6, 7.3, 12.5 while every term fell)."""
     ramp = row.get("rampup")
     distils = any(key.startswith("train/loss/") and "<-" in key for key in row)
-    return f" (knowledge terms ramping up: {ramp:.0%} of their weight)" if distils and ramp is not None and ramp < 1 else ""
+    return (f" (knowledge terms ramping up: {ramp:.0%} of their weight by the epoch's end)"
+            if distils and ramp is not None and ramp < 1 else "")

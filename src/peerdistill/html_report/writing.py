@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -76,6 +77,11 @@ def write_report_holding_warnings(path: str | Path,
             warn_user(f"the report has no test predictions: the saved models or the data could not be loaded "
                       f"again ({skipped})")
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and edited_since_written(target) is None:  # edits that cannot be told: kept, not lost
+        kept = target.with_name(f"{target.stem}.earlier-{time.strftime('%Y%m%d-%H%M%S')}{target.suffix}")
+        target.rename(kept)
+        warn_user(f"the earlier '{target.name}' carries no digest of itself (written before pages did, or its tag "
+                  f"removed), so whether it was edited cannot be told: it is kept as '{kept}'")
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
     atomic_write_bytes(target, _signed(page.encode("utf-8", errors="backslashreplace")))
     return target, _glyphs_said_once(held)
@@ -93,13 +99,13 @@ def _signed(page: bytes) -> bytes:
     return unsigned.replace(_DIGEST_TAG.format("").encode(), _DIGEST_TAG.format(digest).encode(), 1)
 
 
-def edited_since_written(path: Path) -> bool:
-    """Whether a page report wrote was changed since (a page written before the digest was:
-    not known, so not said to be)."""
+def edited_since_written(path: Path) -> bool | None:
+    """Whether a page report wrote was changed since; None where it cannot be told (a page written
+    before pages carried their digest, or one whose tag an editor dropped)."""
     page = path.read_bytes()
     found = _DIGEST.search(page[:8192])
     if found is None:
-        return False
+        return None
     unsigned = page[:found.start(1)] + page[found.end(1):]
     return _digest(unsigned) != found[1].decode()
 
