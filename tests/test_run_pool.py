@@ -336,3 +336,25 @@ def test_a_workers_messages_name_options_as_the_parents_do(tmp_path):
         run_in_processes([(tmp_path, 0)], _names_an_option, 2, 1, Console(), describe=lambda it: "run 0")
     with pytest.raises(ConfigError, match=r"the run is finished: overwrite=True redoes it"):
         run_in_processes([(tmp_path, 0)], _names_an_option, 2, 1, Console(), describe=lambda it: "run 0")
+
+
+def test_an_idle_worker_stopped_while_sending_back_a_result_releases_the_queues_lock():
+    """os._exit in the handler left the result queue's lock held by a dead worker, and the other
+    worker waited on it forever (a hang of test_ctrl_c_stops_every_worker_and_starts_nothing_new)."""
+    import multiprocessing
+    import signal
+
+    from peerdistill import run_pool
+
+    lock = multiprocessing.get_context("spawn").Lock()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            with lock:  # as SimpleQueue.put holds it
+                run_pool._stop_this_worker(signal.SIGTERM, None)
+        assert stopped.value.code == 128 + signal.SIGTERM
+        assert lock.acquire(timeout=1)  # released by the unwinding
+        lock.release()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)

@@ -147,11 +147,13 @@ def _stop_this_worker(signum, frame) -> None:
     review 46h: a worker ended by it mid-write left a checkpoint's temporary file and a run.json
     saying running): the run under way stops as a command's does on Ctrl-C (marked stopped, no
     file half written), once: a second signal would cut that short, so it is ignored. An idle
-    worker ends at once."""
+    worker ends, releasing what it holds."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _already_stopping)
     if not _RUNNING[0]:
-        os._exit(128 + signum)
+        # Unwound, not os._exit: an idle worker may be sending back its last result, holding the
+        # result queue's lock, which another worker then waited on forever (a hang seen in CI).
+        raise SystemExit(128 + signum)
     _SIGNALLED.append(signum)
     raise KeyboardInterrupt
 
