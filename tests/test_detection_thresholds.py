@@ -50,3 +50,16 @@ def test_thresholds_are_scores_no_lower_than_the_boxes_were_decoded_from():
                                           r"\(detect.score_threshold=0.05\): boxes under it are not kept; give "
                                           r"detect.score_threshold=0.01 too"):
         check_thresholds([0.01, 0.5], 0.05)
+
+
+def test_a_box_overlapping_two_truths_alike_takes_the_last_as_coco_does():
+    """Review 47h: the first taken left the second box without its truth (1 hit, COCO 2)."""
+    truths = [np.array([[0, 0, 0, 10, 10], [0, 10, 0, 20, 10]], np.float32)]  # side by side
+    both = [0, 0, 20, 10]  # IoU 0.5 with each: a tie, taken by the second truth
+    got = figures_at_thresholds([_frame([both, [0, 0, 10, 10]], [0.9, 0.8], [0, 0])], truths, (0.5,))
+    assert got["at0.5_precision"] == 1.0 and got["at0.5_recall"] == 1.0  # the second box then has the first truth
+
+
+def test_no_thresholds_given_are_the_default_ones_from_the_decoding_score_up():
+    assert check_thresholds((), 0.05)[:3] == (0.05, 0.1, 0.2)
+    assert check_thresholds((), 0.25) == (0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -466,13 +466,17 @@ def _say_if_a_report_is_left(directory: Path, console: Console) -> None:
     """A report.html of the tables about to be rewritten describes them as they were (other
     options, runs since reused or added): said, with how to write it again."""
     if (directory / REPORT_FILE).is_file():
-        from .html_report.writing import edited_since_written  # (matplotlib: only with a report there)
+        from .html_report.writing import edited_since_written, is_report_page  # (matplotlib: only with one there)
 
-        again = (f"peerdistill report {directory} --out OTHER.html writes these (report keeps a page edited since)"
-                 if edited_since_written(directory / REPORT_FILE) else
-                 f"peerdistill report {directory} writes it again for these")
+        page = directory / REPORT_FILE
+        again = (f"peerdistill report {directory} writes it again for these"
+                 if is_report_page(page) and not edited_since_written(page) else
+                 f"peerdistill report {directory} --out OTHER.html writes these (report keeps a page it did not "
+                 "write, or one edited since)")
         console.print(f"note: '{directory / REPORT_FILE}' is of the tables as they were before: {again}",
                       highlight=False, soft_wrap=True)
+
+
 STALE_SECONDS = 600  # a table is written in well under a second: a temporary file older is a killed process's
 
 

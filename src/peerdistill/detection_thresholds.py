@@ -24,11 +24,14 @@ FIGURES = ("boxes_per_frame", "precision", "recall", "f1")
 
 def check_thresholds(thresholds, decoded_from: float) -> tuple[float, ...]:
     """Scores in (0, 1], none below the score the boxes were decoded from (boxes under it were
-    not kept, so a lower threshold cannot be judged)."""
+    not kept, so a lower threshold cannot be judged), sorted, once each; none given: the default
+    ones from that score up, with it."""
     if isinstance(thresholds, (int, float)):
         thresholds = (thresholds,)
     values = tuple(float(t) for t in thresholds)
-    if not values or any(not 0 < t <= 1 for t in values):
+    if not values:
+        return tuple(sorted({decoded_from, *(t for t in DEFAULT_THRESHOLDS if t >= decoded_from)}))
+    if any(not 0 < t <= 1 for t in values):
         raise ConfigError(f"{option('--score-thresholds', ','.join(map(str, thresholds)))}: give scores between 0 and "
                           "1, e.g. 0.1,0.3,0.5")
     below = [t for t in values if t < decoded_from]
@@ -72,7 +75,7 @@ def _match(pred: dict[str, np.ndarray], truth: np.ndarray, threshold: float) -> 
     hits = false = 0
     for i in np.argsort(-scores, kind="stable"):
         free = np.where((real[:, 0] == labels[i]) & ~taken, overlaps[i], -1.0)
-        best = int(np.argmax(free)) if len(free) else -1
+        best = len(free) - 1 - int(np.argmax(free[::-1])) if len(free) else -1  # ties: the last, as COCO takes
         if best >= 0 and free[best] >= MATCH_IOU:
             taken[best] = True
             hits += 1

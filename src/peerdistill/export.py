@@ -426,7 +426,7 @@ def _remove_abandoned_staging(folder: Path) -> None:
             if not pid.isdigit() or _alive(int(pid)) or time.time() - staging.stat().st_mtime < ABANDONED_AFTER_S:
                 continue
             shutil.rmtree(staging)
-        except OSError:  # (removed meanwhile, or not ours to remove: left)
+        except (OSError, OverflowError):  # (removed meanwhile, not ours to remove, or no process id: left)
             continue
 
 

@@ -287,14 +287,15 @@ def _signed_with_interval(metrics: dict[str, float], key: str) -> str:
     return text
 
 
-def threshold_table(figures: dict[str, float], title: str, thresholds) -> Table:
+def threshold_table(figures: dict[str, float], title: str) -> Table:
     """One model's ``at{T}_*`` figures (``evaluate_run(score_thresholds=...)``), a row per threshold."""
     table = Table(title=escape(title))
     for column in ("score threshold", "boxes per frame", "precision", "recall", "f1"):
         table.add_column(column, justify="right")
-    for t in thresholds:
-        table.add_row(f"{t:g}", fmt(figures.get(f"at{t:g}_boxes_per_frame"), 2),
-                      *(fmt(figures.get(f"at{t:g}_{k}")) for k in ("precision", "recall", "f1")))
+    scored = sorted({key[2:].split("_", 1)[0] for key in figures if re.match(r"at[0-9.]+_", key)}, key=float)
+    for t in scored:
+        table.add_row(t, fmt(figures.get(f"at{t}_boxes_per_frame"), 2),
+                      *(fmt(figures.get(f"at{t}_{k}")) for k in ("precision", "recall", "f1")))
     return table
 
 

@@ -204,7 +204,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     minus the baseline's, and ``ci95_low_diff_METRIC``, ``ci95_high_diff_METRIC``, the interval of
     that difference over the same resamples (a paired bootstrap: both scored on every draw).
     ``score_thresholds`` (detection): each output also gets ``at{T}_precision``, ``at{T}_recall``,
-    ``at{T}_f1`` and ``at{T}_boxes_per_frame`` of its boxes scoring T or more (``detection_thresholds.py``).
+    ``at{T}_f1`` and ``at{T}_boxes_per_frame`` of its boxes scoring T or more (``detection_thresholds.py``;
+    ``()``: the default thresholds); not the ensemble, whose boxes are fused from the students'
+    decoded at ``detect.score_threshold``: fused from boxes decoded at T, they would differ.
     ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
     own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
     (``calibration.py``); with ``operating_point`` too, the threshold is chosen on the tempered
@@ -254,7 +256,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
-    if score_thresholds is not None:
+    if score_thresholds is not None:  # (empty: the default thresholds from the decoding's own up)
         score_thresholds = check_thresholds(score_thresholds, task.score_threshold)
     if task.name == "segmentation":  # distances in the unit of the scored data's pixel size, if it has one
         task.pixel_spacing = data.info.get("pixel_spacing")
@@ -277,8 +279,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if baseline is not None:
         _add_differences(scores, resamples, baseline, bootstrap)
     for name, meters in (kept.meters if score_thresholds else {}).items():
-        scores[name].update(figures_at_thresholds([p for m in meters for p in m.predictions],
-                                                  [t for m in meters for t in m.truths], score_thresholds))
+        if name != ENSEMBLE:  # (fused from boxes decoded at detect.score_threshold: not what T would fuse)
+            scores[name].update(figures_at_thresholds([p for m in meters for p in m.predictions],
+                                                      [t for m in meters for t in m.truths], score_thresholds))
     if chooses_on_val:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)

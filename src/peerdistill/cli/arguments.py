@@ -80,9 +80,13 @@ def _resamples(text: str) -> int:
 def _scores(text: str) -> tuple[float, ...]:
     """An argparse type: --score-thresholds' comma-separated scores."""
     try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
+        scores = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected scores separated by commas, e.g. 0.1,0.3,0.5, got '{text}'") from None
+        scores = ()
+    if not scores:  # (an empty word, an unset shell variable: not the default list in silence)
+        after = " (an override after --score-thresholds is taken as its value: put it before)" if "=" in text else ""
+        raise argparse.ArgumentTypeError(f"expected scores separated by commas, e.g. 0.1,0.3,0.5, got '{text}'{after}")
+    return scores
 
 
 def _given(text: str) -> str:
@@ -184,13 +188,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                          "ci95_low_METRIC, ci95_high_METRIC)")
     ev.add_argument("--baseline", metavar="MODEL", default=None, type=_given,
                     help="with --bootstrap: also every other model's metrics minus MODEL's (e.g. teacher, ensemble; not the "
-                         "--operating-point or --temperature-scaling figures), "
+                         "--operating-point or --temperature-scaling figures, nor HD95), "
                          "with the 95%% interval of each difference over the same resamples (a paired bootstrap; in "
                          "--json: diff_METRIC, ci95_low_diff_METRIC, ci95_high_diff_METRIC)")
     ev.add_argument("--score-thresholds", type=_scores, nargs="?", const=(), default=None,  # (): the default
                     metavar="T1,T2,...",
                     help="detection: also each model's boxes per frame, precision, recall and F1 at IoU 0.5 of the "
-                         "boxes scoring each T or more (default 0.05,0.1,0.2,...,0.9): choose on --split val the "
+                         "boxes scoring each T or more (default 0.05,0.1,0.2,...,0.9, from the run's "
+                         "detect.score_threshold up; not the ensemble): choose on --split val the "
                          "detect.score_threshold predict and export run at (in --json: atT_precision, ...)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="segmentation and detection: save pictures of N samples per model to RUN_DIR/eval/SPLIT/ "

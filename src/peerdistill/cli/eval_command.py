@@ -31,12 +31,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     decoding = decoding_from(decoding_overrides, "eval")
     data_spec = _data_spec(ns, data_overrides) if ns.data or data_overrides else None
     # torch comes with these: only once the overrides are checked
-    from ..detection_thresholds import DEFAULT_THRESHOLDS
     from ..engine.artifacts import jsonable
     from ..runs import evaluate_run, unfinished_note
-
-    if ns.score_thresholds == ():  # the option alone
-        ns.score_thresholds = DEFAULT_THRESHOLDS
 
     scores = evaluate_run(ns.run_dir, split=ns.split, data_spec=data_spec, device=ns.device, save_images=ns.save_images,
                           operating_point=ns.operating_point, decoding=decoding, bootstrap=ns.bootstrap,
@@ -91,7 +87,7 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
             for key in {"augment", "augment_range"} - given:
                 tree["data"].pop(key, None)
         kind = tree["data"].get("kind")
-        own_splits = kind == "npz" and not npz_holds_one_set(tree["data"].get("root"))
+        own_splits = kind == "npz" and npz_holds_one_set(tree["data"].get("root")) is False  # (None: unreadable)
         typed = [f"data.{k}" for k in ("split_seed", "val_fraction", "test_fraction") if k in given]
         if own_splits and typed:  # (the run's own keys, carried, are not the user's: not said; review 47d)
             warn_user(f"{', '.join(typed)} change{'s' if len(typed) == 1 else ''} nothing here: "
@@ -155,12 +151,14 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
     say_distance_unit(meta, data_spec)
     say_ensemble_of_one(meta, scores)
     say_what_detection_figures_are(meta, decoding)
-    if ns.score_thresholds:
-        for model in scores:
+    if ns.score_thresholds is not None:
+        for model in (m for m in scores if m != "ensemble"):
             show(threshold_table(scores[model], f"{title}: {model}'s boxes scoring each threshold or more, matched at "
-                                                "IoU 0.5", ns.score_thresholds))
+                                                "IoU 0.5"))
         err_console.print("note: choose the threshold on the validation split (--split val), check it on the test "
-                          "split, and give it to predict and export as detect.score_threshold=T", highlight=False,
+                          "split, and give it to predict and export as detect.score_threshold=T. The ensemble is left "
+                          "out: its boxes are fused from the students' decoded at detect.score_threshold, so score it "
+                          "at T by decoding at it: eval RUN_DIR detect.score_threshold=T", highlight=False,
                           soft_wrap=True)
     if ns.operating_point:
         names = meta.get("class_names") or ["0", "1"]
@@ -223,6 +221,6 @@ def _shown_figures(scores: dict, summary, ns: argparse.Namespace) -> list[str]:
     for key in next(iter(scores.values()), {}):
         if ((ns.per_class and per_class_part(key)) or (ns.operating_point and key.startswith("op_"))
                 or (ns.temperature_scaling and key.startswith("cal_"))
-                or (ns.score_thresholds and re.match(r"at[0-9.]+_", key))):
+                or (ns.score_thresholds is not None and re.match(r"at[0-9.]+_", key))):
             shown.append(key)
     return shown
