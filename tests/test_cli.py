@@ -1302,7 +1302,8 @@ def test_the_n_a_note_looks_at_the_figures_eval_shows():
     from peerdistill.report import has_not_available
 
     scores = {"student1": {"accuracy": 0.9, "precision_3": float("nan"), "op_ppv": None, "ci95_low_accuracy": 0.8}}
-    plain = Namespace(bootstrap=0, per_class=False, operating_point=None, temperature_scaling=False)
+    plain = Namespace(bootstrap=0, per_class=False, operating_point=None, temperature_scaling=False,
+                      score_thresholds=None)
     assert cli.eval_command._shown_figures(scores, ("accuracy",), plain) == ["accuracy"]
     assert not has_not_available(scores, cli.eval_command._shown_figures(scores, ("accuracy",), plain))
     per_class = Namespace(**{**vars(plain), "per_class": True})
@@ -1315,6 +1316,10 @@ def test_the_n_a_note_looks_at_the_figures_eval_shows():
     assert cli.eval_command._shown_figures(tempered, ("accuracy",), plain) == ["accuracy"]
     assert cli.eval_command._shown_figures(tempered, ("accuracy",), Namespace(**{**vars(plain), "temperature_scaling": True})) == [
         "accuracy", "cal_ece"]
+    boxes = {"student1": {"ap": 0.3, "at0.5_precision": float("nan"), "at0.5_recall": 0.0}}  # none kept at 0.5
+    assert not has_not_available(boxes, cli.eval_command._shown_figures(boxes, ("ap",), plain))
+    assert cli.eval_command._shown_figures(boxes, ("ap",), Namespace(**{**vars(plain), "score_thresholds": ()})) == [
+        "ap", "at0.5_precision", "at0.5_recall"]
 
 
 def test_under_torchrun_only_the_main_process_prints_the_results(tmp_path, monkeypatch, capsys):
