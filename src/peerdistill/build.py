@@ -21,7 +21,7 @@ from .engine.artifacts import RUN_FILE, RunDir
 from .errors import CheckpointError, ConfigError, warn_user
 from .graph import Edge, KnowledgeGraph
 from .json_files import read_json
-from .launcher import launched_rank
+from .launcher import launched
 from .models import build_model
 from .models.heads import HeadedModel
 from .tasks import ClassificationTask, SegmentationTask
@@ -265,7 +265,9 @@ def run_dir_for(cfg: RunConfig) -> Path:
 def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,
                  progress: bool = True, callbacks=None, resume: bool = False) -> tuple[Trainer, DataSplits]:
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
-    if not resume and launched_rank() == 0:  # a folder the run would refuse, refused before the data is read
+    # A folder the run would refuse, refused before the data is read; under torchrun the trainer
+    # refuses it, said once for every process (a refusal here, by one process, would be said twice).
+    if not resume and not launched():
         RunDir.verdict(run_dir, overwrite)
     data = build_data(cfg.data)
     check_trainable(cfg.data, data)
