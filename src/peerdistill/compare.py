@@ -20,7 +20,8 @@ from rich.table import Table
 from .arguments import check_flags
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
-                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of, warnings_of_runs)
+                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of, warning_lines,
+                              warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text
@@ -338,8 +339,7 @@ SHOWN_WARNINGS = 10  # more would bury the tables: every run's run.json lists it
 
 def _warnings_section(began_with: list[tuple[str, list[str]]], count: int) -> str:
     """compare.md's list of the warnings the runs began with, each once, with how many gave it."""
-    lines = [f"- {text} ({len(names)} of {count} runs{': ' + ', '.join(names) if len(names) < count else ''})"
-             for text, names in began_with[:SHOWN_WARNINGS]]
+    lines = [f"- {line}" for line in warning_lines(began_with[:SHOWN_WARNINGS], count)]
     if len(began_with) > SHOWN_WARNINGS:
         lines.append(f"- and {len(began_with) - SHOWN_WARNINGS} more: each run's run.json lists its own "
                      "(`training_warnings`)")

@@ -472,6 +472,13 @@ def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
     return list(given.items())
 
 
+def warning_lines(began_with: list[tuple[str, list[str]]], count: int) -> list[str]:
+    """Each warning of ``warnings_of_runs`` with how many of the ``count`` runs gave it (and
+    which, where not all did): compare.md's list and the comparison page's alike."""
+    return [f"{text} ({len(names)} of {count} runs{': ' + ', '.join(names) if len(names) < count else ''})"
+            for text, names in began_with]
+
+
 # A comparison's runs live in its folder, which --out names (name= alone would rename every config's runs)
 KEEP_BOTH = "give it another folder to keep both (--out DIR)"
 

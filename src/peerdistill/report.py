@@ -231,10 +231,12 @@ def operating_point_table(scores: dict[str, dict[str, float]], title: str) -> Ta
     return table
 
 
-def _with_interval(metrics: dict[str, float], key: str) -> str:
-    """A figure, and its bootstrap interval when ``eval --bootstrap`` gave one."""
+def _with_interval(metrics: dict[str, float], key: str, signed: bool = False) -> str:
+    """A figure, and its bootstrap interval when ``eval --bootstrap`` gave one; ``signed``: a
+    difference, ``+0.0123 [-0.0040, +0.0286]``."""
+    show = (lambda v: NOT_AVAILABLE if v is None or math.isnan(v) else f"{v:+.4f}") if signed else fmt  # noqa: E731
     low, high = metrics.get(f"ci95_low_{key}"), metrics.get(f"ci95_high_{key}")
-    text = fmt(metrics.get(key)) + (f" [{fmt(low)}, {fmt(high)}]" if low is not None else "")
+    text = show(metrics.get(key)) + (f" [{show(low)}, {show(high)}]" if low is not None else "")
     if metrics.get(f"ci95_resamples_{key}") is not None:  # some resamples gave it no value
         text += f" ({metrics[f'ci95_resamples_{key}']} resamples)"
     return text
@@ -272,19 +274,11 @@ def difference_table(scores: dict[str, dict[str, float]], title: str, metrics: t
         table.add_column(escape(metric), justify="right")
     for model, values in scores.items():
         if model != baseline:
-            table.add_row(escape(model), *(_signed_with_interval(values, f"diff_{metric}") for metric in metrics))
+            table.add_row(escape(model), *(_with_interval(values, f"diff_{metric}", signed=True) for metric in metrics))
     return table
 
 
-def _signed_with_interval(metrics: dict[str, float], key: str) -> str:
-    """A difference and its bootstrap interval, signed: ``+0.0123 [-0.0040, +0.0286]``."""
-    value, low, high = (metrics.get(f"{bound}{key}") for bound in ("", "ci95_low_", "ci95_high_"))
-    if value is None or math.isnan(value):
-        return NOT_AVAILABLE
-    text = f"{value:+.4f}" + (f" [{low:+.4f}, {high:+.4f}]" if low is not None else "")
-    if metrics.get(f"ci95_resamples_{key}") is not None:
-        text += f" ({metrics[f'ci95_resamples_{key}']} resamples)"
-    return text
+THRESHOLD_FIGURE = re.compile(r"at([0-9.]+)_")  # at0.3_precision: a detector's figure at a score threshold
 
 
 def threshold_table(figures: dict[str, float], title: str) -> Table:
@@ -292,7 +286,7 @@ def threshold_table(figures: dict[str, float], title: str) -> Table:
     table = Table(title=escape(title))
     for column in ("score threshold", "boxes per frame", "precision", "recall", "f1"):
         table.add_column(column, justify="right")
-    scored = sorted({key[2:].split("_", 1)[0] for key in figures if re.match(r"at[0-9.]+_", key)}, key=float)
+    scored = sorted({found[1] for key in figures if (found := THRESHOLD_FIGURE.match(key))}, key=float)
     for t in scored:
         table.add_row(t, fmt(figures.get(f"at{t}_boxes_per_frame"), 2),
                       *(fmt(figures.get(f"at{t}_{k}")) for k in ("precision", "recall", "f1")))

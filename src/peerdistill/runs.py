@@ -32,7 +32,7 @@ from .detection_thresholds import check_thresholds, figures_at_thresholds
 from .engine import RunDir, evaluate
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text
-from .engine.evaluate import ENSEMBLE, split_probabilities
+from .engine.evaluate import ENSEMBLE, scored_outputs, split_probabilities
 from .engine.records import load_member_weights
 from .engine.devices import resolve_device
 from .engine.tta import with_tta
@@ -300,7 +300,7 @@ def _check_baseline(baseline: str | None, cohort: Cohort, bootstrap: int, roles:
     if not bootstrap:
         raise ConfigError(f"{option_given('--baseline', baseline)} needs resamples: the differences from it are "
                           f"bootstrapped, so give {option('--bootstrap', '1000')} too")
-    names = cohort.output_names() + list(cohort.head_ensembles()) + [ENSEMBLE]
+    names = scored_outputs(cohort)
     if baseline not in names:
         left_out = "" if "teacher" in roles else " (--students-only leaves any teacher out)" if options_named_as_flags() \
             else f" (roles={roles!r} leaves any teacher out)"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -216,11 +215,12 @@ def _data_section(path: str) -> dict:
 def _shown_figures(scores: dict, summary, ns: argparse.Namespace) -> list[str]:
     """The figures eval's tables show, by the options given (a note on n/a looks at these)."""
     from ..metrics import per_class_part
+    from ..report import THRESHOLD_FIGURE
 
     shown = [f"{bound}{m}" for m in summary for bound in (("", "ci95_low_", "ci95_high_") if ns.bootstrap else ("",))]
     for key in next(iter(scores.values()), {}):
         if ((ns.per_class and per_class_part(key)) or (ns.operating_point and key.startswith("op_"))
                 or (ns.temperature_scaling and key.startswith("cal_"))
-                or (ns.score_thresholds is not None and re.match(r"at[0-9.]+_", key))):
+                or (ns.score_thresholds is not None and THRESHOLD_FIGURE.match(key))):
             shown.append(key)
     return shown

@@ -48,8 +48,7 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     cohort.eval()
     ensemble_names = cohort.ensemble_names()
     head_ensembles = cohort.head_ensembles()
-    meters = {name: FiniteCheck(task.new_meter(), name, where)
-              for name in cohort.output_names() + list(head_ensembles) + [ENSEMBLE]}
+    meters = {name: FiniteCheck(task.new_meter(), name, where) for name in scored_outputs(cohort)}
     checked = False
     for x, y in batches:
         if not checked and torch.as_tensor(y).ndim == 0:
@@ -79,6 +78,12 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
     if not any(meter.seen for meter in meters.values()):
         raise DataError(f"{where} holds no batches to score: give (inputs, targets) batches, e.g. a DataLoader")
     return {name: meter.compute() for name, meter in meters.items()}
+
+
+def scored_outputs(cohort) -> list[str]:
+    """What ``evaluate`` scores: every model's output (and its heads'), each self-distilled
+    network's ensemble of them, and the students' ensemble."""
+    return cohort.output_names() + list(cohort.head_ensembles()) + [ENSEMBLE]
 
 
 def _check_targets(task, y: torch.Tensor, where: str) -> None:

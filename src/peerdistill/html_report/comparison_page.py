@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..comparison_runs import setting_runs, warnings_of_runs
+from ..comparison_runs import setting_runs, warning_lines, warnings_of_runs
 from ..engine.artifacts import RunDir
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
@@ -146,9 +146,7 @@ def warnings_section(runs: dict[str, list[Path]]) -> str:
     began_with = warnings_of_runs(paths)
     if not began_with:
         return ""
-    items = "".join(f"<li>{esc(text)} ({len(names)} of {len(paths)} runs"
-                    f"{': ' + esc(', '.join(names)) if len(names) < len(paths) else ''})</li>"
-                    for text, names in began_with)
+    items = "".join(f"<li>{esc(line)}</li>" for line in warning_lines(began_with, len(paths)))
     return section_html("Warnings the runs began with", [f"<ul>{items}</ul>"])
 
 
