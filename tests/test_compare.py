@@ -1384,17 +1384,34 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
     said = ("2 of 32 validation inputs are identical to training inputs ('sample 0 of the val split', 'sample 1 of "
             "the val split'): the epoch kept as best is chosen partly on images the models trained on")
     markdown = " ".join(result.markdown.split())
-    assert f"### Warnings the runs began with - {said}" in markdown and "(2 of 2 runs)" in markdown
+    assert f"### Warnings the runs gave - {said}" in markdown and "(2 of 2 runs)" in markdown
     assert markdown.count(said) == 1
+    # and what they warned of as training ended: the kept weights give every validation image one class
+    assert "- as training ended: with the weights kept as the best (epoch 1), teacher predicts" in markdown
     # the online teacher's figures differ between the presets by the epoch each run's monitor picked (review 47b)
     assert "The teacher columns: each teacher at the epoch its run's monitor picked. A teacher trained online" in markdown
     assert "distill.rampup_epochs (1) is not shorter than train.epochs (1)" in markdown  # kd's alone, named
     assert "of their weight on average over training (and 100% at its end), so this run distils little; train longer " \
            "or lower distill.rampup_epochs (1 of 2 runs: kd-seed0)" in markdown
-    assert "note: the runs began with 2 warning(s), listed in compare.md" in " ".join(printed.getvalue().split())
+    assert "note: the runs gave 3 warning(s), listed in compare.md" in " ".join(printed.getvalue().split())
     write_report(result.directory)
     page = " ".join((result.directory / "report.html").read_text().split())
-    assert "Warnings the runs began with" in page and said.replace("'", "&#x27;") in page
+    assert "Warnings the runs gave" in page and said.replace("'", "&#x27;") in page
+
+
+def test_the_warnings_runs_gave_as_training_ended_are_listed_with_those_it_began_with(tmp_path):
+    """metrics.json's ending_warnings (a best epoch chosen by nothing) went to the console alone."""
+    from peerdistill.comparison_runs import warning_lines, warnings_of_runs
+
+    for name, began, ended in (("a", ["dup"], ["flat"]), ("b", ["dup"], []), ("c", [], ["flat", "one class"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"training_warnings": began}))
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"ending_warnings": ended} if ended else {}))
+    (tmp_path / "d").mkdir()  # no files yet: nothing to list, no error
+    given = warnings_of_runs([tmp_path / n for n in "abcd"])
+    assert given == [("dup", ["a", "b"]), ("as training ended: flat", ["a", "c"]),
+                     ("as training ended: one class", ["c"])]
+    assert warning_lines(given, 4)[1] == "as training ended: flat (2 of 4 runs: a, c)"
 
 
 def test_a_run_stopped_before_its_first_checkpoint_is_said_to_be_trained_again(tmp_path):

@@ -360,7 +360,8 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     assert matplotlib.rcParams["text.parse_math"] == parse_math  # the setting is the report's own
     assert "$x^2$" in page and "This run has not finished" in page and f"--resume {copy}" in page
     assert "<b>status</b>: interrupted (no process trains it)" in page
-    unscored = {k: v for k, v in json.loads((copy / "metrics.json").read_text()).items() if k != "test_at_best"}
+    unscored = {k: v for k, v in json.loads((copy / "metrics.json").read_text()).items()
+                if k not in ("test_at_best", "ending_warnings")}  # (both written as training ends)
     (copy / "metrics.json").write_text(json.dumps(unscored))  # killed before its test scores: said once, alike
     page_unscored = write_report(copy).read_text(encoding="utf-8")
     assert "no test metrics yet: they are written when training ends" in page_unscored
@@ -910,6 +911,12 @@ def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_t
 
     facts = run_summary_html(tmp_path, {**meta, "data_spec": {"kind": "digits"}}, undefined)
     assert "n/a in every epoch, so the last one stood in (5 of 5)" in facts and "best epoch" not in facts
+    assert "Warnings when training" not in facts
+    # the warnings training gave as it began (run.json) and as it ended (metrics.json), each under its own heading
+    said = run_summary_html(tmp_path, {**meta, "data_spec": {"kind": "digits"}, "training_warnings": ["a <dup>"]},
+                            {**undefined, "ending_warnings": ["val x was n/a", 3]})
+    assert ("<p><b>Warnings when training began</b>:</p>\n<ul>\n<li>a &lt;dup&gt;</li>\n</ul><p><b>Warnings when "
+            "training ended</b>:</p>\n<ul>\n<li>val x was n/a</li>\n</ul>") in said
 
 
 def test_the_monitor_curve_marks_the_best_epoch_and_draws_every_model():

@@ -3,6 +3,7 @@ values or the plain path."""
 
 import csv
 import math
+import warnings
 
 import pytest
 import torch
@@ -150,6 +151,25 @@ def test_training_stops_once_the_monitor_has_not_improved_for_patience_epochs(ti
         "complete", 2, 4, True)
 
 
+def test_a_choice_of_epoch_worth_little_is_kept_in_metrics_json_as_an_ending_warning(tiny_data, tmp_path):
+    """A monitor that never moved (or kept weights that give every image one class, said first)."""
+    t = trainer(make_cohort(), train=TrainSpec(epochs=3, batch_size=32), run_dir=tmp_path / "run")
+    _scripted(t, [0.5, 0.5, 0.5])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = t.fit(tiny_data)
+    said = [str(w.message) for w in caught if issubclass(w.category, PeerdistillWarning)]
+    assert len(result.ending_warnings) == 1 and result.ending_warnings[0] in said
+    assert "no epoch was better than the first" in result.ending_warnings[0] or \
+        "for every validation image" in result.ending_warnings[0]
+    assert read_json(tmp_path / "run" / "metrics.json")["ending_warnings"] == result.ending_warnings
+    moved = trainer(make_cohort(), train=TrainSpec(epochs=2, batch_size=32), run_dir=tmp_path / "moved")
+    _scripted(moved, [0.5, 0.6])
+    kept = moved.fit(tiny_data).ending_warnings
+    assert not any("no epoch was better" in w for w in kept)
+    assert read_json(tmp_path / "moved" / "metrics.json").get("ending_warnings", []) == kept  # (none: no key)
+
+
 def test_patience_reaching_the_last_epoch_is_not_an_early_stop(tiny_data):
     t = trainer(make_cohort(), train=TrainSpec(epochs=3, batch_size=32, patience=2))
     _scripted(t, [0.5, 0.4, 0.4])
@@ -164,7 +184,11 @@ def test_a_monitor_never_finite_stops_after_patience_epochs_with_the_last_standi
                                                 r"chosen by it: the last epoch's weights stand in as the best"):
         result = t.fit(tiny_data)
     assert len(result.history) == 2 and result.best_epoch == 1 and result.stopped_early and result.monitor_undefined
-    assert read_json(tmp_path / "run" / "metrics.json")["monitor_undefined"] is True
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    assert metrics["monitor_undefined"] is True
+    # kept where the run's report and a comparison read it, not on the console alone
+    assert len(result.ending_warnings) == 1 and metrics["ending_warnings"] == result.ending_warnings
+    assert result.ending_warnings[0].startswith("val ensemble/accuracy was n/a in every epoch")
     finite = trainer(make_cohort(), train=TrainSpec(epochs=2, batch_size=32))
     _scripted(finite, [math.nan, 0.5])  # finite once: chosen by it
     assert not finite.fit(tiny_data).monitor_undefined

@@ -285,11 +285,11 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
         console.print(unpaired_note(baseline, apart))
-    began_with = warnings_of_runs([directory / run["run"] for run in runs])
-    if began_with:  # after the paired differences: compare.md's opening paragraph stays the tables' caption
-        header += f"\n{_warnings_section(began_with, len(runs))}\n"
-        status.print(f"note: the runs began with {len(began_with)} warning(s), listed in compare.md: "
-                      + "; ".join(text[:80] + ("..." if len(text) > 80 else "") for text, _ in began_with[:2]),
+    given = warnings_of_runs([directory / run["run"] for run in runs])
+    if given:  # after the paired differences: compare.md's opening paragraph stays the tables' caption
+        header += f"\n{_warnings_section(given, len(runs))}\n"
+        status.print(f"note: the runs gave {len(given)} warning(s), listed in compare.md: "
+                      + "; ".join(text[:80] + ("..." if len(text) > 80 else "") for text, _ in given[:2]),
                       highlight=False, soft_wrap=True)
     tables = {"compare.csv": _csv(rows), "compare.md": comparison_markdown(rows, labels, models, metric_names, header)}
     if diffs:
@@ -337,13 +337,14 @@ def _teacher_columns_note(plans, runs: list[dict[str, Any]]) -> str:
 SHOWN_WARNINGS = 10  # more would bury the tables: every run's run.json lists its own
 
 
-def _warnings_section(began_with: list[tuple[str, list[str]]], count: int) -> str:
-    """compare.md's list of the warnings the runs began with, each once, with how many gave it."""
-    lines = [f"- {line}" for line in warning_lines(began_with[:SHOWN_WARNINGS], count)]
-    if len(began_with) > SHOWN_WARNINGS:
-        lines.append(f"- and {len(began_with) - SHOWN_WARNINGS} more: each run's run.json lists its own "
-                     "(`training_warnings`)")
-    return "### Warnings the runs began with\n\n" + "\n".join(lines) + "\n"
+def _warnings_section(given: list[tuple[str, list[str]]], count: int) -> str:
+    """compare.md's list of the warnings the runs gave as training began and ended, each once,
+    with how many gave it."""
+    lines = [f"- {line}" for line in warning_lines(given[:SHOWN_WARNINGS], count)]
+    if len(given) > SHOWN_WARNINGS:
+        lines.append(f"- and {len(given) - SHOWN_WARNINGS} more: each run lists its own (run.json's "
+                     "`training_warnings`, metrics.json's `ending_warnings`)")
+    return "### Warnings the runs gave\n\n" + "\n".join(lines) + "\n"
 
 
 def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool, tta: str | None,

@@ -457,26 +457,31 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
 
 
 def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
-    """The warnings each run began with (run.json's ``training_warnings``: validation or test
-    images identical to training ones, a ramp-up as long as training...), each once, with the
-    runs that gave it: a comparison's tables, copied into a paper, must not leave them on a
-    console (review 47b)."""
+    """The warnings each run gave as training began (run.json's ``training_warnings``: validation
+    or test images identical to training ones, a ramp-up as long as training...) and as it ended
+    (metrics.json's ``ending_warnings``: a best epoch chosen by nothing, kept weights that give
+    every image one class), each once, with the runs that gave it: a comparison's tables, copied
+    into a paper, must not leave them on a console (review 47b)."""
     given: dict[str, list[str]] = {}
     for path in paths:
-        try:
-            said = read_json(path / RUN_FILE).get("training_warnings") or []
-        except (OSError, CheckpointError):  # (a damaged run.json: its own commands say so)
-            continue
-        for warning in said:
-            given.setdefault(str(warning), []).append(path.name)
+        for when, name, key in (("", RUN_FILE, "training_warnings"), (ENDED, METRICS_FILE, "ending_warnings")):
+            try:
+                said = read_json(path / name).get(key) or []
+            except (OSError, CheckpointError):  # (a damaged or missing file: the run's own commands say so)
+                continue
+            for warning in said:
+                given.setdefault(when + str(warning), []).append(path.name)
     return list(given.items())
 
 
-def warning_lines(began_with: list[tuple[str, list[str]]], count: int) -> list[str]:
+ENDED = "as training ended: "  # how a warning given at the end of training is told from one given as it began
+
+
+def warning_lines(given: list[tuple[str, list[str]]], count: int) -> list[str]:
     """Each warning of ``warnings_of_runs`` with how many of the ``count`` runs gave it (and
     which, where not all did): compare.md's list and the comparison page's alike."""
     return [f"{text} ({len(names)} of {count} runs{': ' + ', '.join(names) if len(names) < count else ''})"
-            for text, names in began_with]
+            for text, names in given]
 
 
 # A comparison's runs live in its folder, which --out names (name= alone would rename every config's runs)

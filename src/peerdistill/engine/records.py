@@ -148,6 +148,7 @@ class RunRecords:
             "last_epoch": len(result.history),
             "stopped_early": result.stopped_early,
             **({"monitor_undefined": True} if result.monitor_undefined else {}),  # the last epoch stood in
+            **({"ending_warnings": result.ending_warnings} if result.ending_warnings else {}),
             "roles": self.cohort.roles(),
             "val_at_best": result.val_at_best,
             "test_at_best": result.test_at_best,

@@ -10,7 +10,7 @@ import math
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ class FitResult:
     monitor: str = ""  # the model/metric that chose the best epoch (train.monitor, resolved)
     stopped_early: bool = False  # train.patience ended training before train.epochs
     monitor_undefined: bool = False  # the monitor was n/a in every epoch: the last epoch stands in
+    ending_warnings: list[str] = field(default_factory=list)  # what training warned of as it ended (the
+    # best epoch chosen by nothing, kept weights that give every image one class): metrics.json keeps them
 
 
 # The holistic (adversarial) term's discriminator: its learning rate and WGAN gradient penalty,
@@ -568,29 +570,31 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             test_best = self._evaluate(self.test_batches, f"the test split at the best epoch ({best})", progress,
                                        f"test split, best epoch's ({best}) weights")
         undefined = not math.isfinite(self._best["score"])
+        said = []
         if undefined and self.world.is_main:
-            warn_user(f"val {self.monitor} was n/a in every epoch (a class absent from the validation split, or "
-                      "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
-                      "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
-                      f"{self.task.default_monitor})")
+            said = [f"val {self.monitor} was n/a in every epoch (a class absent from the validation split, or "
+                    "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
+                    "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
+                    f"{self.task.default_monitor})"]
         elif self.world.is_main:
-            self._warn_of_a_choice_worth_little()
+            said = [w for w in [self._choice_worth_little()] if w]
+        for warning in said:
+            warn_user(warning)
         return FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                          self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early,
-                         monitor_undefined=undefined)
+                         monitor_undefined=undefined, ending_warnings=said)
 
-    def _warn_of_a_choice_worth_little(self) -> None:
-        """Weights kept that predict one class for every validation image, else a monitor that
-        never moved (engine/selection.py): either way the best epoch is the first in name only."""
+    def _choice_worth_little(self) -> str | None:
+        """The warning for kept weights that predict one class for every validation image, else for
+        a monitor that never moved (engine/selection.py): either way the best epoch is the first in
+        name only."""
         names = getattr(self.task, "class_names", None)
         batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for member in self.cohort.members
                          for m in member.module.modules())
         one_class = (selection.one_class_kept(self._best["val"], names, self._best["epoch"], len(self.train_batches),
                                               batch_norm)
                      if names and getattr(self.task, "name", "") == "classification" else None)
-        said = one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
-        if said:
-            warn_user(said)
+        return one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
 
     def _shipped_weights(self):
         """The weights that are validated and shipped: each model's average under

@@ -140,14 +140,14 @@ def comparison_summary_html(directory: Path, rows, settings: list[str], models: 
 
 
 def warnings_section(runs: dict[str, list[Path]]) -> str:
-    """The warnings the runs began with, each once, with the runs that gave it (review 47b: they
-    were on each run's page alone, not on the comparison's)."""
+    """The warnings the runs gave as training began and ended, each once, with the runs that gave
+    it (review 47b: they were on each run's page alone, not on the comparison's)."""
     paths = [path for paths in runs.values() for path in paths]
-    began_with = warnings_of_runs(paths)
-    if not began_with:
+    given = warnings_of_runs(paths)
+    if not given:
         return ""
-    items = "".join(f"<li>{esc(line)}</li>" for line in warning_lines(began_with, len(paths)))
-    return section_html("Warnings the runs began with", [f"<ul>{items}</ul>"])
+    items = "".join(f"<li>{esc(line)}</li>" for line in warning_lines(given, len(paths)))
+    return section_html("Warnings the runs gave", [f"<ul>{items}</ul>"])
 
 
 def compare_md_intro(directory: Path) -> str:

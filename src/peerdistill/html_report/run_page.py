@@ -82,10 +82,11 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     if spec.get("folds"):  # cross-validation: which fold was the test split
         facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
-    said = [w for w in meta.get("training_warnings") or [] if isinstance(w, str)]
-    if said:  # (the data's duplicates and near-copies, a split lacking a class...: as training said them)
-        summary += ("<p><b>Warnings when training began</b>:</p>\n<ul>\n"
-                    + "\n".join(f"<li>{esc(w)}</li>" for w in said) + "\n</ul>")
+    for when, said in (("began", meta.get("training_warnings")), ("ended", metrics.get("ending_warnings"))):
+        said = [w for w in said or [] if isinstance(w, str)]
+        if said:  # (the data's duplicates, a split lacking a class; a best epoch chosen by nothing: as training said them)
+            summary += (f"<p><b>Warnings when training {when}</b>:</p>\n<ul>\n"
+                        + "\n".join(f"<li>{esc(w)}</li>" for w in said) + "\n</ul>")
     if metrics.get("status") != "complete":
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / METRICS_FILE).stat().st_mtime))
         going = ("A process is training it now (its lock is held): this page shows it as it was then"
