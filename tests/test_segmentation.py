@@ -406,7 +406,11 @@ def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
     assert set(np.unique(mask)) <= {0, 255}
     # other data's pictures go to a folder of their own (with its data section), never mixed with these
     assert main(["eval", str(tmp_path / "skd"), "--save-masks", "1", "data.split_seed=5", "--json"]) == 0
-    capsys.readouterr()
+    assert "changes nothing" not in capsys.readouterr().err  # a seed generates other images
+    # shares of one set change nothing where each split is generated apart: said, as train refuses them
+    assert main(["eval", str(tmp_path / "skd"), "data.val_fraction=0.3", "--json"]) == 0
+    assert ("data.val_fraction changes nothing here: data kind 'shapes' generates each split apart, as many images "
+            "as data.shapes_counts says") in " ".join(capsys.readouterr().err.split())
     other = [p for p in (tmp_path / "skd" / "eval").iterdir() if p.name != "test"]
     assert len(other) == 1 and other[0].name.startswith("test-shapes-")
     assert json.loads((other[0] / "data.json").read_text())["split_seed"] == 5

@@ -87,11 +87,14 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
                 tree["data"].pop(key, None)
         kind = tree["data"].get("kind")
         own_splits = kind == "npz" and npz_holds_one_set(tree["data"].get("root")) is False  # (None: unreadable)
-        typed = [f"data.{k}" for k in ("split_seed", "val_fraction", "test_fraction") if k in given]
-        if own_splits and typed:  # (the run's own keys, carried, are not the user's: not said; review 47d)
-            warn_user(f"{', '.join(typed)} change{'s' if len(typed) == 1 else ''} nothing here: "
-                      f"'{tree['data'].get('root')}' gives its own train, val and test arrays, which eval scores as "
-                      "they are")
+        unread = (("split_seed", "val_fraction", "test_fraction") if own_splits
+                  else ("val_fraction", "test_fraction") if kind in NO_FOLD_KINDS else ())
+        typed = [f"data.{k}" for k in unread if k in given]
+        if typed:  # (the run's own keys, carried, are not the user's: not said; review 47d)
+            why = (f"'{tree['data'].get('root')}' gives its own train, val and test arrays, which eval scores as they "
+                   "are" if own_splits else
+                   f"data kind '{kind}' generates each split apart, as many images as data.{kind}_counts says")
+            warn_user(f"{', '.join(typed)} change{'s' if len(typed) == 1 else ''} nothing here: {why}")
         if not ns.data and (kind in NO_FOLD_KINDS or tree["data"].get("folds") is None or (
                 kind == "npz" and not npz_holds_one_set(tree["data"].get("root")))):
             # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
