@@ -438,6 +438,13 @@ def test_outputs_are_refused_over_a_runs_files_and_its_data_but_not_beside_them(
     loose.mkdir()
     check_not_a_run_file(loose / "x.onnx")
     check_not_a_run_file(run / "report.html")
+    comparison = tmp_path / "cmp"  # a comparison's tables, the paired differences among them (review 48d)
+    comparison.mkdir()
+    (comparison / "compare.csv").write_text("setting\n")
+    for name in ("compare.csv", "compare.md", "differences.csv"):
+        with pytest.raises(ConfigError, match=r"one of the files of the run \(or comparison\)"):
+            check_not_a_run_file(comparison / name)
+    check_not_a_run_file(comparison / "notes.csv")
     data = tmp_path / "data"
     with pytest.raises(ConfigError, match="is inside"):
         check_not_in_data(data / "masks" / "a.png", [data])

@@ -453,9 +453,6 @@ def _folds_note(folds: int | None) -> str:
             "their test split, and cut val from the other folds")
 
 
-TABLE_FILES = COMPARISON_TABLES
-
-
 def _bytes_of(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -484,7 +481,7 @@ STALE_SECONDS = 600  # a table is written in well under a second: a temporary fi
 def _remove_stale_table_writes(directory: Path) -> None:
     """The temporary files of table writes a killed compare left (``.compare.csv.XXXX.tmp``:
     ``atomic_write_text``'s); recent ones may be another compare's, writing now."""
-    for name in TABLE_FILES:
+    for name in COMPARISON_TABLES:
         for tmp in directory.glob(f".{name}.*.tmp"):
             with contextlib.suppress(OSError):
                 if time.time() - tmp.stat().st_mtime > STALE_SECONDS:
@@ -497,7 +494,7 @@ def _replace(plans, directory: Path) -> None:
     from .html_report.writing import edited_since_written, is_report_page  # (matplotlib: only when replacing)
 
     mark_for_replacement(plans)
-    for stale in TABLE_FILES:
+    for stale in COMPARISON_TABLES:
         (directory / stale).unlink(missing_ok=True)
     page = directory / REPORT_FILE
     if page.is_file() and is_report_page(page) and edited_since_written(page) is False:  # never one of one's own

@@ -25,7 +25,7 @@ from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
 from ..option_names import option
-from ..run_files import METRICS_FILE, RESUME_FILE, RUN_FILE
+from ..run_files import COMPARISON_TABLES, METRICS_FILE, RESUME_FILE, RUN_FILE
 from ..values import is_count, is_finite_number
 from ..wording import first_few
 from . import run_lock
@@ -39,7 +39,6 @@ TRAINER_FILES = (RUN_FILE, METRICS_FILE, "metrics.csv", "config.yaml", "connecto
 
 # The folders of a run directory that hold its own files (weights, resume state, logs).
 RUN_FOLDERS = ("models", "heads", "checkpoints", "tensorboard")
-COMPARISON_FILES = ("compare.csv", "compare.md")
 # Left in each existing run by ``compare --overwrite`` until that run is trained again (which
 # empties its folder): a rerun after an interruption replaces only the runs still marked.
 REPLACE_MARK = "replaced-by-compare-overwrite"
@@ -59,7 +58,7 @@ def check_not_a_run_file(target: str | Path, flag: str = "--out", named: str | N
                               f"files: {elsewhere}")
     folder = path.parent
     if ((path.name in TRAINER_FILES and (folder / RUN_FILE).is_file())
-            or (path.name in COMPARISON_FILES and (folder / "compare.csv").is_file())):
+            or (path.name in COMPARISON_TABLES and (folder / "compare.csv").is_file())):
         raise ConfigError(f"{label} is one of the files of the run (or comparison) in '{folder}': "
                           f"writing there would destroy it; {elsewhere}")
 
