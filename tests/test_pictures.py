@@ -30,6 +30,33 @@ def test_inputs_of_one_two_or_three_channels_are_shown_in_colour():
     assert tinted.shape == (6, 5, 3)
 
 
+def test_eval_pictures_of_a_model_of_one_two_or_three_input_channels_are_written(tmp_path):
+    """Review 48d: eval's pictures kept a 2-channel input as 2 channels and the overlay failed;
+    every picture of an input is now drawn by display_batch, which shows such an input by its first
+    channel, with the run's normalisation undone and stretched to its own range."""
+    import torch
+    from torch import nn
+
+    from peerdistill.cohort import Cohort
+    from peerdistill.pictures import display_batch, save_mask_pictures
+    from peerdistill.tasks import SegmentationTask
+
+    for channels in (1, 2, 3):
+        cohort = Cohort.from_modules([nn.Conv2d(channels, 2, 1)])
+        cohort.eval()
+        data = [(torch.rand(channels, 8, 8), torch.zeros(8, 8, dtype=torch.long)) for _ in range(2)]
+        folder = tmp_path / str(channels)
+        save_mask_pictures(cohort, SegmentationTask(2), data, folder, 2, None)
+        pictures = sorted(folder.rglob("*_overlay.png"))
+        assert pictures and all(np.asarray(Image.open(p)).shape[-1] == 3 for p in pictures)
+    x = torch.stack([torch.full((2, 2, 2), 1.0), torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[9.0, 9.0], [9.0, 9.0]]])])
+    stats = {"mean": [1.0, 0.0], "std": [2.0, 1.0]}  # undone first: x * 2 + 1 on the shown channel
+    shown = display_batch(x, stats)
+    assert shown.shape == (2, 2, 2, 3) and (shown[..., 0] == shown[..., 2]).all()
+    assert (shown[0] == 0).all()  # a flat image stays dark, not divided by zero
+    np.testing.assert_allclose(shown[1, ..., 0], [[0, 1 / 3], [2 / 3, 1]], rtol=1e-6)  # (1, 3, 5, 7) stretched
+
+
 def test_two_inputs_of_one_name_are_refused_before_any_picture_is_written():
     import pytest
 

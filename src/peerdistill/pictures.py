@@ -192,14 +192,10 @@ def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None, alpha
 
 
 def viewable(image: np.ndarray) -> np.ndarray:
-    """An input as read, [H, W, C] float (files in [0, 1]), as RGB uint8 stretched to its own
-    range (as ``_displayable`` shows standardised batches); an image of other than 1 or 3
-    channels (two MR sequences, say) is shown by its first, in grey."""
-    if image.shape[-1] != 3:
-        image = image[..., :1]
-    lo, hi = float(image.min()), float(image.max())
-    out = (image - lo) / max(hi - lo, 1e-6) * 255
-    return np.broadcast_to(out, (*out.shape[:2], 3)).astype(np.uint8)
+    """An input as read, [H, W, C] float (files in [0, 1]), as ``display_batch`` shows it: RGB
+    uint8."""
+    shown = display_batch(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None], None)[0]
+    return (shown * 255).astype(np.uint8)
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -218,16 +214,21 @@ def first_samples(data, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([torch.as_tensor(a) for a, _ in items]), torch.stack([torch.as_tensor(b) for _, b in items])
 
 
-def _displayable(x: torch.Tensor, stats: dict | None) -> np.ndarray:
-    """Undo the run's normalisation; grey becomes RGB. [N, H, W, 3] uint8."""
+def display_batch(x: torch.Tensor, stats: dict | None) -> np.ndarray:
+    """Images as a person sees them, [N, H, W, 3] floats in [0, 1]: the run's normalisation
+    undone, each image stretched to its own range, grey repeated into RGB; an image of other than
+    1 or 3 channels (two MR sequences, say) is shown by its first, in grey. Every picture
+    peerdistill draws of an input goes through here (eval's files, predict's, the report's)."""
     x = x.float().cpu()
     if stats:
-        mean = torch.tensor(stats["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(stats["std"]).view(1, -1, 1, 1)
-        x = x * std + mean
+        x = x * torch.tensor(stats["std"]).view(1, -1, 1, 1) + torch.tensor(stats["mean"]).view(1, -1, 1, 1)
+    if x.shape[1] != 3:
+        x = x[:, :1]
     lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
-    x = (x - lo) / (hi - lo).clamp(min=1e-6) * 255
-    x = x.permute(0, 2, 3, 1).numpy()
-    if x.shape[-1] == 1:
-        x = np.repeat(x, 3, axis=-1)
-    return x[..., :3].astype(np.uint8)
+    x = ((x - lo) / (hi - lo).clamp(min=1e-6)).permute(0, 2, 3, 1).numpy()
+    return np.broadcast_to(x, (*x.shape[:3], 3))
+
+
+def _displayable(x: torch.Tensor, stats: dict | None) -> np.ndarray:
+    """``display_batch`` as uint8, what a PNG holds."""
+    return (display_batch(x, stats) * 255).astype(np.uint8)

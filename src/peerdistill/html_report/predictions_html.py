@@ -16,7 +16,7 @@ from ..engine.evaluate import ENSEMBLE, split_probabilities
 from ..errors import CheckpointError, ConfigError, DataError
 from ..metrics import ECE_BINS, expected_calibration_error, reliability_bins
 from ..operating_point import FIGURES, Rule, operating_points
-from ..pictures import PALETTE, box_colour_index
+from ..pictures import PALETTE, box_colour_index, display_batch
 from ..report import fmt
 from ..scored_data import data_on_the_command_line
 from .html_parts import figure_html, legend_name, note_html, section_html, table_html
@@ -262,13 +262,10 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
-    """Undo the run's normalisation and scale each image to [0, 1]: [N, H, W] (grey) or [N, H, W, 3]."""
-    x = x.float().cpu()
-    if stats:
-        x = x * torch.tensor(stats["std"]).view(1, -1, 1, 1) + torch.tensor(stats["mean"]).view(1, -1, 1, 1)
-    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
-    x = ((x - lo) / (hi - lo).clamp(min=1e-6)).numpy()
-    return x[:, 0] if x.shape[1] != 3 else x.transpose(0, 2, 3, 1)
+    """``pictures.display_batch`` for matplotlib: [N, H, W] (grey, drawn with a grey colour map) or
+    [N, H, W, 3]."""
+    shown = display_batch(x, stats)
+    return shown[..., 0] if x.shape[1] != 3 else shown
 
 
 def class_colormap(num_classes: int):
