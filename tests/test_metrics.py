@@ -387,3 +387,13 @@ def test_non_finite_scores_give_no_figure_rather_than_a_perfect_one():
     assert meter.compute()["pixel_accuracy"] == 1.0
     meter.update(torch.full((1, 2, 8, 8), float("nan")), torch.zeros(1, 8, 8, dtype=torch.long))
     assert all(math.isnan(v) for v in meter.compute().values())
+
+
+def test_a_metrics_family_drops_test_time_flips_and_the_class_and_says_which_way_is_better():
+    from peerdistill.metrics import lower_is_better, metric_family
+    from peerdistill.runs import unpaired_metric
+
+    assert [metric_family(m) for m in ("tta_hd95_liver", "hd95", "dice_2", "tta_auc", "accuracy")] == [
+        "hd95", "hd95", "dice", "auc", "accuracy"]
+    assert [lower_is_better(m) for m in ("tta_hd95_liver", "ece", "dice_hd95", "recall_0")] == [True, True, False, False]
+    assert unpaired_metric("tta_hd95_vessel") and not unpaired_metric("dice_vessel")

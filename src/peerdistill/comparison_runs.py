@@ -37,7 +37,7 @@ from .engine.devices import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
 from .json_files import read_json
 from .post_hoc import check_post_hoc_options
-from .run_files import METRICS_FILE, RUN_FILE
+from .run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE
 from .run_pool import run_in_processes
 from .option_names import option, option_given
 
@@ -148,7 +148,7 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
     for plan in plans:
         try:
             state = _state(plan, overwrite)
-            action = {"new": "train", "finished": "reuse", "restart": f"train again ({STOPPED_EARLY})"}.get(state) \
+            action = {"new": "train", "finished": "reuse", "restart": f"train again ({NO_CHECKPOINT_YET})"}.get(state) \
                 or _continue_point(plan.run_dir)
             missing = _missing_input(plan) if state != "finished" else None
             if missing:
@@ -216,7 +216,7 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
             for checking in group if build else ():
                 specs = checking.cfg.all_teachers() + list(checking.cfg.students)
                 saved = not (overwrite or (checking.run_dir / REPLACE_MARK).is_file()) and (
-                    checking.run_dir / "config.yaml").is_file()
+                    checking.run_dir / CONFIG_FILE).is_file()
                 models = json.dumps([saved, *(m.model_dump(mode="json") for m in specs)], sort_keys=True)
                 if not saved:
                     check_new_run_data(checking.cfg.data, data)
@@ -227,7 +227,7 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
             raise type(exc)(f"{checking.describe()}: {exc}") from None
 
 
-STOPPED_EARLY = "it stopped before its first checkpoint"
+NO_CHECKPOINT_YET = "it stopped before its first checkpoint"
 
 
 def _continue_point(run_dir: Path) -> str:
@@ -296,7 +296,7 @@ def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console,
             console.print(f"{head}: resuming unfinished run {plan.run_dir}")
             _resume(plan.cfg, plan.run_dir, progress)
         elif state == "restart":  # what it holds is replaced: said (review 47b), as a resumption is
-            console.print(f"{head}: training again run {plan.run_dir} ({STOPPED_EARLY})")
+            console.print(f"{head}: training again run {plan.run_dir} ({NO_CHECKPOINT_YET})")
             train_from_config(plan.cfg, run_dir=plan.run_dir, overwrite=True, progress=progress)
         else:
             console.print(f"{head} -> {plan.run_dir}")
@@ -497,7 +497,7 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     still counts as the same config when the option is at its default; a comparison moved or
     copied to another directory keeps its runs, and so does one run on another device or with
     another evaluation batch (``config_diff.what_a_result_depends_on``)."""
-    saved_path = run_dir / "config.yaml"
+    saved_path = run_dir / CONFIG_FILE
     run_lock.check_free(run_dir)  # another compare (or train) trains it now: neither resumed nor reused beside it
     if not saved_path.exists():
         return "new"

@@ -174,12 +174,18 @@ LOWER_IS_BETTER = frozenset({"hd95", "missed", "ece", "brier", "cal_ece", "cal_b
 NO_DIRECTION = frozenset({"op_threshold", "cal_temperature"})
 
 
+def metric_family(metric: str) -> str:
+    """A metric's name without a test-time-flip prefix or a per-class suffix: ``tta_hd95_liver``
+    is ``hd95``."""
+    base = metric.removeprefix("tta_")
+    part = per_class_part(base)
+    return part[0] if part is not None else base
+
+
 def lower_is_better(metric: str) -> bool:
     """Whether smaller is better: HD95, ECE and Brier, also per class (``hd95_<class>``) and
     under test-time flips (``tta_hd95``)."""
-    base = metric.removeprefix("tta_")
-    part = per_class_part(base)
-    return base in LOWER_IS_BETTER or (part is not None and part[0] in LOWER_IS_BETTER)
+    return metric_family(metric) in LOWER_IS_BETTER
 
 
 def has_direction(metric: str) -> bool:

@@ -3,6 +3,7 @@ before it imports anything heavy."""
 
 RUN_FILE = "run.json"  # what the run is: task, classes, models, data; "status" last of all
 METRICS_FILE = "metrics.json"  # its figures: every epoch's, the best epoch's, the test split's
+CONFIG_FILE = "config.yaml"  # the config it was trained with, every default written out
 RESUME_FILE = "checkpoints/last.pt"  # where training goes on after an interruption
 REPORT_FILE = "report.html"  # what peerdistill report writes in a run or comparison folder
 COMPARISON_TABLES = ("compare.csv", "compare.md", "differences.csv")  # what compare writes beside its runs

@@ -47,7 +47,7 @@ from .per_sample import check_per_sample_path, per_sample_rows, write_per_sample
 from .sample_names import sample_names
 from .tasks import ClassificationTask, SegmentationTask
 from .trust import check_every_arch_trusted
-from .metrics import per_class_part
+from .metrics import metric_family
 from .option_names import option, option_given, options_named_as_flags
 
 
@@ -314,9 +314,7 @@ NOT_PAIRED = ("hd95",)
 
 
 def unpaired_metric(metric: str) -> bool:
-    base = metric.removeprefix("tta_")
-    part = per_class_part(base)
-    return base in NOT_PAIRED or (part is not None and part[0] in NOT_PAIRED)
+    return metric_family(metric) in NOT_PAIRED
 
 
 def _add_differences(scores: dict[str, dict[str, float]], resamples: dict[str, dict[str, np.ndarray]],

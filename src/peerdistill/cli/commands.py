@@ -10,7 +10,7 @@ from ..config import RunConfig, apply_overrides, default_config, load_config, lo
 from ..errors import ConfigError
 from ..json_files import read_json
 from ..launcher import launched_world
-from ..run_files import RUN_FILE
+from ..run_files import CONFIG_FILE, RUN_FILE
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
 from .notes import (say_distance_unit, say_ensemble_of_one, say_what_detection_figures_are,
@@ -55,16 +55,16 @@ def cmd_train(ns: argparse.Namespace) -> int:
         run_dir = Path(ns.resume)
         if not run_dir.is_dir():
             raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME)")
-        if not (run_dir / "config.yaml").is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second
+        if not (run_dir / CONFIG_FILE).is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second
             raise ConfigError(f"cannot resume '{run_dir}': it stopped before its config and first checkpoint were "
                               "written, so there is nothing to resume: start it again, with --overwrite")
-        if not (run_dir / "config.yaml").is_file():
+        if not (run_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
         if ns.args:
             raise ConfigError("--resume continues a run with its saved config: drop the other arguments")
         if ns.overwrite:
             raise ConfigError("--resume continues a run, --overwrite starts it again: give one of them")
-        cfg = load_saved_config(run_dir / "config.yaml")
+        cfg = load_saved_config(run_dir / CONFIG_FILE)
         # torch comes with these: only once the config is read
         from ..engine.artifacts import RunDir
         from ..trust import check_every_arch_trusted

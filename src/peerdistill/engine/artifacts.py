@@ -25,7 +25,7 @@ from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
 from ..option_names import option
-from ..run_files import COMPARISON_TABLES, METRICS_FILE, RESUME_FILE, RUN_FILE
+from ..run_files import COMPARISON_TABLES, CONFIG_FILE, METRICS_FILE, RESUME_FILE, RUN_FILE
 from ..values import is_count, is_finite_number
 from ..wording import first_few
 from . import run_lock
@@ -33,7 +33,7 @@ from .run_meta import run_record_problem
 from .state_files import DIGEST_KEY, read_state, weights_digest
 
 # The files a trainer writes at the top of its run directory.
-TRAINER_FILES = (RUN_FILE, METRICS_FILE, "metrics.csv", "config.yaml", "connectors.safetensors",
+TRAINER_FILES = (RUN_FILE, METRICS_FILE, "metrics.csv", CONFIG_FILE, "connectors.safetensors",
                  "discriminators.safetensors", DIGESTS_FILE)
 
 

@@ -25,7 +25,7 @@ from ..data.splits import TensorData
 from ..errors import CheckpointError, ConfigError, warn_user
 from ..json_files import read_json
 from ..models.heads import HeadedModel
-from ..run_files import METRICS_FILE, RUN_FILE
+from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE
 from . import run_lock
 from .artifacts import RunDir, atomic_write_text, load_weights, non_finite_keys, save_weights, write_json
 from .state_files import weights_digest
@@ -118,7 +118,7 @@ class RunRecords:
         if info["train_digests"]:  # eval warns of these inputs in data given as other (digests.py)
             write_json(digests_path(run.path), digests_record(data.train.x, data.train.digests()))
         if self.config_yaml is not None:
-            atomic_write_text(run.path / "config.yaml", self.config_yaml)
+            atomic_write_text(run.path / CONFIG_FILE, self.config_yaml)
         return run
 
     def _save_models(self, run: RunDir) -> None:

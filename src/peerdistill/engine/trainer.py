@@ -32,7 +32,7 @@ from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..json_files import read_json
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
-from ..run_files import RESUME_FILE, RUN_FILE
+from ..run_files import CONFIG_FILE, RESUME_FILE, RUN_FILE
 from ..spatial import align_to
 from ..wording import first_few
 from . import distributed, run_lock, selection
@@ -714,7 +714,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
     def _skip_advice(self) -> str:
         """How to go on skipping such steps: a run with a checkpoint may resume with another policy."""
         run = self.run_dir_path
-        if self._saved_checkpoint() is None or not (run / "config.yaml").exists():
+        if self._saved_checkpoint() is None or not (run / CONFIG_FILE).exists():
             return "set train.nonfinite=skip to skip such steps"  # (a run of the Python API has no config.yaml)
         # under torchrun, resumed on as many processes (one process would draw other batches)
         resume = f"-m peerdistill train --resume {shlex.quote(str(run))}"

@@ -16,12 +16,12 @@ from ..engine.evaluate import ENSEMBLE, split_probabilities
 from ..errors import CheckpointError, ConfigError, DataError
 from ..metrics import ECE_BINS, expected_calibration_error, reliability_bins
 from ..operating_point import FIGURES, Rule, operating_points
-from ..pictures import PALETTE, box_colour_index, display_batch
+from ..pictures import PALETTE, PICTURE_MIN_SCORE, box_colour_index, display_batch
 from ..report import fmt
 from ..scored_data import data_on_the_command_line
 from .html_parts import figure_html, legend_name, note_html, section_html, table_html
 
-SEGMENTATION_SAMPLES = 4
+PICTURED_SAMPLES = 4  # the test images drawn with their masks or boxes
 CLASS_COLORS = ["#{:02x}{:02x}{:02x}".format(*colour) for colour in PALETTE.tolist()]  # eval's pictures' colours
 
 
@@ -211,7 +211,7 @@ def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str
     from ..engine.evaluate import predict
     from ..pictures import first_samples
 
-    count = min(SEGMENTATION_SAMPLES, len(dataset))
+    count = min(PICTURED_SAMPLES, len(dataset))
     if count == 0:
         return [note_html("the test split is empty.")]
     x, truth = first_samples(dataset, count)
@@ -223,14 +223,14 @@ def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str
                         f"the first {count} test images, their true masks and the prediction of {ensemble_words(meta)}")]
 
 
-def detection_parts(cohort, task, dataset, meta, min_score: float = 0.3) -> list[str]:
+def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_SCORE) -> list[str]:
     from matplotlib.patches import Rectangle
     from matplotlib.patheffects import withStroke
 
     from ..engine.evaluate import predict
     from ..pictures import first_samples
 
-    count = min(SEGMENTATION_SAMPLES, len(dataset))
+    count = min(PICTURED_SAMPLES, len(dataset))
     if count == 0:
         return [note_html("the test split is empty.")]
     x, truth = first_samples(dataset, count)

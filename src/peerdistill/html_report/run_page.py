@@ -19,7 +19,7 @@ from ..json_files import read_json
 from ..metrics import per_class_part
 from ..report import (METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note, fmt, fusion_in_words,
                       per_class_tables)
-from ..run_files import METRICS_FILE, RUN_FILE
+from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE
 from ..values import is_count
 from .costs_html import costs_section
 from .html_parts import (as_number, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html,
@@ -112,7 +112,7 @@ def _split_sizes(meta: dict[str, Any]) -> str:
 def _planned_epochs(directory: Path) -> int | None:
     """train.epochs of the run's config.yaml (absent for runs built in Python)."""
     try:
-        return int(load_saved_config(directory / "config.yaml").train.epochs)
+        return int(load_saved_config(directory / CONFIG_FILE).train.epochs)
     except (PeerdistillError, OSError):
         return None
 
