@@ -213,9 +213,14 @@ def test_import_path_factories_get_num_classes_and_wrong_paths_are_named():
         build_model("tests.test_api:Nett", {}, 1, 4)
     with pytest.raises(ConfigError, match=r"cannot import module 'tests.nowhere' \(No module named 'tests.nowhere'\)$"):
         build_model("tests.nowhere:f", {}, 1, 4)
-    with pytest.raises(ConfigError, match=r"cannot import module 'nopackage_xyz.models' .*: install it "
-                                          r"\(pip install nopackage_xyz\), or check the name"):
+    with pytest.raises(ConfigError, match=r"cannot import module 'nopackage_xyz.models' .*: a module of your own "
+                                          r"\(nopackage_xyz.py, or a folder nopackage_xyz/\) is found in the folder the "
+                                          r"command runs in or on PYTHONPATH: run from the folder that holds it") as said:
         build_model("nopackage_xyz.models:resnet18", {}, 1, 4)
+    assert "pip install" not in str(said.value)  # whatever PyPI holds under a name of the user's own (review 48c)
+    with pytest.raises(ConfigError, match=r"module 'tests.test_api' has no attribute 'factory_with_kwarg' \(did you "
+                                          r"mean 'factory_with_kwargs'\?\)$"):
+        build_model("tests.test_api:factory_with_kwarg", {}, 1, 4)
     with pytest.raises(ConfigError, match=r"^arch 'math:pi': 'pi' is not callable$"):
         build_model("math:pi", {}, 1, 4)
     with pytest.raises(ConfigError, match=r"unknown arch 'resnt' \(did you mean 'resnet'\?\)"):

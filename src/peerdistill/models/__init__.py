@@ -41,7 +41,9 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
         for part in attr.split("."):
             found = getattr(factory, part, None)
             if found is None:
-                raise ConfigError(f"arch '{arch}': {owner} has no attribute '{part}'")
+                close = difflib.get_close_matches(part, [n for n in dir(factory) if not n.startswith("_")], n=1)
+                raise ConfigError(f"arch '{arch}': {owner} has no attribute '{part}'"
+                                  + (f" (did you mean '{close[0]}'?)" if close else ""))
             factory, owner = found, f"'{part}'"
         if not callable(factory):
             raise ConfigError(f"arch '{arch}': '{attr}' is not callable")
@@ -78,9 +80,14 @@ def _imported(module_name: str, arch: str):
                 return _imported(module_name, arch)
             finally:
                 sys.path.remove(here)
-        hint = (f": install it (pip install {missing}), or check the name; a module of your own is found in the folder "
-                "the command runs in or on PYTHONPATH"  # a top-level package is absent
-                if missing and "." not in missing and top == missing else "")
+        hint = ""
+        if missing and "." not in missing and top == missing:  # a top-level package is absent
+            # pip install only for a known library: a name of the user's own installed from PyPI
+            # would be whatever someone published under it (review 48c)
+            hint = (f": install it (pip install {missing})" if top in _model_library_packages() else
+                    f": a module of your own ({missing}.py, or a folder {missing}/) is found in the folder the command "
+                    "runs in or on PYTHONPATH: run from the folder that holds it, or add that folder to PYTHONPATH; "
+                    "a package: install it; else check the name")
         raise ConfigError(f"arch '{arch}': cannot import module '{module_name}' ({exc}){hint}") from None
     except Exception as exc:  # the module's own code failed (a NameError, a SyntaxError)
         raise ConfigError(f"arch '{arch}': importing module '{module_name}' failed: {type(exc).__name__}: "
