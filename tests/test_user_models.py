@@ -339,8 +339,23 @@ def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path)
         load_weights(_small_cnn(), tmp_path / "cut.pth", "teacher")
     from peerdistill.models import SmallCNN
 
-    with pytest.raises(CheckpointError, match="does not fit teacher"):  # another number of classes
+    with pytest.raises(CheckpointError, match="does not fit teacher.*saved from another architecture or number of "
+                                              "classes"):  # another number of classes
         load_weights(SmallCNN(1, 5, width=4, depth=1), tmp_path / "w.pth", "teacher")
+    # the grey/colour slip: the first layer's input channels alone differ (review 48c)
+    grey = SmallCNN(1, 4, width=4, depth=1)
+    torch.save(grey.state_dict(), tmp_path / "grey.pth")
+    first = next(k for k, v in grey.state_dict().items() if v.dim() == 4)
+    with pytest.raises(CheckpointError, match=rf"its first layer \('{first}'\) takes 1 input channel\(s\) in the file "
+                                              r"and 3 in the model built for this data; the images are read in colour "
+                                              r"here: data.grey=true reads them grey$"):
+        load_weights(SmallCNN(3, 4, width=4, depth=1), tmp_path / "grey.pth", "teacher")
+    torch.save(SmallCNN(3, 4, width=4, depth=1).state_dict(), tmp_path / "rgb.pth")
+    with pytest.raises(CheckpointError, match=r"3 input channel\(s\) in the file and 1 .*data.grey=false reads them in "
+                                              r"colour$"):
+        load_weights(grey, tmp_path / "rgb.pth", "teacher")
+    with pytest.raises(CheckpointError, match="saved from another architecture"):  # channels and classes both differ
+        load_weights(SmallCNN(3, 5, width=4, depth=1), tmp_path / "grey.pth", "teacher")
 
 
 def test_students_returning_an_object_with_logits_are_packed(tiny_data):

@@ -210,10 +210,10 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
             f"unexpected {unexpected[:4]}" if unexpected else "",
             f"shape mismatch {mismatched[:3]}" if mismatched else "",
         ]))
+        channels = not missing and not unexpected and _input_channels_differ(own, state, mismatched)
         raise CheckpointError(
-            f"checkpoint '{path}' does not fit {name} ({detail}): it was saved from another architecture "
-            "or number of classes; check arch, args and the data"
-        )
+            f"checkpoint '{path}' does not fit {name} ({detail}): "
+            + (channels or "it was saved from another architecture or number of classes; check arch, args and the data"))
     bad = non_finite_keys(state)
     if bad:  # peerdistill never saves such weights: the file was damaged or made elsewhere
         raise CheckpointError(f"checkpoint '{path}' for {name} holds NaN or infinite values in {bad[:5]}: it is "
@@ -228,6 +228,23 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
                 f"checkpoint '{path}' does not fit {name} (its layer '{layer}' gets {outputs[0]} outputs from the "
                 f"file but was built for {outputs[1]}): it was saved from another architecture or number of classes; "
                 "check arch, args and the data")
+
+
+def _input_channels_differ(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                           mismatched: list[str]) -> str:
+    """What to say where the first convolution alone differs, and only in its input channels: the
+    grey/colour slip (image files are read in colour unless data.grey), not another architecture."""
+    first = next((key for key, tensor in own.items() if tensor.dim() == 4 and not is_lazy(tensor)), None)
+    if first is None or len(mismatched) != 1 or not mismatched[0].startswith(f"{first}: "):
+        return ""
+    saved, built = state[first].shape, own[first].shape
+    if saved[0] != built[0] or saved[2:] != built[2:]:
+        return ""
+    fix = ("the images are read in colour here: data.grey=true reads them grey" if (saved[1], built[1]) == (1, 3) else
+           "the images are read grey here: data.grey=false reads them in colour" if (saved[1], built[1]) == (3, 1) else
+           "the data here has another number of channels")
+    return (f"its first layer ('{first}') takes {saved[1]} input channel(s) in the file and {built[1]} in the model "
+            f"built for this data; {fix}")
 
 
 def _outputs_of(layer: nn.Module) -> tuple[int, int] | None:
