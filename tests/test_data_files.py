@@ -69,11 +69,18 @@ def test_csv_and_tsv_of_paths_and_labels(tmp_path):
     data = build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv"), path_column="file",
                                label_column="class"))
     assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2) and data.class_names == ["0", "1"]
-    no_val = [row.replace("\tval", "\ttrain") for row in tsv]  # (a split column without val rows)
+    # a split column without val rows: val cut from train, stratified, as image_folder's train/ and test/ (review 48c)
+    no_val = [row.replace("\tval", "\ttrain") for row in tsv]
     (tmp_path / "no-val.tsv").write_text("file\tclass\tsplit\n" + "\n".join(no_val) + "\n")
-    with pytest.raises(DataError, match=r"no-val.tsv: the val split is empty: list images with split 'val', or leave "
-                                        r"out the split column to have the splits cut"):
-        build_data(DataSpec(kind="csv", root=str(tmp_path / "no-val.tsv"), path_column="file", label_column="class"))
+    data = build_data(DataSpec(kind="csv", root=str(tmp_path / "no-val.tsv"), path_column="file", label_column="class"))
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2) and sorted(data.val.y.tolist()) == [0, 1]
+    assert data.info["splits"] == "given train and test; val cut from train, stratified, seed 0"
+    assert data.info["files"]["test"] == ["img/x/5.png", "img/y/5.png"]
+    no_test = [row.replace("\ttest", "\ttrain") for row in tsv]
+    (tmp_path / "no-test.tsv").write_text("file\tclass\tsplit\n" + "\n".join(no_test) + "\n")
+    with pytest.raises(DataError, match=r"no-test.tsv: the test split is empty: list images with split 'test', or "
+                                        r"leave out the split column to have the splits cut"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "no-test.tsv"), path_column="file", label_column="class"))
     with pytest.raises(DataError, match=r"has no column 'path' nor 'label' \(columns: \['file', 'class', 'split'\]\); "
                                         r"set data.path_column=file data.label_column=class$"):
         build_data(DataSpec(kind="csv", root=str(tmp_path / "labels.tsv")))  # the columns it likely means, named

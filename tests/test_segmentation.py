@@ -272,6 +272,18 @@ def test_folder_loader_reads_pairs_and_splits(tmp_path):
         write_pairs(tmp_path / "given" / split, n=len(names), names=names)
     given = build_data(DataSpec(kind="folders", root=str(tmp_path / "given")))
     assert len(given.test) == 1 and given.info["cut_from_one_set"] is False
+    # train/ and test/ alone: val cut from train, as image_folder does (an error before: review 48c)
+    for split, names in (("train", ("a", "b", "c", "d", "f")), ("test", ("e",))):
+        write_pairs(tmp_path / "no-val" / split, n=len(names), names=names)
+    no_val = build_data(DataSpec(kind="folders", root=str(tmp_path / "no-val")))
+    assert (len(no_val.train), len(no_val.val), len(no_val.test)) == (4, 1, 1)
+    assert no_val.info["files"]["test"] == ["e"] and no_val.info["cut_from_one_set"] is False
+    from peerdistill.data.sources import given_test_split
+
+    assert given_test_split(DataSpec(kind="folders", root=str(tmp_path / "no-val"))) == \
+        f"'{tmp_path / 'no-val'}' (its train/ and test/ folders)"
+    assert given_test_split(DataSpec(kind="folders", root=str(tmp_path / "given"))) == \
+        f"'{tmp_path / 'given'}' (its train/, val/ and test/ folders)"
 
 
 def test_folder_loader_binary_masks_and_regex_ids(tmp_path):

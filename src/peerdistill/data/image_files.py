@@ -172,6 +172,8 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
         refuse_folds(spec.folds, f"'{path}' (its split column)")
         refuse_groups(spec, f"'{path}' (its split column)")
         _check_every_class_has_images(classes, parts["train"][1], Path(f"{path} (split train)"))
+        if not parts["val"][0] and parts["train"][0] and parts["test"][0]:  # as image_folder's train/ and test/
+            return _val_cut_from_train(parts, classes, spec, stats, source=str(path))
         return _given_splits(parts, classes, spec, stats, source=str(path))
     return _stratified(files, labels, classes, spec, stats, source=str(path), groups=groups)
 
@@ -349,7 +351,8 @@ def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
         files, labels = parts[s]
         if not files:
             fix = (f"list images with split '{s}', or leave out the split column to have the splits cut "
-                   "(data.val_fraction, data.test_fraction)" if Path(source).is_file() else
+                   "(data.val_fraction, data.test_fraction; no val rows: val is cut from train)"
+                   if Path(source).is_file() else
                    f"put images in its class folders{', or remove it to have val cut from train' if s == 'val' else ''}")
             raise DataError(f"{source}: the {s} split is empty: {fix}")
         arrays += [_read_all(files, spec), np.asarray(labels)]

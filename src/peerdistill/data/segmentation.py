@@ -147,12 +147,15 @@ def load_shapes(spec: DataSpec, stats=None) -> DataSplits:
 def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     """``root/images/*`` and ``root/masks/*`` (and ``root/<roi>/*``) matched by id. Splits: the
     folders named in ``split_dirs`` (a missing val is cut from train by ``split_seed``), or
-    ``root/{train,val,test}`` when they exist, or else a random split by ``split_seed``."""
+    ``root/{train,val,test}`` when they exist (``root/{train,test}`` alone: val cut from train),
+    or else a random split by ``split_seed``."""
     root = Path(spec.root or "")
     check_root_folder(root, spec.kind)
     dirs = dict(spec.split_dirs or {})
     if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
         dirs = {"train": "train", "val": "val", "test": "test"}
+    elif not dirs and all((root / s).is_dir() for s in ("train", "test")) and not (root / spec.images).is_dir():
+        dirs = {"train": "train", "test": "test"}  # val cut from train, as image_folder's train/ and test/
     rng = np.random.default_rng(spec.split_seed)
     read_from: list[Path] = []
 

@@ -228,8 +228,9 @@ def given_test_split(spec: DataSpec) -> str | None:
         return f"'{root}' (its split folders, data.split_dirs)"
     if spec.kind == "image_folder" and (root / "train").is_dir() and (root / "test").is_dir():
         return f"'{root}' (its train/ and test/ folders)"
-    if spec.kind == "folders" and all((root / s).is_dir() for s in ("train", "val", "test")):
-        return f"'{root}' (its train/, val/ and test/ folders)"
+    if spec.kind == "folders" and all((root / s).is_dir() for s in ("train", "test")) and (
+            (root / "val").is_dir() or not (root / spec.images).is_dir()):
+        return f"'{root}' (its train/{', val/' if (root / 'val').is_dir() else ''} and test/ folders)"
     if spec.kind == "csv" and root.is_file():
         with root.open(newline="", encoding="utf-8-sig") as fh:
             header = fh.readline()
