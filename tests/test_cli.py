@@ -569,6 +569,15 @@ def test_a_frozen_teacher_from_a_previous_run(tmp_path):
     run_cli("train", f"out_dir={out}", "name=s", *FAST, "teacher.frozen=true", f"teacher.checkpoint={teacher}",
             "--quiet")
     assert (out / "s" / "models" / "teacher.safetensors").read_bytes() == before
+    # the report says where the frozen teacher came from and how the run distilled (review 48c)
+    from peerdistill.html_report.run_page import run_summary_html
+    from peerdistill.json_files import read_json
+
+    summary = run_summary_html(out / "s", read_json(out / "s" / "run.json"), read_json(out / "s" / "metrics.json"))
+    assert (f"<li><b>models</b>: teacher (teacher; cnn(width=8, depth=3); 6,274 parameters; frozen, from {teacher}), "
+            "student1 (student; cnn(width=4, depth=2); 438 parameters)") in summary
+    assert ("<li><b>distillation</b>: preset kd+ml; 4 knowledge edge(s): student1 &lt;- teacher (kl, weight 1, T 4), "
+            "student2 &lt;- teacher (kl, weight 1, T 4), student1 &lt;- student2 (kl, weight 1, T 1)") in summary
 
 
 def test_entry_point_runs_as_a_module(tmp_path):

@@ -21,6 +21,7 @@ from ..report import (METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note,
                       per_class_tables)
 from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE
 from ..values import is_count
+from ..wording import first_few
 from .costs_html import costs_section
 from .html_parts import (as_number, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html,
                          table_html)
@@ -55,7 +56,8 @@ def _read_metrics(directory: Path) -> dict[str, Any]:
 def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     data_kind = (meta.get("data_spec") or {}).get("kind", "?")
     epochs = len(metrics.get("epochs", []))
-    planned = _planned_epochs(directory)
+    saved = _saved_config(directory)
+    planned = int(saved.train.epochs) if saved is not None else None
     if metrics.get("stopped_early"):
         of = f"{epochs} (stopped early by train.patience" + (f"; {planned} planned)" if planned else ")")
     else:
@@ -72,7 +74,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         ("status", status),
         ("data", f"{data_kind}{_source(meta)}, {meta.get('num_classes', '?')} classes, inputs "
                  f"{meta.get('input_shape', '?')}{_split_sizes(meta)}"),
-        ("models", ", ".join(f"{m['name']} ({m['role']})" for m in meta.get("members", []))),
+        ("models", _models_in_words(meta, saved)),
+        ("distillation", _distillation_in_words(meta)),
         ("monitor", f"validation {metrics.get('monitor', '?')}; "
                     + (f"n/a in every epoch, so the last one stood in ({metrics.get('best_epoch', '?')} of {of})"
                        if metrics.get("monitor_undefined") else f"best epoch {metrics.get('best_epoch', '?')} of {of}")),
@@ -109,12 +112,51 @@ def _split_sizes(meta: dict[str, Any]) -> str:
     return f"; {', '.join(shown)} samples" if shown else ""
 
 
-def _planned_epochs(directory: Path) -> int | None:
-    """train.epochs of the run's config.yaml (absent for runs built in Python)."""
+def _saved_config(directory: Path):
+    """The run's config.yaml, read (None for runs built in Python, which have none)."""
     try:
-        return int(load_saved_config(directory / CONFIG_FILE).train.epochs)
+        return load_saved_config(directory / CONFIG_FILE)
     except (PeerdistillError, OSError):
         return None
+
+
+def _models_in_words(meta: dict[str, Any], saved) -> str:
+    """Each model with its role, architecture and size, and where weights it began with came from
+    (a frozen teacher's checkpoint: what its figures mean depends on what it was trained on)."""
+    loaded = {}
+    if saved is not None:
+        specs = saved.all_teachers() + list(saved.students)
+        loaded = {name: spec.checkpoint for name, spec in zip(saved.member_names(), specs) if spec.checkpoint}
+    said = []
+    for member in meta.get("members", []):
+        name, spec = member.get("name", "?"), member.get("spec") or {}
+        args = ", ".join(f"{k}={v}" for k, v in (spec.get("args") or {}).items())
+        arch = f"{spec.get('arch', '?')}({args})" if args else str(spec.get("arch", "?"))
+        facts = [str(member.get("role", "?")), arch]
+        if is_count(member.get("parameters")):
+            facts.append(f"{member['parameters']:,} parameters")
+        if member.get("frozen"):
+            facts.append(f"frozen, from {loaded[name]}" if name in loaded else "frozen")
+        elif name in loaded:
+            facts.append(f"began from {loaded[name]}")
+        said.append(f"{name} ({'; '.join(facts)})")
+    return ", ".join(said)
+
+
+def _distillation_in_words(meta: dict[str, Any]) -> str:
+    """The preset and its knowledge edges, as run.json records them."""
+    preset = f"preset {meta['preset']}" if meta.get("preset") else "edges given in Python"
+    edges = [edge for edge in meta.get("edges") or [] if isinstance(edge, dict)]
+    if not edges:
+        return f"{preset}: no knowledge edge (each model learns from the labels alone)"
+    shown = []
+    for edge in edges:
+        layers = f" {edge.get('target_layer')} <- {edge.get('source_layer')}" if edge.get("target_layer") else ""
+        softened = f", T {edge.get('temperature'):g}" if edge.get("kind") in ("kl", "dkd") and \
+            isinstance(edge.get("temperature"), (int, float)) else ""
+        weight = f"weight {edge['weight']:g}" if isinstance(edge.get("weight"), (int, float)) else "weight ?"
+        shown.append(f"{edge.get('target')} <- {edge.get('source')} ({edge.get('kind')}{layers}, {weight}{softened})")
+    return f"{preset}; {len(edges)} knowledge edge(s): {first_few(shown, 12)}"
 
 
 def learning_curves_section(metrics: dict[str, Any]) -> str:
