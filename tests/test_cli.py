@@ -154,8 +154,12 @@ def test_train_dry_run_finds_what_the_first_forward_would(tmp_path, capsys):
     run_cli("train", f"out_dir={out}", *FAST, "distill.preset=custom",
             "distill.edges=[{source: teacher, target: student1, kind: at, source_layer: features.9, "
             "target_layer: features.2}]", "--dry-run", expect=2)
-    assert ("model 'teacher': the output of layer(s) ['features.9'] is changed in place by a later module"
-            in capsys.readouterr().err and not out.exists())
+    said = " ".join(capsys.readouterr().err.split())
+    assert "model 'teacher': the output of layer(s) ['features.9'] is changed in place by a later module" in said
+    assert not out.exists()
+    # what to record instead: the module that changes it, or the block whose code does (review 48c)
+    assert said.endswith("record the module that changes it instead (the ReLU) or, where a forward's own code "
+                         "changes it (out += identity), the block that holds that code ('features')")
 
 
 def test_a_trainers_check_leaves_the_models_as_they_were_given(tiny_data):

@@ -209,9 +209,12 @@ class FeatureRecorder:
                               "(a new nn.ReLU() for each, say), or record a layer placed once")
         changed = [p for p, v in versions.items() if features[p]._version != v]
         if changed:
+            blocks = [p.rsplit(".", 1)[0] for p in changed if "." in p]
+            around = f" ({', '.join(repr(b) for b in dict.fromkeys(blocks))})" if blocks else ""
             raise ConfigError(f"{self.owner}: the output of layer(s) {changed} is changed in place by a later module "
                               "(a ReLU(inplace=True), an x += y), so it would be read after that change: record the "
-                              "module that changes it instead")
+                              "module that changes it instead (the ReLU) or, where a forward's own code changes it "
+                              f"(out += identity), the block that holds that code{around}")
         missing = [p for p in self.paths if p not in features]
         if complete and missing:
             raise ConfigError(f"{self.owner}: layer(s) {missing} gave no output in this forward (not called, or "
