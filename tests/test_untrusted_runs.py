@@ -231,6 +231,10 @@ def test_every_untrusted_factory_of_a_run_is_named_at_once_with_one_value_allowi
     assert ("names model factories that building would import and call, which a run folder from elsewhere may not "
             "have built: peerdistill.models:build_model (teacher); mine_a:net (student1); mine_b:net (student2)") in said
     assert "PEERDISTILL_TRUSTED_ARCHS=peerdistill.models:build_model,mine_a,mine_b peerdistill" in said
+    # why the first is refused, and one advice for all (the first's own advice was given too: review 48c)
+    assert (f". Why the first is refused: '{run / 'run.json'}' (model 'teacher') names 'peerdistill.models:build_model', "
+            "which is not a model class or model factory of peerdistill.models") in said
+    assert said.count("PEERDISTILL_TRUSTED_ARCHS=") == 1 and "If the run is yours" not in said
     monkeypatch.setenv("PEERDISTILL_TRUSTED_ARCHS", "mine_a,mine_b")
     assert main(["eval", str(run)]) == 2  # the two allowed: the one left is refused alone, in its own words
     said = " ".join(capsys.readouterr().err.split())

@@ -38,8 +38,9 @@ class UntrustedArchError(CheckpointError):
     """A run folder's model that may not be built; ``allow`` is what PEERDISTILL_TRUSTED_ARCHS
     would need to hold to allow it (a module of one's own, or the one path)."""
 
-    def __init__(self, message: str, allow: str):
-        super().__init__(message)
+    def __init__(self, reason: str, advice: str, allow: str):
+        super().__init__(f"{reason}{advice}")
+        self.reason = reason  # without the advice: a refusal of several models gives one advice for all
         self.allow = allow
 
 
@@ -71,22 +72,22 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
             return  # defined in a trusted module, whichever trusted module it is reached through
         raise UntrustedArchError(f"{where} names '{arch}', which is not defined in '{package}' (the module "
                                  f"{TRUST_VARIABLE} trusts) nor in another module it trusts, but in '{defined_in}', "
-                                 f"reached through it: if you know "
-                                 f"what it calls, add the path itself to {TRUST_VARIABLE} (comma-separated: "
-                                 f"{TRUST_VARIABLE}={trust_value(package, arch)})", allow=arch)
+                                 "reached through it",
+                                 f": if you know what it calls, add the path itself to {TRUST_VARIABLE} "
+                                 f"(comma-separated: {TRUST_VARIABLE}={trust_value(package, arch)})", allow=arch)
     library = next((lib for lib in MODEL_LIBRARIES if _within(module, lib)), None)
     if library is None:
         raise UntrustedArchError(f"{where} names the model factory '{arch}': building the model would import and "
-                                 "call it, so a run folder from elsewhere could run any code. If it is your own model, "
-                                 f"allow its module: {TRUST_VARIABLE}={trust_value(module)} peerdistill ... (or "
-                                 f"{TRUST_VARIABLE}={trust_value(arch)})", allow=module)
+                                 "call it, so a run folder from elsewhere could run any code",
+                                 f". If it is your own model, allow its module: {TRUST_VARIABLE}={trust_value(module)} "
+                                 f"peerdistill ... (or {TRUST_VARIABLE}={trust_value(arch)})", allow=module)
     factory = resolve_factory(arch)  # imports a module of the model library only
     if not (_within(getattr(factory, "__module__", None) or "", MODEL_LIBRARIES[library])
             and _builds_a_model(factory, own=library == "peerdistill.models")):
         raise UntrustedArchError(f"{where} names '{arch}', which is not a model class or model factory of "
                                  f"{library} (a class of torch.nn.Module, or a function declared to return one): a run "
-                                 "folder from elsewhere could call anything reachable from the library this way. If the "
-                                 f"run is yours, allow it: {TRUST_VARIABLE}={trust_value(arch)} peerdistill ...",
+                                 "folder from elsewhere could call anything reachable from the library this way",
+                                 f". If the run is yours, allow it: {TRUST_VARIABLE}={trust_value(arch)} peerdistill ...",
                                  allow=arch)
     args = args or {}
     reads_files = sorted(set(args) & set(FILE_ARGUMENTS))
@@ -95,8 +96,8 @@ def check_trusted_arch(arch: str, where: str, trusted: Iterable[str] = (),
     if reads_files:
         raise UntrustedArchError(f"{where} gives '{arch}' the arguments {reads_files}, which make it read files "
                                  "named by the run folder: a run folder from elsewhere could load unsafe files this "
-                                 f"way. If the run is yours, allow it: {TRUST_VARIABLE}={trust_value(arch)} peerdistill ...",
-                                 allow=arch)
+                                 "way", f". If the run is yours, allow it: {TRUST_VARIABLE}={trust_value(arch)} "
+                                 "peerdistill ...", allow=arch)
 
 
 def _within(module: str, package: str) -> bool:
@@ -146,6 +147,5 @@ def check_every_arch_trusted(models: list[tuple[str, Mapping[str, Any]]], where:
         listed = "; ".join(f"{spec['arch']} ({name})" for name, spec, _ in refused)
         raise CheckpointError(
             f"{where} names model factories that building would import and call, which a run folder from elsewhere "
-            f"may not have built: {listed}. The first, "
-            f"in full: {refused[0][2]}. If they are your own, allow them all at once: {TRUST_VARIABLE}={allow} "
-            "peerdistill ...")
+            f"may not have built: {listed}. Why the first is refused: {refused[0][2].reason}. If they are your own, "
+            f"allow them all at once: {TRUST_VARIABLE}={allow} peerdistill ...")
