@@ -209,13 +209,23 @@ def test_per_sample_mistakes_are_one_message_before_anything_is_scored(fast_tree
     before = (run / "run.json").read_bytes()
     config = tmp_path / "d.yaml"
     config.write_text("name: d\n")
+    patients = tmp_path / "patients.csv"  # a table of the user's, never replaced (review 48b)
+    patients.write_text("patient,diagnosis\n17,benign\n")
     for target, says in ((tmp_path, "is a folder; give the CSV file to write"),
                          (run / "run.json", "is one of the files of the run"),
-                         (config, "does not end in .csv: the table is written as a CSV file")):
+                         (config, "does not end in .csv: the table is written as a CSV file"),
+                         (patients, "exists and is not a table eval wrote (its header is not eval's): write the table "
+                                    "to another file, or delete it to replace it")):
         assert main(["eval", str(run), "--per-sample", str(target)]) == 2
         err = capsys.readouterr().err
         assert says in " ".join(err.split()) and "Traceback" not in err
     assert (run / "run.json").read_bytes() == before and config.read_text() == "name: d\n"
+    assert patients.read_text() == "patient,diagnosis\n17,benign\n"
+    own = tmp_path / "rows.csv"  # eval's own table, and an empty file: replaced
+    for text in ("", "\ufeff\"sample\",\"model\",truth\n0,teacher,1\n"):
+        own.write_text(text)
+        assert main(["eval", str(run), "--per-sample", str(own)]) == 0
+        assert own.read_text().startswith("sample,") and len(own.read_text().splitlines()) > 2
 
 
 def test_a_probability_exactly_at_the_threshold_is_called_positive_as_eval_calls_it():

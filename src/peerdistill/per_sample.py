@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import tempered
-from .engine.artifacts import check_not_a_run_file, check_not_in_data, write_rows_csv
+from .engine.artifacts import check_not_a_run_file, check_not_in_data, csv_header, write_rows_csv
 from .errors import ConfigError
 from .option_names import option
 
@@ -33,6 +33,17 @@ def check_per_sample_path(path: str | Path, data_places: list[Path] = ()) -> Non
         raise ConfigError(f"{option('--per-sample', repr(str(path)))} does not end in .csv: the table is written as "
                           f"a CSV file, e.g. {Path(path).with_suffix('.csv')}")
     check_not_in_data(path, list(data_places), "--per-sample")
+    if Path(path).is_file() and not _a_table_eval_wrote(Path(path)):  # a patients' table, say (review 48b)
+        raise ConfigError(f"{option('--per-sample', repr(str(path)))} exists and is not a table eval wrote (its header "
+                          "is not eval's): write the table to another file, or delete it to replace it")
+
+
+def _a_table_eval_wrote(path: Path) -> bool:
+    """Whether a CSV is eval's per-sample table, which a new one may replace: its first column is
+    ``sample`` and it has a ``model`` column (as written or saved again: a BOM, quotes); an empty
+    file holds nothing to lose either."""
+    header = csv_header(path)
+    return header is not None and (not header or (header[0] == "sample" and "model" in header))
 
 
 def per_sample_rows(task, meters: dict[str, list], names: tuple[str, list[str]] | None,

@@ -14,7 +14,7 @@ import torch
 
 from .data.image_io import IMAGE_SUFFIXES, image_id, is_image_file
 from .engine.artifacts import (atomic_write_bytes, atomic_write_text, check_folder_writable, check_not_a_run_file,
-                               check_not_in_data)
+                               check_not_in_data, csv_header)
 from .errors import ConfigError, DataError, warn_user
 from .exported_models import STUDENT_LOGITS
 from .option_names import option
@@ -51,7 +51,7 @@ def list_unreadable(read: Inputs, listing: Path) -> None:
     predictions it would name files this one read (a file of that name predict did not write
     stays)."""
     if not read.unreadable:
-        if listing.is_file() and _header(listing) == ["input", "why"]:
+        if listing.is_file() and csv_header(listing) == ["input", "why"]:
             listing.unlink()
         return
     buf = io.StringIO()
@@ -97,7 +97,7 @@ def check_out(out: Path, dense: bool, inputs: list[str], data_places: list[Path]
         raise ConfigError(f"{named} exists and is not a table predict wrote (its header is not predict's): write the "
                           "predictions to another file, or delete it to replace it")
     listing = unreadable_list(out, dense)
-    if not pictures and listing.is_file() and _header(listing) not in ([], ["input", "why"]):  # a user's file
+    if not pictures and listing.is_file() and csv_header(listing) not in ([], ["input", "why"]):  # a user's file
         raise ConfigError(f"'{listing}' exists and is not a list predict wrote, which it would replace: move it, or "
                           f"write the predictions elsewhere ({option(flag)})")
 
@@ -107,7 +107,7 @@ def _a_table_predict_wrote(path: Path) -> bool:
     classifier's (input, predicted, [threshold,] p_CLASS...) or a detector's (input, class,
     score, x1, y1, x2, y2), as written or saved again (a BOM, quotes); an empty file holds
     nothing to lose either."""
-    header = _header(path)
+    header = csv_header(path)
     if header is None:
         return False
     if not header:
@@ -115,15 +115,6 @@ def _a_table_predict_wrote(path: Path) -> bool:
     classifier = header[:2] == ["input", "predicted"] and any(h.startswith("p_") for h in header[2:]) and all(
         h.startswith("p_") or h == "threshold" for h in header[2:])
     return classifier or header == ["input", "class", "score", "x1", "y1", "x2", "y2"]
-
-
-def _header(path: Path) -> list[str] | None:
-    """A CSV's first row, its fields stripped ([]: an empty file; None: not readable)."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            return [field.strip() for field in next(csv.reader(fh), [])]
-    except (OSError, csv.Error):
-        return None
 
 
 def remove_earlier_pictures_of(read: Inputs, mask_folders: list[Path], overlays: str | Path | None) -> None:

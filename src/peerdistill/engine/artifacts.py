@@ -136,6 +136,16 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def csv_header(path: Path) -> list[str] | None:
+    """A CSV's first row, its fields stripped ([]: an empty file; None: not readable): how a table
+    peerdistill wrote, which a new one may replace, is told from a user's."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            return [field.strip() for field in next(csv.reader(fh), [])]
+    except (OSError, csv.Error):
+        return None
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
