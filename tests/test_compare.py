@@ -833,6 +833,24 @@ def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refu
     with pytest.raises(ConfigError, match="a-file' is a file: .* give another out="):
         compare(tree, ["independent"], 1, out=tmp_path / "a-file", dry_run=True)
     assert (tmp_path / "a-file").read_text() == "mine"
+    # a folder holding tables of the user's under compare's names: refused, never replaced (review 48b)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name, text in (("compare.md", "my notes\n"), ("compare.csv", "a,b\n"), ("differences.csv", "my,differences\n")):
+        (mine / name).write_text(text)
+        with pytest.raises(ConfigError, match=rf"'{re.escape(str(mine / name))}' exists and is not a table compare "
+                                              r"wrote, which the comparison would replace: move it, or give the "
+                                              r"comparison another folder \(out=\)"):
+            compare(tree, ["independent"], 1, out=mine, progress=False)
+        assert (mine / name).read_text() == text
+        (mine / name).unlink()
+    from peerdistill.compare import _a_table_compare_wrote
+
+    own = {"compare.md": "\ufeff# peerdistill compare\n\nTest-split", "compare.csv": "setting,model,metric,mean,std,n\n",
+           "differences.csv": '"setting","baseline","model","metric","mean_difference"\n', "compare.csv ": ""}
+    for name, text in own.items():  # compare's own (an earlier version's, saved again) and an empty file
+        (mine / name.strip()).write_text(text)
+        assert _a_table_compare_wrote(mine / name.strip()), name
     with pytest.raises(ConfigError, match="config 1 and config 2 are both named 'same'.*its own `name`"):
         compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True)
     with pytest.raises(ConfigError, match="config 'a.yaml' and config 'b.yaml' are both named 'same'"):

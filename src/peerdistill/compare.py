@@ -24,7 +24,7 @@ from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, chec
                               warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
-from .engine.artifacts import atomic_write_text
+from .engine.artifacts import atomic_write_text, csv_header
 from .run_files import COMPARISON_TABLES, REPORT_FILE, RUN_FILE
 from .engine.distributed import abandon, leave, on_main
 from .launcher import launched, launched_world
@@ -217,7 +217,30 @@ def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"'{directory}' is a file: the comparison writes a folder of runs and tables; give another "
                           f"{option('--out')}")
+    for name in COMPARISON_TABLES:
+        if (directory / name).is_file() and not _a_table_compare_wrote(directory / name):  # (review 48b)
+            raise ConfigError(f"'{directory / name}' exists and is not a table compare wrote, which the comparison "
+                              f"would replace: move it, or give the comparison another folder ({option('--out')})")
     return directory
+
+
+# How each of compare's tables begins (as earlier versions wrote them too): a file of that name
+# beginning otherwise is a user's, never replaced
+_TABLE_STARTS = {"compare.csv": ["setting", "model", "metric", "mean", "std"],
+                 "differences.csv": ["setting", "baseline", "model", "metric"]}
+
+
+def _a_table_compare_wrote(path: Path) -> bool:
+    """compare's own compare.csv, compare.md or differences.csv (or an empty file: nothing to lose)."""
+    if path.suffix == ".md":
+        try:
+            with open(path, encoding="utf-8-sig", errors="replace") as fh:
+                first = fh.readline().strip()
+        except OSError:
+            return False
+        return first in ("", "# peerdistill compare")
+    header = csv_header(path)
+    return header is not None and (not header or header[:len(_TABLE_STARTS[path.name])] == _TABLE_STARTS[path.name])
 
 
 def _train_all(plans, directory: Path, overwrite: bool, progress: bool, status: Console,
