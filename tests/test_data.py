@@ -424,3 +424,20 @@ def test_a_file_digest_is_read_again_when_another_file_takes_its_place_with_its_
     shutil.copy2(other, first)  # the same size and modification time, other bytes
     assert first.stat().st_mtime_ns == other.stat().st_mtime_ns
     assert file_sha256(first) == hashlib.sha256(b"2" * 64).hexdigest()
+
+
+def test_big_endian_arrays_read_as_the_same_numbers(tmp_path):
+    """Review 48b: an npz saved big-endian ('>f4', another machine's) stopped train, eval and
+    predict with torch's ValueError and a traceback."""
+    from peerdistill.data.splits import to_nchw
+
+    rng = np.random.default_rng(0)
+    native = rng.integers(0, 255, (6, 8, 8)).astype(np.float32)
+    for dtype in (">f4", ">u2", ">i4"):
+        swapped = native.astype(dtype)
+        assert not swapped.dtype.isnative
+        assert torch.equal(to_nchw(swapped, "train"), to_nchw(native.astype(dtype.replace(">", "<")), "train"))
+    images = rng.integers(0, 255, (30, 8, 8)).astype(">f4")
+    np.savez(tmp_path / "be.npz", images=images, labels=(np.arange(30) % 2).astype(">i8"))
+    data = build_data(DataSpec(kind="npz", root=str(tmp_path / "be.npz")))
+    assert len(data.train) + len(data.val) + len(data.test) == 30

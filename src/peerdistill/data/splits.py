@@ -477,6 +477,8 @@ def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor
     a = np.asarray(array)
     if a.dtype.kind not in "biuf":  # text, dates or objects: torch cannot hold them
         raise DataError(f"{name} inputs are of type {a.dtype} ({a.dtype.kind!r}); expected numbers (pixel values)")
+    if not a.dtype.isnative:  # big-endian values (saved on another machine, '>f4'): torch takes native order only
+        a = a.astype(a.dtype.newbyteorder("="))
     t = torch.as_tensor(a)
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
