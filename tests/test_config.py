@@ -488,6 +488,21 @@ def test_base_60_numbers_are_not_read_as_yaml_1_1_reads_them(tmp_path):
     assert load_config(None, ["train.epochs=12", "device=cpu"]).train.epochs == 12
 
 
+def test_a_value_repeated_in_a_message_is_cut_short(tmp_path):
+    """Review 48b: 400 bytes of nested YAML aliases under a checked key printed a 25 MB message."""
+    levels = "[x, x, x, x, x, x, x, x, x]"
+    for k in range(6):
+        levels = f"&l{k} {levels}" if k == 0 else f"&l{k} [{levels}, " + ", ".join([f"*l{k - 1}"] * 8) + "]"
+    (tmp_path / "bomb.yaml").write_text(f"data:\n  kind: digits\n  augment: [{levels}, *l5]\n")
+    with pytest.raises(ConfigError) as said:
+        load_config(tmp_path / "bomb.yaml")
+    message = str(said.value)
+    assert len(message) < 2_000 and "'data.augment.0': Input should be 'hflip'" in message
+    assert "(got [[[[...], [...]," in message and message.count("\n") == 2  # the two items, a line each
+    with pytest.raises(ConfigError, match=r"'train.epochs': .*valid integer.* \(got 'x{70,}\.\.\.x{70,}'\)$"):
+        load_config(None, ["train.epochs=" + "x" * 400])  # a long string too
+
+
 def test_a_resumed_run_is_built_as_it_trained_even_where_a_new_config_is_refused():
     """Checks added since a run trained (heads' depth, a feature layer no edge reads) refuse a new
     config, never the saved one being resumed."""

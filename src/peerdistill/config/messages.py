@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import typing
 from pathlib import Path
 from typing import Any
@@ -49,20 +50,35 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
         elif err["type"] == "model_type" and not isinstance(err.get("input"), (dict, list)) and loc:
-            lines.append(f"  '{loc}' is a section of keys and was given {err.get('input')!r}: "
+            lines.append(f"  '{loc}' is a section of keys and was given {_shown(err.get('input'))}: "
                          f"{_section_example(loc, err.get('input'))}")
         elif err["type"] == "list_type" and isinstance(err.get("input"), dict) and loc:
             # YAML's mapping where a list is meant: the usual slip is a missing '- '
             lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
                          "of its own, or write [{...}, {...}]")
         elif err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)) and loc:
-            lines.append(f"  '{loc}' takes a list and was given {err['input']!r}: write {_list_example(loc, err['input'])}")
+            lines.append(f"  '{loc}' takes a list and was given {_shown(err['input'])}: write "
+                         f"{_list_example(loc, err['input'])}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             where = f"'{loc}': " if loc else ""
-            got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
+            got = f" (got {_shown(err['input'])})" if loc and not isinstance(err.get("input"), dict) else ""
             lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
     return "\n".join(lines)
+
+
+SHOWN_VALUE = 160  # characters of a given value a message repeats: a YAML alias bomb expands to megabytes
+_SHORT = reprlib.Repr()  # (reprlib never writes out what it leaves out: a nested value of millions of items)
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxdict = 12
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, SHOWN_VALUE, SHOWN_VALUE
+
+
+def _shown(value: Any) -> str:
+    """A value as a message repeats it, cut short where long (``[[1, 2, ...], ...]``): it names the
+    value without flooding the terminal (a 400-byte config of nested aliases printed 25 MB;
+    review 48b)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= SHOWN_VALUE else f"{text[:SHOWN_VALUE]}..."
 
 
 def colon_without_space(parts: tuple | list) -> str | None:
