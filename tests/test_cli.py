@@ -496,6 +496,13 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     (out / "r" / "run.json").write_text(json.dumps({**record, "status": "stopped"}))  # as training writes it
     run_cli("train", "--resume", out / "r", "--quiet", expect=2)
     assert "the same train command, without --resume, starts it again" in " ".join(capsys.readouterr().err.split())
+    # eval, export and predict of it say so, once: not to restore a metrics.json or name a model (review 48b)
+    for command in (["eval", out / "r"], ["export", out / "r"], ["export", out / "r", "--model", "student1"],
+                    ["predict", out / "r", out / "in.npz", "--out", out / "p.csv"]):
+        run_cli(*command, expect=2)
+        said = " ".join(capsys.readouterr().err.split())
+        assert said == (f"error: '{out / 'r'}' stopped in its first epoch (reason not recorded) and kept no model: "
+                        "train it again (the same train command starts it over, as it kept nothing to lose)"), command
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     assert (f"warning: '{out / 'r'}' held a run stopped in its first epoch, before it kept anything (no checkpoint, "
             "no model): started again") in " ".join(capsys.readouterr().err.split())

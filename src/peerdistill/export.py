@@ -29,7 +29,7 @@ from .arguments import check_flags, check_not_negative
 from .data.digests import file_sha256
 from .data.splits import DataSplits
 from .engine.artifacts import (RunDir, atomic_write_bytes, check_folder_writable, check_not_a_run_file,
-                               names_a_folder, save_weights)
+                               kept_nothing, names_a_folder, save_weights)
 from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
@@ -66,6 +66,8 @@ class ExportResult:
 
 def best_student(run_dir: Path, meta: dict) -> str:
     """The student of a finished run with the best final validation score by its monitor."""
+    if (nothing := kept_nothing(Path(run_dir))) is not None:  # (neither metrics.json nor --model would help)
+        raise CheckpointError(nothing)
     if not (Path(run_dir) / METRICS_FILE).is_file():  # the scores 'best' is chosen by, gone
         raise CheckpointError(f"'{Path(run_dir) / METRICS_FILE}' does not exist, and it holds the validation scores "
                               f"the best student is chosen by: restore it, or name the model "

@@ -31,7 +31,7 @@ from .data.splits import TensorData, group_ids, kept_whole
 from .detection_thresholds import check_thresholds, figures_at_thresholds
 from .engine import RunDir, evaluate
 from .engine import run_lock
-from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text
+from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text, kept_nothing
 from .engine.evaluate import ENSEMBLE, scored_outputs, split_probabilities
 from .engine.records import load_member_weights
 from .engine.devices import resolve_device
@@ -102,6 +102,8 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
     check_modules(modules)
     run = RunDir.open(run_dir)
     meta = run.meta()
+    if (nothing := kept_nothing(run.path)) is not None:
+        raise CheckpointError(nothing)
     if (run.path / REPLACE_MARK).is_file():  # an interrupted compare --overwrite has yet to train it again
         warn_user(f"'{run.path}' is marked for replacement by a compare --overwrite that was interrupted: its "
                   "models are still those of the comparison's former config; run that compare command again "

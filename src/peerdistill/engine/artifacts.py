@@ -398,6 +398,17 @@ def stopped_before_keeping_anything(path: Path) -> bool:
     return not kept and read_json(path / RUN_FILE).get("status") == "stopped"
 
 
+def kept_nothing(path: Path) -> str | None:
+    """Why a run folder holds no model to use, where it stopped in its first epoch (run.json's
+    reason said); None otherwise. What eval, export and predict say before asking for a metrics
+    file or a model name that could not help (review 48b)."""
+    if not stopped_before_keeping_anything(path):
+        return None
+    why = read_json(path / RUN_FILE).get("stopped_by") or "reason not recorded"
+    return (f"'{path}' stopped in its first epoch ({why}) and kept no model: train it again (the same train "
+            "command starts it over, as it kept nothing to lose)")
+
+
 def replaced_by_the_same_command(path: Path) -> bool:
     """Whether ``train`` without --overwrite starts the run in ``path`` again: it stopped before
     keeping anything, and runs are locked here (where they are not, a run in its first epoch in
