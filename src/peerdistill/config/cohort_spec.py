@@ -10,6 +10,12 @@ from pydantic import Field, ValidationInfo, model_validator
 from .presets import PRESETS_READING, TEACHER_PRESETS, PresetName
 from .sections import Section, validating_saved
 
+# A temperature and a weight of a knowledge term within which it stays finite in float32: z / T
+# and weight * T^2 overflowed outside them at the first step, and the message blamed the learning
+# rate (review 48b). Generous: papers use T from 0.5 to 20 and attention transfer weights of 1000.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 1000.0
+MAX_WEIGHT = 1e6
+
 
 class ModelSpec(Section):
     """How to build one model: a zoo name (``cnn``) or an import path (``pkg.module:factory``)."""
@@ -21,7 +27,7 @@ class ModelSpec(Section):
     checkpoint: str | None = Field(default=None, description="trained weights: a .safetensors file, a PyTorch state dict (.pt, .pth; read with weights_only=True), or a run directory (its models/NAME.safetensors, NAME this model's name)")
     lr: float | None = Field(default=None, gt=0, le=1e4)
     feature_layer: str | None = Field(default=None, description="module path feature edges use (zoo models know theirs)")
-    weight: float = Field(default=1.0, gt=0, description="a teacher's weight mu in the multi-teacher average")
+    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT, description="a teacher's weight mu in the multi-teacher average")
     heads: list[str] = Field(default_factory=list, description="module paths that get self-distillation heads")
     deep_layer: str | None = Field(default=None, description="the deepest feature layer heads learn from")
 
@@ -63,11 +69,11 @@ class EdgeSpec(Section):
     source: str
     target: str
     kind: Literal["kl", "dkd", "hint", "at", "sp", "pair", "cwd", "holistic"] = "kl"
-    weight: float = Field(default=1.0, ge=0)
-    temperature: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
+    temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
     source_layer: str | None = None
     target_layer: str | None = None
-    nckd_weight: float = Field(default=8.0, ge=0, description="dkd edges: the weight of the non-target term")
+    nckd_weight: float = Field(default=8.0, ge=0, le=MAX_WEIGHT, description="dkd edges: the weight of the non-target term")
 
     @model_validator(mode="before")
     @classmethod
@@ -135,30 +141,30 @@ def unread_distill_problems(d: "DistillSpec", teachers: int, heads: bool) -> lis
 
 class DistillSpec(Section):
     preset: PresetName = "kd+ml"
-    alpha: float = Field(default=1.0, ge=0, description="weight of teacher -> student KD")
-    beta: float = Field(default=1.0, ge=0, description="weight of the peer mutual-learning term")
-    gamma: float = Field(default=1.0, ge=0, description="weight of feature edges (styles presets)")
-    kd_temperature: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=1.0, ge=0, le=MAX_WEIGHT, description="weight of teacher -> student KD")
+    beta: float = Field(default=1.0, ge=0, le=MAX_WEIGHT, description="weight of the peer mutual-learning term")
+    gamma: float = Field(default=1.0, ge=0, le=MAX_WEIGHT, description="weight of feature edges (styles presets)")
+    kd_temperature: float = Field(default=4.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
     kd_loss: Literal["kl", "dkd"] = Field(
         default="kl", description="teacher -> student edges of the presets: softened KL (Hinton et al.) or decoupled "
                                   "KD (Zhao et al. 2022; classification)")
-    dkd_nckd_weight: float = Field(default=8.0, ge=0, description="kd_loss dkd: weight of the non-target term")
-    ml_temperature: float = Field(default=1.0, gt=0)
+    dkd_nckd_weight: float = Field(default=8.0, ge=0, le=MAX_WEIGHT, description="kd_loss dkd: weight of the non-target term")
+    ml_temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
     feature_loss: Literal["hint", "at", "sp"] = Field(default="hint", description="feature edges of the styles presets")
     teacher_weighting: Literal["weighted", "confidence"] = Field(
         default="weighted", description="several teachers: fixed weights mu, or per-sample CA-MKD confidence"
     )
-    ensemble_weight: float = Field(default=0.0, ge=0, description="> 0: the student ensemble also teaches each student")
+    ensemble_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="> 0: the student ensemble also teaches each student")
     self_alpha: float = Field(default=0.5, ge=0, le=1, description="BYOT: KL weight a of each head (CE gets 1 - a)")
-    self_lambda: float = Field(default=0.1, ge=0, description="BYOT: weight of the feature hint of each head")
-    self_temperature: float = Field(default=3.0, gt=0)
-    pair_weight: float = Field(default=0.0, ge=0, description="segmentation: pair-wise affinity of feature maps")
+    self_lambda: float = Field(default=0.1, ge=0, le=MAX_WEIGHT, description="BYOT: weight of the feature hint of each head")
+    self_temperature: float = Field(default=3.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
+    pair_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="segmentation: pair-wise affinity of feature maps")
     pair_node_size: int = Field(default=2, ge=1, description="side of the pooled regions that are the graph's nodes")
-    holistic_weight: float = Field(default=0.0, ge=0, description="segmentation: adversarial holistic term")
+    holistic_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="segmentation: adversarial holistic term")
     discriminator_lr: float = Field(default=1e-4, gt=0)
-    gp_weight: float = Field(default=10.0, ge=0, description="WGAN gradient-penalty weight")
-    cwd_weight: float = Field(default=0.0, ge=0, description="segmentation: channel-wise distillation of logits")
-    cwd_temperature: float = Field(default=4.0, gt=0)
+    gp_weight: float = Field(default=10.0, ge=0, le=MAX_WEIGHT, description="WGAN gradient-penalty weight")
+    cwd_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="segmentation: channel-wise distillation of logits")
+    cwd_temperature: float = Field(default=4.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
     rampup_epochs: int = Field(
         default=5, ge=0, description="sigmoid ramp-up of every distillation weight over these epochs"
     )
