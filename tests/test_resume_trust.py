@@ -210,6 +210,10 @@ def test_a_resume_refuses_a_changed_frozen_teacher_and_a_checkpoint_it_cannot_co
             "be continued; start the run again (train --overwrite)")
     checkpoint.write_bytes(good[: len(good) // 2])
     refused("it is truncated or corrupt, so the run cannot be continued; start it again (train --overwrite)")
+    save_resume_state(checkpoint, {"hello": 1})  # loads, but is none of train's (review 48b: "('models')")
+    refused("the resume checkpoint (checkpoints/last.pt) lacks 'epoch', 'models', 'optimizers', 'schedulers', ..., "
+            "which every checkpoint train writes holds: it is not this run's (another file put in its place?); put "
+            "the run's own back, or start the run again (train --overwrite)")
     checkpoint.write_bytes(good)
     assert main(["train", "--resume", run, "--quiet"]) == 0
 

@@ -25,7 +25,8 @@ from ..data.splits import TensorData
 from ..errors import CheckpointError, ConfigError, warn_user
 from ..json_files import read_json
 from ..models.heads import HeadedModel
-from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE
+from ..run_files import CONFIG_FILE, METRICS_FILE, RESUME_FILE, RUN_FILE
+from ..wording import first_few
 from . import run_lock
 from .artifacts import RunDir, atomic_write_text, load_weights, non_finite_keys, save_weights, write_json
 from .state_files import weights_digest
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
     from .trainer import FitResult
 
 EDGE_FILES = {"@connectors": "connectors.safetensors", "@discriminators": "discriminators.safetensors"}
+
+# What every resume checkpoint train writes holds (the others are there when their part is used)
+RESUME_PARTS = ("epoch", "models", "optimizers", "schedulers", "rng", "best_epoch", "best_score", "best_val",
+                "best_weights", "history")
 
 
 class RunRecords:
@@ -250,6 +255,11 @@ class RunRecords:
                 "(train --overwrite)")
 
     def _restore(self, state: dict[str, Any]):
+        missing = [part for part in RESUME_PARTS if part not in state]
+        if missing:  # a file that loads but is none of train's: "does not fit this cohort ('models')" misled
+            raise CheckpointError(f"the resume checkpoint ({RESUME_FILE}) lacks {first_few(missing, 4, quoted=True)}, "
+                                  "which every checkpoint train writes holds: it is not this run's (another file put "
+                                  "in its place?); put the run's own back, or start the run again (train --overwrite)")
         self._check_same_config(state)
         self._check_resumable(state)
         try:
