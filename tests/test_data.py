@@ -441,3 +441,18 @@ def test_big_endian_arrays_read_as_the_same_numbers(tmp_path):
     np.savez(tmp_path / "be.npz", images=images, labels=(np.arange(30) % 2).astype(">i8"))
     data = build_data(DataSpec(kind="npz", root=str(tmp_path / "be.npz")))
     assert len(data.train) + len(data.val) + len(data.test) == 30
+
+
+def test_an_empty_training_split_and_labels_past_int64_are_named_as_such():
+    """Review 48b: an empty train split was said to lack every class, and uint64 labels of 2**63
+    or more were called negative (they wrapped round in the cast)."""
+    from peerdistill.errors import SplitError
+
+    x, y = np.zeros((4, 8, 8), np.float32), np.array([0, 1, 0, 1])
+    with pytest.raises(SplitError, match="^the train split holds no samples: the models learn from it: give it samples "
+                                         "of every class$"):
+        DataSplits.from_arrays(x[:0], y[:0], x, y, x, y)
+    with pytest.raises(DataError, match="^train labels hold 9223372036854775813, not a class index: classes must be "
+                                        "0..K-1$"):
+        DataSplits.from_arrays(x, np.array([0, 1, 0, 2**63 + 5], np.uint64), x, y, x, y)
+    assert DataSplits.from_arrays(x, y.astype(np.uint64), x, y, x, y).num_classes == 2

@@ -449,6 +449,8 @@ def _label_counts(ys: list[torch.Tensor], num_classes: int) -> torch.Tensor:
 def _check_classes_train(ys: list[torch.Tensor], num_classes: int) -> None:
     """A class in val or test that the training split lacks cannot be learnt; labels counted
     from 1 would make an empty class 0 (AUC is then undefined in every epoch)."""
+    if not len(ys[0]):  # (else every class would be said to lack training samples)
+        raise SplitError("the train split holds no samples", "the models learn from it: give it samples of every class")
     train = torch.bincount(ys[0], minlength=num_classes) > 0
     anywhere = _label_counts(ys, num_classes) > 0
     untrained = [c for c in range(num_classes) if anywhere[c] and not train[c]]
@@ -512,6 +514,9 @@ def to_labels(array, name: str) -> torch.Tensor:
                         f"{example!r}: number the classes 0..K-1 and pass their names as class_names=")
     if a.size and (not np.issubdtype(a.dtype, np.integer) and not np.all(np.equal(np.mod(a, 1), 0))):
         raise DataError(f"{name} labels must be integer class indices, got dtype {a.dtype}")
+    if a.size and np.issubdtype(a.dtype, np.unsignedinteger) and a.max() > np.iinfo(np.int64).max:
+        # (cast to int64 they would wrap round and be called negative)
+        raise DataError(f"{name} labels hold {int(a.max())}, not a class index: classes must be 0..K-1")
     t = torch.as_tensor(a.astype(np.int64))
     if t.numel() and t.min() < 0:
         raise DataError(f"{name} labels contain negative values; classes must be 0..K-1")
