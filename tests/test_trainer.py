@@ -282,8 +282,19 @@ def test_an_epoch_whose_every_step_is_skipped_stops_the_run_naming_the_term(tiny
     cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), NaNAfter(after=0)], teacher=SmallCNN(1, 3, 8, 2))
     t = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite="skip"), run_dir=tmp_path / "r")
     with pytest.raises(NonFiniteError, match=r"every step of epoch 1 was skipped for non-finite values: loss term "
-                                             r"'student2/ce' \(7 steps\).*nothing was saved"):
+                                             r"'student2/ce' \(7 steps\).*nothing was saved\. Lower"):
         t.fit(tiny_data)
+    # a run that replaced another one (--overwrite) says the old one is gone too (review 48b)
+    finished = trainer(Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 3, 4, 1)], teacher=SmallCNN(1, 3, 8, 2)),
+                       train=TrainSpec(epochs=1, batch_size=32), run_dir=tmp_path / "done")
+    finished.fit(tiny_data)
+    seed_everything(0)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), NaNAfter(after=0)], teacher=SmallCNN(1, 3, 8, 2))
+    again = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite="skip"), run_dir=tmp_path / "done",
+                    overwrite=True)
+    with pytest.raises(NonFiniteError, match=r"nothing was saved \(and the run this one replaced, --overwrite, was "
+                                             r"deleted as it began\)"):
+        again.fit(tiny_data)
 
 
 class NaNInSecondBatch(ClassificationTask):

@@ -438,6 +438,7 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.replaced = False  # create deleted a run of this name first (--overwrite): a failure says so
 
     @classmethod
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
@@ -480,7 +481,9 @@ class RunDir:
         except OSError as exc:
             raise RunDirError(f"cannot create the run directory '{path}': {exc.strerror}; choose another out_dir "
                               "(for compare: --out)") from None
-        return cls(path)
+        made = cls(path)
+        made.replaced = verdict == "replace"
+        return made
 
     @classmethod
     def verdict(cls, path: str | Path, overwrite: bool = False) -> str:

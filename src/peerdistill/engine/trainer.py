@@ -709,7 +709,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
 
     def _last_good(self) -> str:
         last = self._saved_checkpoint()
-        return f"the last good checkpoint is {last}" if last else "no epoch had finished, so nothing was saved"
+        if last:
+            return f"the last good checkpoint is {last}"
+        replaced = getattr(getattr(self, "_run", None), "replaced", False)
+        return "no epoch had finished, so nothing was saved" + (
+            " (and the run this one replaced, --overwrite, was deleted as it began)" if replaced else "")
 
     def _skip_advice(self) -> str:
         """How to go on skipping such steps: a run with a checkpoint may resume with another policy."""
