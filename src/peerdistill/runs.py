@@ -219,34 +219,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     the run's models may be built from besides the trusted ones (``check_trusted_arch``). The
     returned mapping (``Scores``) also says how many samples (images) the scored split held:
     ``.samples``. ``data_spec`` may be given as a dict of a config's ``data`` keys."""
-    check_batch_size(batch_size)
-    check_resamples(bootstrap)
-    check_flags("evaluate_run", temperature_scaling=temperature_scaling)
-    if isinstance(data_spec, dict):  # as a config's data section is written
-        data_spec = DataSpec(**data_spec)
-    if data is not None and not isinstance(data, DataSplits):
-        raise DataError(f"data= takes the run's DataSplits (as given to fit), got a {type(data).__name__}: "
-                        "DataSplits.from_arrays(...) makes one from arrays")
-    rule = parse_rule(operating_point) if operating_point else None
-    if data is not None and data_spec is not None:
-        raise DataError("evaluate_run takes data_spec or data, not both")
+    data_spec, rule = _checked_arguments(batch_size, bootstrap, temperature_scaling, data_spec, data, operating_point)
     cohort, meta = load_cohort(run_dir, modules, roles=roles, trusted_archs=trusted_archs)
-    _check_baseline(baseline, cohort, bootstrap, roles)
-    if score_thresholds is not None and meta.get("task") != "detection":  # before the data is read
-        raise ConfigError(f"{option('--score-thresholds')} is for detection runs: the boxes a detector keeps at a "
-                          f"score; for a two-class classifier's threshold, {option('--operating-point')}")
-    if per_sample is not None:  # never over the data the run trained on, or the data scored now
-        scored = data_places(data_spec.model_dump()) if data_spec else []
-        check_per_sample_path(per_sample, run_data_places(meta) + scored)
-    if save_images and meta.get("task") not in ("segmentation", "detection"):
-        raise DataError(f"{option('--save-images')} is for segmentation and detection runs")
-    task_of_run = meta.get("task", "classification")
-    check_post_hoc_options(task_of_run, num_classes=meta.get("num_classes"), input_shape=meta["input_shape"],
-                           operating_point=rule is not None, temperature_scaling=temperature_scaling, tta=tta)
-    if data_spec is not None and data_spec.task != task_of_run:  # else a class, shape or mask error says it late
-        *kinds, last = KINDS_OF_TASK[task_of_run]
-        raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "
-                        f"run: give data of its task (data.kind {', '.join(kinds)} or {last})")
+    _check_request_fits_run(run_dir, cohort, meta, data_spec, roles=roles, baseline=baseline, bootstrap=bootstrap,
+                            score_thresholds=score_thresholds, per_sample=per_sample, save_images=save_images,
+                            rule=rule, temperature_scaling=temperature_scaling, tta=tta)
     chooses_on_val = bool(rule or temperature_scaling)
     given_in_python = data is not None  # the run's splits, or other data, handed to evaluate_run
     data, own = _scored_and_own_data(meta, data, data_spec, split, chooses_on_val)
@@ -272,18 +249,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     groups = _scored_groups(data, split, spec) if bootstrap and spec is not None else None
     if bootstrap:
         warn_if_few_units(len(set(groups)) if groups else scored_count, grouped=bool(groups))
-    resamples = {name: resampled_scores(task, meters, bootstrap, groups=groups)
-                 for name, meters in (kept.meters if bootstrap else {}).items()}
-    for name, figures in resamples.items():
-        _add_intervals(scores[name], "", bootstrap, percentile_intervals(figures))
-        if groups:
-            scores[name]["ci95_groups"] = len(set(groups))
-    if baseline is not None:
-        _add_differences(scores, resamples, baseline, bootstrap)
-    for name, meters in (kept.meters if score_thresholds else {}).items():
-        if name != ENSEMBLE:  # (fused from boxes decoded at detect.score_threshold: not what T would fuse)
-            scores[name].update(figures_at_thresholds([p for m in meters for p in m.predictions],
-                                                      [t for m in meters for t in m.truths], score_thresholds))
+        _add_bootstrap_figures(scores, kept.meters, task, bootstrap, groups, baseline)
+    if score_thresholds:
+        _add_threshold_figures(scores, kept.meters, score_thresholds)
     if chooses_on_val:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)
@@ -293,6 +261,73 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     if save_images:
         _save_pictures(cohort, task, meta, data, split, data_spec, run_dir, dev, save_images, window, overlap)
     return Scores(scores, samples=scored_count)
+
+
+def _checked_arguments(batch_size: int, bootstrap: int, temperature_scaling: bool, data_spec: DataSpec | dict | None,
+                       data: DataSplits | None, operating_point: str | None):
+    """evaluate_run's arguments checked alone, before the run is read: the data section (a dict
+    made a DataSpec) and the operating-point rule (parsed; None without one)."""
+    check_batch_size(batch_size)
+    check_resamples(bootstrap)
+    check_flags("evaluate_run", temperature_scaling=temperature_scaling)
+    if isinstance(data_spec, dict):  # as a config's data section is written
+        data_spec = DataSpec(**data_spec)
+    if data is not None and not isinstance(data, DataSplits):
+        raise DataError(f"data= takes the run's DataSplits (as given to fit), got a {type(data).__name__}: "
+                        "DataSplits.from_arrays(...) makes one from arrays")
+    rule = parse_rule(operating_point) if operating_point else None
+    if data is not None and data_spec is not None:
+        raise DataError("evaluate_run takes data_spec or data, not both")
+    return data_spec, rule
+
+
+def _check_request_fits_run(run_dir: str | Path, cohort: Cohort, meta: dict[str, Any], data_spec: DataSpec | None, *,
+                            roles: tuple[str, ...], baseline: str | None, bootstrap: int,
+                            score_thresholds: Iterable[float] | None, per_sample: str | Path | None,
+                            save_images: int, rule, temperature_scaling: bool, tta: str | None) -> None:
+    """What was asked of the run fits it (its task, its models, its data's places), said before any
+    data is read or scored."""
+    _check_baseline(baseline, cohort, bootstrap, roles)
+    if score_thresholds is not None and meta.get("task") != "detection":
+        raise ConfigError(f"{option('--score-thresholds')} is for detection runs: the boxes a detector keeps at a "
+                          f"score; for a two-class classifier's threshold, {option('--operating-point')}")
+    if per_sample is not None:  # never over the data the run trained on, or the data scored now
+        scored = data_places(data_spec.model_dump()) if data_spec else []
+        check_per_sample_path(per_sample, run_data_places(meta) + scored)
+    if save_images and meta.get("task") not in ("segmentation", "detection"):
+        raise DataError(f"{option('--save-images')} is for segmentation and detection runs")
+    task_of_run = meta.get("task", "classification")
+    check_post_hoc_options(task_of_run, num_classes=meta.get("num_classes"), input_shape=meta["input_shape"],
+                           operating_point=rule is not None, temperature_scaling=temperature_scaling, tta=tta)
+    if data_spec is not None and data_spec.task != task_of_run:  # else a class, shape or mask error says it late
+        *kinds, last = KINDS_OF_TASK[task_of_run]
+        raise DataError(f"data kind '{data_spec.kind}' is {data_spec.task} data, but '{run_dir}' is a {task_of_run} "
+                        f"run: give data of its task (data.kind {', '.join(kinds)} or {last})")
+
+
+def _add_bootstrap_figures(scores: dict[str, dict[str, float]], meters: dict[str, list], task, bootstrap: int,
+                           groups: list[str] | None, baseline: str | None) -> None:
+    """Each output's 95% intervals over ``bootstrap`` resamples of the scored samples (of their
+    groups, where patients are known), and with a baseline, each other output's paired
+    differences from it."""
+    resamples = {name: resampled_scores(task, output_meters, bootstrap, groups=groups)
+                 for name, output_meters in meters.items()}
+    for name, figures in resamples.items():
+        _add_intervals(scores[name], "", bootstrap, percentile_intervals(figures))
+        if groups:
+            scores[name]["ci95_groups"] = len(set(groups))
+    if baseline is not None:
+        _add_differences(scores, resamples, baseline, bootstrap)
+
+
+def _add_threshold_figures(scores: dict[str, dict[str, float]], meters: dict[str, list],
+                           score_thresholds: list[float]) -> None:
+    """Each detector's figures at deployment score thresholds; not the ensemble's, fused from
+    boxes decoded at detect.score_threshold (not what boxes decoded at T would fuse to)."""
+    for name, output_meters in meters.items():
+        if name != ENSEMBLE:
+            scores[name].update(figures_at_thresholds([p for m in output_meters for p in m.predictions],
+                                                      [t for m in output_meters for t in m.truths], score_thresholds))
 
 
 def _check_baseline(baseline: str | None, cohort: Cohort, bootstrap: int, roles: tuple[str, ...]) -> None:
