@@ -144,8 +144,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         check_before_training(plans, build=False, two_classes=True)
     if dry_run:
         console.print(plan_table(plans, overwrite))
-        split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
-        apart = [label for label in labels if split_of[label] != split_of[baseline]]
+        paired = _paired_with(baseline, plans)
+        apart = [label for label in labels if label not in paired]
         if apart:  # said before the compute is spent, as the tables would say it after (review 47b)
             console.print(f"note: {unpaired_note(baseline, apart)} Their rows would be scored on other data; "
                           "no paired difference would be given for them.", highlight=False, soft_wrap=True)
@@ -293,11 +293,11 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     models = model_order([r["model"] for r in rows], teachers_named_in(run["metrics"] for run in runs))
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor_metric = runs[0]["metrics"]["monitor"].split("/", 1)[1]
-    split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
-    diffs = differences(rows, baseline, {label for label in labels if split_of[label] == split_of[baseline]}, folds)
+    paired = _paired_with(baseline, plans)
+    diffs = differences(rows, baseline, paired, folds)
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
-    note = _other_data_note(runs, directory, labels) if len({repr(sorted(split_of[label].items()))
-                                                             for label in labels}) > 1 else None
+    # (some setting off the baseline's split: the settings span more than one test set)
+    note = _other_data_note(runs, directory, labels) if any(label not in paired for label in labels) else None
     if note:  # rows of other test sets side by side: said above the tables
         header += f"\n{note}\n"
         console.print(note)
@@ -629,6 +629,12 @@ def _test_set(meta: dict[str, Any]) -> str | None:
     if files is None and rows is None and not info.get("sha256"):  # (an archive's own test split: its digest)
         return None
     return repr((source, files, rows))
+
+
+def _paired_with(baseline: str, plans) -> set[str]:
+    """The settings whose runs are scored on the baseline's data split, so pair with its runs."""
+    split_of = {plan.label: _split_identity(plan.cfg) for plan in plans}
+    return {label for label, split in split_of.items() if split == split_of[baseline]}
 
 
 def _split_identity(cfg) -> dict[str, Any]:
