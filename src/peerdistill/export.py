@@ -315,30 +315,22 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     check_flags("export_run", temperature_scaling=temperature_scaling)
     check_not_negative("export_run", tolerance=tolerance)
     _check_quantize(quantize, fmt, calibration, min_agreement)
-    if tta and fmt != "onnx":
-        raise ConfigError(f"{option('--tta')} puts the flips into an ONNX graph; safetensors holds weights alone: "
-                          "export as onnx")
+    if fmt != "onnx":  # before any weights are read (or a temperature fitted)
+        _check_safetensors_holds_it(model, tta, decoding, temperature_scaling, operating_point)
     name, module, output, meta = pick_model(run_dir, model, modules)
+    if fmt != "onnx" and name == "ensemble":
+        raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
     if decoding:
         meta = with_decoding(meta, decoding, "export")
-        if fmt != "onnx":
-            raise ConfigError("detect.* settings go into the JSON beside an ONNX graph; safetensors holds weights "
-                              "alone: export as onnx")
     finished = RunDir(run_dir).is_complete  # when its weights were read (training may end meanwhile)
     module = flip_averaged(module, output, meta, tta)
     if quantize and meta.get("task") == "detection":
         raise ConfigError(f"{option('--quantize', repr('int8'))} is for classification and segmentation: a "
                           "detector's box regression is not checked by class agreement; export it in fp32")
-    if (temperature_scaling or operating_point) and fmt != "onnx":
-        raise ConfigError(f"{option('--temperature-scaling')} and {option('--operating-point')} go into an ONNX graph "
-                          "and its JSON; "
-                          "safetensors holds weights alone (eval prints T and the threshold: apply them yourself)")
     chosen = chosen_on_validation(module, output, meta, data, temperature_scaling, operating_point)
     module = chosen.module
     target = _target(run_dir, name + (f"-{quantize}" if quantize else ""), fmt, out)
     if fmt == "safetensors":
-        if name == "ensemble":
-            raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
         save_weights(module.model, target)  # (a plain Logits: no tta, temperature or threshold here)
         return ExportResult(target, name, None, output)
     if quantize:  # read once: for the parity samples, calibration and the check
@@ -355,6 +347,23 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     diff, int8 = _write_checked_onnx(module, x, target, tolerance, name, meta.get("task") == "segmentation",
                                      int8_check, describe)
     return ExportResult(target, name, diff, output, int8, chosen.temperature, chosen.threshold, tta, compared_on)
+
+
+def _check_safetensors_holds_it(model: str, tta: str | None, decoding: dict | None, temperature_scaling: bool,
+                                operating_point: str | None) -> None:
+    """What a safetensors export cannot hold, refused before the run is read: it holds a model's
+    weights alone, not a graph (flips, a temperature) or a JSON (a threshold, box decoding). (The
+    ensemble is refused once the run's task is known: a detector's cannot be a graph either.)"""
+    if tta:
+        raise ConfigError(f"{option('--tta')} puts the flips into an ONNX graph; safetensors holds weights alone: "
+                          "export as onnx")
+    if decoding:
+        raise ConfigError("detect.* settings go into the JSON beside an ONNX graph; safetensors holds weights "
+                          "alone: export as onnx")
+    if temperature_scaling or operating_point:
+        raise ConfigError(f"{option('--temperature-scaling')} and {option('--operating-point')} go into an ONNX graph "
+                          "and its JSON; "
+                          "safetensors holds weights alone (eval prints T and the threshold: apply them yourself)")
 
 
 def with_decoding(record: dict, decoding: dict, command: str) -> dict:
