@@ -225,7 +225,25 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
 
     # ---- set-up -------------------------------------------------------------------------
     def _setup(self, data: DataSplits, resume: bool = False) -> None:
+        """Everything a fit needs before its first step, in this order: the process group and the
+        device, the splits checked, the batches, a first forward (_probe), the runners (packed,
+        wrapped, compiled) and the optimizers."""
         self._name_classes(data)
+        self._join_and_place(data)
+        self._check_splits(data, resume)
+        self._make_batches(data)
+        self._seen_input_stats = None
+        if hasattr(self.task, "check_training_data"):
+            self.task.check_training_data(data.train)
+        self._probe()
+        if not data.stats and self._seen_input_stats is not None:  # a run that keeps no normalisation to apply
+            self.run_info["input_stats"] = self._seen_input_stats
+        self._build_runners()
+        self._make_optimizers()
+
+    def _join_and_place(self, data: DataSplits) -> None:
+        """The process group joined, the seed and speed settings applied, the models on the device
+        (channels-last where that is faster) recording the layers the graph reads."""
         # BatchNorm cannot train on one sample: micro-batches then hold two or more.
         self._trains_batchnorm = any(isinstance(sub, nn.modules.batchnorm._BatchNorm)
                                      for m in self.cohort.trainable for sub in m.module.modules())
@@ -246,10 +264,10 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self.cohort.capture(self.graph.feature_requests())
         self.cohort.hold_heads(True)
         self.scaler = self.speed.grad_scaler(self.device)
-        # The data order: one generator, in step on every process (each keeps its share).
-        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def _check_splits(self, data: DataSplits, resume: bool) -> None:
+        """The splits hold samples of their own, and a resumed run's batch is shared out equally."""
         ts = self.train_spec
-        shard = (self.world.rank, self.world.size)
         if not resume:  # (DataSplits made in Python; make_trainer checks a config's before building anything)
             check_names_fit_labels(data)
         if resume and ts.batch_size % self.world.size:  # (the batch is the run's: a resume cannot change it)
@@ -265,6 +283,13 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             if getattr(data, split) is data.train:  # its figures would be training figures
                 warn_user(f"the {split} split is the training split itself (the same dataset given twice): its "
                           "figures are not held out; give it samples of its own")
+
+    def _make_batches(self, data: DataSplits) -> None:
+        """Each split's batches, this process's share of them; the training order drawn from one
+        generator, in step on every process."""
+        ts = self.train_spec
+        self.generator = torch.Generator().manual_seed(self.seed)
+        shard = (self.world.rank, self.world.size)
         drop_last = len(data.train) > ts.batch_size
         if self.patches:
             if not isinstance(data.train, TensorData):
@@ -281,26 +306,25 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                                         num_workers=self.speed.data_workers, shard=shard)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
                                          num_workers=self.speed.data_workers, shard=shard)
-        self._seen_input_stats = None
-        if hasattr(self.task, "check_training_data"):
-            self.task.check_training_data(data.train)
-        self._probe()
-        if not data.stats and self._seen_input_stats is not None:  # a run that keeps no normalisation to apply
-            self.run_info["input_stats"] = self._seen_input_stats
-        self._build_runners()
+
+    def _make_optimizers(self) -> None:
+        """Each trained model's optimizer (its connectors' parameters with it) and schedule, the
+        critics' optimizers, and the weight average, built last: after every move of the weights."""
         self.optimizers = {
             m.name: build_optimizer(m.module, self.optim_spec, m.lr, extra=self._connector_params(m.name),
                                      name=m.name)
             for m in self.cohort.trainable
         }
-        self.schedulers = {n: build_scheduler(o, self.optim_spec, ts.epochs) for n, o in self.optimizers.items()}
+        self.schedulers = {n: build_scheduler(o, self.optim_spec, self.train_spec.epochs)
+                           for n, o in self.optimizers.items()}
         # WGAN-GP's usual critic optimiser (Gulrajani et al. 2017): Adam, betas (0.5, 0.9).
         self.discriminator_optimizers = {
             key: torch.optim.Adam(d.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9))
             for key, d in self.discriminators.items()
         }
-        if ts.ema_decay is not None:  # last: after every move of the weights (device, layout, SyncBatchNorm)
-            self.average = WeightAverage({m.name: m.module for m in self.cohort.trainable}, ts.ema_decay)
+        decay = self.train_spec.ema_decay
+        if decay is not None:  # last: after every move of the weights (device, layout, SyncBatchNorm)
+            self.average = WeightAverage({m.name: m.module for m in self.cohort.trainable}, decay)
 
     def _what_is_run(self, data: DataSplits) -> dict[str, Any]:
         """What every process must agree on: the config and the splits (sizes, classes, and the
