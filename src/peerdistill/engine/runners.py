@@ -27,16 +27,31 @@ class RunnerSetup:
     def _build_runners(self) -> None:
         """How each model runs in training: students of one architecture packed into one
         network (``train.fuse_students``), every trained model or group in DDP under torchrun
-        (a frozen teacher never: it has no gradients to share), each compiled on request."""
-        sync = self.train_spec.sync_batchnorm and self.world.distributed
+        (a frozen teacher never: it has no gradients to share), each compiled on request. In
+        this order: unused parameters are found before packing (a packed group holds its
+        students' spare heads too) and before SyncBatchNorm (whose training-mode forward would
+        talk to the other processes)."""
         if self.train_spec.sync_batchnorm and not self.world.distributed:
             self.run_info["sync_batchnorm"] = "ignored: a single process"
         if self.train_spec.find_unused_parameters is True and not self.world.distributed:
             self.run_info["find_unused_parameters"] = "ignored: a single process"
-        # Under DDP, parameters the logits do not use must be declared (found before packing: a
-        # packed group holds its students' spare heads too; and before SyncBatchNorm, whose
-        # training-mode forward would talk to the other processes); in one process they need
-        # nothing. Each process probes its own share of the data, so what any of them found counts.
+        unused = self._unused_parameters()
+        if self.train_spec.sync_batchnorm and self.world.distributed:
+            self._convert_to_sync_batchnorm()
+        self._pack_students()
+        grouped = {n for names, _ in self.groups for n in names}
+        if self.world.distributed:
+            self._wrap_in_ddp(unused, grouped)
+        if self.speed.compile:
+            for m in self.cohort.members:
+                if m.name not in grouped:
+                    self.runners[m.name] = compiled(self.runners.get(m.name, m.module), self.speed.compile_backend)
+            self.groups = [(names, compiled(g, self.speed.compile_backend)) for names, g in self.groups]
+
+    def _unused_parameters(self) -> dict[str, list[str]]:
+        """Under DDP, each trained model's parameters its logits do not use, which must be declared
+        (in one process they need nothing). Each process probes its own share of the data, so what
+        any of them found counts."""
         unused: dict[str, list[str]] = {}
         if self.world.distributed:
             found = {m.name: distributed.unused_parameters(m.module, self._probe_input, m.name)
@@ -52,14 +67,21 @@ class RunnerSetup:
             # layers skipped at random (LayerDrop) are not seen by one backward: every model searches
             unused = {**{m.name: [] for m in self.cohort.trainable}, **unused}
             self.run_info["ddp_find_unused_parameters"] = "every trained model (train.find_unused_parameters)"
-        if sync:
-            if self.device.type != "cuda":
-                raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
-                                  "set train.sync_batchnorm=false for CPU runs")
-            for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
-                m.module = distributed.sync_batchnorm(m.module)
-            self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
-            self.cohort.hold_heads(True)
+        return unused
+
+    def _convert_to_sync_batchnorm(self) -> None:
+        if self.device.type != "cuda":
+            raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
+                              "set train.sync_batchnorm=false for CPU runs")
+        for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
+            m.module = distributed.sync_batchnorm(m.module)
+        self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers
+        self.cohort.hold_heads(True)
+
+    def _pack_students(self) -> None:
+        """``self.groups``: the students packed into one network each (train.fuse_students), where
+        a trial forward of the group succeeded on every process; the others run one by one, said
+        why in run.json."""
         self.groups = []
         if self.speed.fuse_students:
             for names in self._fusable_sets():
@@ -76,19 +98,17 @@ class RunnerSetup:
         grouped = {n for names, _ in self.groups for n in names}
         if self.run_info.get("fused_students_fallback"):  # record the fallen-back students' layers again
             self.cohort.capture({n: p for n, p in self.graph.feature_requests().items() if n not in grouped})
-        if self.world.distributed:
-            for m in self.cohort.trainable:
-                if m.name not in grouped:
-                    self.runners[m.name] = distributed.wrap(m.module, self.device, find_unused=m.name in unused)
-            self.groups = [(names, distributed.wrap(g, self.device, find_unused=bool(set(names) & set(unused))))
-                           for names, g in self.groups]
-            distributed.broadcast_state(self.world, self.connectors)
-            distributed.broadcast_state(self.world, self.discriminators)
-        if self.speed.compile:
-            for m in self.cohort.members:
-                if m.name not in grouped:
-                    self.runners[m.name] = compiled(self.runners.get(m.name, m.module), self.speed.compile_backend)
-            self.groups = [(names, compiled(g, self.speed.compile_backend)) for names, g in self.groups]
+
+    def _wrap_in_ddp(self, unused: dict[str, list[str]], grouped: set[str]) -> None:
+        """Every trained model and packed group in DDP (searching for unused parameters where it
+        has some); connectors and critics start alike on every process."""
+        for m in self.cohort.trainable:
+            if m.name not in grouped:
+                self.runners[m.name] = distributed.wrap(m.module, self.device, find_unused=m.name in unused)
+        self.groups = [(names, distributed.wrap(g, self.device, find_unused=bool(set(names) & set(unused))))
+                       for names, g in self.groups]
+        distributed.broadcast_state(self.world, self.connectors)
+        distributed.broadcast_state(self.world, self.discriminators)
 
     def _say_what_was_not_packed(self) -> None:
         """Asked for explicitly (``train.fuse_students: true``, not ``auto``), packing that did
