@@ -213,7 +213,8 @@ class DataSpec(Section):
                                 f"'{self.kind}': remove it")
         ignored = [k for k in FOLDERS_ONLY_KEYS if getattr(self, k) not in (None, False)]
         if ignored and not key_applies(ignored[0], self.kind):
-            given = (" (detection splits are drawn by data.split_seed, data.val_fraction and data.test_fraction)"
+            given = ((" (detection splits are drawn by data.split_seed" + (", as many images as data.boxes_counts says)"
+                      if self.kind == "boxes" else ", data.val_fraction and data.test_fraction)"))
                      if "split_dirs" in ignored and self.task == "detection" else "")
             problems.append(f"data.{', data.'.join(ignored)} applies to data kind 'folders' (image and mask folders) "
                             f"only, not '{self.kind}'{given}: remove it")
