@@ -443,26 +443,31 @@ class KnowledgeGraph:
                 source = out.logits[edge.source]
                 loss = channel_wise(out.logits[edge.target], source, edge.temperature, valid_pixels(labels, source))
             else:
-                learner = out.features[edge.target][edge.target_layer]
-                target = out.features[edge.source][edge.source_layer]
-                connector = (connectors or {}).get(edge.name)
-                size = target.shape[-2:] if target.ndim == 4 else None
-                if connector is not None:
-                    learner = connector(learner, size)
-                elif edge.kind in ("hint", "cwd") and size is not None:
-                    learner = align_to(learner, size)
-                if edge.kind == "hint":
-                    loss = fitnet_hint(learner, target)
-                elif edge.kind == "at":
-                    loss = attention_transfer(learner, target)
-                elif edge.kind == "sp":
-                    loss = similarity_preserving(learner, target)
-                elif edge.kind == "pair":
-                    loss = pairwise_affinity(learner, target, self.pair_node_size, valid_pixels(labels, target))
-                else:
-                    loss = channel_wise(learner, target, edge.temperature, valid_pixels(labels, target))
+                loss = self._feature_loss(edge, out, labels, connectors)
             terms[edge.name] = loss * (edge.weight * scale)
         return terms
+
+    def _feature_loss(self, edge: Edge, out: "CohortOutput", labels: torch.Tensor | None,
+                      connectors: Mapping[str, nn.Module] | None) -> torch.Tensor:
+        """A feature edge's loss: the learner's map brought to the source's (by its connector, or
+        resized for hint and cwd), then compared by the edge's kind."""
+        learner = out.features[edge.target][edge.target_layer]
+        target = out.features[edge.source][edge.source_layer]
+        connector = (connectors or {}).get(edge.name)
+        size = target.shape[-2:] if target.ndim == 4 else None
+        if connector is not None:
+            learner = connector(learner, size)
+        elif edge.kind in ("hint", "cwd") and size is not None:
+            learner = align_to(learner, size)
+        if edge.kind == "hint":
+            return fitnet_hint(learner, target)
+        if edge.kind == "at":
+            return attention_transfer(learner, target)
+        if edge.kind == "sp":
+            return similarity_preserving(learner, target)
+        if edge.kind == "pair":
+            return pairwise_affinity(learner, target, self.pair_node_size, valid_pixels(labels, target))
+        return channel_wise(learner, target, edge.temperature, valid_pixels(labels, target))
 
     def _logit_loss(self, edge: Edge, out: "CohortOutput", labels, cache) -> torch.Tensor:
         student = out.logits[edge.target]
