@@ -84,6 +84,29 @@ def test_rescale_and_window_as_the_standard_defines_them(tmp_path, grey12):
     assert 0 < expected.mean() < 1 and (expected == 0).any() and (expected == 1).any()  # the window clips
 
 
+def test_an_enhanced_images_functional_groups_rescale_window_and_space_it(tmp_path, grey12):
+    """Review 48f: an enhanced CT's rescale and window sit in functional groups, not at the top of
+    the data set; read without them, its raw stored values were shown. Shared groups, or the one
+    frame's own, give the same image as those elements at the top."""
+    from peerdistill.data.dicom import dicom_size_and_spacing
+
+    slope, intercept, center, width = 2.0, -1024.0, 400.0, 1500.0
+    classic = write_dicom(tmp_path / "classic.dcm", grey12, RescaleSlope=slope, RescaleIntercept=intercept,
+                          WindowCenter=center, WindowWidth=width, PixelSpacing=[0.5, 0.25])
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        rescale, window, measures, group = Dataset(), Dataset(), Dataset(), Dataset()
+        rescale.RescaleSlope, rescale.RescaleIntercept, rescale.RescaleType = slope, intercept, "HU"
+        window.WindowCenter, window.WindowWidth = center, width
+        measures.PixelSpacing = [0.5, 0.25]
+        group.PixelValueTransformationSequence, group.FrameVOILUTSequence = [rescale], [window]
+        group.PixelMeasuresSequence = [measures]
+        enhanced = write_dicom(tmp_path / f"{groups}.dcm", grey12, NumberOfFrames=1, **{groups: [group]})
+        np.testing.assert_array_equal(read_image(enhanced, grey=True), read_image(classic, grey=True))
+        assert dicom_size_and_spacing(enhanced) == dicom_size_and_spacing(classic) == ((12, 10), (0.5, 0.25))
+    assert not np.array_equal(read_image(write_dicom(tmp_path / "raw.dcm", grey12), grey=True),
+                              read_image(classic, grey=True))  # (the groups matter)
+
+
 def test_a_window_of_ones_own_replaces_the_files(tmp_path, grey12):
     slope, intercept = 2.0, -1024.0
     hu = grey12 * slope + intercept
@@ -651,3 +674,17 @@ def test_a_files_window_is_preferred_to_its_voi_lut_and_an_inverse_lut_inverts_a
     inverse = write_dicom(tmp_path / "i.dcm", grey12, PresentationLUTShape="INVERSE")
     users = naive_window(grey12.astype(np.float64), *window, 0.0, 1.0)
     np.testing.assert_allclose(read_image(inverse, grey=True, dicom_window=window)[..., 0], 1 - users, atol=1e-6)
+
+
+def test_a_compressed_variant_pydicom_has_no_decoder_for_is_not_called_damaged():
+    """Review 48f: Pillow refusing a 12-bit JPEG DICOM ('does not support') was said to be damaged data."""
+    from pydicom.uid import JPEGExtended12Bit
+
+    from peerdistill.data.dicom import _why_undecoded
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = JPEGExtended12Bit
+    said = _why_undecoded(ds, RuntimeError("Pillow does not support 'JPEG Extended' for samples with 12 bits"))
+    assert said == "; compressed files need a decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+    assert _why_undecoded(ds, RuntimeError("Corrupt JPEG data: premature end")) == "; its compressed data is damaged"

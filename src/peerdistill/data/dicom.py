@@ -131,6 +131,7 @@ def _check_header(ds, path: Path, pixels: bool) -> None:
     if frames > 1:
         raise DataError(f"DICOM image '{path}' holds {frames} frames (a cine loop or a volume): save each frame "
                         "as its own file")
+    _lift_functional_groups(ds)
     meta = getattr(ds, "file_meta", None)
     if pixels and meta is not None and "TransferSyntaxUID" not in meta and ds.original_encoding[0] is not None:
         # a data set without file meta (no preamble either): its encoding is the one pydicom found
@@ -139,6 +140,27 @@ def _check_header(ds, path: Path, pixels: bool) -> None:
         implicit, little = ds.original_encoding
         meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
                                   ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+# Where an enhanced (multi-frame IOD) image keeps what a classic one holds at the top: its frame's
+# functional groups, shared by every frame or given per frame (one frame here: multi-frame is refused)
+_GROUPED = {"PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+            "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "VOILUTFunction"),
+            "PixelMeasuresSequence": ("PixelSpacing",)}
+
+
+def _lift_functional_groups(ds) -> None:
+    """An enhanced CT or MR image's rescale, window and pixel spacing, kept in functional groups,
+    copied to the top of the data set where a classic image has them (and pydicom's LUT functions
+    and this reader look): read without them, its raw stored values were shown where a viewer
+    applies the window (review 48f). What the top already gives is kept."""
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in (ds.get(groups) or [])[:1]:
+            for sequence, keys in _GROUPED.items():
+                for item in (group.get(sequence) or [])[:1]:
+                    for key in keys:
+                        if key in item and key not in ds:
+                            setattr(ds, key, item.get(key))
 
 
 def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:
@@ -234,8 +256,8 @@ def _why_undecoded(ds, exc: Exception) -> str:
     if not compressed:
         return ": its header (size, bits, samples per pixel, photometric interpretation) does not fit its pixel data"
     # pydicom's words for no decoder at hand (a decoder that ran and raised met damaged data)
-    if any(word in str(exc).lower() for word in ("missing", "not supported", "no pixel data decoders",
-                                                  "required dependencies")):
+    if any(word in str(exc).lower() for word in ("missing", "not supported", "does not support",
+                                                  "no pixel data decoders", "required dependencies")):
         return "; compressed files need a decoder, e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
     return "; its compressed data is damaged"
 
