@@ -517,6 +517,16 @@ def test_a_truncated_dicom_and_a_png_without_suffix_are_not_left_out_unseen(tmp_
     assert [p.name for p in listed] == ["IM000001", "IM000002"]  # the truncated one listed: reading it says why
     with pytest.raises(DataError, match="IM000002"):
         read_image(folder / "IM000002")
+    # images of a format Pillow opens but peerdistill does not read: said too (review 48f)
+    other = tmp_path / "webp"
+    other.mkdir()
+    for name in ("a.webp", "b.WEBP", "c.jp2", "d.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(other / name, format="PNG")  # (the suffix is what counts)
+    (other / "notes.txt").write_text("x")
+    with pytest.warns(PeerdistillWarning, match=r"^3 image file\(s\) in .* are of a format not read here \(\.jp2, "
+                                                r"\.webp; 'a.webp'\.\.\.\) and are left out: convert them to PNG "
+                                                r"\(TIFF for 16-bit\)$"):
+        assert [p.name for p in image_files(other)] == ["d.png"]
 
 
 def _voi_lut(entries: int, first: int, bits: int, table) -> Dataset:
