@@ -41,7 +41,8 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
     resized to ``size`` (``data.image_size``), so resized inputs are no news either.
     An image file that cannot be read stops it, after every input was tried (all are named), unless
     ``skip_unreadable`` leaves it out and lists it in ``Inputs.unreadable``."""
-    names, stems, arrays, sizes, converted, originals, unreadable = [], [], [], [], [], [], []
+    read: list[_Read] = []
+    unreadable: list[tuple[str, DataError]] = []
     seen, repeated = set(), []  # a file named twice (alone and in its folder, say) is predicted once
     for item in inputs:
         path = Path(item)
@@ -58,17 +59,9 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
         elif path.suffix.lower() == ".npz":  # (any case, as image suffixes)
             seen.add(_place(path))
             try:
-                batch = _npz_images(path)
+                read += _read_npz(path, size, keep_originals)
             except DataError as exc:  # damaged, or holding no images: one input that cannot be read
                 unreadable.append((str(path), exc))
-                continue
-            for i, a in enumerate(batch):
-                names.append(f"{path}[{i}]")  # the path as given, as files are named
-                stems.append(f"{path.stem}_{i}")
-                sizes.append(a.shape[:2])
-                arrays.append(resized_planes(a, size) if size is not None and a.shape[:2] != tuple(size) else a)
-                if keep_originals:
-                    originals.append(a)
             continue
         elif path.is_file():
             files = [path]
@@ -80,33 +73,55 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                 continue
             seen.add(_place(f))
             try:
-                (height, width), colour = size_and_colour(f)
-                # a grey picture stored as RGB is no colour image: told by its pixels (a second decode, of
-                # colour-mode files given to a grey model alone)
-                if colour and channels == 1:
-                    colour = _holds_colour(read_image(f, grey=False, dicom_window=dicom_window))
-                read = functools.partial(read_image, f, grey=channels == 1, dicom_window=dicom_window)
-                array = read(size)
-                resized = size is not None and tuple(size) != (height, width)
-                original = (read() if resized else array) if keep_originals else None
+                read.append(_read_file(f, channels, size, keep_originals, dicom_window, trained_on_grey))
             except DataError as exc:  # damaged, or a format not read: every input is tried before stopping
                 unreadable.append((str(f), exc))
-                continue
-            names.append(str(f))
-            stems.append(image_id(f))
-            sizes.append((height, width))
-            arrays.append(array)
-            if keep_originals:
-                originals.append(original)
-            if colour != (channels == 3) and not (trained_on_grey and not colour):
-                converted.append(str(f))
+    names = [r.name for r in read]
     _check_unreadable(unreadable, len(names), skip_unreadable)
     if repeated:
         warn_user(PeerdistillWarning(f"{len(repeated)} input{'s were' if len(repeated) > 1 else ' was'} named "
                                      f"more than once (e.g. '{repeated[0]}'): each is predicted once"))
-    _say_what_changed(names, sizes, converted, channels, None if trained_resized else size)
-    return Inputs(names, stems, arrays, sizes, originals if keep_originals else None,
+    sizes = [r.size for r in read]
+    _say_what_changed(names, sizes, [r.name for r in read if r.converted], channels,
+                      None if trained_resized else size)
+    return Inputs(names, [r.stem for r in read], [r.image for r in read], sizes,
+                  [r.original for r in read] if keep_originals else None,
                   tuple((name, str(exc)) for name, exc in unreadable))
+
+
+class _Read(NamedTuple):
+    """One input as read: its name and stem (as Inputs has them), the image the model gets, its
+    own size, the image as it was (with keep_originals), and whether its colour was converted."""
+    name: str
+    stem: str
+    image: np.ndarray
+    size: tuple[int, int]
+    original: np.ndarray | None
+    converted: bool = False
+
+
+def _read_npz(path: Path, size: tuple[int, int] | None, keep_originals: bool) -> list[_Read]:
+    """Each image of an .npz archive, named by its place in it."""
+    return [_Read(f"{path}[{i}]", f"{path.stem}_{i}",  # the path as given, as files are named
+                  resized_planes(a, size) if size is not None and a.shape[:2] != tuple(size) else a,
+                  a.shape[:2], a if keep_originals else None)
+            for i, a in enumerate(_npz_images(path))]
+
+
+def _read_file(f: Path, channels: int, size: tuple[int, int] | None, keep_originals: bool, dicom_window,
+               trained_on_grey: bool) -> _Read:
+    """An image file as training reads it, resized to ``size`` where given."""
+    (height, width), colour = size_and_colour(f)
+    # a grey picture stored as RGB is no colour image: told by its pixels (a second decode, of
+    # colour-mode files given to a grey model alone)
+    if colour and channels == 1:
+        colour = _holds_colour(read_image(f, grey=False, dicom_window=dicom_window))
+    read = functools.partial(read_image, f, grey=channels == 1, dicom_window=dicom_window)
+    array = read(size)
+    resized = size is not None and tuple(size) != (height, width)
+    original = (read() if resized else array) if keep_originals else None
+    converted = colour != (channels == 3) and not (trained_on_grey and not colour)
+    return _Read(str(f), image_id(f), array, (height, width), original, converted)
 
 
 def _check_unreadable(unreadable: list[tuple[str, DataError]], read: int, skip_unreadable: bool) -> None:
