@@ -826,3 +826,25 @@ def test_a_custom_edges_wrong_layer_path_names_its_key():
                                           r"'featurs.7'; close matches: features.6.*give the new model's "
                                           r"\(distill.edges.1.target_layer=PATH\)"):
         build_graph(cfg, cohort)
+
+
+def test_temperatures_and_weights_past_any_use_are_refused_in_new_configs_only(tmp_path):
+    """Review 48b: a temperature of 1e200 passed every check, then overflowed float32 at the first
+    step; review 48g: bounds that refused working values, or an old run's saved config, were too
+    tight."""
+    from peerdistill.config import read_saved_config
+
+    for override, said in (("distill.kd_temperature=1e200", "kd_temperature 1e+200 is past the bounds of any use "
+                                                             "(1e-06 to 1e+06): a typo?"),
+                           ("distill.ml_temperature=1e-300", "ml_temperature 1e-300 is past the bounds"),
+                           ("distill.alpha=1e300", "alpha 1e+300 is past the bounds of any use (at most 1e+09)")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            load_config(None, [override])
+    edges = "distill.edges=[{source: teacher, target: student1, kind: kl, temperature: 1e300}]"
+    with pytest.raises(ConfigError, match=r"'distill.edges.0': temperature 1e\+300 is past the bounds"):
+        load_config(None, ["distill.preset=custom", edges])
+    for fine in ("distill.kd_temperature=5000", "distill.kd_temperature=0.001", "distill.alpha=1e7"):
+        load_config(None, [fine])  # unusual, and they train
+    tree = default_config()
+    tree["distill"]["kd_temperature"] = 1e-7  # an old run's, saved when only > 0 was asked
+    assert read_saved_config(tree, "config.yaml").distill.kd_temperature == 1e-7

@@ -10,11 +10,22 @@ from pydantic import Field, ValidationInfo, model_validator
 from .presets import PRESETS_READING, TEACHER_PRESETS, PresetName
 from .sections import Section, validating_saved
 
-# A temperature and a weight of a knowledge term within which it stays finite in float32: z / T
-# and weight * T^2 overflowed outside them at the first step, and the message blamed the learning
-# rate (review 48b). Generous: papers use T from 0.5 to 20 and attention transfer weights of 1000.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 1000.0
-MAX_WEIGHT = 1e6
+# Bounds on a knowledge term's temperature and weight, far past any use: a typo such as 1e200
+# passed the config's checks and the dry run, then overflowed float32 at the first step, where the
+# non-finite stop blamed the learning rate (review 48b). New configs only: a saved run trained
+# with its values resumes.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e6
+MAX_WEIGHT = 1e9
+
+
+def out_of_bounds(section: str, spec, temperatures: tuple[str, ...], weights: tuple[str, ...]) -> list[str]:
+    """The temperatures and weights of ``spec`` past MIN_TEMPERATURE..MAX_TEMPERATURE and MAX_WEIGHT."""
+    where = f"{section}." if section else ""
+    return ([f"{where}{key} {getattr(spec, key):g} is past the bounds of any use ({MIN_TEMPERATURE:g} to "
+             f"{MAX_TEMPERATURE:g}): a typo?" for key in temperatures
+             if not MIN_TEMPERATURE <= getattr(spec, key) <= MAX_TEMPERATURE]
+            + [f"{where}{key} {getattr(spec, key):g} is past the bounds of any use (at most {MAX_WEIGHT:g}): a typo?"
+               for key in weights if getattr(spec, key) > MAX_WEIGHT])
 
 
 class ModelSpec(Section):
@@ -27,7 +38,7 @@ class ModelSpec(Section):
     checkpoint: str | None = Field(default=None, description="trained weights: a .safetensors file, a PyTorch state dict (.pt, .pth; read with weights_only=True), or a run directory (its models/NAME.safetensors, NAME this model's name)")
     lr: float | None = Field(default=None, gt=0, le=1e4)
     feature_layer: str | None = Field(default=None, description="module path feature edges use (zoo models know theirs)")
-    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT, description="a teacher's weight mu in the multi-teacher average")
+    weight: float = Field(default=1.0, gt=0, description="a teacher's weight mu in the multi-teacher average")
     heads: list[str] = Field(default_factory=list, description="module paths that get self-distillation heads")
     deep_layer: str | None = Field(default=None, description="the deepest feature layer heads learn from")
 
@@ -69,11 +80,11 @@ class EdgeSpec(Section):
     source: str
     target: str
     kind: Literal["kl", "dkd", "hint", "at", "sp", "pair", "cwd", "holistic"] = "kl"
-    weight: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
-    temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
+    weight: float = Field(default=1.0, ge=0)
+    temperature: float = Field(default=1.0, gt=0)
     source_layer: str | None = None
     target_layer: str | None = None
-    nckd_weight: float = Field(default=8.0, ge=0, le=MAX_WEIGHT, description="dkd edges: the weight of the non-target term")
+    nckd_weight: float = Field(default=8.0, ge=0, description="dkd edges: the weight of the non-target term")
 
     @model_validator(mode="before")
     @classmethod
@@ -88,12 +99,15 @@ class EdgeSpec(Section):
         return data
 
     @model_validator(mode="after")
-    def _only_what_the_kind_reads(self) -> "EdgeSpec":
+    def _only_what_the_kind_reads(self, info: ValidationInfo) -> "EdgeSpec":
         if self.kind != "dkd" and self.nckd_weight != 8.0:
             raise ValueError(f"nckd_weight is for dkd edges, not '{self.kind}': remove it")
         unread = unread_edge_keys(self.kind, self.temperature, (self.source_layer, self.target_layer))
         if unread:
             raise ValueError(unread)
+        past = [] if validating_saved(info) else out_of_bounds("", self, ("temperature",), ("weight", "nckd_weight"))
+        if past:
+            raise ValueError("; ".join(past))
         return self
 
 
@@ -141,34 +155,44 @@ def unread_distill_problems(d: "DistillSpec", teachers: int, heads: bool) -> lis
 
 class DistillSpec(Section):
     preset: PresetName = "kd+ml"
-    alpha: float = Field(default=1.0, ge=0, le=MAX_WEIGHT, description="weight of teacher -> student KD")
-    beta: float = Field(default=1.0, ge=0, le=MAX_WEIGHT, description="weight of the peer mutual-learning term")
-    gamma: float = Field(default=1.0, ge=0, le=MAX_WEIGHT, description="weight of feature edges (styles presets)")
-    kd_temperature: float = Field(default=4.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
+    alpha: float = Field(default=1.0, ge=0, description="weight of teacher -> student KD")
+    beta: float = Field(default=1.0, ge=0, description="weight of the peer mutual-learning term")
+    gamma: float = Field(default=1.0, ge=0, description="weight of feature edges (styles presets)")
+    kd_temperature: float = Field(default=4.0, gt=0)
     kd_loss: Literal["kl", "dkd"] = Field(
         default="kl", description="teacher -> student edges of the presets: softened KL (Hinton et al.) or decoupled "
                                   "KD (Zhao et al. 2022; classification)")
-    dkd_nckd_weight: float = Field(default=8.0, ge=0, le=MAX_WEIGHT, description="kd_loss dkd: weight of the non-target term")
-    ml_temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
+    dkd_nckd_weight: float = Field(default=8.0, ge=0, description="kd_loss dkd: weight of the non-target term")
+    ml_temperature: float = Field(default=1.0, gt=0)
     feature_loss: Literal["hint", "at", "sp"] = Field(default="hint", description="feature edges of the styles presets")
     teacher_weighting: Literal["weighted", "confidence"] = Field(
         default="weighted", description="several teachers: fixed weights mu, or per-sample CA-MKD confidence"
     )
-    ensemble_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="> 0: the student ensemble also teaches each student")
+    ensemble_weight: float = Field(default=0.0, ge=0, description="> 0: the student ensemble also teaches each student")
     self_alpha: float = Field(default=0.5, ge=0, le=1, description="BYOT: KL weight a of each head (CE gets 1 - a)")
-    self_lambda: float = Field(default=0.1, ge=0, le=MAX_WEIGHT, description="BYOT: weight of the feature hint of each head")
-    self_temperature: float = Field(default=3.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
-    pair_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="segmentation: pair-wise affinity of feature maps")
+    self_lambda: float = Field(default=0.1, ge=0, description="BYOT: weight of the feature hint of each head")
+    self_temperature: float = Field(default=3.0, gt=0)
+    pair_weight: float = Field(default=0.0, ge=0, description="segmentation: pair-wise affinity of feature maps")
     pair_node_size: int = Field(default=2, ge=1, description="side of the pooled regions that are the graph's nodes")
-    holistic_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="segmentation: adversarial holistic term")
+    holistic_weight: float = Field(default=0.0, ge=0, description="segmentation: adversarial holistic term")
     discriminator_lr: float = Field(default=1e-4, gt=0)
-    gp_weight: float = Field(default=10.0, ge=0, le=MAX_WEIGHT, description="WGAN gradient-penalty weight")
-    cwd_weight: float = Field(default=0.0, ge=0, le=MAX_WEIGHT, description="segmentation: channel-wise distillation of logits")
-    cwd_temperature: float = Field(default=4.0, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)
+    gp_weight: float = Field(default=10.0, ge=0, description="WGAN gradient-penalty weight")
+    cwd_weight: float = Field(default=0.0, ge=0, description="segmentation: channel-wise distillation of logits")
+    cwd_temperature: float = Field(default=4.0, gt=0)
     rampup_epochs: int = Field(
         default=5, ge=0, description="sigmoid ramp-up of every distillation weight over these epochs"
     )
     edges: list[EdgeSpec] | None = None
+
+    @model_validator(mode="after")
+    def _terms_within_bounds(self, info: ValidationInfo) -> "DistillSpec":
+        past = [] if validating_saved(info) else out_of_bounds(
+            "", self, ("kd_temperature", "ml_temperature", "self_temperature", "cwd_temperature"),
+            ("alpha", "beta", "gamma", "dkd_nckd_weight", "ensemble_weight", "self_lambda", "pair_weight",
+             "holistic_weight", "gp_weight", "cwd_weight"))
+        if past:
+            raise ValueError("; ".join(past))
+        return self
 
     @model_validator(mode="after")
     def _edges_only_with_custom(self) -> "DistillSpec":
