@@ -503,6 +503,28 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
         said = " ".join(capsys.readouterr().err.split())
         assert said == (f"error: '{out / 'r'}' stopped in its first epoch (reason not recorded) and kept no model: "
                         "train it again (the same train command starts it over, as it kept nothing to lose)"), command
+    # killed outright in its first epoch (run.json still says running; review 48g), with and without a checkpoint
+    (out / "r" / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    for command in (["export", out / "r"], ["eval", out / "r"]):
+        run_cli(*command, expect=2)
+        assert " ".join(capsys.readouterr().err.split()) == (
+            f"error: '{out / 'r'}' was ended in its first epoch (killed outright) and kept no model: train it again "
+            "(the same train command with --overwrite)")
+    (out / "r" / "checkpoints").mkdir(exist_ok=True)
+    (out / "r" / "checkpoints" / "last.pt").write_bytes(b"checkpoint")
+    run_cli("export", out / "r", "--model", "student1", expect=2)
+    assert f"has kept no model yet: continue it, train --resume {out / 'r'}" in " ".join(capsys.readouterr().err.split())
+    (out / "r" / "checkpoints" / "last.pt").unlink()
+    from peerdistill.engine import run_lock
+
+    lock = run_lock.hold(out / "r")  # in its first epoch now
+    try:
+        run_cli("predict", out / "r", out / "in.npz", "--out", out / "p.csv", expect=2)
+    finally:
+        run_lock.release(lock)
+    assert f"'{out / 'r'}' is in its first epoch (a process trains it now) and has kept no model yet: wait for the " \
+           "epoch to end" in " ".join(capsys.readouterr().err.split())
+    (out / "r" / "run.json").write_text(json.dumps({**record, "status": "stopped"}))
     run_cli("train", f"out_dir={out}", "name=r", *FAST, "--quiet")
     assert (f"warning: '{out / 'r'}' held a run stopped in its first epoch, before it kept anything (no checkpoint, "
             "no model): started again") in " ".join(capsys.readouterr().err.split())

@@ -399,14 +399,29 @@ def stopped_before_keeping_anything(path: Path) -> bool:
 
 
 def kept_nothing(path: Path) -> str | None:
-    """Why a run folder holds no model to use, where it stopped in its first epoch (run.json's
-    reason said); None otherwise. What eval, export and predict say before asking for a metrics
-    file or a model name that could not help (review 48b)."""
-    if not stopped_before_keeping_anything(path):
+    """Why a run folder holds no model to use yet, where its first epoch has not ended (stopped,
+    killed outright, or still training), with what to do; None where it kept a model or a score.
+    What eval, export and predict say before asking for a metrics file or a model name that could
+    not help (reviews 48b, 48g)."""
+    if not (path / RUN_FILE).is_file() or (path / METRICS_FILE).exists() or \
+            any(f.is_file() for f in (path / "models").glob("*.safetensors")):
         return None
-    why = read_json(path / RUN_FILE).get("stopped_by") or "reason not recorded"
-    return (f"'{path}' stopped in its first epoch ({why}) and kept no model: train it again (the same train "
-            "command starts it over, as it kept nothing to lose)")
+    try:
+        record = read_json(path / RUN_FILE)
+    except (OSError, CheckpointError):
+        return None  # (a damaged run.json: the command's own reading of it says so)
+    if run_lock.is_held(path):
+        return (f"'{path}' is in its first epoch (a process trains it now) and has kept no model yet: wait for the "
+                "epoch to end")
+    if record.get("status") == "stopped":
+        why = record.get("stopped_by") or "reason not recorded"
+        return (f"'{path}' stopped in its first epoch ({why}) and kept no model: train it again (the same train "
+                "command starts it over, as it kept nothing to lose)")
+    if (path / RESUME_FILE).is_file():  # killed outright after a checkpoint within the epoch
+        return (f"'{path}' was ended in its first epoch (killed outright) and has kept no model yet: continue it, "
+                f"train --resume {path}")
+    return (f"'{path}' was ended in its first epoch (killed outright) and kept no model: train it again (the same "
+            "train command with --overwrite)")
 
 
 def replaced_by_the_same_command(path: Path) -> bool:
