@@ -1426,6 +1426,10 @@ def test_the_warnings_runs_gave_as_training_ended_are_listed_with_those_it_began
         (tmp_path / name / "run.json").write_text(json.dumps({"training_warnings": began}))
         (tmp_path / name / "metrics.json").write_text(json.dumps({"ending_warnings": ended} if ended else {}))
     (tmp_path / "d").mkdir()  # no files yet: nothing to list, no error
+    (tmp_path / "e").mkdir()  # files edited by hand: neither a list nor a mapping (review 48g)
+    (tmp_path / "e" / "run.json").write_text(json.dumps({"training_warnings": "dup"}))
+    (tmp_path / "e" / "metrics.json").write_text(json.dumps([1, 2]))
+    assert warnings_of_runs([tmp_path / "e"]) == []
     given = warnings_of_runs([tmp_path / n for n in "abcd"])
     assert given == [("dup", ["a", "b"]), ("as training ended: flat", ["a", "c"]),
                      ("as training ended: one class", ["c"])]

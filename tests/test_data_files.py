@@ -76,6 +76,13 @@ def test_csv_and_tsv_of_paths_and_labels(tmp_path):
     assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2) and sorted(data.val.y.tolist()) == [0, 1]
     assert data.info["splits"] == "given train and test; val cut from train, stratified, seed 0"
     assert data.info["files"]["test"] == ["img/x/5.png", "img/y/5.png"]
+    one = [row for row in no_val if not row.startswith("img/y/") or row.endswith("\ttest")]  # 'y': one to train
+    one.insert(0, "img/y/0.png\t1\ttrain")
+    (tmp_path / "one.tsv").write_text("file\tclass\tsplit\n" + "\n".join(one) + "\n")
+    with pytest.raises(DataError, match=r"one.tsv: cannot cut a stratified val split from train \(.*\): give each "
+                                        r"class two training images at least, or give the val split yourself \(a val/ "
+                                        r"folder, or val rows in the split column\)$"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "one.tsv"), path_column="file", label_column="class"))
     no_test = [row.replace("\ttest", "\ttrain") for row in tsv]
     (tmp_path / "no-test.tsv").write_text("file\tclass\tsplit\n" + "\n".join(no_test) + "\n")
     with pytest.raises(DataError, match=r"no-test.tsv: the test split is empty: list images with split 'test', or "

@@ -917,6 +917,19 @@ def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_t
                             {**undefined, "ending_warnings": ["val x was n/a", 3]})
     assert ("<p><b>Warnings when training began</b>:</p>\n<ul>\n<li>a &lt;dup&gt;</li>\n</ul><p><b>Warnings when "
             "training ended</b>:</p>\n<ul>\n<li>val x was n/a</li>\n</ul>") in said
+    for damaged in (3, "one warning", {"a": 1}):  # a file edited by hand: no list, nothing listed (review 48g)
+        page = run_summary_html(tmp_path, {**meta, "data_spec": {"kind": "digits"}}, {**undefined, "ending_warnings": damaged})
+        assert "Warnings when training ended" not in page
+    # the distillation line: a cwd edge's temperature, and a model built in Python
+    edges = [{"source": "teacher", "target": "student1", "kind": "cwd", "weight": 2.0, "temperature": 4.0},
+             {"source": "teacher", "target": "student1", "kind": "at", "weight": 1.0, "temperature": 1.0,
+              "source_layer": "a", "target_layer": "b"}]
+    members = [{"name": "teacher", "role": "teacher", "spec": None, "parameters": 10}]
+    page = run_summary_html(tmp_path, {**meta, "edges": edges, "members": members, "data_spec": {"kind": "digits"}},
+                            undefined)
+    assert ("<li><b>distillation</b>: edges given in Python; 2 knowledge edge(s): student1 &lt;- teacher (cwd, weight 2, "
+            "T 4), student1 &lt;- teacher (at b &lt;- a, weight 1)</li>") in page
+    assert "<li><b>models</b>: teacher (teacher; built in Python; 10 parameters)</li>" in page
 
 
 def test_the_monitor_curve_marks_the_best_epoch_and_draws_every_model():

@@ -348,11 +348,12 @@ def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path)
     first = next(k for k, v in grey.state_dict().items() if v.dim() == 4)
     with pytest.raises(CheckpointError, match=rf"its first layer \('{first}'\) takes 1 input channel\(s\) in the file "
                                               r"and 3 in the model built for this data; the images are read in colour "
-                                              r"here: data.grey=true reads them grey$"):
+                                              r"here: data.grey=true reads image files grey \(arrays: give them one "
+                                              r"channel\)$"):
         load_weights(SmallCNN(3, 4, width=4, depth=1), tmp_path / "grey.pth", "teacher")
     torch.save(SmallCNN(3, 4, width=4, depth=1).state_dict(), tmp_path / "rgb.pth")
-    with pytest.raises(CheckpointError, match=r"3 input channel\(s\) in the file and 1 .*data.grey=false reads them in "
-                                              r"colour$"):
+    with pytest.raises(CheckpointError, match=r"3 input channel\(s\) in the file and 1 .*data.grey=false reads image "
+                                              r"files in colour \(arrays: give them three channels\)$"):
         load_weights(grey, tmp_path / "rgb.pth", "teacher")
     with pytest.raises(CheckpointError, match="saved from another architecture"):  # channels and classes both differ
         load_weights(SmallCNN(3, 5, width=4, depth=1), tmp_path / "grey.pth", "teacher")

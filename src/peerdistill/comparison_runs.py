@@ -467,9 +467,9 @@ def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
         for when, name, key in (("", RUN_FILE, "training_warnings"), (ENDED, METRICS_FILE, "ending_warnings")):
             try:
                 said = read_json(path / name).get(key) or []
-            except (OSError, CheckpointError):  # (a damaged or missing file: the run's own commands say so)
+            except (OSError, CheckpointError, AttributeError):  # (a damaged or missing file: its commands say so)
                 continue
-            for warning in said:
+            for warning in said if isinstance(said, list) else []:
                 given.setdefault(when + str(warning), []).append(path.name)
     return list(given.items())
 

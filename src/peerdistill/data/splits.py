@@ -313,7 +313,8 @@ def refuse_groups(spec, source: str) -> None:
     key = "data.group_pattern" if spec.group_pattern else "data.group_column" if spec.group_column else None
     if key:
         raise DataError(f"{key} keeps each group whole while cutting one set into splits, but {source} gives its own "
-                        f"splits: remove {key} (keep each patient in one of the given splits yourself), or put every "
+                        f"splits: remove {key} (keep each patient in one of the given splits yourself, val "
+                        "included: a val split not given is cut from train at random, not by patient), or put every "
                         "image in one set")
 
 

@@ -250,9 +250,10 @@ def _input_channels_differ(own: dict[str, torch.Tensor], state: dict[str, torch.
     saved, built = state[first].shape, own[first].shape
     if saved[0] != built[0] or saved[2:] != built[2:]:
         return ""
-    fix = ("the images are read in colour here: data.grey=true reads them grey" if (saved[1], built[1]) == (1, 3) else
-           "the images are read grey here: data.grey=false reads them in colour" if (saved[1], built[1]) == (3, 1) else
-           "the data here has another number of channels")
+    fix = ("the images are read in colour here: data.grey=true reads image files grey (arrays: give them one "
+           "channel)" if (saved[1], built[1]) == (1, 3) else
+           "the images are read grey here: data.grey=false reads image files in colour (arrays: give them three "
+           "channels)" if (saved[1], built[1]) == (3, 1) else "the data here has another number of channels")
     return (f"its first layer ('{first}') takes {saved[1]} input channel(s) in the file and {built[1]} in the model "
             f"built for this data; {fix}")
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 
 from ..engine.artifacts import RunDir
 from ..engine.evaluate import ENSEMBLE
-from ..config import load_saved_config
+from ..config import SOFTENED_KINDS, load_saved_config
 from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
 from ..json_files import read_json
@@ -86,7 +86,7 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
     for when, said in (("began", meta.get("training_warnings")), ("ended", metrics.get("ending_warnings"))):
-        said = [w for w in said or [] if isinstance(w, str)]
+        said = [w for w in said if isinstance(w, str)] if isinstance(said, list) else []  # (a damaged file: none)
         if said:  # (the data's duplicates, a split lacking a class; a best epoch chosen by nothing: as training said them)
             summary += (f"<p><b>Warnings when training {when}</b>:</p>\n<ul>\n"
                         + "\n".join(f"<li>{esc(w)}</li>" for w in said) + "\n</ul>")
@@ -131,7 +131,7 @@ def _models_in_words(meta: dict[str, Any], saved) -> str:
     for member in meta.get("members", []):
         name, spec = member.get("name", "?"), member.get("spec") or {}
         args = ", ".join(f"{k}={v}" for k, v in (spec.get("args") or {}).items())
-        arch = f"{spec.get('arch', '?')}({args})" if args else str(spec.get("arch", "?"))
+        arch = f"{spec.get('arch', '?')}({args})" if args else str(spec.get("arch", "built in Python"))
         facts = [str(member.get("role", "?")), arch]
         if is_count(member.get("parameters")):
             facts.append(f"{member['parameters']:,} parameters")
@@ -152,7 +152,7 @@ def _distillation_in_words(meta: dict[str, Any]) -> str:
     shown = []
     for edge in edges:
         layers = f" {edge.get('target_layer')} <- {edge.get('source_layer')}" if edge.get("target_layer") else ""
-        softened = f", T {edge.get('temperature'):g}" if edge.get("kind") in ("kl", "dkd") and \
+        softened = f", T {edge.get('temperature'):g}" if edge.get("kind") in SOFTENED_KINDS and \
             isinstance(edge.get("temperature"), (int, float)) else ""
         weight = f"weight {edge['weight']:g}" if isinstance(edge.get("weight"), (int, float)) else "weight ?"
         shown.append(f"{edge.get('target')} <- {edge.get('source')} ({edge.get('kind')}{layers}, {weight}{softened})")
