@@ -86,9 +86,6 @@ def test_a_student_with_nothing_to_learn_is_named():
     (dict(temperature=-4.0), "temperature -4.0"), (dict(temperature=0.0), "temperature 0.0"),
     (dict(weight=-1.0), "weight -1.0"), (dict(weight=float("nan")), "weight nan"), (dict(weight="2"), "weight '2'"),
     (dict(kind="dkd", nckd_weight=-8.0), "nckd_weight -8.0"),
-    # past these the term overflows float32 at the first step (review 48b)
-    (dict(temperature=1e200), "temperature 1e\\+200 must be a number from 1e-06 to 1e\\+06"),
-    (dict(temperature=1e-300), "temperature 1e-300"), (dict(weight=1e300), "weight 1e\\+300 must be a number from 0 to 1e\\+09"),
 ])
 def test_an_edge_that_would_train_a_wrong_objective_is_refused(edge, message):
     with pytest.raises(ConfigError, match=f"edge teacher -> student1: {message}"):

@@ -845,6 +845,12 @@ def test_temperatures_and_weights_past_any_use_are_refused_in_new_configs_only(t
         load_config(None, ["distill.preset=custom", edges])
     for fine in ("distill.kd_temperature=5000", "distill.kd_temperature=0.001", "distill.alpha=1e7"):
         load_config(None, [fine])  # unusual, and they train
+    with pytest.raises(ConfigError, match=r"'teacher': weight 1e\+300 is past the bounds of any use"):
+        load_config(None, ["teacher.weight=1e300"])  # a teacher's mu (the mixture became inf at the first step)
     tree = default_config()
     tree["distill"]["kd_temperature"] = 1e-7  # an old run's, saved when only > 0 was asked
     assert read_saved_config(tree, "config.yaml").distill.kd_temperature == 1e-7
+    from peerdistill.graph import preset_edges  # and its graph is built from them as it trained (review 48h)
+
+    edges = preset_edges("kd", ["teacher"], ["student1", "student2"], kd_temperature=1e-7)
+    assert {e.temperature for e in edges} == {1e-7}

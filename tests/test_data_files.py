@@ -79,9 +79,10 @@ def test_csv_and_tsv_of_paths_and_labels(tmp_path):
     one = [row for row in no_val if not row.startswith("img/y/") or row.endswith("\ttest")]  # 'y': one to train
     one.insert(0, "img/y/0.png\t1\ttrain")
     (tmp_path / "one.tsv").write_text("file\tclass\tsplit\n" + "\n".join(one) + "\n")
-    with pytest.raises(DataError, match=r"one.tsv: cannot cut a stratified val split from train \(.*\): give each "
-                                        r"class two training images at least, or give the val split yourself \(a val/ "
-                                        r"folder, or val rows in the split column\)$"):
+    with pytest.raises(DataError, match=r"one.tsv: cannot cut a stratified val split from train \(.*\): val needs an "
+                                        r"image of each class and train keeps one \(more training images, or a larger "
+                                        r"data.val_fraction\), or give the val split yourself \(a val/ folder, or val "
+                                        r"rows in the split column\)$"):
         build_data(DataSpec(kind="csv", root=str(tmp_path / "one.tsv"), path_column="file", label_column="class"))
     no_test = [row.replace("\ttest", "\ttrain") for row in tsv]
     (tmp_path / "no-test.tsv").write_text("file\tclass\tsplit\n" + "\n".join(no_test) + "\n")

@@ -105,6 +105,22 @@ def test_an_enhanced_images_functional_groups_rescale_window_and_space_it(tmp_pa
         assert dicom_size_and_spacing(enhanced) == dicom_size_and_spacing(classic) == ((12, 10), (0.5, 0.25))
     assert not np.array_equal(read_image(write_dicom(tmp_path / "raw.dcm", grey12), grey=True),
                               read_image(classic, grey=True))  # (the groups matter)
+    # both groups: the frame's own window, the more particular (review 48h); a window at the top is kept
+    # whole, never paired with a group's width
+    shared, own, other = Dataset(), Dataset(), Dataset()
+    shared.WindowCenter, shared.WindowWidth = 2000.0, 100.0
+    own.WindowCenter, own.WindowWidth = center, width
+    shared_group, own_group = Dataset(), Dataset()
+    shared_group.FrameVOILUTSequence, own_group.FrameVOILUTSequence = [shared], [own]
+    both = write_dicom(tmp_path / "both.dcm", grey12, RescaleSlope=slope, RescaleIntercept=intercept,
+                       SharedFunctionalGroupsSequence=[shared_group], PerFrameFunctionalGroupsSequence=[own_group])
+    np.testing.assert_array_equal(read_image(both, grey=True), read_image(classic, grey=True))
+    other.WindowWidth = 100.0
+    width_only = Dataset()
+    width_only.FrameVOILUTSequence = [other]
+    top = write_dicom(tmp_path / "top.dcm", grey12, RescaleSlope=slope, RescaleIntercept=intercept,
+                      WindowCenter=center, WindowWidth=width, SharedFunctionalGroupsSequence=[width_only])
+    np.testing.assert_array_equal(read_image(top, grey=True), read_image(classic, grey=True))
 
 
 def test_a_window_of_ones_own_replaces_the_files(tmp_path, grey12):
@@ -520,12 +536,14 @@ def test_a_truncated_dicom_and_a_png_without_suffix_are_not_left_out_unseen(tmp_
     # images of a format Pillow opens but peerdistill does not read: said too (review 48f)
     other = tmp_path / "webp"
     other.mkdir()
-    for name in ("a.webp", "b.WEBP", "c.jp2", "d.png"):
+    for name in ("a.webp", "b.WEBP", "c.jfif", "d.png"):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(other / name, format="PNG")  # (the suffix is what counts)
-    (other / "notes.txt").write_text("x")
-    with pytest.warns(PeerdistillWarning, match=r"^3 image file\(s\) in .* are of a format not read here \(\.jp2, "
-                                                r"\.webp; 'a.webp'\.\.\.\) and are left out: convert them to PNG "
-                                                r"\(TIFF for 16-bit\)$"):
+    for name in ("notes.txt", "scan.h5", "movie.mpg"):  # not pictures: not said to be
+        (other / name).write_text("x")
+    with pytest.warns(PeerdistillWarning, match=r"^3 image file\(s\) in .* have a suffix not read here \(\.jfif, "
+                                                r"\.webp; 'a.webp'\.\.\.\) and are left out: give a JPEG or PNG its own "
+                                                r"suffix \(\.jpg, \.png\), or convert the others to PNG \(TIFF for "
+                                                r"16-bit\)$"):
         assert [p.name for p in image_files(other)] == ["d.png"]
 
 

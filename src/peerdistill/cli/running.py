@@ -285,8 +285,8 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         if finished:  # --overwrite had not replaced it yet
             return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
         # past that point, --overwrite had deleted the run it replaced (review 48g)
-        replaced = " (the run it replaced, --overwrite, was deleted as it began)" if getattr(ns, "overwrite", False) \
-            else ""
+        replaced = " (with --overwrite, any run it replaced was deleted as it began)" \
+            if getattr(ns, "overwrite", False) else ""
         if run.exists() and not replaced_by_the_same_command(run):  # the same command would be refused
             return (f"interrupted before the first checkpoint: nothing to resume{replaced}; start the run again with "
                     f"--overwrite (it replaces '{run_dir}', which holds no checkpoint)")

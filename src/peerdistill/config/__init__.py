@@ -4,8 +4,7 @@ One module per job: the presets, what every section shares, the cohort's, the da
 training's sections, the whole run's config, reading YAML, loading with overrides, and the
 messages of a config that does not validate. Import from here (``peerdistill.config``)."""
 
-from .cohort_spec import (MAX_TEMPERATURE, MAX_WEIGHT, MIN_TEMPERATURE, RESERVED_MODEL_NAMES, SOFTENED_KINDS,
-                          UNLAYERED_KINDS, DistillSpec, EdgeSpec, ModelSpec,
+from .cohort_spec import (RESERVED_MODEL_NAMES, SOFTENED_KINDS, UNLAYERED_KINDS, DistillSpec, EdgeSpec, ModelSpec,
                           model_name_problems, unread_distill_keys, unread_distill_problems, unread_edge_keys)
 from .data_spec import (ELASTIC_LIMIT, FILE_KINDS, FIXED_SIZE_KINDS, FOLDERS_ONLY_KEYS, IMAGE_FILE_KINDS,
                         IMAGENET_STATS, KIND_ONLY_KEYS, KINDS_OF_TASK, NO_FOLD_KINDS, NOT_THE_SPLIT, SELF_NAMING_KINDS,
@@ -23,8 +22,7 @@ from .yaml_files import load_yaml, yaml_value
 
 __all__ = ["ChannelStats", "DECODING_KEYS", "DataSpec", "DetectSpec", "DistillSpec", "ELASTIC_LIMIT", "EdgeSpec",
            "FILE_KINDS", "FIXED_SIZE_KINDS", "FOLDERS_ONLY_KEYS", "IMAGENET_STATS", "IMAGE_FILE_KINDS",
-           "KINDS_OF_TASK", "KIND_ONLY_KEYS", "LogSpec", "MAX_TEMPERATURE", "MAX_WEIGHT", "MIN_TEMPERATURE",
-           "ModelSpec", "NAMED_PRESETS", "NOT_THE_SPLIT",
+           "KINDS_OF_TASK", "KIND_ONLY_KEYS", "LogSpec", "ModelSpec", "NAMED_PRESETS", "NOT_THE_SPLIT",
            "NO_FOLD_KINDS", "OptimSpec", "PEER_PRESETS", "PRESETS", "PRESETS_READING", "PRESET_DOCS", "PresetName",
            "RESERVED_MODEL_NAMES", "RunConfig", "SEED_LIMIT", "SELF_NAMING_KINDS", "SOFTENED_KINDS", "SPLIT_KEYS",
            "TEACHER_PRESETS", "TEACHER_TERM_WEIGHTS", "TRAINING_ONLY_KEYS", "TrainSpec", "UNLAYERED_KINDS",

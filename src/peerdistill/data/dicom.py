@@ -153,14 +153,18 @@ def _lift_functional_groups(ds) -> None:
     """An enhanced CT or MR image's rescale, window and pixel spacing, kept in functional groups,
     copied to the top of the data set where a classic image has them (and pydicom's LUT functions
     and this reader look): read without them, its raw stored values were shown where a viewer
-    applies the window (review 48f). What the top already gives is kept."""
-    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        for group in (ds.get(groups) or [])[:1]:
-            for sequence, keys in _GROUPED.items():
-                for item in (group.get(sequence) or [])[:1]:
-                    for key in keys:
-                        if key in item and key not in ds:
-                            setattr(ds, key, item.get(key))
+    applies the window (review 48f). What the top already gives is kept whole."""
+    for sequence, keys in _GROUPED.items():
+        if any(key in ds for key in keys):
+            continue  # the top gives it: not mixed with a group's (a centre of one, a width of the other)
+        # the frame's own group before the shared one, the more particular
+        for groups in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+            items = [item for group in (ds.get(groups) or [])[:1] for item in (group.get(sequence) or [])[:1]]
+            if items:
+                for key in keys:
+                    if key in items[0]:
+                        setattr(ds, key, items[0].get(key))
+                break
 
 
 def dicom_size_and_colour(path: Path) -> tuple[tuple[int, int], bool]:

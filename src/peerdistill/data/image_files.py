@@ -371,9 +371,9 @@ def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
         keep, val = train_test_split(np.arange(len(files)), test_size=share_count(spec.val_fraction, len(files)),
                                      stratify=labels, random_state=spec.split_seed)
     except ValueError as exc:  # (a class of one training image: scikit-learn's words, with the fix)
-        raise DataError(f"{source}: cannot cut a stratified val split from train ({exc}): give each class two "
-                        "training images at least, or give the val split yourself (a val/ folder, or val rows in "
-                        "the split column)") from None
+        raise DataError(f"{source}: cannot cut a stratified val split from train ({exc}): val needs an image of "
+                        "each class and train keeps one (more training images, or a larger data.val_fraction), or "
+                        "give the val split yourself (a val/ folder, or val rows in the split column)") from None
     pick = lambda idx: ([files[i] for i in sorted(idx)], [labels[i] for i in sorted(idx)])  # noqa: E731
     splits = _given_splits({"train": pick(keep), "val": pick(val), "test": parts["test"]}, classes, spec, stats,
                            source)

@@ -17,6 +17,10 @@ from .each_file import read_each
 
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
 IMAGE_SUFFIXES = {*PILLOW_SUFFIXES, *DICOM_SUFFIXES}
+# Suffixes of pictures a folder may hold that are not read (formats of the web, cameras, editors,
+# and other names of JPEG and PNG): named in a warning, not left out unseen (review 48f)
+OTHER_IMAGE_SUFFIXES = {".webp", ".avif", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".jpf", ".jfif", ".jpe", ".apng",
+                        ".dib", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".pcx", ".psd", ".ico", ".qoi", ".sgi"}
 # Names PACS and scanner exports give DICOM images besides .dcm: none (IM000001), a UID whose last
 # part reads as a numeric suffix (1.2.826.0.1.3680043.8.498.17), Siemens' .IMA
 EXPORT_SUFFIX = re.compile(r"^(|\.\d+|\.ima)$", re.IGNORECASE)
@@ -65,17 +69,12 @@ def image_files(folder: Path) -> list[Path]:
 def _warn_of_images_of_other_formats(others: list[Path]) -> None:
     """Files of an image format Pillow opens but peerdistill does not read (WebP, JPEG 2000...)
     are left out: said, not unseen (review 48f: a folder of .webp files trained on none of them)."""
-    if not others:
-        return
-    from PIL import Image
-
-    readable = {suffix for suffix, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    skipped = [p for p in others if p.suffix.lower() in readable - IMAGE_SUFFIXES]
+    skipped = [p for p in others if p.suffix.lower() in OTHER_IMAGE_SUFFIXES]
     if skipped:
         suffixes = sorted({p.suffix.lower() for p in skipped})
-        warn_user(f"{len(skipped)} image file(s) in '{skipped[0].parent}' are of a format not read here "
-                  f"({', '.join(suffixes)}; '{skipped[0].name}'...) and are left out: convert them to PNG (TIFF for "
-                  "16-bit)")
+        warn_user(f"{len(skipped)} image file(s) in '{skipped[0].parent}' have a suffix not read here "
+                  f"({', '.join(suffixes)}; '{skipped[0].name}'...) and are left out: give a JPEG or PNG its own "
+                  f"suffix (.jpg, .png), or convert the others to PNG (TIFF for 16-bit)")
 
 
 def refuse_images_in_subfolders(folder: Path, siblings: set[Path] = frozenset()) -> None:

@@ -411,18 +411,18 @@ def kept_nothing(path: Path) -> str | None:
         record = read_json(path / RUN_FILE)
     except (OSError, CheckpointError):
         return None  # (a damaged run.json: the command's own reading of it says so)
+    if record.get("status") == "complete":
+        return None  # finished, its files deleted since: the command's own message names them
     if run_lock.is_held(path):
         return (f"'{path}' is in its first epoch (a process trains it now) and has kept no model yet: wait for the "
                 "epoch to end")
-    if record.get("status") == "stopped":
-        why = record.get("stopped_by") or "reason not recorded"
-        return (f"'{path}' stopped in its first epoch ({why}) and kept no model: train it again (the same train "
-                "command starts it over, as it kept nothing to lose)")
-    if (path / RESUME_FILE).is_file():  # killed outright after a checkpoint within the epoch
-        return (f"'{path}' was ended in its first epoch (killed outright) and has kept no model yet: continue it, "
-                f"train --resume {path}")
-    return (f"'{path}' was ended in its first epoch (killed outright) and kept no model: train it again (the same "
-            "train command with --overwrite)")
+    stopped = (f"stopped in its first epoch ({record.get('stopped_by') or 'reason not recorded'})"
+               if record.get("status") == "stopped" else "was ended in its first epoch (killed outright)")
+    if (path / RESUME_FILE).is_file():  # a checkpoint within the epoch (train.checkpoint_every_*)
+        return f"'{path}' {stopped} and has kept no model yet: continue it, train --resume {path}"
+    again = ("the same train command starts it over, as it kept nothing to lose" if replaced_by_the_same_command(path)
+             else "the same train command with --overwrite")
+    return f"'{path}' {stopped} and kept no model: train it again ({again})"
 
 
 def replaced_by_the_same_command(path: Path) -> bool:
