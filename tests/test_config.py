@@ -24,9 +24,11 @@ def test_overrides_parse_yaml_values_and_list_indices():
     assert cfg.deterministic is True and cfg.name == "abc"
     # a key with bytes that are not UTF-8 (as Python hands them on: surrogates) is named (review 48b)
     bad = b"tr\xffain.epochs=1".decode("utf-8", "surrogateescape")
-    with pytest.raises(ConfigError, match=r"^override 'tr\\xffain.epochs=...': the key holds bytes that are not UTF-8 "
+    with pytest.raises(ConfigError, match=r"^override 'tr\\xffain.epochs=1': the key holds bytes that are not UTF-8 "
                                           r"text \(a stray byte, another encoding\): type it again, e.g. train.epochs=5$"):
         apply_overrides(default_config(), [bad])
+    with pytest.raises(ConfigError, match=r"^override 'name=r\\xe9sum\\xe9': the value holds bytes that are not UTF-8"):
+        apply_overrides(default_config(), [b"name=r\xe9sum\xe9".decode("utf-8", "surrogateescape")])  # Latin-1
 
 
 def test_a_config_without_a_name_is_named_after_its_data_and_preset():

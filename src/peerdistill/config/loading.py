@@ -65,10 +65,11 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not of the form key=value (for example train.epochs=5)")
-        if any("\udc80" <= c <= "\udcff" for c in key):  # bytes that are not UTF-8 arrive as these surrogates
-            shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            raise ConfigError(f"override '{shown}=...': the key holds bytes that are not UTF-8 text (a stray byte, "
-                              "another encoding): type it again, e.g. train.epochs=5")
+        for part, text in (("key", key), ("value", raw)):
+            if any("\udc80" <= c <= "\udcff" for c in text):  # bytes that are not UTF-8 arrive as these surrogates
+                shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                raise ConfigError(f"override '{shown}': the {part} holds bytes that are not UTF-8 text (a stray byte, "
+                                  "another encoding): type it again, e.g. train.epochs=5")
         if key.strip() in given:
             raise ConfigError(f"{key.strip()} is given twice ('{given[key.strip()]}' and '{item}'): keep one")
         given[key.strip()] = item
