@@ -46,13 +46,16 @@ def figures_at_thresholds(predictions: list[dict[str, np.ndarray]], truths: list
                           thresholds: tuple[float, ...]) -> dict[str, float]:
     """``at{T}_boxes_per_frame``, ``at{T}_precision``, ``at{T}_recall``, ``at{T}_f1`` for each
     threshold T (``DetectionMeter``'s predictions and truths of a split); NaN where undefined
-    (a precision with no box kept, a recall with no truth)."""
+    (a precision with no box kept, a recall with no truth). Each frame is matched once: boxes are
+    taken in order of score, so the boxes scoring T or more are the first ones taken, and their
+    outcomes are those they met in the one pass."""
+    matched = [_outcomes(pred, truth) for pred, truth in zip(predictions, truths, strict=True)]
+    truth_count = sum(int((truth[:, 0] > -2).sum()) for truth in truths)  # (crowd regions are no truths)
     out = {}
     for t in thresholds:
-        hits = false = missed = 0
-        for pred, truth in zip(predictions, truths, strict=True):
-            frame = _match(pred, truth, t)
-            hits, false, missed = hits + frame[0], false + frame[1], missed + frame[2]
+        hits = sum(int(((scores >= t) & (outcome == HIT)).sum()) for scores, outcome in matched)
+        false = sum(int(((scores >= t) & (outcome == FALSE)).sum()) for scores, outcome in matched)
+        missed = truth_count - hits
         kept = sum(int((pred["scores"] >= t).sum()) for pred in predictions)  # (boxes on crowd regions too)
         nan = float("nan")
         out |= {f"at{t:g}_boxes_per_frame": kept / len(predictions) if predictions else nan,
@@ -63,25 +66,27 @@ def figures_at_thresholds(predictions: list[dict[str, np.ndarray]], truths: list
     return out
 
 
-def _match(pred: dict[str, np.ndarray], truth: np.ndarray, threshold: float) -> tuple[int, int, int]:
-    """(true positives, false positives, truths missed) of one frame's boxes scoring ``threshold``
-    or more; boxes on a crowd region are neither."""
-    keep = pred["scores"] >= threshold
-    boxes, scores, labels = pred["boxes"][keep], pred["scores"][keep], pred["labels"][keep]
+HIT, FALSE, ON_CROWD = 1, 0, -1  # what a box met in the matching
+
+
+def _outcomes(pred: dict[str, np.ndarray], truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each of a frame's boxes' score and outcome in COCO's greedy matching at IoU 0.5: a hit, a
+    false positive, or neither (on a crowd region)."""
+    boxes, scores, labels = pred["boxes"], pred["scores"], pred["labels"]
     crowd = truth[truth[:, 0] <= -2]
     real = truth[truth[:, 0] > -2]
     overlaps = box_iou(torch.from_numpy(boxes).float(), torch.from_numpy(real[:, 1:]).float()).numpy()
     taken = np.zeros(len(real), bool)
-    hits = false = 0
+    outcome = np.full(len(scores), FALSE)
     for i in np.argsort(-scores, kind="stable"):
         free = np.where((real[:, 0] == labels[i]) & ~taken, overlaps[i], -1.0)
         best = len(free) - 1 - int(np.argmax(free[::-1])) if len(free) else -1  # ties: the last, as COCO takes
         if best >= 0 and free[best] >= MATCH_IOU:
             taken[best] = True
-            hits += 1
-        elif not _on_crowd(boxes[i], labels[i], crowd):
-            false += 1
-    return hits, false, int((~taken).sum())
+            outcome[i] = HIT
+        elif _on_crowd(boxes[i], labels[i], crowd):
+            outcome[i] = ON_CROWD
+    return scores, outcome
 
 
 def _on_crowd(box: np.ndarray, label: float, crowd: np.ndarray) -> bool:

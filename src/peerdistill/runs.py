@@ -362,8 +362,8 @@ def _add_differences(scores: dict[str, dict[str, float]], resamples: dict[str, d
     for name, figures in resamples.items():
         if name == baseline:
             continue
-        found = {metric: interval for metric, interval in paired_intervals(figures, resamples[baseline]).items()
-                 if not unpaired_metric(metric)}
+        found = paired_intervals({metric: values for metric, values in figures.items() if not unpaired_metric(metric)},
+                                 resamples[baseline])
         for metric in found:
             mine, theirs = scores[name].get(metric), scores[baseline].get(metric)
             if metric != "threshold" and isinstance(mine, float) and isinstance(theirs, float):
