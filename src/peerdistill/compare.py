@@ -34,8 +34,8 @@ from .post_hoc import check_post_hoc_options
 from .errors import ConfigError, PeerdistillError, warn_again
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
-from .paired import (FOLDS_CAVEAT, caption, default_baseline, difference_rows, differences, differences_csv,
-                     two_pairs_caveat, unpaired_note)
+from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
+                     differences, differences_csv, two_pairs_caveat, unpaired_note)
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
                      teachers_named_in)
 from .option_names import option
@@ -224,10 +224,11 @@ def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row
     return directory
 
 
-# How each of compare's tables begins (as earlier versions wrote them too): a file of that name
-# beginning otherwise is a user's, never replaced
-_TABLE_STARTS = {"compare.csv": ["setting", "model", "metric", "mean", "std"],
-                 "differences.csv": ["setting", "baseline", "model", "metric"]}
+COMPARE_MD_TITLE = "# peerdistill compare"  # compare.md's first line
+CSV_COLUMNS = ["setting", "model", "metric", "mean", "std", "n", "values", "runs"]  # compare.csv's
+# How each of compare's tables begins (as earlier versions wrote them too, without the later
+# columns): a file of that name beginning otherwise is a user's, never replaced
+_TABLE_STARTS = {"compare.csv": CSV_COLUMNS[:5], "differences.csv": list(DIFFERENCES_COLUMNS[:4])}
 
 
 def _a_table_compare_wrote(path: Path) -> bool:
@@ -238,7 +239,7 @@ def _a_table_compare_wrote(path: Path) -> bool:
                 first = fh.readline().strip()
         except OSError:
             return False
-        return first in ("", "# peerdistill compare")
+        return first in ("", COMPARE_MD_TITLE)
     header = csv_header(path)
     return header is not None and (not header or header[:len(_TABLE_STARTS[path.name])] == _TABLE_STARTS[path.name])
 
@@ -383,7 +384,7 @@ def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool
         picked = ("(each setting's own monitor: " + "; ".join(f"`{s}`: `{m}`" for s, m in monitors.items()) + ")",
                   "the best validation score by its setting's monitor (settings picked by different monitors "
                   "differ in that rule too)")
-    header = (f"# peerdistill compare\n\nTest-split metrics at the best-validation epoch "
+    header = (f"{COMPARE_MD_TITLE}\n\nTest-split metrics at the best-validation epoch "
               f"{picked[0]}, {_spread(seeds, folds)} per setting "
               f"(each config's seed, seed+1, ...; its data split seed stays fixed{_folds_note(folds)}). "
               f"'{BEST_STUDENT}' is, "
@@ -592,7 +593,7 @@ def _num(value) -> float:
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["setting", "model", "metric", "mean", "std", "n", "values", "runs"])
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     writer.writerows({**r, "values": ";".join(f"{v:.6f}" for v in r["values"]), "runs": ";".join(r["runs"])}
                      for r in rows)

@@ -37,7 +37,7 @@ from .engine.devices import resolve_device
 from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
 from .json_files import read_json
 from .post_hoc import check_post_hoc_options
-from .run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE
+from .run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
 from .run_pool import run_in_processes
 from .option_names import option, option_given
 
@@ -466,11 +466,11 @@ def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
     for path in paths:
         for when, name, key in (("", RUN_FILE, "training_warnings"), (ENDED, METRICS_FILE, "ending_warnings")):
             try:
-                said = read_json(path / name).get(key) or []
-            except (OSError, CheckpointError, AttributeError):  # (a damaged or missing file: its commands say so)
+                said = listed_warnings(read_json(path / name), key)
+            except (OSError, CheckpointError):  # (a damaged or missing file: its commands say so)
                 continue
-            for warning in said if isinstance(said, list) else []:
-                given.setdefault(when + str(warning), []).append(path.name)
+            for warning in said:
+                given.setdefault(when + warning, []).append(path.name)
     return list(given.items())
 
 

@@ -7,3 +7,10 @@ CONFIG_FILE = "config.yaml"  # the config it was trained with, every default wri
 RESUME_FILE = "checkpoints/last.pt"  # where training goes on after an interruption
 REPORT_FILE = "report.html"  # what peerdistill report writes in a run or comparison folder
 COMPARISON_TABLES = ("compare.csv", "compare.md", "differences.csv")  # what compare writes beside its runs
+
+
+def listed_warnings(record, key: str) -> list[str]:
+    """The warnings a run's file records under ``key`` (run.json's ``training_warnings``,
+    metrics.json's ``ending_warnings``); none where a file edited by hand holds no list of them."""
+    said = record.get(key) if isinstance(record, dict) else None
+    return [warning for warning in said if isinstance(warning, str)] if isinstance(said, list) else []

@@ -19,7 +19,7 @@ from ..json_files import read_json
 from ..metrics import per_class_part
 from ..report import (METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note, fmt, fusion_in_words,
                       per_class_tables)
-from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE
+from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
 from ..values import is_count
 from ..wording import first_few
 from .costs_html import costs_section
@@ -85,8 +85,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     if spec.get("folds"):  # cross-validation: which fold was the test split
         facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
-    for when, said in (("began", meta.get("training_warnings")), ("ended", metrics.get("ending_warnings"))):
-        said = [w for w in said if isinstance(w, str)] if isinstance(said, list) else []  # (a damaged file: none)
+    for when, said in (("began", listed_warnings(meta, "training_warnings")),
+                       ("ended", listed_warnings(metrics, "ending_warnings"))):
         if said:  # (the data's duplicates, a split lacking a class; a best epoch chosen by nothing: as training said them)
             summary += (f"<p><b>Warnings when training {when}</b>:</p>\n<ul>\n"
                         + "\n".join(f"<li>{esc(w)}</li>" for w in said) + "\n</ul>")
