@@ -80,11 +80,6 @@ def test_an_image_folder_is_split_by_patient(tmp_path):
             assert split_of.setdefault(name.split("/")[1].split("_")[0], split) == split  # one patient, one split
     assert sum(data.info["groups"].values()) == 24 and len(data.train) + len(data.val) + len(data.test) == sum(
         len(v) for v in files.values())
-    # train/ and test/ folders give their own splits: not cut by patient again
-    save_grey(tmp_path / "given" / "train" / "a" / "patient1_0.png", 40)
-    save_grey(tmp_path / "given" / "test" / "a" / "patient2_0.png", 40)
-    with pytest.raises(DataError, match="data.group_pattern keeps each group whole .* gives its own splits"):
-        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "given"), group_pattern=r"patient(\d+)_"))
 
 
 def test_image_mask_folders_are_split_by_the_group_in_their_ids(tmp_path):
@@ -328,10 +323,6 @@ def test_group_column_mistakes_are_named(tmp_path):
         validate({"data": {"kind": "csv", "root": "x.csv", "group_column": "p", "group_pattern": "(x)"}})
     with pytest.raises(ConfigError, match="group_column"):
         validate({"data": {"kind": "image_folder", "root": "x", "group_column": "p"}})  # a CSV's alone
-    (tmp_path / "given.csv").write_text("patient_id,filepath,diagnosis,split\nP0,img/a.png,normal,train\n")
-    save_grey(tmp_path / "img" / "a.png", 40)
-    with pytest.raises(DataError, match="data.group_column keeps each group whole .* gives its own splits"):
-        build_data(spec.model_copy(update={"root": str(tmp_path / "given.csv"), "group_column": "patient_id"}))
 
 
 def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
@@ -375,3 +366,85 @@ def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(table[:7]) + "\n")  # two patients
     with pytest.raises(SplitError, match="2 groups are too few .* drop data.group_column"):
         build_data(few)
+
+
+def _patients_of(names, pattern=r"patient(\d+)_"):
+    return set(group_ids(names, pattern))
+
+
+def test_given_train_and_test_folders_keep_each_patient_in_one_split(tmp_path):
+    """Given train/ and test/ folders with data.group_pattern: a patient in both is refused by
+    name; val is cut from train by whole patients (it was cut image by image, putting one
+    patient's views in train and val)."""
+    for p in range(30):
+        label = "pneumonia" if p % 2 else "normal"
+        for i in range(3):
+            save_grey(tmp_path / "xr" / ("test" if p >= 24 else "train") / label / f"patient{p}_{i}.png", 40 + i)
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "xr"), grey=True, group_pattern=r"patient(\d+)_",
+                    val_fraction=0.25)
+    data = build_data(spec)
+    files = data.info["files"]
+    train, val, test = (_patients_of(files[s]) for s in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+    assert train | val == {str(p) for p in range(24)} and test == {str(p) for p in range(24, 30)}
+    assert len(files["val"]) == 18  # whole patients of three views: a quarter of train's 72 images
+    assert data.info["groups"] == {"train": 18, "val": 6, "test": 6}
+    assert data.info["splits"] == "given train and test; val cut from train by group (data.group_pattern), seed 0"
+    assert build_data(spec).info["files"] == files  # the same cut again
+    assert build_data(spec.model_copy(update={"split_seed": 1})).info["files"]["val"] != files["val"]
+    # by class as well
+    stratified = build_data(spec.model_copy(update={"group_stratify": True}))
+    assert sorted(n.split("/")[1] for n in stratified.info["files"]["val"]).count("normal") == 9
+
+    save_grey(tmp_path / "xr" / "test" / "normal" / "patient3_9.png", 40)  # patient 3 now on both sides
+    with pytest.raises(DataError, match=r"data.group_pattern finds group '3' in the train and test splits: a patient's "
+                                        r"images on both sides are learnt from and scored; move each group's images "
+                                        r"into one split, or drop data.group_pattern"):
+        build_data(spec)
+    save_grey(tmp_path / "xr" / "val" / "normal" / "patient0_9.png", 40)
+    save_grey(tmp_path / "xr" / "val" / "pneumonia" / "patient5_9.png", 40)
+    with pytest.raises(DataError, match=r"group '0' in the train and val splits \(and 2 more groups\)"):
+        build_data(spec)
+
+
+def test_a_csv_split_column_with_a_group_column_cuts_val_by_patient_and_records_them(tmp_path):
+    spec = _csv_of_patients(tmp_path, patients_count=20, views=2)
+    lines = (tmp_path / "labels.csv").read_text().splitlines()
+    lines = [lines[0] + ",split"] + [f"{row},{'test' if int(row[1:4]) >= 16 else 'train'}" for row in lines[1:]]
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    spec = spec.model_copy(update={"group_column": "patient_id", "val_fraction": 0.25})
+    data = build_data(spec)
+    groups = data.info["sample_groups"]
+    assert not (set(groups["train"]) & set(groups["val"])) and len(groups["val"]) == 8
+    assert set(groups["train"]) | set(groups["val"]) == {f"P{p:03d}" for p in range(16)}
+    assert set(groups["test"]) == {f"P{p:03d}" for p in range(16, 20)}
+    assert [len(groups[s]) for s in ("train", "val", "test")] == [len(data.train), len(data.val), len(data.test)]
+    assert data.info["groups"] == {"train": 12, "val": 4, "test": 4}
+    # val rows given: used as they are, a patient on two sides refused
+    with_val = [lines[0]] + [line[:-len("train")] + "val" if line.startswith(("P000", "P003")) else line
+                             for line in lines[1:]]
+    (tmp_path / "labels.csv").write_text("\n".join(with_val) + "\n")
+    assert set(build_data(spec).info["sample_groups"]["val"]) == {"P000", "P003"}
+    save_grey(tmp_path / "img" / "extra.png", 40)
+    leaking = with_val + ["P000,img/extra.png,normal,test"]  # a third view of P000, in test
+    (tmp_path / "labels.csv").write_text("\n".join(leaking) + "\n")
+    with pytest.raises(DataError, match=r"data.group_column finds group 'P000' in the val and test splits"):
+        build_data(spec)
+
+
+def test_given_segmentation_folders_keep_each_case_in_one_split(tmp_path):
+    for p in range(12):
+        for i in range(3):
+            part = "test" if p >= 9 else "train"
+            save_grey(tmp_path / "seg" / part / "images" / f"case{p}-{i}.png", 60)
+            save_grey(tmp_path / "seg" / part / "masks" / f"case{p}-{i}.png", 255 * (i % 2))
+    spec = DataSpec(kind="folders", root=str(tmp_path / "seg"), grey=True, binary_masks=True,
+                    group_pattern=r"case(\d+)-", val_fraction=0.2)
+    data = build_data(spec)
+    cases = {s: {n.split("-")[0] for n in names} for s, names in data.info["files"].items()}
+    assert not (cases["train"] & cases["val"]) and cases["test"] == {"case9", "case10", "case11"}
+    assert len(data.val) == 6 and data.info["groups"] == {"train": 7, "val": 2, "test": 3}
+    save_grey(tmp_path / "seg" / "test" / "images" / "case1-5.png", 60)
+    save_grey(tmp_path / "seg" / "test" / "masks" / "case1-5.png", 0)
+    with pytest.raises(DataError, match=r"data.group_pattern finds group '1' in the train and test splits"):
+        build_data(spec)

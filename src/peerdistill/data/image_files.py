@@ -14,8 +14,8 @@ from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .each_file import read_each
 from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image
-from .splits import (DataSplits, group_cut, group_ids, is_kept_whole, refuse_folds, refuse_groups, share_count,
-                     stratified_group_cut)
+from .splits import (DataSplits, check_groups_in_one_split, group_cut, group_ids, group_val_cut, is_kept_whole,
+                     refuse_folds, share_count, stratified_group_cut)
 
 SPLITS = ("train", "val", "test")
 
@@ -34,11 +34,11 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
         if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
         refuse_folds(spec.folds, f"'{root}' (its {'/, '.join(given)}/ folders)")
-        refuse_groups(spec, f"'{root}' (its {'/, '.join(given)}/ folders)")
         _check_every_class_has_images(classes, parts["train"][1], root / "train")
+        groups = _groups_by_split(parts, spec, str(root))
         if "val" not in parts:
-            return _val_cut_from_train(parts, classes, spec, stats, source=str(root))
-        return _given_splits(parts, classes, spec, stats, source=str(root))
+            return _val_cut_from_train(parts, classes, spec, stats, source=str(root), groups=groups)
+        return _given_splits(parts, classes, spec, stats, source=str(root), groups=groups)
     if given:
         raise DataError(f"'{root}' holds split folder(s) {given} but not both train and test: give train/ and "
                         "test/ (val/ is cut from train when missing), or one folder per class")
@@ -161,20 +161,23 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     groups = _groups_of_rows(rows, lines, spec, path)
     if "split" in rows[0]:
         parts = {s: ([], []) for s in SPLITS}
-        for f, lab, r in zip(files, labels, rows):
+        column_groups: dict[str, list[str]] = {s: [] for s in SPLITS}
+        for i, (f, lab, r) in enumerate(zip(files, labels, rows)):
             split = r["split"].strip().lower()
             if split not in parts:
                 raise DataError(f"'{path}': split '{r['split']}' for {f.name}; use train, val or test")
             parts[split][0].append(f)
             parts[split][1].append(lab)
+            if groups is not None:
+                column_groups[split].append(groups[i])
         if is_kept_whole():
             return _stratified(*_joined(parts), classes, spec, stats, source=str(path))
         refuse_folds(spec.folds, f"'{path}' (its split column)")
-        refuse_groups(spec, f"'{path}' (its split column)")
         _check_every_class_has_images(classes, parts["train"][1], Path(f"{path} (split train)"))
+        groups_by_split = _groups_by_split(parts, spec, str(path), column_groups if groups is not None else None)
         if not parts["val"][0] and parts["train"][0] and parts["test"][0]:  # as image_folder's train/ and test/
-            return _val_cut_from_train(parts, classes, spec, stats, source=str(path))
-        return _given_splits(parts, classes, spec, stats, source=str(path))
+            return _val_cut_from_train(parts, classes, spec, stats, source=str(path), groups=groups_by_split)
+        return _given_splits(parts, classes, spec, stats, source=str(path), groups=groups_by_split)
     return _stratified(files, labels, classes, spec, stats, source=str(path), groups=groups)
 
 
@@ -345,7 +348,24 @@ def _relative_names(files: list[Path], source: str) -> list[str]:
     return [Path(os.path.relpath(f, base)).as_posix() for f in files]
 
 
-def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
+def _group_key(spec: DataSpec) -> str:
+    return "data.group_column" if spec.group_column else "data.group_pattern"
+
+
+def _groups_by_split(parts: dict, spec: DataSpec, source: str,
+                     column_groups: dict[str, list[str]] | None = None) -> dict[str, list[str]] | None:
+    """The groups (patients) of given splits' images: a CSV's ``column_groups``, or
+    ``data.group_pattern`` found in their paths; a group in two splits is refused. None
+    without either key."""
+    if column_groups is None and not spec.group_pattern:
+        return None
+    groups = column_groups or {s: group_ids(_relative_names(files, source), spec.group_pattern)
+                               for s, (files, _) in parts.items()}
+    check_groups_in_one_split({s: ids for s, ids in groups.items() if ids}, _group_key(spec), source)
+    return groups
+
+
+def _given_splits(parts, classes, spec, stats, source, groups: dict[str, list[str]] | None = None) -> DataSplits:
     arrays = []
     for s in SPLITS:
         files, labels = parts[s]
@@ -359,25 +379,39 @@ def _given_splits(parts, classes, spec, stats, source) -> DataSplits:
     splits = DataSplits.from_arrays(*arrays, class_names=classes, stats=stats, channels_last=True)
     splits.info.update(source=source, splits="given",
                        files={s: _relative_names(parts[s][0], source) for s in SPLITS})
+    if groups is not None:
+        splits.info.update(groups={s: len(set(groups[s])) for s in SPLITS},
+                           # (eval's bootstrap draws them; a pattern finds them again in the names)
+                           **({"sample_groups": groups} if spec.group_column else {}))
     return splits
 
 
-def _val_cut_from_train(parts, classes, spec, stats, source) -> DataSplits:
-    """Given train and test folders: val is a stratified ``val_fraction`` of train."""
+def _val_cut_from_train(parts, classes, spec, stats, source, groups: dict[str, list[str]] | None = None) -> DataSplits:
+    """Given train and test folders: val is a stratified ``val_fraction`` of train, or with
+    ``groups`` (patients) a cut of whole groups."""
     from sklearn.model_selection import train_test_split  # here: a second to import
 
     files, labels = parts["train"]
-    try:
-        keep, val = train_test_split(np.arange(len(files)), test_size=share_count(spec.val_fraction, len(files)),
-                                     stratify=labels, random_state=spec.split_seed)
-    except ValueError as exc:  # (a class of one training image: scikit-learn's words, with the fix)
-        raise DataError(f"{source}: cannot cut a stratified val split from train ({exc}): val needs an image of "
-                        "each class and train keeps one (more training images, or a larger data.val_fraction), or "
-                        "give the val split yourself (a val/ folder, or val rows in the split column)") from None
-    pick = lambda idx: ([files[i] for i in sorted(idx)], [labels[i] for i in sorted(idx)])  # noqa: E731
-    splits = _given_splits({"train": pick(keep), "val": pick(val), "test": parts["test"]}, classes, spec, stats,
-                           source)
-    splits.info.update(splits=f"given train and test; val cut from train, stratified, seed {spec.split_seed}")
+    if groups is not None:
+        keep, val = group_val_cut(groups["train"], labels if spec.group_stratify else None, spec.val_fraction,
+                                  spec.split_seed, _group_key(spec))
+    else:
+        try:
+            keep, val = train_test_split(np.arange(len(files)), test_size=share_count(spec.val_fraction, len(files)),
+                                         stratify=labels, random_state=spec.split_seed)
+        except ValueError as exc:  # (a class of one training image: scikit-learn's words, with the fix)
+            raise DataError(f"{source}: cannot cut a stratified val split from train ({exc}): val needs an image of "
+                            "each class and train keeps one (more training images, or a larger data.val_fraction), "
+                            "or give the val split yourself (a val/ folder, or val rows in the split column)") from None
+    pick = lambda idx, of: [of[i] for i in sorted(idx)]  # noqa: E731
+    cut = {"train": (pick(keep, files), pick(keep, labels)), "val": (pick(val, files), pick(val, labels)),
+           "test": parts["test"]}
+    if groups is not None:
+        groups = {"train": pick(keep, groups["train"]), "val": pick(val, groups["train"]), "test": groups["test"]}
+    splits = _given_splits(cut, classes, spec, stats, source, groups)
+    how = (f" by group ({_group_key(spec)}{', stratified' if spec.group_stratify else ''})" if groups is not None
+           else ", stratified")
+    splits.info.update(splits=f"given train and test; val cut from train{how}, seed {spec.split_seed}")
     return splits
 
 

@@ -16,8 +16,8 @@ from .each_file import read_each
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_image,
                        read_mask, read_mask_values, refuse_images_in_subfolders)
-from .splits import (DataSplits, TensorData, channel_stats, fold_cut, group_cut, group_ids, is_kept_whole,
-                     refuse_folds, refuse_groups, standardize, to_nchw)
+from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut, group_ids,
+                     group_val_cut, is_kept_whole, refuse_folds, standardize, to_nchw)
 from .synthetic import make_shapes
 
 
@@ -179,12 +179,18 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         return splits
     if dirs:
         refuse_folds(spec.folds, f"'{root}' (its split folders {sorted(dirs.values())})")
-        refuse_groups(spec, f"'{root}' (its split folders {sorted(dirs.values())})")
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
         parts = {s: read(root / d) for s, d in dirs.items()}
-        if "val" not in parts:
+        if spec.group_pattern:  # a patient in two given folders is refused; val, when cut, takes whole ones
+            check_groups_in_one_split({s: group_ids(p[2], spec.group_pattern) for s, p in parts.items()},
+                                      "data.group_pattern", f"'{root}' (its split folders {sorted(dirs.values())})")
+        if "val" not in parts and spec.group_pattern:
+            keep, val = group_val_cut(group_ids(parts["train"][2], spec.group_pattern), None, spec.val_fraction,
+                                      spec.split_seed, "data.group_pattern")
+            parts["train"], parts["val"] = _pick(parts["train"], keep), _pick(parts["train"], val)
+        elif "val" not in parts:
             parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
     elif spec.group_pattern:
@@ -210,7 +216,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                        cut_from_one_set=not dirs, files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.folds:
         splits.info.update(fold=spec.fold, folds=spec.folds)
-    if spec.group_pattern and not dirs:
+    if spec.group_pattern:
         splits.info["groups"] = {s: len(set(group_ids(p[2], spec.group_pattern)))
                                  for s, p in zip(("train", "val", "test"), parts)}
     return splits

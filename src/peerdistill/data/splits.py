@@ -308,14 +308,41 @@ def refuse_folds(folds: int | None, source: str) -> None:
                         "data.folds, or put every image in one set to cross-validate")
 
 
-def refuse_groups(spec, source: str) -> None:
-    """Data that gives its own splits is not cut by group again."""
-    key = "data.group_pattern" if spec.group_pattern else "data.group_column" if spec.group_column else None
-    if key:
-        raise DataError(f"{key} keeps each group whole while cutting one set into splits, but {source} gives its own "
-                        f"splits: remove {key} (keep each patient in one of the given splits yourself, val "
-                        "included: a val split not given is cut from train at random, not by patient), or put every "
-                        "image in one set")
+def check_groups_in_one_split(groups: dict[str, list[str]], key: str, source: str) -> None:
+    """Given splits and their samples' groups (patients): a group in two splits is refused, its
+    images being both learnt from and scored (or used to choose the best epoch)."""
+    splits_of: dict[str, list[str]] = {}
+    for split, ids in groups.items():
+        for group in dict.fromkeys(ids):
+            splits_of.setdefault(group, []).append(split)
+    crossing = [(g, s) for g, s in splits_of.items() if len(s) > 1]
+    if crossing:
+        group, splits = crossing[0]
+        more = f" (and {len(crossing) - 1} more group{'s' if len(crossing) > 2 else ''})" if len(crossing) > 1 else ""
+        raise DataError(f"{source}: {key} finds group '{group}' in the {' and '.join(splits)} splits{more}: a patient's "
+                        "images on both sides are learnt from and scored; move each group's images into one split, "
+                        f"or drop {key}")
+
+
+def group_val_cut(groups: list[str], labels: np.ndarray | None, val_fraction: float, seed: int,
+                  key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and val indices cut from a given train split keeping every group whole: val
+    is about ``val_fraction`` of the images, taken as ``group_cut`` takes it (groups shuffled by
+    ``seed``, whole, to within one group), or with ``labels`` one of round(1 / val_fraction)
+    folds of scikit-learn's StratifiedGroupKFold (``data.group_stratify``)."""
+    ids = np.asarray(groups)
+    if labels is not None:
+        train, val = _held_out_groups(np.arange(len(ids)), ids, np.asarray(labels), round(1 / val_fraction),
+                                      np.random.RandomState(seed))
+        return np.sort(train), np.sort(val)
+    names, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    val_groups = _take_until(list(np.random.default_rng(seed).permutation(len(names))), counts,
+                             share_count(val_fraction, len(ids)))
+    if len(val_groups) == len(names):
+        raise SplitError(f"the training split's {len(names)} group(s) are too few to cut a val split of whole groups "
+                         "and keep one for training", f"give more groups, give the val split yourself, or drop {key}")
+    in_val = np.isin(inverse, val_groups)
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
 
 def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
@@ -405,22 +432,12 @@ def stratified_group_cut(groups: list[str], labels: np.ndarray, val_fraction: fl
     StratifiedGroupKFold deals the groups. Test is one of round(1 / test_fraction) folds (with
     ``folds``: fold ``fold`` of ``folds``), val one of round(remaining share / val_fraction) folds
     of the rest, so the fractions are 1/k."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     groups, labels = np.asarray(groups), np.asarray(labels)
     everything = np.arange(len(labels))
     random = np.random.RandomState(seed)  # one stream for both cuts: any seed NumPy takes
 
     def held_out(members: np.ndarray, k: int, fold_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        k = max(2, int(k))
-        if len(set(groups[members])) < k:
-            raise SplitError(f"{len(set(groups[members]))} groups cannot fill {k} folds", "give more groups, raise "
-                                "the split fractions, or drop data.group_stratify")
-        cut = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random)
-        with warnings.catch_warnings():  # a class with fewer groups than folds: dealt as well as it can be
-            warnings.simplefilter("ignore", UserWarning)
-            rest, held = list(cut.split(members, labels[members], groups[members]))[fold_index]
-        return members[rest], members[held]
+        return _held_out_groups(members, groups, labels, k, random, fold_index)
 
     if folds:
         rest, test = held_out(everything, folds, fold)
@@ -429,6 +446,22 @@ def stratified_group_cut(groups: list[str], labels: np.ndarray, val_fraction: fl
         rest, test = held_out(everything, round(1 / test_fraction))
         train, val = held_out(rest, round((1 - test_fraction) / val_fraction))
     return tuple(np.sort(part) for part in (train, val, test))
+
+
+def _held_out_groups(members: np.ndarray, groups: np.ndarray, labels: np.ndarray, k: int,
+                     random: np.random.RandomState, fold_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``members`` cut by StratifiedGroupKFold into k folds: (the others, fold ``fold_index``)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    k = max(2, int(k))
+    if len(set(groups[members])) < k:
+        raise SplitError(f"{len(set(groups[members]))} groups cannot fill {k} folds", "give more groups, raise "
+                            "the split fractions, or drop data.group_stratify")
+    cut = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random)
+    with warnings.catch_warnings():  # a class with fewer groups than folds: dealt as well as it can be
+        warnings.simplefilter("ignore", UserWarning)
+        rest, held = list(cut.split(members, labels[members], groups[members]))[fold_index]
+    return members[rest], members[held]
 
 
 def _take_until(candidates: list[int], counts: np.ndarray, target: int) -> list[int]:
