@@ -250,6 +250,51 @@ def test_a_batch_in_micro_batches_gives_the_whole_batchs_terms_and_gradients(tin
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def _naive_sp(learner, target):
+    """Tung & Mori's term written out: row-normalised batch Gram matrices, squared difference / b^2."""
+    def gram(f):
+        g = f.flatten(1).double() @ f.flatten(1).double().T
+        return g / g.norm(dim=1, keepdim=True)
+    return ((gram(target) - gram(learner)) ** 2).sum() / len(learner) ** 2
+
+
+def test_sp_in_micro_batches_is_each_parts_own_term_and_is_warned_of(tiny_data):
+    """Similarity-preserving KD compares the samples of a batch: in parts it is the parts'
+    terms averaged, not the whole batch's (measured 2x at parts of 2, review 49a), and said."""
+    def make(micro):
+        seed_everything(0)
+        cohort = Cohort.from_modules([_norm_free_net(4)], teacher=_norm_free_net(8))
+        return Trainer(cohort, KnowledgeGraph([Edge("teacher", "student1", "sp", 1.0, source_layer="2",
+                                                    target_layer="2")]),
+                       ClassificationTask(3), device="cpu", progress=False, optim=OptimSpec(lr=1e-3),
+                       train=TrainSpec(epochs=1, batch_size=8, micro_batch_size=micro))
+
+    whole = make(None)
+    whole._setup(tiny_data)
+    with pytest.warns(PeerdistillWarning, match=r"similarity-preserving KD \(student1/sp<-teacher\[2<-2\]\) compares "
+                      r"the samples of a batch with each other, but train.micro_batch_size 2 computes it within parts "
+                      r"of at most 2 samples: another term"):
+        parts = make(2)
+        parts._setup(tiny_data)
+    x, y = tiny_data.train.x[:8], tiny_data.train.y[:8]
+    features = {}
+    for name in ("teacher", "student1"):
+        module = whole.cohort[name].module
+        module[2].register_forward_hook(lambda m, a, out, name=name: features.__setitem__(name, out.detach()))
+        module(x)
+    expected_whole = _naive_sp(features["student1"], features["teacher"])
+    expected_parts = sum(_naive_sp(features["student1"][i:i + 2], features["teacher"][i:i + 2]) for i in
+                         range(0, 8, 2)) / 4
+    name = "student1/sp<-teacher[2<-2]"
+    got_whole, got_parts = whole.step(x, y)[name], parts.step(x, y)[name]
+    torch.testing.assert_close(got_whole.double(), expected_whole, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(got_parts.double(), expected_parts, rtol=1e-5, atol=1e-8)
+    assert got_parts > 1.2 * got_whole
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeerdistillWarning)
+        make(8)._setup(tiny_data)  # one part: the whole batch's term, nothing to say
+
+
 def test_each_micro_batch_is_a_batch_to_batchnorm(tiny_data):
     t = trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32, micro_batch_size=10))
     t._setup(tiny_data)

@@ -10,7 +10,8 @@ _MISSING = object()
 # Keys saying where a run's files are or how it executes, not what it learns: a run may resume
 # with them changed (a moved data folder or teacher run, more frequent checkpoints, another
 # machine's device or workers, micro-batches after running out of memory: like another number
-# of torchrun processes, they change only what BatchNorm sees of a batch; skipping non-finite
+# of torchrun processes, they change what BatchNorm and the terms across a batch (soft Dice, sp)
+# see of it, which train warns of for sp; skipping non-finite
 # steps after the run stopped at one: until then no step was skipped; students run packed or one
 # by one, the same students (dropout draws other masks), which a change of device switches already;
 # DDP's search for parameters without a gradient, which changes no gradient, set after a run stopped

@@ -232,6 +232,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self._join_and_place(data)
         self._check_splits(data, resume)
         self._make_batches(data)
+        self._warn_of_sp_within_parts()
         self._seen_input_stats = None
         if hasattr(self.task, "check_training_data"):
             self.task.check_training_data(data.train)
@@ -306,6 +307,23 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                                         num_workers=self.speed.data_workers, shard=shard)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
                                          num_workers=self.speed.data_workers, shard=shard)
+
+    def _warn_of_sp_within_parts(self) -> None:
+        """Similarity-preserving KD compares a batch's samples with each other: cut into
+        micro-batches or torchrun's shares, it compares them within each part, another term
+        (larger the smaller the parts), where every other term is a mean over samples."""
+        edges = [e.name for e in self.graph.edges if e.kind == "sp"]
+        share = self.train_spec.batch_size // self.world.size
+        micro = self.train_spec.micro_batch_size
+        cuts = ([f"train.micro_batch_size {micro} computes it within parts of at most {micro} samples"]
+                if micro and micro < share else [])
+        if self.world.distributed:
+            cuts.insert(0, f"torchrun within each of the {self.world.size} processes' {share} samples")
+        if edges and cuts:
+            warn_user(f"similarity-preserving KD ({first_few(edges, 3)}) compares the samples of a batch with each "
+                      f"other, but {' and '.join(cuts)}: another term than the whole batch's, and larger the smaller "
+                      "the parts (a weight tuned without parts does not carry over); for the whole batch's term, "
+                      "train without micro-batches on one process, or choose another feature loss (at, hint)")
 
     def _make_optimizers(self) -> None:
         """Each trained model's optimizer (its connectors' parameters with it) and schedule, the
