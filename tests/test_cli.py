@@ -739,8 +739,8 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     assert f"'{tmp_path / 'done'}' holds the finished run it held before" in said()
     shutil.rmtree(tmp_path / "r" / "checkpoints")  # replaced (--overwrite), then interrupted before a checkpoint
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--overwrite", "--quiet", expect=130)
-    assert ("interrupted before the first checkpoint: nothing to resume (with --overwrite, any run it replaced was "
-            "deleted as it began); start the run again") in said()
+    assert ("interrupted before the first checkpoint: nothing to resume; start the run again with --overwrite (it "
+            f"replaces '{tmp_path / 'r'}', which holds no checkpoint)") in said()
     run_cli("compare", f"out_dir={tmp_path}", "name=c", *FAST, "--presets", "kd", "--seeds", "2", "--quiet", expect=130)
     assert "run the same compare command again" in said()
     assert (tmp_path / "c-compare" / "compare.csv").is_file()  # kept: the runs it describes are still there

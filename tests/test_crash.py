@@ -60,9 +60,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path):
 
 
 def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_again(tmp_path, monkeypatch):
-    """--overwrite renames the old run away before deleting it, and a folder holding only a
-    temporary file of the first write (run.json) is empty of any run: a kill at either moment
-    leaves nothing that every command refuses."""
+    """--overwrite renames the old run away, deleting it once the new run keeps a checkpoint,
+    and a folder holding only a temporary file of the first write (run.json) is empty of any
+    run: a kill at either moment leaves nothing that every command refuses."""
     import shutil
 
     from peerdistill.engine.artifacts import RunDir, atomic_write_text
@@ -79,11 +79,12 @@ def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_agai
         next(path.rglob("*.safetensors")).unlink()  # some of the old run gone, then the process dies
         raise KeyboardInterrupt
 
+    replacing = RunDir.create(run, overwrite=True)
     with monkeypatch.context() as m:
         m.setattr(shutil, "rmtree", killed_midway)
         with pytest.raises(KeyboardInterrupt):
-            RunDir.create(run, overwrite=True)
-    assert not run.exists()  # the run folder itself is never left half deleted
+            replacing.discard_replaced()  # killed while deleting the old run, the new one's first checkpoint kept
+    run.rmdir()  # (nor the new run's folder, still empty here)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left[0] == f".deleting-r.{os.getpid()}" and left[1].startswith("r.kept-") and len(left) == 2
     RunDir.create(run)  # the next start takes the name and clears what was left
@@ -113,3 +114,25 @@ def test_a_resumed_run_says_where_it_goes_on():
     assert trainer._resumed_line(8, 0) == after
     trainer._stopped_early = True  # train.patience had ended it
     assert trainer._resumed_line(4, 0) == after
+
+
+def test_the_old_run_another_live_process_keeps_aside_is_not_deleted_by_a_new_start(tmp_path):
+    """--overwrite keeps the old run as .deleting-NAME.PID until its new run keeps a checkpoint: a
+    second start of the name (refused as busy, or anything else) clears what dead processes left,
+    never what a running one may still put back."""
+    from peerdistill.engine.artifacts import RunDir
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        for pid in (alive.pid, dead):
+            (tmp_path / f".deleting-r.{pid}").mkdir()
+            (tmp_path / f".deleting-r.{pid}" / "run.json").write_text("{}")
+        RunDir.create(tmp_path / "r")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f".deleting-r.{alive.pid}", "r"]
+    finally:
+        alive.kill()
+        alive.wait()
+    RunDir.create(tmp_path / "r")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]

@@ -589,6 +589,6 @@ def test_overwrite_leaves_what_a_linked_run_folder_points_to_where_it_is(tmp_pat
     (scratch / "last.pt").write_bytes(b"state")
     (scratch / "epoch3-backup.pt").write_bytes(b"mine")
     (run / "checkpoints").symlink_to(scratch)
-    RunDir.create(run, overwrite=True)
+    RunDir.create(run, overwrite=True).discard_replaced()  # (as the new run's first checkpoint does)
     assert not any(run.iterdir()) and sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
     assert (scratch / "epoch3-backup.pt").read_bytes() == b"mine" and (scratch / "last.pt").is_file()

@@ -284,17 +284,47 @@ def test_an_epoch_whose_every_step_is_skipped_stops_the_run_naming_the_term(tiny
     with pytest.raises(NonFiniteError, match=r"every step of epoch 1 was skipped for non-finite values: loss term "
                                              r"'student2/ce' \(7 steps\).*nothing was saved\. Lower"):
         t.fit(tiny_data)
-    # a run that replaced another one (--overwrite) says the old one is gone too (review 48b)
+    # a run that replaced another one (--overwrite) and kept nothing puts it back (it was deleted as the new one
+    # began, review 48b)
     finished = trainer(Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 3, 4, 1)], teacher=SmallCNN(1, 3, 8, 2)),
                        train=TrainSpec(epochs=1, batch_size=32), run_dir=tmp_path / "done")
     finished.fit(tiny_data)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "done").rglob("*") if p.is_file()}
     seed_everything(0)
     cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), NaNAfter(after=0)], teacher=SmallCNN(1, 3, 8, 2))
     again = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite="skip"), run_dir=tmp_path / "done",
                     overwrite=True)
-    with pytest.raises(NonFiniteError, match=r"nothing was saved \(and the run this one replaced, --overwrite, was "
-                                             r"deleted as it began\)"):
+    with pytest.raises(NonFiniteError, match=r"nothing was saved \(the run this one replaced, --overwrite, is put "
+                                             r"back\)"):
         again.fit(tiny_data)
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "done").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done", "r"]  # nothing of either left aside
+
+
+def test_an_overwrite_deletes_the_run_it_replaced_once_its_first_checkpoint_is_kept(tiny_data, tmp_path):
+    """Until the new run's first checkpoint the old run is kept aside; from then on the new run
+    is the one to resume: a later failure leaves it, stopped, and the old run is gone."""
+    from peerdistill.json_files import read_json
+
+    trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32), run_dir=tmp_path / "r").fit(tiny_data)
+    aside = lambda: sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".deleting-"))  # noqa: E731
+    during_first_step, after_epoch = [], []
+
+    def stop_in_epoch_2(epoch, row):
+        after_epoch.append(aside())
+        if epoch == 1:
+            raise RuntimeError("stopped in epoch 2")
+
+    cohort = make_cohort()
+    cohort["student1"].module.register_forward_pre_hook(
+        lambda module, args: during_first_step.append(aside()) if module.training and not during_first_step else None)
+    again = trainer(cohort, train=TrainSpec(epochs=3, batch_size=32), run_dir=tmp_path / "r", overwrite=True,
+                    callbacks=[stop_in_epoch_2])
+    with pytest.raises(RuntimeError, match="stopped in epoch 2"):
+        again.fit(tiny_data)
+    assert during_first_step == [[f".deleting-r.{os.getpid()}"]] and after_epoch == [[], []]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert read_json(tmp_path / "r" / "run.json")["status"] == "stopped" and (tmp_path / "r" / "checkpoints").is_dir()
 
 
 class NaNInSecondBatch(ClassificationTask):

@@ -282,18 +282,16 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
             launcher = "torchrun ... -m " if "TORCHELASTIC_RUN_ID" in os.environ else ""  # (as it was started)
             return (f"interrupted: the run keeps its last checkpoint; continue with {launcher}peerdistill train "
                     f"--resume {run_dir}")
-        if finished:  # --overwrite had not replaced it yet
-            return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
-        # past that point, --overwrite had deleted the run it replaced (review 48g)
-        replaced = " (with --overwrite, any run it replaced was deleted as it began)" \
-            if getattr(ns, "overwrite", False) else ""
+        if finished:  # --overwrite had not replaced it yet, or put it back: the new run kept nothing
+            return (f"interrupted before the new run kept a checkpoint: '{run_dir}' holds the finished run it held "
+                    "before")
         if run.exists() and not replaced_by_the_same_command(run):  # the same command would be refused
-            return (f"interrupted before the first checkpoint: nothing to resume{replaced}; start the run again with "
+            return ("interrupted before the first checkpoint: nothing to resume; start the run again with "
                     f"--overwrite (it replaces '{run_dir}', which holds no checkpoint)")
         if run.exists():  # begun, nothing kept: the same command replaces it
-            return (f"interrupted before the first checkpoint: nothing to resume{replaced}; start the run again (the "
+            return ("interrupted before the first checkpoint: nothing to resume; start the run again (the "
                     f"same command replaces '{run_dir}', which holds nothing yet)")
-        return f"interrupted before the first checkpoint: nothing to resume{replaced}; start the run again"
+        return "interrupted before the first checkpoint: nothing to resume; start the run again"
     if ns.command == "export":  # the file is moved into place only once it is checked
         return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"
     return _INTERRUPTED_WRITING.get(ns.command, "interrupted")

@@ -303,12 +303,29 @@ DELETING_PREFIX = ".deleting-"  # a replaced run folder, renamed before its dele
 
 
 def _finish_deleting(path: Path) -> None:
-    """What a process killed while replacing this run folder left of the old one."""
+    """What a process killed while replacing this run folder left of the old one (not the old
+    run a live process keeps until its new run has kept a checkpoint)."""
     for left in path.parent.glob(f"{DELETING_PREFIX}{path.name}.*"):
+        if _kept_by_a_live_process(left):
+            continue
         if left.is_symlink():  # (renamed by a version that replaced links)
             left.unlink(missing_ok=True)
         else:
             shutil.rmtree(left, ignore_errors=True)
+
+
+def _kept_by_a_live_process(left: Path) -> bool:
+    """Whether the process named by ``.deleting-NAME.PID`` is another one, still running."""
+    pid = left.name.rpartition(".")[2]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (alive, another user's)
+        return True
+    return True
 
 
 def _is_partial_write(path: Path) -> bool:
@@ -454,7 +471,9 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.replaced = False  # create deleted a run of this name first (--overwrite): a failure says so
+        self.replaced = False  # create replaced a run of this name (--overwrite)
+        # That run, renamed aside until this one keeps a checkpoint: put back if it never does.
+        self._replaced_copy: Path | None = None
 
     @classmethod
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
@@ -486,7 +505,8 @@ class RunDir:
                 raise RunDirError(run_lock.busy_message(path)) from None
             finally:
                 run_lock.release(lock)
-            shutil.rmtree(trash)
+            if verdict == "again":  # (it kept nothing to put back)
+                shutil.rmtree(trash)
             if moved:  # an export's default place is inside the run: said where it went
                 kept, names = moved
                 warn_user(PeerdistillWarning(
@@ -499,7 +519,28 @@ class RunDir:
                               "(for compare: --out)") from None
         made = cls(path)
         made.replaced = verdict == "replace"
+        made._replaced_copy = trash if made.replaced else None
         return made
+
+    def discard_replaced(self) -> None:
+        """This run kept a checkpoint: the run it replaced (--overwrite) is deleted now."""
+        if self._replaced_copy is not None:
+            shutil.rmtree(self._replaced_copy, ignore_errors=True)
+            self._replaced_copy = None
+
+    def put_back_replaced(self) -> bool:
+        """A run that failed before keeping a checkpoint gives its place back to the run it
+        replaced (--overwrite): True when it did, the new run's files deleted."""
+        kept = self._replaced_copy
+        if kept is None or not kept.is_dir() or self.resume_path.exists():
+            return False
+        shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            kept.rename(self.path)
+        except OSError:  # (the new run's folder could not be emptied: the old one stays where it is)
+            return False
+        self._replaced_copy = None
+        return True
 
     @classmethod
     def verdict(cls, path: str | Path, overwrite: bool = False) -> str:

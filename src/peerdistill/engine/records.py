@@ -139,6 +139,7 @@ class RunRecords:
         # dry run, the report and eval count an epoch that a resume does again.
         run.check_still_there()
         save_resume_state(run.resume_path, self._resume_state(epoch + 1))
+        run.discard_replaced()  # (the run --overwrite replaced: kept until now, in case this one failed)
         self._last_checkpoint = time.monotonic()
         run.write_metrics_csv(self._history)
         write_json(run.path / METRICS_FILE, {"epochs": self._history, "best_epoch": self._best["epoch"] + 1,

@@ -451,7 +451,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # be stopping too), so this one exits with its message instead of aborting in the
             # group's destructor, and a process still waiting on it fails instead of hanging.
             distributed.abandon(getattr(self, "world", None))
-            if self._run is not None:
+            if self._run is not None and not self._run.put_back_replaced():
                 mark_stopped(self._run, exc)
             raise
         finally:  # the run directory is free for another process (or another fit) again
@@ -523,6 +523,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 # process wrote there after its last checkpoint.
                 self._save_models(run)
             self._write_final(run, result)
+            run.discard_replaced()
         distributed.leave(self.world)
         return result
 
@@ -717,6 +718,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 partial = {"epoch_data_state": epoch_start, "sums": sums, "grad_norms": norm_sums, "count": count,
                            "skipped": self.skipped_steps, "skip_causes": self.skip_causes}
                 save_resume_state(self._run.resume_path, self._resume_state(epoch, step + 1, partial))
+                self._run.discard_replaced()
                 self._last_checkpoint = time.monotonic()
         progress.finish_epoch(task_id)
         self._check_skipped(epoch, steps)
@@ -755,7 +757,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             return f"the last good checkpoint is {last}"
         replaced = getattr(getattr(self, "_run", None), "replaced", False)
         return "no epoch had finished, so nothing was saved" + (
-            " (and the run this one replaced, --overwrite, was deleted as it began)" if replaced else "")
+            " (the run this one replaced, --overwrite, is put back)" if replaced else "")
 
     def _skip_advice(self) -> str:
         """How to go on skipping such steps: a run with a checkpoint may resume with another policy."""
