@@ -7,8 +7,9 @@ are paired by the seed and fold in their names; settings on another data split a
 (``compare`` knows which). The interval is Student's t over the differences; three seeds give a
 wide one, which is the honest answer. Cross-validated comparisons pair folds: every seed runs
 the same K folds (``data.split_seed`` cuts them), so a fold's runs share their test split and
-are averaged over the seeds first, and the K fold means are the pairs; folds share most of
-their training data, so their differences are not independent either, and the variance of the
+are averaged over the seeds first, and the K fold means are the pairs; each fold trains on the
+others' test images (and past two folds, on much of the same data), so their differences are
+not independent either, and the variance of the
 mean is widened from ``s^2 / K`` to ``s^2 (1 / K + 1 / (K - 1))`` (the corrected resampled t of
 Nadeau & Bengio 2003; 1 / (K - 1) is a fold's test share over the rest, and the training split
 is smaller still by the validation cut from it, so the correction is if anything too small).
@@ -255,9 +256,11 @@ ONE_TEST_SPLIT_CAVEAT = ("Every pair is scored on the same test images, so the i
                          "may not hold on new images (--folds scores other test images; eval --bootstrap bounds "
                          "each figure).")
 FOLDS_CAVEAT = ("Every seed runs the same folds, so a fold's runs are averaged over the seeds and the folds are the "
-                "pairs; folds share most of their training data, so their differences are not independent either: "
+                "pairs; their differences are not independent either (each fold trains on the others' test images, "
+                "and with more than two folds they share most of their training data): "
                 "the interval is widened for it (the corrected resampled t of Nadeau & Bengio, variance times "
                 "1/K + 1/(K-1) for K folds, in place of 1/K), which is still an approximation.")
-UNCORRECTED_FOLDS_CAVEAT = ("Folds share most of their training data, so their differences are not independent, and "
+UNCORRECTED_FOLDS_CAVEAT = ("The folds' differences are not independent (each fold trains on the others' test images), "
+                            "and "
                             "these intervals, written by an earlier version as if they were, are narrower than they "
                             "should be: the same compare command writes them anew (its runs are reused).")
