@@ -450,7 +450,9 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # Under torchrun: leave the process group at once (no barrier: another process may
             # be stopping too), so this one exits with its message instead of aborting in the
             # group's destructor, and a process still waiting on it fails instead of hanging.
-            distributed.abandon(getattr(self, "world", None))
+            # Interrupted (Ctrl-C reaches every process), none waits for the others: one stuck in a
+            # collective cannot take its interruption until a peer leaves (review 49c: 30 s hangs).
+            distributed.abandon(getattr(self, "world", None), wait_s=0.0 if isinstance(exc, KeyboardInterrupt) else 30.0)
             if self._run is not None and not self._run.put_back_replaced():
                 mark_stopped(self._run, exc)
             raise
