@@ -103,6 +103,7 @@ def test_a_run_folder_killed_while_being_replaced_or_first_written_is_taken_agai
 def test_a_resumed_run_says_where_it_goes_on():
     from types import SimpleNamespace
 
+    from peerdistill.engine.distributed import World
     from peerdistill.engine.trainer import Trainer
 
     trainer = Trainer.__new__(Trainer)  # the line alone: the trainer's set-up is tested above
@@ -114,6 +115,13 @@ def test_a_resumed_run_says_where_it_goes_on():
     assert trainer._resumed_line(8, 0) == after
     trainer._stopped_early = True  # train.patience had ended it
     assert trainer._resumed_line(4, 0) == after
+    trainer._stopped_early = False  # resumed on one process after training on two (torchrun): said (review 49c)
+    trainer.world, trainer._processes_before = World(), 2
+    assert trainer._resumed_line(2, 0) == ("resuming 'runs/cut' at epoch 3 of 8, on 1 process where it trained on 2: "
+                                           "from the same checkpoint, though not to the figures of one uninterrupted "
+                                           "run (each process's share of a batch differs)")
+    trainer._processes_before = 1
+    assert trainer._resumed_line(2, 0) == "resuming 'runs/cut' at epoch 3 of 8"
 
 
 def test_the_old_run_another_live_process_keeps_aside_is_not_deleted_by_a_new_start(tmp_path):

@@ -1273,3 +1273,22 @@ def test_joining_takes_nccl_on_the_gpu_and_gloo_on_the_cpu_and_starts_a_group_on
     assert len(started) == 1 and not again.owns_group and again.distributed
     started.clear()
     assert distributed.join(CPU).backend == "gloo" and started == [{"backend": "gloo", "device_id": None}]
+
+
+def test_a_split_too_small_to_share_is_named(tiny_data):
+    """Review 49c: 'a split of 1 samples' left the user to guess which split it was."""
+    from peerdistill import Cohort, KnowledgeGraph, Trainer, TrainSpec
+    from peerdistill.data import DataSplits
+    from peerdistill.engine.distributed import World
+    from peerdistill.models import SmallCNN
+    from peerdistill.tasks import ClassificationTask
+
+    t = Trainer(Cohort.from_modules([SmallCNN(1, 3, 4, 1)]), KnowledgeGraph([]), ClassificationTask(3), device="cpu",
+                progress=False, train=TrainSpec(epochs=1, batch_size=8))
+    t.world = World(rank=0, size=2, joined=True)
+    small = DataSplits.from_arrays(tiny_data.train.x, tiny_data.train.y, tiny_data.val.x[:1], tiny_data.val.y[:1],
+                                   tiny_data.test.x, tiny_data.test.y)
+    with pytest.raises(ConfigError, match=r"the val split's 1 sample cannot be shared by 2 processes: every process "
+                                          r"needs at least one") as refused:
+        t._check_splits(small, resume=False)
+    assert refused.value.said_alike == str(refused.value)

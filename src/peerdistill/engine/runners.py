@@ -72,7 +72,7 @@ class RunnerSetup:
     def _convert_to_sync_batchnorm(self) -> None:
         if self.device.type != "cuda":
             raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
-                              "set train.sync_batchnorm=false for CPU runs")
+                              "set train.sync_batchnorm=false for CPU runs").found_by_every_process()
         for m in self.cohort.trainable:  # in place: the member, its optimizer and its files see it
             m.module = distributed.sync_batchnorm(m.module)
         self.cohort.capture(self.graph.feature_requests())  # hooks follow the converted layers

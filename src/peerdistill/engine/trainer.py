@@ -278,8 +278,13 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                               f"cannot share equally: resume it on a number of processes that divides "
                               f"{ts.batch_size} ({listed})").found_by_every_process()
         for split in ("train", "val", "test"):
-            if len(getattr(data, split)) == 0:
+            count = len(getattr(data, split))
+            if count == 0:
                 raise DataError(f"the {split} split is empty: training needs samples in train, val and test")
+            if count < self.world.size:  # (said here, where the split has its name)
+                raise ConfigError(f"the {split} split's {count} sample{'s' if count > 1 else ''} cannot be shared by "
+                                  f"{self.world.size} processes: every process needs at least one; use fewer "
+                                  "processes or more data").found_by_every_process()
         for split in ("val", "test"):
             if getattr(data, split) is data.train:  # its figures would be training figures
                 warn_user(f"the {split} split is the training split itself (the same dataset given twice): its "
@@ -547,6 +552,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         where that differs from the first session's (device, compile, packing, the non-finite
         policy...: run.json's own speed and packing)."""
         meta = read_json(run.path / RUN_FILE)
+        sessions = [meta, *meta.get("resumed_at", [])]
+        self._processes_before = next((s["processes"] for s in reversed(sessions) if "processes" in s), None)
         trains = start_epoch < self.train_spec.epochs and not self._stopped_early
         where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
         where["processes"] = self.world.size  # a run may resume on another number of processes
@@ -659,6 +666,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         if epoch >= epochs or self._stopped_early:
             return f"resuming '{self.run_dir_path}' after its last epoch: the test split is left to score"
         at = f", at batch {step + 1} of {len(self.train_batches)}" if step else ""
+        before = getattr(self, "_processes_before", None)
+        if before is not None and before != self.world.size:
+            at += (f", on {self.world.size} process{'es' if self.world.size > 1 else ''} where it trained on {before}: "
+                   "from the same checkpoint, though not to the figures of one uninterrupted run (each process's "
+                   "share of a batch differs)")
         return f"resuming '{self.run_dir_path}' at epoch {epoch + 1} of {epochs}{at}"
 
     def _on_main(self, action: Callable[[], Any], share: bool = True) -> Any:
