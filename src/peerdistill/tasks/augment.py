@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import rotate, scale
 
 from ..data.image_io import IGNORE
 from . import intensity
@@ -163,24 +162,32 @@ def _filled_with_ignore(masks: torch.Tensor, warp) -> torch.Tensor:
 def rotate_images(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Turn each image [B, C, H, W] about its centre by ``degrees`` [B] (counter-clockwise,
     bilinear); the corners brought in take each channel's minimum."""
+    from kornia.geometry.transform import rotate  # (here: kornia takes 0.3 s to import, wanted by few runs)
+
     return _filled_with_minimum(x, lambda t: rotate(t, degrees))
 
 
 def rotate_masks(masks: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Turn label maps [B, H, W] as ``rotate_images`` turns their images (nearest label); the
     corners brought in are IGNORE."""
+    from kornia.geometry.transform import rotate
+
     return _filled_with_ignore(masks, lambda t: rotate(t, degrees, mode="nearest"))
 
 
 def zoom_images(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Zoom each image [B, C, H, W] about its centre by ``factors`` [B] (> 1 enlarges, bilinear);
     the border a zoom out brings in takes each channel's minimum."""
+    from kornia.geometry.transform import scale
+
     return _filled_with_minimum(x, lambda t: scale(t, factors.view(-1, 1).expand(-1, 2)))
 
 
 def zoom_masks(masks: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Zoom label maps [B, H, W] as ``zoom_images`` zooms their images (nearest label); the
     border brought in is IGNORE."""
+    from kornia.geometry.transform import scale
+
     return _filled_with_ignore(masks, lambda t: scale(t, factors.view(-1, 1).expand(-1, 2).to(t), mode="nearest"))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-from kornia.filters import gaussian_blur2d
 
 NAMES = ("brightness", "contrast", "gamma", "noise", "blur")
 
@@ -58,6 +57,8 @@ def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Gaussian blur of standard deviation ``sigma`` [B] pixels (> 0; kornia's
     ``gaussian_blur2d``, the border reflected), one kernel of three standard deviations either
     way (at most the image's side) for the batch."""
+    from kornia.filters import gaussian_blur2d  # (here: kornia takes 0.3 s to import, wanted by few runs)
+
     sigma = sigma.to(x.device, torch.float32)
     side = min(2 * math.ceil(3 * float(sigma.max())) + 1, min(x.shape[-2:]) - (1 - min(x.shape[-2:]) % 2))
     return gaussian_blur2d(x.float(), side, sigma.view(-1, 1).expand(-1, 2)).to(x.dtype)
