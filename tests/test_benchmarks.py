@@ -27,6 +27,12 @@ def test_step_throughput_prints_every_implementation_of_both_cases(tmp_path):
     assert all(r["img_per_s"] > 0 and r["tflops"] > 0 for r in rows)
     assert [r["ratio"] for r in rows if r["impl"].startswith("usual")] == [1.0, 1.0]
     assert "peerdistill defaults on this device" in out
+    # timed by CPU time, for a machine others share: the same rows, said so
+    out = run("step_throughput.py", "--device", "cpu", "--case", "a", "--students", "1", "--batch", "4", "--steps", "1",
+              "--warmup", "0", "--rounds", "1", "--clock", "cpu", "--json", "cpu.json", cwd=tmp_path)
+    assert "timed by CPU time (img/s per CPU-second)" in out
+    timed = json.loads((tmp_path / "cpu.json").read_text())
+    assert timed["clock"] == "cpu" and all(r["img_per_s"] > 0 for r in timed["rows"])
 
 
 def test_soak_cpu_layout_and_compare_jobs_run(tmp_path):
