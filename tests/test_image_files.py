@@ -867,6 +867,25 @@ def test_val_masks_without_foreground_are_warned_of(tmp_path):
     assert math.isnan(ignored.compute()["pixel_accuracy"])
 
 
+def test_a_foreground_class_the_val_masks_lack_is_warned_of_by_name(tmp_path):
+    """Review 49e: with several foreground classes, val Dice is a mean over the classes scored,
+    so a class val lacks counts only in an epoch marking a stray pixel of it; said, with a class
+    val holds to monitor instead. Val holding every class: nothing said."""
+    both = square(1)
+    both[4, 4] = 2
+    for split, masks in (("train", [both] * 2), ("val", [square(1)] * 2), ("test", [both] * 2)):
+        write_pairs(tmp_path / "lacking" / split, masks)
+        write_pairs(tmp_path / "whole" / split, [both] * 2)
+    names = ["background", "polyp", "disc"]
+    with pytest.warns(UserWarning, match=r"the val masks hold no pixel of class\(es\) 'disc' \(2\): val Dice and IoU, "
+                                         r"means over the classes an epoch is scored on, count them only in an epoch "
+                                         r".*train.monitor=ensemble/dice_polyp\)"):
+        folders(tmp_path / "lacking", class_names=names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folders(tmp_path / "whole", class_names=names)
+
+
 @pytest.mark.parametrize("missing", [1, 2])
 def test_a_foreground_class_missing_from_the_training_masks_is_refused_whichever_it_is(tmp_path, missing):
     """Given split folders: the training masks hold the other foreground class only, val and test
@@ -907,3 +926,21 @@ def test_the_binary_mask_rule_at_its_boundaries():
     assert read([[0, 50]]) == [[0, 1]]
     with pytest.warns(UserWarning, match="no mask keeps a foreground pixel"):
         assert read([[0, 51]]) == [[0, 0]]
+
+
+def test_segmentation_class_names_beyond_the_masks_are_refused_to_a_new_run(tmp_path):
+    """Review 49e: docs/data.md said one name too many is refused when a run starts; segmentation
+    folders trained a 4-class model on 0/1/2 masks. data.num_classes declares absent classes."""
+    from peerdistill.data.splits import check_names_fit_labels
+
+    both = square(1)
+    both[4, 4] = 2
+    for split in ("train", "val", "test"):
+        write_pairs(tmp_path / split, [both] * 2)
+    names = ["background", "polyp", "disc", "extra"]
+    data = folders(tmp_path, class_names=names)
+    with pytest.raises(DataError, match=r"data.class_names names 4 classes .* but the masks hold 3 \(0..2\): the models "
+                                        r"would learn classes \(extra\) no mask shows"):
+        check_names_fit_labels(data)
+    check_names_fit_labels(folders(tmp_path, class_names=names, num_classes=4))  # declared absent: trained as asked
+    check_names_fit_labels(folders(tmp_path, class_names=names[:3]))

@@ -35,14 +35,21 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
             raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
     k = _class_count(ms, num_classes, class_names, training=not scored_only)
+    names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
     if not scored_only:
         _warn_of_val_without_foreground(ms[1])
-    names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
+        _warn_of_classes_missing_from_val(ms[0], ms[1], names)
     stats = stats or channel_stats(xs[0])
     xs = [standardize(x, stats) for x in xs]
     splits = DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                         input_shape=tuple(xs[0].shape[1:]), stats=stats)
     splits.info["class_names_given"] = bool(class_names)  # else the defaults: mask values say the classes
+    seen = max((int(m[m != IGNORE].max()) for m in ms if (m != IGNORE).any()), default=0) + 1
+    if class_names and not num_classes and len(names) > seen:  # (refused to a new run, not to eval: splits.py)
+        splits.info["names_beyond_labels"] = (
+            f"data.class_names names {len(names)} classes {names[:6]}, but the masks hold {seen} (0..{seen - 1}): the "
+            f"models would learn classes ({', '.join(names[seen:seen + 3])}) no mask shows; give one name per class "
+            "in the masks, or set data.num_classes too if those classes are truly absent")
     return splits
 
 
@@ -99,7 +106,8 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
         where = {name: int(n[untrained[0]]) for name, n in zip(("val", "test"), per_split[1:]) if n[untrained[0]]}
         raise DataError(f"class(es) {untrained[:10]} have pixels in the val or test masks ({where} pixels of class "
                         f"{untrained[0]}) but none in the training masks: every class must be in the training "
-                        "split; try another data.split_seed, or move an image holding it into train")
+                        "split; move an image holding it into train (for splits cut from one set, another "
+                        "data.split_seed may do)")
     return k
 
 
@@ -120,6 +128,23 @@ def _warn_of_val_without_foreground(val: torch.Tensor) -> None:
                   "any foreground and n/a in one whose models mark none, so they cannot choose the best epoch "
                   "(n/a ranks last: a clean epoch would lose to one with stray pixels); give val images with the "
                   "objects, or set train.monitor to ensemble/pixel_accuracy")
+
+
+def _warn_of_classes_missing_from_val(train: torch.Tensor, val: torch.Tensor, names: list[str]) -> None:
+    """Several foreground classes, val holding some: a trained class val lacks is scored only in
+    an epoch whose models mark a stray pixel of it (Dice 0), so the val Dice, a mean over the
+    classes scored, is over fewer classes in a clean epoch and follows stray pixels (review 49e)."""
+    if len(names) < 3 or not len(val) or not has_foreground(val):  # (none at all: said above)
+        return
+    in_val = set(torch.unique(val).tolist())
+    trained = set(torch.unique(train).tolist())
+    lacking = [c for c in range(1, len(names)) if c in trained and c not in in_val]
+    if lacking:
+        shown = ", ".join(f"'{names[c]}' ({c})" for c in lacking[:5]) + (" ..." if len(lacking) > 5 else "")
+        warn_user(f"the val masks hold no pixel of class(es) {shown}: val Dice and IoU, means over the classes an "
+                  "epoch is scored on, count them only in an epoch whose models mark a stray pixel of them (as 0), "
+                  "so the best epoch follows stray pixels; give val images holding every class, or monitor a class "
+                  f"val holds (train.monitor=ensemble/dice_{names[next(c for c in range(1, len(names)) if c in in_val)]})")
 
 
 def to_masks(array, name: str) -> torch.Tensor:
