@@ -108,7 +108,8 @@ METRIC_MEANINGS = {
            "lower is better",
     "brier": "the mean squared distance of the probabilities from the truth (of the positive class for two "
              "classes), lower is better",
-    "dice": "per image 2TP / (2TP + FP + FN) of each foreground class, averaged over the images",
+    "dice": "per image 2TP / (2TP + FP + FN) of each foreground class, averaged over the images (an image with "
+            "neither truth nor prediction of a class is left out for it), then over the foreground classes",
     "iou": "per image TP / (TP + FP + FN), averaged as dice",
     "f1": "the Dice of the split's pixels pooled (one figure for the whole split, the DRIVE convention): it "
           "weighs large regions more than dice, the mean of the images' own",
