@@ -1661,3 +1661,26 @@ def test_resuming_a_run_stopped_before_its_config_was_written_says_to_start_it_a
     (tmp_path / "r" / "run.json").unlink()
     run_cli("train", "--resume", tmp_path / "r", expect=2)
     assert "it has no config.yaml (is it a peerdistill run directory?)" in capsys.readouterr().err
+
+
+def test_an_overwrite_interrupted_before_its_first_checkpoint_puts_the_old_run_back(tmp_path, monkeypatch, capsys):
+    """Review 49f: Ctrl-C while the new run wrote its first files (here: its first step) left the
+    old run hidden, and the hint (--resume, or --overwrite again) would have lost it. The old run
+    is back, with its notes, and the hint says so."""
+    from peerdistill.engine.trainer import Trainer
+
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "step", interrupted)
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--overwrite", "--quiet", expect=130)
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"interrupted before the new run kept a checkpoint: '{tmp_path / 'r'}' holds the run --overwrite was "
+            "replacing, put back as it was; the same command starts the new run again") in err
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # nothing left aside, nor kept beside it

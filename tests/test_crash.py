@@ -144,3 +144,58 @@ def test_the_old_run_another_live_process_keeps_aside_is_not_deleted_by_a_new_st
         alive.wait()
     RunDir.create(tmp_path / "r")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def _ended_pid() -> str:
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_a_run_an_overwrite_killed_outright_left_aside_is_put_back_at_the_next_start(tmp_path):
+    """kill -9 (or the OOM killer) before the new run's first checkpoint: the next start of the
+    name puts the old run back, warned of, and goes on from it (here refused: it is finished);
+    after the new run's first checkpoint, what is left aside is deleted."""
+    from peerdistill.engine.artifacts import RunDir
+
+    def old_run(folder):
+        (folder / "models").mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"status": "complete"}))
+        (folder / "models" / "student1.safetensors").write_text("weights")
+
+    pid = _ended_pid()
+    old_run(tmp_path / f".replaced-r.{pid}")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))  # the new run, killed in epoch 1
+    with pytest.warns(UserWarning, match=rf"'{tmp_path / 'r'}' is the run an --overwrite replaced \(process {pid}\), "
+                                         r"put back: that process ended before its new run kept a checkpoint"), \
+            pytest.raises(RunDirError, match="holds a finished run"):
+        RunDir.create(tmp_path / "r")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert (tmp_path / "r" / "models" / "student1.safetensors").read_text() == "weights"
+    # the new run had kept a checkpoint: it is the run now, and what was left aside goes
+    old_run(tmp_path / f".replaced-r.{pid}")
+    (tmp_path / "r" / "checkpoints").mkdir()
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"state")
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
+    RunDir.create(tmp_path / "r", overwrite=True).discard_replaced()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and not any((tmp_path / "r").iterdir())
+
+
+def test_a_failure_while_a_replacing_run_writes_its_first_files_puts_the_old_one_back(tiny_data, tmp_path, monkeypatch):
+    """Review 49f: between RunDir.create and the trainer knowing its run (run.json, the training
+    inputs' digests, config.yaml) a failure was neither put back nor marked."""
+    from peerdistill.engine import records
+
+    from .test_trainer import make_cohort, trainer
+
+    trainer(make_cohort(), run_dir=tmp_path / "r").fit(tiny_data)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records, "digests_record", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(make_cohort(), run_dir=tmp_path / "r", overwrite=True).fit(tiny_data)
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]

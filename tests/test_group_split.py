@@ -395,11 +395,14 @@ def test_given_train_and_test_folders_keep_each_patient_in_one_split(tmp_path):
     # by class as well
     stratified = build_data(spec.model_copy(update={"group_stratify": True}))
     assert sorted(n.split("/")[1] for n in stratified.info["files"]["val"]).count("normal") == 9
+    with pytest.raises(SplitError, match=r"the training split's 24 groups cannot fill the 50 folds data.group_stratify "
+                                         r"deals them to for a val split of data.val_fraction 0.02"):
+        build_data(spec.model_copy(update={"group_stratify": True, "val_fraction": 0.02}))
 
     save_grey(tmp_path / "xr" / "test" / "normal" / "patient3_9.png", 40)  # patient 3 now on both sides
     with pytest.raises(DataError, match=r"data.group_pattern finds group '3' in the train and test splits: a patient's "
-                                        r"images on both sides are learnt from and scored; move each group's images "
-                                        r"into one split, or drop data.group_pattern"):
+                                        r"images in two splits are not held out from one another; move each group's "
+                                        r"images into one split, or drop data.group_pattern"):
         build_data(spec)
     save_grey(tmp_path / "xr" / "val" / "normal" / "patient0_9.png", 40)
     save_grey(tmp_path / "xr" / "val" / "pneumonia" / "patient5_9.png", 40)
@@ -444,6 +447,12 @@ def test_given_segmentation_folders_keep_each_case_in_one_split(tmp_path):
     cases = {s: {n.split("-")[0] for n in names} for s, names in data.info["files"].items()}
     assert not (cases["train"] & cases["val"]) and cases["test"] == {"case9", "case10", "case11"}
     assert len(data.val) == 6 and data.info["groups"] == {"train": 7, "val": 2, "test": 3}
+    with pytest.raises(SplitError, match=r"the training split's 9 group\(s\) are too few to cut a val split of whole "
+                                         r"groups \(data.val_fraction 0.99\)"):
+        build_data(spec.model_copy(update={"val_fraction": 0.99}))
+    with pytest.raises(DataError, match=r"matches no group in 27 of 27 image ids \(data.pattern's first group, else "
+                                        r"the file name less its suffix\) \(e.g. 'case0-0'"):
+        build_data(spec.model_copy(update={"group_pattern": r"patient(\d+)"}))
     save_grey(tmp_path / "seg" / "test" / "images" / "case1-5.png", 60)
     save_grey(tmp_path / "seg" / "test" / "masks" / "case1-5.png", 0)
     with pytest.raises(DataError, match=r"data.group_pattern finds group '1' in the train and test splits"):

@@ -571,10 +571,16 @@ def test_overwrite_of_a_run_folder_that_is_a_symbolic_link_is_refused_before_any
         warnings.simplefilter("always")
         RunDir.create(tmp_path / "to-stopped")
     assert not said and (stopped / "run.json").is_file()
-    (tmp_path / ".deleting-latest.123").symlink_to("r1")  # left by a version that renamed such links away
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True).stdout.strip()  # (a process no longer running: a fixed number may be one)
+    left = tmp_path / f".deleting-latest.{ended}"
+    left.symlink_to("r1")  # left by a version that renamed such links away
     with pytest.raises(RunDirError, match="holds a finished run"):  # the next start clears what a replacement left
         RunDir.create(tmp_path / "latest")
-    assert not (tmp_path / ".deleting-latest.123").is_symlink() and (run / "run.json").is_file()
+    assert not left.is_symlink() and (run / "run.json").is_file()
 
 
 def test_overwrite_leaves_what_a_linked_run_folder_points_to_where_it_is(tmp_path):

@@ -307,7 +307,7 @@ def test_an_overwrite_deletes_the_run_it_replaced_once_its_first_checkpoint_is_k
     from peerdistill.json_files import read_json
 
     trainer(make_cohort(), train=TrainSpec(epochs=1, batch_size=32), run_dir=tmp_path / "r").fit(tiny_data)
-    aside = lambda: sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".deleting-"))  # noqa: E731
+    aside = lambda: sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))  # noqa: E731
     during_first_step, after_epoch = [], []
 
     def stop_in_epoch_2(epoch, row):
@@ -322,7 +322,7 @@ def test_an_overwrite_deletes_the_run_it_replaced_once_its_first_checkpoint_is_k
                     callbacks=[stop_in_epoch_2])
     with pytest.raises(RuntimeError, match="stopped in epoch 2"):
         again.fit(tiny_data)
-    assert during_first_step == [[f".deleting-r.{os.getpid()}"]] and after_epoch == [[], []]
+    assert during_first_step == [[f".replaced-r.{os.getpid()}"]] and after_epoch == [[], []]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
     assert read_json(tmp_path / "r" / "run.json")["status"] == "stopped" and (tmp_path / "r" / "checkpoints").is_dir()
 

@@ -274,17 +274,19 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         # (its node's disk may not be the main process's, which holds the run)
         return "interrupted: the main process (rank 0) says what its run keeps and how to continue"
     if ns.command == "train" and run_dir is not None:  # (set once cmd_train had imported the engine)
-        from ..engine.artifacts import RunDir, replaced_by_the_same_command
+        from ..engine.artifacts import PUT_BACK, RunDir, replaced_by_the_same_command
 
         run = Path(run_dir)
+        if run.resolve() in PUT_BACK:  # (its checkpoint, if any, is the old run's: --resume would continue that one)
+            return (f"interrupted before the new run kept a checkpoint: '{run_dir}' holds the run --overwrite was "
+                    "replacing, put back as it was; the same command starts the new run again")
         finished = RunDir(run).is_complete
         if (run / RESUME_FILE).is_file() and not finished:
             launcher = "torchrun ... -m " if "TORCHELASTIC_RUN_ID" in os.environ else ""  # (as it was started)
             return (f"interrupted: the run keeps its last checkpoint; continue with {launcher}peerdistill train "
                     f"--resume {run_dir}")
-        if finished:  # --overwrite had not replaced it yet, or put it back: the new run kept nothing
-            return (f"interrupted before the new run kept a checkpoint: '{run_dir}' holds the finished run it held "
-                    "before")
+        if finished:  # --overwrite had not replaced it yet
+            return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
         if run.exists() and not replaced_by_the_same_command(run):  # the same command would be refused
             return ("interrupted before the first checkpoint: nothing to resume; start the run again with "
                     f"--overwrite (it replaces '{run_dir}', which holds no checkpoint)")

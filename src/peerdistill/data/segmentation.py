@@ -169,6 +169,10 @@ def load_shapes(spec: DataSpec, stats=None) -> DataSplits:
     return splits
 
 
+# What data.group_pattern is matched against in image/mask folders: each pair's id.
+IMAGE_IDS = "image ids (data.pattern's first group, else the file name less its suffix)"
+
+
 def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     """``root/images/*`` and ``root/masks/*`` (and ``root/<roi>/*``) matched by id. Splits: the
     folders named in ``split_dirs`` (a missing val is cut from train by ``split_seed``), or
@@ -209,19 +213,20 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
         parts = {s: read(root / d) for s, d in dirs.items()}
         if spec.group_pattern:  # a patient in two given folders is refused; val, when cut, takes whole ones
-            check_groups_in_one_split({s: group_ids(p[2], spec.group_pattern) for s, p in parts.items()},
+            check_groups_in_one_split({s: group_ids(p[2], spec.group_pattern, IMAGE_IDS) for s, p in parts.items()},
                                       "data.group_pattern", f"'{root}' (its split folders {sorted(dirs.values())})")
         if "val" not in parts and spec.group_pattern:
-            keep, val = group_val_cut(group_ids(parts["train"][2], spec.group_pattern), None, spec.val_fraction,
-                                      spec.split_seed, "data.group_pattern")
+            keep, val = group_val_cut(group_ids(parts["train"][2], spec.group_pattern, IMAGE_IDS), None,
+                                      spec.val_fraction, spec.split_seed, "data.group_pattern")
             parts["train"], parts["val"] = _pick(parts["train"], keep), _pick(parts["train"], val)
         elif "val" not in parts:
             parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
     elif spec.group_pattern:
         whole = read(root)
-        parts = [_pick(whole, idx) for idx in group_cut(group_ids(whole[2], spec.group_pattern), spec.val_fraction,
-                                                        spec.test_fraction, spec.split_seed, spec.folds, spec.fold)]
+        ids = group_ids(whole[2], spec.group_pattern, IMAGE_IDS)
+        parts = [_pick(whole, idx) for idx in group_cut(ids, spec.val_fraction, spec.test_fraction, spec.split_seed,
+                                                        spec.folds, spec.fold)]
     elif spec.folds:
         whole = read(root)
         parts = [_pick(whole, idx) for idx in fold_cut(len(whole[0]), spec.fold, spec.folds, spec.val_fraction,
@@ -242,7 +247,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     if spec.folds:
         splits.info.update(fold=spec.fold, folds=spec.folds)
     if spec.group_pattern:
-        splits.info["groups"] = {s: len(set(group_ids(p[2], spec.group_pattern)))
+        splits.info["groups"] = {s: len(set(group_ids(p[2], spec.group_pattern, IMAGE_IDS)))
                                  for s, p in zip(("train", "val", "test"), parts)}
     return splits
 

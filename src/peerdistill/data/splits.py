@@ -320,8 +320,8 @@ def check_groups_in_one_split(groups: dict[str, list[str]], key: str, source: st
         group, splits = crossing[0]
         more = f" (and {len(crossing) - 1} more group{'s' if len(crossing) > 2 else ''})" if len(crossing) > 1 else ""
         raise DataError(f"{source}: {key} finds group '{group}' in the {' and '.join(splits)} splits{more}: a patient's "
-                        "images on both sides are learnt from and scored; move each group's images into one split, "
-                        f"or drop {key}")
+                        "images in two splits are not held out from one another; move each group's images into one "
+                        f"split, or drop {key}")
 
 
 def group_val_cut(groups: list[str], labels: np.ndarray | None, val_fraction: float, seed: int,
@@ -331,16 +331,22 @@ def group_val_cut(groups: list[str], labels: np.ndarray | None, val_fraction: fl
     ``seed``, whole, to within one group), or with ``labels`` one of round(1 / val_fraction)
     folds of scikit-learn's StratifiedGroupKFold (``data.group_stratify``)."""
     ids = np.asarray(groups)
+    folds = max(2, round(1 / val_fraction))
+    if labels is not None and len(set(groups)) < folds:
+        raise SplitError(f"the training split's {len(set(groups))} groups cannot fill the {folds} folds "
+                         f"data.group_stratify deals them to for a val split of data.val_fraction {val_fraction:g}",
+                         "raise data.val_fraction, give more groups or the val split yourself, or drop "
+                         "data.group_stratify")
     if labels is not None:
-        train, val = _held_out_groups(np.arange(len(ids)), ids, np.asarray(labels), round(1 / val_fraction),
-                                      np.random.RandomState(seed))
+        train, val = _held_out_groups(np.arange(len(ids)), ids, np.asarray(labels), folds, np.random.RandomState(seed))
         return np.sort(train), np.sort(val)
     names, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     val_groups = _take_until(list(np.random.default_rng(seed).permutation(len(names))), counts,
                              share_count(val_fraction, len(ids)))
     if len(val_groups) == len(names):
         raise SplitError(f"the training split's {len(names)} group(s) are too few to cut a val split of whole groups "
-                         "and keep one for training", f"give more groups, give the val split yourself, or drop {key}")
+                         f"(data.val_fraction {val_fraction:g}) and keep one for training",
+                         f"lower data.val_fraction, give more groups or the val split yourself, or drop {key}")
     in_val = np.isin(inverse, val_groups)
     return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
@@ -373,7 +379,7 @@ def fold_cut(n: int, fold: int, folds: int, val_fraction: float, seed: int,
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def group_ids(names: list[str], pattern: str) -> list[str]:
+def group_ids(names: list[str], pattern: str, described: str = "image paths") -> list[str]:
     """Each name's group: the first capture group of ``pattern`` searched in it (the whole
     match when the pattern captures nothing). A name it does not match is an error, and so is
     a match its first group takes no part in (``(x)?p``): such a name has no group."""
@@ -382,9 +388,10 @@ def group_ids(names: list[str], pattern: str) -> list[str]:
     found = [m if m is None or not regex.groups or m.group(1) is not None else None for m in found]
     missed = [n for n, m in zip(names, found) if m is None]
     if missed:
-        raise DataError(f"data.group_pattern '{pattern}' matches no group in {len(missed)} of {len(names)} image paths "
-                        f"(e.g. {', '.join(repr(n) for n in missed[:3])}): write it to match every path, relative "
-                        "to data.root")
+        where = ("every path, relative to data.root" if described == "image paths" else
+                 f"every one of the {described}")
+        raise DataError(f"data.group_pattern '{pattern}' matches no group in {len(missed)} of {len(names)} {described} "
+                        f"(e.g. {', '.join(repr(n) for n in missed[:3])}): write it to match {where}")
     return [m.group(1) if regex.groups else m.group(0) for m in found]
 
 

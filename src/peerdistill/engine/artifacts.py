@@ -299,12 +299,20 @@ def _is_figure(value: Any) -> bool:
     return value is None or is_finite_number(value)
 
 
-DELETING_PREFIX = ".deleting-"  # a replaced run folder, renamed before its deletion
+# A run --overwrite replaces is renamed aside (REPLACED_PREFIX) until the new run keeps its first
+# checkpoint, then renamed again (DELETING_PREFIX) and deleted: what a killed process leaves under
+# the first name is a whole run to put back, under the second one a run partly deleted.
+REPLACED_PREFIX = ".replaced-"
+DELETING_PREFIX = ".deleting-"
+# The runs this process put back after their replacement failed (the interruption's hint says so).
+PUT_BACK: set[Path] = set()
 
 
-def _finish_deleting(path: Path) -> None:
-    """What a process killed while replacing this run folder left of the old one (not the old
-    run a live process keeps until its new run has kept a checkpoint)."""
+def _finish_replacing(path: Path) -> None:
+    """What a process that ended while replacing the run in ``path`` left beside it, not what a
+    live process still keeps: a run partly deleted is deleted; a run kept aside is put back where
+    the new run kept nothing yet (it had no checkpoint: the replacement failed), said in a warning,
+    and deleted where the new run has kept something."""
     for left in path.parent.glob(f"{DELETING_PREFIX}{path.name}.*"):
         if _kept_by_a_live_process(left):
             continue
@@ -312,10 +320,28 @@ def _finish_deleting(path: Path) -> None:
             left.unlink(missing_ok=True)
         else:
             shutil.rmtree(left, ignore_errors=True)
+    for left in sorted(path.parent.glob(f"{REPLACED_PREFIX}{path.name}.*")):
+        if _kept_by_a_live_process(left):
+            continue
+        if path.is_dir() and ((path / RESUME_FILE).is_file() or (path / RUN_FILE).is_file()
+                              and read_json(path / RUN_FILE).get("status") == "complete"):
+            shutil.rmtree(left, ignore_errors=True)  # (the new run kept a checkpoint: it is the run now)
+            continue
+        try:
+            run_lock.check_free(path)  # (a run another process trains there now is not ours to replace)
+        except RunDirError:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        left.rename(path)
+        warn_user(PeerdistillWarning(
+            f"'{path}' is the run an --overwrite replaced (process {left.name.rpartition('.')[2]}), put back: that "
+            "process ended before its new run kept a checkpoint"))
 
 
 def _kept_by_a_live_process(left: Path) -> bool:
-    """Whether the process named by ``.deleting-NAME.PID`` is another one, still running."""
+    """Whether the process named by ``.replaced-NAME.PID`` (or ``.deleting-``) is another one,
+    still running (on this machine: a folder shared with others is checked here alone)."""
     pid = left.name.rpartition(".")[2]
     if not pid.isdigit() or int(pid) == os.getpid():
         return False
@@ -472,13 +498,15 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.replaced = False  # create replaced a run of this name (--overwrite)
-        # That run, renamed aside until this one keeps a checkpoint: put back if it never does.
+        # That run, renamed aside until this one keeps a checkpoint: put back if it never does,
+        # with what was moved from it (NAME.kept-TIME and the entries).
         self._replaced_copy: Path | None = None
+        self._moved_aside: tuple[Path, list[str]] | None = None
 
     @classmethod
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
         path = Path(path)
-        _finish_deleting(path)
+        _finish_replacing(path)
         verdict = cls.verdict(path, overwrite)
         if verdict == "new" and path.is_dir():
             # killed while writing its first file (run.json): nothing of a run is here yet
@@ -496,7 +524,8 @@ class RunDir:
             # leaves a hidden folder the next start removes, not half a run that no command takes.
             # The lock is held across the rename: a second --overwrite starting at the same instant
             # finds the run busy, or gone, rather than renaming the new run away.
-            trash = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}")
+            trash = path.with_name(f"{REPLACED_PREFIX if verdict == 'replace' else DELETING_PREFIX}{path.name}."
+                                   f"{os.getpid()}")
             lock = run_lock.hold(path)
             try:
                 moved = _move_aside_what_is_not_the_trainers(path)
@@ -519,27 +548,44 @@ class RunDir:
                               "(for compare: --out)") from None
         made = cls(path)
         made.replaced = verdict == "replace"
-        made._replaced_copy = trash if made.replaced else None
+        if made.replaced:
+            made._replaced_copy, made._moved_aside = trash, moved
         return made
 
     def discard_replaced(self) -> None:
         """This run kept a checkpoint: the run it replaced (--overwrite) is deleted now."""
         if self._replaced_copy is not None:
-            shutil.rmtree(self._replaced_copy, ignore_errors=True)
+            deleting = self._replaced_copy.with_name(DELETING_PREFIX + self._replaced_copy.name[len(REPLACED_PREFIX):])
+            self._replaced_copy.rename(deleting)
             self._replaced_copy = None
+            shutil.rmtree(deleting, ignore_errors=True)
 
     def put_back_replaced(self) -> bool:
         """A run that failed before keeping a checkpoint gives its place back to the run it
-        replaced (--overwrite): True when it did, the new run's files deleted."""
+        replaced (--overwrite), with what was moved aside from it: True when it did, the new
+        run's files deleted."""
         kept = self._replaced_copy
         if kept is None or not kept.is_dir() or self.resume_path.exists():
             return False
         shutil.rmtree(self.path, ignore_errors=True)
         try:
             kept.rename(self.path)
-        except OSError:  # (the new run's folder could not be emptied: the old one stays where it is)
+        except OSError as exc:  # (the new run's folder could not be emptied)
+            warn_user(PeerdistillWarning(f"could not put back the run --overwrite replaced ({exc.strerror}): it is "
+                                         f"in '{kept}'; move it back to '{self.path}' by hand"))
             return False
         self._replaced_copy = None
+        if self._moved_aside:  # (an export, notes: they belong to it)
+            folder, names = self._moved_aside
+            for entry in (name.rstrip("/") for name in names):
+                with contextlib.suppress(OSError):
+                    (self.path / entry).parent.mkdir(parents=True, exist_ok=True)
+                    (folder / entry).rename(self.path / entry)
+            with contextlib.suppress(OSError):  # (empty now, unless something could not move back)
+                for sub in sorted(folder.rglob("*"), reverse=True):
+                    sub.rmdir()
+                folder.rmdir()
+        PUT_BACK.add(self.path.resolve())
         return True
 
     @classmethod

@@ -79,6 +79,7 @@ class Preflight:
                       f"at validated epochs only, so training stops at the first validation (every {every} epochs) "
                       f"that is not better than the best; to wait for k validations, set train.patience to k x "
                       f"{every} epochs")
+        self._warn_of_sp_within_parts()
         self._warn_if_standardised_off_scale(data)
         self._warn_of_grey_and_colour_mixed(data)
         self._warn_of_classes_missing_from_scored_splits(data)
@@ -88,6 +89,23 @@ class Preflight:
         if hasattr(self.task, "inspect_held_out"):
             for split, what in (("val", "validation"), ("test", "test")):
                 self.task.inspect_held_out(data.split(split), what)
+
+    def _warn_of_sp_within_parts(self) -> None:
+        """Similarity-preserving KD compares a batch's samples with each other: cut into
+        micro-batches or torchrun's shares, it compares them within each part, another term
+        (larger the smaller the parts; review 49a), where every other term is a mean over samples."""
+        edges = [e.name for e in self.graph.edges if e.kind == "sp"]
+        share = self.train_spec.batch_size // self.world.size
+        micro = self.train_spec.micro_batch_size
+        cuts = ([f"train.micro_batch_size {micro} computes it within parts of at most {micro} samples"]
+                if micro and micro < share else [])
+        if self.world.distributed:
+            cuts.insert(0, f"torchrun computes it within each of the {self.world.size} processes' {share} samples")
+        if edges and cuts:
+            warn_user(f"similarity-preserving KD ({first_few(edges, 3)}) compares the samples of a batch with each "
+                      f"other, but {' and '.join(cuts)}: another term than the whole batch's, and larger the smaller "
+                      "the parts (a weight tuned without parts does not carry over); for the whole batch's term, "
+                      "train without micro-batches on one process, or choose another feature loss (at, hint)")
 
     def _warn_of_grey_and_colour_mixed(self, data: DataSplits) -> None:
         """A training split of grey and colour files (grey ones read as colour) often mixes

@@ -87,6 +87,7 @@ class RunRecords:
             self._run_lock = run_lock.hold(run.path)  # released when fit ends (run_lock.py)
             return run
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
+        self._run = run  # from here a failure marks it stopped, or puts back the run it replaced (fit)
         self._run_lock = run_lock.hold(run.path)
         info = {
             "status": "running",

@@ -232,7 +232,6 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self._join_and_place(data)
         self._check_splits(data, resume)
         self._make_batches(data)
-        self._warn_of_sp_within_parts()
         self._seen_input_stats = None
         if hasattr(self.task, "check_training_data"):
             self.task.check_training_data(data.train)
@@ -312,23 +311,6 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                                         num_workers=self.speed.data_workers, shard=shard)
         self.test_batches = make_batches(data.test, ts.eval_batch_size, self.device, shuffle=False,
                                          num_workers=self.speed.data_workers, shard=shard)
-
-    def _warn_of_sp_within_parts(self) -> None:
-        """Similarity-preserving KD compares a batch's samples with each other: cut into
-        micro-batches or torchrun's shares, it compares them within each part, another term
-        (larger the smaller the parts), where every other term is a mean over samples."""
-        edges = [e.name for e in self.graph.edges if e.kind == "sp"]
-        share = self.train_spec.batch_size // self.world.size
-        micro = self.train_spec.micro_batch_size
-        cuts = ([f"train.micro_batch_size {micro} computes it within parts of at most {micro} samples"]
-                if micro and micro < share else [])
-        if self.world.distributed:
-            cuts.insert(0, f"torchrun within each of the {self.world.size} processes' {share} samples")
-        if edges and cuts:
-            warn_user(f"similarity-preserving KD ({first_few(edges, 3)}) compares the samples of a batch with each "
-                      f"other, but {' and '.join(cuts)}: another term than the whole batch's, and larger the smaller "
-                      "the parts (a weight tuned without parts does not carry over); for the whole batch's term, "
-                      "train without micro-batches on one process, or choose another feature loss (at, hint)")
 
     def _make_optimizers(self) -> None:
         """Each trained model's optimizer (its connectors' parameters with it) and schedule, the
@@ -457,7 +439,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # group's destructor, and a process still waiting on it fails instead of hanging.
             # Interrupted (Ctrl-C reaches every process), none waits for the others: one stuck in a
             # collective cannot take its interruption until a peer leaves (review 49c: 30 s hangs).
-            distributed.abandon(getattr(self, "world", None), wait_s=0.0 if isinstance(exc, KeyboardInterrupt) else 30.0)
+            waited = 0.0 if isinstance(exc, KeyboardInterrupt) else 30.0
+            distributed.abandon(getattr(self, "world", None), wait_s=waited)
             if self._run is not None and not self._run.put_back_replaced():
                 mark_stopped(self._run, exc)
             raise
