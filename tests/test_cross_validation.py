@@ -491,3 +491,44 @@ def test_which_layouts_give_their_own_test_split(tmp_path):
     split_dirs = spec(kind="folders", root=str(tmp_path / "other"), split_dirs={"train": "training"})
     assert "its split folders, data.split_dirs" in given_test_split(split_dirs)
     assert given_test_split(spec(kind="shapes")) == "data kind 'shapes' (it generates its splits apart)"
+
+
+def _one_patient_of_a_class(tmp_path, **data) -> dict:
+    """A compare tree over a CSV of 12 patients of 3 images, one patient alone of class 'normal':
+    the fold holding it in val or test cannot train on that class."""
+    lines = ["patient_id,path,label"]
+    for p in range(12):
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * (p % 3) + i, np.uint8)).save(tmp_path / f"p{p}_{i}.png")
+            lines.append(f"P{p},p{p}_{i}.png,{'normal' if p == 0 else 'pneumonia'}")
+    (tmp_path / "x.csv").write_text("\n".join(lines) + "\n")
+    return {**FAST, "name": "cv", "out_dir": str(tmp_path / "runs"),
+            "data": {"kind": "csv", "root": str(tmp_path / "x.csv"), "grey": True, "group_column": "patient_id",
+                     "val_fraction": 0.1, **data}}
+
+
+@pytest.mark.parametrize("stratify", [False, True])
+def test_a_grouped_fold_that_would_train_on_no_image_of_a_class_is_refused_before_any_run(tmp_path, stratify):
+    """Review 49b: a fold whose groups of a class all fall in its val and test splits stopped
+    only as it began, after the folds before it had trained (for every setting and seed before)."""
+    tree = _one_patient_of_a_class(tmp_path, group_stratify=stratify, split_seed=5 if stratify else 0)
+    fix = "try another data.split_seed, fewer folds" + ("" if stratify else ", or data.group_stratify=true")
+    # (these seeds put the class's one patient in fold 1's val or test: fold 0, which --folds builds first, trains)
+    with pytest.raises(ConfigError, match=r"ml, seed 0, fold 1: fold 1 of 3 would train on no image of class\(es\) "
+                                          r"\['normal'\]: data.group_column keeps each group whole.*" + re.escape(fix)):
+        compare(tree, None, 1, folds=3, progress=False)
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+def test_a_fold_zero_without_a_class_is_said_with_its_context_not_a_type_error(tmp_path):
+    """--folds builds fold 0 first and says which run it found a problem in: an error whose type
+    takes a problem and an advice (SplitError) came out as a TypeError (review of 49b's finding)."""
+    from peerdistill.errors import SplitError, reworded
+
+    again = reworded(SplitError("2 groups", "give more"), "folds=3: ml, seed 0, fold 0: 2 groups: give more")
+    assert isinstance(again, DataError) and str(again) == "folds=3: ml, seed 0, fold 0: 2 groups: give more"
+    assert type(reworded(ConfigError("x"), "y: x")) is ConfigError
+    tree = _one_patient_of_a_class(tmp_path, group_stratify=True, split_seed=0)  # (the patient in fold 0's test)
+    with pytest.raises(DataError, match=r"folds=3: ml, seed 0, fold 0: class\(es\) \[0\] are in the val or test labels "
+                                        r"but have no training sample"):
+        compare(tree, None, 1, folds=3, progress=False)

@@ -31,7 +31,7 @@ from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_SEEN
 from .post_hoc import check_post_hoc_options
-from .errors import ConfigError, PeerdistillError, warn_again
+from .errors import ConfigError, PeerdistillError, reworded, warn_again
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
@@ -256,7 +256,7 @@ def _train_all(plans, directory: Path, overwrite: bool, progress: bool, status: 
     except PeerdistillError as exc:
         abandon(world)
         if overwrite and any((plan.run_dir / REPLACE_MARK).is_file() for plan in plans):
-            raise type(exc)(f"{exc}. ({option('--overwrite')} has marked the comparison's runs for replacement: once "
+            raise reworded(exc, f"{exc}. ({option('--overwrite')} has marked the comparison's runs for replacement: once "
                             f"this is fixed, the same call without {option('--overwrite')} replaces only the runs still "
                             "marked; to keep "
                             f"them as they are, delete the files {REPLACE_MARK} in them)") from None
@@ -441,7 +441,41 @@ def _check_folds_fit(plans, folds: int) -> None:
         try:
             build_data(plan.cfg.data)
         except PeerdistillError as exc:
-            raise type(exc)(f"{option('--folds', str(folds))}: {plan.describe()}: {exc}") from None
+            raise reworded(exc, f"{option('--folds', str(folds))}: {plan.describe()}: {exc}") from None
+    _check_grouped_folds_train_every_class(plans)
+
+
+def _check_grouped_folds_train_every_class(plans) -> None:
+    """Cross-validation that keeps groups (patients) whole deals them without regard to class,
+    or by class as far as the groups allow: a fold whose training split would hold no image of
+    a class is refused before any run trains, from the set's labels and groups read once (review
+    49b: found as that fold began, after the folds before it had trained)."""
+    from .data import build_data
+    from .data.image_files import group_split
+    from .data.splits import group_ids, kept_whole
+
+    grouped = [plan for plan in plans if plan.cfg.task == "classification" and plan.cfg.data.folds
+               and (plan.cfg.data.group_pattern or plan.cfg.data.group_column)]
+    for group in by_way_of_reading(grouped):
+        spec = group[0].cfg.data
+        try:
+            with kept_whole():
+                whole = build_data(spec)
+        except PeerdistillError:  # (said as the runs' data is read, with their context)
+            continue
+        labels = whole.test.y.numpy()
+        names = whole.info["files"]["test"]
+        groups = (whole.info.get("sample_groups") or {}).get("test") or group_ids(names, spec.group_pattern)
+        for plan in {plan.cfg.data.fold: plan for plan in group}.values():
+            train, _, _ = group_split(groups, labels, plan.cfg.data)
+            lacking = [name for c, name in enumerate(whole.class_names) if not (labels[train] == c).any()]
+            if lacking:
+                key = "data.group_column" if spec.group_column else "data.group_pattern"
+                raise ConfigError(
+                    f"{plan.describe()}: fold {plan.cfg.data.fold} of {spec.folds} would train on no image of class(es) "
+                    f"{lacking[:5]}: {key} keeps each group whole, and the groups of that class all fall in its val "
+                    f"and test splits; try another data.split_seed, fewer folds"
+                    f"{'' if spec.group_stratify else ', or data.group_stratify=true'}")
 
 
 def _check_counts(**counts) -> None:

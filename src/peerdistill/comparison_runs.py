@@ -34,7 +34,7 @@ from .engine.artifacts import REPLACE_MARK, RunDir
 from .engine.distributed import World, join, on_main, process_device
 from .launcher import launched
 from .engine.devices import resolve_device
-from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError
+from .errors import CheckpointError, ConfigError, NonFiniteError, PeerdistillError, RunDirError, reworded
 from .json_files import read_json
 from .post_hoc import check_post_hoc_options
 from .run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
@@ -224,7 +224,7 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
                     build_cohort(checking.cfg, data, saved=saved)
                     built.add(models)
         except PeerdistillError as exc:
-            raise type(exc)(f"{checking.describe()}: {exc}") from None
+            raise reworded(exc, f"{checking.describe()}: {exc}") from None
 
 
 NO_CHECKPOINT_YET = "it stopped before its first checkpoint"

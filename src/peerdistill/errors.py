@@ -19,6 +19,18 @@ class PeerdistillError(Exception):
         return self
 
 
+def reworded(exc: "PeerdistillError", message: str) -> "PeerdistillError":
+    """An error of ``exc``'s type saying ``message`` (which holds ``exc``'s words with a context:
+    which run, which option). A type built from more than a message (an advised one: a problem
+    and its advice) gives the nearest type built from a message alone."""
+    for kind in type(exc).__mro__:
+        try:
+            return kind(message)
+        except TypeError:
+            continue
+    return PeerdistillError(message)
+
+
 class ConfigError(PeerdistillError):
     """A config file, a key=value override or an API argument is wrong."""
 

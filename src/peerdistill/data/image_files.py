@@ -431,17 +431,23 @@ def _stratified(files, labels, classes, spec, stats, source, groups: list[str] |
     return splits
 
 
+def group_split(groups: list[str], labels, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, val and test indices keeping each group whole, as ``spec`` deals them (by class
+    with ``data.group_stratify``; with ``data.folds``, fold ``data.fold`` is the test split)."""
+    if spec.group_stratify:
+        return stratified_group_cut(groups, np.asarray(labels), spec.val_fraction, spec.test_fraction,
+                                    spec.split_seed, spec.folds, spec.fold)
+    return group_cut(groups, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold,
+                     _group_key(spec))
+
+
 def _by_group(files, labels, classes, spec, stats, source, groups: list[str] | None = None) -> DataSplits:
     """Splits that keep each group (a patient's images: ``data.group_pattern`` in their paths,
     or ``groups``, a CSV's ``data.group_column``) whole."""
     names = _relative_names(files, source)
     key = "data.group_column" if groups is not None else "data.group_pattern"
     groups = groups if groups is not None else group_ids(names, spec.group_pattern)
-    if spec.group_stratify:
-        parts = stratified_group_cut(groups, np.asarray(labels), spec.val_fraction, spec.test_fraction,
-                                     spec.split_seed, spec.folds, spec.fold)
-    else:
-        parts = group_cut(groups, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold, key)
+    parts = group_split(groups, labels, spec)
     x, y = _read_all(files, spec), np.asarray(labels)
     try:
         splits = DataSplits.from_arrays(*[a for idx in parts for a in (x[idx], y[idx])], class_names=classes,

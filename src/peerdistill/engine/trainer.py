@@ -27,7 +27,7 @@ from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..data.splits import channel_stats, check_names_fit_labels
 from ..errors import (ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
-                      RunDirError, warn_user)
+                      RunDirError, reworded, warn_user)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..json_files import read_json
@@ -376,7 +376,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         try:  # the last batch of a split may hold one sample
             self._check_outputs(self._probe_forward(x[:1]), 1)
         except (DataError, ConfigError) as exc:
-            raise type(exc)(f"for a batch of one input (two passed): {exc}; a .squeeze() drops the batch "
+            raise reworded(exc, f"for a batch of one input (two passed): {exc}; a .squeeze() drops the batch "
                             "dimension then: squeeze only the dimensions meant (.flatten(1), .squeeze(-1))") from None
         self.graph.check_dense(out)
         connectors = self.graph.build_connectors(out)
