@@ -347,10 +347,13 @@ def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_ba
         mask = np.asarray(Image.open(out / "c0_mask.png"))
         assert mask.shape == (48, 40)
         assert (mask == expected).mean() > 0.999
+        assert json.loads(Image.open(out / "c0_mask.png").text["classes"]) == {"0": "background", "1": "foreground"}
     assert seen == [(24, 20), (24, 20)]  # the run's model, the ONNX file's (no probe: its JSON has its digest)
     # --visible-masks: 0 and 255, which data.binary_masks reads back as the same classes
     assert main(["predict", str(onnx), str(image), "--out", str(tmp_path / "seen"), "--visible-masks"]) == 0
     visible = np.asarray(Image.open(tmp_path / "seen" / "c0_mask.png"))
+    assert json.loads(Image.open(tmp_path / "seen" / "c0_mask.png").text["classes"]) == {"0": "background",
+                                                                                        "255": "foreground"}
     assert set(np.unique(visible)) <= {0, 255} and ((visible == 255) == (expected == 1)).mean() > 0.999
     from peerdistill.data.image_io import binarized, read_mask_values
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def write_predictions(read: Inputs, results: list, info: dict, out: Path, size: 
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
     if info["task"] == "segmentation":
-        written = write_masks(read, probs, out, visible_masks)
+        written = write_masks(read, probs, out, visible_masks, info.get("class_names"))
         if overlays is not None:
             draw_masks(read, probs, Path(overlays))
         return written
@@ -203,17 +204,23 @@ def write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict]
     return out
 
 
-def write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False) -> Path:
+def write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False,
+                class_names: list[str] | None = None) -> Path:
     """One label PNG per input at that input's size (probabilities resized before the argmax):
     class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
-    what a viewer shows and what ``data.binary_masks`` reads back)."""
+    what a viewer shows and what ``data.binary_masks`` reads back). Each file names its classes
+    by value in a text chunk, ``classes`` (review 49e: a mask of 0/1/2 said nothing of them)."""
     files = picture_names(read, "mask")
     out.mkdir(parents=True, exist_ok=True)
     for file, p, size in zip(files, probs, read.sizes):
         classes = align_to(p[None].float(), size)[0].argmax(dim=0)
+        values = list(range(len(p)))
         if visible:
             classes = visible_levels(classes, len(p))
-        atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy()))
+            values = visible_levels(torch.arange(len(p)), len(p)).tolist()
+        names = class_names if class_names and len(class_names) == len(p) else [str(c) for c in range(len(p))]
+        legend = json.dumps({str(v): name for v, name in zip(values, names)})
+        atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy(), ("classes", legend)))
     return out
 
 
@@ -258,18 +265,19 @@ def draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict],
         atomic_write_bytes(folder / file, _png_bytes(picture))
 
 
-def _png(mask: np.ndarray) -> bytes:
+def _png(mask: np.ndarray, *texts: tuple[str, str]) -> bytes:
     from PIL import Image
 
-    return _png_bytes(Image.fromarray(mask))
+    return _png_bytes(Image.fromarray(mask), *texts)
 
 
-def _png_bytes(picture) -> bytes:
-    """A PNG of ``picture`` carrying ``PREDICT_MARK``."""
+def _png_bytes(picture, *texts: tuple[str, str]) -> bytes:
+    """A PNG of ``picture`` carrying ``PREDICT_MARK`` (and ``texts``, key and value each)."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    info.add_text(*PREDICT_MARK)
+    for key, value in (PREDICT_MARK, *texts):
+        info.add_text(key, value)
     buf = io.BytesIO()
     picture.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
