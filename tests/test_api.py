@@ -823,3 +823,17 @@ def test_a_changed_image_folder_is_refused_naming_the_files_added_and_removed(tm
         evaluate_run(tmp_path / "f")
     (tmp_path / "tree" / "a" / "extra.png").unlink()
     assert evaluate_run(tmp_path / "f")["student1"]["accuracy"] == before  # as trained: scored as before
+
+
+def test_classes_matched_to_a_runs_by_name_are_said(tiny_data):
+    """Review 49e: eval renumbered data named in another order without a word; masks named by
+    data.class_names in a wrong order would so be scored with their classes swapped."""
+    import dataclasses
+
+    from peerdistill.runs import _number_classes_as_the_run
+
+    other = dataclasses.replace(tiny_data, class_names=["2", "0", "1"])
+    with pytest.warns(UserWarning, match=r"the data numbers its classes otherwise than the run, matched by name: "
+                                         r"'2' 0 -> 2, '0' 1 -> 0, '1' 2 -> 1 \(check data.class_names"):
+        renumbered = _number_classes_as_the_run(other, ["0", "1", "2"])
+    assert (renumbered.test.y == (tiny_data.test.y + 2) % 3).all()

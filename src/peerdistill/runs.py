@@ -38,6 +38,7 @@ from .engine.devices import resolve_device
 from .engine.tta import with_tta
 from .post_hoc import check_post_hoc_options
 from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, SplitError, warn_user
+from .wording import first_few
 from .models import build_model
 from .models.heads import HeadedModel
 from .operating_point import at_threshold, operating_points, parse_rule
@@ -717,6 +718,9 @@ def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSp
                         "(rename the class folders, the CSV's labels, the boxes' label values or the COCO "
                         "categories; data.class_names for masks and arrays)")
     order = torch.tensor([run_names.index(n) for n in names])
+    moved = [f"{n!r} {i} -> {run_names.index(n)}" for i, n in enumerate(names) if run_names.index(n) != i]
+    warn_user(f"the data numbers its classes otherwise than the run, matched by name: {first_few(moved, 4)} (check "
+              "data.class_names where masks or arrays are named by it: a name in the wrong place swaps classes)")
     renumbered = {}
     for split in ("train", "val", "test"):
         part = data.split(split)
