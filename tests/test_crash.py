@@ -199,3 +199,63 @@ def test_a_failure_while_a_replacing_run_writes_its_first_files_puts_the_old_one
         trainer(make_cohort(), run_dir=tmp_path / "r", overwrite=True).fit(tiny_data)
     assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_a_failure_as_the_new_folder_is_made_puts_the_old_run_back_with_what_was_moved_aside(tmp_path, monkeypatch):
+    """Review 49g: a full disk at mkdir (or the moved-aside warning made an error) came after the
+    old run was renamed aside and before anything could put it back."""
+    from pathlib import Path
+
+    from peerdistill.engine.artifacts import RunDir
+
+    run = tmp_path / "r"
+    (run / "models").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))
+    (run / "notes.txt").write_text("mine")
+    real_mkdir = Path.mkdir
+
+    def full(self, *args, **kwargs):
+        if self == run and not self.exists():
+            raise OSError(28, "No space left on device")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(RunDirError, match="No space left on device"):
+        RunDir.create(run, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert (run / "notes.txt").read_text() == "mine" and (run / "run.json").is_file()
+
+
+def test_eval_and_resume_finish_what_a_killed_overwrite_left(tmp_path):
+    """Review 49g: after a kill -9, eval and --resume said the run kept nothing, while the run it
+    replaced sat hidden beside it; opening the run puts it back (or deletes it once the new run has
+    a checkpoint), as a start of the name does."""
+    from peerdistill.engine.artifacts import RunDir
+
+    pid = _ended_pid()
+    (tmp_path / f".replaced-r.{pid}").mkdir()
+    (tmp_path / f".replaced-r.{pid}" / "run.json").write_text(json.dumps({"status": "complete"}))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
+    with pytest.warns(UserWarning, match="is the run an --overwrite replaced"):
+        opened = RunDir.open(tmp_path / "r")
+    assert opened.is_complete and sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    # a link at the name: what was left stays where it is, said, and nothing fails on it
+    (tmp_path / f".replaced-s.{pid}").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "s").symlink_to("elsewhere")
+    with pytest.warns(UserWarning, match=r"holds the run an --overwrite of .* replaced.* is no run folder now"):
+        with pytest.raises(RunDirError):
+            RunDir.open(tmp_path / "s")
+    assert (tmp_path / f".replaced-s.{pid}").is_dir()
+
+
+def test_context_added_to_an_error_keeps_its_kind_and_attributes():
+    from peerdistill.errors import NonFiniteError, SplitError, reworded
+
+    said = reworded(SplitError("2 groups", "give more").found_by_every_process(), "fold 1: 2 groups: give more")
+    assert type(said) is SplitError and said.problem == "2 groups" and str(said) == "fold 1: 2 groups: give more"
+    assert said.said_alike == "fold 1: 2 groups: give more"  # (printed once per node under torchrun, as before)
+    stopped = reworded(NonFiniteError("nan in x", "x"), "run a: nan in x")
+    assert stopped.finding == "x" and str(stopped) == "run a: nan in x"

@@ -20,15 +20,14 @@ class PeerdistillError(Exception):
 
 
 def reworded(exc: "PeerdistillError", message: str) -> "PeerdistillError":
-    """An error of ``exc``'s type saying ``message`` (which holds ``exc``'s words with a context:
-    which run, which option). A type built from more than a message (an advised one: a problem
-    and its advice) gives the nearest type built from a message alone."""
-    for kind in type(exc).__mro__:
-        try:
-            return kind(message)
-        except TypeError:
-            continue
-    return PeerdistillError(message)
+    """``exc`` saying ``message`` (its words with a context: which run, which option), of its
+    type and with its attributes (an advised error's problem, whether every process found it),
+    though its type's constructor takes more than a message."""
+    again = type(exc).__new__(type(exc), message)
+    again.__dict__.update(exc.__dict__)
+    if exc.said_alike is not None:  # (printed once per node under torchrun: the new words alike)
+        again.said_alike = message
+    return again
 
 
 class ConfigError(PeerdistillError):

@@ -331,12 +331,18 @@ def _finish_replacing(path: Path) -> None:
             run_lock.check_free(path)  # (a run another process trains there now is not ours to replace)
         except RunDirError:
             continue
-        if path.is_dir() and not path.is_symlink():
+        if path.is_symlink() or (path.exists() and not path.is_dir()):  # (not a run folder: not ours to replace)
+            warn_user(PeerdistillWarning(f"'{left}' holds the run an --overwrite of '{path}' replaced, left by a "
+                                         f"process that ended before its new run kept a checkpoint; '{path}' is no "
+                                         "run folder now, so it stays there: move it where you want it"))
+            continue
+        if path.is_dir():
             shutil.rmtree(path)
         left.rename(path)
         warn_user(PeerdistillWarning(
             f"'{path}' is the run an --overwrite replaced (process {left.name.rpartition('.')[2]}), put back: that "
-            "process ended before its new run kept a checkpoint"))
+            f"process ended before its new run kept a checkpoint (what it had moved aside from the run, exports or "
+            f"notes of yours, stays in a folder '{path.name}.kept-TIME' beside it)"))
 
 
 def _kept_by_a_live_process(left: Path) -> bool:
@@ -423,10 +429,32 @@ def _move_aside_what_is_not_the_trainers(path: Path) -> tuple[Path, list[str]] |
             break
         except FileExistsError:
             kept = path.with_name(f"{path.name}.kept-{stamp}-{n}")
-    for entry in (name.rstrip("/") for name in besides):
-        (kept / entry).parent.mkdir(exist_ok=True)
-        (path / entry).rename(kept / entry)
+    done: list[str] = []
+    try:
+        for entry in (name.rstrip("/") for name in besides):
+            (kept / entry).parent.mkdir(exist_ok=True)
+            (path / entry).rename(kept / entry)
+            done.append(entry)
+    except BaseException:  # (interrupted: what was moved goes back, the run is left as it was)
+        _move_back(path, (kept, done))
+        raise
     return kept, besides
+
+
+def _move_back(path: Path, moved: tuple[Path, list[str]] | None) -> None:
+    """The entries ``_move_aside_what_is_not_the_trainers`` moved, back into ``path``, and its
+    folder removed when that left it empty."""
+    if not moved:
+        return
+    folder, names = moved
+    for entry in (name.rstrip("/") for name in names):
+        with contextlib.suppress(OSError):
+            (path / entry).parent.mkdir(parents=True, exist_ok=True)
+            (folder / entry).rename(path / entry)
+    with contextlib.suppress(OSError):  # (empty now, unless something could not move back)
+        for sub in sorted(folder.rglob("*"), reverse=True):
+            sub.rmdir()
+        folder.rmdir()
 
 
 def stopped_before_keeping_anything(path: Path) -> bool:
@@ -506,6 +534,7 @@ class RunDir:
     @classmethod
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
         path = Path(path)
+        PUT_BACK.discard(path.resolve())  # (said of an earlier command in this process)
         _finish_replacing(path)
         verdict = cls.verdict(path, overwrite)
         if verdict == "new" and path.is_dir():
@@ -529,27 +558,35 @@ class RunDir:
             lock = run_lock.hold(path)
             try:
                 moved = _move_aside_what_is_not_the_trainers(path)
-                path.rename(trash)
+                try:
+                    path.rename(trash)
+                except BaseException:
+                    _move_back(path, moved)
+                    raise
             except FileNotFoundError:
                 raise RunDirError(run_lock.busy_message(path)) from None
             finally:
                 run_lock.release(lock)
             if verdict == "again":  # (it kept nothing to put back)
                 shutil.rmtree(trash)
-            if moved:  # an export's default place is inside the run: said where it went
-                kept, names = moved
+        made = cls(path)
+        if verdict == "replace":
+            made.replaced, made._replaced_copy, made._moved_aside = True, trash, moved
+        try:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunDirError(f"cannot create the run directory '{path}': {exc.strerror}; choose another out_dir "
+                                  "(for compare: --out)") from None
+            if made._moved_aside:  # an export's default place is inside the run: said where it went
+                kept, names = made._moved_aside
                 warn_user(PeerdistillWarning(
                     f"overwriting '{path}' moved what it held besides the run ({', '.join(names)}) to '{kept}': "
                     "they belong to the old run; delete that folder once you no longer need them"))
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunDirError(f"cannot create the run directory '{path}': {exc.strerror}; choose another out_dir "
-                              "(for compare: --out)") from None
-        made = cls(path)
-        made.replaced = verdict == "replace"
-        if made.replaced:
-            made._replaced_copy, made._moved_aside = trash, moved
+        except BaseException:  # (a full disk, an interruption: the old run back where it was)
+            if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+                made.put_back_replaced()
+            raise
         return made
 
     def discard_replaced(self) -> None:
@@ -575,16 +612,7 @@ class RunDir:
                                          f"in '{kept}'; move it back to '{self.path}' by hand"))
             return False
         self._replaced_copy = None
-        if self._moved_aside:  # (an export, notes: they belong to it)
-            folder, names = self._moved_aside
-            for entry in (name.rstrip("/") for name in names):
-                with contextlib.suppress(OSError):
-                    (self.path / entry).parent.mkdir(parents=True, exist_ok=True)
-                    (folder / entry).rename(self.path / entry)
-            with contextlib.suppress(OSError):  # (empty now, unless something could not move back)
-                for sub in sorted(folder.rglob("*"), reverse=True):
-                    sub.rmdir()
-                folder.rmdir()
+        _move_back(self.path, self._moved_aside)  # (an export, notes: they belong to it)
         PUT_BACK.add(self.path.resolve())
         return True
 
@@ -605,6 +633,7 @@ class RunDir:
             run_lock.check_free(path)  # (unless a live process is writing its first file now)
             return "new"
         if not (path.exists() and any(path.iterdir())):
+            run_lock.check_free(path)  # (an --overwrite that made it a moment ago may be about to train in it)
             _check_creatable(path)
             return "new"
         run_lock.check_free(path)  # neither trained nor deleted beside the process training it
@@ -638,6 +667,7 @@ class RunDir:
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
         path = Path(path)
+        _finish_replacing(path)  # (a run an --overwrite killed outright had moved aside: back, or gone)
         if not (path / RUN_FILE).is_file():
             raise RunDirError(_not_a_run(path))
         return cls(path)

@@ -87,8 +87,10 @@ class RunRecords:
             self._run_lock = run_lock.hold(run.path)  # released when fit ends (run_lock.py)
             return run
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
-        self._run = run  # from here a failure marks it stopped, or puts back the run it replaced (fit)
+        # (busy: another process took the new folder first; what this one moved aside stays aside
+        # until a start of the name once this process is gone, never put back over that run)
         self._run_lock = run_lock.hold(run.path)
+        self._run = run  # from here a failure marks it stopped, or puts back the run it replaced (fit)
         info = {
             "status": "running",
             "task": self.task.name,

@@ -434,6 +434,15 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         try:
             return self._fit(data, resume)
         except BaseException as exc:
+            # The run --overwrite replaced goes back first: under torchrun the wait below may end
+            # with the launcher's SIGTERM, which no handler takes there.
+            if self._run is not None:
+                if self._run.put_back_replaced():
+                    if not isinstance(exc, KeyboardInterrupt):  # (the interruption's hint says it)
+                        warn_user(f"'{self._run.path}': the run --overwrite was replacing is put back as it was, "
+                                  "this one having kept no checkpoint")
+                else:
+                    mark_stopped(self._run, exc)
             # Under torchrun: leave the process group at once (no barrier: another process may
             # be stopping too), so this one exits with its message instead of aborting in the
             # group's destructor, and a process still waiting on it fails instead of hanging.
@@ -441,8 +450,6 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # collective cannot take its interruption until a peer leaves (review 49c: 30 s hangs).
             waited = 0.0 if isinstance(exc, KeyboardInterrupt) else 30.0
             distributed.abandon(getattr(self, "world", None), wait_s=waited)
-            if self._run is not None and not self._run.put_back_replaced():
-                mark_stopped(self._run, exc)
             raise
         finally:  # the run directory is free for another process (or another fit) again
             run_lock.release(getattr(self, "_run_lock", None))
