@@ -143,8 +143,9 @@ def _warn_of_classes_missing_from_val(train: torch.Tensor, val: torch.Tensor, na
         shown = ", ".join(f"'{names[c]}' ({c})" for c in lacking[:5]) + (" ..." if len(lacking) > 5 else "")
         warn_user(f"the val masks hold no pixel of class(es) {shown}: val Dice and IoU, means over the classes an "
                   "epoch is scored on, count them only in an epoch whose models mark a stray pixel of them (as 0), "
-                  "so the best epoch follows stray pixels; give val images holding every class, or monitor a class "
-                  f"val holds (train.monitor=ensemble/dice_{names[next(c for c in range(1, len(names)) if c in in_val)]})")
+                  "so a train.monitor of either (the default, ensemble/dice) follows stray pixels; give val images "
+                  "holding every class, or monitor a class val holds (train.monitor=ensemble/dice_"
+                  f"{names[next(c for c in range(1, len(names)) if c in in_val)]})")
 
 
 def to_masks(array, name: str) -> torch.Tensor:
