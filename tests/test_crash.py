@@ -259,3 +259,19 @@ def test_context_added_to_an_error_keeps_its_kind_and_attributes():
     assert said.said_alike == "fold 1: 2 groups: give more"  # (printed once per node under torchrun, as before)
     stopped = reworded(NonFiniteError("nan in x", "x"), "run a: nan in x")
     assert stopped.finding == "x" and str(stopped) == "run a: nan in x"
+
+
+def test_the_run_this_process_keeps_aside_is_left_alone_by_its_own_reads(tmp_path):
+    """A command in the process that is replacing a run (a report, an eval from Python) opens the
+    name: what this process keeps aside is its own, not a killed process's, so it stays aside."""
+    from peerdistill.engine.artifacts import RunDir
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))
+    replacing = RunDir.create(run, overwrite=True)
+    (run / "run.json").write_text(json.dumps({"status": "running"}))  # the new run, in its first epoch
+    RunDir.open(run)
+    assert (tmp_path / f".replaced-r.{os.getpid()}").is_dir()
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    assert replacing.put_back_replaced() and json.loads((run / "run.json").read_text())["status"] == "complete"

@@ -398,7 +398,7 @@ def test_overwriting_a_run_twice_in_one_second_keeps_both_old_runs_extra_files(t
         (run / "report.html").write_text(text)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            RunDir.create(run, overwrite=True)
+            RunDir.create(run, overwrite=True).discard_replaced()  # (as the new run's first checkpoint does)
         assert len(caught) == 1 and "moved what it held besides the run (report.html)" in str(caught[0].message)
         assert not any(run.iterdir()), "the run's own files are gone, the folder is empty for the new run"
     assert (tmp_path / "r.kept-20261205-120000" / "report.html").read_text() == "first"

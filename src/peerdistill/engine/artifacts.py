@@ -306,6 +306,9 @@ REPLACED_PREFIX = ".replaced-"
 DELETING_PREFIX = ".deleting-"
 # The runs this process put back after their replacement failed (the interruption's hint says so).
 PUT_BACK: set[Path] = set()
+# The runs this process keeps aside now (``.replaced-NAME.PID`` of its own PID, not left by a
+# process that ended with that PID before).
+_KEPT_HERE: set[Path] = set()
 
 
 def _finish_replacing(path: Path) -> None:
@@ -346,11 +349,14 @@ def _finish_replacing(path: Path) -> None:
 
 
 def _kept_by_a_live_process(left: Path) -> bool:
-    """Whether the process named by ``.replaced-NAME.PID`` (or ``.deleting-``) is another one,
-    still running (on this machine: a folder shared with others is checked here alone)."""
+    """Whether the process named by ``.replaced-NAME.PID`` (or ``.deleting-``) still keeps it:
+    this one, where it is among what it keeps aside now; another, where it still runs (on this
+    machine: a folder shared with others is checked here alone)."""
     pid = left.name.rpartition(".")[2]
-    if not pid.isdigit() or int(pid) == os.getpid():
+    if not pid.isdigit():
         return False
+    if int(pid) == os.getpid():
+        return left in _KEPT_HERE
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -572,6 +578,7 @@ class RunDir:
         made = cls(path)
         if verdict == "replace":
             made.replaced, made._replaced_copy, made._moved_aside = True, trash, moved
+            _KEPT_HERE.add(trash)
         try:
             try:
                 path.mkdir(parents=True, exist_ok=True)
@@ -591,11 +598,16 @@ class RunDir:
 
     def discard_replaced(self) -> None:
         """This run kept a checkpoint: the run it replaced (--overwrite) is deleted now."""
-        if self._replaced_copy is not None:
-            deleting = self._replaced_copy.with_name(DELETING_PREFIX + self._replaced_copy.name[len(REPLACED_PREFIX):])
-            self._replaced_copy.rename(deleting)
-            self._replaced_copy = None
-            shutil.rmtree(deleting, ignore_errors=True)
+        kept, self._replaced_copy = self._replaced_copy, None
+        if kept is None:
+            return
+        _KEPT_HERE.discard(kept)
+        deleting = kept.with_name(DELETING_PREFIX + kept.name[len(REPLACED_PREFIX):])
+        try:
+            kept.rename(deleting)
+        except OSError:  # (gone already: nothing to delete; a start of the name clears what is left)
+            return
+        shutil.rmtree(deleting, ignore_errors=True)
 
     def put_back_replaced(self) -> bool:
         """A run that failed before keeping a checkpoint gives its place back to the run it
@@ -612,6 +624,7 @@ class RunDir:
                                          f"in '{kept}'; move it back to '{self.path}' by hand"))
             return False
         self._replaced_copy = None
+        _KEPT_HERE.discard(kept)
         _move_back(self.path, self._moved_aside)  # (an export, notes: they belong to it)
         PUT_BACK.add(self.path.resolve())
         return True
