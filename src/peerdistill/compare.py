@@ -448,10 +448,11 @@ def _check_folds_fit(plans, folds: int) -> None:
 def _check_grouped_folds_train_every_class(plans) -> None:
     """Cross-validation that keeps groups (patients) whole deals them without regard to class,
     or by class as far as the groups allow: a fold whose training split would hold no image of
-    a class is refused before any run trains, from the set's labels and groups read once (review
-    49b: found as that fold began, after the folds before it had trained)."""
+    a class is refused before any run trains, from the set's files, labels and groups, listed
+    without decoding an image (review 49b: found as that fold began, after the folds before it
+    had trained)."""
     from .data import build_data
-    from .data.image_files import group_split
+    from .data.image_files import group_split, listed_only
     from .data.splits import group_ids, kept_whole
 
     grouped = [plan for plan in plans if plan.cfg.task == "classification" and plan.cfg.data.folds
@@ -459,7 +460,7 @@ def _check_grouped_folds_train_every_class(plans) -> None:
     for group in by_way_of_reading(grouped):
         spec = group[0].cfg.data
         try:
-            with kept_whole():
+            with kept_whole(), listed_only():  # (the files, labels and groups: no image decoded)
                 whole = build_data(spec)
         except PeerdistillError:  # (said as the runs' data is read, with their context)
             continue

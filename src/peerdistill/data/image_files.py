@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
@@ -330,7 +333,23 @@ def _refuse_nested_images(class_dir: Path) -> None:
                         "them in a CSV (data.kind=csv)")
 
 
+# Set while only the files, labels and groups are wanted (compare's check of every fold): no
+# image is decoded, each stands as one black pixel.
+_listed_only = contextvars.ContextVar("listed_only", default=False)
+
+
+@contextlib.contextmanager
+def listed_only() -> Iterator[None]:
+    token = _listed_only.set(True)
+    try:
+        yield
+    finally:
+        _listed_only.reset(token)
+
+
 def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
+    if _listed_only.get():
+        return np.zeros((len(files), 1, 1), np.uint8)
     images = read_each(files, lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
     first_of_size: dict[tuple, Path] = {}
     for image, f in zip(images, files):
