@@ -275,3 +275,54 @@ def test_the_run_this_process_keeps_aside_is_left_alone_by_its_own_reads(tmp_pat
     assert (tmp_path / f".replaced-r.{os.getpid()}").is_dir()
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     assert replacing.put_back_replaced() and json.loads((run / "run.json").read_text())["status"] == "complete"
+
+
+def test_what_a_killed_overwrite_left_is_claimed_once_and_only_for_its_own_name(tmp_path, monkeypatch):
+    """Review 49i: two commands finishing one leftover at once could delete the run the first had
+    put back; each leftover is now claimed by one rename first. A run named 'r.2' is not r's."""
+    from pathlib import Path
+
+    from peerdistill.engine.artifacts import RunDir
+
+    pid = _ended_pid()
+    for name in (f".replaced-r.{pid}.claimed", f".replaced-r.2.{pid}"):  # one a recovery left, one another run's
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"status": "complete", "name": name}))
+    with pytest.warns(UserWarning, match=rf"is the run an --overwrite replaced \(process {pid}\), put back"):
+        RunDir.open(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["name"] == f".replaced-r.{pid}.claimed"
+    assert (tmp_path / f".replaced-r.2.{pid}").is_dir()  # (r.2's, left for a start of r.2)
+    # claimed by another process first: this one does nothing to it
+    (tmp_path / f".replaced-q.{pid}").mkdir()
+    real_rename = Path.rename
+
+    def claimed_first(self, target):
+        if self.name.startswith(".replaced-q."):
+            raise FileNotFoundError(self)
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", claimed_first)
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "run.json").write_text(json.dumps({"status": "running"}))
+    RunDir.open(tmp_path / "q")
+    assert json.loads((tmp_path / "q" / "run.json").read_text())["status"] == "running"
+    # a folder it cannot write (read-only): said, and the command goes on
+    def read_only(self, target):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(Path, "rename", read_only)
+    with pytest.warns(UserWarning, match=r"could not finish what an --overwrite of .* left beside it \(Read-only file "
+                                         r"system\)"):
+        assert RunDir.open(tmp_path / "q").path == tmp_path / "q"
+
+
+def test_a_run_replaced_by_another_start_a_moment_ago_is_not_replaced_again(tmp_path, monkeypatch):
+    """Review 49i: a start that judged the folder a run to replace, before another start renamed
+    that run away and made its new empty folder, renamed the other's new folder away too."""
+    from peerdistill.engine.artifacts import RunDir
+
+    (tmp_path / "r").mkdir()  # the other start's new folder, empty yet
+    monkeypatch.setattr(RunDir, "verdict", classmethod(lambda cls, path, overwrite=False: "replace"))
+    with pytest.raises(RunDirError, match="is being trained by another process"):
+        RunDir.create(tmp_path / "r", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]

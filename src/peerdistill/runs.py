@@ -718,9 +718,10 @@ def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSp
                         "(rename the class folders, the CSV's labels, the boxes' label values or the COCO "
                         "categories; data.class_names for masks and arrays)")
     order = torch.tensor([run_names.index(n) for n in names])
-    moved = [f"{n!r} {i} -> {run_names.index(n)}" for i, n in enumerate(names) if run_names.index(n) != i]
-    warn_user(f"the data numbers its classes otherwise than the run, matched by name: {first_few(moved, 4)} (check "
-              "data.class_names where masks or arrays are named by it: a name in the wrong place swaps classes)")
+    if data.info.get("class_names_given"):  # (masks named by data.class_names; folders and tables name their own)
+        moved = [f"{n!r} {i} -> {run_names.index(n)}" for i, n in enumerate(names) if run_names.index(n) != i]
+        warn_user(f"the data numbers its classes otherwise than the run, matched by name: {first_few(moved, 4)} "
+                  "(check data.class_names: a name in the wrong place swaps classes)")
     renumbered = {}
     for split in ("train", "val", "test"):
         part = data.split(split)

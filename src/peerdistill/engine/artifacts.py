@@ -315,44 +315,81 @@ def _finish_replacing(path: Path) -> None:
     """What a process that ended while replacing the run in ``path`` left beside it, not what a
     live process still keeps: a run partly deleted is deleted; a run kept aside is put back where
     the new run kept nothing yet (it had no checkpoint: the replacement failed), said in a warning,
-    and deleted where the new run has kept something."""
-    for left in path.parent.glob(f"{DELETING_PREFIX}{path.name}.*"):
-        if _kept_by_a_live_process(left):
-            continue
-        if left.is_symlink():  # (renamed by a version that replaced links)
-            left.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(left, ignore_errors=True)
-    for left in sorted(path.parent.glob(f"{REPLACED_PREFIX}{path.name}.*")):
-        if _kept_by_a_live_process(left):
-            continue
-        if path.is_dir() and ((path / RESUME_FILE).is_file() or (path / RUN_FILE).is_file()
-                              and read_json(path / RUN_FILE).get("status") == "complete"):
-            shutil.rmtree(left, ignore_errors=True)  # (the new run kept a checkpoint: it is the run now)
-            continue
-        try:
-            run_lock.check_free(path)  # (a run another process trains there now is not ours to replace)
-        except RunDirError:
-            continue
-        if path.is_symlink() or (path.exists() and not path.is_dir()):  # (not a run folder: not ours to replace)
-            warn_user(PeerdistillWarning(f"'{left}' holds the run an --overwrite of '{path}' replaced, left by a "
-                                         f"process that ended before its new run kept a checkpoint; '{path}' is no "
-                                         "run folder now, so it stays there: move it where you want it"))
-            continue
-        if path.is_dir():
-            shutil.rmtree(path)
-        left.rename(path)
-        warn_user(PeerdistillWarning(
-            f"'{path}' is the run an --overwrite replaced (process {left.name.rpartition('.')[2]}), put back: that "
-            f"process ended before its new run kept a checkpoint (what it had moved aside from the run, exports or "
-            f"notes of yours, stays in a folder '{path.name}.kept-TIME' beside it)"))
+    and deleted where the new run has kept something. Each leftover is first claimed by a rename to
+    this process's name, so that two commands finishing it at once never both act on it; a folder
+    this cannot change (read-only) is said and left as it is."""
+    try:
+        for left in _left_beside(path, DELETING_PREFIX):
+            if not _kept_by_a_live_process(left):
+                _delete_claimed(left, path)
+        for left in _left_beside(path, REPLACED_PREFIX):
+            if not _kept_by_a_live_process(left):
+                _finish_one_replacement(left, path)
+    except OSError as exc:
+        warn_user(PeerdistillWarning(f"could not finish what an --overwrite of '{path}' left beside it "
+                                     f"({exc.strerror}): the next start of that name where it can write does"))
+
+
+def _left_beside(path: Path, prefix: str) -> list[Path]:
+    """``PREFIX NAME.PID`` (or ``.PID.claimed``) beside ``path``: not a run of another name that
+    begins as this one does (``r.2`` beside ``r``)."""
+    start = f"{prefix}{path.name}."
+    return sorted(p for p in path.parent.glob(f"{start}*")
+                  if p.name[len(start):].removesuffix(".claimed").isdigit())
+
+
+def _delete_claimed(left: Path, path: Path) -> None:
+    claimed = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}.claimed")
+    try:
+        left.rename(claimed)
+    except FileNotFoundError:  # (another process claimed it first)
+        return
+    if claimed.is_symlink():  # (renamed by a version that replaced links)
+        claimed.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(claimed, ignore_errors=True)
+
+
+def _finish_one_replacement(left: Path, path: Path) -> None:
+    if path.is_dir() and ((path / RESUME_FILE).is_file() or (path / RUN_FILE).is_file()
+                          and read_json(path / RUN_FILE).get("status") == "complete"):
+        _delete_claimed(left, path)  # (the new run kept a checkpoint: it is the run now)
+        return
+    try:
+        run_lock.check_free(path)  # (a run another process trains there now is not ours to replace)
+    except RunDirError:
+        return
+    if path.is_symlink() or (path.exists() and not path.is_dir()):  # (not a run folder: not ours to replace)
+        warn_user(PeerdistillWarning(f"'{left}' holds the run an --overwrite of '{path}' replaced, left by a process "
+                                     f"that ended before its new run kept a checkpoint; '{path}' is no run folder "
+                                     "now, so it stays there: move it where you want it"))
+        return
+    claimed = path.with_name(f"{REPLACED_PREFIX}{path.name}.{os.getpid()}.claimed")
+    try:
+        left.rename(claimed)
+    except FileNotFoundError:  # (another process claimed it first)
+        return
+    _KEPT_HERE.add(claimed)
+    try:
+        if path.is_dir():  # the new run that kept nothing, out of the way in one step, then deleted
+            failed = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}.claimed")
+            path.rename(failed)
+            shutil.rmtree(failed, ignore_errors=True)
+        claimed.rename(path)
+    finally:
+        _KEPT_HERE.discard(claimed)
+    pid = left.name.removesuffix(".claimed").rpartition(".")[2]
+    warn_user(PeerdistillWarning(
+        f"'{path}' is the run an --overwrite replaced (process {pid}), put back: that process ended before its new "
+        f"run kept a checkpoint (what it had moved aside from the run, exports or notes of yours, stays in a folder "
+        f"'{path.name}.kept-TIME' beside it)"))
 
 
 def _kept_by_a_live_process(left: Path) -> bool:
     """Whether the process named by ``.replaced-NAME.PID`` (or ``.deleting-``) still keeps it:
     this one, where it is among what it keeps aside now; another, where it still runs (on this
     machine: a folder shared with others is checked here alone)."""
-    pid = left.name.rpartition(".")[2]
+    pid = left.name.removesuffix(".claimed").rpartition(".")[2]
     if not pid.isdigit():
         return False
     if int(pid) == os.getpid():
@@ -563,6 +600,8 @@ class RunDir:
                                    f"{os.getpid()}")
             lock = run_lock.hold(path)
             try:
+                if not (path / RUN_FILE).is_file():  # (another start replaced it since: its new run's folder)
+                    raise FileNotFoundError(path / RUN_FILE)
                 moved = _move_aside_what_is_not_the_trainers(path)
                 try:
                     path.rename(trash)

@@ -22,7 +22,7 @@ from ..data import DataSplits
 from ..data.digests import digests_path, digests_record
 from ..data.image_profile import image_profile
 from ..data.splits import TensorData
-from ..errors import CheckpointError, ConfigError, warn_user
+from ..errors import CheckpointError, ConfigError, RunDirError, warn_user
 from ..json_files import read_json
 from ..models.heads import HeadedModel
 from ..run_files import CONFIG_FILE, METRICS_FILE, RESUME_FILE, RUN_FILE
@@ -90,6 +90,8 @@ class RunRecords:
         # (busy: another process took the new folder first; what this one moved aside stays aside
         # until a start of the name once this process is gone, never put back over that run)
         self._run_lock = run_lock.hold(run.path)
+        if not run.path.is_dir():  # (renamed away by another start since: never trained unlocked)
+            raise RunDirError(run_lock.busy_message(run.path))
         self._run = run  # from here a failure marks it stopped, or puts back the run it replaced (fit)
         info = {
             "status": "running",
