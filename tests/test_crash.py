@@ -166,8 +166,8 @@ def test_a_run_an_overwrite_killed_outright_left_aside_is_put_back_at_the_next_s
     old_run(tmp_path / f".replaced-r.{pid}")
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))  # the new run, killed in epoch 1
-    with pytest.warns(UserWarning, match=rf"'{tmp_path / 'r'}' is the run an --overwrite replaced \(process {pid}\), "
-                                         r"put back: that process ended before its new run kept a checkpoint"), \
+    with pytest.warns(UserWarning, match=rf"'{tmp_path / 'r'}' is the run an --overwrite replaced, put back: the "
+                                         r"process replacing it ended before its new run kept a checkpoint"), \
             pytest.raises(RunDirError, match="holds a finished run"):
         RunDir.create(tmp_path / "r")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
@@ -288,7 +288,7 @@ def test_what_a_killed_overwrite_left_is_claimed_once_and_only_for_its_own_name(
     for name in (f".replaced-r.{pid}.claimed", f".replaced-r.2.{pid}"):  # one a recovery left, one another run's
         (tmp_path / name).mkdir()
         (tmp_path / name / "run.json").write_text(json.dumps({"status": "complete", "name": name}))
-    with pytest.warns(UserWarning, match=rf"is the run an --overwrite replaced \(process {pid}\), put back"):
+    with pytest.warns(UserWarning, match=r"is the run an --overwrite replaced, put back"):
         RunDir.open(tmp_path / "r")
     assert json.loads((tmp_path / "r" / "run.json").read_text())["name"] == f".replaced-r.{pid}.claimed"
     assert (tmp_path / f".replaced-r.2.{pid}").is_dir()  # (r.2's, left for a start of r.2)
@@ -326,3 +326,17 @@ def test_a_run_replaced_by_another_start_a_moment_ago_is_not_replaced_again(tmp_
     with pytest.raises(RunDirError, match="is being trained by another process"):
         RunDir.create(tmp_path / "r", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+
+def test_odd_names_beside_a_run_are_no_leftovers_and_break_nothing(tmp_path):
+    """Review 49k: '.replaced-r.99999999999999999999' raised OverflowError, '.replaced-r.²' ValueError,
+    out of eval and report."""
+    from peerdistill.engine.artifacts import RunDir
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "complete"}))
+    for odd in (".replaced-r.99999999999999999999", ".replaced-r.\u00b2"):
+        (tmp_path / odd).mkdir()
+    RunDir.open(tmp_path / "r")
+    assert (tmp_path / ".replaced-r.\u00b2").is_dir() and json.loads((tmp_path / "r" / "run.json").read_text())

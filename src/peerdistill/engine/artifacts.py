@@ -335,7 +335,7 @@ def _left_beside(path: Path, prefix: str) -> list[Path]:
     begins as this one does (``r.2`` beside ``r``)."""
     start = f"{prefix}{path.name}."
     return sorted(p for p in path.parent.glob(f"{start}*")
-                  if p.name[len(start):].removesuffix(".claimed").isdigit())
+                  if (pid := p.name[len(start):].removesuffix(".claimed")).isascii() and pid.isdecimal())
 
 
 def _delete_claimed(left: Path, path: Path) -> None:
@@ -369,7 +369,7 @@ def _finish_one_replacement(left: Path, path: Path) -> None:
         left.rename(claimed)
     except FileNotFoundError:  # (another process claimed it first)
         return
-    _KEPT_HERE.add(claimed)
+    _KEPT_HERE.add(claimed.absolute())
     try:
         if path.is_dir():  # the new run that kept nothing, out of the way in one step, then deleted
             failed = path.with_name(f"{DELETING_PREFIX}{path.name}.{os.getpid()}.claimed")
@@ -377,11 +377,10 @@ def _finish_one_replacement(left: Path, path: Path) -> None:
             shutil.rmtree(failed, ignore_errors=True)
         claimed.rename(path)
     finally:
-        _KEPT_HERE.discard(claimed)
-    pid = left.name.removesuffix(".claimed").rpartition(".")[2]
+        _KEPT_HERE.discard(claimed.absolute())
     warn_user(PeerdistillWarning(
-        f"'{path}' is the run an --overwrite replaced (process {pid}), put back: that process ended before its new "
-        f"run kept a checkpoint (what it had moved aside from the run, exports or notes of yours, stays in a folder "
+        f"'{path}' is the run an --overwrite replaced, put back: the process replacing it ended before its new run "
+        f"kept a checkpoint (what it had moved aside from the run, exports or notes of yours, stays in a folder "
         f"'{path.name}.kept-TIME' beside it)"))
 
 
@@ -390,13 +389,15 @@ def _kept_by_a_live_process(left: Path) -> bool:
     this one, where it is among what it keeps aside now; another, where it still runs (on this
     machine: a folder shared with others is checked here alone)."""
     pid = left.name.removesuffix(".claimed").rpartition(".")[2]
-    if not pid.isdigit():
+    if not (pid.isascii() and pid.isdecimal()):
         return False
     if int(pid) == os.getpid():
-        return left in _KEPT_HERE
+        return left.absolute() in _KEPT_HERE
+    if os.name == "nt":  # (signal 0 there is a console Ctrl+C, not a probe: kept, never taken)
+        return True
     try:
         os.kill(int(pid), 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except OSError:  # (alive, another user's)
         return True
@@ -617,7 +618,7 @@ class RunDir:
         made = cls(path)
         if verdict == "replace":
             made.replaced, made._replaced_copy, made._moved_aside = True, trash, moved
-            _KEPT_HERE.add(trash)
+            _KEPT_HERE.add(trash.absolute())
         try:
             try:
                 path.mkdir(parents=True, exist_ok=True)
@@ -640,7 +641,7 @@ class RunDir:
         kept, self._replaced_copy = self._replaced_copy, None
         if kept is None:
             return
-        _KEPT_HERE.discard(kept)
+        _KEPT_HERE.discard(kept.absolute())
         deleting = kept.with_name(DELETING_PREFIX + kept.name[len(REPLACED_PREFIX):])
         try:
             kept.rename(deleting)
@@ -663,7 +664,7 @@ class RunDir:
                                          f"in '{kept}'; move it back to '{self.path}' by hand"))
             return False
         self._replaced_copy = None
-        _KEPT_HERE.discard(kept)
+        _KEPT_HERE.discard(kept.absolute())
         _move_back(self.path, self._moved_aside)  # (an export, notes: they belong to it)
         PUT_BACK.add(self.path.resolve())
         return True

@@ -90,8 +90,8 @@ class RunRecords:
         # (busy: another process took the new folder first; what this one moved aside stays aside
         # until a start of the name once this process is gone, never put back over that run)
         self._run_lock = run_lock.hold(run.path)
-        if not run.path.is_dir():  # (renamed away by another start since: never trained unlocked)
-            raise RunDirError(run_lock.busy_message(run.path))
+        if not run.path.is_dir() or (run.path / RUN_FILE).exists():  # (taken by another start since, or a run
+            raise RunDirError(run_lock.busy_message(run.path))          # put back there: never trained over)
         self._run = run  # from here a failure marks it stopped, or puts back the run it replaced (fit)
         info = {
             "status": "running",
