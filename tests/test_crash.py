@@ -340,3 +340,18 @@ def test_odd_names_beside_a_run_are_no_leftovers_and_break_nothing(tmp_path):
         (tmp_path / odd).mkdir()
     RunDir.open(tmp_path / "r")
     assert (tmp_path / ".replaced-r.\u00b2").is_dir() and json.loads((tmp_path / "r" / "run.json").read_text())
+
+
+def test_a_trainer_never_trains_over_a_run_put_back_in_its_new_folder(tiny_data, tmp_path, monkeypatch):
+    """Review 49k: a recovery putting a run back into the folder a start had just made (the
+    start's claim came first, its folder after) left the trainer writing over that run."""
+    from peerdistill.engine.artifacts import RunDir
+
+    from .test_trainer import make_cohort, trainer
+
+    trainer(make_cohort(), run_dir=tmp_path / "r").fit(tiny_data)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    monkeypatch.setattr(RunDir, "create", classmethod(lambda cls, path, overwrite=False: cls(path)))  # (the race)
+    with pytest.raises(RunDirError, match="is being trained by another process"):
+        trainer(make_cohort(), run_dir=tmp_path / "r", overwrite=True).fit(tiny_data)
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
