@@ -29,7 +29,7 @@ from .arguments import check_flags, check_not_negative
 from .data.digests import file_sha256
 from .data.splits import DataSplits
 from .engine.artifacts import (RunDir, atomic_write_bytes, check_folder_writable, check_not_a_run_file,
-                               kept_nothing, names_a_folder, save_weights)
+                               kept_nothing, names_a_folder, process_is_running, save_weights)
 from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
 from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
@@ -434,21 +434,11 @@ def _remove_abandoned_staging(folder: Path) -> None:
     for staging in folder.glob(f"{STAGING_PREFIX}*-*"):
         pid = staging.name[len(STAGING_PREFIX):].split("-", 1)[0]
         try:
-            if not pid.isdigit() or _alive(int(pid)) or time.time() - staging.stat().st_mtime < ABANDONED_AFTER_S:
+            if not pid.isdigit() or process_is_running(int(pid)) or time.time() - staging.stat().st_mtime < ABANDONED_AFTER_S:
                 continue
             shutil.rmtree(staging)
         except (OSError, OverflowError):  # (removed meanwhile, not ours to remove, or no process id: left)
             continue
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _put_back(path: Path, earlier: bytes | None) -> None:

@@ -393,10 +393,16 @@ def _kept_by_a_live_process(left: Path) -> bool:
         return False
     if int(pid) == os.getpid():
         return left.absolute() in _KEPT_HERE
-    if os.name == "nt":  # (signal 0 there is a console Ctrl+C, not a probe: kept, never taken)
+    return process_is_running(int(pid))
+
+
+def process_is_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine; where that cannot be asked (Windows, whose
+    signal 0 is a console Ctrl+C, not a probe), True: what it may hold is left alone."""
+    if os.name == "nt":
         return True
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):
         return False
     except OSError:  # (alive, another user's)
