@@ -434,7 +434,8 @@ def _remove_abandoned_staging(folder: Path) -> None:
     for staging in folder.glob(f"{STAGING_PREFIX}*-*"):
         pid = staging.name[len(STAGING_PREFIX):].split("-", 1)[0]
         try:
-            if not pid.isdigit() or process_is_running(int(pid)) or time.time() - staging.stat().st_mtime < ABANDONED_AFTER_S:
+            recent = time.time() - staging.stat().st_mtime < ABANDONED_AFTER_S
+            if not pid.isdigit() or process_is_running(int(pid)) or recent:
                 continue
             shutil.rmtree(staging)
         except (OSError, OverflowError):  # (removed meanwhile, not ours to remove, or no process id: left)

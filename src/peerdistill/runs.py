@@ -719,7 +719,7 @@ def _number_classes_as_the_run(data: DataSplits, run_names: list[str]) -> DataSp
                         "categories; data.class_names for masks and arrays)")
     order = torch.tensor([run_names.index(n) for n in names])
     if data.info.get("class_names_given"):  # (masks named by data.class_names; folders and tables name their own)
-        moved = [f"{n!r} {i} -> {run_names.index(n)}" for i, n in enumerate(names) if run_names.index(n) != i]
+        moved = [f"{n!r} {i} -> {j}" for i, (n, j) in enumerate(zip(names, order.tolist())) if j != i]
         warn_user(f"the data numbers its classes otherwise than the run, matched by name: {first_few(moved, 4)} "
                   "(check data.class_names: a name in the wrong place swaps classes)")
     renumbered = {}

@@ -18,19 +18,20 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e6
 MAX_WEIGHT = 1e9
 
 
-def out_of_bounds(info: ValidationInfo, section: str, spec, temperatures: tuple[str, ...],
-                  weights: tuple[str, ...]) -> list[str]:
-    """The temperatures and weights of ``spec`` past MIN_TEMPERATURE..MAX_TEMPERATURE and MAX_WEIGHT,
-    in a new config (validated with a context that is not a saved run's): a run saved with them, and
-    the keywords a saved run's graph is built from, are read as they trained."""
+def refuse_out_of_bounds(info: ValidationInfo, spec, temperatures: tuple[str, ...], weights: tuple[str, ...]) -> None:
+    """The temperatures and weights of ``spec`` past MIN_TEMPERATURE..MAX_TEMPERATURE and MAX_WEIGHT
+    refused (a ValueError naming each), in a new config (validated with a context that is not a
+    saved run's): a run saved with them, and the keywords a saved run's graph is built from, are
+    read as they trained."""
     if not info.context or validating_saved(info):
-        return []
-    where = f"{section}." if section else ""
-    return ([f"{where}{key} {getattr(spec, key):g} is past the bounds of any use ({MIN_TEMPERATURE:g} to "
+        return
+    past = ([f"{key} {getattr(spec, key):g} is past the bounds of any use ({MIN_TEMPERATURE:g} to "
              f"{MAX_TEMPERATURE:g}): a typo?" for key in temperatures
              if not MIN_TEMPERATURE <= getattr(spec, key) <= MAX_TEMPERATURE]
-            + [f"{where}{key} {getattr(spec, key):g} is past the bounds of any use (at most {MAX_WEIGHT:g}): a typo?"
+            + [f"{key} {getattr(spec, key):g} is past the bounds of any use (at most {MAX_WEIGHT:g}): a typo?"
                for key in weights if getattr(spec, key) > MAX_WEIGHT])
+    if past:
+        raise ValueError("; ".join(past))
 
 
 class ModelSpec(Section):
@@ -59,9 +60,7 @@ class ModelSpec(Section):
         if self.frozen and self.heads:
             raise ValueError("a frozen model's self-distillation heads would never learn: drop 'heads', "
                              "or set frozen: false")
-        past = out_of_bounds(info, "", self, (), ("weight",))  # (a teacher's mu: 1e300 made the mixture inf)
-        if past:
-            raise ValueError("; ".join(past))
+        refuse_out_of_bounds(info, self, (), ("weight",))  # (a teacher's mu: 1e300 made the mixture inf)
         if self.deep_layer and not self.heads and not validating_saved(info):
             raise ValueError("deep_layer is the layer self-distillation heads learn from: set heads too, or remove it")
         return self
@@ -113,9 +112,7 @@ class EdgeSpec(Section):
         unread = unread_edge_keys(self.kind, self.temperature, (self.source_layer, self.target_layer))
         if unread:
             raise ValueError(unread)
-        past = out_of_bounds(info, "", self, ("temperature",), ("weight", "nckd_weight"))
-        if past:
-            raise ValueError("; ".join(past))
+        refuse_out_of_bounds(info, self, ("temperature",), ("weight", "nckd_weight"))
         return self
 
 
@@ -194,12 +191,10 @@ class DistillSpec(Section):
 
     @model_validator(mode="after")
     def _terms_within_bounds(self, info: ValidationInfo) -> "DistillSpec":
-        past = out_of_bounds(
-            info, "", self, ("kd_temperature", "ml_temperature", "self_temperature", "cwd_temperature"),
+        refuse_out_of_bounds(
+            info, self, ("kd_temperature", "ml_temperature", "self_temperature", "cwd_temperature"),
             ("alpha", "beta", "gamma", "dkd_nckd_weight", "ensemble_weight", "self_lambda", "pair_weight",
              "holistic_weight", "gp_weight", "cwd_weight"))
-        if past:
-            raise ValueError("; ".join(past))
         return self
 
     @model_validator(mode="after")

@@ -7,7 +7,6 @@ import contextvars
 import csv
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
@@ -18,7 +17,7 @@ from ..wording import first_few
 from .each_file import read_each
 from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image
 from .splits import (DataSplits, check_groups_in_one_split, group_cut, group_ids, group_val_cut, is_kept_whole,
-                     refuse_folds, share_count, stratified_group_cut)
+                     refuse_folds, share_count, stratified_group_cut, switched_on)
 
 SPLITS = ("train", "val", "test")
 
@@ -338,13 +337,8 @@ def _refuse_nested_images(class_dir: Path) -> None:
 _listed_only = contextvars.ContextVar("listed_only", default=False)
 
 
-@contextlib.contextmanager
-def listed_only() -> Iterator[None]:
-    token = _listed_only.set(True)
-    try:
-        yield
-    finally:
-        _listed_only.reset(token)
+def listed_only() -> contextlib.AbstractContextManager[None]:
+    return switched_on(_listed_only)
 
 
 def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:

@@ -31,12 +31,17 @@ def is_kept_whole() -> bool:
 
 
 @contextlib.contextmanager
-def kept_whole() -> Iterator[None]:
-    token = _kept_whole.set(True)
+def switched_on(flag: contextvars.ContextVar) -> Iterator[None]:
+    """``flag`` (a boolean context variable) True for the duration."""
+    token = flag.set(True)
     try:
         yield
     finally:
-        _kept_whole.reset(token)
+        flag.reset(token)
+
+
+def kept_whole() -> contextlib.AbstractContextManager[None]:
+    return switched_on(_kept_whole)
 
 
 class TensorData(Dataset):
