@@ -218,8 +218,24 @@ def test_mask_values_up_to_num_classes_and_the_hint_otherwise(tmp_path):
     assert read_mask(tmp_path / "m.png", num_classes=61).tolist() == [[0, 60]]
     with pytest.raises(DataError, match=r"class indices below data.num_classes \(60\)"):
         read_mask(tmp_path / "m.png", num_classes=60)
-    with pytest.raises(DataError, match="for 0/255 masks set data.binary_masks=true"):
+    with pytest.raises(DataError, match="for 0/255 masks of one foreground class set data.binary_masks=true"):
         read_mask(tmp_path / "m.png")
+
+
+def test_a_mask_spread_for_viewing_is_told_apart_from_a_0_255_mask(tmp_path):
+    """[0, 128, 255] are three classes' grey levels as predict --visible-masks writes them
+    (round(255 k / 2)); data.binary_masks would merge the two foreground classes, so the hint
+    names both readings. [0, 200] fits no such spread of 3 to 11 classes: the 0/255 hint alone."""
+    save(np.array([[0, 128, 255]], np.uint8), tmp_path / "spread.png")
+    with pytest.raises(DataError) as refused:
+        read_mask(tmp_path / "spread.png")
+    message = str(refused.value)
+    assert "for 0/255 masks of one foreground class set data.binary_masks=true" in message
+    assert "spread over 0..255 for viewing" in message and "predict without --visible-masks" in message
+    save(np.array([[0, 200]], np.uint8), tmp_path / "dim.png")
+    with pytest.raises(DataError) as refused:
+        read_mask(tmp_path / "dim.png")
+    assert "binary_masks=true" in str(refused.value) and "viewing" not in str(refused.value)
 
 
 def write_pairs(root, masks, size=(6, 6), mask_size=None):

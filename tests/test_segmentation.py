@@ -910,7 +910,7 @@ def test_eval_pictures_and_predicted_masks_spread_the_classes_alike():
     import numpy as np
     import torch
 
-    from peerdistill.pictures import visible_levels
+    from peerdistill.data.image_io import visible_levels
 
     for k, levels in ((2, [0, 255]), (3, [0, 128, 255]), (5, [0, 64, 128, 191, 255])):  # round(255 c / (k - 1))
         assert visible_levels(np.arange(k), k).tolist() == levels == visible_levels(torch.arange(k), k).tolist()

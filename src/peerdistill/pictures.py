@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from .engine.artifacts import atomic_write_bytes
 from .engine.evaluate import predict
+from .data.image_io import visible_levels
 from .spatial import align_to
 
 # Each class's colour (class 0, the background, black): Okabe and Ito's palette, told apart with
@@ -99,13 +100,6 @@ def save_mask_pictures(cohort, task, data, out_dir: Path, count: int, stats: dic
             _save_png(Image.fromarray(overlay(*(_enlarged(a[i], factor) for a in (image, pred, truths)))), overlay_path)
             written += [mask_path, overlay_path]
     return written
-
-
-def visible_levels(classes, num_classes: int):
-    """Class k of K as the grey level round(255 k / (K - 1)): two classes 0 and 255, what a
-    viewer shows and ``data.binary_masks`` reads back; the same levels in eval's pictures and
-    predict's masks. ``classes``: an integer array or tensor wide enough for 255 * k."""
-    return (classes * 255 + (num_classes - 1) // 2) // max(num_classes - 1, 1)
 
 
 PICTURE_MIN_SCORE = 0.3  # boxes drawn in pictures; fainter ones (down to detect.score_threshold) stay in the CSVs

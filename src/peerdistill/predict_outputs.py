@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.image_io import IMAGE_SUFFIXES, image_id, is_image_file
+from .data.image_io import IMAGE_SUFFIXES, image_id, is_image_file, visible_levels
 from .engine.artifacts import (atomic_write_bytes, atomic_write_text, check_folder_writable, check_not_a_run_file,
                                check_not_in_data, csv_header)
 from .errors import ConfigError, DataError, warn_user
 from .exported_models import STUDENT_LOGITS
 from .option_names import option
-from .pictures import visible_levels
 from .predict_inputs import Inputs
 from .spatial import align_to
 from .wording import first_few

@@ -458,6 +458,25 @@ def _refuse_two_scales(masks: list[MaskValues], tops: list[int]) -> None:
                         "the same way")
 
 
+def visible_levels(classes, num_classes: int):
+    """Class k of K as the grey level round(255 k / (K - 1)): two classes 0 and 255, what a
+    viewer shows and ``data.binary_masks`` reads back; the same levels in eval's pictures and
+    predict's masks. ``classes``: an integer array or tensor wide enough for 255 * k."""
+    return (classes * 255 + (num_classes - 1) // 2) // max(num_classes - 1, 1)
+
+
+def _hint_for_large_values(values: np.ndarray) -> str:
+    """What to do with a mask of values too large for class indices. Values that are all grey
+    levels of K <= 11 classes spread over 0..255 may be a mask written for viewing, whose
+    classes data.binary_masks would merge: both readings are offered."""
+    binary = "for 0/255 masks of one foreground class set data.binary_masks=true"
+    if any(np.isin(values, visible_levels(np.arange(k), k)).all() for k in range(3, 12)):
+        return (f"{binary}; if they are several classes spread over 0..255 for viewing (class k of K at "
+                "round(255 k / (K - 1)), as predict --visible-masks and eval's pictures write them), that would "
+                "merge them: save the class indices instead (predict without --visible-masks)")
+    return binary
+
+
 def class_labels(mask: MaskValues, path: Path, num_classes: int | None = None) -> np.ndarray:
     """[H, W] uint8 class indices, checked: below ``num_classes`` when it is given, else at most
     50 (label images hold small indices); 255 marks ignored pixels. JPEG masks are refused:
@@ -473,8 +492,7 @@ def class_labels(mask: MaskValues, path: Path, num_classes: int | None = None) -
         bound = f"below data.num_classes ({num_classes})" if num_classes else "0..K-1"
         raise DataError(
             f"mask '{path.name}' holds values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: masks must "
-            f"be label images with class indices {bound} (255: ignored); for 0/255 masks set data.binary_masks=true"
-        )
+            f"be label images with class indices {bound} (255: ignored); {_hint_for_large_values(values)}")
     return mask.values.astype(np.uint8)
 
 
