@@ -1406,8 +1406,13 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
     assert markdown.count(said) == 1
     # and what they warned of as training ended: the kept weights give every validation image one class
     assert "- as training ended: with the weights kept as the best (epoch 1), teacher predicts" in markdown
-    # the online teacher's figures differ between the presets by the epoch each run's monitor picked (review 47b)
-    assert "The teacher columns: each teacher at the epoch its run's monitor picked. A teacher trained online" in markdown
+    # the online teacher trained alike in both presets: its figures differ by the epoch each run's
+    # monitor picked (review 47b), so it is left out of the paired differences (review 49b)
+    assert "The teacher columns: `teacher` trained alike in every setting" in markdown
+    assert "it is left out of the paired differences" in markdown
+    assert {d["model"] for d in result.differences} == {"student1", "student2", "best student", "ensemble"}
+    assert "teacher," not in (result.directory / "differences.csv").read_text()
+    assert "| setting | student1 | student2 | best student | ensemble |" in result.markdown
     assert "distill.rampup_epochs (1) is not shorter than train.epochs (1)" in markdown  # kd's alone, named
     assert "of their weight on average over training (and 100% at its end), so this run distils little; train longer " \
            "or lower distill.rampup_epochs (1 of 2 runs: kd-seed0)" in markdown
@@ -1415,6 +1420,7 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
     write_report(result.directory)
     page = " ".join((result.directory / "report.html").read_text().split())
     assert "Warnings the runs gave" in page and said.replace("'", "&#x27;") in page
+    assert "Left out: <code>teacher</code>, which trained alike in every setting" in page
 
 
 def test_the_warnings_runs_gave_as_training_ended_are_listed_with_those_it_began_with(tmp_path):
@@ -1452,3 +1458,34 @@ def test_a_run_stopped_before_its_first_checkpoint_is_said_to_be_trained_again(t
     assert f"independent, seed 0: training again run {run} (it stopped before its first checkpoint)" in \
         " ".join(printed.getvalue().split())
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
+
+
+def test_only_teachers_whose_figures_match_epoch_by_epoch_are_counted_as_trained_alike():
+    """Review 49b: the teacher column of the paired differences showed an interval excluding 0
+    where the teacher trained alike and only the monitor's epoch differed. Judged on the runs'
+    figures: equal epoch by epoch over the epochs both runs have (one stopped early) is alike;
+    a teacher a setting taught (its own kl term) or trained otherwise is not, nor is a frozen one."""
+    from types import SimpleNamespace
+
+    from peerdistill.compare import teachers_trained_alike
+
+    def plan(frozen=False):
+        teachers = [SimpleNamespace(frozen=frozen)]
+        return SimpleNamespace(cfg=SimpleNamespace(all_teachers=lambda: teachers,
+                                                   member_names=lambda: ["teacher", "student1"]))
+
+    def run(setting, seed, teacher_losses, student_loss=1.0):
+        epochs = [{"epoch": e + 1, "seconds": 0.1 * (e + 1), "lr/teacher": 0.01, "val/teacher/accuracy": 0.5 + e / 10,
+                   "train/loss/student1/kl<-teacher": student_loss, **loss} for e, loss in enumerate(teacher_losses)]
+        return {"setting": setting, "seed": seed, "fold": None, "metrics": {"epochs": epochs}}
+
+    ce = [{"train/loss/teacher/ce": 2.0}, {"train/loss/teacher/ce": 1.5}]
+    alike = [run("independent", s, ce) for s in (0, 1)] + [run("kd", s, ce[:1], student_loss=0.3) for s in (0, 1)]
+    assert teachers_trained_alike([plan()], alike) == ["teacher"]
+    taught = [{**epoch, "train/loss/teacher/kl<-student1": 0.2} for epoch in ce]
+    assert teachers_trained_alike([plan()], alike[:3] + [run("kd", 1, taught)]) == []
+    other = [{"train/loss/teacher/ce": 2.0}, {"train/loss/teacher/ce": 1.4}]  # another learning rate, say
+    assert teachers_trained_alike([plan()], alike[:2] + [run("kd", s, other) for s in (0, 1)]) == []
+    assert teachers_trained_alike([plan(frozen=True)], alike) == []
+    assert teachers_trained_alike([plan()], alike[:2]) == []  # one setting: nothing to compare
+    assert teachers_trained_alike([plan()], [alike[0], run("kd", 1, ce)]) == []  # no seed run by both

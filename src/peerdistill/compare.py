@@ -161,8 +161,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         return Comparison([], directory, "")
     _remove_stale_table_writes(directory)
     runs = _scored_runs(plans, results, directory, rule, temperature_scaling, tta)
-    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from) + _teacher_columns_note(plans, runs)
-    return _tabulate(runs, plans, labels, baseline, directory, header, console, status, seeds, folds)
+    alike = teachers_trained_alike(plans, runs)
+    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from) + _teachers_alike_note(alike)
+    return _tabulate(runs, plans, labels, baseline, directory, header, console, status, seeds, folds, alike)
 
 
 def _checked_options(presets: list[str] | None, seeds: int, jobs: int, folds: int | None,
@@ -286,16 +287,18 @@ def _scored_runs(plans, results: list[dict[str, Any]], directory: Path, rule, te
 
 
 def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: str, directory: Path, header: str,
-              console: Console, status: Console, seeds: int, folds: int | None) -> Comparison:
+              console: Console, status: Console, seeds: int, folds: int | None, alike: list[str]) -> Comparison:
     """The runs' figures (mean ± std per setting, model and metric) and paired differences from
     the baseline: written to compare.md, compare.csv and differences.csv, and printed (the
-    tables and the notes that read them on ``console``; what is said of the folder on ``status``)."""
+    tables and the notes that read them on ``console``; what is said of the folder on ``status``).
+    ``alike``: teachers left out of the differences, having trained alike in every setting."""
     rows = aggregate(runs)
     models = model_order([r["model"] for r in rows], teachers_named_in(run["metrics"] for run in runs))
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
     monitor_metric = runs[0]["metrics"]["monitor"].split("/", 1)[1]
     paired = _paired_with(baseline, plans)
-    diffs = differences(rows, baseline, paired, folds)
+    diffs = [d for d in differences(rows, baseline, paired, folds) if d["model"] not in alike]
+    differing = [m for m in models if m not in alike]
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
     # (some setting off the baseline's split: the settings span more than one test set)
     note = _other_data_note(runs, directory, labels) if any(label not in paired for label in labels) else None
@@ -305,7 +308,7 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     if diffs:
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
                    + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"
-                   + markdown_table(["setting"] + models, difference_rows(diffs, labels, models, monitor_metric)))
+                   + markdown_table(["setting"] + differing, difference_rows(diffs, labels, differing, monitor_metric)))
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
         console.print(unpaired_note(baseline, apart))
@@ -343,19 +346,42 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     return Comparison(rows, directory, markdown, diffs)
 
 
-def _teacher_columns_note(plans, runs: list[dict[str, Any]]) -> str:
-    """Where teachers train online and another model's figure picks each run's epoch: the teacher
-    columns differ between settings by that pick (review 47b: read as the preset changing the
-    teacher, which trains alike from the labels in kd and kd+ml)."""
-    online = any(not t.frozen for plan in plans for t in plan.cfg.all_teachers())
-    teachers = {name for plan in plans for name in plan.cfg.member_names()[:len(plan.cfg.all_teachers())]}
-    monitors = {run["metrics"]["monitor"].split("/", 1)[0] for run in runs}
-    alike = len({repr([t.model_dump() for t in plan.cfg.all_teachers()]) for plan in plans}) == 1
-    if not online or not alike or len({plan.label for plan in plans}) < 2 or monitors & teachers:
-        return ""  # (teachers that differ between settings differ by more than the epoch picked)
-    return ("\nThe teacher columns: each teacher at the epoch its run's monitor picked. A teacher trained online that "
-            "no edge teaches (it learns from the labels alone, as in kd and kd+ml) trains alike in every setting of one "
-            "seed, so its figures differ between settings by that choice of epoch alone, not by the setting.\n")
+def teachers_trained_alike(plans, runs: list[dict[str, Any]]) -> list[str]:
+    """The online teachers whose every per-epoch figure (losses, learning rate, validation) is the
+    same in the runs of each seed and fold, whatever the setting: they learnt from the labels
+    alone in every setting (as in independent, kd and kd+ml), so their columns differ between
+    settings only by the epoch each run's monitor picked (review 47b read that as the preset
+    changing the teacher; 49b found intervals excluding 0 for it). Judged on the figures, not on
+    the configs: a setting may change the teacher's training in ways no config field names alone."""
+    if len({run["setting"] for run in runs}) < 2:
+        return []
+    online = {name for plan in plans
+              for teacher, name in zip(plan.cfg.all_teachers(), plan.cfg.member_names()) if not teacher.frozen}
+    pairs: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        pairs.setdefault((run["seed"], run["fold"]), []).append(run)
+    compared = [group for group in pairs.values() if len(group) > 1]
+    return sorted(name for name in online
+                  if compared and all(_trained_alike([run["metrics"] for run in group], name) for group in compared))
+
+
+def _trained_alike(metrics_files: list[dict[str, Any]], model: str) -> bool:
+    """Whether ``model``'s figures are equal epoch by epoch over the epochs every run has (a run
+    stopped early by its monitor has fewer)."""
+    histories = [[{key: value for key, value in epoch.items() if model in key.split("/")}
+                  for epoch in (metrics.get("epochs") or [])] for metrics in metrics_files]
+    shared = min(map(len, histories))
+    return shared > 0 and all(history[:shared] == histories[0][:shared] for history in histories[1:])
+
+
+def _teachers_alike_note(alike: list[str]) -> str:
+    if not alike:
+        return ""
+    named = ", ".join(f"`{name}`" for name in alike)
+    return (f"\nThe teacher columns: {named} trained alike in every setting (the same figures epoch by epoch in the "
+            "runs of each seed), learning from the labels alone. Each column shows it at the epoch its run's "
+            "monitor picked, so its figures differ between settings by that choice of epoch alone, not by the "
+            "setting; it is left out of the paired differences.\n")
 
 
 SHOWN_WARNINGS = 10  # more would bury the tables: every run's run.json lists its own

@@ -35,7 +35,8 @@ def comparison_page(directory: Path) -> str:
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     runs = compared_runs(directory, rows, settings)
     finished = {s: [m for m in (_finished_metrics(p) for p in paths) if m] for s, paths in runs.items()}
-    models = model_order([r["model"] for r in rows], teachers_named_in(m for ms in finished.values() for m in ms))
+    teachers = teachers_named_in(m for ms in finished.values() for m in ms)
+    models = model_order([r["model"] for r in rows], teachers)
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
@@ -57,19 +58,39 @@ def comparison_page(directory: Path) -> str:
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
                              f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
                  table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
-        paired = difference_rows(diffs, settings, models, metric)
+        left_out = teachers_left_out(rows, diffs, models, metric, teachers)
+        differing = [m for m in models if m not in left_out]
+        paired = difference_rows(diffs, settings, differing, metric)
         if paired:
             # (the pairs each difference has: folds, or runs of a comparison written before folds were)
             pairs = max(d["difference"].pairs for d in diffs if d["metric"] == metric)
             folds = next((d["folds"] for d in diffs if d.get("folds")), None) or (folded or None)
             text = caption(baseline, metric, pairs, folds, apart, corrected=corrected)
+            if left_out:
+                text += (f" Left out: {', '.join(f'`{m}`' for m in left_out)}, which trained alike in every setting, "
+                         "so that its figures differ between settings only by the epoch each run's monitor picked "
+                         "(compare.md says so above its tables).")
             parts += [f"<p>{with_code_spans(text)}</p>",
-                      table_html(["setting"] + models, paired)]
+                      table_html(["setting"] + differing, paired)]
         sections.append(section_html(f"test {metric}", parts))
     for family, classes in per_class_families(metrics).items():
         sections.append(section_html(f"test {family} per class", [table_html(
             ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
     return page_html(title, sections)
+
+
+def teachers_left_out(rows, diffs, models: list[str], metric: str, teachers: set[str]) -> list[str]:
+    """The teachers compare left out of the paired differences of ``metric`` as trained alike in
+    every setting: figures of theirs in the baseline and in a setting it gave differences for,
+    and no difference of theirs (differences.csv of earlier versions kept them)."""
+    if not diffs:
+        return []
+    baseline = diffs[0]["baseline"]
+    compared = {d["setting"] for d in diffs if d["metric"] == metric}
+    figured = {(r["setting"], r["model"]) for r in rows if r["metric"] == metric}
+    given = {d["model"] for d in diffs if d["metric"] == metric}
+    return [m for m in models if m in teachers and m not in given and (baseline, m) in figured
+            and any((s, m) in figured for s in compared)]
 
 
 def compared_differences(directory: Path, settings: list[str]) -> list[dict[str, Any]]:
