@@ -58,6 +58,15 @@ def test_readme_python_example(tmp_path, capsys):
     assert [m.name for m in cohort.students] == ["student1", "student2"]
     # read to predict with (review 45d: BatchNorm used each batch's own statistics, 0.62 off in the logits)
     assert not any(module.training for member in cohort.members for module in member.module.modules())
+    # and trainable as the run trained them, as the README says (review 50b: every parameter came frozen)
+    assert not any(member.frozen for member in cohort.members)
+    import torch
+
+    student = cohort["student1"].module.train()
+    torch.nn.functional.cross_entropy(student(torch.as_tensor(x_test[:4])), torch.as_tensor(y_test[:4])).backward()
+    assert all(p.grad is not None for p in student.parameters())
+    student.zero_grad()
+    student.eval()
     with pytest.raises(CheckpointError, match="data was given in Python"):
         evaluate_run(run, modules=modules)
     data = namespace["data"]

@@ -152,8 +152,10 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
                    if in_training else "the run ended before its first validation")
             raise CheckpointError(f"'{run.model_path(name)}' is missing: {why}")
         load_member_weights(module, run, name)
-        # in inference mode, as read to predict with: BatchNorm by its running statistics, no dropout
-        members.append(Member(name, module.eval(), entry["role"], frozen=True, spec=spec))
+        # in inference mode, as read to predict with: BatchNorm by its running statistics, no dropout;
+        # trainable as the run trained it (review 50b: all frozen, a loaded student could not be
+        # trained on, as the README says it can), a frozen teacher frozen still
+        members.append(Member(name, module.eval(), entry["role"], frozen=entry.get("frozen") is True, spec=spec))
     return members, meta
 
 
