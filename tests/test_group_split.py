@@ -127,23 +127,28 @@ def test_a_class_left_out_of_training_by_the_groups_is_named_with_the_counts(tmp
     assert sum(c["rare"] for c in counts.values()) == 6 and counts["train"]["rare"] > 0
 
 
+def write_cases(root, cases=16, views=3):
+    """Image/mask pairs ``case{p}-{i}.png``: a bright rectangle on noise, its mask 0/255."""
+    rng = np.random.default_rng(3)
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for p in range(cases):
+        for i in range(views):
+            image = rng.integers(0, 60, (16, 16)).astype(np.uint8)
+            mask = np.zeros((16, 16), np.uint8)
+            mask[4 + p % 5:10 + p % 5, 3:9 + i] = 255
+            image[mask > 0] += 150
+            Image.fromarray(image).save(root / "images" / f"case{p}-{i}.png")
+            Image.fromarray(mask).save(root / "masks" / f"case{p}-{i}.png")
+
+
 def test_a_bootstrap_of_a_grouped_run_draws_whole_patients(tmp_path):
     import torch
 
     from peerdistill.build import train_from_config
     from peerdistill.runs import _run_data, evaluate_run, load_cohort, task_for
 
-    rng = np.random.default_rng(3)
-    for folder in ("images", "masks"):
-        (tmp_path / "seg" / folder).mkdir(parents=True)
-    for p in range(16):
-        for i in range(3):
-            image = rng.integers(0, 60, (16, 16)).astype(np.uint8)
-            mask = np.zeros((16, 16), np.uint8)
-            mask[4 + p % 5:10 + p % 5, 3:9 + i] = 255
-            image[mask > 0] += 150
-            Image.fromarray(image).save(tmp_path / "seg" / "images" / f"case{p}-{i}.png")
-            Image.fromarray(mask).save(tmp_path / "seg" / "masks" / f"case{p}-{i}.png")
+    write_cases(tmp_path / "seg")
     train_from_config(validate({"name": "g", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
                                 "data": {"kind": "folders", "root": str(tmp_path / "seg"), "grey": True,
                                          "binary_masks": True, "group_pattern": r"case(\d+)-", "test_fraction": 0.3},
@@ -457,3 +462,49 @@ def test_given_segmentation_folders_keep_each_case_in_one_split(tmp_path):
     save_grey(tmp_path / "seg" / "test" / "masks" / "case1-5.png", 0)
     with pytest.raises(DataError, match=r"data.group_pattern finds group '1' in the train and test splits"):
         build_data(spec)
+
+
+def test_grouped_folds_draw_their_val_patients_anew_in_each_fold():
+    """Review 50c: val was the first groups of one order in every fold, so with 100 patients in
+    5 folds 25 were val in four folds and test in the fifth: never trained on. Drawn per fold,
+    a patient is val in a given other fold with chance about 0.25, in all four about 0.004."""
+    groups = patients([4] * 100)
+    for seed in range(3):
+        trained = set()
+        for fold in range(5):
+            train, val, test = group_cut(groups, 0.2, 0.0, seed=seed, folds=5, fold=fold)
+            trained |= {groups[i] for i in train}
+        assert len(set(groups) - trained) <= 3, seed
+    again = [group_cut(groups, 0.2, 0.0, seed=0, folds=5, fold=1)[1] for _ in range(2)]
+    assert np.array_equal(*again)  # still fixed by the seed
+
+
+
+def test_a_grouped_fold_run_of_an_earlier_version_is_told_apart_from_changed_data(tmp_path):
+    """Grouped folds cut before val was drawn per fold split the same files otherwise: eval says
+    that, not that the data changed since training (it did not)."""
+    import json
+
+    from peerdistill.build import train_from_config
+    from peerdistill.runs import evaluate_run
+
+    write_cases(tmp_path / "seg")
+    train_from_config(validate({"name": "g", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+                                "data": {"kind": "folders", "root": str(tmp_path / "seg"), "grey": True,
+                                         "binary_masks": True, "group_pattern": r"case(\d+)-", "folds": 4,
+                                         "fold": 1},
+                                "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}],
+                                "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 8}}),
+                      progress=False)
+    run_json = tmp_path / "g" / "run.json"
+    meta = json.loads(run_json.read_text())
+    assert meta["data_info"]["group_fold_val"] == "drawn per fold"
+    assert evaluate_run(tmp_path / "g")["student1"]["dice"] >= 0  # read as trained: no complaint
+    files = meta["data_info"]["files"]
+    moved = [f for f in files["val"] if f.startswith(files["val"][0].split("-")[0] + "-")]
+    files["val"] = [f for f in files["val"] if f not in moved]  # an earlier cut: another patient in val
+    files["train"] = sorted(files["train"] + moved)
+    del meta["data_info"]["group_fold_val"]
+    run_json.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="the run's grouped folds were cut by an earlier version of peerdistill"):
+        evaluate_run(tmp_path / "g")

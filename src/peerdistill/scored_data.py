@@ -22,7 +22,7 @@ from .data import DataSplits
 from .data.digests import digests_path, read_digests, seen_rows
 from .data.image_profile import unstandardised_chunks
 from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
-from .data.splits import TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
+from .data.splits import GROUP_FOLD_VAL, TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .errors import CheckpointError, DataError, warn_user
 from .json_files import read_json
 from .sample_names import names_in_messages, sample_names
@@ -215,6 +215,12 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
                   "than the run's, and its test split may hold images the run trained on; put back the archive "
                   "it was trained on (if it was only saved anew, the figures stand)")
     files = _files_changed(meta, data)
+    if ((before and before != now) or files) and _grouped_folds_cut_before(meta, data):
+        raise DataError("the run's grouped folds were cut by an earlier version of peerdistill, which took every fold's "
+                        "val patients from one order (the same patients were val in every fold but their test one, "
+                        "and never trained on); this version draws them per fold, so its splits are not the run's. "
+                        "Train the run again to score it on its own splits (train --overwrite; a comparison's runs: "
+                        "compare --overwrite)")
     if (before and before != now) or files:  # (a file renamed or replaced by another keeps the sizes)
         sizes = f"split sizes {now}, {before} in its run.json" if before and before != now else ""
         raise DataError(f"the run's data{f' at {root!r}' if root else ''} has changed since training "
@@ -222,6 +228,12 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
                         "run's, and a training image could be scored as a test one. Restore the data the run was "
                         "trained on, or score this data as other data: peerdistill eval RUN_DIR data.root=PATH "
                         "(images the run trained on are then warned of)")
+
+
+def _grouped_folds_cut_before(meta: dict[str, Any], data: DataSplits) -> bool:
+    """A grouped fold's run from before val was drawn per fold (review 50c), read by this
+    version, which marks such folds: the same files would split otherwise."""
+    return GROUP_FOLD_VAL in data.info and GROUP_FOLD_VAL not in (meta.get("data_info") or {})
 
 
 def _files_changed(meta: dict[str, Any], data: DataSplits) -> str:

@@ -16,8 +16,8 @@ from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .each_file import read_each
 from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image
-from .splits import (DataSplits, check_groups_in_one_split, group_cut, group_ids, group_val_cut, is_kept_whole,
-                     refuse_folds, share_count, stratified_group_cut, switched_on)
+from .splits import (DataSplits, check_groups_in_one_split, group_cut, group_fold_mark, group_ids, group_val_cut,
+                     is_kept_whole, refuse_folds, share_count, stratified_group_cut, switched_on)
 
 SPLITS = ("train", "val", "test")
 
@@ -474,7 +474,7 @@ def _by_group(files, labels, classes, spec, stats, source, groups: list[str] | N
                          "with few groups of a class, try another data.split_seed, or give more groups of it") from None
     splits.info.update(source=source, split_seed=spec.split_seed, cut_from_one_set=True, files={
         s: [names[i] for i in idx] for s, idx in zip(SPLITS, parts)},
-        groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)},
+        groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)}, **group_fold_mark(spec),
         **({"sample_groups": {s: [groups[i] for i in idx] for s, idx in zip(SPLITS, parts)}}
            if key == "data.group_column" else {}),  # (eval's bootstrap draws them; a pattern finds them again)
         class_counts={s: dict(zip(classes, np.bincount(y[idx], minlength=len(classes)).tolist()))

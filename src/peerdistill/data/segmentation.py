@@ -16,8 +16,8 @@ from .each_file import read_each
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_image,
                        read_mask, read_mask_values, refuse_images_in_subfolders)
-from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut, group_ids,
-                     group_val_cut, is_kept_whole, refuse_folds, standardize, to_nchw)
+from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut,
+                     group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, standardize, to_nchw)
 from .synthetic import make_shapes
 
 
@@ -250,6 +250,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     if spec.group_pattern:
         splits.info["groups"] = {s: len(set(group_ids(p[2], spec.group_pattern, IMAGE_IDS)))
                                  for s, p in zip(("train", "val", "test"), parts)}
+        splits.info.update(group_fold_mark(spec) if not dirs else {})
     return splits
 
 

@@ -400,6 +400,16 @@ def group_ids(names: list[str], pattern: str, described: str = "image paths") ->
     return [m.group(1) if regex.groups else m.group(0) for m in found]
 
 
+GROUP_FOLD_VAL = "group_fold_val"  # data_info's mark of grouped folds whose val is drawn per fold
+
+
+def group_fold_mark(spec) -> dict[str, str]:
+    """What data_info records of a grouped cross-validation cut by ``group_cut``: its val drawn
+    per fold. Runs of earlier versions lack it, and their folds split otherwise (eval says so)."""
+    grouped = spec.group_pattern or getattr(spec, "group_column", None)
+    return {GROUP_FOLD_VAL: "drawn per fold"} if spec.folds and grouped and not spec.group_stratify else {}
+
+
 def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed: int, folds: int | None = None,
               fold: int = 0, key: str = "data.group_pattern") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted train, val and test indices that keep every group (a patient's images) in one
@@ -407,7 +417,8 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
     its fraction of the images (to within one group): not stratified by class. With ``folds``,
     the groups are dealt in shuffled order, each to a fold holding the fewest images so far
     (folds within one group's size of each other), fold ``fold`` is the test split, and val is
-    cut from the others the same way."""
+    cut from the others the same way, in an order drawn for that fold (so that val is other
+    patients in each fold, and the same ones are not left out of training in every fold)."""
     names, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(names))
@@ -422,7 +433,10 @@ def group_cut(groups: list[str], val_fraction: float, test_fraction: float, seed
             fold_of[g] = int(rng.choice(lightest))
             load[fold_of[g]] += counts[g]
         test_groups = np.flatnonzero(fold_of == fold)
-        rest = [g for g in order if fold_of[g] != fold]
+        # val in an order of each fold's own: taken from the one dealing order, the same groups
+        # were val in every fold but their test fold, and never trained on (review 50c: 25 of 100)
+        fold_order = np.random.default_rng(rng.integers(2**63, size=folds)[fold]).permutation(order)
+        rest = [g for g in fold_order if fold_of[g] != fold]
         val_groups = _take_until(rest, counts, round(val_fraction * n))
     else:
         test_groups = _take_until(list(order), counts, round(test_fraction * n))
