@@ -643,6 +643,9 @@ def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
         Trainer(cohort, [], ClassificationTask(3), discriminator_lr=1e-3, gp_weight=5.0)
     with pytest.raises(ConfigError, match="from_modules: frozen_teacher=True but no teacher is given"):
         Cohort.from_modules([_net()], frozen_teacher=True)
+    # both: the teacher= one was kept beside them in silence, and teacher_weights weighed the others alone (review 50b)
+    with pytest.raises(ConfigError, match="give one teacher as teacher=, or several as teachers=.*not both"):
+        Cohort.from_modules([_net()], teacher=_net(), teachers=[_net(), _net()], teacher_weights=[1, 2])
     with pytest.raises(ConfigError, match=r"modules= takes the run's Python-built models by name, .*; got a Sequential"):
         evaluate_run(tmp_path, modules=_net())
     with pytest.raises(ConfigError, match=r"modules\['student1'\] is a str, not a torch.nn.Module"):

@@ -141,6 +141,9 @@ class Cohort:
             raise ConfigError("from_modules takes a list of student modules, e.g. Cohort.from_modules([s1, s2], "
                               f"teacher=t); got a {type(students).__name__}")
         check_flags("from_modules", frozen_teacher=frozen_teacher)
+        if teacher is not None and len(teachers):  # (teacher_weights would weigh the teachers= ones alone)
+            raise ConfigError("from_modules: give one teacher as teacher=, or several as teachers= (with their "
+                              "teacher_weights), not both: put the teacher= one in the teachers= list")
         if frozen_teacher and teacher is None and not teachers:
             raise ConfigError("from_modules: frozen_teacher=True but no teacher is given: give teacher= (or teachers=) "
                               "the trained teacher to freeze, or drop frozen_teacher")

@@ -35,11 +35,12 @@ def flat_monitor(history: list[dict[str, Any]], monitor: str, task: str) -> str 
 
 
 def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epoch: int,
-                   steps_per_epoch: int, batch_norm: bool = True) -> str | None:
+                   steps_per_epoch: int, batch_norm: bool = True, frozen: tuple[str, ...] = ()) -> str | None:
     """The warning for kept weights with which a model predicts a single class on the whole
     validation split (every other class's precision undefined: never predicted), of two or
     more classes present there (their recalls are numbers). ``steps_per_epoch``: few make a
-    cause likely where the models hold BatchNorm layers (``batch_norm``)."""
+    cause likely where the models hold BatchNorm layers (``batch_norm``). ``frozen`` models
+    were not trained by the run: said apart, with what to check (review 50b: training advice)."""
     names = [str(c) for c in class_names]
     alone = {}
     for model, figures in val.items():
@@ -48,8 +49,13 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
         known = all(f"precision_{c}" in figures for c in names)  # (per-class figures kept)
         if known and len(predicted) == 1 and len(present) >= 2:
             alone[model] = predicted[0]
+    untrained = {model: c for model, c in alone.items() if model in frozen}
+    alone = {model: c for model, c in alone.items() if model not in frozen}
+    loaded = ("; ".join(f"frozen {model} predicts '{c}' for every validation image: this run did not train it, so "
+                        "check the weights given to it (and its BatchNorm statistics, which evaluation uses)"
+                        for model, c in untrained.items()))
     if not alone:
-        return None
+        return loaded or None
     by_class: dict[str, list[str]] = {}
     for model, c in alone.items():
         by_class.setdefault(c, []).append(model)
@@ -61,7 +67,7 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
              "an imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), weigh the "
              "classes (data.class_weights=true) or train longer")
     return (f"with the weights kept as the best (epoch {epoch + 1}), {said} for every validation image, though the "
-            f"split holds other classes: nothing of them was learnt; {cause}")
+            f"split holds other classes: nothing of them was learnt; {cause}" + (f". And {loaded}" if loaded else ""))
 
 
 FEW_STEPS = 20  # optimizer steps an epoch below which BatchNorm's running statistics may not keep up

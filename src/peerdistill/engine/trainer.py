@@ -631,10 +631,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         a monitor that never moved (engine/selection.py): either way the best epoch is the first in
         name only."""
         names = getattr(self.task, "class_names", None)
+        frozen = tuple(m.name for m in self.cohort.frozen)
         batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for member in self.cohort.members
-                         for m in member.module.modules())
+                         if not member.frozen for m in member.module.modules())
         one_class = (selection.one_class_kept(self._best["val"], names, self._best["epoch"], len(self.train_batches),
-                                              batch_norm)
+                                              batch_norm, frozen)
                      if names and getattr(self.task, "name", "") == "classification" else None)
         return one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
 
