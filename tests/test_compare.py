@@ -285,7 +285,8 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
                                           r"another folder to keep both \(--out DIR\)"):
         compare(tree, ["kd"], 1, progress=False)
     capsys.readouterr()
-    compare(tree, ["kd", "ml"], 1, progress=False, dry_run=True, console=Console(width=300))
+    with pytest.raises(RunDirError, match="holds a run with a different config"):  # after its table, as compare does
+        compare(tree, ["kd", "ml"], 1, progress=False, dry_run=True, console=Console(width=300))
     plan = capsys.readouterr().out
     assert re.search(r"kd +│ 0 +│ \S+ +│ refused: '\S+kd-seed0' holds a run with a different config", plan)
     assert re.search(r"ml +│ 0 +│ \S+ml-seed0 +│ train", plan)
@@ -350,11 +351,14 @@ def test_a_moved_comparison_keeps_its_runs_frozen_teachers_included(tmp_path, ca
 
 def test_a_dry_run_names_the_files_a_run_would_miss(tmp_path, capsys):
     tree = {**COMPARED, "name": "m", "out_dir": str(tmp_path), "data": {"kind": "npz", "root": "PATH"}}
-    compare(tree, ["kd"], 1, progress=False, dry_run=True, console=Console(width=300))
+    # listed, then refused as the command would refuse it: a non-zero exit (review 49h: it exited 0)
+    with pytest.raises(ConfigError, match="kd, seed 0: data.root 'PATH' does not exist: give the right path"):
+        compare(tree, ["kd"], 1, progress=False, dry_run=True, console=Console(width=300))
     assert re.search(r"kd +│ 0 +│ \S+ +│ would stop: data.root 'PATH' does not exist", capsys.readouterr().out)
     teacher = {**COMPARED["teacher"], "frozen": True, "checkpoint": str(tmp_path / "gone.safetensors")}
-    compare({**COMPARED, "name": "t", "out_dir": str(tmp_path), "teacher": teacher}, ["kd"], 1, progress=False,
-            dry_run=True, console=Console(width=300))
+    with pytest.raises(ConfigError, match="the teacher's checkpoint"):
+        compare({**COMPARED, "name": "t", "out_dir": str(tmp_path), "teacher": teacher}, ["kd"], 1, progress=False,
+                dry_run=True, console=Console(width=300))
     assert "would stop: the teacher's checkpoint" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="data.root is set but data kind 'digits' reads no files"):
         compare({**COMPARED, "name": "d", "out_dir": str(tmp_path), "data": {"kind": "digits", "root": "unused"}},
@@ -407,8 +411,10 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     import io
 
     printed = io.StringIO()
-    compare(tree, ["kd"], 2, progress=False, teacher_from="independent", dry_run=True,
-            console=Console(file=printed, width=400))
+    with pytest.raises(RunDirError, match="kd-frozen-teacher-seed1' was distilled from a teacher") as refused:
+        compare(tree, ["kd"], 2, progress=False, teacher_from="independent", dry_run=True,
+                console=Console(file=printed, width=400))
+    assert "lists every run so refused" not in str(refused.value)  # (the dry run is that list)
     assert " ".join(printed.getvalue().split()).count("refused: ") == 1  # seed 1's, by name
 
 
@@ -806,6 +812,9 @@ def test_a_later_config_that_cannot_start_is_found_before_the_first_trains(tmp_p
     for dry_run in (False, True):  # the dry run says it too, after the plan
         with pytest.raises(ConfigError, match="mistyped.*widht"):
             compare([good, mistyped], ["independent"], 1, progress=False, dry_run=dry_run, console=Console(quiet=True))
+    # and of one config, whose first run the mistake would stop at once (review 50c: listed as "train", exit 0)
+    with pytest.raises(ConfigError, match="mistyped:independent, seed 0.*widht"):
+        compare([mistyped], ["independent"], 1, progress=False, dry_run=True, by_name=True, console=Console(quiet=True))
 
 
 def test_more_folds_than_a_class_holds_are_refused_in_the_dry_run_too(tmp_path):
@@ -1058,6 +1067,8 @@ def test_a_dry_run_reuses_a_finished_run_whose_data_file_has_gone(tmp_path, caps
     compare(tree, ["kd"], 1, progress=False, dry_run=True, console=Console(width=300))
     out = capsys.readouterr().out
     assert re.search(r"kd +│ 0 +│ \S+ +│ reuse", out) and "would stop" not in out, out
+    again = compare(tree, ["kd"], 1, progress=False, console=Console(quiet=True))  # as the dry run said (it refused)
+    assert again.rows and {r["setting"] for r in again.rows} == {"kd"}
 
 
 def test_presets_are_read_from_a_comma_list_with_spaces_and_a_trailing_comma():
@@ -1087,7 +1098,8 @@ def test_a_finished_run_without_its_metrics_or_a_folder_with_only_its_config_is_
     (stopped / "run.json").write_text(json.dumps({**meta, "status": "running"}))
     said = "seed0' is a finished run without its metrics.json: restore the file, or delete the folder to train that run"
     capsys.readouterr()
-    compare(tree, ["independent"], 2, progress=False, dry_run=True, console=Console(width=1000))
+    with pytest.raises(RunDirError, match=re.escape(said)):  # listed, then refused, as the command refuses it
+        compare(tree, ["independent"], 2, progress=False, dry_run=True, console=Console(width=1000))
     assert said in " ".join(capsys.readouterr().out.split())  # the dry run's row says refused, why and what to do
     with pytest.raises(RunDirError, match=re.escape(said)):
         compare(tree, ["independent"], 2, progress=False)
@@ -1316,7 +1328,9 @@ def test_runs_kept_inside_the_data_folder_and_stray_files_leave_the_fingerprint_
     # the dry run's table is the list its hint points to: the hint goes, and the folder to delete is
     # there whole, folded over lines rather than cut (review 44a)
     printed = io.StringIO()
-    compare(tree, None, 1, progress=False, dry_run=True, console=Console(file=printed, width=100))
+    with pytest.raises(RunDirError, match="was trained on another version of") as refused:  # after the table
+        compare(tree, None, 1, progress=False, dry_run=True, console=Console(file=printed, width=100))
+    assert "lists every run so refused" not in str(refused.value)  # (this is that list)
     table = printed.getvalue()
     assert "trained on another version" in " ".join(table.split()) and "lists every run so refused" not in " ".join(table.split())
     whole = "".join(line.strip(" │┃") for line in table.splitlines())

@@ -532,3 +532,72 @@ def test_a_fold_zero_without_a_class_is_said_with_its_context_not_a_type_error(t
     with pytest.raises(DataError, match=r"folds=3: ml, seed 0, fold 0: class\(es\) \[0\] are in the val or test labels "
                                         r"but have no training sample"):
         compare(tree, None, 1, folds=3, progress=False)
+
+
+SEG_FAST = {"task": "segmentation", "teacher": None, "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}],
+            "train": {"epochs": 1, "batch_size": 8}, "distill": {"preset": "independent"}}
+
+
+def _three_class_pairs(root, n: int, rare: int, patient=None) -> None:
+    """``n`` image/mask pairs of class indices, class 1 in every mask and class 2 in pair ``rare``
+    alone; ``patient(i)`` prefixes pair i's name with its group."""
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for i in range(n):
+        name = f"{patient(i)}_{i:02d}.png" if patient else f"{i:02d}.png"
+        mask = np.zeros((8, 8), np.uint8)
+        mask[1:4, 1:5] = 1
+        if i == rare:
+            mask[5:7, 5:7] = 2
+        Image.fromarray(np.full((8, 8), 7 * i, np.uint8)).save(root / "images" / name)
+        Image.fromarray(mask).save(root / "masks" / name)
+
+
+def test_a_segmentation_fold_that_would_train_on_no_pixel_of_a_class_is_refused_before_any_run(tmp_path):
+    """Review 50c: only fold 0 was read before the runs, so a later fold whose training masks
+    lacked a class stopped as it began, after the folds before it had trained; --dry-run said
+    nothing. Every fold is now dealt first, as the loader deals it (fold_cut), naming the fold."""
+    _three_class_pairs(tmp_path / "seg", 15, rare=4)
+    # a seed whose fold 0 trains on the rare pair and a later fold does not (found as the loader cuts)
+    seed, fold = next((s, k) for s in range(100) for k in range(1, 5)
+                      if 4 in fold_cut(15, 0, 5, 0.2, s)[0] and 4 not in fold_cut(15, k, 5, 0.2, s)[0]
+                      and all(4 in fold_cut(15, j, 5, 0.2, s)[0] for j in range(1, k)))
+    tree = {**SEG_FAST, "name": "cv", "out_dir": str(tmp_path / "runs"),
+            "data": {"kind": "folders", "root": str(tmp_path / "seg"), "grey": True, "val_fraction": 0.2,
+                     "split_seed": seed}}
+    refusal = (rf"independent, seed 0, fold {fold}: fold {fold} of 5 would train on no pixel of class\(es\) \['2'\]: "
+               r"the images holding that class all fall in its val and test splits; try another data.split_seed, "
+               r"fewer folds$")
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=refusal):
+            compare(tree, ["independent"], 1, folds=5, progress=False, dry_run=dry_run, console=Console(quiet=True))
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+def test_a_later_grouped_fold_its_groups_cannot_fill_is_refused_before_any_run(tmp_path):
+    """Review 50c: 3 patients of 9, 10 and 1 images in 3 folds: fold 0 could be cut, a later one
+    could not (val took the two groups left beside its test fold), found after fold 0 trained."""
+    from peerdistill.data.splits import group_cut
+
+    def patient(i):
+        return "a" if i < 9 else "b" if i < 19 else "c"
+
+    _three_class_pairs(tmp_path / "seg", 20, rare=0, patient=patient)
+    groups = [patient(i) for i in range(20)]
+
+    def cut(seed, fold):
+        try:
+            return group_cut(groups, 0.2, 0.2, seed, 3, fold)
+        except DataError:
+            return None
+
+    seed, fold = next((s, k) for s in range(100) for k in (1, 2)
+                      if cut(s, 0) is not None and cut(s, k) is None and (k == 1 or cut(s, 1) is not None))
+    tree = {**SEG_FAST, "name": "cv", "out_dir": str(tmp_path / "runs"),
+            "data": {"kind": "folders", "root": str(tmp_path / "seg"), "grey": True, "val_fraction": 0.2,
+                     "split_seed": seed, "group_pattern": r"^([abc])_"}}
+    with pytest.raises(DataError, match=rf"independent, seed 0, fold {fold}: fold {fold} of 3: 3 groups are too few to "
+                                        r"keep each one whole in train, val and test: .*or try another "
+                                        r"data.split_seed or fewer folds$"):
+        compare(tree, ["independent"], 1, folds=3, progress=False, console=Console(quiet=True))
+    assert not (tmp_path / "runs").exists()

@@ -19,9 +19,9 @@ from rich.table import Table
 
 from .arguments import check_flags
 from .terminal import Console
-from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_before_training, comparison_world,
-                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of, warning_lines,
-                              warnings_of_runs)
+from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run, check_before_training,
+                              comparison_world, mark_for_replacement, plan_runs, plan_table, run_all, settings_of,
+                              warning_lines, warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text, csv_header
@@ -31,7 +31,7 @@ from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_SEEN
 from .post_hoc import check_post_hoc_options
-from .errors import ConfigError, PeerdistillError, reworded, warn_again
+from .errors import ConfigError, PeerdistillError, SplitError, reworded, warn_again
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
@@ -149,8 +149,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if apart:  # said before the compute is spent, as the tables would say it after (review 47b)
             console.print(f"note: {unpaired_note(baseline, apart)} Their rows would be scored on other data; "
                           "no paired difference would be given for them.", highlight=False, soft_wrap=True)
-        if len(configs) > 1:  # what the command would refuse before training, said after the plan
-            check_before_training(plans, build=True, two_classes=False, overwrite=overwrite)
+        check_as_a_dry_run(plans, overwrite)  # what the command would refuse, said after the plan
         return Comparison([], directory, "")
     # What would stop a run, found before any trains: a later config's mistake would else cost the
     # earlier configs' runs first, and --overwrite marks finished runs and removes the tables.
@@ -468,41 +467,69 @@ def _check_folds_fit(plans, folds: int) -> None:
             build_data(plan.cfg.data)
         except PeerdistillError as exc:
             raise reworded(exc, f"{option('--folds', str(folds))}: {plan.describe()}: {exc}") from None
-    _check_grouped_folds_train_every_class(plans)
+    _check_every_fold_trains_every_class(plans)
 
 
-def _check_grouped_folds_train_every_class(plans) -> None:
-    """Cross-validation that keeps groups (patients) whole deals them without regard to class,
-    or by class as far as the groups allow: a fold whose training split would hold no image of
-    a class is refused before any run trains, from the set's files, labels and groups, listed
-    without decoding an image (review 49b: found as that fold began, after the folds before it
-    had trained)."""
-    from .data import build_data
-    from .data.image_files import group_split, listed_only
-    from .data.splits import group_ids, kept_whole
-
-    grouped = [plan for plan in plans if plan.cfg.task == "classification" and plan.cfg.data.folds
-               and (plan.cfg.data.group_pattern or plan.cfg.data.group_column)]
-    for group in by_way_of_reading(grouped):
+def _check_every_fold_trains_every_class(plans) -> None:
+    """Every fold dealt before any run trains, as its loader will deal it: a fold whose training
+    split would hold no sample of a class (no image of it; in segmentation, no pixel), or that
+    its groups cannot fill, is refused naming the fold (reviews 49b and 50c: found as that fold
+    began, after the folds before it had trained). Classification folds without groups are
+    stratified by class, so every fold has each (more folds than a class holds are refused)."""
+    checked = [plan for plan in plans if plan.cfg.data.folds and (
+        plan.cfg.task == "segmentation" or (plan.cfg.task == "classification"
+                                            and (plan.cfg.data.group_pattern or plan.cfg.data.group_column)))]
+    for group in by_way_of_reading(checked):
         spec = group[0].cfg.data
         try:
-            with kept_whole(), listed_only():  # (the files, labels and groups: no image decoded)
-                whole = build_data(spec)
+            present, class_names, train_part = _classes_per_sample(group[0].cfg.task, spec)
         except PeerdistillError:  # (said as the runs' data is read, with their context)
             continue
-        labels = whole.test.y.numpy()
-        names = whole.info["files"]["test"]
-        groups = (whole.info.get("sample_groups") or {}).get("test") or group_ids(names, spec.group_pattern)
         for plan in {plan.cfg.data.fold: plan for plan in group}.values():
-            train, _, _ = group_split(groups, labels, plan.cfg.data)
-            lacking = [name for c, name in enumerate(whole.class_names) if not (labels[train] == c).any()]
+            fold = f"fold {plan.cfg.data.fold} of {spec.folds}"
+            try:
+                train = train_part(plan.cfg.data)
+            except SplitError as exc:
+                raise reworded(exc, f"{plan.describe()}: {fold}: {exc}; or try another data.split_seed or fewer "
+                                    "folds") from None
+            lacking = [name for c, name in enumerate(class_names) if present[:, c].any() and not present[train, c].any()]
             if lacking:
-                key = "data.group_column" if spec.group_column else "data.group_pattern"
-                raise ConfigError(
-                    f"{plan.describe()}: fold {plan.cfg.data.fold} of {spec.folds} would train on no image of class(es) "
-                    f"{lacking[:5]}: {key} keeps each group whole, and the groups of that class all fall in its val "
-                    f"and test splits; try another data.split_seed, fewer folds"
-                    f"{'' if spec.group_stratify else ', or data.group_stratify=true'}")
+                pixels = plan.cfg.task == "segmentation"
+                stratify = "" if pixels or spec.group_stratify else ", or data.group_stratify=true"
+                raise ConfigError(f"{plan.describe()}: {fold} would train on no {'pixel' if pixels else 'image'} of "
+                                  f"class(es) {lacking[:5]}: {_why_a_fold_lacks(spec)}; try another data.split_seed, "
+                                  f"fewer folds{stratify}")
+
+
+def _why_a_fold_lacks(spec) -> str:
+    if spec.group_pattern or spec.group_column:
+        key = "data.group_column" if spec.group_column else "data.group_pattern"
+        return f"{key} keeps each group whole, and the groups holding that class all fall in its val and test splits"
+    return "the images holding that class all fall in its val and test splits"
+
+
+def _classes_per_sample(task: str, spec):
+    """The whole set read once (classification: files, labels and groups listed, no image
+    decoded; segmentation: the masks read): which classes each sample holds ([N, C] booleans),
+    the class names, and a function giving a fold's training indices as the loader cuts them."""
+    import numpy as np
+
+    from .data import build_data
+    from .data.image_files import group_split, listed_only
+    from .data.segmentation import cut_by_groups_or_folds
+    from .data.splits import group_ids, kept_whole
+
+    with kept_whole(), listed_only() if task == "classification" else contextlib.nullcontext():
+        whole = build_data(spec)
+    names = whole.info["files"]["test"]
+    if task == "classification":
+        labels = whole.test.y.numpy()
+        groups = (whole.info.get("sample_groups") or {}).get("test") or group_ids(names, spec.group_pattern)
+        present = np.eye(whole.num_classes, dtype=bool)[labels]
+        return present, whole.class_names, lambda fold_spec: group_split(groups, labels, fold_spec)[0]
+    masks = whole.test.y.reshape(len(names), -1)
+    present = np.stack([(masks == c).any(1).numpy() for c in range(whole.num_classes)], 1)
+    return present, whole.class_names, lambda fold_spec: cut_by_groups_or_folds(names, fold_spec)[0]
 
 
 def _check_counts(**counts) -> None:

@@ -160,6 +160,27 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
     return table
 
 
+def check_as_a_dry_run(plans: list[Plan], overwrite: bool) -> None:
+    """After the dry run's table, what the command would refuse (a run it cannot reuse, as the
+    table says) or meet as its runs start, raised as the command would raise it, each config's
+    data read and its models built once (review 50c: one config's data went unread, and a run
+    that would stop at once was listed and the dry run exited 0)."""
+    try:
+        for plan in plans:
+            _state(plan, overwrite)
+    except PeerdistillError as exc:
+        raise reworded(exc, _without_dry_run_hint(str(exc))) from None
+    check_before_training(plans, build=True, two_classes=False, overwrite=overwrite)
+
+
+def _reused(plan: Plan, overwrite: bool) -> bool:
+    """Whether the comparison would reuse the plan's finished run (one it would refuse: no)."""
+    try:
+        return _state(plan, overwrite) == "finished"
+    except PeerdistillError:
+        return False
+
+
 def _dry_run_hint() -> str:
     return f"the same call with {option('--dry-run')} lists every run so refused"
 
@@ -197,7 +218,9 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
     replaces anything: a missing data.root or teacher checkpoint, a device not there (every run);
     with ``build``, each config's data read and its models built once (a mistyped model argument,
     unreadable data; a run already there, to be reused or resumed, as it trained: checks added
-    since do not stop it); with ``two_classes`` (an operating point), data of another number of classes."""
+    since do not stop it); with ``two_classes`` (an operating point), data of another number of classes.
+    A finished run to be reused reads nothing: its data or teacher moved away since is no obstacle."""
+    plans = [plan for plan in plans if not (_missing_input(plan) and _reused(plan, overwrite))]
     for plan in plans:
         missing = _missing_input(plan)
         if missing:

@@ -223,15 +223,9 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         elif "val" not in parts:
             parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
-    elif spec.group_pattern:
+    elif spec.group_pattern or spec.folds:
         whole = read(root)
-        ids = group_ids(whole[2], spec.group_pattern, IMAGE_IDS)
-        parts = [_pick(whole, idx) for idx in group_cut(ids, spec.val_fraction, spec.test_fraction, spec.split_seed,
-                                                        spec.folds, spec.fold)]
-    elif spec.folds:
-        whole = read(root)
-        parts = [_pick(whole, idx) for idx in fold_cut(len(whole[0]), spec.fold, spec.folds, spec.val_fraction,
-                                                       spec.split_seed)]
+        parts = [_pick(whole, idx) for idx in cut_by_groups_or_folds(whole[2], spec)]
     else:
         whole = read(root)
         if len(whole[0]) < 3:
@@ -252,6 +246,16 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                                  for s, p in zip(("train", "val", "test"), parts)}
         splits.info.update(group_fold_mark(spec) if not dirs else {})
     return splits
+
+
+def cut_by_groups_or_folds(ids: list[str], spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, val and test indices of one set of pairs (``ids``: their image ids, in reading
+    order) with ``data.group_pattern`` (whole groups) or ``data.folds`` (fold ``data.fold`` the
+    test split): the loader's cut, which compare also deals for every fold before any trains."""
+    if spec.group_pattern:
+        return group_cut(group_ids(ids, spec.group_pattern, IMAGE_IDS), spec.val_fraction, spec.test_fraction,
+                         spec.split_seed, spec.folds, spec.fold)
+    return fold_cut(len(ids), spec.fold, spec.folds, spec.val_fraction, spec.split_seed)
 
 
 def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
