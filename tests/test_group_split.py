@@ -330,7 +330,7 @@ def test_group_column_mistakes_are_named(tmp_path):
         validate({"data": {"kind": "image_folder", "root": "x", "group_column": "p"}})  # a CSV's alone
 
 
-def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
+def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path, capsys):
     from peerdistill.build import train_from_config
     from peerdistill.runs import evaluate_run
 
@@ -346,6 +346,11 @@ def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path):
     groups = json.loads((tmp_path / "runs" / "c" / "run.json").read_text())["data_info"]["sample_groups"]
     tested = groups["test"]
     assert evaluate_run(tmp_path / "runs" / "c", bootstrap=40)["student1"]["ci95_groups"] == len(set(tested)) >= 2
+    from peerdistill.cli import main
+
+    assert main(["eval", str(tmp_path / "runs" / "c"), "--bootstrap", "40"]) == 0  # the caption names the key
+    assert (f"resamples of its {len(set(tested))} groups (data.group_column 'patient_id')"
+            in " ".join(capsys.readouterr().out.split()))
     # scored whole (--split all, as an external set is): drawn by patient too, every patient of every split
     whole = evaluate_run(tmp_path / "runs" / "c", bootstrap=40, split="all",
                          data_spec=spec.model_copy(update={"group_column": "patient_id", "image_size": [8, 8]}))

@@ -107,6 +107,14 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
         raise ConfigError(format_validation_error(exc, "data section", DataSpec)) from None
 
 
+def _group_key(data_spec: DataSpec | None, meta: dict) -> str:
+    """The key that found the scored samples' groups, and its value."""
+    read = data_spec.model_dump() if data_spec is not None else (meta.get("data_spec") or {})
+    if read.get("group_column"):
+        return f"data.group_column '{read['group_column']}'"
+    return f"data.group_pattern '{read.get('group_pattern')}'" if read.get("group_pattern") else "the run's groups"
+
+
 def _decoded_with(decoding_overrides: list[str]) -> str:
     """What a title adds when boxes were decoded otherwise than the run decodes them."""
     return f", boxes decoded with {', '.join(decoding_overrides)}" if decoding_overrides else ""
@@ -132,7 +140,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
 
     if ns.bootstrap:
         groups = next(iter(scores.values())).get("ci95_groups")
-        of = f"its {groups} groups (data.group_pattern or group_column)" if groups else "its samples"
+        of = f"its {groups} groups ({_group_key(data_spec, meta)})" if groups else "its samples"
         show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
                             summary))
         if ns.baseline:
