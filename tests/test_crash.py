@@ -181,6 +181,31 @@ def test_a_run_an_overwrite_killed_outright_left_aside_is_put_back_at_the_next_s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and not any((tmp_path / "r").iterdir())
 
 
+@pytest.mark.parametrize("left", ["run.json only", "nothing"])
+def test_train_resume_of_a_run_an_overwrite_killed_outright_puts_the_old_one_back_first(tmp_path, capsys, left):
+    """Review 50a: --resume refused such a folder (no config.yaml: "is it a peerdistill run
+    directory?", or "start it again, with --overwrite", which would delete the old run), the
+    old run left aside: it is put back first, and then said to be finished."""
+    from peerdistill.cli import main
+
+    assert main(["train", f"out_dir={tmp_path}", "name=r", "train.epochs=1", "--quiet"]) == 0
+    pid = _ended_pid()
+    (tmp_path / "r").rename(tmp_path / f".replaced-r.{pid}")
+    if left == "run.json only":  # the new run, killed in its first second, after moving notes aside
+        (tmp_path / "r").mkdir()
+        (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
+        (tmp_path / "r.kept-20261207-010203").mkdir()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is the run an --overwrite replaced, put back" in err and "finished" in err, err
+    # the folder of what was moved aside named where there is one, not a made-up 'r.kept-TIME'
+    assert ("stays beside it in 'r.kept-20261207-010203'" in err) == (left == "run.json only")
+    assert "kept-TIME" not in err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("r.kept")) == ["r"]
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"
+
+
 def test_a_failure_while_a_replacing_run_writes_its_first_files_puts_the_old_one_back(tiny_data, tmp_path, monkeypatch):
     """Review 49f: between RunDir.create and the trainer knowing its run (run.json, the training
     inputs' digests, config.yaml) a failure was neither put back nor marked."""

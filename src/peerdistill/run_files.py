@@ -7,6 +7,10 @@ CONFIG_FILE = "config.yaml"  # the config it was trained with, every default wri
 RESUME_FILE = "checkpoints/last.pt"  # where training goes on after an interruption
 REPORT_FILE = "report.html"  # what peerdistill report writes in a run or comparison folder
 COMPARISON_TABLES = ("compare.csv", "compare.md", "differences.csv")  # what compare writes beside its runs
+# A run --overwrite replaces is renamed aside (REPLACED_PREFIX NAME.PID) until the new run keeps its
+# first checkpoint, then renamed again (DELETING_PREFIX) and deleted (engine/artifacts.py)
+REPLACED_PREFIX = ".replaced-"
+DELETING_PREFIX = ".deleting-"
 
 
 def listed_warnings(record, key: str) -> list[str]:

@@ -4,13 +4,14 @@ imports what it runs (torch with it) once its arguments are checked."""
 from __future__ import annotations
 
 import argparse
+import glob
 from pathlib import Path
 
 from ..config import RunConfig, apply_overrides, default_config, load_config, load_saved_config, load_yaml, named_as_written
 from ..errors import ConfigError
 from ..json_files import read_json
 from ..launcher import launched_world
-from ..run_files import CONFIG_FILE, RUN_FILE
+from ..run_files import CONFIG_FILE, DELETING_PREFIX, REPLACED_PREFIX, RUN_FILE
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
 from .notes import (say_distance_unit, say_ensemble_of_one, say_what_detection_figures_are,
@@ -48,11 +49,21 @@ def _dry_run(ns: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def _left_aside_beside(run_dir: Path) -> bool:
+    """Whether an --overwrite of ``run_dir`` left a run renamed aside beside it (review 50a)."""
+    name = glob.escape(run_dir.name)
+    return any(next(run_dir.parent.glob(f"{prefix}{name}.*"), None) for prefix in (REPLACED_PREFIX, DELETING_PREFIX))
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     if ns.dry_run and ns.resume:
         raise ConfigError("--dry-run checks a new run before it starts; a run to --resume has started: drop one")
     if ns.resume:
         run_dir = Path(ns.resume)
+        if not (run_dir / CONFIG_FILE).is_file() and _left_aside_beside(run_dir):
+            from ..engine.artifacts import finish_replacing  # (torch with it: only where something is left)
+
+            finish_replacing(run_dir)  # an --overwrite killed outright left the run it replaced aside: back first
         if not run_dir.is_dir():
             raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME)")
         if not (run_dir / CONFIG_FILE).is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import glob
 import io
 import itertools
 import json
@@ -25,7 +26,8 @@ from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
 from ..option_names import option
-from ..run_files import COMPARISON_TABLES, CONFIG_FILE, METRICS_FILE, RESUME_FILE, RUN_FILE
+from ..run_files import (COMPARISON_TABLES, CONFIG_FILE, DELETING_PREFIX, METRICS_FILE, REPLACED_PREFIX,
+                         RESUME_FILE, RUN_FILE)
 from ..values import is_count, is_finite_number
 from ..wording import first_few
 from . import run_lock
@@ -302,8 +304,6 @@ def _is_figure(value: Any) -> bool:
 # A run --overwrite replaces is renamed aside (REPLACED_PREFIX) until the new run keeps its first
 # checkpoint, then renamed again (DELETING_PREFIX) and deleted: what a killed process leaves under
 # the first name is a whole run to put back, under the second one a run partly deleted.
-REPLACED_PREFIX = ".replaced-"
-DELETING_PREFIX = ".deleting-"
 # The runs this process put back after their replacement failed (the interruption's hint says so).
 PUT_BACK: set[Path] = set()
 # The runs this process keeps aside now (``.replaced-NAME.PID`` of its own PID, not left by a
@@ -311,7 +311,7 @@ PUT_BACK: set[Path] = set()
 _KEPT_HERE: set[Path] = set()
 
 
-def _finish_replacing(path: Path) -> None:
+def finish_replacing(path: Path) -> None:
     """What a process that ended while replacing the run in ``path`` left beside it, not what a
     live process still keeps: a run partly deleted is deleted; a run kept aside is put back where
     the new run kept nothing yet (it had no checkpoint: the replacement failed), said in a warning,
@@ -378,10 +378,13 @@ def _finish_one_replacement(left: Path, path: Path) -> None:
         claimed.rename(path)
     finally:
         _KEPT_HERE.discard(claimed.absolute())
+    # (which kept folder this replacement filled is not recorded: the ones there are named, none if none)
+    kept = sorted(p.name for p in path.parent.glob(f"{glob.escape(path.name)}.kept-*") if p.is_dir())
+    aside = (f" (what it had moved aside from the run, exports or notes of yours, stays beside it in "
+             f"{first_few(kept, quoted=True)})" if kept else "")
     warn_user(PeerdistillWarning(
         f"'{path}' is the run an --overwrite replaced, put back: the process replacing it ended before its new run "
-        f"kept a checkpoint (what it had moved aside from the run, exports or notes of yours, stays in a folder "
-        f"'{path.name}.kept-TIME' beside it)"))
+        f"kept a checkpoint{aside}"))
 
 
 def _kept_by_a_live_process(left: Path) -> bool:
@@ -585,7 +588,7 @@ class RunDir:
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
         path = Path(path)
         PUT_BACK.discard(path.resolve())  # (said of an earlier command in this process)
-        _finish_replacing(path)
+        finish_replacing(path)
         verdict = cls.verdict(path, overwrite)
         if verdict == "new" and path.is_dir():
             # killed while writing its first file (run.json): nothing of a run is here yet
@@ -726,7 +729,7 @@ class RunDir:
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
         path = Path(path)
-        _finish_replacing(path)  # (a run an --overwrite killed outright had moved aside: back, or gone)
+        finish_replacing(path)  # (a run an --overwrite killed outright had moved aside: back, or gone)
         if not (path / RUN_FILE).is_file():
             raise RunDirError(_not_a_run(path))
         return cls(path)
