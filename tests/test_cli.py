@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -770,6 +771,73 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
         assert "interrupted: no half-written file is left" in said()
         assert not (tmp_path / "done" / "export").exists() or not any((tmp_path / "done" / "export").iterdir())
 
+
+
+def test_a_signal_ignored_as_the_command_starts_stays_ignored_and_sighup_stops_as_sigterm(monkeypatch, capsys):
+    """Review 50a: a shell's background job starts with SIGINT ignored (and nohup ignores SIGHUP),
+    and the handler switched it back on, so a Ctrl-C meant for the script stopped the training.
+    A closed terminal's SIGHUP, not ignored, stops a command as SIGTERM does (exit 128 + 1)."""
+    from peerdistill import cli
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    seen = {}
+
+    def command(ns):
+        seen.update({sig: signal.getsignal(sig) for sig in signals})
+        if seen[signal.SIGHUP] is not signal.SIG_IGN:
+            os.kill(os.getpid(), signal.SIGHUP)  # as a closed ssh session's
+            time.sleep(5)
+        return 0
+
+    before = {sig: signal.getsignal(sig) for sig in signals}
+    monkeypatch.setattr(cli.running, "_interrupted_hint", lambda ns: "interrupted: as said")
+    monkeypatch.setattr(cli.running, "_one_process_commands", lambda name: None)
+    monkeypatch.setattr("peerdistill.cli.arguments.cmd_presets", command)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert cli.main(["presets"]) == 0
+        assert seen[signal.SIGINT] == seen[signal.SIGHUP] == signal.SIG_IGN
+        assert seen[signal.SIGTERM] is cli.running._interrupt
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        assert cli.main(["presets"]) == 128 + signal.SIGHUP
+        assert seen[signal.SIGHUP] is cli.running._interrupt and "interrupted: as said" in capsys.readouterr().err
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_under_torchrun_a_stop_the_process_cannot_take_ends_it_after_a_grace(tmp_path):
+    """Review 50a: under torchrun SIGTERM had no handler (a process inside a collective runs none),
+    so runs stayed marked running. With one, a process that does not stop (here: one that keeps
+    swallowing the interruption, as one waiting inside torch's C++ never takes it) is ended
+    after the grace, as SIGTERM's default would have ended it, and says so."""
+    script = tmp_path / "stuck.py"
+    script.write_text(textwrap.dedent('''
+        import os, signal, sys, time
+        from peerdistill.cli import running, stop_watch
+
+        stop_watch.STOP_GRACE_S = 0.5
+
+        def stuck(ns):
+            sent = False
+            while True:
+                try:
+                    if not sent:
+                        sent = True
+                        os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(60)
+                except KeyboardInterrupt:
+                    pass
+
+        running._run = stuck
+        sys.exit(running.main(["presets"]))
+    '''))
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TORCHELASTIC_RUN_ID": "test"})
+    assert proc.returncode == 128 + signal.SIGTERM and time.monotonic() - began < 30
+    assert "stopped by SIGTERM, which this process could not take for 0.5 s" in proc.stderr
 
 
 def test_a_signal_after_the_command_is_done_does_not_kill_the_ending_process(capsys):

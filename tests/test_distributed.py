@@ -4,10 +4,12 @@ and resuming in the middle of an epoch."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -1292,3 +1294,34 @@ def test_a_split_too_small_to_share_is_named(tiny_data):
                                           r"needs at least one") as refused:
         t._check_splits(small, resume=False)
     assert refused.value.said_alike == str(refused.value)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals to torchrun are tested on POSIX")
+def test_a_schedulers_sigterm_to_torchrun_stops_the_run_marked_stopped_and_it_resumes(tmp_path):
+    """Review 50a: under torchrun SIGTERM had no handler, so a scheduler's stop ended the processes
+    through torch's traceback, run.json still said running, and no hint said how to go on. Now
+    the launcher passes SIGTERM on and every process stops as on Ctrl-C; --resume finishes it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                "peerdistill", "train"]
+    run = tmp_path / "r"
+    launcher = subprocess.Popen([*torchrun, f"out_dir={tmp_path}", "name=r", "train.epochs=8", "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not (run / "checkpoints" / "last.pt").is_file() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+    began = time.monotonic()
+    launcher.send_signal(signal.SIGTERM)  # as Slurm or Kubernetes stop a job
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0 and time.monotonic() - began < 25, err[-3000:]
+    said = " ".join(err.split())
+    assert f"interrupted: the run keeps its last checkpoint; continue with torchrun ... -m peerdistill train --resume {run}" \
+        in said, err[-3000:]
+    assert json.loads((run / "run.json").read_text())["status"] == "stopped"
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    resumed = subprocess.run([*torchrun, "--resume", str(run), "--quiet"], capture_output=True, text=True,
+                             timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    assert len(json.loads((run / "metrics.json").read_text())["epochs"]) == 8

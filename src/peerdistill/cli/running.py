@@ -25,6 +25,7 @@ from ..run_files import RESUME_FILE
 from ..terminal import one_line_warnings, write_any_character
 from .arguments import build_parser
 from .consoles import err_console
+from .stop_watch import STOPPING_SIGNALS, watch_for_a_stop_python_cannot_take
 
 
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
@@ -45,18 +46,24 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
             f"unrecognized arguments: {' '.join(extra)}{_hint(extra, parser.commands[ns.command], ns.command, given)}")
     if extra:
         setattr(ns, positional, getattr(ns, positional) + extra)
-    # SIGTERM (timeout, Slurm, Kubernetes) ends a command as Ctrl-C does: files being written are
-    # removed, not left half-written, and the hint says what is left. Not under torchrun, whose agent
-    # stops the other processes with SIGTERM when one fails, mid-collective where no handler runs.
-    # SIGINT gets a handler too, only to remember that it came (see _ARRIVED).
-    # Nor under another launcher (RANK and WORLD_SIZE set): a process waiting for its peers inside
-    # torch's C++ never returns to Python to run a handler, so one would leave SIGTERM unanswered.
-    handled = (threading.current_thread() is threading.main_thread() and "TORCHELASTIC_RUN_ID" not in os.environ
-               and not launched())
+    # SIGTERM (timeout, Slurm, Kubernetes) and SIGHUP (a closed terminal or ssh session) end a
+    # command as Ctrl-C does: files being written are removed, not left half-written, the run is
+    # marked stopped and the hint says what is left. SIGINT gets a handler too, only to remember
+    # that it came (see _ARRIVED). A signal ignored as the command starts (nohup, a shell's
+    # background job) stays ignored (review 50a: a Ctrl-C meant for a script stopped its job).
+    # Under torchrun a process waiting for its peers inside torch's C++ runs no handler until the
+    # wait ends, so a watch ends it as the signal would have if it has not stopped in a while
+    # (review 50a: without a handler there, a scheduler's SIGTERM left runs marked running).
+    # Not under another launcher (RANK and WORLD_SIZE set), which may not wait for its processes.
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ
+    handled = threading.current_thread() is threading.main_thread() and (torchrun or not launched())
     _ARRIVED.clear()
-    before = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if handled else {}
+    stopping = [sig for sig in STOPPING_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN] if handled else []
+    before = {sig: signal.signal(sig, _interrupt) for sig in stopping}
+    watch = watch_for_a_stop_python_cannot_take() if before and torchrun else contextlib.nullcontext()
     try:
-        return _run(ns)
+        with watch:
+            return _run(ns)
     finally:
         for sig, handler in before.items():
             signal.signal(sig, signal.SIG_IGN if exiting else handler)
@@ -234,7 +241,11 @@ def _as_overrides(extra: list[str], command: str, given: list[str]) -> list[str]
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as an interruption."""
+    """SIGTERM or SIGHUP (``signum``), handled as an interruption."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__()
+        self.signum = signum
 
 
 # The interruptions that arrived during the command: torch's exporter, interrupted inside, may
@@ -243,14 +254,14 @@ _ARRIVED: list[KeyboardInterrupt] = []
 
 
 def _interrupt(signum, frame):
-    _ARRIVED.append(_Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+    _ARRIVED.append(_Terminated(signum) if signum != signal.SIGINT else KeyboardInterrupt())
     raise _ARRIVED[-1]
 
 
 def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
     # (under torchrun each process says it: the first may be the one that does not get to)
     err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
-    return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+    return 128 + (exc.signum if isinstance(exc, _Terminated) else signal.SIGINT)
 
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:
