@@ -1457,6 +1457,14 @@ def test_the_deployment_pages_sliding_window_block_gives_predicts_masks(patch_sh
 
     even = sliding_window_inference(scope["x"], (info["window"],) * 2, 8, scope["graph"], info["window_overlap"])
     assert np.abs(even.numpy() - scope["scores"].numpy()).max() > 1e-3
+    # an image within one window is run whole and unpadded, as predict runs it (review 50d: the block padded
+    # it to the window, and 20 to 92 of 300 pixels of a small crop differed)
+    Image.fromarray((rng.random((11, 13)) * 255).astype(np.uint8)).save(tmp_path / "small.png")
+    assert info["window"] > 13
+    scope = _run_the_deployment_pages_segmentation_block(onnx, tmp_path / "small.png")
+    masks = predict_files(onnx, [str(tmp_path / "small.png")], tmp_path / "small-masks")
+    assert np.array_equal(scope["mask"].numpy(), np.asarray(Image.open(masks / "small_mask.png")))
+    np.testing.assert_allclose(scope["scores"].numpy(), run(torch.from_numpy(scope["x"].numpy())).numpy(), atol=1e-5)
     # students side by side (a sliding-window ensemble's graph), on a graph whose masks hold both classes
     side_by_side = _hand_made_export(patch_shapes_run, "student_logits", tmp_path / "sides" / "student1.onnx")
     scope = _run_the_deployment_pages_segmentation_block(side_by_side, tmp_path / "in.png")
