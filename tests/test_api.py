@@ -54,6 +54,9 @@ def test_readme_python_example(tmp_path, capsys):
     modules = {"teacher": MyBigNet(3), "student1": MySmallNet(3), "student2": MySmallNet(3)}
     with pytest.raises(CheckpointError, match=r"modules= names \['studnet1'\], which .* does not hold"):
         load_cohort(run, modules={**modules, "studnet1": MySmallNet(3)})
+    with pytest.raises(CheckpointError, match=r"does not fit student2 .*The module given for 'student2' in modules= is "
+                                              r"the one that does not fit"):  # (review 50b: it said check arch, args)
+        load_cohort(run, modules={**modules, "student2": MyBigNet(3)})
     cohort, _ = load_cohort(run, modules=modules)
     assert [m.name for m in cohort.students] == ["student1", "student2"]
     # read to predict with (review 45d: BatchNorm used each batch's own statistics, 0.62 off in the logits)

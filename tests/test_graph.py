@@ -51,8 +51,12 @@ def test_styles_preset_splits_learning_styles():
     features = preset_edges("styles-features", ["teacher"], ["a", "b"], feature_layers={"teacher": "t", "a": "x", "b": "y"},
                             feature_loss="at")
     assert {e.kind for e in features} == {"at"} and len(features) == 4
-    with pytest.raises(ConfigError, match="has no feature layer"):
+    with pytest.raises(ConfigError, match="^preset 'styles' compares feature maps but model 'b' has no feature layer"):
         preset_edges("styles", ["teacher"], ["a", "b"], feature_layers={"teacher": "t"})
+    # kd+ml compares no feature maps: the key that asked for them is named (review 50b: the preset was)
+    with pytest.raises(ConfigError, match=r"^distill.pair_weight \(the pair-wise term\) compares feature maps but model "
+                                          r"'teacher' has no feature layer"):
+        preset_edges("kd+ml", ["teacher"], ["a", "b"], pair_weight=1.0)
 
 
 def test_several_teachers_become_one_combined_source():

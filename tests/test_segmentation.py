@@ -1159,6 +1159,29 @@ def test_classifiers_given_segmentation_data_are_told_which_models_to_use(tmp_pa
             "and students' arch: mobile_unet; recipes/shapes.yaml is a whole segmentation config)") in err
 
 
+def test_a_one_map_sigmoid_model_and_label_maps_for_a_classifier_are_named_as_such():
+    """Review 50b: a MONAI UNet(out_channels=1) read "outputs 1 classes ... num_classes=2", and
+    segmentation masks given to a classification task were told to take the argmax of one-hot labels."""
+    import torch
+
+    from peerdistill.tasks import ClassificationTask, SegmentationTask
+
+    with pytest.raises(DataError) as refused:
+        SegmentationTask(2).check_output("student1", torch.zeros(3, 1, 8, 8), 3)
+    assert str(refused.value) == (
+        "model 'student1' outputs 1 class map (maps (3, 1, 8, 8)) but the data has 2 classes: build every model with "
+        "num_classes=2 (out_channels in MONAI and segmentation_models_pytorch); a single map is a sigmoid set-up's "
+        "(MONAI's out_channels=1): peerdistill takes one map per class, background included, and applies a softmax")
+    with pytest.raises(DataError, match=r"outputs 3 class maps \(maps \(3, 3, 8, 8\)\) but the data has 2 classes: "
+                                        r"build every model with num_classes=2 \(out_channels .*\)$"):
+        SegmentationTask(2).check_output("student1", torch.zeros(3, 3, 8, 8), 3)
+    with pytest.raises(DataError, match=r"the train labels are int64 of shape \(4, 8, 8\); .* \(these look like "
+                                        r"segmentation masks, one class per pixel: use SegmentationTask"):
+        ClassificationTask(2).check_targets(torch.zeros(4, 8, 8, dtype=torch.long), "train")
+    with pytest.raises(DataError, match=r"for one-hot labels, return their argmax"):
+        ClassificationTask(2).check_targets(torch.zeros(4, 2), "train")
+
+
 def test_predict_says_when_a_dense_model_meets_inputs_of_another_scale(shapes_run, patch_shapes_run, tmp_path):
     """A run recording no resize or window predicts each input at its own size: one four times
     larger per side than its training images is warned of; a sliding-window run is not."""

@@ -179,11 +179,11 @@ def preset_edges(preset: str, teachers: Any, students: list[str] | None = None,
         if k < 2:
             raise ConfigError(f"preset '{preset}' needs at least two students")
 
-    def layer(model: str) -> str:
+    def layer(model: str, asked_by: str | None = None) -> str:
         if not layers.get(model):
             raise ConfigError(
-                f"preset '{preset}' compares feature maps but model '{model}' has no feature layer: set its "
-                "feature_layer to a module path (for example 'layer3'); in Python, pass preset_edges("
+                f"{asked_by or f'preset {preset!r}'} compares feature maps but model '{model}' has no feature layer: "
+                "set its feature_layer to a module path (for example 'layer3'); in Python, pass preset_edges("
                 "..., feature_layers={model name: module path}), e.g. {'teacher': 'layer3', 'student1': "
                 "'features.2'} (a cohort built with Cohort.from_modules(..., feature_layers={...}) holds them: "
                 "{m.name: m.feature_layer for m in cohort.members})"
@@ -243,7 +243,8 @@ def dense_teacher_edges(teachers: list[str], students: list[str], p: DistillSpec
     for t in teachers:
         for s in students:
             if p.pair_weight > 0:
-                edges.append(Edge(t, s, "pair", p.pair_weight * share, 1.0, layer(t), layer(s)))
+                by = "distill.pair_weight (the pair-wise term)"  # (review 50b: it named the preset, which has none)
+                edges.append(Edge(t, s, "pair", p.pair_weight * share, 1.0, layer(t, by), layer(s, by)))
             if p.holistic_weight > 0:
                 edges.append(Edge(t, s, "holistic", p.holistic_weight * share, 1.0))
             if p.cwd_weight > 0:

@@ -37,7 +37,7 @@ from .engine.records import load_member_weights
 from .engine.devices import resolve_device
 from .engine.tta import with_tta
 from .post_hoc import check_post_hoc_options
-from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, SplitError, warn_user
+from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, SplitError, reworded, warn_user
 from .wording import first_few
 from .models import build_model
 from .models.heads import HeadedModel
@@ -151,7 +151,14 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
                    else "the run is being trained and has not finished its first epoch yet: wait for it"
                    if in_training else "the run ended before its first validation")
             raise CheckpointError(f"'{run.model_path(name)}' is missing: {why}")
-        load_member_weights(module, run, name)
+        try:
+            load_member_weights(module, run, name)
+        except CheckpointError as exc:
+            if not (modules and name in modules):
+                raise
+            # (review 50b: "check arch, args and the data" named nothing the caller gave)
+            raise reworded(exc, f"{exc}. The module given for '{name}' in modules= is the one that does not fit: give "
+                                "an instance built as the run trained it (its class, arguments and num_classes)") from None
         # in inference mode, as read to predict with: BatchNorm by its running statistics, no dropout;
         # trainable as the run trained it (review 50b: all frozen, a loaded student could not be
         # trained on, as the README says it can), a frozen teacher frozen still

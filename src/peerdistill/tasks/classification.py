@@ -74,9 +74,12 @@ class ClassificationTask:
     def check_targets(self, y: torch.Tensor, split: str) -> None:
         """Class indices [B] in 0..K-1 (one-hot or soft labels are not read)."""
         if y.is_floating_point() or y.ndim != 1:
+            masks = y.ndim == 3 and not y.is_floating_point()  # (review 50b: the one-hot hint, for label maps)
             raise DataError(f"the {split} labels are {str(y.dtype).removeprefix('torch.')} of shape {tuple(y.shape)}; "
-                            "classification reads class indices, one integer per sample (for one-hot labels, "
-                            "return their argmax)")
+                            "classification reads class indices, one integer per sample "
+                            + ("(these look like segmentation masks, one class per pixel: use SegmentationTask, "
+                               "task: segmentation in a config)" if masks else
+                               "(for one-hot labels, return their argmax)"))
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise DataError(f"the {split} labels run from {int(y.min())} to {int(y.max())}, outside the "
                             f"{self.num_classes} classes 0..{self.num_classes - 1}: number the classes from 0, or "

@@ -145,7 +145,10 @@ class SegmentationTask:
                 "recipes/shapes.yaml is a whole segmentation config)"
             )
         if logits.shape[1] != self.num_classes:
+            # (review 50b: a one-channel sigmoid net, as MONAI and smp set-ups often are, read "1 classes")
+            one = ("; a single map is a sigmoid set-up's (MONAI's out_channels=1): peerdistill takes one map per "
+                   "class, background included, and applies a softmax" if logits.shape[1] == 1 else "")
             raise DataError(
-                f"model '{name}' outputs {logits.shape[1]} classes (maps {tuple(logits.shape)}) but the data has "
-                f"{self.num_classes}: build every model with num_classes={self.num_classes}"
-            )
+                f"model '{name}' outputs {logits.shape[1]} class map{'s' if logits.shape[1] != 1 else ''} (maps "
+                f"{tuple(logits.shape)}) but the data has {self.num_classes} classes: build every model with "
+                f"num_classes={self.num_classes} (out_channels in MONAI and segmentation_models_pytorch){one}")
