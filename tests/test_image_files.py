@@ -883,6 +883,31 @@ def test_val_masks_without_foreground_are_warned_of(tmp_path):
     assert math.isnan(ignored.compute()["pixel_accuracy"])
 
 
+def test_training_advice_and_data_notes_are_not_said_again_when_a_run_is_scored(tmp_path, capsys):
+    """Review 50c: eval of a run advised to set train.monitor, as training had (nothing trains
+    there); review 49h: what reading the data left out was said again by every eval, report and
+    export of the run's own data. Other data still gets its notes."""
+    from peerdistill.cli import main
+    from peerdistill.errors import DataNote
+    from peerdistill.runs import read_for_scoring
+
+    for split, masks in (("train", [square(1)] * 4), ("val", [np.zeros((6, 6))] * 2), ("test", [square(1)] * 2)):
+        write_pairs(tmp_path / "d" / split, masks)
+    run = ["task=segmentation", "teacher=null", "students=[{arch: unet, args: {width: 4, depth: 1}}]",
+           "distill.preset=independent", "data.kind=folders", f"data.root={tmp_path / 'd'}", "train.epochs=1",
+           f"out_dir={tmp_path / 'runs'}", "name=r", "--quiet"]
+    assert main(["train", *run]) == 0
+    assert "the val masks hold no foreground pixel" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "runs" / "r")]) == 0
+    assert "the val masks hold no foreground pixel" not in capsys.readouterr().err
+    for own, said in ((True, []), (False, ["2 entries have no image: left out"])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with read_for_scoring(own=own):
+                warnings.warn(DataNote("2 entries have no image: left out"))
+        assert [str(w.message) for w in caught] == said
+
+
 def test_a_foreground_class_the_val_masks_lack_is_warned_of_by_name(tmp_path):
     """Review 49e: with several foreground classes, val Dice is a mean over the classes scored,
     so a class val lacks counts only in an epoch marking a stray pixel of it; said, with a class

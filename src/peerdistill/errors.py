@@ -80,6 +80,17 @@ class PeerdistillWarning(UserWarning):
     'warning: MESSAGE'."""
 
 
+class TrainingAdvice(PeerdistillWarning):
+    """Advice about the data for training alone (how the monitor would choose the best epoch):
+    commands that score, export or report a run read its data without it (review 50c)."""
+
+
+class DataNote(PeerdistillWarning):
+    """What reading a data set left out (files without annotations, entries without files), said
+    as training read it: the run's own data read again, unchanged, does not say it again (review
+    49h: every eval, report and export repeated it)."""
+
+
 class NonFiniteStepsWarning(PeerdistillWarning):
     """Training steps were skipped for non-finite values (``train.nonfinite: skip``)."""
 

@@ -8,7 +8,8 @@ import hashlib
 import json
 import math
 import shlex
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from .engine.records import load_member_weights
 from .engine.devices import resolve_device
 from .engine.tta import with_tta
 from .post_hoc import check_post_hoc_options
-from .errors import CheckpointError, ConfigError, DataError, DataPlaceError, SplitError, reworded, warn_user
+from .errors import (CheckpointError, ConfigError, DataError, DataNote, DataPlaceError, SplitError, TrainingAdvice,
+                     reworded, warn_user)
 from .wording import first_few
 from .models import build_model
 from .models.heads import HeadedModel
@@ -391,7 +393,8 @@ def _scored_and_own_data(meta: dict[str, Any], data: DataSplits | None, data_spe
     if data is None and data_spec is not None:
         with kept_whole() if split == "all" else contextlib.nullcontext():
             try:
-                data = build_data(data_spec, stats=run_stats(meta))
+                with read_for_scoring(own=False):
+                    data = build_data(data_spec, stats=run_stats(meta))
             except SplitError as exc:  # training's advice does not fit: the set need not be split at all
                 raise DataError(f"{exc.problem}: eval reads the data given into train, val and test as training "
                                 f"does, to score its {split} split; to score every sample of it as one set (an "
@@ -476,6 +479,17 @@ def _run_data(meta: dict[str, Any]) -> DataSplits:
                                "the place, peerdistill eval RUN_DIR data.root=PATH")
 
 
+@contextlib.contextmanager
+def read_for_scoring(own: bool) -> Iterator[None]:
+    """Data read to score, export or report a run, not to train: advice for training is not said;
+    nor, for the run's ``own`` data (checked unchanged since), what training said it left out."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=TrainingAdvice)
+        if own:
+            warnings.filterwarnings("ignore", category=DataNote)
+        yield
+
+
 def run_stats(meta: dict[str, Any]) -> dict[str, list[float]] | None:
     """The statistics the run's inputs were standardised by, for other data to be read as the
     models saw theirs. A run trained from Python on data not standardised records none (null):
@@ -492,7 +506,8 @@ def read_run_data(meta: dict[str, Any], where: str | None = None) -> DataSplits:
     (``{root}`` is filled in)."""
     saved = saved_data_spec(meta, say=True)
     try:
-        data = build_data(saved, stats=meta.get("data_stats"))
+        with read_for_scoring(own=True):
+            data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
         if not saved.root or where is None:
             raise
@@ -591,7 +606,8 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
                         "trained with, evaluate_run(..., data=splits, operating_point=..., temperature_scaling=...)")
     saved = saved_data_spec(meta, say=True)
     try:
-        data = build_data(saved, stats=meta.get("data_stats"))
+        with read_for_scoring(own=True):
+            data = build_data(saved, stats=meta.get("data_stats"))
     except DataError as exc:
         same_elsewhere = ({**given.model_dump(), "root": None, "augment": [], "augment_range": {}}
                           == {**saved.model_dump(), "root": None, "augment": [], "augment_range": {}})
@@ -605,7 +621,10 @@ def _threshold_data(meta: dict[str, Any], given: DataSpec, built: DataSplits | N
     warn_user(f"the run's data is no longer at '{saved.root}': its validation split (where the threshold or "
               f"temperature is chosen) is taken from '{given.root}', the same data moved; if that is another "
               "set, put the run's own data back where training read it")
-    return built if built is not None else build_data(given, stats=run_stats(meta))
+    if built is not None:
+        return built
+    with read_for_scoring(own=False):
+        return build_data(given, stats=run_stats(meta))
 
 
 def saved_window(meta: dict[str, Any]) -> tuple[tuple[int, int] | None, float]:

@@ -26,7 +26,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import torch
 
-from ..errors import DataError, SplitError, warn_user
+from ..errors import DataError, DataNote, SplitError, warn_user
 from ..wording import first_few
 from .each_file import read_each
 from .image_files import _portable
@@ -504,7 +504,7 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
     if unlisted:
         info["skipped_without_entry"] = len(unlisted)
         warn_user(f"{len(unlisted)} image files in '{images_dir}' are not listed in {source}'s 'images' "
-                  f"({first_few(unlisted, quoted=True)}): left out")
+                  f"({first_few(unlisted, quoted=True)}): left out", DataNote)
     return paths
 
 
@@ -613,7 +613,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
         if left_out:
-            warn_user(f"{len(left_out)} {what} ({first_few(left_out, quoted=True)}): left out")
+            warn_user(f"{len(left_out)} {what} ({first_few(left_out, quoted=True)}): left out", DataNote)
     return x, pad_targets(targets), names, ids, info
 
 

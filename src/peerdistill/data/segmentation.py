@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import DataError, SplitError, warn_user
+from ..errors import DataError, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
 from .dicom import dicom_size_and_spacing
 from .each_file import read_each
@@ -127,7 +127,7 @@ def _warn_of_val_without_foreground(val: torch.Tensor) -> None:
         warn_user("the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch whose models mark "
                   "any foreground and n/a in one whose models mark none, so they cannot choose the best epoch "
                   "(n/a ranks last: a clean epoch would lose to one with stray pixels); give val images with the "
-                  "objects, or set train.monitor to ensemble/pixel_accuracy")
+                  "objects, or set train.monitor to ensemble/pixel_accuracy", TrainingAdvice)
 
 
 def _warn_of_classes_missing_from_val(train: torch.Tensor, val: torch.Tensor, names: list[str]) -> None:
@@ -145,7 +145,7 @@ def _warn_of_classes_missing_from_val(train: torch.Tensor, val: torch.Tensor, na
                   "epoch is scored on, count them only in an epoch whose models mark a stray pixel of them (as 0), "
                   "so a train.monitor of either (the default, ensemble/dice) follows stray pixels; give val images "
                   "holding every class, or monitor a class val holds (train.monitor=ensemble/dice_"
-                  f"{names[next(c for c in range(1, len(names)) if c in in_val)]})")
+                  f"{names[next(c for c in range(1, len(names)) if c in in_val)]})", TrainingAdvice)
 
 
 def to_masks(array, name: str) -> torch.Tensor:
