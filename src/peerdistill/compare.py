@@ -31,7 +31,7 @@ from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_SEEN
 from .post_hoc import check_post_hoc_options
-from .errors import ConfigError, PeerdistillError, SplitError, reworded, warn_again
+from .errors import ConfigError, PeerdistillError, SplitError, TrainingAdvice, reworded, warn_again
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
@@ -464,7 +464,9 @@ def _check_folds_fit(plans, folds: int) -> None:
 
     for plan in (group[0] for group in by_way_of_reading(plans)):
         try:
-            build_data(plan.cfg.data)
+            with warnings.catch_warnings():  # (fold 0's val: each fold's run says its own, review 50c)
+                warnings.filterwarnings("ignore", category=TrainingAdvice)
+                build_data(plan.cfg.data)
         except PeerdistillError as exc:
             raise reworded(exc, f"{option('--folds', str(folds))}: {plan.describe()}: {exc}") from None
     _check_every_fold_trains_every_class(plans)
