@@ -351,6 +351,12 @@ def test_eval_bootstraps_a_csv_runs_test_split_by_its_group_column(tmp_path, cap
     assert main(["eval", str(tmp_path / "runs" / "c"), "--bootstrap", "40"]) == 0  # the caption names the key
     assert (f"resamples of its {len(set(tested))} groups (data.group_column 'patient_id')"
             in " ".join(capsys.readouterr().out.split()))
+    # each row's patient in the per-sample table (review 50c: it had to be parsed out of the names)
+    import csv
+
+    assert main(["eval", str(tmp_path / "runs" / "c"), "--per-sample", str(tmp_path / "rows.csv")]) == 0
+    rows = [r for r in csv.DictReader((tmp_path / "rows.csv").open()) if r["model"] == "student1"]
+    assert [r["group"] for r in rows] == tested and list(rows[0])[:3] == ["sample", "file", "group"]
     # scored whole (--split all, as an external set is): drawn by patient too, every patient of every split
     whole = evaluate_run(tmp_path / "runs" / "c", bootstrap=40, split="all",
                          data_spec=spec.model_copy(update={"group_column": "patient_id", "image_size": [8, 8]}))

@@ -47,18 +47,23 @@ def _a_table_eval_wrote(path: Path) -> bool:
 
 
 def per_sample_rows(task, meters: dict[str, list], names: tuple[str, list[str]] | None,
-                    scores: dict[str, dict[str, float]], seen_in_training: list[int] | None = None) -> list[dict]:
+                    scores: dict[str, dict[str, float]], seen_in_training: list[int] | None = None,
+                    groups: list[str] | None = None) -> list[dict]:
     """Rows sample by sample, every output (``meters``: its sample meters in split order) in
     turn. ``scores``: eval's figures, for the threshold an operating point chose (and the
     temperature it was chosen under). ``seen_in_training``: the samples identical to inputs the
-    run trained on (a 0/1 column ``seen_in_training``; left out where not known)."""
+    run trained on (a 0/1 column ``seen_in_training``; left out where not known). ``groups``:
+    each sample's group (a ``group`` column: patient-level figures without parsing names)."""
     rows = []
     count = len(next(iter(meters.values())))
     if names is not None and len(names[1]) != count:
         names = None  # the names are not of these samples (data given from Python): leave them out
     seen = None if seen_in_training is None else set(seen_in_training)
+    if groups is not None and len(groups) != count:
+        groups = None
     for i in range(count):
         head = {"sample": i} | ({names[0]: names[1][i]} if names else {})
+        head |= {"group": groups[i]} if groups else {}
         head |= {"seen_in_training": int(i in seen)} if seen is not None else {}
         for model, sample_meters in meters.items():
             figures = _figures(task, sample_meters[i], scores.get(model, {}))

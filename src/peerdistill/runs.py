@@ -258,7 +258,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
                       overlap, observe=kept)
     # (a run trained from Python has no data section: no groups to draw)
     spec = data_spec or (saved_data_spec(meta) if meta.get("data_spec") else None)
-    groups = _scored_groups(data, split, spec) if bootstrap and spec is not None else None
+    # (also each row's patient in the per-sample table, review 50c: said as missing only for a bootstrap)
+    groups = _scored_groups(data, split, spec, say=bool(bootstrap)) if (
+        bootstrap or per_sample is not None) and spec is not None else None
     if bootstrap:
         warn_if_few_units(len(set(groups)) if groups else scored_count, grouped=bool(groups))
         _add_bootstrap_figures(scores, kept.meters, task, bootstrap, groups, baseline)
@@ -269,7 +271,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)
     if per_sample is not None:
         write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores,
-                                                     seen_in_training))
+                                                     seen_in_training, groups))
     if save_images:
         _save_pictures(cohort, task, meta, data, split, data_spec, run_dir, dev, save_images, window, overlap)
     return Scores(scores, samples=scored_count)
@@ -546,11 +548,11 @@ class _Kept:
         return {n: np.concatenate(parts) for n, parts in self.probs.items()}, np.concatenate(self.labels)
 
 
-def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | None:
+def _scored_groups(data: DataSplits, split: str, spec: DataSpec, say: bool = True) -> list[str] | None:
     """The group (``data.group_pattern`` or ``data.group_column``: a patient) of each scored
     sample, in the split's order (``all``: train, val, test), for a bootstrap that draws whole
-    groups; None where the data has no groups, and said where it has but they are not known
-    sample by sample (the intervals then draw samples)."""
+    groups; None where the data has no groups, and (with ``say``) said where it has but they are
+    not known sample by sample (the intervals then draw samples)."""
     if not (spec.group_pattern or spec.group_column):
         return None
     parts = ("train", "val", "test") if split == "all" else (split,)
@@ -574,7 +576,8 @@ def _scored_groups(data: DataSplits, split: str, spec: DataSpec) -> list[str] | 
     if not files:  # (data given in Python, which names no file)
         why = (f"the {split} split's samples are not matched to their groups here, {drawn}; score the data through "
                "a data section that names each sample's file")
-    warn_user(why)
+    if say:
+        warn_user(why)
     return None
 
 
