@@ -763,6 +763,9 @@ def test_box_decoding_chosen_with_eval_reaches_predict_and_the_exported_file(tmp
     assert main(["export", str(run), "--model", "student1", "detect.max_detections=3"]) == 0
     onnx = run / "export" / "student1.onnx"
     assert json.loads(onnx.with_suffix(".json").read_text())["detection"]["max_detections"] == 3
+    # the head and box decoding alone: training's distillation weights mean nothing to a device (review 50d)
+    assert not [k for k in json.loads(onnx.with_suffix(".json").read_text())["detection"] if k.startswith("kd_")]
+    assert [k for k in json.loads((run / "run.json").read_text())["detection"] if k.startswith("kd_")]
     assert len(rows(onnx, image)) == 3 and len(rows(onnx, image, "detect.max_detections=4")) == 4
     capsys.readouterr()
     for args, said in ((["predict", run, image, "--out", tmp_path / "c.csv", "detect.score_threshold=1.5"],

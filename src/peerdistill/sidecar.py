@@ -98,6 +98,8 @@ def model_info(meta: dict, output: str) -> dict:
     from .runs import saved_window
 
     info = {k: meta.get(k) for k in ("task", "class_names", "num_classes", "input_shape", "data_stats", "detection")}
+    if isinstance(info["detection"], dict):  # the head and box decoding; not training's loss weights (review 50d)
+        info["detection"] = {k: v for k, v in info["detection"].items() if k in DetectionRecord.model_fields}
     info["output"] = output
     info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
     info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
