@@ -807,6 +807,39 @@ def test_a_signal_ignored_as_the_command_starts_stays_ignored_and_sighup_stops_a
             signal.signal(sig, handler)
 
 
+def test_a_terminal_closed_under_a_command_leaves_its_interruption_as_it_was(monkeypatch, tmp_path):
+    """Review 50e: SIGHUP as a terminal closes, then the progress bar's last drawing and the hint
+    failed on the dead terminal (EIO): exit 2 with stopped_by an OSError, or a traceback. The
+    interruption stands, said by its exit code, and stopped_by names the signal."""
+    import argparse
+    import errno
+
+    from peerdistill.cli import running
+    from peerdistill.engine.artifacts import RunDir, mark_stopped
+    from peerdistill.engine.progress import Progress
+
+    class DeadTerminal:
+        def __exit__(self, *exc):
+            raise OSError(errno.EIO, "Input/output error")
+
+    progress = Progress(enabled=False)
+    progress._bar = DeadTerminal()
+    hangup = running._Terminated(signal.SIGHUP)
+    assert progress.__exit__(type(hangup), hangup, None) is None  # the interruption goes on
+    with pytest.raises(OSError):  # anything else: the terminal's error is news
+        progress.__exit__(ValueError, ValueError("x"), None)
+
+    def dead_print(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(running.err_console, "print", dead_print)
+    assert running._interrupted(argparse.Namespace(command="presets"), hangup) == 128 + signal.SIGHUP
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "running"}))
+    mark_stopped(RunDir(tmp_path / "r"), hangup)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["stopped_by"] == "interrupted (SIGHUP)"
+
+
 def test_under_torchrun_a_stop_the_process_cannot_take_ends_it_after_a_grace(tmp_path):
     """Review 50a: under torchrun SIGTERM had no handler (a process inside a collective runs none),
     so runs stayed marked running. With one, a process that does not stop (here: one that keeps

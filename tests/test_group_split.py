@@ -519,3 +519,31 @@ def test_a_grouped_fold_run_of_an_earlier_version_is_told_apart_from_changed_dat
     run_json.write_text(json.dumps(meta))
     with pytest.raises(DataError, match="the run's grouped folds were cut by an earlier version of peerdistill"):
         evaluate_run(tmp_path / "g")
+
+
+
+def test_a_comparison_does_not_reuse_a_grouped_fold_run_an_earlier_version_cut(tmp_path):
+    """Review 50e: continued after the per-fold val draw, a comparison reused the earlier runs
+    and paired them with new ones that trained on other patients, in silence."""
+    import json
+
+    from rich.console import Console
+
+    from peerdistill.compare import compare
+    from peerdistill.errors import RunDirError
+
+    write_cases(tmp_path / "seg", cases=9, views=2)
+    tree = {"name": "g", "out_dir": str(tmp_path), "task": "segmentation", "teacher": None,
+            "data": {"kind": "folders", "root": str(tmp_path / "seg"), "grey": True, "binary_masks": True,
+                     "group_pattern": r"case(\d+)-"},
+            "students": [{"arch": "unet", "args": {"width": 4, "depth": 1}}],
+            "distill": {"preset": "independent"}, "train": {"epochs": 1, "batch_size": 8}}
+    compare(tree, None, 1, folds=3, progress=False, console=Console(quiet=True))
+    run_json = tmp_path / "g-compare" / "independent-seed0-fold1" / "run.json"
+    meta = json.loads(run_json.read_text())
+    del meta["data_info"]["group_fold_val"]  # as the earlier version wrote it
+    run_json.write_text(json.dumps(meta))
+    for dry_run in (True, False):
+        with pytest.raises(RunDirError, match=r"independent-seed0-fold1' was cut into grouped folds by an earlier "
+                                              r"version of peerdistill.*delete '.*' to train it again"):
+            compare(tree, None, 1, folds=3, progress=False, dry_run=dry_run, console=Console(quiet=True))

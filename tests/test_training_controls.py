@@ -741,7 +741,7 @@ def test_kept_weights_predicting_one_class_are_warned_of():
     assert one_class_kept({"ensemble": {"precision_pneumonia": 0.7}}, names, 0, 5) is None  # figures not kept
     # a frozen teacher was not trained by the run: no training advice for it (review 50b)
     frozen = "frozen teacher predicts 'pneumonia' for every validation image: this run did not train it, so check the " \
-             "weights given to it (and its BatchNorm statistics, which evaluation uses)"
+             "weights given to it (and any BatchNorm running statistics, which evaluation uses)"
     assert one_class_kept({"teacher": majority, "ensemble": learnt}, names, 0, 5, frozen=("teacher",)) == frozen
     both = one_class_kept(val, names, 0, 5, frozen=("teacher",))
     assert both.startswith("with the weights kept as the best (epoch 1), student2 predicts 'pneumonia' for every ")

@@ -377,10 +377,12 @@ def _teachers_alike_note(alike: list[str]) -> str:
     if not alike:
         return ""
     named = ", ".join(f"`{name}`" for name in alike)
+    one = len(alike) == 1
     return (f"\nThe teacher columns: {named} trained alike in every setting (the same figures epoch by epoch in the "
-            "runs of each seed), learning from the labels alone. Each column shows it at the epoch its run's "
-            "monitor picked, so its figures differ between settings by that choice of epoch alone, not by the "
-            "setting; it is left out of the paired differences.\n")
+            f"runs of each seed), learning from the labels alone. Each column shows {'it' if one else 'each'} at the "
+            f"epoch its run's monitor picked, so {'its' if one else 'their'} figures differ between settings by that "
+            f"choice of epoch alone, not by the setting; {'it is' if one else 'they are'} left out of the paired "
+            "differences.\n")
 
 
 SHOWN_WARNINGS = 10  # more would bury the tables: every run's run.json lists its own
@@ -487,7 +489,10 @@ def _check_every_fold_trains_every_class(plans) -> None:
             present, class_names, train_part = _classes_per_sample(group[0].cfg.task, spec)
         except PeerdistillError:  # (said as the runs' data is read, with their context)
             continue
-        for plan in {plan.cfg.data.fold: plan for plan in group}.values():
+        first_of_each_fold: dict[int, Any] = {}  # (the first seed's run, named as the first to stop)
+        for plan in group:
+            first_of_each_fold.setdefault(plan.cfg.data.fold, plan)
+        for plan in first_of_each_fold.values():
             fold = f"fold {plan.cfg.data.fold} of {spec.folds}"
             try:
                 train = train_part(plan.cfg.data)
@@ -518,20 +523,25 @@ def _classes_per_sample(task: str, spec):
 
     from .data import build_data
     from .data.image_files import group_split, listed_only
-    from .data.segmentation import cut_by_groups_or_folds
+    from .data.segmentation import IGNORE, cut_by_groups_or_folds, default_class_names, read_mask_labels
     from .data.splits import group_ids, kept_whole
 
-    with kept_whole(), listed_only() if task == "classification" else contextlib.nullcontext():
-        whole = build_data(spec)
-    names = whole.info["files"]["test"]
     if task == "classification":
+        with kept_whole(), listed_only():
+            whole = build_data(spec)
+        names = whole.info["files"]["test"]
         labels = whole.test.y.numpy()
         groups = (whole.info.get("sample_groups") or {}).get("test") or group_ids(names, spec.group_pattern)
         present = np.eye(whole.num_classes, dtype=bool)[labels]
         return present, whole.class_names, lambda fold_spec: group_split(groups, labels, fold_spec)[0]
-    masks = whole.test.y.reshape(len(names), -1)
-    present = np.stack([(masks == c).any(1).numpy() for c in range(whole.num_classes)], 1)
-    return present, whole.class_names, lambda fold_spec: cut_by_groups_or_folds(names, fold_spec)[0]
+    masks, ids = read_mask_labels(spec)  # (the masks alone: its images are read as each run starts)
+    labels = [np.unique(m[m != IGNORE]) for m in masks]
+    k = spec.num_classes or (len(spec.class_names) if spec.class_names else
+                             max(int(max((u.max(initial=0) for u in labels), default=0)) + 1, 2))
+    present = np.zeros((len(masks), k), dtype=bool)
+    for i, held in enumerate(labels):
+        present[i, held[held < k]] = True
+    return present, default_class_names(k, spec.class_names), lambda fold_spec: cut_by_groups_or_folds(ids, fold_spec)[0]
 
 
 def _check_counts(**counts) -> None:

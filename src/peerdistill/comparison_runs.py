@@ -25,6 +25,7 @@ from .data.digests import file_sha256
 from .data import fingerprint as fingerprints
 from .data import build_data
 from .data.sources import check_new_run_data
+from .data.splits import GROUP_FOLD_VAL, group_fold_mark
 from .config import (FILE_KINDS, TEACHER_PRESETS, TRAINING_ONLY_KEYS, RunConfig, as_read, check_preset_names,
                      load_saved_config, validate)
 from .comparison_configs import setting_tree
@@ -367,7 +368,22 @@ def _state(plan: Plan, overwrite: bool) -> str:
         _check_same_teachers(plan)
     if state in ("finished", "unfinished"):
         _check_same_files(plan)
+        _check_same_fold_cut(plan)
     return state
+
+
+def _check_same_fold_cut(plan: Plan) -> None:
+    """A grouped fold's run cut by a version that took every fold's val patients from one order
+    (review 50c) splits otherwise than this version's runs of the comparison: not reused beside
+    them, whose paired differences would compare runs of other training patients (review 50e)."""
+    if not group_fold_mark(plan.cfg.data):
+        return
+    info = read_json(plan.run_dir / RUN_FILE).get("data_info") or {}
+    if GROUP_FOLD_VAL not in info:
+        raise RunDirError(f"'{plan.run_dir}' was cut into grouped folds by an earlier version of peerdistill, whose "
+                          "val took the same patients in every fold; this version draws them per fold, so its runs "
+                          f"split otherwise: delete '{plan.run_dir}' to train it again, or pass {option('--overwrite')} "
+                          f"to redo the whole comparison ({_dry_run_hint()})")
 
 
 _FINGERPRINTS: dict[tuple, str | None] = {}  # (data.root, kind, path column) -> fingerprint, within one comparison

@@ -260,7 +260,8 @@ def _interrupt(signum, frame):
 
 def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
     # (under torchrun each process says it: the first may be the one that does not get to)
-    err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
+    with contextlib.suppress(OSError):  # (a terminal closed, SIGHUP: nobody to tell; the exit code says it)
+        err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
     return 128 + (exc.signum if isinstance(exc, _Terminated) else signal.SIGINT)
 
 

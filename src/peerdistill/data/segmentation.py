@@ -35,7 +35,7 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
             raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
     k = _class_count(ms, num_classes, class_names, training=not scored_only)
-    names = list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
+    names = default_class_names(k, class_names)
     if not scored_only:
         _warn_of_val_without_foreground(ms[1])
         _warn_of_classes_missing_from_val(ms[0], ms[1], names)
@@ -51,6 +51,12 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
             f"models would learn classes ({', '.join(names[seen:seen + 3])}) no mask shows; give one name per class "
             "in the masks, or set data.num_classes too if those classes are truly absent")
     return splits
+
+
+def default_class_names(k: int, class_names: list[str] | None = None) -> list[str]:
+    """The names of ``k`` mask classes: those given, else background and foreground for two,
+    else the class indices."""
+    return list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
 
 
 def masks_name_classes(info: dict) -> bool:
@@ -357,6 +363,26 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
 
 
 def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    images, masks, rois, keys = _paired_files(root, spec)
+    xs = read_each([images[key] for key in keys],
+                   lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
+    if len({x.shape for x in xs}) > 1:
+        raise DataError(f"images in '{root / spec.images}' differ in size: set data.image_size=[H, W] to resize them")
+    return np.stack(xs), np.stack(_labels(root, spec, images, masks, rois, keys)), keys
+
+
+def read_mask_labels(spec: DataSpec) -> tuple[list[np.ndarray], list[str]]:
+    """The masks of the pairs under ``data.root`` (one set, no split folders) as training reads
+    them, and their ids in reading order, without decoding an image: what compare needs to deal
+    every fold before any run trains (review 50e: reading the images too cost 13 s on Kvasir-SEG)."""
+    root = Path(spec.root or "")
+    check_root_folder(root, spec.kind)
+    images, masks, rois, keys = _paired_files(root, spec)
+    return _labels(root, spec, images, masks, rois, keys), keys
+
+
+def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, list[str]]:
+    """The image, mask (and region) files of ``root`` by id, checked to pair up; the ids sorted."""
     image_dir, mask_dir = root / spec.images, root / spec.masks
     for d in (image_dir, mask_dir):
         if not d.is_dir():
@@ -387,16 +413,19 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")
     keys = sorted(images)
     check_same_sizes([(images[key], masks[key]) for key in keys], "its mask")
-    xs = read_each([images[key] for key in keys],
-                   lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
-    if len({x.shape for x in xs}) > 1:
-        raise DataError(f"images in '{image_dir}' differ in size: set data.image_size=[H, W] to resize them")
+    return images, masks, rois, keys
+
+
+def _labels(root: Path, spec: DataSpec, images: dict, masks: dict, rois: dict | None,
+            keys: list[str]) -> list[np.ndarray]:
+    """Each pair's mask as class indices (binary masks by one rule for the set), 255 outside its
+    region of interest."""
     raw = [read_mask_values(masks[key], spec.image_size, spec.binary_masks) for key in keys]
     if spec.binary_masks:
         ms = binarized(raw)
     else:
         ms = [class_labels(values, masks[key], spec.num_classes) for values, key in zip(raw, keys)]
-        _check_saved_one_way(ms, [masks[key].name for key in keys], mask_dir, spec.num_classes)
+        _check_saved_one_way(ms, [masks[key].name for key in keys], root / spec.masks, spec.num_classes)
     if rois is not None:
         lacking = [images[key].name for key in keys if key not in rois]
         if lacking:
@@ -405,8 +434,7 @@ def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list
         for i, key in enumerate(keys):
             region = read_mask(rois[key], spec.image_size, binary=True)
             ms[i] = np.where(region > 0, ms[i], IGNORE).astype(np.uint8)
-    masks_array = np.stack(ms)
-    return np.stack(xs), masks_array, keys
+    return ms
 
 
 def _check_saved_one_way(masks: list[np.ndarray], names: list[str], mask_dir: Path, num_classes: int | None) -> None:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -563,7 +564,9 @@ def mark_stopped(run: "RunDir", exc: BaseException) -> None:
     """run.json's and metrics.json's ``status`` of a run whose training ended without finishing:
     ``stopped``, and why in ``stopped_by`` (a script polling run folders tells it from one still
     training; a run killed outright, ``kill -9``, stays ``running``, and its lock is free)."""
-    why = "interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    signum = getattr(exc, "signum", None)  # (the command line's stopping signals say which they were)
+    why = ((f"interrupted ({signal.Signals(signum).name})" if signum else "interrupted (Ctrl-C or SIGTERM)")
+           if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
     for path in (run.path / RUN_FILE, run.path / METRICS_FILE):
         try:
             record = read_json(path) if path.is_file() else None

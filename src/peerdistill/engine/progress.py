@@ -39,7 +39,11 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
-            self._bar.__exit__(*exc)
+            try:
+                self._bar.__exit__(*exc)
+            except OSError:  # the terminal gone (SIGHUP as it closed): the interruption goes on, not this
+                if not isinstance(exc[1], KeyboardInterrupt):
+                    raise
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0):
         if self._bar is None:

@@ -52,7 +52,7 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
     untrained = {model: c for model, c in alone.items() if model in frozen}
     alone = {model: c for model, c in alone.items() if model not in frozen}
     loaded = ("; ".join(f"frozen {model} predicts '{c}' for every validation image: this run did not train it, so "
-                        "check the weights given to it (and its BatchNorm statistics, which evaluation uses)"
+                        "check the weights given to it (and any BatchNorm running statistics, which evaluation uses)"
                         for model, c in untrained.items()))
     if not alone:
         return loaded or None

@@ -68,8 +68,8 @@ def comparison_page(directory: Path) -> str:
             text = caption(baseline, metric, pairs, folds, apart, corrected=corrected)
             if left_out:
                 text += (f" Left out: {', '.join(f'`{m}`' for m in left_out)}, which trained alike in every setting, "
-                         "so that its figures differ between settings only by the epoch each run's monitor picked "
-                         "(compare.md says so above its tables).")
+                         f"so that {'its' if len(left_out) == 1 else 'their'} figures differ between settings only by "
+                         "the epoch each run's monitor picked (compare.md says so above its tables).")
             parts += [f"<p>{with_code_spans(text)}</p>",
                       table_html(["setting"] + differing, paired)]
         sections.append(section_html(f"test {metric}", parts))
