@@ -1503,3 +1503,6 @@ def test_only_teachers_whose_figures_match_epoch_by_epoch_are_counted_as_trained
     assert teachers_trained_alike([plan(frozen=True)], alike) == []
     assert teachers_trained_alike([plan()], alike[:2]) == []  # one setting: nothing to compare
     assert teachers_trained_alike([plan()], [alike[0], run("kd", 1, ce)]) == []  # no seed run by both
+    # the last digits of a sum another thread count gave (review 50h): alike still
+    nudged = [{"train/loss/teacher/ce": 2.0 + 1e-8}, {"train/loss/teacher/ce": 1.5}]
+    assert teachers_trained_alike([plan()], alike[:2] + [run("kd", s, nudged) for s in (0, 1)]) == ["teacher"]

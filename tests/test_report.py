@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import math
 import re
@@ -260,8 +261,22 @@ def test_comparison_report_gives_each_cohort_its_cost_table(tmp_path):
         student = json.loads((result.directory / f"{name}-seed0" / "run.json").read_text())["costs"]["student1"]
         assert f"<td>{student['parameters']:,}</td>" in costs.split(f"<p>{name}:</p>", 1)[1]
     table = result.directory / "compare.csv"
-    table.write_bytes(table.read_bytes()[:300])  # cut off mid-row
+    whole = table.read_bytes()
+    table.write_bytes(whole[:300])  # cut off mid-row
     with pytest.raises(RunDirError, match="compare.csv' is truncated or corrupt at line"):
+        write_report(result.directory)
+    # damage of other kinds, one message each (review 50h: a traceback from the decoder, and from matplotlib)
+    table.write_bytes(whole.replace(b"narrow", b"narr\xffow", 1))
+    with pytest.raises(RunDirError, match="compare.csv' is not UTF-8 text, as compare writes it"):
+        write_report(result.directory)
+    lines = whole.decode().splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    row = next(csv.reader([lines[1]]))
+    row[header.index("std")] = "-0.5"
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(row)
+    table.write_text(lines[0] + buffer.getvalue() + "".join(lines[2:]), encoding="utf-8")
+    with pytest.raises(RunDirError, match="compare.csv' is truncated or corrupt at line 2"):
         write_report(result.directory)
 
 
@@ -315,6 +330,9 @@ def test_a_warning_while_the_page_is_drawn_made_an_error_still_leaves_the_page_a
     with pytest.warns(PeerdistillWarning, match="is not byte for byte") as caught:  # without the filter: once
         write_report(run)
     assert len([w for w in caught if "byte for byte" in str(w.message)]) == 1
+    # and on the page, beside the figures drawn from that file (review 50h: the console alone said it)
+    page = " ".join((run / "report.html").read_text(encoding="utf-8").split())
+    assert "The run&#x27;s data file is not byte for byte the one training read" in page
     from peerdistill.html_report import reemit  # held under "always": one said twice is said once
 
     with warnings.catch_warnings(record=True) as held:

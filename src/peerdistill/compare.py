@@ -366,11 +366,20 @@ def teachers_trained_alike(plans, runs: list[dict[str, Any]]) -> list[str]:
 
 def _trained_alike(metrics_files: list[dict[str, Any]], model: str) -> bool:
     """Whether ``model``'s figures are equal epoch by epoch over the epochs every run has (a run
-    stopped early by its monitor has fewer)."""
+    stopped early by its monitor has fewer), to a millionth: runs reused from another process or
+    thread count differ in the last digits of a sum (review 50h: 1e-8 kept a teacher in)."""
     histories = [[{key: value for key, value in epoch.items() if model in key.split("/")}
                   for epoch in (metrics.get("epochs") or [])] for metrics in metrics_files]
     shared = min(map(len, histories))
-    return shared > 0 and all(history[:shared] == histories[0][:shared] for history in histories[1:])
+    return shared > 0 and all(_figures_alike(mine, first) for history in histories[1:]
+                              for mine, first in zip(history[:shared], histories[0][:shared]))
+
+
+def _figures_alike(mine: dict[str, Any], first: dict[str, Any]) -> bool:
+    return mine.keys() == first.keys() and all(
+        math.isclose(value, first[key], rel_tol=1e-6, abs_tol=1e-9)
+        if isinstance(value, float) and isinstance(first[key], float) else value == first[key]
+        for key, value in mine.items())
 
 
 def _teachers_alike_note(alike: list[str]) -> str:

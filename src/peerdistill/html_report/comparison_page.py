@@ -103,12 +103,16 @@ def compared_differences(directory: Path, settings: list[str]) -> list[dict[str,
 
 def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
     path = directory / "compare.csv"
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise RunDirError(f"'{path}' lacks the columns {missing}: it was not written by `peerdistill compare`")
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RunDirError(f"'{path}' lacks the columns {missing}: it was not written by `peerdistill compare`")
+            rows = list(reader)
+    except UnicodeDecodeError:  # (review 50h: a traceback)
+        raise RunDirError(f"'{path}' is not UTF-8 text, as compare writes it: run the same `peerdistill compare` "
+                          "again to rewrite it (its runs are reused)") from None
     if not rows:
         raise RunDirError(f"'{path}' holds no rows")
     # compare writes whole lines: a file not ending in one was cut off
@@ -119,13 +123,21 @@ def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
             if any(v is None for v in r.values()) or (cut and line == len(rows) + 1):
                 raise ValueError(line)
             parsed.append({"setting": r["setting"], "model": r["model"], "metric": r["metric"],
-                           "mean": float(r["mean"]), "std": float(r["std"]), "n": int(r["n"]),
+                           "mean": float(r["mean"]), "std": _spread(r["std"]), "n": int(r["n"]),
                            "values": [float(v) for v in r["values"].split(";") if v.strip()],
                            "runs": [v for v in (r.get("runs") or "").split(";") if v]})
         except (TypeError, ValueError, AttributeError):
             raise RunDirError(f"'{path}' is truncated or corrupt at line {line}: run the same "
                               "`peerdistill compare` again to rewrite it (its runs are reused)") from None
     return parsed
+
+
+def _spread(text: str) -> float:
+    """A standard deviation as compare writes it: not negative (review 50h: matplotlib failed on one)."""
+    value = float(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
 
 
 def compared_runs(directory: Path, rows, settings: list[str]) -> dict[str, list[Path]]:

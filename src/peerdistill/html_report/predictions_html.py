@@ -41,6 +41,12 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> tuple[str, str
                                               f"loaded again ({exc}).")]), str(exc)
     unfinished = [] if RunDir(directory).is_complete else [note_html(
         "The run has not finished: these use the weights of its best epoch so far.")]
+    trained_on, now = (meta.get("data_info") or {}).get("sha256"), data.info.get("sha256")
+    if trained_on and now and trained_on != now:  # (review 50h: said on the console alone, beside figures of it)
+        unfinished.append(note_html(
+            "The run's data file is not byte for byte the one training read (its SHA-256 differs from run.json's "
+            "data_info.sha256): if its arrays changed, these are of other images than the test table above; put "
+            "back the archive training read (if it was only saved anew, they stand)."))
     if segmentation:
         return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap)), None
     if meta.get("task") == "detection":
