@@ -1228,6 +1228,28 @@ def test_tables_rewritten_beside_an_earlier_report_say_it_is_of_the_earlier_ones
     assert note in " ".join(printed.getvalue().split())
 
 
+def test_what_choosing_a_temperature_warned_of_is_listed_in_compare_md(tmp_path, monkeypatch):
+    """Review 50h: a temperature stuck at its search bound was said on the console alone, while
+    compare.md showed its mean beside real fits."""
+    import peerdistill.runs as runs
+    from peerdistill.errors import warn_user
+
+    real = runs.evaluate_run
+
+    def at_the_bound(*args, **kwargs):
+        scores = real(*args, **kwargs)
+        warn_user("the fitted temperature of student1 0.05 is at the end of the range searched")
+        return scores
+
+    monkeypatch.setattr(runs, "evaluate_run", at_the_bound)
+    tree = {**COMPARED, "name": "t", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}}
+    with pytest.warns(UserWarning, match="independent-seed0: the fitted temperature"):
+        result = compare(tree, ["independent"], 2, progress=False, temperature_scaling=True,
+                         console=Console(quiet=True))
+    assert ("- as the threshold or temperature was chosen on val: the fitted temperature of student1 0.05 is at the end "
+            "of the range searched (2 of 2 runs)") in result.markdown
+
+
 def _image_folder(root, rng, per_class=12):
     import numpy as np
     from PIL import Image
