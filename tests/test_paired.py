@@ -150,6 +150,8 @@ def test_the_caption_says_two_pairs_give_an_interval_12_7_standard_errors_wide()
     d = paired_difference([0.30, 0.10], [0.35, 0.42], "dice")
     assert d.low < -1 and d.high > 1  # past the range of a Dice difference: correct arithmetic, little said
     assert "two pairs the interval is 12.7 standard errors wide" in caption("independent", "dice", 2, folds=None)
+    one = caption("independent", "dice", 1, folds=None)  # (review 50h: "1 pairs at most")
+    assert "on the same split (one pair)" in one and "pairs at most" not in one
     assert "12.7" not in caption("independent", "dice", 3, folds=None)
     # two folds: the correction multiplies it by sqrt((1/2 + 1) / (1/2)), and more folds (not seeds) narrow it
     assert round(float(t.ppf(0.975, 1)) * math.sqrt(3), 1) == 22.0

@@ -207,6 +207,10 @@ def unpaired_note(baseline: str, apart: list[str]) -> str:
             f"{', '.join(f'`{s}`' for s in apart)}.")
 
 
+def _at_most(pairs: int, what: str) -> str:
+    return f"one {what}" if pairs == 1 else f"{pairs} {what}s at most"
+
+
 def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: list[str] = (),
             corrected: bool = True) -> str:
     """``pairs``: how many there are at most (seeds; with ``folds``, the folds); ``corrected``:
@@ -215,10 +219,10 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
     fold_means = folds and corrected
     if fold_means:
         what = (f"each setting's runs minus the `{baseline}` runs of the same fold on the same split, averaged "
-                f"over the seeds fold by fold ({pairs} fold pairs at most)")
+                f"over the seeds fold by fold ({_at_most(pairs, 'fold pair')})")
     else:
         what = (f"each setting's run minus the `{baseline}` run of the same {'seed and fold' if folds else 'seed'} "
-                f"on the same split ({pairs} pairs at most)")
+                f"on the same split ({_at_most(pairs, 'pair')})")
     text = (f"Paired differences from `{baseline}`, test {metric}: {what}, mean [{CONFIDENCE:.0%} confidence "
             "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
             "when some were equal). An interval "
