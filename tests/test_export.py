@@ -1069,8 +1069,8 @@ def test_csv_columns_follow_the_class_order_and_a_probability_at_the_threshold_i
     write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "t.csv", threshold=0.5)
     rows = list(csv.reader((tmp_path / "t.csv").open()))
     assert rows == [["input", "predicted", "threshold", "p_normal", "p_abnormal"],
-                    ["a", "abnormal", "0.5", "0.500000", "0.500000"],
-                    ["b", "normal", "0.5", "0.750000", "0.250000"], ["c", "abnormal", "0.5", "0.125000", "0.875000"]]
+                    ["a", "abnormal", "0.5", "0.5", "0.5"],
+                    ["b", "normal", "0.5", "0.75", "0.25"], ["c", "abnormal", "0.5", "0.125", "0.875"]]
     write_csv(["a", "b", "c"], probs, ["normal", "abnormal"], tmp_path / "u.csv")  # no threshold: the larger one
     rows = list(csv.reader((tmp_path / "u.csv").open()))
     assert rows[0] == ["input", "predicted", "p_normal", "p_abnormal"]
