@@ -51,7 +51,8 @@ def _end_if_not_stopped(reader: socket.socket, grace_s: float, ended: threading.
                 break
     if ended.wait(grace_s):
         return
-    os.write(2, f"stopped by {signal.Signals(got[0]).name}, which this process could not take for {grace_s:g} s "
-                "(waiting for the other processes inside torch): ended without marking its run stopped; the run "
-                "keeps its last checkpoint to continue from, as after any interruption\n".encode())
+    with contextlib.suppress(OSError):  # (a terminal gone with a SIGHUP: ended all the same)
+        os.write(2, f"stopped by {signal.Signals(got[0]).name}, which this process could not take for {grace_s:g} s "
+                    "(waiting for the other processes inside torch): ended without marking its run stopped; the run "
+                    "keeps its last checkpoint to continue from, as after any interruption\n".encode())
     os._exit(128 + got[0])
