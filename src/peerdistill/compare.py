@@ -508,7 +508,8 @@ def _check_every_fold_trains_every_class(plans) -> None:
             except SplitError as exc:
                 raise reworded(exc, f"{plan.describe()}: {fold}: {exc}; or try another data.split_seed or fewer "
                                     "folds") from None
-            lacking = [name for c, name in enumerate(class_names) if present[:, c].any() and not present[train, c].any()]
+            lacking = [name for c, name in enumerate(class_names)
+                       if present[:, c].any() and not present[train, c].any()]
             if lacking:
                 pixels = plan.cfg.task == "segmentation"
                 stratify = "" if pixels or spec.group_stratify else ", or data.group_stratify=true"
@@ -550,7 +551,8 @@ def _classes_per_sample(task: str, spec):
     present = np.zeros((len(masks), k), dtype=bool)
     for i, held in enumerate(labels):
         present[i, held[held < k]] = True
-    return present, default_class_names(k, spec.class_names), lambda fold_spec: cut_by_groups_or_folds(ids, fold_spec)[0]
+    names = default_class_names(k, spec.class_names)
+    return present, names, lambda fold_spec: cut_by_groups_or_folds(ids, fold_spec)[0]
 
 
 def _check_counts(**counts) -> None:
@@ -652,7 +654,8 @@ def _with_chosen_on_val(metrics: dict[str, Any], run_dir: Path, rule, temperatur
     test = {model: {**values, **{k: v for k, v in scores.get(model, {}).items()
                                  if k.startswith(("op_", "cal_")) or (k in untempered and k not in values)}}
             for model, values in metrics["test_at_best"].items()}
-    # kept for compare.md's list of warnings (review 50h: a temperature at its search bound was said on the console alone)
+    # kept for compare.md's list of warnings (review 50h: a temperature at its search bound was said
+    # on the console alone)
     return {**metrics, "test_at_best": test, CHOSEN_ON_VAL_WARNINGS: [str(w.message) for w in said]}
 
 

@@ -382,8 +382,8 @@ def _check_same_fold_cut(plan: Plan) -> None:
     if GROUP_FOLD_VAL not in info:
         raise RunDirError(f"'{plan.run_dir}' was cut into grouped folds by an earlier version of peerdistill, whose "
                           "val took the same patients in every fold; this version draws them per fold, so its runs "
-                          f"split otherwise: delete '{plan.run_dir}' to train it again, or pass {option('--overwrite')} "
-                          f"to redo the whole comparison ({_dry_run_hint()})")
+                          f"split otherwise: delete '{plan.run_dir}' to train it again, or pass "
+                          f"{option('--overwrite')} to redo the whole comparison ({_dry_run_hint()})")
 
 
 _FINGERPRINTS: dict[tuple, str | None] = {}  # (data.root, kind, path column) -> fingerprint, within one comparison

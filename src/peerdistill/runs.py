@@ -159,8 +159,9 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
             if not (modules and name in modules):
                 raise
             # (review 50b: "check arch, args and the data" named nothing the caller gave)
-            raise reworded(exc, f"{exc}. The module given for '{name}' in modules= is the one that does not fit: give "
-                                "an instance built as the run trained it (its class, arguments and num_classes)") from None
+            raise reworded(exc, f"{exc}. The module given for '{name}' in modules= is the one that does not fit: "
+                                "give an instance built as the run trained it (its class, arguments and "
+                                "num_classes)") from None
         # in inference mode, as read to predict with: BatchNorm by its running statistics, no dropout;
         # trainable as the run trained it (review 50b: all frozen, a loaded student could not be
         # trained on, as the README says it can), a frozen teacher frozen still

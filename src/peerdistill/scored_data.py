@@ -216,9 +216,10 @@ def check_unchanged(meta: dict[str, Any], data: DataSplits) -> None:
                   "it was trained on (if it was only saved anew, the figures stand)")
     files = _files_changed(meta, data)
     if ((before and before != now) or files) and _grouped_folds_cut_before(meta, data):
-        raise DataError("the run's grouped folds were cut by an earlier version of peerdistill, which took every fold's "
-                        "val patients from one order (the same patients were val in every fold but their test one, "
-                        "and never trained on); this version draws them per fold, so its splits are not the run's. "
+        raise DataError("the run's grouped folds were cut by an earlier version of peerdistill, which took every "
+                        "fold's val patients from one order (the same patients were val in every fold but their "
+                        "test one, and never trained on); this version draws them per fold, so its splits are not "
+                        "the run's. "
                         "Train the run again to score it on its own splits (train --overwrite; a comparison's runs: "
                         "compare --overwrite)")
     if (before and before != now) or files:  # (a file renamed or replaced by another keeps the sizes)

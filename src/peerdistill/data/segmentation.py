@@ -56,7 +56,9 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
 def default_class_names(k: int, class_names: list[str] | None = None) -> list[str]:
     """The names of ``k`` mask classes: those given, else background and foreground for two,
     else the class indices."""
-    return list(class_names) if class_names else (["background", "foreground"] if k == 2 else [str(c) for c in range(k)])
+    if class_names:
+        return list(class_names)
+    return ["background", "foreground"] if k == 2 else [str(c) for c in range(k)]
 
 
 def masks_name_classes(info: dict) -> bool:
