@@ -380,3 +380,24 @@ def test_a_trainer_never_trains_over_a_run_put_back_in_its_new_folder(tiny_data,
     with pytest.raises(RunDirError, match="is being trained by another process"):
         trainer(make_cohort(), run_dir=tmp_path / "r", overwrite=True).fit(tiny_data)
     assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
+
+
+def test_the_final_writes_follow_each_other_without_the_costs_between(tiny_data, tmp_path, monkeypatch):
+    """Review 50g: metrics.json said complete, then half a second of cost measurement, then
+    run.json: a kill there left the report saying complete and eval not finished. The costs are
+    measured before either file says complete."""
+    from peerdistill.engine.trainer import Trainer
+
+    from .test_trainer import make_cohort, trainer
+
+    seen = []
+    measure = Trainer._costs
+
+    def costs(self, run, meta):
+        seen.append(json.loads((run.path / "metrics.json").read_text())["status"])
+        return measure(self, run, meta)
+
+    monkeypatch.setattr(Trainer, "_costs", costs)
+    trainer(make_cohort(), run_dir=tmp_path / "r").fit(tiny_data)
+    assert seen == ["running"]
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"

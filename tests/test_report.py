@@ -397,6 +397,16 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     assert "A process is training it now (its lock is held)" in page_now and "--resume" not in page_now
     assert "<b>status</b>: running" in page_now
     assert f"best epoch {metrics['best_epoch']} of 2<" in page  # config.yaml plans the 2 epochs done
+    # killed between the final writes: metrics.json says complete, run.json (written last) does not (review 50g)
+    (copy / "metrics.json").write_text(json.dumps({**metrics, "status": "complete"}))
+    page_between = " ".join(write_report(copy).read_text(encoding="utf-8").split())
+    assert "<b>status</b>: interrupted (no process trains it)" in page_between
+    assert "This run has not finished" in page_between and f"--resume {copy}" in page_between
+    from peerdistill.errors import CheckpointError
+    from peerdistill.export import export_run
+
+    with pytest.raises(CheckpointError, match="has not finished: name the model"):
+        export_run(copy, model="best", out=tmp_path / "best.onnx")
     assert "ROC curves" in page and "these use the weights of its best epoch so far" in page
 
 

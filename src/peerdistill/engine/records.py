@@ -152,6 +152,10 @@ class RunRecords:
                                                "roles": self.cohort.roles()})
 
     def _write_final(self, run: RunDir, result: FitResult) -> None:
+        # the costs first (half a second): a kill between the two files' "complete" is then a
+        # moment, not a window in which the report and eval disagreed (review 50g)
+        meta = read_json(run.path / RUN_FILE)
+        costs = self._costs(run, meta)
         write_json(run.path / METRICS_FILE, {
             "status": "complete",
             "monitor": result.monitor,
@@ -166,9 +170,8 @@ class RunRecords:
             "test_at_last": result.test_at_last,
             "epochs": result.history,
         })
-        meta = read_json(run.path / RUN_FILE)
         meta["status"] = "complete"
-        meta["costs"] = self._costs(run, meta)
+        meta["costs"] = costs
         write_json(run.path / RUN_FILE, meta)
 
     def _costs(self, run: RunDir, meta: dict) -> dict:

@@ -63,6 +63,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     else:
         of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} done of {planned}"
     status = metrics.get("status", meta.get("status", "?"))
+    if status == "complete" and meta.get("status", "complete") != "complete":  # killed between the two final writes:
+        status = meta["status"]  # run.json says last, as --resume and eval read it (review 50g)
     training = status != "complete" and run_lock.is_held(directory)
     if status == "running" and not training:  # what the files say, and that no process is at it
         status = "interrupted (no process trains it)"
@@ -90,7 +92,7 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         if said:  # (the data's duplicates, a split lacking a class; a best epoch chosen by nothing: as training said them)
             summary += (f"<p><b>Warnings when training {when}</b>:</p>\n<ul>\n"
                         + "\n".join(f"<li>{esc(w)}</li>" for w in said) + "\n</ul>")
-    if metrics.get("status") != "complete":
+    if metrics.get("status") != "complete" or meta.get("status", "complete") != "complete":
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime((directory / METRICS_FILE).stat().st_mtime))
         going = ("A process is training it now (its lock is held): this page shows it as it was then"
                  if training else
