@@ -1210,3 +1210,20 @@ def test_the_warnings_training_began_with_are_kept_in_run_json_and_on_the_page(t
     assert len(said) == 1 and said[0].startswith("2 of 32 validation inputs are identical to training inputs")
     page = " ".join(write_report(tmp_path / "r").read_text(encoding="utf-8").split())
     assert "<b>Warnings when training began</b>:</p> <ul> <li>2 of 32 validation inputs are identical" in page
+
+
+def test_a_comparison_figure_of_one_run_per_setting_draws_no_spread_and_says_so():
+    """Review 50h: one seed per setting drew bars of no width under a title of mean ± std."""
+    import matplotlib.pyplot as plt
+
+    from peerdistill.html_report.comparison_page import comparison_figure
+
+    one = [{"setting": s, "model": "ensemble", "metric": "auc", "mean": m, "std": math.nan, "values": [m]}
+           for s, m in (("independent", 0.8), ("kd", 0.85))]
+    fig = comparison_figure(one, ["independent", "kd"], ["ensemble"], "auc")
+    assert fig.axes[0].get_title() == "test auc per setting (one run each; higher is better)"
+    plt.close(fig)
+    two = [{**r, "std": 0.01, "values": [r["mean"] - 0.01, r["mean"] + 0.01]} for r in one]
+    fig = comparison_figure(two, ["independent", "kd"], ["ensemble"], "auc")
+    assert fig.axes[0].get_title() == "test auc per setting (mean ± std over runs; higher is better)"
+    plt.close(fig)
