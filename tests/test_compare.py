@@ -521,14 +521,18 @@ def test_an_overwrite_removes_the_comparisons_own_report_never_a_page_of_ones_ow
         assert (tmp_path / "report.html").exists() == kept
 
 
-def test_a_failed_parallel_run_lets_the_others_finish_then_says_why(tmp_path):
+def test_a_run_the_comparison_would_refuse_is_refused_before_any_run_trains(tmp_path):
+    """Review 50i: a run refused as its turn came (another config here) let the runs before it
+    train first, with --jobs the ones beside it too; the dry run listed the refusal up front.
+    (A run failing as it trains lets the others under way finish: tests/test_run_pool.py.)"""
     tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": {**COMPARED["train"], "epochs": 1}}
     taken = tmp_path / "f-compare" / "kd-seed1"
     taken.mkdir(parents=True)
     (taken / "config.yaml").write_text(yaml.safe_dump({**tree, "seed": 7}))
-    with pytest.raises(RunDirError, match="kd-seed1' holds a run with a different config"):
-        compare(tree, ["kd"], 2, progress=False, jobs=2)
-    assert json.loads((tmp_path / "f-compare" / "kd-seed0" / "run.json").read_text())["status"] == "complete"
+    for jobs in (1, 2):
+        with pytest.raises(RunDirError, match="kd-seed1' holds a run with a different config"):
+            compare(tree, ["kd"], 2, progress=False, jobs=jobs)
+        assert not (tmp_path / "f-compare" / "kd-seed0").exists()
     assert not (tmp_path / "f-compare" / "compare.md").exists()
 
 
@@ -1069,6 +1073,12 @@ def test_a_dry_run_reuses_a_finished_run_whose_data_file_has_gone(tmp_path, caps
     assert re.search(r"kd +│ 0 +│ \S+ +│ reuse", out) and "would stop" not in out, out
     again = compare(tree, ["kd"], 1, progress=False, console=Console(quiet=True))  # as the dry run said (it refused)
     assert again.rows and {r["setting"] for r in again.rows} == {"kd"}
+    # a temperature is fitted on the run's own val split: its data is needed after all (review 50i: the dry run
+    # said reuse and exited 0, the command then stopped)
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=r"kd, seed 0: data.root '.*d.npz' does not exist"):
+            compare(tree, ["kd"], 1, progress=False, dry_run=dry_run, temperature_scaling=True,
+                    console=Console(quiet=True))
 
 
 def test_presets_are_read_from_a_comma_list_with_spaces_and_a_trailing_comma():

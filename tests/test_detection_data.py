@@ -11,7 +11,7 @@ from PIL import Image
 
 from peerdistill.data.detection import (boxes_from_mask, detection_splits, load_box_json, load_coco,
                                         load_mask_boxes, pad_targets, synthetic_boxes)
-from peerdistill.errors import ConfigError, DataError, PeerdistillWarning
+from peerdistill.errors import ConfigError, DataError, DataNote, PeerdistillWarning, TrainingAdvice
 from peerdistill.tasks.box_augment import augment_boxes, box_transforms, warp_boxes
 
 
@@ -662,7 +662,7 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
                                         r".*non-positive width.*; annotation 3 .*outside its 10x10 image\. Correct "
                                         r"them, or set data.bad_boxes=skip"):
         load_coco(images, ann, (10, 20))
-    with pytest.warns(PeerdistillWarning, match=r"2 box\(es\) in ann.json left out \(data.bad_boxes=skip\)"):
+    with pytest.warns(DataNote, match=r"2 box\(es\) in ann.json left out \(data.bad_boxes=skip\)"):
         _, y, names, _, info = load_coco(images, ann, (10, 20), bad_boxes="skip")
     # 'adenoma' had only the bad boxes: no class left to learn, as with box_json below
     assert info == {"skipped_bad_boxes": 2, "unused_categories": ["adenoma"]} and names == ["polyp"]
@@ -790,7 +790,7 @@ def test_a_val_split_without_a_box_is_warned_of():
         (_, val, _), indices = detection_splits(x, y, ["a"], 0.2, 0.2, seed)
         if 0 in indices["val"]:
             continue
-        with pytest.warns(PeerdistillWarning, match=r"the val split \(2 images\) holds no box: val AP is n/a"):
+        with pytest.warns(TrainingAdvice, match=r"the val split \(2 images\) holds no box: val AP is n/a"):
             detection_splits(x, y, ["a"], 0.2, 0.2, seed)
         break
     else:
@@ -805,7 +805,7 @@ def test_an_annotation_repeated_exactly_is_kept_once(tmp_path):
                             {**first, "id": 22, "category_id": 3},  # another category at the same place: kept
                             {**first, "id": 23, "bbox": [8, 4, 40, 21]}]  # another box: kept
     ann.write_text(json.dumps(data))
-    with pytest.warns(PeerdistillWarning, match=r"2 annotation\(s\) in ann.json repeat another of the same image "
+    with pytest.warns(DataNote, match=r"2 annotation\(s\) in ann.json repeat another of the same image "
                                                 r"exactly \(category and box; the first in 'a.png'\): each is kept once"):
         _, y, _, _, info = load_coco(images, ann, (10, 20))
     assert info == {"repeated_annotations": 2}

@@ -16,7 +16,7 @@ from peerdistill.cli import main
 from peerdistill.config import DataSpec
 from peerdistill.data import build_data
 from peerdistill.data.image_io import image_size, read_image, read_mask, size_and_colour
-from peerdistill.errors import DataError, PeerdistillWarning
+from peerdistill.errors import DataError, DataNote, PeerdistillWarning
 
 
 def write_dicom(path, pixels: np.ndarray, photometric="MONOCHROME2", bits_stored=12, signed=False, **elements):
@@ -526,7 +526,7 @@ def test_a_truncated_dicom_and_a_png_without_suffix_are_not_left_out_unseen(tmp_
     (folder / "IM000002").write_bytes(good.read_bytes()[:200])  # cut off: 'DICM' at 128, no more
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "IM000003", format="PNG")
     (folder / "README").write_text("notes")
-    with pytest.warns(PeerdistillWarning, match=r"1 file\(s\) in .* without an image suffix are images of another "
+    with pytest.warns(DataNote, match=r"1 file\(s\) in .* without an image suffix are images of another "
                                                 r"format than DICOM \('IM000003' is PNG\) and are not read: give them "
                                                 r"their suffix \(\.png\)"):
         listed = image_files(folder)
@@ -540,7 +540,7 @@ def test_a_truncated_dicom_and_a_png_without_suffix_are_not_left_out_unseen(tmp_
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(other / name, format="PNG")  # (the suffix is what counts)
     for name in ("notes.txt", "scan.h5", "movie.mpg"):  # not pictures: not said to be
         (other / name).write_text("x")
-    with pytest.warns(PeerdistillWarning, match=r"^3 image file\(s\) in .* have a suffix not read here \(\.jfif, "
+    with pytest.warns(DataNote, match=r"^3 image file\(s\) in .* have a suffix not read here \(\.jfif, "
                                                 r"\.webp; 'a.webp'\.\.\.\) and are left out: give a JPEG or PNG its own "
                                                 r"suffix \(\.jpg, \.png\), or convert the others to PNG \(TIFF for "
                                                 r"16-bit\)$"):

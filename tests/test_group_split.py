@@ -543,7 +543,12 @@ def test_a_comparison_does_not_reuse_a_grouped_fold_run_an_earlier_version_cut(t
     meta = json.loads(run_json.read_text())
     del meta["data_info"]["group_fold_val"]  # as the earlier version wrote it
     run_json.write_text(json.dumps(meta))
+    import shutil
+
+    shutil.rmtree(tmp_path / "g-compare" / "independent-seed0-fold0")  # a run to train before it, in plan order
     for dry_run in (True, False):
         with pytest.raises(RunDirError, match=r"independent-seed0-fold1' was cut into grouped folds by an earlier "
                                               r"version of peerdistill.*delete '.*' to train it again"):
             compare(tree, None, 1, folds=3, progress=False, dry_run=dry_run, console=Console(quiet=True))
+    # refused before any run trains (review 50i: fold 0 trained first, then the comparison stopped)
+    assert not (tmp_path / "g-compare" / "independent-seed0-fold0").exists()

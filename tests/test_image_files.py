@@ -15,7 +15,7 @@ from peerdistill.data import build_data
 from peerdistill.data.detection import load_mask_boxes
 from peerdistill.data.image_io import image_size, read_image, read_mask
 from peerdistill.data.segmentation import read_pairs
-from peerdistill.errors import CheckpointError, ConfigError, DataError, PeerdistillWarning
+from peerdistill.errors import CheckpointError, ConfigError, DataError, PeerdistillWarning, TrainingAdvice
 from peerdistill.predict_inputs import read_inputs
 from peerdistill.runs import check_compatible
 
@@ -862,7 +862,7 @@ def test_a_damaged_mask_is_named_a_mask_and_a_class_beyond_the_names_names_them(
 def test_val_masks_without_foreground_are_warned_of(tmp_path):
     for split, masks in (("train", [square(1)] * 2), ("val", [np.zeros((6, 6))] * 2), ("test", [square(1)] * 2)):
         write_pairs(tmp_path / split, masks)
-    with pytest.warns(UserWarning, match="the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch "
+    with pytest.warns(TrainingAdvice, match="the val masks hold no foreground pixel: val Dice and IoU are 0 in an epoch "
                                          "whose models mark any foreground and n/a in one whose models mark none"):
         folders(tmp_path)
     from peerdistill.segmentation_metrics import SegmentationMeter
@@ -918,7 +918,7 @@ def test_a_foreground_class_the_val_masks_lack_is_warned_of_by_name(tmp_path):
         write_pairs(tmp_path / "lacking" / split, masks)
         write_pairs(tmp_path / "whole" / split, [both] * 2)
     names = ["background", "polyp", "disc"]
-    with pytest.warns(UserWarning, match=r"the val masks hold no pixel of class\(es\) 'disc' \(2\): val Dice and IoU, "
+    with pytest.warns(TrainingAdvice, match=r"the val masks hold no pixel of class\(es\) 'disc' \(2\): val Dice and IoU, "
                                          r"means over the classes an epoch is scored on, count them only in an epoch "
                                          r".*train.monitor=ensemble/dice_polyp\)"):
         folders(tmp_path / "lacking", class_names=names)

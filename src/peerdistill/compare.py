@@ -20,8 +20,8 @@ from rich.table import Table
 from .arguments import check_flags
 from .terminal import Console
 from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run, check_before_training,
-                              comparison_world, mark_for_replacement, plan_runs, plan_table, run_all, settings_of,
-                              warning_lines, warnings_of_runs)
+                              check_states, comparison_world, mark_for_replacement, plan_runs, plan_table, run_all,
+                              settings_of, warning_lines, warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text, csv_header
@@ -140,8 +140,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     # which run starts, is reused or is done: progress, on stderr where the tables go to stdout (a
     # script reads them there); a console writing elsewhere (a caller's buffer) gets both
     status = Console(stderr=True, soft_wrap=True, quiet=console.quiet) if console.file is sys.stdout else console
+    reads = rule is not None or temperature_scaling or tta is not None  # (from every run's saved weights and data)
     if rule is not None:  # the number of classes is known once the data is read: before anything trains
-        check_before_training(plans, build=False, two_classes=True)
+        check_before_training(plans, build=False, two_classes=True, reused_read_data=True)
     if dry_run:
         console.print(plan_table(plans, overwrite))
         paired = _paired_with(baseline, plans)
@@ -149,12 +150,14 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
         if apart:  # said before the compute is spent, as the tables would say it after (review 47b)
             console.print(f"note: {unpaired_note(baseline, apart)} Their rows would be scored on other data; "
                           "no paired difference would be given for them.", highlight=False, soft_wrap=True)
-        check_as_a_dry_run(plans, overwrite)  # what the command would refuse, said after the plan
+        check_as_a_dry_run(plans, overwrite, reads)  # what the command would refuse, said after the plan
         return Comparison([], directory, "")
     # What would stop a run, found before any trains: a later config's mistake would else cost the
     # earlier configs' runs first, and --overwrite marks finished runs and removes the tables.
     replacing = overwrite and any((plan.run_dir / RUN_FILE).is_file() for plan in plans)
-    check_before_training(plans, build=len(configs) > 1 or replacing, two_classes=False, overwrite=overwrite)
+    check_states(plans, overwrite)
+    check_before_training(plans, build=len(configs) > 1 or replacing, two_classes=False, overwrite=overwrite,
+                          reused_read_data=reads)
     results = _train_all(plans, directory, overwrite, progress, status, jobs)
     if results is None:  # under torchrun the tables are the first process's
         return Comparison([], directory, "")

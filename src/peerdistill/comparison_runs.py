@@ -161,17 +161,24 @@ def plan_table(plans: list[Plan], overwrite: bool) -> Table:
     return table
 
 
-def check_as_a_dry_run(plans: list[Plan], overwrite: bool) -> None:
+def check_as_a_dry_run(plans: list[Plan], overwrite: bool, reused_read_data: bool = False) -> None:
     """After the dry run's table, what the command would refuse (a run it cannot reuse, as the
     table says) or meet as its runs start, raised as the command would raise it, each config's
     data read and its models built once (review 50c: one config's data went unread, and a run
     that would stop at once was listed and the dry run exited 0)."""
     try:
-        for plan in plans:
-            _state(plan, overwrite)
+        check_states(plans, overwrite)
     except PeerdistillError as exc:
         raise reworded(exc, _without_dry_run_hint(str(exc))) from None
-    check_before_training(plans, build=True, two_classes=False, overwrite=overwrite)
+    check_before_training(plans, build=True, two_classes=False, overwrite=overwrite, reused_read_data=reused_read_data)
+
+
+def check_states(plans: list[Plan], overwrite: bool) -> None:
+    """Every run the comparison would refuse (another config, other data or teachers than it was
+    trained on, folds cut by an earlier version), refused before any run trains (review 50i: met
+    only as its turn came, after the runs before it)."""
+    for plan in plans:
+        _state(plan, overwrite)
 
 
 def _reused(plan: Plan, overwrite: bool) -> bool:
@@ -214,14 +221,17 @@ def by_way_of_reading(plans: list[Plan]) -> list[list[Plan]]:
     return list(groups.values())
 
 
-def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, overwrite: bool = False) -> None:
+def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, overwrite: bool = False,
+                          reused_read_data: bool = False) -> None:
     """Mistakes a run would meet only as it starts, found before any run trains or ``--overwrite``
     replaces anything: a missing data.root or teacher checkpoint, a device not there (every run);
     with ``build``, each config's data read and its models built once (a mistyped model argument,
     unreadable data; a run already there, to be reused or resumed, as it trained: checks added
     since do not stop it); with ``two_classes`` (an operating point), data of another number of classes.
-    A finished run to be reused reads nothing: its data or teacher moved away since is no obstacle."""
-    plans = [plan for plan in plans if not (_missing_input(plan) and _reused(plan, overwrite))]
+    A finished run to be reused reads nothing, unless ``reused_read_data`` (a threshold, temperature
+    or flips scored from its saved weights): its data or teacher moved away since is no obstacle."""
+    if not reused_read_data:
+        plans = [plan for plan in plans if not (_missing_input(plan) and _reused(plan, overwrite))]
     for plan in plans:
         missing = _missing_input(plan)
         if missing:

@@ -178,7 +178,7 @@ def write_csv(names: list[str], probs: torch.Tensor, classes: list[str], out: Pa
                     + [f"p_{c}" for c in classes])
     for name, p in zip(names, probs.tolist()):
         called = int(np.argmax(p)) if threshold is None else int(p[1] >= threshold)
-        writer.writerow([name, classes[called]] + ([f"{threshold:.6g}"] if threshold is not None else [])
+        writer.writerow([name, classes[called]] + ([f"{threshold:.9g}"] if threshold is not None else [])
                         + [f"{v:.9g}" for v in p])  # (9 digits: confident calls still ranked, as eval --per-sample)
     atomic_write_text(out, buf.getvalue())
     return out

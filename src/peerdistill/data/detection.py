@@ -26,7 +26,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import torch
 
-from ..errors import DataError, DataNote, SplitError, warn_user
+from ..errors import DataError, DataNote, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
 from .each_file import read_each
 from .image_files import _portable
@@ -230,7 +230,7 @@ class _BadBoxes:
                             f"{named}.{hint} Correct them, or set data.bad_boxes=skip to leave them out (clip: cut "
                             "the ones reaching outside to the image)")
         warn_user(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes={self.policy}): "
-                  f"{named}{hint}")
+                  f"{named}{hint}", DataNote)
         return {**info, "skipped_bad_boxes": len(self.found)}
 
     def left_out(self) -> str:
@@ -469,7 +469,7 @@ def _once_each(kept: list[tuple], images: dict, source: str, info: dict) -> list
     if repeats:
         info["repeated_annotations"] = len(repeats)
         warn_user(f"{len(repeats)} annotation(s) in {source} repeat another of the same image exactly (category "
-                  f"and box; the first in '{images[repeats[0]]['file_name']}'): each is kept once")
+                  f"and box; the first in '{images[repeats[0]]['file_name']}'): each is kept once", DataNote)
     return list(unique.values())
 
 
@@ -685,7 +685,7 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
     if len(val) and not (val[..., 0] >= 0).any():  # AP of no true box is undefined
         warn_user(f"the val split ({len(val)} images) holds no box: val AP is n/a every epoch, so training "
                   "cannot choose its best epoch by it (it keeps the last); give more annotated images, or a "
-                  "larger data.val_fraction or another data.split_seed")
+                  "larger data.val_fraction or another data.split_seed", TrainingAdvice)
     return data, {k: indices[k] for k in ("train", "val", "test")}
 
 

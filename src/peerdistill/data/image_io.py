@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, DataPlaceError, warn_user
+from ..errors import DataError, DataNote, DataPlaceError, warn_user
 from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom_image_by_content, read_dicom
 from .each_file import read_each
 
@@ -74,7 +74,7 @@ def _warn_of_images_of_other_formats(others: list[Path]) -> None:
         suffixes = sorted({p.suffix.lower() for p in skipped})
         warn_user(f"{len(skipped)} image file(s) in '{skipped[0].parent}' have a suffix not read here "
                   f"({', '.join(suffixes)}; '{skipped[0].name}'...) and are left out: give a JPEG or PNG its own "
-                  f"suffix (.jpg, .png), or convert the others to PNG (TIFF for 16-bit)")
+                  f"suffix (.jpg, .png), or convert the others to PNG (TIFF for 16-bit)", DataNote)
 
 
 def refuse_images_in_subfolders(folder: Path, siblings: set[Path] = frozenset()) -> None:
@@ -115,7 +115,7 @@ def _warn_of_images_without_suffix(others: list[Path]) -> None:
         (first, fmt), *_ = found.items()
         warn_user(f"{len(found)} file(s) in '{first.parent}' without an image suffix are images of another format "
                   f"than DICOM ('{first.name}' is {fmt}) and are not read: give them their suffix "
-                  f"(.{str(fmt).lower()})")
+                  f"(.{str(fmt).lower()})", DataNote)
 
 
 @contextlib.contextmanager
