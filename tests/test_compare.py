@@ -1538,3 +1538,21 @@ def test_only_teachers_whose_figures_match_epoch_by_epoch_are_counted_as_trained
     # the last digits of a sum another thread count gave (review 50h): alike still
     nudged = [{"train/loss/teacher/ce": 2.0 + 1e-8}, {"train/loss/teacher/ce": 1.5}]
     assert teachers_trained_alike([plan()], alike[:2] + [run("kd", s, nudged) for s in (0, 1)]) == ["teacher"]
+
+
+def test_a_reused_run_scored_again_needs_its_data_not_its_teachers_file(tmp_path):
+    """Review 50j: with --temperature-scaling a finished run whose frozen teacher's file had gone
+    was refused, though scoring it reads its own saved weights alone."""
+    fast = {"epochs": 1, "batch_size": 256}
+    first = compare({**COMPARED, "name": "s", "out_dir": str(tmp_path), "train": fast}, ["independent"], 1,
+                    progress=False, console=Console(quiet=True))
+    checkpoint = tmp_path / "teacher.safetensors"
+    shutil.copy(first.directory / "independent-seed0" / "models" / "teacher.safetensors", checkpoint)
+    tree = {**COMPARED, "name": "f", "out_dir": str(tmp_path), "train": fast,
+            "teacher": {**COMPARED["teacher"], "frozen": True, "checkpoint": str(checkpoint)}}
+    compare(tree, ["kd"], 1, progress=False, console=Console(quiet=True))
+    checkpoint.unlink()
+    for dry_run in (True, False):
+        again = compare(tree, ["kd"], 1, progress=False, dry_run=dry_run, temperature_scaling=True,
+                        console=Console(quiet=True))
+    assert any(r["metric"] == "cal_temperature" for r in again.rows)

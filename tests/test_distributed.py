@@ -720,6 +720,8 @@ RANK_SKIPS_SCRIPT = ML_PAIR_PRELUDE + textwrap.dedent('''
     trainer.fit(data)
     with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as f:
         json.dump(trainer.run_info.get("ddp_unused_parameters"), f)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)  # the results are written; torch's DDP leaves gloo's threads to the exit (a SIGABRT seen here)
 ''')
 
 

@@ -893,13 +893,25 @@ def test_training_advice_and_data_notes_are_not_said_again_when_a_run_is_scored(
 
     for split, masks in (("train", [square(1)] * 4), ("val", [np.zeros((6, 6))] * 2), ("test", [square(1)] * 2)):
         write_pairs(tmp_path / "d" / split, masks)
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "d" / "train" / "images" / "x.webp", format="PNG")
     run = ["task=segmentation", "teacher=null", "students=[{arch: unet, args: {width: 4, depth: 1}}]",
            "distill.preset=independent", "data.kind=folders", f"data.root={tmp_path / 'd'}", "train.epochs=1",
            f"out_dir={tmp_path / 'runs'}", "name=r", "--quiet"]
     assert main(["train", *run]) == 0
-    assert "the val masks hold no foreground pixel" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "the val masks hold no foreground pixel" in said and said.count("have a suffix not read here") == 1
     assert main(["eval", str(tmp_path / "runs" / "r")]) == 0
-    assert "the val masks hold no foreground pixel" not in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "the val masks hold no foreground pixel" not in said and "suffix not read here" not in said
+    # what reading the data left out is kept in run.json and on the page, not said again (review 50j)
+    import json
+
+    notes = json.loads((tmp_path / "runs" / "r" / "run.json").read_text())["data_notes"]
+    assert len(notes) == 1 and "have a suffix not read here (.webp" in notes[0]
+    assert main(["report", str(tmp_path / "runs" / "r")]) == 0
+    page = (tmp_path / "runs" / "r" / "report.html").read_text(encoding="utf-8")
+    assert "Warnings when training read its data" in page and "suffix not read here" in page
+    assert "suffix not read here" not in capsys.readouterr().err
     for own, said in ((True, []), (False, ["2 entries have no image: left out"])):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -1221,7 +1221,11 @@ def test_a_comparison_figure_of_one_run_per_setting_draws_no_spread_and_says_so(
     one = [{"setting": s, "model": "ensemble", "metric": "auc", "mean": m, "std": math.nan, "values": [m]}
            for s, m in (("independent", 0.8), ("kd", 0.85))]
     fig = comparison_figure(one, ["independent", "kd"], ["ensemble"], "auc")
-    assert fig.axes[0].get_title() == "test auc per setting (one run each; higher is better)"
+    assert fig.axes[0].get_title() == "test auc per setting (one value each; higher is better)"
+    plt.close(fig)
+    # three runs, the figure n/a in two of them: one value, no std, and not "one run" (review 50j)
+    fig = comparison_figure([{**r, "n": 1} for r in one], ["independent", "kd"], ["ensemble"], "auc")
+    assert "one value each" in fig.axes[0].get_title()
     plt.close(fig)
     two = [{**r, "std": 0.01, "values": [r["mean"] - 0.01, r["mean"] + 0.01]} for r in one]
     fig = comparison_figure(two, ["independent", "kd"], ["ensemble"], "auc")

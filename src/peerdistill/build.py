@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir
-from .errors import CheckpointError, ConfigError, warn_user
+from .errors import CheckpointError, ConfigError, DataNote, warn_again, warn_user
 from .graph import Edge, KnowledgeGraph
 from .json_files import read_json
 from .launcher import launched
@@ -269,7 +270,7 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
     # refuses it, said once for every process (a refusal here, by one process, would be said twice).
     if not resume and not launched():
         RunDir.verdict(run_dir, overwrite)
-    data = build_data(cfg.data)
+    data, notes = _read_noting(cfg.data)
     check_trainable(cfg.data, data)
     if not resume:  # (a run resumed trains as it began: checks added since do not stop it)
         check_new_run_data(cfg.data, data)
@@ -286,11 +287,25 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         cohort, graph, task, train=cfg.train, optim=cfg.optim, rampup_epochs=cfg.distill.rampup_epochs,
         seed=cfg.seed, deterministic=cfg.deterministic, device=cfg.device,
         run_dir=run_dir, overwrite=overwrite, progress=progress,
-        callbacks=callbacks, run_info=_run_info(cfg),
+        callbacks=callbacks, run_info={**_run_info(cfg), **({"data_notes": notes} if notes else {})},
         config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
         patches=patch_settings(cfg),
     )
     return trainer, data
+
+
+def _read_noting(spec) -> tuple[DataSplits, list[str]]:
+    """The data, and what reading it left out (DataNote warnings, said as they come): kept in
+    run.json's ``data_notes``, since scoring the run's own data later does not say them again
+    (review 50j: after training, nothing recorded them)."""
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            data = build_data(spec)
+    finally:  # (said to the caller's filters as they came, each once, also where reading then failed)
+        for warning in {(str(w.message), w.category, w.filename, w.lineno): w for w in said}.values():
+            warn_again(warning)
+    return data, list(dict.fromkeys(str(w.message) for w in said if issubclass(w.category, DataNote)))
 
 
 def _run_info(cfg: RunConfig) -> dict:

@@ -200,13 +200,20 @@ def _without_dry_run_hint(message: str) -> str:
 def _missing_input(plan: Plan) -> str | None:
     """A file the run reads first that is not there (a teacher trained by an earlier run of the
     comparison is not looked for: it does not exist yet)."""
-    root = plan.cfg.data.root
-    if root and plan.cfg.data.kind in FILE_KINDS and not Path(root).exists():
-        return f"data.root '{root}' does not exist"
+    missing = _missing_data(plan)
+    if missing:
+        return missing
     if plan.source_run is None:
         for teacher in plan.cfg.all_teachers():
             if teacher.checkpoint and not Path(teacher.checkpoint).exists():
                 return f"the teacher's checkpoint '{teacher.checkpoint}' does not exist"
+    return None
+
+
+def _missing_data(plan: Plan) -> str | None:
+    root = plan.cfg.data.root
+    if root and plan.cfg.data.kind in FILE_KINDS and not Path(root).exists():
+        return f"data.root '{root}' does not exist"
     return None
 
 
@@ -230,12 +237,18 @@ def check_before_training(plans: list[Plan], *, build: bool, two_classes: bool, 
     since do not stop it); with ``two_classes`` (an operating point), data of another number of classes.
     A finished run to be reused reads nothing, unless ``reused_read_data`` (a threshold, temperature
     or flips scored from its saved weights): its data or teacher moved away since is no obstacle."""
-    if not reused_read_data:
-        plans = [plan for plan in plans if not (_missing_input(plan) and _reused(plan, overwrite))]
+    kept = []
     for plan in plans:
         missing = _missing_input(plan)
+        if missing and _reused(plan, overwrite):  # (its models are read from its own weights, not rebuilt)
+            needed = _missing_data(plan) if reused_read_data else None  # (review 50j: not its teacher's file)
+            if needed:
+                raise ConfigError(f"{plan.describe()}: {needed}: give the right path")
+            continue
         if missing:
             raise ConfigError(f"{plan.describe()}: {missing}: give the right path")
+        kept.append(plan)
+    plans = kept
     for device in dict.fromkeys(plan.cfg.device for plan in plans):
         resolve_device(device)
     if not (build or two_classes):
@@ -513,7 +526,8 @@ def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
     into a paper, must not leave them on a console (review 47b)."""
     given: dict[str, list[str]] = {}
     for path in paths:
-        for when, name, key in (("", RUN_FILE, "training_warnings"), (ENDED, METRICS_FILE, "ending_warnings")):
+        for when, name, key in (("as training read its data: ", RUN_FILE, "data_notes"),
+                                ("", RUN_FILE, "training_warnings"), (ENDED, METRICS_FILE, "ending_warnings")):
             try:
                 said = listed_warnings(read_json(path / name), key)
             except (OSError, CheckpointError):  # (a damaged or missing file: its commands say so)

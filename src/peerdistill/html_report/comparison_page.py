@@ -55,8 +55,10 @@ def comparison_page(directory: Path) -> str:
     folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
     corrected = all(d.get("corrected", True) for d in diffs)
     for metric in (m for m in metrics if not per_class_part(m)):
+        spread = _has_spread(r for r in rows if r["metric"] == metric)
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
-                             f"test {metric}: small dots are single runs; large markers and bars are mean ± std"),
+                             f"test {metric}: small dots are single runs; large markers "
+                             + ("and bars are mean ± std" if spread else "are the means (one value each: no spread)")),
                  table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
         left_out = teachers_left_out(rows, diffs, models, metric, teachers)
         differing = [m for m in models if m not in left_out]
@@ -223,11 +225,17 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
                     label=legend_name(model))  # (a marker of its own: told apart without colour too)
     ax.set_xticks(range(len(settings)), settings, rotation=20 if len(settings) > 4 else 0)
     better = "lower" if lower_is_better(metric) else "higher"
-    spread = "one run each" if all(math.isnan(r["std"]) for r in index.values()) else "mean ± std over runs"
+    spread = "mean ± std over runs" if _has_spread(index.values()) else "one value each"
     ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting ({spread}; {better} is better)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
+
+
+def _has_spread(rows) -> bool:
+    """Whether any (setting, model) row has two runs or more: a std to draw (review 50j: a figure
+    n/a in all runs but one has no std either, and is not one run)."""
+    return any(len(r["values"]) > 1 for r in rows)
 
 
 def comparison_curves_section(runs: dict[str, list[Path]], finished: dict[str, list[dict[str, Any]]]) -> str:

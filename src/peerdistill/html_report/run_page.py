@@ -87,7 +87,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     if spec.get("folds"):  # cross-validation: which fold was the test split
         facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
-    for when, said in (("began", listed_warnings(meta, "training_warnings")),
+    for when, said in (("read its data", listed_warnings(meta, "data_notes")),  # (what it left out)
+                       ("began", listed_warnings(meta, "training_warnings")),
                        ("ended", listed_warnings(metrics, "ending_warnings"))):
         if said:  # (the data's duplicates, a split lacking a class; a best epoch chosen by nothing: as training said them)
             summary += (f"<p><b>Warnings when training {when}</b>:</p>\n<ul>\n"
