@@ -19,6 +19,7 @@ from peerdistill.compare import compare
 from peerdistill.config import validate
 from peerdistill.errors import PeerdistillWarning, RunDirError
 from peerdistill.html_report import write_report
+from peerdistill.report import mmacs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = '<img src="data:image/png;base64,'
@@ -95,7 +96,8 @@ def test_run_report_of_a_classification_run(digits_run):
     assert "Predictions skipped" not in page
     costs = page[page.index("<h2>Model costs</h2>"):]
     student = meta["costs"]["student1"]
-    assert f"<td>{student['macs'] / 1e6:.2f}</td>" in costs and f"<td>{student['compression']:.2f}</td>" in costs
+    assert f"<td>{mmacs(student['macs'])}</td>" in costs and f"<td>{student['compression']:.2f}</td>" in costs
+    assert (mmacs(609_400), mmacs(83_300), mmacs(2_345_678)) == ("0.609", "0.0833", "2.35")  # (review 50h: 0.61, 0.08)
 
 
 def test_run_report_of_a_segmentation_run(shapes_run, tmp_path):
@@ -466,7 +468,7 @@ def test_the_summary_of_a_run_stopped_early_says_so_and_what_was_planned(tmp_pat
     assert "best epoch 7 of 9 (stopped early by train.patience; 12 planned)" in page
     assert "has not finished" not in page
     metrics["stopped_early"] = False
-    assert "best epoch 7 of 9 done of 12" in run_summary_html(tmp_path, {}, metrics)
+    assert "best epoch 7 of 9 (12 planned)" in run_summary_html(tmp_path, {}, metrics)
     # where the data came from and how it was split: what a reviewer asks first
     meta = {"data_spec": {"kind": "npz", "root": "data/pneumoniamnist.npz"}, "num_classes": 2, "input_shape": [1, 28, 28],
             "split_sizes": {"train": 4708, "val": 524, "test": 624}}
@@ -909,14 +911,14 @@ def test_models_are_timed_in_turns_so_a_burst_of_other_work_slows_each_alike(mon
     assert times == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
 
 
-def test_a_runs_cost_columns_give_parameters_mmacs_and_compression_to_two_decimals():
+def test_a_runs_cost_columns_give_parameters_mmacs_and_compression():
     from peerdistill.report import results_table
 
     costs = {"teacher": {"parameters": 1_234_567, "macs": 2_345_678, "compression": 1.0},
              "student1": {"parameters": 105_802, "macs": 123_456, "compression": round(1_234_567 / 105_802, 2)}}
     table = results_table("t", {m: {"accuracy": 0.5} for m in costs}, costs=costs)
     cells = {column.header: column._cells for column in table.columns}
-    assert cells["params"] == ["1,234,567", "105,802"] and cells["MMACs"] == ["2.35", "0.12"]
+    assert cells["params"] == ["1,234,567", "105,802"] and cells["MMACs"] == ["2.35", "0.123"]  # (under 1: 3 digits)
     assert cells["x smaller"] == ["1.00", "11.67"]  # 1234567 / 105802 = 11.668...
 
 

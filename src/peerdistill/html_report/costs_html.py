@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from ..report import fmt
+from ..report import fmt, mmacs
 from ..values import is_finite_number
 from .html_parts import note_html, section_html, table_html
 
@@ -74,7 +74,7 @@ COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one 
 
 def cost_rows(costs: dict[str, dict]) -> list[list[str]]:
     gpu, compared = _has_gpu_latency(costs), _has_compression(costs)
-    return [[name, f"{c['parameters']:,}", f"{c['macs'] / 1e6:.2f}",
+    return [[name, f"{c['parameters']:,}", mmacs(c["macs"]),
              f"{c['size_bytes'] / 1024:.1f}" if c.get("size_bytes") else "n/a", f"{c['cpu_latency_ms']:.3f}",
              *([fmt(c.get("gpu_latency_ms"), 3)] if gpu else []),
              *([f"{c['compression']:.2f}" if c.get("compression") is not None else "n/a"] if compared else [])]

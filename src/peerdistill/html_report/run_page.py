@@ -61,7 +61,8 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     if metrics.get("stopped_early"):
         of = f"{epochs} (stopped early by train.patience" + (f"; {planned} planned)" if planned else ")")
     else:
-        of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} done of {planned}"
+        # (review 50h: "best epoch 11 of 11 done of 200" read as two counts)
+        of = f"{epochs}" if planned is None or planned == epochs else f"{epochs} ({planned} planned)"
     status = metrics.get("status", meta.get("status", "?"))
     if status == "complete" and meta.get("status", "complete") != "complete":  # killed between the two final writes:
         status = meta["status"]  # run.json says last, as --resume and eval read it (review 50g)
