@@ -19,7 +19,7 @@ from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
 from .engine.artifacts import RUN_FILE, RunDir
-from .errors import CheckpointError, ConfigError, DataNote, warn_again, warn_user
+from .errors import CheckpointError, ConfigError, DataNote, reemit, warn_user
 from .graph import Edge, KnowledgeGraph
 from .json_files import read_json
 from .launcher import launched
@@ -303,8 +303,7 @@ def _read_noting(spec) -> tuple[DataSplits, list[str]]:
             warnings.simplefilter("always")
             data = build_data(spec)
     finally:  # (said to the caller's filters as they came, each once, also where reading then failed)
-        for warning in {(str(w.message), w.category, w.filename, w.lineno): w for w in said}.values():
-            warn_again(warning)
+        reemit(said)
     return data, list(dict.fromkeys(str(w.message) for w in said if issubclass(w.category, DataNote)))
 
 

@@ -536,7 +536,8 @@ def _classes_per_sample(task: str, spec):
 
     from .data import build_data
     from .data.image_files import group_split, listed_only
-    from .data.segmentation import IGNORE, cut_by_groups_or_folds, default_class_names, read_mask_labels
+    from .data.segmentation import (IGNORE, cut_by_groups_or_folds, declared_class_count, default_class_names,
+                                    read_mask_labels)
     from .data.splits import group_ids, kept_whole
 
     if task == "classification":
@@ -549,8 +550,8 @@ def _classes_per_sample(task: str, spec):
         return present, whole.class_names, lambda fold_spec: group_split(groups, labels, fold_spec)[0]
     masks, ids = read_mask_labels(spec)  # (the masks alone: its images are read as each run starts)
     labels = [np.unique(m[m != IGNORE]) for m in masks]
-    k = spec.num_classes or (len(spec.class_names) if spec.class_names else
-                             max(int(max((u.max(initial=0) for u in labels), default=0)) + 1, 2))
+    seen = int(max((u.max(initial=0) for u in labels), default=0)) + 1
+    k = declared_class_count(seen, spec.num_classes, spec.class_names)
     present = np.zeros((len(masks), k), dtype=bool)
     for i, held in enumerate(labels):
         present[i, held[held < k]] = True

@@ -123,6 +123,16 @@ def warn_again(caught: warnings.WarningMessage, message: str | Warning | None = 
                            source=caught.source)
 
 
+def reemit(held: list[warnings.WarningMessage]) -> None:
+    """Warnings held back, given to the caller's filters now (which may make them errors); one
+    said several times while they were held (under "always"), once."""
+    said = set()
+    for caught in held:
+        if (key := (caught.category, str(caught.message))) not in said:
+            said.add(key)
+            warn_again(caught)
+
+
 def _module_named_by(filename: str) -> str:
     """The loaded module whose file this is (a script run is ``__main__``), else the file's
     name less ``.py``, as ``warn_explicit`` itself would take it."""

@@ -53,6 +53,12 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     return splits
 
 
+def declared_class_count(seen: int, num_classes: int | None, class_names: list[str] | None) -> int:
+    """The classes of masks whose largest label is ``seen - 1``: data.num_classes, else one per
+    name given, else the labels seen (two at least)."""
+    return num_classes or (len(class_names) if class_names else max(seen, 2))
+
+
 def default_class_names(k: int, class_names: list[str] | None = None) -> list[str]:
     """The names of ``k`` mask classes: those given, else background and foreground for two,
     else the class indices."""
@@ -93,7 +99,7 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
     seen = int(counts.nonzero().max()) + 1 if counts.any() else 1
     if num_classes and class_names and len(class_names) != num_classes:
         raise DataError(f"{len(class_names)} class names for num_classes {num_classes}: give one name per class")
-    k = num_classes or (len(class_names) if class_names else max(seen, 2))
+    k = declared_class_count(seen, num_classes, class_names)
     if seen > k:
         said = (f"data.num_classes is {k}" if num_classes else f"data.class_names names {k}")
         raise DataError(f"masks hold class {seen - 1} but there are {k} classes ({said}): mask values must be "

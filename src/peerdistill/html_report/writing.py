@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib
 
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
-from ..errors import ConfigError, PeerdistillWarning, RunDirError, warn_again, warn_user
+from ..errors import ConfigError, PeerdistillWarning, RunDirError, reemit, warn_user
 from ..run_files import REPORT_FILE, RUN_FILE
 from ..wording import first_few
 from .comparison_page import comparison_page
@@ -28,16 +28,6 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     target, held = write_report_holding_warnings(path, out)
     reemit(held)
     return target
-
-
-def reemit(held: list[warnings.WarningMessage]) -> None:
-    """Warnings held back, given to the caller's filters now (which may make them errors); one
-    said several times while the page was drawn (held under "always"), once."""
-    said = set()
-    for caught in held:
-        if (key := (caught.category, str(caught.message))) not in said:
-            said.add(key)
-            warn_again(caught)
 
 
 def write_report_holding_warnings(path: str | Path,
