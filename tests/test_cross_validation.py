@@ -1,5 +1,6 @@
 """k-fold cross-validation: the folds of the data (data.folds, data.fold) and compare --folds."""
 
+import io
 import json
 import re
 import warnings
@@ -293,6 +294,22 @@ def test_compare_folds_replace_the_configs_test_fraction(tmp_path):
     plans = plan_runs(settings_of([tree], [validate(tree)], None, None), 1, tmp_path, folds=3)
     assert [(p.fold, p.cfg.data.folds, p.cfg.data.test_fraction) for p in plans] == [(k, 3, 0.2) for k in range(3)]
     assert plans[0].cfg.data.val_fraction == 0.15
+
+
+def test_compare_folds_say_a_configs_own_test_fraction_gives_way(tmp_path):
+    """Its test share would else change without a word (train refuses the two together); a
+    fraction the folds give anyway (0.2 of 5 folds) is no news."""
+    from peerdistill.errors import DataNote
+
+    tree = {**FAST, "name": "own", "out_dir": str(tmp_path / "runs"), "data": {"test_fraction": 0.15}}
+    with pytest.warns(DataNote, match=re.escape("config 1 sets data.test_fraction 0.15, which folds=3 replaces: "
+                                                "each run tests on one fold, 1/3 of the data; remove "
+                                                "data.test_fraction")):
+        compare(tree, None, 1, folds=3, progress=False, dry_run=True, console=Console(file=io.StringIO()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataNote)
+        compare({**tree, "data": {"test_fraction": 0.2}}, None, 1, folds=5, progress=False, dry_run=True,
+                console=Console(file=io.StringIO()))
 
 
 def test_eval_of_a_fold_run_on_other_data_drops_the_runs_folds(tmp_path, monkeypatch, capsys):

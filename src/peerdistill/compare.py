@@ -31,7 +31,8 @@ from .launcher import launched, launched_world
 from .engine.evaluate import ENSEMBLE
 from .engine.tta import TTA_SEEN
 from .post_hoc import check_post_hoc_options
-from .errors import ConfigError, PeerdistillError, SplitError, TrainingAdvice, reworded, warn_again
+from .errors import (ConfigError, DataNote, PeerdistillError, SplitError, TrainingAdvice, reworded, warn_again,
+                     warn_user)
 from .metrics import CALIBRATION_METRICS, ranking_score
 from .operating_point import parse_rule
 from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
@@ -116,11 +117,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     console = console or Console()
     if config_names is not None and len(config_names) != len(configs):
         raise ConfigError(f"config_names names {len(config_names)} configs; {len(configs)} were given")
-    labels = config_names or [f"config {i + 1}" for i in range(len(configs))]
-    bases = checked_bases(configs, presets, labels)
-    warn_of_presets_alike(bases, presets, labels)
+    labels_of_configs = config_names or [f"config {i + 1}" for i in range(len(configs))]
+    bases = checked_bases(configs, presets, labels_of_configs)
+    warn_of_presets_alike(bases, presets, labels_of_configs)
     _check_seeds_fit(bases, seeds)
-    directory = _comparison_folder(bases, labels, out, one_row_per_preset=len(configs) == 1 and not by_name)
+    directory = _comparison_folder(bases, labels_of_configs, out, one_row_per_preset=len(configs) == 1 and not by_name)
     for base in bases:  # the number of classes and the input shape are checked once the data is read
         check_post_hoc_options(base.task, operating_point=rule is not None, temperature_scaling=temperature_scaling,
                                tta=tta, of="comparison")
@@ -132,6 +133,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     baseline = baseline or default_baseline(labels)
     if folds:
         _check_foldable(bases)
+        _note_test_fraction_unused(configs, labels_of_configs, folds)
     plans = plan_runs(settings, seeds, directory, folds)  # every run's config, checked before any trains
     if folds:
         _check_folds_fit(plans, folds)
@@ -469,6 +471,17 @@ def _check_foldable(bases) -> None:
             raise ConfigError(f"{option('--folds')} cuts one set into folds, but {where} gives its own test split: drop "
                               f"{option('--folds')}, "
                               "or put every image in one set to cross-validate")
+
+
+def _note_test_fraction_unused(configs: list[dict[str, Any]], labels: list[str], folds: int) -> None:
+    """A config's own ``data.test_fraction`` gives way to the folds' test split (one of ``folds``):
+    said, as its test share would else change without a word (train refuses the two together)."""
+    for config, label in zip(configs, labels):
+        fraction = (config.get("data") or {}).get("test_fraction")
+        if fraction is not None and fraction != 1 / folds:
+            warn_user(f"{label} sets data.test_fraction {fraction}, which {option('--folds', str(folds))} replaces: "
+                      f"each run tests on one fold, 1/{folds} of the data; remove data.test_fraction to silence this",
+                      DataNote)
 
 
 def _check_folds_fit(plans, folds: int) -> None:
