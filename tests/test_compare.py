@@ -1256,8 +1256,12 @@ def test_what_choosing_a_temperature_warned_of_is_listed_in_compare_md(tmp_path,
     with pytest.warns(UserWarning, match="independent-seed0: the fitted temperature"):
         result = compare(tree, ["independent"], 2, progress=False, temperature_scaling=True,
                          console=Console(quiet=True))
-    assert ("- as the threshold or temperature was chosen on val: the fitted temperature of student1 0.05 is at the end "
-            "of the range searched (2 of 2 runs)") in result.markdown
+    listed = ("as the threshold or temperature was chosen on val: the fitted temperature of student1 0.05 is at the "
+              "end of the range searched (2 of 2 runs)")
+    assert f"- {listed}" in result.markdown
+    write_report(result.directory)  # and on the comparison's page, which reads it from compare.md
+    page = (result.directory / "report.html").read_text()
+    assert page.count("chosen on val") == 1 and f"<li>{listed}</li>" in page
 
 
 def _image_folder(root, rng, per_class=12):

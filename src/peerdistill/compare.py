@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .arguments import check_flags
 from .terminal import Console
-from .comparison_runs import (FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run, check_before_training,
+from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run, check_before_training,
                               check_states, comparison_world, mark_for_replacement, plan_runs, plan_table, run_all,
                               settings_of, warning_lines, warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
@@ -684,7 +684,7 @@ def _chosen_on_val_warnings(runs: list[dict[str, Any]]) -> list[tuple[str, list[
     given: dict[str, list[str]] = {}
     for run in runs:
         for text in run["metrics"].get(CHOSEN_ON_VAL_WARNINGS) or []:
-            given.setdefault(f"as the threshold or temperature was chosen on val: {text}", []).append(run["run"])
+            given.setdefault(CHOSEN_ON_VAL + text, []).append(run["run"])
     return list(given.items())
 
 

@@ -538,6 +538,9 @@ def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
 
 
 ENDED = "as training ended: "  # how a warning given at the end of training is told from one given as it began
+# how a warning compare itself met, choosing a run's threshold or temperature, is told apart: in
+# compare.md alone (not in the runs' files), whence the comparison page reads it
+CHOSEN_ON_VAL = "as the threshold or temperature was chosen on val: "
 
 
 def warning_lines(given: list[tuple[str, list[str]]], count: int) -> list[str]:

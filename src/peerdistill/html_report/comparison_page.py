@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..comparison_runs import setting_runs, warning_lines, warnings_of_runs
+from ..comparison_runs import CHOSEN_ON_VAL, setting_runs, warning_lines, warnings_of_runs
 from ..engine.artifacts import RunDir
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
@@ -40,7 +40,7 @@ def comparison_page(directory: Path) -> str:
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
-                warnings_section(runs), comparison_curves_section(runs, finished), comparison_costs_section(runs)]
+                warnings_section(runs, directory), comparison_curves_section(runs, finished), comparison_costs_section(runs)]
     try:
         diffs = compared_differences(directory, settings)
     except RunDirError as exc:  # the tables and figures do not need it
@@ -174,15 +174,26 @@ def comparison_summary_html(directory: Path, rows, settings: list[str], models: 
     return "\n".join(parts)
 
 
-def warnings_section(runs: dict[str, list[Path]]) -> str:
+def warnings_section(runs: dict[str, list[Path]], directory: Path) -> str:
     """The warnings the runs gave as training began and ended, each once, with the runs that gave
-    it (review 47b: they were on each run's page alone, not on the comparison's)."""
+    it (review 47b: they were on each run's page alone, not on the comparison's), and those
+    compare met choosing a threshold or temperature, as compare.md lists them."""
     paths = [path for paths in runs.values() for path in paths]
-    given = warnings_of_runs(paths)
-    if not given:
+    lines = warning_lines(warnings_of_runs(paths), len(paths)) + chosen_on_val_lines(directory)
+    if not lines:
         return ""
-    items = "".join(f"<li>{esc(line)}</li>" for line in warning_lines(given, len(paths)))
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
     return section_html("Warnings the runs gave", [f"<ul>{items}</ul>"])
+
+
+def chosen_on_val_lines(directory: Path) -> list[str]:
+    """compare.md's list items of what choosing a run's threshold or temperature warned of: said
+    nowhere else, since compare chose them (not the runs' files)."""
+    path = directory / "compare.md"
+    if not path.is_file():
+        return []
+    return [line[2:] for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("- " + CHOSEN_ON_VAL)]
 
 
 def compare_md_intro(directory: Path) -> str:
