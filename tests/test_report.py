@@ -71,6 +71,7 @@ def test_run_report_of_a_classification_run(digits_run):
     # learning curves (monitor, losses) + confusion matrix + ROC + reliability diagram
     assert_pngs(page, 5)
     assert "confusion matrix of the student ensemble" in page and "ROC curves" in page and "reliability diagram" in page
+    assert "samples), each assigned its most probable class</" in page  # (ten classes: no threshold to speak of)
     metrics = json.loads((digits_run / "metrics.json").read_text())
     meta = json.loads((digits_run / "run.json").read_text())
     assert metrics["monitor"] == "ensemble/accuracy"
@@ -337,6 +338,8 @@ def test_a_warning_while_the_page_is_drawn_made_an_error_still_leaves_the_page_a
     # and on the page, beside the figures drawn from that file (review 50h: the console alone said it)
     page = " ".join((run / "report.html").read_text(encoding="utf-8").split())
     assert "The run&#x27;s data file is not byte for byte the one training read" in page
+    assert ("each assigned its most probable class (the second above a probability of 0.5, not at a threshold chosen "
+            "on validation)") in page  # two classes: which threshold the matrix is of
     from peerdistill.html_report import reemit  # held under "always": one said twice is said once
 
     with warnings.catch_warnings(record=True) as held:
