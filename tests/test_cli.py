@@ -341,6 +341,9 @@ def test_same_config_and_seed_give_the_same_metrics(tmp_path):
     c = train_from_config(validate({**tree, "name": "c", "seed": 1}), progress=False)
     assert jsonable(a.test_at_best) == jsonable(b.test_at_best) and a.history[-1]["train/loss/total"] == b.history[-1]["train/loss/total"]
     assert a.history[-1]["train/loss/total"] != c.history[-1]["train/loss/total"]
+    for row in a.history:  # kd+ml: the teacher's ce, each student's ce, kd and ml terms, and their sum
+        terms = {k: v for k, v in row.items() if k.startswith("train/loss/") and k != "train/loss/total"}
+        assert len(terms) == 7 and row["train/loss/total"] == pytest.approx(sum(terms.values()), rel=1e-5)
 
 
 def test_compare_writes_mean_and_std_tables(tmp_path, capsys):

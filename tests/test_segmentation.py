@@ -408,6 +408,10 @@ def test_structured_terms_and_eval_with_masks(tmp_path, capsys):
     for term in ["student1/pair<-teacher[up.1<-up.1]", "student2/holistic<-teacher", "student1/cwd<-teacher",
                  "critic/student1/holistic<-teacher", "teacher/ce+dice"]:  # the supervised term by its name
         assert f"train/loss/{term}" in row
+    # the total is what the models' optimizers stepped on: every term but the critics' own losses
+    models_terms = [v for k, v in row.items() if k.startswith("train/loss/")
+                    and k != "train/loss/total" and not k.startswith("train/loss/critic/")]
+    assert len(models_terms) > 5 and row["train/loss/total"] == pytest.approx(sum(models_terms), rel=1e-5)
     assert (tmp_path / "skd" / "discriminators.safetensors").is_file()
     assert main(["eval", str(tmp_path / "skd"), "--save-masks", "2", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
