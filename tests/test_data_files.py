@@ -1,6 +1,8 @@
 """Classification files (class folders, CSV), DRIVE-style triples with a region of interest,
 patch training and sliding-window prediction."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -305,3 +307,51 @@ def test_images_of_several_sizes_are_named_one_file_per_size(tmp_path):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True))
     assert build_data(DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True,
                                image_size=[10, 10])).input_shape == (1, 10, 10)
+
+
+def test_training_images_with_nan_pixels_or_dangling_links_are_refused_by_name(tmp_path):
+    import os
+
+    write_class_tree(tmp_path / "img", {"x": 4, "y": 4})
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True)
+    bad = np.full((10, 10), 0.5, np.float32)
+    bad[0, 0] = np.nan
+    Image.fromarray(bad, mode="F").save(tmp_path / "img" / "x" / "9.tif")
+    with pytest.raises(DataError, match=f"image '{tmp_path / 'img' / 'x' / '9.tif'}' holds NaN or infinite pixel "
+                                        "values: replace them"):
+        build_data(spec)
+    (tmp_path / "img" / "x" / "9.tif").unlink()
+    os.symlink(tmp_path / "elsewhere.png", tmp_path / "img" / "y" / "link.png")
+    with pytest.raises(DataError, match="1 symbolic link\\(s\\) point to files that do not exist"):
+        build_data(spec)
+
+
+def test_segmentation_images_of_several_sizes_are_named_one_file_per_size(tmp_path):
+    write_drive_like(tmp_path)
+    Image.fromarray(np.zeros((14, 10, 3), np.uint8)).save(tmp_path / "images" / "23_training.tif")
+    Image.fromarray(np.zeros((14, 10), np.uint8)).save(tmp_path / "manual" / "23_manual1.gif")
+    Image.fromarray(np.zeros((14, 10), np.uint8)).save(tmp_path / "fov" / "23_training_mask.gif")
+    with pytest.raises(DataError, match=re.escape(f"images in '{tmp_path / 'images'}' differ in size (2 sizes, e.g. "
+                                                  "12x10: '21_training.tif'; 14x10: '23_training.tif'): set "
+                                                  "data.image_size=[H, W] to resize them")):
+        build_data(DataSpec(kind="folders", root=str(tmp_path), images="images", masks="manual", roi="fov",
+                            pattern=r"^(\d+)_", binary_masks=True))
+
+
+def test_a_mask_named_in_another_unicode_form_pairs_with_its_image(tmp_path):
+    """Review 51c: macOS writes 'ñ' as 'n' and a combining tilde; a mask copied from a Mac beside
+    images named elsewhere paired with nothing, the message showing the same name on both sides."""
+    import unicodedata
+
+    from peerdistill.data.segmentation import read_pairs
+
+    for d in ("images", "masks"):
+        (tmp_path / d).mkdir()
+    for i, name in enumerate(["ñandú", "plain", "other"]):
+        Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        mask = np.zeros((6, 6), np.uint8)
+        mask[: i + 1] = 1
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{unicodedata.normalize('NFD', name)}.png")
+    images, masks, ids = read_pairs(tmp_path, DataSpec(kind="folders", root=str(tmp_path)))
+    assert ids == sorted(["ñandú", "plain", "other"])
+    assert {i: int(m.sum()) for i, m in zip(ids, masks)} == {"ñandú": 6, "plain": 12, "other": 18}

@@ -136,3 +136,50 @@ def test_an_unreadable_npz_is_one_more_input_left_out_or_named(tmp_path):
     read, _ = _said([str(folder), str(tmp_path / "bad.npz")], 1, (8, 8), skip_unreadable=True)
     assert read.names == [str(folder / "good0.png")]
     assert [name for name, _ in read.unreadable] == [str(folder / "bad0.png"), str(tmp_path / "bad.npz")]
+
+
+def test_a_float_image_with_nan_or_infinite_pixels_is_unreadable_by_name(tmp_path):
+    """Review 51c: one NaN pixel spreads through every convolution; predict wrote a class of NaN
+    probabilities, an all-background mask, without a word."""
+    import pytest
+
+    from peerdistill.errors import DataError
+
+    good = np.full((8, 8), 0.5, np.float32)
+    Image.fromarray(good, mode="F").save(tmp_path / "good.tif")
+    for name, value in (("nan.tif", np.nan), ("inf.tif", np.inf)):
+        bad = good.copy()
+        bad[3, 4] = value
+        Image.fromarray(bad, mode="F").save(tmp_path / name)
+    read, _ = _said([str(tmp_path)], 1, (8, 8), skip_unreadable=True)
+    assert read.names == [str(tmp_path / "good.tif")]
+    assert {name: why for name, why in read.unreadable} == {
+        str(tmp_path / n): f"image '{tmp_path / n}' holds NaN or infinite pixel values: replace them (e.g. "
+        "numpy.nan_to_num with the value the scanner gives no signal) and save it again, or remove it"
+        for n in ("inf.tif", "nan.tif")}
+    arrays = np.zeros((3, 8, 8), np.float32)
+    arrays[2, 1, 1] = np.nan
+    np.savez(tmp_path / "x.npz", images=arrays)
+    with pytest.raises(DataError, match=r"inputs contain NaN or infinite values, in 1 of 3 samples \(index 2\): "
+                                        r"replace them \(e.g. numpy.nan_to_num\) or leave those samples out"):
+        read_inputs([str(tmp_path / "x.npz")], 1, (8, 8))
+
+
+def test_links_to_files_that_are_not_there_are_named_not_left_out(tmp_path):
+    """Review 51c: a folder of links into a drive not mounted lost those images in silence."""
+    import os
+
+    import pytest
+
+    from peerdistill.errors import DataError
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "real.png")
+    os.symlink(tmp_path / "gone" / "x.png", tmp_path / "link.png")
+    os.symlink(tmp_path / "gone" / "notes.txt", tmp_path / "notes.txt")  # (not an image: no matter)
+    with pytest.raises(DataError, match=f"1 symbolic link\\(s\\) point to files that do not exist \\('"
+                                        f"{tmp_path / 'link.png'}' -> '{tmp_path / 'gone' / 'x.png'}'\\): mount or "
+                                        "copy what they point to, or remove the links"):
+        read_inputs([str(tmp_path)], 1, (8, 8))
+    with pytest.raises(DataError, match=f"input '{tmp_path / 'link.png'}' is a symbolic link to "
+                                        f"'{tmp_path / 'gone' / 'x.png'}', which does not exist"):
+        read_inputs([str(tmp_path / "link.png")], 1, (8, 8))

@@ -65,6 +65,8 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             continue
         elif path.is_file():
             files = [path]
+        elif path.is_symlink():
+            raise DataError(f"input '{path}' is a symbolic link to '{os.readlink(path)}', which does not exist")
         else:
             raise DataError(f"input '{path}' does not exist")
         for f in files:

@@ -15,7 +15,7 @@ from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .each_file import read_each
-from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image
+from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_image, refuse_sizes_that_differ
 from .splits import (DataSplits, check_groups_in_one_split, group_cut, group_fold_mark, group_ids, group_val_cut,
                      is_kept_whole, refuse_folds, share_count, stratified_group_cut, switched_on)
 
@@ -345,13 +345,7 @@ def _read_all(files: list[Path], spec: DataSpec) -> np.ndarray:
     if _listed_only.get():
         return np.zeros((len(files), 1, 1), np.uint8)
     images = read_each(files, lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
-    first_of_size: dict[tuple, Path] = {}
-    for image, f in zip(images, files):
-        first_of_size.setdefault(image.shape[:2], f)
-    if len(first_of_size) > 1:
-        sizes = "; ".join(f"{h}x{w}: '{f.name}'" for (h, w), f in list(first_of_size.items())[:4])
-        raise DataError(f"images differ in size ({len(first_of_size)} sizes, e.g. {sizes}): set data.image_size=[H, W] "
-                        "to resize them")
+    refuse_sizes_that_differ(images, files)
     return np.stack(images)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,12 +59,25 @@ def image_files(folder: Path) -> list[Path]:
     """The image files directly in ``folder``, sorted: by suffix, and DICOM images named as
     exports name them by content (``is_dicom``); hidden files left out (macOS writes ``._name.png`` beside every file it
     copies to some disks)."""
-    files = [p for p in Path(folder).iterdir() if not p.name.startswith(".") and p.is_file()]
+    entries = [p for p in Path(folder).iterdir() if not p.name.startswith(".")]
+    _refuse_dangling_links([p for p in entries if p.is_symlink() and not p.exists()
+                            and (p.suffix.lower() in IMAGE_SUFFIXES or EXPORT_SUFFIX.match(p.suffix))])
+    files = [p for p in entries if p.is_file()]
     images = sorted(p for p in files if is_image_file(p))
     others = sorted(set(files) - set(images))
     _warn_of_images_without_suffix(others)
     _warn_of_images_of_other_formats(others)
     return images
+
+
+def _refuse_dangling_links(links: list[Path]) -> None:
+    """Links to files that are not there (a dataset of links into a drive not mounted, or
+    copied without their targets) would else leave images out in silence (review 51c)."""
+    if links:
+        links = sorted(links)
+        shown = "; ".join(f"'{p}' -> '{os.readlink(p)}'" for p in links[:3])
+        raise DataError(f"{len(links)} symbolic link(s) point to files that do not exist ({shown}"
+                        f"{'; ...' if len(links) > 3 else ''}): mount or copy what they point to, or remove the links")
 
 
 def _warn_of_images_of_other_formats(others: list[Path]) -> None:
@@ -310,6 +324,7 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
             a = np.asarray(im).astype(np.float32)
             if im.mode.startswith("I"):
                 a = a / 65535.0
+            _refuse_non_finite(a, path)
             a = a[..., None]
             return a if grey else np.repeat(a, 3, axis=-1)
         im = im.convert("L" if grey else "RGB")
@@ -317,6 +332,27 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
             im = im.resize((size[1], size[0]), Image.BILINEAR)
         a = np.asarray(im, dtype=np.float32) / 255.0
         return a[..., None] if grey else a
+
+
+def _refuse_non_finite(a: np.ndarray, path: Path) -> None:
+    """A float image with NaN or infinite pixels: one spreads through every convolution, so the
+    whole output is lost (review 51c: predict wrote a class of NaN probabilities, an all-background
+    mask), and the set's own check after stacking could not name the file."""
+    if not np.isfinite(a).all():  # (counted after any resizing, which spreads them: not counted)
+        raise DataError(f"image '{path}' holds NaN or infinite pixel values: replace them (e.g. "
+                        "numpy.nan_to_num with the value the scanner gives no signal) and save it again, or remove it")
+
+
+def refuse_sizes_that_differ(images: list[np.ndarray], files: list[Path], where: str = "images") -> None:
+    """Images of several sizes (none resized) are refused with each size and a file of it, so
+    that a stray file among a set meant to be of one size can be found."""
+    first_of_size: dict[tuple, Path] = {}
+    for image, f in zip(images, files):
+        first_of_size.setdefault(image.shape[:2], f)
+    if len(first_of_size) > 1:
+        sizes = "; ".join(f"{h}x{w}: '{f.name}'" for (h, w), f in list(first_of_size.items())[:4])
+        raise DataError(f"{where} differ in size ({len(first_of_size)} sizes, e.g. {sizes}): set data.image_size=[H, W] "
+                        "to resize them")
 
 
 def resized_planes(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from .dicom import dicom_size_and_spacing
 from .each_file import read_each
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_image,
-                       read_mask, read_mask_values, refuse_images_in_subfolders)
+                       read_mask, read_mask_values, refuse_images_in_subfolders, refuse_sizes_that_differ)
 from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut,
                      group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, standardize, to_nchw)
 from .synthetic import make_shapes
@@ -372,10 +373,9 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
 
 def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
     images, masks, rois, keys = _paired_files(root, spec)
-    xs = read_each([images[key] for key in keys],
-                   lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
-    if len({x.shape for x in xs}) > 1:
-        raise DataError(f"images in '{root / spec.images}' differ in size: set data.image_size=[H, W] to resize them")
+    files = [images[key] for key in keys]
+    xs = read_each(files, lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
+    refuse_sizes_that_differ(xs, files, f"images in '{root / spec.images}'")
     return np.stack(xs), np.stack(_labels(root, spec, images, masks, rois, keys)), keys
 
 
@@ -403,6 +403,8 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
     images = _by_key(image_dir, spec.pattern)
     masks = _by_key(mask_dir, spec.pattern)
     rois = _by_key(root / spec.roi, spec.pattern) if spec.roi else None
+    masks = _named_as_images(masks, images)
+    rois = _named_as_images(rois, images) if rois is not None else None
     unmatched_images, unmatched_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if unmatched_images or unmatched_masks:
         unread = sorted({p.suffix.lower() for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -466,6 +468,22 @@ def _check_saved_one_way(masks: list[np.ndarray], names: list[str], mask_dir: Pa
                         f"class indices ({labelled[:3]}): 255 would mark those objects as ignored. Save every "
                         "mask the same way (0/1 or 0/255 with data.binary_masks=true), or set data.num_classes "
                         "if 255 marks ignored pixels")
+
+
+def _named_as_images(files: dict[str, Path], images: dict[str, Path]) -> dict[str, Path]:
+    """``files`` (masks, regions) by the id of their image where the two names differ only in
+    Unicode form: macOS writes 'ñ' as 'n' and a combining tilde, other systems as one letter, so
+    a folder copied from a Mac beside one made elsewhere pairs nothing of them, with a message
+    naming the same-looking ids on both sides (review 51c). Ids that pair as they are stay."""
+    if not set(files) - set(images):
+        return files
+    by_form = {unicodedata.normalize("NFC", key): key for key in images}
+    out = {key: path for key, path in files.items() if key in images}
+    for key, path in files.items():
+        if key not in images:
+            image_key = by_form.get(unicodedata.normalize("NFC", key))
+            out[key if image_key is None or image_key in out else image_key] = path  # (one file per image)
+    return out
 
 
 def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
