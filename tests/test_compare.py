@@ -1560,3 +1560,21 @@ def test_a_reused_run_scored_again_needs_its_data_not_its_teachers_file(tmp_path
         again = compare(tree, ["kd"], 1, progress=False, dry_run=dry_run, temperature_scaling=True,
                         console=Console(quiet=True))
     assert any(r["metric"] == "cal_temperature" for r in again.rows)
+
+
+def test_runs_that_trained_with_other_threads_or_versions_are_said_to_above_the_tables(tmp_path):
+    """Review 51d: reused runs may come from another machine or another --jobs, which changes
+    figures too; nothing said so."""
+    tree = {**COMPARED, "name": "env", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256}}
+    first = compare(tree, ["independent"], 2, progress=False, console=Console(quiet=True))
+    assert "did not all train alike" not in first.markdown
+    run_json = first.directory / "independent-seed1" / "run.json"
+    meta = json.loads(run_json.read_text())
+    threads = meta["environment"]["threads"]
+    meta["environment"].update(threads=threads + 3, torch="2.10.0")
+    run_json.write_text(json.dumps(meta))
+    printed = io.StringIO()
+    again = compare(tree, ["independent"], 2, progress=False, console=Console(file=printed, width=400))
+    said = (f"The runs did not all train alike (torch: {torch.__version__} (1 run), 2.10.0 (1 run); threads: "
+            f"{threads} (1 run), {threads + 3} (1 run)): their figures differ by that as well as by their settings")
+    assert said in again.markdown and f"note: {said}" in " ".join(printed.getvalue().split())

@@ -598,3 +598,33 @@ def test_overwrite_leaves_what_a_linked_run_folder_points_to_where_it_is(tmp_pat
     RunDir.create(run, overwrite=True).discard_replaced()  # (as the new run's first checkpoint does)
     assert not any(run.iterdir()) and sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
     assert (scratch / "epoch3-backup.pt").read_bytes() == b"mine" and (scratch / "last.pt").is_file()
+
+
+def test_run_json_records_what_a_repeat_depends_on_and_a_resume_where_it_differed(tmp_path):
+    """Review 51d: one thread against two changed a student's test accuracy, and nothing in the run
+    said which versions, device or threads it had trained with."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    import peerdistill
+
+    run = killed_after_second_epoch(small(tmp_path, "e"))
+    meta = json.loads(open(f"{run}/run.json").read())
+    here = {"peerdistill": peerdistill.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "device": "cpu", "threads": torch.get_num_threads()}
+    assert {key: meta["environment"][key] for key in here} == here
+    assert set(meta["environment"]) == {*here, "source", "platform"}
+    # as though the first session had run elsewhere: the resume records what differs, and the page says it
+    meta["environment"].update(torch="2.10.0", threads=torch.get_num_threads() + 5)
+    open(f"{run}/run.json", "w").write(json.dumps(meta))
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    (resumed,) = json.loads(open(f"{run}/run.json").read())["resumed_at"]
+    assert resumed == {"epoch": 3, "step": 0, "processes": 1,
+                       "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}
+    assert main(["report", run, "--out", str(tmp_path / "e.html")]) == 0
+    page = " ".join((tmp_path / "e.html").read_text().split())
+    assert (f"torch 2.10.0, numpy {np.__version__}, python {platform.python_version()}, on cpu, "
+            f"{torch.get_num_threads() + 5} threads; resumed at epoch 3 with torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads</li>") in page

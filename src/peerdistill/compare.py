@@ -19,9 +19,10 @@ from rich.table import Table
 
 from .arguments import check_flags
 from .terminal import Console
-from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run, check_before_training,
-                              check_states, comparison_world, mark_for_replacement, plan_runs, plan_table, run_all,
-                              settings_of, warning_lines, warnings_of_runs)
+from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run,
+                              check_before_training, check_states, comparison_world, environments_apart,
+                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of, warning_lines,
+                              warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text, csv_header
@@ -309,6 +310,10 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     if note:  # rows of other test sets side by side: said above the tables
         header += f"\n{note}\n"
         console.print(note)
+    unlike = environments_apart([directory / run["run"] for run in runs])
+    if unlike:
+        header += f"\n{unlike}\n"
+        console.print(f"note: {unlike}", highlight=False, soft_wrap=True)
     if diffs:
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
                    + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"

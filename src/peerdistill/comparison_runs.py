@@ -32,6 +32,7 @@ from .comparison_configs import setting_tree
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir
+from .engine.environment import DEPENDS_ON
 from .engine.distributed import World, join, on_main, process_device
 from .launcher import launched
 from .engine.devices import resolve_device
@@ -535,6 +536,28 @@ def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
             for warning in said:
                 given.setdefault(when + warning, []).append(path.name)
     return list(given.items())
+
+
+def environments_apart(paths: list[Path]) -> str | None:
+    """What of their versions, device and threads the runs did not share (run.json's
+    ``environment``; runs of earlier versions did not record it), said above a comparison's
+    tables: reused runs may come from another machine or another ``--jobs`` (review 51d)."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for path in paths:
+        try:
+            env = read_json(path / RUN_FILE).get("environment")
+        except (OSError, CheckpointError):  # (a damaged or missing file: its commands say so)
+            continue
+        for key in DEPENDS_ON if isinstance(env, dict) else ():
+            seen.setdefault(key, {}).setdefault(str(env.get(key)), []).append(path.name)
+    apart = {key: values for key, values in seen.items() if len(values) > 1}
+    if not apart:
+        return None
+    told = "; ".join(f"{key}: " + ", ".join(f"{value} ({len(names)} run{'s' if len(names) > 1 else ''})"
+                                           for value, names in values.items()) for key, values in apart.items())
+    return (f"The runs did not all train alike ({told}): their figures differ by that as well as by their "
+            "settings, a little (threads, another torch) or more (another device's precision); "
+            "each run's run.json has its `environment`.")
 
 
 ENDED = "as training ended: "  # how a warning given at the end of training is told from one given as it began

@@ -29,6 +29,7 @@ from ..run_files import CONFIG_FILE, METRICS_FILE, RESUME_FILE, RUN_FILE
 from ..wording import first_few
 from . import run_lock
 from .artifacts import RunDir, atomic_write_text, load_weights, non_finite_keys, save_weights, write_json
+from .environment import environment
 from .state_files import weights_digest
 from .resume import capture_rng_states, restore_rng_states, save_resume_state
 
@@ -120,6 +121,7 @@ class RunRecords:
             "backend": self.world.backend,
             "batch_per_process": self.train_spec.batch_size // self.world.size,
             "speed": self.speed.to_dict(),
+            "environment": environment(self.device),
             "train_digests": isinstance(data.train, TensorData),  # kept: eval says so when the file goes missing
             **(self.task.saved_settings() if hasattr(self.task, "saved_settings") else {}),
             **self.run_info,

@@ -38,6 +38,7 @@ from ..wording import first_few
 from . import distributed, run_lock, selection
 from .artifacts import RunDir, jsonable, mark_stopped, stopped_before_keeping_anything, write_json
 from .devices import resolve_device
+from .environment import DEPENDS_ON, environment
 from .distributed import World
 from .averaging import WeightAverage
 from .evaluate import ENSEMBLE, evaluate, merge_meters
@@ -549,6 +550,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         where["processes"] = self.world.size  # a run may resume on another number of processes
         now = {"speed": self.speed.to_dict(), "fused_students": self.run_info["fused_students"]}
         where.update({key: value for key, value in now.items() if jsonable(meta.get(key)) != jsonable(value)})
+        before = (meta.get("environment") if isinstance(meta.get("environment"), dict) else None) or {}
+        here = environment(self.device)
+        changed = {key: here[key] for key in DEPENDS_ON if before.get(key, here[key]) != here[key]}
+        if changed:  # (another torch, device or thread count: the run no longer repeats bit for bit)
+            where["environment"] = changed
         meta.setdefault("resumed_at", []).append(where)
         meta["status"] = "running"
         meta.pop("stopped_by", None)

@@ -84,6 +84,9 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
                        if metrics.get("monitor_undefined") else f"best epoch {metrics.get('best_epoch', '?')} of {of}")),
         ("seed", meta.get("seed", "?")),
     ]
+    trained_with = _environment_in_words(meta)
+    if trained_with:  # (runs of earlier versions did not record it)
+        facts.append(("trained with", trained_with))
     spec = meta.get("data_spec") or {}
     if spec.get("folds"):  # cross-validation: which fold was the test split
         facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
@@ -102,6 +105,29 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
                  f"{shlex.quote(str(directory))}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
+
+
+def _environment_in_words(meta: dict[str, Any]) -> str:
+    """The versions, device and threads the run trained with (what a bit-for-bit repeat needs),
+    and what differed in a session that resumed it."""
+    def words(env: dict[str, Any]) -> str:
+        source = f" ({env['source']})" if env.get("source") else ""
+        parts = [f"peerdistill {env['peerdistill']}{source}" if "peerdistill" in env else "",
+                 *(f"{key} {env[key]}" for key in ("torch", "numpy", "python") if key in env),
+                 f"on {env['device']}" if "device" in env else "",
+                 f"{env['threads']} threads" if "threads" in env else ""]
+        return ", ".join(part for part in parts if part)
+
+    env = meta.get("environment")
+    if not isinstance(env, dict):
+        return ""
+    said = words(env)
+    for session in meta.get("resumed_at") or []:
+        changed = session.get("environment") if isinstance(session, dict) else None
+        if isinstance(changed, dict) and changed:
+            when = f"at epoch {session['epoch']}" if "epoch" in session else "for its final evaluation"
+            said += f"; resumed {when} with {words(changed)}"
+    return said
 
 
 def _source(meta: dict[str, Any]) -> str:
