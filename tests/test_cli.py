@@ -1788,3 +1788,15 @@ def test_an_overwrite_interrupted_before_its_first_checkpoint_puts_the_old_run_b
             "replacing, put back as it was; the same command starts the new run again") in err
     assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # nothing left aside, nor kept beside it
+
+
+def test_workers_asked_for_data_held_in_memory_are_said_unused_and_not_recorded_as_used(tmp_path):
+    """Review 51d: run.json said data_workers 2 for a run whose batches no worker ever cut."""
+    from peerdistill.errors import TrainingAdvice
+
+    tree = {"out_dir": str(tmp_path), "name": "w", "train": {"epochs": 1, "batch_size": 256, "num_workers": 2},
+            "teacher": None, "distill": {"preset": "ml"},
+            "students": [{"arch": "cnn", "args": {"width": 4}}, {"arch": "cnn", "args": {"width": 4}}]}
+    with pytest.warns(TrainingAdvice, match="train.num_workers=2 is not used: this data is held in memory"):
+        train_from_config(validate(tree), progress=False)
+    assert json.loads((tmp_path / "w" / "run.json").read_text())["speed"]["data_workers"] == 0

@@ -27,7 +27,7 @@ from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import PatchBatches
 from ..data.splits import channel_stats, check_names_fit_labels
 from ..errors import (ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
-                      RunDirError, reworded, warn_user)
+                      RunDirError, TrainingAdvice, reworded, warn_user)
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..json_files import read_json
@@ -294,6 +294,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         """Each split's batches, this process's share of them; the training order drawn from one
         generator, in step on every process."""
         ts = self.train_spec
+        if self.speed.data_workers and all(isinstance(getattr(data, s), TensorData) for s in ("train", "val", "test")):
+            if ts.num_workers != "auto":  # (review 51d: run.json said 2 workers that never ran)
+                warn_user(f"train.num_workers={ts.num_workers} is not used: this data is held in memory, and its "
+                          "batches are cut from it without DataLoader workers; remove it", TrainingAdvice)
+            self.speed = replace(self.speed, data_workers=0)
         self.generator = torch.Generator().manual_seed(self.seed)
         shard = (self.world.rank, self.world.size)
         drop_last = len(data.train) > ts.batch_size
