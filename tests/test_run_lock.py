@@ -233,3 +233,35 @@ def test_a_run_directory_deleted_while_training_stops_the_training(tmp_path, mon
                                           r"is gone\): the training stopped, writing nothing more"):
         train_from_config(cfg, run_dir=tmp_path / "r", progress=False)
     assert len(epochs) == 2 and not (tmp_path / "r").exists()  # stopped there, nothing made anew
+
+
+def test_a_fit_stops_its_data_loader_workers_when_it_ends(tmp_path):
+    """Review 51d: persistent workers outlived the fit; a later fit's workers, forked from the same
+    process, inherited them and printed 'can only test a child process' tracebacks."""
+    import multiprocessing
+
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from peerdistill import ClassificationTask, Cohort, DataSplits, KnowledgeGraph, Trainer, TrainSpec, preset_edges
+
+    class Noise(Dataset):
+        def __init__(self, n):
+            self.x, self.y = torch.randn(n, 1, 8, 8), torch.arange(n) % 2
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+
+    data = DataSplits(Noise(16), Noise(8), Noise(8), num_classes=2, class_names=["a", "b"], input_shape=(1, 8, 8))
+    cohort = Cohort.from_modules([nn.Sequential(nn.Flatten(), nn.Linear(64, 2)) for _ in range(2)])
+    trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+                      ClassificationTask(2), train=TrainSpec(epochs=1, batch_size=8, num_workers=1),
+                      progress=False, device="cpu")
+    before = set(multiprocessing.active_children())
+    trainer.fit(data)
+    assert set(multiprocessing.active_children()) <= before
+    assert trainer.train_batches.loader._iterator is None and trainer.test_batches.loader._iterator is None

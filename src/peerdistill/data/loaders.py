@@ -235,6 +235,13 @@ class DatasetBatches(_OrderedBatches):
         self.loader_generator.manual_seed(seed)
         return self._moved(iter(self.loader))
 
+    def close(self) -> None:
+        """The persistent workers stopped (a next ``iterate`` starts them again)."""
+        running = getattr(self.loader, "_iterator", None)  # (where DataLoader keeps persistent workers)
+        if running is not None and hasattr(running, "_shutdown_workers"):
+            running._shutdown_workers()
+        self.loader._iterator = None
+
     def _moved(self, loader):
         for batch in loader:
             if isinstance(batch, RefusedBatch):

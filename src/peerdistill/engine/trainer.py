@@ -24,7 +24,7 @@ from ..arguments import (check_callbacks, check_flags, check_not_negative, check
 from ..config_diff import without_paths
 from ..config import DistillSpec, OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
-from ..data.loaders import PatchBatches
+from ..data.loaders import DatasetBatches, PatchBatches
 from ..data.splits import channel_stats, check_names_fit_labels
 from ..errors import (ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
                       RunDirError, TrainingAdvice, reworded, warn_user)
@@ -465,6 +465,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # with the hooks of a next Cohort of the same modules.
             self.cohort.capture({})
             self.cohort.hold_heads(False)
+            # (persistent DataLoader workers left running: a later fit's workers, forked from
+            # this process, inherited their handles and printed tracebacks at exit, review 51d)
+            for batches in (getattr(self, name, None) for name in ("train_batches", "val_batches", "test_batches")):
+                if isinstance(batches, DatasetBatches):
+                    batches.close()
 
     def check(self, data: DataSplits) -> RunPlan:
         """Everything ``fit`` does before its first step, writing nothing: the data's batches, the
