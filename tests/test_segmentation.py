@@ -898,16 +898,20 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
             "data.kind=folders", f"data.root={tmp_path / 'd'}", "data.image_size=[12,12]", "train.epochs=1",
             "students=[{arch: unet, args: {width: 4, depth: 1}}, {arch: unet, args: {width: 4, depth: 1}}]"]
     assert main(["train", *args, "--quiet"]) == 0
-    note = "note: hd95 is in pixels of the 12x12 grid the models see (data.image_size); for files of another size"
-    assert note in " ".join(capsys.readouterr().err.split())
+    grid = ("note: every figure is scored on the 12x12 grid the models see (data.image_size), against masks resized "
+            "to it, not at the files' own size")
+    note = "; hd95 is in pixels of that grid; for files of another size (all of one size), data.pixel_spacing=[1,1]"
+    assert grid + " (thin" in " ".join(capsys.readouterr().err.split())
     assert main(["eval", str(tmp_path / "runs" / "r")]) == 0
-    assert note in " ".join(capsys.readouterr().err.split())
+    said = " ".join(capsys.readouterr().err.split())
+    assert grid in said and note in said
     assert main(["eval", str(tmp_path / "runs" / "r"), "data.pixel_spacing=[1,1]"]) == 0  # in the files' pixels
-    assert "note: hd95" not in capsys.readouterr().err
+    said = " ".join(capsys.readouterr().err.split())
+    assert grid in said and "hd95 is in pixels" not in said  # (still scored on the grid: that part stays)
     # the report, the page passed on, says it under its table too
     assert main(["report", str(tmp_path / "runs" / "r")]) == 0
     page = " ".join((tmp_path / "runs" / "r" / "report.html").read_text(encoding="utf-8").split())
-    assert note.removeprefix("note: ") in page
+    assert grid.removeprefix("note: ").replace("'", "&#x27;") in page and note.replace("'", "&#x27;") in page
 
 
 def test_eval_pictures_and_predicted_masks_spread_the_classes_alike():

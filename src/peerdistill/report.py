@@ -144,15 +144,20 @@ def detection_note(meta: dict[str, Any], decoding: dict[str, Any] | None = None)
 
 
 def distance_unit_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = None) -> str | None:
-    """HD95 after a resize is in pixels of the resized grid, not of the files: what to say beside
-    it (on the console and in the report alike), or None. ``data_spec``: the data scored, when
-    not the run's own."""
+    """After a resize, segmentation is scored on the resized grid against masks resized to it,
+    and HD95 is in that grid's pixels: what to say beside the figures (on the console and in the
+    report alike), or None. ``data_spec``: the data scored, when not the run's own."""
     spec = data_spec if data_spec is not None else (meta.get("data_spec") or {})
     size = spec.get("image_size")
-    if meta.get("task") != "segmentation" or not size or spec.get("pixel_spacing") is not None:
+    if meta.get("task") != "segmentation" or not size:
         return None
-    return (f"hd95 is in pixels of the {size[0]}x{size[1]} grid the models see (data.image_size); for files of "
-            "another size (all of one size), data.pixel_spacing=[1,1] gives it in the files' pixels")
+    grid = (f"every figure is scored on the {size[0]}x{size[1]} grid the models see (data.image_size), against masks "
+            "resized to it, not at the files' own size (thin structures merge or break there: figures at the files' "
+            "size, from predict's masks, differ)")
+    if spec.get("pixel_spacing") is not None:
+        return grid
+    return (f"{grid}; hd95 is in pixels of that grid; for files of another size (all of one size), "
+            "data.pixel_spacing=[1,1] gives it in the files' pixels (still measured on that grid)")
 
 
 def has_not_available(scores: dict[str, dict[str, Any]], metrics) -> bool:

@@ -107,6 +107,15 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
     return summary
 
 
+def _region_note(meta: dict[str, Any]) -> str | None:
+    """Which pixels the figures count, for a run with a region of interest (DRIVE's field of view)."""
+    roi = (meta.get("data_spec") or {}).get("roi")
+    if meta.get("task") != "segmentation" or not roi:
+        return None
+    return (f"Only the pixels inside each image's region of interest (data.roi: the masks in '{roi}') count in these "
+            "figures; predict's masks show the models' prediction outside it too.")
+
+
 def _environment_in_words(meta: dict[str, Any]) -> str:
     """The versions, device and threads the run trained with (what a bit-for-bit repeat needs),
     and what differed in a session that resumed it."""
@@ -270,7 +279,8 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
     meanings = [f"{name}: {METRIC_MEANINGS[name]}" for name in names if name in METRIC_MEANINGS]
     for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None,
-                 f"The columns: {'; '.join(meanings)}." if meanings else None, distance_unit_note(meta)):
+                 f"The columns: {'; '.join(meanings)}." if meanings else None, distance_unit_note(meta),
+                 _region_note(meta)):
         if note:
             parts.append(note_html(note))
     for family, header, class_rows in per_class_tables(scores):
