@@ -552,7 +552,7 @@ def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor
         t = t.permute(0, 3, 1, 2)
     elif t.ndim not in (2, 4):
         raise DataError(f"{name} inputs have shape {tuple(t.shape)}; expected [N, H, W], [N, H, W, C], [N, C, H, W] or [N, F]")
-    finite = torch.isfinite(t.reshape(len(t), -1)).all(dim=1) if t.ndim else torch.isfinite(t)
+    finite = torch.isfinite(t.flatten(1)).all(dim=1) if t.ndim > 1 else torch.isfinite(t)
     if not finite.all():
         bad = torch.nonzero(~finite).flatten().tolist()
         raise DataError(f"{name} inputs contain NaN or infinite values, in {len(bad)} of {len(t)} samples (index "

@@ -60,8 +60,9 @@ class SegmentationTask:
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         # The columns of the console table; every metric is in metrics.json / metrics.csv.
         # (missed beside hd95: the images HD95 leaves out, where a model finds nothing)
-        self.summary_metrics = ("dice", "iou", "pixel_accuracy") + (("auc",) if num_classes == 2 else ()) + (
-            ("hd95",) if hd95 else ()) + ("missed",)
+        # (two classes: f1, pooled over the split's pixels, is the figure DRIVE results are given in)
+        self.summary_metrics = ("dice", "iou") + (("f1",) if num_classes == 2 else ()) + ("pixel_accuracy",) + (
+            ("auc",) if num_classes == 2 else ()) + (("hd95",) if hd95 else ()) + ("missed",)
 
     def name_classes(self, class_names: list[str]) -> None:
         """Per-class metrics are named after these."""
