@@ -130,6 +130,12 @@ def test_a_saved_config_keeps_what_its_version_accepted():
         validate(tree)
     saved = read_saved_config(tree, "config.yaml of an old run")
     assert (saved.seed, saved.name, saved.data.split_seed, saved.students[0].weight) == (-1, "grp/a", -3, 2.0)
+    # keys of other kinds, and patch keys without patch training, which did nothing (review 51e)
+    unread = apply_overrides(default_config(), ["data.grey=true", "data.annotations=a.json", "data.window_overlap=0.3"])
+    with pytest.raises(ConfigError):
+        validate(unread)
+    saved = read_saved_config(unread, "config.yaml of an old run")
+    assert (saved.data.grey, saved.data.annotations, saved.data.window_overlap) == (False, None, 0.5)
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -158,6 +164,17 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     (["data.shapes_counts=[1, 1, 1]"], "data.shapes_counts applies to data kind 'shapes', not 'digits'"),
     (["data.masks=labels"], "data.masks applies to data kind 'folders' or 'mask_boxes', not 'digits'"),
     (["data.bad_boxes=skip"], "data.bad_boxes applies to data kind 'coco' or 'box_json', not 'digits'"),
+    # review 51e: these were accepted without a word for kinds that never read them
+    (["data.grey=true"], "data.grey applies to data kind 'image_folder' or 'csv' or 'folders' or 'coco' or "
+                         "'box_json' or 'mask_boxes', not 'digits'"),
+    (["data.images=x"], "data.images applies to data kind 'folders' or 'coco' or 'box_json' or 'mask_boxes', not "
+                        "'digits'"),
+    (["data.annotations=a.json"], "data.annotations applies to data kind 'coco' or 'box_json', not 'digits'"),
+    (["data.patches_per_image=4"], "data.patches_per_image is read only in patch training: set data.patch_size, or "
+                                   "remove it"),
+    (["data.window_overlap=0.3", "data.foreground_oversample=0.9"],
+     "data.foreground_oversample, data.window_overlap are read only in patch training: set data.patch_size, or "
+     "remove them"),
     (["train.segmentation_loss=ce"], "train.segmentation_loss is for segmentation: remove it for classification"),
     (["detect.nms_iou=0.1"], "the detect section is for detection: remove it for classification"),
     (["students.0.weight=5"], "students.N.weight is a teacher's weight in the multi-teacher average"),

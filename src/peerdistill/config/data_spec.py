@@ -54,7 +54,10 @@ KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes"
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
                   "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv"),
                   "group_column": ("csv",),
-                  "pixel_spacing": ("folders",), "dicom_window": IMAGE_FILE_KINDS}
+                  "pixel_spacing": ("folders",), "dicom_window": IMAGE_FILE_KINDS, "grey": IMAGE_FILE_KINDS,
+                  "images": ("folders", "coco", "box_json", "mask_boxes"), "annotations": ("coco", "box_json")}
+# Keys read only in patch training (data.patch_size set).
+PATCH_KEYS = ("patches_per_image", "foreground_oversample", "window_overlap")
 
 
 # data kinds whose splits are generated: data.folds is refused for them (an npz archive of its own
@@ -211,6 +214,12 @@ class DataSpec(Section):
                     call_default_factory=True):
                 problems.append(f"data.{key} applies to data kind {' or '.join(map(repr, kinds))}, not "
                                 f"'{self.kind}': remove it")
+        if self.patch_size is None:
+            unread = [k for k in PATCH_KEYS if getattr(self, k) != type(self).model_fields[k].default]
+            if unread:
+                problems.append(f"data.{', data.'.join(unread)} {'is' if len(unread) == 1 else 'are'} read only in "
+                                "patch training: set data.patch_size, or remove "
+                                f"{'it' if len(unread) == 1 else 'them'}")
         ignored = [k for k in FOLDERS_ONLY_KEYS if getattr(self, k) not in (None, False)]
         if ignored and not key_applies(ignored[0], self.kind):
             given = ((" (detection splits are drawn by data.split_seed" + (", as many images as data.boxes_counts says)"
@@ -320,9 +329,12 @@ class DataSpec(Section):
 
 def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     """A run's saved data section, readable by this version: earlier versions accepted (and
-    ignored) ``class_names`` for kinds that name their classes and the folder-only keys for other
-    kinds, which are now refused."""
-    return without_other_kinds_keys(section)  # ignored then, refused now (a stray class_names, root, ...)
+    ignored) ``class_names`` for kinds that name their classes, the folder-only keys for other
+    kinds and the patch keys without ``patch_size``, which are now refused."""
+    section = without_other_kinds_keys(section)  # ignored then, refused now (a stray class_names, root, ...)
+    if section.get("patch_size") is None:  # (so were the patch keys without patch training)
+        section = {k: v for k, v in section.items() if k not in PATCH_KEYS}
+    return section
 
 
 def data_places(section: dict[str, Any] | None, root: str | Path | None = None) -> list[Path]:
