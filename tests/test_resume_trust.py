@@ -203,17 +203,19 @@ def test_a_resume_refuses_a_changed_frozen_teacher_and_a_checkpoint_it_cannot_co
 
     checkpoint = Path(run) / "checkpoints" / "last.pt"
     good = checkpoint.read_bytes()
+    # the run's own config, in its own folder: a bare train --overwrite trained the embedded default (review 51f)
+    again = f"start the run again (peerdistill train {Path(run) / 'config.yaml'} out_dir={Path(run).parent} --overwrite)"
     state = load_resume_state(checkpoint)  # as a version without the step's statistics check could save
     state["models"]["student1"]["features.1.running_var"][0] = float("inf")
     save_resume_state(checkpoint, state)
     refused("the resume checkpoint's student1 holds NaN or infinite values in ['features.1.running_var']: it cannot "
-            "be continued; start the run again (train --overwrite)")
+            f"be continued; {again}")
     checkpoint.write_bytes(good[: len(good) // 2])
-    refused("it is truncated or corrupt, so the run cannot be continued; start it again (train --overwrite)")
+    refused(f"it is truncated or corrupt, so the run cannot be continued; {again}")
     save_resume_state(checkpoint, {"hello": 1})  # loads, but is none of train's (review 48b: "('models')")
     refused("the resume checkpoint (checkpoints/last.pt) lacks 'epoch', 'models', 'optimizers', 'schedulers', ..., "
             "which every checkpoint train writes holds: it is not this run's (another file put in its place?); put "
-            "the run's own back, or start the run again (train --overwrite)")
+            f"the run's own back, or {again}")
     checkpoint.write_bytes(good)
     assert main(["train", "--resume", run, "--quiet"]) == 0
 

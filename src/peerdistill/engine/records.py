@@ -31,7 +31,7 @@ from . import run_lock
 from .artifacts import RunDir, atomic_write_text, load_weights, non_finite_keys, save_weights, write_json
 from .environment import environment
 from .state_files import weights_digest
-from .resume import capture_rng_states, restore_rng_states, save_resume_state
+from .resume import capture_rng_states, restore_rng_states, save_resume_state, start_again
 
 if TYPE_CHECKING:
     from .trainer import FitResult
@@ -255,22 +255,21 @@ class RunRecords:
             bad = non_finite_keys(weights)
             if bad:
                 raise CheckpointError(f"the resume checkpoint's {name} holds NaN or infinite values in {bad[:5]}: it "
-                                      "cannot be continued; start the run again (train --overwrite)")
+                                      f"cannot be continued; {start_again(self.run_dir_path)}")
         saved = state.get("frozen_digests") or {}
         changed = [name for name, digest in self._frozen_digests().items() if saved.get(name, digest) != digest]
         if changed:
             raise CheckpointError(
                 f"the frozen {', '.join(repr(n) for n in changed)} loaded from its checkpoint is not the model this "
                 "run was distilled from until now (its file was trained again or replaced since the run began): "
-                "put the original file back at its checkpoint path to resume, or start the run again "
-                "(train --overwrite)")
+                f"put the original file back at its checkpoint path to resume, or {start_again(self.run_dir_path)}")
 
     def _restore(self, state: dict[str, Any]):
         missing = [part for part in RESUME_PARTS if part not in state]
         if missing:  # a file that loads but is none of train's: "does not fit this cohort ('models')" misled
             raise CheckpointError(f"the resume checkpoint ({RESUME_FILE}) lacks {first_few(missing, 4, quoted=True)}, "
                                   "which every checkpoint train writes holds: it is not this run's (another file put "
-                                  "in its place?); put the run's own back, or start the run again (train --overwrite)")
+                                  f"in its place?); put the run's own back, or {start_again(self.run_dir_path)}")
         self._check_same_config(state)
         self._check_resumable(state)
         try:

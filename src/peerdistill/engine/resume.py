@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import random
 import pickle
+import shlex
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..run_files import CONFIG_FILE
 from .artifacts import atomic_write_bytes
 from .state_files import failing_zip_member, load_tensors, rejected_object
 
@@ -26,12 +28,24 @@ def save_resume_state(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def start_again(run_dir: Path) -> str:
+    """How to train a run from the start in its own folder: its saved config with --overwrite
+    (a bare ``train --overwrite`` trains the embedded default, into another folder, review 51f);
+    a run built in Python has no config to name."""
+    run_dir = Path(run_dir)
+    config = run_dir / CONFIG_FILE
+    if config.is_file():  # (its folder named: a relative out_dir counts from where training ran)
+        return (f"start the run again (peerdistill train {shlex.quote(str(config))} "
+                f"{shlex.quote(f'out_dir={run_dir.parent}')} --overwrite)")
+    return "start the run again (train it with overwrite)"
+
+
 def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[str, Any]:
     """``started_again_by_train``: the run kept nothing, so the same ``train`` command without
     --resume starts it again (what the message says to do when there is no checkpoint)."""
     if not path.is_file():
         again = ("the same train command, without --resume, starts it again" if started_again_by_train
-                 else "start the run again (train --overwrite)")
+                 else start_again(path.parent.parent))
         raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first checkpoint, or the "
                               f"file was moved or deleted since; {again}")
     damaged = failing_zip_member(path)
@@ -43,7 +57,7 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
         if "GLOBAL" in str(exc):  # a named object that is not a tensor: not written by peerdistill
             raise CheckpointError(f"resume checkpoint '{path}' holds more than tensors ({rejected_object(exc)}), "
                                   "which cannot be loaded safely: peerdistill never writes such a file, so it was "
-                                  "replaced; start the run again") from None
+                                  f"replaced; {start_again(path.parent.parent)}") from None
         raise _unreadable(path, rejected_object(exc)) from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         # A truncated zip surfaces as any of these, depending on where it was cut.
@@ -52,7 +66,7 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
 
 def _unreadable(path: Path, reason: str) -> CheckpointError:
     return CheckpointError(f"cannot read resume checkpoint '{path}' ({reason.rstrip('.')}): it is truncated or "
-                           "corrupt, so the run cannot be continued; start it again (train --overwrite)")
+                           f"corrupt, so the run cannot be continued; {start_again(path.parent.parent)}")
 
 
 def capture_rng_states(data_generator: torch.Generator) -> dict[str, Any]:
