@@ -1728,6 +1728,15 @@ def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkey
     run_cli("presets", expect=2)
     assert capsys.readouterr().err.strip() == (f"error: no space left on the device holding '{tmp_path / 'x.json'}': "
                                                "free some, then run the command again")
+
+    def too_large(ns):  # review 51f: told to check the path and its permissions
+        raise OSError(27, "File too large", str(tmp_path / "x.json"))
+
+    monkeypatch.setattr(arguments, "cmd_presets", too_large)
+    run_cli("presets", expect=2)
+    assert capsys.readouterr().err.strip() == (f"error: File too large writing '{tmp_path / 'x.json'}': a file outgrew "
+                                               "the size this shell or file system allows (ulimit -f, FAT32's 4 GiB); "
+                                               "raise the limit or write elsewhere, then run the command again")
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
     said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "r"))
     assert said == ""  # (finished: nothing to resume)

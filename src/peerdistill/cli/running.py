@@ -122,9 +122,22 @@ def _run(ns: argparse.Namespace) -> int:
             _say_once_per_node(f"no space left on the device{where}: free some, then run the command again"
                                f"{_kept_for_resume(ns)}")
             return 2
+        advice = _DISK_ADVICE.get(exc.errno)
+        if advice is not None:  # the disk, not the path: said as such, with what the run keeps
+            where = f" writing '{exc.filename}'" if exc.filename else ""
+            _say_once_per_node(f"{exc.strerror or exc}{where}: {advice}{_kept_for_resume(ns)}")
+            return 2
         where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
         _say_once_per_node(f"{exc.strerror or exc}{where}")
         return 2
+
+
+# Failures of the disk rather than of a path (review 51f: "File too large" was told to check permissions)
+_DISK_ADVICE = {errno.EFBIG: "a file outgrew the size this shell or file system allows (ulimit -f, FAT32's 4 GiB); "
+                             "raise the limit or write elsewhere, then run the command again",
+                errno.EDQUOT: "your disk quota is used up; free some, then run the command again",
+                errno.EIO: "the device failed to read or write (a disk error, or a network file system gone); "
+                           "check it, then run the command again"}
 
 
 def _kept_for_resume(ns: argparse.Namespace) -> str:
