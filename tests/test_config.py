@@ -89,6 +89,13 @@ def test_one_mapping_where_a_list_is_meant_is_told_the_dash_it_lacks(tmp_path):
                                                       "data.image_size=[48, 48]"),
                        ({"students": "cnn"}, "'students' takes a list and was given 'cnn': write "
                                              "students=[{arch: cnn}, {arch: cnn}] (one entry per model)"),
+                       # its items without brackets (review 51f: '8,8' was told to write [8,8, 8,8])
+                       ({"data": {"kind": "image_folder", "root": "x", "image_size": "8,8"}},
+                        "'data.image_size' takes a list and was given '8,8': write data.image_size=[8, 8]"),
+                       ({"data": {"kind": "image_folder", "root": "x", "image_size": "64x48"}},
+                        "'data.image_size' takes a list and was given '64x48': write data.image_size=[64, 48]"),
+                       ({"data": {"kind": "image_folder", "root": "x", "dicom_window": "40,400"}},
+                        "'data.dicom_window' takes a list and was given '40,400': write data.dicom_window=[40, 400]"),
                        ({"data": {"kind": "image_folder", "root": "x", "dicom_window": 40}},
                         "'data.dicom_window' takes a list and was given 40: write data.dicom_window=[40, ...] (its "
                         "items in brackets, comma-separated)")):
@@ -328,6 +335,8 @@ def test_one_augmentation_given_alone_is_a_list_of_one():
     tree = default_config()
     apply_overrides(tree, ["data.augment=hflip"])
     assert validate(tree).data.augment == ["hflip"]
+    apply_overrides(tree, ["data.augment=hflip, vflip"])  # (and several, comma-separated: review 51f)
+    assert validate(tree).data.augment == ["hflip", "vflip"]
 
 
 def test_a_stray_root_saved_by_an_earlier_version_is_dropped_when_read_back():

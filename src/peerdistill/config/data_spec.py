@@ -306,7 +306,8 @@ class DataSpec(Section):
     @field_validator("augment", mode="before")
     @classmethod
     def _one_augmentation_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value  # data.augment=hflip means [hflip]
+        # data.augment=hflip means [hflip], and hflip,rotate [hflip, rotate] (no name holds a comma)
+        return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
 
     @field_validator("normalize", mode="before")
     @classmethod

@@ -104,7 +104,12 @@ def _section_example(loc: str, given: Any) -> str:
 
 
 def _list_example(loc: str, given: Any) -> str:
-    """How to write a list key given one value (``data.image_size=48``)."""
+    """How to write a list key given one value (``data.image_size=48``), or its items without
+    brackets (``8,8``, ``8x8``, ``hflip,rotate``: the items themselves, bracketed)."""
+    items = [part.strip() for part in re.split(r"[,x×]" if loc.split(".")[-1] in ("image_size", "pixel_spacing")
+                                               else ",", given)] if isinstance(given, str) else [given]
+    if len(items) > 1 and all(items):
+        return f"{loc}=[{', '.join(items)}]"
     if loc.split(".")[-1] in ("image_size", "pixel_spacing"):  # two numbers: rows and columns
         return f"{loc}=[{given}, {given}]"
     if loc in ("students", "teachers") and isinstance(given, str):
