@@ -368,6 +368,9 @@ def test_every_problem_of_a_section_is_reported_at_once():
     (["compare", "--seed", "3"], "--seed (did you mean --seeds? or the config key, written key=value: seed=3)"),
     (["compare", "--fold", "3"], "--fold (did you mean --folds? or the config key, written key=value: data.fold=3)"),
     (["eval", "runs/x", "--bootstraps", "40"], "--bootstraps 40 (did you mean --bootstrap?)"),
+    # the start of an option (review 51f: no suggestion, options not being abbreviated)
+    (["train", "--dry"], "--dry (did you mean --dry-run?)"),
+    (["export", "runs/x", "--quant", "int8"], "--quant int8 (did you mean --quantize?)"),
     (["eval", "runs/x", "--root", "y"], "write data.root=y"),
     (["train", "--epochs"], "write train.epochs=VALUE)"),
     (["train", "--epochs", "--quiet"], "write train.epochs=VALUE)"),  # the next word is another option

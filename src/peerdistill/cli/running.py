@@ -229,6 +229,11 @@ def _close_option(extra: list[str], command_parser: argparse.ArgumentParser) -> 
             close = difflib.get_close_matches(name, options, n=1, cutoff=0.85)
             if close:
                 return close[0]
+            # the start of one option (--dry, --quant): options are not abbreviated, so that a
+            # new option never changes what an old command line means (review 51f)
+            started = [option for option in options if option.startswith(name) and len(name) > 3]
+            if len(started) == 1:
+                return started[0]
     return None
 
 
