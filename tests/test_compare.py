@@ -869,6 +869,8 @@ def test_comparison_folders_configs_and_tasks_that_cannot_share_a_table_are_refu
     with pytest.raises(ConfigError, match="config 'a.yaml' and config 'b.yaml' are both named 'same'"):
         compare([{**tree, "name": "same"}, {**tree, "name": "same", "seed": 5}], None, 1, dry_run=True,
                 config_names=["config 'a.yaml'", "config 'b.yaml'"])
+    with pytest.raises(ConfigError, match="config 'a.yaml' is given twice: give it once"):  # (not: rename it)
+        compare([{**tree, "name": "same"}] * 2, None, 1, dry_run=True, config_names=["config 'a.yaml'"] * 2)
     unnamed = {**tree, "data": {"kind": "npz", "root": str(tmp_path / "x.npz")}}  # both named x-kd+ml
     with pytest.raises(ConfigError, match="config 1 and config 2 are both named 'x-kd\\+ml' \\(a config without "
                                           "name: is named after its data and preset\\)"):

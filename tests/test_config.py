@@ -772,6 +772,10 @@ def test_an_empty_config_file_is_an_empty_mapping(tmp_path):
 
     (tmp_path / "empty.yaml").write_text("# nothing set yet\n")
     assert load_yaml(tmp_path / "empty.yaml") == {}
+    # as a run's config, said as such, not as the students and teacher it lacks (review 51f)
+    with pytest.raises(ConfigError, match="config file '.*empty.yaml' is empty \\(or holds comments only\\): write "
+                                          "the run's keys in it"):
+        load_config(tmp_path / "empty.yaml")
     with pytest.raises(ConfigError, match="is a folder: give the YAML file in it"):
         load_yaml(tmp_path)
 

@@ -212,6 +212,9 @@ def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row
     else:
         names = [b.name for b in bases]
         twice = next(((i, names.index(n)) for i, n in enumerate(names) if names.index(n) != i), None)
+        if twice is not None and labels[twice[1]] == labels[twice[0]]:  # (review 51f: told to rename it)
+            raise ConfigError(f"compare: {labels[twice[0]]} is given twice: give it once (its runs over several "
+                              f"seeds: {option('--seeds')})")
         if twice is not None:
             raise ConfigError(f"compare: {labels[twice[1]]} and {labels[twice[0]]} are both named "
                               f"'{names[twice[0]]}' (a config without name: is named after its data and preset), "

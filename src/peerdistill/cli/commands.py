@@ -7,7 +7,8 @@ import argparse
 import glob
 from pathlib import Path
 
-from ..config import RunConfig, apply_overrides, default_config, load_config, load_saved_config, load_yaml, named_as_written
+from ..config import (RunConfig, apply_overrides, default_config, load_config, load_config_file, load_saved_config,
+                      named_as_written)
 from ..errors import ConfigError
 from ..json_files import read_json
 from ..launcher import launched_world
@@ -129,7 +130,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def cmd_compare(ns: argparse.Namespace) -> int:
     overrides = [a for a in ns.args if _is_override(a)]
     paths = [a for a in ns.args if a not in overrides]
-    trees = [load_yaml(p) for p in paths] or [default_config()]
+    trees = [load_config_file(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)
     trees = [named_as_written(tree) for tree in trees]  # not after a preset --presets sets

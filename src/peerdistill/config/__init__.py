@@ -18,7 +18,7 @@ from .presets import (NAMED_PRESETS, PEER_PRESETS, PRESET_DOCS, PRESETS, PRESETS
 from .run_spec import RunConfig, default_run_name, named_as_written
 from .sections import SEED_LIMIT
 from .training_spec import DECODING_KEYS, DetectSpec, LogSpec, OptimSpec, TrainSpec
-from .yaml_files import load_yaml, yaml_value
+from .yaml_files import load_config_file, load_yaml, yaml_value
 
 __all__ = ["ChannelStats", "DECODING_KEYS", "DataSpec", "DetectSpec", "DistillSpec", "ELASTIC_LIMIT", "EdgeSpec",
            "FILE_KINDS", "FIXED_SIZE_KINDS", "FOLDERS_ONLY_KEYS", "IMAGENET_STATS", "IMAGE_FILE_KINDS",
@@ -27,7 +27,7 @@ __all__ = ["ChannelStats", "DECODING_KEYS", "DataSpec", "DetectSpec", "DistillSp
            "RESERVED_MODEL_NAMES", "RunConfig", "SEED_LIMIT", "SELF_NAMING_KINDS", "SOFTENED_KINDS", "SPLIT_KEYS",
            "TEACHER_PRESETS", "TEACHER_TERM_WEIGHTS", "TRAINING_ONLY_KEYS", "TrainSpec", "UNLAYERED_KINDS",
            "apply_overrides", "as_read", "check_preset_names", "data_places", "default_config", "default_run_name",
-           "format_validation_error", "key_applies", "key_paths", "load_config", "load_saved_config", "load_yaml",
+           "format_validation_error", "key_applies", "key_paths", "load_config", "load_config_file", "load_saved_config", "load_yaml",
            "model_name_problems", "named_as_written", "read_saved_config", "refuse", "saved_data_section", "to_yaml",
            "unread_distill_keys", "unread_distill_problems", "unread_edge_keys", "validate",
            "without_other_kinds_keys", "yaml_value"]

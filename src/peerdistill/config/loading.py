@@ -15,7 +15,7 @@ from .cohort_spec import DistillSpec, unread_distill_keys
 from .data_spec import saved_data_section
 from .messages import format_validation_error, section_model
 from .run_spec import RunConfig
-from .yaml_files import load_yaml, yaml_value
+from .yaml_files import load_config_file, load_yaml, yaml_value
 
 
 def default_config() -> dict[str, Any]:
@@ -129,7 +129,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None and not isinstance(path, (str, Path)):
         raise ConfigError(f"load_config takes the path of a YAML file, got a {type(path).__name__}: for a config "
                           "as a dict, call peerdistill.config.validate(tree)")
-    tree = load_yaml(path) if path is not None else default_config()
+    tree = load_config_file(path) if path is not None else default_config()
     apply_overrides(tree, overrides or [])
     source = f"config '{path}'" if path else "embedded default config"
     if overrides:

@@ -58,6 +58,16 @@ def _recipes_hint(path: Path) -> str:
     return ": recipes/ is a folder of the peerdistill repository: run from a clone, or give the path to your copy"
 
 
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping, refused when it holds none: an editor's empty save was met as the
+    students and teacher a config lacks (review 51f)."""
+    tree = load_yaml(path)
+    if not tree:
+        raise ConfigError(f"config file '{path}' is empty (or holds comments only): write the run's keys in it "
+                          "(recipes/digits.yaml spells out the embedded default), or give no config for that default")
+    return tree
+
+
 def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """A YAML file's mapping; ``what`` names the file in messages (eval's --data file is not a config)."""
     path = Path(path)
