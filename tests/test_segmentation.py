@@ -1562,3 +1562,53 @@ def test_a_paired_difference_leaves_hd95_out_and_says_why(shapes_run, capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert ("hd95 is left out: each model's is averaged over the images it found the class in, so two models' "
             "figures are over different images (eval --per-sample gives each image's)") in err
+
+
+def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired_them(tmp_path, capsys):
+    """Review 51b: a DRIVE run is scored inside the field of view alone, while predict's masks held
+    vessels outside it (16,600 pixels an image), with no way to keep them in."""
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    root = tmp_path / "drive"
+    for d in ("images", "manual", "fov"):
+        (root / d).mkdir(parents=True)
+    for i in range(21, 29):  # DRIVE's names: 21_training.tif, 21_manual1.gif, 21_training_mask.gif
+        Image.fromarray(rng.integers(0, 255, (16, 12, 3), dtype=np.uint8)).save(root / "images" / f"{i}_training.tif")
+        Image.fromarray((rng.random((16, 12)) > 0.5).astype(np.uint8) * 255).save(root / "manual" / f"{i}_manual1.gif")
+        fov = np.zeros((16, 12), np.uint8)
+        fov[3:13, 2:10] = 255
+        Image.fromarray(fov).save(root / "fov" / f"{i}_training_mask.gif")
+    args = [f"out_dir={tmp_path / 'runs'}", "name=fov", "task=segmentation", "teacher=null", "distill.preset=ml",
+            "data.kind=folders", f"data.root={root}", "data.masks=manual", "data.roi=fov", "data.pattern=^(\\d+)_",
+            "data.binary_masks=true", "train.epochs=1",
+            "students=[{arch: unet, args: {width: 4, depth: 1}}, {arch: unet, args: {width: 4, depth: 1}}]"]
+    assert main(["train", *args, "--quiet"]) == 0
+    run = tmp_path / "runs" / "fov"
+    from safetensors.torch import load_file, save_file
+
+    weights = run / "models" / "student1.safetensors"  # vessels everywhere: some outside the region to take away
+    save_file({**load_file(weights), "head.bias": torch.tensor([-10.0, 10.0])}, weights)
+    inputs, regions = tmp_path / "test", tmp_path / "fov_test"
+    inputs.mkdir()
+    regions.mkdir()
+    inside = np.zeros((16, 12), bool)
+    inside[4:12, 3:9] = True
+    for i in (1, 2):  # DRIVE's test names: 01_test.tif beside its field of view 01_test_mask.gif
+        Image.fromarray(rng.integers(0, 255, (16, 12, 3), dtype=np.uint8)).save(inputs / f"0{i}_test.tif")
+        Image.fromarray(inside.astype(np.uint8) * 255).save(regions / f"0{i}_test_mask.gif")
+    assert main(["export", str(run), "--model", "student1", "--format", "onnx"]) == 0
+    for model in (str(run), str(run / "export" / "student1.onnx")):  # (the export's JSON carries the pattern)
+        for roi, out in ((None, tmp_path / "all"), (regions, tmp_path / "kept")):
+            extra = ["--model", "student1"] if model == str(run) else []
+            assert main(["predict", model, str(inputs), "--out", str(out), *extra]
+                        + (["--roi", str(roi)] if roi else [])) == 0
+        for i in (1, 2):
+            everywhere = np.asarray(Image.open(tmp_path / "all" / f"0{i}_test_mask.png"))
+            kept = np.asarray(Image.open(tmp_path / "kept" / f"0{i}_test_mask.png"))
+            assert (kept[inside] == everywhere[inside]).all() and not kept[~inside].any()
+            assert everywhere.all()
+    capsys.readouterr()
+    (regions / "02_test_mask.gif").unlink()
+    assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 2
+    assert (f"no region mask in '{regions}' for 1 input(s) ('{inputs / '02_test.tif'}'), paired by "
+            "data.pattern '^(\\d+)_': add theirs, or predict them without --roi") in " ".join(capsys.readouterr().err.split())

@@ -26,6 +26,7 @@ from .sidecar import fields_digest, model_info, read_sidecar, sidecar_path
 from .exported_models import STUDENT_LOGITS, ensemble_of_stacked
 from .errors import CheckpointError, ConfigError, DataError, PeerdistillError, warn_user
 from .predict_inputs import Inputs, read_inputs
+from .predict_regions import region_masks
 from .predict_outputs import (check_out, check_pictures_replaceable, list_unreadable, remove_earlier_pictures_of,
                               unreadable_list, write_predictions)
 from .run_files import RUN_FILE
@@ -44,7 +45,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
                   batch_size: int = 64, modules: dict | None = None, temperature_scaling: bool = False,
                   operating_point: str | None = None, visible_masks: bool = False,
                   overlays: str | Path | None = None, tta: str | None = None,
-                  decoding: dict | None = None, skip_unreadable: bool = False) -> Path:
+                  decoding: dict | None = None, skip_unreadable: bool = False, roi: str | Path | None = None) -> Path:
     """Write ``out`` (a CSV for classification and detection, a folder of masks for
     segmentation). ``model`` picks a run directory's model (default ``best``); ``modules``: new
     instances of a run's models built in Python (as for ``load_cohort``). A run directory's
@@ -59,7 +60,9 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     its graph if it was exported with ``--tta``). ``decoding`` (detection): box decoding and
     fusion settings (``config.DECODING_KEYS``) instead of the run's or the export's.
     An input that cannot be read stops it (every one is named), unless ``skip_unreadable``
-    predicts the others and lists those in ``unreadable_list(out)`` with why."""
+    predicts the others and lists those in ``unreadable_list(out)`` with why. ``roi``
+    (segmentation): a folder of region masks (DRIVE's field of view), one per input paired by
+    name as training paired them; the masks written are background outside it."""
     model_path, out = Path(model_path), Path(out)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)  # one file or folder alone
     if not inputs:
@@ -71,6 +74,11 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     dense = info["task"] == "segmentation"
     if visible_masks and not dense:
         raise ConfigError(f"--visible-masks is for segmentation masks; this model is a {info['task']} model: drop it")
+    if roi is not None and not dense:
+        raise ConfigError(f"--roi keeps a segmentation mask inside its region; this model is a {info['task']} model: "
+                          "drop it")
+    if roi is not None and Path(roi).resolve() in (out.resolve(), Path(overlays or out).resolve()):
+        raise ConfigError(f"--roi '{roi}' is where predict would write: write the masks elsewhere (--out, --overlays)")
     if overlays is not None and info["task"] == "classification":
         raise ConfigError("--overlays draws masks or boxes on the inputs; a classifier's predictions are the CSV: "
                           "drop --overlays")
@@ -97,8 +105,9 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if overlays is not None:
         pictures.append((Path(overlays), "overlay" if dense else "boxes", "--overlays"))
     check_pictures_replaceable(read, pictures)
+    regions = region_masks(read, Path(roi), info.get("pattern")) if roi is not None else None
     results = _predicted(read, info, run, batch_size)
-    written = write_predictions(read, results, info, out, size, visible_masks, overlays)
+    written = write_predictions(read, results, info, out, size, visible_masks, overlays, regions)
     list_unreadable(read, unreadable_list(out, dense))
     remove_earlier_pictures_of(read, [out] if dense else [], overlays)
     return written

@@ -25,7 +25,7 @@ from .wording import first_few
 
 
 def write_predictions(read: Inputs, results: list, info: dict, out: Path, size: tuple[int, ...],
-                       visible_masks: bool, overlays: str | Path | None) -> Path:
+                       visible_masks: bool, overlays: str | Path | None, regions: list | None = None) -> Path:
     if info["task"] == "detection":
         if overlays is not None:
             draw_boxes(read, size, results, info["class_names"], Path(overlays))
@@ -33,9 +33,9 @@ def write_predictions(read: Inputs, results: list, info: dict, out: Path, size: 
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
     if info["task"] == "segmentation":
-        written = write_masks(read, probs, out, visible_masks, info.get("class_names"))
+        written = write_masks(read, probs, out, visible_masks, info.get("class_names"), regions)
         if overlays is not None:
-            draw_masks(read, probs, Path(overlays))
+            draw_masks(read, probs, Path(overlays), regions)
         return written
     return write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
@@ -204,15 +204,16 @@ def write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict]
 
 
 def write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False,
-                class_names: list[str] | None = None) -> Path:
+                class_names: list[str] | None = None, regions: list[np.ndarray] | None = None) -> Path:
     """One label PNG per input at that input's size (probabilities resized before the argmax):
     class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
     what a viewer shows and what ``data.binary_masks`` reads back). Each file names its classes
-    by value in a text chunk, ``classes`` (review 49e: a mask of 0/1/2 said nothing of them)."""
+    by value in a text chunk, ``classes`` (review 49e: a mask of 0/1/2 said nothing of them).
+    ``regions``: per input, where it is predicted (``predict_regions``); background elsewhere."""
     files = picture_names(read, "mask")
     out.mkdir(parents=True, exist_ok=True)
-    for file, p, size in zip(files, probs, read.sizes):
-        classes = align_to(p[None].float(), size)[0].argmax(dim=0)
+    for i, (file, p, size) in enumerate(zip(files, probs, read.sizes)):
+        classes = _inside(align_to(p[None].float(), size)[0].argmax(dim=0), regions, i)
         values = list(range(len(p)))
         if visible:
             classes = visible_levels(classes, len(p))
@@ -235,14 +236,19 @@ def picture_names(read: Inputs, kind: str) -> list[str]:
     return files
 
 
-def draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path) -> None:
+def _inside(classes: torch.Tensor, regions: list[np.ndarray] | None, i: int) -> torch.Tensor:
+    """``classes`` with background outside input ``i``'s region, where regions are given."""
+    return classes if regions is None else classes.masked_fill(~torch.from_numpy(regions[i]), 0)
+
+
+def draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path, regions: list[np.ndarray] | None = None) -> None:
     """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted."""
     from .pictures import overlay, viewable
 
     files = picture_names(read, "overlay")
     folder.mkdir(parents=True, exist_ok=True)
-    for file, p, image in zip(files, probs, read.originals, strict=True):
-        classes = align_to(p[None].float(), image.shape[:2])[0].argmax(dim=0).numpy()
+    for i, (file, p, image) in enumerate(zip(files, probs, read.originals, strict=True)):
+        classes = _inside(align_to(p[None].float(), image.shape[:2])[0].argmax(dim=0), regions, i).numpy()
         atomic_write_bytes(folder / file, _png(overlay(viewable(image), classes, None)))
 
 

@@ -103,6 +103,7 @@ def model_info(meta: dict, output: str) -> dict:
     info["output"] = output
     info["image_size"] = (meta.get("data_spec") or {}).get("image_size")
     info["dicom_window"] = (meta.get("data_spec") or {}).get("dicom_window")
+    info["pattern"] = (meta.get("data_spec") or {}).get("pattern")  # how its region masks paired (predict --roi)
     info["grey_read_as_colour"] = (meta.get("data_info") or {}).get("grey_read_as_colour")  # (None: not known)
     # the training images one by one (data.image_profile; absent for older runs and data not in memory)
     info["training_images"] = {k: v for k, v in (meta.get("data_info") or {}).items() if k in TRAINING_IMAGE_KEYS}

@@ -298,6 +298,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--overlays", metavar="DIR", default=None, type=_given,
                       help="segmentation and detection: also draw the predictions on each input, at its own size, "
                            "into DIR (<name>_overlay.png: classes tinted; <name>_boxes.png: boxes, class and score)")
+    pred.add_argument("--roi", metavar="DIR", default=None, type=_given,
+                      help="segmentation: a folder of region masks (DRIVE's field of view), one per input, paired "
+                           "by name as training paired them (the run's data.pattern); the masks written are "
+                           "background outside the region, where evaluation counts no pixel")
     pred.add_argument("--out", required=True, type=_given, help="classification and detection: a CSV file; segmentation: a folder for masks")
     pred.add_argument("--skip-unreadable", action="store_true",
                       help="predict the inputs that can be read, and list the others (damaged files, formats not "

@@ -217,7 +217,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 
     path = predict_files(ns.model_path, inputs, ns.out, model=ns.model, temperature_scaling=ns.temperature_scaling,
                          operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays,
-                         tta=ns.tta, decoding=decoding, skip_unreadable=ns.skip_unreadable)
+                         tta=ns.tta, decoding=decoding, skip_unreadable=ns.skip_unreadable, roi=ns.roi)
     console.print(f"wrote {path}{_what_was_predicted(ns, decoding)}", highlight=False)
     return 0
 

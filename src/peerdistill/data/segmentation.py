@@ -280,7 +280,7 @@ def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
     None without a spacing (distances in pixels)."""
     if spec.pixel_spacing is None:
         return None
-    files = [path for folder in dict.fromkeys(folders) for path in _by_key(folder / spec.images, spec.pattern).values()]
+    files = [path for folder in dict.fromkeys(folders) for path in files_by_key(folder / spec.images, spec.pattern).values()]
     if spec.pixel_spacing == "dicom":
         return _dicom_spacing(files, spec.image_size)
     if spec.image_size is None:
@@ -400,9 +400,9 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
     folders = [image_dir, mask_dir] + ([root / spec.roi] if spec.roi else [])
     for folder in dict.fromkeys(folders):
         refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
-    images = _by_key(image_dir, spec.pattern)
-    masks = _by_key(mask_dir, spec.pattern)
-    rois = _by_key(root / spec.roi, spec.pattern) if spec.roi else None
+    images = files_by_key(image_dir, spec.pattern)
+    masks = files_by_key(mask_dir, spec.pattern)
+    rois = files_by_key(root / spec.roi, spec.pattern) if spec.roi else None
     masks = _named_as_images(masks, images)
     rois = _named_as_images(rois, images) if rois is not None else None
     unmatched_images, unmatched_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
@@ -486,21 +486,28 @@ def _named_as_images(files: dict[str, Path], images: dict[str, Path]) -> dict[st
     return out
 
 
-def _by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
+def file_key(path: Path, pattern: str | None) -> str | None:
+    """The id a file pairs by: ``data.pattern``'s first group (None where it does not match), else
+    ``image_id``."""
+    if not pattern:
+        return image_id(path)
+    match = re.search(pattern, Path(path).name)
+    return None if match is None else match.group(1) if match.groups() else match.group(0)
+
+
+def files_by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
+    """The image files of ``folder`` by the id each pairs by; files the pattern misses, or two of
+    one id, refused."""
     if not folder.is_dir():
         return {}
     files = image_files(folder)
     out = {}
     unmatched = []
     for p in files:
-        if pattern:
-            match = re.search(pattern, p.name)
-            if not match:
-                unmatched.append(p.name)
-                continue
-            key = match.group(1) if match.groups() else match.group(0)
-        else:
-            key = image_id(p)
+        key = file_key(p, pattern)
+        if key is None:
+            unmatched.append(p.name)
+            continue
         if key in out:
             raise DataError(f"two files in '{folder}' share the id '{key}': {out[key].name} and {p.name}")
         out[key] = p

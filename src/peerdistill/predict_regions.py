@@ -1,0 +1,46 @@
+"""predict --roi: each input's region of interest (DRIVE's field of view), paired with it by name
+as training paired its region masks (the run's data.pattern, else the file name less its
+suffix); outside it the masks written are background, as evaluation counts no pixel there."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+
+from .data.image_io import read_mask
+from .data.segmentation import file_key, files_by_key
+from .errors import ConfigError, DataError
+from .option_names import option
+from .predict_inputs import Inputs
+from .wording import first_few
+
+
+def region_masks(read: Inputs, folder: Path, pattern: str | None) -> list[np.ndarray]:
+    """Per input, its region (True inside) at the input's own size; an input without one, or
+    with one of another size, refused by name before anything is written."""
+    if not folder.is_dir():
+        raise ConfigError(f"{option('--roi', repr(str(folder)))} is not a folder: give the folder of region masks "
+                          "(DRIVE's mask/), each named as its image pairs with it")
+    regions = {unicodedata.normalize("NFC", key): path for key, path in files_by_key(folder, pattern).items()}
+    paths, lacking = [], []
+    for name in read.names:
+        if name.endswith("]"):  # (an .npz's image, named by its place in the archive)
+            raise ConfigError(f"{option('--roi')} pairs region masks with image files by name; '{name}' is an image "
+                              "of an .npz, which has none: predict image files, or leave out --roi")
+        key = file_key(Path(name), pattern)
+        path = regions.get(unicodedata.normalize("NFC", key)) if key is not None else None
+        (paths if path is not None else lacking).append(path or name)
+    if lacking:
+        rule = f"data.pattern '{pattern}'" if pattern else "the file name less its suffix"
+        raise DataError(f"no region mask in '{folder}' for {len(lacking)} input(s) ({first_few(lacking, quoted=True)}), "
+                        f"paired by {rule}: add theirs, or predict them without {option('--roi')}")
+    masks = []
+    for path, name, size in zip(paths, read.names, read.sizes):
+        region = read_mask(path, None, binary=True) > 0
+        if region.shape != tuple(size):
+            raise DataError(f"region mask '{path}' is {region.shape[0]}x{region.shape[1]} (height x width), and its "
+                            f"input '{name}' {size[0]}x{size[1]}: they must be of one size")
+        masks.append(region)
+    return masks
