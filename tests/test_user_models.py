@@ -588,3 +588,30 @@ def test_outputs_that_hide_the_logits_are_named_with_what_they_hold(tiny_data):
         features_first = _Logits(lambda t: t)
         features_first.forward = lambda x: (features_first.net[:3](x), features_first.net(x))
         _fit([features_first], None, [], tiny_data)
+
+
+class _DictNet(nn.Module):
+    """A network that answers with a dict of its own, as Hugging Face-style models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        feature = self.body(x).mean(dim=(2, 3))
+        return {"logits": self.fc(feature), "features": feature}
+
+
+def test_an_exported_self_distilled_network_answering_with_a_dict_gives_its_logits():
+    """Review 51i: export read the heads' dict once, and met the network's own dict where logits
+    were due ("has no 'logits' entry", though it had one)."""
+    from peerdistill.exported_models import EnsembleProbabilities, Logits
+
+    seed_everything(0)
+    models = [HeadedModel(_DictNet(), ["body.1"], "body", 3, torch.zeros(2, 1, 8, 8)).eval() for _ in range(2)]
+    x = torch.randn(5, 1, 8, 8)
+    own = [m.base(x)["logits"] for m in models]
+    torch.testing.assert_close(Logits(models[0], "student1")(x), own[0])
+    ensemble = EnsembleProbabilities({"student1": models[0], "student2": models[1]})(x)
+    torch.testing.assert_close(ensemble, (own[0].softmax(dim=1) + own[1].softmax(dim=1)) / 2)

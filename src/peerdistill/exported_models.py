@@ -7,7 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .capture import unwrap
 from .cohort import as_logits
+from .models.heads import HeadedModel
 from .engine.tta import mean_over_flips, tta_flips
 from .spatial import align_to, largest_size, mean_at_largest
 
@@ -22,7 +24,16 @@ class Logits(nn.Module):
         self.model, self.name = model, name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return as_logits(self.model(x), self.name)
+        return logits_of(self.model, x, self.name)
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
+    """``model``'s logits on ``x``; a self-distilled model's are its network's, whatever that
+    network's convention (review 51i: a network's dict was read as the heads' dict)."""
+    output = model(x)
+    if isinstance(unwrap(model), HeadedModel):
+        output = output["logits"]
+    return as_logits(output, name)
 
 
 class Tempered(nn.Module):
@@ -50,7 +61,7 @@ class EnsembleProbabilities(nn.Module):
         self.students = nn.ModuleList(students.values())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = [as_logits(m(x), n).float().softmax(dim=1) for n, m in zip(self.names, self.students)]
+        probs = [logits_of(m, x, n).float().softmax(dim=1) for n, m in zip(self.names, self.students)]
         return mean_at_largest(probs) if probs[0].ndim == 4 else torch.stack(probs).mean(dim=0)
 
 
@@ -68,7 +79,7 @@ class StudentLogits(nn.Module):
         self.students = nn.ModuleList(students.values())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = [as_logits(m(x), n).float() for n, m in zip(self.names, self.students)]
+        logits = [logits_of(m, x, n).float() for n, m in zip(self.names, self.students)]
         size = largest_size(logits)
         return torch.cat([align_to(t, size) for t in logits], dim=1)
 
