@@ -615,3 +615,26 @@ def test_an_exported_self_distilled_network_answering_with_a_dict_gives_its_logi
     torch.testing.assert_close(Logits(models[0], "student1")(x), own[0])
     ensemble = EnsembleProbabilities({"student1": models[0], "student2": models[1]})(x)
     torch.testing.assert_close(ensemble, (own[0].softmax(dim=1) + own[1].softmax(dim=1)) / 2)
+
+
+class _LeakyDropoutNet(nn.Module):
+    """F.dropout without training=self.training: on in evaluation too."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(nn.functional.dropout(self.conv(x).mean(dim=(2, 3)), 0.5))
+
+
+def test_a_model_random_in_evaluation_is_said_before_training(tiny_data):
+    """Review 51i: its scores changed on every evaluation, and only export's parity check (blaming
+    ONNX) showed it."""
+    from peerdistill.errors import TrainingAdvice
+    from peerdistill.models import SmallCNN
+
+    seed_everything(0)
+    with pytest.warns(TrainingAdvice, match="model 'student1' gives different outputs for the same input in "
+                                            "evaluation mode .*F.dropout\\(x, p\\) without training=self.training"):
+        _fit([_LeakyDropoutNet()], SmallCNN(1, 3, width=4, depth=1), [], tiny_data)

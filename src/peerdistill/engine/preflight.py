@@ -18,7 +18,7 @@ from ..data import DataSplits, TensorData
 from ..data.digests import seen_rows
 from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
-from ..errors import ConfigError, DataError, PeerdistillWarning, warn_again, warn_user
+from ..errors import ConfigError, DataError, PeerdistillWarning, TrainingAdvice, warn_again, warn_user
 from ..sample_names import names_in_messages
 from ..wording import first_few
 
@@ -271,6 +271,22 @@ class Preflight:
                           "to 1 over the classes): peerdistill takes logits and applies softmax itself, so "
                           "training and distillation see them flattened; drop its final Softmax (a "
                           "LogSoftmax is fine)")
+
+    def _warn_of_random_evaluation(self, x: torch.Tensor, out) -> None:
+        """A model whose eval-mode output differs on the same input (a functional dropout left on,
+        ``F.dropout(x, p)`` without ``training=self.training``): its validation picks, test figures
+        and export's parity check all see noise (review 51i: export blamed ONNX). A second
+        forward, where a model meant to be deterministic draws no random numbers."""
+        again = self._probe_forward(x)
+        for name, logits in out.logits.items():
+            other = again.logits.get(name)
+            if isinstance(logits, torch.Tensor) and isinstance(other, torch.Tensor) and logits.shape == other.shape \
+                    and not torch.allclose(logits.float(), other.float(), rtol=1e-3, atol=1e-4):
+                warn_user(f"model '{name}' gives different outputs for the same input in evaluation mode (up to "
+                          f"{float((logits.float() - other.float()).abs().max()):.3g} apart): its validation, test "
+                          "and exported figures would be random. A dropout left on is the usual cause: "
+                          "F.dropout(x, p) without training=self.training, or a random draw in forward; make "
+                          "evaluation deterministic", TrainingAdvice)
 
 
 def _input_shape_fix(seen: tuple[int, ...], declared: tuple[int, ...]) -> str:

@@ -379,6 +379,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             self.run_info["channels_last_fallback"] = str(exc)
         self._check_outputs(out, len(x))
         self._warn_of_probabilities(out)
+        self._warn_of_random_evaluation(x, out)
         try:  # the last batch of a split may hold one sample
             self._check_outputs(self._probe_forward(x[:1]), 1)
         except (DataError, ConfigError) as exc:
