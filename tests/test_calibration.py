@@ -163,7 +163,7 @@ def test_compare_tabulates_each_runs_temperature_and_its_figures(tmp_path):
     expected = [evaluate_run(result.directory / f"ml-seed{s}", temperature_scaling=True)["ensemble"]["cal_ece"]
                 for s in (0, 1)]
     assert [float(v) for v in row["values"].split(";")] == pytest.approx(expected, abs=1e-6)  # written to 6 places
-    assert "The `cal_*` tables" in result.markdown and "### test cal_temperature" in result.markdown
+    assert "The `cal_*` tables" in result.markdown and "### cal_temperature (chosen on val)" in result.markdown
     # a temperature has no better direction; a tempered ECE is better lower
     paired = {(r["model"], r["metric"]): r for r in csv.DictReader((result.directory / "differences.csv").open())}
     assert paired["ensemble", "cal_temperature"]["better"] == ""

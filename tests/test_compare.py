@@ -1263,7 +1263,7 @@ def test_what_choosing_a_temperature_warned_of_is_listed_in_compare_md(tmp_path,
     assert f"- {listed}" in result.markdown
     write_report(result.directory)  # and on the comparison's page, which reads it from compare.md
     page = (result.directory / "report.html").read_text()
-    assert page.count("chosen on val") == 1 and f"<li>{listed}</li>" in page
+    assert page.count("was chosen on val: ") == 1 and f"<li>{listed}</li>" in page
 
 
 def _image_folder(root, rng, per_class=12):

@@ -116,6 +116,11 @@ def test_the_caption_warns_that_folds_are_not_independent_pairs():
         "far other test images could move the difference: one that excludes 0 may not hold on new images (--folds "
         "scores other test images; eval --bootstrap bounds each figure).")
     assert "same test images" not in caption("independent", "auc", 5, folds=5)
+    # a chosen threshold is no test figure (review 51j: headed "test", "scored on the same test images")
+    chosen = caption("independent", "op_threshold", 3, folds=None)
+    assert "op_threshold (chosen on val):" in chosen and "test op_threshold" not in chosen
+    assert chosen.endswith("Each run's op_threshold is chosen on its validation split: the differences compare "
+                           "what the settings chose, not how well they score.")
     # many intervals shown, none adjusted for the others: said, with the figure to judge by
     assert "Each interval stands alone, unadjusted for the many shown (settings, models, metrics): some exclude 0 " \
            "by chance alone" in caption("independent", "auc", 3, folds=None)

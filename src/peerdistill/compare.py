@@ -34,7 +34,7 @@ from .engine.tta import TTA_SEEN
 from .post_hoc import check_post_hoc_options
 from .errors import (ConfigError, DataNote, PeerdistillError, SplitError, TrainingAdvice, reworded, warn_again,
                      warn_user)
-from .metrics import CALIBRATION_METRICS, ranking_score
+from .metrics import CALIBRATION_METRICS, headed, ranking_score
 from .operating_point import parse_rule
 from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
                      differences, differences_csv, two_pairs_caveat, unpaired_note)
@@ -461,7 +461,7 @@ def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool
 def _differences_table(diffs, labels: list[str], models: list[str], metric: str, baseline: str, pairs: int) -> Table:
     """The console's table of paired differences from the baseline, for the headline models."""
     interval = " [95% CI]" if pairs > 1 else " (one pair: no interval)"
-    table = Table(title=escape(f"test {metric}, paired difference from {baseline}{interval}"))
+    table = Table(title=escape(f"{headed(metric)}, paired difference from {baseline}{interval}"))
     for column in ["setting"] + models:
         table.add_column(escape(column), justify="left" if column == "setting" else "right")
     for row in difference_rows(diffs, labels, models, metric):
@@ -800,7 +800,7 @@ def _split_identity(cfg) -> dict[str, Any]:
 def _rich_table(rows, presets, models, metric, over: str) -> Table:
     index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
     spread = "one run each" if over == "one seed" else f"mean ± std over {over}"
-    table = Table(title=escape(f"test {metric}, {spread}"))  # names as written, not markup
+    table = Table(title=escape(f"{headed(metric)}, {spread}"))  # names as written, not markup
     table.add_column("setting")
     for model in models:
         table.add_column(escape(model), justify="right")

@@ -174,6 +174,12 @@ LOWER_IS_BETTER = frozenset({"hd95", "missed", "ece", "brier", "cal_ece", "cal_b
 NO_DIRECTION = frozenset({"op_threshold", "cal_temperature"})
 
 
+def headed(metric: str) -> str:
+    """How a table or figure names a compared metric: ``test METRIC``, but for a threshold or a
+    temperature, chosen on each run's validation split (review 51j: headed "test" in compare.md)."""
+    return f"test {metric}" if has_direction(metric) else f"{metric} (chosen on val)"
+
+
 def metric_family(metric: str) -> str:
     """A metric's name without a test-time-flip prefix or a per-class suffix: ``tta_hd95_liver``
     is ``hd95``."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunDirError
-from .metrics import has_direction, lower_is_better
+from .metrics import has_direction, headed, lower_is_better
 from .values import mean_and_sample_std
 
 CONFIDENCE = 0.95
@@ -223,7 +223,7 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
     else:
         what = (f"each setting's run minus the `{baseline}` run of the same {'seed and fold' if folds else 'seed'} "
                 f"on the same split ({_at_most(pairs, 'pair')})")
-    text = (f"Paired differences from `{baseline}`, test {metric}: {what}, mean [{CONFIDENCE:.0%} confidence "
+    text = (f"Paired differences from `{baseline}`, {headed(metric)}: {what}, mean [{CONFIDENCE:.0%} confidence "
             "interval, Student's t over the pairs], and in how many pairs the setting was better (and tied, "
             "when some were equal). An interval "
             "holding 0 does not tell the two apart. Each interval stands alone, unadjusted for the many shown "
@@ -235,7 +235,10 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
         text += " " + two_pairs_caveat(folds if fold_means else None)
     if apart:
         text += " " + unpaired_note(baseline, apart)
-    if folds:
+    if not has_direction(metric):  # (a threshold, a temperature: no test image scores them)
+        text += (f" Each run's {metric} is chosen on its validation split: the differences compare what the "
+                 "settings chose, not how well they score.")
+    elif folds:
         text += " " + (FOLDS_CAVEAT if corrected else UNCORRECTED_FOLDS_CAVEAT)
     else:
         text += " " + ONE_TEST_SPLIT_CAVEAT

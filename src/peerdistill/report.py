@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .engine.evaluate import ENSEMBLE
-from .metrics import per_class_part
+from .metrics import headed, per_class_part
 from .values import mean_and_sample_std
 
 
@@ -358,7 +358,7 @@ def comparison_markdown(rows: list[dict[str, Any]], presets: list[str], models: 
         parts.append(markdown_table(first_columns + models, body, len(first_columns)))
 
     for metric in (m for m in metrics if not per_class_part(m)):
-        table(f"test {metric}", ["setting"], comparison_rows(rows, presets, models, metric))
+        table(headed(metric), ["setting"], comparison_rows(rows, presets, models, metric))
     for family, classes in per_class_families(metrics).items():
         table(f"test {family} per class", ["setting", "class"],
               comparison_per_class_rows(rows, presets, models, family, classes))

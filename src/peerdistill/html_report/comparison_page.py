@@ -18,7 +18,7 @@ from ..comparison_runs import CHOSEN_ON_VAL, setting_runs, warning_lines, warnin
 from ..engine.artifacts import RunDir
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
-from ..metrics import lower_is_better, per_class_part
+from ..metrics import headed, lower_is_better, per_class_part
 from ..paired import caption, difference_rows, read_differences_csv
 from ..report import (comparison_per_class_rows, comparison_rows, model_order, per_class_families,
                       teachers_named_in)
@@ -57,7 +57,7 @@ def comparison_page(directory: Path) -> str:
     for metric in (m for m in metrics if not per_class_part(m)):
         spread = _has_spread(r for r in rows if r["metric"] == metric)
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
-                             f"test {metric}: small dots are single runs; large markers "
+                             f"{headed(metric)}: small dots are single runs; large markers "
                              + ("and bars are mean ± std" if spread else "are the means (one value each: no spread)")),
                  table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
         left_out = teachers_left_out(rows, diffs, models, metric, teachers)
@@ -74,7 +74,7 @@ def comparison_page(directory: Path) -> str:
                          "the epoch each run's monitor picked (compare.md says so above its tables).")
             parts += [f"<p>{with_code_spans(text)}</p>",
                       table_html(["setting"] + differing, paired)]
-        sections.append(section_html(f"test {metric}", parts))
+        sections.append(section_html(headed(metric), parts))
     for family, classes in per_class_families(metrics).items():
         sections.append(section_html(f"test {family} per class", [table_html(
             ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
@@ -237,7 +237,7 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
     ax.set_xticks(range(len(settings)), settings, rotation=20 if len(settings) > 4 else 0)
     better = "lower" if lower_is_better(metric) else "higher"
     spread = "mean ± std over runs" if _has_spread(index.values()) else "one value each"
-    ax.set(ylabel=f"test {metric}", title=f"test {metric} per setting ({spread}; {better} is better)")
+    ax.set(ylabel=headed(metric), title=f"{headed(metric)} per setting ({spread}; {better} is better)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
