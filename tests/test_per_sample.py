@@ -272,8 +272,9 @@ def test_classification_rows_give_truth_prediction_and_tempered_probabilities_by
     hot = _figures(task, meter(0.25, 1), {"cal_temperature": 2.0, "op_threshold": 0.3})
     assert hot["p_pneumonia"] == pytest.approx(p) and hot["p_normal"] == pytest.approx(1 - p)
     assert (hot["predicted"], hot["op_predicted"], hot["op_correct"]) == ("normal", "pneumonia", 1)
+    assert hot["temperature"] == 2.0  # what the p_ columns are tempered by, in the file (review 51j)
     cold = _figures(task, meter(0.25, 0), {"op_threshold": 0.3})
-    assert (cold["op_predicted"], cold["op_correct"]) == ("normal", 1)
+    assert (cold["op_predicted"], cold["op_correct"]) == ("normal", 1) and "temperature" not in cold
 
 
 def test_names_of_other_samples_than_those_scored_are_left_out():

@@ -82,6 +82,8 @@ def _figures(task, meter, scores: dict[str, float]) -> dict:
         if "op_threshold" in scores:  # two classes: the second called where its probability reaches the threshold
             called = int(float(probs[1]) >= scores["op_threshold"])  # in float64, as eval calls it
             out |= {"op_predicted": classes[called], "op_correct": int(called == truth)}
+        if "cal_temperature" in scores:  # the p_ columns are tempered: by what, said in the file (review 51j)
+            out |= {"temperature": float(scores["cal_temperature"])}
         return out | {f"p_{c}": float(v) for c, v in zip(classes, probs)}
     if task.name == "segmentation":
         confusion = meter.confusion
