@@ -845,7 +845,9 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     with pytest.warns(PeerdistillWarning, match=r"^3 of 32 validation inputs are identical to training inputs \('sample 0 of "
                                                 r"the val split', 'sample 1 of the val split', 'sample 2 of the val "
                                                 r"split'\): the "
-                                                r"epoch kept as best is chosen partly on images the models trained on"):
+                                                r"epoch kept as best is chosen partly on images the models trained on, "
+                                                r"its validation figures are optimistic, and so is a threshold or "
+                                                r"temperature fitted on validation later"):
         trainer.fit(data)
     assert (tmp_path / "r" / "train_digests.json").is_file()
     clean = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)

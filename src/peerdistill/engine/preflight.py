@@ -157,8 +157,10 @@ class Preflight:
             if not repeated and not near:
                 continue
             names = names_in_messages(data.info, split, len(part))
-            cost = ("the epoch kept as best is chosen partly on images the models trained on, and its validation "
-                    "figures are optimistic" if split == "val" else "their figures are not held out")
+            cost = ("the epoch kept as best is chosen partly on images the models trained on, its validation "
+                    "figures are optimistic, and so is a threshold or temperature fitted on validation later "
+                    "(--operating-point, --temperature-scaling)" if split == "val" else
+                    "their figures are not held out")
             if repeated:
                 which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
                 warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: "
