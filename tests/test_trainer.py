@@ -418,7 +418,8 @@ def _edge_trainer(students, edge, **feature_layers):
 
 @pytest.mark.parametrize("edge, message", [
     ({"kind": "hint", "source_layer": "aux", "target_layer": "aux"},
-     r"model 'student1': layer\(s\) \['aux'\] gave no output in this forward \(not called, or called only in training"),
+     r"model 'student1': layer\(s\) \['aux'\] gave no output in this evaluation forward \(not called, or called only "
+     r"in training"),
     ({"kind": "at", "source_layer": "enc", "target_layer": "enc"},
      r"kind 'at' compares \[C, H, W\] feature maps, but layer 'enc' of 'student\d' gives \[8\]"),
 ])

@@ -638,3 +638,23 @@ def test_a_model_random_in_evaluation_is_said_before_training(tiny_data):
     with pytest.warns(TrainingAdvice, match="model 'student1' gives different outputs for the same input in "
                                             "evaluation mode .*F.dropout\\(x, p\\) without training=self.training"):
         _fit([_LeakyDropoutNet()], SmallCNN(1, 3, width=4, depth=1), [], tiny_data)
+
+
+class _KeywordOnlyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, *, pixel_values):
+        return self.fc(pixel_values.flatten(1))
+
+
+def test_a_model_taking_its_images_by_keyword_only_is_told_to_be_wrapped(tiny_data):
+    """Review 51i: it was told to check its in_channels."""
+    from peerdistill.models import SmallCNN
+
+    seed_everything(0)
+    with pytest.raises(ConfigError, match=r"model 'student1' failed on inputs .*takes 1 positional argument but 2 were "
+                                          r"given; peerdistill calls model\(x\) with the images as its one positional "
+                                          r"argument: wrap"):
+        _fit([_KeywordOnlyNet()], SmallCNN(1, 3, width=4, depth=1), [], tiny_data)

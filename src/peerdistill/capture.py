@@ -154,6 +154,7 @@ class FeatureRecorder:
         self.features: dict[str, torch.Tensor] = {}
         self._versions: dict[str, int] = {}  # each output's in-place version counter when recorded
         self.owner = owner
+        self._model = model  # (whose mode the message of a layer that gave nothing names)
         self._handles = []
         self.paths = list(dict.fromkeys(paths))
         # A module object placed at several paths (one nn.ReLU reused in a Sequential) calls the
@@ -217,8 +218,9 @@ class FeatureRecorder:
                               f"(out += identity), the block that holds that code{around}")
         missing = [p for p in self.paths if p not in features]
         if complete and missing:
-            raise ConfigError(f"{self.owner}: layer(s) {missing} gave no output in this forward (not called, or "
-                              "called only in training mode): record layers that run on every forward")
+            mode, other = ("training", "evaluation") if self._model.training else ("evaluation", "training")
+            raise ConfigError(f"{self.owner}: layer(s) {missing} gave no output in this {mode} forward (not called, "
+                              f"or called only in {other} mode): record layers that run on every forward")
         return features
 
     def remove(self) -> None:
