@@ -571,7 +571,9 @@ def test_wrong_places_are_named_before_the_page_is_drawn(digits_run, tmp_path, c
     assert f"'{tmp_path / 'nowhere'}' does not exist" in refused(tmp_path / "nowhere")
     runs = tmp_path / "runs"
     shutil.copytree(digits_run, runs / "a")
-    assert f"holds runs (1: a) but no compare.csv: report one of them (peerdistill report {runs / 'a'})" in refused(runs)
+    said = refused(runs)
+    assert f"holds runs (1: a) but no compare.csv: report one of them (peerdistill report {runs / 'a'})" in said
+    assert "a comparison that was stopped goes on with the same compare command" in said  # (review 51f)
     (tmp_path / "notes.txt").write_text("mine")
     assert "notes.txt' is a file, not a folder" in refused(digits_run, "--out", tmp_path / "notes.txt" / "r.html")
     own = tmp_path / "mine.html"

@@ -46,7 +46,9 @@ def write_report_holding_warnings(path: str | Path,
             shown = first_few(runs)
             raise RunDirError(f"'{directory}' holds runs ({len(runs)}: {shown}) but no compare.csv: report one of "
                               f"them (peerdistill report {directory / runs[0]}), or, if a comparison is training "
-                              "them, report the folder when its last run ends (it writes compare.csv then)")
+                              "them, report the folder when its last run ends (it writes compare.csv then); a "
+                              "comparison that was stopped goes on with the same compare command, which reuses "
+                              "its finished runs")
         raise RunDirError(
             f"'{directory}' is neither a peerdistill run directory (with run.json) nor a comparison "
             "directory (with compare.csv): pass the directory that `peerdistill train` or "
