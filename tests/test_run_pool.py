@@ -48,13 +48,15 @@ def test_results_come_back_in_item_order(tmp_path, capsys):
 
 def test_a_run_waits_for_the_one_it_needs_while_later_ones_go_first(tmp_path, capsys):
     # run 1 needs run 0 (a frozen run and its teacher's run): run 2 takes the free worker meanwhile
-    items = [(tmp_path, 0, 1.0), (tmp_path, 1, 0.0), (tmp_path, 2, 0.0)]
+    items = [(tmp_path, 0, 2.0), (tmp_path, 1, 0.0), (tmp_path, 2, 0.0)]
     results = run_in_processes(items, _job, 2, 1, Console(width=200), describe=lambda it: f"run {it[1]}",
                                needs=lambda i: 0 if i == 1 else None)
     assert results == [0, 10, 20]
     done = [line.split(":")[1].strip() for line in capsys.readouterr().out.splitlines() if "done" in line]
-    assert done == ["run 2", "run 0", "run 1"]
-    # run 1 started after run 0 had finished: it saw run 0's marker (and run 2's)
+    assert done[-1] == "run 1"
+    # run 2 started while run 0 ran (told by the markers, not by timing: a loaded machine may start a
+    # worker late), and run 1 after run 0 had finished: it saw run 0's marker (and run 2's)
+    assert "finished-0" not in Path(tmp_path, "started-2").read_text().split()
     assert Path(tmp_path, "started-1").read_text().split() == ["finished-0", "finished-2"]
 
 
