@@ -204,7 +204,8 @@ def test_a_resume_refuses_a_changed_frozen_teacher_and_a_checkpoint_it_cannot_co
     checkpoint = Path(run) / "checkpoints" / "last.pt"
     good = checkpoint.read_bytes()
     # the run's own config, in its own folder: a bare train --overwrite trained the embedded default (review 51f)
-    again = f"start the run again (peerdistill train {Path(run) / 'config.yaml'} out_dir={Path(run).parent} --overwrite)"
+    again = (f"start the run again (peerdistill train {Path(run) / 'config.yaml'} out_dir={Path(run).parent} "
+             f"name={Path(run).name} --overwrite)")
     state = load_resume_state(checkpoint)  # as a version without the step's statistics check could save
     state["models"]["student1"]["features.1.running_var"][0] = float("inf")
     save_resume_state(checkpoint, state)
@@ -630,3 +631,22 @@ def test_run_json_records_what_a_repeat_depends_on_and_a_resume_where_it_differe
     assert (f"torch 2.10.0, numpy {np.__version__}, python {platform.python_version()}, on cpu, "
             f"{torch.get_num_threads() + 5} threads; resumed at epoch 3 with torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads</li>") in page
+
+
+def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_configs_keys(tmp_path):
+    """Review 51k: a moved run's folder is not named after its config, so out_dir alone trained
+    elsewhere; an earlier version's config may hold keys this one refuses."""
+    from peerdistill.config import default_config
+    from peerdistill.engine.resume import start_again
+
+    run = tmp_path / "moved"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({**default_config(), "name": "r", "out_dir": "runs"}))
+    assert start_again(run) == (f"start the run again (peerdistill train {run / 'config.yaml'} out_dir={tmp_path} "
+                                "name=moved --overwrite)")
+    old = default_config()
+    old["data"] = {**old.get("data", {}), "grey": True}  # (digits never read it; accepted before 2026-12-07)
+    (run / "config.yaml").write_text(yaml.safe_dump({**old, "name": "r"}))
+    assert start_again(run).endswith("--overwrite, once its config.yaml holds none of the keys that command names "
+                                     "as not read: an earlier version accepted them)")
+    assert start_again(tmp_path / "python-run") == "start the run again (train it with overwrite)"

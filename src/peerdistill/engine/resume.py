@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, PeerdistillError
 from ..run_files import CONFIG_FILE
 from .artifacts import atomic_write_bytes
 from .state_files import failing_zip_member, load_tensors, rejected_object
@@ -32,12 +32,22 @@ def start_again(run_dir: Path) -> str:
     """How to train a run from the start in its own folder: its saved config with --overwrite
     (a bare ``train --overwrite`` trains the embedded default, into another folder, review 51f);
     a run built in Python has no config to name."""
+    from ..config import load_config
+
     run_dir = Path(run_dir)
     config = run_dir / CONFIG_FILE
-    if config.is_file():  # (its folder named: a relative out_dir counts from where training ran)
-        return (f"start the run again (peerdistill train {shlex.quote(str(config))} "
-                f"{shlex.quote(f'out_dir={run_dir.parent}')} --overwrite)")
-    return "start the run again (train it with overwrite)"
+    if not config.is_file():
+        return "start the run again (train it with overwrite)"
+    # its folder named whole: a relative out_dir counts from where training ran, and the folder may
+    # not bear the config's name (moved, or chosen in Python: review 51k)
+    place = [f"out_dir={run_dir.parent}", f"name={run_dir.name}"]
+    command = " ".join(shlex.quote(part) for part in ["peerdistill", "train", str(config), *place, "--overwrite"])
+    try:
+        load_config(config, place)
+    except (PeerdistillError, OSError):  # (an earlier version's config, with keys now refused)
+        return (f"start the run again ({command}, once its config.yaml holds none of the keys that command "
+                "names as not read: an earlier version accepted them)")
+    return f"start the run again ({command})"
 
 
 def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[str, Any]:
