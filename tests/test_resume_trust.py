@@ -650,3 +650,19 @@ def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_con
     assert start_again(run).endswith("--overwrite, once its config.yaml holds none of the keys that command names "
                                      "as not read: an earlier version accepted them)")
     assert start_again(tmp_path / "python-run") == "start the run again (train it with overwrite)"
+
+
+def test_a_run_of_an_earlier_version_resumed_records_this_sessions_environment_and_no_change_it_did_not_make(
+        tmp_path, capsys):
+    """Review 51k: such a run never gained an environment, and its resume recorded data_workers 2 -> 0,
+    workers that had never run (data held in memory)."""
+    run = killed_after_second_epoch(small(tmp_path, "old"))
+    meta = json.loads(open(f"{run}/run.json").read())
+    del meta["environment"]
+    meta["speed"]["data_workers"] = 2  # as an earlier version recorded train.num_workers=2
+    open(f"{run}/run.json", "w").write(json.dumps(meta))
+    assert main(["train", "--resume", run, "--quiet"]) == 0
+    (resumed,) = json.loads(open(f"{run}/run.json").read())["resumed_at"]
+    assert "speed" not in resumed and resumed["environment"]["torch"] == torch.__version__
+    assert set(resumed["environment"]) >= {"peerdistill", "python", "torch", "numpy", "device", "threads"}
+    assert "num_workers" not in capsys.readouterr().err

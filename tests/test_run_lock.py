@@ -262,6 +262,8 @@ def test_a_fit_stops_its_data_loader_workers_when_it_ends(tmp_path):
                       ClassificationTask(2), train=TrainSpec(epochs=1, batch_size=8, num_workers=1),
                       progress=False, device="cpu")
     before = set(multiprocessing.active_children())
+    trainer.check(data)  # (a dry run reads val and test batches too: review 51k)
+    assert set(multiprocessing.active_children()) <= before
     trainer.fit(data)
     assert set(multiprocessing.active_children()) <= before
     assert trainer.train_batches.loader._iterator is None and trainer.test_batches.loader._iterator is None

@@ -232,6 +232,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         self._name_classes(data)
         self._join_and_place(data)
         self._check_splits(data, resume)
+        self._resuming = resume
         self._make_batches(data)
         self._seen_input_stats = None
         if hasattr(self.task, "check_training_data"):
@@ -295,7 +296,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         generator, in step on every process."""
         ts = self.train_spec
         if self.speed.data_workers and all(isinstance(getattr(data, s), TensorData) for s in ("train", "val", "test")):
-            if ts.num_workers != "auto":  # (review 51d: run.json said 2 workers that never ran)
+            # (review 51d: run.json said 2 workers that never ran; a resume takes no config to mend)
+            if ts.num_workers != "auto" and not self._resuming:
                 warn_user(f"train.num_workers={ts.num_workers} is not used: this data is held in memory, and its "
                           "batches are cut from it without DataLoader workers; remove it", TrainingAdvice)
             self.speed = replace(self.speed, data_workers=0)
@@ -466,11 +468,14 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             # with the hooks of a next Cohort of the same modules.
             self.cohort.capture({})
             self.cohort.hold_heads(False)
-            # (persistent DataLoader workers left running: a later fit's workers, forked from
-            # this process, inherited their handles and printed tracebacks at exit, review 51d)
-            for batches in (getattr(self, name, None) for name in ("train_batches", "val_batches", "test_batches")):
-                if isinstance(batches, DatasetBatches):
-                    batches.close()
+            self._stop_loader_workers()
+
+    def _stop_loader_workers(self) -> None:
+        """Persistent DataLoader workers left running: a later fit's workers, forked from this
+        process, inherited their handles and printed tracebacks at exit (review 51d)."""
+        for batches in (getattr(self, name, None) for name in ("train_batches", "val_batches", "test_batches")):
+            if isinstance(batches, DatasetBatches):
+                batches.close()
 
     def check(self, data: DataSplits) -> RunPlan:
         """Everything ``fit`` does before its first step, writing nothing: the data's batches, the
@@ -494,6 +499,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             self.cohort.hold_heads(False)
             for sub, training in modes:  # (the probe ran in eval mode: the models are left as given)
                 sub.train(training)
+            self._stop_loader_workers()
 
     def _read_resume_state(self) -> dict[str, Any]:
         # without a checkpoint, the message says whether train alone starts the run again: it kept
@@ -559,13 +565,18 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         trains = start_epoch < self.train_spec.epochs and not self._stopped_early
         where = {"epoch": start_epoch + 1, "step": start_step} if trains else {"final_evaluation": True}
         where["processes"] = self.world.size  # a run may resume on another number of processes
+        # (data_workers: those an earlier version recorded for data held in memory never ran)
         now = {"speed": self.speed.to_dict(), "fused_students": self.run_info["fused_students"]}
-        where.update({key: value for key, value in now.items() if jsonable(meta.get(key)) != jsonable(value)})
-        before = (meta.get("environment") if isinstance(meta.get("environment"), dict) else None) or {}
+        was = {**meta, "speed": {**meta["speed"], "data_workers": self.speed.data_workers}} if isinstance(
+            meta.get("speed"), dict) and not self.speed.data_workers else meta
+        where.update({key: value for key, value in now.items() if jsonable(was.get(key)) != jsonable(value)})
         here = environment(self.device)
-        changed = {key: here[key] for key in DEPENDS_ON if before.get(key, here[key]) != here[key]}
-        if changed:  # (another torch, device or thread count: the run no longer repeats bit for bit)
-            where["environment"] = changed
+        if not isinstance(meta.get("environment"), dict):  # (a run of an earlier version: all of it, said once)
+            where["environment"] = here
+        else:
+            changed = {key: here[key] for key in DEPENDS_ON if meta["environment"].get(key, here[key]) != here[key]}
+            if changed:  # (another torch, device or thread count: the run no longer repeats bit for bit)
+                where["environment"] = changed
         meta.setdefault("resumed_at", []).append(where)
         meta["status"] = "running"
         meta.pop("stopped_by", None)
