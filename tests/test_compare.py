@@ -1579,4 +1579,9 @@ def test_runs_that_trained_with_other_threads_or_versions_are_said_to_above_the_
     again = compare(tree, ["independent"], 2, progress=False, console=Console(file=printed, width=400))
     said = (f"The runs did not all train alike (torch: {torch.__version__} (1 run), 2.10.0 (1 run); threads: "
             f"{threads} (1 run), {threads + 3} (1 run)): their figures differ by that as well as by their settings")
+    from peerdistill.comparison_runs import environments_apart  # of three, the odd one out named (review 51k)
+
+    shutil.copytree(first.directory / "independent-seed0", tmp_path / "third")
+    assert f"threads: {threads} (2 runs), {threads + 3} (1 run: independent-seed1)" in environments_apart(
+        [first.directory / "independent-seed0", run_json.parent, tmp_path / "third"])
     assert said in again.markdown and f"note: {said}" in " ".join(printed.getvalue().split())

@@ -183,3 +183,6 @@ def test_links_to_files_that_are_not_there_are_named_not_left_out(tmp_path):
     with pytest.raises(DataError, match=f"input '{tmp_path / 'link.png'}' is a symbolic link to "
                                         f"'{tmp_path / 'gone' / 'x.png'}', which does not exist"):
         read_inputs([str(tmp_path / "link.png")], 1, (8, 8))
+    (tmp_path / "link.png").unlink()  # a stale link without a suffix (to a folder, say) is no image (review 51k)
+    os.symlink(tmp_path / "gone", tmp_path / "latest")
+    assert read_inputs([str(tmp_path)], 1, (8, 8)).names == [str(tmp_path / "real.png")]

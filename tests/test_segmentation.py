@@ -1608,7 +1608,16 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
             assert (kept[inside] == everywhere[inside]).all() and not kept[~inside].any()
             assert everywhere.all()
     capsys.readouterr()
+    # a file no input needs, which the pattern does not name, is no matter (review 51k)
+    Image.fromarray(inside.astype(np.uint8)).save(regions / "overview.png")
+    assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 0
     (regions / "02_test_mask.gif").unlink()
     assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 2
     assert (f"no region mask in '{regions}' for 1 input(s) ('{inputs / '02_test.tif'}'), paired by "
             "data.pattern '^(\\d+)_': add theirs, or predict them without --roi") in " ".join(capsys.readouterr().err.split())
+    sidecar = run / "export" / "student1.json"  # as an export before the pattern was recorded wrote it
+    sidecar.write_text(json.dumps({k: v for k, v in json.loads(sidecar.read_text()).items() if k != "pattern"}))
+    assert main(["predict", str(run / "export" / "student1.onnx"), str(inputs), "--out", str(tmp_path / "kept"),
+                 "--roi", str(regions)]) == 2
+    assert ("paired by the file name less its suffix (this export's JSON records no data.pattern, as exports before "
+            "2026-12-07 did not: export the run again") in " ".join(capsys.readouterr().err.split())

@@ -42,6 +42,7 @@ from .post_hoc import check_post_hoc_options
 from .run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
 from .run_pool import run_in_processes
 from .option_names import option, option_given
+from .wording import first_few
 
 FROZEN_MARK = "(frozen teacher)"
 
@@ -553,7 +554,11 @@ def environments_apart(paths: list[Path]) -> str | None:
     apart = {key: values for key, values in seen.items() if len(values) > 1}
     if not apart:
         return None
-    told = "; ".join(f"{key}: " + ", ".join(f"{value} ({len(names)} run{'s' if len(names) > 1 else ''})"
+    def runs(names: list[str], most: int) -> str:  # (the fewer named, so the odd ones out are found: review 51k)
+        return (f"{len(names)} run{'s' if len(names) > 1 else ''}"
+                + (f": {first_few(names)}" if len(names) < most else ""))
+
+    told = "; ".join(f"{key}: " + ", ".join(f"{value} ({runs(names, max(map(len, values.values())))})"
                                            for value, names in values.items()) for key, values in apart.items())
     return (f"The runs did not all train alike ({told}): their figures differ by that as well as by their "
             "settings, a little (threads, another torch) or more (another device's precision); "

@@ -105,7 +105,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     if overlays is not None:
         pictures.append((Path(overlays), "overlay" if dense else "boxes", "--overlays"))
     check_pictures_replaceable(read, pictures)
-    regions = region_masks(read, Path(roi), info.get("pattern")) if roi is not None else None
+    regions = region_masks(read, Path(roi), info) if roi is not None else None
     results = _predicted(read, info, run, batch_size)
     written = write_predictions(read, results, info, out, size, visible_masks, overlays, regions)
     list_unreadable(read, unreadable_list(out, dense))

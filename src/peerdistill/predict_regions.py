@@ -9,33 +9,45 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.image_io import read_mask
-from .data.segmentation import file_key, files_by_key
+from .data.image_io import image_files, read_mask
+from .data.segmentation import file_key
 from .errors import ConfigError, DataError
 from .option_names import option
 from .predict_inputs import Inputs
 from .wording import first_few
 
 
-def region_masks(read: Inputs, folder: Path, pattern: str | None) -> list[np.ndarray]:
+def region_masks(read: Inputs, folder: Path, info: dict) -> list[np.ndarray]:
     """Per input, its region (True inside) at the input's own size; an input without one, or
-    with one of another size, refused by name before anything is written."""
+    with one of another size, refused by name before anything is written. ``info``: the model's
+    (``sidecar.model_info``), whose ``pattern`` pairs them; files of the folder no input needs,
+    or that the pattern does not name, are no matter here."""
     if not folder.is_dir():
         raise ConfigError(f"{option('--roi', repr(str(folder)))} is not a folder: give the folder of region masks "
                           "(DRIVE's mask/), each named as its image pairs with it")
-    regions = {unicodedata.normalize("NFC", key): path for key, path in files_by_key(folder, pattern).items()}
+    pattern = info.get("pattern")
+    regions: dict[str, list[Path]] = {}
+    for path in image_files(folder):
+        key = file_key(path, pattern)
+        if key is not None:
+            regions.setdefault(unicodedata.normalize("NFC", key), []).append(path)
     paths, lacking = [], []
     for name in read.names:
         if name.endswith("]"):  # (an .npz's image, named by its place in the archive)
             raise ConfigError(f"{option('--roi')} pairs region masks with image files by name; '{name}' is an image "
                               "of an .npz, which has none: predict image files, or leave out --roi")
         key = file_key(Path(name), pattern)
-        path = regions.get(unicodedata.normalize("NFC", key)) if key is not None else None
-        (paths if path is not None else lacking).append(path or name)
+        found = regions.get(unicodedata.normalize("NFC", key), []) if key is not None else []
+        if len(found) > 1:
+            raise DataError(f"'{found[0]}' and '{found[1]}' both pair with input '{name}' (id '{key}'): keep one in "
+                            f"{option('--roi')}'s folder")
+        (paths if found else lacking).append(found[0] if found else name)
     if lacking:
         rule = f"data.pattern '{pattern}'" if pattern else "the file name less its suffix"
+        older = (" (this export's JSON records no data.pattern, as exports before 2026-12-07 did not: export the "
+                 "run again if its region masks paired by one)" if "pattern" not in info else "")
         raise DataError(f"no region mask in '{folder}' for {len(lacking)} input(s) ({first_few(lacking, quoted=True)}), "
-                        f"paired by {rule}: add theirs, or predict them without {option('--roi')}")
+                        f"paired by {rule}{older}: add theirs, or predict them without {option('--roi')}")
     masks = []
     for path, name, size in zip(paths, read.names, read.sizes):
         region = read_mask(path, None, binary=True) > 0

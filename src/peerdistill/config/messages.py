@@ -108,12 +108,13 @@ def _list_example(loc: str, given: Any) -> str:
     brackets (``8,8``, ``8x8``, ``hflip,rotate``: the items themselves, bracketed)."""
     items = [part.strip() for part in re.split(r"[,x×]" if loc.split(".")[-1] in ("image_size", "pixel_spacing")
                                                else ",", given)] if isinstance(given, str) else [given]
+    if loc in ("students", "teachers") and isinstance(given, str):  # (models: sections, one per model)
+        archs = items if len(items) > 1 and all(items) else [given, given]
+        return f"{loc}=[{', '.join(f'{{arch: {arch}}}' for arch in archs)}] (one entry per model)"
     if len(items) > 1 and all(items):
         return f"{loc}=[{', '.join(items)}]"
     if loc.split(".")[-1] in ("image_size", "pixel_spacing"):  # two numbers: rows and columns
         return f"{loc}=[{given}, {given}]"
-    if loc in ("students", "teachers") and isinstance(given, str):
-        return f"{loc}=[{{arch: {given}}}, {{arch: {given}}}] (one entry per model)"
     return f"{loc}=[{given}, ...] (its items in brackets, comma-separated)"
 
 

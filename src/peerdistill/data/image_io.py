@@ -60,8 +60,10 @@ def image_files(folder: Path) -> list[Path]:
     exports name them by content (``is_dicom``); hidden files left out (macOS writes ``._name.png`` beside every file it
     copies to some disks)."""
     entries = [p for p in Path(folder).iterdir() if not p.name.startswith(".")]
+    # (by an image's suffix, or a DICOM export's UID or .IMA: a stale link without a suffix, to a
+    # folder say, is no image left out, review 51k)
     _refuse_dangling_links([p for p in entries if p.is_symlink() and not p.exists()
-                            and (p.suffix.lower() in IMAGE_SUFFIXES or EXPORT_SUFFIX.match(p.suffix))])
+                            and (p.suffix.lower() in IMAGE_SUFFIXES or (p.suffix and EXPORT_SUFFIX.match(p.suffix)))])
     files = [p for p in entries if p.is_file()]
     images = sorted(p for p in files if is_image_file(p))
     others = sorted(set(files) - set(images))

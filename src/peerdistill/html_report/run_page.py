@@ -113,7 +113,8 @@ def _region_note(meta: dict[str, Any]) -> str | None:
     if meta.get("task") != "segmentation" or not roi:
         return None
     return (f"Only the pixels inside each image's region of interest (data.roi: the masks in '{roi}') count in these "
-            "figures; predict's masks show the models' prediction outside it too.")
+            "figures; predict's masks show the models' prediction outside it too, unless --roi names the "
+            "inputs' region masks.")
 
 
 def _environment_in_words(meta: dict[str, Any]) -> str:
