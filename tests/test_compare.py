@@ -1584,4 +1584,9 @@ def test_runs_that_trained_with_other_threads_or_versions_are_said_to_above_the_
     shutil.copytree(first.directory / "independent-seed0", tmp_path / "third")
     assert f"threads: {threads} (2 runs), {threads + 3} (1 run: independent-seed1)" in environments_apart(
         [first.directory / "independent-seed0", run_json.parent, tmp_path / "third"])
+    # a run resumed with other threads (compare run again with another --jobs: review 51l)
+    resumed = json.loads((tmp_path / "third" / "run.json").read_text())
+    resumed["resumed_at"] = [{"epoch": 2, "step": 0, "processes": 1, "environment": {"threads": threads + 1}}]
+    (tmp_path / "third" / "run.json").write_text(json.dumps(resumed))
+    assert f"threads: {threads} then {threads + 1} (1 run: third)" in environments_apart([tmp_path / "third"])
     assert said in again.markdown and f"note: {said}" in " ".join(printed.getvalue().split())

@@ -628,9 +628,16 @@ def test_run_json_records_what_a_repeat_depends_on_and_a_resume_where_it_differe
                        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}
     assert main(["report", run, "--out", str(tmp_path / "e.html")]) == 0
     page = " ".join((tmp_path / "e.html").read_text().split())
+    one = "" if torch.get_num_threads() == 1 else "s"
     assert (f"torch 2.10.0, numpy {np.__version__}, python {platform.python_version()}, on cpu, "
             f"{torch.get_num_threads() + 5} threads; resumed at epoch 3 with torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads</li>") in page
+            f"{torch.get_num_threads()} thread{one}</li>") in page
+    # a resume that changed the source alone says it (review 51l: "resumed at epoch 3 with " and nothing)
+    from peerdistill.html_report.run_page import _environment_in_words
+
+    meta = json.loads(open(f"{run}/run.json").read())
+    meta["resumed_at"] = [{"epoch": 2, "step": 0, "environment": {"source": "abc123-dirty"}}]
+    assert _environment_in_words(meta).endswith("; resumed at epoch 2 with peerdistill's source abc123-dirty")
 
 
 def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_configs_keys(tmp_path):

@@ -546,19 +546,27 @@ def environments_apart(paths: list[Path]) -> str | None:
     seen: dict[str, dict[str, list[str]]] = {}
     for path in paths:
         try:
-            env = read_json(path / RUN_FILE).get("environment")
+            meta = read_json(path / RUN_FILE)
         except (OSError, CheckpointError):  # (a damaged or missing file: its commands say so)
             continue
-        for key in DEPENDS_ON if isinstance(env, dict) else ():
-            seen.setdefault(key, {}).setdefault(str(env.get(key)), []).append(path.name)
-    apart = {key: values for key, values in seen.items() if len(values) > 1}
+        env = meta.get("environment")
+        if not isinstance(env, dict):
+            continue
+        # a run resumed otherwise (another --jobs: review 51l) holds each session's value in turn
+        later = [s.get("environment") for s in meta.get("resumed_at") or [] if isinstance(s, dict)]
+        for key in DEPENDS_ON:
+            values = [str(env.get(key))] + [str(e[key]) for e in later if isinstance(e, dict) and key in e]
+            told = " then ".join(dict.fromkeys(values))
+            seen.setdefault(key, {}).setdefault(told, []).append(path.name)
+    apart = {key: values for key, values in seen.items() if len(values) > 1 or any(" then " in v for v in values)}
     if not apart:
         return None
-    def runs(names: list[str], most: int) -> str:  # (the fewer named, so the odd ones out are found: review 51k)
-        return (f"{len(names)} run{'s' if len(names) > 1 else ''}"
-                + (f": {first_few(names)}" if len(names) < most else ""))
 
-    told = "; ".join(f"{key}: " + ", ".join(f"{value} ({runs(names, max(map(len, values.values())))})"
+    def runs(value: str, names: list[str], most: int) -> str:  # (the odd ones out named: review 51k)
+        return (f"{len(names)} run{'s' if len(names) > 1 else ''}"
+                + (f": {first_few(names)}" if len(names) < most or " then " in value else ""))
+
+    told = "; ".join(f"{key}: " + ", ".join(f"{value} ({runs(value, names, max(map(len, values.values())))})"
                                            for value, names in values.items()) for key, values in apart.items())
     return (f"The runs did not all train alike ({told}): their figures differ by that as well as by their "
             "settings, a little (threads, another torch) or more (another device's precision); "

@@ -122,10 +122,11 @@ def _environment_in_words(meta: dict[str, Any]) -> str:
     and what differed in a session that resumed it."""
     def words(env: dict[str, Any]) -> str:
         source = f" ({env['source']})" if env.get("source") else ""
-        parts = [f"peerdistill {env['peerdistill']}{source}" if "peerdistill" in env else "",
+        parts = [f"peerdistill {env['peerdistill']}{source}" if "peerdistill" in env else
+                 f"peerdistill's source {env['source']}" if env.get("source") else "",  # (a resume's change alone)
                  *(f"{key} {env[key]}" for key in ("torch", "numpy", "python") if key in env),
                  f"on {env['device']}" if "device" in env else "",
-                 f"{env['threads']} threads" if "threads" in env else ""]
+                 f"{env['threads']} thread{'' if env['threads'] == 1 else 's'}" if "threads" in env else ""]
         return ", ".join(part for part in parts if part)
 
     env = meta.get("environment")
@@ -134,7 +135,7 @@ def _environment_in_words(meta: dict[str, Any]) -> str:
     said = words(env)
     for session in meta.get("resumed_at") or []:
         changed = session.get("environment") if isinstance(session, dict) else None
-        if isinstance(changed, dict) and changed:
+        if isinstance(changed, dict) and words(changed):
             when = f"at epoch {session['epoch']}" if "epoch" in session else "for its final evaluation"
             said += f"; resumed {when} with {words(changed)}"
     return said
