@@ -1590,3 +1590,12 @@ def test_runs_that_trained_with_other_threads_or_versions_are_said_to_above_the_
     (tmp_path / "third" / "run.json").write_text(json.dumps(resumed))
     assert f"threads: {threads} then {threads + 1} (1 run: third)" in environments_apart([tmp_path / "third"])
     assert said in again.markdown and f"note: {said}" in " ".join(printed.getvalue().split())
+
+
+def test_one_config_file_given_twice_under_two_spellings_is_told_to_be_given_once(tmp_path, capsys, monkeypatch):
+    """Review 51l: ./a.yaml beside a.yaml was told to give each config its own name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({**COMPARED, "name": "a"}))
+    assert main(["compare", "a.yaml", "./a.yaml", "--dry-run"]) == 2
+    assert ("compare: config 'a.yaml' is given twice (also as './a.yaml'): give it once (its runs over several "
+            "seeds: --seeds)") in " ".join(capsys.readouterr().err.split())

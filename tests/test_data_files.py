@@ -324,6 +324,11 @@ def test_training_images_with_nan_pixels_or_dangling_links_are_refused_by_name(t
     os.symlink(tmp_path / "elsewhere.png", tmp_path / "img" / "y" / "link.png")
     with pytest.raises(DataError, match="1 symbolic link\\(s\\) point to files that do not exist"):
         build_data(spec)
+    (tmp_path / "img" / "y" / "link.png").unlink()  # a class folder on a drive not mounted (review 51l)
+    os.symlink(tmp_path / "unmounted" / "z", tmp_path / "img" / "z")
+    with pytest.raises(DataError, match=r"holds 1 symbolic link\(s\) to folders that do not exist \('z -> .*'\): a "
+                                        r"class would be left out"):
+        build_data(spec)
 
 
 def test_segmentation_images_of_several_sizes_are_named_one_file_per_size(tmp_path):

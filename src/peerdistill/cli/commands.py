@@ -130,6 +130,13 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def cmd_compare(ns: argparse.Namespace) -> int:
     overrides = [a for a in ns.args if _is_override(a)]
     paths = [a for a in ns.args if a not in overrides]
+    places = [Path(p).resolve() for p in paths]  # (one file under two spellings: ./a.yaml, a link, review 51l)
+    twice = next((p for i, p in enumerate(paths) if places.index(places[i]) != i), None)
+    if twice is not None:
+        first = paths[places.index(Path(twice).resolve())]
+        also = f" (also as '{twice}')" if twice != first else ""
+        raise ConfigError(f"compare: config '{first}' is given twice{also}: give it once (its runs over several "
+                          "seeds: --seeds)")
     trees = [load_config_file(p) for p in paths] or [default_config()]
     for tree in trees:
         apply_overrides(tree, overrides)

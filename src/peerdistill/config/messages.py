@@ -106,14 +106,16 @@ def _section_example(loc: str, given: Any) -> str:
 def _list_example(loc: str, given: Any) -> str:
     """How to write a list key given one value (``data.image_size=48``), or its items without
     brackets (``8,8``, ``8x8``, ``hflip,rotate``: the items themselves, bracketed)."""
-    items = [part.strip() for part in re.split(r"[,x×]" if loc.split(".")[-1] in ("image_size", "pixel_spacing")
-                                               else ",", given)] if isinstance(given, str) else [given]
+    sizes = loc.split(".")[-1] in ("image_size", "pixel_spacing")
+    # (the items as written between commas, semicolons, spaces, an x, or in parentheses: review 51l)
+    items = [part for part in re.split(r"[,;x×\s]+" if sizes else r"[,;\s]+", given.strip("()[] "))
+             if part] if isinstance(given, str) else [given]
     if loc in ("students", "teachers") and isinstance(given, str):  # (models: sections, one per model)
-        archs = items if len(items) > 1 and all(items) else [given, given]
+        archs = items if len(items) > 1 else [given, given]
         return f"{loc}=[{', '.join(f'{{arch: {arch}}}' for arch in archs)}] (one entry per model)"
-    if len(items) > 1 and all(items):
+    if len(items) > 1:
         return f"{loc}=[{', '.join(items)}]"
-    if loc.split(".")[-1] in ("image_size", "pixel_spacing"):  # two numbers: rows and columns
+    if sizes:  # two numbers: rows and columns
         return f"{loc}=[{given}, {given}]"
     return f"{loc}=[{given}, ...] (its items in brackets, comma-separated)"
 

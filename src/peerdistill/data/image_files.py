@@ -52,9 +52,17 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     return _stratified(files, labels, classes, spec, stats, source=str(root))
 
 
-def _class_folders(folder: Path) -> list[Path]:
-    """Sub-folders, hidden ones (.ipynb_checkpoints, .git) left out."""
-    return [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+def _class_folders(folder: Path, classes: bool = True) -> list[Path]:
+    """Sub-folders, hidden ones (.ipynb_checkpoints, .git) left out; as ``classes``, a link to a
+    folder that is not there (a class on a drive not mounted) refused, not left out with its
+    class (review 51l)."""
+    entries = [d for d in folder.iterdir() if not d.name.startswith(".")]
+    gone = sorted(d for d in entries if d.is_symlink() and not d.exists() and not d.suffix)
+    if gone and classes:
+        raise DataError(f"'{folder}' holds {len(gone)} symbolic link(s) to folders that do not exist "
+                        f"({', '.join(repr(f'{d.name} -> {os.readlink(d)}') for d in gone[:3])}): a class would be "
+                        "left out; mount or copy what they point to, or remove the links")
+    return [d for d in entries if d.is_dir()]
 
 
 # A class folder by one of these names is a segmentation dataset's image folder (Kvasir-SEG:
@@ -324,7 +332,7 @@ def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list
 def _refuse_nested_images(class_dir: Path) -> None:
     """Images one level down (one folder per patient, say) would be skipped without a word; read
     them all and a random split would also mix each patient's images across train and test."""
-    nested = [d.name for d in _class_folders(class_dir) if any(image_files(d))]
+    nested = [d.name for d in _class_folders(class_dir, classes=False) if any(image_files(d))]
     if nested:
         raise DataError(f"class folder '{class_dir}' holds images in subfolders {nested[:5]}, which are not read: "
                         "move them up into the class folder with the patient in their names and set "
