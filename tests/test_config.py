@@ -373,6 +373,7 @@ def test_every_problem_of_a_section_is_reported_at_once():
     # the start of an option (review 51f: no suggestion, options not being abbreviated)
     (["train", "--dry"], "--dry (did you mean --dry-run?)"),
     (["export", "runs/x", "--quant", "int8"], "--quant int8 (did you mean --quantize?)"),
+    (["eval", "runs/x", "--per"], "--per (did you mean --per-class or --per-sample?)"),
     (["eval", "runs/x", "--root", "y"], "write data.root=y"),
     (["train", "--epochs"], "write train.epochs=VALUE)"),
     (["train", "--epochs", "--quiet"], "write train.epochs=VALUE)"),  # the next word is another option

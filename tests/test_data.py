@@ -456,3 +456,22 @@ def test_an_empty_training_split_and_labels_past_int64_are_named_as_such():
                                         "0..K-1$"):
         DataSplits.from_arrays(x, np.array([0, 1, 0, 2**63 + 5], np.uint64), x, y, x, y)
     assert DataSplits.from_arrays(x, y.astype(np.uint64), x, y, x, y).num_classes == 2
+
+
+def test_a_fault_in_an_archives_arrays_is_said_with_the_archive(tmp_path):
+    """Review 51l: "train inputs contain NaN" read as the run's own training data when eval scored
+    another archive."""
+    import numpy as np
+
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+    from peerdistill.errors import DataError
+
+    images = np.zeros((6, 8, 8), np.float32)
+    images[4, 2, 2] = np.nan
+    labels = np.array([0, 1] * 3)
+    arrays = {f"{s}_{k}": v for s in ("train", "val", "test") for k, v in (("images", images), ("labels", labels))}
+    np.savez(tmp_path / "f.npz", **arrays)
+    with pytest.raises(DataError, match=f"^'{re.escape(str(tmp_path / 'f.npz'))}': train inputs contain NaN or "
+                                        r"infinite values, in 1 of 6 samples \(index 4\)"):
+        build_data(DataSpec(kind="npz", root=str(tmp_path / "f.npz")))

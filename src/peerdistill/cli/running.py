@@ -231,9 +231,9 @@ def _close_option(extra: list[str], command_parser: argparse.ArgumentParser) -> 
                 return close[0]
             # the start of one option (--dry, --quant): options are not abbreviated, so that a
             # new option never changes what an old command line means (review 51f)
-            started = [option for option in options if option.startswith(name) and len(name) > 3]
-            if len(started) == 1:
-                return started[0]
+            started = [option for option in options if option.startswith(name) and len(name) > 2]
+            if started:  # (several: each named, --per for --per-class or --per-sample)
+                return " or ".join(started)
     return None
 
 
