@@ -1589,6 +1589,9 @@ def test_runs_that_trained_with_other_threads_or_versions_are_said_to_above_the_
     resumed["resumed_at"] = [{"epoch": 2, "step": 0, "processes": 1, "environment": {"threads": threads + 1}}]
     (tmp_path / "third" / "run.json").write_text(json.dumps(resumed))
     assert f"threads: {threads} then {threads + 1} (1 run: third)" in environments_apart([tmp_path / "third"])
+    resumed["resumed_at"].append({"epoch": 3, "step": 0, "processes": 1, "environment": {"threads": threads}})
+    (tmp_path / "third" / "run.json").write_text(json.dumps(resumed))  # and back (review 51m)
+    assert f"threads: {threads} then {threads + 1} then {threads} (1 run" in environments_apart([tmp_path / "third"])
     assert said in again.markdown and f"note: {said}" in " ".join(printed.getvalue().split())
 
 

@@ -96,6 +96,10 @@ def test_one_mapping_where_a_list_is_meant_is_told_the_dash_it_lacks(tmp_path):
                         "'data.image_size' takes a list and was given '64x48': write data.image_size=[64, 48]"),
                        ({"students": "cnn,resnet8"}, "'students' takes a list and was given 'cnn,resnet8': write "
                                                      "students=[{arch: cnn}, {arch: resnet8}] (one entry per model)"),
+                       # one item with stray brackets or separators: without them (review 51m)
+                       ({"data": {"kind": "image_folder", "root": "x", "image_size": "(48)"}},
+                        "'data.image_size' takes a list and was given '(48)': write data.image_size=[48, 48]"),
+                       ({"students": "resnet8;"}, "write students=[{arch: resnet8}, {arch: resnet8}]"),
                        ({"data": {"kind": "image_folder", "root": "x", "dicom_window": "40,400"}},
                         "'data.dicom_window' takes a list and was given '40,400': write data.dicom_window=[40, 400]"),
                        ({"data": {"kind": "image_folder", "root": "x", "dicom_window": 40}},

@@ -475,3 +475,7 @@ def test_a_fault_in_an_archives_arrays_is_said_with_the_archive(tmp_path):
     with pytest.raises(DataError, match=f"^'{re.escape(str(tmp_path / 'f.npz'))}': train inputs contain NaN or "
                                         r"infinite values, in 1 of 6 samples \(index 4\)"):
         build_data(DataSpec(kind="npz", root=str(tmp_path / "f.npz")))
+    np.savez(tmp_path / "g.npz", images=images)  # a fault whose message names the file already: not twice
+    with pytest.raises(DataError) as caught:
+        build_data(DataSpec(kind="npz", root=str(tmp_path) + "/./g.npz"))
+    assert str(caught.value).count("g.npz") == 1

@@ -326,8 +326,8 @@ def test_training_images_with_nan_pixels_or_dangling_links_are_refused_by_name(t
         build_data(spec)
     (tmp_path / "img" / "y" / "link.png").unlink()  # a class folder on a drive not mounted (review 51l)
     os.symlink(tmp_path / "unmounted" / "z", tmp_path / "img" / "z")
-    with pytest.raises(DataError, match=r"holds 1 symbolic link\(s\) to folders that do not exist \('z -> .*'\): a "
-                                        r"class would be left out"):
+    with pytest.raises(DataError, match=r"holds 1 symbolic link\(s\) to what does not exist \('z -> .*'\): a "
+                                        r"class folder among them would be left out"):
         build_data(spec)
 
 

@@ -657,6 +657,13 @@ def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_con
     assert start_again(run).endswith("--overwrite, once its config.yaml holds none of the keys that command names "
                                      "as not read: an earlier version accepted them)")
     assert start_again(tmp_path / "python-run") == "start the run again (train it with overwrite)"
+    (run / "config.yaml").write_text(yaml.safe_dump({**default_config(), "name": "r"}))
+    os.chdir(run)  # (resumed as '.': its name was empty, review 51m)
+    try:
+        assert start_again(Path(".")) == (f"start the run again (peerdistill train {run / 'config.yaml'} "
+                                          f"out_dir={tmp_path} name=moved --overwrite)")
+    finally:
+        os.chdir(tmp_path)
 
 
 def test_a_run_of_an_earlier_version_resumed_records_this_sessions_environment_and_no_change_it_did_not_make(

@@ -549,15 +549,16 @@ def environments_apart(paths: list[Path]) -> str | None:
             meta = read_json(path / RUN_FILE)
         except (OSError, CheckpointError):  # (a damaged or missing file: its commands say so)
             continue
-        env = meta.get("environment")
-        if not isinstance(env, dict):
-            continue
-        # a run resumed otherwise (another --jobs: review 51l) holds each session's value in turn
-        later = [s.get("environment") for s in meta.get("resumed_at") or [] if isinstance(s, dict)]
+        # each session's values in turn: a run resumed otherwise (another --jobs: review 51l), or one an
+        # earlier version began, whose first resume recorded them all (review 51m)
+        sessions = [meta.get("environment")] + [s.get("environment") for s in meta.get("resumed_at") or []
+                                                if isinstance(s, dict)]
+        sessions = [env for env in sessions if isinstance(env, dict)]
         for key in DEPENDS_ON:
-            values = [str(env.get(key))] + [str(e[key]) for e in later if isinstance(e, dict) and key in e]
-            told = " then ".join(dict.fromkeys(values))
-            seen.setdefault(key, {}).setdefault(told, []).append(path.name)
+            values = [str(env[key]) for env in sessions if key in env]
+            if values:
+                told = " then ".join(v for i, v in enumerate(values) if i == 0 or v != values[i - 1])
+                seen.setdefault(key, {}).setdefault(told, []).append(path.name)
     apart = {key: values for key, values in seen.items() if len(values) > 1 or any(" then " in v for v in values)}
     if not apart:
         return None

@@ -110,14 +110,15 @@ def _list_example(loc: str, given: Any) -> str:
     # (the items as written between commas, semicolons, spaces, an x, or in parentheses: review 51l)
     items = [part for part in re.split(r"[,;x×\s]+" if sizes else r"[,;\s]+", given.strip("()[] "))
              if part] if isinstance(given, str) else [given]
+    one = items[0] if len(items) == 1 else given  # (its stray brackets and separators gone: review 51m)
     if loc in ("students", "teachers") and isinstance(given, str):  # (models: sections, one per model)
-        archs = items if len(items) > 1 else [given, given]
+        archs = items if len(items) > 1 else [one, one]
         return f"{loc}=[{', '.join(f'{{arch: {arch}}}' for arch in archs)}] (one entry per model)"
     if len(items) > 1:
         return f"{loc}=[{', '.join(items)}]"
     if sizes:  # two numbers: rows and columns
-        return f"{loc}=[{given}, {given}]"
-    return f"{loc}=[{given}, ...] (its items in brackets, comma-separated)"
+        return f"{loc}=[{one}, {one}]"
+    return f"{loc}=[{one}, ...] (its items in brackets, comma-separated)"
 
 
 def _union_branch(part: Any) -> bool:

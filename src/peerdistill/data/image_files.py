@@ -57,11 +57,12 @@ def _class_folders(folder: Path, classes: bool = True) -> list[Path]:
     folder that is not there (a class on a drive not mounted) refused, not left out with its
     class (review 51l)."""
     entries = [d for d in folder.iterdir() if not d.name.startswith(".")]
-    gone = sorted(d for d in entries if d.is_symlink() and not d.exists() and not d.suffix)
+    # (a dangling link tells not whether it was a folder: any is refused, review 51m)
+    gone = sorted(d for d in entries if d.is_symlink() and not d.exists())
     if gone and classes:
-        raise DataError(f"'{folder}' holds {len(gone)} symbolic link(s) to folders that do not exist "
-                        f"({', '.join(repr(f'{d.name} -> {os.readlink(d)}') for d in gone[:3])}): a class would be "
-                        "left out; mount or copy what they point to, or remove the links")
+        raise DataError(f"'{folder}' holds {len(gone)} symbolic link(s) to what does not exist "
+                        f"({', '.join(repr(f'{d.name} -> {os.readlink(d)}') for d in gone[:3])}): a class folder "
+                        "among them would be left out; mount or copy what they point to, or remove the links")
     return [d for d in entries if d.is_dir()]
 
 

@@ -71,7 +71,7 @@ def load_npz_splits(spec: DataSpec, stats=None) -> DataSplits:
     try:
         return _load_npz_splits(spec, stats)
     except DataError as exc:
-        if spec.root and str(spec.root) not in str(exc):
+        if spec.root and not any(form in str(exc) for form in (str(spec.root), str(Path(spec.root)))):
             raise reworded(exc, f"'{spec.root}': {exc}") from None
         raise
 

@@ -34,7 +34,7 @@ def start_again(run_dir: Path) -> str:
     a run built in Python has no config to name."""
     from ..config import load_config
 
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # (given as '.' or '..', its name would be empty or '..': review 51m)
     config = run_dir / CONFIG_FILE
     if not config.is_file():
         return "start the run again (train it with overwrite)"

@@ -573,8 +573,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         here = environment(self.device)
         if not isinstance(meta.get("environment"), dict):  # (a run of an earlier version: all of it, said once)
             where["environment"] = here
-        else:
-            changed = {key: here[key] for key in DEPENDS_ON if meta["environment"].get(key, here[key]) != here[key]}
+        else:  # (against the last session's: a return to the first values is a change too, review 51m)
+            last = dict(meta["environment"])
+            for session in meta.get("resumed_at") or []:
+                last.update(session.get("environment") or {} if isinstance(session, dict) else {})
+            changed = {key: here[key] for key in DEPENDS_ON if last.get(key, here[key]) != here[key]}
             if changed:  # (another torch, device or thread count: the run no longer repeats bit for bit)
                 where["environment"] = changed
         meta.setdefault("resumed_at", []).append(where)
