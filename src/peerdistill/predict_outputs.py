@@ -198,7 +198,8 @@ def write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict]
         if not len(boxes):
             writer.writerow([name, "", "", "", "", "", ""])
         for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
-            writer.writerow([name, class_names[int(label)], f"{score:.6f}", *(f"{v:.2f}" for v in box)])
+            # (9 significant digits, float32 exactly: rounded to 0.01 px, a recomputed AP moved, review 51h)
+            writer.writerow([name, class_names[int(label)], f"{score:.9g}", *(f"{v:.9g}" for v in box)])
     atomic_write_text(out, buf.getvalue())
     return out
 
