@@ -32,7 +32,7 @@ from .comparison_configs import setting_tree
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
 from .engine import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir
-from .engine.environment import DEPENDS_ON
+from .engine.environment import DEPENDS_ON, session_environments
 from .engine.distributed import World, join, on_main, process_device
 from .launcher import launched
 from .engine.devices import resolve_device
@@ -551,9 +551,7 @@ def environments_apart(paths: list[Path]) -> str | None:
             continue
         # each session's values in turn: a run resumed otherwise (another --jobs: review 51l), or one an
         # earlier version began, whose first resume recorded them all (review 51m)
-        sessions = [meta.get("environment")] + [s.get("environment") for s in meta.get("resumed_at") or []
-                                                if isinstance(s, dict)]
-        sessions = [env for env in sessions if isinstance(env, dict)]
+        sessions = session_environments(meta)
         for key in DEPENDS_ON:
             values = [str(env[key]) for env in sessions if key in env]
             if values:

@@ -26,6 +26,14 @@ def environment(device: torch.device) -> dict[str, object]:
             "threads": torch.get_num_threads(), "platform": platform.platform()}
 
 
+def session_environments(meta: dict) -> list[dict]:
+    """A run's environments session by session (run.json's ``environment``, then each resume's
+    changes; a run an earlier version began has none until its first resume records all)."""
+    sessions = [meta.get("environment")] + [s.get("environment") for s in meta.get("resumed_at") or []
+                                            if isinstance(s, dict)]
+    return [env for env in sessions if isinstance(env, dict)]
+
+
 def device_name(device: torch.device) -> str:
     """``cpu``, or the accelerator with its model (``cuda: NVIDIA H100 80GB HBM3``)."""
     if device.type == "cuda":

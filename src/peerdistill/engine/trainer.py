@@ -38,7 +38,7 @@ from ..wording import first_few
 from . import distributed, run_lock, selection
 from .artifacts import RunDir, jsonable, mark_stopped, stopped_before_keeping_anything, write_json
 from .devices import resolve_device
-from .environment import DEPENDS_ON, environment
+from .environment import DEPENDS_ON, environment, session_environments
 from .distributed import World
 from .averaging import WeightAverage
 from .evaluate import ENSEMBLE, evaluate, merge_meters
@@ -567,16 +567,15 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         where["processes"] = self.world.size  # a run may resume on another number of processes
         # (data_workers: those an earlier version recorded for data held in memory never ran)
         now = {"speed": self.speed.to_dict(), "fused_students": self.run_info["fused_students"]}
-        was = {**meta, "speed": {**meta["speed"], "data_workers": self.speed.data_workers}} if isinstance(
-            meta.get("speed"), dict) and not self.speed.data_workers else meta
+        was = dict(meta)
+        if isinstance(meta.get("speed"), dict) and not self.speed.data_workers:
+            was["speed"] = {**meta["speed"], "data_workers": 0}
         where.update({key: value for key, value in now.items() if jsonable(was.get(key)) != jsonable(value)})
         here = environment(self.device)
         if not isinstance(meta.get("environment"), dict):  # (a run of an earlier version: all of it, said once)
             where["environment"] = here
         else:  # (against the last session's: a return to the first values is a change too, review 51m)
-            last = dict(meta["environment"])
-            for session in meta.get("resumed_at") or []:
-                last.update(session.get("environment") or {} if isinstance(session, dict) else {})
+            last = {key: value for env in session_environments(meta) for key, value in env.items()}
             changed = {key: here[key] for key in DEPENDS_ON if last.get(key, here[key]) != here[key]}
             if changed:  # (another torch, device or thread count: the run no longer repeats bit for bit)
                 where["environment"] = changed
