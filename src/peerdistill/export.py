@@ -73,7 +73,7 @@ def best_student(run_dir: Path, meta: dict) -> str:
                               f"the best student is chosen by: restore it, or name the model "
                               f"({option('--model', repr('student1'))})")
     metrics = RunDir(run_dir).metrics()
-    if metrics.get("status") != "complete" or not RunDir(run_dir).is_complete:  # (run.json says last: review 50g)
+    if metrics.get("status") != "complete" or meta.get("status") != "complete":  # (run.json says last: review 50g)
         raise CheckpointError(f"'{run_dir}' has not finished: name the model ({option('--model', repr('student1'))}) "
                               "or resume it first")
     metric = metrics["monitor"].split("/", 1)[1]
