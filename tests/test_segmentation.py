@@ -1611,6 +1611,11 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
     # a file no input needs, which the pattern does not name, is no matter (review 51k)
     Image.fromarray(inside.astype(np.uint8)).save(regions / "overview.png")
     assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 0
+    # the region folder is never written into, nor is one that is not there read
+    assert main(["predict", str(run), str(inputs), "--out", str(regions), "--roi", str(regions)]) == 2
+    assert f"--roi '{regions}' is where predict would write" in " ".join(capsys.readouterr().err.split())
+    assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(tmp_path / "no")]) == 2
+    assert f"--roi '{tmp_path / 'no'}' is not a folder" in " ".join(capsys.readouterr().err.split())
     (regions / "02_test_mask.gif").unlink()
     assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 2
     assert (f"no region mask in '{regions}' for 1 input(s) ('{inputs / '02_test.tif'}'), paired by "
