@@ -306,17 +306,23 @@ class Cohort:
         return out
 
 
+def network_logits(module: nn.Module, raw: Any, name: str) -> torch.Tensor:
+    """The logits in ``module``'s output ``raw``: with peerdistill's own heads, their network's
+    (a user's dict may hold "heads" or "logits" of its own, read by ``as_logits``)."""
+    if isinstance(unwrap(module), HeadedModel):
+        raw = raw["logits"]
+    return as_logits(raw, name)
+
+
 def _collect(out: CohortOutput, m: Member, raw: Any, recorded: dict, clone: bool) -> None:
     keep = (lambda t: t.clone()) if clone else (lambda t: t)
-    if isinstance(unwrap(m.module), HeadedModel):  # peerdistill's own heads (a user's dict may hold "heads")
-        out.logits[m.name] = keep(as_logits(raw["logits"], m.name))
+    out.logits[m.name] = keep(network_logits(m.module, raw, m.name))
+    if isinstance(unwrap(m.module), HeadedModel):
         recorded = {**recorded, DEEP_FEATURE: raw["deep_feature"]}
         for layer, logits in raw["heads"].items():
             name = head_name(m.name, layer)
             out.logits[name] = keep(logits)
             out.features[name] = {HEAD_FEATURE: keep(raw["head_features"][layer])}
-    else:
-        out.logits[m.name] = keep(as_logits(raw, m.name))
     out.features[m.name] = {k: keep(v) for k, v in recorded.items()}
 
 

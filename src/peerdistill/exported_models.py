@@ -7,9 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .capture import unwrap
-from .cohort import as_logits
-from .models.heads import HeadedModel
+from .cohort import network_logits
 from .engine.tta import mean_over_flips, tta_flips
 from .spatial import align_to, largest_size, mean_at_largest
 
@@ -30,10 +28,7 @@ class Logits(nn.Module):
 def logits_of(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
     """``model``'s logits on ``x``; a self-distilled model's are its network's, whatever that
     network's convention (review 51i: a network's dict was read as the heads' dict)."""
-    output = model(x)
-    if isinstance(unwrap(model), HeadedModel):
-        output = output["logits"]
-    return as_logits(output, name)
+    return network_logits(model, model(x), name)
 
 
 class Tempered(nn.Module):
