@@ -604,6 +604,28 @@ def test_wrong_places_are_named_before_the_page_is_drawn(digits_run, tmp_path, c
     assert kept.read_text() == older and "NOTES ON AN OLDER PAGE" not in page.read_text()
 
 
+def test_a_folder_given_for_reports_keeps_another_runs_page(digits_run, tmp_path, capsys):
+    """`report a --out pages/` then `report b --out pages/`: b's page would replace a's in silence."""
+    from peerdistill.cli import main
+
+    other = tmp_path / "other-run"
+    shutil.copytree(digits_run, other)
+    pages = tmp_path / "pages"
+    assert main(["report", str(digits_run), "--out", str(pages)]) == 0
+    first = (pages / "report.html").read_bytes()
+    assert f'<meta name="peerdistill-source" content="{digits_run.resolve()}">'.encode() in first
+    assert main(["report", str(other), "--out", str(pages)]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"'{pages / 'report.html'}' is the report of '{digits_run.resolve()}': this report would replace it; give "
+            f"this one a file name of its own (--out {str(pages / 'other-run.html')!r}), or move that one away") in said
+    assert (pages / "report.html").read_bytes() == first
+    assert main(["report", str(other), "--out", str(pages / "other-run.html")]) == 0
+    assert main(["report", str(digits_run), "--out", str(pages)]) == 0  # its own page: replaced as before
+    # a file named by the user is theirs to replace: the page of the run given
+    assert main(["report", str(other), "--out", str(pages / "report.html")]) == 0
+    assert f'content="{other.resolve()}"'.encode() in (pages / "report.html").read_bytes()
+
+
 def test_a_run_whose_models_need_a_library_not_here_is_reported_without_predictions(digits_run, tmp_path):
     copy = tmp_path / "tv"
     shutil.copytree(digits_run, copy)

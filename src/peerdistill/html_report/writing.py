@@ -4,6 +4,7 @@ already or none; warnings raised while it is drawn held back for the caller's fi
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import time
 import warnings
@@ -54,12 +55,15 @@ def write_report_holding_warnings(path: str | Path,
             "directory (with compare.csv): pass the directory that `peerdistill train` or "
             "`peerdistill compare` wrote"
         )
-    target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if names_a_folder(out) else Path(out)
+    into_folder = out is not None and names_a_folder(out)
+    target = directory / REPORT_FILE if out is None else Path(out) / REPORT_FILE if into_folder else Path(out)
     check_not_a_run_file(target)
     if target.suffix.lower() not in (".html", ".htm"):  # never a page over an image or a config of that name
         raise ConfigError(f"{option('--out', repr(str(out)))} does not end in .html: the report is one HTML page "
                           "(give a .html file or a folder)")
     _check_writable_here(target)
+    if into_folder:
+        _refuse_another_runs_page(target, directory)
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
     # or became a formula).
     with warnings.catch_warnings(record=True) as held, matplotlib.rc_context({"text.parse_math": False}):
@@ -75,8 +79,39 @@ def write_report_holding_warnings(path: str | Path,
         warn_user(f"the earlier '{target.name}' carries no digest of itself (written before pages did, or its tag "
                   f"removed), so whether it was edited cannot be told: it is kept as '{kept}'")
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
-    atomic_write_bytes(target, _signed(page.encode("utf-8", errors="backslashreplace")))
+    atomic_write_bytes(target, _signed(_with_source(page, directory).encode("utf-8", errors="backslashreplace")))
     return target, _glyphs_said_once(held)
+
+
+# The folder the page is the report of: a folder given as --out holds one report.html, which the
+# report of another run would replace in silence (the second of `report a --out pages/` and
+# `report b --out pages/`).
+_SOURCE_TAG = '<meta name="peerdistill-source" content="{}">'
+_SOURCE = re.compile(rb'<meta name="peerdistill-source" content="([^"]*)">')
+
+
+def _with_source(page: str, directory: Path) -> str:
+    return page.replace(GENERATOR, f"{GENERATOR}\n{_SOURCE_TAG.format(_escaped(directory))}", 1)
+
+
+def _escaped(directory: Path) -> str:
+    return html.escape(str(directory.resolve()), quote=True)
+
+
+def _refuse_another_runs_page(target: Path, directory: Path) -> None:
+    """A folder's report.html that is another run's (or comparison's) page is not replaced: the
+    folder was given for this one's, and the other's would be gone without a word. (Pages from
+    before the tag are replaced, as they were.)"""
+    if not target.is_file():
+        return
+    with target.open("rb") as page:
+        found = _SOURCE.search(page.read(8192))
+    # compared as written: a folder name that is not UTF-8 is written escaped
+    if found is not None and found[1] != _escaped(directory).encode("utf-8", errors="backslashreplace"):
+        source = html.unescape(found[1].decode("utf-8", errors="replace"))
+        mine = target.with_name(f"{directory.resolve().name}.html")
+        raise ConfigError(f"'{target}' is the report of '{source}': this report would replace it; give this one a "
+                          f"file name of its own ({option('--out', repr(str(mine)))}), or move that one away")
 
 
 # The digest of the page as written (with this tag's content empty): a page edited since, notes
