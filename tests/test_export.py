@@ -747,6 +747,52 @@ def test_grey_inputs_of_a_model_that_learnt_grey_files_in_colour_are_no_news(tmp
         " ".join(capsys.readouterr().err.split())
 
 
+def test_colour_inputs_of_a_model_that_learnt_colour_files_read_grey_are_no_news(tmp_path, capsys):
+    """data.grey on colour files (fundus photographs read grey): colour inputs at predict are read
+    as training read its files; a grey model of grey files is still told of them."""
+    from PIL import Image
+
+    from peerdistill.data.image_io import GreyReads, read_image
+
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 60), ("bright", 190)):
+        (tmp_path / "fundus" / label).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.clip(rng.normal(level, 20, (8, 8, 3)), 0, 255).astype(np.uint8)
+            if i < 4:  # half of each class grey, stored as RGB: no colour
+                pixels[..., 1] = pixels[..., 2] = pixels[..., 0]
+            Image.fromarray(pixels).save(tmp_path / "fundus" / label / f"{i}.png")
+    counted = GreyReads()
+    read_image(tmp_path / "fundus" / "dark" / "0.png", grey=True)
+    read_image(tmp_path / "fundus" / "dark" / "5.png", grey=True)
+    read_image(tmp_path / "fundus" / "dark" / "6.png", grey=True)
+    read_image(tmp_path / "fundus" / "dark" / "5.png", grey=False)  # read in colour: not counted
+    assert counted.colour_share() == pytest.approx(2 / 3, abs=1e-6) and GreyReads().colour_share() is None
+    common = [f"out_dir={tmp_path}", "data.kind=image_folder", "data.grey=true", "teacher=null",
+              "distill.preset=independent", "train.epochs=1", "train.batch_size=4", "--quiet"]
+    assert main(["train", "name=c", f"data.root={tmp_path / 'fundus'}", *common]) == 0
+    record = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert record["input_shape"][0] == 1 and record["data_info"]["colour_read_grey"] == 0.5  # 8 of 16 files
+    colour = str(tmp_path / "colour.png")
+    shutil.copy(tmp_path / "fundus" / "dark" / "5.png", colour)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "c"), colour, "--out", str(tmp_path / "p.csv")]) == 0
+    assert "read as grey" not in capsys.readouterr().err  # as the model learnt them
+    onnx = export_run(tmp_path / "c", model="student1", out=tmp_path / "c.onnx").path
+    assert json.loads(onnx.with_suffix(".json").read_text())["training_images"]["colour_read_grey"] == 0.5
+    assert main(["predict", str(onnx), colour, "--out", str(tmp_path / "q.csv")]) == 0
+    assert "read as grey" not in capsys.readouterr().err
+    # grey files only (stored as RGB or not): a colour input is news
+    for label in ("dark", "bright"):
+        for i in range(4, 8):
+            (tmp_path / "fundus" / label / f"{i}.png").unlink()
+    assert main(["train", "name=g", f"data.root={tmp_path / 'fundus'}", *common]) == 0
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["data_info"]["colour_read_grey"] == 0.0
+    assert main(["predict", str(tmp_path / "g"), colour, "--out", str(tmp_path / "p.csv")]) == 0
+    assert "1 of 1 inputs are colour images read as grey, for a model that learnt from grey ones" in \
+        " ".join(capsys.readouterr().err.split())
+
+
 class _Branchy(nn.Module):
     def __init__(self):
         super().__init__()

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from .arguments import check_flags
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
+from .data.image_profile import COLOUR_READ_GREY
 from .data.digests import file_sha256
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
@@ -93,7 +94,7 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     trained_size = tuple(info["image_size"]) if info.get("image_size") else None
     with counting_dicom_reads() as dicom:
         read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
-                           dicom_window=info.get("dicom_window"), trained_on_grey=_trained_on_grey(info),
+                           dicom_window=info.get("dicom_window"), trained_on_converted=_trained_on_converted(info, channels),
                            trained_resized=trained_size is not None, skip_unreadable=skip_unreadable)
     _say_how_dicom_was_read(dicom, info, model_path)
     if dense and trained_size is None and not info.get("window"):
@@ -170,10 +171,14 @@ def _predicted(read: Inputs, info: dict, run: Callable, batch_size: int) -> list
     return results
 
 
-def _trained_on_grey(info: dict) -> bool:
-    """Whether the model learnt from grey files read as colour (all of them, or some): grey
-    inputs read so are then no news."""
-    return bool(info.get("grey_read_as_colour")) or (info.get("training_images") or {}).get("grey_share", 0) > 0
+def _trained_on_converted(info: dict, channels: int) -> bool:
+    """Whether the model learnt from files converted as inputs of the other kind are (all of
+    them, or some): a colour model from grey files read as colour, a grey one from colour files
+    read grey (data.grey); such inputs are then no news."""
+    profile = info.get("training_images") or {}
+    if channels == 1:
+        return profile.get(COLOUR_READ_GREY, 0) > 0
+    return bool(info.get("grey_read_as_colour")) or profile.get("grey_share", 0) > 0
 
 
 def _say_if_another_scale_of_size(read: Inputs, size: tuple[int, ...]) -> None:

@@ -31,13 +31,14 @@ class Inputs(NamedTuple):
 
 
 def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
-                keep_originals: bool = False, dicom_window=None, trained_on_grey: bool = False,
+                keep_originals: bool = False, dicom_window=None, trained_on_converted: bool = False,
                 trained_resized: bool = False, skip_unreadable: bool = False) -> Inputs:
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
     255, other types kept), resized to ``size`` when given; with ``keep_originals`` also as
-    they are (``Inputs.originals``). ``trained_on_grey``: the model learnt from grey files read
-    as colour, so grey inputs read so are no news; ``trained_resized``: it learnt from files
+    they are (``Inputs.originals``). ``trained_on_converted``: the model learnt from files
+    converted as such inputs are (grey files read as colour for a colour model, colour files read
+    grey for a grey one), so those are no news; ``trained_resized``: it learnt from files
     resized to ``size`` (``data.image_size``), so resized inputs are no news either.
     An image file that cannot be read stops it, after every input was tried (all are named), unless
     ``skip_unreadable`` leaves it out and lists it in ``Inputs.unreadable``."""
@@ -75,7 +76,7 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                 continue
             seen.add(_place(f))
             try:
-                read.append(_read_file(f, channels, size, keep_originals, dicom_window, trained_on_grey))
+                read.append(_read_file(f, channels, size, keep_originals, dicom_window, trained_on_converted))
             except DataError as exc:  # damaged, or a format not read: every input is tried before stopping
                 unreadable.append((str(f), exc))
     names = [r.name for r in read]
@@ -111,7 +112,7 @@ def _read_npz(path: Path, size: tuple[int, int] | None, keep_originals: bool) ->
 
 
 def _read_file(f: Path, channels: int, size: tuple[int, int] | None, keep_originals: bool, dicom_window,
-               trained_on_grey: bool) -> _Read:
+               trained_on_converted: bool) -> _Read:
     """An image file as training reads it, resized to ``size`` where given."""
     (height, width), colour = size_and_colour(f)
     # a grey picture stored as RGB is no colour image: told by its pixels (a second decode, of
@@ -122,7 +123,7 @@ def _read_file(f: Path, channels: int, size: tuple[int, int] | None, keep_origin
     array = read(size)
     resized = size is not None and tuple(size) != (height, width)
     original = (read() if resized else array) if keep_originals else None
-    converted = colour != (channels == 3) and not (trained_on_grey and not colour)
+    converted = colour != (channels == 3) and not trained_on_converted
     return _Read(str(f), image_id(f), array, (height, width), original, converted)
 
 

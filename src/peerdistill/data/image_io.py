@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -329,11 +330,38 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
             _refuse_non_finite(a, path)
             a = a[..., None]
             return a if grey else np.repeat(a, 3, axis=-1)
+        if grey:
+            _count_grey_read(im)
         im = im.convert("L" if grey else "RGB")
         if size:
             im = im.resize((size[1], size[0]), Image.BILINEAR)
         a = np.asarray(im, dtype=np.float32) / 255.0
         return a[..., None] if grey else a
+
+
+# What read_image has read grey (data.grey; DICOM files aside): how many files, and how many of
+# them held colour. A grey model that learnt from colour files read grey (fundus photographs, say)
+# takes colour inputs at predict as no news; one that learnt from grey files does not.
+GREY_READS: collections.Counter = collections.Counter()
+
+
+class GreyReads:
+    """What read_image has read grey since it was made (``GREY_READS``)."""
+
+    def __init__(self):
+        self.start = GREY_READS.copy()
+
+    def colour_share(self) -> float | None:
+        """The share of the files read grey that held colour; None when none was read grey."""
+        since = GREY_READS - self.start
+        return round(since["colour"] / since["files"], 6) if since["files"] else None
+
+
+def _count_grey_read(im) -> None:
+    GREY_READS["files"] += 1
+    if im.mode in COLOUR_MODES and not _grey_palette(im):  # (grey pixels stored as RGB are no colour)
+        rgb = np.asarray(im.convert("RGB"))
+        GREY_READS["colour"] += bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
 def _refuse_non_finite(a: np.ndarray, path: Path) -> None:

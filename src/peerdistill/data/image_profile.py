@@ -24,8 +24,11 @@ PROFILE_VALUES = 4096
 # image: PneumoniaMNIST holds a real, bright film of spread 0.12 against 0.24, mean 0.77 against
 # means of 0.35 to 0.74.)
 NARROW_SHARE = 0.5
-# The keys of ``image_profile`` (in a run's ``data_info``, and in the JSON beside an export).
-TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads")
+# The share of the run's image files read grey (data.grey) that held colour (``data_info``; the
+# data loading counts it, image_io.GreyReads).
+COLOUR_READ_GREY = "colour_read_grey"
+# The keys of ``image_profile``, and that share (in a run's ``data_info``, and in the JSON beside an export).
+TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads", COLOUR_READ_GREY)
 # What such images usually are, and the fix (predict and eval say it alike).
 ANOTHER_SCALE_ADVICE = ("12-bit values in 16-bit files (divided by 65535), or DICOM files without a window scaled by "
                         "their stored range? Give them on the training images' scale (8-bit files, or a DICOM window, "
