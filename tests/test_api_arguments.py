@@ -625,6 +625,26 @@ def test_arguments_of_the_wrong_kind_are_named_with_the_fix(tmp_path):
         KnowledgeGraph.from_preset("custom", Cohort.from_modules([_net()], teacher=_net()))
     with pytest.raises(ConfigError, match="ClassificationTask: num_classes must be a whole number, 1 or more, got '2'"):
         ClassificationTask("2")
+    # labels of one class: counted as one class, which a softmax learns nothing of (review 52b: loss 0, accuracy 1)
+    one_class = DataSplits.from_arrays(x[:36], 0 * y[:36], x[36:48], 0 * y[36:48], x[48:], 0 * y[48:])
+    with pytest.raises(DataError, match=r"classification needs at least two classes: a softmax over one class is 1 "
+                                        r"whatever the model sees, so nothing would be learnt \(labels of one class"):
+        ClassificationTask(one_class.num_classes)
+    # supervised weights: a name of no output, a negative weight (its model would learn to raise its loss)
+    kd = [Edge("teacher", "student1", "kl", 1.0, 4.0)]
+    with pytest.raises(ConfigError, match=r"supervised_weights: 'student1' must be a number, 0 or more, got -1.0"):
+        KnowledgeGraph(kd, supervised_weights={"student1": -1.0})
+    with pytest.raises(ConfigError, match=r"supervised_weights: 'student1' must be a number, 0 or more, got nan"):
+        KnowledgeGraph(kd, supervised_weights={"student1": float("nan")})
+    with pytest.raises(ConfigError, match=r"supervised_weights= takes a dict of output names to weights, got \[1.0\]"):
+        KnowledgeGraph(kd, supervised_weights=[1.0])
+    misspelt = KnowledgeGraph(kd, supervised_weights={"studentX": 0.5})
+    with pytest.raises(ConfigError, match=r"supervised_weights names \['studentX'\], not in the cohort \(outputs: "
+                                          r"\['student1', 'teacher'\]\)"):
+        misspelt.bind(Cohort.from_modules([_net()], teacher=_net()))
+    for size in (0, 2.5, True):  # (nodes of 0 were taken as 1; from_preset's section refuses them too)
+        with pytest.raises(ConfigError, match=f"pair_node_size must be a whole number, 1 or more, got {size!r}"):
+            KnowledgeGraph(kd, pair_node_size=size)
     cohort = Cohort.from_modules([_net()])
     with pytest.raises(ConfigError, match=r"callbacks= takes a list of functions .*: put it in a list, \[f\]"):
         Trainer(cohort, [], ClassificationTask(3), callbacks=lambda epoch, row: None)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from .config import (PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validation_error, unread_distill_keys,
                      unread_edge_keys)
 from .config.presets import PEER_LOGITS_ALONE, TEACHER_LOGITS_TO_EVERY_STUDENT
+from .arguments import check_not_negative, whole_number
 from .capture import refuse_channels_last
 from .connectors import Connector
 from .errors import ConfigError, warn_user
@@ -269,6 +270,18 @@ def self_supervised_weights(heads: Mapping[str, list[str]], p: DistillSpec) -> d
     return {f"{m}@{layer}": 1.0 - p.self_alpha for m, layers in heads.items() for layer in layers}
 
 
+def _checked_supervised_weights(weights: Any) -> dict[str, float]:
+    """``supervised_weights=``: output names to finite weights, 0 or more (a negative one would
+    train its model to raise its own cross-entropy)."""
+    if weights is None:
+        return {}
+    if not isinstance(weights, Mapping):
+        raise ConfigError(f"supervised_weights= takes a dict of output names to weights, got {weights!r}")
+    for name, weight in weights.items():
+        check_not_negative("supervised_weights", **{repr(name): weight})
+    return {name: float(weight) for name, weight in weights.items()}
+
+
 class KnowledgeGraph:
     """The edges of a run; turns a cohort's outputs into named loss terms."""
 
@@ -294,13 +307,16 @@ class KnowledgeGraph:
             raise ConfigError(f"logit_distiller= takes a function f(learner, source, temperature, labels), got "
                               f"{logit_distiller!r}")
         self.logit_distiller = logit_distiller
-        self.pair_node_size = pair_node_size
+        size = whole_number(pair_node_size)
+        if size is None or size < 1:  # (from_preset's section refuses it too; nodes of 0 read as 1, review 52b)
+            raise ConfigError(f"pair_node_size must be a whole number, 1 or more, got {pair_node_size!r}")
+        self.pair_node_size = size
         if supervised_weights is None and any(e.kind == "kl" and "@" in e.target for e in self.edges):
             warn_user("edges into self-distillation heads, and no supervised_weights: each head's own "
                       "cross-entropy weighs 1, where the self preset (Be Your Own Teacher) weighs it 1 - "
                       "self_alpha; build the graph with KnowledgeGraph.from_preset(...) as a config does, or "
                       "pass supervised_weights= (a dict, {} for 1 everywhere)")
-        self.supervised_weights = dict(supervised_weights or {})
+        self.supervised_weights = _checked_supervised_weights(supervised_weights)
         if teacher_weighting not in ("weighted", "confidence"):
             raise ConfigError(f"teacher_weighting must be 'weighted' or 'confidence', not '{teacher_weighting}'")
         self.teacher_weighting = teacher_weighting
@@ -373,6 +389,9 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {edge.source} -> {edge.target} points a model at itself")
             if edge.on_features:
                 self._check_feature_ends(edge, cohort)
+        unknown = sorted(set(self.supervised_weights) - outputs)
+        if unknown:  # (a misspelt name would weigh nothing, its model's term left at 1)
+            raise ConfigError(f"supervised_weights names {unknown}, not in the cohort (outputs: {sorted(outputs)})")
         targets = {e.target for e in self.edges}
         untaught = [head for m in cohort.members if m.trainable for head in m.output_names()[1:] if head not in targets]
         if untaught:

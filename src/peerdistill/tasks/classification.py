@@ -43,6 +43,10 @@ class ClassificationTask:
     def __init__(self, num_classes: int, class_weights: torch.Tensor | None = None, augment: tuple[str, ...] | Augmentation = (),
                  class_names: list[str] | None = None):
         num_classes = check_class_count("ClassificationTask", num_classes, least=1)
+        if num_classes < 2:  # (a loss of 0 and accuracy 1 everywhere, without a word: review 52b)
+            raise DataError("classification needs at least two classes: a softmax over one class is 1 whatever the "
+                            "model sees, so nothing would be learnt (labels of one class only? the classes are counted "
+                            "from them: give data of every class)")
         self.num_classes = num_classes
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
         self.class_weights = class_weights
