@@ -342,3 +342,55 @@ def test_kl_to_probs_refuses_a_target_that_sums_to_a_little_more_than_one():
     q = torch.softmax(torch.randn(2, 3), dim=1)
     with pytest.raises(ValueError, match="not a distribution"):
         kl_to_probs(torch.zeros(2, 3), q * 1.02)
+
+
+def test_standalone_losses_refuse_the_slips_their_neighbours_refuse():
+    """Review 52b: each gave a silent number (or a bare torch error) where its sibling said what was wrong."""
+    from peerdistill.losses import attention_transfer, decoupled_kd, similarity_preserving
+    from peerdistill.losses.dense import channel_wise, pairwise_affinity
+    from peerdistill.losses.logits import confidence_weights
+
+    z, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 1])
+    q = torch.softmax(torch.randn(4, 3), dim=1)
+    with pytest.raises(ValueError, match="decoupled_kd: the target is not a distribution over dim 1 .*logits go to soft_kl"):
+        decoupled_kd(z, z + 3, labels, 4.0)  # logits as the target (692.7 before)
+    with pytest.raises(ValueError, match=r"decoupled_kd: labels are class indices 0 to 2, got values \[-100, 7\]"):
+        decoupled_kd(z, q, torch.tensor([0, 7, -100, 1]), 4.0)
+    with pytest.raises(ValueError, match="decoupled_kd: nckd_weight must be a finite number, 0 or more .*got -1"):
+        decoupled_kd(z, q, labels, 4.0, nckd_weight=-1)
+    assert float(decoupled_kd(z, q, labels, 4.0, nckd_weight=0)) >= 0  # TCKD alone
+    for logits, dtype in ((torch.ones(2, 3, dtype=torch.int64), "torch.int64"), (torch.ones(2, 3).bool(), "torch.bool")):
+        with pytest.raises(ValueError, match=f"soft_kl: logits must be floating point, got {dtype}"):
+            soft_kl(logits, logits, 1.0)
+    with pytest.raises(ValueError, match=r"soft_kl: logits of shape \(2, 0\); expected a non-empty batch"):
+        soft_kl(torch.zeros(2, 0), torch.zeros(2, 0))
+    with pytest.raises(ValueError, match=r"channel_wise takes maps \[B, C, H, W\] .*for class logits use soft_kl"):
+        channel_wise(torch.randn(2, 3), torch.randn(2, 3))  # 0 for any class logits before
+    maps = torch.randn(2, 4, 6, 6)
+    for size in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=f"pairwise_affinity: node_size .* got {size!r}"):
+            pairwise_affinity(maps, maps, size)
+    with pytest.raises(ValueError, match=r"pairwise_affinity compares \[B, C, H, W\] maps of one batch"):
+        pairwise_affinity(torch.randn(2, 4), torch.randn(2, 4))
+    empty = torch.zeros(0, 4, 6, 6)
+    with pytest.raises(ValueError, match="attention_transfer compares .* maps of one non-empty batch"):
+        attention_transfer(empty, empty)  # NaN before
+    with pytest.raises(ValueError, match="similarity_preserving compares features of one non-empty batch"):
+        similarity_preserving(empty, empty)
+    with pytest.raises(ValueError, match=r"attention_transfer: p must be a number above 0 .*got 0"):
+        attention_transfer(maps, maps + 1, p=0)  # 0 for any maps before
+    with pytest.raises(ValueError, match=r"confidence_weights: needs one or more teachers' logits of one shape, got "
+                                         r"shapes \[\(4, 5\), \(4, 3\)\]"):
+        confidence_weights([torch.randn(4, 5), torch.randn(4, 3)], labels)
+    with pytest.raises(ValueError, match=r"confidence_weights: needs one or more .* got shapes \[\]"):
+        confidence_weights([], labels)
+    two = [torch.randn(4, 3), torch.randn(4, 3)]
+    with pytest.raises(ValueError, match=r"per-sample weights of shape \(4, 2\); expected \(2, 4\)"):
+        combine_soft_targets(two, 2.0, torch.ones(4, 2))
+    for bad in (torch.zeros(2, 4), torch.tensor([[1.0, 1, 1, -1], [1, 1, 1, 3]]), torch.full((2, 4), float("nan"))):
+        with pytest.raises(ValueError, match="per-sample weights must be finite, 0 or more, and sum above 0"):
+            combine_soft_targets(two, 2.0, bad)
+    mixed = combine_soft_targets(two, 2.0, torch.tensor([[1.0, 0, 1, 3], [1, 1, 0, 1]]))
+    by_hand = [torch.softmax(z / 2, dim=1) for z in two]
+    assert torch.allclose(mixed[0], (by_hand[0][0] + by_hand[1][0]) / 2) and torch.allclose(mixed[1], by_hand[1][1])
+    assert torch.allclose(mixed[3], 0.75 * by_hand[0][3] + 0.25 * by_hand[1][3])

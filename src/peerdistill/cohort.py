@@ -28,6 +28,15 @@ Role = Literal["teacher", "student"]
 
 @dataclass
 class Member:
+    """One model of a cohort: its ``name`` (how edges, logs and files name it), ``module`` (any
+    ``nn.Module`` giving class scores, or a dict or tuple holding them) and ``role``
+    (``"teacher"`` or ``"student"``). ``frozen``: a pretrained model that teaches without
+    learning; ``lr``: its own learning rate (None: the optimizer's); ``spec``: what rebuilds it
+    from a run directory (set for zoo models; None for a module of one's own, given again as
+    ``modules=`` when the run is read back); ``feature_layer``: the module path feature edges use
+    when they name none; ``weight``: a teacher's share in the multi-teacher average. Most code
+    builds members through ``Cohort.from_modules``."""
+
     name: str
     module: nn.Module
     role: Role
@@ -89,6 +98,11 @@ class CohortOutput:
 
 @dataclass
 class Cohort:
+    """The models trained together: teachers and students (``Member``), checked as they are
+    given (unique names, no shared parameters, at least one student). ``Cohort.from_modules(
+    students, teacher=...)`` names them ``student1``, ``student2``, ... and ``teacher``; its
+    ``forward(x)`` runs every member and returns their logits (and hooked features) by name."""
+
     members: list[Member] = field(default_factory=list)
     # False for a saved run's models: their names passed the rules of the version that trained them
     check_names: bool = field(default=True, repr=False)

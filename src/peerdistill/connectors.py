@@ -18,6 +18,14 @@ from .spatial import align_to
 
 
 class Connector(nn.Module):
+    """A learner's feature brought to its target's shape, trained with the learner: built from
+    the two per-sample shapes (``[C, H, W]`` maps: a 1x1 convolution and BatchNorm, FitNets'
+    regressor; ``[L, D]`` tokens or ``[F]`` vectors: a linear layer; an identity where the
+    channels already agree). Its forward takes the learner's batch and, for maps, the target's
+    spatial size, to which it resizes bilinearly. In a loop of one's own:
+    ``fitnet_hint(connector(student_map, teacher_map.shape[-2:]), teacher_map)``, its parameters
+    in the optimizer with the student's."""
+
     def __init__(self, learner_shape: tuple[int, ...], target_shape: tuple[int, ...]):
         super().__init__()
         if len(learner_shape) != len(target_shape):

@@ -21,9 +21,8 @@ from .capture import refuse_channels_last
 from .connectors import Connector
 from .errors import ConfigError, warn_user
 from .values import is_finite_number
-from .losses import (attention_transfer, combine_soft_targets, confidence_weights, decoupled_kd, fitnet_hint,
-                     similarity_preserving, soft_kl)
-from .losses.logits import checked_temperature, kl_to_softened
+from .losses import attention_transfer, confidence_weights, fitnet_hint, similarity_preserving, soft_kl
+from .losses.logits import checked_temperature, dkd_to_softened, kl_to_softened, mix_soft_targets
 from .losses.adversarial import holistic_generator_loss
 from .losses.dense import channel_wise, pairwise_affinity
 from .models.heads import DEEP_FEATURE, HEAD_FEATURE
@@ -41,9 +40,15 @@ DENSE_KINDS = ("cwd", "holistic", "pair")  # need [B, C, H, W] maps: segmentatio
 
 @dataclass(frozen=True)
 class Edge:
-    """``target`` learns from ``source``; ``source`` gets no gradient. Logit edges (``kl``) compare
-    softened predictions; feature edges (``hint``, ``at``, ``sp``) compare the outputs of
-    ``source_layer`` and ``target_layer`` (module paths)."""
+    """``target`` learns from ``source``; ``source`` gets no gradient. ``source`` is a model's
+    name, or ``teachers`` / ``ensemble`` (their combined soft targets). Logit edges compare
+    predictions: ``kl`` (softened KL, Hinton et al.), ``dkd`` (decoupled KD; ``nckd_weight`` the
+    non-target classes' share), ``cwd`` (channel-wise, segmentation maps; also on features) and
+    ``holistic`` (an adversarial critic, segmentation). Feature edges compare the outputs of
+    ``source_layer`` and ``target_layer`` (module paths): ``hint`` (FitNets, through a
+    connector), ``at`` (attention transfer), ``sp`` (similarity-preserving) and ``pair``
+    (pair-wise affinity, segmentation). ``weight`` scales the term; ``temperature`` softens the
+    logit kinds (docs/methods.md gives each formula)."""
 
     source: str
     target: str
@@ -282,6 +287,19 @@ def _checked_supervised_weights(weights: Any) -> dict[str, float]:
     return {name: float(weight) for name, weight in weights.items()}
 
 
+def _check_distilled(loss: Any, learner: torch.Tensor, edge: Edge) -> None:
+    """A ``logit_distiller``'s result: a scalar tensor of floating point with a gradient to the
+    learner (review 52b: a per-element loss or a float failed deep in the step; a constant taught
+    nothing without a word)."""
+    fix = f"logit_distiller returned {{}} for edge {edge.name}: return a scalar tensor computed from the learner's logits"
+    if not isinstance(loss, torch.Tensor):
+        raise ConfigError(fix.format(f"a {type(loss).__name__}"))
+    if loss.ndim != 0 or not loss.is_floating_point():
+        raise ConfigError(fix.format(f"a {loss.dtype} tensor of shape {tuple(loss.shape)}") + " (say, .mean())")
+    if learner.requires_grad and not loss.requires_grad:
+        raise ConfigError(fix.format("a loss without a gradient to the learner (detached, or a constant)"))
+
+
 class KnowledgeGraph:
     """The edges of a run; turns a cohort's outputs into named loss terms."""
 
@@ -449,8 +467,8 @@ class KnowledgeGraph:
                 if labels is None or labels.ndim != 1:
                     raise ConfigError(f"dkd edge {edge.name} needs one class label per sample")
                 student = out.logits[edge.target]
-                loss = decoupled_kd(student, self._soft_target(edge, out, labels, cache), labels, edge.temperature,
-                                    edge.nckd_weight)
+                loss = dkd_to_softened(student, self._soft_target(edge, out, labels, cache), labels,
+                                       checked_temperature(edge.temperature, "dkd"), edge.nckd_weight)
             elif edge.kind == "holistic":
                 if inputs is None or not discriminators or edge.name not in discriminators:
                     raise ConfigError(f"holistic edge {edge.name} needs the images and its discriminator")
@@ -491,7 +509,9 @@ class KnowledgeGraph:
         student = out.logits[edge.target]
         if self.logit_distiller is not None:
             # detached, as every edge's source: a peer's own loss must not pull it towards its learner
-            return self.logit_distiller(student, out.logits[edge.source].detach(), edge.temperature, labels)
+            loss = self.logit_distiller(student, out.logits[edge.source].detach(), edge.temperature, labels)
+            _check_distilled(loss, student, edge)
+            return loss
         if edge.source not in (TEACHERS, ENSEMBLE):
             source = out.logits[edge.source]
             return soft_kl(_aligned(student, source), source, edge.temperature, valid_pixels(labels, source))
@@ -522,7 +542,7 @@ class KnowledgeGraph:
                     weights = confidence_weights(logits, labels_at(labels, logits[0]))
                 else:
                     weights = self._teacher_mu
-            cache[key] = combine_soft_targets(logits, edge.temperature, weights)
+            cache[key] = mix_soft_targets(logits, edge.temperature, weights)
         return cache[key]
 
     def check_dense(self, out: "CohortOutput") -> None:

@@ -45,7 +45,8 @@ def kept_whole() -> contextlib.AbstractContextManager[None]:
 
 
 class TensorData(Dataset):
-    """In-memory inputs ``x`` [N, C, H, W] (or [N, F]) and integer labels ``y`` [N]."""
+    """In-memory inputs ``x`` [N, C, H, W] (or [N, F]) and their integer targets ``y``: labels
+    [N] (or [N, 1]), or segmentation masks [N, H, W]."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
         if len(x) != len(y):
@@ -116,6 +117,12 @@ def _check_class_names_listed(class_names) -> None:
 
 @dataclass
 class DataSplits:
+    """A run's data: ``train``, ``val`` and ``test`` datasets (map-style, each item an input and
+    its target: a label, a mask, or boxes), the ``num_classes`` and their ``class_names``, and the
+    ``stats`` (per-channel mean and std) the inputs were standardised with, which a run saves so
+    evaluation and predict standardise alike. ``DataSplits.from_arrays`` builds one from arrays,
+    counting the classes from the labels; ``info`` is what the run records of the data."""
+
     train: Dataset
     val: Dataset
     test: Dataset

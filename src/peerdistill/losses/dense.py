@@ -41,6 +41,12 @@ def pairwise_affinity(learner: torch.Tensor, target: torch.Tensor, node_size: in
     ``valid`` ([B, H, W] booleans at the target's size): each node averages its valid pixels
     only, a node with no valid pixel is left out of every pair, and the mean is over the pairs
     left."""
+    if isinstance(node_size, bool) or not isinstance(node_size, int) or node_size < 1:
+        raise ValueError(f"pairwise_affinity: node_size is a node's side in pixels, a whole number 1 or more, got "
+                         f"{node_size!r}")
+    if learner.ndim != 4 or target.ndim != 4 or learner.shape[0] != target.shape[0]:
+        raise ValueError(f"pairwise_affinity compares [B, C, H, W] maps of one batch: got {tuple(learner.shape)} and "
+                         f"{tuple(target.shape)}")
     learner = align_to(learner, target.shape[-2:])
     a_l, a_t = affinity(learner, node_size, valid), affinity(target.detach(), node_size, valid)
     squared = (a_l - a_t).pow(2)
@@ -59,6 +65,10 @@ def channel_wise(learner: torch.Tensor, target: torch.Tensor, temperature: float
     batch. Needs equal channels (use it on logits, or on features of equal width). ``valid``
     ([B, H, W] booleans at the target's size): the softmax runs over the valid positions only,
     and an image without any is left out of the mean."""
+    if learner.ndim < 3 or target.ndim < 3:  # (review 52b: 0 for any class logits, without a word)
+        raise ValueError(f"channel_wise takes maps [B, C, H, W] (a softmax over each channel's positions), got "
+                         f"{tuple(learner.shape)} and {tuple(target.shape)}: a vector's channel has one position, "
+                         "where every softmax is 1 and the loss 0; for class logits use soft_kl")
     if learner.shape[1] != target.shape[1]:
         raise ValueError(f"channel_wise: {learner.shape[1]} vs {target.shape[1]} channels; they must be equal")
     learner = align_to(learner, target.shape[-2:])

@@ -4,6 +4,8 @@ Each takes the learner's feature and the target's; the target is detached inside
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -36,9 +38,13 @@ def attention_transfer(learner: torch.Tensor, target: torch.Tensor, p: float = 2
     """Zagoruyko & Komodakis 2017: ``mean_b || Q_l / ||Q_l|| - Q_t / ||Q_t|| ||_2`` (the paper's
     p-norm of the difference, one layer; the edge weight plays beta/2). Maps of different
     spatial size are compared at the target's size (the learner's map is resized bilinearly)."""
-    if learner.ndim != 4 or target.ndim != 4 or learner.shape[0] != target.shape[0]:
-        raise ValueError(f"attention_transfer compares [B, C, H, W] maps of one batch: got {tuple(learner.shape)} and "
-                         f"{tuple(target.shape)} (vectors: use fitnet_hint or similarity_preserving)")
+    if learner.ndim != 4 or target.ndim != 4 or learner.shape[0] != target.shape[0] or not learner.shape[0]:
+        raise ValueError(f"attention_transfer compares [B, C, H, W] maps of one non-empty batch: got "
+                         f"{tuple(learner.shape)} and {tuple(target.shape)} (vectors: use fitnet_hint or "
+                         "similarity_preserving)")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
+        raise ValueError(f"attention_transfer: p must be a number above 0 (the paper's 2), got {p!r}: at 0 every "
+                         "map is alike and the loss 0")
     if learner.shape[-2:] != target.shape[-2:]:
         learner = F.interpolate(learner.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
     diff = attention_map(learner, p) - attention_map(target.detach(), p)
@@ -49,9 +55,9 @@ def attention_transfer(learner: torch.Tensor, target: torch.Tensor, p: float = 2
 def similarity_preserving(learner: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Tung & Mori 2019: ``1/b^2 ||G_t - G_l||_F^2`` with ``G = Q Q^T`` over the batch, rows
     L2-normalised, Q the flattened features. Shapes may differ except in batch size."""
-    if learner.shape[0] != target.shape[0]:
-        raise ValueError(f"similarity_preserving compares features of one batch: got batches of {learner.shape[0]} "
-                         f"and {target.shape[0]}")
+    if learner.shape[0] != target.shape[0] or not learner.shape[0]:
+        raise ValueError(f"similarity_preserving compares features of one non-empty batch: got batches of "
+                         f"{learner.shape[0]} and {target.shape[0]}")
     b = learner.shape[0]
     g_l = unit_vectors(learner.float().flatten(1) @ learner.float().flatten(1).T, dim=1)
     t = target.detach().float().flatten(1)

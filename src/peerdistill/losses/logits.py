@@ -23,9 +23,19 @@ def checked_temperature(value, fn: str) -> float:
 
 
 def _check_logits(logits: torch.Tensor, fn: str) -> None:
-    if logits.ndim < 2 or logits.shape[0] == 0:
+    if logits.ndim < 2 or logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"{fn}: logits of shape {tuple(logits.shape)}; expected a non-empty batch with the classes on "
                          "dim 1: [B, C] or [B, C, H, W]")
+    if not logits.is_floating_point():  # (integer or boolean scores: a slip, taken as numbers without a word)
+        raise ValueError(f"{fn}: logits must be floating point, got {logits.dtype}")
+
+
+def _check_distribution(q: torch.Tensor, fn: str) -> None:
+    """A target of probabilities over dim 1 (NaN passes, for the trainer's non-finite guard to
+    name the term)."""
+    if bool((q < 0).any()) or bool(((q.sum(dim=1) - 1).abs() > 1e-3).any()):
+        raise ValueError(f"{fn}: the target is not a distribution over dim 1 (negative, or not summing to 1); "
+                         "logits go to soft_kl")
 
 
 def soft_kl(student_logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0,
@@ -58,10 +68,7 @@ def kl_to_probs(student_logits: torch.Tensor, target_probs: torch.Tensor, temper
         raise ValueError(f"kl_to_probs: shapes {tuple(student_logits.shape)} and {tuple(target_probs.shape)} differ")
     _check_logits(student_logits, "kl_to_probs")
     q = target_probs.detach().float()
-    # (NaN passes, for the trainer's non-finite guard to name the term)
-    if bool((q < 0).any()) or bool(((q.sum(dim=1) - 1).abs() > 1e-3).any()):
-        raise ValueError("kl_to_probs: the target is not a distribution over dim 1 (negative, or not summing to 1); "
-                         "logits go to soft_kl")
+    _check_distribution(q, "kl_to_probs")
     return kl_to_softened(student_logits, q, checked_temperature(temperature, "kl_to_probs"), valid)
 
 
@@ -102,10 +109,27 @@ def decoupled_kd(student_logits: torch.Tensor, target_probs: torch.Tensor, label
     if student_logits.ndim != 2 or student_logits.shape != target_probs.shape or labels.shape != student_logits.shape[:1]:
         raise ValueError(f"decoupled_kd compares [B, C] class scores with one label per sample: got "
                          f"{tuple(student_logits.shape)}, {tuple(target_probs.shape)} and labels {tuple(labels.shape)}")
+    _check_logits(student_logits, "decoupled_kd")
     if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise ValueError(f"decoupled_kd: labels are class indices (int64), got {labels.dtype}")
-    t = checked_temperature(temperature, "decoupled_kd")
+    classes = student_logits.shape[1]
+    if bool(((labels < 0) | (labels >= classes)).any()):
+        raise ValueError(f"decoupled_kd: labels are class indices 0 to {classes - 1}, got values "
+                         f"{sorted({int(v) for v in labels[(labels < 0) | (labels >= classes)].tolist()})[:5]}")
+    if not (isinstance(nckd_weight, (int, float)) and not isinstance(nckd_weight, bool) and math.isfinite(nckd_weight)
+            and nckd_weight >= 0):
+        raise ValueError(f"decoupled_kd: nckd_weight must be a finite number, 0 or more (the paper's 8), got "
+                         f"{nckd_weight!r}")
     q = target_probs.detach().float()
+    _check_distribution(q, "decoupled_kd")  # (review 52b: logits given as the target gave 692.7)
+    return dkd_to_softened(student_logits, q, labels, checked_temperature(temperature, "decoupled_kd"), nckd_weight)
+
+
+def dkd_to_softened(student_logits: torch.Tensor, q: torch.Tensor, labels: torch.Tensor, t: float,
+                    nckd_weight: float) -> torch.Tensor:
+    """``decoupled_kd`` without its checks, for the graph's targets and labels (checked where they
+    are made; the checks would stop the GPU once per term and step)."""
+    q = q.detach().float()
     z = student_logits.float() / t
     true = F.one_hot(labels.long(), z.shape[1]).bool()
     log_p = F.log_softmax(z, dim=1)
@@ -127,6 +151,27 @@ def combine_soft_targets(logits: list[torch.Tensor], temperature: float,
                          weights: torch.Tensor | list[float] | None = None) -> torch.Tensor:
     """``q = sum_i mu_i softmax(z_i / T) / sum_i mu_i``. ``weights``: one number per source, or a
     per-sample tensor [K, B] (or [K, B, H, W] for maps), normalised over K here."""
+    if weights is not None and torch.as_tensor(weights).ndim > 1:
+        _check_per_sample_weights(torch.as_tensor(weights), logits)
+    return mix_soft_targets(logits, temperature, weights)
+
+
+def _check_per_sample_weights(w: torch.Tensor, logits: list[torch.Tensor]) -> None:
+    """Per-sample weights [K, B, ...] (the sources' shape without the classes), finite, 0 or
+    more, and not all 0 for any sample (review 52b: a NaN target, or a negative weight, silently)."""
+    if logits and tuple(w.shape) != (len(logits), logits[0].shape[0], *logits[0].shape[2:]):
+        raise ValueError(f"combine_soft_targets: per-sample weights of shape {tuple(w.shape)}; expected "
+                         f"{(len(logits), logits[0].shape[0], *logits[0].shape[2:])}, one weight per source and sample "
+                         "([K, B], or [K, B, H, W] for maps)")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or bool((w.sum(dim=0) <= 0).any()):
+        raise ValueError("combine_soft_targets: per-sample weights must be finite, 0 or more, and sum above 0 over the "
+                         "sources for every sample")
+
+
+def mix_soft_targets(logits: list[torch.Tensor], temperature: float,
+                     weights: torch.Tensor | list[float] | None = None) -> torch.Tensor:
+    """``combine_soft_targets`` without its check of per-sample weights' values, for the graph's
+    (``confidence_weights``', sound as made; the check would stop the GPU once per step)."""
     if not logits or len({tuple(z.shape) for z in logits}) > 1:
         raise ValueError(f"combine_soft_targets: needs one or more sources of one shape, got shapes "
                          f"{[tuple(z.shape) for z in logits]}")
@@ -153,6 +198,9 @@ def confidence_weights(logits: list[torch.Tensor], labels: torch.Tensor) -> torc
     weighs more. Returns [K, B] weights ([K, B, H, W] for maps) summing to 1 over K; pixels
     labelled 255 (ignored) weigh the teachers equally (in label maps only: 255 is a class of
     its own in classification)."""
+    if not logits or len({tuple(z.shape) for z in logits}) > 1:  # (review 52b: teachers of 5 and 3 classes weighed)
+        raise ValueError(f"confidence_weights: needs one or more teachers' logits of one shape, got shapes "
+                         f"{[tuple(z.shape) for z in logits]}")
     ignore = 255 if labels.ndim > 1 else -100
     ce = torch.stack([F.cross_entropy(z.detach().float(), labels, reduction="none", ignore_index=ignore)
                       for z in logits])
