@@ -134,9 +134,9 @@ def test_loss_functions_refuse_what_they_would_compute_wrong():
     with pytest.raises(ValueError, match="sources of one shape"):
         combine_soft_targets([], 2.0)
     a, b = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
-    with pytest.raises(ValueError, match="one batch"):
+    with pytest.raises(ValueError, match="one non-empty batch"):
         attention_transfer(a[:1], b)
-    with pytest.raises(ValueError, match="one batch"):
+    with pytest.raises(ValueError, match="one non-empty batch"):
         similarity_preserving(a[:1], b)
     with pytest.raises(ValueError, match=r"\[B, C, H, W\] maps"):
         attention_transfer(a.flatten(1), b.flatten(1))
