@@ -1602,3 +1602,33 @@ def test_one_config_file_given_twice_under_two_spellings_is_told_to_be_given_onc
     assert main(["compare", "a.yaml", "./a.yaml", "--dry-run"]) == 2
     assert ("compare: config 'a.yaml' is given twice (also as './a.yaml'): give it once (its runs over several "
             "seeds: --seeds)") in " ".join(capsys.readouterr().err.split())
+
+
+def test_hd95_has_no_paired_differences_between_runs_as_eval_gives_none(tmp_path, capsys):
+    """Each run's HD95 is over the images its model found the class in (review 52a: a student that
+    missed the hard images "won" 1/1 in compare, where eval --baseline leaves HD95 out)."""
+    from peerdistill.html_report import write_report
+    from peerdistill.paired import differences
+
+    rows = [{"setting": s, "model": "student1", "metric": m, "values": [v], "runs": [f"{s}-seed0"]}
+            for s, v in (("a", 0.5), ("b", 0.6)) for m in ("dice", "hd95", "hd95_polyp", "tta_hd95")]
+    assert [d["metric"] for d in differences(rows, "a")] == ["dice"]
+    seg = {"task": "segmentation", "out_dir": str(tmp_path), "name": "s", "teacher": None,
+           "data": {"kind": "shapes", "shapes_counts": [8, 4, 4]}, "train": {"epochs": 1, "batch_size": 4},
+           "students": [{"arch": "unet", "args": {"width": 2, "depth": 1}}] * 2}
+    result = compare(seg, ["independent", "ml"], 1, progress=False)
+    said = " ".join(capsys.readouterr().out.split())
+    assert {d["metric"] for d in result.differences} >= {"dice", "iou"}
+    assert not any(d["metric"].startswith("hd95") for d in result.differences)
+    note = ("hd95 is left out of the paired differences: each model's is averaged over the images it found the class "
+            "in, so two models' figures are over different images, and a model that misses the hardest images would "
+            "look better for it (the `missed` column says how often each did)")
+    assert f"{note}; differences.csv holds the others'." in " ".join(result.markdown.split())
+    assert "hd95" not in (result.directory / "differences.csv").read_text()
+    assert "hd95 is left out" not in said  # (the console's table is of the monitor's, dice)
+    # a comparison of an earlier version paired HD95 too: its page leaves them out all the same
+    with (result.directory / "differences.csv").open("a") as table:
+        table.write("ml,independent,student1,hd95,-2.0,-3.0,-1.0,1,1,0,\n")
+    page = " ".join(write_report(result.directory).read_text().split())
+    hd95 = page[page.index("<h2>test hd95"):]
+    assert "hd95 is left out of the paired differences: each model" in hd95 and "1/1 better" not in hd95

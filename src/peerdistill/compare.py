@@ -34,9 +34,10 @@ from .engine.tta import TTA_SEEN
 from .post_hoc import check_post_hoc_options
 from .errors import (ConfigError, DataNote, PeerdistillError, SplitError, TrainingAdvice, reworded, warn_again,
                      warn_user)
-from .metrics import CALIBRATION_METRICS, headed, ranking_score
+from .metrics import CALIBRATION_METRICS, headed, metric_family, ranking_score, unpaired_metric
 from .operating_point import parse_rule
 from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
+                     metrics_not_paired_note,
                      differences, differences_csv, two_pairs_caveat, unpaired_note)
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
                      teachers_named_in)
@@ -317,10 +318,12 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     if unlike:
         header += f"\n{unlike}\n"
         console.print(f"note: {unlike}", highlight=False, soft_wrap=True)
-    if diffs:
+    if diffs and not unpaired_metric(monitor_metric):
         header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
                    + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"
                    + markdown_table(["setting"] + differing, difference_rows(diffs, labels, differing, monitor_metric)))
+    if diffs and (unpaired := metrics_not_paired_note(list(dict.fromkeys(map(metric_family, metric_names))))):
+        header += f"\n\n{unpaired}; differences.csv holds the others'.\n"
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
         console.print(unpaired_note(baseline, apart))
@@ -343,7 +346,10 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     markdown = tables["compare.md"]
     over = "one seed" if _runs_count(seeds, folds) == 1 else _runs_per_setting(seeds, folds)
     console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
-    if diffs:
+    if diffs and unpaired_metric(monitor_metric):  # (the console's table is of the monitor's differences)
+        console.print(f"{metrics_not_paired_note([metric_family(monitor_metric)])}; differences.csv holds the "
+                      "other figures' paired differences", highlight=False, soft_wrap=True)
+    elif diffs:
         headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
         pairs = _most_pairs(diffs, monitor_metric)
         console.print(fitted(_differences_table(diffs, labels, headline, monitor_metric, baseline, pairs),

@@ -188,6 +188,18 @@ def metric_family(metric: str) -> str:
     return part[0] if part is not None else base
 
 
+# Figures each model averages over images of its own (HD95: those it found the class in), so two
+# models' figures are over different images and their difference is no paired one (review 47g;
+# compare's differences between runs too, review 52a: a model missing the hard images "won").
+NOT_PAIRED = ("hd95",)
+NOT_PAIRED_WHY = ("each model's is averaged over the images it found the class in, so two models' figures are over "
+                  "different images")
+
+
+def unpaired_metric(metric: str) -> bool:
+    return metric_family(metric) in NOT_PAIRED
+
+
 def lower_is_better(metric: str) -> bool:
     """Whether smaller is better: HD95, ECE and Brier, also per class (``hd95_<class>``) and
     under test-time flips (``tta_hd95``)."""

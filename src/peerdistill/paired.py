@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunDirError
-from .metrics import has_direction, headed, lower_is_better
+from .metrics import NOT_PAIRED_WHY, has_direction, headed, lower_is_better, unpaired_metric
 from .values import mean_and_sample_std
 
 CONFIDENCE = 0.95
@@ -111,10 +111,12 @@ def differences(rows: list[dict[str, Any]], baseline: str, among: set[str] | Non
     also has: the paired difference. ``rows`` are a comparison's (``compare.aggregate``): each
     value is paired with the baseline's value of the run with the same seed and fold, which the
     run names in ``runs`` give; ``folds``: the runs are a cross-validation's, whose pairs are
-    fold means (the module says why)."""
+    fold means (the module says why). HD95 is left out (``unpaired_note``)."""
     base = {(r["model"], r["metric"]): _by_run(r) for r in rows if r["setting"] == baseline}
     out = []
     for r in rows:
+        if unpaired_metric(r["metric"]):
+            continue
         paired = base.get((r["model"], r["metric"]))
         if r["setting"] == baseline or paired is None or (among is not None and r["setting"] not in among):
             continue
@@ -243,6 +245,16 @@ def caption(baseline: str, metric: str, pairs: int, folds: int | None, apart: li
     else:
         text += " " + ONE_TEST_SPLIT_CAVEAT
     return text
+
+
+def metrics_not_paired_note(metrics: list[str]) -> str | None:
+    """Why the figures of ``metrics`` have no paired differences (None where all have)."""
+    left_out = [m for m in metrics if unpaired_metric(m)]
+    if not left_out:
+        return None
+    return (f"{', '.join(left_out)} {'is' if len(left_out) == 1 else 'are'} left out of the paired differences: "
+            f"{NOT_PAIRED_WHY}, and a model that misses the hardest images would look better for it (the `missed` "
+            "column says how often each did)")
 
 
 def two_pairs_caveat(folds: int | None) -> str:

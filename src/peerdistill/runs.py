@@ -50,7 +50,7 @@ from .per_sample import check_per_sample_path, per_sample_rows, write_per_sample
 from .sample_names import sample_names
 from .tasks import ClassificationTask, SegmentationTask
 from .trust import check_every_arch_trusted
-from .metrics import metric_family
+from .metrics import unpaired_metric
 from .option_names import option, option_given, options_named_as_flags
 
 
@@ -358,15 +358,6 @@ def _check_baseline(baseline: str | None, cohort: Cohort, bootstrap: int, roles:
             else f" (roles={roles!r} leaves any teacher out)"
         raise ConfigError(f"{option_given('--baseline', baseline)} is not a model of this run{left_out}: give one "
                           f"of {', '.join(names)}")
-
-
-# Figures each model averages over images of its own (HD95: those it found the class in), so two
-# models' figures are over different images and their difference is no paired one (review 47g).
-NOT_PAIRED = ("hd95",)
-
-
-def unpaired_metric(metric: str) -> bool:
-    return metric_family(metric) in NOT_PAIRED
 
 
 def _add_differences(scores: dict[str, dict[str, float]], resamples: dict[str, dict[str, np.ndarray]],

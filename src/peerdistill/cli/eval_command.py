@@ -144,7 +144,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
         show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
                             summary))
         if ns.baseline:
-            from ..runs import unpaired_metric
+            from ..metrics import unpaired_metric
 
             paired = tuple(m for m in summary if not unpaired_metric(m))
             show(difference_table(scores, f"{title}: minus {ns.baseline}, paired [95% interval of the difference over "

@@ -43,13 +43,12 @@ def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
 def say_how_to_read_differences(baseline: str, metrics, left_out=()) -> None:
     """What a paired interval of a difference covers, which way is better, and which figures have
     no paired difference."""
-    from ..metrics import lower_is_better
+    from ..metrics import NOT_PAIRED_WHY, lower_is_better
 
     lower = [m for m in metrics if lower_is_better(m)]
     sign = f" ({', '.join(lower)}: lower is better, so a negative difference is the better one)" if lower else ""
     if left_out:
-        sign += (f". {', '.join(left_out)} is left out: each model's is averaged over the images it found the class "
-                 "in, so two models' figures are over different images (eval --per-sample gives each image's)")
+        sign += f". {', '.join(left_out)} is left out: {NOT_PAIRED_WHY} (eval --per-sample gives each image's)"
     err_console.print(f"note: each interval is of the difference itself, both models scored on the same resamples; one "
                       f"wholly above or below 0 says the difference from {baseline} is not explained by which scored "
                       f"images were drawn. It holds these trained models fixed: whether another training "

@@ -18,8 +18,8 @@ from ..comparison_runs import CHOSEN_ON_VAL, setting_runs, warning_lines, warnin
 from ..engine.artifacts import RunDir
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
-from ..metrics import headed, lower_is_better, per_class_part
-from ..paired import caption, difference_rows, read_differences_csv
+from ..metrics import headed, lower_is_better, per_class_part, unpaired_metric
+from ..paired import caption, difference_rows, metrics_not_paired_note, read_differences_csv
 from ..report import (comparison_per_class_rows, comparison_rows, model_order, per_class_families,
                       teachers_named_in)
 from ..run_files import METRICS_FILE, RUN_FILE
@@ -74,6 +74,8 @@ def comparison_page(directory: Path) -> str:
                          "the epoch each run's monitor picked (compare.md says so above its tables).")
             parts += [f"<p>{with_code_spans(text)}</p>",
                       table_html(["setting"] + differing, paired)]
+        elif diffs and (unpaired := metrics_not_paired_note([metric])):
+            parts.append(f"<p>{with_code_spans(unpaired)}.</p>")
         sections.append(section_html(headed(metric), parts))
     for family, classes in per_class_families(metrics).items():
         sections.append(section_html(f"test {family} per class", [table_html(
@@ -100,7 +102,8 @@ def compared_differences(directory: Path, settings: list[str]) -> list[dict[str,
     a data split. [] when there are none (one setting, or a compare of an earlier version)."""
     path = directory / "differences.csv"
     diffs = read_differences_csv(path) if path.is_file() else []
-    return [d for d in diffs if d["setting"] in settings and d["baseline"] in settings]
+    # (earlier versions paired HD95 too: left out as now, review 52a)
+    return [d for d in diffs if d["setting"] in settings and d["baseline"] in settings and not unpaired_metric(d["metric"])]
 
 
 def read_compare_csv(directory: Path) -> list[dict[str, Any]]:
