@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import html
 import json
 import math
 import re
@@ -1260,3 +1261,17 @@ def test_a_comparison_figure_of_one_run_per_setting_draws_no_spread_and_says_so(
     fig = comparison_figure(two, ["independent", "kd"], ["ensemble"], "auc")
     assert fig.axes[0].get_title() == "test auc per setting (mean ± std over runs; higher is better)"
     plt.close(fig)
+
+
+def test_the_loss_figure_says_knowledge_terms_are_drawn_weighted_and_ramped(digits_run):
+    """Review 52a: the KD terms doubled over a ramp-up, read as the students drifting from the teacher."""
+    from peerdistill.html_report.run_page import loss_caption
+
+    page = html.unescape(" ".join(write_report(digits_run).read_text(encoding="utf-8").split()))
+    assert ("every training loss term, mean over the epoch's steps; knowledge terms as they entered the total, times "
+            "their edge's weight and the ramp-up factor (under 1 until the end of epoch 2, metrics.csv's rampup "
+            "column: a term rising then may be the ramp-up alone)") in page  # (2 epochs of a 5-epoch ramp-up)
+    ramped = [{"epoch": 1, "rampup": 0.287}, {"epoch": 2, "rampup": 1.0}, {"epoch": 3, "rampup": 1.0}]
+    assert "until the end of epoch 1," in loss_caption(ramped)
+    assert loss_caption([{**row, "rampup": 1.0} for row in ramped]).endswith("and the ramp-up factor")
+    assert loss_caption([{"epoch": 1}]).endswith("and the ramp-up factor")  # (rows of an earlier version)

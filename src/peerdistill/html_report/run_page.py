@@ -20,7 +20,7 @@ from ..metrics import per_class_part
 from ..report import (METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note, fmt, fusion_in_words,
                       per_class_tables)
 from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
-from ..values import is_count
+from ..values import is_count, is_finite_number
 from ..wording import first_few
 from .costs_html import costs_section
 from .html_parts import (as_number, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html,
@@ -211,13 +211,13 @@ def learning_curves_section(metrics: dict[str, Any]) -> str:
         return section_html("Learning curves", [
             note_html(f"No epoch has been validated yet (train.val_every: after every Nth epoch and the last), so "
                       f"there is no validation {metric} to draw."),
-            figure_html(loss_curve_figure(epochs), "every training loss term, mean over the epoch's steps")])
+            figure_html(loss_curve_figure(epochs), loss_caption(epochs))])
     return section_html("Learning curves", [
         figure_html(monitor_curve_figure(epochs, metric, best),
                     f"validation {metric} per epoch of every model and the ensemble (dashed line: "
                     + ("the last epoch, standing in: the monitor was n/a in every epoch)"
                        if metrics.get("monitor_undefined") else f"best epoch by {monitor})")),
-        figure_html(loss_curve_figure(epochs), "every training loss term, mean over the epoch's steps"),
+        figure_html(loss_curve_figure(epochs), loss_caption(epochs)),
     ])
 
 
@@ -249,6 +249,18 @@ def monitor_curve_figure(epochs: list[dict[str, Any]], metric: str, best_epoch: 
     if best_epoch:
         ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
     return per_epoch_axes(fig, ax, f"validation {metric}", f"validation {metric}")
+
+
+def loss_caption(epochs: list[dict[str, Any]]) -> str:
+    """The loss figure's caption: knowledge terms are drawn as they entered the total, so during a
+    ramp-up they rise with its factor alone (review 52a: read as students drifting from the teacher)."""
+    text = ("every training loss term, mean over the epoch's steps; knowledge terms as they entered the total, "
+            "times their edge's weight and the ramp-up factor")
+    ramping = [row["epoch"] for row in epochs if is_finite_number(row.get("rampup")) and row["rampup"] < 1]
+    if ramping:
+        text += (f" (under 1 until the end of epoch {ramping[-1]}, metrics.csv's rampup column: a term rising then "
+                 "may be the ramp-up alone)")
+    return text
 
 
 def loss_curve_figure(epochs: list[dict[str, Any]]):
