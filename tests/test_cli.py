@@ -1567,6 +1567,14 @@ def test_predict_says_which_student_best_was(tmp_path, capsys):
     run_cli("predict", out / "r", tmp_path / "in.npz", "--out", tmp_path / "e.csv", "--model", "ensemble")
     assert bare(capsys.readouterr().out) == bare(f"wrote {tmp_path / 'e.csv'} (the ensemble of student1, student2: "
                                                  "probabilities averaged; a classification run: class probabilities)")
+    # an export says its JSON's model and task too (review 52a: "wrote FILE" alone)
+    from peerdistill import export_run
+
+    onnx = export_run(out / "r", model="student2", out=tmp_path / "s2.onnx").path
+    capsys.readouterr()
+    run_cli("predict", onnx, tmp_path / "in.npz", "--out", tmp_path / "o.csv")
+    assert bare(capsys.readouterr().out) == bare(f"wrote {tmp_path / 'o.csv'} (model student2 of {out / 'r'}; a "
+                                                 "classification model: class probabilities)")
 
 
 def test_a_one_student_runs_ensemble_row_is_said_to_be_that_student(tmp_path, capsys):

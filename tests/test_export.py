@@ -293,7 +293,7 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
     assert "--visible-masks is for segmentation masks; this model is a classification model" in capsys.readouterr().err
 
 
-def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_back_at_theirs(tmp_path, monkeypatch):
+def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_back_at_theirs(tmp_path, monkeypatch, capsys):
     import onnxruntime as ort
     from PIL import Image
 
@@ -362,8 +362,10 @@ def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_ba
     # --overlays: the input at its own size, tinted exactly where the mask says foreground
     from peerdistill.pictures import viewable
 
+    capsys.readouterr()
     assert main(["predict", str(onnx), str(image), "--out", str(tmp_path / "m2"),
                  "--overlays", str(tmp_path / "pics")]) == 0
+    assert f"wrote the overlays into {tmp_path / 'pics'}" in " ".join(capsys.readouterr().out.split())
     picture = np.asarray(Image.open(tmp_path / "pics" / "c0_overlay.png"))
     shown = viewable(read_image(image, None))
     assert picture.shape == (48, 40, 3)

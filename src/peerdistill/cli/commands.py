@@ -226,6 +226,8 @@ def cmd_predict(ns: argparse.Namespace) -> int:
                          operating_point=ns.operating_point, visible_masks=ns.visible_masks, overlays=ns.overlays,
                          tta=ns.tta, decoding=decoding, skip_unreadable=ns.skip_unreadable, roi=ns.roi)
     console.print(f"wrote {path}{_what_was_predicted(ns, decoding)}", highlight=False)
+    if ns.overlays is not None:  # (review 52a: where the pictures went was not said)
+        console.print(f"wrote the overlays into {ns.overlays}", highlight=False)
     return 0
 
 
@@ -234,7 +236,7 @@ def _what_was_predicted(ns: argparse.Namespace, decoding: dict | None) -> str:
     it; an ensemble's members and how they are combined) and what a run of its task writes:
     the wrong run folder (a classifier for boxes) shows at once (review 47a)."""
     if Path(ns.model_path).suffix.lower() == ".onnx":
-        return ""
+        return _what_the_export_predicted(Path(ns.model_path))
     from ..engine.artifacts import RunDir
     from ..export import best_student
     from ..report import fusion_in_words
@@ -253,6 +255,16 @@ def _what_was_predicted(ns: argparse.Namespace, decoding: dict | None) -> str:
 
 
 PREDICTED = {"classification": "class probabilities", "segmentation": "masks", "detection": "boxes"}
+
+
+def _what_the_export_predicted(onnx_path: Path) -> str:
+    """An export's model and task, as its JSON records them (read and checked by predict already)."""
+    from ..sidecar import read_sidecar
+
+    info = read_sidecar(onnx_path)
+    source = info.get("exported_from") or {}
+    which = f"model {source['model']} of {source.get('run', 'its run')}; " if source.get("model") else ""
+    return f" ({which}a {info['task']} model: {PREDICTED[info['task']]})"
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
