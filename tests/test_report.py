@@ -1275,3 +1275,25 @@ def test_the_loss_figure_says_knowledge_terms_are_drawn_weighted_and_ramped(digi
     assert "until the end of epoch 1," in loss_caption(ramped)
     assert loss_caption([{**row, "rampup": 1.0} for row in ramped]).endswith("and the ramp-up factor")
     assert loss_caption([{"epoch": 1}]).endswith("and the ramp-up factor")  # (rows of an earlier version)
+
+
+def test_pictured_test_samples_are_named_by_their_files(tmp_path):
+    """Review 52a: a reviewer of the page could not find a pictured frame again without run.json."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from peerdistill.html_report.predictions_html import _pictured_names, segmentation_figure
+
+    files = [f"images/frame{i:02d}.png" for i in range(6)]
+    data = SimpleNamespace(info={"files": {"test": files}}, test=list(range(6)))
+    assert _pictured_names(data) == files[:4]
+    rows = SimpleNamespace(info={"indices": {"test": [7, 3, 9, 1, 0, 2]}}, test=list(range(6)))
+    assert _pictured_names(rows) == ["row 7", "row 3", "row 9", "row 1"]
+    assert _pictured_names(SimpleNamespace(info={}, test=list(range(6)))) is None  # (synthetic data: no names)
+    assert _pictured_names(SimpleNamespace(info={"files": {"test": files[:2]}}, test=list(range(6)))) is None
+    long = "a/very/long/folder/of/the/scanner/export/cju0qx73cjw570799j4n5cjze.jpg"
+    fig = segmentation_figure(np.zeros((2, 4, 4)), np.zeros((2, 4, 4), int), np.zeros((2, 4, 4), int), 2,
+                              names=["frame00.png", long])
+    labels = [ax.get_ylabel() for ax in fig.axes[::3]]
+    assert labels == ["frame00.png", "…" + long[-31:]] and labels[1].endswith("cju0qx73cjw570799j4n5cjze.jpg")

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..sample_names import sample_names
 from ..engine.artifacts import RunDir
 from ..engine.evaluate import ENSEMBLE, split_probabilities
 from ..errors import CheckpointError, ConfigError, DataError
@@ -48,9 +49,11 @@ def predictions_section(directory: Path, meta: dict[str, Any]) -> tuple[str, str
             "data_info.sha256): if its arrays changed, these are of other images than the test table above; put "
             "back the archive training read (if it was only saved anew, they stand)."))
     if segmentation:
-        return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap)), None
+        return section_html(title, unfinished + segmentation_parts(cohort, task, data.test, meta, window, overlap,
+                                                                      _pictured_names(data))), None
     if meta.get("task") == "detection":
-        return section_html("Test samples", unfinished + detection_parts(cohort, task, data.test, meta)), None
+        return section_html("Test samples", unfinished + detection_parts(cohort, task, data.test, meta,
+                                                                                names=_pictured_names(data))), None
     return section_html(title, unfinished + classification_parts(cohort, task, data, meta, window, overlap)), None
 
 
@@ -216,7 +219,16 @@ def roc_figure(probs: dict[str, np.ndarray], y: np.ndarray, num_classes: int,
     return fig
 
 
-def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str]:
+def _pictured_names(data) -> list[str] | None:
+    """The test samples' files or source rows (review 52a: a panel the reader could not find
+    again without run.json), None where the data names neither."""
+    known = sample_names(data.info, "test")
+    if known is None or len(known[1]) != len(data.test):
+        return None
+    return [name if known[0] == "file" else f"row {name}" for name in known[1][:PICTURED_SAMPLES]]
+
+
+def segmentation_parts(cohort, task, dataset, meta, window, overlap, names: list[str] | None = None) -> list[str]:
     from ..engine.evaluate import predict
     from ..pictures import first_samples
 
@@ -228,11 +240,13 @@ def segmentation_parts(cohort, task, dataset, meta, window, overlap) -> list[str
     with torch.no_grad():
         pred = predict(cohort, task, x, window, overlap)[ENSEMBLE].argmax(dim=1).cpu().numpy()
     images = display_images(x, meta.get("data_stats"))
-    return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"], meta.get("class_names")),
-                        f"the first {count} test images, their true masks and the prediction of {ensemble_words(meta)}")]
+    return [figure_html(segmentation_figure(images, truth, pred, meta["num_classes"], meta.get("class_names"), names),
+                        f"the first {count} test images{', named at the left' if names else ''}, their true masks and "
+                        f"the prediction of {ensemble_words(meta)}")]
 
 
-def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_SCORE) -> list[str]:
+def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_SCORE,
+                    names: list[str] | None = None) -> list[str]:
     from matplotlib.patches import Rectangle
     from matplotlib.patheffects import withStroke
 
@@ -249,8 +263,10 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
     images = display_images(x, meta.get("data_stats"))
     names = meta.get("class_names") or [str(c) for c in range(meta["num_classes"])]
     fig, axes = plt.subplots(1, count, figsize=(2.6 * count, 2.8), squeeze=False)
-    for ax, image, boxes, det in zip(axes[0], images, truth, detections):
+    for i, (ax, image, boxes, det) in enumerate(zip(axes[0], images, truth, detections)):
         ax.imshow(image, cmap="gray")
+        if names:
+            ax.set_title(_shortened(names[i]), fontsize="small")
         for label, x1, y1, x2, y2 in boxes.tolist():
             if label >= 0:
                 ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor="white",
@@ -265,7 +281,7 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
                         path_effects=[withStroke(linewidth=2, foreground="black")])  # (readable on any background)
         ax.axis("off")
     fig.tight_layout()
-    return [figure_html(fig, f"the first {count} test images: true boxes in white, the boxes of "
+    return [figure_html(fig, f"the first {count} test images{' (named above each)' if names else ''}: true boxes in white, the boxes of "
                              f"{ensemble_words(meta)} scoring at least {min_score} coloured by class, with class and "
                              "score")]
 
@@ -285,8 +301,13 @@ def class_colormap(num_classes: int):
     return plt.get_cmap("viridis", num_classes)
 
 
+def _shortened(name: str, most: int = 32) -> str:
+    """A file's name as a panel shows it: its end, where names differ (folders in front are alike)."""
+    return name if len(name) <= most else "…" + name[-(most - 1):]
+
+
 def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, num_classes: int,
-                        class_names: list[str] | None = None):
+                        class_names: list[str] | None = None, names: list[str] | None = None):
     rows = len(images)
     cmap = class_colormap(num_classes)
     vmax = max(num_classes - 1, 1)
@@ -302,6 +323,8 @@ def segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray,
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(label)
+        if names:
+            axes[i][0].set_ylabel(_shortened(names[i]), fontsize="small")
     if num_classes <= len(CLASS_COLORS):  # which colour is which class (beyond, a continuous colour map)
         from matplotlib.patches import Patch
 
