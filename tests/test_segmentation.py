@@ -900,7 +900,7 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
     assert main(["train", *args, "--quiet"]) == 0
     grid = ("note: every figure is scored on the 12x12 grid the models see (data.image_size), against masks resized "
             "to it, not at the files' own size")
-    note = "; hd95 is in pixels of that grid; for files of another size (all of one size), data.pixel_spacing=[1,1]"
+    note = "; hd95 is in pixels of that grid; where the files are of another size than the grid (and all of one size), data.pixel_spacing=[1,1]"
     assert grid + " (thin" in " ".join(capsys.readouterr().err.split())
     assert main(["eval", str(tmp_path / "runs" / "r")]) == 0
     said = " ".join(capsys.readouterr().err.split())

@@ -156,8 +156,8 @@ def distance_unit_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = 
             "size, from predict's masks, differ)")
     if spec.get("pixel_spacing") is not None:
         return grid
-    return (f"{grid}; hd95 is in pixels of that grid; for files of another size (all of one size), "
-            "data.pixel_spacing=[1,1] gives it in the files' pixels (still measured on that grid)")
+    return (f"{grid}; hd95 is in pixels of that grid; where the files are of another size than the grid (and all "
+            "of one size), data.pixel_spacing=[1,1] gives it in the files' pixels (still measured on that grid)")
 
 
 def has_not_available(scores: dict[str, dict[str, Any]], metrics) -> bool:
