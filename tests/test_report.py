@@ -1297,3 +1297,21 @@ def test_pictured_test_samples_are_named_by_their_files(tmp_path):
                               names=["frame00.png", long])
     labels = [ax.get_ylabel() for ax in fig.axes[::3]]
     assert labels == ["frame00.png", "…" + long[-31:]] and labels[1].endswith("cju0qx73cjw570799j4n5cjze.jpg")
+
+
+def test_alike_models_timed_far_apart_are_said_to_hold_the_machines_noise():
+    from peerdistill.html_report.costs_html import costs_section, timing_noise_note
+
+    alike = {"parameters": 18683, "macs": 17_000_000}
+    costs = {"teacher": {"parameters": 488018, "macs": 376_000_000, "cpu_latency_ms": 9.0},
+             "student1": {**alike, "cpu_latency_ms": 3.847}, "student2": {**alike, "cpu_latency_ms": 5.607}}
+    note = timing_noise_note(costs)
+    assert note.startswith("student1 and student2 are alike (the same parameters and MACs), yet timed 3.847 and "
+                           "5.607 CPU ms: other work slowed the machine")
+    page = html.unescape(" ".join(costs_section({"costs": costs}).split()))
+    assert "yet timed 3.847 and 5.607 CPU ms" in page
+    costs["student2"]["cpu_latency_ms"] = 4.5  # within 20 %: the usual spread, nothing said
+    assert timing_noise_note(costs) is None
+    costs["student2"]["gpu_latency_ms"], costs["student1"]["gpu_latency_ms"] = 0.9, 0.3
+    assert timing_noise_note(costs).startswith("student1 and student2 are alike (the same parameters and MACs), yet "
+                                               "timed 0.300 and 0.900 GPU ms")

@@ -23,7 +23,7 @@ from ..paired import caption, difference_rows, metrics_not_paired_note, read_dif
 from ..report import (comparison_per_class_rows, comparison_rows, model_order, per_class_families,
                       teachers_named_in)
 from ..run_files import METRICS_FILE, RUN_FILE
-from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs
+from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs, timing_noise_note
 from .html_parts import esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
 from .run_page import validated, validation_series
 
@@ -324,6 +324,8 @@ def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
             parts.append(f"<p>{esc(', '.join(settings))}:</p>")
         costs = _median_latencies(measured)
         parts.append(table_html(costs_header(costs), cost_rows(costs)))
+        if noise := timing_noise_note(costs):
+            parts.append(note_html(noise))
     return section_html("Model costs", parts)
 
 

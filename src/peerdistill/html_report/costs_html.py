@@ -22,7 +22,34 @@ def costs_section(meta: dict[str, Any]) -> str:
 
     window, _ = saved_window(meta)
     macs_of = f"/patch ({window[0]}x{window[1]})" if window else ""
-    return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs, macs_of), cost_rows(costs))])
+    noise = timing_noise_note(costs)
+    return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs, macs_of), cost_rows(costs)),
+                                        *([note_html(noise)] if noise else [])])
+
+
+# How far apart the latencies of two alike models (the same parameters and MACs) may lie before the
+# table says the machine was busy (review 52a: two identical students timed 3.8 and 5.6 ms).
+ALIKE_SPREAD = 1.2
+
+
+def timing_noise_note(costs: dict[str, dict]) -> str | None:
+    """Models alike in parameters and MACs whose latencies differ by more than ``ALIKE_SPREAD``
+    times: the timing noise of the machine, said beside the table (None where there is none)."""
+    said = []
+    for key, device in (("cpu_latency_ms", "CPU"), ("gpu_latency_ms", "GPU")):
+        alike: dict[tuple, list[str]] = {}
+        for name, c in costs.items():
+            if is_finite_number(c.get(key)) and c[key] > 0:
+                alike.setdefault((c["parameters"], c["macs"]), []).append(name)
+        for names in (group for group in alike.values() if len(group) > 1):
+            fastest, slowest = min(names, key=lambda n: costs[n][key]), max(names, key=lambda n: costs[n][key])
+            if costs[slowest][key] > ALIKE_SPREAD * costs[fastest][key]:
+                said.append(f"{fastest} and {slowest} are alike (the same parameters and MACs), yet timed "
+                            f"{costs[fastest][key]:.3f} and {costs[slowest][key]:.3f} {device} ms")
+    if not said:
+        return None
+    return ("; ".join(said) + ": other work slowed the machine while they were timed, so the latencies hold that "
+            "noise; time them again on an idle machine (peerdistill.costs.cpu_latencies_ms), or on your device")
 
 
 COST_FIGURES, OPTIONAL_COST_FIGURES = ("parameters", "macs", "cpu_latency_ms"), ("size_bytes", "gpu_latency_ms",
