@@ -176,3 +176,32 @@ def test_kvasir_seg_holds_four_pairs_of_near_identical_frames():
 
     found = near.near_copies(read(held_out), read(training))
     assert sorted((held_out[row].stem, training[match].stem) for row, match in found) == pairs
+
+
+def test_eval_marks_and_warns_of_near_copies_in_the_runs_own_test_split(tmp_path, capsys):
+    """Review 52a: training warned, yet eval and its per-sample table gave no way to drop them."""
+    import csv
+
+    from peerdistill.cli import main
+
+    training, held_out = _fundus_like(24, 0), _fundus_like(8, 3)
+    for split, images in (("train", training), ("val", _fundus_like(6, 4)),
+                          ("test", torch.cat([held_out, _jpeg_again(training[5])[None]]))):
+        for i, image in enumerate(images):
+            folder = tmp_path / "d" / split / ("a" if i % 2 else "b")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(folder / f"{split}{i}.png")
+    assert main(["train", f"out_dir={tmp_path}", "name=r", "data.kind=image_folder", f"data.root={tmp_path / 'd'}",
+                 "teacher=null", "distill.preset=independent", "train.epochs=1", "train.batch_size=8", "--quiet"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "1 of 9 test inputs are near-copies of training images ('test/b/test8.png' ~ 'train/a/train5.png'" in said
+    assert main(["eval", str(tmp_path / "r"), "--per-sample", str(tmp_path / "s.csv")]) == 0
+    assert ("1 of 9 scored inputs are near-copies of training images ('test/b/test8.png' ~ 'train/a/train5.png'; as training "
+            "warned): their figures are not wholly held out; --per-sample marks each (near_copy_of)") in \
+        " ".join(capsys.readouterr().err.split())
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    marked = {r["file"]: r["near_copy_of"] for r in rows if r["model"] == "student1"}
+    assert marked == {**{f: "" for f in marked if f != "test/b/test8.png"}, "test/b/test8.png": "train/a/train5.png"} and len(marked) == 9
+    # the run's training split scored: no near-copy column (it is the training images themselves)
+    assert main(["eval", str(tmp_path / "r"), "--split", "train", "--per-sample", str(tmp_path / "t.csv")]) == 0
+    assert "near_copy_of" not in (tmp_path / "t.csv").read_text().splitlines()[0]

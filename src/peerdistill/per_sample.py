@@ -48,12 +48,14 @@ def _a_table_eval_wrote(path: Path) -> bool:
 
 def per_sample_rows(task, meters: dict[str, list], names: tuple[str, list[str]] | None,
                     scores: dict[str, dict[str, float]], seen_in_training: list[int] | None = None,
-                    groups: list[str] | None = None) -> list[dict]:
+                    groups: list[str] | None = None, near_copies: dict[int, str] | None = None) -> list[dict]:
     """Rows sample by sample, every output (``meters``: its sample meters in split order) in
     turn. ``scores``: eval's figures, for the threshold an operating point chose (and the
     temperature it was chosen under). ``seen_in_training``: the samples identical to inputs the
     run trained on (a 0/1 column ``seen_in_training``; left out where not known). ``groups``:
-    each sample's group (a ``group`` column: patient-level figures without parsing names)."""
+    each sample's group (a ``group`` column: patient-level figures without parsing names).
+    ``near_copies``: the samples that are near-copies of training images, with that image's name
+    (a ``near_copy_of`` column, empty for the others; left out where not looked for)."""
     rows = []
     count = len(next(iter(meters.values())))
     if names is not None and len(names[1]) != count:
@@ -65,6 +67,7 @@ def per_sample_rows(task, meters: dict[str, list], names: tuple[str, list[str]] 
         head = {"sample": i} | ({names[0]: names[1][i]} if names else {})
         head |= {"group": groups[i]} if groups else {}
         head |= {"seen_in_training": int(i in seen)} if seen is not None else {}
+        head |= {"near_copy_of": near_copies.get(i, "")} if near_copies is not None else {}
         for model, sample_meters in meters.items():
             figures = _figures(task, sample_meters[i], scores.get(model, {}))
             rows.append(head | {"model": model} | figures)

@@ -244,7 +244,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         _warn_of_fitting_on_what_is_scored(own, data, split, rule is not None, temperature_scaling)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
-    seen_in_training = warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python)
+    trained_on = warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)
@@ -272,7 +272,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)
     if per_sample is not None:
         write_per_sample(per_sample, per_sample_rows(task, kept.meters, sample_names(data.info, split), scores,
-                                                     seen_in_training, groups))
+                                                     trained_on.seen, groups, trained_on.near))
     if save_images:
         _save_pictures(cohort, task, meta, data, split, data_spec, run_dir, dev, save_images, window, overlap)
     return Scores(scores, samples=scored_count)

@@ -10,6 +10,7 @@ no figure is taken for a held-out one when it is not.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .config import SPLIT_KEYS, DataSpec, format_validation_error, saved_data_se
 from .data import DataSplits
 from .data.digests import digests_path, read_digests, seen_rows
 from .data.image_profile import unstandardised_chunks
+from .data.near_copies import looked_for, near_copies
 from .data.unlike_training import ImageFigures, warn_of_images_unlike_training
 from .data.splits import GROUP_FOLD_VAL, TensorData, grey_read_as_colour, off_scale, per_channel, unlike_seen
 from .errors import CheckpointError, DataError, warn_user
@@ -29,15 +31,51 @@ from .sample_names import names_in_messages, sample_names
 from .wording import first_few
 
 
+@dataclass
+class TrainingOverlap:
+    """The scored samples identical to training inputs (positions in the split; None where not
+    known: ``seen_in_training``) and those that are near-copies of training images (position ->
+    the training image's name; None where not looked for), for ``--per-sample``'s columns."""
+
+    seen: list[int] | None = None
+    near: dict[int, str] | None = None
+
+
 def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: DataSplits, split: str,
-                           data_spec: DataSpec | None, given_in_python: bool) -> list[int] | None:
+                           data_spec: DataSpec | None, given_in_python: bool) -> TrainingOverlap:
     """Every warning of what ``split`` of ``data`` holds, before it is scored: the run's own
-    training and validation samples (by file name, or by content for data saved anew),
-    another scale, another DICOM window, or a part of other data cut as training cut the run's.
-    Returns the scored samples identical to training inputs (positions in the split), or None
-    where that is not known (``seen_in_training``), for ``--per-sample``'s column."""
+    training and validation samples (by file name, or by content for data saved anew), near-copies
+    of its training images, another scale, another DICOM window, or a part of other data cut as
+    training cut the run's. Returns what of the scored samples the run trained on."""
     seen = seen_in_training(run_dir, data.split(split), kept=bool(meta.get("train_digests")))
     read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
+    own_split = (data_spec is None and not given_in_python) or (
+        data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec, meta.get("data_spec"))
+        and not _split_differently(data_spec, meta.get("data_spec")))
+    near = _near_copies_scored(data, split, seen) if own_split else None
+    return TrainingOverlap(_warned_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python, seen,
+                                                     read_from_run_source), near)
+
+
+def _near_copies_scored(data: DataSplits, split: str, seen: list[int] | None) -> dict[int, str] | None:
+    """The run's own validation or test images that are near-copies of its training images (as
+    training warned, review 52a: eval's table had no way to mark them), by position, with the
+    training image's name; None where not looked for (other splits, data not in memory)."""
+    scored, training = data.split(split) if split in ("val", "test") else None, data.train
+    if not (isinstance(scored, TensorData) and isinstance(training, TensorData) and looked_for(scored.x, training.x)):
+        return None
+    found = near_copies(scored.x, training.x, skip=set(seen or []))
+    if found:
+        names = names_in_messages(data.info, split, len(scored))
+        trained = names_in_messages(data.info, "train", len(training))
+        pairs = first_few([f"'{names[row]}' ~ '{trained[match]}'" for row, match in found])
+        warn_user(f"{len(found)} of {len(scored)} scored inputs are near-copies of training images ({pairs}; as "
+                  "training warned): their figures are not wholly held out; --per-sample marks each (near_copy_of)")
+    return {row: names_in_messages(data.info, "train", len(training))[match] for row, match in found}
+
+
+def _warned_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python, seen,
+                              read_from_run_source) -> list[int] | None:
     whole_own = data_spec is None and split == "all" and (not given_in_python or read_from_run_source)
     if whole_own:
         _warn_of_whole_own_data({"train": len(data.train), "val": len(data.val), "test": len(data.test)})

@@ -59,14 +59,19 @@ def comparable(x: object) -> bool:
     return isinstance(x, torch.Tensor) and x.ndim == 4 and min(x.shape[-2:]) >= THUMBNAIL_SIDE
 
 
+def looked_for(held_out: object, training: object) -> bool:
+    """Whether ``near_copies`` compares these sets (images of a thumbnail's size at least, not
+    too many pairs): where not, its [] says nothing of them."""
+    return (comparable(held_out) and comparable(training) and bool(len(held_out)) and bool(len(training))
+            and len(held_out) * len(training) <= MAX_PAIRS)
+
+
 def near_copies(held_out: torch.Tensor, training: torch.Tensor, skip: set[int] = frozenset()
                 ) -> list[tuple[int, int]]:
     """``(row in held_out, row in training)`` for each held-out image whose closest training image
     is a near-copy of it (rows in ``skip``, identical ones say, left out); [] where either set is
     not images or the sets are too large to compare (``MAX_PAIRS``)."""
-    if not (comparable(held_out) and comparable(training)) or not len(held_out) or not len(training):
-        return []
-    if len(held_out) * len(training) > MAX_PAIRS:
+    if not looked_for(held_out, training):
         return []
     trained = _thumbnails(training)
     asked = _thumbnails(held_out)
