@@ -754,7 +754,7 @@ def test_colour_inputs_of_a_model_that_learnt_colour_files_read_grey_are_no_news
     as training read its files; a grey model of grey files is still told of them."""
     from PIL import Image
 
-    from peerdistill.data.image_io import GreyReads, read_image
+    from peerdistill.data.image_io import noting_reads, read_image
 
     rng = np.random.default_rng(0)
     for label, level in (("dark", 60), ("bright", 190)):
@@ -764,12 +764,15 @@ def test_colour_inputs_of_a_model_that_learnt_colour_files_read_grey_are_no_news
             if i < 4:  # half of each class grey, stored as RGB: no colour
                 pixels[..., 1] = pixels[..., 2] = pixels[..., 0]
             Image.fromarray(pixels).save(tmp_path / "fundus" / label / f"{i}.png")
-    counted = GreyReads()
-    read_image(tmp_path / "fundus" / "dark" / "0.png", grey=True)
-    read_image(tmp_path / "fundus" / "dark" / "5.png", grey=True)
-    read_image(tmp_path / "fundus" / "dark" / "6.png", grey=True)
-    read_image(tmp_path / "fundus" / "dark" / "5.png", grey=False)  # read in colour: not counted
-    assert counted.colour_share() == pytest.approx(2 / 3, abs=1e-6) and GreyReads().colour_share() is None
+    with noting_reads() as counted:
+        read_image(tmp_path / "fundus" / "dark" / "0.png", grey=True)
+        read_image(tmp_path / "fundus" / "dark" / "5.png", grey=True)
+        read_image(tmp_path / "fundus" / "dark" / "6.png", grey=True)
+        read_image(tmp_path / "fundus" / "dark" / "5.png", grey=False)  # read in colour: not counted
+    assert counted.colour_share() == pytest.approx(2 / 3, abs=1e-6)
+    with noting_reads() as nothing:
+        read_image(tmp_path / "fundus" / "dark" / "5.png", grey=False)
+    assert nothing.colour_share() is None and nothing.aspects() == [1.0, 1.0]
     common = [f"out_dir={tmp_path}", "data.kind=image_folder", "data.grey=true", "teacher=null",
               "distill.preset=independent", "train.epochs=1", "train.batch_size=4", "--quiet"]
     assert main(["train", "name=c", f"data.root={tmp_path / 'fundus'}", *common]) == 0

@@ -912,6 +912,20 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
     assert main(["report", str(tmp_path / "runs" / "r")]) == 0
     page = " ".join((tmp_path / "runs" / "r" / "report.html").read_text(encoding="utf-8").split())
     assert grid.removeprefix("note: ").replace("'", "&#x27;") in page and note.replace("'", "&#x27;") in page
+    # predict: an input of another shape than every training file (all 16x16) is squeezed as none was (review 52a)
+    record = json.loads((tmp_path / "runs" / "r" / "run.json").read_text())
+    assert record["data_info"]["file_aspects"] == [1.0, 1.0]
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((16, 28, 3), 90, np.uint8)).save(tmp_path / "in" / "wide.png")
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "in" / "large.png")  # square: as trained
+    Image.fromarray(np.full((17, 16, 3), 90, np.uint8)).save(tmp_path / "in" / "near.png")  # within 10 %
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "runs" / "r"), str(tmp_path / "in"), "--out", str(tmp_path / "m")]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"1 of 3 inputs are of another shape than every training file (e.g. '{tmp_path / 'in' / 'wide.png'}', "
+            "16x28: width to height 1.75, the training files' 1.00): each was squeezed to the model's 12x12 input "
+            "otherwise than any training image was; crop or pad them to the training files' shape first") in said
+    assert said.count("another shape") == 1
 
 
 def test_eval_pictures_and_predicted_masks_spread_the_classes_alike():

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from .arguments import check_flags
 from .config import DataSpec
 from .data.dicom import counting_dicom_reads
-from .data.image_profile import COLOUR_READ_GREY
+from .data.image_profile import COLOUR_READ_GREY, FILE_ASPECTS
 from .data.digests import file_sha256
 from .data.loaders import check_batch_size
 from .data.sources import SATURATED
@@ -95,7 +95,8 @@ def predict_files(model_path: str | Path, inputs: list[str], out: str | Path, mo
     with counting_dicom_reads() as dicom:
         read = read_inputs(inputs, channels, trained_size if dense else size, keep_originals=overlays is not None,
                            dicom_window=info.get("dicom_window"), trained_on_converted=_trained_on_converted(info, channels),
-                           trained_resized=trained_size is not None, skip_unreadable=skip_unreadable)
+                           trained_resized=trained_size is not None, skip_unreadable=skip_unreadable,
+                           trained_aspects=(info.get("training_images") or {}).get(FILE_ASPECTS))
     _say_how_dicom_was_read(dicom, info, model_path)
     if dense and trained_size is None and not info.get("window"):
         _say_if_another_scale_of_size(read, size)

@@ -18,6 +18,7 @@ from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
 from .errors import DataError, PeerdistillWarning, warn_user
 from .option_names import option
+from .values import is_finite_number
 from .wording import first_few
 
 
@@ -32,14 +33,17 @@ class Inputs(NamedTuple):
 
 def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
                 keep_originals: bool = False, dicom_window=None, trained_on_converted: bool = False,
-                trained_resized: bool = False, skip_unreadable: bool = False) -> Inputs:
+                trained_resized: bool = False, skip_unreadable: bool = False,
+                trained_aspects: list[float] | None = None) -> Inputs:
     """Image files, folders of images, or .npz files (key ``images`` or ``test_images``), read
     as training reads them (files in [0, 1]; .npz arrays as an npz dataset's: uint8 divided by
     255, other types kept), resized to ``size`` when given; with ``keep_originals`` also as
     they are (``Inputs.originals``). ``trained_on_converted``: the model learnt from files
     converted as such inputs are (grey files read as colour for a colour model, colour files read
     grey for a grey one), so those are no news; ``trained_resized``: it learnt from files
-    resized to ``size`` (``data.image_size``), so resized inputs are no news either.
+    resized to ``size`` (``data.image_size``), so resized inputs are no news either, but for
+    those squeezed otherwise than any training file was (``trained_aspects``: the narrowest and
+    widest width / height of its files).
     An image file that cannot be read stops it, after every input was tried (all are named), unless
     ``skip_unreadable`` leaves it out and lists it in ``Inputs.unreadable``."""
     read: list[_Read] = []
@@ -87,6 +91,8 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
     sizes = [r.size for r in read]
     _say_what_changed(names, sizes, [r.name for r in read if r.converted], channels,
                       None if trained_resized else size)
+    if trained_resized and size is not None:
+        _say_if_squeezed_otherwise(names, sizes, size, trained_aspects)
     return Inputs(names, [r.stem for r in read], [r.image for r in read], sizes,
                   [r.original for r in read] if keep_originals else None,
                   tuple((name, str(exc)) for name, exc in unreadable))
@@ -165,6 +171,30 @@ def _say_what_changed(names: list[str], sizes: list[tuple[int, int]], converted:
         warn_user(f"{len(other)} of {len(names)} inputs differ in size from the model's {size[0]}x{size[1]} "
                   f"input and were resized to it (e.g. '{name}', {h}x{w}): check they are the kind of image "
                   "it learnt from")
+
+
+# How far (as a factor) an input's width to height may lie outside the training files' before its
+# squeeze to the model's input is said (review 52a: a 16:9 frame for a model of square ones).
+ASPECT_SLACK = 1.1
+
+
+def _say_if_squeezed_otherwise(names: list[str], sizes: list[tuple[int, int]], size: tuple[int, int],
+                               trained_aspects: list[float] | None) -> None:
+    """Inputs resized to the model's input as training resized its files, but of a shape no
+    training file had: squeezed or stretched in a way the model never saw."""
+    if not (isinstance(trained_aspects, list) and len(trained_aspects) == 2
+            and all(is_finite_number(a) and a > 0 for a in trained_aspects)):
+        return  # (a run of an earlier version, or data not read from files)
+    narrowest, widest = trained_aspects
+    other = [(n, (h, w)) for n, (h, w) in zip(names, sizes) if (h, w) != tuple(size) and
+             not narrowest / ASPECT_SLACK <= w / h <= widest * ASPECT_SLACK]
+    if other:
+        name, (h, w) = other[0]
+        shapes = f"{narrowest:.2f}" if narrowest == widest else f"{narrowest:.2f} to {widest:.2f}"
+        warn_user(f"{len(other)} of {len(names)} inputs are of another shape than every training file (e.g. "
+                  f"'{name}', {h}x{w}: width to height {w / h:.2f}, the training files' {shapes}): each was "
+                  f"squeezed to the model's {size[0]}x{size[1]} input otherwise than any training image was; crop "
+                  "or pad them to the training files' shape first")
 
 
 def _npz_images(path: Path) -> np.ndarray:

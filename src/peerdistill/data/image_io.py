@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import contextvars
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -318,9 +319,11 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
 
     if is_dicom(path):
         a = read_dicom(path, grey, dicom_window)
+        _note_read(a.shape[1], a.shape[0])
         return resized_planes(a, size) if size else a
 
     with opened(path) as im:
+        _note_read(im.width, im.height, im if grey else None)
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             if size:
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
@@ -330,8 +333,6 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
             _refuse_non_finite(a, path)
             a = a[..., None]
             return a if grey else np.repeat(a, 3, axis=-1)
-        if grey:
-            _count_grey_read(im)
         im = im.convert("L" if grey else "RGB")
         if size:
             im = im.resize((size[1], size[0]), Image.BILINEAR)
@@ -339,29 +340,56 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
         return a[..., None] if grey else a
 
 
-# What read_image has read grey (data.grey; DICOM files aside): how many files, and how many of
-# them held colour. A grey model that learnt from colour files read grey (fundus photographs, say)
-# takes colour inputs at predict as no news; one that learnt from grey files does not.
-GREY_READS: collections.Counter = collections.Counter()
+@dataclass
+class FilesRead:
+    """What read_image read within ``noting_reads``: the files' shapes (the narrowest and widest
+    width to height, before any resize: predict says when an input is squeezed as no training
+    file was), and of the files read grey (data.grey; DICOM files aside) how many held colour (a
+    grey model that learnt from colour files read grey, fundus photographs say, takes colour
+    inputs at predict as no news; one that learnt from grey files does not)."""
 
-
-class GreyReads:
-    """What read_image has read grey since it was made (``GREY_READS``)."""
-
-    def __init__(self):
-        self.start = GREY_READS.copy()
+    files: int = 0
+    narrowest: float = math.inf
+    widest: float = 0.0
+    read_grey: int = 0
+    colour_read_grey: int = 0
 
     def colour_share(self) -> float | None:
         """The share of the files read grey that held colour; None when none was read grey."""
-        since = GREY_READS - self.start
-        return round(since["colour"] / since["files"], 6) if since["files"] else None
+        return round(self.colour_read_grey / self.read_grey, 6) if self.read_grey else None
+
+    def aspects(self) -> list[float] | None:
+        """[narrowest, widest] width / height of the files read; None when none was."""
+        return [round(self.narrowest, 4), round(self.widest, 4)] if self.files else None
 
 
-def _count_grey_read(im) -> None:
-    GREY_READS["files"] += 1
-    if im.mode in COLOUR_MODES and not _grey_palette(im):  # (grey pixels stored as RGB are no colour)
-        rgb = np.asarray(im.convert("RGB"))
-        GREY_READS["colour"] += bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+_NOTING: contextvars.ContextVar[FilesRead | None] = contextvars.ContextVar("noting_reads", default=None)
+
+
+@contextlib.contextmanager
+def noting_reads() -> Iterator[FilesRead]:
+    """A record of the files read_image reads meanwhile (in this thread; nothing is kept outside one)."""
+    record = FilesRead()
+    token = _NOTING.set(record)
+    try:
+        yield record
+    finally:
+        _NOTING.reset(token)
+
+
+def _note_read(width: int, height: int, read_grey=None) -> None:
+    """Into the record being kept, if any: a file's shape, and, of a file read grey (its image,
+    ``read_grey``), whether it held colour (grey pixels stored as RGB are no colour)."""
+    record = _NOTING.get()
+    if record is None:
+        return
+    record.files += 1
+    record.narrowest, record.widest = min(record.narrowest, width / height), max(record.widest, width / height)
+    if read_grey is not None:
+        record.read_grey += 1
+        if read_grey.mode in COLOUR_MODES and not _grey_palette(read_grey):
+            rgb = np.asarray(read_grey.convert("RGB"))
+            record.colour_read_grey += bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
 def _refuse_non_finite(a: np.ndarray, path: Path) -> None:

@@ -27,8 +27,10 @@ NARROW_SHARE = 0.5
 # The share of the run's image files read grey (data.grey) that held colour (``data_info``; the
 # data loading counts it, image_io.GreyReads).
 COLOUR_READ_GREY = "colour_read_grey"
-# The keys of ``image_profile``, and that share (in a run's ``data_info``, and in the JSON beside an export).
-TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads", COLOUR_READ_GREY)
+# The narrowest and widest width / height of the run's image files (``data_info``; image_io.FilesRead).
+FILE_ASPECTS = "file_aspects"
+# The keys of ``image_profile``, and those two (in a run's ``data_info``, and in the JSON beside an export).
+TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads", COLOUR_READ_GREY, FILE_ASPECTS)
 # What such images usually are, and the fix (predict and eval say it alike).
 ANOTHER_SCALE_ADVICE = ("12-bit values in 16-bit files (divided by 65535), or DICOM files without a window scaled by "
                         "their stored range? Give them on the training images' scale (8-bit files, or a DICOM window, "

@@ -13,8 +13,8 @@ from ..errors import ConfigError, DataError, DataPlaceError, reworded, warn_user
 from .digests import file_sha256
 from ..npz_layout import NPZ_KEYS, NPZ_READ_ERRORS, npz_holds_one_set, one_set
 from .dicom import SATURATED, counting_dicom_reads, unlike_windows
-from .image_io import GreyReads
-from .image_profile import COLOUR_READ_GREY
+from .image_io import noting_reads
+from .image_profile import COLOUR_READ_GREY, FILE_ASPECTS
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, refuse_folds, to_labels
 
 
@@ -138,12 +138,13 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
     else:
         load = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
                 "csv": load_csv, "shapes": load_shapes, "folders": load_folders}[spec.kind]
-    grey_reads = GreyReads()
-    with counting_dicom_reads() as dicom:
+    with counting_dicom_reads() as dicom, noting_reads() as files:
         data = load(spec, stats=stats)
     data.info["dicom_files"] = dicom.files()  # (the run records it; eval compares windows where it is not 0)
-    if spec.grey and (share := grey_reads.colour_share()) is not None:  # (predict: colour inputs no news, or news)
+    if spec.grey and (share := files.colour_share()) is not None:  # (predict: colour inputs no news, or news)
         data.info[COLOUR_READ_GREY] = share
+    if files.aspects() is not None:  # (predict: an input squeezed as no training file was)
+        data.info[FILE_ASPECTS] = files.aspects()
     if spec.dicom_window is not None and not dicom.files():
         warn_user(f"data.dicom_window is set but the data at '{spec.root}' holds no DICOM file, so it windows "
                   "nothing: drop it (other images are read on their own scale)")
