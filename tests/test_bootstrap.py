@@ -125,7 +125,17 @@ def test_eval_bootstrap_adds_each_metrics_interval(tmp_path, capsys):
     assert scores["ensemble"]["ci95_high_accuracy"] == pytest.approx(high)
     assert {"ci95_low_auc", "ci95_high_ece", "ci95_low_recall_3"} <= set(scores["student1"])
     assert main(["eval", str(run), "--bootstrap", "40"]) == 0
-    assert "bootstrap over 40 resamples" in " ".join(capsys.readouterr().out.split())
+    printed = capsys.readouterr()
+    assert "bootstrap over 40 resamples" in " ".join(printed.out.split())
+    assert ("note: resampling biases ECE upward (repeated samples add noise to its bins, which it counts as "
+            "miscalibration), so its interval runs high") in " ".join(printed.err.split())
+    # a model whose ECE lies below its own interval is named (review 52d: 0.0085 against [0.0144, 0.0406])
+    from peerdistill.cli.eval_command import say_ece_intervals_run_high
+
+    say_ece_intervals_run_high({"student1": {"ece": 0.02, "ci95_low_ece": 0.01, "ci95_high_ece": 0.05},
+                                "ensemble": {"ece": 0.0085, "ci95_low_ece": 0.0144, "ci95_high_ece": 0.0406}})
+    assert ("may lie wholly above the ECE itself (here ensemble's 0.0085 against [0.0144, 0.0406]): read it as the "
+            "spread of resampled ECEs") in " ".join(capsys.readouterr().err.split())
     with pytest.raises(SystemExit) as stopped:  # argparse's own exit for a bad option value
         main(["eval", str(run), "--bootstrap", "many"])
     assert stopped.value.code == 2

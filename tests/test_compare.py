@@ -385,7 +385,12 @@ def test_teachers_trained_first_then_frozen_per_seed(tmp_path, capsys):
     assert any((seed0[k] != seed1[k]).any() for k in seed0), "each seed trains its own teacher"
     # two seeds, two pairs: the interval's width is said where the differences are shown
     said = "With two pairs the interval is 12.7 standard errors wide on each side"
-    assert said in result.markdown and said in " ".join(capsys.readouterr().out.split())
+    printed = " ".join(capsys.readouterr().out.split())
+    assert said in result.markdown and said in printed
+    # and how to read it, on the console too, where the table has no caption (review 52d)
+    from peerdistill.paired import ONE_TEST_SPLIT_CAVEAT, READING_CAVEAT
+
+    assert READING_CAVEAT in printed and ONE_TEST_SPLIT_CAVEAT in printed
 
     def row(setting, model):
         return next(r for r in result.rows if r["setting"] == setting and r["model"] == model

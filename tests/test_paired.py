@@ -365,3 +365,16 @@ def test_what_counts_as_a_number_and_a_count():
     assert [is_finite_number(v) for v in (0, -2, 0.5, True, math.nan, math.inf, "1", None)] == \
         [True, True, True, False, False, False, False, False]
     assert [is_count(v) for v in (0, 3, -1, True, False, 1.0, "2")] == [True, True, False, False, False, False, False]
+
+
+def test_differences_that_cancel_read_as_zero_not_a_roundings_minus_zero():
+    """Review 52d: seed differences of -7, +13 and -6 samples in 360 summed to -3.7e-17: '-0.0000'."""
+    from peerdistill.paired import differences_csv
+
+    values, baseline = [0.9 - 7 / 360, 0.9 + 13 / 360, 0.9 - 6 / 360], [0.9] * 3
+    d = paired_difference(values, baseline, "accuracy")
+    assert d.mean == 0.0 and d.cell().startswith("+0.0000 [-0.0778, +0.0778] 1/3 better")
+    row = differences_csv([{"setting": "kd", "baseline": "independent", "model": "best student", "metric": "accuracy",
+                            "difference": d, "folds": None}]).splitlines()[1]
+    assert row.startswith("kd,independent,best student,accuracy,0.000000,")
+    assert paired_difference([0.5 + 1e-6], [0.5], "accuracy").mean == pytest.approx(1e-6)  # (a real one stays)

@@ -4,7 +4,9 @@ probabilities say how often it is right, fitted on the validation split.
 A model's probabilities p become ``softmax(log p / T)``: for a single model that is
 ``softmax(logits / T)``, and for the students' ensemble it tempers the mean of their
 probabilities as if it were one model. T > 1 softens an overconfident model, T < 1 sharpens an
-underconfident one; the class ranking, hence accuracy and AUC, stays as it was. T is the one
+underconfident one; each sample's most probable class, hence accuracy, stays as it was (and a
+two-class AUC; a multi-class one ranks each class's probability across samples, which the
+tempering may reorder, so eval reports the AUC of the untempered probabilities). T is the one
 that minimises the negative log-likelihood of the validation labels. Distilled students learn
 from softened targets and often come out miscalibrated (docs/results.md, PneumoniaMNIST), which
 is why a classifier shipped for clinical use is worth tempering."""

@@ -36,7 +36,8 @@ from .errors import (ConfigError, DataNote, PeerdistillError, SplitError, Traini
                      warn_user)
 from .metrics import CALIBRATION_METRICS, headed, metric_family, ranking_score, unpaired_metric
 from .operating_point import parse_rule
-from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, caption, default_baseline, difference_rows,
+from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, ONE_TEST_SPLIT_CAVEAT, READING_CAVEAT, caption,
+                     default_baseline, difference_rows,
                      metrics_not_paired_note,
                      differences, differences_csv, two_pairs_caveat, unpaired_note)
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
@@ -356,8 +357,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
                              console.width))
         if apart:  # (compare.md's caption says it too: the console table alone left them out in silence)
             console.print(unpaired_note(baseline, apart))
-        if folds:
-            console.print(FOLDS_CAVEAT)
+        console.print(READING_CAVEAT)
+        console.print(FOLDS_CAVEAT if folds else ONE_TEST_SPLIT_CAVEAT)
         if pairs == 2:
             console.print(two_pairs_caveat(folds))
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")

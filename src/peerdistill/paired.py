@@ -76,6 +76,7 @@ def paired_difference(values: list[float], baseline: list[float], metric: str,
     if not n:
         return Difference(math.nan, math.nan, math.nan, 0, 0 if has_direction(metric) else None)
     mean, sd = mean_and_sample_std(diffs)
+    mean = 0.0 if abs(mean) < 1e-12 * max(1.0, *map(abs, diffs)) else mean  # (review 52d: a rounding's -0.0000)
     sign = -1 if lower_is_better(metric) else 1
     better = sum(sign * d > 0 for d in diffs) if has_direction(metric) else None
     tied = sum(d == 0 for d in diffs)
@@ -266,7 +267,7 @@ def two_pairs_caveat(folds: int | None) -> str:
             f"little, and may reach past the metric's range; {more} give one that can.")
 
 
-# Said under a cross-validated comparison's differences, in compare.md and on the console alike
+# Said under a comparison's differences without folds, in compare.md and on the console alike.
 # Review 45c: with one test split, the t interval over seeds holds the seeds' spread on these test
 # images alone; where two settings err on different images it excludes 0 far more often than 5% of
 # the time under no true difference (simulated: 9% to 71%, by how much a model's mistakes repeat).
@@ -274,11 +275,16 @@ ONE_TEST_SPLIT_CAVEAT = ("Every pair is scored on the same test images, so the i
                          "them and not how far other test images could move the difference: one that excludes 0 "
                          "may not hold on new images (--folds scores other test images; eval --bootstrap bounds "
                          "each figure).")
+# Said under a cross-validated comparison's differences, in compare.md and on the console alike.
 FOLDS_CAVEAT = ("Every seed runs the same folds, so a fold's runs are averaged over the seeds and the folds are the "
                 "pairs; their differences are not independent either (each fold trains on the others' test images, "
                 "and with more than two folds they share most of their training data): "
                 "the interval is widened for it (the corrected resampled t of Nadeau & Bengio, variance times "
-                "1/K + 1/(K-1) for K folds, in place of 1/K), which is still an approximation.")
+                "1/K + 1/(K-1) for K folds, in place of 1/K, 1/(K-1) being a fold's test images over the rest, "
+                "its validation images counted with its training ones), which is still an approximation.")
+# Said on the console under the differences table, whose cells carry no caption (review 52d).
+READING_CAVEAT = ("An interval holding 0 does not tell the two apart, and each stands alone, unadjusted for the many "
+                  "shown: judge by the one figure chosen before looking.")
 UNCORRECTED_FOLDS_CAVEAT = ("The folds' differences are not independent (each fold trains on the others' test images), "
                             "and "
                             "these intervals, written by an earlier version as if they were, are narrower than they "

@@ -15,6 +15,7 @@ from ..errors import ConfigError, warn_user
 from ..npz_layout import npz_holds_one_set
 from ..json_files import read_json
 from ..run_files import RUN_FILE
+from ..values import is_finite_number
 from .consoles import console, err_console
 from .decoding import decoding_from
 from .notes import (say_distance_unit, say_ensemble_of_one, say_how_to_read_differences,
@@ -120,6 +121,19 @@ def _decoded_with(decoding_overrides: list[str]) -> str:
     return f", boxes decoded with {', '.join(decoding_overrides)}" if decoding_overrides else ""
 
 
+def say_ece_intervals_run_high(scores) -> None:
+    """ECE's bootstrap interval is biased upward (review 52d: one lay wholly above its ECE): said,
+    naming a model whose ECE lies below its own interval where one does."""
+    below = [(m, f) for m, f in scores.items() if is_finite_number(f.get("ece")) and
+             is_finite_number(f.get("ci95_low_ece")) and f["ece"] < f["ci95_low_ece"]]
+    here = (f" (here {below[0][0]}'s {below[0][1]['ece']:.4f} against [{below[0][1]['ci95_low_ece']:.4f}, "
+            f"{below[0][1]['ci95_high_ece']:.4f}])" if below else "")
+    err_console.print(f"note: resampling biases ECE upward (repeated samples add noise to its bins, which it counts "
+                      f"as miscalibration), so its interval runs high and may lie wholly above the ECE itself{here}: "
+                      "read it as the spread of resampled ECEs, not as bounds on the ECE (two models' ECEs are "
+                      "better compared by --baseline's paired differences, where the bias partly cancels)", highlight=False, soft_wrap=True)
+
+
 def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data_spec: DataSpec | None,
                  decoding_overrides: list[str], decoding: dict | None) -> None:
     """eval's tables on the console, titled with the data scored, and the notes under them."""
@@ -143,6 +157,8 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
         of = f"its {groups} groups ({_group_key(data_spec, meta)})" if groups else "its samples"
         show(interval_table(scores, f"{title}: [95% interval, bootstrap over {ns.bootstrap} resamples of {of}]",
                             summary))
+        if "ece" in summary:
+            say_ece_intervals_run_high(scores)
         if ns.baseline:
             from ..metrics import unpaired_metric
 
