@@ -85,8 +85,15 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     meta = json.loads((out / "r" / "run.json").read_text())
     for m in meta["members"]:  # the parameters the run then recorded, model by model
         assert re.search(rf"{m['name']} . {m['role']} . cnn . {m['parameters']:,} . yes", printed), m
-    assert ("data: 1,077 train, 360 val, 360 test samples of 1x8x8, 10 classes" in printed
-            and "4 knowledge edge(s): student1/kl<-teacher, student2/kl<-teacher" in printed)
+    assert "data: 1,077 train, 360 val, 360 test samples of 1x8x8, 10 classes" in printed
+    # every edge, with the weight and temperature the run gives it (review 52f: 8 names and '...')
+    assert "train --dry-run: 4 knowledge edge(s)" in printed
+    for edge in meta["edges"]:
+        name = f"{edge['target']}/kl<-{edge['source']}"
+        assert re.search(rf"{re.escape(name)} . kl . {edge['weight']:g} . {edge['temperature']:g}", printed), name
+    assert "the edges' weights rise to these over the first 5 epoch(s) (distill.rampup_epochs)" in printed
+    assert meta["teacher_weighting"] == "weighted" and meta["supervised_weights"] == {}
+    assert [m.get("weight") for m in meta["members"]] == [1.0, None, None]  # (a teacher's share of the average)
     assert f"training: 2 epoch(s) of {1077 // 128} step(s), batch 128, on cpu, fp32" in printed
     assert f"the run would be written to '{out / 'r'}'. Nothing was written" in printed
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (out / "r").rglob("*"))
@@ -1817,3 +1824,20 @@ def test_workers_asked_for_data_held_in_memory_are_said_unused_and_not_recorded_
     with pytest.warns(TrainingAdvice, match="train.num_workers=2 is not used: this data is held in memory"):
         train_from_config(validate(tree), progress=False)
     assert json.loads((tmp_path / "w" / "run.json").read_text())["speed"]["data_workers"] == 0
+
+
+def test_the_dry_run_says_how_teachers_combine_and_how_heads_weigh_their_own_loss(tmp_path, capsys):
+    """Review 52f: a CA-MKD run and a weighted one read alike, and (1 - self_alpha) was nowhere before training."""
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    run_cli("train", recipes / "digits-multi-teacher.yaml", f"out_dir={tmp_path}", "--dry-run")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "teachers combined by a weighted average (teacher1 1, teacher2 0.5)" in printed
+    run_cli("train", recipes / "digits-multi-teacher.yaml", f"out_dir={tmp_path}", "distill.teacher_weighting=confidence",
+            "teachers.1.weight=1", "--dry-run")
+    assert ("teachers combined per sample by how well each predicts the labels (CA-MKD, teacher_weighting: "
+            "confidence)") in " ".join(capsys.readouterr().out.split())
+    run_cli("train", recipes / "digits-self.yaml", f"out_dir={tmp_path}", "--dry-run")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "own label loss weighed student1@features.2 0.5, student1@features.6 0.5" in printed
+    assert re.search(r"student1@features.2/kl<-student1 . kl . 0.5 . 3", printed)
+    assert re.search(r"student1@features.2/hint<-student1 . hint . 0.1 . +│", printed)  # (no temperature read)

@@ -22,10 +22,7 @@ def print_run_plan(plan, console, err_console) -> None:
     console.print(f"data: {sizes['train']:,} train, {sizes['val']:,} val, {sizes['test']:,} test samples of "
                   f"{'x'.join(map(str, plan.input_shape))}, {len(plan.class_names)} classes "
                   f"({escape(first_few(plan.class_names, 10))})", highlight=False)
-    edges = f"{len(plan.edges)} knowledge edge(s): {escape(first_few(plan.edges, 8))}" if plan.edges else \
-        "no knowledge edge (each model learns from the labels alone)"
-    connectors = f"; {plan.connectors} connector(s) between maps of other sizes" if plan.connectors else ""
-    console.print(edges + connectors, highlight=False, soft_wrap=True)
+    _print_edges(plan, console)
     speed = plan.speed
     packed = f"; students packed into one network: {'; '.join(' + '.join(g) for g in plan.packed)}" if plan.packed \
         else ""
@@ -42,6 +39,41 @@ def print_run_plan(plan, console, err_console) -> None:
         # (the data's and the first forward's warnings above are given by a run too, each time it is set up)
         err_console.print(f"{len(plan.warnings)} of the warnings above would be given as training starts and kept in "
                           "run.json (training_warnings)", highlight=False)
+
+
+def _print_edges(plan, console) -> None:
+    """Every knowledge edge with the weight and temperature the run gives it (review 52f: 8 names
+    and '...', the weights nowhere before training), and what else the graph decides."""
+    if not plan.edges:
+        console.print("no knowledge edge (each model learns from the labels alone)")
+    elif plan.edge_details:
+        table = Table(title=f"train --dry-run: {len(plan.edges)} knowledge edge(s)")
+        for column, justify in (("edge", "left"), ("kind", "left"), ("weight", "right"), ("temperature", "right")):
+            table.add_column(column, justify=justify)
+        for e in plan.edge_details:
+            table.add_row(escape(e["name"]), e["kind"], f"{e['weight']:g}",
+                          "" if e["temperature"] is None else f"{e['temperature']:g}")
+        console.print(table)
+    else:  # (a plan made without the details)
+        console.print(f"{len(plan.edges)} knowledge edge(s): {escape(', '.join(plan.edges))}", highlight=False,
+                      soft_wrap=True)
+    extras = [f"the edges' weights rise to these over the first {plan.rampup_epochs} epoch(s) (distill.rampup_epochs)"
+              ] if plan.edges and plan.rampup_epochs else []
+    if plan.teacher_weighting == "confidence":
+        extras.append("teachers combined per sample by how well each predicts the labels (CA-MKD, "
+                      "teacher_weighting: confidence)")
+    elif plan.teacher_weighting is not None:
+        weights = [f"{m['name']} {m.get('weight', 1.0):g}" for m in plan.members if m["role"] == "teacher"]
+        extras.append(f"teachers combined by a weighted average ({', '.join(weights)})")
+    if plan.supervised_weights:
+        extras.append("own label loss weighed " + ", ".join(f"{escape(name)} {weight:g}"
+                                                             for name, weight in plan.supervised_weights.items()))
+    if plan.connectors:
+        extras.append(f"{plan.connectors} connector(s) between maps of other sizes")
+    if plan.critics:
+        extras.append(f"{plan.critics} critic(s) trained beside the models (holistic edges' discriminators)")
+    if extras:
+        console.print("; ".join(extras), highlight=False, soft_wrap=True)
 
 
 def _where_the_run_goes(plan) -> str:

@@ -21,7 +21,8 @@ PRESET_DOCS = {
               "exchange logits and features (Niyaz et al., learning styles, 2022)",
     "styles-logits": "ablation of styles: every student learns the teacher's logits; students exchange logits",
     "styles-features": "ablation of styles: every student learns the teacher's features; students exchange features",
-    "multi-teacher": "the weighted average of several teachers' soft targets -> each student",
+    "multi-teacher": "several teachers' soft targets, averaged by their weights (or per sample by how well each "
+                     "predicts the labels: teacher_weighting confidence, CA-MKD) -> each student",
     "self": "each model's deepest classifier -> its own shallow heads, plus feature hints (Be Your Own Teacher)",
 }
 TEACHER_PRESETS = ("kd", "kd+ml", "styles", "styles-logits", "styles-features", "multi-teacher")

@@ -110,10 +110,14 @@ class RunRecords:
             "roles": self.cohort.roles(),
             "members": [
                 {"name": m.name, "role": m.role, "frozen": m.frozen, "spec": m.spec, "heads": m.head_layers,
-                 "parameters": count_exported_parameters(m.module)}
+                 "parameters": count_exported_parameters(m.module), **({"weight": m.weight} if m.role == "teacher" else {})}
                 for m in self.cohort.members
             ],
             "edges": self.graph.to_list(),
+            # how a `teachers` edge combines them (review 52f: a CA-MKD run read as a weighted one), and
+            # the outputs whose own loss weighs other than 1 (self-distillation heads: 1 - self_alpha)
+            "teacher_weighting": self.graph.teacher_weighting,
+            "supervised_weights": dict(self.graph.supervised_weights),
             "connectors": dict(self._connector_keys),
             "discriminators": dict(self._discriminator_keys),
             # train.batch_size is the global batch: each of the processes takes its share.

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.cohort_spec import SOFTENED_KINDS
+from ..graph import TEACHERS
 from .artifacts import kept_aside_when_replaced
 from .records import count_exported_parameters
 
@@ -34,6 +36,12 @@ class RunPlan:
     speed: dict[str, Any]  # the speed settings resolved for the device: precision, channels_last, compile...
     packed: list[list[str]] = field(default_factory=list)  # students run as one packed network
     warnings: list[str] = field(default_factory=list)  # what training would warn of first
+    # each edge's name, kind, weight and temperature (None for kinds that read none), as the run builds it
+    edge_details: list[dict[str, Any]] = field(default_factory=list)
+    critics: int = 0  # the discriminators of holistic edges, trained beside the models
+    rampup_epochs: int = 0  # the epochs over which the edges' weights rise to their own
+    teacher_weighting: str | None = None  # how edges from `teachers` combine them (None: no such edge)
+    supervised_weights: dict[str, float] = field(default_factory=dict)  # outputs whose own loss weighs other than 1
 
 
 def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
@@ -44,9 +52,15 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
         split_sizes={split: len(getattr(data, split)) for split in ("train", "val", "test")},
         input_shape=list(data.input_shape), class_names=[str(c) for c in data.class_names],
         members=[{"name": m.name, "role": m.role, "frozen": m.frozen, "parameters": count_exported_parameters(m.module),
-                  "architecture": (m.spec or {}).get("arch") or type(m.module).__name__}
+                  "architecture": (m.spec or {}).get("arch") or type(m.module).__name__, "weight": m.weight}
                  for m in trainer.cohort.members],
         edges=[edge.name for edge in trainer.graph.edges], connectors=len(trainer.connectors),
+        edge_details=[{"name": e.name, "kind": e.kind, "weight": e.weight,
+                       "temperature": e.temperature if e.kind in SOFTENED_KINDS else None} for e in trainer.graph.edges],
+        critics=len(trainer.discriminators), rampup_epochs=trainer.rampup_epochs,
+        teacher_weighting=(trainer.graph.teacher_weighting
+                           if any(e.source == TEACHERS for e in trainer.graph.edges) else None),
+        supervised_weights=dict(trainer.graph.supervised_weights),
         epochs=trainer.train_spec.epochs, steps_per_epoch=len(trainer.train_batches),
         batch_size=trainer.train_spec.batch_size, device=str(trainer.device), speed=trainer.speed.to_dict(),
         packed=[list(names) for names, _ in trainer.groups], warnings=list(said))
