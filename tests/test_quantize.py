@@ -298,6 +298,18 @@ def test_an_int8_file_with_a_threshold_is_checked_on_the_calls_predict_makes(tmp
     from peerdistill.export import kept_by_int8
 
     assert f"keeps the fp32 call at the threshold {side['threshold']:.4g} for" in kept_by_int8(result.int8, None)
+    # the threshold is the rule's pick on the int8 graph's own validation probabilities (review 52e: the
+    # fp32 model's pick left the int8 file short of 'sensitivity=0.95' on the split the rule was fitted on)
+    from peerdistill.operating_point import choose_threshold, parse_rule
+
+    splits = build_data(saved_data_spec(meta), stats=meta["data_stats"])
+    val = [_session(p).run(None, {"input": splits.val.x.numpy()})[0] for p in (fp32, result.path)]
+    picks = [choose_threshold(np.exp(z[:, 1]) / np.exp(z).sum(axis=1), splits.val.y.numpy(), parse_rule("sensitivity=0.95"))
+             for z in val]
+    assert side["threshold"] == pytest.approx(picks[1], abs=1e-7)
+    int8_val = np.exp(val[1][:, 1]) / np.exp(val[1]).sum(axis=1)
+    positives = splits.val.y.numpy() == 1
+    assert (int8_val[positives] >= side["threshold"]).mean() >= 0.95
 
 
 def _graph(path, bias=None):

@@ -237,6 +237,16 @@ def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, stu
                           class_dice, judged, threshold)
 
 
+def graph_probabilities(path: Path, x: np.ndarray, output: str, students: int = 1) -> np.ndarray:
+    """The class probabilities an ONNX graph of ``output`` gives for inputs ``x`` (float64)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    step = batch_size(x)
+    return np.concatenate([_probabilities(session.run(None, {"input": x[i:i + step]})[0], output, students)
+                           for i in range(0, len(x), step)])
+
+
 def _probabilities(out: np.ndarray, output: str, students: int) -> np.ndarray:
     out = out.astype(np.float64)
     if output == "probabilities":
