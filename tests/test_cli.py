@@ -439,12 +439,16 @@ def test_what_is_given_instead_of_a_run_directory_is_named(tmp_path, capsys):
     (run / "run.json").write_text("{}")
     (tmp_path / "plain").mkdir()
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "student1.safetensors").write_bytes(b"x")
     starting = tmp_path / "starting"  # created and locked by train, its run.json not yet written
     starting.mkdir()
     fd = run_lock.hold(starting)
     try:
         for given, message in ((run / "run.json", f"is a file of a run: give its folder, '{run}'"),
                                (tmp_path / "notes.txt", "is a file, not a peerdistill run directory"),
+                               (tmp_path / "student1.safetensors", "holds weights alone (no architecture, classes or "
+                                "standardisation): give the run's folder, where train wrote run.json, or a .onnx "
+                                "export of it"),
                                (tmp_path / "plain", "is not a peerdistill run directory (no run.json)"),
                                (starting, "is a run that has just started"),
                                (tmp_path, f"'{tmp_path}' is not a run but holds runs (1: run): give one of them, "

@@ -583,6 +583,7 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
     assert "nothere.onnx' does not exist" in refused(tmp_path / "nothere.onnx", images, "--out", tmp_path / "p.csv")
     side = tmp_path / "m.json"
     good = side.read_text()
+    assert json.loads(good)["window_overlap"] is None  # (a segmentation field: a classifier's JSON holds none)
     side.write_text("{not json")
     assert "m.json' is not valid JSON" in refused(onnx, images, "--out", tmp_path / "p.csv")
     side.write_text("{}")
@@ -597,7 +598,12 @@ def test_predict_mistakes_are_one_clear_message(digits_run, tmp_path, capsys):
                        ({"threshold": 0.5}, "its threshold 0.5 is on the positive class's probability, for a two-class "
                                             "classifier; this is a 10-class classification model"),
                        ({"output": "scores"}, "its output is 'scores': input should be 'logits', 'probabilities' or "
-                                              "'student_logits'")):
+                                              "'student_logits'"),
+                       # (review 52e: an onnxruntime error cut off mid-sentence; impossible values taken in silence)
+                       ({"window": 16}, "its window 16 is the sliding window a segmentation model predicts whole "
+                                        "images by; this is a classification model, which takes whole inputs: remove it"),
+                       ({"quantized": "float16"}, "its quantized is 'float16': input should be 'int8'"),
+                       ({"tta": "rot90"}, "its tta is 'rot90': input should be 'hflip' or 'flips'")):
         side.write_text(json.dumps({**json.loads(good), **edit}))
         assert f"m.json' is damaged: {said}; export the model again" in refused(
             onnx, images, "--out", tmp_path / "p.csv"), edit

@@ -45,6 +45,9 @@ class SidecarRecord(Record):
     detection: DetectionRecord | None = None
     temperature: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
     threshold: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = None
+    # (review 52e: impossible values were taken in silence)
+    quantized: Literal["int8"] | None = None
+    tta: Literal["hflip", "flips"] | None = None
 
     @field_validator("threshold")
     @classmethod
@@ -64,6 +67,9 @@ class SidecarRecord(Record):
             raise ValueError("a detector's JSON holds its detection settings (head layout and box decoding), and only "
                              "a detector's")
         check_detection_fits(self.detection, self.num_classes, self.input_shape)
+        if self.window is not None and self.task != "segmentation":  # (review 52e: an onnxruntime error, cut off)
+            raise ValueError(f"its window {self.window} is the sliding window a segmentation model predicts whole "
+                             f"images by; this is a {self.task} model, which takes whole inputs: remove it")
         if self.output == "student_logits" and self.ensemble_of is None:
             raise ValueError("its output is the students' logits side by side, but it does not say how many "
                              "(ensemble_of)")
@@ -109,7 +115,8 @@ def model_info(meta: dict, output: str) -> dict:
     info["training_images"] = {k: v for k, v in (meta.get("data_info") or {}).items() if k in TRAINING_IMAGE_KEYS}
     if meta.get("input_stats"):  # a run trained from a Dataset: what its models saw, as the Dataset prepared it
         info["input_stats"] = meta["input_stats"]
-    window, info["window_overlap"] = saved_window(meta)
+    window, overlap = saved_window(meta)
+    info["window_overlap"] = overlap if meta.get("task") == "segmentation" else None  # (a segmentation field)
     if output == STUDENT_LOGITS:  # the students side by side: how many, to average them after the window
         info["ensemble_of"] = student_count(meta)
     info["window"] = window[0] if window else None  # square: one number in the sidecar

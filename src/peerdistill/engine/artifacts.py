@@ -854,6 +854,9 @@ def _not_a_run(path: Path) -> str:
             return f"'{path}' is a file of a run: give its folder, '{path.parent}'"
         if path.suffix.lower() == ".onnx":  # (review 46e: an export, given to eval to score it)
             return _an_export_is_no_run(path)
+        if path.suffix.lower() == ".safetensors":  # (review 52e: an export of weights alone)
+            return (f"'{path}' holds weights alone (no architecture, classes or standardisation): give the run's "
+                    "folder, where train wrote run.json, or a .onnx export of it")
         return f"'{path}' is a file, not a peerdistill run directory: give the folder where train wrote run.json"
     if run_lock.is_held(path):
         return f"'{path}' is a run that has just started: its run.json is written in a moment, try again then"
