@@ -353,6 +353,13 @@ def _onnx_model(path: Path, decoding: dict | None = None):
     return info, run
 
 
+def _said_by_onnxruntime(exc: Exception) -> str:
+    """onnxruntime's message, its lines joined (review 52e: the first one stopped mid-sentence, which
+    index got which size on the next), kept short."""
+    said = " ".join(str(exc).split())
+    return said if len(said) <= 300 else said[:297] + "..."
+
+
 def _check_detector_outputs(session, info: dict, path: Path, side: Path, fix: str) -> None:
     """A detector's graph gives, for an input of its size, one row per point of every level of
     its head ([1, A, classes + 4 (reg_max + 1)]), as the JSON's detection settings read it (a
@@ -365,7 +372,7 @@ def _check_detector_outputs(session, info: dict, path: Path, side: Path, fix: st
         out = session.run(None, {"input": np.zeros([1, info["input_shape"][0], height, width], np.float32)})[0]
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own types
         raise CheckpointError(f"'{path}' does not run on the inputs '{side}' describes "
-                              f"({str(exc).splitlines()[0][:200]}): {fix}") from None
+                              f"({_said_by_onnxruntime(exc)}): {fix}") from None
     if tuple(out.shape) != expected:
         raise CheckpointError(f"'{path}' gives outputs of shape {list(out.shape)}, but '{side}' describes a detector "
                               f"whose outputs are {list(expected)} ({d['num_classes']} classes, reg_max "
@@ -407,7 +414,7 @@ def _check_graph_fits(session, info: dict, path: Path, side: Path) -> None:
         out = session.run(None, {"input": np.zeros([1, info["input_shape"][0], *probe_size], np.float32)})[0]
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own types
         raise CheckpointError(f"'{path}' does not run on the inputs '{side}' describes "
-                              f"({str(exc).splitlines()[0][:200]}): {fix}") from None
+                              f"({_said_by_onnxruntime(exc)}): {fix}") from None
     students = (info.get("ensemble_of") or 1) if info["output"] == STUDENT_LOGITS else 1  # their maps side by side
     channels = info["num_classes"] * students
     dims = 2 if info["task"] == "classification" else 4
