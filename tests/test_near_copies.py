@@ -195,6 +195,8 @@ def test_eval_marks_and_warns_of_near_copies_in_the_runs_own_test_split(tmp_path
                  "teacher=null", "distill.preset=independent", "train.epochs=1", "train.batch_size=8", "--quiet"]) == 0
     said = " ".join(capsys.readouterr().err.split())
     assert "1 of 9 test inputs are near-copies of training images ('test/b/test8.png' ~ 'train/a/train5.png'" in said
+    assert main(["eval", str(tmp_path / "r")]) == 0  # (looked for with a per-sample table: compare re-scores quietly)
+    assert "near-copies" not in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "r"), "--per-sample", str(tmp_path / "s.csv")]) == 0
     assert ("1 of 9 scored inputs are near-copies of training images ('test/b/test8.png' ~ 'train/a/train5.png'; as training "
             "warned): their figures are not wholly held out; --per-sample marks each (near_copy_of)") in \

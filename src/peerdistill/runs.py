@@ -244,7 +244,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         _warn_of_fitting_on_what_is_scored(own, data, split, rule is not None, temperature_scaling)
     data = check_compatible(data, meta)
     scored_count = len(data.split(split))
-    trained_on = warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python)
+    trained_on = warn_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python,
+                                        near_copies_asked=per_sample is not None)
     dev = resolve_device(device)
     cohort.to(dev)
     task = task_for(meta, decoding)

@@ -42,17 +42,20 @@ class TrainingOverlap:
 
 
 def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: DataSplits, split: str,
-                           data_spec: DataSpec | None, given_in_python: bool) -> TrainingOverlap:
+                           data_spec: DataSpec | None, given_in_python: bool,
+                           near_copies_asked: bool = False) -> TrainingOverlap:
     """Every warning of what ``split`` of ``data`` holds, before it is scored: the run's own
-    training and validation samples (by file name, or by content for data saved anew), near-copies
-    of its training images, another scale, another DICOM window, or a part of other data cut as
-    training cut the run's. Returns what of the scored samples the run trained on."""
+    training and validation samples (by file name, or by content for data saved anew), with
+    ``near_copies_asked`` (a per-sample table) near-copies of its training images, another scale,
+    another DICOM window, or a part of other data cut as training cut the run's. Returns what of
+    the scored samples the run trained on. (Near-copies are looked for only where asked: training
+    warned of them, and compare scoring its runs again would repeat it for each.)"""
     seen = seen_in_training(run_dir, data.split(split), kept=bool(meta.get("train_digests")))
     read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
     own_split = (data_spec is None and not given_in_python) or (
         data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec, meta.get("data_spec"))
         and not _split_differently(data_spec, meta.get("data_spec")))
-    near = _near_copies_scored(data, split, seen) if own_split else None
+    near = _near_copies_scored(data, split, seen) if own_split and near_copies_asked else None
     return TrainingOverlap(_warned_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python, seen,
                                                      read_from_run_source), near)
 
