@@ -203,6 +203,12 @@ def test_train_resume_of_a_run_an_overwrite_killed_outright_puts_the_old_one_bac
     assert ("stays beside it in 'r.kept-20261207-010203'" in err) == (left == "run.json only")
     assert "kept-TIME" not in err
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("r.kept")) == ["r"]
+    # report, the command tried first after a crash, puts it back too (review 52c: "not a run", the run hidden)
+    (tmp_path / "r").rename(tmp_path / f".replaced-r.{pid}")
+    (tmp_path / "r").mkdir()
+    assert main(["report", str(tmp_path / "r")]) == 0
+    assert "is the run an --overwrite replaced, put back" in " ".join(capsys.readouterr().err.split())
+    assert (tmp_path / "r" / "report.html").is_file() and not list(tmp_path.glob(".replaced-*"))
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"
 
 
@@ -401,3 +407,48 @@ def test_the_final_writes_follow_each_other_without_the_costs_between(tiny_data,
     trainer(make_cohort(), run_dir=tmp_path / "r").fit(tiny_data)
     assert seen == ["running"]
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_second_interruption_while_the_run_is_marked_stopped_leaves_it_marked(tmp_path, monkeypatch):
+    """Review 52c: a second Ctrl-C or SIGTERM during the marking left run.json or metrics.json at
+    'running' (or a temporary file beside them)."""
+    import os
+    import signal
+
+    from peerdistill.engine import artifacts
+    from peerdistill.engine.artifacts import RunDir, mark_stopped
+
+    (tmp_path / "r").mkdir()
+    for name in ("run.json", "metrics.json"):
+        (tmp_path / "r" / name).write_text(json.dumps({"status": "running"}))
+    real = artifacts.write_json
+
+    def interrupted_again(path, record):
+        os.kill(os.getpid(), signal.SIGINT)
+        real(path, record)
+
+    def interrupt(signum, frame):  # as the command line's handler: an interruption, at once
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifacts, "write_json", interrupted_again)
+    before = signal.signal(signal.SIGINT, interrupt)
+    try:
+        mark_stopped(RunDir(tmp_path / "r"), KeyboardInterrupt())
+        assert signal.getsignal(signal.SIGINT) is interrupt  # (the handler back as it was)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert [json.loads((tmp_path / "r" / name).read_text())["status"] for name in ("run.json", "metrics.json")] == \
+        ["stopped", "stopped"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["metrics.json", "run.json"]
+
+
+def test_resume_of_the_empty_folder_a_kill_in_the_first_second_left_says_to_start_again(tmp_path, capsys):
+    from peerdistill.cli import main
+
+    (tmp_path / "r").mkdir()
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 2
+    assert (f"cannot resume '{tmp_path / 'r'}': the folder is empty, the run stopped before it wrote anything, so "
+            "there is nothing to resume: run the same train command again (without --resume)") in \
+        " ".join(capsys.readouterr().err.split())

@@ -546,6 +546,12 @@ def test_a_missing_or_cut_resume_checkpoint_is_named_as_such(tmp_path):
         (tmp_path / "last.pt").write_bytes(whole[:cut])
         with pytest.raises(CheckpointError, match="cannot read resume checkpoint .*truncated or corrupt"):
             load_resume_state(tmp_path / "last.pt")
+    # text in its place (review 52c: a traceback, KeyError 101; or a fragment of it named as an object)
+    for text in (b"hello\n", b"checkpoint moved to backup server\n"):
+        (tmp_path / "last.pt").write_bytes(text)
+        with pytest.raises(CheckpointError, match=r"cannot read resume checkpoint .* \(it is not the zip archive torch "
+                                                  r"saves a checkpoint as\): it is truncated or corrupt"):
+            load_resume_state(tmp_path / "last.pt")
 
 
 def test_overwrite_of_a_run_folder_that_is_a_symbolic_link_is_refused_before_anything_moves(tmp_path):

@@ -1,6 +1,9 @@
 """The names of a run directory's files, in a module without torch: the command line reads them
 before it imports anything heavy."""
 
+import glob
+from pathlib import Path
+
 RUN_FILE = "run.json"  # what the run is: task, classes, models, data; "status" last of all
 METRICS_FILE = "metrics.json"  # its figures: every epoch's, the best epoch's, the test split's
 CONFIG_FILE = "config.yaml"  # the config it was trained with, every default written out
@@ -11,6 +14,13 @@ COMPARISON_TABLES = ("compare.csv", "compare.md", "differences.csv")  # what com
 # first checkpoint, then renamed again (DELETING_PREFIX) and deleted (engine/artifacts.py)
 REPLACED_PREFIX = ".replaced-"
 DELETING_PREFIX = ".deleting-"
+
+
+def left_aside_beside(run_dir: Path) -> bool:
+    """Whether an --overwrite of ``run_dir`` left a run renamed aside beside it (review 50a), which
+    ``engine.artifacts.finish_replacing`` puts back or deletes."""
+    name = glob.escape(run_dir.name)
+    return any(next(run_dir.parent.glob(f"{prefix}{name}.*"), None) for prefix in (REPLACED_PREFIX, DELETING_PREFIX))
 
 
 def listed_warnings(record, key: str) -> list[str]:

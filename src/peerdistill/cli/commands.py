@@ -4,7 +4,6 @@ imports what it runs (torch with it) once its arguments are checked."""
 from __future__ import annotations
 
 import argparse
-import glob
 from pathlib import Path
 
 from ..config import (RunConfig, apply_overrides, default_config, load_config, load_config_file, load_saved_config,
@@ -12,7 +11,7 @@ from ..config import (RunConfig, apply_overrides, default_config, load_config, l
 from ..errors import ConfigError
 from ..json_files import read_json
 from ..launcher import launched_world
-from ..run_files import CONFIG_FILE, DELETING_PREFIX, REPLACED_PREFIX, RUN_FILE
+from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
 from .notes import (say_distance_unit, say_ensemble_of_one, say_what_detection_figures_are,
@@ -50,18 +49,12 @@ def _dry_run(ns: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
-def _left_aside_beside(run_dir: Path) -> bool:
-    """Whether an --overwrite of ``run_dir`` left a run renamed aside beside it (review 50a)."""
-    name = glob.escape(run_dir.name)
-    return any(next(run_dir.parent.glob(f"{prefix}{name}.*"), None) for prefix in (REPLACED_PREFIX, DELETING_PREFIX))
-
-
 def cmd_train(ns: argparse.Namespace) -> int:
     if ns.dry_run and ns.resume:
         raise ConfigError("--dry-run checks a new run before it starts; a run to --resume has started: drop one")
     if ns.resume:
         run_dir = Path(ns.resume)
-        if not (run_dir / CONFIG_FILE).is_file() and _left_aside_beside(run_dir):
+        if not (run_dir / CONFIG_FILE).is_file() and left_aside_beside(run_dir):
             from ..engine.artifacts import finish_replacing  # (torch with it: only where something is left)
 
             finish_replacing(run_dir)  # an --overwrite killed outright left the run it replaced aside: back first
@@ -70,6 +63,15 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if not (run_dir / CONFIG_FILE).is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second
             raise ConfigError(f"cannot resume '{run_dir}': it stopped before its config and first checkpoint were "
                               "written, so there is nothing to resume: start it again, with --overwrite")
+        if not any(run_dir.iterdir()):  # (review 52c: a kill in the first second leaves the folder empty)
+            from ..engine import run_lock
+
+            if run_lock.is_held(run_dir):
+                raise ConfigError(f"cannot resume '{run_dir}': it is a run that has just started (another process "
+                                  "holds it), with nothing written yet")
+            raise ConfigError(f"cannot resume '{run_dir}': the folder is empty, the run stopped before it wrote "
+                              "anything, so there is nothing to resume: run the same train command again (without "
+                              "--resume)")
         if not (run_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
         if ns.args:

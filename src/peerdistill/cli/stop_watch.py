@@ -13,8 +13,7 @@ import socket
 import threading
 from collections.abc import Iterator
 
-# the signals that stop a command as Ctrl-C does (SIGHUP: a closed terminal or ssh session)
-STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+from ..stopping import STOPPING_SIGNALS
 # how long a process may take to stop; torchrun's agent sends SIGKILL 30 s after its SIGTERM
 STOP_GRACE_S = 10.0
 

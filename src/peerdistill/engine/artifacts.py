@@ -27,6 +27,7 @@ from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
 from ..option_names import option
+from ..stopping import stopping_signals_held
 from ..run_files import (COMPARISON_TABLES, CONFIG_FILE, DELETING_PREFIX, METRICS_FILE, REPLACED_PREFIX,
                          RESUME_FILE, RUN_FILE)
 from ..values import is_count, is_finite_number
@@ -567,13 +568,14 @@ def mark_stopped(run: "RunDir", exc: BaseException) -> None:
     signum = getattr(exc, "signum", None)  # (the command line's stopping signals say which they were)
     why = ((f"interrupted ({signal.Signals(signum).name})" if signum else "interrupted (Ctrl-C or SIGTERM)")
            if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-    for path in (run.path / RUN_FILE, run.path / METRICS_FILE):
-        try:
-            record = read_json(path) if path.is_file() else None
-            if isinstance(record, dict) and record.get("status") != "complete":
-                write_json(path, {**record, "status": "stopped", "stopped_by": why[:2000]})
-        except Exception:  # noqa: BLE001 - the failure itself is what the command says; the record stays
-            pass
+    with stopping_signals_held():  # (a second Ctrl-C here left a file at 'running': review 52c)
+        for path in (run.path / RUN_FILE, run.path / METRICS_FILE):
+            try:
+                record = read_json(path) if path.is_file() else None
+                if isinstance(record, dict) and record.get("status") != "complete":
+                    write_json(path, {**record, "status": "stopped", "stopped_by": why[:2000]})
+            except Exception:  # noqa: BLE001 - the failure itself is what the command says; the record stays
+                pass
 
 
 class RunDir:

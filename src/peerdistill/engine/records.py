@@ -162,6 +162,9 @@ class RunRecords:
         # moment, not a window in which the report and eval disagreed (review 50g)
         meta = read_json(run.path / RUN_FILE)
         costs = self._costs(run, meta)
+        # (a resume from the last epoch's checkpoint, the process killed before that epoch's row was
+        # written, trains no epoch that would write it: review 52c found the row lost for good)
+        run.write_metrics_csv(result.history)
         write_json(run.path / METRICS_FILE, {
             "status": "complete",
             "monitor": result.monitor,

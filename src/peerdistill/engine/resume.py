@@ -58,6 +58,8 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
                  else start_again(path.parent.parent))
         raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first checkpoint, or the "
                               f"file was moved or deleted since; {again}")
+    if not zipfile.is_zipfile(path):  # (review 52c: text read as a pickle named a fragment of it, or a traceback)
+        raise _unreadable(path, "it is not the zip archive torch saves a checkpoint as")
     damaged = failing_zip_member(path)
     if damaged:
         raise _unreadable(path, f"its part '{damaged}' differs from what was written: its CRC-32 fails")
@@ -69,7 +71,7 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
                                   "which cannot be loaded safely: peerdistill never writes such a file, so it was "
                                   f"replaced; {start_again(path.parent.parent)}") from None
         raise _unreadable(path, rejected_object(exc)) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, IndexError) as exc:
         # A truncated zip surfaces as any of these, depending on where it was cut.
         raise _unreadable(path, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
 

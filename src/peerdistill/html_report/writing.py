@@ -14,7 +14,7 @@ import matplotlib
 
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
 from ..errors import ConfigError, PeerdistillWarning, RunDirError, reemit, warn_user
-from ..run_files import REPORT_FILE, RUN_FILE
+from ..run_files import REPORT_FILE, RUN_FILE, left_aside_beside
 from ..wording import first_few
 from .comparison_page import comparison_page
 from .html_parts import GENERATOR
@@ -37,6 +37,11 @@ def write_report_holding_warnings(path: str | Path,
     emitted: a warnings filter making them errors (PYTHONWARNINGS=error, -W error) still leaves
     the page, and the command can say where it is before them."""
     directory = Path(path)
+    if not (directory / RUN_FILE).is_file() and left_aside_beside(directory):
+        from ..engine.artifacts import finish_replacing
+
+        # an --overwrite killed outright moved the run aside (review 52c: 'not a run' of an emptied folder)
+        finish_replacing(directory)
     if not directory.exists():
         raise RunDirError(f"'{directory}' does not exist: pass the directory that `peerdistill train` or "
                           "`peerdistill compare` wrote (check the path)")

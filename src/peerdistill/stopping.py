@@ -1,0 +1,34 @@
+"""The signals that stop a command as Ctrl-C does, and a block that must not be cut by another:
+the run being marked stopped (review 52c: a second Ctrl-C or SIGTERM during it left run.json or
+metrics.json at 'running', or a temporary file beside them)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+# the signals that stop a command as Ctrl-C does (SIGHUP: a closed terminal or ssh session)
+STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def stopping_signals_held() -> Iterator[None]:
+    """Within the block, a stopping signal is taken and dropped: the stop under way is what it
+    asks for, and the block writes a few small files. Signals ignored stay ignored; outside the
+    main thread (where no handler can be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.signal(sig, _dropped) for sig in STOPPING_SIGNALS
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+
+
+def _dropped(signum, frame) -> None:
+    """A stopping signal during a block that finishes the stop: nothing more to do."""
