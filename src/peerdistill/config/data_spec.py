@@ -210,10 +210,12 @@ class DataSpec(Section):
                             "their own size: remove it")
         problems += self._augment_problems()
         for key, kinds in KIND_ONLY_KEYS.items():
-            if not key_applies(key, self.kind) and getattr(self, key) != type(self).model_fields[key].get_default(
-                    call_default_factory=True):
+            default = type(self).model_fields[key].get_default(call_default_factory=True)
+            if not key_applies(key, self.kind) and getattr(self, key) != default:
+                # (a kind changed on the command line leaves the file's keys of the other kind there)
+                dropped = f" (from the config file, or data.{key}=null on the command line)" if default is None else ""
                 problems.append(f"data.{key} applies to data kind {' or '.join(map(repr, kinds))}, not "
-                                f"'{self.kind}': remove it")
+                                f"'{self.kind}': remove it{dropped}")
         if self.patch_size is None:
             unread = [k for k in PATCH_KEYS if getattr(self, k) != type(self).model_fields[k].default]
             if unread:
