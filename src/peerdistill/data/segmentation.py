@@ -95,7 +95,7 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
     at or above K, a class with no pixel below the largest label (a stray value such as 7 in
     0/1 masks would make an 8-class model), training masks without foreground, or a class found
     in val or test but not in train are refused."""
-    per_split = [torch.bincount(m[m != IGNORE], minlength=IGNORE) for m in masks]
+    per_split = [_pixels_per_class(m) for m in masks]
     counts = sum(per_split)
     seen = int(counts.nonzero().max()) + 1 if counts.any() else 1
     if num_classes and class_names and len(class_names) != num_classes:
@@ -124,6 +124,15 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         "split; move an image holding it into train (for splits cut from one set, another "
                         "data.split_seed may do)")
     return k
+
+
+def _pixels_per_class(masks: torch.Tensor) -> torch.Tensor:
+    """Each label's pixels (the ignored label's counted as none): one count over the masks as
+    they are, not over a gathered copy of the kept ones (review 52g: 1.25 GiB more at the peak
+    for 499 MiB of masks)."""
+    counts = torch.bincount(masks.reshape(-1), minlength=IGNORE + 1)
+    counts[IGNORE] = 0
+    return counts
 
 
 NO_FOREGROUND = "the training masks hold no foreground pixel (only background and ignored ones)"

@@ -550,7 +550,7 @@ def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor
         a = a.astype(a.dtype.newbyteorder("="))
     t = torch.as_tensor(a)
     if t.dtype == torch.uint8:
-        t = t.float() / 255.0
+        t = t.float().div_(255.0)  # (in place: a copy of ours already, not the caller's array)
     t = t.float()
     if t.ndim == 3:
         t = t.unsqueeze(1)
@@ -559,14 +559,23 @@ def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor
         t = t.permute(0, 3, 1, 2)
     elif t.ndim not in (2, 4):
         raise DataError(f"{name} inputs have shape {tuple(t.shape)}; expected [N, H, W], [N, H, W, C], [N, C, H, W] or [N, F]")
-    finite = torch.isfinite(t.flatten(1)).all(dim=1) if t.ndim > 1 else torch.isfinite(t)
+    t = t.contiguous()  # (before the check: a permuted tensor's flatten was a second whole copy, review 52g)
+    finite = _finite_rows(t)
     if not finite.all():
         bad = torch.nonzero(~finite).flatten().tolist()
         raise DataError(f"{name} inputs contain NaN or infinite values, in {len(bad)} of {len(t)} samples (index "
                         f"{', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''}): replace them (e.g. "
                         "numpy.nan_to_num) or leave those samples out")
-    return t.contiguous()
+    return t
 
+
+def _finite_rows(t: torch.Tensor, rows_at_once: int = 256) -> torch.Tensor:
+    """Which samples of ``t`` hold finite values only, a few at a time (a whole set's flags would
+    take a quarter of its memory again)."""
+    if t.ndim == 1:
+        return torch.isfinite(t)
+    return torch.cat([torch.isfinite(t[i:i + rows_at_once].reshape(len(t[i:i + rows_at_once]), -1)).all(dim=1)
+                      for i in range(0, len(t), rows_at_once)]) if len(t) else torch.ones(0, dtype=torch.bool)
 
 def to_labels(array, name: str) -> torch.Tensor:
     a = np.asarray(array)
