@@ -1081,7 +1081,15 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
     # (drawn half a pixel up and left: imshow centres pixel i on i, so its left edge is at i - 0.5)
     assert boxes == [(-0.5, -0.5, 4.0, "#ffffff"), (0.5, 0.5, 4.0, predictions_html.CLASS_COLORS[2])]
     assert predictions_html.CLASS_COLORS[2] == "#e69f00"  # Okabe-Ito's orange, eval's pictures' class 2 colour
-    assert [t.get_text() for t in ax.texts] == ["dog 0.90"]
+    assert [t.get_text() for t in ax.texts] == ["dog 0.90"] and ax.get_title() == ""
+    # three pictured frames of a one-class detector, named by their files (review 52h: the class names were
+    # indexed by frame, a crash; titles of classes)
+    drawn.clear()
+    monkeypatch.setattr(evaluate, "predict", lambda cohort, task, x: {"ensemble": [found] * 3})
+    predictions_html.detection_parts(None, None, [sample] * 3, {"num_classes": 2, "class_names": ["cat", "dog"]},
+                                     names=["a.png", "b.png", "c.png"])
+    assert [ax.get_title() for ax in drawn[0].axes] == ["a.png", "b.png", "c.png"]
+    assert [t.get_text() for t in drawn[0].axes[2].texts] == ["dog 0.90"]
     # from the 8th class on too, the page colours a box as eval's pictures do, never as the background
     # (class 7 was drawn black: review 44a)
     from peerdistill.pictures import PALETTE, box_colour_index

@@ -261,7 +261,7 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
     with torch.no_grad():
         detections = predict(cohort, task, x)[ENSEMBLE]
     images = display_images(x, meta.get("data_stats"))
-    names = meta.get("class_names") or [str(c) for c in range(meta["num_classes"])]
+    classes = meta.get("class_names") or [str(c) for c in range(meta["num_classes"])]
     fig, axes = plt.subplots(1, count, figsize=(2.6 * count, 2.8), squeeze=False)
     for i, (ax, image, boxes, det) in enumerate(zip(axes[0], images, truth, detections)):
         ax.imshow(image, cmap="gray")
@@ -277,7 +277,7 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
                 colour = CLASS_COLORS[box_colour_index(label)]  # (as eval's pictures draw it)
                 ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                                        linewidth=1))
-                ax.text(x1 - 0.5, y1 - 0.5, f"{names[int(label)]} {score:.2f}", color=colour, fontsize=8, va="bottom", clip_on=True,
+                ax.text(x1 - 0.5, y1 - 0.5, f"{classes[int(label)]} {score:.2f}", color=colour, fontsize=8, va="bottom", clip_on=True,
                         path_effects=[withStroke(linewidth=2, foreground="black")])  # (readable on any background)
         ax.axis("off")
     fig.tight_layout()
