@@ -1276,11 +1276,13 @@ def test_the_loss_figure_says_knowledge_terms_are_drawn_weighted_and_ramped(digi
     from peerdistill.html_report.run_page import loss_caption
 
     page = html.unescape(" ".join(write_report(digits_run).read_text(encoding="utf-8").split()))
+    ramp_ends = [row["rampup"] for row in json.loads((digits_run / "metrics.json").read_text())["epochs"]]
     assert ("every training loss term, mean over the epoch's steps; knowledge terms as they entered the total, times "
-            "their edge's weight and the ramp-up factor (under 1 until the end of epoch 2, metrics.csv's rampup "
-            "column: a term rising then may be the ramp-up alone)") in page  # (2 epochs of a 5-epoch ramp-up)
+            "their edge's weight, T² for softened ones, and the ramp-up factor (under 1 in every epoch, "
+            f"{ramp_ends[-1]:.2f} at the last one's end, metrics.csv's rampup column") in page  # (2 of 5 ramp-up epochs)
+    # the factor rises within an epoch: the epoch that ends at 1 was ramped too (review 52h: "until epoch 1")
     ramped = [{"epoch": 1, "rampup": 0.287}, {"epoch": 2, "rampup": 1.0}, {"epoch": 3, "rampup": 1.0}]
-    assert "until the end of epoch 1," in loss_caption(ramped)
+    assert "(under 1 through epoch 2, rising step by step" in loss_caption(ramped)
     assert loss_caption([{**row, "rampup": 1.0} for row in ramped]).endswith("and the ramp-up factor")
     assert loss_caption([{"epoch": 1}]).endswith("and the ramp-up factor")  # (rows of an earlier version)
 

@@ -255,11 +255,16 @@ def loss_caption(epochs: list[dict[str, Any]]) -> str:
     """The loss figure's caption: knowledge terms are drawn as they entered the total, so during a
     ramp-up they rise with its factor alone (review 52a: read as students drifting from the teacher)."""
     text = ("every training loss term, mean over the epoch's steps; knowledge terms as they entered the total, "
-            "times their edge's weight and the ramp-up factor")
-    ramping = [row["epoch"] for row in epochs if is_finite_number(row.get("rampup")) and row["rampup"] < 1]
-    if ramping:
-        text += (f" (under 1 until the end of epoch {ramping[-1]}, metrics.csv's rampup column: a term rising then "
-                 "may be the ramp-up alone)")
+            "times their edge's weight, T² for softened ones, and the ramp-up factor")
+    ends = [(row["epoch"], row["rampup"]) for row in epochs if is_finite_number(row.get("rampup"))]
+    # (the factor rises step by step; metrics.csv's rampup column is its value at each epoch's end,
+    # so the epoch that ends at 1 was still ramped within: review 52h)
+    if ends and ends[0][1] < 1:
+        done = next((epoch for epoch, factor in ends if factor >= 1), None)
+        text += (f" (under 1 through epoch {done}, rising step by step: a term rising then may be the ramp-up alone; "
+                 "metrics.csv's rampup column is the factor at each epoch's end)" if done is not None else
+                 f" (under 1 in every epoch, {ends[-1][1]:.2f} at the last one's end, metrics.csv's rampup column: "
+                 "a term rising may be the ramp-up alone)")
     return text
 
 
