@@ -1325,3 +1325,17 @@ def test_alike_models_timed_far_apart_are_said_to_hold_the_machines_noise():
     costs["student2"]["gpu_latency_ms"], costs["student1"]["gpu_latency_ms"] = 0.9, 0.3
     assert timing_noise_note(costs).startswith("student1 and student2 are alike (the same parameters and MACs), yet "
                                                "timed 0.300 and 0.900 GPU ms")
+
+
+def test_a_self_distilled_runs_page_says_what_its_head_rows_are(tmp_path):
+    """Review 52h: student1@features.N and student1@ensemble sat beside the shipped model unexplained."""
+    cfg = validate({"name": "s", "out_dir": str(tmp_path), "teacher": None,
+                    "students": [{"arch": "cnn", "args": {"width": 4, "depth": 3}, "heads": ["features.2"],
+                                  "deep_layer": "features"}],
+                    "distill": {"preset": "self"}, "train": {"epochs": 1, "batch_size": 256, "monitor": "student1/accuracy"}})
+    train_from_config(cfg, progress=False)
+    page = html.unescape(" ".join(write_report(tmp_path / "s").read_text(encoding="utf-8").split()))
+    assert ("student1@features.2: self-distillation heads, small classifiers on the network's layers, trained with it "
+            "and scored here; they are not part of the model that ships (export leaves them out); NAME@ensemble: the "
+            "network's own classifier averaged with its heads' (Be Your Own Teacher's ensemble), not shipped "
+            "either.") in page

@@ -297,7 +297,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=fusion_in_words(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
     meanings = [f"{name}: {METRIC_MEANINGS[name]}" for name in names if name in METRIC_MEANINGS]
-    for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None,
+    for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None, _heads_note(scores, metrics),
                  f"The columns: {'; '.join(meanings)}." if meanings else None, distance_unit_note(meta),
                  _region_note(meta)):
         if note:
@@ -305,6 +305,22 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     for family, header, class_rows in per_class_tables(scores):
         parts += [f"<h3>{esc(family)} per class</h3>", table_html(header, class_rows)]
     return section_html("Test metrics", parts)
+
+
+def _heads_note(scores: dict[str, Any], metrics: dict[str, Any]) -> str | None:
+    """What a self-distilled run's extra rows are (review 52h: nothing said which model ships)."""
+    roles = metrics.get("roles") or {}
+    heads = [name for name in scores if roles.get(name) == "head"]
+    if not heads:
+        return None
+    layers = [name for name in heads if not name.endswith("@ensemble")]
+    said = (f"{', '.join(layers[:4])}{', ...' if len(layers) > 4 else ''}: self-distillation heads, small classifiers "
+            "on the network's layers, trained with it and scored here; they are not part of the model that ships "
+            "(export leaves them out)") if layers else ""
+    if len(layers) < len(heads):
+        said += ("; " if said else "") + ("NAME@ensemble: the network's own classifier averaged with its heads' "
+                                          "(Be Your Own Teacher's ensemble), not shipped either")
+    return f"{said}."
 
 
 ENSEMBLE_RULES = {"classification": "The ensemble averages the students' probabilities.",
