@@ -1637,3 +1637,6 @@ def test_hd95_has_no_paired_differences_between_runs_as_eval_gives_none(tmp_path
     page = " ".join(write_report(result.directory).read_text().split())
     hd95 = page[page.index("<h2>test hd95"):]
     assert "hd95 is left out of the paired differences: each model" in hd95 and "1/1 better" not in hd95
+    # what the columns mean, as on the run pages (review 52h: a pixel sensitivity read as per polyp)
+    assert "sensitivity: TP / (TP + FN) of the split&#x27;s pixels pooled: the share of the foreground&#x27;s pixels" in page
+    assert "dice: per image 2TP / (2TP + FP + FN)" in page and "f1: the Dice of the split&#x27;s pixels pooled" in page

@@ -1339,3 +1339,13 @@ def test_a_self_distilled_runs_page_says_what_its_head_rows_are(tmp_path):
             "and scored here; they are not part of the model that ships (export leaves them out); NAME@ensemble: the "
             "network's own classifier averaged with its heads' (Be Your Own Teacher's ensemble), not shipped "
             "either.") in page
+
+
+def test_a_comparison_page_says_once_how_its_segmentation_runs_were_scored():
+    from peerdistill.html_report.comparison_page import _scoring_notes
+
+    resized = {"task": "segmentation", "data_spec": {"image_size": [12, 12]}}
+    notes = html.unescape(_scoring_notes([resized, resized, {"task": "segmentation", "data_spec": {}}]))
+    assert notes.count("every figure is scored on the 12x12 grid the models see") == 1
+    assert "hd95 is in pixels of that grid" in notes
+    assert _scoring_notes([{"task": "classification"}]) == ""

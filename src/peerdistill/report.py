@@ -120,8 +120,25 @@ METRIC_MEANINGS = {
     "ap": "COCO average precision, averaged over IoU thresholds 0.50 to 0.95 (stricter than an AP at IoU 0.5)",
     "ap50": "COCO average precision at IoU 0.5",
     "ap75": "COCO average precision at IoU 0.75",
+    "ar1": "COCO average recall with at most 1 box a frame, over IoU 0.50 to 0.95",
     "ar10": "COCO average recall with at most 10 boxes a frame, over IoU 0.50 to 0.95",
+    "ar100": "COCO average recall with at most 100 boxes a frame, over IoU 0.50 to 0.95",
 }
+# Names whose meaning is the task's own (review 52h: a clinician read a pixel sensitivity as the
+# share of polyps found).
+TASK_METRIC_MEANINGS = {
+    "segmentation": {
+        "sensitivity": "TP / (TP + FN) of the split's pixels pooled: the share of the foreground's pixels found, "
+                       "not of objects or images (missed counts images)",
+        "specificity": "TN / (TN + FP) of the split's pixels pooled",
+        "auc": "the ROC area of every pixel's foreground probability, the split's pixels pooled",
+    },
+}
+
+
+def metric_meaning(name: str, task: str | None) -> str | None:
+    """What a table's column ``name`` means in a run of ``task`` (None where nothing is to say)."""
+    return TASK_METRIC_MEANINGS.get(task or "", {}).get(name) or METRIC_MEANINGS.get(name)
 FUSION_NAMES = {"wbf": "weighted boxes fusion", "nms": "NMS over all the students' boxes",
                 "nmw": "non-maximum weighted fusion"}
 

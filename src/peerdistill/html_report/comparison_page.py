@@ -18,10 +18,10 @@ from ..comparison_runs import CHOSEN_ON_VAL, setting_runs, warning_lines, warnin
 from ..engine.artifacts import RunDir
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
-from ..metrics import headed, lower_is_better, per_class_part, unpaired_metric
+from ..metrics import headed, lower_is_better, metric_family, per_class_part, unpaired_metric
 from ..paired import caption, difference_rows, metrics_not_paired_note, read_differences_csv
-from ..report import (comparison_per_class_rows, comparison_rows, model_order, per_class_families,
-                      teachers_named_in)
+from ..report import (comparison_per_class_rows, comparison_rows, distance_unit_note, metric_meaning, model_order,
+                      per_class_families, teachers_named_in)
 from ..run_files import METRICS_FILE, RUN_FILE
 from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs, timing_noise_note
 from .html_parts import esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
@@ -39,7 +39,10 @@ def comparison_page(directory: Path) -> str:
     models = model_order([r["model"] for r in rows], teachers)
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
+    metas = _run_records(runs)
+    task = next((m.get("task") for m in metas), None)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
+                _scoring_notes(metas),
                 warnings_section(runs, directory), comparison_curves_section(runs, finished), comparison_costs_section(runs)]
     try:
         diffs = compared_differences(directory, settings)
@@ -60,6 +63,8 @@ def comparison_page(directory: Path) -> str:
                              f"{headed(metric)}: small dots are single runs; large markers "
                              + ("and bars are mean ± std" if spread else "are the means (one value each: no spread)")),
                  table_html(["setting"] + models, comparison_rows(rows, settings, models, metric))]
+        if meaning := metric_meaning(metric_family(metric), task):  # (review 52h: on the run pages alone)
+            parts.append(f"<p>{esc(metric_family(metric))}: {esc(meaning)}.</p>")
         left_out = teachers_left_out(rows, diffs, models, metric, teachers)
         differing = [m for m in models if m not in left_out]
         paired = difference_rows(diffs, settings, differing, metric)
@@ -81,6 +86,26 @@ def comparison_page(directory: Path) -> str:
         sections.append(section_html(f"test {family} per class", [table_html(
             ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
     return page_html(title, sections)
+
+
+def _run_records(runs: dict[str, list[Path]]) -> list[dict[str, Any]]:
+    """The run.json of each run that still reads (a damaged one is left to the tables)."""
+    records = []
+    for path in (p for paths in runs.values() for p in paths):
+        try:
+            record = read_json(path / RUN_FILE)
+        except CheckpointError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _scoring_notes(metas: list[dict[str, Any]]) -> str:
+    """How the runs' segmentation figures were scored (the resized grid, HD95's unit), each note
+    once, as the run pages say them."""
+    notes = list(dict.fromkeys(note for meta in metas if (note := distance_unit_note(meta))))
+    return "\n".join(note_html(note) for note in notes)
 
 
 def teachers_left_out(rows, diffs, models: list[str], metric: str, teachers: set[str]) -> list[str]:

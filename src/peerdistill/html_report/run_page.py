@@ -17,7 +17,7 @@ from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
 from ..json_files import read_json
 from ..metrics import per_class_part
-from ..report import (METRIC_MEANINGS, distance_unit_note, ensemble_of_one_note, fmt, fusion_in_words,
+from ..report import (metric_meaning, distance_unit_note, ensemble_of_one_note, fmt, fusion_in_words,
                       per_class_tables)
 from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
 from ..values import is_count, is_finite_number
@@ -296,7 +296,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     caption = (f"<p>Test split{f' ({tested:,} samples)' if is_count(tested) else ''}, with the weights of {chosen}. "
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=fusion_in_words(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
-    meanings = [f"{name}: {METRIC_MEANINGS[name]}" for name in names if name in METRIC_MEANINGS]
+    meanings = [f"{name}: {metric_meaning(name, task)}" for name in names if metric_meaning(name, task)]
     for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None, _heads_note(scores, metrics),
                  f"The columns: {'; '.join(meanings)}." if meanings else None, distance_unit_note(meta),
                  _region_note(meta)):
