@@ -1082,6 +1082,8 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
     assert boxes == [(-0.5, -0.5, 4.0, "#ffffff"), (0.5, 0.5, 4.0, predictions_html.CLASS_COLORS[2])]
     assert predictions_html.CLASS_COLORS[2] == "#e69f00"  # Okabe-Ito's orange, eval's pictures' class 2 colour
     assert [t.get_text() for t in ax.texts] == ["dog 0.90"] and ax.get_title() == ""
+    assert [t.get_text() for t in drawn[0].legends[0].get_texts()] == ["dog"]  # the colour key (review 52h)
+    assert ax.texts[0].get_va() == "top"  # a box at the top edge: its label inside it, not cut off
     # three pictured frames of a one-class detector, named by their files (review 52h: the class names were
     # indexed by frame, a crash; titles of classes)
     drawn.clear()

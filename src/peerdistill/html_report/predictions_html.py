@@ -277,10 +277,24 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
                 colour = CLASS_COLORS[box_colour_index(label)]  # (as eval's pictures draw it)
                 ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                                        linewidth=1))
-                ax.text(x1 - 0.5, y1 - 0.5, f"{classes[int(label)]} {score:.2f}", color=colour, fontsize=8, va="bottom", clip_on=True,
+                # above the box, or inside it where that would leave the picture (review 52h: cut off)
+                top = y1 - 0.5 >= 10
+                ax.text(x1 - 0.5, y1 - 0.5, f"{classes[int(label)]} {score:.2f}", color=colour, fontsize=8,
+                        va="bottom" if top else "top", clip_on=True,
                         path_effects=[withStroke(linewidth=2, foreground="black")])  # (readable on any background)
         ax.axis("off")
-    fig.tight_layout()
+    shown = sorted({int(label) for det in detections for label, score in zip(det["labels"].tolist(),
+                                                                             det["scores"].tolist())
+                    if score >= min_score})
+    if shown:  # which colour is which class (review 52h: the labels alone said it, where readable)
+        from matplotlib.patches import Patch
+
+        fig.legend(handles=[Patch(facecolor="none", edgecolor=CLASS_COLORS[box_colour_index(c)],
+                                  label=legend_name(classes[c])) for c in shown],
+                   loc="lower center", ncol=min(len(shown), 4), fontsize="small", frameon=False)
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+    else:
+        fig.tight_layout()
     return [figure_html(fig, f"the first {count} test images{' (named above each)' if names else ''}: true boxes in white, the boxes of "
                              f"{ensemble_words(meta)} scoring at least {min_score} coloured by class, with class and "
                              "score")]
