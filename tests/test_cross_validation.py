@@ -239,7 +239,7 @@ def test_compare_with_folds_runs_every_fold_of_every_seed_and_tabulates_them(tmp
     assert row["values"] == pytest.approx(tested) and row["n"] == 3 and row["mean"] == pytest.approx(np.mean(tested))
     assert "over 3 folds x 1 seed(s) per setting" in result.markdown and "fold 0 .. 2" in result.markdown
     assert "mean ± std over 3 folds x 1 seed(s)" in " ".join(capsys.readouterr().out.split())  # titles may wrap
-    assert "<b>test split</b>: fold 1 of 3 (split seed 0)" in write_report(result.directory / runs[1]).read_text()
+    assert "<b>test split</b>: fold 1 (folds 0 to 2; split seed 0)" in write_report(result.directory / runs[1]).read_text()
     page = write_report(result.directory).read_text(encoding="utf-8")
     assert "Run directories: ml-seed0-fold0, ml-seed0-fold1, ml-seed0-fold2." in page
     from peerdistill.comparison_runs import setting_runs

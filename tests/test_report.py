@@ -339,8 +339,8 @@ def test_a_warning_while_the_page_is_drawn_made_an_error_still_leaves_the_page_a
     # and on the page, beside the figures drawn from that file (review 50h: the console alone said it)
     page = " ".join((run / "report.html").read_text(encoding="utf-8").split())
     assert "The run&#x27;s data file is not byte for byte the one training read" in page
-    assert ("each assigned its most probable class (the second above a probability of 0.5, not at a threshold chosen "
-            "on validation)") in page  # two classes: which threshold the matrix is of
+    assert ("each assigned its most probable class (&#x27;1&#x27; where its probability is above 0.5, not at a threshold "
+            "chosen on validation)") in page  # two classes: which threshold the matrix is of
     from peerdistill.html_report import reemit  # held under "always": one said twice is said once
 
     with warnings.catch_warnings(record=True) as held:
@@ -420,7 +420,7 @@ def test_the_compression_column_names_its_reference_teacher():
     from peerdistill.html_report.costs_html import costs_header
 
     costs = {"teacher1": {"compression": 1.0}, "teacher2": {"compression": 8.4}, "student1": {"compression": 18.2}}
-    assert costs_header(costs)[-1] == "x smaller than teacher1"
+    assert costs_header(costs)[-1] == "x fewer parameters than teacher1"
     assert costs_header({"student1": {}})[-1] == "CPU ms"  # no teacher: nothing to be smaller than
 
 
@@ -643,7 +643,7 @@ def test_costs_of_a_cohort_without_a_teacher_or_damaged_by_hand(digits_run, tmp_
 
     meta = json.loads((digits_run / "run.json").read_text())
     students = {k: {**c, "compression": None} for k, c in meta["costs"].items() if k != "teacher"}
-    assert "x smaller than teacher" not in " ".join(costs_header(students))
+    assert "x fewer parameters than teacher" not in " ".join(costs_header(students))
     assert len(cost_rows(students)[0]) == len(costs_header(students))
     copy = tmp_path / "costs"
     shutil.copytree(digits_run, copy)

@@ -79,7 +79,7 @@ def costs_header(costs: dict[str, dict], macs_of: str = "") -> list[str]:
     not the whole input (a patch-trained run's patch)."""
     reference = next((name for name, c in costs.items() if c.get("compression") == 1.0), "teacher")
     gpu = ["GPU ms"] if _has_gpu_latency(costs) else []
-    compared = [f"x smaller than {reference}"] if _has_compression(costs) else []
+    compared = [f"x fewer parameters than {reference}"] if _has_compression(costs) else []
     return ["model", "parameters", f"MMACs{macs_of}", "file KiB", "CPU ms", *gpu, *compared]
 
 
@@ -92,7 +92,8 @@ def _has_compression(costs: dict[str, dict]) -> bool:
 
 
 COSTS_CAPTION = ("<p>Per model as shipped (no self-distillation heads), for one input (one training patch for "
-                 "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, file size, "
+                 "patch-trained runs): multiply-accumulates counted by torch's FlopCounterMode, the size of its weights' file "
+                 "(models/NAME.safetensors, fp32), "
                  "median latency on one CPU thread of the machine that trained it (and, for a run trained on a "
                  "GPU, on that GPU: fp32, one input; the models timed in turns, so that other work on the machine "
                  "slows each alike: compare them within a run, and time a device of your own for its figures), and, "

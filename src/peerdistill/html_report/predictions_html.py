@@ -77,9 +77,9 @@ def classification_parts(cohort, task, data, meta, window, overlap) -> list[str]
     names = meta.get("class_names") or [str(c) for c in range(num_classes)]
     parts = [figure_html(confusion_figure(y, probs[ENSEMBLE].argmax(axis=1), names, ensemble_words(meta)),
                          f"confusion matrix of {ensemble_words(meta)} on the test split ({len(y)} samples), each "
-                         "assigned its most probable class" + (" (the second above a probability of 0.5, not at a "
-                                                               "threshold chosen on validation)" if num_classes == 2
-                                                               else ""))]
+                         "assigned its most probable class" + (f" ('{names[1]}' where its probability is above 0.5, "
+                                                               "not at a threshold chosen on validation)"
+                                                               if num_classes == 2 else ""))]
     if len(np.unique(y)) < 2:
         parts.append(note_html("ROC curves skipped: the test split holds a single class."))
         return parts

@@ -89,7 +89,7 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         facts.append(("trained with", trained_with))
     spec = meta.get("data_spec") or {}
     if spec.get("folds"):  # cross-validation: which fold was the test split
-        facts.append(("test split", f"fold {spec.get('fold', 0)} of {spec['folds']} (split seed {spec.get('split_seed', 0)})"))
+        facts.append(("test split", f"fold {spec.get('fold', 0)} (folds 0 to {spec['folds'] - 1}; split seed {spec.get('split_seed', 0)})"))
     summary = "<ul>\n" + "\n".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts) + "\n</ul>"
     for when, said in (("read its data", listed_warnings(meta, "data_notes")),  # (what it left out)
                        ("began", listed_warnings(meta, "training_warnings")),
@@ -121,9 +121,9 @@ def _environment_in_words(meta: dict[str, Any]) -> str:
     """The versions, device and threads the run trained with (what a bit-for-bit repeat needs),
     and what differed in a session that resumed it."""
     def words(env: dict[str, Any]) -> str:
-        source = f" ({env['source']})" if env.get("source") else ""
+        source = f" (git commit {env['source']})" if env.get("source") else ""
         parts = [f"peerdistill {env['peerdistill']}{source}" if "peerdistill" in env else
-                 f"peerdistill's source {env['source']}" if env.get("source") else "",  # (a resume's change alone)
+                 f"peerdistill's source, git commit {env['source']}" if env.get("source") else "",  # (a resume's change alone)
                  *(f"{key} {env[key]}" for key in ("torch", "numpy", "python") if key in env),
                  f"on {env['device']}" if "device" in env else "",
                  f"{env['threads']} thread{'' if env['threads'] == 1 else 's'}" if "threads" in env else ""]
