@@ -86,6 +86,9 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
     for m in meta["members"]:  # the parameters the run then recorded, model by model
         assert re.search(rf"{m['name']} . {m['role']} . cnn . {m['parameters']:,} . yes", printed), m
     assert "data: 1,077 train, 360 val, 360 test samples of 1x8x8, 10 classes" in printed
+    # what the splits take in memory (review 52g: nothing said it before an out-of-memory kill): 1,797 digits of
+    # 8x8 float32 pixels, and int64 labels
+    assert f"held in memory: {(1797 * 64 * 4 + 1797 * 8) / 2**20:,.1f} MiB (every split, images as float32;" in printed
     # every edge, with the weight and temperature the run gives it (review 52f: 8 names and '...')
     assert "train --dry-run: 4 knowledge edge(s)" in printed
     for edge in meta["edges"]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config.cohort_spec import SOFTENED_KINDS
 from ..graph import TEACHERS
 from .artifacts import kept_aside_when_replaced
@@ -40,8 +42,21 @@ class RunPlan:
     edge_details: list[dict[str, Any]] = field(default_factory=list)
     critics: int = 0  # the discriminators of holistic edges, trained beside the models
     rampup_epochs: int = 0  # the epochs over which the edges' weights rise to their own
+    data_bytes: int | None = None  # what the splits held in memory take (None: a Dataset reading as it goes)
+    task: str | None = None  # classification, segmentation or detection
     teacher_weighting: str | None = None  # how edges from `teachers` combine them (None: no such edge)
     supervised_weights: dict[str, float] = field(default_factory=dict)  # outputs whose own loss weighs other than 1
+
+
+def held_bytes(data) -> int | None:
+    """The bytes the splits' tensors take (a split given twice counted once); None where a split
+    is not held in memory."""
+    from ..data import TensorData
+
+    splits = {id(s): s for s in (data.train, data.val, data.test)}.values()
+    if not all(isinstance(s, TensorData) for s in splits):
+        return None
+    return sum(t.nbytes for s in splits for t in (s.x, s.y) if isinstance(t, torch.Tensor))
 
 
 def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
@@ -57,7 +72,8 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
         edges=[edge.name for edge in trainer.graph.edges], connectors=len(trainer.connectors),
         edge_details=[{"name": e.name, "kind": e.kind, "weight": e.weight,
                        "temperature": e.temperature if e.kind in SOFTENED_KINDS else None} for e in trainer.graph.edges],
-        critics=len(trainer.discriminators), rampup_epochs=trainer.rampup_epochs,
+        critics=len(trainer.discriminators), rampup_epochs=trainer.rampup_epochs, data_bytes=held_bytes(data),
+        task=getattr(trainer.task, "name", None),
         teacher_weighting=(trainer.graph.teacher_weighting
                            if any(e.source == TEACHERS for e in trainer.graph.edges) else None),
         supervised_weights=dict(trainer.graph.supervised_weights),
