@@ -1640,3 +1640,21 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
                  "--roi", str(regions)]) == 2
     assert ("paired by the file name less its suffix (this export's JSON records no data.pattern, as exports before "
             "2026-12-07 did not: export the run again") in " ".join(capsys.readouterr().err.split())
+
+
+def test_splits_are_standardised_in_place_only_where_the_images_are_a_copy_already():
+    """Review 52g: a third whole copy at the loading peak; a caller's own arrays stay as they were."""
+    from peerdistill.data.segmentation import segmentation_splits
+
+    rng = np.random.default_rng(0)
+    masks = [rng.integers(0, 2, (n, 8, 8)).astype(np.uint8) for n in (6, 2, 2)]
+    given = [rng.random((n, 1, 8, 8)).astype(np.float32) for n in (6, 2, 2)]  # NCHW float32: taken as they are
+    kept = [a.copy() for a in given]
+    splits = segmentation_splits(given, masks, channels_last=False)
+    assert all(np.array_equal(a, b) for a, b in zip(given, kept))  # not standardised in the caller's arrays
+    mean, std = splits.stats["mean"][0], splits.stats["std"][0]
+    np.testing.assert_allclose(splits.train.x.numpy(), (kept[0] - mean) / std, rtol=1e-5, atol=1e-6)
+    as_files = [(a[:, 0] * 255).round().astype(np.uint8)[..., None] for a in kept]  # [N, H, W, 1] uint8: copied
+    again = segmentation_splits(as_files, masks, channels_last=True)
+    expected = (as_files[1][..., 0] / 255.0 - again.stats["mean"][0]) / again.stats["std"][0]
+    np.testing.assert_allclose(again.val.x.numpy()[:, 0], expected, rtol=1e-5, atol=1e-6)

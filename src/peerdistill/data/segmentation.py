@@ -41,17 +41,27 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
         _warn_of_val_without_foreground(ms[1])
         _warn_of_classes_missing_from_val(ms[0], ms[1], names)
     stats = stats or channel_stats(xs[0])
-    xs = [standardize(x, stats) for x in xs]
+    # in place where the images are a copy of ours already (review 52g: a third copy at the peak)
+    xs = [standardize(x, stats, in_place=not _shares_memory(x, given)) for x, given in zip(xs, images)]
     splits = DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                         input_shape=tuple(xs[0].shape[1:]), stats=stats)
     splits.info["class_names_given"] = bool(class_names)  # else the defaults: mask values say the classes
-    seen = max((int(m[m != IGNORE].max()) for m in ms if (m != IGNORE).any()), default=0) + 1
+    labelled = sum(_pixels_per_class(m) for m in ms).nonzero()  # (no gathered copy of the masks)
+    seen = int(labelled.max()) + 1 if len(labelled) else 1
     if class_names and not num_classes and len(names) > seen:  # (refused to a new run, not to eval: splits.py)
         splits.info["names_beyond_labels"] = (
             f"data.class_names names {len(names)} classes {names[:6]}, but the masks hold {seen} (0..{seen - 1}): the "
             f"models would learn classes ({', '.join(names[seen:seen + 3])}) no mask shows; give one name per class "
             "in the masks, or set data.num_classes too if those classes are truly absent")
     return splits
+
+
+def _shares_memory(x: torch.Tensor, given) -> bool:
+    """Whether tensor ``x`` may hold the caller's array ``given`` itself (then it is not changed)."""
+    if isinstance(given, torch.Tensor):
+        given = given.detach()
+        return given.device == x.device and given.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    return x.device.type != "cpu" or np.may_share_memory(x.numpy(), np.asarray(given))
 
 
 def declared_class_count(seen: int, num_classes: int | None, class_names: list[str] | None) -> int:
@@ -250,6 +260,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     elif spec.group_pattern or spec.folds:
         whole = read(root)
         parts = [_pick(whole, idx) for idx in cut_by_groups_or_folds(whole[2], spec)]
+        del whole  # (the splits are copies: the whole set need not stay beside them, review 52g)
     else:
         whole = read(root)
         if len(whole[0]) < 3:
@@ -257,8 +268,11 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                                 "val and test (one each at least)", "give more pairs, or the splits as folders "
                                 "(data.split_dirs)")
         rest, test = _cut(whole, spec.test_fraction, rng)
+        del whole  # (each cut is a copy: what was cut from need not stay beside it, review 52g)
         train, val = _cut(rest, spec.val_fraction / (1 - spec.test_fraction), rng)
+        del rest
         parts = [train, val, test]
+        del train, val, test
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
                                  class_names=spec.class_names, stats=stats, channels_last=True)
     splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_from),

@@ -699,7 +699,9 @@ def grey_read_as_colour(dataset, stats: dict[str, list[float]] | None) -> bool |
     return all(bool(grey_images(part).all()) for part in unstandardised_chunks(dataset, stats))
 
 
-def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
+def standardize(x: torch.Tensor, stats: dict[str, list[float]], in_place: bool = False) -> torch.Tensor:
+    """``(x - mean) / std`` per channel (per feature of vectors); ``in_place``: into ``x`` itself
+    (a tensor of the caller's own making: no second copy of a whole split)."""
     mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
     if x.ndim == 4:
         if len(mean) == 1 and x.shape[1] == 3:
@@ -712,7 +714,7 @@ def standardize(x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
                             f"{x.shape[1]}: give data.normalize one mean and std per input channel (imagenet's "
                             "are for RGB), or read the images with the channels the statistics are for (data.grey)")
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-    return (x - mean) / std
+    return x.sub_(mean).div_(std) if in_place else (x - mean) / std
 
 
 def _stratify_failure(exc: ValueError, labels: np.ndarray, class_names: list[str] | None) -> tuple[str, str]:
