@@ -1640,3 +1640,21 @@ def test_hd95_has_no_paired_differences_between_runs_as_eval_gives_none(tmp_path
     # what the columns mean, as on the run pages (review 52h: a pixel sensitivity read as per polyp)
     assert "sensitivity: TP / (TP + FN) of the split&#x27;s pixels pooled: the share of the foreground&#x27;s pixels" in page
     assert "dice: per image 2TP / (2TP + FP + FN)" in page and "f1: the Dice of the split&#x27;s pixels pooled" in page
+
+
+def test_an_hd95_monitor_still_names_the_settings_left_out_once(tmp_path):
+    """Review 52i: with the monitor unpaired, no caption named a setting on another split, and the note was lost."""
+    import io
+
+    from rich.console import Console
+
+    seg = {"task": "segmentation", "out_dir": str(tmp_path), "teacher": None, "distill": {"preset": "ml"},
+           "data": {"kind": "shapes", "shapes_counts": [8, 4, 4]}, "students": [{"arch": "unet", "args": {"width": 2, "depth": 1}}] * 2,
+           "train": {"epochs": 1, "batch_size": 4, "monitor": "ensemble/hd95"}}
+    configs = [{**seg, "name": "a"}, {**seg, "name": "b", "data": {**seg["data"], "split_seed": 1}},
+               {**seg, "name": "c", "train": {**seg["train"], "batch_size": 2}}]
+    printed = io.StringIO()
+    result = compare(configs, None, 1, progress=False, console=Console(file=printed, width=200))
+    note = "Left out, having no run of the same seed on the same data split as `a`: `b`."
+    assert result.markdown.count(note) == 1 and printed.getvalue().count(note) == 1
+    assert "hd95 is left out of the paired differences" in " ".join(printed.getvalue().split())

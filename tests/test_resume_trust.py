@@ -544,8 +544,9 @@ def test_a_missing_or_cut_resume_checkpoint_is_named_as_such(tmp_path):
     whole = (tmp_path / "whole.pt").read_bytes()
     for cut in (10, 100, len(whole) // 2, len(whole) - 100):  # (each length fails in torch in its own way)
         (tmp_path / "last.pt").write_bytes(whole[:cut])
-        with pytest.raises(CheckpointError, match="cannot read resume checkpoint .*truncated or corrupt"):
+        with pytest.raises(CheckpointError, match="cannot read resume checkpoint .*truncated or corrupt") as refused:
             load_resume_state(tmp_path / "last.pt")
+        assert "not the zip archive" not in str(refused.value)  # (cut short, not of another kind: review 52i)
     # text in its place (review 52c: a traceback, KeyError 101; or a fragment of it named as an object)
     for text in (b"hello\n", b"checkpoint moved to backup server\n"):
         (tmp_path / "last.pt").write_bytes(text)

@@ -319,12 +319,16 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     if unlike:
         header += f"\n{unlike}\n"
         console.print(f"note: {unlike}", highlight=False, soft_wrap=True)
-    if diffs and not unpaired_metric(monitor_metric):
-        header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
-                   + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"
-                   + markdown_table(["setting"] + differing, difference_rows(diffs, labels, differing, monitor_metric)))
-    if diffs and (unpaired := metrics_not_paired_note(list(dict.fromkeys(map(metric_family, metric_names))))):
-        header += f"\n\n{unpaired}; differences.csv holds the others'.\n"
+    if diffs:
+        if not unpaired_metric(monitor_metric):  # (its caption names the settings left out)
+            header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
+                       + caption(baseline, monitor_metric, _most_pairs(diffs, monitor_metric), folds, apart) + "\n\n"
+                       + markdown_table(["setting"] + differing,
+                                        difference_rows(diffs, labels, differing, monitor_metric)) + "\n")
+        elif apart:  # no caption to name them (review 52i: lost)
+            header += f"\n{unpaired_note(baseline, apart)}\n"
+        if unpaired := metrics_not_paired_note(list(dict.fromkeys(map(metric_family, metric_names)))):
+            header += f"\n{unpaired}; differences.csv holds the others'.\n"
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
         console.print(unpaired_note(baseline, apart))
@@ -350,6 +354,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     if diffs and unpaired_metric(monitor_metric):  # (the console's table is of the monitor's differences)
         console.print(f"{metrics_not_paired_note([metric_family(monitor_metric)])}; differences.csv holds the "
                       "other figures' paired differences", highlight=False, soft_wrap=True)
+        if apart:
+            console.print(unpaired_note(baseline, apart))
     elif diffs:
         headline = [m for m in (BEST_STUDENT, ENSEMBLE) if m in models]
         pairs = _most_pairs(diffs, monitor_metric)

@@ -58,7 +58,9 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
                  else start_again(path.parent.parent))
         raise CheckpointError(f"no resume checkpoint at '{path}': the run stopped before its first checkpoint, or the "
                               f"file was moved or deleted since; {again}")
-    if not zipfile.is_zipfile(path):  # (review 52c: text read as a pickle named a fragment of it, or a traceback)
+    with path.open("rb") as file:  # (review 52c: text read as a pickle named a fragment of it, or a traceback)
+        begins = file.read(4)
+    if begins != b"PK\x03\x04":  # (a zip cut short still begins as one: torch names what is missing, review 52i)
         raise _unreadable(path, "it is not the zip archive torch saves a checkpoint as")
     damaged = failing_zip_member(path)
     if damaged:

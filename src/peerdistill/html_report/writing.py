@@ -84,23 +84,27 @@ def write_report_holding_warnings(path: str | Path,
         warn_user(f"the earlier '{target.name}' carries no digest of itself (written before pages did, or its tag "
                   f"removed), so whether it was edited cannot be told: it is kept as '{kept}'")
     # a folder name that is not UTF-8 (Linux allows any bytes) is shown escaped, not a crash
-    atomic_write_bytes(target, _signed(_with_source(page, directory).encode("utf-8", errors="backslashreplace")))
+    if into_folder:  # (only there is it read: no page carries its folder's place otherwise, review 52i)
+        page = _with_source(page, directory)
+    atomic_write_bytes(target, _signed(page.encode("utf-8", errors="backslashreplace")))
     return target, _glyphs_said_once(held)
 
 
-# The folder the page is the report of: a folder given as --out holds one report.html, which the
-# report of another run would replace in silence (the second of `report a --out pages/` and
-# `report b --out pages/`).
+# Which folder a page written into a folder given as --out is the report of (a digest of its place,
+# not the place: a shared page names no one's home folder): that folder's report.html, another
+# run's, would be replaced in silence (the second of `report a --out pages/` and `report b --out pages/`).
 _SOURCE_TAG = '<meta name="peerdistill-source" content="{}">'
-_SOURCE = re.compile(rb'<meta name="peerdistill-source" content="([^"]*)">')
+_SOURCE = re.compile(rb'<meta name="peerdistill-source" content="([0-9a-f]*)">')
+_TITLE = re.compile(rb"<title>([^<]*)</title>")
 
 
 def _with_source(page: str, directory: Path) -> str:
-    return page.replace(GENERATOR, f"{GENERATOR}\n{_SOURCE_TAG.format(_escaped(directory))}", 1)
+    return page.replace(GENERATOR, f"{GENERATOR}\n{_SOURCE_TAG.format(_place_digest(directory))}", 1)
 
 
-def _escaped(directory: Path) -> str:
-    return html.escape(str(directory.resolve()), quote=True)
+def _place_digest(directory: Path) -> str:
+    place = str(directory.resolve()).encode("utf-8", errors="surrogateescape")  # (any bytes Linux allows)
+    return hashlib.sha256(place).hexdigest()[:16]
 
 
 def _refuse_another_runs_page(target: Path, directory: Path) -> None:
@@ -110,13 +114,15 @@ def _refuse_another_runs_page(target: Path, directory: Path) -> None:
     if not target.is_file():
         return
     with target.open("rb") as page:
-        found = _SOURCE.search(page.read(8192))
-    # compared as written: a folder name that is not UTF-8 is written escaped
-    if found is not None and found[1] != _escaped(directory).encode("utf-8", errors="backslashreplace"):
-        source = html.unescape(found[1].decode("utf-8", errors="replace"))
+        head = page.read(8192)
+    found = _SOURCE.search(head)
+    if found is not None and found[1].decode() != _place_digest(directory):
+        title = _TITLE.search(head)
+        what = html.unescape(title[1].decode("utf-8", errors="replace")) if title else "a page report wrote"
         mine = target.with_name(f"{directory.resolve().name}.html")
-        raise ConfigError(f"'{target}' is the report of '{source}': this report would replace it; give this one a "
-                          f"file name of its own ({option('--out', repr(str(mine)))}), or move that one away")
+        raise ConfigError(f"'{target}' is the report of another folder ({what}; or of this one, moved since): this "
+                          f"report would replace it; give this one a file name of its own "
+                          f"({option('--out', repr(str(mine)))}), or move that one away")
 
 
 # The digest of the page as written (with this tag's content empty): a page edited since, notes
