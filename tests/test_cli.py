@@ -1801,7 +1801,10 @@ def test_resuming_a_run_stopped_before_its_config_was_written_says_to_start_it_a
     run_cli("train", "--resume", tmp_path / "r", expect=2)
     assert ("it stopped before its config and first checkpoint were written, so there is nothing to resume: start it "
             "again, with --overwrite") in " ".join(capsys.readouterr().err.split())
-    (tmp_path / "r" / "run.json").unlink()
+    (tmp_path / "r" / "run.json").unlink()  # killed before it wrote anything (review 52c)
+    run_cli("train", "--resume", tmp_path / "r", expect=2)
+    assert "the folder is empty, the run stopped before it wrote anything" in " ".join(capsys.readouterr().err.split())
+    (tmp_path / "r" / "notes.txt").write_text("mine")
     run_cli("train", "--resume", tmp_path / "r", expect=2)
     assert "it has no config.yaml (is it a peerdistill run directory?)" in capsys.readouterr().err
 
