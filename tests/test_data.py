@@ -479,3 +479,28 @@ def test_a_fault_in_an_archives_arrays_is_said_with_the_archive(tmp_path):
     with pytest.raises(DataError) as caught:
         build_data(DataSpec(kind="npz", root=str(tmp_path) + "/./g.npz"))
     assert str(caught.value).count("g.npz") == 1
+
+
+def test_from_arrays_standardises_in_place_only_its_own_copies():
+    """A caller's float arrays (and slices of one tensor) stay as they were; uint8 ones are copied
+    to float first, then standardised in that copy."""
+    import numpy as np
+    import torch
+
+    from peerdistill import DataSplits
+
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 1, 6, 6)).astype(np.float32)
+    y = np.arange(20) % 2
+    kept = x.copy()
+    splits = DataSplits.from_arrays(x[:12], y[:12], x[12:16], y[12:16], x[16:], y[16:], channels_last=False)
+    assert np.array_equal(x, kept)
+    np.testing.assert_allclose(splits.val.x.numpy(), (kept[12:16] - splits.stats["mean"][0]) / splits.stats["std"][0],
+                               rtol=1e-5, atol=1e-6)
+    t = torch.from_numpy(kept.copy())
+    DataSplits.from_arrays(t[:12], y[:12], t[12:16], y[12:16], t[16:], y[16:], channels_last=False)
+    assert torch.equal(t, torch.from_numpy(kept))
+    u = (kept * 255).round().astype(np.uint8)
+    again = DataSplits.from_arrays(u[:12], y[:12], u[12:16], y[12:16], u[16:], y[16:], channels_last=False)
+    np.testing.assert_allclose(again.test.x.numpy(), (u[16:] / 255.0 - again.stats["mean"][0]) / again.stats["std"][0],
+                               rtol=1e-5, atol=1e-6)

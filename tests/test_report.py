@@ -1290,6 +1290,11 @@ def test_the_loss_figure_says_knowledge_terms_are_drawn_weighted_and_ramped(digi
     assert "(under 1 through epoch 2, rising step by step" in loss_caption(ramped)
     assert loss_caption([{**row, "rampup": 1.0} for row in ramped]).endswith("and the ramp-up factor")
     assert loss_caption([{"epoch": 1}]).endswith("and the ramp-up factor")  # (rows of an earlier version)
+    # a one-epoch ramp-up ends every epoch at 1: run.json's rampup_epochs says it (review 52j)
+    whole = [{"epoch": 1, "rampup": 1.0}, {"epoch": 2, "rampup": 1.0}]
+    assert "(under 1 through epoch 1, rising step by step" in loss_caption(whole, 1)
+    assert loss_caption(whole, 0).endswith("and the ramp-up factor")
+    assert "(under 1 through epoch 3," in loss_caption(ramped, 3)
 
 
 def test_pictured_test_samples_are_named_by_their_files(tmp_path):

@@ -644,7 +644,7 @@ def test_run_json_records_what_a_repeat_depends_on_and_a_resume_where_it_differe
 
     meta = json.loads(open(f"{run}/run.json").read())
     meta["resumed_at"] = [{"epoch": 2, "step": 0, "environment": {"source": "abc123-dirty"}}]
-    assert _environment_in_words(meta).endswith("; resumed at epoch 2 with peerdistill's source abc123-dirty")
+    assert _environment_in_words(meta).endswith("; resumed at epoch 2 with peerdistill's source, git commit abc123-dirty")
 
 
 def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_configs_keys(tmp_path):

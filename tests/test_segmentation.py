@@ -1654,6 +1654,11 @@ def test_splits_are_standardised_in_place_only_where_the_images_are_a_copy_alrea
     assert all(np.array_equal(a, b) for a, b in zip(given, kept))  # not standardised in the caller's arrays
     mean, std = splits.stats["mean"][0], splits.stats["std"][0]
     np.testing.assert_allclose(splits.train.x.numpy(), (kept[0] - mean) / std, rtol=1e-5, atol=1e-6)
+    # slices of one tensor of the caller's (review 52j: val and test standardised inside it)
+    whole = torch.from_numpy(np.concatenate(kept))
+    before = whole.clone()
+    segmentation_splits([whole[:6], whole[6:8], whole[8:]], masks, channels_last=False)
+    assert torch.equal(whole, before)
     as_files = [(a[:, 0] * 255).round().astype(np.uint8)[..., None] for a in kept]  # [N, H, W, 1] uint8: copied
     again = segmentation_splits(as_files, masks, channels_last=True)
     expected = (as_files[1][..., 0] / 255.0 - again.stats["mean"][0]) / again.stats["std"][0]

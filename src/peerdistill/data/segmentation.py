@@ -18,7 +18,8 @@ from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFI
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_image,
                        read_mask, read_mask_values, refuse_images_in_subfolders, refuse_sizes_that_differ)
 from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut,
-                     group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, standardize, to_nchw)
+                     group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, shares_memory, standardize,
+                     to_nchw)
 from .synthetic import make_shapes
 
 
@@ -42,7 +43,7 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
         _warn_of_classes_missing_from_val(ms[0], ms[1], names)
     stats = stats or channel_stats(xs[0])
     # in place where the images are a copy of ours already (review 52g: a third copy at the peak)
-    xs = [standardize(x, stats, in_place=not _shares_memory(x, given)) for x, given in zip(xs, images)]
+    xs = [standardize(x, stats, in_place=not shares_memory(x, given)) for x, given in zip(xs, images)]
     splits = DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                         input_shape=tuple(xs[0].shape[1:]), stats=stats)
     splits.info["class_names_given"] = bool(class_names)  # else the defaults: mask values say the classes
@@ -54,14 +55,6 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
             f"models would learn classes ({', '.join(names[seen:seen + 3])}) no mask shows; give one name per class "
             "in the masks, or set data.num_classes too if those classes are truly absent")
     return splits
-
-
-def _shares_memory(x: torch.Tensor, given) -> bool:
-    """Whether tensor ``x`` may hold the caller's array ``given`` itself (then it is not changed)."""
-    if isinstance(given, torch.Tensor):
-        given = given.detach()
-        return given.device == x.device and given.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
-    return x.device.type != "cpu" or np.may_share_memory(x.numpy(), np.asarray(given))
 
 
 def declared_class_count(seen: int, num_classes: int | None, class_names: list[str] | None) -> int:

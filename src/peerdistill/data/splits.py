@@ -223,7 +223,9 @@ class DataSplits:
             stats = _checked_stats(stats)
         if normalize:
             stats = stats or channel_stats(xs[0])
-            xs = [standardize(x, stats) for x in xs]
+            # (in place where the inputs are a copy of ours already: not in the caller's arrays)
+            xs = [standardize(x, stats, in_place=not shares_memory(x, given))
+                  for x, given in zip(xs, (x_train, x_val, x_test))]
             _warn_of_splits_on_another_scale(xs)
         splits = [TensorData(x, y) for x, y in zip(xs, ys)]  # (training inputs held out: said by the Trainer)
         out = cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
@@ -697,6 +699,15 @@ def grey_read_as_colour(dataset, stats: dict[str, list[float]] | None) -> bool |
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3 or not len(x):
         return None
     return all(bool(grey_images(part).all()) for part in unstandardised_chunks(dataset, stats))
+
+
+def shares_memory(x: torch.Tensor, given) -> bool:
+    """Whether tensor ``x`` may hold the caller's array ``given`` itself (then it is not changed)."""
+    if isinstance(given, torch.Tensor):  # (a slice of a tensor starts inside its storage: compared by bounds, 52j)
+        if given.device.type != "cpu":
+            return x.device == given.device
+        given = given.detach().numpy()
+    return x.device.type != "cpu" or np.may_share_memory(x.numpy(), np.asarray(given))
 
 
 def standardize(x: torch.Tensor, stats: dict[str, list[float]], in_place: bool = False) -> torch.Tensor:

@@ -117,6 +117,7 @@ class RunRecords:
             # how a `teachers` edge combines them (review 52f: a CA-MKD run read as a weighted one), and
             # the outputs whose own loss weighs other than 1 (self-distillation heads: 1 - self_alpha)
             "teacher_weighting": self.graph.teacher_weighting,
+            "rampup_epochs": self.rampup_epochs,  # (the knowledge terms' weights rise over these epochs)
             "supervised_weights": dict(self.graph.supervised_weights),
             "connectors": dict(self._connector_keys),
             "discriminators": dict(self._discriminator_keys),

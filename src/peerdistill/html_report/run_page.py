@@ -33,7 +33,7 @@ def run_page(directory: Path) -> tuple[str, str | None]:
     metrics = _read_metrics(directory)
     title = f"peerdistill run: {directory.name}"
     sections = [f"<h1>{esc(title)}</h1>", run_summary_html(directory, meta, metrics),
-                learning_curves_section(metrics), test_table_section(meta, metrics),
+                learning_curves_section(metrics, meta.get("rampup_epochs")), test_table_section(meta, metrics),
                 costs_section(meta)]
     predictions, skipped = predictions_section(directory, meta)
     return page_html(title, [*sections, predictions]), skipped
@@ -200,7 +200,7 @@ def _distillation_in_words(meta: dict[str, Any]) -> str:
     return f"{preset}; {len(edges)} knowledge edge(s): {first_few(shown, 12)}"
 
 
-def learning_curves_section(metrics: dict[str, Any]) -> str:
+def learning_curves_section(metrics: dict[str, Any], rampup_epochs: Any = None) -> str:
     epochs = metrics.get("epochs") or []
     if not epochs:
         return section_html("Learning curves", [note_html("metrics.json holds no epochs yet.")])
@@ -211,13 +211,13 @@ def learning_curves_section(metrics: dict[str, Any]) -> str:
         return section_html("Learning curves", [
             note_html(f"No epoch has been validated yet (train.val_every: after every Nth epoch and the last), so "
                       f"there is no validation {metric} to draw."),
-            figure_html(loss_curve_figure(epochs), loss_caption(epochs))])
+            figure_html(loss_curve_figure(epochs), loss_caption(epochs, rampup_epochs))])
     return section_html("Learning curves", [
         figure_html(monitor_curve_figure(epochs, metric, best),
                     f"validation {metric} per epoch of every model and the ensemble (dashed line: "
                     + ("the last epoch, standing in: the monitor was n/a in every epoch)"
                        if metrics.get("monitor_undefined") else f"best epoch by {monitor})")),
-        figure_html(loss_curve_figure(epochs), loss_caption(epochs)),
+        figure_html(loss_curve_figure(epochs), loss_caption(epochs, rampup_epochs)),
     ])
 
 
@@ -251,15 +251,19 @@ def monitor_curve_figure(epochs: list[dict[str, Any]], metric: str, best_epoch: 
     return per_epoch_axes(fig, ax, f"validation {metric}", f"validation {metric}")
 
 
-def loss_caption(epochs: list[dict[str, Any]]) -> str:
+def loss_caption(epochs: list[dict[str, Any]], rampup_epochs: Any = None) -> str:
     """The loss figure's caption: knowledge terms are drawn as they entered the total, so during a
     ramp-up they rise with its factor alone (review 52a: read as students drifting from the teacher)."""
     text = ("every training loss term, mean over the epoch's steps; knowledge terms as they entered the total, "
             "times their edge's weight, T² for softened ones, and the ramp-up factor")
     ends = [(row["epoch"], row["rampup"]) for row in epochs if is_finite_number(row.get("rampup"))]
     # (the factor rises step by step; metrics.csv's rampup column is its value at each epoch's end,
-    # so the epoch that ends at 1 was still ramped within: review 52h)
-    if ends and ends[0][1] < 1:
+    # so the epoch that ends at 1 was still ramped within: review 52h; run.json's rampup_epochs
+    # says it of a one-epoch ramp-up too, whose every end is 1: review 52j)
+    if is_count(rampup_epochs) and rampup_epochs > 0 and ends and ends[-1][0] >= rampup_epochs:
+        text += (f" (under 1 through epoch {rampup_epochs}, rising step by step: a term rising then may be the "
+                 "ramp-up alone; metrics.csv's rampup column is the factor at each epoch's end)")
+    elif ends and ends[0][1] < 1:
         done = next((epoch for epoch, factor in ends if factor >= 1), None)
         text += (f" (under 1 through epoch {done}, rising step by step: a term rising then may be the ramp-up alone; "
                  "metrics.csv's rampup column is the factor at each epoch's end)" if done is not None else
