@@ -1856,6 +1856,6 @@ def test_the_dry_run_says_how_teachers_combine_and_how_heads_weigh_their_own_los
             "confidence)") in " ".join(capsys.readouterr().out.split())
     run_cli("train", recipes / "digits-self.yaml", f"out_dir={tmp_path}", "--dry-run")
     printed = " ".join(capsys.readouterr().out.split())
-    assert "own label loss weighed student1@features.2 0.5, student1@features.6 0.5" in printed
+    assert "own label loss weighted student1@features.2 0.5, student1@features.6 0.5" in printed
     assert re.search(r"student1@features.2/kl<-student1 . kl . 0.5 . 3", printed)
     assert re.search(r"student1@features.2/hint<-student1 . hint . 0.1 . +│", printed)  # (no temperature read)

@@ -547,6 +547,9 @@ def test_a_missing_or_cut_resume_checkpoint_is_named_as_such(tmp_path):
         with pytest.raises(CheckpointError, match="cannot read resume checkpoint .*truncated or corrupt") as refused:
             load_resume_state(tmp_path / "last.pt")
         assert "not the zip archive" not in str(refused.value)  # (cut short, not of another kind: review 52i)
+    (tmp_path / "last.pt").write_bytes(b"")  # (review 52j: an empty file said to be of another kind)
+    with pytest.raises(CheckpointError, match=r"cannot read resume checkpoint .* \(it is empty\): it is truncated"):
+        load_resume_state(tmp_path / "last.pt")
     # text in its place (review 52c: a traceback, KeyError 101; or a fragment of it named as an object)
     for text in (b"hello\n", b"checkpoint moved to backup server\n"):
         (tmp_path / "last.pt").write_bytes(text)

@@ -26,7 +26,7 @@ def print_run_plan(plan, console, err_console) -> None:
         mib = plan.data_bytes / 2**20
         console.print(f"held in memory: {mib:,.1f} MiB (every split, images as float32"
                       f"{', masks as int64' if plan.task == 'segmentation' else ''}; reading them needed 2 to 4 "
-                      "times that at its peak, by the kind of data: README, Memory)", highlight=False, soft_wrap=True)
+                      "times that at its peak, by the kind of data: README, Memory)", highlight=False)
     _print_edges(plan, console)
     speed = plan.speed
     packed = f"; students packed into one network: {'; '.join(' + '.join(g) for g in plan.packed)}" if plan.packed \
@@ -71,14 +71,14 @@ def _print_edges(plan, console) -> None:
         weights = [f"{m['name']} {m.get('weight', 1.0):g}" for m in plan.members if m["role"] == "teacher"]
         extras.append(f"teachers combined by a weighted average ({', '.join(weights)})")
     if plan.supervised_weights:
-        extras.append("own label loss weighed " + ", ".join(f"{escape(name)} {weight:g}"
+        extras.append("own label loss weighted " + ", ".join(f"{escape(name)} {weight:g}"
                                                              for name, weight in plan.supervised_weights.items()))
     if plan.connectors:
         extras.append(f"{plan.connectors} connector(s) between maps of other sizes")
     if plan.critics:
         extras.append(f"{plan.critics} critic(s) trained beside the models (holistic edges' discriminators)")
-    if extras:
-        console.print("; ".join(extras), highlight=False, soft_wrap=True)
+    if extras:  # (wrapped between words in a narrow terminal, review 52j)
+        console.print("; ".join(extras), highlight=False)
 
 
 def _where_the_run_goes(plan) -> str:

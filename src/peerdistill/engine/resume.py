@@ -60,6 +60,8 @@ def load_resume_state(path: Path, started_again_by_train: bool = False) -> dict[
                               f"file was moved or deleted since; {again}")
     with path.open("rb") as file:  # (review 52c: text read as a pickle named a fragment of it, or a traceback)
         begins = file.read(4)
+    if not begins:  # (review 52j: an empty file read as one of another kind)
+        raise _unreadable(path, "it is empty")
     if begins != b"PK\x03\x04":  # (a zip cut short still begins as one: torch names what is missing, review 52i)
         raise _unreadable(path, "it is not the zip archive torch saves a checkpoint as")
     damaged = failing_zip_member(path)

@@ -295,9 +295,10 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
         fig.tight_layout(rect=(0, 0.1, 1, 1))
     else:
         fig.tight_layout()
-    return [figure_html(fig, f"the first {count} test images{' (named above each)' if names else ''}: true boxes in white, the boxes of "
-                             f"{ensemble_words(meta)} scoring at least {min_score} coloured by class, with class and "
-                             "score")]
+    drawn = ("coloured by class, with class and score" if shown else
+             "coloured by class (none here: no box scored that much)")  # (review 52j)
+    return [figure_html(fig, f"the first {count} test images{' (named above each)' if names else ''}: true boxes in "
+                             f"white, the boxes of {ensemble_words(meta)} scoring at least {min_score} {drawn}")]
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
