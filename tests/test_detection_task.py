@@ -490,7 +490,8 @@ def test_the_report_of_a_detection_run_shows_boxes_and_ap(tmp_path):
     page = write_report(tmp_path / "rep").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") >= 3  # learning curves, losses, the boxes figure
     assert "true boxes in white" in page and "Predictions skipped" not in page
-    assert "coloured by class, with class and score" in page
+    assert ("coloured by class, with class and score" in page  # (or none scored that much, after one epoch)
+            or "coloured by class (none here: no box scored that much)" in page)
     assert "The ensemble fuses the students&#x27; boxes by weighted boxes fusion at IoU 0.7." in page
     assert f"{result.test_at_best['ensemble']['ap']:.4f}" in page
 
