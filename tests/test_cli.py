@@ -95,7 +95,7 @@ def test_train_dry_run_builds_and_probes_everything_and_writes_nothing(tmp_path,
         name = f"{edge['target']}/kl<-{edge['source']}"
         assert re.search(rf"{re.escape(name)} . kl . {edge['weight']:g} . {edge['temperature']:g}", printed), name
     assert "the edges' weights rise to these over the first 5 epoch(s) (distill.rampup_epochs)" in printed
-    assert meta["teacher_weighting"] == "weighted" and meta["supervised_weights"] == {}
+    assert meta["teacher_weighting"] is None and meta["supervised_weights"] == {}  # (one teacher: none combined)
     assert [m.get("weight") for m in meta["members"]] == [1.0, None, None]  # (a teacher's share of the average)
     assert f"training: 2 epoch(s) of {1077 // 128} step(s), batch 128, on cpu, fp32" in printed
     assert f"the run would be written to '{out / 'r'}'. Nothing was written" in printed
