@@ -52,12 +52,13 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
     warned of them, and compare scoring its runs again would repeat it for each.)"""
     seen = seen_in_training(run_dir, data.split(split), kept=bool(meta.get("train_digests")))
     read_from_run_source = _is_run_source(data.info, meta.get("data_info") or {}, meta.get("data_root"))
+    own_source = data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec,
+                                                                                          meta.get("data_spec"))
     own_split = (data_spec is None and not given_in_python) or (
-        data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec, meta.get("data_spec"))
-        and not _split_differently(data_spec, meta.get("data_spec")))
+        own_source and not _split_differently(data_spec, meta.get("data_spec")))
     near = _near_copies_scored(data, split, seen) if own_split and near_copies_asked else None
-    return TrainingOverlap(_warned_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python, seen,
-                                                     read_from_run_source), near)
+    _warn_of_what_is_scored(meta, data, split, data_spec, given_in_python, seen, read_from_run_source, own_source)
+    return TrainingOverlap(seen, near)
 
 
 def _near_copies_scored(data: DataSplits, split: str, seen: list[int] | None) -> dict[int, str] | None:
@@ -68,27 +69,25 @@ def _near_copies_scored(data: DataSplits, split: str, seen: list[int] | None) ->
     if not (isinstance(scored, TensorData) and isinstance(training, TensorData) and looked_for(scored.x, training.x)):
         return None
     found = near_copies(scored.x, training.x, skip=set(seen or []))
-    if found:
-        names = names_in_messages(data.info, split, len(scored))
-        trained = names_in_messages(data.info, "train", len(training))
-        pairs = first_few([f"'{names[row]}' ~ '{trained[match]}'" for row, match in found])
-        warn_user(f"{len(found)} of {len(scored)} scored inputs are near-copies of training images ({pairs}; as "
-                  "training warned): their figures are not wholly held out; --per-sample marks each (near_copy_of)")
-    return {row: names_in_messages(data.info, "train", len(training))[match] for row, match in found}
+    if not found:
+        return {}
+    names, trained = (names_in_messages(data.info, s, len(part)) for s, part in ((split, scored), ("train", training)))
+    pairs = first_few([f"'{names[row]}' ~ '{trained[match]}'" for row, match in found])
+    warn_user(f"{len(found)} of {len(scored)} scored inputs are near-copies of training images ({pairs}; as "
+              "training warned): their figures are not wholly held out; --per-sample marks each (near_copy_of)")
+    return {row: trained[match] for row, match in found}
 
 
-def _warned_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_python, seen,
-                              read_from_run_source) -> list[int] | None:
+def _warn_of_what_is_scored(meta, data, split, data_spec, given_in_python, seen, read_from_run_source,
+                            own_source) -> None:
     whole_own = data_spec is None and split == "all" and (not given_in_python or read_from_run_source)
     if whole_own:
         _warn_of_whole_own_data({"train": len(data.train), "val": len(data.val), "test": len(data.test)})
-    own_source = data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec,
-                                                                                          meta.get("data_spec"))
     if (given_in_python and not whole_own) or (data_spec is not None and not own_source):
         # the run's own files are traced by name
         _warn_if_trained_on_inputs(seen, len(data.split(split)), sample_names(data.info, split))
     if data_spec is None:
-        return seen
+        return
     if own_source and split == "all" and data.info.get("joined_splits"):  # an archive's rows have no names
         _warn_of_whole_own_data(data.info["joined_splits"])
     elif own_source and split != "train":
@@ -98,7 +97,6 @@ def _warned_of_what_is_scored(run_dir, meta, data, split, data_spec, given_in_py
     _warn_if_unlike_training(data.split(split), meta, names_in_messages(data.info, split, len(data.split(split))))
     if not own_source:
         _say_part_scored(split, data, len(data.split(split)))
-    return seen
 
 
 def data_on_the_command_line(meta: dict[str, Any]) -> str:
