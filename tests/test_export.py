@@ -515,7 +515,8 @@ def test_a_sliding_window_ensemble_is_predicted_as_evaluation_scores_it(tmp_path
     for source, pick in ((run, "ensemble"), (export.path, None)):
         captured = {}
         monkeypatch.setattr("peerdistill.predict_outputs.write_masks",
-                            lambda read, probs, out, visible, class_names=None, regions=None: captured.setdefault("probs", probs) and out)
+                            lambda read, probs, out, visible, class_names=None, regions=None, classes=None:
+                            captured.setdefault("probs", probs) and out)
         predict_files(source, [str(tmp_path / "imgs.npz")], tmp_path / f"masks-{pick}", model=pick)
         got = torch.stack(captured["probs"])
         assert got.shape == expected.shape

@@ -33,9 +33,11 @@ def write_predictions(read: Inputs, results: list, info: dict, out: Path, size: 
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
     if info["task"] == "segmentation":
-        written = write_masks(read, probs, out, visible_masks, info.get("class_names"), regions)
+        # each input's classes at its own size, worked out once for the masks and the overlays
+        classes = mask_classes(read, probs, regions)
+        written = write_masks(read, probs, out, visible_masks, info.get("class_names"), regions, classes=classes)
         if overlays is not None:
-            draw_masks(read, probs, Path(overlays), regions)
+            draw_masks(read, probs, Path(overlays), regions, classes=classes)
         return written
     return write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
@@ -204,24 +206,33 @@ def write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict]
     return out
 
 
+def mask_classes(read: Inputs, probs: list[torch.Tensor], regions: list[np.ndarray] | None = None
+                 ) -> list[torch.Tensor]:
+    """Per input, the class of each pixel at the input's own size (probabilities resized before
+    the argmax), background outside its region where ``regions`` are given."""
+    return [_inside(align_to(p[None].float(), tuple(size))[0].argmax(dim=0), regions, i)
+            for i, (p, size) in enumerate(zip(probs, read.sizes))]
+
+
 def write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False,
-                class_names: list[str] | None = None, regions: list[np.ndarray] | None = None) -> Path:
+                class_names: list[str] | None = None, regions: list[np.ndarray] | None = None,
+                classes: list[torch.Tensor] | None = None) -> Path:
     """One label PNG per input at that input's size (probabilities resized before the argmax):
     class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
     what a viewer shows and what ``data.binary_masks`` reads back). Each file names its classes
     by value in a text chunk, ``classes`` (review 49e: a mask of 0/1/2 said nothing of them).
-    ``regions``: per input, where it is predicted (``predict_regions``); background elsewhere."""
+    ``regions``: per input, where it is predicted (``predict_regions``); background elsewhere.
+    ``classes``: ``mask_classes`` of these, where already worked out."""
     files = picture_names(read, "mask")
     out.mkdir(parents=True, exist_ok=True)
-    for i, (file, p, size) in enumerate(zip(files, probs, read.sizes)):
-        classes = _inside(align_to(p[None].float(), size)[0].argmax(dim=0), regions, i)
+    for file, p, labels in zip(files, probs, classes or mask_classes(read, probs, regions)):
         values = list(range(len(p)))
         if visible:
-            classes = visible_levels(classes, len(p))
+            labels = visible_levels(labels, len(p))
             values = visible_levels(torch.arange(len(p)), len(p)).tolist()
         names = class_names if class_names and len(class_names) == len(p) else [str(c) for c in range(len(p))]
         legend = json.dumps({str(v): name for v, name in zip(values, names)})
-        atomic_write_bytes(out / file, _png(classes.to(torch.uint8).numpy(), ("classes", legend)))
+        atomic_write_bytes(out / file, _png(labels.to(torch.uint8).numpy(), ("classes", legend)))
     return out
 
 
@@ -242,15 +253,16 @@ def _inside(classes: torch.Tensor, regions: list[np.ndarray] | None, i: int) -> 
     return classes if regions is None else classes.masked_fill(~torch.from_numpy(regions[i]), 0)
 
 
-def draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path, regions: list[np.ndarray] | None = None) -> None:
-    """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted."""
+def draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path, regions: list[np.ndarray] | None = None,
+               classes: list[torch.Tensor] | None = None) -> None:
+    """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted
+    (``classes``: ``mask_classes`` of these, where already worked out)."""
     from .pictures import overlay, viewable
 
     files = picture_names(read, "overlay")
     folder.mkdir(parents=True, exist_ok=True)
-    for i, (file, p, image) in enumerate(zip(files, probs, read.originals, strict=True)):
-        classes = _inside(align_to(p[None].float(), image.shape[:2])[0].argmax(dim=0), regions, i).numpy()
-        atomic_write_bytes(folder / file, _png(overlay(viewable(image), classes, None)))
+    for file, labels, image in zip(files, classes or mask_classes(read, probs, regions), read.originals, strict=True):
+        atomic_write_bytes(folder / file, _png(overlay(viewable(image), labels.numpy(), None)))
 
 
 def draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],
