@@ -39,11 +39,12 @@ def comparison_page(directory: Path) -> str:
     models = model_order([r["model"] for r in rows], teachers)
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
-    metas = _run_records(runs)
+    records = _run_records(runs)  # (read once: the notes, the meanings and the costs all take them)
+    metas = list(records.values())
     task = next((m.get("task") for m in metas), None)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 _scoring_notes(metas),
-                warnings_section(runs, directory), comparison_curves_section(runs, finished), comparison_costs_section(runs)]
+                warnings_section(runs, directory), comparison_curves_section(runs, finished), comparison_costs_section(runs, records)]
     try:
         diffs = compared_differences(directory, settings)
     except RunDirError as exc:  # the tables and figures do not need it
@@ -88,16 +89,17 @@ def comparison_page(directory: Path) -> str:
     return page_html(title, sections)
 
 
-def _run_records(runs: dict[str, list[Path]]) -> list[dict[str, Any]]:
-    """The run.json of each run that still reads (a damaged one is left to the tables)."""
-    records = []
+def _run_records(runs: dict[str, list[Path]]) -> dict[Path, dict[str, Any]]:
+    """The run.json of each run that still reads, by its folder (a damaged one is left to the
+    tables, from compare.csv)."""
+    records = {}
     for path in (p for paths in runs.values() for p in paths):
         try:
             record = read_json(path / RUN_FILE)
         except CheckpointError:
             continue
         if isinstance(record, dict):
-            records.append(record)
+            records[path] = record
     return records
 
 
@@ -329,12 +331,13 @@ def _by_epoch(epochs: list[dict[str, Any]], model: str, metric: str) -> dict[int
     return dict(zip((row["epoch"] for row in rows), values, strict=True)) if values else {}
 
 
-def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
+def comparison_costs_section(runs: dict[str, list[Path]], records: dict[Path, dict[str, Any]]) -> str:
     """One cost table per distinct cohort (settings of one config share their models), its
-    latencies the median over every finished run of those settings (one run's are noisy)."""
+    latencies the median over every finished run of those settings (one run's are noisy).
+    ``records``: the runs' run.json (``_run_records``)."""
     groups: dict[tuple, tuple[list[str], list[dict]]] = {}
     for setting, paths in runs.items():
-        for costs in (c for c in (_costs_of_run(p) for p in paths) if c):
+        for costs in (c for c in (read_costs(records[p])[0] for p in paths if p in records) if c):
             shape = tuple((name, c["parameters"], c["macs"]) for name, c in costs.items())
             settings, measured = groups.setdefault(shape, ([], []))
             if setting not in settings:
@@ -352,15 +355,6 @@ def comparison_costs_section(runs: dict[str, list[Path]]) -> str:
         if noise := timing_noise_note(costs):
             parts.append(note_html(noise))
     return section_html("Model costs", parts)
-
-
-def _costs_of_run(run: Path) -> dict[str, dict] | None:
-    """A comparison's run's costs; none from a run whose run.json is damaged (its tables, from
-    compare.csv, still stand)."""
-    try:
-        return read_costs(read_json(run / RUN_FILE))[0]
-    except CheckpointError:
-        return None
 
 
 def _median_latencies(measured: list[dict]) -> dict:
