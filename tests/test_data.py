@@ -504,3 +504,24 @@ def test_from_arrays_standardises_in_place_only_its_own_copies():
     again = DataSplits.from_arrays(u[:12], y[:12], u[12:16], y[12:16], u[16:], y[16:], channels_last=False)
     np.testing.assert_allclose(again.test.x.numpy(), (u[16:] / 255.0 - again.stats["mean"][0]) / again.stats["std"][0],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_from_arrays_in_place_standardises_the_callers_float_arrays_themselves():
+    """``in_place=True``: no second copy of the data; the result is the copy's, the given arrays are it."""
+    rng = np.random.default_rng(1)
+    x = rng.random((20, 1, 6, 6)).astype(np.float32) * 3 + 1
+    y = np.arange(20) % 2
+    copied = DataSplits.from_arrays(x[:12], y[:12], x[12:16], y[12:16], x[16:], y[16:], channels_last=False)
+    mine = x.copy()
+    changed = DataSplits.from_arrays(mine[:12], y[:12], mine[12:16], y[12:16], mine[16:], y[16:], channels_last=False,
+                                     in_place=True)
+    assert changed.stats == copied.stats
+    for s in ("train", "val", "test"):
+        assert torch.equal(changed.split(s).x, copied.split(s).x)
+    np.testing.assert_array_equal(mine[12:16], changed.val.x.numpy())  # standardised where they lay
+    whole = DataSplits.whole(mine.copy(), y, class_names=["a", "b"], stats=copied.stats, channels_last=False,
+                             in_place=True)
+    again = DataSplits.whole(mine, y, class_names=["a", "b"], stats=copied.stats, channels_last=False)
+    assert torch.equal(whole.test.x, again.test.x)
+    with pytest.raises(ConfigError, match="in_place must be True or False"):
+        DataSplits.from_arrays(x[:12], y[:12], x[12:16], y[12:16], x[16:], y[16:], in_place="yes")

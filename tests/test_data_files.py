@@ -260,7 +260,7 @@ def test_hidden_folders_are_not_classes_and_an_empty_class_folder_is_refused(tmp
 
 
 def test_32_bit_integer_images_share_one_fixed_scale(tmp_path):
-    from peerdistill.data.segmentation import read_image
+    from peerdistill.data.image_io import read_image
 
     for peak in (1000, 4000):
         Image.fromarray(np.full((4, 4), peak, np.int32)).save(tmp_path / f"i{peak}.tif")  # Pillow mode "I"
@@ -360,3 +360,103 @@ def test_a_mask_named_in_another_unicode_form_pairs_with_its_image(tmp_path):
     images, masks, ids = read_pairs(tmp_path, DataSpec(kind="folders", root=str(tmp_path)))
     assert ids == sorted(["ñandú", "plain", "other"])
     assert {i: int(m.sum()) for i, m in zip(ids, masks)} == {"ñandú": 6, "plain": 12, "other": 18}
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _shared_storage(data) -> bool:
+    """Whether the three splits' images lie one after the other in one block of memory: views of one
+    array read once, not a copy per split."""
+    xs = [data.split(s).x for s in SPLIT_NAMES]
+    return all(a.data_ptr() + a.nbytes == b.data_ptr() for a, b in zip(xs, xs[1:]))
+
+
+def _values_as_read(data, split: str) -> list[int]:
+    """Each sample's first pixel of ``split`` on the 0..255 scale of its file (standardisation undone)."""
+    x = data.split(split).x[:, 0, 0, 0] * data.stats["std"][0] + data.stats["mean"][0]
+    return (x * 255).round().long().tolist()
+
+
+def _flat_files(root, names: list[str]) -> dict[str, int]:
+    """A flat grey PNG of its own value under ``root`` for each of ``names`` (relative paths)."""
+    values = {}
+    for k, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        values[name] = 10 + 7 * k
+        Image.fromarray(np.full((6, 6), values[name], np.uint8)).save(root / name)
+    return values
+
+
+@pytest.mark.parametrize("options", [{}, {"group_pattern": r"_p(\d)_"}, {"folds": 3, "fold": 1}])
+def test_an_image_folder_is_read_once_into_its_splits_each_sample_its_files(tmp_path, options):
+    """Review 52g: a classification folder peaked at 3.7 times what it holds (a list of images, their stack,
+    each split's copy, its standardised copy); the splits are now views of one array read in split order,
+    standardised in place. Each sample still holds the pixels of the file its split lists, in that order."""
+    values = _flat_files(tmp_path / "set", [f"{c}/{c}_p{i % 5}_{i}.png" for c in ("a", "b") for i in range(10)])
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "set"), grey=True, split_seed=2, **options))
+    assert _shared_storage(data)
+    for s in SPLIT_NAMES:
+        files = data.info["files"][s]
+        assert _values_as_read(data, s) == [values[f] for f in files]
+        assert data.split(s).y.tolist() == [("a", "b").index(f.split("/")[0]) for f in files]
+    assert sorted(f for s in SPLIT_NAMES for f in data.info["files"][s]) == sorted(values)
+
+
+def test_given_split_folders_are_read_once_into_their_splits(tmp_path):
+    values = _flat_files(tmp_path / "set", [f"{s}/{c}/{i}.png" for s in SPLIT_NAMES for c in ("a", "b")
+                                            for i in range(2 + (s == "train"))])
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "set"), grey=True))
+    assert data.info["splits"] == "given" and _shared_storage(data)
+    for s in SPLIT_NAMES:
+        files = data.info["files"][s]
+        assert all(f.startswith(f"{s}/") for f in files)
+        assert _values_as_read(data, s) == [values[f] for f in files]
+
+
+def test_an_image_folder_scored_whole_is_standardised_in_its_own_read(tmp_path):
+    from peerdistill.data.splits import kept_whole
+
+    values = _flat_files(tmp_path / "set", [f"{c}/{i}.png" for c in ("a", "b") for i in range(3)])
+    with kept_whole():
+        data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "set"), grey=True))
+    assert len(data.train) == len(data.val) == 0
+    assert _values_as_read(data, "test") == [values[f] for f in data.info["files"]["test"]]
+
+
+@pytest.mark.parametrize("options", [{}, {"folds": 3, "fold": 2}, {"group_pattern": r"^p(\d)"}])
+def test_mask_folders_are_read_once_into_their_splits_each_pair_its_files(tmp_path, options):
+    """As classification folders: segmentation pairs cut from one set are read straight into their splits
+    (review 52g: Kvasir-SEG at 256 peaked at 2.5 GB for 1.2 GB held), the masks with their images."""
+    names = [f"p{i % 4}_{i}.png" for i in range(12)]
+    values = _flat_files(tmp_path / "seg" / "images", names)
+    (tmp_path / "seg" / "masks").mkdir()
+    for k, name in enumerate(names):
+        mask = np.zeros((6, 6), np.uint8)
+        mask[: 1 + k % 5] = 1  # each pair's own count of foreground rows
+        Image.fromarray(mask).save(tmp_path / "seg" / "masks" / name)
+    data = build_data(DataSpec(kind="folders", root=str(tmp_path / "seg"), grey=True, split_seed=1, **options))
+    assert _shared_storage(data)
+    for s in SPLIT_NAMES:
+        ids = data.info["files"][s]
+        assert _values_as_read(data, s) == [values[f"{i}.png"] for i in ids]
+        assert data.split(s).y[:, :, 0].sum(dim=1).tolist() == [1 + names.index(f"{i}.png") % 5 for i in ids]
+
+
+def test_images_read_into_one_array_are_each_files_own_and_every_bad_file_is_named(tmp_path):
+    from peerdistill.data.image_io import read_image, read_images
+
+    files = []
+    for k in range(3):
+        files.append(tmp_path / f"{k}.png")
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (5, 7, 3), dtype=np.uint8)).save(files[-1])
+    x = read_images(files)
+    assert x.shape == (3, 3, 5, 7) and x.dtype == np.float32
+    for k, f in enumerate(files):
+        assert np.array_equal(x[k], read_image(f).transpose(2, 0, 1))
+    assert read_images(files, size=(4, 4), grey=True).shape == (3, 1, 4, 4)
+    assert read_images([], size=(4, 4)).shape == (0, 3, 4, 4)
+    (tmp_path / "3.png").write_bytes(b"not a png")
+    (tmp_path / "4.png").write_bytes(b"nor this")
+    with pytest.raises(DataError, match=r"2 of 5 images cannot be read:\n  - .*3\.png.*\n  - .*4\.png"):
+        read_images(files + [tmp_path / "3.png", tmp_path / "4.png"])

@@ -618,7 +618,7 @@ def test_synthetic_boxes_shapes_determinism_and_objects_at_their_boxes():
 def test_grey_detection_images_are_the_luma_predict_reads(tmp_path):
     from peerdistill.config import DataSpec
     from peerdistill.data import build_data
-    from peerdistill.data.segmentation import read_image
+    from peerdistill.data.image_io import read_image
 
     images, boxes = kvasir_files(tmp_path)
     for name in ("b.png", "e.png", "f.png"):  # enough images for three splits

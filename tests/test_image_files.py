@@ -49,7 +49,7 @@ def test_exif_orientation_is_applied_to_images_and_their_size(tmp_path):
     (tmp_path / "seg" / "images").mkdir()
     (tmp_path / "a.jpg").rename(tmp_path / "seg" / "images" / "a.jpg")
     x, m, _ = read_pairs(tmp_path / "seg", DataSpec(kind="folders", root=str(tmp_path / "seg"), grey=True))
-    assert x[0, m[0] == 1].mean() > 0.9 and x[0, m[0] == 0].mean() < 0.1
+    assert x[0, 0][m[0] == 1].mean() > 0.9 and x[0, 0][m[0] == 0].mean() < 0.1  # (images read [N, C, H, W])
 
 
 def test_hidden_macos_files_are_not_read(tmp_path):

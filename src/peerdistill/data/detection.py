@@ -28,10 +28,9 @@ import torch
 
 from ..errors import DataError, DataNote, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
-from .each_file import read_each
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
-                       image_size, read_image, read_mask_values, refuse_images_in_subfolders)
+                       image_size, read_images, read_mask_values, refuse_images_in_subfolders)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -298,6 +297,11 @@ def _stack(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
+def _read(files: list[Path], size, grey: bool, dicom_window) -> torch.Tensor:
+    """[N, C, H, W] float32, read straight into place (``read_images``)."""
+    return torch.from_numpy(read_images(files, size, grey=grey, dicom_window=dicom_window))
+
+
 def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, dicom_window=None,
               bad_boxes: str = "error") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
@@ -350,13 +354,12 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     for entry_id, category, box, (width, height), crowd in kept:
         label = label_of[category]
         per_image[entry_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
-    xs = read_each([paths[entry_id] for entry_id in images],
-                   lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window))
+    x = _read([paths[entry_id] for entry_id in images], size, grey, dicom_window)
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
     if unused:
         info["unused_categories"] = unused
-    return (_stack(xs), pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
+    return (x, pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
             info)
 
 
@@ -605,8 +608,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     names = sorted({str(label) for label in labels})
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
-    x = _stack(read_each([files[key] for key in ids],
-                         lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window)))
+    x = _read([files[key] for key in ids], size, grey, dicom_window)
     without_image = sorted(k for k in data if k not in files)
     without_entry = sorted(s for s in files if s not in data)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
@@ -645,12 +647,12 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     for mask in binarized([read_mask_values(masks[key], size, binary=True) for key in ids]):
         boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
-    xs = read_each([images[key] for key in ids], lambda f: read_image(f, size, grey=grey, dicom_window=dicom_window))
+    x = _read([images[key] for key in ids], size, grey, dicom_window)
     if not any(len(t) for t in targets):
         raise DataError(f"the masks in '{masks_dir}' hold no object of {min_area} pixels or more at "
                         f"{size[1]}x{size[0]}: check the mask files (foreground is any value above 0 in 0/1 "
                         "masks, above half the scale in 0/255 or JPEG ones)")
-    return _stack(xs), pad_targets(targets), [class_name], ids
+    return x, pad_targets(targets), [class_name], ids
 
 
 def check_labels(y: torch.Tensor, class_names: list[str]) -> None:

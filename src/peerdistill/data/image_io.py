@@ -405,16 +405,34 @@ def _refuse_non_finite(a: np.ndarray, path: Path) -> None:
                         "numpy.nan_to_num with the value the scanner gives no signal) and save it again, or remove it")
 
 
-def refuse_sizes_that_differ(images: list[np.ndarray], files: list[Path], where: str = "images") -> None:
-    """Images of several sizes (none resized) are refused with each size and a file of it, so
-    that a stray file among a set meant to be of one size can be found."""
-    first_of_size: dict[tuple, Path] = {}
-    for image, f in zip(images, files):
-        first_of_size.setdefault(image.shape[:2], f)
+def read_images(files: list[Path], size=None, grey: bool = False, dicom_window=None,
+                where: str = "images") -> np.ndarray:
+    """``files`` read by ``read_image`` into one [N, C, H, W] float32 array, each image written
+    in as it is decoded: no list of them beside the set, nor a stacked or transposed copy (a set
+    held two or three times over at its peak, review 52g). Every file is tried (``read_each``);
+    images of several sizes (none resized) are refused with each size and a file of it, so that
+    a stray file among a set meant to be of one size can be found."""
+    out: np.ndarray | None = None
+    first_of_size: dict[tuple, Path] = {}  # each size's first file (by path: files come split by split)
+
+    def read_into(place: tuple[int, Path]) -> None:
+        nonlocal out
+        i, path = place
+        a = read_image(path, size, grey=grey, dicom_window=dicom_window)
+        first_of_size[a.shape[:2]] = min(first_of_size.get(a.shape[:2], path), path)  # (named in path order)
+        if out is None:
+            out = np.empty((len(files), a.shape[2], *a.shape[:2]), np.float32)
+        if a.shape[:2] == out.shape[2:]:  # (another size is refused below, once every file is tried)
+            out[i] = a.transpose(2, 0, 1)
+
+    read_each(list(enumerate(files)), read_into)
     if len(first_of_size) > 1:
-        sizes = "; ".join(f"{h}x{w}: '{f.name}'" for (h, w), f in list(first_of_size.items())[:4])
+        sizes = "; ".join(f"{h}x{w}: '{f.name}'" for (h, w), f in sorted(first_of_size.items(), key=lambda i: i[1])[:4])
         raise DataError(f"{where} differ in size ({len(first_of_size)} sizes, e.g. {sizes}): set data.image_size=[H, W] "
                         "to resize them")
+    if out is None:
+        return np.zeros((0, 1 if grey else 3, *(size or (0, 0))), np.float32)
+    return out
 
 
 def resized_planes(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:

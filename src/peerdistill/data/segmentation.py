@@ -13,10 +13,9 @@ from ..config import DataSpec
 from ..errors import DataError, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
 from .dicom import dicom_size_and_spacing
-from .each_file import read_each
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
-                       check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_image,
-                       read_mask, read_mask_values, refuse_images_in_subfolders, refuse_sizes_that_differ)
+                       check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_images,
+                       read_mask, read_mask_values, refuse_images_in_subfolders)
 from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut,
                      group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, shares_memory, standardize,
                      to_nchw)
@@ -26,11 +25,12 @@ from .synthetic import make_shapes
 
 def segmentation_splits(images: list, masks: list, *, num_classes: int | None = None,
                         class_names: list[str] | None = None, stats=None, scored_only: bool = False,
-                        channels_last: bool | None = None) -> DataSplits:
+                        channels_last: bool | None = None, in_place: bool = False) -> DataSplits:
     """Three (images, masks) pairs for train, val, test. Images [N, H, W(, C)] or [N, C, H, W];
     masks [N, H, W] integers 0..K-1, or 255 for pixels that count nowhere. ``scored_only``: the
     first part is a set to score, not to train on (it may lack foreground). ``channels_last``: as
-    in ``DataSplits.from_arrays`` (image files are read as [H, W, C], so their loaders say True)."""
+    in ``DataSplits.from_arrays``; ``in_place``: float32 images standardised in the given arrays (as
+    there: the loaders' own arrays)."""
     xs = [to_nchw(x, name, channels_last) for x, name in zip(images, ("train", "val", "test"))]
     ms = [to_masks(m, name) for m, name in zip(masks, ("train", "val", "test"))]
     for x, m, name in zip(xs, ms, ("train", "val", "test")):
@@ -43,7 +43,7 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
         _warn_of_classes_missing_from_val(ms[0], ms[1], names)
     stats = stats or channel_stats(xs[0])
     # in place where the images are a copy of ours already (review 52g: a third copy at the peak)
-    xs = [standardize(x, stats, in_place=not shares_memory(x, given)) for x, given in zip(xs, images)]
+    xs = [standardize(x, stats, in_place=in_place or not shares_memory(x, given)) for x, given in zip(xs, images)]
     splits = DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                         input_shape=tuple(xs[0].shape[1:]), stats=stats)
     splits.info["class_names_given"] = bool(class_names)  # else the defaults: mask values say the classes
@@ -80,12 +80,12 @@ def masks_name_classes(info: dict) -> bool:
 
 
 def segmentation_whole(images, masks, *, num_classes: int | None = None, class_names: list[str] | None = None,
-                       stats=None, channels_last: bool | None = None) -> DataSplits:
+                       stats=None, channels_last: bool | None = None, in_place: bool = False) -> DataSplits:
     """One image/mask set kept whole, as the test split (train and val empty): what eval scores
     with ``--split all``, checked and numbered as a training set would be."""
     parts = segmentation_splits([images, images[:0], images[:0]], [masks, masks[:0], masks[:0]],
                                 num_classes=num_classes, class_names=class_names, stats=stats, scored_only=True,
-                                channels_last=channels_last)
+                                channels_last=channels_last, in_place=in_place)
     whole = DataSplits(parts.val, parts.test, parts.train, num_classes=parts.num_classes,
                        class_names=parts.class_names, input_shape=parts.input_shape, stats=parts.stats,
                        info={**parts.info, "split": "whole (scored as one set)"})
@@ -216,9 +216,9 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     rng = np.random.default_rng(spec.split_seed)
     read_from: list[Path] = []
 
-    def read(folder: Path):
+    def read(folder: Path, cut=None):
         read_from.append(folder)
-        return read_pairs(folder, spec)
+        return read_pairs(folder, spec, cut)
 
     if is_kept_whole():  # scored as one set: whichever split folders there are, joined, or the root's pairs
         # (a set moved by data.root=NEW need not hold every folder data.split_dirs named)
@@ -230,7 +230,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                             "to resize them")
         splits = segmentation_whole(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                                     num_classes=spec.num_classes, class_names=spec.class_names, stats=stats,
-                                    channels_last=True)
+                                    channels_last=False, in_place=True)
         splits.info.update(source=str(root), files={"test": [n for p in parts for n in p[2]]},
                            pixel_spacing=seen_spacing(spec, read_from))
         return splits
@@ -250,24 +250,12 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         elif "val" not in parts:
             parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
-    elif spec.group_pattern or spec.folds:
-        whole = read(root)
-        parts = [_pick(whole, idx) for idx in cut_by_groups_or_folds(whole[2], spec)]
-        del whole  # (the splits are copies: the whole set need not stay beside them, review 52g)
+    elif spec.group_pattern or spec.folds:  # (cut by the ids before an image is read: each read into its place)
+        parts = read(root, lambda ids: cut_by_groups_or_folds(ids, spec))
     else:
-        whole = read(root)
-        if len(whole[0]) < 3:
-            raise SplitError(f"'{root}' holds {len(whole[0])} image/mask pair(s), too few to split into train, "
-                                "val and test (one each at least)", "give more pairs, or the splits as folders "
-                                "(data.split_dirs)")
-        rest, test = _cut(whole, spec.test_fraction, rng)
-        del whole  # (each cut is a copy: what was cut from need not stay beside it, review 52g)
-        train, val = _cut(rest, spec.val_fraction / (1 - spec.test_fraction), rng)
-        del rest
-        parts = [train, val, test]
-        del train, val, test
+        parts = read(root, lambda ids: _random_cut(len(ids), spec, rng, root))
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
-                                 class_names=spec.class_names, stats=stats, channels_last=True)
+                                 class_names=spec.class_names, stats=stats, channels_last=False, in_place=True)
     splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_from),
                        cut_from_one_set=not dirs, files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.folds:
@@ -344,14 +332,28 @@ def _mm(spacing) -> str:
 
 def _cut(part, fraction: float, rng: np.random.Generator):
     """Split (images, masks, names) into (rest, cut) with ``fraction`` of the items in the cut."""
-    images, masks, names = part
-    n = len(images)
+    rest, cut = _cut_indices(len(part[0]), fraction, rng)
+    return _pick(part, rest), _pick(part, cut)
+
+
+def _cut_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of ``n`` items kept and cut off (``fraction`` of them), each in order."""
     k = max(1, round(n * fraction))
     if n - k < 1:
         raise SplitError(f"{n} image/mask pairs are too few to split off {fraction:.0%} of them (at least one) "
                             "and keep one", "give more pairs, or the splits as folders (data.split_dirs)")
     order = rng.permutation(n)
-    return _pick(part, np.sort(order[k:])), _pick(part, np.sort(order[:k]))
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+def _random_cut(n: int, spec: DataSpec, rng: np.random.Generator, root: Path) -> list[np.ndarray]:
+    """Train, val and test indices of ``n`` pairs: test cut off first, then val from the rest."""
+    if n < 3:
+        raise SplitError(f"'{root}' holds {n} image/mask pair(s), too few to split into train, val and test (one "
+                         "each at least)", "give more pairs, or the splits as folders (data.split_dirs)")
+    rest, test = _cut_indices(n, spec.test_fraction, rng)
+    train, val = _cut_indices(len(rest), spec.val_fraction / (1 - spec.test_fraction), rng)
+    return [rest[train], rest[val], test]
 
 
 def _pick(part, idx: np.ndarray):
@@ -387,12 +389,20 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
     return "set data.images / data.masks to the folder names under data.root"
 
 
-def read_pairs(root: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_pairs(root: Path, spec: DataSpec, cut=None):
+    """The pairs under ``root`` as (images [N, C, H, W] float32, masks [N, H, W] uint8, ids), the
+    ids sorted. With ``cut`` (ids to a list of index arrays, a split each), one such triple per
+    split, each read straight into its place in one array (no whole set beside its cut copies)."""
     images, masks, rois, keys = _paired_files(root, spec)
-    files = [images[key] for key in keys]
-    xs = read_each(files, lambda f: read_image(f, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window))
-    refuse_sizes_that_differ(xs, files, f"images in '{root / spec.images}'")
-    return np.stack(xs), np.stack(_labels(root, spec, images, masks, rois, keys)), keys
+    parts = cut(keys) if cut is not None else [np.arange(len(keys))]
+    ordered = [keys[i] for part in parts for i in part]
+    x = read_images([images[key] for key in ordered], spec.image_size, grey=spec.grey,
+                    dicom_window=spec.dicom_window, where=f"images in '{root / spec.images}'")
+    m = np.stack(_labels(root, spec, images, masks, rois, ordered))
+    ends = np.cumsum([len(part) for part in parts])
+    triples = [(x[end - len(part):end], m[end - len(part):end], ordered[end - len(part):end])
+               for part, end in zip(parts, ends)]
+    return triples if cut is not None else triples[0]
 
 
 def read_mask_labels(spec: DataSpec) -> tuple[list[np.ndarray], list[str]]:

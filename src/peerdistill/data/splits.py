@@ -18,7 +18,7 @@ from ..arguments import check_flags, check_optional_flags, whole_number
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
 from .digests import row_digests
-from .image_profile import grey_images, unstandardised_chunks
+from .image_profile import chunk_rows, grey_images, unstandardised_chunks
 
 
 # Set while eval scores a labelled set whole (--split all): loaders that would cut one set into
@@ -195,6 +195,7 @@ class DataSplits:
         stats: dict[str, list[float]] | None = None,
         normalize: bool = True,
         channels_last: bool | None = None,
+        in_place: bool = False,
     ) -> "DataSplits":
         """Arrays or tensors: images [N, H, W], [N, H, W, C] or [N, C, H, W] (uint8 is scaled to
         [0, 1]) or feature vectors [N, F]; labels [N] or [N, 1] integers 0..K-1, every class
@@ -202,8 +203,10 @@ class DataSplits:
         standardised by the training split's mean and std (or by ``stats``). Four-dimensional
         images are taken as [N, H, W, C] when their last side is 1 to 4 and their second is
         not (an RGB photo), else as [N, C, H, W]; ``channels_last`` True or False says which
-        (5 or more bands, images 4 pixels high)."""
-        check_flags("from_arrays", normalize=normalize)
+        (5 or more bands, images 4 pixels high). ``in_place``: float32 images are standardised
+        in the given arrays themselves, which are changed (no second copy of the data held; the
+        splits must not share memory)."""
+        check_flags("from_arrays", normalize=normalize, in_place=in_place)
         check_optional_flags("from_arrays", channels_last=channels_last)
         _check_class_names_listed(class_names)
         xs = [to_nchw(a, name, channels_last) for a, name in ((x_train, "train"), (x_val, "val"), (x_test, "test"))]
@@ -223,8 +226,8 @@ class DataSplits:
             stats = _checked_stats(stats)
         if normalize:
             stats = stats or channel_stats(xs[0])
-            # (in place where the inputs are a copy of ours already: not in the caller's arrays)
-            xs = [standardize(x, stats, in_place=not shares_memory(x, given))
+            # (in place where the inputs are a copy of ours already: not in the caller's arrays unless asked)
+            xs = [standardize(x, stats, in_place=in_place or not shares_memory(x, given))
                   for x, given in zip(xs, (x_train, x_val, x_test))]
             _warn_of_splits_on_another_scale(xs)
         splits = [TensorData(x, y) for x, y in zip(xs, ys)]  # (training inputs held out: said by the Trainer)
@@ -241,42 +244,28 @@ class DataSplits:
                    fold: int = 0, **kwargs) -> "DataSplits":
         """One labelled set cut into stratified train/val/test parts with a recorded seed; with
         ``folds``, the test split is fold ``fold`` of a stratified k-fold partition (``fold_cut``)."""
-        from sklearn.model_selection import train_test_split  # here: a second to import
-
         if is_kept_whole():
             return cls.whole(x, y, **kwargs)
         y_np = to_labels(y, "all").numpy()
-        idx = np.arange(len(y_np))
-        if folds:
-            train, val, test = fold_cut(len(y_np), fold, folds, val_fraction, seed, labels=y_np)
-        else:
-            n_test, n_val = share_count(test_fraction, len(idx)), share_count(val_fraction, len(idx))
-            if min(n_test, n_val) < 1 or len(idx) - n_test - n_val < 1:
-                raise SplitError(f"{len(idx)} samples cannot be cut into {n_test} test, {n_val} val and "
-                                 f"{len(idx) - n_test - n_val} training samples",
-                                 "each split needs one at least: give more samples, or other "
-                                 "data.val_fraction / data.test_fraction")
-            try:
-                rest, test = train_test_split(idx, test_size=n_test, stratify=y_np, random_state=seed)
-                train, val = train_test_split(rest, test_size=n_val, stratify=y_np[rest], random_state=seed)
-            except ValueError as exc:
-                raise SplitError(*_stratify_failure(exc, y_np, kwargs.get("class_names"))) from None
+        train, val, test = stratified_cut(y_np, val_fraction, test_fraction, seed, folds, fold,
+                                          kwargs.get("class_names"))
         x_np = np.asarray(x)
-        out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
-        out.info.update(split_seed=seed, cut_from_one_set=True)  # not given split by split: eval says so
+        # (the rows taken are copies: standardised in place)
+        out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], in_place=True,
+                              **kwargs)
+        out.info.update(cut_marks(seed, folds, fold))
         # the source row of each sample, split by split: which files or rows a model was scored on
         out.info["indices"] = {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
-        if folds:
-            out.info.update(fold=fold, folds=folds)
         return out
 
     @classmethod
     def whole(cls, x, y, *, class_names: list[str], class_names_from: str = "class_names",
-              stats: dict[str, list[float]] | None = None, channels_last: bool | None = None) -> "DataSplits":
+              stats: dict[str, list[float]] | None = None, channels_last: bool | None = None,
+              in_place: bool = False) -> "DataSplits":
         """One labelled set kept whole, as the test split (train and val empty), standardised by
         ``stats`` (a run's) or its own: what eval scores with ``--split all``. It may lack classes
-        ``class_names`` names, not hold labels past them."""
-        x, y = to_nchw(x, "all", channels_last), to_labels(y, "all")
+        ``class_names`` names, not hold labels past them. ``in_place``: as in ``from_arrays``."""
+        x_given, x, y = x, to_nchw(x, "all", channels_last), to_labels(y, "all")
         if len(y) and int(y.max()) >= len(class_names):
             n = len(class_names)
             rows = [int(i) for i in torch.nonzero(y >= n).flatten()[:3]]
@@ -284,7 +273,7 @@ class DataSplits:
                             f"{class_names_from} names {list(class_names)[:6]} (row(s) {rows} of the labels): correct "
                             "those labels if they are wrong, or give one name per class, in label order")
         stats = stats or channel_stats(x)
-        x = standardize(x, stats)
+        x = standardize(x, stats, in_place=in_place or not shares_memory(x, x_given))
         empty = TensorData(x[:0], y[:0])
         splits = cls(empty, empty, TensorData(x, y), num_classes=len(class_names), class_names=list(class_names),
                      input_shape=tuple(x.shape[1:]), stats=stats)
@@ -313,6 +302,37 @@ def share_count(fraction: float, n: int) -> int:
     """The samples a ``fraction`` of ``n`` takes: scikit-learn's rule for a share (rounded up),
     without the float error that made 0.1 / 0.7 of 70 eleven and 0.07 of 1000 seventy-one."""
     return math.ceil(round(fraction * n, 6))
+
+
+def stratified_cut(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
+                   folds: int | None = None, fold: int = 0,
+                   class_names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, val and test indices of a labelled set, each class in about its proportion in
+    every split; with ``folds``, the test split is fold ``fold`` of a stratified k-fold
+    partition (``fold_cut``). Labels alone decide: a loader can cut before decoding an image."""
+    from sklearn.model_selection import train_test_split  # here: a second to import
+
+    idx = np.arange(len(labels))
+    if folds:
+        return fold_cut(len(labels), fold, folds, val_fraction, seed, labels=labels)
+    n_test, n_val = share_count(test_fraction, len(idx)), share_count(val_fraction, len(idx))
+    if min(n_test, n_val) < 1 or len(idx) - n_test - n_val < 1:
+        raise SplitError(f"{len(idx)} samples cannot be cut into {n_test} test, {n_val} val and "
+                         f"{len(idx) - n_test - n_val} training samples",
+                         "each split needs one at least: give more samples, or other "
+                         "data.val_fraction / data.test_fraction")
+    try:
+        rest, test = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)
+        train, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
+    except ValueError as exc:
+        raise SplitError(*_stratify_failure(exc, labels, class_names)) from None
+    return train, val, test
+
+
+def cut_marks(seed: int, folds: int | None, fold: int) -> dict:
+    """What a DataSplits' info records of splits cut from one set (not given split by split:
+    eval says so)."""
+    return {"split_seed": seed, "cut_from_one_set": True, **({"fold": fold, "folds": folds} if folds else {})}
 
 
 def refuse_folds(folds: int | None, source: str) -> None:
@@ -683,8 +703,9 @@ def standardised_spread(dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
     total = torch.zeros(x.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
-    for start in range(0, len(x), 256):  # a float64 copy of a large split would take its memory many times
-        part = x[start:start + 256].double()
+    size = chunk_rows(x)  # (a float64 copy of a large split would take its memory many times)
+    for start in range(0, len(x), size):
+        part = x[start:start + size].double()
         total += part.sum(dim=(0, 2, 3))
         squares += part.square().sum(dim=(0, 2, 3))
     n = x.numel() // x.shape[1]
