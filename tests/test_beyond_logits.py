@@ -81,6 +81,8 @@ def test_multi_teacher_end_to_end(tmp_path, weighting):
     assert set(result.test_at_best) == {"teacher1", "teacher2", "student1", "student2", "ensemble"}
     assert "train/loss/student1/kl<-teachers" in result.history[-1]
     assert "train/loss/teacher2/ce" in result.history[-1]
+    meta = json.loads((result.run_dir / "run.json").read_text())  # (review 53b: only null was pinned)
+    assert meta["teacher_weighting"] == weighting
 
 
 def test_ensemble_teaches_students_and_teacher_can_be_frozen(tmp_path):

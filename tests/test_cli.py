@@ -1859,3 +1859,23 @@ def test_the_dry_run_says_how_teachers_combine_and_how_heads_weigh_their_own_los
     assert "own label loss weighted student1@features.2 0.5, student1@features.6 0.5" in printed
     assert re.search(r"student1@features.2/kl<-student1 . kl . 0.5 . 3", printed)
     assert re.search(r"student1@features.2/hint<-student1 . hint . 0.1 . +│", printed)  # (no temperature read)
+
+
+def test_the_dry_runs_lines_wrap_between_words_on_a_terminal_and_stay_whole_in_a_log():
+    """Review 53b: two of the plan's lines wrapped (one mid-sentence at a log's 120 columns), the rest
+    broke words in a narrow terminal."""
+    import io
+
+    from rich.console import Console as RichConsole
+
+    from peerdistill.cli.dry_run import _say
+
+    text = "held in memory: 42.2 MiB (every split, images as float32, masks as int64)"
+    for terminal in (True, False):
+        out = io.StringIO()
+        _say(RichConsole(file=out, width=30, force_terminal=terminal, color_system=None), text)
+        lines = out.getvalue().splitlines()
+        if terminal:
+            assert len(lines) > 1 and " ".join(line.strip() for line in lines) == text  # no word cut
+        else:
+            assert lines == [text]

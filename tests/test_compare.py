@@ -1441,7 +1441,7 @@ def test_a_csv_runs_fingerprint_covers_the_images_it_lists(tmp_path):
     assert gone != held and gone.startswith("csv:")
 
 
-def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_page(tmp_path, capsys):
+def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_page(tmp_path, capsys, monkeypatch):
     """Review 47b: validation images identical to training ones were said on each run's console
     alone; compare.md and the comparison page, what goes into a paper, said nothing."""
     import numpy as np
@@ -1474,7 +1474,15 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
     assert "of their weight on average over training (and 100% at its end), so this run distils little; train longer " \
            "or lower distill.rampup_epochs (1 of 2 runs: kd-seed0)" in markdown
     assert "note: the runs gave 3 warning(s), listed in compare.md" in " ".join(printed.getvalue().split())
+    import peerdistill.comparison_runs
+    import peerdistill.html_report.comparison_page
+
+    reads = []  # (review 53b: the page read each run.json three times, for its notes, warnings and costs)
+    for module in (peerdistill.comparison_runs, peerdistill.html_report.comparison_page):
+        real = module.read_json
+        monkeypatch.setattr(module, "read_json", lambda path, real=real: reads.append(Path(path)) or real(path))
     write_report(result.directory)
+    assert sorted(p.parent.name for p in reads if p.name == "run.json") == ["independent-seed0", "kd-seed0"]
     page = " ".join((result.directory / "report.html").read_text().split())
     assert "Warnings the runs gave" in page and said.replace("'", "&#x27;") in page
     assert "Left out: <code>teacher</code>, which trained alike in every setting" in page

@@ -365,7 +365,7 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
         assert said in err and "Traceback" not in err, (said, err)
     side.write_text(json.dumps(written))
     # the students' ensemble from the run directory: their boxes fused as evaluation fuses them
-    from peerdistill.data.segmentation import read_image
+    from peerdistill.data.image_io import read_image
     from peerdistill.data.splits import standardize, to_nchw
     from peerdistill.runs import load_cohort, task_for
 
@@ -490,10 +490,31 @@ def test_the_report_of_a_detection_run_shows_boxes_and_ap(tmp_path):
     page = write_report(tmp_path / "rep").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") >= 3  # learning curves, losses, the boxes figure
     assert "true boxes in white" in page and "Predictions skipped" not in page
-    assert ("coloured by class, with class and score" in page  # (or none scored that much, after one epoch)
-            or "coloured by class (none here: no box scored that much)" in page)
+    assert ("coloured by class, with class and score" in page  # (or none scored that much, after one epoch:
+            or "no box of the student ensemble scored at least" in page)  # each caption pinned below)
     assert "The ensemble fuses the students&#x27; boxes by weighted boxes fusion at IoU 0.7." in page
     assert f"{result.test_at_best['ensemble']['ap']:.4f}" in page
+
+
+@pytest.mark.parametrize("min_score, caption", [
+    (0.5, "true boxes in white; the boxes of the student ensemble scoring at least 0.5 coloured by class, with class "
+          "and score"),
+    (0.7, "true boxes in white; no box of the student ensemble scored at least 0.7 in these images")])
+def test_the_report_boxes_caption_says_what_is_drawn(monkeypatch, min_score, caption):
+    """Review 53b: the test above takes either caption, and the one without boxes spoke of their colour."""
+    import sys
+
+    from peerdistill.data.splits import TensorData
+    from peerdistill.html_report.predictions_html import detection_parts
+
+    truth = torch.tensor([[[0, 2.0, 2.0, 8.0, 8.0], [-1, 0, 0, 0, 0]]])
+    found = {"boxes": torch.tensor([[3.0, 3.0, 9.0, 9.0]]), "scores": torch.tensor([0.6]), "labels": torch.tensor([0])}
+    evaluation = sys.modules["peerdistill.engine.evaluate"]  # (the package's `evaluate` is a function)
+    monkeypatch.setattr(evaluation, "predict", lambda cohort, task, x: {"ensemble": [found]})
+    meta = {"class_names": ["polyp"], "num_classes": 1,
+            "members": [{"name": "student1", "role": "student"}, {"name": "student2", "role": "student"}]}
+    html = detection_parts(None, None, TensorData(torch.zeros(1, 3, 16, 16), truth), meta, min_score=min_score)
+    assert caption in " ".join(html[0].split())
 
 
 def test_bad_counts_are_one_clear_message(tmp_path, capsys):

@@ -304,7 +304,7 @@ def test_segmentation_predict_sees_images_at_the_training_size_and_masks_come_ba
     from PIL import Image
 
     import peerdistill.export
-    from peerdistill.data.segmentation import read_image
+    from peerdistill.data.image_io import read_image
     from peerdistill.data.splits import standardize, to_nchw
     from peerdistill.spatial import align_to
 
@@ -400,7 +400,7 @@ def test_predict_reads_npz_images_as_image_files_are_read(digits_run, tmp_path):
     assert np.allclose(images[0, ..., 0], pixels[0] / 255) and np.allclose(images[1], images[0])
     big = np.kron(pixels[0], np.ones((2, 2), np.uint8))
     Image.fromarray(big).save(tmp_path / "big.png")
-    from peerdistill.data.segmentation import read_image
+    from peerdistill.data.image_io import read_image
 
     assert np.abs(images[3] - read_image(tmp_path / "big.png", (8, 8), grey=True)).max() < 1.5 / 255  # resized alike
     assert main(["predict", str(digits_run), str(tmp_path / "a.png"), str(tmp_path / "b.npz"),
@@ -515,7 +515,7 @@ def test_a_sliding_window_ensemble_is_predicted_as_evaluation_scores_it(tmp_path
     for source, pick in ((run, "ensemble"), (export.path, None)):
         captured = {}
         monkeypatch.setattr("peerdistill.predict_outputs.write_masks",
-                            lambda read, probs, out, visible, class_names=None, regions=None, classes=None:
+                            lambda read, probs, out, visible, class_names=None, regions=None, overlays=None:
                             captured.setdefault("probs", probs) and out)
         predict_files(source, [str(tmp_path / "imgs.npz")], tmp_path / f"masks-{pick}", model=pick)
         got = torch.stack(captured["probs"])
@@ -1229,6 +1229,37 @@ def test_visible_masks_spread_the_classes_over_0_to_255(tmp_path):
         write_masks(read, [scores], tmp_path / f"k{k}", visible=True)
         written = np.asarray(Image.open(tmp_path / f"k{k}" / "m_0_mask.png"))
         assert written.tolist() == np.array(levels)[(labels % k).numpy()].tolist()
+
+
+def test_masks_and_overlays_are_written_an_input_at_a_time(tmp_path, monkeypatch):
+    """Review 53b: every input's int64 class map at its own size was built before the first file was
+    written (8 bytes a pixel of the whole set held at once); each input's mask and overlay are now
+    written before the next input's classes are worked out, and they show the same classes."""
+    from PIL import Image
+
+    import peerdistill.predict_outputs as outputs
+    from peerdistill.predict_inputs import Inputs
+
+    labels = [torch.tensor([[0, 1], [1, 1]]), torch.tensor([[1, 0], [0, 0]]), torch.tensor([[0, 0], [1, 0]])]
+    read = Inputs([f"m.npz[{i}]" for i in range(3)], [f"m_{i}" for i in range(3)],
+                  [np.full((2, 2, 1), 0.5, np.float32)] * 3, [(2, 2)] * 3, [np.full((2, 2, 1), 0.5, np.float32)] * 3)
+    seen_before = []
+    real = outputs._input_classes
+
+    def watched(p, size, regions, i):
+        seen_before.append(sorted(f.name for f in tmp_path.rglob("*.png")))
+        return real(p, size, regions, i)
+
+    monkeypatch.setattr(outputs, "_input_classes", watched)
+    scores = [torch.nn.functional.one_hot(y, 2).permute(2, 0, 1).float() for y in labels]
+    outputs.write_masks(read, scores, tmp_path / "masks", overlays=tmp_path / "overlays")
+    assert seen_before == [[], ["m_0_mask.png", "m_0_overlay.png"],
+                           ["m_0_mask.png", "m_0_overlay.png", "m_1_mask.png", "m_1_overlay.png"]]
+    for i, y in enumerate(labels):
+        assert np.asarray(Image.open(tmp_path / "masks" / f"m_{i}_mask.png")).tolist() == y.tolist()
+        tinted = np.asarray(Image.open(tmp_path / "overlays" / f"m_{i}_overlay.png").convert("RGB")).astype(int)
+        grey = (tinted[..., 0] == tinted[..., 1]) & (tinted[..., 1] == tinted[..., 2])  # background left grey
+        assert grey.tolist() == (y == 0).tolist()
 
 
 def test_box_pictures_draw_each_box_in_its_inputs_own_pixels(tmp_path, monkeypatch):

@@ -639,11 +639,15 @@ def test_a_users_own_loss_replaces_the_kl_and_leaves_its_source_without_gradient
         KnowledgeGraph([Edge("student1", "student2")], logit_distiller="mse")
     # a loss of one's own that breaks the contract: named by edge, not a failure deep in the step (review 52b)
     out = cohort.forward(x)
+    own = torch.zeros((), requires_grad=True)
     fix = "for edge student2/kl<-student1: return a scalar tensor computed from the learner's logits"
     for distiller, said in (
             (lambda s, t, T, y: (s - t) ** 2, rf"a torch.float32 tensor of shape \(4, 2\) {fix} \(say, .mean\(\)\)"),
             (lambda s, t, T, y: 0.5, f"a float {fix}"),
-            (lambda s, t, T, y: torch.tensor(0.3), f"a loss without a gradient to the learner \\(detached, or a constant\\) {fix}")):
+            (lambda s, t, T, y: torch.tensor(0.3), f"a loss without a gradient to the learner \\(detached, or a constant\\) {fix}"),
+            # (review 53b: a gradient, but to a parameter of the user's own alone)
+            (lambda s, t, T, y: own * 1.0, f"a loss whose gradient does not reach the learner's logits \\(computed from "
+                                           f"other tensors alone\\) {fix}")):
         broken = KnowledgeGraph([Edge("student1", "student2")], logit_distiller=distiller)
         broken.bind(cohort)
         with pytest.raises(ConfigError, match=f"^logit_distiller returned {said}"):

@@ -520,23 +520,31 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
-def warnings_of_runs(paths: list[Path]) -> list[tuple[str, list[str]]]:
+def warnings_of_runs(paths: list[Path], records: dict[Path, Any] | None = None) -> list[tuple[str, list[str]]]:
     """The warnings each run gave as training began (run.json's ``training_warnings``: validation
     or test images identical to training ones, a ramp-up as long as training...) and as it ended
     (metrics.json's ``ending_warnings``: a best epoch chosen by nothing, kept weights that give
     every image one class), each once, with the runs that gave it: a comparison's tables, copied
-    into a paper, must not leave them on a console (review 47b)."""
+    into a paper, must not leave them on a console (review 47b). ``records``: the runs' run.json
+    by folder, where read already (each file is read once, review 53b)."""
     given: dict[str, list[str]] = {}
     for path in paths:
+        files = {RUN_FILE: records.get(path) if records is not None else _read_or_none(path / RUN_FILE),
+                 METRICS_FILE: _read_or_none(path / METRICS_FILE)}
         for when, name, key in (("as training read its data: ", RUN_FILE, "data_notes"),
                                 ("", RUN_FILE, "training_warnings"), (ENDED, METRICS_FILE, "ending_warnings")):
-            try:
-                said = listed_warnings(read_json(path / name), key)
-            except (OSError, CheckpointError):  # (a damaged or missing file: its commands say so)
+            if files[name] is None:  # (a damaged or missing file: its commands say so)
                 continue
-            for warning in said:
+            for warning in listed_warnings(files[name], key):
                 given.setdefault(when + warning, []).append(path.name)
     return list(given.items())
+
+
+def _read_or_none(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (OSError, CheckpointError):
+        return None
 
 
 def environments_apart(paths: list[Path]) -> str | None:

@@ -287,10 +287,12 @@ def _checked_supervised_weights(weights: Any) -> dict[str, float]:
     return {name: float(weight) for name, weight in weights.items()}
 
 
-def _check_distilled(loss: Any, learner: torch.Tensor, edge: Edge) -> None:
+def _check_distilled(loss: Any, learner: torch.Tensor, edge: Edge, reach: bool = False) -> None:
     """A ``logit_distiller``'s result: a scalar tensor of floating point with a gradient to the
     learner (review 52b: a per-element loss or a float failed deep in the step; a constant taught
-    nothing without a word)."""
+    nothing without a word). ``reach``: whether that gradient reaches the learner's logits is
+    checked too (a backward through the loss alone, not the network: done once per edge; review
+    53b: a loss of the user's own parameter alone passed)."""
     fix = f"logit_distiller returned {{}} for edge {edge.name}: return a scalar tensor computed from the learner's logits"
     if not isinstance(loss, torch.Tensor):
         raise ConfigError(fix.format(f"a {type(loss).__name__}"))
@@ -298,6 +300,10 @@ def _check_distilled(loss: Any, learner: torch.Tensor, edge: Edge) -> None:
         raise ConfigError(fix.format(f"a {loss.dtype} tensor of shape {tuple(loss.shape)}") + " (say, .mean())")
     if learner.requires_grad and not loss.requires_grad:
         raise ConfigError(fix.format("a loss without a gradient to the learner (detached, or a constant)"))
+    if reach and learner.requires_grad and torch.autograd.grad(loss, learner, retain_graph=True,
+                                                               allow_unused=True)[0] is None:
+        raise ConfigError(fix.format("a loss whose gradient does not reach the learner's logits (computed from other "
+                                     "tensors alone)"))
 
 
 class KnowledgeGraph:
@@ -362,13 +368,20 @@ class KnowledgeGraph:
         self._teachers: list[str] = []
         self._teacher_mu: list[float] = []
         self._ensemble: list[str] = []
+        self._distillers_reaching: set[str] = set()  # edges whose logit_distiller's gradient reached the learner
+
+    @property
+    def teachers_combined_by(self) -> str | None:
+        """How a ``teachers`` edge combines them (``teacher_weighting``), None where no edge does:
+        what run.json and the dry run say (review 52f: a CA-MKD run read as a weighted one)."""
+        return self.teacher_weighting if any(e.source == TEACHERS for e in self.edges) else None
 
     @classmethod
     def from_preset(cls, preset: str, teachers: Any, students: list[str] | None = None,
                     params: DistillSpec | None = None, *, feature_layers: Mapping[str, str | None] | None = None,
                     heads: Mapping[str, list[str]] | None = None, logit_distiller=None, **overrides) -> "KnowledgeGraph":
         """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments, a
-        Cohort too), each self-distillation head's cross-entropy weighed 1 - ``self_alpha``, and
+        Cohort too), each self-distillation head's cross-entropy weighted 1 - ``self_alpha``, and
         the section's ``teacher_weighting`` and ``pair_node_size``."""
         teachers, students, feature_layers, heads = _from_cohort(teachers, students, feature_layers, heads)
         teachers = _names(teachers)
@@ -510,7 +523,10 @@ class KnowledgeGraph:
         if self.logit_distiller is not None:
             # detached, as every edge's source: a peer's own loss must not pull it towards its learner
             loss = self.logit_distiller(student, out.logits[edge.source].detach(), edge.temperature, labels)
-            _check_distilled(loss, student, edge)
+            reach = student.requires_grad and edge.name not in self._distillers_reaching
+            _check_distilled(loss, student, edge, reach)
+            if reach:
+                self._distillers_reaching.add(edge.name)
             return loss
         if edge.source not in (TEACHERS, ENSEMBLE):
             source = out.logits[edge.source]

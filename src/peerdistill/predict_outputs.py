@@ -33,12 +33,8 @@ def write_predictions(read: Inputs, results: list, info: dict, out: Path, size: 
     # one input's scores: classes first ([C] or [C, H, W])
     probs = [p if info["output"] in ("probabilities", STUDENT_LOGITS) else p.float().softmax(dim=0) for p in results]
     if info["task"] == "segmentation":
-        # each input's classes at its own size, worked out once for the masks and the overlays
-        classes = mask_classes(read, probs, regions)
-        written = write_masks(read, probs, out, visible_masks, info.get("class_names"), regions, classes=classes)
-        if overlays is not None:
-            draw_masks(read, probs, Path(overlays), regions, classes=classes)
-        return written
+        return write_masks(read, probs, out, visible_masks, info.get("class_names"), regions,
+                           None if overlays is None else Path(overlays))
     return write_csv(read.names, torch.stack(probs), info["class_names"], out, info.get("threshold"))
 
 
@@ -206,26 +202,35 @@ def write_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict]
     return out
 
 
-def mask_classes(read: Inputs, probs: list[torch.Tensor], regions: list[np.ndarray] | None = None
-                 ) -> list[torch.Tensor]:
-    """Per input, the class of each pixel at the input's own size (probabilities resized before
+def _input_classes(p: torch.Tensor, size, regions: list[np.ndarray] | None, i: int) -> torch.Tensor:
+    """Input ``i``'s class of each pixel at its own ``size`` (probabilities ``p`` resized before
     the argmax), background outside its region where ``regions`` are given."""
-    return [_inside(align_to(p[None].float(), tuple(size))[0].argmax(dim=0), regions, i)
-            for i, (p, size) in enumerate(zip(probs, read.sizes))]
+    labels = align_to(p[None].float(), tuple(size))[0].argmax(dim=0)
+    return labels if regions is None else labels.masked_fill(~torch.from_numpy(regions[i]), 0)
 
 
 def write_masks(read: Inputs, probs: list[torch.Tensor], out: Path, visible: bool = False,
                 class_names: list[str] | None = None, regions: list[np.ndarray] | None = None,
-                classes: list[torch.Tensor] | None = None) -> Path:
+                overlays: Path | None = None) -> Path:
     """One label PNG per input at that input's size (probabilities resized before the argmax):
     class indices, or with ``visible`` the classes spread over 0..255 (two classes: 0 and 255,
     what a viewer shows and what ``data.binary_masks`` reads back). Each file names its classes
-    by value in a text chunk, ``classes`` (review 49e: a mask of 0/1/2 said nothing of them).
+    by value in a PNG text chunk, ``classes`` (review 49e: a mask of 0/1/2 said nothing of them).
     ``regions``: per input, where it is predicted (``predict_regions``); background elsewhere.
-    ``classes``: ``mask_classes`` of these, where already worked out."""
+    ``overlays``: a folder where each input is drawn too, ``<stem>_overlay.png``, its predicted
+    classes tinted. One input's class map is held at a time (review 53b: int64 maps of every
+    input at full size held at once took 8 bytes a pixel of the whole set)."""
+    from .pictures import overlay, viewable
+
     files = picture_names(read, "mask")
-    out.mkdir(parents=True, exist_ok=True)
-    for file, p, labels in zip(files, probs, classes or mask_classes(read, probs, regions)):
+    pictures = picture_names(read, "overlay") if overlays is not None else None
+    for folder in (out, overlays):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+    for i, (file, p) in enumerate(zip(files, probs)):
+        labels = _input_classes(p, read.sizes[i], regions, i)
+        if pictures is not None:
+            atomic_write_bytes(overlays / pictures[i], _png(overlay(viewable(read.originals[i]), labels.numpy(), None)))
         values = list(range(len(p)))
         if visible:
             labels = visible_levels(labels, len(p))
@@ -246,23 +251,6 @@ def picture_names(read: Inputs, kind: str) -> list[str]:
         raise DataError(f"inputs {same[:3]} would all be written as '{clashes[0]}': predict them in separate calls, "
                         "into separate folders")
     return files
-
-
-def _inside(classes: torch.Tensor, regions: list[np.ndarray] | None, i: int) -> torch.Tensor:
-    """``classes`` with background outside input ``i``'s region, where regions are given."""
-    return classes if regions is None else classes.masked_fill(~torch.from_numpy(regions[i]), 0)
-
-
-def draw_masks(read: Inputs, probs: list[torch.Tensor], folder: Path, regions: list[np.ndarray] | None = None,
-               classes: list[torch.Tensor] | None = None) -> None:
-    """``<stem>_overlay.png``: each input at its own size with its predicted classes tinted
-    (``classes``: ``mask_classes`` of these, where already worked out)."""
-    from .pictures import overlay, viewable
-
-    files = picture_names(read, "overlay")
-    folder.mkdir(parents=True, exist_ok=True)
-    for file, labels, image in zip(files, classes or mask_classes(read, probs, regions), read.originals, strict=True):
-        atomic_write_bytes(folder / file, _png(overlay(viewable(image), labels.numpy(), None)))
 
 
 def draw_boxes(read: Inputs, seen_size: tuple[int, int], detections: list[dict], class_names: list[str],

@@ -57,7 +57,7 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
     own_split = (data_spec is None and not given_in_python) or (
         own_source and not _split_differently(data_spec, meta.get("data_spec")))
     near = _near_copies_scored(data, split, seen) if own_split and near_copies_asked else None
-    _warn_of_what_is_scored(meta, data, split, data_spec, given_in_python, seen, read_from_run_source, own_source)
+    _warn_of_scored_split(meta, data, split, data_spec, given_in_python, seen, read_from_run_source, own_source)
     return TrainingOverlap(seen, near)
 
 
@@ -78,7 +78,7 @@ def _near_copies_scored(data: DataSplits, split: str, seen: list[int] | None) ->
     return {row: trained[match] for row, match in found}
 
 
-def _warn_of_what_is_scored(meta, data, split, data_spec, given_in_python, seen, read_from_run_source,
+def _warn_of_scored_split(meta, data, split, data_spec, given_in_python, seen, read_from_run_source,
                             own_source) -> None:
     whole_own = data_spec is None and split == "all" and (not given_in_python or read_from_run_source)
     if whole_own:

@@ -19,38 +19,37 @@ def print_run_plan(plan, console, err_console) -> None:
                       "no (frozen)" if m["frozen"] else "yes")
     console.print(table)
     sizes = plan.split_sizes
-    console.print(f"data: {sizes['train']:,} train, {sizes['val']:,} val, {sizes['test']:,} test samples of "
+    _say(console, f"data: {sizes['train']:,} train, {sizes['val']:,} val, {sizes['test']:,} test samples of "
                   f"{'x'.join(map(str, plan.input_shape))}, {len(plan.class_names)} classes "
-                  f"({escape(first_few(plan.class_names, 10))})", highlight=False)
+                  f"({escape(first_few(plan.class_names, 10))})")
     if plan.data_bytes is not None:  # (review 52g: a set too large for the machine said nothing before the OOM killer)
         mib = plan.data_bytes / 2**20
-        console.print(f"held in memory: {mib:,.1f} MiB (every split, images as float32"
+        _say(console, f"held in memory: {mib:,.1f} MiB (every split, images as float32"
                       f"{', masks as int64' if plan.task == 'segmentation' else ''}; reading image files peaks a "
-                      "little above it, besides the program's own: README, Memory)", highlight=False)
+                      "little above it, besides the program's own: README, Memory)")
     _print_edges(plan, console)
     speed = plan.speed
     packed = f"; students packed into one network: {'; '.join(' + '.join(g) for g in plan.packed)}" if plan.packed \
         else ""
-    console.print(f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), batch {plan.batch_size}, on "
+    _say(console, f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), batch {plan.batch_size}, on "
                   f"{plan.device}, {speed['precision']}{', channels_last' if speed['channels_last'] else ''}"
-                  f"{', torch.compile' if speed['compile'] else ''}{packed}", highlight=False, soft_wrap=True)
+                  f"{', torch.compile' if speed['compile'] else ''}{packed}")
     where = _where_the_run_goes(plan)
     if plan.kept_aside:
         where += (f", moving what it holds besides the run ({', '.join(plan.kept_aside)}) to a folder beside it, "
                   f"'{plan.run_dir.name}.kept-YYYYmmdd-HHMMSS'")
-    console.print(f"{escape(where)}. Nothing was written; one forward of a few validation samples ran.",
-                  highlight=False, soft_wrap=True)
+    _say(console, f"{escape(where)}. Nothing was written; one forward of a few validation samples ran.")
     if plan.warnings:
         # (the data's and the first forward's warnings above are given by a run too, each time it is set up)
-        err_console.print(f"{len(plan.warnings)} of the warnings above would be given as training starts and kept in "
-                          "run.json (training_warnings)", highlight=False)
+        _say(err_console, f"{len(plan.warnings)} of the warnings above would be given as training starts and kept "
+                          "in run.json (training_warnings)")
 
 
 def _print_edges(plan, console) -> None:
     """Every knowledge edge with the weight and temperature the run gives it (review 52f: 8 names
     and '...', the weights nowhere before training), and what else the graph decides."""
     if not plan.edges:
-        console.print("no knowledge edge (each model learns from the labels alone)")
+        _say(console, "no knowledge edge (each model learns from the labels alone)")
     elif plan.edge_details:
         table = Table(title=f"train --dry-run: {len(plan.edges)} knowledge edge(s)")
         for column, justify in (("edge", "left"), ("kind", "left"), ("weight", "right"), ("temperature", "right")):
@@ -60,8 +59,7 @@ def _print_edges(plan, console) -> None:
                           "" if e["temperature"] is None else f"{e['temperature']:g}")
         console.print(table)
     else:  # (a plan made without the details)
-        console.print(f"{len(plan.edges)} knowledge edge(s): {escape(', '.join(plan.edges))}", highlight=False,
-                      soft_wrap=True)
+        _say(console, f"{len(plan.edges)} knowledge edge(s): {escape(', '.join(plan.edges))}")
     extras = [f"the edges' weights rise to these over the first {plan.rampup_epochs} epoch(s) (distill.rampup_epochs)"
               ] if plan.edges and plan.rampup_epochs else []
     if plan.teacher_weighting == "confidence":
@@ -77,8 +75,14 @@ def _print_edges(plan, console) -> None:
         extras.append(f"{plan.connectors} connector(s) between maps of other sizes")
     if plan.critics:
         extras.append(f"{plan.critics} critic(s) trained beside the models (holistic edges' discriminators)")
-    if extras:  # (wrapped between words in a narrow terminal, review 52j)
-        console.print("; ".join(extras), highlight=False)
+    if extras:
+        _say(console, "; ".join(extras))
+
+
+def _say(console, text: str) -> None:
+    """A line of the plan: wrapped between words on a terminal (review 52j), whole in a log or a
+    pipe (review 53b: lines cut at 120 columns mid-sentence, others not)."""
+    console.print(text, highlight=False, soft_wrap=not console.is_terminal)
 
 
 def _where_the_run_goes(plan) -> str:

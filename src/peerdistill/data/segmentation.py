@@ -17,7 +17,7 @@ from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFI
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_images,
                        read_mask, read_mask_values, refuse_images_in_subfolders)
 from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut,
-                     group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, shares_memory, standardize,
+                     group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, standardized,
                      to_nchw)
 from .synthetic import make_shapes
 
@@ -42,8 +42,7 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
         _warn_of_val_without_foreground(ms[1])
         _warn_of_classes_missing_from_val(ms[0], ms[1], names)
     stats = stats or channel_stats(xs[0])
-    # in place where the images are a copy of ours already (review 52g: a third copy at the peak)
-    xs = [standardize(x, stats, in_place=in_place or not shares_memory(x, given)) for x, given in zip(xs, images)]
+    xs = standardized(xs, images, stats, in_place)
     splits = DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                         input_shape=tuple(xs[0].shape[1:]), stats=stats)
     splits.info["class_names_given"] = bool(class_names)  # else the defaults: mask values say the classes

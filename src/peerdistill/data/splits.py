@@ -226,9 +226,7 @@ class DataSplits:
             stats = _checked_stats(stats)
         if normalize:
             stats = stats or channel_stats(xs[0])
-            # (in place where the inputs are a copy of ours already: not in the caller's arrays unless asked)
-            xs = [standardize(x, stats, in_place=in_place or not shares_memory(x, given))
-                  for x, given in zip(xs, (x_train, x_val, x_test))]
+            xs = standardized(xs, [x_train, x_val, x_test], stats, in_place)
             _warn_of_splits_on_another_scale(xs)
         splits = [TensorData(x, y) for x, y in zip(xs, ys)]  # (training inputs held out: said by the Trainer)
         out = cls(*splits, num_classes=len(names), class_names=names, input_shape=tuple(xs[0].shape[1:]),
@@ -273,7 +271,7 @@ class DataSplits:
                             f"{class_names_from} names {list(class_names)[:6]} (row(s) {rows} of the labels): correct "
                             "those labels if they are wrong, or give one name per class, in label order")
         stats = stats or channel_stats(x)
-        x = standardize(x, stats, in_place=in_place or not shares_memory(x, x_given))
+        x = standardized([x], [x_given], stats, in_place)[0]
         empty = TensorData(x[:0], y[:0])
         splits = cls(empty, empty, TensorData(x, y), num_classes=len(class_names), class_names=list(class_names),
                      input_shape=tuple(x.shape[1:]), stats=stats)
@@ -722,13 +720,20 @@ def grey_read_as_colour(dataset, stats: dict[str, list[float]] | None) -> bool |
     return all(bool(grey_images(part).all()) for part in unstandardised_chunks(dataset, stats))
 
 
-def shares_memory(x: torch.Tensor, given) -> bool:
-    """Whether tensor ``x`` may hold the caller's array ``given`` itself (then it is not changed)."""
+def standardized(xs: list[torch.Tensor], givens: list, stats: dict[str, list[float]],
+                 in_place: bool = False) -> list[torch.Tensor]:
+    """Each of ``xs`` (``to_nchw`` of the caller's ``givens``) standardised by ``stats``: in place
+    where it is a copy of ours already or ``in_place`` asks it (review 52g: a third whole copy at
+    the loading peak), else into a new tensor, the caller's arrays left as they were."""
+    return [standardize(x, stats, in_place=in_place or not _shares_memory(x, given)) for x, given in zip(xs, givens)]
+
+
+def _shares_memory(x: torch.Tensor, given) -> bool:
+    """Whether CPU tensor ``x`` may hold the caller's array ``given`` itself (``to_nchw`` reads
+    CPU arrays alone)."""
     if isinstance(given, torch.Tensor):  # (a slice of a tensor starts inside its storage: compared by bounds, 52j)
-        if given.device.type != "cpu":
-            return x.device == given.device
         given = given.detach().numpy()
-    return x.device.type != "cpu" or np.may_share_memory(x.numpy(), np.asarray(given))
+    return np.may_share_memory(x.numpy(), np.asarray(given))
 
 
 def standardize(x: torch.Tensor, stats: dict[str, list[float]], in_place: bool = False) -> torch.Tensor:

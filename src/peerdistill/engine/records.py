@@ -23,7 +23,6 @@ from ..data.digests import digests_path, digests_record
 from ..data.image_profile import image_profile
 from ..data.splits import TensorData
 from ..errors import CheckpointError, ConfigError, RunDirError, warn_user
-from ..graph import TEACHERS
 from ..json_files import read_json
 from ..models.heads import HeadedModel
 from ..run_files import CONFIG_FILE, METRICS_FILE, RESUME_FILE, RUN_FILE
@@ -117,8 +116,7 @@ class RunRecords:
             "edges": self.graph.to_list(),
             # how a `teachers` edge combines them (review 52f: a CA-MKD run read as a weighted one), and
             # the outputs whose own loss weighs other than 1 (self-distillation heads: 1 - self_alpha)
-            "teacher_weighting": (self.graph.teacher_weighting if any(e.source == TEACHERS for e in self.graph.edges)
-                                  else None),  # (null: no edge combines teachers)
+            "teacher_weighting": self.graph.teachers_combined_by,  # (null: no edge combines teachers)
             "rampup_epochs": self.rampup_epochs,  # (the knowledge terms' weights rise over these epochs)
             "supervised_weights": dict(self.graph.supervised_weights),
             "connectors": dict(self._connector_keys),

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from ..config.cohort_spec import SOFTENED_KINDS
-from ..graph import TEACHERS
 from .artifacts import kept_aside_when_replaced
 from .records import count_exported_parameters
 
@@ -74,8 +73,7 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
                        "temperature": e.temperature if e.kind in SOFTENED_KINDS else None} for e in trainer.graph.edges],
         critics=len(trainer.discriminators), rampup_epochs=trainer.rampup_epochs, data_bytes=held_bytes(data),
         task=getattr(trainer.task, "name", None),
-        teacher_weighting=(trainer.graph.teacher_weighting
-                           if any(e.source == TEACHERS for e in trainer.graph.edges) else None),
+        teacher_weighting=trainer.graph.teachers_combined_by,
         supervised_weights=dict(trainer.graph.supervised_weights),
         epochs=trainer.train_spec.epochs, steps_per_epoch=len(trainer.train_batches),
         batch_size=trainer.train_spec.batch_size, device=str(trainer.device), speed=trainer.speed.to_dict(),

@@ -44,7 +44,8 @@ def comparison_page(directory: Path) -> str:
     task = next((m.get("task") for m in metas), None)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 _scoring_notes(metas),
-                warnings_section(runs, directory), comparison_curves_section(runs, finished), comparison_costs_section(runs, records)]
+                warnings_section(runs, directory, records), comparison_curves_section(runs, finished),
+                comparison_costs_section(runs, records)]
     try:
         diffs = compared_differences(directory, settings)
     except RunDirError as exc:  # the tables and figures do not need it
@@ -204,12 +205,13 @@ def comparison_summary_html(directory: Path, rows, settings: list[str], models: 
     return "\n".join(parts)
 
 
-def warnings_section(runs: dict[str, list[Path]], directory: Path) -> str:
+def warnings_section(runs: dict[str, list[Path]], directory: Path, records: dict[Path, dict[str, Any]]) -> str:
     """The warnings the runs gave as training began and ended, each once, with the runs that gave
     it (review 47b: they were on each run's page alone, not on the comparison's), and those
-    compare met choosing a threshold or temperature, as compare.md lists them."""
+    compare met choosing a threshold or temperature, as compare.md lists them. ``records``: the
+    runs' run.json (``_run_records``)."""
     paths = [path for paths in runs.values() for path in paths]
-    lines = warning_lines(warnings_of_runs(paths), len(paths)) + chosen_on_val_lines(directory)
+    lines = warning_lines(warnings_of_runs(paths, records), len(paths)) + chosen_on_val_lines(directory)
     if not lines:
         return ""
     items = "".join(f"<li>{esc(line)}</li>" for line in lines)

@@ -295,10 +295,11 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
         fig.tight_layout(rect=(0, 0.1, 1, 1))
     else:
         fig.tight_layout()
-    drawn = ("coloured by class, with class and score" if shown else
-             "coloured by class (none here: no box scored that much)")  # (review 52j)
+    found = (f"the boxes of {ensemble_words(meta)} scoring at least {min_score} coloured by class, with class and "
+             "score" if shown else f"no box of {ensemble_words(meta)} scored at least {min_score} in these "
+             "images")  # (review 53b: the colour of boxes none drawn was said)
     return [figure_html(fig, f"the first {count} test images{' (named above each)' if names else ''}: true boxes in "
-                             f"white, the boxes of {ensemble_words(meta)} scoring at least {min_score} {drawn}")]
+                             f"white; {found}")]
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:

@@ -261,15 +261,16 @@ def loss_caption(epochs: list[dict[str, Any]], rampup_epochs: Any = None) -> str
     # so the epoch that ends at 1 was still ramped within: review 52h; run.json's rampup_epochs
     # says it of a one-epoch ramp-up too, whose every end is 1: review 52j)
     if is_count(rampup_epochs) and rampup_epochs > 0 and ends and ends[-1][0] >= rampup_epochs:
-        text += (f" (under 1 through epoch {rampup_epochs}, rising step by step: a term rising then may be the "
-                 "ramp-up alone; metrics.csv's rampup column is the factor at each epoch's end)")
+        done = rampup_epochs  # (run.json's count, over metrics.csv's ends: a one-epoch ramp-up ends each at 1)
     elif ends and ends[0][1] < 1:
         done = next((epoch for epoch, factor in ends if factor >= 1), None)
-        text += (f" (under 1 through epoch {done}, rising step by step: a term rising then may be the ramp-up alone; "
-                 "metrics.csv's rampup column is the factor at each epoch's end)" if done is not None else
-                 f" (under 1 in every epoch, {ends[-1][1]:.2f} at the last one's end, metrics.csv's rampup column: "
-                 "a term rising may be the ramp-up alone)")
-    return text
+        if done is None:
+            return text + (f" (under 1 in every epoch, {ends[-1][1]:.2f} at the last one's end, metrics.csv's rampup "
+                           "column: a term rising may be the ramp-up alone)")
+    else:
+        return text
+    return text + (f" (under 1 through epoch {done}, rising step by step: a term rising then may be the ramp-up alone; "
+                   "metrics.csv's rampup column is the factor at each epoch's end)")
 
 
 def loss_curve_figure(epochs: list[dict[str, Any]]):
