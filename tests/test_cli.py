@@ -1879,3 +1879,18 @@ def test_the_dry_runs_lines_wrap_between_words_on_a_terminal_and_stay_whole_in_a
             assert len(lines) > 1 and " ".join(line.strip() for line in lines) == text  # no word cut
         else:
             assert lines == [text]
+
+
+@pytest.mark.parametrize("local_rank, said", [("0", True), ("1", False)])
+def test_under_torchrun_a_usage_error_is_said_by_the_nodes_first_process_alone(monkeypatch, capsys, local_rank, said):
+    """Review 53a: every process parses the same command line, and each printed its usage error."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", local_rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--bogus"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert ("peerdistill train: error: unrecognized arguments: --bogus" in err) is said
+    if not said:
+        assert err == ""

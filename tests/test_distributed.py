@@ -389,7 +389,8 @@ def test_an_error_on_a_process_other_than_the_first_ends_every_process(tmp_path)
 
 def test_a_last_training_batch_that_does_not_share_equally_is_refused():
     # 15 samples in one batch of 16: shares of 8 and 7 would weigh the samples unequally under DDP
-    with pytest.raises(ConfigError, match="last batch of 15 samples cannot be shared equally by 2 processes"):
+    with pytest.raises(ConfigError, match=r"the training split's only batch \(15 samples: train.batch_size 16 is not "
+                                          r"smaller than the split\) cannot be shared equally by 2 processes"):
         TensorBatches(numbered(15), 16, CPU, shuffle=True, generator=torch.Generator(), shard=(0, 2))
     TensorBatches(numbered(15), 16, CPU, shuffle=False, shard=(0, 2))  # evaluation gathers: any shares do
     TensorBatches(numbered(17), 8, CPU, shuffle=True, generator=torch.Generator(), drop_last=True, shard=(0, 2))

@@ -39,3 +39,12 @@ def launched_world() -> tuple[int, int, int]:
 def launched_rank() -> int:
     """This process's rank under a launcher, 0 otherwise."""
     return launched_world()[0] if launched() else 0
+
+
+def not_first_on_node() -> bool:
+    """Whether a launcher started this process and not as its node's first (LOCAL_RANK above 0):
+    every process parses the same command line, so its usage errors and help are said once, by
+    the first (review 53a: printed once per process). Values that do not read are left to
+    ``launched_world``, which refuses them."""
+    local = os.environ.get("LOCAL_RANK", "0").strip()
+    return launched() and local.isdigit() and int(local) > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import io
 import os
 import shlex
 import signal
@@ -20,7 +21,7 @@ from rich.markup import escape
 
 from ..errors import ConfigError, PeerdistillError, PeerdistillWarning
 from ..option_names import options_as_flags
-from ..launcher import launched, launched_rank, launched_world
+from ..launcher import launched, launched_rank, launched_world, not_first_on_node
 from ..run_files import RESUME_FILE
 from ..terminal import one_line_warnings, write_any_character
 from .arguments import build_parser
@@ -34,18 +35,8 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     ignored rather than killing the process with its output half flushed (a scheduler would
     read a finished run as killed, and its --resume would then be refused)."""
     write_any_character(sys.stdout, sys.stderr)
-    parser = build_parser()
-    _refuse_options_before_the_command(parser, list(sys.argv[1:] if argv is None else argv))
-    # Positional overrides (train --quiet a=b) and predict's inputs (predict RUN a.png --out p.csv
-    # b.png) may come after flags; argparse leaves those over.
-    ns, extra = parser.parse_known_args(argv)
-    positional = next((name for name in ("args", "overrides", "inputs") if hasattr(ns, name)), None)
-    if extra and (positional is None or any(e.startswith("-") for e in extra)):
-        given = list(sys.argv[1:] if argv is None else argv)
-        parser.commands[ns.command].error(
-            f"unrecognized arguments: {' '.join(extra)}{_hint(extra, parser.commands[ns.command], ns.command, given)}")
-    if extra:
-        setattr(ns, positional, getattr(ns, positional) + extra)
+    with _said_by_the_nodes_first_process():
+        ns = _parsed(list(sys.argv[1:] if argv is None else argv))
     # SIGTERM (timeout, Slurm, Kubernetes) and SIGHUP (a closed terminal or ssh session) end a
     # command as Ctrl-C does: files being written are removed, not left half-written, the run is
     # marked stopped and the hint says what is left. SIGINT gets a handler too, only to remember
@@ -70,6 +61,33 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # (closed, or its reader gone: nothing more to say)
                 stream.flush()
+
+
+def _parsed(given: list[str]) -> argparse.Namespace:
+    """The command line read; argparse's own usage errors exit (2) from here."""
+    parser = build_parser()
+    _refuse_options_before_the_command(parser, given)
+    # Positional overrides (train --quiet a=b) and predict's inputs (predict RUN a.png --out p.csv
+    # b.png) may come after flags; argparse leaves those over.
+    ns, extra = parser.parse_known_args(given)
+    positional = next((name for name in ("args", "overrides", "inputs") if hasattr(ns, name)), None)
+    if extra and (positional is None or any(e.startswith("-") for e in extra)):
+        parser.commands[ns.command].error(
+            f"unrecognized arguments: {' '.join(extra)}{_hint(extra, parser.commands[ns.command], ns.command, given)}")
+    if extra:
+        setattr(ns, positional, getattr(ns, positional) + extra)
+    return ns
+
+
+@contextlib.contextmanager
+def _said_by_the_nodes_first_process():
+    """Under torchrun, what the other processes of a node would print of the command line
+    (usage errors, --help) is left to its first: each process reads the same one alike."""
+    if not not_first_on_node():
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def _refuse_options_before_the_command(parser: argparse.ArgumentParser, given: list[str]) -> None:

@@ -54,9 +54,11 @@ class _OrderedBatches:
         self.drop_last, self.shard = drop_last, shard
         last = batch_size if drop_last else n - (len(self) - 1) * batch_size
         if shuffle and last % shard[1]:  # DDP averages per-process means: equal shares or a different loss
-            raise ConfigError(f"the training split's last batch of {last} samples cannot be shared equally by "
-                              f"{shard[1]} processes; use a train.batch_size smaller than the split, or a number "
-                              f"of processes that divides {last}").found_by_every_process()
+            which = (f"last batch of {last} samples" if len(self) > 1 else  # (review 53a: the only one was "last")
+                     f"only batch ({last} samples: train.batch_size {batch_size} is not smaller than the split)")
+            raise ConfigError(f"the training split's {which} cannot be shared equally by {shard[1]} processes; use a "
+                              f"train.batch_size smaller than the split, or a number of processes that divides "
+                              f"{last}").found_by_every_process()
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
