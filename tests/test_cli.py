@@ -1894,3 +1894,21 @@ def test_under_torchrun_a_usage_error_is_said_by_the_nodes_first_process_alone(m
     assert ("peerdistill train: error: unrecognized arguments: --bogus" in err) is said
     if not said:
         assert err == ""
+
+
+def test_a_batch_size_leaving_much_of_each_epoch_out_is_warned_of_and_one_past_the_split_said(tmp_path, capsys):
+    """Review 53c: train.batch_size=600 left 477 of the embedded set's 1,077 training samples out of every
+    epoch without a word, and batch_size=2000 was shown as "batch 2000" for one batch of 1,077."""
+    run_cli("train", f"out_dir={tmp_path}", "train.batch_size=600", "--dry-run")
+    printed = capsys.readouterr()
+    said = " ".join((printed.out + printed.err).split())
+    assert ("train.batch_size 600 leaves 477 of the 1,077 training samples out of every epoch (an epoch takes whole "
+            "batches: 1 of 600; others are left out each epoch): train.batch_size=538 takes 2 batches, leaving 1 "
+            "out") in said
+    assert "1 step(s), batch 600, on" in said
+    run_cli("train", f"out_dir={tmp_path}", "train.batch_size=64", "--dry-run")  # 53 of 1,077 left out: no news
+    assert "leaves" not in capsys.readouterr().err
+    run_cli("train", f"out_dir={tmp_path}", "train.batch_size=2000", "--dry-run")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("1 step(s), one batch of the whole training split (1,077 samples; train.batch_size 2000 is larger), "
+            "on cpu") in printed

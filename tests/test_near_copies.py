@@ -136,6 +136,13 @@ def test_near_copies_among_held_out_images_are_warned_of_naming_both_files(tmp_p
     with pytest.warns(PeerdistillWarning, match=r"look at them, and remove or merge the near-copies in the data, or "
                                                 r"try another data.split_seed$"):
         trainer._warn_of_training_inputs_held_out(data)
+    # a run dealing whole groups already is not advised the key it set (review 53c)
+    trainer.task = ClassificationTask(2)
+    data.info["groups"] = {"train": 30, "val": 10, "test": 11}
+    with pytest.warns(PeerdistillWarning, match=r"look at them, and check that the groups are the patients or videos "
+                                                r"meant \(data.group_pattern or data.group_column: each pair lies in two "
+                                                r"groups\), or leave them out of the test split$"):
+        trainer._warn_of_training_inputs_held_out(data)
 
 
 @pytest.mark.skipif(not (SHARED / "pneumoniamnist.npz").is_file(),

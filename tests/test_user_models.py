@@ -562,6 +562,11 @@ def test_a_student_whose_logits_cannot_teach_it_is_refused(tiny_data, finish, er
     seed_everything(0)
     with pytest.raises((ConfigError, DataError), match=error):
         _fit([_Logits(finish)], None, [], tiny_data)
+    # and by a dry run, which promises what training checks before its first step (review 53c)
+    trainer = Trainer(Cohort.from_modules([_Logits(finish)]), KnowledgeGraph([]), ClassificationTask(3), device="cpu",
+                      progress=False, train=FAST)
+    with pytest.raises((ConfigError, DataError), match=error):
+        trainer.check(tiny_data)
 
 
 def test_a_model_returning_probabilities_is_warned_of_and_log_probabilities_are_not(tiny_data, recwarn):

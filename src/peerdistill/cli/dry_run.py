@@ -31,7 +31,10 @@ def print_run_plan(plan, console, err_console) -> None:
     speed = plan.speed
     packed = f"; students packed into one network: {'; '.join(' + '.join(g) for g in plan.packed)}" if plan.packed \
         else ""
-    _say(console, f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), batch {plan.batch_size}, on "
+    batch = (f"batch {plan.batch_size}" if plan.whole_split_batch is None else  # (review 53c: "batch 2000" of 1,077)
+             f"one batch of the whole training split ({plan.whole_split_batch:,} samples; train.batch_size "
+             f"{plan.batch_size} is larger)")
+    _say(console, f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), {batch}, on "
                   f"{plan.device}, {speed['precision']}{', channels_last' if speed['channels_last'] else ''}"
                   f"{', torch.compile' if speed['compile'] else ''}{packed}")
     where = _where_the_run_goes(plan)

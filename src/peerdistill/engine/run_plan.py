@@ -45,6 +45,8 @@ class RunPlan:
     task: str | None = None  # classification, segmentation or detection
     teacher_weighting: str | None = None  # how edges from `teachers` combine them (None: no such edge)
     supervised_weights: dict[str, float] = field(default_factory=dict)  # outputs whose own loss weighs other than 1
+    # the training split's size where one batch holds it all (train.batch_size past it; not patches)
+    whole_split_batch: int | None = None
 
 
 def held_bytes(data) -> int | None:
@@ -77,4 +79,6 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
         supervised_weights=dict(trainer.graph.supervised_weights),
         epochs=trainer.train_spec.epochs, steps_per_epoch=len(trainer.train_batches),
         batch_size=trainer.train_spec.batch_size, device=str(trainer.device), speed=trainer.speed.to_dict(),
+        whole_split_batch=(len(data.train) if not trainer.patches and len(data.train) < trainer.train_spec.batch_size
+                           else None),
         packed=[list(names) for names, _ in trainer.groups], warnings=list(said))

@@ -493,6 +493,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         modes = [(sub, sub.training) for m in self.cohort.members for sub in m.module.modules()]
         try:
             self._setup(data)
+            self._check_gradients_of_the_probe()
             return run_plan(self, data, self._warned_about_training(data), verdict)
         finally:
             self.cohort.capture({})
@@ -911,6 +912,15 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             terms.update(self.graph.losses(out, y, self._connector_map(), scale=ramp, inputs=x,
                                            discriminators=self._discriminator_map()))
         return out, terms
+
+    def _check_gradients_of_the_probe(self) -> None:
+        """What the first step checks of the trained models' outputs, for a dry run: one forward
+        of the probe's samples with autograd on, still in eval mode (no running statistics move;
+        review 53c: a model returning detached logits passed the dry run and failed at once)."""
+        with torch.enable_grad():
+            out = self.cohort.forward(self._probe_input)
+        self._check_logits_carry_gradients(out)
+        self._check_features_carry_gradients(out)
 
     def _check_logits_carry_gradients(self, out) -> None:
         """A trained model's logits must lead back to its weights: detached ones (``.detach()``,
