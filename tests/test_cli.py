@@ -1664,9 +1664,37 @@ def test_a_patch_trained_runs_table_says_its_macs_are_of_one_patch(tmp_path, cap
     assert "MMACs/patch" in out and "│ MMACs " not in out
     assert ("note: MMACs/patch are of one 32x32 patch, what training saw; eval, predict and an export score a whole "
             "image window by window (0.5 overlap), each window costing as much") in " ".join(err.split())
+    # the ensemble's cells: the sum of its students' (review 53d: blank), said so; timed as exported (side by side)
+    costs = json.loads((tmp_path / "p" / "run.json").read_text())["costs"]
+    assert _ensemble_cost_cells(out)[:2] == _summed_cells(costs)[:2]  # (no teacher: no x smaller)
+    assert "latency_summed" not in costs["ensemble"]
     run_cli("train", f"out_dir={tmp_path}", "name=whole", *FAST, "--quiet")
     out, err = capsys.readouterr()
     assert "MMACs/patch" not in out and "MMACs" in out and "MMACs/patch" not in err
+    costs = json.loads((tmp_path / "whole" / "run.json").read_text())["costs"]
+    assert _ensemble_cost_cells(out) == _summed_cells(costs)
+    assert ("note: ensemble: its params and MMACs are the sum of its 2 students' (student1, student2), and its x "
+            "smaller comes from that sum: shipped, it runs every student") in " ".join(err.split())
+
+
+def _summed_cells(costs: dict) -> list[str]:
+    """The ensemble's params, MMACs and x smaller worked out here from its students' figures."""
+    from peerdistill.report import mmacs
+
+    summed = costs["student1"]["parameters"] + costs["student2"]["parameters"]
+    ratio = f"{round(costs['teacher']['parameters'] / summed, 2):.2f}" if "teacher" in costs else ""
+    return [f"{summed:,}", mmacs(costs["student1"]["macs"] + costs["student2"]["macs"]), ratio]
+
+
+def _ensemble_cost_cells(out: str) -> list[str]:
+    """The final table's params, MMACs and x smaller of the ensemble, a row or (the table turned
+    to fit the terminal) the last cell of those rows."""
+    lines = out.splitlines()
+    row = next((line for line in lines if line.startswith("│ ensemble ")), None)
+    if row:
+        return [c.strip() for c in row.split("│")[2:5]]
+    return [next(line for line in lines if line.startswith(f"│ {name}")).split("│")[-2].strip()
+            for name in ("params ", "MMACs", "x smaller ")]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -102,6 +102,32 @@ def test_run_report_of_a_classification_run(digits_run):
     assert (mmacs(609_400), mmacs(83_300), mmacs(2_345_678)) == ("0.609", "0.0833", "2.35")  # (review 50h: 0.61, 0.08)
 
 
+def test_a_runs_ensemble_costs_the_sum_of_its_students_in_run_json_and_the_report(digits_run):
+    """Review 53d: the ensemble had no cost in run.json nor in the report's tables."""
+    from peerdistill.costs import count_macs
+    from peerdistill.runs import load_model
+
+    meta = json.loads((digits_run / "run.json").read_text())
+    students = [m for m in meta["members"] if m["role"] == "student"]
+    modules = [load_model(digits_run, m["name"], with_heads=False)[0].module for m in students]
+    ensemble = meta["costs"]["ensemble"]
+    assert ensemble["parameters"] == sum(m["parameters"] for m in students)
+    assert ensemble["macs"] == sum(count_macs(m, tuple(meta["input_shape"])) for m in modules)
+    assert ensemble["size_bytes"] == sum((digits_run / "models" / f"{m['name']}.safetensors").stat().st_size
+                                         for m in students)
+    teacher = meta["costs"]["teacher"]["parameters"]
+    assert ensemble["compression"] == round(teacher / ensemble["parameters"], 2)
+    assert ensemble["cpu_latency_ms"] > 0 and "latency_summed" not in ensemble  # timed running both students
+    page = write_report(digits_run).read_text(encoding="utf-8")
+    costs = page[page.index("<h2>Model costs</h2>"):]
+    assert table_row(costs, "ensemble").startswith(f"<tr><th>ensemble</th><td>{ensemble['parameters']:,}</td>"
+                                                   f"<td>{mmacs(ensemble['macs'])}</td>")
+    assert "are the sum of its 2 students&#x27; (student1, student2)" in costs
+    tested = page.split("<h2>Test metrics</h2>", 1)[1].split("</section>", 1)[0]
+    assert table_row(tested, "ensemble").startswith(f"<tr><th>ensemble</th><td>{ensemble['parameters']:,}</td>")
+    assert "ensemble: its parameters are the sum of its 2 students&#x27;" in tested
+
+
 def test_run_report_of_a_segmentation_run(shapes_run, tmp_path):
     out = tmp_path / "elsewhere" / "seg.html"
     path = write_report(shapes_run, out)
@@ -177,6 +203,10 @@ def test_comparison_report(tmp_path):
     latencies = [json.loads((result.directory / f"{s}-seed{k}" / "run.json").read_text())["costs"]["student1"]
                  ["cpu_latency_ms"] for s in ("independent", "kd") for k in (0, 1)]
     assert f"<td>{statistics.median(latencies):.3f}</td>" in table_row(costs, "student1")
+    summed = sum(json.loads((result.directory / "kd-seed0" / "run.json").read_text())["costs"][s]["parameters"]
+                 for s in ("student1", "student2"))  # the ensemble's: the sum of its students', said so
+    assert table_row(costs, "ensemble").startswith(f"<tr><th>ensemble</th><td>{summed:,}</td>")
+    assert "are the sum of its 2 students&#x27; (student1, student2)" in costs
     assert "peerdistill comparison" in page
     for setting in ("independent", "kd"):
         assert f"<tr><th>{setting}</th>" in page

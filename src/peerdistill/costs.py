@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .ensemble_cost import ENSEMBLE, compression, ensemble_cost
+
 
 def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass on one input, counted by torch's
@@ -88,12 +90,16 @@ def latencies_ms(modules: dict[str, nn.Module], input_shape: tuple[int, ...], de
 
 
 def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], files: dict[str, Path],
-                reference: str | None = None, gpu: torch.device | None = None) -> dict[str, dict[str, float]]:
+                reference: str | None = None, gpu: torch.device | None = None,
+                ensemble_of: list[str] | None = None, ensemble: nn.Module | None = None) -> dict[str, dict[str, float]]:
     """Costs of each model as shipped; ``compression`` is the reference model's parameters over
     this model's (how many times smaller than the teacher); with ``gpu`` (a CUDA device), also
-    the latency there."""
-    cpu = cpu_latencies_ms(modules, input_shape, min_seconds=LATENCY_SECONDS)
-    on_gpu = latencies_ms(modules, input_shape, gpu, min_seconds=LATENCY_SECONDS) if gpu is not None else {}
+    the latency there. With ``ensemble_of`` (the students), also the students' ensemble's
+    (``ensemble_cost.py``): the sums of theirs, its latency timed on ``ensemble`` (the module
+    that runs them all and averages them, as deployed) where given, else the sum of theirs."""
+    timed = {**modules, ENSEMBLE: ensemble} if ensemble_of and ensemble is not None else modules
+    cpu = cpu_latencies_ms(timed, input_shape, min_seconds=LATENCY_SECONDS)
+    on_gpu = latencies_ms(timed, input_shape, gpu, min_seconds=LATENCY_SECONDS) if gpu is not None else {}
     costs = {}
     for name, module in modules.items():
         costs[name] = {
@@ -104,7 +110,12 @@ def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], fil
         }
         if gpu is not None:
             costs[name]["gpu_latency_ms"] = round(on_gpu[name], 3)
+    if ensemble_of:
+        measured = {key: times[ENSEMBLE] for key, times in (("cpu_latency_ms", cpu), ("gpu_latency_ms", on_gpu))
+                    if ENSEMBLE in times}
+        if (cost := ensemble_cost(costs, ensemble_of, measured)) is not None:
+            costs[ENSEMBLE] = cost
     if reference in costs:
         for c in costs.values():
-            c["compression"] = round(costs[reference]["parameters"] / max(c["parameters"], 1), 2)
+            c["compression"] = compression(costs[reference]["parameters"], c["parameters"])
     return costs

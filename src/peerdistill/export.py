@@ -38,8 +38,7 @@ from .engine.state_files import DIGEST_KEY, safetensors_metadata
 from .post_hoc import check_post_hoc_options
 from .sidecar import is_export_json, sidecar_path, write_sidecar
 from .runs import load_cohort, load_model, read_run_data, saved_window, warn_if_unfinished
-from .exported_models import (STUDENT_LOGITS, EnsembleProbabilities, Logits, StudentLogits, Tempered, flip_averaged,
-                              student_count)
+from .exported_models import Logits, Tempered, ensemble_graph, flip_averaged, student_count
 from .option_names import option, option_given
 from .run_files import METRICS_FILE
 
@@ -119,10 +118,8 @@ def pick_model(run_dir: Path, which: str, modules: dict[str, nn.Module] | None =
     if which == "ensemble":
         cohort, meta = load_cohort(run_dir, modules, roles=("student",), with_heads=False)
         students = {m.name: m.module for m in cohort.students}
-        if saved_window(meta)[0] is not None:  # by sliding window: blended per student first (see StudentLogits)
-            module, output = StudentLogits(students), STUDENT_LOGITS
-        else:
-            module, output = EnsembleProbabilities(students), "probabilities"
+        # (by sliding window: blended per student first, see StudentLogits)
+        module, output = ensemble_graph(students, windowed=saved_window(meta)[0] is not None)
     else:
         member, meta = load_model(run_dir, which, modules, with_heads=False)
         module, output = Logits(member.module, which), "logits"

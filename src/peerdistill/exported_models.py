@@ -79,6 +79,15 @@ class StudentLogits(nn.Module):
         return torch.cat([align_to(t, size) for t in logits], dim=1)
 
 
+def ensemble_graph(students: dict[str, nn.Module], windowed: bool) -> tuple[nn.Module, str]:
+    """The students' ensemble as it is exported and deployed, and its output kind: their logits
+    side by side for a sliding window to blend (``StudentLogits``), else their mean probability.
+    Its cost is timed on this module too (``costs.model_costs``)."""
+    if windowed:
+        return StudentLogits(students), STUDENT_LOGITS
+    return EnsembleProbabilities(students), "probabilities"
+
+
 class FlipAveragedModel(nn.Module):
     """An exported model averaged over flips of its input as ``eval --tta`` averages it
     (``engine/tta.py``): the class probabilities (maps mirrored back) of the input as it is and

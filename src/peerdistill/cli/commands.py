@@ -15,7 +15,7 @@ from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
 from .notes import (say_distance_unit, say_ensemble_of_one, say_what_detection_figures_are,
-                    say_what_not_available_means)
+                    say_what_not_available_means, say_what_the_ensemble_costs)
 
 
 def _is_override(arg: str) -> bool:
@@ -94,6 +94,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return _dry_run(ns, cfg)
     # torch comes with these: only once the config is read and checked
     from ..build import run_dir_for, train_from_config
+    from ..ensemble_cost import ENSEMBLE, ensemble_parameters, student_names, with_ensemble
     from ..report import fitted, results_table
     from ..runs import saved_window, task_for
 
@@ -105,6 +106,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return 0
     meta = read_json(run_dir / RUN_FILE)
     params = {m["name"]: m["parameters"] for m in meta["members"]}
+    if (summed := ensemble_parameters(params, student_names(meta))) is not None:
+        params[ENSEMBLE] = summed
+    costs = with_ensemble(meta.get("costs"), meta)
     monitor_metric = result.monitor.split("/", 1)[1]
     stopped = f"; stopped early: no better val in {cfg.train.patience} epochs" if result.stopped_early else ""
     tested = (meta.get("split_sizes") or {}).get("test")
@@ -115,9 +119,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
     summary = task_for(meta).summary_metrics
     window, overlap = saved_window(meta)
     console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
-                                       summary, costs=meta.get("costs"), macs_of="patch" if window else ""),
+                                       summary, costs=costs, macs_of="patch" if window else ""),
                          console.width))
-    if window and meta.get("costs"):
+    say_what_the_ensemble_costs(costs, student_names(meta))
+    if window and costs:
         err_console.print(f"note: MMACs/patch are of one {window[0]}x{window[1]} patch, what training saw; eval, "
                           f"predict and an export score a whole image window by window ({overlap:g} overlap), each "
                           "window costing as much", highlight=False, soft_wrap=True)

@@ -53,3 +53,18 @@ def say_how_to_read_differences(baseline: str, metrics, left_out=()) -> None:
                       f"wholly above or below 0 says the difference from {baseline} is not explained by which scored "
                       f"images were drawn. It holds these trained models fixed: whether another training "
                       f"seed keeps the difference is what compare --seeds measures{sign}", highlight=False, soft_wrap=True)
+
+
+def say_what_the_ensemble_costs(costs: dict | None, students: list[str]) -> None:
+    """The ensemble's params and MMACs are the sum of its students' (it runs them all): said
+    beside the final table, whose ensemble row would otherwise read as costing nothing more."""
+    from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, ensemble_parameters_note
+
+    if len(students) < 2:  # (an ensemble of one is that student: say_ensemble_of_one says it)
+        return
+    if costs and ENSEMBLE in costs:
+        note = ensemble_cost_note(costs[ENSEMBLE], "params and MMACs", "its x smaller", latency=False)
+    else:
+        note = ensemble_parameters_note(students)
+    if note:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)

@@ -186,15 +186,28 @@ class RunRecords:
 
     def _costs(self, run: RunDir, meta: dict) -> dict:
         """Parameters, MACs, file size and CPU latency (and GPU latency on a CUDA run) of every
-        model as shipped (no heads); on patch-trained runs, for one patch-sized input."""
+        model as shipped (no heads), and of the students' ensemble; on patch-trained runs, for
+        one patch-sized input."""
         shape = tuple(meta["input_shape"])
         if self.window:
             shape = (shape[0], *self.window)
         modules = {m.name: (m.module.base if isinstance(m.module, HeadedModel) else m.module)
                    for m in self.cohort.members}
         teacher = self.cohort.teachers[0].name if self.cohort.teachers else None
+        students = self.cohort.ensemble_names()
         return model_costs(modules, shape, {n: run.model_path(n) for n in modules}, reference=teacher,
-                           gpu=self.device if self.device.type == "cuda" else None)
+                           gpu=self.device if self.device.type == "cuda" else None,
+                           ensemble_of=students, ensemble=self._ensemble_as_deployed({s: modules[s] for s in students}))
+
+    def _ensemble_as_deployed(self, students: dict[str, nn.Module]) -> nn.Module | None:
+        """What ``export --model ensemble`` ships, for its latency: every student run, their
+        outputs averaged (side by side for a sliding window to blend). None for detection, whose
+        ensemble fuses the students' boxes in Python: its latency is then the sum of theirs."""
+        from ..exported_models import ensemble_graph
+
+        if not students or self.task.name == "detection":
+            return None
+        return ensemble_graph(students, windowed=bool(self.window))[0]
 
     # ---- resume -------------------------------------------------------------------------
     def _resume_state(self, epoch: int, step: int = 0, partial: dict[str, Any] | None = None) -> dict[str, Any]:

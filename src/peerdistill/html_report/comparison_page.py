@@ -16,6 +16,7 @@ import numpy as np
 
 from ..comparison_runs import CHOSEN_ON_VAL, setting_runs, warning_lines, warnings_of_runs
 from ..engine.artifacts import RunDir
+from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, with_ensemble
 from ..errors import CheckpointError, RunDirError
 from ..json_files import read_json
 from ..metrics import headed, lower_is_better, metric_family, per_class_part, unpaired_metric
@@ -339,7 +340,8 @@ def comparison_costs_section(runs: dict[str, list[Path]], records: dict[Path, di
     ``records``: the runs' run.json (``_run_records``)."""
     groups: dict[tuple, tuple[list[str], list[dict]]] = {}
     for setting, paths in runs.items():
-        for costs in (c for c in (read_costs(records[p])[0] for p in paths if p in records) if c):
+        for costs in (c for c in (with_ensemble(read_costs(records[p])[0], records[p]) for p in paths if p in records)
+                      if c):
             shape = tuple((name, c["parameters"], c["macs"]) for name, c in costs.items())
             settings, measured = groups.setdefault(shape, ([], []))
             if setting not in settings:
@@ -354,8 +356,7 @@ def comparison_costs_section(runs: dict[str, list[Path]], records: dict[Path, di
             parts.append(f"<p>{esc(', '.join(settings))}:</p>")
         costs = _median_latencies(measured)
         parts.append(table_html(costs_header(costs), cost_rows(costs)))
-        if noise := timing_noise_note(costs):
-            parts.append(note_html(noise))
+        parts += [note_html(n) for n in (ensemble_cost_note(costs.get(ENSEMBLE)), timing_noise_note(costs)) if n]
     return section_html("Model costs", parts)
 
 

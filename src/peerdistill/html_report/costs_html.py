@@ -1,11 +1,13 @@
 """The model-costs table of a run or a comparison: parameters, MACs, size, latency and how
-many times smaller than the teacher."""
+many times smaller than the teacher, of each model and of the students' ensemble (the sum of
+theirs: ``ensemble_cost.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
+from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, with_ensemble
 from ..report import fmt, mmacs
 from ..values import is_finite_number
 from .html_parts import note_html, section_html, table_html
@@ -13,6 +15,7 @@ from .html_parts import note_html, section_html, table_html
 def costs_section(meta: dict[str, Any]) -> str:
     """What each model costs to ship (run.json's ``costs``, written when training ends)."""
     costs, damaged = read_costs(meta)
+    costs = with_ensemble(costs, meta)
     if damaged:
         return section_html("Model costs", [note_html(f"costs left out: run.json's costs are damaged ({damaged}); "
                                                       "restore the file, or train the run again.")])
@@ -22,9 +25,9 @@ def costs_section(meta: dict[str, Any]) -> str:
 
     window, _ = saved_window(meta)
     macs_of = f"/patch ({window[0]}x{window[1]})" if window else ""
-    noise = timing_noise_note(costs)
+    notes = [n for n in (ensemble_cost_note(costs.get(ENSEMBLE)), timing_noise_note(costs)) if n]
     return section_html("Model costs", [COSTS_CAPTION, table_html(costs_header(costs, macs_of), cost_rows(costs)),
-                                        *([note_html(noise)] if noise else [])])
+                                        *map(note_html, notes)])
 
 
 # How far apart the latencies of two alike models (the same parameters and MACs) may lie before the
