@@ -205,6 +205,12 @@ def test_every_preset_trains_end_to_end_on_the_embedded_default(tmp_path, preset
                                                    "ap50_rectangle", "ap50_ellipse"}
     run = json.loads((tmp_path / preset / "run.json").read_text())
     assert run["task"] == "detection" and run["detection"]["strides"] == [8, 16, 32]
+    # the ensemble's cost: its students' summed; its latency too (the boxes are fused in Python: not a graph to time)
+    costs = run["costs"]
+    assert costs["ensemble"]["parameters"] == costs["student1"]["parameters"] + costs["student2"]["parameters"]
+    assert costs["ensemble"]["cpu_latency_ms"] == pytest.approx(
+        costs["student1"]["cpu_latency_ms"] + costs["student2"]["cpu_latency_ms"], abs=1e-3)
+    assert costs["ensemble"]["latency_summed"] is True
 
 
 def test_the_detect_section_sets_the_shares_of_a_kd_edge(tmp_path):
