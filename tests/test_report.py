@@ -1276,7 +1276,7 @@ def test_the_warnings_training_began_with_are_kept_in_run_json_and_on_the_page(t
     (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
     xv[:2], yv[:2] = x[:2], y[:2]
     trainer = Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
-                      ClassificationTask(3), train=TrainSpec(epochs=1), run_dir=tmp_path / "r", progress=False)
+                      ClassificationTask(3), train=TrainSpec(epochs=1, batch_size=32), run_dir=tmp_path / "r", progress=False)
     with pytest.warns(PeerdistillWarning, match="2 of 32 validation inputs are identical to training inputs"):
         trainer.fit(DataSplits.from_arrays(x, y, xv, yv, xt, yt))
     said = json.loads((tmp_path / "r" / "run.json").read_text())["training_warnings"]
