@@ -525,3 +525,19 @@ def test_from_arrays_in_place_standardises_the_callers_float_arrays_themselves()
     assert torch.equal(whole.test.x, again.test.x)
     with pytest.raises(ConfigError, match="in_place must be True or False"):
         DataSplits.from_arrays(x[:12], y[:12], x[12:16], y[12:16], x[16:], y[16:], in_place="yes")
+
+
+def test_in_place_refuses_splits_sharing_memory_and_stratified_takes_it_as_moot():
+    """Review 53g: one array given as every split was standardised three times over (train mean -7.6)."""
+    rng = np.random.default_rng(2)
+    x = rng.random((30, 1, 4, 4)).astype(np.float32)
+    y = np.arange(30) % 2
+    kept = x.copy()
+    with pytest.raises(DataError, match=r"in_place=True standardises each split where it lies, but these splits share "
+                                        r"memory"):
+        DataSplits.from_arrays(x, y, x, y, x, y, channels_last=False, in_place=True)
+    with pytest.raises(DataError, match="share memory"):
+        DataSplits.from_arrays(x[:20], y[:20], x[10:25], y[10:25], x[25:], y[25:], channels_last=False, in_place=True)
+    assert np.array_equal(x, kept)  # refused before any was changed
+    cut = DataSplits.stratified(x, y, val_fraction=0.2, test_fraction=0.2, seed=0, channels_last=False, in_place=False)
+    assert np.array_equal(x, kept) and abs(float(cut.train.x.mean())) < 1e-5

@@ -302,8 +302,8 @@ def test_random_crops_reach_every_position_inside_the_image():
 def test_images_of_several_sizes_are_named_one_file_per_size(tmp_path):
     write_class_tree(tmp_path / "img", {"x": 3, "y": 3})
     Image.fromarray(np.zeros((12, 14), np.uint8)).save(tmp_path / "img" / "y" / "2.png")
-    with pytest.raises(DataError, match=r"images differ in size \(2 sizes, e.g. 10x10: '0.png'; 12x14: '2.png'\): set "
-                                        r"data.image_size=\[H, W\] to resize them"):
+    with pytest.raises(DataError, match=r"images differ in size \(2 sizes, e.g. 10x10: 'x/0.png'; 12x14: 'y/2.png'\): "
+                                        r"set data.image_size=\[H, W\] to resize them"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True))
     assert build_data(DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True,
                                image_size=[10, 10])).input_shape == (1, 10, 10)
@@ -460,3 +460,14 @@ def test_images_read_into_one_array_are_each_files_own_and_every_bad_file_is_nam
     (tmp_path / "4.png").write_bytes(b"nor this")
     with pytest.raises(DataError, match=r"2 of 5 images cannot be read:\n  - .*3\.png.*\n  - .*4\.png"):
         read_images(files + [tmp_path / "3.png", tmp_path / "4.png"])
+
+
+def test_split_folders_of_other_sizes_are_named_with_their_folders(tmp_path):
+    """Review 53g: read in one go, the sizes' files were named '0.png' and '0.png', their splits lost."""
+    for split, side in (("train", 8), ("val", 8), ("test", 6)):
+        for c in ("a", "b"):
+            (tmp_path / "set" / split / c).mkdir(parents=True)
+            Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "set" / split / c / "0.png")
+    with pytest.raises(DataError, match=r"images differ in size \(2 sizes, e.g. 6x6: 'test/a/0.png'; 8x8: "
+                                        r"'train/a/0.png'\)"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "set"), grey=True))

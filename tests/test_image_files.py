@@ -584,7 +584,9 @@ def test_segmentation_and_detection_folders_are_scored_whole_with_split_all(tmp_
     assert torch.allclose(given.test.x, ((grey - 0.5) / 0.25).expand(3, 1, 6, 6))  # the run's statistics
     assert given.info["files"] == {"test": ["0", "0", "1"]} and given.info["split"].startswith("whole")
     write_pairs(tmp_path / "split" / "val", [square(1, size=8)], size=(8, 8))
-    with kept_whole(), pytest.raises(DataError, match="different sizes: set data.image_size"):
+    with kept_whole(), pytest.raises(DataError, match=r"^the images of the split folders of '.*split' differ in size \(2 "
+                                                      r"sizes, e.g. 6x6: 'test/images/0.png'; 8x8: 'val/images/0.png'\): "
+                                                      r"set data.image_size"):
         build_data(DataSpec(kind="folders", root=str(tmp_path / "split"), binary_masks=True, grey=True), stats=stats)
     # detection: boxes from the same masks, kept whole
     spec = DataSpec(kind="mask_boxes", root=str(tmp_path / "flat"), image_size=[6, 6], grey=True)

@@ -25,8 +25,8 @@ def print_run_plan(plan, console, err_console) -> None:
     if plan.data_bytes is not None:  # (review 52g: a set too large for the machine said nothing before the OOM killer)
         mib = plan.data_bytes / 2**20
         _say(console, f"held in memory: {mib:,.1f} MiB (every split, images as float32"
-                      f"{', masks as int64' if plan.task == 'segmentation' else ''}; reading image files peaks a "
-                      "little above it, besides the program's own: README, Memory)")
+                      f"{', masks as int64' if plan.task == 'segmentation' else ''}; what reading them peaks at: "
+                      "README, Memory)")
     _print_edges(plan, console)
     speed = plan.speed
     packed = f"; students packed into one network: {'; '.join(' + '.join(g) for g in plan.packed)}" if plan.packed \

@@ -31,7 +31,7 @@ from ..wording import first_few
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
                        image_size, read_images, read_mask_values, refuse_images_in_subfolders)
-from .splits import TensorData, fold_cut
+from .splits import TensorData, consecutive_parts, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
 
@@ -662,12 +662,14 @@ def check_labels(y: torch.Tensor, class_names: list[str]) -> None:
 
 
 def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], val_fraction: float,
-                     test_fraction: float, seed: int, folds: int | None = None, fold: int = 0
-                     ) -> tuple[tuple[TensorData, TensorData, TensorData], dict[str, list[int]]]:
+                     test_fraction: float, seed: int, folds: int | None = None, fold: int = 0, *,
+                     in_place: bool = False) -> tuple[tuple[TensorData, TensorData, TensorData], dict[str, list[int]]]:
     """A random train / val / test split fixed by ``seed`` (no stratification: an image holds
     several classes), or with ``folds`` fold ``fold`` of a k-fold partition as the test split
     (``fold_cut``). Returns the three TensorData and the sorted indices of each split.
-    ``class_names`` only sets the error message's context: labels must be below its length."""
+    ``class_names`` only sets the error message's context: labels must be below its length.
+    ``in_place``: ``x``'s rows are put in split order where they lie and the splits are views of
+    it (a loader's own array: no copy of each split beside the whole, review 53g)."""
     n = len(x)
     if len(y) != n:
         raise DataError(f"{n} images but {len(y)} target rows: every image needs one [M, 5] target")
@@ -681,14 +683,35 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
                                 "test", "give more images, or lower data.val_fraction / data.test_fraction")
         order = np.random.default_rng(seed).permutation(n)
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    indices = {k: sorted(int(i) for i in v) for k, v in parts.items()}
-    data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in ("train", "val", "test"))
+    indices = {k: sorted(int(i) for i in parts[k]) for k in ("train", "val", "test")}
+    if in_place:
+        placed = [i for k in ("train", "val", "test") for i in indices[k]]
+        _put_rows_in_order(x, placed)
+        xs = consecutive_parts(x, [len(indices[k]) for k in ("train", "val", "test")])
+    else:
+        xs = [x[indices[k]] for k in ("train", "val", "test")]
+    data = tuple(TensorData(part, y[indices[k]]) for part, k in zip(xs, ("train", "val", "test")))
     val = data[1].y
     if len(val) and not (val[..., 0] >= 0).any():  # AP of no true box is undefined
         warn_user(f"the val split ({len(val)} images) holds no box: val AP is n/a every epoch, so training "
                   "cannot choose its best epoch by it (it keeps the last); give more annotated images, or a "
                   "larger data.val_fraction or another data.split_seed", TrainingAdvice)
-    return data, {k: indices[k] for k in ("train", "val", "test")}
+    return data, indices
+
+
+def _put_rows_in_order(x: torch.Tensor, order: list[int]) -> None:
+    """``x[i]`` becomes what ``x[order[i]]`` was, for every i, one row held aside at a time (each
+    cycle of the permutation followed round once)."""
+    done = np.zeros(len(order), bool)
+    for start in range(len(order)):
+        if done[start]:
+            continue
+        held, i = x[start].clone(), start
+        while not done[i]:
+            done[i] = True
+            source = order[i]
+            x[i] = held if source == start else x[source]
+            i = source
 
 
 # ---- the embedded default ------------------------------------------------------------------

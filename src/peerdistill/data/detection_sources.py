@@ -46,7 +46,7 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
         return _splits([(x[:0], y[:0]), (x[:0], y[:0]), (x, y)], names, stats or channel_stats(x), info)
     # A random split fixed by split_seed (boxes have no single label to stratify by).
     parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed,
-                                      spec.folds, spec.fold)
+                                      spec.folds, spec.fold, in_place=True)  # (x: the loader's own)
     cut = {"fold": spec.fold, "folds": spec.folds} if spec.folds else {"test_fraction": spec.test_fraction}
     info["cut_from_one_set"] = True
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, **cut,
@@ -72,7 +72,7 @@ def _splits(sets, names, stats, info) -> DataSplits:
     most = max(int(y.shape[1]) for _, y in sets)
     padded = [(x, pad_targets(list(y), min_boxes=most)) for x, y in sets]
     stats = stats or channel_stats(padded[0][0])
-    data = [TensorData(standardize(x, stats), y) for x, y in padded]
+    data = [TensorData(standardize(x, stats, in_place=True), y) for x, y in padded]  # (the loaders' own arrays)
     return DataSplits(*data, num_classes=len(names), class_names=list(names), input_shape=tuple(data[0].x.shape[1:]),
                       stats=stats, info=info)
 

@@ -426,8 +426,10 @@ def read_images(files: list[Path], size=None, grey: bool = False, dicom_window=N
             out[i] = a.transpose(2, 0, 1)
 
     read_each(list(enumerate(files)), read_into)
-    if len(first_of_size) > 1:
-        sizes = "; ".join(f"{h}x{w}: '{f.name}'" for (h, w), f in sorted(first_of_size.items(), key=lambda i: i[1])[:4])
+    if len(first_of_size) > 1:  # (each file by its path below the files' common folder: splits' folders named)
+        common = Path(os.path.commonpath([str(f) for f in first_of_size.values()]))
+        sizes = "; ".join(f"{h}x{w}: '{f.relative_to(common).as_posix()}'"
+                          for (h, w), f in sorted(first_of_size.items(), key=lambda i: i[1])[:4])
         raise DataError(f"{where} differ in size ({len(first_of_size)} sizes, e.g. {sizes}): set data.image_size=[H, W] "
                         "to resize them")
     if out is None:

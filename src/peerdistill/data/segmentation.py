@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -16,8 +17,8 @@ from .dicom import dicom_size_and_spacing
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_images,
                        read_mask, read_mask_values, refuse_images_in_subfolders)
-from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, fold_cut, group_cut,
-                     group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, standardized,
+from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, consecutive_parts, fold_cut,
+                     group_cut, group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, standardized,
                      to_nchw)
 from .synthetic import make_shapes
 
@@ -223,31 +224,34 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         # (a set moved by data.root=NEW need not hold every folder data.split_dirs named)
         given = ([d for d in dirs.values() if (root / d).is_dir()] if dirs
                  else [s for s in ("train", "val", "test") if (root / s / spec.images).is_dir()])
-        parts = [read(root / d) for d in dict.fromkeys(given)] if given else [read(root)]
-        if len({p[0].shape[1:] for p in parts}) > 1:
-            raise DataError(f"the split folders of '{root}' hold images of different sizes: set data.image_size=[H, W] "
-                            "to resize them")
-        splits = segmentation_whole(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                                    num_classes=spec.num_classes, class_names=spec.class_names, stats=stats,
+        folders = [root / d for d in dict.fromkeys(given)] if given else [root]
+        read_from.extend(folders)
+        x, m, names = read_joined(folders, spec)  # (into one array: no joined copy beside the parts, review 53g)
+        splits = segmentation_whole(x, m, num_classes=spec.num_classes, class_names=spec.class_names, stats=stats,
                                     channels_last=False, in_place=True)
-        splits.info.update(source=str(root), files={"test": [n for p in parts for n in p[2]]},
-                           pixel_spacing=seen_spacing(spec, read_from))
+        splits.info.update(source=str(root), files={"test": names}, pixel_spacing=seen_spacing(spec, read_from))
         return splits
     if dirs:
         refuse_folds(spec.folds, f"'{root}' (its split folders {sorted(dirs.values())})")
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
-        parts = {s: read(root / d) for s, d in dirs.items()}
-        if spec.group_pattern:  # a patient in two given folders is refused; val, when cut, takes whole ones
+        def val_cut(ids: list[str]) -> list[np.ndarray]:  # (whole groups with data.group_pattern)
+            if spec.group_pattern:
+                return list(group_val_cut(group_ids(ids, spec.group_pattern, IMAGE_IDS), None, spec.val_fraction,
+                                          spec.split_seed, "data.group_pattern"))
+            return list(_cut_indices(len(ids), spec.val_fraction, rng))
+
+        # a val cut from train is read straight into its place (review 53g: a copy of train beside it)
+        parts = {}
+        for s, d in dirs.items():
+            if s == "train" and "val" not in dirs:
+                parts["train"], parts["val"] = read(root / d, val_cut)
+            else:
+                parts[s] = read(root / d)
+        if spec.group_pattern:  # a patient in two given folders is refused (a val cut takes whole ones)
             check_groups_in_one_split({s: group_ids(p[2], spec.group_pattern, IMAGE_IDS) for s, p in parts.items()},
                                       "data.group_pattern", f"'{root}' (its split folders {sorted(dirs.values())})")
-        if "val" not in parts and spec.group_pattern:
-            keep, val = group_val_cut(group_ids(parts["train"][2], spec.group_pattern, IMAGE_IDS), None,
-                                      spec.val_fraction, spec.split_seed, "data.group_pattern")
-            parts["train"], parts["val"] = _pick(parts["train"], keep), _pick(parts["train"], val)
-        elif "val" not in parts:
-            parts["train"], parts["val"] = _cut(parts["train"], spec.val_fraction, rng)
         parts = [parts[s] for s in ("train", "val", "test")]
     elif spec.group_pattern or spec.folds:  # (cut by the ids before an image is read: each read into its place)
         parts = read(root, lambda ids: cut_by_groups_or_folds(ids, spec))
@@ -329,12 +333,6 @@ def _mm(spacing) -> str:
     return f"{spacing[0]:.4g} x {spacing[1]:.4g} mm"
 
 
-def _cut(part, fraction: float, rng: np.random.Generator):
-    """Split (images, masks, names) into (rest, cut) with ``fraction`` of the items in the cut."""
-    rest, cut = _cut_indices(len(part[0]), fraction, rng)
-    return _pick(part, rest), _pick(part, cut)
-
-
 def _cut_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The indices of ``n`` items kept and cut off (``fraction`` of them), each in order."""
     k = max(1, round(n * fraction))
@@ -353,12 +351,6 @@ def _random_cut(n: int, spec: DataSpec, rng: np.random.Generator, root: Path) ->
     rest, test = _cut_indices(n, spec.test_fraction, rng)
     train, val = _cut_indices(len(rest), spec.val_fraction / (1 - spec.test_fraction), rng)
     return [rest[train], rest[val], test]
-
-
-def _pick(part, idx: np.ndarray):
-    """The (images, masks, names) at ``idx``."""
-    images, masks, names = part
-    return images[idx], masks[idx], [names[i] for i in idx]
 
 
 def _folders_advice(root: Path, spec: DataSpec) -> str:
@@ -398,10 +390,22 @@ def read_pairs(root: Path, spec: DataSpec, cut=None):
     x = read_images([images[key] for key in ordered], spec.image_size, grey=spec.grey,
                     dicom_window=spec.dicom_window, where=f"images in '{root / spec.images}'")
     m = np.stack(_labels(root, spec, images, masks, rois, ordered))
-    ends = np.cumsum([len(part) for part in parts])
-    triples = [(x[end - len(part):end], m[end - len(part):end], ordered[end - len(part):end])
-               for part, end in zip(parts, ends)]
+    lengths = [len(part) for part in parts]
+    triples = list(zip(consecutive_parts(x, lengths), consecutive_parts(m, lengths), consecutive_parts(ordered, lengths)))
     return triples if cut is not None else triples[0]
+
+
+def read_joined(roots: list[Path], spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The pairs of several folders (a set's split folders, scored as one) as ``read_pairs`` gives
+    one folder's, read into one array; each folder's masks read by their own binary rule."""
+    found = [(root, *_paired_files(root, spec)) for root in roots]
+    files = [images[key] for _, images, _, _, keys in found for key in keys]
+    where = f"images in '{roots[0] / spec.images}'" if len(roots) == 1 else \
+        f"the images of the split folders of '{os.path.commonpath([str(r) for r in roots])}'"
+    x = read_images(files, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window, where=where)
+    m = np.concatenate([np.stack(_labels(root, spec, images, masks, rois, keys))
+                        for root, images, masks, rois, keys in found])
+    return x, m, [key for *_, keys in found for key in keys]
 
 
 def read_mask_labels(spec: DataSpec) -> tuple[list[np.ndarray], list[str]]:

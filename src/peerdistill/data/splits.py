@@ -203,9 +203,10 @@ class DataSplits:
         standardised by the training split's mean and std (or by ``stats``). Four-dimensional
         images are taken as [N, H, W, C] when their last side is 1 to 4 and their second is
         not (an RGB photo), else as [N, C, H, W]; ``channels_last`` True or False says which
-        (5 or more bands, images 4 pixels high). ``in_place``: float32 images are standardised
-        in the given arrays themselves, which are changed (no second copy of the data held; the
-        splits must not share memory)."""
+        (5 or more bands, images 4 pixels high). ``in_place``: float32 images [N, C, H, W] (or
+        vectors) are standardised in the given arrays themselves, which are changed (no second
+        copy of the data held; splits sharing memory are refused); others are copied to that
+        layout and type first, as without it."""
         check_flags("from_arrays", normalize=normalize, in_place=in_place)
         check_optional_flags("from_arrays", channels_last=channels_last)
         _check_class_names_listed(class_names)
@@ -248,9 +249,8 @@ class DataSplits:
         train, val, test = stratified_cut(y_np, val_fraction, test_fraction, seed, folds, fold,
                                           kwargs.get("class_names"))
         x_np = np.asarray(x)
-        # (the rows taken are copies: standardised in place)
-        out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], in_place=True,
-                              **kwargs)
+        kwargs["in_place"] = True  # (the rows taken are copies of ours, whatever the caller asked: standardised there)
+        out = cls.from_arrays(x_np[train], y_np[train], x_np[val], y_np[val], x_np[test], y_np[test], **kwargs)
         out.info.update(cut_marks(seed, folds, fold))
         # the source row of each sample, split by split: which files or rows a model was scored on
         out.info["indices"] = {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
@@ -300,6 +300,13 @@ def share_count(fraction: float, n: int) -> int:
     """The samples a ``fraction`` of ``n`` takes: scikit-learn's rule for a share (rounded up),
     without the float error that made 0.1 / 0.7 of 70 eleven and 0.07 of 1000 seventy-one."""
     return math.ceil(round(fraction * n, 6))
+
+
+def consecutive_parts(items, lengths: list[int]) -> list:
+    """``items`` (an array, a tensor or a list) cut into consecutive parts of ``lengths``: views of
+    an array, where loaders read the splits one after another into one (no copy of each)."""
+    ends = np.cumsum([0, *lengths]).tolist()
+    return [items[start:end] for start, end in zip(ends, ends[1:])]
 
 
 def stratified_cut(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
@@ -589,13 +596,14 @@ def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor
     return t
 
 
-def _finite_rows(t: torch.Tensor, rows_at_once: int = 256) -> torch.Tensor:
-    """Which samples of ``t`` hold finite values only, a few at a time (a whole set's flags would
-    take a quarter of its memory again)."""
+def _finite_rows(t: torch.Tensor) -> torch.Tensor:
+    """Which samples of ``t`` hold finite values only, a chunk at a time (``chunk_rows``: a whole
+    set's flags, or 256 large images' at once, took much of its memory again; review 53g)."""
     if t.ndim == 1:
         return torch.isfinite(t)
-    return torch.cat([torch.isfinite(t[i:i + rows_at_once].reshape(len(t[i:i + rows_at_once]), -1)).all(dim=1)
-                      for i in range(0, len(t), rows_at_once)]) if len(t) else torch.ones(0, dtype=torch.bool)
+    size = chunk_rows(t)
+    return torch.cat([torch.isfinite(t[i:i + size].reshape(len(t[i:i + size]), -1)).all(dim=1)
+                      for i in range(0, len(t), size)]) if len(t) else torch.ones(0, dtype=torch.bool)
 
 def to_labels(array, name: str) -> torch.Tensor:
     a = np.asarray(array)
@@ -724,7 +732,14 @@ def standardized(xs: list[torch.Tensor], givens: list, stats: dict[str, list[flo
                  in_place: bool = False) -> list[torch.Tensor]:
     """Each of ``xs`` (``to_nchw`` of the caller's ``givens``) standardised by ``stats``: in place
     where it is a copy of ours already or ``in_place`` asks it (review 52g: a third whole copy at
-    the loading peak), else into a new tensor, the caller's arrays left as they were."""
+    the loading peak), else into a new tensor, the caller's arrays left as they were. Splits that
+    share memory are refused in place: each would be standardised again (review 53g)."""
+    if in_place:
+        held = [x for x in xs if x.numel()]
+        if any(np.may_share_memory(a.numpy(), b.numpy()) for i, a in enumerate(held) for b in held[i + 1:]):
+            raise DataError("in_place=True standardises each split where it lies, but these splits share memory "
+                            "(one array given twice, or overlapping slices): each would be standardised again; give "
+                            "splits of their own, or leave in_place at False")
     return [standardize(x, stats, in_place=in_place or not _shares_memory(x, given)) for x, given in zip(xs, givens)]
 
 
