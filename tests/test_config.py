@@ -896,3 +896,44 @@ def test_temperatures_and_weights_past_any_use_are_refused_in_new_configs_only(t
 
     edges = preset_edges("kd", ["teacher"], ["student1", "student2"], kd_temperature=1e-7)
     assert {e.temperature for e in edges} == {1e-7}
+
+
+def test_null_leaves_a_key_at_its_default_on_the_command_line_and_in_files(tmp_path):
+    """README: `key=null` leaves a key at its default (review 53c: it was the value None, refused
+    by every key that cannot hold it); a key left empty in a file is read the same way."""
+    cfg = load_config(None, ["train.epochs=null", "optim.lr=null", "seed=null", "deterministic=null",
+                             "distill.alpha=null", "train.precision=null", "out_dir=null", "students.0.lr=null"])
+    assert (cfg.train.epochs, cfg.optim.lr, cfg.seed, cfg.deterministic, cfg.distill.alpha, cfg.train.precision,
+            cfg.out_dir) == (30, 0.003, 0, False, 1.0, "auto", "runs")
+    assert load_config(None, ["optim.lr=0.1", "optim=null"]).optim == load_config(None).optim.__class__()
+    assert load_config(None, ["teacher=null", "distill.preset=ml"]).teacher is None  # a null default: still null
+    (tmp_path / "c.yaml").write_text("teacher: {arch: cnn}\nstudents: [{arch: cnn}, {arch: cnn}]\n"
+                                     "seed:\ntrain:\n  epochs:\n  patience:\noptim:\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg.seed, cfg.train.epochs, cfg.train.patience, cfg.optim.lr) == (0, 30, None, 0.003)
+    # an unknown key given null is still named, not dropped
+    with pytest.raises(ConfigError, match=r"unknown key 'train.epoch' \(did you mean 'epochs'\?\)"):
+        load_config(None, ["train.epoch=null"])
+
+
+def test_no_key_has_a_default_other_than_null_where_null_is_a_value_of_its_own():
+    """null is every key's default (above): a key that took None as a value other than its
+    default (None: no limit, where the default is 10) could then no longer be given it. None has
+    one, so null always means the default; a new key like that must be given another spelling."""
+    import typing
+
+    from peerdistill.config import RunConfig
+    from peerdistill.config.messages import section_model
+
+    todo, seen, both = [RunConfig], set(), []
+    while todo:
+        model = todo.pop()
+        for name, field in model.model_fields.items():
+            if type(None) in typing.get_args(field.annotation) and field.get_default(call_default_factory=True) is not None:
+                both.append(f"{model.__name__}.{name}")
+            inner = section_model(field.annotation)
+            if inner is not None and inner not in seen:
+                seen.add(inner)
+                todo.append(inner)
+    assert len(seen) > 8 and both == []
+

@@ -149,6 +149,9 @@ def test_a_size_that_builds_no_layer_is_refused(make, message):
     ("resnet", {"block": 3}, "args.block=3: input should be a valid string"),
     ("cnn", {"width": True}, "args.width=True: input should be a valid integer"),  # not read as 1
     ("cnn", {"width": np.True_}, f"args.width={np.True_!r}: input should be a valid integer"),  # (numpy's repr)
+    # args are passed as written, null as None (not the config keys' "null is the default"): said how to get that
+    ("cnn", {"depth": None}, "args.depth=None: input should be a valid integer; for the model's default, leave "
+                             "depth out of args"),
 ])
 def test_a_zoo_models_argument_of_the_wrong_type_is_named(arch, args, message):
     """Said against the constructor's annotation, not as the constructor's comparison of str and int."""

@@ -178,7 +178,9 @@ def _preset_of(tree: dict[str, Any]) -> str | None:
     """The preset a tree's distill section names (None where the section is no mapping, for
     validation to refuse)."""
     distill = tree.get("distill") or {}
-    return distill.get("preset", DistillSpec.model_fields["preset"].default) if isinstance(distill, dict) else None
+    if not isinstance(distill, dict):
+        return None
+    return distill.get("preset") or DistillSpec.model_fields["preset"].default  # (null: the default)
 
 
 def under_preset(before: dict[str, Any], after: dict[str, Any], kept: set[str] = frozenset()) -> dict[str, Any]:

@@ -21,7 +21,8 @@ def _raw_value(section: Any, key: str, default: Any) -> Any:
     else (refused by validation later), which has none."""
     if isinstance(section, BaseModel):
         return getattr(section, key, default)
-    return section.get(key, default) if isinstance(section, dict) else default
+    value = section.get(key) if isinstance(section, dict) else None
+    return default if value is None else value  # (null: the key's default, as validation reads it)
 
 
 def default_run_name(tree: dict[str, Any]) -> str:
@@ -73,13 +74,6 @@ class RunConfig(Section):
     @classmethod
     def _seed_range(cls, v: int, info: ValidationInfo) -> int:
         return check_seed("seed", v, info)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_left_empty_is_left_out(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "name" in data and data["name"] is None:  # `name:` left empty
-            data = {key: value for key, value in data.items() if key != "name"}
-        return data
 
     @model_validator(mode="after")
     def _named_after_data_and_preset(self) -> "RunConfig":

@@ -4,6 +4,7 @@ ConfigErrors with hints, and seeds NumPy can take."""
 from __future__ import annotations
 
 import typing
+from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
@@ -12,6 +13,9 @@ from ..errors import ConfigError
 from .messages import format_validation_error
 
 
+# Set while a section validates an assignment (``spec.epochs = 5``): its validators then see
+# every field's value, not the keys given.
+_ASSIGNING: ContextVar[bool] = ContextVar("assigning", default=False)
 SEED_LIMIT = 2**32  # NumPy's seeds; a larger one would give the run of seed % 2**32
 
 
@@ -43,6 +47,15 @@ def check_seed(key: str, seed: int, info: ValidationInfo) -> int:
     return seed
 
 
+def _field_keys(model: type[BaseModel]) -> set[str]:
+    """The keys a section takes: its fields' names and their other spellings (aliases)."""
+    keys = set(model.model_fields)
+    for field in model.model_fields.values():
+        if isinstance(field.validation_alias, AliasChoices):
+            keys.update(c for c in field.validation_alias.choices if isinstance(c, str))
+    return keys
+
+
 class _BuiltInPython(type(BaseModel)):
     """A section built in Python (``TrainSpec(epochs=20)``): a mistake is a ConfigError with a
     hint, as in a config file, not pydantic's own error. (Here, not in ``__init__``: pydantic
@@ -61,10 +74,27 @@ class Section(BaseModel, metaclass=_BuiltInPython):
 
     def __setattr__(self, name: str, value: Any) -> None:
         """``spec.epochs = 0`` is refused as ``TrainSpec(epochs=0)`` is."""
+        assigning = _ASSIGNING.set(True)
         try:
             super().__setattr__(name, value)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, f"{type(self).__name__}.{name}", type(self))) from None
+        finally:
+            _ASSIGNING.reset(assigning)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        """A key given null (``train.epochs=null``, ``epochs:`` left empty in a file) is left at its
+        default, as the README says. No key's default is other than None where None is a value of
+        its own (tests/test_config.py checks it), so this takes no meaning from null. A key no
+        section has keeps its null, to be named as unknown; a model's free-form ``args`` pass
+        null on to the model (``weights_backbone: null``). Not on assignment (``spec.epochs = x``),
+        where ``data`` is every field's value."""
+        if not _ASSIGNING.get() and isinstance(data, dict) and any(value is None for value in data.values()):
+            keys = _field_keys(cls)
+            data = {key: value for key, value in data.items() if value is not None or key not in keys}
+        return data
 
     @model_validator(mode="before")
     @classmethod

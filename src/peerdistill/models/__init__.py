@@ -263,7 +263,9 @@ def _checked_arg_types(factory: Callable[..., nn.Module], args: dict[str, Any], 
             checked[name] = adapter.validate_python(value)
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"][0].lower() + exc.errors()[0]["msg"][1:]
-            raise ConfigError(f"{who}: args.{name}={value!r}: {problem}") from None
+            # (args are the model's own, passed as written: null is None to it, not its default)
+            left_out = f"; for the model's default, leave {name} out of args" if value is None else ""
+            raise ConfigError(f"{who}: args.{name}={value!r}: {problem}{left_out}") from None
     return checked
 
 
