@@ -791,9 +791,10 @@ def test_a_setting_that_moves_to_another_preset_drops_what_it_would_not_read_unl
     [moved] = variant_trees([custom], ["moved:distill.preset=ml"])
     assert moved["distill"] == {"preset": "ml"}  # custom's edges go as --presets drops them
     validate(moved)
-    # a whole distill section given, or none that is a mapping: validation says what is wrong
+    # a whole distill section given merges into the config's (as train's overrides do); none that is
+    # a mapping: validation says what is wrong
     [whole] = variant_trees([tree], ["whole:distill={rampup_epochs: 0}"])
-    assert whole["distill"] == {"rampup_epochs": 0}
+    assert whole["distill"] == {**tree["distill"], "rampup_epochs": 0}
     for broken in ({**COMPARED, "distill": "kd"}, tree):
         [bad] = variant_trees([broken], ["bad:distill=kd" if broken is tree else "bad:train.epochs=1"])
         with pytest.raises(ConfigError, match=r"'distill' is a section of keys and was given 'kd': write distill: "

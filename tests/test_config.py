@@ -905,7 +905,7 @@ def test_null_leaves_a_key_at_its_default_on_the_command_line_and_in_files(tmp_p
                              "distill.alpha=null", "train.precision=null", "out_dir=null", "students.0.lr=null"])
     assert (cfg.train.epochs, cfg.optim.lr, cfg.seed, cfg.deterministic, cfg.distill.alpha, cfg.train.precision,
             cfg.out_dir) == (30, 0.003, 0, False, 1.0, "auto", "runs")
-    assert load_config(None, ["optim.lr=0.1", "optim=null"]).optim == load_config(None).optim.__class__()
+    assert validate({**default_config(), "optim": None}).optim == load_config(None).optim  # a section: all defaults
     assert load_config(None, ["teacher=null", "distill.preset=ml"]).teacher is None  # a null default: still null
     (tmp_path / "c.yaml").write_text("teacher: {arch: cnn}\nstudents: [{arch: cnn}, {arch: cnn}]\n"
                                      "seed:\ntrain:\n  epochs:\n  patience:\noptim:\n")
@@ -937,3 +937,35 @@ def test_no_key_has_a_default_other_than_null_where_null_is_a_value_of_its_own()
                 todo.append(inner)
     assert len(seen) > 8 and both == []
 
+
+def test_a_section_given_whole_merges_into_the_files_and_a_key_set_both_ways_is_given_twice():
+    """Review 53c: `train={batch_size: 32}` dropped the file's train keys (and a train.epochs=1
+    given before it) without a word; the same keys in the other order made another run."""
+    base = {**default_config(), "train": {"epochs": 2, "patience": 3}}
+    tree = apply_overrides({**base, "train": dict(base["train"])}, ["train={batch_size: 32}"])
+    assert tree["train"] == {"epochs": 2, "patience": 3, "batch_size": 32}
+    for order in (["train.epochs=1", "train={batch_size: 32}"], ["train={batch_size: 32}", "train.epochs=1"]):
+        tree = apply_overrides({**base, "train": dict(base["train"])}, order)
+        assert tree["train"] == {"epochs": 1, "patience": 3, "batch_size": 32}, order
+    tree = apply_overrides(default_config(), ["students.1={lr: 0.01}", "teacher={args: {width: 8}}"])
+    assert tree["students"][1] == {"arch": "cnn", "args": {"width": 16, "depth": 2}, "lr": 0.01}
+    assert tree["teacher"] == {"arch": "cnn", "args": {"width": 8}}  # a model's args are its own: given whole
+    for given, key in ((["train.epochs=1", "train={epochs: 3}"], "train.epochs"),
+                       (["train={epochs: 3}", "train.epochs=1"], "train.epochs"),
+                       (["students.0.args.width=8", "students=[{arch: cnn}, {arch: cnn}]"], "students.0.args.width"),
+                       (["teacher.args={depth: 2}", "teacher.args.width=8"], "teacher.args.width"),
+                       (["distill={preset: kd, alpha: 2}", "distill.alpha=3"], "distill.alpha")):
+        with pytest.raises(ConfigError, match=re.escape(f"{key} is given twice ('{given[0]}' and '{given[1]}'): "
+                                                        "keep one")):
+            apply_overrides(default_config(), given)
+
+
+def test_a_section_given_null_beside_keys_under_it_is_taken_in_order():
+    """Shared fast settings (teacher.args.width=8), then teacher=null to drop the teacher: as before."""
+    tree = apply_overrides(default_config(), ["teacher.args.width=8", "teacher=null"])
+    assert tree["teacher"] is None
+    tree = apply_overrides(default_config(), ["train=null", "train.epochs=3"])
+    assert tree["train"] == {"epochs": 3}
+    with pytest.raises(ConfigError, match=re.escape("train.epochs is given twice ('train.epochs=null' and "
+                                                    "'train.epochs=3'): keep one")):
+        apply_overrides(default_config(), ["train.epochs=null", "train.epochs=3"])

@@ -1,7 +1,7 @@
 """Typed run configuration: YAML in, validated pydantic models out, plus key=value overrides.
 
 One module per job: the presets, what every section shares, the cohort's, the data's and the
-training's sections, the whole run's config, reading YAML, loading with overrides, and the
+training's sections, the whole run's config, reading YAML, key=value overrides, loading, and the
 messages of a config that does not validate. Import from here (``peerdistill.config``)."""
 
 from .cohort_spec import (RESERVED_MODEL_NAMES, SOFTENED_KINDS, UNLAYERED_KINDS, DistillSpec, EdgeSpec, ModelSpec,
@@ -10,9 +10,10 @@ from .data_spec import (ELASTIC_LIMIT, FILE_KINDS, FIXED_SIZE_KINDS, FOLDERS_ONL
                         IMAGENET_STATS, KIND_ONLY_KEYS, KINDS_OF_TASK, NO_FOLD_KINDS, NOT_THE_SPLIT, SELF_NAMING_KINDS,
                         SPLIT_KEYS, TRAINING_ONLY_KEYS, ChannelStats, DataSpec, data_places, key_applies,
                         saved_data_section, without_other_kinds_keys)
-from .loading import (apply_overrides, as_read, default_config, key_paths, load_config, load_saved_config,
-                      read_saved_config, to_yaml, validate)
+from .loading import (as_read, default_config, key_paths, load_config, load_saved_config, read_saved_config, to_yaml,
+                      validate)
 from .messages import format_validation_error, refuse
+from .overrides import apply_overrides
 from .presets import (NAMED_PRESETS, PEER_PRESETS, PRESET_DOCS, PRESETS, PRESETS_READING, TEACHER_PRESETS,
                       TEACHER_TERM_WEIGHTS, PresetName, check_preset_names)
 from .run_spec import RunConfig, default_run_name, named_as_written

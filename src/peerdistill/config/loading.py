@@ -14,8 +14,9 @@ from ..errors import ConfigError
 from .cohort_spec import DistillSpec, unread_distill_keys
 from .data_spec import saved_data_section
 from .messages import format_validation_error, section_model
+from .overrides import apply_overrides
 from .run_spec import RunConfig
-from .yaml_files import load_config_file, load_yaml, yaml_value
+from .yaml_files import load_config_file, load_yaml
 
 
 def default_config() -> dict[str, Any]:
@@ -30,58 +31,6 @@ def default_config() -> dict[str, Any]:
         "distill": {"preset": "kd+ml"},
         "train": {"epochs": 30, "batch_size": 64},
     }
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list):
-            node = node[_list_index(part, dotted, len(node))]
-            continue
-        if part not in node or node[part] is None:
-            node[part] = {}
-        node = node[part]
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"override '{dotted}': '{part}' is a value, not a section")
-    last = parts[-1]
-    if isinstance(node, list):
-        node[_list_index(last, dotted, len(node))] = value
-    else:
-        node[last] = value
-
-
-def _list_index(part: str, dotted: str, length: int) -> int:
-    if not part.isdigit() or int(part) >= length:
-        raise ConfigError(f"override '{dotted}': '{part}' must be a list index below {length}")
-    return int(part)
-
-
-def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` strings; values are parsed as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``).
-    A key given twice is refused, as it is in a YAML mapping: which one was meant?"""
-    given: dict[str, str] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override '{item}' is not of the form key=value (for example train.epochs=5)")
-        for part, text in (("key", key), ("value", raw)):
-            if any("\udc80" <= c <= "\udcff" for c in text):  # bytes that are not UTF-8 arrive as these surrogates
-                shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                raise ConfigError(f"override '{shown}': the {part} holds bytes that are not UTF-8 text (a stray byte, "
-                                  "another encoding): type it again, e.g. train.epochs=5")
-        if key.strip() in given:
-            raise ConfigError(f"{key.strip()} is given twice ('{given[key.strip()]}' and '{item}'): keep one")
-        given[key.strip()] = item
-        if not raw.strip():  # YAML reads nothing as null: the key would be reset to its default in silence
-            raise ConfigError(f"override '{item}' has no value (an unset shell variable?): give one, or "
-                              f"{key.strip()}=null to leave the key at its default")
-        try:
-            value = yaml_value(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
-        _set_dotted(tree, key.strip(), value)
-    return tree
 
 
 def validate(tree: dict[str, Any], source: str = "config", saved: bool = False) -> RunConfig:

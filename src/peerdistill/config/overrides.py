@@ -1,0 +1,125 @@
+"""``key=value`` overrides applied to a config tree: a dotted key sets that key; a mapping given
+for a section (``train={batch_size: 32}``) merges into it key by key, as a dotted key would; a
+key set twice, either way, is refused."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from ..errors import ConfigError
+from .messages import section_model
+from .run_spec import RunConfig
+from .yaml_files import yaml_value
+
+
+def section_at(dotted: str) -> type[BaseModel] | None:
+    """The config section at ``dotted`` (``train``, ``students.0``), None for anything else: a
+    value, a list (``students``), or a mapping that is no section (a model's ``args``), which
+    an override replaces whole."""
+    model: type[BaseModel] | None = RunConfig
+    listed = False
+    for part in dotted.split("."):
+        if listed:  # an item of a list of sections
+            if not part.isdigit():
+                return None
+            listed = False
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return None
+        listed = any(typing.get_origin(a) is list for a in (field.annotation, *typing.get_args(field.annotation)))
+        model = section_model(field.annotation)
+    return None if listed else model
+
+
+def keys_set(dotted: str, value: Any) -> list[str]:
+    """The keys an override sets: a section's mapping sets each of its keys, anything else the
+    key itself."""
+    if isinstance(value, dict) and section_at(dotted) is not None:
+        return [key for inner, v in value.items() for key in keys_set(f"{dotted}.{inner}", v)] or [dotted]
+    return [dotted]
+
+
+def _overlap(a: str, b: str) -> bool:
+    """The same key, or one inside the other (``students`` and ``students.0.lr``)."""
+    return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")
+
+
+def _merged(old: Any, value: Any, dotted: str) -> Any:
+    """``value`` set at ``dotted`` over ``old``: a section's mapping merged into it key by key."""
+    if not (isinstance(value, dict) and isinstance(old, dict) and section_at(dotted) is not None):
+        return value
+    for key, inner in value.items():
+        old[key] = _merged(old.get(key), inner, f"{dotted}.{key}")
+    return old
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(part, dotted, len(node))]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override '{dotted}': '{part}' is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _list_index(last, dotted, len(node))
+        node[index] = _merged(node[index], value, dotted)
+    else:
+        node[last] = _merged(node.get(last), value, dotted)
+
+
+def _list_index(part: str, dotted: str, length: int) -> int:
+    if not part.isdigit() or int(part) >= length:
+        raise ConfigError(f"override '{dotted}': '{part}' must be a list index below {length}")
+    return int(part)
+
+
+def _parsed(item: str) -> tuple[str, Any]:
+    """An override's key and its value, read as YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' is not of the form key=value (for example train.epochs=5)")
+    for part, text in (("key", key), ("value", raw)):
+        if any("\udc80" <= c <= "\udcff" for c in text):  # bytes that are not UTF-8 arrive as these surrogates
+            shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise ConfigError(f"override '{shown}': the {part} holds bytes that are not UTF-8 text (a stray byte, "
+                              "another encoding): type it again, e.g. train.epochs=5")
+    if not raw.strip():  # YAML reads nothing as null: the key would be reset to its default in silence
+        raise ConfigError(f"override '{item}' has no value (an unset shell variable?): give one, or "
+                          f"{key.strip()}=null to leave the key at its default")
+    try:
+        return key.strip(), yaml_value(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings; values are parsed as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``).
+    A mapping for a section merges into it; a list or a model's ``args`` replaces the value whole.
+    A key given twice is refused, as it is in a YAML mapping: which one was meant? So is a key
+    given both in a mapping and on its own (``train={epochs: 3} train.epochs=1``), or inside a
+    value given whole (``students=[...] students.0.lr=0.1``), whichever comes first. ``X=null``
+    beside keys under X is taken in order, as before: shared settings, then ``teacher=null`` to
+    drop the teacher they set up, is a common command line."""
+    given: dict[str, tuple[str, bool]] = {}  # each key set -> the override that set it, and whether to null
+    for item in overrides:
+        key, value = _parsed(item)
+        for leaf in keys_set(key, value):
+            earlier = next((k for k, (_, null) in given.items()
+                            if k == leaf or (_overlap(k, leaf) and not null and value is not None)), None)
+            if earlier is not None:
+                deeper = max(earlier, leaf, key=len)
+                raise ConfigError(f"{deeper} is given twice ('{given[earlier][0]}' and '{item}'): keep one")
+            given[leaf] = (item, value is None)
+        _set_dotted(tree, key, value)
+    return tree
