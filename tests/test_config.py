@@ -114,8 +114,12 @@ def test_one_mapping_where_a_list_is_meant_is_told_the_dash_it_lacks(tmp_path):
 
 
 def test_a_name_yaml_reads_as_a_number_is_refused_with_the_quoting_that_keeps_it():
-    # YAML has changed such a value already (name=0123 reads as 83): converting it back is guessing
-    with pytest.raises(ConfigError, match="name must be text; YAML read it as int 83: quote it"):
+    # YAML has changed such a value already (name=2024.10 reads as 2024.1): converting it back is guessing
+    with pytest.raises(ConfigError, match="name must be text; YAML read it as float 2024.1: quote it"):
+        validate(apply_overrides(default_config(), ["name=2024.10"]))
+    # one with a leading zero (YAML 1.1 reads 0123 as 83) is refused as it is read, as every such number is
+    with pytest.raises(ConfigError, match=r"'name': 0123 has a leading zero, which YAML 1.1 reads as the octal number "
+                                          r"83: .* or quote it if it is text \('0123'\)"):
         validate(apply_overrides(default_config(), ["name=0123"]))
     assert validate(apply_overrides(default_config(), ["name='0123'"])).name == "0123"
 
@@ -529,6 +533,27 @@ def test_base_60_numbers_are_not_read_as_yaml_1_1_reads_them(tmp_path):
     with pytest.raises(ConfigError, match=r"checkpoint_every_minutes.*'1:30'"):
         load_config(tmp_path / "c.yaml")
     assert load_config(None, ["train.epochs=12", "device=cpu"]).train.epochs == 12
+
+
+def test_integers_with_a_leading_zero_are_refused_not_read_as_octal(tmp_path):
+    """YAML 1.1 reads 010 as 8 and 017 as 15 (review 53c): a zero-padded seed or epoch count
+    changed value without a word. Refused where it is, on the command line and in files."""
+    with pytest.raises(ConfigError, match=re.escape("override 'train.epochs=010': 'train.epochs': 010 has a leading "
+                                                    "zero, which YAML 1.1 reads as the octal number 8: write the "
+                                                    "number without leading zeros (10), or quote it if it is text")):
+        load_config(None, ["train.epochs=010"])
+    with pytest.raises(ConfigError, match=r"'seed': 09 has a leading zero: write the number without leading zeros \(9\)"):
+        load_config(None, ["seed=09"])  # (YAML 1.1 reads 09 as text, pydantic then as 9)
+    with pytest.raises(ConfigError, match=r"'data.image_size.0': 032 has a leading zero"):
+        load_config(None, ["train={epochs: 3}", "data.image_size=[032, 32]"])
+    (tmp_path / "c.yaml").write_text("teacher: {arch: cnn}\nstudents: [{arch: cnn}, {arch: cnn}]\n"
+                                     "train:\n  epochs: 3\n  batch_size: 016\n")
+    with pytest.raises(ConfigError, match=re.escape(f"config file '{tmp_path / 'c.yaml'}': 'train.batch_size' (line "
+                                                    "5): 016 has a leading zero, which YAML 1.1 reads as the octal "
+                                                    "number 14: write the number without leading zeros (16)")):
+        load_config(tmp_path / "c.yaml")
+    cfg = load_config(None, ["seed=0", "train.epochs=10", "name='007'", "optim.lr=0.05"])  # no leading zero, or text
+    assert (cfg.seed, cfg.train.epochs, cfg.name, cfg.optim.lr) == (0, 10, "007", 0.05)
 
 
 def test_a_value_repeated_in_a_message_is_cut_short(tmp_path):

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from ..errors import ConfigError
 from .messages import section_model
 from .run_spec import RunConfig
-from .yaml_files import yaml_value
+from .yaml_files import leading_zero_problem, yaml_value
 
 
 def section_at(dotted: str) -> type[BaseModel] | None:
@@ -98,9 +98,13 @@ def _parsed(item: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{item}' has no value (an unset shell variable?): give one, or "
                           f"{key.strip()}=null to leave the key at its default")
     try:
-        return key.strip(), yaml_value(raw)
+        value = yaml_value(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
+    problem = leading_zero_problem(value, key.strip())
+    if problem is not None:
+        raise ConfigError(f"override '{item}': {problem}")
+    return key.strip(), value
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

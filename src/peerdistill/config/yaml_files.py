@@ -14,16 +14,59 @@ from ..errors import ConfigError
 # YAML 1.1 reads 3:4 as the base-60 number 184 and 1:30 as 90: a typo, or minutes meant as 1.5,
 # would silently become a much larger number. Read as text, such a value is refused by its key.
 _BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+# YAML 1.1 reads 010 as the octal number 8 (and 09 as text): a zero-padded seed or epoch count
+# would change value without a word. Read as LeadingZero text, refused by where it is.
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
+_LEADING_ZERO_TAG = "tag:peerdistill,2026:leading-zero"
+
+
+class LeadingZero(str):
+    """A number written with a leading zero, as written; ``line``: where in its file (from 0)."""
+
+    line: int = 0
+
+
+def _leading_zero(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> LeadingZero:
+    value = LeadingZero(node.value)
+    value.line = node.start_mark.line
+    return value
+
+
+def leading_zero_problem(tree: Any, key: str = "", in_file: bool = False) -> str | None:
+    """The first number of ``tree`` (a value read by the loader below) written with a leading zero,
+    said with its key (``key``: the dotted key of ``tree`` itself), its line ``in_file``, and its
+    fix; None if none."""
+    todo = [(key, tree)]
+    while todo:
+        where, value = todo.pop(0)
+        if isinstance(value, dict):
+            todo += [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
+            todo += [(where, k) for k in value if isinstance(k, LeadingZero)]
+        elif isinstance(value, list):
+            todo += [(f"{where}.{i}" if where else str(i), v) for i, v in enumerate(value)]
+        elif isinstance(value, LeadingZero):
+            digits = value.replace("_", "")
+            octal = (f", which YAML 1.1 reads as the octal number {int(digits, 8)}"
+                     if set(digits.lstrip("+-")) <= set("01234567") else "")
+            line = f" (line {value.line + 1})" if in_file else ""
+            return (f"'{where}'{line}: {value} has a leading zero{octal}: write the number without leading zeros "
+                    f"({int(digits)}), or quote it if it is text ('{value}')")
+    return None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one
-    silently: a second `train:` section would drop the first), reading no base-60 numbers."""
+    silently: a second `train:` section would drop the first), reading no base-60 numbers and
+    no numbers with a leading zero."""
 
     def resolve(self, kind, value, implicit):
         if kind is yaml.ScalarNode and implicit[0] and _BASE_60.fullmatch(value):
             return "tag:yaml.org,2002:str"
+        if kind is yaml.ScalarNode and implicit[0] and _LEADING_ZERO.fullmatch(value):
+            return _LEADING_ZERO_TAG
         return super().resolve(kind, value, implicit)
+
+
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
@@ -37,6 +80,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                 "give each key once (merge the two sections)", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(_LEADING_ZERO_TAG, _leading_zero)
 
 
 def yaml_value(raw: str) -> Any:
@@ -91,4 +137,7 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
         return {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{what} '{path}' must hold a mapping of keys, not {type(tree).__name__}")
+    problem = leading_zero_problem(tree, in_file=True)
+    if problem is not None:
+        raise ConfigError(f"{what} '{path}': {problem}")
     return tree
