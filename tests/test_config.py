@@ -470,6 +470,31 @@ def test_a_saved_run_with_keys_it_never_read_is_still_read(tmp_path):
     assert validate(tree, saved=True).distill.alpha == 0.5
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["optim.momentum=0.5"], r"optim.momentum is read only with optim.name sgd \(name is 'adamw'\), so here it would "
+                             r"change nothing: remove it \(its default is 0.9\)"),
+    (["optim.name=adam", "optim.momentum=0"], r"optim.momentum is read only with optim.name sgd \(name is 'adam'\)"),
+    (["optim.step_size=10"], r"optim.step_size is read only with optim.scheduler step \(scheduler is 'cosine'\), so "
+                             r"here it would change nothing: remove it \(its default is 30\)"),
+    (["optim.scheduler=none", "optim.gamma=0.5"], r"optim.gamma is read only with optim.scheduler step \(scheduler is "
+                                                  r"'none'\)"),
+])
+def test_optim_keys_the_optimizer_or_schedule_never_reads_are_refused(overrides, message):
+    """As distill's are (review 53c: momentum under adamw, step_size without the step schedule
+    were accepted without a word); where they are read, or at their defaults, they are accepted,
+    and a run saved with them is read as it trained, the same run as one without them."""
+    from peerdistill.config import as_read
+
+    with pytest.raises(ConfigError, match=message):
+        validate(apply_overrides(default_config(), overrides))
+    for fine in (["optim.name=sgd", "optim.momentum=0.5"], ["optim.scheduler=step", "optim.step_size=10",
+                                                             "optim.gamma=0.5"], ["optim.momentum=0.9"]):
+        validate(apply_overrides(default_config(), fine))
+    saved = validate(apply_overrides(default_config(), overrides), saved=True)
+    assert as_read(saved) == as_read(validate(default_config() | {"optim": {"name": saved.optim.name,
+                                                                             "scheduler": saved.optim.scheduler}}))
+
+
 @pytest.mark.parametrize("name, lr, momentum", [("adamw", 3e-3, 0.9), ("sgd", 0.1, 0.9), ("sgd", 0.05, 0.0)])
 def test_weight_decay_that_alone_flips_or_blows_up_the_weights_is_refused(name, lr, momentum):
     """The limits are checked against the optimizers the trainer builds (SGD with momentum is

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from peerdistill import Cohort, DataSplits, KnowledgeGraph, OptimSpec, Trainer, TrainSpec, preset_edges
 from peerdistill.engine import save_weights, seed_everything
-from peerdistill.errors import DataError
+from peerdistill.errors import DataError, PeerdistillWarning
 from peerdistill.data.splits import TensorData
 from peerdistill.models import SmallCNN
 from peerdistill.tasks import ClassificationTask
@@ -870,11 +870,34 @@ def test_settings_for_several_processes_are_recorded_as_ignored_in_one(tiny_data
     """train.sync_batchnorm and train.find_unused_parameters act under torchrun alone: in one
     process run.json says they were ignored, rather than leave them seemingly applied."""
     t = trainer(make_cohort(), train=FAST.model_copy(update={"sync_batchnorm": True, "find_unused_parameters": True}))
-    t._setup(tiny_data)
+    with pytest.warns(PeerdistillWarning, match="is read only under torchrun"):  # (and said: below)
+        t._setup(tiny_data)
     assert t.run_info["sync_batchnorm"] == t.run_info["find_unused_parameters"] == "ignored: a single process"
     t = trainer(make_cohort())
     t._setup(tiny_data)
     assert "sync_batchnorm" not in t.run_info and "find_unused_parameters" not in t.run_info
+
+
+def test_settings_this_run_never_reads_are_warned_of(tiny_data):
+    """Review 53c: not refused, as unread optim keys are (one config runs under torchrun and in
+    one process, with compile on and off, to the same results), but said, not only in run.json."""
+    import warnings
+
+    from peerdistill.errors import TrainingAdvice
+
+    unread = {"sync_batchnorm": True, "find_unused_parameters": True, "compile_backend": "aot_eager"}
+    t = trainer(make_cohort(), train=FAST.model_copy(update=unread))
+    with pytest.warns(TrainingAdvice) as said:
+        t._setup(tiny_data)
+    assert [str(w.message) for w in said if issubclass(w.category, TrainingAdvice)] == [
+        f"{what}: it changes nothing here; remove it, or keep it for the runs that read it" for what in (
+            "train.sync_batchnorm=true is read only under torchrun (several processes), and this run is one process",
+            "train.find_unused_parameters=true is read only under torchrun (several processes), and this run is "
+            "one process",
+            "train.compile_backend=aot_eager is read only with train.compile=true")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingAdvice)
+        trainer(make_cohort())._setup(tiny_data)  # the defaults: nothing to say
 
 
 def test_a_second_fit_of_one_trainer_is_refused_once_the_first_has_trained(tiny_data, tmp_path):

@@ -16,6 +16,7 @@ from .data_spec import saved_data_section
 from .messages import format_validation_error, section_model
 from .overrides import apply_overrides
 from .run_spec import RunConfig
+from .training_spec import OptimSpec, unread_optim_keys
 from .yaml_files import load_config_file, load_yaml
 
 
@@ -53,12 +54,14 @@ def read_saved_config(tree: Any, source: str) -> RunConfig:
 
 
 def as_read(cfg: RunConfig) -> dict[str, Any]:
-    """``cfg`` as a tree with the distill keys no term of it reads at their defaults: a run saved
+    """``cfg`` as a tree with the distill and optim keys nothing of it reads at their defaults: a run saved
     before such keys were refused (``kd_temperature: 2`` under ml) is the run the same config
     makes today, for reuse and resume alike."""
     tree = cfg.model_dump(mode="json")
     for key in unread_distill_keys(cfg.distill, len(cfg.all_teachers()), cfg.has_heads()):
         tree["distill"][key] = DistillSpec.model_fields[key].default
+    for key in unread_optim_keys(cfg.optim):  # (likewise: momentum under adamw, refused since 2026-12)
+        tree["optim"][key] = OptimSpec.model_fields[key].default
     if cfg.distill.teacher_weighting == "confidence":  # per-sample weights: the teachers' own are not read
         for teacher in tree["teachers"] or [tree["teacher"]]:
             if isinstance(teacher, dict):

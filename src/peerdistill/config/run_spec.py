@@ -13,7 +13,7 @@ from .data_spec import DataSpec
 from .messages import refuse
 from .presets import PEER_PRESETS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS
 from .sections import Section, check_seed, validating_saved
-from .training_spec import DetectSpec, LogSpec, OptimSpec, TrainSpec
+from .training_spec import DetectSpec, LogSpec, OptimSpec, TrainSpec, unread_optim_problems
 
 
 def _raw_value(section: Any, key: str, default: Any) -> Any:
@@ -169,6 +169,7 @@ class RunConfig(Section):
                             "remove it")
         if ignored_before:
             problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads())
+            problems += unread_optim_problems(self.optim)
         if preset in PEER_PRESETS and len(self.students) == 1:
             problems.append(f"preset '{preset}' needs at least two students for mutual learning")
         elif self.distill.ensemble_weight > 0 and len(self.students) == 1:

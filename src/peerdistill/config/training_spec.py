@@ -28,6 +28,25 @@ class OptimSpec(Section):
                                         "its optimizer updates, its connectors included) before its step; off: null")
 
 
+def unread_optim_keys(o: OptimSpec) -> dict[str, str]:
+    """The optim keys set away from their defaults that this optimizer and schedule never read
+    (the user meant another optimizer or schedule), each with where it is read. Refused, as
+    distill's are (``unread_distill_keys``): a run without them is not the one asked for, and
+    ``key=null`` takes one out where a command line moves a config to another optimizer. Away
+    from the default only: a run's saved config.yaml, reused as a config, lists every key."""
+    where = {}
+    if o.name != "sgd":
+        where["momentum"] = f"with optim.name sgd (name is '{o.name}')"
+    if o.scheduler != "step":
+        where.update(dict.fromkeys(("step_size", "gamma"), f"with optim.scheduler step (scheduler is '{o.scheduler}')"))
+    return {key: text for key, text in where.items() if getattr(o, key) != OptimSpec.model_fields[key].default}
+
+
+def unread_optim_problems(o: OptimSpec) -> list[str]:
+    return [f"optim.{key} is read only {text}, so here it would change nothing: remove it (its default is "
+            f"{OptimSpec.model_fields[key].default!r})" for key, text in unread_optim_keys(o).items()]
+
+
 class TrainSpec(Section):
     """A config's ``train`` section: epochs, batch sizes, the monitor that picks the best epoch,
     early stopping, precision and the other speed settings, the non-finite policy;

@@ -14,7 +14,7 @@ import re
 import torch
 
 from ..capture import FeatureRecorder, unwrap
-from ..errors import ConfigError, warn_user
+from ..errors import ConfigError, TrainingAdvice, warn_user
 from ..models.heads import HeadedModel
 from . import distributed
 from .fused import StudentGroup, fusable
@@ -31,10 +31,7 @@ class RunnerSetup:
         this order: unused parameters are found before packing (a packed group holds its
         students' spare heads too) and before SyncBatchNorm (whose training-mode forward would
         talk to the other processes)."""
-        if self.train_spec.sync_batchnorm and not self.world.distributed:
-            self.run_info["sync_batchnorm"] = "ignored: a single process"
-        if self.train_spec.find_unused_parameters is True and not self.world.distributed:
-            self.run_info["find_unused_parameters"] = "ignored: a single process"
+        self._say_unread_settings()
         unused = self._unused_parameters()
         if self.train_spec.sync_batchnorm and self.world.distributed:
             self._convert_to_sync_batchnorm()
@@ -68,6 +65,24 @@ class RunnerSetup:
             unused = {**{m.name: [] for m in self.cohort.trainable}, **unused}
             self.run_info["ddp_find_unused_parameters"] = "every trained model (train.find_unused_parameters)"
         return unused
+
+    def _say_unread_settings(self) -> None:
+        """Settings this run never reads, recorded in run.json and warned of (not refused, as
+        optim's unread keys are: one config runs both under torchrun and in one process, and
+        with compile turned on and off, without changing the run's results). A resumed run is
+        not told again: its config cannot change."""
+        ts, unread = self.train_spec, []
+        if not self.world.distributed:
+            for key in ("sync_batchnorm", "find_unused_parameters"):
+                if getattr(ts, key) is True:
+                    self.run_info[key] = "ignored: a single process"
+                    unread.append(f"train.{key}=true is read only under torchrun (several processes), and this run "
+                                  "is one process")
+        if not ts.compile and ts.compile_backend != type(ts).model_fields["compile_backend"].default:
+            unread.append(f"train.compile_backend={ts.compile_backend} is read only with train.compile=true")
+        for said in unread if not getattr(self, "_resuming", False) else []:
+            warn_user(f"{said}: it changes nothing here; remove it, or keep it for the runs that read it",
+                      TrainingAdvice)
 
     def _convert_to_sync_batchnorm(self) -> None:
         if self.device.type != "cuda":
