@@ -410,9 +410,16 @@ def test_no_hint_for_an_unknown_option_or_a_key_the_command_does_not_take(argv, 
     (["distill.preset=ml", "distill.cwd_weight=1"],
      "distill.cwd_weight adds terms from the teacher to each student, which preset 'ml' does not distil"),
     (["distill.preset=independent", "distill.pair_weight=2"], "distill.pair_weight adds terms from the teacher"),
+    # the term written as the edge it is (review 53d: the message named the dense teacher terms' kinds)
     (["distill.preset=custom", "distill.edges=[{source: teacher, target: student1, kind: kl}]",
-      "distill.ensemble_weight=0.5"], "preset 'custom' builds only distill.edges, so distill.ensemble_weight would be "
-                                      "ignored: write the term as an edge"),
+      "distill.ensemble_weight=0.5"], re.escape(
+        "preset 'custom' builds only distill.edges, so distill.ensemble_weight would be ignored: write the term as an "
+        "edge, a kl edge from the students' ensemble to each student, e.g. {source: ensemble, target: student1, kind: "
+        "kl, weight: 0.5, temperature: 4}, or remove it")),
+    (["task=segmentation", "data.kind=shapes", "distill.preset=custom", "distill.cwd_weight=2",
+      "distill.edges=[{source: teacher, target: student1, kind: kl}]"], re.escape(
+        "distill.cwd_weight would be ignored: write the term as an edge, a cwd edge from each teacher to each student, "
+        "e.g. {source: teacher, target: student1, kind: cwd, weight: 2, temperature: 4}, or remove it")),
 ])
 def test_weights_a_preset_would_ignore_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -159,9 +159,9 @@ class RunConfig(Section):
             problems.append(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be fewer than train.epochs "
                             f"({self.train.epochs}): the warm-up leads into the schedule")
         weighted = [k for k in (*TEACHER_TERM_WEIGHTS, "ensemble_weight") if getattr(self.distill, k) > 0]
-        if ignored_before and preset == "custom" and weighted:
-            problems.append(f"preset 'custom' builds only distill.edges, so distill.{weighted[0]} would be ignored: "
-                            "write the term as an edge (kind pair, holistic or cwd; source ensemble), or remove it")
+        if ignored_before and preset == "custom":
+            problems += [f"preset 'custom' builds only distill.edges, so distill.{key} would be ignored: write the "
+                         f"term as an edge, {self._custom_edge_for(key)}, or remove it" for key in weighted]
         dense = [k for k in weighted if k in TEACHER_TERM_WEIGHTS]
         if ignored_before and dense and preset not in (*TEACHER_PRESETS, "custom"):
             problems.append(f"distill.{dense[0]} adds terms from the teacher to each student, which preset '{preset}' "
@@ -183,6 +183,19 @@ class RunConfig(Section):
                                 "target_layer")
         refuse(problems)
         return self
+
+    def _custom_edge_for(self, key: str) -> str:
+        """How to write the term a distill weight adds as custom edges (graph.py builds them so)."""
+        d = self.distill
+        student = self.member_names()[len(self.all_teachers())] if self.students else "student1"
+        if key == "ensemble_weight":
+            return (f"a kl edge from the students' ensemble to each student, e.g. {{source: ensemble, target: {student}, "
+                    f"kind: kl, weight: {d.ensemble_weight:g}, temperature: {d.kd_temperature:g}}}")
+        teacher = self.member_names()[0] if self.all_teachers() else "teacher"
+        kind = key.removesuffix("_weight")
+        extra = {"pair": ", source_layer: LAYER, target_layer: LAYER", "cwd": f", temperature: {d.cwd_temperature:g}"}
+        return (f"a {kind} edge from each teacher to each student, e.g. {{source: {teacher}, target: {student}, "
+                f"kind: {kind}, weight: {getattr(d, key):g}{extra.get(kind, '')}}}")
 
     def _decay_problems(self) -> list[str]:
         """Weight decay so strong that it alone flips (AdamW: p <- p (1 - lr wd)) or blows up (SGD,
