@@ -1940,3 +1940,18 @@ def test_a_batch_size_leaving_much_of_each_epoch_out_is_warned_of_and_one_past_t
     printed = " ".join(capsys.readouterr().out.split())
     assert ("1 step(s), one batch of the whole training split (1,077 samples; train.batch_size 2000 is larger), "
             "on cpu") in printed
+
+
+def test_the_dry_run_says_which_trained_models_start_from_a_checkpoint(tmp_path, capsys):
+    """Review 53c: a checkpoint on a model that is not frozen is its starting weights (fine-tuning);
+    the dry run said only "trained: yes"."""
+    import torch
+
+    from peerdistill.models import build_model
+
+    start = tmp_path / "start.pt"
+    torch.save(build_model("cnn", {"width": 4, "depth": 2}, 1, 10).state_dict(), start)
+    run_cli("train", f"out_dir={tmp_path}", *FAST, f"students.0.checkpoint={start}", "--dry-run")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"student1 . student . cnn . [\d,]+ . yes, from its checkpoint", printed)
+    assert re.search(r"student2 . student . cnn . [\d,]+ . yes +│", printed)

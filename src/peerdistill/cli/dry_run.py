@@ -9,14 +9,15 @@ from ..option_names import option
 from ..wording import first_few
 
 
-def print_run_plan(plan, console, err_console) -> None:
+def print_run_plan(plan, console, err_console, starts_from: set[str] = frozenset()) -> None:
+    """``starts_from``: the models trained from their checkpoint's weights (fine-tuned)."""
     table = Table(title="train --dry-run: the models")
     for column, justify in (("model", "left"), ("role", "left"), ("architecture", "left"), ("parameters", "right"),
                             ("trained", "left")):
         table.add_column(column, justify=justify)
     for m in plan.members:
-        table.add_row(escape(m["name"]), m["role"], escape(str(m["architecture"])), f"{m['parameters']:,}",
-                      "no (frozen)" if m["frozen"] else "yes")
+        trained = "no (frozen)" if m["frozen"] else "yes, from its checkpoint" if m["name"] in starts_from else "yes"
+        table.add_row(escape(m["name"]), m["role"], escape(str(m["architecture"])), f"{m['parameters']:,}", trained)
     console.print(table)
     sizes = plan.split_sizes
     _say(console, f"data: {sizes['train']:,} train, {sizes['val']:,} val, {sizes['test']:,} test samples of "
