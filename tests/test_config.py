@@ -1026,3 +1026,33 @@ def test_a_section_given_null_beside_keys_under_it_is_taken_in_order():
     with pytest.raises(ConfigError, match=re.escape("train.epochs is given twice ('train.epochs=null' and "
                                                     "'train.epochs=3'): keep one")):
         apply_overrides(default_config(), ["train.epochs=null", "train.epochs=3"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["distill.preset=kd-ml"], r"'distill.preset': Input should be .* \(got 'kd-ml'\) \(did you mean 'kd\+ml'\?\)$"),
+    (["optim.name=adamW"], r"\(got 'adamW'\) \(did you mean 'adamw'\?\)$"),
+    (["optim.scheduler=None"], r"\(got 'None'\) \(did you mean 'none'\?\)$"),
+    # pydantic's [key] (a mapping's key) is no key of the config
+    (["data.augment_range={rotation: 10}"], r"\n  'data.augment_range.rotation': Input should be 'rotate', .* \(got "
+                                            r"'rotation'\) \(did you mean 'rotate'\?\)$"),
+    (["train.patience=None"], r"'train.patience': Input should be a valid integer, .* \(got 'None'\): YAML's null is "
+                              r"written null \(or the value left empty\), not None; it leaves a key at its default$"),
+])
+def test_a_value_that_is_not_one_of_the_choices_gets_the_closest_or_the_spelling_of_null(overrides, message):
+    """Review 53c: kd-ml (the name of its doc page) got the list of presets and no suggestion;
+    None (Python's spelling) got "unable to parse string"."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_keys_without_a_space_after_the_colon_on_lines_of_their_own_are_said_so(tmp_path):
+    """`train:` then `epochs:3` is one text to YAML: the section was "given 'epochs:3'"."""
+    (tmp_path / "c.yaml").write_text("teacher: {arch: cnn}\nstudents: [{arch: cnn}, {arch: cnn}]\n"
+                                     "train:\n  epochs:3\n  batch_size:4\n")
+    with pytest.raises(ConfigError, match=re.escape("'train' is a section of keys and was given 'epochs:3 batch_size:4': "
+                                                    "YAML reads 'epochs:3 batch_size:4' as one value: put a space "
+                                                    "after each colon, epochs: 3")):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("teacher: {arch: cnn}\nstudents: [{arch: cnn}, {arch: cnn}]\ndata: C:/x.npz\n")
+    with pytest.raises(ConfigError, match=re.escape("write data: {kind: npz, root: C:/x.npz}")):  # not a key: as before
+        load_config(tmp_path / "c.yaml")

@@ -50,8 +50,8 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
         elif err["type"] == "model_type" and not isinstance(err.get("input"), (dict, list)) and loc:
-            lines.append(f"  '{loc}' is a section of keys and was given {_shown(err.get('input'))}: "
-                         f"{_section_example(loc, err.get('input'))}")
+            fix = _keys_written_as_one(err.get("input"), _model_at(parts, model)) or _section_example(loc, err.get("input"))
+            lines.append(f"  '{loc}' is a section of keys and was given {_shown(err.get('input'))}: {fix}")
         elif err["type"] == "list_type" and isinstance(err.get("input"), dict) and loc:
             # YAML's mapping where a list is meant: the usual slip is a missing '- '
             lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
@@ -61,9 +61,10 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
                          f"{_list_example(loc, err['input'])}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            where = f"'{loc}': " if loc else ""
+            where = f"'{loc.removesuffix('.[key]')}': " if loc else ""  # ([key]: pydantic's, for a mapping's key)
             got = f" (got {_shown(err['input'])})" if loc and not isinstance(err.get("input"), dict) else ""
             lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
+            lines[-1] += _value_hint(err)
     return "\n".join(lines)
 
 
@@ -89,6 +90,31 @@ def colon_without_space(parts: tuple | list) -> str | None:
         return None
     key, _, value = slipped.partition(":")
     return f"YAML reads '{slipped}' as one key: put a space after the colon, {key}: {value}"
+
+
+def _keys_written_as_one(given: Any, section: type[BaseModel] | None) -> str | None:
+    """A section's keys written without a space after the colon, on lines of their own
+    (``train:`` then ``epochs:3``): YAML reads them as one text. None where that is not it."""
+    slip = re.search(r"(?:^|\s)([A-Za-z_]\w*):(\S+)", given) if isinstance(given, str) else None
+    if slip is None or section is None or slip[1] not in section.model_fields:
+        return None
+    each = "each colon" if len(re.findall(r"\w:\S", given)) > 1 else "the colon"
+    return f"YAML reads '{given}' as one value: put a space after {each}, {slip[1]}: {slip[2]}"
+
+
+def _value_hint(err: dict[str, Any]) -> str:
+    """The choice meant by a word that is not one (``kd-ml``: kd+ml), or how YAML writes null."""
+    given = err.get("input")
+    if not isinstance(given, str):
+        return ""
+    if err["type"] == "literal_error":
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        close = [c for c in choices if c.lower() == given.lower()] or difflib.get_close_matches(given, choices, n=1)
+        if close:
+            return f" (did you mean '{close[0]}'?)"
+    if given in ("None", "none", "NONE"):
+        return ": YAML's null is written null (or the value left empty), not None; it leaves a key at its default"
+    return ""
 
 
 def _section_example(loc: str, given: Any) -> str:
@@ -130,17 +156,9 @@ def _union_branch(part: Any) -> bool:
 def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
     """Name the closest valid key for a misspelt one, or the section that has a key put in the
     wrong one (``epochs`` at the top: ``train.epochs``)."""
-    root = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return ""
-        inner = section_model(field.annotation)
-        if inner is None:
-            return ""
-        model = inner
+    root, model = model, _model_at(loc[:-1], model)
+    if model is None:
+        return ""
     key = str(loc[-1])
     # the very key in another section first (train.weight_decay: optim's, not ema_decay), or at the top
     elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{key}"
@@ -156,6 +174,18 @@ def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f" (valid keys: {', '.join(model.model_fields)})"
+
+
+def _model_at(loc: tuple[Any, ...], model: type[BaseModel]) -> type[BaseModel] | None:
+    """The section at ``loc`` (list indices skipped), None where there is none."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        model = section_model(field.annotation) if field is not None else None
+        if model is None:
+            return None
+    return model
 
 
 def _is_list(annotation: Any) -> bool:
