@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 
 import pytest
-import torch
 from torch import nn
 
 from peerdistill.costs import model_costs
