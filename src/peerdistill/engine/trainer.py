@@ -917,8 +917,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         """What the first step checks of the trained models' outputs, for a dry run: one forward
         of the probe's samples with autograd on, still in eval mode (no running statistics move;
         review 53c: a model returning detached logits passed the dry run and failed at once)."""
-        with torch.enable_grad():
-            out = self.cohort.forward(self._probe_input)
+        with torch.enable_grad():  # (one sample: the activations autograd keeps count at the dry run's peak)
+            out = self.cohort.forward(self._probe_input[:1])
         self._check_logits_carry_gradients(out)
         self._check_features_carry_gradients(out)
 
@@ -944,8 +944,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                     f"edge {edge.name}: layer '{edge.target_layer}' of '{edge.target}' gives its output without a "
                     "gradient in training, so the edge cannot teach the model: no trainable layer comes before it "
                     "(it reshapes the input, or follows frozen layers only), or it runs inside "
-                    "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False); record a layer after a "
-                    "trained one")
+                    "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False), or its output is "
+                    "detached (.detach(), torch.no_grad); record a layer after a trained one")
 
     def _ddp_runners(self) -> list[nn.Module]:
         return list(self.runners.values()) + [runner for _, runner in self.groups]
