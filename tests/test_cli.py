@@ -1674,7 +1674,7 @@ def test_a_patch_trained_runs_table_says_its_macs_are_of_one_patch(tmp_path, cap
     costs = json.loads((tmp_path / "whole" / "run.json").read_text())["costs"]
     assert _ensemble_cost_cells(out) == _summed_cells(costs)
     assert ("note: ensemble: its params and MMACs are the sum of its 2 students' (student1, student2), and its x "
-            "smaller comes from that sum: shipped, it runs every student") in " ".join(err.split())
+            "smaller comes from that sum: it runs every student") in " ".join(err.split())
 
 
 def _summed_cells(costs: dict) -> list[str]:

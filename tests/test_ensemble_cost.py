@@ -66,6 +66,6 @@ def test_a_run_recorded_before_the_ensembles_cost_gets_it_from_its_students():
     page = html.unescape(" ".join(costs_section(meta).split()))
     assert "<tr><th>ensemble</th><td>154,676</td><td>6.56</td><td>625.0</td><td>0.220</td><td>18.10</td></tr>" in page
     assert ("ensemble: its parameters, MACs and file size are the sum of its 2 students' (student1, student2), and "
-            "how many times fewer parameters than the teacher it has comes from that sum: shipped, it runs every "
+            "how many times fewer parameters than the teacher it has comes from that sum: it runs every "
             "student; its latency is the sum of theirs (not timed as one model)") in page
     assert with_ensemble(costs, meta) is costs  # (recorded: kept as it is)

@@ -1063,6 +1063,12 @@ def test_a_comparisons_latency_is_the_median_over_its_runs():
 
     runs = [{"s": {"parameters": 10, "cpu_latency_ms": ms}} for ms in (1.0, 2.0, 9.0)]
     assert _median_latencies(runs)["s"]["cpu_latency_ms"] == 2.0  # not the mean, 4.0: one slow run is noise
+    # an ensemble summed by a run of an earlier version beside ones that timed it: the timed ones (review 53j)
+    mixed = [{"ensemble": {"cpu_latency_ms": 0.4, "latency_summed": True}}, {"ensemble": {"cpu_latency_ms": 0.19}},
+             {"ensemble": {"cpu_latency_ms": 0.21}}]
+    assert _median_latencies(mixed)["ensemble"] == {"cpu_latency_ms": 0.2}
+    summed = [{"ensemble": {"cpu_latency_ms": ms, "latency_summed": True}} for ms in (0.4, 0.5)]
+    assert _median_latencies(summed)["ensemble"] == {"cpu_latency_ms": 0.45, "latency_summed": True}
 
 
 def test_the_roc_cross_sits_at_the_ensembles_false_positive_rate_and_sensitivity():
@@ -1365,6 +1371,10 @@ def test_alike_models_timed_far_apart_are_said_to_hold_the_machines_noise():
     costs["student2"]["gpu_latency_ms"], costs["student1"]["gpu_latency_ms"] = 0.9, 0.3
     assert timing_noise_note(costs).startswith("student1 and student2 are alike (the same parameters and MACs), yet "
                                                "timed 0.300 and 0.900 GPU ms")
+    # an ensemble of one is its student and its averaging: slower for that, not for the machine (review 53j)
+    one = {"teacher": costs["teacher"], "student1": {**alike, "cpu_latency_ms": 0.144},
+           "ensemble": {**alike, "cpu_latency_ms": 0.181, "ensemble_of": ["student1"]}}
+    assert timing_noise_note(one) is None
 
 
 def test_a_self_distilled_runs_page_says_what_its_head_rows_are(tmp_path):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .graph import ENSEMBLE
 from .values import is_finite_number
 
-ENSEMBLE = "ensemble"
 SUMMED = ("parameters", "macs", "size_bytes")
 LATENCIES = ("cpu_latency_ms", "gpu_latency_ms")
 
@@ -82,15 +82,17 @@ def ensemble_cost_note(cost: dict[str, Any] | None, columns: str = "parameters, 
         return None
     students = list(cost["ensemble_of"])
     said = f"ensemble: its {columns} are {_of_students(students)}"
-    if cost.get("compression") is not None:
-        said += f", and {ratio} comes from that sum"
-    said += ": shipped, it runs every student"
+    if len(students) > 1:  # (review 53j: "that sum" and "every student" said of one)
+        if cost.get("compression") is not None:
+            said += f", and {ratio} comes from that sum"
+        said += ": it runs every student"
     if latency:
         said += ("; its latency is the sum of theirs (not timed as one model)" if cost.get("latency_summed") else
-                 "; its latency was timed as deployed: every student run, their outputs averaged")
+                 "; its latency was timed running it as exported (its averaging included)")
     return said
 
 
 def ensemble_parameters_note(students: list[str]) -> str:
     """The same said of a table whose only cost is the parameters."""
-    return f"ensemble: its parameters are {_of_students(students)}: shipped, it runs every student"
+    return f"ensemble: its parameters are {_of_students(students)}" + (": it runs every student" if len(students) > 1
+                                                                        else "")

@@ -41,8 +41,8 @@ def timing_noise_note(costs: dict[str, dict]) -> str | None:
     said = []
     for key, device in (("cpu_latency_ms", "CPU"), ("gpu_latency_ms", "GPU")):
         alike: dict[tuple, list[str]] = {}
-        for name, c in costs.items():
-            if is_finite_number(c.get(key)) and c[key] > 0:
+        for name, c in costs.items():  # (an ensemble of one student does more than it: its averaging, review 53j)
+            if is_finite_number(c.get(key)) and c[key] > 0 and not c.get("ensemble_of"):
                 alike.setdefault((c["parameters"], c["macs"]), []).append(name)
         for names in (group for group in alike.values() if len(group) > 1):
             fastest, slowest = min(names, key=lambda n: costs[n][key]), max(names, key=lambda n: costs[n][key])
