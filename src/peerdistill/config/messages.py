@@ -118,7 +118,11 @@ def _value_hint(err: dict[str, Any]) -> str:
 
 
 def _section_example(loc: str, given: Any) -> str:
-    """How to write a section given as one value (``data: scans.npz``)."""
+    """How to write a section given as one value (``data: scans.npz``); Python's None, or a
+    spelling of it, written for YAML's null (review 53i: ``teacher=None`` was told {arch: None})."""
+    if isinstance(given, str) and given.strip().lower() in ("none", "nil"):
+        return f"{given} is text to YAML, whose null is written null: {loc}=null (or {loc}: null in a file) leaves it at " \
+               "its default"
     if loc == "data" and isinstance(given, str):
         kind = {".npz": "npz", ".csv": "csv"}.get(Path(given).suffix.lower(), "image_folder")
         return f"write data: {{kind: {kind}, root: {given}}}"

@@ -44,11 +44,6 @@ def keys_set(dotted: str, value: Any) -> list[str]:
     return [dotted]
 
 
-def _overlap(a: str, b: str) -> bool:
-    """The same key, or one inside the other (``students`` and ``students.0.lr``)."""
-    return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")
-
-
 def _merged(old: Any, value: Any, dotted: str) -> Any:
     """``value`` set at ``dotted`` over ``old``: a section's mapping merged into it key by key."""
     if not (isinstance(value, dict) and isinstance(old, dict) and section_at(dotted) is not None):
@@ -111,19 +106,20 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Apply ``a.b.c=value`` strings; values are parsed as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``).
     A mapping for a section merges into it; a list or a model's ``args`` replaces the value whole.
     A key given twice is refused, as it is in a YAML mapping: which one was meant? So is a key
-    given both in a mapping and on its own (``train={epochs: 3} train.epochs=1``), or inside a
-    value given whole (``students=[...] students.0.lr=0.1``), whichever comes first. ``X=null``
-    beside keys under X is taken in order, as before: shared settings, then ``teacher=null`` to
-    drop the teacher they set up, is a common command line."""
-    given: dict[str, tuple[str, bool]] = {}  # each key set -> the override that set it, and whether to null
+    given both in a mapping and on its own (``train={epochs: 3} train.epochs=1``, either order),
+    and a key a value given whole after it would drop (``students.0.lr=0.1 students=[...]``); a
+    key under a value given whole before it is set on it (``students=[...] students.1.name=peer``).
+    ``X=null`` after keys under X clears them, as before: shared settings, then ``teacher=null``
+    to drop the teacher they set up, is a common command line."""
+    given: dict[str, str] = {}  # each key set -> the override that set it
     for item in overrides:
         key, value = _parsed(item)
         for leaf in keys_set(key, value):
-            earlier = next((k for k, (_, null) in given.items()
-                            if k == leaf or (_overlap(k, leaf) and not null and value is not None)), None)
+            # (a key under one given whole before is set on it, as before: nothing is dropped; review 53i)
+            earlier = next((k for k in given if k == leaf or (k.startswith(f"{leaf}.") and value is not None)), None)
             if earlier is not None:
                 deeper = max(earlier, leaf, key=len)
-                raise ConfigError(f"{deeper} is given twice ('{given[earlier][0]}' and '{item}'): keep one")
-            given[leaf] = (item, value is None)
+                raise ConfigError(f"{deeper} is given twice ('{given[earlier]}' and '{item}'): keep one")
+            given[leaf] = item
         _set_dotted(tree, key, value)
     return tree

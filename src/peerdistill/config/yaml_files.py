@@ -14,9 +14,11 @@ from ..errors import ConfigError
 # YAML 1.1 reads 3:4 as the base-60 number 184 and 1:30 as 90: a typo, or minutes meant as 1.5,
 # would silently become a much larger number. Read as text, such a value is refused by its key.
 _BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
-# YAML 1.1 reads 010 as the octal number 8 (and 09 as text): a zero-padded seed or epoch count
-# would change value without a word. Read as LeadingZero text, refused by where it is.
-_LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
+# YAML 1.1 reads 010 as the octal number 8: a zero-padded seed or epoch count would change value
+# without a word. Read as LeadingZero text, refused by where it is. Only such numbers: 09 is text
+# to YAML 1.1 (and PyYAML writes a run named '08' unquoted: review 53i, its own config.yaml was
+# refused), and 07 is 7 either way.
+_LEADING_ZERO = re.compile(r"[-+]?0[0-7_]+")
 _LEADING_ZERO_TAG = "tag:peerdistill,2026:leading-zero"
 
 
@@ -46,12 +48,18 @@ def leading_zero_problem(tree: Any, key: str = "", in_file: bool = False) -> str
             todo += [(f"{where}.{i}" if where else str(i), v) for i, v in enumerate(value)]
         elif isinstance(value, LeadingZero):
             digits = value.replace("_", "")
-            octal = (f", which YAML 1.1 reads as the octal number {int(digits, 8)}"
-                     if set(digits.lstrip("+-")) <= set("01234567") else "")
             line = f" (line {value.line + 1})" if in_file else ""
-            return (f"'{where}'{line}: {value} has a leading zero{octal}: write the number without leading zeros "
-                    f"({int(digits)}), or quote it if it is text ('{value}')")
+            quoted = f"('{value}')" if in_file else f"within double quotes, for the shell: \"{where}='{value}'\""
+            return (f"'{where}'{line}: {value} has a leading zero, which YAML 1.1 reads as the octal number "
+                    f"{int(digits, 8)}: write the number without leading zeros ({int(digits)}), or quote it if it is "
+                    f"text {quoted}")
     return None
+
+
+def _octal_changes(value: str) -> bool:
+    """Whether YAML 1.1's octal reading of ``value`` differs from its decimal one (010: 8, not 10)."""
+    digits = value.replace("_", "")
+    return int(digits, 8) != int(digits)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -62,11 +70,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def resolve(self, kind, value, implicit):
         if kind is yaml.ScalarNode and implicit[0] and _BASE_60.fullmatch(value):
             return "tag:yaml.org,2002:str"
-        if kind is yaml.ScalarNode and implicit[0] and _LEADING_ZERO.fullmatch(value):
+        if kind is yaml.ScalarNode and implicit[0] and _LEADING_ZERO.fullmatch(value) and _octal_changes(value):
             return _LEADING_ZERO_TAG
         return super().resolve(kind, value, implicit)
-
-
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}

@@ -67,7 +67,7 @@ class RunnerSetup:
         return unused
 
     def _say_unread_settings(self) -> None:
-        """Settings this run never reads, recorded in run.json and warned of (not refused, as
+        """Settings this run never reads, warned of (the DDP ones recorded in run.json too; not refused, as
         optim's unread keys are: one config runs both under torchrun and in one process, and
         with compile turned on and off, without changing the run's results). A resumed run is
         not told again: its config cannot change."""
