@@ -45,8 +45,8 @@ def _dry_run(ns: argparse.Namespace, cfg: RunConfig) -> int:
     from .dry_run import print_run_plan
 
     trainer, data = make_trainer(cfg, run_dir=run_dir_for(cfg), overwrite=ns.overwrite, progress=False)
-    specs = zip(cfg.member_names(), [*cfg.all_teachers(), *cfg.students])  # (a checkpoint not frozen: where it starts)
-    starts_from = {name for name, spec in specs if spec.checkpoint and not spec.frozen}
+    # (a checkpoint on a model that is not frozen: where it starts)
+    starts_from = {name for name, spec in cfg.named_members() if spec.checkpoint and not spec.frozen}
     print_run_plan(trainer.check(data), console, err_console, starts_from)
     return 0
 

@@ -217,8 +217,12 @@ class RunConfig(Section):
     def all_teachers(self) -> list[ModelSpec]:
         return [self.teacher] if self.teacher is not None else list(self.teachers)
 
+    def named_members(self) -> list[tuple[str, ModelSpec]]:
+        """Each model's name in the cohort (its own, else teacher, teacherN, studentN) with its spec."""
+        named = [(self.teacher.name or "teacher", self.teacher)] if self.teacher is not None else []
+        named += [(t.name or f"teacher{i + 1}", t) for i, t in enumerate(self.teachers)]
+        named += [(s.name or f"student{i + 1}", s) for i, s in enumerate(self.students)]
+        return named
+
     def member_names(self) -> list[str]:
-        names = [self.teacher.name or "teacher"] if self.teacher is not None else []
-        names += [t.name or f"teacher{i + 1}" for i, t in enumerate(self.teachers)]
-        names += [s.name or f"student{i + 1}" for i, s in enumerate(self.students)]
-        return names
+        return [name for name, _ in self.named_members()]
