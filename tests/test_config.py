@@ -1025,6 +1025,10 @@ def test_a_section_given_whole_merges_into_the_files_and_a_key_set_both_ways_is_
     tree = apply_overrides(default_config(), ["teacher.args={depth: 2}", "teacher.args.width=8",
                                               "students=[{arch: cnn}, {arch: cnn}]", "students.1.name=peer"])
     assert tree["teacher"]["args"] == {"depth": 2, "width": 8} and tree["students"][1] == {"arch": "cnn", "name": "peer"}
+    # ... unless that value holds the key already: one would drop the other (review 53k)
+    with pytest.raises(ConfigError, match=re.escape("students.0.lr is given twice ('students=[{arch: cnn, lr: 0.1}]' "
+                                                    "and 'students.0.lr=0.2'): keep one")):
+        apply_overrides(default_config(), ["students=[{arch: cnn, lr: 0.1}]", "students.0.lr=0.2"])
 
 
 def test_a_section_given_null_beside_keys_under_it_is_taken_in_order():

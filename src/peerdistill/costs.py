@@ -95,8 +95,8 @@ def model_costs(modules: dict[str, nn.Module], input_shape: tuple[int, ...], fil
     """Costs of each model as shipped; ``compression`` is the reference model's parameters over
     this model's (how many times smaller than the teacher); with ``gpu`` (a CUDA device), also
     the latency there. With ``ensemble_of`` (the students), also the students' ensemble's
-    (``ensemble_cost.py``): the sums of theirs, its latency timed on ``ensemble`` (the module
-    that runs them all and averages them, as deployed) where given, else the sum of theirs."""
+    (``ensemble_cost.py``): the sums of theirs, its latency timed on ``ensemble`` (the graph
+    export ships: every student run) where given, else the sum of theirs."""
     timed = {**modules, ENSEMBLE: ensemble} if ensemble_of and ensemble is not None else modules
     cpu = cpu_latencies_ms(timed, input_shape, min_seconds=LATENCY_SECONDS)
     on_gpu = latencies_ms(timed, input_shape, gpu, min_seconds=LATENCY_SECONDS) if gpu is not None else {}

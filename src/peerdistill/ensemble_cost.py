@@ -1,8 +1,9 @@
 """What the students' ensemble costs to ship. Shipped, it runs every student, so its parameters,
 MACs and weights' size are the sum of theirs, and its "x fewer" comes from that sum; its latency
-is timed running them all and averaging them, as deployed, or, where it was not timed, is the sum
-of theirs (said so). One rule for run.json's costs, the final table and the reports (review 53d:
-its cells were blank beside its accuracy, readable as "no extra cost")."""
+is timed running its exported graph (every student: averaged there, or side by side for a
+sliding window to blend), or, where it was not timed, is the sum of theirs (said so). One rule
+for run.json's costs, the final table and the reports (review 53d: its cells were blank beside
+its accuracy, readable as "no extra cost")."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def ensemble_cost_note(cost: dict[str, Any] | None, columns: str = "parameters, 
         said += ": it runs every student"
     if latency:
         said += ("; its latency is the sum of theirs (not timed as one model)" if cost.get("latency_summed") else
-                 "; its latency was timed running it as exported (its averaging included)")
+                 "; its latency was timed running it as exported")
     return said
 
 

@@ -111,15 +111,29 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     key under a value given whole before it is set on it (``students=[...] students.1.name=peer``).
     ``X=null`` after keys under X clears them, as before: shared settings, then ``teacher=null``
     to drop the teacher they set up, is a common command line."""
-    given: dict[str, str] = {}  # each key set -> the override that set it
+    given: dict[str, tuple[str, Any]] = {}  # each key set -> the override that set it, and its value there
     for item in overrides:
         key, value = _parsed(item)
         for leaf in keys_set(key, value):
-            # (a key under one given whole before is set on it, as before: nothing is dropped; review 53i)
-            earlier = next((k for k in given if k == leaf or (k.startswith(f"{leaf}.") and value is not None)), None)
+            # (a key under one given whole before is set on it, as before, unless that value holds it: review 53i)
+            earlier = next((k for k, (_, held) in given.items()
+                            if k == leaf or (k.startswith(f"{leaf}.") and value is not None)
+                            or (leaf.startswith(f"{k}.") and _holds(held, leaf[len(k) + 1:]))), None)
             if earlier is not None:
                 deeper = max(earlier, leaf, key=len)
-                raise ConfigError(f"{deeper} is given twice ('{given[earlier]}' and '{item}'): keep one")
-            given[leaf] = item
+                raise ConfigError(f"{deeper} is given twice ('{given[earlier][0]}' and '{item}'): keep one")
+            given[leaf] = (item, value)
         _set_dotted(tree, key, value)
     return tree
+
+
+def _holds(value: Any, dotted: str) -> bool:
+    """Whether ``value`` (a mapping or list given whole) sets the key ``dotted`` inside it."""
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False
+    return True
