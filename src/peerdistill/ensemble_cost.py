@@ -89,7 +89,7 @@ def ensemble_cost_note(cost: dict[str, Any] | None, columns: str = "parameters, 
         said += ": it runs every student"
     if latency:
         said += ("; its latency is the sum of theirs (not timed as one model)" if cost.get("latency_summed") else
-                 "; its latency was timed running it as exported")
+                 "; its latency was timed on it as exported")
     return said
 
 
