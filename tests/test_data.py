@@ -525,6 +525,13 @@ def test_from_arrays_in_place_standardises_the_callers_float_arrays_themselves()
     assert torch.equal(whole.test.x, again.test.x)
     with pytest.raises(ConfigError, match="in_place must be True or False"):
         DataSplits.from_arrays(x[:12], y[:12], x[12:16], y[12:16], x[16:], y[16:], in_place="yes")
+    with pytest.raises(ConfigError, match="^DataSplits.whole: in_place must be True or False"):
+        DataSplits.whole(x, y, class_names=["a", "b"], in_place="yes")
+    from peerdistill.data.segmentation import segmentation_splits
+
+    masks = [np.zeros((n, 6, 6), np.int64) + 1 for n in (12, 4, 4)]
+    with pytest.raises(ConfigError, match="^segmentation_splits: in_place must be True or False"):
+        segmentation_splits([x[:12], x[12:16], x[16:]], masks, in_place="yes")
 
 
 def test_in_place_refuses_splits_sharing_memory_and_stratified_takes_it_as_moot():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..arguments import check_flags
 from ..config import DataSpec
 from ..errors import DataError, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
@@ -32,6 +33,7 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     first part is a set to score, not to train on (it may lack foreground). ``channels_last``: as
     in ``DataSplits.from_arrays``; ``in_place``: float32 images standardised in the given arrays (as
     there: the loaders' own arrays)."""
+    check_flags("segmentation_splits", scored_only=scored_only, in_place=in_place)
     xs = [to_nchw(x, name, channels_last) for x, name in zip(images, ("train", "val", "test"))]
     ms = [to_masks(m, name) for m, name in zip(masks, ("train", "val", "test"))]
     for x, m, name in zip(xs, ms, ("train", "val", "test")):

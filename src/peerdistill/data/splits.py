@@ -263,6 +263,7 @@ class DataSplits:
         """One labelled set kept whole, as the test split (train and val empty), standardised by
         ``stats`` (a run's) or its own: what eval scores with ``--split all``. It may lack classes
         ``class_names`` names, not hold labels past them. ``in_place``: as in ``from_arrays``."""
+        check_flags("DataSplits.whole", in_place=in_place)
         x_given, x, y = x, to_nchw(x, "all", channels_last), to_labels(y, "all")
         if len(y) and int(y.max()) >= len(class_names):
             n = len(class_names)

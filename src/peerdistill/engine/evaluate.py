@@ -10,8 +10,7 @@ import torch
 
 from ..cohort import Cohort
 from ..errors import DataError, NonFiniteError
-
-ENSEMBLE = "ensemble"
+from ..graph import ENSEMBLE  # (re-exported: its callers import it from here)
 
 
 def windowed(predictor, x: torch.Tensor, window: tuple[int, int] | None = None, overlap: float = 0.5):
