@@ -449,17 +449,19 @@ def _val_cut_from_train(parts, classes, spec, stats, source, groups: dict[str, l
 
 
 def _stratified(files, labels, classes, spec, stats, source, groups: list[str] | None = None) -> DataSplits:
-    if (spec.group_pattern or groups is not None) and not is_kept_whole():
+    whole = is_kept_whole()
+    if (spec.group_pattern or groups is not None) and not whole:
         return _by_group(files, labels, classes, spec, stats, source, groups)
-    if is_kept_whole():
+    if whole:
         splits = DataSplits.whole(_read_all(files, spec), np.asarray(labels), class_names=classes, stats=stats,
                                   channels_last=False, in_place=True)
+        indices = splits.info.pop("indices")
     else:  # (cut before any image is decoded: the splits are read straight into their places)
         parts = stratified_cut(np.asarray(labels), spec.val_fraction, spec.test_fraction, spec.split_seed,
                                spec.folds, spec.fold, classes)
         splits = _splits_read(files, labels, parts, classes, spec, stats)
         splits.info.update(cut_marks(spec.split_seed, spec.folds, spec.fold))
-    indices = splits.info.pop("indices") if is_kept_whole() else {s: part.tolist() for s, part in zip(SPLITS, parts)}
+        indices = {s: part.tolist() for s, part in zip(SPLITS, parts)}
     names = _relative_names(files, source)
     splits.info.update(source=source, splits=f"stratified, seed {spec.split_seed}" + (
         f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""),
@@ -496,7 +498,8 @@ def _by_group(files, labels, classes, spec, stats, source, groups: list[str] | N
                "class)")
         raise SplitError(f"{exc}. Images per split and class: {counts}", f"{key} deals whole groups{how}: "
                          "with few groups of a class, try another data.split_seed, or give more groups of it") from None
-    splits.info.update(source=source, split_seed=spec.split_seed, cut_from_one_set=True, files={
+    splits.info.update(cut_marks(spec.split_seed, spec.folds, spec.fold))
+    splits.info.update(source=source, files={
         s: [names[i] for i in idx] for s, idx in zip(SPLITS, parts)},
         groups={s: len({groups[i] for i in idx}) for s, idx in zip(SPLITS, parts)}, **group_fold_mark(spec),
         **({"sample_groups": {s: [groups[i] for i in idx] for s, idx in zip(SPLITS, parts)}}
@@ -506,6 +509,4 @@ def _by_group(files, labels, classes, spec, stats, source, groups: list[str] | N
         splits=f"by group ({key}{', stratified' if spec.group_stratify else ''}), seed "
                f"{spec.split_seed}" + (
             f", test split fold {spec.fold} of {spec.folds}" if spec.folds else ""))
-    if spec.folds:
-        splits.info.update(fold=spec.fold, folds=spec.folds)
     return splits

@@ -39,7 +39,7 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     for x, m, name in zip(xs, ms, ("train", "val", "test")):
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
             raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
-    k = _class_count(ms, num_classes, class_names, training=not scored_only)
+    k, seen = _class_count(ms, num_classes, class_names, training=not scored_only)
     names = default_class_names(k, class_names)
     if not scored_only:
         _warn_of_val_without_foreground(ms[1])
@@ -49,8 +49,6 @@ def segmentation_splits(images: list, masks: list, *, num_classes: int | None = 
     splits = DataSplits(*(TensorData(x, m) for x, m in zip(xs, ms)), num_classes=k, class_names=names,
                         input_shape=tuple(xs[0].shape[1:]), stats=stats)
     splits.info["class_names_given"] = bool(class_names)  # else the defaults: mask values say the classes
-    labelled = sum(_pixels_per_class(m) for m in ms).nonzero()  # (no gathered copy of the masks)
-    seen = int(labelled.max()) + 1 if len(labelled) else 1
     if class_names and not num_classes and len(names) > seen:  # (refused to a new run, not to eval: splits.py)
         splits.info["names_beyond_labels"] = (
             f"data.class_names names {len(names)} classes {names[:6]}, but the masks hold {seen} (0..{seen - 1}): the "
@@ -95,11 +93,12 @@ def segmentation_whole(images, masks, *, num_classes: int | None = None, class_n
 
 
 def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names: list[str] | None,
-                 training: bool = True) -> int:
+                 training: bool = True) -> tuple[int, int]:
     """K from ``num_classes``, else from ``class_names``, else from the largest label; a label
     at or above K, a class with no pixel below the largest label (a stray value such as 7 in
     0/1 masks would make an 8-class model), training masks without foreground, or a class found
-    in val or test but not in train are refused."""
+    in val or test but not in train are refused. Returns K and the labels the masks hold (the
+    largest one's plus one)."""
     per_split = [_pixels_per_class(m) for m in masks]
     counts = sum(per_split)
     seen = int(counts.nonzero().max()) + 1 if counts.any() else 1
@@ -116,7 +115,7 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         f"{sorted(set(range(seen)) - set(pixels))} have no pixel, so a stray value would add "
                         "classes; fix the masks, or set data.num_classes if those classes are truly absent")
     if not training:
-        return k
+        return k, seen
     if not has_foreground(masks[0]):
         raise DataError(f"{NO_FOREGROUND}: check the mask files; for 0/255 or coloured masks set data.binary_masks=true "
                         "(with it set, foreground is a value above 0 in 0/1 masks, above half the full scale in "
@@ -128,7 +127,7 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         f"{untrained[0]}) but none in the training masks: every class must be in the training "
                         "split; move an image holding it into train (for splits cut from one set, another "
                         "data.split_seed may do)")
-    return k
+    return k, seen
 
 
 def _pixels_per_class(masks: torch.Tensor) -> torch.Tensor:
