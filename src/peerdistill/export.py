@@ -513,8 +513,9 @@ def _choose_again_on_int8(int8: Path, output: str, data: DataSplits, chosen: Cho
     from .operating_point import choose_threshold, parse_rule
     from .quantize import graph_probabilities
 
-    x = torch.stack([data.val[i][0] for i in range(len(data.val))]).float().numpy()
-    labels = np.asarray([int(data.val[i][1]) for i in range(len(data.val))])
+    samples = [data.val[i] for i in range(len(data.val))]  # (each read once: a Dataset may decode a file)
+    x = torch.stack([image for image, _ in samples]).float().numpy()
+    labels = np.asarray([int(label) for _, label in samples])
     fp32_threshold = chosen.threshold
     chosen.threshold = choose_threshold(graph_probabilities(int8, x, output)[:, 1], labels, parse_rule(chosen.rule))
     if chosen.threshold != fp32_threshold:
