@@ -62,6 +62,16 @@ def with_ensemble(costs: dict[str, dict] | None, meta: Any) -> dict[str, dict] |
     return {**costs, ENSEMBLE: cost}
 
 
+def members_parameters(meta: Any) -> dict[str, Any]:
+    """Each model's parameters as run.json records them, and the ensemble's, the sum of its
+    students' where they all have one (the final table and the report's test table)."""
+    members = meta.get("members") if isinstance(meta, dict) else None
+    params = {m["name"]: m.get("parameters") for m in members or [] if isinstance(m, dict) and "name" in m}
+    if (summed := ensemble_parameters(params, student_names(meta))) is not None:
+        params[ENSEMBLE] = summed
+    return params
+
+
 def ensemble_parameters(params: dict[str, Any], students: list[str]) -> int | None:
     """The ensemble's parameters in a table of each model's: the sum of its students'."""
     values = [params.get(s) for s in students]

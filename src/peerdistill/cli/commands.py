@@ -96,7 +96,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return _dry_run(ns, cfg)
     # torch comes with these: only once the config is read and checked
     from ..build import run_dir_for, train_from_config
-    from ..ensemble_cost import ENSEMBLE, ensemble_parameters, student_names, with_ensemble
+    from ..ensemble_cost import members_parameters, student_names, with_ensemble
     from ..report import fitted, results_table
     from ..runs import saved_window, task_for
 
@@ -107,9 +107,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     if launched_world()[0] != 0:  # under torchrun the main process alone reports
         return 0
     meta = read_json(run_dir / RUN_FILE)
-    params = {m["name"]: m["parameters"] for m in meta["members"]}
-    if (summed := ensemble_parameters(params, student_names(meta))) is not None:
-        params[ENSEMBLE] = summed
+    params = members_parameters(meta)
     costs = with_ensemble(meta.get("costs"), meta)
     monitor_metric = result.monitor.split("/", 1)[1]
     stopped = f"; stopped early: no better val in {cfg.train.patience} epochs" if result.stopped_early else ""

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from ..engine.artifacts import RunDir
 from ..engine.evaluate import ENSEMBLE
 from ..config import SOFTENED_KINDS, load_saved_config
-from ..ensemble_cost import ensemble_parameters, ensemble_parameters_note, student_names
+from ..ensemble_cost import ensemble_parameters_note, members_parameters, student_names
 from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
 from ..json_files import read_json
@@ -288,9 +288,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     if not scores:
         return section_html("Test metrics", [note_html(
             "no test metrics yet: they are written when training ends (the run's status is above).")])
-    params = {m["name"]: m.get("parameters") for m in meta.get("members", [])}
-    students = student_names(meta)
-    params[ENSEMBLE] = ensemble_parameters(params, students)
+    params, students = members_parameters(meta), student_names(meta)
     names = [k for k in dict.fromkeys(k for values in scores.values() for k in values) if not per_class_part(k)]
     rows = [[model, f"{params[model]:,}" if params.get(model) is not None else ""]
             + [fmt(values.get(name)) for name in names] for model, values in scores.items()]
@@ -305,7 +303,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
                f"{esc(ENSEMBLE_RULES.get(task, ENSEMBLE_RULES['classification']).format(rule=fusion_in_words(meta)) + auc)}</p>")
     parts = [caption, table_html(["model", "parameters"] + names, rows)]
     meanings = [f"{name}: {metric_meaning(name, task)}" for name in names if metric_meaning(name, task)]
-    summed = ensemble_parameters_note(students) if ENSEMBLE in scores and params[ENSEMBLE] is not None and len(
+    summed = ensemble_parameters_note(students) if ENSEMBLE in scores and params.get(ENSEMBLE) is not None and len(
         students) > 1 else None
     for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None, summed, _heads_note(scores, metrics),
                  f"The columns: {'; '.join(meanings)}." if meanings else None, distance_unit_note(meta),
