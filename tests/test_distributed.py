@@ -207,6 +207,93 @@ def test_resume_in_the_middle_of_an_epoch_gives_the_uninterrupted_metrics(tmp_pa
     assert [r["train/loss/total"] for r in resumed.history] == [r["train/loss/total"] for r in whole.history]
 
 
+
+CUT_AND_RESUME_SCRIPT = textwrap.dedent('''
+    """Under torchrun: "cut" trains the run uninterrupted as "whole", then again as "cut" with a
+    crash on every process at the same step (after a checkpoint in the middle of an epoch);
+    "resume" continues "cut". Each process records the runs' logged epochs."""
+    import json, os, sys
+
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+    from peerdistill.engine import Trainer
+
+    tree, mode = json.loads(sys.argv[1]), sys.argv[2]
+    epochs = {}
+    def fit(name, resume=False):
+        trainer, data = make_trainer(validate({**tree, "name": name}), progress=False)
+        epochs[name] = [trainer.fit(data, resume=resume).history, None]
+    if mode == "cut":
+        fit("whole")
+        real_step, calls = Trainer.step, []
+        def crashing_step(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == len(self.train_batches) + 4:  # the 4th step of the second epoch
+                raise RuntimeError("simulated crash")
+            return real_step(self, *args, **kwargs)
+        Trainer.step = crashing_step
+        try:
+            fit("cut")
+        except RuntimeError as exc:
+            epochs["crash"] = str(exc)
+    else:
+        fit("cut", resume=True)
+    with open(os.path.join(tree["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
+        json.dump(epochs, fh, default=float)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_an_epoch_resumed_under_torchrun_logs_the_global_batchs_losses_as_an_uninterrupted_one(tmp_path):
+    """Review 53a: a checkpoint in the middle of an epoch held the main process's loss sums alone,
+    so the resumed epoch logged a loss 5 % off the uninterrupted run's. Now the sums saved are
+    averaged over the processes."""
+    tree = {"out_dir": str(tmp_path), "deterministic": True, "teacher": {"arch": "cnn", "args": {"width": 4}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}] * 2, "data": {"augment": ["hflip", "noise"]},
+            "train": {"epochs": 2, "batch_size": 128, "checkpoint_every_steps": 2}, "distill": {"rampup_epochs": 1}}
+    first, _ = _two_processes(CUT_AND_RESUME_SCRIPT, tree, "cut")
+    assert first["crash"] == "simulated crash"
+    state = load_resume_state(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 2), "the last checkpoint is 2 steps into the second epoch"
+    _two_processes(CUT_AND_RESUME_SCRIPT, tree, "resume")
+    whole, cut = (json.loads((tmp_path / name / "metrics.json").read_text())["epochs"] for name in ("whole", "cut"))
+    terms = [key for key in whole[1] if key.startswith("train/loss/")]
+    assert len(terms) > 2
+    for key in terms:
+        assert cut[1][key] == pytest.approx(whole[1][key], rel=1e-5), key
+    assert cut[1]["val/student1/accuracy"] == whole[1]["val/student1/accuracy"]
+
+
+REJOIN_SCRIPT = textwrap.dedent('''
+    """Joins the process group, sums the ranks and leaves, six times over, as fits one after
+    another in one script do; records the sums."""
+    import json, os, sys
+
+    import torch
+    import torch.distributed as dist
+
+    from peerdistill.engine import distributed
+
+    sums = []
+    for _ in range(6):
+        world = distributed.join(torch.device("cpu"))
+        ranks = torch.tensor([world.rank + 1.0])
+        dist.all_reduce(ranks)
+        sums.append(float(ranks))
+        distributed.leave(world)
+    with open(os.path.join(json.loads(sys.argv[1])["out_dir"], f"rank{os.environ['RANK']}.json"), "w") as fh:
+        json.dump(sums, fh)
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_a_process_group_joined_again_in_one_script_meets_under_keys_of_its_own(tmp_path):
+    """torch keys every default group alike in torchrun's store: a group joined again read the
+    last one's addresses, gone with it, and failed ("Connection refused") or hung."""
+    assert _two_processes(REJOIN_SCRIPT, {"out_dir": str(tmp_path)}) == [[3.0] * 6] * 2
+
 DDP_SCRIPT = textwrap.dedent('''
     """Trains under torchrun (the online teacher in DDP, the two students packed into one group
     in DDP) and records, per process, its weights' digest and every file it wrote."""
@@ -293,13 +380,13 @@ def test_two_processes_with_torchrun_end_with_identical_weights_and_write_once(t
         assert row["train/loss/total"] == pytest.approx(logged0["total"], rel=1e-12)
 
 
-def _two_processes(script: str, tree: dict) -> list[dict]:
-    """Run ``script`` (given the config tree) under torchrun with two processes on gloo; what
-    each process wrote to OUT_DIR/rank<r>.json."""
+def _two_processes(script: str, tree: dict, *args: str) -> list[dict]:
+    """Run ``script`` (given the config tree and ``args``) under torchrun with two processes on
+    gloo; what each process wrote to OUT_DIR/rank<r>.json."""
     out = Path(tree["out_dir"])
     (out / "script.py").write_text(script)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    proc = subprocess.run([*torchrun, str(out / "script.py"), json.dumps(tree)], capture_output=True, text=True,
+    proc = subprocess.run([*torchrun, str(out / "script.py"), json.dumps(tree), *args], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]

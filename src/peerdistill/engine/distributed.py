@@ -78,7 +78,8 @@ def join(device: torch.device) -> World:
                               "or unset RANK and WORLD_SIZE")
         _wait_for_every_process(size)
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None,
+                                **_keys_of_its_own())
         _JOINS[0] += 1
         owns = True
     token = [uuid.uuid4().hex, socket.gethostname()]
@@ -104,6 +105,18 @@ def _agent_store():
                              timeout=timedelta(seconds=30))
     except (KeyError, ValueError, RuntimeError):
         return None
+
+
+def _keys_of_its_own() -> dict[str, Any]:
+    """A group joined again by this process (a second fit in one script) meets in torchrun's
+    store under keys of its own: torch keys every default group alike, so the processes could
+    read the first group's addresses, gone with it (gloo: "Connection refused", or a hang)."""
+    store = _agent_store() if _JOINS[0] else None
+    if store is None:
+        return {}  # the first group (or a hand-made launch): torch's own rendezvous
+    store.set_timeout(timedelta(minutes=30))  # (torch's own default for joining)
+    rank, size, _ = launched_world()
+    return {"store": dist.PrefixStore(f"{_meeting()}/group", store), "rank": rank, "world_size": size}
 
 
 def _meeting() -> str:

@@ -749,13 +749,10 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 norm_sums[name] = norm_sums.get(name, 0) + value
             count += 1 if terms else 0
             progress.advance(task_id)
-            # (a step can overflow the weights with finite gradients: the last good file then stays)
-            if self._run is not None and step + 1 < steps and self._checkpoint_due(step + 1) and self._weights_finite():
-                partial = {"epoch_data_state": epoch_start, "sums": sums, "grad_norms": norm_sums, "count": count,
-                           "skipped": self.skipped_steps, "skip_causes": self.skip_causes}
-                save_resume_state(self._run.resume_path, self._resume_state(epoch, step + 1, partial))
-                self._run.discard_replaced()
-                self._last_checkpoint = time.monotonic()
+            if self.run_dir_path is not None and step + 1 < steps and self._checkpoint_due(step + 1):
+                self._save_within_epoch(epoch, step + 1, {
+                    "epoch_data_state": epoch_start, "sums": sums, "grad_norms": norm_sums, "count": count,
+                    "skipped": self.skipped_steps, "skip_causes": self.skip_causes})
         progress.finish_epoch(task_id)
         self._check_skipped(epoch, steps)
         for module in [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]:
@@ -808,11 +805,29 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 f"and continue with {again}")
 
     def _checkpoint_due(self, steps_done: int) -> bool:
+        """Whether a checkpoint is written after this step; every process gets the same answer
+        (each takes part in averaging the loss sums the checkpoint holds)."""
         ts = self.train_spec
         if ts.checkpoint_every_steps and steps_done % ts.checkpoint_every_steps == 0:
             return True
-        return bool(ts.checkpoint_every_minutes) and (
-            time.monotonic() - self._last_checkpoint >= 60 * ts.checkpoint_every_minutes)
+        if not ts.checkpoint_every_minutes:
+            return False
+        late = time.monotonic() - self._last_checkpoint >= 60 * ts.checkpoint_every_minutes
+        # the main process's clock decides: the others say yes, so the answer is the main's
+        return distributed.all_true(self.world, late or not self.world.is_main, self.device)
+
+    def _save_within_epoch(self, epoch: int, steps_done: int, partial: dict[str, Any]) -> None:
+        """The resume checkpoint in the middle of an epoch. Its loss sums are averaged over the
+        processes, so that a resumed epoch logs the global batch's losses as an uninterrupted one
+        does (every process goes on from these sums, and the epoch's means are averaged again)."""
+        for part in ("sums", "grad_norms"):
+            means = distributed.mean_over_processes(self.world, partial[part])
+            partial[part] = {name: means[name].to(value.dtype) for name, value in partial[part].items()}
+        # (a step can overflow the weights with finite gradients: the last good file then stays)
+        if self._run is not None and self._weights_finite():
+            save_resume_state(self._run.resume_path, self._resume_state(epoch, steps_done, partial))
+            self._run.discard_replaced()
+        self._last_checkpoint = time.monotonic()
 
     def step(self, x: torch.Tensor, y: torch.Tensor, ramp: float = 1.0) -> dict[str, torch.Tensor]:
         """One optimisation step of the whole cohort; returns the named loss terms (none when a
