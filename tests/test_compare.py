@@ -1455,8 +1455,15 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
              test_labels=yt)
     tree = {**COMPARED, "name": "w", "out_dir": str(tmp_path), "train": {"epochs": 1, "batch_size": 256},
             "data": {"kind": "npz", "root": str(tmp_path / "d.npz")}}
+    import peerdistill.comparison_runs
+    import peerdistill.engine.artifacts
+
+    reads = []  # each run.json read once for the tables (it was twice, and metrics.json again, which run_all read)
+    real = peerdistill.comparison_runs.read_json
+    monkeypatch.setattr(peerdistill.comparison_runs, "read_json", lambda path: reads.append(Path(path)) or real(path))
     printed = io.StringIO()
     result = compare(tree, ["independent", "kd"], 1, progress=False, console=Console(file=printed, width=300))
+    assert sorted(f"{p.parent.name}/{p.name}" for p in reads) == ["independent-seed0/run.json", "kd-seed0/run.json"]
     said = ("2 of 32 validation inputs are identical to training inputs ('sample 0 of the val split', 'sample 1 of "
             "the val split'): the epoch kept as best is chosen partly on images the models trained on")
     markdown = " ".join(result.markdown.split())
@@ -1475,15 +1482,14 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
     assert "of their weight on average over training (and 100% at its end), so this run distils little; train longer " \
            "or lower distill.rampup_epochs (1 of 2 runs: kd-seed0)" in markdown
     assert "note: the runs gave 3 warning(s), listed in compare.md" in " ".join(printed.getvalue().split())
-    import peerdistill.comparison_runs
-    import peerdistill.html_report.comparison_page
-
-    reads = []  # (review 53b: the page read each run.json three times, for its notes, warnings and costs)
-    for module in (peerdistill.comparison_runs, peerdistill.html_report.comparison_page):
-        real = module.read_json
-        monkeypatch.setattr(module, "read_json", lambda path, real=real: reads.append(Path(path)) or real(path))
+    # the page: each run.json read once (review 53b: three times, for its notes, warnings and costs), and
+    # each metrics.json once (it was again for the warnings)
+    reads.clear()
+    for module in (peerdistill.comparison_runs, peerdistill.engine.artifacts):
+        monkeypatch.setattr(module, "read_json", lambda path: reads.append(Path(path)) or real(path))
     write_report(result.directory)
-    assert sorted(p.parent.name for p in reads if p.name == "run.json") == ["independent-seed0", "kd-seed0"]
+    assert sorted(f"{p.parent.name}/{p.name}" for p in reads if p.name in ("run.json", "metrics.json")) == [
+        "independent-seed0/metrics.json", "independent-seed0/run.json", "kd-seed0/metrics.json", "kd-seed0/run.json"]
     page = " ".join((result.directory / "report.html").read_text().split())
     assert "Warnings the runs gave" in page and said.replace("'", "&#x27;") in page
     assert "Left out: <code>teacher</code>, which trained alike in every setting" in page
@@ -1491,7 +1497,7 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
 
 def test_the_warnings_runs_gave_as_training_ended_are_listed_with_those_it_began_with(tmp_path):
     """metrics.json's ending_warnings (a best epoch chosen by nothing) went to the console alone."""
-    from peerdistill.comparison_runs import warning_lines, warnings_of_runs
+    from peerdistill.comparison_runs import run_records, warning_lines, warnings_of_runs
 
     for name, began, ended in (("a", ["dup"], ["flat"]), ("b", ["dup"], []), ("c", [], ["flat", "one class"])):
         (tmp_path / name).mkdir()
@@ -1501,8 +1507,11 @@ def test_the_warnings_runs_gave_as_training_ended_are_listed_with_those_it_began
     (tmp_path / "e").mkdir()  # files edited by hand: neither a list nor a mapping (review 48g)
     (tmp_path / "e" / "run.json").write_text(json.dumps({"training_warnings": "dup"}))
     (tmp_path / "e" / "metrics.json").write_text(json.dumps([1, 2]))
-    assert warnings_of_runs([tmp_path / "e"]) == []
-    given = warnings_of_runs([tmp_path / n for n in "abcd"])
+    def warnings_of(paths):
+        return warnings_of_runs(paths, run_records(paths), run_records(paths, "metrics.json"))
+
+    assert warnings_of([tmp_path / "e"]) == []
+    given = warnings_of([tmp_path / n for n in "abcd"])
     assert given == [("dup", ["a", "b"]), ("as training ended: flat", ["a", "c"]),
                      ("as training ended: one class", ["c"])]
     assert warning_lines(given, 4)[1] == "as training ended: flat (2 of 4 runs: a, c)"
@@ -1593,19 +1602,23 @@ def test_runs_that_trained_with_other_threads_or_versions_are_said_to_above_the_
     again = compare(tree, ["independent"], 2, progress=False, console=Console(file=printed, width=400))
     said = (f"The runs did not all train alike (torch: {torch.__version__} (1 run), 2.10.0 (1 run); threads: "
             f"{threads} (1 run), {threads + 3} (1 run)): their figures differ by that as well as by their settings")
-    from peerdistill.comparison_runs import environments_apart  # of three, the odd one out named (review 51k)
+    from peerdistill.comparison_runs import environments_apart, run_records
 
+    def environments_of(paths):
+        return environments_apart(run_records(paths))
+
+    # of three, the odd one out named (review 51k)
     shutil.copytree(first.directory / "independent-seed0", tmp_path / "third")
-    assert f"threads: {threads} (2 runs), {threads + 3} (1 run: independent-seed1)" in environments_apart(
+    assert f"threads: {threads} (2 runs), {threads + 3} (1 run: independent-seed1)" in environments_of(
         [first.directory / "independent-seed0", run_json.parent, tmp_path / "third"])
     # a run resumed with other threads (compare run again with another --jobs: review 51l)
     resumed = json.loads((tmp_path / "third" / "run.json").read_text())
     resumed["resumed_at"] = [{"epoch": 2, "step": 0, "processes": 1, "environment": {"threads": threads + 1}}]
     (tmp_path / "third" / "run.json").write_text(json.dumps(resumed))
-    assert f"threads: {threads} then {threads + 1} (1 run: third)" in environments_apart([tmp_path / "third"])
+    assert f"threads: {threads} then {threads + 1} (1 run: third)" in environments_of([tmp_path / "third"])
     resumed["resumed_at"].append({"epoch": 3, "step": 0, "processes": 1, "environment": {"threads": threads}})
     (tmp_path / "third" / "run.json").write_text(json.dumps(resumed))  # and back (review 51m)
-    assert f"threads: {threads} then {threads + 1} then {threads} (1 run" in environments_apart([tmp_path / "third"])
+    assert f"threads: {threads} then {threads + 1} then {threads} (1 run" in environments_of([tmp_path / "third"])
     assert said in again.markdown and f"note: {said}" in " ".join(printed.getvalue().split())
 
 

@@ -21,8 +21,8 @@ from .arguments import check_flags
 from .terminal import Console
 from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run,
                               check_before_training, check_states, comparison_world, environments_apart,
-                              mark_for_replacement, plan_runs, plan_table, run_all, settings_of, warning_lines,
-                              warnings_of_runs)
+                              mark_for_replacement, plan_runs, plan_table, run_all, run_records, settings_of,
+                              warning_lines, warnings_of_runs)
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text, csv_header
@@ -311,11 +311,13 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     differing = [m for m in models if m not in alike]
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
     # (some setting off the baseline's split: the settings span more than one test set)
-    note = _other_data_note(runs, directory, labels) if any(label not in paired for label in labels) else None
+    paths = [directory / run["run"] for run in runs]
+    records = run_records(paths)  # each run.json read once; its metrics.json is run["metrics"] (run_all read it)
+    note = _other_data_note(runs, paths, records, labels) if any(label not in paired for label in labels) else None
     if note:  # rows of other test sets side by side: said above the tables
         header += f"\n{note}\n"
         console.print(note)
-    unlike = environments_apart([directory / run["run"] for run in runs])
+    unlike = environments_apart(records)
     if unlike:
         header += f"\n{unlike}\n"
         console.print(f"note: {unlike}", highlight=False, soft_wrap=True)
@@ -332,7 +334,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
         header += f"\n{unpaired_note(baseline, apart)}\n"
         console.print(unpaired_note(baseline, apart))
-    given = warnings_of_runs([directory / run["run"] for run in runs]) + _chosen_on_val_warnings(runs)
+    metrics = {path: run["metrics"] for path, run in zip(paths, runs)}
+    given = warnings_of_runs(paths, records, metrics) + _chosen_on_val_warnings(runs)
     if given:  # after the paired differences: compare.md's opening paragraph stays the tables' caption
         header += f"\n{_warnings_section(given, len(runs))}\n"
         status.print(f"note: the runs gave {len(given)} warning(s), listed in compare.md: "
@@ -763,15 +766,17 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _other_data_note(runs: list[dict[str, Any]], directory: Path, labels: list[str]) -> str | None:
+def _other_data_note(runs: list[dict[str, Any]], paths: list[Path], records: dict[Path, dict[str, Any]],
+                     labels: list[str]) -> str | None:
     """Where settings whose data sections differ in what decides the split were scored on other
     test sets (review 46b: rows side by side in one table): each one's test size. None where
-    every setting's first run recorded the same test set (a val_fraction alone leaves it)."""
+    every setting's first run recorded the same test set (a val_fraction alone leaves it).
+    ``paths``: the runs' folders; ``records``: their run.json (``run_records``)."""
     from .json_files import read_json
 
     metas = {}
-    for run in runs:
-        metas.setdefault(run["setting"], read_json(directory / run["run"] / RUN_FILE))
+    for run, path in zip(runs, paths):  # (a run.json that did not read: read again, to stop on its error as before)
+        metas.setdefault(run["setting"], records[path] if path in records else read_json(path / RUN_FILE))
     tested = {label: _test_set(metas[label]) for label in labels if label in metas}
     if None not in tested.values() and len(set(tested.values())) == 1:
         return None

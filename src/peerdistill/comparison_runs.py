@@ -392,18 +392,19 @@ def _state(plan: Plan, overwrite: bool) -> str:
     if state in ("finished", "unfinished") and plan.source_run is not None:
         _check_same_teachers(plan)
     if state in ("finished", "unfinished"):
-        _check_same_files(plan)
-        _check_same_fold_cut(plan)
+        meta = read_json(plan.run_dir / RUN_FILE)  # (once for both checks)
+        _check_same_files(plan, meta)
+        _check_same_fold_cut(plan, meta)
     return state
 
 
-def _check_same_fold_cut(plan: Plan) -> None:
+def _check_same_fold_cut(plan: Plan, meta: dict[str, Any]) -> None:
     """A grouped fold's run cut by a version that took every fold's val patients from one order
     (review 50c) splits otherwise than this version's runs of the comparison: not reused beside
     them, whose paired differences would compare runs of other training patients (review 50e)."""
     if not group_fold_mark(plan.cfg.data):
         return
-    info = read_json(plan.run_dir / RUN_FILE).get("data_info") or {}
+    info = meta.get("data_info") or {}
     if GROUP_FOLD_VAL not in info:
         raise RunDirError(f"'{plan.run_dir}' was cut into grouped folds by an earlier version of peerdistill, whose "
                           "val took the same patients in every fold; this version draws them per fold, so its runs "
@@ -414,11 +415,10 @@ def _check_same_fold_cut(plan: Plan) -> None:
 _FINGERPRINTS: dict[tuple, str | None] = {}  # (data.root, kind, path column) -> fingerprint, within one comparison
 
 
-def _check_same_files(plan: Plan) -> None:
+def _check_same_files(plan: Plan, meta: dict[str, Any]) -> None:
     """A run is reused (or continued) only while the files its config names hold what it was
-    trained on: an archive replaced under the same path (its SHA-256 in run.json), a teacher's
-    checkpoint trained again (its file's SHA-256, recorded since this check)."""
-    meta = read_json(plan.run_dir / RUN_FILE)
+    trained on: an archive replaced under the same path (its SHA-256 in run.json: ``meta``), a
+    teacher's checkpoint trained again (its file's SHA-256, recorded since this check)."""
     redo = (f"delete '{plan.run_dir}' to train it again on them, or pass {option('--overwrite')} to redo the whole "
             "comparison "
             f"(or put back the files it was trained on; {_dry_run_hint()})")
@@ -520,17 +520,30 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
-def warnings_of_runs(paths: list[Path], records: dict[Path, Any] | None = None) -> list[tuple[str, list[str]]]:
+def run_records(paths: list[Path], name: str = RUN_FILE) -> dict[Path, dict[str, Any]]:
+    """Each run's ``name`` (run.json, or metrics.json) by its folder: read once for all that a
+    comparison's tables and page say of the runs. One that does not read (damaged or missing) is
+    left out: its own commands say what is wrong with it."""
+    records = {}
+    for path in paths:
+        try:
+            records[path] = read_json(path / name)
+        except (OSError, CheckpointError):
+            continue
+    return records
+
+
+def warnings_of_runs(paths: list[Path], records: dict[Path, Any],
+                     metrics: dict[Path, Any]) -> list[tuple[str, list[str]]]:
     """The warnings each run gave as training began (run.json's ``training_warnings``: validation
     or test images identical to training ones, a ramp-up as long as training...) and as it ended
     (metrics.json's ``ending_warnings``: a best epoch chosen by nothing, kept weights that give
     every image one class), each once, with the runs that gave it: a comparison's tables, copied
-    into a paper, must not leave them on a console (review 47b). ``records``: the runs' run.json
-    by folder, where read already (each file is read once, review 53b)."""
+    into a paper, must not leave them on a console (review 47b). ``records`` and ``metrics``: the
+    runs' run.json and metrics.json by folder (``run_records``), those that read."""
     given: dict[str, list[str]] = {}
     for path in paths:
-        files = {RUN_FILE: records.get(path) if records is not None else _read_or_none(path / RUN_FILE),
-                 METRICS_FILE: _read_or_none(path / METRICS_FILE)}
+        files = {RUN_FILE: records.get(path), METRICS_FILE: metrics.get(path)}
         for when, name, key in (("as training read its data: ", RUN_FILE, "data_notes"),
                                 ("", RUN_FILE, "training_warnings"), (ENDED, METRICS_FILE, "ending_warnings")):
             if files[name] is None:  # (a damaged or missing file: its commands say so)
@@ -540,23 +553,13 @@ def warnings_of_runs(paths: list[Path], records: dict[Path, Any] | None = None) 
     return list(given.items())
 
 
-def _read_or_none(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except (OSError, CheckpointError):
-        return None
-
-
-def environments_apart(paths: list[Path]) -> str | None:
+def environments_apart(records: dict[Path, dict[str, Any]]) -> str | None:
     """What of their versions, device and threads the runs did not share (run.json's
     ``environment``; runs of earlier versions did not record it), said above a comparison's
-    tables: reused runs may come from another machine or another ``--jobs`` (review 51d)."""
+    tables: reused runs may come from another machine or another ``--jobs`` (review 51d).
+    ``records``: the runs' run.json by folder (``run_records``: a damaged or missing one is left out)."""
     seen: dict[str, dict[str, list[str]]] = {}
-    for path in paths:
-        try:
-            meta = read_json(path / RUN_FILE)
-        except (OSError, CheckpointError):  # (a damaged or missing file: its commands say so)
-            continue
+    for path, meta in records.items():
         # each session's values in turn: a run resumed otherwise (another --jobs: review 51l), or one an
         # earlier version began, whose first resume recorded them all (review 51m)
         sessions = session_environments(meta)

@@ -14,11 +14,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..comparison_runs import CHOSEN_ON_VAL, setting_runs, warning_lines, warnings_of_runs
+from ..comparison_runs import CHOSEN_ON_VAL, run_records, setting_runs, warning_lines, warnings_of_runs
 from ..engine.artifacts import RunDir
 from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, with_ensemble
-from ..errors import CheckpointError, RunDirError
-from ..json_files import read_json
+from ..errors import RunDirError
 from ..metrics import headed, lower_is_better, metric_family, per_class_part, unpaired_metric
 from ..paired import caption, difference_rows, metrics_not_paired_note, read_differences_csv
 from ..report import (comparison_per_class_rows, comparison_rows, distance_unit_note, metric_meaning, model_order,
@@ -35,17 +34,18 @@ def comparison_page(directory: Path) -> str:
     rows = read_compare_csv(directory)
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     runs = compared_runs(directory, rows, settings)
-    finished = {s: [m for m in (_finished_metrics(p) for p in paths) if m] for s, paths in runs.items()}
+    metrics_files = {p: _finished_metrics(p) for paths in runs.values() for p in paths}  # (read once: curves, warnings)
+    finished = {s: [m for m in (metrics_files[p] for p in paths) if m] for s, paths in runs.items()}
     teachers = teachers_named_in(m for ms in finished.values() for m in ms)
     models = model_order([r["model"] for r in rows], teachers)
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     title = f"peerdistill comparison: {directory.name}"
-    records = _run_records(runs)  # (read once: the notes, the meanings and the costs all take them)
+    records = run_records(list(metrics_files))  # (read once: the notes, meanings, warnings and costs take them)
     metas = list(records.values())
     task = next((m.get("task") for m in metas), None)
     sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
                 _scoring_notes(metas),
-                warnings_section(runs, directory, records), comparison_curves_section(runs, finished),
+                warnings_section(runs, directory, records, metrics_files), comparison_curves_section(runs, finished),
                 comparison_costs_section(runs, records)]
     try:
         diffs = compared_differences(directory, settings)
@@ -89,20 +89,6 @@ def comparison_page(directory: Path) -> str:
         sections.append(section_html(f"test {family} per class", [table_html(
             ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
     return page_html(title, sections)
-
-
-def _run_records(runs: dict[str, list[Path]]) -> dict[Path, dict[str, Any]]:
-    """The run.json of each run that still reads, by its folder (a damaged one is left to the
-    tables, from compare.csv)."""
-    records = {}
-    for path in (p for paths in runs.values() for p in paths):
-        try:
-            record = read_json(path / RUN_FILE)
-        except CheckpointError:
-            continue
-        if isinstance(record, dict):
-            records[path] = record
-    return records
 
 
 def _scoring_notes(metas: list[dict[str, Any]]) -> str:
@@ -206,13 +192,14 @@ def comparison_summary_html(directory: Path, rows, settings: list[str], models: 
     return "\n".join(parts)
 
 
-def warnings_section(runs: dict[str, list[Path]], directory: Path, records: dict[Path, dict[str, Any]]) -> str:
+def warnings_section(runs: dict[str, list[Path]], directory: Path, records: dict[Path, dict[str, Any]],
+                     metrics: dict[Path, dict[str, Any] | None]) -> str:
     """The warnings the runs gave as training began and ended, each once, with the runs that gave
     it (review 47b: they were on each run's page alone, not on the comparison's), and those
-    compare met choosing a threshold or temperature, as compare.md lists them. ``records``: the
-    runs' run.json (``_run_records``)."""
+    compare met choosing a threshold or temperature, as compare.md lists them. ``records`` and
+    ``metrics``: the runs' run.json (``run_records``) and metrics.json (None where there is none)."""
     paths = [path for paths in runs.values() for path in paths]
-    lines = warning_lines(warnings_of_runs(paths, records), len(paths)) + chosen_on_val_lines(directory)
+    lines = warning_lines(warnings_of_runs(paths, records, metrics), len(paths)) + chosen_on_val_lines(directory)
     if not lines:
         return ""
     items = "".join(f"<li>{esc(line)}</li>" for line in lines)
@@ -337,7 +324,7 @@ def _by_epoch(epochs: list[dict[str, Any]], model: str, metric: str) -> dict[int
 def comparison_costs_section(runs: dict[str, list[Path]], records: dict[Path, dict[str, Any]]) -> str:
     """One cost table per distinct cohort (settings of one config share their models), its
     latencies the median over every finished run of those settings (one run's are noisy).
-    ``records``: the runs' run.json (``_run_records``)."""
+    ``records``: the runs' run.json (``run_records``)."""
     groups: dict[tuple, tuple[list[str], list[dict]]] = {}
     for setting, paths in runs.items():
         for costs in (c for c in (with_ensemble(read_costs(records[p])[0], records[p]) for p in paths if p in records)
