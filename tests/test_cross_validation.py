@@ -571,7 +571,7 @@ def _three_class_pairs(root, n: int, rare: int, patient=None) -> None:
         Image.fromarray(mask).save(root / "masks" / name)
 
 
-def test_a_segmentation_fold_that_would_train_on_no_pixel_of_a_class_is_refused_before_any_run(tmp_path):
+def test_a_segmentation_fold_that_would_train_on_no_pixel_of_a_class_is_refused_before_any_run(tmp_path, monkeypatch):
     """Review 50c: only fold 0 was read before the runs, so a later fold whose training masks
     lacked a class stopped as it began, after the folds before it had trained; --dry-run said
     nothing. Every fold is now dealt first, as the loader deals it (fold_cut), naming the fold."""
@@ -586,10 +586,18 @@ def test_a_segmentation_fold_that_would_train_on_no_pixel_of_a_class_is_refused_
     refusal = (rf"independent, seed 0, fold {fold}: fold {fold} of 5 would train on no pixel of class\(es\) \['2'\]: "
                r"the images holding that class all fall in its val and test splits; try another data.split_seed, "
                r"fewer folds$")
+    import peerdistill.data.segmentation as segmentation
+
+    decoded = []  # each mask decoded once: fold 0's read gives every mask's classes (they were read twice)
+    real = segmentation.read_mask_values
+    monkeypatch.setattr(segmentation, "read_mask_values",
+                        lambda path, *args, **kwargs: decoded.append(path) or real(path, *args, **kwargs))
     for dry_run in (True, False):
+        decoded.clear()
         with pytest.raises(ConfigError, match=refusal), warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")
             compare(tree, ["independent"], 2, folds=5, progress=False, dry_run=dry_run, console=Console(quiet=True))
+        assert sorted(decoded) == sorted((tmp_path / "seg" / "masks").iterdir())
         # (seed 0's run named, the first to stop; review 50e: the last seed's was)
         # fold 0's val lacks class 2: its advice is not said ahead of the runs, each of which says its own (review 50c)
         assert not [w for w in said if "the val masks hold no pixel" in str(w.message)]

@@ -513,29 +513,48 @@ def _check_folds_fit(plans, folds: int) -> None:
     a class has samples would else stop the first run of that config, after the earlier ones."""
     from .data import build_data
 
+    read: dict[Path, Any] = {}  # (each set of mask folders' classes per mask, by its first run: decoded once)
     for plan in (group[0] for group in by_way_of_reading(plans)):
         try:
             with warnings.catch_warnings():  # (fold 0's val: each fold's run says its own, review 50c)
                 warnings.filterwarnings("ignore", category=TrainingAdvice)
-                build_data(plan.cfg.data)
+                data = build_data(plan.cfg.data)
         except PeerdistillError as exc:
             raise reworded(exc, f"{option('--folds', str(folds))}: {plan.describe()}: {exc}") from None
-    _check_every_fold_trains_every_class(plans)
+        if plan.cfg.task == "segmentation" and plan.cfg.data.kind == "folders":  # (read_mask_labels' kind)
+            read[plan.run_dir] = _classes_of_masks(data)
+        del data  # each read dropped before the next
+    _check_every_fold_trains_every_class(plans, read)
 
 
-def _check_every_fold_trains_every_class(plans) -> None:
+def _classes_of_masks(data) -> tuple[list, list[str]]:
+    """The classes each mask of a set cut from one folder holds, and the ids in reading order
+    (sorted, as ``read_mask_labels`` gives them), from a fold's splits: together they hold the
+    whole set, each mask as training reads it."""
+    import numpy as np
+
+    from .data.segmentation import IGNORE
+
+    named = {name: mask for part, split in ((data.train, "train"), (data.val, "val"), (data.test, "test"))
+             for name, mask in zip(data.info["files"][split], part.y.numpy())}
+    ids = sorted(named)
+    return [np.unique(named[i][named[i] != IGNORE]) for i in ids], ids
+
+
+def _check_every_fold_trains_every_class(plans, read: dict[Path, Any]) -> None:
     """Every fold dealt before any run trains, as its loader will deal it: a fold whose training
     split would hold no sample of a class (no image of it; in segmentation, no pixel), or that
     its groups cannot fill, is refused naming the fold (reviews 49b and 50c: found as that fold
     began, after the folds before it had trained). Classification folds without groups are
-    stratified by class, so every fold has each (more folds than a class holds are refused)."""
+    stratified by class, so every fold has each (more folds than a class holds are refused).
+    ``read``: the classes per mask ``_classes_of_masks`` gave, by the first run of its data."""
     checked = [plan for plan in plans if plan.cfg.data.folds and (
         plan.cfg.task == "segmentation" or (plan.cfg.task == "classification"
                                             and (plan.cfg.data.group_pattern or plan.cfg.data.group_column)))]
     for group in by_way_of_reading(checked):
         spec = group[0].cfg.data
         try:
-            present, class_names, train_part = _classes_per_sample(group[0].cfg.task, spec)
+            present, class_names, train_part = _classes_per_sample(group[0].cfg.task, spec, read.get(group[0].run_dir))
         except PeerdistillError:  # (said as the runs' data is read, with their context)
             continue
         first_of_each_fold: dict[int, Any] = {}  # (the first seed's run, named as the first to stop)
@@ -565,10 +584,11 @@ def _why_a_fold_lacks(spec) -> str:
     return "the images holding that class all fall in its val and test splits"
 
 
-def _classes_per_sample(task: str, spec):
+def _classes_per_sample(task: str, spec, read=None):
     """The whole set read once (classification: files, labels and groups listed, no image
-    decoded; segmentation: the masks read): which classes each sample holds ([N, C] booleans),
-    the class names, and a function giving a fold's training indices as the loader cuts them."""
+    decoded; segmentation: the masks read, unless ``read`` gives their classes and ids already):
+    which classes each sample holds ([N, C] booleans), the class names, and a function giving a
+    fold's training indices as the loader cuts them."""
     import numpy as np
 
     from .data import build_data
@@ -585,11 +605,13 @@ def _classes_per_sample(task: str, spec):
         groups = (whole.info.get("sample_groups") or {}).get("test") or group_ids(names, spec.group_pattern)
         present = np.eye(whole.num_classes, dtype=bool)[labels]
         return present, whole.class_names, lambda fold_spec: group_split(groups, labels, fold_spec)[0]
-    masks, ids = read_mask_labels(spec)  # (the masks alone: its images are read as each run starts)
-    labels = [np.unique(m[m != IGNORE]) for m in masks]
+    if read is None:
+        masks, ids = read_mask_labels(spec)  # (the masks alone: its images are read as each run starts)
+        read = [np.unique(m[m != IGNORE]) for m in masks], ids
+    labels, ids = read
     seen = int(max((u.max(initial=0) for u in labels), default=0)) + 1
     k = declared_class_count(seen, spec.num_classes, spec.class_names)
-    present = np.zeros((len(masks), k), dtype=bool)
+    present = np.zeros((len(labels), k), dtype=bool)
     for i, held in enumerate(labels):
         present[i, held[held < k]] = True
     names = default_class_names(k, spec.class_names)
