@@ -1141,6 +1141,63 @@ def test_detection_samples_draw_true_boxes_white_and_predicted_ones_in_their_cla
             *PALETTE[box_colour_index(label)])
 
 
+def _overlap(a, b):
+    (ax, ay, aw, ah), (bx, by, bw, bh) = a, b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+def test_detection_labels_of_boxes_sharing_a_corner_do_not_overlap_and_stay_in_the_picture():
+    """Review 52h: two boxes from one corner had their labels drawn over one another ("ellipse0.4949");
+    a box at the top edge had its label above the picture, cut off."""
+    from peerdistill.html_report.predictions_html import label_places
+
+    corners, sizes = [(19.5, 29.5)] * 3, [(20.0, 6.0)] * 3  # three boxes from one corner, labels 20 x 6 pixels
+    places = label_places(corners, sizes, 64, 64)
+    rects = [(x, y, w, h) for (x, y), (w, h) in zip(places, sizes)]
+    assert places[0] == (19.5, 23.5)  # the first above its box, on its edge
+    assert not any(_overlap(a, b) for i, a in enumerate(rects) for b in rects[i + 1:])
+    assert all(-0.5 <= y and y + 6 <= 63.5 for _, y in places)
+    # a box at the top edge: its label inside it, within the picture; one at the right edge moved in
+    (x, y), = label_places([(9.5, 1.5)], [(20.0, 6.0)], 64, 64)
+    assert (x, y) == (9.5, 1.5)
+    (x, y), = label_places([(59.5, 30.5)], [(20.0, 6.0)], 64, 64)
+    assert x + 20 <= 63.5 and y == 24.5
+    # two boxes at the top edge sharing their corner: the second label below the first, both in the picture
+    places = label_places([(0.5, -0.5), (0.5, -0.5)], [(20.0, 6.0)] * 2, 64, 64)
+    assert places == [(0.5, -0.5), (0.5, 5.5)]
+    # a corner low in the picture: a crowded label goes up, not out of the picture
+    places = label_places([(0.5, 60.5)] * 3, [(20.0, 6.0)] * 3, 64, 64)
+    rects = [(x, y, 20.0, 6.0) for x, y in places]
+    assert not any(_overlap(a, b) for i, a in enumerate(rects) for b in rects[i + 1:])
+    assert all(-0.5 <= y and y + 6 <= 63.5 for _, y in places)
+
+
+def test_detection_panels_labels_drawn_apart_in_the_picture_with_a_key_per_class(monkeypatch):
+    import importlib
+
+    import torch
+
+    from peerdistill.html_report import predictions_html
+
+    evaluate = importlib.import_module("peerdistill.engine.evaluate")
+    # a large image (labels tens of pixels high): boxes sharing a corner, one at the top edge, two classes
+    found = {"boxes": torch.tensor([[100.0, 200, 300, 400], [100, 200, 250, 350], [50, 12, 150, 100]]),
+             "scores": torch.tensor([0.9, 0.49, 0.8]), "labels": torch.tensor([0, 0, 1])}
+    monkeypatch.setattr(evaluate, "predict", lambda cohort, task, x: {"ensemble": [found]})
+    drawn = []
+    monkeypatch.setattr(predictions_html, "figure_html", lambda fig, caption: drawn.append(fig) or "")
+    sample = (torch.zeros(3, 512, 512), torch.tensor([[-1.0, 0, 0, 0, 0]]))
+    predictions_html.detection_parts(None, None, [sample], {"num_classes": 2, "class_names": ["ellipse", "square"]})
+    fig = drawn[0]
+    ax, renderer = fig.axes[0], fig.canvas.get_renderer()
+    extents = [t.get_window_extent(renderer) for t in ax.texts]
+    assert [t.get_text() for t in ax.texts] == ["ellipse 0.90", "ellipse 0.49", "square 0.80"]
+    assert not any(a.overlaps(b) for i, a in enumerate(extents) for b in extents[i + 1:])
+    inside = ax.get_window_extent(renderer)
+    assert all(inside.y0 - 0.5 <= e.y0 and e.y1 <= inside.y1 + 0.5 for e in extents)  # none cut off at the top
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ellipse", "square"]  # a key per class drawn
+
+
 def test_a_runs_cost_row_gives_the_file_size_in_kib():
     from peerdistill.html_report.costs_html import cost_rows
 

@@ -263,6 +263,7 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
     images = display_images(x, meta.get("data_stats"))
     classes = meta.get("class_names") or [str(c) for c in range(meta["num_classes"])]
     fig, axes = plt.subplots(1, count, figsize=(2.6 * count, 2.8), squeeze=False)
+    labelled = []  # each panel's axes, its labels' box corners and its image's height and width
     for i, (ax, image, boxes, det) in enumerate(zip(axes[0], images, truth, detections)):
         ax.imshow(image, cmap="gray")
         if names:
@@ -271,18 +272,19 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
             if label >= 0:
                 ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor="white",
                                        linewidth=1.5))  # (box edges on pixel edges: imshow centres pixels on integers)
+        corners = []
         for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
                                                   det["labels"].tolist()):
             if score >= min_score:
                 colour = CLASS_COLORS[box_colour_index(label)]  # (as eval's pictures draw it)
                 ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                                        linewidth=1))
-                # above the box, or inside it where that would leave the picture (review 52h: cut off)
-                top = y1 - 0.5 >= 10
                 ax.text(x1 - 0.5, y1 - 0.5, f"{classes[int(label)]} {score:.2f}", color=colour, fontsize=8,
-                        va="bottom" if top else "top", clip_on=True,
+                        va="top", clip_on=True,  # (placed by _place_labels once the panel's scale is known)
                         path_effects=[withStroke(linewidth=2, foreground="black")])  # (readable on any background)
+                corners.append((x1 - 0.5, y1 - 0.5))
         ax.axis("off")
+        labelled.append((ax, corners, image.shape[:2]))
     shown = sorted({int(label) for det in detections for label, score in zip(det["labels"].tolist(),
                                                                              det["scores"].tolist())
                     if score >= min_score})
@@ -295,11 +297,55 @@ def detection_parts(cohort, task, dataset, meta, min_score: float = PICTURE_MIN_
         fig.tight_layout(rect=(0, 0.1, 1, 1))
     else:
         fig.tight_layout()
+    for ax, corners, (height, width) in labelled:  # (after the layout: a label's size in pixels of the image)
+        _place_labels(ax, corners, height, width)
     found = (f"the boxes of {ensemble_words(meta)} scoring at least {min_score} coloured by class, with class and "
              "score" if shown else f"no box of {ensemble_words(meta)} scored at least {min_score} in these "
              "images")  # (review 53b: the colour of boxes none drawn was said)
     return [figure_html(fig, f"the first {count} test images{' (named above each)' if names else ''}: true boxes in "
                              f"white; {found}")]
+
+
+def _place_labels(ax, corners: list[tuple[float, float]], height: int, width: int) -> None:
+    """``ax``'s texts (one a box, in ``corners``' order) moved where ``label_places`` puts them,
+    their sizes measured in the image's pixels as the figure draws them."""
+    if not corners:
+        return
+    renderer = ax.figure.canvas.get_renderer()
+    to_data = ax.transData.inverted()
+    sizes = []
+    for text in ax.texts:
+        extent = text.get_window_extent(renderer).padded(1)  # (a pixel apart: their black rings do not touch)
+        (left, bottom), (right, top) = to_data.transform(extent.get_points())
+        sizes.append((abs(right - left), abs(top - bottom)))
+    for text, place in zip(ax.texts, label_places(corners, sizes, height, width)):
+        text.set_position(place)
+
+
+def label_places(corners: list[tuple[float, float]], sizes: list[tuple[float, float]], height: float,
+                 width: float) -> list[tuple[float, float]]:
+    """Where each box's label goes, as the top left corner of its text, in the image's pixel
+    coordinates (the picture spans -0.5 to ``width`` - 0.5 across, -0.5 to ``height`` - 0.5 down,
+    y growing downwards): ``corners`` are the boxes' top left corners, ``sizes`` their labels'
+    widths and heights. A label sits on its box's top edge, above it, or just inside it where
+    above would leave the picture (review 52h: a box at the top edge lost its label); it is
+    moved in from the right edge where it would run off it; and a label that would cover one
+    placed before it (boxes sharing a corner: "ellipse0.4949") is moved down a line at a time,
+    then up, to the first place free of them, each label placed in turn (greedy)."""
+    placed: list[tuple[float, float, float, float]] = []
+    places = []
+    for (x, y), (w, h) in zip(corners, sizes):
+        x = max(-0.5, min(x, width - 0.5 - w))
+        start = y - h if y - h >= -0.5 else y  # above the box, else inside it
+        lowest = max(start, height - 0.5 - h)  # (a label taller than the picture stays at its start)
+        tries = [start + k * h for k in range(int((lowest - start) / h) + 1 if h > 0 else 1)]
+        tries += [start - k * h for k in range(1, int((start + 0.5) / h) + 1 if h > 0 else 0)]
+        free = [t for t in tries if not any(x < px + pw and px < x + w and t < py + ph and py < t + h
+                                            for px, py, pw, ph in placed)]
+        top = free[0] if free else start
+        placed.append((x, top, w, h))
+        places.append((x, top))
+    return places
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
