@@ -459,19 +459,75 @@ def test_detection_splits_are_disjoint_and_seeded():
         detection_splits(x[:2], y[:2], names, 0.5, 0.5, seed=0)
 
 
+@pytest.mark.parametrize("kind", ["box_json", "mask_boxes", "coco"])
 @pytest.mark.parametrize("folds", [None, 3])
-def test_detection_splits_in_place_are_views_of_the_loaders_array_in_split_order(folds):
-    """Review 53g: each split was copied out beside the whole set (3.2 times what a detection set holds at its
-    peak); in place, the rows are put in split order where they lie and the splits are views of them."""
-    x, y, names = synthetic_boxes(23, image_size=16, seed=4)
-    copied, idx = detection_splits(x, y, names, 0.2, 0.25, seed=5, folds=folds, fold=1)
-    mine = x.clone()
-    placed, same = detection_splits(mine, y, names, 0.2, 0.25, seed=5, folds=folds, fold=1, in_place=True)
-    assert same == idx
-    for a, b in zip(copied, placed):
-        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
-    assert all(a.x.data_ptr() + a.x.nbytes == b.x.data_ptr() for a, b in zip(placed, placed[1:]))
-    assert torch.equal(mine, x[idx["train"] + idx["val"] + idx["test"]])
+def test_a_detection_set_is_cut_before_its_files_are_read_and_read_in_split_order(tmp_path, monkeypatch, kind, folds):
+    """Review 53g / 54b: a detection set was decoded whole, then its rows put in split order where they lay; the
+    cut needs only the number of images, so the files are read straight into split order, the splits views of
+    the one array read, as an in-memory cut (detection_splits) of the set read in its own order gives them."""
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data, detection as detection_module
+
+    stems = [f"im{k:02d}" for k in range(11)]
+    boxes, images, annotations = {}, [], []
+    for k, stem in enumerate(stems):  # each image its own colour: rows told apart
+        write_png(tmp_path / "images" / f"{stem}.png", 16, 16, colour=(10 * k, 100, 250 - 10 * k))
+        mask = np.zeros((16, 16), np.uint8)
+        mask[2:2 + k % 5 + 3, 3:9] = 255
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{stem}.png")
+        boxes[stem] = {"height": 16, "width": 16, "bbox": [{"label": "polyp", "xmin": 3, "ymin": 2, "xmax": 9,
+                                                             "ymax": 5 + k % 5}]}
+        images.append({"id": k + 1, "file_name": f"{stem}.png", "width": 16, "height": 16})
+        annotations.append({"id": k + 1, "image_id": k + 1, "category_id": 1, "bbox": [3, 2, 6, 3 + k % 5]})
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    (tmp_path / "coco.json").write_text(json.dumps({"images": images[::-1], "annotations": annotations,
+                                                   "categories": [{"id": 1, "name": "polyp"}]}))
+    read = []
+    real_read = detection_module._read
+    monkeypatch.setattr(detection_module, "_read", lambda files, *a: read.append([f.stem for f in files])
+                        or real_read(files, *a))
+    given = {"box_json": {"annotations": "boxes.json"}, "mask_boxes": {"masks": "masks"},
+             "coco": {"annotations": "coco.json"}}[kind]
+    cut = {"folds": folds, "fold": 1, "test_fraction": None} if folds else {}
+    data = build_data(DataSpec(kind=kind, root=str(tmp_path), images="images", image_size=[16, 16], split_seed=4,
+                               val_fraction=0.2, **given, **cut))
+    listed = stems[::-1] if kind == "coco" else stems  # (a COCO file's images in its own order)
+    indices = detection_module.detection_cut(11, 0.2, 0.2, 4, folds, 1)
+    assert read == [[listed[i] for k in ("train", "val", "test") for i in indices[k]]]  # one read, in split order
+    split = data.info["split"]
+    assert [split[k] for k in ("train", "val", "test")] == [[f"{listed[i]}.png" if kind == "coco" else listed[i]
+                                                            for i in indices[k]] for k in ("train", "val", "test")]
+    parts = (data.train, data.val, data.test)
+    assert all(a.x.data_ptr() + a.x.nbytes == b.x.data_ptr() for a, b in zip(parts, parts[1:]))  # views of one
+    # the same images and boxes as a set read in its own order and cut in memory
+    loader = {"box_json": lambda: detection_module.load_box_json(tmp_path / "images", tmp_path / "boxes.json", 16),
+              "mask_boxes": lambda: detection_module.load_mask_boxes(tmp_path / "images", tmp_path / "masks", 16),
+              "coco": lambda: detection_module.load_coco(tmp_path / "images", tmp_path / "coco.json", 16)}[kind]
+    x, y, names = loader()[:3]
+    copied, same = detection_module.detection_splits(x, y, names, 0.2, 0.2, 4, folds, 1)
+    assert same == indices
+    for a, b in zip(copied, parts):
+        standardised = (a.x - torch.tensor(data.stats["mean"])[:, None, None]) / torch.tensor(data.stats["std"])[:, None, None]
+        assert torch.allclose(standardised, b.x, atol=1e-6) and torch.equal(a.y[:, :b.y.shape[1]], b.y)
+
+
+def test_a_detection_set_too_small_to_split_is_refused_before_its_files_are_read(tmp_path):
+    """The cut needs only the number of images: said before decoding any (a broken file not read first)."""
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+
+    write_png(tmp_path / "images" / "a.png", 16, 16)
+    (tmp_path / "images" / "b.png").write_bytes(b"not a png")  # (no box: its size is not checked on listing)
+    (tmp_path / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 16, "height": 16},
+                   {"id": 2, "file_name": "b.png", "width": 16, "height": 16}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5]}],
+        "categories": [{"id": 1, "name": "polyp"}]}))
+    spec = DataSpec(kind="coco", root=str(tmp_path), images="images", annotations="coco.json",
+                    image_size=[16, 16], val_fraction=0.2, test_fraction=0.2)
+    with pytest.raises(DataError, match="too few to split"):
+        build_data(spec)
 
 
 # ---- augmentation ----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ..wording import first_few
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
                        image_size, read_images, read_mask_values, refuse_images_in_subfolders)
-from .splits import TensorData, consecutive_parts, fold_cut
+from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
 
@@ -302,8 +302,14 @@ def _read(files: list[Path], size, grey: bool, dicom_window) -> torch.Tensor:
     return torch.from_numpy(read_images(files, size, grey=grey, dicom_window=dicom_window))
 
 
+def _rows(n: int, order) -> list[int]:
+    """A loader's ``n`` images' indices in the order it reads them: ``order(n)`` (a split order,
+    decided before any file is decoded), or as listed."""
+    return list(range(n)) if order is None else list(order(n))
+
+
 def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, dicom_window=None,
-              bad_boxes: str = "error") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
+              bad_boxes: str = "error", order=None) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
     info): ids are the images' ``file_name`` in the JSON's order, the categories annotations use
@@ -315,7 +321,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     unused).
     Crowd annotations (``iscrowd: 1``) are kept as crowd regions (label ``crowd_label(class)``:
     ignored in training, ignored regions in evaluation); images without annotations are kept
-    with no boxes."""
+    with no boxes. ``order``: given the number of images, the order to read them in (indices
+    into the JSON's order: ``split_order``); x, y and ids come in it."""
     images_dir, source = Path(images_dir), Path(annotation_json).name
     size = _size(image_size)
     data = _read_json(annotation_json)
@@ -354,12 +361,14 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     for entry_id, category, box, (width, height), crowd in kept:
         label = label_of[category]
         per_image[entry_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
-    x = _read([paths[entry_id] for entry_id in images], size, grey, dicom_window)
+    entries = list(images)
+    entries = [entries[i] for i in _rows(len(entries), order)]
+    x = _read([paths[entry_id] for entry_id in entries], size, grey, dicom_window)
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
     if unused:
         info["unused_categories"] = unused
-    return (x, pad_targets([per_image[i] for i in images]), names, [e["file_name"] for e in images.values()],
+    return (x, pad_targets([per_image[i] for i in entries]), names, [images[i]["file_name"] for i in entries],
             info)
 
 
@@ -548,7 +557,7 @@ def _warn_of_label_slips(labels: list, source: str, label_key: str) -> None:
 
 
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
-                  dicom_window=None, bad_boxes: str = "error"
+                  dicom_window=None, bad_boxes: str = "error", order=None
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
     [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
@@ -560,7 +569,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     JSON keys that have an image. Entries without an image file and images without an entry
     are skipped and counted in ``info["skipped_without_image"]`` and
     ``info["skipped_without_entry"]``; boxes without area or outside their image as in
-    ``load_coco``."""
+    ``load_coco``. ``order``: as ``load_coco``'s (indices into the sorted ids)."""
     images_dir, source = Path(images_dir), Path(boxes_json).name
     size = _size(image_size)
     data = _read_json(boxes_json)
@@ -608,7 +617,9 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     names = sorted({str(label) for label in labels})
     index = {n: k for k, n in enumerate(names)}
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
-    x = _read([files[key] for key in ids], size, grey, dicom_window)
+    read = _rows(len(ids), order)
+    targets, ids_read = [targets[i] for i in read], [ids[i] for i in read]
+    x = _read([files[key] for key in ids_read], size, grey, dicom_window)
     without_image = sorted(k for k in data if k not in files)
     without_entry = sorted(s for s in files if s not in data)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
@@ -616,17 +627,18 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
         if left_out:
             warn_user(f"{len(left_out)} {what} ({first_few(left_out, quoted=True)}): left out", DataNote)
-    return x, pad_targets(targets), names, ids, info
+    return x, pad_targets(targets), names, ids_read, info
 
 
 def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, grey: bool = False, dicom_window=None,
-                    class_name: str = "object") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+                    class_name: str = "object", order=None) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Boxes of the connected components of binary masks, image and mask paired by file stem.
     Foreground as ``read_mask(binary=True)`` reads it (0/1 and 0/255 masks, coloured masks, JPEG
     noise). Each mask is resized to ``image_size`` with nearest-neighbour interpolation first
     and the boxes are taken there, so they enclose exactly the mask pixels a model of that size
     sees; components under ``min_area`` pixels (of the resized mask) are noise and dropped.
-    Returns (x, y, [class_name], ids) with ids the sorted stems."""
+    Returns (x, y, [class_name], ids) with ids the sorted stems (``order``: as ``load_coco``'s,
+    indices into them)."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     size = _size(image_size)
     for d in (images_dir, masks_dir):
@@ -647,11 +659,13 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     for mask in binarized([read_mask_values(masks[key], size, binary=True) for key in ids]):
         boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
-    x = _read([images[key] for key in ids], size, grey, dicom_window)
     if not any(len(t) for t in targets):
         raise DataError(f"the masks in '{masks_dir}' hold no object of {min_area} pixels or more at "
                         f"{size[1]}x{size[0]}: check the mask files (foreground is any value above 0 in 0/1 "
                         "masks, above half the scale in 0/255 or JPEG ones)")
+    read = _rows(len(ids), order)
+    targets, ids = [targets[i] for i in read], [ids[i] for i in read]
+    x = _read([images[key] for key in ids], size, grey, dicom_window)
     return x, pad_targets(targets), [class_name], ids
 
 
@@ -661,21 +675,17 @@ def check_labels(y: torch.Tensor, class_names: list[str]) -> None:
         raise DataError(f"targets hold label {int(y[..., 0].max())} but there are {len(class_names)} class names")
 
 
-def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], val_fraction: float,
-                     test_fraction: float, seed: int, folds: int | None = None, fold: int = 0, *,
-                     in_place: bool = False) -> tuple[tuple[TensorData, TensorData, TensorData], dict[str, list[int]]]:
-    """A random train / val / test split fixed by ``seed`` (no stratification: an image holds
-    several classes), or with ``folds`` fold ``fold`` of a k-fold partition as the test split
-    (``fold_cut``). Returns the three TensorData and the sorted indices of each split.
-    ``class_names`` only sets the error message's context: labels must be below its length.
-    ``in_place``: ``x``'s rows are put in split order where they lie and the splits are views of
-    it (a loader's own array: no copy of each split beside the whole, review 53g)."""
-    n = len(x)
-    if len(y) != n:
-        raise DataError(f"{n} images but {len(y)} target rows: every image needs one [M, 5] target")
-    check_labels(y, class_names)
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def detection_cut(n: int, val_fraction: float, test_fraction: float, seed: int, folds: int | None = None,
+                  fold: int = 0) -> dict[str, list[int]]:
+    """The sorted indices of the train, val and test splits of ``n`` images: a random split fixed
+    by ``seed`` (no stratification: an image holds several classes), or with ``folds`` fold
+    ``fold`` of a k-fold partition as the test split (``fold_cut``). The number of images alone
+    decides it: a loader cuts before decoding a file (``split_order``)."""
     if folds:
-        parts = dict(zip(("train", "val", "test"), fold_cut(n, fold, folds, val_fraction, seed)))
+        parts = dict(zip(SPLIT_NAMES, fold_cut(n, fold, folds, val_fraction, seed)))
     else:
         n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
         if n - n_test - n_val < 1:
@@ -683,35 +693,38 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
                                 "test", "give more images, or lower data.val_fraction / data.test_fraction")
         order = np.random.default_rng(seed).permutation(n)
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    indices = {k: sorted(int(i) for i in parts[k]) for k in ("train", "val", "test")}
-    if in_place:
-        placed = [i for k in ("train", "val", "test") for i in indices[k]]
-        _put_rows_in_order(x, placed)
-        xs = consecutive_parts(x, [len(indices[k]) for k in ("train", "val", "test")])
-    else:
-        xs = [x[indices[k]] for k in ("train", "val", "test")]
-    data = tuple(TensorData(part, y[indices[k]]) for part, k in zip(xs, ("train", "val", "test")))
-    val = data[1].y
-    if len(val) and not (val[..., 0] >= 0).any():  # AP of no true box is undefined
-        warn_user(f"the val split ({len(val)} images) holds no box: val AP is n/a every epoch, so training "
-                  "cannot choose its best epoch by it (it keeps the last); give more annotated images, or a "
-                  "larger data.val_fraction or another data.split_seed", TrainingAdvice)
+    return {k: sorted(int(i) for i in parts[k]) for k in SPLIT_NAMES}
+
+
+def split_order(indices: dict[str, list[int]]) -> list[int]:
+    """The images' indices split after split (train, val, test): the order a loader reads them in,
+    so that the splits are consecutive rows of one array (``consecutive_parts``: no copy of each
+    split beside the whole, review 53g)."""
+    return [i for k in SPLIT_NAMES for i in indices[k]]
+
+
+def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], val_fraction: float,
+                     test_fraction: float, seed: int, folds: int | None = None, fold: int = 0
+                     ) -> tuple[tuple[TensorData, TensorData, TensorData], dict[str, list[int]]]:
+    """``detection_cut`` of a set held in memory: the three TensorData (copies of ``x``'s rows)
+    and the sorted indices of each split. ``class_names`` only sets the error message's context:
+    labels must be below its length."""
+    n = len(x)
+    if len(y) != n:
+        raise DataError(f"{n} images but {len(y)} target rows: every image needs one [M, 5] target")
+    check_labels(y, class_names)
+    indices = detection_cut(n, val_fraction, test_fraction, seed, folds, fold)
+    data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in SPLIT_NAMES)
+    warn_of_val_without_boxes(data[1].y)
     return data, indices
 
 
-def _put_rows_in_order(x: torch.Tensor, order: list[int]) -> None:
-    """``x[i]`` becomes what ``x[order[i]]`` was, for every i, one row held aside at a time (each
-    cycle of the permutation followed round once)."""
-    done = np.zeros(len(order), bool)
-    for start in range(len(order)):
-        if done[start]:
-            continue
-        held, i = x[start].clone(), start
-        while not done[i]:
-            done[i] = True
-            source = order[i]
-            x[i] = held if source == start else x[source]
-            i = source
+def warn_of_val_without_boxes(val: torch.Tensor) -> None:
+    """The val split's targets [N, M, 5]: without a box, its AP is undefined."""
+    if len(val) and not (val[..., 0] >= 0).any():
+        warn_user(f"the val split ({len(val)} images) holds no box: val AP is n/a every epoch, so training "
+                  "cannot choose its best epoch by it (it keeps the last); give more annotated images, or a "
+                  "larger data.val_fraction or another data.split_seed", TrainingAdvice)
 
 
 # ---- the embedded default ------------------------------------------------------------------

@@ -11,8 +11,9 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
-from .detection import check_labels, detection_splits, load_box_json, load_coco, load_mask_boxes, pad_targets, synthetic_boxes
-from .splits import DataSplits, TensorData, channel_stats, is_kept_whole, standardize
+from .detection import (SPLIT_NAMES, check_labels, detection_cut, load_box_json, load_coco, load_mask_boxes,
+                        pad_targets, split_order, synthetic_boxes, warn_of_val_without_boxes)
+from .splits import DataSplits, TensorData, channel_stats, consecutive_parts, is_kept_whole, standardize
 
 DEFAULT_SYNTHETIC_SIZE = 64
 
@@ -25,33 +26,42 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
         raise DataError(f"data.root '{root}' is not a folder: point it at the folder holding the images")
     size = tuple(spec.image_size or (256, 256))
     info: dict = {"source": str(root)}
+    whole = is_kept_whole()  # scored as one set (eval --split all): every image in the test split
+    indices: dict[str, list[int]] = {}
+
+    def order(n: int) -> list[int]:
+        """A random split fixed by split_seed (boxes have no single label to stratify by), cut from
+        the number of images before any is decoded: the files are read split after split."""
+        indices.update(detection_cut(n, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds,
+                                     spec.fold))
+        return split_order(indices)
+
     # grey: Pillow's luma conversion, as predict reads images
+    common = {"grey": spec.grey, "dicom_window": spec.dicom_window, "order": None if whole else order}
     if spec.kind == "coco":
-        x, y, names, ids, extra = load_coco(root / spec.images, _relative(root, spec.annotations), size, grey=spec.grey,
-                                            dicom_window=spec.dicom_window, bad_boxes=spec.bad_boxes)
+        x, y, names, ids, extra = load_coco(root / spec.images, _relative(root, spec.annotations), size,
+                                            bad_boxes=spec.bad_boxes, **common)
         info.update(extra)
     elif spec.kind == "box_json":
         x, y, names, ids, extra = load_box_json(root / spec.images, _relative(root, spec.annotations), size,
-                                                grey=spec.grey, dicom_window=spec.dicom_window,
-                                                bad_boxes=spec.bad_boxes)
+                                                bad_boxes=spec.bad_boxes, **common)
         info.update(extra)
     else:
-        x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size, grey=spec.grey,
-                                           dicom_window=spec.dicom_window,
-                                           class_name=(spec.class_names or ["object"])[0])
+        x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size,
+                                           class_name=(spec.class_names or ["object"])[0], **common)
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
-    if is_kept_whole():  # scored as one set (eval --split all): every image in the test split
-        check_labels(y, names)
+    check_labels(y, names)
+    if whole:
         info.update(split="whole (scored as one set)", files={"test": [str(i) for i in ids]})
         return _splits([(x[:0], y[:0]), (x[:0], y[:0]), (x, y)], names, stats or channel_stats(x), info)
-    # A random split fixed by split_seed (boxes have no single label to stratify by).
-    parts, indices = detection_splits(x, y, names, spec.val_fraction, spec.test_fraction, spec.split_seed,
-                                      spec.folds, spec.fold, in_place=True)  # (x: the loader's own)
+    lengths = [len(indices[k]) for k in SPLIT_NAMES]  # (x, y and ids: read split after split, in split order)
+    xs, ys, id_parts = (consecutive_parts(a, lengths) for a in (x, y, ids))
+    warn_of_val_without_boxes(ys[1])
     cut = {"fold": spec.fold, "folds": spec.folds} if spec.folds else {"test_fraction": spec.test_fraction}
     info["cut_from_one_set"] = True
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, **cut,
-                     **{name: [str(ids[i]) for i in idx] for name, idx in indices.items()}}
-    return _splits([(part.x, part.y) for part in parts], names, stats, info)
+                     **{k: [str(i) for i in part] for k, part in zip(SPLIT_NAMES, id_parts)}}
+    return _splits(list(zip(xs, ys)), names, stats, info)
 
 
 def _synthetic(spec: DataSpec, stats) -> DataSplits:
