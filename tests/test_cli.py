@@ -832,6 +832,29 @@ def test_a_signal_ignored_as_the_command_starts_stays_ignored_and_sighup_stops_a
             signal.signal(sig, handler)
 
 
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 is a POSIX signal")
+def test_a_schedulers_early_warning_sigusr1_stops_training_as_sigterm_does(tmp_path):
+    """Review 54d: SIGUSR1 (Slurm's --signal=USR1@N, SGE's soft limit) ended the process at once,
+    silently, its run left 'running'. Now it stops as SIGTERM does: marked stopped, the last
+    checkpoint kept, a hint how to continue, exit 128 + SIGUSR1."""
+    run = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "peerdistill", "train", f"out_dir={tmp_path}", "name=r",
+                             *FAST[1:], "train.epochs=40", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.json").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # (an epoch done: a checkpoint kept, and the metrics file there to mark)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGUSR1, err[-3000:]
+    assert f"continue with peerdistill train --resume {run}" in " ".join(err.split())
+    for name in ("run.json", "metrics.json"):
+        record = json.loads((run / name).read_text())
+        assert (record["status"], record["stopped_by"]) == ("stopped", "interrupted (SIGUSR1)")
+
 def test_a_terminal_closed_under_a_command_leaves_its_interruption_as_it_was(monkeypatch, tmp_path):
     """Review 50e: SIGHUP as a terminal closes, then the progress bar's last drawing and the hint
     failed on the dead terminal (EIO): exit 2 with stopped_by an OSError, or a traceback. The

@@ -67,9 +67,9 @@ def test_a_run_that_stops_says_so_and_why_in_its_files_and_a_resume_clears_it(tm
     run = killed_after_second_epoch(small(tmp_path, "r"))
     for name in ("run.json", "metrics.json"):
         record = json.loads(open(f"{run}/{name}").read())
-        assert (record["status"], record["stopped_by"]) == ("stopped", "interrupted (Ctrl-C or SIGTERM)")
+        assert (record["status"], record["stopped_by"]) == ("stopped", "interrupted (Ctrl-C or SIGINT)")
     assert main(["report", run, "--out", str(tmp_path / "r.html")]) == 0
-    assert "<b>status</b>: stopped: interrupted (Ctrl-C or SIGTERM)" in (tmp_path / "r.html").read_text()
+    assert "<b>status</b>: stopped: interrupted (Ctrl-C or SIGINT)" in (tmp_path / "r.html").read_text()
     resumed = json.loads(open(f"{run}/run.json").read())
     assert main(["train", "--resume", run, "--quiet"]) == 0
     for name in ("run.json", "metrics.json"):

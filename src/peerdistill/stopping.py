@@ -9,8 +9,11 @@ import signal
 import threading
 from collections.abc import Iterator
 
-# the signals that stop a command as Ctrl-C does (SIGHUP: a closed terminal or ssh session)
-STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+# the signals that stop a command as Ctrl-C does (SIGHUP: a closed terminal or ssh session;
+# SIGUSR1/SIGUSR2: a scheduler's warning that time is nearly up, Slurm's --signal, SGE's soft
+# limit, whose default action would end the process with its run still marked running)
+STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+                         if hasattr(signal, name))
 
 
 @contextlib.contextmanager

@@ -277,7 +277,7 @@ def _as_overrides(extra: list[str], command: str, given: list[str]) -> list[str]
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (``signum``), handled as an interruption."""
+    """SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 (``signum``), handled as an interruption."""
 
     def __init__(self, signum: int = signal.SIGTERM):
         super().__init__()

@@ -566,7 +566,7 @@ def mark_stopped(run: "RunDir", exc: BaseException) -> None:
     ``stopped``, and why in ``stopped_by`` (a script polling run folders tells it from one still
     training; a run killed outright, ``kill -9``, stays ``running``, and its lock is free)."""
     signum = getattr(exc, "signum", None)  # (the command line's stopping signals say which they were)
-    why = ((f"interrupted ({signal.Signals(signum).name})" if signum else "interrupted (Ctrl-C or SIGTERM)")
+    why = ((f"interrupted ({signal.Signals(signum).name})" if signum else "interrupted (Ctrl-C or SIGINT)")
            if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
     with stopping_signals_held():  # (a second Ctrl-C here left a file at 'running': review 52c)
         for path in (run.path / RUN_FILE, run.path / METRICS_FILE):
