@@ -743,6 +743,7 @@ def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
                  "students.1.args.width=4", "distill.rampup_epochs=0"]) == 0
     lines = capsys.readouterr().err.splitlines()
     epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1"))
+    assert lines[epoch - 1] == f"training '{tmp_path / 'digits-kd+ml'}': 1 epoch of 16 steps"  # (review 54d)
     assert lines[epoch + 1] == "scoring the test split (360 samples) with the weights of the last epoch"
     # weights that hardly move: the second epoch scores as the first, which stays the best
     assert main(["train", "train.epochs=2", f"out_dir={tmp_path}", "name=still", "optim.lr=1e-12",
