@@ -1,6 +1,7 @@
 """The command line: train, eval, compare, resume and the errors a user can make."""
 
 import csv
+import errno
 import json
 import math
 import os
@@ -1784,6 +1785,38 @@ def test_a_run_json_that_is_not_a_mapping_is_refused_by_every_command(tmp_path, 
         err = " ".join(capsys.readouterr().err.split())
         assert "run.json' is damaged: it holds list, not a mapping" in err and "Traceback" not in err, (args, err)
 
+
+
+def test_a_read_only_place_is_named_as_such_and_write_elsewhere_with_out_is_offered(tmp_path, monkeypatch, capsys):
+    """Review 54d: a read-only file system was "Permission denied", and a run folder one may not
+    write in (shared read-only) gave report and export no word of --out."""
+    import collections
+
+    from peerdistill.cli import arguments
+    from peerdistill.engine import artifacts
+
+    flags = collections.namedtuple("statvfs", "f_flag")
+    with monkeypatch.context() as patched:
+        patched.setattr(artifacts.os, "statvfs", lambda path: flags(os.ST_RDONLY))
+        with pytest.raises(OSError) as error:
+            artifacts.check_folder_writable(tmp_path / "new")
+    assert (error.value.errno, error.value.filename) == (errno.EROFS, str(tmp_path))
+    artifacts.check_folder_writable(tmp_path / "new")  # (this one may be written)
+
+    report = tmp_path / "run" / "report.html"
+    for code, said in ((errno.EACCES, f"error: Permission denied: '{report}'; check the path and its permissions; "
+                                      "or write elsewhere with --out"),
+                       (errno.EROFS, f"error: Read-only file system writing '{report}': the file system is mounted "
+                                     "read-only; write elsewhere (out_dir; --out for compare, export, predict and "
+                                     "report), then run the command again")):
+        def refused(ns, code=code):
+            raise OSError(code, os.strerror(code), str(report))
+        monkeypatch.setattr(arguments, "cmd_report", refused)
+        run_cli("report", str(tmp_path / "run"), expect=2)
+        assert " ".join(capsys.readouterr().err.split()) == said
+    monkeypatch.setattr(arguments, "cmd_report", lambda ns: refused(ns, errno.EACCES))
+    run_cli("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"), expect=2)  # --out given: not offered
+    assert "--out" not in capsys.readouterr().err
 
 def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkeypatch, capsys):
     # "error: No space left on device" alone: no file, and nothing of the checkpoint the run kept

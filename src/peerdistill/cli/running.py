@@ -146,7 +146,9 @@ def _run(ns: argparse.Namespace) -> int:
             _say_once_per_node(f"{exc.strerror or exc}{where}: {advice}{_kept_for_resume(ns)}")
             return 2
         where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
-        _say_once_per_node(f"{exc.strerror or exc}{where}")
+        elsewhere = ("; or write elsewhere with --out" if getattr(ns, "out", "") is None and exc.errno in
+                     (errno.EACCES, errno.EPERM) else "")  # (a run folder shared read-only: its report, its export)
+        _say_once_per_node(f"{exc.strerror or exc}{where}{elsewhere}")
         return 2
 
 
@@ -155,7 +157,9 @@ _DISK_ADVICE = {errno.EFBIG: "a file outgrew the size this shell or file system 
                              "raise the limit or write elsewhere, then run the command again",
                 errno.EDQUOT: "your disk quota is used up; free some, then run the command again",
                 errno.EIO: "the device failed to read or write (a disk error, or a network file system gone); "
-                           "check it, then run the command again"}
+                           "check it, then run the command again",
+                errno.EROFS: "the file system is mounted read-only; write elsewhere (out_dir; --out for compare, "
+                             "export, predict and report), then run the command again"}
 
 
 def _kept_for_resume(ns: argparse.Namespace) -> str:

@@ -833,6 +833,8 @@ def check_folder_writable(place: Path) -> None:
                                     "a folder goes (point it at a folder, or remove it)", str(existing))
     if not existing.is_dir():  # (a file where a folder of the path goes)
         raise OSError(errno.ENOTDIR, "Not a directory", str(existing))
+    if hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY:  # (root may write nothing there)
+        raise OSError(errno.EROFS, "Read-only file system", str(existing))
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OSError(errno.EACCES, "Permission denied (the folder cannot be written in)", str(existing))
 
@@ -842,7 +844,8 @@ def _check_creatable(path: Path) -> None:
     try:
         check_folder_writable(path)
     except OSError as exc:
-        why = {errno.ENOTDIR: "Not a directory", errno.ENOENT: exc.strerror}.get(exc.errno, "Permission denied")
+        why = {errno.ENOTDIR: "Not a directory", errno.ENOENT: exc.strerror, errno.EROFS: exc.strerror}.get(
+            exc.errno, "Permission denied")
         raise RunDirError(f"cannot create the run directory '{path}': {why} ('{exc.filename}'); choose another "
                           "out_dir (for compare: --out)") from None
 
