@@ -106,3 +106,26 @@ def test_a_console_without_the_characters_printed_gets_them_spelled_out_not_an_e
                           capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=120)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-1500:]
     assert done.stdout.decode("ascii").splitlines()[-1] == "+/-"
+
+
+def test_a_warning_is_printed_once_per_text_and_other_warnings_go_to_pythons_display(capsys):
+    """Review 54d: compare's runs of every seed printed the same warning again (ten seeds, ten lines)."""
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.terminal import one_line_warnings
+
+    others = []
+    show = one_line_warnings(lambda *args: others.append(str(args[0])), source="kd-seed0")
+    for text in ("train longer", "train longer", "lower the lr"):
+        show(text, PeerdistillWarning, "x.py", 1)
+    show("deprecated", DeprecationWarning, "x.py", 1)
+    show("deprecated", DeprecationWarning, "x.py", 1)
+    assert capsys.readouterr().err.splitlines() == ["warning: kd-seed0: train longer", "warning: kd-seed0: lower the lr"]
+    assert others == ["deprecated", "deprecated"]  # (Python's own filters decide for those)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = one_line_warnings(warnings.showwarning)
+        for _ in range(3):
+            warnings.warn("say once", PeerdistillWarning)
+    assert capsys.readouterr().err == "warning: say once\n"

@@ -783,7 +783,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     writer.writeheader()
-    writer.writerows({**r, "values": ";".join(f"{v:.6f}" for v in r["values"]), "runs": ";".join(r["runs"])}
+    writer.writerows({**r, "values": ";".join(map(repr, r["values"])), "runs": ";".join(r["runs"])}
                      for r in rows)
     return buf.getvalue()
 

@@ -27,11 +27,17 @@ class Console(RichConsole):
 
 def one_line_warnings(show_other, source: str = ""):
     """A ``warnings.showwarning`` that prints peerdistill's own warnings as one line on stderr,
-    ``warning: [SOURCE: ]MESSAGE``, and hands the others to ``show_other``. A plain write: a live
-    progress display prints it above itself (rich's console output would be drawn into it)."""
+    ``warning: [SOURCE: ]MESSAGE``, each text once (review 54d: compare's runs of every seed said
+    the same line again), and hands the others to ``show_other``. A plain write: a live progress
+    display prints it above itself (rich's console output would be drawn into it)."""
+    shown: set[str] = set()
+
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, PeerdistillWarning):
-            print(f"warning: {source + ': ' if source else ''}{message}", file=sys.stderr, flush=True)
+            text = f"warning: {source + ': ' if source else ''}{message}"
+            if text not in shown:
+                shown.add(text)
+                print(text, file=sys.stderr, flush=True)
         else:
             show_other(message, category, filename, lineno, file, line)
     return show
