@@ -539,13 +539,14 @@ def test_boxes_under_a_pixel_wide_are_drawn(tmp_path, monkeypatch):
 
     true_box = torch.tensor([[[0, 2.0, 2.0, 2.3, 8.0], [-1, 0, 0, 0, 0]]])  # label, x1, y1, x2, y2; -1 pads
     data = [(torch.zeros(3, 16, 16), true_box[0])]
-    found = {"boxes": torch.tensor([[10.0, 4.0, 10.5, 9.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}
+    # (below the true box: its label, pulled into the 16-pixel picture, covers the rows it spans)
+    found = {"boxes": torch.tensor([[10.0, 10.0, 10.5, 15.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}
     monkeypatch.setattr(pictures, "predict", lambda cohort, task, x: {"student1": [found]})
     monkeypatch.setattr(pictures, "VIEWING_SIDE", 1)  # drawn at the image's own size, as a large image is
     [path] = pictures.save_box_pictures(None, None, data, tmp_path, 1, None)
     drawn = np.asarray(Image.open(path))
     assert (drawn[2:8, 2] == 255).all() and not drawn[8, 2].any()  # the true box, one pixel wide, in white
-    column = drawn[4:9, 10]  # the found box, coloured (neither black nor white)
+    column = drawn[10:15, 10]  # the found box, coloured (neither black nor white)
     assert column.any(axis=1).all() and not (column == 255).all(axis=1).any()
 
 

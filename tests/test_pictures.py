@@ -11,7 +11,7 @@ def test_boxes_under_the_minimum_score_are_not_drawn():
     draw_boxes(ImageDraw.Draw(picture), [[2, 2, 12, 12], [20, 5, 35, 25]], [0.2, 0.5], [0, 1], ["a", "b"],
                min_score=0.3)
     pixels = np.asarray(picture)
-    assert not pixels[:14, :14].any()  # the faint box left out
+    assert not (pixels == PALETTE[1]).all(axis=-1).any()  # the faint box left out (class 0's colour nowhere)
     assert (pixels[5, 20:34] == PALETTE[2]).all(axis=-1).mean() > 0.5  # the other's top edge, class 1's colour
 
 
@@ -120,22 +120,44 @@ def test_box_pictures_draw_true_boxes_of_class_0_on_the_image_as_the_run_saw_it(
 
 
 def test_a_drawn_box_is_labelled_with_its_class_name_and_score():
-    class Recorder:  # what draw_boxes asks of PIL's ImageDraw
-        def __init__(self):
-            self.texts = []
-
-        def rectangle(self, box, outline):
-            pass
-
-        def text(self, at, text, fill, stroke_width, stroke_fill):
-            self.texts.append((at, text, tuple(fill), stroke_width, tuple(stroke_fill)))
-
-    draw = Recorder()
-    draw_boxes(draw, [[4, 6, 20, 30], [40, 6, 60, 30]], [0.876, 0.5], [1, 4], ["cat", "dog", "eel", "fox", "gnu"])
+    draw = _Recorder()
+    draw_boxes(draw, [[4, 6, 20, 30], [60, 6, 80, 30]], [0.876, 0.5], [1, 4], ["cat", "dog", "eel", "fox", "gnu"])
     # inside the box's corner, in its class's colour ringed to stand out: black around orange, white around blue
     orange, blue = (tuple(int(c) for c in PALETTE[i]) for i in (2, 5))
     assert (orange, blue) == ((230, 159, 0), (0, 114, 178))  # (Okabe and Ito's palette)
-    assert draw.texts == [((5, 7), "dog 0.88", orange, 1, (0, 0, 0)), ((41, 7), "gnu 0.50", blue, 1, (255, 255, 255))]
+    assert draw.texts == [((5, 7), "dog 0.88", orange, 1, (0, 0, 0)), ((61, 7), "gnu 0.50", blue, 1, (255, 255, 255))]
+
+
+class _Recorder:
+    """What draw_boxes asks of PIL's ImageDraw, on a 120x60 picture whose characters are 6x10."""
+    im = type("core", (), {"size": (120, 60)})
+
+    def __init__(self):
+        self.texts = []
+
+    def textbbox(self, at, text, stroke_width):
+        return (0, 0, 6 * len(text) - 1, 9)
+
+    def rectangle(self, box, outline):
+        pass
+
+    def text(self, at, text, fill, stroke_width, stroke_fill):
+        self.texts.append((at, text, tuple(fill), stroke_width, tuple(stroke_fill)))
+
+
+def test_labels_of_boxes_sharing_a_corner_or_at_the_pictures_edge_stay_apart_and_in_it():
+    """Review 52h, in eval's and predict's pictures too: labels of boxes sharing a corner were
+    drawn over each other ("0.4949"), and one near the right edge ran off the picture."""
+    draw = _Recorder()
+    draw_boxes(draw, [[10, 10, 30, 30], [10, 10, 40, 25], [10, 10, 20, 20], [110, 40, 119, 59]], [0.5, 0.6, 0.7, 0.8],
+               [0, 0, 0, 0])
+    spans = [(x, y, x + 6 * len(text), y + 10) for (x, y), text, *_ in draw.texts]
+    assert len(spans) == 4
+    for i, (x1, y1, x2, y2) in enumerate(spans):
+        assert 0 <= x1 and x2 <= 120 and 0 <= y1 and y2 <= 60  # in the picture
+        for a1, b1, a2, b2 in spans[:i]:
+            assert not (x1 < a2 and a1 < x2 and y1 < b2 and b1 < y2), (spans[i], (a1, b1, a2, b2))
+    assert spans[0][:2] == (11, 11)  # the first where it always was: inside its box's corner
 
 
 def test_eval_pictures_of_small_inputs_are_enlarged_by_a_whole_factor_and_masks_kept_at_the_scored_size(

@@ -141,16 +141,51 @@ def box_colour_index(label: int) -> int:
 def draw_boxes(draw, boxes: list[list[float]], scores: list[float], labels: list[int],
                class_names: list[str] | None = None, min_score: float = 0.0) -> None:
     """Each box scored at least ``min_score`` outlined in its class's colour, with its score
-    (and class name) inside, in that colour ringed by black or white (whichever stands out from
-    it): text in the colour alone was lost on tissue of the same hue."""
-    for box, score, label in zip(boxes, scores, labels):
-        if score < min_score:
-            continue
-        color = tuple(int(c) for c in PALETTE[box_colour_index(label)])
-        name = f"{class_names[int(label)]} " if class_names else ""
-        draw.text((box[0] + 1, box[1] + 1), f"{name}{score:.2f}", fill=color, stroke_width=1,
-                  stroke_fill=_standing_out_from(color))
-        draw.rectangle(_inclusive(box), outline=color)  # after its label, whose ring would cut a small box's edges
+    (and class name) inside it at its top, in that colour ringed by black or white (whichever
+    stands out from it): text in the colour alone was lost on tissue of the same hue. A label
+    that would cover one drawn before it (boxes sharing a corner) is moved a line down or up
+    (``label_places``)."""
+    shown = [(box, score, int(label)) for box, score, label in zip(boxes, scores, labels) if score >= min_score]
+    texts = [f"{class_names[label] + ' ' if class_names else ''}{score:.2f}" for _, score, label in shown]
+    extents = [draw.textbbox((0, 0), text, stroke_width=1) for text in texts]
+    sizes = [(right - left + 1, bottom - top + 1) for left, top, right, bottom in extents]
+    width, height = draw.im.size
+    # label_places puts a label above the corner it is given: given one a label's height below the
+    # box's top, the label sits inside it (counted in pixel centres there, from -0.5; PIL in edges)
+    places = label_places([(box[0] + 0.5, box[1] + 0.5 + h) for (box, _, _), (_, h) in zip(shown, sizes)],
+                          sizes, height, width)
+    for (box, _, label), text, (left, top, _, _), (x, y) in zip(shown, texts, extents, places):
+        colour = tuple(int(c) for c in PALETTE[box_colour_index(label)])
+        draw.text((x + 0.5 - left, y + 0.5 - top), text, fill=colour, stroke_width=1,
+                  stroke_fill=_standing_out_from(colour))
+        draw.rectangle(_inclusive(box), outline=colour)  # after its label, whose ring would cut a small box's edges
+
+
+def label_places(corners: list[tuple[float, float]], sizes: list[tuple[float, float]], height: float,
+                 width: float) -> list[tuple[float, float]]:
+    """Where each box's label goes, as the top left corner of its text, in the image's pixel
+    coordinates (the picture spans -0.5 to ``width`` - 0.5 across, -0.5 to ``height`` - 0.5 down,
+    y growing downwards): ``corners`` are the boxes' top left corners, ``sizes`` their labels'
+    widths and heights. A label sits on its box's top edge, above it, or just inside it where
+    above would leave the picture (review 52h: a box at the top edge lost its label); it is
+    moved in from the right edge where it would run off it; and a label that would cover one
+    placed before it (boxes sharing a corner: "ellipse0.4949") is moved down a line at a time,
+    then up, to the first place free of them, each label placed in turn (greedy)."""
+    placed: list[tuple[float, float, float, float]] = []
+    places = []
+    for (x, y), (w, h) in zip(corners, sizes):
+        x = max(-0.5, min(x, width - 0.5 - w))
+        start = y - h if y - h >= -0.5 else y  # above the box, else inside it
+        lowest = max(start, height - 0.5 - h)  # (a label taller than the picture stays at its start)
+        tries = [start + k * h for k in range(int((lowest - start) / h) + 1 if h > 0 else 1)]
+        tries += [start - k * h for k in range(1, int((start + 0.5) / h) + 1 if h > 0 else 0)]
+        free = [t for t in tries if not any(x < px + pw and px < x + w and t < py + ph and py < t + h
+                                            for px, py, pw, ph in placed)]
+        top = free[0] if free else start
+        placed.append((x, top, w, h))
+        places.append((x, top))
+    return places
+
 
 
 def _standing_out_from(color: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -17,7 +17,7 @@ from ..engine.evaluate import ENSEMBLE, split_probabilities
 from ..errors import CheckpointError, ConfigError, DataError
 from ..metrics import ECE_BINS, expected_calibration_error, reliability_bins
 from ..operating_point import FIGURES, Rule, operating_points
-from ..pictures import PALETTE, PICTURE_MIN_SCORE, box_colour_index, display_batch
+from ..pictures import PALETTE, PICTURE_MIN_SCORE, box_colour_index, display_batch, label_places
 from ..report import fmt
 from ..scored_data import data_on_the_command_line
 from .html_parts import figure_html, legend_name, note_html, section_html, table_html
@@ -320,32 +320,6 @@ def _place_labels(ax, corners: list[tuple[float, float]], height: int, width: in
         sizes.append((abs(right - left), abs(top - bottom)))
     for text, place in zip(ax.texts, label_places(corners, sizes, height, width)):
         text.set_position(place)
-
-
-def label_places(corners: list[tuple[float, float]], sizes: list[tuple[float, float]], height: float,
-                 width: float) -> list[tuple[float, float]]:
-    """Where each box's label goes, as the top left corner of its text, in the image's pixel
-    coordinates (the picture spans -0.5 to ``width`` - 0.5 across, -0.5 to ``height`` - 0.5 down,
-    y growing downwards): ``corners`` are the boxes' top left corners, ``sizes`` their labels'
-    widths and heights. A label sits on its box's top edge, above it, or just inside it where
-    above would leave the picture (review 52h: a box at the top edge lost its label); it is
-    moved in from the right edge where it would run off it; and a label that would cover one
-    placed before it (boxes sharing a corner: "ellipse0.4949") is moved down a line at a time,
-    then up, to the first place free of them, each label placed in turn (greedy)."""
-    placed: list[tuple[float, float, float, float]] = []
-    places = []
-    for (x, y), (w, h) in zip(corners, sizes):
-        x = max(-0.5, min(x, width - 0.5 - w))
-        start = y - h if y - h >= -0.5 else y  # above the box, else inside it
-        lowest = max(start, height - 0.5 - h)  # (a label taller than the picture stays at its start)
-        tries = [start + k * h for k in range(int((lowest - start) / h) + 1 if h > 0 else 1)]
-        tries += [start - k * h for k in range(1, int((start + 0.5) / h) + 1 if h > 0 else 0)]
-        free = [t for t in tries if not any(x < px + pw and px < x + w and t < py + ph and py < t + h
-                                            for px, py, pw, ph in placed)]
-        top = free[0] if free else start
-        placed.append((x, top, w, h))
-        places.append((x, top))
-    return places
 
 
 def display_images(x: torch.Tensor, stats: dict[str, list[float]] | None) -> np.ndarray:
