@@ -896,11 +896,17 @@ def test_a_configs_layer_paths_left_from_another_arch_are_named_with_their_key_a
 def test_a_recipe_named_from_another_folder_or_misspelt_is_pointed_to(tmp_path, monkeypatch):
     from pathlib import Path
 
+    import importlib.resources
+    import importlib.util
+
     import peerdistill.config
 
-    recipes = Path(peerdistill.config.__file__).resolve().parents[3] / "recipes"
+    if importlib.util.find_spec("peerdistill.recipes") is not None:  # installed: the wheel's copy, or the clone's
+        recipes = Path(str(importlib.resources.files("peerdistill.recipes").joinpath("digits.yaml"))).resolve().parent
+    else:  # PYTHONPATH=src: the clone's recipes/ beside src/
+        recipes = Path(peerdistill.config.__file__).resolve().parents[3] / "recipes"
     monkeypatch.chdir(tmp_path)  # a user's folder, not the clone
-    if not recipes.is_dir():  # installed without its clone (pip install .): where the recipes are is not known
+    if not recipes.is_dir():  # neither installed nor in a clone: where the recipes are is not known
         with pytest.raises(ConfigError, match=r"recipes/ is a folder of the peerdistill repository: run from a clone"):
             load_config("recipes/digits.yaml")
         return
@@ -910,6 +916,7 @@ def test_a_recipe_named_from_another_folder_or_misspelt_is_pointed_to(tmp_path, 
         load_config("recipes/digits.yaml")
     with pytest.raises(ConfigError, match=rf"\(did you mean {re.escape(str(recipes / 'digits.yaml'))}\?\)$"):
         load_config("recipes/digit.yaml")
+    load_config(recipes / "digits.yaml")  # the command the message gives works from here
     monkeypatch.chdir(recipes.parent)
     with pytest.raises(ConfigError, match=r"'recipes/digit.yaml' does not exist \(did you mean recipes/digits.yaml\?\)$"):
         load_config("recipes/digit.yaml")

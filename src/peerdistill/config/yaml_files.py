@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -96,18 +98,31 @@ def yaml_value(raw: str) -> Any:
     return yaml.load(raw, Loader=_UniqueKeyLoader) if raw else None  # noqa: S506 - a SafeLoader
 
 
+def recipes_folder() -> Path | None:
+    """The folder of the recipes peerdistill ships (package peerdistill.recipes: the wheel's copy, or the
+    clone's recipes/ in an editable install), else the clone's recipes/ beside src/ (PYTHONPATH=src);
+    None when neither is there."""
+    try:
+        spec = importlib.util.find_spec("peerdistill.recipes")
+    except ImportError:
+        spec = None
+    places = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
+    places.append(Path(__file__).resolve().parents[3] / "recipes")
+    return next((p.resolve() for p in places if p.is_dir()), None)
+
+
 def _recipes_hint(path: Path) -> str:
     """A recipe named from outside the repository (``recipes/digits.yaml``): where the recipes are."""
     if len(path.parts) < 2 or path.parts[-2] != "recipes":
         return ""
-    beside = Path(__file__).resolve().parents[3] / "recipes"  # an install from a clone (pip install -e)
-    if (beside / path.name).is_file() and path.resolve() != (beside / path.name):
-        return f": the recipes are in '{beside}' (peerdistill train {beside / path.name})"
-    if beside.is_dir():
-        close = difflib.get_close_matches(path.name, sorted(p.name for p in beside.glob("*.yaml")), n=1)
-        where = path.parent if path.parent.resolve() == beside else beside
-        return f" (did you mean {where / close[0]}?)" if close else ""
-    return ": recipes/ is a folder of the peerdistill repository: run from a clone, or give the path to your copy"
+    shipped = recipes_folder()
+    if shipped is None:
+        return ": recipes/ is a folder of the peerdistill repository: run from a clone, or give the path to your copy"
+    if (shipped / path.name).is_file() and path.resolve() != (shipped / path.name):
+        return f": the recipes are in '{shipped}' (peerdistill train {shlex.quote(str(shipped / path.name))})"
+    close = difflib.get_close_matches(path.name, sorted(p.name for p in shipped.glob("*.yaml")), n=1)
+    where = path.parent if path.parent.resolve() == shipped else shipped
+    return f" (did you mean {where / close[0]}?)" if close else ""
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,54 @@
+"""What the wheel and the sdist carry beside the code: the recipes as package data
+(peerdistill.recipes), the files the tests read (MANIFEST.in), the licence."""
+
+import fnmatch
+import importlib.resources
+import importlib.util
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_the_package_list_is_every_package_of_src_and_the_recipes():
+    from setuptools import find_packages
+
+    setup = PYPROJECT["tool"]["setuptools"]
+    assert setup["package-dir"] == {"": "src", "peerdistill.recipes": "recipes"}
+    assert sorted(setup["packages"]) == sorted(find_packages("src") + ["peerdistill.recipes"])
+
+
+def test_every_file_of_recipes_is_package_data():
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["peerdistill.recipes"]
+    names = sorted(p.name for p in (ROOT / "recipes").iterdir() if p.is_file() and p.name != "__init__.py")
+    assert len(names) >= 9
+    assert [n for n in names if not any(fnmatch.fnmatch(n, pat) for pat in patterns)] == []
+
+
+def test_the_installed_recipes_are_the_repositorys():
+    if importlib.util.find_spec("peerdistill.recipes") is None:
+        pytest.skip("peerdistill is not installed (PYTHONPATH=src): no peerdistill.recipes")
+    shipped = importlib.resources.files("peerdistill.recipes")
+    names = sorted(p.name for p in shipped.iterdir() if p.name.endswith(".yaml"))
+    assert names == sorted(p.name for p in (ROOT / "recipes").glob("*.yaml"))
+    for name in names:
+        assert shipped.joinpath(name).read_bytes() == (ROOT / "recipes" / name).read_bytes()
+
+
+def test_a_recipe_named_from_another_folder_names_the_shipped_copy(tmp_path, monkeypatch):
+    from peerdistill.config import load_config
+    from peerdistill.config.yaml_files import recipes_folder
+    from peerdistill.errors import ConfigError
+
+    if importlib.util.find_spec("peerdistill.recipes") is None:
+        pytest.skip("peerdistill is not installed (PYTHONPATH=src): no peerdistill.recipes")
+    shipped = Path(str(importlib.resources.files("peerdistill.recipes").joinpath("shapes.yaml"))).resolve()
+    assert recipes_folder() == shipped.parent
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config("recipes/shapes.yaml")
+    assert str(caught.value).endswith(f"the recipes are in '{shipped.parent}' (peerdistill train {shipped})")
+    assert load_config(shipped, ["train.epochs=1"]).task == "segmentation"
