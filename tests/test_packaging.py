@@ -52,3 +52,16 @@ def test_a_recipe_named_from_another_folder_names_the_shipped_copy(tmp_path, mon
         load_config("recipes/shapes.yaml")
     assert str(caught.value).endswith(f"the recipes are in '{shipped.parent}' (peerdistill train {shipped})")
     assert load_config(shipped, ["train.epochs=1"]).task == "segmentation"
+
+
+def test_the_sdist_holds_what_the_tests_read():
+    import re
+
+    manifest = (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines()
+    shipped = {"README.md", "pyproject.toml", "MANIFEST.in", "src"}  # (setuptools ships these itself)
+    shipped |= {line.split()[1] for line in manifest if line.split()[:1] in (["graft"], ["include"])}
+    assert {"tests", "recipes"} <= shipped  # conftest.py and tests/__init__.py: not tests/test_*.py alone
+    read = set()
+    for test in sorted((ROOT / "tests").glob("*.py")):
+        read |= set(re.findall(r'(?:parents\[1\]|parent\.parent|ROOT) / "([^"/]+)"', test.read_text(encoding="utf-8")))
+    assert read and read <= shipped
