@@ -58,10 +58,18 @@ def test_the_sdist_holds_what_the_tests_read():
     import re
 
     manifest = (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines()
-    shipped = {"README.md", "pyproject.toml", "MANIFEST.in", "src"}  # (setuptools ships these itself)
+    shipped = {"README.md", "pyproject.toml", "MANIFEST.in", "LICENSE", "src"}  # (setuptools ships these itself)
     shipped |= {line.split()[1] for line in manifest if line.split()[:1] in (["graft"], ["include"])}
     assert {"tests", "recipes"} <= shipped  # conftest.py and tests/__init__.py: not tests/test_*.py alone
     read = set()
     for test in sorted((ROOT / "tests").glob("*.py")):
         read |= set(re.findall(r'(?:parents\[1\]|parent\.parent|ROOT) / "([^"/]+)"', test.read_text(encoding="utf-8")))
     assert read and read <= shipped
+
+
+def test_the_licence_is_an_spdx_expression_with_its_text():
+    assert PYPROJECT["project"]["license"] == "Apache-2.0"  # a table stops building after 2027-02-18
+    assert PYPROJECT["project"]["license-files"] == ["LICENSE"]
+    assert PYPROJECT["build-system"]["requires"] == ["setuptools>=77"]  # the first to read an SPDX expression
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
