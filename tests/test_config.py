@@ -1,8 +1,10 @@
 """Config validation: every mistake gets one message that names it."""
 
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from peerdistill.config import (ChannelStats, DistillSpec, EdgeSpec, apply_overrides, default_config,
                                 load_config, validate)
@@ -1087,3 +1089,16 @@ def test_a_section_given_pythons_none_is_told_yamls_null(override):
                                                     f"text to YAML, whose null is written null: {key}=null (or {key}: "
                                                     "null in a file) leaves it at its default")):
         load_config(None, [override])
+
+
+def test_the_readmes_configuration_block_is_a_valid_config_of_real_keys():
+    """README's "Configuration" block lists keys with their defaults: each must be a real key (an
+    unknown one is refused) and the whole a config that loads, so the block cannot drift."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("\n## Configuration"):readme.index("\n## Command line")]
+    block = section[section.index("```yaml\n") + len("```yaml\n"):]
+    block = block[:block.index("```")]
+    tree = yaml.safe_load(block)
+    assert {"name", "data", "teacher", "students", "distill", "optim", "train"} <= set(tree)
+    cfg = validate(tree)
+    assert (cfg.data.val_fraction, cfg.train.eval_batch_size, cfg.teacher.weight) == (0.2, 512, 1.0)
