@@ -1413,6 +1413,21 @@ def test_resume_refuses_other_arguments_and_eval_overrides_of_other_sections(tmp
     assert "eval takes only data.* and detect.* overrides, got 'dataroot=x'" in capsys.readouterr().err
 
 
+
+def test_eval_takes_a_data_mapping_as_train_does(tmp_path, capsys):
+    """Review 53i: eval refused data={...}, which train merges into the section."""
+    run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
+    capsys.readouterr()
+    scored = []
+    for given in (["data.split_seed=3", "data.augment=[hflip]"], ["data={split_seed: 3, augment: [hflip]}"]):
+        run_cli("eval", str(tmp_path / "r"), *given, "--json")
+        scored.append(json.loads(capsys.readouterr().out))
+    assert scored[0] == scored[1]
+    run_cli("eval", str(tmp_path / "r"), "--json")
+    assert json.loads(capsys.readouterr().out) != scored[0], "another split: other figures"
+    run_cli("eval", str(tmp_path / "r"), "data={split_seed: 3}", "data.split_seed=4", expect=2)
+    assert "data.split_seed is given twice" in capsys.readouterr().err
+
 def test_an_empty_data_file_is_named_not_read_as_the_default_data(tmp_path, capsys):
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
     capsys.readouterr()

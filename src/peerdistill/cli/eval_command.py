@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ..config import (IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, RunConfig, apply_overrides, format_validation_error,
                       load_yaml, saved_data_section, without_other_kinds_keys)
+from ..config.overrides import keys_overridden
 from ..errors import ConfigError, warn_user
 from ..npz_layout import npz_holds_one_set
 from ..json_files import read_json
@@ -69,13 +70,14 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
     if ns.data:
         tree["data"] = _data_section(ns.data)
     for override in data_overrides:
-        if not override.startswith("data."):
+        if not override.startswith(("data.", "data=")):
             raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
     apply_overrides(tree, data_overrides)
     if isinstance(tree.get("data"), dict):
         # the saved section's keys of another kind (data.kind=... changed it) and its
         # augmentation (eval does not augment) go; what the user gave is checked
-        given = {o.split("=", 1)[0].split(".")[1] for o in data_overrides}
+        # (data={root: x, kind: npz} merges into the section as train's does: review 53i)
+        given = {key.split(".")[1] for key in keys_overridden(data_overrides) if "." in key}
         written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
         if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
                 tree["data"].get("kind") in IMAGE_FILE_KINDS:

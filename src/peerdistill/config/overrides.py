@@ -44,6 +44,11 @@ def keys_set(dotted: str, value: Any) -> list[str]:
     return [dotted]
 
 
+def keys_overridden(overrides: list[str]) -> list[str]:
+    """Every key the ``key=value`` strings set (a section's mapping: each of its keys)."""
+    return [leaf for item in overrides for leaf in keys_set(*_parsed(item))]
+
+
 def _merged(old: Any, value: Any, dotted: str) -> Any:
     """``value`` set at ``dotted`` over ``old``: a section's mapping merged into it key by key."""
     if not (isinstance(value, dict) and isinstance(old, dict) and section_at(dotted) is not None):
