@@ -1102,3 +1102,17 @@ def test_the_readmes_configuration_block_is_a_valid_config_of_real_keys():
     assert {"name", "data", "teacher", "students", "distill", "optim", "train"} <= set(tree)
     cfg = validate(tree)
     assert (cfg.data.val_fraction, cfg.train.eval_batch_size, cfg.teacher.weight) == (0.2, 512, 1.0)
+
+
+def test_an_item_of_a_list_not_set_is_named_as_such():
+    """Review 53i: distill.edges.0.kind=kl without edges built a mapping keyed '0', refused as "a
+    mapping, start each item with '- '", which is not what was wrong."""
+    tree = {"distill": {"preset": "custom"}}
+    with pytest.raises(ConfigError, match=re.escape(
+            "override 'distill.edges.0.kind': distill.edges is not set, so it has no item 0: give the list whole "
+            "(distill.edges=[{...}, ...]), then set its items' keys")):
+        apply_overrides(tree, ["distill.edges.0.kind=kl"])
+    apply_overrides(tree, ["distill.edges=[{source: teacher, target: student1, kind: kl}]", "distill.edges.0.weight=2"])
+    assert tree["distill"]["edges"] == [{"source": "teacher", "target": "student1", "kind": "kl", "weight": 2}]
+    apply_overrides(tree, ["teacher.args.width=8"])  # (a section not there yet is made, as before)
+    assert tree["teacher"] == {"args": {"width": 8}}

@@ -61,11 +61,15 @@ def _merged(old: Any, value: Any, dotted: str) -> Any:
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node = tree
     parts = dotted.split(".")
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             node = node[_list_index(part, dotted, len(node))]
             continue
         if part not in node or node[part] is None:
+            if parts[depth + 1].isdigit():  # (an item of a list not there: not a mapping keyed '0': review 53i)
+                where = ".".join(parts[:depth + 1])
+                raise ConfigError(f"override '{dotted}': {where} is not set, so it has no item {parts[depth + 1]}: "
+                                  f"give the list whole ({where}=[{{...}}, ...]), then set its items' keys")
             node[part] = {}
         node = node[part]
         if not isinstance(node, (dict, list)):
