@@ -882,9 +882,21 @@ def test_nodes_stop_together_when_one_stops_before_training_or_runs_another_conf
     seeds = two_nodes(tmp_path / "seeds", [["train.epochs=1", "name=s", f"seed={seed}"] for seed in (0, 1)])
     assert [p.returncode for p in seeds] == [1, 1], [p.stdout[-2000:] for p in seeds]
     for node in seeds:
-        assert ("error: the processes were given different runs: config.seed: 0 on the main process, 1 on process 1"
-                in node.stdout)
+        assert ("error: the processes were given different runs: config.seed: 0 on the main process, 1 on process 1 "
+                f"(on {socket.gethostname()})" in node.stdout)
     assert not (tmp_path / "seeds" / "node0" / "runs" / "s" / "run.json").exists()
+    # review 54g: each node's copy of a frozen teacher's file held other weights, and both trained on
+    from safetensors.torch import save_file
+
+    for rank in (0, 1):
+        torch.manual_seed(rank)
+        (tmp_path / "frozen" / f"node{rank}").mkdir(parents=True)
+        save_file(SmallCNN(width=4, depth=3).state_dict(), tmp_path / "frozen" / f"node{rank}" / "t.safetensors")
+    frozen = two_nodes(tmp_path / "frozen", [["train.epochs=1", "name=f", "teacher.args.width=4", "teacher.frozen=true",
+                                              "teacher.checkpoint=t.safetensors"]] * 2)
+    assert [p.returncode for p in frozen] == [1, 1], [p.stdout[-2000:] for p in frozen]
+    for node in frozen:
+        assert "error: the processes were given different runs: frozen weights (a digest).teacher: " in node.stdout
 
 
 def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer_to_the_main_one(monkeypatch,

@@ -209,14 +209,14 @@ def check_same_run(world: World, what: dict[str, Any]) -> None:
     if not world.distributed:
         return
     everyone: list[Any] = [None] * world.size
-    dist.all_gather_object(everyone, what)
+    dist.all_gather_object(everyone, (socket.gethostname(), what))
     from ..config_diff import differences, summary
 
-    for rank, theirs in enumerate(everyone[1:], start=1):
-        changed = differences(everyone[0], theirs, sides=("on the main process", f"on process {rank}"))
+    for rank, (host, theirs) in enumerate(everyone[1:], start=1):
+        changed = differences(everyone[0][1], theirs, sides=("on the main process", f"on process {rank} (on {host})"))
         if changed:
             raise ConfigError(f"the processes were given different runs: {summary(changed)}; give every node the "
-                              "same command, config and data files")
+                              "same command, config, data and checkpoint files")
 
 
 def leave(world: World) -> None:

@@ -340,15 +340,18 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             self.average = WeightAverage({m.name: m.module for m in self.cohort.trainable}, decay)
 
     def _what_is_run(self, data: DataSplits) -> dict[str, Any]:
-        """What every process must agree on: the config and the splits (sizes, classes, and the
-        files of each, as a digest of their names relative to the data's folder). Paths may
-        differ: each node may keep its copy of the data, the checkpoints and the runs elsewhere."""
+        """What every process must agree on: the config, the splits (sizes, classes, and the
+        files of each, as a digest of their names relative to the data's folder) and the frozen
+        models' weights (DDP makes the trained ones the main's; a frozen teacher each node reads
+        from its own copy of the file: review 54g). Paths may differ: each node may keep its copy
+        of the data, the checkpoints and the runs elsewhere."""
         files = data.info.get("files")
         return {"config": without_paths(yaml.safe_load(self.config_yaml)) if self.config_yaml else None,
                 "data": {"split sizes": {s: len(getattr(data, s)) for s in ("train", "val", "test")},
                          "class names": list(data.class_names),
                          "files (a digest of their names)": hashlib.sha256(
-                             json.dumps(files, sort_keys=True).encode()).hexdigest()[:12] if files else None}}
+                             json.dumps(files, sort_keys=True).encode()).hexdigest()[:12] if files else None},
+                "frozen weights (a digest)": {name: digest[:12] for name, digest in self._frozen_digests().items()}}
 
     def _probe(self) -> None:
         """A dry run on a few validation samples: every output must have the task's shape, and
