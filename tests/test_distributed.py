@@ -266,6 +266,42 @@ def test_an_epoch_resumed_under_torchrun_logs_the_global_batchs_losses_as_an_uni
     assert cut[1]["val/student1/accuracy"] == whole[1]["val/student1/accuracy"]
 
 
+
+RUN_DIR_ON_THE_MAIN_ALONE_SCRIPT = textwrap.dedent('''
+    """Trains with checkpoints inside the epoch, the run directory given to the main process alone."""
+    import json, os, sys
+    from pathlib import Path
+
+    from peerdistill.build import make_trainer
+    from peerdistill.config import validate
+
+    tree, rank = json.loads(sys.argv[1]), int(os.environ["RANK"])
+    run_dir = Path(tree["out_dir"]) / "r" if rank == 0 else None
+    trainer, data = make_trainer(validate(tree), run_dir=run_dir, progress=False)
+    trainer.fit(data)
+    with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
+        json.dump(len(trainer._history), fh)
+    from peerdistill.engine.distributed import end_process
+    end_process(0)
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over localhost is tested on POSIX")
+def test_a_run_directory_given_to_the_main_process_alone_checkpoints_inside_epochs_without_a_hang(tmp_path):
+    """Review 54f: each process decided by its own run_dir whether to checkpoint inside an epoch,
+    whose loss sums every process averages: a script giving it to the main alone hung there."""
+    tree = {"out_dir": str(tmp_path), "teacher": {"arch": "cnn", "args": {"width": 4}},
+            "students": [{"arch": "cnn", "args": {"width": 4}}] * 2,
+            "train": {"epochs": 1, "batch_size": 128, "checkpoint_every_steps": 1}}
+    assert _two_processes(RUN_DIR_ON_THE_MAIN_ALONE_SCRIPT, tree) == [1, 1]
+    assert (tmp_path / "r" / "checkpoints" / "last.pt").is_file()
+    # by the main process's clock (0.006 s: after every step), which the others learn in the step
+    tree = {**tree, "out_dir": str(tmp_path / "minutes"), "train": {"epochs": 1, "batch_size": 128,
+                                                                   "checkpoint_every_minutes": 1e-4}}
+    (tmp_path / "minutes").mkdir()
+    assert _two_processes(RUN_DIR_ON_THE_MAIN_ALONE_SCRIPT, tree) == [1, 1]
+    assert load_resume_state(tmp_path / "minutes" / "r" / "checkpoints" / "last.pt")["epoch"] == 1
+
 REJOIN_SCRIPT = textwrap.dedent('''
     """Joins the process group, sums the ranks and leaves, six times over, as fits one after
     another in one script do; records the sums."""

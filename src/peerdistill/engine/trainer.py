@@ -525,6 +525,9 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             meta = read_json(run.path / RUN_FILE)
             write_json(run.path / RUN_FILE, {**meta, "training_warnings": said})
         self._last_checkpoint = time.monotonic()
+        # the main process's answer for every process, which take part in each such checkpoint
+        # (a script may give its run_dir on the main process alone)
+        self._checkpoints_within_epochs = self._on_main(lambda: self.run_dir_path is not None)
         with Progress(enabled=self.show_progress and self.world.is_main) as progress:
             if resume:  # how much of the killed session's work was kept
                 progress.say(self._resumed_line(start_epoch, start_step))
@@ -756,7 +759,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 norm_sums[name] = norm_sums.get(name, 0) + value
             count += 1 if terms else 0
             progress.advance(task_id)
-            if self.run_dir_path is not None and step + 1 < steps and self._checkpoint_due(step + 1):
+            if self._checkpoints_within_epochs and step + 1 < steps and self._checkpoint_due(step + 1):
                 self._save_within_epoch(epoch, step + 1, {
                     "epoch_data_state": epoch_start, "sums": sums, "grad_norms": norm_sums, "count": count,
                     "skipped": self.skipped_steps, "skip_causes": self.skip_causes})
@@ -813,15 +816,16 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
 
     def _checkpoint_due(self, steps_done: int) -> bool:
         """Whether a checkpoint is written after this step; every process gets the same answer
-        (each takes part in averaging the loss sums the checkpoint holds)."""
+        (each takes part in averaging the loss sums the checkpoint holds): by the main process's
+        clock, which the step's checks carried to the others (the others said yes there)."""
         ts = self.train_spec
         if ts.checkpoint_every_steps and steps_done % ts.checkpoint_every_steps == 0:
             return True
-        if not ts.checkpoint_every_minutes:
-            return False
-        late = time.monotonic() - self._last_checkpoint >= 60 * ts.checkpoint_every_minutes
-        # the main process's clock decides: the others say yes, so the answer is the main's
-        return distributed.all_true(self.world, late or not self.world.is_main, self.device)
+        return self._main_late_for_a_checkpoint if self.world.distributed else self._late_for_a_checkpoint()
+
+    def _late_for_a_checkpoint(self) -> bool:
+        minutes, last = self.train_spec.checkpoint_every_minutes, getattr(self, "_last_checkpoint", None)
+        return bool(minutes) and last is not None and time.monotonic() - last >= 60 * minutes
 
     def _save_within_epoch(self, epoch: int, steps_done: int, partial: dict[str, Any]) -> None:
         """The resume checkpoint in the middle of an epoch. Its loss sums are averaged over the
@@ -883,10 +887,12 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         # normalised outputs, and so the losses, stay finite). Every process takes the same
         # branch, or DDP's collectives would wait forever.
         statistics = self._trained_buffers_by_model()
+        # The same collective carries whether a checkpoint is due by the main process's clock.
         checks = torch.cat([torch.isfinite(total)[None], torch.isfinite(term_values),
                             torch.stack([_all_finite(_gradients(o), self.device) for o in self.optimizers.values()]
-                                        + [_all_finite(b, self.device) for b in statistics.values()])])
-        finite = distributed.all_true_each(self.world, checks)
+                                        + [_all_finite(b, self.device) for b in statistics.values()]),
+                            torch.tensor([self._late_for_a_checkpoint() or not self.world.is_main], device=self.device)])
+        *finite, self._main_late_for_a_checkpoint = distributed.all_true_each(self.world, checks)
         terms_finite = finite[1:1 + len(terms)]
         grads_finite = finite[1 + len(terms):1 + len(terms) + len(self.optimizers)]
         statistics_finite = finite[1 + len(terms) + len(self.optimizers):]
