@@ -162,9 +162,9 @@ def _writes_until_stopped(item):
     part.write_text(str(os.getpid()))
     try:
         time.sleep(60)
-    except BaseException:
+    except BaseException as exc:  # (the signal it names, as the run marked stopped records it)
         part.unlink()
-        Path(folder, f"stopped-{index}").touch()
+        Path(folder, f"stopped-{index}").write_text(str(getattr(exc, "signum", "")))
         raise
 
 
@@ -207,8 +207,11 @@ def _one_stopped_one_done(item):
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
-def test_a_signal_to_one_worker_alone_fails_its_run_and_lets_the_others_finish(tmp_path):
-    """Review 47d: it read as the user's Ctrl-C of the whole comparison, every run stopped."""
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
+def test_a_signal_to_one_worker_alone_fails_its_run_and_lets_the_others_finish(tmp_path, name):
+    """Review 47d: it read as the user's Ctrl-C of the whole comparison, every run stopped.
+    Review 54f: SIGUSR1 (a scheduler's early warning) killed the worker outright, and a run
+    stopped by a signal was recorded as by Ctrl-C."""
     import signal
     import subprocess
 
@@ -217,13 +220,14 @@ def test_a_signal_to_one_worker_alone_fails_its_run_and_lets_the_others_finish(t
     try:
         first = int(_wait_for(tmp_path / "part-0.tmp", parent).read_text())
         _wait_for(tmp_path / "part-1.tmp", parent)
-        os.kill(first, signal.SIGTERM)
+        os.kill(first, getattr(signal, name))
         assert parent.wait(timeout=60) != 0
         err = parent.stderr.read()
-        assert "its worker process was stopped by SIGTERM (the run is marked stopped, nothing half written): run " \
+        assert f"its worker process was stopped by {name} (the run is marked stopped, nothing half written): run " \
                "the same command again to continue it from its last checkpoint" in " ".join(err.split())
         assert "KeyboardInterrupt" not in err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["done-1", "stopped-0"]
+        assert (tmp_path / "stopped-0").read_text() == str(int(getattr(signal, name)))
     finally:
         parent.kill()
 

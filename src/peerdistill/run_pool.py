@@ -25,6 +25,7 @@ from rich.markup import escape
 
 from .terminal import Console, one_line_warnings
 from .errors import PeerdistillError
+from .stopping import StoppedBySignal, taken_stopping_signals
 from .option_names import options_as_flags, options_named_as_flags
 
 
@@ -98,7 +99,7 @@ def _call(work: Callable[[Any], Any], item: Any, name: str = "", as_flags: bool 
     its messages name options as the parent's do (``as_flags``: a command line's flags)."""
     _RUNNING[0] = True
     _SIGNALLED.clear()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # (a run stopped by a signal left them at _already_stopping)
+    for sig in taken_stopping_signals():  # (a run stopped by a signal left them at _already_stopping)
         signal.signal(sig, _stop_this_worker)
     try:
         with warnings.catch_warnings(), (options_as_flags() if as_flags else contextlib.nullcontext()):
@@ -125,7 +126,7 @@ def _set_up_worker(threads: int, envs: list[dict[str, str]], started: Any) -> No
     workers started so far (shared by all). Set before the worker's first run, so before
     CUDA starts there, which reads CUDA_VISIBLE_DEVICES once."""
     torch.set_num_threads(threads)
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in taken_stopping_signals():  # (SIGUSR1 too, a scheduler's early warning: review 54f)
         signal.signal(sig, _stop_this_worker)
     threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     with started.get_lock():
@@ -148,14 +149,14 @@ def _stop_this_worker(signum, frame) -> None:
     saying running): the run under way stops as a command's does on Ctrl-C (marked stopped, no
     file half written), once: a second signal would cut that short, so it is ignored. An idle
     worker ends, releasing what it holds."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in taken_stopping_signals():
         signal.signal(sig, _already_stopping)
     if not _RUNNING[0]:
         # Unwound, not os._exit: an idle worker may be sending back its last result, holding the
         # result queue's lock, which another worker then waited on forever (a hang seen in CI).
         raise SystemExit(128 + signum)
     _SIGNALLED.append(signum)
-    raise KeyboardInterrupt
+    raise StoppedBySignal(signum)  # (its run records which: review 54f)
 
 
 def _already_stopping(signum, frame) -> None:

@@ -16,6 +16,21 @@ STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM",
                          if hasattr(signal, name))
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """A stopping signal taken as an interruption, which says which it was (``signum``: a run
+    marked stopped records it)."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
+
+
+def taken_stopping_signals() -> list[int]:
+    """The stopping signals a handler may take: not those ignored as the process started
+    (nohup, a shell's background job), which stay ignored."""
+    return [sig for sig in STOPPING_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 @contextlib.contextmanager
 def stopping_signals_held() -> Iterator[None]:
     """Within the block, a stopping signal is taken and dropped: the stop under way is what it

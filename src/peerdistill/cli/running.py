@@ -26,7 +26,8 @@ from ..run_files import RESUME_FILE
 from ..terminal import one_line_warnings, write_any_character
 from .arguments import build_parser
 from .consoles import err_console
-from .stop_watch import STOPPING_SIGNALS, watch_for_a_stop_python_cannot_take
+from ..stopping import StoppedBySignal, taken_stopping_signals
+from .stop_watch import watch_for_a_stop_python_cannot_take
 
 
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     torchrun = "TORCHELASTIC_RUN_ID" in os.environ
     handled = threading.current_thread() is threading.main_thread() and (torchrun or not launched())
     _ARRIVED.clear()
-    stopping = [sig for sig in STOPPING_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN] if handled else []
+    stopping = taken_stopping_signals() if handled else []
     before = {sig: signal.signal(sig, _interrupt) for sig in stopping}
     watch = watch_for_a_stop_python_cannot_take() if before and torchrun else contextlib.nullcontext()
     try:
@@ -280,12 +281,11 @@ def _as_overrides(extra: list[str], command: str, given: list[str]) -> list[str]
     return []
 
 
-class _Terminated(KeyboardInterrupt):
+class _Terminated(StoppedBySignal):
     """SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 (``signum``), handled as an interruption."""
 
     def __init__(self, signum: int = signal.SIGTERM):
-        super().__init__()
-        self.signum = signum
+        super().__init__(signum)
 
 
 # The interruptions that arrived during the command: torch's exporter, interrupted inside, may
