@@ -1832,6 +1832,11 @@ def test_a_read_only_place_is_named_as_such_and_write_elsewhere_with_out_is_offe
     monkeypatch.setattr(arguments, "cmd_report", lambda ns: refused(ns, errno.EACCES))
     run_cli("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"), expect=2)  # --out given: not offered
     assert "--out" not in capsys.readouterr().err
+    report.parent.mkdir()  # nor where a file there could not be read (review 54f; root reads any file: faked)
+    report.write_text("")
+    monkeypatch.setattr(cli.running.os, "access", lambda path, mode: not (mode & os.R_OK and path == str(report)))
+    run_cli("report", str(tmp_path / "run"), expect=2)
+    assert "--out" not in capsys.readouterr().err
 
 def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkeypatch, capsys):
     # "error: No space left on device" alone: no file, and nothing of the checkpoint the run kept

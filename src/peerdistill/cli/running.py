@@ -147,10 +147,16 @@ def _run(ns: argparse.Namespace) -> int:
             _say_once_per_node(f"{exc.strerror or exc}{where}: {advice}{_kept_for_resume(ns)}")
             return 2
         where = f": '{exc.filename}'; check the path and its permissions" if exc.filename else ""
+        # (a run folder shared read-only: its report, its export; not where a file could not be read)
         elsewhere = ("; or write elsewhere with --out" if getattr(ns, "out", "") is None and exc.errno in
-                     (errno.EACCES, errno.EPERM) else "")  # (a run folder shared read-only: its report, its export)
+                     (errno.EACCES, errno.EPERM) and not _unreadable(exc.filename) else "")
         _say_once_per_node(f"{exc.strerror or exc}{where}{elsewhere}")
         return 2
+
+
+def _unreadable(path: str | None) -> bool:
+    """Whether ``path`` is a file there that cannot be read (the failure a read's, not a write's)."""
+    return bool(path) and os.path.isfile(path) and not os.access(path, os.R_OK)
 
 
 # Failures of the disk rather than of a path (review 51f: "File too large" was told to check permissions)
