@@ -1463,3 +1463,26 @@ def test_a_schedulers_sigterm_to_torchrun_stops_the_run_marked_stopped_and_it_re
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert len(json.loads((run / "metrics.json").read_text())["epochs"]) == 8
+
+
+def test_torchs_error_for_a_process_gone_is_said_as_a_lost_contact_with_what_to_do():
+    """Review 54g: a node killed left the other with a raw gloo traceback (after 30 s of silence)."""
+    from peerdistill.engine.distributed import World, lost_contact
+    from peerdistill.errors import LostContactError
+
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by "
+                        "peer [127.0.0.1]:39336. This is typically caused by a remote worker crashing.")
+    joined = World(rank=0, size=2, joined=True)
+    lost = lost_contact(joined, gloo, lambda: "the run keeps its last checkpoint: continue with torchrun ...")
+    assert isinstance(lost, LostContactError)
+    assert str(lost) == ("lost contact with another process of this run (Connection closed by peer [127.0.0.1]:39336): "
+                         "it stopped, was killed or its node was lost; the run keeps its last checkpoint: continue with "
+                         "torchrun ...")
+    reset = RuntimeError("[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Read error [127.0.0.1]:12723: "
+                         "Connection reset by peer. This is typically caused by a remote worker hanging")
+    assert "(Read error [127.0.0.1]:12723: Connection reset by peer): it stopped" in str(lost_contact(joined, reset,
+                                                                                                      lambda: ""))
+    asked = []
+    for world, exc in ((World(), gloo), (joined, RuntimeError("CUDA out of memory")), (joined, ValueError("x"))):
+        assert lost_contact(world, exc, lambda: asked.append(1) or "") is None
+    assert asked == []  # (the advice is worked out only for a lost contact)

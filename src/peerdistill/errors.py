@@ -66,6 +66,10 @@ class RunDirError(PeerdistillError):
     """A run directory would be overwritten, or is not a peerdistill run."""
 
 
+class LostContactError(PeerdistillError):
+    """Under torchrun, another process of the run stopped, was killed or lost its node."""
+
+
 class NonFiniteError(PeerdistillError):
     """A loss term or gradient became NaN or infinite during training. ``finding`` says what
     and where alone, without the advice that follows it (which suits a single run)."""

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..cohort import as_logits
-from ..errors import ConfigError, PeerdistillError
+from ..errors import ConfigError, LostContactError, PeerdistillError
 from ..launcher import launched, launched_world
 
 
@@ -239,6 +239,26 @@ def end_process(code: int) -> NoReturn:
         except (OSError, ValueError):  # a closed or broken stream: nothing left to say on it
             pass
     os._exit(code)
+
+
+# What gloo, NCCL and torch's store say when a peer process is gone (killed, its node lost)
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Connection refused", "Broken pipe",
+              "recvValue failed", "remote process exited", "NCCL communicator was aborted")
+
+
+def lost_contact(world: World | None, exc: BaseException, advice: Callable[[], str]) -> LostContactError | None:
+    """The error to say where ``exc`` is torch's for a peer process gone (review 54g: a raw gloo
+    traceback, after 30 s of silence); ``advice()``: what the run keeps and how to continue."""
+    if world is None or not world.distributed or not isinstance(exc, RuntimeError):
+        return None
+    text = str(exc)
+    if not (isinstance(exc, dist.DistNetworkError) or any(sign in text for sign in _PEER_GONE)):
+        return None
+    said = next((line.strip() for line in text.splitlines() if any(sign in line for sign in _PEER_GONE)), text)
+    said = said[said.rfind("] ") + 2:] if "] " in said else said  # (gloo's source position dropped)
+    said = said.split(". ")[0].rstrip(".")  # (its first sentence: the rest is torch's advice)
+    return LostContactError(f"lost contact with another process of this run ({said[:200]}): it stopped, was killed or "
+                            f"its node was lost; {advice()}")
 
 
 def abandon(world: World | None, wait_s: float = 30.0) -> None:

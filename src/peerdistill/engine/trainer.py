@@ -446,6 +446,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         try:
             return self._fit(data, resume)
         except BaseException as exc:
+            lost = distributed.lost_contact(getattr(self, "world", None), exc, self._lost_contact_advice)
             # The run --overwrite replaced goes back first: under torchrun the wait below may end
             # with the launcher's SIGTERM, which no handler takes there.
             if self._run is not None:
@@ -454,14 +455,17 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                         warn_user(f"'{self._run.path}': the run --overwrite was replacing is put back as it was, "
                                   "this one having kept no checkpoint")
                 else:
-                    mark_stopped(self._run, exc)
+                    mark_stopped(self._run, lost or exc)
             # Under torchrun: leave the process group at once (no barrier: another process may
             # be stopping too), so this one exits with its message instead of aborting in the
             # group's destructor, and a process still waiting on it fails instead of hanging.
             # Interrupted (Ctrl-C reaches every process), none waits for the others: one stuck in a
             # collective cannot take its interruption until a peer leaves (review 49c: 30 s hangs).
-            waited = 0.0 if isinstance(exc, KeyboardInterrupt) else 30.0
+            # (a peer gone will not come to meet either)
+            waited = 0.0 if isinstance(exc, KeyboardInterrupt) or lost else 30.0
             distributed.abandon(getattr(self, "world", None), wait_s=waited)
+            if lost is not None:
+                raise lost from None
             raise
         finally:  # the run directory is free for another process (or another fit) again
             run_lock.release(getattr(self, "_run_lock", None))
@@ -801,6 +805,17 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         replaced = getattr(getattr(self, "_run", None), "replaced", False)
         return "no epoch had finished, so nothing was saved" + (
             " (the run this one replaced, --overwrite, is put back)" if replaced else "")
+
+    def _lost_contact_advice(self) -> str:
+        """After a process of the run was lost under torchrun: what the run keeps, how to go on."""
+        if self.run_dir_path is None:
+            return "start the run again on every node"
+        resume = f"torchrun ... -m peerdistill train --resume {shlex.quote(str(self.run_dir_path))} on every node"
+        if not getattr(self, "world", None) or not self.world.is_main:  # (the run is on the main's disk)
+            return f"the main process's node keeps the run: if it kept a checkpoint, continue with {resume}"
+        if self._saved_checkpoint() is None:
+            return "the run kept no checkpoint yet: start it again on every node, with --overwrite"
+        return f"the run keeps its last checkpoint: continue with {resume}"
 
     def _skip_advice(self) -> str:
         """How to go on skipping such steps: a run with a checkpoint may resume with another policy."""
