@@ -964,6 +964,11 @@ def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(ConfigError, match="RANK and WORLD_SIZE are set .* but not MASTER_ADDR and MASTER_PORT"):
         distributed.join(torch.device("cpu"))
+    # a node whose disk lacks the run is told what it needs (review 54g)
+    assert main(["train", "--resume", str(tmp_path / "gone")]) == 2
+    assert (f"cannot resume '{tmp_path / 'gone'}': no such folder (give the run's folder, OUT_DIR/NAME); under torchrun "
+            "every node reads the run's config.yaml: copy it from the main process's node to this path"
+            in " ".join(capsys.readouterr().err.split()))
     (tmp_path / "checkpoints").mkdir()
     ns = argparse.Namespace(command="train", run_dir=tmp_path, overwrite=False)
     assert "nothing to resume" in _interrupted_hint(ns)  # the main process judges by its disk

@@ -10,7 +10,7 @@ from ..config import (RunConfig, apply_overrides, default_config, load_config, l
                       named_as_written)
 from ..errors import ConfigError
 from ..json_files import read_json
-from ..launcher import launched_world
+from ..launcher import launched, launched_world
 from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
@@ -61,7 +61,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
             finish_replacing(run_dir)  # an --overwrite killed outright left the run it replaced aside: back first
         if not run_dir.is_dir():
-            raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME)")
+            # (review 54g: a node whose disk lacks the run is told what it needs)
+            node = ("; under torchrun every node reads the run's config.yaml: copy it from the main process's node "
+                    "to this path" if launched() else "")
+            raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME){node}")
         if not (run_dir / CONFIG_FILE).is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second
             raise ConfigError(f"cannot resume '{run_dir}': it stopped before its config and first checkpoint were "
                               "written, so there is nothing to resume: start it again, with --overwrite")
