@@ -2,6 +2,7 @@
 (gloo) that ends with identical weights everywhere and files written by the main process only,
 and resuming in the middle of an epoch."""
 
+import contextlib
 import json
 import os
 import signal
@@ -422,9 +423,16 @@ def _two_processes(script: str, tree: dict, *args: str) -> list[dict]:
     out = Path(tree["out_dir"])
     (out / "script.py").write_text(script)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    proc = subprocess.run([*torchrun, str(out / "script.py"), json.dumps(tree), *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # (a session of its own: a hang fails the test without leaving torchrun's workers behind)
+    proc = subprocess.Popen([*torchrun, str(out / "script.py"), json.dumps(tree), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 
