@@ -423,15 +423,16 @@ def _two_processes(script: str, tree: dict, *args: str) -> list[dict]:
     out = Path(tree["out_dir"])
     (out / "script.py").write_text(script)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    # (a session of its own: a hang fails the test without leaving torchrun's workers behind)
     proc = subprocess.Popen([*torchrun, str(out / "script.py"), json.dumps(tree), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         _, err = proc.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    except subprocess.TimeoutExpired:  # a hang fails the test without leaving torchrun's workers behind:
+        proc.terminate()  # torchrun passes SIGTERM on to them (each in a session of its own), then SIGKILL
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=60)
+        proc.kill()
+        raise
     assert proc.returncode == 0, err[-3000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 

@@ -537,7 +537,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                 progress.say(self._resumed_line(start_epoch, start_step))
             elif run is not None:  # (a log read while the run trains says where its files go)
                 epochs, steps = self.train_spec.epochs, len(self.train_batches)
-                progress.say(f"training '{run.path}': {epochs} epoch{'s' if epochs > 1 else ''} of {steps} "
+                progress.say(f"training '{run.path}': {epochs:,} epoch{'s' if epochs > 1 else ''} of {steps:,} "
                              f"step{'s' if steps > 1 else ''}")
             for epoch in range(start_epoch, self.train_spec.epochs):
                 if self._stopped_early:  # resumed after the epoch that ended training
