@@ -362,9 +362,10 @@ def run_or_reuse(plan: Plan, overwrite: bool, progress: bool, console: Console,
 
 
 def comparison_world(plans: list[Plan]) -> World:
-    """Under torchrun, the process group every run of the comparison trains in (joined once:
-    a group ended and started again per run is not reliably reconnected by gloo); else a single
-    process's world. The runs must all be on one kind of device, which picks the backend."""
+    """Under torchrun, the process group every run of the comparison trains in (joined once,
+    rather than a group per run: a group joined again is sound since ``distributed._keys_of_its_own``,
+    but each join costs a rendezvous); else a single process's world. The runs must all be on one
+    kind of device, which picks the backend."""
     if not launched():
         return World()
     devices = {resolve_device(plan.cfg.device).type for plan in plans}
