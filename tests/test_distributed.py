@@ -277,8 +277,9 @@ RUN_DIR_ON_THE_MAIN_ALONE_SCRIPT = textwrap.dedent('''
     from peerdistill.config import validate
 
     tree, rank = json.loads(sys.argv[1]), int(os.environ["RANK"])
-    run_dir = Path(tree["out_dir"]) / "r" if rank == 0 else None
-    trainer, data = make_trainer(validate(tree), run_dir=run_dir, progress=False)
+    trainer, data = make_trainer(validate(tree), run_dir=Path(tree["out_dir"]) / "r", progress=False)
+    if rank != 0:
+        trainer.run_dir_path = None  # (make_trainer would give the config's folder for None)
     trainer.fit(data)
     with open(os.path.join(tree["out_dir"], f"rank{rank}.json"), "w") as fh:
         json.dump(len(trainer._history), fh)
@@ -1497,6 +1498,11 @@ def test_torchs_error_for_a_process_gone_is_said_as_a_lost_contact_with_what_to_
     assert "(Read error [127.0.0.1]:12723: Connection reset by peer): it stopped" in str(lost_contact(joined, reset,
                                                                                                       lambda: ""))
     asked = []
-    for world, exc in ((World(), gloo), (joined, RuntimeError("CUDA out of memory")), (joined, ValueError("x"))):
+    loader = RuntimeError("Caught OSError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                          "  ...\nConnectionRefusedError: [Errno 111] Connection refused")  # (the data's, review 54h)
+    watchdog = RuntimeError("[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=7) ran for 600000 "
+                            "milliseconds before timing out. NCCL communicator was aborted")  # (a peer slow, not gone)
+    for world, exc in ((World(), gloo), (joined, RuntimeError("CUDA out of memory")), (joined, ValueError("x")),
+                       (joined, loader), (joined, watchdog)):
         assert lost_contact(world, exc, lambda: asked.append(1) or "") is None
     assert asked == []  # (the advice is worked out only for a lost contact)

@@ -193,6 +193,28 @@ def test_a_terminated_comparison_lets_its_workers_runs_stop_cleanly(tmp_path):
         parent.kill()
 
 
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_sigusr1_to_the_whole_process_group_stops_the_runs_without_the_resource_trackers_tracebacks(tmp_path):
+    """Review 54h: a scheduler's SIGUSR1 to the command's process group killed multiprocessing's
+    resource tracker too, which, started again, printed a KeyError per semaphore."""
+    import signal
+    import subprocess
+
+    parent = _two_workers_in_a_subprocess(
+        tmp_path, "_writes_until_stopped",
+        setup="import signal; signal.signal(signal.SIGUSR1, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())); ",
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _started_workers(parent, tmp_path, "part")
+        os.killpg(parent.pid, signal.SIGUSR1)
+        assert parent.wait(timeout=60) != 0
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped-0", "stopped-1"]
+        err = parent.stderr.read()
+        assert "KeyError" not in err and "resource_tracker" not in err, err[-3000:]
+    finally:
+        parent.kill()
+
 def _one_stopped_one_done(item):
     """Run 0 as ``_writes_until_stopped``; run 1 waits for run 0 to be stopped, then finishes."""
     folder, index = item

@@ -45,6 +45,7 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
     waiting = list(enumerate(items))
     running: dict[Future, int] = {}
     context = multiprocessing.get_context("spawn")
+    _start_resource_tracker()
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_up_worker,
                                initargs=(threads, list(worker_envs), context.Value("i", 0)))
     try:
@@ -89,6 +90,26 @@ def run_in_processes(items: Sequence[Any], work: Callable[[Any], Any], jobs: int
             raise type(failure)(f"{describe(items[first])}: {failure}") from None
         raise failure
     return [results[i] for i in range(len(items))]
+
+
+def _start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started with the stopping signals it does not ignore
+    itself (all but SIGINT and SIGTERM) ignored: SIGUSR1 to the command's process group (a
+    scheduler's warning) killed it, and the tracker started again printed a KeyError for each of
+    the pool's semaphores (review 54h). Ignored dispositions last across its exec; the handlers
+    come back at once. In the main thread only (elsewhere no handler can be set)."""
+    from multiprocessing import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    spared = [sig for sig in taken_stopping_signals() if sig not in (signal.SIGINT, signal.SIGTERM)]
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in spared}
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _call(work: Callable[[Any], Any], item: Any, name: str = "", as_flags: bool = False) -> Any:

@@ -243,7 +243,7 @@ def end_process(code: int) -> NoReturn:
 
 # What gloo, NCCL and torch's store say when a peer process is gone (killed, its node lost)
 _PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Connection refused", "Broken pipe",
-              "recvValue failed", "remote process exited", "NCCL communicator was aborted")
+              "recvValue failed", "remote process exited")
 
 
 def lost_contact(world: World | None, exc: BaseException, advice: Callable[[], str]) -> LostContactError | None:
@@ -251,10 +251,12 @@ def lost_contact(world: World | None, exc: BaseException, advice: Callable[[], s
     traceback, after 30 s of silence); ``advice()``: what the run keeps and how to continue."""
     if world is None or not world.distributed or not isinstance(exc, RuntimeError):
         return None
-    text = str(exc)
-    if not (isinstance(exc, dist.DistNetworkError) or any(sign in text for sign in _PEER_GONE)):
+    # torch's own first line only (review 54h: a data loader's error quotes a whole traceback, which
+    # may hold these words), and not a watchdog's timeout (a peer slow or hung, not gone)
+    said = (str(exc).strip().splitlines() or [""])[0]
+    gone = isinstance(exc, dist.DistNetworkError) or any(sign in said for sign in _PEER_GONE)
+    if not gone or "Watchdog" in said or "Timed out" in said:
         return None
-    said = next((line.strip() for line in text.splitlines() if any(sign in line for sign in _PEER_GONE)), text)
     said = said[said.rfind("] ") + 2:] if "] " in said else said  # (gloo's source position dropped)
     said = said.split(". ")[0].rstrip(".")  # (its first sentence: the rest is torch's advice)
     return LostContactError(f"lost contact with another process of this run ({said[:200]}): it stopped, was killed or "

@@ -465,7 +465,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             waited = 0.0 if isinstance(exc, KeyboardInterrupt) or lost else 30.0
             distributed.abandon(getattr(self, "world", None), wait_s=waited)
             if lost is not None:
-                raise lost from None
+                raise lost from exc  # (torch's error kept as its cause, for a traceback's reader)
             raise
         finally:  # the run directory is free for another process (or another fit) again
             run_lock.release(getattr(self, "_run_lock", None))
