@@ -902,12 +902,14 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         # normalised outputs, and so the losses, stay finite). Every process takes the same
         # branch, or DDP's collectives would wait forever.
         statistics = self._trained_buffers_by_model()
-        # The same collective carries whether a checkpoint is due by the main process's clock.
-        checks = torch.cat([torch.isfinite(total)[None], torch.isfinite(term_values),
-                            torch.stack([_all_finite(_gradients(o), self.device) for o in self.optimizers.values()]
-                                        + [_all_finite(b, self.device) for b in statistics.values()]),
-                            torch.tensor([self._late_for_a_checkpoint() or not self.world.is_main], device=self.device)])
-        *finite, self._main_late_for_a_checkpoint = distributed.all_true_each(self.world, checks)
+        checks = [torch.isfinite(total)[None], torch.isfinite(term_values),
+                  torch.stack([_all_finite(_gradients(o), self.device) for o in self.optimizers.values()]
+                              + [_all_finite(b, self.device) for b in statistics.values()])]
+        if self.world.distributed:  # the same collective carries whether the main's clock says checkpoint
+            checks.append(torch.tensor([self._late_for_a_checkpoint() or not self.world.is_main], device=self.device))
+        finite = distributed.all_true_each(self.world, torch.cat(checks))
+        if self.world.distributed:
+            *finite, self._main_late_for_a_checkpoint = finite
         terms_finite = finite[1:1 + len(terms)]
         grads_finite = finite[1 + len(terms):1 + len(terms) + len(self.optimizers)]
         statistics_finite = finite[1 + len(terms) + len(self.optimizers):]
