@@ -161,7 +161,11 @@ def _writes_until_stopped(item):
     part = Path(folder, f"part-{index}.tmp")
     part.write_text(str(os.getpid()))
     try:
-        time.sleep(60)
+        # short sleeps, as a training loop runs Python often: a signal the kernel hands to another
+        # thread of the worker is taken by the main one only when it next runs Python code
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
     except BaseException as exc:  # (the signal it names, as the run marked stopped records it)
         part.unlink()
         Path(folder, f"stopped-{index}").write_text(str(getattr(exc, "signum", "")))
