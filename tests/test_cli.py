@@ -866,6 +866,7 @@ def test_a_terminal_closed_under_a_command_leaves_its_interruption_as_it_was(mon
     from peerdistill.cli import running
     from peerdistill.engine.artifacts import RunDir, mark_stopped
     from peerdistill.engine.progress import Progress
+    from peerdistill.stopping import StoppedBySignal
 
     class DeadTerminal:
         def __exit__(self, *exc):
@@ -873,7 +874,7 @@ def test_a_terminal_closed_under_a_command_leaves_its_interruption_as_it_was(mon
 
     progress = Progress(enabled=False)
     progress._bar = DeadTerminal()
-    hangup = running._Terminated(signal.SIGHUP)
+    hangup = StoppedBySignal(signal.SIGHUP)
     assert progress.__exit__(type(hangup), hangup, None) is None  # the interruption goes on
     with pytest.raises(OSError):  # anything else: the terminal's error is news
         progress.__exit__(ValueError, ValueError("x"), None)

@@ -179,9 +179,8 @@ def label_places(corners: list[tuple[float, float]], sizes: list[tuple[float, fl
         lowest = max(start, height - 0.5 - h)  # (a label taller than the picture stays at its start)
         tries = [start + k * h for k in range(int((lowest - start) / h) + 1 if h > 0 else 1)]
         tries += [start - k * h for k in range(1, int((start + 0.5) / h) + 1 if h > 0 else 0)]
-        free = [t for t in tries if not any(x < px + pw and px < x + w and t < py + ph and py < t + h
-                                            for px, py, pw, ph in placed)]
-        top = free[0] if free else start
+        top = next((t for t in tries if not any(x < px + pw and px < x + w and t < py + ph and py < t + h
+                                                for px, py, pw, ph in placed)), start)
         placed.append((x, top, w, h))
         places.append((x, top))
     return places

@@ -287,20 +287,13 @@ def _as_overrides(extra: list[str], command: str, given: list[str]) -> list[str]
     return []
 
 
-class _Terminated(StoppedBySignal):
-    """SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 (``signum``), handled as an interruption."""
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        super().__init__(signum)
-
-
 # The interruptions that arrived during the command: torch's exporter, interrupted inside, may
 # raise its own error instead (a half-imported module), which must still read as an interruption.
 _ARRIVED: list[KeyboardInterrupt] = []
 
 
 def _interrupt(signum, frame):
-    _ARRIVED.append(_Terminated(signum) if signum != signal.SIGINT else KeyboardInterrupt())
+    _ARRIVED.append(StoppedBySignal(signum) if signum != signal.SIGINT else KeyboardInterrupt())
     raise _ARRIVED[-1]
 
 
@@ -308,7 +301,7 @@ def _interrupted(ns: argparse.Namespace, exc: KeyboardInterrupt) -> int:
     # (under torchrun each process says it: the first may be the one that does not get to)
     with contextlib.suppress(OSError):  # (a terminal closed, SIGHUP: nobody to tell; the exit code says it)
         err_console.print(_interrupted_hint(ns), highlight=False, soft_wrap=True)
-    return 128 + (exc.signum if isinstance(exc, _Terminated) else signal.SIGINT)
+    return 128 + (exc.signum if isinstance(exc, StoppedBySignal) else signal.SIGINT)
 
 
 def _interrupted_hint(ns: argparse.Namespace) -> str:

@@ -806,12 +806,17 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         return "no epoch had finished, so nothing was saved" + (
             " (the run this one replaced, --overwrite, is put back)" if replaced else "")
 
+    def _resume_command(self) -> str:
+        """The command that continues this run, as it was started (under torchrun or not)."""
+        command = f"peerdistill train --resume {shlex.quote(str(self.run_dir_path))}"
+        return f"torchrun ... -m {command}" if self.world.distributed else command
+
     def _lost_contact_advice(self) -> str:
         """After a process of the run was lost under torchrun: what the run keeps, how to go on."""
         if self.run_dir_path is None:
             return "start the run again on every node"
-        resume = f"torchrun ... -m peerdistill train --resume {shlex.quote(str(self.run_dir_path))} on every node"
-        if not getattr(self, "world", None) or not self.world.is_main:  # (the run is on the main's disk)
+        resume = f"{self._resume_command()} on every node"
+        if not self.world.is_main:  # (the run is on the main's disk)
             return f"the main process's node keeps the run: if it kept a checkpoint, continue with {resume}"
         if self._saved_checkpoint() is None:
             return "the run kept no checkpoint yet: start it again on every node, with --overwrite"
@@ -823,9 +828,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         if self._saved_checkpoint() is None or not (run / CONFIG_FILE).exists():
             return "set train.nonfinite=skip to skip such steps"  # (a run of the Python API has no config.yaml)
         # under torchrun, resumed on as many processes (one process would draw other batches)
-        resume = f"-m peerdistill train --resume {shlex.quote(str(run))}"
-        again = (f"torchrun ... {resume} on {self.world.size} processes again" if self.world.distributed else
-                 f"peerdistill train --resume {shlex.quote(str(run))}")
+        again = (f"{self._resume_command()} on {self.world.size} processes again" if self.world.distributed else
+                 self._resume_command())
         return (f"skip such steps from the last checkpoint on: set train.nonfinite: skip in '{run / 'config.yaml'}' "
                 f"and continue with {again}")
 
