@@ -1430,6 +1430,21 @@ def test_eval_takes_a_data_mapping_as_train_does(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) != scored[0], "another split: other figures"
     run_cli("eval", str(tmp_path / "r"), "data={split_seed: 3}", "data.split_seed=4", expect=2)
     assert "data.split_seed is given twice" in capsys.readouterr().err
+    # data=null leaves the section at its default as train's does (the run's); one value is told how to write it
+    run_cli("eval", str(tmp_path / "r"), "data=null", "--json")
+    assert json.loads(capsys.readouterr().out) == json.loads(run_cli_json(tmp_path / "r", capsys))
+    for given, said in (("data=5", "'data' is a section of keys and was given 5: write its keys under it, key: value"),
+                        ("data=[1]", "'data' is a section of keys and was given [1]: write its keys under it"),
+                        ("data=scans.npz", "'data' is a section of keys and was given 'scans.npz': write data: "
+                                           "{kind: npz, root: scans.npz}")):
+        run_cli("eval", str(tmp_path / "r"), given, expect=2)
+        assert f"error: invalid data section:\n  {said}" in capsys.readouterr().err
+
+
+def run_cli_json(run_dir, capsys) -> str:
+    """eval's --json of a run's own test split."""
+    run_cli("eval", str(run_dir), "--json")
+    return capsys.readouterr().out
 
 def test_an_empty_data_file_is_named_not_read_as_the_default_data(tmp_path, capsys):
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")

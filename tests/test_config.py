@@ -86,6 +86,7 @@ def test_one_mapping_where_a_list_is_meant_is_told_the_dash_it_lacks(tmp_path):
                                                "{arch: resnet}"),
                        ({"students": ["cnn", "cnn"]}, "'students.1' is a section of keys and was given 'cnn'"),
                        ({"train": 5}, "'train' is a section of keys and was given 5: write its keys under it"),
+                       ({"data": [1]}, "'data' is a section of keys and was given [1]: write its keys under it"),
                        # one value where a list is meant
                        ({"data": {"image_size": 48}}, "'data.image_size' takes a list and was given 48: write "
                                                       "data.image_size=[48, 48]"),

@@ -4,6 +4,7 @@ data section eval builds from the run's and the overrides given."""
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from ..config import (IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, RunConfig, apply_overrides, format_validation_error,
                       load_yaml, saved_data_section, without_other_kinds_keys)
+from ..config.messages import section_given_one_value
 from ..config.overrides import keys_overridden
 from ..errors import ConfigError, warn_user
 from ..npz_layout import npz_holds_one_set
@@ -72,38 +74,42 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
     for override in data_overrides:
         if not override.startswith(("data.", "data=")):
             raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
+    base = copy.deepcopy(tree["data"])  # (the overrides change the section in place)
     apply_overrides(tree, data_overrides)
-    if isinstance(tree.get("data"), dict):
-        # the saved section's keys of another kind (data.kind=... changed it) and its
-        # augmentation (eval does not augment) go; what the user gave is checked
-        # (data={root: x, kind: npz} merges into the section as train's does: review 53i)
-        given = {key.split(".")[1] for key in keys_overridden(data_overrides) if "." in key}
-        written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
-        if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
-                tree["data"].get("kind") in IMAGE_FILE_KINDS:
-            tree["data"]["grey"] = True  # the models take one channel: image files are read so
-        _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
-                                          whole_section=bool(ns.data))
-        tree["data"] = without_other_kinds_keys(tree["data"], keep=written)
-        if not ns.data:  # each apart: the run's ranges would not fit an augment given here
-            for key in {"augment", "augment_range"} - given:
+    if tree.get("data") is None:  # data=null leaves the section at its default, as train's does: the run's (--data's)
+        tree["data"] = base
+    if not isinstance(tree["data"], dict):
+        raise ConfigError(f"invalid data section:\n  {section_given_one_value('data', tree['data'], DataSpec)}")
+    # the saved section's keys of another kind (data.kind=... changed it) and its
+    # augmentation (eval does not augment) go; what the user gave is checked
+    # (data={root: x, kind: npz} merges into the section as train's does: review 53i)
+    given = {key.split(".")[1] for key in keys_overridden(data_overrides) if "." in key}
+    written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
+    if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
+            tree["data"].get("kind") in IMAGE_FILE_KINDS:
+        tree["data"]["grey"] = True  # the models take one channel: image files are read so
+    _warn_of_data_keys_read_otherwise(tree["data"], saved_data_section(meta.get("data_spec") or {}), given,
+                                      whole_section=bool(ns.data))
+    tree["data"] = without_other_kinds_keys(tree["data"], keep=written)
+    if not ns.data:  # each apart: the run's ranges would not fit an augment given here
+        for key in {"augment", "augment_range"} - given:
+            tree["data"].pop(key, None)
+    kind = tree["data"].get("kind")
+    own_splits = kind == "npz" and npz_holds_one_set(tree["data"].get("root")) is False  # (None: unreadable)
+    unread = (("split_seed", "val_fraction", "test_fraction") if own_splits
+              else ("val_fraction", "test_fraction") if kind in NO_FOLD_KINDS else ())
+    typed = [f"data.{k}" for k in unread if k in given]
+    if typed:  # (the run's own keys, carried, are not the user's: not said; review 47d)
+        why = (f"'{tree['data'].get('root')}' gives its own train, val and test arrays, which eval scores as they "
+               "are" if own_splits else
+               f"data kind '{kind}' generates each split apart, as many images as data.{kind}_counts says")
+        warn_user(f"{', '.join(typed)} change{'s' if len(typed) == 1 else ''} nothing here: {why}")
+    if not ns.data and (kind in NO_FOLD_KINDS or tree["data"].get("folds") is None or (
+            kind == "npz" and not npz_holds_one_set(tree["data"].get("root")))):
+        # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
+        for key in ("folds", "fold"):
+            if key not in given:
                 tree["data"].pop(key, None)
-        kind = tree["data"].get("kind")
-        own_splits = kind == "npz" and npz_holds_one_set(tree["data"].get("root")) is False  # (None: unreadable)
-        unread = (("split_seed", "val_fraction", "test_fraction") if own_splits
-                  else ("val_fraction", "test_fraction") if kind in NO_FOLD_KINDS else ())
-        typed = [f"data.{k}" for k in unread if k in given]
-        if typed:  # (the run's own keys, carried, are not the user's: not said; review 47d)
-            why = (f"'{tree['data'].get('root')}' gives its own train, val and test arrays, which eval scores as they "
-                   "are" if own_splits else
-                   f"data kind '{kind}' generates each split apart, as many images as data.{kind}_counts says")
-            warn_user(f"{', '.join(typed)} change{'s' if len(typed) == 1 else ''} nothing here: {why}")
-        if not ns.data and (kind in NO_FOLD_KINDS or tree["data"].get("folds") is None or (
-                kind == "npz" and not npz_holds_one_set(tree["data"].get("root")))):
-            # the run's folds do not carry over to data that cannot be cut into folds, or past data.folds=null
-            for key in ("folds", "fold"):
-                if key not in given:
-                    tree["data"].pop(key, None)
     try:
         return DataSpec.model_validate(tree["data"])
     except ValidationError as exc:

@@ -49,9 +49,8 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model)}")
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
-        elif err["type"] == "model_type" and not isinstance(err.get("input"), (dict, list)) and loc:
-            fix = _keys_written_as_one(err.get("input"), _model_at(parts, model)) or _section_example(loc, err.get("input"))
-            lines.append(f"  '{loc}' is a section of keys and was given {_shown(err.get('input'))}: {fix}")
+        elif err["type"] == "model_type" and not isinstance(err.get("input"), dict) and loc:
+            lines.append(f"  {section_given_one_value(loc, err.get('input'), _model_at(parts, model))}")
         elif err["type"] == "list_type" and isinstance(err.get("input"), dict) and loc:
             # YAML's mapping where a list is meant: the usual slip is a missing '- '
             lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
@@ -90,6 +89,13 @@ def colon_without_space(parts: tuple | list) -> str | None:
         return None
     key, _, value = slipped.partition(":")
     return f"YAML reads '{slipped}' as one key: put a space after the colon, {key}: {value}"
+
+
+def section_given_one_value(loc: str, given: Any, section: type[BaseModel] | None = None) -> str:
+    """What is wrong with a section given one value or a list (``data=5``, ``data: scans.npz``,
+    ``data=[1]``), and how to write it."""
+    fix = _keys_written_as_one(given, section) or _section_example(loc, given)
+    return f"'{loc}' is a section of keys and was given {_shown(given)}: {fix}"
 
 
 def _keys_written_as_one(given: Any, section: type[BaseModel] | None) -> str | None:
