@@ -364,6 +364,15 @@ def test_standalone_losses_refuse_the_slips_their_neighbours_refuse():
             soft_kl(logits, logits, 1.0)
     with pytest.raises(ValueError, match=r"soft_kl: logits of shape \(2, 0\); expected a non-empty batch"):
         soft_kl(torch.zeros(2, 0), torch.zeros(2, 0))
+    x, y = torch.randn(4, 1), torch.randn(4, 1)  # a sigmoid's one logit (review 55c: 0 and no gradient before)
+    for fn, target in ((soft_kl, y), (kl_to_probs, torch.ones(4, 1))):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: logits of shape \(4, 1\) hold one class, .* the "
+                                             r"two-class logits \[0, x\]"):
+            fn(x, target)
+    pairs = [torch.cat([torch.zeros_like(v), v], dim=1) for v in (x, y)]  # the fix it names: binary KL
+    p_s, p_t = torch.sigmoid(x.double()), torch.sigmoid(y.double())
+    by_hand = (p_t * (p_t / p_s).log() + (1 - p_t) * ((1 - p_t) / (1 - p_s)).log()).mean()
+    assert float(soft_kl(*pairs)) == pytest.approx(float(by_hand), rel=1e-5)
     with pytest.raises(ValueError, match=r"channel_wise takes maps \[B, C, H, W\] .*for class logits use soft_kl"):
         channel_wise(torch.randn(2, 3), torch.randn(2, 3))  # 0 for any class logits before
     maps = torch.randn(2, 4, 6, 6)

@@ -28,6 +28,10 @@ def _check_logits(logits: torch.Tensor, fn: str) -> None:
                          "dim 1: [B, C] or [B, C, H, W]")
     if not logits.is_floating_point():  # (integer or boolean scores: a slip, taken as numbers without a word)
         raise ValueError(f"{fn}: logits must be floating point, got {logits.dtype}")
+    if logits.shape[1] == 1:  # (review 55c: 0 with no gradient, whatever the logits, before)
+        raise ValueError(f"{fn}: logits of shape {tuple(logits.shape)} hold one class, and a softmax over one class "
+                         "is 1 whatever the logits (the loss would be 0); a sigmoid's logit x is the two-class "
+                         "logits [0, x]: torch.cat([torch.zeros_like(x), x], dim=1)")
 
 
 def _check_distribution(q: torch.Tensor, fn: str) -> None:
