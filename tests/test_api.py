@@ -32,7 +32,12 @@ def test_readme_python_example(tmp_path, capsys):
 
     namespace = dict(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
                      MyBigNet=MyBigNet, MySmallNet=MySmallNet, np=np)
-    exec(compile(code, str(README), "exec"), namespace)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        exec(compile(code, str(README), "exec"), namespace)
+    # a run built in Python is told of its own settings, not a config's (review 55a: distill.rampup_epochs)
+    assert any(str(w.message).startswith("the Trainer's rampup_epochs (5) is not shorter than train.epochs (3): ")
+               and str(w.message).endswith("train longer or lower the Trainer's rampup_epochs") for w in said)
     result = namespace["result"]
     assert set(result.test_at_best) == {"teacher", "student1", "student2", "ensemble"}
     assert (tmp_path / "mine" / "models" / "student1.safetensors").is_file()
@@ -57,14 +62,27 @@ def test_readme_python_example(tmp_path, capsys):
     with pytest.raises(CheckpointError, match=r"does not fit student2 .*The module given for 'student2' in modules= is "
                                               r"the one that does not fit"):  # (review 50b: it said check arch, args)
         load_cohort(run, modules={**modules, "student2": MyBigNet(3)})
-    cohort, _ = load_cohort(run, modules=modules)
+    cohort, meta = load_cohort(run, modules=modules)
     assert [m.name for m in cohort.students] == ["student1", "student2"]
+    # probabilities in memory, as the README's Python API gives them: the ensemble is the mean of the students'
+    import torch
+
+    from peerdistill.engine import predict
+    from peerdistill.runs import task_for
+
+    data = namespace["data"]
+    x, y = torch.as_tensor(data.test.x), torch.as_tensor(data.test.y)
+    probs = predict(cohort, task_for(meta), x)
+    with torch.no_grad():
+        by_hand = (cohort["student1"].module(x).softmax(1) + cohort["student2"].module(x).softmax(1)) / 2
+    assert torch.allclose(probs["ensemble"], by_hand, atol=1e-6) and set(probs) == {"teacher", "student1", "student2",
+                                                                                  "ensemble"}
+    assert float((probs["ensemble"].argmax(1) == y).float().mean()) == pytest.approx(
+        result.test_at_best["ensemble"]["accuracy"], abs=1e-6)
     # read to predict with (review 45d: BatchNorm used each batch's own statistics, 0.62 off in the logits)
     assert not any(module.training for member in cohort.members for module in member.module.modules())
     # and trainable as the run trained them, as the README says (review 50b: every parameter came frozen)
     assert not any(member.frozen for member in cohort.members)
-    import torch
-
     student = cohort["student1"].module.train()
     torch.nn.functional.cross_entropy(student(torch.as_tensor(x_test[:4])), torch.as_tensor(y_test[:4])).backward()
     assert all(p.grad is not None for p in student.parameters())
@@ -72,7 +90,6 @@ def test_readme_python_example(tmp_path, capsys):
     student.eval()
     with pytest.raises(CheckpointError, match="data was given in Python"):
         evaluate_run(run, modules=modules)
-    data = namespace["data"]
     scores = evaluate_run(run, modules=modules, data=data)
     assert scores["ensemble"]["accuracy"] == pytest.approx(result.test_at_best["ensemble"]["accuracy"], abs=1e-6)
     exported = export_run(run, "student1", out=tmp_path / "s1.onnx", modules=modules)

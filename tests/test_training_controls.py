@@ -736,6 +736,13 @@ def test_kept_weights_predicting_one_class_are_warned_of():
     assert three.startswith("with the weights kept as the best (epoch 1), teacher, student1 and ensemble predict ")
     assert three.endswith("nothing of them was learnt; an imbalanced split? monitor ensemble/balanced_accuracy or "
                           "ensemble/auc (train.monitor), weigh the classes (data.class_weights=true) or train longer")
+    # a run built in Python has no data.class_weights: the task's weights are named (review 55a)
+    assert one_class_kept({"ensemble": majority}, names, 3, 200, from_python=True).endswith(
+        "weigh the classes (ClassificationTask(K, class_weights=balanced_class_weights(train_labels, K)), from "
+        "peerdistill.tasks) or train longer")
+    from peerdistill.tasks import balanced_class_weights  # (where it says)
+
+    assert balanced_class_weights(torch.tensor([0, 0, 0, 1]), 2).tolist() == pytest.approx([4 / 6, 4 / 2])
     assert one_class_kept({"ensemble": learnt}, names, 0, 5) is None
     assert one_class_kept({"ensemble": {**majority, "recall_normal": nan}}, names, 0, 5) is None  # one class present
     assert one_class_kept({"ensemble": {"precision_pneumonia": 0.7}}, names, 0, 5) is None  # figures not kept

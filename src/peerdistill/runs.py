@@ -126,8 +126,8 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
         alone = (" (to score the students alone: eval --students-only; evaluate_run(..., roles=('student',)))"
                  if all(e["role"] == "teacher" for e in entries if e["name"] in missing) else "")
         raise CheckpointError(
-            f"model(s) {missing} of '{run.path}' were built in Python, not from an arch spec, so the command line "
-            f"cannot rebuild them: from Python, pass new instances of them as modules={{{listed}}} to "
+            f"model(s) {missing} of '{run.path}' were built in Python, not from an arch spec, so peerdistill "
+            f"cannot rebuild them from the run alone (nor can the command line): from Python, pass new instances of them as modules={{{listed}}} to "
             f"load_cohort, evaluate_run, export_run or predict_files{alone}")
     check_every_arch_trusted([(e["name"], e["spec"]) for e in entries if e["name"] not in (modules or {})],
                              f"'{run.path / RUN_FILE}'", trusted_archs)

@@ -73,10 +73,12 @@ class Preflight:
         epochs = self.train_spec.epochs
         if self.graph.edges and 0 < epochs <= self.rampup_epochs:
             mean = sum(self._ramp(epochs * (k + 0.5) / 1000) for k in range(1000)) / 1000
-            warn_user(f"distill.rampup_epochs ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
+            # (review 55a: a run built in Python has no distill section; its ramp-up is the Trainer's)
+            rampup = "distill.rampup_epochs" if self.config_yaml is not None else "the Trainer's rampup_epochs"
+            warn_user(f"{rampup} ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
                       f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
                       f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "
-                      "distill.rampup_epochs")
+                      f"{rampup}")
         patience, every = self.train_spec.patience, self.train_spec.val_every
         if patience is not None and 1 < every and patience < every < epochs:
             warn_user(f"train.patience ({patience}) is shorter than train.val_every ({every}): patience is judged "

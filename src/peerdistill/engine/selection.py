@@ -35,12 +35,14 @@ def flat_monitor(history: list[dict[str, Any]], monitor: str, task: str) -> str 
 
 
 def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epoch: int,
-                   steps_per_epoch: int, batch_norm: bool = True, frozen: tuple[str, ...] = ()) -> str | None:
+                   steps_per_epoch: int, batch_norm: bool = True, frozen: tuple[str, ...] = (),
+                   from_python: bool = False) -> str | None:
     """The warning for kept weights with which a model predicts a single class on the whole
     validation split (every other class's precision undefined: never predicted), of two or
     more classes present there (their recalls are numbers). ``steps_per_epoch``: few make a
     cause likely where the models hold BatchNorm layers (``batch_norm``). ``frozen`` models
-    were not trained by the run: said apart, with what to check (review 50b: training advice)."""
+    were not trained by the run: said apart, with what to check (review 50b: training advice).
+    ``from_python``: a run built in Python, whose class weights are the task's (no data section)."""
     names = [str(c) for c in class_names]
     alone = {}
     for model, figures in val.items():
@@ -65,11 +67,14 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
     cause = (f"with {steps} an epoch, BatchNorm's running statistics (which evaluation uses) may lag the weights: "
              "a smaller train.batch_size or more epochs" if steps_per_epoch < FEW_STEPS and batch_norm else
              "an imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), weigh the "
-             "classes (data.class_weights=true) or train longer")
+             f"classes ({WEIGHED_IN_PYTHON if from_python else 'data.class_weights=true'}) or train longer")
     return (f"with the weights kept as the best (epoch {epoch + 1}), {said} for every validation image, though the "
             f"split holds other classes: nothing of them was learnt; {cause}" + (f". And {loaded}" if loaded else ""))
 
 
+# (review 55a: a run built in Python was told of data.class_weights, a config's key)
+WEIGHED_IN_PYTHON = ("ClassificationTask(K, class_weights=balanced_class_weights(train_labels, K)), "
+                     "from peerdistill.tasks")
 FEW_STEPS = 20  # optimizer steps an epoch below which BatchNorm's running statistics may not keep up
 
 

@@ -2,7 +2,7 @@
 (``tasks.detection.DetectionTask`` is imported where needed: it brings pycocotools and
 ensemble-boxes.)"""
 
-from .classification import ClassificationTask
+from .classification import ClassificationTask, balanced_class_weights
 from .segmentation import SegmentationTask
 
-__all__ = ["ClassificationTask", "SegmentationTask"]
+__all__ = ["ClassificationTask", "SegmentationTask", "balanced_class_weights"]
