@@ -637,6 +637,14 @@ def test_a_users_own_loss_replaces_the_kl_and_leaves_its_source_without_gradient
     assert first.weight.grad is None and second.weight.grad is not None
     with pytest.raises(ConfigError, match="logit_distiller= takes a function"):
         KnowledgeGraph([Edge("student1", "student2")], logit_distiller="mse")
+    # what a distiller cannot take is said as its own (review 55a: "for this task" blamed the task)
+    with pytest.raises(ConfigError, match=r"edge ensemble -> student1: with a logit_distiller \(a detection run's box "
+                                          r"distillation, or a loss of your own given to KnowledgeGraph\) an edge "
+                                          r"takes one model as its source, not 'ensemble': give an edge from each"):
+        KnowledgeGraph([Edge("ensemble", "student1")], logit_distiller=squared_distance)
+    with pytest.raises(ConfigError, match=r"edge teacher -> student1: kind 'cwd' is not available with a "
+                                          r"logit_distiller .*: use kl, which the distiller computes"):
+        KnowledgeGraph([Edge("teacher", "student1", "cwd")], logit_distiller=squared_distance)
     # a loss of one's own that breaks the contract: named by edge, not a failure deep in the step (review 52b)
     out = cohort.forward(x)
     own = torch.zeros((), requires_grad=True)

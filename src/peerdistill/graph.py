@@ -306,6 +306,9 @@ def _check_distilled(loss: Any, learner: torch.Tensor, edge: Edge, reach: bool =
                                      "tensors alone)"))
 
 
+DISTILLER = "a logit_distiller (a detection run's box distillation, or a loss of your own given to KnowledgeGraph)"
+
+
 class KnowledgeGraph:
     """The edges of a run; turns a cohort's outputs into named loss terms."""
 
@@ -359,12 +362,15 @@ class KnowledgeGraph:
                 raise ConfigError(f"edge {e.source} -> {e.target} ({e.kind}) needs one model as its source")
             if e.on_features and e.source in (TEACHERS, ENSEMBLE):
                 raise ConfigError(f"feature edge {e.source} -> {e.target}: features come from one model, not '{e.source}'")
+            # (review 55a: "for this task" blamed the task where a user's own distiller was the cause)
             if logit_distiller is not None and e.kind not in ("kl", "hint", "at", "sp"):
-                raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' is not available for this task; "
-                                  "use kl or a feature edge (hint, at, sp)")
+                raise ConfigError(f"edge {e.source} -> {e.target}: kind '{e.kind}' is not available with {DISTILLER}: "
+                                  "use kl, which the distiller computes, or a feature edge (hint, at, sp)")
             if logit_distiller is not None and e.source in (TEACHERS, ENSEMBLE):
-                raise ConfigError(f"edge {e.source} -> {e.target}: for this task an edge takes one model as its "
-                                  f"source, not '{e.source}' (give one edge per source model)")
+                raise ConfigError(f"edge {e.source} -> {e.target}: with {DISTILLER} an edge takes one model as its "
+                                  f"source, not '{e.source}': give an edge from each model (a term each, not one "
+                                  f"toward their combined output, which a kl edge from '{e.source}' is without "
+                                  "logit_distiller=)")
         self._teachers: list[str] = []
         self._teacher_mu: list[float] = []
         self._ensemble: list[str] = []
