@@ -129,6 +129,12 @@ def test_class_count_mismatch_is_a_clear_error(tiny_data):
     cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 5, 4, 1)], teacher=SmallCNN(1, 3, 8, 2))
     with pytest.raises(DataError, match="'student2' outputs 5 classes .* data has 3 classes"):
         trainer(cohort).fit(tiny_data)
+    # a binary head of one sigmoid logit on two-class data: one class, and why two (review 55a)
+    task = ClassificationTask(2)
+    with pytest.raises(DataError, match=r"^model 'student1' outputs 1 class \(logits \(4, 1\)\) but the data has 2 "
+                                        r"classes: a two-class model here gives two scores, one per class \(softmax\), "
+                                        r"not one sigmoid logit: build every teacher and student with num_classes=2"):
+        task.check_output("student1", torch.zeros(4, 1), 4)
 
 
 class ListDataset(Dataset):
@@ -530,13 +536,17 @@ def test_dataset_samples_as_users_return_them_are_read(tiny_data, shape):
     (lambda x, y: ((x * 255).clamp(0, 255).to(torch.uint8), y), {}, "images are uint8, not floating point"),
     (lambda x, y: (x, nn.functional.one_hot(y, 3).float()), {}, r"labels are float32 of shape \(\d+, 3\); "
                                                                 "classification reads class indices"),
+    # (review 55a: class indices stored as floats were told of one-hot labels)
+    (lambda x, y: (x, y.float()), {}, r"labels are float32 of shape \(\d+,\); classification reads class indices, "
+                                      r"one integer per sample \(these are whole numbers stored as floats: return "
+                                      r"int\(label\), or label.long\(\) for a tensor\)"),
     (lambda x, y: (x, y), {"num_classes": 2}, "labels run from 0 to 2, outside the 2 classes 0..1"),
     (lambda x, y: (x, y), {"input_shape": (3, 32, 32)}, r"validation inputs have shape \(1, 8, 8\) but the data "
                                                         r"declares input_shape=\(3, 32, 32\): give DataSplits"),
     (lambda x, y: (x[0], y), {}, r"shape \(8, 8\) .* lacks its channel axis: return image\[None\]"),
     (lambda x, y: (x.permute(1, 2, 0), y), {}, r"shape \(8, 8, 1\) .* channels-last \[H, W, C\]: return "
                                                r"image.permute\(2, 0, 1\)"),
-], ids=["triple", "dict-keys", "uint8", "one-hot", "label-range", "input-shape", "no-channel-axis", "channels-last"])
+], ids=["triple", "dict-keys", "uint8", "one-hot", "float-indices", "label-range", "input-shape", "no-channel-axis", "channels-last"])
 def test_dataset_samples_that_cannot_be_read_are_one_message_before_training(tiny_data, shape, kwargs, message):
     seed_everything(0)
     k = kwargs.get("num_classes", 3)

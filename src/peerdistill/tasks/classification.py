@@ -79,11 +79,14 @@ class ClassificationTask:
         """Class indices [B] in 0..K-1 (one-hot or soft labels are not read)."""
         if y.is_floating_point() or y.ndim != 1:
             masks = y.ndim == 3 and not y.is_floating_point()  # (review 50b: the one-hot hint, for label maps)
+            # (review 55a: class indices stored as floats were told of one-hot labels)
+            whole = y.ndim == 1 and y.is_floating_point() and bool((y == y.round()).all())
             raise DataError(f"the {split} labels are {str(y.dtype).removeprefix('torch.')} of shape {tuple(y.shape)}; "
                             "classification reads class indices, one integer per sample "
                             + ("(these look like segmentation masks, one class per pixel: use SegmentationTask, "
                                "task: segmentation in a config)" if masks else
-                               "(for one-hot labels, return their argmax)"))
+                               "(these are whole numbers stored as floats: return int(label), or label.long() for a "
+                               "tensor)" if whole else "(for one-hot labels, return their argmax)"))
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise DataError(f"the {split} labels run from {int(y.min())} to {int(y.max())}, outside the "
                             f"{self.num_classes} classes 0..{self.num_classes - 1}: number the classes from 0, or "
@@ -99,10 +102,14 @@ class ClassificationTask:
                 "model (and, for a tuple output, that its first item is the logits)"
             )
         if tuple(logits.shape) != expected:
+            given = logits.shape[1]
+            # (review 55a: a binary head of one sigmoid logit, a BCE habit, read "outputs 1 classes")
+            one = (": a two-class model here gives two scores, one per class (softmax), not one sigmoid logit"
+                   if given == 1 and self.num_classes == 2 else "")
             raise DataError(
-                f"model '{name}' outputs {logits.shape[1]} classes (logits {tuple(logits.shape)}) but the data has "
-                f"{self.num_classes} classes: build every teacher and student with num_classes={self.num_classes} "
-                "(and, for a tuple output, check that its first item is the logits)"
+                f"model '{name}' outputs {given} class{'es' if given != 1 else ''} (logits {tuple(logits.shape)}) but "
+                f"the data has {self.num_classes} classes{one}: build every teacher and student with "
+                f"num_classes={self.num_classes} (and, for a tuple output, check that its first item is the logits)"
             )
 
 
