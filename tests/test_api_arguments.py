@@ -64,6 +64,9 @@ def test_a_model_name_that_is_a_path_or_reserved_is_refused(tmp_path, name, mess
     (dict(lr=float("nan")), "learning rate nan"),
     (dict(role="pupil"), "'teacher' or a 'student'"),
     (dict(weight=float("nan")), "weight nan"),
+    # (review 55a: torch's "Cannot copy out of meta tensor" as the run moved it to its device)
+    (dict(module=_net().to("meta")), r"model 's1' holds tensors on the meta device, shapes without values: give it "
+                                     r"its weights first \(module.to_empty\(device='cpu'\), then load_state_dict"),
 ])
 def test_a_member_is_checked_when_the_cohort_is_made(member, message):
     fields = {"name": "s1", "module": _net(), "role": "student", **member}

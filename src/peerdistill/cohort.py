@@ -7,6 +7,7 @@ the logits of each model (and of its self-distillation heads) and the captured f
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class Member:
         if not isinstance(self.module, nn.Module):
             raise ConfigError(f"model '{self.name}' is a {type(self.module).__name__}, not a torch.nn.Module: give the "
                               "built model (an instance), not its name or class")
+        if any(t.is_meta for t in itertools.chain(self.module.parameters(), self.module.buffers())):
+            # (review 55a: torch's "Cannot copy out of meta tensor" as the run moved it to its device)
+            raise ConfigError(f"model '{self.name}' holds tensors on the meta device, shapes without values: give it "
+                              "its weights first (module.to_empty(device='cpu'), then load_state_dict(...))")
         if self.role not in ("teacher", "student"):
             raise ConfigError(f"model '{self.name}' has role {self.role!r}: a member is a 'teacher' or a 'student'")
         check_flags(f"model '{self.name}'", frozen=self.frozen)
