@@ -1441,3 +1441,17 @@ def test_the_json_says_which_model_of_which_run_and_weights_the_graph_was_made_f
                         "weights_sha256": {n: hashlib.sha256((digits_run / "models" / f"{n}.safetensors").read_bytes())
                                            .hexdigest() for n in read},
                         "peerdistill": peerdistill.__version__, "torch": torch.__version__, "opset": 18}
+
+
+def test_the_deployment_pages_json_table_names_every_field_an_export_writes(digits_run, tmp_path):
+    """Review 55b: the JSON carried a field (pattern) the table did not name."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    table = page.split("## The JSON beside the graph", 1)[1].split("\n\n", 2)[1]
+    named = {key for row in table.splitlines() if row.startswith("| `")
+             for key in re.findall(r"`([a-z_0-9]+)`", row.split("|")[1])}
+    for model in ("student1", "ensemble"):
+        written = json.loads(export_run(digits_run, model=model, out=tmp_path / f"{model}.onnx").path
+                             .with_suffix(".json").read_text())
+        assert set(written) - named == set(), f"{model}'s JSON fields missing from docs/deployment.md's table"
