@@ -10,10 +10,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..config import (IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, RunConfig, apply_overrides, format_validation_error,
+from ..config import (IMAGE_FILE_KINDS, NO_FOLD_KINDS, DataSpec, RunConfig, format_validation_error,
                       load_yaml, saved_data_section, without_other_kinds_keys)
 from ..config.messages import section_given_one_value
-from ..config.overrides import keys_overridden
+from ..config.overrides import applied_keys
 from ..errors import ConfigError, warn_user
 from ..npz_layout import npz_holds_one_set
 from ..json_files import read_json
@@ -75,7 +75,7 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
         if not override.startswith(("data.", "data=")):
             raise ConfigError(f"eval takes only data.* and detect.* overrides, got '{override}'")
     base = copy.deepcopy(tree["data"])  # (the overrides change the section in place)
-    apply_overrides(tree, data_overrides)
+    overridden = applied_keys(tree, data_overrides)
     if tree.get("data") is None:  # data=null leaves the section at its default, as train's does: the run's (--data's)
         tree["data"] = base
     if not isinstance(tree["data"], dict):
@@ -83,7 +83,7 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
     # the saved section's keys of another kind (data.kind=... changed it) and its
     # augmentation (eval does not augment) go; what the user gave is checked
     # (data={root: x, kind: npz} merges into the section as train's does: review 53i)
-    given = {key.split(".")[1] for key in keys_overridden(data_overrides) if "." in key}
+    given = {key.split(".")[1] for key in overridden if "." in key}
     written = given | (set(tree["data"]) if ns.data else set())  # a --data section is the user's own
     if "grey" not in written and (meta.get("input_shape") or [0])[0] == 1 and \
             tree["data"].get("kind") in IMAGE_FILE_KINDS:

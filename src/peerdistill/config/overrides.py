@@ -44,11 +44,6 @@ def keys_set(dotted: str, value: Any) -> list[str]:
     return [dotted]
 
 
-def keys_overridden(overrides: list[str]) -> list[str]:
-    """Every key the ``key=value`` strings set (a section's mapping: each of its keys)."""
-    return [leaf for item in overrides for leaf in keys_set(*_parsed(item))]
-
-
 def _merged(old: Any, value: Any, dotted: str) -> Any:
     """``value`` set at ``dotted`` over ``old``: a section's mapping merged into it key by key."""
     if not (isinstance(value, dict) and isinstance(old, dict) and section_at(dotted) is not None):
@@ -120,6 +115,13 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     key under a value given whole before it is set on it (``students=[...] students.1.name=peer``).
     ``X=null`` after keys under X clears them, as before: shared settings, then ``teacher=null``
     to drop the teacher they set up, is a common command line."""
+    applied_keys(tree, overrides)
+    return tree
+
+
+def applied_keys(tree: dict[str, Any], overrides: list[str]) -> list[str]:
+    """``apply_overrides`` on ``tree``, returning every key the ``key=value`` strings set (a
+    section's mapping: each of its keys), in order."""
     given: dict[str, tuple[str, Any]] = {}  # each key set -> the override that set it, and its value there
     for item in overrides:
         key, value = _parsed(item)
@@ -133,7 +135,7 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ConfigError(f"{deeper} is given twice ('{given[earlier][0]}' and '{item}'): keep one")
             given[leaf] = (item, value)
         _set_dotted(tree, key, value)
-    return tree
+    return list(given)
 
 
 def _holds(value: Any, dotted: str) -> bool:
