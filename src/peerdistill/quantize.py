@@ -34,6 +34,12 @@ def batch_size(x: np.ndarray) -> int:
     return max(1, min(BATCH, BATCH_PIXELS // max(1, int(np.prod(x.shape[2:])))))
 
 
+def input_batches(x: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """``x`` cut into the feeds a graph runs on, ``batch_size(x)`` inputs each."""
+    step = batch_size(x)
+    return [{"input": x[i:i + step]} for i in range(0, len(x), step)]
+
+
 @dataclass
 class QuantizedCheck:
     agreement: float  # share of the checked predictions whose class (or thresholded call) the int8 graph keeps
@@ -86,11 +92,9 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> 
     except ImportError:
         raise ConfigError("int8 export needs onnxruntime: pip install 'peerdistill[export]'") from None
 
-    step = batch_size(calibration)
-
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"input": calibration[i:i + step]} for i in range(0, len(calibration), step)])
+            self.batches = iter(input_batches(calibration))
 
         def get_next(self):
             return next(self.batches, None)
@@ -217,9 +221,7 @@ def check_int8(fp32_path: Path, int8_path: Path, x: np.ndarray, output: str, stu
     both: dict[int, int] = {}  # per class: twice the pixels both graphs give it, the pixels each gives it
     either: dict[int, int] = {}
     given: dict[int, list[int]] = {}  # per class: the pixels of the fp32 graph's and of the int8 graph's
-    step = batch_size(x)
-    for i in range(0, len(x), step):
-        batch = {"input": x[i:i + step]}
+    for batch in input_batches(x):
         p, q = (_probabilities(s.run(None, batch)[0], output, students) for s in (fp32, int8))
         a, b = ((r[:, 1] >= threshold).astype(np.int64) if threshold is not None else r.argmax(axis=1) for r in (p, q))
         agree = a == b
@@ -242,9 +244,7 @@ def graph_probabilities(path: Path, x: np.ndarray, output: str, students: int = 
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    step = batch_size(x)
-    return np.concatenate([_probabilities(session.run(None, {"input": x[i:i + step]})[0], output, students)
-                           for i in range(0, len(x), step)])
+    return np.concatenate([_probabilities(session.run(None, batch)[0], output, students) for batch in input_batches(x)])
 
 
 def _probabilities(out: np.ndarray, output: str, students: int) -> np.ndarray:
