@@ -27,6 +27,13 @@ def compression(reference_parameters: int, parameters: int) -> float:
     return round(reference_parameters / max(parameters, 1), 2)
 
 
+def compression_reference(costs: dict[str, dict]) -> str | None:
+    """The model the costs' compression is against, the first teacher (of several, the others are
+    not it): costs list the teachers first, so it is the first model whose own ratio is 1. None in
+    a cohort without a teacher."""
+    return next((name for name, c in costs.items() if c.get("compression") == 1.0), None)
+
+
 def ensemble_cost(costs: dict[str, dict], students: list[str],
                   timed: dict[str, float] | None = None) -> dict[str, Any] | None:
     """The ensemble's costs from its students' (``costs``: per model): the sums, with each
@@ -56,9 +63,9 @@ def with_ensemble(costs: dict[str, dict] | None, meta: Any) -> dict[str, dict] |
     cost = ensemble_cost(costs, student_names(meta))
     if cost is None:
         return costs
-    reference = next((c for c in costs.values() if c.get("compression") == 1.0), None)
+    reference = compression_reference(costs)
     if reference is not None and cost["parameters"] is not None:
-        cost["compression"] = compression(reference["parameters"], cost["parameters"])
+        cost["compression"] = compression(costs[reference]["parameters"], cost["parameters"])
     return {**costs, ENSEMBLE: cost}
 
 

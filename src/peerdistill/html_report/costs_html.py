@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, with_ensemble
+from ..ensemble_cost import ENSEMBLE, compression_reference, ensemble_cost_note, with_ensemble
 from ..report import fmt, mmacs
 from ..values import is_finite_number
 from .html_parts import note_html, section_html, table_html
@@ -76,11 +76,12 @@ def read_costs(meta: Any) -> tuple[dict[str, dict] | None, str | None]:
 
 
 def costs_header(costs: dict[str, dict], macs_of: str = "") -> list[str]:
-    """The compression column names its reference, the first teacher (of several, the others are
-    not it): costs list the teachers first, so it is the first model whose own ratio is 1. A
-    cohort without a teacher has no such column. ``macs_of``: what the MACs are of where that is
-    not the whole input (a patch-trained run's patch)."""
-    reference = next((name for name, c in costs.items() if c.get("compression") == 1.0), "teacher")
+    """The compression column names its reference (``compression_reference``). A cohort without
+    a teacher has no such column. ``macs_of``: what the MACs are of where that is not the whole
+    input (a patch-trained run's patch)."""
+    reference = compression_reference(costs)
+    if reference is None:
+        reference = "teacher"
     gpu = ["GPU ms"] if _has_gpu_latency(costs) else []
     compared = [f"x fewer parameters than {reference}"] if _has_compression(costs) else []
     return ["model", "parameters", f"MMACs{macs_of}", "file KiB", "CPU ms", *gpu, *compared]
