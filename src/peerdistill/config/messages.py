@@ -171,7 +171,7 @@ def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
         return ""
     key = str(loc[-1])
     # the very key in another section first (train.weight_decay: optim's, not ema_decay), or at the top
-    elsewhere = [f"{name}{'.N' if _is_list(field.annotation) else ''}.{key}"
+    elsewhere = [f"{name}{'.N' if is_list(field.annotation) else ''}.{key}"
                  for name, field in root.model_fields.items()
                  if (section := section_model(field.annotation)) is not None and section is not model
                  and key in section.model_fields]
@@ -198,8 +198,9 @@ def _model_at(loc: tuple[Any, ...], model: type[BaseModel]) -> type[BaseModel] |
     return model
 
 
-def _is_list(annotation: Any) -> bool:
-    """A list of sections (``students``): its keys are written ``students.N.key``."""
+def is_list(annotation: Any) -> bool:
+    """A list, or a union holding one (a list of sections, ``students``: its keys are written
+    ``students.N.key``)."""
     return any(typing.get_origin(a) is list for a in (annotation, *typing.get_args(annotation)))
 
 

@@ -4,14 +4,13 @@ key set twice, either way, is refused."""
 
 from __future__ import annotations
 
-import typing
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
 from ..errors import ConfigError
-from .messages import section_model
+from .messages import is_list, section_model
 from .run_spec import RunConfig
 from .yaml_files import leading_zero_problem, yaml_value
 
@@ -31,7 +30,7 @@ def section_at(dotted: str) -> type[BaseModel] | None:
         field = model.model_fields.get(part) if model is not None else None
         if field is None:
             return None
-        listed = any(typing.get_origin(a) is list for a in (field.annotation, *typing.get_args(field.annotation)))
+        listed = is_list(field.annotation)
         model = section_model(field.annotation)
     return None if listed else model
 
