@@ -11,8 +11,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .config import (TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, DistillSpec, RunConfig, apply_overrides,
-                     check_preset_names, named_as_written, unread_distill_keys, validate, yaml_value)
+from .config import (TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, DistillSpec, RunConfig, check_preset_names,
+                     named_as_written, unread_distill_keys, validate, yaml_value)
+from .config.overrides import applied_keys
 from .errors import ConfigError, warn_user
 
 
@@ -98,10 +99,10 @@ def variant_trees(trees: list[dict[str, Any]], variants: list[str], presets: lis
         for name, given in overrides.items():
             variant = copy.deepcopy(tree)
             try:
-                apply_overrides(variant, given)
+                set_here = applied_keys(variant, given)
             except ConfigError as exc:  # (a key given twice: in which setting)
                 raise ConfigError(f"--setting '{name}': {exc}") from None
-            distill_keys = {key.split(".")[1] for key in set().union(*map(_keys_set_by, given))
+            distill_keys = {key.split(".")[1] for key in set_here
                             if key.startswith("distill.")}  # the setting's own: kept, and checked
             moved_to, moved_from = _preset_of(variant), _preset_of(tree)
             if None not in (moved_to, moved_from) and moved_to != moved_from:  # as --presets moves a config
@@ -141,11 +142,12 @@ def _check_read_by(presets: list[str], variant: dict[str, Any], name: str, set_h
 
 def _keys_set_by(override: str) -> set[str]:
     """The dotted keys ``KEY=VALUE`` sets: KEY, and those inside a mapping value
-    (``distill={preset: ml}`` sets distill.preset)."""
+    (``distill={preset: ml}`` sets distill.preset). Read before the overrides are checked (a
+    value that is not YAML is said later, by ``applied_keys``, naming its setting)."""
     key, _, raw = override.partition("=")
     try:
         value = yaml_value(raw)
-    except yaml.YAMLError:  # said by apply_overrides, with the override
+    except yaml.YAMLError:  # said by applied_keys, with the override
         value = None
     keys, todo = set(), [(key.strip(), value)]
     while todo:
