@@ -1509,7 +1509,8 @@ def test_the_warnings_runs_gave_as_training_ended_are_listed_with_those_it_began
     (tmp_path / "e" / "run.json").write_text(json.dumps({"training_warnings": "dup"}))
     (tmp_path / "e" / "metrics.json").write_text(json.dumps([1, 2]))
     def warnings_of(paths):
-        return warnings_of_runs(paths, run_records(paths), run_records(paths, "metrics.json"))
+        metrics = {p: json.loads((p / "metrics.json").read_text()) for p in paths if (p / "metrics.json").is_file()}
+        return warnings_of_runs(paths, run_records(paths), metrics)
 
     assert warnings_of([tmp_path / "e"]) == []
     given = warnings_of([tmp_path / n for n in "abcd"])

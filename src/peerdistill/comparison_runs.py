@@ -521,14 +521,14 @@ def setting_runs(directory: Path, label: str) -> list[Path]:
     return sorted(runs, key=runs.get)
 
 
-def run_records(paths: list[Path], name: str = RUN_FILE) -> dict[Path, dict[str, Any]]:
-    """Each run's ``name`` (run.json, or metrics.json) by its folder: read once for all that a
-    comparison's tables and page say of the runs. One that does not read (damaged or missing) is
-    left out: its own commands say what is wrong with it."""
+def run_records(paths: list[Path]) -> dict[Path, dict[str, Any]]:
+    """Each run's run.json by its folder: read once for all that a comparison's tables and page
+    say of the runs. One that does not read (damaged or missing) is left out: its own commands
+    say what is wrong with it."""
     records = {}
     for path in paths:
         try:
-            records[path] = read_json(path / name)
+            records[path] = read_json(path / RUN_FILE)
         except (OSError, CheckpointError):
             continue
     return records
@@ -541,7 +541,7 @@ def warnings_of_runs(paths: list[Path], records: dict[Path, Any],
     (metrics.json's ``ending_warnings``: a best epoch chosen by nothing, kept weights that give
     every image one class), each once, with the runs that gave it: a comparison's tables, copied
     into a paper, must not leave them on a console (review 47b). ``records`` and ``metrics``: the
-    runs' run.json and metrics.json by folder (``run_records``), those that read."""
+    runs' run.json (``run_records``) and metrics.json by folder, those that read."""
     given: dict[str, list[str]] = {}
     for path in paths:
         files = {RUN_FILE: records.get(path), METRICS_FILE: metrics.get(path)}
