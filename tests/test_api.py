@@ -64,7 +64,7 @@ def test_readme_python_example(tmp_path, capsys):
         load_cohort(run, modules={**modules, "student2": MyBigNet(3)})
     cohort, meta = load_cohort(run, modules=modules)
     assert [m.name for m in cohort.students] == ["student1", "student2"]
-    # probabilities in memory, as the README's Python API gives them: the ensemble is the mean of the students'
+    # probabilities in memory, as docs/python-api.md gives them: the ensemble is the mean of the students'
     import torch
 
     from peerdistill.engine import predict
@@ -81,7 +81,7 @@ def test_readme_python_example(tmp_path, capsys):
         result.test_at_best["ensemble"]["accuracy"], abs=1e-6)
     # read to predict with (review 45d: BatchNorm used each batch's own statistics, 0.62 off in the logits)
     assert not any(module.training for member in cohort.members for module in member.module.modules())
-    # and trainable as the run trained them, as the README says (review 50b: every parameter came frozen)
+    # and trainable as the run trained them, as docs/python-api.md says (review 50b: every parameter came frozen)
     assert not any(member.frozen for member in cohort.members)
     student = cohort["student1"].module.train()
     torch.nn.functional.cross_entropy(student(torch.as_tensor(x_test[:4])), torch.as_tensor(y_test[:4])).backward()

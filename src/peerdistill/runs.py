@@ -164,7 +164,7 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
                                 "num_classes)") from None
         # in inference mode, as read to predict with: BatchNorm by its running statistics, no dropout;
         # trainable as the run trained it (review 50b: all frozen, a loaded student could not be
-        # trained on, as the README says it can), a frozen teacher frozen still
+        # trained on, as docs/python-api.md says it can), a frozen teacher frozen still
         members.append(Member(name, module.eval(), entry["role"], frozen=entry.get("frozen") is True, spec=spec))
     return members, meta
 
