@@ -797,6 +797,15 @@ def test_a_comparison_cell_names_the_runs_only_when_some_gave_no_number():
     assert seeds_cell(row([0.5, 0.7, 0.9])) == "0.7000 ± 0.2000"  # all runs gave one: no count
     assert seeds_cell(row([0.5, math.nan, 0.9])) == "0.7000 ± 0.2828 (2 of 3 runs)"
     assert seeds_cell(row([math.nan, math.nan])) == "n/a"  # none did: n/a, no "(0 of 2 runs)"
+    # four decimals never round a figure that is not 0 or 1 to one (review 55d: 1.0000 ± 0.0000 for an AUC of
+    # 0.99995 ± 0.00005 read as a perfect score without spread)
+    assert seeds_cell(row([0.9999, 1.0])) == "0.99995 ± 0.0001"
+    assert seeds_cell(row([1.0, 1.0])) == "1.0000 ± 0.0000"  # truly perfect, truly no spread
+    assert seeds_cell(row([0.00001, 0.00003])) == "0.00002 ± 0.00001"
+    from peerdistill.report import fmt
+
+    assert (fmt(0.99996), fmt(1.0), fmt(0.1234), fmt(-0.00002), fmt(0.5, 2)) == ("0.99996", "1.0000", "0.1234",
+                                                                               "-0.00002", "0.50")
 
 
 def test_per_class_comparison_rows_give_each_setting_its_own_figures():

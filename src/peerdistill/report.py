@@ -183,7 +183,9 @@ def has_not_available(scores: dict[str, dict[str, Any]], metrics) -> bool:
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
-    return NOT_AVAILABLE if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return NOT_AVAILABLE
+    return figure(value) if digits == 4 else f"{value:.{digits}f}"
 
 
 def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[str, int] | None = None,
@@ -323,7 +325,21 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def pm(mean: float, std: float) -> str:
     if math.isnan(mean):
         return NOT_AVAILABLE
-    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+    return figure(mean) if math.isnan(std) else f"{figure(mean)} ± {figure(std)}"
+
+
+def figure(value: float) -> str:
+    """Four decimals; more where four would round a figure to 0 or 1 that is neither (review 55d:
+    an AUC of 0.99995 ± 0.00005 read 1.0000 ± 0.0000, a perfect score without spread)."""
+    text = f"{value:.4f}"
+    bound = float(text)
+    if bound not in (0.0, 1.0, -1.0) or value == bound:
+        return text
+    for places in range(5, 9):
+        text = f"{value:.{places}f}"
+        if float(text) != bound:
+            return text
+    return f"{value:.1e}"
 
 
 def seeds_cell(row: dict[str, Any]) -> str:
