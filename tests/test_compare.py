@@ -658,6 +658,38 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
     table = (out / "compare.md").read_text()
     assert "| flips |" in table and "| turns |" in table
     assert "### test accuracy: paired differences from flips" in table  # the first setting is the baseline
+    # what was compared, said where the tables are cited from (review 55d: the split sizes were in no table)
+    from peerdistill import __version__
+
+    assert (f"What was compared: data kind `digits` (built in); 1,077 train, 360 val, 360 test samples "
+            f"(data.split_seed 0); 1 epoch each; trained by peerdistill {__version__} (source ") in table
+    assert "best student: in each run, the student its monitor scores best on the validation split" in \
+        " ".join(capsys.readouterr().out.split())
+
+
+def test_what_was_compared_names_the_data_splits_epochs_and_code_of_the_runs():
+    """Review 55d: compare.md and the comparison's page never named the data, its split sizes, the
+    epochs or the code; folds cut the set otherwise, settings may train for other epochs."""
+    from types import SimpleNamespace
+
+    from peerdistill.comparison_context import what_was_compared
+
+    def plan(label, epochs, patience=None):
+        return SimpleNamespace(label=label, cfg=SimpleNamespace(train=SimpleNamespace(epochs=epochs, patience=patience)))
+
+    env = {"peerdistill": "0.1.0", "source": "abc123", "torch": "2.13.0", "device": "cpu"}
+    spec = {"kind": "npz", "root": "scans.npz", "split_seed": 3}
+    records = {Path(f"r{i}"): {"data_spec": spec, "split_sizes": {"train": 80 + i, "val": 10, "test": 10 - i},
+                               "environment": env} for i in range(3)}
+    assert what_was_compared(records, [plan("kd", 30), plan("kd", 30), plan("ml", 40, patience=5)]) == (
+        "What was compared: data kind `npz`, `scans.npz`; 80 to 82 train, 10 val, 8 to 10 test samples over the runs "
+        "(data.split_seed 3); epochs kd 30, ml 40 (at most: train.patience may end a run sooner); trained by "
+        "peerdistill 0.1.0 (source abc123), torch 2.13.0, cpu. Each run's folder holds its whole config "
+        "(`config.yaml`) and its record (`run.json`).")
+    # a run trained from Python records no data section: the rest is still said
+    assert what_was_compared({Path("r"): {"environment": env}}, [plan("a", 2)]) == (
+        "What was compared: 2 epochs each; trained by peerdistill 0.1.0 (source abc123), torch 2.13.0, cpu. Each run's "
+        "folder holds its whole config (`config.yaml`) and its record (`run.json`).")
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -23,6 +23,7 @@ from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_o
                               check_before_training, check_states, comparison_world, environments_apart,
                               mark_for_replacement, plan_runs, plan_table, run_all, run_records, settings_of,
                               warning_lines, warnings_of_runs)
+from .comparison_context import what_was_compared
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text, csv_header
@@ -169,8 +170,10 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     _remove_stale_table_writes(directory)
     runs = _scored_runs(plans, results, directory, rule, temperature_scaling, tta)
     alike = teachers_trained_alike(plans, runs)
-    header = _header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from) + _teachers_alike_note(alike)
-    return _tabulate(runs, plans, labels, baseline, directory, header, console, status, seeds, folds, alike)
+    records = run_records([directory / run["run"] for run in runs])  # each run.json read once
+    header = (_header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from, what_was_compared(records, plans))
+              + _teachers_alike_note(alike))
+    return _tabulate(runs, plans, labels, baseline, directory, header, console, status, seeds, folds, alike, records)
 
 
 def _checked_options(presets: list[str] | None, seeds: int, jobs: int, folds: int | None,
@@ -297,11 +300,13 @@ def _scored_runs(plans, results: list[dict[str, Any]], directory: Path, rule, te
 
 
 def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: str, directory: Path, header: str,
-              console: Console, status: Console, seeds: int, folds: int | None, alike: list[str]) -> Comparison:
+              console: Console, status: Console, seeds: int, folds: int | None, alike: list[str],
+              records: dict[Path, dict[str, Any]]) -> Comparison:
     """The runs' figures (mean ± std per setting, model and metric) and paired differences from
     the baseline: written to compare.md, compare.csv and differences.csv, and printed (the
     tables and the notes that read them on ``console``; what is said of the folder on ``status``).
-    ``alike``: teachers left out of the differences, having trained alike in every setting."""
+    ``alike``: teachers left out of the differences, having trained alike in every setting; ``records``:
+    the runs' run.json by folder (``run_records``)."""
     rows = aggregate(runs)
     models = model_order([r["model"] for r in rows], teachers_named_in(run["metrics"] for run in runs))
     metric_names = list(dict.fromkeys(r["metric"] for r in rows))
@@ -312,7 +317,6 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     apart = [label for label in labels if label != baseline and not any(d["setting"] == label for d in diffs)]
     # (some setting off the baseline's split: the settings span more than one test set)
     paths = [directory / run["run"] for run in runs]
-    records = run_records(paths)  # each run.json read once; its metrics.json is run["metrics"] (run_all read it)
     note = _other_data_note(runs, paths, records, labels) if any(label not in paired for label in labels) else None
     if note:  # rows of other test sets side by side: said above the tables
         header += f"\n{note}\n"
@@ -437,8 +441,9 @@ def _warnings_section(given: list[tuple[str, list[str]]], count: int) -> str:
 
 
 def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool, tta: str | None,
-            teacher_from: str | None) -> str:
-    """compare.md's opening: what the tables hold, and how each extra kind of table was made."""
+            teacher_from: str | None, compared: str) -> str:
+    """compare.md's opening: what the tables hold, what was compared (``compared``), and how each
+    extra kind of table was made."""
     monitor = runs[0]["metrics"]["monitor"]
     monitors: dict[str, str] = {}
     for run in runs:
@@ -454,7 +459,7 @@ def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool
               f"(each config's seed, seed+1, ...; its data split seed stays fixed{_folds_note(folds)}). "
               f"'{BEST_STUDENT}' is, "
               f"in each run, the student with {picked[1]}. "
-              "Self-distillation heads are in compare.csv.\n")
+              f"Self-distillation heads are in compare.csv.\n\n{compared}\n")
     if rule is not None:
         tempered = (", on the probabilities tempered as in the `cal_*` tables (the threshold is on that scale, as export "
                     "and predict apply it)" if temperature_scaling else "")
@@ -840,7 +845,10 @@ def _split_identity(cfg) -> dict[str, Any]:
 def _rich_table(rows, presets, models, metric, over: str) -> Table:
     index = {(r["setting"], r["model"], r["metric"]): r for r in rows}
     spread = "one run each" if over == "one seed" else f"mean ± std over {over}"
-    table = Table(title=escape(f"{headed(metric)}, {spread}"))  # names as written, not markup
+    # (review 55d: the column read as the best score on the test split)
+    caption = (f"{BEST_STUDENT}: in each run, the student its monitor scores best on the validation split"
+               if BEST_STUDENT in models else None)
+    table = Table(title=escape(f"{headed(metric)}, {spread}"), caption=caption)  # names as written, not markup
     table.add_column("setting")
     for model in models:
         table.add_column(escape(model), justify="right")
