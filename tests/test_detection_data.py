@@ -733,11 +733,16 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
                                         r".*non-positive width.*; annotation 3 .*outside its 10x10 image\. Correct "
                                         r"them, or set data.bad_boxes=skip"):
         load_coco(images, ann, (10, 20))
-    with pytest.warns(DataNote, match=r"2 box\(es\) in ann.json left out \(data.bad_boxes=skip\)"):
-        _, y, names, _, info = load_coco(images, ann, (10, 20), bad_boxes="skip")
+    with pytest.warns(DataNote, match=r"2 box\(es\) in ann.json left out \(data.bad_boxes=skip\): .*; 1 image\(s\) "
+                                      r"lost every box so and are left out too, since each would train as an image "
+                                      r"without objects: 'b.png'"):
+        _, y, names, ids, info = load_coco(images, ann, (10, 20), bad_boxes="skip")
     # 'adenoma' had only the bad boxes: no class left to learn, as with box_json below
-    assert info == {"skipped_bad_boxes": 2, "unused_categories": ["adenoma"]} and names == ["polyp"]
-    assert y[0, 0].tolist() == [0, 2, 1, 12, 6] and y[1].tolist() == [[-1, 0, 0, 0, 0]]  # image 2 keeps no box
+    assert info == {"skipped_bad_boxes": 2, "images_left_out_without_boxes": 1, "unused_categories": ["adenoma"]}
+    assert names == ["polyp"] and y[0, 0].tolist() == [0, 2, 1, 12, 6]
+    # image 2 lost its one box: left out, not kept as an image without objects (review 55i: its object trained as
+    # background, and scored each correct detection on it as a false positive)
+    assert ids == ["a.png"] and len(y) == 1
     every_box_bad = [{"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 10]}]
     with pytest.warns(PeerdistillWarning), pytest.raises(
             DataError, match=r"holds no box to learn from \(.*; data.bad_boxes=skip left out 1 bad box"):
@@ -749,8 +754,15 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
     with pytest.raises(DataError, match=r"1 box\(es\) in boxes.json .*box 1 of 'a'.*outside its 200x100 image"):
         load_box_json(images, boxes, (10, 20))
     with pytest.warns(PeerdistillWarning, match="left out"):
-        _, _, names, _, info = load_box_json(images, boxes, (10, 20), bad_boxes="skip")
+        _, _, names, ids, info = load_box_json(images, boxes, (10, 20), bad_boxes="skip")
     assert names == ["polyp"] and info["skipped_bad_boxes"] == 1  # the class only a bad box had is gone
+    assert ids == ["a", "d"] and "images_left_out_without_boxes" not in info  # 'a' keeps a box: kept
+    one_bad = kvasir_files(tmp_path / "k1", boxes_a=[  # 'a''s only box bad: 'a' left out with it (review 55i)
+        {"label": "polyp", "xmin": 150, "ymin": 10, "xmax": 50, "ymax": 100}])
+    with pytest.warns(PeerdistillWarning, match=r"1 box\(es\) in boxes.json left out .*; 1 image\(s\) lost every box "
+                                                r"so and are left out too"):
+        x, y, _, ids, info = load_box_json(*one_bad, (10, 20), bad_boxes="skip")
+    assert ids == ["d"] and len(x) == len(y) == 1 and info["images_left_out_without_boxes"] == 1
     # clip: the box reaching outside the 200x100 original is an object, cut to the image there
     with pytest.warns(PeerdistillWarning, match=r"1 box\(es\) in boxes.json reaching outside their image cut to it"):
         _, y, names, _, info = load_box_json(images, boxes, (10, 20), bad_boxes="clip")
@@ -767,6 +779,26 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
     with pytest.warns(PeerdistillWarning), pytest.raises(  # no width: nothing to cut, left out under clip too
             DataError, match=r"holds no box to learn from \(.*; data.bad_boxes=clip left out 5 bad box"):
         load_box_json(images, boxes, (10, 20), bad_boxes="clip")
+
+
+def test_widths_and_heights_written_as_xmax_and_ymax_are_refused_whatever_the_policy(tmp_path):
+    """Review 55i: a converter writing [x, y, width, height] into xmin, ymin, xmax, ymax; under skip
+    the frames whose boxes ended before they started trained as frames without objects, and the
+    boxes whose width was above their x (so they passed) were wrong."""
+    as_sizes = [(120, 10, 40, 60), (90, 20, 30, 50), (10, 5, 60, 40), (130, 30, 20, 20)]  # [x, y, w, h]
+    images, boxes = kvasir_files(tmp_path, boxes_a=[{"label": "polyp", "xmin": x, "ymin": y, "xmax": w, "ymax": h}
+                                                    for x, y, w, h in as_sizes])
+    for policy in ("error", "skip", "clip"):
+        with pytest.raises(DataError, match=r"3 of the 5 boxes in boxes.json end before they start \(xmax below xmin "
+                                            r"or ymax below ymin\) but lie inside their image as \[x, y, width, "
+                                            r"height\]: .* Convert them \(xmax = xmin \+ width"):
+            load_box_json(images, boxes, (10, 20), bad_boxes=policy)
+    # one box reversed by a slip among right ones: the policy holds
+    images, boxes = kvasir_files(tmp_path / "one", boxes_a=[
+        {"label": "polyp", "xmin": 120, "ymin": 10, "xmax": 40, "ymax": 60},
+        {"label": "polyp", "xmin": 10, "ymin": 5, "xmax": 60, "ymax": 40}])
+    with pytest.raises(DataError, match=r"1 box\(es\) in boxes.json without area or outside their image"):
+        load_box_json(images, boxes, (10, 20))
 
 
 def test_a_coco_file_written_with_a_bom_reads(tmp_path):

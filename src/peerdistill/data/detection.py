@@ -183,6 +183,7 @@ class _BadBoxes:
         self.policy, self.source, self.found, self.clipped = policy, source, [], 0
         # (COCO) boxes outside as [x, y, w, h] but inside as corners, and those whose area says corners
         self.checked, self.corner_like, self.area_says_corners = 0, 0, 0
+        self.size_like = 0  # (box JSON) corners reversed, but inside their image as [x, y, width, height]
 
     def check(self, box, width: float, height: float, where: str) -> list[float] | None:
         self.checked += 1
@@ -197,11 +198,13 @@ class _BadBoxes:
             self.found.append(str(exc))
             return None
 
-    def settle(self) -> dict:
+    def settle(self, emptied: list[str] = ()) -> dict:
         """Raise (``error``) or warn about the boxes found; their counts for the data's info. Boxes
         whose COCO area says they are corners written as widths are refused whatever the policy
         (cutting or leaving them out would train on wrong boxes); without the area, a share of
-        them that looks so is said beside the count (large boxes poking out look the same)."""
+        them that looks so is said beside the count (large boxes poking out look the same).
+        ``emptied``: the images every box of which was left out, which the loader leaves out too."""
+        self._refuse_sizes_as_corners()
         corners = (f"{self.corner_like} box(es) in {self.source} reach outside their image as COCO's [x, y, width, "
                    "height] but lie inside it as [x1, y1, x2, y2] corners")
         convert = "convert them (width = x2 - x1, height = y2 - y1)"
@@ -228,13 +231,37 @@ class _BadBoxes:
             raise DataError(f"{len(self.found)} box(es) in {self.source} without area or outside their image: "
                             f"{named}.{hint} Correct them, or set data.bad_boxes=skip to leave them out (clip: cut "
                             "the ones reaching outside to the image)")
+        # (review 55i: such an image stayed, its objects training as background)
+        gone = (f"; {len(emptied)} image(s) lost every box so and are left out too, since each would train as an "
+                f"image without objects: {first_few(emptied, quoted=True)}" if emptied else "")
         warn_user(f"{len(self.found)} box(es) in {self.source} left out (data.bad_boxes={self.policy}): "
-                  f"{named}{hint}", DataNote)
-        return {**info, "skipped_bad_boxes": len(self.found)}
+                  f"{named}{hint}{gone}", DataNote)
+        return {**info, "skipped_bad_boxes": len(self.found),
+                **({"images_left_out_without_boxes": len(emptied)} if emptied else {})}
+
+    def _refuse_sizes_as_corners(self) -> None:
+        """Corners reversed in a fifth of the boxes or more, and most of the bad ones, each lying inside
+        its image when read as [x, y, width, height]: a converter wrote widths and heights into xmax and
+        ymax (review 55i). Refused whatever the policy: skipping them would drop true objects, and the
+        boxes that pass (a width above its x) would be wrong."""
+        if self.size_like >= max(2, self.checked / 5) and self.size_like > len(self.found) / 2:
+            raise DataError(f"{self.size_like} of the {self.checked} boxes in {self.source} end before they start "
+                            "(xmax below xmin or ymax below ymin) but lie inside their image as [x, y, width, "
+                            "height]: the file gives widths and heights where xmax and ymax are wanted. Convert them "
+                            "(xmax = xmin + width, ymax = ymin + height); data.bad_boxes would only drop wrong boxes")
 
     def left_out(self) -> str:
         """For a message about what is left: the bad boxes it lacks."""
         return (f"; data.bad_boxes={self.policy} left out {len(self.found)} bad box(es)" if self.found else "")
+
+
+def _size_like(corners, width: float, height: float) -> bool:
+    """Corners that end before they start but fit their image as [x, y, width, height]."""
+    try:
+        x1, y1, x2, y2 = map(float, corners)
+    except (TypeError, ValueError):
+        return False
+    return (x2 < x1 or y2 < y1) and min(x1, y1, x2, y2) >= 0 and x1 + x2 <= width + 1 and y1 + y2 <= height + 1
 
 
 def _is_crowd(ann: dict, where: str) -> bool:
@@ -345,7 +372,11 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         if entry_id in annotated:  # (an image without boxes: no box depends on its size)
             where = f"image {entry_id} in {source}"
             _check_annotated_size(paths[entry_id], *_image_dims(entry, where), where)
-    info = {**bad.settle(), **listed_info}
+    emptied = [entry_id for entry_id in images if entry_id in annotated and
+               not any(row[0] == entry_id for row in kept)]
+    info = {**bad.settle([images[i]["file_name"] for i in emptied]), **listed_info}
+    for entry_id in emptied:  # (their objects would train as background)
+        del images[entry_id]
     kept = _once_each(kept, images, source, info)
     if not any(not crowd for *_, crowd in kept):
         raise DataError(f"{source} holds no box to learn from (its 'annotations' are empty or all crowd regions"
@@ -604,12 +635,18 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
                 corners = (b["xmin"], b["ymin"], b["xmax"], b["ymax"])
             except KeyError as exc:
                 raise DataError(f"{where} lacks {exc}: boxes need xmin, ymin, xmax, ymax") from None
+            bad.size_like += _size_like(corners, width, height)
             box = bad.check(corners, width, height, where)
             if box is not None:
                 boxes.append((str(b[label_key]), box))
                 labels.append(b[label_key])
         rows.append((boxes, width, height))
-    skipped = bad.settle()
+    emptied = [key for key, (boxes, *_) in zip(ids, rows) if data[key]["bbox"] and not boxes]
+    skipped = bad.settle(emptied)
+    if emptied:  # (their objects would train as background)
+        ids, rows = zip(*[(key, row) for key, row in zip(ids, rows) if key not in set(emptied)]) if len(
+            emptied) < len(ids) else ([], [])
+        ids, rows = list(ids), list(rows)
     if not labels:
         raise DataError(f"{source} holds no box to learn from (every entry's bbox list is empty{bad.left_out()}): "
                         "detection needs annotated images")
