@@ -996,3 +996,23 @@ def test_synthetic_boxes_end_one_past_the_last_object_pixel():
                 edge += [float((row(y2 - 1) - row(y2)).abs().max()), float((col(x2 - 1) - col(x2)).abs().max())]
                 inside += [float((row(y2 - 1) - row(y2 - 2)).abs().max()), float((col(x2 - 1) - col(x2 - 2)).abs().max())]
     assert len(edge) >= 20 and np.median(edge) > 2 * np.median(inside)
+
+
+def test_the_shapes_of_the_original_frames_count_as_trained_on(tmp_path):
+    """Review 55i: Kvasir-SEG's files are a square copy of frames 619x529 and so on; predict told
+    inputs of the original shapes to be cropped to the copy's, a squeeze training itself made."""
+    from peerdistill.data.image_io import noting_reads
+
+    images, boxes = kvasir_files(tmp_path)
+    data = json.loads(boxes.read_text())
+    data["d"].update(width=900, height=300)  # d.jpg is a 30x30 copy of a wide frame
+    data["d"]["bbox"][0].update(ymax=290)
+    boxes.write_text(json.dumps(data))
+    with noting_reads() as files, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_box_json(images, boxes, (10, 20))
+    assert files.aspects() == [1.0, 3.0]  # the files' 2.0 (a.png) and 1.0 (d.jpg), and d's original 900x300
+    images, ann = coco_files(tmp_path / "coco")  # a.png: 40x20 from 80x40, b.png 10x10: the same shapes
+    with noting_reads() as files:
+        load_coco(images, ann, (10, 20))
+    assert files.aspects() == [1.0, 2.0]

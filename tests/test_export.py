@@ -294,7 +294,7 @@ def test_predict_with_a_run_and_with_the_exported_onnx(digits_run, tmp_path, cap
     assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "s.csv")]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert f"1 of 4 inputs are colour images read as grey, for a model that learnt from grey ones (e.g. '{folder / 'colour.png'}')" in err
-    assert f"1 of 4 inputs differ in size from the model's 8x8 input and were resized to it (e.g. '{folder / 'colour.png'}', 16x12)" in err
+    assert f"1 of 4 inputs differ in size from the model's 8x8 (height x width) input and were resized to it (e.g. '{folder / 'colour.png'}', 16x12)" in err
     assert main(["predict", str(onnx), str(folder), "--out", str(tmp_path / "t.csv"), "--visible-masks"]) == 2
     assert "--visible-masks is for segmentation masks; this model is a classification model" in capsys.readouterr().err
 

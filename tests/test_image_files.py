@@ -679,7 +679,7 @@ def test_a_jpeg_mask_keeps_the_lossy_rule_when_resized(tmp_path):
 
 def test_inputs_resized_as_training_resized_its_files_are_no_news(tmp_path):
     save(np.zeros((20, 24), np.uint8), tmp_path / "a.png")
-    with pytest.warns(UserWarning, match="1 of 1 inputs differ in size from the model's 8x8 input"):
+    with pytest.warns(UserWarning, match="1 of 1 inputs differ in size from the model's 8x8 \\(height x width\\) input"):
         read_inputs([str(tmp_path / "a.png")], 1, (8, 8))
     import warnings
     with warnings.catch_warnings():

@@ -22,8 +22,8 @@ def test_an_input_of_another_width_alone_is_said_to_be_resized(tmp_path):
     Image.fromarray(np.zeros((8, 12), np.uint8)).save(tmp_path / "wide.png")
     read, said = _said([str(tmp_path / "wide.png")], 1, (8, 8))
     assert read.images[0].shape == (8, 8, 1) and read.sizes == [(8, 12)]
-    assert said == [f"1 of 1 inputs differ in size from the model's 8x8 input and were resized to it (e.g. "
-                    f"'{tmp_path / 'wide.png'}', 8x12): check they are the kind of image it learnt from"]
+    assert said == [f"1 of 1 inputs differ in size from the model's 8x8 (height x width) input and were resized to it "
+                    f"(e.g. '{tmp_path / 'wide.png'}', 8x12): check they are the kind of image it learnt from"]
 
 
 def test_an_npz_holding_images_and_test_images_is_read_by_its_images(tmp_path):

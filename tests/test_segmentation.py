@@ -923,7 +923,7 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
     assert main(["predict", str(tmp_path / "runs" / "r"), str(tmp_path / "in"), "--out", str(tmp_path / "m")]) == 0
     said = " ".join(capsys.readouterr().err.split())
     assert (f"1 of 3 inputs are of another shape than every training file (e.g. '{tmp_path / 'in' / 'wide.png'}', "
-            "16x28: width to height 1.75, the training files' 1.00): each was squeezed to the model's 12x12 input "
+            "16x28 (height x width): width to height 1.75, the training files' 1.00): each was squeezed to the model's 12x12 input "
             "otherwise than any training image was; crop or pad them to the training files' shape first") in said
     assert said.count("another shape") == 1
 

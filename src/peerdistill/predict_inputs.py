@@ -169,8 +169,8 @@ def _say_what_changed(names: list[str], sizes: list[tuple[int, int]], converted:
     if other:
         name, (h, w) = other[0]
         warn_user(f"{len(other)} of {len(names)} inputs differ in size from the model's {size[0]}x{size[1]} "
-                  f"input and were resized to it (e.g. '{name}', {h}x{w}): check they are the kind of image "
-                  "it learnt from")
+                  f"(height x width) input and were resized to it (e.g. '{name}', {h}x{w}): check they are the kind "
+                  "of image it learnt from")
 
 
 # How far (as a factor) an input's width to height may lie outside the training files' before its
@@ -191,8 +191,11 @@ def _say_if_squeezed_otherwise(names: list[str], sizes: list[tuple[int, int]], s
     if other:
         name, (h, w) = other[0]
         shapes = f"{narrowest:.2f}" if narrowest == widest else f"{narrowest:.2f} to {widest:.2f}"
+        # (sizes as the config's image_size gives them, height first, and said so: review 55i read 529x619 as
+        # a width of 529 beside its width to height of 1.17)
         warn_user(f"{len(other)} of {len(names)} inputs are of another shape than every training file (e.g. "
-                  f"'{name}', {h}x{w}: width to height {w / h:.2f}, the training files' {shapes}): each was "
+                  f"'{name}', {h}x{w} (height x width): width to height {w / h:.2f}, the training files' {shapes}): "
+                  "each was "
                   f"squeezed to the model's {size[0]}x{size[1]} input otherwise than any training image was; crop "
                   "or pad them to the training files' shape first")
 

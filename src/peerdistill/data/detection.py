@@ -30,7 +30,8 @@ from ..errors import DataError, DataNote, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
-                       image_size, read_images, read_mask_values, refuse_images_in_subfolders)
+                       image_size, note_original_shape, read_images, read_mask_values,
+                       refuse_images_in_subfolders)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -394,6 +395,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         per_image[entry_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
     entries = list(images)
     entries = [entries[i] for i in _rows(len(entries), order)]
+    for entry_id in entries:  # (the originals' shapes, which predict's inputs may have)
+        note_original_shape(*_image_dims(images[entry_id], f"image {entry_id} in {source}"))
     x = _read([paths[entry_id] for entry_id in entries], size, grey, dicom_window)
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
@@ -656,6 +659,8 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     targets = [[_rescaled(index[lab], box, w, h, size) for lab, box in boxes] for boxes, w, h in rows]
     read = _rows(len(ids), order)
     targets, ids_read = [targets[i] for i in read], [ids[i] for i in read]
+    for i in read:  # (the originals' shapes, which predict's inputs may have)
+        note_original_shape(rows[i][1], rows[i][2])
     x = _read([files[key] for key in ids_read], size, grey, dicom_window)
     without_image = sorted(k for k in data if k not in files)
     without_entry = sorted(s for s in files if s not in data)

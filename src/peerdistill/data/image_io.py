@@ -377,6 +377,16 @@ def noting_reads() -> Iterator[FilesRead]:
         _NOTING.reset(token)
 
 
+def note_original_shape(width: float, height: float) -> None:
+    """Into the record being kept, if any: the shape of the image a file was made from (a detection
+    JSON's width and height, the files a resized copy), whose squeeze to the model's input is the
+    one training made too (review 55i: Kvasir-SEG's original frames were told to be cropped to the
+    shape of its 256x256 copy)."""
+    record = _NOTING.get()
+    if record is not None and width > 0 and height > 0:
+        record.narrowest, record.widest = min(record.narrowest, width / height), max(record.widest, width / height)
+
+
 def _note_read(width: int, height: int, read_grey=None) -> None:
     """Into the record being kept, if any: a file's shape, and, of a file read grey (its image,
     ``read_grey``), whether it held colour (grey pixels stored as RGB are no colour)."""
