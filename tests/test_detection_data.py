@@ -729,8 +729,10 @@ def test_bad_boxes_are_named_together_or_left_out_on_request(tmp_path):
                    {"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 10]},    # no width
                    {"id": 3, "image_id": 2, "category_id": 3, "bbox": [2, 2, 30, 30]}]   # outside 10x10
     images, ann = coco_files(tmp_path, annotations=annotations)
+    # each quoted as the file writes it, [x, y, width, height] (review 55i: corners, found nowhere in the file)
     with pytest.raises(DataError, match=r"2 box\(es\) in ann.json without area or outside their image: annotation 2 "
-                                        r".*non-positive width.*; annotation 3 .*outside its 10x10 image\. Correct "
+                                        r".*: bbox \[5, 5, 0, 10\] has a non-positive width.*; annotation 3 .*: bbox "
+                                        r"\[2, 2, 30, 30\] lies outside its 10x10 image\. Correct "
                                         r"them, or set data.bad_boxes=skip"):
         load_coco(images, ann, (10, 20))
     with pytest.warns(DataNote, match=r"2 box\(es\) in ann.json left out \(data.bad_boxes=skip\): .*; 1 image\(s\) "

@@ -105,8 +105,10 @@ class _NotANumber(DataError):
     """A box value that is no number: no policy can cut such a box to its image."""
 
 
-def _check_box(box, width: float, height: float, where: str) -> list[float]:
-    """(x1, y1, x2, y2) in original pixels, clipped to the image after the tolerance check."""
+def _check_box(box, width: float, height: float, where: str, written=None) -> list[float]:
+    """(x1, y1, x2, y2) in original pixels, clipped to the image after the tolerance check.
+    ``written``: the box as its file writes it, which a message quotes (COCO's [x, y, width,
+    height]: review 55i could not find the corners quoted in the file)."""
     if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in box):
         raise _NotANumber(f"{where}: box {_shown(box)} holds a value that is not a number")
     try:
@@ -115,10 +117,11 @@ def _check_box(box, width: float, height: float, where: str) -> list[float]:
         raise _NotANumber(f"{where}: box {_shown(box)} holds a value that is not a number") from None
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise _NotANumber(f"{where}: box {list(box)} holds a value that is not a finite number")
+    quoted = f"bbox {_shown(written)}" if written is not None else f"box {[x1, y1, x2, y2]}"
     if not (x2 > x1 and y2 > y1):
-        raise DataError(f"{where}: box {[x1, y1, x2, y2]} has a non-positive width or height")
+        raise DataError(f"{where}: {quoted} has a non-positive width or height")
     if x1 < -TOLERANCE or y1 < -TOLERANCE or x2 > width + TOLERANCE or y2 > height + TOLERANCE:
-        raise DataError(f"{where}: box {[x1, y1, x2, y2]} lies outside its {width:g}x{height:g} image")
+        raise DataError(f"{where}: {quoted} lies outside its {width:g}x{height:g} image")
     return _clipped((x1, y1, x2, y2), width, height)
 
 
@@ -186,10 +189,10 @@ class _BadBoxes:
         self.checked, self.corner_like, self.area_says_corners = 0, 0, 0
         self.size_like = 0  # (box JSON) corners reversed, but inside their image as [x, y, width, height]
 
-    def check(self, box, width: float, height: float, where: str) -> list[float] | None:
+    def check(self, box, width: float, height: float, where: str, written=None) -> list[float] | None:
         self.checked += 1
         try:
-            return _check_box(box, width, height, where)
+            return _check_box(box, width, height, where, written)
         except DataError as exc:
             if self.policy == "clip" and not isinstance(exc, _NotANumber):
                 inside = _clipped(box, width, height)
@@ -493,7 +496,7 @@ def _coco_boxes(data: dict, images: dict, listed: list[dict], bad: "_BadBoxes",
         bx, by, bw, bh = bbox
         corner_like, area_says_so = _corner_like(bbox, width, height, ann.get("area"))
         bad.corner_like, bad.area_says_corners = bad.corner_like + corner_like, bad.area_says_corners + area_says_so
-        box = bad.check((bx, by, bx + bw, by + bh), width, height, where)
+        box = bad.check((bx, by, bx + bw, by + bh), width, height, where, written=bbox)
         if box is not None:
             kept.append((image_id, ann["category_id"], box, (width, height), _is_crowd(ann, where)))
     return kept, from_polygons, annotated
