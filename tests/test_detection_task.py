@@ -336,6 +336,10 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
     assert main(["export", str(run), "--model", "student1"]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "max |difference|" in printed and "(dense head outputs; boxes are decoded outside the graph" in printed
+    assert main(["export", str(run), "--model", "student1", "--out", str(tmp_path / "s1.onnx"),
+                 "detect.ensemble_iou=0.5"]) == 0  # written into the JSON, and said to change nothing (review 55i)
+    assert ("detect.ensemble_iou fuses the students' boxes into the ensemble's; model 'student1' is one model, so it "
+            "changes nothing here: drop it") in " ".join(capsys.readouterr().err.split())
     assert main(["export", str(run), "--model", "ensemble"]) == 2
     assert "weighted boxes fusion" in capsys.readouterr().err
     assert main(["export", str(run), "--model", "ensemble", "--format", "safetensors"]) == 2
@@ -404,6 +408,16 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
                  f"detect.score_threshold={middle}"]) == 0
     kept = [float(r[2]) for r in list(csv.reader(out.open()))[1:]]
     assert kept and min(kept) >= middle - 1e-6
+    # fusion keys on one model change nothing: said, not taken in silence (review 55i)
+    capsys.readouterr()
+    for where, model in ((run, ["--model", "student1"]), (run / "export" / "student1.onnx", [])):
+        assert main(["predict", str(where), str(image), "--out", str(out), *model, "detect.ensemble=nms",
+                     "detect.ensemble_iou=0.5"]) == 0
+        one = "model 'student1'" if model else "the graph 'student1.onnx'"
+        assert (f"detect.ensemble and detect.ensemble_iou fuse the students' boxes into the ensemble's; {one} is one "
+                "model, so they change nothing here: drop them") in " ".join(capsys.readouterr().err.split())
+    assert main(["predict", str(run), str(image), "--out", str(out), "--model", "ensemble", "detect.ensemble=nms"]) == 0
+    assert "change nothing here" not in capsys.readouterr().err
     # an image of another size is seen at 32x32; its boxes come back in its own pixels
     wide = tmp_path / "wide.png"
     Image.open(image).resize((64, 48)).save(wide)

@@ -318,7 +318,7 @@ def export_run(run_dir: str | Path, model: str = "best", fmt: str | None = None,
     if fmt != "onnx" and name == "ensemble":
         raise ConfigError("the ensemble is several models: export it as onnx, or export each student")
     if decoding:
-        meta = with_decoding(meta, decoding, "export")
+        meta = with_decoding(meta, decoding, "export", one_model=None if name == "ensemble" else f"model '{name}'")
     finished = RunDir(run_dir).is_complete  # when its weights were read (training may end meanwhile)
     module = flip_averaged(module, output, meta, tta)
     if quantize and meta.get("task") == "detection":
@@ -363,14 +363,25 @@ def _check_safetensors_holds_it(model: str, tta: str | None, decoding: dict | No
                           "safetensors holds weights alone (eval prints T and the threshold: apply them yourself)")
 
 
-def with_decoding(record: dict, decoding: dict, command: str) -> dict:
-    """A run's (or an export's) record with other box decoding settings: a detector's only."""
+def with_decoding(record: dict, decoding: dict, command: str, one_model: str | None = None) -> dict:
+    """A run's (or an export's) record with other box decoding settings: a detector's only.
+    ``one_model``: what is decoded where it is one model (its name), whose boxes no fusion key
+    changes: said (review 55i: detect.ensemble=nms on one student's graph, taken in silence)."""
     from .config.decoding import checked_decoding
 
     if record.get("task") != "detection" or not isinstance(record.get("detection"), dict):
         raise ConfigError(f"detect.* settings decode a detector's boxes; this is a "
                           f"{record.get('task', 'classification')} model: drop them from {command}")
-    return {**record, "detection": {**record["detection"], **checked_decoding(decoding, command)}}
+    checked = checked_decoding(decoding, command)
+    fusing = [f"detect.{key}" for key in checked if key in FUSION_KEYS]
+    if one_model is not None and fusing:
+        warn_user(f"{' and '.join(fusing)} fuse{'s' if len(fusing) == 1 else ''} the students' boxes into the "
+                  f"ensemble's; {one_model} is one model, so {'it changes' if len(fusing) == 1 else 'they change'} "
+                  f"nothing here: drop {'it' if len(fusing) == 1 else 'them'}")
+    return {**record, "detection": {**record["detection"], **checked}}
+
+
+FUSION_KEYS = ("ensemble", "ensemble_iou")  # (checked_decoding names wbf_iou ensemble_iou)
 
 
 def _write_checked_onnx(module: nn.Module, x: torch.Tensor, target: Path, tolerance: float, name: str, dense: bool,

@@ -260,7 +260,7 @@ def _run_model(run_dir: Path, which: str, modules: dict | None, temperature_scal
 
     meta = RunDir.open(run_dir).meta()
     if decoding:
-        meta = with_decoding(meta, decoding, "predict")
+        meta = with_decoding(meta, decoding, "predict", one_model=None if which == "ensemble" else f"model '{which}'")
     # checked before anything is built (a detector's TTA refused, saying why)
     check_post_hoc_options(meta.get("task", "classification"), num_classes=meta.get("num_classes"),
                            input_shape=meta["input_shape"], operating_point=bool(operating_point),
@@ -338,7 +338,7 @@ def _onnx_model(path: Path, decoding: dict | None = None):
     if decoding:
         from .export import with_decoding
 
-        info = with_decoding(info, decoding, "predict")
+        info = with_decoding(info, decoding, "predict", one_model=f"the graph '{path.name}'")
     if info["task"] == "detection":
         from .runs import task_for
 
