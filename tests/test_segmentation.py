@@ -352,6 +352,14 @@ def test_folders_not_where_the_config_says_are_named_with_what_to_set(tmp_path):
         build_data(DataSpec(kind="folders", root=str(root), split_dirs=split_dirs))
     data = build_data(DataSpec(kind="folders", root=str(root), split_dirs=split_dirs, masks="1st_manual"))
     assert len(data.test) == 4
+    # a set holding its test folder alone, scored as other data (review 55h: told to set data.images)
+    import shutil
+
+    shutil.copytree(root / "testing", tmp_path / "external" / "testing")
+    with pytest.raises(DataError, match=r"'.*external' lacks the split folder\(s\) 'training' \(train\) that "
+                                        r"data.split_dirs names; it holds 'testing': eval scores such a set of images "
+                                        r"whole with --split all"):
+        build_data(DataSpec(kind="folders", root=str(tmp_path / "external"), split_dirs=split_dirs, masks="1st_manual"))
     # data.root one level too deep: a split folder, or the images folder itself
     for deeper in (root / "training", root / "training" / "images"):
         within = {"split_dirs": split_dirs} if deeper.name == "training" else {}

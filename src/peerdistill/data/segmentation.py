@@ -237,6 +237,13 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         missing = [s for s in ("train", "test") if s not in dirs]
         if missing:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
+        absent = {s: d for s, d in dirs.items() if not (root / d).is_dir()}
+        if absent and len(absent) < len(dirs):  # (review 55h: DRIVE's testing/ alone was told to set data.images)
+            named = ", ".join(f"'{d}' ({s})" for s, d in absent.items())
+            present = ", ".join(f"'{d}'" for s, d in dirs.items() if s not in absent)
+            raise DataError(f"'{root}' lacks the split folder(s) {named} that data.split_dirs names; it holds "
+                            f"{present}: eval scores such a set of images whole with --split all, and training "
+                            "needs every split folder")
         def val_cut(ids: list[str]) -> list[np.ndarray]:  # (whole groups with data.group_pattern)
             if spec.group_pattern:
                 return list(group_val_cut(group_ids(ids, spec.group_pattern, IMAGE_IDS), None, spec.val_fraction,
