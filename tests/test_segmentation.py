@@ -1633,6 +1633,21 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
     # a file no input needs, which the pattern does not name, is no matter (review 51k)
     Image.fromarray(inside.astype(np.uint8)).save(regions / "overview.png")
     assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 0
+    assert "cover far less" not in capsys.readouterr().err  # 25% of the image, the training regions' 42%
+    # regions far smaller than training's, as the vessel annotations given for the fields of view (review 55h)
+    assert json.loads((run / "run.json").read_text())["data_info"]["region_shares"] == [0.4167, 0.4167]
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    for i in (1, 2):
+        vessel = np.zeros((16, 12), np.uint8)
+        vessel[5:7, 4:8] = 255  # 8 pixels of 192
+        Image.fromarray(vessel).save(thin / f"0{i}_manual1.gif")
+    for model in (str(run), str(run / "export" / "student1.onnx")):  # (the export's JSON carries the shares)
+        assert main(["predict", model, str(inputs), "--out", str(tmp_path / "thin-out"), "--roi", str(thin)]) == 0
+        assert (f"2 of 2 region masks cover far less of their image than the training images' regions did (e.g. "
+                f"'{thin / '01_manual1.gif'}': 4%, the training regions 42% to 42%): outside its region an input's mask "
+                "is background, so check that --roi names the folder of regions of interest (DRIVE's mask/), not the "
+                "annotations") in " ".join(capsys.readouterr().err.split())
     # the region folder is never written into, nor is one that is not there read
     assert main(["predict", str(run), str(inputs), "--out", str(regions), "--roi", str(regions)]) == 2
     assert f"--roi '{regions}' is where predict would write" in " ".join(capsys.readouterr().err.split())

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from .data.image_io import image_files, read_mask
+from .data.image_profile import REGION_SHARES
 from .data.segmentation import file_key
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, warn_user
 from .option_names import option
 from .predict_inputs import Inputs
+from .values import is_finite_number
 from .wording import first_few
 
 
@@ -55,4 +57,25 @@ def region_masks(read: Inputs, folder: Path, info: dict) -> list[np.ndarray]:
             raise DataError(f"region mask '{path}' is {region.shape[0]}x{region.shape[1]} (height x width), and its "
                             f"input '{name}' {size[0]}x{size[1]}: they must be of one size")
         masks.append(region)
+    _say_if_regions_smaller(masks, paths, (info.get("training_images") or {}).get(REGION_SHARES))
     return masks
+
+
+# How much smaller than the smallest training region (as a share of its image) a region may be
+# before it is said: a field of view cut closer is no news, the vessels given for it are.
+REGION_SLACK = 2.0
+
+
+def _say_if_regions_smaller(masks: list[np.ndarray], paths: list[Path], trained: list[float] | None) -> None:
+    """Region masks far smaller than every training image's region (review 55h: DRIVE's vessel
+    annotations given for its fields of view kept the vessels alone, a prediction scoring perfect)."""
+    if not (isinstance(trained, list) and len(trained) == 2 and all(is_finite_number(v) for v in trained)):
+        return  # (a run of an earlier version, or one without data.roi)
+    small = [(path, float(region.mean())) for path, region in zip(paths, masks)
+             if region.mean() < trained[0] / REGION_SLACK]
+    if small:
+        path, share = small[0]
+        warn_user(f"{len(small)} of {len(masks)} region masks cover far less of their image than the training "
+                  f"images' regions did (e.g. '{path}': {share:.0%}, the training regions {trained[0]:.0%} to "
+                  f"{trained[1]:.0%}): outside its region an input's mask is background, so check that "
+                  f"{option('--roi')} names the folder of regions of interest (DRIVE's mask/), not the annotations")

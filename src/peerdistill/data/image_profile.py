@@ -29,8 +29,11 @@ NARROW_SHARE = 0.5
 COLOUR_READ_GREY = "colour_read_grey"
 # The narrowest and widest width / height of the run's image files (``data_info``; image_io.FilesRead).
 FILE_ASPECTS = "file_aspects"
-# The keys of ``image_profile``, and those two (in a run's ``data_info``, and in the JSON beside an export).
-TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads", COLOUR_READ_GREY, FILE_ASPECTS)
+# The smallest and largest share of a training image its region of interest covers (data.roi; ``data_info``):
+# predict --roi says when a region mask covers far less (review 55h: the vessel masks given for the fields of view).
+REGION_SHARES = "region_shares"
+# The keys of ``image_profile``, and those three (in a run's ``data_info``, and in the JSON beside an export).
+TRAINING_IMAGE_KEYS = ("grey_share", "image_means", "image_spreads", COLOUR_READ_GREY, FILE_ASPECTS, REGION_SHARES)
 # What such images usually are, and the fix (predict and eval say it alike).
 ANOTHER_SCALE_ADVICE = ("12-bit values in 16-bit files (divided by 65535), or DICOM files without a window scaled by "
                         "their stored range? Give them on the training images' scale (8-bit files, or a DICOM window, "

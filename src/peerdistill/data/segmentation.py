@@ -15,6 +15,7 @@ from ..config import DataSpec
 from ..errors import DataError, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
 from .dicom import dicom_size_and_spacing
+from .image_profile import REGION_SHARES
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_images,
                        read_mask, read_mask_values, refuse_images_in_subfolders)
@@ -269,6 +270,9 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                                  class_names=spec.class_names, stats=stats, channels_last=False, in_place=True)
     splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_from),
                        cut_from_one_set=not dirs, files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
+    if spec.roi and len(parts[0][1]):  # (predict --roi: a region far smaller than these is said)
+        shares = (np.asarray(parts[0][1]) != IGNORE).reshape(len(parts[0][1]), -1).mean(axis=1)
+        splits.info[REGION_SHARES] = [round(float(shares.min()), 4), round(float(shares.max()), 4)]
     if spec.folds:
         splits.info.update(fold=spec.fold, folds=spec.folds)
     if spec.group_pattern:
