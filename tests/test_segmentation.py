@@ -1606,6 +1606,11 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
             "students=[{arch: unet, args: {width: 4, depth: 1}}, {arch: unet, args: {width: 4, depth: 1}}]"]
     assert main(["train", *args, "--quiet"]) == 0
     run = tmp_path / "runs" / "fov"
+    # the console's tables say which pixels they count, as the report does (review 55h)
+    region = "note: Only the pixels inside each image's region of interest (data.roi: the masks in 'fov') count in these"
+    assert region in " ".join(capsys.readouterr().err.split())
+    assert main(["eval", str(run)]) == 0
+    assert region in " ".join(capsys.readouterr().err.split())
     from safetensors.torch import load_file, save_file
 
     weights = run / "models" / "student1.safetensors"  # vessels everywhere: some outside the region to take away

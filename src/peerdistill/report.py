@@ -160,6 +160,18 @@ def detection_note(meta: dict[str, Any], decoding: dict[str, Any] | None = None)
             f"by {fusion_in_words(meta, decoding)}, the teacher's left out")
 
 
+def region_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = None) -> str | None:
+    """Which pixels the figures count, for data with a region of interest (DRIVE's field of
+    view): said on the console and in the report alike (review 55h: the console's tables, copied
+    into a paper, did not say it). ``data_spec``: the data scored, when not the run's own."""
+    roi = (data_spec if data_spec is not None else (meta.get("data_spec") or {})).get("roi")
+    if meta.get("task") != "segmentation" or not roi:
+        return None
+    return (f"Only the pixels inside each image's region of interest (data.roi: the masks in '{roi}') count in these "
+            "figures; predict's masks show the models' prediction outside it too, unless --roi names the "
+            "inputs' region masks.")
+
+
 def distance_unit_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = None) -> str | None:
     """After a resize, segmentation is scored on the resized grid against masks resized to it,
     and HD95 is in that grid's pixels: what to say beside the figures (on the console and in the

@@ -1,4 +1,5 @@
-"""Notes under a table of figures (on stderr): what n/a means, an ensemble of one, HD95's unit."""
+"""Notes under a table of figures (on stderr): what n/a means, an ensemble of one, HD95's unit, a
+region of interest."""
 
 from __future__ import annotations
 
@@ -32,12 +33,14 @@ def say_what_detection_figures_are(meta: dict, decoding: dict | None = None) -> 
 
 
 def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
-    """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it."""
-    from ..report import distance_unit_note
+    """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it;
+    and, with a region of interest, that the figures count the pixels inside it alone."""
+    from ..report import distance_unit_note, region_note
 
-    note = distance_unit_note(meta, data_spec.model_dump() if data_spec is not None else None)
-    if note:
-        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    spec = data_spec.model_dump() if data_spec is not None else None
+    for note in (region_note(meta, spec), distance_unit_note(meta, spec)):
+        if note:
+            err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def say_how_to_read_differences(baseline: str, metrics, left_out=()) -> None:

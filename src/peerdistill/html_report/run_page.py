@@ -18,7 +18,7 @@ from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
 from ..json_files import read_json
 from ..metrics import per_class_part
-from ..report import (metric_meaning, distance_unit_note, ensemble_of_one_note, fmt, fusion_in_words,
+from ..report import (metric_meaning, distance_unit_note, region_note, ensemble_of_one_note, fmt, fusion_in_words,
                       per_class_tables)
 from ..run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
 from ..values import is_count, is_finite_number
@@ -106,16 +106,6 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
                  f"{shlex.quote(str(directory))}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
-
-
-def _region_note(meta: dict[str, Any]) -> str | None:
-    """Which pixels the figures count, for a run with a region of interest (DRIVE's field of view)."""
-    roi = (meta.get("data_spec") or {}).get("roi")
-    if meta.get("task") != "segmentation" or not roi:
-        return None
-    return (f"Only the pixels inside each image's region of interest (data.roi: the masks in '{roi}') count in these "
-            "figures; predict's masks show the models' prediction outside it too, unless --roi names the "
-            "inputs' region masks.")
 
 
 def _environment_in_words(meta: dict[str, Any]) -> str:
@@ -307,7 +297,7 @@ def test_table_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         students) > 1 else None
     for note in (ensemble_of_one_note(meta) if ENSEMBLE in scores else None, summed, _heads_note(scores, metrics),
                  f"The columns: {'; '.join(meanings)}." if meanings else None, distance_unit_note(meta),
-                 _region_note(meta)):
+                 region_note(meta)):
         if note:
             parts.append(note_html(note))
     for family, header, class_rows in per_class_tables(scores):
