@@ -380,7 +380,7 @@ def test_weights_stepped_out_of_range_stop_the_run_naming_the_model(tiny_data, t
 
 
 def test_large_finite_gradients_are_not_taken_for_non_finite_ones():
-    from peerdistill.engine.trainer import _all_finite, _gradients
+    from peerdistill.engine.nonfinite import _all_finite, _gradients
 
     weight = nn.Parameter(torch.zeros(4))
     optimizer = torch.optim.SGD([weight], lr=0.1)

@@ -26,13 +26,12 @@ from ..config import DistillSpec, OptimSpec, TrainSpec
 from ..data import DataSplits, TensorData, make_batches
 from ..data.loaders import DatasetBatches, PatchBatches
 from ..data.splits import channel_stats, check_names_fit_labels
-from ..errors import (ConfigError, DataError, NonFiniteError, NonFiniteStepsWarning,
-                      RunDirError, TrainingAdvice, reworded, warn_user)
+from ..errors import ConfigError, DataError, NonFiniteError, RunDirError, TrainingAdvice, reworded, warn_user
 from ..metrics import PER_EPOCH_CLASS_LIMIT, per_class_part, ranking_score
 from ..graph import KnowledgeGraph, sigmoid_rampup
 from ..json_files import read_json
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
-from ..run_files import CONFIG_FILE, RESUME_FILE, RUN_FILE
+from ..run_files import RESUME_FILE, RUN_FILE
 from ..spatial import align_to
 from ..wording import first_few
 from . import distributed, run_lock, selection
@@ -46,6 +45,7 @@ from .optim import build_optimizer, build_scheduler
 from .progress import Progress
 from .run_plan import RunPlan, run_plan
 from ..launcher import launched
+from .nonfinite import NonFiniteSteps
 from .preflight import Preflight
 from .records import RunRecords
 from .runners import RunnerSetup
@@ -117,7 +117,7 @@ def _check_discriminator_settings(graph: KnowledgeGraph, discriminator_lr: float
                           f"{'it' if len(unread) == 1 else 'them'}, or add an Edge(..., kind='holistic')")
 
 
-class Trainer(RunRecords, Preflight, RunnerSetup):
+class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps):
     """Trains every non-frozen member of a cohort together on the losses of a knowledge graph.
 
     Each step: forward each model once (frozen ones under inference mode), the supervised loss
@@ -777,34 +777,9 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         return tuple({name: float(v) for name, v in distributed.mean_over_processes(self.world, m).items()}
                      for m in means)
 
-    def _check_skipped(self, epoch: int, steps: int) -> None:
-        """Skipped steps are named, not only counted: a warning per epoch, and a stop when no
-        step of an epoch was kept (a term that is never finite would otherwise leave the models
-        untrained to the end). Gradients overflowing under fp16 loss scaling are the scaler's
-        routine calibration: recorded, neither warned about nor stopped for."""
-        routine = self.scaler is not None and all(c.startswith("gradient") for c in self.skip_causes)
-        if not self.skipped_steps or routine:
-            return
-        named = ", ".join(f"{cause} ({n} step{'s' if n > 1 else ''})" for cause, n in self.skip_causes.items())
-        if self.skipped_steps >= steps:
-            raise NonFiniteError(f"every step of epoch {epoch + 1} was skipped for non-finite values: {named}. The "
-                                 f"models learnt nothing from it; {self._last_good()}. Lower optim.lr, check the data "
-                                 "for extreme values, or change or drop the named term")
-        if self.world.is_main:
-            warn_user(f"epoch {epoch + 1}: {self.skipped_steps} of {steps} training steps skipped for non-finite "
-                      f"values: {named}", NonFiniteStepsWarning)
-
     def _saved_checkpoint(self) -> Path | None:
         last = RunDir(self.run_dir_path).resume_path if self.run_dir_path else None
         return last if last is not None and last.exists() else None
-
-    def _last_good(self) -> str:
-        last = self._saved_checkpoint()
-        if last:
-            return f"the last good checkpoint is {last}"
-        replaced = getattr(getattr(self, "_run", None), "replaced", False)
-        return "no epoch had finished, so nothing was saved" + (
-            " (the run this one replaced, --overwrite, is put back)" if replaced else "")
 
     def _resume_command(self) -> str:
         """The command that continues this run, as it was started (under torchrun or not)."""
@@ -821,17 +796,6 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         if self._saved_checkpoint() is None:
             return "the run kept no checkpoint yet: start it again on every node, with --overwrite"
         return f"the run keeps its last checkpoint: continue with {resume}"
-
-    def _skip_advice(self) -> str:
-        """How to go on skipping such steps: a run with a checkpoint may resume with another policy."""
-        run = self.run_dir_path
-        if self._saved_checkpoint() is None or not (run / CONFIG_FILE).exists():
-            return "set train.nonfinite=skip to skip such steps"  # (a run of the Python API has no config.yaml)
-        # under torchrun, resumed on as many processes (one process would draw other batches)
-        again = (f"{self._resume_command()} on {self.world.size} processes again" if self.world.distributed else
-                 self._resume_command())
-        return (f"skip such steps from the last checkpoint on: set train.nonfinite: skip in '{run / 'config.yaml'}' "
-                f"and continue with {again}")
 
     def _checkpoint_due(self, steps_done: int) -> bool:
         """Whether a checkpoint is written after this step; every process gets the same answer
@@ -906,25 +870,15 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
         # normalised outputs, and so the losses, stay finite). Every process takes the same
         # branch, or DDP's collectives would wait forever.
         statistics = self._trained_buffers_by_model()
-        checks = [torch.isfinite(total)[None], torch.isfinite(term_values),
-                  torch.stack([_all_finite(_gradients(o), self.device) for o in self.optimizers.values()]
-                              + [_all_finite(b, self.device) for b in statistics.values()])]
+        checks = self._finite_checks(total, term_values, statistics)
         if self.world.distributed:  # the same collective carries whether the main's clock says checkpoint
             checks.append(torch.tensor([self._late_for_a_checkpoint() or not self.world.is_main], device=self.device))
         finite = distributed.all_true_each(self.world, torch.cat(checks))
         if self.world.distributed:
             *finite, self._main_late_for_a_checkpoint = finite
-        terms_finite = finite[1:1 + len(terms)]
-        grads_finite = finite[1 + len(terms):1 + len(terms) + len(self.optimizers)]
-        statistics_finite = finite[1 + len(terms) + len(self.optimizers):]
-        if not finite[0]:
-            bad = [n for n, ok in zip(terms, terms_finite) if not ok]
-            return self._non_finite("loss term", bad or ["total (the sum of finite terms overflowed)"])
-        if not all(grads_finite):
-            return self._non_finite("gradient of model", [n for n, ok in zip(self.optimizers, grads_finite) if not ok])
-        if not all(statistics_finite):
-            return self._non_finite("running statistics (BatchNorm buffers) of",
-                                    [n for n, ok in zip(statistics, statistics_finite) if not ok])
+        skipped = self._skipped_if_non_finite(finite, terms, statistics)
+        if skipped is not None:
+            return skipped
         self.grad_norms = self._clip_gradients()
         for optimizer in self.optimizers.values():
             (self.scaler.step(optimizer) if self.scaler else optimizer.step())
@@ -1011,55 +965,6 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
                     foreach=True).detach()
                 for name, optimizer in self.optimizers.items()}
 
-    def _weights_finite(self) -> bool:
-        """Whether every trained model's weights are finite (what a checkpoint may hold)."""
-        modules = [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]
-        params = [p for module in modules for p in module.parameters()]
-        return bool(_all_finite(params, self.device))
-
-    def _non_finite(self, what: str, names: list[str]) -> dict[str, torch.Tensor]:
-        """A NaN or infinite loss or gradient: skip the step (``train.nonfinite: skip``) or stop
-        with a message naming it; either way no weight is updated from it."""
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-        where = f"epoch {self._position[0] + 1}, step {self._position[1] + 1}"
-        if self.scaler is not None:
-            self.scaler.update()  # an fp16 overflow: the scaler lowers its scale and the step is skipped
-        if self.speed.nonfinite == "skip":
-            with torch.no_grad():
-                for buffer, saved in zip(self._trained_buffers(), self._buffers_before):
-                    buffer.copy_(saved)
-            self.skipped_steps += 1
-            for name in names:
-                cause = f"{what} '{name}'"
-                self.skip_causes[cause] = self.skip_causes.get(cause, 0) + 1
-            return {}
-        finding = f"non-finite {what} {', '.join(repr(n) for n in names)} at {where}"
-        # (one process's own batch: under torchrun every process must say the same, so not there)
-        inputs = None if self.world.distributed else getattr(self, "_step_inputs", None)
-        bad = int((~torch.isfinite(inputs)).sum()) if isinstance(inputs, torch.Tensor) and \
-            inputs.is_floating_point() else 0
-        advice = (f"this batch's inputs hold {bad} NaN or infinite values: the data has them (a Dataset's images "
-                  "are not checked value by value), so remove or repair those samples" if bad else
-                  "Lower optim.lr and train again, check the data for extreme values")
-        error = NonFiniteError(f"{finding}; {self._last_good()}. {advice}, or {self._skip_advice()}", finding)
-        # Under torchrun the processes agreed on the names: each stops with this step's finding.
-        raise error.found_by_every_process() if self.world.distributed else error
-
-    def _trained_buffers(self) -> list[torch.Tensor]:
-        """The buffers a training forward updates (BatchNorm statistics of the models and the
-        connectors); the critics' forward comes after the checks."""
-        return [b for m in self.cohort.trainable for b in m.module.buffers()] + list(self.connectors.buffers())
-
-    def _trained_buffers_by_model(self) -> dict[str, list[torch.Tensor]]:
-        """Their running means and variances (of BatchNorm, InstanceNorm or a user's layer that
-        names them so), by model name (``@connectors`` for the connectors). Other buffers are
-        not updated by training, and one that is not saved may hold infinities on purpose (an
-        attention mask)."""
-        owners = {m.name: m.module for m in self.cohort.trainable} | {"@connectors": self.connectors}
-        return {name: [b for key, b in module.named_buffers() if key.rpartition(".")[2] in _RUNNING_STATISTICS]
-                for name, module in owners.items()}
-
     def _critic_inputs(self, out) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """What the critics of holistic edges learn from: each edge's source and learner maps, detached."""
         return {edge.name: (out.logits[edge.source].detach(), out.logits[edge.target].detach())
@@ -1116,20 +1021,3 @@ class Trainer(RunRecords, Preflight, RunnerSetup):
             row.update({f"val/{model}/{k}": v for k, v in metrics.items()
                         if not (many and per_class_part(k) and k != self.monitor_metric)})
         return row
-
-
-_RUNNING_STATISTICS = ("running_mean", "running_var")
-
-
-def _gradients(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [p.grad.detach() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-
-
-def _all_finite(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Whether every element of ``tensors`` is finite, as a boolean tensor (no device sync)."""
-    tensors = [t.detach() for t in tensors if t.numel()]  # (_foreach_max takes no empty tensor)
-    if not tensors:
-        return torch.ones((), dtype=torch.bool, device=device)
-    # The largest magnitude is finite exactly when every element is (a 2-norm overflows on large
-    # finite values); the max of the magnitudes is several times faster than an inf-norm on the CPU.
-    return torch.isfinite(torch.stack(torch._foreach_max(torch._foreach_abs(tensors)))).all()
