@@ -337,13 +337,14 @@ DDP_SCRIPT = textwrap.dedent('''
     in DDP) and records, per process, its weights' digest and every file it wrote."""
     import hashlib, json, os, sys
 
+    import peerdistill.engine.checkpointing as checkpointing_module
     import peerdistill.engine.records as records_module
     import peerdistill.engine.trainer as trainer_module
     from peerdistill.build import make_trainer
     from peerdistill.config import validate
 
     writes = []
-    for module in (records_module, trainer_module):
+    for module in (records_module, trainer_module, checkpointing_module):
         for name in ("write_json", "atomic_write_text", "save_weights", "save_resume_state"):
             if hasattr(module, name):
                 real = getattr(module, name)
