@@ -76,16 +76,21 @@ def test_an_overlay_tints_predicted_classes_at_alpha_and_outlines_the_truth_in_w
     pred = np.zeros((5, 5), dtype=np.int64)
     pred[0, 0] = 2
     truth = np.zeros((5, 5), dtype=np.int64)
-    truth[1:4, 1:4] = 1  # a 3x3 square: its 8 edge pixels are its boundary, the centre is not
+    truth[1:4, 1:4] = 1  # a 3x3 square: outlined on the 12 pixels just outside it (its cross dilation less it)
     truth[4, 4] = 255  # an ignored pixel is no foreground: no outline
     out = overlay(image, pred, truth, alpha=0.45)
     expected = (0.55 * 100 + 0.45 * PALETTE[2].astype(np.float64)).astype(np.uint8)  # by hand: 55 + 0.45 * colour
     assert out[0, 0].tolist() == expected.tolist()
-    assert out[0, 1].tolist() == [100, 100, 100]  # background (class 0) is not tinted
+    assert out[0, 4].tolist() == [100, 100, 100]  # background (class 0) is not tinted
     boundary = np.zeros((5, 5), bool)
-    boundary[1:4, 1:4] = True
-    boundary[2, 2] = False
-    assert (out[boundary] == 255).all() and out[2, 2].tolist() == [100, 100, 100]
+    boundary[0, 1:4] = boundary[4, 1:4] = boundary[1:4, 0] = boundary[1:4, 4] = True
+    assert (out[boundary] == 255).all() and (out[1:4, 1:4] == 100).all() and not (out[~boundary] == 255).all(-1).any()
+    # a true region a pixel wide (a thin vessel) keeps its prediction in sight (review 55h: outlined whole)
+    vessel = np.zeros((5, 5), dtype=np.int64)
+    vessel[2, :] = 1
+    found = overlay(image, vessel, vessel, alpha=0.45)
+    assert (found[2] == (0.55 * 100 + 0.45 * PALETTE[1].astype(np.float64)).astype(np.uint8)).all()
+    assert (found[1] == 255).all() and (found[3] == 255).all()
     assert out[4, 4].tolist() == [50, 50, 50]  # ignored (outside data.roi): darkened, not scored
     pred[4, 4] = 2  # a prediction there is not tinted either: no figure counts it
     assert overlay(image, pred, truth, alpha=0.45)[4, 4].tolist() == [50, 50, 50]
@@ -187,7 +192,8 @@ def test_eval_pictures_of_small_inputs_are_enlarged_by_a_whole_factor_and_masks_
     assert (over[:8, :8] == tint).all()  # the predicted pixel, a whole 8x8 square
     assert (over[8:16, :8] == 0).all() and (over[40:, 40:] == 255).all()  # untouched pixels, squares of their own
     white = (over == 255).all(axis=-1)
-    assert white[16, 16:32].all() and not white[17, 17:31].any()  # the truth's outline one pixel wide, not 8
+    # the truth's outline one pixel wide, not 8, just outside it (rows 16 to 31 hold it)
+    assert white[15, 16:32].all() and not white[16:32, 16:32].any() and white[32, 16:32].all()
     # boxes: the enlarged picture with every box scaled by the same factor
     boxes = torch.zeros(1, 3, 16, 16)
     monkeypatch.setattr(pictures, "predict", lambda *a, **k: {"m": [
