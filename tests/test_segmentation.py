@@ -1661,7 +1661,8 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
     (regions / "02_test_mask.gif").unlink()
     assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 2
     assert (f"no region mask in '{regions}' for 1 input(s) ('{inputs / '02_test.tif'}'), paired by "
-            "data.pattern '^(\\d+)_': add theirs, or predict them without --roi") in " ".join(capsys.readouterr().err.split())
+            "data.pattern '^(\\d+)_'; its 2 image file(s) give the id(s) '01': add theirs, or predict them "
+            "without --roi") in " ".join(capsys.readouterr().err.split())
     sidecar = run / "export" / "student1.json"  # as an export before the pattern was recorded wrote it
     sidecar.write_text(json.dumps({k: v for k, v in json.loads(sidecar.read_text()).items() if k != "pattern"}))
     assert main(["predict", str(run / "export" / "student1.onnx"), str(inputs), "--out", str(tmp_path / "kept"),

@@ -29,7 +29,8 @@ def region_masks(read: Inputs, folder: Path, info: dict) -> list[np.ndarray]:
                           "(DRIVE's mask/), each named as its image pairs with it")
     pattern = info.get("pattern")
     regions: dict[str, list[Path]] = {}
-    for path in image_files(folder):
+    files = image_files(folder)
+    for path in files:
         key = file_key(path, pattern)
         if key is not None:
             regions.setdefault(unicodedata.normalize("NFC", key), []).append(path)
@@ -48,8 +49,11 @@ def region_masks(read: Inputs, folder: Path, info: dict) -> list[np.ndarray]:
         rule = f"data.pattern '{pattern}'" if pattern else "the file name less its suffix"
         older = (" (this export's JSON records no data.pattern, as exports before 2026-12-07 did not: export the "
                  "run again if its region masks paired by one)" if "pattern" not in info else "")
+        # what the folder gives instead (review 55h: a folder of other ids and one matching no pattern read alike)
+        held = (f"its {len(files)} image file(s) give the id(s) {first_few(sorted(regions), quoted=True)}" if regions else
+                f"none of its {len(files)} image file(s) gives an id by {rule}" if files else "it holds no image file")
         raise DataError(f"no region mask in '{folder}' for {len(lacking)} input(s) ({first_few(lacking, quoted=True)}), "
-                        f"paired by {rule}{older}: add theirs, or predict them without {option('--roi')}")
+                        f"paired by {rule}{older}; {held}: add theirs, or predict them without {option('--roi')}")
     masks = []
     for path, name, size in zip(paths, read.names, read.sizes):
         region = read_mask(path, None, binary=True) > 0
