@@ -220,8 +220,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     that difference over the same resamples (a paired bootstrap: both scored on every draw).
     ``score_thresholds`` (detection): each output also gets ``at{T}_precision``, ``at{T}_recall``,
     ``at{T}_f1`` and ``at{T}_boxes_per_frame`` of its boxes scoring T or more (``detection_thresholds.py``;
-    ``()``: the default thresholds); not the ensemble, whose boxes are fused from the students'
-    decoded at ``detect.score_threshold``: fused from boxes decoded at T, they would differ.
+    ``()``: the default thresholds); the ensemble, whose boxes are fused from the students'
+    decoded at ``detect.score_threshold`` (fused from boxes decoded at T, they would differ), at
+    that threshold alone: its fused boxes scoring it or more, what predict keeps.
     ``temperature_scaling`` (classification): each model also gets ``cal_temperature``, fitted on the run's
     own validation split, and ``cal_ece``, ``cal_brier`` of the scored split with it
     (``calibration.py``); with ``operating_point`` too, the threshold is chosen on the tempered
@@ -267,7 +268,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
         warn_if_few_units(len(set(groups)) if groups else scored_count, grouped=bool(groups))
         _add_bootstrap_figures(scores, kept.meters, task, bootstrap, groups, baseline)
     if score_thresholds:
-        _add_threshold_figures(scores, kept.meters, score_thresholds)
+        _add_threshold_figures(scores, kept.meters, score_thresholds, task.score_threshold)
     if chooses_on_val:
         val = split_probabilities(cohort, task, check_compatible(own, meta).val, dev)
         _add_chosen_on_val(scores, val, kept.probabilities(), rule, temperature_scaling, bootstrap, groups)
@@ -337,13 +338,15 @@ def _add_bootstrap_figures(scores: dict[str, dict[str, float]], meters: dict[str
 
 
 def _add_threshold_figures(scores: dict[str, dict[str, float]], meters: dict[str, list],
-                           score_thresholds: list[float]) -> None:
-    """Each detector's figures at deployment score thresholds; not the ensemble's, fused from
-    boxes decoded at detect.score_threshold (not what boxes decoded at T would fuse to)."""
+                           score_thresholds: list[float], decoded_at: float) -> None:
+    """Each detector's figures at deployment score thresholds; the ensemble's at the threshold its
+    students' boxes were decoded at alone (``decoded_at``, when among them): fused from boxes
+    decoded at another T they would differ (review 55i: the ensemble had no deployment figures)."""
     for name, output_meters in meters.items():
-        if name != ENSEMBLE:
+        at = score_thresholds if name != ENSEMBLE else [t for t in score_thresholds if t == decoded_at]
+        if at:
             scores[name].update(figures_at_thresholds([p for m in output_meters for p in m.predictions],
-                                                      [t for m in output_meters for t in m.truths], score_thresholds))
+                                                      [t for m in output_meters for t in m.truths], at))
 
 
 def _check_baseline(baseline: str | None, cohort: Cohort, bootstrap: int, roles: tuple[str, ...]) -> None:

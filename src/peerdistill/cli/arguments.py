@@ -195,7 +195,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     metavar="T1,T2,...",
                     help="detection: also each model's boxes per frame, precision, recall and F1 at IoU 0.5 of the "
                          "boxes scoring each T or more (default 0.05,0.1,0.2,...,0.9, from the run's "
-                         "detect.score_threshold up; not the ensemble): choose on --split val the "
+                         "detect.score_threshold up; the ensemble at detect.score_threshold alone): choose on --split val the "
                          "detect.score_threshold predict and export run at (in --json: atT_precision, ...)")
     ev.add_argument("--save-images", "--save-masks", dest="save_images", type=_count, default=0, metavar="N",
                     help="segmentation and detection: save pictures of N samples per model to RUN_DIR/eval/SPLIT/ "

@@ -189,11 +189,16 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
         for model in (m for m in scores if m != "ensemble"):
             show(threshold_table(scores[model], f"{title}: {model}'s boxes scoring each threshold or more, matched at "
                                                 "IoU 0.5"))
+        decoded = (decoding or {}).get("score_threshold", (meta.get("detection") or {}).get("score_threshold"))
+        if "ensemble" in scores and any(key.startswith("at") for key in scores["ensemble"]):
+            show(threshold_table(scores["ensemble"], f"{title}: the ensemble's boxes, fused from the students' decoded "
+                                                     f"at {decoded:g}, scoring {decoded:g} or more (what predict "
+                                                     "keeps), matched at IoU 0.5"))
         err_console.print("note: choose the threshold on the validation split (--split val), check it on the test "
-                          "split, and give it to predict and export as detect.score_threshold=T. The ensemble is left "
-                          "out: its boxes are fused from the students' decoded at detect.score_threshold, so score it "
-                          "at T by decoding at it: eval RUN_DIR detect.score_threshold=T", highlight=False,
-                          soft_wrap=True)
+                          "split, and give it to predict and export as detect.score_threshold=T. The ensemble is "
+                          f"scored at detect.score_threshold ({decoded:g}) alone: its boxes are fused from the "
+                          "students' decoded there, so score it at T by decoding at it: eval RUN_DIR "
+                          "detect.score_threshold=T --score-thresholds T", highlight=False, soft_wrap=True)
     if ns.operating_point:
         names = meta.get("class_names") or ["0", "1"]
         tempered = (", on the tempered probabilities (the threshold is on that scale, as export and predict apply "
