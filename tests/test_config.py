@@ -704,6 +704,17 @@ def test_the_critics_settings_of_a_config_reach_the_trainer(tmp_path):
     assert not (tmp_path / cfg.name).exists()  # nothing written before fit
 
 
+def test_a_list_or_mapping_written_as_a_key_is_refused_with_a_message(tmp_path):
+    """Review 55j: YAML's complex keys (``? [a, b]``) crashed with a TypeError traceback."""
+    for key, kind in (("[a, b]", "list"), ("{a: 1}", "mapping")):
+        (tmp_path / "c.yaml").write_text(f"name: x\n? {key}\n: 1\n")
+        with pytest.raises(ConfigError, match=rf"(?s)not valid YAML: a {kind} is written as a key \('\?' or brackets "
+                                              r"before a colon\): keys must be plain words.*line 2"):
+            load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="the value is not valid YAML .*a list is written as a key"):
+        apply_overrides(default_config(), ["teacher.args={? [a]: 1}"])
+
+
 def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     # YAML would keep the last of two `1:` keys silently, as it would two `train:` sections
     with pytest.raises(ConfigError, match="the value is not valid YAML .*key '1' appears twice"):

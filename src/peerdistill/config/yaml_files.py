@@ -82,6 +82,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, it is no key of its own
                 continue
             key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (list, dict)):  # (`? [a, b]`: YAML's complex key, a list or mapping as a key)
+                kind = "list" if isinstance(key, list) else "mapping"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a {kind} is written as a key ('?' or brackets before a colon): "
+                                "keys must be plain words, as in epochs: 3", key_node.start_mark)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key '{key}' appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}): "
