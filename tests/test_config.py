@@ -704,6 +704,31 @@ def test_the_critics_settings_of_a_config_reach_the_trainer(tmp_path):
     assert not (tmp_path / cfg.name).exists()  # nothing written before fit
 
 
+def test_yaml_aliases_that_hold_themselves_or_expand_to_millions_are_read_at_once(tmp_path):
+    """Review 55j: `a: &a [*a]` hung the leading-zero walk for ever, and 600 bytes of nested aliases
+    (4.8 million leaves) for minutes; each list or mapping is walked once."""
+    import threading
+    import time
+
+    from peerdistill.config.yaml_files import _UniqueKeyLoader, leading_zero_problem
+
+    levels = ["a: &a [x, x, x, x, x, x, x, x, 010]"]  # 9 ** 7 = 4.8 million leaves
+    levels += [f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]" for p, k in zip("abcdef", "bcdefg")]
+    bomb = "\n".join(levels) + "\n"
+    for text, problem in (("a: &a [*a]\n", None), (bomb.replace("010", "x"), None),
+                          (bomb, "'a.8': 010 has a leading zero")):
+        tree, found = yaml.load(text, Loader=_UniqueKeyLoader), []
+        walk = threading.Thread(target=lambda: found.append(leading_zero_problem(tree)), daemon=True)
+        walk.start()  # (in a thread: a walk that never ends fails the test, not hangs it)
+        walk.join(timeout=1.0)
+        assert found and ((found[0] is None) if problem is None else found[0].startswith(problem))
+    (tmp_path / "c.yaml").write_text("s: &s [*s]\n" + bomb.replace("010", "x") + "name: x\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="unknown key 's'"):
+        load_config(tmp_path / "c.yaml")
+    assert time.perf_counter() - start < 5.0
+
+
 def test_a_list_or_mapping_written_as_a_key_is_refused_with_a_message(tmp_path):
     """Review 55j: YAML's complex keys (``? [a, b]``) crashed with a TypeError traceback."""
     for key, kind in (("[a, b]", "list"), ("{a: 1}", "mapping")):

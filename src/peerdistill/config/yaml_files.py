@@ -6,6 +6,7 @@ import difflib
 import importlib.util
 import re
 import shlex
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,15 @@ def leading_zero_problem(tree: Any, key: str = "", in_file: bool = False) -> str
     """The first number of ``tree`` (a value read by the loader below) written with a leading zero,
     said with its key (``key``: the dotted key of ``tree`` itself), its line ``in_file``, and its
     fix; None if none."""
-    todo = [(key, tree)]
+    todo, walked = deque([(key, tree)]), set()
     while todo:
-        where, value = todo.pop(0)
+        where, value = todo.popleft()
+        if isinstance(value, (dict, list)):
+            # each list or mapping once: YAML's aliases share one (a list holding itself, `a: &a [*a]`, was walked
+            # forever, and nested aliases, 600 bytes of them, millions of times: review 55j)
+            if id(value) in walked:
+                continue
+            walked.add(id(value))
         if isinstance(value, dict):
             todo += [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
             todo += [(where, k) for k in value if isinstance(k, LeadingZero)]
