@@ -378,6 +378,12 @@ def test_a_factorys_wrong_argument_is_named_with_a_guess_only_when_one_is_close(
     # a factory taking **kwargs passes on what it does not name: listing its own would mislead
     with pytest.raises(ConfigError, match=r"rejected its args .*unexpected keyword argument 'widht'$"):
         build_model("tests.test_api:factory_with_kwargs", {"widht": 3}, 1, 4)
+    # a value of millions of items (YAML aliases) is cut short, not printed whole (review 55j: a 28 MB message)
+    huge = [["x"] * 1000] * 1000
+    with pytest.raises(ConfigError, match=r"rejected its args \{'x': \[\['x', 'x', .*\.\.\., 'in_channels': 1, "
+                                          r"'num_classes': 4\}: .*unexpected keyword") as caught:
+        build_model("cnn", {"x": huge}, 1, 4)
+    assert len(str(caught.value)) < 1000
 
 
 def test_a_module_given_twice_is_refused():

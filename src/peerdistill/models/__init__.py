@@ -184,14 +184,22 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
             if args and args_key:  # from the embedded default or a config file, the arch changed since by an override
                 hint += (f"; if you changed its arch on the command line, the config's {args_key} stayed: give "
                          f"the new model's with it ({args_key}={{}} for none)")
-            raise ConfigError(f"{who}arch '{arch}' rejected its args {kwargs}: {exc}{hint}") from None
-        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: TypeError: {exc}{_raised_at(exc)}") from None
+            raise ConfigError(f"{who}arch '{arch}' rejected its args {_args_shown(kwargs)}: {exc}{hint}") from None
+        raise ConfigError(f"{who}arch '{arch}' with args {_args_shown(kwargs)} failed: TypeError: {exc}{_raised_at(exc)}") from None
     except Exception as exc:  # a user's or library's factory: its own message says what is wrong
-        raise ConfigError(f"{who}arch '{arch}' with args {kwargs} failed: {exc}{_raised_at(exc)}"
+        raise ConfigError(f"{who}arch '{arch}' with args {_args_shown(kwargs)} failed: {exc}{_raised_at(exc)}"
                           f"{_imported_when_called(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"arch '{arch}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _args_shown(kwargs: dict[str, Any]) -> str:
+    """A model's args as a message repeats them, in their order, each value cut short where long
+    (YAML aliases expand to millions of items: review 55j, a 28 MB message)."""
+    from ..config.messages import _shown
+
+    return "{" + ", ".join(f"{key!r}: {_shown(value)}" for key, value in kwargs.items()) + "}"
 
 
 # A zoo model past this many parameters is a slip of its args (depth 100 doubles a cnn's channels
