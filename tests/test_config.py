@@ -729,6 +729,19 @@ def test_yaml_aliases_that_hold_themselves_or_expand_to_millions_are_read_at_onc
     assert time.perf_counter() - start < 5.0
 
 
+def test_thousands_of_unknown_keys_are_said_in_a_few_lines_at_once():
+    """Review 55j: 20,000 unknown keys took minutes (a search per error) and printed a line each."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as said:
+        validate({**default_config(), **{f"k{i}": i for i in range(10_000)}})
+    assert time.perf_counter() - start < 5.0
+    lines = str(said.value).splitlines()
+    assert lines[1].startswith("  unknown key 'k0' (valid keys: name, ") and len(lines) == 32
+    assert lines[-1] == "  ... and 9,970 more unknown keys"
+
+
 def test_a_list_or_mapping_written_as_a_key_is_refused_with_a_message(tmp_path):
     """Review 55j: YAML's complex keys (``? [a, b]``) crashed with a TypeError traceback."""
     for key, kind in (("[a, b]", "list"), ("{a: 1}", "mapping")):
