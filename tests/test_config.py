@@ -183,6 +183,8 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     (["train.epochs=true"], "'train': epochs is a number, not true"),
     (["data.num_classes=false"], "'data': num_classes is a number, not false"),
     (["data.shapes_counts=[1, 1, 1]"], "data.shapes_counts applies to data kind 'shapes', not 'digits'"),
+    (["data.kind=shapes", "task=segmentation", "data.shapes_counts=[1000000000, 1, 1]"],
+     "'data.shapes_counts.0': Input should be less than or equal to 100000 (got 1000000000)"),  # (not numpy's traceback)
     (["data.masks=labels"], "data.masks applies to data kind 'folders' or 'mask_boxes', not 'digits'"),
     (["data.bad_boxes=skip"], "data.bad_boxes applies to data kind 'coco' or 'box_json', not 'digits'"),
     # review 51e: these were accepted without a word for kinds that never read them

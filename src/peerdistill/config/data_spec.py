@@ -17,6 +17,9 @@ from .sections import Section, check_seed
 # 20,000 random fields on images of 8 to 129 pixels a side, none folded at 0.065 and 1 to 9 did at
 # 0.07 (bicubic between control points a quarter of the side apart overshoots their moves).
 ELASTIC_LIMIT = 0.06
+# images a split of the synthetic data (shapes, boxes) may ask for: 100,000 64 x 64 images are 2 GB in memory;
+# a billion, asked for by a slip, stopped with numpy's traceback (review 55j)
+SYNTHETIC_COUNT_LIMIT = 100_000
 
 
 # data kinds that name their classes themselves (folders, labels, categories): data.class_names
@@ -168,7 +171,7 @@ class DataSpec(Section):
     foreground_oversample: float = Field(default=0.0, ge=0, le=1,
                                          description="share of crops centred on a foreground pixel")
     window_overlap: float = Field(default=0.5, ge=0, lt=1, description="sliding-window overlap when patch_size is set")
-    shapes_counts: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [600, 150, 150], min_length=3, max_length=3,
+    shapes_counts: list[Annotated[int, Field(gt=0, le=SYNTHETIC_COUNT_LIMIT)]] = Field(default_factory=lambda: [600, 150, 150], min_length=3, max_length=3,
                                      description="train / val / test image counts of the synthetic data")
     # detection (kinds: boxes, coco, box_json, mask_boxes)
     annotations: str | None = Field(default=None, description="coco / box_json: the JSON file (relative to root)")
@@ -176,7 +179,7 @@ class DataSpec(Section):
         default="error", description="coco / box_json: boxes without area or outside their image stop the load "
                                      "(error), are left out with a warning (skip), or are cut to the image, those "
                                      "without area left out (clip)")
-    boxes_counts: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
+    boxes_counts: list[Annotated[int, Field(gt=0, le=SYNTHETIC_COUNT_LIMIT)]] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
                                     description="train / val / test image counts of the synthetic boxes default")
 
     @field_validator("split_seed")
