@@ -1889,6 +1889,18 @@ def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkey
     assert capsys.readouterr().err.strip() == (f"error: File too large writing '{tmp_path / 'x.json'}': a file outgrew "
                                                "the size this shell or file system allows (ulimit -f, FAT32's 4 GiB); "
                                                "raise the limit or write elsewhere, then run the command again")
+
+    def no_memory(ns):  # review 55j: numpy's ArrayMemoryError came out as a traceback
+        import numpy as np
+
+        return np.empty((2**40, 2**20), np.float32)
+
+    monkeypatch.setattr(arguments, "cmd_presets", no_memory)
+    run_cli("presets", expect=2)
+    assert capsys.readouterr().err.strip() == ("error: out of memory: Unable to allocate 4.00 EiB for an array with "
+                                               "shape (1099511627776, 1048576) and data type float32: ask for less "
+                                               "(fewer or smaller images, smaller batches), or run where there is more "
+                                               "memory")
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
     said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "r"))
     assert said == ""  # (finished: nothing to resume)

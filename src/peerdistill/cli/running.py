@@ -132,6 +132,11 @@ def _run(ns: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as exc:  # (not told: torchrun's agent may be going, and a store not there is waited for)
         return _interrupted(ns, exc)
+    except MemoryError as exc:  # (numpy's allocation of data asked for by a slip: its traceback said it; review 55j)
+        said = f": {exc}" if str(exc) else ""
+        _say_once_per_node(f"out of memory{said}: ask for less (fewer or smaller images, smaller batches), or run "
+                           f"where there is more memory{_kept_for_resume(ns)}")
+        return 2
     except BrokenPipeError:  # `peerdistill eval --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
