@@ -777,6 +777,14 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     (["distill.preset=ml", "distill.cwd_weight=1", "distill.cwd_temperature=2"],
      "distill.cwd_temperature is read only with distill.cwd_weight"),
     (["name=."], "name is the run's folder inside out_dir: one folder name"),
+    # review 55j: a NUL passed --dry-run, then stopped the run with a traceback; an empty out_dir ran in the current folder
+    (['name="a\\0b"'], "'name': name holds the control character '\\x00': it names a folder, so printable characters "
+                         "only (no NUL, newline, tab or escape) (got 'a\\x00b')"),
+    (['name="a\\eb"'], "name holds the control character '\\x1b'"),
+    (['out_dir="runs\\n"'], "'out_dir': out_dir holds the control character '\\n'"),
+    (["out_dir=''"], "'out_dir': out_dir is empty: give the folder the run's folder goes in (. for the current one) "
+                     "(got '')"),
+    (["out_dir=' '"], "out_dir is empty"),
     (["optim.warmup_epochs=30"], "optim.warmup_epochs (30) must be fewer than train.epochs (30)"),  # epochs 30
     (["optim.lr=1", "optim.weight_decay=1"], "lr x weight_decay = 1, and from 1 on adamw's decay alone"),  # the limit
     (["distill.preset=independent", "teacher=null", "students=[{arch: cnn}]", "distill.ensemble_weight=0.5"],

@@ -3,6 +3,7 @@ need several sections at once."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
@@ -23,6 +24,15 @@ def _raw_value(section: Any, key: str, default: Any) -> Any:
         return getattr(section, key, default)
     value = section.get(key) if isinstance(section, dict) else None
     return default if value is None else value  # (null: the key's default, as validation reads it)
+
+
+def _refuse_control_characters(key: str, value: str) -> None:
+    """A folder's name holding a NUL, newline, tab or escape: a NUL passed --dry-run and then stopped
+    the run with Python's traceback, the others make a folder that terminals show wrong (review 55j)."""
+    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise ValueError(f"{key} holds the control character {control!r}: it names a folder, so printable "
+                         "characters only (no NUL, newline, tab or escape)")
 
 
 def default_run_name(tree: dict[str, Any]) -> str:
@@ -102,6 +112,18 @@ class RunConfig(Section):
         if (v.strip() in ("", ".", "..") or any(c in v for c in "/\\")) and not validating_saved(info):
             raise ValueError("name is the run's folder inside out_dir: one folder name, without '/', '\\' or "
                              "'..' (put the place in out_dir)")
+        if not validating_saved(info):
+            _refuse_control_characters("name", v)
+        return v
+
+    @field_validator("out_dir")
+    @classmethod
+    def _a_folder(cls, v: str, info: ValidationInfo) -> str:
+        if validating_saved(info):
+            return v
+        if not v.strip():  # (Path('') is the current folder: a run put there without a word, where name '' is refused)
+            raise ValueError("out_dir is empty: give the folder the run's folder goes in (. for the current one)")
+        _refuse_control_characters("out_dir", v)
         return v
 
     @field_validator("device")
