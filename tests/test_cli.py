@@ -1778,6 +1778,19 @@ def test_a_config_whose_path_holds_an_equals_sign_is_read_as_the_config(tmp_path
     assert "runs/eq-compare/kd+ml-seed0" in capsys.readouterr().out
 
 
+def test_an_override_longer_than_a_file_name_is_read_as_an_override(tmp_path, capsys):
+    # review 55j: Python 3.11's Path.is_file raises for a name past 255 bytes: 'File name too long ... check the path'
+    students = "students=[" + ", ".join(["{arch: cnn, args: {width: 16, depth: 2}}"] * 6) + "]"
+    assert len(students) > 255
+    run_cli("train", f"out_dir={tmp_path}", "name=r", "train.epochs=2", students, "--dry-run")
+    assert "student6" in capsys.readouterr().out
+    # and a long one is not repeated whole in a message (a 100,000-character value was)
+    run_cli("train", "train.epochs=[" + "1, " * 50_000, "--dry-run", expect=2)
+    said = capsys.readouterr().err
+    assert said.startswith("error: override 'train.epochs=[1, 1, 1, ") and "...': the value is not valid YAML" in said
+    assert len(said) < 1000
+
+
 def test_an_error_is_exit_code_2_though_stderr_cannot_take_it(tmp_path):
     # a full disk, or stderr closed by a scheduler: the message is lost, not the exit code (1 read as a bug)
     for stderr in ("/dev/full", None):

@@ -23,7 +23,12 @@ def _is_override(arg: str) -> bool:
     if not arg.strip():  # (an unset shell variable: it would otherwise read as the folder '.')
         raise ConfigError("an empty argument where a CONFIG.yaml or key=value goes: give a value (an unset shell "
                           "variable gives an empty one)")
-    return "=" in arg and not Path(arg).is_file()
+    if "=" not in arg:
+        return False
+    try:
+        return not Path(arg).is_file()
+    except OSError:  # (a name past 255 bytes: Python 3.11 raises, where a long override is no file: review 55j)
+        return True
 
 
 def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel
 
 from ..errors import ConfigError
-from .messages import is_list, section_model
+from .messages import SHOWN_VALUE, is_list, section_model
 from .run_spec import RunConfig
 from .yaml_files import leading_zero_problem, yaml_value
 
@@ -82,26 +82,32 @@ def _list_index(part: str, dotted: str, length: int) -> int:
     return int(part)
 
 
+def _said(item: str) -> str:
+    """An override as a message repeats it: its start, where long (a value of 100,000 characters was
+    echoed whole: review 55j)."""
+    return item if len(item) <= SHOWN_VALUE else f"{item[:SHOWN_VALUE]}..."
+
+
 def _parsed(item: str) -> tuple[str, Any]:
     """An override's key and its value, read as YAML."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override '{item}' is not of the form key=value (for example train.epochs=5)")
+        raise ConfigError(f"override '{_said(item)}' is not of the form key=value (for example train.epochs=5)")
     for part, text in (("key", key), ("value", raw)):
         if any("\udc80" <= c <= "\udcff" for c in text):  # bytes that are not UTF-8 arrive as these surrogates
             shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             raise ConfigError(f"override '{shown}': the {part} holds bytes that are not UTF-8 text (a stray byte, "
                               "another encoding): type it again, e.g. train.epochs=5")
     if not raw.strip():  # YAML reads nothing as null: the key would be reset to its default in silence
-        raise ConfigError(f"override '{item}' has no value (an unset shell variable?): give one, or "
+        raise ConfigError(f"override '{_said(item)}' has no value (an unset shell variable?): give one, or "
                           f"{key.strip()}=null to leave the key at its default")
     try:
         value = yaml_value(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
+        raise ConfigError(f"override '{_said(item)}': the value is not valid YAML ({exc})") from None
     problem = leading_zero_problem(value, key.strip())
     if problem is not None:
-        raise ConfigError(f"override '{item}': {problem}")
+        raise ConfigError(f"override '{_said(item)}': {problem}")
     return key.strip(), value
 
 
@@ -131,7 +137,8 @@ def applied_keys(tree: dict[str, Any], overrides: list[str]) -> list[str]:
                             or (leaf.startswith(f"{k}.") and _holds(held, leaf[len(k) + 1:]))), None)
             if earlier is not None:
                 deeper = max(earlier, leaf, key=len)
-                raise ConfigError(f"{deeper} is given twice ('{given[earlier][0]}' and '{item}'): keep one")
+                raise ConfigError(f"{deeper} is given twice ('{_said(given[earlier][0])}' and '{_said(item)}'): keep "
+                                  "one")
             given[leaf] = (item, value)
         _set_dotted(tree, key, value)
     return list(given)
