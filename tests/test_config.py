@@ -785,6 +785,9 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     (["out_dir=''"], "'out_dir': out_dir is empty: give the folder the run's folder goes in (. for the current one) "
                      "(got '')"),
     (["out_dir=' '"], "out_dir is empty"),
+    (["name=" + "x" * 256], "'name': name is 256 bytes, longer than the 255 bytes a file system takes for one: "
+                           "shorten it (got 'xxx"),  # (not 'File name too long ... check its permissions' when run)
+    (["out_dir=/tmp/" + "é" * 128 + "/runs"], "'out_dir': out_dir holds a folder name of 256 bytes, longer than"),
     (["optim.warmup_epochs=30"], "optim.warmup_epochs (30) must be fewer than train.epochs (30)"),  # epochs 30
     (["optim.lr=1", "optim.weight_decay=1"], "lr x weight_decay = 1, and from 1 on adamw's decay alone"),  # the limit
     (["distill.preset=independent", "teacher=null", "students=[{arch: cnn}]", "distill.ensemble_weight=0.5"],

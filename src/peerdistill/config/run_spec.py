@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path, PureWindowsPath
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
@@ -15,6 +15,8 @@ from .messages import refuse
 from .presets import PEER_PRESETS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS
 from .sections import Section, check_seed, validating_saved
 from .training_spec import DetectSpec, LogSpec, OptimSpec, TrainSpec, unread_optim_problems
+
+NAME_MAX = 255  # bytes of one file or folder name (ext4, XFS, APFS, NTFS's 255 characters)
 
 
 def _raw_value(section: Any, key: str, default: Any) -> Any:
@@ -33,6 +35,16 @@ def _refuse_control_characters(key: str, value: str) -> None:
     if control is not None:
         raise ValueError(f"{key} holds the control character {control!r}: it names a folder, so printable "
                          "characters only (no NUL, newline, tab or escape)")
+
+
+def _refuse_long_names(key: str, folders: Sequence[str]) -> None:
+    """A folder's name past the 255 bytes file systems take: it passed --dry-run, then the run stopped
+    with 'File name too long' and the whole path, advised to check its permissions (review 55j)."""
+    long = next((f for f in folders if len(f.encode("utf-8", "surrogateescape")) > NAME_MAX), None)
+    if long is not None:
+        size = f"{len(long.encode('utf-8', 'surrogateescape')):,} bytes"
+        what = f"is {size}" if key == "name" else f"holds a folder name of {size}"
+        raise ValueError(f"{key} {what}, longer than the {NAME_MAX} bytes a file system takes for one: shorten it")
 
 
 def default_run_name(tree: dict[str, Any]) -> str:
@@ -114,6 +126,7 @@ class RunConfig(Section):
                              "'..' (put the place in out_dir)")
         if not validating_saved(info):
             _refuse_control_characters("name", v)
+            _refuse_long_names("name", [v])
         return v
 
     @field_validator("out_dir")
@@ -124,6 +137,7 @@ class RunConfig(Section):
         if not v.strip():  # (Path('') is the current folder: a run put there without a word, where name '' is refused)
             raise ValueError("out_dir is empty: give the folder the run's folder goes in (. for the current one)")
         _refuse_control_characters("out_dir", v)
+        _refuse_long_names("out_dir", Path(v).parts)
         return v
 
     @field_validator("device")
