@@ -191,6 +191,10 @@ def test_the_detect_section_names_the_fusion_and_reads_the_former_wbf_iou(tmp_pa
     assert tree(tmp_path, "b", detect={"ensemble": "nmw", "ensemble_iou": 0.65}).detect.ensemble == "nmw"
     with pytest.raises(ConfigError, match="ensemble.*'wbf', 'nms' or 'nmw'"):
         tree(tmp_path, "c", detect={"ensemble": "soft_nms"})
+    # both names of the one key: not "unknown key 'detect.wbf_iou'" (review 55j), as eval says it
+    with pytest.raises(ConfigError, match=r"'detect': detect.wbf_iou is the former name of detect.ensemble_iou: give "
+                                          r"one of them$"):
+        tree(tmp_path, "d", detect={"wbf_iou": 0.5, "ensemble_iou": 0.5})
 
 
 @pytest.mark.parametrize("preset", ["independent", "kd", "ml", "kd+ml"])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from .sections import Section
 
@@ -142,6 +142,14 @@ class DetectSpec(Section):
         default="confidence", description="where localization distillation counts: every point weighted by the "
                                           "source's confidence, or only the points assigned to a true box (LD's "
                                           "main distillation region), still confidence-weighted")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_for_ensemble_iou(cls, data: Any) -> Any:
+        """Both names of one key given: pydantic read one and called the other unknown (review 55j)."""
+        if isinstance(data, dict) and data.get("wbf_iou") is not None and data.get("ensemble_iou") is not None:
+            raise ValueError("detect.wbf_iou is the former name of detect.ensemble_iou: give one of them")
+        return data
 
 
 class LogSpec(Section):
