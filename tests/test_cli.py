@@ -1778,6 +1778,16 @@ def test_a_config_whose_path_holds_an_equals_sign_is_read_as_the_config(tmp_path
     assert "runs/eq-compare/kd+ml-seed0" in capsys.readouterr().out
 
 
+def test_compare_refuses_a_preset_override_that_presets_would_replace(tmp_path, monkeypatch, capsys):
+    # review 55j: distill.preset=nope was dropped for each of --presets without a word (kd-ml meant --presets kd+ml)
+    monkeypatch.chdir(tmp_path)
+    for override, preset in (("distill.preset=nope", "nope"), ("distill={preset: kd, alpha: 2}", "kd")):
+        assert main(["compare", override, "--presets", "kd,ml", "--dry-run"]) == 2
+        assert capsys.readouterr().err.strip() == (f"error: compare: the override distill.preset='{preset}' is replaced "
+                                                   "by each preset of --presets kd,ml: drop it, or name the presets to "
+                                                   "run in --presets (e.g. --presets kd,kd+ml)")
+
+
 def test_an_override_longer_than_a_file_name_is_read_as_an_override(tmp_path, capsys):
     # review 55j: Python 3.11's Path.is_file raises for a name past 255 bytes: 'File name too long ... check the path'
     students = "students=[" + ", ".join(["{arch: cnn, args: {width: 16, depth: 2}}"] * 6) + "]"

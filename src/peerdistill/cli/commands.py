@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import (RunConfig, apply_overrides, default_config, load_config, load_config_file, load_saved_config,
+from ..config import (RunConfig, default_config, load_config, load_config_file, load_saved_config,
                       named_as_written)
+from ..config.messages import _shown
+from ..config.overrides import applied_keys
 from ..errors import ConfigError
 from ..json_files import read_json
 from ..launcher import launched, launched_world
@@ -153,8 +155,13 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         raise ConfigError(f"compare: config '{first}' is given twice{also}: give it once (its runs over several "
                           "seeds: --seeds)")
     trees = [load_config_file(p) for p in paths] or [default_config()]
+    keys: list[str] = []
     for tree in trees:
-        apply_overrides(tree, overrides)
+        keys = applied_keys(tree, overrides)
+    if ns.presets is not None and "distill.preset" in keys:  # (no run would use it, and it went unchecked: review 55j)
+        given = _shown(trees[0]["distill"]["preset"])
+        raise ConfigError(f"compare: the override distill.preset={given} is replaced by each preset of --presets "
+                          f"{ns.presets}: drop it, or name the presets to run in --presets (e.g. --presets kd,kd+ml)")
     trees = [named_as_written(tree) for tree in trees]  # not after a preset --presets sets
     from ..comparison_configs import checked_bases, parse_presets, variant_trees
 
