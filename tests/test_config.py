@@ -744,6 +744,19 @@ def test_thousands_of_unknown_keys_are_said_in_a_few_lines_at_once():
     assert lines[-1] == "  ... and 9,970 more unknown keys"
 
 
+@pytest.mark.parametrize("override, message", [
+    # review 55j: one line per member of the union, the second contradicting the first
+    ("train.num_workers=-1", "'train.num_workers': num_workers takes a number of worker processes, 0 or more, or auto "
+                             "(got -1)"),
+    ("train.num_workers=abc", "'train.num_workers': num_workers takes a number of worker processes, 0 or more, or auto "
+                              "(got 'abc')"),
+])
+def test_a_key_of_two_kinds_of_value_is_refused_in_one_line(override, message):
+    with pytest.raises(ConfigError) as said:
+        validate(apply_overrides(default_config(), [override]))
+    assert str(said.value) == f"invalid config:\n  {message}"
+
+
 def test_a_list_or_mapping_written_as_a_key_is_refused_with_a_message(tmp_path):
     """Review 55j: YAML's complex keys (``? [a, b]``) crashed with a TypeError traceback."""
     for key, kind in (("[a, b]", "list"), ("{a: 1}", "mapping")):

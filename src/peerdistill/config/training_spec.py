@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from .sections import Section
 
@@ -114,6 +114,15 @@ class TrainSpec(Section):
                                      "those, train.patience judged there): for a validation that costs much, as "
                                      "whole images by sliding windows"
     )
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers_or_auto(cls, value: Any) -> Any:
+        # one message, not one per member of the union, the second contradicting the first (review 55j)
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())  # (2.0: 2, as for any int)
+        if value == "auto" or (whole and not isinstance(value, bool) and 0 <= value < 2**31):
+            return value
+        raise ValueError("num_workers takes a number of worker processes, 0 or more, or auto")
 
 
 # The detect keys that only decode and fuse boxes: eval can change them on a finished run.
