@@ -750,10 +750,20 @@ def test_thousands_of_unknown_keys_are_said_in_a_few_lines_at_once():
                              "(got -1)"),
     ("train.num_workers=abc", "'train.num_workers': num_workers takes a number of worker processes, 0 or more, or auto "
                               "(got 'abc')"),
+    ("data.pixel_spacing=abc", "'data.pixel_spacing': pixel_spacing takes [rows, columns], the size of a pixel (e.g. "
+                               "data.pixel_spacing=[0.5, 0.5]), or dicom (got 'abc')"),  # not "write [abc, abc]"
+    ("data.pixel_spacing=0.7", "'data.pixel_spacing': pixel_spacing takes [rows, columns], the size of a pixel (e.g. "
+                               "data.pixel_spacing=[0.7, 0.7]), or dicom (got 0.7)"),
+    ("data.pixel_spacing=[1]", "'data.pixel_spacing': List should have at least 2 items after validation, not 1 "
+                               "(got [1])"),  # (without "Input should be 'dicom'" after it)
+    ("data.normalize={mean: [0.5, 0.5], std: [1]}", "'data.normalize': data.normalize gives 2 means and 1 stds: give "
+                                                   "one of each per input channel"),
 ])
 def test_a_key_of_two_kinds_of_value_is_refused_in_one_line(override, message):
+    folders = ["data.kind=folders", "data.root=x", "task=segmentation", "teacher.arch=unet",
+               "students=[{arch: unet}, {arch: unet}]"] if "pixel_spacing" in override else []
     with pytest.raises(ConfigError) as said:
-        validate(apply_overrides(default_config(), [override]))
+        validate(apply_overrides(default_config(), [*folders, override]))
     assert str(said.value) == f"invalid config:\n  {message}"
 
 

@@ -314,6 +314,18 @@ class DataSpec(Section):
         # data.augment=hflip means [hflip], and hflip,rotate [hflip, rotate] (no name holds a comma)
         return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
 
+    @field_validator("pixel_spacing", mode="before")
+    @classmethod
+    def _spacing_choice(cls, value: Any) -> Any:
+        # one message, not one per member of the union (the list's, then "should be 'dicom'": review 55j)
+        if value is None or value == "dicom" or isinstance(value, (list, tuple)):
+            return value
+        numbers = re.findall(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+", str(value)) if isinstance(value, (str, int, float)) \
+            and not isinstance(value, bool) and str(value) not in ("nan", "inf", "-inf") else []
+        example = f"[{numbers[0]}, {numbers[-1] if len(numbers) > 1 else numbers[0]}]" if numbers else "[0.5, 0.5]"
+        raise ValueError(f"pixel_spacing takes [rows, columns], the size of a pixel (e.g. data.pixel_spacing={example}), "
+                         "or dicom")
+
     @field_validator("normalize", mode="before")
     @classmethod
     def _normalize_choice(cls, value: Any) -> Any:

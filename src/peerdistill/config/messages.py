@@ -33,9 +33,10 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
     # the places with a problem deeper inside (each key's prefixes: linear, where a search per error
     # took minutes for 20,000 unknown keys: review 55j)
     above = {e["loc"][:depth] for e in errors for depth in range(len(e["loc"]))}
+    above |= {e["loc"] for e in errors if e["type"] != "literal_error"}  # (and what the other branch says of it)
     for err in errors:
         # A mapping given where one branch of a union wants a word is that branch's mismatch,
-        # not the problem, when the other branch says what is wrong inside the mapping.
+        # not the problem, when the other branch says what is wrong inside the mapping, or with it.
         if err["type"] == "literal_error" and isinstance(err.get("input"), (dict, list)) and err["loc"] in above:
             continue
         parts = err["loc"]
