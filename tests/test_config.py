@@ -808,6 +808,13 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     (["out_dir=''"], "'out_dir': out_dir is empty: give the folder the run's folder goes in (. for the current one) "
                      "(got '')"),
     (["out_dir=' '"], "out_dir is empty"),
+    # review 55j's least clear messages: YAML 1.1's 1e3 is text; 1e30 is no string; YAML's true, not Python's True
+    (["train.epochs=1e3"], "(got '1e3'): YAML 1.1 reads 1e3 as text, not a number; write the number out (1000)"),
+    (["train.epochs=1.0e+30"], "'train.epochs': Input should be a whole number, and this one is too large for any "
+                               "count (got 1e+30)"),
+    (["train.channels_last=abc"], "'train.channels_last': Input should be 'auto', true or false (got 'abc')"),
+    (["train.epochs=["], "the value is not valid YAML (while parsing a flow node\nexpected the node content, but found "
+                         "'<stream end>'\n  in the value, line 1, column 2:"),
     (["name=" + "x" * 256], "'name': name is 256 bytes, longer than the 255 bytes a file system takes for one: "
                            "shorten it (got 'xxx"),  # (not 'File name too long ... check its permissions' when run)
     (["out_dir=/tmp/" + "é" * 128 + "/runs"], "'out_dir': out_dir holds a folder name of 256 bytes, longer than"),

@@ -63,6 +63,10 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
                          f"{_list_example(loc, err['input'])}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "literal_error":  # (pydantic writes Python's True and False; YAML's are true, false)
+                msg = re.sub(r"\b(True|False)\b", lambda m: m[1].lower(), msg)
+            if err["type"] == "int_parsing_size":  # (of 1e30 too, not a string, nor "exceeded": review 55j)
+                msg = "Input should be a whole number, and this one is too large for any count"
             where = f"'{loc.removesuffix('.[key]')}': " if loc else ""  # ([key]: pydantic's, for a mapping's key)
             got = f" (got {_shown(err['input'])})" if loc and not isinstance(err.get("input"), dict) else ""
             lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
@@ -128,6 +132,10 @@ def _value_hint(err: dict[str, Any]) -> str:
         close = [c for c in choices if c.lower() == given.lower()] or difflib.get_close_matches(given, choices, n=1)
         if close:
             return f" (did you mean '{close[0]}'?)"
+    if err["type"] == "int_parsing" and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", given):
+        number = float(given)
+        written = f" ({int(number)})" if number.is_integer() and abs(number) < 1e15 else ""
+        return f": YAML 1.1 reads {given} as text, not a number; write the number out{written}"
     if given in ("None", "none", "NONE"):
         return ": YAML's null is written null (or the value left empty), not None; it leaves a key at its default"
     return ""

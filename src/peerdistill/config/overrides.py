@@ -104,7 +104,8 @@ def _parsed(item: str) -> tuple[str, Any]:
     try:
         value = yaml_value(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{_said(item)}': the value is not valid YAML ({exc})") from None
+        said = str(exc).replace('"<unicode string>"', "the value")  # (PyYAML's name for text it read: review 55j)
+        raise ConfigError(f"override '{_said(item)}': the value is not valid YAML ({said})") from None
     problem = leading_zero_problem(value, key.strip())
     if problem is not None:
         raise ConfigError(f"override '{_said(item)}': {problem}")
