@@ -813,6 +813,9 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     (["train.epochs=1.0e+30"], "'train.epochs': Input should be a whole number, and this one is too large for any "
                                "count (got 1e+30)"),
     (["train.channels_last=abc"], "'train.channels_last': Input should be 'auto', true or false (got 'abc')"),
+    (["students=true"], "'students' takes a list and was given true: write students=[...] (its items in brackets"),
+    (["data.augment=.nan"], "'data.augment' takes a list and was given nan: write data.augment=[...] (its items"),
+    (["students=[null, {arch: cnn}]"], "'students.0' is a section of keys and was given null: write {arch: NAME"),
     (["train.epochs=["], "the value is not valid YAML (while parsing a flow node\nexpected the node content, but found "
                          "'<stream end>'\n  in the value, line 1, column 2:"),
     (["name=" + "x" * 256], "'name': name is 256 bytes, longer than the 255 bytes a file system takes for one: "

@@ -4,6 +4,7 @@ misspelt or misplaced."""
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import reprlib
 import typing
@@ -59,7 +60,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             lines.append(f"  '{loc}' takes a list and was given one mapping: start each item with '- ' on a line "
                          "of its own, or write [{...}, {...}]")
         elif err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)) and loc:
-            lines.append(f"  '{loc}' takes a list and was given {_shown(err['input'])}: write "
+            lines.append(f"  '{loc}' takes a list and was given {_as_yaml(err['input'])}: write "
                          f"{_list_example(loc, err['input'])}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
@@ -68,7 +69,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             if err["type"] == "int_parsing_size":  # (of 1e30 too, not a string, nor "exceeded": review 55j)
                 msg = "Input should be a whole number, and this one is too large for any count"
             where = f"'{loc.removesuffix('.[key]')}': " if loc else ""  # ([key]: pydantic's, for a mapping's key)
-            got = f" (got {_shown(err['input'])})" if loc and not isinstance(err.get("input"), dict) else ""
+            got = f" (got {_as_yaml(err['input'])})" if loc and not isinstance(err.get("input"), dict) else ""
             lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
             lines[-1] += _value_hint(err)
     if len(lines) > 1 + SHOWN_PROBLEMS + 1:  # (a config of thousands of unknown keys: its first ones, then a count)
@@ -95,6 +96,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= SHOWN_VALUE else f"{text[:SHOWN_VALUE]}..."
 
 
+def _as_yaml(value: Any) -> str:
+    """``_shown``, null, true and false said as YAML writes them, not as Python's None, True and False
+    (review 55j: ``students: [null, null]`` was told it was given None)."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower().replace("none", "null")
+    return _shown(value)
+
+
 def colon_without_space(parts: tuple | list) -> str | None:
     """What went wrong where a key holds a colon and a value ({rotate:10}): YAML reads a colon
     without a space after it as part of the key, so the key is unknown and its value null."""
@@ -109,7 +118,7 @@ def section_given_one_value(loc: str, given: Any, section: type[BaseModel] | Non
     """What is wrong with a section given one value or a list (``data=5``, ``data: scans.npz``,
     ``data=[1]``), and how to write it."""
     fix = _keys_written_as_one(given, section) or _section_example(loc, given)
-    return f"'{loc}' is a section of keys and was given {_shown(given)}: {fix}"
+    return f"'{loc}' is a section of keys and was given {_as_yaml(given)}: {fix}"
 
 
 def _keys_written_as_one(given: Any, section: type[BaseModel] | None) -> str | None:
@@ -160,6 +169,8 @@ def _section_example(loc: str, given: Any) -> str:
 def _list_example(loc: str, given: Any) -> str:
     """How to write a list key given one value (``data.image_size=48``), or its items without
     brackets (``8,8``, ``8x8``, ``hflip,rotate``: the items themselves, bracketed)."""
+    if isinstance(given, bool) or (isinstance(given, float) and not math.isfinite(given)):
+        return f"{loc}=[...] (its items in brackets, comma-separated)"  # (not [True, ...], [nan, ...]: review 55j)
     sizes = loc.split(".")[-1] in ("image_size", "pixel_spacing")
     # (the items as written between commas, semicolons, spaces, an x, or in parentheses: review 51l)
     items = [part for part in re.split(r"[,;x×\s]+" if sizes else r"[,;\s]+", given.strip("()[] "))
