@@ -946,6 +946,8 @@ def test_an_empty_config_file_is_an_empty_mapping(tmp_path):
         load_config(tmp_path / "empty.yaml")
     with pytest.raises(ConfigError, match="is a folder: give the YAML file in it"):
         load_yaml(tmp_path)
+    with pytest.raises(ConfigError, match="^config file '/dev/null' is not a regular file: give a YAML file$"):
+        load_yaml("/dev/null")  # (review 55j: it "does not exist")
 
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])

@@ -153,6 +153,8 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{what} '{path}' is a folder: give the YAML file in it")
     if not path.is_file():
+        if path.exists():  # (/dev/null, a pipe: there, but no file of keys; review 55j)
+            raise ConfigError(f"{what} '{path}' is not a regular file: give a YAML file")
         raise ConfigError(f"{what} '{path}' does not exist{_recipes_hint(path)}")
     try:
         tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
