@@ -193,6 +193,11 @@ def test_a_comparison_is_not_put_inside_a_training_run(tmp_path):
         compare({"name": "x", "teacher": None, "students": COMPARED["students"]}, ["independent"], 1,
                 out=tmp_path / "run", dry_run=True)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.json"]
+    # a folder name with a control character, refused as a config's out_dir is (review 55j)
+    with pytest.raises(ConfigError, match=r"out= holds the control character '\\n': it names a folder"):
+        compare({"name": "x", "teacher": None, "students": COMPARED["students"]}, ["independent"], 1,
+                out=tmp_path / "a\nb", dry_run=True)
+    assert not (tmp_path / "a\nb").exists()
 
 
 def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_trains(tmp_path, monkeypatch):

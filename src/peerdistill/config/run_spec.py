@@ -28,7 +28,7 @@ def _raw_value(section: Any, key: str, default: Any) -> Any:
     return default if value is None else value  # (null: the key's default, as validation reads it)
 
 
-def _refuse_control_characters(key: str, value: str) -> None:
+def refuse_control_characters(key: str, value: str) -> None:
     """A folder's name holding a NUL, newline, tab or escape: a NUL passed --dry-run and then stopped
     the run with Python's traceback, the others make a folder that terminals show wrong (review 55j)."""
     control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
@@ -125,7 +125,7 @@ class RunConfig(Section):
             raise ValueError("name is the run's folder inside out_dir: one folder name, without '/', '\\' or "
                              "'..' (put the place in out_dir)")
         if not validating_saved(info):
-            _refuse_control_characters("name", v)
+            refuse_control_characters("name", v)
             _refuse_long_names("name", [v])
         return v
 
@@ -136,7 +136,7 @@ class RunConfig(Section):
             return v
         if not v.strip():  # (Path('') is the current folder: a run put there without a word, where name '' is refused)
             raise ValueError("out_dir is empty: give the folder the run's folder goes in (. for the current one)")
-        _refuse_control_characters("out_dir", v)
+        refuse_control_characters("out_dir", v)
         _refuse_long_names("out_dir", Path(v).parts)
         return v
 
