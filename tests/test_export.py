@@ -27,12 +27,19 @@ def digits_run(tmp_path_factory):
     return out / "r"
 
 
-def test_onnx_ensemble_matches_pytorch_and_has_a_dynamic_batch(digits_run, capsys):
+def test_onnx_ensemble_matches_pytorch_and_has_a_dynamic_batch(digits_run, capsys, tmp_path):
     import onnxruntime as ort
 
     assert main(["export", str(digits_run), "--model", "ensemble"]) == 0
     printed = " ".join(capsys.readouterr().out.split())
-    assert "max |difference|" in printed
+    assert "max |difference|" in printed and "the best validation student" not in printed
+    # the best student is named with how it was picked (review 55o: read as the test table's leader)
+    from peerdistill.engine.artifacts import RunDir
+    from peerdistill.export import best_student
+
+    best = best_student(digits_run, RunDir.open(digits_run).meta())
+    assert main(["export", str(digits_run), "--out", str(tmp_path / "best.onnx")]) == 0
+    assert f"exported {best}: the best validation student (logits) to" in " ".join(capsys.readouterr().out.split())
     path = digits_run / "export" / "ensemble.onnx"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     _, module, output, _ = pick_model(digits_run, "ensemble")

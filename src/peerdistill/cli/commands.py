@@ -235,7 +235,9 @@ def cmd_export(ns: argparse.Namespace) -> int:
     if result.threshold is not None:
         what += (f", threshold {result.threshold:.4g} on the positive class ({ns.operating_point} on the run's "
                  "validation split; in its JSON, applied by predict)")
-    console.print(f"exported {result.model} ({what}) to {result.path}{parity}", highlight=False)
+    # (review 55o: 'best' read as the test table's leader)
+    why = ": the best validation student" if ns.model in (None, "best") and result.model != "ensemble" else ""
+    console.print(f"exported {result.model}{why} ({what}) to {result.path}{parity}", highlight=False)
     return 0
 
 
