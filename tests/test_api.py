@@ -876,3 +876,25 @@ def test_classes_matched_to_a_runs_by_name_are_said(tiny_data):
     with warnings.catch_warnings():  # a folder tree or a CSV names its own classes: nothing to check
         warnings.simplefilter("error")
         _number_classes_as_the_run(dataclasses.replace(other, info={}), ["0", "1", "2"])
+
+
+def test_the_python_api_pages_folder_block_reads_a_folder_as_train_does(tmp_path, monkeypatch):
+    """docs/python-api.md shows reading a folder of class subfolders from Python (review 55o: it
+    was read by hand): run as written, on a folder of that layout."""
+    from PIL import Image
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "build_data(DataSpec(" in b)
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for name in ("NORMAL", "PNEUMONIA"):
+            (tmp_path / "xrays" / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8)).save(
+                    tmp_path / "xrays" / split / name / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "docs/python-api.md", "exec"), scope)  # noqa: S102 - the page's own block
+    data = scope["data"]
+    assert data.class_names == ["NORMAL", "PNEUMONIA"] and data.input_shape == (1, 64, 64)
+    assert (len(data.train) + len(data.val), len(data.test)) == (24, 8)  # test/ is the test split, val cut from train/
