@@ -1,6 +1,6 @@
 """torchvision's and timm's models as cohort members: trained together with zoo models, then scored,
 exported and used to predict from their run folders, as a user would. CI has neither library, so
-these skip there; README.md ("Models from torchvision and timm") says where they ran and how."""
+these skip there; docs/config.md ("Models from torchvision and timm") says where they ran and how."""
 
 import csv
 from pathlib import Path
