@@ -1018,3 +1018,10 @@ def test_the_shapes_of_the_original_frames_count_as_trained_on(tmp_path):
     with noting_reads() as files:
         load_coco(images, ann, (10, 20))
     assert files.aspects() == [1.0, 2.0]
+    # an image without boxes need not give its size (review 55n: refused for lacking one)
+    images, ann = coco_files(tmp_path / "sizeless", images=[{"id": 1, "file_name": "a.png", "width": 80, "height": 40},
+                                                            {"id": 2, "file_name": "b.png"}],
+                             annotations=[{"id": 10, "image_id": 1, "category_id": 7, "bbox": [8, 4, 40, 20]}])
+    with noting_reads() as files:
+        assert load_coco(images, ann, (10, 20))[3] == ["a.png", "b.png"]
+    assert files.aspects() == [1.0, 2.0]  # (b.png's own file, 10x10)

@@ -376,8 +376,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         if entry_id in annotated:  # (an image without boxes: no box depends on its size)
             where = f"image {entry_id} in {source}"
             _check_annotated_size(paths[entry_id], *_image_dims(entry, where), where)
-    emptied = [entry_id for entry_id in images if entry_id in annotated and
-               not any(row[0] == entry_id for row in kept)]
+    with_boxes = {row[0] for row in kept}  # (a set: each image looked up once, review 55n)
+    emptied = [entry_id for entry_id in images if entry_id in annotated and entry_id not in with_boxes]
     info = {**bad.settle([images[i]["file_name"] for i in emptied]), **listed_info}
     for entry_id in emptied:  # (their objects would train as background)
         del images[entry_id]
@@ -398,8 +398,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
         per_image[entry_id].append(_rescaled(crowd_label(label) if crowd else label, box, width, height, size))
     entries = list(images)
     entries = [entries[i] for i in _rows(len(entries), order)]
-    for entry_id in entries:  # (the originals' shapes, which predict's inputs may have)
-        note_original_shape(*_image_dims(images[entry_id], f"image {entry_id} in {source}"))
+    for entry_id in entries:  # (the originals' shapes, which predict's inputs may have; an image without
+        if entry_id in annotated:  # boxes need not give its size: review 55n)
+            note_original_shape(*_image_dims(images[entry_id], f"image {entry_id} in {source}"))
     x = _read([paths[entry_id] for entry_id in entries], size, grey, dicom_window)
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
@@ -650,9 +651,9 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     emptied = [key for key, (boxes, *_) in zip(ids, rows) if data[key]["bbox"] and not boxes]
     skipped = bad.settle(emptied)
     if emptied:  # (their objects would train as background)
-        ids, rows = zip(*[(key, row) for key, row in zip(ids, rows) if key not in set(emptied)]) if len(
-            emptied) < len(ids) else ([], [])
-        ids, rows = list(ids), list(rows)
+        gone = set(emptied)
+        kept_rows = [(key, row) for key, row in zip(ids, rows) if key not in gone]
+        ids, rows = [key for key, _ in kept_rows], [row for _, row in kept_rows]
     if not labels:
         raise DataError(f"{source} holds no box to learn from (every entry's bbox list is empty{bad.left_out()}): "
                         "detection needs annotated images")
