@@ -158,8 +158,10 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     keys: list[str] = []
     for tree in trees:
         keys = applied_keys(tree, overrides)
-    if ns.presets is not None and "distill.preset" in keys:  # (no run would use it, and it went unchecked: review 55j)
-        given = _shown(trees[0]["distill"]["preset"])
+    # (no run would use it, and it went unchecked: review 55j; set still after distill=null cleared it: review 55n)
+    given = (trees[0].get("distill") or {}).get("preset") if isinstance(trees[0].get("distill"), dict) else None
+    if ns.presets is not None and "distill.preset" in keys and given is not None:
+        given = _shown(given) if not isinstance(given, str) else given
         raise ConfigError(f"compare: the override distill.preset={given} is replaced by each preset of --presets "
                           f"{ns.presets}: drop it, or name the presets to run in --presets (e.g. --presets kd,kd+ml)")
     trees = [named_as_written(tree) for tree in trees]  # not after a preset --presets sets
