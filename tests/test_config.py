@@ -1214,3 +1214,15 @@ def test_an_item_of_a_list_not_set_is_named_as_such():
     assert tree["distill"]["edges"] == [{"source": "teacher", "target": "student1", "kind": "kl", "weight": 2}]
     apply_overrides(tree, ["teacher.args.width=8"])  # (a section not there yet is made, as before)
     assert tree["teacher"] == {"args": {"width": 8}}
+
+
+def test_num_workers_takes_a_whole_number_as_pydantic_reads_one():
+    """Review 55n: the one-line message of review 55j refused "3" and numpy's int64, taken before."""
+    import numpy as np
+
+    from peerdistill.config import TrainSpec
+
+    assert [TrainSpec(num_workers=v).num_workers for v in (3, "3", np.int64(3), 2.0, "auto")] == [3, 3, 3, 2, "auto"]
+    for refused in (-1, "x", 2.5, True):
+        with pytest.raises(ConfigError, match="num_workers"):
+            TrainSpec(num_workers=refused)

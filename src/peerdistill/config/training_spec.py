@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .sections import Section
+
+_WHOLE = TypeAdapter(int)  # a whole number as pydantic reads one
 
 
 class OptimSpec(Section):
@@ -118,10 +120,16 @@ class TrainSpec(Section):
     @field_validator("num_workers", mode="before")
     @classmethod
     def _workers_or_auto(cls, value: Any) -> Any:
-        # one message, not one per member of the union, the second contradicting the first (review 55j)
-        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())  # (2.0: 2, as for any int)
-        if value == "auto" or (whole and not isinstance(value, bool) and 0 <= value < 2**31):
+        # one message, not one per member of the union, the second contradicting the first (review 55j); a
+        # whole number as pydantic reads one ("3", numpy's int64, 2.0) still taken (review 55n)
+        if isinstance(value, str) and value == "auto":
             return value
+        try:
+            number = _WHOLE.validate_python(value) if not isinstance(value, bool) else None
+        except ValidationError:
+            number = None
+        if number is not None and 0 <= number < 2**31:
+            return number
         raise ValueError("num_workers takes a number of worker processes, 0 or more, or auto")
 
 
