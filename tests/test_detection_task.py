@@ -328,6 +328,11 @@ def test_eval_pictures_export_and_predict(tmp_path, capsys, monkeypatch):
            "keeps)" in " ".join(printed.out.split())
     assert ("give it to predict and export as detect.score_threshold=T. The ensemble is scored at "
             "detect.score_threshold (0.05) alone") in " ".join(printed.err.split())
+    assert main(["eval", str(run), "--score-thresholds", "0.3,0.5"]) == 0  # the decoding's own 0.05 left out
+    printed = capsys.readouterr()
+    assert "the ensemble's boxes" not in printed.out and ("The ensemble is scored at detect.score_threshold (0.05) "
+                                                          "alone, which --score-thresholds does not list here") in \
+        " ".join(printed.err.split())
     with pytest.raises(SystemExit):  # an empty list (an unset shell variable) is not the default in silence
         main(["eval", str(run), "--score-thresholds", ""])
     assert "expected scores separated by commas" in capsys.readouterr().err

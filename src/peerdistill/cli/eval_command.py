@@ -146,7 +146,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
                  decoding_overrides: list[str], decoding: dict | None) -> None:
     """eval's tables on the console, titled with the data scored, and the notes under them."""
     from ..report import (calibration_table, difference_table, fitted, interval_table, operating_point_table,
-                          per_class_rich_tables, results_table, threshold_table)
+                          per_class_rich_tables, results_table, threshold_table, THRESHOLD_FIGURE)
     from ..runs import task_for
 
     meta = read_json(Path(ns.run_dir) / RUN_FILE)
@@ -190,15 +190,19 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
             show(threshold_table(scores[model], f"{title}: {model}'s boxes scoring each threshold or more, matched at "
                                                 "IoU 0.5"))
         decoded = (decoding or {}).get("score_threshold", (meta.get("detection") or {}).get("score_threshold"))
-        if "ensemble" in scores and any(key.startswith("at") for key in scores["ensemble"]):
+        shown = "ensemble" in scores and any(THRESHOLD_FIGURE.match(key) for key in scores["ensemble"])
+        if shown:
             show(threshold_table(scores["ensemble"], f"{title}: the ensemble's boxes, fused from the students' decoded "
                                                      f"at {decoded:g}, scoring {decoded:g} or more (what predict "
                                                      "keeps), matched at IoU 0.5"))
+        # (review 55n: said scored when --score-thresholds left the decoding's own threshold out)
+        alone = (f"scored at detect.score_threshold ({decoded:g}) alone" if shown else
+                 f"scored at detect.score_threshold ({decoded:g}) alone, which --score-thresholds does not list here")
         err_console.print("note: choose the threshold on the validation split (--split val), check it on the test "
-                          "split, and give it to predict and export as detect.score_threshold=T. The ensemble is "
-                          f"scored at detect.score_threshold ({decoded:g}) alone: its boxes are fused from the "
-                          "students' decoded there, so score it at T by decoding at it: eval RUN_DIR "
-                          "detect.score_threshold=T --score-thresholds T", highlight=False, soft_wrap=True)
+                          f"split, and give it to predict and export as detect.score_threshold=T. The ensemble is "
+                          f"{alone}: its boxes are fused from the students' decoded there, so score it at T by "
+                          "decoding at it: eval RUN_DIR detect.score_threshold=T --score-thresholds T", highlight=False,
+                          soft_wrap=True)
     if ns.operating_point:
         names = meta.get("class_names") or ["0", "1"]
         tempered = (", on the tempered probabilities (the threshold is on that scale, as export and predict apply "
