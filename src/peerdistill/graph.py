@@ -369,8 +369,8 @@ class KnowledgeGraph:
             if logit_distiller is not None and e.source in (TEACHERS, ENSEMBLE):
                 raise ConfigError(f"edge {e.source} -> {e.target}: with {DISTILLER} an edge takes one model as its "
                                   f"source, not '{e.source}': give an edge from each model (a term each, not one "
-                                  f"toward their combined output, which a kl edge from '{e.source}' is without "
-                                  "logit_distiller=)")
+                                  f"toward their combined output, which a kl edge from '{e.source}' is in "
+                                  "classification and segmentation)")
         self._teachers: list[str] = []
         self._teacher_mu: list[float] = []
         self._ensemble: list[str] = []
