@@ -1801,6 +1801,13 @@ def test_an_override_longer_than_a_file_name_is_read_as_an_override(tmp_path, ca
     said = capsys.readouterr().err
     assert said.startswith("error: override 'train.epochs=[1, 1, 1, ") and "...': the value is not valid YAML" in said
     assert len(said) < 1000
+    # eval's detect.* and a long word where RUN_DIR goes (review 55n: 'File name too long' there too)
+    long_detect = "detect.score_threshold=" + "0" * 300
+    assert main(["eval", str(tmp_path / "none"), long_detect]) == 2
+    assert "File name too long" not in capsys.readouterr().err
+    assert main(["eval", "data.root=" + "x" * 300]) == 2
+    said = capsys.readouterr().err
+    assert "stands where the run's folder goes" in said and "File name too long" not in said
 
 
 def test_an_error_is_exit_code_2_though_stderr_cannot_take_it(tmp_path):

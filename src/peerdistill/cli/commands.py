@@ -16,6 +16,7 @@ from ..launcher import launched, launched_world
 from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
+from .words import names_a_file
 from .notes import (say_distance_unit, say_ensemble_of_one, say_what_detection_figures_are,
                     say_what_not_available_means, say_what_the_ensemble_costs)
 
@@ -25,12 +26,7 @@ def _is_override(arg: str) -> bool:
     if not arg.strip():  # (an unset shell variable: it would otherwise read as the folder '.')
         raise ConfigError("an empty argument where a CONFIG.yaml or key=value goes: give a value (an unset shell "
                           "variable gives an empty one)")
-    if "=" not in arg:
-        return False
-    try:
-        return not Path(arg).is_file()
-    except OSError:  # (a name past 255 bytes: Python 3.11 raises, where a long override is no file: review 55j)
-        return True
+    return "=" in arg and not names_a_file(arg)
 
 
 def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:

@@ -3,17 +3,17 @@ are decoded and fused (no retraining needed), checked as a config's ``detect`` s
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..config import apply_overrides
 from ..config.decoding import checked_decoding
+from .words import names_anything
 
 PREFIX = "detect."
 
 
 def is_decoding(argument: str) -> bool:
     """``detect.KEY=VALUE``, not a file of that name."""
-    return argument.startswith(PREFIX) and "=" in argument and not Path(argument).exists()
+    return argument.startswith(PREFIX) and "=" in argument and not names_anything(argument)
 
 
 def decoding_from(overrides: list[str], command: str) -> dict | None:

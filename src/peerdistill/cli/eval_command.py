@@ -21,12 +21,13 @@ from ..run_files import RUN_FILE
 from ..values import is_finite_number
 from .consoles import console, err_console
 from .decoding import decoding_from
+from .words import names_anything
 from .notes import (say_distance_unit, say_ensemble_of_one, say_how_to_read_differences,
                     say_what_detection_figures_are, say_what_not_available_means)
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    if "=" in ns.run_dir and not Path(ns.run_dir).exists():  # an override first took the run folder's place
+    if "=" in ns.run_dir and not names_anything(ns.run_dir):  # an override first took the run folder's place
         raise ConfigError(f"'{ns.run_dir}' stands where the run's folder goes: give RUN_DIR first, then the "
                           f"overrides (peerdistill eval RUN_DIR {ns.run_dir})")
     data_overrides = [o for o in ns.overrides if not o.startswith("detect.")]
