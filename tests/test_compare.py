@@ -198,6 +198,9 @@ def test_a_comparison_is_not_put_inside_a_training_run(tmp_path):
         compare({"name": "x", "teacher": None, "students": COMPARED["students"]}, ["independent"], 1,
                 out=tmp_path / "a\nb", dry_run=True)
     assert not (tmp_path / "a\nb").exists()
+    with pytest.raises(ConfigError, match=r"out= .*256 bytes"):
+        compare({"name": "x", "teacher": None, "students": COMPARED["students"]}, ["independent"], 1,
+                out=tmp_path / ("c" * 256), dry_run=True)
 
 
 def test_an_operating_point_on_other_than_two_classes_is_refused_before_any_run_trains(tmp_path, monkeypatch):

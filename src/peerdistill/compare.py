@@ -24,7 +24,7 @@ from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_o
                               mark_for_replacement, plan_runs, plan_table, run_all, run_records, settings_of,
                               warning_lines, warnings_of_runs)
 from .comparison_context import what_was_compared
-from .config.run_spec import refuse_control_characters
+from .config.run_spec import refuse_control_characters, refuse_long_names
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text, csv_header
@@ -213,9 +213,10 @@ def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row
     """Where the comparison's runs and tables go: ``out``, else beside the first config's runs
     (``NAME-compare`` for one config's presets, ``compare`` for several configs, whose run
     folders are named after them and so must differ)."""
-    if out is not None:  # (as a config's out_dir is checked: review 55j)
+    if out is not None:  # (as a config's out_dir is checked: review 55j, 55n)
         try:
             refuse_control_characters(option("--out"), str(out))
+            refuse_long_names(option("--out"), Path(out).parts)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if one_row_per_preset:

@@ -37,7 +37,7 @@ def refuse_control_characters(key: str, value: str) -> None:
                          "characters only (no NUL, newline, tab or escape)")
 
 
-def _refuse_long_names(key: str, folders: Sequence[str]) -> None:
+def refuse_long_names(key: str, folders: Sequence[str]) -> None:
     """A folder's name past the 255 bytes file systems take: it passed --dry-run, then the run stopped
     with 'File name too long' and the whole path, advised to check its permissions (review 55j)."""
     long = next((f for f in folders if len(f.encode("utf-8", "surrogateescape")) > NAME_MAX), None)
@@ -126,7 +126,7 @@ class RunConfig(Section):
                              "'..' (put the place in out_dir)")
         if not validating_saved(info):
             refuse_control_characters("name", v)
-            _refuse_long_names("name", [v])
+            refuse_long_names("name", [v])
         return v
 
     @field_validator("out_dir")
@@ -137,7 +137,7 @@ class RunConfig(Section):
         if not v.strip():  # (Path('') is the current folder: a run put there without a word, where name '' is refused)
             raise ValueError("out_dir is empty: give the folder the run's folder goes in (. for the current one)")
         refuse_control_characters("out_dir", v)
-        _refuse_long_names("out_dir", Path(v).parts)
+        refuse_long_names("out_dir", Path(v).parts)
         return v
 
     @field_validator("device")
