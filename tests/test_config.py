@@ -752,6 +752,8 @@ def test_thousands_of_unknown_keys_are_said_in_a_few_lines_at_once():
                               "(got 'abc')"),
     ("data.pixel_spacing=abc", "'data.pixel_spacing': pixel_spacing takes [rows, columns], the size of a pixel (e.g. "
                                "data.pixel_spacing=[0.5, 0.5]), or dicom (got 'abc')"),  # not "write [abc, abc]"
+    ("data.pixel_spacing=DICOM", "'data.pixel_spacing': pixel_spacing takes dicom in lower case (did you mean "
+                                 "'dicom'?) (got 'DICOM')"),  # (review 55n: the hint was lost)
     ("data.pixel_spacing=0.7", "'data.pixel_spacing': pixel_spacing takes [rows, columns], the size of a pixel (e.g. "
                                "data.pixel_spacing=[0.7, 0.7]), or dicom (got 0.7)"),
     ("data.pixel_spacing=[1]", "'data.pixel_spacing': List should have at least 2 items after validation, not 1 "

@@ -320,6 +320,8 @@ class DataSpec(Section):
         # one message, not one per member of the union (the list's, then "should be 'dicom'": review 55j)
         if value is None or value == "dicom" or isinstance(value, (list, tuple)):
             return value
+        if isinstance(value, str) and value.strip().lower() == "dicom":  # (review 55n: the hint was lost)
+            raise ValueError("pixel_spacing takes dicom in lower case (did you mean 'dicom'?)")
         numbers = re.findall(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+", str(value)) if isinstance(value, (str, int, float)) \
             and not isinstance(value, bool) and str(value) not in ("nan", "inf", "-inf") else []
         example = f"[{numbers[0]}, {numbers[-1] if len(numbers) > 1 else numbers[0]}]" if numbers else "[0.5, 0.5]"
