@@ -1801,6 +1801,12 @@ def test_an_override_longer_than_a_file_name_is_read_as_an_override(tmp_path, ca
     said = capsys.readouterr().err
     assert said.startswith("error: override 'train.epochs=[1, 1, 1, ") and "...': the value is not valid YAML" in said
     assert len(said) < 1000
+    from peerdistill.config import apply_overrides  # nor a long key, or one of bytes that are not UTF-8 (review 55n)
+
+    for long in ("k" * 5000 + "=", "train.epochs=\udcff" + "1" * 5000):
+        with pytest.raises(ConfigError) as refused:
+            apply_overrides({}, [long])
+        assert len(str(refused.value)) < 1000
     # eval's detect.* and a long word where RUN_DIR goes (review 55n: 'File name too long' there too)
     long_detect = "detect.score_threshold=" + "0" * 300
     assert main(["eval", str(tmp_path / "none"), long_detect]) == 2

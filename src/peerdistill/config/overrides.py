@@ -95,12 +95,12 @@ def _parsed(item: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{_said(item)}' is not of the form key=value (for example train.epochs=5)")
     for part, text in (("key", key), ("value", raw)):
         if any("\udc80" <= c <= "\udcff" for c in text):  # bytes that are not UTF-8 arrive as these surrogates
-            shown = item.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            shown = _said(item.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
             raise ConfigError(f"override '{shown}': the {part} holds bytes that are not UTF-8 text (a stray byte, "
                               "another encoding): type it again, e.g. train.epochs=5")
     if not raw.strip():  # YAML reads nothing as null: the key would be reset to its default in silence
         raise ConfigError(f"override '{_said(item)}' has no value (an unset shell variable?): give one, or "
-                          f"{key.strip()}=null to leave the key at its default")
+                          f"{_said(key.strip())}=null to leave the key at its default")
     try:
         value = yaml_value(raw)
     except yaml.YAMLError as exc:
