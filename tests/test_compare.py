@@ -694,6 +694,10 @@ def test_what_was_compared_names_the_data_splits_epochs_and_code_of_the_runs():
         "(data.split_seed 3); epochs kd 30, ml 40 (at most: train.patience may end a run sooner); trained by "
         "peerdistill 0.1.0 (source abc123), torch 2.13.0, cpu. Each run's folder holds its whole config "
         "(`config.yaml`) and its record (`run.json`).")
+    # a run lacking a split, or a hand-edited record, changes no count said (review 55n: "over the runs", a crash)
+    assert what_was_compared({Path("a"): {"split_sizes": {"train": 10, "val": 5, "test": 5}, "environment": "cpu"},
+                              Path("b"): {"split_sizes": {"train": 10, "val": 5}, "data_spec": "x"}},
+                             [plan("a", 2)]).startswith("What was compared: 10 train, 5 val, 5 test samples; 2 epochs")
     # a run trained from Python records no data section: the rest is still said
     assert what_was_compared({Path("r"): {"environment": env}}, [plan("a", 2)]) == (
         "What was compared: 2 epochs each; trained by peerdistill 0.1.0 (source abc123), torch 2.13.0, cpu. Each run's "

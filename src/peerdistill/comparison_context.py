@@ -21,7 +21,7 @@ def what_was_compared(records: dict[Path, dict[str, Any]], plans) -> str:
 def _data(records: dict[Path, dict[str, Any]]) -> str | None:
     read = []
     for meta in records.values():
-        spec = meta.get("data_spec") or {}
+        spec = _section(meta, "data_spec")
         if spec.get("kind"):
             root = spec.get("root")
             told = f"data kind `{spec['kind']}`" + (f", `{root}`" if root else " (built in)")
@@ -35,15 +35,21 @@ def _splits(records: dict[Path, dict[str, Any]]) -> str | None:
     sizes = [meta["split_sizes"] for meta in records.values() if isinstance(meta.get("split_sizes"), dict)]
     if not sizes:
         return None
-    told = []
+    told, ranges = [], False
     for split in SPLITS:
         counts = sorted({s[split] for s in sizes if isinstance(s.get(split), int)})
         if counts:
             told.append(f"{counts[0]:,}" + (f" to {counts[-1]:,}" if len(counts) > 1 else "") + f" {split}")
-    seeds = sorted({(meta.get("data_spec") or {}).get("split_seed") for meta in records.values()} - {None})
+            ranges |= len(counts) > 1
+    seeds = sorted({_section(meta, "data_spec").get("split_seed") for meta in records.values()} - {None})
     seed = f" (data.split_seed {', '.join(map(str, seeds))})" if seeds else ""
-    over = " over the runs" if any(len({s.get(split) for s in sizes}) > 1 for split in SPLITS) else ""
-    return f"{', '.join(told)} samples{over}{seed}"
+    return f"{', '.join(told)} samples{' over the runs' if ranges else ''}{seed}"
+
+
+def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    """A mapping of a run.json, empty where it is not one (a hand-edited file: review 55n)."""
+    value = meta.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _epochs(plans) -> str | None:
@@ -64,7 +70,7 @@ def _code(records: dict[Path, dict[str, Any]]) -> str | None:
     paragraph names which runs: ``environments_apart``)."""
     told = []
     for meta in records.values():
-        env = meta.get("environment") or {}
+        env = _section(meta, "environment")
         if env.get("peerdistill"):
             source = f" (source {env['source']})" if env.get("source") else ""
             line = f"peerdistill {env['peerdistill']}{source}, torch {env.get('torch', '?')}, {env.get('device', '?')}"
