@@ -1650,7 +1650,7 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
     for model in (str(run), str(run / "export" / "student1.onnx")):  # (the export's JSON carries the shares)
         assert main(["predict", model, str(inputs), "--out", str(tmp_path / "thin-out"), "--roi", str(thin)]) == 0
         assert (f"2 of 2 region masks cover far less of their image than the training images' regions did (e.g. "
-                f"'{thin / '01_manual1.gif'}': 4%, the training regions 42% to 42%): outside its region an input's mask "
+                f"'{thin / '01_manual1.gif'}': 4%, the training regions 42%): outside its region an input's mask "
                 "is background, so check that --roi names the folder of regions of interest (DRIVE's mask/), not the "
                 "annotations") in " ".join(capsys.readouterr().err.split())
     # the region folder is never written into, nor is one that is not there read
@@ -1661,7 +1661,7 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
     (regions / "02_test_mask.gif").unlink()
     assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 2
     assert (f"no region mask in '{regions}' for 1 input(s) ('{inputs / '02_test.tif'}'), paired by "
-            "data.pattern '^(\\d+)_'; its 2 image file(s) give the id(s) '01': add theirs, or predict them "
+            "data.pattern '^(\\d+)_'; of its 2 image file(s), 1 gives an id by data.pattern '^(\\d+)_': '01': add theirs, or predict them "
             "without --roi") in " ".join(capsys.readouterr().err.split())
     sidecar = run / "export" / "student1.json"  # as an export before the pattern was recorded wrote it
     sidecar.write_text(json.dumps({k: v for k, v in json.loads(sidecar.read_text()).items() if k != "pattern"}))

@@ -50,7 +50,9 @@ def region_masks(read: Inputs, folder: Path, info: dict) -> list[np.ndarray]:
         older = (" (this export's JSON records no data.pattern, as exports before 2026-12-07 did not: export the "
                  "run again if its region masks paired by one)" if "pattern" not in info else "")
         # what the folder gives instead (review 55h: a folder of other ids and one matching no pattern read alike)
-        held = (f"its {len(files)} image file(s) give the id(s) {first_few(sorted(regions), quoted=True)}" if regions else
+        named = sum(map(len, regions.values()))
+        held = (f"of its {len(files)} image file(s), {named} give{'s' if named == 1 else ''} an id by {rule}: "
+                f"{first_few(sorted(regions), quoted=True)}" if regions else
                 f"none of its {len(files)} image file(s) gives an id by {rule}" if files else "it holds no image file")
         raise DataError(f"no region mask in '{folder}' for {len(lacking)} input(s) ({first_few(lacking, quoted=True)}), "
                         f"paired by {rule}{older}; {held}: add theirs, or predict them without {option('--roi')}")
@@ -79,7 +81,8 @@ def _say_if_regions_smaller(masks: list[np.ndarray], paths: list[Path], trained:
              if region.mean() < trained[0] / REGION_SLACK]
     if small:
         path, share = small[0]
+        spread = f"{trained[0]:.0%}" if f"{trained[0]:.0%}" == f"{trained[1]:.0%}" else \
+            f"{trained[0]:.0%} to {trained[1]:.0%}"
         warn_user(f"{len(small)} of {len(masks)} region masks cover far less of their image than the training "
-                  f"images' regions did (e.g. '{path}': {share:.0%}, the training regions {trained[0]:.0%} to "
-                  f"{trained[1]:.0%}): outside its region an input's mask is background, so check that "
+                  f"images' regions did (e.g. '{path}': {share:.0%}, the training regions {spread}): outside its region an input's mask is background, so check that "
                   f"{option('--roi')} names the folder of regions of interest (DRIVE's mask/), not the annotations")

@@ -67,7 +67,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             if err["type"] == "literal_error":  # (pydantic writes Python's True and False; YAML's are true, false)
                 msg = re.sub(r"\b(True|False)\b", lambda m: m[1].lower(), msg)
             if err["type"] == "int_parsing_size":  # (of 1e30 too, not a string, nor "exceeded": review 55j)
-                msg = "Input should be a whole number, and this one is too large for any count"
+                msg = "Input should be a whole number, and this one is too large for any key (at most 9,223,372,036,854,775,807)"
             where = f"'{loc.removesuffix('.[key]')}': " if loc else ""  # ([key]: pydantic's, for a mapping's key)
             got = f" (got {_as_yaml(err['input'])})" if loc and not isinstance(err.get("input"), dict) else ""
             lines += [f"  {where}{problem}{got}" for problem in msg.split("\n")]
