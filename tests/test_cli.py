@@ -1935,10 +1935,9 @@ def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkey
 
     monkeypatch.setattr(arguments, "cmd_presets", no_memory)
     run_cli("presets", expect=2)
-    assert capsys.readouterr().err.strip() == ("error: out of memory: Unable to allocate 4.00 EiB for an array with "
-                                               "shape (1099511627776, 1048576) and data type float32: ask for less "
-                                               "(fewer or smaller images, smaller batches), or run where there is more "
-                                               "memory")
+    said = capsys.readouterr().err.strip()  # (numpy's own words in the middle, whichever version)
+    assert said.startswith("error: out of memory: ") and said.count("\n") == 0 and said.endswith(
+        ": ask for less (fewer or smaller images, smaller batches), or run where there is more memory")
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet")
     said = _kept_for_resume(argparse.Namespace(command="train", run_dir=tmp_path / "r"))
     assert said == ""  # (finished: nothing to resume)

@@ -722,13 +722,13 @@ def test_yaml_aliases_that_hold_themselves_or_expand_to_millions_are_read_at_onc
         tree, found = yaml.load(text, Loader=_UniqueKeyLoader), []
         walk = threading.Thread(target=lambda: found.append(leading_zero_problem(tree)), daemon=True)
         walk.start()  # (in a thread: a walk that never ends fails the test, not hangs it)
-        walk.join(timeout=1.0)
+        walk.join(timeout=30.0)  # (a bound a loaded CI machine keeps: the walk before never ended)
         assert found and ((found[0] is None) if problem is None else found[0].startswith(problem))
     (tmp_path / "c.yaml").write_text("s: &s [*s]\n" + bomb.replace("010", "x") + "name: x\n")
     start = time.perf_counter()
     with pytest.raises(ConfigError, match="unknown key 's'"):
         load_config(tmp_path / "c.yaml")
-    assert time.perf_counter() - start < 5.0
+    assert time.perf_counter() - start < 30.0  # (0.4 s idle; minutes before)
 
 
 def test_thousands_of_unknown_keys_are_said_in_a_few_lines_at_once():
@@ -738,7 +738,7 @@ def test_thousands_of_unknown_keys_are_said_in_a_few_lines_at_once():
     start = time.perf_counter()
     with pytest.raises(ConfigError) as said:
         validate({**default_config(), **{f"k{i}": i for i in range(10_000)}})
-    assert time.perf_counter() - start < 5.0
+    assert time.perf_counter() - start < 30.0  # (about 1 s idle; minutes before)
     lines = str(said.value).splitlines()
     assert lines[1].startswith("  unknown key 'k0' (valid keys: name, ") and len(lines) == 32
     assert lines[-1] == "  ... and 9,970 more unknown keys"

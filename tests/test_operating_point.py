@@ -320,8 +320,8 @@ def test_compares_threshold_caption_says_the_scale_the_threshold_is_on():
     from peerdistill.compare import _header
 
     runs = [{"setting": "ml", "metrics": {"monitor": "val/accuracy"}}]
-    plain = _header(runs, 2, None, parse_rule("youden"), False, None, None)
-    both = _header(runs, 2, None, parse_rule("youden"), True, None, None)
+    plain = _header(runs, 2, None, parse_rule("youden"), False, None, None, "What was compared: ...")
+    both = _header(runs, 2, None, parse_rule("youden"), True, None, None, "What was compared: ...")
     assert "`youden` picks on its run's validation split (positive: the second class)" in plain
     assert ("`youden` picks on its run's validation split, on the probabilities tempered as in the `cal_*` tables (the "
             "threshold is on that scale, as export and predict apply it)") in both

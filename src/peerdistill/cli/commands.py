@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import (RunConfig, default_config, load_config, load_config_file, load_saved_config,
                       named_as_written)
-from ..config.messages import _shown
+from ..config.messages import shown_value
 from ..config.overrides import applied_keys
 from ..errors import ConfigError
 from ..json_files import read_json
@@ -17,7 +17,7 @@ from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
 from .words import names_a_file
-from .notes import (say_distance_unit, say_ensemble_of_one, say_what_detection_figures_are,
+from .notes import (say_which_pixels_count, say_ensemble_of_one, say_what_detection_figures_are,
                     say_what_not_available_means, say_what_the_ensemble_costs)
 
 
@@ -132,7 +132,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         err_console.print(f"note: MMACs/patch are of one {window[0]}x{window[1]} patch, what training saw; eval, "
                           f"predict and an export score a whole image window by window ({overlap:g} overlap), each "
                           "window costing as much", highlight=False, soft_wrap=True)
-    say_distance_unit(meta, None)
+    say_which_pixels_count(meta, None)
     say_ensemble_of_one(meta, result.test_at_best)
     say_what_detection_figures_are(meta)
     say_what_not_available_means(result.test_at_best, summary)
@@ -157,7 +157,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     # (no run would use it, and it went unchecked: review 55j; set still after distill=null cleared it: review 55n)
     given = (trees[0].get("distill") or {}).get("preset") if isinstance(trees[0].get("distill"), dict) else None
     if ns.presets is not None and "distill.preset" in keys and given is not None:
-        given = _shown(given) if not isinstance(given, str) else given
+        given = shown_value(given) if not isinstance(given, str) else given
         raise ConfigError(f"compare: the override distill.preset={given} is replaced by each preset of --presets "
                           f"{ns.presets}: drop it, or name the presets to run in --presets (e.g. --presets kd,kd+ml)")
     trees = [named_as_written(tree) for tree in trees]  # not after a preset --presets sets

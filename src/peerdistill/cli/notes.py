@@ -32,7 +32,7 @@ def say_what_detection_figures_are(meta: dict, decoding: dict | None = None) -> 
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
-def say_distance_unit(meta: dict, data_spec: DataSpec | None) -> None:
+def say_which_pixels_count(meta: dict, data_spec: DataSpec | None) -> None:
     """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it;
     and, with a region of interest, that the figures count the pixels inside it alone."""
     from ..report import distance_unit_note, region_note

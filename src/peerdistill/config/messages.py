@@ -88,7 +88,7 @@ _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxdict = 12
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, SHOWN_VALUE, SHOWN_VALUE
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """A value as a message repeats it, cut short where long (``[[1, 2, ...], ...]``): it names the
     value without flooding the terminal (a 400-byte config of nested aliases printed 25 MB;
     review 48b)."""
@@ -97,11 +97,11 @@ def _shown(value: Any) -> str:
 
 
 def _as_yaml(value: Any) -> str:
-    """``_shown``, null, true and false said as YAML writes them, not as Python's None, True and False
+    """``shown_value``, null, true and false said as YAML writes them, not as Python's None, True and False
     (review 55j: ``students: [null, null]`` was told it was given None)."""
     if value is None or isinstance(value, bool):
         return str(value).lower().replace("none", "null")
-    return _shown(value)
+    return shown_value(value)
 
 
 def colon_without_space(parts: tuple | list) -> str | None:

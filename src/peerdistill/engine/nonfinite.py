@@ -4,8 +4,9 @@ back) or the run stopped with a message naming what went non-finite, and each ep
 steps named.
 
 ``Trainer`` takes this as a mixin, as it takes ``Preflight``: it reads the trainer's cohort,
-optimizers, scaler, speed settings, world and last checkpoint (which its messages name), and
-keeps ``skipped_steps`` and ``skip_causes``.
+optimizers, scaler, speed settings, world and last checkpoint (which its messages name, through
+``Checkpointing``'s ``_saved_checkpoint`` and ``_resume_command``), and keeps ``skipped_steps``
+and ``skip_causes``.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class Preflight:
         if self.graph.edges and 0 < epochs <= self.rampup_epochs:
             mean = sum(self._ramp(epochs * (k + 0.5) / 1000) for k in range(1000)) / 1000
             # (review 55a: a run built in Python has no distill section; its ramp-up is the Trainer's)
-            rampup = "distill.rampup_epochs" if self.config_yaml is not None else "the Trainer's rampup_epochs"
+            rampup = "the Trainer's rampup_epochs" if self.built_in_python else "distill.rampup_epochs"
             warn_user(f"{rampup} ({self.rampup_epochs}) is not shorter than train.epochs ({epochs}): "
                       f"the knowledge terms weigh {mean:.0%} of their weight on average over training (and "
                       f"{self._ramp(epochs):.0%} at its end), so this run distils little; train longer or lower "

@@ -176,6 +176,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
         self.callbacks = check_callbacks(callbacks)
         self.run_info = dict(run_info or {})
         self.config_yaml = config_yaml
+        # (its messages name a Python caller's settings, not a config's keys: review 55a)
+        self.built_in_python = config_yaml is None
         graph.bind(cohort)
         cohort.capture(graph.feature_requests())  # each recorded layer exists: said before any fit,
         cohort.capture({})  # and hooked only while one runs (_setup; released after it)
@@ -630,7 +632,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
         batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for member in self.cohort.members
                          if not member.frozen for m in member.module.modules())
         one_class = (selection.one_class_kept(self._best["val"], names, self._best["epoch"], len(self.train_batches),
-                                              batch_norm, frozen, from_python=self.config_yaml is None)
+                                              batch_norm, frozen, from_python=self.built_in_python)
                      if names and getattr(self.task, "name", "") == "classification" else None)
         return one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
 

@@ -197,9 +197,9 @@ def build_model(arch: str, args: dict[str, Any], in_channels: int, num_classes: 
 def _args_shown(kwargs: dict[str, Any]) -> str:
     """A model's args as a message repeats them, in their order, each value cut short where long
     (YAML aliases expand to millions of items: review 55j, a 28 MB message)."""
-    from ..config.messages import _shown
+    from ..config.messages import shown_value
 
-    return "{" + ", ".join(f"{key!r}: {_shown(value)}" for key, value in kwargs.items()) + "}"
+    return "{" + ", ".join(f"{key!r}: {shown_value(value)}" for key, value in kwargs.items()) + "}"
 
 
 # A zoo model past this many parameters is a slip of its args (depth 100 doubles a cnn's channels
