@@ -812,6 +812,7 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     (["out_dir=' '"], "out_dir is empty"),
     # review 55j's least clear messages: YAML 1.1's 1e3 is text; 1e30 is no string; YAML's true, not Python's True
     (["train.epochs=1e3"], "(got '1e3'): YAML 1.1 reads 1e3 as text, not a number; write the number out (1000)"),
+    (["train.epochs=1.5e0"], "(got '1.5e0'): YAML 1.1 reads 1.5e0 as text, and it is 1.5, not a whole number: give one"),
     (["train.epochs=1.0e+30"], "'train.epochs': Input should be a whole number, and this one is too large for any "
                                "key (at most 9,223,372,036,854,775,807) (got 1e+30)"),
     (["train.channels_last=abc"], "'train.channels_last': Input should be 'auto', true or false (got 'abc')"),

@@ -143,7 +143,9 @@ def _value_hint(err: dict[str, Any]) -> str:
             return f" (did you mean '{close[0]}'?)"
     if err["type"] == "int_parsing" and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", given):
         number = float(given)
-        written = f" ({int(number)})" if number.is_integer() and abs(number) < 1e15 else ""
+        if not number.is_integer():  # (written out it is still no whole number: review 55n)
+            return f": YAML 1.1 reads {given} as text, and it is {number:g}, not a whole number: give one"
+        written = f" ({int(number)})" if abs(number) < 1e15 else ""
         return f": YAML 1.1 reads {given} as text, not a number; write the number out{written}"
     if given in ("None", "none", "NONE"):
         return ": YAML's null is written null (or the value left empty), not None; it leaves a key at its default"
