@@ -178,8 +178,12 @@ def distance_unit_note(meta: dict[str, Any], data_spec: dict[str, Any] | None = 
     report alike), or None. ``data_spec``: the data scored, when not the run's own."""
     spec = data_spec if data_spec is not None else (meta.get("data_spec") or {})
     size = spec.get("image_size")
-    if meta.get("task") != "segmentation" or not size:
+    if meta.get("task") != "segmentation":
         return None
+    if not size:  # (review 55t: hd95 shown with no unit at all)
+        return None if spec.get("pixel_spacing") is not None else (
+            "hd95 is in pixels of the files (data.pixel_spacing=[rows, columns] gives it in the spacing's unit, "
+            "such as mm)")
     grid = (f"every figure is scored on the {size[0]}x{size[1]} grid the models see (data.image_size), against masks "
             "resized to it, not at the files' own size (thin structures merge or break there: figures at the files' "
             "size, from predict's masks, differ)")
