@@ -77,6 +77,13 @@ def test_run_report_of_a_classification_run(digits_run):
     meta = json.loads((digits_run / "run.json").read_text())
     assert metrics["monitor"] == "ensemble/accuracy"
     assert f"<p>Test split ({meta['split_sizes']['test']:,} samples), with the weights of the best" in page
+    # how it was trained, every setting (review 55t: no optimizer, lr, batch size or schedule on the page)
+    from html import escape
+
+    saved = (digits_run / "config.yaml").read_text(encoding="utf-8")
+    assert "<h2>How it was trained</h2>" in page and f"<pre>{escape(saved)}</pre>" in page
+    assert (f"Each figure is one training run&#x27;s on these {meta['split_sizes']['test']:,} samples: eval RUN_DIR "
+            "--bootstrap 1000 gives each its 95% interval") in " ".join(page.split())
     for model, scores in metrics["test_at_best"].items():
         row = table_row(page, model)
         assert f"<td>{scores['accuracy']:.4f}</td>" in row
@@ -142,6 +149,8 @@ def test_run_report_of_a_segmentation_run(shapes_run, tmp_path):
     assert metrics["monitor"] == "ensemble/dice"
     dice = metrics["test_at_best"]["ensemble"]["dice"]
     assert f"<td>{dice:.4f}</td>" in table_row(page, "ensemble")
+    assert "hd95 is in pixels of the files (data.pixel_spacing=[rows, columns] gives it in the spacing&#x27;s unit" \
+        in " ".join(page.split())  # (no resize: said all the same, review 55t)
     for name in ("teacher", "student1", "student2"):
         assert name in table_row(page, name)
 
