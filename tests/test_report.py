@@ -1474,3 +1474,25 @@ def test_a_comparison_page_says_once_how_its_segmentation_runs_were_scored():
     assert notes.count("every figure is scored on the 12x12 grid the models see") == 1
     assert "hd95 is in pixels of that grid" in notes
     assert _scoring_notes([{"task": "classification"}]) == ""
+
+
+def test_the_line_figures_draw_in_colours_told_apart_with_colour_vision_deficiencies(monkeypatch, digits_run):
+    """Review 55t: matplotlib's default orange and green (student1, student2) are one colour to a
+    protanope; the pages' line figures take Okabe and Ito's colours, as the mask pictures do."""
+    import matplotlib.pyplot as plt
+
+    from peerdistill.html_report import html_parts
+
+    drawn = []
+    real = plt.Axes.plot
+
+    def recording(ax, *args, **kwargs):
+        lines = real(ax, *args, **kwargs)
+        drawn.extend(line.get_color() for line in lines)
+        return lines
+
+    monkeypatch.setattr(plt.Axes, "plot", recording)
+    write_report(digits_run)
+    assert drawn and {c.lower() for c in drawn if c.startswith("#")} <= {c.lower() for c in html_parts.LINE_COLOURS}
+    assert "#ff7f0e" not in {c.lower() for c in drawn}  # (matplotlib's default second colour)
+

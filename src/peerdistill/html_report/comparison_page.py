@@ -24,7 +24,7 @@ from ..report import (comparison_per_class_rows, comparison_rows, distance_unit_
                       per_class_families, teachers_named_in)
 from ..run_files import METRICS_FILE, RUN_FILE
 from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs, timing_noise_note
-from .html_parts import esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
+from .html_parts import LINE_COLOURS, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
 from .run_page import validated, validation_series
 
 CSV_COLUMNS = ("setting", "model", "metric", "mean", "std", "n", "values")
@@ -238,10 +238,9 @@ def comparison_figure(rows, settings: list[str], models: list[str], metric: str)
     index = {(r["setting"], r["model"]): r for r in rows if r["metric"] == metric}
     width = 0.8 / max(len(models), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(settings) + 2), 4))
-    colors = plt.get_cmap("tab10")
     for j, model in enumerate(models):
         offset = (j - (len(models) - 1) / 2) * width
-        color = colors(j % 10)
+        color = LINE_COLOURS[j % len(LINE_COLOURS)]
         xs, means, stds = [], [], []
         for i, setting in enumerate(settings):
             row = index.get((setting, model))

@@ -90,3 +90,9 @@ def per_epoch_axes(fig, ax, ylabel: str, title: str):
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
+
+
+# The line figures' colours, Okabe and Ito's (as the mask pictures' palette), told apart with
+# colour-vision deficiencies (review 55t: matplotlib's orange and green, student1 and student2,
+# were one colour to a protanope); yellow last, faint on white.
+LINE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")

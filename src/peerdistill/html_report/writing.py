@@ -11,13 +11,14 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+from matplotlib import cycler  # (matplotlib's own: no dependency of ours)
 
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
 from ..errors import ConfigError, PeerdistillWarning, RunDirError, reemit, warn_user
 from ..run_files import REPORT_FILE, RUN_FILE, left_aside_beside
 from ..wording import first_few
 from .comparison_page import comparison_page
-from .html_parts import GENERATOR
+from .html_parts import GENERATOR, LINE_COLOURS
 from .run_page import run_page
 from ..option_names import option
 
@@ -71,7 +72,8 @@ def write_report_holding_warnings(path: str | Path,
         _refuse_another_runs_page(target, directory)
     # Names are drawn as written: a '$' in a class or model name is not mathtext (it crashed,
     # or became a formula).
-    with warnings.catch_warnings(record=True) as held, matplotlib.rc_context({"text.parse_math": False}):
+    with warnings.catch_warnings(record=True) as held, matplotlib.rc_context(
+            {"text.parse_math": False, "axes.prop_cycle": cycler(color=LINE_COLOURS)}):
         warnings.simplefilter("always")  # every one held: the caller's filters judge them when re-emitted
         page, skipped = run_page(directory) if is_run else (comparison_page(directory), None)
         if skipped:  # on the console too, not only seen when the page is opened
