@@ -1224,14 +1224,30 @@ def test_a_runs_cost_row_gives_the_file_size_in_kib():
 
 
 def test_a_run_without_metrics_json_is_told_finished_or_not_by_its_run_json(tmp_path):
-    for status, said in (("complete", "is a finished run without its metrics.json"),
-                         ("running", "has no metrics.json: the run has not finished its first epoch yet")):
-        run = tmp_path / status
+    from peerdistill.engine import run_lock
+    from peerdistill.run_files import RESUME_FILE
+
+    # (review 55t: a run with a checkpoint, or one no process trains, read as "not finished its first epoch yet")
+    for name, status, said, held, checkpoint in (
+            ("done", "complete", "is a finished run without its metrics.json", False, False),
+            ("training", "running", "has no metrics.json: the run has not finished its first epoch yet", True, False),
+            ("killed", "running", "has no metrics.json: the run ended in its first epoch (no process trains it)",
+             False, False),
+            ("removed", "running", "has no metrics.json though it kept a checkpoint (the file was removed): continue "
+                                   "it with peerdistill train --resume", False, True)):
+        run = tmp_path / name
         run.mkdir()
         (run / "run.json").write_text(json.dumps({"task": "classification", "num_classes": 2, "input_shape": [1, 4, 4],
                                                   "members": [], "status": status}))
-        with pytest.raises(RunDirError, match=said):
-            write_report(run)
+        if checkpoint:
+            (run / RESUME_FILE).parent.mkdir(parents=True)
+            (run / RESUME_FILE).write_bytes(b"checkpoint")
+        lock = run_lock.hold(run) if held else None
+        try:
+            with pytest.raises(RunDirError, match=re.escape(said)):
+                write_report(run)
+        finally:
+            run_lock.release(lock)
 
 
 def test_characters_the_figures_font_lacks_are_said_once_in_words():

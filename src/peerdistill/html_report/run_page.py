@@ -50,6 +50,15 @@ def _read_metrics(directory: Path) -> dict[str, Any]:
         if meta.get("status") == "stopped":
             raise RunDirError(f"'{directory}' has no metrics.json: the run stopped in its first epoch "
                               f"({meta.get('stopped_by', 'reason not recorded')}); nothing to report")
+        # (review 55t: a run of two epochs whose metrics.json was removed, or one killed in its first, read as
+        # "not finished its first epoch yet" as if a process were at it)
+        if run.resume_path is not None and run.resume_path.exists():
+            raise RunDirError(f"'{directory}' has no metrics.json though it kept a checkpoint (the file was removed): "
+                              f"continue it with peerdistill train --resume {shlex.quote(str(directory))}, which "
+                              "writes it again at its next epoch")
+        if not run_lock.is_held(directory):
+            raise RunDirError(f"'{directory}' has no metrics.json: the run ended in its first epoch (no process "
+                              "trains it) and kept nothing to report; train it again")
         raise RunDirError(f"'{directory}' has no metrics.json: the run has not finished its first epoch yet")
     return run.metrics()
 
