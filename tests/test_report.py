@@ -248,6 +248,15 @@ def test_comparison_report(tmp_path):
 
     runs = compared_runs(fewer.directory, read_compare_csv(fewer.directory), ["independent", "kd"])
     assert runs == {s: [fewer.directory / f"{s}-seed0"] for s in ("independent", "kd")}
+    # a run whose metrics.json was removed: said on the page and the console, not left out of the curves in silence
+    metrics_file = fewer.directory / "kd-seed0" / "metrics.json"
+    kept = metrics_file.read_bytes()
+    metrics_file.unlink()
+    with pytest.warns(PeerdistillWarning, match=r"1 run\(s\) of this folder have no metrics.json \('kd-seed0'\)"):
+        page = " ".join(write_report(fewer.directory).read_text(encoding="utf-8").split())
+    assert ("1 run(s) of this folder have no metrics.json (&#x27;kd-seed0&#x27;): the tables keep their figures "
+            "(compare.csv); the curves and warnings below are drawn without them") in page
+    metrics_file.write_bytes(kept)
     shutil.rmtree(fewer.directory / "kd-seed0")  # a listed run deleted since: the page still comes
     page = write_report(fewer.directory).read_text(encoding="utf-8")
     assert "Run directories: independent-seed0." in page

@@ -17,7 +17,8 @@ import numpy as np
 from ..comparison_runs import CHOSEN_ON_VAL, run_records, setting_runs, warning_lines, warnings_of_runs
 from ..engine.artifacts import RunDir
 from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, with_ensemble
-from ..errors import RunDirError
+from ..errors import RunDirError, warn_user
+from ..wording import first_few
 from ..metrics import headed, lower_is_better, metric_family, per_class_part, unpaired_metric
 from ..paired import caption, difference_rows, metrics_not_paired_note, read_differences_csv
 from ..report import (comparison_per_class_rows, comparison_rows, distance_unit_note, metric_meaning, model_order,
@@ -43,7 +44,15 @@ def comparison_page(directory: Path) -> str:
     records = run_records(list(metrics_files))  # (read once: the notes, meanings, warnings and costs take them)
     metas = list(records.values())
     task = next((m.get("task") for m in metas), None)
-    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs),
+    # (review 55t: a run whose metrics.json was removed left the curves in silence, drawn without it)
+    lacking = sorted(p.name for p, m in metrics_files.items() if m is None)
+    gone = ""
+    if lacking:
+        said = (f"{len(lacking)} run(s) of this folder have no metrics.json ({first_few(lacking, quoted=True)}): the tables keep "
+                "their figures (compare.csv); the curves and warnings below are drawn without them")
+        warn_user(f"{directory}: {said}")  # (on the console too, not only on the page)
+        gone = note_html(said)
+    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs), gone,
                 _scoring_notes(metas),
                 warnings_section(runs, directory, records, metrics_files), comparison_curves_section(runs, finished),
                 comparison_costs_section(runs, records)]
