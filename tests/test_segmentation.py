@@ -2,6 +2,7 @@
 end-to-end runs of every preset, eval with saved masks."""
 
 import json
+import shutil
 import math
 import re
 from pathlib import Path
@@ -305,7 +306,10 @@ def test_folder_loader_binary_masks_and_regex_ids(tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("unmatched", "do not pair up"),
+    # each side counted, by file name, an empty side not said (review 55r)
+    ("unmatched", r"do not pair up in '.*d': 1 image\(s\) without a mask \('case00.png'\); 1 mask\(s\) without an "
+                  r"image \('other.png'\) \(names are matched by"),
+    ("extra_mask", r"do not pair up in '.*d': 1 mask\(s\) without an image \('extra_mask.png'\) \(names"),
     ("size", r"image 'case00.png' is 16x16 but its mask 'case00.png' is 16x12: they must be the same size; 4 of the 4 "
              r"pairs differ in size, e.g. also image 'case01.png' is 16x16 but its mask 'case01.png' is 16x12; image "
              r"'case02.png' .*; save each at its image's size"),
@@ -320,6 +324,9 @@ def test_folder_loader_errors(tmp_path, case, message):
     if case == "unmatched":
         write_pairs(root, n=4)
         (root / "masks" / "case00.png").rename(root / "masks" / "other.png")
+    elif case == "extra_mask":
+        write_pairs(root, n=4)
+        shutil.copy(root / "masks" / "case00.png", root / "masks" / "extra_mask.png")
     elif case == "size":
         write_pairs(root, n=4, mask_size=(12, 16))
     elif case == "values":
@@ -932,7 +939,9 @@ def test_hd95_after_a_resize_is_said_to_be_in_pixels_of_the_resized_grid(tmp_pat
     said = " ".join(capsys.readouterr().err.split())
     assert (f"1 of 3 inputs are of another shape than every training file (e.g. '{tmp_path / 'in' / 'wide.png'}', "
             "16x28 (height x width): width to height 1.75, the training files' 1.00): each was squeezed to the model's 12x12 input "
-            "otherwise than any training image was; crop or pad them to the training files' shape first") in said
+            "otherwise than any training image was: if the training files were cut from such frames, cut these alike; if "
+            "they were such frames resized whole (Kvasir-SEG's 256x256 copy is), this squeeze is the one training "
+            "made, and the inputs can stay as they are") in said
     assert said.count("another shape") == 1
 
 
@@ -1608,7 +1617,9 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
     run = tmp_path / "runs" / "fov"
     # the console's tables say which pixels they count, as the report does (review 55h)
     region = "note: Only the pixels inside each image's region of interest (data.roi: the masks in 'fov') count in these"
-    assert region in " ".join(capsys.readouterr().err.split())
+    said = " ".join(capsys.readouterr().err.split())
+    assert region in said and ("note: dice and iou are each image's, averaged over the images; f1 is the Dice of the "
+                               "split's pixels pooled") in said  # (review 55r: read as rival values of one figure)
     assert main(["eval", str(run)]) == 0
     assert region in " ".join(capsys.readouterr().err.split())
     from safetensors.torch import load_file, save_file

@@ -33,12 +33,16 @@ def say_what_detection_figures_are(meta: dict, decoding: dict | None = None) -> 
 
 
 def say_which_pixels_count(meta: dict, data_spec: DataSpec | None) -> None:
-    """HD95 after a resize is in pixels of the resized grid, not of the files: said beside it;
-    and, with a region of interest, that the figures count the pixels inside it alone."""
+    """Segmentation's dice (each image's) and f1 (pooled) told apart; HD95 after a resize is in
+    pixels of the resized grid, not of the files: said beside it; and, with a region of interest,
+    that the figures count the pixels inside it alone."""
     from ..report import distance_unit_note, region_note
 
     spec = data_spec.model_dump() if data_spec is not None else None
-    for note in (region_note(meta, spec), distance_unit_note(meta, spec)):
+    # (review 55r: dice 0.489 beside f1 0.563 read as rival values of one figure; the report said why, not the console)
+    pooled = ("dice and iou are each image's, averaged over the images; f1 is the Dice of the split's pixels pooled, "
+              "which weighs large regions more" if meta.get("task") == "segmentation" else None)
+    for note in (pooled, region_note(meta, spec), distance_unit_note(meta, spec)):
         if note:
             err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
 

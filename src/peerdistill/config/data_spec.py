@@ -291,7 +291,9 @@ class DataSpec(Section):
         if self.split_dirs:
             problems.append("data.folds cuts one set into folds, but data.split_dirs gives the splits: remove one")
         if self.test_fraction != type(self).model_fields["test_fraction"].default:
-            problems.append("data.folds makes one fold the test split, so data.test_fraction is not used: remove it")
+            # (review 55r: a recipe's test_fraction, given folds on the command line, was told to be removed)
+            problems.append("data.folds makes one fold the test split, so data.test_fraction is not used: remove it "
+                            "(on the command line: data.test_fraction=null)")
         if self.val_fraction >= 1 - 1 / self.folds:
             problems.append(f"data.val_fraction {self.val_fraction} is the share of the whole set cut from the other "
                             f"{self.folds - 1} folds for val: with {self.folds} folds it must be below "
