@@ -54,7 +54,8 @@ def test_folds_that_cannot_be_cut_are_named():
     ({"fold": 2}, "data.fold=2 needs data.folds"),
     ({"folds": 3, "fold": 3}, "data.fold=3 is not one of the 3 folds: use 0 .. 2"),
     ({"folds": 1}, "greater than or equal to 2"),
-    ({"folds": 5, "test_fraction": 0.3}, "data.test_fraction is not used"),
+    ({"folds": 5, "test_fraction": 0.3}, "data.test_fraction is not used: remove it (on the command line: "
+                                         "data.test_fraction=null)"),  # (a recipe's: review 55r)
     ({"folds": 2, "val_fraction": 0.5}, "must be below 0.50"),
     ({"kind": "shapes", "folds": 5}, "data kind 'shapes' generates its splits apart"),
     ({"kind": "folders", "root": "d", "folds": 5, "split_dirs": {"train": "a", "test": "b"}},
