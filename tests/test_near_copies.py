@@ -141,7 +141,7 @@ def test_near_copies_among_held_out_images_are_warned_of_naming_both_files(tmp_p
     data.info["groups"] = {"train": 30, "val": 10, "test": 11}
     with pytest.warns(PeerdistillWarning, match=r"look at them, and check that the groups are the patients or videos "
                                                 r"meant \(data.group_pattern or data.group_column: each pair lies in two "
-                                                r"groups\), or leave them out of the test split$"):
+                                                r"groups\), or move one of each pair out of the data$"):
         trainer._warn_of_training_inputs_held_out(data)
 
 

@@ -192,10 +192,11 @@ class Preflight:
                         if getattr(self.task, "name", "") == "detection" else
                         # (review 53c: the key was advised to a run already dealing whole groups)
                         "check that the groups are the patients or videos meant (data.group_pattern or "
-                        f"data.group_column: each pair lies in two groups), or leave them out of the {what} split"
+                        "data.group_column: each pair lies in two groups), or move one of each pair out of the data"
                         if "groups" in data.info else
+                        # (review 55r: no setting leaves a file out, and hashed names hold no id to group by)
                         "keep near-copies in one split (data.group_pattern, for a patient or video id in the file "
-                        f"names) or leave them out of the {what} split")
+                        "names), or, where the names hold none, move one of each pair out of the data")
                 warn_user(f"{len(near)} of {len(part)} {what} inputs are near-copies of training images ({pairs}: "
                           f"the same picture saved again or resized, or the next frame of a video?): {cost}; look at "
                           f"them, and {keep}")
