@@ -872,7 +872,9 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     leaked = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)
     leaked.info["indices"] = {"train": list(range(96)), "val": list(range(96, 128)), "test": list(range(128, 160))}
     with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('row 133'\): their "
-                                                r"figures are not held out; leave them out of the test split"):
+                                                r"figures are not held out; leave them out of the test split \(no "
+                                                r"setting does: remove their rows from the arrays, or move the files "
+                                                r"out of the data"):
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)
 

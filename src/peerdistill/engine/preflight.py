@@ -183,7 +183,8 @@ class Preflight:
             if repeated:
                 which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
                 warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: "
-                          f"{cost}; leave them out of the {what} split")
+                          f"{cost}; leave them out of the {what} split (no setting does: remove their rows from "
+                          "the arrays, or move the files out of the data)")  # (review 55r: how was not said)
             if near:
                 trained_names = names_in_messages(data.info, "train", len(data.train))
                 pairs = first_few([f"'{names[row]}' ~ '{trained_names[match]}'" for row, match in near])
