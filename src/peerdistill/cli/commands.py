@@ -151,11 +151,10 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         raise ConfigError(f"compare: config '{first}' is given twice{also}: give it once (its runs over several "
                           "seeds: --seeds)")
     trees = [load_config_file(p) for p in paths] or [default_config()]
-    keys: list[str] = []
-    for tree in trees:
-        keys = applied_keys(tree, overrides)
+    keys = [applied_keys(tree, overrides) for tree in trees][0]  # the same overrides set the same keys in each
     # (no run would use it, and it went unchecked: review 55j; set still after distill=null cleared it: review 55n)
-    given = (trees[0].get("distill") or {}).get("preset") if isinstance(trees[0].get("distill"), dict) else None
+    distill = trees[0].get("distill")
+    given = distill.get("preset") if isinstance(distill, dict) else None
     if ns.presets is not None and "distill.preset" in keys and given is not None:
         given = shown_value(given) if not isinstance(given, str) else given
         raise ConfigError(f"compare: the override distill.preset={given} is replaced by each preset of --presets "
