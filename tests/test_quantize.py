@@ -2,6 +2,7 @@
 images against the fp32 graph, refused when it changes too many decisions."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +15,7 @@ from peerdistill.config import validate
 from peerdistill.data import build_data
 from peerdistill.errors import ConfigError
 from peerdistill.export import ExportError, export_run
-from peerdistill.quantize import evenly_spaced
+from peerdistill.quantize import MIN_ROUNDS, SpeedRatio, evenly_spaced, speed_ratio
 from peerdistill.runs import saved_data_spec
 from peerdistill.json_files import read_json
 
@@ -45,6 +46,7 @@ def test_an_int8_student_keeps_the_fp32_decisions_it_reports(digits_run, capsys)
     assert json.loads(int8_path.with_suffix(".json").read_text())["quantized"] == "int8"
     # the agreement recomputed here, from an fp32 export and the test split read by hand
     result = export_run(digits_run, model="student1", quantize="int8", out=digits_run / "again-int8.onnx")
+    assert result.int8.speed.rounds >= MIN_ROUNDS and result.int8.speed.ratio > 0  # timed, whichever way it went
     export_run(digits_run, model="student1", out=fp32_path)
     meta = read_json(digits_run / "run.json")
     x = build_data(saved_data_spec(meta), stats=meta["data_stats"]).test.x.numpy()
@@ -63,6 +65,46 @@ def test_an_int8_student_keeps_the_fp32_decisions_it_reports(digits_run, capsys)
     np.savez(digits_run / "x.npz", images=(np.random.default_rng(0).random((3, 8, 8)) * 255).astype(np.uint8))
     assert main(["predict", str(result.path), str(digits_run / "x.npz"), "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_the_int8_speed_is_the_ratio_of_median_times_of_alternating_runs(monkeypatch, tmp_path):
+    # a fake clock: the fp32 graph takes 0.3 s a run, the int8 one 0.15 s, so int8 runs at 2x; rounds stop
+    # once 2 s have passed (5 rounds of 0.45 s), the warm-up runs uncounted
+    clock = [0.0]
+    seconds = {"fp32.onnx": 0.3, "int8.onnx": 0.15}
+    runs = []
+
+    class Session:
+        def __init__(self, path, providers):
+            self.name = Path(path).name
+
+        def run(self, outputs, feed):
+            runs.append(self.name)
+            clock[0] += seconds[self.name]
+
+    import onnxruntime
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    monkeypatch.setattr("peerdistill.quantize.time.perf_counter", lambda: clock[0])
+    speed = speed_ratio(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", np.zeros((1, 1, 8, 8), np.float32))
+    assert speed.ratio == pytest.approx(2.0) and speed.rounds == 5 == MIN_ROUNDS
+    assert runs == ["fp32.onnx", "int8.onnx"] * 6  # one warm-up each, then alternating
+
+
+@pytest.mark.parametrize("ratio, warned", [(0.69, True), (1.2, False)])
+def test_an_int8_graph_slower_than_fp32_here_is_said(digits_run, monkeypatch, capsys, ratio, warned):
+    monkeypatch.setattr("peerdistill.export.speed_ratio", lambda fp32, int8, x: SpeedRatio(ratio, 7))
+    assert main(["export", str(digits_run), "--model", "student1", "--quantize", "int8",
+                 "--out", str(digits_run / f"speed-{ratio}.onnx")]) == 0
+    said = capsys.readouterr()
+    slower = [line for line in said.err.splitlines() if "fp32 graph's speed" in line]
+    assert bool(slower) == warned
+    if warned:
+        assert slower == ["warning: the int8 graph of 'student1' ran at 0.69x the fp32 graph's speed on this machine "
+                          "(one input at a time, median of 7 runs each): in a narrow model the steps into and out of "
+                          "8 bits can cost more than they save. If speed is what int8 was for, export in fp32 "
+                          "(without --quantize), or time both on the device you ship to"]
+    printed = " ".join(said.out.split())
+    assert f", {ratio:.2f}x fp32's speed on this machine one input at a time" in printed
 
 
 def test_an_int8_ensemble_averages_its_probabilities_in_fp32(digits_run):

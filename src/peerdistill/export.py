@@ -32,8 +32,8 @@ from .engine.artifacts import (RunDir, atomic_write_bytes, check_folder_writable
                                kept_nothing, names_a_folder, process_is_running, save_weights)
 from .errors import CheckpointError, ConfigError, PeerdistillError, warn_user
 from .metrics import ranking_score
-from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, QuantizedCheck, check_int8, evenly_spaced, quantize_int8,
-                       percent, quantized_weights)
+from .quantize import (CALIBRATION_SAMPLES, MIN_AGREEMENT, SLOWER_THAN_FP32, QuantizedCheck, check_int8, evenly_spaced,
+                       percent, quantize_int8, quantized_weights, speed_ratio)
 from .engine.state_files import DIGEST_KEY, safetensors_metadata
 from .post_hoc import check_post_hoc_options
 from .sidecar import is_export_json, sidecar_path, write_sidecar
@@ -514,6 +514,12 @@ def _quantized(fp32: Path, meta: dict, output: str, calibration: int, min_agreem
                           f"it was not written: {ways}")
     for caveat in int8_caveats(check, meta.get("class_names")):  # (written: the check passed, with less behind it)
         warn_user(f"the int8 graph of '{name}' passed its check, but {caveat}")
+    check.speed = speed_ratio(fp32, int8, test_x[:1])
+    if check.speed.ratio < SLOWER_THAN_FP32:
+        warn_user(f"the int8 graph of '{name}' ran at {check.speed.ratio:.2f}x the fp32 graph's speed on this "
+                  f"machine (one input at a time, median of {check.speed.rounds} runs each): in a narrow model the "
+                  "steps into and out of 8 bits can cost more than they save. If speed is what int8 was for, "
+                  f"export in fp32 (without {option('--quantize')}), or time both on the device you ship to")
     return int8, check
 
 

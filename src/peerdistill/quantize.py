@@ -13,6 +13,7 @@ import contextlib
 import io
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class QuantizedCheck:
     judged_classes: tuple[int, ...] = ()
     threshold: float | None = None  # the decisions compared were p(positive) >= threshold
     inputs: str = "test inputs"  # what the checked inputs are (window-sized tiles for a patch-trained run)
+    speed: SpeedRatio | None = None  # the int8 graph's speed against the fp32 graph's, on this machine
 
     @property
     def judged(self) -> float:
@@ -67,6 +69,42 @@ class QuantizedCheck:
     @property
     def lowest_class(self) -> int | None:
         return min(self.judged_classes, key=self.class_dice.get) if self.judged_classes else None
+
+
+@dataclass
+class SpeedRatio:
+    """How fast the int8 graph ran against the fp32 one on the exporting machine, one input at a
+    time (a small device's use), the two alternating so that a busy moment slows both."""
+    ratio: float  # fp32's median time / int8's: above 1 is faster in int8
+    rounds: int
+
+
+# int8 is not always faster: with few channels (a width-8 U-Net) the steps into and out of 8 bits
+# cost as much as the arithmetic they save (0.69x measured, docs/benchmarks.md). Below this ratio
+# the export says so; between it and 1 the two are within this machine's noise.
+SLOWER_THAN_FP32 = 0.9
+# Timing rounds: as many as fit in TIMING_SECONDS, at least MIN_ROUNDS, at most MAX_ROUNDS.
+TIMING_SECONDS, MIN_ROUNDS, MAX_ROUNDS = 2.0, 5, 30
+
+
+def speed_ratio(fp32_path: Path, int8_path: Path, one_input: np.ndarray) -> SpeedRatio:
+    """Median time per run of each graph on ``one_input`` ([1, C, H, W]), after a warm-up run."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path)]
+    feed = {"input": one_input}
+    for session in sessions:  # (the first run allocates and plans)
+        session.run(None, feed)
+    times: list[list[float]] = [[], []]
+    started = time.perf_counter()
+    while len(times[0]) < MAX_ROUNDS and (len(times[0]) < MIN_ROUNDS
+                                          or time.perf_counter() - started < TIMING_SECONDS):
+        for session, taken in zip(sessions, times):
+            tick = time.perf_counter()
+            session.run(None, feed)
+            taken.append(time.perf_counter() - tick)
+    fp32_time, int8_time = (float(np.median(t)) for t in times)
+    return SpeedRatio(fp32_time / max(int8_time, 1e-9), len(times[0]))
 
 
 def percent(share: float) -> str:

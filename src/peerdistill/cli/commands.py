@@ -214,6 +214,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     if result.int8 is not None:
         check = result.int8
         what += f", int8: {check.int8_bytes / 1024:,.0f} KiB against {check.fp32_bytes / 1024:,.0f} KiB in fp32"
+        if check.speed is not None:
+            what += f", {check.speed.ratio:.2f}x fp32's speed on this machine one input at a time"
         decision = "same call at the threshold" if check.threshold is not None else "same class"
         parity += (f" (fp32 graph); int8 graph vs fp32 graph on {check.checked} {check.inputs}: {decision} for "
                    f"{round(check.agreement * check.predictions)} of {check.predictions} predictions "
