@@ -1314,19 +1314,28 @@ def test_a_frozen_teacher_of_a_run_with_other_input_statistics_or_size_is_said_t
     assert (f"teacher is frozen from run '{tmp_path / 't'}' (whose model '{weights}' is given), which standardised its inputs by mean / std 0 / 1 per "
             "channel, and this run standardises them by 0.3") in said
     assert "give this run that run's statistics, data.normalize={mean: [0.0], std: [1.0]}" in said
+    # kept for the report and compare.md, as the training's own warnings are (review 56b), also by a resume
+    kept = json.loads((tmp_path / "other" / "run.json").read_text())["training_warnings"]
+    assert sum("is frozen from" in w for w in kept) == 1 and " ".join(kept[0].split()) in said
+    from peerdistill.build import build_cohort
+    from peerdistill.config import load_saved_config
+    from peerdistill.data import build_data
+
+    cfg = load_saved_config(tmp_path / "other" / "config.yaml")
+    assert build_cohort(cfg, build_data(cfg.data), saved=True).warnings_when_built == kept[:1]  # a resume's run.json
     run_cli("train", f"out_dir={tmp_path}", "name=same", *frozen, "data.normalize={mean: [0.0], std: [1.0]}")
     assert "is frozen from" not in capsys.readouterr().err
     # another input size: recorded by the run it comes from
-    from peerdistill.build import _warn_of_other_inputs
+    from peerdistill.build import _other_inputs
     from peerdistill.data import DataSplits
 
     meta = json.loads((tmp_path / "t" / "run.json").read_text())
     (tmp_path / "t" / "run.json").write_text(json.dumps({**meta, "input_shape": [1, 16, 16]}))
     x, y = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32), np.arange(4) % 2
     data = DataSplits.from_arrays(x, y, x, y, x, y, stats={"mean": [0.0], "std": [1.0]})
-    with pytest.warns(PeerdistillWarning, match=r"learnt from inputs of 16x16 pixels, and this run's are 8x8: things "
-                                                r"look smaller to it"):
-        _warn_of_other_inputs(str(tmp_path / "t"), "teacher", data, "teacher")
+    said = _other_inputs(str(tmp_path / "t"), "teacher", data, "teacher")
+    assert len(said) == 1 and re.search(r"learnt from inputs of 16x16 pixels, and this run's are 8x8: things look "
+                                        r"smaller to it", said[0])
 
 
 def test_starting_imports_neither_torchs_compiler_nor_export():
@@ -2030,6 +2039,19 @@ def test_the_dry_run_says_how_teachers_combine_and_how_heads_weigh_their_own_los
     assert "own label loss weighted student1@features.2 0.5, student1@features.6 0.5" in printed
     assert re.search(r"student1@features.2/kl<-student1 . kl . 0.5 . 3", printed)
     assert re.search(r"student1@features.2/hint<-student1 . hint . 0.1 . +│", printed)  # (no temperature read)
+
+
+def test_the_dry_run_says_which_students_of_one_architecture_are_not_packed_and_why(tmp_path, capsys):
+    """Review 56a: a student left out of the packed network was in run.json alone; a GPU run lost the
+    speed unsaid. The dry run names it beside the packed ones."""
+    students = ("students=[{arch: cnn, args: {width: 8, depth: 2}}, {arch: cnn, args: {width: 8, depth: 2}}, "
+                "{arch: cnn, args: {width: 16, depth: 2}}]")
+    run_cli("train", f"out_dir={tmp_path}", "teacher=null", "distill.preset=ml", students, "train.fuse_students=true",
+            "--dry-run")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("students packed into one network: student1 + student2; student3: one by one (not packed with student1: "
+            "student1 differs from student3 in its submodules' settings or its parameters' or buffers' names, shapes, "
+            "dtypes or devices)") in printed
 
 
 def test_the_dry_runs_lines_wrap_between_words_on_a_terminal_and_stay_whole_in_a_log():

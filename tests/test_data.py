@@ -180,6 +180,21 @@ def test_four_dimensional_arrays_are_channels_last_only_when_the_second_side_can
     assert DataSplits.from_arrays(x, y, x, y, x, y, normalize=False).input_shape == expected
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_one_channel_images_given_channels_last_are_stored_row_major(normalize):
+    """[N, H, W, 1] permuted to [N, 1, H, W] counts as contiguous in torch yet has the strides of
+    channels-last (64, 1, 8, 1): convolutions ran channels-last unasked and a model's .view failed
+    (review 56a). Every split's images get the strides of a plain [N, 1, H, W] tensor."""
+    rng = np.random.default_rng(0)
+    grey, y = rng.random((6, 8, 8, 1)).astype(np.float32), np.array([0, 1] * 3)
+    picked = rng.random((9, 8, 8)).astype(np.float32)[:, None][np.arange(6)]  # numpy's fancy index of a view
+    for x in (grey, picked, torch.from_numpy(grey).permute(0, 3, 1, 2)):
+        data = DataSplits.from_arrays(x, y, x, y, x, y, normalize=normalize)
+        for split in (data.train, data.val, data.test):
+            assert split.x.shape == (6, 1, 8, 8) and split.x.stride() == (64, 64, 8, 1)
+            assert split.x.view(6, -1).shape == (6, 64)  # what a flattening model does
+
+
 def test_the_spread_of_standardised_images_is_each_channels_own():
     """standardised_spread against plain torch reductions over three channels of other scales."""
     from peerdistill.data.splits import TensorData, standardised_spread

@@ -512,3 +512,28 @@ def test_a_self_distilled_network_carries_no_hook_between_forwards(tmp_path, tin
             progress=False, callbacks=[lambda epoch, row: during.append(_hooks(base))]).fit(tiny_data)
     assert during == [2] and _hooks(base) == 0
     torch.save(base, io.BytesIO())
+
+
+def test_a_layer_returning_a_number_then_its_map_is_refused_by_what_it_returns():
+    """Review 56a: a (loss, map) pair recorded its number, and the connector then refused 'a feature of
+    shape ()', which said nothing of the tuple."""
+    from peerdistill.capture import FeatureRecorder
+    from peerdistill.errors import ConfigError
+
+    class WithLoss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y.pow(2).mean(), y
+
+    model = nn.Sequential()
+    model.add_module("block", WithLoss())
+    recorder = FeatureRecorder(model, ["block"], owner="student1")
+    with pytest.raises(ConfigError, match=r"^layer 'block' of student1 returns a tuple whose first item, the one "
+                                          r"recorded, is a single number: record a submodule that returns the feature "
+                                          r"itself$"):
+        model(torch.zeros(2, 1, 4, 4))
+    recorder.remove()

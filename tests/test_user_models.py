@@ -392,6 +392,41 @@ def test_students_returning_an_object_with_logits_are_packed(tiny_data):
     assert trainer.run_info["fused_students"] == [["student1", "student2"]]
 
 
+@pytest.mark.parametrize("fuse", [False, True])
+def test_a_namedtuple_output_gives_its_logits_field_wherever_it_stands(tiny_data, fuse):
+    """A namedtuple (aux, logits) is a tuple: its first item, the aux head, was trained as the
+    logits, silently (review 56a). Its logits field is read, packed or not."""
+    import collections
+
+    from peerdistill.cohort import as_logits
+
+    Output = collections.namedtuple("Output", "aux logits")
+    aux, logits = torch.zeros(2, 5), torch.ones(2, 3)
+    assert as_logits(Output(aux, logits), "m") is logits
+    assert as_logits((logits, aux), "m") is logits  # a plain tuple: its first item, as torchvision's aux heads
+
+    class AuxFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.aux, self.head = nn.Linear(4, 5), nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = self.body(x)
+            return Output(self.aux(h), self.head(h))
+
+    seed_everything(0)
+    students = [AuxFirst(), AuxFirst()]
+    aux_before = [s.aux.weight.detach().clone() for s in students]
+    trainer = Trainer(Cohort.from_modules(students), KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])),
+                      ClassificationTask(3), device="cpu", progress=False,
+                      train=TrainSpec(epochs=1, batch_size=32, fuse_students=fuse))
+    trainer.fit(tiny_data)
+    assert trainer.run_info["fused_students"] == ([["student1", "student2"]] if fuse else [])
+    for student, before in zip(students, aux_before):  # the aux head takes no loss: untouched
+        torch.testing.assert_close(student.aux.weight.detach(), before, rtol=0, atol=0)
+
+
 class _NamedLayer(nn.Module):
     """A user's model with a layer called feature_layer and a dict output holding 'heads'."""
 

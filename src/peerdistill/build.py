@@ -123,14 +123,16 @@ def _check_same_classes(checkpoint: str, name: str, data: DataSplits, task: str)
 OTHER_STATS = 0.25
 
 
-def _warn_of_other_inputs(checkpoint: str, name: str, data: DataSplits, key: str) -> None:
+def _other_inputs(checkpoint: str, name: str, data: DataSplits, key: str) -> list[str]:
     """A frozen model from another run learnt from inputs standardised by that run's statistics
     and of its size; fed this run's, it sees another scale (a digits teacher of mean 0 / std 1
     scored near chance beside one of the training split's statistics) or another size, and
-    teaches what it cannot see. Said, with the fix, since nothing else would show it."""
+    teaches what it cannot see. The warnings that say so, with the fix, since nothing else would
+    show it."""
+    said: list[str] = []
     run = _run_of(checkpoint)
     if run is None:
-        return  # a bare weights file records neither
+        return said  # a bare weights file records neither
     meta = read_json(run[0] / RUN_FILE)
     before, now = meta.get("data_stats"), data.stats
     if before and now and len(before["mean"]) == len(now["mean"]):
@@ -138,18 +140,19 @@ def _warn_of_other_inputs(checkpoint: str, name: str, data: DataSplits, key: str
         mean_b, std_b = np.asarray(now["mean"], float), np.asarray(now["std"], float)
         if (np.abs(mean_a - mean_b) > OTHER_STATS * std_a).any() or (np.abs(std_b / std_a - 1) > OTHER_STATS).any():
             fix = f"{{mean: {[round(v, 6) for v in mean_a.tolist()]}, std: {[round(v, 6) for v in std_a.tolist()]}}}"
-            warn_user(f"{name} is frozen from {run[1]}, which standardised its inputs by mean / std "
+            said.append(f"{name} is frozen from {run[1]}, which standardised its inputs by mean / std "
                       f"{per_channel(mean_a, std_a)} per channel, and this run standardises them by "
                       f"{per_channel(mean_b, std_b)}: {name} sees its inputs on another scale than it learnt "
                       f"from, and teaches what it cannot see; give this run that run's statistics, "
                       f"data.normalize={fix}")
     shape = meta.get("input_shape")
     if shape and list(shape)[1:] != list(data.input_shape)[1:]:
-        warn_user(f"{name} is frozen from {run[1]}, which learnt from inputs of {'x'.join(map(str, shape[1:]))} "
+        said.append(f"{name} is frozen from {run[1]}, which learnt from inputs of {'x'.join(map(str, shape[1:]))} "
                   f"pixels, and this run's are {'x'.join(map(str, data.input_shape[1:]))}: things look "
                   f"{'larger' if data.input_shape[-1] > shape[-1] else 'smaller'} to it than they did in its "
                   f"training (set data.image_size to [{shape[1]}, {shape[2]}] for this run, or train {key} "
                   "online)")
+    return said
 
 
 def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohort:
@@ -158,7 +161,7 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
     names = cfg.member_names()
     teachers = cfg.all_teachers()
     specs = teachers + list(cfg.students)
-    members = []
+    members, warned = [], []
     for i, (name, spec) in enumerate(zip(names, specs)):
         if spec.checkpoint:
             _check_same_task(spec.checkpoint, name, cfg.task)
@@ -168,8 +171,11 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
         key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
             f"students.{i - len(teachers)}"
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
-        if spec.checkpoint and spec.frozen and not saved:  # (once its weights are found and loaded)
-            _warn_of_other_inputs(spec.checkpoint, name, data, key)
+        if spec.checkpoint and spec.frozen:  # (once its weights are found and loaded)
+            # (kept with the cohort for run.json, which a resumed run writes anew: review 56b)
+            for warning in _other_inputs(spec.checkpoint, name, data, key):
+                warn_user(warning)
+                warned.append(warning)
         if spec.feature_layer and not saved:
             _check_layer(module, spec.feature_layer, name, f"{key}.feature_layer")
         layer = spec.feature_layer or default_feature_layer(module)
@@ -183,7 +189,7 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
         unread_weight = saved and cfg.distill.teacher_weighting == "confidence"
         members.append(Member(name, module, role, frozen=spec.frozen, lr=spec.lr, spec=rebuild,
                               feature_layer=layer, weight=1.0 if unread_weight else spec.weight))
-    return Cohort(members)
+    return Cohort(members, warnings_when_built=warned)
 
 
 def _check_layer(module, path: str, name: str, setting: str, example: str = "PATH") -> None:

@@ -142,6 +142,9 @@ def first_tensor(output, where: str = "a recorded layer") -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        if output[0].dim() == 0 and len(output) > 1:  # (a (loss, map) pair: the number is recorded, review 56a)
+            raise ConfigError(f"{where} returns a {type(output).__name__} whose first item, the one recorded, is a "
+                              "single number: record a submodule that returns the feature itself")
         return output[0]
     raise ConfigError(f"{where} returns a {type(output).__name__}, not a tensor (or a tuple starting with one): "
                       "record one of its submodules that returns a tensor")

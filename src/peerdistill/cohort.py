@@ -111,6 +111,9 @@ class Cohort:
     members: list[Member] = field(default_factory=list)
     # False for a saved run's models: their names passed the rules of the version that trained them
     check_names: bool = field(default=True, repr=False)
+    # what building it from a config warned of (a frozen teacher fed inputs on another scale):
+    # kept with the training's own warnings in run.json
+    warnings_when_built: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.members]
@@ -384,17 +387,19 @@ def names_module(module: nn.Module, path: str) -> bool:
 
 def as_logits(output: Any, name: str) -> torch.Tensor:
     """Accept the output conventions of common model libraries: a tensor, a tuple whose first
-    item is the logits (torchvision aux heads), or a mapping with 'logits' / 'out'."""
+    item is the logits (torchvision aux heads), a mapping with 'logits' / 'out', or an object
+    with a ``logits`` tensor (a namedtuple's ``logits`` field wherever it stands)."""
     if isinstance(output, torch.Tensor):
         return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
     if isinstance(output, dict):
         for key in ("logits", "out"):
             if isinstance(output.get(key), torch.Tensor):
                 return output[key]
-    if hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
+    # (before a tuple's first item: a namedtuple may hold its logits in another field, review 56a)
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
         return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
     keys = f" with keys {sorted(map(str, output))}" if isinstance(output, dict) else ""
     raise ConfigError(
         f"model '{name}' returned {type(output).__name__}{keys}; peerdistill needs logits as a tensor, "

@@ -32,6 +32,7 @@ def print_run_plan(plan, console, err_console, starts_from: set[str] = frozenset
     speed = plan.speed
     packed = f"; students packed into one network: {'; '.join(' + '.join(g) for g in plan.packed)}" if plan.packed \
         else ""
+    packed += "".join(f"; {students}: one by one ({why})" for students, why in plan.not_packed.items())
     batch = (f"batch {plan.batch_size}" if plan.whole_split_batch is None else  # (review 53c: "batch 2000" of 1,077)
              f"one batch of the whole training split ({plan.whole_split_batch:,} samples; train.batch_size "
              f"{plan.batch_size} is larger)")

@@ -588,6 +588,10 @@ def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor
     elif t.ndim not in (2, 4):
         raise DataError(f"{name} inputs have shape {tuple(t.shape)}; expected [N, H, W], [N, H, W, C], [N, C, H, W] or [N, F]")
     t = t.contiguous()  # (before the check: a permuted tensor's flatten was a second whole copy, review 52g)
+    if t.stride() != torch.empty(t.shape, device="meta").stride():
+        # [N, H, W, 1] permuted counts as contiguous (one channel's stride is free) yet reads as
+        # channels-last: convolutions would run so unasked, and a model's .view would fail (review 56a)
+        t = t.clone(memory_format=torch.contiguous_format)
     finite = _finite_rows(t)
     if not finite.all():
         bad = torch.nonzero(~finite).flatten().tolist()

@@ -64,7 +64,8 @@ class Preflight:
             self._warn_about_training(data)
         for caught in held:  # (a registry: said once, as where they were raised, under the default filter)
             warn_again(caught, registry=_SAID)
-        return [str(caught.message) for caught in held if issubclass(caught.category, PeerdistillWarning)]
+        return [*self.cohort.warnings_when_built,  # (said as the cohort was built)
+                *(str(caught.message) for caught in held if issubclass(caught.category, PeerdistillWarning))]
 
     def _warn_about_training(self, data: DataSplits) -> None:
         """Warnings about the training to come, said once (main process), after a resume is accepted."""

@@ -36,6 +36,8 @@ class RunPlan:
     device: str
     speed: dict[str, Any]  # the speed settings resolved for the device: precision, channels_last, compile...
     packed: list[list[str]] = field(default_factory=list)  # students run as one packed network
+    # students of one architecture run one by one all the same, and why (run.json's fused_students_fallback)
+    not_packed: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # what training would warn of first
     # each edge's name, kind, weight and temperature (None for kinds that read none), as the run builds it
     edge_details: list[dict[str, Any]] = field(default_factory=list)
@@ -81,4 +83,5 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
         batch_size=trainer.train_spec.batch_size, device=str(trainer.device), speed=trainer.speed.to_dict(),
         whole_split_batch=(len(data.train) if not trainer.patches and len(data.train) < trainer.train_spec.batch_size
                            else None),
-        packed=[list(names) for names, _ in trainer.groups], warnings=list(said))
+        packed=[list(names) for names, _ in trainer.groups],
+        not_packed=dict(trainer.run_info.get("fused_students_fallback") or {}), warnings=list(said))
