@@ -1229,3 +1229,52 @@ def test_num_workers_takes_a_whole_number_as_pydantic_reads_one():
     for refused in (-1, "x", 2.5, True):
         with pytest.raises(ConfigError, match="num_workers"):
             TrainSpec(num_workers=refused)
+
+
+_FOLDER = ["data.kind=image_folder", "data.root=x"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (_FOLDER + ["data.exclude=[/data/x/a.png]"], "'data.exclude': '/data/x/a.png' is an absolute path: give it "
+                                                 "relative to data.root (e.g. 'NORMAL/IM-0001.jpeg'), or a file name"),
+    (_FOLDER + ["data.exclude=['C:\\x\\a.png']"], "'C:\\\\x\\\\a.png' is an absolute path"),
+    (_FOLDER + ["data.exclude=[a/../../b.png]"], "'a/../../b.png' reaches out of data.root ('..')"),
+    (_FOLDER + ["data.exclude=['..\\b.png']"], "reaches out of data.root ('..')"),
+    (_FOLDER + ["data.exclude=['']"], "'data.exclude': an item is empty: give a file name or glob pattern"),
+    (_FOLDER + ['data.exclude=["a\\tb.png"]'], "'data.exclude': 'a\\tb.png' holds the control character '\\t': names "
+                                              "of files, so printable characters only"),
+    (_FOLDER + ["data.exclude=[17]"], "an item is 17, not a file name: quote it ('17')"),
+    (_FOLDER + ["data.exclude=[null]"], "an item is null, not a file name"),
+    (_FOLDER + ["data.exclude=[a.png, a.png]"], "'a.png' is listed twice: list each once"),
+    (_FOLDER + ["data.exclude={a: 1}"], "data.exclude takes a list of file names or glob patterns relative to "
+                                        "data.root, e.g. [NORMAL/IM-0001.jpeg, '*_copy.png'], not a mapping"),
+    (_FOLDER + ["data.exclude=[" + "x" * 5000 + "]"], "an item is 5,000 characters long, longer than any path"),
+    (_FOLDER + ["data.exclude=[" + ", ".join(f"f{i}" for i in range(10_001)) + "]"],
+     "data.exclude lists 10,001 patterns, more than the 10,000 it takes"),
+    (["data.kind=npz", "data.root=a.npz", "data.exclude=[a.png]"],
+     "data.exclude leaves image files out, but data kind 'npz' reads arrays, whose rows have no file names: remove "
+     "the rows from the arrays"),
+    (["data.exclude=[a.png]"], "data kind 'digits' reads no files (it is generated or embedded): remove it"),
+])
+def test_data_exclude_is_a_list_of_relative_names(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(apply_overrides(default_config(), overrides))
+    assert message in str(info.value)
+    assert len(str(info.value)) < 2000  # (a huge list or pattern is not echoed whole)
+
+
+def test_data_exclude_takes_one_name_alone_and_null_as_none():
+    cfg = validate(apply_overrides(default_config(), _FOLDER + ["data.exclude=cats/a, b.png"]))
+    assert cfg.data.exclude == ["cats/a, b.png"]  # (one name: a file's name may hold a comma)
+    assert validate(apply_overrides(default_config(), _FOLDER + ["data.exclude=null"])).data.exclude == []
+    tree = apply_overrides(default_config(), _FOLDER)
+    tree["data"]["exclude"] = [f"bad\0{i}" for i in range(50)]  # (the first problems, not fifty lines)
+    with pytest.raises(ConfigError) as info:
+        validate(tree)
+    assert str(info.value).count("control character") == 5 and "(the first 5 problems)" in str(info.value)
+
+
+def test_a_glob_read_as_a_yaml_alias_is_told_to_quote_it():
+    with pytest.raises(ConfigError, match=r"YAML reads a '\*' that begins a value or list item as an alias: quote the "
+                                          r"pattern, e.g. 'data.exclude=\[\"\*_copy.png\"\]'"):
+        apply_overrides(default_config(), ["data.exclude=[*.png]"])

@@ -471,3 +471,137 @@ def test_split_folders_of_other_sizes_are_named_with_their_folders(tmp_path):
     with pytest.raises(DataError, match=r"images differ in size \(2 sizes, e.g. 6x6: 'test/a/0.png'; 8x8: "
                                         r"'train/a/0.png'\)"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "set"), grey=True))
+
+
+# ---- data.exclude ----------------------------------------------------------------------------
+
+def _all_files(data) -> set[str]:
+    return {name for names in data.info["files"].values() for name in names}
+
+
+def test_data_exclude_leaves_files_out_before_the_split_as_if_moved_out(tmp_path, recwarn):
+    from peerdistill.errors import DataNote
+
+    write_class_tree(tmp_path / "x", {"a": 10, "b": 10})
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "x"), split_seed=4, exclude=["a/3.png", "b/1*"])
+    data = build_data(spec)
+    assert _all_files(data).isdisjoint({"a/3.png", "b/1.png"}) and len(_all_files(data)) == 18
+    assert data.info["excluded"] == {"patterns": {"a/3.png": 1, "b/1*": 1}, "samples": 2,
+                                     "files": ["a/3.png", "b/1.png"]}
+    said = [str(w.message) for w in recwarn if issubclass(w.category, DataNote)]
+    assert said == [f"data.exclude left out 2 samples of '{tmp_path / 'x'}' before the split ('a/3.png' 1 file, "
+                    "'b/1*' 1 file)"]
+    # the same splits as with the files moved out of the folder: left out before the split is cut
+    (tmp_path / "x" / "a" / "3.png").unlink()
+    (tmp_path / "x" / "b" / "1.png").unlink()
+    moved = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), split_seed=4))
+    assert moved.info["files"] == data.info["files"]
+
+
+def test_a_data_exclude_pattern_matching_nothing_is_refused_by_name_and_folder(tmp_path):
+    write_class_tree(tmp_path / "x", {"a": 6, "b": 6})
+    said = f"data.exclude: pattern 'a/33.png' matches no image or mask file of the data at '{tmp_path / 'x'}'"
+    with pytest.raises(DataError, match=re.escape(said) + r".*did you mean 'a/3.png'\?"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["a/3.png", "a/33.png"]))
+    with pytest.raises(DataError, match=r"patterns 'zz', 'q\*' match no image or mask file"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["zz", "q*"]))
+    # a bare name is the file's name, with or without its suffix, in any folder; a trailing '/' a folder
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["2", "5.png"]))
+    assert data.info["excluded"]["files"] == ["a/2.png", "a/5.png", "b/2.png", "b/5.png"]
+    for split in ("train", "val", "test"):
+        for cls in ("a", "b"):
+            write_class_tree(tmp_path / "s" / split, {cls: 4}) if not (tmp_path / "s" / split / cls).exists() else None
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "s"), exclude=["test/a/", "train/b/0.png"]))
+    assert data.info["excluded"]["files"] == ["test/a/0.png", "test/a/1.png", "test/a/2.png", "test/a/3.png",
+                                              "train/b/0.png"]
+    assert len(data.test) == 4 and len(data.train) == 7
+
+
+def test_data_exclude_in_a_csv_and_in_a_set_scored_whole(tmp_path):
+    from peerdistill.data.splits import kept_whole
+
+    write_class_tree(tmp_path / "x", {"a": 6, "b": 6})
+    rows = ["path,label"] + [f"{c}/{i}.png,{c}" for c in "ab" for i in range(6)]
+    (tmp_path / "x" / "list.csv").write_text("\n".join(rows) + "\n")
+    data = build_data(DataSpec(kind="csv", root=str(tmp_path / "x" / "list.csv"), exclude=["b/4.png"]))
+    assert "b/4.png" not in _all_files(data) and len(_all_files(data)) == 11
+    with kept_whole():
+        whole = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["a/0.png"]))
+    assert len(whole.test) == 11 and "a/0.png" not in _all_files(whole)
+
+
+def test_data_exclude_takes_a_pair_out_by_its_image_its_mask_or_its_id(tmp_path):
+    write_drive_like(tmp_path / "d")
+    spec = dict(kind="folders", root=str(tmp_path / "d"), masks="manual", roi="fov", pattern=r"^(\d+)_",
+                binary_masks=True)
+    data = build_data(DataSpec(**spec, exclude=["manual/22_manual1.gif", "23", "images/24_training.tif",
+                                                 "25_training_mask.gif"]))
+    assert _all_files(data) == {"21", "26", "27", "28"}
+    assert data.info["excluded"]["files"] == ["images/22_training.tif", "images/23_training.tif",
+                                              "images/24_training.tif", "images/25_training.tif"]
+    # a file data.pattern misses (which it would refuse) can be left out by name
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "d" / "images" / "notes.png")
+    with pytest.raises(DataError, match="does not match 1 of the 9 image files"):
+        build_data(DataSpec(**spec))
+    assert len(_all_files(build_data(DataSpec(**spec, exclude=["notes.png"])))) == 8
+    with pytest.raises(DataError, match="data.exclude leaves no image and mask pair"):
+        build_data(DataSpec(**spec, exclude=["*"]))
+
+
+def test_the_data_fingerprint_tells_other_exclusions_apart(tmp_path):
+    from peerdistill.data import fingerprint
+
+    write_class_tree(tmp_path / "x", {"a": 4, "b": 4})
+    plain = fingerprint.data_fingerprint(DataSpec(kind="image_folder", root=str(tmp_path / "x")))
+    one = fingerprint.data_fingerprint(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["a/0.png"]))
+    two = fingerprint.data_fingerprint(DataSpec(kind="image_folder", root=str(tmp_path / "x"),
+                                                exclude=["a/0.png", "b/1.png"]))
+    assert plain.startswith("folder:") and len({plain, one, two}) == 3  # (without exclude: as recorded before)
+    # its form, before the colon, differs too (a comparison keeps one fingerprint per form of a folder)
+    assert one.split(":", 1)[0].startswith("folder;exclude=") and one.split(":", 1)[0] != two.split(":", 1)[0]
+    assert one.split(":", 1)[1] == plain.split(":", 1)[1]
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["a/0.png"])
+    assert fingerprint.comparable(one, spec) and "data.exclude" in fingerprint.what_differs(one)
+    rows = ["path,label"] + [f"{c}/{i}.png,{c}" for c in "ab" for i in range(4)]
+    (tmp_path / "x" / "t.csv").write_text("\n".join(rows) + "\n")
+    table = DataSpec(kind="csv", root=str(tmp_path / "x" / "t.csv"), exclude=["a/0.png"])
+    held = fingerprint.data_fingerprint(table)
+    assert held.startswith("csv;exclude=") and fingerprint.comparable(held, table)
+
+
+def test_eval_does_not_carry_a_runs_exclusions_to_other_data_without_saying_so():
+    from peerdistill.config import without_other_kinds_keys
+
+    section = {"kind": "image_folder", "root": "other", "exclude": ["a/0.png"]}
+    assert without_other_kinds_keys(section)["exclude"] == ["a/0.png"]  # (the run's own data: kept)
+    with pytest.warns(PeerdistillWarning, match=r"the run's data.exclude \(\['a/0.png'\]\) names files of the folder "
+                                                r"it trained on and is not carried to data.root 'other'"):
+        assert "exclude" not in without_other_kinds_keys(section, keep={"root"})
+    assert without_other_kinds_keys(section, keep={"root", "exclude"})["exclude"] == ["a/0.png"]
+
+
+def test_a_run_keeps_what_data_exclude_left_out_and_eval_scores_its_own_test_split(tmp_path, fast_tree, capsys):
+    import json
+
+    import yaml
+
+    from peerdistill.cli import main
+
+    write_class_tree(tmp_path / "x", {"a": 10, "b": 10}, size=16)
+    tree = {**fast_tree, "train": {"epochs": 1, "batch_size": 64},
+            "data": {"kind": "image_folder", "root": str(tmp_path / "x"), "grey": True,
+                     "exclude": ["a/3.png", "b/1*"]}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(tree))
+    assert main(["train", str(tmp_path / "cfg.yaml"), "--quiet"]) == 0
+    assert "warning: data.exclude left out 2 samples of" in " ".join(capsys.readouterr().err.split())
+    meta = json.loads((tmp_path / "runs" / "t" / "run.json").read_text())
+    assert meta["data_info"]["excluded"]["files"] == ["a/3.png", "b/1.png"]
+    assert meta["data_fingerprint"].startswith("folder;exclude=") and meta["data_notes"][0].startswith(
+        "data.exclude left out 2 samples")
+    # eval reads the run's data with its exclusions: its own test split (else 2 files "added since training")
+    assert main(["eval", str(tmp_path / "runs" / "t"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "data.exclude" not in captured.err and "changed since training" not in captured.err  # (said in training)
+    from peerdistill.runs import evaluate_run
+
+    assert evaluate_run(tmp_path / "runs" / "t").samples == len(meta["data_info"]["files"]["test"])

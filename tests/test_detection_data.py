@@ -1025,3 +1025,72 @@ def test_the_shapes_of_the_original_frames_count_as_trained_on(tmp_path):
     with noting_reads() as files:
         assert load_coco(images, ann, (10, 20))[3] == ["a.png", "b.png"]
     assert files.aspects() == [1.0, 2.0]  # (b.png's own file, 10x10)
+
+
+# ---- data.exclude ----------------------------------------------------------------------------
+
+def _exclusion(root, *patterns):
+    from peerdistill.data.exclusion import Exclusion
+
+    return Exclusion(list(patterns), root)
+
+
+def test_coco_images_data_exclude_names_go_with_their_annotations_before_anything_is_judged(tmp_path):
+    images, ann = coco_files(tmp_path)
+    text = json.loads(ann.read_text())
+    # b's one annotation lies outside its image: left out with b, it is not judged (no error)
+    text["annotations"].append({"id": 13, "image_id": 2, "category_id": 7, "bbox": [5, 5, 50, 50]})
+    ann.write_text(json.dumps(text))
+    with pytest.raises(DataError, match="outside"):
+        load_coco(images, ann, (10, 20))
+    exclusion = _exclusion(tmp_path, "img/b.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (b.png is no file "not listed in the JSON")
+        x, y, names, ids, info = load_coco(images, ann, (10, 20), exclusion=exclusion)
+    assert ids == ["a.png"] and len(x) == 1 and "skipped_without_entry" not in info
+    assert exclusion.record() == {"patterns": {"img/b.png": 1}, "samples": 1, "files": ["img/b.png"]}
+    # a file_name as the JSON writes it (relative to data.images), and a bare id, match too
+    for pattern in ("b.png", "b", "b.*"):
+        assert load_coco(images, ann, (10, 20), exclusion=_exclusion(tmp_path, pattern))[3] == ["a.png"]
+
+
+def test_coco_image_sizes_are_read_once_each(tmp_path, monkeypatch):
+    """load_coco took each annotated image's width and height from the JSON once per annotation,
+    then twice more (its size check, its original shape): once each now, with the same result."""
+    import peerdistill.data.detection as detection
+
+    images, ann = coco_files(tmp_path)
+    before = load_coco(images, ann, (10, 20))
+    calls = []
+    real = detection._image_dims
+    monkeypatch.setattr(detection, "_image_dims", lambda entry, where: calls.append(where) or real(entry, where))
+    after = load_coco(images, ann, (10, 20))
+    assert calls == ["image 1 in ann.json"]  # a.png, of three annotations; b.png has none
+    assert after[1].tolist() == before[1].tolist() and after[3] == before[3]
+    from peerdistill.data.image_io import noting_reads
+
+    with noting_reads() as files:
+        load_coco(images, ann, (10, 20))
+    assert files.aspects() is not None  # (the original shape, 80x40, still noted)
+
+
+def test_box_json_and_mask_boxes_leave_out_what_data_exclude_names(tmp_path):
+    images, boxes = kvasir_files(tmp_path)
+    exclusion = _exclusion(tmp_path, "d", "c.png")
+    with pytest.warns(PeerdistillWarning) as said:
+        x, y, names, ids, info = load_box_json(images, boxes, (10, 20), exclusion=exclusion)
+    assert ids == ["a"] and info == {"skipped_without_image": 1, "skipped_without_entry": 0}
+    # d is left out, not "without an image"; c (no entry) is not said to lack one
+    assert [str(w.message) for w in said if "left out" in str(w.message)] == [
+        f"1 entries of boxes.json have no image in '{images}' ('b'): left out"]
+    assert exclusion.record()["patterns"] == {"d": 1, "c.png": 1} and exclusion.record()["files"] == ["images/d.jpg"]
+    # mask_boxes: a pair goes where its mask is named
+    for name in ("p1", "p2"):
+        write_png(tmp_path / "mb" / "images" / f"{name}.png", 20, 20)
+        mask = np.zeros((20, 20), np.uint8)
+        mask[2:9, 2:9] = 255
+        (tmp_path / "mb" / "masks").mkdir(exist_ok=True)
+        Image.fromarray(mask).save(tmp_path / "mb" / "masks" / f"{name}.png")
+    exclusion = _exclusion(tmp_path / "mb", "masks/p2.png")
+    ids = load_mask_boxes(tmp_path / "mb" / "images", tmp_path / "mb" / "masks", (20, 20), exclusion=exclusion)[3]
+    assert ids == ["p1"] and exclusion.record()["files"] == ["images/p2.png"]

@@ -133,7 +133,8 @@ def test_near_copies_among_held_out_images_are_warned_of_naming_both_files(tmp_p
     import types
 
     trainer.task = types.SimpleNamespace(name="detection")
-    with pytest.warns(PeerdistillWarning, match=r"look at them, and remove or merge the near-copies in the data, or "
+    with pytest.warns(PeerdistillWarning, match=r"look at them, and leave one of each pair out: list it in data.exclude "
+                                                r"\('data.exclude=\[\"test/20.png\"\]' on the command line\), or "
                                                 r"try another data.split_seed$"):
         trainer._warn_of_training_inputs_held_out(data)
     # a run dealing whole groups already is not advised the key it set (review 53c)
@@ -141,7 +142,14 @@ def test_near_copies_among_held_out_images_are_warned_of_naming_both_files(tmp_p
     data.info["groups"] = {"train": 30, "val": 10, "test": 11}
     with pytest.warns(PeerdistillWarning, match=r"look at them, and check that the groups are the patients or videos "
                                                 r"meant \(data.group_pattern or data.group_column: each pair lies in two "
-                                                r"groups\), or move one of each pair out of the data$"):
+                                                r"groups\), or leave one of each pair out: list it in data.exclude "
+                                                r"\('data.exclude=\[\"test/20.png\"\]' on the command line\)$"):
+        trainer._warn_of_training_inputs_held_out(data)
+    # images without file names (arrays from Python): no setting names them
+    data.info.pop("files")
+    data.info.pop("groups")
+    with pytest.warns(PeerdistillWarning, match=r"or, where the names hold none, remove one of each pair from the "
+                                                r"arrays$"):
         trainer._warn_of_training_inputs_held_out(data)
 
 

@@ -872,9 +872,17 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     leaked = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)
     leaked.info["indices"] = {"train": list(range(96)), "val": list(range(96, 128)), "test": list(range(128, 160))}
     with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('row 133'\): their "
-                                                r"figures are not held out; leave them out of the test split \(no "
-                                                r"setting does: remove their rows from the arrays, or move the files "
-                                                r"out of the data"):
+                                                r"figures are not held out; remove their rows from the arrays "
+                                                r"\(data.exclude leaves image files out, not rows\)$"):
+        Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
+                ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)
+    # data read from files: data.exclude leaves them out, a ready list given
+    leaked.info.pop("indices")
+    leaked.info["files"] = {s: [f"{s}/{i}.png" for i in range(n)] for s, n in (("train", 96), ("val", 32), ("test", 32))}
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('test/5.png'\): "
+                                                r"their figures are not held out; leave them out of the data: list them "
+                                                r"in data.exclude \('data.exclude=\[\"test/5.png\"\]' on the command "
+                                                r"line\)$"):
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)
 

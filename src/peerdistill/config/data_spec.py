@@ -4,13 +4,14 @@ section reads."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .messages import refuse
+from .messages import refuse, shown_value
 from .sections import Section, check_seed
 
 # The most data.augment_range.elastic may be: the warp must not fold the image over itself. Of
@@ -20,6 +21,10 @@ ELASTIC_LIMIT = 0.06
 # images a split of the synthetic data (shapes, boxes) may ask for: 100,000 64 x 64 images are 2 GB in memory;
 # a billion, asked for by a slip, stopped with numpy's traceback (review 55j)
 SYNTHETIC_COUNT_LIMIT = 100_000
+# data.exclude: at most this many patterns (every file read is matched against them), each at most
+# PATH_MAX's bytes long
+EXCLUDE_LIMIT = 10_000
+EXCLUDE_PATTERN_LIMIT = 4096
 
 
 # data kinds that name their classes themselves (folders, labels, categories): data.class_names
@@ -58,7 +63,8 @@ KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes"
                   "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv"),
                   "group_column": ("csv",),
                   "pixel_spacing": ("folders",), "dicom_window": IMAGE_FILE_KINDS, "grey": IMAGE_FILE_KINDS,
-                  "images": ("folders", "coco", "box_json", "mask_boxes"), "annotations": ("coco", "box_json")}
+                  "images": ("folders", "coco", "box_json", "mask_boxes"), "annotations": ("coco", "box_json"),
+                  "exclude": IMAGE_FILE_KINDS}
 # Keys read only in patch training (data.patch_size set).
 PATCH_KEYS = ("patches_per_image", "foreground_oversample", "window_overlap")
 
@@ -70,7 +76,7 @@ NO_FOLD_KINDS = ("shapes", "boxes")
 # How the data keys act, for comparing two data sections:
 # those that deal a set into train, val and test,
 SPLIT_KEYS = ("split_seed", "folds", "fold", "val_fraction", "test_fraction", "split_dirs", "group_pattern",
-              "group_column", "group_stratify")
+              "group_column", "group_stratify", "exclude")
 # those that act in training only: what is read, and the models it builds, stay the same,
 TRAINING_ONLY_KEYS = frozenset({"fold", "augment", "augment_range", "class_weights"})
 # and those that change how images are read, scaled or cut, not which images (with which truth) are in
@@ -78,6 +84,30 @@ TRAINING_ONLY_KEYS = frozenset({"fold", "augment", "augment_range", "class_weigh
 # (pixel_spacing is not among them: it changes the unit of HD95.)
 NOT_THE_SPLIT = TRAINING_ONLY_KEYS | {"image_size", "patch_size", "patches_per_image", "foreground_oversample",
                                       "window_overlap", "normalize", "grey"}
+
+
+def _exclude_problem(item: Any) -> str | None:
+    """What is wrong with one pattern of data.exclude (None: nothing)."""
+    if not isinstance(item, str):
+        written = "null" if item is None else str(item).lower() if isinstance(item, bool) else shown_value(item)
+        return (f"an item is {written}, not a file name: quote it ('{written}') where a file is named so, or give "
+                "a name or glob pattern")
+    if not item.strip():
+        return "an item is empty: give a file name or glob pattern, or remove it"
+    if len(item) > EXCLUDE_PATTERN_LIMIT:
+        return (f"an item is {len(item):,} characters long, longer than any path ({EXCLUDE_PATTERN_LIMIT:,}): "
+                "shorten it")
+    control = next((c for c in item if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return (f"{shown_value(item)} holds the control character {control!r}: names of files, so printable "
+                "characters only (no NUL, newline, tab or escape)")
+    windows = PureWindowsPath(item)
+    if item.startswith(("/", "~")) or windows.drive or windows.root:
+        return (f"{item!r} is an absolute path: give it relative to data.root (e.g. 'NORMAL/IM-0001.jpeg'), or a "
+                "file name")
+    if ".." in re.split(r"[/\\]", item):
+        return f"{item!r} reaches out of data.root ('..'): name files under it, relative to it"
+    return None
 
 
 def key_applies(key: str, kind: str) -> bool:
@@ -133,6 +163,13 @@ class DataSpec(Section):
                                    "that every split "
                                    "holds the classes in about their proportions (scikit-learn's "
                                    "StratifiedGroupKFold; the fractions become 1/k)")
+    exclude: list[str] = Field(
+        default_factory=list, description="files left out of every split before it is cut: names or glob "
+                                          "patterns, e.g. [NORMAL/IM-0001.jpeg, '*_copy.png']; one with '/' is "
+                                          "matched against each file's path relative to data.root (a csv: its "
+                                          "folder), one without against its name, with or without its suffix, "
+                                          "or the sample's id; a sample is left out where its image, mask or "
+                                          "region matches (image file kinds; docs/data.md)")
     # csv (classification)
     path_column: str = "path"
     label_column: str = "label"
@@ -215,6 +252,9 @@ class DataSpec(Section):
         for key, kinds in KIND_ONLY_KEYS.items():
             default = type(self).model_fields[key].get_default(call_default_factory=True)
             if not key_applies(key, self.kind) and getattr(self, key) != default:
+                if key == "exclude":
+                    problems.append(self._exclude_not_applying())
+                    continue
                 # (a kind changed on the command line leaves the file's keys of the other kind there)
                 dropped = f" (from the config file, or data.{key}=null on the command line)" if default is None else ""
                 problems.append(f"data.{key} applies to data kind {' or '.join(map(repr, kinds))}, not "
@@ -251,6 +291,14 @@ class DataSpec(Section):
                 problems.append(f"data.pattern is not a valid regular expression: {exc}")
         refuse(problems)
         return self
+
+    def _exclude_not_applying(self) -> str:
+        if self.kind == "npz":
+            return ("data.exclude leaves image files out, but data kind 'npz' reads arrays, whose rows have no file "
+                    "names: remove the rows from the arrays (np.savez(FILE, images=..., labels=...) without them) "
+                    "and drop data.exclude")
+        return (f"data.exclude leaves image files out, but data kind '{self.kind}' reads no files (it is generated or "
+                "embedded): remove it (on the command line: data.exclude=[])")
 
     def _augment_problems(self) -> list[str]:
         problems = []
@@ -309,6 +357,37 @@ class DataSpec(Section):
             except re.error as exc:
                 raise ValueError(f"data.group_pattern '{value}' is not a regular expression: {exc}") from None
         return value
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _exclude_patterns(cls, value: Any) -> Any:
+        if value is None:  # (null: the default, none)
+            return []
+        if isinstance(value, str):  # data.exclude=a.png: one name (not cut at commas: a file's name may hold one)
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            what = "a mapping" if isinstance(value, dict) else "true or false" if isinstance(value, bool) else \
+                "a number" if isinstance(value, (int, float)) else type(value).__name__
+            raise ValueError(f"data.exclude takes a list of file names or glob patterns relative to data.root, e.g. "
+                             f"[NORMAL/IM-0001.jpeg, '*_copy.png'], not {what}")
+        if len(value) > EXCLUDE_LIMIT:
+            raise ValueError(f"data.exclude lists {len(value):,} patterns, more than the {EXCLUDE_LIMIT:,} it takes: "
+                             "name the files by a few glob patterns (e.g. 'site_b/*'), or remove them from the "
+                             "data (every file read is matched against every pattern)")
+        problems, seen = [], set()
+        for item in value:
+            problem = _exclude_problem(item)
+            if problem is None and item in seen:
+                problem = f"{item!r} is listed twice: list each once"
+            if problem is not None:
+                problems.append(problem)
+            elif isinstance(item, str):
+                seen.add(item)
+            if len(problems) >= 5:
+                problems.append("... (the first 5 problems)")
+                break
+        refuse(problems)
+        return list(value)
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -388,5 +467,15 @@ def without_other_kinds_keys(section: dict[str, Any], keep: Iterable[str] = ()) 
     kind, keep = section.get("kind", "digits"), set(keep)
     other_kinds = {"class_names": kind in SELF_NAMING_KINDS, "image_size": kind in FIXED_SIZE_KINDS,
                    "root": kind not in FILE_KINDS}
-    return {k: v for k, v in section.items()
+    kept = {k: v for k, v in section.items()
             if k in keep or (key_applies(k, kind) and not (other_kinds.get(k) and v is not None))}
+    if "root" in keep and "exclude" not in keep and kept.get("exclude"):
+        # the run's exclusions name files of its own folder: on other data (eval RUN data.root=OTHER) they
+        # would match nothing, or other files (said: the run's own data moved needs them given again)
+        from ..errors import warn_user
+
+        warn_user(f"the run's data.exclude ({shown_value(kept['exclude'])}) names files of the folder it trained on "
+                  f"and is not carried to data.root '{kept.get('root')}': to leave those files out here too, give "
+                  "data.exclude as well")
+        kept.pop("exclude")
+    return kept

@@ -105,7 +105,10 @@ def _parsed(item: str) -> tuple[str, Any]:
         value = yaml_value(raw)
     except yaml.YAMLError as exc:
         said = str(exc).replace('"<unicode string>"', "the value")  # (PyYAML's name for text it read: review 55j)
-        raise ConfigError(f"override '{_said(item)}': the value is not valid YAML ({said})") from None
+        # a glob (data.exclude=[*_copy.png]) begins with YAML's alias mark: the fix, not only the parser's words
+        alias = ("; YAML reads a '*' that begins a value or list item as an alias: quote the pattern, e.g. "
+                 "'data.exclude=[\"*_copy.png\"]'" if "while scanning an alias" in str(exc) else "")
+        raise ConfigError(f"override '{_said(item)}': the value is not valid YAML ({said}){alias}") from None
     problem = leading_zero_problem(value, key.strip())
     if problem is not None:
         raise ConfigError(f"override '{_said(item)}': {problem}")

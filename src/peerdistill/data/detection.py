@@ -340,7 +340,8 @@ def _rows(n: int, order) -> list[int]:
 
 
 def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, dicom_window=None,
-              bad_boxes: str = "error", order=None) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
+              bad_boxes: str = "error", order=None, exclusion=None
+              ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
     info): ids are the images' ``file_name`` in the JSON's order, the categories annotations use
@@ -353,7 +354,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     Crowd annotations (``iscrowd: 1``) are kept as crowd regions (label ``crowd_label(class)``:
     ignored in training, ignored regions in evaluation); images without annotations are kept
     with no boxes. ``order``: given the number of images, the order to read them in (indices
-    into the JSON's order: ``split_order``); x, y and ids come in it."""
+    into the JSON's order: ``split_order``); x, y and ids come in it. ``exclusion`` (data.exclude):
+    the images it names are left out with their annotations, before anything else is judged."""
     images_dir, source = Path(images_dir), Path(annotation_json).name
     size = _size(image_size)
     data = _read_json(annotation_json)
@@ -362,8 +364,10 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
                         "and 'categories'")
     listed, name_of = _coco_categories(data, source)
     images = _coco_images(data, source)
+    left_out = _left_out_entries(images, images_dir, exclusion)
     bad = _BadBoxes(bad_boxes, source)
-    kept, from_polygons, annotated = _coco_boxes(data, images, listed, bad, source)
+    # annotated: each annotated image's width and height as the JSON gives them, read once
+    kept, from_polygons, annotated = _coco_boxes(data, images, listed, bad, source, set(left_out))
     if from_polygons:
         warn_user(f"{from_polygons} annotation(s) in {source} without a 'bbox' take the box around their "
                   "polygon 'segmentation'")
@@ -371,11 +375,10 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     # photo turned by its EXIF tag) puts boxes outside "their image", and the advice to skip or
     # clip those would drop true boxes before the real cause is named.
     listed_info: dict = {}
-    paths = _listed_files(images, images_dir, source, listed_info)
-    for entry_id, entry in images.items():
+    paths = _listed_files(images, images_dir, source, listed_info, also_listed=left_out.values())
+    for entry_id in images:
         if entry_id in annotated:  # (an image without boxes: no box depends on its size)
-            where = f"image {entry_id} in {source}"
-            _check_annotated_size(paths[entry_id], *_image_dims(entry, where), where)
+            _check_annotated_size(paths[entry_id], *annotated[entry_id], f"image {entry_id} in {source}")
     with_boxes = {row[0] for row in kept}  # (a set: each image looked up once, review 55n)
     emptied = [entry_id for entry_id in images if entry_id in annotated and entry_id not in with_boxes]
     info = {**bad.settle([images[i]["file_name"] for i in emptied]), **listed_info}
@@ -400,7 +403,7 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     entries = [entries[i] for i in _rows(len(entries), order)]
     for entry_id in entries:  # (the originals' shapes, which predict's inputs may have; an image without
         if entry_id in annotated:  # boxes need not give its size: review 55n)
-            note_original_shape(*_image_dims(images[entry_id], f"image {entry_id} in {source}"))
+            note_original_shape(*annotated[entry_id])
     x = _read([paths[entry_id] for entry_id in entries], size, grey, dicom_window)
     names = [str(c.get("name", c["id"])) for c in categories]
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
@@ -453,15 +456,31 @@ def _coco_images(data: dict, source: str) -> dict:
     return images
 
 
+def _left_out_entries(images: dict, images_dir: Path, exclusion) -> dict:
+    """The entries of a COCO file's ``images`` whose file ``data.exclude`` names, taken out of
+    ``images``: their files by id."""
+    if exclusion is None:
+        return {}
+    left_out = {}
+    for entry_id, entry in images.items():
+        path = _as_on_disk(images_dir / entry["file_name"])
+        if exclusion.left_out(path, base=images_dir, ids=(entry["file_name"],)):
+            left_out[entry_id] = path
+    for entry_id in left_out:
+        del images[entry_id]
+    return left_out
+
+
 def _coco_boxes(data: dict, images: dict, listed: list[dict], bad: "_BadBoxes",
-                source: str) -> tuple[list[tuple], int, set]:
+                source: str, left_out: set = frozenset()) -> tuple[list[tuple], int, dict]:
     """A COCO file's ``annotations`` checked (unique ids, known images and categories, a box or a
     polygon each): the boxes kept, as (image id, category id, box in the JSON's pixels, the JSON's
-    image size, crowd), bad ones counted in ``bad``; how many boxes came from polygons; the ids of
-    the images annotated."""
+    image size, crowd), bad ones counted in ``bad``; how many boxes came from polygons; the images
+    annotated, by id, with the width and height the JSON gives them (each read once). Annotations
+    of the images in ``left_out`` (data.exclude) are passed over."""
     category_ids = {c["id"] for c in listed}
     kept = []  # (image id, category id, box in the JSON's pixels, the JSON's image size, crowd)
-    annotation_ids, from_polygons, annotated = set(), 0, set()
+    annotation_ids, from_polygons, annotated = set(), 0, {}
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
             raise DataError(f"an entry of 'annotations' in {source} is not an object: {ann!r}")
@@ -475,14 +494,17 @@ def _coco_boxes(data: dict, images: dict, listed: list[dict], bad: "_BadBoxes",
             annotation_ids.add(ann["id"])
         image_id = ann.get("image_id")
         _check_ids([image_id, ann.get("category_id")], "annotations (image_id, category_id)", source)
+        if image_id in left_out:
+            continue
         if image_id not in images:
             raise DataError(f"unknown image id {image_id} in {source}: every annotation's image_id must be in 'images'")
         if ann.get("category_id") not in category_ids:
             raise DataError(f"unknown category id {ann.get('category_id')} in {source}: "
                             f"'categories' lists {[c['id'] for c in listed]}")
         entry = images[image_id]
-        width, height = _image_dims(entry, f"image {image_id} in {source}")
-        annotated.add(image_id)
+        if image_id not in annotated:
+            annotated[image_id] = _image_dims(entry, f"image {image_id} in {source}")
+        width, height = annotated[image_id]
         where = f"annotation {ann.get('id', '?')} of image {image_id} ('{entry['file_name']}') in {source}"
         bbox = ann.get("bbox")
         around = _polygon_box(ann.get("segmentation")) if bbox is None else None
@@ -523,7 +545,7 @@ def _once_each(kept: list[tuple], images: dict, source: str, info: dict) -> list
     return list(unique.values())
 
 
-def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> dict:
+def _listed_files(images: dict, images_dir: Path, source: str, info: dict, also_listed=()) -> dict:
     """The file of each image the COCO file lists, by id: the missing ones refused together
     (how many, some names); files reached out of data.images (an absolute or '..' name) warned
     of, as they leave the data's folder; image files beside the listed ones that the JSON leaves
@@ -547,6 +569,8 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict) -> di
                   f"({first_few(outside, quoted=True)}): read from there; keep a data set's images under its "
                   "data.images")
     listed = {unicodedata.normalize("NFC", loc) for loc in located.values()}
+    # (files data.exclude left out are listed, not "left out by the JSON")
+    listed |= {unicodedata.normalize("NFC", _within(os.path.normpath(os.path.abspath(p)), base)) for p in also_listed}
     beside = {os.path.dirname(loc) for i, loc in located.items() if inside[i]}  # not a whole tree
     unlisted = sorted(os.path.relpath(entry.path, base) for folder in beside for entry in os.scandir(folder)
                       if not entry.name.startswith(".") and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
@@ -595,7 +619,7 @@ def _warn_of_label_slips(labels: list, source: str, label_key: str) -> None:
 
 
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
-                  dicom_window=None, bad_boxes: str = "error", order=None
+                  dicom_window=None, bad_boxes: str = "error", order=None, exclusion=None
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
     [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
@@ -616,6 +640,13 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     if not images_dir.is_dir():
         raise DataError(f"images folder '{images_dir}' does not exist")
     files = _by_stem(images_dir)
+    excluded = set()  # (data.exclude: the images it names, and their entries, go before anything is judged)
+    if exclusion is not None:
+        excluded = {key for key, path in files.items() if exclusion.matches(path, base=images_dir, ids=(key,))}
+        for key in excluded:
+            if key in data:
+                exclusion.note_sample(files[key])
+            del files[key]
     ids = sorted(k for k in data if k in files)
     if not ids:
         raise DataError(f"no entry of {source} has an image in '{images_dir}' "
@@ -666,7 +697,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     for i in read:  # (the originals' shapes, which predict's inputs may have)
         note_original_shape(rows[i][1], rows[i][2])
     x = _read([files[key] for key in ids_read], size, grey, dicom_window)
-    without_image = sorted(k for k in data if k not in files)
+    without_image = sorted(k for k in data if k not in files and k not in excluded)
     without_entry = sorted(s for s in files if s not in data)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
@@ -677,7 +708,8 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
 
 
 def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, grey: bool = False, dicom_window=None,
-                    class_name: str = "object", order=None) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+                    class_name: str = "object", order=None, exclusion=None
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Boxes of the connected components of binary masks, image and mask paired by file stem.
     Foreground as ``read_mask(binary=True)`` reads it (0/1 and 0/255 masks, coloured masks, JPEG
     noise). Each mask is resized to ``image_size`` with nearest-neighbour interpolation first
@@ -693,6 +725,14 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     for folder in (images_dir, masks_dir):
         refuse_images_in_subfolders(folder, {images_dir.resolve(), masks_dir.resolve()})
     images, masks = _by_stem(images_dir), _by_stem(masks_dir, "masks")
+    if exclusion is not None:  # (data.exclude: a pair goes where its image or its mask is named)
+        gone = {key for files, base in ((images, images_dir), (masks, masks_dir)) for key, path in files.items()
+                if exclusion.matches(path, base=base, ids=(key,))}
+        for key in gone:
+            if key in images:
+                exclusion.note_sample(images[key])
+        images = {k: p for k, p in images.items() if k not in gone}
+        masks = {k: p for k, p in masks.items() if k not in gone}
     lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if lone_images or lone_masks:
         raise DataError(f"image and mask names do not pair up: images without a mask {lone_images[:5]}, "

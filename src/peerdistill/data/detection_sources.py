@@ -13,6 +13,7 @@ from ..config import DataSpec
 from ..errors import DataError
 from .detection import (SPLIT_NAMES, check_labels, detection_cut, load_box_json, load_coco, load_mask_boxes,
                         pad_targets, split_order, synthetic_boxes, warn_of_val_without_boxes)
+from .exclusion import exclusion_of
 from .splits import DataSplits, TensorData, channel_stats, consecutive_parts, is_kept_whole, standardize
 
 DEFAULT_SYNTHETIC_SIZE = 64
@@ -37,7 +38,8 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
         return split_order(indices)
 
     # grey: Pillow's luma conversion, as predict reads images
-    common = {"grey": spec.grey, "dicom_window": spec.dicom_window, "order": None if whole else order}
+    common = {"grey": spec.grey, "dicom_window": spec.dicom_window, "order": None if whole else order,
+              "exclusion": exclusion_of(spec)}
     if spec.kind == "coco":
         x, y, names, ids, extra = load_coco(root / spec.images, _relative(root, spec.annotations), size,
                                             bad_boxes=spec.bad_boxes, **common)

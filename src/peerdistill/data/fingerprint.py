@@ -11,11 +11,14 @@ project keeping its runs beside its images would otherwise change with every run
 SHA-256 with the listing of the images it names. Fingerprints of the earlier forms: a folder's
 ``listing:`` (every file under it) is not compared; a folder's ``files:`` (export-named files
 counted by name) is compared in that form; a CSV's bare SHA-256 as the table's SHA-256 alone.
+With data.exclude, a folder's or CSV's form carries a mark of its patterns (``folder;exclude=HASH:``):
+the same folder less other files is other data to compare, resume and eval.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -41,18 +44,38 @@ def data_fingerprint(spec: DataSpec, like: str | None = None) -> str | None:
         return None
     path = Path(spec.root)
     if path.is_dir():
-        by_name = isinstance(like, str) and like.startswith(BY_NAME)
+        by_name = isinstance(like, str) and form_of(like) == BY_NAME[:-1]
         files = list(_data_files(path, by_name))
-        return (BY_NAME if by_name else FOLDER) + _listing(path, files) if files else None  # (none: nothing to compare)
+        # (none: nothing to compare)
+        return _marked(BY_NAME if by_name else FOLDER, spec) + _listing(path, files) if files else None
     if spec.kind == "csv":
-        return TABLE + _listing(path.parent, listed_files(path, spec.path_column), seed=file_sha256(path))
+        return _marked(TABLE, spec) + _listing(path.parent, listed_files(path, spec.path_column),
+                                               seed=file_sha256(path))
     return file_sha256(path)
+
+
+def form_of(held: str) -> str:
+    """A fingerprint's form (folder, files, csv), without its data.exclude mark; '' for a bare
+    SHA-256."""
+    return held.split(":", 1)[0].split(";", 1)[0] if ":" in held else ""
+
+
+def _marked(form: str, spec: DataSpec) -> str:
+    """``form`` (``folder:``...) with what data.exclude leaves out marked in it, before its colon
+    (``folder;exclude=1a2b3c4d5e6f:``): the same files less others are other data, and a
+    comparison that keeps one fingerprint per form tells them apart."""
+    patterns = list(getattr(spec, "exclude", None) or [])
+    if not patterns:
+        return form
+    mark = hashlib.sha256(json.dumps(sorted(patterns)).encode()).hexdigest()[:12]
+    return f"{form[:-1]};exclude={mark}:"
 
 
 def comparable(held: object, spec: DataSpec) -> bool:
     """Whether a recorded fingerprint is of the form ``data_fingerprint`` gives now for ``spec``
     (a CSV's recorded before its images were listed too is its bare SHA-256: ``table_digest``)."""
-    return isinstance(held, str) and not held.startswith(EARLIER) and (spec.kind != "csv" or held.startswith(TABLE))
+    return isinstance(held, str) and not held.startswith(EARLIER) and (spec.kind != "csv" or
+                                                                      form_of(held) == TABLE[:-1])
 
 
 def table_digest(held: object, spec: DataSpec) -> bool:
@@ -64,10 +87,11 @@ def table_digest(held: object, spec: DataSpec) -> bool:
 
 def what_differs(held: str) -> str:
     """For a message: what a changed fingerprint of this form says changed."""
-    if held.startswith((FOLDER, BY_NAME)):
-        return "the names or sizes of its image and annotation files differ"
-    if held.startswith(TABLE):
-        return "the table, or the names or sizes of the images it lists, differ"
+    if form_of(held) in (FOLDER[:-1], BY_NAME[:-1]):
+        return "the names or sizes of its image and annotation files, or the files data.exclude leaves out, differ"
+    if form_of(held) == TABLE[:-1]:
+        return ("the table, or the names or sizes of the images it lists, or the files data.exclude leaves out, "
+                "differ")
     return "its SHA-256 differs"
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
 from ..wording import first_few
+from .exclusion import Exclusion, exclusion_of
 from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_images
 from .splits import (DataSplits, check_groups_in_one_split, consecutive_parts, cut_marks, group_cut, group_fold_mark,
                      group_ids, group_val_cut, is_kept_whole, refuse_folds, share_count, stratified_cut,
@@ -28,11 +29,12 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     folder names, sorted as text (as runs made before have them: "10" before "2")."""
     root = Path(spec.root or "")
     check_root_folder(root, spec.kind)
+    exclusion = exclusion_of(spec)
     given = [s for s in SPLITS if (root / s).is_dir()]
     if given and ("train" in given and "test" in given or is_kept_whole()):
         classes = sorted({d.name for s in given for d in _class_folders(root / s)})
         _warn_if_images_beside_masks(classes, root)
-        parts = {s: _list_class_tree(root / s, classes) for s in given}
+        parts = {s: _list_class_tree(root / s, classes, exclusion) for s in given}
         if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
         refuse_folds(spec.folds, f"'{root}' (its {'/, '.join(given)}/ folders)")
@@ -46,7 +48,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
                         "test/ (val/ is cut from train when missing), or one folder per class")
     classes = sorted(d.name for d in _class_folders(root))
     _warn_if_images_beside_masks(classes, root)
-    files, labels = _list_class_tree(root, classes)
+    files, labels = _list_class_tree(root, classes, exclusion)
     if not is_kept_whole():  # a set scored whole (eval --split all) need not hold every class
         _check_every_class_has_images(classes, labels, root)
     return _stratified(files, labels, classes, spec, stats, source=str(root))
@@ -143,6 +145,14 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     rows, lines, delimiter = _read_table(path)
     if not rows:
         raise DataError(f"'{path}' has no rows")
+    exclusion = exclusion_of(spec)
+    if exclusion is not None and spec.path_column in rows[0]:  # (data.exclude: rows of the files it names go first)
+        kept = [(row, line) for row, line in zip(rows, lines) if not (
+            isinstance(row.get(spec.path_column), str) and row[spec.path_column].strip()
+            and exclusion.left_out(_listed_path(path, row[spec.path_column])))]
+        if not kept:
+            raise DataError(f"data.exclude leaves none of the rows of '{path}': keep some, or remove patterns from it")
+        rows, lines = [row for row, _ in kept], [line for _, line in kept]
     missing = [(column, key) for column, key in ((spec.path_column, "path_column"), (spec.label_column, "label_column"))
                if column not in rows[0]]
     if missing:
@@ -311,7 +321,8 @@ def _check_listed_once(files: list[Path], labels: list[str], lines: list[int], p
                             "each image once, or it could be in the training and the test split at once")
 
 
-def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+def _list_class_tree(folder: Path, classes: list[str], exclusion: Exclusion | None = None
+                     ) -> tuple[list[Path], list[int]]:
     files, labels = [], []
     for i, name in enumerate(classes):
         d = folder / name
@@ -319,8 +330,12 @@ def _list_class_tree(folder: Path, classes: list[str]) -> tuple[list[Path], list
             continue
         _refuse_nested_images(d)
         found = image_files(d)
+        if exclusion is not None:  # (data.exclude: left out before any split is cut)
+            found = exclusion.kept(found)
         files += found
         labels += [i] * len(found)
+    if not files and exclusion is not None and exclusion.samples:
+        raise DataError(f"data.exclude leaves no image under '{folder}': keep some, or remove patterns from it")
     if not files:
         loose = image_files(folder) if folder.is_dir() else []
         found = (f"'{folder}' holds {len(loose)} images directly but no class folders" if loose

@@ -15,6 +15,7 @@ from ..config import DataSpec
 from ..errors import DataError, SplitError, TrainingAdvice, warn_user
 from ..wording import first_few
 from .dicom import dicom_size_and_spacing
+from .exclusion import exclusion_of
 from .image_profile import REGION_SHARES
 from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized, check_root_folder,
                        check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom, read_images,
@@ -299,7 +300,9 @@ def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
     None without a spacing (distances in pixels)."""
     if spec.pixel_spacing is None:
         return None
-    files = [path for folder in dict.fromkeys(folders) for path in files_by_key(folder / spec.images, spec.pattern).values()]
+    exclusion = exclusion_of(spec)
+    files = [path for folder in dict.fromkeys(folders)
+             for path in files_by_key(folder / spec.images, spec.pattern, exclusion).values()]
     if spec.pixel_spacing == "dicom":
         return _dicom_spacing(files, spec.image_size)
     if spec.image_size is None:
@@ -441,9 +444,14 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
     folders = [image_dir, mask_dir] + ([root / spec.roi] if spec.roi else [])
     for folder in dict.fromkeys(folders):
         refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
-    images = files_by_key(image_dir, spec.pattern)
-    masks = files_by_key(mask_dir, spec.pattern)
-    rois = files_by_key(root / spec.roi, spec.pattern) if spec.roi else None
+    exclusion = exclusion_of(spec)
+    dropped: dict[str, Path] = {}  # (data.exclude: the ids of pairs one of whose files it names)
+    images = files_by_key(image_dir, spec.pattern, exclusion, dropped)
+    dropped_images = dict(dropped)
+    masks = files_by_key(mask_dir, spec.pattern, exclusion, dropped)
+    rois = files_by_key(root / spec.roi, spec.pattern, exclusion, dropped) if spec.roi else None
+    if dropped:
+        images, masks, rois = _without_pairs(set(dropped), dropped_images, images, masks, rois, exclusion)
     masks = _named_as_images(masks, images)
     rois = _named_as_images(rois, images) if rois is not None else None
     unmatched_images, unmatched_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
@@ -464,6 +472,9 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
             f"image and mask names do not pair up in '{root}': {'; '.join(lone)} (names are matched by "
             f"{spec.pattern or ID_RULE}).{hint}{unread_note}"
         )
+    if not images and dropped:
+        raise DataError(f"data.exclude leaves no image and mask pair in '{root}': keep some, or remove patterns "
+                        "from it")
     if not images:
         raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")
     keys = sorted(images)
@@ -540,14 +551,37 @@ def file_key(path: Path, pattern: str | None) -> str | None:
     return None if match is None else match.group(1) if match.groups() else match.group(0)
 
 
-def files_by_key(folder: Path, pattern: str | None) -> dict[str, Path]:
+def _without_pairs(gone: set[str], dropped_images: dict[str, Path], images: dict, masks: dict, rois: dict | None,
+                   exclusion) -> tuple[dict, dict, dict | None]:
+    """The pairs less those ``data.exclude`` names a file of (``gone``: their ids; an id written in
+    another Unicode form counts as the same), each left out recorded by its image."""
+    gone = gone | {unicodedata.normalize("NFC", key) for key in gone}
+    out = lambda files: {k: p for k, p in files.items()  # noqa: E731
+                         if k not in gone and unicodedata.normalize("NFC", k) not in gone}
+    for key, path in images.items():
+        if key in gone or unicodedata.normalize("NFC", key) in gone:
+            exclusion.note_sample(path)
+    for path in dropped_images.values():
+        exclusion.note_sample(path)
+    return out(images), out(masks), out(rois) if rois is not None else None
+
+
+def files_by_key(folder: Path, pattern: str | None, exclusion=None, dropped: dict | None = None) -> dict[str, Path]:
     """The image files of ``folder`` by the id each pairs by; files the pattern misses, or two of
-    one id, refused."""
+    one id, refused. ``exclusion`` (data.exclude): files it names are left out, their ids put in
+    ``dropped`` (their pairs' other files go too)."""
     if not folder.is_dir():
         return {}
     files = image_files(folder)
     out = {}
     unmatched = []
+    if exclusion is not None:
+        named = [p for p in files if exclusion.matches(p, ids=[k for k in (file_key(p, pattern),) if k])]
+        for p in named:
+            if dropped is not None and (key := file_key(p, pattern)) is not None:
+                dropped.setdefault(key, p)
+        left_out = set(named)
+        files = [p for p in files if p not in left_out]
     for p in files:
         key = file_key(p, pattern)
         if key is None:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import NO_FOLD_KINDS, DataSpec
-from ..errors import ConfigError, DataError, DataPlaceError, reworded, warn_user
+from ..errors import ConfigError, DataError, DataNote, DataPlaceError, reworded, warn_user
 from .digests import file_sha256
 from ..npz_layout import NPZ_KEYS, NPZ_READ_ERRORS, npz_holds_one_set, one_set
 from .dicom import SATURATED, counting_dicom_reads, unlike_windows
+from .exclusion import tracking
 from .image_io import noting_reads
 from .image_profile import COLOUR_READ_GREY, FILE_ASPECTS
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, refuse_folds, to_labels
@@ -138,8 +139,12 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
     else:
         load = {"digits": load_digits_splits, "npz": load_npz_splits, "image_folder": load_image_folder,
                 "csv": load_csv, "shapes": load_shapes, "folders": load_folders}[spec.kind]
-    with counting_dicom_reads() as dicom, noting_reads() as files:
+    with counting_dicom_reads() as dicom, noting_reads() as files, tracking(spec) as exclusion:
         data = load(spec, stats=stats)
+    if exclusion is not None:  # (every pattern must have left a file out: a typo keeps none in silence)
+        exclusion.check(str(spec.root))
+        data.info["excluded"] = exclusion.record()
+        warn_user(exclusion.summary(str(spec.root)), DataNote)
     data.info["dicom_files"] = dicom.files()  # (the run records it; eval compares windows where it is not 0)
     if spec.grey and (share := files.colour_share()) is not None:  # (predict: colour inputs no news, or news)
         data.info[COLOUR_READ_GREY] = share

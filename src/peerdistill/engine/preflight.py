@@ -19,7 +19,8 @@ from ..data.digests import seen_rows
 from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, PeerdistillWarning, TrainingAdvice, warn_again, warn_user
-from ..sample_names import names_in_messages
+from ..data.exclusion import exclude_example
+from ..sample_names import names_in_messages, sample_names
 from ..wording import first_few
 
 # The share of the training split an epoch may leave out (the last, partial batch) before a run
@@ -177,28 +178,35 @@ class Preflight:
             if not repeated and not near:
                 continue
             names = names_in_messages(data.info, split, len(part))
+            # data.exclude leaves files out; data named by rows (arrays) or not at all has none
+            files = (sample_names(data.info, split) or ("",))[0] == "file"
             cost = ("the epoch kept as best is chosen partly on images the models trained on, its validation "
                     "figures are optimistic, and so is a threshold or temperature fitted on validation later "
                     "(--operating-point, --temperature-scaling)" if split == "val" else
                     "their figures are not held out")
             if repeated:
                 which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
+                how = (f"leave them out of the data: list them in data.exclude "
+                       f"({exclude_example([names[i] for i in repeated])} on the command line)" if files else
+                       "remove their rows from the arrays (data.exclude leaves image files out, not rows)")
                 warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: "
-                          f"{cost}; leave them out of the {what} split (no setting does: remove their rows from "
-                          "the arrays, or move the files out of the data)")  # (review 55r: how was not said)
+                          f"{cost}; {how}")  # (review 55r: how was not said)
             if near:
                 trained_names = names_in_messages(data.info, "train", len(data.train))
                 pairs = first_few([f"'{names[row]}' ~ '{trained_names[match]}'" for row, match in near])
+                leave = (f"leave one of each pair out: list it in data.exclude "
+                         f"({exclude_example([names[row] for row, _ in near])} on the command line)" if files else
+                         "remove one of each pair from the arrays")
                 # (detection's kinds take no group key: review 45b followed the advice into a refusal)
-                keep = ("remove or merge the near-copies in the data, or try another data.split_seed"
+                keep = (f"{leave}, or try another data.split_seed"
                         if getattr(self.task, "name", "") == "detection" else
                         # (review 53c: the key was advised to a run already dealing whole groups)
                         "check that the groups are the patients or videos meant (data.group_pattern or "
-                        "data.group_column: each pair lies in two groups), or move one of each pair out of the data"
+                        f"data.group_column: each pair lies in two groups), or {leave}"
                         if "groups" in data.info else
-                        # (review 55r: no setting leaves a file out, and hashed names hold no id to group by)
+                        # (review 55r: hashed names hold no id to group by)
                         "keep near-copies in one split (data.group_pattern, for a patient or video id in the file "
-                        "names), or, where the names hold none, move one of each pair out of the data")
+                        f"names), or, where the names hold none, {leave}")
                 warn_user(f"{len(near)} of {len(part)} {what} inputs are near-copies of training images ({pairs}: "
                           f"the same picture saved again or resized, or the next frame of a video?): {cost}; look at "
                           f"them, and {keep}")
