@@ -27,7 +27,7 @@ from peerdistill import cli
 from peerdistill.cli import main
 from peerdistill.config import data_places, validate
 from peerdistill.engine.artifacts import jsonable
-from peerdistill.errors import ConfigError, PeerdistillWarning
+from peerdistill.errors import ConfigError
 
 FAST = ["train.epochs=2", "train.batch_size=128", "teacher.args.width=8", "students.0.args.width=4",
         "students.1.args.width=4", "deterministic=true"]
