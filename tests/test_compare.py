@@ -670,7 +670,7 @@ def test_settings_given_on_the_command_line_are_rows_of_one_config(tmp_path, cap
     from peerdistill import __version__
 
     assert (f"What was compared: data kind `digits` (built in); 1,077 train, 360 val, 360 test samples "
-            f"(data.split_seed 0); 1 epoch each; trained by peerdistill {__version__} (source ") in table
+            f"(data.split_seed 0); 1 epoch each; trained by peerdistill {__version__} (git commit ") in table
     assert "best student: in each run, the student its monitor scores best on the validation split" in \
         " ".join(capsys.readouterr().out.split())
 
@@ -692,7 +692,7 @@ def test_what_was_compared_names_the_data_splits_epochs_and_code_of_the_runs():
     assert what_was_compared(records, [plan("kd", 30), plan("kd", 30), plan("ml", 40, patience=5)]) == (
         "What was compared: data kind `npz`, `scans.npz`; 80 to 82 train, 10 val, 8 to 10 test samples over the runs "
         "(data.split_seed 3); epochs kd 30, ml 40 (at most: train.patience may end a run sooner); trained by "
-        "peerdistill 0.1.0 (source abc123), torch 2.13.0, cpu. Each run's folder holds its whole config "
+        "peerdistill 0.1.0 (git commit abc123), torch 2.13.0, on cpu. Each run's folder holds its whole config "
         "(`config.yaml`) and its record (`run.json`).")
     # a run lacking a split, or a hand-edited record, changes no count said (review 55n: "over the runs", a crash)
     assert what_was_compared({Path("a"): {"split_sizes": {"train": 10, "val": 5, "test": 5}, "environment": "cpu"},
@@ -700,8 +700,46 @@ def test_what_was_compared_names_the_data_splits_epochs_and_code_of_the_runs():
                              [plan("a", 2)]).startswith("What was compared: 10 train, 5 val, 5 test samples; 2 epochs")
     # a run trained from Python records no data section: the rest is still said
     assert what_was_compared({Path("r"): {"environment": env}}, [plan("a", 2)]) == (
-        "What was compared: 2 epochs each; trained by peerdistill 0.1.0 (source abc123), torch 2.13.0, cpu. Each run's "
+        "What was compared: 2 epochs each; trained by peerdistill 0.1.0 (git commit abc123), torch 2.13.0, on cpu. Each "
+        "run's "
         "folder holds its whole config (`config.yaml`) and its record (`run.json`).")
+
+
+def test_compare_md_words_the_runs_code_and_device_as_their_run_pages_do():
+    """compare.md said `(source abc123), torch 2.13.0, cpu` where the run's page said `(git commit
+    abc123), torch 2.13.0, ..., on cpu`: one wording (``environment_in_words``) for both."""
+    from types import SimpleNamespace
+
+    from peerdistill.comparison_context import what_was_compared
+    from peerdistill.html_report.run_page import _environment_in_words
+
+    env = {"peerdistill": "0.1.0", "source": "abc123", "torch": "2.13.0", "numpy": "2.4.6", "python": "3.11.7",
+           "device": "cuda: NVIDIA H100", "threads": 2}
+    assert _environment_in_words({"environment": env}) == (
+        "peerdistill 0.1.0 (git commit abc123), torch 2.13.0, numpy 2.4.6, python 3.11.7, on cuda: NVIDIA H100, 2 threads")
+    plan = SimpleNamespace(label="a", cfg=SimpleNamespace(train=SimpleNamespace(epochs=2, patience=None)))
+    assert "; trained by peerdistill 0.1.0 (git commit abc123), torch 2.13.0, on cuda: NVIDIA H100. " in \
+        what_was_compared({Path("r"): {"environment": env}}, [plan])
+    # (a record without the commit: the version alone, as on the run's page)
+    assert "; trained by peerdistill 0.1.0, torch 2.13.0, on cpu. " in what_was_compared(
+        {Path("r"): {"environment": {"peerdistill": "0.1.0", "torch": "2.13.0", "device": "cpu"}}}, [plan])
+
+
+def test_the_seeds_used_are_read_from_the_runs_records():
+    """compare.md and the comparison's page said `seed, seed+1, ...`, what the command meant, not
+    what its runs (some reused, one trained by hand into the folder) trained with."""
+    from peerdistill.comparison_context import seeds_used
+
+    folded = {Path(f"f{s}-{k}"): {"seed": s, "data_spec": {"folds": 3, "fold": k}} for s in (0, 1) for k in range(3)}
+    assert seeds_used({"kd": list(folded)}, folded) == "Seeds used (each run's run.json): kd 0, 1 (folds 0 to 2)."
+    records = {Path(f"r{s}"): {"seed": s} for s in [*range(10), 12, 20, 21]}
+    records[Path("edited")] = {"seed": "3"}  # (hand-edited: no seed)
+    runs = {"a": [Path(f"r{s}") for s in [*range(10), 12, 20, 21]], "b": [Path("r0"), Path("r3"), Path("edited"),
+                                                                         Path("gone")]}
+    assert seeds_used(runs, records) == ("Seeds used (each run's run.json): a 0 to 9, 12, 20, 21; b 0, 3; 2 run(s) "
+                                         "whose run.json records no seed (unreadable, or hand-edited).")
+    same = {"a": [Path("r4"), Path("r5")], "b": [Path("r5"), Path("r4")]}
+    assert seeds_used(same, records) == "Seeds used (each run's run.json): 4, 5 in every setting."
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -1521,3 +1521,103 @@ def test_the_line_figures_draw_in_colours_told_apart_with_colour_vision_deficien
     assert drawn and {c.lower() for c in drawn if c.startswith("#")} <= {c.lower() for c in html_parts.LINE_COLOURS}
     assert "#ff7f0e" not in {c.lower() for c in drawn}  # (matplotlib's default second colour)
 
+
+
+def _sections(page: str) -> dict[str, str]:
+    """Each section of a page by its id."""
+    return dict(re.findall(r'<section id="([^"]+)">\n(.*?)</section>', page, flags=re.S))
+
+
+def _contents_and_sections(page: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The (id, title) pairs the page's contents link to, and those of its sections."""
+    contents = page.split('<nav class="contents">', 1)[1].split("</nav>", 1)[0]
+    return (re.findall(r'<li><a href="#([^"]+)">([^<]+)</a></li>', contents),
+            re.findall(r'<section id="([^"]+)">\n<h2>([^<]+)</h2>', page))
+
+
+def _written_by() -> str:
+    from peerdistill import __version__
+    from peerdistill.engine.environment import source_commit
+
+    commit = source_commit()
+    return f"Written by peerdistill {__version__}" + (f" (git commit {commit})" if commit else "") + " on "
+
+
+def test_a_run_page_opens_with_the_code_that_wrote_it_and_a_link_to_each_section(digits_run):
+    """The run page had no contents (a long page scrolled through for its costs), and said nothing
+    of the peerdistill that drew it nor when."""
+    page = write_report(digits_run).read_text(encoding="utf-8")
+    said = re.search(r'<h1>peerdistill run: r</h1>\n<p class="written-by">(.*?)</p>\n<nav class="contents">', page)
+    assert said and said[1].startswith(_written_by())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d \S*\.", said[1][len(_written_by()):])
+    links, sections = _contents_and_sections(page)
+    assert links == sections and [title for _, title in links] == [
+        "Summary", "Learning curves", "Test metrics", "Model costs", "How it was trained", "Test predictions"]
+    assert "<li><b>seed</b>: 0</li>" in _sections(page)["summary"]
+
+
+def test_the_top_of_a_page_gives_sections_of_one_title_ids_of_their_own():
+    from datetime import datetime, timezone
+
+    from peerdistill.html_report.html_parts import section_html
+    from peerdistill.html_report.page_top import page_top
+
+    when = datetime(2026, 3, 1, 14, 3, tzinfo=timezone.utc)
+    top = page_top("a <b>", [section_html("Model costs", ["x"]), "<p>no section</p>", section_html("Model costs", ["y"]),
+                              section_html("test op_threshold (chosen on val)", [])], now=when)
+    assert top[0] == "<h1>a &lt;b&gt;</h1>"
+    assert top[1] == f'<p class="written-by">{_written_by()}{when.astimezone().strftime("%Y-%m-%d %H:%M %Z")}.</p>'
+    assert re.findall(r'href="#([^"]+)"', top[2]) == ["model-costs", "model-costs-2", "test-op_threshold-chosen-on-val"]
+    assert top[3:] == [section_html("Model costs", ["x"]), "<p>no section</p>",
+                       section_html("Model costs", ["y"]).replace('id="model-costs"', 'id="model-costs-2"'),
+                       section_html("test op_threshold (chosen on val)", [])]
+
+
+def test_a_comparison_page_says_the_seeds_its_runs_recorded_and_the_paired_caption_once(tmp_path):
+    """The seeds were assumed (seed, seed+1, ...), never read from the runs; the paired differences'
+    caption, nine lines, was repeated under every metric; the page had no contents."""
+    tree = {"name": "c", "out_dir": str(tmp_path), "seed": 7, "teacher": TINY_CNN, "students": [TINY_CNN, TINY_CNN],
+            "train": {"epochs": 1, "batch_size": 256}}
+    result = compare(tree, ["independent", "kd"], 2, progress=False)
+    markdown = (result.directory / "compare.md").read_text(encoding="utf-8")
+    assert "\n\nSeeds used (each run's run.json): 7, 8 in every setting.\n\n" in markdown
+    page = write_report(result.directory).read_text(encoding="utf-8")
+    sections = _sections(page)
+    summary = sections["summary"]
+    assert summary.count("Seeds used") == 1  # (compare.md's line left out of its paragraph: the page reads its own)
+    assert "<p>Seeds used (each run&#x27;s run.json): 7, 8 in every setting.</p>" in summary
+    links, headings = _contents_and_sections(page)
+    assert links == headings and ("test-accuracy", "test accuracy") in links and links[0] == ("summary", "Summary")
+    assert re.search(r'<h1>peerdistill comparison: c-compare</h1>\n<p class="written-by">' + re.escape(_written_by()), page)
+    # the caption in full once, above the first table of paired differences; the others point to it
+    full = "mean [95% confidence interval, Student&#x27;s t over the pairs]"
+    assert page.count(full) == 1 and full in sections["test-accuracy"]
+    assert "The paired differences of the metrics below are read the same way" in sections["test-accuracy"]
+    for metric in ("balanced_accuracy", "macro_f1", "auc", "ece", "brier"):
+        assert (f"<p>Paired differences from <code>independent</code>, test {metric}: read as those of "
+                f'<a href="#test-accuracy">test accuracy</a> above (the same pairs and caveats).</p>'
+                in sections[f"test-{metric}"])
+    # a run of another seed in the folder (trained by hand into it): said as it trained, not as meant
+    record = result.directory / "kd-seed8" / "run.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "seed": 42}))
+    page = write_report(result.directory).read_text(encoding="utf-8")
+    assert "<p>Seeds used (each run&#x27;s run.json): independent 7, 8; kd 7, 42.</p>" in page
+
+
+def test_a_paired_caption_unlike_the_first_is_said_in_full():
+    """Only the captions that differ are repeated: fewer pairs (a run gave no figure), a figure
+    chosen on validation."""
+    from peerdistill.html_report.comparison_page import PairedCaptions
+    from peerdistill.paired import caption
+
+    captions = PairedCaptions()
+
+    def said(metric, pairs):
+        return captions.said(caption("independent", metric, pairs, None), "independent", metric)
+
+    assert said("accuracy", 3).endswith("unless their own caption says otherwise.</p>")
+    assert "read as those of" in said("auc", 3)
+    fewer = said("ece", 2)
+    assert fewer.startswith("<p>Paired differences from <code>independent</code>, test ece: each setting")
+    assert "(2 pairs at most)" in fewer and "unless their own caption" not in fewer
+    assert "Each run&#x27;s op_threshold is chosen on its validation split" in said("op_threshold", 3)

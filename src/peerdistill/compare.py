@@ -23,7 +23,7 @@ from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_o
                               check_before_training, check_states, comparison_world, environments_apart,
                               mark_for_replacement, plan_runs, plan_table, run_all, run_records, settings_of,
                               warning_lines, warnings_of_runs)
-from .comparison_context import what_was_compared
+from .comparison_context import seeds_used, what_was_compared
 from .config.run_spec import refuse_control_characters, refuse_long_names
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
@@ -172,7 +172,11 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     runs = _scored_runs(plans, results, directory, rule, temperature_scaling, tta)
     alike = teachers_trained_alike(plans, runs)
     records = run_records([directory / run["run"] for run in runs])  # each run.json read once
-    header = (_header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from, what_was_compared(records, plans))
+    by_setting: dict[str, list[Path]] = {}
+    for run in runs:
+        by_setting.setdefault(run["setting"], []).append(directory / run["run"])
+    compared = f"{what_was_compared(records, plans)}\n\n{seeds_used(by_setting, records)}"
+    header = (_header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from, compared)
               + _teachers_alike_note(alike))
     return _tabulate(runs, plans, labels, baseline, directory, header, console, status, seeds, folds, alike, records)
 

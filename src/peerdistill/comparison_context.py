@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .environment_words import CODE_AND_DEVICE, environment_in_words
+from .values import is_count
+
 SPLITS = ("train", "val", "test")
 
 
@@ -66,14 +69,53 @@ def _epochs(plans) -> str | None:
 
 
 def _code(records: dict[Path, dict[str, Any]]) -> str | None:
-    """The code and machine that trained the runs (where they differ, a note below the
-    paragraph names which runs: ``environments_apart``)."""
+    """The code and machine that trained the runs, worded as the run pages word them (where they
+    differ, a note below the paragraph names which runs: ``environments_apart``)."""
     told = []
     for meta in records.values():
         env = _section(meta, "environment")
-        if env.get("peerdistill"):
-            source = f" (source {env['source']})" if env.get("source") else ""
-            line = f"peerdistill {env['peerdistill']}{source}, torch {env.get('torch', '?')}, {env.get('device', '?')}"
-            if line not in told:
-                told.append(line)
+        line = environment_in_words(env, CODE_AND_DEVICE) if env.get("peerdistill") else ""
+        if line and line not in told:
+            told.append(line)
     return "trained by " + " and ".join(told) if told else None
+
+
+SEEDS_USED = "Seeds used"  # compare.md's line of the seeds (the comparison's page says its own, read again)
+
+
+def seeds_used(runs: dict[str, list[Path]], records: dict[Path, dict[str, Any]]) -> str:
+    """Each setting's seeds (and folds), as its runs' run.json record them (``records``, by folder;
+    ``runs``: each setting's run folders), not as the command meant them: a run reused from an
+    earlier comparison, or trained by hand into the folder, is said as it trained."""
+    told, unknown = {}, 0
+    for setting, paths in runs.items():
+        seeds, folds = set(), set()
+        for path in paths:
+            meta = records.get(path, {})
+            if not is_count(meta.get("seed")):
+                unknown += 1
+                continue
+            seeds.add(meta["seed"])
+            spec = _section(meta, "data_spec")
+            if spec.get("folds") and is_count(spec.get("fold")):
+                folds.add(spec["fold"])
+        if seeds:
+            told[setting] = ", ".join(_spans(seeds)) + (f" (folds {', '.join(_spans(folds))})" if folds else "")
+    if len(set(told.values())) == 1 and len(told) == len(runs) > 1:
+        said = f"{next(iter(told.values()))} in every setting"
+    else:
+        said = "; ".join(f"{setting} {seeds}" for setting, seeds in told.items()) or "none recorded"
+    if unknown:
+        said += f"; {unknown} run(s) whose run.json records no seed (unreadable, or hand-edited)"
+    return f"{SEEDS_USED} (each run's run.json): {said}."
+
+
+def _spans(numbers: set[int]) -> list[str]:
+    """``[0, 1, 2, 3, 7]`` as ``["0 to 3", "7"]``: 10,000 seeds in a line."""
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return [f"{a}" if a == b else f"{a}, {b}" if b == a + 1 else f"{a} to {b}" for a, b in spans]

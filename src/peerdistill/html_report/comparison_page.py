@@ -14,6 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..comparison_context import SEEDS_USED, seeds_used
 from ..comparison_runs import CHOSEN_ON_VAL, run_records, setting_runs, warning_lines, warnings_of_runs
 from ..engine.artifacts import RunDir
 from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, with_ensemble
@@ -25,7 +26,9 @@ from ..report import (comparison_per_class_rows, comparison_rows, distance_unit_
                       per_class_families, teachers_named_in)
 from ..run_files import METRICS_FILE, RUN_FILE
 from .costs_html import COSTS_CAPTION, cost_rows, costs_header, read_costs, timing_noise_note
-from .html_parts import LINE_COLOURS, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html, table_html
+from .html_parts import (LINE_COLOURS, anchor, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes,
+                         section_html, table_html)
+from .page_top import page_top
 from .run_page import validated, validation_series
 
 CSV_COLUMNS = ("setting", "model", "metric", "mean", "std", "n", "values")
@@ -52,8 +55,9 @@ def comparison_page(directory: Path) -> str:
                 "their figures (compare.csv); the curves and warnings below are drawn without them")
         warn_user(f"{directory}: {said}")  # (on the console too, not only on the page)
         gone = note_html(said)
-    sections = [f"<h1>{esc(title)}</h1>", comparison_summary_html(directory, rows, settings, models, runs), gone,
-                _scoring_notes(metas),
+    summary = [comparison_summary_html(directory, rows, settings, models, runs), f"<p>{esc(seeds_used(runs, records))}</p>",
+               gone, _scoring_notes(metas)]
+    sections = [section_html("Summary", [part for part in summary if part]),
                 warnings_section(runs, directory, records, metrics_files), comparison_curves_section(runs, finished),
                 comparison_costs_section(runs, records)]
     try:
@@ -69,6 +73,7 @@ def comparison_page(directory: Path) -> str:
     apart = [s for s in settings if s != baseline and not any(d["setting"] == s for d in diffs)]
     folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
     corrected = all(d.get("corrected", True) for d in diffs)
+    captions = PairedCaptions()
     for metric in (m for m in metrics if not per_class_part(m)):
         spread = _has_spread(r for r in rows if r["metric"] == metric)
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
@@ -89,15 +94,38 @@ def comparison_page(directory: Path) -> str:
                 text += (f" Left out: {', '.join(f'`{m}`' for m in left_out)}, which trained alike in every setting, "
                          f"so that {'its' if len(left_out) == 1 else 'their'} figures differ between settings only by "
                          "the epoch each run's monitor picked (compare.md says so above its tables).")
-            parts += [f"<p>{with_code_spans(text)}</p>",
-                      table_html(["setting"] + differing, paired)]
+            parts += [captions.said(text, baseline, metric), table_html(["setting"] + differing, paired)]
         elif diffs and (unpaired := metrics_not_paired_note([metric])):
             parts.append(f"<p>{with_code_spans(unpaired)}.</p>")
         sections.append(section_html(headed(metric), parts))
     for family, classes in per_class_families(metrics).items():
         sections.append(section_html(f"test {family} per class", [table_html(
             ["setting", "class"] + models, comparison_per_class_rows(rows, settings, models, family, classes))]))
-    return page_html(title, sections)
+    return page_html(title, page_top(title, sections))
+
+
+class PairedCaptions:
+    """The paired differences' caption, said in full above the first metric's table and, under
+    the later metrics, again only where it differs (other pairs, teachers left out, a figure
+    chosen on validation): repeated under each metric, it buried the tables."""
+
+    SAID_ONCE = (" The paired differences of the metrics below are read the same way, unless their own caption "
+                 "says otherwise.")
+
+    def __init__(self) -> None:
+        self.first: tuple[str, str] | None = None  # (the metric captioned in full first, its caption without it)
+
+    def said(self, text: str, baseline: str, metric: str) -> str:
+        """The paragraph above ``metric``'s table of paired differences, ``text`` its caption."""
+        general = text.replace(f", {headed(metric)}:", ":", 1)
+        if self.first is None:
+            self.first = metric, general
+            return f"<p>{with_code_spans(text + self.SAID_ONCE)}</p>"
+        first, said = self.first
+        if general != said:
+            return f"<p>{with_code_spans(text)}</p>"
+        return (f"<p>{with_code_spans(f'Paired differences from `{baseline}`, {headed(metric)}')}: read as those of "
+                f'<a href="#{anchor(headed(first))}">{esc(headed(first))}</a> above (the same pairs and caveats).</p>')
 
 
 def _scoring_notes(metas: list[dict[str, Any]]) -> str:
@@ -226,12 +254,14 @@ def chosen_on_val_lines(directory: Path) -> list[str]:
 
 
 def compare_md_intro(directory: Path) -> str:
-    """compare.md's paragraph before its tables, as escaped HTML with `code` spans."""
+    """compare.md's paragraph before its tables, as escaped HTML with `code` spans; but its line of
+    the seeds used, which the page reads again from the runs (a compare.md of an earlier version has none)."""
     path = directory / "compare.md"
     if not path.is_file():
         return ""
     text = path.read_text(encoding="utf-8").split("\n###", 1)[0]
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    lines = [line for line in text.splitlines()
+             if line.strip() and not line.startswith("#") and not line.startswith(SEEDS_USED)]
     return with_code_spans(" ".join(lines))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from typing import Any
 
 
@@ -29,6 +30,8 @@ figure { margin: .8em 0; } figure img { max-width: 100%; }
 figcaption, .note, .table-note { color: #555; font-size: .9em; }
 .note { background: #fff8e0; border-left: 4px solid #e0b000; padding: .4em .8em; }
 code { background: #f4f4f4; padding: 0 .2em; }
+.written-by { color: #555; font-size: .9em; }
+nav.contents ul { columns: 2; margin: .4em 0; }
 """
 
 
@@ -43,7 +46,13 @@ def page_html(title: str, sections: list[str]) -> str:
 
 
 def section_html(title: str, parts: list[str]) -> str:
-    return f"<section>\n<h2>{esc(title)}</h2>\n" + "\n".join(parts) + "\n</section>"
+    """A section whose id, ``anchor(title)``, the page's contents link to."""
+    return f'<section id="{anchor(title)}">\n<h2>{esc(title)}</h2>\n' + "\n".join(parts) + "\n</section>"
+
+
+def anchor(title: str) -> str:
+    """A section's id from its title: ``test accuracy`` -> ``test-accuracy``."""
+    return re.sub(r"[^a-z0-9_]+", "-", title.lower()).strip("-") or "section"
 
 
 def note_html(text: str) -> str:

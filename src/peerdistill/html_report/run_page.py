@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from ..engine.artifacts import RunDir
 from ..engine.evaluate import ENSEMBLE
 from ..config import SOFTENED_KINDS, load_saved_config
+from ..environment_words import environment_in_words
 from ..ensemble_cost import ensemble_parameters_note, members_parameters, student_names
 from ..errors import PeerdistillError, RunDirError
 from ..engine import run_lock
@@ -26,6 +27,7 @@ from ..wording import first_few
 from .costs_html import costs_section
 from .html_parts import (as_number, esc, figure_html, legend_name, note_html, page_html, per_epoch_axes, section_html,
                          table_html)
+from .page_top import page_top
 from .predictions_html import predictions_section
 
 def run_page(directory: Path) -> tuple[str, str | None]:
@@ -33,11 +35,11 @@ def run_page(directory: Path) -> tuple[str, str | None]:
     meta = RunDir.open(directory).meta()
     metrics = _read_metrics(directory)
     title = f"peerdistill run: {directory.name}"
-    sections = [f"<h1>{esc(title)}</h1>", run_summary_html(directory, meta, metrics),
+    sections = [section_html("Summary", [run_summary_html(directory, meta, metrics)]),
                 learning_curves_section(metrics, meta.get("rampup_epochs")), test_table_section(meta, metrics),
                 costs_section(meta), config_section(directory)]
     predictions, skipped = predictions_section(directory, meta)
-    return page_html(title, [*sections, predictions]), skipped
+    return page_html(title, page_top(title, [*sections, predictions])), skipped
 
 
 def _read_metrics(directory: Path) -> dict[str, Any]:
@@ -119,25 +121,16 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
 
 def _environment_in_words(meta: dict[str, Any]) -> str:
     """The versions, device and threads the run trained with (what a bit-for-bit repeat needs),
-    and what differed in a session that resumed it."""
-    def words(env: dict[str, Any]) -> str:
-        source = f" (git commit {env['source']})" if env.get("source") else ""
-        parts = [f"peerdistill {env['peerdistill']}{source}" if "peerdistill" in env else
-                 f"peerdistill's source, git commit {env['source']}" if env.get("source") else "",  # (a resume's change alone)
-                 *(f"{key} {env[key]}" for key in ("torch", "numpy", "python") if key in env),
-                 f"on {env['device']}" if "device" in env else "",
-                 f"{env['threads']} thread{'' if env['threads'] == 1 else 's'}" if "threads" in env else ""]
-        return ", ".join(part for part in parts if part)
-
+    and what differed in a session that resumed it (as compare.md words them: ``environment_in_words``)."""
     env = meta.get("environment")
     if not isinstance(env, dict):
         return ""
-    said = words(env)
+    said = environment_in_words(env)
     for session in meta.get("resumed_at") or []:
         changed = session.get("environment") if isinstance(session, dict) else None
-        if isinstance(changed, dict) and words(changed):
+        if isinstance(changed, dict) and environment_in_words(changed):
             when = f"at epoch {session['epoch']}" if "epoch" in session else "for its final evaluation"
-            said += f"; resumed {when} with {words(changed)}"
+            said += f"; resumed {when} with {environment_in_words(changed)}"
     return said
 
 
