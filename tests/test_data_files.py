@@ -605,3 +605,10 @@ def test_a_run_keeps_what_data_exclude_left_out_and_eval_scores_its_own_test_spl
     from peerdistill.runs import evaluate_run
 
     assert evaluate_run(tmp_path / "runs" / "t").samples == len(meta["data_info"]["files"]["test"])
+    # scored with another exclusion (none) or another split seed, the advice names the setting that differs
+    assert main(["eval", str(tmp_path / "runs" / "t"), "data.exclude=[]", "--split", "val"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "score the run's own val split (drop data.exclude; the data as it was in training)" in said
+    assert main(["eval", str(tmp_path / "runs" / "t"), "data.split_seed=99", "--split", "val"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "score the run's own val split (drop data.split_seed; the data as it was in training)" in said

@@ -55,7 +55,7 @@ def warn_of_what_is_scored(run_dir: str | Path, meta: dict[str, Any], data: Data
     own_source = data_spec is not None and read_from_run_source and _reads_the_same_files(data_spec,
                                                                                           meta.get("data_spec"))
     own_split = (data_spec is None and not given_in_python) or (
-        own_source and not _split_differently(data_spec, meta.get("data_spec")))
+        own_source and not _split_keys_changed(data_spec, meta.get("data_spec")))
     near = _near_copies_scored(data, split, seen) if own_split and near_copies_asked else None
     _warn_of_scored_split(meta, data, split, data_spec, given_in_python, seen, read_from_run_source, own_source)
     return TrainingOverlap(seen, near)
@@ -208,9 +208,10 @@ def _advice_for_own_data(split: str, spec: DataSpec, saved: dict[str, Any] | Non
         return "score its test split instead"
     if saved is None:  # trained from Python: its splits are the ones given to fit
         return "score the splits it was trained with instead (evaluate_run(run, data=splits))"
-    if _split_differently(spec, saved):
-        return (f"score the run's own {split} split (drop the data.split_seed / data.folds / fraction settings; the "
-                "data as it was in training)")
+    differing = _split_keys_changed(spec, saved)
+    if differing:
+        return (f"score the run's own {split} split (drop {' / '.join(f'data.{key}' for key in differing)}; the data "
+                "as it was in training)")
     return (f"the data has changed since training and its {split} split was cut anew; restore it as it was to score "
             "the run's own split, or score other data")
 
@@ -396,10 +397,11 @@ def _every_file(info: dict[str, Any]) -> frozenset[str]:
     return frozenset(str(name) for part in files.values() if isinstance(part, list) for name in part)
 
 
-def _split_differently(spec: DataSpec, saved: dict[str, Any] | None) -> bool:
-    """Whether ``spec`` deals its data into splits otherwise than the run's saved section did."""
+def _split_keys_changed(spec: DataSpec, saved: dict[str, Any] | None) -> list[str]:
+    """The settings by which ``spec`` deals its data into splits otherwise than the run's saved
+    section did (a seed, folds, fractions, data.exclude)."""
     now = spec.model_dump(mode="json")
-    return any(now.get(key) != (saved or {}).get(key, now.get(key)) for key in SPLIT_KEYS)
+    return [key for key in SPLIT_KEYS if now.get(key) != (saved or {}).get(key, now.get(key))]
 
 
 def _same_source(a: str, b: str) -> bool:
