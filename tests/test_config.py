@@ -201,6 +201,9 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     (["train.segmentation_loss=ce"], "train.segmentation_loss is for segmentation: remove it for classification"),
     (["detect.nms_iou=0.1"], "the detect section is for detection: remove it for classification"),
     (["students.0.weight=5"], "students.N.weight is a teacher's weight in the multi-teacher average"),
+    # review 56b: one teacher's weight, read as a KD term's weight, was read by nothing
+    (["teacher.weight=0.3"], "teacher.weight weighs each of several teachers (a teachers list) in their average, and "
+                             "this run has one teacher: remove it; distill.alpha weighs the teacher's KD term"),
     (["students.0.deep_layer=features"], "deep_layer is the layer self-distillation heads learn from"),
     (["task=detection", "data.kind=boxes", "data.patch_size=32", "teacher.arch=detector",
       "students=[{arch: detector}, {arch: detector}]"], "is for segmentation: remove it for detection"),

@@ -740,6 +740,21 @@ def test_kept_weights_predicting_one_class_are_warned_of():
     assert one_class_kept({"ensemble": majority}, names, 3, 200, from_python=True).endswith(
         "weigh the classes (ClassificationTask(K, class_weights=balanced_class_weights(train_labels, K)), from "
         "peerdistill.tasks) or train longer")
+    # review 56b: a model ranking the images well learnt the ranking; its decision is what fails, and the monitor in
+    # use is not advised again
+    ranks = {**majority, "auc": 0.9766}
+    assert one_class_kept({"student1": ranks, "ensemble": ranks}, names, 0, 200, monitor="student1/auc").endswith(
+        "though the split holds other classes: student1 and ensemble rank the images all the same (val AUC 0.977, "
+        "0.977): the ranking was learnt, the decision at the larger probability was not; an imbalanced split? weigh "
+        "the classes (data.class_weights=true), or call the classes at a threshold chosen on the validation split "
+        "(eval, export and predict take --operating-point, e.g. youden)")
+    assert one_class_kept({"student1": ranks, "ensemble": {**majority, "auc": 0.6}}, names, 0, 200,
+                          monitor="ensemble/auc").endswith(
+        "student1 ranks the images all the same (val AUC 0.977): the ranking was learnt, the decision at the larger "
+        "probability was not; nothing of ensemble was learnt; an imbalanced split? monitor ensemble/balanced_accuracy "
+        "(train.monitor), weigh the classes (data.class_weights=true) or train longer")
+    three_classes = {**majority, "precision_other": nan, "recall_other": 0.0, "auc": 0.95}
+    assert "nothing of them was learnt" in one_class_kept({"ensemble": three_classes}, [*names, "other"], 0, 200)
     from peerdistill.tasks import balanced_class_weights  # (where it says)
 
     assert balanced_class_weights(torch.tensor([0, 0, 0, 1]), 2).tolist() == pytest.approx([4 / 6, 4 / 2])

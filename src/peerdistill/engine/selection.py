@@ -36,13 +36,16 @@ def flat_monitor(history: list[dict[str, Any]], monitor: str, task: str) -> str 
 
 def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epoch: int,
                    steps_per_epoch: int, batch_norm: bool = True, frozen: tuple[str, ...] = (),
-                   from_python: bool = False) -> str | None:
+                   from_python: bool = False, monitor: str | None = None) -> str | None:
     """The warning for kept weights with which a model predicts a single class on the whole
     validation split (every other class's precision undefined: never predicted), of two or
     more classes present there (their recalls are numbers). ``steps_per_epoch``: few make a
     cause likely where the models hold BatchNorm layers (``batch_norm``). ``frozen`` models
     were not trained by the run: said apart, with what to check (review 50b: training advice).
-    ``from_python``: a run built in Python, whose class weights are the task's (no data section)."""
+    ``from_python``: a run built in Python, whose class weights are the task's (no data section).
+    A model that ranks the images well all the same (val AUC of RANKS_WELL or more) learnt the
+    ranking, and its decision at the larger probability is what fails (review 56b: "nothing was
+    learnt" at AUC 0.98); ``monitor``: the run's, not advised again."""
     names = [str(c) for c in class_names]
     alone = {}
     for model, figures in val.items():
@@ -63,13 +66,38 @@ def one_class_kept(val: dict[str, dict[str, float]], class_names: list[str], epo
         by_class.setdefault(c, []).append(model)
     said = "; ".join(f"{joined(models)} predict{'s' if len(models) == 1 else ''} '{c}'"
                      for c, models in by_class.items())
+    ranking = {model: val[model]["auc"] for model in alone  # (a threshold is chosen for two classes)
+               if len(names) == 2 and _is_number(val[model].get("auc")) and val[model]["auc"] >= RANKS_WELL}
     steps = f"{steps_per_epoch} optimizer step{'s' if steps_per_epoch != 1 else ''}"
-    cause = (f"with {steps} an epoch, BatchNorm's running statistics (which evaluation uses) may lag the weights: "
-             "a smaller train.batch_size or more epochs" if steps_per_epoch < FEW_STEPS and batch_norm else
-             "an imbalanced split? monitor ensemble/balanced_accuracy or ensemble/auc (train.monitor), weigh the "
-             f"classes ({WEIGHED_IN_PYTHON if from_python else 'data.class_weights=true'}) or train longer")
+    weigh = f"weigh the classes ({WEIGHED_IN_PYTHON if from_python else 'data.class_weights=true'})"
+    figures = [m for m in ("ensemble/balanced_accuracy", "ensemble/auc") if m != monitor]
+    if steps_per_epoch < FEW_STEPS and batch_norm:
+        cause = (f"with {steps} an epoch, BatchNorm's running statistics (which evaluation uses) may lag the "
+                 "weights: a smaller train.batch_size or more epochs")
+    elif len(ranking) == len(alone):  # the ranking learnt: the decision is what fails
+        cause = (f"an imbalanced split? {weigh}, or call the classes at a threshold chosen on the validation split "
+                 "(eval, export and predict take --operating-point, e.g. youden)")
+    else:
+        cause = (f"an imbalanced split? monitor {' or '.join(figures)} (train.monitor), {weigh} or train longer")
     return (f"with the weights kept as the best (epoch {epoch + 1}), {said} for every validation image, though the "
-            f"split holds other classes: nothing of them was learnt; {cause}" + (f". And {loaded}" if loaded else ""))
+            f"split holds other classes: {_what_was_learnt(alone, ranking)}; {cause}"
+            + (f". And {loaded}" if loaded else ""))
+
+
+# A val AUC from which a model calling every image one class has learnt to rank them all the same.
+RANKS_WELL = 0.75
+
+
+def _what_was_learnt(alone: dict[str, str], ranking: dict[str, float]) -> str:
+    """"nothing of them was learnt", or for the models that rank well (``ranking``: their val
+    AUC), that the ranking was and the decision was not."""
+    if not ranking:
+        return "nothing of them was learnt"
+    ranked = (f"{joined(ranking)} rank{'s' if len(ranking) == 1 else ''} the images all the same (val AUC "
+              f"{', '.join(f'{auc:.3f}' for auc in ranking.values())}): the ranking was learnt, the decision at the "
+              "larger probability was not")
+    unlearnt = [model for model in alone if model not in ranking]
+    return ranked if not unlearnt else f"{ranked}; nothing of {joined(unlearnt)} was learnt"
 
 
 # (review 55a: a run built in Python was told of data.class_weights, a config's key)

@@ -632,7 +632,8 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
         batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for member in self.cohort.members
                          if not member.frozen for m in member.module.modules())
         one_class = (selection.one_class_kept(self._best["val"], names, self._best["epoch"], len(self.train_batches),
-                                              batch_norm, frozen, from_python=self.built_in_python)
+                                              batch_norm, frozen, from_python=self.built_in_python,
+                                              monitor=self.monitor)
                      if names and getattr(self.task, "name", "") == "classification" else None)
         return one_class or selection.flat_monitor(self._history, self.monitor, getattr(self.task, "name", ""))
 
