@@ -2039,6 +2039,11 @@ def test_the_dry_run_says_how_teachers_combine_and_how_heads_weigh_their_own_los
     assert "own label loss weighted student1@features.2 0.5, student1@features.6 0.5" in printed
     assert re.search(r"student1@features.2/kl<-student1 . kl . 0.5 . 3", printed)
     assert re.search(r"student1@features.2/hint<-student1 . hint . 0.1 . +│", printed)  # (no temperature read)
+    assert "in no edge" not in printed
+    # review 56b: a teacher beside a self-distilled student teaches nothing: said, not only listed as trained
+    run_cli("train", recipes / "digits-self.yaml", f"out_dir={tmp_path}", "teacher={arch: cnn}", "--dry-run")
+    assert ("teacher is in no edge: trained from the labels alone and scored beside the others"
+            in " ".join(capsys.readouterr().out.split()))
 
 
 def test_the_dry_run_says_which_students_of_one_architecture_are_not_packed_and_why(tmp_path, capsys):

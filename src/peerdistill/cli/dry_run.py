@@ -6,7 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..option_names import option
-from ..wording import first_few
+from ..wording import first_few, joined
 
 
 def print_run_plan(plan, console, err_console, starts_from: set[str] = frozenset()) -> None:
@@ -76,6 +76,9 @@ def _print_edges(plan, console) -> None:
     if plan.supervised_weights:
         extras.append("own label loss weighted " + ", ".join(f"{escape(name)} {weight:g}"
                                                              for name, weight in plan.supervised_weights.items()))
+    if plan.bystanders:  # (review 56b: a teacher under preset self, trained for nothing said)
+        extras.append(f"{joined(plan.bystanders)} {'is' if len(plan.bystanders) == 1 else 'are'} in no edge: trained "
+                      "from the labels alone and scored beside the others")
     if plan.connectors:
         extras.append(f"{plan.connectors} connector(s) between maps of other sizes")
     if plan.critics:

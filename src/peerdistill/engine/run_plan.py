@@ -49,6 +49,8 @@ class RunPlan:
     supervised_weights: dict[str, float] = field(default_factory=dict)  # outputs whose own loss weighs other than 1
     # the training split's size where one batch holds it all (train.batch_size past it; not patches)
     whole_split_batch: int | None = None
+    # trained models that no knowledge edge reads or trains: they learn from the labels alone
+    bystanders: list[str] = field(default_factory=list)
 
 
 def held_bytes(data) -> int | None:
@@ -60,6 +62,23 @@ def held_bytes(data) -> int | None:
     if not all(isinstance(s, TensorData) for s in splits):
         return None
     return sum(t.nbytes for s in splits for t in (s.x, s.y) if isinstance(t, torch.Tensor))
+
+
+def bystanders(cohort, graph) -> list[str]:
+    """The trained members that no edge of ``graph`` reads or trains (a teacher under preset
+    'self' or 'ml': trained and scored beside the students, teaching nothing)."""
+    from ..graph import ENSEMBLE, TEACHERS
+
+    ends = set()
+    for edge in graph.edges:
+        for end in (edge.source, edge.target):
+            if end == TEACHERS:
+                ends |= {m.name for m in cohort.teachers}
+            elif end == ENSEMBLE:
+                ends |= {m.name for m in cohort.students}
+            else:
+                ends.add(end.split("@")[0])  # (a self-distillation head's output: its network's)
+    return [m.name for m in cohort.members if not m.frozen and m.name not in ends] if graph.edges else []
 
 
 def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
@@ -83,5 +102,5 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
         batch_size=trainer.train_spec.batch_size, device=str(trainer.device), speed=trainer.speed.to_dict(),
         whole_split_batch=(len(data.train) if not trainer.patches and len(data.train) < trainer.train_spec.batch_size
                            else None),
-        packed=[list(names) for names, _ in trainer.groups],
+        bystanders=bystanders(trainer.cohort, trainer.graph), packed=[list(names) for names, _ in trainer.groups],
         not_packed=dict(trainer.run_info.get("fused_students_fallback") or {}), warnings=list(said))
