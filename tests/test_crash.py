@@ -444,6 +444,37 @@ def test_a_second_interruption_while_the_run_is_marked_stopped_leaves_it_marked(
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["metrics.json", "run.json"]
 
 
+def test_a_second_signal_as_an_interrupted_fit_cleans_up_leaves_the_run_marked_stopped(tiny_data, tmp_path,
+                                                                                         monkeypatch):
+    """Review 56c: a scheduler's SIGTERM, then torchrun's 1 ms later, landed in fit's cleanup before
+    the marking, which it skipped: run.json stayed 'running'."""
+    from peerdistill.engine import distributed
+
+    from .test_trainer import make_cohort, trainer
+
+    real = distributed.lost_contact
+
+    def signalled_again(world, exc, advice):
+        os.kill(os.getpid(), signal.SIGTERM)  # the second signal, in the cleanup's first step
+        return real(world, exc, advice)
+
+    def interrupted(epoch, record):
+        raise KeyboardInterrupt
+
+    def interrupt(signum, frame):  # as the command line's handler: an interruption, at once
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "lost_contact", signalled_again)
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer(make_cohort(), run_dir=tmp_path / "r", callbacks=[interrupted]).fit(tiny_data)
+        assert signal.getsignal(signal.SIGTERM) is interrupt  # (the handler back as it was)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "stopped"
+
+
 def test_resume_of_the_empty_folder_a_kill_in_the_first_second_left_says_to_start_again(tmp_path, capsys):
     from peerdistill.cli import main
 

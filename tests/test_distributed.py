@@ -984,7 +984,10 @@ def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer
     ns = argparse.Namespace(command="train", run_dir=tmp_path, overwrite=False)
     assert "nothing to resume" in _interrupted_hint(ns)  # the main process judges by its disk
     monkeypatch.setenv("RANK", "1")  # another's disk need not hold the run
-    assert _interrupted_hint(ns) == "interrupted: the main process (rank 0) says what its run keeps and how to continue"
+    assert _interrupted_hint(ns) == (
+        "interrupted: the main process (rank 0) says what its run keeps and how to continue; if it said nothing (it "
+        f"was lost), continue with torchrun ... -m peerdistill train --resume {tmp_path} on every node if the run kept "
+        "a checkpoint")  # (review 56c: a main process killed first says nothing)
     compare = argparse.Namespace(command="compare", overwrite=False)  # said once, by the main process (review 46h)
     assert _interrupted_hint(compare) == ("interrupted: the main process (rank 0) says what the comparison keeps and "
                                           "how to continue")

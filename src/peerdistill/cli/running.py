@@ -328,7 +328,10 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
     run_dir = getattr(ns, "run_dir", None)
     if ns.command == "train" and run_dir is not None and launched_rank() > 0:
         # (its node's disk may not be the main process's, which holds the run)
-        return "interrupted: the main process (rank 0) says what its run keeps and how to continue"
+        # (review 56c: rank 0 killed, torchrun stops the others first, and the main process says nothing)
+        return ("interrupted: the main process (rank 0) says what its run keeps and how to continue; if it said "
+                f"nothing (it was lost), continue with torchrun ... -m peerdistill train --resume {run_dir} on every "
+                "node if the run kept a checkpoint")
     if ns.command == "train" and run_dir is not None:  # (set once cmd_train had imported the engine)
         from ..engine.artifacts import PUT_BACK, RunDir, replaced_by_the_same_command
 

@@ -32,26 +32,33 @@ def watch_for_a_stop_python_cannot_take(grace_s: float | None = None) -> Iterato
     try:
         yield
     finally:
+        signal.set_wakeup_fd(previous)  # (first: a signal now is written to no socket the thread may close)
         ended.set()  # the command has stopped (or finished): nothing to end
-        signal.set_wakeup_fd(previous)
         writer.close()  # (a watching thread still reading reads the end of the stream and returns)
 
 
 def _end_if_not_stopped(reader: socket.socket, grace_s: float, ended: threading.Event) -> None:
+    # The reader stays open through the grace: a second signal (a scheduler's SIGTERM, then
+    # torchrun's) written to a closed pair printed a BrokenPipeError traceback (review 56c).
     with reader:
-        while True:
-            try:
-                got = reader.recv(1)
-            except OSError:
-                return
-            if not got:
-                return
-            if got[0] in STOPPING_SIGNALS:
-                break
-    if ended.wait(grace_s):
-        return
-    with contextlib.suppress(OSError):  # (a terminal gone with a SIGHUP: ended all the same)
-        os.write(2, f"stopped by {signal.Signals(got[0]).name}, which this process could not take for {grace_s:g} s "
-                    "(waiting for the other processes inside torch): ended without marking its run stopped; the run "
-                    "keeps its last checkpoint to continue from, as after any interruption\n".encode())
-    os._exit(128 + got[0])
+        got = _first_stopping_signal(reader)
+        if got is None or ended.wait(grace_s):
+            return
+        with contextlib.suppress(OSError):  # (a terminal gone with a SIGHUP: ended all the same)
+            os.write(2, f"stopped by {signal.Signals(got).name}, which this process could not take for {grace_s:g} "
+                        "s (waiting for the other processes inside torch): ended without marking its run stopped; the "
+                        "run keeps its last checkpoint to continue from, as after any interruption\n".encode())
+        os._exit(128 + got)
+
+
+def _first_stopping_signal(reader: socket.socket) -> int | None:
+    """The number of the first stopping signal written to ``reader``; None once it is closed."""
+    while True:
+        try:
+            got = reader.recv(1)
+        except OSError:
+            return None
+        if not got:
+            return None
+        if got[0] in STOPPING_SIGNALS:
+            return got[0]

@@ -32,6 +32,7 @@ from ..json_files import read_json
 from ..losses.adversarial import MapDiscriminator, discriminator_loss
 from ..run_files import RUN_FILE
 from ..spatial import align_to
+from ..stopping import stopping_signals_held
 from ..wording import first_few
 from . import distributed, run_lock, selection
 from .artifacts import RunDir, mark_stopped, write_json
@@ -446,16 +447,18 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
         try:
             return self._fit(data, resume)
         except BaseException as exc:
-            lost = distributed.lost_contact(getattr(self, "world", None), exc, self._lost_contact_advice)
-            # The run --overwrite replaced goes back first: under torchrun the wait below may end
-            # with the launcher's SIGTERM, which no handler takes there.
-            if self._run is not None:
-                if self._run.put_back_replaced():
-                    if not isinstance(exc, KeyboardInterrupt):  # (the interruption's hint says it)
-                        warn_user(f"'{self._run.path}': the run --overwrite was replacing is put back as it was, "
-                                  "this one having kept no checkpoint")
-                else:
-                    mark_stopped(self._run, lost or exc)
+            # (signals held: a second one, torchrun's SIGTERM 1 ms after a scheduler's, skipped the marking, review 56c)
+            with stopping_signals_held():
+                lost = distributed.lost_contact(getattr(self, "world", None), exc, self._lost_contact_advice)
+                # The run --overwrite replaced goes back first: under torchrun the wait below may end
+                # with the launcher's SIGTERM, which no handler takes there.
+                if self._run is not None:
+                    if self._run.put_back_replaced():
+                        if not isinstance(exc, KeyboardInterrupt):  # (the interruption's hint says it)
+                            warn_user(f"'{self._run.path}': the run --overwrite was replacing is put back as it "
+                                      "was, this one having kept no checkpoint")
+                    else:
+                        mark_stopped(self._run, lost or exc)
             # Under torchrun: leave the process group at once (no barrier: another process may
             # be stopping too), so this one exits with its message instead of aborting in the
             # group's destructor, and a process still waiting on it fails instead of hanging.
