@@ -436,8 +436,12 @@ def test_several_teachers_are_each_frozen_from_their_own_file(tmp_path):
     tree = {**COMPARED, "name": "m", "out_dir": str(tmp_path), "teachers": [cnn, {**cnn, "name": "wide"}],
             "train": {**COMPARED["train"], "epochs": 1}}
     del tree["teacher"]
-    compare(tree, ["multi-teacher"], 1, progress=False, teacher_from="independent")
+    result = compare(tree, ["multi-teacher"], 1, progress=False, teacher_from="independent")
     directory = tmp_path / "m-compare"
+    # both teachers are frozen: the row says so in the plural; its runs' folders are named as before (reused)
+    assert [s for s in dict.fromkeys(r["setting"] for r in result.rows)] == [
+        "independent", "multi-teacher (frozen teachers)"]
+    assert "Settings marked '(frozen teachers)' distil from" in result.markdown
     teachers = yaml.safe_load((directory / "multi-teacher-frozen-teacher-seed0" / "config.yaml").read_text())["teachers"]
     assert [(t["frozen"], t["checkpoint"]) for t in teachers] == [(True, str(directory / "independent-seed0"))] * 2
     for name in ("teacher1", "wide"):

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .arguments import check_flags
 from .terminal import Console
-from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARK, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run,
+from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARKS, REPLACE_MARK, by_way_of_reading, check_as_a_dry_run,
                               check_before_training, check_states, comparison_world, environments_apart,
                               mark_for_replacement, plan_runs, plan_table, run_all, run_records, settings_of,
                               warning_lines, warnings_of_runs)
@@ -77,7 +77,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
 
     ``teacher_from`` (a preset) trains the teachers first, offline distillation's way: that
     preset's runs come first, and every other setting's run of seed ``s`` freezes the teachers
-    as that preset's run of seed ``s`` saved them (labelled ``PRESET (frozen teacher)``).
+    as that preset's run of seed ``s`` saved them (labelled ``PRESET (frozen teacher)``, or
+    ``(frozen teachers)`` for a config of several).
 
     ``dry_run``: print what each run would do (train, continue, reuse) and stop, writing nothing.
 
@@ -484,7 +485,8 @@ def _header(runs, seeds: int, folds: int | None, rule, temperature_scaling: bool
         header += (f"\nThe `tta_*` tables: each model's probabilities averaged over {TTA_SEEN[tta]} (`--tta {tta}`; masks "
                    "mirrored back), scored on the test split as the untouched figures are.\n")
     if teacher_from is not None:
-        header += (f"\nSettings marked '{FROZEN_MARK}' distil from the teachers of the `{teacher_from}` run "
+        marks = "' or '".join(m for m in FROZEN_MARKS if any(run["setting"].endswith(m) for run in runs))
+        header += (f"\nSettings marked '{marks}' distil from the teachers of the `{teacher_from}` run "
                    f"of the same seed{' and fold' if folds else ''}, frozen (as that run saved them: at its "
                    "best epoch).\n")
     return header

@@ -45,6 +45,12 @@ from .option_names import option, option_given
 from .wording import first_few
 
 FROZEN_MARK = "(frozen teacher)"
+FROZEN_MARKS = (FROZEN_MARK, "(frozen teachers)")  # one teacher, several (their run folders are named alike)
+
+
+def frozen_mark(base: RunConfig) -> str:
+    """The mark of a setting that freezes ``base``'s teachers: plural where it has several."""
+    return FROZEN_MARKS[len(base.all_teachers()) > 1]
 
 
 @dataclass
@@ -100,7 +106,7 @@ def settings_of(configs: list[dict[str, Any]], bases: list[RunConfig], presets: 
             continue
         source = label_of(base, teacher_from, True)
         settings.append(Setting(source, tree, teacher_from))
-        settings += [Setting(f"{label_of(base, p, presets is not None)} {FROZEN_MARK}", tree, p, source)
+        settings += [Setting(f"{label_of(base, p, presets is not None)} {frozen_mark(base)}", tree, p, source)
                      for p in own if p != teacher_from]
     if teacher_from is not None and not any(s.source for s in settings):
         raise ConfigError(f"{option_given('--teacher-from', teacher_from)}: no other preset to distil into; name them "
@@ -499,8 +505,10 @@ def _with_frozen_teachers(tree: dict[str, Any], source_run: Path) -> dict[str, A
 
 
 def _run_prefix(label: str) -> str:
-    # 'kd+ml', 'name:kd', 'kd (frozen teacher)' -> kd+ml-seed, name-kd-seed, kd-frozen-teacher-seed
-    label = label.replace(f" {FROZEN_MARK}", "-frozen-teacher")
+    # 'kd+ml', 'name:kd', 'kd (frozen teacher)' -> kd+ml-seed, name-kd-seed, kd-frozen-teacher-seed;
+    # 'multi-teacher (frozen teachers)' -> multi-teacher-frozen-teacher-seed (as earlier versions named it: reused)
+    for mark in reversed(FROZEN_MARKS):  # (the plural first: the singular begins it)
+        label = label.replace(f" {mark}", "-frozen-teacher")
     return f"{label.replace(':', '-').replace('/', '-').replace(';', '-')}-seed"  # ';' parts lists in compare.csv
 
 
