@@ -1049,7 +1049,7 @@ def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_t
                             undefined)
     assert ("<li><b>distillation</b>: edges given in Python; 2 knowledge edge(s): student1 &lt;- teacher (cwd, weight 2, "
             "T 4), student1 &lt;- teacher (at b &lt;- a, weight 1)</li>") in page
-    assert "<li><b>models</b>: teacher (teacher; built in Python; 10 parameters)</li>" in page
+    assert "<li><b>models</b>: teacher (teacher; built in Python; 10 parameters; trained online)</li>" in page
 
 
 def test_the_monitor_curve_marks_the_best_epoch_and_draws_every_model():

@@ -29,6 +29,7 @@ from .html_parts import (as_number, esc, figure_html, legend_name, note_html, pa
                          table_html)
 from .page_top import page_top
 from .predictions_html import predictions_section
+from .teaching import checkpoint_in_words, label_loss_weights, teachers_combined
 
 def run_page(directory: Path) -> tuple[str, str | None]:
     """The page, and why it has no predictions (None when it has them)."""
@@ -91,11 +92,14 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
                  f"{meta.get('input_shape', '?')}{_split_sizes(meta)}"),
         ("models", _models_in_words(meta, saved)),
         ("distillation", _distillation_in_words(meta)),
+        ("teachers combined", teachers_combined(meta)),
+        ("own label loss", label_loss_weights(meta)),
         ("monitor", f"validation {metrics.get('monitor', '?')}; "
                     + (f"n/a in every epoch, so the last one stood in ({metrics.get('best_epoch', '?')} of {of})"
                        if metrics.get("monitor_undefined") else f"best epoch {metrics.get('best_epoch', '?')} of {of}")),
         ("seed", meta.get("seed", "?")),
     ]
+    facts = [(key, value) for key, value in facts if value is not None]  # (the lines a run has no use for)
     trained_with = _environment_in_words(meta)
     if trained_with:  # (runs of earlier versions did not record it)
         facts.append(("trained with", trained_with))
@@ -169,10 +173,13 @@ def _models_in_words(meta: dict[str, Any], saved) -> str:
         facts = [str(member.get("role", "?")), arch]
         if is_count(member.get("parameters")):
             facts.append(f"{member['parameters']:,} parameters")
+        source = checkpoint_in_words(loaded[name], name) if name in loaded else None
         if member.get("frozen"):
-            facts.append(f"frozen, from {loaded[name]}" if name in loaded else "frozen")
-        elif name in loaded:
-            facts.append(f"began from {loaded[name]}")
+            facts.append(f"frozen, from {source}" if source else "frozen")
+        elif member.get("role") == "teacher":  # (review 56b: an online teacher was told only by "frozen" missing)
+            facts.append(f"trained online, began from {source}" if source else "trained online")
+        elif source:
+            facts.append(f"began from {source}")
         said.append(f"{name} ({'; '.join(facts)})")
     return ", ".join(said)
 
