@@ -24,6 +24,7 @@ from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARKS, REPLACE_MARK, by_way_
                               mark_for_replacement, plan_runs, plan_table, run_all, run_records, settings_of,
                               warning_lines, warnings_of_runs)
 from .comparison_context import seeds_used, what_was_compared
+from .comparison_students import first_records, heads_left_out_note, students_apart_note
 from .config.run_spec import refuse_control_characters, refuse_long_names
 from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
@@ -337,6 +338,12 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     if unlike:
         header += f"\n{unlike}\n"
         console.print(f"note: {unlike}", highlight=False, soft_wrap=True)
+    by_setting: dict[str, list[Path]] = {}
+    for run, path in zip(runs, paths):
+        by_setting.setdefault(run["setting"], []).append(path)
+    # (review 56b: a plain config's student1 against a multi-teacher config's smaller one, unsaid)
+    unlike_students = students_apart_note(first_records(by_setting, records), baseline,
+                                          [label for label in labels if label not in apart]) if diffs else None
     if diffs:
         if not unpaired_metric(monitor_metric):  # (its caption names the settings left out)
             header += (f"\n### test {monitor_metric}: paired differences from {baseline}\n\n"
@@ -345,6 +352,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
                                         difference_rows(diffs, labels, differing, monitor_metric)) + "\n")
         elif apart:  # no caption to name them (review 52i: lost)
             header += f"\n{unpaired_note(baseline, apart)}\n"
+        if unlike_students:
+            header += f"\n{unlike_students}\n"
         if unpaired := metrics_not_paired_note(list(dict.fromkeys(map(metric_family, metric_names)))):
             header += f"\n{unpaired}; differences.csv holds the others'.\n"
     elif apart:  # several settings, none comparable: say so rather than leave the differences out in silence
@@ -370,6 +379,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     markdown = tables["compare.md"]
     over = "one seed" if _runs_count(seeds, folds) == 1 else _runs_per_setting(seeds, folds)
     console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
+    if heads := heads_left_out_note([r["model"] for r in rows]):
+        console.print(f"note: {heads}", highlight=False, soft_wrap=True)
     if diffs and unpaired_metric(monitor_metric):  # (the console's table is of the monitor's differences)
         console.print(f"{metrics_not_paired_note([metric_family(monitor_metric)])}; differences.csv holds the "
                       "other figures' paired differences", highlight=False, soft_wrap=True)
@@ -386,6 +397,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
         console.print(FOLDS_CAVEAT if folds else ONE_TEST_SPLIT_CAVEAT)
         if pairs == 2:
             console.print(two_pairs_caveat(folds))
+    if unlike_students:  # (after the differences it qualifies, or the note that they are in differences.csv)
+        console.print(f"note: {unlike_students[0].lower()}{unlike_students[1:]}", highlight=False, soft_wrap=True)
     console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return Comparison(rows, directory, markdown, diffs)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..comparison_context import SEEDS_USED, seeds_used
 from ..comparison_runs import CHOSEN_ON_VAL, run_records, setting_runs, warning_lines, warnings_of_runs
+from ..comparison_students import first_records, students_apart_note
 from ..engine.artifacts import RunDir
 from ..ensemble_cost import ENSEMBLE, ensemble_cost_note, with_ensemble
 from ..errors import RunDirError, warn_user
@@ -74,6 +75,8 @@ def comparison_page(directory: Path) -> str:
     folded = any(re.search(r"-fold\d+$", name) for r in rows for name in r["runs"])
     corrected = all(d.get("corrected", True) for d in diffs)
     captions = PairedCaptions()
+    unlike = students_apart_note(first_records(runs, records), baseline, [s for s in settings if s not in apart]
+                                 ) if diffs else None  # (said once, under the first table of paired differences)
     for metric in (m for m in metrics if not per_class_part(m)):
         spread = _has_spread(r for r in rows if r["metric"] == metric)
         parts = [figure_html(comparison_figure(rows, settings, models, metric),
@@ -95,6 +98,9 @@ def comparison_page(directory: Path) -> str:
                          f"so that {'its' if len(left_out) == 1 else 'their'} figures differ between settings only by "
                          "the epoch each run's monitor picked (compare.md says so above its tables).")
             parts += [captions.said(text, baseline, metric), table_html(["setting"] + differing, paired)]
+            if unlike:
+                parts.append(note_html(unlike))
+                unlike = None
         elif diffs and (unpaired := metrics_not_paired_note([metric])):
             parts.append(f"<p>{with_code_spans(unpaired)}.</p>")
         sections.append(section_html(headed(metric), parts))
