@@ -452,7 +452,7 @@ def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders
     import warnings
 
     from peerdistill.errors import PeerdistillWarning
-    from peerdistill.scored_data import _split_differently, _warn_if_trained_on
+    from peerdistill.scored_data import _split_keys_changed, _warn_if_trained_on
 
     # given split folders numbering their images alike: '0' is in train and in test, yet no leak
     own = {"source": "/d", "split": {"train": ["0", "1", "2"], "val": ["5"], "test": ["0", "1"]}}
@@ -463,9 +463,9 @@ def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders
     with pytest.warns(PeerdistillWarning, match="^1 of 3 samples of the scored test split are training samples"):
         _warn_if_trained_on(dealt_anew, own, "test", "advice")  # '2' only: '0' and '1' are the run's own test names too
     saved = DataSpec(kind="digits").model_dump(mode="json")
-    assert not _split_differently(DataSpec(kind="digits", augment=["hflip"]), saved)
-    assert _split_differently(DataSpec(kind="digits", split_seed=3), saved)
-    assert _split_differently(DataSpec(kind="digits", folds=3, test_fraction=0.2), saved)
+    assert _split_keys_changed(DataSpec(kind="digits", augment=["hflip"]), saved) == []
+    assert _split_keys_changed(DataSpec(kind="digits", split_seed=3), saved) == ["split_seed"]
+    assert _split_keys_changed(DataSpec(kind="digits", folds=3, test_fraction=0.2), saved) == ["folds", "test_fraction"]
 
 
 def test_what_counts_as_the_runs_own_files_and_the_advice_for_them():

@@ -561,7 +561,12 @@ def test_the_data_fingerprint_tells_other_exclusions_apart(tmp_path):
     assert one.split(":", 1)[0].startswith("folder;exclude=") and one.split(":", 1)[0] != two.split(":", 1)[0]
     assert one.split(":", 1)[1] == plain.split(":", 1)[1]
     spec = DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["a/0.png"])
-    assert fingerprint.comparable(one, spec) and "data.exclude" in fingerprint.what_differs(one)
+    assert fingerprint.comparable(one, spec)
+    assert fingerprint.what_differs(one, two) == fingerprint.what_differs(plain, one) == (
+        "the files data.exclude leaves out differ")
+    # files changed alone: data.exclude is not named (nor where no run sets it)
+    assert fingerprint.what_differs(plain) == fingerprint.what_differs(one, one.replace(":", ":0", 1)) == (
+        "the names or sizes of its image and annotation files differ")
     rows = ["path,label"] + [f"{c}/{i}.png,{c}" for c in "ab" for i in range(4)]
     (tmp_path / "x" / "t.csv").write_text("\n".join(rows) + "\n")
     table = DataSpec(kind="csv", root=str(tmp_path / "x" / "t.csv"), exclude=["a/0.png"])

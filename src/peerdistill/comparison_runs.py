@@ -447,7 +447,7 @@ def _check_same_files(plan: Plan, meta: dict[str, Any]) -> None:
         now = _FINGERPRINTS[key]
     if now is not None and now != held:
         raise RunDirError(f"'{plan.run_dir}' was trained on another version of '{root}' "
-                          f"({fingerprints.what_differs(held)} from run.json's data_fingerprint): its figures are "
+                          f"({fingerprints.what_differs(held, now)} from run.json's data_fingerprint): its figures are "
                           f"not of this data; {redo}")
     _check_same_checkpoints(plan, meta, redo)
 

@@ -85,13 +85,16 @@ def table_digest(held: object, spec: DataSpec) -> bool:
         all(c in "0123456789abcdef" for c in held)
 
 
-def what_differs(held: str) -> str:
-    """For a message: what a changed fingerprint of this form says changed."""
+def what_differs(held: str, now: str | None = None) -> str:
+    """For a message: what a changed fingerprint of this form says changed (``now``: the
+    fingerprint the data gives today; where its data.exclude mark differs, that is what)."""
+    if now is not None and form_of(held) and form_of(held) == form_of(now) and \
+            held.split(":", 1)[0] != now.split(":", 1)[0]:
+        return "the files data.exclude leaves out differ"
     if form_of(held) in (FOLDER[:-1], BY_NAME[:-1]):
-        return "the names or sizes of its image and annotation files, or the files data.exclude leaves out, differ"
+        return "the names or sizes of its image and annotation files differ"
     if form_of(held) == TABLE[:-1]:
-        return ("the table, or the names or sizes of the images it lists, or the files data.exclude leaves out, "
-                "differ")
+        return "the table, or the names or sizes of the images it lists, differ"
     return "its SHA-256 differs"
 
 
