@@ -204,6 +204,7 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     # review 56b: one teacher's weight, read as a KD term's weight, was read by nothing
     (["teacher.weight=0.3"], "teacher.weight weighs each of several teachers (a teachers list) in their average, and "
                              "this run has one teacher: remove it; distill.alpha weighs the teacher's KD term"),
+    (["teacher=null", "teachers=[{arch: cnn, weight: 2}]"], "teachers.0.weight weighs each of several teachers"),
     (["students.0.deep_layer=features"], "deep_layer is the layer self-distillation heads learn from"),
     (["task=detection", "data.kind=boxes", "data.patch_size=32", "teacher.arch=detector",
       "students=[{arch: detector}, {arch: detector}]"], "is for segmentation: remove it for detection"),

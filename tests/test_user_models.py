@@ -507,6 +507,13 @@ def test_python_api_lengths_and_names_are_checked_with_one_message():
         Cohort.from_modules([_small_cnn()], teachers=[_small_cnn(), _small_cnn()], teacher_weights=[1.0])
     with pytest.raises(ConfigError, match="student_names has 1 entries for 2 students"):
         Cohort.from_modules([_small_cnn(), _small_cnn()], student_names=["a"])
+    # one teacher's weight is read by nothing (review 56g): refused, as a config's is
+    with pytest.raises(ConfigError, match=r"^teacher_weights \[0.5\]: a teacher's weight is its share in the average of "
+                                          r"several teachers, and there is one: drop teacher_weights; the teacher's KD "
+                                          r"term is weighed by its edge \(preset_edges\(..., alpha=...\), or "
+                                          r"Edge\(weight=...\)\)$"):
+        Cohort.from_modules([_small_cnn()], teachers=[_small_cnn()], teacher_weights=[0.5])
+    assert len(Cohort.from_modules([_small_cnn()], teachers=[_small_cnn()], teacher_weights=[1.0]).teachers) == 1
 
 
 def test_a_scripted_model_can_be_a_frozen_teacher():

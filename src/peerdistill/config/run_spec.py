@@ -187,9 +187,11 @@ class RunConfig(Section):
             problems.append(f"train.segmentation_loss is for segmentation: remove it for {self.task}")
         if ignored_before and self.detect != DetectSpec() and self.task != "detection":
             problems.append(f"the detect section is for detection: remove it for {self.task}")
-        if ignored_before and self.teacher is not None and self.teacher.weight != 1.0:  # (review 56b: read as alpha)
-            problems.append("teacher.weight weighs each of several teachers (a teachers list) in their average, and "
-                            "this run has one teacher: remove it; distill.alpha weighs the teacher's KD term")
+        alone = self.all_teachers()
+        if ignored_before and len(alone) == 1 and alone[0].weight != 1.0:  # (review 56b: read as alpha)
+            key = "teacher.weight" if self.teacher is not None else "teachers.0.weight"
+            problems.append(f"{key} weighs each of several teachers (a teachers list) in their average, and this run "
+                            "has one teacher: remove it; distill.alpha weighs the teacher's KD term")
         if ignored_before and any(s.weight != 1.0 for s in self.students):
             problems.append("students.N.weight is a teacher's weight in the multi-teacher average: remove it "
                             "from the students")
