@@ -988,6 +988,9 @@ def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer
         "interrupted: the main process (rank 0) says what its run keeps and how to continue; if it said nothing (it "
         f"was lost), continue with torchrun ... -m peerdistill train --resume {tmp_path} on every node if the run kept "
         "a checkpoint")  # (review 56c: a main process killed first says nothing)
+    # stopped before its run was set up (torchrun ends the others when one fails): no bare 'interrupted' (review 56c)
+    assert _interrupted_hint(argparse.Namespace(command="train", run_dir=None, overwrite=False)) == (
+        "interrupted (torchrun stops every process once one of them ends: another process's message says why)")
     compare = argparse.Namespace(command="compare", overwrite=False)  # said once, by the main process (review 46h)
     assert _interrupted_hint(compare) == ("interrupted: the main process (rank 0) says what the comparison keeps and "
                                           "how to continue")

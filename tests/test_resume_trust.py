@@ -650,7 +650,7 @@ def test_run_json_records_what_a_repeat_depends_on_and_a_resume_where_it_differe
     assert _environment_in_words(meta).endswith("; resumed at epoch 2 with peerdistill's source, git commit abc123-dirty")
 
 
-def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_configs_keys(tmp_path):
+def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_configs_keys(tmp_path, monkeypatch):
     """Review 51k: a moved run's folder is not named after its config, so out_dir alone trained
     elsewhere; an earlier version's config may hold keys this one refuses."""
     from peerdistill.config import default_config
@@ -668,6 +668,11 @@ def test_the_command_that_starts_a_run_again_names_its_own_folder_and_an_old_con
                                      "as not read: an earlier version accepted them)")
     assert start_again(tmp_path / "python-run") == "start the run again (train it with overwrite)"
     (run / "config.yaml").write_text(yaml.safe_dump({**default_config(), "name": "r"}))
+    with monkeypatch.context() as launcher:  # under torchrun: started as it was (review 56c)
+        launcher.setenv("WORLD_SIZE", "2")
+        launcher.setenv("RANK", "0")
+        assert start_again(run) == (f"start the run again (torchrun ... -m peerdistill train {run / 'config.yaml'} "
+                                    f"out_dir={tmp_path} name=moved --overwrite)")
     os.chdir(run)  # (resumed as '.': its name was empty, review 51m)
     try:
         assert start_again(Path(".")) == (f"start the run again (peerdistill train {run / 'config.yaml'} "

@@ -355,6 +355,9 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         return "interrupted before the first checkpoint: nothing to resume; start the run again"
     if ns.command == "export":  # the file is moved into place only once it is checked
         return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"
+    if ns.command not in _INTERRUPTED_WRITING and launched():  # (review 56c: a bare 'interrupted' after an error)
+        return ("interrupted (torchrun stops every process once one of them ends: another process's message says "
+                "why)")
     return _INTERRUPTED_WRITING.get(ns.command, "interrupted")
 
 

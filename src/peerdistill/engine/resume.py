@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, PeerdistillError
+from ..launcher import launched
 from ..run_files import CONFIG_FILE
 from .artifacts import atomic_write_bytes
 from .state_files import failing_zip_member, load_tensors, rejected_object
@@ -42,6 +43,8 @@ def start_again(run_dir: Path) -> str:
     # not bear the config's name (moved, or chosen in Python: review 51k)
     place = [f"out_dir={run_dir.parent}", f"name={run_dir.name}"]
     command = " ".join(shlex.quote(part) for part in ["peerdistill", "train", str(config), *place, "--overwrite"])
+    if launched():  # (as it was started: review 56c)
+        command = f"torchrun ... -m {command}"
     try:
         load_config(config, place)
     except (PeerdistillError, OSError):  # (an earlier version's config, with keys now refused)
