@@ -719,6 +719,13 @@ def test_a_run_directory_serves_as_a_models_checkpoint(tmp_path, capsys):
     assert "has not finished, so its teacher is only the best so far" in capsys.readouterr().err
 
 
+def test_the_final_table_names_the_teacher_its_compression_is_against_where_there_are_several(tmp_path, capsys):
+    """Review 56b: 'x smaller' was against the first teacher, unsaid."""
+    run_cli("train", f"out_dir={tmp_path}", "name=mt", *FAST, "teacher=null", "distill.preset=multi-teacher",
+            "teachers=[{arch: cnn, args: {width: 8, depth: 1}}, {arch: cnn, args: {width: 4, depth: 1}}]")
+    assert "x smaller than teacher1" in capsys.readouterr().out
+
+
 def test_a_single_teacher_goes_by_the_name_its_config_gives(tmp_path):
     out = tmp_path / "runs"
     run_cli("train", f"out_dir={out}", "name=n", "teacher.name=wide", *[o for o in FAST if not o.startswith("train.epochs")],
@@ -2037,7 +2044,7 @@ def test_the_dry_run_says_how_teachers_combine_and_how_heads_weigh_their_own_los
     recipes = Path(__file__).resolve().parents[1] / "recipes"
     run_cli("train", recipes / "digits-multi-teacher.yaml", f"out_dir={tmp_path}", "--dry-run")
     printed = " ".join(capsys.readouterr().out.split())
-    assert "teachers combined by a weighted average (teacher1 1, teacher2 0.5)" in printed
+    assert "teachers combined by a weighted average (teacher1 1 (67%), teacher2 0.5 (33%): each weight's share)" in printed
     run_cli("train", recipes / "digits-multi-teacher.yaml", f"out_dir={tmp_path}", "distill.teacher_weighting=confidence",
             "teachers.1.weight=1", "--dry-run")
     assert ("teachers combined per sample by how well each predicts the labels (CA-MKD, teacher_weighting: "

@@ -1008,6 +1008,9 @@ def test_a_runs_cost_columns_give_parameters_mmacs_and_compression():
     cells = {column.header: column._cells for column in table.columns}
     assert cells["params"] == ["1,234,567", "105,802"] and cells["MMACs"] == ["2.35", "0.123"]  # (under 1: 3 digits)
     assert cells["x smaller"] == ["1.00", "11.67"]  # 1234567 / 105802 = 11.668...
+    # of several teachers, the one it is against is named (review 56b: the first, unsaid)
+    named = results_table("t", {m: {"accuracy": 0.5} for m in costs}, costs=costs, smaller_than="teacher1")
+    assert [column.header for column in named.columns][3] == "x smaller than teacher1"
 
 
 def test_the_test_table_gives_the_best_epochs_figures_and_names_that_epoch_and_the_test_split(tmp_path):

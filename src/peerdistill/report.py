@@ -207,16 +207,17 @@ def fmt(value: float | None, digits: int = 4) -> str:
 def results_table(title: str, scores: dict[str, dict[str, float]], params: dict[str, int] | None = None,
                   val: dict[str, dict[str, float]] | None = None, val_metric: str | None = None,
                   metrics: tuple[str, ...] | None = None, costs: dict[str, dict] | None = None,
-                  macs_of: str = "") -> Table:
+                  macs_of: str = "", smaller_than: str | None = None) -> Table:
     """One row per model (and the ensemble), one column per metric (``metrics``: which ones);
     with ``costs``, parameters, MACs (of one ``macs_of`` where that is not the whole input: a
-    patch) and the compression against the teacher."""
+    patch) and the compression against the teacher (``smaller_than``: named, one of several)."""
     metrics = list(metrics or next(iter(scores.values())).keys())
     table = Table(title=escape(title))  # paths and names as written ('[x]' is not markup)
     table.add_column("model")
     if costs:
-        for column in ("params", f"MMACs/{macs_of}" if macs_of else "MMACs", "x smaller"):
-            table.add_column(column, justify="right")
+        for column in ("params", f"MMACs/{macs_of}" if macs_of else "MMACs",
+                       f"x smaller than {smaller_than}" if smaller_than else "x smaller"):
+            table.add_column(escape(column), justify="right")
     elif params:
         table.add_column("params", justify="right")
     if val and val_metric:

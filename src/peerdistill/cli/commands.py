@@ -124,8 +124,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
     title = f"test split{f' ({tested:,} samples)' if tested else ''} at {chosen}"
     summary = task_for(meta).summary_metrics
     window, overlap = saved_window(meta)
+    teachers = [m.get("name") for m in meta.get("members") or [] if m.get("role") == "teacher"]
     console.print(fitted(results_table(title, result.test_at_best, params, result.val_at_best, monitor_metric,
-                                       summary, costs=costs, macs_of="patch" if window else ""),
+                                       summary, costs=costs, macs_of="patch" if window else "",
+                                       smaller_than=teachers[0] if len(teachers) > 1 else None),  # (review 56b)
                          console.width))
     say_what_the_ensemble_costs(costs, student_names(meta))
     if window and costs:

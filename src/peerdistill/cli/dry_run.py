@@ -71,8 +71,10 @@ def _print_edges(plan, console) -> None:
         extras.append("teachers combined per sample by how well each predicts the labels (CA-MKD, "
                       "teacher_weighting: confidence)")
     elif plan.teacher_weighting is not None:
-        weights = [f"{m['name']} {m.get('weight', 1.0):g}" for m in plan.members if m["role"] == "teacher"]
-        extras.append(f"teachers combined by a weighted average ({', '.join(weights)})")
+        teachers = [m for m in plan.members if m["role"] == "teacher"]
+        total = sum(m.get("weight", 1.0) for m in teachers)
+        weights = [f"{m['name']} {m.get('weight', 1.0):g} ({m.get('weight', 1.0) / total:.0%})" for m in teachers]
+        extras.append(f"teachers combined by a weighted average ({', '.join(weights)}: each weight's share)")
     if plan.supervised_weights:
         extras.append("own label loss weighted " + ", ".join(f"{escape(name)} {weight:g}"
                                                              for name, weight in plan.supervised_weights.items()))
