@@ -240,6 +240,25 @@ def test_a_layer_output_changed_in_place_later_is_refused_not_read_changed():
     with pytest.raises(ConfigError, match="changed in place"):  # a self-distillation head placed there too
         HeadedModel(SmallCNN(1, 3, 4, 3), ["features.1"], "features.9", 3, torch.zeros(2, 1, 8, 8))
 
+    class OwnSum(nn.Module):  # the model's own forward changes a top-level layer's output: no block to record
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x):
+            out = self.conv(x)
+            out += 1
+            return out
+
+    model = OwnSum()
+    recorder = FeatureRecorder(model, ["conv"], owner="student1")
+    model(torch.randn(2, 1, 8, 8))
+    with pytest.raises(ConfigError, match=r"the block that holds that code; where the model's own forward changes it, "
+                                          r"write that line out of place \(out = out \+ identity\) or record another "
+                                          r"layer$"):  # (review 56a)
+        recorder.take()
+    recorder.remove()
+
 
 def test_a_connector_projects_at_the_learners_size_then_resizes():
     """Channels and size both differ: the 1x1 convolution and BatchNorm (training statistics over

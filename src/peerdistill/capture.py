@@ -215,10 +215,14 @@ class FeatureRecorder:
         if changed:
             blocks = [p.rsplit(".", 1)[0] for p in changed if "." in p]
             around = f" ({', '.join(repr(b) for b in dict.fromkeys(blocks))})" if blocks else ""
+            # (a top-level layer's change may be in the model's own forward: no block to record, review 56a)
+            top = "" if len(blocks) == len(changed) else (
+                "; where the model's own forward changes it, write that line out of place (out = out + identity) "
+                "or record another layer")
             raise ConfigError(f"{self.owner}: the output of layer(s) {changed} is changed in place by a later module "
                               "(a ReLU(inplace=True), an x += y), so it would be read after that change: record the "
                               "module that changes it instead (the ReLU) or, where a forward's own code changes it "
-                              f"(out += identity), the block that holds that code{around}")
+                              f"(out += identity), the block that holds that code{around}{top}")
         missing = [p for p in self.paths if p not in features]
         if complete and missing:
             mode, other = ("training", "evaluation") if self._model.training else ("evaluation", "training")
