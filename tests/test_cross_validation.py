@@ -465,7 +465,7 @@ def test_no_overlap_is_claimed_for_the_runs_own_split_or_names_its_split_folders
     saved = DataSpec(kind="digits").model_dump(mode="json")
     assert _split_keys_changed(DataSpec(kind="digits", augment=["hflip"]), saved) == []
     assert _split_keys_changed(DataSpec(kind="digits", split_seed=3), saved) == ["split_seed"]
-    assert _split_keys_changed(DataSpec(kind="digits", folds=3, test_fraction=0.2), saved) == ["folds", "test_fraction"]
+    assert _split_keys_changed(DataSpec(kind="digits", folds=3, split_seed=5), saved) == ["split_seed", "folds"]
 
 
 def test_what_counts_as_the_runs_own_files_and_the_advice_for_them():
@@ -482,7 +482,7 @@ def test_what_counts_as_the_runs_own_files_and_the_advice_for_them():
     digits, seven = DataSpec(kind="digits"), DataSpec(kind="digits", split_seed=7)
     assert _advice_for_own_data("all", digits, saved) == "score its test split instead"
     assert "evaluate_run(run, data=splits)" in _advice_for_own_data("test", seven, None)
-    assert "drop the data.split_seed" in _advice_for_own_data("test", seven, digits.model_dump(mode="json"))
+    assert "(drop data.split_seed; the data as it was in training)" in _advice_for_own_data("test", seven, digits.model_dump(mode="json"))
     assert "has changed since training" in _advice_for_own_data("val", digits, digits.model_dump(mode="json"))
 
 
