@@ -144,3 +144,9 @@ def test_input_digests_prints_every_set():
     assert lines[0].split() == ["set", "MB", "seconds", "s", "per", "GB", "record", "KB"]
     assert [line.split()[0] for line in lines[1:]] == ["pneumoniamnist", "kvasir-seg", "cifar-size"]
     assert all(float(line.split()[-2]) > 0 for line in lines[1:])
+
+
+def test_exclude_matching_prints_a_line_per_pattern_set(tmp_path):
+    out = run("exclude_matching.py", "--paths", "2000", "--rounds", "1", cwd=tmp_path)
+    rows = [line.split() for line in out.strip().splitlines()[1:-1]]
+    assert [r[0] for r in rows] == ["3", "1,000", "200"] and all(float(r[-3]) > 0 for r in rows)

@@ -1258,6 +1258,10 @@ _FOLDER = ["data.kind=image_folder", "data.root=x"]
     (["data.kind=npz", "data.root=a.npz", "data.exclude=[a.png]"],
      "data.exclude leaves image files out, but data kind 'npz' reads arrays, whose rows have no file names: remove "
      "the rows from the arrays"),
+    # (an archive's own split kept: MedMNIST's keys, each without the rows)
+    (["data.kind=npz", "data.root=a.npz", "data.exclude=[a.png]"],
+     "to keep an archive's own split (MedMNIST's), np.savez(FILE, train_images=..., train_labels=..., "
+     "val_images=..., val_labels=..., test_images=..., test_labels=...)"),
     (["data.exclude=[a.png]"], "data kind 'digits' reads no files (it is generated or embedded): remove it"),
 ])
 def test_data_exclude_is_a_list_of_relative_names(overrides, message):
@@ -1276,6 +1280,17 @@ def test_data_exclude_takes_one_name_alone_and_null_as_none():
     with pytest.raises(ConfigError) as info:
         validate(tree)
     assert str(info.value).count("control character") == 5 and "(the first 5 problems)" in str(info.value)
+
+
+def test_data_exclude_in_another_order_is_the_same_config():
+    """The same patterns reordered leave out the same files: resume and compare reuse compare the
+    configs as read (``as_read``), which holds the list sorted."""
+    from peerdistill.config import as_read
+
+    one, other = (validate(apply_overrides(default_config(), _FOLDER + [f"data.exclude={v}"]))
+                  for v in ("[b.png, 'a*']", "['a*', b.png]"))
+    assert one.data.exclude == other.data.exclude == ["a*", "b.png"]
+    assert as_read(one) == as_read(other)
 
 
 def test_a_glob_read_as_a_yaml_alias_is_told_to_quote_it():

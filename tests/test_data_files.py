@@ -503,7 +503,8 @@ def test_a_data_exclude_pattern_matching_nothing_is_refused_by_name_and_folder(t
     said = f"data.exclude: pattern 'a/33.png' matches no image or mask file of the data at '{tmp_path / 'x'}'"
     with pytest.raises(DataError, match=re.escape(said) + r".*did you mean 'a/3.png'\?"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["a/3.png", "a/33.png"]))
-    with pytest.raises(DataError, match=r"patterns 'zz', 'q\*' match no image or mask file"):
+    # (the list is kept sorted)
+    with pytest.raises(DataError, match=r"patterns 'q\*', 'zz' match no image or mask file"):
         build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["zz", "q*"]))
     # a bare name is the file's name, with or without its suffix, in any folder; a trailing '/' a folder
     data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["2", "5.png"]))
@@ -613,7 +614,180 @@ def test_a_run_keeps_what_data_exclude_left_out_and_eval_scores_its_own_test_spl
     # scored with another exclusion (none) or another split seed, the advice names the setting that differs
     assert main(["eval", str(tmp_path / "runs" / "t"), "data.exclude=[]", "--split", "val"]) == 0
     said = " ".join(capsys.readouterr().err.split())
-    assert "score the run's own val split (drop data.exclude; the data as it was in training)" in said
+    assert ("score the run's own val split (drop data.exclude (the run's own, ['a/3.png', 'b/1*'], then applies; in "
+            "a --data section, give that list); the data as it was in training)") in said
     assert main(["eval", str(tmp_path / "runs" / "t"), "data.split_seed=99", "--split", "val"]) == 0
     said = " ".join(capsys.readouterr().err.split())
     assert "score the run's own val split (drop data.split_seed; the data as it was in training)" in said
+
+
+def test_eval_keeps_a_runs_exclusions_on_its_own_folder_written_otherwise(tmp_path, fast_tree, capsys, monkeypatch):
+    """eval RUN data.root=<the run's own folder> (written out, or from another folder than training
+    ran in) deals the data as training did; data lacking the run's exclusions is told to give them."""
+    import yaml
+
+    from peerdistill.cli import main
+
+    write_class_tree(tmp_path / "x", {"a": 10, "b": 10}, size=16)
+    tree = {**fast_tree, "train": {"epochs": 1, "batch_size": 64},
+            "data": {"kind": "image_folder", "root": "x", "grey": True, "exclude": ["a/3.png", "b/1*"]}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(tree))
+    monkeypatch.chdir(tmp_path)  # data.root 'x', relative to where training ran
+    assert main(["train", "cfg.yaml", "--quiet"]) == 0
+    capsys.readouterr()
+    run = str(tmp_path / "runs" / "t")
+    for root in (str(tmp_path / "x"), "./x/", "../" + tmp_path.name + "/x"):
+        assert main(["eval", run, f"data.root={root}", "--split", "val", "--json"]) == 0
+        said = " ".join(capsys.readouterr().err.split())
+        assert "data.exclude left out 2 samples" in said and "not carried" not in said, (root, said)
+        assert "training samples of the run" not in said, (root, said)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # 'x' is not found from here: the folder written out is the run's
+    assert main(["eval", run, f"data.root={tmp_path / 'x'}", "--split", "val", "--json"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "data.exclude left out 2 samples" in said and "not carried" not in said, said
+    assert "training samples of the run" not in said, said
+    # a --data section without the run's exclusions: told to give them again, not to drop them
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": {"kind": "image_folder", "root": str(tmp_path / "x"),
+                                                                 "grey": True}}))
+    assert main(["eval", run, "--data", str(tmp_path / "data.yaml"), "--split", "val", "--json"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert ("score the run's own val split (give the run's data.exclude again ('data.exclude=[\"a/3.png\", \"b/1*\"]' "
+            "on the command line; in a --data section, the same list); the data as it was in training)") in said
+    # another folder (a copy): not carried, said; the advice is to give them again too
+    import shutil
+
+    shutil.copytree(tmp_path / "x", tmp_path / "copy")
+    assert main(["eval", run, f"data.root={tmp_path / 'copy'}", "--split", "val", "--json"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"is not carried to data.root '{tmp_path / 'copy'}', another folder: to leave those files out here too, "
+            "give the run's data.exclude as well ('data.exclude=[\"a/3.png\", \"b/1*\"]' on the command line)") in said
+
+
+def test_same_folder_reads_a_root_written_otherwise():
+    from peerdistill.config.data_spec import same_folder
+
+    assert same_folder("data/x/", "data/x") and same_folder("./data/x", "data/x")
+    assert not same_folder("data/y", "data/x") and not same_folder(None, "data/x") and not same_folder("x", None)
+
+
+def test_data_exclude_matches_a_name_in_either_unicode_form(tmp_path):
+    """A file saved with a decomposed accent (a Mac's copy) and a pattern typed composed (or the
+    other way round) are one name, as image/mask pairing takes them."""
+    import unicodedata
+
+    write_class_tree(tmp_path / "x", {"a": 6, "b": 6})
+    nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "café")
+    (tmp_path / "x" / "a" / "0.png").rename(tmp_path / "x" / "a" / f"{nfd}.png")
+    (tmp_path / "x" / "b" / "0.png").rename(tmp_path / "x" / "b" / f"{nfc}2.png")
+    for pattern in (f"{nfc}.png", f"a/{nfc}.png", f"{nfc[:3]}*.png", f"{nfc}", f"b/{nfd}2.png"):
+        data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=[pattern]))
+        assert data.info["excluded"]["samples"] >= 1, pattern
+        assert len(data.train) + len(data.val) + len(data.test) == 12 - data.info["excluded"]["samples"]
+
+
+def test_an_empty_split_folder_is_not_blamed_on_data_exclude(tmp_path):
+    write_class_tree(tmp_path / "s" / "train", {"a": 6, "b": 6})
+    (tmp_path / "s" / "test" / "a").mkdir(parents=True)
+    (tmp_path / "s" / "test" / "b").mkdir()
+    with pytest.raises(DataError, match=r"^no images under '.*test': expected one folder per class"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "s"), exclude=["train/a/0.png"]))
+    write_class_tree(tmp_path / "t" / "train", {"a": 6, "b": 6})
+    write_class_tree(tmp_path / "t" / "test", {"a": 1, "b": 1})
+    with pytest.raises(DataError, match=r"^data.exclude leaves no image under '.*test': keep some"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "t"), exclude=["test/"]))
+
+
+def test_a_class_data_exclude_empties_is_said_to_be_emptied_by_it(tmp_path):
+    from peerdistill.errors import SplitError
+
+    write_class_tree(tmp_path / "x", {"a": 6, "b": 6, "c": 6})
+    with pytest.raises(SplitError, match=r"^data.exclude leaves no image of class\(es\) \['a'\] in '.*x': they would "
+                                         r"be classes the models never learn: keep some of their images \(remove the "
+                                         r"patterns naming it from data.exclude\), or, to leave the class out, remove "
+                                         r"its folder from the data$"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x"), exclude=["a/"]))
+    write_class_tree(tmp_path / "s" / "train", {"a": 6, "b": 6})
+    write_class_tree(tmp_path / "s" / "test", {"a": 2, "b": 2})
+    with pytest.raises(SplitError, match=r"^data.exclude leaves no image of class\(es\) \['b'\] in '.*train'"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "s"), exclude=["train/b/*"]))
+
+
+def test_a_csv_pattern_matching_nothing_says_paths_count_from_the_csv_folder(tmp_path):
+    write_class_tree(tmp_path / "x", {"a": 6, "b": 6})
+    (tmp_path / "x" / "list.csv").write_text("path,label\n" + "".join(f"{c}/{i}.png,{c}\n" for c in "ab"
+                                                                     for i in range(6)))
+    with pytest.raises(DataError, match=r"a name with '/' is matched against each image's or mask's path relative to "
+                                        r"the CSV file's folder, one without"):
+        build_data(DataSpec(kind="csv", root=str(tmp_path / "x" / "list.csv"), exclude=["c/1.png"]))
+
+
+def test_the_string_id_of_a_file_is_image_id():
+    from pathlib import Path
+
+    from peerdistill.data.exclusion import _id_of
+    from peerdistill.data.image_io import image_id
+
+    for name in ("a.png", "a", ".hidden", "a.", "a.b.png", "1.2.840.113619", "x.nii.gz", "IM-0001.jpeg", "a..b"):
+        assert _id_of(name) == image_id(Path(name)), name
+
+
+def test_the_paste_ready_exclude_advice_keeps_the_patterns_given_and_lists_every_name(tmp_path):
+    import shlex
+
+    import yaml
+
+    from peerdistill.data.exclusion import EXAMPLE_LIMIT, exclude_example
+
+    said = exclude_example(["b/2.png", "c/3.png"], ["a/*.png"])
+    assert said == ("'data.exclude=[\"a/*.png\", \"b/2.png\", \"c/3.png\"]' on the command line, the 1 pattern "
+                    "given first")
+    names = [f"d/{i}.png" for i in range(EXAMPLE_LIMIT + 10)]
+    said = exclude_example(names, ["a/*.png", "b/1.png"], folder=tmp_path)
+    pasted = shlex.split(said.split(" on the command line")[0])[0]
+    assert pasted == "data.exclude=" + __import__("json").dumps(["a/*.png", "b/1.png"] + names[:EXAMPLE_LIMIT])
+    listed = tmp_path / "data-exclude-suggested.yaml"
+    assert said.endswith(f"lists the first {EXAMPLE_LIMIT} of {EXAMPLE_LIMIT + 10}: '{listed}' lists every one as a "
+                         "data section to copy into the config")
+    assert yaml.safe_load(listed.read_text()) == {"data": {"exclude": ["a/*.png", "b/1.png"] + names}}
+    assert DataSpec(kind="image_folder", root="x", **yaml.safe_load(listed.read_text())["data"]).exclude
+
+
+def test_a_run_saved_with_its_exclusions_in_another_order_deals_its_split_alike():
+    from peerdistill.scored_data import _split_keys_changed
+
+    spec = DataSpec(kind="image_folder", root="x", exclude=["b.png", "a/*"])
+    saved = {**spec.model_dump(mode="json"), "exclude": ["b.png", "a/*"]}  # (run.json of a run before it was sorted)
+    assert _split_keys_changed(spec, saved) == []
+    assert _split_keys_changed(spec, {**saved, "exclude": ["b.png"]}) == ["exclude"]
+
+
+def test_the_data_exclude_examples_of_the_docs_run(tmp_path, fast_tree, capsys):
+    """docs/data.md's data section and command line, on a folder holding the files they name."""
+    from pathlib import Path
+
+    import yaml
+
+    from peerdistill.cli import main
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
+    section = yaml.safe_load(re.search(r"```yaml\n(data:\n  kind: image_folder\n  root: xrays\n  exclude: .*?)```",
+                                       doc, re.S).group(1))["data"]
+    line = re.search(r"On the command line: `'(data.exclude=\[.*?\])'`", doc).group(1)
+    said = " ".join(re.search(r"\(`(warning: data.exclude left out .*?)`;", doc, re.S).group(1).split())
+    write_class_tree(tmp_path / "xrays", {"NORMAL": 8, "PNEUMONIA": 8})
+    for name in ("NORMAL/IM-0117.jpeg", "PNEUMONIA/person1_virus_6.jpeg", "NORMAL/1_copy.png", "NORMAL/2_copy.png",
+                 "PNEUMONIA/3_copy.png"):
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "xrays" / name)
+    without = {k: v for k, v in section.items() if k != "exclude"}
+    for data, overrides, left_out in ((section, [], 5), (without, [line], 4)):
+        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({**fast_tree, "data": {**data, "grey": True}}))
+        old = Path.cwd()
+        try:
+            __import__("os").chdir(tmp_path)  # (root: xrays, relative)
+            assert main(["train", "cfg.yaml", *overrides, "--dry-run"]) == 0
+        finally:
+            __import__("os").chdir(old)
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"warning: data.exclude left out {left_out} samples of 'xrays' before the split" in err
+    assert said in err  # (the line the docs show: the command line's patterns)

@@ -145,6 +145,13 @@ def test_near_copies_among_held_out_images_are_warned_of_naming_both_files(tmp_p
                                                 r"groups\), or leave one of each pair out: list it in data.exclude "
                                                 r"\('data.exclude=\[\"test/20.png\"\]' on the command line\)$"):
         trainer._warn_of_training_inputs_held_out(data)
+    # patterns given already come first in the example: pasted, the override replaces the list (review 56g)
+    data.info["excluded"] = {"patterns": {"a/9.png": 1}, "samples": 1, "files": ["a/9.png"]}
+    with pytest.warns(PeerdistillWarning, match=r"or leave one of each pair out: add it to data.exclude "
+                                                r"\('data.exclude=\[\"a/9.png\", \"test/20.png\"\]' on the command "
+                                                r"line, the 1 pattern given first\)$"):
+        trainer._warn_of_training_inputs_held_out(data)
+    data.info.pop("excluded")
     # images without file names (arrays from Python): no setting names them
     data.info.pop("files")
     data.info.pop("groups")

@@ -210,10 +210,33 @@ def _advice_for_own_data(split: str, spec: DataSpec, saved: dict[str, Any] | Non
         return "score the splits it was trained with instead (evaluate_run(run, data=splits))"
     differing = _split_keys_changed(spec, saved)
     if differing:
-        return (f"score the run's own {split} split (drop {' / '.join(f'data.{key}' for key in differing)}; the data "
-                "as it was in training)")
+        return f"score the run's own {split} split ({_how_to_split_as_the_run(differing, spec, saved)})"
     return (f"the data has changed since training and its {split} split was cut anew; restore it as it was to score "
             "the run's own split, or score other data")
+
+
+def _how_to_split_as_the_run(differing: list[str], spec: DataSpec, saved: dict[str, Any]) -> str:
+    """How to deal the data as the run did: the keys given that differ dropped, and data.exclude,
+    where it lacks the run's patterns (eval RUN data.root=... or --data SECTION.yaml without
+    them), given again with the run's list (review 56g: 'drop data.exclude' was said to a user
+    who had given none)."""
+    from .data.exclusion import EXAMPLE_LIMIT, exclude_example
+
+    others = [key for key in differing if key != "exclude"]
+    how = [f"drop {' / '.join(f'data.{key}' for key in others)}"] if others else []
+    if "exclude" in differing:
+        run = list(saved.get("exclude") or [])
+        shown = (exclude_example(run) if len(run) <= EXAMPLE_LIMIT else
+                 f"the {len(run)} patterns the run's config.yaml lists, {first_few([repr(p) for p in run])}")
+        if "exclude" not in spec.model_fields_set:  # the run's, not carried (data.root given) or not in --data's
+            how.append(f"give the run's data.exclude again ({shown}; in a --data section, the same list)")
+        elif not run:
+            how.append("drop data.exclude")
+        else:
+            listed = f"[{first_few([repr(p) for p in run], 10)}]"
+            how.append(f"drop data.exclude (the run's own, {listed}, then applies; in a --data section, give that "
+                       "list)")
+    return "; ".join(how) + "; the data as it was in training"
 
 
 def read_where_training_read(meta: dict[str, Any], root: str) -> bool:
@@ -400,8 +423,10 @@ def _every_file(info: dict[str, Any]) -> frozenset[str]:
 def _split_keys_changed(spec: DataSpec, saved: dict[str, Any] | None) -> list[str]:
     """The settings by which ``spec`` deals its data into splits otherwise than the run's saved
     section did (a seed, folds, fractions, data.exclude)."""
-    now = spec.model_dump(mode="json")
-    return [key for key in SPLIT_KEYS if now.get(key) != (saved or {}).get(key, now.get(key))]
+    now, saved = spec.model_dump(mode="json"), dict(saved or {})
+    if isinstance(saved.get("exclude"), list):  # (a set: a run saved before the list was sorted, review 56g)
+        saved["exclude"] = sorted(saved["exclude"], key=str)
+    return [key for key in SPLIT_KEYS if now.get(key) != saved.get(key, now.get(key))]
 
 
 def _same_source(a: str, b: str) -> bool:

@@ -3,6 +3,7 @@ section reads."""
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -294,9 +295,12 @@ class DataSpec(Section):
 
     def _exclude_not_applying(self) -> str:
         if self.kind == "npz":
+            # (review 56g: the one-set layout alone was advised, which loses a MedMNIST archive's official split)
             return ("data.exclude leaves image files out, but data kind 'npz' reads arrays, whose rows have no file "
-                    "names: remove the rows from the arrays (np.savez(FILE, images=..., labels=...) without them) "
-                    "and drop data.exclude")
+                    "names: remove the rows from the arrays and drop data.exclude; save the archive with the keys it "
+                    "has, each without those rows: np.savez(FILE, images=..., labels=...) for one set to cut, or, to "
+                    "keep an archive's own split (MedMNIST's), np.savez(FILE, train_images=..., train_labels=..., "
+                    "val_images=..., val_labels=..., test_images=..., test_labels=...)")
         return (f"data.exclude leaves image files out, but data kind '{self.kind}' reads no files (it is generated or "
                 "embedded): remove it (on the command line: data.exclude=[])")
 
@@ -387,7 +391,9 @@ class DataSpec(Section):
                 problems.append("... (the first 5 problems)")
                 break
         refuse(problems)
-        return list(value)
+        # sorted: which files are left out does not hang on the order they are listed in, so a run resumed or
+        # reused with the list reordered is the same run (review 56g), as its fingerprint already took it
+        return sorted(value)
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -432,10 +438,21 @@ def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
     """A run's saved data section, readable by this version: earlier versions accepted (and
     ignored) ``class_names`` for kinds that name their classes, the folder-only keys for other
     kinds and the patch keys without ``patch_size``, which are now refused."""
+    saved_root = section.get("root")
     section = without_other_kinds_keys(section)  # ignored then, refused now (a stray class_names, root, ...)
     if section.get("patch_size") is None:  # (so were the patch keys without patch training)
         section = {k: v for k, v in section.items() if k not in PATCH_KEYS}
-    return section
+    return SavedSection(section, saved_root)
+
+
+class SavedSection(dict):
+    """A run's saved data section (a plain mapping of its keys) that remembers the root it was
+    saved with, after overrides set another: ``without_other_kinds_keys`` keeps the run's
+    data.exclude where the root given is the run's own folder written otherwise."""
+
+    def __init__(self, section: dict[str, Any], saved_root: Any = None):
+        super().__init__(section)
+        self.saved_root = saved_root
 
 
 def data_places(section: dict[str, Any] | None, root: str | Path | None = None) -> list[Path]:
@@ -469,13 +486,37 @@ def without_other_kinds_keys(section: dict[str, Any], keep: Iterable[str] = ()) 
                    "root": kind not in FILE_KINDS}
     kept = {k: v for k, v in section.items()
             if k in keep or (key_applies(k, kind) and not (other_kinds.get(k) and v is not None))}
-    if "root" in keep and "exclude" not in keep and kept.get("exclude"):
+    saved_root = getattr(section, "saved_root", None)
+    if "root" in keep and "exclude" not in keep and kept.get("exclude") and \
+            not same_folder(kept.get("root"), saved_root):
         # the run's exclusions name files of its own folder: on other data (eval RUN data.root=OTHER) they
         # would match nothing, or other files (said: the run's own data moved needs them given again)
+        from ..data.exclusion import EXAMPLE_LIMIT, exclude_example
         from ..errors import warn_user
 
-        warn_user(f"the run's data.exclude ({shown_value(kept['exclude'])}) names files of the folder it trained on "
-                  f"and is not carried to data.root '{kept.get('root')}': to leave those files out here too, give "
-                  "data.exclude as well")
+        listed = kept["exclude"]
+        again = f" ({exclude_example(listed)})" if len(listed) <= EXAMPLE_LIMIT else " (the run's config.yaml lists it)"
+        warn_user(f"the run's data.exclude ({shown_value(listed)}) names files of the folder it trained on "
+                  f"and is not carried to data.root '{kept.get('root')}', another folder: to leave those files out "
+                  f"here too, give the run's data.exclude as well{again}")
         kept.pop("exclude")
     return kept
+
+
+def same_folder(given: Any, saved: Any) -> bool:
+    """Whether data.root ``given`` names the folder ``saved`` (a run's saved data.root) names:
+    the same path resolved, or the same file; a relative ``saved`` not found from here (the run
+    trained from another folder) is that folder where ``given`` ends in its parts."""
+    if not isinstance(given, str) or not isinstance(saved, str) or not given or not saved:
+        return False
+    if os.path.normpath(given) == os.path.normpath(saved):
+        return True
+    try:
+        if os.path.exists(given) and os.path.exists(saved):
+            return os.path.samefile(given, saved)
+        if not os.path.isabs(saved) and os.path.exists(given):
+            parts = [p for p in Path(os.path.normpath(saved)).parts if p not in ("..", ".")]
+            return bool(parts) and list(Path(os.path.abspath(given)).parts[-len(parts):]) == parts
+    except OSError:
+        return False
+    return False

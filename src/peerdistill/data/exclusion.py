@@ -22,6 +22,8 @@ import os
 import posixpath
 import re
 import shlex
+import tempfile
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PureWindowsPath
 
@@ -42,62 +44,110 @@ def normalized(pattern: str) -> str:
     return f"{pattern}/*" if folder else pattern
 
 
+def _nfc(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC): a name typed 'café' and a file saved 'cafe\u0301'
+    (as a Mac copy writes accents) are one name, as image/mask pairing takes them."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def _id_of(name: str) -> str:
+    """``image_io.image_id`` of a file named ``name``, on the string: its name less its suffix
+    (a suffix of digits, a DICOM UID's last part, kept)."""
+    dot = name.rfind(".")
+    if 0 < dot < len(name) - 1 and not name[dot + 1:].isdigit():
+        return name[:dot]
+    return name
+
+
 class Exclusion:
     """The patterns of ``data.exclude`` for the data at ``root``, and what they left out: each
-    pattern's matched files and the samples left out, by their paths relative to ``root``."""
+    pattern's matched files and the samples left out, by their paths relative to ``root``.
+    (Matching works on strings: every file a loader lists passes through it, review 56g measured
+    about 45 us a file when each built Path objects.)"""
 
-    def __init__(self, patterns: Sequence[str], root: str | Path):
+    def __init__(self, patterns: Sequence[str], root: str | Path, relative_to: str = "data.root"):
         self.patterns = list(patterns)
         self.root = os.path.abspath(str(root))
+        self._given_root = str(root)  # (as the loaders join their paths to it)
+        self.relative_to = relative_to  # how messages name the folder paths count from
         self.matched: dict[str, set[str]] = {p: set() for p in self.patterns}
         self.samples: set[str] = set()
+        self.emptied: set[str] = set()  # class folders whose every image it left out (image_folder)
         self._seen: list[str] = []
         self._literal: dict[str, list[str]] = {}
-        globs = []
+        self._prefixes: dict[str | None, tuple[str, str]] = {}
+        globs: dict[bool, list[tuple[str, re.Pattern]]] = {True: [], False: []}  # by whether a '/' is in it
         for p in self.patterns:
-            form = normalized(p)
-            self._literal.setdefault(form, []).append(p)
-            if form != p:
-                self._literal.setdefault(p, []).append(p)
+            form = _nfc(normalized(p))
+            for written in dict.fromkeys((form, _nfc(p))):
+                self._literal.setdefault(written, []).append(p)
             if _GLOB.search(form):
-                globs.append((p, re.compile(fnmatch.translate(form))))
+                globs["/" in form].append((p, re.compile(fnmatch.translate(form))))
         self._globs = globs
-        # one search for every glob at once: each one alone only where that finds something
-        self._any_glob = re.compile("|".join(f"(?:{rx.pattern})" for _, rx in globs)) if globs else None
+        # one search for every glob at once (a '/' in the name or not): each one alone only where it finds something
+        self._any_glob = {slash: re.compile("|".join(f"(?:{rx.pattern})" for _, rx in found)) if found else None
+                          for slash, found in globs.items()}
 
-    def _relative(self, path: Path, base: str | Path | None = None) -> str | None:
-        absolute = os.path.abspath(str(path))
-        base = self.root if base is None else os.path.abspath(str(base))
-        if absolute != base and absolute.startswith(base.rstrip(os.sep) + os.sep):
-            return Path(os.path.relpath(absolute, base)).as_posix()
+    def _prefix(self, base: str | Path | None) -> tuple[str, str]:
+        """The folder names count from (data.root, or ``base``), as given and absolute, each with a
+        trailing separator."""
+        if base not in self._prefixes:
+            given = self._given_root if base is None else str(base)
+            self._prefixes[base] = (given.rstrip(os.sep) + os.sep, os.path.abspath(given).rstrip(os.sep) + os.sep)
+        return self._prefixes[base]
+
+    def _relative(self, path: str | Path, base: str | Path | None = None) -> str | None:
+        text = os.fspath(path)
+        given, absolute = self._prefix(base)
+        for prefix in (given, absolute):  # (the folder as the loader joined it: no abspath per file)
+            if text.startswith(prefix) and len(text) > len(prefix):
+                rest = text[len(prefix):]
+                if ".." not in rest and "/./" not in f"/{rest}":
+                    return rest if os.sep == "/" else rest.replace(os.sep, "/")
+        text = os.path.abspath(text)
+        if text.startswith(absolute) and len(text) > len(absolute):
+            rest = text[len(absolute):]
+            return rest if os.sep == "/" else rest.replace(os.sep, "/")
         return None
 
-    def name_of(self, path: Path) -> str:
+    def name_of(self, path: str | Path) -> str:
         """How the file is named in messages and run.json: its path relative to data.root."""
         return self._relative(path) or Path(path).as_posix()
 
-    def matches(self, path: Path, base: str | Path | None = None, ids: Iterable[str] = ()) -> list[str]:
+    def matches(self, path: str | Path, base: str | Path | None = None, ids: Iterable[str] = ()) -> list[str]:
         """The patterns matching ``path`` (``base``: another folder it is named from, data.images;
         ``ids``: the names the data gives its sample), each recorded as matching it."""
-        from .image_io import image_id
-
-        path = Path(path)
-        with_slash = [r for r in (self._relative(path), self._relative(path, base) if base is not None else None) if r]
-        bare = [path.name, image_id(path), *(str(i) for i in ids)]
+        text = os.fspath(path)
+        relative = self._relative(text)
+        name = relative.rpartition("/")[2] if relative else os.path.basename(text)
+        candidates = [relative, name, _id_of(name)] if relative else [name, _id_of(name)]
+        if base is not None:
+            other = self._relative(text, base)
+            if other and other != relative:
+                candidates.append(other)
+        if ids:
+            candidates += [str(i) for i in ids]
         if len(self._seen) < _SEEN_KEPT:
-            self._seen.append(with_slash[0] if with_slash else path.name)
-        found = []
-        for candidate in dict.fromkeys(with_slash + bare):
-            found += self._literal.get(candidate, [])
-            if self._any_glob is not None and self._any_glob.match(candidate):
-                found += [p for p, rx in self._globs if ("/" in normalized(p)) == ("/" in candidate)
-                          and rx.match(candidate)]
+            self._seen.append(relative or name)
+        if not all(c.isascii() for c in candidates):
+            candidates = [_nfc(c) for c in candidates]
+        found: list[str] = []
+        literal, any_glob = self._literal, self._any_glob
+        for candidate in candidates:  # (a name twice, a file without a suffix, is no harm: found is made unique)
+            if candidate in literal:
+                found += literal[candidate]
+            slash = "/" in candidate
+            if any_glob[slash] is not None and any_glob[slash].match(candidate):
+                found += [p for p, rx in self._globs[slash] if rx.match(candidate)]
+        if not found:
+            return found
         found = list(dict.fromkeys(found))
+        named = relative or Path(text).as_posix()
         for p in found:
-            self.matched[p].add(self.name_of(path))
+            self.matched[p].add(named)
         return found
 
-    def left_out(self, path: Path, base: str | Path | None = None, ids: Iterable[str] = ()) -> bool:
+    def left_out(self, path: str | Path, base: str | Path | None = None, ids: Iterable[str] = ()) -> bool:
         """Whether the sample of the image file ``path`` is left out (recorded so)."""
         if self.matches(path, base, ids):
             self.samples.add(self.name_of(path))
@@ -120,14 +170,14 @@ class Exclusion:
         one = len(unmatched) == 1
         named = ", ".join(repr(p) for p in unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5
                                                                else "")
-        close = difflib.get_close_matches(normalized(unmatched[0]), self._seen, n=1, cutoff=0.75)
+        close = difflib.get_close_matches(_nfc(normalized(unmatched[0])), self._seen, n=1, cutoff=0.75)
         example = (f"; did you mean {close[0]!r}?" if close else f"; e.g. {self._seen[0]!r}" if self._seen else "")
         them = "it" if one else "them"
         raise DataError(f"data.exclude: {'pattern' if one else 'patterns'} {named} {'matches' if one else 'match'} no "
                         f"image or mask file of the data at '{where}' (a name with '/' is matched against each image's "
-                        f"or mask's path relative to data.root, one without against its file name, with or without "
-                        f"its suffix{example}): fix {them}, or remove {them} from data.exclude (a file the data has "
-                        "no more need not be left out)")
+                        f"or mask's path relative to {self.relative_to}, one without against its file name, with "
+                        f"or without its suffix{example}): fix {them}, or remove {them} from data.exclude (a file the "
+                        "data has no more need not be left out)")
 
     def record(self) -> dict:
         """What run.json's data_info keeps: each pattern's count of files, the samples left out."""
@@ -154,7 +204,8 @@ def exclusion_of(spec) -> Exclusion | None:
     active = _active.get()
     if active is not None and active.patterns == patterns and active.root == os.path.abspath(_data_folder(spec)):
         return active
-    return Exclusion(patterns, _data_folder(spec))
+    return Exclusion(patterns, _data_folder(spec),
+                     relative_to="the CSV file's folder" if spec.kind == "csv" else "data.root")
 
 
 def _data_folder(spec) -> str:
@@ -177,8 +228,37 @@ def tracking(spec) -> Iterator[Exclusion | None]:
         _active.reset(token)
 
 
-def exclude_example(names: Sequence[str], limit: int = 5) -> str:
-    """``data.exclude=[...]`` naming ``names`` (at most ``limit`` of them), quoted to paste into a
-    shell; the same list (without the quotes around it) goes into a config's data section."""
-    shown = list(dict.fromkeys(str(n) for n in names))[:limit]
-    return shlex.quote(f"data.exclude={json.dumps(shown, ensure_ascii=False)}")
+# names a paste-ready data.exclude example lists at most (beyond: a file lists them all)
+EXAMPLE_LIMIT = 50
+
+
+def exclude_example(names: Sequence[str], existing: Sequence[str] = (), limit: int = EXAMPLE_LIMIT,
+                    folder: str | Path | None = None) -> str:
+    """``data.exclude=[...]`` naming ``names`` after the patterns already given (``existing``: an
+    override replaces the list, so pasting must not drop them), quoted to paste into a shell (the
+    same list, without the quotes around it, goes into a config's data section), with where it
+    goes. Past ``limit`` names the example lists the first ones, and a file written under
+    ``folder`` (the system's temporary folder where None) lists every one."""
+    given = list(dict.fromkeys(str(p) for p in existing))
+    every = [n for n in dict.fromkeys(str(n) for n in names) if n not in set(given)]
+    shown = given + every[:limit]
+    pasted = shlex.quote(f"data.exclude={json.dumps(shown, ensure_ascii=False)}")
+    kept = f", the {len(given)} pattern{'s' if len(given) != 1 else ''} given first" if given else ""
+    if len(every) <= limit:
+        return f"{pasted} on the command line{kept}"
+    listed = _write_list(given + every, folder)
+    return (f"{pasted} on the command line{kept}, lists the first {limit} of {len(every)}: '{listed}' lists every "
+            "one as a data section to copy into the config")
+
+
+def _write_list(patterns: list[str], folder: str | Path | None) -> Path:
+    """A YAML file holding ``data: {exclude: [...]}`` with ``patterns``, under ``folder``."""
+    text = "data:\n  exclude:\n" + "".join(f"  - {json.dumps(p, ensure_ascii=False)}\n" for p in patterns)
+    if folder is not None and Path(folder).is_dir():
+        path = Path(folder) / "data-exclude-suggested.yaml"
+        path.write_text(text, encoding="utf-8")
+        return path
+    handle, name = tempfile.mkstemp(prefix="peerdistill-data-exclude-", suffix=".yaml")
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(text)
+    return Path(name)

@@ -38,7 +38,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
         if is_kept_whole():  # scored as one set: whichever split folders there are, joined
             return _stratified(*_joined(parts), classes, spec, stats, source=str(root))
         refuse_folds(spec.folds, f"'{root}' (its {'/, '.join(given)}/ folders)")
-        _check_every_class_has_images(classes, parts["train"][1], root / "train")
+        _check_every_class_has_images(classes, parts["train"][1], root / "train", exclusion)
         groups = _groups_by_split(parts, spec, str(root))
         if "val" not in parts:
             return _val_cut_from_train(parts, classes, spec, stats, source=str(root), groups=groups)
@@ -50,7 +50,7 @@ def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
     _warn_if_images_beside_masks(classes, root)
     files, labels = _list_class_tree(root, classes, exclusion)
     if not is_kept_whole():  # a set scored whole (eval --split all) need not hold every class
-        _check_every_class_has_images(classes, labels, root)
+        _check_every_class_has_images(classes, labels, root, exclusion)
     return _stratified(files, labels, classes, spec, stats, source=str(root))
 
 
@@ -81,11 +81,20 @@ def _warn_if_images_beside_masks(classes: list[str], root: Path) -> None:
                   "(docs/segmentation.md)")
 
 
-def _check_every_class_has_images(classes: list[str], labels: list[int], where: Path) -> None:
+def _check_every_class_has_images(classes: list[str], labels: list[int], where: Path,
+                                  exclusion: Exclusion | None = None) -> None:
     """Every class must have training images: one found only in val or test (say ``Normal``
-    beside ``NORMAL``) could never be learnt."""
+    beside ``NORMAL``) could never be learnt. (One whose every image data.exclude left out is
+    said so: review 56g was told to add its images.)"""
     present = set(labels)
     empty = [c for i, c in enumerate(classes) if i not in present]
+    emptied = [c for c in empty if exclusion is not None and str(where / c) in exclusion.emptied]
+    if emptied:
+        them = "it" if len(emptied) == 1 else "them"
+        raise SplitError(f"data.exclude leaves no image of class(es) {emptied} in '{where}'",
+                         f"they would be classes the models never learn: keep some of their images (remove the "
+                         f"patterns naming {them} from data.exclude), or, to leave the class out, remove its folder "
+                         "from the data")
     if empty:
         trained = [c for i, c in enumerate(classes) if i in present]
         alike = [f"'{c}' beside '{t}'" for c in empty for t in trained if c.casefold() == t.casefold()]
@@ -323,18 +332,23 @@ def _check_listed_once(files: list[Path], labels: list[str], lines: list[int], p
 
 def _list_class_tree(folder: Path, classes: list[str], exclusion: Exclusion | None = None
                      ) -> tuple[list[Path], list[int]]:
-    files, labels = [], []
+    files, labels, left_out = [], [], 0
     for i, name in enumerate(classes):
         d = folder / name
         if not d.is_dir():
             continue
         _refuse_nested_images(d)
         found = image_files(d)
-        if exclusion is not None:  # (data.exclude: left out before any split is cut)
-            found = exclusion.kept(found)
+        if exclusion is not None and found:  # (data.exclude: left out before any split is cut)
+            kept = exclusion.kept(found)
+            left_out += len(found) - len(kept)
+            if not kept:
+                exclusion.emptied.add(str(d))
+            found = kept
         files += found
         labels += [i] * len(found)
-    if not files and exclusion is not None and exclusion.samples:
+    # (what this folder lost: review 56g, an empty test/ was blamed on a pattern naming train/ files)
+    if not files and left_out:
         raise DataError(f"data.exclude leaves no image under '{folder}': keep some, or remove patterns from it")
     if not files:
         loose = image_files(folder) if folder.is_dir() else []

@@ -180,22 +180,27 @@ class Preflight:
             names = names_in_messages(data.info, split, len(part))
             # data.exclude leaves files out; data named by rows (arrays) or not at all has none
             files = (sample_names(data.info, split) or ("",))[0] == "file"
+            # (the patterns given come first in the example: an override replaces the list, review 56g)
+            given = list((data.info.get("excluded") or {}).get("patterns") or {})
+            folder = self.run_dir_path if getattr(self, "run_dir_path", None) is not None and \
+                self.run_dir_path.is_dir() else None
+            where = "add them to data.exclude" if given else "list them in data.exclude"
             cost = ("the epoch kept as best is chosen partly on images the models trained on, its validation "
                     "figures are optimistic, and so is a threshold or temperature fitted on validation later "
                     "(--operating-point, --temperature-scaling)" if split == "val" else
                     "their figures are not held out")
             if repeated:
                 which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
-                how = (f"leave them out of the data: list them in data.exclude "
-                       f"({exclude_example([names[i] for i in repeated])} on the command line)" if files else
+                how = (f"leave them out of the data: {where} "
+                       f"({exclude_example([names[i] for i in repeated], given, folder=folder)})" if files else
                        "remove their rows from the arrays (data.exclude leaves image files out, not rows)")
                 warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: "
                           f"{cost}; {how}")  # (review 55r: how was not said)
             if near:
                 trained_names = names_in_messages(data.info, "train", len(data.train))
                 pairs = first_few([f"'{names[row]}' ~ '{trained_names[match]}'" for row, match in near])
-                leave = (f"leave one of each pair out: list it in data.exclude "
-                         f"({exclude_example([names[row] for row, _ in near])} on the command line)" if files else
+                leave = (f"leave one of each pair out: {where.replace('them', 'it')} "
+                         f"({exclude_example([names[row] for row, _ in near], given, folder=folder)})" if files else
                          "remove one of each pair from the arrays")
                 # (detection's kinds take no group key: review 45b followed the advice into a refusal)
                 keep = (f"{leave}, or try another data.split_seed"
