@@ -902,7 +902,7 @@ def test_data_values_at_their_bounds_are_accepted(section):
     ({"augment": ["elastic"], "augment_range": {"elastic": 0.061}}, "data.augment_range.elastic is 0.061: at most 0.06 "
                                                                    "(stronger warps can fold the image over itself)"),
     ({"augment": ["rotate"], "augment_range": {"rotate": 180.5}}, "data.augment_range.rotate is 180.5: at most 180"),
-    ({"kind": "shapes", "patch_size": 16, "window_overlap": 1}, "'window_overlap': Input should be less than 1"),
+    ({"kind": "shapes", "patch_size": 16, "window_overlap": 1}, "'window_overlap': 1 would never move the window (each step is window x (1 - overlap) pixels): give a share below 1"),
 ])
 def test_data_values_past_their_bounds_are_refused_by_their_key(section, message):
     from peerdistill.config import DataSpec

@@ -25,6 +25,16 @@ def windowed(predictor, x: torch.Tensor, window: tuple[int, int] | None = None, 
                                     sigma_scale=0.125, padding_mode="constant", cval=0.0)
 
 
+def windows_per_image(size: tuple[int, int], window: tuple[int, int], overlap: float) -> int:
+    """How many windows ``windowed`` runs over an image of ``size``: MONAI's grid (a step of
+    ``int(window * (1 - overlap))`` pixels, at least 1, the last window flush with the edge)."""
+    from monai.data.utils import dense_patch_slices
+
+    steps = [max(1, int(side * (1 - overlap))) for side in window]
+    padded = [max(s, w) for s, w in zip(size, window)]  # (an image smaller than the window is padded to it)
+    return len(dense_patch_slices(padded, window, steps))
+
+
 def logits_of(cohort: Cohort, x: torch.Tensor, window: tuple[int, int] | None = None,
               overlap: float = 0.5) -> dict[str, torch.Tensor]:
     """Every output's logits for a batch, whole or by sliding window."""
