@@ -1724,5 +1724,9 @@ def test_a_window_overlap_near_one_is_warned_of_with_the_windows_it_costs(tmp_pa
     assert main([*base, "data.window_overlap=0.9"]) == 0
     assert ("warning: data.window_overlap 0.9: a 64x64 image is scored by 2,401 windows of 16x16, 49x the 49 of "
             "overlap 0.5, at every validation and test pass") in " ".join(capsys.readouterr().err.split())
-    assert main([*base, "data.window_overlap=0.75"]) == 0
-    assert "data.window_overlap" not in capsys.readouterr().err
+    assert main([*base, "data.window_overlap=0.75", "data.foreground_oversample=0.5"]) == 0
+    said = capsys.readouterr()
+    assert "data.window_overlap" not in said.err
+    # the dry run says the patches and windows (review 56i: run.json alone did)
+    assert ("batch 64 of 16x16 patches (16 an image an epoch, 50% centred on foreground; whole images scored by "
+            "16x16 windows, overlap 0.75)") in " ".join(said.out.split())

@@ -36,6 +36,11 @@ def print_run_plan(plan, console, err_console, starts_from: set[str] = frozenset
     batch = (f"batch {plan.batch_size}" if plan.whole_split_batch is None else  # (review 53c: "batch 2000" of 1,077)
              f"one batch of the whole training split ({plan.whole_split_batch:,} samples; train.batch_size "
              f"{plan.batch_size} is larger)")
+    if plan.patches:  # (review 56i: said in run.json alone)
+        side, p = plan.patches["size"], plan.patches
+        batch += (f" of {side}x{side} patches ({p['per_image']} an image an epoch"
+                  + (f", {p['foreground']:.0%} centred on foreground" if p.get("foreground") else "")
+                  + f"; whole images scored by {side}x{side} windows, overlap {p['overlap']:g})")
     _say(console, f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), {batch}, on "
                   f"{plan.device}, {speed['precision']}{', channels_last' if speed['channels_last'] else ''}"
                   f"{', torch.compile' if speed['compile'] else ''}{packed}")
