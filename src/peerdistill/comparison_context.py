@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .environment_words import CODE_AND_DEVICE, environment_in_words
+from .sample_names import SPLITS
 from .values import is_count
-
-SPLITS = ("train", "val", "test")
 
 
 def what_was_compared(records: dict[Path, dict[str, Any]], plans) -> str:

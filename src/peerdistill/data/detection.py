@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, DataNote, SplitError, TrainingAdvice, warn_user
+from ..sample_names import SPLITS
 from ..wording import first_few
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
@@ -761,7 +762,6 @@ def check_labels(y: torch.Tensor, class_names: list[str]) -> None:
         raise DataError(f"targets hold label {int(y[..., 0].max())} but there are {len(class_names)} class names")
 
 
-SPLIT_NAMES = ("train", "val", "test")
 
 
 def detection_cut(n: int, val_fraction: float, test_fraction: float, seed: int, folds: int | None = None,
@@ -771,7 +771,7 @@ def detection_cut(n: int, val_fraction: float, test_fraction: float, seed: int, 
     ``fold`` of a k-fold partition as the test split (``fold_cut``). The number of images alone
     decides it: a loader cuts before decoding a file (``split_order``)."""
     if folds:
-        parts = dict(zip(SPLIT_NAMES, fold_cut(n, fold, folds, val_fraction, seed)))
+        parts = dict(zip(SPLITS, fold_cut(n, fold, folds, val_fraction, seed)))
     else:
         n_test, n_val = (max(1, round(n * f)) for f in (test_fraction, val_fraction))
         if n - n_test - n_val < 1:
@@ -779,14 +779,14 @@ def detection_cut(n: int, val_fraction: float, test_fraction: float, seed: int, 
                                 "test", "give more images, or lower data.val_fraction / data.test_fraction")
         order = np.random.default_rng(seed).permutation(n)
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    return {k: sorted(int(i) for i in parts[k]) for k in SPLIT_NAMES}
+    return {k: sorted(int(i) for i in parts[k]) for k in SPLITS}
 
 
 def split_order(indices: dict[str, list[int]]) -> list[int]:
     """The images' indices split after split (train, val, test): the order a loader reads them in,
     so that the splits are consecutive rows of one array (``consecutive_parts``: no copy of each
     split beside the whole, review 53g)."""
-    return [i for k in SPLIT_NAMES for i in indices[k]]
+    return [i for k in SPLITS for i in indices[k]]
 
 
 def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], val_fraction: float,
@@ -800,7 +800,7 @@ def detection_splits(x: torch.Tensor, y: torch.Tensor, class_names: list[str], v
         raise DataError(f"{n} images but {len(y)} target rows: every image needs one [M, 5] target")
     check_labels(y, class_names)
     indices = detection_cut(n, val_fraction, test_fraction, seed, folds, fold)
-    data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in SPLIT_NAMES)
+    data = tuple(TensorData(x[indices[k]], y[indices[k]]) for k in SPLITS)
     warn_of_val_without_boxes(data[1].y)
     return data, indices
 

@@ -11,7 +11,8 @@ import torch
 
 from ..config import DataSpec
 from ..errors import DataError
-from .detection import (SPLIT_NAMES, check_labels, detection_cut, load_box_json, load_coco, load_mask_boxes,
+from ..sample_names import SPLITS
+from .detection import (check_labels, detection_cut, load_box_json, load_coco, load_mask_boxes,
                         pad_targets, split_order, synthetic_boxes, warn_of_val_without_boxes)
 from .exclusion import exclusion_of
 from .splits import DataSplits, TensorData, channel_stats, consecutive_parts, is_kept_whole, standardize
@@ -56,13 +57,13 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     if whole:
         info.update(split="whole (scored as one set)", files={"test": [str(i) for i in ids]})
         return _splits([(x[:0], y[:0]), (x[:0], y[:0]), (x, y)], names, stats or channel_stats(x), info)
-    lengths = [len(indices[k]) for k in SPLIT_NAMES]  # (x, y and ids: read split after split, in split order)
+    lengths = [len(indices[k]) for k in SPLITS]  # (x, y and ids: read split after split, in split order)
     xs, ys, id_parts = (consecutive_parts(a, lengths) for a in (x, y, ids))
     warn_of_val_without_boxes(ys[1])
     cut = {"fold": spec.fold, "folds": spec.folds} if spec.folds else {"test_fraction": spec.test_fraction}
     info["cut_from_one_set"] = True
     info["split"] = {"seed": spec.split_seed, "val_fraction": spec.val_fraction, **cut,
-                     **{k: [str(i) for i in part] for k, part in zip(SPLIT_NAMES, id_parts)}}
+                     **{k: [str(i) for i in part] for k, part in zip(SPLITS, id_parts)}}
     return _splits(list(zip(xs, ys)), names, stats, info)
 
 

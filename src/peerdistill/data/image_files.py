@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
+from ..sample_names import SPLITS
 from ..wording import first_few
 from .exclusion import Exclusion, exclusion_of
 from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_images
@@ -20,7 +21,6 @@ from .splits import (DataSplits, check_groups_in_one_split, consecutive_parts, c
                      group_ids, group_val_cut, is_kept_whole, refuse_folds, share_count, stratified_cut,
                      stratified_group_cut, switched_on)
 
-SPLITS = ("train", "val", "test")
 
 
 def load_image_folder(spec: DataSpec, stats=None) -> DataSplits:
