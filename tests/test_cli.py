@@ -2074,6 +2074,25 @@ def test_the_dry_run_says_which_students_of_one_architecture_are_not_packed_and_
             "dtypes or devices)") in printed
 
 
+def test_the_dry_run_counts_one_class_in_the_singular(tmp_path):
+    """Review 56j: '1 classes (polyp)' (Kvasir's detection data)."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from peerdistill.build import make_trainer
+    from peerdistill.cli.dry_run import print_run_plan
+    from peerdistill.config import load_config
+
+    trainer, data = make_trainer(load_config(None, [f"out_dir={tmp_path}", *FAST]), progress=False)
+    plan = trainer.check(data)
+    for names, said in ((["polyp"], "1 class (polyp)"), (["a", "b"], "2 classes (a, b)")):
+        out = io.StringIO()
+        print_run_plan(dataclasses.replace(plan, class_names=names), Console(file=out, width=200), Console(file=out))
+        assert f"test samples of 1x8x8, {said}" in out.getvalue()
+
+
 def test_the_dry_runs_lines_wrap_between_words_on_a_terminal_and_stay_whole_in_a_log():
     """Review 53b: two of the plan's lines wrapped (one mid-sentence at a log's 120 columns), the rest
     broke words in a narrow terminal."""

@@ -20,8 +20,9 @@ def print_run_plan(plan, console, err_console, starts_from: set[str] = frozenset
         table.add_row(escape(m["name"]), m["role"], escape(str(m["architecture"])), f"{m['parameters']:,}", trained)
     console.print(table)
     sizes = plan.split_sizes
+    classes = len(plan.class_names)
     _say(console, f"data: {sizes['train']:,} train, {sizes['val']:,} val, {sizes['test']:,} test samples of "
-                  f"{'x'.join(map(str, plan.input_shape))}, {len(plan.class_names)} classes "
+                  f"{'x'.join(map(str, plan.input_shape))}, {classes} class{'es' if classes != 1 else ''} "
                   f"({escape(first_few(plan.class_names, 10))})")
     if plan.data_bytes is not None:  # (review 52g: a set too large for the machine said nothing before the OOM killer)
         mib = plan.data_bytes / 2**20
