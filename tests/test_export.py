@@ -734,7 +734,10 @@ def test_grey_inputs_of_a_model_that_learnt_grey_files_in_colour_are_no_news(tmp
                  "teacher=null", "distill.preset=independent", "train.epochs=1", "train.batch_size=4", "--quiet"]) == 0
     record = json.loads((tmp_path / "g" / "run.json").read_text())
     assert record["input_shape"][0] == 3 and record["data_info"]["grey_read_as_colour"] is True
-    capsys.readouterr()
+    # every file grey, read in colour: a forgotten data.grey=true, said (review 56j)
+    said = ("every one of the 8 training images is a grey file read as colour (its one channel repeated three "
+            "times): data.grey=true reads them with one channel, the same information at a third of the input's size")
+    assert said in " ".join(capsys.readouterr().err.split()) and said in record["training_warnings"]
     one = str(tmp_path / "xr" / "dark" / "0.png")
     assert main(["predict", str(tmp_path / "g"), one, "--out", str(tmp_path / "p.csv")]) == 0
     assert "read as colour" not in capsys.readouterr().err  # as the model learnt them

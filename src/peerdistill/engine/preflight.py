@@ -150,6 +150,10 @@ class Preflight:
         sources, scanners or sites, which a model can tell apart by colour alone: said, with the
         counts (predict and eval then take grey inputs as no news)."""
         share = self._training_profile(data).get("grey_share")
+        if share == 1:  # (review 56j: a forgotten data.grey=true, recorded in run.json alone)
+            warn_user(f"every one of the {len(data.train)} training images is a grey file read as colour (its one "
+                      "channel repeated three times): data.grey=true reads them with one channel, the same "
+                      "information at a third of the input's size", TrainingAdvice)
         if share is None or not 0 < share < 1:
             return
         grey = round(share * len(data.train))
