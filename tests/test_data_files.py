@@ -751,6 +751,10 @@ def test_the_paste_ready_exclude_advice_keeps_the_patterns_given_and_lists_every
                          "data section to copy into the config")
     assert yaml.safe_load(listed.read_text()) == {"data": {"exclude": ["a/*.png", "b/1.png"] + names}}
     assert DataSpec(kind="image_folder", root="x", **yaml.safe_load(listed.read_text())["data"]).exclude
+    # without a run's folder (a dry run: review 56l), one file by content in the temporary folder, not one per saying
+    first = exclude_example(names, [], folder=None).split("'")[-2]
+    assert first == exclude_example(names, [], folder=None).split("'")[-2] != str(listed)
+    assert __import__("os").path.dirname(first) == __import__("tempfile").gettempdir()
 
 
 def test_a_run_saved_with_its_exclusions_in_another_order_deals_its_split_alike():

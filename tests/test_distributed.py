@@ -990,7 +990,8 @@ def test_a_launchers_variables_set_wrongly_are_one_message_and_other_ranks_defer
         "a checkpoint")  # (review 56c: a main process killed first says nothing)
     # stopped before its run was set up (torchrun ends the others when one fails): no bare 'interrupted' (review 56c)
     assert _interrupted_hint(argparse.Namespace(command="train", run_dir=None, overwrite=False)) == (
-        "interrupted (torchrun stops every process once one of them ends: another process's message says why)")
+        "interrupted before the run was set up (under torchrun a process that fails ends the others: if you did not "
+        "stop it, a message above says why)")
     compare = argparse.Namespace(command="compare", overwrite=False)  # said once, by the main process (review 46h)
     assert _interrupted_hint(compare) == ("interrupted: the main process (rank 0) says what the comparison keeps and "
                                           "how to continue")

@@ -1724,6 +1724,9 @@ def test_a_window_overlap_near_one_is_warned_of_with_the_windows_it_costs(tmp_pa
     assert main([*base, "data.window_overlap=0.9"]) == 0
     assert ("warning: data.window_overlap 0.9: a 64x64 image is scored by 2,401 windows of 16x16, 49x the 49 of "
             "overlap 0.5, at every validation and test pass") in " ".join(capsys.readouterr().err.split())
+    whole = [a if a != "data.patch_size=16" else "data.patch_size=64" for a in base]  # a 64x64 image is one window
+    assert main([*whole, "data.window_overlap=0.95"]) == 0
+    assert "data.window_overlap" not in capsys.readouterr().err
     assert main([*base, "data.window_overlap=0.75", "data.foreground_oversample=0.5"]) == 0
     said = capsys.readouterr()
     assert "data.window_overlap" not in said.err

@@ -887,6 +887,33 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)
 
 
+def test_the_exclude_list_goes_into_the_runs_folder_once_the_run_holds_it_never_in_a_dry_run(tmp_path, monkeypatch):
+    """Review 56l: a dry run over a finished run (--overwrite) replaced its data-exclude-suggested.yaml, then said
+    nothing was written."""
+    import warnings
+
+    from peerdistill.engine import preflight
+    from tests.conftest import _blobs
+
+    folders = []
+    monkeypatch.setattr(preflight, "exclude_example", lambda names, given, folder=None: folders.append(folder) or "x")
+    (x, y), (xv, yv), (xt, yt) = (_blobs(n, s) for n, s in ((96, 0), (32, 1), (32, 2)))
+    xv[:3], yv[:3] = x[10:13], y[10:13]
+    data = DataSplits.from_arrays(x, y, xv, yv, xt, yt)
+    data.info["files"] = {s: [f"{s}/{i}.png" for i in range(n)] for s, n in (("train", 96), ("val", 32), ("test", 32))}
+
+    def trainer_of(**kw):
+        cohort = Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)])
+        return Trainer(cohort, KnowledgeGraph([]), ClassificationTask(3), train=TrainSpec(epochs=1),
+                       run_dir=tmp_path / "r", progress=False, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer_of().fit(data)
+        trainer_of(overwrite=True).check(data)
+    assert folders == [tmp_path / "r", None]
+
+
 def test_settings_for_several_processes_are_recorded_as_ignored_in_one(tiny_data):
     """train.sync_batchnorm and train.find_unused_parameters act under torchrun alone: in one
     process run.json says they were ignored, rather than leave them seemingly applied."""

@@ -512,7 +512,7 @@ def test_python_api_lengths_and_names_are_checked_with_one_message():
                                           r"several teachers, and there is one: drop teacher_weights; the teacher's KD "
                                           r"term is weighed by its edge \(preset_edges\(..., alpha=...\), or "
                                           r"Edge\(weight=...\)\)$"):
-        Cohort.from_modules([_small_cnn()], teachers=[_small_cnn()], teacher_weights=[0.5])
+        Cohort.from_modules([_small_cnn()], teachers=[_small_cnn()], teacher_weights=[__import__("numpy").float64(0.5)])
     assert len(Cohort.from_modules([_small_cnn()], teachers=[_small_cnn()], teacher_weights=[1.0]).teachers) == 1
 
 

@@ -178,7 +178,7 @@ class Cohort:
                 raise ConfigError(f"{what} has {len(given)} entries for {len(needed)} "
                                   f"{what.split('_')[0]}s: give one per {what.split('_')[0]}")
         if len(teachers) == 1 and weights[0] != 1.0:  # (review 56g: read by nothing, as a config's one teacher's)
-            raise ConfigError(f"teacher_weights {list(teacher_weights)}: a teacher's weight is its share in the average "
+            raise ConfigError(f"teacher_weights [{float(weights[0]):g}]: a teacher's weight is its share in the average "
                               "of several teachers, and there is one: drop teacher_weights; the teacher's KD term is "
                               "weighed by its edge (preset_edges(..., alpha=...), or Edge(weight=...))")
         members += [Member(f"teacher{i + 1}", t, "teacher", frozen_teacher, weight=w)

@@ -356,8 +356,8 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
     if ns.command == "export":  # the file is moved into place only once it is checked
         return "interrupted: no half-written file is left (an export is moved into place only once it is checked)"
     if ns.command not in _INTERRUPTED_WRITING and launched():  # (review 56c: a bare 'interrupted' after an error)
-        return ("interrupted (torchrun stops every process once one of them ends: another process's message says "
-                "why)")
+        return ("interrupted before the run was set up (under torchrun a process that fails ends the others: "
+                "if you did not stop it, a message above says why)")
     return _INTERRUPTED_WRITING.get(ns.command, "interrupted")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
+import hashlib
 import fnmatch
 import json
 import os
@@ -258,7 +259,8 @@ def _write_list(patterns: list[str], folder: str | Path | None) -> Path:
         path = Path(folder) / "data-exclude-suggested.yaml"
         path.write_text(text, encoding="utf-8")
         return path
-    handle, name = tempfile.mkstemp(prefix="peerdistill-data-exclude-", suffix=".yaml")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        file.write(text)
-    return Path(name)
+    # named by its content: the same list said again is the same file, not one more (review 56l)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"peerdistill-data-exclude-{digest}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path

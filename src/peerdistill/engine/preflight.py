@@ -122,6 +122,8 @@ class Preflight:
             return
         size = tuple(data.val[0][0].shape[-2:])
         many, usual = (windows_per_image(size, self.window, o) for o in (self.window_overlap, 0.5))
+        if many <= usual:  # (an image within one window is scored whole: review 56l)
+            return
         window = f"{self.window[0]}x{self.window[1]}"
         warn_user(f"data.window_overlap {self.window_overlap:g}: a {size[0]}x{size[1]} image is scored by {many:,} "
                   f"windows of {window}, {many / usual:.0f}x the {usual:,} of overlap 0.5, at every validation "
@@ -203,8 +205,9 @@ class Preflight:
             files = (sample_names(data.info, split) or ("",))[0] == "file"
             # (the patterns given come first in the example: an override replaces the list, review 56g)
             given = list((data.info.get("excluded") or {}).get("patterns") or {})
-            folder = self.run_dir_path if getattr(self, "run_dir_path", None) is not None and \
-                self.run_dir_path.is_dir() else None
+            # (the run's own folder once this run holds it: a dry run writes nothing there, review 56l)
+            run = getattr(self, "_run", None)
+            folder = run.path if run is not None and run.path.is_dir() else None
             where = "add them to data.exclude" if given else "list them in data.exclude"
             cost = ("the epoch kept as best is chosen partly on images the models trained on, its validation "
                     "figures are optimistic, and so is a threshold or temperature fitted on validation later "
