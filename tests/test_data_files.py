@@ -795,3 +795,27 @@ def test_the_data_exclude_examples_of_the_docs_run(tmp_path, fast_tree, capsys):
         err = " ".join(capsys.readouterr().err.split())
         assert f"warning: data.exclude left out {left_out} samples of 'xrays' before the split" in err
     assert said in err  # (the line the docs show: the command line's patterns)
+
+
+def test_eval_on_another_folder_of_the_same_name_is_not_taken_for_the_runs_own(tmp_path, fast_tree, monkeypatch, capsys):
+    """Review 56l: a run trained on a relative data.root 'dup', scored from elsewhere on another folder ending in
+    'dup', kept the run's exclusions (which then matched nothing there); run.json's absolute data_root decides."""
+    import yaml
+
+    from peerdistill.cli import main
+
+    write_class_tree(tmp_path / "a" / "dup", {"a": 10, "b": 10}, size=16)
+    write_class_tree(tmp_path / "other" / "dup", {"a": 9, "b": 9}, size=16)
+    tree = {**fast_tree, "out_dir": str(tmp_path / "runs"), "train": {"epochs": 1, "batch_size": 64},
+            "data": {"kind": "image_folder", "root": "dup", "grey": True, "exclude": ["a/3.png"]}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(tree))
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["train", str(tmp_path / "cfg.yaml"), "--quiet"]) == 0
+    monkeypatch.chdir(tmp_path / "other")  # 'dup' here is other data
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "runs" / "t"), f"data.root={tmp_path / 'other' / 'dup'}", "--json"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the run's data.exclude (['a/3.png']) names files of the folder it trained on and is not carried" in said
+    # the run's own folder, written from here: its exclusions kept
+    assert main(["eval", str(tmp_path / "runs" / "t"), f"data.root={tmp_path / 'a' / 'dup'}", "--json"]) == 0
+    assert "not carried" not in capsys.readouterr().err

@@ -69,7 +69,7 @@ def _data_spec(ns: argparse.Namespace, data_overrides: list[str]) -> DataSpec:
     """The data eval scores: the run's data section, or --data's, with the data.* overrides given
     (keys of another kind and the augmentation dropped; grey image files for a grey model)."""
     meta = read_json(Path(ns.run_dir) / RUN_FILE) if (Path(ns.run_dir) / RUN_FILE).exists() else {}
-    tree = {"data": saved_data_section(meta.get("data_spec") or {})}
+    tree = {"data": saved_data_section(meta.get("data_spec") or {}, meta.get("data_root"))}
     if ns.data:
         tree["data"] = _data_section(ns.data)
     for override in data_overrides:

@@ -442,11 +442,12 @@ class DataSpec(Section):
         return next(task for task, kinds in KINDS_OF_TASK.items() if self.kind in kinds)
 
 
-def saved_data_section(section: dict[str, Any]) -> dict[str, Any]:
+def saved_data_section(section: dict[str, Any], absolute_root: str | None = None) -> dict[str, Any]:
     """A run's saved data section, readable by this version: earlier versions accepted (and
     ignored) ``class_names`` for kinds that name their classes, the folder-only keys for other
-    kinds and the patch keys without ``patch_size``, which are now refused."""
-    saved_root = section.get("root")
+    kinds and the patch keys without ``patch_size``, which are now refused. ``absolute_root``:
+    run.json's ``data_root``, where the run recorded it (its root wherever the command runs)."""
+    saved_root = absolute_root if isinstance(absolute_root, str) and absolute_root else section.get("root")
     section = without_other_kinds_keys(section)  # ignored then, refused now (a stray class_names, root, ...)
     if section.get("patch_size") is None:  # (so were the patch keys without patch training)
         section = {k: v for k, v in section.items() if k not in PATCH_KEYS}
@@ -522,6 +523,7 @@ def same_folder(given: Any, saved: Any) -> bool:
     try:
         if os.path.exists(given) and os.path.exists(saved):
             return os.path.samefile(given, saved)
+        # (an absolute root, run.json's data_root, is the folder itself: no guess by its last parts, review 56l)
         if not os.path.isabs(saved) and os.path.exists(given):
             parts = [p for p in Path(os.path.normpath(saved)).parts if p not in ("..", ".")]
             return bool(parts) and list(Path(os.path.abspath(given)).parts[-len(parts):]) == parts
