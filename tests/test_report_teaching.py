@@ -88,3 +88,16 @@ def test_confidence_weighting_is_named_and_weights_not_recorded_are_said_so():
     # weights given in Python, differing
     assert label_loss_weights({"supervised_weights": {"a": 0.5, "b": 0.25}}) == "a 0.5, b 0.25; every other output's 1"
     assert label_loss_weights({"supervised_weights": {}}) is None
+
+
+def test_a_checkpoint_is_named_a_file_or_a_run_folder_by_what_it_is(tmp_path):
+    """Review 56l: a weights file without a suffix was called a run folder; a run folder with a dot in its name, a file."""
+    from peerdistill.html_report.teaching import checkpoint_in_words
+
+    (tmp_path / "weights").write_bytes(b"x")
+    (tmp_path / "resnet50.v2").mkdir()
+    assert checkpoint_in_words(str(tmp_path / "weights"), "teacher") == str(tmp_path / "weights")
+    assert checkpoint_in_words(str(tmp_path / "resnet50.v2"), "teacher") == (
+        f"{tmp_path / 'resnet50.v2'} (its models/teacher.safetensors)")
+    assert checkpoint_in_words("gone/t.safetensors", "teacher") == "gone/t.safetensors"
+    assert checkpoint_in_words("gone/run", "teacher1") == "gone/run (its models/teacher1.safetensors)"

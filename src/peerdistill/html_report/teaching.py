@@ -59,6 +59,7 @@ def checkpoint_in_words(checkpoint: str, name: str) -> str:
     """Where a model's starting weights came from: the file, or a run folder with the file of it
     that was read (a run folder as checkpoint means its model of the same name: build.checkpoint_file)."""
     path = Path(checkpoint)
-    if path.suffix.lower() in WEIGHT_SUFFIXES or not (path.is_dir() or not path.suffix):
+    # (a file is a file, whatever its name: a weights file without a suffix read as a run folder, review 56l)
+    if path.is_file() or path.suffix.lower() in WEIGHT_SUFFIXES or not (path.is_dir() or not path.suffix):
         return checkpoint
     return f"{checkpoint} (its models/{name}.safetensors)"
