@@ -139,6 +139,30 @@ def test_region_of_interest_triples_mark_outside_pixels_ignored(tmp_path):
         build_data(spec)
 
 
+
+def test_a_region_folder_of_other_ids_is_refused_counted_with_both_sides_ids(tmp_path):
+    """A roi folder holding another split's region masks (DRIVE's test masks beside its training
+    images): counted over the whole set before a split is cut (no val image skipped), with the ids
+    the images need beside those the folder gives."""
+    write_drive_like(tmp_path / "d")
+    for path in (tmp_path / "d" / "fov").iterdir():  # the masks of ids 01-08, none of them the images'
+        path.rename(path.with_name(f"{int(path.name[:2]) - 20:02d}_test_mask.gif"))
+    spec = DataSpec(kind="folders", root=str(tmp_path / "d"), images="images", masks="manual", roi="fov",
+                    pattern=r"^(\d+)_", binary_masks=True)
+    with pytest.raises(DataError) as refused:
+        build_data(spec)
+    assert str(refused.value) == (
+        f"no region-of-interest mask for 8 of the 8 images in '{tmp_path / 'd' / 'fov'}' ('21_training.tif', "
+        "'22_training.tif', '23_training.tif', ...): these images need ids '21', '22', '23', ...; its 8 region "
+        "mask(s) give ids '01', '02', '03', ..., none of them an image's (ids by data.pattern '^(\\d+)_'). Put "
+        "each image's region mask there, named so that it pairs with its image, or leave out data.roi")
+    (tmp_path / "d" / "fov" / "01_test_mask.gif").rename(tmp_path / "d" / "fov" / "21_training_mask.gif")
+    with pytest.raises(DataError, match=r"for 7 of the 8 images .*'22_training.tif', '23_training.tif', "
+                                        r"'24_training.tif', \.\.\.\): these images need ids '22', '23', '24', "
+                                        r"\.\.\.; its 8 region mask\(s\) give ids '02', '03', '04', \.\.\., 7 of "
+                                        r"them no image's \('02', '03', '04', \.\.\.\)"):
+        build_data(spec)
+
 def test_roi_dice_counts_only_inside(tmp_path):
     from peerdistill.segmentation_metrics import SegmentationMeter
 

@@ -478,8 +478,30 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
     if not images:
         raise DataError(f"no images found in '{image_dir}' (looked for {LOOKED_FOR})")
     keys = sorted(images)
+    if rois is not None:
+        _check_regions_cover(root / spec.roi, spec.pattern, images, rois, keys)
     check_same_sizes([(images[key], masks[key]) for key in keys], "its mask")
     return images, masks, rois, keys
+
+
+def _check_regions_cover(roi_dir: Path, pattern: str | None, images: dict, rois: dict, keys: list[str]) -> None:
+    """Every image has its region-of-interest mask, checked over the whole set before any split
+    is cut (so the images named are the first lacking one, not those of one split); else refused,
+    counted, with the ids the images lacking one need beside those the folder's masks give: a
+    folder of another split's masks (DRIVE's test masks for its training images) reads as such."""
+    lacking = [key for key in keys if key not in rois]
+    if not lacking:
+        return
+    rule = f"data.pattern '{pattern}'" if pattern else ID_RULE
+    strays = sorted(set(rois) - set(images))
+    held = (f"its {len(rois)} region mask(s) give ids {first_few(sorted(rois), quoted=True)}"
+            + ("" if not strays else ", none of them an image's" if len(strays) == len(rois) else
+               f", {len(strays)} of them no image's ({first_few(strays, quoted=True)})")
+            if rois else "it holds no region mask")
+    raise DataError(f"no region-of-interest mask for {len(lacking)} of the {len(keys)} images in '{roi_dir}' "
+                    f"({first_few([images[key].name for key in lacking], quoted=True)}): these images need ids "
+                    f"{first_few(lacking, quoted=True)}; {held} (ids by {rule}). Put each image's region mask "
+                    "there, named so that it pairs with its image, or leave out data.roi")
 
 
 def _labels(root: Path, spec: DataSpec, images: dict, masks: dict, rois: dict | None,
@@ -493,9 +515,6 @@ def _labels(root: Path, spec: DataSpec, images: dict, masks: dict, rois: dict | 
         ms = [class_labels(values, masks[key], spec.num_classes) for values, key in zip(raw, keys)]
         _check_saved_one_way(ms, [masks[key].name for key in keys], root / spec.masks, spec.num_classes)
     if rois is not None:
-        lacking = [images[key].name for key in keys if key not in rois]
-        if lacking:
-            raise DataError(f"no region-of-interest mask for {first_few(lacking, quoted=True)} in '{root / spec.roi}'")
         check_same_sizes([(images[key], rois[key]) for key in keys], "its region-of-interest mask")
         for i, key in enumerate(keys):
             region = read_mask(rois[key], spec.image_size, binary=True)
