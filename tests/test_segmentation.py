@@ -1672,8 +1672,8 @@ def test_predict_keeps_masks_inside_each_inputs_region_paired_as_training_paired
     (regions / "02_test_mask.gif").unlink()
     assert main(["predict", str(run), str(inputs), "--out", str(tmp_path / "kept"), "--roi", str(regions)]) == 2
     assert (f"no region mask in '{regions}' for 1 input(s) ('{inputs / '02_test.tif'}'), paired by "
-            "data.pattern '^(\\d+)_'; of its 2 image file(s), 1 gives an id by data.pattern '^(\\d+)_': '01': add theirs, or predict them "
-            "without --roi") in " ".join(capsys.readouterr().err.split())
+            "data.pattern '^(\\d+)_'; of its 2 image file(s), 1 gives an id by data.pattern '^(\\d+)_': '01': add theirs (e.g. "
+            "'02_test_mask.gif' for '02_test.tif'), or predict them without --roi") in " ".join(capsys.readouterr().err.split())
     sidecar = run / "export" / "student1.json"  # as an export before the pattern was recorded wrote it
     sidecar.write_text(json.dumps({k: v for k, v in json.loads(sidecar.read_text()).items() if k != "pattern"}))
     assert main(["predict", str(run / "export" / "student1.onnx"), str(inputs), "--out", str(tmp_path / "kept"),
@@ -1733,3 +1733,31 @@ def test_a_window_overlap_near_one_is_warned_of_with_the_windows_it_costs(tmp_pa
     # the dry run says the patches and windows (review 56i: run.json alone did)
     assert ("batch 64 of 16x16 patches (16 an image an epoch, 50% centred on foreground; whole images scored by "
             "16x16 windows, overlap 0.75)") in " ".join(said.out.split())
+
+
+def test_predict_roi_of_masks_the_pattern_names_not_says_to_rename_them(tmp_path):
+    """Region masks all there but named so that the run's pattern gives them no id ('fov_01.gif'):
+    the advice is to rename them, with a name that pairs, not to add masks that are there."""
+    from peerdistill.errors import DataError
+    from peerdistill.option_names import options_as_flags
+    from peerdistill.predict_inputs import Inputs
+    from peerdistill.predict_regions import region_masks
+
+    regions = tmp_path / "mask"
+    regions.mkdir()
+    for i in (1, 2):
+        Image.fromarray(np.full((4, 4), 255, np.uint8)).save(regions / f"fov_0{i}.gif")
+    names = [str(tmp_path / "01_test.tif"), str(tmp_path / "02_test.tif")]
+    read = Inputs(names, ["01_test", "02_test"], [np.zeros((4, 4, 3), np.float32)] * 2, [(4, 4)] * 2)
+    with pytest.raises(DataError) as refused, options_as_flags():
+        region_masks(read, regions, {"pattern": r"^(\d+)_"})
+    assert str(refused.value) == (
+        f"no region mask in '{regions}' for 2 input(s) ('{names[0]}', '{names[1]}'), paired by data.pattern "
+        "'^(\\d+)_'; none of its 2 image file(s) ('fov_01.gif', 'fov_02.gif') gives an id by data.pattern '^(\\d+)_': "
+        "if they are these inputs' region masks, rename them so that data.pattern '^(\\d+)_' gives each its input's "
+        "id (e.g. '01_test_mask.gif' for '01_test.tif'), or predict them without --roi")
+    # inputs the pattern names no more than the masks: renaming the masks alone pairs nothing
+    read = read._replace(names=[str(tmp_path / "test_a.tif")], sizes=[(4, 4)])
+    with pytest.raises(DataError, match=r"data\.pattern '\^\(\\d\+\)_' gives these inputs no id either: name each input "
+                                        r"and its region mask so that it gives both one id, or predict them without roi="):
+        region_masks(read, regions, {"pattern": r"^(\d+)_"})

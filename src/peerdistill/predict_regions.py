@@ -51,11 +51,21 @@ def region_masks(read: Inputs, folder: Path, info: dict) -> list[np.ndarray]:
                  "run again if its region masks paired by one)" if "pattern" not in info else "")
         # what the folder gives instead (review 55h: a folder of other ids and one matching no pattern read alike)
         named = sum(map(len, regions.values()))
-        held = (f"of its {len(files)} image file(s), {named} give{'s' if named == 1 else ''} an id by {rule}: "
-                f"{first_few(sorted(regions), quoted=True)}" if regions else
-                f"none of its {len(files)} image file(s) gives an id by {rule}" if files else "it holds no image file")
+        example = _expected_name(lacking, files, pattern)
+        if regions or not files:
+            held = (f"of its {len(files)} image file(s), {named} give{'s' if named == 1 else ''} an id by {rule}: "
+                    f"{first_few(sorted(regions), quoted=True)}" if regions else "it holds no image file")
+            advice = f"add theirs{example}"
+        else:  # the region masks may well be there, named so that the run's pattern gives them no id
+            held = (f"none of its {len(files)} image file(s) ({first_few([f.name for f in files], quoted=True)}) "
+                    f"gives an id by {rule}")
+            advice = (f"if they are these inputs' region masks, rename them so that {rule} gives each its input's "
+                      f"id{example}")
+        if not example and pattern:  # (nor does it name the inputs: no renaming of the masks alone pairs them)
+            advice = (f"{rule} gives these inputs no id either: name each input and its region mask so that it gives "
+                      "both one id")
         raise DataError(f"no region mask in '{folder}' for {len(lacking)} input(s) ({first_few(lacking, quoted=True)}), "
-                        f"paired by {rule}{older}; {held}: add theirs, or predict them without {option('--roi')}")
+                        f"paired by {rule}{older}; {held}: {advice}, or predict them without {option('--roi')}")
     masks = []
     for path, name, size in zip(paths, read.names, read.sizes):
         region = read_mask(path, None, binary=True) > 0
@@ -65,6 +75,22 @@ def region_masks(read: Inputs, folder: Path, info: dict) -> list[np.ndarray]:
         masks.append(region)
     _say_if_regions_smaller(masks, paths, (info.get("training_images") or {}).get(REGION_SHARES))
     return masks
+
+
+def _expected_name(lacking: list[str], files: list[Path], pattern: str | None) -> str:
+    """`` (e.g. 'NAME' for 'INPUT')``: a region mask's name that pairs with the first input lacking
+    one whose own name gives an id (its name less its suffix, then ``_mask``, as DRIVE names its
+    fields of view, in the folder's image format), or ``''`` where none gives one."""
+    suffix = files[0].suffix if files else ".png"
+    for name in lacking:
+        given = Path(name)
+        key = file_key(given, pattern)
+        if key is None:
+            continue
+        for candidate in (f"{given.stem}_mask{suffix}", f"{given.stem}{suffix}", given.name):
+            if file_key(Path(candidate), pattern) == key:
+                return f" (e.g. '{candidate}' for '{given.name}')"
+    return ""
 
 
 # How much smaller than the smallest training region (as a share of its image) a region may be
