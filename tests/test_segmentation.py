@@ -1761,3 +1761,36 @@ def test_predict_roi_of_masks_the_pattern_names_not_says_to_rename_them(tmp_path
     with pytest.raises(DataError, match=r"data\.pattern '\^\(\\d\+\)_' gives these inputs no id either: name each input "
                                         r"and its region mask so that it gives both one id, or predict them without roi="):
         region_masks(read, regions, {"pattern": r"^(\d+)_"})
+
+
+def test_eval_and_the_run_page_say_the_patches_trained_on_and_the_window_that_scores(patch_shapes_run, shapes_run,
+                                                                                     tmp_path, capsys):
+    """A patch-trained run's eval table and report say the patches it trained on (side, how many an
+    image) and the sliding window whole images are scored by (side, overlap), in words; a run
+    trained on whole images says neither."""
+    import html
+
+    from peerdistill.cli.notes import patches_in_words
+    from peerdistill.html_report import write_report
+
+    trained = "random 32x32 patches, 16 per training image an epoch (256 from its 16 training images)"
+    scored = ("a sliding 32x32 window moved 16 pixels at a time (window_overlap 0.5), the predictions of overlapping "
+              "windows blended with Gaussian weights")
+    assert main(["eval", str(patch_shapes_run)]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"note: the models trained on {trained}; these figures are of whole images, scored by {scored}" in said
+    page = html.unescape(write_report(patch_shapes_run, tmp_path / "p.html").read_text(encoding="utf-8"))
+    assert (f"<li><b>patches</b>: trained on {trained}; validation and test (as eval, predict and an export) score "
+            f"whole images by {scored}</li>") in page
+    assert main(["eval", str(shapes_run)]) == 0
+    assert "trained on random" not in capsys.readouterr().err
+    assert "<b>patches</b>" not in write_report(shapes_run, tmp_path / "s.html").read_text(encoding="utf-8")
+    # the share of patches centred on the foreground, and a window that moves by one pixel
+    meta = {"patches": {"size": 48, "per_image": 4, "foreground": 0.5, "overlap": 0.99}}
+    assert patches_in_words(meta) == (
+        "random 48x48 patches, 4 per training image an epoch, half of them centred on a foreground pixel",
+        "a sliding 48x48 window moved 1 pixel at a time (window_overlap 0.99), the predictions of overlapping windows "
+        "blended with Gaussian weights")
+    assert patches_in_words({"patches": {**meta["patches"], "foreground": 0.3}})[0].endswith(
+        ", 30% of them centred on a foreground pixel")
+    assert patches_in_words({"data_spec": {"patch_size": None}}) is None

@@ -22,8 +22,8 @@ from ..values import is_finite_number
 from .consoles import console, err_console
 from .decoding import decoding_from
 from .words import names_anything
-from .notes import (say_which_pixels_count, say_ensemble_of_one, say_how_to_read_differences,
-                    say_what_detection_figures_are, say_what_not_available_means)
+from .notes import (say_which_pixels_count, say_ensemble_of_one, say_how_images_were_cut,
+                    say_how_to_read_differences, say_what_detection_figures_are, say_what_not_available_means)
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
@@ -184,6 +184,7 @@ def _show_tables(ns: argparse.Namespace, scores, data_overrides: list[str], data
         show(calibration_table(scores, f"{title}: tempered by the temperature each model's probabilities fit "
                                        "on the run's validation split"))
     say_which_pixels_count(meta, data_spec)
+    say_how_images_were_cut(meta)
     say_ensemble_of_one(meta, scores)
     say_what_detection_figures_are(meta, decoding)
     if ns.score_thresholds is not None:

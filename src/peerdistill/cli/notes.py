@@ -1,9 +1,12 @@
 """Notes under a table of figures (on stderr): what n/a means, an ensemble of one, HD95's unit, a
-region of interest."""
+region of interest, the patches a model trained on and the window that scores whole images."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import DataSpec
+from ..values import is_count, is_finite_number
 from .consoles import err_console
 
 
@@ -45,6 +48,43 @@ def say_which_pixels_count(meta: dict, data_spec: DataSpec | None) -> None:
     for note in (pooled, region_note(meta, spec), distance_unit_note(meta, spec)):
         if note:
             err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def patches_in_words(meta: dict[str, Any]) -> tuple[str, str] | None:
+    """A patch-trained run's (run.json's ``patches``, else its data section's keys): what it
+    trained on (``random 48x48 patches, 16 per training image an epoch, half of them centred on a
+    foreground pixel``) and how whole images are scored (``a sliding 48x48 window moved 36 pixels
+    at a time (window_overlap 0.25), ...``); None for a run trained on whole images."""
+    from ..runs import saved_window
+
+    window, overlap = saved_window(meta)
+    if window is None or not is_count(window[0]) or not is_finite_number(overlap) or not 0 <= overlap < 1:
+        return None
+    side = window[0]
+    patches, spec = meta.get("patches") or {}, meta.get("data_spec") or {}
+    per_image = patches.get("per_image", spec.get("patches_per_image"))
+    foreground = patches.get("foreground", spec.get("foreground_oversample"))
+    trained = f"random {side}x{side} patches"
+    if is_count(per_image):
+        images = (meta.get("split_sizes") or {}).get("train")
+        each = f" ({per_image * images:,} from its {images:,} training images)" if is_count(images) and images else ""
+        trained += f", {per_image} per training image an epoch{each}"
+    if is_finite_number(foreground) and 0 < foreground <= 1:
+        share = ("each" if foreground == 1 else "half of them" if foreground == 0.5 else f"{foreground:.0%} of them")
+        trained += f", {share} centred on a foreground pixel"
+    step = max(1, int(side * (1 - overlap)))  # (MONAI's: the window's side less the overlap, whole pixels)
+    scored = (f"a sliding {side}x{side} window moved {step} pixel{'s' if step != 1 else ''} at a time "
+              f"(window_overlap {overlap:g}), the predictions of overlapping windows blended with Gaussian weights")
+    return trained, scored
+
+
+def say_how_images_were_cut(meta: dict[str, Any]) -> None:
+    """A patch-trained run's figures: that the models trained on patches, and that the figures
+    are of whole images, scored window by window (which window, moved how far)."""
+    said = patches_in_words(meta)
+    if said:
+        err_console.print(f"note: the models trained on {said[0]}; these figures are of whole images, scored by "
+                          f"{said[1]}", highlight=False, soft_wrap=True)
 
 
 def say_how_to_read_differences(baseline: str, metrics, left_out=()) -> None:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 
 from ..engine.artifacts import RunDir
 from ..engine.evaluate import ENSEMBLE
+from ..cli.notes import patches_in_words
 from ..config import SOFTENED_KINDS, load_saved_config
 from ..environment_words import environment_in_words
 from ..ensemble_cost import ensemble_parameters_note, members_parameters, student_names
@@ -90,6 +91,7 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
         ("status", status),
         ("data", f"{data_kind}{_source(meta)}, {meta.get('num_classes', '?')} classes, inputs "
                  f"{meta.get('input_shape', '?')}{_split_sizes(meta)}"),
+        ("patches", _patches_in_words(meta)),
         ("models", _models_in_words(meta, saved)),
         ("distillation", _distillation_in_words(meta)),
         ("teachers combined", teachers_combined(meta)),
@@ -121,6 +123,14 @@ def run_summary_html(directory: Path, meta: dict[str, Any], metrics: dict[str, A
                  f"{shlex.quote(str(directory))}")
         summary += note_html(f"This run has not finished: its files were last written at {written}. {going}")
     return summary
+
+
+def _patches_in_words(meta: dict[str, Any]) -> str | None:
+    """A patch-trained run's patches and the window that scores whole images (None for a run
+    trained on whole images: no line)."""
+    said = patches_in_words(meta)
+    return None if said is None else (f"trained on {said[0]}; validation and test (as eval, predict and an export) "
+                                      f"score whole images by {said[1]}")
 
 
 def _environment_in_words(meta: dict[str, Any]) -> str:
