@@ -1768,3 +1768,42 @@ def test_an_hd95_monitor_still_names_the_settings_left_out_once(tmp_path):
     note = "Left out, having no run of the same seed on the same data split as `a`: `b`."
     assert result.markdown.count(note) == 1 and printed.getvalue().count(note) == 1
     assert "hd95 is left out of the paired differences" in " ".join(printed.getvalue().split())
+
+
+def test_a_comparison_of_runs_with_a_region_of_interest_says_only_its_pixels_count(tmp_path, capsys):
+    """compare's console and compare.md say, as train, eval and the report do, that the figures
+    count only the pixels inside data.roi (DRIVE's field of view): published DRIVE figures do too."""
+    import numpy as np
+    from PIL import Image
+
+    from peerdistill.comparison_context import pixels_counted
+
+    root = tmp_path / "drive"
+    for folder in ("images", "manual", "fov"):
+        (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(21, 31):
+        Image.fromarray(rng.integers(0, 255, (16, 12, 3), dtype=np.uint8)).save(root / "images" / f"{i}_training.tif")
+        vessel = np.zeros((16, 12), np.uint8)
+        vessel[:, 4:6] = 255
+        Image.fromarray(vessel).save(root / "manual" / f"{i}_manual1.gif")
+        fov = np.zeros((16, 12), np.uint8)
+        fov[2:14, 1:11] = 255
+        Image.fromarray(fov).save(root / "fov" / f"{i}_training_mask.gif")
+    seg = {"task": "segmentation", "out_dir": str(tmp_path / "out"), "name": "fov", "teacher": None,
+           "data": {"kind": "folders", "root": str(root), "images": "images", "masks": "manual", "roi": "fov",
+                    "pattern": r"^(\d+)_", "binary_masks": True},
+           "train": {"epochs": 1, "batch_size": 3}, "students": [{"arch": "unet", "args": {"width": 2, "depth": 1}}] * 2}
+    result = compare(seg, ["independent", "ml"], 1, progress=False)
+    region = ("Only the pixels inside each image's region of interest (data.roi: the masks in 'fov') count in these "
+              "figures")
+    assert f"note: {region}" in " ".join(capsys.readouterr().out.split())
+    markdown = " ".join(result.markdown.split())
+    assert region in markdown and markdown.index(region) < markdown.index("Seeds used")
+    # runs that count other pixels are said apart
+    records = {Path("a-seed0"): {"task": "segmentation", "data_spec": {"roi": "fov"}},
+               Path("b-seed0"): {"task": "segmentation", "data_spec": {"roi": None}}}
+    assert pixels_counted(records) == (
+        "The runs count different pixels: 1 run(s) (a-seed0) count only those inside each image's region of interest "
+        "(data.roi: the masks in 'fov'); 1 run(s) (b-seed0) count every pixel.")
+    assert pixels_counted({Path("c"): {"task": "segmentation", "data_spec": {}}}) is None

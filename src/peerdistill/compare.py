@@ -23,7 +23,7 @@ from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARKS, REPLACE_MARK, by_way_
                               check_before_training, check_states, comparison_world, environments_apart,
                               mark_for_replacement, plan_runs, plan_table, run_all, run_records, settings_of,
                               warning_lines, warnings_of_runs)
-from .comparison_context import seeds_used, what_was_compared
+from .comparison_context import pixels_counted, seeds_used, what_was_compared
 from .comparison_students import first_records, heads_left_out_note, students_apart_note
 from .config.run_spec import refuse_control_characters, refuse_long_names
 from .comparison_configs import checked_bases, warn_of_presets_alike
@@ -177,7 +177,9 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     by_setting: dict[str, list[Path]] = {}
     for run in runs:
         by_setting.setdefault(run["setting"], []).append(directory / run["run"])
-    compared = f"{what_was_compared(records, plans)}\n\n{seeds_used(by_setting, records)}"
+    counted = pixels_counted(records)  # (a field of view: DRIVE's figures are of its pixels alone)
+    compared = (f"{what_was_compared(records, plans)}" + (f" {counted}" if counted else "")
+                + f"\n\n{seeds_used(by_setting, records)}")
     header = (_header(runs, seeds, folds, rule, temperature_scaling, tta, teacher_from, compared)
               + _teachers_alike_note(alike))
     return _tabulate(runs, plans, labels, baseline, directory, header, console, status, seeds, folds, alike, records)
@@ -381,6 +383,8 @@ def _tabulate(runs: list[dict[str, Any]], plans, labels: list[str], baseline: st
     console.print(fitted(_rich_table(rows, labels, models, monitor_metric, over), console.width))
     if heads := heads_left_out_note([r["model"] for r in rows]):
         console.print(f"note: {heads}", highlight=False, soft_wrap=True)
+    if counted := pixels_counted(records):  # (as train's and eval's tables say it)
+        console.print(f"note: {counted}", highlight=False, soft_wrap=True)
     if diffs and unpaired_metric(monitor_metric):  # (the console's table is of the monitor's differences)
         console.print(f"{metrics_not_paired_note([metric_family(monitor_metric)])}; differences.csv holds the "
                       "other figures' paired differences", highlight=False, soft_wrap=True)

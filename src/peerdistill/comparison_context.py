@@ -10,6 +10,7 @@ from typing import Any
 from .environment_words import CODE_AND_DEVICE, environment_in_words
 from .sample_names import SPLITS
 from .values import is_count
+from .wording import first_few
 
 
 def what_was_compared(records: dict[Path, dict[str, Any]], plans) -> str:
@@ -77,6 +78,28 @@ def _code(records: dict[Path, dict[str, Any]]) -> str | None:
         if line and line not in told:
             told.append(line)
     return "trained by " + " and ".join(told) if told else None
+
+
+def pixels_counted(records: dict[Path, dict[str, Any]]) -> str | None:
+    """Which pixels segmentation runs with a region of interest (``data.roi``, DRIVE's field of
+    view) count in their figures, as train, eval and the run page say it; None where no run has one.
+    Runs of several regions (or some without one) are said apart: their figures count other pixels."""
+    from .report import region_note
+
+    segmenting = {path: meta for path, meta in records.items() if meta.get("task") == "segmentation"}
+    regions = {path: _section(meta, "data_spec").get("roi") or None for path, meta in segmenting.items()}
+    kept = sorted({roi for roi in regions.values() if roi is not None})
+    if not kept:
+        return None
+    if len(kept) == 1 and None not in regions.values():
+        return region_note(next(iter(segmenting.values())))
+    groups: dict[str | None, list[str]] = {}
+    for path, roi in regions.items():
+        groups.setdefault(roi, []).append(path.name)
+    parts = [f"{len(names)} run(s) ({first_few(names)}) count "
+             + (f"only those inside each image's region of interest (data.roi: the masks in '{roi}')" if roi else
+                "every pixel") for roi, names in sorted(groups.items(), key=lambda group: group[0] is None)]
+    return f"The runs count different pixels: {'; '.join(parts)}."
 
 
 SEEDS_USED = "Seeds used"  # compare.md's line of the seeds (the comparison's page says its own, read again)
