@@ -1976,6 +1976,26 @@ def test_a_full_disk_names_the_file_and_says_the_run_can_resume(tmp_path, monkey
                     "continues it)")
 
 
+def test_the_commands_printed_after_an_interruption_paste_back_into_a_shell(tmp_path, monkeypatch):
+    """Review 56m: 'continue with peerdistill train --resume runs é/int4 it's 中文 🙂' broke in bash, and a run
+    folder named '-d' read as an option."""
+    import argparse
+    import shlex
+
+    from peerdistill.cli.running import _interrupted_hint
+    from peerdistill.wording import shell_word
+
+    assert shell_word("-d") == "./-d" and shell_word("runs/a b") == "'runs/a b'" and shell_word("runs/x") == "runs/x"
+    monkeypatch.chdir(tmp_path)
+    for name in ("runs é/it's 中文 🙂", "-d"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "checkpoints").mkdir()
+        (tmp_path / name / "checkpoints" / "last.pt").write_bytes(b"x")
+        said = _interrupted_hint(argparse.Namespace(command="train", run_dir=name, overwrite=False))
+        command = said.split("continue with ")[1]
+        assert shlex.split(command)[-2:] == ["--resume", name if name != "-d" else "./-d"], said
+
+
 def test_an_interrupted_eval_predict_or_report_says_what_it_leaves():
     import argparse
 

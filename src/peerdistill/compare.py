@@ -46,6 +46,7 @@ from .paired import (CSV_COLUMNS as DIFFERENCES_COLUMNS, FOLDS_CAVEAT, ONE_TEST_
 from .report import (BEST_STUDENT, comparison_markdown, fitted, markdown_table, mean_std, model_order, seeds_cell,
                      teachers_named_in)
 from .option_names import option
+from .wording import shell_word
 
 @dataclass
 class Comparison:
@@ -700,10 +701,10 @@ def _say_if_a_report_is_left(directory: Path, console: Console) -> None:
         from .html_report.writing import edited_since_written, is_report_page  # (matplotlib: only with one there)
 
         page = directory / REPORT_FILE
-        again = (f"peerdistill report {directory} writes it again for these"
+        again = (f"peerdistill report {shell_word(directory)} writes it again for these"
                  if is_report_page(page) and not edited_since_written(page) else
-                 f"peerdistill report {directory} --out OTHER.html writes these (report keeps a page it did not "
-                 "write, or one edited since)")
+                 f"peerdistill report {shell_word(directory)} --out OTHER.html writes these (report keeps a page it "
+                 "did not write, or one edited since)")
         console.print(f"note: '{directory / REPORT_FILE}' is of the tables as they were before: {again}",
                       highlight=False, soft_wrap=True)
 

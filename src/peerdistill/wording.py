@@ -16,3 +16,12 @@ def joined(items: Sequence[object]) -> str:
     """``a``, ``a and b``, ``a, b and c``: names in running text."""
     words = [str(item) for item in items]
     return " and ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def shell_word(path: object) -> str:
+    """A path as one word a shell reads back: quoted where it must be, and a relative one that
+    starts with '-' led by './' (else read as an option: review 56m)."""
+    import shlex
+
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)

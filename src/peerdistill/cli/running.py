@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from ..errors import ConfigError, PeerdistillError, PeerdistillWarning
 from ..option_names import options_as_flags
+from ..wording import shell_word
 from ..launcher import launched, launched_rank, launched_world, not_first_on_node
 from ..run_files import RESUME_FILE
 from ..terminal import one_line_warnings, write_any_character
@@ -330,8 +331,8 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         # (its node's disk may not be the main process's, which holds the run)
         # (review 56c: rank 0 killed, torchrun stops the others first, and the main process says nothing)
         return ("interrupted: the main process (rank 0) says what its run keeps and how to continue; if it said "
-                f"nothing (it was lost), continue with torchrun ... -m peerdistill train --resume {run_dir} on every "
-                "node if the run kept a checkpoint")
+                f"nothing (it was lost), continue with torchrun ... -m peerdistill train --resume "
+                f"{shell_word(run_dir)} on every node if the run kept a checkpoint")
     if ns.command == "train" and run_dir is not None:  # (set once cmd_train had imported the engine)
         from ..engine.artifacts import PUT_BACK, RunDir, replaced_by_the_same_command
 
@@ -343,7 +344,7 @@ def _interrupted_hint(ns: argparse.Namespace) -> str:
         if (run / RESUME_FILE).is_file() and not finished:
             launcher = "torchrun ... -m " if "TORCHELASTIC_RUN_ID" in os.environ else ""  # (as it was started)
             return (f"interrupted: the run keeps its last checkpoint; continue with {launcher}peerdistill train "
-                    f"--resume {run_dir}")
+                    f"--resume {shell_word(run_dir)}")
         if finished:  # --overwrite had not replaced it yet
             return f"interrupted before training began: '{run_dir}' holds the finished run it held before"
         if run.exists() and not replaced_by_the_same_command(run):  # the same command would be refused

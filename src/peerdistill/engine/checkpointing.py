@@ -11,7 +11,6 @@ process's clock from the step's finite checks (``_main_late_for_a_checkpoint``).
 
 from __future__ import annotations
 
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from . import distributed
 from .artifacts import RunDir, jsonable, stopped_before_keeping_anything, write_json
 from .environment import DEPENDS_ON, environment, session_environments
 from .resume import load_resume_state, save_resume_state
+from ..wording import shell_word
 
 
 class Checkpointing:
@@ -122,7 +122,7 @@ class Checkpointing:
 
     def _resume_command(self) -> str:
         """The command that continues this run, as it was started (under torchrun or not)."""
-        command = f"peerdistill train --resume {shlex.quote(str(self.run_dir_path))}"
+        command = f"peerdistill train --resume {shell_word(self.run_dir_path)}"
         return f"torchrun ... -m {command}" if self.world.distributed else command
 
     def _lost_contact_advice(self) -> str:

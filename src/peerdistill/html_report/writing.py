@@ -16,7 +16,7 @@ from matplotlib import cycler  # (matplotlib's own: no dependency of ours)
 from ..engine.artifacts import atomic_write_bytes, check_not_a_run_file, names_a_folder
 from ..errors import ConfigError, PeerdistillWarning, RunDirError, reemit, warn_user
 from ..run_files import REPORT_FILE, RUN_FILE, left_aside_beside
-from ..wording import first_few
+from ..wording import first_few, shell_word
 from .comparison_page import comparison_page
 from .html_parts import GENERATOR, LINE_COLOURS
 from .run_page import run_page
@@ -52,7 +52,8 @@ def write_report_holding_warnings(path: str | Path,
         if runs:
             shown = first_few(runs)
             raise RunDirError(f"'{directory}' holds runs ({len(runs)}: {shown}) but no compare.csv: report one of "
-                              f"them (peerdistill report {directory / runs[0]}), or, if a comparison is training "
+                              f"them (peerdistill report {shell_word(directory / runs[0])}), or, if a comparison is "
+                              "training "
                               "them, report the folder when its last run ends (it writes compare.csv then); a "
                               "comparison that was stopped goes on with the same compare command, which reuses "
                               "its finished runs")
