@@ -1297,3 +1297,15 @@ def test_a_glob_read_as_a_yaml_alias_is_told_to_quote_it():
     with pytest.raises(ConfigError, match=r"YAML reads a '\*' that begins a value or list item as an alias: quote the "
                                           r"pattern, e.g. 'data.exclude=\[\"\*_copy.png\"\]'"):
         apply_overrides(default_config(), ["data.exclude=[*.png]"])
+
+
+def test_a_path_starting_with_a_tilde_is_the_home_folders(monkeypatch):
+    """Review 56m: 'out_dir=~/x' (no shell expands a ~ inside a word) made a folder named '~' in the current one; data.root
+    and a checkpoint said the path did not exist."""
+    monkeypatch.setenv("HOME", "/home/someone")
+    tree = default_config()
+    cfg = validate({**tree, "out_dir": "~/runs", "data": {"kind": "image_folder", "root": "~/xrays"},
+                    "teacher": {**tree["teacher"], "frozen": True, "checkpoint": "~/t.safetensors"}})
+    assert cfg.out_dir == "/home/someone/runs" and cfg.data.root == "/home/someone/xrays"
+    assert cfg.teacher.checkpoint == "/home/someone/t.safetensors"
+    assert validate({**tree, "out_dir": "runs/~x"}).out_dir == "runs/~x"  # (a ~ inside is a name)

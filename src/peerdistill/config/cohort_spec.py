@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .presets import PRESETS_READING, TEACHER_PRESETS, PresetName
-from .sections import Section, validating_saved
+from .sections import Section, home_expanded, validating_saved
 
 # Bounds on a knowledge term's temperature and weight, far past any use: a typo such as 1e200
 # passed the config's checks and the dry run, then overflowed float32 at the first step, where the
@@ -47,6 +47,11 @@ class ModelSpec(Section):
     weight: float = Field(default=1.0, gt=0, description="a teacher's weight mu in the multi-teacher average")
     heads: list[str] = Field(default_factory=list, description="module paths that get self-distillation heads")
     deep_layer: str | None = Field(default=None, description="the deepest feature layer heads learn from")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_at_home(cls, value: str | None) -> str | None:
+        return home_expanded(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _frozen_needs_weights(self, info: ValidationInfo) -> "ModelSpec":

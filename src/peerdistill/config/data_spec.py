@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .messages import refuse, shown_value
-from .sections import Section, check_seed
+from .sections import Section, check_seed, home_expanded
 
 # The most data.augment_range.elastic may be: the warp must not fold the image over itself. Of
 # 20,000 random fields on images of 8 to 129 pixels a side, none folded at 0.065 and 1 to 9 did at
@@ -219,6 +219,11 @@ class DataSpec(Section):
                                      "without area left out (clip)")
     boxes_counts: list[Annotated[int, Field(gt=0, le=SYNTHETIC_COUNT_LIMIT)]] = Field(default_factory=lambda: [800, 200, 200], min_length=3, max_length=3,
                                     description="train / val / test image counts of the synthetic boxes default")
+
+    @field_validator("root")
+    @classmethod
+    def _root_at_home(cls, value: str | None) -> str | None:
+        return home_expanded(value) if isinstance(value, str) else value
 
     @field_validator("window_overlap")
     @classmethod

@@ -13,7 +13,7 @@ from .cohort_spec import DistillSpec, ModelSpec, model_name_problems, unread_dis
 from .data_spec import DataSpec
 from .messages import refuse
 from .presets import PEER_PRESETS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS
-from .sections import Section, check_seed, validating_saved
+from .sections import Section, check_seed, home_expanded, validating_saved
 from .training_spec import DetectSpec, LogSpec, OptimSpec, TrainSpec, unread_optim_problems
 
 NAME_MAX = 255  # bytes of one file or folder name (ext4, XFS, APFS, NTFS's 255 characters)
@@ -137,6 +137,7 @@ class RunConfig(Section):
         if not v.strip():  # (Path('') is the current folder: a run put there without a word, where name '' is refused)
             raise ValueError("out_dir is empty: give the folder the run's folder goes in (. for the current one)")
         refuse_control_characters("out_dir", v)
+        v = home_expanded(v)
         refuse_long_names("out_dir", Path(v).parts)
         return v
 

@@ -107,3 +107,12 @@ class Section(BaseModel, metaclass=_BuiltInPython):
                     if isinstance(data.get(key), bool) and _number_only(field.annotation):
                         raise ValueError(f"{key} is a number, not {str(data[key]).lower()}")
         return data
+
+
+def home_expanded(path: str) -> str:
+    """``~/x`` (or ``~user/x``) as the home folder's path: a shell expands it at the start of a
+    word alone, so ``out_dir=~/x`` reached the config as written and made a folder named '~'
+    (review 56m)."""
+    import os
+
+    return os.path.expanduser(path) if path.startswith("~") else path
