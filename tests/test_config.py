@@ -43,7 +43,7 @@ def test_a_config_without_a_name_is_named_after_its_data_and_preset():
                                ({"kind": "image_folder", "root": "/data/xrays/"}, "ml", "xrays-ml"),
                                ({"kind": "image_folder", "root": "."}, "kd+ml", "image_folder-kd+ml"),
                                ({"kind": "npz", "root": "C:\\data\\scans.npz"}, "kd+ml", "scans-kd+ml"),
-                               ({"kind": "image_folder", "root": "~"}, "kd+ml", "image_folder-kd+ml"),
+                               ({"kind": "image_folder", "root": "~"}, "kd+ml", f"{Path.home().name}-kd+ml"),  # (the home folder)
                                ({"kind": "npz", "root": ".npz"}, "kd+ml", "npz-kd+ml")):  # not a hidden folder
         cfg = validate({**cohort, "data": data, "distill": {"preset": preset}})
         assert cfg.name == name, data
