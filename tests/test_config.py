@@ -1309,3 +1309,12 @@ def test_a_path_starting_with_a_tilde_is_the_home_folders(monkeypatch):
     assert cfg.out_dir == "/home/someone/runs" and cfg.data.root == "/home/someone/xrays"
     assert cfg.teacher.checkpoint == "/home/someone/t.safetensors"
     assert validate({**tree, "out_dir": "runs/~x"}).out_dir == "runs/~x"  # (a ~ inside is a name)
+
+
+def test_a_config_is_written_with_its_names_as_given():
+    """Review 56m: config.yaml (and the report's copy of it) showed 'é' as '\\xE9' and '中文' as '\\u4E2D\\u6587'."""
+    from peerdistill.config import to_yaml
+
+    cfg = validate({**default_config(), "name": "runs é 中文 🙂"})
+    written = to_yaml(cfg)
+    assert "name: runs é 中文 🙂" in written and yaml.safe_load(written)["name"] == "runs é 中文 🙂"

@@ -90,7 +90,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def to_yaml(config: RunConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    # (names as written: é, 中文 were escapes in config.yaml and the report, review 56m; the file is UTF-8)
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
 def key_paths(name: str) -> list[str]:
