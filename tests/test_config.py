@@ -825,8 +825,10 @@ def test_a_number_key_given_twice_in_a_mapping_is_refused_as_a_word_key_is():
     (["students=[null, {arch: cnn}]"], "'students.0' is a section of keys and was given null: write {arch: NAME"),
     (["train.epochs=["], "the value is not valid YAML (while parsing a flow node\nexpected the node content, but found "
                          "'<stream end>'\n  in the value, line 1, column 2:"),
-    (["name=" + "x" * 256], "'name': name is 256 bytes, longer than the 255 bytes a file system takes for one: "
-                           "shorten it (got 'xxx"),  # (not 'File name too long ... check its permissions' when run)
+    (["name=" + "x" * 256], "'name': name is 256 bytes, longer than the 223 bytes a run's name may take (the "
+                           "folders --overwrite keeps beside the run add up to 32 to it, and a file system takes 255 "
+                           "for one): shorten it (got 'xxx"),  # (not 'File name too long ... check its permissions')
+    (["name=" + "x" * 224], "'name': name is 224 bytes, longer than the 223 bytes"),  # (review 56m: --overwrite failed)
     (["out_dir=/tmp/" + "é" * 128 + "/runs"], "'out_dir': out_dir holds a folder name of 256 bytes, longer than"),
     (["optim.warmup_epochs=30"], "optim.warmup_epochs (30) must be fewer than train.epochs (30)"),  # epochs 30
     (["optim.lr=1", "optim.weight_decay=1"], "lr x weight_decay = 1, and from 1 on adamw's decay alone"),  # the limit
@@ -1318,3 +1320,14 @@ def test_a_config_is_written_with_its_names_as_given():
     cfg = validate({**default_config(), "name": "runs é 中文 🙂"})
     written = to_yaml(cfg)
     assert "name: runs é 中文 🙂" in written and yaml.safe_load(written)["name"] == "runs é 中文 🙂"
+
+
+def test_a_default_name_from_a_long_folder_name_is_cut_to_fit_a_run_name():
+    """Review 56m: a 252-byte data folder name plus '-kd+ml' made a name no file system takes, refused as 'check the
+    path and its permissions' when the run started."""
+    from peerdistill.config.run_spec import RUN_NAME_MAX, default_run_name
+
+    name = default_run_name({"data": {"kind": "image_folder", "root": "/data/" + "é" * 126}})
+    assert name.endswith("-kd+ml") and len(name.encode()) <= RUN_NAME_MAX and name.startswith("é" * 100)
+    assert validate({**default_config(), "data": {"kind": "image_folder", "root": "/data/" + "é" * 126},
+                     "name": None}).name == name

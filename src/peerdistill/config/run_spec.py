@@ -17,6 +17,9 @@ from .sections import Section, check_seed, home_expanded, validating_saved
 from .training_spec import DetectSpec, LogSpec, OptimSpec, TrainSpec, unread_optim_problems
 
 NAME_MAX = 255  # bytes of one file or folder name (ext4, XFS, APFS, NTFS's 255 characters)
+# A run's name, at most: the folders --overwrite keeps beside it add up to 32 bytes to it
+# ('.replaced-NAME.PID.claimed', 'NAME.kept-YYYYmmdd-HHMMSS-n'), within NAME_MAX (review 56m).
+RUN_NAME_MAX = NAME_MAX - 32
 
 
 def _raw_value(section: Any, key: str, default: Any) -> Any:
@@ -39,12 +42,18 @@ def refuse_control_characters(key: str, value: str) -> None:
 
 def refuse_long_names(key: str, folders: Sequence[str]) -> None:
     """A folder's name past the 255 bytes file systems take: it passed --dry-run, then the run stopped
-    with 'File name too long' and the whole path, advised to check its permissions (review 55j)."""
-    long = next((f for f in folders if len(f.encode("utf-8", "surrogateescape")) > NAME_MAX), None)
+    with 'File name too long' and the whole path, advised to check its permissions (review 55j). A
+    run's name leaves room for the folders kept beside it (RUN_NAME_MAX)."""
+    limit = RUN_NAME_MAX if key == "name" else NAME_MAX
+    long = next((f for f in folders if len(f.encode("utf-8", "surrogateescape")) > limit), None)
     if long is not None:
         size = f"{len(long.encode('utf-8', 'surrogateescape')):,} bytes"
-        what = f"is {size}" if key == "name" else f"holds a folder name of {size}"
-        raise ValueError(f"{key} {what}, longer than the {NAME_MAX} bytes a file system takes for one: shorten it")
+        if key == "name":
+            raise ValueError(f"name is {size}, longer than the {RUN_NAME_MAX} bytes a run's name may take (the "
+                             f"folders --overwrite keeps beside the run add up to 32 to it, and a file system takes "
+                             f"{NAME_MAX} for one): shorten it")
+        raise ValueError(f"{key} holds a folder name of {size}, longer than the {NAME_MAX} bytes a file system takes "
+                         "for one: shorten it")
 
 
 def default_run_name(tree: dict[str, Any]) -> str:
@@ -61,7 +70,11 @@ def default_run_name(tree: dict[str, Any]) -> str:
         named = place.stem if kind in ("npz", "csv") else place.name
     if not named or named.startswith((".", "~")):  # no name, or a hidden folder or a home to expand: the kind
         named = kind if isinstance(kind, str) else "data"
-    return f"{named}-{preset if isinstance(preset, str) else 'kd+ml'}"
+    suffix = f"-{preset if isinstance(preset, str) else 'kd+ml'}"
+    # (a folder's name of 250 bytes made a name too long for the run's folder: cut to fit, review 56m)
+    room = RUN_NAME_MAX - len(suffix.encode("utf-8", "surrogateescape"))
+    named = named.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f"{named}{suffix}"
 
 
 def named_as_written(tree: dict[str, Any]) -> dict[str, Any]:
