@@ -38,10 +38,11 @@ def print_run_plan(plan, console, err_console, starts_from: set[str] = frozenset
              f"one batch of the whole training split ({plan.whole_split_batch:,} samples; train.batch_size "
              f"{plan.batch_size} is larger)")
     if plan.patches:  # (review 56i: said in run.json alone)
-        side, p = plan.patches["size"], plan.patches
-        batch += (f" of {side}x{side} patches ({p['per_image']} an image an epoch"
-                  + (f", {p['foreground']:.0%} centred on foreground" if p.get("foreground") else "")
-                  + f"; whole images scored by {side}x{side} windows, overlap {p['overlap']:g})")
+        patches = plan.patches
+        side = patches["size"]
+        batch += (f" of {side}x{side} patches ({patches.get('per_image', 16)} an image an epoch"
+                  + (f", {patches['foreground']:.0%} centred on foreground" if patches.get("foreground") else "")
+                  + f"; whole images scored by {side}x{side} windows, overlap {patches.get('overlap', 0.5):g})")
     _say(console, f"training: {plan.epochs} epoch(s) of {plan.steps_per_epoch:,} step(s), {batch}, on "
                   f"{plan.device}, {speed['precision']}{', channels_last' if speed['channels_last'] else ''}"
                   f"{', torch.compile' if speed['compile'] else ''}{packed}")

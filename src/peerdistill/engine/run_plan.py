@@ -104,5 +104,6 @@ def run_plan(trainer, data, said: list[str], verdict: str | None) -> RunPlan:
         batch_size=trainer.train_spec.batch_size, device=str(trainer.device), speed=trainer.speed.to_dict(),
         whole_split_batch=(len(data.train) if not trainer.patches and len(data.train) < trainer.train_spec.batch_size
                            else None),
-        bystanders=bystanders(trainer.cohort, trainer.graph), patches=trainer.patches, packed=[list(names) for names, _ in trainer.groups],
+        bystanders=bystanders(trainer.cohort, trainer.graph), patches=trainer.patches,
+        packed=[list(names) for names, _ in trainer.groups],
         not_packed=dict(trainer.run_info.get("fused_students_fallback") or {}), warnings=list(said))
