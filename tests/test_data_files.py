@@ -843,20 +843,3 @@ def test_eval_on_another_folder_of_the_same_name_is_not_taken_for_the_runs_own(t
     # the run's own folder, written from here: its exclusions kept
     assert main(["eval", str(tmp_path / "runs" / "t"), f"data.root={tmp_path / 'a' / 'dup'}", "--json"]) == 0
     assert "not carried" not in capsys.readouterr().err
-
-
-def test_a_run_inside_the_folder_its_data_is_read_from_is_refused_before_anything_is_written(tmp_path, monkeypatch,
-                                                                                         capsys):
-    """Review 56m: data.root=. run from the data folder wrote runs/ there; the next run and eval of this one read it
-    as a class 'runs'. A data.root holding images/ and masks/ beside the runs is fine."""
-    from peerdistill.cli import main
-
-    write_class_tree(tmp_path / "x", {"a": 6, "b": 6}, size=8)
-    monkeypatch.chdir(tmp_path / "x")
-    fast = ["teacher=null", "distill.preset=ml", "train.epochs=1", "data.grey=true",
-            "students=[{arch: cnn, args: {width: 4, depth: 1}}, {arch: cnn, args: {width: 4, depth: 1}}]"]
-    assert main(["train", "data.kind=image_folder", "data.root=.", *fast]) == 2
-    assert (f"error: the run would be written to 'runs/image_folder-ml', inside '{tmp_path / 'x'}', a folder the data "
-            "is read from") in " ".join(capsys.readouterr().err.split())
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["a", "b"]
-    assert main(["train", "data.kind=image_folder", "data.root=.", "out_dir=../runs", *fast, "--quiet"]) == 0

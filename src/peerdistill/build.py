@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .cohort import Cohort, Member, check_feature_layer, default_feature_layer, names_module
-from .config import ModelSpec, RunConfig, data_places, to_yaml
+from .config import ModelSpec, RunConfig, to_yaml
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
 from .data.digests import file_sha256
@@ -276,7 +276,6 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
     # refuses it, said once for every process (a refusal here, by one process, would be said twice).
     if not resume and not launched():
         RunDir.verdict(run_dir, overwrite)
-    _check_run_outside_data(run_dir, cfg.data)
     data, notes = _read_noting(cfg.data)
     check_trainable(cfg.data, data)
     if not resume:  # (a run resumed trains as it began: checks added since do not stop it)
@@ -299,20 +298,6 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         patches=patch_settings(cfg),
     )
     return trainer, data
-
-
-def _check_run_outside_data(run_dir: Path, spec) -> None:
-    """A run written inside the data folder it reads (data.root=. run from that folder) would be
-    read as data by the next run and by eval of this one: a class 'runs', files the fingerprint
-    counts (review 56m). Refused before anything is written."""
-    run = run_dir.resolve()
-    # (the folders images are listed from: not a CSV's folder, nor a data.root holding images/ and masks/)
-    for place in data_places(spec.model_dump()):
-        place = place.resolve()
-        if place.is_dir() and (run == place or place in run.parents):
-            raise ConfigError(f"the run would be written to '{run_dir}', inside '{place}', a folder the data is read "
-                              "from, where the next run, and eval of this one, would read its files as data (a class "
-                              f"or images): give an out_dir outside it (out_dir={place.parent / 'runs'})")
 
 
 def _read_noting(spec) -> tuple[DataSplits, list[str]]:
