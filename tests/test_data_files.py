@@ -15,7 +15,7 @@ from peerdistill.data import build_data
 from peerdistill.data.loaders import PatchBatches
 from peerdistill.data.splits import TensorData
 from peerdistill.engine.evaluate import logits_of
-from peerdistill.errors import DataError, PeerdistillWarning
+from peerdistill.errors import DataError, PeerdistillWarning, SplitError
 
 
 def write_class_tree(root, counts={"normal": 6, "pneumonia": 9}, size=10):
@@ -843,3 +843,26 @@ def test_eval_on_another_folder_of_the_same_name_is_not_taken_for_the_runs_own(t
     # the run's own folder, written from here: its exclusions kept
     assert main(["eval", str(tmp_path / "runs" / "t"), f"data.root={tmp_path / 'a' / 'dup'}", "--json"]) == 0
     assert "not carried" not in capsys.readouterr().err
+
+
+def test_runs_kept_beside_the_class_folders_are_no_class(tmp_path):
+    """Review 56m: data.root=. run from the data folder put runs/ beside the class folders; the next run and eval of
+    this one refused a class 'runs' without images. A folder holding runs (or a comparison) is no class, as the
+    data's fingerprint leaves it out; a class folder holding a stray subfolder stays a class."""
+    write_class_tree(tmp_path / "x", {"a": 6, "b": 6}, size=8)
+    (tmp_path / "x" / "runs" / "first").mkdir(parents=True)
+    (tmp_path / "x" / "runs" / "first" / "run.json").write_text("{}")
+    (tmp_path / "x" / "runs" / "x-compare").mkdir()
+    (tmp_path / "x" / "runs" / "x-compare" / "compare.csv").write_text("")
+    (tmp_path / "x" / "other-compare").mkdir()
+    (tmp_path / "x" / "other-compare" / "compare.csv").write_text("")
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x")))
+    assert data.class_names == ["a", "b"] and len(data.train) + len(data.val) + len(data.test) == 12
+    write_class_tree(tmp_path / "s" / "train", {"a": 6, "b": 6}, size=8)
+    write_class_tree(tmp_path / "s" / "test", {"a": 2, "b": 2}, size=8)
+    (tmp_path / "s" / "train" / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "s" / "train" / "runs" / "r" / "run.json").write_text("{}")
+    assert build_data(DataSpec(kind="image_folder", root=str(tmp_path / "s"))).class_names == ["a", "b"]
+    (tmp_path / "x" / "c" / "notes").mkdir(parents=True)  # no run in it: a class, refused as empty
+    with pytest.raises(SplitError, match=r"class\(es\) \['c'\] have no images"):
+        build_data(DataSpec(kind="image_folder", root=str(tmp_path / "x")))

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import DataSpec
 from ..errors import DataError, SplitError, warn_user
+from ..run_files import COMPARISON_TABLES, RUN_FILE
 from ..sample_names import SPLITS
 from ..wording import first_few
 from .exclusion import Exclusion, exclusion_of
@@ -65,7 +66,20 @@ def _class_folders(folder: Path, classes: bool = True) -> list[Path]:
         raise DataError(f"'{folder}' holds {len(gone)} symbolic link(s) to what does not exist "
                         f"({', '.join(repr(f'{d.name} -> {os.readlink(d)}') for d in gone[:3])}): a class folder "
                         "among them would be left out; mount or copy what they point to, or remove the links")
-    return [d for d in entries if d.is_dir()]
+    return [d for d in entries if d.is_dir() and not (classes and _holds_runs(d))]
+
+
+def _holds_runs(folder: Path) -> bool:
+    """Whether ``folder`` is, or holds at its first level, a run's or a comparison's folder: an
+    out_dir kept inside the data (runs/ beside the class folders, review 56m: read as a class
+    'runs' without images, the next run and eval were refused), which the data's fingerprint
+    leaves out too."""
+    marks = (RUN_FILE, COMPARISON_TABLES[0])
+    if any((folder / mark).is_file() for mark in marks):
+        return True
+    with os.scandir(folder) as entries:  # (no stat per file: a class folder may hold thousands of images)
+        subs = [entry.path for entry in entries if entry.is_dir() and not entry.name.startswith(".")]
+    return any(os.path.isfile(os.path.join(sub, mark)) for sub in subs for mark in marks)
 
 
 # A class folder by one of these names is a segmentation dataset's image folder (Kvasir-SEG:
