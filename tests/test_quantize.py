@@ -15,7 +15,7 @@ from peerdistill.config import validate
 from peerdistill.data import build_data
 from peerdistill.errors import ConfigError
 from peerdistill.export import ExportError, export_run
-from peerdistill.quantize import MIN_ROUNDS, SpeedRatio, evenly_spaced, speed_ratio
+from peerdistill.quantize import MIN_ROUNDS, TIMING_SECONDS, SpeedRatio, evenly_spaced, speed_ratio
 from peerdistill.runs import saved_data_spec
 from peerdistill.json_files import read_json
 
@@ -86,8 +86,36 @@ def test_the_int8_speed_is_the_ratio_of_median_times_of_alternating_runs(monkeyp
     monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
     monkeypatch.setattr("peerdistill.quantize.time.perf_counter", lambda: clock[0])
     speed = speed_ratio(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", np.zeros((1, 1, 8, 8), np.float32))
-    assert speed.ratio == pytest.approx(2.0) and speed.rounds == 5 == MIN_ROUNDS
+    assert speed.ratio == pytest.approx(2.0) and speed.rounds == 5
     assert runs == ["fp32.onnx", "int8.onnx"] * 6  # one warm-up each, then alternating
+
+
+@pytest.mark.parametrize("fp32, int8, rounds", [(1.0, 0.5, 2), (0.6, 0.6, 2), (0.4, 0.3, 3), (20.0, 40.0, 2)])
+def test_slow_graphs_are_timed_within_the_budget_for_two_rounds_at_least(monkeypatch, tmp_path, fp32, int8, rounds):
+    """A model taking 1 s an input was timed 5 rounds of both graphs (over 7 s with the warm-ups):
+    now rounds stop once TIMING_SECONDS have passed and MIN_ROUNDS (2) ran, both graphs timed
+    the same number of times, alternating; a 20 s model still gets its two rounds (a median of one
+    run is no ratio)."""
+    clock, runs = [0.0], []
+    seconds = {"fp32.onnx": fp32, "int8.onnx": int8}
+
+    class Session:
+        def __init__(self, path, providers):
+            self.name = Path(path).name
+
+        def run(self, outputs, feed):
+            runs.append(self.name)
+            clock[0] += seconds[self.name]
+
+    import onnxruntime
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    monkeypatch.setattr("peerdistill.quantize.time.perf_counter", lambda: clock[0])
+    speed = speed_ratio(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", np.zeros((1, 1, 8, 8), np.float32))
+    assert MIN_ROUNDS == 2 and TIMING_SECONDS == 2.0
+    # by hand: rounds of fp32 + int8 seconds each, from the end of the warm-ups, until 2 s have passed
+    assert speed.rounds == rounds and speed.ratio == pytest.approx(fp32 / int8)
+    assert runs == ["fp32.onnx", "int8.onnx"] * (1 + rounds)
+    assert clock[0] == pytest.approx((fp32 + int8) * (1 + rounds))  # (1 s an input: 6 s, not 12)
 
 
 @pytest.mark.parametrize("ratio, warned", [(0.69, True), (1.2, False)])
