@@ -13,7 +13,9 @@ import re
 import warnings
 
 import torch
+from torch.utils.data import ConcatDataset, Subset
 
+from ..config.data_spec import IMAGE_FILE_KINDS
 from ..data import DataSplits, TensorData
 from ..data.digests import seen_rows
 from ..data.near_copies import near_copies
@@ -28,6 +30,20 @@ from ..wording import first_few
 # warns: some is the usual price of whole batches (53 of 1,077 at batch 64), a quarter is not.
 LEFT_OUT_SHARE = 0.25
 DENSE_OVERLAP = 0.75  # window overlaps above it are warned of: 4x the windows of 0.5 and more (100x at 0.95)
+
+
+def _known_image_sizes(dataset) -> set[tuple[int, int]] | None:
+    """The image sizes [H, W] of a dataset known without reading its images: those of arrays
+    (``TensorData``, one size for all), also within a ``Subset`` or ``ConcatDataset`` of them;
+    None for any other dataset, whose images are known only by reading them."""
+    if isinstance(dataset, TensorData):
+        return {tuple(int(n) for n in dataset.x.shape[-2:])} if dataset.x.ndim >= 3 else None
+    if isinstance(dataset, Subset):
+        return _known_image_sizes(dataset.dataset) if len(dataset) else set()
+    if isinstance(dataset, ConcatDataset):
+        parts = [_known_image_sizes(part) for part in dataset.datasets if len(part)]
+        return None if any(p is None for p in parts) else set().union(*parts)
+    return None
 
 
 _SAID: dict = {}  # the training warnings given already, for the warnings filter's "default" action
@@ -117,18 +133,28 @@ class Preflight:
     def _warn_of_dense_windows(self, data: DataSplits) -> None:
         """A window overlap near 1 multiplies the windows every validation and test image is
         scored by (review 56i: 0.9 took a DRIVE image from 2.1 s to 67 s), unsaid before the first
-        validation pass."""
+        validation pass. Judged by the largest validation image where the sizes are known without
+        reading the images (arrays), else by the first image, and said so: reading every image of
+        a dataset to size it would cost what the warning is about."""
         if not self.window or self.window_overlap <= DENSE_OVERLAP or not len(data.val):
             return
-        size = tuple(data.val[0][0].shape[-2:])
+        known = _known_image_sizes(data.val)
+        sizes = known or {tuple(int(n) for n in data.val[0][0].shape[-2:])}
+        size = max(sizes, key=lambda s: windows_per_image(s, self.window, self.window_overlap))
         many, usual = (windows_per_image(size, self.window, o) for o in (self.window_overlap, 0.5))
         if many <= usual:  # (an image within one window is scored whole: review 56l)
             return
-        window = f"{self.window[0]}x{self.window[1]}"
-        warn_user(f"data.window_overlap {self.window_overlap:g}: a {size[0]}x{size[1]} image is scored by {many:,} "
-                  f"windows of {window}, {many / usual:.0f}x the {usual:,} of overlap 0.5, at every validation "
-                  "and test pass and in eval, predict and an export; 0.5 blends the windows' edges already",
-                  TrainingAdvice)
+        window, aside = f"{self.window[0]}x{self.window[1]}", ""
+        if known is None and len(data.val) > 1:  # (review 57d: the others may be larger, and cost more)
+            image = f"images of the first validation image's size, {size[0]}x{size[1]}, are each scored by"
+            aside = " (the other validation images are not read for this warning: larger ones take more windows)"
+        elif len(sizes) > 1:
+            image = f"the largest validation image, {size[0]}x{size[1]}, is scored by"
+        else:
+            image = f"a {size[0]}x{size[1]} image is scored by"
+        warn_user(f"data.window_overlap {self.window_overlap:g}: {image} {many:,} windows of {window}, "
+                  f"{many / usual:.0f}x the {usual:,} of overlap 0.5, at every validation and test pass and in eval, "
+                  f"predict and an export; 0.5 blends the windows' edges already{aside}", TrainingAdvice)
 
     def _warn_of_sp_within_parts(self) -> None:
         """Similarity-preserving KD compares a batch's samples with each other: cut into
@@ -150,16 +176,35 @@ class Preflight:
     def _warn_of_grey_and_colour_mixed(self, data: DataSplits) -> None:
         """A training split of grey and colour files (grey ones read as colour) often mixes
         sources, scanners or sites, which a model can tell apart by colour alone: said, with the
-        counts (predict and eval then take grey inputs as no news)."""
+        counts (predict and eval then take grey inputs as no news). Worded for what the images
+        are: files read by a config (data.grey reads them grey), or arrays, which are taken as
+        given (built in Python, or a config's npz file: data.grey does not apply to them)."""
         share = self._training_profile(data).get("grey_share")
-        if share == 1:  # (review 56j: a forgotten data.grey=true, recorded in run.json alone)
-            warn_user(f"every one of the {len(data.train)} training images is a grey file read as colour (its one "
+        n = len(data.train)
+        kind = (self.run_info.get("data_spec") or {}).get("kind")
+        if self.built_in_python:
+            what, fix = "arrays", "pass the arrays with one channel instead ([N, 1, H, W] or [N, H, W])"
+        elif kind is not None and kind not in IMAGE_FILE_KINDS:
+            what, fix = "arrays", "save the arrays with one channel instead ([N, 1, H, W] or [N, H, W])"
+        else:
+            what, fix = "files", None
+        if share == 1 and what == "arrays":  # (review 57d: data.grey=true is no key of a Python run's)
+            warn_user(f"every one of the {n} training images has three equal channels (a grey image repeated "
+                      f"three times): {fix}, the same information at a third of the input's size", TrainingAdvice)
+        elif share == 1:  # (review 56j: a forgotten data.grey=true, recorded in run.json alone)
+            warn_user(f"every one of the {n} training images is a grey file read as colour (its one "
                       "channel repeated three times): data.grey=true reads them with one channel, the same "
                       "information at a third of the input's size", TrainingAdvice)
         if share is None or not 0 < share < 1:
             return
-        grey = round(share * len(data.train))
-        warn_user(f"{grey} of the {len(data.train)} training images are grey files (read as colour, one channel "
+        grey = round(share * n)
+        if what == "arrays":
+            warn_user(f"{grey} of the {n} training images are grey (three equal channels) and the others colour: "
+                      "if they come from different sources (scanners, sites, cameras), a model can learn colour as "
+                      "a shortcut to them; check that each class has both kinds, or convert every image to grey "
+                      "(one channel)")
+            return
+        warn_user(f"{grey} of the {n} training images are grey files (read as colour, one channel "
                   f"repeated) and the others colour: if they come from different sources (scanners, sites, "
                   "cameras), a model can learn colour as a shortcut to them; check that each class has both kinds, "
                   "or read every image grey (data.grey=true)")
