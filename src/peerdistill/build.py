@@ -123,16 +123,23 @@ def _check_same_classes(checkpoint: str, name: str, data: DataSplits, task: str)
 OTHER_STATS = 0.25
 
 
-def _other_inputs(checkpoint: str, name: str, data: DataSplits, key: str) -> list[str]:
+def _other_inputs(checkpoint: str, name: str, data: DataSplits, key: str, saved: bool = False) -> list[str]:
     """A frozen model from another run learnt from inputs standardised by that run's statistics
     and of its size; fed this run's, it sees another scale (a digits teacher of mean 0 / std 1
     scored near chance beside one of the training split's statistics) or another size, and
     teaches what it cannot see. The warnings that say so, with the fix, since nothing else would
-    show it."""
+    show it. ``saved`` (a resume): a run's model file whose run record has gone since is said to
+    be checked no more, where it would otherwise pass in silence."""
     said: list[str] = []
     run = _run_of(checkpoint)
-    if run is None:
-        return said  # a bare weights file records neither
+    if run is None:  # a bare weights file records neither
+        path = Path(checkpoint)
+        if saved and path.parent.name == "models" and not (path.parent.parent / RUN_FILE).is_file():
+            # (review 57d: the run the file was taken from moved or was deleted since this run began)
+            said.append(f"{name} is frozen from '{path}', whose run ('{path.parent.parent}') has no {RUN_FILE} any "
+                        "more (moved or deleted): its input scale and size could not be checked against this run's "
+                        "again; its weights are used as before")
+        return said
     meta = read_json(run[0] / RUN_FILE)
     before, now = meta.get("data_stats"), data.stats
     if before and now and len(before["mean"]) == len(now["mean"]):
@@ -173,7 +180,7 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
         if spec.checkpoint and spec.frozen:  # (once its weights are found and loaded)
             # (kept with the cohort for run.json, which a resumed run writes anew: review 56b)
-            for warning in _other_inputs(spec.checkpoint, name, data, key):
+            for warning in _other_inputs(spec.checkpoint, name, data, key, saved):
                 warn_user(warning)
                 warned.append(warning)
         if spec.feature_layer and not saved:
