@@ -18,7 +18,8 @@ from .data.fingerprint import data_fingerprint
 from .data.splits import per_channel
 from .data.sources import check_new_run_data, check_trainable
 from .engine import Trainer, load_weights, seed_everything
-from .engine.artifacts import RUN_FILE, RunDir
+from .engine.artifacts import RUN_FILE, RunDir, non_finite_keys
+from .engine.state_files import read_state
 from .errors import CheckpointError, ConfigError, DataNote, reemit, warn_user
 from .graph import Edge, KnowledgeGraph
 from .json_files import read_json
@@ -32,10 +33,11 @@ from .tasks.classification import balanced_class_weights
 
 
 def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
-                        saved: bool = False, key: str = ""):
+                        saved: bool = False, key: str = "", notes: list[str] | None = None):
     """The model of one config entry (at ``key``, ``students.0``); wrapped with self-distillation
     heads when it has any. ``saved``: the entry of a run that trained so (resumed), whose head
-    layers are not judged again."""
+    layers are not judged again. ``notes``: where a headed model's checkpoint leaves heads to
+    start afresh, that is said (warned, or for a resumed run only kept) and added to it."""
     module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'",
                          args_key=f"{key}.args" if key else "")
     if spec.checkpoint:
@@ -53,7 +55,61 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
                      else "deep_layer (unset: the model's last feature block)")
         module = HeadedModel(module, spec.heads, deep, num_classes, torch.zeros(2, *input_shape), owner=f"model '{name}'",
                              check_depth=not saved, deep_from=deep_from)
+        if spec.checkpoint:
+            note = _start_heads(module, spec.checkpoint, name, load=not saved)
+            if note and not saved:  # (a resumed run's heads come from its own checkpoint: only kept for run.json)
+                warn_user(note)
+            if note and notes is not None:
+                notes.append(note)
     return module
+
+
+def _start_heads(module: HeadedModel, checkpoint: str, name: str, load: bool = True) -> str | None:
+    """A headed model fine-tuned from ``checkpoint``: each head takes the weights of the head on
+    the same layer that the checkpoint's run trained beside the network, where they fit; what
+    starts afresh is said in the note returned (None when every head was loaded). ``load``:
+    False for a resumed run, whose own checkpoint holds its heads (the note only)."""
+    file = checkpoint_file(checkpoint, name)
+    run = _run_of(str(file))
+    loaded: list[str] = []
+    if run is None:
+        why = (f"its checkpoint '{checkpoint}' is a weights file of the network alone; to carry on the heads of a "
+               "self-distillation run, give that run's directory as the checkpoint")
+    else:
+        folder, label = run
+        trained = file.stem  # the run's model whose file it is
+        entry = next((e for e in read_json(folder / RUN_FILE).get("members", []) if e.get("name") == trained), {})
+        layers = list(entry.get("heads") or [])
+        heads_file = RunDir(folder).heads_path(trained)
+        if not layers:
+            why = f"its checkpoint, {label}, trained '{trained}' without self-distillation heads"
+        elif not heads_file.is_file():
+            why = f"its checkpoint, {label}, has no file {heads_file} of the heads it trained '{trained}' with"
+        else:
+            state = read_state(heads_file, f"{name}'s heads", set(module.heads.state_dict()))
+            unfit = []
+            for layer, head in zip(module.head_layers, module.heads):
+                if layer not in layers:
+                    continue
+                own = head.state_dict()
+                theirs = {k: state.get(f"{layers.index(layer)}.{k}") for k in own}
+                if not all(v is not None and v.shape == own[k].shape for k, v in theirs.items()):
+                    unfit.append(layer)
+                    continue
+                bad = non_finite_keys(theirs)
+                if bad:
+                    raise CheckpointError(f"'{heads_file}', the heads of {name}'s checkpoint, holds NaN or infinite "
+                                          f"values in {bad[:5]}: it is corrupt; give a checkpoint of a finished run")
+                if load:
+                    head.load_state_dict(theirs)
+                loaded.append(layer)
+            why = f"its checkpoint, {label}, trained heads at {layers}" + (
+                f", and those at {unfit} do not fit them (another deep_layer's width, or number of classes)"
+                if unfit else "") + (f" (those at {loaded} carry on from that run's)" if loaded else "")
+    fresh = [layer for layer in module.head_layers if layer not in loaded]
+    if not fresh:
+        return None
+    return f"model '{name}': its self-distillation heads at {fresh} start from fresh weights: {why}"
 
 
 def checkpoint_file(checkpoint: str, name: str) -> Path:
@@ -177,7 +233,8 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
             _check_same_classes(spec.checkpoint, name, data, cfg.task)
         key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
             f"students.{i - len(teachers)}"
-        module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key)
+        module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key,
+                                     notes=warned)
         if spec.checkpoint and spec.frozen:  # (once its weights are found and loaded)
             # (kept with the cohort for run.json, which a resumed run writes anew: review 56b)
             for warning in _other_inputs(spec.checkpoint, name, data, key, saved):

@@ -66,11 +66,12 @@ class ModelSpec(Section):
             raise ValueError("a frozen model's self-distillation heads would never learn: drop 'heads', "
                              "or set frozen: false")
         refuse_out_of_bounds(info, self, (), ("weight",))  # (a teacher's mu: 1e300 made the mixture inf)
-        if self.deep_layer and not self.heads and not validating_saved(info):
-            raise ValueError("deep_layer is the layer self-distillation heads learn from: set heads too, or remove it")
+        # (a deep_layer without heads is judged with the whole config, RunConfig: with preset self
+        # and no heads, one message says both what to set and what to remove)
         return self
 
 
+SELF_KEYS = ("self_alpha", "self_lambda", "self_temperature")  # the distill keys of the heads' terms
 UNLAYERED_KINDS = ("kl", "dkd", "holistic")  # compare the models' outputs only
 SOFTENED_KINDS = ("kl", "dkd", "cwd")  # the kinds that read an edge's temperature
 
@@ -143,7 +144,7 @@ def unread_distill_keys(d: "DistillSpec", teachers: int, heads: bool) -> dict[st
     if d.kd_loss != "dkd":
         where.setdefault("dkd_nckd_weight", "with distill.kd_loss: dkd")
     if not heads or d.preset == "custom":
-        where.update(dict.fromkeys(("self_alpha", "self_lambda", "self_temperature"),
+        where.update(dict.fromkeys(SELF_KEYS,
                                    "by the edges a preset gives models with self-distillation heads "
                                    "(students.N.heads; custom builds only distill.edges)"))
     if "holistic" not in kinds:
@@ -157,10 +158,12 @@ def unread_distill_keys(d: "DistillSpec", teachers: int, heads: bool) -> dict[st
     return {key: text for key, text in where.items() if getattr(d, key) != defaults[key]}
 
 
-def unread_distill_problems(d: "DistillSpec", teachers: int, heads: bool) -> list[str]:
+def unread_distill_problems(d: "DistillSpec", teachers: int, heads: bool, said: tuple[str, ...] = ()) -> list[str]:
+    """``said``: keys another problem names already (the heads' keys, where preset self has no heads)."""
     defaults = DistillSpec.model_fields
     return [f"distill.{key} is read only {text}, so here it would change nothing: remove it (its default is "
-            f"{defaults[key].default!r})" for key, text in unread_distill_keys(d, teachers, heads).items()]
+            f"{defaults[key].default!r})" for key, text in unread_distill_keys(d, teachers, heads).items()
+            if key not in said]
 
 
 class DistillSpec(Section):

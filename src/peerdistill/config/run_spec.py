@@ -9,7 +9,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from .cohort_spec import DistillSpec, ModelSpec, model_name_problems, unread_distill_problems
+from .cohort_spec import (SELF_KEYS, DistillSpec, ModelSpec, model_name_problems, unread_distill_keys,
+                          unread_distill_problems)
 from .data_spec import DataSpec
 from .messages import refuse
 from .presets import PEER_PRESETS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS
@@ -222,22 +223,56 @@ class RunConfig(Section):
             problems.append(f"distill.{dense[0]} adds terms from the teacher to each student, which preset '{preset}' "
                             "does not distil: use a preset with a teacher (kd, kd+ml, styles, multi-teacher), or "
                             "remove it")
+        headless = preset == "self" and not any(s.heads for s in self.students)
+        stray_deep = [key for key, m in self._keyed_members() if m.deep_layer and not m.heads]
+        unread_self: list[str] = []
+        if headless and ignored_before:
+            unread = unread_distill_keys(self.distill, len(self.all_teachers()), self.has_heads())
+            unread_self = [f"distill.{k}" for k in SELF_KEYS if k in unread]
+        if ignored_before and not headless:
+            problems += [f"{key}.deep_layer is the layer self-distillation heads learn from, and {key} has no heads: "
+                         f"set {key}.heads too, or remove {key}.deep_layer" for key in stray_deep]
         if ignored_before:
-            problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads())
+            problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads(),
+                                                said=SELF_KEYS if headless else ())
             problems += unread_optim_problems(self.optim)
         if preset in PEER_PRESETS and len(self.students) == 1:
             problems.append(f"preset '{preset}' needs at least two students for mutual learning")
         elif self.distill.ensemble_weight > 0 and len(self.students) == 1:
             problems.append("distill.ensemble_weight distils the students' ensemble into each student, and this run "
                             "has one student: add students, or remove distill.ensemble_weight")
-        if preset == "self" and not any(s.heads for s in self.students):
-            problems.append("preset 'self' needs heads: set students.N.heads to module paths, e.g. [features.2]")
+        if headless:
+            problems.append(self._self_without_heads(stray_deep if ignored_before else [], unread_self))
         for edge in self.distill.edges or []:
             if edge.kind in ("hint", "at", "sp", "pair") and (not edge.source_layer or not edge.target_layer):
                 problems.append(f"edge {edge.source} -> {edge.target} of kind '{edge.kind}' needs source_layer and "
                                 "target_layer")
         refuse(problems)
         return self
+
+    def _keyed_members(self) -> list[tuple[str, ModelSpec]]:
+        """Each model's spec with its config key (teacher, teachers.N, students.N)."""
+        keyed = [("teacher", self.teacher)] if self.teacher is not None else []
+        keyed += [(f"teachers.{i}", t) for i, t in enumerate(self.teachers)]
+        return keyed + [(f"students.{i}", s) for i, s in enumerate(self.students)]
+
+    def _self_without_heads(self, stray_deep: list[str], unread_self: list[str]) -> str:
+        """Preset self with no student heads, in one message: both ways out, each whole (the keys
+        that stay unread without heads named with the second, not refused one by one after)."""
+        emptied = [key for key, m in self._keyed_members() if key.startswith("students.")
+                   and "heads" in m.model_fields_set and not m.heads]
+        said = f" ({', '.join(emptied)}.heads {'is' if len(emptied) == 1 else 'are'} empty)" if emptied else ""
+        key = emptied[0] if emptied else "students.0"
+        deep = self._student(key).deep_layer if self.students else None
+        where = f" on layers that run before its deep_layer '{deep}'" if deep else ""
+        leftover = [f"{k}.deep_layer" for k in stray_deep] + unread_self
+        remove = f", and remove {', '.join(leftover)}, which only heads read" if leftover else ""
+        return (f"preset 'self' needs heads on a student{said}: set students.N.heads to module paths, e.g. "
+                f"{key}.heads=[features.2]{where}; or, to train without heads, set distill.preset to another preset "
+                f"(independent: each model learns from the labels alone){remove}")
+
+    def _student(self, key: str) -> ModelSpec:
+        return self.students[int(key.split(".")[1])]
 
     def _custom_edge_for(self, key: str) -> str:
         """How to write the term a distill weight adds as custom edges (graph.py builds them so)."""

@@ -39,6 +39,48 @@ def channels(shape: tuple[int, ...], where: str) -> int:
     return shape[-1] if len(shape) == 2 else shape[0]
 
 
+def same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two recorded outputs are one tensor: the same object, or a view of the same
+    memory of the same shape and layout (an output returned through ``.view`` or ``.squeeze``)."""
+    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+                      and a.dtype == b.dtype and a.device == b.device)
+
+
+def last_feature_layer(base: nn.Module, deep_layer: str, sample_input: torch.Tensor) -> str | None:
+    """The network's own ``feature_layer`` where it names one (zoo models), else the last module
+    with weights to finish its forward before ``deep_layer`` begins (the block that feeds the
+    classifier, pooling and flattening passed over); None if there is none."""
+    own = getattr(base, "feature_layer", None)
+    paths = dict(base.named_modules())
+    if isinstance(own, str) and own and own != deep_layer and own in paths:
+        return own
+    finished: list[str] = []  # the modules with weights that ended before deep_layer began, in that order
+    started: list[bool] = []
+
+    def begin(*_):
+        started.append(True)
+
+    def end(path):
+        def hook(*_):
+            if not started:
+                finished.append(path)
+        return hook
+
+    handles = [paths[deep_layer].register_forward_pre_hook(begin)]
+    for path, module in paths.items():
+        if path and path != deep_layer and any(True for _ in module.parameters()):
+            handles.append(module.register_forward_hook(end(path)))
+    try:
+        with torch.no_grad():
+            base(sample_input)
+    except (RuntimeError, ValueError):
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return finished[-1] if finished else None
+
+
 class AuxHead(nn.Module):
     def __init__(self, in_channels: int, feature_dim: int, num_classes: int, spatial: bool):
         super().__init__()
@@ -64,14 +106,17 @@ class HeadedModel(nn.Module):
     def __init__(self, base: nn.Module, head_layers: list[str], deep_layer: str, num_classes: int,
                  sample_input: torch.Tensor, owner: str = "model", check_depth: bool = True,
                  deep_from: str = "deep_layer"):
-        """``check_depth``: refuse a head whose layer runs after ``deep_layer`` (off for a saved
-        run's model, which trained so); ``deep_from``: where the deep layer came from, for that message."""
+        """``check_depth``: refuse a head whose layer runs after ``deep_layer`` or gives its very
+        output, and a ``deep_layer`` that gives the network's output (off for a saved run's model,
+        which trained so); ``deep_from``: where the deep layer came from, for those messages."""
         super().__init__()
         if not head_layers:
             raise ConfigError(f"{owner}: self-distillation needs at least one head layer")
         deep = find_module(base, deep_layer, owner)
         if deep_layer in head_layers:
-            raise ConfigError(f"{owner}: head layer '{deep_layer}' is the deepest layer itself")
+            raise ConfigError(f"{owner}: head layer '{deep_layer}' is the deepest layer itself, {deep_from} "
+                              f"'{deep_layer}', whose features every head learns from: a head there would learn "
+                              "them from themselves; put heads on earlier layers")
         same = [p for p in head_layers if find_module(base, p, owner) is deep]
         if same:  # one module object under two paths: one hook cannot tell them apart
             raise ConfigError(f"{owner}: head layer '{same[0]}' and deep layer '{deep_layer}' are one module object "
@@ -88,10 +133,12 @@ class HeadedModel(nn.Module):
         with self._recording() as recorder:
             try:
                 with torch.no_grad():
-                    base(sample_input)
+                    output = base(sample_input)
             except (RuntimeError, ValueError) as exc:
                 raise ConfigError(f"{owner} failed on an input of shape {tuple(sample_input.shape[1:])}: "
                                   f"{str(exc).splitlines()[0]}") from None
+            if check_depth:  # (before take(): a layer changed in place is the tensor of the layer that changed it)
+                self._refuse_deep_output(base, recorder.features, output, deep_from, sample_input)
             recorded = recorder.take(complete=True)
         base.train(was_training)
         shapes = {path: tuple(f.shape[1:]) for path, f in recorded.items()}
@@ -109,6 +156,37 @@ class HeadedModel(nn.Module):
                     spatial=len(shapes[p]) == 3)
             for p in head_layers
         )
+
+    def _refuse_deep_output(self, base: nn.Module, recorded: dict[str, torch.Tensor], output,
+                            deep_from: str, sample_input: torch.Tensor) -> None:
+        """Refuse what a probe forward shows that layer names cannot: a ``deep_layer`` whose output
+        is the network's own (its classifier: the heads' hint would be the class scores, and no
+        feature layer), and a head layer whose output is the very tensor of the deep layer (the
+        last module of the deep block, or a layer the deep block's last module changes in place),
+        whose head would learn the deep features from themselves."""
+        deep_layer, owner = self.deep_layer, self.owner
+        deep = recorded.get(deep_layer)
+        if deep is None:
+            return  # (take(complete=True) names the layer that gave nothing)
+        from ..cohort import as_logits  # (cohort builds on this module)
+
+        try:
+            logits = as_logits(output, owner)
+        except ConfigError:
+            logits = None  # (said where the network's outputs are read)
+        if logits is not None and same_tensor(deep, logits):
+            other = last_feature_layer(base, deep_layer, sample_input)
+            instead = (f"set deep_layer to the feature layer before it, '{other}'" if other
+                       else "set deep_layer to the module path of the network's last feature block")
+            raise ConfigError(f"{owner}: {deep_from} '{deep_layer}' gives the network's own output (its classifier's "
+                              "scores), where deep_layer is the last feature layer before the classifier, whose "
+                              f"features the heads are matched to: {instead}")
+        same = [p for p in self.head_layers if p in recorded and same_tensor(recorded[p], deep)]
+        if same:
+            raise ConfigError(f"{owner}: head layer '{same[0]}' gives the very output of {deep_from} '{deep_layer}' "
+                              "(one tensor: the deep block's last layer, or one it changes in place), whose features "
+                              "every head learns from, so its head would learn them from themselves: put the head on "
+                              f"an earlier layer, one that runs before '{deep_layer}' ends")
 
     @contextlib.contextmanager
     def _recording(self) -> Iterator[FeatureRecorder]:
