@@ -70,7 +70,7 @@ def _start_heads(module: HeadedModel, checkpoint: str, name: str, load: bool = T
     starts afresh is said in the note returned (None when every head was loaded). ``load``:
     False for a resumed run, whose own checkpoint holds its heads (the note only)."""
     file = checkpoint_file(checkpoint, name)
-    run = _run_of(str(file))
+    run = _run_of(checkpoint)
     loaded: list[str] = []
     if run is None:
         why = (f"its checkpoint '{checkpoint}' is a weights file of the network alone; to carry on the heads of a "
