@@ -172,6 +172,13 @@ def test_fine_tuning_a_headed_student_carries_on_its_heads(tmp_path, capsys):
     assert notes == [note]
     assert torch.equal(module.heads[1].bottleneck[0].weight, saved["1.bottleneck.0.weight"])
     assert not torch.equal(module.heads[0].bottleneck[0].weight, saved["1.bottleneck.0.weight"])
+    # a shallower deep_layer: the heads' features are narrower than the run's, so they start afresh, said why
+    tree = config(tmp_path, "n", checkpoint=str(first), heads=["features.2"], deep_layer="features.6")
+    notes = []
+    build_member_module(validate(tree).students[0], "student1", (1, 8, 8), 10, notes=notes)
+    assert notes == [f"model 'student1': its self-distillation heads at ['features.2'] start from fresh weights: its "
+                     f"checkpoint, run '{first}', trained heads at ['features.2', 'features.6'], and those at "
+                     "['features.2'] do not fit them (another deep_layer's width, or number of classes)"]
 
 
 def test_a_headed_student_from_weights_alone_says_its_heads_start_afresh(tmp_path, capsys):

@@ -79,7 +79,7 @@ def _start_heads(module: HeadedModel, checkpoint: str, name: str, load: bool = T
         folder, label = run
         trained = file.stem  # the run's model whose file it is
         entry = next((e for e in read_json(folder / RUN_FILE).get("members", []) if e.get("name") == trained), {})
-        layers = list(entry.get("heads") or [])
+        layers = list(entry.get("heads") or (entry.get("spec") or {}).get("heads") or [])
         heads_file = RunDir(folder).heads_path(trained)
         if not layers:
             why = f"its checkpoint, {label}, trained '{trained}' without self-distillation heads"

@@ -42,8 +42,13 @@ def channels(shape: tuple[int, ...], where: str) -> int:
 def same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether two recorded outputs are one tensor: the same object, or a view of the same
     memory of the same shape and layout (an output returned through ``.view`` or ``.squeeze``)."""
-    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
-                      and a.dtype == b.dtype and a.device == b.device)
+    if a is b:
+        return True
+    try:
+        return (a.data_ptr() == b.data_ptr() != 0 and a.shape == b.shape and a.stride() == b.stride()
+                and a.dtype == b.dtype and a.device == b.device)
+    except (RuntimeError, NotImplementedError):  # (a tensor without plain storage: its object alone tells)
+        return False
 
 
 def last_feature_layer(base: nn.Module, deep_layer: str, sample_input: torch.Tensor) -> str | None:
