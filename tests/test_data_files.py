@@ -355,6 +355,24 @@ def test_training_images_with_nan_pixels_or_dangling_links_are_refused_by_name(t
         build_data(spec)
 
 
+def test_training_images_that_are_links_in_a_loop_are_refused_as_loops_not_as_missing(tmp_path):
+    import os
+
+    write_class_tree(tmp_path / "img", {"x": 4, "y": 4})
+    spec = DataSpec(kind="image_folder", root=str(tmp_path / "img"), grey=True)
+    os.symlink("self.png", tmp_path / "img" / "x" / "self.png")
+    with pytest.raises(DataError) as caught:
+        build_data(spec)
+    assert str(caught.value) == (f"1 symbolic link(s) are in a loop, leading back to themselves and to no file ('"
+                                 f"{tmp_path / 'img' / 'x' / 'self.png'}' -> 'self.png'): point them at the images, "
+                                 "or remove them")
+    os.symlink(tmp_path / "elsewhere.png", tmp_path / "img" / "x" / "gone.png")  # both kinds: each said as itself
+    with pytest.raises(DataError, match=r"^1 symbolic link\(s\) point to files that do not exist \('.*gone.png' -> "
+                                        r"'.*elsewhere.png'\): mount or copy what they point to, or remove the links; "
+                                        r"and 1 symbolic link\(s\) are in a loop, leading back to themselves and to "
+                                        r"no file \('.*self.png' -> 'self.png'\)"):
+        build_data(spec)
+
 def test_segmentation_images_of_several_sizes_are_named_one_file_per_size(tmp_path):
     write_drive_like(tmp_path)
     Image.fromarray(np.zeros((14, 10, 3), np.uint8)).save(tmp_path / "images" / "23_training.tif")

@@ -176,13 +176,81 @@ def test_links_to_files_that_are_not_there_are_named_not_left_out(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "real.png")
     os.symlink(tmp_path / "gone" / "x.png", tmp_path / "link.png")
     os.symlink(tmp_path / "gone" / "notes.txt", tmp_path / "notes.txt")  # (not an image: no matter)
-    with pytest.raises(DataError, match=f"1 symbolic link\\(s\\) point to files that do not exist \\('"
-                                        f"{tmp_path / 'link.png'}' -> '{tmp_path / 'gone' / 'x.png'}'\\): mount or "
-                                        "copy what they point to, or remove the links"):
+    said = (f"input '{tmp_path / 'link.png'}' is a symbolic link to '{tmp_path / 'gone' / 'x.png'}', which does not "
+            "exist: mount or copy what it points to, or remove the link")
+    with pytest.raises(DataError) as caught:  # named among the inputs that cannot be read, with the way past them
         read_inputs([str(tmp_path)], 1, (8, 8))
-    with pytest.raises(DataError, match=f"input '{tmp_path / 'link.png'}' is a symbolic link to "
-                                        f"'{tmp_path / 'gone' / 'x.png'}', which does not exist"):
+    assert str(caught.value) == (f"{said}\nskip_unreadable=True predicts the other 1 and lists these in a CSV beside "
+                                 "the predictions")
+    with pytest.raises(DataError) as caught:
         read_inputs([str(tmp_path / "link.png")], 1, (8, 8))
+    assert str(caught.value) == said
     (tmp_path / "link.png").unlink()  # a stale link without a suffix (to a folder, say) is no image (review 51k)
     os.symlink(tmp_path / "gone", tmp_path / "latest")
     assert read_inputs([str(tmp_path)], 1, (8, 8)).names == [str(tmp_path / "real.png")]
+
+
+def _links_that_lead_nowhere(folder):
+    """good.png, and beside it a link to what does not exist, one to itself and two to each other."""
+    import os
+
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 40, np.uint8)).save(folder / "good.png")
+    os.symlink(folder / "unmounted" / "x.png", folder / "broken.png")
+    os.symlink("self.png", folder / "self.png")
+    os.symlink("b.png", folder / "a.png")
+    os.symlink("a.png", folder / "b.png")
+    return folder
+
+
+def test_skip_unreadable_leaves_out_broken_and_looping_links_and_names_each(tmp_path):
+    # a broken link, or a link to itself or round a cycle, stopped predict even with skip_unreadable
+    folder = _links_that_lead_nowhere(tmp_path / "in")
+    read, _ = _said([str(folder)], 1, (8, 8), skip_unreadable=True)
+    assert read.names == [str(folder / "good.png")]
+    why = dict(read.unreadable)
+    assert list(why) == [str(folder / n) for n in ("a.png", "b.png", "broken.png", "self.png")]
+    assert why[str(folder / "broken.png")] == (f"input '{folder / 'broken.png'}' is a symbolic link to "
+                                               f"'{folder / 'unmounted' / 'x.png'}', which does not exist: mount or "
+                                               "copy what it points to, or remove the link")
+    assert why[str(folder / "self.png")] == (f"input '{folder / 'self.png'}' is a symbolic link in a loop: it points "
+                                             "to 'self.png', which leads back to it (at once or through other links), "
+                                             "so it reaches no file: point it at the image, or remove it")
+    assert why[str(folder / "a.png")].startswith(f"input '{folder / 'a.png'}' is a symbolic link in a loop: it points "
+                                                 "to 'b.png'")
+    # named directly, beside an image that can be read, they are left out alike
+    read, _ = _said([str(folder / "good.png"), str(folder / "self.png"), str(folder / "broken.png")], 1, (8, 8),
+                    skip_unreadable=True)
+    assert read.names == [str(folder / "good.png")]
+    assert [name for name, _ in read.unreadable] == [str(folder / "self.png"), str(folder / "broken.png")]
+
+
+def test_without_skip_unreadable_a_looping_link_is_named_as_a_loop_not_as_missing(tmp_path):
+    import pytest
+
+    from peerdistill.errors import DataError
+
+    folder = _links_that_lead_nowhere(tmp_path / "in")
+    with pytest.raises(DataError) as caught:
+        read_inputs([str(folder / "good.png"), str(folder / "self.png")], 1, (8, 8))
+    assert str(caught.value) == (f"input '{folder / 'self.png'}' is a symbolic link in a loop: it points to "
+                                 "'self.png', which leads back to it (at once or through other links), so it reaches "
+                                 "no file: point it at the image, or remove it\nskip_unreadable=True predicts the "
+                                 "other 1 and lists these in a CSV beside the predictions")
+    with pytest.raises(DataError) as caught:  # a folder of them: every one named, each as what it is
+        read_inputs([str(folder)], 1, (8, 8))
+    lines = str(caught.value).split("\n")
+    assert lines[0] == "4 of 5 inputs cannot be read:"
+    assert ["in a loop" in line for line in lines[1:5]] == [True, True, False, True]
+    assert "does not exist" in lines[3] and not any("does not exist" in line for line in lines[1:3] + lines[4:5])
+
+
+def test_a_dead_link_in_a_subfolder_does_not_stop_predict(tmp_path):
+    # the subfolder is not read: its images are only counted for a warning
+    folder = tmp_path / "in"
+    _links_that_lead_nowhere(folder / "sub")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "top.png")
+    read, said = _said([str(folder)], 1, (8, 8))
+    assert read.names == [str(folder / "top.png")] and read.unreadable == ()
+    assert said == [f"subfolder(s) of '{folder}' hold images that are not read (sub): predict reads the images "
+                    "directly in a folder; give the subfolders as inputs too"]

@@ -11,8 +11,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .data.each_file import failures_error
-from .data.image_io import (LOOKED_FOR, image_files, image_id, read_image, resized_planes, size_and_colour,
-                            subfolders_with_images)
+from .data.image_io import (LOOKED_FOR, dead_link_problem, image_files, image_id, read_image, resized_planes,
+                            size_and_colour, subfolders_with_images)
 from .data.image_profile import GREY_TOLERANCE
 from .data.sources import NPZ_READ_ERRORS, check_npz
 from .data.splits import to_nchw
@@ -56,11 +56,21 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             continue
         if path.is_dir():
             seen.add(_place(path))
-            files = image_files(path)
-            if not files:
+            dead: list[Path] = []
+            files = image_files(path, dead_links=dead)
+            # links named as images that lead to no file: inputs that cannot be read, named with the others
+            # (or left out with skip_unreadable), not a stop of their own
+            for link in dead:
+                seen.add(_place(link))
+                unreadable.append((str(link), DataError(f"input {dead_link_problem(link)}")))
+            if not files and not dead:
                 raise DataError(f"'{path}' holds no images ({LOOKED_FOR}) directly inside: "
                                 "predict reads the images in a folder, not in its subfolders (give those)")
             _warn_of_images_in_subfolders(path)
+        elif path.is_symlink() and not path.exists():  # a link to what does not exist, or in a loop
+            seen.add(_place(path))
+            unreadable.append((str(path), DataError(f"input {dead_link_problem(path)}")))
+            continue
         elif path.suffix.lower() == ".npz":  # (any case, as image suffixes)
             seen.add(_place(path))
             try:
@@ -70,8 +80,6 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
             continue
         elif path.is_file():
             files = [path]
-        elif path.is_symlink():
-            raise DataError(f"input '{path}' is a symbolic link to '{os.readlink(path)}', which does not exist")
         else:
             raise DataError(f"input '{path}' does not exist")
         for f in files:

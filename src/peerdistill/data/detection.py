@@ -30,8 +30,8 @@ from ..errors import DataError, DataNote, SplitError, TrainingAdvice, warn_user
 from ..sample_names import SPLITS
 from ..wording import first_few
 from .image_files import _portable
-from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, image_files, image_id,
-                       image_size, note_original_shape, read_images, read_mask_values,
+from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, entry_is, image_files,
+                       image_id, image_size, note_original_shape, read_images, read_mask_values,
                        refuse_images_in_subfolders)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
@@ -575,7 +575,7 @@ def _listed_files(images: dict, images_dir: Path, source: str, info: dict, also_
     beside = {os.path.dirname(loc) for i, loc in located.items() if inside[i]}  # not a whole tree
     unlisted = sorted(os.path.relpath(entry.path, base) for folder in beside for entry in os.scandir(folder)
                       if not entry.name.startswith(".") and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
-                      and entry.is_file() and unicodedata.normalize("NFC", entry.path) not in listed)
+                      and entry_is(entry, "file") and unicodedata.normalize("NFC", entry.path) not in listed)
     if unlisted:
         info["skipped_without_entry"] = len(unlisted)
         warn_user(f"{len(unlisted)} image files in '{images_dir}' are not listed in {source}'s 'images' "

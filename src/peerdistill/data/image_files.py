@@ -17,7 +17,7 @@ from ..run_files import COMPARISON_TABLES, RUN_FILE
 from ..sample_names import SPLITS
 from ..wording import first_few
 from .exclusion import Exclusion, exclusion_of
-from .image_io import IMAGE_SUFFIXES, check_root_folder, image_files, read_images
+from .image_io import IMAGE_SUFFIXES, check_root_folder, entry_is, image_files, read_images
 from .splits import (DataSplits, check_groups_in_one_split, consecutive_parts, cut_marks, group_cut, group_fold_mark,
                      group_ids, group_val_cut, is_kept_whole, refuse_folds, share_count, stratified_cut,
                      stratified_group_cut, switched_on)
@@ -78,7 +78,7 @@ def _holds_runs(folder: Path) -> bool:
     if any((folder / mark).is_file() for mark in marks):
         return True
     with os.scandir(folder) as entries:  # (no stat per file: a class folder may hold thousands of images)
-        subs = [entry.path for entry in entries if entry.is_dir() and not entry.name.startswith(".")]
+        subs = [entry.path for entry in entries if not entry.name.startswith(".") and entry_is(entry, "dir")]
     return any(os.path.isfile(os.path.join(sub, mark)) for sub in subs for mark in marks)
 
 

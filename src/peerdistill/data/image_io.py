@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import math
 import os
 import re
@@ -57,15 +58,20 @@ def image_id(path: Path) -> str:
     return path.name if path.suffix[1:].isdigit() else path.stem
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, dead_links: list[Path] | None = None) -> list[Path]:
     """The image files directly in ``folder``, sorted: by suffix, and DICOM images named as
     exports name them by content (``is_dicom``); hidden files left out (macOS writes ``._name.png`` beside every file it
-    copies to some disks)."""
+    copies to some disks). Links named as images that lead nowhere (to what does not exist, or round in
+    a loop) are refused, or, given ``dead_links``, added to it (sorted) for the caller to name."""
     entries = [p for p in Path(folder).iterdir() if not p.name.startswith(".")]
     # (by an image's suffix, or a DICOM export's UID or .IMA: a stale link without a suffix, to a
     # folder say, is no image left out, review 51k)
-    _refuse_dangling_links([p for p in entries if p.is_symlink() and not p.exists()
-                            and (p.suffix.lower() in IMAGE_SUFFIXES or (p.suffix and EXPORT_SUFFIX.match(p.suffix)))])
+    dead = sorted(p for p in entries if p.is_symlink() and not p.exists()
+                  and (p.suffix.lower() in IMAGE_SUFFIXES or (p.suffix and EXPORT_SUFFIX.match(p.suffix))))
+    if dead_links is None:
+        _refuse_dead_links(dead)
+    else:
+        dead_links += dead
     files = [p for p in entries if p.is_file()]
     images = sorted(p for p in files if is_image_file(p))
     others = sorted(set(files) - set(images))
@@ -74,14 +80,53 @@ def image_files(folder: Path) -> list[Path]:
     return images
 
 
-def _refuse_dangling_links(links: list[Path]) -> None:
+def is_link_loop(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link that leads back to itself (to itself, or round a cycle
+    of links): it points at no file, but not at a missing one either."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def entry_is(entry: os.DirEntry, kind: str) -> bool:
+    """Whether a directory entry is (following links) a ``'file'`` or a ``'dir'``: a link in a
+    loop is neither (``DirEntry.is_file`` and ``is_dir`` raise on it, where ``Path``'s say False)."""
+    try:
+        return entry.is_file() if kind == "file" else entry.is_dir()
+    except OSError:
+        return False
+
+
+def dead_link_problem(path: Path) -> str:
+    """What is wrong with a symbolic link that leads to no file, and how to mend it: a loop, or a
+    link to what does not exist."""
+    if is_link_loop(path):
+        return (f"'{path}' is a symbolic link in a loop: it points to '{os.readlink(path)}', which leads back to it "
+                "(at once or through other links), so it reaches no file: point it at the image, or remove it")
+    return (f"'{path}' is a symbolic link to '{os.readlink(path)}', which does not exist: mount or copy what it "
+            "points to, or remove the link")
+
+
+def _refuse_dead_links(links: list[Path]) -> None:
     """Links to files that are not there (a dataset of links into a drive not mounted, or
-    copied without their targets) would else leave images out in silence (review 51c)."""
-    if links:
-        links = sorted(links)
-        shown = "; ".join(f"'{p}' -> '{os.readlink(p)}'" for p in links[:3])
-        raise DataError(f"{len(links)} symbolic link(s) point to files that do not exist ({shown}"
-                        f"{'; ...' if len(links) > 3 else ''}): mount or copy what they point to, or remove the links")
+    copied without their targets), or links in a loop, would else leave images out in silence
+    (review 51c)."""
+    if not links:
+        return
+    loops = [p for p in links if is_link_loop(p)]
+    missing = [p for p in links if p not in loops]
+    said = []
+    if missing:
+        shown = "; ".join(f"'{p}' -> '{os.readlink(p)}'" for p in missing[:3])
+        said.append(f"{len(missing)} symbolic link(s) point to files that do not exist ({shown}"
+                    f"{'; ...' if len(missing) > 3 else ''}): mount or copy what they point to, or remove the links")
+    if loops:
+        shown = "; ".join(f"'{p}' -> '{os.readlink(p)}'" for p in loops[:3])
+        said.append(f"{len(loops)} symbolic link(s) are in a loop, leading back to themselves and to no file ({shown}"
+                    f"{'; ...' if len(loops) > 3 else ''}): point them at the images, or remove them")
+    raise DataError("; and ".join(said))
 
 
 def _warn_of_images_of_other_formats(others: list[Path]) -> None:
@@ -111,7 +156,7 @@ def refuse_images_in_subfolders(folder: Path, siblings: set[Path] = frozenset())
 def subfolders_with_images(folder: Path) -> Iterator[tuple[Path, list[Path]]]:
     """Each (visible) subfolder of ``folder`` holding image files, with its image files."""
     for sub in sorted(d for d in Path(folder).iterdir() if d.is_dir() and not d.name.startswith(".")):
-        found = image_files(sub)
+        found = image_files(sub, dead_links=[])  # (a subfolder's dead links: not read, no matter here)
         if found:
             yield sub, found
 
