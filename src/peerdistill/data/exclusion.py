@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PureWindowsPath
 
 from ..errors import DataError
+from .image_io import EXPORT_SUFFIX, IMAGE_SUFFIXES, LOOKED_FOR
 
 _GLOB = re.compile(r"[*?\[]")
 _active: contextvars.ContextVar[Exclusion | None] = contextvars.ContextVar("exclusion", default=None)
@@ -66,8 +67,10 @@ class Exclusion:
     (Matching works on strings: every file a loader lists passes through it, review 56g measured
     about 45 us a file when each built Path objects.)"""
 
-    def __init__(self, patterns: Sequence[str], root: str | Path, relative_to: str = "data.root"):
+    def __init__(self, patterns: Sequence[str], root: str | Path, relative_to: str = "data.root",
+                 listed: bool = False):
         self.patterns = list(patterns)
+        self.listed = listed  # the data's files are found by listing its folders (not named by a CSV or a JSON)
         self.root = os.path.abspath(str(root))
         self._given_root = str(root)  # (as the loaders join their paths to it)
         self.relative_to = relative_to  # how messages name the folder paths count from
@@ -164,10 +167,18 @@ class Exclusion:
         self.samples.add(self.name_of(path))
 
     def check(self, where: str) -> None:
-        """Every pattern must have left something out: a typo would else keep the file meant."""
+        """Every pattern must have left something out: a typo would else keep the file meant. A
+        pattern naming a file the data's folders are read without (a hidden file, a file of no
+        image suffix) is refused as that: the entry can go (accepting it would give the same data
+        another fingerprint)."""
         unmatched = [p for p in self.patterns if not self.matched[p]]
         if not unmatched:
             return
+        unread = {p: why for p in unmatched if (why := self._never_read(p))}
+        about_unread = _never_read_said(unread)
+        unmatched = [p for p in unmatched if p not in unread]
+        if not unmatched:
+            raise DataError(f"data.exclude: {about_unread}")
         one = len(unmatched) == 1
         named = ", ".join(repr(p) for p in unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5
                                                                else "")
@@ -178,7 +189,28 @@ class Exclusion:
                         f"image or mask file of the data at '{where}' (a name with '/' is matched against each image's "
                         f"or mask's path relative to {self.relative_to}, one without against its file name, with "
                         f"or without its suffix{example}): fix {them}, or remove {them} from data.exclude (a file the "
-                        "data has no more need not be left out)")
+                        "data has no more need not be left out)" + (f"; and {about_unread}" if unread else ""))
+
+    def _never_read(self, pattern: str) -> str | None:
+        """Why the files ``pattern`` names are never read from the data's folders (the rule that
+        skips them), or None where it may name a file that is read (a typo of one, say)."""
+        if not self.listed:
+            return None  # (a CSV or a JSON names its files: it may name any)
+        form = normalized(pattern)
+        parts = form.split("/")
+        hidden = next((part for part in parts if part.startswith(".") and part not in (".", "..")), None)
+        if hidden is not None:
+            where = "its name" if hidden == parts[-1] else f"its folder '{hidden}'"
+            return (f"{where} begins with '.' (hidden files and folders, as macOS's '._' copies, .DS_Store and "
+                    ".ipynb_checkpoints, are never read from a data folder)")
+        name = parts[-1]
+        dot = name.rfind(".")
+        suffix = name[dot:] if dot > 0 else ""
+        if not suffix or _GLOB.search(suffix) or suffix.lower() in IMAGE_SUFFIXES or EXPORT_SUFFIX.match(suffix):
+            return None
+        if "/" not in form and any("." in _id_of(seen.rpartition("/")[2]) for seen in self._seen):
+            return None  # (ids holding a '.' are here: it may be one mistyped)
+        return f"its suffix '{suffix}' is no image's (a data folder is read for its {LOOKED_FOR}, alone)"
 
     def record(self) -> dict:
         """What run.json's data_info keeps: each pattern's count of files, the samples left out."""
@@ -196,6 +228,23 @@ class Exclusion:
         return f"data.exclude left out {said} of '{where}' before the split ({counts}{more})"
 
 
+def _never_read_said(unread: dict[str, str]) -> str:
+    """For a message: the patterns naming files never read, each with the rule that skips it."""
+    if not unread:
+        return ""
+    if len(unread) == 1:
+        (pattern, why), = unread.items()
+        return (f"pattern {pattern!r} names a file never read as data, so it leaves nothing out: {why}; remove it "
+                "from data.exclude")
+    said = "; ".join(f"{p!r}: {why}" for p, why in unread.items())
+    return (f"patterns {', '.join(repr(p) for p in unread)} name files never read as data, so they leave nothing "
+            f"out: {said}; remove them from data.exclude")
+
+
+# data kinds whose files are found by listing folders (a CSV lists its own; COCO and box JSON name theirs)
+_LISTED_KINDS = ("image_folder", "folders", "mask_boxes")
+
+
 def exclusion_of(spec) -> Exclusion | None:
     """The exclusion ``spec`` asks for (None without ``data.exclude``): the one ``tracking`` holds
     for it, else a new one (a loader called on its own still leaves the files out)."""
@@ -206,7 +255,8 @@ def exclusion_of(spec) -> Exclusion | None:
     if active is not None and active.patterns == patterns and active.root == os.path.abspath(_data_folder(spec)):
         return active
     return Exclusion(patterns, _data_folder(spec),
-                     relative_to="the CSV file's folder" if spec.kind == "csv" else "data.root")
+                     relative_to="the CSV file's folder" if spec.kind == "csv" else "data.root",
+                     listed=spec.kind in _LISTED_KINDS)
 
 
 def _data_folder(spec) -> str:
