@@ -217,22 +217,21 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     elif not dirs and all((root / s).is_dir() for s in ("train", "test")) and not (root / spec.images).is_dir():
         dirs = {"train": "train", "test": "test"}  # val cut from train, as image_folder's train/ and test/
     rng = np.random.default_rng(spec.split_seed)
-    read_from: list[Path] = []
+    read_images_of: list[Path] = []  # the image files of the pairs read (less those data.exclude left out)
 
     def read(folder: Path, cut=None):
-        read_from.append(folder)
-        return read_pairs(folder, spec, cut)
+        return read_pairs(folder, spec, cut, kept=read_images_of)
 
     if is_kept_whole():  # scored as one set: whichever split folders there are, joined, or the root's pairs
         # (a set moved by data.root=NEW need not hold every folder data.split_dirs named)
         given = ([d for d in dirs.values() if (root / d).is_dir()] if dirs
                  else [s for s in ("train", "val", "test") if (root / s / spec.images).is_dir()])
         folders = [root / d for d in dict.fromkeys(given)] if given else [root]
-        read_from.extend(folders)
-        x, m, names = read_joined(folders, spec)  # (into one array: no joined copy beside the parts, review 53g)
+        # (into one array: no joined copy beside the parts, review 53g)
+        x, m, names = read_joined(folders, spec, kept=read_images_of)
         splits = segmentation_whole(x, m, num_classes=spec.num_classes, class_names=spec.class_names, stats=stats,
                                     channels_last=False, in_place=True)
-        splits.info.update(source=str(root), files={"test": names}, pixel_spacing=seen_spacing(spec, read_from))
+        splits.info.update(source=str(root), files={"test": names}, pixel_spacing=seen_spacing(spec, read_images_of))
         return splits
     if dirs:
         refuse_folds(spec.folds, f"'{root}' (its split folders {sorted(dirs.values())})")
@@ -269,7 +268,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         parts = read(root, lambda ids: _random_cut(len(ids), spec, rng, root))
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
                                  class_names=spec.class_names, stats=stats, channels_last=False, in_place=True)
-    splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_from),
+    splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_images_of),
                        cut_from_one_set=not dirs, files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.roi and len(parts[0][1]):  # (predict --roi: a region far smaller than these is said)
         shares = (np.asarray(parts[0][1]) != IGNORE).reshape(len(parts[0][1]), -1).mean(axis=1)
@@ -293,16 +292,14 @@ def cut_by_groups_or_folds(ids: list[str], spec: DataSpec) -> tuple[np.ndarray, 
     return fold_cut(len(ids), spec.fold, spec.folds, spec.val_fraction, spec.split_seed)
 
 
-def seen_spacing(spec: DataSpec, folders: list[Path]) -> list[float] | None:
+def seen_spacing(spec: DataSpec, files: list[Path]) -> list[float] | None:
     """The size of a pixel (rows, columns) of the images as the models see them:
     ``data.pixel_spacing`` (the files' own), stretched by the resize to ``data.image_size``,
     which must then find every file at one size; ``dicom``: the images' own (``_dicom_spacing``);
-    None without a spacing (distances in pixels)."""
+    None without a spacing (distances in pixels). ``files``: the image files of the pairs read (a
+    pair data.exclude left out, by any of its files, is no matter)."""
     if spec.pixel_spacing is None:
         return None
-    exclusion = exclusion_of(spec)
-    files = [path for folder in dict.fromkeys(folders)
-             for path in files_by_key(folder / spec.images, spec.pattern, exclusion).values()]
     if spec.pixel_spacing == "dicom":
         return _dicom_spacing(files, spec.image_size)
     if spec.image_size is None:
@@ -395,11 +392,14 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
     return "set data.images / data.masks to the folder names under data.root"
 
 
-def read_pairs(root: Path, spec: DataSpec, cut=None):
+def read_pairs(root: Path, spec: DataSpec, cut=None, kept: list[Path] | None = None):
     """The pairs under ``root`` as (images [N, C, H, W] float32, masks [N, H, W] uint8, ids), the
     ids sorted. With ``cut`` (ids to a list of index arrays, a split each), one such triple per
-    split, each read straight into its place in one array (no whole set beside its cut copies)."""
+    split, each read straight into its place in one array (no whole set beside its cut copies).
+    ``kept``: a list the image files of the pairs read are added to."""
     images, masks, rois, keys = _paired_files(root, spec)
+    if kept is not None:
+        kept += [images[key] for key in keys]
     parts = cut(keys) if cut is not None else [np.arange(len(keys))]
     ordered = [keys[i] for part in parts for i in part]
     x = read_images([images[key] for key in ordered], spec.image_size, grey=spec.grey,
@@ -410,11 +410,15 @@ def read_pairs(root: Path, spec: DataSpec, cut=None):
     return triples if cut is not None else triples[0]
 
 
-def read_joined(roots: list[Path], spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_joined(roots: list[Path], spec: DataSpec,
+                kept: list[Path] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The pairs of several folders (a set's split folders, scored as one) as ``read_pairs`` gives
-    one folder's, read into one array; each folder's masks read by their own binary rule."""
+    one folder's, read into one array; each folder's masks read by their own binary rule.
+    ``kept``: a list the image files of the pairs read are added to."""
     found = [(root, *_paired_files(root, spec)) for root in roots]
     files = [images[key] for _, images, _, _, keys in found for key in keys]
+    if kept is not None:
+        kept += files
     where = f"images in '{roots[0] / spec.images}'" if len(roots) == 1 else \
         f"the images of the split folders of '{os.path.commonpath([str(r) for r in roots])}'"
     x = read_images(files, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window, where=where)
