@@ -4,6 +4,7 @@ imports what it runs (torch with it) once its arguments are checked."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from ..config import (RunConfig, default_config, load_config, load_config_file, load_saved_config,
@@ -55,14 +56,21 @@ def _dry_run(ns: argparse.Namespace, cfg: RunConfig) -> int:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:  # (a resumed run's lock, taken before its set-up: _train)
+        return _train(ns, held)
+
+
+def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if ns.dry_run and ns.resume:
         raise ConfigError("--dry-run checks a new run before it starts; a run to --resume has started: drop one")
     if ns.resume:
         run_dir = Path(ns.resume)
-        if not (run_dir / CONFIG_FILE).is_file() and left_aside_beside(run_dir):
+        if left_aside_beside(run_dir):
             from ..engine.artifacts import finish_replacing  # (torch with it: only where something is left)
 
-            finish_replacing(run_dir)  # an --overwrite killed outright left the run it replaced aside: back first
+            # an --overwrite killed outright left the run it replaced aside: back first (and before the
+            # run's lock is taken below, which would keep this from putting it back)
+            finish_replacing(run_dir)
         if not run_dir.is_dir():
             # (review 54g: a node whose disk lacks the run is told what it needs)
             node = ("; under torchrun every node reads the run's config.yaml: copy it from the main process's node "
@@ -86,6 +94,14 @@ def cmd_train(ns: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run with its saved config: drop the other arguments")
         if ns.overwrite:
             raise ConfigError("--resume continues a run, --overwrite starts it again: give one of them")
+        if not launched():
+            # A run another process trains is refused now, not after its data is read and its models
+            # built; held from here, the trainer takes the lock over and releases it as it ends.
+            # (Under torchrun the main process's trainer refuses it, said by every process: a refusal
+            # here, by the main process alone, would leave the others waiting for it.)
+            from ..engine import run_lock
+
+            held.enter_context(run_lock.held_ahead(run_dir))
         cfg = load_saved_config(run_dir / CONFIG_FILE)
         # torch comes with these: only once the config is read
         from ..engine.artifacts import RunDir

@@ -85,7 +85,8 @@ class RunRecords:
         if resume:
             run = RunDir.open(self.run_dir_path)
             _check_same_data(read_json(run.path / RUN_FILE), data)
-            self._run_lock = run_lock.hold(run.path)  # released when fit ends (run_lock.py)
+            if getattr(self, "_run_lock", None) is None:  # (taken before the set-up, where not under torchrun)
+                self._run_lock = run_lock.hold(run.path, take_over=True)  # released when fit ends (run_lock.py)
             return run
         run = RunDir.create(self.run_dir_path, overwrite=self.overwrite)
         # (busy: another process took the new folder first; what this one moved aside stays aside

@@ -8,10 +8,15 @@ process ends, however it ends (a ``kill -9`` leaves no stale lock). A forked chi
 loader's worker) closes its copy of the descriptor at once: an flock belongs to the open file,
 which the child's copy would otherwise keep locked after the trainer let go of it. Where locking
 is not available (Windows, a file system that refuses it) runs are not locked.
+
+The command line takes a resumed run's lock ahead of the trainer (``held_ahead``), before the
+data is read and the models built: a run another process trains is refused at once, and none
+can take it in between; the trainer's ``hold(take_over=True)`` takes that lock over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,6 +49,7 @@ def _lock(path: Path) -> int | None:
 
 
 _HELD: set[int] = set()  # this process's lock descriptors
+_AHEAD: dict[tuple[int, int], int] = {}  # locks taken ahead of the trainer, by folder (device, inode)
 
 
 def _drop_in_child() -> None:
@@ -54,6 +60,7 @@ def _drop_in_child() -> None:
         except OSError:
             pass
     _HELD.clear()
+    _AHEAD.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -82,9 +89,20 @@ def _holder(path: Path) -> str | None:
     return None
 
 
-def hold(path: str | Path) -> int | None:
+def hold(path: str | Path, take_over: bool = False) -> int | None:
     """Take the lock of run directory ``path`` for this process (release it with ``release``);
-    a ``RunDirError`` when another process (or another holder in this one) trains it."""
+    a ``RunDirError`` when another process (or another holder in this one) trains it. With
+    ``take_over`` (the trainer), a lock taken ahead of it (``held_ahead``) on the same folder is
+    taken over: this holder releases it."""
+    if take_over and _AHEAD:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            pass
+        else:
+            fd = _AHEAD.pop((stat.st_dev, stat.st_ino), None)
+            if fd is not None:
+                return fd
     try:
         fd = _lock(Path(path))
     except BlockingIOError:
@@ -92,6 +110,27 @@ def hold(path: str | Path) -> int | None:
     if fd is not None:
         _HELD.add(fd)
     return fd
+
+
+@contextlib.contextmanager
+def held_ahead(path: str | Path):
+    """The lock of run directory ``path`` held from now (a ``RunDirError`` at once where another
+    process trains it) until the trainer's ``hold(path, take_over=True)`` takes it over; released
+    on leaving where none did (the set-up before training failed). Meanwhile this process's own
+    ``check_free`` finds it held, as another holder's. Nothing is held where locking is unavailable."""
+    fd = hold(path)
+    if fd is None:
+        yield
+        return
+    stat = os.fstat(fd)
+    key = (stat.st_dev, stat.st_ino)
+    _AHEAD[key] = fd
+    try:
+        yield
+    finally:
+        if _AHEAD.get(key) == fd:  # not taken over: this one's to release
+            del _AHEAD[key]
+            release(fd)
 
 
 def release(fd: int | None) -> None:

@@ -35,7 +35,7 @@ from ..spatial import align_to
 from ..stopping import stopping_signals_held
 from ..wording import first_few
 from . import distributed, run_lock, selection
-from .artifacts import RunDir, mark_stopped, write_json
+from .artifacts import RunDir, finish_replacing, mark_stopped, write_json
 from .devices import resolve_device
 from .distributed import World
 from .averaging import WeightAverage
@@ -513,6 +513,12 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
             self._stop_loader_workers()
 
     def _fit(self, data: DataSplits, resume: bool) -> FitResult:
+        if resume and self.run_dir_path is not None and not launched():
+            # A run another process trains is refused before the set-up (the batches, the probe),
+            # and held from here (taken over where the command line took it first); under torchrun
+            # the main process takes it in _open_run_dir, its refusal said by every process.
+            finish_replacing(self.run_dir_path)  # (the folder the run is in, before its lock is taken)
+            self._run_lock = run_lock.hold(self.run_dir_path, take_over=True)
         self._setup(data, resume)
         run = self._on_main(lambda: self._open_run_dir(data, resume), share=False)
         if not resume:  # from here a failure marks the run stopped; a refused resume writes nothing
