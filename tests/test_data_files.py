@@ -353,6 +353,12 @@ def test_training_images_with_nan_pixels_or_dangling_links_are_refused_by_name(t
     with pytest.raises(DataError, match=r"holds 1 symbolic link\(s\) to what does not exist \('z -> .*'\): a "
                                         r"class folder among them would be left out"):
         build_data(spec)
+    (tmp_path / "img" / "z").unlink()  # a class folder's link that leads back to itself: a loop, not missing
+    os.symlink("z", tmp_path / "img" / "z")
+    with pytest.raises(DataError, match=r"holds 1 symbolic link\(s\) in a loop, leading back to themselves "
+                                        r"\('z -> z'\): a class folder among them would be left out; point them at "
+                                        r"the class folders, or remove the links"):
+        build_data(spec)
 
 
 def test_training_images_that_are_links_in_a_loop_are_refused_as_loops_not_as_missing(tmp_path):

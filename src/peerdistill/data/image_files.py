@@ -17,7 +17,7 @@ from ..run_files import COMPARISON_TABLES, RUN_FILE
 from ..sample_names import SPLITS
 from ..wording import first_few
 from .exclusion import Exclusion, exclusion_of
-from .image_io import IMAGE_SUFFIXES, check_root_folder, entry_is, image_files, read_images
+from .image_io import IMAGE_SUFFIXES, check_root_folder, entry_is, image_files, is_link_loop, read_images
 from .splits import (DataSplits, check_groups_in_one_split, consecutive_parts, cut_marks, group_cut, group_fold_mark,
                      group_ids, group_val_cut, is_kept_whole, refuse_folds, share_count, stratified_cut,
                      stratified_group_cut, switched_on)
@@ -63,9 +63,14 @@ def _class_folders(folder: Path, classes: bool = True) -> list[Path]:
     # (a dangling link tells not whether it was a folder: any is refused, review 51m)
     gone = sorted(d for d in entries if d.is_symlink() and not d.exists())
     if gone and classes:
-        raise DataError(f"'{folder}' holds {len(gone)} symbolic link(s) to what does not exist "
+        loops = [d for d in gone if is_link_loop(d)]  # (a link round a cycle is no missing folder)
+        what = ("in a loop, leading back to themselves" if len(loops) == len(gone) else
+                f"to what does not exist ({len(gone) - len(loops)}) or in a loop ({len(loops)})" if loops else
+                "to what does not exist")
+        fix = "point them at the class folders" if len(loops) == len(gone) else "mount or copy what they point to"
+        raise DataError(f"'{folder}' holds {len(gone)} symbolic link(s) {what} "
                         f"({', '.join(repr(f'{d.name} -> {os.readlink(d)}') for d in gone[:3])}): a class folder "
-                        "among them would be left out; mount or copy what they point to, or remove the links")
+                        f"among them would be left out; {fix}, or remove the links")
     return [d for d in entries if d.is_dir() and not (classes and _holds_runs(d))]
 
 
