@@ -7,6 +7,7 @@ import csv
 import io
 import math
 import numbers
+import os
 import sys
 import time
 import warnings
@@ -61,7 +62,39 @@ MAX_SEEDS = 10_000
 MAX_FOLDS = 1_000  # leave-one-out of up to 1,000 images; more folds than that is a typo
 
 
-def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] | None, seeds: int, *,
+def _config_trees(configs: Any, config_names: list[str] | None) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """``compare``'s configs as trees: a dict or a list of them, a config file's path read as the
+    command reads it (a path's characters were taken as configs, each failing in Python's words);
+    with the names a message calls them by (a file by its path, as the command does)."""
+    one = isinstance(configs, (dict, str, os.PathLike))
+    if not one and not isinstance(configs, (list, tuple)):
+        raise ConfigError(f"compare takes a config tree (a dict, as peerdistill.config.load_yaml reads a file), a "
+                          f"config file's path, or a list of them, got {_shown(configs)}")
+    given = [configs] if one else list(configs)
+    from .config.yaml_files import load_config_file
+
+    trees = []
+    for i, config in enumerate(given):
+        if isinstance(config, (str, os.PathLike)):
+            trees.append(load_config_file(config))
+        elif isinstance(config, dict):
+            trees.append(config)
+        else:
+            raise ConfigError(f"compare: config {i + 1} is {_shown(config)}; give config trees (dicts, as "
+                              "peerdistill.config.load_yaml reads a file) or config files' paths")
+    if config_names is None and any(isinstance(config, (str, os.PathLike)) for config in given):
+        config_names = [f"config '{config}'" if isinstance(config, (str, os.PathLike)) else f"config {i + 1}"
+                        for i, config in enumerate(given)]
+    return trees, config_names
+
+
+def _shown(value: Any) -> str:
+    """A value a message names: its type and the start of its repr."""
+    text = repr(value)
+    return f"{text if len(text) <= 60 else text[:57] + '...'} (of type {type(value).__name__})"
+
+
+def compare(configs: list[dict[str, Any] | str | Path] | dict[str, Any] | str | Path, presets: list[str] | None, seeds: int, *,
             overwrite: bool = False, progress: bool = True, console: Console | None = None,
             out: str | Path | None = None, teacher_from: str | None = None,
             dry_run: bool = False, jobs: int = 1, operating_point: str | None = None,
@@ -70,7 +103,8 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
             config_names: list[str] | None = None) -> Comparison:
     """Run every (config, preset) setting with seeds ``seed, seed+1, ...`` and tabulate them.
 
-    ``configs`` are unvalidated config mappings. Each config runs ``presets`` if given, else its
+    ``configs`` are unvalidated config mappings, or config files' paths (read as the command
+    reads them). Each config runs ``presets`` if given, else its
     own preset. Rows are labelled by preset when there is one config, else by config name (and
     preset, when ``presets`` is given). The data split
     (``data.split_seed``) is each config's own and the same for all its runs. Finished runs
@@ -117,7 +151,7 @@ def compare(configs: list[dict[str, Any]] | dict[str, Any], presets: list[str] |
     check_flags("compare", overwrite=overwrite, progress=progress, dry_run=dry_run,
                 temperature_scaling=temperature_scaling, by_name=by_name)
     rule = _checked_options(presets, seeds, jobs, folds, operating_point)
-    configs = [configs] if isinstance(configs, dict) else list(configs)
+    configs, config_names = _config_trees(configs, config_names)
     if not configs:
         raise ConfigError("compare needs at least one config")
     # a config without a name is named as it is written, not after the preset --presets gives its first run

@@ -68,6 +68,16 @@ def warn_if_unfinished(run_dir: str | Path) -> None:
         warn_user(note)
 
 
+def _check_run_dir_given(where: str, run_dir: Any) -> None:
+    """A run folder of None: the ``run_dir`` of a fit that kept nothing (``Trainer(run_dir=None)``),
+    which failed in os.fspath's words."""
+    if run_dir is None:
+        raise ConfigError(f"{where}: the run folder is None: a run trained with Trainer(..., run_dir=None) kept "
+                          "nothing on disk (its FitResult.run_dir is None), so there is nothing to read back; train "
+                          "with run_dir='runs/NAME' to read it back later, or score the models in memory "
+                          "(peerdistill.engine.predict)")
+
+
 def load_cohort(run_dir: str | Path, modules: dict[str, nn.Module] | None = None,
                 roles: tuple[str, ...] = ("teacher", "student"), with_heads: bool = True,
                 trusted_archs: Iterable[str] = ()) -> tuple[Cohort, dict[str, Any]]:
@@ -101,6 +111,7 @@ def _saved_members(run_dir: str | Path, wanted: Callable[[dict[str, Any]], bool]
                    modules: dict[str, nn.Module] | None, with_heads: bool,
                    trusted_archs: Iterable[str]) -> tuple[list[Member], dict[str, Any]]:
     """The run's models whose run.json entry is ``wanted``, rebuilt with their saved weights."""
+    _check_run_dir_given("load_cohort / load_model", run_dir)
     check_flags("load_cohort / load_model", with_heads=with_heads)
     check_modules(modules)
     run = RunDir.open(run_dir)
@@ -233,6 +244,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data_spec: DataSpe
     the run's models may be built from besides the trusted ones (``check_trusted_arch``). The
     returned mapping (``Scores``) also says how many samples (images) the scored split held:
     ``.samples``. ``data_spec`` may be given as a dict of a config's ``data`` keys."""
+    _check_run_dir_given("evaluate_run", run_dir)
     data_spec, rule = _checked_arguments(batch_size, bootstrap, temperature_scaling, data_spec, data, operating_point)
     cohort, meta = load_cohort(run_dir, modules, roles=roles, trusted_archs=trusted_archs)
     _check_request_fits_run(run_dir, cohort, meta, data_spec, roles=roles, baseline=baseline, bootstrap=bootstrap,

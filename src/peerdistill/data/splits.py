@@ -210,8 +210,11 @@ class DataSplits:
         check_flags("from_arrays", normalize=normalize, in_place=in_place)
         check_optional_flags("from_arrays", channels_last=channels_last)
         _check_class_names_listed(class_names)
+        _check_argument_order(x_train, y_train, x_val, y_val, x_test, y_test)
         xs = [to_nchw(a, name, channels_last) for a, name in ((x_train, "train"), (x_val, "val"), (x_test, "test"))]
         ys = [to_labels(a, name) for a, name in ((y_train, "train"), (y_val, "val"), (y_test, "test"))]
+        if channels_last is None:
+            _warn_of_bands_last(xs[0])
         shapes = {tuple(x.shape[1:]) for x in xs}
         if len(shapes) != 1:
             each = ", ".join(f"{name} {list(x.shape[1:])}" for name, x in zip(("train", "val", "test"), xs))
@@ -570,6 +573,59 @@ def _classes_in_no_split(ys: list[torch.Tensor], num_classes: int) -> str | None
             "stray label? Fix the labels, or name the classes (data.class_names) to say the empty ones are meant")
 
 
+ARGUMENT_ORDER = "x_train, y_train, x_val, y_val, x_test, y_test"
+
+
+def _shape_and_kind(array) -> tuple[tuple[int, ...], str]:
+    """An argument's shape and dtype kind ('f' floats, 'u'/'i' integers, ...), read without a copy
+    where it can be (a tensor's, an array's)."""
+    if isinstance(array, torch.Tensor):
+        return tuple(array.shape), "f" if array.is_floating_point() else "i"
+    a = array if isinstance(array, np.ndarray) else np.asarray(array)
+    return tuple(a.shape), a.dtype.kind
+
+
+def _check_argument_order(*arrays) -> None:
+    """from_arrays' six arrays given in another order (scikit-learn's habit: the images, then the
+    labels) are said as that before what any one of them holds: labels where images belong (one
+    number per sample), and images where labels belong."""
+    try:
+        shapes = [_shape_and_kind(a) for a in arrays]
+    except (TypeError, ValueError, RuntimeError):
+        return  # (what an argument is, is said where it is read)
+    names = ARGUMENT_ORDER.split(", ")
+    # images (or feature vectors) where labels belong, beside labels [N] or [N, 1] where images belong (masks
+    # beside images in their places are segmentation's, one-hot labels [N, K] are said where read)
+    images_as_labels = [name for name, (shape, _) in zip(names[1::2], shapes[1::2])
+                        if len(shape) >= 3 or (len(shape) == 2 and shape[1] > 1)]
+    labels_as_images = [name for name, (shape, _) in zip(names[0::2], shapes[0::2])
+                        if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)]
+    if not (labels_as_images and images_as_labels):
+        return
+    said = [f"{name} has shape {shapes[names.index(name)][0]}, one class per sample (labels?)"
+            for name in labels_as_images] + \
+           [f"{name} has shape {shapes[names.index(name)][0]}"
+            f"{' of floats' if shapes[names.index(name)][1] == 'f' else ''} (images?)" for name in images_as_labels]
+    raise DataError(f"from_arrays takes {ARGUMENT_ORDER}, in that order (each split's images, then its labels), "
+                    f"and {'; '.join(said)}: were the images given first, then the labels (scikit-learn's X_train, "
+                    "X_test, y_train, y_test)? Give them as from_arrays(x_train, y_train, x_val, y_val, x_test, "
+                    "y_test), or by name (x_train=..., y_train=...)")
+
+
+def _warn_of_bands_last(x: torch.Tensor) -> None:
+    """Images of 5 or more bands stored channels-last are read as [N, C, H, W] unless told (the
+    rule takes 1 to 4 channels alone as last): 28 x 28 pictures of 5 bands became 28 channels of
+    28 x 5, and the first model to run was said to need 28 input channels. Said where their last
+    side looks like bands: 5 to 32, below both the 'channels' and the height."""
+    if x.ndim != 4:
+        return
+    c, h, w = x.shape[1:]
+    if 5 <= w <= 32 and w < c and w < h and c >= 8:
+        warn_user(f"the training images are read as [N, C, H, W]: {c} channels of {h} x {w} pixels. If they are "
+                  f"channels-last, {w} bands of {c} x {h} pixels, say so: DataSplits.from_arrays(..., "
+                  "channels_last=True) (channels_last=False says they are [N, C, H, W] as read)")
+
+
 def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor:
     a = np.asarray(array)
     if a.dtype.kind not in "biuf":  # text, dates or objects: torch cannot hold them
@@ -588,10 +644,14 @@ def to_nchw(array, name: str, channels_last: bool | None = None) -> torch.Tensor
     elif t.ndim not in (2, 4):
         raise DataError(f"{name} inputs have shape {tuple(t.shape)}; expected [N, H, W], [N, H, W, C], [N, C, H, W] or [N, F]")
     t = t.contiguous()  # (before the check: a permuted tensor's flatten was a second whole copy, review 52g)
-    if t.stride() != torch.empty(t.shape, device="meta").stride():
+    row_major = torch.empty(t.shape, device="meta").stride()
+    if t.stride() != row_major:
         # [N, H, W, 1] permuted counts as contiguous (one channel's stride is free) yet reads as
-        # channels-last: convolutions would run so unasked, and a model's .view would fail (review 56a)
-        t = t.clone(memory_format=torch.contiguous_format)
+        # channels-last: convolutions would run so unasked, and a model's .view would fail (review 56a).
+        # A size-1 axis's stride addresses nothing, so a contiguous tensor takes the row-major strides
+        # as a view of the same memory: no copy (x[:, None], whose channel stride is 0, was copied,
+        # and in_place=True left the caller's array as it was)
+        t = t.as_strided(t.shape, row_major, t.storage_offset())
     finite = _finite_rows(t)
     if not finite.all():
         bad = torch.nonzero(~finite).flatten().tolist()

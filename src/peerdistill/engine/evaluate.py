@@ -144,13 +144,78 @@ def merge_meters(per_process: list[dict]) -> dict:
     return merged
 
 
+def _first_conv(cohort: Cohort) -> torch.nn.Conv2d | None:
+    """The first 2-D convolution of the first model that has one (a stem, as models are written),
+    or None for models of other inputs (feature vectors)."""
+    for member in cohort.members:
+        for layer in member.module.modules():
+            if isinstance(layer, torch.nn.Conv2d):
+                return layer
+    return None
+
+
+BATCH_FIXES = ("torch.as_tensor(x) for an array; x[None] for one image; x[:, None] for grey images [N, H, W]; "
+               "x.permute(0, 3, 1, 2) for channels-last [N, H, W, C]")
+
+
+def _checked_batch(cohort: Cohort, x) -> torch.Tensor:
+    """``predict``'s batch: a tensor (a NumPy array of floats is taken as one, on the models'
+    device, in float32), [N, C, H, W] for image models: an unbatched image or grey images without
+    their channel axis failed in torch's words, a NumPy array in conv2d's."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind != "f":
+            raise DataError(f"predict takes the images as the models saw them in training, floats (a run from arrays "
+                            f"standardised them by meta['data_stats']), got a NumPy array of {x.dtype}: scale and "
+                            "standardise them as the training data was, then pass them as floats")
+        first = next((p for m in cohort.members for p in m.module.parameters()), None)
+        x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32,
+                            device=first.device if first is not None else None)
+    elif not isinstance(x, torch.Tensor):
+        raise DataError(f"predict takes a batch x as a torch tensor [N, C, H, W] (or a NumPy array), got a "
+                        f"{type(x).__name__}: stack the images into one, torch.stack(images)")
+    if x.ndim == 4:
+        return x
+    conv = _first_conv(cohort)
+    if conv is None:  # (models of feature vectors [N, F], or of inputs of their own)
+        return x
+    channels = conv.in_channels
+    if x.ndim == 3 and x.shape[0] == channels:
+        fix = "one image [C, H, W] without its batch axis? x[None] makes it a batch of one"
+    elif x.ndim == 3 and channels == 1:
+        fix = "grey images [N, H, W] without their channel axis? x[:, None] gives [N, 1, H, W]"
+    elif x.ndim == 3:
+        fix = "one image without its batch axis (x[None]), or images without their channel axis (x[:, None])?"
+    else:
+        fix = BATCH_FIXES
+    raise DataError(f"predict takes a batch x of shape [N, C, H, W] (the models take {channels} channel(s)), got "
+                    f"shape {tuple(x.shape)}: {fix}")
+
+
+def _channels_last_hint(cohort: Cohort, x: torch.Tensor) -> str | None:
+    """What to say when the models failed on a 4-D batch that looks channels-last."""
+    conv = _first_conv(cohort)
+    if conv is None or x.ndim != 4 or x.shape[1] == conv.in_channels or x.shape[-1] != conv.in_channels:
+        return None
+    return (f"predict takes a batch x of shape [N, C, H, W] (the models take {conv.in_channels} channel(s)), got shape "
+            f"{tuple(x.shape)}, which looks channels-last [N, H, W, C]: x.permute(0, 3, 1, 2)")
+
+
 @torch.no_grad()
 def predict(cohort: Cohort, task, x: torch.Tensor, window: tuple[int, int] | None = None,
             overlap: float = 0.5) -> dict[str, torch.Tensor]:
     """Probabilities of every output, of the ensemble and of each self-distilled network's own
-    ensemble (``NAME@ensemble``, as ``evaluate`` scores them) for one batch."""
+    ensemble (``NAME@ensemble``, as ``evaluate`` scores them) for one batch ``x``: a tensor [N, C,
+    H, W] on the models' device, or a NumPy array of floats (taken to the device as float32)."""
+    x = _checked_batch(cohort, x)
     cohort.eval()
-    probs = {name: task.probabilities(out) for name, out in logits_of(cohort, x, window, overlap).items()}
+    try:
+        logits = logits_of(cohort, x, window, overlap)
+    except RuntimeError as exc:
+        hint = _channels_last_hint(cohort, x)
+        if hint is None:
+            raise
+        raise DataError(hint) from exc
+    probs = {name: task.probabilities(out) for name, out in logits.items()}
     probs[ENSEMBLE] = task.ensemble([probs[s] for s in cohort.ensemble_names()])
     for key, names in cohort.head_ensembles().items():
         probs[key] = task.ensemble([probs[n] for n in names])

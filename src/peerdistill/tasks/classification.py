@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..arguments import check_class_count
-from ..errors import DataError
+from ..errors import ConfigError, DataError, warn_user
 from ..metrics import CALIBRATION_METRICS, CLASSIFICATION_METRICS, classification_metric_names, classification_metrics
 from .augment import Augmentation
 
@@ -49,7 +52,7 @@ class ClassificationTask:
                             "from them: give data of every class)")
         self.num_classes = num_classes
         self.name_classes(class_names or [str(c) for c in range(num_classes)])
-        self.class_weights = class_weights
+        self.class_weights = checked_class_weights("ClassificationTask", class_weights, num_classes)
         self.augmentation = augment if isinstance(augment, Augmentation) else Augmentation(tuple(augment))
         self.augmentations = self.augmentation.names
 
@@ -113,10 +116,73 @@ class ClassificationTask:
             )
 
 
-def balanced_class_weights(targets: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
-    """``n / (k * count_c)`` per class (scikit-learn's 'balanced' rule)."""
-    flat = targets.flatten()
+def checked_class_weights(where: str, weights, num_classes: int) -> torch.Tensor | None:
+    """A task's ``class_weights``: None, or one weight per class (a list, NumPy array or tensor),
+    each finite and 0 or more, not all 0; returned as a float32 tensor (a list or array failed only
+    at the first training step, a wrong count there in torch's words, and a negative weight
+    trained without a word)."""
+    if weights is None:
+        return None
+    fix = f"give one weight per class, {num_classes} numbers of 0 or more in class order 0..{num_classes - 1} " \
+          f"(balanced_class_weights(train_labels, {num_classes}) makes them)"
+    if isinstance(weights, (str, bytes, dict)) or isinstance(weights, numbers.Number):
+        raise ConfigError(f"{where}: class_weights takes a list, NumPy array or tensor, got {weights!r}: {fix}")
+    try:
+        if isinstance(weights, torch.Tensor):
+            values = weights.detach()
+        else:
+            values = torch.as_tensor(np.asarray(weights))
+    except (TypeError, ValueError, RuntimeError):
+        values = None
+    if values is None or values.dtype == torch.bool or values.is_complex():
+        raise ConfigError(f"{where}: class_weights must be numbers, got {weights!r}: {fix}")
+    if values.ndim != 1 or len(values) != num_classes:
+        given = (f"{len(values)} weight{'s' if len(values) != 1 else ''}" if values.ndim == 1
+                 else f"shape {tuple(values.shape)}")
+        raise ConfigError(f"{where}: class_weights has {given} but the task has {num_classes} classes: {fix}")
+    values = values.to(torch.float32)
+    shown = values.cpu()
+    bad = [c for c in range(num_classes) if not bool(torch.isfinite(shown[c]))]
+    if bad:
+        raise ConfigError(f"{where}: class_weights is not finite for class(es) {bad[:10]} "
+                          f"({', '.join(str(float(shown[c])) for c in bad[:10])}): {fix}")
+    bad = [c for c in range(num_classes) if float(shown[c]) < 0]
+    if bad:
+        raise ConfigError(f"{where}: class_weights is negative for class(es) {bad[:10]} "
+                          f"({', '.join(f'{float(shown[c]):g}' for c in bad[:10])}): a class's weight scales its "
+                          f"samples' share of the loss, so it must be 0 or more; {fix}")
+    if not bool((shown > 0).any()):
+        raise ConfigError(f"{where}: class_weights are all 0, so no sample would count in the loss: {fix}")
+    return values
+
+
+def balanced_class_weights(targets, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
+    """``n / (k * count_c)`` per class (scikit-learn's 'balanced' rule), from the training labels
+    (or masks): a tensor, NumPy array or list of class indices 0..K-1."""
+    num_classes = check_class_count("balanced_class_weights", num_classes, least=1)
+    try:
+        flat = (targets.detach().cpu() if isinstance(targets, torch.Tensor)
+                else torch.as_tensor(np.asarray(targets))).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        flat = None
+    if flat is None or flat.dtype == torch.bool or flat.is_complex():
+        raise DataError(f"balanced_class_weights takes the training labels, class indices 0..K-1 as a tensor, NumPy "
+                        f"array or list, got {type(targets).__name__}"
+                        f"{' of ' + str(flat.dtype).removeprefix('torch.') if flat is not None else ''}")
+    if flat.is_floating_point():
+        if not bool(torch.isfinite(flat).all()) or not bool((flat == flat.round()).all()):
+            raise DataError("balanced_class_weights takes class indices 0..K-1, got labels with fractions (or NaN): "
+                            "give the integer labels given to from_arrays")
+    flat = flat.long()
     if ignore_index is not None:
         flat = flat[flat != ignore_index]
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_classes):
+        raise DataError(f"balanced_class_weights: the labels run from {int(flat.min())} to {int(flat.max())}, "
+                        f"outside the {num_classes} classes 0..{num_classes - 1}: give num_classes as the data's "
+                        "(data.num_classes)")
     counts = torch.bincount(flat, minlength=num_classes).float()
+    if flat.numel() and int(flat.max()) + 1 < num_classes:  # (an absent class weighs n / K: a weight past all others)
+        warn_user(f"balanced_class_weights: no label is {int(flat.max()) + 1} or above, yet num_classes is "
+                  f"{num_classes}: class(es) from {int(flat.max()) + 1} have no sample and get the weight of a class of "
+                  "one sample; is num_classes right (data.num_classes)?")
     return flat.numel() / (num_classes * counts.clamp(min=1))

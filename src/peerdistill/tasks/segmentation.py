@@ -16,6 +16,7 @@ from ..segmentation_metrics import SegmentationMeter, segmentation_metric_names
 from ..losses.segmentation import soft_dice_loss
 from ..spatial import align_to, mean_at_largest
 from .augment import Augmentation
+from .classification import checked_class_weights
 
 IGNORE = 255
 
@@ -52,7 +53,7 @@ class SegmentationTask:
         if num_classes < 2:
             raise DataError("segmentation needs at least two classes (background and one structure)")
         self.num_classes = num_classes
-        self.class_weights = class_weights
+        self.class_weights = checked_class_weights("SegmentationTask", class_weights, num_classes)
         self.augmentation = augment if isinstance(augment, Augmentation) else Augmentation(tuple(augment))
         self.augmentations = self.augmentation.names
         self.hd95 = hd95
