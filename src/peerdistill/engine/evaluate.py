@@ -150,7 +150,7 @@ def _first_conv(cohort: Cohort) -> torch.nn.Conv2d | None:
     for member in cohort.members:
         for layer in member.module.modules():
             if isinstance(layer, torch.nn.Conv2d):
-                return layer
+                return layer if layer.in_channels > 0 else None  # (a lazy one's count is not known yet)
     return None
 
 
