@@ -67,10 +67,11 @@ def _config_trees(configs: Any, config_names: list[str] | None) -> tuple[list[di
     command reads it (a path's characters were taken as configs, each failing in Python's words);
     with the names a message calls them by (a file by its path, as the command does)."""
     one = isinstance(configs, (dict, str, os.PathLike))
-    if not one and not isinstance(configs, (list, tuple)):
+    try:
+        given = [configs] if one else list(configs)
+    except TypeError:
         raise ConfigError(f"compare takes a config tree (a dict, as peerdistill.config.load_yaml reads a file), a "
-                          f"config file's path, or a list of them, got {_shown(configs)}")
-    given = [configs] if one else list(configs)
+                          f"config file's path, or a list of them, got {_shown(configs)}") from None
     from .config.yaml_files import load_config_file
 
     trees = []
