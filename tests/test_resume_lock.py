@@ -135,3 +135,21 @@ def test_a_resume_whose_set_up_fails_frees_the_lock(tmp_path, capsys, monkeypatc
     assert not run_lock.is_held(run) and not run_lock._AHEAD and not run_lock._HELD
     monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--quiet"]) == 0  # free: resumed to the end
+
+
+def test_a_resumed_folder_without_run_json_is_no_run_not_one_just_started(tmp_path, capsys):
+    # the resume's own lock, taken before its set-up, is no other process starting the run
+    assert main(["train", f"out_dir={tmp_path}", "name=r", *TINY]) == 0
+    run = tmp_path / "r"
+    (run / "run.json").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"'{run}' is not a peerdistill run directory (no run.json)" in said and "just started" not in said
+    assert not run_lock.is_held(run)  # let go as the command ended
+    held = run_lock.hold(run)  # while another holder has it, the folder is one being started
+    try:
+        assert run_lock.is_held(run) and run_lock.held_here(run)
+    finally:
+        run_lock.release(held)
+    assert not run_lock.held_here(run)

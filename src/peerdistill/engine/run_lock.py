@@ -153,6 +153,23 @@ def is_locked_here(path: str | Path) -> bool:
     return fd is not None
 
 
+def held_here(path: str | Path) -> bool:
+    """Whether this process holds the lock of run directory ``path`` (taken ahead of a resume's
+    set-up, or by its trainer): its own lock is no other process training the run."""
+    try:
+        folder = os.stat(path)
+    except OSError:
+        return False
+    for fd in list(_HELD):
+        try:
+            held = os.fstat(fd)
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (folder.st_dev, folder.st_ino):
+            return True
+    return False
+
+
 def is_held(path: str | Path) -> bool:
     """Whether a process trains the run directory ``path`` now (readers say so; nothing is held)."""
     try:
