@@ -153,3 +153,38 @@ def test_a_resumed_folder_without_run_json_is_no_run_not_one_just_started(tmp_pa
     finally:
         run_lock.release(held)
     assert not run_lock.held_here(run)
+
+
+def test_under_torchrun_one_process_of_a_node_puts_back_what_a_killed_overwrite_left(tmp_path, monkeypatch):
+    # every process finishing it at once raced: the put-back was said only where the main process won
+    import threading
+
+    from peerdistill.cli import commands
+    from peerdistill.engine import artifacts
+    from peerdistill.run_files import REPLACED_PREFIX
+
+    run = tmp_path / "r"
+    run.mkdir()
+    aside = tmp_path / f"{REPLACED_PREFIX}r.12345"
+    aside.mkdir()
+    finished = []
+    monkeypatch.setattr(artifacts, "finish_replacing", lambda path: finished.append(path))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    commands.put_back_replaced(run)  # the node's first process finishes it
+    assert finished == [run]
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # another: waits until the first has, and touches nothing
+    mover = threading.Timer(0.5, lambda: aside.rename(tmp_path / "gone"))
+    mover.start()
+    try:
+        commands.put_back_replaced(run, wait=30)
+    finally:
+        mover.cancel()
+    assert finished == [run] and not aside.exists()
+    aside.mkdir()  # a first process that never finishes: said, not waited for forever
+    with pytest.raises(ConfigError, match=r"this node's first process has not finished putting back what a killed "
+                                          r"--overwrite left beside it within 0 s"):
+        commands.put_back_replaced(run, wait=0.3)
+    assert finished == [run]

@@ -13,7 +13,7 @@ from ..config.messages import shown_value
 from ..config.overrides import applied_keys
 from ..errors import ConfigError
 from ..json_files import read_json
-from ..launcher import launched, launched_world
+from ..launcher import launched, launched_world, not_first_on_node
 from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
 from .consoles import console, err_console
 from .decoding import decoding_from, is_decoding
@@ -55,6 +55,30 @@ def _dry_run(ns: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+REPLACEMENT_WAIT = 120.0  # seconds a node's other processes wait for its first to finish a replacement
+
+
+def put_back_replaced(run_dir: Path, wait: float = REPLACEMENT_WAIT) -> None:
+    """What a killed --overwrite of ``run_dir`` left beside it, finished (``finish_replacing``)
+    by one process of a node: under torchrun its others wait for that, rather than race it to
+    the same folders (one of them putting the old run back out of sight of the warning only the
+    main process prints, another reading the run's folder mid-move)."""
+    import time
+
+    if not not_first_on_node():
+        from ..engine.artifacts import finish_replacing  # (torch with it: only where something is left)
+
+        finish_replacing(run_dir)
+        return
+    deadline = time.monotonic() + wait
+    while left_aside_beside(run_dir):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"cannot resume '{run_dir}': this node's first process has not finished putting back "
+                              f"what a killed --overwrite left beside it within {wait:.0f} s: see its message, or "
+                              "resume again once it has")
+        time.sleep(0.2)
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     with contextlib.ExitStack() as held:  # (a resumed run's lock, taken before its set-up: _train)
         return _train(ns, held)
@@ -66,11 +90,9 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if ns.resume:
         run_dir = Path(ns.resume)
         if left_aside_beside(run_dir):
-            from ..engine.artifacts import finish_replacing  # (torch with it: only where something is left)
-
             # an --overwrite killed outright left the run it replaced aside: back first (and before the
             # run's lock is taken below, which would keep this from putting it back)
-            finish_replacing(run_dir)
+            put_back_replaced(run_dir)
         if not run_dir.is_dir():
             # (review 54g: a node whose disk lacks the run is told what it needs)
             node = ("; under torchrun every node reads the run's config.yaml: copy it from the main process's node "
