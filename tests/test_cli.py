@@ -444,7 +444,7 @@ def test_bad_input_gives_one_clear_message(tmp_path, monkeypatch, capsys, args, 
 
 
 def test_what_is_given_instead_of_a_run_directory_is_named(tmp_path, capsys):
-    from peerdistill.engine import run_lock
+    from peerdistill import run_lock
 
     run = tmp_path / "run"
     run.mkdir()
@@ -542,7 +542,7 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     run_cli("export", out / "r", "--model", "student1", expect=2)
     assert f"has kept no model yet: continue it, train --resume {out / 'r'}" in " ".join(capsys.readouterr().err.split())
     (out / "r" / "checkpoints" / "last.pt").unlink()
-    from peerdistill.engine import run_lock
+    from peerdistill import run_lock
 
     lock = run_lock.hold(out / "r")  # in its first epoch now
     try:
@@ -754,7 +754,7 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch, capsys)
     (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "stopped"}))
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
     assert f"start the run again (the same command replaces '{tmp_path / 'r'}', which holds nothing yet)" in said()
-    monkeypatch.setattr("peerdistill.engine.run_lock.fcntl", None)  # where runs are not locked: it is refused
+    monkeypatch.setattr("peerdistill.run_lock.fcntl", None)  # where runs are not locked: it is refused
     run_cli("train", f"out_dir={tmp_path}", "name=r", *FAST, "--quiet", expect=130)
     assert f"start the run again with --overwrite (it replaces '{tmp_path / 'r'}'" in said()
     monkeypatch.undo()

@@ -112,7 +112,7 @@ def test_an_overwrite_refused_for_a_run_in_training_marks_nothing_and_keeps_the_
     from types import SimpleNamespace
 
     from peerdistill.comparison_runs import REPLACE_MARK, mark_for_replacement
-    from peerdistill.engine import run_lock
+    from peerdistill import run_lock
 
     plans = []
     for seed in range(3):

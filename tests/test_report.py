@@ -441,7 +441,7 @@ def test_names_are_drawn_as_written_and_unfinished_runs_say_so(digits_run, tmp_p
     assert "no test metrics yet: they are written when training ends" in page_unscored
     assert "<b>status</b>: interrupted (no process trains it)" in page_unscored and "running" not in page_unscored
     (copy / "metrics.json").write_text(json.dumps({**unscored, "test_at_best": metrics["test_at_best"]}))
-    from peerdistill.engine import run_lock
+    from peerdistill import run_lock
 
     held = run_lock.hold(copy)  # as a process training it holds it: not told to resume it beside that one
     try:
@@ -1236,7 +1236,7 @@ def test_a_runs_cost_row_gives_the_file_size_in_kib():
 
 
 def test_a_run_without_metrics_json_is_told_finished_or_not_by_its_run_json(tmp_path):
-    from peerdistill.engine import run_lock
+    from peerdistill import run_lock
     from peerdistill.run_files import RESUME_FILE
 
     # (review 55t: a run with a checkpoint, or one no process trains, read as "not finished its first epoch yet")

@@ -1,4 +1,4 @@
-"""One process trains a run directory at a time (engine/run_lock.py)."""
+"""One process trains a run directory at a time (run_lock.py)."""
 
 import json
 import signal
@@ -11,7 +11,7 @@ import pytest
 from peerdistill.cli import main
 from peerdistill.comparison_runs import _run_state
 from peerdistill.config import validate
-from peerdistill.engine import run_lock
+from peerdistill import run_lock
 from peerdistill.engine.trainer import Trainer
 from peerdistill.errors import CheckpointError, PeerdistillWarning, RunDirError
 from peerdistill.runs import load_cohort
@@ -82,7 +82,7 @@ def test_the_trainer_holds_the_lock_while_it_trains_and_frees_it_however_it_ends
 
 def test_a_killed_process_leaves_no_stale_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from peerdistill.engine import run_lock; run_lock.hold(sys.argv[1]); "
+        "import sys, time; from peerdistill import run_lock; run_lock.hold(sys.argv[1]); "
         "print('held', flush=True); time.sleep(120)"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -30,7 +30,7 @@ from .config import (FILE_KINDS, TEACHER_PRESETS, TRAINING_ONLY_KEYS, RunConfig,
                      load_saved_config, validate)
 from .comparison_configs import setting_tree
 from .config_diff import differences, relocated, summary, what_a_result_depends_on
-from .engine import run_lock
+from . import run_lock
 from .engine.artifacts import REPLACE_MARK, RunDir
 from .engine.environment import DEPENDS_ON, session_environments
 from .engine.distributed import World, join, on_main, process_device

@@ -31,7 +31,7 @@ from .data.segmentation import masks_name_classes
 from .data.splits import TensorData, group_ids, kept_whole
 from .detection_thresholds import check_thresholds, figures_at_thresholds
 from .engine import RunDir, evaluate
-from .engine import run_lock
+from . import run_lock
 from .engine.artifacts import REPLACE_MARK, RUN_FILE, atomic_write_text, kept_nothing
 from .engine.evaluate import ENSEMBLE, scored_outputs, split_probabilities
 from .engine.records import load_member_weights

@@ -102,7 +102,7 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
             raise ConfigError(f"cannot resume '{run_dir}': it stopped before its config and first checkpoint were "
                               "written, so there is nothing to resume: start it again, with --overwrite")
         if not any(run_dir.iterdir()):  # (review 52c: a kill in the first second leaves the folder empty)
-            from ..engine import run_lock
+            from .. import run_lock
 
             if run_lock.is_held(run_dir):
                 raise ConfigError(f"cannot resume '{run_dir}': it is a run that has just started (another process "
@@ -121,7 +121,7 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
             # built; held from here, the trainer takes the lock over and releases it as it ends.
             # (Under torchrun the main process's trainer refuses it, said by every process: a refusal
             # here, by the main process alone, would leave the others waiting for it.)
-            from ..engine import run_lock
+            from .. import run_lock
 
             held.enter_context(run_lock.held_ahead(run_dir))
         cfg = load_saved_config(run_dir / CONFIG_FILE)

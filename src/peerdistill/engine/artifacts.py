@@ -32,7 +32,7 @@ from ..run_files import (COMPARISON_TABLES, CONFIG_FILE, DELETING_PREFIX, METRIC
                          RESUME_FILE, RUN_FILE)
 from ..values import is_count, is_finite_number
 from ..wording import first_few
-from . import run_lock
+from .. import run_lock
 from .run_meta import run_record_problem
 from .state_files import DIGEST_KEY, read_state, weights_digest
 

@@ -27,7 +27,7 @@ from ..json_files import read_json
 from ..models.heads import HeadedModel
 from ..run_files import CONFIG_FILE, METRICS_FILE, RESUME_FILE, RUN_FILE
 from ..wording import first_few
-from . import run_lock
+from .. import run_lock
 from .artifacts import RunDir, atomic_write_text, load_weights, non_finite_keys, save_weights, write_json
 from .environment import environment
 from .state_files import weights_digest

@@ -34,7 +34,8 @@ from ..run_files import RUN_FILE
 from ..spatial import align_to
 from ..stopping import stopping_signals_held
 from ..wording import first_few
-from . import distributed, run_lock, selection
+from .. import run_lock
+from . import distributed, selection
 from .artifacts import RunDir, finish_replacing, mark_stopped, write_json
 from .devices import resolve_device
 from .distributed import World

@@ -17,7 +17,7 @@ from ..config import SOFTENED_KINDS, load_saved_config
 from ..environment_words import environment_in_words
 from ..ensemble_cost import ensemble_parameters_note, members_parameters, student_names
 from ..errors import PeerdistillError, RunDirError
-from ..engine import run_lock
+from .. import run_lock
 from ..json_files import read_json
 from ..metrics import per_class_part
 from ..report import (metric_meaning, distance_unit_note, region_note, ensemble_of_one_note, fmt, fusion_in_words,

@@ -20,7 +20,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from ..errors import RunDirError
+from .errors import RunDirError
 
 try:
     import fcntl
