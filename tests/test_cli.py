@@ -2016,6 +2016,16 @@ def test_resuming_a_run_stopped_before_its_config_was_written_says_to_start_it_a
     run_cli("train", "--resume", tmp_path / "r", expect=2)
     assert ("it stopped before its config and first checkpoint were written, so there is nothing to resume: start it "
             "again, with --overwrite") in " ".join(capsys.readouterr().err.split())
+    from peerdistill import run_lock
+
+    held = run_lock.hold(tmp_path / "r")  # a run writing its first files now: not one that stopped
+    try:
+        run_cli("train", "--resume", tmp_path / "r", expect=2)
+    finally:
+        run_lock.release(held)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "it is a run that has just started (another process holds it), its config and first checkpoint not " \
+           "written yet" in said and "--overwrite" not in said
     (tmp_path / "r" / "run.json").unlink()  # killed before it wrote anything (review 52c)
     run_cli("train", "--resume", tmp_path / "r", expect=2)
     assert "the folder is empty, the run stopped before it wrote anything" in " ".join(capsys.readouterr().err.split())

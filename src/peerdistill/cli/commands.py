@@ -99,6 +99,11 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
                     "to this path" if launched() else "")
             raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME){node}")
         if not (run_dir / CONFIG_FILE).is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second
+            from .. import run_lock
+
+            if run_lock.is_held(run_dir):  # (or still in it: writing its first files)
+                raise ConfigError(f"cannot resume '{run_dir}': it is a run that has just started (another process "
+                                  "holds it), its config and first checkpoint not written yet")
             raise ConfigError(f"cannot resume '{run_dir}': it stopped before its config and first checkpoint were "
                               "written, so there is nothing to resume: start it again, with --overwrite")
         if not any(run_dir.iterdir()):  # (review 52c: a kill in the first second leaves the folder empty)
