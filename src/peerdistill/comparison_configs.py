@@ -12,8 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from .config import (TEACHER_PRESETS, TEACHER_TERM_WEIGHTS, DistillSpec, RunConfig, check_preset_names,
-                     default_run_name, named_as_written, unread_distill_keys, validate, yaml_value)
-from .config.run_spec import RUN_NAME_MAX, _raw_value
+                     named_as_written, unread_distill_keys, validate, yaml_value)
 from .config.overrides import applied_keys
 from .errors import ConfigError, warn_user
 
@@ -42,25 +41,6 @@ def checked_bases(configs: list[dict[str, Any]], presets: list[str] | None, name
                           f"{', '.join(f'{t} ({name})' for t, name in first.items())}: compare each task's configs "
                           "on their own")
     return bases
-
-
-COMPARE_SUFFIX = "-compare"
-
-
-def comparison_folder_name(tree: dict[str, Any]) -> str:
-    """The folder of one config's comparison, in its ``out_dir``: ``NAME-compare``, NAME the
-    config's own name; a config without one (named after its data and preset: ``default_run_name``)
-    gives its data's part alone (``xrays-compare``, not ``xrays-kd+ml-compare``): the settings a
-    comparison runs are often other presets than the config's own, which its name would else
-    seem to say were compared; cut to RUN_NAME_MAX bytes as a run's default name is."""
-    named = tree.get("name")
-    if named is not None and named != default_run_name(tree):
-        return f"{named}{COMPARE_SUFFIX}"
-    preset = _raw_value(tree.get("distill"), "preset", "kd+ml")  # as default_run_name reads it
-    data = default_run_name(tree).removesuffix(f"-{preset if isinstance(preset, str) else 'kd+ml'}")
-    room = RUN_NAME_MAX - len(COMPARE_SUFFIX)
-    data = data.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
-    return f"{data}{COMPARE_SUFFIX}"
 
 
 def warn_of_presets_alike(bases: list[RunConfig], presets: list[str] | None, names: list[str]) -> None:

@@ -221,8 +221,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--presets", default=None, type=_given,
                       help="comma-separated presets run with every config (default: each config's own preset)")
     cmp_.add_argument("--out", default=None, type=_given,
-                      help="directory of the comparison (default OUT_DIR/NAME-compare; a config without a name: "
-                           "OUT_DIR/DATA-compare, DATA its data's name)")
+                      help="directory of the comparison (default OUT_DIR/NAME-compare)")
     cmp_.add_argument("--seeds", type=_whole, default=3,
                       help="runs per setting, with seeds seed, seed+1, ... (default 3)")
     cmp_.add_argument("--folds", type=_whole, default=None, metavar="K",

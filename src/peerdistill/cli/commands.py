@@ -205,7 +205,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         raise ConfigError(f"compare: the override distill.preset={given} is replaced by each preset of --presets "
                           f"{ns.presets}: drop it, or name the presets to run in --presets (e.g. --presets kd,kd+ml)")
     trees = [named_as_written(tree) for tree in trees]  # not after a preset --presets sets
-    from ..comparison_configs import checked_bases, comparison_folder_name, parse_presets, variant_trees
+    from ..comparison_configs import checked_bases, parse_presets, variant_trees
 
     presets = parse_presets(ns.presets)
     names = [f"config '{p}'" for p in paths] or ["config (the embedded default)"]
@@ -214,7 +214,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         if out is None and len(trees) == 1:  # the config's own comparison folder, not the shared one
             base = trees[0]
             out = str(Path(base.get("out_dir", RunConfig.model_fields["out_dir"].default))
-                      / comparison_folder_name(base))
+                      / f"{base['name']}-compare")
         variants = variant_trees(trees, ns.setting, presets=presets)  # each config's settings in turn
         per_config = len(variants) // len(trees)
         names = [f"setting '{tree['name']}'" + (f" of {names[i // per_config]}" if paths else "")
