@@ -124,7 +124,7 @@ def test_emptied_heads_are_refused_once_with_both_ways_out(tmp_path, capsys):
     said = train_cli(tmp_path, capsys, tree, "--dry-run", expect=2)
     assert said.split(f"error: invalid config '{tmp_path / 's.yaml'}': ")[1] == (
         "preset 'self' needs heads on a student (students.0.heads is empty): set students.N.heads to module paths, "
-        "e.g. students.0.heads=[features.2] on layers that run before its deep_layer 'features'; or, to train "
+        "e.g. students.0.heads=[PATH, ...] on layers that run before its deep_layer 'features'; or, to train "
         "without heads, set distill.preset to another preset (independent: each model learns from the labels "
         "alone), and remove students.0.deep_layer, distill.self_alpha, which only heads read")
     # either way out, taken as said, is accepted at once
@@ -141,6 +141,29 @@ def test_a_deep_layer_without_heads_under_another_preset_names_its_key():
         validate(tree)
     assert ("students.0.deep_layer is the layer self-distillation heads learn from, and students.0 has no heads: "
             "set students.0.heads too, or remove students.0.deep_layer") in " ".join(str(info.value).split())
+    # a frozen teacher takes no heads: told to remove its deep_layer alone
+    tree = {"teacher": {"arch": "cnn", "frozen": True, "checkpoint": "t.safetensors", "deep_layer": "features.2"},
+            "students": [{"arch": "cnn"}, {"arch": "cnn"}], "distill": {"preset": "kd"}}
+    with pytest.raises(ConfigError) as info:
+        validate(tree)
+    said = " ".join(str(info.value).split())
+    assert ("teacher.deep_layer is the layer self-distillation heads learn from, and teacher has no heads: remove "
+            "teacher.deep_layer (a frozen model has no heads: they would never learn)") in said
+    assert "set teacher.heads" not in said
+
+
+def test_preset_self_without_heads_names_each_emptied_key_and_no_head_at_the_deep_layer():
+    tree = {"teacher": None, "distill": {"preset": "self"},
+            "students": [{"arch": "cnn", "heads": []}, {"arch": "cnn", "heads": []}]}
+    with pytest.raises(ConfigError) as info:
+        validate(tree)
+    assert "(students.0.heads, students.1.heads are empty)" in " ".join(str(info.value).split())
+    tree = {"teacher": None, "distill": {"preset": "self"}, "students": [{"arch": "cnn", "deep_layer": "features.2"}]}
+    with pytest.raises(ConfigError) as info:
+        validate(tree)
+    said = " ".join(str(info.value).split())
+    assert "e.g. students.0.heads=[PATH, ...] on layers that run before its deep_layer 'features.2'" in said
+    assert "heads=[features.2]" not in said
 
 
 def _heads_of(run, name="student1"):

@@ -230,8 +230,11 @@ class RunConfig(Section):
             unread = unread_distill_keys(self.distill, len(self.all_teachers()), self.has_heads())
             unread_self = [f"distill.{k}" for k in SELF_KEYS if k in unread]
         if ignored_before and not headless:
+            frozen = {key for key, m in self._keyed_members() if m.frozen}  # (a frozen model takes no heads)
             problems += [f"{key}.deep_layer is the layer self-distillation heads learn from, and {key} has no heads: "
-                         f"set {key}.heads too, or remove {key}.deep_layer" for key in stray_deep]
+                         + (f"remove {key}.deep_layer (a frozen model has no heads: they would never learn)"
+                            if key in frozen else f"set {key}.heads too, or remove {key}.deep_layer")
+                         for key in stray_deep]
         if ignored_before:
             problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads(),
                                                 said=SELF_KEYS if headless else ())
@@ -261,14 +264,17 @@ class RunConfig(Section):
         that stay unread without heads named with the second, not refused one by one after)."""
         emptied = [key for key, m in self._keyed_members() if key.startswith("students.")
                    and "heads" in m.model_fields_set and not m.heads]
-        said = f" ({', '.join(emptied)}.heads {'is' if len(emptied) == 1 else 'are'} empty)" if emptied else ""
+        said = (f" ({', '.join(f'{k}.heads' for k in emptied)} {'is' if len(emptied) == 1 else 'are'} empty)"
+                if emptied else "")
         key = emptied[0] if emptied else "students.0"
         deep = self._student(key).deep_layer if self.students else None
-        where = f" on layers that run before its deep_layer '{deep}'" if deep else ""
+        # (no example layer beside a deep_layer of the user's: it could be that layer, or run after it)
+        example = f"{key}.heads=[PATH, ...] on layers that run before its deep_layer '{deep}'" if deep else \
+            f"{key}.heads=[features.2]"
         leftover = [f"{k}.deep_layer" for k in stray_deep] + unread_self
         remove = f", and remove {', '.join(leftover)}, which only heads read" if leftover else ""
         return (f"preset 'self' needs heads on a student{said}: set students.N.heads to module paths, e.g. "
-                f"{key}.heads=[features.2]{where}; or, to train without heads, set distill.preset to another preset "
+                f"{example}; or, to train without heads, set distill.preset to another preset "
                 f"(independent: each model learns from the labels alone){remove}")
 
     def _student(self, key: str) -> ModelSpec:
