@@ -67,35 +67,9 @@ def test_an_int8_student_keeps_the_fp32_decisions_it_reports(digits_run, capsys)
     assert len(out.read_text().splitlines()) == 4
 
 
-def test_the_int8_speed_is_the_ratio_of_median_times_of_alternating_runs(monkeypatch, tmp_path):
-    # a fake clock: the fp32 graph takes 0.3 s a run, the int8 one 0.15 s, so int8 runs at 2x; rounds stop
-    # once 2 s have passed (5 rounds of 0.45 s), the warm-up runs uncounted
-    clock = [0.0]
-    seconds = {"fp32.onnx": 0.3, "int8.onnx": 0.15}
-    runs = []
-
-    class Session:
-        def __init__(self, path, providers):
-            self.name = Path(path).name
-
-        def run(self, outputs, feed):
-            runs.append(self.name)
-            clock[0] += seconds[self.name]
-
-    import onnxruntime
-    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
-    monkeypatch.setattr("peerdistill.quantize.time.perf_counter", lambda: clock[0])
-    speed = speed_ratio(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", np.zeros((1, 1, 8, 8), np.float32))
-    assert speed.ratio == pytest.approx(2.0) and speed.rounds == 5
-    assert runs == ["fp32.onnx", "int8.onnx"] * 6  # one warm-up each, then alternating
-
-
-@pytest.mark.parametrize("fp32, int8, rounds", [(1.0, 0.5, 2), (0.6, 0.6, 2), (0.4, 0.3, 3), (20.0, 40.0, 2)])
-def test_slow_graphs_are_timed_within_the_budget_for_two_rounds_at_least(monkeypatch, tmp_path, fp32, int8, rounds):
-    """A model taking 1 s an input was timed 5 rounds of both graphs (over 7 s with the warm-ups):
-    now rounds stop once TIMING_SECONDS have passed and MIN_ROUNDS (2) ran, both graphs timed
-    the same number of times, alternating; a 20 s model still gets its two rounds (a median of one
-    run is no ratio)."""
+def _timed_on_a_fake_clock(monkeypatch, tmp_path, fp32: float, int8: float):
+    """``speed_ratio`` of two graphs whose runs take ``fp32`` and ``int8`` seconds of a fake clock:
+    (its SpeedRatio, the graphs run in order, the clock)."""
     clock, runs = [0.0], []
     seconds = {"fp32.onnx": fp32, "int8.onnx": int8}
 
@@ -111,6 +85,24 @@ def test_slow_graphs_are_timed_within_the_budget_for_two_rounds_at_least(monkeyp
     monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
     monkeypatch.setattr("peerdistill.quantize.time.perf_counter", lambda: clock[0])
     speed = speed_ratio(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", np.zeros((1, 1, 8, 8), np.float32))
+    return speed, runs, clock
+
+
+def test_the_int8_speed_is_the_ratio_of_median_times_of_alternating_runs(monkeypatch, tmp_path):
+    # a fake clock: the fp32 graph takes 0.3 s a run, the int8 one 0.15 s, so int8 runs at 2x; rounds stop
+    # once 2 s have passed (5 rounds of 0.45 s), the warm-up runs uncounted
+    speed, runs, _ = _timed_on_a_fake_clock(monkeypatch, tmp_path, fp32=0.3, int8=0.15)
+    assert speed.ratio == pytest.approx(2.0) and speed.rounds == 5
+    assert runs == ["fp32.onnx", "int8.onnx"] * 6  # one warm-up each, then alternating
+
+
+@pytest.mark.parametrize("fp32, int8, rounds", [(1.0, 0.5, 2), (0.6, 0.6, 2), (0.4, 0.3, 3), (20.0, 40.0, 2)])
+def test_slow_graphs_are_timed_within_the_budget_for_two_rounds_at_least(monkeypatch, tmp_path, fp32, int8, rounds):
+    """A model taking 1 s an input was timed 5 rounds of both graphs (over 7 s with the warm-ups):
+    now rounds stop once TIMING_SECONDS have passed and MIN_ROUNDS (2) ran, both graphs timed
+    the same number of times, alternating; a 20 s model still gets its two rounds (a median of one
+    run is no ratio)."""
+    speed, runs, clock = _timed_on_a_fake_clock(monkeypatch, tmp_path, fp32=fp32, int8=int8)
     assert MIN_ROUNDS == 2 and TIMING_SECONDS == 2.0
     # by hand: rounds of fp32 + int8 seconds each, from the end of the warm-ups, until 2 s have passed
     assert speed.rounds == rounds and speed.ratio == pytest.approx(fp32 / int8)
