@@ -171,6 +171,44 @@ def test_engine_predict_names_the_batch_shape_it_takes(batch, message):
         predict(cohort, task, batch(x))
 
 
+class _FlatToImage(torch.nn.Module):
+    """A conv model of feature vectors [N, 64] (or of [N, 8, 8]) that makes the images itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 64, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x.reshape(-1, 1, 8, 8))).flatten(1))
+
+
+@pytest.mark.parametrize("shape", [(5, 64), (5, 8, 8)])
+def test_engine_predict_runs_a_conv_model_that_reshapes_its_inputs_itself(shape):
+    """Every batch but [N, C, H, W] was refused once a model held a Conv2d."""
+    from peerdistill import ClassificationTask, Cohort
+    from peerdistill.engine import predict
+
+    torch.manual_seed(0)
+    model = _FlatToImage()
+    x = torch.rand(*shape)
+    out = predict(Cohort.from_modules([model]), ClassificationTask(3), x)
+    torch.testing.assert_close(out["student1"], torch.softmax(model.eval()(x), 1))
+    torch.testing.assert_close(out["ensemble"], out["student1"])
+
+
+def test_engine_predict_names_the_batch_shape_an_image_model_failed_on():
+    """A shape the models fail on gets the hint, not torch's words, and keeps torch's error as its cause."""
+    from peerdistill.engine import predict
+
+    cohort, task, x = _cohort_and_batch()
+    with pytest.raises(DataError, match=r"^predict takes a batch x of shape \[N, C, H, W\] \(the models take 1 "
+                                        r"channel\(s\)\), got shape \(3, 144\): torch\.as_tensor\(x\) for an "
+                                        r"array; x\[None\] for one image") as caught:
+        predict(cohort, task, x.flatten(1))
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
 def test_engine_predict_refuses_integer_arrays_and_lists():
     from peerdistill.engine import predict
 

@@ -160,8 +160,11 @@ BATCH_FIXES = ("torch.as_tensor(x) for an array; x[None] for one image; x[:, Non
 
 def _checked_batch(cohort: Cohort, x) -> torch.Tensor:
     """``predict``'s batch: a tensor (a NumPy array of floats is taken as one, on the models'
-    device, in float32), [N, C, H, W] for image models: an unbatched image or grey images without
-    their channel axis failed in torch's words, a NumPy array in conv2d's."""
+    device, in float32). Refused here is only what the models might take without failing and
+    answer wrongly: for image models, a 3-D batch whose first axis is their channel count, one
+    image [C, H, W] without its batch axis (a convolution takes it as unbatched). Any other shape
+    goes to the models, which may take feature vectors [N, F] and reshape them themselves;
+    ``_batch_hint`` explains a shape they fail on."""
     if isinstance(x, np.ndarray):
         if x.dtype.kind != "f":
             raise DataError(f"predict takes the images as the models saw them in training, floats (a run from arrays "
@@ -173,31 +176,36 @@ def _checked_batch(cohort: Cohort, x) -> torch.Tensor:
     elif not isinstance(x, torch.Tensor):
         raise DataError(f"predict takes a batch x as a torch tensor [N, C, H, W] (or a NumPy array), got a "
                         f"{type(x).__name__}: stack the images into one, torch.stack(images)")
-    if x.ndim == 4:
-        return x
     conv = _first_conv(cohort)
-    if conv is None:  # (models of feature vectors [N, F], or of inputs of their own)
-        return x
+    if conv is not None and x.ndim == 3 and x.shape[0] == conv.in_channels:
+        raise DataError(_shape_message(conv, x, ": one image [C, H, W] without its batch axis? x[None] makes it a "
+                                                "batch of one"))
+    return x
+
+
+def _shape_message(conv: torch.nn.Conv2d, x: torch.Tensor, fix: str) -> str:
+    return (f"predict takes a batch x of shape [N, C, H, W] (the models take {conv.in_channels} channel(s)), got "
+            f"shape {tuple(x.shape)}{fix}")
+
+
+def _batch_hint(cohort: Cohort, x: torch.Tensor) -> str | None:
+    """What to say when image models failed on a batch ``x``: the fix its shape suggests, or None
+    where the shape is one they take ([N, C, H, W]), so the failure is not the batch's."""
+    conv = _first_conv(cohort)
+    if conv is None:
+        return None
     channels = conv.in_channels
-    if x.ndim == 3 and x.shape[0] == channels:
-        fix = "one image [C, H, W] without its batch axis? x[None] makes it a batch of one"
-    elif x.ndim == 3 and channels == 1:
+    if x.ndim == 4:
+        if x.shape[1] == channels or x.shape[-1] != channels:
+            return None
+        return _shape_message(conv, x, ", which looks channels-last [N, H, W, C]: x.permute(0, 3, 1, 2)")
+    if x.ndim == 3 and channels == 1:
         fix = "grey images [N, H, W] without their channel axis? x[:, None] gives [N, 1, H, W]"
     elif x.ndim == 3:
         fix = "one image without its batch axis (x[None]), or images without their channel axis (x[:, None])?"
     else:
         fix = BATCH_FIXES
-    raise DataError(f"predict takes a batch x of shape [N, C, H, W] (the models take {channels} channel(s)), got "
-                    f"shape {tuple(x.shape)}: {fix}")
-
-
-def _channels_last_hint(cohort: Cohort, x: torch.Tensor) -> str | None:
-    """What to say when the models failed on a 4-D batch that looks channels-last."""
-    conv = _first_conv(cohort)
-    if conv is None or x.ndim != 4 or x.shape[1] == conv.in_channels or x.shape[-1] != conv.in_channels:
-        return None
-    return (f"predict takes a batch x of shape [N, C, H, W] (the models take {conv.in_channels} channel(s)), got shape "
-            f"{tuple(x.shape)}, which looks channels-last [N, H, W, C]: x.permute(0, 3, 1, 2)")
+    return _shape_message(conv, x, ": " + fix)
 
 
 @torch.no_grad()
@@ -211,7 +219,7 @@ def predict(cohort: Cohort, task, x: torch.Tensor, window: tuple[int, int] | Non
     try:
         logits = logits_of(cohort, x, window, overlap)
     except RuntimeError as exc:
-        hint = _channels_last_hint(cohort, x)
+        hint = _batch_hint(cohort, x)
         if hint is None:
             raise
         raise DataError(hint) from exc
