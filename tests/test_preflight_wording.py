@@ -127,3 +127,48 @@ def test_dense_windows_are_judged_by_the_largest_known_validation_size_else_said
     assert _dense_windows_said(_Images([(64, 64)])) == [  # one image: it is the split's size
         "data.window_overlap 0.9: a 64x64 image is scored by 2,401 windows of 16x16, 49x the 49 of overlap 0.5, at "
         "every validation and test pass and in eval, predict and an export; 0.5 blends the windows' edges already"]
+
+
+def _grey_pngs_stored_as_rgb(root, colour: int = 0) -> None:
+    """Two classes of 8x8 grey PNGs saved as RGB; the first ``colour`` of class 'a' in colour."""
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(20):
+            g = (rng.random((8, 8)) * 255).astype(np.uint8)
+            rgb = np.stack([g, g, g // 2 if label == "a" and i < colour else g], -1)
+            Image.fromarray(rgb).save(root / label / f"{i}.png")
+
+
+def test_image_files_read_in_python_are_told_of_dataspec_grey_not_of_arrays(tmp_path):
+    """Files read by build_data(DataSpec(...)) and trained in Python were told to 'pass the arrays
+    with one channel', arrays the caller never had: the fix is DataSpec(..., grey=True)."""
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+
+    _grey_pngs_stored_as_rgb(tmp_path / "all")
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "all")))
+    n = len(data.train)
+    said = _python_trainer().check(data).warnings
+    assert (f"every one of the {n} training images is a grey file read as colour (its one channel repeated three "
+            "times): DataSpec(..., grey=True) reads them with one channel, the same information at a third of the "
+            "input's size") in said
+    assert not any("the arrays" in w or "data.grey" in w for w in said)
+    _grey_pngs_stored_as_rgb(tmp_path / "mixed", colour=12)
+    data = build_data(DataSpec(kind="image_folder", root=str(tmp_path / "mixed")))
+    said = _python_trainer().check(data).warnings
+    mixed = [w for w in said if "grey files (read as colour" in w]
+    assert len(mixed) == 1 and mixed[0].endswith("or read every image grey (DataSpec(..., grey=True))")
+    assert not any("convert every image to grey" in w or "data.grey" in w for w in said)
+
+
+def test_arrays_read_from_an_npz_in_python_are_told_to_save_them_with_one_channel(tmp_path):
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+
+    (x, y), (xv, yv) = _grey_in_colour(24, 0), _grey_in_colour(8, 1)
+    np.savez(tmp_path / "g.npz", train_images=x, train_labels=y, val_images=xv, val_labels=yv, test_images=xv,
+             test_labels=yv)
+    said = _python_trainer().check(build_data(DataSpec(kind="npz", root=str(tmp_path / "g.npz")))).warnings
+    assert ARRAYS_ALL_GREY.format(how="save") in said
+    assert not any("DataSpec" in w or "grey file" in w for w in said)

@@ -176,29 +176,30 @@ class Preflight:
     def _warn_of_grey_and_colour_mixed(self, data: DataSplits) -> None:
         """A training split of grey and colour files (grey ones read as colour) often mixes
         sources, scanners or sites, which a model can tell apart by colour alone: said, with the
-        counts (predict and eval then take grey inputs as no news). Worded for what the images
-        are: files read by a config (data.grey reads them grey), or arrays, which are taken as
-        given (built in Python, or a config's npz file: data.grey does not apply to them)."""
+        counts (predict and eval then take grey inputs as no news). Worded for where the images
+        came from, whoever built the trainer: image files (``data.info['files']``, or a config's
+        file kind), which ``grey`` reads grey (``data.grey=true`` in a config, ``DataSpec(...,
+        grey=True)`` in Python); or arrays, which are taken as given (passed to
+        ``DataSplits.from_arrays``, or read from a .npz file: ``grey`` does not apply to them)."""
         share = self._training_profile(data).get("grey_share")
         n = len(data.train)
         kind = (self.run_info.get("data_spec") or {}).get("kind")
-        if self.built_in_python:
-            what, fix = "arrays", "pass the arrays with one channel instead ([N, 1, H, W] or [N, H, W])"
-        elif kind is not None and kind not in IMAGE_FILE_KINDS:
-            what, fix = "arrays", "save the arrays with one channel instead ([N, 1, H, W] or [N, H, W])"
-        else:
-            what, fix = "files", None
-        if share == 1 and what == "arrays":  # (review 57d: data.grey=true is no key of a Python run's)
+        from_files = data.info.get("files") is not None or kind in IMAGE_FILE_KINDS
+        grey_key = "DataSpec(..., grey=True)" if self.built_in_python else "data.grey=true"
+        # arrays read from a file (a config's or build_data's .npz) are saved anew; others passed anew
+        verb = "save" if kind is not None or data.info.get("source") is not None else "pass"
+        if share == 1 and not from_files:  # (review 57d: grey does not apply to arrays)
             warn_user(f"every one of the {n} training images has three equal channels (a grey image repeated "
-                      f"three times): {fix}, the same information at a third of the input's size", TrainingAdvice)
+                      f"three times): {verb} the arrays with one channel instead ([N, 1, H, W] or [N, H, W]), the "
+                      "same information at a third of the input's size", TrainingAdvice)
         elif share == 1:  # (review 56j: a forgotten data.grey=true, recorded in run.json alone)
             warn_user(f"every one of the {n} training images is a grey file read as colour (its one "
-                      "channel repeated three times): data.grey=true reads them with one channel, the same "
+                      f"channel repeated three times): {grey_key} reads them with one channel, the same "
                       "information at a third of the input's size", TrainingAdvice)
         if share is None or not 0 < share < 1:
             return
         grey = round(share * n)
-        if what == "arrays":
+        if not from_files:
             warn_user(f"{grey} of the {n} training images are grey (three equal channels) and the others colour: "
                       "if they come from different sources (scanners, sites, cameras), a model can learn colour as "
                       "a shortcut to them; check that each class has both kinds, or convert every image to grey "
@@ -207,7 +208,7 @@ class Preflight:
         warn_user(f"{grey} of the {n} training images are grey files (read as colour, one channel "
                   f"repeated) and the others colour: if they come from different sources (scanners, sites, "
                   "cameras), a model can learn colour as a shortcut to them; check that each class has both kinds, "
-                  "or read every image grey (data.grey=true)")
+                  f"or read every image grey ({grey_key})")
 
     def _warn_of_classes_missing_from_scored_splits(self, data: DataSplits) -> None:
         """A val or test split (in memory) lacking classes: a model that calls everything its one
