@@ -156,6 +156,9 @@ def checked_class_weights(where: str, weights, num_classes: int) -> torch.Tensor
     return values
 
 
+_COUNTED_AT_ONCE = 1 << 22  # labels (mask pixels) counted at a time
+
+
 def balanced_class_weights(targets, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
     """``n / (k * count_c)`` per class (scikit-learn's 'balanced' rule), from the training labels
     (or masks): a tensor, NumPy array or list of class indices 0..K-1."""
@@ -173,16 +176,38 @@ def balanced_class_weights(targets, num_classes: int, ignore_index: int | None =
         if not bool(torch.isfinite(flat).all()) or not bool((flat == flat.round()).all()):
             raise DataError("balanced_class_weights takes class indices 0..K-1, got labels with fractions (or NaN): "
                             "give the integer labels given to from_arrays")
-    flat = flat.long()
-    if ignore_index is not None:
-        flat = flat[flat != ignore_index]
-    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_classes):
-        raise DataError(f"balanced_class_weights: the labels run from {int(flat.min())} to {int(flat.max())}, "
+    given = flat.numel()
+    if given == 0:
+        raise DataError("balanced_class_weights: got no labels (an empty training split?), and it weighs each class "
+                        "by its share of them: give the training labels (or masks), class indices 0..K-1")
+    # Counted a part at a time in the labels' own dtype: segmentation masks are uint8, and an int64
+    # copy of every pixel (or the int64 indices a boolean mask selects them by) took 8 times their size.
+    drop = ignore_index is not None and (flat.is_floating_point()
+                                         or torch.iinfo(flat.dtype).min <= ignore_index <= torch.iinfo(flat.dtype).max)
+    counts = torch.zeros(num_classes, dtype=torch.long)
+    kept, low, high = 0, None, None
+    for start in range(0, given, _COUNTED_AT_ONCE):
+        part = flat[start:start + _COUNTED_AT_ONCE]
+        if drop:
+            part = part[part != ignore_index]
+        if part.numel() == 0:
+            continue
+        kept += part.numel()
+        lo, hi = (int(v) for v in part.aminmax())
+        low, high = (lo, hi) if low is None else (min(low, lo), max(high, hi))
+        if low >= 0 and high < num_classes:  # (else refused below, with the whole range)
+            if part.dtype not in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
+                part = part.long()  # (floats of whole numbers, and unsigned types torch.bincount does not take)
+            counts += torch.bincount(part, minlength=num_classes)
+    if kept == 0:
+        raise DataError(f"balanced_class_weights: all {given} labels are ignore_index {ignore_index} (pixels marked "
+                        "unlabelled), so no class has a sample to weigh it by: give labels that mark classes")
+    if low < 0 or high >= num_classes:
+        raise DataError(f"balanced_class_weights: the labels run from {low} to {high}, "
                         f"outside the {num_classes} classes 0..{num_classes - 1}: give num_classes as the data's "
                         "(data.num_classes)")
-    counts = torch.bincount(flat, minlength=num_classes).float()
-    if flat.numel() and int(flat.max()) + 1 < num_classes:  # (an absent class weighs n / K: a weight past all others)
-        warn_user(f"balanced_class_weights: no label is {int(flat.max()) + 1} or above, yet num_classes is "
-                  f"{num_classes}: class(es) from {int(flat.max()) + 1} have no sample and get the weight of a class of "
+    if high + 1 < num_classes:  # (an absent class weighs n / K: a weight past all others)
+        warn_user(f"balanced_class_weights: no label is {high + 1} or above, yet num_classes is "
+                  f"{num_classes}: class(es) from {high + 1} have no sample and get the weight of a class of "
                   "one sample; is num_classes right (data.num_classes)?")
-    return flat.numel() / (num_classes * counts.clamp(min=1))
+    return kept / (num_classes * counts.float().clamp(min=1))
