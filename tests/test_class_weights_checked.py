@@ -4,9 +4,6 @@ reads the labels a ``from_arrays`` user holds (NumPy arrays, lists, MedMNIST's [
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -147,17 +144,3 @@ def test_balanced_class_weights_refuse_masks_of_ignored_pixels_alone():
                                         r"unlabelled\), so no class has a sample to weigh it by"):
         balanced_class_weights(torch.full((3, 2, 2), 255, dtype=torch.uint8), 2, ignore_index=255)
 
-
-def test_balanced_class_weights_of_uint8_masks_take_no_int64_copy_of_them():
-    """A mask's pixels were copied to int64 (8 bytes each) before the ignored ones were dropped:
-    for 64 MiB of masks, about 1.2 GiB more at the peak. Measured in a fresh process."""
-    script = ("import resource, torch\n"
-              "from peerdistill.tasks.classification import balanced_class_weights\n"
-              "y = torch.randint(0, 3, (256, 512, 512), dtype=torch.uint8); y[:, :10] = 255\n"
-              "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-              "w = balanced_class_weights(y, 3, ignore_index=255)\n"
-              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    extra_mib = float(done.stdout.split()[-1])
-    assert extra_mib < 2 * 64, f"{extra_mib:.0f} MiB more at the peak for 64 MiB of masks"
