@@ -72,6 +72,8 @@ class SegmentationTask:
 
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        if targets.dtype != torch.long:  # (a Python user's uint8 masks, as PNGs read: cross_entropy takes int64)
+            targets = targets.long()
         logits = align_to(logits, targets.shape[-2:]).float()
         ignored = targets == IGNORE
         count = int(ignored.sum())  # (one wait on the GPU for both questions)
