@@ -116,6 +116,8 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
         raise DataError(f"mask values and their pixel counts are {pixels}: classes "
                         f"{sorted(set(range(seen)) - set(pixels))} have no pixel, so a stray value would add "
                         "classes; fix the masks, or set data.num_classes if those classes are truly absent")
+    if not num_classes and not class_names and seen > 2:
+        _warn_of_a_stray_top_class(pixels, seen - 1)
     if not training:
         return k, seen
     if not has_foreground(masks[0]):
@@ -130,6 +132,21 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         "split; move an image holding it into train (for splits cut from one set, another "
                         "data.split_seed may do)")
     return k, seen
+
+
+STRAY_SHARE = 0.001  # a class counted from the masks with under this share of their foreground pixels
+
+
+def _warn_of_a_stray_top_class(pixels: dict[int, int], top: int) -> None:
+    """The largest label, which alone made the class count (no class was declared), with a few
+    pixels beside the other classes' (a stray 2 in 0/1 masks): a model of one more class, and
+    advice to monitor a class, would follow unsaid; a gap below it is refused already."""
+    foreground = sum(n for c, n in pixels.items() if c > 0)
+    if pixels.get(top, 0) < STRAY_SHARE * foreground:
+        warn_user(f"mask value {top} has {pixels[top]:,} pixel(s) of the masks' {foreground:,} foreground ones (under "
+                  f"{STRAY_SHARE:.1%}), and makes this a {top + 1}-class model: if it is a stray value, fix the masks "
+                  f"that hold it; if class {top} is real, declare the classes (data.num_classes={top + 1}, or "
+                  "data.class_names) to say so", TrainingAdvice)
 
 
 def _pixels_per_class(masks: torch.Tensor) -> torch.Tensor:
