@@ -261,16 +261,18 @@ class Preflight:
                     "their figures are not held out")
             if repeated:
                 which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
+                pasted = self._exclusion_names(data, split, [names[i] for i in repeated])
                 how = (f"leave them out of the data: {where} "
-                       f"({exclude_example([names[i] for i in repeated], given, folder=folder)})" if files else
+                       f"({exclude_example(pasted, given, folder=folder)})" if files else
                        "remove their rows from the arrays (data.exclude leaves image files out, not rows)")
                 warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: "
                           f"{cost}; {how}")  # (review 55r: how was not said)
             if near:
                 trained_names = names_in_messages(data.info, "train", len(data.train))
                 pairs = first_few([f"'{names[row]}' ~ '{trained_names[match]}'" for row, match in near])
+                pasted = self._exclusion_names(data, split, [names[row] for row, _ in near])
                 leave = (f"leave one of each pair out: {where.replace('them', 'it')} "
-                         f"({exclude_example([names[row] for row, _ in near], given, folder=folder)})" if files else
+                         f"({exclude_example(pasted, given, folder=folder)})" if files else
                          "remove one of each pair from the arrays")
                 # (detection's kinds take no group key: review 45b followed the advice into a refusal)
                 keep = (f"{leave}, or try another data.split_seed"
@@ -285,6 +287,60 @@ class Preflight:
                 warn_user(f"{len(near)} of {len(part)} {what} inputs are near-copies of training images ({pairs}: "
                           f"the same picture saved again or resized, or the next frame of a video?): {cost}; look at "
                           f"them, and {keep}")
+
+    def _exclusion_names(self, data: DataSplits, split: str, names: list[str]) -> list[str]:
+        """``names`` (samples of ``split``) as data.exclude should take them to leave out those
+        samples alone: a bare id that another split's sample shares (split folders reusing file
+        names: train/images/img03.png, val/images/img03.png) would leave out both, so it is given
+        as its image file's path from data.root (a pattern with '/' is matched against that path),
+        where the image/mask folders say which file it is."""
+        shared = set()
+        for other in ("train", "val", "test"):
+            if other == split:
+                continue
+            known = sample_names(data.info, other)
+            if known is not None and known[0] == "file":
+                shared |= set(known[1])
+        if not any("/" not in n and n in shared for n in names):
+            return names
+        paths = self._split_image_paths(data, split)
+        return [paths.get(n, n) if "/" not in n and n in shared else n for n in names]
+
+    def _split_image_paths(self, data: DataSplits, split: str) -> dict[str, str]:
+        """For image/mask folders with split folders: each id of ``split``'s folder to its image
+        file's path relative to data.root ('/'-separated); empty where that is not known."""
+        from pathlib import Path
+
+        from ..config.data_spec import DataSpec
+        from ..data.segmentation import files_by_key
+
+        given = self.run_info.get("data_spec") or {}
+        if given.get("kind") != "folders" or not data.info.get("source"):
+            return {}
+        try:
+            spec = DataSpec(**given)
+        except Exception:  # (a record from another version: the bare names stand)
+            return {}
+        root = Path(data.info["source"])
+        dirs = dict(spec.split_dirs or {})
+        if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
+            dirs = {"train": "train", "val": "val", "test": "test"}
+        elif not dirs and all((root / s).is_dir() for s in ("train", "test")) and not (root / spec.images).is_dir():
+            dirs = {"train": "train", "test": "test"}
+        folder = dirs.get(split) or (dirs.get("train") if split == "val" else None)
+        if folder is None:  # (one folder cut into splits: ids are unique already)
+            return {}
+        try:
+            found = files_by_key(root / folder / spec.images, spec.pattern)
+        except (DataError, OSError):
+            return {}
+        out = {}
+        for key, path in found.items():
+            try:  # (as the loader joined it to data.root: a link's target is not what data.exclude sees)
+                out[key] = Path(path).relative_to(root).as_posix()
+            except ValueError:
+                continue
+        return out
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
