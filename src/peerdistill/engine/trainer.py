@@ -621,10 +621,11 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
         undefined = not math.isfinite(self._best["score"])
         said = []
         if undefined and self.world.is_main:
+            other = self._defined_monitor()
             said = [f"val {self.monitor} was n/a in every epoch (a class absent from the validation split, or "
                     "never predicted there), so no epoch was chosen by it: the last epoch's weights stand in "
-                    "as the best; monitor a figure the validation split defines (train.monitor, e.g. "
-                    f"{self.task.default_monitor})"]
+                    "as the best; monitor a figure the validation split defines (train.monitor"
+                    + (f", e.g. {other})" if other else ")")]
         elif self.world.is_main:
             said = [w for w in [self._choice_worth_little()] if w]
         for warning in said:
@@ -632,6 +633,21 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
         return FitResult(self._history, self._best["epoch"], self._best["val"], test_best, test_last,
                          self.run_dir_path if run else None, self.monitor, stopped_early=self._stopped_early,
                          monitor_undefined=undefined, ending_warnings=said)
+
+    def _defined_monitor(self) -> str | None:
+        """A monitor other than the one in use that the last validation defined (finite): for the
+        warning of a monitor n/a in every epoch, which must not advise the monitor that failed."""
+        val = self._best.get("val") or {}
+        model = self.monitor_model if self.monitor_model in val else next(iter(val), None)
+        figures = val.get(model) or {}
+        preferred = ["pixel_accuracy", "accuracy", "balanced_accuracy", getattr(self.task, "default_monitor", "")
+                     .rpartition("/")[2]]
+        for metric in dict.fromkeys(preferred):
+            value = figures.get(metric)
+            if (f"{model}/{metric}" != self.monitor and isinstance(value, (int, float))
+                    and math.isfinite(value)):
+                return f"{model}/{metric}"
+        return None
 
     def _choice_worth_little(self) -> str | None:
         """The warning for kept weights that predict one class for every validation image, else for
