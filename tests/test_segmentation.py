@@ -364,8 +364,9 @@ def test_folders_not_where_the_config_says_are_named_with_what_to_set(tmp_path):
 
     shutil.copytree(root / "testing", tmp_path / "external" / "testing")
     with pytest.raises(DataError, match=r"'.*external' lacks the split folder\(s\) 'training' \(train\) that "
-                                        r"data.split_dirs names; it holds 'testing': eval scores such a set of images "
-                                        r"whole with --split all"):
+                                        r"data.split_dirs names; it holds the folders 'testing': name the folders it "
+                                        r"holds in data.split_dirs; eval scores a set of images without its other "
+                                        r"split folders whole with --split all"):
         build_data(DataSpec(kind="folders", root=str(tmp_path / "external"), split_dirs=split_dirs, masks="1st_manual"))
     # data.root one level too deep: a split folder, or the images folder itself
     for deeper in (root / "training", root / "training" / "images"):

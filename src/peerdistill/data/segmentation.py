@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import unicodedata
@@ -29,19 +30,21 @@ from .synthetic import make_shapes
 
 def segmentation_splits(images: list, masks: list, *, num_classes: int | None = None,
                         class_names: list[str] | None = None, stats=None, scored_only: bool = False,
-                        channels_last: bool | None = None, in_place: bool = False) -> DataSplits:
+                        channels_last: bool | None = None, in_place: bool = False,
+                        mask_names: list | None = None) -> DataSplits:
     """Three (images, masks) pairs for train, val, test. Images [N, H, W(, C)] or [N, C, H, W];
     masks [N, H, W] integers 0..K-1, or 255 for pixels that count nowhere. ``scored_only``: the
     first part is a set to score, not to train on (it may lack foreground). ``channels_last``: as
     in ``DataSplits.from_arrays``; ``in_place``: float32 images standardised in the given arrays (as
-    there: the loaders' own arrays)."""
+    there: the loaders' own arrays). ``mask_names``: optional, each split's mask file names in
+    order, for messages that name a mask (without, a mask is named by its split and index)."""
     check_flags("segmentation_splits", scored_only=scored_only, in_place=in_place)
     xs = [to_nchw(x, name, channels_last) for x, name in zip(images, ("train", "val", "test"))]
     ms = [to_masks(m, name) for m, name in zip(masks, ("train", "val", "test"))]
     for x, m, name in zip(xs, ms, ("train", "val", "test")):
         if len(x) != len(m) or tuple(x.shape[-2:]) != tuple(m.shape[-2:]):
             raise DataError(f"{name}: images {tuple(x.shape)} and masks {tuple(m.shape)} differ in number or size")
-    k, seen = _class_count(ms, num_classes, class_names, training=not scored_only)
+    k, seen = _class_count(ms, num_classes, class_names, training=not scored_only, mask_names=mask_names)
     names = default_class_names(k, class_names)
     if not scored_only:
         _warn_of_val_without_foreground(ms[1])
@@ -82,12 +85,14 @@ def masks_name_classes(info: dict) -> bool:
 
 
 def segmentation_whole(images, masks, *, num_classes: int | None = None, class_names: list[str] | None = None,
-                       stats=None, channels_last: bool | None = None, in_place: bool = False) -> DataSplits:
+                       stats=None, channels_last: bool | None = None, in_place: bool = False,
+                       mask_names: list | None = None) -> DataSplits:
     """One image/mask set kept whole, as the test split (train and val empty): what eval scores
     with ``--split all``, checked and numbered as a training set would be."""
     parts = segmentation_splits([images, images[:0], images[:0]], [masks, masks[:0], masks[:0]],
                                 num_classes=num_classes, class_names=class_names, stats=stats, scored_only=True,
-                                channels_last=channels_last, in_place=in_place)
+                                channels_last=channels_last, in_place=in_place,
+                                mask_names=[mask_names, [], []] if mask_names is not None else None)
     whole = DataSplits(parts.val, parts.test, parts.train, num_classes=parts.num_classes,
                        class_names=parts.class_names, input_shape=parts.input_shape, stats=parts.stats,
                        info={**parts.info, "split": "whole (scored as one set)"})
@@ -95,12 +100,13 @@ def segmentation_whole(images, masks, *, num_classes: int | None = None, class_n
 
 
 def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names: list[str] | None,
-                 training: bool = True) -> tuple[int, int]:
+                 training: bool = True, mask_names: list | None = None) -> tuple[int, int]:
     """K from ``num_classes``, else from ``class_names``, else from the largest label; a label
     at or above K, a class with no pixel below the largest label (a stray value such as 7 in
     0/1 masks would make an 8-class model), training masks without foreground, or a class found
     in val or test but not in train are refused. Returns K and the labels the masks hold (the
-    largest one's plus one)."""
+    largest one's plus one). ``mask_names``: optional, each split's mask names, to name the
+    masks holding a stray value."""
     per_split = [_pixels_per_class(m) for m in masks]
     counts = sum(per_split)
     seen = int(counts.nonzero().max()) + 1 if counts.any() else 1
@@ -113,9 +119,12 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         f"0..{k - 1} (or 255)")
     pixels = {c: int(n) for c, n in enumerate(counts[:seen].tolist()) if n}
     if not num_classes and not class_names and len(pixels) < seen:
+        gap = min(set(range(seen)) - set(pixels))
+        stray = [c for c in pixels if c > gap]
         raise DataError(f"mask values and their pixel counts are {pixels}: classes "
                         f"{sorted(set(range(seen)) - set(pixels))} have no pixel, so a stray value would add "
-                        "classes; fix the masks, or set data.num_classes if those classes are truly absent")
+                        f"classes; {_masks_holding(masks, stray, gap, mask_names)}: fix those masks, or set "
+                        "data.num_classes if those classes are truly absent")
     if not num_classes and not class_names and seen > 2:
         _warn_of_a_stray_top_class(pixels, seen - 1)
     if not training:
@@ -132,6 +141,21 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         "split; move an image holding it into train (for splits cut from one set, another "
                         "data.split_seed may do)")
     return k, seen
+
+
+def _masks_holding(masks: list[torch.Tensor], stray: list[int], gap: int, mask_names: list | None) -> str:
+    """Which masks hold the values above the first class with no pixel (``stray``): the first
+    few by file name where ``mask_names`` gives them, else by split and index."""
+    found, count = [], 0
+    for split, m, names in zip(("train", "val", "test"), masks, mask_names or [None] * len(masks)):
+        for i in range(len(m)):
+            if bool(((m[i] > gap) & (m[i] != IGNORE)).any()):
+                count += 1
+                if len(found) < 5:
+                    found.append(f"'{names[i]}'" if names is not None and i < len(names) else f"{split} mask {i}")
+    values = ", ".join(str(c) for c in stray)
+    more = f" and {count - len(found)} more" if count > len(found) else ""
+    return f"value(s) {values} are in {count} mask(s) ({', '.join(found)}{more})"
 
 
 STRAY_SHARE = 0.001  # a class counted from the masks with under this share of their foreground pixels
@@ -235,9 +259,16 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         dirs = {"train": "train", "test": "test"}  # val cut from train, as image_folder's train/ and test/
     rng = np.random.default_rng(spec.split_seed)
     read_images_of: list[Path] = []  # the image files of the pairs read (less those data.exclude left out)
+    mask_of: dict = {}  # (folder, id): the mask file read, named in messages about a mask
 
     def read(folder: Path, cut=None):
-        return read_pairs(folder, spec, cut, kept=read_images_of)
+        return read_pairs(folder, spec, cut, kept=read_images_of, mask_of=mask_of)
+
+    def shown(path: Path) -> str:  # a mask file as its path from data.root
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            return str(path)
 
     if is_kept_whole():  # scored as one set: whichever split folders there are, joined, or the root's pairs
         # (a set moved by data.root=NEW need not hold every folder data.split_dirs named)
@@ -245,9 +276,10 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
                  else [s for s in ("train", "val", "test") if (root / s / spec.images).is_dir()])
         folders = [root / d for d in dict.fromkeys(given)] if given else [root]
         # (into one array: no joined copy beside the parts, review 53g)
-        x, m, names = read_joined(folders, spec, kept=read_images_of)
+        masks_read: list[Path] = []
+        x, m, names = read_joined(folders, spec, kept=read_images_of, masks_read=masks_read)
         splits = segmentation_whole(x, m, num_classes=spec.num_classes, class_names=spec.class_names, stats=stats,
-                                    channels_last=False, in_place=True)
+                                    channels_last=False, in_place=True, mask_names=[shown(f) for f in masks_read])
         splits.info.update(source=str(root), files={"test": names}, pixel_spacing=seen_spacing(spec, read_images_of))
         return splits
     if dirs:
@@ -257,11 +289,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
             raise DataError(f"data.split_dirs needs at least train and test folders, missing {missing}")
         absent = {s: d for s, d in dirs.items() if not (root / d).is_dir()}
         if absent and len(absent) < len(dirs):  # (review 55h: DRIVE's testing/ alone was told to set data.images)
-            named = ", ".join(f"'{d}' ({s})" for s, d in absent.items())
-            present = ", ".join(f"'{d}'" for s, d in dirs.items() if s not in absent)
-            raise DataError(f"'{root}' lacks the split folder(s) {named} that data.split_dirs names; it holds "
-                            f"{present}: eval scores such a set of images whole with --split all, and training "
-                            "needs every split folder")
+            raise DataError(_absent_split_folders(root, dirs, absent))
         def val_cut(ids: list[str]) -> list[np.ndarray]:  # (whole groups with data.group_pattern)
             if spec.group_pattern:
                 return list(group_val_cut(group_ids(ids, spec.group_pattern, IMAGE_IDS), None, spec.val_fraction,
@@ -283,8 +311,13 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
         parts = read(root, lambda ids: cut_by_groups_or_folds(ids, spec))
     else:
         parts = read(root, lambda ids: _random_cut(len(ids), spec, rng, root))
+    folder_of = {s: root / dirs.get(s, dirs["train"]) for s in ("train", "val", "test")} if dirs else \
+        dict.fromkeys(("train", "val", "test"), root)
+    mask_names = [[shown(mask_of[folder_of[s], key]) if (folder_of[s], key) in mask_of else str(key) for key in p[2]]
+                  for s, p in zip(("train", "val", "test"), parts)]
     splits = segmentation_splits([p[0] for p in parts], [p[1] for p in parts], num_classes=spec.num_classes,
-                                 class_names=spec.class_names, stats=stats, channels_last=False, in_place=True)
+                                 class_names=spec.class_names, stats=stats, channels_last=False, in_place=True,
+                                 mask_names=mask_names)
     splits.info.update(source=str(root), split_seed=spec.split_seed, pixel_spacing=seen_spacing(spec, read_images_of),
                        cut_from_one_set=not dirs, files={s: p[2] for s, p in zip(("train", "val", "test"), parts)})
     if spec.roi and len(parts[0][1]):  # (predict --roi: a region far smaller than these is said)
@@ -409,14 +442,41 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
     return "set data.images / data.masks to the folder names under data.root"
 
 
-def read_pairs(root: Path, spec: DataSpec, cut=None, kept: list[Path] | None = None):
+def _absent_split_folders(root: Path, dirs: dict[str, str], absent: dict[str, str]) -> str:
+    """Why split folders data.split_dirs names are not under ``root`` (others are): each absent
+    one's nearest folder there (case ignored first, then by spelling) where one is close, else the
+    folders the root holds and the way to score such a set whole."""
+    named = ", ".join(f"'{d}' ({s})" for s, d in absent.items())
+    held = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    free = [h for h in held if h not in dirs.values()]
+    close = {}
+    for s, d in absent.items():
+        same_case = [h for h in free if h.lower() == d.lower()]
+        near = same_case or difflib.get_close_matches(d.lower(), [h.lower() for h in free], n=1, cutoff=0.6)
+        if near:
+            close[s] = next(h for h in free if h.lower() == near[0].lower())
+    holds = f"it holds the folders {first_few(held, 10, quoted=True)}" if held else "it holds no folder"
+    if len(close) == len(absent):
+        meant = ", ".join(f"'{close[s]}' for '{d}'" for s, d in absent.items())
+        fixed = "{" + ", ".join(f"{s}: {close.get(s, d)}" for s, d in dirs.items()) + "}"
+        return (f"'{root}' lacks the split folder(s) {named} that data.split_dirs names; did you mean {meant}? "
+                f"({holds}): fix data.split_dirs (on the command line 'data.split_dirs={fixed}')")
+    return (f"'{root}' lacks the split folder(s) {named} that data.split_dirs names; {holds}: name the folders it "
+            "holds in data.split_dirs; eval scores a set of images without its other split folders whole with "
+            "--split all, and training needs every split folder")
+
+
+def read_pairs(root: Path, spec: DataSpec, cut=None, kept: list[Path] | None = None, mask_of: dict | None = None):
     """The pairs under ``root`` as (images [N, C, H, W] float32, masks [N, H, W] uint8, ids), the
     ids sorted. With ``cut`` (ids to a list of index arrays, a split each), one such triple per
     split, each read straight into its place in one array (no whole set beside its cut copies).
-    ``kept``: a list the image files of the pairs read are added to."""
+    ``kept``: a list the image files of the pairs read are added to; ``mask_of``: a dict their
+    mask files are added to, by (``root``, id)."""
     images, masks, rois, keys = _paired_files(root, spec)
     if kept is not None:
         kept += [images[key] for key in keys]
+    if mask_of is not None:
+        mask_of.update({(root, key): masks[key] for key in keys})
     parts = cut(keys) if cut is not None else [np.arange(len(keys))]
     ordered = [keys[i] for part in parts for i in part]
     x = read_images([images[key] for key in ordered], spec.image_size, grey=spec.grey,
@@ -428,14 +488,18 @@ def read_pairs(root: Path, spec: DataSpec, cut=None, kept: list[Path] | None = N
 
 
 def read_joined(roots: list[Path], spec: DataSpec,
-                kept: list[Path] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                kept: list[Path] | None = None,
+                masks_read: list[Path] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The pairs of several folders (a set's split folders, scored as one) as ``read_pairs`` gives
     one folder's, read into one array; each folder's masks read by their own binary rule.
-    ``kept``: a list the image files of the pairs read are added to."""
+    ``kept``: a list the image files of the pairs read are added to; ``masks_read``: one their
+    mask files are added to, in the masks' order."""
     found = [(root, *_paired_files(root, spec)) for root in roots]
     files = [images[key] for _, images, _, _, keys in found for key in keys]
     if kept is not None:
         kept += files
+    if masks_read is not None:
+        masks_read += [masks[key] for _, _, masks, _, keys in found for key in keys]
     where = f"images in '{roots[0] / spec.images}'" if len(roots) == 1 else \
         f"the images of the split folders of '{os.path.commonpath([str(r) for r in roots])}'"
     x = read_images(files, spec.image_size, grey=spec.grey, dicom_window=spec.dicom_window, where=where)
