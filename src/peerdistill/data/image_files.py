@@ -205,6 +205,7 @@ def load_csv(spec: DataSpec, stats=None) -> DataSplits:
     classes = sorted(set(raw_labels), key=int if numeric else str)
     index = {c: i for i, c in enumerate(classes)}
     files = [_listed_path(path, r[spec.path_column]) for r in rows]
+    _check_listed_files_exist(files, [r[spec.path_column].strip() for r in rows], lines, path, spec.path_column)
     _check_listed_once(files, raw_labels, lines, path)
     labels = [index[lab] for lab in raw_labels]
     groups = _groups_of_rows(rows, lines, spec, path)
@@ -317,6 +318,30 @@ def _read_table(path: Path) -> tuple[list[dict], list[int], str]:
     except UnicodeDecodeError:
         raise DataError(f"'{path}' is not UTF-8 text: save the table as UTF-8 CSV or TSV") from None
     return rows, lines, delimiter
+
+
+def _check_listed_files_exist(files: list[Path], written: list[str], lines: list[int], table: Path,
+                              column: str) -> None:
+    """Rows naming files that are not there, refused in one message: each by its line and its path
+    as written, in the table's order; where none is there, the likely cause (paths are read from
+    the table's folder, and were written from another)."""
+    gone = [(line, said, f) for f, said, line in zip(files, written, lines) if not os.path.lexists(f)]
+    if not gone:
+        return
+    shown = ", ".join(f"line {line} '{said}'" for line, said, _ in gone[:SHOWN_ROWS])
+    more = f" and {len(gone) - SHOWN_ROWS} more" if len(gone) > SHOWN_ROWS else ""
+    if len(gone) < len(files):
+        raise DataError(f"'{table}' lists {len(gone)} of {len(files)} files that do not exist ({shown}{more}): "
+                        "restore those files, or delete their rows from the table")
+    line, said, looked = gone[0]
+    folder = table.parent if str(table.parent) not in ("", ".") else Path(".")
+    raise DataError(f"'{table}' lists {len(files)} files and none exists ({shown}{more}): the {column} column is "
+                    f"read relative to the table's folder '{folder}' (line {line}'s file is looked for at "
+                    f"'{looked}'): write the paths relative to that folder, or move the table to the folder they "
+                    "are relative to")
+
+
+SHOWN_ROWS = 5  # rows named in a message about many
 
 
 def _listed_path(table: Path, listed: str) -> Path:
