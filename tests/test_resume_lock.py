@@ -147,12 +147,14 @@ def test_a_resumed_folder_without_run_json_is_no_run_not_one_just_started(tmp_pa
     said = " ".join(capsys.readouterr().err.split())
     assert f"'{run}' is not a peerdistill run directory (no run.json)" in said and "just started" not in said
     assert not run_lock.is_held(run)  # let go as the command ended
-    held = run_lock.hold(run)  # while another holder has it, the folder is one being started
+    held = run_lock.hold(run)  # another holder (a run starting in it, say) is no resume of this process's
     try:
-        assert run_lock.is_held(run) and run_lock.held_here(run)
+        assert run_lock.is_held(run) and not run_lock.resuming_here(run)
     finally:
         run_lock.release(held)
-    assert not run_lock.held_here(run)
+    with run_lock.held_ahead(run):  # a resume's lock, taken ahead of its set-up
+        assert run_lock.resuming_here(run)
+    assert not run_lock.resuming_here(run)
 
 
 def test_under_torchrun_one_process_of_a_node_puts_back_what_a_killed_overwrite_left(tmp_path, monkeypatch):

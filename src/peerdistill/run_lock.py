@@ -49,6 +49,7 @@ def _lock(path: Path) -> int | None:
 
 
 _HELD: set[int] = set()  # this process's lock descriptors
+_RESUMING: set[int] = set()  # those of them a resume took (ahead of its set-up, or its trainer's)
 _AHEAD: dict[tuple[int, int], int] = {}  # locks taken ahead of the trainer, by folder (device, inode)
 
 
@@ -61,6 +62,7 @@ def _drop_in_child() -> None:
             pass
     _HELD.clear()
     _AHEAD.clear()
+    _RESUMING.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -109,6 +111,8 @@ def hold(path: str | Path, take_over: bool = False) -> int | None:
         raise RunDirError(busy_message(Path(path))) from None
     if fd is not None:
         _HELD.add(fd)
+        if take_over:  # (the trainer of a resume, where no lock was taken ahead: under torchrun, or in Python)
+            _RESUMING.add(fd)
     return fd
 
 
@@ -125,6 +129,7 @@ def held_ahead(path: str | Path):
     stat = os.fstat(fd)
     key = (stat.st_dev, stat.st_ino)
     _AHEAD[key] = fd
+    _RESUMING.add(fd)
     try:
         yield
     finally:
@@ -136,6 +141,7 @@ def held_ahead(path: str | Path):
 def release(fd: int | None) -> None:
     if fd is not None:
         _HELD.discard(fd)
+        _RESUMING.discard(fd)
         os.close(fd)  # closing the descriptor drops its lock
 
 
@@ -153,14 +159,14 @@ def is_locked_here(path: str | Path) -> bool:
     return fd is not None
 
 
-def held_here(path: str | Path) -> bool:
-    """Whether this process holds the lock of run directory ``path`` (taken ahead of a resume's
-    set-up, or by its trainer): its own lock is no other process training the run."""
+def resuming_here(path: str | Path) -> bool:
+    """Whether this process holds the lock of run directory ``path`` to resume it (taken ahead of
+    the resume's set-up, or by its trainer): that lock is no other run starting in the folder."""
     try:
         folder = os.stat(path)
     except OSError:
         return False
-    for fd in list(_HELD):
+    for fd in list(_RESUMING):
         try:
             held = os.fstat(fd)
         except OSError:

@@ -863,7 +863,7 @@ def _not_a_run(path: Path) -> str:
             return (f"'{path}' holds weights alone (no architecture, classes or standardisation): give the run's "
                     "folder, where train wrote run.json, or a .onnx export of it")
         return f"'{path}' is a file, not a peerdistill run directory: give the folder where train wrote run.json"
-    if run_lock.is_held(path) and not run_lock.held_here(path):  # (this process's own lock: a resume's)
+    if run_lock.is_held(path) and not run_lock.resuming_here(path):  # (a resume's own lock: not another run)
         return f"'{path}' is a run that has just started: its run.json is written in a moment, try again then"
     runs = sorted(p.parent.name for p in path.glob(f"*/{RUN_FILE}"))
     if runs:  # the out_dir (runs/) or a comparison's folder, for one of the runs in it
