@@ -245,6 +245,18 @@ def load_shapes(spec: DataSpec, stats=None) -> DataSplits:
 IMAGE_IDS = "image ids (data.pattern's first group, else the file name less its suffix)"
 
 
+def split_folders(root: Path, spec: DataSpec) -> dict[str, str]:
+    """Each split to the folder under ``root`` holding its images/ and masks/: data.split_dirs, else
+    ``train``/``val``/``test`` where all three exist, else ``train``/``test`` (val cut from train, as
+    image_folder's) where root has no images folder of its own; empty for one folder cut into splits."""
+    dirs = dict(spec.split_dirs or {})
+    if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
+        dirs = {"train": "train", "val": "val", "test": "test"}
+    elif not dirs and all((root / s).is_dir() for s in ("train", "test")) and not (root / spec.images).is_dir():
+        dirs = {"train": "train", "test": "test"}
+    return dirs
+
+
 def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     """``root/images/*`` and ``root/masks/*`` (and ``root/<roi>/*``) matched by id. Splits: the
     folders named in ``split_dirs`` (a missing val is cut from train by ``split_seed``), or
@@ -252,11 +264,7 @@ def load_folders(spec: DataSpec, stats=None) -> DataSplits:
     or else a random split by ``split_seed``."""
     root = Path(spec.root or "")
     check_root_folder(root, spec.kind)
-    dirs = dict(spec.split_dirs or {})
-    if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
-        dirs = {"train": "train", "val": "val", "test": "test"}
-    elif not dirs and all((root / s).is_dir() for s in ("train", "test")) and not (root / spec.images).is_dir():
-        dirs = {"train": "train", "test": "test"}  # val cut from train, as image_folder's train/ and test/
+    dirs = split_folders(root, spec)
     rng = np.random.default_rng(spec.split_seed)
     read_images_of: list[Path] = []  # the image files of the pairs read (less those data.exclude left out)
     mask_of: dict = {}  # (folder, id): the mask file read, named in messages about a mask

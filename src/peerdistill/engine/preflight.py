@@ -312,7 +312,7 @@ class Preflight:
         from pathlib import Path
 
         from ..config.data_spec import DataSpec
-        from ..data.segmentation import files_by_key
+        from ..data.segmentation import files_by_key, split_folders
 
         given = self.run_info.get("data_spec") or {}
         if given.get("kind") != "folders" or not data.info.get("source"):
@@ -322,11 +322,7 @@ class Preflight:
         except Exception:  # (a record from another version: the bare names stand)
             return {}
         root = Path(data.info["source"])
-        dirs = dict(spec.split_dirs or {})
-        if not dirs and all((root / s).is_dir() for s in ("train", "val", "test")):
-            dirs = {"train": "train", "val": "val", "test": "test"}
-        elif not dirs and all((root / s).is_dir() for s in ("train", "test")) and not (root / spec.images).is_dir():
-            dirs = {"train": "train", "test": "test"}
+        dirs = split_folders(root, spec)
         folder = dirs.get(split) or (dirs.get("train") if split == "val" else None)
         if folder is None:  # (one folder cut into splits: ids are unique already)
             return {}
