@@ -783,7 +783,8 @@ def test_ap_ranks_detections_by_score_not_by_their_order():
 
 def test_the_deployment_pages_detector_block_gives_predicts_boxes(tmp_path):
     """docs/deployment.md decodes an exported detector's dense maps into boxes without
-    peerdistill: run as written (after the classifier block's steps 1 to 3), it gives predict's rows."""
+    peerdistill: run as written after the page's first block (steps 1 to 3, as the page says: the
+    classifier's scoring block between them stopped a detector), it gives predict's rows."""
     import re
 
     from PIL import Image
@@ -794,8 +795,8 @@ def test_the_deployment_pages_detector_block_gives_predicts_boxes(tmp_path):
     train_from_config(tree(tmp_path, "r", "kd"), progress=False)
     run = tmp_path / "r"
     page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
-    classifier, detector = re.findall(r"```python\n(.*?)```", page, re.S)[:2]
-    steps = classifier.split("scores = ort.InferenceSession")[0]  # reading, resizing and standardising
+    steps, _classifier_scoring, detector = re.findall(r"```python\n(.*?)```", page, re.S)[:3]
+    assert "ort.InferenceSession" not in steps  # (reading, resizing and standardising alone)
     image = tmp_path / "wide.png"
     Image.fromarray((np.random.default_rng(3).random((40, 70, 3)) * 255).astype(np.uint8)).save(image)
     record = json.loads((run / "run.json").read_text())

@@ -1333,7 +1333,8 @@ def test_the_deployment_pages_python_block_gives_predicts_probabilities_and_call
     from tests.conftest import train_two_class_npz_run
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
-    block = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    reading, scoring = re.findall(r"```python\n(.*?)```", page, re.S)[:2]
+    block = reading + scoring
     rng = np.random.default_rng(5)
     grey = (rng.random((12, 10)) * 255).astype(np.uint8)
     Image.fromarray(grey).save(tmp_path / "eight.png")
