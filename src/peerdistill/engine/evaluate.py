@@ -11,6 +11,7 @@ import torch
 from ..cohort import Cohort
 from ..errors import DataError, NonFiniteError
 from ..graph import ENSEMBLE  # (re-exported: its callers import it from here)
+from .predict_batches import batch_hint, checked_batch
 
 
 def windowed(predictor, x: torch.Tensor, window: tuple[int, int] | None = None, overlap: float = 0.5):
@@ -144,82 +145,18 @@ def merge_meters(per_process: list[dict]) -> dict:
     return merged
 
 
-def _first_conv(cohort: Cohort) -> torch.nn.Conv2d | None:
-    """The first 2-D convolution of the first model that has one (a stem, as models are written),
-    or None for models of other inputs (feature vectors)."""
-    for member in cohort.members:
-        for layer in member.module.modules():
-            if isinstance(layer, torch.nn.Conv2d):
-                return layer if layer.in_channels > 0 else None  # (a lazy one's count is not known yet)
-    return None
-
-
-BATCH_FIXES = ("torch.as_tensor(x) for an array; x[None] for one image; x[:, None] for grey images [N, H, W]; "
-               "x.permute(0, 3, 1, 2) for channels-last [N, H, W, C]")
-
-
-def _checked_batch(cohort: Cohort, x) -> torch.Tensor:
-    """``predict``'s batch: a tensor (a NumPy array of floats is taken as one, on the models'
-    device, in float32). Refused here is only what the models might take without failing and
-    answer wrongly: for image models, a 3-D batch whose first axis is their channel count, one
-    image [C, H, W] without its batch axis (a convolution takes it as unbatched). Any other shape
-    goes to the models, which may take feature vectors [N, F] and reshape them themselves;
-    ``_batch_hint`` explains a shape they fail on."""
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind != "f":
-            raise DataError(f"predict takes the images as the models saw them in training, floats (a run from arrays "
-                            f"standardised them by meta['data_stats']), got a NumPy array of {x.dtype}: scale and "
-                            "standardise them as the training data was, then pass them as floats")
-        first = next((p for m in cohort.members for p in m.module.parameters()), None)
-        x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32,
-                            device=first.device if first is not None else None)
-    elif not isinstance(x, torch.Tensor):
-        raise DataError(f"predict takes a batch x as a torch tensor [N, C, H, W] (or a NumPy array), got a "
-                        f"{type(x).__name__}: stack the images into one, torch.stack(images)")
-    conv = _first_conv(cohort)
-    if conv is not None and x.ndim == 3 and x.shape[0] == conv.in_channels:
-        raise DataError(_shape_message(conv, x, ": one image [C, H, W] without its batch axis? x[None] makes it a "
-                                                "batch of one"))
-    return x
-
-
-def _shape_message(conv: torch.nn.Conv2d, x: torch.Tensor, fix: str) -> str:
-    return (f"predict takes a batch x of shape [N, C, H, W] (the models take {conv.in_channels} channel(s)), got "
-            f"shape {tuple(x.shape)}{fix}")
-
-
-def _batch_hint(cohort: Cohort, x: torch.Tensor) -> str | None:
-    """What to say when image models failed on a batch ``x``: the fix its shape suggests, or None
-    where the shape is one they take ([N, C, H, W]), so the failure is not the batch's."""
-    conv = _first_conv(cohort)
-    if conv is None:
-        return None
-    channels = conv.in_channels
-    if x.ndim == 4:
-        if x.shape[1] == channels or x.shape[-1] != channels:
-            return None
-        return _shape_message(conv, x, ", which looks channels-last [N, H, W, C]: x.permute(0, 3, 1, 2)")
-    if x.ndim == 3 and channels == 1:
-        fix = "grey images [N, H, W] without their channel axis? x[:, None] gives [N, 1, H, W]"
-    elif x.ndim == 3:
-        fix = "one image without its batch axis (x[None]), or images without their channel axis (x[:, None])?"
-    else:
-        fix = BATCH_FIXES
-    return _shape_message(conv, x, ": " + fix)
-
-
 @torch.no_grad()
 def predict(cohort: Cohort, task, x: torch.Tensor, window: tuple[int, int] | None = None,
             overlap: float = 0.5) -> dict[str, torch.Tensor]:
     """Probabilities of every output, of the ensemble and of each self-distilled network's own
     ensemble (``NAME@ensemble``, as ``evaluate`` scores them) for one batch ``x``: a tensor [N, C,
     H, W] on the models' device, or a NumPy array of floats (taken to the device as float32)."""
-    x = _checked_batch(cohort, x)
+    x = checked_batch(cohort, x)
     cohort.eval()
     try:
         logits = logits_of(cohort, x, window, overlap)
     except RuntimeError as exc:
-        hint = _batch_hint(cohort, x)
+        hint = batch_hint(cohort, x)
         if hint is None:
             raise
         raise DataError(hint) from exc
