@@ -11,13 +11,64 @@ from ..cohort import Cohort
 from ..errors import DataError
 
 
-def _first_conv(cohort: Cohort) -> torch.nn.Conv2d | None:
-    """The first 2-D convolution of the first model that has one (a stem, as models are written),
-    or None for models of other inputs (feature vectors)."""
+def _image_conv(cohort: Cohort, x: torch.Tensor) -> torch.nn.Conv2d | None:
+    """The 2-D convolution that the first model holding one applies first to its input (its
+    stem), or None for models of other inputs (feature vectors). Found by running the model up to
+    that convolution: the order its layers were registered in need not be the order they run in
+    (a head or side branch defined before the stem). Where no probe reaches a convolution, the
+    first one registered."""
     for member in cohort.members:
-        for layer in member.module.modules():
-            if isinstance(layer, torch.nn.Conv2d):
-                return layer if layer.in_channels > 0 else None  # (a lazy one's count is not known yet)
+        convs = [layer for layer in member.module.modules() if isinstance(layer, torch.nn.Conv2d)]
+        if convs:
+            conv = _first_applied(member.module, convs, _probes(x, convs)) or convs[0]
+            return conv if conv.in_channels > 0 else None  # (a lazy one's count is not known yet)
+    return None
+
+
+def _probes(x: torch.Tensor, convs: list[torch.nn.Conv2d]):
+    """The batch itself, then a small image of each channel count the convolutions take: layers
+    before the stem (a per-channel normalisation) may refuse the batch's own shape."""
+    yield x
+    weight = convs[0].weight
+    for channels in dict.fromkeys(conv.in_channels for conv in convs):
+        yield torch.zeros(1, channels, 32, 32, dtype=weight.dtype, device=weight.device)
+
+
+class _Reached(BaseException):
+    """Raised by a probe's hook at the first convolution a model applies: nothing after it runs.
+    (Not an Exception, which a model's own ``except Exception`` would swallow.)"""
+
+    def __init__(self, conv: torch.nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+
+
+def _stop_at(conv: torch.nn.Conv2d):
+    def hook(_module, _inputs):
+        raise _Reached(conv)
+    return hook
+
+
+def _first_applied(model: torch.nn.Module, convs: list[torch.nn.Conv2d], probes) -> torch.nn.Conv2d | None:
+    """The convolution of ``convs`` that the first probe reaching one reaches first, or None."""
+    if any(torch.nn.parameter.is_lazy(p) for p in model.parameters()):
+        return None  # a probe would fix a lazy layer's shapes
+    handles = [conv.register_forward_pre_hook(_stop_at(conv)) for conv in convs]
+    was_training = model.training
+    model.eval()  # (a probe must not move BatchNorm statistics)
+    try:
+        with torch.no_grad():
+            for probe in probes:
+                try:
+                    model(probe)
+                except _Reached as reached:
+                    return reached.conv
+                except Exception:  # refused before any convolution ran: the next probe
+                    continue
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
     return None
 
 
@@ -43,8 +94,8 @@ def checked_batch(cohort: Cohort, x) -> torch.Tensor:
     elif not isinstance(x, torch.Tensor):
         raise DataError(f"predict takes a batch x as a torch tensor [N, C, H, W] (or a NumPy array), got a "
                         f"{type(x).__name__}: stack the images into one, torch.stack(images)")
-    conv = _first_conv(cohort)
-    if conv is not None and x.ndim == 3 and x.shape[0] == conv.in_channels:
+    conv = _image_conv(cohort, x) if x.ndim == 3 else None  # (the probe only where it may refuse)
+    if conv is not None and x.shape[0] == conv.in_channels:
         raise DataError(_shape_message(conv, x, ": one image [C, H, W] without its batch axis? x[None] makes it a "
                                                 "batch of one"))
     return x
@@ -58,7 +109,7 @@ def _shape_message(conv: torch.nn.Conv2d, x: torch.Tensor, fix: str) -> str:
 def batch_hint(cohort: Cohort, x: torch.Tensor) -> str | None:
     """What to say when image models failed on a batch ``x``: the fix its shape suggests, or None
     where the shape is one they take ([N, C, H, W]), so the failure is not the batch's."""
-    conv = _first_conv(cohort)
+    conv = _image_conv(cohort, x)
     if conv is None:
         return None
     channels = conv.in_channels
