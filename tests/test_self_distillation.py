@@ -152,6 +152,34 @@ def test_a_deep_layer_without_heads_under_another_preset_names_its_key():
     assert "set teacher.heads" not in said
 
 
+def _refusal(tree) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate(tree)
+    return " ".join(str(info.value).split())
+
+
+def test_a_model_spec_built_in_python_with_a_deep_layer_and_no_heads_is_refused_as_in_a_config():
+    """build_member_module ignored it without a word: RunConfig refused it, a ModelSpec alone was not judged."""
+    from peerdistill.config import ModelSpec
+
+    spec = ModelSpec(arch="cnn", args={"width": 4, "depth": 3}, deep_layer="features")
+    with pytest.raises(ConfigError) as info:
+        build_member_module(spec, "student1", (1, 8, 8), 10, key="students.0")
+    config_said = _refusal({"students": [{"arch": "cnn", "deep_layer": "features"}, {"arch": "cnn"}],
+                            "distill": {"preset": "ml"}})
+    assert str(info.value) == ("students.0.deep_layer is the layer self-distillation heads learn from, and "
+                               "students.0 has no heads: set students.0.heads too, or remove students.0.deep_layer")
+    assert str(info.value) in config_said  # the very words of the config's refusal
+    # without a config key, the model's name; a frozen model is told to remove it alone
+    frozen = ModelSpec(arch="cnn", frozen=True, checkpoint="t.safetensors", deep_layer="features.2")
+    with pytest.raises(ConfigError, match=r"^teacher\.deep_layer is the layer self-distillation heads learn from, "
+                                          r"and teacher has no heads: remove teacher\.deep_layer \(a frozen model "
+                                          r"has no heads: they would never learn\)$"):
+        build_member_module(frozen, "teacher", (1, 8, 8), 10)
+    # a saved run's (earlier versions ignored it) is still built, as its config is still read
+    assert isinstance(build_member_module(spec, "student1", (1, 8, 8), 10, saved=True, key="students.0"), SmallCNN)
+
+
 def test_preset_self_without_heads_names_each_emptied_key_and_no_head_at_the_deep_layer():
     tree = {"teacher": None, "distill": {"preset": "self"},
             "students": [{"arch": "cnn", "heads": []}, {"arch": "cnn", "heads": []}]}

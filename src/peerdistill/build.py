@@ -38,6 +38,8 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
     heads when it has any. ``saved``: the entry of a run that trained so (resumed), whose head
     layers are not judged again. ``notes``: where a headed model's checkpoint leaves heads to
     start afresh, that is said (warned, or for a resumed run only kept) and added to it."""
+    if spec.deep_layer and not spec.heads and not saved:  # (a saved run's was ignored, as RunConfig ignores it)
+        raise ConfigError(deep_layer_without_heads(key or name, spec.frozen))
     module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'",
                          args_key=f"{key}.args" if key else "")
     if spec.checkpoint:
@@ -62,6 +64,13 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
             if note and notes is not None:
                 notes.append(note)
     return module
+
+
+def deep_layer_without_heads(key: str, frozen: bool) -> str:
+    """A model's deep_layer set without heads, which nothing reads: what to set or remove."""
+    fix = (f"remove {key}.deep_layer (a frozen model has no heads: they would never learn)" if frozen
+           else f"set {key}.heads too, or remove {key}.deep_layer")
+    return f"{key}.deep_layer is the layer self-distillation heads learn from, and {key} has no heads: {fix}"
 
 
 def _start_heads(module: HeadedModel, checkpoint: str, name: str, load: bool = True) -> str | None:
