@@ -78,6 +78,8 @@ class Exclusion:
         self.samples: set[str] = set()
         self.emptied: set[str] = set()  # class folders whose every image it left out (image_folder)
         self._seen: list[str] = []
+        self._seen_ids: dict[str, None] = {}  # ids the data names samples by (a pair's id), in order
+        self._pools: dict[bool, list[str]] = {}  # the names a mistyped entry is compared with, by kind
         self._literal: dict[str, list[str]] = {}
         self._prefixes: dict[str | None, tuple[str, str]] = {}
         globs: dict[bool, list[tuple[str, re.Pattern]]] = {True: [], False: []}  # by whether a '/' is in it
@@ -133,6 +135,7 @@ class Exclusion:
             candidates += [str(i) for i in ids]
         if len(self._seen) < _SEEN_KEPT:
             self._seen.append(relative or name)
+            self._seen_ids.update((str(i), None) for i in ids)
         if not all(c.isascii() for c in candidates):
             candidates = [_nfc(c) for c in candidates]
         found: list[str] = []
@@ -182,14 +185,55 @@ class Exclusion:
         one = len(unmatched) == 1
         named = ", ".join(repr(p) for p in unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5
                                                                else "")
-        close = difflib.get_close_matches(_nfc(normalized(unmatched[0])), self._seen, n=1, cutoff=0.75)
-        example = (f"; did you mean {close[0]!r}?" if close else f"; e.g. {self._seen[0]!r}" if self._seen else "")
+        example = self._guesses(unmatched[:5])
         them = "it" if one else "them"
         raise DataError(f"data.exclude: {'pattern' if one else 'patterns'} {named} {'matches' if one else 'match'} no "
                         f"image or mask file of the data at '{where}' (a name with '/' is matched against each image's "
                         f"or mask's path relative to {self.relative_to}, one without against its file name, with "
                         f"or without its suffix{example}): fix {them}, or remove {them} from data.exclude (a file the "
                         "data has no more need not be left out)" + (f"; and {about_unread}" if unread else ""))
+
+    def _guesses(self, unmatched: Sequence[str]) -> str:
+        """For the refusal: the existing name nearest each of ``unmatched`` (its entry named where
+        there are several), else one name of the data as an example of how names are written."""
+        near = {p: guess for p in unmatched if (guess := self._nearest(p)) is not None}
+        if len(unmatched) == 1 and near:
+            return f"; did you mean {near[unmatched[0]]!r}?"
+        if near:
+            return "; did you mean " + ", ".join(f"{guess!r} for {p!r}" for p, guess in near.items()) + "?"
+        return f"; e.g. {self._seen[0]!r}" if self._seen else ""
+
+    def _nearest(self, pattern: str) -> str | None:
+        """The existing name ``pattern`` most likely meant: one equal to it but for case (matching
+        is case-sensitive), else the closest by difflib; among paths from the data's folder for an
+        entry with a '/', among file names (with or without suffix) and ids for one without. A glob
+        gets none (a near name would not say how to write it)."""
+        form = _nfc(normalized(pattern))
+        if _GLOB.search(form):
+            return None
+        names = self._names_like("/" in form)
+        folded = form.casefold()
+        same_but_case = next((n for n in names if n.casefold() == folded), None)
+        if same_but_case is not None:
+            return same_but_case
+        close = difflib.get_close_matches(form, names, n=1, cutoff=0.75)
+        return close[0] if close else None
+
+    def _names_like(self, with_slash: bool) -> list[str]:
+        """The names of the data an entry is compared with (gathered once each, after the data is
+        read): paths where it holds a '/', else file names, those less their suffix, and the
+        samples' ids."""
+        if with_slash not in self._pools:
+            if with_slash:
+                names = dict.fromkeys(_nfc(seen) for seen in self._seen)
+            else:
+                names = {}
+                for seen in self._seen:
+                    name = _nfc(seen.rpartition("/")[2])
+                    names[name] = names[_id_of(name)] = None
+                names.update((_nfc(i), None) for i in self._seen_ids)
+            self._pools[with_slash] = list(names)
+        return self._pools[with_slash]
 
     def _never_read(self, pattern: str) -> str | None:
         """Why the files ``pattern`` names are never read from the data's folders (the rule that
