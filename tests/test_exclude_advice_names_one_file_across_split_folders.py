@@ -36,10 +36,12 @@ def _args(root, out, *more):
     return ["train", str(config), f"data.root={root}", f"out_dir={out}", *more, "--dry-run"]
 
 
-def _pasted(err: str) -> list[str]:
+def _pasted(err: str, pair: str) -> list[str]:
+    """The data.exclude list the identical-input warning gives, where it names ``pair`` (the held-out
+    file and the training file it repeats)."""
     said = " ".join(err.split())
-    found = re.search(r"identical to training inputs \('img03'\).*?\((data\.exclude=\S+|'data\.exclude=[^']*') on the "
-                      r"command line\)", said)
+    found = re.search(r"identical to training inputs \(" + re.escape(pair) + r"\).*?\((data\.exclude=\S+|"
+                      r"'data\.exclude=[^']*') on the command line\)", said)
     assert found, said
     return json.loads(shlex.split(found.group(1))[0].partition("=")[2])
 
@@ -48,7 +50,8 @@ def test_identical_val_pair_is_named_by_its_path_and_the_paste_leaves_out_it_alo
     root = tmp_path / "sp"
     _split_folders(root, copy_of=("val", 3, 5))
     assert main(_args(root, tmp_path / "runs")) == 0
-    pasted = _pasted(capsys.readouterr().err)
+    # both named by their paths: each id is in every split
+    pasted = _pasted(capsys.readouterr().err, "'val/images/img03.png' = 'train/images/img05.png'")
     assert pasted == ["val/images/img03.png"]
     assert main(_args(root, tmp_path / "runs", "data.exclude=" + json.dumps(pasted))) == 0
     said = capsys.readouterr()
@@ -65,4 +68,5 @@ def test_bare_id_stays_where_no_other_split_shares_it(tmp_path, capsys):
         for s in ("train", "test"):
             (root / s / sub / "img03.png").rename(root / s / sub / "other03.png")
     assert main(_args(root, tmp_path / "runs")) == 0
-    assert _pasted(capsys.readouterr().err) == ["img03"]
+    # (the training img05 is named by its path: val and test hold an img05 too)
+    assert _pasted(capsys.readouterr().err, "'img03' = 'train/images/img05.png'") == ["img03"]

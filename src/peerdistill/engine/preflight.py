@@ -17,7 +17,6 @@ from torch.utils.data import ConcatDataset, Subset
 
 from ..config.data_spec import IMAGE_FILE_KINDS
 from ..data import DataSplits, TensorData
-from ..data.digests import seen_rows
 from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, PeerdistillWarning, TrainingAdvice, warn_again, warn_user
@@ -237,16 +236,19 @@ class Preflight:
         on images the models trained on, or the test figures are training figures in part."""
         if not isinstance(data.train, TensorData) or not len(data.train):
             return
-        trained = set(data.train.digests())
+        trained = _first_rows(data.train.digests())
         for split, what in (("val", "validation"), ("test", "test")):
             part = data.split(split)
             if part is data.train or not isinstance(part, TensorData) or not len(part):
                 continue  # (the training split itself is said as such where the trainer sets up)
-            repeated = seen_rows(part.x, trained)
+            # each repeat's training row: the warning names the training input it repeats
+            repeats = {row: trained[d] for row, d in enumerate(part.digests()) if d in trained}
+            repeated = list(repeats)
             near = near_copies(part.x, data.train.x, skip=set(repeated))
             if not repeated and not near:
                 continue
-            names = names_in_messages(data.info, split, len(part))
+            names = self._names_shown(data, split, len(part))
+            trained_names = self._names_shown(data, "train", len(data.train))
             # data.exclude leaves files out; data named by rows (arrays) or not at all has none
             files = (sample_names(data.info, split) or ("",))[0] == "file"
             # (the patterns given come first in the example: an override replaces the list, review 56g)
@@ -260,17 +262,17 @@ class Preflight:
                     "(--operating-point, --temperature-scaling)" if split == "val" else
                     "their figures are not held out")
             if repeated:
-                which = f" ({first_few([names[i] for i in repeated], quoted=True)})"
-                pasted = self._exclusion_names(data, split, [names[i] for i in repeated])
+                pairs = [f"'{names[row]}' = '{trained_names[match]}'" for row, match in repeats.items()]
+                which = f" ({first_few(pairs)})"
+                pasted = [names[i] for i in repeated]
                 how = (f"leave them out of the data: {where} "
                        f"({exclude_example(pasted, given, folder=folder)})" if files else
                        "remove their rows from the arrays (data.exclude leaves image files out, not rows)")
                 warn_user(f"{len(repeated)} of {len(part)} {what} inputs are identical to training inputs{which}: "
                           f"{cost}; {how}")  # (review 55r: how was not said)
             if near:
-                trained_names = names_in_messages(data.info, "train", len(data.train))
                 pairs = first_few([f"'{names[row]}' ~ '{trained_names[match]}'" for row, match in near])
-                pasted = self._exclusion_names(data, split, [names[row] for row, _ in near])
+                pasted = [names[row] for row, _ in near]
                 leave = (f"leave one of each pair out: {where.replace('them', 'it')} "
                          f"({exclude_example(pasted, given, folder=folder)})" if files else
                          "remove one of each pair from the arrays")
@@ -287,6 +289,11 @@ class Preflight:
                 warn_user(f"{len(near)} of {len(part)} {what} inputs are near-copies of training images ({pairs}: "
                           f"the same picture saved again or resized, or the next frame of a video?): {cost}; look at "
                           f"them, and {keep}")
+
+    def _names_shown(self, data: DataSplits, split: str, count: int) -> list[str]:
+        """How the warnings of held-out copies name each of ``split``'s ``count`` samples (as
+        ``names_in_messages``), in the form data.exclude takes to leave out that sample alone."""
+        return self._exclusion_names(data, split, names_in_messages(data.info, split, count))
 
     def _exclusion_names(self, data: DataSplits, split: str, names: list[str]) -> list[str]:
         """``names`` (samples of ``split``) as data.exclude should take them to leave out those
@@ -450,6 +457,14 @@ class Preflight:
                           "and exported figures would be random. A dropout left on is the usual cause: "
                           "F.dropout(x, p) without training=self.training, or a random draw in forward; make "
                           "evaluation deterministic", TrainingAdvice)
+
+
+def _first_rows(digests: list[bytes]) -> dict[bytes, int]:
+    """Each input digest to the first row holding it: the training input a held-out copy repeats."""
+    first: dict[bytes, int] = {}
+    for row, digest in enumerate(digests):
+        first.setdefault(digest, row)
+    return first
 
 
 def _input_shape_fix(seen: tuple[int, ...], declared: tuple[int, ...]) -> str:
