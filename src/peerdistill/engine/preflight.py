@@ -318,15 +318,10 @@ class Preflight:
         file's path relative to data.root ('/'-separated); empty where that is not known."""
         from pathlib import Path
 
-        from ..config.data_spec import DataSpec
         from ..data.segmentation import files_by_key, split_folders
 
-        given = self.run_info.get("data_spec") or {}
-        if given.get("kind") != "folders" or not data.info.get("source"):
-            return {}
-        try:
-            spec = DataSpec(**given)
-        except Exception:  # (a record from another version: the bare names stand)
+        spec = self._folders_spec(data)
+        if spec is None:
             return {}
         root = Path(data.info["source"])
         dirs = split_folders(root, spec)
@@ -337,6 +332,8 @@ class Preflight:
             found = files_by_key(root / folder / spec.images, spec.pattern)
         except (DataError, OSError):
             return {}
+        if "data_spec" not in self.run_info and not self._ids_found(data, split, found):
+            return {}  # (the default layout assumed for data read in Python is not this data's)
         out = {}
         for key, path in found.items():
             try:  # (as the loader joined it to data.root: a link's target is not what data.exclude sees)
@@ -344,6 +341,32 @@ class Preflight:
             except ValueError:
                 continue
         return out
+
+    @staticmethod
+    def _ids_found(data: DataSplits, split: str, found: dict) -> bool:
+        """Whether every sample ``data`` names in ``split`` is an id of ``found`` (a folder's image
+        files by id): the folder read is the one the split was read from."""
+        known = sample_names(data.info, split)
+        return known is not None and known[0] == "file" and set(known[1]) <= set(found)
+
+    def _folders_spec(self, data: DataSplits):
+        """The image/mask folders' layout the data was read with (its images folder, id pattern,
+        split folders): the run's recorded data spec; for data read in Python (no record), the
+        default layout, which ``_split_image_paths`` checks against the split's ids; None where the
+        data is not read from such folders."""
+        from ..config.data_spec import DataSpec
+
+        if not data.info.get("source"):
+            return None
+        given = self.run_info.get("data_spec")
+        if given is None:  # (a Trainer built in Python: data.info keeps no layout)
+            given = {"kind": "folders", "root": str(data.info["source"])}
+        if given.get("kind") != "folders":
+            return None
+        try:
+            return DataSpec(**given)
+        except Exception:  # (a record from another version: the bare names stand)
+            return None
 
     @staticmethod
     def _warn_if_standardised_off_scale(data: DataSplits) -> None:
