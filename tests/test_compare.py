@@ -1551,8 +1551,9 @@ def test_the_warnings_runs_began_with_are_listed_once_in_compare_md_and_on_the_p
     printed = io.StringIO()
     result = compare(tree, ["independent", "kd"], 1, progress=False, console=Console(file=printed, width=300))
     assert sorted(f"{p.parent.name}/{p.name}" for p in reads) == ["independent-seed0/run.json", "kd-seed0/run.json"]
-    said = ("2 of 32 validation inputs are identical to training inputs ('sample 0 of the val split', 'sample 1 of "
-            "the val split'): the epoch kept as best is chosen partly on images the models trained on")
+    said = ("2 of 32 validation inputs are identical to training inputs ('sample 0 of the val split' = 'sample 0 "
+            "of the train split', 'sample 1 of the val split' = 'sample 1 of the train split'): the epoch kept as best "
+            "is chosen partly on images the models trained on")
     markdown = " ".join(result.markdown.split())
     assert f"### Warnings the runs gave - {said}" in markdown and "(2 of 2 runs)" in markdown
     assert markdown.count(said) == 1

@@ -998,7 +998,7 @@ def test_segmentation_test_images_identical_to_training_images_are_warned_of(tmp
     trainer = Trainer(Cohort.from_modules([UNet(1, 2, width=4, depth=1)]), KnowledgeGraph([]), SegmentationTask(2),
                       train=TrainSpec(epochs=1, batch_size=2), progress=False)
     with pytest.warns(PeerdistillWarning, match=r"^1 of 4 test inputs are identical to training inputs \('sample 1 of the test "
-                                                r"split'\): their figures "
+                                                r"split' = 'sample 3 of the train split'\): their figures "
                                                 r"are not held out"):
         trainer.fit(data)
 

@@ -855,8 +855,9 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     trainer = Trainer(cohort, KnowledgeGraph(preset_edges("ml", cohort)), ClassificationTask(3),
                       train=TrainSpec(epochs=1), run_dir=tmp_path / "r", progress=False)
     with pytest.warns(PeerdistillWarning, match=r"^3 of 32 validation inputs are identical to training inputs \('sample 0 of "
-                                                r"the val split', 'sample 1 of the val split', 'sample 2 of the val "
-                                                r"split'\): the "
+                                                r"the val split' = 'sample 10 of the train split', 'sample 1 of the "
+                                                r"val split' = 'sample 11 of the train split', 'sample 2 of the val "
+                                                r"split' = 'sample 12 of the train split'\): the "
                                                 r"epoch kept as best is chosen partly on images the models trained on, "
                                                 r"its validation figures are optimistic, and so is a threshold or "
                                                 r"temperature fitted on validation later"):
@@ -871,18 +872,19 @@ def test_validation_inputs_identical_to_training_inputs_are_warned_of_once_the_r
     xt[5], yt[5] = x[40], y[40]
     leaked = DataSplits.from_arrays(x, y, *_blobs(32, 1), xt, yt)
     leaked.info["indices"] = {"train": list(range(96)), "val": list(range(96, 128)), "test": list(range(128, 160))}
-    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('row 133'\): their "
-                                                r"figures are not held out; remove their rows from the arrays "
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('row 133' = "
+                                                r"'row 40'\): their figures are not held out; remove their rows from "
+                                                r"the arrays "
                                                 r"\(data.exclude leaves image files out, not rows\)$"):
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)
     # data read from files: data.exclude leaves them out, a ready list given
     leaked.info.pop("indices")
     leaked.info["files"] = {s: [f"{s}/{i}.png" for i in range(n)] for s, n in (("train", 96), ("val", 32), ("test", 32))}
-    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('test/5.png'\): "
-                                                r"their figures are not held out; leave them out of the data: list them "
-                                                r"in data.exclude \('data.exclude=\[\"test/5.png\"\]' on the command "
-                                                r"line\)$"):
+    with pytest.warns(PeerdistillWarning, match=r"^1 of 32 test inputs are identical to training inputs \('test/5.png' = "
+                                                r"'train/40.png'\): their figures are not held out; leave them out of "
+                                                r"the data: list them in data.exclude "
+                                                r"\('data.exclude=\[\"test/5.png\"\]' on the command line\)$"):
         Trainer(Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)]), KnowledgeGraph([]),
                 ClassificationTask(3), train=TrainSpec(epochs=1), progress=False).fit(leaked)
 
