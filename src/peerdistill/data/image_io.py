@@ -594,6 +594,43 @@ def binarized(masks: list[MaskValues]) -> list[np.ndarray]:
     return out
 
 
+PHOTO_MID_SHARE = 0.25  # a mask with more of its pixels mid-grey than this may be a photograph
+PHOTO_SPREAD = 0.5  # ... if its 8 commonest mid-grey levels hold under this share of them
+
+
+def mid_grey_share(values: np.ndarray, full: int) -> float:
+    """The share of a mask's pixels far from both ends of its scale (strictly between 10% and 90%
+    of ``full``): a mask's are its edges only (Kvasir-SEG's JPEG masks: under 1%), a
+    photograph's most of it (Kvasir-SEG's frames: 38% to 92%)."""
+    return float(np.count_nonzero((values > 0.1 * full) & (values < 0.9 * full))) / max(values.size, 1)
+
+
+def _mid_greys_spread(values: np.ndarray, full: int) -> bool:
+    """Whether a mask's mid-grey pixels spread over many levels, as a photograph's do (Kvasir-SEG's
+    frames: their 8 commonest levels hold at most a third of them), not gather at a few, as a
+    mask of visible class levels (0/128/255) does, JPEG noise and soft edges included (at 96x96,
+    70% and more; at 32x32, where its blurred edges and JPEG noise are most of them, it may
+    read as a photograph)."""
+    mid = values[(values > 0.1 * full) & (values < 0.9 * full)]
+    counts = np.sort(np.bincount(mid.ravel().astype(np.int64)))[::-1]
+    return counts[:8].sum() < PHOTO_SPREAD * max(mid.size, 1)
+
+
+def photograph_like(masks: list[MaskValues]) -> list[tuple[str, float]]:
+    """The masks read for ``data.binary_masks`` that look like photographs (name, mid-grey
+    share): most of their pixels mid-grey, over many levels; when they are at least half the
+    set (else none). Masks of small values only (0/1, class indices) are never counted: their
+    scale is not 0..255. Only a mask over the share is looked at further."""
+    top = max((int(m.values.max(initial=0)) for m in masks), default=0)
+    if top <= 50:
+        return []
+    full = 255 if top <= 255 else 65535
+    shares = [(m, mid_grey_share(m.values, full)) for m in masks]
+    photos = [(m.name, share) for m, share in shares
+              if share > PHOTO_MID_SHARE and _mid_greys_spread(m.values, full)]
+    return photos if 2 * len(photos) >= len(masks) else []
+
+
 def _refuse_labels_with_ignored_pixels(values_read: np.ndarray, name: str) -> None:
     """A mask of small labels beside 255 and nothing between (Pascal VOC: 0 background, 1 the
     object, 255 a void border to ignore) is class indices: read as 0/255, the border would be the

@@ -1,0 +1,86 @@
+"""Swapped data.images and data.masks with data.binary_masks: the photographs, read as masks,
+trained on some 78% of their pixels as foreground with no word. Masks most of whose pixels sit
+at many mid-grey levels are refused; JPEG binary masks with soft edges, masks of visible class
+levels (0/128/255) and class-index masks are not."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from peerdistill.config import DataSpec
+from peerdistill.data import build_data
+from peerdistill.data.image_io import MaskValues
+from peerdistill.errors import DataError
+
+SIZE = 32
+
+
+def _photo(rng, size=SIZE) -> np.ndarray:
+    """A colour frame: a smooth shading with texture noise, as a camera's."""
+    yy, xx = np.mgrid[:size, :size] / size
+    base = 60 + 120 * (0.5 * yy + 0.5 * xx)[..., None] * np.array([1.0, 0.7, 0.5])
+    return np.clip(base + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def _soft_disc(i: int, levels=(255,), size=SIZE) -> np.ndarray:
+    """A 0/255 disc (or a disc in a ring, at ``levels``) whose edge is blurred over a few pixels,
+    as an anti-aliased mask."""
+    yy, xx = np.mgrid[:size, :size]
+    distance = np.hypot(yy - size / 2 - i % 3, xx - size / 2 + i % 2)
+    mask = np.zeros((size, size))
+    for level, radius in zip(levels, (0.375 * size, 0.19 * size)):
+        mask = np.where(distance < radius, level, mask)
+    blurred = sum(np.roll(np.roll(mask, dy, 0), dx, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+    return blurred.astype(np.uint8)
+
+
+def _pairs(root, masks_of, n=8, suffix=".jpg", size=SIZE):
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        Image.fromarray(_photo(rng, size)).save(root / "images" / f"frame{i}.jpg", quality=90)
+        Image.fromarray(masks_of(i)).save(root / "masks" / f"frame{i}{suffix}", **(
+            {"quality": 75} if suffix == ".jpg" else {}))
+
+
+def test_photographs_read_as_masks_are_refused_as_the_folders_swapped(tmp_path):
+    _pairs(tmp_path, _soft_disc)
+    spec = DataSpec(kind="folders", root=str(tmp_path), images="masks", masks="images", binary_masks=True)
+    with pytest.raises(DataError) as caught:
+        build_data(spec)
+    message = str(caught.value)
+    assert f"the masks in '{tmp_path / 'images'}' look like photographs, not masks: 8 of 8 have over 25%" in message
+    assert "'frame0.jpg' " in message and "'frame1.jpg' " in message and "..." in message
+    assert ("data.images and data.masks look swapped (now data.images=masks, data.masks=images): check the "
+            "folders, and swap them if so ('data.images=images data.masks=masks' on the command line)") in message
+
+
+def test_jpeg_binary_masks_with_soft_edges_are_read_in_the_right_order(tmp_path):
+    _pairs(tmp_path, _soft_disc)
+    splits = build_data(DataSpec(kind="folders", root=str(tmp_path), binary_masks=True))
+    assert splits.num_classes == 2
+    assert 0.3 < float(splits.train.y.float().mean()) < 0.6  # the discs, a radius of 12 in 32x32
+
+
+@pytest.mark.filterwarnings("ignore:with data.binary_masks, masks of the labels")
+@pytest.mark.parametrize("masks_of, suffix, size", [
+    # visible class levels (0/128/255): a third of the pixels mid-grey, but at a few levels (JPEG noise and blurred
+    # edges spread them: at 32x32 in JPEG, edges and noise are most of them and it reads as a photograph)
+    (lambda i: _soft_disc(i, levels=(128, 255), size=96), ".jpg", 96),
+    (lambda i: _soft_disc(i, levels=(128, 255)), ".png", SIZE),
+    (lambda i: (_soft_disc(i) > 127).astype(np.uint8) * np.uint8(1 + i % 3), ".png", SIZE),  # class indices 0..3
+])
+def test_masks_of_a_few_levels_are_never_taken_for_photographs(tmp_path, masks_of, suffix, size):
+    _pairs(tmp_path, masks_of, suffix=suffix, size=size)
+    build_data(DataSpec(kind="folders", root=str(tmp_path), binary_masks=True))
+
+
+def test_a_few_photographs_among_masks_are_left_to_the_other_checks():
+    from peerdistill.data.image_io import photograph_like
+
+    rng = np.random.default_rng(0)
+    masks = [MaskValues(_soft_disc(i), True, f"m{i}.jpg") for i in range(3)]
+    photos = [MaskValues(_photo(rng).max(axis=-1), True, f"p{i}.jpg") for i in range(2)]
+    assert photograph_like(masks + photos[:1]) == []
+    assert [name for name, _ in photograph_like(masks[:1] + photos)] == ["p0.jpg", "p1.jpg"]
