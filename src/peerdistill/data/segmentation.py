@@ -126,7 +126,7 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
                         f"classes; {_masks_holding(masks, stray, gap, mask_names)}: fix those masks, or set "
                         "data.num_classes if those classes are truly absent")
     if not num_classes and not class_names and seen > 2:
-        _warn_of_a_stray_top_class(pixels, seen - 1)
+        _warn_of_a_stray_top_class(pixels, seen - 1, masks, mask_names)
     if not training:
         return k, seen
     if not has_foreground(masks[0]):
@@ -146,6 +146,13 @@ def _class_count(masks: list[torch.Tensor], num_classes: int | None, class_names
 def _masks_holding(masks: list[torch.Tensor], stray: list[int], gap: int, mask_names: list | None) -> str:
     """Which masks hold the values above the first class with no pixel (``stray``): the first
     few by file name where ``mask_names`` gives them, else by split and index."""
+    count, shown = _masks_above(masks, gap, mask_names)
+    return f"value(s) {', '.join(str(c) for c in stray)} are in {count} mask(s) ({shown})"
+
+
+def _masks_above(masks: list[torch.Tensor], gap: int, mask_names: list | None) -> tuple[int, str]:
+    """How many masks hold a label above ``gap`` (the ignored label aside), and the first five
+    of them: by file name where ``mask_names`` gives them, else by split and index."""
     found, count = [], 0
     for split, m, names in zip(("train", "val", "test"), masks, mask_names or [None] * len(masks)):
         for i in range(len(m)):
@@ -153,24 +160,26 @@ def _masks_holding(masks: list[torch.Tensor], stray: list[int], gap: int, mask_n
                 count += 1
                 if len(found) < 5:
                     found.append(f"'{names[i]}'" if names is not None and i < len(names) else f"{split} mask {i}")
-    values = ", ".join(str(c) for c in stray)
     more = f" and {count - len(found)} more" if count > len(found) else ""
-    return f"value(s) {values} are in {count} mask(s) ({', '.join(found)}{more})"
+    return count, f"{', '.join(found)}{more}"
 
 
 STRAY_SHARE = 0.001  # a class counted from the masks with under this share of their foreground pixels
 
 
-def _warn_of_a_stray_top_class(pixels: dict[int, int], top: int) -> None:
+def _warn_of_a_stray_top_class(pixels: dict[int, int], top: int, masks: list[torch.Tensor],
+                               mask_names: list | None = None) -> None:
     """The largest label, which alone made the class count (no class was declared), with a few
     pixels beside the other classes' (a stray 2 in 0/1 masks): a model of one more class, and
-    advice to monitor a class, would follow unsaid; a gap below it is refused already."""
+    advice to monitor a class, would follow unsaid; a gap below it is refused already. The
+    masks holding it are named (``mask_names``, as ``_masks_holding``), so that they can be fixed."""
     foreground = sum(n for c, n in pixels.items() if c > 0)
     if pixels.get(top, 0) < STRAY_SHARE * foreground:
+        count, shown = _masks_above(masks, top - 1, mask_names)
         warn_user(f"mask value {top} has {pixels[top]:,} pixel(s) of the masks' {foreground:,} foreground ones (under "
                   f"{STRAY_SHARE:.1%}), and makes this a {top + 1}-class model: if it is a stray value, fix the masks "
-                  f"that hold it; if class {top} is real, declare the classes (data.num_classes={top + 1}, or "
-                  "data.class_names) to say so", TrainingAdvice)
+                  f"that hold it ({count}: {shown}); if class {top} is real, declare the classes "
+                  f"(data.num_classes={top + 1}, or data.class_names) to say so", TrainingAdvice)
 
 
 def _pixels_per_class(masks: torch.Tensor) -> torch.Tensor:
