@@ -443,7 +443,7 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
                                                              for d in splits)):
         return (f"data.root looks one level too deep ('{data_root.name}' is a folder data.root holds): "
                 f"data.root={data_root.parent}")
-    subs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    subs = _folders_in(root)
     nested = [s for s in subs if (root / s / spec.images).is_dir()]
     if nested and not spec.split_dirs:
         roles = {role: next((s for s in nested if role in s.lower()), None) for role in ("train", "val", "test")}
@@ -459,19 +459,40 @@ def _folders_advice(root: Path, spec: DataSpec) -> str:
     return "set data.images / data.masks to the folder names under data.root"
 
 
+def _folders_in(root: Path) -> list[str]:
+    """The names of the folders ``root`` holds (hidden ones aside), sorted."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+def _nearest_folder(name: str, folders: list[str]) -> str | None:
+    """The folder of ``folders`` that ``name`` most likely meant: one spelt the same but for case,
+    else the closest by spelling (difflib, cutoff 0.6), else None."""
+    same_case = [f for f in folders if f.lower() == name.lower()]
+    near = same_case or difflib.get_close_matches(name.lower(), [f.lower() for f in folders], n=1, cutoff=0.6)
+    return next(f for f in folders if f.lower() == near[0].lower()) if near else None
+
+
+def _absent_roi_folder(root: Path, spec: DataSpec) -> str:
+    """Why data.roi's folder is not under ``root``: the folders there, and the nearest of them
+    (the images and masks folders aside) where one is close."""
+    held = _folders_in(root)
+    near = _nearest_folder(spec.roi, [h for h in held if h not in (spec.images, spec.masks)])
+    holds = f"'{root}' holds the folders {first_few(held, 10, quoted=True)}" if held else f"'{root}' holds no folder"
+    if near:
+        return (f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks; did you mean "
+                f"'{near}'? ({holds}): fix data.roi (on the command line 'data.roi={near}')")
+    return (f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks, and {holds}: set "
+            "data.roi to the folder of the region masks, or leave it out")
+
+
 def _absent_split_folders(root: Path, dirs: dict[str, str], absent: dict[str, str]) -> str:
     """Why split folders data.split_dirs names are not under ``root`` (others are): each absent
     one's nearest folder there (case ignored first, then by spelling) where one is close, else the
     folders the root holds and the way to score such a set whole."""
     named = ", ".join(f"'{d}' ({s})" for s, d in absent.items())
-    held = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    held = _folders_in(root)
     free = [h for h in held if h not in dirs.values()]
-    close = {}
-    for s, d in absent.items():
-        same_case = [h for h in free if h.lower() == d.lower()]
-        near = same_case or difflib.get_close_matches(d.lower(), [h.lower() for h in free], n=1, cutoff=0.6)
-        if near:
-            close[s] = next(h for h in free if h.lower() == near[0].lower())
+    close = {s: near for s, d in absent.items() if (near := _nearest_folder(d, free))}
     holds = f"it holds the folders {first_few(held, 10, quoted=True)}" if held else "it holds no folder"
     if len(close) == len(absent):
         meant = ", ".join(f"'{close[s]}' for '{d}'" for s, d in absent.items())
@@ -542,7 +563,7 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
         if not d.is_dir():
             raise DataError(f"'{d}' is not a directory: {_folders_advice(root, spec)}")
     if spec.roi and not (root / spec.roi).is_dir():
-        raise DataError(f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks")
+        raise DataError(_absent_roi_folder(root, spec))
     folders = [image_dir, mask_dir] + ([root / spec.roi] if spec.roi else [])
     for folder in dict.fromkeys(folders):
         refuse_images_in_subfolders(folder, {f.resolve() for f in folders})
