@@ -653,11 +653,11 @@ def _refuse_photographs_as_masks(raw: list, root: Path, spec: DataSpec) -> None:
     photos = photograph_like(raw)
     if not photos:
         return
-    shown = ", ".join(f"'{name}' {share:.0%}" for name, share in photos[:3])
+    shown = ", ".join(f"'{name}' {share:.0%}" for name, share in photos[:3]) + (" ..." if len(photos) > 3 else "")
     swap = f"data.images={spec.masks} data.masks={spec.images}"
     raise DataError(f"with data.binary_masks, the masks in '{root / spec.masks}' look like photographs, not masks: "
-                    f"{len(photos)} of {len(raw)} have over {PHOTO_MID_SHARE:.0%} of their pixels at many mid-grey levels, "
-                    f"far from both background and foreground ({shown}{' ...' if len(photos) > 3 else ''}; a mask's are its edges, a few in a "
+                    f"{len(photos)} of {len(raw)} have over {PHOTO_MID_SHARE:.0%} of their pixels at many mid-grey "
+                    f"levels, far from both background and foreground ({shown}; a mask's are its edges, a few in a "
                     f"hundred at most). data.images and data.masks look swapped (now data.images={spec.images}, "
                     f"data.masks={spec.masks}): check the folders, and swap them if so ('{swap}' on the command "
                     "line); soft masks (grey levels for probabilities) must be thresholded to 0/255 first")
