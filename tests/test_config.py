@@ -1331,3 +1331,14 @@ def test_a_default_name_from_a_long_folder_name_is_cut_to_fit_a_run_name():
     assert name.endswith("-kd+ml") and len(name.encode()) <= RUN_NAME_MAX and name.startswith("é" * 100)
     assert validate({**default_config(), "data": {"kind": "image_folder", "root": "/data/" + "é" * 126},
                      "name": None}).name == name
+
+
+def test_class_names_of_a_self_naming_kind_say_how_to_drop_them_on_the_command_line():
+    """A config file's class_names for an npz stay when the command line switches to a kind that names
+    its classes: the refusal gives the override that takes them out, and that override does."""
+    base = apply_overrides(default_config(), ["data.class_names=[a,b]"])
+    with pytest.raises(ConfigError) as info:
+        validate(base)
+    assert "data.class_names does not apply to data kind 'digits'" in str(info.value)
+    assert "remove it (from the config file, or data.class_names=null on the command line)" in str(info.value)
+    assert validate(apply_overrides(base, ["data.class_names=null"])).data.class_names is None

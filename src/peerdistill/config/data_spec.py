@@ -254,7 +254,8 @@ class DataSpec(Section):
             problems.append(f"data kind '{self.kind}' needs data.annotations=FILE.json (relative to data.root)")
         if self.class_names is not None and self.kind in SELF_NAMING_KINDS:
             problems.append(f"data.class_names does not apply to data kind '{self.kind}', which names its classes "
-                            "itself (folder names, label values, categories): remove it")
+                            "itself (folder names, label values, categories): remove it (from the config file, or "
+                            "data.class_names=null on the command line)")
         if self.kind == "mask_boxes" and self.class_names is not None and len(self.class_names) != 1:
             problems.append(f"data.class_names names the one class of data kind 'mask_boxes' (every component of a "
                             f"mask is an object of it), so it holds one name, not {len(self.class_names)}: e.g. "
