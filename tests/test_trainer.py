@@ -743,6 +743,27 @@ def test_progress_in_a_log_is_a_plain_line_per_epoch(monkeypatch):
         assert log.getvalue() == f"epoch 1/5  loss 0.250{said}  (not validated: train.val_every)  (0:00:02 elapsed)\n"
 
 
+def test_the_epoch_line_shows_an_undefined_monitor_as_n_a(monkeypatch):
+    """An AUC on a validation split lacking a class is NaN that epoch: the line says n/a, as the
+    report's tables do, not Python's nan (bars and log lines alike)."""
+    import io
+
+    from peerdistill.engine import progress as progress_module
+    from peerdistill.terminal import Console
+
+    clock = iter([0.0, 2.0])
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    row = {"train/loss/total": 0.25, "val/s1/auc": float("nan")}
+    log = io.StringIO()
+    with progress_module.Progress(enabled=True, console=Console(file=log, width=40)) as progress:
+        progress.epoch_done(0, 5, row, "s1", "auc")
+    assert log.getvalue() == "epoch 1/5  loss 0.250  val s1/auc n/a  (0:00:02 elapsed)\n"
+    with progress_module.Progress(enabled=True, console=Console(file=io.StringIO(), force_terminal=True)) as progress:
+        progress.start_epoch(0, 5, 10)
+        progress.epoch_done(0, 5, row, "s1", "auc")
+        assert progress._bar.tasks[0].fields["status"] == "loss 0.250  val s1/auc n/a"
+
+
 def test_the_final_scoring_of_the_test_split_is_said_in_a_log(tmp_path, capsys):
     # DRIVE's final scoring (sliding windows, twice) took half a minute after the last epoch's line, in silence
     import json

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -65,7 +66,7 @@ class Progress:
             return
         loss = f"loss {row.get('train/loss/total', float('nan')):.3f}{_ramping(row)}"
         key = f"val/{model}/{metric}"
-        status = (f"{loss}  val {model}/{metric} {row[key]:.4f}" if key in row else
+        status = (f"{loss}  val {model}/{metric} {_figure(row[key])}" if key in row else
                   f"{loss}  (not validated: train.val_every)")
         if self._lines:
             elapsed = round(time.monotonic() - self._started)
@@ -96,6 +97,14 @@ class Progress:
             self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
         elif self._lines:
             self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _figure(value: Any) -> str:
+    """A validation figure as the epoch's line shows it: n/a where it is undefined this epoch (an AUC
+    on a split lacking a class is NaN), as the report's tables write it, not Python's 'nan'."""
+    if value is None or math.isnan(float(value)):
+        return "n/a"
+    return f"{value:.4f}"
 
 
 def _ramping(row: dict[str, Any]) -> str:
