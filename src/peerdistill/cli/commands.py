@@ -11,7 +11,7 @@ from ..config import (RunConfig, default_config, load_config, load_config_file, 
                       named_as_written)
 from ..config.messages import shown_value
 from ..config.overrides import applied_keys
-from ..errors import ConfigError
+from ..errors import ConfigError, RunDirError, reworded
 from ..json_files import read_json
 from ..launcher import launched, launched_world, not_first_on_node
 from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
@@ -48,11 +48,24 @@ def _dry_run(ns: argparse.Namespace, cfg: RunConfig) -> int:
     from ..build import make_trainer, run_dir_for
     from .dry_run import print_run_plan
 
-    trainer, data = make_trainer(cfg, run_dir=run_dir_for(cfg), overwrite=ns.overwrite, progress=False)
+    try:
+        trainer, data = make_trainer(cfg, run_dir=run_dir_for(cfg), overwrite=ns.overwrite, progress=False)
+    except RunDirError as refusal:
+        raise _with_dry_overwrite_hint(refusal, ns.overwrite) from None
     # (a checkpoint on a model that is not frozen: where it starts)
     starts_from = {name for name, spec in cfg.named_members() if spec.checkpoint and not spec.frozen}
     print_run_plan(trainer.check(data), console, err_console, starts_from)
     return 0
+
+
+def _with_dry_overwrite_hint(refusal: RunDirError, overwrite: bool) -> RunDirError:
+    """A dry run refused a folder as the run would (its exit says the command would fail), before the
+    data is read: where --overwrite is the way on, say that a dry run with it checks the rest and
+    still writes nothing, which the run's own words (train it again, replace it) leave in doubt."""
+    if overwrite or "pass --overwrite" not in str(refusal):
+        return refusal
+    return reworded(refusal, f"{refusal}; the data and models are not checked yet: --dry-run --overwrite checks "
+                             "them too, moves nothing and writes nothing")
 
 
 REPLACEMENT_WAIT = 120.0  # seconds a node's other processes wait for its first to finish a replacement
