@@ -143,6 +143,15 @@ def test_where_files_are_and_how_the_run_executes_may_change_on_resume(tmp_path,
     run = killed_after_second_epoch(cfg)
     (tmp_path / "moved").mkdir()
     (tmp_path / "digits.npz").rename(tmp_path / "moved" / "digits.npz")  # the data folder moved
+    # the loader's "set data.root" cannot be done on the command line of a resume: the file and key are named
+    assert main(["train", "--resume", run, "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"data file '{tmp_path / 'digits.npz'}' does not exist: if the run's data moved, set data.root (root: "
+            f"under data:) in '{Path(run) / 'config.yaml'}' to where it is now and resume again (--resume takes no "
+            "key=value overrides") in err, err
+    assert main(["train", "--resume", run, f"data.root={tmp_path / 'moved' / 'digits.npz'}", "--quiet"]) == 2
+    assert ("drop the other arguments; to read its data where it moved, set data.root (root: under data:) in "
+            f"'{Path(run) / 'config.yaml'}' instead") in " ".join(capsys.readouterr().err.split())
     saved = yaml.safe_load(open(f"{run}/config.yaml"))
     saved["data"]["root"] = str(tmp_path / "moved" / "digits.npz")
     saved["train"]["checkpoint_every_minutes"] = 1.0

@@ -11,7 +11,7 @@ from ..config import (RunConfig, default_config, load_config, load_config_file, 
                       named_as_written)
 from ..config.messages import shown_value
 from ..config.overrides import applied_keys
-from ..errors import ConfigError, RunDirError, reworded
+from ..errors import ConfigError, DataPlaceError, RunDirError, reworded
 from ..json_files import read_json
 from ..launcher import launched, launched_world, not_first_on_node
 from ..run_files import CONFIG_FILE, RUN_FILE, left_aside_beside
@@ -66,6 +66,29 @@ def _with_dry_overwrite_hint(refusal: RunDirError, overwrite: bool) -> RunDirErr
         return refusal
     return reworded(refusal, f"{refusal}; the data and models are not checked yet: --dry-run --overwrite checks "
                              "them too, moves nothing and writes nothing")
+
+
+def _resume_takes_no_arguments(args: list[str], run_dir: Path) -> str:
+    """--resume given overrides: a data.root among them (data moved since) has its own way in."""
+    said = "--resume continues a run with its saved config: drop the other arguments"
+    if any(arg.replace(" ", "").startswith("data.root=") for arg in args):
+        said += (f"; to read its data where it moved, set data.root (root: under data:) in '{run_dir / CONFIG_FILE}' "
+                 "instead")
+    return said
+
+
+def _with_resume_data_advice(missing: DataPlaceError, run_dir: Path, root: str | None) -> DataPlaceError:
+    """The run's data not found on resume: the loader's advice (set data.root) cannot be followed
+    on the command line, which --resume refuses, so name the file and key that set it."""
+    from ..scored_data import where_training_read
+
+    meta = read_json(run_dir / RUN_FILE) if (run_dir / RUN_FILE).is_file() else {}
+    relative = ("; a relative data.root counts from the folder the command runs in: resume from the folder "
+                "training ran in, or write it as an absolute path" if root and not Path(root).is_absolute() else "")
+    return reworded(missing, f"{missing.problem}: if the run's data moved, set data.root (root: under data:) in "
+                             f"'{run_dir / CONFIG_FILE}' to where it is now and resume again (--resume takes no "
+                             "key=value overrides; the data itself must be the run's, as it is checked)"
+                             f"{relative}{where_training_read(meta, root) if root else ''}")
 
 
 REPLACEMENT_WAIT = 120.0  # seconds a node's other processes wait for its first to finish a replacement
@@ -131,7 +154,7 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
         if not (run_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a peerdistill run directory?)")
         if ns.args:
-            raise ConfigError("--resume continues a run with its saved config: drop the other arguments")
+            raise ConfigError(_resume_takes_no_arguments(ns.args, run_dir))
         if ns.overwrite:
             raise ConfigError("--resume continues a run, --overwrite starts it again: give one of them")
         if not launched():
@@ -164,8 +187,13 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
     run_dir = Path(ns.resume) if ns.resume else run_dir_for(cfg)
     ns.run_dir = run_dir  # for the hint after Ctrl-C
-    result = train_from_config(cfg, run_dir=run_dir, overwrite=ns.overwrite, resume=bool(ns.resume),
-                               progress=not ns.quiet)
+    try:
+        result = train_from_config(cfg, run_dir=run_dir, overwrite=ns.overwrite, resume=bool(ns.resume),
+                                   progress=not ns.quiet)
+    except DataPlaceError as missing:
+        if not ns.resume:
+            raise
+        raise _with_resume_data_advice(missing, run_dir, cfg.data.root) from None
     if launched_world()[0] != 0:  # under torchrun the main process alone reports
         return 0
     meta = read_json(run_dir / RUN_FILE)
