@@ -209,6 +209,13 @@ def test_a_resume_refuses_a_changed_frozen_teacher_and_a_checkpoint_it_cannot_co
     save_file({**original, key: original[key] + 1e-3}, teacher_file)
     refused("the frozen 'teacher' loaded from its checkpoint is not the model this run was distilled from until now")
     save_file(original, teacher_file)
+    # the teacher's file gone: the resume checkpoint holds only the trained models, so the file is needed back
+    os.rename(f"{tmp_path}/source", f"{tmp_path}/gone")
+    refused(f"cannot resume '{run}': the frozen teacher's checkpoint '{tmp_path}/source' (teacher.checkpoint) does "
+            "not exist: the resume checkpoint holds the trained models' weights, not the frozen ones', which are read "
+            f"from their files again, so put it back, or, if it moved, set teacher.checkpoint in "
+            f"'{Path(run) / 'config.yaml'}' to where it is now")
+    os.rename(f"{tmp_path}/gone", f"{tmp_path}/source")
 
     checkpoint = Path(run) / "checkpoints" / "last.pt"
     good = checkpoint.read_bytes()

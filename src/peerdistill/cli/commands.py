@@ -68,6 +68,24 @@ def _with_dry_overwrite_hint(refusal: RunDirError, overwrite: bool) -> RunDirErr
                              "them too, moves nothing and writes nothing")
 
 
+def _check_frozen_checkpoints_there(cfg: RunConfig, run_dir: Path) -> None:
+    """A resume checkpoint holds the trained models' weights and only a digest of each frozen
+    model's, which is read from its checkpoint file again: one gone since is needed back."""
+    from ..errors import CheckpointError
+
+    for (name, spec), key in zip(cfg.named_members(), cfg.member_keys()):
+        if not (spec.frozen and spec.checkpoint) or Path(spec.checkpoint).exists():
+            continue
+        relative = ("; a relative path counts from the folder the command runs in"
+                    if not Path(spec.checkpoint).is_absolute() else "")
+        raise CheckpointError(
+            f"cannot resume '{run_dir}': the frozen {name}'s checkpoint '{spec.checkpoint}' ({key}.checkpoint) does "
+            f"not exist: the resume checkpoint holds the trained models' weights, not the frozen ones', which are "
+            f"read from their files again, so put it back, or, if it moved, set {key}.checkpoint in "
+            f"'{run_dir / CONFIG_FILE}' to where it is now (the same weights: they are checked against the run's "
+            f"digest of them){relative}").found_by_every_process()
+
+
 def _resume_takes_no_arguments(args: list[str], run_dir: Path) -> str:
     """--resume given overrides: a data.root among them (data moved since) has its own way in."""
     said = "--resume continues a run with its saved config: drop the other arguments"
@@ -174,6 +192,7 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
         # the folder may come from elsewhere: its config names the factories the models are built by
         specs = [spec.model_dump() for spec in (*cfg.all_teachers(), *cfg.students)]
         check_every_arch_trusted(list(zip(cfg.member_names(), specs)), f"'{run_dir / 'config.yaml'}'")
+        _check_frozen_checkpoints_there(cfg, run_dir)  # before the data is read
     else:
         path, overrides = _split_config_and_overrides(ns.args)
         cfg = load_config(path, overrides)

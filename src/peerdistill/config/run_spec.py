@@ -320,5 +320,9 @@ class RunConfig(Section):
         named += [(s.name or f"student{i + 1}", s) for i, s in enumerate(self.students)]
         return named
 
+    def member_keys(self) -> list[str]:
+        """Each model's config key (teacher, teachers.N, students.N), in ``named_members``' order."""
+        return [key for key, _ in self._keyed_members()]
+
     def member_names(self) -> list[str]:
         return [name for name, _ in self.named_members()]
