@@ -260,3 +260,57 @@ def test_a_headed_student_from_weights_alone_says_its_heads_start_afresh(tmp_pat
     assert (f"its self-distillation heads at ['features.2', 'features.6'] start from fresh weights: its checkpoint, "
             f"run '{tmp_path / 'p'}', trained 'student1' without self-distillation heads") in said
 
+
+
+class _Residual(nn.Module):
+    """A ResNet basic block as torchvision writes it: one ReLU(inplace=True) after bn1 and again
+    after ``out += x``, so the block's output is bn2's tensor changed in place."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2, self.bn2 = nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out += x
+        return self.relu(out)
+
+
+class _ResidualNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.layer1, self.layer2 = nn.Conv2d(1, 4, 3, padding=1), _Residual(4), _Residual(4)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, x):
+        return self.head(self.layer2(self.layer1(self.stem(x))))
+
+
+def test_a_head_changed_in_place_inside_its_deep_block_is_told_a_way_that_fits_a_head():
+    """The in-place advice (record the ReLU, or the block) suits a feature edge; for a head inside
+    its deep layer's block both give the deep layer's own output, refused next: the message says
+    so and names what fits a head, which builds."""
+    from peerdistill.capture import FeatureRecorder
+
+    with pytest.raises(ConfigError) as refused:
+        HeadedModel(_ResidualNet(), ["layer2.bn1"], "layer2", 3, X)
+    said = str(refused.value)
+    assert "['layer2.bn1'] is changed in place by a later module" in said
+    assert said.endswith("; 'layer2' is recorded here too (a self-distillation deep layer, say), and that block, or a "
+                         "ReLU that ends it, gives the block's own output: for a head inside it, record a layer whose "
+                         "output no later module changes in place (a convolution followed by a BatchNorm, say) or a "
+                         "layer of an earlier block")
+    for what_it_names in (["layer2.conv1"], ["layer1"]):  # the ways it names build
+        HeadedModel(_ResidualNet(), what_it_names, "layer2", 3, X)
+    for head in ("layer2.relu", "layer2"):  # (the ways that fit an edge do not, here)
+        with pytest.raises(ConfigError, match="very output|deepest layer itself"):
+            HeadedModel(_ResidualNet(), [head], "layer2", 3, X)
+    # an edge's layer alone (its block not recorded): the edge's advice only
+    net = _ResidualNet()
+    recorder = FeatureRecorder(net, ["layer2.bn1"])
+    net(X)
+    with pytest.raises(ConfigError) as refused:
+        recorder.take()
+    assert str(refused.value).endswith("the block that holds that code ('layer2')")

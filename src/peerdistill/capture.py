@@ -222,13 +222,27 @@ class FeatureRecorder:
             raise ConfigError(f"{self.owner}: the output of layer(s) {changed} is changed in place by a later module "
                               "(a ReLU(inplace=True), an x += y), so it would be read after that change: record the "
                               "module that changes it instead (the ReLU) or, where a forward's own code changes it "
-                              f"(out += identity), the block that holds that code{around}{top}")
+                              f"(out += identity), the block that holds that code{around}{top}"
+                              f"{self._inside_a_recorded_block(blocks)}")
         missing = [p for p in self.paths if p not in features]
         if complete and missing:
             mode, other = ("training", "evaluation") if self._model.training else ("evaluation", "training")
             raise ConfigError(f"{self.owner}: layer(s) {missing} gave no output in this {mode} forward (not called, "
                               f"or called only in {other} mode): record layers that run on every forward")
         return features
+
+    def _inside_a_recorded_block(self, blocks: list[str]) -> str:
+        """A changed layer inside a block this recorder records too (a self-distillation head inside
+        its deep layer): that block, or its last ReLU, gives the block's own output, which a head
+        there would learn from itself; a layer nothing changes later is the way out there."""
+        recorded = [b for b in dict.fromkeys(blocks) if b in self.paths]
+        if not recorded:
+            return ""
+        named = f"{', '.join(repr(b) for b in recorded)} {'is' if len(recorded) == 1 else 'are'}"
+        return (f"; {named} recorded here too (a self-distillation deep layer, say), and that block, or a ReLU "
+                "that ends it, gives the block's own output: for a head inside it, record a layer whose output no "
+                "later module changes in place (a convolution followed by a BatchNorm, say) or a layer of an earlier "
+                "block")
 
     def remove(self) -> None:
         for handle in self._handles:
