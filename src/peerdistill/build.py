@@ -11,6 +11,7 @@ import torch
 
 from .cohort import Cohort, Member, check_feature_layer, default_feature_layer, names_module
 from .config import ModelSpec, RunConfig, to_yaml
+from .config.cohort_spec import deep_layer_without_heads
 from .data import DataSplits, TensorData, build_data
 from .data.segmentation import masks_name_classes
 from .data.digests import file_sha256
@@ -64,13 +65,6 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
             if note and notes is not None:
                 notes.append(note)
     return module
-
-
-def deep_layer_without_heads(key: str, frozen: bool) -> str:
-    """A model's deep_layer set without heads, which nothing reads: what to set or remove."""
-    fix = (f"remove {key}.deep_layer (a frozen model has no heads: they would never learn)" if frozen
-           else f"set {key}.heads too, or remove {key}.deep_layer")
-    return f"{key}.deep_layer is the layer self-distillation heads learn from, and {key} has no heads: {fix}"
 
 
 def _start_heads(module: HeadedModel, checkpoint: str, name: str, load: bool = True) -> str | None:

@@ -71,6 +71,13 @@ class ModelSpec(Section):
         return self
 
 
+def deep_layer_without_heads(key: str, frozen: bool) -> str:
+    """A model's deep_layer set without heads, which nothing reads: what to set or remove."""
+    fix = (f"remove {key}.deep_layer (a frozen model has no heads: they would never learn)" if frozen
+           else f"set {key}.heads too, or remove {key}.deep_layer")
+    return f"{key}.deep_layer is the layer self-distillation heads learn from, and {key} has no heads: {fix}"
+
+
 SELF_KEYS = ("self_alpha", "self_lambda", "self_temperature")  # the distill keys of the heads' terms
 UNLAYERED_KINDS = ("kl", "dkd", "holistic")  # compare the models' outputs only
 SOFTENED_KINDS = ("kl", "dkd", "cwd")  # the kinds that read an edge's temperature

@@ -9,8 +9,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from .cohort_spec import (SELF_KEYS, DistillSpec, ModelSpec, model_name_problems, unread_distill_keys,
-                          unread_distill_problems)
+from .cohort_spec import (SELF_KEYS, DistillSpec, ModelSpec, deep_layer_without_heads, model_name_problems,
+                          unread_distill_keys, unread_distill_problems)
 from .data_spec import DataSpec
 from .messages import refuse
 from .presets import PEER_PRESETS, TEACHER_PRESETS, TEACHER_TERM_WEIGHTS
@@ -231,10 +231,7 @@ class RunConfig(Section):
             unread_self = [f"distill.{k}" for k in SELF_KEYS if k in unread]
         if ignored_before and not headless:
             frozen = {key for key, m in self._keyed_members() if m.frozen}  # (a frozen model takes no heads)
-            problems += [f"{key}.deep_layer is the layer self-distillation heads learn from, and {key} has no heads: "
-                         + (f"remove {key}.deep_layer (a frozen model has no heads: they would never learn)"
-                            if key in frozen else f"set {key}.heads too, or remove {key}.deep_layer")
-                         for key in stray_deep]
+            problems += [deep_layer_without_heads(key, key in frozen) for key in stray_deep]
         if ignored_before:
             problems += unread_distill_problems(self.distill, len(self.all_teachers()), self.has_heads(),
                                                 said=SELF_KEYS if headless else ())
