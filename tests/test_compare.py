@@ -290,8 +290,15 @@ def test_a_comparison_reuses_runs_saved_before_an_option_existed(tmp_path, capsy
     with pytest.raises(RunDirError, match=r"holds a run with a different config \(train.batch_size: 64 in the "
                                           r"run, 128 now\): delete that run folder \(and its other seeds'\) to train "
                                           r"that row again, pass overwrite=True to redo the whole comparison, or give it "
-                                          r"another folder to keep both \(--out DIR\)"):
+                                          r"another folder to keep both \(out=DIR\) \(a config of another name "
+                                          r"keeps both too\)$"):  # (Python's words: it has no --out, no --setting)
         compare(tree, ["kd"], 1, progress=False)
+    from peerdistill.option_names import options_as_flags
+
+    with options_as_flags(), pytest.raises(RunDirError, match=r"pass --overwrite to redo the whole comparison, or "
+                                                              r"give it another folder to keep both \(--out DIR\) "
+                                                              r"\(a --setting of another NAME keeps both too\)$"):
+        compare(tree, ["kd"], 1, progress=False)  # as the command runs it
     capsys.readouterr()
     with pytest.raises(RunDirError, match="holds a run with a different config"):  # after its table, as compare does
         compare(tree, ["kd", "ml"], 1, progress=False, dry_run=True, console=Console(width=300))

@@ -41,7 +41,7 @@ from .json_files import read_json
 from .post_hoc import check_post_hoc_options
 from .run_files import CONFIG_FILE, METRICS_FILE, RUN_FILE, listed_warnings
 from .run_pool import run_in_processes
-from .option_names import option, option_given
+from .option_names import option, option_given, options_named_as_flags
 from .wording import first_few
 
 FROZEN_MARK = "(frozen teacher)"
@@ -605,8 +605,10 @@ def warning_lines(given: list[tuple[str, list[str]]], count: int) -> list[str]:
             for text, names in given]
 
 
-# A comparison's runs live in its folder, which --out names (name= alone would rename every config's runs)
-KEEP_BOTH = "give it another folder to keep both (--out DIR)"
+def _keep_both() -> str:
+    """How to keep a run compare would otherwise redo: a comparison's runs live in its folder,
+    which --out names (name= alone would rename every config's runs)."""
+    return f"give it another folder to keep both ({option('--out', 'DIR')})"
 
 
 def _run_state(run_dir: Path, cfg: RunConfig) -> str:
@@ -627,14 +629,16 @@ def _run_state(run_dir: Path, cfg: RunConfig) -> str:
     except (ConfigError, yaml.YAMLError) as exc:
         raise RunDirError(f"'{run_dir}' holds a run whose config no longer reads "
                           f"({str(exc).strip().splitlines()[-1].strip()}): pass {option('--overwrite')} to redo "
-                          f"the comparison, or {KEEP_BOTH}") from None
+                          f"the comparison, or {_keep_both()}") from None
     now = as_read(cfg)
     changed = differences(what_a_result_depends_on(relocated(saved, saved["out_dir"], now["out_dir"])),
                           what_a_result_depends_on(now))
     if changed:
         raise RunDirError(f"'{run_dir}' holds a run with a different config ({summary(changed)}): delete that run "
                           f"folder (and its other seeds') to train that row again, pass {option('--overwrite')} to redo "
-                          f"the whole comparison, or {KEEP_BOTH} (a --setting of another NAME keeps both too)")
+                          f"the whole comparison, or {_keep_both()}"
+                          + (" (a --setting of another NAME keeps both too)" if options_named_as_flags() else
+                             " (a config of another name keeps both too)"))
     run = RunDir(run_dir)
     if not run.is_complete:
         return "unfinished" if run.resume_path.is_file() else "restart"
