@@ -711,3 +711,46 @@ def test_a_run_of_an_earlier_version_resumed_records_this_sessions_environment_a
     assert "speed" not in resumed and resumed["environment"]["torch"] == torch.__version__
     assert set(resumed["environment"]) >= {"peerdistill", "python", "torch", "numpy", "device", "threads"}
     assert "num_workers" not in capsys.readouterr().err
+
+
+def test_a_resume_needs_no_trained_students_starting_checkpoint_and_keeps_the_digest_it_began_with(tmp_path):
+    """A student fine-tuned from a checkpoint resumes with its weights from the resume
+    checkpoint: the file it started from, gone or changed since, makes no difference, and run.json
+    keeps the SHA-256 of the file the run began from (compare reuses the run only while it holds)."""
+    import shutil
+
+    from peerdistill.data.digests import file_sha256
+
+    source = small(tmp_path, "source")
+    source.train.epochs = 1
+    train_from_config(source, progress=False)
+    start = tmp_path / "source" / "models" / "student1.safetensors"
+    began = file_sha256(start)
+    cfg = small(tmp_path, "r")
+    cfg.train.epochs = 2
+    cfg.students[0].checkpoint = str(start)
+
+    def crash(epoch, row):
+        if epoch == 0:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_from_config(cfg, progress=False, callbacks=[crash])
+    for copy in ("gone", "changed"):
+        shutil.copytree(tmp_path / "r", tmp_path / copy)
+
+    def resumed(run):
+        assert main(["train", "--resume", str(tmp_path / run), "--quiet"]) == 0
+        assert json.loads((tmp_path / run / "run.json").read_text())["checkpoint_sha256"]["student1"] == began
+        return load_file(tmp_path / run / "models" / "student1.safetensors")
+
+    with_file = resumed("r")
+    original = start.read_bytes()
+    start.unlink()
+    without = resumed("gone")
+    # changed since (the resumed weights moved by 1): neither read nor recorded in place of the one it began from
+    save_file({k: v + 1 if v.is_floating_point() else v for k, v in with_file.items()}, start)
+    assert file_sha256(start) != began
+    changed = resumed("changed")
+    start.write_bytes(original)
+    for other in (without, changed):
+        assert set(other) == set(with_file) and all(torch.equal(other[k], with_file[k]) for k in with_file)

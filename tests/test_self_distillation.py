@@ -2,6 +2,7 @@
 heads said in one message, and a headed student fine-tuned from a self-distillation run."""
 
 import json
+import shutil
 import warnings
 
 import pytest
@@ -314,3 +315,36 @@ def test_a_head_changed_in_place_inside_its_deep_block_is_told_a_way_that_fits_a
     with pytest.raises(ConfigError) as refused:
         recorder.take()
     assert str(refused.value).endswith("the block that holds that code ('layer2')")
+
+
+def test_a_headed_student_resumes_without_the_run_it_was_fine_tuned_from_keeping_its_heads_note(tmp_path, capsys):
+    """The resume checkpoint holds the student's weights and heads: the run it started from, gone
+    since, is not needed, and run.json keeps the note of how its heads began, not one guessed anew."""
+    from peerdistill.build import train_from_config
+
+    first = tmp_path / "s"
+    train_cli(tmp_path, capsys, config(tmp_path), "--quiet")
+    tree = config(tmp_path, "g", checkpoint=str(first), heads=["features.4", "features.6"])
+    tree["train"]["epochs"] = 2
+
+    def crash(epoch, row):
+        if epoch == 0:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_from_config(validate(tree), progress=False, callbacks=[crash])
+    note = (f"model 'student1': its self-distillation heads at ['features.4'] start from fresh weights: its "
+            f"checkpoint, run '{first}', trained heads at ['features.2', 'features.6'] (those at ['features.6'] carry "
+            "on from that run's)")
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["training_warnings"] == [note]
+    shutil.copytree(tmp_path / "g", tmp_path / "g2")
+    first.rename(tmp_path / "gone")
+    assert main(["train", "--resume", str(tmp_path / "g"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["training_warnings"] == [note]
+    assert note not in " ".join(capsys.readouterr().err.split())  # (said when the run began, not again)
+    # another run in its place since, trained without heads: the note stays the one of the run it began from
+    plain = config(tmp_path, "s", heads=[], deep_layer=None)
+    plain["distill"] = {"preset": "independent"}
+    train_cli(tmp_path, capsys, plain, "--quiet")
+    assert main(["train", "--resume", str(tmp_path / "g2"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "g2" / "run.json").read_text())["training_warnings"] == [note]

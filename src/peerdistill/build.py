@@ -34,16 +34,23 @@ from .tasks.classification import balanced_class_weights
 
 
 def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
-                        saved: bool = False, key: str = "", notes: list[str] | None = None):
+                        saved: bool = False, key: str = "", notes: list[str] | None = None,
+                        begun_with: list[str] | None = None):
     """The model of one config entry (at ``key``, ``students.0``); wrapped with self-distillation
     heads when it has any. ``saved``: the entry of a run that trained so (resumed), whose head
-    layers are not judged again. ``notes``: where a headed model's checkpoint leaves heads to
-    start afresh, that is said (warned, or for a resumed run only kept) and added to it."""
+    layers are not judged again, and whose trained model's checkpoint is not read (the resume
+    checkpoint holds its weights). ``notes``: where a headed model's checkpoint leaves heads to
+    start afresh, that is said (warned, or for a resumed run only kept) and added to it.
+    ``begun_with``: a resumed run's warnings from when it began (run.json's), whose note of its
+    heads is kept as it was (its checkpoint may have gone or changed since)."""
     if spec.deep_layer and not spec.heads and not saved:  # (a saved run's was ignored, as RunConfig ignores it)
         raise ConfigError(deep_layer_without_heads(key or name, spec.frozen))
     module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'",
                          args_key=f"{key}.args" if key else "")
-    if spec.checkpoint:
+    if spec.checkpoint and (spec.frozen or not saved):
+        # (a resume replaces a trained model's weights with its checkpoint's: the file it started
+        # from may have moved or changed since, run.json keeping its SHA-256; a frozen model's
+        # weights are read again, checked against the resume checkpoint's digest of them)
         load_weights(module, checkpoint_file(spec.checkpoint, name), name)
     if spec.heads and not saved:
         for setting, paths in ((f"{key}.heads", spec.heads), (f"{key}.deep_layer", [spec.deep_layer])):
@@ -59,7 +66,9 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
         module = HeadedModel(module, spec.heads, deep, num_classes, torch.zeros(2, *input_shape), owner=f"model '{name}'",
                              check_depth=not saved, deep_from=deep_from)
         if spec.checkpoint:
-            note = _start_heads(module, spec.checkpoint, name, load=not saved)
+            note = (_start_heads(module, spec.checkpoint, name) if not saved
+                    else _heads_note_kept(name, begun_with) if begun_with is not None
+                    else _start_heads(module, spec.checkpoint, name, load=False))
             if note and not saved:  # (a resumed run's heads come from its own checkpoint: only kept for run.json)
                 warn_user(note)
             if note and notes is not None:
@@ -71,7 +80,10 @@ def _start_heads(module: HeadedModel, checkpoint: str, name: str, load: bool = T
     """A headed model fine-tuned from ``checkpoint``: each head takes the weights of the head on
     the same layer that the checkpoint's run trained beside the network, where they fit; what
     starts afresh is said in the note returned (None when every head was loaded). ``load``:
-    False for a resumed run, whose own checkpoint holds its heads (the note only)."""
+    False for a resumed run, whose own checkpoint holds its heads (the note only; None where the
+    checkpoint is gone since: nothing says any more how the heads began)."""
+    if not load and not _still_there(checkpoint, name):
+        return None
     file = checkpoint_file(checkpoint, name)
     run = _run_of(checkpoint)
     loaded: list[str] = []
@@ -112,7 +124,25 @@ def _start_heads(module: HeadedModel, checkpoint: str, name: str, load: bool = T
     fresh = [layer for layer in module.head_layers if layer not in loaded]
     if not fresh:
         return None
-    return f"model '{name}': its self-distillation heads at {fresh} start from fresh weights: {why}"
+    return f"{_heads_note_start(name)}{fresh} start from fresh weights: {why}"
+
+
+def _heads_note_start(name: str) -> str:
+    """How the note of a model's heads starting afresh begins (found by it in a run's warnings)."""
+    return f"model '{name}': its self-distillation heads at "
+
+
+def _heads_note_kept(name: str, begun_with: list[str]) -> str | None:
+    """The note of ``name``'s heads among the warnings a resumed run recorded as it began."""
+    return next((said for said in begun_with if said.startswith(_heads_note_start(name))), None)
+
+
+def _still_there(checkpoint: str, name: str) -> bool:
+    """Whether a model's checkpoint can still be read (a resumed run needs a trained one no more)."""
+    try:
+        return checkpoint_file(checkpoint, name).is_file()
+    except CheckpointError:
+        return False
 
 
 def checkpoint_file(checkpoint: str, name: str) -> Path:
@@ -221,9 +251,11 @@ def _other_inputs(checkpoint: str, name: str, data: DataSplits, key: str, saved:
     return said
 
 
-def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohort:
+def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False,
+                 begun_with: list[str] | None = None) -> Cohort:
     """Models are built after seeding, so their initial weights follow ``cfg.seed``. ``saved``:
-    the config of a run being resumed, which trained as it is (checks added since do not stop it)."""
+    the config of a run being resumed, which trained as it is (checks added since do not stop it);
+    ``begun_with``: the warnings its run.json recorded as it began (build_member_module)."""
     names = cfg.member_names()
     teachers = cfg.all_teachers()
     specs = teachers + list(cfg.students)
@@ -237,7 +269,7 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False) -> Cohor
         key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
             f"students.{i - len(teachers)}"
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key,
-                                     notes=warned)
+                                     notes=warned, begun_with=begun_with)
         if spec.checkpoint and spec.frozen:  # (once its weights are found and loaded)
             # (kept with the cohort for run.json, which a resumed run writes anew: review 56b)
             for warning in _other_inputs(spec.checkpoint, name, data, key, saved):
@@ -348,7 +380,7 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
     if not resume:  # (a run resumed trains as it began: checks added since do not stop it)
         check_new_run_data(cfg.data, data)
     seed_everything(cfg.seed, cfg.deterministic)
-    cohort = build_cohort(cfg, data, saved=resume)
+    cohort = build_cohort(cfg, data, saved=resume, begun_with=_warnings_begun_with(run_dir) if resume else None)
     task = build_task(cfg, data, cohort)
     graph = build_graph(cfg, cohort, task)
     callbacks = list(callbacks or [])
@@ -360,11 +392,21 @@ def make_trainer(cfg: RunConfig, *, run_dir: str | Path | None = None, overwrite
         cohort, graph, task, train=cfg.train, optim=cfg.optim, rampup_epochs=cfg.distill.rampup_epochs,
         seed=cfg.seed, deterministic=cfg.deterministic, device=cfg.device,
         run_dir=run_dir, overwrite=overwrite, progress=progress,
-        callbacks=callbacks, run_info={**_run_info(cfg), **({"data_notes": notes} if notes else {})},
+        callbacks=callbacks, run_info={**_run_info(cfg, resume), **({"data_notes": notes} if notes else {})},
         config_yaml=to_yaml(cfg), discriminator_lr=cfg.distill.discriminator_lr, gp_weight=cfg.distill.gp_weight,
         patches=patch_settings(cfg),
     )
     return trainer, data
+
+
+def _warnings_begun_with(run_dir: Path) -> list[str] | None:
+    """The warnings a run being resumed recorded as it began (None without a readable run.json:
+    the resume then refuses it, naming why)."""
+    try:
+        said = read_json(run_dir / RUN_FILE).get("training_warnings")
+    except CheckpointError:
+        return None
+    return [str(w) for w in said] if isinstance(said, list) else []
 
 
 def _read_noting(spec) -> tuple[DataSplits, list[str]]:
@@ -380,14 +422,16 @@ def _read_noting(spec) -> tuple[DataSplits, list[str]]:
     return data, list(dict.fromkeys(str(w.message) for w in said if issubclass(w.category, DataNote)))
 
 
-def _run_info(cfg: RunConfig) -> dict:
+def _run_info(cfg: RunConfig, resume: bool = False) -> dict:
     """What run.json records of the config beside the trainer's own: the data section, the
     preset, and the data's root as an absolute path (a relative root counts from where the run
-    trained, which later commands, run elsewhere, need to find the data a run must not write over)."""
+    trained, which later commands, run elsewhere, need to find the data a run must not write over).
+    A resume keeps run.json's own: the checkpoints' digests are not taken again (a trained
+    model's file, which the resume does not read, may have gone or changed since)."""
     info = {"data_spec": cfg.data.model_dump(mode="json"), "preset": cfg.distill.preset}
     if cfg.data.root:
         info["data_root"] = str(Path(cfg.data.root).resolve())
-    started_from = checkpoint_digests(cfg)
+    started_from = {} if resume else checkpoint_digests(cfg)
     if started_from:  # (compare reuses a run only while the files it started from are the same)
         info["checkpoint_sha256"] = started_from
     held = data_fingerprint(cfg.data)
