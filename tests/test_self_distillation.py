@@ -348,3 +348,15 @@ def test_a_headed_student_resumes_without_the_run_it_was_fine_tuned_from_keeping
     train_cli(tmp_path, capsys, plain, "--quiet")
     assert main(["train", "--resume", str(tmp_path / "g2"), "--quiet"]) == 0
     assert json.loads((tmp_path / "g2" / "run.json").read_text())["training_warnings"] == [note]
+
+
+def test_a_head_after_the_deep_layer_that_is_also_changed_in_place_is_refused_for_its_order_first():
+    # features.9 (a BatchNorm) runs after deep_layer features.6, and the ReLU(inplace=True) after it
+    # changes its output: the order is said first, since moving the head earlier mends both
+    # (said the other way round, following the in-place advice led to the order refusal next)
+    with pytest.raises(ConfigError) as refused:
+        HeadedModel(SmallCNN(1, 10, width=4, depth=3), ["features.9"], "features.6", 10, X, owner="model 'student1'")
+    assert str(refused.value) == (
+        "model 'student1': head layer(s) ['features.9'] run after deep_layer 'features.6', whose features each head "
+        "learns from: heads sit on shallower layers; pick earlier ones, or a deeper deep_layer (forward order: "
+        "features.6, features.9)")

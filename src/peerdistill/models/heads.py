@@ -144,15 +144,12 @@ class HeadedModel(nn.Module):
                                   f"{str(exc).splitlines()[0]}") from None
             if check_depth:  # (before take(): a layer changed in place is the tensor of the layer that changed it)
                 self._refuse_deep_output(base, recorder.features, output, deep_from, sample_input)
+                # (and before take()'s refusal of a layer changed in place: a head moved to an earlier
+                # layer, as this one says, needs no other fix for that)
+                self._refuse_heads_after_deep(base, list(recorder.features), deep_from)
             recorded = recorder.take(complete=True)
         base.train(was_training)
         shapes = {path: tuple(f.shape[1:]) for path, f in recorded.items()}
-        order = list(shapes)  # the order the layers gave the outputs kept in (a module's after its children's)
-        deeper = [p for p in head_layers if order.index(p) > order.index(deep_layer)]
-        if check_depth and deeper:
-            raise ConfigError(f"{owner}: head layer(s) {deeper} run after {deep_from} '{deep_layer}', whose features "
-                              "each head learns from: heads sit on shallower layers; pick earlier ones, or a "
-                              f"deeper deep_layer (forward order: {', '.join(order)})")
         for path in (*head_layers, deep_layer):  # (a head convolves, the deep feature pools, [C, H, W] maps)
             refuse_channels_last(base, path, shapes[path], f"{owner}, self-distillation")
         deep_dim = channels(shapes[deep_layer], f"{owner}'s deep layer '{deep_layer}'")
@@ -161,6 +158,22 @@ class HeadedModel(nn.Module):
                     spatial=len(shapes[p]) == 3)
             for p in head_layers
         )
+
+    def _refuse_heads_after_deep(self, base: nn.Module, order: list[str], deep_from: str) -> None:
+        """Refuse head layers that run after the deep layer (``order``: the order the layers gave
+        the outputs recorded in, a module's after its children's), whose features each head
+        learns from. A layer that gave nothing, or a module placed at several paths (recorded at
+        its last place), is left to the recorder, which names it."""
+        head_layers, deep_layer, owner = self.head_layers, self.deep_layer, self.owner
+        layers = [*head_layers, deep_layer]
+        if any(p not in order for p in layers) or any(len(places_of(base, find_module(base, p, owner))) > 1
+                                                      for p in layers):
+            return
+        deeper = [p for p in head_layers if order.index(p) > order.index(deep_layer)]
+        if deeper:
+            raise ConfigError(f"{owner}: head layer(s) {deeper} run after {deep_from} '{deep_layer}', whose features "
+                              "each head learns from: heads sit on shallower layers; pick earlier ones, or a "
+                              f"deeper deep_layer (forward order: {', '.join(order)})")
 
     def _refuse_deep_output(self, base: nn.Module, recorded: dict[str, torch.Tensor], output,
                             deep_from: str, sample_input: torch.Tensor) -> None:
