@@ -1225,6 +1225,25 @@ def test_an_item_of_a_list_not_set_is_named_as_such():
     assert tree["teacher"] == {"args": {"width": 8}}
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("studnets.0.arch=cnn", "override 'studnets.0.arch': unknown key 'studnets' (did you mean 'students'?)"),
+    ("student.0.arch=cnn", "override 'student.0.arch': unknown key 'student' (did you mean 'students'?)"),
+    ("distill.edge.0.kind=kl", "override 'distill.edge.0.kind': unknown key 'distill.edge' (did you mean 'edges'?)"),
+])
+def test_a_misspelt_list_key_with_an_index_gets_the_key_meant(override, message):
+    """Review 58e: studnets.0.arch=cnn was told "studnets is not set ... give the list whole
+    (studnets=[...])", repeating the typo, where distil.preset=kd gets "did you mean 'distill'"."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        apply_overrides({}, [override])
+
+
+def test_a_real_list_key_left_unset_is_still_told_to_give_the_list_whole():
+    with pytest.raises(ConfigError, match=re.escape("teachers is not set, so it has no item 0: give the list whole")):
+        apply_overrides({}, ["teachers.0.arch=cnn"])
+    with pytest.raises(ConfigError, match=re.escape("teacher.args.sizes is not set, so it has no item 0")):
+        apply_overrides({}, ["teacher.args.sizes.0=3"])  # (a model's args: any key may be meant)
+
+
 def test_num_workers_takes_a_whole_number_as_pydantic_reads_one():
     """Review 55n: the one-line message of review 55j refused "3" and numpy's int64, taken before."""
     import numpy as np

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel
 
 from ..errors import ConfigError
-from .messages import SHOWN_VALUE, is_list, section_model
+from .messages import SHOWN_VALUE, _suggestion, is_list, section_model
 from .run_spec import RunConfig
 from .yaml_files import leading_zero_problem, yaml_value
 
@@ -62,6 +62,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         if part not in node or node[part] is None:
             if parts[depth + 1].isdigit():  # (an item of a list not there: not a mapping keyed '0': review 53i)
                 where = ".".join(parts[:depth + 1])
+                _refuse_unknown_key(parts[:depth + 1], dotted)
                 raise ConfigError(f"override '{dotted}': {where} is not set, so it has no item {parts[depth + 1]}: "
                                   f"give the list whole ({where}=[{{...}}, ...]), then set its items' keys")
             node[part] = {}
@@ -74,6 +75,16 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         node[index] = _merged(node[index], value, dotted)
     else:
         node[last] = _merged(node.get(last), value, dotted)
+
+
+def _refuse_unknown_key(parts: list[str], dotted: str) -> None:
+    """Refuse ``parts`` (``studnets``) where its section has no such key, with the key meant, as a
+    misspelt key without an index is told: "not set, give the list whole" repeated the typo."""
+    parent = RunConfig if len(parts) == 1 else section_at(".".join(parts[:-1]))
+    if parent is None or parts[-1] in parent.model_fields:  # (under a model's args any key may be meant)
+        return
+    loc = tuple(int(p) if p.isdigit() else p for p in parts)
+    raise ConfigError(f"override '{dotted}': unknown key '{'.'.join(parts)}'{_suggestion(loc, RunConfig)}")
 
 
 def _list_index(part: str, dotted: str, length: int) -> int:
