@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peerdistill.config import (ChannelStats, DistillSpec, EdgeSpec, apply_overrides, default_config,
+from peerdistill.config import (ChannelStats, DistillSpec, EdgeSpec, ModelSpec, apply_overrides, default_config,
                                 load_config, validate)
 from peerdistill.errors import ConfigError
 
@@ -1235,6 +1235,18 @@ def test_a_misspelt_list_key_with_an_index_gets_the_key_meant(override, message)
     (studnets=[...])", repeating the typo, where distil.preset=kd gets "did you mean 'distill'"."""
     with pytest.raises(ConfigError, match=re.escape(message)):
         apply_overrides({}, [override])
+
+
+def test_a_head_listed_twice_is_refused_by_its_key():
+    """Review 58e: students.0.heads=[features.2, features.2] reached the graph, which said "duplicate
+    knowledge edges" with edge names the user never wrote."""
+    with pytest.raises(ConfigError, match=re.escape(
+            "'students.0.heads': 'features.2' is listed twice: list each head once")):
+        validate(apply_overrides(default_config(), ["distill.preset=self", "students=[{arch: cnn}]", "teacher=null",
+                                                    "students.0.heads=[features.2, features.2]"]))
+    with pytest.raises(ConfigError, match=re.escape("'heads': 'a', 'b' are listed twice: list each head once")):
+        ModelSpec(arch="cnn", heads=["a", "b", "a", "b"])
+    assert ModelSpec(arch="cnn", heads=["features.2", "features.5"]).heads == ["features.2", "features.5"]
 
 
 def test_a_real_list_key_left_unset_is_still_told_to_give_the_list_whole():

@@ -53,6 +53,16 @@ class ModelSpec(Section):
     def _checkpoint_at_home(cls, value: str | None) -> str | None:
         return home_expanded(value) if isinstance(value, str) else value
 
+    @field_validator("heads")
+    @classmethod
+    def _each_head_once(cls, value: list[str]) -> list[str]:
+        # (a repeat reached the graph as "duplicate knowledge edges" with edge names the user never wrote)
+        repeated = sorted({head for head in value if value.count(head) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} {'is' if len(repeated) == 1 else 'are'} listed "
+                             "twice: list each head once")
+        return value
+
     @model_validator(mode="after")
     def _frozen_needs_weights(self, info: ValidationInfo) -> "ModelSpec":
         if self.frozen and not self.checkpoint:
