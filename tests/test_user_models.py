@@ -1,6 +1,8 @@
 """Users' own models that earlier versions mishandled: lazy layers, transformer token features,
 checkpointed blocks, a final .squeeze(), a model that cannot take the data."""
 
+import re
+
 import pytest
 import torch
 import torch.utils.checkpoint as activation_checkpoint
@@ -537,6 +539,39 @@ def test_weights_under_any_of_the_usual_keys_of_a_training_scripts_file_load(tmp
     load_weights(fresh, tmp_path / "w.pth", "teacher")
     for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def _shifted(model: nn.Module, by: float) -> dict[str, torch.Tensor]:
+    return {k: v + by if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
+def test_weights_under_two_usual_keys_load_the_one_that_fits_or_are_refused_naming_both(tmp_path):
+    """Review 58e: {'model': A, 'state_dict': B} loaded the first key in the list's order, silently;
+    where that one did not fit, the run failed on shapes though the other fitted."""
+    from peerdistill.engine import load_weights
+    from peerdistill.errors import CheckpointError
+    from peerdistill.models import SmallCNN
+
+    fits, wider = _shifted(_small_cnn(), 1.0), SmallCNN(1, 3, width=8, depth=1).state_dict()
+    for saved in ({"model": fits, "state_dict": wider}, {"state_dict": wider, "net": {"state_dict": fits}}):
+        torch.save({"epoch": 3, **saved}, tmp_path / "w.pth")
+        loaded = _small_cnn()
+        load_weights(loaded, tmp_path / "w.pth", "teacher")
+        assert all(torch.equal(v, fits[k]) for k, v in loaded.state_dict().items())
+    torch.save({"model": fits, "state_dict": {k: v.clone() for k, v in fits.items()}}, tmp_path / "copies.pth")
+    load_weights(loaded := _small_cnn(), tmp_path / "copies.pth", "teacher")  # one dict saved twice: fine
+    assert all(torch.equal(v, fits[k]) for k, v in loaded.state_dict().items())
+    torch.save({"model": fits, "state_dict": _shifted(_small_cnn(), 2.0)}, tmp_path / "both.pth")
+    with pytest.raises(CheckpointError, match=re.escape(
+            "holds different weights that fit teacher under ['state_dict'] and ['model']: which was meant cannot be "
+            "told; save that one alone (checkpoint = torch.load(PATH), then torch.save(checkpoint['state_dict'], "
+            "'weights.pth'))")):
+        load_weights(_small_cnn(), tmp_path / "both.pth", "teacher")
+    torch.save({"model": wider, "state_dict": SmallCNN(1, 5, width=4, depth=1).state_dict()}, tmp_path / "none.pth")
+    with pytest.raises(CheckpointError, match=re.escape("holds weights under ['state_dict'] and ['model'], and none "
+                                                        "fits teacher (['state_dict']: shape mismatch")) as refused:
+        load_weights(_small_cnn(), tmp_path / "none.pth", "teacher")
+    assert "['model']: shape mismatch ['features.0.weight: file (8, 1, 3, 3) vs model (4, 1, 3, 3)'" in str(refused.value)
 
 
 def test_weights_in_the_legacy_pickle_format_load_and_a_cut_safetensors_file_is_named(tmp_path):

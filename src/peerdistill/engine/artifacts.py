@@ -207,7 +207,7 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
     with open(path, "rb"):  # an unreadable file is that, not "corrupt" (the caller reports OSError)
         pass
     own = module.state_dict()
-    state = read_state(path, name, set(own))
+    state = read_state(path, name, set(own), {k: tuple(v.shape) for k, v in own.items() if not is_lazy(v)})
     # BatchNorm's batch counter, absent from older PyTorch files and converted weights, is only a
     # count (torch's own loading fills it in too): the model keeps its own
     for key in _batch_counters(module) - set(state):

@@ -12,6 +12,7 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,15 @@ DIGEST_KEY = "peerdistill_sha256"
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "module")
 
 
-def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torch.Tensor]:
+def read_state(path: Path, name: str, expected_keys: set[str],
+               shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
     """The tensors of ``path`` by key, whatever its name says it is: a safetensors file, or a
     PyTorch file (a zip archive, or a pickle of older versions). In either, a prefix every key shares
     that the model's keys lack (a wrapper's: DataParallel's ``module.``, torch.compile's
     ``_orig_mod.``, a Lightning module's ``model.``) is dropped, and one every key of the model
-    shares that the file's lack (a wrapper of one's own) is added, matched to ``expected_keys``."""
+    shares that the file's lack (a wrapper of one's own) is added, matched to ``expected_keys``.
+    ``shapes``: the model's tensor shapes by key (those known), which pick among a dictionary's
+    several different state dicts the one that fits."""
     with open(path, "rb") as fh:
         head = fh.read(9)
     if _is_safetensors(head):
@@ -67,7 +71,7 @@ def read_state(path: Path, name: str, expected_keys: set[str]) -> dict[str, torc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint '{path}' for {name}: {first}. It is truncated or "
                               "corrupt") from None
-    return _without_common_prefix(_state_dict_in(loaded, path, name), expected_keys)
+    return _state_dict_in(loaded, path, name, expected_keys, shapes or {})
 
 
 def load_tensors(path: Path) -> Any:
@@ -128,28 +132,80 @@ def rejected_object(exc: Exception) -> str:
     return line.split(" Please ")[0][:200]
 
 
-def _state_dict_in(loaded, path: Path, name: str) -> dict[str, torch.Tensor]:
-    """The file's state dict: the whole file, or under one of ``STATE_KEYS``, one level down or
-    two (a training script's ``{"model": {"state_dict": ...}}``)."""
-    found = _state_under(loaded, levels=2)
-    if found is not None:
-        return found
-    keys = list(loaded)[:8] if isinstance(loaded, dict) else type(loaded).__name__
-    nested = {key: list(loaded[key])[:8] for key in STATE_KEYS if isinstance(loaded, dict)
-              and isinstance(loaded.get(key), dict)}
-    inside = "".join(f"; '{key}' holds {held}, no state dict" for key, held in nested.items())
-    raise CheckpointError(f"checkpoint '{path}' for {name} holds no state dict (found {keys}{inside}): save "
-                          f"model.state_dict(), or a dictionary with it under one of {list(STATE_KEYS)}")
+def _state_dict_in(loaded, path: Path, name: str, expected_keys: set[str],
+                   shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The file's state dict, its keys matched to the model's: the whole file, or under one of
+    ``STATE_KEYS``, one level down or two (a training script's ``{"model": {"state_dict": ...}}``).
+    Where several keys hold different state dicts, the one that fits the model."""
+    found = [(where, _without_common_prefix(state, expected_keys)) for where, state in _states_under(loaded, 2)]
+    if not found:
+        keys = list(loaded)[:8] if isinstance(loaded, dict) else type(loaded).__name__
+        nested = {key: list(loaded[key])[:8] for key in STATE_KEYS if isinstance(loaded, dict)
+                  and isinstance(loaded.get(key), dict)}
+        inside = "".join(f"; '{key}' holds {held}, no state dict" for key, held in nested.items())
+        raise CheckpointError(f"checkpoint '{path}' for {name} holds no state dict (found {keys}{inside}): save "
+                              f"model.state_dict(), or a dictionary with it under one of {list(STATE_KEYS)}")
+    distinct = _distinct(found)
+    if len(distinct) == 1:  # (one, or copies of one: a mismatch is for the caller to name)
+        return distinct[0][1]
+    return _the_one_that_fits(distinct, path, name, expected_keys, shapes)
 
 
-def _state_under(value, levels: int) -> dict[str, torch.Tensor] | None:
+def _states_under(value, levels: int, where: str = "") -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """Every state dict in ``value`` (itself, or under ``STATE_KEYS`` to ``levels`` deep), each
+    with where it is, as Python indexes it (``['model']['state_dict']``)."""
     if _is_state(value):
-        return value
-    if levels and isinstance(value, dict):
-        for key in STATE_KEYS:
-            if (found := _state_under(value.get(key), levels - 1)) is not None:
-                return found
-    return None
+        return [(where, value)]
+    if not levels or not isinstance(value, dict):
+        return []
+    return [hit for key in STATE_KEYS for hit in _states_under(value.get(key), levels - 1, f"{where}[{key!r}]")]
+
+
+def _distinct(found: list[tuple[str, dict[str, torch.Tensor]]]) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """``found`` without the copies of a state dict listed before it (a script saving one dict
+    under two keys)."""
+    kept: list[tuple[str, dict[str, torch.Tensor]]] = []
+    for where, state in found:
+        if not any(_same_weights(state, other) for _, other in kept):
+            kept.append((where, state))
+    return kept
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a is b or (a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a))
+
+
+def _the_one_that_fits(found: list[tuple[str, dict[str, torch.Tensor]]], path: Path, name: str,
+                       expected_keys: set[str], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Of a dictionary's different state dicts, the one whose keys and shapes fit the model: the
+    first in ``STATE_KEYS``' order was loaded before, and failed on shapes where another fitted.
+    Two that fit, or none, are refused naming each: which was meant cannot be told."""
+    misfits = {where: _misfit(state, expected_keys, shapes) for where, state in found}
+    fitting = [where for where, misfit in misfits.items() if misfit is None]
+    wheres = " and ".join(where for where, _ in found)
+    if len(fitting) == 1:
+        return dict(found)[fitting[0]]
+    if fitting:
+        raise CheckpointError(f"checkpoint '{path}' holds different weights that fit {name} under "
+                              f"{' and '.join(fitting)}: which was meant cannot be told; save that one alone (checkpoint = "
+                              f"torch.load(PATH), then torch.save(checkpoint{fitting[0]}, 'weights.pth'))")
+    said = "; ".join(f"{where}: {misfit}" for where, misfit in misfits.items())
+    raise CheckpointError(f"checkpoint '{path}' holds weights under {wheres}, and none fits {name} ({said}): they "
+                          "were saved from another architecture or number of classes; check arch, args and the data")
+
+
+def _misfit(state: dict[str, torch.Tensor], expected_keys: set[str],
+            shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+    """How ``state`` fails to fit the model, briefly; None where it fits (BatchNorm's batch
+    counters may be missing, as loading allows)."""
+    missing = sorted(k for k in expected_keys - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - expected_keys)
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(shapes[k])}"
+                  for k in state if k in shapes and tuple(state[k].shape) != tuple(shapes[k])]
+    problems = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+                f"shape mismatch {mismatched[:2]}" if mismatched else ""]
+    return ", ".join(filter(None, problems)) or None
 
 
 def _is_state(value) -> bool:
