@@ -92,6 +92,32 @@ def test_a_cohort_gives_preset_edges_its_names_and_feature_layers():
         preset_edges("kd", "teacher")
 
 
+class _NoFeatureLayer(nn.Module):
+    """A user's model: no feature_layer attribute, so feature edges have no layer of it to compare."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+def test_a_model_without_a_feature_layer_is_told_its_own_module_paths():
+    """Review 58e: the styles message gave 'layer3' as its example, a path the user's model lacks."""
+    cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 3, 4, 1)], teacher=_NoFeatureLayer())
+    said = ("'styles' compares feature maps but model 'teacher' has no feature layer: set its feature_layer to a "
+            "module path (its modules include 'features', 'fc', 'features.0', 'features.1', 'features.2', "
+            "'features.3'); ")
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        preset_edges("styles", cohort)
+    with pytest.raises(ConfigError, match=re.escape(said)):  # (as a config's graph is built)
+        KnowledgeGraph.from_preset("styles", cohort)
+    with pytest.raises(ConfigError, match=re.escape("a module path (for example 'layer3'); ")):  # (names alone)
+        preset_edges("styles", "teacher", ["student1", "student2"], feature_layers={"student1": "x", "student2": "y"})
+
+
 def test_self_preset_edges_and_head_weights():
     edges = preset_edges("self", None, ["net"], heads={"net": ["l1", "l2"]}, self_alpha=0.3, self_lambda=0.05)
     assert {(e.source, e.target, e.kind, e.weight) for e in edges} == {

@@ -17,7 +17,7 @@ from .config import (PRESET_DOCS, TEACHER_PRESETS, DistillSpec, format_validatio
                      unread_edge_keys)
 from .config.presets import PEER_LOGITS_ALONE, TEACHER_LOGITS_TO_EVERY_STUDENT
 from .arguments import check_not_negative, whole_number
-from .capture import refuse_channels_last
+from .capture import module_paths, refuse_channels_last, unwrap
 from .connectors import Connector
 from .errors import ConfigError, warn_user
 from .values import is_finite_number
@@ -25,7 +25,7 @@ from .losses import attention_transfer, confidence_weights, fitnet_hint, similar
 from .losses.logits import checked_temperature, dkd_to_softened, kl_to_softened, mix_soft_targets
 from .losses.adversarial import holistic_generator_loss
 from .losses.dense import channel_wise, pairwise_affinity
-from .models.heads import DEEP_FEATURE, HEAD_FEATURE
+from .models.heads import DEEP_FEATURE, HEAD_FEATURE, HeadedModel
 from .spatial import align_to, labels_at, mean_at_largest, valid_pixels
 
 if TYPE_CHECKING:
@@ -148,6 +148,31 @@ def _from_cohort(teachers, students, feature_layers, heads) -> tuple[Any, Any, A
             {m.name: m.head_layers for m in cohort.members if m.head_layers} if heads is None else heads)
 
 
+def _modules_of(cohort: Any) -> dict[str, nn.Module]:
+    """The networks of a Cohort's members by name (their layer paths, not their heads'); none
+    where models are given by name."""
+    from .cohort import Cohort
+
+    if not isinstance(cohort, Cohort):
+        return {}
+    networks = {m.name: unwrap(m.module) for m in cohort.members}
+    return {name: net.base if isinstance(net, HeadedModel) else net for name, net in networks.items()}
+
+
+def _layer_examples(network: nn.Module | None, shown: int = 6) -> str:
+    """A few of ``network``'s module paths, blocks first and shallowest first (a feature layer is
+    usually a block): where a model without a feature layer may take one. A generic example where
+    the network is not known or has no submodules."""
+    paths = [path for path in module_paths(network) if path] if network is not None else []
+    if not paths:
+        return "for example 'layer3'"
+    depth = {path: path.count(".") for path in paths}
+    blocks = [path for path in paths if any(other.startswith(f"{path}.") for other in paths)]
+    ordered = sorted(blocks, key=depth.get) + sorted((p for p in paths if p not in blocks), key=depth.get)
+    more = ", ..." if len(ordered) > shown else ""
+    return f"its modules include {', '.join(map(repr, ordered[:shown]))}{more}"
+
+
 def preset_edges(preset: str, teachers: Any, students: list[str] | None = None,
                  params: DistillSpec | None = None, *, feature_layers: Mapping[str, str | None] | None = None,
                  heads: Mapping[str, list[str]] | None = None, **overrides) -> list[Edge]:
@@ -160,6 +185,7 @@ def preset_edges(preset: str, teachers: Any, students: list[str] | None = None,
     Mutual learning uses the DML mean over peers: each of the K-1 peer edges into a student
     weighs ``beta / (K - 1)``. Several teachers are combined into the virtual source
     ``teachers``. Models with heads always get the self-distillation edges."""
+    modules = _modules_of(teachers)
     teachers, students, feature_layers, heads = _from_cohort(teachers, students, feature_layers, heads)
     teachers = _names(teachers)
     graph_keys = [key for key in GRAPH_KEYS if key in overrides]
@@ -189,7 +215,8 @@ def preset_edges(preset: str, teachers: Any, students: list[str] | None = None,
         if not layers.get(model):
             raise ConfigError(
                 f"{asked_by or f'preset {preset!r}'} compares feature maps but model '{model}' has no feature layer: "
-                "set its feature_layer to a module path (for example 'layer3'); in Python, pass preset_edges("
+                f"set its feature_layer to a module path ({_layer_examples(modules.get(model))}); in Python, pass "
+                "preset_edges("
                 "..., feature_layers={model name: module path}), e.g. {'teacher': 'layer3', 'student1': "
                 "'features.2'} (a cohort built with Cohort.from_modules(..., feature_layers={...}) holds them: "
                 "{m.name: m.feature_layer for m in cohort.members})"
@@ -389,10 +416,15 @@ class KnowledgeGraph:
         """The graph a config's ``distill`` section gives: ``preset_edges`` (same arguments, a
         Cohort too), each self-distillation head's cross-entropy weighted 1 - ``self_alpha``, and
         the section's ``teacher_weighting`` and ``pair_node_size``."""
+        from .cohort import Cohort
+
+        cohort = teachers if isinstance(teachers, Cohort) else None
         teachers, students, feature_layers, heads = _from_cohort(teachers, students, feature_layers, heads)
         teachers = _names(teachers)
         p = _with_overrides(params or DistillSpec(preset="independent"), overrides, preset, teachers, heads)
-        edges = preset_edges(preset, teachers, students, p, feature_layers=feature_layers, heads=heads)
+        # (a Cohort passed on as such: its networks' module paths are what a message suggests)
+        given = (cohort, None) if cohort is not None else (teachers, students)
+        edges = preset_edges(preset, *given, p, feature_layers=feature_layers, heads=heads)
         return cls(edges, supervised_weights=self_supervised_weights(heads or {}, p),
                    teacher_weighting=p.teacher_weighting, pair_node_size=p.pair_node_size,
                    logit_distiller=logit_distiller)
